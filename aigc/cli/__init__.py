@@ -1,0 +1,1 @@
+"""The Typer CLI: parses arguments, calls the library, renders results."""

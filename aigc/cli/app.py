@@ -1,0 +1,91 @@
+"""The root Typer app: global options, error handling, and commands registered through plugins."""
+
+import os
+import sys
+import warnings
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from .. import config, ui
+from ..errors import AigcError
+
+
+class AigcGroup(TyperGroup):
+    """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AigcError as exc:
+            if config.debug():
+                raise
+            ui.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if config.debug():
+                raise
+            ui.error("interrupted")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=AigcGroup,
+    name="aigc",
+    help="Local-first content generation: chat, summarize, headlines and more, on a local model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"aigc {__version__}")
+        raise typer.Exit()
+
+
+def _quiet_libraries() -> None:
+    """Keep transformers' and the hub's own bars and advisory warnings off stderr unless -v."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors only.")] = False,
+) -> None:
+    ui.settings.verbosity = -1 if quiet else verbose
+    if verbose == 0:
+        _quiet_libraries()
+    from ..plugins import failures
+
+    for failure in failures():
+        ui.warn(failure.message())
+
+
+def _register_commands() -> None:
+    from ..plugins import call_each
+
+    call_each("register_commands", app=app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="aigc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

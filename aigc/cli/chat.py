@@ -1,0 +1,134 @@
+"""`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError
+from ..generators.chat import ChatSession
+from .options import RunOptions, generation_options, stdin_text
+
+REPL_HELP = """Commands:
+  /help          this help
+  /reset         forget the conversation (keeps the system prompt)
+  /system TEXT   set the system prompt (empty: back to the default)
+  /save FILE     save the conversation (.json, or Markdown for any other name)
+  /exit          leave (Ctrl-D does too)
+Ctrl-C stops a reply that is being written."""
+
+
+@generation_options
+def chat(
+    prompt: Annotated[Optional[str], typer.Argument(help="Ask this and exit. Without it (and without piped input) a chat session starts.")] = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Chat with the model."""
+    piped = stdin_text()
+    if prompt is None and piped is None:
+        if not sys.stdin.isatty():
+            raise BadInputError("no prompt given; pass one as an argument or pipe it in")
+        return _repl(run, system, template)
+    text = "\n\n".join(part for part in (prompt, piped) if part and part.strip())
+    generator = run.generator("chat")
+    run.load(generator)
+    sampling = run.sampling()
+    if as_json:
+        result = generator(text, sampling=sampling, template=template, system=system)
+        stats = generator.engine.stats
+        usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
+        ui.result(json.dumps({"model": generator.engine.name, "text": result["text"], "usage": usage}, ensure_ascii=False))
+    elif sys.stdout.isatty():
+        _stream(generator.stream(text, sampling, template=template, system=system))
+    else:
+        ui.result(generator(text, sampling=sampling, template=template, system=system)["text"])
+    run.report(generator)
+
+
+def _stream(pieces) -> str:
+    """Write pieces to stdout as they come; returns the whole text."""
+    seen: list[str] = []
+    started = False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        seen.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(seen)
+
+
+def _repl(run: RunOptions, system: Optional[str], template: str) -> None:
+    try:
+        import readline  # noqa: F401 - line editing and history for input()
+    except ImportError:  # pragma: no cover - not on every platform
+        pass
+    generator = run.generator("chat")
+    run.load(generator)
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling())
+    ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            sys.stdout.write("\n")
+            break
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            ui.info("(Ctrl-D or /exit to leave)")
+            continue
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            if _slash(line, session) == "exit":
+                break
+            continue
+        try:
+            _stream(session.send(line))
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            ui.info("(reply stopped)")
+        except BadInputError as exc:
+            ui.error(str(exc))
+        if run.stats:
+            ui.print_stats(generator.engine.stats)
+
+
+def _slash(line: str, session: ChatSession) -> Optional[str]:
+    command, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if command in ("/exit", "/quit", "/bye"):
+        return "exit"
+    if command == "/help":
+        ui.stderr().print(REPL_HELP, markup=False)
+    elif command == "/reset":
+        session.reset()
+        ui.info("(conversation cleared)")
+    elif command == "/system":
+        session.set_system(arg)
+        ui.info(f"(system prompt {'set' if arg else 'back to the default'})")
+    elif command == "/save":
+        if not arg:
+            ui.error("/save needs a file name, e.g. /save chat.md or /save chat.json")
+        else:
+            try:
+                ui.info(f"(saved to {session.save(arg)})")
+            except BadInputError as exc:
+                ui.error(str(exc))
+    else:
+        ui.error(f"unknown command {command}; /help lists them")
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chat)

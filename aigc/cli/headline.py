@@ -1,0 +1,37 @@
+"""`aigc headline --topic ...` or `aigc headline FILE|-`."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..textio import read_document
+from .options import RunOptions, generation_options
+
+
+@generation_options
+def headline(
+    source: Annotated[Optional[str], typer.Argument(metavar="[FILE|-]", help="An article to write headlines for.")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many distinct headlines.")] = 3,
+    style: Annotated[str, typer.Option(help="news, seo, question or catchy.")] = "news",
+    max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "headline",
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Write distinct headlines for a topic or an article."""
+    article = read_document(source) if source else None
+    options = {"n": n, "style": style, "max_words": max_words, "template": template}
+    generator = run.generator("headline")
+    generator.validate(options)
+    run.load(generator)
+    result = generator({"topic": topic, "article": article}, sampling=run.sampling(), **options)
+    ui.result(json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"]))
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(headline)

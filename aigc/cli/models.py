@@ -1,0 +1,73 @@
+"""`aigc models list|pull|info`."""
+
+import json
+from typing import Annotated
+
+import typer
+
+from .. import config, ui
+from ..engine import models as registry
+
+models_app = typer.Typer(help="List, download and inspect models.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Known model aliases, where each comes from, and whether it is installed."""
+    rows = []
+    for alias, (plugin, spec) in sorted(registry.registered_models().items()):
+        ref = registry.resolve(alias)
+        rows.append(
+            {
+                "alias": alias,
+                "kind": spec.kind,
+                "source": spec.source,
+                "plugin": plugin,
+                "installed": ref.installed,
+                "default": alias == config.default_model(),
+                "description": spec.description,
+            }
+        )
+    if as_json:
+        ui.result(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("alias", "kind", "installed", "source"):
+        table.add_column(column)
+    for row in rows:
+        name = row["alias"] + (" (default)" if row["default"] else "")
+        table.add_row(name, row["kind"], "yes" if row["installed"] else "no", row["source"])
+    Console(soft_wrap=False).print(table)
+
+
+@models_app.command()
+def pull(name: Annotated[str, typer.Argument(help="Model alias, .gguf file or hub id.")]) -> None:
+    """Download (and convert, for GGUF sources) a model into the cache."""
+    ref = registry.resolve(name)
+    if ref.installed and ref.kind != "hub":
+        ui.info(f"{ref.name} is already installed at {ref.load_path()}")
+        return
+    with ui.stage_status() as stage:
+        path = registry.pull(ref, progress=stage)
+    ui.info(f"{ref.name} is ready at {path}")
+
+
+@models_app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="Model alias, directory, .gguf file or hub id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Facts about a model (read from its files, without loading it)."""
+    facts = registry.describe(registry.resolve(name))
+    if as_json:
+        ui.result(json.dumps(facts, indent=2))
+        return
+    width = max(len(key) for key in facts)
+    ui.result("\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in facts.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,87 @@
+"""Options every generating command shares, added by one decorator instead of repeated per command."""
+
+import functools
+import inspect
+import sys
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from .. import ui
+
+PANEL = "Model and sampling"
+
+
+@dataclass
+class RunOptions:
+    """The shared options of one command invocation."""
+
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file or hub id.", rich_help_panel=PANEL)] = None
+    temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy. Default depends on the task.", rich_help_panel=PANEL)] = None
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate per answer.", rich_help_panel=PANEL)] = None
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this string (repeatable); it is not printed.", rich_help_panel=PANEL)] = None
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and settings give the same output.", rich_help_panel=PANEL)] = None
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto"
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
+    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling overrides the user set (unset ones are left to the task and template)."""
+        values = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "stop": tuple(self.stop) if self.stop else None,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def generator(self, name: str, progress=None, load_progress=None):
+        from ..generators.base import get_generator
+
+        return get_generator(
+            name, model=self.model, device=self.device, dtype=self.dtype, progress=progress, load_progress=load_progress
+        )
+
+    def load(self, generator) -> None:
+        """Load the model now, with a spinner, so progress and errors come before any output."""
+        with ui.stage_status() as stage:
+            generator.load_progress = stage
+            generator.engine  # noqa: B018 - loads the model
+        generator.load_progress = lambda stage: None
+
+    def report(self, generator) -> None:
+        if self.stats:
+            ui.print_stats(generator.engine.stats)
+
+
+_COMMON = [
+    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+    for f in fields(RunOptions)
+]
+
+
+def generation_options(func: Callable) -> Callable:
+    """Add the shared options to a command; it receives them as one `run: RunOptions` argument."""
+    signature = inspect.signature(func)
+    own = [p for p in signature.parameters.values() if p.name != "run"]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        shared = {p.name: kwargs.pop(p.name) for p in _COMMON}
+        return func(*args, run=RunOptions(**shared), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + _COMMON)
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in _COMMON}}
+    return wrapper
+
+
+def stdin_text() -> Optional[str]:
+    """Piped standard input, if any."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    return sys.stdin.read()

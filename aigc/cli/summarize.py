@@ -1,0 +1,45 @@
+"""`aigc summarize FILE|-`."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..textio import check_writable, read_document, write_atomic
+from .options import RunOptions, generation_options
+
+
+@generation_options
+def summarize(
+    source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
+    length: Annotated[str, typer.Option(help="short, medium or long.")] = "medium",
+    words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="paragraph or bullets.")] = "paragraph",
+    template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds} as JSON.")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Summarize a document; long ones are summarized in parts, then the parts together."""
+    if output:
+        check_writable(output)
+    text = read_document(source)
+    options = {"length": length, "words": words, "format": format, "template": template}
+    generator = run.generator("summarize")
+    generator.validate(options)
+    run.load(generator)
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        result = generator(text, sampling=run.sampling(), **options)
+    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
+    if output:
+        ui.info(f"wrote {write_atomic(output, rendered)}")
+    else:
+        ui.result(rendered)
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(summarize)

@@ -1,0 +1,11 @@
+"""Registers the built-in CLI commands."""
+
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(app):
+    from ..cli import chat, headline, models, summarize
+
+    for module in (chat, summarize, headline, models):
+        module.register(app)

@@ -1,0 +1,1 @@
+"""The shared model loader and sampling core. Nothing here knows about tasks."""

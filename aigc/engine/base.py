@@ -1,0 +1,75 @@
+"""The small interface every engine implements (local transformers today, remote servers later).
+
+Generators talk to an `Engine` only: generate, stream and score, plus token counting and the
+context window, so a remote backend can stand in for the local one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Protocol, Union
+
+if TYPE_CHECKING:
+    from .sampling import SamplingParams
+
+Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
+Prompt = Union[str, list[Message]]  # raw text, or chat messages the engine formats itself
+
+
+@dataclass
+class Completion:
+    """One generated text for one prompt."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+
+
+@dataclass
+class EngineStats:
+    """Counters an engine accumulates across calls; the CLI's `--stats` prints them."""
+
+    load_seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_seconds: float | None = None
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    calls: int = field(default=0)
+
+    def record(self, prompt_tokens: int, completion_tokens: int, first_token: float, decode: float) -> None:
+        """One call: `first_token` is seconds to the first token, `decode` seconds in all."""
+        self.calls += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if self.first_token_seconds is None:
+            self.first_token_seconds = first_token
+        self.prefill_seconds += first_token
+        self.decode_seconds += decode
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second after the first token (prompt processing excluded)."""
+        after_first = self.decode_seconds - self.prefill_seconds
+        return max(0, self.completion_tokens - self.calls) / after_first if after_first > 0 else 0.0
+
+
+class Engine(Protocol):
+    """What generators may use. Prompts are raw text or chat messages."""
+
+    name: str
+    context_length: int
+    stats: EngineStats
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Tokens the prompt takes, chat formatting included."""
+
+    def generate(self, prompts: list[Prompt], params: "SamplingParams") -> list[list[Completion]]:
+        """`params.n` completions for each prompt, batched together."""
+
+    def stream(self, prompt: Prompt, params: "SamplingParams") -> Iterator[str]:
+        """Text pieces of one completion as they are decoded."""
+
+    def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        """Log-likelihood of each continuation after the prompt."""

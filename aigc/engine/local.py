@@ -1,0 +1,158 @@
+"""`LocalEngine`: the `Engine` interface on a transformers model in this process."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from ..errors import BadInputError
+from .base import Completion, EngineStats, Prompt
+from .sampling import DecodeLoop, SamplingParams, TextAssembler
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return sorted(ids)
+
+
+class LocalEngine:
+    """Generates with a loaded model and tokenizer on one device."""
+
+    def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = model.device
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.special_ids = list(tokenizer.all_special_ids)
+        self.stats = EngineStats(load_seconds=load_seconds)
+
+    def render(self, prompt: Prompt) -> str:
+        """Prompt text as the model sees it: chat messages go through the model's chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
+        return "\n\n".join(lines + ["Assistant:"])
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        text = self.render(prompt)
+        # Chat templates already hold the BOS token where the model wants one.
+        return self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"]
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        return len(self.encode(prompt))
+
+    def _batch(self, rows: list[list[int]]):
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _check_fits(self, rows: list[list[int]], params: SamplingParams) -> None:
+        longest = max(len(r) for r in rows)
+        if longest + params.max_tokens > self.context_length:
+            raise BadInputError(
+                f"the prompt takes {longest} tokens and {params.max_tokens} more were asked for, but "
+                f"{self.name} holds {self.context_length}; shorten the input or lower --max-tokens"
+            )
+
+    def _run(self, rows: list[list[int]], params: SamplingParams) -> "_Run":
+        self._check_fits(rows, params)
+        ids, mask = self._batch(rows)
+        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id)
+        return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows])
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        encoded = [self.encode(p) for p in prompts]
+        run = self._run([ids for ids in encoded for _ in range(params.n)], params)
+        for _ in run:
+            pass
+        results: list[list[Completion]] = []
+        for p, ids in enumerate(encoded):
+            group = []
+            for row in range(p * params.n, (p + 1) * params.n):
+                reason = "stop" if run.done[row] else "length"
+                group.append(Completion(run.texts[row].text, len(ids), run.counts[row], reason))
+            results.append(group)
+        return results
+
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+        for _row, piece in self._run([self.encode(prompt)], params.replace(n=1)):
+            yield piece
+
+    def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        import torch
+
+        head = self.encode(prompt)
+        tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        rows = [head + tail for tail in tails]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        scores = []
+        for i, tail in enumerate(tails):
+            positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=logprobs.device)
+            targets = torch.tensor(tail, device=logprobs.device)
+            scores.append(float(logprobs[i, positions, targets].sum()))
+        return scores
+
+
+class _Run:
+    """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes."""
+
+    def __init__(self, engine: LocalEngine, loop: DecodeLoop, texts: list[TextAssembler]):
+        self.engine = engine
+        self.loop = loop
+        self.texts = texts
+        self.counts = [0] * len(texts)
+        self.done = [False] * len(texts)
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        loop, eos = self.loop, set(self.engine.eos_ids)
+        started = time.perf_counter()
+        first = None
+        try:
+            for step in loop:
+                first = first if first is not None else time.perf_counter() - started
+                for row, token in enumerate(step.tolist()):
+                    if self.done[row]:
+                        continue
+                    if token in eos:
+                        self.done[row] = True
+                        continue
+                    self.counts[row] += 1
+                    piece = self.texts[row].push(token)
+                    if self.texts[row].stopped:
+                        self.done[row] = True
+                        loop.finish(row)
+                    if piece:
+                        yield row, piece
+            for row, text in enumerate(self.texts):
+                piece = text.flush()
+                if piece:
+                    yield row, piece
+        finally:
+            elapsed = time.perf_counter() - started
+            prompt_tokens = int(self.loop.attention_mask.sum())
+            self.engine.stats.record(prompt_tokens, sum(self.counts), first or elapsed, elapsed)

@@ -1,0 +1,224 @@
+"""Sampling settings and the one decode loop every generator runs through.
+
+The loop is small pure steps: transformers' logits processors shape the scores, a token is picked,
+and `TextAssembler` turns token ids into text pieces (incremental detokenization, stop strings held
+back while they might still match, EOS). torch is imported inside functions so the CLI can build
+`SamplingParams` without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from ..errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off."""
+
+    temperature: float = 0.2
+    top_p: float = 0.9
+    top_k: int = 0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = field(default=())
+    seed: int | None = None
+    n: int = 1
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        checks = [
+            (0 <= self.temperature <= 2, f"temperature must be between 0 and 2 (0 = greedy), got {self.temperature}"),
+            (0 < self.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {self.top_p}"),
+            (self.top_k >= 0, f"top-k must be 0 (off) or a positive number of tokens, got {self.top_k}"),
+            (self.max_tokens >= 1, f"max-tokens must be at least 1, got {self.max_tokens}"),
+            (self.n >= 1, f"n must be at least 1, got {self.n}"),
+            (0 < self.repetition_penalty <= 3, f"repetition penalty must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
+            (self.seed is None or self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BadInputError(message)
+
+    def replace(self, **changes) -> "SamplingParams":
+        """A copy with the given fields changed; `None` values leave a field as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def build_processors(params: SamplingParams):
+    """A `LogitsProcessorList` holding only the steps that change anything for these settings."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    steps = LogitsProcessorList()
+    if params.repetition_penalty != 1.0:
+        steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if not params.greedy:
+        if params.temperature != 1.0:
+            steps.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k > 0:
+            steps.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            steps.append(TopPLogitsWarper(params.top_p))
+    return steps
+
+
+def make_generator(seed: int | None, device) -> "torch.Generator":
+    """A seeded torch RNG; without a seed, a fresh random one."""
+    import torch
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else random.SystemRandom().randrange(2**63))
+    return gen
+
+
+def pick_tokens(scores: "torch.Tensor", params: SamplingParams, gen: "torch.Generator") -> "torch.Tensor":
+    """One token id per row: argmax when greedy, else a draw from the softmax."""
+    import torch
+
+    if params.greedy:
+        return scores.argmax(dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
+
+
+def cache_keyword(model) -> str:
+    """`cache` in newer transformers, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+class DecodeLoop:
+    """Prefill a left-padded batch, then yield one tensor of next-token ids per step.
+
+    Rows finish on EOS or when `finish(row)` is called (a stop string matched); finished rows
+    keep producing the pad id. The KV cache lives in `self.cache`.
+    """
+
+    def __init__(self, model, input_ids, attention_mask, params: SamplingParams, eos_ids: Sequence[int], pad_id: int):
+        import torch
+
+        self.model = model
+        self.params = params
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+        self.eos = torch.tensor(sorted(set(eos_ids)), device=input_ids.device)
+        self.pad_id = pad_id
+        self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        self.processors = build_processors(params)
+        self.gen = make_generator(params.seed, input_ids.device)
+        self.cache = None
+
+    def finish(self, row: int) -> None:
+        self.finished[row] = True
+
+    def __iter__(self) -> Iterator["torch.Tensor"]:
+        import torch
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        cache_arg = {cache_keyword(self.model): self.cache}
+        mask = self.attention_mask
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        seen = self.input_ids
+        step_ids = self.input_ids
+        with torch.inference_mode():
+            for _ in range(self.params.max_tokens):
+                out = self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    use_cache=True,
+                    **cache_arg,
+                    logits_to_keep=1,
+                )
+                scores = self.processors(seen, out.logits[:, -1, :].float())
+                next_ids = pick_tokens(scores, self.params, self.gen)
+                next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)
+                yield next_ids
+                self.finished |= torch.isin(next_ids, self.eos)
+                if bool(self.finished.all()):
+                    return
+                step_ids = next_ids[:, None]
+                seen = torch.cat([seen, step_ids], dim=-1)
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+                position_ids = position_ids[:, -1:] + 1
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that could still grow into a stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:size]):
+                longest = max(longest, size)
+                break
+    return longest
+
+
+class TextAssembler:
+    """Turns one row's token ids into text: incremental detokenization and stop strings.
+
+    `push(token)` returns the new text that is safe to show; stop strings are cut off and never
+    shown, and a partial stop string is held back until it matches or cannot match any more.
+    """
+
+    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = ()):
+        self.tokenizer = tokenizer
+        self.stops = stops
+        self.special = set(special_ids)
+        self.tokens: list[int] = []
+        self.text = ""
+        self.shown = 0
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self.stopped = False
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def push(self, token: int) -> str:
+        """Add a token; return the text that became final."""
+        if self.stopped or token in self.special:
+            return ""
+        self.tokens.append(token)
+        prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
+        full = self._decode(self.tokens[self.prefix_offset :])
+        if len(full) <= len(prefix) or full.endswith("\ufffd"):
+            return ""  # an incomplete UTF-8 sequence: wait for the next token
+        start = len(self.text)
+        self.text += full[len(prefix) :]
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
+        for stop in self.stops:
+            at = self.text.find(stop, max(0, start - len(stop)))
+            if at != -1:
+                self.text = self.text[:at]
+                self.stopped = True
+        return self._release(final=self.stopped)
+
+    def _release(self, final: bool) -> str:
+        end = len(self.text) if final else len(self.text) - _held_back(self.text, self.stops)
+        piece = self.text[self.shown : end] if end > self.shown else ""
+        self.shown = max(self.shown, end)
+        return piece
+
+    def flush(self) -> str:
+        """The held-back tail, once generation is over."""
+        return self._release(final=True)

@@ -1,0 +1,41 @@
+"""Every error aigc raises on purpose. Messages say what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class AigcError(Exception):
+    """Base class; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class BadInputError(AigcError):
+    """The user gave something aigc cannot use (file, option value, prompt)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(BadInputError):
+    """A model name that is neither an alias, a local path nor a hub id."""
+
+
+class UnknownTemplateError(BadInputError):
+    """A template name that no template directory holds."""
+
+
+class UnknownGeneratorError(BadInputError):
+    """A generator name that no plugin registered."""
+
+
+class ModelUnavailableError(AigcError):
+    """A known model that cannot be fetched or loaded here (offline hub, failed pull)."""
+
+
+class MissingExtraError(AigcError):
+    """An optional dependency group is not installed."""
+
+    exit_code = 2
+
+
+class PluginError(AigcError):
+    """A plugin registered something that clashes or is malformed."""

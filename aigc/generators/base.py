@@ -1,0 +1,107 @@
+"""The `Generator` base class: validate options -> preprocess -> forward -> postprocess.
+
+Generators return plain data and never print. They reach the model only through an `Engine`
+(generate, stream, score, count_tokens), so any backend can run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+from ..engine.base import Engine
+from ..engine.sampling import SamplingParams
+from ..errors import BadInputError, UnknownGeneratorError
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+
+
+def _no_progress(done: int, total: int, what: str) -> None:
+    return None
+
+
+class Generator:
+    """Base for one task. Subclasses set `name`, `Options` (a dataclass) and the four stages."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = type("Options", (), {})
+    sampling_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        progress: ProgressFn | None = None,
+        load_progress: Callable[[str], None] | None = None,
+    ):
+        self._engine = engine
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.progress = progress or _no_progress
+        self.load_progress = load_progress or (lambda stage: None)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, loaded on first use (pulling the model if it is not installed)."""
+        if self._engine is None:
+            from ..engine.models import load_model
+
+            self._engine = load_model(self.model, self.device, self.dtype, progress=self.load_progress)
+        return self._engine
+
+    def validate(self, options: dict[str, Any]):
+        """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
+        known = {f.name for f in dataclasses.fields(self.Options)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise BadInputError(
+                f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
+            )
+        return self.Options(**{k: v for k, v in options.items() if v is not None})
+
+    def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
+        """Generator defaults < template front-matter defaults < the caller's settings."""
+        merged: dict[str, Any] = dict(self.sampling_defaults)
+        merged.update(template_defaults or {})
+        merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if "stop" in merged:
+            merged["stop"] = tuple(merged["stop"])
+        fields = {f.name for f in dataclasses.fields(SamplingParams)}
+        unknown = sorted(set(merged) - fields)
+        if unknown:
+            raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        return SamplingParams(**merged)
+
+    def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        opts = self.validate(options)
+        prepared = self.preprocess(inputs, opts)
+        raw = self.forward(prepared, opts, sampling or {})
+        return self.postprocess(raw, opts)
+
+    def preprocess(self, inputs: Any, opts) -> Any:
+        raise NotImplementedError
+
+    def forward(self, prepared: Any, opts, sampling: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def postprocess(self, raw: Any, opts) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
+    """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
+    from ..plugins import collect
+
+    return collect("register_generators", key=lambda item: item[0], kind="generator")
+
+
+def get_generator(name: str, **kwargs: Any) -> Generator:
+    """An instance of the generator registered as `name`; keyword arguments go to its constructor."""
+    generators = registered_generators()
+    if name not in generators:
+        raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
+    return generators[name][1][1](**kwargs)

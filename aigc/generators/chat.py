@@ -1,0 +1,118 @@
+"""Chat: one-shot answers and multi-turn conversations that fit the model's context window."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .. import templates
+from ..errors import BadInputError
+from ..textio import write_atomic
+from .base import Generator
+
+
+@dataclass
+class ChatOptions:
+    template: str = "chat"
+    system: str | None = None
+
+
+class ChatGenerator(Generator):
+    """Answers a prompt, or continues a conversation given as a list of messages."""
+
+    name = "chat"
+    description = "Chat with the model"
+    Options = ChatOptions
+    sampling_defaults = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 512}
+
+    def user_message(self, text: str, opts: ChatOptions) -> tuple[list[dict], dict]:
+        """The template rendered around one user turn: (messages, template sampling defaults)."""
+        rendered = templates.render(opts.template, {"input": text}, system=opts.system)
+        return rendered.messages, rendered.defaults
+
+    def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
+        if isinstance(inputs, str):
+            if not inputs.strip():
+                raise BadInputError("the prompt is empty; type a question or pipe some text")
+            return self.user_message(inputs, opts)
+        rendered = templates.render(opts.template, {"input": ""}, system=opts.system)
+        system = [m for m in rendered.messages if m["role"] == "system"]
+        return system + [m for m in inputs if m["role"] != "system" or not system], rendered.defaults
+
+    def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
+        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits."""
+        budget = self.engine.context_length - max_tokens
+        system = [m for m in messages if m["role"] == "system"][:1]
+        turns = [m for m in messages if m["role"] != "system"]
+        while len(turns) > 1 and self.engine.count_tokens(system + turns) > budget:
+            turns = turns[2:] if len(turns) > 2 and turns[0]["role"] == "user" else turns[1:]
+        used = self.engine.count_tokens(system + turns)
+        if used > budget:
+            raise BadInputError(
+                f"the prompt takes {used} tokens but {self.engine.name} holds {self.engine.context_length} "
+                f"with {max_tokens} kept for the answer; shorten it or lower --max-tokens"
+            )
+        return system + turns
+
+    def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):
+        messages, defaults = prepared
+        params = self.sampling(sampling, defaults)
+        fitted = self.fit(messages, params.max_tokens)
+        return fitted, self.engine.generate([fitted], params)[0]
+
+    def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
+        messages, completions = raw
+        texts = [c.text.strip() for c in completions]
+        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}]}
+
+    def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
+        """The answer as text pieces while it is generated."""
+        opts = self.validate(options)
+        messages, defaults = self.preprocess(inputs, opts)
+        params = self.sampling(sampling, defaults)
+        yield from self.engine.stream(self.fit(messages, params.max_tokens), params)
+
+
+class ChatSession:
+    """A conversation kept across turns: `send` streams a reply and records both sides."""
+
+    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str = "chat", sampling: dict | None = None):
+        self.generator = generator
+        self.template = template
+        self.system = system
+        self.sampling = sampling or {}
+        self.messages: list[dict] = []
+
+    def reset(self) -> None:
+        self.messages = []
+
+    def set_system(self, text: str) -> None:
+        self.system = text or None
+
+    def send(self, text: str) -> Iterator[str]:
+        """Stream the reply to `text`. If the caller stops early (Ctrl-C), the partial reply is kept."""
+        opts = ChatOptions(template=self.template, system=self.system)
+        turn, _ = self.generator.user_message(text, opts)
+        user = [m for m in turn if m["role"] == "user"]
+        conversation = self.messages + user
+        pieces: list[str] = []
+        try:
+            for piece in self.generator.stream(conversation, self.sampling, template=self.template, system=self.system):
+                pieces.append(piece)
+                yield piece
+        finally:
+            self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+
+    def transcript(self) -> list[dict]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.messages
+
+    def save(self, path: str) -> Path:
+        """Write the conversation as JSON (`.json`) or Markdown (anything else)."""
+        if Path(path).suffix.lower() == ".json":
+            text = json.dumps({"model": self.generator.engine.name, "messages": self.transcript()}, indent=2, ensure_ascii=False)
+        else:
+            text = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript())
+        return write_atomic(path, text)

@@ -1,0 +1,92 @@
+"""Headlines: N distinct headlines for a topic or an article, in a style, within a word limit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import templates
+from ..errors import AigcError, BadInputError
+from .base import Generator
+
+STYLES = ("news", "seo", "question", "catchy")
+MAX_ROUNDS = 5
+ARTICLE_TOKENS = 1500  # the part of an article the prompt shows
+
+
+@dataclass
+class HeadlineOptions:
+    n: int = 3
+    style: str = "news"
+    max_words: int = 12
+    template: str = "headline"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= 50:
+            raise BadInputError(f"-n must be between 1 and 50, got {self.n}")
+        if self.style not in STYLES:
+            raise BadInputError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if not 3 <= self.max_words <= 40:
+            raise BadInputError(f"--max-words must be between 3 and 40, got {self.max_words}")
+
+
+def clean_headline(text: str) -> str:
+    """The headline in a model's answer: first line, without numbering, labels, quotes or markup."""
+    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
+    line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
+    line = line.replace("**", "").strip().strip("\"'“”‘’").strip()
+    return line.rstrip(".").strip() if not line.endswith("...") else line
+
+
+def _key(headline: str) -> str:
+    return re.sub(r"\W+", " ", headline.lower()).strip()
+
+
+class HeadlineGenerator(Generator):
+    """Samples until it has N distinct headlines that respect the word limit."""
+
+    name = "headline"
+    description = "Write headlines for a topic or an article"
+    Options = HeadlineOptions
+    sampling_defaults = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 48, "repetition_penalty": 1.05}
+
+    def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
+        topic = (inputs.get("topic") or "").strip()
+        article = (inputs.get("article") or "").strip()
+        if bool(topic) == bool(article):
+            raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
+        if article:
+            ids_budget = ARTICLE_TOKENS
+            if self.engine.count_tokens(article) > ids_budget:
+                words = article.split()
+                article = " ".join(words[: int(ids_budget * 0.7)])
+        values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
+        return templates.render(opts.template, values)
+
+    def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> list[str]:
+        base = self.sampling(sampling, rendered.defaults)
+        found: dict[str, str] = {}
+        for attempt in range(MAX_ROUNDS):
+            missing = opts.n - len(found)
+            if missing <= 0:
+                break
+            seed = None if base.seed is None else base.seed + attempt
+            params = base.replace(n=max(2, missing * 2), seed=seed)
+            for completion in self.engine.generate([rendered.messages], params)[0]:
+                headline = clean_headline(completion.text)
+                if headline and len(headline.split()) <= opts.max_words and _key(headline) not in found:
+                    found[_key(headline)] = headline
+                if base.greedy:
+                    break
+        headlines = list(found.values())[: opts.n]
+        if len(headlines) < opts.n:
+            raise AigcError(
+                f"only {len(headlines)} distinct headlines of at most {opts.max_words} words came out of "
+                f"{MAX_ROUNDS} tries; raise --temperature, raise --max-words or ask for fewer with -n"
+            )
+        return headlines
+
+    def postprocess(self, headlines: list[str], opts: HeadlineOptions) -> dict[str, Any]:
+        return {"headlines": headlines}

@@ -1,0 +1,135 @@
+"""Summarize: one pass for short documents, map-reduce over token-sized chunks for long ones."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .. import templates
+from ..errors import BadInputError
+from .base import Generator
+
+LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
+FORMATS = ("paragraph", "bullets")
+MAX_ROUNDS = 4  # each round shrinks the text about tenfold
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class SummarizeOptions:
+    length: str = "medium"
+    words: int | None = None
+    format: str = "paragraph"
+    template: str = "summarize"
+    chunk_template: str = "summarize-chunk"
+    chunk_tokens: int = 1500
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.length not in LENGTH_WORDS:
+            raise BadInputError(f"--length must be one of {', '.join(LENGTH_WORDS)}, got {self.length!r}")
+        if self.format not in FORMATS:
+            raise BadInputError(f"--format must be paragraph or bullets, got {self.format!r}")
+        if self.words is not None and not 5 <= self.words <= 2000:
+            raise BadInputError(f"--words must be between 5 and 2000, got {self.words}")
+        if self.chunk_tokens < 64:
+            raise BadInputError(f"chunk size must be at least 64 tokens, got {self.chunk_tokens}")
+        if self.batch_size < 1:
+            raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+
+    @property
+    def target_words(self) -> int:
+        return self.words or LENGTH_WORDS[self.length]
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Paragraphs, in order."""
+    for block in re.split(r"\n\s*\n", text):
+        block = block.strip()
+        if block:
+            yield block
+
+
+def split_by_tokens(text: str, budget: int, count) -> list[str]:
+    """Pack paragraphs into chunks of at most `budget` tokens; split paragraphs into sentences and
+    sentences into word runs only when one alone is too long."""
+    units: list[tuple[str, int]] = []
+    for paragraph in _pieces(text):
+        size = count(paragraph)
+        if size <= budget:
+            units.append((paragraph, size))
+            continue
+        for sentence in _SENTENCE_END.split(paragraph):
+            size = count(sentence)
+            if size <= budget:
+                units.append((sentence, size))
+                continue
+            words = sentence.split()
+            step = max(1, len(words) * budget // (size + 1))
+            for i in range(0, len(words), step):
+                run = " ".join(words[i : i + step])
+                units.append((run, count(run)))
+    chunks: list[str] = []
+    current: list[str] = []
+    used = 0
+    for unit, size in units:
+        if current and used + size + 1 > budget:
+            chunks.append("\n\n".join(current))
+            current, used = [], 0
+        current.append(unit)
+        used += size + 1
+    if current:
+        chunks.append("\n\n".join(current))
+    return chunks
+
+
+class SummarizeGenerator(Generator):
+    """Summaries of a given length and format; long documents are summarized chunk by chunk."""
+
+    name = "summarize"
+    description = "Summarize a document"
+    Options = SummarizeOptions
+    sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
+
+    def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
+        if not isinstance(inputs, str) or not inputs.strip():
+            raise BadInputError("there is no text to summarize")
+        return split_by_tokens(inputs, opts.chunk_tokens, self.engine.count_tokens)
+
+    def _params(self, template: str, words: int, sampling: dict[str, Any]):
+        defaults = templates.get_template(template).defaults
+        return self.sampling(sampling, {"max_tokens": int(words * 2.2) + 40, **defaults})
+
+    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[str]:
+        params = self._params(template, words, sampling)
+        outputs: list[str] = []
+        for start in range(0, len(texts), opts.batch_size):
+            self.progress(start, len(texts), stage)
+            batch = texts[start : start + opts.batch_size]
+            prompts = [
+                templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
+            ]
+            outputs += [group[0].text.strip() for group in self.engine.generate(prompts, params)]
+        self.progress(len(texts), len(texts), stage)
+        return outputs
+
+    def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
+        rounds = 0
+        while len(chunks) > 1 and rounds < MAX_ROUNDS:
+            rounds += 1
+            per_chunk = max(40, min(120, opts.target_words))
+            partial = self._summarize_all(chunks, opts.chunk_template, per_chunk, opts, sampling, f"summarizing part (round {rounds})")
+            chunks = split_by_tokens("\n\n".join(partial), opts.chunk_tokens, self.engine.count_tokens)
+        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary")[0]
+        return {"summary": final, "rounds": rounds}
+
+    def postprocess(self, raw: dict[str, Any], opts: SummarizeOptions) -> dict[str, Any]:
+        text = raw["summary"]
+        text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
+        if opts.format == "bullets":
+            lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
+            text = "\n".join(f"- {line}" for line in lines if line)
+        else:
+            text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}

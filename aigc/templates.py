@@ -1,0 +1,185 @@
+"""Prompt templates: jinja2 files with YAML front matter, rendered in a sandbox with StrictUndefined.
+
+A template file looks like::
+
+    ---
+    description: One line on what it is for
+    system: You are ...            # optional, itself a template
+    defaults: {temperature: 0.3, max_tokens: 200}
+    variables:
+      - {name: text, description: The input, required: true}
+    generator: summarize           # optional
+    ---
+    The prompt body, with {{ text }}.
+
+Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
+a later directory overrides a template of the same name from an earlier one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import BadInputError, UnknownTemplateError
+
+SUFFIX = ".j2"
+
+
+@dataclass
+class Template:
+    name: str
+    path: Path
+    source: str  # plugin name, "user" or "env"
+    body: str
+    description: str = ""
+    system: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    variables: list[dict[str, Any]] = field(default_factory=list)
+    generator: str | None = None
+    body_line: int = 1  # line of the file where the body starts, for error messages
+
+    @property
+    def required(self) -> list[str]:
+        return [v["name"] for v in self.variables if v.get("required", "default" not in v)]
+
+
+@dataclass
+class Rendered:
+    """A rendered template: the chat messages to send, and the template's sampling defaults."""
+
+    messages: list[dict]
+    defaults: dict[str, Any]
+
+
+def builtin_dir() -> Path:
+    """`prompts/`: inside the installed package (wheel), or at the repository root (editable)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "prompts"
+    return packaged if packaged.is_dir() else here.parent / "prompts"
+
+
+def user_dir() -> Path:
+    return config.config_dir() / "templates"
+
+
+def template_dirs() -> list[tuple[str, Path]]:
+    """(source, directory) in increasing priority."""
+    from .plugins import collect
+
+    dirs = [(plugin, Path(path)) for path, (plugin, _) in collect("register_template_dirs", None, "template dir").items()]
+    dirs.append(("user", user_dir()))
+    for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
+        if entry:
+            dirs.append(("env", Path(entry).expanduser()))
+    return dirs
+
+
+def parse(path: Path, source: str) -> Template:
+    """Read one template file; bad front matter is an error naming the file and line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read template {path}: {exc}") from exc
+    meta: dict[str, Any] = {}
+    body, body_line = text, 1
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 3)
+        if end == -1:
+            raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
+        try:
+            meta = yaml.safe_load(text[4:end]) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
+            raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
+        if not isinstance(meta, dict):
+            raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
+        body = text[end + 5 :]
+        body_line = text[: end + 5].count("\n") + 1
+    variables = meta.get("variables") or []
+    if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
+        raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    return Template(
+        name=path.name[: -len(SUFFIX)],
+        path=path,
+        source=source,
+        body=body,
+        description=str(meta.get("description", "")),
+        system=meta.get("system"),
+        defaults=dict(meta.get("defaults") or {}),
+        variables=variables,
+        generator=meta.get("generator"),
+        body_line=body_line,
+    )
+
+
+def discover() -> dict[str, Template]:
+    """All templates by name; later directories override earlier ones."""
+    found: dict[str, Template] = {}
+    for source, directory in template_dirs():
+        if directory.is_dir():
+            for path in sorted(directory.glob(f"*{SUFFIX}")):
+                found[path.name[: -len(SUFFIX)]] = parse(path, source)
+    return found
+
+
+def get_template(name: str) -> Template:
+    templates = discover()
+    if name in templates:
+        return templates[name]
+    close = difflib.get_close_matches(name, list(templates), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
+
+
+@lru_cache(maxsize=1)
+def environment():
+    """The sandboxed jinja2 environment; plugins add filters and globals through `prepare_jinja_env`."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from .plugins import call_each
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    call_each("prepare_jinja_env", env=env)
+    return env
+
+
+def _render_text(template: Template, text: str, values: dict[str, Any], first_line: int) -> str:
+    from jinja2 import TemplateSyntaxError, UndefinedError
+    from jinja2.exceptions import SecurityError
+
+    try:
+        return environment().from_string(text).render(**values).strip()
+    except TemplateSyntaxError as exc:
+        raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
+    except UndefinedError as exc:
+        names = ", ".join(v["name"] for v in template.variables) or "none declared"
+        raise BadInputError(f"template {template.name!r}: {exc.message}; its variables: {names}") from exc
+    except SecurityError as exc:
+        raise BadInputError(f"template {template.name!r} tried something unsafe and was stopped: {exc}") from exc
+
+
+def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:
+    """Render a template into chat messages. `system` overrides the template's own system prompt."""
+    if isinstance(template, str):
+        template = get_template(template)
+    values = {v["name"]: v["default"] for v in template.variables if "default" in v}
+    values.update({k: v for k, v in (variables or {}).items() if v is not None})
+    missing = [name for name in template.required if name not in values]
+    if missing:
+        names = ", ".join(v["name"] for v in template.variables)
+        raise BadInputError(f"template {template.name!r} needs {', '.join(missing)}; its variables: {names}")
+    messages = []
+    system_text = system if system is not None else template.system
+    if system_text:
+        messages.append({"role": "system", "content": _render_text(template, system_text, values, 1)})
+    messages.append({"role": "user", "content": _render_text(template, template.body, values, template.body_line)})
+    return Rendered(messages=messages, defaults=dict(template.defaults))

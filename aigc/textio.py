@@ -1,0 +1,115 @@
+"""Reading user documents (txt, md, html; files or stdin) and writing results atomically."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+from .errors import BadInputError
+
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote", "pre"}
+_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _SKIP_TAGS:
+            self.skipping += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag):
+        if tag in _SKIP_TAGS and self.skipping:
+            self.skipping -= 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML page, one paragraph per block element; scripts and styles dropped."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    paragraphs = (" ".join(block.split()) for block in "".join(parser.parts).split("\n\n"))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith("<!doctype html") or head.startswith("<html")
+
+
+def decode_document(data: bytes, name: str, suffix: str = "") -> str:
+    """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
+    if b"\x00" in data[:8192]:
+        raise BadInputError(f"{name} looks like a binary file; give a .txt, .md or .html document")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"{name} is not valid UTF-8 (byte {exc.start}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    if suffix.lower() in HTML_SUFFIXES or _looks_like_html(text):
+        text = html_to_text(text)
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise BadInputError(f"{name} is empty; give a document with some text in it")
+    return text
+
+
+def read_document(source: str) -> str:
+    """Read a document from a path, or from stdin when `source` is '-'."""
+    if source == "-":
+        if sys.stdin.isatty():
+            raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
+        return decode_document(sys.stdin.buffer.read(), "standard input")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise BadInputError(f"no such file: {source}")
+    if path.is_dir():
+        raise BadInputError(f"{source} is a directory; give a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
+    return decode_document(data, source, path.suffix)
+
+
+def check_writable(target: str | os.PathLike) -> Path:
+    """Fail before any work is done if `target` cannot be written."""
+    path = Path(target).expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise BadInputError(f"{target} is a directory; give a file name for -o")
+    if not parent.is_dir():
+        raise BadInputError(f"cannot write {target}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BadInputError(f"cannot write {target}: directory {parent} is not writable")
+    return path
+
+
+def write_atomic(target: str | os.PathLike, text: str) -> Path:
+    """Write text to a temp file beside `target`, then rename it into place."""
+    path = check_writable(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

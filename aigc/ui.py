@@ -1,0 +1,111 @@
+"""Consoles, progress and streaming display. Only the CLI uses this module.
+
+stdout carries results only; everything else (progress, stats, warnings) goes to stderr. Progress
+bars and spinners appear only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from rich.console import Console
+
+
+@dataclass
+class Settings:
+    verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+
+
+settings = Settings()
+_stderr: Console | None = None
+
+
+def stderr() -> Console:
+    global _stderr
+    if _stderr is None:
+        _stderr = Console(stderr=True, highlight=False)
+    return _stderr
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and settings.verbosity >= 0
+
+
+def info(message: str) -> None:
+    """A progress note on stderr (hidden by -q)."""
+    if settings.verbosity >= 0:
+        stderr().print(message, markup=False, style="dim")
+
+
+def debug(message: str) -> None:
+    """Detail shown with -v."""
+    if settings.verbosity > 0:
+        stderr().print(message, markup=False, style="dim")
+
+
+def warn(message: str) -> None:
+    stderr().print(f"Warning: {message}", markup=False, style="yellow")
+
+
+def error(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {message}", markup=False, style="bold red")
+
+
+def result(text: str) -> None:
+    """Write a result to stdout, as plain text."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stage_status() -> Iterator[Callable[[str], None]]:
+    """A spinner naming the current stage (model download, conversion, loading) on a terminal;
+    plain lines on stderr otherwise. Yields the callback the engine reports stages to."""
+    if not interactive():
+        yield info
+        return
+    with stderr().status("starting") as status:
+
+        def update(stage: str) -> None:
+            debug(stage)
+            status.update(stage)
+
+        yield update
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on a terminal (nothing otherwise). Yields a (done, total, what) callback."""
+    if not interactive():
+        yield lambda done, total, what: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr(), transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, what: str) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done, total=total)
+
+        yield update
+
+
+def print_stats(stats) -> None:
+    """`--stats`: like `ollama run --verbose`, on stderr."""
+    rows = [
+        ("load time", f"{stats.load_seconds:.2f}s"),
+        ("prompt tokens", str(stats.prompt_tokens)),
+        ("generated tokens", str(stats.completion_tokens)),
+        ("time to first token", f"{stats.first_token_seconds or 0:.3f}s"),
+        ("generation time", f"{stats.decode_seconds:.2f}s"),
+        ("tokens/s", f"{stats.tokens_per_second:.1f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        stderr().print(f"{name + ':':<{width + 1}} {value}", markup=False)
