@@ -12,7 +12,7 @@ from .base import Generator
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
-ARTICLE_TOKENS = 1500  # the part of an article the prompt shows
+ARTICLE_WORDS = 250  # headlines come from an article's lead; more only confuses a small model
 
 
 @dataclass
@@ -31,13 +31,25 @@ class HeadlineOptions:
             raise BadInputError(f"--max-words must be between 3 and 40, got {self.max_words}")
 
 
+_QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
+_HASHTAG = re.compile(r"#\w+")
+_SYMBOLS = re.compile(r"[^\w\s.,:;!?'’\"“”&%$€£()/-]")
+
+
 def clean_headline(text: str) -> str:
-    """The headline in a model's answer: first line, without numbering, labels, quotes or markup."""
+    """The headline in a model's answer: its first line, or the quoted headline in a sentence about
+    it, without numbering, labels, hashtags, emoji, quotes or markup; "" when there is none."""
     line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    quoted = _QUOTED.search(line)
+    if quoted and len(quoted.group(1).split()) >= 3:
+        line = quoted.group(1)
     line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
-    line = line.replace("**", "").strip().strip("\"'“”‘’").strip()
-    return line.rstrip(".").strip() if not line.endswith("...") else line
+    line = _SYMBOLS.sub("", _HASHTAG.sub("", line.replace("**", "")))
+    line = " ".join(line.split()).strip("\"'“”‘’ ")
+    if line.endswith(":") or not re.search(r"[^\W\d_]", line):
+        return ""
+    return line if line.endswith("...") else line.rstrip(".").strip()
 
 
 def _key(headline: str) -> str:
@@ -50,18 +62,14 @@ class HeadlineGenerator(Generator):
     name = "headline"
     description = "Write headlines for a topic or an article"
     Options = HeadlineOptions
-    sampling_defaults = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 48, "repetition_penalty": 1.05}
+    sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
 
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
         if bool(topic) == bool(article):
             raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
-        if article:
-            ids_budget = ARTICLE_TOKENS
-            if self.engine.count_tokens(article) > ids_budget:
-                words = article.split()
-                article = " ".join(words[: int(ids_budget * 0.7)])
+        article = " ".join(article.split()[:ARTICLE_WORDS])
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

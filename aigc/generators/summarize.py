@@ -129,6 +129,9 @@ class SummarizeGenerator(Generator):
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         if opts.format == "bullets":
             lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
+            lines = [line for line in lines if line]
+            if len(lines) == 1:  # the model wrote prose: one point per sentence
+                lines = _SENTENCE_END.split(lines[0])
             text = "\n".join(f"- {line}" for line in lines if line)
         else:
             text = " ".join(line.strip() for line in text.splitlines() if line.strip())
