@@ -98,7 +98,7 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
     Built-ins run first; ``before(plugin_name)`` is called ahead of each implementation.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in hook.get_hookimpls():  # registration order: built-ins first
         _trace(f"{hook_name} -> {impl.plugin_name}")
         if before:
             before(impl.plugin_name)

@@ -37,7 +37,7 @@ def chat(
         return _repl(run, system, template)
     text = "\n\n".join(part for part in (prompt, piped) if part and part.strip())
     generator = run.generator("chat")
-    run.load(generator)
+    run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
     if as_json:
         result = generator(text, sampling=sampling, template=template, system=system)
@@ -73,7 +73,7 @@ def _repl(run: RunOptions, system: Optional[str], template: str) -> None:
     except ImportError:  # pragma: no cover - not on every platform
         pass
     generator = run.generator("chat")
-    run.load(generator)
+    run.prepare(generator, None, {"template": template, "system": system})
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
     while True:

@@ -26,9 +26,9 @@ def headline(
     article = read_document(source) if source else None
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
     generator = run.generator("headline")
-    generator.validate(options)
-    run.load(generator)
-    result = generator({"topic": topic, "article": article}, sampling=run.sampling(), **options)
+    inputs = {"topic": topic, "article": article}
+    run.prepare(generator, inputs, options)
+    result = generator(inputs, sampling=run.sampling(), **options)
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"]))
     run.report(generator)
 

@@ -47,8 +47,10 @@ class RunOptions:
             name, model=self.model, device=self.device, dtype=self.dtype, progress=progress, load_progress=load_progress
         )
 
-    def load(self, generator) -> None:
-        """Load the model now, with a spinner, so progress and errors come before any output."""
+    def prepare(self, generator, inputs, options: dict) -> None:
+        """Check options and inputs, then load the model with a spinner, before any output."""
+        generator.validate(options)
+        generator.check_inputs(inputs)
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model

@@ -28,8 +28,7 @@ def summarize(
     text = read_document(source)
     options = {"length": length, "words": words, "format": format, "template": template}
     generator = run.generator("summarize")
-    generator.validate(options)
-    run.load(generator)
+    run.prepare(generator, text, options)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)

@@ -12,6 +12,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
 from ..errors import BadInputError, UnknownGeneratorError
+from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -61,7 +62,11 @@ class Generator:
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
             )
-        return self.Options(**{k: v for k, v in options.items() if v is not None})
+        opts = self.Options(**{k: v for k, v in options.items() if v is not None})
+        for name in known:
+            if name.endswith("template"):
+                get_template(getattr(opts, name))  # an unknown template fails before any model loads
+        return opts
 
     def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
         """Generator defaults < template front-matter defaults < the caller's settings."""
@@ -76,8 +81,12 @@ class Generator:
             raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
         return SamplingParams(**merged)
 
+    def check_inputs(self, inputs: Any) -> None:
+        """Reject unusable inputs before any model is loaded; raises `BadInputError`."""
+
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         opts = self.validate(options)
+        self.check_inputs(inputs)
         prepared = self.preprocess(inputs, opts)
         raw = self.forward(prepared, opts, sampling or {})
         return self.postprocess(raw, opts)

@@ -32,10 +32,12 @@ class ChatGenerator(Generator):
         rendered = templates.render(opts.template, {"input": text}, system=opts.system)
         return rendered.messages, rendered.defaults
 
+    def check_inputs(self, inputs: str | list[dict]) -> None:
+        if isinstance(inputs, str) and not inputs.strip():
+            raise BadInputError("the prompt is empty; type a question or pipe some text")
+
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):
-            if not inputs.strip():
-                raise BadInputError("the prompt is empty; type a question or pipe some text")
             return self.user_message(inputs, opts)
         rendered = templates.render(opts.template, {"input": ""}, system=opts.system)
         system = [m for m in rendered.messages if m["role"] == "system"]
@@ -70,6 +72,7 @@ class ChatGenerator(Generator):
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated."""
         opts = self.validate(options)
+        self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
         params = self.sampling(sampling, defaults)
         yield from self.engine.stream(self.fit(messages, params.max_tokens), params)

@@ -64,11 +64,13 @@ class HeadlineGenerator(Generator):
     Options = HeadlineOptions
     sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
 
+    def check_inputs(self, inputs: dict[str, str]) -> None:
+        if bool((inputs.get("topic") or "").strip()) == bool((inputs.get("article") or "").strip()):
+            raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
+
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        if bool(topic) == bool(article):
-            raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
         article = " ".join(article.split()[:ARTICLE_WORDS])
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)

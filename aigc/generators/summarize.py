@@ -92,9 +92,11 @@ class SummarizeGenerator(Generator):
     Options = SummarizeOptions
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
 
-    def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
+    def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str) or not inputs.strip():
             raise BadInputError("there is no text to summarize")
+
+    def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
         return split_by_tokens(inputs, opts.chunk_tokens, self.engine.count_tokens)
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):

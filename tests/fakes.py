@@ -1,0 +1,40 @@
+"""A scripted `Engine` for testing generator logic without a model."""
+
+from aigc.engine.base import Completion, EngineStats
+
+
+class FakeEngine:
+    """Answers `generate` with queued texts, in order; records every call."""
+
+    name = "fake"
+
+    def __init__(self, context_length: int = 2048):
+        self.context_length = context_length
+        self.stats = EngineStats()
+        self.queue: list[str] = []
+        self.calls: list[tuple] = []
+
+    def enqueue(self, *texts: str) -> None:
+        self.queue.extend(texts)
+
+    def count_tokens(self, prompt) -> int:
+        if isinstance(prompt, str):
+            return len(prompt.split())
+        return sum(len(m["content"].split()) + 4 for m in prompt)
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        out = []
+        for prompt in prompts:
+            group = []
+            for _ in range(params.n):
+                text = self.queue.pop(0) if self.queue else ""
+                group.append(Completion(text, self.count_tokens(prompt), len(text.split()), "stop"))
+            out.append(group)
+        return out
+
+    def stream(self, prompt, params):
+        yield from self.generate([prompt], params.replace(n=1))[0][0].text.split(" ")
+
+    def score(self, prompt, continuations):
+        return [-float(len(c)) for c in continuations]

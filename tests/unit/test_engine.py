@@ -1,0 +1,99 @@
+"""The local engine on a tiny random model: the decode loop against transformers' reference."""
+
+import pytest
+import torch
+
+from aigc.engine.sampling import SamplingParams
+from aigc.errors import BadInputError
+
+
+def reference_greedy(engine, prompt, max_tokens):
+    ids = torch.tensor([engine.encode(prompt)])
+    out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, do_sample=False,
+                                eos_token_id=engine.eos_ids, pad_token_id=engine.pad_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def our_tokens(engine, prompts, params):
+    run = engine._run([engine.encode(p) for p in prompts], params)
+    for _ in run:
+        pass
+    return [text.tokens for text in run.texts]
+
+
+def test_greedy_decode_matches_transformers_generate(tiny_engine):
+    prompt = [{"role": "user", "content": "The quick brown fox"}]
+    expected = [t for t in reference_greedy(tiny_engine, prompt, 24) if t not in tiny_engine.eos_ids]
+    assert our_tokens(tiny_engine, [prompt], SamplingParams(temperature=0, max_tokens=24))[0] == expected
+
+
+def test_left_padded_batch_gives_the_same_tokens_as_one_at_a_time(tiny_engine):
+    prompts = ["Paris", "The quick brown fox jumps over the lazy dog. Bees make honey"]
+    params = SamplingParams(temperature=0, max_tokens=12)
+    batched = our_tokens(tiny_engine, prompts, params)
+    single = [our_tokens(tiny_engine, [p], params)[0] for p in prompts]
+    assert batched == single
+
+
+def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
+    first = tiny_engine.generate(["Bees"], params)[0][0].text
+    again = tiny_engine.generate(["Bees"], params)[0][0].text
+    others = {tiny_engine.generate(["Bees"], params.replace(seed=s))[0][0].text for s in range(1, 6)}
+    assert first == again
+    assert len(others | {first}) > 1
+
+
+def test_n_samples_and_usage(tiny_engine):
+    result = tiny_engine.generate(["Paris", "Bees"], SamplingParams(temperature=1.0, max_tokens=8, n=3, seed=1))
+    assert [len(group) for group in result] == [3, 3]
+    for group in result:
+        for completion in group:
+            assert completion.prompt_tokens > 0
+            assert 0 <= completion.completion_tokens <= 8
+            assert completion.finish_reason in ("stop", "length")
+            assert completion.finish_reason == "stop" or completion.completion_tokens == 8
+
+
+def test_stream_pieces_join_to_the_generated_text(tiny_engine):
+    params = SamplingParams(temperature=0, max_tokens=16)
+    pieces = list(tiny_engine.stream("The quick", params))
+    assert "".join(pieces) == tiny_engine.generate(["The quick"], params)[0][0].text
+
+
+def test_stop_strings_end_generation(tiny_engine):
+    params = SamplingParams(temperature=0, max_tokens=30)
+    full = tiny_engine.generate(["The quick"], params)[0][0].text
+    if len(full) < 4:
+        pytest.fail("tiny model produced too little text to test stops")
+    stop = full[2:4]
+    cut = tiny_engine.generate(["The quick"], params.replace(stop=(stop,)))[0][0]
+    assert cut.text == full[: full.index(stop)]
+    assert cut.finish_reason == "stop"
+
+
+def test_prompt_longer_than_context_is_bad_input(tiny_engine):
+    with pytest.raises(BadInputError, match="lower --max-tokens"):
+        tiny_engine.generate(["fox " * 600], SamplingParams(max_tokens=10))
+
+
+def test_score_is_the_sum_of_continuation_log_probabilities(tiny_engine):
+    prompt = "Paris is the capital of"
+    scores = tiny_engine.score(prompt, [" France", " Germany", " France. Berlin"])
+    head = tiny_engine.encode(prompt)
+    tail = tiny_engine.tokenizer(" France", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = tiny_engine.model(torch.tensor([head + tail])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    expected = sum(float(logprobs[len(head) - 1 + i, t]) for i, t in enumerate(tail))
+    assert scores[0] == pytest.approx(expected, abs=1e-4)
+    assert all(s < 0 for s in scores)
+    assert scores[2] < scores[0]  # a longer continuation that extends the first is less likely
+
+
+def test_stats_accumulate(tiny_engine):
+    calls, prompt_tokens = tiny_engine.stats.calls, tiny_engine.stats.prompt_tokens
+    tiny_engine.generate(["Bees"], SamplingParams(temperature=0, max_tokens=5))
+    assert tiny_engine.stats.calls == calls + 1
+    assert tiny_engine.stats.prompt_tokens == prompt_tokens + len(tiny_engine.encode("Bees"))
+    assert tiny_engine.stats.first_token_seconds is not None

@@ -1,0 +1,119 @@
+import pytest
+
+from aigc.errors import AigcError, BadInputError
+from aigc.generators.chat import ChatGenerator, ChatSession
+from aigc.generators.headline import HeadlineGenerator, clean_headline
+from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
+from fakes import FakeEngine
+
+
+def words(text):
+    return len(text.split())
+
+
+def test_split_respects_the_budget_and_keeps_all_text():
+    paragraph = " ".join(f"Sentence number {i} is here." for i in range(40))
+    text = "\n\n".join([paragraph, "Short one.", "x " * 500])
+    chunks = split_by_tokens(text, 60, words)
+    assert all(words(c) <= 60 for c in chunks)
+    assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
+def test_long_documents_are_summarized_map_reduce_with_progress():
+    engine = FakeEngine()
+    engine.enqueue(*[f"part {i} summary." for i in range(10)], "Final summary line one.\nline two")
+    seen = []
+    gen = SummarizeGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total)))
+    result = gen("\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(10)), chunk_tokens=100, batch_size=3)
+    assert result["map_reduce_rounds"] == 1
+    assert result["summary"] == "Final summary line one. line two"
+    assert len(engine.calls) == 5  # 10 chunks in batches of 3, then the final summary
+    assert (10, 10) in seen
+
+
+def test_bullets_format_from_prose():
+    engine = FakeEngine()
+    engine.enqueue("Here is a summary: Bees thrive in cities. Some ecologists worry.")
+    result = SummarizeGenerator(engine=engine)("Some text about bees.", format="bullets")
+    assert result["summary"] == "- Bees thrive in cities.\n- Some ecologists worry."
+
+
+@pytest.mark.parametrize("options, words_", [({"length": "huge"}, "--length"), ({"format": "table"}, "--format"), ({"words": 1}, "--words"), ({"colour": 1}, "no option colour")])
+def test_summarize_rejects_bad_options(options, words_):
+    with pytest.raises(BadInputError, match=words_):
+        SummarizeGenerator(engine=FakeEngine())("text", **options)
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ('1. "Bees Return to the City"', "Bees Return to the City"),
+        ("Headline: Bees are back.", "Bees are back"),
+        ('A great headline would be "Rooftop Hives Change Urban Farming". It is good.', "Rooftop Hives Change Urban Farming"),
+        ("### **Bees** on roofs #Beekeeping 🐝", "Bees on roofs"),
+        ("A Good Headline:", ""),
+        ("Will bees save cities?", "Will bees save cities?"),
+    ],
+)
+def test_clean_headline(raw, clean):
+    assert clean_headline(raw) == clean
+
+
+def test_headlines_are_distinct_within_the_word_limit_and_resampled():
+    engine = FakeEngine()
+    engine.enqueue("Bees are back", "bees are BACK!", "A headline that is far too long to be accepted here", "",
+                   "Hives on roofs", "Hives on roofs.", "Cities love bees", "Another one")
+    gen = HeadlineGenerator(engine=engine)
+    result = gen({"topic": "bees"}, n=3, max_words=6)
+    assert result["headlines"] == ["Bees are back", "Hives on roofs", "Cities love bees"]
+    assert len(engine.calls) == 2  # a second round asked for the missing ones
+
+
+def test_headline_gives_a_clear_error_when_it_cannot_find_enough():
+    engine = FakeEngine()
+    engine.enqueue(*["Same headline"] * 100)
+    with pytest.raises(AigcError, match="only 1 distinct headlines"):
+        HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 1})
+
+
+def test_headline_needs_topic_or_article_and_valid_n():
+    gen = HeadlineGenerator(engine=FakeEngine())
+    with pytest.raises(BadInputError, match="either a topic"):
+        gen({"topic": "a", "article": "b"})
+    with pytest.raises(BadInputError, match="-n must be"):
+        gen({"topic": "a"}, n=0)
+
+
+def test_chat_trims_old_turns_but_keeps_the_system_prompt():
+    engine = FakeEngine(context_length=120)
+    engine.enqueue("ok")
+    gen = ChatGenerator(engine=engine)
+    history = []
+    for i in range(10):
+        history += [{"role": "user", "content": f"question {i} " + "w " * 10}, {"role": "assistant", "content": "a " * 10}]
+    history.append({"role": "user", "content": "last question"})
+    result = gen(history, system="Be kind.", sampling={"max_tokens": 40})
+    sent = engine.calls[0][0][0]
+    assert sent[0] == {"role": "system", "content": "Be kind."}
+    assert sent[-1]["content"] == "last question"
+    assert engine.count_tokens(sent) <= 120 - 40
+    assert len(sent) < len(history)
+    assert result["text"] == "ok"
+
+
+def test_one_shot_prompt_too_long_is_bad_input():
+    gen = ChatGenerator(engine=FakeEngine(context_length=50))
+    with pytest.raises(BadInputError, match="shorten it or lower --max-tokens"):
+        gen("word " * 100, sampling={"max_tokens": 10})
+
+
+def test_session_keeps_partial_reply_when_stopped(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("one two three four")
+    session = ChatSession(ChatGenerator(engine=engine), system="sys")
+    stream = session.send("hello")
+    next(stream)
+    stream.close()  # what Ctrl-C does to the REPL's loop
+    assert session.messages == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "one"}]
+    session.save(str(tmp_path / "c.md"))
+    assert "## System\n\nsys" in (tmp_path / "c.md").read_text()

@@ -1,0 +1,77 @@
+import pytest
+
+from aigc.engine.sampling import SamplingParams, TextAssembler, build_processors
+from aigc.errors import BadInputError
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("temperature", 2.5, "between 0 and 2"),
+        ("temperature", -0.1, "greedy"),
+        ("top_p", 0, "(0, 1]"),
+        ("top_k", -1, "top-k"),
+        ("max_tokens", 0, "at least 1"),
+        ("n", 0, "at least 1"),
+        ("seed", -3, "non-negative"),
+    ],
+)
+def test_params_reject_out_of_range_values_with_a_fix(field, value, words):
+    with pytest.raises(BadInputError, match="must") as info:
+        SamplingParams(**{field: value})
+    assert words in str(info.value)
+
+
+def test_processors_hold_only_non_neutral_steps():
+    names = lambda p: [type(step).__name__ for step in build_processors(p)]  # noqa: E731
+    assert names(SamplingParams(temperature=0)) == []
+    assert names(SamplingParams(temperature=1.0, top_p=1.0, top_k=0)) == []
+    assert names(SamplingParams(temperature=0.5, top_p=0.9, top_k=5, repetition_penalty=1.2)) == [
+        "RepetitionPenaltyLogitsProcessor",
+        "TemperatureLogitsWarper",
+        "TopKLogitsWarper",
+        "TopPLogitsWarper",
+    ]
+
+
+def test_replace_ignores_none_and_keeps_validation():
+    base = SamplingParams(temperature=0.3)
+    assert base.replace(temperature=None, n=2) == SamplingParams(temperature=0.3, n=2)
+    with pytest.raises(BadInputError):
+        base.replace(top_p=2)
+
+
+class CharTokenizer:
+    """One token per character; ids are code points."""
+
+    def decode(self, ids, **_):
+        return "".join(chr(i) for i in ids)
+
+
+def feed(assembler, text):
+    return [assembler.push(ord(ch)) for ch in text] + [assembler.flush()]
+
+
+def test_stop_string_is_cut_and_never_shown():
+    assembler = TextAssembler(CharTokenizer(), stops=("END",))
+    pieces = feed(assembler, "hello ENDmore")
+    assert "".join(pieces) == "hello "
+    assert assembler.stopped and assembler.text == "hello "
+
+
+def test_partial_stop_is_held_back_then_released():
+    assembler = TextAssembler(CharTokenizer(), stops=("STOP",))
+    shown = [assembler.push(ord(ch)) for ch in "a ST"]
+    assert "".join(shown) == "a "  # "ST" might become STOP
+    shown.append(assembler.push(ord("x")))
+    assert "".join(shown) == "a STx" and not assembler.stopped
+
+
+def test_earliest_of_several_stops_wins():
+    assembler = TextAssembler(CharTokenizer(), stops=("##", "\n\n"))
+    assert "".join(feed(assembler, "one\n\ntwo ## three")) == "one"
+
+
+def test_special_tokens_are_not_shown():
+    assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
+    assert "".join(feed(assembler, "a|b")) == "ab"
