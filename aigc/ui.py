@@ -63,9 +63,9 @@ def result(text: str) -> None:
 @contextlib.contextmanager
 def stage_status() -> Iterator[Callable[[str], None]]:
     """A spinner naming the current stage (model download, conversion, loading) on a terminal;
-    plain lines on stderr otherwise. Yields the callback the engine reports stages to."""
+    plain lines on stderr otherwise (routine loading only with -v). Yields the callback the engine reports stages to."""
     if not interactive():
-        yield info
+        yield lambda stage: (debug if stage.startswith("loading") else info)(stage)
         return
     with stderr().status("starting") as status:
 

@@ -35,7 +35,7 @@ def chat(
         if not sys.stdin.isatty():
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
         return _repl(run, system, template)
-    text = "\n\n".join(part for part in (prompt, piped) if part and part.strip())
+    text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
     generator = run.generator("chat")
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()

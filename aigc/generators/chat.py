@@ -25,7 +25,9 @@ class ChatGenerator(Generator):
     name = "chat"
     description = "Chat with the model"
     Options = ChatOptions
-    sampling_defaults = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 512}
+    # Greedy with a mild repetition penalty gave the most reliable answers from the 135M default
+    # (20/20 "Paris" vs 18/20 at temperature 0.2); --temperature turns sampling on.
+    sampling_defaults = {"temperature": 0.0, "top_p": 0.9, "max_tokens": 512, "repetition_penalty": 1.1}
 
     def user_message(self, text: str, opts: ChatOptions) -> tuple[list[dict], dict]:
         """The template rendered around one user turn: (messages, template sampling defaults)."""

@@ -52,6 +52,18 @@ def clean_headline(text: str) -> str:
     return line if line.endswith("...") else line.rstrip(".").strip()
 
 
+def fit_headline(headline: str, max_words: int) -> str:
+    """The headline if it fits `max_words`, else its main clause (before a colon, dash or comma) if
+    that fits and has at least 3 words, else ""."""
+    if len(headline.split()) <= max_words:
+        return headline
+    for separator in (":", " - ", " – ", " — ", ","):
+        head = headline.split(separator)[0].strip()
+        if 3 <= len(head.split()) <= max_words:
+            return head
+    return ""
+
+
 def _key(headline: str) -> str:
     return re.sub(r"\W+", " ", headline.lower()).strip()
 
@@ -83,10 +95,10 @@ class HeadlineGenerator(Generator):
             if missing <= 0:
                 break
             seed = None if base.seed is None else base.seed + attempt
-            params = base.replace(n=max(2, missing * 2), seed=seed)
+            params = base.replace(n=max(4, missing * 3), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
-                headline = clean_headline(completion.text)
-                if headline and len(headline.split()) <= opts.max_words and _key(headline) not in found:
+                headline = fit_headline(clean_headline(completion.text), opts.max_words)
+                if headline and _key(headline) not in found:
                     found[_key(headline)] = headline
                 if base.greedy:
                     break

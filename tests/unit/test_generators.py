@@ -2,7 +2,7 @@ import pytest
 
 from aigc.errors import AigcError, BadInputError
 from aigc.generators.chat import ChatGenerator, ChatSession
-from aigc.generators.headline import HeadlineGenerator, clean_headline
+from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
 from fakes import FakeEngine
 
@@ -61,12 +61,26 @@ def test_clean_headline(raw, clean):
 
 def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     engine = FakeEngine()
-    engine.enqueue("Bees are back", "bees are BACK!", "A headline that is far too long to be accepted here", "",
-                   "Hives on roofs", "Hives on roofs.", "Cities love bees", "Another one")
+    first_round = ["Bees are back", "bees are BACK!", "A headline that is far too long to be accepted here", "",
+                   "Hives on roofs", "Hives on roofs.", "Bees are back: and more words than six allow", "", ""]
+    engine.enqueue(*first_round, "Cities love bees", "", "", "")
     gen = HeadlineGenerator(engine=engine)
     result = gen({"topic": "bees"}, n=3, max_words=6)
     assert result["headlines"] == ["Bees are back", "Hives on roofs", "Cities love bees"]
     assert len(engine.calls) == 2  # a second round asked for the missing ones
+
+
+@pytest.mark.parametrize(
+    "headline, fitted",
+    [
+        ("Short and sweet", "Short and sweet"),
+        ("City Opens Library: Residents Celebrate the First One in a Century", "City Opens Library"),
+        ("A city has finally opened its first public library in a century", ""),
+        ("Library: a long explanation of many many words here", ""),
+    ],
+)
+def test_fit_headline_keeps_the_main_clause(headline, fitted):
+    assert fit_headline(headline, 6) == fitted
 
 
 def test_headline_gives_a_clear_error_when_it_cannot_find_enough():

@@ -1,0 +1,78 @@
+"""The real embedded model end to end through the CLI."""
+
+import json
+
+import pytest
+
+from conftest_integration import ARTICLE, aigc
+
+pytestmark = pytest.mark.integration
+
+
+def test_piped_question_gets_paris():
+    done = aigc("chat", input="What is the capital of France?\n")
+    assert done.returncode == 0, done.stderr
+    assert "Paris" in done.stdout
+    assert "loading" not in done.stdout  # progress goes to stderr
+
+
+def test_seeded_sampling_is_reproducible():
+    args = ("chat", "Name a fruit.", "--temperature", "1.0", "--seed", "11", "--max-tokens", "20")
+    first, second = aigc(*args), aigc(*args)
+    assert first.returncode == 0 and first.stdout.strip()
+    assert first.stdout == second.stdout
+
+
+def test_stop_string_is_removed():
+    done = aigc("chat", "Count from 1 to 10, separated by commas.", "--temperature", "0", "--stop", "5")
+    assert done.returncode == 0, done.stderr
+    assert "5" not in done.stdout and "4" in done.stdout
+
+
+def test_three_distinct_headlines_within_the_word_limit():
+    done = aigc("headline", "--topic", "a city opens its first public library in a century", "-n", "3", "--max-words", "10", "--json", "--seed", "4")
+    assert done.returncode == 0, done.stderr
+    headlines = json.loads(done.stdout)["headlines"]
+    assert len(headlines) == 3
+    assert len({h.lower() for h in headlines}) == 3
+    assert all(h.strip() and len(h.split()) <= 10 for h in headlines)
+
+
+def test_headlines_for_an_article_from_stdin():
+    done = aigc("headline", "-", "-n", "2", "--seed", "1", input=ARTICLE.read_text())
+    assert done.returncode == 0, done.stderr
+    assert len([line for line in done.stdout.splitlines() if line.strip()]) == 2
+
+
+def test_summary_is_shorter_and_names_the_subject(tmp_path):
+    out = tmp_path / "summary.txt"
+    done = aigc("summarize", str(ARTICLE), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    summary = out.read_text()
+    assert 10 < len(summary.split()) < len(ARTICLE.read_text().split()) / 2
+    assert "bee" in summary.lower()
+
+
+def test_bullet_summary_of_html(tmp_path):
+    page = tmp_path / "page.html"
+    paragraphs = "".join(f"<p>{p}</p>" for p in ARTICLE.read_text().split("\n\n"))
+    page.write_text(f"<html><body><script>var x = 1;</script>{paragraphs}</body></html>")
+    done = aigc("summarize", str(page), "--format", "bullets", "--length", "short", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    lines = result["summary"].splitlines()
+    assert lines and all(line.startswith("- ") for line in lines)
+    assert "var x" not in result["summary"]
+
+
+def test_one_shot_prompt_longer_than_the_context_is_bad_input():
+    done = aigc("chat", input="word " * 9000)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("Error:") and "--max-tokens" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_models_info_of_the_embedded_model():
+    done = aigc("models", "info", "smollm2", "--json")
+    info = json.loads(done.stdout)
+    assert info["installed"] and info["default"] and info["context_length"] == 8192
