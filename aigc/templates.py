@@ -72,7 +72,8 @@ def template_dirs() -> list[tuple[str, Path]]:
     """(source, directory) in increasing priority."""
     from .plugins import collect
 
-    dirs = [(plugin, Path(path)) for path, (plugin, _) in collect("register_template_dirs", None, "template dir").items()]
+    registered = collect("register_template_dirs", None, "template dir")
+    dirs = [("builtin" if plugin.startswith("aigc.") else plugin, Path(path)) for path, (plugin, _) in registered.items()]
     dirs.append(("user", user_dir()))
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
         if entry:

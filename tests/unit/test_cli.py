@@ -29,7 +29,7 @@ def imports_after(argv):
     return done.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["models", "list"], ["chat", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["models", "list"], ["chat", "--help"], ["templates", "list"]])
 def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
@@ -147,3 +147,12 @@ def test_register_commands_hook_adds_a_plugin_command():
     finally:
         plugins.reset()
     assert runner.invoke(fresh, ["hello", "x"]).stdout == "hello x\n"
+
+
+def test_templates_list_show_and_path():
+    listed = json.loads(invoke("templates", "list", "--json").stdout)
+    assert {"chat", "summarize", "headline"} <= {row["name"] for row in listed}
+    shown = invoke("templates", "show", "headline").stdout
+    assert "max_words" in shown and "{{" in shown
+    assert invoke("templates", "path").stdout.strip().endswith("templates")
+    assert invoke("templates", "show", "headlin").exit_code == 2

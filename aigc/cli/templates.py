@@ -1,0 +1,45 @@
+"""`aigc templates list|show|path`."""
+
+import json
+from typing import Annotated
+
+import typer
+
+from .. import templates, ui
+
+templates_app = typer.Typer(help="List and inspect prompt templates.", no_args_is_help=True)
+
+
+@templates_app.command("list")
+def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Every template: name, where it comes from, and what it is for."""
+    rows = [
+        {"name": t.name, "source": t.source, "path": str(t.path), "description": t.description}
+        for t in sorted(templates.discover().values(), key=lambda t: t.name)
+    ]
+    if as_json:
+        ui.result(json.dumps(rows, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=0)
+    ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<32}  {r['description']}" for r in rows))
+
+
+@templates_app.command()
+def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
+    """A template's variables and its source text."""
+    template = templates.get_template(name)
+    lines = [f"# {template.path} ({template.source})"]
+    for var in template.variables:
+        flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
+        lines.append(f"# {var['name']}: {var.get('description', '')} ({flag})")
+    ui.result("\n".join(lines) + "\n" + template.path.read_text(encoding="utf-8"))
+
+
+@templates_app.command()
+def path() -> None:
+    """The user template directory (templates there override built-ins of the same name)."""
+    ui.result(str(templates.user_dir()))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(templates_app, name="templates")

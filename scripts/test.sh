@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (with the test extra) and run every test: unit tests on tiny random models, then integration
+# tests that pull the embedded model (if it is not cached yet) and run it through the CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AIGC_EXTRAS="[test]" bash scripts/setup.sh
+export HF_HUB_OFFLINE=1
+.venv/bin/python -m pytest -q "$@"
