@@ -16,28 +16,24 @@ def home_dir() -> Path | None:
     return _env_path("AIGC_HOME")
 
 
-def config_dir() -> Path:
-    """User settings and templates: `AIGC_CONFIG_DIR`, `$AIGC_HOME/config` or `~/.config/aigc`."""
-    explicit = _env_path("AIGC_CONFIG_DIR")
+def _user_dir(explicit_var: str, home_part: str, xdg_var: str, fallback: str) -> Path:
+    explicit = _env_path(explicit_var)
     if explicit:
         return explicit
     home = home_dir()
     if home:
-        return home / "config"
-    base = _env_path("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return base / "aigc"
+        return home / home_part
+    return (_env_path(xdg_var) or Path.home() / fallback) / "aigc"
+
+
+def config_dir() -> Path:
+    """User settings and templates: `AIGC_CONFIG_DIR`, `$AIGC_HOME/config` or `~/.config/aigc`."""
+    return _user_dir("AIGC_CONFIG_DIR", "config", "XDG_CONFIG_HOME", ".config")
 
 
 def cache_dir() -> Path:
     """Converted models and downloads: `AIGC_CACHE_DIR`, `$AIGC_HOME/cache` or `~/.cache/aigc`."""
-    explicit = _env_path("AIGC_CACHE_DIR")
-    if explicit:
-        return explicit
-    home = home_dir()
-    if home:
-        return home / "cache"
-    base = _env_path("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return base / "aigc"
+    return _user_dir("AIGC_CACHE_DIR", "cache", "XDG_CACHE_HOME", ".cache")
 
 
 def models_dir() -> Path:

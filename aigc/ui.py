@@ -61,17 +61,33 @@ def result(text: str) -> None:
 
 
 @contextlib.contextmanager
-def stage_status() -> Iterator[Callable[[str], None]]:
-    """A spinner naming the current stage (model download, conversion, loading) on a terminal;
-    plain lines on stderr otherwise (routine loading only with -v). Yields the callback the engine reports stages to."""
+def stage_status() -> Iterator[Callable[..., None]]:
+    """Show what the engine is doing (download with a byte bar, conversion, loading): a live line
+    on a terminal, plain lines on stderr otherwise (routine loading only with -v). Yields the
+    callback the engine reports to: `stage(name)` or `stage(name, done, total)`."""
     if not interactive():
-        yield lambda stage: (debug if stage.startswith("loading") else info)(stage)
-        return
-    with stderr().status("starting") as status:
+        printed: set[str] = set()
 
-        def update(stage: str) -> None:
-            debug(stage)
-            status.update(stage)
+        def plain(stage: str, done: int | None = None, total: int | None = None) -> None:
+            if stage not in printed:
+                printed.add(stage)
+                (debug if stage.startswith("loading") else info)(stage)
+
+        yield plain
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=stderr(), transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int | None = None, total: int | None = None) -> None:
+            if stage not in tasks:
+                for task in tasks.values():
+                    progress.update(task, visible=False)
+                tasks[stage] = progress.add_task(stage, total=total)
+                debug(stage)
+            progress.update(tasks[stage], completed=done or 0, total=total)
 
         yield update
 

