@@ -76,8 +76,13 @@ def stage_status() -> Iterator[Callable[..., None]]:
         yield plain
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+    from rich.text import Text
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    class Bytes(DownloadColumn):
+        def render(self, task):
+            return super().render(task) if task.total else Text("")
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Bytes())
     with Progress(*columns, console=stderr(), transient=True) as progress:
         tasks: dict[str, int] = {}
 
