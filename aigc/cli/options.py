@@ -26,6 +26,7 @@ class RunOptions:
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and settings give the same output.", rich_help_panel=PANEL)] = None
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto"
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
+    quantize: Annotated[str, typer.Option(help="none, or int8: int8 weights, faster CPU decoding (CPU, float32).", rich_help_panel=PANEL)] = "none"
     stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
 
     def sampling(self) -> dict[str, Any]:
@@ -44,7 +45,13 @@ class RunOptions:
         from ..generators.base import get_generator
 
         return get_generator(
-            name, model=self.model, device=self.device, dtype=self.dtype, progress=progress, load_progress=load_progress
+            name,
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            quantize=self.quantize,
+            progress=progress,
+            load_progress=load_progress,
         )
 
     def prepare(self, generator, inputs, options: dict) -> None:

@@ -34,6 +34,7 @@ class LocalEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.special_ids = list(tokenizer.all_special_ids)
         self.stats = EngineStats(load_seconds=load_seconds)
+        self._previous = None  # (token ids, KV cache) of the last single-row call
 
     def render(self, prompt: Prompt) -> str:
         """Prompt text as the model sees it: chat messages go through the model's chat template."""
@@ -71,11 +72,41 @@ class LocalEngine:
                 f"{self.name} holds {self.context_length}; shorten the input or lower --max-tokens"
             )
 
+    def _reusable_cache(self, row: list[int]):
+        """The previous single-row call's KV cache cut to what `row` shares with it, and that length.
+
+        A chat turn starts with the whole earlier conversation, so only the new turn is prefilled.
+        """
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return None, 0
+        fed, cache = previous
+        shared = 0
+        for old, new in zip(fed, row):
+            if old != new:
+                break
+            shared += 1
+        shared = min(shared, len(row) - 1)  # at least one token must be fed to get logits
+        if shared <= 0:
+            return None, 0
+        try:
+            if len(fed) > shared:
+                cache.crop(-(len(fed) - shared))
+        except (ValueError, RuntimeError):  # a cache kind that cannot be rolled back
+            return None, 0
+        return cache, shared
+
     def _run(self, rows: list[list[int]], params: SamplingParams) -> "_Run":
         self._check_fits(rows, params)
         ids, mask = self._batch(rows)
-        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id)
+        cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
+        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached)
         return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows])
+
+    def _keep(self, loop: DecodeLoop) -> None:
+        """Remember a finished single-row call's cache for the next call to extend."""
+        if loop.input_ids.shape[0] == 1 and loop.consistent and loop.cache is not None:
+            self._previous = (loop.fed[0].tolist(), loop.cache)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         encoded = [self.encode(p) for p in prompts]
@@ -153,6 +184,7 @@ class _Run:
                 if piece:
                     yield row, piece
         finally:
+            self.engine._keep(loop)
             elapsed = time.perf_counter() - started
             prompt_tokens = int(self.loop.attention_mask.sum())
             self.engine.stats.record(prompt_tokens, sum(self.counts), first or elapsed, elapsed)

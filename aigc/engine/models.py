@@ -283,12 +283,20 @@ def load_model(
     dtype: str = "auto",
     progress: Progress = lambda stage: None,
     trust_remote_code: bool = False,
+    quantize: str | None = None,
 ):
-    """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused."""
+    """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused.
+
+    `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
     ref = resolve(name)
     device_name = pick_device(device)
-    torch_dtype = pick_dtype(dtype, device_name)
-    key = (ref, device_name, str(torch_dtype))
+    if quantize not in (None, "none", "int8"):
+        raise BadInputError(f"unknown quantization {quantize!r}; use none or int8")
+    quantize = None if quantize == "none" else quantize
+    if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
+        raise BadInputError("--quantize int8 runs on the CPU in float32; use --device cpu and --dtype auto")
+    torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
+    key = (ref, device_name, str(torch_dtype), quantize)
     if key in _loaded:
         return _loaded[key]
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
@@ -303,6 +311,10 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(f"could not load {ref.name} from {path}: {exc}") from exc
     model.to(device_name).eval()
+    if quantize:
+        from .quantize import quantize_int8
+
+        model = quantize_int8(model)
     from .local import LocalEngine
 
     engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started)

@@ -109,10 +109,23 @@ class DecodeLoop:
     """Prefill a left-padded batch, then yield one tensor of next-token ids per step.
 
     Rows finish on EOS or when `finish(row)` is called (a stop string matched); finished rows
-    keep producing the pad id. The KV cache lives in `self.cache`.
+    keep producing the pad id. A `cache` that already holds the first `cached` tokens of a
+    single-row input is extended instead of prefilling them again. After each forward pass the
+    cache holds exactly `self.fed`; `self.consistent` is False while a forward pass is under way
+    (an interrupt there leaves the cache half-updated).
     """
 
-    def __init__(self, model, input_ids, attention_mask, params: SamplingParams, eos_ids: Sequence[int], pad_id: int):
+    def __init__(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        params: SamplingParams,
+        eos_ids: Sequence[int],
+        pad_id: int,
+        cache=None,
+        cached: int = 0,
+    ):
         import torch
 
         self.model = model
@@ -124,7 +137,10 @@ class DecodeLoop:
         self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         self.processors = build_processors(params)
         self.gen = make_generator(params.seed, input_ids.device)
-        self.cache = None
+        self.cache = cache
+        self.cached = cached
+        self.fed = input_ids[:, :cached]
+        self.consistent = True
 
     def finish(self, row: int) -> None:
         self.finished[row] = True
@@ -133,14 +149,16 @@ class DecodeLoop:
         import torch
         from transformers import DynamicCache
 
-        self.cache = DynamicCache()
+        if self.cache is None:
+            self.cache = DynamicCache()
         cache_arg = {cache_keyword(self.model): self.cache}
         mask = self.attention_mask
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, self.cached :]
         seen = self.input_ids
-        step_ids = self.input_ids
+        step_ids = self.input_ids[:, self.cached :]
         with torch.inference_mode():
             for _ in range(self.params.max_tokens):
+                self.consistent = False
                 out = self.model(
                     input_ids=step_ids,
                     attention_mask=mask,
@@ -149,6 +167,7 @@ class DecodeLoop:
                     **cache_arg,
                     logits_to_keep=1,
                 )
+                self.fed, self.consistent = seen, True
                 scores = self.processors(seen, out.logits[:, -1, :].float())
                 next_ids = pick_tokens(scores, self.params, self.gen)
                 next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)

@@ -35,6 +35,7 @@ class Generator:
         model: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        quantize: str | None = None,
         progress: ProgressFn | None = None,
         load_progress: Callable[[str], None] | None = None,
     ):
@@ -42,6 +43,7 @@ class Generator:
         self.model = model
         self.device = device
         self.dtype = dtype
+        self.quantize = quantize
         self.progress = progress or _no_progress
         self.load_progress = load_progress or (lambda stage: None)
 
@@ -51,7 +53,9 @@ class Generator:
         if self._engine is None:
             from ..engine.models import load_model
 
-            self._engine = load_model(self.model, self.device, self.dtype, progress=self.load_progress)
+            self._engine = load_model(
+                self.model, self.device, self.dtype, progress=self.load_progress, quantize=self.quantize
+            )
         return self._engine
 
     def validate(self, options: dict[str, Any]):

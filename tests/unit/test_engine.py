@@ -97,3 +97,51 @@ def test_stats_accumulate(tiny_engine):
     assert tiny_engine.stats.calls == calls + 1
     assert tiny_engine.stats.prompt_tokens == prompt_tokens + len(tiny_engine.encode("Bees"))
     assert tiny_engine.stats.first_token_seconds is not None
+
+
+def test_next_turn_extends_the_previous_cache_and_gives_the_same_tokens(tiny_engine):
+    params = SamplingParams(temperature=0, max_tokens=10)
+    turn1 = [{"role": "user", "content": "Paris is the capital of"}]
+    answer = tiny_engine.generate([turn1], params)[0][0].text
+    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Bees make honey"}]
+    reused = tiny_engine._run([tiny_engine.encode(turn2)], params)
+    for _ in reused:
+        pass
+    assert reused.loop.cached > len(tiny_engine.encode(turn1))  # only the new turn was prefilled
+    tiny_engine._previous = None
+    fresh = tiny_engine._run([tiny_engine.encode(turn2)], params)
+    for _ in fresh:
+        pass
+    assert fresh.loop.cached == 0
+    assert reused.texts[0].tokens == fresh.texts[0].tokens
+
+
+def test_an_unrelated_prompt_does_not_reuse_the_cache(tiny_engine):
+    params = SamplingParams(temperature=0, max_tokens=4)
+    tiny_engine.generate(["The quick brown fox"], params)
+    run = tiny_engine._run([tiny_engine.encode("Bees make honey")], params)
+    for _ in run:
+        pass
+    assert run.loop.cached == 0
+
+
+def test_int8_weights_keep_the_logits_close_to_float32(tiny_model_dir, tiny_engine):
+    from aigc.engine.models import load_model
+
+    quantized = load_model(str(tiny_model_dir), device="cpu", quantize="int8")
+    assert quantized is not tiny_engine
+    assert quantized.model.model.layers[0].mlp.down_proj.weight().dtype == torch.qint8
+    ids = torch.tensor([tiny_engine.encode("Paris is the capital of France")])
+    with torch.inference_mode():
+        reference = tiny_engine.model(ids).logits[0, -1].float()
+        approx = quantized.model(ids).logits[0, -1].float()
+    assert torch.nn.functional.cosine_similarity(reference, approx, dim=0) > 0.99
+    assert quantized.generate(["Bees"], SamplingParams(temperature=0, max_tokens=6))[0][0].completion_tokens > 0
+
+
+@pytest.mark.parametrize("options", [{"quantize": "int4"}, {"quantize": "int8", "dtype": "bfloat16"}])
+def test_bad_quantize_settings_are_bad_input(tiny_model_dir, options):
+    from aigc.engine.models import load_model
+
+    with pytest.raises(BadInputError):
+        load_model(str(tiny_model_dir), device="cpu", **options)
