@@ -1,9 +1,7 @@
-"""`python -m benchmarks [--json] [--quick]`: aigc's speed, as figures and as ratios to a baseline
-measured in the same run on the same machine.
+"""`python -m benchmarks [--json] [--quick]`: aigc's speed as figures and as ratios to baselines
+measured in the same run on the same machine (absolute times on shared machines are noise).
 
-Rows: `aigc --help` vs `python -c pass`; cached model load; single-stream decode of aigc's engine vs
-plain float32 `model.generate`; a one-shot `aigc chat`; and (unless --quick) a 30,000-word
-summarize with its wall time and peak RSS.
+--quick skips the 30,000-word summarize. --json adds one JSON object on the last line of stdout.
 """
 
 from __future__ import annotations
@@ -11,88 +9,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTICLE = ROOT / "examples" / "article.md"
-DECODE_PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to read."}]
-NEW_TOKENS = 64
+from . import engine, process, reference
 
-
-def wall(cmd: list[str], repeat: int = 5) -> float:
-    """Median wall time of a command."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def child_run(cmd: list[str], **kwargs) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (run alone, so RUSAGE_CHILDREN is its own)."""
-    code = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        f"subprocess.run({cmd!r}, check=True, stdout=subprocess.DEVNULL)\n"
-        "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, **kwargs)
-    seconds, rss = json.loads(out.stdout.strip().splitlines()[-1])
-    return seconds, rss
-
-
-def load_time() -> float:
-    code = (
-        "import time; t = time.perf_counter()\n"
-        "from aigc.engine.models import load_model; load_model()\n"
-        "print(time.perf_counter() - t)"
-    )
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout) for _ in range(3)]
-    return statistics.median(runs)
-
-
-def decode_rates() -> dict[str, float]:
-    """Tokens/s of aigc's engine (auto dtype) and of plain float32 `generate`, greedy, same prompt and length."""
-    import torch
-
-    from aigc.engine.models import load_model
-    from aigc.engine.sampling import SamplingParams
-
-    fast = load_model()
-    params = SamplingParams(temperature=0, max_tokens=NEW_TOKENS)
-    fast.generate([DECODE_PROMPT], params)  # warm-up
-    started = time.perf_counter()
-    produced = fast.generate([DECODE_PROMPT], params)[0][0].completion_tokens
-    ours = produced / (time.perf_counter() - started)
-
-    base = load_model(dtype="float32")
-    ids = torch.tensor([base.encode(DECODE_PROMPT)])
-    kwargs = dict(max_new_tokens=produced, min_new_tokens=produced, do_sample=False, pad_token_id=base.pad_id)
-    base.model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=base.pad_id)
-    started = time.perf_counter()
-    base.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    baseline = produced / (time.perf_counter() - started)
-    return {"decode_tps": ours, "baseline_decode_tps": baseline, "decode_ratio": ours / baseline, "decode_tokens": produced}
-
-
-def long_document(words: int = 30000) -> Path:
-    """A document of about `words` words made of the example article's paragraphs, numbered apart."""
-    paragraphs = [p for p in ARTICLE.read_text().split("\n\n") if p.strip() and not p.startswith("#")]
-    out, count, i = [], 0, 0
-    while count < words:
-        text = f"Part {i // len(paragraphs) + 1}. " + paragraphs[i % len(paragraphs)].replace("\n", " ")
-        out.append(text)
-        count += len(text.split())
-        i += 1
-    path = Path(tempfile.mkdtemp()) / "long.txt"
-    path.write_text("\n\n".join(out))
-    return path
+# (label, key, baseline label, baseline key, ratio key)
+ROWS = [
+    ("decode tok/s, aigc (auto dtype)", "decode_tps", "fp32 generate", "baseline_decode_tps", "decode_ratio"),
+    ("decode tok/s, aigc --quantize int8", "int8_decode_tps", "fp32 generate", "baseline_decode_tps", "int8_decode_ratio"),
+    ("  greedy tokens equal to fp32 (of 32), auto", "decode_match_tokens", None, None, None),
+    ("  greedy tokens equal to fp32 (of 32), int8", "int8_decode_match_tokens", None, None, None),
+    ("decode tok/s, llama.cpp llama-bench", "llama_bench_decode_tps", "aigc int8", "int8_decode_tps", "llama_bench_ratio"),
+    ("time to first token, ~1k-token prompt (s)", "ttft_1k_seconds", None, None, None),
+    ("batch of 8 prompts, aggregate tok/s", "batch8_tps", "single stream", "single_stream_tps", "batch8_ratio"),
+    ("chat TTFT at turn 10 (s)", "chat_ttft_turn10_seconds", "turn 1", "chat_ttft_turn1_seconds", "chat_ttft_ratio"),
+    ("chat TTFT at turn 10, no cache reuse (s)", "chat_ttft_turn10_no_reuse_seconds", None, None, None),
+    ("aigc --help (s)", "help_seconds", "python -c pass", "python_seconds", "help_ratio"),
+    ("cached model load, imports included (s)", "load_seconds", None, None, None),
+    ("one-shot chat, whole process (s)", "chat_seconds", None, None, None),
+    ("one-shot chat peak RSS (MB)", "peak_rss_mb", None, None, None),
+    ("30k-word summarize, whole process (s)", "summarize_30k_seconds", None, None, None),
+    ("30k-word summarize peak RSS (MB)", "summarize_30k_peak_rss_mb", None, None, None),
+]
 
 
 def main() -> None:
@@ -101,38 +39,30 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 30,000-word summarize")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    aigc = [sys.executable, "-m", "aigc"]
-    subprocess.run(aigc + ["models", "pull", "smollm2"], check=True, capture_output=True)
+    subprocess.run(process.AIGC + ["models", "pull", "smollm2"], check=True, capture_output=True)
 
     results: dict[str, float] = {}
-    results["python_seconds"] = wall([sys.executable, "-c", "pass"])
-    results["help_seconds"] = wall(aigc + ["--help"])
-    results["help_ratio"] = results["help_seconds"] / results["python_seconds"]
-    results["load_seconds"] = load_time()
-    results.update(decode_rates())
-    chat_seconds, chat_rss = child_run(aigc + ["chat", "What is the capital of France?"])
-    results["chat_seconds"], results["peak_rss_mb"] = chat_seconds, chat_rss
-    if not args.quick:
-        doc = long_document()
-        seconds, rss = child_run(aigc + ["-q", "summarize", str(doc)])
-        results["summarize_30k_seconds"], results["summarize_30k_peak_rss_mb"] = seconds, rss
+    results.update(process.startup())
+    results.update(process.load_seconds())
+    results.update(engine.decode())
+    results.update(engine.ttft_1k())
+    results.update(engine.batch8())
+    results.update(engine.chat_turns())
+    outside = reference.llama_bench()
+    if outside:
+        results.update(outside)
+        results["llama_bench_ratio"] = results["llama_bench_decode_tps"] / results["int8_decode_tps"]
+    results.update(process.memory(long=not args.quick))
 
-    rows = [
-        ("aigc --help (s)", "help_seconds", "python -c pass", "python_seconds", "help_ratio"),
-        ("cached model load, imports included (s)", "load_seconds", None, None, None),
-        ("decode tok/s, aigc engine", "decode_tps", "float32 generate", "baseline_decode_tps", "decode_ratio"),
-        ("one-shot chat wall (s)", "chat_seconds", None, None, None),
-        ("one-shot chat peak RSS (MB)", "peak_rss_mb", None, None, None),
-        ("30k-word summarize wall (s)", "summarize_30k_seconds", None, None, None),
-        ("30k-word summarize peak RSS (MB)", "summarize_30k_peak_rss_mb", None, None, None),
-    ]
-    print(f"{'measure':<42}{'value':>10}  {'baseline':<18}{'value':>10}{'ratio':>8}")
-    for label, key, base_label, base_key, ratio_key in rows:
+    print(f"{'measure':<46}{'value':>10}  {'baseline':<16}{'value':>10}{'ratio':>8}")
+    for label, key, base_label, base_key, ratio_key in ROWS:
         if key not in results:
+            if key.startswith("llama_bench"):
+                print(f"{label:<46}{'skipped':>10}  (llama-bench not found: ../shared/tools/build-llama-bench.sh)")
             continue
-        base = f"{base_label:<18}{results[base_key]:>10.3f}" if base_key else " " * 28
+        base = f"{base_label:<16}{results[base_key]:>10.3f}" if base_key else " " * 26
         ratio = f"{results[ratio_key]:>8.2f}" if ratio_key else ""
-        print(f"{label:<42}{results[key]:>10.3f}  {base}{ratio}")
+        print(f"{label:<46}{results[key]:>10.3f}  {base}{ratio}")
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in results.items()}))
 
