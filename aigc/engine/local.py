@@ -7,7 +7,7 @@ from typing import Iterator
 
 from ..errors import BadInputError
 from .base import Completion, EngineStats, Prompt
-from .sampling import DecodeLoop, SamplingParams, TextAssembler
+from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -127,25 +127,47 @@ class LocalEngine:
             yield piece
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        """Sum of log-probabilities of each continuation's tokens after the prompt.
+
+        The prompt is run once; its KV cache is repeated for all continuations, which then run
+        together in one right-padded batch.
+        """
         import torch
+        from transformers import DynamicCache
 
         head = self.encode(prompt)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        rows = [head + tail for tail in tails]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        if not tails or any(not t for t in tails):
+            raise BadInputError("every continuation to score needs at least one token")
+        keyword = cache_keyword(self.model)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        scores = []
-        for i, tail in enumerate(tails):
-            positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=logprobs.device)
-            targets = torch.tensor(tail, device=logprobs.device)
-            scores.append(float(logprobs[i, positions, targets].sum()))
+            cache = DynamicCache()
+            out = self.model(input_ids=torch.tensor([head], device=self.device), use_cache=True, **{keyword: cache}, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            scores = [float(first[tail[0]]) for tail in tails]
+            longest = max(len(t) for t in tails)
+            if longest == 1:
+                return scores
+            width = longest - 1  # the last token of each continuation is never fed
+            ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(tails), len(head) + width), dtype=torch.long)
+            mask[:, : len(head)] = 1
+            for row, tail in enumerate(tails):
+                ids[row, : len(tail) - 1] = torch.tensor(tail[:-1])
+                mask[row, len(head) : len(head) + len(tail) - 1] = 1
+            cache.batch_repeat_interleave(len(tails))
+            positions = torch.arange(len(head), len(head) + width).expand(len(tails), -1)
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=True,
+                **{keyword: cache},
+            ).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+        for row, tail in enumerate(tails):
+            for k, token in enumerate(tail[1:]):
+                scores[row] += float(logprobs[row, k, token])
         return scores
 
 
