@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import traceback
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,12 +40,25 @@ class PluginFailure:
 
 
 @dataclass
+class PluginSource:
+    """Where an entry-point plugin comes from: its entry point and the distribution that ships it."""
+
+    name: str
+    value: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass
 class _State:
     manager: pluggy.PluginManager | None = None
     failures: list[PluginFailure] = field(default_factory=list)
+    sources: dict[str, PluginSource] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)  # command name -> plugin
 
 
 _state = _State()
+_reporter: Callable[[PluginFailure], None] | None = None
 
 
 def _trace(message: str) -> None:
@@ -60,6 +74,13 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if allowed is not None and ep.name not in allowed:
             continue
+        dist = getattr(ep, "dist", None)
+        _state.sources[ep.name] = PluginSource(
+            name=ep.name,
+            value=str(getattr(ep, "value", "")),
+            distribution=getattr(dist, "name", None) if dist else None,
+            version=getattr(dist, "version", None) if dist else None,
+        )
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
@@ -71,7 +92,19 @@ def _record(plugin: str, stage: str, exc: BaseException) -> None:
     failure = PluginFailure(plugin, stage, f"{type(exc).__name__}: {exc}")
     if failure not in _state.failures:
         _state.failures.append(failure)
-    _trace("".join(traceback.format_exception(exc)))
+        if _reporter:
+            _reporter(failure)
+    _trace("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def set_reporter(report: Callable[[PluginFailure], None] | None) -> None:
+    """Call `report(failure)` once for each plugin failure, those already recorded included (the CLI
+    warns on stderr with it; the library itself never prints)."""
+    global _reporter
+    _reporter = report
+    if report:
+        for failure in _state.failures:
+            report(failure)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -115,6 +148,81 @@ def plugin_names() -> list[str]:
     return [name for name, _ in get_plugin_manager().list_name_plugin()]
 
 
+def sources() -> dict[str, PluginSource]:
+    """Entry-point plugins seen at load time (loaded or failed), by name."""
+    get_plugin_manager()
+    return dict(_state.sources)
+
+
+def hooks_of(name: str) -> list[str]:
+    """The hooks a registered plugin implements."""
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin(name)
+    if plugin is None:
+        return []
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+
+
+def _command_names(app: Any) -> list[tuple[str, list, Any]]:
+    """(name, list it sits in, entry) for every command and command group on a Typer app."""
+    from typer.main import get_command_name
+
+    found = []
+    for info in app.registered_commands:
+        name = info.name or (get_command_name(info.callback.__name__) if info.callback else "")
+        found.append((name, app.registered_commands, info))
+    for info in app.registered_groups:
+        name = info.name if isinstance(info.name, str) else None
+        if name is None and info.typer_instance is not None:
+            inner = info.typer_instance.info.name
+            name = inner if isinstance(inner, str) else None
+        found.append((name or "", app.registered_groups, info))
+    return found
+
+
+def register_commands(app: Any) -> dict[str, str]:
+    """Run every `register_commands` hook on `app` (a `typer.Typer`), one plugin at a time.
+
+    A command name that an earlier plugin already added is a clash: the later command is removed,
+    and the failure names both plugins. Returns `{command name: plugin}`.
+    """
+    owners: dict[str, str] = {}
+    seen = {id(entry) for _, _, entry in _command_names(app)}
+    current = {"plugin": ""}
+
+    def claim_new() -> None:
+        for name, holder, entry in _command_names(app):
+            if id(entry) in seen:
+                continue
+            seen.add(id(entry))
+            if name in owners and owners[name] != current["plugin"]:
+                holder.remove(entry)
+                _record(
+                    current["plugin"],
+                    "register_commands",
+                    PluginError(
+                        f"command {name!r} is registered by both {owners[name]!r} and {current['plugin']!r}; "
+                        f"{current['plugin']!r}'s is ignored (uninstall one of them or disable it with AIGC_LOAD_PLUGINS)"
+                    ),
+                )
+            else:
+                owners[name] = current["plugin"]
+
+    def before(plugin: str) -> None:
+        claim_new()  # what the previous plugin added
+        current["plugin"] = plugin
+
+    call_each("register_commands", before=before, app=app)
+    claim_new()
+    _state.commands = dict(owners)
+    return owners
+
+
+def registered_commands() -> dict[str, str]:
+    """`{command name: plugin}` from the last `register_commands` run (the CLI runs it on import)."""
+    return dict(_state.commands)
+
+
 def collect(hook_name: str, key: Callable[[Any], str] | None, kind: str) -> dict[str, tuple[str, Any]]:
     """Run a ``register`` hook and return ``{name: (plugin, item)}``; two plugins claiming a name clash."""
     found: dict[str, tuple[str, Any]] = {}
@@ -141,3 +249,64 @@ def reset() -> None:
     """Forget the plugin manager (tests register plugins and start over)."""
     _state.manager = None
     _state.failures.clear()
+    _state.sources.clear()
+
+
+def describe(include_builtins: bool = False) -> dict[str, Any]:
+    """What `aigc plugins` shows: every plugin with its version, hooks, what it registered and its
+    failures, plus entry points that failed to load and clashes found while collecting.
+
+    Built-in plugins are listed only with `include_builtins`.
+    """
+    from .engine.models import registered_models
+    from .generators.base import registered_generators
+
+    pm = get_plugin_manager()
+    registered: dict[str, dict[str, list[str]]] = {}
+    problems: list[str] = []
+
+    def gather(kind: str, fetch: Callable[[], dict[str, tuple[str, Any]]]) -> None:
+        try:
+            items = fetch()
+        except PluginError as exc:  # a clash: show it instead of failing the listing
+            problems.append(str(exc))
+            return
+        for name, (plugin, _) in items.items():
+            registered.setdefault(plugin, {}).setdefault(kind, []).append(name)
+
+    gather("generators", registered_generators)
+    gather("models", registered_models)
+    gather("template_dirs", lambda: collect("register_template_dirs", None, "template dir"))
+    for plugin, kinds in registered.items():
+        templates = []
+        for directory in kinds.get("template_dirs", []):
+            templates += sorted(p.name[:-3] for p in Path(directory).glob("*.j2"))
+        if templates:
+            kinds["templates"] = templates
+    for command, plugin in _state.commands.items():
+        registered.setdefault(plugin, {}).setdefault("commands", []).append(command)
+
+    from . import __version__
+
+    rows = []
+    names = [name for name, plugin in pm.list_name_plugin() if plugin is not None]
+    names += [name for name in _state.sources if name not in names]  # entry points that failed to load
+    for name in names:
+        builtin = name in DEFAULT_PLUGINS
+        if builtin and not include_builtins:
+            continue
+        source = _state.sources.get(name)
+        rows.append(
+            {
+                "name": name,
+                "builtin": builtin,
+                "loaded": pm.get_plugin(name) is not None,
+                "distribution": "aigc" if builtin else (source.distribution if source else None),
+                "version": __version__ if builtin else (source.version if source else None),
+                "entry_point": source.value if source else None,
+                "hooks": hooks_of(name),
+                "registered": {kind: sorted(items) for kind, items in sorted(registered.get(name, {}).items())},
+                "failures": [{"stage": f.stage, "error": f.error} for f in _state.failures if f.plugin == name],
+            }
+        )
+    return {"plugins": rows, "problems": problems}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -119,6 +120,43 @@ def parse(path: Path, source: str) -> Template:
         generator=meta.get("generator"),
         body_line=body_line,
     )
+
+
+SKELETON = """---
+description: What this template is for, in one line
+system: You are a helpful assistant.
+defaults:
+  temperature: 0.7
+  max_tokens: 200
+variables:
+  - name: input
+    description: The text to work on
+    required: true
+  - name: tone
+    description: How it should sound
+    default: friendly
+---
+Write a {{ tone }} answer to this:
+
+{{ input }}
+"""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def new_template(name: str) -> Path:
+    """Start `NAME.j2` in the user template directory from a skeleton; never overwrites a file."""
+    if name.endswith(SUFFIX):
+        name = name[: -len(SUFFIX)]
+    if not _NAME.match(name):
+        raise BadInputError(f"template name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit")
+    path = user_dir() / f"{name}{SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(SKELETON)
+    except FileExistsError:
+        raise BadInputError(f"{path} already exists; edit it, or remove it first to start over") from None
+    return path
 
 
 def discover() -> dict[str, Template]:

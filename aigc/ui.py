@@ -47,7 +47,7 @@ def debug(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    stderr().print(f"Warning: {message}", markup=False, style="yellow")
+    stderr().print(f"Warning: {message}", markup=False, style="yellow", soft_wrap=True)
 
 
 def error(message: str) -> None:

@@ -68,16 +68,15 @@ def root(
     ui.settings.verbosity = -1 if quiet else verbose
     if verbose == 0:
         _quiet_libraries()
-    from ..plugins import failures
-
-    for failure in failures():
-        ui.warn(failure.message())
 
 
 def _register_commands() -> None:
-    from ..plugins import call_each
+    """Every plugin's commands; a plugin that fails (on import, in a hook, or with a command name
+    another plugin already took) is reported once on stderr and the rest of the CLI keeps working."""
+    from .. import plugins
 
-    call_each("register_commands", app=app)
+    plugins.set_reporter(lambda failure: ui.warn(failure.message()))
+    plugins.register_commands(app)
 
 
 _register_commands()

@@ -7,7 +7,7 @@ import typer
 
 from .. import templates, ui
 
-templates_app = typer.Typer(help="List and inspect prompt templates.", no_args_is_help=True)
+templates_app = typer.Typer(help="List, inspect and create prompt templates.", no_args_is_help=True)
 
 
 @templates_app.command("list")
@@ -33,6 +33,16 @@ def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: {var.get('description', '')} ({flag})")
     ui.result("\n".join(lines) + "\n" + template.path.read_text(encoding="utf-8"))
+
+
+@templates_app.command()
+def new(name: Annotated[str, typer.Argument(help="Name of the new template (without .j2).")]) -> None:
+    """Start a template in the user directory from a skeleton and print its path (never overwrites)."""
+    existing = templates.discover().get(name)
+    path = templates.new_template(name)
+    if existing is not None:
+        ui.info(f"(it overrides {name!r} from {existing.source})")
+    ui.result(str(path))
 
 
 @templates_app.command()

@@ -6,6 +6,7 @@ from ..hookspecs import hookimpl
 @hookimpl
 def register_commands(app):
     from ..cli import chat, headline, models, summarize, templates
+    from ..cli import plugins, run
 
-    for module in (chat, summarize, headline, models, templates):
+    for module in (chat, summarize, headline, models, templates, run, plugins):
         module.register(app)

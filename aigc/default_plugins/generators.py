@@ -8,6 +8,7 @@ def register_generators(register):
     from ..generators.chat import ChatGenerator
     from ..generators.headline import HeadlineGenerator
     from ..generators.summarize import SummarizeGenerator
+    from ..generators.template import TemplateGenerator
 
-    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator):
+    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator, TemplateGenerator):
         register(generator.name, generator)

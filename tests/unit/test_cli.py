@@ -1,6 +1,7 @@
 """The CLI on a tiny random model: options, errors, exit codes, output files, lazy imports."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,11 +26,14 @@ def imports_after(argv):
         "try:\n    runpy.run_module('aigc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}  # installed plugins load too
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     return done.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["models", "list"], ["chat", "--help"], ["templates", "list"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["models", "list"], ["chat", "--help"], ["templates", "list"], ["plugins"], ["plugins", "--all", "--json"]]
+)
 def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
@@ -163,3 +167,177 @@ def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch)
     code, lines = bad("chat", "hi", "-m", "some-org/some-model-that-is-not-cached")
     assert code == 1 and lines[-1].startswith("Error: cannot fetch")
     assert "huggingface-cli download" in lines[-1] and "-m DIR" in lines[-1]
+
+
+def user_template(name, text):
+    from aigc import templates
+
+    directory = templates.user_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.j2").write_text(text)
+
+
+GREET = """---
+description: Greets someone.
+system: You are kind.
+defaults: {max_tokens: 3, temperature: 0}
+variables:
+  - {name: input, description: A note, required: true}
+  - {name: who, description: Who, default: Paris}
+  - {name: times, description: How often, default: 1}
+---
+{% for _ in range(times) %}Hello {{ who }}! {% endfor %}{{ input }}
+"""
+
+
+def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_defaults(tiny_model_dir, tmp_path):
+    user_template("greet", GREET)
+    note = tmp_path / "note.txt"
+    note.write_text("Bees make honey.")
+    args = ("run", "greet", "--var", "who=Berlin", "--var", "times=2", "-i", str(note), "-m", str(tiny_model_dir), "--json")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["template"] == "greet" and data["usage"]["completion_tokens"] <= 3  # max_tokens from front matter
+    longer = json.loads(invoke(*args, "--max-tokens", "6", "--temperature", "1", "--seed", "3").stdout)
+    assert 3 < longer["usage"]["completion_tokens"] <= 6  # options override front matter
+    piped = invoke("run", "greet", "-i", "-", "-m", str(tiny_model_dir), "--json", input="from stdin")
+    assert piped.exit_code == 0 and json.loads(piped.stdout)["usage"]["prompt_tokens"] > 0
+
+
+def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
+    from aigc.generators.template import TemplateGenerator
+    from fakes import FakeEngine
+
+    user_template("greet", GREET)
+    engine = FakeEngine()
+    engine.enqueue("Hi!")
+    result = TemplateGenerator(engine=engine)({"input": "x", "who": "Rome", "times": "2"}, template="greet")
+    assert result["text"] == "Hi!"
+    assert result["messages"] == [{"role": "system", "content": "You are kind."}, {"role": "user", "content": "Hello Rome! Hello Rome! x"}]
+    assert engine.calls[0][1].max_tokens == 3
+
+
+@pytest.mark.parametrize(
+    "template, args, words",
+    [
+        ("greet", ["--var", "who"], "--var takes key=value"),
+        ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
+        ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
+        ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a int"),
+        ("gret", [], "did you mean greet"),
+        ("evil", [], "unsafe"),
+        ("evil2", [], "unsafe"),
+    ],
+)
+def test_run_errors_are_one_line_with_exit_2_before_any_model_loads(template, args, words):
+    user_template("greet", GREET)
+    user_template("evil", "{{ cycler.__init__.__globals__ }}")
+    user_template("evil2", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    code, lines = bad("run", template, *args, "-m", "no-such-model")  # an unknown model would fail later
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_templates_new_starts_a_skeleton_and_refuses_to_overwrite():
+    from aigc import templates
+
+    result = invoke("templates", "new", "my-post")
+    assert result.exit_code == 0, result.output
+    path = result.stdout.strip()
+    assert path == str(templates.user_dir() / "my-post.j2")
+    rendered = templates.render("my-post", {"input": "sample text"})
+    assert "sample text" in rendered.messages[-1]["content"] and templates.get_template("my-post").description
+    code, lines = bad("templates", "new", "my-post")
+    assert code == 2 and "already exists" in lines[0]
+    assert bad("templates", "new", "../escape")[0] == 2
+
+
+def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
+    import importlib.metadata
+
+    class Good:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register("/nowhere")
+
+    class Broken:
+        name, value, dist = "broken", "aigc_broken_plugin", None
+
+        def load(self):
+            raise RuntimeError("boom on import")
+
+    class GoodPoint:
+        name, value = "good", "good_module"
+        dist = type("Dist", (), {"name": "aigc-good", "version": "1.2.3"})()
+
+        def load(self):
+            return Good()
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Broken(), GoodPoint()] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    result = invoke("plugins")
+    assert result.exit_code == 0, result.output
+    assert "good 1.2.3 (aigc-good)" in result.stdout and "hooks: register_template_dirs" in result.stdout
+    assert "broken ? (" not in result.stdout and "failed in import: RuntimeError: boom on import" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "boom on import" in line]
+    assert len(warnings) == 1 and "AIGC_LOAD_PLUGINS" in warnings[0]
+    rows = json.loads(invoke("plugins", "--json").stdout)["plugins"]
+    assert [r["name"] for r in rows] == ["good", "broken"]
+    assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 4
+
+
+def test_chat_works_with_a_broken_plugin(tiny_model_dir, monkeypatch):
+    import importlib.metadata
+
+    class Broken:
+        name, value, dist = "broken", "aigc_broken_plugin", None
+
+        def load(self):
+            raise RuntimeError("boom on import")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Broken()] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["usage"]["prompt_tokens"] > 0
+    assert sum("boom on import" in line for line in result.stderr.splitlines()) == 1
+
+
+@pytest.fixture
+def pip_calls(monkeypatch):
+    import aigc.cli.plugins as cli_plugins
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        constraints = command[command.index("-c") + 1] if "-c" in command else None
+        calls.append((command, open(constraints).read() if constraints else None))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(cli_plugins.subprocess, "run", fake_run)
+    return calls
+
+
+def test_plugins_install_pins_the_installed_torch_and_aigc(pip_calls, tmp_path):
+    from importlib.metadata import version
+
+    package = tmp_path / "my-plugin"
+    package.mkdir()
+    (package / "pyproject.toml").write_text("[project]\nname='my-plugin'\n")
+    result = invoke("plugins", "install", "aigc-something", str(package), "-e")
+    assert result.exit_code == 0, result.output
+    ((command, constraints),) = pip_calls
+    assert command[:4] == [sys.executable, "-m", "pip", "install"]
+    assert "aigc-something" in command and command[command.index("-e") + 1] == str(package.resolve())
+    assert f"torch=={version('torch')}" in constraints.splitlines()
+    assert invoke("plugins", "install", "torch").exit_code == 2
+    assert invoke("plugins", "install", str(tmp_path)).exit_code == 2  # a directory that is no package
+    assert len(pip_calls) == 1
+
+
+def test_plugins_uninstall(pip_calls):
+    result = invoke("plugins", "uninstall", "aigc-something")
+    assert result.exit_code == 0, result.output
+    assert pip_calls[0][0][3:] == ["uninstall", "-y", "aigc-something"]
+    assert invoke("plugins", "uninstall", "aigc").exit_code == 2

@@ -28,3 +28,88 @@ def test_social_templates_plugin_adds_the_tweet_template():
         assert rendered.defaults["max_tokens"] == 80
     finally:
         plugins.reset()
+
+
+def register_adcopy():
+    plugin = load_plugin_module(ROOT / "plugins" / "aigc-adcopy", "aigc_adcopy")
+    plugins.reset()
+    plugins.get_plugin_manager().register(plugin, name="adcopy")
+    return plugin
+
+
+def test_adcopy_plugin_register_generators_template_dirs_and_commands():
+    import typer
+    from typer.testing import CliRunner
+
+    from aigc.generators.base import registered_generators
+
+    register_adcopy()
+    try:
+        assert registered_generators()["adcopy"][0] == "adcopy"
+        assert templates.get_template("adcopy-headline").source == "adcopy"
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        assert plugins.register_commands(app)["adcopy"] == "adcopy"
+        result = CliRunner().invoke(app, ["adcopy", "--help"])
+        assert result.exit_code == 0 and "--audience" in result.stdout and "--temperature" in result.stdout
+    finally:
+        plugins.reset()
+
+
+def test_adcopy_generator_keeps_distinct_clean_variants():
+    from fakes import FakeEngine
+
+    from aigc.generators.base import get_generator
+
+    register_adcopy()
+    try:
+        engine = FakeEngine()
+        # round 1: 4 headline samples (two usable and new), then 3 body samples for each of them
+        engine.enqueue('"Hike Light, Drink Green"', "Hike Light, Drink Green", "Headline: Best Ad Ever", "Trail Water Made Simple")
+        engine.enqueue("Hike Light, Drink Green", "Body: Bamboo keeps your water cool on every trail, all day long.", "x")
+        engine.enqueue("Made from bamboo, it weighs almost nothing in your pack", "", "Refill it at any stream and carry less plastic up the mountain.")
+        result = get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=2, sampling={"seed": 1})
+        assert result == {
+            "variants": [
+                {"headline": "Hike Light, Drink Green", "body": "Bamboo keeps your water cool on every trail, all day long."},
+                {"headline": "Trail Water Made Simple", "body": "Refill it at any stream and carry less plastic up the mountain."},
+            ]
+        }
+        assert len(engine.calls) == 2 and len(engine.calls[1][0]) == 2  # bodies batched, one prompt per headline
+    finally:
+        plugins.reset()
+
+
+def test_adcopy_rejects_bad_input_before_any_model_loads():
+    import pytest
+
+    from aigc.errors import BadInputError
+    from aigc.generators.base import get_generator
+
+    register_adcopy()
+    try:
+        generator = get_generator("adcopy")
+        with pytest.raises(BadInputError, match="--audience"):
+            generator({"product": "x", "audience": " "})
+        with pytest.raises(BadInputError, match="-n must be"):
+            generator({"product": "x", "audience": "y"}, n=0)
+        assert generator._engine is None
+    finally:
+        plugins.reset()
+
+
+def test_social_templates_work_with_the_template_generator():
+    from fakes import FakeEngine
+
+    from aigc.generators.template import TemplateGenerator
+
+    plugin = load_plugin_module(ROOT / "plugins" / "aigc-social-templates", "aigc_social_templates")
+    plugins.reset()
+    plugins.get_plugin_manager().register(plugin, name="social-templates")
+    try:
+        engine = FakeEngine()
+        engine.enqueue("1/4 ...")
+        result = TemplateGenerator(engine=engine)({"input": "four-day weeks", "tweets": "4"}, template="tweet-thread")
+        assert "1/4, 2/4" in result["messages"][-1]["content"] and engine.calls[0][1].max_tokens == 300
+    finally:
+        plugins.reset()

@@ -1,5 +1,6 @@
 import importlib.metadata
 import inspect
+import re
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_builtins_register_through_the_public_hooks(pm):
     assert registered_models()["smollm2"][0] == "aigc.default_plugins.models"
 
 
-def test_a_plugin_adds_a_generator_and_a_model(pm):
+def test_register_generators_and_register_models_add_a_generator_and_a_model(pm):
     pm.register(GoodPlugin(), name="good")
     assert isinstance(get_generator("echo"), Echo)
     assert registered_models()["tiny"] == ("good", ModelSpec(alias="tiny", source="/nowhere", description="test"))
@@ -81,6 +82,7 @@ class FakeEntryPoint:
 def test_broken_entry_point_is_recorded_and_allowlist_is_honoured(monkeypatch):
     points = [FakeEntryPoint("broken", ImportError("no module named zzz")), FakeEntryPoint("good", GoodPlugin())]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
     plugins.reset()
     try:
         assert "good" in plugins.plugin_names()
@@ -104,11 +106,15 @@ def test_trace_prints_each_hook_call(pm, monkeypatch, capsys):
 def test_every_hookspec_has_a_docstring_and_a_test():
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "aigc_spec")]
     assert set(specs) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
-    tested = open(__file__).read() + open(__file__.replace("test_plugins", "test_templates")).read() + open(
-        __file__.replace("test_plugins", "test_cli")).read()
+    tested = "".join(
+        open(__file__.replace("test_plugins", other)).read()
+        for other in ("test_plugins", "test_templates", "test_cli", "test_example_plugins")
+    )
+    docs = open(__file__.replace("tests/unit/test_plugins.py", "docs/plugins.md")).read()
     for name in specs:
         assert getattr(hookspecs, name).__doc__
-        assert name in tested, f"hook {name} has no test"
+        assert re.search(rf"def test_\w*{name}", tested), f"hook {name} has no test (a test function named after it)"
+        assert f"### `{name}(" in docs, f"hook {name} has no entry in docs/plugins.md"
 
 
 class FilterPlugin:
@@ -134,3 +140,88 @@ def test_prepare_jinja_env_and_register_template_dirs(pm, tmp_path):
         assert templates.render("loud", {"word": "hi"}).messages[-1]["content"] == "HI!"
     finally:
         templates.environment.cache_clear()
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
+
+
+class ImportingEntryPoint(FakeEntryPoint):
+    """Imports a real module, like importlib.metadata.EntryPoint.load."""
+
+    def __init__(self, name, module, version="9.9.9"):
+        super().__init__(name, None)
+        self.module, self.value = module, module
+        self.dist = type("Dist", (), {"name": f"dist-{name}", "version": version})()
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+def test_a_plugin_that_raises_on_import_is_recorded_with_its_version(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES / "aigc-broken-plugin"))
+    points = [ImportingEntryPoint("broken", "aigc_broken_plugin", "0.0.1")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    (failure,) = plugins.failures()
+    assert failure.plugin == "broken" and failure.stage == "import" and "on purpose" in failure.error
+    (row,) = plugins.describe()["plugins"]
+    assert row["name"] == "broken" and not row["loaded"] and row["version"] == "0.0.1"
+    assert row["distribution"] == "dist-broken" and "on purpose" in row["failures"][0]["error"]
+    assert "chat" in registered_generators()  # the rest still works
+
+
+def test_each_failure_is_reported_once(pm, monkeypatch):
+    seen = []
+    pm.register(RaisingPlugin(), name="raiser")
+    plugins.set_reporter(seen.append)
+    try:
+        registered_models()
+        registered_models()
+    finally:
+        plugins.set_reporter(None)
+    assert [f.plugin for f in seen] == ["raiser"]
+
+
+def test_describe_lists_hooks_and_what_each_plugin_registered(pm):
+    pm.register(GoodPlugin(), name="good")
+    rows = {row["name"]: row for row in plugins.describe()["plugins"]}
+    assert set(rows) == {"good"}  # built-ins only with include_builtins
+    assert rows["good"]["hooks"] == ["register_generators", "register_models"]
+    assert rows["good"]["registered"] == {"generators": ["echo"], "models": ["tiny"]}
+    everything = {row["name"]: row for row in plugins.describe(include_builtins=True)["plugins"]}
+    assert "headline" in everything["aigc.default_plugins.generators"]["registered"]["generators"]
+    assert everything["aigc.default_plugins.templates"]["registered"]["templates"]
+
+
+def test_describe_reports_a_clash_instead_of_failing(pm):
+    pm.register(ClashingPlugin(), name="clasher")
+    problems = plugins.describe()["problems"]
+    assert len(problems) == 1 and "'clasher'" in problems[0] and "'aigc.default_plugins.generators'" in problems[0]
+
+
+def command_plugin(label):
+    class CommandPlugin:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command("hello")
+            def hello():
+                print(f"hello from {label}")
+
+    return CommandPlugin()
+
+
+def test_register_commands_clash_names_both_plugins_and_keeps_the_first(pm):
+    import typer
+    from typer.testing import CliRunner
+
+    pm.register(command_plugin("first"), name="first")
+    pm.register(command_plugin("second"), name="second")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    owners = plugins.register_commands(app)
+    assert owners["hello"] == "first" and owners["chat"] == "aigc.default_plugins.commands"
+    (failure,) = [f for f in plugins.failures() if f.stage == "register_commands"]
+    assert failure.plugin == "second" and "'first' and 'second'" in failure.error
+    assert CliRunner().invoke(app, ["hello"]).stdout == "hello from first\n"
+

@@ -76,3 +76,55 @@ def test_system_prompt_override_and_template_defaults():
     rendered = templates.render("summarize", {"text": "t"}, system="Be brief.")
     assert rendered.messages[0] == {"role": "system", "content": "Be brief."}
     assert rendered.defaults["temperature"] == 0
+
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def test_every_example_plugin_template_renders_under_strict_undefined():
+    from aigc.templates import environment
+
+    env = environment()
+    assert env.undefined.__name__ == "StrictUndefined"
+    paths = sorted(PLUGINS.glob("*/*/templates/*.j2"))
+    assert {"tweet", "tweet-thread", "product-description", "email-subjects", "adcopy-headline", "adcopy-body"} <= {
+        p.stem for p in paths
+    }
+    for path in paths:
+        template = templates.parse(path, "example")
+        assert template.description, f"{path} has no description"
+        values = {v["name"]: "sample text" for v in template.variables if v.get("required", "default" not in v)}
+        rendered = templates.render(template, values)  # declared defaults fill the rest
+        assert "sample text" in rendered.messages[-1]["content"], path
+        assert "{{" not in rendered.messages[-1]["content"]
+
+
+def test_new_template_skeleton_renders_and_is_never_overwritten():
+    path = templates.new_template("fresh")
+    assert path.parent == templates.user_dir() and path.read_text() == templates.SKELETON
+    rendered = templates.render("fresh", {"input": "sample text"})
+    assert rendered.messages[0]["role"] == "system" and "friendly" in rendered.messages[-1]["content"]
+    path.write_text("mine")
+    with pytest.raises(BadInputError, match="already exists"):
+        templates.new_template("fresh")
+    assert path.read_text() == "mine"
+    with pytest.raises(BadInputError, match="must be letters"):
+        templates.new_template("../up")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os.system('touch /tmp/aigc-pwned') }}",
+        "{{ joiner.__init__.__globals__ }}",
+        "{{ ''.__class__.__mro__ }}",
+        "{% set x = namespace() %}{{ x.__class__.__init__.__globals__ }}",
+        "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    ],
+)
+def test_sandbox_escapes_are_security_errors_and_nothing_runs(source):
+    write(templates.user_dir(), "evil", source)
+    with pytest.raises(BadInputError, match="unsafe"):
+        templates.render("evil", {})
+    assert not Path("/tmp/aigc-pwned").exists()

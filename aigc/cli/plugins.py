@@ -1,0 +1,131 @@
+"""`aigc plugins [--json] [--all]`, `aigc plugins install NAME|PATH ...`, `aigc plugins uninstall NAME ...`."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import plugins, ui
+from ..errors import BadInputError
+
+plugins_app = typer.Typer(
+    help="List installed plugins; install or uninstall them in the environment aigc runs in.",
+    invoke_without_command=True,
+)
+PROTECTED = ("aigc", "torch")
+
+
+@plugins_app.callback()
+def list_plugins(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Include aigc's built-in plugins.")] = False,
+) -> None:
+    """Installed plugins: version, hooks, what each registered, and failures."""
+    if ctx.invoked_subcommand is not None:
+        return
+    info = plugins.describe(include_builtins=show_all)
+    if as_json:
+        ui.result(json.dumps(info, indent=2))
+        return
+    if not info["plugins"] and not info["problems"]:
+        ui.info("No plugins installed. `aigc plugins install NAME` adds one; `aigc plugins --all` shows the built-ins.")
+        return
+    ui.result("\n".join(_lines(info)))
+
+
+def _lines(info: dict) -> list[str]:
+    lines: list[str] = []
+    for row in info["plugins"]:
+        where = f" ({row['distribution']})" if row["distribution"] and row["distribution"] != row["name"] else ""
+        state = "" if row["loaded"] else "  [not loaded]"
+        lines.append(f"{row['name']} {row['version'] or '?'}{where}{state}")
+        if row["hooks"]:
+            lines.append(f"  hooks: {', '.join(row['hooks'])}")
+        for kind, items in row["registered"].items():
+            lines.append(f"  {kind.replace('_', ' ')}: {', '.join(items)}")
+        for failure in row["failures"]:
+            lines.append(f"  failed in {failure['stage']}: {failure['error']}")
+    lines += [f"problem: {problem}" for problem in info["problems"]]
+    return lines
+
+
+def _constraints() -> Path:
+    """A constraints file pinning the installed torch and aigc, so a plugin never swaps them."""
+    pins = []
+    for name in PROTECTED:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pass
+    handle = tempfile.NamedTemporaryFile("w", prefix="aigc-constraints-", suffix=".txt", delete=False)
+    with handle:
+        handle.write("\n".join(pins) + "\n")
+    return Path(handle.name)
+
+
+def _pip(args: list[str]) -> int:
+    """Run pip in the environment aigc runs in; its output goes to stderr (stdout is for results)."""
+    command = [sys.executable, "-m", "pip", *args]
+    ui.debug(" ".join(command))
+    try:
+        out = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        out = None
+    return subprocess.run(command, stdout=out).returncode
+
+
+@plugins_app.command()
+def install(
+    targets: Annotated[list[str], typer.Argument(metavar="NAME|PATH...", help="Package names (PyPI), or paths to plugin packages.")],
+    editable: Annotated[bool, typer.Option("--editable", "-e", help="Install local paths in editable mode.")] = False,
+    upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade if already installed.")] = False,
+) -> None:
+    """Install plugins into aigc's environment, keeping the installed torch and aigc as they are."""
+    args = ["install"]
+    if upgrade:
+        args.append("--upgrade")
+    for target in targets:
+        path = Path(target).expanduser()
+        if path.exists():
+            if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file() and path.is_dir():
+                raise BadInputError(f"{target} is a directory without pyproject.toml or setup.py; give a plugin package")
+            args += ["-e", str(path.resolve())] if editable else [str(path.resolve())]
+        elif target.lower() in PROTECTED:
+            raise BadInputError(f"{target} is not a plugin; aigc keeps the installed {target} as it is")
+        else:
+            args.append(target)
+    constraints = _constraints()
+    try:
+        code = _pip([*args, "-c", str(constraints)])
+    finally:
+        os.unlink(constraints)
+    if code:
+        raise typer.Exit(code)
+
+
+@plugins_app.command()
+def uninstall(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Distribution names, or plugin names as `aigc plugins` lists them.")],
+) -> None:
+    """Uninstall plugins from aigc's environment."""
+    sources = plugins.sources()
+    dists = []
+    for name in names:
+        dist = sources[name].distribution if name in sources and sources[name].distribution else name
+        if dist.lower() in PROTECTED:
+            raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")
+        dists.append(dist)
+    code = _pip(["uninstall", "-y", *dists])
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(plugins_app, name="plugins")

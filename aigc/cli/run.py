@@ -1,0 +1,79 @@
+"""`aigc run TEMPLATE [--var key=value ...] [-i FILE|-]`: render any template and generate with it."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import templates, ui
+from ..errors import BadInputError
+from ..textio import read_document
+from .options import RunOptions, generation_options
+
+PLAIN = ("chat", "template")
+
+
+def parse_vars(pairs: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInputError(f"--var takes key=value, got {pair!r}")
+        values[key] = value
+    return values
+
+
+def input_variable(template: templates.Template, given: dict[str, str]) -> str:
+    """The variable `-i` fills: `input` if the template has it (or declares none), else its one
+    required variable that --var did not set."""
+    names = [v["name"] for v in template.variables]
+    if not names or "input" in names:
+        return "input"
+    open_ = [name for name in template.required if name not in given]
+    if len(open_) == 1:
+        return open_[0]
+    raise BadInputError(
+        f"template {template.name!r} has no 'input' variable, so -i cannot tell which one to fill; "
+        f"use --var NAME=... (its variables: {', '.join(names)})"
+    )
+
+
+@generation_options
+def run_template(
+    template: Annotated[str, typer.Argument(help="Template name (see `aigc templates list`).")],
+    var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
+    source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with -.")] = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, usage} as JSON.")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Render a template with its variables and generate an answer with it.
+
+    Sampling: the template's front-matter defaults apply unless an option here overrides them.
+    """
+    found = templates.get_template(template)
+    values = parse_vars(var or [])
+    if source is not None:
+        name = input_variable(found, values)
+        if name in values:
+            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
+        values[name] = read_document(source)
+    if found.generator and found.generator not in PLAIN:
+        ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
+    generator = run.generator("template")
+    options = {"template": template, "system": system}
+    generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    run.prepare(generator, values, options)
+    result = generator(values, sampling=run.sampling(), **options)
+    if as_json:
+        payload = {"template": template, "model": generator.engine.name, "text": result["text"], "usage": result["usage"]}
+        ui.result(json.dumps(payload, ensure_ascii=False))
+    else:
+        ui.result(result["text"])
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_template)

@@ -1,0 +1,34 @@
+"""`aigc adcopy --product ... --audience ... [--tone ...] [-n N] [--json]`."""
+
+import json
+from typing import Annotated
+
+import typer
+
+from aigc.cli.options import RunOptions, generation_options
+
+
+@generation_options
+def adcopy(
+    product: Annotated[str, typer.Option(help="What is being advertised.")],
+    audience: Annotated[str, typer.Option(help="Who the ad is for.")],
+    tone: Annotated[str, typer.Option(help="How it should sound: friendly, playful, luxurious, urgent, ...")] = "friendly",
+    n: Annotated[int, typer.Option("-n", help="How many distinct variants.")] = 3,
+    max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"variants": [{"headline", "body"}, ...]} as JSON.')] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Write distinct ad-copy variants: a short headline and a one-line body each."""
+    from aigc import ui
+
+    options = {"n": n, "tone": tone, "max_words": max_words}
+    inputs = {"product": product, "audience": audience}
+    generator = run.generator("adcopy")
+    run.prepare(generator, inputs, options)
+    result = generator(inputs, sampling=run.sampling(), **options)
+    if as_json:
+        ui.result(json.dumps(result, ensure_ascii=False))
+    else:
+        ui.result("\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"]))
+    run.report(generator)

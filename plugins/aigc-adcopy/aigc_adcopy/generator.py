@@ -1,0 +1,137 @@
+"""The `adcopy` generator: N distinct ad-copy variants (a short headline and a one-line body each).
+
+Two steps per round, each one batched: sample headlines (as `aigc headline` does: clean, fit the
+word limit, keep distinct ones), then write one body sentence per new headline and keep the best
+usable one. Rounds repeat with the next seed until there are N variants or the tries run out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aigc import templates
+from aigc.errors import AigcError, BadInputError
+from aigc.generators.base import Generator
+from aigc.generators.headline import clean_headline, fit_headline
+
+MAX_ROUNDS = 5
+BODY_SAMPLES = 3  # body candidates per headline; the first usable one wins
+BODY_WORDS = (5, 35)
+
+
+@dataclass
+class AdCopyOptions:
+    n: int = 3
+    tone: str = "friendly"
+    max_words: int = 8
+    template: str = "adcopy-headline"
+    body_template: str = "adcopy-body"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= 20:
+            raise BadInputError(f"-n must be between 1 and 20, got {self.n}")
+        if not self.tone.strip() or len(self.tone) > 40:
+            raise BadInputError("--tone must be a few words, like friendly, playful or luxurious")
+        if not 3 <= self.max_words <= 20:
+            raise BadInputError(f"--max-words must be between 3 and 20, got {self.max_words}")
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+_LABEL = re.compile(r"^\s*(?:[-*•]+|\d+[.)])?\s*(?:\*\*)?(?:body|copy|ad copy|sentence|text)\s*(?:\*\*)?\s*:\s*", re.I)
+
+
+def clean_body(text: str, headline: str) -> str:
+    """The body sentence in a model's answer: its first line without labels, quotes or markup, cut
+    to its first sentence when long; "" when it is unusable (too short or long, or the headline again)."""
+    line = next((ln for ln in text.strip().splitlines() if ln.strip() and not ln.strip().startswith("```")), "")
+    line = _LABEL.sub("", line.replace("**", ""))
+    line = " ".join(line.split()).strip("\"'“”‘’ ")
+    if len(line.split()) > BODY_WORDS[1]:
+        first = re.split(r"(?<=[.!?])\s+", line)[0]
+        line = first if len(first.split()) <= BODY_WORDS[1] else ""
+    words = _key(line).split()
+    if not BODY_WORDS[0] <= len(words) <= BODY_WORDS[1] or line.endswith(":"):
+        return ""
+    if ":" in line[: len(line) // 2]:
+        return ""  # "Name: tagline" is a second headline, not a sentence
+    head = set(_key(headline).split())
+    if _key(line).startswith(_key(headline)) or (head and len(head & set(words)) / len(set(words)) > 0.7):
+        return ""  # the headline again, not a body
+    return line
+
+
+_META = re.compile(r"\b(?:ad|ads|advert|advertisement|headline|tagline|slogan)\b", re.I)
+
+
+def usable_headline(headline: str) -> bool:
+    """Not a pile of fragments ("A: B: C") and not about the ad itself ("... Ad", "Headline ...")."""
+    return bool(headline) and headline.count(":") <= 1 and not _META.search(headline)
+
+
+class AdCopyGenerator(Generator):
+    """Inputs: `{"product": ..., "audience": ...}`. Result: `{"variants": [{"headline", "body"}, ...]}`."""
+
+    name = "adcopy"
+    description = "Write ad-copy variants (headline + one-line body) for a product and an audience"
+    Options = AdCopyOptions
+    sampling_defaults = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
+
+    def check_inputs(self, inputs: dict[str, str]) -> None:
+        for name in ("product", "audience"):
+            if not (inputs.get(name) or "").strip():
+                raise BadInputError(f"--{name} is required and must not be empty")
+
+    def preprocess(self, inputs: dict[str, str], opts: AdCopyOptions) -> dict[str, Any]:
+        values = {"product": inputs["product"].strip(), "audience": inputs["audience"].strip(), "tone": opts.tone}
+        return {"values": values, "headline": templates.render(opts.template, {**values, "max_words": opts.max_words})}
+
+    def _bodies(self, values: dict[str, Any], headlines: list[str], opts: AdCopyOptions, sampling, seed) -> list[str]:
+        rendered = [templates.render(opts.body_template, {**values, "headline": h}) for h in headlines]
+        base = self.sampling(sampling, rendered[0].defaults)
+        params = base.replace(n=1 if base.greedy else BODY_SAMPLES, seed=seed, max_tokens=max(base.max_tokens, 50))
+        groups = self.engine.generate([r.messages for r in rendered], params)
+        chosen = []
+        for headline, group in zip(headlines, groups):
+            usable = [b for b in (clean_body(c.text, headline) for c in group) if b]
+            sentences = [b for b in usable if b[-1] in ".!?"]  # a finished sentence beats a fragment
+            chosen.append((sentences or usable or [""])[0])
+        return chosen
+
+    def forward(self, prepared: dict[str, Any], opts: AdCopyOptions, sampling: dict[str, Any]) -> list[dict[str, str]]:
+        rendered = prepared["headline"]
+        base = self.sampling(sampling, rendered.defaults)
+        variants: dict[str, dict[str, str]] = {}
+        bodies_seen: set[str] = set()
+        tried: set[str] = set()
+        for attempt in range(MAX_ROUNDS):
+            missing = opts.n - len(variants)
+            if missing <= 0:
+                break
+            seed = None if base.seed is None else base.seed + attempt
+            params = base.replace(n=1 if base.greedy else max(4, missing * 2), seed=seed)
+            fresh: list[str] = []
+            for completion in self.engine.generate([rendered.messages], params)[0]:
+                headline = fit_headline(clean_headline(completion.text), opts.max_words)
+                if usable_headline(headline) and _key(headline) not in tried:
+                    tried.add(_key(headline))
+                    fresh.append(headline)
+            if not fresh:
+                continue
+            for headline, body in zip(fresh, self._bodies(prepared["values"], fresh, opts, sampling, seed)):
+                if body and _key(body) not in bodies_seen and len(variants) < opts.n:
+                    bodies_seen.add(_key(body))
+                    variants[_key(headline)] = {"headline": headline, "body": body}
+        if len(variants) < opts.n:
+            raise AigcError(
+                f"only {len(variants)} distinct ad-copy variants came out of {MAX_ROUNDS} tries; "
+                "raise --temperature, raise --max-words or ask for fewer with -n"
+            )
+        return list(variants.values())
+
+    def postprocess(self, variants: list[dict[str, str]], opts: AdCopyOptions) -> dict[str, Any]:
+        return {"variants": variants}
