@@ -78,32 +78,35 @@ def _repl(run: RunOptions, system: Optional[str], template: str) -> None:
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
     while True:
         try:
-            line = input(">>> ")
+            if _turn(session, run) == "exit":
+                break
         except EOFError:
             sys.stdout.write("\n")
             break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # at the prompt, or in a slash command
             sys.stdout.write("\n")
             ui.info("(Ctrl-D or /exit to leave)")
-            continue
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("/"):
-            if _slash(line, session) == "exit":
-                break
-            continue
-        reply = session.send(line)
-        try:
-            _stream(reply)
-        except KeyboardInterrupt:
-            reply.close()  # records the partial reply now, before the next turn starts
-            sys.stdout.write("\n")
-            ui.info("(reply stopped)")
-        except BadInputError as exc:
-            ui.error(str(exc))
-        if run.stats:
-            ui.print_stats(generator.engine.stats)
+
+
+def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
+    """Read one line and act on it; "exit" ends the session."""
+    line = input(">>> ").strip()
+    if not line:
+        return None
+    if line.startswith("/"):
+        return _slash(line, session)
+    reply = session.send(line)
+    try:
+        _stream(reply)
+    except KeyboardInterrupt:
+        reply.close()  # records the partial reply now, before the next turn starts
+        sys.stdout.write("\n")
+        ui.info("(reply stopped)")
+    except BadInputError as exc:
+        ui.error(str(exc))
+    if run.stats:
+        ui.print_stats(session.generator.engine.stats)
+    return None
 
 
 def _slash(line: str, session: ChatSession) -> Optional[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError
+from ..errors import AigcError, BadInputError
 from ..textio import write_atomic
 from .base import Generator
 
@@ -111,8 +111,12 @@ class ChatSession:
             for piece in self.generator.stream(conversation, self.sampling, template=self.template, system=self.system):
                 pieces.append(piece)
                 yield piece
+        except AigcError:
+            self.messages = conversation[:-1]  # a turn that could not be answered is dropped
+            raise
         finally:
-            self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+            if self.messages[: len(conversation)] == conversation:
+                self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
 
     def transcript(self) -> list[dict]:
         head = [{"role": "system", "content": self.system}] if self.system else []

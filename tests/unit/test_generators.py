@@ -131,3 +131,10 @@ def test_session_keeps_partial_reply_when_stopped(tmp_path):
     assert session.messages == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "one"}]
     session.save(str(tmp_path / "c.md"))
     assert "## System\n\nsys" in (tmp_path / "c.md").read_text()
+
+
+def test_session_drops_a_turn_that_cannot_be_answered():
+    session = ChatSession(ChatGenerator(engine=FakeEngine(context_length=30)), sampling={"max_tokens": 10})
+    with pytest.raises(BadInputError):
+        list(session.send("word " * 40))
+    assert session.messages == []
