@@ -5,8 +5,8 @@ from ..hookspecs import hookimpl
 
 @hookimpl
 def register_commands(app):
-    from ..cli import chat, headline, models, summarize, templates
+    from ..cli import chat, headline, image, models, summarize, templates
     from ..cli import plugins, run
 
-    for module in (chat, summarize, headline, models, templates, run, plugins):
+    for module in (chat, summarize, headline, image, models, templates, run, plugins):
         module.register(app)

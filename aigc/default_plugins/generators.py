@@ -1,4 +1,4 @@
-"""Registers the built-in text generators."""
+"""Registers the built-in generators (text, and image through diffusers)."""
 
 from ..hookspecs import hookimpl
 
@@ -7,8 +7,9 @@ from ..hookspecs import hookimpl
 def register_generators(register):
     from ..generators.chat import ChatGenerator
     from ..generators.headline import HeadlineGenerator
+    from ..generators.image import ImageGenerator
     from ..generators.summarize import SummarizeGenerator
     from ..generators.template import TemplateGenerator
 
-    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator, TemplateGenerator):
+    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator, TemplateGenerator, ImageGenerator):
         register(generator.name, generator)

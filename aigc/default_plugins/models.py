@@ -27,3 +27,12 @@ def register_models(register):
             description="Qwen2.5-0.5B-Instruct from the Hugging Face hub (needs network once)",
         )
     )
+    register(
+        ModelSpec(
+            alias="sd-turbo",
+            source="hf:stabilityai/sd-turbo",
+            description="SD-Turbo, 512x512 images in 1-4 steps, for `aigc image` (default image model; hub, needs network once)",
+            kind="image",
+            defaults={"steps": 2, "guidance": 0.0},
+        )
+    )

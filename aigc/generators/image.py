@@ -1,0 +1,279 @@
+"""Text to image: a prompt -> PIL images through a diffusers pipeline (`engine/diffusion.py`).
+
+    gen = aigc.get_generator("image", model="sd-turbo")
+    result = gen("a lighthouse at dusk", seed=1, width=512, height=512)
+    save_pngs(result["images"], ["a.png"], [png_settings(result, 0)])
+
+Image `i` of `n` uses seed `seed + i` and is made on its own, so `n=1, seed=seed + i` gives the
+same pixels. The settings written into each PNG (`save_pngs`) are enough to make it again
+(`read_settings`, `aigc image --from-png`). Nothing here imports torch, diffusers or Pillow at
+module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import BadInputError
+from .base import Generator
+
+MIN_SIDE = 64
+MAX_SIDE = 2048
+MAX_IMAGES = 16
+MAX_STEPS = 1000
+FALLBACK_DEFAULTS = {"steps": 30, "guidance": 7.5}  # for models that register no defaults of their own
+METADATA_KEY = "aigc"
+SETTINGS = ("prompt", "negative", "model", "seed", "steps", "guidance", "width", "height", "dtype", "device")
+
+
+@dataclass
+class ImageOptions:
+    negative: str = ""
+    n: int = 1
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`"512x768"` -> (512, 768); `"512"` -> (512, 512)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*]\s*(\d+))?\s*", text or "")
+    if not match:
+        raise BadInputError(f"--size must be WIDTHxHEIGHT like 512x512, got {text!r}")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
+
+
+def check_size(width: int, height: int) -> None:
+    size = f"--size {width}x{height}"
+    if width % 8 or height % 8:
+        fixed = f"{max(MIN_SIDE, round(width / 8) * 8)}x{max(MIN_SIDE, round(height / 8) * 8)}"
+        raise BadInputError(f"{size}: width and height must be multiples of 8, e.g. {fixed}")
+    if min(width, height) < MIN_SIDE:
+        raise BadInputError(f"{size} is too small: at least {MIN_SIDE} pixels a side")
+    if max(width, height) > MAX_SIDE:
+        raise BadInputError(f"{size} is too large: at most {MAX_SIDE} pixels a side; use a smaller --size")
+
+
+class ImageGenerator(Generator):
+    """Generates images from a prompt. Options: negative, n, seed, steps, guidance, width, height;
+    unset steps/guidance/size come from the model (its registered defaults, its native size).
+
+    `self.engine` is an `ImageEngine` (engine/diffusion.py), not a text `Engine`. `text_model` is the
+    text model `enhance` uses (default: the default text model)."""
+
+    name = "image"
+    description = "Generate images from a text prompt with a diffusers pipeline"
+    Options = ImageOptions
+
+    def __init__(self, *args: Any, text_model: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.text_model = text_model
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from ..engine.diffusion import load_image_model
+
+            self._engine = load_image_model(self.model, self.device, self.dtype, progress=self.load_progress)
+        return self._engine
+
+    def validate(self, options: dict[str, Any]) -> ImageOptions:
+        from ..engine.diffusion import require
+
+        require()
+        opts = super().validate(options)
+        if not 1 <= opts.n <= MAX_IMAGES:
+            raise BadInputError(f"-n must be between 1 and {MAX_IMAGES}, got {opts.n}")
+        if opts.steps is not None and opts.steps < 1:
+            raise BadInputError(f"--steps must be at least 1, got {opts.steps}")
+        if opts.steps is not None and opts.steps > MAX_STEPS:
+            raise BadInputError(f"--steps must be at most {MAX_STEPS}, got {opts.steps}")
+        if opts.guidance is not None and opts.guidance < 0:
+            raise BadInputError(f"--guidance must be 0 or more (0 turns guidance off), got {opts.guidance}")
+        if opts.seed is not None and not 0 <= opts.seed < 2**63 - MAX_IMAGES:
+            raise BadInputError(f"--seed must be between 0 and 2**63, got {opts.seed}")
+        if (opts.width is None) != (opts.height is None):
+            raise BadInputError("give both width and height, or neither (the model's native size)")
+        if opts.width is not None:
+            check_size(opts.width, opts.height)
+        return opts
+
+    def check_inputs(self, prompt: Any) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadInputError("the prompt is empty; say what to draw, e.g. aigc image \"a red fox in snow\" -o fox.png")
+
+    def preprocess(self, prompt: str, opts: ImageOptions) -> str:
+        return " ".join(prompt.split())
+
+    def settings(self, opts: ImageOptions) -> dict[str, Any]:
+        """The full settings of a run: the options, with unset ones filled from the model and a seed drawn."""
+        engine = self.engine
+        width, height = (opts.width, opts.height) if opts.width else engine.native_size
+        check_size(width, height)
+        needed, free = engine.memory_needed(width, height), engine.memory_free()
+        if free is not None and needed > free:
+            raise BadInputError(
+                f"--size {width}x{height} is too large for memory here: decoding needs about {needed / 1e9:.1f} GB "
+                f"and {free / 1e9:.1f} GB is free; use a smaller --size"
+            )
+        defaults = {**FALLBACK_DEFAULTS, **engine.defaults}
+        return {
+            "negative": opts.negative,
+            "model": engine.name,
+            "seed": opts.seed if opts.seed is not None else secrets.randbelow(2**31),
+            "steps": opts.steps or int(defaults["steps"]),
+            "guidance": float(opts.guidance if opts.guidance is not None else defaults["guidance"]),
+            "width": width,
+            "height": height,
+            "dtype": engine.dtype,
+            "device": engine.device,
+        }
+
+    def forward(self, prompt: str, opts: ImageOptions, sampling: dict[str, Any]):
+        settings = {"prompt": prompt, **self.settings(opts)}
+        steps, total = settings["steps"], settings["steps"] * opts.n
+        images, seeds, per_step = [], [], []
+        for index in range(opts.n):
+            seed = settings["seed"] + index
+            marks = [time.perf_counter()]
+
+            def on_step(done: int, _steps: int, index: int = index, marks: list = marks) -> None:
+                marks.append(time.perf_counter())
+                self.progress(index * steps + done, total, "denoising")
+
+            self.progress(index * steps, total, "denoising")
+            images.append(
+                self.engine.generate(
+                    prompt,
+                    seed=seed,
+                    steps=steps,
+                    guidance=settings["guidance"],
+                    width=settings["width"],
+                    height=settings["height"],
+                    negative=settings["negative"],
+                    on_step=on_step,
+                )
+            )
+            seeds.append(seed)
+            # between the first and last step callbacks: denoising only (no text encoding, no decoding)
+            if len(marks) > 2:
+                per_step.append((marks[-1] - marks[1]) / (len(marks) - 2))
+            elif len(marks) == 2:
+                per_step.append(marks[1] - marks[0])
+        return images, seeds, settings, per_step
+
+    def postprocess(self, raw, opts: ImageOptions) -> dict[str, Any]:
+        images, seeds, settings, per_step = raw
+        return {
+            "images": images,
+            "seeds": seeds,
+            "settings": settings,
+            "seconds_per_step": round(sum(per_step) / len(per_step), 4) if per_step else None,
+        }
+
+    def enhance(self, prompt: str, seed: int | None = None, template: str = "image-enhance", load_progress=None) -> str:
+        """Rewrite a short idea into a detailed image prompt with the text model (`prompts/image-enhance.j2`).
+        Returns the prompt unchanged if the model answers with nothing usable."""
+        from .base import get_generator
+
+        self.check_inputs(prompt)
+        chat = get_generator("chat", model=self.text_model, device=self.device, load_progress=load_progress)
+        sampling = {"seed": seed} if seed is not None else {}
+        text = chat(prompt, sampling=sampling, template=template)["text"]
+        return clean_prompt(text) or " ".join(prompt.split())
+
+
+def clean_prompt(text: str, max_words: int = 60) -> str:
+    """The first non-empty line of a model's answer, without a label or quotes, at most `max_words`
+    words (a longer one is cut back to its last sentence or phrase that fits)."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = re.sub(r"^\s*(?:\*\*)?(?:enhanced |image |detailed )?prompt(?:\*\*)?\s*:\s*", "", line, flags=re.I)
+    line = "".join(ch for ch in line if ch.isprintable()).strip().strip("\"'`“”").strip()
+    words = line.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    kept = " ".join(words[:max_words])
+    cut = max(kept.rfind(". "), kept.rfind(", "), kept.rfind("; "))
+    return kept[: cut + 1].rstrip(",;") if cut > len(kept) // 2 else kept
+
+
+def png_settings(result: dict[str, Any], index: int, **extra: Any) -> dict[str, Any]:
+    """The settings to record in image `index` of a result (its own seed), plus `extra` (e.g. original_prompt)."""
+    return {**result["settings"], "seed": result["seeds"][index], **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _png_info(settings: dict[str, Any]):
+    from PIL.PngImagePlugin import PngInfo
+
+    from .. import __version__
+
+    info = PngInfo()
+    info.add_text(METADATA_KEY, json.dumps({**settings, "aigc_version": __version__}, ensure_ascii=False), zip=False)
+    # The "parameters" chunk other Stable Diffusion tools read.
+    parameters = settings["prompt"]
+    if settings.get("negative"):
+        parameters += f"\nNegative prompt: {settings['negative']}"
+    parameters += (
+        f"\nSteps: {settings['steps']}, CFG scale: {settings['guidance']}, Seed: {settings['seed']}, "
+        f"Size: {settings['width']}x{settings['height']}, Model: {settings['model']}"
+    )
+    info.add_itxt("parameters", parameters)
+    return info
+
+
+def save_pngs(images: Sequence[Any], paths: Sequence[str | os.PathLike], settings: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write each image as a PNG with its settings in text chunks. All files are written to temp files
+    beside their targets first and renamed into place only when every one succeeded."""
+    targets = [Path(p).expanduser() for p in paths]
+    temps: list[str] = []
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        for image, target, meta in zip(images, targets, settings, strict=True):
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as handle:
+                image.save(handle, format="PNG", pnginfo=_png_info(meta))
+            os.chmod(tmp, 0o666 & ~mask)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return targets
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings `save_pngs` recorded in a PNG; a missing file, another format or a PNG without
+    aigc settings is a `BadInputError`."""
+    from PIL import Image, UnidentifiedImageError
+
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise BadInputError(f"no such file: {path}" if not source.exists() else f"{path} is not a file; give a PNG made by aigc image")
+    try:
+        with Image.open(source) as image:
+            kind, text = image.format, dict(getattr(image, "text", {}) or {})
+    except (UnidentifiedImageError, OSError):
+        raise BadInputError(f"{path} is not an image; give a PNG made by aigc image") from None
+    if kind != "PNG":
+        raise BadInputError(f"{path} is a {kind}, not a PNG; give a PNG made by aigc image")
+    try:
+        recorded = json.loads(text[METADATA_KEY])
+    except (KeyError, ValueError):
+        raise BadInputError(f"{path} has no aigc settings in it (it was not made by aigc image, or they were stripped)") from None
+    if not isinstance(recorded, dict) or not recorded.get("prompt"):
+        raise BadInputError(f"{path} has damaged aigc settings; they hold no prompt")
+    return {key: recorded[key] for key in (*SETTINGS, "original_prompt") if key in recorded}

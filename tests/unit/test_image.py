@@ -1,0 +1,421 @@
+"""`aigc image` end to end on a tiny random Stable Diffusion pipeline built from configs, saved to a
+temp dir and loaded through the same code path as a real model (`-m DIR`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc.cli.app import app
+
+runner = CliRunner()
+PROMPT = "a red fox in the snow"
+
+
+def byte_chars() -> list[str]:
+    """GPT-2/CLIP's printable stand-ins for the 256 byte values."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = list(printable), 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def build_tiny_pipeline(directory: Path) -> Path:
+    """UNet2DConditionModel + AutoencoderKL (scale factor 8, like SD) + CLIPTextModel + a CLIP BPE
+    tokenizer made from a small vocab/merges written to disk + DDIM, saved with save_pretrained."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_dir = directory / "vocab"
+    vocab_dir.mkdir(parents=True)
+    chars = byte_chars()
+    merges = [("t", "h"), ("th", "e</w>"), ("r", "e"), ("re", "d</w>"), ("f", "o"), ("fo", "x</w>")]
+    vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars), *(a + b for a, b in merges)]
+    (vocab_dir / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (vocab_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=77)
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    target = directory / "pipeline"
+    pipeline.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("diffusers")
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-pipeline"))
+
+
+def invoke(*args, input=None, env=None):
+    return runner.invoke(app, [str(a) for a in args], input=input, env=env)
+
+
+def make(pipeline, out, *extra):
+    result = invoke("image", PROMPT, "-m", pipeline, "--size", "64x64", "--steps", "2", "-o", out, *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def pixels(path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_writes_a_png_of_the_requested_size_with_its_settings(tiny_pipeline_dir, tmp_path):
+    from PIL import Image
+
+    from aigc.generators.image import read_settings
+
+    out = tmp_path / "fox.png"
+    result = invoke(
+        "image", PROMPT, "-m", tiny_pipeline_dir, "--size", "96x64", "--steps", "2", "--seed", "7",
+        "--guidance", "5", "--negative", "blurry", "-o", out,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    assert files(tmp_path) == ["fox.png"]  # no temp file left behind
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (96, 64)
+        assert "Seed: 7" in image.text["parameters"]
+    settings = read_settings(out)
+    assert settings == {
+        "prompt": PROMPT,
+        "negative": "blurry",
+        "model": str(tiny_pipeline_dir.resolve()),
+        "seed": 7,
+        "steps": 2,
+        "guidance": 5.0,
+        "width": 96,
+        "height": 64,
+        "dtype": settings["dtype"],
+        "device": "cpu",
+    }
+    assert settings["dtype"] in ("float32", "bfloat16")
+
+
+def test_same_seed_same_pixels_and_different_seeds_differ(tiny_pipeline_dir, tmp_path):
+    make(tiny_pipeline_dir, tmp_path / "a.png", "--seed", "1")
+    make(tiny_pipeline_dir, tmp_path / "b.png", "--seed", "1")
+    make(tiny_pipeline_dir, tmp_path / "c.png", "--seed", "2")
+    assert pixels(tmp_path / "a.png") == pixels(tmp_path / "b.png")
+    assert pixels(tmp_path / "a.png") != pixels(tmp_path / "c.png")
+
+
+def test_from_png_reproduces_identical_pixels(tiny_pipeline_dir, tmp_path):
+    from aigc.generators.image import read_settings
+
+    first = tmp_path / "first.png"
+    make(tiny_pipeline_dir, first, "--negative", "fog")  # no --seed: a random one, recorded
+    again = tmp_path / "again.png"
+    result = invoke("image", "--from-png", first, "-o", again)
+    assert result.exit_code == 0, result.output
+    assert pixels(first) == pixels(again)
+    assert read_settings(first) == read_settings(again)
+    # options given with --from-png override the recorded ones
+    bigger = tmp_path / "bigger.png"
+    assert invoke("image", "--from-png", first, "--size", "64x128", "-o", bigger).exit_code == 0
+    assert read_settings(bigger)["height"] == 128 and read_settings(bigger)["seed"] == read_settings(first)["seed"]
+
+
+def test_n_images_are_numbered_and_each_is_reproducible_alone(tiny_pipeline_dir, tmp_path):
+    from aigc.generators.image import read_settings
+
+    result = make(tiny_pipeline_dir, tmp_path / "set.png", "-n", "2", "--seed", "10")
+    assert files(tmp_path) == ["set-1.png", "set-2.png"]
+    assert result.stdout.split() == [str(tmp_path / "set-1.png"), str(tmp_path / "set-2.png")]
+    assert [read_settings(tmp_path / f"set-{i}.png")["seed"] for i in (1, 2)] == [10, 11]
+    make(tiny_pipeline_dir, tmp_path / "alone.png", "--seed", "11")
+    assert pixels(tmp_path / "alone.png") == pixels(tmp_path / "set-2.png")
+    assert pixels(tmp_path / "set-1.png") != pixels(tmp_path / "set-2.png")
+
+
+def test_json_prints_paths_and_settings(tiny_pipeline_dir, tmp_path):
+    result = make(tiny_pipeline_dir, tmp_path / "j.png", "-n", "2", "--seed", "3", "--json")
+    data = json.loads(result.stdout)
+    assert data["images"] == [{"path": str(tmp_path / "j-1.png"), "seed": 3}, {"path": str(tmp_path / "j-2.png"), "seed": 4}]
+    assert data["settings"]["prompt"] == PROMPT and data["settings"]["steps"] == 2
+    assert (data["settings"]["width"], data["settings"]["height"]) == (64, 64)
+    assert data["seconds_per_step"] > 0
+
+
+def test_force_overwrites_an_existing_file(tiny_pipeline_dir, tmp_path):
+    out = tmp_path / "x.png"
+    out.write_bytes(b"old")
+    make(tiny_pipeline_dir, out, "--force", "--seed", "1")
+    assert pixels(out)
+
+
+def test_default_size_is_the_models_native_size(tiny_pipeline_dir, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "native.png"
+    assert invoke("image", PROMPT, "-m", tiny_pipeline_dir, "--steps", "1", "-o", out).exit_code == 0
+    with Image.open(out) as image:
+        assert image.size == (64, 64)  # UNet sample size 8 x VAE scale factor 8
+
+
+def bad(*args, input=None):
+    result = invoke(*args, input=input)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return result.exit_code, lines
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--size", "65x64"], "multiples of 8"),
+        (["--size", "big"], "WIDTHxHEIGHT"),
+        (["--size", "4096x4096"], "too large"),
+        (["--size", "16x16"], "too small"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "-3"], "--steps must be at least 1"),
+        (["--guidance", "-1"], "--guidance must be 0 or more"),
+        (["-n", "0"], "-n must be between 1 and 16"),
+        (["-m", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--device", "tpu"], "unknown device"),
+    ],
+)
+def test_bad_options_are_one_line_errors_with_exit_2_and_no_file(tiny_pipeline_dir, tmp_path, args, words):
+    model = [] if "-m" in args else ["-m", tiny_pipeline_dir]
+    code, lines = bad("image", PROMPT, *model, "--steps", "1", *args, "-o", tmp_path / "out.png")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], lines
+    assert files(tmp_path) == []
+
+
+def test_output_file_errors(tiny_pipeline_dir, tmp_path):
+    existing = tmp_path / "taken.png"
+    existing.write_bytes(b"keep me")
+    cases = [
+        (existing, "already exists; pass --force"),
+        (tmp_path / "missing-dir" / "out.png", "does not exist"),
+        (tmp_path / "out.jpg", "ending in .png"),
+    ]
+    for out, words in cases:
+        code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", out)
+        assert code == 2 and len(lines) == 1 and words in lines[0], lines
+    (tmp_path / "taken-2.png").write_bytes(b"second")
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-n", "2", "-o", existing)
+    assert code == 2 and "taken-2.png already exists" in lines[0]
+    assert files(tmp_path) == ["taken-2.png", "taken.png"]  # taken-1.png was not written either
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir)
+    assert code == 2 and "give -o FILE.png" in lines[0]
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_unwritable_directory(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from aigc import textio
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    real_access = os.access
+    monkeypatch.setattr(textio.os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))  # root ignores modes
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", locked / "out.png")
+    assert code == 2 and "not writable" in lines[0] and files(locked) == []
+
+
+def test_empty_prompt_and_bad_from_png(tiny_pipeline_dir, tmp_path):
+    code, lines = bad("image", "  ", "-m", tiny_pipeline_dir, "-o", tmp_path / "o.png")
+    assert code == 2 and "prompt is empty" in lines[0]
+    plain = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(plain)
+    code, lines = bad("image", "--from-png", plain, "-o", tmp_path / "o.png")
+    assert code == 2 and "no aigc settings" in lines[0]
+    code, lines = bad("image", "--from-png", tmp_path / "none.png", "-o", tmp_path / "o.png")
+    assert code == 2 and "no such file" in lines[0]
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    code, lines = bad("image", "--from-png", text, "-o", tmp_path / "o.png")
+    assert code == 2 and "not an image" in lines[0]
+
+
+def test_text_and_image_models_are_not_mixed_up(tiny_pipeline_dir, tiny_model_dir, tmp_path):
+    code, lines = bad("image", PROMPT, "-m", tiny_model_dir, "-o", tmp_path / "o.png")
+    assert code == 2 and "is a text model" in lines[0]
+    code, lines = bad("chat", "hi", "-m", tiny_pipeline_dir)
+    assert code == 2 and "is an image model" in lines[0]
+
+
+def test_without_the_extra_it_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # as if it were not installed
+    code, lines = bad("image", PROMPT, "-o", tmp_path / "o.png")
+    assert code == 2 and lines == ['Error: image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)']
+
+
+def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny_model_dir, tmp_path, monkeypatch):
+    from aigc.generators.image import read_settings
+
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))
+    out = tmp_path / "e.png"
+    result = make(tiny_pipeline_dir, out, "--enhance", "--seed", "4")
+    shown = [line for line in result.stderr.splitlines() if line.startswith("enhanced prompt: ")]
+    assert len(shown) == 1
+    settings = read_settings(out)
+    assert settings["original_prompt"] == PROMPT
+    assert settings["prompt"] == shown[0][len("enhanced prompt: ") :]
+
+
+def test_the_library_api_and_progress(tiny_pipeline_dir):
+    import aigc
+    from aigc.generators.image import clean_prompt
+
+    calls = []
+    generator = aigc.get_generator("image", model=str(tiny_pipeline_dir), progress=lambda d, t, w: calls.append((d, t, w)))
+    result = generator("a lighthouse", n=2, seed=5, steps=3, width=64, height=64)
+    assert [image.size for image in result["images"]] == [(64, 64), (64, 64)]
+    assert result["seeds"] == [5, 6] and result["settings"]["guidance"] == 7.5  # the fallback default
+    assert calls[-1] == (6, 6, "denoising") and [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
+    assert clean_prompt('Prompt: "a fox, snow, golden hour"\nmore') == "a fox, snow, golden hour"
+    assert clean_prompt("A fox in snow. Soft light, pine trees, a long tail", max_words=8) == "A fox in snow. Soft light"
+
+
+def test_models_list_and_info_show_image_models(tiny_pipeline_dir):
+    listed = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
+    assert listed["sd-turbo"]["kind"] == "image" and listed["smollm2"]["kind"] == "text"
+    info = json.loads(invoke("models", "info", tiny_pipeline_dir, "--json").stdout)
+    assert info["kind"] == "diffusers" and info["architecture"] == "StableDiffusionPipeline"
+    assert {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= set(info["components"])
+
+
+def test_registered_image_alias_brings_its_defaults(tiny_pipeline_dir, tmp_path):
+    from aigc import hookimpl, plugins
+    from aigc.engine.models import ModelSpec
+    from aigc.generators.image import read_settings
+
+    class ImageModels:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("tiny-sd", str(tiny_pipeline_dir), "tiny", kind="image", defaults={"steps": 1, "guidance": 0.0}))
+
+    plugins.get_plugin_manager().register(ImageModels(), name="image-models")
+    out = tmp_path / "alias.png"
+    assert invoke("image", PROMPT, "-m", "tiny-sd", "-o", out).exit_code == 0
+    settings = read_settings(out)
+    assert (settings["model"], settings["steps"], settings["guidance"]) == ("tiny-sd", 1, 0.0)
+    listed = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
+    assert listed["tiny-sd"]["kind"] == "image" and listed["tiny-sd"]["installed"]
+
+
+def test_single_file_checkpoint_resolves_and_offline_config_fetch_says_what_to_do(tmp_path):
+    pytest.importorskip("diffusers")
+    import torch
+    from safetensors.torch import save_file
+
+    from aigc.engine.models import resolve
+
+    checkpoint = tmp_path / "model.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, checkpoint)
+    ref = resolve(str(checkpoint))
+    assert ref.kind == "checkpoint" and ref.image and ref.installed
+    code, lines = bad("image", PROMPT, "-m", checkpoint, "-o", tmp_path / "o.png")
+    assert code == 1 and "needs its StableDiffusionPipeline configuration" in lines[-1]
+    assert not (tmp_path / "o.png").exists()
+
+
+def imports_after(argv):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = {['aigc', *argv]!r}\n"
+        "try:\n    runpy.run_module('aigc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(*(m in sys.modules for m in ('torch', 'diffusers', 'PIL')), file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}  # installed plugins load too
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["image", "--help"], ["models", "list"]])
+def test_help_never_imports_torch_diffusers_or_pillow(argv):
+    assert imports_after(argv) == "False False False"
+
+
+def measure_seconds_per_step(dtypes=("auto", "float32"), sides=(64, 256), steps=20, runs=5) -> None:
+    """Print seconds per denoising step on the tiny pipeline, through aigc's loader (not a test):
+    `python tests/unit/test_image.py`. Median of `runs` images of `steps` steps, guidance 7.5."""
+    import statistics
+    import tempfile
+
+    import aigc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = build_tiny_pipeline(Path(tmp))
+        for dtype in dtypes:
+            generator = aigc.get_generator("image", model=str(directory), device="cpu", dtype=dtype)
+            generator("warm up", steps=2, width=64, height=64, seed=0)
+            for side in sides:
+                results = [generator(PROMPT, steps=steps, width=side, height=side, seed=run) for run in range(runs)]
+                per_step = [r["seconds_per_step"] for r in results]
+                print(
+                    f"{side}x{side} {results[0]['settings']['dtype']}: {statistics.median(per_step):.4f} s/step "
+                    f"(median of {runs}; min {min(per_step):.4f}, max {max(per_step):.4f})"
+                )
+
+
+if __name__ == "__main__":
+    measure_seconds_per_step()
