@@ -393,29 +393,3 @@ def imports_after(argv):
 @pytest.mark.parametrize("argv", [["--help"], ["image", "--help"], ["models", "list"]])
 def test_help_never_imports_torch_diffusers_or_pillow(argv):
     assert imports_after(argv) == "False False False"
-
-
-def measure_seconds_per_step(dtypes=("auto", "float32"), sides=(64, 256), steps=20, runs=5) -> None:
-    """Print seconds per denoising step on the tiny pipeline, through aigc's loader (not a test):
-    `python tests/unit/test_image.py`. Median of `runs` images of `steps` steps, guidance 7.5."""
-    import statistics
-    import tempfile
-
-    import aigc
-
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = build_tiny_pipeline(Path(tmp))
-        for dtype in dtypes:
-            generator = aigc.get_generator("image", model=str(directory), device="cpu", dtype=dtype)
-            generator("warm up", steps=2, width=64, height=64, seed=0)
-            for side in sides:
-                results = [generator(PROMPT, steps=steps, width=side, height=side, seed=run) for run in range(runs)]
-                per_step = [r["seconds_per_step"] for r in results]
-                print(
-                    f"{side}x{side} {results[0]['settings']['dtype']}: {statistics.median(per_step):.4f} s/step "
-                    f"(median of {runs}; min {min(per_step):.4f}, max {max(per_step):.4f})"
-                )
-
-
-if __name__ == "__main__":
-    measure_seconds_per_step()
