@@ -1,7 +1,6 @@
 """The CLI on a tiny random model: options, errors, exit codes, output files, lazy imports."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,24 +10,13 @@ from typer.testing import CliRunner
 
 from aigc import hookimpl, plugins
 from aigc.cli.app import app
+from lazy_imports import imports_after
 
 runner = CliRunner()
 
 
 def invoke(*args, input=None, env=None):
     return runner.invoke(app, list(args), input=input, env=env)
-
-
-def imports_after(argv):
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = {['aigc', *argv]!r}\n"
-        "try:\n    runpy.run_module('aigc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}  # installed plugins load too
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    return done.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

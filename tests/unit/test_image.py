@@ -3,7 +3,6 @@ temp dir and loaded through the same code path as a real model (`-m DIR`)."""
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigc.cli.app import app
+from lazy_imports import imports_after
 
 runner = CliRunner()
 PROMPT = "a red fox in the snow"
@@ -378,18 +378,6 @@ def test_single_file_checkpoint_resolves_and_offline_config_fetch_says_what_to_d
     assert not (tmp_path / "o.png").exists()
 
 
-def imports_after(argv):
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = {['aigc', *argv]!r}\n"
-        "try:\n    runpy.run_module('aigc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print(*(m in sys.modules for m in ('torch', 'diffusers', 'PIL')), file=sys.stderr)"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}  # installed plugins load too
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    return done.stderr.strip().splitlines()[-1]
-
-
 @pytest.mark.parametrize("argv", [["--help"], ["image", "--help"], ["models", "list"]])
 def test_help_never_imports_torch_diffusers_or_pillow(argv):
-    assert imports_after(argv) == "False False False"
+    assert imports_after(argv, ('torch', 'diffusers', 'PIL')) == "False False False"

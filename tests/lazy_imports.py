@@ -1,0 +1,19 @@
+"""Which heavy modules a CLI command imports, checked in a fresh interpreter."""
+
+import os
+import subprocess
+import sys
+
+
+def imports_after(argv, modules=("torch", "transformers")) -> str:
+    """Run `aigc ARGV` in a subprocess (installed plugins loaded) and report, space-separated,
+    whether each of `modules` ended up in `sys.modules`: e.g. "False False"."""
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = {['aigc', *argv]!r}\n"
+        "try:\n    runpy.run_module('aigc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        f"print(*(m in sys.modules for m in {tuple(modules)!r}), file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    return done.stderr.strip().splitlines()[-1]
