@@ -134,7 +134,23 @@ class SummarizeGenerator(Generator):
             lines = [line for line in lines if line]
             if len(lines) == 1:  # the model wrote prose: one point per sentence
                 lines = _SENTENCE_END.split(lines[0])
-            text = "\n".join(f"- {line}" for line in lines if line)
         else:
-            text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+            lines = _SENTENCE_END.split(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+        lines = fit_length([line for line in lines if line], opts.target_words)
+        text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
         return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}
+
+
+def fit_length(pieces: list[str], target: int) -> list[str]:
+    """Whole sentences (or bullets) up to about the target length: small models overshoot it.
+
+    Pieces are kept while the total stays within 1.3x the target; the first is always kept."""
+    kept: list[str] = []
+    total = 0
+    for piece in pieces:
+        size = len(piece.split())
+        if kept and total + size > target * 1.3:
+            break
+        kept.append(piece)
+        total += size
+    return kept

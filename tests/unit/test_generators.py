@@ -138,3 +138,12 @@ def test_session_drops_a_turn_that_cannot_be_answered():
     with pytest.raises(BadInputError):
         list(session.send("word " * 40))
     assert session.messages == []
+
+
+def test_summaries_are_cut_to_whole_sentences_near_the_target_length():
+    engine = FakeEngine()
+    sentence = "Bees thrive on city rooftops across Europe and North America today."  # 11 words
+    engine.enqueue(" ".join([sentence] * 12))
+    result = SummarizeGenerator(engine=engine)("Some text about bees.", words=40)
+    assert result["summary"].endswith(".") and 30 <= result["words"] <= 52
+    assert result["summary"].count(sentence) == result["words"] // 11
