@@ -27,6 +27,7 @@ class RunOptions:
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto"
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
     quantize: Annotated[str, typer.Option(help="none, or int8: int8 weights, faster CPU decoding (CPU, float32).", rich_help_panel=PANEL)] = "none"
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
     stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
 
     def sampling(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class RunOptions:
             device=self.device,
             dtype=self.dtype,
             quantize=self.quantize,
+            trust_remote_code=self.trust_remote_code,
             progress=progress,
             load_progress=load_progress,
         )

@@ -36,6 +36,7 @@ class Generator:
         device: str = "auto",
         dtype: str = "auto",
         quantize: str | None = None,
+        trust_remote_code: bool = False,
         progress: ProgressFn | None = None,
         load_progress: Callable[[str], None] | None = None,
     ):
@@ -44,6 +45,7 @@ class Generator:
         self.device = device
         self.dtype = dtype
         self.quantize = quantize
+        self.trust_remote_code = trust_remote_code
         self.progress = progress or _no_progress
         self.load_progress = load_progress or (lambda stage: None)
 
@@ -54,7 +56,12 @@ class Generator:
             from ..engine.models import load_model
 
             self._engine = load_model(
-                self.model, self.device, self.dtype, progress=self.load_progress, quantize=self.quantize
+                self.model,
+                self.device,
+                self.dtype,
+                progress=self.load_progress,
+                quantize=self.quantize,
+                trust_remote_code=self.trust_remote_code,
             )
         return self._engine
 

@@ -329,3 +329,20 @@ def test_plugins_uninstall(pip_calls):
     assert result.exit_code == 0, result.output
     assert pip_calls[0][0][3:] == ["uninstall", "-y", "aigc-something"]
     assert invoke("plugins", "uninstall", "aigc").exit_code == 2
+
+
+@pytest.mark.parametrize("flag, expected", [([], False), (["--trust-remote-code"], True)])
+def test_remote_code_is_trusted_only_when_asked(monkeypatch, tiny_model_dir, flag, expected):
+    from aigc.engine import models
+
+    seen = {}
+    real = models.load_model
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load_model", spy)
+    result = invoke("chat", "hi", "-m", str(tiny_model_dir), "--max-tokens", "2", *flag)
+    assert result.exit_code == 0, result.output
+    assert seen["trust_remote_code"] is expected
