@@ -32,6 +32,7 @@ class HeadlineOptions:
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
+_META = re.compile(r"\b(?:headlines?|answer)\b", re.I)  # talk about the task, not a headline
 _HASHTAG = re.compile(r"#\w+")
 _SYMBOLS = re.compile(r"[^\w\s.,:;!?'’\"“”&%$€£()/-]")
 
@@ -47,7 +48,7 @@ def clean_headline(text: str) -> str:
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
     line = _SYMBOLS.sub("", _HASHTAG.sub("", line.replace("**", "")))
     line = " ".join(line.split()).strip("\"'“”‘’ ")
-    if line.endswith(":") or not re.search(r"[^\W\d_]", line):
+    if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
     return line if line.endswith("...") else line.rstrip(".").strip()
 

@@ -52,6 +52,7 @@ def test_summarize_rejects_bad_options(options, words_):
         ('A great headline would be "Rooftop Hives Change Urban Farming". It is good.', "Rooftop Hives Change Urban Farming"),
         ("### **Bees** on roofs #Beekeeping 🐝", "Bees on roofs"),
         ("A Good Headline:", ""),
+        ("What does the headline say?", ""),
         ("Will bees save cities?", "Will bees save cities?"),
     ],
 )
@@ -85,7 +86,7 @@ def test_fit_headline_keeps_the_main_clause(headline, fitted):
 
 def test_headline_gives_a_clear_error_when_it_cannot_find_enough():
     engine = FakeEngine()
-    engine.enqueue(*["Same headline"] * 100)
+    engine.enqueue(*["Same words again"] * 100)
     with pytest.raises(AigcError, match="only 1 distinct headlines"):
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 1})
 
