@@ -52,15 +52,19 @@ def _looks_like_html(text: str) -> bool:
     return head.startswith("<!doctype html") or head.startswith("<html")
 
 
+_BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
+
+
 def decode_document(data: bytes, name: str, suffix: str = "") -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
         raise BadInputError(f"{name} looks like a binary file; give a .txt, .md or .html document")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadInputError(
-            f"{name} is not valid UTF-8 (byte {exc.start}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
+            f"{name} is not valid UTF-8 (at byte offset {exc.start}); convert it first, "
+            f"e.g. `iconv -f latin1 -t utf-8 {name} > converted.txt`"
         ) from None
     if suffix.lower() in HTML_SUFFIXES or _looks_like_html(text):
         text = html_to_text(text)

@@ -1,6 +1,7 @@
 """`aigc models list|pull|info`."""
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -40,7 +41,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     for row in rows:
         name = row["alias"] + (" (default)" if row["default"] else "")
         table.add_row(name, row["kind"], "yes" if row["installed"] else "no", row["source"])
-    Console(soft_wrap=False).print(table)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)  # piped: never cut
 
 
 @models_app.command()

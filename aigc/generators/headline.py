@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,11 @@ def _key(headline: str) -> str:
     return re.sub(r"\W+", " ", headline.lower()).strip()
 
 
+def _near_duplicate(key: str, found: dict[str, str]) -> bool:
+    """The same headline up to a word or a few letters ("Rooftown" vs "Rooftop")."""
+    return any(difflib.SequenceMatcher(None, key, other).ratio() >= 0.9 for other in found)
+
+
 class HeadlineGenerator(Generator):
     """Samples until it has N distinct headlines that respect the word limit."""
 
@@ -90,6 +96,8 @@ class HeadlineGenerator(Generator):
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> list[str]:
         base = self.sampling(sampling, rendered.defaults)
+        if base.greedy and opts.n > 1:
+            raise BadInputError("-n above 1 needs sampling: greedy decoding (--temperature 0) writes one headline")
         found: dict[str, str] = {}
         for attempt in range(MAX_ROUNDS):
             missing = opts.n - len(found)
@@ -99,14 +107,12 @@ class HeadlineGenerator(Generator):
             params = base.replace(n=max(4, missing * 3), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
                 headline = fit_headline(clean_headline(completion.text), opts.max_words)
-                if headline and _key(headline) not in found:
+                if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
-                if base.greedy:
-                    break
         headlines = list(found.values())[: opts.n]
         if len(headlines) < opts.n:
             raise AigcError(
-                f"only {len(headlines)} distinct headlines of at most {opts.max_words} words came out of "
+                f"only {len(headlines)} distinct headline(s) of at most {opts.max_words} words came out of "
                 f"{MAX_ROUNDS} tries; raise --temperature, raise --max-words or ask for fewer with -n"
             )
         return headlines

@@ -87,7 +87,7 @@ def test_fit_headline_keeps_the_main_clause(headline, fitted):
 def test_headline_gives_a_clear_error_when_it_cannot_find_enough():
     engine = FakeEngine()
     engine.enqueue(*["Same words again"] * 100)
-    with pytest.raises(AigcError, match="only 1 distinct headlines"):
+    with pytest.raises(AigcError, match=r"only 1 distinct headline\(s\)"):
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 1})
 
 
@@ -148,3 +148,11 @@ def test_summaries_are_cut_to_whole_sentences_near_the_target_length():
     result = SummarizeGenerator(engine=engine)("Some text about bees.", words=40)
     assert result["summary"].endswith(".") and 30 <= result["words"] <= 52
     assert result["summary"].count(sentence) == result["words"] // 11
+
+
+def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
+    engine = FakeEngine()
+    engine.enqueue("Rooftop Beehives: A New Frontier", "Rooftown Beehives: A New Frontier", "Cities love bees", *[""] * 20)
+    assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
+    with pytest.raises(BadInputError, match="--temperature 0"):
+        HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})

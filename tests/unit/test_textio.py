@@ -19,7 +19,7 @@ def test_html_without_suffix_is_detected():
 
 @pytest.mark.parametrize(
     "content, words",
-    [(b"", "empty"), (b"  \n\t ", "empty"), (b"\x89PNG\x00\x00\x01", "binary"), ("caf\xe9".encode("latin-1"), "UTF-8")],
+    [(b"", "empty"), (b"  \n\t ", "empty"), (b"\x89PNG\x00\x00\x01", "binary"), (b"\x89PNG\r\n\x1a\nIHDR", "binary"), ("caf\xe9".encode("latin-1"), "UTF-8")],
 )
 def test_unusable_files_are_bad_input(tmp_path, content, words):
     path = tmp_path / "input.txt"
