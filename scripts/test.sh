@@ -3,7 +3,7 @@
 # tests that pull the embedded model (if it is not cached yet) and run it through the CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-AIGC_EXTRAS="[test,image]" bash scripts/setup.sh
+AIGC_EXTRAS="[test,image,serve]" bash scripts/setup.sh
 # The example plugins, so their tests run through the installed entry points too (torch untouched).
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps -e plugins/aigc-adcopy -e plugins/aigc-social-templates
 export HF_HUB_OFFLINE=1

@@ -7,6 +7,7 @@ from ..hookspecs import hookimpl
 def register_commands(app):
     from ..cli import chat, headline, image, models, summarize, templates
     from ..cli import plugins, run
+    from ..cli import serve
 
-    for module in (chat, summarize, headline, image, models, templates, run, plugins):
+    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve):
         module.register(app)

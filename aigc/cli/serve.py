@@ -1,0 +1,65 @@
+"""`aigc serve`: an OpenAI-compatible HTTP server (the `serve` extra: FastAPI and uvicorn)."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError, MissingExtraError
+
+PANEL = "Limits"
+
+
+def _require_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingExtraError('aigc serve needs the serve extra: pip install "aigc[serve]" (FastAPI and uvicorn)') from None
+
+
+def serve(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    quantize: Annotated[str, typer.Option(help="none, or int8 (CPU, float32).")] = "none",
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code.")] = False,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows decoded together.", rich_help_panel=PANEL)] = 32,
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
+    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
+    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
+) -> None:
+    """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
+    _require_extra()
+    if not 0 < port < 65536:
+        raise BadInputError(f"--port must be between 1 and 65535, got {port}")
+    if min(max_batch, max_queue, max_tokens_cap, max_request_bytes) < 1 or batch_window_ms < 0:
+        raise BadInputError("the limits must be positive (the batch window may be 0)")
+    import uvicorn
+
+    from ..serve.app import ServeSettings, build
+
+    settings = ServeSettings(
+        api_key=api_key or None,
+        max_tokens_cap=max_tokens_cap,
+        max_request_bytes=max_request_bytes,
+        max_batch=max_batch,
+        batch_window=batch_window_ms / 1000,
+        max_queue=max_queue,
+    )
+    with ui.stage_status() as stage:
+        app = build(model or [], settings, device, dtype, quantize, trust_remote_code, progress=stage)
+    names = ", ".join(app.state.backends)
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
+    ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    level = "warning" if ui.settings.verbosity < 0 else ("info" if ui.settings.verbosity > 0 else "warning")
+    uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

@@ -1,0 +1,242 @@
+"""`OpenAIEngine`: the `Engine` interface against any OpenAI-compatible server.
+
+Selected with `-m openai:http://host:port/v1#model` (vLLM, ollama, llama.cpp's server, TGI,
+another `aigc serve`). The API key comes from `AIGC_OPENAI_API_KEY` (else `OPENAI_API_KEY`).
+Only the standard library talks HTTP here, so no extra is needed.
+
+- chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
+  `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them).
+- `count_tokens` asks the server's `/tokenize` (vLLM, aigc) and otherwise estimates (3 bytes a
+  token, on the high side so prompts are trimmed rather than rejected).
+- `score` needs prompt log-probabilities (`echo` with `logprobs` on `/completions`, as vLLM
+  offers them); a server without them gives a clear `AigcError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+from ..errors import AigcError, BadInputError, ModelUnavailableError, UnknownModelError
+from .base import Completion, EngineStats, Prompt
+from .sampling import SamplingParams
+
+DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
+RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
+
+
+def api_key() -> str | None:
+    return os.environ.get("AIGC_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+
+class OpenAIEngine:
+    """Generates on a remote OpenAI-compatible server."""
+
+    def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0):
+        if not base_url.startswith(("http://", "https://")):
+            raise BadInputError(f"a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.timeout = timeout
+        started = time.perf_counter()
+        listing = self._request("GET", "/models").get("data") or []
+        served = [m.get("id") for m in listing if isinstance(m, dict)]
+        if model is None:
+            if not served:
+                raise ModelUnavailableError(f"{self.base_url} lists no models; name one: openai:{self.base_url}#MODEL")
+            model = served[0]
+        elif served and model not in served:
+            raise UnknownModelError(f"{self.base_url} does not serve {model!r}; it serves: {', '.join(map(str, served))}")
+        entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == model), {})
+        self.model = model
+        self.name = f"openai:{self.base_url}#{model}"
+        self.context_length = int(entry.get("max_model_len") or entry.get("context_length") or entry.get("context_window") or DEFAULT_CONTEXT)
+        self.stats = EngineStats(load_seconds=time.perf_counter() - started)
+        self._tokenize: bool | None = None
+
+    @classmethod
+    def from_location(cls, location: str) -> "OpenAIEngine":
+        """`http://host:port/v1#model` (the part of `-m openai:...` after the prefix)."""
+        url, _, model = location.partition("#")
+        return cls(url, model or None, api_key())
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _open(self, method: str, url: str, body: dict | None):
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        for attempt in range(RETRIES):
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                return urllib.request.urlopen(request, timeout=self.timeout)
+            except urllib.error.HTTPError as exc:
+                if exc.code in (429, 503) and attempt < RETRIES - 1:
+                    wait = exc.headers.get("Retry-After", "1")
+                    time.sleep(min(5.0, float(wait) if wait.replace(".", "", 1).isdigit() else 1.0))
+                    continue
+                raise self._http_error(exc) from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise ModelUnavailableError(f"cannot reach {self.base_url}: {reason}; is the server running?") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> AigcError:
+        try:
+            detail = json.loads(exc.read() or b"{}")
+            message = detail.get("error", {}).get("message") if isinstance(detail.get("error"), dict) else detail.get("error") or detail.get("detail")
+        except (ValueError, AttributeError):
+            message = None
+        message = message or exc.reason
+        where = f"{self.base_url} answered {exc.code}"
+        if exc.code in (401, 403):
+            return BadInputError(f"{where}: {message}; set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key")
+        if exc.code in (400, 404, 413, 422):
+            return BadInputError(f"{where}: {message}")
+        return ModelUnavailableError(f"{where}: {message}")
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        with self._open(method, self.base_url + path, body) as response:
+            try:
+                return json.loads(response.read())
+            except ValueError:
+                raise ModelUnavailableError(f"{self.base_url}{path} did not answer with JSON; is it an OpenAI-compatible /v1 URL?") from None
+
+    def _events(self, path: str, body: dict) -> Iterator[dict]:
+        """The JSON objects of a server-sent event stream, until `[DONE]`."""
+        with self._open("POST", self.base_url + path, body) as response:
+            for raw in response:
+                line = raw.decode("utf-8").strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    return
+                event = json.loads(data)
+                if isinstance(event, dict) and event.get("error"):
+                    error = event["error"]
+                    raise AigcError(f"{self.base_url} stopped the stream: {error.get('message') if isinstance(error, dict) else error}")
+                yield event
+
+    # -- the Engine interface --------------------------------------------------------------------
+
+    def _body(self, prompt: Prompt, params: SamplingParams, n: int, stream: bool) -> tuple[str, dict]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "n": n,
+            "stream": stream,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if isinstance(prompt, str):
+            return "/completions", {**body, "prompt": prompt}
+        return "/chat/completions", {**body, "messages": list(prompt)}
+
+    def _record(self, usage: dict | None, started: float, first: float | None = None) -> None:
+        usage = usage or {}
+        elapsed = time.perf_counter() - started
+        self.stats.record(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), first or elapsed, elapsed)
+
+    def _one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        path, body = self._body(prompt, params, params.n, stream=False)
+        started = time.perf_counter()
+        answer = self._request("POST", path, body)
+        usage = answer.get("usage") or {}
+        self._record(usage, started)
+        choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
+        each = int(usage.get("completion_tokens") or 0) // max(1, len(choices))  # servers report the total only
+        results = []
+        for choice in choices:
+            text = choice.get("text") if path == "/completions" else (choice.get("message") or {}).get("content")
+            reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            results.append(Completion(text or "", int(usage.get("prompt_tokens") or 0), each, reason))
+        if len(results) != params.n:
+            raise AigcError(f"{self.base_url} returned {len(results)} choices for n={params.n}")
+        return results
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """Each prompt is one request; several go out together (the server batches them)."""
+        if len(prompts) == 1:
+            return [self._one(prompts[0], params)]
+        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
+            return list(pool.map(lambda p: self._one(p, params), prompts))
+
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+        path, body = self._body(prompt, params, 1, stream=True)
+        started = time.perf_counter()
+        first = None
+        usage = None
+        try:
+            for event in self._events(path, body):
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    piece = choice.get("text") if path == "/completions" else (choice.get("delta") or {}).get("content")
+                    if piece:
+                        first = first if first is not None else time.perf_counter() - started
+                        yield piece
+        finally:
+            self._record(usage, started, first)
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        if self._tokenize is not False:
+            root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+            body = {"model": self.model, **({"prompt": prompt} if isinstance(prompt, str) else {"messages": list(prompt)})}
+            try:
+                with self._open("POST", root + "/tokenize", body) as response:
+                    count = json.loads(response.read()).get("count")
+                if isinstance(count, int):
+                    self._tokenize = True
+                    return count
+            except (AigcError, ValueError, AttributeError):
+                pass
+            self._tokenize = False  # no usable /tokenize here: estimate from now on
+        text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
+        turns = 0 if isinstance(prompt, str) else len(prompt)
+        return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
+
+    def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        """Sum of each continuation's token log-probabilities, from the server's prompt logprobs."""
+        if not isinstance(prompt, str):
+            raise AigcError(
+                f"scoring chat messages on a remote server is not supported ({self.base_url} would have to apply "
+                "its chat template); use a local model for this task"
+            )
+        if not continuations or any(not c for c in continuations):
+            raise BadInputError("every continuation to score needs at least one token")
+        scores = []
+        for continuation in continuations:
+            body = {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
+            try:
+                answer = self._request("POST", "/completions", body)
+            except BadInputError as exc:
+                raise AigcError(f"{self.base_url} does not return prompt log-probabilities (echo with logprobs), which scoring needs: {exc}") from None
+            logprobs = ((answer.get("choices") or [{}])[0] or {}).get("logprobs") or {}
+            offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+            if not offsets or not values:
+                raise AigcError(f"{self.base_url} does not return prompt log-probabilities (echo with logprobs), which scoring needs")
+            end = len(prompt) + len(continuation)
+            picked = [v for at, v in zip(offsets, values) if len(prompt) <= at < end and v is not None]
+            if not picked:
+                raise AigcError(f"{self.base_url} returned no log-probabilities for the continuation {continuation!r}")
+            scores.append(float(sum(picked)))
+        return scores

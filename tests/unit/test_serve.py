@@ -1,0 +1,320 @@
+"""`aigc serve` on 127.0.0.1 with a random free port and the tiny random model, through the
+official `openai` client; the remote backend (`-m openai:URL#MODEL`) against that same server."""
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from aigc.cli.app import app as cli  # noqa: E402
+from aigc.errors import AigcError, BadInputError, MissingExtraError  # noqa: E402
+
+KEY = "test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """The app `aigc serve -m TINY --api-key KEY` builds, run by uvicorn in a background thread."""
+    from aigc.serve.app import ServeSettings, build
+
+    settings = ServeSettings(api_key=KEY, max_tokens_cap=200, max_request_bytes=20_000, max_n=8, max_batch=16, batch_window=0.02)
+    app = build([str(tiny_model_dir)], settings, device="cpu", dtype="float32")
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "server did not start"
+    backend = next(iter(app.state.backends.values()))
+    yield {"url": f"http://127.0.0.1:{port}/v1", "model": backend.name, "backend": backend, "app": app}
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server["url"], api_key=KEY, max_retries=0, timeout=30)
+
+
+def chat(client, model, content="Paris is the capital", **kwargs):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], **kwargs)
+
+
+def raw(server, path, body=None, key=KEY, method=None, data=None):
+    """(status, headers, parsed JSON) of one plain HTTP request."""
+    payload = data if data is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(server["url"].rsplit("/v1", 1)[0] + path, data=payload, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read())
+
+
+def test_health_and_models(server, client):
+    assert raw(server, "/health", key=None)[2]["status"] == "ok"
+    models = client.models.list()
+    assert [m.id for m in models.data] == [server["model"]]
+
+
+def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    answer = chat(client, server["model"], temperature=0, max_tokens=12)
+    messages = [{"role": "user", "content": "Paris is the capital"}]
+    expected = tiny_engine.generate([messages], SamplingParams(temperature=0, top_p=1.0, max_tokens=12))[0][0]
+    assert answer.choices[0].message.content == expected.text
+    assert answer.choices[0].message.role == "assistant"
+    assert answer.usage.prompt_tokens == tiny_engine.count_tokens(messages)
+    assert answer.usage.completion_tokens == expected.completion_tokens
+    assert answer.choices[0].finish_reason == ("length" if expected.finish_reason == "length" else "stop")
+
+
+def test_streaming_chat_gives_the_same_text(server, client):
+    whole = chat(client, server["model"], temperature=0, max_tokens=16).choices[0].message.content
+    stream = chat(client, server["model"], temperature=0, max_tokens=16, stream=True, stream_options={"include_usage": True})
+    pieces, reasons, usage = [], [], None
+    for event in stream:
+        usage = event.usage or usage
+        for choice in event.choices:
+            pieces.append(choice.delta.content or "")
+            if choice.finish_reason:
+                reasons.append(choice.finish_reason)
+    assert "".join(pieces) == whole and len(reasons) == 1
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_n_and_seed(server, client):
+    first = chat(client, server["model"], temperature=1.0, n=3, seed=7, max_tokens=10)
+    again = chat(client, server["model"], temperature=1.0, n=3, seed=7, max_tokens=10)
+    texts = [c.message.content for c in first.choices]
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    assert texts == [c.message.content for c in again.choices]
+    assert len(set(texts)) > 1  # one RNG for the request: the samples differ
+
+
+def test_streaming_n_routes_each_row_to_its_choice(server, client):
+    whole = chat(client, server["model"], temperature=1.0, n=2, seed=3, max_tokens=10)
+    texts = {0: "", 1: ""}
+    for event in chat(client, server["model"], temperature=1.0, n=2, seed=3, max_tokens=10, stream=True):
+        for choice in event.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert [texts[0], texts[1]] == [c.message.content for c in whole.choices]
+
+
+def test_stop_strings_cut_the_answer(server, client):
+    settings = {"temperature": 1.0, "seed": 11, "max_tokens": 40}
+    full = chat(client, server["model"], **settings).choices[0].message.content
+    at = next(i for i in range(len(full) // 2, len(full)) if not full[i].isspace())
+    stop = full[at : at + 2]
+    cut = chat(client, server["model"], stop=[stop, "never-seen"], **settings).choices[0]
+    assert cut.message.content == full[: full.index(stop)] and cut.finish_reason == "stop"
+
+
+def test_completions_endpoint(server, client, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    answer = client.completions.create(model=server["model"], prompt="Bees make", temperature=0, max_tokens=8)
+    expected = tiny_engine.generate(["Bees make"], SamplingParams(temperature=0, top_p=1.0, max_tokens=8))[0][0]
+    assert answer.choices[0].text == expected.text
+    streamed = "".join(
+        c.text for event in client.completions.create(model=server["model"], prompt="Bees make", temperature=0, max_tokens=8, stream=True) for c in event.choices
+    )
+    assert streamed == expected.text
+    several = client.completions.create(model=server["model"], prompt=["Bees", "Paris"], temperature=0, max_tokens=4, n=2)
+    assert len(several.choices) == 4
+
+
+def test_concurrent_requests_share_one_batch(server, client):
+    scheduler = server["backend"].scheduler
+    before = scheduler.largest_batch
+    results = {}
+
+    def ask(i):
+        results[i] = chat(client, server["model"], content=f"Question {i}", temperature=0, max_tokens=30).choices[0].message.content
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6
+    assert scheduler.largest_batch > max(1, before) or scheduler.largest_batch >= 2
+
+
+def test_bad_key_is_401(server):
+    bad = openai.OpenAI(base_url=server["url"], api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        chat(bad, server["model"], max_tokens=2)
+    assert caught.value.status_code == 401
+    assert raw(server, "/v1/models", key=None)[0] == 401
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"temperature": 5}, "UnprocessableEntityError", "temperature"),
+        ({"max_tokens": 0}, "UnprocessableEntityError", "max_tokens"),
+        ({"max_tokens": 100_000}, "BadRequestError", "at most 200"),
+        ({"n": 50}, "BadRequestError", "n must be at most"),
+        ({"logprobs": True}, "BadRequestError", "logprobs"),
+    ],
+)
+def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, words):
+    with pytest.raises(getattr(openai, error)) as caught:
+        chat(client, server["model"], **kwargs)
+    assert words in caught.value.body["message"]
+
+
+def test_unknown_model_is_404(server, client):
+    with pytest.raises(openai.NotFoundError):
+        chat(client, "no-such-model", max_tokens=2)
+
+
+def test_bad_json_too_large_and_unknown_routes_never_500(server):
+    status, _, body = raw(server, "/v1/chat/completions", data=b"{not json", method="POST")
+    assert status == 400 and body["error"]["code"] == "invalid_json"
+    status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": []})
+    assert status == 422 and "messages" in body["error"]["message"]
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
+    assert status == 413
+    status, _, body = raw(server, "/v1/nothing-here", {})
+    assert status == 404 and "error" in body
+    long = " ".join(["Paris"] * 600)
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
+    assert status == 400 and "tokens" in body["error"]["message"]
+
+
+def test_full_queue_answers_429_with_retry_after(server):
+    from aigc.serve.app import ServeSettings, _from_aigc
+    from aigc.serve.scheduler import Job, QueueFullError, Scheduler
+
+    from aigc.engine.sampling import SamplingParams
+
+    scheduler = Scheduler(server["backend"].engine, max_queue=1)  # not started: nothing drains it
+    scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
+    with pytest.raises(QueueFullError):
+        scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
+    error = _from_aigc(QueueFullError("full"), ServeSettings().retry_after)
+    assert error.status == 429 and error.headers == {"Retry-After": "1"}
+
+
+def test_a_client_that_goes_away_frees_its_row(server, client):
+    scheduler = server["backend"].scheduler
+    before = scheduler.cancelled_rows
+    stream = chat(client, server["model"], content="Tell me everything", temperature=1.0, seed=1, max_tokens=200, stream=True)
+    for _ in range(3):
+        next(iter(stream))
+    stream.close()
+    for _ in range(100):
+        if scheduler.cancelled_rows > before or scheduler.active_rows == 0:
+            break
+        time.sleep(0.02)
+    assert scheduler.cancelled_rows > before and scheduler.active_rows == 0
+
+
+def test_task_endpoints_run_the_generators(server):
+    status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "city bees"}, "options": {"n": 2, "max_words": 40}, "sampling": {"max_tokens": 12, "seed": 1, "temperature": 1.0}})
+    assert status in (200, 500), body  # a random model may not write 2 distinct usable headlines
+    if status == 200:
+        assert len(body["headlines"]) == 2
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.\n\nCities have rooftops.", "options": {"words": 10}, "sampling": {"max_tokens": 8}})
+    assert status == 200 and isinstance(body["summary"], str) and body["model"] == server["model"]
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"length": "huge"}})
+    assert status == 400 and "--length" in body["error"]["message"]
+    status, _, body = raw(server, "/v1/aigc/headline", {"input": "a string, not {topic}"})
+    assert status == 422 and body["error"]["param"] == "input"
+    status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
+    assert status == 404
+
+
+def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
+    from aigc.engine.models import load_model, resolve
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+
+    monkeypatch.setenv("AIGC_OPENAI_API_KEY", KEY)
+    ref = f"openai:{server['url']}#{server['model']}"
+    assert resolve(ref).kind == "remote" and resolve(ref).installed
+    engine = load_model(ref)
+    assert isinstance(engine, OpenAIEngine) and engine.context_length == tiny_engine.context_length
+    messages = [{"role": "user", "content": "Bees"}]
+    assert engine.count_tokens(messages) == tiny_engine.count_tokens(messages)
+    params = SamplingParams(temperature=0, max_tokens=10)
+    expected = tiny_engine.generate([messages], params)[0][0].text
+    assert engine.generate([messages], params)[0][0].text == expected
+    assert "".join(engine.stream(messages, params)) == expected
+    assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
+    with pytest.raises(AigcError, match="log-probabilities"):
+        engine.score("Paris is", [" the"])
+    monkeypatch.setenv("AIGC_OPENAI_API_KEY", "wrong")
+    with pytest.raises(BadInputError, match="AIGC_OPENAI_API_KEY"):
+        OpenAIEngine.from_location(f"{server['url']}#{server['model']}")
+    with pytest.raises(AigcError, match="does not serve"):
+        OpenAIEngine(server["url"], "other", KEY)
+
+
+def test_cli_chat_against_the_server_end_to_end(server, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    ref = f"openai:{server['url']}#{server['model']}"
+    result = CliRunner().invoke(cli, ["chat", "Paris is", "-m", ref, "--max-tokens", "8", "--json"], env={"AIGC_OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == ref and data["usage"]["completion_tokens"] > 0
+    # the chat generator's defaults (greedy, repetition penalty 1.1) travel to the server
+    from aigc.generators.chat import ChatGenerator
+
+    local = ChatGenerator(engine=tiny_engine)("Paris is", sampling={"max_tokens": 8})["text"]
+    assert data["text"] == local
+
+
+def test_cli_chat_remote_errors_are_one_line(server):
+    port = free_port()  # nothing listens there
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:http://127.0.0.1:{port}/v1#x"])
+    assert result.exit_code == 1 and "cannot reach" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_fastapi(name, *args, **kwargs):
+        if name in ("fastapi", "uvicorn"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fastapi)
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 2 and result.stderr.strip().startswith("Error:") and "aigc[serve]" in result.stderr
+    assert issubclass(MissingExtraError, AigcError)
+
+
+def test_serve_help_never_imports_torch_or_fastapi():
+    from lazy_imports import imports_after
+
+    assert imports_after(["serve", "--help"], modules=("torch", "fastapi")) == "False False"
