@@ -8,6 +8,7 @@ def register_commands(app):
     from ..cli import chat, headline, image, models, summarize, templates
     from ..cli import plugins, run
     from ..cli import serve
+    from ..cli import translate
 
-    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve):
+    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate):
         module.register(app)

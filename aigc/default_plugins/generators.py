@@ -10,6 +10,7 @@ def register_generators(register):
     from ..generators.image import ImageGenerator
     from ..generators.summarize import SummarizeGenerator
     from ..generators.template import TemplateGenerator
+    from ..generators.translate import TranslateGenerator
 
-    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator, TemplateGenerator, ImageGenerator):
+    for generator in (ChatGenerator, SummarizeGenerator, HeadlineGenerator, TemplateGenerator, ImageGenerator, TranslateGenerator):
         register(generator.name, generator)

@@ -1,0 +1,50 @@
+"""`aigc translate FILE|- --to LANG`."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..textio import check_writable, read_document, write_atomic
+from .options import RunOptions, generation_options
+
+
+@generation_options
+def translate(
+    source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
+    to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
+    from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
+    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses} as JSON.")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Translate a document, keeping its paragraphs, lists and Markdown structure."""
+    from ..generators.translate import load_glossary
+
+    if output:
+        check_writable(output)
+    terms = load_glossary(glossary) if glossary else None
+    text = read_document(source)
+    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
+    generator = run.generator("translate")
+    run.prepare(generator, text, options)
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        result = generator(text, sampling=run.sampling(), **options)
+    for miss in result["glossary_misses"]:
+        times = "once" if miss["count"] == 1 else f"{miss['count']} times"
+        ui.warn(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
+    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"]
+    if output:
+        ui.info(f"wrote {write_atomic(output, rendered)}")
+    else:
+        ui.result(rendered)
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(translate)

@@ -1,0 +1,120 @@
+"""Languages by name or code: `lookup("de")`, `lookup("German")`, `lookup("pt-BR")`, `lookup("Deutsch")`.
+
+A small table of common languages (ISO 639-1 codes, a few regional variants), enough to put a
+language's English name into a prompt and to reject a typo with close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from .errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str  # "de", "pt-BR"
+    name: str  # English name, as prompts use it: "German", "Brazilian Portuguese"
+    native: str = ""  # "Deutsch"
+    spaces: bool = True  # False: sentences are joined without a space (Chinese, Japanese, Thai)
+
+    @property
+    def base(self) -> str:
+        """The code without its region: "pt" for "pt-BR"."""
+        return self.code.split("-")[0]
+
+
+_TABLE = [
+    Language("en", "English", "English"),
+    Language("en-US", "American English", "English"),
+    Language("en-GB", "British English", "English"),
+    Language("fr", "French", "Français"),
+    Language("es", "Spanish", "Español"),
+    Language("es-MX", "Mexican Spanish", "Español"),
+    Language("de", "German", "Deutsch"),
+    Language("it", "Italian", "Italiano"),
+    Language("pt", "Portuguese", "Português"),
+    Language("pt-BR", "Brazilian Portuguese", "Português"),
+    Language("pt-PT", "European Portuguese", "Português"),
+    Language("nl", "Dutch", "Nederlands"),
+    Language("sv", "Swedish", "Svenska"),
+    Language("da", "Danish", "Dansk"),
+    Language("no", "Norwegian", "Norsk"),
+    Language("fi", "Finnish", "Suomi"),
+    Language("is", "Icelandic", "Íslenska"),
+    Language("pl", "Polish", "Polski"),
+    Language("cs", "Czech", "Čeština"),
+    Language("sk", "Slovak", "Slovenčina"),
+    Language("sl", "Slovenian", "Slovenščina"),
+    Language("hr", "Croatian", "Hrvatski"),
+    Language("sr", "Serbian", "Српски"),
+    Language("hu", "Hungarian", "Magyar"),
+    Language("ro", "Romanian", "Română"),
+    Language("bg", "Bulgarian", "Български"),
+    Language("el", "Greek", "Ελληνικά"),
+    Language("lt", "Lithuanian", "Lietuvių"),
+    Language("lv", "Latvian", "Latviešu"),
+    Language("et", "Estonian", "Eesti"),
+    Language("ru", "Russian", "Русский"),
+    Language("uk", "Ukrainian", "Українська"),
+    Language("tr", "Turkish", "Türkçe"),
+    Language("ar", "Arabic", "العربية"),
+    Language("he", "Hebrew", "עברית"),
+    Language("fa", "Persian", "فارسی"),
+    Language("hi", "Hindi", "हिन्दी"),
+    Language("bn", "Bengali", "বাংলা"),
+    Language("ur", "Urdu", "اردو"),
+    Language("ta", "Tamil", "தமிழ்"),
+    Language("zh", "Chinese", "中文", spaces=False),
+    Language("zh-CN", "Simplified Chinese", "简体中文", spaces=False),
+    Language("zh-TW", "Traditional Chinese", "繁體中文", spaces=False),
+    Language("ja", "Japanese", "日本語", spaces=False),
+    Language("ko", "Korean", "한국어"),
+    Language("vi", "Vietnamese", "Tiếng Việt"),
+    Language("th", "Thai", "ไทย", spaces=False),
+    Language("id", "Indonesian", "Bahasa Indonesia"),
+    Language("ms", "Malay", "Bahasa Melayu"),
+    Language("tl", "Filipino", "Tagalog"),
+    Language("sw", "Swahili", "Kiswahili"),
+    Language("ca", "Catalan", "Català"),
+    Language("eu", "Basque", "Euskara"),
+    Language("ga", "Irish", "Gaeilge"),
+    Language("cy", "Welsh", "Cymraeg"),
+]
+_ALIASES = {  # other names people use
+    "mandarin": "zh", "farsi": "fa", "tagalog": "tl", "brazilian": "pt-BR", "castilian": "es",
+    "bokmal": "no", "bokmål": "no", "nb": "no", "nn": "no", "iw": "he", "zh-hans": "zh-CN", "zh-hant": "zh-TW",
+}
+
+LANGUAGES: dict[str, Language] = {lang.code.lower(): lang for lang in _TABLE}
+_BY_NAME: dict[str, Language] = {}
+for _lang in _TABLE:
+    for _key in (_lang.name, _lang.native):
+        _BY_NAME.setdefault(_key.lower(), _lang)
+_BY_NAME.update({alias: LANGUAGES[code.lower()] for alias, code in _ALIASES.items()})
+
+
+def lookup(value: str) -> Language:
+    """The language for a code (`de`, `pt-BR`, `pt_br`), an English name (`German`) or a native
+    name (`Deutsch`); an unknown one is a `BadInputError` that lists close matches."""
+    key = " ".join(str(value).split()).lower().replace("_", "-")
+    if not key:
+        raise BadInputError("empty language; give a name or code such as French or fr")
+    if key in LANGUAGES:
+        return LANGUAGES[key]
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    base, _, region = key.partition("-")
+    if region and base in LANGUAGES and region.isalpha() and len(region) in (2, 3, 4):
+        lang = LANGUAGES[base]  # a region the table does not list: the language itself, tagged
+        return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({region.upper()})", lang.native, lang.spaces)
+    choices = sorted(set(LANGUAGES) | set(_BY_NAME))
+    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
+    hint = "did you mean " + ", ".join(_display(c) for c in close) + "? " if close else ""
+    raise BadInputError(f"unknown language {value!r}; {hint}give a name or ISO code such as French, fr, zh or pt-BR")
+
+
+def _display(key: str) -> str:
+    lang = LANGUAGES.get(key) or _BY_NAME[key]
+    return f"{lang.name} ({lang.code})"

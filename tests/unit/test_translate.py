@@ -1,0 +1,375 @@
+"""translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc.cli.app import app
+from aigc.engine.base import Completion
+from aigc.errors import BadInputError
+from aigc.generators.translate import (
+    TranslateGenerator,
+    clean_translation,
+    group_chunks,
+    load_glossary,
+    parse_blocks,
+    parse_glossary,
+    render_blocks,
+    split_sentences,
+)
+from aigc.languages import lookup
+from fakes import FakeEngine
+from lazy_imports import imports_after
+
+DOC = """---
+title: Notes
+---
+# Getting started ##
+
+The cat is on the table. It is
+asleep.
+
+- First item
+- Second item with `code`
+  - nested item
+1. Numbered one
+- [ ] a task
+
+> A quote line
+> that goes on.
+
+```python
+print("The cat")
+```
+
+| Name | Description |
+|------|-------------|
+| cat  | A small animal |
+
+***
+
+<div>Kept as it is</div>
+
+42"""
+
+EXPECTED = """---
+title: Notes
+---
+# GETTING STARTED ##
+
+THE CAT IS ON THE TABLE. IT IS ASLEEP.
+
+- FIRST ITEM
+- SECOND ITEM WITH `CODE`
+  - NESTED ITEM
+1. NUMBERED ONE
+- [ ] A TASK
+
+> A QUOTE LINE THAT GOES ON.
+
+```python
+print("The cat")
+```
+
+| NAME | DESCRIPTION |
+|------|-------------|
+| CAT  | A SMALL ANIMAL |
+
+***
+
+<div>Kept as it is</div>
+
+42"""
+
+
+class EchoEngine(FakeEngine):
+    """Answers each prompt with its last message upper-cased (a "translation" that shows where
+    each text went)."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        return [[Completion(p[-1]["content"].upper(), 1, 1, "stop")] for p in prompts]
+
+
+def translate(text, engine=None, **options):
+    engine = engine or EchoEngine()
+    options.setdefault("target_language", "fr")
+    return TranslateGenerator(engine=engine)(text, **options), engine
+
+
+def test_structure_is_kept_and_only_text_is_translated():
+    result, _ = translate(DOC)
+    assert result["translation"] == EXPECTED
+
+
+def test_blocks_render_back_to_the_document_with_paragraph_lines_joined():
+    blocks = parse_blocks(DOC)
+    assert render_blocks(blocks, [b.texts for b in blocks]) == DOC.replace("It is\nasleep", "It is asleep").replace(
+        "line\n> that", "line that"
+    )
+    kinds = [b.kind for b in blocks if b.kind != "blank"]
+    assert kinds[:3] == ["front matter", "heading", "paragraph"] and "code" in kinds and "rule" in kinds
+
+
+def test_indented_code_is_kept_but_nested_list_items_are_translated():
+    result, _ = translate("Text here.\n\n    code = 1\n\n- item\n    - deep item")
+    assert result["translation"] == "TEXT HERE.\n\n    code = 1\n\n- ITEM\n    - DEEP ITEM"
+
+
+def test_each_sentence_is_its_own_prompt_with_example_turns():
+    result, engine = translate("One sentence here. Another one here!", source_language="en")
+    prompts = engine.calls[0][0]
+    assert [p[-1]["content"] for p in prompts] == ["One sentence here.", "Another one here!"]
+    assert prompts[0][0]["role"] == "system" and "English into French" in prompts[0][0]["content"]
+    assert [m["role"] for m in prompts[0][1:3]] == ["user", "assistant"] and prompts[0][2]["content"] == "Bonjour."
+    assert result["translation"] == "ONE SENTENCE HERE. ANOTHER ONE HERE!"
+
+
+def test_whole_blocks_and_no_examples_on_request():
+    _, engine = translate("One sentence here. Another one here!", by_sentence=False, examples=False)
+    prompts = engine.calls[0][0]
+    assert len(prompts) == 1 and len(prompts[0]) == 2 and prompts[0][-1]["content"] == "One sentence here. Another one here!"
+    assert "the user's text into French" in prompts[0][0]["content"]
+
+
+def test_no_examples_for_languages_without_them():
+    _, engine = translate("Hello there.", target_language="ja")
+    assert len(engine.calls[0][0][0]) == 2
+
+
+def test_chinese_sentences_are_joined_without_spaces():
+    result, _ = translate("One. Two.", target_language="zh")
+    assert result["translation"] == "ONE.TWO."
+
+
+def test_group_chunks_packs_whole_blocks_by_token_count():
+    assert group_chunks([3, 4, 5, 20, 1, 1], 10) == [[0, 1], [2], [3], [4, 5]]
+    assert group_chunks([], 10) == []
+
+
+def test_long_documents_go_in_chunks_on_paragraph_boundaries_in_batches_with_progress():
+    paragraphs = [f"Paragraph {i} has words. " + "word " * 20 + "end." for i in range(10)]
+    seen = []
+    engine = EchoEngine()
+    gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total, what)))
+    result = gen("\n\n".join(paragraphs), target_language="de", chunk_tokens=60, batch_size=2)
+    # FakeEngine counts words: 25 a paragraph, so two paragraphs a chunk, five chunks, three calls
+    assert len(engine.calls) == 3
+    per_call = [{p[-1]["content"].split()[1] for p in prompts if p[-1]["content"].startswith("Paragraph")} for prompts, _ in engine.calls]
+    assert [len(prompts) for prompts, _ in engine.calls] == [8, 8, 4]  # two sentences a paragraph
+    assert per_call == [{"0", "1", "2", "3"}, {"4", "5", "6", "7"}, {"8", "9"}]
+    assert seen[0] == (0, 5, "translating") and seen[-1] == (5, 5, "translating")
+    assert result["translation"].split("\n\n") == [p.upper() for p in paragraphs]
+
+
+def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
+    text = " ".join(f"w{i}" for i in range(100)) + "."
+    result, engine = translate(text, chunk_tokens=30)
+    assert len(engine.calls[0][0]) >= 4
+    assert result["translation"] == text.upper()
+
+
+def test_split_sentences_keeps_abbreviations_together():
+    assert split_sentences("Dr. Smith came at 5 p.m. and left. He said “hi.” Then e.g. this! 你好。再见。") == [
+        "Dr. Smith came at 5 p.m. and left.",
+        "He said “hi.”",
+        "Then e.g. this!",
+        "你好。",
+        "再见。",
+    ]
+
+
+@pytest.mark.parametrize(
+    "value, code, name",
+    [("zh", "zh", "Chinese"), ("Chinese", "zh", "Chinese"), ("de", "de", "German"), ("GERMAN", "de", "German"),
+     ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
+     ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese")],
+)
+def test_languages_by_name_or_code(value, code, name):
+    lang = lookup(value)
+    assert (lang.code, lang.name) == (code, name)
+
+
+def test_unknown_language_lists_close_matches():
+    with pytest.raises(BadInputError, match=r"unknown language 'Germn'; did you mean German \(de\)"):
+        lookup("Germn")
+    with pytest.raises(BadInputError, match="unknown language 'xx'"):
+        lookup("xx")
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [({"target_language": None}, "--to"), ({"target_language": "Klingon"}, "unknown language"),
+     ({"target_language": "fr", "source_language": "French"}, "both French"), ({"source_language": "nope"}, "unknown language"),
+     ({"chunk_tokens": 2}, "chunk size"), ({"glossary": [("a",)]}, "glossary entry"), ({"colour": 1}, "no option colour")],
+)
+def test_bad_options(options, words):
+    with pytest.raises(BadInputError, match=words):
+        translate("Hello.", **options)
+
+
+def test_empty_input():
+    with pytest.raises(BadInputError, match="no text"):
+        translate("   ")
+
+
+def test_glossary_parsing():
+    text = "# terms\nsource\ttarget\n\nhospital\tKrankenhaus\nfront door\tHaustür\nHospital\tKrankenhaus\n"
+    assert parse_glossary(text) == [("hospital", "Krankenhaus"), ("front door", "Haustür")]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("a\tb\nno tab here\n", r"g.tsv:2: expected 'source<TAB>target', found no tab"),
+     ("a\tb\tc\n", "g.tsv:1: .*found 3 columns"),
+     ("a\t \n", "g.tsv:1: .*an empty term"),
+     ("cat\tchat\nCat\tminou\n", r"g.tsv:2: 'Cat' is already translated as 'chat' on line 1"),
+     ("# only a comment\n\n", "g.tsv has no entries")],
+)
+def test_bad_glossary_lines_name_the_line(text, message):
+    with pytest.raises(BadInputError, match=message):
+        parse_glossary(text, "g.tsv")
+
+
+def test_glossary_files(tmp_path):
+    good = tmp_path / "g.tsv"
+    good.write_text("\ufeffcat\tchat\n", encoding="utf-8")
+    assert load_glossary(good) == [("cat", "chat")]
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes(b"caf\xe9\tcoffee\n")
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        load_glossary(latin)
+    with pytest.raises(BadInputError, match="no such glossary file"):
+        load_glossary(tmp_path / "missing.tsv")
+
+
+def test_glossary_terms_are_prompted_enforced_and_misses_reported():
+    engine = FakeEngine()
+    engine.enqueue("Mein Bruder arbeitet im hospital.", "Die Katze schläft.", "Das Haus ist groß.")
+    doc = "My brother works in a hospital.\n\nThe cat sleeps on the table.\n\nThe house is big."
+    result, _ = translate(doc, engine, target_language="de", glossary={"hospital": "Krankenhaus", "table": "Tisch", "dog": "Hund"})
+    assert result["translation"] == "Mein Bruder arbeitet im Krankenhaus.\n\nDie Katze schläft.\n\nDas Haus ist groß."
+    assert result["glossary_misses"] == [{"source": "table", "target": "Tisch", "count": 1}]
+    systems = [p[0]["content"] for p in engine.calls[0][0]]
+    assert "- hospital: Krankenhaus" in systems[0] and "table" not in systems[0]
+    assert "- table: Tisch" in systems[1] and "Always translate" not in systems[2]
+
+
+def test_inflected_glossary_targets_count():
+    engine = FakeEngine()
+    engine.enqueue("Die Türen des Krankenhauses.")
+    result, _ = translate("The doors of the hospital.", engine, target_language="de", glossary=[("hospital", "Krankenhaus")])
+    assert result["glossary_misses"] == []
+
+
+def test_empty_answers_keep_the_source_text():
+    result, _ = translate("Keep me.", FakeEngine())
+    assert result["translation"] == "Keep me."
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("Here is the translation:\n\nLe chat dort.", "Le chat dort."),
+        ("Sure! Here's the translation: Le chat dort.", "Le chat dort."),
+        ("French: Le chat dort.", "Le chat dort."),
+        ('"Le chat dort."', "Le chat dort."),
+        ("« Le chat dort. »", "Le chat dort."),
+        ("Le chat dort.\n\nIn this context, 'chat' means cat.", "Le chat dort."),
+        ("Le chat dort. C'est un chat très mignon qui aime dormir toute la journée au soleil.", "Le chat dort."),
+        ("Le chat dort. Il rêve.", "Le chat dort. Il rêve."),
+    ],
+)
+def test_clean_translation(raw, clean):
+    assert clean_translation(raw, "The cat sleeps.", lookup("fr")) == clean
+
+
+def test_result_shape():
+    result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
+    assert result == {"translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": []}
+
+
+# --- the command -----------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def echo(monkeypatch):
+    """The command on the echo engine instead of a model."""
+    engine = EchoEngine()
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    return engine
+
+
+def test_command_prints_the_translation(echo, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Title\n\n- one\n- two\n")
+    result = runner.invoke(app, ["translate", str(doc), "--to", "German"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "# TITLE\n\n- ONE\n- TWO\n"
+
+
+def test_command_reads_stdin_and_prints_json(echo):
+    result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": []
+    }
+
+
+def test_command_writes_the_output_file_atomically(echo, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Hello.")
+    out = tmp_path / "out.md"
+    out.write_text("old")
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and out.read_text() == "HELLO.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.md", "out.md"]  # no temp file left
+
+
+def test_command_warns_once_per_missed_glossary_term(monkeypatch, tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("Le chat.", "Le chien.", "Le chat encore.")
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    doc = tmp_path / "doc.md"
+    doc.write_text("The cat.\n\nThe dog.\n\nThe cat again.")
+    glossary = tmp_path / "g.tsv"
+    glossary.write_text("cat\tminou\ndog\tchien\n")
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--glossary", str(glossary)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Le chat.\n\nLe chien.\n\nLe chat encore.\n"
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warnings == ["Warning: glossary term 'cat' is not translated as 'minou' (2 times)"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--to", "Klingon"], "unknown language 'Klingon'"), (["--to", "de", "--from", "German"], "both German"),
+     (["--to", "fr", "--glossary", "BAD"], "g.tsv:2: expected"), (["--to", "fr", "--glossary", "MISSING"], "no such glossary file")],
+)
+def test_bad_input_is_one_line_with_exit_2_and_no_output_file(echo, tmp_path, args, words):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Hello.")
+    (tmp_path / "g.tsv").write_text("a\tb\nbroken\n")
+    args = [str(tmp_path / "g.tsv") if a == "BAD" else str(tmp_path / "none.tsv") if a == "MISSING" else a for a in args]
+    out = tmp_path / "out.md"
+    result = runner.invoke(app, ["translate", str(doc), *args, "-o", str(out)])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error:") and words in lines[0]
+    assert not out.exists() and not echo.calls
+
+
+def test_command_on_a_tiny_model(tiny_model_dir, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Bees\n\n- Bees make honey.\n- Cities have roofs.\n\n```\ncode\n```\n")
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-m", str(tiny_model_dir), "--max-tokens", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = json.loads(result.stdout)["translation"].split("\n")
+    assert lines[0].startswith("# ") and lines[2].startswith("- ") and lines[3].startswith("- ") and lines[5:] == ["```", "code", "```"]
+
+
+def test_translate_help_never_imports_torch():
+    assert imports_after(["translate", "--help"]) == "False False"
