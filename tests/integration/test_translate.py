@@ -1,0 +1,48 @@
+"""`aigc translate` on the real embedded model: the structure is kept and the text changes.
+
+The 135M model translates poorly, so nothing here checks the quality of the translation."""
+
+import json
+
+import pytest
+
+from conftest_integration import aigc
+
+pytestmark = pytest.mark.integration
+
+DOC = """# Our new library
+
+The city opened a new library today. Children can borrow books for free.
+
+- The library is open every day.
+- Coffee is not allowed inside.
+
+```
+opening_hours = "9-17"
+```
+"""
+
+
+def test_markdown_structure_is_kept_and_the_text_is_translated(tmp_path):
+    source = tmp_path / "doc.md"
+    source.write_text(DOC)
+    done = aigc("translate", str(source), "--to", "French", "--from", "en")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.rstrip("\n").split("\n")
+    src = DOC.rstrip("\n").split("\n")
+    assert len(out) == len(src)
+    assert out[0].startswith("# ") and out[0][2:].strip()
+    assert out[1] == "" and out[2].strip() and out[3] == ""
+    assert out[4].startswith("- ") and out[5].startswith("- ") and out[4][2:].strip() and out[5][2:].strip()
+    assert out[6:] == src[6:]  # the code block is untouched
+    translated = [i for i in (0, 2, 4, 5) if out[i] != src[i]]
+    assert len(translated) >= 3
+
+
+def test_json_from_stdin():
+    done = aigc("translate", "-", "--to", "es", "--json", input="Good morning, my friend.\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"translation", "source_language", "target_language", "glossary_misses"}
+    assert result["translation"].strip() and result["translation"] != "Good morning, my friend."
+    assert (result["source_language"], result["target_language"]) == ("auto", "es")
