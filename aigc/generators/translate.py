@@ -6,11 +6,10 @@ marks, blank lines, code blocks untouched) is put back around the translations. 
 into chunks on block boundaries by token count; each engine call translates a batch of chunks.
 
 By default every sentence is its own prompt, with a few example translations before it as earlier
-chat turns: measured with the embedded 135M model on short English sentences into French, Spanish
-and German, that was the best of the formats tried (see `tests/unit/test_translate.py` for the
-logic; the README for the command). A glossary's terms are listed in the system prompt of the
-sentences that contain them, copied-through source terms are replaced, and what is still missing
-is reported.
+chat turns: with the embedded 135M model that scored best of the formats tried against reference
+translations (`python -m benchmarks.translate_prompts`). A glossary's terms are listed in the
+system prompt of the sentences that contain them, source terms copied through untranslated are
+replaced, and terms still missing are reported.
 """
 
 from __future__ import annotations
@@ -343,8 +342,9 @@ def clean_translation(raw: str, source: str, target: Language) -> str:
 
 # --- examples --------------------------------------------------------------------------------
 
-# The same short sentences in a few languages: a few chat turns of them before each sentence made
-# the embedded model's translations closer to reference ones (chrF) than instructions alone.
+# The same short sentences in a few languages: as chat turns before each sentence they brought the
+# embedded model's translations closer to reference ones than instructions alone
+# (`python -m benchmarks.translate_prompts`).
 EXAMPLES: dict[str, list[str]] = {
     "en": ["Good morning.", "I have a dog.", "The house is big.", "She drinks water every day.", "Where is my book?", "We live in a small town."],
     "fr": ["Bonjour.", "J'ai un chien.", "La maison est grande.", "Elle boit de l'eau tous les jours.", "Où est mon livre ?", "Nous habitons dans une petite ville."],
