@@ -42,7 +42,7 @@ class Block:
 # --- Markdown blocks -------------------------------------------------------------------------
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
-_RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
+_RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")

@@ -117,6 +117,11 @@ def test_indented_code_is_kept_but_nested_list_items_are_translated():
     assert result["translation"] == "TEXT HERE.\n\n    code = 1\n\n- ITEM\n    - DEEP ITEM"
 
 
+def test_setext_headings_keep_their_underlines():
+    result, _ = translate("Title\n=====\n\nSub title\n---\nText.")
+    assert result["translation"] == "TITLE\n=====\n\nSUB TITLE\n---\nTEXT."
+
+
 def test_each_sentence_is_its_own_prompt_with_example_turns():
     result, engine = translate("One sentence here. Another one here!", source_language="en")
     prompts = engine.calls[0][0]
