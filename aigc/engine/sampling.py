@@ -105,6 +105,43 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = 512):
+    """Each prompt token's log-probability given the tokens before it, and the `top` likeliest tokens.
+
+    Returns `(chosen, best)` for tokens 1..len(ids)-1 (the first token has nothing before it):
+    `chosen[i]` is a float, `best[i]` a list of `(token id, logprob)`, likeliest first. The model's
+    own distribution (no temperature or filters). The prompt runs in `chunk`-token pieces on one
+    KV cache, so at most `chunk` x vocabulary logits exist at once.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    chosen: list[float] = []
+    best: list[list[tuple[int, float]]] = []
+    if len(ids) < 2:
+        return chosen, best
+    device = model.device
+    cache_arg = {cache_keyword(model): DynamicCache()}
+    with torch.inference_mode():
+        for start in range(0, len(ids) - 1, chunk):
+            fed = list(ids[start : min(start + chunk, len(ids) - 1)])
+            targets = torch.tensor(ids[start + 1 : start + 1 + len(fed)], device=device)
+            logits = model(
+                input_ids=torch.tensor([fed], device=device),
+                position_ids=torch.arange(start, start + len(fed), device=device)[None],
+                use_cache=True,
+                **cache_arg,
+            ).logits[0].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            chosen += logprobs.gather(1, targets[:, None]).squeeze(1).tolist()
+            if top > 0:
+                values, indices = logprobs.topk(top, dim=-1)
+                best += [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+            else:
+                best += [[] for _ in fed]
+    return chosen, best
+
+
 class DecodeLoop:
     """Prefill a left-padded batch, then yield one tensor of next-token ids per step.
 

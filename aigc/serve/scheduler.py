@@ -1,14 +1,26 @@
-"""Dynamic batching: one thread owns a `LocalEngine` and decodes concurrent requests together.
+"""Continuous batching: one thread owns a `LocalEngine` and decodes concurrent requests together.
 
 Requests become `Job`s (token-id rows that share sampling settings, plus a callback for events).
-The scheduler thread takes the first waiting job, gathers the others that arrive within a short
-window (up to `max_batch` rows), left-pads them into one batch and runs one `DecodeLoop` over it.
-Each job keeps its own sampling: its own logits processors, its own seeded RNG and its own token
-budget and stop strings, so a job decoded alone samples exactly what `LocalEngine.generate` would.
-Text pieces go to each job's callback as they are decoded; a cancelled job (a client that went
-away) has its rows finished with `DecodeLoop.finish` on the next step.
+When the server is idle, the scheduler thread takes the first waiting job and the others that
+arrive within a short window, prefills them together and starts decoding. While that batch
+decodes, jobs that arrive are admitted at the next step: their prompts are prefilled on their own
+(one forward pass), their KV cache is left-padded to the running batch's width and joined to it,
+and from then on they decode in the same forward pass as everyone else (vLLM's and TGI's
+continuous batching, without paging: the cache is an ordinary transformers `DynamicCache`).
+Rows that finish leave the batch at once, and cache columns no row needs any more are dropped.
+A model whose cache is not plain `DynamicLayer`s (sliding-window or linear-attention layers)
+cannot be joined this way: there new jobs wait until the running batch is done.
 
-Events sent to `Job.emit`: `("piece", row, text)`, `("done", [Completion per row])`, `("error", exc)`.
+Each job keeps its own sampling: its own logits processors, its own seeded RNG (drawn over all
+its rows every step, finished ones included, as `DecodeLoop` does), its own token budget and stop
+strings, so a job decoded alone samples exactly what `LocalEngine.generate` would. Text pieces go
+to each job's callback as they are decoded; a cancelled job (a client that went away) has its
+rows closed at the next step. `drain(grace)` takes no new work and, after `grace` seconds, ends
+the rows still running with a `ShuttingDownError`.
+
+Events sent to `Job.emit`: `("piece", row, text, logprobs)`, `("done", [Completion per row],
+logprobs per row)` and `("error", exc)`; `logprobs` is None unless the job asked for them, else a
+list of `TokenLogprob` (aigc/serve/logprobs.py).
 """
 
 from __future__ import annotations
@@ -20,8 +32,9 @@ import time
 from typing import Any, Callable, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt
-from ..engine.sampling import DecodeLoop, SamplingParams, TextAssembler, build_processors, make_generator, pick_tokens
+from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError
+from .logprobs import TokenTexts
 
 log = logging.getLogger("aigc.serve")
 
@@ -34,15 +47,23 @@ class ShuttingDownError(AigcError):
     """The server is stopping and takes no new work (HTTP 503)."""
 
 
-class Job:
-    """Rows to decode with one set of sampling settings; `emit` receives the events."""
+class RequestCancelled(AigcError):
+    """The client that asked for this work went away."""
 
-    def __init__(self, rows: list[list[int]], params: SamplingParams, emit: Callable[[tuple], Any]):
+
+class Job:
+    """Rows to decode with one set of sampling settings; `emit` receives the events.
+
+    `logprobs=K` records each generated token's log-probability and its K likeliest alternatives.
+    """
+
+    def __init__(self, rows: list[list[int]], params: SamplingParams, emit: Callable[[tuple], Any], logprobs: int | None = None):
         if not rows or any(not r for r in rows):
             raise BadInputError("every prompt needs at least one token")
         self.rows = rows
         self.params = params
         self.emit = emit
+        self.logprobs = logprobs
         self.cancelled = False
         self.finished = False
 
@@ -68,12 +89,83 @@ class _Call(Job):
         self.fn = fn
         self.rows = []
         self.emit = emit
+        self.logprobs = None
         self.cancelled = False
         self.finished = False
 
 
+class _Slot:
+    """One row of a job while it decodes."""
+
+    __slots__ = ("job", "index", "text", "count", "done", "reason", "pending", "entries", "scored")
+
+    def __init__(self, job: Job, index: int, text: TextAssembler):
+        self.job, self.index, self.text = job, index, text
+        self.count = 0
+        self.done = False
+        self.reason = "length"
+        self.pending: list = []  # log-probabilities of tokens whose text is not out yet
+        self.entries: list = []
+        self.scored = None  # this step's (logprob, alternatives) of the picked token
+
+
+class _Batch:
+    """The rows decoding together: row i of every tensor belongs to `slots[i]`.
+
+    `cache` holds exactly the tokens `mask` covers (left-padded); `next_ids` are the picked tokens
+    not fed yet and `positions` their position ids.
+    """
+
+    def __init__(self, slots: list[_Slot], cache, mask, positions, next_ids=None):
+        self.slots, self.cache, self.mask, self.positions, self.next_ids = slots, cache, mask, positions, next_ids
+
+    def select(self, keep: list[int]) -> None:
+        import torch
+
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.positions, self.next_ids = self.mask[index], self.positions[index], self.next_ids[index]
+        self.slots = [self.slots[i] for i in keep]
+
+
+def _joinable(cache) -> bool:
+    """Whether this cache's tensors can be padded and concatenated (plain full-attention layers)."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and not getattr(cache, "offloading", False) and all(
+        type(layer) is DynamicLayer and layer.is_initialized and layer.keys.dim() == 4 for layer in layers
+    )
+
+
+def _widen(batch: _Batch, width: int) -> None:
+    """Left-pad the batch's cache and mask to `width` columns."""
+    import torch
+
+    extra = width - batch.mask.shape[1]
+    if extra <= 0:
+        return
+    batch.mask = torch.cat([batch.mask.new_zeros((batch.mask.shape[0], extra)), batch.mask], dim=1)
+    for layer in batch.cache.layers:
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name)
+            pad = tensor.new_zeros((tensor.shape[0], tensor.shape[1], extra, tensor.shape[3]))
+            setattr(layer, name, torch.cat([pad, tensor], dim=2))
+
+
+def _trim(batch: _Batch) -> None:
+    """Drop the leading cache columns that no row attends to any more."""
+    used = batch.mask.any(dim=0)
+    first = int(used.long().argmax()) if bool(used.any()) else 0
+    if first == 0:
+        return
+    batch.mask = batch.mask[:, first:]
+    for layer in batch.cache.layers:
+        layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+
 class Scheduler:
-    """Gathers jobs into batches and decodes them on one background thread."""
+    """Admits jobs into one continuously running batch and decodes it on a background thread."""
 
     def __init__(self, engine, max_batch: int = 32, window: float = 0.01, max_queue: int = 256):
         if max_batch < 1 or max_queue < 1 or window < 0:
@@ -82,11 +174,17 @@ class Scheduler:
         self.max_batch = max_batch
         self.window = window
         self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
-        self._carry: Job | None = None
+        self._carry: Job | None = None  # taken from the queue, waiting for room (scheduler thread only)
         self._stopping = threading.Event()
+        self._cut_at: float | None = None  # set by drain(): when running rows are cut off
         self._thread = threading.Thread(target=self._serve, name=f"aigc-batcher-{engine.name}", daemon=True)
+        self._eos = set(engine.eos_ids)
+        self._texts = TokenTexts(engine.tokenizer)
+        self._cache_keyword = cache_keyword(engine.model)
+        self.joinable: bool | None = None  # known after the first prefill
         # Counters for /health, tests and benchmarks.
-        self.batches = 0
+        self.batches = 0  # prefills (groups of jobs admitted together)
+        self.joined = 0  # jobs admitted while other rows were decoding
         self.largest_batch = 0
         self.cancelled_rows = 0
         self.active_rows = 0
@@ -97,9 +195,13 @@ class Scheduler:
         self._thread.start()
         return self
 
+    @property
+    def closing(self) -> bool:
+        return self._stopping.is_set() or self._cut_at is not None
+
     def submit(self, job: Job) -> Job:
         """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping."""
-        if self._stopping.is_set():
+        if self.closing:
             raise ShuttingDownError("the server is shutting down")
         if not isinstance(job, _Call):
             self._check_fits(job)
@@ -119,7 +221,7 @@ class Scheduler:
             )
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the scheduler thread, between batches; returns its result."""
+        """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""
         events: queue.SimpleQueue = queue.SimpleQueue()
         self.submit(_Call(lambda: fn(*args), events.put))
         kind, value = events.get()
@@ -127,18 +229,27 @@ class Scheduler:
             raise value
         return value
 
+    def drain(self, grace: float) -> None:
+        """Take no new jobs and fail the waiting ones; rows still decoding after `grace` seconds end
+        with a `ShuttingDownError` (a stream gets it as its last event)."""
+        if self._cut_at is None:
+            self._cut_at = time.monotonic() + max(0.0, grace)
+        self._fail_queue()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Take no new jobs, cancel the waiting ones, let the running batch end, join the thread."""
+        """Take no new jobs, cancel the waiting ones, let the running rows end, join the thread."""
         self._stopping.set()
-        while True:
-            try:
-                job = self._carry or self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            self._carry = None
-            job.send(("error", ShuttingDownError("the server is shutting down")))
+        self._fail_queue()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def _fail_queue(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            job.send(("error", ShuttingDownError("the server is shutting down")))
 
     @property
     def waiting(self) -> int:
@@ -147,158 +258,314 @@ class Scheduler:
     # -- the scheduler thread --------------------------------------------------------------------
 
     def _serve(self) -> None:
-        while not self._stopping.is_set():
-            batch = self._gather()
-            if not batch:
-                continue
-            if isinstance(batch[0], _Call):
-                call = batch[0]
-                try:
-                    call.send(("done", call.fn()))
-                except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    call.send(("error", exc))
-                continue
-            try:
-                self._decode(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting client gets the error, the thread lives on
-                if not isinstance(exc, AigcError):
-                    log.exception("decoding a batch failed")
-                for job in batch:
-                    job.send(("error", exc))
-            finally:
-                self.active_rows = 0
+        batch: _Batch | None = None
+        while True:
+            if self.closing:
+                if self._carry is not None:
+                    self._carry, carry = None, self._carry
+                    carry.send(("error", ShuttingDownError("the server is shutting down")))
+                self._fail_queue()
+                if batch is not None and self._cut_at is not None and time.monotonic() >= self._cut_at:
+                    self._abort(batch, ShuttingDownError("the server is shutting down; this answer was cut off"))
+                    batch = None
+                if batch is None:
+                    if self._stopping.is_set():
+                        return
+                    self._stopping.wait(0.05)
+                    continue
+            else:
+                batch = self._admit(batch)
+            if batch is not None:
+                batch = self._advance(batch)
+            self.active_rows = len(batch.slots) if batch else 0
 
-    def _gather(self) -> list[Job]:
-        """The next batch: the first waiting job plus the ones that arrive within the window."""
+    def _next(self, timeout: float | None) -> Job | None:
+        """The carried-over job, else the next waiting one (waiting up to `timeout`, None: don't wait)."""
+        if self._carry is not None:
+            job, self._carry = self._carry, None
+            return job
         try:
-            first = self._carry or self.jobs.get(timeout=0.1)
+            return self.jobs.get(timeout=timeout) if timeout and timeout > 0 else self.jobs.get_nowait()
         except queue.Empty:
-            return []
-        self._carry = None
-        if first.cancelled:
-            first.send(("error", ShuttingDownError("cancelled")))
-            return []
-        if isinstance(first, _Call):
-            return [first]
-        batch, size = [first], len(first.rows)
-        deadline = time.monotonic() + self.window
-        while size < self.max_batch:
-            left = deadline - time.monotonic()
-            try:
-                job = self.jobs.get(timeout=left) if left > 0 else self.jobs.get_nowait()
-            except queue.Empty:
+            return None
+
+    def _admit(self, batch: _Batch | None) -> _Batch | None:
+        """Take waiting work: run calls, and prefill and join the jobs there is room for.
+
+        Idle, it waits for a first job and then `window` seconds for more; while a batch decodes it
+        takes only what is already waiting, so the running rows lose at most one prefill.
+        """
+        if batch is not None and self.joinable is False:
+            return batch  # this model's cache cannot be joined: new jobs wait for the batch to end
+        room = self.max_batch - (len(batch.slots) if batch else 0)
+        new: list[Job] = []
+        size = 0
+        deadline = None
+        while size < room:
+            if batch is None and not new:
+                timeout = 0.1
+            elif batch is None:
+                timeout = deadline - time.monotonic()
+            else:
+                timeout = None
+            job = self._next(timeout)
+            if job is None:
                 break
             if job.cancelled:
-                job.send(("error", ShuttingDownError("cancelled")))
+                job.send(("error", RequestCancelled("cancelled before it started")))
                 continue
-            if isinstance(job, _Call) or size + len(job.rows) > self.max_batch:
-                self._carry = job
-                break
-            batch.append(job)
+            if isinstance(job, _Call):
+                self._run_call(job)
+                if batch is None and not new:
+                    return None
+                continue
+            if new or batch is not None:  # the first job of an idle server always fits
+                if size + len(job.rows) > room:
+                    self._carry = job
+                    break
+            new.append(job)
             size += len(job.rows)
-        return batch
+            deadline = deadline or time.monotonic() + self.window
+        if not new:
+            return batch
+        try:
+            fresh = self._prefill(new)
+        except Exception as exc:  # noqa: BLE001 - these clients get the error; the running rows go on
+            if not isinstance(exc, AigcError):
+                log.exception("prefilling a batch failed")
+            for job in new:
+                job.send(("error", exc))
+            return batch
+        if batch is not None:
+            self.joined += len(new)
+        return self._merge(batch, fresh)
 
-    def _decode(self, batch: list[Job]) -> None:
+    @staticmethod
+    def _run_call(call: _Call) -> None:
+        try:
+            call.send(("done", call.fn()))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            call.send(("error", exc))
+
+    def _start(self, job: Job, device) -> None:
+        engine = self.engine
+        job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids)) for i in range(len(job.rows))]
+        job.processors = build_processors(job.params)
+        job.gen = make_generator(job.params.seed, device)
+        job.seen = engine._batch(job.rows)[0] if job.processors else None  # the job's rows as they would be alone
+        job.started = time.perf_counter()
+        job.first = None
+
+    def _prefill(self, jobs: list[Job]) -> _Batch | None:
+        import torch
+        from transformers import DynamicCache
+
+        engine = self.engine
+        ids, mask = engine._batch([r for job in jobs for r in job.rows])
+        for job in jobs:
+            self._start(job, ids.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        with torch.inference_mode():
+            out = engine.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_keyword: cache},
+                logits_to_keep=1,
+            )
+            if self.joinable is None:
+                self.joinable = _joinable(cache)
+            batch = _Batch([s for job in jobs for s in job.slots], cache, mask, positions[:, -1:] + 1)
+            picks = self._pick(batch.slots, out.logits[:, -1, :].float())
+        batch.next_ids = picks[:, None]
+        self.batches += 1
+        self._consume(batch.slots, picks)
+        return self._evict(batch)
+
+    def _merge(self, batch: _Batch | None, fresh: _Batch | None) -> _Batch | None:
+        import torch
+
+        if batch is None or fresh is None:
+            joined = batch or fresh
+        else:
+            width = max(batch.mask.shape[1], fresh.mask.shape[1])
+            _widen(batch, width)
+            _widen(fresh, width)
+            for mine, theirs in zip(batch.cache.layers, fresh.cache.layers):
+                mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+                mine.values = torch.cat([mine.values, theirs.values], dim=0)
+            batch.mask = torch.cat([batch.mask, fresh.mask], dim=0)
+            batch.positions = torch.cat([batch.positions, fresh.positions], dim=0)
+            batch.next_ids = torch.cat([batch.next_ids, fresh.next_ids], dim=0)
+            batch.slots = batch.slots + fresh.slots
+            joined = batch
+        if joined is not None:
+            self.largest_batch = max(self.largest_batch, len(joined.slots))
+        return joined
+
+    def _advance(self, batch: _Batch) -> _Batch | None:
+        """Close cancelled rows, then one decode step for every row; None once all rows are done."""
+        for slot in batch.slots:
+            if slot.job.cancelled and not slot.done:
+                self.cancelled_rows += 1
+                self._close(slot, "cancelled")
+        batch = self._evict(batch)
+        if batch is None:
+            return None
+        try:
+            self._step(batch)
+        except Exception as exc:  # noqa: BLE001 - every client in the batch gets the error, the thread lives on
+            if not isinstance(exc, AigcError):
+                log.exception("decoding a batch failed")
+            self._abort(batch, exc)
+            return None
+        return self._evict(batch)
+
+    def _step(self, batch: _Batch) -> None:
         import torch
 
         engine = self.engine
-        rows = [r for job in batch for r in job.rows]
-        ids, mask = engine._batch(rows)
-        width = ids.shape[1]
-        spans: list[tuple[Job, int, int]] = []
+        mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
+        with torch.inference_mode():
+            out = engine.model(
+                input_ids=batch.next_ids,
+                attention_mask=mask,
+                position_ids=batch.positions,
+                use_cache=True,
+                **{self._cache_keyword: batch.cache},
+                logits_to_keep=1,
+            )
+            batch.mask = mask
+            batch.positions = batch.positions + 1
+            picks = self._pick(batch.slots, out.logits[:, -1, :].float())
+        batch.next_ids = picks[:, None]
+        self._consume(batch.slots, picks)
+
+    def _pick(self, slots: list[_Slot], logits):
+        """One token per row, each job sampling its own rows with its own processors and RNG.
+
+        A job's live rows are always one contiguous run of the batch (jobs join as blocks and
+        leaving rows keep the order), so each job's scores are a slice.
+        """
+        import torch
+
+        pieces = []
         start = 0
-        for job in batch:
-            spans.append((job, start, start + len(job.rows)))
-            start += len(job.rows)
-        owner = [(job, r - s) for job, s, e in spans for r in range(s, e)]
-        steps = max(job.params.max_tokens for job in batch)
-        # The loop itself is greedy over the scores `_pick` returns, which put each row's own pick on top.
-        loop = DecodeLoop(engine.model, ids, mask, SamplingParams(temperature=0, max_tokens=steps), engine.eos_ids, engine.pad_id)
-        samplers = []
-        for job, s, e in spans:
-            own_width = max(len(r) for r in job.rows)
-            samplers.append((job, s, e, width - own_width, build_processors(job.params), make_generator(job.params.seed, ids.device)))
-        done = [False] * len(rows)
-
-        def _pick(seen, scores):
-            picks = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
-            for job, s, e, pad, processors, gen in samplers:
-                if all(done[s:e]):
-                    continue
-                sub = scores[s:e]
-                if processors:
-                    sub = processors(seen[s:e, pad:], sub)  # the job's rows as they would be alone
-                picks[s:e] = pick_tokens(sub, job.params, gen)
-            out = torch.full_like(scores, float("-inf"))
-            return out.scatter_(1, picks[:, None], 0.0)
-
-        loop.processors = _pick
-        texts = [TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids) for job, _ in owner]
-        counts = [0] * len(rows)
-        reasons = ["length"] * len(rows)
-        eos = set(engine.eos_ids)
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(rows))
-        self.active_rows = len(rows)
-
-        def close(row: int, reason: str) -> None:
-            done[row] = True
-            reasons[row] = reason
-            loop.finish(row)
-            job, index = owner[row]
-            tail = texts[row].flush()
-            if tail and not job.cancelled:
-                job.send(("piece", index, tail))
-            job_start = next(s for j, s, _ in spans if j is job)
-            if all(done[job_start : job_start + len(job.rows)]):
-                self._complete(job, job_start, texts, counts, reasons)
-
-        started = time.perf_counter()
-        first = None
-        for step in loop:
-            first = first if first is not None else time.perf_counter() - started
-            for job, s, e in spans:
-                if job.cancelled and not all(done[s:e]):
-                    self.cancelled_rows += sum(1 for r in range(s, e) if not done[r])
-                    for r in range(s, e):
-                        if not done[r]:
-                            close(r, "cancelled")
-            for row, token in enumerate(step.tolist()):
-                if done[row]:
-                    continue
-                job, index = owner[row]
-                if token in eos:
-                    close(row, "stop")
-                    continue
-                counts[row] += 1
-                piece = texts[row].push(token)
-                if piece:
-                    job.send(("piece", index, piece))
-                if texts[row].stopped:
-                    close(row, "stop")
-                elif counts[row] >= job.params.max_tokens:
-                    close(row, "length")
-            self.active_rows = done.count(False)
-        for row in range(len(rows)):
-            if not done[row]:
-                close(row, "length")
-        elapsed = time.perf_counter() - started
-        engine.stats.record(int(mask.sum()), sum(counts), first or elapsed, elapsed)
+        while start < len(slots):
+            job = slots[start].job
+            end = start + 1
+            while end < len(slots) and slots[end].job is job:
+                end += 1
+            n = len(job.rows)
+            if end - start == n:
+                scores, own = logits[start:end], None
+            else:  # some rows are finished: they draw from a dummy row, so the RNG advances as if alone
+                own = [slot.index for slot in slots[start:end]]
+                scores = logits.new_zeros((n, logits.shape[1]))
+                scores[own] = logits[start:end]
+            chosen = pick_tokens(job.processors(job.seen, scores) if job.processors else scores, job.params, job.gen)
+            if job.seen is not None:
+                fed = chosen
+                if own is not None:
+                    fed = torch.full_like(chosen, self.engine.pad_id)
+                    fed[own] = chosen[own]
+                job.seen = torch.cat([job.seen, fed[:, None]], dim=-1)
+            if own is not None:
+                chosen = chosen[own]
+            pieces.append(chosen)
+            if job.logprobs is not None:
+                self._score(job, slots[start:end], logits[start:end], chosen)
+            start = end
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @staticmethod
-    def _complete(job: Job, start: int, texts, counts, reasons) -> None:
-        results = [
-            Completion(texts[r].text, len(job.rows[r - start]), counts[r], reasons[r])
-            for r in range(start, start + len(job.rows))
-        ]
-        job.send(("done", results))
+    def _score(job: Job, slots: list[_Slot], logits, chosen) -> None:
+        import torch
+
+        logprobs = torch.log_softmax(logits, dim=-1)
+        values = logprobs.gather(1, chosen[:, None]).squeeze(1).tolist()
+        if job.logprobs:
+            top_values, top_ids = logprobs.topk(job.logprobs, dim=-1)
+            tops = [list(zip(i, v)) for i, v in zip(top_ids.tolist(), top_values.tolist())]
+        else:
+            tops = [[] for _ in slots]
+        for slot, value, top in zip(slots, values, tops):
+            slot.scored = (value, top)
+
+    def _consume(self, slots: list[_Slot], picks) -> None:
+        """Turn each row's new token into text and events; close rows that are done."""
+        now = time.perf_counter()
+        for slot, token in zip(slots, picks.tolist()):
+            job = slot.job
+            if job.first is None:
+                job.first = now - job.started
+            if token in self._eos:
+                self._close(slot, "stop")
+                continue
+            slot.count += 1
+            if slot.scored is not None:
+                entry = self._texts.entry(token, slot.scored[0], slot.scored[1], len(slot.text.text))
+                slot.pending.append(entry)
+                slot.entries.append(entry)
+            piece = slot.text.push(token)
+            if piece:
+                job.send(("piece", slot.index, piece, self._take(slot)))
+            if slot.text.stopped:
+                self._close(slot, "stop")
+            elif slot.count >= job.params.max_tokens:
+                self._close(slot, "length")
+
+    @staticmethod
+    def _take(slot: _Slot) -> list | None:
+        if slot.job.logprobs is None:
+            return None
+        taken, slot.pending = slot.pending, []
+        return taken
+
+    def _close(self, slot: _Slot, reason: str) -> None:
+        slot.done = True
+        slot.reason = reason
+        job = slot.job
+        tail = slot.text.flush()
+        entries = self._take(slot)
+        if (tail or entries) and not job.cancelled:
+            job.send(("piece", slot.index, tail, entries))
+        if all(s.done for s in job.slots):
+            self._complete(job)
+
+    def _complete(self, job: Job) -> None:
+        results = [Completion(s.text.text, len(job.rows[s.index]), s.count, s.reason) for s in job.slots]
+        logprobs = [s.entries for s in job.slots] if job.logprobs is not None else None
+        job.send(("done", results, logprobs))
+        elapsed = time.perf_counter() - job.started
+        self.engine.stats.record(sum(len(r) for r in job.rows), sum(s.count for s in job.slots), job.first or elapsed, elapsed)
+
+    def _evict(self, batch: _Batch) -> _Batch | None:
+        """The batch without its finished rows (None when none are left)."""
+        keep = [i for i, slot in enumerate(batch.slots) if not slot.done]
+        if not keep:
+            return None
+        if len(keep) < len(batch.slots):
+            batch.select(keep)
+            if self.joinable:
+                _trim(batch)
+        return batch
+
+    def _abort(self, batch: _Batch, exc: Exception) -> None:
+        for slot in batch.slots:
+            slot.done = True
+            slot.job.send(("error", exc))
 
 
 class BatchedEngine:
     """The `Engine` interface over a `Scheduler`, for generators run by the server.
 
     Its calls block the calling thread (a worker thread, never the event loop) until the scheduler
-    has decoded them, batched with whatever else is running.
+    has decoded them, batched with whatever else is running. `scoped()` gives a view for one
+    request: `cancel()` on it stops that request's rows and makes its further calls raise
+    `RequestCancelled`, so a generator whose client went away stops at its next step.
     """
 
     def __init__(self, scheduler: Scheduler):
@@ -307,12 +574,31 @@ class BatchedEngine:
         self.name = self.local.name
         self.context_length = self.local.context_length
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
+        self._jobs: set[Job] | None = None  # a scoped view's jobs
+        self.cancelled = False
+
+    def scoped(self) -> "BatchedEngine":
+        view = BatchedEngine.__new__(BatchedEngine)
+        view.__dict__.update(self.__dict__)
+        view._jobs, view.cancelled = set(), False
+        return view
+
+    def cancel(self) -> None:
+        """Stop this view's running jobs at the next step; its later calls raise `RequestCancelled`."""
+        self.cancelled = True
+        for job in list(self._jobs or ()):
+            job.cancel()
+
+    def _check(self) -> None:
+        if self.cancelled:
+            raise RequestCancelled("the client went away")
 
     @property
     def stats(self) -> EngineStats:
         return self.local.stats
 
     def encode(self, prompt: Prompt) -> list[int]:
+        self._check()
         with self._lock:
             return self.local.encode(prompt)
 
@@ -320,17 +606,27 @@ class BatchedEngine:
         return len(self.encode(prompt))
 
     def _events(self, rows: list[list[int]], params: SamplingParams) -> tuple[Job, Iterator[tuple]]:
+        self._check()
         events: queue.SimpleQueue = queue.SimpleQueue()
         job = self.scheduler.submit(Job(rows, params, events.put))
+        if self._jobs is not None:
+            self._jobs.add(job)
+            if self.cancelled:
+                job.cancel()
 
         def pump() -> Iterator[tuple]:
-            while True:
-                event = events.get()
-                if event[0] == "error":
-                    raise event[1]
-                yield event
-                if event[0] == "done":
-                    return
+            try:
+                while True:
+                    event = events.get()
+                    if event[0] == "error":
+                        raise event[1]
+                    self._check()
+                    yield event
+                    if event[0] == "done":
+                        return
+            finally:
+                if self._jobs is not None:
+                    self._jobs.discard(job)
 
         return job, pump()
 
@@ -350,10 +646,11 @@ class BatchedEngine:
         job, events = self._events([self.encode(prompt)], params.replace(n=1))
         try:
             for event in events:
-                if event[0] == "piece":
+                if event[0] == "piece" and event[2]:
                     yield event[2]
         finally:
             job.cancel()  # a caller that stops early frees its row at once
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        self._check()
         return self.scheduler.call(self.local.score, prompt, continuations)

@@ -1,0 +1,140 @@
+"""Token log-probabilities for the server: what the scheduler records, and OpenAI's two shapes.
+
+`/v1/completions` takes `logprobs: K` and answers the legacy shape (`tokens`, `token_logprobs`,
+`top_logprobs` as `{token: logprob}` with the chosen token added, `text_offset`); `echo` puts the
+prompt's tokens first, the very first one without a log-probability. `/v1/chat/completions`
+takes `logprobs: true` and `top_logprobs: K` and answers `{"content": [{token, logprob, bytes,
+top_logprobs}]}`. Values are the model's own distribution, before temperature, top-p and
+penalties (what vLLM reports by default). Needs torch only through the engine it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+MAX_TOP = 20  # the most alternatives a request may ask for (OpenAI's and vLLM's default limit)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token: its text and bytes, its log-probability (None for a prompt's first token), the
+    likeliest alternatives as `(text, bytes, logprob)`, and where its text starts (characters)."""
+
+    token: str
+    bytes: bytes
+    logprob: float | None
+    top: tuple[tuple[str, bytes, float], ...] | None
+    offset: int
+
+    def shifted(self, by: int) -> "TokenLogprob":
+        return dataclasses.replace(self, offset=self.offset + by) if by else self
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet back to bytes (the reverse of `bytes_to_unicode`)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, codes)}
+
+
+class TokenTexts:
+    """Token id -> (text, bytes), cached; a token that is part of a UTF-8 character keeps its own bytes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._cache: dict[int, tuple[str, bytes]] = {}
+
+    def __call__(self, token: int) -> tuple[str, bytes]:
+        found = self._cache.get(token)
+        if found is None:
+            found = self._cache[token] = self._look_up(token)
+        return found
+
+    def _look_up(self, token: int) -> tuple[str, bytes]:
+        text = self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if "\ufffd" not in text:
+            return text, text.encode("utf-8")
+        piece = self.tokenizer.convert_ids_to_tokens(token) or ""
+        if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", piece):  # SentencePiece byte fallback
+            return text, bytes([int(piece[3:5], 16)])
+        table = _byte_decoder()
+        if piece and all(ch in table for ch in piece):  # byte-level BPE
+            return text, bytes(table[ch] for ch in piece)
+        return text, text.encode("utf-8")
+
+    def entry(self, token: int, logprob: float | None, top, offset: int) -> TokenLogprob:
+        text, raw = self(token)
+        alternatives = None if top is None else tuple((*self(i), lp) for i, lp in top)
+        return TokenLogprob(text, raw, logprob, alternatives, offset)
+
+
+def _offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> list[int]:
+    """Where each prompt token's text starts in `text`: the fast tokenizer's offsets when it
+    reproduces `ids`, else the running length of the decoded tokens."""
+    try:
+        encoded = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        if list(encoded["input_ids"]) == list(ids):
+            return [start for start, _ in encoded["offset_mapping"]]
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        pass
+    special, starts, at = set(getattr(tokenizer, "all_special_ids", ())), [], 0
+    for token in ids:
+        starts.append(at)
+        if token not in special:
+            at += len(texts(token)[0])
+    return starts
+
+
+def prompt_entries(engine, text: str, ids: list[int], top: int, texts: TokenTexts) -> list[TokenLogprob]:
+    """The echoed prompt's tokens with their log-probabilities (one forward pass over the prompt)."""
+    from ..engine.sampling import prompt_logprobs
+
+    chosen, best = prompt_logprobs(engine.model, ids, top)
+    starts = _offsets(engine.tokenizer, text, ids, texts)
+    entries = [texts.entry(ids[0], None, None, starts[0])]
+    for k, token in enumerate(ids[1:]):
+        entries.append(texts.entry(token, chosen[k], best[k], starts[k + 1]))
+    return entries
+
+
+def completion_shape(entries: list[TokenLogprob]) -> dict:
+    """The legacy `/v1/completions` shape; `top_logprobs` holds the alternatives plus the chosen token."""
+    tops = []
+    for e in entries:
+        if e.top is None:
+            tops.append(None)
+            continue
+        top = {text: lp for text, _, lp in e.top}
+        top.setdefault(e.token, e.logprob)
+        tops.append(top)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": tops,
+        "text_offset": [e.offset for e in entries],
+    }
+
+
+def chat_shape(entries: list[TokenLogprob]) -> dict:
+    """The `/v1/chat/completions` shape."""
+    return {
+        "content": [
+            {
+                "token": e.token,
+                "logprob": e.logprob,
+                "bytes": list(e.bytes),
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(b)} for t, b, lp in (e.top or ())],
+            }
+            for e in entries
+        ],
+        "refusal": None,
+    }
