@@ -32,16 +32,15 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
+    shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running requests get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
     _require_extra()
     if not 0 < port < 65536:
         raise BadInputError(f"--port must be between 1 and 65535, got {port}")
-    if min(max_batch, max_queue, max_tokens_cap, max_request_bytes) < 1 or batch_window_ms < 0:
-        raise BadInputError("the limits must be positive (the batch window may be 0)")
-    import uvicorn
-
-    from ..serve.app import ServeSettings, build
+    if min(max_batch, max_queue, max_tokens_cap, max_request_bytes) < 1 or batch_window_ms < 0 or shutdown_grace < 0:
+        raise BadInputError("the limits must be positive (the batch window and the shutdown grace may be 0)")
+    from ..serve.app import ServeSettings, build, run_server
 
     settings = ServeSettings(
         api_key=api_key or None,
@@ -57,8 +56,8 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
-    level = "warning" if ui.settings.verbosity < 0 else ("info" if ui.settings.verbosity > 0 else "warning")
-    uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
+    level = "info" if ui.settings.verbosity > 0 else "warning"
+    run_server(app, host, port, log_level=level, grace=shutdown_grace)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,8 @@ Only the standard library talks HTTP here, so no extra is needed.
   `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them).
 - `count_tokens` asks the server's `/tokenize` (vLLM, aigc) and otherwise estimates (3 bytes a
   token, on the high side so prompts are trimmed rather than rejected).
-- `score` needs prompt log-probabilities (`echo` with `logprobs` on `/completions`, as vLLM
-  offers them); a server without them gives a clear `AigcError`.
+- `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
+  `/completions`, as vLLM and aigc offer them); a server without them gives a clear `AigcError`.
 """
 
 from __future__ import annotations
@@ -215,7 +215,13 @@ class OpenAIEngine:
         return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
-        """Sum of each continuation's token log-probabilities, from the server's prompt logprobs."""
+        """Sum of each continuation's token log-probabilities, from the server's prompt logprobs.
+
+        One `/completions` request for all continuations: `echo` with `logprobs: 1` and
+        `max_tokens: 0` (vLLM, aigc), or `max_tokens: 1` where the server wants at least one new
+        token. The tokens whose text starts inside the continuation count, so a continuation should
+        start at a token boundary (a leading space, as labels usually do).
+        """
         if not isinstance(prompt, str):
             raise AigcError(
                 f"scoring chat messages on a remote server is not supported ({self.base_url} would have to apply "
@@ -223,20 +229,29 @@ class OpenAIEngine:
             )
         if not continuations or any(not c for c in continuations):
             raise BadInputError("every continuation to score needs at least one token")
-        scores = []
-        for continuation in continuations:
-            body = {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
+        missing = f"{self.base_url} does not return prompt log-probabilities (echo with logprobs on /completions), which scoring needs; use a local model or a server that offers them, such as vLLM"
+        texts = [prompt + c for c in continuations]
+        body = {"model": self.model, "prompt": texts, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": 1}
+        try:
             try:
                 answer = self._request("POST", "/completions", body)
             except BadInputError as exc:
-                raise AigcError(f"{self.base_url} does not return prompt log-probabilities (echo with logprobs), which scoring needs: {exc}") from None
-            logprobs = ((answer.get("choices") or [{}])[0] or {}).get("logprobs") or {}
+                if "max_tokens" not in str(exc):
+                    raise
+                answer = self._request("POST", "/completions", {**body, "max_tokens": 1})
+        except BadInputError as exc:
+            raise AigcError(f"{missing} ({exc})") from None
+        choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(texts):
+            raise AigcError(missing)
+        scores = []
+        for text, choice in zip(texts, choices):
+            logprobs = choice.get("logprobs") or {}
             offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
-            if not offsets or not values:
-                raise AigcError(f"{self.base_url} does not return prompt log-probabilities (echo with logprobs), which scoring needs")
-            end = len(prompt) + len(continuation)
-            picked = [v for at, v in zip(offsets, values) if len(prompt) <= at < end and v is not None]
+            if not offsets or not values or len(offsets) != len(values) or not str(choice.get("text", "")).startswith(text):
+                raise AigcError(missing)
+            picked = [v for at, v in zip(offsets, values) if len(prompt) <= at < len(text) and v is not None]
             if not picked:
-                raise AigcError(f"{self.base_url} returned no log-probabilities for the continuation {continuation!r}")
+                raise AigcError(f"{self.base_url} returned no log-probabilities for the continuation {text[len(prompt):]!r}")
             scores.append(float(sum(picked)))
         return scores

@@ -19,15 +19,18 @@ from typing import Any, AsyncIterator, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..engine.base import Completion
 from ..engine.sampling import SamplingParams
 from ..errors import AigcError, BadInputError, UnknownGeneratorError, UnknownModelError
-from .scheduler import BatchedEngine, Job, QueueFullError, Scheduler, ShuttingDownError
+from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
+from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
 log = logging.getLogger("aigc.serve")
+DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 
 
 @dataclass
@@ -107,7 +110,6 @@ class _Sampling(BaseModel):
     seed: Optional[int] = Field(None, ge=0)
     stream: bool = False
     stream_options: Optional[dict] = None
-    logprobs: Union[bool, int, None] = None
     echo: Optional[bool] = None
     tools: Optional[list] = None
     logit_bias: Optional[dict] = None
@@ -135,10 +137,25 @@ class _Message(BaseModel):
 
 class ChatRequest(_Sampling):
     messages: list[_Message] = Field(min_length=1)
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
+
+    @property
+    def top(self) -> int | None:
+        """How many alternatives to report per token; None: no log-probabilities."""
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
     prompt: Union[str, list[str]]
+    max_tokens: Optional[int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
+    logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
+
+    @property
+    def top(self) -> int | None:
+        return self.logprobs
 
 
 class TaskRequest(BaseModel):
@@ -233,20 +250,23 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams:
-        for name in ("echo", "tools", "logit_bias"):
+    def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
+        """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
+        for name in ("tools", "logit_bias"):
             if getattr(req, name):
                 raise ApiError(400, f"{name} is not supported by this server", param=name, code="unsupported")
-        if req.logprobs not in (None, False, 0) or getattr(req, "top_logprobs", None):
-            raise ApiError(400, "logprobs are not supported by this server", param="logprobs", code="unsupported")
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n")
         asked = req.max_completion_tokens or req.max_tokens
         if asked is not None and asked > settings.max_tokens_cap:
             raise ApiError(400, f"max_tokens must be at most {settings.max_tokens_cap} on this server", param="max_tokens")
         room = backend.batched.context_length - prompt_tokens
-        if room < 1:
+        if room < (0 if asked == 0 else 1):
             raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param="messages", code="context_length_exceeded")
+        if asked == 0:
+            if not req.echo:
+                raise ApiError(422, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
+            return None
         max_tokens = asked or min(settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
@@ -261,44 +281,39 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def encode(backend: Backend, prompt) -> list[int]:
         return await anyio.to_thread.run_sync(backend.batched.encode, prompt)
 
-    def submit(backend: Backend, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
+    def submit(backend: Backend, rows: list[list[int]], params: SamplingParams, top: int | None) -> tuple[Job, asyncio.Queue]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=top)
         backend.scheduler.submit(job)
         return job, events
 
     async def collect(job: Job, events: asyncio.Queue):
+        """(completions, log-probabilities per row or None) once the job is done."""
         try:
             while True:
                 event = await events.get()
                 if event[0] == "error":
                     raise _from_aigc(event[1], settings.retry_after)
                 if event[0] == "done":
-                    return event[1]
+                    return event[1], event[2]
         finally:
             job.cancel()
-
-    def usage(prompt_tokens: int, completions) -> dict:
-        generated = sum(c.completion_tokens for c in completions)
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}
 
     def sse(data: dict | str) -> str:
         return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
-    async def stream_events(job: Job, events: asyncio.Queue, chunk, finish, final) -> AsyncIterator[str]:
+    async def stream_events(reply: "_Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
-            for line in chunk(None, None):
-                yield sse(line)
+            for opening in reply.opening():
+                yield sse(opening)
             while True:
                 event = await events.get()
                 if event[0] == "piece":
-                    yield sse(chunk(event[1], event[2]))
+                    yield sse(reply.piece(event[1], event[2], event[3]))
                 elif event[0] == "done":
-                    for line in finish(event[1]):
-                        yield sse(line)
-                    for line in final(event[1]):
+                    for line in reply.closing(event[1]):
                         yield sse(line)
                     yield sse("[DONE]")
                     return
@@ -309,12 +324,24 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
+    async def answer(req: _Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
+        """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
+        if params is None:
+            job, events = _NoJob(), asyncio.Queue()
+            events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
+        else:
+            job, events = submit(backend, rows, params, reply.top)
+        if req.stream:
+            return StreamingResponse(stream_events(reply, job, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        completions, logprobs = await collect(job, events)
+        return reply.whole(completions, logprobs)
+
     @app.get("/health")
     async def health():
         return {
-            "status": "ok",
+            "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",
             "models": {
-                name: {"waiting": b.scheduler.waiting, "decoding_rows": b.scheduler.active_rows, "batches": b.scheduler.batches}
+                name: {"waiting": b.scheduler.waiting, "decoding_rows": b.scheduler.active_rows, "batches": b.scheduler.batches, "joined": b.scheduler.joined}
                 for name, b in backends.items()
             },
         }
@@ -332,46 +359,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):
         req: ChatRequest = await body(request, ChatRequest)
+        if req.echo:
+            raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        messages = [m.plain() for m in req.messages]
-        ids = await encode(backend, messages)
+        ids = await encode(backend, [m.plain() for m in req.messages])
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        job, events = submit(backend, [ids] * params.n, params)
-        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if not req.stream:
-            completions = await collect(job, events)
-            return {
-                "id": rid,
-                "object": "chat.completion",
-                "created": created,
-                "model": backend.name,
-                "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": _reason(c), "logprobs": None}
-                    for i, c in enumerate(completions)
-                ],
-                "usage": usage(len(ids), completions),
-            }
-
-        def chunk_body(choices: list[dict], usage_value=None) -> dict:
-            data = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": backend.name, "choices": choices}
-            if usage_value is not None:
-                data["usage"] = usage_value
-            return data
-
-        def chunk(index, piece):
-            if index is None:  # the opening chunks: each choice's role
-                return [chunk_body([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]) for i in range(params.n)]
-            return chunk_body([{"index": index, "delta": {"content": piece}, "finish_reason": None}])
-
-        def finish(completions):
-            return [chunk_body([{"index": i, "delta": {}, "finish_reason": _reason(c)}]) for i, c in enumerate(completions)]
-
-        def final(completions):
-            if (req.stream_options or {}).get("include_usage"):
-                return [chunk_body([], usage(len(ids), completions))]
-            return []
-
-        return StreamingResponse(stream_events(job, events, chunk, finish, final), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n)
+        return await answer(req, reply, backend, [ids] * params.n, params)
 
     @app.post("/v1/completions", dependencies=[Depends(auth)])
     async def completions(request: Request):
@@ -384,41 +378,17 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "streaming takes one prompt", param="prompt")
         encoded = [await encode(backend, p) for p in prompts]
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
-        rows = [ids for ids in encoded for _ in range(params.n)]
-        job, events = submit(backend, rows, params)
-        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        prompt_tokens = sum(len(ids) for ids in encoded)
-        if not req.stream:
-            done = await collect(job, events)
-            return {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": backend.name,
-                "choices": [{"index": i, "text": c.text, "finish_reason": _reason(c), "logprobs": None} for i, c in enumerate(done)],
-                "usage": usage(prompt_tokens, done),
-            }
-
-        def chunk_body(choices, usage_value=None):
-            data = {"id": rid, "object": "text_completion", "created": created, "model": backend.name, "choices": choices}
-            if usage_value is not None:
-                data["usage"] = usage_value
-            return data
-
-        def chunk(index, piece):
-            if index is None:
-                return []
-            return chunk_body([{"index": index, "text": piece, "finish_reason": None, "logprobs": None}])
-
-        def finish(done):
-            return [chunk_body([{"index": i, "text": "", "finish_reason": _reason(c), "logprobs": None}]) for i, c in enumerate(done)]
-
-        def final(done):
-            if (req.stream_options or {}).get("include_usage"):
-                return [chunk_body([], usage(prompt_tokens, done))]
-            return []
-
-        return StreamingResponse(stream_events(job, events, chunk, finish, final), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        n = params.n if params else req.n
+        reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n)
+        if req.echo:
+            heads = []
+            for text, ids in zip(prompts, encoded):
+                entries = None
+                if req.top is not None:  # one forward pass over the prompt, between decode steps
+                    entries = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, text, ids, req.top, backend.scheduler.token_texts)
+                heads += [(text, entries)] * n
+            reply.heads = heads
+        return await answer(req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
     @app.post("/tokenize", dependencies=[Depends(auth)])
     async def tokenize(request: Request):
@@ -439,8 +409,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         if task == "image":
             raise ApiError(400, "image generation is not served; use `aigc image`", code="unsupported")
+        engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
-            generator = get_generator(task, engine=backend.batched)
+            generator = get_generator(task, engine=engine)
         except UnknownGeneratorError as exc:
             raise ApiError(404, str(exc), code="not_found") from None
         cap = req.sampling.get("max_tokens")
@@ -448,11 +419,23 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"max_tokens must be at most {settings.max_tokens_cap} on this server", param="max_tokens")
         if req.input is None:
             raise ApiError(422, "input: the task's input is required", param="input")
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(lambda: generator(req.input, sampling=req.sampling, **req.options)))
         try:
-            result = await anyio.to_thread.run_sync(lambda: generator(req.input, sampling=req.sampling, **req.options))
+            while not work.done():  # the generator runs in a worker thread; watch the client meanwhile
+                await asyncio.wait({work}, timeout=DISCONNECT_POLL)
+                if not work.done() and await request.is_disconnected():
+                    log.info("%s: the client went away; its rows stop", task)
+                    engine.cancel()
+                    break
+            result = await work
+        except RequestCancelled:
+            return Response(status_code=499)  # nobody reads it: the client is gone
         except (AttributeError, TypeError, KeyError) as exc:  # input or options of the wrong shape
             log.info("%s rejected its input", task, exc_info=exc)
             raise ApiError(422, f"{task} cannot take this input or these options ({type(exc).__name__}: {exc})", param="input") from None
+        finally:
+            if not work.done():  # this handler was cancelled (server stopping): stop the work too
+                engine.cancel()
         try:
             return JSONResponse({"model": backend.name, **result})
         except (TypeError, ValueError):
@@ -463,6 +446,86 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
 def _reason(completion) -> str:
     return "length" if completion.finish_reason == "length" else "stop"
+
+
+class _NoJob:
+    """Stands in for a job when there is nothing to decode (echo with max_tokens 0)."""
+
+    def cancel(self) -> None:
+        pass
+
+
+@dataclass
+class _Reply:
+    """How one request's answer looks: chat (`message`, `delta`) or text completions (`text`), whole or
+    streamed, with log-probabilities in the endpoint's shape when `top` is not None. `heads` holds,
+    per choice, the echoed prompt and its token log-probabilities (completions with `echo`)."""
+
+    chat: bool
+    model: str
+    top: int | None
+    stream_options: dict | None
+    prompt_tokens: int
+    n: int
+    heads: list[tuple[str, list[TokenLogprob] | None]] | None = None
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"{'chatcmpl' if self.chat else 'cmpl'}-{uuid.uuid4().hex}"
+
+    def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        data = {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
+        if usage is not None:
+            data["usage"] = usage
+        return data
+
+    def usage(self, completions) -> dict:
+        generated = sum(c.completion_tokens for c in completions)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": generated, "total_tokens": self.prompt_tokens + generated}
+
+    def choice(self, index: int, text: str | None, finish: str | None, entries: list[TokenLogprob] | None, stream: bool) -> dict:
+        item: dict[str, Any] = {"index": index}
+        if not self.chat:
+            item["text"] = text or ""
+        elif stream:
+            item["delta"] = {} if text is None else {"content": text}
+        else:
+            item["message"] = {"role": "assistant", "content": text}
+        shape = chat_shape if self.chat else completion_shape
+        item["logprobs"] = shape(entries) if self.top is not None and entries is not None else None
+        item["finish_reason"] = finish
+        return item
+
+    def _head(self, index: int) -> tuple[str, list[TokenLogprob]]:
+        head, entries = self.heads[index] if self.heads else ("", None)
+        return head, entries or []
+
+    def whole(self, completions, logprobs) -> dict:
+        choices = []
+        for i, c in enumerate(completions):
+            head, entries = self._head(i)
+            tokens = entries + [e.shifted(len(head)) for e in logprobs[i]] if logprobs else entries
+            choices.append(self.choice(i, head + c.text, _reason(c), tokens, stream=False))
+        return self.body(choices, self.usage(completions))
+
+    def opening(self) -> list[dict]:
+        """Chat: each choice's role; completions with echo: each choice's prompt."""
+        if self.chat:
+            return [self.body([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], chunk=True) for i in range(self.n)]
+        return [self.body([self.choice(i, head, None, entries, stream=True)], chunk=True) for i, (head, entries) in enumerate(self.heads or [])]
+
+    def piece(self, index: int, text: str, entries: list[TokenLogprob] | None) -> dict:
+        base = len(self._head(index)[0])
+        entries = None if entries is None else [e.shifted(base) for e in entries]
+        return self.body([self.choice(index, text, None, entries, stream=True)], chunk=True)
+
+    def closing(self, completions) -> list[dict]:
+        lines = [self.body([self.choice(i, None, _reason(c), None, stream=True)], chunk=True) for i, c in enumerate(completions)]
+        if (self.stream_options or {}).get("include_usage"):
+            lines.append(self.body([], self.usage(completions), chunk=True))
+        return lines
 
 
 def build(
@@ -485,3 +548,31 @@ def build(
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
         backends[engine.name] = Backend.start(engine.name, engine, settings)
     return create_app(backends, settings)
+
+
+def run_server(app: FastAPI, host: str, port: int, log_level: str = "warning", grace: float = 5.0) -> None:
+    """Run uvicorn until SIGINT or SIGTERM, then stop gracefully and return (exit status 0).
+
+    On the first signal the server stops taking connections and every model's scheduler drains:
+    waiting requests get 503, running ones get `grace` seconds to finish, after which their streams
+    end with an error event (a request that is not streamed gets 503). A second Ctrl-C quits at once.
+    """
+    import signal
+
+    import uvicorn
+
+    schedulers = [backend.scheduler for backend in app.state.backends.values()]
+
+    class Server(uvicorn.Server):
+        # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process
+        # with status 143 instead of 0.
+        def handle_exit(self, sig: int, frame) -> None:
+            if self.should_exit:
+                if sig == signal.SIGINT:
+                    self.force_exit = True
+                return
+            self.should_exit = True
+            for scheduler in schedulers:
+                scheduler.drain(grace)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)).run()

@@ -179,7 +179,7 @@ class Scheduler:
         self._cut_at: float | None = None  # set by drain(): when running rows are cut off
         self._thread = threading.Thread(target=self._serve, name=f"aigc-batcher-{engine.name}", daemon=True)
         self._eos = set(engine.eos_ids)
-        self._texts = TokenTexts(engine.tokenizer)
+        self.token_texts = TokenTexts(engine.tokenizer)  # token id -> text and bytes, for log-probabilities
         self._cache_keyword = cache_keyword(engine.model)
         self.joinable: bool | None = None  # known after the first prefill
         # Counters for /health, tests and benchmarks.
@@ -232,9 +232,8 @@ class Scheduler:
     def drain(self, grace: float) -> None:
         """Take no new jobs and fail the waiting ones; rows still decoding after `grace` seconds end
         with a `ShuttingDownError` (a stream gets it as its last event)."""
-        if self._cut_at is None:
+        if self._cut_at is None:  # safe in a signal handler: one assignment; the scheduler thread does the rest
             self._cut_at = time.monotonic() + max(0.0, grace)
-        self._fail_queue()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Take no new jobs, cancel the waiting ones, let the running rows end, join the thread."""
@@ -506,7 +505,7 @@ class Scheduler:
                 continue
             slot.count += 1
             if slot.scored is not None:
-                entry = self._texts.entry(token, slot.scored[0], slot.scored[1], len(slot.text.text))
+                entry = self.token_texts.entry(token, slot.scored[0], slot.scored[1], len(slot.text.text))
                 slot.pending.append(entry)
                 slot.entries.append(entry)
             piece = slot.text.push(token)

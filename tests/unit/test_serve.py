@@ -180,7 +180,9 @@ def test_bad_key_is_401(server):
         ({"max_tokens": 0}, "UnprocessableEntityError", "max_tokens"),
         ({"max_tokens": 100_000}, "BadRequestError", "at most 200"),
         ({"n": 50}, "BadRequestError", "n must be at most"),
-        ({"logprobs": True}, "BadRequestError", "logprobs"),
+        ({"top_logprobs": 3}, "BadRequestError", "logprobs: true"),
+        ({"logprobs": True, "top_logprobs": 21}, "UnprocessableEntityError", "top_logprobs"),
+        ({"extra_body": {"echo": True}}, "BadRequestError", "echo"),
     ],
 )
 def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, words):
@@ -268,8 +270,8 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert engine.generate([messages], params)[0][0].text == expected
     assert "".join(engine.stream(messages, params)) == expected
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
-    with pytest.raises(AigcError, match="log-probabilities"):
-        engine.score("Paris is", [" the"])
+    prompt, labels = "Paris is the capital", [" of France.", " of Germany", " bees", " quick"]
+    assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
     monkeypatch.setenv("AIGC_OPENAI_API_KEY", "wrong")
     with pytest.raises(BadInputError, match="AIGC_OPENAI_API_KEY"):
         OpenAIEngine.from_location(f"{server['url']}#{server['model']}")
@@ -318,3 +320,137 @@ def test_serve_help_never_imports_torch_or_fastapi():
     from lazy_imports import imports_after
 
     assert imports_after(["serve", "--help"], modules=("torch", "fastapi")) == "False False"
+
+
+# -- log-probabilities -----------------------------------------------------------------------------
+
+
+def _next_token_logprobs(engine, prompt: str, top: int) -> dict:
+    """{token text: logprob} of the `top` likeliest tokens after `prompt`, straight from the model."""
+    import torch
+
+    ids = torch.tensor([engine.encode(prompt)])
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(engine.model(input_ids=ids).logits[0, -1].float(), dim=-1)
+    values, indices = logprobs.topk(top)
+    decode = lambda i: engine.tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False)  # noqa: E731
+    return {decode(i): v for i, v in zip(indices.tolist(), values.tolist())}
+
+
+def test_completions_logprobs_are_the_models(server, client, tiny_engine):
+    prompt = "Bees make"
+    answer = client.completions.create(model=server["model"], prompt=prompt, temperature=0, max_tokens=6, logprobs=3)
+    choice = answer.choices[0]
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == answer.usage.completion_tokens
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    for token, value, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert value <= 0 and token in top and len(top) <= 4
+        assert value == pytest.approx(max(top.values()))  # greedy: the chosen token is the likeliest
+    expected = _next_token_logprobs(tiny_engine, prompt, 3)
+    assert lp.top_logprobs[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_echo_returns_the_prompts_logprobs(server, client, tiny_engine):
+    prompt, label = "Paris is the capital", " of France."
+    only = client.completions.create(model=server["model"], prompt=prompt + label, max_tokens=0, echo=True, logprobs=2)
+    choice = only.choices[0]
+    lp = choice.logprobs
+    assert choice.text == prompt + label and only.usage.completion_tokens == 0
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert len(lp.tokens) == only.usage.prompt_tokens == len(tiny_engine.encode(prompt + label))
+    label_part = sum(v for at, v in zip(lp.text_offset, lp.token_logprobs) if at >= len(prompt))
+    assert label_part == pytest.approx(tiny_engine.score(prompt, [label])[0], abs=1e-3)
+    # with generation after it: the prompt's tokens, then the new ones at offsets past the prompt
+    both = client.completions.create(model=server["model"], prompt=prompt, max_tokens=4, temperature=0, echo=True, logprobs=1)
+    generated = client.completions.create(model=server["model"], prompt=prompt, max_tokens=4, temperature=0, logprobs=1).choices[0]
+    lp = both.choices[0].logprobs
+    assert both.choices[0].text == prompt + generated.text
+    assert lp.tokens[-len(generated.logprobs.tokens) :] == generated.logprobs.tokens
+    assert lp.text_offset[-len(generated.logprobs.tokens) :] == [len(prompt) + at for at in generated.logprobs.text_offset]
+    streamed = list(client.completions.create(model=server["model"], prompt=prompt, max_tokens=4, temperature=0, echo=True, logprobs=1, stream=True))
+    assert "".join(c.text for event in streamed for c in event.choices) == both.choices[0].text
+    tokens = [t for event in streamed for c in event.choices if c.logprobs for t in c.logprobs.tokens]
+    assert tokens == lp.tokens
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model=server["model"], prompt=prompt, max_tokens=0)
+
+
+def test_chat_logprobs_whole_and_streamed(server, client):
+    whole = chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2)
+    content = whole.choices[0].logprobs.content
+    assert len(content) == whole.usage.completion_tokens
+    for item in content:
+        assert len(item.top_logprobs) == 2 and item.logprob == pytest.approx(item.top_logprobs[0].logprob)
+        assert bytes(item.bytes).decode("utf-8", "replace").replace("\ufffd", "") in item.token or "\ufffd" in item.token
+    streamed = [
+        item
+        for event in chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2, stream=True)
+        for choice in event.choices
+        if choice.logprobs
+        for item in choice.logprobs.content
+    ]
+    assert [(i.token, round(i.logprob, 6)) for i in streamed] == [(i.token, round(i.logprob, 6)) for i in content]
+    plain = chat(client, server["model"], temperature=0, max_tokens=8)
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == whole.choices[0].message.content
+
+
+# -- continuous batching, cancellation, shutdown ---------------------------------------------------
+
+
+@pytest.fixture
+def slow_down(server, monkeypatch):
+    """Call it to make each forward pass of the served model 10 ms slower (until the test ends), so
+    decoding can be caught mid-way."""
+    import functools
+
+    model = server["backend"].engine.model
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def slow(*args, **kwargs):
+        time.sleep(0.01)
+        return forward(*args, **kwargs)
+
+    return lambda: monkeypatch.setattr(model, "forward", slow)
+
+
+def _long_seed(engine, messages, tokens: int) -> int:
+    """A seed with which the tiny model writes `tokens` tokens at temperature 1 without stopping."""
+    from aigc.engine.sampling import SamplingParams
+
+    for seed in range(40):
+        if engine.generate([messages], SamplingParams(temperature=1.0, top_p=1.0, max_tokens=tokens, seed=seed))[0][0].finish_reason == "length":
+            return seed
+    pytest.skip("no seed made the tiny model write long enough")
+
+
+def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_down):
+    from aigc.engine.sampling import SamplingParams
+
+    scheduler = server["backend"].scheduler
+    long_messages = [{"role": "user", "content": "Tell me a long story"}]
+    seed = _long_seed(tiny_engine, long_messages, 120)
+    long_alone = tiny_engine.generate([long_messages], SamplingParams(temperature=1.0, top_p=1.0, max_tokens=120, seed=seed))[0][0].text
+    short_alone = tiny_engine.generate([[{"role": "user", "content": "Bees"}]], SamplingParams(temperature=0, top_p=1.0, max_tokens=5))[0][0].text
+    slow_down()
+    joined, done = scheduler.joined, {}
+
+    def long_request():
+        done["long"] = chat(client, server["model"], content="Tell me a long story", temperature=1.0, seed=seed, max_tokens=120)
+        done["at"] = time.monotonic()
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    for _ in range(300):
+        if scheduler.active_rows:
+            break
+        time.sleep(0.01)
+    time.sleep(0.1)
+    short = chat(client, server["model"], content="Bees", temperature=0, max_tokens=5)
+    short_at = time.monotonic()
+    thread.join(30)
+    assert scheduler.joined == joined + 1  # admitted while the long one was decoding ...
+    assert short_at < done["at"] - 0.3  # ... and done long before it
+    assert short.choices[0].message.content == short_alone
+    assert done["long"].choices[0].message.content == long_alone  # joining changed nothing for the long one
