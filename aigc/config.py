@@ -31,6 +31,32 @@ def config_dir() -> Path:
     return _user_dir("AIGC_CONFIG_DIR", "config", "XDG_CONFIG_HOME", ".config")
 
 
+def settings_file() -> Path:
+    """The settings file: `config.toml` in `config_dir()` (named remotes live there)."""
+    return config_dir() / "config.toml"
+
+
+def load_settings() -> dict:
+    """The settings file's contents; {} when there is none. A file that is not TOML is a one-line error."""
+    from .errors import BadInputError
+
+    path = settings_file()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
+        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+
+
 def cache_dir() -> Path:
     """Converted models and downloads: `AIGC_CACHE_DIR`, `$AIGC_HOME/cache` or `~/.cache/aigc`."""
     return _user_dir("AIGC_CACHE_DIR", "cache", "XDG_CACHE_HOME", ".cache")

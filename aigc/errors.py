@@ -27,6 +27,14 @@ class UnknownGeneratorError(BadInputError):
     """A generator name that no plugin registered."""
 
 
+class UnknownRemoteError(UnknownModelError):
+    """`-m remote:NAME` where the settings file defines no `[remotes.NAME]`."""
+
+
+class RemoteConfigError(BadInputError):
+    """A `[remotes.NAME]` entry that cannot be used (bad field, API key variable not set)."""
+
+
 class ModelUnavailableError(AigcError):
     """A known model that cannot be fetched or loaded here (offline hub, failed pull)."""
 

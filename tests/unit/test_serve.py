@@ -454,3 +454,134 @@ def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_dow
     assert short_at < done["at"] - 0.3  # ... and done long before it
     assert short.choices[0].message.content == short_alone
     assert done["long"].choices[0].message.content == long_alone  # joining changed nothing for the long one
+
+
+def test_a_task_stops_when_its_client_goes_away(server, tiny_engine, slow_down):
+    from aigc.generators.chat import ChatGenerator
+
+    scheduler = server["backend"].scheduler
+    for seed in range(40):  # one with which the tiny model writes all 150 tokens
+        sampling = {"max_tokens": 150, "temperature": 1.0, "top_p": 1.0, "seed": seed}
+        before = tiny_engine.stats.completion_tokens
+        ChatGenerator(engine=tiny_engine)("Tell me a long story", sampling=sampling)
+        if tiny_engine.stats.completion_tokens - before == 150:
+            break
+    else:
+        pytest.skip("no seed made the tiny model write long enough")
+    slow_down()  # 150 tokens now take at least 1.5 s
+    cancelled = scheduler.cancelled_rows
+    payload = json.dumps({"input": "Tell me a long story", "sampling": sampling}).encode()
+    host, port = server["url"].split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /v1/aigc/chat HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+        )
+        for _ in range(300):
+            if scheduler.active_rows:
+                break
+            time.sleep(0.01)
+        time.sleep(0.1)
+    gone = time.monotonic()
+    while scheduler.active_rows and time.monotonic() - gone < 5:
+        time.sleep(0.01)
+    assert scheduler.cancelled_rows == cancelled + 1 and scheduler.active_rows == 0
+    assert time.monotonic() - gone < 1.0  # stopped, not decoded to the end
+
+
+def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tiny_engine):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    messages = [{"role": "user", "content": "Tell me a long story"}]
+    seed = _long_seed(tiny_engine, messages, 400)
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "aigc", "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--shutdown-grace", "0"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.1)
+        body = {"messages": messages, "stream": True, "max_tokens": 400, "temperature": 1.0, "top_p": 1.0, "seed": seed}
+        request = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.readline().startswith(b"data: ")
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            lines = [line.decode() for line in response]
+        code = proc.wait(10)
+        took = time.monotonic() - sent
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    events = [line[len("data: ") :].strip() for line in lines if line.startswith("data: ")]
+    last = json.loads(events[-1])
+    assert last["error"]["code"] == "unavailable" and "shutting down" in last["error"]["message"]
+    assert 0 < len(events) < 400  # cut off, not decoded to the end
+    assert code == 0 and took < 5, stderr
+    assert "Traceback" not in stderr
+
+
+# -- named remotes ---------------------------------------------------------------------------------
+
+
+def _write_remotes(text: str):
+    from aigc.config import settings_file
+
+    path = settings_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_named_remote_from_the_settings_file(server, monkeypatch, tiny_engine):
+    from aigc.engine.models import load_model, resolve
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+
+    _write_remotes(f'[remotes.tiny]\nurl = "{server["url"]}"\nmodel = "{server["model"]}"\napi_key_env = "TINY_KEY"\n')
+    monkeypatch.setenv("TINY_KEY", KEY)
+    monkeypatch.delenv("AIGC_OPENAI_API_KEY", raising=False)
+    assert resolve("remote:tiny").kind == "remote"
+    engine = load_model("remote:tiny")
+    assert isinstance(engine, OpenAIEngine) and engine.name == "remote:tiny" and engine.model == server["model"]
+    params = SamplingParams(temperature=0, max_tokens=6)
+    messages = [{"role": "user", "content": "Bees"}]
+    assert engine.generate([messages], params)[0][0].text == tiny_engine.generate([messages], params)[0][0].text
+    result = CliRunner().invoke(cli, ["chat", "Paris is", "-m", "remote:tiny", "--max-tokens", "4", "--json"], env={"TINY_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "remote:tiny"
+
+
+@pytest.mark.parametrize(
+    "settings, env, words",
+    [
+        ('[remotes.other]\nurl = "http://127.0.0.1:9/v1"\n', {}, ["no remote named 'tiny'", "defined there: other", "[remotes.tiny]"]),
+        ("", {}, ["no remote named 'tiny'", "defines none"]),
+        ('[remotes.tiny]\nurl = "http://127.0.0.1:9/v1"\napi_key_env = "TINY_KEY"\n', {"TINY_KEY": ""}, ["$TINY_KEY", "not set", "export TINY_KEY=KEY"]),
+        ('[remotes.tiny]\nurl = "127.0.0.1:9"\n', {}, ["needs url", "http"]),
+        ('[remotes.tiny]\nurl = "http://127.0.0.1:9/v1"\nkey = "secret"\n', {}, ["unknown keys key", "api_key_env"]),
+        ("[remotes.tiny\n", {}, ["not valid TOML", "config.toml"]),
+    ],
+)
+def test_named_remote_errors_are_one_line(settings, env, words):
+    from aigc.errors import RemoteConfigError, UnknownRemoteError
+
+    assert issubclass(UnknownRemoteError, AigcError) and issubclass(RemoteConfigError, AigcError)
+    _write_remotes(settings)
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", "remote:tiny"], env=env)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    for word in words:
+        assert word in lines[0]
