@@ -324,7 +324,7 @@ class OpenAIEngine:
             if not offsets or not values or len(offsets) != len(values) or not str(choice.get("text", "")).startswith(text):
                 raise AigcError(missing)
             picked = [v for at, v in zip(offsets, values) if len(prompt) <= at < len(text) and v is not None]
-            if not picked:
-                raise AigcError(f"{self.base_url} returned no log-probabilities for the continuation {text[len(prompt):]!r}")
+            if not picked:  # e.g. llama.cpp's server: log-probabilities of the new token only
+                raise AigcError(missing)
             scores.append(float(sum(picked)))
         return scores

@@ -116,6 +116,17 @@ def test_n_and_seed(server, client):
     assert len(set(texts)) > 1  # one RNG for the request: the samples differ
 
 
+def test_rows_that_end_apart_sample_as_engine_generate(server, client, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    messages = [{"role": "user", "content": "Paris is the capital"}]
+    params = SamplingParams(temperature=1.0, top_p=1.0, n=4, seed=5, max_tokens=30, stop=("e",), repetition_penalty=1.2)
+    expected = [c.text for c in tiny_engine.generate([messages], params)[0]]
+    answer = chat(client, server["model"], temperature=1.0, top_p=1.0, n=4, seed=5, max_tokens=30, stop=["e"], extra_body={"repetition_penalty": 1.2})
+    assert [c.message.content for c in answer.choices] == expected
+    assert len({len(text) for text in expected}) > 1  # the rows left the batch at different steps
+
+
 def test_streaming_n_routes_each_row_to_its_choice(server, client):
     whole = chat(client, server["model"], temperature=1.0, n=2, seed=3, max_tokens=10)
     texts = {0: "", 1: ""}
@@ -277,6 +288,30 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
         OpenAIEngine.from_location(f"{server['url']}#{server['model']}")
     with pytest.raises(AigcError, match="does not serve"):
         OpenAIEngine(server["url"], "other", KEY)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        BadInputError("http://x/v1 answered 400: echo is not supported"),
+        {"choices": [{"index": i, "text": " x", "logprobs": None} for i in range(2)]},  # echo ignored
+        {"choices": [{"index": i, "text": "Paris is a x", "logprobs": {"tokens": [" x"], "token_logprobs": [-1.0], "text_offset": [11]}} for i in range(2)]},
+    ],
+)
+def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answer):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+
+    def request(method, path, body=None):
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(engine, "_request", request)
+    with pytest.raises(AigcError, match="does not return prompt log-probabilities") as caught:
+        engine.score("Paris is", [" a", " the"])
+    assert "\n" not in str(caught.value)
 
 
 def test_cli_chat_against_the_server_end_to_end(server, tiny_engine):
