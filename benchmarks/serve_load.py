@@ -5,7 +5,9 @@ streaming chat requests at once with the official `openai` client, then the same
 after another, and stops the server. Every request is greedy with its own prompt, so each stream
 must be complete (a finish reason, the usage chunk) and equal to the same request sent alone.
 Reports p50/p95 latency, time to first token, aggregate tokens/s and the concurrent/sequential
-ratio. Needs the serve extra and `openai`; the server never leaves the loopback interface.
+ratio, and how soon a short request sent while the batch decodes gets its first token (it joins
+the running batch at the next step). Needs the serve extra and `openai`; the server never leaves
+the loopback interface.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def _wait_ready(url: str, proc: subprocess.Popen, deadline: float) -> None:
         except OSError:
             time.sleep(0.5)
     raise SystemExit("aigc serve did not start in time")
+
+
+LATE_PROMPT = "Say hello."
+
+
+def _health(base: str) -> dict:
+    with urllib.request.urlopen(base + "/health", timeout=5) as response:
+        return next(iter(json.loads(response.read())["models"].values()))
 
 
 def _one(client, model: str, prompt: str, max_tokens: int) -> dict:
@@ -123,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         _one(client, model, "Hello!", 8)  # warm up
 
 
-        def concurrently() -> tuple[list[dict], float]:
+        def concurrently(late: dict | None = None) -> tuple[list[dict], float]:
+            """All prompts at once; with `late`, one short request more once they are decoding (its result goes there)."""
             results: list[dict | None] = [None] * len(prompts)
 
             def run(i: int) -> None:
@@ -133,6 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
             threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(prompts))]
             for thread in threads:
                 thread.start()
+            if late is not None:
+                while time.monotonic() < deadline and not _health(base)["decoding_rows"]:
+                    time.sleep(0.005)
+                late.update(_one(client, model, LATE_PROMPT, 8), running=sum(r is None for r in results))
             for thread in threads:
                 thread.join(max(1.0, deadline - time.monotonic()))
             if any(r is None for r in results):
@@ -142,7 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
         # The first large batch is slow once (CPU kernels for new shapes); a server pays it once.
         _, cold_wall = concurrently()
         print(f"cold concurrent round: {cold_wall:.2f} s", file=sys.stderr, flush=True)
-        results, concurrent_wall = concurrently()
+        idle = _one(client, model, LATE_PROMPT, 8)
+        late: dict = {}
+        results, concurrent_wall = concurrently(late)
 
         started = time.perf_counter()
         alone = [_one(client, model, p, args.max_tokens) for p in prompts]
@@ -169,6 +186,13 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_ratio": round(one_by_one["wall_seconds"] / together["wall_seconds"], 2),
         "cold_concurrent_wall_seconds": round(cold_wall, 3),
         "batches": next(iter(health["models"].values()))["batches"],
+        "late_request": {
+            "ttft": round(late["ttft"], 3) if late.get("ttft") is not None else None,
+            "latency": round(late["latency"], 3),
+            "idle_ttft": round(idle["ttft"], 3) if idle.get("ttft") is not None else None,
+            "streams_still_running": late["running"],
+            "joined": next(iter(health["models"].values())).get("joined"),
+        },
     }
     print(f"{len(prompts)} streaming chat requests, {args.max_tokens} max tokens, greedy, model {model}")
     for label, data in (("concurrent", together), ("sequential", one_by_one)):
@@ -180,6 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  first (cold) concurrent round, not counted: wall {cold_wall:.2f} s")
     print(f"  concurrent/sequential: {report['throughput_ratio']}x tok/s, {report['wall_ratio']}x faster wall time")
     print(f"  streams equal to the same request sent alone: {same}/{len(prompts)}")
+    lr = report["late_request"]
+    print(
+        f"  a short request sent while {lr['streams_still_running']} streams were decoding: first token after {lr['ttft']} s "
+        f"(idle server: {lr['idle_ttft']} s), done after {lr['latency']} s"
+    )
     if args.json:
         print(json.dumps(report))
     return report
