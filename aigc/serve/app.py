@@ -1,7 +1,8 @@
 """The FastAPI application: OpenAI-compatible endpoints, task endpoints, auth and error bodies.
 
 Every generation goes through a model's `Scheduler`, so concurrent requests share one decode.
-Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+Chat and text completions differ only in the shape of their answers, which `_Reply` writes
+(whole or streamed, with log-probabilities in the endpoint's shape). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON 400, bad parameters 422 (or 400 for what only the model can tell, such as a
 prompt that does not fit), bad key 401, unknown model 404, body too large 413, queue full 429.
 """

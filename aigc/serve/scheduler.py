@@ -273,7 +273,13 @@ class Scheduler:
                     self._stopping.wait(0.05)
                     continue
             else:
-                batch = self._admit(batch)
+                try:
+                    batch = self._admit(batch)
+                except Exception as exc:  # noqa: BLE001 - a bug must not stop the thread: fail the running rows
+                    log.exception("admitting requests failed")
+                    if batch is not None:
+                        self._abort(batch, exc)
+                    batch = None
             if batch is not None:
                 batch = self._advance(batch)
             self.active_rows = len(batch.slots) if batch else 0
@@ -337,7 +343,14 @@ class Scheduler:
             return batch
         if batch is not None:
             self.joined += len(new)
-        return self._merge(batch, fresh)
+        try:
+            return self._merge(batch, fresh)
+        except Exception as exc:  # noqa: BLE001 - the running rows may be half-joined: all of them get the error
+            log.exception("joining a batch failed")
+            for part in (batch, fresh):
+                if part is not None:
+                    self._abort(part, exc)
+            return None
 
     @staticmethod
     def _run_call(call: _Call) -> None:
@@ -406,21 +419,21 @@ class Scheduler:
 
     def _advance(self, batch: _Batch) -> _Batch | None:
         """Close cancelled rows, then one decode step for every row; None once all rows are done."""
-        for slot in batch.slots:
-            if slot.job.cancelled and not slot.done:
-                self.cancelled_rows += 1
-                self._close(slot, "cancelled")
-        batch = self._evict(batch)
-        if batch is None:
-            return None
         try:
-            self._step(batch)
+            for slot in batch.slots:
+                if slot.job.cancelled and not slot.done:
+                    self.cancelled_rows += 1
+                    self._close(slot, "cancelled")
+            live = self._evict(batch)
+            if live is None:
+                return None
+            self._step(live)
+            return self._evict(live)
         except Exception as exc:  # noqa: BLE001 - every client in the batch gets the error, the thread lives on
             if not isinstance(exc, AigcError):
                 log.exception("decoding a batch failed")
             self._abort(batch, exc)
             return None
-        return self._evict(batch)
 
     def _step(self, batch: _Batch) -> None:
         import torch

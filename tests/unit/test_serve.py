@@ -491,6 +491,39 @@ def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_dow
     assert done["long"].choices[0].message.content == long_alone  # joining changed nothing for the long one
 
 
+@pytest.mark.parametrize("joinable", [True, False])
+def test_a_cache_that_cannot_be_joined_makes_new_jobs_wait(tiny_engine, joinable):
+    import queue
+
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job, Scheduler
+
+    messages = [{"role": "user", "content": "Tell me a long story"}]
+    seed = _long_seed(tiny_engine, messages, 120)
+    scheduler = Scheduler(tiny_engine, window=0)
+    scheduler.joinable = None if joinable else False  # False: as for sliding-window or hybrid caches
+    scheduler.start()
+    finished, long_events = [], queue.SimpleQueue()
+
+    def on_long(event):
+        long_events.put(event)
+        if event[0] == "done":
+            finished.append("long")
+
+    try:
+        scheduler.submit(Job([tiny_engine.encode(messages)], SamplingParams(temperature=1.0, top_p=1.0, max_tokens=120, seed=seed), on_long))
+        assert long_events.get(timeout=10)[0] == "piece"  # decoding
+        scheduler.submit(Job([tiny_engine.encode("Bees")], SamplingParams(temperature=0, max_tokens=3), lambda e: e[0] == "done" and finished.append("short")))
+        for _ in range(500):
+            if len(finished) == 2:
+                break
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+    assert finished == (["short", "long"] if joinable else ["long", "short"])
+    assert scheduler.joined == (1 if joinable else 0)
+
+
 def test_a_task_stops_when_its_client_goes_away(server, tiny_engine, slow_down):
     from aigc.generators.chat import ChatGenerator
 
