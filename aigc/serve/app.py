@@ -386,7 +386,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             for text, ids in zip(prompts, encoded):
                 entries = None
                 if req.top is not None:  # one forward pass over the prompt, between decode steps
-                    entries = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, text, ids, req.top, backend.scheduler.token_texts)
+                    starts = await anyio.to_thread.run_sync(backend.batched.offsets, text, ids)
+                    entries = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, ids, req.top, backend.scheduler.token_texts, starts)
                 heads += [(text, entries)] * n
             reply.heads = heads
         return await answer(req, reply, backend, [ids for ids in encoded for _ in range(n)], params)

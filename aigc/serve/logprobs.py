@@ -77,7 +77,7 @@ class TokenTexts:
         return TokenLogprob(text, raw, logprob, alternatives, offset)
 
 
-def _offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> list[int]:
+def prompt_offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> list[int]:
     """Where each prompt token's text starts in `text`: the fast tokenizer's offsets when it
     reproduces `ids`, else the running length of the decoded tokens."""
     try:
@@ -94,12 +94,12 @@ def _offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> list[in
     return starts
 
 
-def prompt_entries(engine, text: str, ids: list[int], top: int, texts: TokenTexts) -> list[TokenLogprob]:
-    """The echoed prompt's tokens with their log-probabilities (one forward pass over the prompt)."""
+def prompt_entries(engine, ids: list[int], top: int, texts: TokenTexts, starts: list[int]) -> list[TokenLogprob]:
+    """The echoed prompt's tokens with their log-probabilities (one forward pass over the prompt);
+    `starts` are their offsets in the prompt text (`prompt_offsets`)."""
     from ..engine.sampling import prompt_logprobs
 
     chosen, best = prompt_logprobs(engine.model, ids, top)
-    starts = _offsets(engine.tokenizer, text, ids, texts)
     entries = [texts.entry(ids[0], None, None, starts[0])]
     for k, token in enumerate(ids[1:]):
         entries.append(texts.entry(token, chosen[k], best[k], starts[k + 1]))

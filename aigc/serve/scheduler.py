@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 from ..engine.base import Completion, EngineStats, Prompt
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError
-from .logprobs import TokenTexts
+from .logprobs import TokenTexts, prompt_offsets
 
 log = logging.getLogger("aigc.serve")
 
@@ -616,6 +616,11 @@ class BatchedEngine:
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
+
+    def offsets(self, text: str, ids: list[int]) -> list[int]:
+        """Where each of the prompt's tokens starts in its text (for `echo`)."""
+        with self._lock:
+            return prompt_offsets(self.local.tokenizer, text, ids, self.scheduler.token_texts)
 
     def _events(self, rows: list[list[int]], params: SamplingParams) -> tuple[Job, Iterator[tuple]]:
         self._check()
