@@ -1,6 +1,6 @@
 """A scripted `Engine` for testing generator logic without a model."""
 
-from aigc.engine.base import Completion, EngineStats
+from aigc.engine.base import Completion, EngineStats, Scored
 
 
 class FakeEngine:
@@ -38,3 +38,6 @@ class FakeEngine:
 
     def score(self, prompt, continuations):
         return [-float(len(c)) for c in continuations]
+
+    def score_many(self, prompts, continuations, embed=False):
+        return [Scored(self.score(p, continuations), [float(len(p))] if embed else None) for p in prompts]

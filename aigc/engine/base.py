@@ -27,6 +27,14 @@ class Completion:
 
 
 @dataclass
+class Scored:
+    """One prompt's continuation log-likelihoods, and its hidden-state embedding when asked for."""
+
+    logprobs: list[float]
+    embedding: list[float] | None = None
+
+
+@dataclass
 class EngineStats:
     """Counters an engine accumulates across calls; the CLI's `--stats` prints them."""
 
@@ -73,3 +81,7 @@ class Engine(Protocol):
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Log-likelihood of each continuation after the prompt."""
+
+    def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        """`score` for many prompts at once; with `embed`, each prompt's embedding too (engines
+        that cannot embed raise `BadInputError` saying so)."""

@@ -6,8 +6,11 @@ import time
 from typing import Iterator
 
 from ..errors import BadInputError
-from .base import Completion, EngineStats, Prompt
+from .base import Completion, EngineStats, Prompt, Scored
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
+from .scoring import length_batches, pool_hidden_states
+
+SCORE_BATCH_TOKENS = 4096  # prompt tokens (padding included) per scoring forward pass
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -127,48 +130,72 @@ class LocalEngine:
             yield piece
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
-        """Sum of log-probabilities of each continuation's tokens after the prompt.
+        """Sum of log-probabilities of each continuation's tokens after the prompt."""
+        return self.score_many([prompt], continuations)[0].logprobs
 
-        The prompt is run once; its KV cache is repeated for all continuations, which then run
-        together in one right-padded batch.
+    def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        """Each continuation's log-likelihood after each prompt, and with `embed` each prompt's
+        hidden-state embedding, from one forward pass per batch of prompts.
+
+        Prompts are batched by length (left-padded); each batch's KV cache is repeated for the
+        continuations, which run together in one right-padded pass after it.
         """
-        import torch
-        from transformers import DynamicCache
-
-        head = self.encode(prompt)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")
+        heads = [self.encode(p) for p in prompts]
+        longest_tail = max(len(t) for t in tails)
+        if max(len(h) for h in heads) + longest_tail > self.context_length:
+            raise BadInputError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
+        results: list[Scored | None] = [None] * len(heads)
+        for batch in length_batches([len(h) for h in heads], SCORE_BATCH_TOKENS):
+            for index, scored in zip(batch, self._score_batch([heads[i] for i in batch], tails, embed)):
+                results[index] = scored
+        return results
+
+    def _score_batch(self, heads: list[list[int]], tails: list[list[int]], embed: bool) -> list[Scored]:
+        import torch
+        from transformers import DynamicCache
+
+        ids, mask = self._batch(heads)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         keyword = cache_keyword(self.model)
+        rows, k = len(heads), len(tails)
         with torch.inference_mode():
             cache = DynamicCache()
-            out = self.model(input_ids=torch.tensor([head], device=self.device), use_cache=True, **{keyword: cache}, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            scores = [float(first[tail[0]]) for tail in tails]
-            longest = max(len(t) for t in tails)
-            if longest == 1:
-                return scores
-            width = longest - 1  # the last token of each continuation is never fed
-            ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(tails), len(head) + width), dtype=torch.long)
-            mask[:, : len(head)] = 1
-            for row, tail in enumerate(tails):
-                ids[row, : len(tail) - 1] = torch.tensor(tail[:-1])
-                mask[row, len(head) : len(head) + len(tail) - 1] = 1
-            cache.batch_repeat_interleave(len(tails))
-            positions = torch.arange(len(head), len(head) + width).expand(len(tails), -1)
-            logits = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
-                use_cache=True,
-                **{keyword: cache},
-            ).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-        for row, tail in enumerate(tails):
-            for k, token in enumerate(tail[1:]):
-                scores[row] += float(logprobs[row, k, token])
-        return scores
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                output_hidden_states=embed, logits_to_keep=1, **{keyword: cache},
+            )
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            firsts = torch.tensor([t[0] for t in tails], device=self.device)
+            scores = first[:, firsts].clone()  # [rows, k]
+            embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
+            width = max(len(t) for t in tails) - 1  # the last token of each continuation is never fed
+            if width:
+                tail_ids = torch.full((k, width), self.pad_id, dtype=torch.long)
+                tail_mask = torch.zeros((k, width), dtype=torch.long)
+                targets = torch.zeros((k, width), dtype=torch.long)
+                for j, tail in enumerate(tails):
+                    tail_ids[j, : len(tail) - 1] = torch.tensor(tail[:-1])
+                    tail_mask[j, : len(tail) - 1] = 1
+                    targets[j, : len(tail) - 1] = torch.tensor(tail[1:])
+                tail_ids, tail_mask, targets = (t.to(self.device).repeat(rows, 1) for t in (tail_ids, tail_mask, targets))
+                cache.batch_repeat_interleave(k)
+                lengths = mask.sum(-1).repeat_interleave(k)
+                logits = self.model(
+                    input_ids=tail_ids,
+                    attention_mask=torch.cat([mask.repeat_interleave(k, dim=0), tail_mask], dim=-1),
+                    position_ids=lengths[:, None] + torch.arange(width, device=self.device),
+                    use_cache=True,
+                    **{keyword: cache},
+                ).logits.float()
+                picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+                scores += (picked * tail_mask).sum(-1).view(rows, k)
+        return [
+            Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
+            for i in range(rows)
+        ]
 
 
 class _Run:

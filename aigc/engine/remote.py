@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from .. import config
 from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
-from .base import Completion, EngineStats, Prompt
+from .base import Completion, EngineStats, Prompt, Scored
 from .sampling import SamplingParams
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
@@ -328,3 +328,13 @@ class OpenAIEngine:
                 raise AigcError(missing)
             scores.append(float(sum(picked)))
         return scores
+
+    def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        """`score` for each prompt. Embeddings would need the server's hidden states, which the
+        OpenAI API does not expose for generative models, so `embed` is refused."""
+        if embed:
+            raise BadInputError(
+                f"{self.base_url} cannot give this model's hidden-state embeddings, which --examples with many "
+                "examples needs; use a local model, or pass only a few examples"
+            )
+        return [Scored(self.score(prompt, continuations)) for prompt in prompts]

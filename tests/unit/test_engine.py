@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from aigc.engine.sampling import SamplingParams
+from aigc.engine.scoring import length_batches
 from aigc.errors import BadInputError
 
 
@@ -89,6 +90,25 @@ def test_score_is_the_sum_of_continuation_log_probabilities(tiny_engine):
     assert scores[0] == pytest.approx(expected, abs=1e-4)
     assert all(s < 0 for s in scores)
     assert scores[2] < scores[0]  # a longer continuation that extends the first is less likely
+
+
+def test_score_many_batches_prompts_of_different_lengths_like_one_at_a_time(tiny_engine):
+    prompts = ["Paris is", "The quick brown fox jumps over the lazy", "A", "Bees make honey and"]
+    continuations = [" France", " France. Berlin", " dog", " Fr"]  # shared first tokens, several lengths
+    batched = tiny_engine.score_many(prompts, continuations, embed=True)
+    for prompt, scored in zip(prompts, batched):
+        assert scored.logprobs == pytest.approx(tiny_engine.score(prompt, continuations), abs=1e-4)
+    alone = tiny_engine.score_many(["Paris is"], continuations, embed=True)[0].embedding
+    assert batched[0].embedding == pytest.approx(alone, abs=1e-4)  # padding never leaks into embeddings
+    assert len({len(s.embedding) for s in batched}) == 1
+
+
+def test_length_batches_keep_each_batch_within_the_token_budget():
+    lengths = [5, 100, 7, 60, 6, 300]
+    batches = length_batches(lengths, budget=128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 128 for b in batches)
+    assert [5] in batches  # the over-long row is alone
 
 
 def test_stats_accumulate(tiny_engine):
