@@ -47,3 +47,7 @@ class MissingExtraError(AigcError):
 
 class PluginError(AigcError):
     """A plugin registered something that clashes or is malformed."""
+
+
+class UnknownLabelError(BadInputError):
+    """An example's label that is not among the labels asked for."""

@@ -9,6 +9,7 @@ def register_commands(app):
     from ..cli import plugins, run
     from ..cli import serve
     from ..cli import translate
+    from ..cli import classify
 
-    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate):
+    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate, classify):
         module.register(app)

@@ -1,0 +1,135 @@
+"""`aigc classify TEXT|FILE|-` and `aigc eval classify DATA.tsv`."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError
+from ..textio import read_document
+from .options import RunOptions, generation_options
+
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+
+Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
+Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
+Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
+Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.")]
+Calibrate = Annotated[str, typer.Option(help="Divide out the label prior seen on content-free input: auto, on or off.")]
+
+
+def read_input(source: str) -> str:
+    """The text itself, a document's text (FILE), or stdin (-)."""
+    path = Path(source).expanduser()
+    if source == "-" or (source.strip() and len(source) < 4096 and path.exists()):
+        return read_document(source)
+    if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
+        raise BadInputError(f"no such file: {source} (quote the text itself if you meant to classify these words)")
+    return source
+
+
+def options(labels, multi_label, threshold, examples, aspect, method, calibrate) -> dict:
+    return {
+        "labels": labels, "multi_label": multi_label, "threshold": threshold, "examples": examples,
+        "aspect": aspect, "method": method, "calibrate": calibrate,
+    }
+
+
+def describe(result: dict) -> str:
+    """One line: the label(s), then every label's probability, likeliest first."""
+    chosen = ", ".join(result["labels"]) if "labels" in result else result["label"]
+    scores = "  ".join(f"{name} {p:.3f}" for name, p in sorted(result["scores"].items(), key=lambda kv: -kv[1]))
+    return f"{chosen or '(none)'}\t{scores}"
+
+
+@generation_options
+def classify(
+    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
+    labels: Labels = None,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets its own probability.")] = False,
+    threshold: Annotated[float, typer.Option(help="With --multi-label: labels at or above this probability are chosen.")] = 0.5,
+    examples: Examples = None,
+    aspect: Aspect = "",
+    method: Method = "auto",
+    calibrate: Calibrate = "auto",
+    lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; one per line with --lines.')] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
+    text = read_input(source)
+    texts = [line for line in text.splitlines() if line.strip()] if lines else [text]
+    if not texts:
+        raise BadInputError(f"{source} holds no text to classify")
+    chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
+    generator = run.generator("classify")
+    run.prepare(generator, texts[0], chosen)
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        results = generator.classify_many(texts, **chosen)
+    for result in results:
+        if as_json:
+            result = {k: result[k] for k in ("label", "labels", "scores") if k in result}
+        ui.result(json.dumps(result, ensure_ascii=False) if as_json else describe(result))
+    run.report(generator)
+
+
+eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=True)
+
+
+@eval_app.command("classify")
+@generation_options
+def eval_classify(
+    data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],
+    labels: Labels = None,
+    examples: Examples = None,
+    aspect: Aspect = "",
+    method: Method = "auto",
+    calibrate: Calibrate = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Accuracy, macro-F1, a confusion matrix and examples/s of classify on labelled data."""
+    from ..evaluation import evaluate_classify
+    from ..generators.classify_examples import load_examples
+
+    rows = [(text, names[0]) for text, names in load_examples(data)]
+    chosen = options(labels or ",".join(dict.fromkeys(label for _, label in rows)), False, 0.5, examples, aspect, method, calibrate)
+    generator = run.generator("classify")
+    run.prepare(generator, rows[0][0], chosen)
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        report = evaluate_classify(generator, rows, chosen, progress)
+    if as_json:
+        ui.result(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report)
+    run.report(generator)
+
+
+def print_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(
+        f"{report.examples} examples  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
+        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {'on' if report.calibrated else 'off'})"
+    )
+    table = Table(title="confusion matrix (rows: true label, columns: predicted)")
+    table.add_column("true \\ predicted")
+    for name in report.labels:
+        table.add_column(name, justify="right")
+    table.add_column("F1", justify="right")
+    for name, row in zip(report.labels, report.confusion):
+        table.add_row(name, *map(str, row), f"{report.per_label_f1[name]:.3f}")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(classify)
+    app.add_typer(eval_app, name="eval")

@@ -1,0 +1,74 @@
+"""Evaluating classify on labelled data: accuracy, macro-F1, a confusion matrix and throughput."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from .errors import UnknownLabelError
+
+BATCH = 32  # texts classified per call, so progress can be reported
+
+
+@dataclass
+class ClassifyReport:
+    examples: int
+    accuracy: float
+    macro_f1: float
+    labels: list[str]
+    confusion: list[list[int]]  # confusion[true][predicted], in `labels` order
+    per_label_f1: dict[str, float]
+    examples_per_second: float
+    method: str
+    calibrated: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:
+    """Mean of per-label F1 scores, and those scores."""
+    scores = []
+    for k in range(len(confusion)):
+        tp = confusion[k][k]
+        fp = sum(row[k] for row in confusion) - tp
+        fn = sum(confusion[k]) - tp
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores), scores
+
+
+def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None) -> ClassifyReport:
+    """Classify each `(text, label)` row with `options` and compare with its label.
+
+    Fitting on `--examples` happens before the clock starts: examples/s is classification only.
+    """
+    progress = progress or (lambda done, total, what: None)
+    opts = generator.validate(options)
+    generator.preprocess(["warm-up"], opts)  # loads the model and fits the examples
+    labels = [label.name for label in opts.parsed]
+    unknown = sorted({label for _, label in rows if label not in labels})
+    if unknown:
+        raise UnknownLabelError(f"the data uses label {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
+    confusion = [[0] * len(labels) for _ in labels]
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    for start in range(0, len(rows), BATCH):
+        progress(start, len(rows), "classifying")
+        batch = rows[start : start + BATCH]
+        for (_, truth), result in zip(batch, generator.classify_many([t for t, _ in batch], **options)):
+            confusion[labels.index(truth)][labels.index(result["label"])] += 1
+    progress(len(rows), len(rows), "classifying")
+    seconds = time.perf_counter() - started
+    mean_f1, per_label = macro_f1(confusion)
+    return ClassifyReport(
+        examples=len(rows),
+        accuracy=sum(confusion[k][k] for k in range(len(labels))) / len(rows),
+        macro_f1=mean_f1,
+        labels=labels,
+        confusion=confusion,
+        per_label_f1=dict(zip(labels, per_label)),
+        examples_per_second=len(rows) / seconds if seconds else 0.0,
+        method=result.get("method", ""),
+        calibrated=bool(result.get("calibrated")),
+    )

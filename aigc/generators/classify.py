@@ -1,0 +1,243 @@
+"""Classification: each label is scored as a continuation of the prompt under the model.
+
+Scores become probabilities that sum to 1 (one label) or one probability per label (multi-label,
+from a yes/no question per label). Contextual calibration divides out the label prior the model
+shows on content-free inputs. Labelled examples (`examples`) help through `classify_examples`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import templates
+from ..errors import BadInputError, UnknownLabelError
+from .base import Generator
+from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
+
+CONTENT_FREE = ("N/A", "", "[MASK]")
+CALIBRATE = ("auto", "on", "off")
+YES_NO = [" Yes", " No"]
+
+
+@dataclass(frozen=True)
+class Label:
+    """A label's name and the texts scored for it: the name, its aliases, and the parts of a name
+    like "Sci/Tech" (the label's score is the likelihood of any of them)."""
+
+    name: str
+    verbalizers: tuple[str, ...]
+
+
+def parse_label(spec: str) -> Label:
+    """`name` or `name=alias|alias`."""
+    name, _, aliases = spec.partition("=")
+    name = name.strip()
+    if not name:
+        raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
+    words = [name] + [a.strip() for a in aliases.split("|") if a.strip()]
+    for separator in ("/", "&"):
+        if separator in name:
+            words += [part.strip() for part in name.split(separator) if part.strip()]
+    return Label(name, tuple(dict.fromkeys(words)))
+
+
+def parse_labels(specs: list[str] | str | None) -> list[Label]:
+    if specs is None:
+        return []
+    if isinstance(specs, str):
+        specs = specs.split(",")
+    labels = [parse_label(spec) for spec in specs if spec.strip()]
+    names = [label.name for label in labels]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BadInputError(f"label {', '.join(duplicates)} is given twice")
+    return labels
+
+
+def log_softmax(values: list[float]) -> list[float]:
+    top = max(values)
+    total = top + math.log(sum(math.exp(v - top) for v in values))
+    return [v - total for v in values]
+
+
+def logsumexp(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def sigmoid(value: float) -> float:
+    return 1 / (1 + math.exp(-value)) if value >= 0 else math.exp(value) / (1 + math.exp(value))
+
+
+@dataclass
+class ClassifyOptions:
+    labels: Any = None  # ["name", "name=alias|alias", ...] or "a,b,c"; optional with examples
+    multi_label: bool = False
+    threshold: float = 0.5
+    examples: Any = None  # a TSV file (text<TAB>label) or [(text, label), ...]
+    aspect: str = ""  # what the labels describe ("sentiment", "topic"); named in the prompt
+    method: str = "auto"
+    calibrate: str = "auto"
+    template: str = "classify"
+    multi_template: str = "classify-yesno"
+    parsed: list[Label] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise BadInputError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.method not in METHODS:
+            raise BadInputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.calibrate not in CALIBRATE:
+            raise BadInputError(f"--calibrate must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
+        if self.examples is not None:
+            self.examples = load_examples(self.examples)
+        self.parsed = parse_labels(self.labels)
+        if self.examples:
+            self._check_example_labels()
+        if len(self.parsed) < 2 and not self.multi_label:
+            raise BadInputError("give at least two labels (--labels a,b), or --examples to take them from")
+        if not self.parsed:
+            raise BadInputError("give at least one label (--labels a,b)")
+        if self.method in ("probe", "demos") and not self.examples:
+            raise BadInputError(f"--method {self.method} needs --examples")
+        if self.multi_label and self.method == "demos":
+            raise BadInputError("--method demos works for one label per text; drop --multi-label or pick probe")
+
+    def _check_example_labels(self) -> None:
+        seen = list(dict.fromkeys(name for _, names in self.examples for name in names))
+        if not self.parsed:
+            self.parsed = [parse_label(name) for name in seen]
+            return
+        known = {label.name for label in self.parsed}
+        unknown = [name for name in seen if name not in known]
+        if unknown:
+            raise UnknownLabelError(
+                f"the examples use label {', '.join(map(repr, unknown))}, which --labels does not list "
+                f"({', '.join(sorted(known))}); add it or fix the examples"
+            )
+
+
+class ClassifyGenerator(Generator):
+    """Label scoring, calibrated, with an optional example model (probe or demonstrations)."""
+
+    name = "classify"
+    description = "Pick the label(s) that fit a text, with probabilities."
+    Options = ClassifyOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._content_free: dict[tuple, list[float]] = {}
+        self._fitted: dict[Path, ExampleModel] = {}
+
+    def check_inputs(self, inputs: str) -> None:
+        if not isinstance(inputs, str) or not inputs.strip():
+            raise BadInputError("there is no text to classify")
+
+    def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        return self.classify_many([inputs], **options)[0]
+
+    def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
+        """Classify many texts with one set of options; they are scored together in batches."""
+        opts = self.validate(options)
+        for text in texts:
+            self.check_inputs(text)
+        prepared = self.preprocess(texts, opts)
+        return [self.postprocess(raw, opts) for raw in self.forward(prepared, opts, {})]
+
+    def preprocess(self, texts: list[str], opts: ClassifyOptions) -> dict[str, Any]:
+        names = [label.name for label in opts.parsed]
+        examples = self._example_model(opts) if opts.examples else None
+        return {"texts": [t.strip() for t in texts], "names": names, "examples": examples}
+
+    def _example_model(self, opts: ClassifyOptions) -> ExampleModel:
+        path = cache_path(self, opts)
+        if path not in self._fitted:
+            self._fitted[path] = fit_examples(self, opts, path)
+        return self._fitted[path]
+
+    def prompt(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
+        """The label-scoring prompt; labels are listed sorted, so their order never matters."""
+        names = sorted(label.name for label in opts.parsed)
+        return templates.render(opts.template, {"text": text, "labels": names, "aspect": opts.aspect.strip(), "demonstrations": shown or []}).messages[-1]["content"]
+
+    def verbalizers(self, opts: ClassifyOptions) -> list[str]:
+        return [" " + word for label in opts.parsed for word in label.verbalizers]
+
+    def label_scores(self, logprobs: list[float], opts: ClassifyOptions) -> list[float]:
+        """Per label: the log-likelihood of any of its verbalizers."""
+        scores, at = [], 0
+        for label in opts.parsed:
+            scores.append(logsumexp(logprobs[at : at + len(label.verbalizers)]))
+            at += len(label.verbalizers)
+        return scores
+
+    def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
+        """Label scores (uncalibrated) and embeddings for each text under the classify prompt."""
+        prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
+        scored = self.engine.score_many(prompts, self.verbalizers(opts), embed=embed)
+        return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
+
+    def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
+        """The label scores on content-free inputs (averaged probabilities, as log-probabilities)."""
+        key = (opts.template, opts.aspect, tuple(opts.parsed), repr(shown))
+        if key not in self._content_free:
+            scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
+            probs = [[math.exp(v) for v in log_softmax(row)] for row in scores]
+            self._content_free[key] = [math.log(sum(col) / len(col)) for col in zip(*probs)]
+        return self._content_free[key]
+
+    def forward(self, prepared: dict[str, Any], opts: ClassifyOptions, sampling: dict[str, Any]) -> list[dict]:
+        if opts.multi_label:
+            return self._forward_multi(prepared["texts"], opts, prepared["examples"])
+        texts, model = prepared["texts"], prepared["examples"]
+        method = model.method if model else "zero-shot"
+        calibrate = opts.calibrate == "on" or (opts.calibrate == "auto" and (model.calibrate if model else True))
+        scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
+        if method == "demos":
+            chosen = [demonstrations(model, embedding) for embedding in embeddings]
+            scores, _ = self.score_texts(texts, opts, shown=lambda i: chosen[i])
+            offsets = [self.content_free(opts, shown) if calibrate else None for shown in chosen]
+        else:
+            offsets = [self.content_free(opts) if calibrate else None] * len(texts)
+        logits = [
+            log_softmax([s - c for s, c in zip(row, offset)] if offset else row) for row, offset in zip(scores, offsets)
+        ]
+        if method == "probe":
+            logits = model.predict(embeddings, logits)
+        return [{"logits": row, "method": method, "calibrated": calibrate} for row in logits]
+
+    def _forward_multi(self, texts: list[str], opts: ClassifyOptions, model: ExampleModel | None) -> list[dict]:
+        calibrate = opts.calibrate != "off"
+        logits = [[0.0] * len(opts.parsed) for _ in texts]
+        offsets = [0.0] * len(opts.parsed)
+        for j, label in enumerate(opts.parsed):
+            questions = [templates.render(opts.multi_template, {"text": t, "label": label.name}).messages[-1]["content"] for t in texts]
+            if calibrate:
+                free = [templates.render(opts.multi_template, {"text": t, "label": label.name}).messages[-1]["content"] for t in CONTENT_FREE]
+                rows = [s.logprobs for s in self.engine.score_many(free, YES_NO)]
+                offsets[j] = sum(yes - no for yes, no in rows) / len(rows)
+            for i, scored in enumerate(self.engine.score_many(questions, YES_NO)):
+                logits[i][j] = scored.logprobs[0] - scored.logprobs[1] - offsets[j]
+        method = "zero-shot"
+        if model and model.method == "probe":
+            _, embeddings = self.score_texts(texts, opts, embed=True)
+            logits, method = model.predict_multi(embeddings, logits), "probe"
+        return [{"logits": row, "method": method, "calibrated": calibrate} for row in logits]
+
+    def postprocess(self, raw: dict[str, Any], opts: ClassifyOptions) -> dict[str, Any]:
+        names = [label.name for label in opts.parsed]
+        if opts.multi_label:
+            scores = {name: round(sigmoid(v), 6) for name, v in zip(names, raw["logits"])}
+            chosen = [name for name in names if scores[name] >= opts.threshold]
+            return {"labels": chosen, "scores": scores, "method": raw["method"], "calibrated": raw["calibrated"]}
+        probs = [math.exp(v) for v in log_softmax(raw["logits"])]
+        best = max(range(len(names)), key=lambda i: probs[i])
+        return {
+            "label": names[best],
+            "scores": {name: p for name, p in zip(names, probs)},
+            "method": raw["method"],
+            "calibrated": raw["calibrated"],
+        }

@@ -1,0 +1,232 @@
+"""Labelled examples for classify: reading them, and what is fitted on them (cached per examples file).
+
+`auto` picks, by cross-validation on the examples themselves, between zero-shot label scoring
+(with or without calibration) and a linear probe on the model's own hidden-state embeddings that
+learns a correction to the label scores. `demos` instead shows the examples most similar to each
+input (balanced per label, most similar last) in the prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import config
+from ..errors import BadInputError
+from ..probe import LinearProbe
+from ..textio import read_document
+
+if TYPE_CHECKING:
+    from .classify import ClassifyGenerator, ClassifyOptions
+
+METHODS = ("auto", "zero-shot", "probe", "demos")
+DEMOS_PER_LABEL = 2
+FOLDS = 5
+L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
+CHUNK = 32  # examples scored per progress step
+VERSION = 1  # bump when what is cached changes
+
+Example = tuple[str, list[str]]  # text, label names
+
+
+def load_examples(source: str | Path | list) -> list[Example]:
+    """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
+    `text<TAB>label` header) or from `(text, label)` pairs."""
+    if isinstance(source, (str, Path)):
+        rows = []
+        for number, line in enumerate(read_document(str(source)).splitlines(), 1):
+            if not line.strip() or (number == 1 and line.strip().lower() == "text\tlabel"):
+                continue
+            text, tab, label = line.rpartition("\t")
+            if not tab or not text.strip() or not label.strip():
+                raise BadInputError(f"{source}:{number}: expected text<TAB>label")
+            rows.append((text, label))
+        name = str(source)
+    else:
+        rows, name = list(source), "the examples"
+    examples = [(text.strip(), [n.strip() for n in _names(label) if n.strip()]) for text, label in rows]
+    if not examples:
+        raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")
+    return examples
+
+
+def _names(label: str | list[str]) -> list[str]:
+    return label.split(",") if isinstance(label, str) else list(label)
+
+
+@dataclass
+class ExampleModel:
+    """What classify learned from the examples."""
+
+    method: str  # zero-shot, probe or demos
+    calibrate: bool
+    names: list[str]
+    texts: list[str]
+    targets: list[list[int]]  # label indices per example
+    embeddings: Any  # tensor [examples, width]
+    cv: dict[str, float] = field(default_factory=dict)  # cross-validated accuracy per candidate
+    probes: list[LinearProbe] = field(default_factory=list)  # one, or one per label (multi-label)
+
+    def predict(self, embeddings: list[list[float]], logits: list[list[float]]) -> list[list[float]]:
+        """The probe's logits, starting from the label scores."""
+        return self.probes[0].predict(embeddings, logits)
+
+    def predict_multi(self, embeddings: list[list[float]], logits: list[list[float]]) -> list[list[float]]:
+        """Per label: the probe's log-odds, starting from the zero-shot log-odds."""
+        columns = []
+        for j, probe in enumerate(self.probes):
+            pairs = probe.predict(embeddings, [[0.0, row[j]] for row in logits])
+            columns.append([yes - no for no, yes in pairs])
+        return [list(row) for row in zip(*columns)]
+
+    def state(self) -> dict:
+        return {
+            "method": self.method, "calibrate": self.calibrate, "names": self.names, "texts": self.texts,
+            "targets": self.targets, "embeddings": self.embeddings, "cv": self.cv,
+            "probes": [p.state() for p in self.probes],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ExampleModel":
+        return cls(**{**state, "probes": [LinearProbe(**p) for p in state["probes"]]})
+
+
+def demonstrations(model: ExampleModel, embedding: list[float]) -> list[dict]:
+    """The `DEMOS_PER_LABEL` examples of each label most similar to the input, least similar first."""
+    import torch
+
+    standardized = model.embeddings - model.embeddings.mean(0)
+    scale = standardized.std(0) + 1e-4
+    examples = torch.nn.functional.normalize(standardized / scale, dim=-1)
+    query = torch.nn.functional.normalize((torch.tensor(embedding) - model.embeddings.mean(0)) / scale, dim=0)
+    similarity = (examples @ query).tolist()
+    picked = []
+    for label in range(len(model.names)):
+        members = [i for i, targets in enumerate(model.targets) if label in targets]
+        picked += sorted(members, key=lambda i: -similarity[i])[:DEMOS_PER_LABEL]
+    picked.sort(key=lambda i: similarity[i])
+    return [{"text": model.texts[i], "label": model.names[model.targets[i][0]]} for i in picked]
+
+
+def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
+    from .. import templates
+
+    key = json.dumps(
+        [VERSION, generator.engine.name, [templates.get_template(t).body for t in (opts.template, opts.multi_template)],
+         [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.examples, opts.method, opts.calibrate, opts.multi_label],
+        ensure_ascii=False,
+    )
+    return config.cache_dir() / "classify" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".pt")
+
+
+def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:
+    """The example model for these options, from the cache file `path` when it was fitted before."""
+    import torch
+
+    if path.exists():
+        try:
+            return ExampleModel.from_state(torch.load(path, weights_only=True))
+        except Exception:  # a cache file from a crashed run: fit again
+            path.unlink(missing_ok=True)
+    model = _fit(generator, opts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    torch.save(model.state(), partial)
+    partial.replace(path)
+    return model
+
+
+def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleModel:
+    import torch
+
+    from .classify import log_softmax
+
+    names = [label.name for label in opts.parsed]
+    texts = [text for text, _ in opts.examples]
+    targets = [[names.index(n) for n in labels] for _, labels in opts.examples]
+    if not opts.multi_label and any(len(t) != 1 for t in targets):
+        raise BadInputError("an example has several labels; give one label per example, or use --multi-label")
+    scores, embeddings = [], []
+    for start in range(0, len(texts), CHUNK):
+        generator.progress(start, len(texts), "embedding the examples")
+        chunk_scores, chunk_embeddings = generator.score_texts(texts[start : start + CHUNK], opts, embed=True)
+        scores += chunk_scores
+        embeddings += chunk_embeddings
+    generator.progress(len(texts), len(texts), "embedding the examples")
+    model = ExampleModel("zero-shot", opts.calibrate != "off", names, texts, targets, torch.tensor(embeddings))
+    if opts.multi_label:
+        _fit_multi(generator, opts, model)
+        return model
+    free = generator.content_free(opts)
+    candidates = {False: [log_softmax(row) for row in scores], True: [log_softmax([s - c for s, c in zip(row, free)]) for row in scores]}
+    labels = [t[0] for t in targets]
+    for calibrate, logits in candidates.items():
+        model.cv[f"zero-shot{'+calibration' if calibrate else ''}"] = _accuracy(logits, labels)
+    if opts.calibrate == "auto":
+        model.calibrate = model.cv["zero-shot+calibration"] > model.cv["zero-shot"]
+    offset = candidates[model.calibrate]
+    best_zero_shot = model.cv["zero-shot+calibration" if model.calibrate else "zero-shot"]
+    if opts.method == "demos":
+        model.method = "demos"
+    elif opts.method in ("auto", "probe") and min(labels.count(i) for i in range(len(names))) >= 2:
+        folds = _folds(labels)
+        for l2 in L2:
+            model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)
+        l2 = max(L2, key=lambda value: model.cv[f"probe(l2={value})"])
+        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] > best_zero_shot:
+            model.method = "probe"
+            model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
+    elif opts.method == "probe":
+        raise BadInputError("--method probe needs at least two examples of every label")
+    return model
+
+
+def _fit_multi(generator: "ClassifyGenerator", opts: "ClassifyOptions", model: ExampleModel) -> None:
+    """One probe per label (does it apply or not), when every label has two examples with and without it."""
+    if opts.method == "zero-shot":
+        return
+    raw = [r["logits"] for r in generator._forward_multi(model.texts, opts, None)]
+    embeddings = model.embeddings.tolist()
+    probes = []
+    for j in range(len(model.names)):
+        present = [int(j in t) for t in model.targets]
+        if min(present.count(0), present.count(1)) < 2:
+            if opts.method == "probe":
+                raise BadInputError(f"--method probe needs two examples with and two without label {model.names[j]!r}")
+            return
+        probes.append(LinearProbe.fit(embeddings, present, 2, L2[0], [[0.0, row[j]] for row in raw]))
+    model.method, model.probes = "probe", probes
+
+
+def _folds(labels: list[int]) -> list[int]:
+    """A stratified fold number for each example."""
+    seen: dict[int, int] = {}
+    folds = []
+    for label in labels:
+        folds.append(seen.get(label, 0) % FOLDS)
+        seen[label] = seen.get(label, 0) + 1
+    return folds
+
+
+def _cross_validate(embeddings, labels, offset, classes: int, l2: float, folds: list[int]) -> float:
+    correct = 0
+    for fold in range(FOLDS):
+        train = [i for i, f in enumerate(folds) if f != fold]
+        test = [i for i, f in enumerate(folds) if f == fold]
+        if not test:
+            continue
+        probe = LinearProbe.fit([embeddings[i] for i in train], [labels[i] for i in train], classes, l2, [offset[i] for i in train])
+        predicted = probe.predict([embeddings[i] for i in test], [offset[i] for i in test])
+        correct += sum(_argmax(row) == labels[i] for row, i in zip(predicted, test))
+    return correct / len(labels)
+
+
+def _argmax(row: list[float]) -> int:
+    return max(range(len(row)), key=row.__getitem__)
+
+
+def _accuracy(logits: list[list[float]], labels: list[int]) -> float:
+    return sum(_argmax(row) == label for row, label in zip(logits, labels)) / len(labels)

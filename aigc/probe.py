@@ -1,0 +1,56 @@
+"""A linear probe: multinomial logistic regression on embeddings, fitted with L-BFGS.
+
+It can start from fixed per-class scores (`offset`, e.g. the model's label log-likelihoods) and
+learn only a correction, which is what makes a probe useful with few examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Matrix = list[list[float]]
+
+
+@dataclass
+class LinearProbe:
+    """`predict(X, offset) = offset + standardize(X) @ weight + bias`, as per-class logits."""
+
+    mean: "torch.Tensor"
+    std: "torch.Tensor"
+    weight: "torch.Tensor"
+    bias: "torch.Tensor"
+
+    @classmethod
+    def fit(cls, features: Matrix, targets: list[int], classes: int, l2: float, offset: Matrix | None = None) -> "LinearProbe":
+        import torch
+
+        x = torch.tensor(features, dtype=torch.float32)
+        y = torch.tensor(targets)
+        mean, std = x.mean(0), x.std(0, unbiased=False) + 1e-4
+        z = (x - mean) / std
+        base = torch.zeros(len(y), classes) if offset is None else torch.tensor(offset, dtype=torch.float32)
+        weight = torch.zeros(z.shape[1], classes, requires_grad=True)
+        bias = torch.zeros(classes, requires_grad=True)
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=100, line_search_fn="strong_wolfe")
+
+        def loss():
+            optimizer.zero_grad()
+            value = torch.nn.functional.cross_entropy(base + z @ weight + bias, y) + l2 * (weight**2).sum()
+            value.backward()
+            return value
+
+        with torch.enable_grad():
+            optimizer.step(loss)
+        return cls(mean, std, weight.detach(), bias.detach())
+
+    def predict(self, features: Matrix, offset: Matrix | None = None) -> Matrix:
+        import torch
+
+        z = (torch.tensor(features, dtype=torch.float32) - self.mean) / self.std
+        logits = z @ self.weight + self.bias
+        if offset is not None:
+            logits = logits + torch.tensor(offset, dtype=torch.float32)
+        return logits.tolist()
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "weight": self.weight, "bias": self.bias}
