@@ -1,0 +1,138 @@
+"""Classify on the tiny random model: probabilities, label handling, examples and their cache."""
+
+import math
+
+import pytest
+
+from aigc.errors import BadInputError, UnknownLabelError
+from aigc.generators.classify import ClassifyGenerator, parse_label
+from aigc.generators.classify_examples import load_examples
+
+
+@pytest.fixture
+def classify(tiny_engine):
+    return ClassifyGenerator(engine=tiny_engine)
+
+
+def test_probabilities_sum_to_one_and_the_label_is_the_likeliest(classify):
+    result = classify("The match ended in a draw.", labels="sports,politics,science")
+    assert set(result["scores"]) == {"sports", "politics", "science"}
+    assert math.isclose(sum(result["scores"].values()), 1.0, rel_tol=1e-9)
+    assert result["label"] == max(result["scores"], key=result["scores"].get)
+
+
+def test_label_order_does_not_change_the_answer(classify):
+    text = "Shares rose after the earnings report."
+    first = classify(text, labels=["business", "sports", "world news"])
+    second = classify(text, labels=["world news", "business", "sports"])
+    assert first["label"] == second["label"]
+    assert first["scores"] == pytest.approx(second["scores"], abs=1e-6)
+
+
+def test_multi_token_labels_sharing_a_first_token_are_scored_in_full(classify, tiny_engine):
+    labels = ["New York", "New Jersey", "日本語"]
+    text = "A city by the sea."
+    opts = classify.validate({"labels": labels, "calibrate": "off"})
+    prompt = classify.prompt(text, opts)
+    expected = tiny_engine.score(prompt, [" New York", " New Jersey", " 日本語"])
+    assert len({tuple(tiny_engine.tokenizer(" " + l, add_special_tokens=False)["input_ids"][:1]) for l in labels[:2]}) == 1
+    result = classify(text, labels=labels, calibrate="off")
+    total = math.log(sum(math.exp(v) for v in expected))
+    assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
+
+
+def test_the_same_input_gives_the_same_scores(classify):
+    runs = [classify("Rain is expected tomorrow.", labels="weather,sports") for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_aliases_and_split_names_are_scored_for_a_label():
+    assert parse_label("Sci/Tech=science|technology").verbalizers == ("Sci/Tech", "science", "technology", "Sci", "Tech")
+    assert parse_label(" positive ").verbalizers == ("positive",)
+
+
+def test_calibration_divides_out_the_content_free_prior(classify):
+    on = classify("Something happened.", labels="alpha,beta", calibrate="on")
+    off = classify("Something happened.", labels="alpha,beta", calibrate="off")
+    assert on["calibrated"] and not off["calibrated"]
+    assert on["scores"] != pytest.approx(off["scores"])
+
+
+def test_multi_label_gives_each_label_its_own_probability(classify):
+    result = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=0.01)
+    assert set(result["scores"]) == {"sports", "politics", "cooking"}
+    assert all(0 < p < 1 for p in result["scores"].values())
+    assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.01]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [
+        ({"labels": "only"}, BadInputError, "at least two labels"),
+        ({"labels": "a,a"}, BadInputError, "given twice"),
+        ({"labels": "a,b", "threshold": 1.5}, BadInputError, "--threshold"),
+        ({"labels": "a,b", "method": "magic"}, BadInputError, "--method"),
+        ({"labels": "a,b", "method": "probe"}, BadInputError, "needs --examples"),
+        ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
+    ],
+)
+def test_bad_options_say_what_to_do(classify, options, error, words):
+    with pytest.raises(error, match=words):
+        classify("Some text.", **options)
+
+
+def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_path):
+    good = tmp_path / "ex.tsv"
+    good.write_text("text\tlabel\nI liked it\tpositive\nAwful, both\tnegative,awful\n")
+    assert load_examples(good) == [("I liked it", ["positive"]), ("Awful, both", ["negative", "awful"])]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("fine\tpositive\nno tab here\n")
+    with pytest.raises(BadInputError, match="bad.tsv:2"):
+        load_examples(bad)
+
+
+EXAMPLES = [(f"{word} {word} {word} number {i}", label) for i in range(6) for word, label in (("apple", "fruit"), ("engine", "machine"))]
+
+
+def test_labels_come_from_the_examples_and_the_probe_learns_them(classify):
+    result = classify("apple apple apple number 2", examples=EXAMPLES, method="probe")
+    assert set(result["scores"]) == {"fruit", "machine"}
+    assert result["method"] == "probe"
+    assert result["label"] == "fruit"
+    assert classify("engine engine engine number 4", examples=EXAMPLES, method="probe")["label"] == "machine"
+
+
+def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp_path):
+    from aigc.generators import classify_examples
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    first = ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+    assert len(list((tmp_path / "classify").glob("*.pt"))) == 1
+    monkeypatch.setattr(classify_examples, "_fit", lambda *a: pytest.fail("the examples were fitted again"))
+    again = ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+    assert again == first
+    changed = EXAMPLES + [("one more apple", "fruit")]
+    with pytest.raises(pytest.fail.Exception, match="fitted again"):
+        ClassifyGenerator(engine=tiny_engine)("apple apple", examples=changed)
+
+
+def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine):
+    from aigc.generators.classify_examples import DEMOS_PER_LABEL, demonstrations
+
+    opts = classify.validate({"examples": EXAMPLES, "method": "demos"})
+    model = classify._example_model(opts)
+    assert model.method == "demos"
+    _, (embedding,) = classify.score_texts(["apple apple apple number 0"], opts, embed=True)
+    shown = demonstrations(model, embedding)
+    assert len(shown) == 2 * DEMOS_PER_LABEL
+    assert sorted(d["label"] for d in shown) == ["fruit"] * DEMOS_PER_LABEL + ["machine"] * DEMOS_PER_LABEL
+    assert shown[-1]["text"] == "apple apple apple number 0"
+    result = classify("apple apple apple number 0", examples=EXAMPLES, method="demos")
+    assert result["method"] == "demos" and math.isclose(sum(result["scores"].values()), 1.0)
+
+
+def test_classify_many_matches_one_at_a_time(classify):
+    texts = ["Short.", "A much longer text about the weather and the sea and the wind.", "Mid length text."]
+    batched = classify.classify_many(texts, labels="weather,sports")
+    for text, result in zip(texts, batched):
+        assert result["scores"] == pytest.approx(classify(text, labels="weather,sports")["scores"], abs=1e-4)
