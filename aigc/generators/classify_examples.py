@@ -1,8 +1,8 @@
 """Labelled examples for classify: reading them, and what is fitted on them (cached per examples file).
 
-`auto` picks, by cross-validation on the examples themselves, between zero-shot label scoring
-(with or without calibration) and a linear probe on the model's own hidden-state embeddings that
-learns a correction to the label scores. `demos` instead shows the examples most similar to each
+`auto` fits a linear probe on the model's own hidden-state embeddings that learns a correction to
+the label scores, unless cross-validation on the examples themselves finds plain zero-shot label
+scoring more accurate (calibration is on only where it scores better there too). `demos` instead shows the examples most similar to each
 input (balanced per label, most similar last) in the prompt.
 """
 
@@ -176,7 +176,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
         for l2 in L2:
             model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)
         l2 = max(L2, key=lambda value: model.cv[f"probe(l2={value})"])
-        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] > best_zero_shot:
+        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] >= best_zero_shot:
             model.method = "probe"
             model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
     elif opts.method == "probe":
