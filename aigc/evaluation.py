@@ -45,7 +45,7 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
     """
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
-    generator.preprocess(["warm-up"], opts)  # loads the model and fits the examples
+    generator.prepare(options)
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:

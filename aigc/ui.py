@@ -117,6 +117,25 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
         yield update
 
 
+@contextlib.contextmanager
+def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar of items done, items/s and time left on a terminal (nothing otherwise); yields `(done, total)`."""
+    if not interactive():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.2f} items/s" if task.speed else "")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr(), transient=True) as progress:
+        task = progress.add_task(what, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def print_stats(stats) -> None:
     """`--stats`: like `ollama run --verbose`, on stderr."""
     rows = [

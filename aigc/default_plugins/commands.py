@@ -9,7 +9,7 @@ def register_commands(app):
     from ..cli import plugins, run
     from ..cli import serve
     from ..cli import translate
-    from ..cli import classify
+    from ..cli import batch, classify
 
-    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate, classify):
+    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate, classify, batch):
         module.register(app)

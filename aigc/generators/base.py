@@ -92,6 +92,20 @@ class Generator:
             raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
         return SamplingParams(**merged)
 
+    def batch_input(self, fields: dict[str, Any], field: str) -> Any:
+        """The input for one row of `aigc batch`: by default the text in column `field`."""
+        if field not in fields:
+            raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick one with --field")
+        value = fields[field]
+        if not isinstance(value, str):
+            raise BadInputError(f"field {field!r} must hold text, not {type(value).__name__}")
+        return value
+
+    def prepare(self, options: dict[str, Any]) -> None:
+        """Load what every input needs (the model, fitted examples) before inputs run concurrently."""
+        self.validate(options)
+        self.engine  # noqa: B018 - loads the model
+
     def check_inputs(self, inputs: Any) -> None:
         """Reject unusable inputs before any model is loaded; raises `BadInputError`."""
 

@@ -136,6 +136,13 @@ class ClassifyGenerator(Generator):
         if not isinstance(inputs, str) or not inputs.strip():
             raise BadInputError("there is no text to classify")
 
+    def prepare(self, options: dict[str, Any]) -> None:
+        """Load the model and fit the examples once, before texts are classified concurrently."""
+        opts = self.validate(options)
+        if opts.examples:
+            self._example_model(opts)
+        self.engine  # noqa: B018 - loads the model
+
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         return self.classify_many([inputs], **options)[0]
 

@@ -83,6 +83,10 @@ class HeadlineGenerator(Generator):
     Options = HeadlineOptions
     sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
 
+    def batch_input(self, fields: dict[str, Any], field: str) -> dict[str, str]:
+        """A row's `topic` column is a topic; any other column holds an article."""
+        return {"topic" if field == "topic" else "article": super().batch_input(fields, field)}
+
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if bool((inputs.get("topic") or "").strip()) == bool((inputs.get("article") or "").strip()):
             raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")

@@ -51,6 +51,10 @@ class TemplateGenerator(Generator):
     Options = TemplateOptions
     sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 512, "repetition_penalty": 1.1}
 
+    def batch_input(self, fields: dict[str, Any], field: str) -> dict[str, Any]:
+        """Every column of the row is a template variable."""
+        return dict(fields)
+
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         if not isinstance(inputs, dict):
             raise BadInputError("the template generator takes a dict of template variables")

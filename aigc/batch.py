@@ -1,0 +1,208 @@
+"""Running one task over many inputs: reading rows, resuming a run, and writing results in order.
+
+Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
+one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row, in input order. Each
+line is written, flushed and fsynced on its own, so a run killed at any moment leaves whole lines
+(plus at most one torn last line, which the next run cuts off) and a rerun skips the ids already
+there. Items run concurrently, and their model calls are merged into batches by `CoalescingEngine`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .engine.coalesce import CoalescingEngine
+from .errors import BadInputError
+from .textio import decode_document
+
+FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
+ON_ERROR = ("skip", "stop")
+WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
+
+
+@dataclass
+class Row:
+    """One input row: its 1-based number, id, fields, and why it cannot run (if it cannot)."""
+
+    number: int
+    id: Any
+    fields: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
+class BatchSummary:
+    done: int = 0
+    skipped: int = 0  # already in the output from an earlier run
+    errors: int = 0
+    seconds: float = 0.0
+    rows: int = 0
+
+    @property
+    def items_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+
+def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
+    """Every row of a .jsonl, .csv, .tsv or .txt file. Ids default to the row number."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise BadInputError(f"{path}: batch input must be one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise BadInputError(f"no such file: {path}")
+    text = decode_document(path.read_bytes(), str(path), ".txt")
+    if suffix == ".txt":
+        rows = [Row(n, n, {"text": line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    elif suffix == ".jsonl":
+        rows = [_json_row(n, line, id_field) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    else:
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+        rows = [Row(n, record.get(id_field) or n, dict(record)) for n, record in enumerate(reader, 1)]
+    if not rows:
+        raise BadInputError(f"{path} holds no rows")
+    ids = [json.dumps(r.id) for r in rows]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise BadInputError(f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume")
+    return rows
+
+
+def _json_row(number: int, line: str, id_field: str) -> Row:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Row(number, number, {}, f"bad JSON: {exc.msg}")
+    if not isinstance(record, dict):
+        return Row(number, number, {}, "bad JSON: expected an object")
+    return Row(number, record.get(id_field, number), record)
+
+
+def finished_ids(path: str | Path) -> set[str]:
+    """Ids (as JSON) already in an output file. A torn last line from a killed run is cut off."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+    ids = set()
+    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
+        try:
+            ids.add(json.dumps(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
+    return ids
+
+
+def run_batch(
+    generator,
+    rows: list[Row],
+    output: str | Path,
+    options: dict[str, Any],
+    sampling: dict[str, Any] | None = None,
+    field_name: str = "text",
+    on_error: str = "skip",
+    concurrency: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchSummary:
+    """Run `generator` on every row not yet in `output`, appending results in input order.
+
+    With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
+    rows before it are written.
+    """
+    if on_error not in ON_ERROR:
+        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+    generator.prepare(options)
+    done = finished_ids(output)
+    todo = [r for r in rows if json.dumps(r.id) not in done]
+    summary = BatchSummary(skipped=len(rows) - len(todo), rows=len(rows))
+    report = progress or (lambda done, total: None)
+    engine = CoalescingEngine(generator.engine, workers=min(concurrency, max(1, len(todo))))
+    generator._engine = engine
+    started = time.perf_counter()
+    try:
+        with open(output, "a", encoding="utf-8") as sink:
+            for row, outcome in _results(generator, engine, todo, options, sampling or {}, field_name):
+                line = {"id": row.id, "row": row.number, **outcome}
+                if "error" in line:
+                    if on_error == "stop":
+                        raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")
+                    summary.errors += 1
+                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                summary.done += 1
+                report(summary.done, len(todo))
+    finally:
+        generator._engine = engine.engine
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _order(rows: list[Row], field_name: str) -> list[Row]:
+    """Rows in windows of `WINDOW`, each sorted by text length, so concurrent rows pad little."""
+    size = lambda r: len(str(r.fields.get(field_name) or ""))  # noqa: E731
+    return [r for start in range(0, len(rows), WINDOW) for r in sorted(rows[start : start + WINDOW], key=size)]
+
+
+def _results(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name) -> Iterator[tuple[Row, dict]]:
+    """`(row, {"result"} or {"error"})` in input order, while worker threads run rows concurrently."""
+    queue = _order(rows, field_name)
+    position = {id(r): i for i, r in enumerate(rows)}
+    results: dict[int, dict] = {}
+    ready = threading.Condition()
+    stop = threading.Event()
+    taken = iter(queue)
+    take_lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with take_lock:
+                    row = next(taken, None)
+                if row is None:
+                    return
+                outcome = _run_one(generator, row, options, sampling, field_name)
+                with ready:
+                    results[position[id(row)]] = outcome
+                    ready.notify_all()
+        finally:
+            engine.retire()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for index, row in enumerate(rows):
+            with ready:
+                while index not in results:
+                    ready.wait()
+                outcome = results.pop(index)
+            if "fatal" in outcome:
+                raise outcome["fatal"]
+            yield row, outcome
+    finally:
+        stop.set()
+
+
+def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
+    if row.error:
+        return {"error": row.error}
+    try:
+        item = generator.batch_input(row.fields, field_name)
+        return {"result": generator(item, sampling=sampling, **options)}
+    except BadInputError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        return {"fatal": exc}

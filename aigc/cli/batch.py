@@ -1,0 +1,62 @@
+"""`aigc batch TASK --input FILE -o OUT.jsonl`."""
+
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError
+from .options import RunOptions, generation_options
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; a value that parses as JSON (numbers, true, lists) is taken as such."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"task option {pair!r} must look like key=value")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = value
+    return options
+
+
+@generation_options
+def batch(
+    task: Annotated[str, typer.Argument(help="The generator to run: summarize, headline, translate, classify, chat, ...")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already there.")],
+    field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
+    id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id (default: the row number).")] = "id",
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option, e.g. -O labels=a,b -O to=French (repeatable).")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.")] = "skip",
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 8,
+    *,
+    run: RunOptions,
+) -> None:
+    """Run a task over every row of a file, resumably, with rows batched through the model."""
+    from ..batch import read_rows, run_batch
+
+    if not 1 <= concurrency <= 256:
+        raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
+    options = parse_options(option or [])
+    rows = read_rows(input, id_field)
+    generator = run.generator(task)
+    generator.validate(options)
+    with ui.stage_status() as stage:
+        generator.load_progress = stage
+        generator.prepare(options)
+    with ui.items_progress(f"{task}") as progress:
+        summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress)
+    ui.info(
+        f"{summary.done} rows written to {output} ({summary.errors} with errors), {summary.skipped} already done; "
+        f"{summary.items_per_second:.2f} rows/s"
+    )
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(batch)

@@ -1,0 +1,101 @@
+"""`CoalescingEngine`: merges the model calls of concurrent callers into batched engine calls.
+
+Each worker thread runs one item through a generator as usual. When every worker still running
+is waiting on `generate` (or `score_many`), the waiting calls that share settings are sent to the
+wrapped engine as one batch and the results handed back. Generators need no batching code of their
+own, and a third-party generator batches the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Completion, Prompt, Scored
+
+
+@dataclass
+class _Call:
+    kind: str  # "generate" or "score"
+    prompts: list[Prompt]
+    key: Any  # calls with equal kind and key are merged
+    result: list = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+
+class CoalescingEngine:
+    """Wraps an engine for `workers` threads; call `retire()` when a thread has no more work."""
+
+    def __init__(self, engine, workers: int):
+        self.engine = engine
+        self.workers = workers
+        self._active = workers
+        self._waiting: list[_Call] = []
+        self._lock = threading.Condition()
+        self.batches: list[int] = []  # prompts per engine call made, for inspection
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)  # name, context_length, stats, tokenizer, ...
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        with self._lock:
+            return self.engine.count_tokens(prompt)
+
+    def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
+        return self.score_many([prompt], continuations)[0].logprobs
+
+    def stream(self, prompt: Prompt, params):
+        yield self.generate([prompt], params.replace(n=1))[0][0].text
+
+    def generate(self, prompts: list[Prompt], params) -> list[list[Completion]]:
+        return self._wait(_Call("generate", list(prompts), params))
+
+    def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        return self._wait(_Call("score", list(prompts), (tuple(continuations), embed)))
+
+    def retire(self) -> None:
+        with self._lock:
+            self._active -= 1
+            self._dispatch()
+
+    def _wait(self, call: _Call) -> list:
+        with self._lock:
+            self._waiting.append(call)
+            self._dispatch()
+            while not call.done:
+                self._lock.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _dispatch(self) -> None:
+        """With the lock held: once every active worker waits, run the waiting calls, merged."""
+        if not self._waiting or len(self._waiting) < self._active:
+            return
+        waiting, self._waiting = self._waiting, []
+        groups: list[list[_Call]] = []
+        for call in waiting:
+            group = next((g for g in groups if g[0].kind == call.kind and g[0].key == call.key), None)
+            group.append(call) if group else groups.append([call])
+        for group in groups:
+            prompts = [p for call in group for p in call.prompts]
+            self.batches.append(len(prompts))
+            try:
+                if group[0].kind == "generate":
+                    results = self.engine.generate(prompts, group[0].key)
+                else:
+                    continuations, embed = group[0].key
+                    results = self.engine.score_many(prompts, list(continuations), embed=embed)
+            except BaseException as exc:  # noqa: BLE001 - each caller re-raises it
+                for call in group:
+                    call.error = exc
+            else:
+                at = 0
+                for call in group:
+                    call.result = results[at : at + len(call.prompts)]
+                    at += len(call.prompts)
+            for call in group:
+                call.done = True
+        self._lock.notify_all()
