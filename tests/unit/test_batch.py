@@ -1,0 +1,114 @@
+"""Batch runs: reading rows, resuming, order, errors, and model calls merged into batches."""
+
+import json
+import threading
+
+import pytest
+
+from aigc.batch import finished_ids, read_rows, run_batch
+from aigc.engine.coalesce import CoalescingEngine
+from aigc.engine.sampling import SamplingParams
+from aigc.errors import BadInputError
+from aigc.generators.base import get_generator
+from fakes import FakeEngine
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_rows_from_every_format(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n\n{"text": "two"}\n[1]\n')
+    (tmp_path / "a.csv").write_text("id,text\n7,\"one, with comma\"\n8,two\n")
+    (tmp_path / "a.tsv").write_text("text\tother\none\t1\n")
+    (tmp_path / "a.txt").write_text("one\n\ntwo\n")
+    jsonl = read_rows(tmp_path / "a.jsonl")
+    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (4, None, "bad JSON: expected an object")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, "one")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.txt")] == [(1, "one"), (3, "two")]
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "a.xml").write_text("x")
+    (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
+    (tmp_path / "empty.txt").write_text("\n")
+    for name, words in (("a.xml", "must be one of"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
+        with pytest.raises(BadInputError, match=words):
+            read_rows(tmp_path / name)
+
+
+def test_a_torn_last_line_is_cut_off_and_done_ids_are_read(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "row": 1, "result": {}}\n{"id": 2, "row": 2, "error": "x"}\n{"id": "c", "ro')
+    assert finished_ids(out) == {'"a"', "2"}
+    assert out.read_text().endswith('"error": "x"}\n')
+    out.write_text("not a batch file\n")
+    with pytest.raises(BadInputError, match="not a batch output line"):
+        finished_ids(out)
+
+
+def summarizer(engine):
+    return get_generator("summarize", engine=engine)
+
+
+def test_results_keep_input_order_and_a_rerun_skips_done_rows(tmp_path):
+    texts = [f"{'word ' * (20 - i)}item {i}." for i in range(10)]  # lengths differ, so rows are reordered
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts))
+    out = tmp_path / "out.jsonl"
+    engine = FakeEngine()
+    engine.enqueue(*[f"summary {i}" for i in range(10)])
+    summary = run_batch(summarizer(engine), read_rows(source)[:6], out, {}, concurrency=4)
+    assert summary.done == 6 and [row["id"] for row in lines(out)] == [1, 2, 3, 4, 5, 6]
+    again = run_batch(summarizer(engine), read_rows(source), out, {}, concurrency=4)
+    assert again.skipped == 6 and again.done == 4
+    rows = lines(out)
+    assert [row["id"] for row in rows] == list(range(1, 11))
+    assert all("summary" in row["result"]["summary"] for row in rows)
+
+
+def test_concurrent_rows_share_model_calls(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(f"text number {i} about things" for i in range(12)))
+    engine = FakeEngine()
+    engine.enqueue(*["a summary."] * 12)
+    run_batch(summarizer(engine), read_rows(source), tmp_path / "out.jsonl", {}, concurrency=4)
+    sizes = [len(prompts) for prompts, _ in engine.calls]
+    assert sum(sizes) == 12 and len(sizes) <= 4 and max(sizes) == 4
+
+
+def test_on_error_skip_records_the_error_and_stop_names_the_row(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "fine"}\n{"text": ""}\n{"body": "x"}\n{"text": "also fine"}\n')
+    engine = FakeEngine()
+    engine.enqueue(*["ok."] * 4)
+    out = tmp_path / "skip.jsonl"
+    summary = run_batch(summarizer(engine), read_rows(source), out, {}, on_error="skip")
+    rows = lines(out)
+    assert summary.errors == 2 and [("error" in r) for r in rows] == [False, True, True, False]
+    assert "no text" in rows[1]["error"] and "'text' field" in rows[2]["error"]
+    stopped = tmp_path / "stop.jsonl"
+    with pytest.raises(BadInputError, match="row 2"):
+        run_batch(summarizer(engine), read_rows(source), stopped, {}, on_error="stop")
+    assert [r["row"] for r in lines(stopped)] == [1]
+
+
+def test_coalescing_engine_merges_waiting_calls_by_settings():
+    engine = FakeEngine()
+    engine.enqueue(*[str(i) for i in range(6)])
+    coalescing = CoalescingEngine(engine, workers=3)
+    params = SamplingParams(max_tokens=5)
+    answers = {}
+
+    def worker(name, settings):
+        answers[name] = coalescing.generate([name], settings)[0][0].text
+        coalescing.retire()
+
+    threads = [threading.Thread(target=worker, args=(n, p)) for n, p in (("a", params), ("b", params), ("c", params.replace(max_tokens=9)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(coalescing.batches) == [1, 2]  # a and b together, c alone
+    assert sorted(answers) == ["a", "b", "c"]
