@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
-from .errors import BadInputError
+from .errors import AigcError, BadInputError
 from .textio import decode_document
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
@@ -202,7 +202,7 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
     try:
         item = generator.batch_input(row.fields, field_name)
         return {"result": generator(item, sampling=sampling, **options)}
-    except BadInputError as exc:
+    except AigcError as exc:  # this row's input, or the model's answer for it
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
         return {"fatal": exc}
