@@ -33,7 +33,7 @@ def batch(
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id (default: the row number).")] = "id",
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option, e.g. -O labels=a,b -O to=French (repeatable).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.")] = "skip",
-    concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 8,
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     *,
     run: RunOptions,
 ) -> None:
