@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..engine.base import Completion, EngineStats, Prompt
+from ..engine.base import Completion, EngineStats, Prompt, Scored
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError
 from .logprobs import TokenTexts, prompt_offsets
@@ -671,3 +671,7 @@ class BatchedEngine:
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         self._check()
         return self.scheduler.call(self.local.score, prompt, continuations)
+
+    def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        self._check()
+        return self.scheduler.call(self.local.score_many, prompts, continuations, embed)

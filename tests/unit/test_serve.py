@@ -264,6 +264,20 @@ def test_task_endpoints_run_the_generators(server):
     assert status == 404
 
 
+def test_classify_endpoint_and_classify_through_the_remote_engine(server, monkeypatch, tiny_engine):
+    from aigc.generators.classify import ClassifyGenerator
+
+    status, _, body = raw(server, "/v1/aigc/classify", {"input": "Goals galore.", "options": {"labels": ["sports", "politics"]}})
+    assert status == 200 and body["label"] in ("sports", "politics") and sum(body["scores"].values()) == pytest.approx(1.0)
+    monkeypatch.setenv("AIGC_OPENAI_API_KEY", KEY)
+    remote = ClassifyGenerator(model=f"openai:{server['url']}#{server['model']}")
+    local = ClassifyGenerator(engine=tiny_engine)
+    text, labels = "The match ended in a draw.", "sports,politics,New York"
+    assert remote(text, labels=labels)["scores"] == pytest.approx(local(text, labels=labels)["scores"], abs=1e-3)
+    with pytest.raises(BadInputError, match="hidden-state embeddings"):
+        remote(text, examples=[("a goal", "sports"), ("a vote", "politics")] * 2)
+
+
 def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     from aigc.engine.models import load_model, resolve
     from aigc.engine.remote import OpenAIEngine
