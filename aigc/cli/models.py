@@ -29,6 +29,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "description": spec.description,
             }
         )
+    rows += remote_rows()
     if as_json:
         ui.result(json.dumps(rows, indent=2))
         return
@@ -40,8 +41,28 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
         table.add_column(column)
     for row in rows:
         name = row["alias"] + (" (default)" if row["default"] else "")
-        table.add_row(name, row["kind"], "yes" if row["installed"] else "no", row["source"])
+        installed = "-" if row["installed"] is None else "yes" if row["installed"] else "no"
+        table.add_row(name, row["kind"], installed, row["source"])
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)  # piped: never cut
+
+
+def remote_rows() -> list[dict]:
+    """The named remotes of the settings file (`-m remote:NAME`); a broken entry is a warning."""
+    from ..engine.remote import named_remote, remote_names
+    from ..errors import RemoteConfigError
+
+    rows = []
+    for name in remote_names():
+        try:
+            remote = named_remote(name)
+        except RemoteConfigError as exc:
+            ui.warn(str(exc))
+            continue
+        rows.append({
+            "alias": f"remote:{name}", "kind": "remote", "source": remote.location, "plugin": "config",
+            "installed": None, "default": f"remote:{name}" == config.default_model(), "description": f"the server at {remote.url}",
+        })
+    return rows
 
 
 @models_app.command()

@@ -76,6 +76,12 @@ class NamedRemote:
         return f"set {self.api_key_env} to the server's key" if self.api_key_env else KEY_HINT
 
 
+def remote_names() -> list[str]:
+    """The names of the `[remotes.NAME]` tables in the settings file."""
+    remotes = config.load_settings().get("remotes", {})
+    return sorted(remotes) if isinstance(remotes, dict) else []
+
+
 def named_remote(name: str) -> NamedRemote:
     """The `[remotes.NAME]` table of the settings file, checked."""
     path = config.settings_file()

@@ -645,6 +645,15 @@ def test_named_remote_from_the_settings_file(server, monkeypatch, tiny_engine):
     assert json.loads(result.stdout)["model"] == "remote:tiny"
 
 
+def test_models_list_shows_named_remotes_and_warns_on_broken_ones():
+    _write_remotes('[remotes.gpu]\nurl = "http://10.0.0.5:8000/v1"\nmodel = "qwen"\n\n[remotes.bad]\nurl = "nope"\n')
+    result = CliRunner().invoke(cli, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["alias"]: row for row in json.loads(result.stdout)}
+    assert rows["remote:gpu"]["kind"] == "remote" and rows["remote:gpu"]["source"] == "http://10.0.0.5:8000/v1#qwen"
+    assert "remote:bad" not in rows and "[remotes.bad]" in result.stderr
+
+
 @pytest.mark.parametrize(
     "settings, env, words",
     [
