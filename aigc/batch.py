@@ -113,7 +113,7 @@ def run_batch(
     sampling: dict[str, Any] | None = None,
     field_name: str = "text",
     on_error: str = "skip",
-    concurrency: int = 8,
+    concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
     """Run `generator` on every row not yet in `output`, appending results in input order.
@@ -128,12 +128,10 @@ def run_batch(
     todo = [r for r in rows if json.dumps(r.id) not in done]
     summary = BatchSummary(skipped=len(rows) - len(todo), rows=len(rows))
     report = progress or (lambda done, total: None)
-    engine = CoalescingEngine(generator.engine, workers=min(concurrency, max(1, len(todo))))
-    generator._engine = engine
     started = time.perf_counter()
     try:
         with open(output, "a", encoding="utf-8") as sink:
-            for row, outcome in _results(generator, engine, todo, options, sampling or {}, field_name):
+            for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
                 line = {"id": row.id, "row": row.number, **outcome}
                 if "error" in line:
                     if on_error == "stop":
@@ -145,7 +143,6 @@ def run_batch(
                 summary.done += 1
                 report(summary.done, len(todo))
     finally:
-        generator._engine = engine.engine
         summary.seconds = time.perf_counter() - started
     return summary
 
@@ -156,8 +153,20 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
     return [r for start in range(0, len(rows), WINDOW) for r in sorted(rows[start : start + WINDOW], key=size)]
 
 
-def _results(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name) -> Iterator[tuple[Row, dict]]:
-    """`(row, {"result"} or {"error"})` in input order, while worker threads run rows concurrently."""
+def run_rows(generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text", concurrency: int = 16) -> Iterator[tuple[Row, dict]]:
+    """`(row, {"result": ...} or {"error": ...})` in input order, while worker threads run the rows
+    concurrently and their model calls are merged into batches."""
+    if not rows:
+        return
+    engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
+    generator._engine = engine
+    try:
+        yield from _ordered(generator, engine, rows, options, sampling or {}, field_name)
+    finally:
+        generator._engine = engine.engine
+
+
+def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name) -> Iterator[tuple[Row, dict]]:
     queue = _order(rows, field_name)
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}

@@ -7,6 +7,7 @@ import typer
 
 from .. import ui
 from ..textio import read_document
+from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
@@ -18,13 +19,18 @@ def headline(
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.")] = "news",
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "headline",
+    lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Write distinct headlines for a topic or an article."""
-    article = read_document(source) if source else None
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
+    if lines:
+        text = topic if topic is not None else read_document(source or "-")
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
+        return
+    article = read_document(source) if source else None
     generator = run.generator("headline")
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)

@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
+from ..errors import BadInputError
 from ..textio import check_writable, read_document, write_atomic
+from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
@@ -18,6 +20,7 @@ def summarize(
     format: Annotated[str, typer.Option("--format", "-f", help="paragraph or bullets.")] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically).")] = None,
+    lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds} as JSON.")] = False,
     *,
     run: RunOptions,
@@ -27,6 +30,11 @@ def summarize(
         check_writable(output)
     text = read_document(source)
     options = {"length": length, "words": words, "format": format, "template": template}
+    if lines:
+        if output:
+            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json)
+        return
     generator = run.generator("summarize")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:

@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
+from ..errors import BadInputError
 from ..textio import check_writable, read_document, write_atomic
+from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
@@ -18,6 +20,7 @@ def translate(
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically).")] = None,
+    lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses} as JSON.")] = False,
     *,
     run: RunOptions,
@@ -30,6 +33,11 @@ def translate(
     terms = load_glossary(glossary) if glossary else None
     text = read_document(source)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
+    if lines:
+        if output:
+            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
+        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json)
+        return
     generator = run.generator("translate")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:

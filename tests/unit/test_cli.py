@@ -54,6 +54,31 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("command", [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "--topic", "bees\n\ncity rooftops"), ("classify", "-", "-l", "a,b")])
+def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, command):
+    text = "Bees make honey.\n\nCities have rooftops.\n"
+    result = invoke(*command, "--lines", "--json", "-m", str(tiny_model_dir), "--max-tokens", "6", "--temperature", "0", input=text)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 0, result.output
+    assert len(rows) == 2
+    if command[0] != "classify":
+        assert [row["line"] for row in rows] == [1, 3]
+
+
+def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "Bees."}\n{"id": "b", "text": ""}\n')
+    out = tmp_path / "out.jsonl"
+    args = ("batch", "classify", "-i", str(source), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"] and "result" in rows[0] and "error" in rows[1]
+    again = invoke(*args)
+    assert "0 rows written" in again.stderr and "2 already done" in again.stderr
+    assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
+
+
 def bad(*args, input=None):
     result = invoke(*args, input=input)
     lines = [line for line in result.stderr.splitlines() if line.strip()]

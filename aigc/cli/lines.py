@@ -1,0 +1,32 @@
+"""`--lines`: a single-input command run on each line of its input, results one per line, in order."""
+
+import json
+from typing import Any, Callable
+
+from .. import ui
+from ..errors import BadInputError
+from .options import RunOptions
+
+
+def run_lines(run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text") -> None:
+    """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
+
+    A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning."""
+    from ..batch import Row, run_rows
+
+    rows = [Row(n, n, {field: line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not rows:
+        raise BadInputError("the input has no non-empty lines")
+    generator = run.generator(task)
+    run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
+    generator.prepare(options)
+    with ui.items_progress(task) as progress:
+        for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
+            if "error" in outcome:
+                ui.warn(f"line {row.number}: {outcome['error']}")
+                ui.result(json.dumps({"line": row.number, "error": outcome["error"]}) if as_json else "")
+            else:
+                result = outcome["result"]
+                ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(render(result).split()))
+            progress(done, len(rows))
+    run.report(generator)
