@@ -21,7 +21,7 @@ class ClassifyReport:
     per_label_f1: dict[str, float]
     examples_per_second: float
     method: str
-    calibrated: bool
+    calibration: str
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,5 +70,5 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
         per_label_f1=dict(zip(labels, per_label)),
         examples_per_second=len(rows) / seconds if seconds else 0.0,
         method=result.get("method", ""),
-        calibrated=bool(result.get("calibrated")),
+        calibration=result.get("calibration", ""),
     )

@@ -43,13 +43,19 @@ def main() -> None:
     results = []
     for task in args.task or sorted(TASKS):
         tune, held = split(args.data / f"{task}_dev.tsv")
-        for setting, examples in (("zero-shot", None), ("16 examples", balanced(tune, 16)), (f"{len(tune)} examples", tune)):
+        settings = (
+            ("zero-shot", None, "auto"),
+            ("zero-shot, batch calibration", None, "batch"),
+            ("16 examples", balanced(tune, 16), "auto"),
+            (f"{len(tune)} examples", tune, "auto"),
+        )
+        for setting, examples, calibrate in settings:
             labels, aspect = TASKS[task]
-            options = {"labels": labels, "aspect": aspect, "examples": examples, "method": args.method if examples else "auto"}
+            options = {"labels": labels, "aspect": aspect, "examples": examples, "calibrate": calibrate, "method": args.method if examples else "auto"}
             report = evaluate_classify(generator, held, options).as_dict()
             results.append({"task": task, "setting": setting, **report})
-            print(f"{task:9} {setting:13} acc {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
-                  f"{report['examples_per_second']:.1f} ex/s  method {report['method']}  calibrated {report['calibrated']}",
+            print(f"{task:9} {setting:29} acc {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
+                  f"{report['examples_per_second']:.1f} ex/s  method {report['method']}  calibration {report['calibration']}",
                   file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -17,7 +17,7 @@ Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-sep
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.")]
-Calibrate = Annotated[str, typer.Option(help="Divide out the label prior seen on content-free input: auto, on or off.")]
+Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.")]
 
 
 def read_input(source: str) -> str:
@@ -118,7 +118,7 @@ def print_report(report) -> None:
     console = Console(highlight=False)
     console.print(
         f"{report.examples} examples  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
-        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {'on' if report.calibrated else 'off'})"
+        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {report.calibration})"
     )
     table = Table(title="confusion matrix (rows: true label, columns: predicted)")
     table.add_column("true \\ predicted")

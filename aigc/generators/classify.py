@@ -1,8 +1,8 @@
 """Classification: each label is scored as a continuation of the prompt under the model.
 
 Scores become probabilities that sum to 1 (one label) or one probability per label (multi-label,
-from a yes/no question per label). Contextual calibration divides out the label prior the model
-shows on content-free inputs. Labelled examples (`examples`) help through `classify_examples`.
+from a yes/no question per label). Calibration divides out a label prior: the one the model shows
+on content-free inputs, on the examples, or on the texts classified together (batch calibration). Labelled examples (`examples`) help through `classify_examples`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .base import Generator
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
-CALIBRATE = ("auto", "on", "off")
+CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 YES_NO = [" Yes", " No"]
 
 
@@ -68,6 +68,12 @@ def logsumexp(values: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+def mean_prior(scores: list[list[float]]) -> list[float]:
+    """The mean label distribution over many texts' label scores, as log-probabilities."""
+    probs = [[math.exp(v) for v in log_softmax(row)] for row in scores]
+    return [math.log(sum(column) / len(column)) for column in zip(*probs)]
+
+
 def sigmoid(value: float) -> float:
     return 1 / (1 + math.exp(-value)) if value >= 0 else math.exp(value) / (1 + math.exp(value))
 
@@ -103,6 +109,10 @@ class ClassifyOptions:
             raise BadInputError("give at least one label (--labels a,b)")
         if self.method in ("probe", "demos") and not self.examples:
             raise BadInputError(f"--method {self.method} needs --examples")
+        if self.calibrate == "examples" and not self.examples:
+            raise BadInputError("--calibrate examples needs --examples")
+        if self.calibrate == "batch" and (self.examples or self.multi_label):
+            raise BadInputError("--calibrate batch is for zero-shot, one label per text; with --examples use auto or examples")
         if self.multi_label and self.method == "demos":
             raise BadInputError("--method demos works for one label per text; drop --multi-label or pick probe")
 
@@ -192,8 +202,7 @@ class ClassifyGenerator(Generator):
         key = (opts.template, opts.aspect, tuple(opts.parsed), repr(shown))
         if key not in self._content_free:
             scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
-            probs = [[math.exp(v) for v in log_softmax(row)] for row in scores]
-            self._content_free[key] = [math.log(sum(col) / len(col)) for col in zip(*probs)]
+            self._content_free[key] = mean_prior(scores)
         return self._content_free[key]
 
     def forward(self, prepared: dict[str, Any], opts: ClassifyOptions, sampling: dict[str, Any]) -> list[dict]:
@@ -201,23 +210,29 @@ class ClassifyGenerator(Generator):
             return self._forward_multi(prepared["texts"], opts, prepared["examples"])
         texts, model = prepared["texts"], prepared["examples"]
         method = model.method if model else "zero-shot"
-        calibrate = opts.calibrate == "on" or (opts.calibrate == "auto" and (model.calibrate if model else True))
+        calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]
             scores, _ = self.score_texts(texts, opts, shown=lambda i: chosen[i])
-            offsets = [self.content_free(opts, shown) if calibrate else None for shown in chosen]
+            offsets = [self.content_free(opts, shown) if calibration != "off" else None for shown in chosen]
         else:
-            offsets = [self.content_free(opts) if calibrate else None] * len(texts)
+            prior = {
+                "content-free": lambda: self.content_free(opts),
+                "examples": lambda: model.prior,
+                "batch": lambda: mean_prior(scores),
+                "off": lambda: None,
+            }[calibration]()
+            offsets = [prior] * len(texts)
         logits = [
             log_softmax([s - c for s, c in zip(row, offset)] if offset else row) for row, offset in zip(scores, offsets)
         ]
         if method == "probe":
             logits = model.predict(embeddings, logits)
-        return [{"logits": row, "method": method, "calibrated": calibrate} for row in logits]
+        return [{"logits": row, "method": method, "calibration": calibration} for row in logits]
 
     def _forward_multi(self, texts: list[str], opts: ClassifyOptions, model: ExampleModel | None) -> list[dict]:
-        calibrate = opts.calibrate != "off"
+        calibrate = opts.calibrate != "off"  # content-free; "examples" only picks how the probe starts
         logits = [[0.0] * len(opts.parsed) for _ in texts]
         offsets = [0.0] * len(opts.parsed)
         for j, label in enumerate(opts.parsed):
@@ -232,19 +247,19 @@ class ClassifyGenerator(Generator):
         if model and model.method == "probe":
             _, embeddings = self.score_texts(texts, opts, embed=True)
             logits, method = model.predict_multi(embeddings, logits), "probe"
-        return [{"logits": row, "method": method, "calibrated": calibrate} for row in logits]
+        return [{"logits": row, "method": method, "calibration": "content-free" if calibrate else "off"} for row in logits]
 
     def postprocess(self, raw: dict[str, Any], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]
         if opts.multi_label:
             scores = {name: round(sigmoid(v), 6) for name, v in zip(names, raw["logits"])}
             chosen = [name for name in names if scores[name] >= opts.threshold]
-            return {"labels": chosen, "scores": scores, "method": raw["method"], "calibrated": raw["calibrated"]}
+            return {"labels": chosen, "scores": scores, "method": raw["method"], "calibration": raw["calibration"]}
         probs = [math.exp(v) for v in log_softmax(raw["logits"])]
         best = max(range(len(names)), key=lambda i: probs[i])
         return {
             "label": names[best],
             "scores": {name: p for name, p in zip(names, probs)},
             "method": raw["method"],
-            "calibrated": raw["calibrated"],
+            "calibration": raw["calibration"],
         }

@@ -2,7 +2,8 @@
 
 `auto` fits a linear probe on the model's own hidden-state embeddings that learns a correction to
 the label scores, unless cross-validation on the examples themselves finds plain zero-shot label
-scoring more accurate (calibration is on only where it scores better there too). `demos` instead shows the examples most similar to each
+scoring more accurate. The calibration is picked on the examples too: none, the content-free
+prior, or the examples' own mean label distribution (an in-domain prior that needs no labels). `demos` instead shows the examples most similar to each
 input (balanced per label, most similar last) in the prompt.
 """
 
@@ -27,7 +28,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 1  # bump when what is cached changes
+VERSION = 2  # bump when what is cached changes
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -62,7 +63,8 @@ class ExampleModel:
     """What classify learned from the examples."""
 
     method: str  # zero-shot, probe or demos
-    calibrate: bool
+    calibration: str  # off, content-free or examples
+    prior: list[float]  # the examples' mean label distribution (log-probabilities)
     names: list[str]
     texts: list[str]
     targets: list[list[int]]  # label indices per example
@@ -84,7 +86,7 @@ class ExampleModel:
 
     def state(self) -> dict:
         return {
-            "method": self.method, "calibrate": self.calibrate, "names": self.names, "texts": self.texts,
+            "method": self.method, "calibration": self.calibration, "prior": self.prior, "names": self.names, "texts": self.texts,
             "targets": self.targets, "embeddings": self.embeddings, "cv": self.cv,
             "probes": [p.state() for p in self.probes],
         }
@@ -142,7 +144,7 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
 def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleModel:
     import torch
 
-    from .classify import log_softmax
+    from .classify import log_softmax, mean_prior
 
     names = [label.name for label in opts.parsed]
     texts = [text for text, _ in opts.examples]
@@ -156,19 +158,21 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
         scores += chunk_scores
         embeddings += chunk_embeddings
     generator.progress(len(texts), len(texts), "embedding the examples")
-    model = ExampleModel("zero-shot", opts.calibrate != "off", names, texts, targets, torch.tensor(embeddings))
+    prior = mean_prior(scores)
+    model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, torch.tensor(embeddings))
     if opts.multi_label:
         _fit_multi(generator, opts, model)
         return model
-    free = generator.content_free(opts)
-    candidates = {False: [log_softmax(row) for row in scores], True: [log_softmax([s - c for s, c in zip(row, free)]) for row in scores]}
+    priors = {"off": None, "content-free": generator.content_free(opts), "examples": prior}
+    candidates = {
+        mode: [log_softmax([s - c for s, c in zip(row, base)] if base else row) for row in scores] for mode, base in priors.items()
+    }
     labels = [t[0] for t in targets]
-    for calibrate, logits in candidates.items():
-        model.cv[f"zero-shot{'+calibration' if calibrate else ''}"] = _accuracy(logits, labels)
-    if opts.calibrate == "auto":
-        model.calibrate = model.cv["zero-shot+calibration"] > model.cv["zero-shot"]
-    offset = candidates[model.calibrate]
-    best_zero_shot = model.cv["zero-shot+calibration" if model.calibrate else "zero-shot"]
+    for mode, logits in candidates.items():
+        model.cv[f"zero-shot, calibration {mode}"] = _accuracy(logits, labels)
+    model.calibration = opts.calibrate if opts.calibrate != "auto" else max(priors, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
+    offset = candidates[model.calibration]
+    best_zero_shot = model.cv[f"zero-shot, calibration {model.calibration}"]
     if opts.method == "demos":
         model.method = "demos"
     elif opts.method in ("auto", "probe") and min(labels.count(i) for i in range(len(names))) >= 2:

@@ -52,10 +52,19 @@ def test_aliases_and_split_names_are_scored_for_a_label():
 
 
 def test_calibration_divides_out_the_content_free_prior(classify):
-    on = classify("Something happened.", labels="alpha,beta", calibrate="on")
+    on = classify("Something happened.", labels="alpha,beta", calibrate="content-free")
     off = classify("Something happened.", labels="alpha,beta", calibrate="off")
-    assert on["calibrated"] and not off["calibrated"]
+    assert on["calibration"] == "content-free" and off["calibration"] == "off"
     assert on["scores"] != pytest.approx(off["scores"])
+
+
+def test_batch_calibration_evens_out_the_mean_prediction(classify):
+    texts = ["Rain today.", "Sunny and warm.", "A goal in extra time.", "Snow in the hills.", "The final whistle."]
+    results = classify.classify_many(texts, labels="weather,sports", calibrate="batch")
+    assert all(r["calibration"] == "batch" for r in results)
+    mean = sum(r["scores"]["weather"] for r in results) / len(results)
+    raw = classify.classify_many(texts, labels="weather,sports", calibrate="off")
+    assert abs(mean - 0.5) <= abs(sum(r["scores"]["weather"] for r in raw) / len(raw) - 0.5) + 1e-9
 
 
 def test_multi_label_gives_each_label_its_own_probability(classify):
@@ -73,6 +82,8 @@ def test_multi_label_gives_each_label_its_own_probability(classify):
         ({"labels": "a,b", "threshold": 1.5}, BadInputError, "--threshold"),
         ({"labels": "a,b", "method": "magic"}, BadInputError, "--method"),
         ({"labels": "a,b", "method": "probe"}, BadInputError, "needs --examples"),
+        ({"labels": "a,b", "calibrate": "examples"}, BadInputError, "needs --examples"),
+        ({"labels": "a,b", "calibrate": "on"}, BadInputError, "--calibrate"),
         ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
     ],
 )
