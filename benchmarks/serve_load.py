@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", help="float32 makes batched greedy streams equal to single ones.")
     parser.add_argument("--timeout", type=float, default=600, help="Give up after this many seconds in all.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     port, key = _free_port(), secrets.token_hex(8)
     env = {**os.environ, "AIGC_API_KEY": key, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     cmd = [sys.executable, "-m", "aigc", "-q", "serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
-           "--device", args.device, "--max-batch", str(max(32, args.requests))]
+           "--device", args.device, "--dtype", args.dtype, "--max-batch", str(max(32, args.requests))]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
