@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError
-from .textio import decode_document
+from .textio import check_writable, decode_document
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -123,6 +123,7 @@ def run_batch(
     """
     if on_error not in ON_ERROR:
         raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+    check_writable(output)
     generator.prepare(options)
     done = finished_ids(output)
     todo = [r for r in rows if json.dumps(r.id) not in done]

@@ -42,6 +42,9 @@ def batch(
 
     if not 1 <= concurrency <= 256:
         raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
+    from ..textio import check_writable
+
+    check_writable(output)
     options = parse_options(option or [])
     rows = read_rows(input, id_field)
     generator = run.generator(task)

@@ -38,6 +38,15 @@ def test_bad_inputs_are_clear_errors(tmp_path):
             read_rows(tmp_path / name)
 
 
+def test_an_unwritable_output_fails_before_any_row_runs(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("one\n")
+    engine = FakeEngine()
+    with pytest.raises(BadInputError, match="does not exist"):
+        run_batch(summarizer(engine), read_rows(source), tmp_path / "missing" / "out.jsonl", {})
+    assert engine.calls == []
+
+
 def test_a_torn_last_line_is_cut_off_and_done_ids_are_read(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"id": 2, "row": 2, "error": "x"}\n{"id": "c", "ro')
