@@ -7,6 +7,10 @@ learn only a correction, which is what makes a probe useful with few examples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 Matrix = list[list[float]]
 

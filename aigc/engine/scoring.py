@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 EMBED_LAYERS = (1.0, 0.8, 0.6, 0.4)  # depths (fractions of the layer stack) an embedding pools
 
 
