@@ -329,8 +329,6 @@ def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answe
 
 
 def test_cli_chat_against_the_server_end_to_end(server, tiny_engine):
-    from aigc.engine.sampling import SamplingParams
-
     ref = f"openai:{server['url']}#{server['model']}"
     result = CliRunner().invoke(cli, ["chat", "Paris is", "-m", ref, "--max-tokens", "8", "--json"], env={"AIGC_OPENAI_API_KEY": KEY})
     assert result.exit_code == 0, result.output
