@@ -48,8 +48,8 @@ def describe(result: dict) -> str:
 def classify(
     source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
     labels: Labels = None,
-    multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets its own probability.")] = False,
-    threshold: Annotated[float, typer.Option(help="With --multi-label: labels at or above this probability are chosen.")] = 0.5,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets a score from 0 to 1.")] = False,
+    threshold: Annotated[float, typer.Option(help="With --multi-label: labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = 0.5,
     examples: Examples = None,
     aspect: Aspect = "",
     method: Method = "auto",

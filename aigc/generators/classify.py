@@ -1,7 +1,7 @@
 """Classification: each label is scored as a continuation of the prompt under the model.
 
-Scores become probabilities that sum to 1 (one label) or one probability per label (multi-label,
-from a yes/no question per label). Calibration divides out a label prior: the one the model shows
+Scores become probabilities that sum to 1 (one label); with `multi_label`, each label's score is
+its likelihood next to the likeliest label's, or with examples its own probability from a probe. Calibration divides out a label prior: the one the model shows
 on content-free inputs, on the examples, or on the texts classified together (batch calibration). Labelled examples (`examples`) help through `classify_examples`.
 """
 
@@ -19,7 +19,6 @@ from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
-YES_NO = [" Yes", " No"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,6 @@ class ClassifyOptions:
     method: str = "auto"
     calibrate: str = "auto"
     template: str = "classify"
-    multi_template: str = "classify-yesno"
     parsed: list[Label] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -232,27 +230,26 @@ class ClassifyGenerator(Generator):
         return [{"logits": row, "method": method, "calibration": calibration} for row in logits]
 
     def _forward_multi(self, texts: list[str], opts: ClassifyOptions, model: ExampleModel | None) -> list[dict]:
-        calibrate = opts.calibrate != "off"  # content-free; "examples" only picks how the probe starts
-        logits = [[0.0] * len(opts.parsed) for _ in texts]
-        offsets = [0.0] * len(opts.parsed)
-        for j, label in enumerate(opts.parsed):
-            questions = [templates.render(opts.multi_template, {"text": t, "label": label.name}).messages[-1]["content"] for t in texts]
-            if calibrate:
-                free = [templates.render(opts.multi_template, {"text": t, "label": label.name}).messages[-1]["content"] for t in CONTENT_FREE]
-                rows = [s.logprobs for s in self.engine.score_many(free, YES_NO)]
-                offsets[j] = sum(yes - no for yes, no in rows) / len(rows)
-            for i, scored in enumerate(self.engine.score_many(questions, YES_NO)):
-                logits[i][j] = scored.logprobs[0] - scored.logprobs[1] - offsets[j]
-        method = "zero-shot"
-        if model and model.method == "probe":
-            _, embeddings = self.score_texts(texts, opts, embed=True)
-            logits, method = model.predict_multi(embeddings, logits), "probe"
-        return [{"logits": row, "method": method, "calibration": "content-free" if calibrate else "off"} for row in logits]
+        """Label scoring as for one label (a yes/no question per label was no better than chance on
+        this model); with examples, one probe per label gives each label its own probability."""
+        calibration = "off" if opts.calibrate == "off" else "content-free"
+        probe = model is not None and model.method == "probe"
+        scores, embeddings = self.score_texts(texts, opts, embed=probe)
+        prior = self.content_free(opts) if calibration == "content-free" else None
+        logits = [log_softmax([s - c for s, c in zip(row, prior)] if prior else row) for row in scores]
+        if probe:
+            logits = model.predict_multi(embeddings, logits)
+        return [{"logits": row, "method": "probe" if probe else "zero-shot", "calibration": calibration} for row in logits]
 
     def postprocess(self, raw: dict[str, Any], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]
         if opts.multi_label:
-            scores = {name: round(sigmoid(v), 6) for name, v in zip(names, raw["logits"])}
+            if raw["method"] == "probe":  # each label's own probability
+                values = [sigmoid(v) for v in raw["logits"]]
+            else:  # how likely each label is next to the likeliest one
+                top = max(raw["logits"])
+                values = [math.exp(v - top) for v in raw["logits"]]
+            scores = {name: round(v, 6) for name, v in zip(names, values)}
             chosen = [name for name in names if scores[name] >= opts.threshold]
             return {"labels": chosen, "scores": scores, "method": raw["method"], "calibration": raw["calibration"]}
         probs = [math.exp(v) for v in log_softmax(raw["logits"])]

@@ -28,7 +28,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 2  # bump when what is cached changes
+VERSION = 3  # bump when what is cached changes
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -117,7 +117,7 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
     from .. import templates
 
     key = json.dumps(
-        [VERSION, generator.engine.name, [templates.get_template(t).body for t in (opts.template, opts.multi_template)],
+        [VERSION, generator.engine.name, templates.get_template(opts.template).body,
          [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.examples, opts.method, opts.calibrate, opts.multi_label],
         ensure_ascii=False,
     )
@@ -161,7 +161,8 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     prior = mean_prior(scores)
     model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, torch.tensor(embeddings))
     if opts.multi_label:
-        _fit_multi(generator, opts, model)
+        free = generator.content_free(opts) if opts.calibrate != "off" else None
+        _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
         return model
     priors = {"off": None, "content-free": generator.content_free(opts), "examples": prior}
     candidates = {
@@ -188,11 +189,11 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     return model
 
 
-def _fit_multi(generator: "ClassifyGenerator", opts: "ClassifyOptions", model: ExampleModel) -> None:
-    """One probe per label (does it apply or not), when every label has two examples with and without it."""
+def _fit_multi(opts: "ClassifyOptions", model: ExampleModel, raw: list[list[float]]) -> None:
+    """One probe per label (does it apply or not), starting from its label score, when every label
+    has two examples with and two without it."""
     if opts.method == "zero-shot":
         return
-    raw = [r["logits"] for r in generator._forward_multi(model.texts, opts, None)]
     embeddings = model.embeddings.tolist()
     probes = []
     for j in range(len(model.names)):

@@ -67,11 +67,23 @@ def test_batch_calibration_evens_out_the_mean_prediction(classify):
     assert abs(mean - 0.5) <= abs(sum(r["scores"]["weather"] for r in raw) / len(raw) - 0.5) + 1e-9
 
 
-def test_multi_label_gives_each_label_its_own_probability(classify):
-    result = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=0.01)
+def test_multi_label_scores_each_label_against_the_likeliest(classify):
+    result = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=0.3)
+    single = classify("Goals and elections.", labels="sports,politics,cooking")
     assert set(result["scores"]) == {"sports", "politics", "cooking"}
+    top = max(single["scores"].values())
+    assert result["scores"] == pytest.approx({k: v / top for k, v in single["scores"].items()}, abs=1e-5)
+    assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3]
+    assert single["label"] in result["labels"]
+
+
+def test_multi_label_examples_give_each_label_its_own_probability(classify):
+    examples = [(f"apple {i}", "fruit") for i in range(3)] + [(f"engine {i}", "machine") for i in range(3)]
+    examples += [(f"apple engine {i}", "fruit,machine") for i in range(3)]
+    result = classify("apple engine 1", examples=examples, multi_label=True, method="probe")
+    assert result["method"] == "probe" and set(result["scores"]) == {"fruit", "machine"}
     assert all(0 < p < 1 for p in result["scores"].values())
-    assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.01]
+    assert result["labels"] == [l for l in ("fruit", "machine") if result["scores"][l] >= 0.5]
 
 
 @pytest.mark.parametrize(
