@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TASKS = {"sentiment": ("negative,positive", "sentiment"), "topic": ("World,Sports,Business,Sci/Tech", "")}
+TASKS = {"sentiment": ("negative,positive", "sentiment"), "topic": ("World,Sports,Business,Sci/Tech", "topic")}
 
 
 def split(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
