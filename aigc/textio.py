@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from html.parser import HTMLParser
@@ -93,27 +94,59 @@ def read_document(source: str) -> str:
 
 
 def check_writable(target: str | os.PathLike) -> Path:
-    """Fail before any work is done if `target` cannot be written."""
+    """Fail before any work is done if `target` cannot be written; returns the file that will be
+    written (a symlink's target)."""
     path = Path(target).expanduser()
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInputError(f"{target} is a directory; give a file name for -o")
-    if not parent.is_dir():
-        raise BadInputError(f"cannot write {target}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise BadInputError(f"cannot write {target}: directory {parent} is not writable")
-    return path
+    real = Path(os.path.realpath(path))
+    if real.exists() and not real.is_file():  # a device or pipe is written in place
+        if not os.access(real, os.W_OK):
+            raise BadInputError(f"cannot write {target}: permission denied")
+        return real
+    if not real.parent.is_dir():
+        raise BadInputError(f"cannot write {target}: directory {path.parent} does not exist")
+    try:  # a real try: access() says yes to root on read-only and virtual file systems
+        fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return real
+
+
+def file_mode(path: Path) -> int:
+    """The permissions a written file gets: those of the file it replaces, else what the umask allows."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def write_atomic(target: str | os.PathLike, text: str) -> Path:
-    """Write text to a temp file beside `target`, then rename it into place."""
-    path = check_writable(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
+    keeping the replaced file's permissions; a device or pipe is written directly."""
+    real = check_writable(target)
+    body = text if text.endswith("\n") else text + "\n"
+    if real.exists() and not real.is_file():
+        try:
+            with open(real, "w", encoding="utf-8") as handle:
+                handle.write(body)
+        except OSError as exc:
+            raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        return Path(target).expanduser()
+    mode = file_mode(real)
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
+            handle.write(body)
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
-    return path
+    return Path(target).expanduser()

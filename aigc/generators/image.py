@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError
+from ..textio import file_mode
 from .base import Generator
 
 MIN_SIDE = 64
@@ -237,17 +238,16 @@ def save_pngs(images: Sequence[Any], paths: Sequence[str | os.PathLike], setting
     beside their targets first and renamed into place only when every one succeeded."""
     targets = [Path(p).expanduser() for p in paths]
     temps: list[str] = []
-    mask = os.umask(0)
-    os.umask(mask)
     try:
         for image, target, meta in zip(images, targets, settings, strict=True):
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            real = Path(os.path.realpath(target))
+            fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
             temps.append(tmp)
             with os.fdopen(fd, "wb") as handle:
                 image.save(handle, format="PNG", pnginfo=_png_info(meta))
-            os.chmod(tmp, 0o666 & ~mask)
+            os.chmod(tmp, file_mode(real))
         for tmp, target in zip(temps, targets):
-            os.replace(tmp, target)
+            os.replace(tmp, os.path.realpath(target))
     except BaseException:
         for tmp in temps:
             Path(tmp).unlink(missing_ok=True)

@@ -1,9 +1,10 @@
 import os
+from pathlib import Path
 
 import pytest
 
 from aigc.errors import BadInputError
-from aigc.textio import html_to_text, read_document, write_atomic
+from aigc.textio import check_writable, html_to_text, read_document, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -42,7 +43,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(BadInputError, match="disk full"):
         write_atomic(target, "text")
     assert list(tmp_path.iterdir()) == []
 
@@ -50,3 +51,41 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 def test_atomic_write_into_missing_directory_is_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="does not exist"):
         write_atomic(tmp_path / "no" / "out.txt", "x")
+
+
+def test_atomic_write_follows_symlinks_and_keeps_permissions(tmp_path):
+    real = tmp_path / "real" / "target.md"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o644)
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    assert write_atomic(link, "new") == link
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+    assert oct(real.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_atomic_write_new_file_gets_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "out.txt").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_atomic_write_to_a_device_writes_in_place():
+    assert write_atomic("/dev/null", "text") == Path("/dev/null")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_write_failing_on_a_device_is_bad_input():
+    with pytest.raises(BadInputError, match="cannot write /dev/full"):
+        write_atomic("/dev/full", "text")
+    assert Path("/dev/full").is_char_device()
+
+
+def test_unwritable_directory_is_found_before_work(tmp_path):
+    with pytest.raises(BadInputError, match="cannot write /proc/x.md"):
+        check_writable("/proc/x.md")
