@@ -51,3 +51,7 @@ class PluginError(AigcError):
 
 class UnknownLabelError(BadInputError):
     """An example's label that is not among the labels asked for."""
+
+
+class AigcWarning(UserWarning):
+    """Something skipped so the rest keeps working (a broken user template); the CLI shows it as one line."""

@@ -21,13 +21,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import BadInputError, UnknownTemplateError
+from .errors import AigcWarning, BadInputError, UnknownTemplateError
 
 SUFFIX = ".j2"
 
@@ -159,21 +160,40 @@ def new_template(name: str) -> Path:
     return path
 
 
-def discover() -> dict[str, Template]:
-    """All templates by name; later directories override earlier ones."""
+def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
+    """All templates by name, and the ones that cannot be read with why; later directories override
+    earlier ones (a broken override hides the template it overrides)."""
     found: dict[str, Template] = {}
+    broken: dict[str, BadInputError] = {}
     for source, directory in template_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob(f"*{SUFFIX}")):
-                found[path.name[: -len(SUFFIX)]] = parse(path, source)
+                name = path.name[: -len(SUFFIX)]
+                found.pop(name, None)
+                broken.pop(name, None)
+                try:
+                    found[name] = parse(path, source)
+                except BadInputError as exc:
+                    broken[name] = exc
+    return found, broken
+
+
+def discover() -> dict[str, Template]:
+    """All templates that can be read; each broken one is an `AigcWarning`, so one bad file never
+    stops the others from working."""
+    found, broken = scan()
+    for error in broken.values():
+        warnings.warn(f"skipping template: {error}", AigcWarning, stacklevel=2)
     return found
 
 
 def get_template(name: str) -> Template:
-    templates = discover()
-    if name in templates:
-        return templates[name]
-    close = difflib.get_close_matches(name, list(templates), n=3, cutoff=0.5)
+    found, broken = scan()
+    if name in found:
+        return found[name]
+    if name in broken:
+        raise broken[name]
+    close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
 

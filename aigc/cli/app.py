@@ -9,13 +9,28 @@ import typer
 from typer.core import TyperGroup
 
 from .. import config, ui
-from ..errors import AigcError
+from ..errors import AigcError, AigcWarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """aigc's own warnings as one `Warning:` line on stderr; others as Python shows them."""
+    if issubclass(category, AigcWarning):
+        ui.warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 class AigcGroup(TyperGroup):
-    """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1)."""
+    """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
+    and aigc's warnings into `Warning:` lines."""
 
     def invoke(self, ctx):
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", AigcWarning)
+            warnings.showwarning = _show_warning
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AigcError as exc:

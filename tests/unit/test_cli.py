@@ -371,3 +371,10 @@ def test_remote_code_is_trusted_only_when_asked(monkeypatch, tiny_model_dir, fla
     result = invoke("chat", "hi", "-m", str(tiny_model_dir), "--max-tokens", "2", *flag)
     assert result.exit_code == 0, result.output
     assert seen["trust_remote_code"] is expected
+
+
+def test_a_broken_user_template_is_one_warning_and_the_cli_keeps_working():
+    user_template("broken", "---\ndescription: [unclosed\n---\nx")
+    result = invoke("templates", "list")
+    assert result.exit_code == 0 and "chat" in result.stdout and "broken" not in result.stdout
+    assert "Warning: skipping template:" in result.stderr and "broken.j2:2: bad front matter" in result.stderr

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from aigc import templates
-from aigc.errors import BadInputError, UnknownTemplateError
+from aigc.errors import AigcWarning, BadInputError, UnknownTemplateError
 
 
 def sample_values(template):
@@ -64,8 +64,22 @@ def test_missing_required_variable_names_it_and_lists_variables():
 def test_bad_front_matter_names_file_and_line():
     path = write(templates.user_dir(), "broken", "---\ndescription: ok\nvariables: [unclosed\n---\nbody")
     with pytest.raises(BadInputError) as info:
-        templates.get_template("chat")  # discovering all templates parses the broken one
+        templates.get_template("broken")
     assert f"{path}:" in str(info.value)
+
+
+def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
+    path = write(templates.user_dir(), "broken", "---\ndescription: [unclosed\n---\nbody")
+    write(templates.user_dir(), "bad-bytes", "")
+    (templates.user_dir() / "bad-bytes.j2").write_bytes(b"\xff\xfe caf\xe9")
+    with pytest.warns(AigcWarning) as caught:
+        found = templates.discover()
+    assert "broken" not in found and "bad-bytes" not in found and "chat" in found
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert any(f"{path}:2: bad front matter" in m for m in messages)
+    assert any("cannot read template" in m and "bad-bytes.j2" in m for m in messages)
+    assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
 
 
 def test_sandbox_stops_attribute_escapes():
