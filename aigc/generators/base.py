@@ -7,6 +7,8 @@ Generators return plain data and never print. They reach the model only through 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
@@ -19,6 +21,38 @@ ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
 def _no_progress(done: int, total: int, what: str) -> None:
     return None
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(task: str, name: str, value: Any, hint: Any) -> Any:
+    """`value` as the option's declared type (bool, int, float or str; "3" -> 3 for text from a
+    command line or a form); anything that cannot be is a `BadInputError`."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
+        return value
+    kind = kinds[0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise BadInputError(f"{task} option {name} must be true or false, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise BadInputError(f"{task} option {name} must be text, got {value!r}")
+    if isinstance(value, bool):
+        raise BadInputError(f"{task} option {name} must be a number, got {value!r}")
+    try:
+        number = float(value) if kind is float else int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        what = "a whole number" if kind is int else "a number"
+        raise BadInputError(f"{task} option {name} must be {what}, got {value!r}")
+    return number
 
 
 class Generator:
@@ -73,7 +107,11 @@ class Generator:
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
             )
-        opts = self.Options(**{k: v for k, v in options.items() if v is not None})
+        try:
+            hints = typing.get_type_hints(self.Options)
+        except Exception:  # a plugin's annotations that do not resolve: values are taken as they are
+            hints = {}
+        opts = self.Options(**{k: _coerce(self.name, k, v, hints.get(k, Any)) for k, v in options.items() if v is not None})
         for name in known:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads

@@ -48,6 +48,8 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
         return []
     if isinstance(specs, str):
         specs = specs.split(",")
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, str) for spec in specs):
+        raise BadInputError(f"labels must be names, as a,b,c or a list of strings, got {specs!r}")
     labels = [parse_label(spec) for spec in specs if spec.strip()]
     names = [label.name for label in labels]
     duplicates = sorted({n for n in names if names.count(n) > 1})

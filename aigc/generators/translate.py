@@ -384,7 +384,7 @@ class TranslateOptions:
 
     def __post_init__(self) -> None:
         if not self.target_language:
-            raise BadInputError("give the language to translate into with --to, e.g. --to French or --to fr")
+            raise BadInputError("give the language to translate into: --to French or --to fr (-O target_language=fr in aigc batch)")
         self.target: Language = lookup(self.target_language)
         source = str(self.source_language).strip()
         self.source: Language | None = None if source.lower() in ("", "auto") else lookup(source)

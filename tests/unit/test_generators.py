@@ -2,6 +2,7 @@ import pytest
 
 from aigc.errors import AigcError, BadInputError
 from aigc.generators.chat import ChatGenerator, ChatSession
+from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
 from fakes import FakeEngine
@@ -42,6 +43,29 @@ def test_bullets_format_from_prose():
 def test_summarize_rejects_bad_options(options, words_):
     with pytest.raises(BadInputError, match=words_):
         SummarizeGenerator(engine=FakeEngine())("text", **options)
+
+
+@pytest.mark.parametrize(
+    "generator, options, message",
+    [
+        (SummarizeGenerator, {"words": "abc"}, "summarize option words must be a whole number, got 'abc'"),
+        (SummarizeGenerator, {"words": 2.5}, "must be a whole number"),
+        (SummarizeGenerator, {"format": 3}, "summarize option format must be text"),
+        (HeadlineGenerator, {"n": True}, "headline option n must be a number"),
+        (ClassifyGenerator, {"labels": "a,b", "threshold": "high"}, "classify option threshold must be a number"),
+        (ClassifyGenerator, {"labels": "a,b", "multi_label": "maybe"}, "must be true or false"),
+        (ClassifyGenerator, {"labels": [1, 2]}, "labels must be names"),
+    ],
+)
+def test_option_values_of_the_wrong_type_are_bad_input(generator, options, message):
+    with pytest.raises(BadInputError, match=message):
+        generator(engine=FakeEngine()).validate(options)
+
+
+def test_option_values_from_text_take_the_declared_type():
+    opts = ClassifyGenerator(engine=FakeEngine()).validate({"labels": "a,b", "threshold": "0.7", "multi_label": "yes"})
+    assert opts.threshold == 0.7 and opts.multi_label is True
+    assert SummarizeGenerator(engine=FakeEngine()).validate({"words": "40"}).words == 40
 
 
 @pytest.mark.parametrize(

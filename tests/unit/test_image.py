@@ -272,10 +272,16 @@ def test_unwritable_directory(tiny_pipeline_dir, tmp_path, monkeypatch):
 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    real_access = os.access
-    monkeypatch.setattr(textio.os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))  # root ignores modes
+    real_mkstemp = textio.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # root ignores modes
+        if Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(textio.tempfile, "mkstemp", mkstemp)
     code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", locked / "out.png")
-    assert code == 2 and "not writable" in lines[0] and files(locked) == []
+    assert code == 2 and "Permission denied" in lines[0] and files(locked) == []
 
 
 def test_empty_prompt_and_bad_from_png(tiny_pipeline_dir, tmp_path):
