@@ -2,7 +2,6 @@
 temp dir and loaded through the same code path as a real model (`-m DIR`)."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
