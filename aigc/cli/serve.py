@@ -40,7 +40,7 @@ def serve(
         raise BadInputError(f"--port must be between 1 and 65535, got {port}")
     if min(max_batch, max_queue, max_tokens_cap, max_request_bytes) < 1 or batch_window_ms < 0 or shutdown_grace < 0:
         raise BadInputError("the limits must be positive (the batch window and the shutdown grace may be 0)")
-    from ..serve.app import ServeSettings, build, run_server
+    from ..serve.app import ServeSettings, bind, build, run_server
 
     settings = ServeSettings(
         api_key=api_key or None,
@@ -50,6 +50,7 @@ def serve(
         batch_window=batch_window_ms / 1000,
         max_queue=max_queue,
     )
+    sock = bind(host, port)
     with ui.stage_status() as stage:
         app = build(model or [], settings, device, dtype, quantize, trust_remote_code, progress=stage)
     names = ", ".join(app.state.backends)
@@ -57,7 +58,7 @@ def serve(
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
     level = "info" if ui.settings.verbosity > 0 else "warning"
-    run_server(app, host, port, log_level=level, grace=shutdown_grace)
+    run_server(app, sock, log_level=level, grace=shutdown_grace)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,9 +10,11 @@ prompt that does not fit), bad key 401, unknown model 404, body too large 413, q
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -552,7 +554,25 @@ def build(
     return create_app(backends, settings)
 
 
-def run_server(app: FastAPI, host: str, port: int, log_level: str = "warning", grace: float = 5.0) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any model loads so a port in use fails at once."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise BadInputError(f"cannot listen on {host}: {exc.strerror}; check --host") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BadInputError(f"port {port} on {host} is already in use; pick another with --port") from None
+        raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
+    return sock
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> None:
     """Run uvicorn until SIGINT or SIGTERM, then stop gracefully and return (exit status 0).
 
     On the first signal the server stops taking connections and every model's scheduler drains:
@@ -577,4 +597,6 @@ def run_server(app: FastAPI, host: str, port: int, log_level: str = "warning", g
             for scheduler in schedulers:
                 scheduler.drain(grace)
 
-    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)).run()
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
+    Server(config).run(sockets=[sock])

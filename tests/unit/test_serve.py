@@ -674,3 +674,13 @@ def test_named_remote_errors_are_one_line(settings, env, words):
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     for word in words:
         assert word in lines[0]
+
+
+def test_a_port_in_use_is_one_line_before_any_model_loads():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port"
