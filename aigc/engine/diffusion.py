@@ -93,15 +93,11 @@ def pull_image(ref: models.ModelRef, progress: Progress = lambda stage: None) ->
     if ref.kind in ("diffusers", "checkpoint"):
         return Path(ref.location)
     diffusers = _import_diffusers()
-    progress(f"downloading {ref.location} from the Hugging Face hub")
+    progress(f"looking for {ref.location} in the hub cache" if models.hub_offline() else f"downloading {ref.location} from the Hugging Face hub")
     try:
         return Path(diffusers.DiffusionPipeline.download(ref.location))
     except Exception as exc:
-        raise ModelUnavailableError(
-            f"cannot fetch {ref.location!r} from the Hugging Face hub (offline or unreachable); on a machine "
-            f"with access run `huggingface-cli download {ref.location} --local-dir DIR`, copy DIR here and "
-            f"pass `-m DIR` [{type(exc).__name__}]"
-        ) from exc
+        raise models.hub_unavailable(ref.location, exc) from exc
 
 
 @dataclass

@@ -243,22 +243,34 @@ def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:
     return ref.cache_path
 
 
-def _offline_message(repo_id: str) -> str:
-    return (
-        f"cannot fetch {repo_id!r} from the Hugging Face hub (offline or unreachable); on a machine "
-        f"with access run `huggingface-cli download {repo_id} --local-dir DIR`, copy DIR here and "
-        "pass `-m DIR`, or use the embedded `-m smollm2`"
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_unavailable(repo_id: str, exc: Exception, fallback: str = "") -> ModelUnavailableError:
+    """Why `repo_id` cannot be fetched, and what to do instead."""
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set and it is not in the local hub cache"
+    elif type(exc).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
+        why = "no such repository, or it is private or gated (log in with `hf auth login`)"
+    else:
+        why = "the hub is unreachable from here"
+    return ModelUnavailableError(
+        f"cannot fetch {repo_id!r} from the Hugging Face hub: {why}; on a machine with access run "
+        f"`hf download {repo_id} --local-dir DIR`, copy DIR here and pass `-m DIR`{fallback}"
     )
 
 
 def _pull_hub(repo_id: str, progress: Progress) -> Path:
-    progress(f"downloading {repo_id} from the Hugging Face hub")
+    progress(f"looking for {repo_id} in the hub cache" if hub_offline() else f"downloading {repo_id} from the Hugging Face hub")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:
-        raise ModelUnavailableError(_offline_message(repo_id) + f" [{type(exc).__name__}]") from exc
+        raise hub_unavailable(repo_id, exc, ", or use the embedded `-m smollm2`") from exc
 
 
 def _cpu_has_bf16() -> bool:

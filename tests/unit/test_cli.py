@@ -179,7 +179,8 @@ def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, lines = bad("chat", "hi", "-m", "some-org/some-model-that-is-not-cached")
     assert code == 1 and lines[-1].startswith("Error: cannot fetch")
-    assert "huggingface-cli download" in lines[-1] and "-m DIR" in lines[-1]
+    assert "HF_HUB_OFFLINE is set" in lines[-1] and "hf download" in lines[-1] and "-m DIR" in lines[-1]
+    assert not any(line.startswith("downloading") for line in lines)
 
 
 def user_template(name, text):
