@@ -4,7 +4,7 @@ Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go 
 one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row, in input order. Each
 line is written, flushed and fsynced on its own, so a run killed at any moment leaves whole lines
 (plus at most one torn last line, which the next run cuts off) and a rerun skips the ids already
-there. Items run concurrently, and their model calls are merged into batches by `CoalescingEngine`.
+there and runs again those that failed. Items run concurrently, and their model calls are merged into batches by `CoalescingEngine`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError
-from .textio import check_writable, decode_document
+from .textio import check_writable, decode_document, file_mode
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -42,6 +43,7 @@ class Row:
 class BatchSummary:
     done: int = 0
     skipped: int = 0  # already in the output from an earlier run
+    retried: int = 0  # failed in an earlier run, run again
     errors: int = 0
     seconds: float = 0.0
     rows: int = 0
@@ -86,23 +88,52 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     return Row(number, record.get(id_field, number), record)
 
 
-def finished_ids(path: str | Path) -> set[str]:
-    """Ids (as JSON) already in an output file. A torn last line from a killed run is cut off."""
+def _key(row_id: Any) -> str:
+    return json.dumps(row_id)
+
+
+def read_output(path: str | Path) -> list[tuple[str, dict]]:
+    """(id as JSON, line) for each line already in an output file. A torn last line from a killed run
+    is cut off; a line that is not a batch row means -o names some other file."""
     path = Path(path)
-    if not path.exists():
-        return set()
+    if not path.is_file():
+        return []
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
     if keep != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(keep)
-    ids = set()
-    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
+    lines = []
+    for number, line in enumerate(data[:keep].decode("utf-8", errors="replace").splitlines(), 1):
         try:
-            ids.add(json.dumps(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            record = json.loads(line)
+            if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
+                raise ValueError
+        except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
-    return ids
+        lines.append((_key(record["id"]), record))
+    return lines
+
+
+def pending_rows(rows: list[Row], output: str | Path) -> list[Row]:
+    """The rows without a result in `output` yet (rows that failed before are run again)."""
+    done = {key for key, record in read_output(output) if "result" in record}
+    return [r for r in rows if _key(r.id) not in done]
+
+
+def _rewrite(path: Path, records: list[dict]) -> None:
+    """Replace the output file's lines at once (a kill leaves the old file or the new one)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def run_batch(
@@ -116,18 +147,25 @@ def run_batch(
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
-    """Run `generator` on every row not yet in `output`, appending results in input order.
+    """Run `generator` on every row without a result in `output` yet, appending results in input
+    order; rows that failed in an earlier run are run again (their old lines are dropped first).
+    A run that got through every row leaves the file in input order.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.
     """
     if on_error not in ON_ERROR:
         raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
-    check_writable(output)
-    generator.prepare(options)
-    done = finished_ids(output)
-    todo = [r for r in rows if json.dumps(r.id) not in done]
-    summary = BatchSummary(skipped=len(rows) - len(todo), rows=len(rows))
+    output = check_writable(output)
+    generator.validate(options)
+    previous = read_output(output)
+    failed = {key for key, record in previous if "error" in record}
+    if failed:
+        _rewrite(output, [record for key, record in previous if key not in failed])
+    todo = pending_rows(rows, output)
+    summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
+    if todo:
+        generator.prepare(options)
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
     try:
@@ -145,7 +183,18 @@ def run_batch(
                 report(summary.done, len(todo))
     finally:
         summary.seconds = time.perf_counter() - started
+    _restore_order(output, rows)
     return summary
+
+
+def _restore_order(output: Path, rows: list[Row]) -> None:
+    """Put the output lines in input order (a resumed run appends retried rows last); lines for ids
+    no longer in the input stay at the end."""
+    records = [record for _, record in read_output(output)]
+    position = {_key(r.id): i for i, r in enumerate(rows)}
+    ordered = sorted(records, key=lambda record: position.get(_key(record["id"]), len(rows)))
+    if ordered != records:
+        _rewrite(output, ordered)
 
 
 def _order(rows: list[Row], field_name: str) -> list[Row]:

@@ -26,7 +26,7 @@ _stderr: Console | None = None
 def stderr() -> Console:
     global _stderr
     if _stderr is None:
-        _stderr = Console(stderr=True, highlight=False)
+        _stderr = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())  # piped lines stay whole
     return _stderr
 
 

@@ -1,6 +1,7 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
 import json
+import os
 from typing import Annotated, Any, Optional
 
 import typer
@@ -28,7 +29,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 def batch(
     task: Annotated[str, typer.Argument(help="The generator to run: summarize, headline, translate, classify, chat, ...")],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already there.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones.")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id (default: the row number).")] = "id",
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
@@ -38,25 +39,28 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import read_rows, run_batch
+    from ..batch import pending_rows, read_rows, run_batch
+    from ..textio import check_writable
 
     if not 1 <= concurrency <= 256:
         raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
-    from ..textio import check_writable
-
+    if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
+        raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)
     options = parse_options(option or [])
     rows = read_rows(input, id_field)
     generator = run.generator(task)
     generator.validate(options)
-    with ui.stage_status() as stage:
-        generator.load_progress = stage
-        generator.prepare(options)
+    if pending_rows(rows, output):
+        with ui.stage_status() as stage:
+            generator.load_progress = stage
+            generator.prepare(options)
     with ui.items_progress(f"{task}") as progress:
         summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress)
+    again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
-        f"{summary.done} rows written to {output} ({summary.errors} with errors), {summary.skipped} already done; "
-        f"{summary.items_per_second:.2f} rows/s"
+        f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
+        + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     run.report(generator)
 

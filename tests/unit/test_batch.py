@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from aigc.batch import finished_ids, read_rows, run_batch
+from aigc.batch import Row, pending_rows, read_rows, run_batch
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
 from aigc.errors import BadInputError
@@ -47,14 +47,45 @@ def test_an_unwritable_output_fails_before_any_row_runs(tmp_path):
     assert engine.calls == []
 
 
-def test_a_torn_last_line_is_cut_off_and_done_ids_are_read(tmp_path):
+def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"id": 2, "row": 2, "error": "x"}\n{"id": "c", "ro')
-    assert finished_ids(out) == {'"a"', "2"}
+    rows = [Row(1, "a", {}), Row(2, 2, {}), Row(3, "c", {})]
+    assert [r.id for r in pending_rows(rows, out)] == [2, "c"]
     assert out.read_text().endswith('"error": "x"}\n')
-    out.write_text("not a batch file\n")
-    with pytest.raises(BadInputError, match="not a batch output line"):
-        finished_ids(out)
+    for other in ("not a batch file\n", '{"id": 1, "text": "an input row"}\n'):
+        out.write_text(other)
+        with pytest.raises(BadInputError, match="not a batch output line"):
+            pending_rows(rows, out)
+
+
+def test_a_rerun_retries_failed_rows_and_keeps_input_order(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "r1", "text": "fine"}\n{"id": "r2", "text": ""}\n{"id": "r3", "text": "also fine"}\n')
+    out = tmp_path / "out.jsonl"
+    engine = FakeEngine()
+    engine.enqueue(*["ok."] * 3)
+    first = run_batch(summarizer(engine), read_rows(source), out, {})
+    assert first.errors == 1 and "error" in lines(out)[1]
+    source.write_text(source.read_text().replace('"text": ""', '"text": "fixed now"'))
+    again = run_batch(summarizer(engine), read_rows(source), out, {})
+    assert (again.done, again.skipped, again.retried, again.errors) == (1, 2, 1, 0)
+    rows = lines(out)
+    assert [r["id"] for r in rows] == ["r1", "r2", "r3"] and all("result" in r for r in rows)
+
+
+def test_nothing_left_to_do_loads_no_model(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("one\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 1, "row": 1, "result": {"summary": "s"}}\n')
+
+    class Unloadable(type(summarizer(FakeEngine()))):
+        def prepare(self, options):
+            raise AssertionError("loaded a model with nothing to do")
+
+    summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
+    assert (summary.done, summary.skipped) == (0, 1)
 
 
 def summarizer(engine):

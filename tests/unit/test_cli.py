@@ -74,8 +74,9 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and "result" in rows[0] and "error" in rows[1]
-    again = invoke(*args)
-    assert "0 rows written" in again.stderr and "2 already done" in again.stderr
+    again = invoke(*args)  # the failed row is run again
+    assert "1 rows written" in again.stderr and "1 of them failed before" in again.stderr and "1 already done" in again.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
     assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
 
 
@@ -379,3 +380,11 @@ def test_a_broken_user_template_is_one_warning_and_the_cli_keeps_working():
     result = invoke("templates", "list")
     assert result.exit_code == 0 and "chat" in result.stdout and "broken" not in result.stdout
     assert "Warning: skipping template:" in result.stderr and "broken.j2:2: bad front matter" in result.stderr
+
+
+def test_batch_refuses_to_write_into_its_input(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": 1, "text": "a"}\n')
+    code, lines = bad("batch", "summarize", "-i", str(rows), "-o", str(rows))
+    assert code == 2 and "is the input file" in lines[0]
+    assert rows.read_text() == '{"id": 1, "text": "a"}\n'
