@@ -6,7 +6,7 @@ import warnings
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import AigcError, AigcWarning
@@ -18,6 +18,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         ui.warn(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _option_type(self, ctx) -> str | None:
+    """Help shows no value type for flags and counts (typer shows `<bool>`, `<int>`, which reads as
+    if they took a value), and a repeatable option's element type (`<str>`, not `<list[str]>`)."""
+    if self.is_flag or self.count:
+        return None
+    shown = _typer_option_type(self, ctx)
+    if shown and shown.startswith("<list[") and shown.endswith("]>"):
+        return f"<{shown[6:-2]}>"
+    return shown
+
+
+_typer_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _option_type
 
 
 class AigcGroup(TyperGroup):
@@ -77,7 +92,7 @@ def _quiet_libraries() -> None:
 @app.callback()
 def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors only.")] = False,
 ) -> None:
     ui.settings.verbosity = -1 if quiet else verbose

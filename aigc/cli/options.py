@@ -17,7 +17,7 @@ PANEL = "Model and sampling"
 class RunOptions:
     """The shared options of one command invocation."""
 
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file or hub id.", rich_help_panel=PANEL)] = None
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", rich_help_panel=PANEL)] = None
     temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy. Default depends on the task.", rich_help_panel=PANEL)] = None
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None

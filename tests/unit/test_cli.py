@@ -388,3 +388,10 @@ def test_batch_refuses_to_write_into_its_input(tmp_path):
     code, lines = bad("batch", "summarize", "-i", str(rows), "-o", str(rows))
     assert code == 2 and "is the input file" in lines[0]
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
+
+
+def test_help_shows_no_value_type_for_flags():
+    shown = invoke("chat", "--help", env={"COLUMNS": "200"}).stdout
+    assert "<bool>" not in shown and "<list[" not in shown
+    assert any("--stop" in line and "<str>" in line for line in shown.splitlines())
+    assert "<int>" not in next(line for line in invoke("--help", env={"COLUMNS": "200"}).stdout.splitlines() if "--verbose" in line)
