@@ -28,8 +28,20 @@ def list_plugins(
     show_all: Annotated[bool, typer.Option("--all", help="Include aigc's built-in plugins.")] = False,
 ) -> None:
     """Installed plugins: version, hooks, what each registered, and failures."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _show(as_json, show_all)
+
+
+@plugins_app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Include aigc's built-in plugins.")] = False,
+) -> None:
+    """Installed plugins (the same as `aigc plugins`)."""
+    _show(as_json, show_all)
+
+
+def _show(as_json: bool, show_all: bool) -> None:
     info = plugins.describe(include_builtins=show_all)
     if as_json:
         ui.result(json.dumps(info, indent=2))

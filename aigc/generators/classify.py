@@ -211,6 +211,8 @@ class ClassifyGenerator(Generator):
         texts, model = prepared["texts"], prepared["examples"]
         method = model.method if model else "zero-shot"
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
+        if calibration == "batch" and len(texts) < 2:
+            raise BadInputError("--calibrate batch divides out the mean over the texts classified together, so it needs several (--lines, or eval); use content-free for one text")
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]

@@ -65,6 +65,8 @@ def test_batch_calibration_evens_out_the_mean_prediction(classify):
     mean = sum(r["scores"]["weather"] for r in results) / len(results)
     raw = classify.classify_many(texts, labels="weather,sports", calibrate="off")
     assert abs(mean - 0.5) <= abs(sum(r["scores"]["weather"] for r in raw) / len(raw) - 0.5) + 1e-9
+    with pytest.raises(BadInputError, match="needs several"):
+        classify("Rain today.", labels="weather,sports", calibrate="batch")
 
 
 def test_multi_label_scores_each_label_against_the_likeliest(classify):

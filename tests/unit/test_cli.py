@@ -300,6 +300,7 @@ def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     rows = json.loads(invoke("plugins", "--json").stdout)["plugins"]
     assert [r["name"] for r in rows] == ["good", "broken"]
     assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 4
+    assert invoke("plugins", "list", "--all").stdout == invoke("plugins", "--all").stdout
 
 
 def test_chat_works_with_a_broken_plugin(tiny_model_dir, monkeypatch):
