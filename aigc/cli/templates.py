@@ -37,11 +37,12 @@ def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
 
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(help="Name of the new template (without .j2).")]) -> None:
-    """Start a template in the user directory from a skeleton and print its path (never overwrites)."""
+    """Start a template in the user directory and print its path (never overwrites): a copy of the
+    template of that name if there is one (yours then overrides it), else a skeleton."""
     existing = templates.discover().get(name)
     path = templates.new_template(name)
     if existing is not None:
-        ui.info(f"(it overrides {name!r} from {existing.source})")
+        ui.info(f"copied from {existing.path}; yours overrides {name!r} from {existing.source}")
     ui.result(str(path))
 
 

@@ -128,6 +128,14 @@ def test_new_template_skeleton_renders_and_is_never_overwritten():
         templates.new_template("../up")
 
 
+def test_new_template_named_like_a_builtin_starts_from_a_copy_of_it():
+    builtin = templates.get_template("summarize")
+    path = templates.new_template("summarize")
+    assert path.read_text() == builtin.path.read_text()
+    copy = templates.get_template("summarize")
+    assert copy.source == "user" and copy.generator == builtin.generator and copy.variables == builtin.variables
+
+
 @pytest.mark.parametrize(
     "source",
     [
