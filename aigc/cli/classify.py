@@ -55,13 +55,14 @@ def classify(
     method: Method = "auto",
     calibrate: Calibrate = "auto",
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; one per line with --lines.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
     text = read_input(source)
-    texts = [line for line in text.splitlines() if line.strip()] if lines else [text]
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()] if lines else [(None, text)]
+    texts = [t for _, t in numbered]
     if not texts:
         raise BadInputError(f"{source} holds no text to classify")
     chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
@@ -70,9 +71,9 @@ def classify(
     with ui.progress_bar() as progress:
         generator.progress = progress
         results = generator.classify_many(texts, **chosen)
-    for result in results:
+    for (number, _), result in zip(numbered, results):
         if as_json:
-            result = {k: result[k] for k in ("label", "labels", "scores") if k in result}
+            result = {**({"line": number} if lines else {}), **{k: result[k] for k in ("label", "labels", "scores") if k in result}}
         ui.result(json.dumps(result, ensure_ascii=False) if as_json else describe(result))
     run.report(generator)
 

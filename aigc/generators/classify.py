@@ -104,6 +104,8 @@ class ClassifyOptions:
         if self.examples:
             self._check_example_labels()
         if len(self.parsed) < 2 and not self.multi_label:
+            if self.examples and not self.labels:
+                raise BadInputError(f"the examples use only the label {self.parsed[0].name!r}; give examples of two labels or more, or list them with --labels")
             raise BadInputError("give at least two labels (--labels a,b), or --examples to take them from")
         if not self.parsed:
             raise BadInputError("give at least one label (--labels a,b)")

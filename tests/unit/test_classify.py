@@ -99,6 +99,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
         ({"labels": "a,b", "calibrate": "examples"}, BadInputError, "needs --examples"),
         ({"labels": "a,b", "calibrate": "on"}, BadInputError, "--calibrate"),
         ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
+        ({"examples": [("text", "c"), ("more", "c")]}, BadInputError, "only the label 'c'"),
     ],
 )
 def test_bad_options_say_what_to_do(classify, options, error, words):

@@ -61,8 +61,7 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.exit_code == 0, result.output
     assert len(rows) == 2
-    if command[0] != "classify":
-        assert [row["line"] for row in rows] == [1, 3]
+    assert [row["line"] for row in rows] == [1, 3]
 
 
 def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
