@@ -115,6 +115,8 @@ def resolve(name: str | None) -> ModelRef:
         return _local_ref(name, path, None)
     if name.count("/") == 1 and not name.startswith((".", "/", "~")) and " " not in name:
         return ModelRef(name, "hub", name)
+    if name.startswith((".", "/", "~")) or name.endswith(".gguf"):
+        raise UnknownModelError(f"no such file or directory: {name}; give a local model directory or .gguf file that exists, or a model alias")
     raise UnknownModelError(
         f"unknown model {name!r}; known aliases: {', '.join(sorted(models))} "
         "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"

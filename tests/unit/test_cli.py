@@ -105,6 +105,8 @@ def test_missing_file(tmp_path):
 def test_unknown_model_lists_aliases():
     code, lines = bad("chat", "hi", "-m", "no-such-model")
     assert code == 2 and len(lines) == 1 and "smollm2" in lines[0]
+    code, lines = bad("chat", "hi", "-m", "./missing/model.gguf")
+    assert code == 2 and lines == ["Error: no such file or directory: ./missing/model.gguf; give a local model directory or .gguf file that exists, or a model alias"]
 
 
 @pytest.mark.parametrize(
