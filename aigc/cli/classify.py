@@ -114,20 +114,24 @@ def eval_classify(
 
 def print_report(report) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
     console.print(
         f"{report.examples} examples  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
-        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {report.calibration})"
+        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {report.calibration})",
+        markup=False,
+        soft_wrap=True,
     )
-    table = Table(title="confusion matrix (rows: true label, columns: predicted)")
+    console.print("confusion matrix (rows: true label, columns: predicted)", soft_wrap=True)
+    table = Table()
     table.add_column("true \\ predicted")
     for name in report.labels:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     table.add_column("F1", justify="right")
     for name, row in zip(report.labels, report.confusion):
-        table.add_row(name, *map(str, row), f"{report.per_label_f1[name]:.3f}")
+        table.add_row(escape(name), *map(str, row), f"{report.per_label_f1[name]:.3f}")
     console.print(table)
 
 
