@@ -13,7 +13,7 @@ from .options import RunOptions, generation_options
 
 @generation_options
 def headline(
-    source: Annotated[Optional[str], typer.Argument(metavar="[FILE|-]", help="An article to write headlines for.")] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for.")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many distinct headlines.")] = 3,
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.")] = "news",

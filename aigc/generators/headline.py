@@ -88,7 +88,11 @@ class HeadlineGenerator(Generator):
         return {"topic" if field == "topic" else "article": super().batch_input(fields, field)}
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
-        if bool((inputs.get("topic") or "").strip()) == bool((inputs.get("article") or "").strip()):
+        topic, article = inputs.get("topic"), inputs.get("article")
+        for name, value in (("topic", topic), ("article", article)):
+            if value is not None and not value.strip():
+                raise BadInputError(f"the {name} is empty; give some text")
+        if (topic is None) == (article is None):
             raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
 
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):

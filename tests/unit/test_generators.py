@@ -119,6 +119,8 @@ def test_headline_needs_topic_or_article_and_valid_n():
     gen = HeadlineGenerator(engine=FakeEngine())
     with pytest.raises(BadInputError, match="either a topic"):
         gen({"topic": "a", "article": "b"})
+    with pytest.raises(BadInputError, match="the topic is empty"):
+        gen({"topic": "  ", "article": None})
     with pytest.raises(BadInputError, match="-n must be"):
         gen({"topic": "a"}, n=0)
 
