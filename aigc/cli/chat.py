@@ -22,7 +22,7 @@ Ctrl-C stops a reply that is being written."""
 
 @generation_options
 def chat(
-    prompt: Annotated[Optional[str], typer.Argument(help="Ask this and exit. Without it (and without piped input) a chat session starts.")] = None,
+    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit. Without it (and without piped input) a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,

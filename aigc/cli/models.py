@@ -66,7 +66,7 @@ def remote_rows() -> list[dict]:
 
 
 @models_app.command()
-def pull(name: Annotated[str, typer.Argument(help="Model alias, .gguf file or hub id.")]) -> None:
+def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.")]) -> None:
     """Download (and convert, for GGUF sources) a model into the cache."""
     ref = registry.resolve(name)
     if ref.installed and ref.kind != "hub":
@@ -79,7 +79,7 @@ def pull(name: Annotated[str, typer.Argument(help="Model alias, .gguf file or hu
 
 @models_app.command()
 def info(
-    name: Annotated[str, typer.Argument(help="Model alias, directory, .gguf file or hub id.")],
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, directory, .gguf file or hub id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Facts about a model (read from its files, without loading it)."""

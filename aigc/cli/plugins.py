@@ -95,7 +95,7 @@ def _pip(args: list[str]) -> int:
 
 @plugins_app.command()
 def install(
-    targets: Annotated[list[str], typer.Argument(metavar="NAME|PATH...", help="Package names (PyPI), or paths to plugin packages.")],
+    targets: Annotated[list[str], typer.Argument(metavar="NAME|PATH", help="Package names (PyPI), or paths to plugin packages.")],
     editable: Annotated[bool, typer.Option("--editable", "-e", help="Install local paths in editable mode.")] = False,
     upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade if already installed.")] = False,
 ) -> None:
@@ -124,7 +124,7 @@ def install(
 
 @plugins_app.command()
 def uninstall(
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Distribution names, or plugin names as `aigc plugins` lists them.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Distribution names, or plugin names as `aigc plugins` lists them.")],
 ) -> None:
     """Uninstall plugins from aigc's environment."""
     sources = plugins.sources()

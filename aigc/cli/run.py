@@ -41,7 +41,7 @@ def input_variable(template: templates.Template, given: dict[str, str]) -> str:
 
 @generation_options
 def run_template(
-    template: Annotated[str, typer.Argument(help="Template name (see `aigc templates list`).")],
+    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`).")],
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with -.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,

@@ -25,7 +25,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 
 @templates_app.command()
-def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
+def show(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")]) -> None:
     """A template's variables and its source text."""
     template = templates.get_template(name)
     lines = [f"# {template.path} ({template.source})"]
@@ -36,7 +36,7 @@ def show(name: Annotated[str, typer.Argument(help="Template name.")]) -> None:
 
 
 @templates_app.command()
-def new(name: Annotated[str, typer.Argument(help="Name of the new template (without .j2).")]) -> None:
+def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the
     template of that name if there is one (yours then overrides it), else a skeleton."""
     existing = templates.discover().get(name)
