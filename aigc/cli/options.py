@@ -76,18 +76,25 @@ _COMMON = [
 ]
 
 
-def generation_options(func: Callable) -> Callable:
-    """Add the shared options to a command; it receives them as one `run: RunOptions` argument."""
+SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
+
+
+def generation_options(func: Callable | None = None, *, sampling: bool = True) -> Callable:
+    """Add the shared options to a command; it receives them as one `run: RunOptions` argument.
+    `sampling=False` leaves out the sampling options, for commands that score instead of generate."""
+    if func is None:
+        return functools.partial(generation_options, sampling=sampling)
     signature = inspect.signature(func)
     own = [p for p in signature.parameters.values() if p.name != "run"]
+    shared = [p for p in _COMMON if sampling or p.name not in SAMPLING]
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        shared = {p.name: kwargs.pop(p.name) for p in _COMMON}
-        return func(*args, run=RunOptions(**shared), **kwargs)
+        values = {p.name: kwargs.pop(p.name) for p in shared}
+        return func(*args, run=RunOptions(**values), **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=own + _COMMON)
-    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in _COMMON}}
+    wrapper.__signature__ = signature.replace(parameters=own + shared)
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in shared}}
     return wrapper
 
 
