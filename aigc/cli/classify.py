@@ -49,7 +49,7 @@ def classify(
     source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
     labels: Labels = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets a score from 0 to 1.")] = False,
-    threshold: Annotated[float, typer.Option(help="With --multi-label: labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option(show_default="0.5", help="With --multi-label: labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,
     examples: Examples = None,
     aspect: Aspect = "",
     method: Method = "auto",
@@ -65,6 +65,8 @@ def classify(
     texts = [t for _, t in numbered]
     if not texts:
         raise BadInputError(f"{source} holds no text to classify")
+    if threshold is not None and not multi_label:
+        raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)

@@ -119,6 +119,9 @@ def test_unknown_model_lists_aliases():
         (["summarize", "-", "--length", "huge"], "--length must be"),
         (["chat", "hi", "--device", "tpu"], "unknown device"),
         (["chat"], "prompt is empty"),
+        (["classify", "hi", "-l", "a,b", "--threshold", "0.7"], "--threshold picks labels with --multi-label"),
+        (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several"),
+        (["headline", "--topic", " "], "the topic is empty"),
     ],
 )
 def test_bad_options_are_one_line_errors_with_exit_2(tiny_model_dir, args, words):
