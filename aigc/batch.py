@@ -4,7 +4,8 @@ Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go 
 one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row, in input order. Each
 line is written, flushed and fsynced on its own, so a run killed at any moment leaves whole lines
 (plus at most one torn last line, which the next run cuts off) and a rerun skips the ids already
-there and runs again those that failed. Items run concurrently, and their model calls are merged into batches by `CoalescingEngine`.
+there and runs again those that failed. Items run concurrently, and their model calls are merged
+into batches by `CoalescingEngine`.
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
     if keep != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(keep)
+    try:
+        text = data[:keep].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path} is not a batch output file (not UTF-8); give another -o or remove the file") from None
     lines = []
-    for number, line in enumerate(data[:keep].decode("utf-8", errors="replace").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
