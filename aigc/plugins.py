@@ -86,6 +86,16 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             pm.register(module, name=ep.name)
         except Exception as exc:  # a broken plugin must never break aigc
             _record(ep.name, "import", exc)
+            continue
+        _check_hook_names(pm, ep.name, module)
+
+
+def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
+    """A hookimpl that no hookspec declares (a misspelled hook) would never be called: record it."""
+    known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec():
+            _record(name, "import", PluginError(f"{caller.name!r} is not an aigc hook, so it is never called (the hooks: {', '.join(known)})"))
 
 
 def _record(plugin: str, stage: str, exc: BaseException) -> None:
@@ -138,8 +148,6 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
         args = {name: kwargs[name] for name in impl.argnames}
         try:
             impl.function(**args)
-        except PluginError:
-            raise
         except Exception as exc:
             _record(impl.plugin_name, hook_name, exc)
 
@@ -197,14 +205,7 @@ def register_commands(app: Any) -> dict[str, str]:
             seen.add(id(entry))
             if name in owners and owners[name] != current["plugin"]:
                 holder.remove(entry)
-                _record(
-                    current["plugin"],
-                    "register_commands",
-                    PluginError(
-                        f"command {name!r} is registered by both {owners[name]!r} and {current['plugin']!r}; "
-                        f"{current['plugin']!r}'s is ignored (uninstall one of them or disable it with AIGC_LOAD_PLUGINS)"
-                    ),
-                )
+                _record(current["plugin"], "register_commands", clash("command", name, owners[name], current["plugin"]))
             else:
                 owners[name] = current["plugin"]
 
@@ -223,8 +224,13 @@ def registered_commands() -> dict[str, str]:
     return dict(_state.commands)
 
 
+def clash(kind: str, name: str, first: str, later: str) -> PluginError:
+    return PluginError(f"{kind} {name!r} is already registered by {first!r}, so {later!r}'s is ignored")
+
+
 def collect(hook_name: str, key: Callable[[Any], str] | None, kind: str) -> dict[str, tuple[str, Any]]:
-    """Run a ``register`` hook and return ``{name: (plugin, item)}``; two plugins claiming a name clash."""
+    """Run a ``register`` hook and return ``{name: (plugin, item)}``. A name that an earlier plugin
+    (built-ins come first) already registered keeps the first; the later one is a recorded failure."""
     found: dict[str, tuple[str, Any]] = {}
     current = {"plugin": ""}
 
@@ -232,10 +238,8 @@ def collect(hook_name: str, key: Callable[[Any], str] | None, kind: str) -> dict
         value = item[0] if len(item) == 1 else item
         name = key(value) if key else str(value)
         if name in found and found[name][0] != current["plugin"]:
-            raise PluginError(
-                f"{kind} {name!r} is registered by both {found[name][0]!r} and {current['plugin']!r}; "
-                "uninstall one of them or disable it with AIGC_LOAD_PLUGINS"
-            )
+            _record(current["plugin"], hook_name, clash(kind, name, found[name][0], current["plugin"]))
+            return
         found[name] = (current["plugin"], value)
 
     def enter(plugin: str) -> None:
@@ -246,15 +250,18 @@ def collect(hook_name: str, key: Callable[[Any], str] | None, kind: str) -> dict
 
 
 def reset() -> None:
-    """Forget the plugin manager (tests register plugins and start over)."""
+    """Forget the plugin manager and what was built from it (tests register plugins and start over)."""
+    from .templates import environment
+
     _state.manager = None
     _state.failures.clear()
     _state.sources.clear()
+    environment.cache_clear()  # it holds the filters of `prepare_jinja_env`
 
 
 def describe(include_builtins: bool = False) -> dict[str, Any]:
     """What `aigc plugins` shows: every plugin with its version, hooks, what it registered and its
-    failures, plus entry points that failed to load and clashes found while collecting.
+    failures (clashes included), plus entry points that failed to load.
 
     Built-in plugins are listed only with `include_builtins`.
     """
@@ -263,15 +270,9 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
 
     pm = get_plugin_manager()
     registered: dict[str, dict[str, list[str]]] = {}
-    problems: list[str] = []
 
     def gather(kind: str, fetch: Callable[[], dict[str, tuple[str, Any]]]) -> None:
-        try:
-            items = fetch()
-        except PluginError as exc:  # a clash: show it instead of failing the listing
-            problems.append(str(exc))
-            return
-        for name, (plugin, _) in items.items():
+        for name, (plugin, _) in fetch().items():
             registered.setdefault(plugin, {}).setdefault(kind, []).append(name)
 
     gather("generators", registered_generators)
@@ -309,4 +310,4 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
                 "failures": [{"stage": f.stage, "error": f.error} for f in _state.failures if f.plugin == name],
             }
         )
-    return {"plugins": rows, "problems": problems}
+    return {"plugins": rows}

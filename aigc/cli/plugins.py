@@ -46,7 +46,7 @@ def _show(as_json: bool, show_all: bool) -> None:
     if as_json:
         ui.result(json.dumps(info, indent=2))
         return
-    if not info["plugins"] and not info["problems"]:
+    if not info["plugins"]:
         ui.info("No plugins installed. `aigc plugins install NAME` adds one; `aigc plugins --all` shows the built-ins.")
         return
     ui.result("\n".join(_lines(info)))
@@ -64,7 +64,6 @@ def _lines(info: dict) -> list[str]:
             lines.append(f"  {kind.replace('_', ' ')}: {', '.join(items)}")
         for failure in row["failures"]:
             lines.append(f"  failed in {failure['stage']}: {failure['error']}")
-    lines += [f"problem: {problem}" for problem in info["problems"]]
     return lines
 
 

@@ -10,7 +10,7 @@ from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
 from aigc.errors import BadInputError
 from aigc.generators.base import get_generator
-from fakes import FakeEngine
+from aigc.testing import FakeEngine
 
 
 def lines(path):

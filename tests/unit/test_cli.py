@@ -227,7 +227,7 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
 
 def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     from aigc.generators.template import TemplateGenerator
-    from fakes import FakeEngine
+    from aigc.testing import FakeEngine
 
     user_template("greet", GREET)
     engine = FakeEngine()

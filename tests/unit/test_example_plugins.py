@@ -57,7 +57,7 @@ def test_adcopy_plugin_register_generators_template_dirs_and_commands():
 
 
 def test_adcopy_generator_keeps_distinct_clean_variants():
-    from fakes import FakeEngine
+    from aigc.testing import FakeEngine
 
     from aigc.generators.base import get_generator
 
@@ -99,7 +99,7 @@ def test_adcopy_rejects_bad_input_before_any_model_loads():
 
 
 def test_social_templates_work_with_the_template_generator():
-    from fakes import FakeEngine
+    from aigc.testing import FakeEngine
 
     from aigc.generators.template import TemplateGenerator
 

@@ -5,7 +5,7 @@ from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
-from fakes import FakeEngine
+from aigc.testing import FakeEngine
 
 
 def words(text):

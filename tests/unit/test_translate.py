@@ -19,7 +19,7 @@ from aigc.generators.translate import (
     split_sentences,
 )
 from aigc.languages import lookup
-from fakes import FakeEngine
+from aigc.testing import FakeEngine
 from lazy_imports import imports_after
 
 DOC = """---

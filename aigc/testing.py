@@ -1,6 +1,7 @@
-"""A scripted `Engine` for testing generator logic without a model."""
+"""A scripted `Engine` for testing generators (aigc's and plugins') without a model:
+`FakeEngine().enqueue("answer", ...)`, then check the result and `engine.calls`."""
 
-from aigc.engine.base import Completion, EngineStats, Scored
+from .engine.base import Completion, EngineStats, Scored
 
 
 class FakeEngine:
