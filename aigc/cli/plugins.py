@@ -42,12 +42,16 @@ def list_command(
 
 
 def _show(as_json: bool, show_all: bool) -> None:
+    allow = os.environ.get("AIGC_LOAD_PLUGINS")
+    if allow is not None:
+        ui.info(f"AIGC_LOAD_PLUGINS={allow!r}: only the plugins it names are loaded (unset it to load all)")
     info = plugins.describe(include_builtins=show_all)
     if as_json:
         ui.result(json.dumps(info, indent=2))
         return
     if not info["plugins"]:
-        ui.info("No plugins installed. `aigc plugins install NAME` adds one; `aigc plugins --all` shows the built-ins.")
+        none = "No plugins loaded" if allow is not None else "No plugins installed"
+        ui.info(f"{none}. `aigc plugins install NAME` adds one; `aigc plugins --all` shows the built-ins.")
         return
     ui.result("\n".join(_lines(info)))
 

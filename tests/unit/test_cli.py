@@ -401,3 +401,9 @@ def test_help_shows_no_value_type_for_flags():
     assert "<bool>" not in shown and "<list[" not in shown
     assert any("--stop" in line and "<str>" in line for line in shown.splitlines())
     assert "<int>" not in next(line for line in invoke("--help", env={"COLUMNS": "200"}).stdout.splitlines() if "--verbose" in line)
+
+
+def test_plugins_says_when_aigc_load_plugins_filters_them():
+    result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "AIGC_LOAD_PLUGINS=''" in result.stderr and "No plugins loaded" in result.stderr
