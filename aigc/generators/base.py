@@ -23,6 +23,15 @@ def _no_progress(done: int, total: int, what: str) -> None:
     return None
 
 
+def type_name(value: Any) -> str:
+    """How an input of the wrong kind is named in an error: `None`, `bytes`, `an empty list`, ..."""
+    if value is None:
+        return "None"
+    if isinstance(value, (list, dict, str)) and not value:
+        return f"an empty {type(value).__name__}"
+    return type(value).__name__
+
+
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 

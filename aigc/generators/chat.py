@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from .. import templates
 from ..errors import AigcError, BadInputError
 from ..textio import write_atomic
-from .base import Generator
+from .base import Generator, type_name
 
 
 @dataclass
@@ -35,8 +35,12 @@ class ChatGenerator(Generator):
         return rendered.messages, rendered.defaults
 
     def check_inputs(self, inputs: str | list[dict]) -> None:
-        if isinstance(inputs, str) and not inputs.strip():
-            raise BadInputError("the prompt is empty; type a question or pipe some text")
+        if isinstance(inputs, str):
+            if not inputs.strip():
+                raise BadInputError("the prompt is empty; type a question or pipe some text")
+            return
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant") for m in inputs):
+            raise BadInputError(f"chat takes a prompt (str) or messages ([{{'role': 'user', 'content': ...}}, ...]), got {type_name(inputs)}")
 
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import templates
 from ..errors import BadInputError, UnknownLabelError
-from .base import Generator
+from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
@@ -145,7 +145,9 @@ class ClassifyGenerator(Generator):
         self._fitted: dict[Path, ExampleModel] = {}
 
     def check_inputs(self, inputs: str) -> None:
-        if not isinstance(inputs, str) or not inputs.strip():
+        if not isinstance(inputs, str):
+            raise BadInputError(f"classify takes text (str), got {type_name(inputs)}")
+        if not inputs.strip():
             raise BadInputError("there is no text to classify")
 
     def prepare(self, options: dict[str, Any]) -> None:

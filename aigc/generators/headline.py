@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import templates
 from ..errors import AigcError, BadInputError
-from .base import Generator
+from .base import Generator, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
@@ -88,6 +88,8 @@ class HeadlineGenerator(Generator):
         return {"topic" if field == "topic" else "article": super().batch_input(fields, field)}
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
+        if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):
+            raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
         topic, article = inputs.get("topic"), inputs.get("article")
         for name, value in (("topic", topic), ("article", article)):
             if value is not None and not value.strip():

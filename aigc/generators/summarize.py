@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError
-from .base import Generator
+from .base import Generator, type_name
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
@@ -93,7 +93,9 @@ class SummarizeGenerator(Generator):
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
 
     def check_inputs(self, inputs: str) -> None:
-        if not isinstance(inputs, str) or not inputs.strip():
+        if not isinstance(inputs, str):
+            raise BadInputError(f"summarize takes text (str), got {type_name(inputs)}")
+        if not inputs.strip():
             raise BadInputError("there is no text to summarize")
 
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:

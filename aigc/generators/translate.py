@@ -22,7 +22,7 @@ from typing import Any, Union
 from .. import templates
 from ..errors import BadInputError
 from ..languages import Language, lookup
-from .base import Generator
+from .base import Generator, type_name
 
 Piece = Union[str, int]  # literal Markdown, or the index of a text to translate
 
@@ -427,7 +427,9 @@ class TranslateGenerator(Generator):
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
 
     def check_inputs(self, inputs: str) -> None:
-        if not isinstance(inputs, str) or not inputs.strip():
+        if not isinstance(inputs, str):
+            raise BadInputError(f"translate takes text (str), got {type_name(inputs)}")
+        if not inputs.strip():
             raise BadInputError("there is no text to translate")
 
     def preprocess(self, inputs: str, opts: TranslateOptions) -> dict[str, Any]:

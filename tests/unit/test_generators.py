@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from aigc.errors import AigcError, BadInputError
@@ -182,3 +184,20 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
     assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
     with pytest.raises(BadInputError, match="--temperature 0"):
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
+
+
+@pytest.mark.parametrize(
+    "generator, inputs, message",
+    [
+        (HeadlineGenerator, "urban bees", "headline takes {'topic': TEXT} or {'article': TEXT}, got str"),
+        (HeadlineGenerator, {"topic": 5}, "got dict"),
+        (ChatGenerator, None, "chat takes a prompt (str) or messages"),
+        (ChatGenerator, [], "got an empty list"),
+        (ChatGenerator, [{"role": "user"}], "got list"),
+        (SummarizeGenerator, b"abc", "summarize takes text (str), got bytes"),
+        (ClassifyGenerator, 5, "classify takes text (str), got int"),
+    ],
+)
+def test_inputs_of_the_wrong_kind_are_bad_input(generator, inputs, message):
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        generator(engine=FakeEngine()).check_inputs(inputs)
