@@ -57,9 +57,11 @@ class RunOptions:
         )
 
     def prepare(self, generator, inputs, options: dict) -> None:
-        """Check options and inputs, then load the model with a spinner, before any output."""
+        """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a
+        spinner, before any output."""
         generator.validate(options)
-        generator.check_inputs(inputs)
+        if inputs is not None:
+            generator.check_inputs(inputs)
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
