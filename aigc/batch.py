@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError
-from .textio import check_writable, decode_document, file_mode
+from .textio import check_writable, decode_document, write_atomic
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -122,23 +121,20 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
 
 def pending_rows(rows: list[Row], output: str | Path) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    done = {key for key, record in read_output(output) if "result" in record}
+    return _without_results(rows, read_output(output))
+
+
+def _without_results(rows: list[Row], previous: list[tuple[str, dict]]) -> list[Row]:
+    done = {key for key, record in previous if "result" in record}
     return [r for r in rows if _key(r.id) not in done]
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
     """Replace the output file's lines at once (a kill leaves the old file or the new one)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if not records:  # every row is to run again
+        path.write_bytes(b"")
+        return
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def run_batch(
@@ -167,7 +163,7 @@ def run_batch(
     failed = {key for key, record in previous if "error" in record}
     if failed:
         _rewrite(output, [record for key, record in previous if key not in failed])
-    todo = pending_rows(rows, output)
+    todo = _without_results(rows, previous)
     summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
     if todo:
         generator.prepare(options)

@@ -7,6 +7,7 @@ Generators return plain data and never print. They reach the model only through 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, Callable, ClassVar
@@ -32,6 +33,14 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+@functools.lru_cache(maxsize=None)
+def _option_types(options: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(options)
+    except Exception:  # a plugin's annotations that do not resolve: values are taken as they are
+        return {}
+
+
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
@@ -55,13 +64,14 @@ def _coerce(task: str, name: str, value: Any, hint: Any) -> Any:
     if isinstance(value, bool):
         raise BadInputError(f"{task} option {name} must be a number, got {value!r}")
     try:
-        number = float(value) if kind is float else int(value) if not isinstance(value, float) or value.is_integer() else None
+        if kind is float:
+            return float(value)
+        if not isinstance(value, float) or value.is_integer():
+            return int(value)
     except (TypeError, ValueError):
-        number = None
-    if number is None:
-        what = "a whole number" if kind is int else "a number"
-        raise BadInputError(f"{task} option {name} must be {what}, got {value!r}")
-    return number
+        pass
+    what = "a whole number" if kind is int else "a number"
+    raise BadInputError(f"{task} option {name} must be {what}, got {value!r}")
 
 
 class Generator:
@@ -116,10 +126,7 @@ class Generator:
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
             )
-        try:
-            hints = typing.get_type_hints(self.Options)
-        except Exception:  # a plugin's annotations that do not resolve: values are taken as they are
-            hints = {}
+        hints = _option_types(self.Options)
         opts = self.Options(**{k: _coerce(self.name, k, v, hints.get(k, Any)) for k, v in options.items() if v is not None})
         for name in known:
             if name.endswith("template"):
