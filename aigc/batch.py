@@ -158,7 +158,7 @@ def run_batch(
     if on_error not in ON_ERROR:
         raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
     output = check_writable(output)
-    generator.validate(options)
+    generator.check_batch(generator.validate(options))
     previous = read_output(output)
     failed = {key for key, record in previous if "error" in record}
     if failed:
@@ -252,8 +252,13 @@ def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, samp
             if "fatal" in outcome:
                 raise outcome["fatal"]
             yield row, outcome
+    except KeyboardInterrupt:
+        stop.set()  # leave at once: the process is ending
+        raise
     finally:
         stop.set()
+        for thread in threads:  # rows in flight finish before the caller gets the engine back
+            thread.join()
 
 
 def _run_one(generator, row: Row, options, sampling, field_name) -> dict:

@@ -53,9 +53,10 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
     confusion = [[0] * len(labels) for _ in labels]
     started = time.perf_counter()
     result: dict[str, Any] = {}
-    for start in range(0, len(rows), BATCH):
+    step = len(rows) if opts.calibrate == "batch" else BATCH  # batch calibration: one prior over all rows
+    for start in range(0, len(rows), step):
         progress(start, len(rows), "classifying")
-        batch = rows[start : start + BATCH]
+        batch = rows[start : start + step]
         for (_, truth), result in zip(batch, generator.classify_many([t for t, _ in batch], **options)):
             confusion[labels.index(truth)][labels.index(result["label"])] += 1
     progress(len(rows), len(rows), "classifying")

@@ -152,10 +152,6 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
             _record(impl.plugin_name, hook_name, exc)
 
 
-def plugin_names() -> list[str]:
-    return [name for name, _ in get_plugin_manager().list_name_plugin()]
-
-
 def sources() -> dict[str, PluginSource]:
     """Entry-point plugins seen at load time (loaded or failed), by name."""
     get_plugin_manager()
@@ -217,11 +213,6 @@ def register_commands(app: Any) -> dict[str, str]:
     claim_new()
     _state.commands = dict(owners)
     return owners
-
-
-def registered_commands() -> dict[str, str]:
-    """`{command name: plugin}` from the last `register_commands` run (the CLI runs it on import)."""
-    return dict(_state.commands)
 
 
 def clash(kind: str, name: str, first: str, later: str) -> PluginError:

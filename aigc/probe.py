@@ -1,4 +1,5 @@
-"""A linear probe: multinomial logistic regression on embeddings, fitted with L-BFGS.
+"""Numbers on embeddings: a linear probe (multinomial logistic regression fitted with L-BFGS),
+similarity search, and saving fitted state.
 
 It can start from fixed per-class scores (`offset`, e.g. the model's label log-likelihoods) and
 learn only a correction, which is what makes a probe useful with few examples.
@@ -7,6 +8,7 @@ learn only a correction, which is what makes a probe useful with few examples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -58,3 +60,37 @@ class LinearProbe:
 
     def state(self) -> dict:
         return {"mean": self.mean, "std": self.std, "weight": self.weight, "bias": self.bias}
+
+
+def matrix(rows: Matrix) -> "torch.Tensor":
+    """Embeddings as one float32 tensor, `[rows, width]`."""
+    import torch
+
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def similarities(embeddings: "torch.Tensor", query: list[float]) -> list[float]:
+    """Cosine similarity of `query` to each row, after standardizing every dimension on the rows."""
+    import torch
+
+    mean = embeddings.mean(0)
+    scale = embeddings.std(0) + 1e-4
+    rows = torch.nn.functional.normalize((embeddings - mean) / scale, dim=-1)
+    target = torch.nn.functional.normalize((torch.tensor(query) - mean) / scale, dim=0)
+    return (rows @ target).tolist()
+
+
+def save_state(state: dict, path: Path) -> None:
+    """Write `state` (tensors, numbers, text) to `path` atomically."""
+    import torch
+
+    partial = path.with_suffix(".part")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def load_state(path: Path) -> dict:
+    """What `save_state` wrote; raises on a damaged file."""
+    import torch
+
+    return torch.load(path, weights_only=True)

@@ -33,7 +33,7 @@ from .errors import AigcWarning, BadInputError, UnknownTemplateError
 SUFFIX = ".j2"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Template:
     name: str
     path: Path
@@ -176,10 +176,25 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
                 found.pop(name, None)
                 broken.pop(name, None)
                 try:
-                    found[name] = parse(path, source)
+                    found[name] = _parse_cached(path, source)
                 except BadInputError as exc:
                     broken[name] = exc
     return found, broken
+
+
+_parsed: dict[tuple, Template] = {}
+
+
+def _parse_cached(path: Path, source: str) -> Template:
+    """`parse`, done again only when the file changes (YAML parsing dominates a lookup by name)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return parse(path, source)  # gone since the listing: parse says so
+    key = (path, source, stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed:
+        _parsed[key] = parse(path, source)
+    return _parsed[key]
 
 
 def discover() -> dict[str, Template]:
@@ -215,12 +230,18 @@ def environment():
     return env
 
 
+@lru_cache(maxsize=256)
+def _compile(env, text: str):
+    """Each template text compiled once per environment (a new environment starts afresh)."""
+    return env.from_string(text)
+
+
 def _render_text(template: Template, text: str, values: dict[str, Any], first_line: int) -> str:
     from jinja2 import TemplateSyntaxError, UndefinedError
     from jinja2.exceptions import SecurityError
 
     try:
-        return environment().from_string(text).render(**values).strip()
+        return _compile(environment(), text).render(**values).strip()
     except TemplateSyntaxError as exc:
         raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
     except UndefinedError as exc:

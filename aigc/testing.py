@@ -1,6 +1,8 @@
 """A scripted `Engine` for testing generators (aigc's and plugins') without a model:
 `FakeEngine().enqueue("answer", ...)`, then check the result and `engine.calls`."""
 
+import re
+
 from .engine.base import Completion, EngineStats, Scored
 
 
@@ -35,7 +37,7 @@ class FakeEngine:
         return out
 
     def stream(self, prompt, params):
-        yield from self.generate([prompt], params.replace(n=1))[0][0].text.split(" ")
+        yield from re.findall(r"\S+\s*|\s+", self.generate([prompt], params.replace(n=1))[0][0].text)
 
     def score(self, prompt, continuations):
         return [-float(len(c)) for c in continuations]

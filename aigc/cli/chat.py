@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import AigcError, BadInputError
 from ..generators.chat import ChatSession
 from .options import RunOptions, generation_options, stdin_text
 
@@ -32,7 +32,7 @@ def chat(
     """Chat with the model."""
     piped = stdin_text()
     if prompt is None and piped is None:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
         return _repl(run, system, template)
     text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
@@ -102,7 +102,7 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
         reply.close()  # records the partial reply now, before the next turn starts
         sys.stdout.write("\n")
         ui.info("(reply stopped)")
-    except BadInputError as exc:
+    except AigcError as exc:  # the turn is rolled back; the session goes on
         ui.error(str(exc))
     if run.stats:
         ui.print_stats(session.generator.engine.stats)

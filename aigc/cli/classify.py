@@ -1,6 +1,7 @@
 """`aigc classify TEXT|FILE|-` and `aigc eval classify DATA.tsv`."""
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,7 +24,7 @@ Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, co
 def read_input(source: str) -> str:
     """The text itself, a document's text (FILE), or stdin (-)."""
     path = Path(source).expanduser()
-    if source == "-" or (source.strip() and len(source) < 4096 and path.exists()):
+    if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
         raise BadInputError(f"no such file: {source} (quote the text itself if you meant to classify these words)")

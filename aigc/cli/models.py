@@ -8,6 +8,7 @@ import typer
 
 from .. import config, ui
 from ..engine import models as registry
+from ..errors import AigcError
 
 models_app = typer.Typer(help="List, download and inspect models.", no_args_is_help=True)
 
@@ -17,14 +18,18 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     """Known model aliases, where each comes from, and whether it is installed."""
     rows = []
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
-        ref = registry.resolve(alias)
+        try:
+            installed = registry.resolve(alias).installed
+        except AigcError as exc:  # e.g. a plugin's model whose local source is gone
+            ui.warn(f"model {alias!r}: {exc}")
+            installed = False
         rows.append(
             {
                 "alias": alias,
                 "kind": spec.kind,
                 "source": spec.source,
                 "plugin": plugin,
-                "installed": ref.installed,
+                "installed": installed,
                 "default": alias == config.default_model(),
                 "description": spec.description,
             }

@@ -1,4 +1,4 @@
-"""The small interface every engine implements (local transformers today, remote servers later).
+"""The small interface every engine implements (local transformers, or a remote OpenAI-compatible server).
 
 Generators talk to an `Engine` only: generate, stream and score, plus token counting and the
 context window, so a remote backend can stand in for the local one.
@@ -9,8 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Protocol, Union
 
+from ..errors import BadInputError
+
 if TYPE_CHECKING:
     from .sampling import SamplingParams
+
+def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = "shorten the input or lower --max-tokens") -> None:
+    """A `BadInputError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
+    if prompt_tokens + max_tokens > engine.context_length:
+        raise BadInputError(
+            f"the prompt takes {prompt_tokens} tokens and {max_tokens} more were asked for, but "
+            f"{engine.name} holds {engine.context_length}; {fix}"
+        )
+
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Prompt = Union[str, list[Message]]  # raw text, or chat messages the engine formats itself

@@ -6,7 +6,7 @@ import time
 from typing import Iterator
 
 from ..errors import BadInputError
-from .base import Completion, EngineStats, Prompt, Scored
+from .base import Completion, EngineStats, Prompt, Scored, check_fits
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 from .scoring import length_batches, pool_hidden_states
 
@@ -68,12 +68,7 @@ class LocalEngine:
         return ids.to(self.device), mask.to(self.device)
 
     def _check_fits(self, rows: list[list[int]], params: SamplingParams) -> None:
-        longest = max(len(r) for r in rows)
-        if longest + params.max_tokens > self.context_length:
-            raise BadInputError(
-                f"the prompt takes {longest} tokens and {params.max_tokens} more were asked for, but "
-                f"{self.name} holds {self.context_length}; shorten the input or lower --max-tokens"
-            )
+        check_fits(self, max(len(r) for r in rows), params.max_tokens)
 
     def _reusable_cache(self, row: list[int]):
         """The previous single-row call's KV cache cut to what `row` shares with it, and that length.

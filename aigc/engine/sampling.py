@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     import torch
 
 
+NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off."""
@@ -33,7 +36,18 @@ class SamplingParams:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        for name, whole in NUMBERS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()):
+                raise BadInputError(f"{name.replace('_', '-')} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+            if whole:
+                object.__setattr__(self, name, int(value))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise BadInputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        stops = (self.stop,) if isinstance(self.stop, str) else self.stop  # one string is one stop
+        if not all(isinstance(s, str) for s in stops):
+            raise BadInputError(f"stop must be a string or a list of strings, got {self.stop!r}")
+        object.__setattr__(self, "stop", tuple(s for s in stops if s))
         checks = [
             (0 <= self.temperature <= 2, f"temperature must be between 0 and 2 (0 = greedy), got {self.temperature}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {self.top_p}"),

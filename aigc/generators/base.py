@@ -44,9 +44,9 @@ def _option_types(options: type) -> dict[str, Any]:
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
-def _coerce(task: str, name: str, value: Any, hint: Any) -> Any:
-    """`value` as the option's declared type (bool, int, float or str; "3" -> 3 for text from a
-    command line or a form); anything that cannot be is a `BadInputError`."""
+def coerce_value(subject: str, value: Any, hint: Any) -> Any:
+    """`value` as its declared type (bool, int, float or str; "3" -> 3 for text from a command line
+    or a form); anything that cannot be is a `BadInputError` about `subject` ("summarize option words")."""
     kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
     if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
         return value
@@ -56,13 +56,13 @@ def _coerce(task: str, name: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise BadInputError(f"{task} option {name} must be true or false, got {value!r}")
+        raise BadInputError(f"{subject} must be true or false, got {value!r}")
     if kind is str:
         if isinstance(value, str):
             return value
-        raise BadInputError(f"{task} option {name} must be text, got {value!r}")
+        raise BadInputError(f"{subject} must be text, got {value!r}")
     if isinstance(value, bool):
-        raise BadInputError(f"{task} option {name} must be a number, got {value!r}")
+        raise BadInputError(f"{subject} must be a number, got {value!r}")
     try:
         if kind is float:
             return float(value)
@@ -71,7 +71,7 @@ def _coerce(task: str, name: str, value: Any, hint: Any) -> Any:
     except (TypeError, ValueError):
         pass
     what = "a whole number" if kind is int else "a number"
-    raise BadInputError(f"{task} option {name} must be {what}, got {value!r}")
+    raise BadInputError(f"{subject} must be {what}, got {value!r}")
 
 
 class Generator:
@@ -120,14 +120,14 @@ class Generator:
 
     def validate(self, options: dict[str, Any]):
         """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
-        known = {f.name for f in dataclasses.fields(self.Options)}
+        known = {f.name for f in dataclasses.fields(self.Options) if f.init}
         unknown = sorted(set(options) - known)
         if unknown:
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
             )
         hints = _option_types(self.Options)
-        opts = self.Options(**{k: _coerce(self.name, k, v, hints.get(k, Any)) for k, v in options.items() if v is not None})
+        opts = self.Options(**{k: coerce_value(f"{self.name} option {k}", v, hints.get(k, Any)) for k, v in options.items() if v is not None})
         for name in known:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads
@@ -138,8 +138,6 @@ class Generator:
         merged: dict[str, Any] = dict(self.sampling_defaults)
         merged.update(template_defaults or {})
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        if "stop" in merged:
-            merged["stop"] = tuple(merged["stop"])
         fields = {f.name for f in dataclasses.fields(SamplingParams)}
         unknown = sorted(set(merged) - fields)
         if unknown:
@@ -159,6 +157,9 @@ class Generator:
         """Load what every input needs (the model, fitted examples) before inputs run concurrently."""
         self.validate(options)
         self.engine  # noqa: B018 - loads the model
+
+    def check_batch(self, opts) -> None:
+        """Reject options that need the inputs processed together: `aigc batch` runs each row alone."""
 
     def check_inputs(self, inputs: Any) -> None:
         """Reject unusable inputs before any model is loaded; raises `BadInputError`."""

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from .. import templates
 from ..errors import AigcError, BadInputError
 from ..textio import write_atomic
+from ..engine.base import check_fits
 from .base import Generator, type_name
 
 
@@ -56,12 +57,7 @@ class ChatGenerator(Generator):
         turns = [m for m in messages if m["role"] != "system"]
         while len(turns) > 1 and self.engine.count_tokens(system + turns) > budget:
             turns = turns[2:] if len(turns) > 2 and turns[0]["role"] == "user" else turns[1:]
-        used = self.engine.count_tokens(system + turns)
-        if used > budget:
-            raise BadInputError(
-                f"the prompt takes {used} tokens but {self.engine.name} holds {self.engine.context_length} "
-                f"with {max_tokens} kept for the answer; shorten it or lower --max-tokens"
-            )
+        check_fits(self.engine, self.engine.count_tokens(system + turns), max_tokens, "shorten it or lower --max-tokens")
         return system + turns
 
     def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):

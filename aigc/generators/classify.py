@@ -58,15 +58,14 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
     return labels
 
 
-def log_softmax(values: list[float]) -> list[float]:
-    top = max(values)
-    total = top + math.log(sum(math.exp(v - top) for v in values))
-    return [v - total for v in values]
-
-
 def logsumexp(values: list[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def log_softmax(values: list[float]) -> list[float]:
+    total = logsumexp(values)
+    return [v - total for v in values]
 
 
 def mean_prior(scores: list[list[float]]) -> list[float]:
@@ -115,6 +114,10 @@ class ClassifyOptions:
             raise BadInputError("--calibrate examples needs --examples")
         if self.calibrate == "batch" and (self.examples or self.multi_label):
             raise BadInputError("--calibrate batch is for zero-shot, one label per text; with --examples use auto or examples")
+        if self.multi_label and self.calibrate == "examples":
+            raise BadInputError("--multi-label calibrates with content-free (the default) or off, not examples")
+        if self.method == "demos" and self.calibrate == "examples":
+            raise BadInputError("--method demos calibrates with content-free (measured with the same demonstrations) or off, not examples")
         if self.multi_label and self.method == "demos":
             raise BadInputError("--method demos works for one label per text; drop --multi-label or pick probe")
 
@@ -149,6 +152,10 @@ class ClassifyGenerator(Generator):
             raise BadInputError(f"classify takes text (str), got {type_name(inputs)}")
         if not inputs.strip():
             raise BadInputError("there is no text to classify")
+
+    def check_batch(self, opts: ClassifyOptions) -> None:
+        if opts.calibrate == "batch":
+            raise BadInputError("calibrate=batch needs the texts classified together, and aigc batch classifies each row alone; use `aigc classify --lines`, or content-free")
 
     def prepare(self, options: dict[str, Any]) -> None:
         """Load the model and fit the examples once, before texts are classified concurrently."""

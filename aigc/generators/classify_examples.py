@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import BadInputError
-from ..probe import LinearProbe
+from ..probe import LinearProbe, load_state, matrix, save_state, similarities
 from ..textio import read_document
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 3  # bump when what is cached changes
+VERSION = 4  # bump when what is cached changes
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -98,13 +98,7 @@ class ExampleModel:
 
 def demonstrations(model: ExampleModel, embedding: list[float]) -> list[dict]:
     """The `DEMOS_PER_LABEL` examples of each label most similar to the input, least similar first."""
-    import torch
-
-    standardized = model.embeddings - model.embeddings.mean(0)
-    scale = standardized.std(0) + 1e-4
-    examples = torch.nn.functional.normalize(standardized / scale, dim=-1)
-    query = torch.nn.functional.normalize((torch.tensor(embedding) - model.embeddings.mean(0)) / scale, dim=0)
-    similarity = (examples @ query).tolist()
+    similarity = similarities(model.embeddings, embedding)
     picked = []
     for label in range(len(model.names)):
         members = [i for i, targets in enumerate(model.targets) if label in targets]
@@ -126,24 +120,18 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
 
 def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:
     """The example model for these options, from the cache file `path` when it was fitted before."""
-    import torch
-
     if path.exists():
         try:
-            return ExampleModel.from_state(torch.load(path, weights_only=True))
+            return ExampleModel.from_state(load_state(path))
         except Exception:  # a cache file from a crashed run: fit again
             path.unlink(missing_ok=True)
     model = _fit(generator, opts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    torch.save(model.state(), partial)
-    partial.replace(path)
+    save_state(model.state(), path)
     return model
 
 
 def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleModel:
-    import torch
-
     from .classify import log_softmax, mean_prior
 
     names = [label.name for label in opts.parsed]
@@ -159,7 +147,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
         embeddings += chunk_embeddings
     generator.progress(len(texts), len(texts), "embedding the examples")
     prior = mean_prior(scores)
-    model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, torch.tensor(embeddings))
+    model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, matrix(embeddings))
     if opts.multi_label:
         free = generator.content_free(opts) if opts.calibrate != "off" else None
         _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
@@ -174,8 +162,8 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     model.calibration = opts.calibrate if opts.calibrate != "auto" else max(priors, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
     offset = candidates[model.calibration]
     best_zero_shot = model.cv[f"zero-shot, calibration {model.calibration}"]
-    if opts.method == "demos":
-        model.method = "demos"
+    if opts.method == "demos":  # its prior is measured with the demonstrations in the prompt
+        model.method, model.calibration = "demos", "off" if opts.calibrate == "off" else "content-free"
     elif opts.method in ("auto", "probe") and min(labels.count(i) for i in range(len(names))) >= 2:
         folds = _folds(labels)
         for l2 in L2:

@@ -8,12 +8,12 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError
+from ..sentences import split_sentences, word_runs
 from .base import Generator, type_name
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -60,16 +60,12 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
         if size <= budget:
             units.append((paragraph, size))
             continue
-        for sentence in _SENTENCE_END.split(paragraph):
+        for sentence in split_sentences(paragraph):
             size = count(sentence)
             if size <= budget:
                 units.append((sentence, size))
                 continue
-            words = sentence.split()
-            step = max(1, len(words) * budget // (size + 1))
-            for i in range(0, len(words), step):
-                run = " ".join(words[i : i + step])
-                units.append((run, count(run)))
+            units += [(run, count(run)) for run in word_runs(sentence, size, budget)]
     chunks: list[str] = []
     current: list[str] = []
     used = 0
@@ -135,9 +131,9 @@ class SummarizeGenerator(Generator):
             lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
             lines = [line for line in lines if line]
             if len(lines) == 1:  # the model wrote prose: one point per sentence
-                lines = _SENTENCE_END.split(lines[0])
+                lines = split_sentences(lines[0])
         else:
-            lines = _SENTENCE_END.split(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+            lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
         lines = fit_length([line for line in lines if line], opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
         return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}

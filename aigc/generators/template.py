@@ -7,7 +7,8 @@ from typing import Any
 
 from .. import templates
 from ..errors import BadInputError
-from .base import Generator
+from ..engine.base import check_fits
+from .base import Generator, coerce_value
 
 
 @dataclass
@@ -22,21 +23,7 @@ def coerce(template: templates.Template, name: str, value: Any) -> Any:
     default = declared.get("default") if declared else None
     if not isinstance(value, str) or default is None or isinstance(default, str):
         return value
-    try:
-        if isinstance(default, bool):
-            lowered = value.strip().lower()
-            if lowered not in ("true", "false", "yes", "no", "1", "0"):
-                raise ValueError(value)
-            return lowered in ("true", "yes", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise BadInputError(
-            f"template {template.name!r}: {name} must be a {type(default).__name__} like {default!r}, got {value!r}"
-        ) from None
-    return value
+    return coerce_value(f"template {template.name!r} variable {name}", value, type(default))
 
 
 class TemplateGenerator(Generator):
@@ -72,12 +59,7 @@ class TemplateGenerator(Generator):
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)
-        used = self.engine.count_tokens(rendered.messages)
-        if used + params.max_tokens > self.engine.context_length:
-            raise BadInputError(
-                f"the rendered template takes {used} tokens but {self.engine.name} holds {self.engine.context_length} "
-                f"with {params.max_tokens} kept for the answer; shorten the input or lower --max-tokens"
-            )
+        check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
         return rendered.messages, self.engine.generate([rendered.messages], params)[0]
 
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..engine.base import Completion, EngineStats, Prompt, Scored
+from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError
 from .logprobs import TokenTexts, prompt_offsets
@@ -212,13 +212,7 @@ class Scheduler:
         return job
 
     def _check_fits(self, job: Job) -> None:
-        longest = max(len(r) for r in job.rows)
-        limit = self.engine.context_length
-        if longest + job.params.max_tokens > limit:
-            raise BadInputError(
-                f"the prompt takes {longest} tokens and {job.params.max_tokens} more were asked for, "
-                f"but {self.engine.name} holds {limit}; shorten the prompt or lower max_tokens"
-            )
+        check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, "shorten the prompt or lower max_tokens")
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""

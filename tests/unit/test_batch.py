@@ -129,9 +129,19 @@ def test_on_error_skip_records_the_error_and_stop_names_the_row(tmp_path):
     assert summary.errors == 2 and [("error" in r) for r in rows] == [False, True, True, False]
     assert "no text" in rows[1]["error"] and "'text' field" in rows[2]["error"]
     stopped = tmp_path / "stop.jsonl"
+    threads = threading.active_count()
+    generator = summarizer(engine)
     with pytest.raises(BadInputError, match="row 2"):
-        run_batch(summarizer(engine), read_rows(source), stopped, {}, on_error="stop")
+        run_batch(generator, read_rows(source), stopped, {}, on_error="stop")
     assert [r["row"] for r in lines(stopped)] == [1]
+    assert threading.active_count() == threads and generator.engine is engine  # no row still running
+
+
+def test_options_that_need_texts_together_are_refused(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("good\nbad\n")
+    with pytest.raises(BadInputError, match="classify --lines"):
+        run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {"labels": "a,b", "calibrate": "batch"})
 
 
 def test_coalescing_engine_merges_waiting_calls_by_settings():

@@ -100,6 +100,9 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
         ({"labels": "a,b", "calibrate": "on"}, BadInputError, "--calibrate"),
         ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
         ({"examples": [("text", "c"), ("more", "c")]}, BadInputError, "only the label 'c'"),
+        ({"labels": "a,b", "parsed": "x"}, BadInputError, "no option parsed"),
+        ({"labels": "a,b", "multi_label": True, "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
+        ({"labels": "a,b", "method": "demos", "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
     ],
 )
 def test_bad_options_say_what_to_do(classify, options, error, words):
@@ -155,6 +158,18 @@ def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine
     assert shown[-1]["text"] == "apple apple apple number 0"
     result = classify("apple apple apple number 0", examples=EXAMPLES, method="demos")
     assert result["method"] == "demos" and math.isclose(sum(result["scores"].values()), 1.0)
+    assert result["calibration"] == "content-free"  # the prior measured with the demonstrations shown
+
+
+def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
+    from aigc.evaluation import evaluate_classify
+
+    rows = [(f"text number {i}", "ab"[i % 2]) for i in range(33)]  # one more than an eval chunk
+    report = evaluate_classify(classify, rows, {"labels": "a,b", "calibrate": "batch"})
+    assert report.examples == 33 and report.calibration == "batch"
+    whole = classify.classify_many([t for t, _ in rows], labels="a,b", calibrate="batch")
+    predicted = [[sum(1 for (_, truth), r in zip(rows, whole) if truth == t and r["label"] == p) for p in "ab"] for t in "ab"]
+    assert report.confusion == predicted
 
 
 def test_classify_many_matches_one_at_a_time(classify):

@@ -244,7 +244,7 @@ def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
         ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
-        ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a int"),
+        ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
         ("evil", [], "unsafe"),
         ("evil2", [], "unsafe"),
@@ -407,3 +407,62 @@ def test_plugins_says_when_aigc_load_plugins_filters_them():
     result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
     assert result.exit_code == 0 and result.stdout == ""
     assert "AIGC_LOAD_PLUGINS=''" in result.stderr and "No plugins loaded" in result.stderr
+
+
+def test_a_plugin_model_whose_files_are_gone_is_listed_with_a_warning(tmp_path):
+    from aigc import ModelSpec
+
+    class GoneModel:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(alias="gone", source=str(tmp_path / "deleted-model")))
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(GoneModel(), name="gone-plugin")
+    try:
+        result = invoke("models", "list", "--json")
+    finally:
+        plugins.reset()
+    assert result.exit_code == 0, result.output
+    rows = {row["alias"]: row for row in json.loads(result.stdout)}
+    assert rows["gone"]["installed"] is False and "smollm2" in rows
+    assert any("'gone'" in line for line in result.stderr.splitlines())
+
+
+def test_classify_takes_text_longer_than_a_file_name_can_be(tiny_model_dir):
+    text = "I loved this film and would watch it again. " * 10  # over 255 bytes: no file has such a name
+    result = invoke("classify", text, "-l", "negative,positive", "-m", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["scores"]) == {"negative", "positive"}
+
+
+def test_chat_with_stdin_closed_is_one_line_error():
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m aigc chat <&-"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == ["Error: no prompt given; pass one as an argument or pipe it in"]
+
+
+def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.errors import ModelUnavailableError
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    class DownEngine(FakeEngine):
+        def stream(self, prompt, params):
+            raise ModelUnavailableError("the server at http://gpu-box went away")
+            yield  # a generator, like a real stream
+
+    session = ChatSession(ChatGenerator(engine=DownEngine()))
+    monkeypatch.setattr("builtins.input", lambda prompt: "hello")
+    assert _turn(session, RunOptions()) is None
+    assert "went away" in capsys.readouterr().err and session.messages == []
+
+
+def test_fake_engine_streams_exactly_the_text_it_generates():
+    from aigc.engine.sampling import SamplingParams
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("Paris is  the capital.\n")
+    assert "".join(engine.stream("hi", SamplingParams())) == "Paris is  the capital.\n"

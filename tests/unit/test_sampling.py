@@ -14,12 +14,24 @@ from aigc.errors import BadInputError
         ("max_tokens", 0, "at least 1"),
         ("n", 0, "at least 1"),
         ("seed", -3, "non-negative"),
+        ("seed", "7", "non-negative"),
+        ("max_tokens", "10", "whole number"),
+        ("max_tokens", 2.5, "whole number"),
+        ("temperature", "hot", "a number"),
+        ("top_k", True, "whole number"),
+        ("stop", ["ok", 3], "list of strings"),
     ],
 )
 def test_params_reject_out_of_range_values_with_a_fix(field, value, words):
     with pytest.raises(BadInputError, match="must") as info:
         SamplingParams(**{field: value})
     assert words in str(info.value)
+
+
+def test_one_stop_string_is_one_stop_and_whole_floats_are_counts():
+    params = SamplingParams(stop="END", max_tokens=8.0)
+    assert params.stop == ("END",) and params.max_tokens == 8 and isinstance(params.max_tokens, int)
+    assert SamplingParams(stop=["a", "", "b"]).stop == ("a", "b")
 
 
 def test_processors_hold_only_non_neutral_steps():

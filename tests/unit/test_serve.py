@@ -262,6 +262,11 @@ def test_task_endpoints_run_the_generators(server):
     assert status == 400 and "headline takes {'topic': TEXT} or {'article': TEXT}, got str" in body["error"]["message"]
     status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
     assert status == 404
+    for sampling, options in (({"n": 9}, {}), ({}, {"n": 9})):  # the server allows n up to 8
+        status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "bees"}, "options": options, "sampling": sampling})
+        assert status == 400 and "n must be at most 8" in body["error"]["message"]
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "many", "stop": "END"}})
+    assert status == 400 and "max-tokens must be a whole number" in body["error"]["message"]
 
 
 def test_classify_endpoint_and_classify_through_the_remote_engine(server, monkeypatch, tiny_engine):

@@ -43,6 +43,14 @@ def test_user_directory_overrides_a_builtin():
     assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "MINE x"
 
 
+def test_an_edited_template_is_read_again():
+    path = write(templates.user_dir(), "greet", "hello {{ name }}")
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "hello a"
+    path.write_text("---\ndescription: edited\n---\nbye {{ name }}!")
+    assert templates.get_template("greet").description == "edited"
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "bye a!"
+
+
 def test_env_path_wins_over_user_directory(tmp_path, monkeypatch):
     write(templates.user_dir(), "greet", "user {{ name }}")
     write(tmp_path / "env", "greet", "env {{ name }}")

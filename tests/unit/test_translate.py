@@ -13,11 +13,10 @@ from aigc.generators.translate import (
     clean_translation,
     group_chunks,
     load_glossary,
-    parse_blocks,
     parse_glossary,
-    render_blocks,
-    split_sentences,
 )
+from aigc.markdown_blocks import parse_blocks, render_blocks
+from aigc.sentences import split_sentences
 from aigc.languages import lookup
 from aigc.testing import FakeEngine
 from lazy_imports import imports_after
