@@ -253,7 +253,7 @@ def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, samp
                 raise outcome["fatal"]
             yield row, outcome
     except KeyboardInterrupt:
-        stop.set()  # leave at once: the process is ending
+        threads = []  # leave at once: the process is ending (the workers are daemons)
         raise
     finally:
         stop.set()

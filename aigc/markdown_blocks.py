@@ -34,8 +34,14 @@ _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
 _TABLE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
 _TABLE_RULE = re.compile(r"^[ \t|:-]+$")
+_TABLE_DELIMITER = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$")  # --- | :--: (GFM)
 _HTML = re.compile(r"^[ \t]*</?[A-Za-z!?]")
+_HTML_UNTIL = (("<!--", "-->"), ("<pre", "</pre>"), ("<script", "</script>"), ("<style", "</style>"), ("<textarea", "</textarea>"))
 _LETTER = re.compile(r"[^\W\d_]")
+# Inline spans kept as they are: code, link and image brackets and destinations, autolinks, bare URLs.
+_INLINE_LITERAL = re.compile(
+    r"(`+).+?\1|!?\[|\]\([^)\s]*(?:[ \t]+\"[^\"]*\")?\)|\]\[[^\]]*\]|\]|<(?:https?://|mailto:)[^>\s]+>|(?:https?://|www\.)[^\s<>()\]]*[^\s<>()\].,;:!?'\"]"
+)
 
 
 def _starts_block(line: str) -> bool:
@@ -45,12 +51,31 @@ def _starts_block(line: str) -> bool:
     )
 
 
+def _inline(text: str, pieces: list[Piece], texts: list[str]) -> None:
+    """Append `text` to a block: inline code, link syntax and URLs as literal pieces, the runs of
+    words between them (those with letters) as texts to translate."""
+    start = 0
+    for match in [*_INLINE_LITERAL.finditer(text), None]:
+        end = match.start() if match else len(text)
+        run = text[start:end]
+        core = run.strip()
+        if core and _LETTER.search(core):
+            lead, trail = run[: len(run) - len(run.lstrip())], run[len(run.rstrip()) :]
+            pieces += [lead, len(texts), trail]
+            texts.append(core)
+        elif run:
+            pieces.append(run)
+        if match:
+            pieces.append(match.group(0))
+            start = match.end()
+
+
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
-    """A block whose text is translated, unless it has no letters (numbers, symbols, a bare URL)."""
-    text = " ".join(text.split())
-    if not _LETTER.search(text) or re.fullmatch(r"(?:https?://|www\.)\S+|`[^`]*`", text):
-        return Block(kind, [before + text + after])
-    return Block(kind, [before, 0, after], [text])
+    """A block whose words are translated; inline code, link destinations and URLs stay as they are."""
+    block = Block(kind, [before])
+    _inline(" ".join(text.split()), block.pieces, block.texts)
+    block.pieces.append(after)
+    return block
 
 
 def _inner_marker(content: str) -> tuple[str, str]:
@@ -65,21 +90,30 @@ def _inner_marker(content: str) -> tuple[str, str]:
 def _table_row(line: str) -> Block:
     if _TABLE_RULE.match(line):
         return Block("table", [line])
-    pieces: list[Piece] = []
-    texts: list[str] = []
-    cells = line.split("|")
-    for i, cell in enumerate(cells):
+    block = Block("table", [])
+    for i, cell in enumerate(line.split("|")):
         if i:
-            pieces.append("|")
-        inner = cell.strip()
-        if 0 < i < len(cells) - 1 and _LETTER.search(inner):
-            lead = cell[: len(cell) - len(cell.lstrip())]
-            trail = cell[len(cell.rstrip()) :]
-            pieces += [lead, len(texts), trail]
-            texts.append(inner)
-        else:
-            pieces.append(cell)
-    return Block("table", pieces, texts)
+            block.pieces.append("|")
+        _inline(cell, block.pieces, block.texts)
+    return block
+
+
+def _html_end(lines: list[str], start: int) -> int:
+    """Where an HTML block starting at `start` ends: after its closing marker for comments, <pre>,
+    <script>, <style> and <textarea> (blank lines included), else at the next blank line."""
+    opening = lines[start].lstrip().lower()
+    pair = next(((open_, close) for open_, close in _HTML_UNTIL if opening.startswith(open_)), None)
+    if pair:
+        if pair[1] in opening[len(pair[0]) :]:
+            return start + 1
+        j = start + 1
+        while j < len(lines) and pair[1] not in lines[j].lower():
+            j += 1
+        return min(j + 1, len(lines))
+    j = start
+    while j < len(lines) and lines[j].strip():
+        j += 1
+    return j
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -112,6 +146,8 @@ def parse_blocks(text: str) -> list[Block]:
             blocks.append(Block("blank", [line]))
             i += 1
             continue
+        if not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
+            in_list = False
         after_blank = not blocks or blocks[-1].kind in ("blank", "front matter")
         if (line.startswith("    ") or line.startswith("\t")) and after_blank and not in_list and not _ITEM.match(line):
             j = i
@@ -135,12 +171,13 @@ def parse_blocks(text: str) -> list[Block]:
             blocks.append(_table_row(line))
             i += 1
             continue
+        if "|" in line and i + 1 < len(lines) and _TABLE_DELIMITER.match(lines[i + 1]):  # a table without outer pipes
+            while i < len(lines) and lines[i].strip() and "|" in lines[i]:
+                blocks.append(_table_row(lines[i]))
+                i += 1
+            continue
         if _HTML.match(line):
-            j = i
-            while j < len(lines) and lines[j].strip():
-                j += 1
-            blocks.append(Block("html", ["\n".join(lines[i:j])]))
-            i = j
+            blocks.append(Block("html", ["\n".join(lines[i : (i := _html_end(lines, i))])]))
             continue
         kind, before, first = "paragraph", line[: len(line) - len(line.lstrip())], line.strip()
         item = _ITEM.match(line)

@@ -46,6 +46,20 @@ class Template:
     generator: str | None = None
     body_line: int = 1  # line of the file where the body starts, for error messages
 
+    def input_variable(self, given: dict[str, Any] | None = None) -> str:
+        """The variable a message or `-i` fills: `input` if the template has it (or declares none),
+        else its one required variable not in `given`."""
+        names = [v["name"] for v in self.variables]
+        if not names or "input" in names:
+            return "input"
+        open_ = [name for name in self.required if name not in (given or {})]
+        if len(open_) == 1:
+            return open_[0]
+        raise BadInputError(
+            f"template {self.name!r} has no 'input' variable and not one required variable left to fill, so the text "
+            f"has nowhere to go; use `aigc run {self.name} --var NAME=...` (its variables: {', '.join(names)})"
+        )
+
     @property
     def required(self) -> list[str]:
         return [v["name"] for v in self.variables if v.get("required", "default" not in v)]

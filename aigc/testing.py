@@ -10,6 +10,7 @@ class FakeEngine:
     """Answers `generate` with queued texts, in order; records every call."""
 
     name = "fake"
+    can_embed = True
 
     def __init__(self, context_length: int = 2048):
         self.context_length = context_length

@@ -78,11 +78,13 @@ def decode_document(data: bytes, name: str, suffix: str = "") -> str:
 def read_document(source: str) -> str:
     """Read a document from a path, or from stdin when `source` is '-'."""
     if source == "-":
-        if sys.stdin.isatty():
+        if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
         return decode_document(sys.stdin.buffer.read(), "standard input")
+    if not source.strip():
+        raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
-    if not path.exists():
+    if not os.path.exists(path):  # os.path: False (not an OSError) for a name too long
         raise BadInputError(f"no such file: {source}")
     if path.is_dir():
         raise BadInputError(f"{source} is a directory; give a file")

@@ -142,7 +142,7 @@ def print_stats(stats) -> None:
         ("load time", f"{stats.load_seconds:.2f}s"),
         ("prompt tokens", str(stats.prompt_tokens)),
         ("generated tokens", str(stats.completion_tokens)),
-        ("time to first token", f"{stats.first_token_seconds or 0:.3f}s"),
+        ("time to first token", "n/a" if stats.first_token_seconds is None else f"{stats.first_token_seconds:.3f}s"),
         ("generation time", f"{stats.decode_seconds:.2f}s"),
         ("tokens/s", f"{stats.tokens_per_second:.1f}"),
     ]

@@ -6,6 +6,7 @@ import warnings
 from typing import Annotated, Optional
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
@@ -35,9 +36,23 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
+def _one_line(exc: UsageError):
+    """A usage error as one `Error:` line with exit code 2, like every other bad input."""
+    if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc models` alone shows its help
+        raise exc
+    ui.error(f"{exc.format_message().rstrip('.')} (see `{exc.ctx.command_path if exc.ctx else 'aigc'} --help`)")
+    raise typer.Exit(exc.exit_code) from None
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # an unknown global option
+            _one_line(exc)
 
     def invoke(self, ctx):
         with warnings.catch_warnings():
@@ -53,6 +68,8 @@ class AigcGroup(TyperGroup):
                 raise
             ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except UsageError as exc:  # an unknown or missing option of a command
+            _one_line(exc)
         except KeyboardInterrupt:
             if config.debug():
                 raise

@@ -8,7 +8,7 @@ import typer
 
 from .. import config, ui
 from ..engine import models as registry
-from ..errors import AigcError
+from ..errors import AigcError, BadInputError
 
 models_app = typer.Typer(help="List, download and inspect models.", no_args_is_help=True)
 
@@ -74,6 +74,8 @@ def remote_rows() -> list[dict]:
 def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.")]) -> None:
     """Download (and convert, for GGUF sources) a model into the cache."""
     ref = registry.resolve(name)
+    if ref.kind == "remote":
+        raise BadInputError(f"{ref.name} runs on a remote server; there is nothing to download (use it with -m {name})")
     if ref.installed and ref.kind != "hub":
         ui.info(f"{ref.name} is already installed at {ref.load_path()}")
         return

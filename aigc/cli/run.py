@@ -24,21 +24,6 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def input_variable(template: templates.Template, given: dict[str, str]) -> str:
-    """The variable `-i` fills: `input` if the template has it (or declares none), else its one
-    required variable that --var did not set."""
-    names = [v["name"] for v in template.variables]
-    if not names or "input" in names:
-        return "input"
-    open_ = [name for name in template.required if name not in given]
-    if len(open_) == 1:
-        return open_[0]
-    raise BadInputError(
-        f"template {template.name!r} has no 'input' variable, so -i cannot tell which one to fill; "
-        f"use --var NAME=... (its variables: {', '.join(names)})"
-    )
-
-
 @generation_options
 def run_template(
     template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`).")],
@@ -56,7 +41,7 @@ def run_template(
     found = templates.get_template(template)
     values = parse_vars(var or [])
     if source is not None:
-        name = input_variable(found, values)
+        name = found.input_variable(values)
         if name in values:
             raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
         values[name] = read_document(source)

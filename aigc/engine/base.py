@@ -56,22 +56,27 @@ class EngineStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     calls: int = field(default=0)
+    timed_calls: int = 0  # calls whose first token's time is known
 
-    def record(self, prompt_tokens: int, completion_tokens: int, first_token: float, decode: float) -> None:
-        """One call: `first_token` is seconds to the first token, `decode` seconds in all."""
+    def record(self, prompt_tokens: int, completion_tokens: int, first_token: float | None, decode: float) -> None:
+        """One call: `first_token` is seconds to the first token (None when unknown: a remote answer
+        that came whole), `decode` seconds in all."""
         self.calls += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
-        if self.first_token_seconds is None:
-            self.first_token_seconds = first_token
-        self.prefill_seconds += first_token
+        if first_token is not None:
+            self.timed_calls += 1
+            if self.first_token_seconds is None:
+                self.first_token_seconds = first_token
+            self.prefill_seconds += first_token
         self.decode_seconds += decode
 
     @property
     def tokens_per_second(self) -> float:
-        """Generated tokens per second after the first token (prompt processing excluded)."""
+        """Generated tokens per second after the first token (prompt processing excluded); for calls
+        without a first-token time, over their whole time."""
         after_first = self.decode_seconds - self.prefill_seconds
-        return max(0, self.completion_tokens - self.calls) / after_first if after_first > 0 else 0.0
+        return max(0, self.completion_tokens - self.timed_calls) / after_first if after_first > 0 else 0.0
 
 
 class Engine(Protocol):
@@ -80,6 +85,7 @@ class Engine(Protocol):
     name: str
     context_length: int
     stats: EngineStats
+    can_embed: bool  # whether `score_many(..., embed=True)` works (a remote API has no hidden states)
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Tokens the prompt takes, chat formatting included."""

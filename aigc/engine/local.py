@@ -27,6 +27,8 @@ def _eos_ids(model, tokenizer) -> list[int]:
 class LocalEngine:
     """Generates with a loaded model and tokenizer on one device."""
 
+    can_embed = True
+
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0):
         self.name = name
         self.model = model

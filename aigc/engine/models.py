@@ -208,9 +208,15 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
     """Dequantize a GGUF with transformers and save a safetensors copy at `target` (atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    with open(gguf, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise BadInputError(f"{gguf} is not a GGUF file (it does not start with GGUF's magic bytes)")
     progress(f"converting {gguf.name} (once)")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # a truncated file, or an architecture transformers cannot read from GGUF
+        raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {exc}; is it a complete GGUF of a model transformers supports?") from exc
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -365,12 +371,19 @@ def load_model(
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    bar = transformers_logging.is_progress_bar_enabled()
+    if not (sys.stderr and sys.stderr.isatty()):  # its "Loading weights" bar belongs on a terminal only
+        transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(f"could not load {ref.name} from {path}: {exc}") from exc
+    finally:
+        if bar:
+            transformers_logging.enable_progress_bar()
     model.to(device_name).eval()
     if quantize:
         from .quantize import quantize_int8
@@ -395,7 +408,7 @@ def describe(ref: ModelRef) -> dict:
     }
     path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)
     if path and (path / "config.json").is_file():
-        cfg = json.loads((path / "config.json").read_text())
+        cfg = _read_json(path / "config.json")
         info["path"] = str(path)
         info["size_mb"] = round(sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6, 1)
         info["architecture"] = (cfg.get("architectures") or ["?"])[0]
@@ -404,9 +417,20 @@ def describe(ref: ModelRef) -> dict:
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
     elif path and (path / "model_index.json").is_file():
-        index = json.loads((path / "model_index.json").read_text())
+        index = _read_json(path / "model_index.json")
         info["path"] = str(path)
         info["size_mb"] = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
         info["architecture"] = index.get("_class_name", "?")
         info["components"] = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return info
+
+
+def _read_json(path: Path) -> dict:
+    """A model's JSON settings file; one that cannot be read is a `BadInputError` naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path} is not a valid JSON file ({exc}); is this a complete model directory?") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path} must hold a JSON object; is this a complete model directory?")
+    return data

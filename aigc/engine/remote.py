@@ -58,7 +58,7 @@ class NamedRemote:
 
     @property
     def location(self) -> str:
-        return f"{self.url}#{self.model or ''}"
+        return f"{self.url}#{self.model}" if self.model else self.url
 
     def key(self) -> str | None:
         """Its API key: from `api_key_env` when set (which must then be set), else the usual variables."""
@@ -109,6 +109,8 @@ def named_remote(name: str) -> NamedRemote:
 
 class OpenAIEngine:
     """Generates on a remote OpenAI-compatible server."""
+
+    can_embed = False  # the OpenAI API gives no hidden states
 
     def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0, name: str | None = None, key_hint: str = KEY_HINT):
         if not base_url.startswith(("http://", "https://")):
@@ -234,7 +236,7 @@ class OpenAIEngine:
     def _record(self, usage: dict | None, started: float, first: float | None = None) -> None:
         usage = usage or {}
         elapsed = time.perf_counter() - started
-        self.stats.record(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), first or elapsed, elapsed)
+        self.stats.record(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), first, elapsed)
 
     def _one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         path, body = self._body(prompt, params, params.n, stream=False)
@@ -339,8 +341,5 @@ class OpenAIEngine:
         """`score` for each prompt. Embeddings would need the server's hidden states, which the
         OpenAI API does not expose for generative models, so `embed` is refused."""
         if embed:
-            raise BadInputError(
-                f"{self.base_url} cannot give this model's hidden-state embeddings, which --examples with many "
-                "examples needs; use a local model, or pass only a few examples"
-            )
+            raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         return [Scored(self.score(prompt, continuations)) for prompt in prompts]

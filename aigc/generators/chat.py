@@ -32,7 +32,8 @@ class ChatGenerator(Generator):
 
     def user_message(self, text: str, opts: ChatOptions) -> tuple[list[dict], dict]:
         """The template rendered around one user turn: (messages, template sampling defaults)."""
-        rendered = templates.render(opts.template, {"input": text}, system=opts.system)
+        template = templates.get_template(opts.template)
+        rendered = templates.render(template, {template.input_variable(): text}, system=opts.system)
         return rendered.messages, rendered.defaults
 
     def check_inputs(self, inputs: str | list[dict]) -> None:
@@ -46,7 +47,8 @@ class ChatGenerator(Generator):
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):
             return self.user_message(inputs, opts)
-        rendered = templates.render(opts.template, {"input": ""}, system=opts.system)
+        template = templates.get_template(opts.template)
+        rendered = templates.render(template, {template.input_variable(): ""}, system=opts.system)
         system = [m for m in rendered.messages if m["role"] == "system"]
         return system + [m for m in inputs if m["role"] != "system" or not system], rendered.defaults
 

@@ -139,15 +139,23 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     targets = [[names.index(n) for n in labels] for _, labels in opts.examples]
     if not opts.multi_label and any(len(t) != 1 for t in targets):
         raise BadInputError("an example has several labels; give one label per example, or use --multi-label")
+    embed = getattr(generator.engine, "can_embed", True)  # a remote model's API gives no hidden states
+    if not embed and opts.method in ("probe", "demos"):
+        raise BadInputError(
+            f"--method {opts.method} needs the model's hidden states, which {generator.engine.name} does not give over its API; "
+            "use a local model, or --method auto (label scores, calibrated on the examples)"
+        )
     scores, embeddings = [], []
     for start in range(0, len(texts), CHUNK):
-        generator.progress(start, len(texts), "embedding the examples")
-        chunk_scores, chunk_embeddings = generator.score_texts(texts[start : start + CHUNK], opts, embed=True)
+        generator.progress(start, len(texts), "embedding the examples" if embed else "scoring the examples")
+        chunk_scores, chunk_embeddings = generator.score_texts(texts[start : start + CHUNK], opts, embed=embed)
         scores += chunk_scores
         embeddings += chunk_embeddings
-    generator.progress(len(texts), len(texts), "embedding the examples")
+    generator.progress(len(texts), len(texts), "embedding the examples" if embed else "scoring the examples")
     prior = mean_prior(scores)
-    model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, matrix(embeddings))
+    model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, matrix(embeddings) if embed else None)
+    if opts.multi_label and not embed:
+        return model
     if opts.multi_label:
         free = generator.content_free(opts) if opts.calibrate != "off" else None
         _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
@@ -164,7 +172,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     best_zero_shot = model.cv[f"zero-shot, calibration {model.calibration}"]
     if opts.method == "demos":  # its prior is measured with the demonstrations in the prompt
         model.method, model.calibration = "demos", "off" if opts.calibrate == "off" else "content-free"
-    elif opts.method in ("auto", "probe") and min(labels.count(i) for i in range(len(names))) >= 2:
+    elif opts.method in ("auto", "probe") and embed and min(labels.count(i) for i in range(len(names))) >= 2:
         folds = _folds(labels)
         for l2 in L2:
             model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)

@@ -116,6 +116,7 @@ class _Sampling(BaseModel):
     echo: Optional[bool] = None
     tools: Optional[list] = None
     logit_bias: Optional[dict] = None
+    response_format: Optional[dict] = None
 
 
 class _Part(BaseModel):
@@ -258,6 +259,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         for name in ("tools", "logit_bias"):
             if getattr(req, name):
                 raise ApiError(400, f"{name} is not supported by this server", param=name, code="unsupported")
+        if req.response_format and req.response_format.get("type", "text") != "text":  # no constrained decoding here
+            raise ApiError(400, f"response_format {req.response_format.get('type')!r} is not supported by this server; only text", param="response_format", code="unsupported")
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n")
         asked = req.max_completion_tokens or req.max_tokens
@@ -291,11 +294,22 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend.scheduler.submit(job)
         return job, events
 
-    async def collect(job: Job, events: asyncio.Queue):
-        """(completions, log-probabilities per row or None) once the job is done."""
+    async def collect(job: Job, events: asyncio.Queue, request: Request):
+        """(completions, log-probabilities per row or None) once the job is done; a client that goes
+        away meanwhile cancels the job (starlette does not cancel a handler that is not streaming)."""
+        loop = asyncio.get_running_loop()
+        check_at = loop.time() + DISCONNECT_POLL
         try:
             while True:
-                event = await events.get()
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=DISCONNECT_POLL)
+                except asyncio.TimeoutError:
+                    event = ("waiting",)
+                if loop.time() >= check_at:  # pieces keep coming, so check by the clock
+                    if await request.is_disconnected():
+                        log.info("a client went away; its rows stop")
+                        return None
+                    check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
                     raise _from_aigc(event[1], settings.retry_after)
                 if event[0] == "done":
@@ -327,7 +341,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
-    async def answer(req: _Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
+    async def answer(request: Request, req: _Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
         """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
         if params is None:
             job, events = _NoJob(), asyncio.Queue()
@@ -336,8 +350,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             job, events = submit(backend, rows, params, reply.top)
         if req.stream:
             return StreamingResponse(stream_events(reply, job, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        completions, logprobs = await collect(job, events)
-        return reply.whole(completions, logprobs)
+        collected = await collect(job, events, request)
+        if collected is None:
+            return Response(status_code=499)  # nobody reads it: the client is gone
+        return reply.whole(*collected)
 
     @app.get("/health")
     async def health():
@@ -368,7 +384,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         ids = await encode(backend, [m.plain() for m in req.messages])
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n)
-        return await answer(req, reply, backend, [ids] * params.n, params)
+        return await answer(request, req, reply, backend, [ids] * params.n, params)
 
     @app.post("/v1/completions", dependencies=[Depends(auth)])
     async def completions(request: Request):
@@ -392,7 +408,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     entries = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, ids, req.top, backend.scheduler.token_texts, starts)
                 heads += [(text, entries)] * n
             reply.heads = heads
-        return await answer(req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
+        return await answer(request, req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
     @app.post("/tokenize", dependencies=[Depends(auth)])
     async def tokenize(request: Request):

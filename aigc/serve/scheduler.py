@@ -579,6 +579,7 @@ class BatchedEngine:
         self.local = scheduler.engine
         self.name = self.local.name
         self.context_length = self.local.context_length
+        self.can_embed = self.local.can_embed
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
         self._jobs: set[Job] | None = None  # a scoped view's jobs
         self.cancelled = False

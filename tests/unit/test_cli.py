@@ -129,8 +129,19 @@ def test_bad_options_are_one_line_errors_with_exit_2(tiny_model_dir, args, words
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
 
-def test_unknown_option_is_a_usage_error():
-    assert invoke("chat", "--colour", "red").exit_code == 2
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["chat", "--colour", "red"], "No such option: --colour"),
+        (["translate", "-"], "Missing option '--to'"),
+        (["chat", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
+        (["--colour"], "No such option: --colour"),
+        (["models", "nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, words):
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0] and "--help`)" in lines[0], lines
 
 
 def test_unwritable_output_fails_before_any_work(tmp_path):

@@ -165,3 +165,14 @@ def test_bad_quantize_settings_are_bad_input(tiny_model_dir, options):
 
     with pytest.raises(BadInputError):
         load_model(str(tiny_model_dir), device="cpu", **options)
+
+
+def test_tokens_per_second_counts_answers_that_came_whole():
+    from aigc.engine.base import EngineStats
+
+    stats = EngineStats()
+    stats.record(10, 21, 0.5, 2.5)  # streamed: 20 tokens in the 2 s after the first one
+    assert stats.tokens_per_second == 10.0 and stats.first_token_seconds == 0.5
+    whole = EngineStats()
+    whole.record(10, 30, None, 3.0)  # a remote answer that came whole: no first-token time
+    assert whole.tokens_per_second == 10.0 and whole.first_token_seconds is None

@@ -201,3 +201,12 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
 def test_inputs_of_the_wrong_kind_are_bad_input(generator, inputs, message):
     with pytest.raises(BadInputError, match=re.escape(message)):
         generator(engine=FakeEngine()).check_inputs(inputs)
+
+
+def test_chat_fills_a_templates_one_required_variable_with_the_message():
+    engine = FakeEngine()
+    engine.enqueue("A short summary.")
+    result = ChatGenerator(engine=engine)("Bees make honey on city rooftops.", template="summarize")
+    assert result["text"] == "A short summary."
+    prompt = engine.calls[0][0][0]
+    assert "Bees make honey on city rooftops." in prompt[-1]["content"]

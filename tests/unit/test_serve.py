@@ -194,6 +194,7 @@ def test_bad_key_is_401(server):
         ({"top_logprobs": 3}, "BadRequestError", "logprobs: true"),
         ({"logprobs": True, "top_logprobs": 21}, "UnprocessableEntityError", "top_logprobs"),
         ({"extra_body": {"echo": True}}, "BadRequestError", "echo"),
+        ({"response_format": {"type": "json_object"}}, "BadRequestError", "response_format 'json_object'"),
     ],
 )
 def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, words):
@@ -279,8 +280,13 @@ def test_classify_endpoint_and_classify_through_the_remote_engine(server, monkey
     local = ClassifyGenerator(engine=tiny_engine)
     text, labels = "The match ended in a draw.", "sports,politics,New York"
     assert remote(text, labels=labels)["scores"] == pytest.approx(local(text, labels=labels)["scores"], abs=1e-3)
-    with pytest.raises(BadInputError, match="hidden-state embeddings"):
-        remote(text, examples=[("a goal", "sports"), ("a vote", "politics")] * 2)
+    examples = [("a goal", "sports"), ("a vote", "politics")] * 2
+    result = remote(text, examples=examples)  # no hidden states over the API: label scores, calibrated on the examples
+    assert result["method"] == "zero-shot" and sum(result["scores"].values()) == pytest.approx(1.0)
+    expected = local(text, examples=examples, method="zero-shot", calibrate=result["calibration"])
+    assert result["scores"] == pytest.approx(expected["scores"], abs=1e-3)
+    with pytest.raises(BadInputError, match="hidden states"):
+        remote(text, examples=examples, method="probe")
 
 
 def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
@@ -474,7 +480,7 @@ def _long_seed(engine, messages, tokens: int) -> int:
     for seed in range(40):
         if engine.generate([messages], SamplingParams(temperature=1.0, top_p=1.0, max_tokens=tokens, seed=seed))[0][0].finish_reason == "length":
             return seed
-    pytest.skip("no seed made the tiny model write long enough")
+    pytest.fail("no seed made the tiny model write long enough")
 
 
 def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_down):
@@ -541,25 +547,32 @@ def test_a_cache_that_cannot_be_joined_makes_new_jobs_wait(tiny_engine, joinable
     assert scheduler.joined == (1 if joinable else 0)
 
 
-def test_a_task_stops_when_its_client_goes_away(server, tiny_engine, slow_down):
+@pytest.mark.parametrize("path", ["/v1/aigc/chat", "/v1/chat/completions"])
+def test_a_request_that_is_not_streamed_stops_when_its_client_goes_away(server, tiny_engine, slow_down, path):
     from aigc.generators.chat import ChatGenerator
 
     scheduler = server["backend"].scheduler
-    for seed in range(40):  # one with which the tiny model writes all 150 tokens
-        sampling = {"max_tokens": 150, "temperature": 1.0, "top_p": 1.0, "seed": seed}
-        before = tiny_engine.stats.completion_tokens
-        ChatGenerator(engine=tiny_engine)("Tell me a long story", sampling=sampling)
-        if tiny_engine.stats.completion_tokens - before == 150:
-            break
+    messages = [{"role": "user", "content": "Tell me a long story"}]
+    if path == "/v1/aigc/chat":
+        for seed in range(40):  # one with which the tiny model writes all 150 tokens
+            sampling = {"max_tokens": 150, "temperature": 1.0, "top_p": 1.0, "seed": seed}
+            before = tiny_engine.stats.completion_tokens
+            ChatGenerator(engine=tiny_engine)("Tell me a long story", sampling=sampling)
+            if tiny_engine.stats.completion_tokens - before == 150:
+                break
+        else:
+            pytest.fail("no seed made the tiny model write long enough")
+        body = {"input": "Tell me a long story", "sampling": sampling}
     else:
-        pytest.skip("no seed made the tiny model write long enough")
+        seed = _long_seed(tiny_engine, messages, 150)
+        body = {"model": server["model"], "messages": messages, "max_tokens": 150, "temperature": 1.0, "top_p": 1.0, "seed": seed}
     slow_down()  # 150 tokens now take at least 1.5 s
     cancelled = scheduler.cancelled_rows
-    payload = json.dumps({"input": "Tell me a long story", "sampling": sampling}).encode()
+    payload = json.dumps(body).encode()
     host, port = server["url"].split("//")[1].split("/")[0].split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            f"POST /v1/aigc/chat HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
         )
         for _ in range(300):

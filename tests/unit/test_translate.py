@@ -30,13 +30,15 @@ The cat is on the table. It is
 asleep.
 
 - First item
-- Second item with `code`
+- Second item with `code` and a [link](http://example.com).
   - nested item
 1. Numbered one
 - [ ] a task
 
 > A quote line
 > that goes on.
+
+    indented code after a list and a quote
 
 ```python
 print("The cat")
@@ -50,6 +52,16 @@ print("The cat")
 
 <div>Kept as it is</div>
 
+<!--
+a comment
+
+with a blank line
+-->
+
+Name | Role
+-----|-----
+Ann  | Cook
+
 42"""
 
 EXPECTED = """---
@@ -60,12 +72,14 @@ title: Notes
 THE CAT IS ON THE TABLE. IT IS ASLEEP.
 
 - FIRST ITEM
-- SECOND ITEM WITH `CODE`
+- SECOND ITEM WITH `code` AND A [LINK](http://example.com).
   - NESTED ITEM
 1. NUMBERED ONE
 - [ ] A TASK
 
 > A QUOTE LINE THAT GOES ON.
+
+    indented code after a list and a quote
 
 ```python
 print("The cat")
@@ -78,6 +92,16 @@ print("The cat")
 ***
 
 <div>Kept as it is</div>
+
+<!--
+a comment
+
+with a blank line
+-->
+
+NAME | ROLE
+-----|-----
+ANN  | COOK
 
 42"""
 
