@@ -77,25 +77,42 @@ class CoalescingEngine:
         waiting, self._waiting = self._waiting, []
         groups: list[list[_Call]] = []
         for call in waiting:
-            group = next((g for g in groups if g[0].kind == call.kind and g[0].key == call.key), None)
+            group = next((g for g in groups if _mergeable(g[0], call)), None)
             group.append(call) if group else groups.append([call])
         for group in groups:
-            prompts = [p for call in group for p in call.prompts]
-            self.batches.append(len(prompts))
             try:
-                if group[0].kind == "generate":
-                    results = self.engine.generate(prompts, group[0].key)
-                else:
-                    continuations, embed = group[0].key
-                    results = self.engine.score_many(prompts, list(continuations), embed=embed)
-            except BaseException as exc:  # noqa: BLE001 - each caller re-raises it
-                for call in group:
-                    call.error = exc
-            else:
-                at = 0
-                for call in group:
-                    call.result = results[at : at + len(call.prompts)]
-                    at += len(call.prompts)
+                self._run(group)
+            except BaseException as exc:  # noqa: BLE001 - its caller re-raises it
+                if len(group) == 1:
+                    group[0].error = exc
+                else:  # one call's bad input must not fail the others: each alone
+                    for call in group:
+                        try:
+                            self._run([call])
+                        except BaseException as own:  # noqa: BLE001
+                            call.error = own
             for call in group:
                 call.done = True
         self._lock.notify_all()
+
+    def _run(self, group: list[_Call]) -> None:
+        """One engine call for the whole group; each call gets its share of the results."""
+        prompts = [p for call in group for p in call.prompts]
+        self.batches.append(len(prompts))
+        if group[0].kind == "generate":
+            results = self.engine.generate(prompts, group[0].key)
+        else:
+            continuations, embed = group[0].key
+            results = self.engine.score_many(prompts, list(continuations), embed=embed)
+        at = 0
+        for call in group:
+            call.result = results[at : at + len(call.prompts)]
+            at += len(call.prompts)
+
+
+def _mergeable(first: _Call, call: _Call) -> bool:
+    """Same kind and settings; seeded sampling is never merged, since a batch draws every row from
+    one random generator and a row's sample would depend on the rows beside it."""
+    if first.kind != call.kind or first.key != call.key:
+        return False
+    return first.kind != "generate" or first.key.seed is None or first.key.greedy

@@ -22,6 +22,7 @@ Only the standard library talks HTTP here, so no extra is needed.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -188,25 +189,37 @@ class OpenAIEngine:
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         with self._open(method, self.base_url + path, body) as response:
             try:
-                return json.loads(response.read())
+                answer = json.loads(response.read())
+            except (OSError, http.client.HTTPException) as exc:  # cut off or timed out mid-answer
+                raise ModelUnavailableError(f"{self.base_url}{path}: the answer broke off ({type(exc).__name__}: {exc})") from None
             except ValueError:
                 raise ModelUnavailableError(f"{self.base_url}{path} did not answer with JSON; is it an OpenAI-compatible /v1 URL?") from None
+        if not isinstance(answer, dict):
+            raise ModelUnavailableError(f"{self.base_url}{path} answered JSON that is not an object; is it an OpenAI-compatible /v1 URL?")
+        return answer
 
     def _events(self, path: str, body: dict) -> Iterator[dict]:
-        """The JSON objects of a server-sent event stream, until `[DONE]`."""
+        """The JSON objects of a server-sent event stream, until `[DONE]`; a stream that ends without
+        it was cut off, which is an error, not a shorter answer."""
         with self._open("POST", self.base_url + path, body) as response:
-            for raw in response:
-                line = raw.decode("utf-8").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:") :].strip()
-                if data == "[DONE]":
-                    return
-                event = json.loads(data)
-                if isinstance(event, dict) and event.get("error"):
-                    error = event["error"]
-                    raise AigcError(f"{self.base_url} stopped the stream: {error.get('message') if isinstance(error, dict) else error}")
-                yield event
+            try:
+                for raw in response:
+                    line = raw.decode("utf-8").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        return
+                    event = json.loads(data)
+                    if not isinstance(event, dict):
+                        raise ValueError(f"an event that is not a JSON object: {data[:80]}")
+                    if event.get("error"):
+                        error = event["error"]
+                        raise ModelUnavailableError(f"{self.base_url} stopped the stream: {error.get('message') if isinstance(error, dict) else error}")
+                    yield event
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # timeout, reset, bad JSON or UTF-8
+                raise ModelUnavailableError(f"{self.base_url}: the stream broke off ({type(exc).__name__}: {exc})") from None
+        raise ModelUnavailableError(f"{self.base_url}: the stream ended without [DONE]; the server or a proxy cut it off")
 
     # -- the Engine interface --------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Literal, Optional, Union
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
@@ -117,6 +117,12 @@ class _Sampling(BaseModel):
     tools: Optional[list] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
+
+    @field_validator("n", "stream", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value, info):
+        """Clients in other languages send `"n": null`; OpenAI takes it as the default."""
+        return {"n": 1, "stream": False}[info.field_name] if value is None else value
 
 
 class _Part(BaseModel):
@@ -396,8 +402,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt", param="prompt")
         encoded = [await encode(backend, p) for p in prompts]
+        if not all(encoded):
+            raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
+        if len(prompts) * n > settings.max_batch:
+            raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt")
         reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n)
         if req.echo:
             heads = []
@@ -434,7 +444,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             generator = get_generator(task, engine=engine)
         except UnknownGeneratorError as exc:
             raise ApiError(404, str(exc), code="not_found") from None
-        caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", req.options.get("n"), settings.max_n))
+        options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
+        caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name)

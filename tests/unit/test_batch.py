@@ -162,3 +162,48 @@ def test_coalescing_engine_merges_waiting_calls_by_settings():
         t.join(timeout=10)
     assert sorted(coalescing.batches) == [1, 2]  # a and b together, c alone
     assert sorted(answers) == ["a", "b", "c"]
+
+
+def _run_workers(coalescing, calls):
+    """Each (name, prompt, settings) on its own thread; {name: text or the error}."""
+    answers = {}
+
+    def worker(name, prompt, settings):
+        try:
+            answers[name] = coalescing.generate([prompt], settings)[0][0].text
+        except BadInputError as exc:
+            answers[name] = exc
+        finally:
+            coalescing.retire()
+
+    threads = [threading.Thread(target=worker, args=call) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    return answers
+
+
+def test_a_merged_call_that_fails_is_retried_alone_so_the_error_stays_with_its_row():
+    class PickyEngine(FakeEngine):
+        def generate(self, prompts, params):
+            if "too long" in prompts:
+                raise BadInputError("the prompt takes 660 tokens")
+            return super().generate(prompts, params)
+
+    engine = PickyEngine()
+    engine.enqueue("fine answer")
+    coalescing = CoalescingEngine(engine, workers=2)
+    params = SamplingParams(max_tokens=5)
+    answers = _run_workers(coalescing, [("good", "short", params), ("bad", "too long", params)])
+    assert answers["good"] == "fine answer" and isinstance(answers["bad"], BadInputError)
+    assert sorted(coalescing.batches) == [1, 1, 2]  # tried together, then each alone
+
+
+def test_seeded_sampling_is_never_merged():
+    engine = FakeEngine()
+    engine.enqueue(*"abcd")
+    coalescing = CoalescingEngine(engine, workers=4)
+    seeded, greedy = SamplingParams(temperature=1.0, seed=3, max_tokens=5), SamplingParams(temperature=0, seed=3, max_tokens=5)
+    _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded), ("g1", "z", greedy), ("g2", "w", greedy)])
+    assert sorted(coalescing.batches) == [1, 1, 2]  # each seeded call alone; the greedy ones together

@@ -2,6 +2,7 @@
 official `openai` client; the remote backend (`-m openai:URL#MODEL`) against that same server."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -263,11 +264,13 @@ def test_task_endpoints_run_the_generators(server):
     assert status == 400 and "headline takes {'topic': TEXT} or {'article': TEXT}, got str" in body["error"]["message"]
     status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
     assert status == 404
-    for sampling, options in (({"n": 9}, {}), ({}, {"n": 9})):  # the server allows n up to 8
+    for sampling, options in (({"n": 9}, {}), ({}, {"n": 9}), ({}, {"n": "9"})):  # the server allows n up to 8
         status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "bees"}, "options": options, "sampling": sampling})
         assert status == 400 and "n must be at most 8" in body["error"]["message"]
     status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "many", "stop": "END"}})
     assert status == 400 and "max-tokens must be a whole number" in body["error"]["message"]
+    status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": ["Bees"] * 9, "n": 2, "max_tokens": 2})
+    assert status == 400 and "prompts x n must be at most 16" in body["error"]["message"]  # the server's --max-batch
 
 
 def test_classify_endpoint_and_classify_through_the_remote_engine(server, monkeypatch, tiny_engine):
@@ -702,3 +705,63 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--port", str(port)])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port"
+
+
+def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
+    status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "n": None, "stream": None, "max_tokens": 2})
+    assert status == 200 and len(body["choices"]) == 1
+    for extra in ({}, {"echo": True, "logprobs": 1, "max_tokens": 0}):
+        status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": "", "max_tokens": 2, **extra})
+        assert status == 400 and "empty prompt" in body["error"]["message"]
+
+
+class _Answer:
+    """A stand-in for an HTTP response: its lines, then what happens at the end."""
+
+    def __init__(self, lines, end=None):
+        self.lines, self.end = lines, end
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        yield from self.lines
+        if self.end:
+            raise self.end
+
+    def read(self):
+        return b"".join(self.lines)
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        (_Answer([b'data: {"choices": [{"delta": {"content": "hi"}}]}\n']), "without [DONE]"),
+        (_Answer([b'data: {"choices": [{"delta": {"content": "hi"}}]}\n'], TimeoutError("timed out")), "broke off (TimeoutError"),
+        (_Answer([b"data: {not json\n"]), "broke off"),
+        (_Answer([b'data: ["a list"]\n']), "broke off"),
+    ],
+)
+def test_a_remote_stream_that_breaks_off_is_an_error_not_a_short_answer(server, monkeypatch, answer, words):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import ModelUnavailableError
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_open", lambda method, url, body: answer)
+    with pytest.raises(ModelUnavailableError, match=re.escape(words)):
+        list(engine.stream([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=4)))
+
+
+def test_a_remote_answer_that_is_not_an_object_is_an_error(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import ModelUnavailableError
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_open", lambda method, url, body: _Answer([b'["not", "an", "object"]']))
+    with pytest.raises(ModelUnavailableError, match="not an object"):
+        engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=4))
