@@ -159,7 +159,7 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str]]
+    prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids are refused with a reason
     max_tokens: Optional[int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
     logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
 
@@ -397,6 +397,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         req: CompletionRequest = await body(request, CompletionRequest)
         backend = backend_for(req.model)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if not all(isinstance(p, str) for p in prompts):
+            raise ApiError(400, "prompt: token-id prompts are not supported here; send the text", param="prompt", code="unsupported")
         if not prompts:
             raise ApiError(422, "prompt: give at least one prompt", param="prompt")
         if req.stream and len(prompts) > 1:

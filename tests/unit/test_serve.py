@@ -710,6 +710,8 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
 def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
     status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "n": None, "stream": None, "max_tokens": 2})
     assert status == 200 and len(body["choices"]) == 1
+    status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": [1, 2, 3], "max_tokens": 2})
+    assert status == 400 and "token-id prompts" in body["error"]["message"]
     for extra in ({}, {"echo": True, "logprobs": 1, "max_tokens": 0}):
         status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": "", "max_tokens": 2, **extra})
         assert status == 400 and "empty prompt" in body["error"]["message"]
