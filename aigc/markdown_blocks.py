@@ -35,47 +35,85 @@ _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
 _TABLE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
 _TABLE_RULE = re.compile(r"^[ \t|:-]+$")
 _TABLE_DELIMITER = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$")  # --- | :--: (GFM)
-_HTML = re.compile(r"^[ \t]*</?[A-Za-z!?]")
-_HTML_UNTIL = (("<!--", "-->"), ("<pre", "</pre>"), ("<script", "</script>"), ("<style", "</style>"), ("<textarea", "</textarea>"))
-_LETTER = re.compile(r"[^\W\d_]")
-# Inline spans kept as they are: code, link and image brackets and destinations, autolinks, bare URLs.
-_INLINE_LITERAL = re.compile(
-    r"(`+).+?\1|!?\[|\]\([^)\s]*(?:[ \t]+\"[^\"]*\")?\)|\]\[[^\]]*\]|\]|<(?:https?://|mailto:)[^>\s]+>|(?:https?://|www\.)[^\s<>()\]]*[^\s<>()\].,;:!?'\"]"
+# HTML blocks (CommonMark): up to a closing marker, blank lines included (comments, <pre>, ...);
+# block-level tags up to a blank line; any other tag only when it is alone on its line, and not in
+# the middle of a paragraph. Inline tags and autolinks (<https://...>) are text.
+_HTML_UNTIL = re.compile(r"^[ \t]{0,3}(?:(<!--)|<(pre|script|style|textarea)(?=[\s>]|$))", re.I)
+_HTML_CLOSERS = {"<!--": "-->", "pre": "</pre>", "script": "</script>", "style": "</style>", "textarea": "</textarea>"}
+_HTML_BLOCK = re.compile(
+    r"^[ \t]{0,3}(?:<[!?]|</?(?:address|article|aside|blockquote|body|caption|center|col|colgroup|dd|details|dialog|dir|"
+    r"div|dl|dt|fieldset|figcaption|figure|footer|form|frame|frameset|h[1-6]|head|header|hr|html|iframe|legend|li|link|"
+    r"main|menu|menuitem|nav|noframes|ol|optgroup|option|p|param|search|section|summary|table|tbody|td|tfoot|th|"
+    r"thead|title|tr|track|ul)(?=[\s/>]|$))",
+    re.I,
 )
+_HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[A-Za-z][\w-]*\s*>)[ \t]*$")
+_REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
+_LETTER = re.compile(r"[^\W\d_]")
+# Inline spans that must come back unchanged: code, link and image destinations (one level of
+# parentheses inside), reference labels, autolinks and bare URLs.
+_PROTECTED = re.compile(
+    r"(`+).+?\1"
+    r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"]*\")?\)"
+    r"|\]\[[^\]]*\]"
+    r"|<(?:https?://|mailto:)[^>\s]+>"
+    r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
+)
+_BRACKET = re.compile(r"!?\[|\]")
+
+
+def _html_starts(line: str, in_paragraph: bool = False) -> bool:
+    """Whether `line` starts an HTML block (inside a paragraph only the kinds that may interrupt one)."""
+    return bool(_HTML_UNTIL.match(line) or _HTML_BLOCK.match(line) or (not in_paragraph and _HTML_TAG_LINE.match(line)))
 
 
 def _starts_block(line: str) -> bool:
+    """Whether `line` ends the paragraph before it."""
     return bool(
         not line.strip() or _FENCE.match(line) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
-        or _QUOTE.match(line) or _TABLE.match(line) or _HTML.match(line)
+        or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
 
-def _inline(text: str, pieces: list[Piece], texts: list[str]) -> None:
-    """Append `text` to a block: inline code, link syntax and URLs as literal pieces, the runs of
-    words between them (those with letters) as texts to translate."""
+def protected_spans(text: str) -> list[str]:
+    """The inline spans of `text` a translation must keep unchanged (code, link targets, URLs)."""
+    return [m.group(0) for m in _PROTECTED.finditer(text)]
+
+
+def keeps_markup(source: str, translation: str) -> bool:
+    """Whether `translation` still has every protected span of `source` and as many link brackets."""
+    spans = protected_spans(source)
+    return all(translation.count(span) >= spans.count(span) for span in set(spans)) and all(
+        translation.count(b) == source.count(b) for b in "[]"
+    )
+
+
+def inline_parts(text: str) -> list[tuple[bool, str]]:
+    """`text` cut around its protected spans and link brackets: `(True, words)` for each run of
+    words (from its first letter), `(False, literal)` for everything else; joined, they give `text` back."""
+    parts: list[tuple[bool, str]] = []
     start = 0
-    for match in [*_INLINE_LITERAL.finditer(text), None]:
-        end = match.start() if match else len(text)
-        run = text[start:end]
-        core = run.strip()
-        if core and _LETTER.search(core):
-            lead, trail = run[: len(run) - len(run.lstrip())], run[len(run.rstrip()) :]
-            pieces += [lead, len(texts), trail]
-            texts.append(core)
-        elif run:
-            pieces.append(run)
+    literal = re.compile(f"{_PROTECTED.pattern}|{_BRACKET.pattern}")
+    for match in [*literal.finditer(text), None]:
+        run = text[start : match.start() if match else len(text)]
+        first = _LETTER.search(run)
+        if first:  # punctuation and spaces before the words, and spaces after, stay literal
+            lead, core = run[: first.start()], run[first.start() :].rstrip()
+            parts += [(False, lead), (True, core), (False, run[len(lead) + len(core) :])]
+        else:
+            parts.append((False, run))
         if match:
-            pieces.append(match.group(0))
+            parts.append((False, match.group(0)))
             start = match.end()
+    return [(is_text, piece) for is_text, piece in parts if piece]
 
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
-    """A block whose words are translated; inline code, link destinations and URLs stay as they are."""
-    block = Block(kind, [before])
-    _inline(" ".join(text.split()), block.pieces, block.texts)
-    block.pieces.append(after)
-    return block
+    """A block whose text is translated, unless it has no letters outside code and URLs."""
+    text = " ".join(text.split())
+    if not any(is_text for is_text, _ in inline_parts(text)):
+        return Block(kind, [before + text + after])
+    return Block(kind, [before, 0, after], [text])
 
 
 def _inner_marker(content: str) -> tuple[str, str]:
@@ -94,20 +132,30 @@ def _table_row(line: str) -> Block:
     for i, cell in enumerate(line.split("|")):
         if i:
             block.pieces.append("|")
-        _inline(cell, block.pieces, block.texts)
+        inner = cell.strip()
+        if any(is_text for is_text, _ in inline_parts(inner)):
+            block.pieces += [cell[: len(cell) - len(cell.lstrip())], len(block.texts), cell[len(cell.rstrip()) :]]
+            block.texts.append(inner)
+        else:
+            block.pieces.append(cell)
     return block
+
+
+def _table_header(lines: list[str], i: int) -> bool:
+    """Whether line `i` is the header row of a table (a delimiter row such as `--|--` follows)."""
+    return "|" in lines[i] and i + 1 < len(lines) and bool(_TABLE_DELIMITER.match(lines[i + 1]))
 
 
 def _html_end(lines: list[str], start: int) -> int:
     """Where an HTML block starting at `start` ends: after its closing marker for comments, <pre>,
     <script>, <style> and <textarea> (blank lines included), else at the next blank line."""
-    opening = lines[start].lstrip().lower()
-    pair = next(((open_, close) for open_, close in _HTML_UNTIL if opening.startswith(open_)), None)
-    if pair:
-        if pair[1] in opening[len(pair[0]) :]:
+    until = _HTML_UNTIL.match(lines[start])
+    if until:
+        closer = _HTML_CLOSERS[(until.group(1) or until.group(2)).lower()]
+        if closer in lines[start][until.end() :].lower():
             return start + 1
         j = start + 1
-        while j < len(lines) and pair[1] not in lines[j].lower():
+        while j < len(lines) and closer not in lines[j].lower():
             j += 1
         return min(j + 1, len(lines))
     j = start
@@ -130,6 +178,8 @@ def parse_blocks(text: str) -> list[Block]:
     in_list = False
     while i < len(lines):
         line = lines[i]
+        if line.strip() and not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
+            in_list = False
         fence = _FENCE.match(line)
         if fence:
             mark = fence.group(2)
@@ -140,14 +190,11 @@ def parse_blocks(text: str) -> list[Block]:
             j = min(j, len(lines) - 1)
             blocks.append(Block("code", ["\n".join(lines[i : j + 1])]))
             i = j + 1
-            in_list = False
             continue
         if not line.strip():
             blocks.append(Block("blank", [line]))
             i += 1
             continue
-        if not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
-            in_list = False
         after_blank = not blocks or blocks[-1].kind in ("blank", "front matter")
         if (line.startswith("    ") or line.startswith("\t")) and after_blank and not in_list and not _ITEM.match(line):
             j = i
@@ -171,13 +218,17 @@ def parse_blocks(text: str) -> list[Block]:
             blocks.append(_table_row(line))
             i += 1
             continue
-        if "|" in line and i + 1 < len(lines) and _TABLE_DELIMITER.match(lines[i + 1]):  # a table without outer pipes
+        if _table_header(lines, i):  # a table without outer pipes
             while i < len(lines) and lines[i].strip() and "|" in lines[i]:
                 blocks.append(_table_row(lines[i]))
                 i += 1
             continue
-        if _HTML.match(line):
+        if _html_starts(line):
             blocks.append(Block("html", ["\n".join(lines[i : (i := _html_end(lines, i))])]))
+            continue
+        if _REFERENCE.match(line):
+            blocks.append(Block("reference", [line]))
+            i += 1
             continue
         kind, before, first = "paragraph", line[: len(line) - len(line.lstrip())], line.strip()
         item = _ITEM.match(line)
@@ -188,8 +239,6 @@ def parse_blocks(text: str) -> list[Block]:
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
-        elif not in_list or after_blank:
-            in_list = False
         parts = [first]
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
@@ -199,7 +248,7 @@ def parse_blocks(text: str) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)):
                     break
                 parts.append(inner.group(2))
-            elif _starts_block(nxt) or (nxt.startswith("    ") and kind != "item"):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item"):
                 break
             else:
                 parts.append(nxt)

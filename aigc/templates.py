@@ -196,7 +196,7 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
     return found, broken
 
 
-_parsed: dict[tuple, Template] = {}
+_parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
 
 
 def _parse_cached(path: Path, source: str) -> Template:
@@ -205,10 +205,11 @@ def _parse_cached(path: Path, source: str) -> Template:
         stat = path.stat()
     except OSError:
         return parse(path, source)  # gone since the listing: parse says so
-    key = (path, source, stat.st_mtime_ns, stat.st_size)
-    if key not in _parsed:
-        _parsed[key] = parse(path, source)
-    return _parsed[key]
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _parsed.get((path, source))
+    if cached is None or cached[0] != stamp:
+        cached = _parsed[path, source] = (stamp, parse(path, source))
+    return cached[1]
 
 
 def discover() -> dict[str, Template]:

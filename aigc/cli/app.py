@@ -36,11 +36,13 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
-def _one_line(exc: UsageError):
-    """A usage error as one `Error:` line with exit code 2, like every other bad input."""
+def _one_line(exc: UsageError, command: str | None = None):
+    """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
+    names the command when the error does not (a missing option value)."""
     if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc models` alone shows its help
         raise exc
-    ui.error(f"{exc.format_message().rstrip('.')} (see `{exc.ctx.command_path if exc.ctx else 'aigc'} --help`)")
+    where = exc.ctx.command_path if exc.ctx else command or "aigc"
+    ui.error(f"{exc.format_message().rstrip('.')} (see `{where} --help`)")
     raise typer.Exit(exc.exit_code) from None
 
 
@@ -69,7 +71,7 @@ class AigcGroup(TyperGroup):
             ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
-            _one_line(exc)
+            _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
         except KeyboardInterrupt:
             if config.debug():
                 raise

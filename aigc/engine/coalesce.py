@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import BadInputError
 from .base import Completion, Prompt, Scored
 
 
@@ -82,15 +83,18 @@ class CoalescingEngine:
         for group in groups:
             try:
                 self._run(group)
-            except BaseException as exc:  # noqa: BLE001 - its caller re-raises it
+            except BadInputError as exc:
                 if len(group) == 1:
                     group[0].error = exc
-                else:  # one call's bad input must not fail the others: each alone
+                else:  # one call's input (a prompt too long) must not fail the others: each alone
                     for call in group:
                         try:
                             self._run([call])
-                        except BaseException as own:  # noqa: BLE001
+                        except BaseException as own:  # noqa: BLE001 - its caller re-raises it
                             call.error = own
+            except BaseException as exc:  # noqa: BLE001 - the model or server failed: every caller re-raises it
+                for call in group:
+                    call.error = exc
             for call in group:
                 call.done = True
         self._lock.notify_all()

@@ -212,7 +212,7 @@ class OpenAIEngine:
                         return
                     event = json.loads(data)
                     if not isinstance(event, dict):
-                        raise ValueError(f"an event that is not a JSON object: {data[:80]}")
+                        raise ModelUnavailableError(f"{self.base_url} sent a stream event that is not a JSON object: {data[:80]}")
                     if event.get("error"):
                         error = event["error"]
                         raise ModelUnavailableError(f"{self.base_url} stopped the stream: {error.get('message') if isinstance(error, dict) else error}")

@@ -38,14 +38,14 @@ class SamplingParams:
     def __post_init__(self) -> None:
         for name, whole in NUMBERS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and isinstance(value, float) and not value.is_integer()):
                 raise BadInputError(f"{name.replace('_', '-')} must be {'a whole number' if whole else 'a number'}, got {value!r}")
             if whole:
                 object.__setattr__(self, name, int(value))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise BadInputError(f"seed must be a non-negative integer, got {self.seed!r}")
         stops = (self.stop,) if isinstance(self.stop, str) else self.stop  # one string is one stop
-        if not all(isinstance(s, str) for s in stops):
+        if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
             raise BadInputError(f"stop must be a string or a list of strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(s for s in stops if s))
         checks = [

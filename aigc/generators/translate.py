@@ -22,7 +22,7 @@ from typing import Any
 from .. import templates
 from ..errors import BadInputError
 from ..languages import Language, lookup
-from ..markdown_blocks import parse_blocks, render_blocks
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
 from ..sentences import split_sentences, word_runs
 from .base import Generator, type_name
 
@@ -272,19 +272,36 @@ class TranslateGenerator(Generator):
 
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         chunks = prepared["chunks"]
-        defaults = templates.get_template(opts.template).defaults
         for start in range(0, len(chunks), opts.batch_size):
             self.progress(start, len(chunks), "translating")
             batch = [segment for chunk in chunks[start : start + opts.batch_size] for segment in chunk]
-            if not batch:
-                continue
-            longest = max(self.engine.count_tokens(s.source) for s in batch)
-            params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **defaults})
-            outputs = self.engine.generate([self._prompt(s, opts) for s in batch], params)
-            for segment, group in zip(batch, outputs):
-                segment.translation = clean_translation(group[0].text, segment.source, opts.target)
+            self._translate(batch, opts, sampling)
+            self._translate_in_parts([s for s in batch if not keeps_markup(s.source, s.translation)], opts, sampling)
         self.progress(len(chunks), len(chunks), "translating")
         return prepared
+
+    def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any]) -> None:
+        """Each segment's translation, from one batched engine call."""
+        if not batch:
+            return
+        longest = max(self.engine.count_tokens(s.source) for s in batch)
+        params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **templates.get_template(opts.template).defaults})
+        outputs = self.engine.generate([self._prompt(s, opts) for s in batch], params)
+        for segment, group in zip(batch, outputs):
+            segment.translation = clean_translation(group[0].text, segment.source, opts.target)
+
+    def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any]) -> None:
+        """Segments whose translation lost inline code, a link target or a URL: the words between
+        them translated piece by piece, and the markup put back as it was."""
+        layouts = [inline_parts(segment.source) for segment in broken]
+        pieces = [
+            _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(text)])
+            for segment, parts in zip(broken, layouts) for is_text, text in parts if is_text
+        ]
+        self._translate(pieces, opts, sampling)
+        translated = iter(pieces)
+        for segment, parts in zip(broken, layouts):
+            segment.translation = "".join((next(translated).translation or text) if is_text else text for is_text, text in parts)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:
         blocks = raw["blocks"]

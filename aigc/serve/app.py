@@ -403,13 +403,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(422, "prompt: give at least one prompt", param="prompt")
         if req.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes one prompt", param="prompt")
+        if len(prompts) * req.n > settings.max_batch:  # before any prompt is tokenized
+            raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt")
         encoded = [await encode(backend, p) for p in prompts]
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
-        if len(prompts) * n > settings.max_batch:
-            raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt")
         reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n)
         if req.echo:
             heads = []

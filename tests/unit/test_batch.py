@@ -207,3 +207,31 @@ def test_seeded_sampling_is_never_merged():
     seeded, greedy = SamplingParams(temperature=1.0, seed=3, max_tokens=5), SamplingParams(temperature=0, seed=3, max_tokens=5)
     _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded), ("g1", "z", greedy), ("g2", "w", greedy)])
     assert sorted(coalescing.batches) == [1, 1, 2]  # each seeded call alone; the greedy ones together
+
+
+def test_a_failing_model_fails_the_merged_call_once_not_per_caller():
+    from aigc.errors import ModelUnavailableError
+
+    class DownEngine(FakeEngine):
+        def generate(self, prompts, params):
+            self.calls.append(prompts)
+            raise ModelUnavailableError("cannot reach http://gpu-box")
+
+    engine = DownEngine()
+    coalescing = CoalescingEngine(engine, workers=3)
+    errors = {}
+
+    def worker(name):
+        try:
+            coalescing.generate([name], SamplingParams(max_tokens=5))
+        except ModelUnavailableError as exc:
+            errors[name] = exc
+        finally:
+            coalescing.retire()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(errors) == ["a", "b", "c"] and len(engine.calls) == 1

@@ -137,6 +137,7 @@ def test_bad_options_are_one_line_errors_with_exit_2(tiny_model_dir, args, words
         (["chat", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
         (["--colour"], "No such option: --colour"),
         (["models", "nosuch"], "No such command 'nosuch'"),
+        (["translate", "--to"], "requires an argument (see `aigc translate --help`)"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_2(args, words):

@@ -20,6 +20,7 @@ from aigc.errors import BadInputError
         ("temperature", "hot", "a number"),
         ("top_k", True, "whole number"),
         ("stop", ["ok", 3], "list of strings"),
+        ("stop", 5, "list of strings"),
     ],
 )
 def test_params_reject_out_of_range_values_with_a_fix(field, value, words):

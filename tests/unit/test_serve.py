@@ -744,7 +744,7 @@ class _Answer:
         (_Answer([b'data: {"choices": [{"delta": {"content": "hi"}}]}\n']), "without [DONE]"),
         (_Answer([b'data: {"choices": [{"delta": {"content": "hi"}}]}\n'], TimeoutError("timed out")), "broke off (TimeoutError"),
         (_Answer([b"data: {not json\n"]), "broke off"),
-        (_Answer([b'data: ["a list"]\n']), "broke off"),
+        (_Answer([b'data: ["a list"]\n']), "not a JSON object"),
     ],
 )
 def test_a_remote_stream_that_breaks_off_is_an_error_not_a_short_answer(server, monkeypatch, answer, words):

@@ -140,6 +140,46 @@ def test_indented_code_is_kept_but_nested_list_items_are_translated():
     assert result["translation"] == "TEXT HERE.\n\n    code = 1\n\n- ITEM\n    - DEEP ITEM"
 
 
+@pytest.mark.parametrize(
+    "doc, kinds",
+    [
+        ("1.  First item\n\n    Second paragraph.\n\n    Third paragraph.", ["item", "paragraph", "paragraph"]),
+        ("<preview-card>\nHello\n\nNext paragraph here.", ["html", "paragraph"]),
+        ("Read the guide at\n<https://example.com/guide> before you start.", ["paragraph"]),
+        ("<em>Hi</em> there", ["paragraph"]),
+        ("Some text\nName | Role\n--|--\nAnn | Cook", ["paragraph", "table", "table", "table"]),
+        ("See [the docs][id].\n\n[id]: http://example.com/x_(y)", ["paragraph", "reference"]),
+        ("<!--\na comment\n\nstill it\n-->\nAfter.", ["html", "paragraph"]),
+        ("- item\n\n> quote\n\n    code after a list and a quote", ["item", "quote", "code"]),
+    ],
+)
+def test_markdown_blocks_are_recognised(doc, kinds):
+    blocks = parse_blocks(doc)
+    assert [b.kind for b in blocks if b.kind != "blank"] == kinds
+    assert render_blocks(blocks, [b.texts for b in blocks]) == doc.replace("at\n<", "at <")
+
+
+class KeepsCodeEngine(FakeEngine):
+    """A "translation" that keeps inline markup: Run -> Lancez, now -> maintenant."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        return [[Completion(p[-1]["content"].replace("Run", "Lancez").replace("now", "maintenant"), 1, 1, "stop")] for p in prompts]
+
+
+def test_a_sentence_with_inline_code_is_one_prompt_when_the_model_keeps_the_code():
+    result, engine = translate("Run `make` now, see [the docs](http://x.org/a_(b)).", engine=KeepsCodeEngine())
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Run `make` now, see [the docs](http://x.org/a_(b))."]
+    assert result["translation"] == "Lancez `make` maintenant, see [the docs](http://x.org/a_(b))."
+
+
+def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
+    result, engine = translate("Run `make`. Then see [the docs](http://x.org) now.")
+    assert result["translation"] == "RUN `make`. THEN SEE [THE DOCS](http://x.org) NOW."
+    retried = [p[-1]["content"] for p in engine.calls[-1][0]]
+    assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
+
+
 def test_setext_headings_keep_their_underlines():
     result, _ = translate("Title\n=====\n\nSub title\n---\nText.")
     assert result["translation"] == "TITLE\n=====\n\nSUB TITLE\n---\nTEXT."
