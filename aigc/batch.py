@@ -16,6 +16,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -67,24 +68,35 @@ def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
     elif suffix == ".jsonl":
         rows = [_json_row(n, line, id_field) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-        rows = [Row(n, record.get(id_field) or n, dict(record)) for n, record in enumerate(reader, 1)]
+        tsv = suffix == ".tsv"  # raw text between tabs: quotes are part of it, as in `eval` and `--examples`
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ())) for n, record in enumerate(reader, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
-    ids = [json.dumps(r.id) for r in rows]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(_key(r.id) for r in rows if r.id is not None)
+    repeated = sorted(key for key, count in counts.items() if count > 1)
     if repeated:
-        raise BadInputError(f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume")
+        raise BadInputError(
+            f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume (rows without an id get their row number)"
+        )
     return rows
+
+
+def _table_row(number: int, record: dict, id_field: str, width: int) -> Row:
+    if None in record:  # csv puts cells beyond the header under None
+        return Row(number, record.get(id_field) or number, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
+    if any(value is None for value in record.values()):
+        return Row(number, record.get(id_field) or number, {}, f"the row has fewer cells than the header's {width}")
+    return Row(number, record.get(id_field) or number, dict(record))
 
 
 def _json_row(number: int, line: str, id_field: str) -> Row:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        return Row(number, number, {}, f"bad JSON: {exc.msg}")
+        return Row(number, None, {}, f"bad JSON: {exc.msg}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
-        return Row(number, number, {}, "bad JSON: expected an object")
+        return Row(number, None, {}, "bad JSON: expected an object")
     return Row(number, record.get(id_field, number), record)
 
 
@@ -100,9 +112,6 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
         return []
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
-    if keep != len(data):
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
     try:
         text = data[:keep].decode("utf-8")
     except UnicodeDecodeError:
@@ -116,12 +125,26 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
         except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
         lines.append((_key(record["id"]), record))
+    if keep != len(data):  # checked first: only a torn batch line is cut, never another file's text
+        if not data[keep:].startswith(b'{"id": '):
+            raise BadInputError(f"{path}:{len(lines) + 1} is not a batch output line; give another -o or remove the file")
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
     return lines
 
 
-def pending_rows(rows: list[Row], output: str | Path) -> list[Row]:
+def pending_rows(rows: list[Row], output: str | Path, task: str) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    return _without_results(rows, read_output(output))
+    return _without_results(rows, _previous(output, task))
+
+
+def _previous(output: str | Path, task: str) -> list[tuple[str, dict]]:
+    """`read_output`, refusing a file that holds another task's output."""
+    previous = read_output(output)
+    other = next((record["task"] for _, record in previous if record.get("task", task) != task), None)
+    if other:
+        raise BadInputError(f"{output} holds {other} output, not {task}; give another -o to start a new file")
+    return previous
 
 
 def _without_results(rows: list[Row], previous: list[tuple[str, dict]]) -> list[Row]:
@@ -159,7 +182,7 @@ def run_batch(
         raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
     output = check_writable(output)
     generator.check_batch(generator.validate(options))
-    previous = read_output(output)
+    previous = _previous(output, generator.name)
     failed = {key for key, record in previous if "error" in record}
     if failed:
         _rewrite(output, [record for key, record in previous if key not in failed])
@@ -170,16 +193,18 @@ def run_batch(
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
     try:
+        regular = output.is_file() or not output.exists()
         with open(output, "a", encoding="utf-8") as sink:
             for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
-                line = {"id": row.id, "row": row.number, **outcome}
+                line = {"id": row.id, "row": row.number, "task": generator.name, **outcome}
                 if "error" in line:
                     if on_error == "stop":
                         raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()
-                os.fsync(sink.fileno())
+                if regular:  # a pipe or device cannot be synced
+                    os.fsync(sink.fileno())
                 summary.done += 1
                 report(summary.done, len(todo))
     finally:
@@ -192,8 +217,12 @@ def _restore_order(output: Path, rows: list[Row]) -> None:
     """Put the output lines in input order (a resumed run appends retried rows last); lines for ids
     no longer in the input stay at the end."""
     records = [record for _, record in read_output(output)]
-    position = {_key(r.id): i for i, r in enumerate(rows)}
-    ordered = sorted(records, key=lambda record: position.get(_key(record["id"]), len(rows)))
+    position = {_key(r.id): i for i, r in enumerate(rows) if r.id is not None}
+    unnamed = {r.number: i for i, r in enumerate(rows) if r.id is None}  # bad JSON lines: by row number
+    ordered = sorted(
+        records,
+        key=lambda record: position.get(_key(record["id"]), len(rows)) if record["id"] is not None else unnamed.get(record.get("row"), len(rows)),
+    )
     if ordered != records:
         _rewrite(output, ordered)
 

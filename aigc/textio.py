@@ -101,11 +101,11 @@ def check_writable(target: str | os.PathLike) -> Path:
     path = Path(target).expanduser()
     if path.is_dir():
         raise BadInputError(f"{target} is a directory; give a file name for -o")
-    real = Path(os.path.realpath(path))
-    if real.exists() and not real.is_file():  # a device or pipe is written in place
-        if not os.access(real, os.W_OK):
+    if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout into a pipe) is written in place
+        if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
-        return real
+        return path
+    real = Path(os.path.realpath(path))
     if not real.parent.is_dir():
         raise BadInputError(f"cannot write {target}: directory {path.parent} does not exist")
     try:  # a real try: access() says yes to root on read-only and virtual file systems

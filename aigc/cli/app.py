@@ -2,6 +2,7 @@
 
 import os
 import sys
+import threading
 import warnings
 from typing import Annotated, Optional
 
@@ -76,6 +77,10 @@ class AigcGroup(TyperGroup):
             if config.debug():
                 raise
             ui.error("interrupted")
+            if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
             raise typer.Exit(130) from None
 
 

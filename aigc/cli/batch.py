@@ -39,19 +39,21 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import pending_rows, read_rows, run_batch
+    from ..batch import ON_ERROR, pending_rows, read_rows, run_batch
     from ..textio import check_writable
 
     if not 1 <= concurrency <= 256:
         raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
+    if on_error not in ON_ERROR:
+        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
     if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)
     options = parse_options(option or [])
     rows = read_rows(input, id_field)
     generator = run.generator(task)
-    generator.validate(options)
-    if pending_rows(rows, output):
+    generator.check_batch(generator.validate(options))
+    if pending_rows(rows, output, generator.name):
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.prepare(options)

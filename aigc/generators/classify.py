@@ -170,6 +170,10 @@ class ClassifyGenerator(Generator):
     def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
         """Classify many texts with one set of options; they are scored together in batches."""
         opts = self.validate(options)
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+            raise BadInputError(f"classify_many takes a list of texts, got {type_name(texts)}; classify one text with the generator itself")
+        if not texts:
+            return []
         for text in texts:
             self.check_inputs(text)
         prepared = self.preprocess(texts, opts)

@@ -35,16 +35,21 @@ Example = tuple[str, list[str]]  # text, label names
 
 def load_examples(source: str | Path | list) -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
-    `text<TAB>label` header) or from `(text, label)` pairs."""
+    header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs."""
     if isinstance(source, (str, Path)):
         rows = []
         for number, line in enumerate(read_document(str(source)).splitlines(), 1):
-            if not line.strip() or (number == 1 and line.strip().lower() == "text\tlabel"):
+            if not line.strip():
                 continue
             text, tab, label = line.rpartition("\t")
             if not tab or not text.strip() or not label.strip():
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")
-            rows.append((text, label))
+            if "\t" in text:
+                raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
+            rows.append((number, text, label))
+        if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]]):
+            rows = rows[1:]
+        rows = [(text, label) for _, text, label in rows]
         name = str(source)
     else:
         rows, name = list(source), "the examples"
@@ -52,6 +57,16 @@ def load_examples(source: str | Path | list) -> list[Example]:
     if not examples:
         raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")
     return examples
+
+
+TEXT_COLUMNS = {"text", "sentence", "review", "document", "content", "body", "tweet", "comment", "message", "input", "question", "title", "headline", "article", "utterance", "query"}
+LABEL_COLUMNS = {"label", "labels", "class", "category", "categories", "sentiment", "topic", "target", "intent", "tag", "tags", "gold"}
+
+
+def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
+    """A first line that names the columns (`text<TAB>label`, `review<TAB>sentiment`, ...): a
+    column name on either side, and a label no other line uses."""
+    return label not in other_labels and (text.strip().lower() in TEXT_COLUMNS or label.strip().lower() in LABEL_COLUMNS)
 
 
 def _names(label: str | list[str]) -> list[str]:

@@ -118,6 +118,13 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
     bad.write_text("fine\tpositive\nno tab here\n")
     with pytest.raises(BadInputError, match="bad.tsv:2"):
         load_examples(bad)
+    named = tmp_path / "named.tsv"
+    named.write_text("review\tsentiment\nGreat\tpositive\nbad film\tnegative\n")  # another header; a one-word text
+    assert load_examples(named) == [("Great", ["positive"]), ("bad film", ["negative"])]
+    wide = tmp_path / "wide.tsv"
+    wide.write_text("id\ttext\tlabel\n1\tgood\tpositive\n")
+    with pytest.raises(BadInputError, match="wide.tsv:1: 3 columns"):
+        load_examples(wide)
 
 
 EXAMPLES = [(f"{word} {word} {word} number {i}", label) for i in range(6) for word, label in (("apple", "fruit"), ("engine", "machine"))]
@@ -170,6 +177,12 @@ def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     whole = classify.classify_many([t for t, _ in rows], labels="a,b", calibrate="batch")
     predicted = [[sum(1 for (_, truth), r in zip(rows, whole) if truth == t and r["label"] == p) for p in "ab"] for t in "ab"]
     assert report.confusion == predicted
+
+
+def test_classify_many_takes_a_list(classify):
+    assert classify.classify_many([], labels="a,b") == []
+    with pytest.raises(BadInputError, match="list of texts"):
+        classify.classify_many("one text", labels="a,b")
 
 
 def test_classify_many_matches_one_at_a_time(classify):
