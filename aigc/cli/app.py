@@ -7,7 +7,10 @@ import warnings
 from typing import Annotated, Optional
 
 import typer
-from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
+try:
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
+except ImportError:  # a typer built on click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
