@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError
-from .textio import check_writable, decode_document, write_atomic
+from .textio import check_writable, decode_document, unquote, write_atomic
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -68,9 +68,11 @@ def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
     elif suffix == ".jsonl":
         rows = [_json_row(n, line, id_field) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
-        tsv = suffix == ".tsv"  # raw text between tabs: quotes are part of it, as in `eval` and `--examples`
+        tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ())) for n, record in enumerate(reader, 1)]
+        if tsv and reader.fieldnames:
+            reader.fieldnames = [unquote(name) for name in reader.fieldnames]
+        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(reader, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     counts = Counter(_key(r.id) for r in rows if r.id is not None)
@@ -82,7 +84,9 @@ def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
     return rows
 
 
-def _table_row(number: int, record: dict, id_field: str, width: int) -> Row:
+def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
+    if tsv:
+        record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
     if None in record:  # csv puts cells beyond the header under None
         return Row(number, record.get(id_field) or number, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
     if any(value is None for value in record.values()):
@@ -97,7 +101,8 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         return Row(number, None, {}, f"bad JSON: {exc.msg}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, "bad JSON: expected an object")
-    return Row(number, record.get(id_field, number), record)
+    row_id = record.get(id_field)
+    return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
 
 
 def _key(row_id: Any) -> str:
@@ -112,8 +117,10 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
         return []
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
+    tail = data[keep:]
+    whole = _parses(tail)  # a last line without its newline, not torn
     try:
-        text = data[:keep].decode("utf-8")
+        text = (data if whole else data[:keep]).decode("utf-8")
     except UnicodeDecodeError:
         raise BadInputError(f"{path} is not a batch output file (not UTF-8); give another -o or remove the file") from None
     lines = []
@@ -125,12 +132,24 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
         except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
         lines.append((_key(record["id"]), record))
-    if keep != len(data):  # checked first: only a torn batch line is cut, never another file's text
-        if not data[keep:].startswith(b'{"id": '):
+    if tail:  # checked last: only a torn batch line is cut, never another file's text
+        if whole:
+            with open(path, "ab") as handle:
+                handle.write(b"\n")
+        elif tail.startswith(b'{"id": ') or b'{"id": '.startswith(tail):
+            with open(path, "r+b") as handle:
+                handle.truncate(keep)
+        else:
             raise BadInputError(f"{path}:{len(lines) + 1} is not a batch output line; give another -o or remove the file")
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
     return lines
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return bool(data.strip())
 
 
 def pending_rows(rows: list[Row], output: str | Path, task: str) -> list[Row]:

@@ -154,3 +154,12 @@ def write_atomic(target: str | os.PathLike, text: str) -> Path:
             raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
     return Path(target).expanduser()
+
+
+def unquote(cell: str) -> str:
+    """A TSV cell as written by CSV writers (pandas, R, Excel): one wrapped in double quotes loses
+    them and its doubled inner quotes become single; any other cell is raw text, quotes and all."""
+    stripped = cell.strip()
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"' and '"' not in stripped[1:-1].replace('""', ""):
+        return stripped[1:-1].replace('""', '"')
+    return cell

@@ -81,8 +81,11 @@ class AigcGroup(TyperGroup):
                 raise
             ui.error("interrupted")
             if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
-                sys.stdout.flush()
-                sys.stderr.flush()
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):  # a closed pipe
+                        pass
                 os._exit(130)
             raise typer.Exit(130) from None
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..errors import BadInputError
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
-from ..textio import read_document
+from ..textio import read_document, unquote
 
 if TYPE_CHECKING:
     from .classify import ClassifyGenerator, ClassifyOptions
@@ -46,7 +46,7 @@ def load_examples(source: str | Path | list) -> list[Example]:
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")
             if "\t" in text:
                 raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
-            rows.append((number, text, label))
+            rows.append((number, unquote(text), unquote(label)))
         if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]]):
             rows = rows[1:]
         rows = [(text, label) for _, text, label in rows]
@@ -64,9 +64,10 @@ LABEL_COLUMNS = {"label", "labels", "class", "category", "categories", "sentimen
 
 
 def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
-    """A first line that names the columns (`text<TAB>label`, `review<TAB>sentiment`, ...): a
-    column name on either side, and a label no other line uses."""
-    return label not in other_labels and (text.strip().lower() in TEXT_COLUMNS or label.strip().lower() in LABEL_COLUMNS)
+    """A first line that names the columns (`text<TAB>label`, `review<TAB>sentiment`, ...): one word
+    on the text side, a known column name on either side, and a label no other line uses."""
+    name, column = text.strip().lower(), label.strip().lower()
+    return len(name.split()) == 1 and label not in other_labels and (name in TEXT_COLUMNS or column in LABEL_COLUMNS)
 
 
 def _names(label: str | list[str]) -> list[str]:

@@ -20,13 +20,13 @@ def lines(path):
 def test_rows_from_every_format(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n\n{"text": "two"}\n[1]\n')
     (tmp_path / "a.csv").write_text("id,text\n7,\"one, with comma\"\n8,two\n")
-    (tmp_path / "a.tsv").write_text('text\tother\n"Hello" she said\t1\n"unbalanced quote\t2\nlast\t3\n')
+    (tmp_path / "a.tsv").write_text('"text"\tother\n"Hello" she said\t1\n"unbalanced quote\t2\n"She said ""hi"""\t3\n')
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     jsonl = read_rows(tmp_path / "a.jsonl")
     assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "bad JSON: expected an object")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
-    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, "last")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
         ("1", None), ("2", "the row has fewer cells than the header's 2"), ("3", "the row has 3 cells but the header names 2")
     ]
@@ -57,7 +57,11 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
     rows = [Row(1, "a", {}), Row(2, 2, {}), Row(3, "c", {})]
     assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"]
     assert out.read_text().endswith('"error": "x"}\n')
-    for other in ("not a batch file\n", '{"id": 1, "text": "an input row"}\n', "my notes\nprecious last line"):
+    out.write_text('{"id": "a", "row": 1, "result": {}}\n{"i')  # torn before its id was written
+    assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"] and out.read_text().endswith("}\n")
+    out.write_text('{"id": "a", "row": 1, "result": {}}')  # whole, only its newline missing
+    assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"] and out.read_text().endswith("}\n")
+    for other in ("not a batch file\n", '{"id": 1, "text": "an input row"}\n', "my notes\nprecious last line", '{"id": 1, "text": "my only row"}'):
         out.write_text(other)
         with pytest.raises(BadInputError, match="not a batch output line"):
             pending_rows(rows, out, "summarize")
@@ -73,12 +77,15 @@ def test_output_of_another_task_is_refused(tmp_path):
 
 def test_a_bad_json_line_has_no_id_to_clash_with_a_real_one(tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text('{"id": 10, "text": "a"}\n{bad\n{"id": 2, "text": "b"}\n')
+    source.write_text('{"id": 10, "text": "a"}\n{bad\n{"id": 2, "text": "b"}\n{"id": null, "text": "c"}\n')
     engine = FakeEngine()
-    engine.enqueue("one.", "two.")
+    engine.enqueue("one.", "two.", "three.")
     out = tmp_path / "out.jsonl"
     run_batch(summarizer(engine), read_rows(source), out, {})
-    assert [(r["id"], r["row"], "error" in r) for r in lines(out)] == [(10, 1, False), (None, 2, True), (2, 3, False)]
+    expected = [(10, 1, False), (None, 2, True), (2, 3, False), (4, 4, False)]  # "id": null is no id: the row number
+    assert [(r["id"], r["row"], "error" in r) for r in lines(out)] == expected
+    again = run_batch(summarizer(engine), read_rows(source), out, {})  # only the bad line runs again
+    assert again.done == 1 and [(r["id"], r["row"], "error" in r) for r in lines(out)] == expected
 
 
 def test_a_rerun_retries_failed_rows_and_keeps_input_order(tmp_path):

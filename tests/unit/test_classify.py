@@ -118,6 +118,12 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
     bad.write_text("fine\tpositive\nno tab here\n")
     with pytest.raises(BadInputError, match="bad.tsv:2"):
         load_examples(bad)
+    few = tmp_path / "few.tsv"
+    few.write_text("Bullion hit a record high\tgold\nCrude fell again\toil\n")  # "gold" names no column here
+    assert len(load_examples(few)) == 2
+    quoted = tmp_path / "quoted.tsv"
+    quoted.write_text('"She said ""great"""\tpositive\n')  # as CSV writers quote a TSV cell
+    assert load_examples(quoted) == [('She said "great"', ["positive"])]
     named = tmp_path / "named.tsv"
     named.write_text("review\tsentiment\nGreat\tpositive\nbad film\tnegative\n")  # another header; a one-word text
     assert load_examples(named) == [("Great", ["positive"]), ("bad film", ["negative"])]
