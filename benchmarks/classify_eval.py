@@ -18,7 +18,10 @@ TASKS = {"sentiment": ("negative,positive", "sentiment"), "topic": ("World,Sport
 
 
 def split(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    rows = [tuple(line.split("\t")) for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    """(tuning part, held-back part), each cell read as `aigc eval` reads it (quoted cells unquoted)."""
+    from aigc.textio import unquote
+
+    rows = [tuple(map(unquote, line.split("\t"))) for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
     return [r for i, r in enumerate(rows) if i % 6 != 5], [r for i, r in enumerate(rows) if i % 6 == 5]
 
 
