@@ -87,11 +87,12 @@ def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
 def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
     if tsv:
         record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
+    row_id = record.get(id_field) or number
     if None in record:  # csv puts cells beyond the header under None
-        return Row(number, record.get(id_field) or number, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
+        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
     if any(value is None for value in record.values()):
-        return Row(number, record.get(id_field) or number, {}, f"the row has fewer cells than the header's {width}")
-    return Row(number, record.get(id_field) or number, dict(record))
+        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}")
+    return Row(number, row_id, dict(record))
 
 
 def _json_row(number: int, line: str, id_field: str) -> Row:
@@ -147,9 +148,9 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
 def _parses(data: bytes) -> bool:
     try:
         json.loads(data)
-    except ValueError:
+    except ValueError:  # empty or torn
         return False
-    return bool(data.strip())
+    return True
 
 
 def pending_rows(rows: list[Row], output: str | Path, task: str) -> list[Row]:
@@ -179,6 +180,11 @@ def _rewrite(path: Path, records: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
+def check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+
+
 def run_batch(
     generator,
     rows: list[Row],
@@ -197,8 +203,7 @@ def run_batch(
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.
     """
-    if on_error not in ON_ERROR:
-        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+    check_on_error(on_error)
     output = check_writable(output)
     generator.check_batch(generator.validate(options))
     previous = _previous(output, generator.name)

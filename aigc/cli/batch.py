@@ -39,13 +39,12 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import ON_ERROR, pending_rows, read_rows, run_batch
+    from ..batch import check_on_error, pending_rows, read_rows, run_batch
     from ..textio import check_writable
 
     if not 1 <= concurrency <= 256:
         raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
-    if on_error not in ON_ERROR:
-        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+    check_on_error(on_error)
     if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)

@@ -14,6 +14,7 @@ from ..errors import BadInputError
 if TYPE_CHECKING:
     from .sampling import SamplingParams
 
+
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = "shorten the input or lower --max-tokens") -> None:
     """A `BadInputError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
     if prompt_tokens + max_tokens > engine.context_length:

@@ -47,10 +47,9 @@ class ChatGenerator(Generator):
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):
             return self.user_message(inputs, opts)
-        template = templates.get_template(opts.template)
-        rendered = templates.render(template, {template.input_variable(): ""}, system=opts.system)
-        system = [m for m in rendered.messages if m["role"] == "system"]
-        return system + [m for m in inputs if m["role"] != "system" or not system], rendered.defaults
+        messages, defaults = self.user_message("", opts)  # for its system prompt and defaults
+        system = [m for m in messages if m["role"] == "system"]
+        return system + [m for m in inputs if m["role"] != "system" or not system], defaults
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
         """Drop the oldest turns (never the system prompt or the last message) until the prompt fits."""

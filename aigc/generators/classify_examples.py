@@ -162,19 +162,19 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
             "use a local model, or --method auto (label scores, calibrated on the examples)"
         )
     scores, embeddings = [], []
+    stage = "embedding the examples" if embed else "scoring the examples"
     for start in range(0, len(texts), CHUNK):
-        generator.progress(start, len(texts), "embedding the examples" if embed else "scoring the examples")
+        generator.progress(start, len(texts), stage)
         chunk_scores, chunk_embeddings = generator.score_texts(texts[start : start + CHUNK], opts, embed=embed)
         scores += chunk_scores
         embeddings += chunk_embeddings
-    generator.progress(len(texts), len(texts), "embedding the examples" if embed else "scoring the examples")
+    generator.progress(len(texts), len(texts), stage)
     prior = mean_prior(scores)
     model = ExampleModel("zero-shot", "content-free", prior, names, texts, targets, matrix(embeddings) if embed else None)
-    if opts.multi_label and not embed:
-        return model
     if opts.multi_label:
-        free = generator.content_free(opts) if opts.calibrate != "off" else None
-        _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
+        if embed:  # one probe per label; without embeddings, label scores alone
+            free = generator.content_free(opts) if opts.calibrate != "off" else None
+            _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
         return model
     priors = {"off": None, "content-free": generator.content_free(opts), "examples": prior}
     candidates = {

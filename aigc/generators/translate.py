@@ -26,6 +26,7 @@ from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_b
 from ..sentences import split_sentences, word_runs
 from .base import Generator, type_name
 
+
 # --- chunks ----------------------------------------------------------------------------------
 
 def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
