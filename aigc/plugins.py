@@ -16,6 +16,7 @@ from . import hookspecs
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "aigc"
+MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",
     "aigc.default_plugins.models",
@@ -33,9 +34,11 @@ class PluginFailure:
     error: str
 
     def message(self) -> str:
+        if self.stage == "AIGC_LOAD_PLUGINS":
+            return f"AIGC_LOAD_PLUGINS names {self.plugin!r}: {self.error.removeprefix('PluginError: ')}"
         return (
             f"plugin {self.plugin!r} failed in {self.stage}: {self.error} "
-            f"(disable it with AIGC_LOAD_PLUGINS, or `pip uninstall` it)"
+            f"(leave it out of AIGC_LOAD_PLUGINS, or `aigc plugins uninstall {self.plugin}`)"
         )
 
 
@@ -71,16 +74,22 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
     allowed = None if allow is None else {name.strip() for name in allow.split(",") if name.strip()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    points = list(entry_points(group=ENTRY_POINT_GROUP))
+    for name in sorted((allowed or set()) - {ep.name for ep in points}):
+        installed = ", ".join(sorted({ep.name for ep in points})) or "none"
+        _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed})"))
+    for ep in points:
         if allowed is not None and ep.name not in allowed:
             continue
-        dist = getattr(ep, "dist", None)
-        _state.sources[ep.name] = PluginSource(
-            name=ep.name,
-            value=str(getattr(ep, "value", "")),
-            distribution=getattr(dist, "name", None) if dist else None,
-            version=getattr(dist, "version", None) if dist else None,
-        )
+        source = _source(ep)
+        if ep.name in _state.sources:  # two distributions ship an entry point of the same name
+            first = _state.sources[ep.name]
+            _record(ep.name, "import", PluginError(
+                f"{source.distribution or source.value} {source.version or ''} also calls its plugin {ep.name!r}, the name "
+                f"{first.distribution or first.value} {first.version or ''} uses, so it is not loaded; uninstall one of them"
+            ))
+            continue
+        _state.sources[ep.name] = source
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
@@ -88,6 +97,27 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _record(ep.name, "import", exc)
             continue
         _check_hook_names(pm, ep.name, module)
+
+
+def _source(ep: Any) -> PluginSource:
+    dist = getattr(ep, "dist", None)
+    return PluginSource(
+        name=ep.name,
+        value=str(getattr(ep, "value", "")),
+        distribution=getattr(dist, "name", None) if dist else None,
+        version=getattr(dist, "version", None) if dist else None,
+    )
+
+
+def distribution_of(name: str) -> str | None:
+    """The distribution that ships the entry-point plugin `name`, loaded or not (AIGC_LOAD_PLUGINS
+    plays no part)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return _source(ep).distribution
+    return None
 
 
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
@@ -99,7 +129,8 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
 
 
 def _record(plugin: str, stage: str, exc: BaseException) -> None:
-    failure = PluginFailure(plugin, stage, f"{type(exc).__name__}: {exc}")
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
+    failure = PluginFailure(plugin, stage, error if len(error) <= MAX_ERROR else error[: MAX_ERROR - 3] + "...")
     if failure not in _state.failures:
         _state.failures.append(failure)
         if _reporter:
@@ -215,18 +246,32 @@ def register_commands(app: Any) -> dict[str, str]:
     return owners
 
 
+def command_owner(command: str) -> str | None:
+    """The entry-point plugin that added CLI command `command`; None for aigc's own."""
+    owner = _state.commands.get(command)
+    return owner if owner and owner not in DEFAULT_PLUGINS else None
+
+
 def clash(kind: str, name: str, first: str, later: str) -> PluginError:
-    return PluginError(f"{kind} {name!r} is already registered by {first!r}, so {later!r}'s is ignored")
+    return PluginError(f"{kind} {name!r} is already registered by plugin {first!r}; the one from {later!r} is ignored")
 
 
-def collect(hook_name: str, key: Callable[[Any], str] | None, kind: str) -> dict[str, tuple[str, Any]]:
+def collect(
+    hook_name: str, key: Callable[[Any], str] | None, kind: str, check: Callable[[Any], str | None] | None = None
+) -> dict[str, tuple[str, Any]]:
     """Run a ``register`` hook and return ``{name: (plugin, item)}``. A name that an earlier plugin
-    (built-ins come first) already registered keeps the first; the later one is a recorded failure."""
+    (built-ins come first) already registered keeps the first; the later one is a recorded failure.
+    ``check(item)`` says what is wrong with an item (None when nothing): such items are recorded
+    failures too, and the plugin's other items still count."""
     found: dict[str, tuple[str, Any]] = {}
     current = {"plugin": ""}
 
     def register(*item: Any) -> None:
         value = item[0] if len(item) == 1 else item
+        problem = check(value) if check else None
+        if problem:
+            _record(current["plugin"], hook_name, PluginError(problem))
+            return
         name = key(value) if key else str(value)
         if name in found and found[name][0] != current["plugin"]:
             _record(current["plugin"], hook_name, clash(kind, name, found[name][0], current["plugin"]))
@@ -258,8 +303,10 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     """
     from .engine.models import registered_models
     from .generators.base import registered_generators
+    from .templates import environment, registered_template_dirs
 
     pm = get_plugin_manager()
+    environment()  # runs `prepare_jinja_env`, so its failures show too
     registered: dict[str, dict[str, list[str]]] = {}
 
     def gather(kind: str, fetch: Callable[[], dict[str, tuple[str, Any]]]) -> None:
@@ -268,7 +315,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
 
     gather("generators", registered_generators)
     gather("models", registered_models)
-    gather("template_dirs", lambda: collect("register_template_dirs", None, "template dir"))
+    gather("template_dirs", registered_template_dirs)
     for plugin, kinds in registered.items():
         templates = []
         for directory in kinds.get("template_dirs", []):

@@ -84,11 +84,24 @@ def user_dir() -> Path:
     return config.config_dir() / "templates"
 
 
-def template_dirs() -> list[tuple[str, Path]]:
-    """(source, directory) in increasing priority."""
+def _template_dir_problem(path: Any) -> str | None:
+    if not isinstance(path, (str, os.PathLike)):
+        return f"register(path) takes a directory of templates, got {type(path).__name__} {path!r}"
+    if not Path(path).is_dir():
+        return f"template dir {str(path)!r} is not a directory"
+    return None
+
+
+def registered_template_dirs() -> dict[str, tuple[str, Any]]:
+    """`{path: (plugin, path)}` from every plugin's `register_template_dirs` hook."""
     from .plugins import collect
 
-    registered = collect("register_template_dirs", None, "template dir")
+    return collect("register_template_dirs", None, "template dir", _template_dir_problem)
+
+
+def template_dirs() -> list[tuple[str, Path]]:
+    """(source, directory) in increasing priority."""
+    registered = registered_template_dirs()
     dirs = [("builtin" if plugin.startswith("aigc.") else plugin, Path(path)) for path, (plugin, _) in registered.items()]
     dirs.append(("user", user_dir()))
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 try:
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
@@ -76,6 +76,21 @@ class AigcGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, as `yes | head` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
+        except Exception as exc:  # a bug, in aigc or in a plugin's command
+            if config.debug():
+                raise
+            from .. import plugins
+
+            command = ctx.invoked_subcommand
+            owner = plugins.command_owner(command)
+            where = f"`aigc {command}` (a command of plugin {owner!r})" if owner else f"`aigc {command}`"
+            ui.error(f"{where} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (AIGC_DEBUG=1 shows the traceback)")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if config.debug():
                 raise

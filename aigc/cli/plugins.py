@@ -130,12 +130,15 @@ def uninstall(
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Distribution names, or plugin names as `aigc plugins` lists them.")],
 ) -> None:
     """Uninstall plugins from aigc's environment."""
-    sources = plugins.sources()
     dists = []
     for name in names:
-        dist = sources[name].distribution if name in sources and sources[name].distribution else name
+        dist = plugins.distribution_of(name) or name
         if dist.lower() in PROTECTED:
             raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")
+        try:
+            version(dist)
+        except PackageNotFoundError:
+            raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins") from None
         dists.append(dist)
     code = _pip(["uninstall", "-y", *dists])
     if code:

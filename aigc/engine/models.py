@@ -90,7 +90,13 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
     """`{alias: (plugin, spec)}` from every plugin's `register_models` hook."""
     from ..plugins import collect
 
-    return collect("register_models", key=lambda spec: spec.alias, kind="model")
+    return collect("register_models", key=lambda spec: spec.alias, kind="model", check=_model_problem)
+
+
+def _model_problem(spec: Any) -> str | None:
+    if not isinstance(spec, ModelSpec):
+        return f"register() takes an aigc.ModelSpec(alias=..., source=...), got {spec!r}"
+    return None
 
 
 def resolve(name: str | None) -> ModelRef:

@@ -185,7 +185,15 @@ def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
     from ..plugins import collect
 
-    return collect("register_generators", key=lambda item: item[0], kind="generator")
+    return collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
+
+
+def _generator_problem(item: Any) -> str | None:
+    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
+        return f"register(name, generator_class) takes a name and a class, got register{item!r}"
+    if not (isinstance(item[1], type) and issubclass(item[1], Generator)):
+        return f"generator {item[0]!r} must be a subclass of aigc.Generator, got {item[1]!r}"
+    return None
 
 
 def get_generator(name: str, **kwargs: Any) -> Generator:

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from aigc import hookimpl, plugins
-from aigc.cli.app import app
+from aigc.cli.app import AigcGroup, app
 from lazy_imports import imports_after
 
 runner = CliRunner()
@@ -369,11 +369,47 @@ def test_plugins_install_pins_the_installed_torch_and_aigc(pip_calls, tmp_path):
     assert len(pip_calls) == 1
 
 
-def test_plugins_uninstall(pip_calls):
-    result = invoke("plugins", "uninstall", "aigc-something")
+def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unknown_ones(pip_calls, monkeypatch):
+    import importlib.metadata
+
+    import aigc.cli.plugins as cli_plugins
+
+    def version(dist):
+        if dist not in ("aigc-shout", "aigc-something"):
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return "1.0"
+
+    monkeypatch.setattr(cli_plugins, "version", version)
+    monkeypatch.setattr(plugins, "distribution_of", lambda name: {"shout": "aigc-shout"}.get(name))
+    result = invoke("plugins", "uninstall", "aigc-something", "shout", env={"AIGC_LOAD_PLUGINS": ""})
     assert result.exit_code == 0, result.output
-    assert pip_calls[0][0][3:] == ["uninstall", "-y", "aigc-something"]
+    assert pip_calls[0][0][3:] == ["uninstall", "-y", "aigc-something", "aigc-shout"]
+    missing = invoke("plugins", "uninstall", "nosuch")
+    assert missing.exit_code == 2 and "no plugin or distribution called 'nosuch' is installed" in missing.stderr
     assert invoke("plugins", "uninstall", "aigc").exit_code == 2
+    assert len(pip_calls) == 1
+
+
+def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch):
+    class Crash:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command("crash")
+            def crash():
+                raise RuntimeError("boom\nsecond line")
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(Crash(), name="crasher")
+    local = typer.Typer(cls=AigcGroup)
+    local.callback()(lambda: None)
+    plugins.register_commands(local)
+    try:
+        result = runner.invoke(local, ["crash"])
+        assert result.exit_code == 1 and result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: RuntimeError: boom second line (AIGC_DEBUG=1 shows the traceback)\n"
+        monkeypatch.setenv("AIGC_DEBUG", "1")
+        assert type(runner.invoke(local, ["crash"]).exception) is RuntimeError
+    finally:
+        plugins.reset()
 
 
 @pytest.mark.parametrize("flag, expected", [([], False), (["--trust-remote-code"], True)])

@@ -59,7 +59,7 @@ def test_a_clash_keeps_the_first_and_records_the_later_plugin(pm):
     assert registered_generators()["chat"][0] == "aigc.default_plugins.generators"
     assert "summarize" in registered_generators()
     (failure,) = [f for f in plugins.failures() if f.plugin == "clasher"]
-    assert failure.error == "PluginError: generator 'chat' is already registered by 'aigc.default_plugins.generators', so 'clasher''s is ignored"
+    assert failure.error == "PluginError: generator 'chat' is already registered by plugin 'aigc.default_plugins.generators'; the one from 'clasher' is ignored"
 
 
 def test_a_hook_that_raises_is_recorded_and_the_rest_still_work(pm):
@@ -67,7 +67,68 @@ def test_a_hook_that_raises_is_recorded_and_the_rest_still_work(pm):
     assert "smollm2" in registered_models()
     (failure,) = [f for f in plugins.failures() if f.plugin == "raiser"]
     assert failure.stage == "register_models" and "boom" in failure.error
-    assert "AIGC_LOAD_PLUGINS" in failure.message()
+    assert "AIGC_LOAD_PLUGINS" in failure.message() and "`aigc plugins uninstall raiser`" in failure.message()
+
+
+class MalformedPlugin:
+    @hookimpl
+    def register_generators(self, register):
+        register("notgen", object)
+        register("number", 42)
+        register(Echo)
+        register("echo", Echo)
+
+    @hookimpl
+    def register_models(self, register):
+        register({"alias": "tiny"})
+        register(ModelSpec(alias="tiny", source="/nowhere"))
+
+    @hookimpl
+    def register_template_dirs(self, register):
+        register(12345)
+        register("/no/such/dir")
+
+
+def test_malformed_registrations_are_recorded_one_by_one_and_the_good_ones_count(pm):
+    pm.register(MalformedPlugin(), name="malformed")
+    generators, models = registered_generators(), registered_models()
+    assert "echo" in generators and "notgen" not in generators and "number" not in generators and "tiny" in models
+    assert [source for source, _ in templates.template_dirs()].count("malformed") == 0
+    errors = [f.error for f in plugins.failures() if f.plugin == "malformed"]
+    assert any("'notgen' must be a subclass of aigc.Generator" in e for e in errors)
+    assert any("'number' must be a subclass" in e for e in errors)
+    assert any("takes a name and a class" in e for e in errors)
+    assert any("takes an aigc.ModelSpec" in e for e in errors)
+    assert any("takes a directory of templates, got int 12345" in e for e in errors)
+    assert any("'/no/such/dir' is not a directory" in e for e in errors)
+
+
+def test_a_failure_is_one_line_of_bounded_length(pm):
+    class Chatty:
+        @hookimpl
+        def register_models(self, register):
+            raise RuntimeError("first line\n  second line " + "x" * 2000)
+
+    pm.register(Chatty(), name="chatty")
+    registered_models()
+    (failure,) = [f for f in plugins.failures() if f.plugin == "chatty"]
+    assert "\n" not in failure.error and failure.error.startswith("RuntimeError: first line second line x")
+    assert len(failure.error) == plugins.MAX_ERROR and failure.error.endswith("...")
+
+
+def test_describe_shows_a_prepare_jinja_env_failure_before_any_render(pm):
+    class BadFilters:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            raise RuntimeError("no filters today")
+
+    templates.environment.cache_clear()
+    pm.register(BadFilters(), name="badfilters")
+    try:
+        (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "badfilters"]
+        assert row["failures"] == [{"stage": "prepare_jinja_env", "error": "RuntimeError: no filters today"}]
+    finally:
+        templates.environment.cache_clear()
 
 
 class FakeEntryPoint:
@@ -124,6 +185,37 @@ def test_broken_entry_point_is_recorded_and_allowlist_is_honoured(monkeypatch):
         monkeypatch.setenv("AIGC_LOAD_PLUGINS", "")
         plugins.reset()
         assert not plugins.get_plugin_manager().has_plugin("good")
+    finally:
+        plugins.reset()
+
+
+def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(monkeypatch):
+    points = [FakeEntryPoint("twin", GoodPlugin()), FakeEntryPoint("twin", MisspelledPlugin())]
+    points[0].dist = type("Dist", (), {"name": "dist-twin", "version": "1.0"})()
+    points[1].dist = type("Dist", (), {"name": "other-twin", "version": "2.0"})()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.plugin == "twin" and "other-twin 2.0 also calls its plugin 'twin'" in failure.error and "dist-twin 1.0 uses" in failure.error
+        assert plugins.sources()["twin"].distribution == "dist-twin" and "echo" in registered_generators()
+    finally:
+        plugins.reset()
+
+
+def test_an_unknown_name_in_aigc_load_plugins_is_reported_and_distribution_of_ignores_the_allowlist(monkeypatch):
+    points = [FakeEntryPoint("good", GoodPlugin())]
+    points[0].dist = type("Dist", (), {"name": "dist-good", "version": "1.0"})()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.setenv("AIGC_LOAD_PLUGINS", "nosuch")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.plugin == "nosuch" and failure.stage == "AIGC_LOAD_PLUGINS" and failure.error == "PluginError: no installed plugin is called that (installed: good)"
+        assert failure.message() == "AIGC_LOAD_PLUGINS names 'nosuch': no installed plugin is called that (installed: good)"
+        assert "good" not in plugins.sources() and plugins.distribution_of("good") == "dist-good"
+        assert plugins.distribution_of("nosuch") is None
     finally:
         plugins.reset()
 
@@ -252,6 +344,6 @@ def test_register_commands_clash_names_both_plugins_and_keeps_the_first(pm):
     owners = plugins.register_commands(app)
     assert owners["hello"] == "first" and owners["chat"] == "aigc.default_plugins.commands"
     (failure,) = [f for f in plugins.failures() if f.stage == "register_commands"]
-    assert failure.plugin == "second" and "already registered by 'first', so 'second''s is ignored" in failure.error
+    assert failure.plugin == "second" and "already registered by plugin 'first'; the one from 'second' is ignored" in failure.error
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from first\n"
 
