@@ -8,9 +8,11 @@ import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from .errors import BadInputError
 
+STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote", "pre"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
@@ -56,17 +58,31 @@ def _looks_like_html(text: str) -> bool:
 _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
 
 
-def decode_document(data: bytes, name: str, suffix: str = "") -> str:
-    """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
+def decode_text(data: bytes, name: str) -> str:
+    """Text of some bytes; binary and non-UTF-8 input are errors that say so."""
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
         raise BadInputError(f"{name} looks like a binary file; give a .txt, .md or .html document")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"{name} is not valid UTF-8 (at byte offset {exc.start}); convert it first, "
-            f"e.g. `iconv -f latin1 -t utf-8 {name} > converted.txt`"
-        ) from None
+        example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted.txt`"
+        raise BadInputError(f"{name} is not valid UTF-8 (at byte offset {exc.start}); convert it first, e.g. {example}") from None
+
+
+def check_utf8(value: Any, what: str) -> None:
+    """A `BadInputError` when text that came from the command line holds bytes that are not UTF-8
+    (Python keeps them as lone surrogates, which no tokenizer takes)."""
+    if isinstance(value, str):
+        if any("\udc80" <= c <= "\udcff" for c in value):
+            raise BadInputError(f"the {what} is not valid UTF-8; give UTF-8 text (convert with `iconv -f latin1 -t utf-8`)")
+    elif isinstance(value, (dict, list, tuple)):
+        for item in value.values() if isinstance(value, dict) else value:
+            check_utf8(item, what)
+
+
+def decode_document(data: bytes, name: str, suffix: str = "") -> str:
+    """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
+    text = decode_text(data, name)
     if suffix.lower() in HTML_SUFFIXES or _looks_like_html(text):
         text = html_to_text(text)
     text = text.replace("\r\n", "\n").strip()
@@ -80,7 +96,7 @@ def read_document(source: str) -> str:
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
-        return decode_document(sys.stdin.buffer.read(), "standard input")
+        return decode_document(sys.stdin.buffer.read(), STDIN)
     if not source.strip():
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()

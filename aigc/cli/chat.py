@@ -22,7 +22,7 @@ Ctrl-C stops a reply that is being written."""
 
 @generation_options
 def chat(
-    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit. Without it (and without piped input) a chat session starts.")] = None,
+    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
@@ -34,6 +34,8 @@ def chat(
     if prompt is None and piped is None:
         if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
+        if as_json:
+            raise BadInputError("--json is for one-shot answers; give a prompt as an argument or pipe one in")
         return _repl(run, system, template)
     text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
     generator = run.generator("chat")

@@ -59,6 +59,13 @@ class RunOptions:
     def prepare(self, generator, inputs, options: dict) -> None:
         """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a
         spinner, before any output."""
+        from ..engine.sampling import SamplingParams
+        from ..textio import check_utf8
+
+        check_utf8(inputs, "input")
+        for name, value in {**options, **self.sampling()}.items():
+            check_utf8(value, f"--{name.replace('_', '-')} value")
+        SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         generator.validate(options)
         if inputs is not None:
             generator.check_inputs(inputs)
@@ -101,7 +108,9 @@ def generation_options(func: Callable | None = None, *, sampling: bool = True) -
 
 
 def stdin_text() -> Optional[str]:
-    """Piped standard input, if any."""
+    """Piped standard input, if any (binary or non-UTF-8 input is an error that says so)."""
+    from ..textio import STDIN, decode_text
+
     if sys.stdin is None or sys.stdin.isatty():
         return None
-    return sys.stdin.read()
+    return decode_text(sys.stdin.buffer.read(), STDIN)

@@ -165,6 +165,10 @@ class ImageEngine:
         """One PIL image. The seed drives a CPU generator, so the starting noise is the same on every device."""
         import torch
 
+        schedule = getattr(self.pipeline.scheduler, "config", {})
+        most = int(schedule.get("num_train_timesteps", steps)) - int(schedule.get("steps_offset", 0) or 0)
+        if steps > most:
+            raise BadInputError(f"{self.name}'s scheduler takes at most {most} steps; lower --steps")
         kwargs: dict[str, Any] = {
             "prompt": prompt,
             "num_inference_steps": steps,

@@ -19,6 +19,9 @@ class ChatOptions:
     template: str = "chat"
     system: str | None = None
 
+    def __post_init__(self) -> None:
+        templates.get_template(self.template).input_variable()  # a template with no place for the text fails now
+
 
 class ChatGenerator(Generator):
     """Answers a prompt, or continues a conversation given as a list of messages."""

@@ -145,6 +145,36 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0] and "--help`)" in lines[0], lines
 
 
+@pytest.mark.parametrize(
+    "args, stdin, words",
+    [
+        (["chat", "hi"], b"caf\xe9", "standard input is not valid UTF-8 (at byte offset 3); convert it first, e.g. pipe it through `iconv"),
+        (["chat"], b"\x00\x01binary", "standard input looks like a binary file"),
+        (["chat", "caf\udce9"], None, "the input is not valid UTF-8"),
+        (["chat", "--system", "caf\udce9", "hi"], None, "the --system value is not valid UTF-8"),
+        (["headline", "--topic", "caf\udce9"], None, "the input is not valid UTF-8"),
+        (["chat", "hi", "--max-tokens", "0"], None, "max-tokens must be at least 1"),
+        (["chat", "hi", "--top-p", "0"], None, "top-p must be in (0, 1]"),
+        (["chat", "hi", "--seed", "-1"], None, "seed must be a non-negative integer"),
+        (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
+    ],
+)
+def test_bad_text_and_sampling_values_fail_before_the_model_loads(args, stdin, words):
+    code, lines = bad(*args, "-m", "no-such-model", input=stdin)  # the model is never looked up
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_json_in_the_chat_repl_is_refused(monkeypatch):
+    import types
+
+    import aigc.cli.chat as chat_cli
+
+    monkeypatch.setattr(chat_cli, "stdin_text", lambda: None)
+    monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True)))
+    code, lines = bad("chat", "--json", "-m", "no-such-model")
+    assert code == 2 and lines == ["Error: --json is for one-shot answers; give a prompt as an argument or pipe one in"]
+
+
 def test_unwritable_output_fails_before_any_work(tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text("text")

@@ -41,6 +41,13 @@ def test_bullets_format_from_prose():
     assert result["summary"] == "- Bees thrive in cities.\n- Some ecologists worry."
 
 
+@pytest.mark.parametrize("format_, expected", [("bullets", "- Bees thrive in cities.\n- Some ecologists worry."), ("paragraph", "Bees thrive in cities. Some ecologists worry.")])
+def test_an_introducing_first_line_is_dropped(format_, expected):
+    engine = FakeEngine()
+    engine.enqueue("Here's a revised version of the summary condensed into two paragraphs:\n\n- Bees thrive in cities.\n- Some ecologists worry.")
+    assert SummarizeGenerator(engine=engine)("Some text about bees.", format=format_)["summary"] == expected
+
+
 @pytest.mark.parametrize("options, words_", [({"length": "huge"}, "--length"), ({"format": "table"}, "--format"), ({"words": 1}, "--words"), ({"colour": 1}, "no option colour")])
 def test_summarize_rejects_bad_options(options, words_):
     with pytest.raises(BadInputError, match=words_):

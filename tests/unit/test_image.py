@@ -237,6 +237,7 @@ def bad(*args, input=None):
         (["-n", "0"], "-n must be between 1 and 16"),
         (["-m", "no-such-model"], "unknown model 'no-such-model'"),
         (["--device", "tpu"], "unknown device"),
+        (["--steps", "1000"], "scheduler takes at most 999 steps"),  # 1000 train steps, offset 1
     ],
 )
 def test_bad_options_are_one_line_errors_with_exit_2_and_no_file(tiny_pipeline_dir, tmp_path, args, words):
