@@ -40,13 +40,19 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
+GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "-vv", "--version")
+
+
 def _one_line(exc: UsageError, command: str | None = None):
     """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
     names the command when the error does not (a missing option value)."""
     if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc models` alone shows its help
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
-    ui.error(f"{exc.format_message().rstrip('.')} (see `{where} --help`)")
+    hint = f"see `{where} --help`"
+    if getattr(exc, "option_name", None) in GLOBAL_OPTIONS and where != "aigc":
+        hint = f"global options go before the command: `aigc {exc.option_name} {where.split(' ', 1)[-1]} ...`"
+    ui.error(f"{exc.format_message().rstrip('.')} ({hint})")
     raise typer.Exit(exc.exit_code) from None
 
 

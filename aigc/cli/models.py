@@ -8,6 +8,7 @@ import typer
 
 from .. import config, ui
 from ..engine import models as registry
+from ..engine.diffusion import default_image_model
 from ..errors import AigcError, BadInputError
 
 models_app = typer.Typer(help="List, download and inspect models.", no_args_is_help=True)
@@ -30,7 +31,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,
-                "default": alias == config.default_model(),
+                "default": alias == (default_image_model() if spec.kind == "image" else config.default_model()),
                 "description": spec.description,
             }
         )

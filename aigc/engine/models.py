@@ -404,13 +404,16 @@ def load_model(
 
 def describe(ref: ModelRef) -> dict:
     """Facts about a model for `aigc models info`, read without loading weights."""
+    from .diffusion import default_image_model
+
     info = {
         "name": ref.name,
-        "kind": ref.kind,
+        "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",  # as in `aigc models list`
+        "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
         "description": ref.spec.description if ref.spec else "",
         "installed": ref.installed,
-        "default": ref.name == config.default_model(),
+        "default": ref.name == (default_image_model() if ref.image else config.default_model()),
     }
     path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)
     if path and (path / "config.json").is_file():

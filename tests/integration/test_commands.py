@@ -102,4 +102,4 @@ def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
             os.environ["AIGC_CACHE_DIR"] = saved
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
-    assert info["kind"] == "gguf" and info["installed"] and info["path"].startswith(str(tmp_path / "cache"))
+    assert info["kind"] == "text" and info["format"] == "gguf" and info["installed"] and info["path"].startswith(str(tmp_path / "cache"))

@@ -175,6 +175,11 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
     assert code == 2 and lines == ["Error: --json is for one-shot answers; give a prompt as an argument or pipe one in"]
 
 
+def test_a_global_option_after_the_command_says_where_it_goes():
+    code, lines = bad("chat", "-q", "hi")
+    assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
+
+
 def test_unwritable_output_fails_before_any_work(tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text("text")
@@ -192,7 +197,7 @@ def test_models_info_and_list_json(tiny_model_dir):
     listed = json.loads(invoke("models", "list", "--json").stdout)
     assert any(row["alias"] == "smollm2" and row["default"] for row in listed)
     info = json.loads(invoke("models", "info", str(tiny_model_dir), "--json").stdout)
-    assert info["kind"] == "dir" and info["layers"] == 2 and info["installed"]
+    assert info["kind"] == "text" and info["format"] == "dir" and info["layers"] == 2 and info["installed"]
 
 
 def test_register_commands_hook_adds_a_plugin_command():

@@ -344,8 +344,10 @@ def test_the_library_api_and_progress(tiny_pipeline_dir):
 def test_models_list_and_info_show_image_models(tiny_pipeline_dir):
     listed = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
     assert listed["sd-turbo"]["kind"] == "image" and listed["smollm2"]["kind"] == "text"
+    assert listed["sd-turbo"]["default"] and listed["smollm2"]["default"]  # the default image model, the default text model
+    assert json.loads(invoke("models", "info", "sd-turbo", "--json").stdout)["default"]
     info = json.loads(invoke("models", "info", tiny_pipeline_dir, "--json").stdout)
-    assert info["kind"] == "diffusers" and info["architecture"] == "StableDiffusionPipeline"
+    assert info["kind"] == "image" and info["format"] == "diffusers" and info["architecture"] == "StableDiffusionPipeline"
     assert {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= set(info["components"])
 
 
