@@ -82,11 +82,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if allowed is not None and ep.name not in allowed:
             continue
         source = _source(ep)
-        if ep.name in _state.sources:  # two distributions ship an entry point of the same name
-            first = _state.sources[ep.name]
-            _record(ep.name, "import", PluginError(
-                f"{source.distribution or source.value} {source.version or ''} also calls its plugin {ep.name!r}, the name "
-                f"{first.distribution or first.value} {first.version or ''} uses, so it is not loaded; uninstall one of them"
+        if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first
+            _record(source.distribution or source.value, "import", PluginError(
+                f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; "
+                "so it is not (uninstall one of them)"
             ))
             continue
         _state.sources[ep.name] = source
@@ -107,6 +106,10 @@ def _source(ep: Any) -> PluginSource:
         distribution=getattr(dist, "name", None) if dist else None,
         version=getattr(dist, "version", None) if dist else None,
     )
+
+
+def _label(source: PluginSource) -> str:
+    return " ".join(filter(None, (source.distribution or source.value, source.version)))
 
 
 def distribution_of(name: str) -> str | None:

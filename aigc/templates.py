@@ -87,9 +87,7 @@ def user_dir() -> Path:
 def _template_dir_problem(path: Any) -> str | None:
     if not isinstance(path, (str, os.PathLike)):
         return f"register(path) takes a directory of templates, got {type(path).__name__} {path!r}"
-    if not Path(path).is_dir():
-        return f"template dir {str(path)!r} is not a directory"
-    return None
+    return None  # a directory that does not exist (an optional one) is skipped when templates are found
 
 
 def registered_template_dirs() -> dict[str, tuple[str, Any]]:

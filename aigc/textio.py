@@ -73,10 +73,16 @@ def check_utf8(value: Any, what: str) -> None:
     """A `BadInputError` when text that came from the command line holds bytes that are not UTF-8
     (Python keeps them as lone surrogates, which no tokenizer takes)."""
     if isinstance(value, str):
-        if any("\udc80" <= c <= "\udcff" for c in value):
-            raise BadInputError(f"the {what} is not valid UTF-8; give UTF-8 text (convert with `iconv -f latin1 -t utf-8`)")
-    elif isinstance(value, (dict, list, tuple)):
-        for item in value.values() if isinstance(value, dict) else value:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInputError(f"the {what} is not valid UTF-8; give UTF-8 text (convert with `iconv -f latin1 -t utf-8`)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_utf8(key, what)
+            check_utf8(item, what)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
             check_utf8(item, what)
 
 

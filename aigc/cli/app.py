@@ -40,7 +40,7 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
-GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "-vv", "--version")
+GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
 
 
 def _one_line(exc: UsageError, command: str | None = None):
@@ -84,18 +84,23 @@ class AigcGroup(TyperGroup):
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
         except (typer.Exit, typer.Abort, ClickException):
             raise
-        except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, as `yes | head` does
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(141) from None
+        except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, with typer's exit code for it
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            except (OSError, ValueError):  # stdout is no file
+                pass
+            raise typer.Exit(1) from None
         except Exception as exc:  # a bug, in aigc or in a plugin's command
             if config.debug():
                 raise
             from .. import plugins
 
-            command = ctx.invoked_subcommand
+            command = ctx.invoked_subcommand or ""
             owner = plugins.command_owner(command)
-            where = f"`aigc {command}` (a command of plugin {owner!r})" if owner else f"`aigc {command}`"
-            ui.error(f"{where} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (AIGC_DEBUG=1 shows the traceback)")
+            where = " ".join(filter(None, ("`aigc", command))) + "`" + (f" (a command of plugin {owner!r})" if owner else "")
+            detail = " ".join(str(exc).split())
+            detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
+            ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if config.debug():

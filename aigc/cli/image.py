@@ -73,9 +73,14 @@ def image(
         device=device,
         dtype=recorded.get("dtype", dtype) if dtype == "auto" else dtype,
     )
-    generator.validate(options)
+    opts = generator.validate(options)
     generator.check_inputs(prompt)
     paths = output_paths(output, n, force)
+    with ui.stage_status() as stage:
+        generator.load_progress = stage
+        generator.engine  # noqa: B018 - loads the model
+    generator.load_progress = lambda stage: None
+    generator.settings(opts)  # what the model cannot take fails before --enhance runs the text model
     original = None
     if enhance:
         with ui.stage_status() as stage:
@@ -83,10 +88,6 @@ def image(
         original, prompt = prompt, enhanced
         if ui.settings.verbosity >= 0:  # unwrapped, so it can be copied whole
             ui.stderr().print(f"enhanced prompt: {prompt}", markup=False, style="dim", soft_wrap=True)
-    with ui.stage_status() as stage:
-        generator.load_progress = stage
-        generator.engine  # noqa: B018 - loads the model
-    generator.load_progress = lambda stage: None
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(prompt, **options)

@@ -63,8 +63,8 @@ class RunOptions:
         from ..textio import check_utf8
 
         check_utf8(inputs, "input")
-        for name, value in {**options, **self.sampling()}.items():
-            check_utf8(value, f"--{name.replace('_', '-')} value")
+        check_utf8(options.get("system"), "--system value")
+        check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         generator.validate(options)
         if inputs is not None:

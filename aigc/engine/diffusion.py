@@ -147,6 +147,14 @@ class ImageEngine:
             pass
         return None
 
+    @property
+    def max_steps(self) -> int | None:
+        """The most denoising steps the pipeline's scheduler takes (its training steps, less its offset)."""
+        schedule = getattr(self.pipeline.scheduler, "config", {})
+        if "num_train_timesteps" not in schedule:
+            return None
+        return int(schedule["num_train_timesteps"]) - int(schedule.get("steps_offset", 0) or 0)
+
     def accepts(self, argument: str) -> bool:
         return argument in inspect.signature(self.pipeline.__call__).parameters
 
@@ -165,10 +173,6 @@ class ImageEngine:
         """One PIL image. The seed drives a CPU generator, so the starting noise is the same on every device."""
         import torch
 
-        schedule = getattr(self.pipeline.scheduler, "config", {})
-        most = int(schedule.get("num_train_timesteps", steps)) - int(schedule.get("steps_offset", 0) or 0)
-        if steps > most:
-            raise BadInputError(f"{self.name}'s scheduler takes at most {most} steps; lower --steps")
         kwargs: dict[str, Any] = {
             "prompt": prompt,
             "num_inference_steps": steps,

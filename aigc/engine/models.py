@@ -408,7 +408,7 @@ def describe(ref: ModelRef) -> dict:
 
     info = {
         "name": ref.name,
-        "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",  # as in `aigc models list`
+        "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
         "description": ref.spec.description if ref.spec else "",

@@ -190,7 +190,7 @@ def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
 
 def _generator_problem(item: Any) -> str | None:
     if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
-        return f"register(name, generator_class) takes a name and a class, got register{item!r}"
+        return f"register(name, generator_class) takes a name and a class, got {item!r}"
     if not (isinstance(item[1], type) and issubclass(item[1], Generator)):
         return f"generator {item[0]!r} must be a subclass of aigc.Generator, got {item[1]!r}"
     return None

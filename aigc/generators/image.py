@@ -118,7 +118,8 @@ class ImageGenerator(Generator):
         return " ".join(prompt.split())
 
     def settings(self, opts: ImageOptions) -> dict[str, Any]:
-        """The full settings of a run: the options, with unset ones filled from the model and a seed drawn."""
+        """The full settings of a run: the options, with unset ones filled from the model and a seed
+        drawn; settings the loaded model cannot take (size, steps) are a `BadInputError`."""
         engine = self.engine
         width, height = (opts.width, opts.height) if opts.width else engine.native_size
         check_size(width, height)
@@ -129,11 +130,14 @@ class ImageGenerator(Generator):
                 f"and {free / 1e9:.1f} GB is free; use a smaller --size"
             )
         defaults = {**FALLBACK_DEFAULTS, **engine.defaults}
+        steps = opts.steps or int(defaults["steps"])
+        if engine.max_steps is not None and steps > engine.max_steps:
+            raise BadInputError(f"{engine.name}'s scheduler takes at most {engine.max_steps} steps; lower --steps")
         return {
             "negative": opts.negative,
             "model": engine.name,
             "seed": opts.seed if opts.seed is not None else secrets.randbelow(2**31),
-            "steps": opts.steps or int(defaults["steps"]),
+            "steps": steps,
             "guidance": float(opts.guidance if opts.guidance is not None else defaults["guidance"]),
             "width": width,
             "height": height,

@@ -13,7 +13,9 @@ from .base import Generator, type_name
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
-INTRO = re.compile(r"^[^\n]{0,300}:[ \t]*\n+(?=\s*\S)")  # a first line that only introduces what follows ("Here's a revised version ...:")
+INTRO = re.compile(  # a first line that only introduces what follows ("Sure! Here's a revised version ...:")
+    r"^(?:(?:sure|certainly|okay|of course)[,.!]?\s+)?(?:here is|here's|here are|below is)[^\n]{0,300}:[ \t]*\n+(?=\s*\S)", re.I
+)
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
 
 
@@ -129,13 +131,13 @@ class SummarizeGenerator(Generator):
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         text = INTRO.sub("", text)
-        lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", line).strip() for line in text.splitlines()]
-        lines = [line for line in lines if line]
         if opts.format == "bullets":
+            lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
+            lines = [line for line in lines if line]
             if len(lines) == 1:  # the model wrote prose: one point per sentence
                 lines = split_sentences(lines[0])
-        else:  # list items the model wrote become sentences of one paragraph
-            lines = split_sentences(" ".join(lines))
+        else:
+            lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
         lines = fit_length([line for line in lines if line], opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
         return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}

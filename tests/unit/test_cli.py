@@ -430,8 +430,8 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
         @hookimpl
         def register_commands(self, app):
             @app.command("crash")
-            def crash():
-                raise RuntimeError("boom\nsecond line")
+            def crash(kind: str = "runtime"):
+                raise {"runtime": RuntimeError("boom\nsecond line"), "bare": AssertionError(), "pipe": BrokenPipeError()}[kind]
 
     plugins.reset()
     plugins.get_plugin_manager().register(Crash(), name="crasher")
@@ -441,6 +441,10 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
     try:
         result = runner.invoke(local, ["crash"])
         assert result.exit_code == 1 and result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: RuntimeError: boom second line (AIGC_DEBUG=1 shows the traceback)\n"
+        result = runner.invoke(local, ["crash", "--kind", "bare"])
+        assert result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: AssertionError (AIGC_DEBUG=1 shows the traceback)\n"
+        result = runner.invoke(local, ["crash", "--kind", "pipe"])
+        assert result.exit_code == 1 and result.stderr == ""  # a reader that went away (`| head`) is no error
         monkeypatch.setenv("AIGC_DEBUG", "1")
         assert type(runner.invoke(local, ["crash"]).exception) is RuntimeError
     finally:

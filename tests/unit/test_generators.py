@@ -41,10 +41,18 @@ def test_bullets_format_from_prose():
     assert result["summary"] == "- Bees thrive in cities.\n- Some ecologists worry."
 
 
-@pytest.mark.parametrize("format_, expected", [("bullets", "- Bees thrive in cities.\n- Some ecologists worry."), ("paragraph", "Bees thrive in cities. Some ecologists worry.")])
-def test_an_introducing_first_line_is_dropped(format_, expected):
+@pytest.mark.parametrize(
+    "answer, format_, expected",
+    [
+        ("Here's a revised version of the summary condensed into two paragraphs:\n\n- Bees thrive.\n- Some worry.", "bullets", "- Bees thrive.\n- Some worry."),
+        ("Sure! Here is what the article says:\nBees thrive. Some worry.", "paragraph", "Bees thrive. Some worry."),
+        ("The report makes two recommendations:\n- Fund bees.\n- Plant flowers.", "bullets", "- The report makes two recommendations:\n- Fund bees.\n- Plant flowers."),
+        ("Revenue by region:\nEurope grew 5%.", "paragraph", "Revenue by region: Europe grew 5%."),
+    ],
+)
+def test_only_an_introducing_first_line_is_dropped(answer, format_, expected):
     engine = FakeEngine()
-    engine.enqueue("Here's a revised version of the summary condensed into two paragraphs:\n\n- Bees thrive in cities.\n- Some ecologists worry.")
+    engine.enqueue(answer)
     assert SummarizeGenerator(engine=engine)("Some text about bees.", format=format_)["summary"] == expected
 
 

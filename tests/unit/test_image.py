@@ -327,6 +327,18 @@ def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny
     assert settings["prompt"] == shown[0][len("enhanced prompt: ") :]
 
 
+def test_too_many_steps_fail_before_enhance_runs_the_text_model(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from aigc.generators.image import ImageGenerator
+
+    def never(*args, **kwargs):
+        raise AssertionError("the text model ran")
+
+    monkeypatch.setattr(ImageGenerator, "enhance", never)
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "--enhance", "--steps", "1000", "-o", tmp_path / "out.png")
+    assert code == 2 and lines == [f"Error: {tiny_pipeline_dir}'s scheduler takes at most 999 steps; lower --steps"]
+    assert files(tmp_path) == []
+
+
 def test_the_library_api_and_progress(tiny_pipeline_dir):
     import aigc
     from aigc.generators.image import clean_prompt
