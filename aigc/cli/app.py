@@ -97,7 +97,7 @@ class AigcGroup(TyperGroup):
 
             command = ctx.invoked_subcommand or ""
             owner = plugins.command_owner(command)
-            where = " ".join(filter(None, ("`aigc", command))) + "`" + (f" (a command of plugin {owner!r})" if owner else "")
+            where = (f"`aigc {command}`" if command else "`aigc`") + (f" (a command of plugin {owner!r})" if owner else "")
             detail = " ".join(str(exc).split())
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
