@@ -109,6 +109,7 @@ class HeadlineGenerator(Generator):
         if base.greedy and opts.n > 1:
             raise BadInputError("-n above 1 needs sampling: greedy decoding (--temperature 0) writes one headline")
         found: dict[str, str] = {}
+        cut = 0  # headlines that max_tokens cut off
         for attempt in range(MAX_ROUNDS):
             missing = opts.n - len(found)
             if missing <= 0:
@@ -116,11 +117,19 @@ class HeadlineGenerator(Generator):
             seed = None if base.seed is None else base.seed + attempt
             params = base.replace(n=max(4, missing * 3), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
-                headline = fit_headline(clean_headline(completion.text), opts.max_words)
+                line = clean_headline(completion.text)
+                headline = fit_headline(line, opts.max_words)
+                if headline and headline == line and completion.finish_reason == "length" and "\n" not in completion.text.strip():
+                    cut += 1  # its last words are where max_tokens cut it, not where it ended
+                    continue
                 if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
         headlines = list(found.values())[: opts.n]
         if len(headlines) < opts.n:
+            if cut:
+                raise BadInputError(
+                    f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at --max-tokens {base.max_tokens}; raise --max-tokens"
+                )
             raise AigcError(
                 f"only {len(headlines)} distinct headline(s) of at most {opts.max_words} words came out of "
                 f"{MAX_ROUNDS} tries; raise --temperature, raise --max-words or ask for fewer with -n"

@@ -132,6 +132,24 @@ def test_headline_gives_a_clear_error_when_it_cannot_find_enough():
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 1})
 
 
+def test_headlines_cut_off_by_max_tokens_are_not_kept():
+    class Cutting(FakeEngine):
+        """Answers of more words than max_tokens are cut there, as a model's are."""
+
+        def generate(self, prompts, params):
+            groups = super().generate(prompts, params)
+            for group in groups:
+                for c in group:
+                    if len(c.text.split()) > params.max_tokens:
+                        c.text, c.finish_reason = " ".join(c.text.split()[: params.max_tokens]), "length"
+            return groups
+
+    engine = Cutting()
+    engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
+    with pytest.raises(BadInputError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at --max-tokens 4; raise --max-tokens"):
+        HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
+
+
 def test_headline_needs_topic_or_article_and_valid_n():
     gen = HeadlineGenerator(engine=FakeEngine())
     with pytest.raises(BadInputError, match="either a topic"):
