@@ -204,9 +204,11 @@ def run_batch(
     rows before it are written.
     """
     check_on_error(on_error)
+    stream = str(output) == "/dev/stdout"  # whatever stdout is (a pipe, a file appended to): write only
     output = check_writable(output)
+    stream = stream or (output.exists() and not output.is_file())
     generator.check_batch(generator.validate(options))
-    previous = _previous(output, generator.name)
+    previous = [] if stream else _previous(output, generator.name)
     failed = {key for key, record in previous if "error" in record}
     if failed:
         _rewrite(output, [record for key, record in previous if key not in failed])
@@ -217,7 +219,6 @@ def run_batch(
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
     try:
-        regular = output.is_file() or not output.exists()
         with open(output, "a", encoding="utf-8") as sink:
             for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
                 line = {"id": row.id, "row": row.number, "task": generator.name, **outcome}
@@ -227,13 +228,14 @@ def run_batch(
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()
-                if regular:  # a pipe or device cannot be synced
+                if not stream:  # a pipe or device cannot be synced
                     os.fsync(sink.fileno())
                 summary.done += 1
                 report(summary.done, len(todo))
     finally:
         summary.seconds = time.perf_counter() - started
-    _restore_order(output, rows)
+    if not stream:
+        _restore_order(output, rows)
     return summary
 
 

@@ -127,7 +127,7 @@ class HeadlineGenerator(Generator):
         headlines = list(found.values())[: opts.n]
         if len(headlines) < opts.n:
             if cut:
-                raise BadInputError(
+                raise AigcError(
                     f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at --max-tokens {base.max_tokens}; raise --max-tokens"
                 )
             raise AigcError(

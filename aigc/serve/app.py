@@ -49,6 +49,9 @@ class ServeSettings:
     max_queue: int = 256
     retry_after: int = 1
 
+    def __post_init__(self) -> None:
+        self.max_n = min(self.max_n, self.max_batch)  # a request's n rows decode in one batch
+
 
 @dataclass
 class Backend:

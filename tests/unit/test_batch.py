@@ -137,6 +137,24 @@ def test_results_keep_input_order_and_a_rerun_skips_done_rows(tmp_path):
     assert all("summary" in row["result"]["summary"] for row in rows)
 
 
+def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in.txt").write_text("good film\nbad film\n")
+    out = tmp_path / "log.txt"
+    out.write_text("an earlier line that is no batch output\n")
+    script = (
+        "from aigc.batch import read_rows, run_batch; from aigc.generators.base import get_generator; from aigc.testing import FakeEngine; "
+        f"run_batch(get_generator('classify', engine=FakeEngine()), read_rows({str(tmp_path / 'in.txt')!r}), '/dev/stdout', {{'labels': 'a,bb'}})"
+    )
+    with open(out, "a") as sink:
+        subprocess.run([sys.executable, "-c", script], stdout=sink, check=True)
+    first, *rows = out.read_text().splitlines()
+    assert first == "an earlier line that is no batch output"
+    assert [(json.loads(r)["id"], json.loads(r)["result"]["label"]) for r in rows] == [(1, "a"), (2, "a")]
+
+
 def test_concurrent_rows_share_model_calls(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(f"text number {i} about things" for i in range(12)))

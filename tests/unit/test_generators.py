@@ -146,7 +146,7 @@ def test_headlines_cut_off_by_max_tokens_are_not_kept():
 
     engine = Cutting()
     engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
-    with pytest.raises(BadInputError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at --max-tokens 4; raise --max-tokens"):
+    with pytest.raises(AigcError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at --max-tokens 4; raise --max-tokens"):
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
 
 

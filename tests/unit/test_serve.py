@@ -237,6 +237,12 @@ def test_full_queue_answers_429_with_retry_after(server):
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 
+def test_n_is_never_above_the_batch_size():
+    from aigc.serve.app import ServeSettings
+
+    assert ServeSettings(max_batch=4).max_n == 4 and ServeSettings(max_batch=64).max_n == 16
+
+
 def test_a_client_that_goes_away_frees_its_row(server, client):
     scheduler = server["backend"].scheduler
     before = scheduler.cancelled_rows
