@@ -59,6 +59,7 @@ class RunOptions:
     def prepare(self, generator, inputs, options: dict) -> None:
         """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a
         spinner, before any output."""
+        from ..engine.models import check_names
         from ..engine.sampling import SamplingParams
         from ..textio import check_utf8
 
@@ -66,6 +67,7 @@ class RunOptions:
         check_utf8(options.get("system"), "--system value")
         check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
+        check_names(self.device, self.dtype, self.quantize)
         generator.validate(options)
         if inputs is not None:
             generator.check_inputs(inputs)

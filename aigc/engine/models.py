@@ -302,9 +302,21 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
+    """A `BadInputError` for a device, dtype or quantization aigc does not know (names only: no torch)."""
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise BadInputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    if quantize not in (None, "none", "int8"):
+        raise BadInputError(f"unknown quantization {quantize!r}; use none or int8")
+
+
 def pick_device(device: str = "auto") -> str:
     """`auto` -> cuda, then mps, then cpu. An explicit device that is missing is an error."""
     import torch
+
+    check_names(device=device)
 
     available = {
         "cuda": torch.cuda.is_available(),
@@ -313,8 +325,6 @@ def pick_device(device: str = "auto") -> str:
     }
     if device == "auto":
         return next(name for name, ok in available.items() if ok)
-    if device not in available:
-        raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
     if not available[device]:
         raise BadInputError(f"device {device!r} is not available here; use --device auto or --device cpu")
     return device
@@ -325,10 +335,9 @@ def pick_dtype(dtype: str, device: str):
     (faster there: 36 vs 22 tok/s measured on this project's dev CPU), float16 on MPS, else float32."""
     import torch
 
+    check_names(dtype=dtype)
     names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype != "auto":
-        if dtype not in names:
-            raise BadInputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
         return names[dtype]
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -362,9 +371,8 @@ def load_model(
         return _loaded[key]
     if ref.image:
         raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
+    check_names(device, dtype, quantize)
     device_name = pick_device(device)
-    if quantize not in (None, "none", "int8"):
-        raise BadInputError(f"unknown quantization {quantize!r}; use none or int8")
     quantize = None if quantize == "none" else quantize
     if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
         raise BadInputError("--quantize int8 runs on the CPU in float32; use --device cpu and --dtype auto")
