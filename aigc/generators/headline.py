@@ -48,7 +48,7 @@ def clean_headline(text: str) -> str:
     line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
     line = _SYMBOLS.sub("", _HASHTAG.sub("", line.replace("**", "")))
-    line = " ".join(line.split()).strip("\"'“”‘’ ")
+    line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
     return line if line.endswith("...") else line.rstrip(".").strip()

@@ -95,6 +95,8 @@ def test_option_values_from_text_take_the_declared_type():
         ("A Good Headline:", ""),
         ("What does the headline say?", ""),
         ("Will bees save cities?", "Will bees save cities?"),
+        (":A Stunning Evolution in Urban Farming", "A Stunning Evolution in Urban Farming"),
+        ("— Bees, back", "Bees, back"),
     ],
 )
 def test_clean_headline(raw, clean):
