@@ -62,6 +62,11 @@ def cache_dir() -> Path:
     return _user_dir("AIGC_CACHE_DIR", "cache", "XDG_CACHE_HOME", ".cache")
 
 
+def data_dir() -> Path:
+    """What aigc keeps for the user (chat sessions): `AIGC_DATA_DIR`, `$AIGC_HOME/data` or `~/.local/share/aigc`."""
+    return _user_dir("AIGC_DATA_DIR", "data", "XDG_DATA_HOME", ".local/share")
+
+
 def models_dir() -> Path:
     return cache_dir() / "models"
 

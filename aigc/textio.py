@@ -117,12 +117,12 @@ def read_document(source: str) -> str:
     return decode_document(data, source, path.suffix)
 
 
-def check_writable(target: str | os.PathLike) -> Path:
+def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     """Fail before any work is done if `target` cannot be written; returns the file that will be
     written (a symlink's target)."""
     path = Path(target).expanduser()
     if path.is_dir():
-        raise BadInputError(f"{target} is a directory; give a file name for -o")
+        raise BadInputError(f"{target} is a directory; give a file name for {flag}")
     if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout into a pipe) is written in place
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")

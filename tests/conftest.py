@@ -74,6 +74,7 @@ def user_dirs(tmp_path, monkeypatch):
     """Point config at a temp dir; keep the model cache shared (AIGC_CACHE_DIR or the default).
     Installed entry-point plugins stay out (tests that want them unset AIGC_LOAD_PLUGINS)."""
     monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AIGC_LOAD_PLUGINS", "")
     monkeypatch.delenv("AIGC_TEMPLATES_PATH", raising=False)
     monkeypatch.delenv("AIGC_DEFAULT_MODEL", raising=False)

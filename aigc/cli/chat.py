@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import ui
+from .. import conversations, ui
 from ..errors import AigcError, BadInputError
 from ..generators.chat import ChatSession
+from ..textio import check_writable
 from .options import RunOptions, generation_options, stdin_text
 
 REPL_HELP = """Commands:
@@ -16,6 +17,7 @@ REPL_HELP = """Commands:
   /reset         forget the conversation (keeps the system prompt)
   /system TEXT   set the system prompt (empty: back to the default)
   /save FILE     save the conversation (.json, or Markdown for any other name)
+  /load FILE     go on from a conversation saved as .json
   /exit          leave (Ctrl-D does too)
 Ctrl-C stops a reply that is being written."""
 
@@ -25,20 +27,24 @@ def chat(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
+    session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Chat with the model."""
     piped = stdin_text()
+    path = _session_file(session) if session is not None else None
     if prompt is None and piped is None:
         if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
         if as_json:
             raise BadInputError("--json is for one-shot answers; give a prompt as an argument or pipe one in")
-        return _repl(run, system, template)
+        return _repl(run, system, template, path)
     text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
     generator = run.generator("chat")
+    if path is not None:
+        return _session_turn(ChatSession(generator, system, template, run.sampling(), path), run, text, as_json)
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
     if as_json:
@@ -50,6 +56,33 @@ def chat(
         _stream(generator.stream(text, sampling, template=template, system=system))
     else:
         ui.result(generator(text, sampling=sampling, template=template, system=system)["text"])
+    run.report(generator)
+
+
+def _session_file(name: str):
+    """The session's file, checked before the model loads (a named session's directory is made)."""
+    path = conversations.session_path(name)
+    if path.parent == conversations.sessions_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path, "--session")
+    return path
+
+
+def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: bool) -> None:
+    """One answer that goes on from the session's conversation, which is then saved."""
+    generator = session.generator
+    run.prepare(generator, text, {"template": session.template, "system": session.system})
+    reply = session.send(text)
+    if sys.stdout.isatty() and not as_json:
+        _stream(reply)
+    else:
+        answer = "".join(reply).strip()
+        if as_json:
+            stats = generator.engine.stats
+            usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
+            ui.result(json.dumps({"model": generator.engine.name, "text": answer, "usage": usage, "session": str(session.path)}, ensure_ascii=False))
+        else:
+            ui.result(answer)
     run.report(generator)
 
 
@@ -69,15 +102,17 @@ def _stream(pieces) -> str:
     return "".join(seen)
 
 
-def _repl(run: RunOptions, system: Optional[str], template: str) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: str, path=None) -> None:
     try:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:  # pragma: no cover - not on every platform
         pass
     generator = run.generator("chat")
-    run.prepare(generator, None, {"template": template, "system": system})
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling())
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path)
+    run.prepare(generator, None, {"template": template, "system": session.system})
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
+    if path is not None:
+        ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
     while True:
         try:
             if _turn(session, run) == "exit":
@@ -132,9 +167,23 @@ def _slash(line: str, session: ChatSession) -> Optional[str]:
                 ui.info(f"(saved to {session.save(arg)})")
             except BadInputError as exc:
                 ui.error(str(exc))
+    elif command == "/load":
+        if not arg:
+            ui.error("/load needs a file saved as JSON, e.g. /load chat.json")
+        else:
+            try:
+                session.load(arg)
+                ui.info(f"(loaded {arg}: {_turns(session)})")
+            except BadInputError as exc:
+                ui.error(str(exc))
     else:
         ui.error(f"unknown command {command}; /help lists them")
     return None
+
+
+def _turns(session: ChatSession) -> str:
+    count = sum(m["role"] == "user" for m in session.messages)
+    return "new conversation" if not count else f"{count} earlier turn{'s' * (count != 1)}"
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,11 @@ from ..hookspecs import hookimpl
 
 @hookimpl
 def register_commands(app):
-    from ..cli import chat, headline, image, models, summarize, templates
+    from ..cli import chat, headline, image, models, sessions, summarize, templates
     from ..cli import plugins, run
     from ..cli import serve
     from ..cli import translate
     from ..cli import batch, classify
 
-    for module in (chat, summarize, headline, image, models, templates, run, plugins, serve, translate, classify, batch):
+    for module in (chat, summarize, headline, image, models, sessions, templates, run, plugins, serve, translate, classify, batch):
         module.register(app)

@@ -118,6 +118,11 @@ class Generator:
             )
         return self._engine
 
+    @property
+    def model_name(self) -> str | None:
+        """The loaded engine's name, else the model asked for (None: the default); never loads it."""
+        return self._engine.name if self._engine is not None else self.model
+
     def validate(self, options: dict[str, Any]):
         """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
         known = {f.name for f in dataclasses.fields(self.Options) if f.init}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import templates
+from .. import conversations, templates
 from ..errors import AigcError, BadInputError
-from ..textio import write_atomic
 from ..engine.base import check_fits
 from .base import Generator, type_name
 
@@ -85,20 +83,33 @@ class ChatGenerator(Generator):
 
 
 class ChatSession:
-    """A conversation kept across turns: `send` streams a reply and records both sides."""
+    """A conversation kept across turns: `send` streams a reply and records both sides. With `path`
+    (a saved conversation, see `aigc.conversations`) it starts from that file when there is one and
+    writes the conversation back to it after every reply; `system` replaces a saved system prompt."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str = "chat", sampling: dict | None = None):
+    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str = "chat", sampling: dict | None = None, path: str | Path | None = None):
         self.generator = generator
         self.template = template
-        self.system = system
         self.sampling = sampling or {}
-        self.messages: list[dict] = []
+        self.path = Path(path) if path is not None else None
+        saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
+        self.system = system if system is not None else saved.system
+        self.messages: list[dict] = saved.messages
+        self.model = saved.model
 
     def reset(self) -> None:
         self.messages = []
+        self._keep()
+
+    def load(self, path: str | Path) -> None:
+        """Go on from the conversation saved in `path` (JSON), its system prompt included."""
+        saved = conversations.read(path)
+        self.system, self.messages, self.model = saved.system, saved.messages, saved.model or self.model
+        self._keep()
 
     def set_system(self, text: str) -> None:
         self.system = text or None
+        self._keep()
 
     def send(self, text: str) -> Iterator[str]:
         """Stream the reply to `text`. The user's turn is recorded at once; if the caller stops
@@ -121,15 +132,18 @@ class ChatSession:
         finally:
             if self.messages[: len(conversation)] == conversation:
                 self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+                self._keep()
+
+    def conversation(self) -> conversations.Conversation:
+        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model)
 
     def transcript(self) -> list[dict]:
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        return head + self.messages
+        return self.conversation().transcript()
 
     def save(self, path: str) -> Path:
         """Write the conversation as JSON (`.json`) or Markdown (anything else)."""
-        if Path(path).suffix.lower() == ".json":
-            text = json.dumps({"model": self.generator.engine.name, "messages": self.transcript()}, indent=2, ensure_ascii=False)
-        else:
-            text = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript())
-        return write_atomic(path, text)
+        return self.conversation().save(path)
+
+    def _keep(self) -> None:
+        if self.path is not None:
+            self.save(str(self.path))

@@ -103,3 +103,13 @@ def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert info["kind"] == "text" and info["format"] == "gguf" and info["installed"] and info["path"].startswith(str(tmp_path / "cache"))
+
+
+def test_a_chat_session_carries_the_conversation_to_the_next_command():
+    first = aigc("chat", "-S", "geo", "What is the capital of France?", "--json", "--max-tokens", "30")
+    assert first.returncode == 0, first.stderr
+    second = aigc("chat", "-S", "geo", "And of Italy?", "--json", "--max-tokens", "30")
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert "Paris" in one["text"] and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + one["usage"]["completion_tokens"]
+    shown = aigc("sessions", "show", "geo")
+    assert shown.returncode == 0 and shown.stdout.count("## User") == 2 and one["text"] in shown.stdout and two["text"] in shown.stdout

@@ -164,3 +164,24 @@ def test_ctrl_c_at_the_prompt_does_not_exit(tmp_path):
     assert saved_messages(child, tmp_path / "empty.json") == []  # still taking commands; nothing was said
     child.sendeof()
     exits_with_0(child)
+
+
+def test_a_session_is_saved_after_each_reply_and_goes_on_in_the_next_run(tmp_path):
+    path = tmp_path / "trip.json"
+    child = spawn(30, "--session", str(path))
+    assert "new conversation" in child.before
+    ask(child, FRANCE)
+    saved = json.loads(path.read_text(encoding="utf-8"))["messages"]  # written without /save
+    assert [m["role"] for m in saved] == ["user", "assistant"] and "Paris" in saved[1]["content"]
+    child.sendline("/exit")
+    exits_with_0(child)
+
+    child = spawn(30, "--session", str(path))
+    assert "1 earlier turn" in child.before
+    ask(child, "And of Germany?")
+    assert [m["content"] for m in json.loads(path.read_text(encoding="utf-8"))["messages"]][:2] == [FRANCE, saved[1]["content"]]
+    (tmp_path / "other.json").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}))
+    assert "1 earlier turn" in ask(child, f"/load {tmp_path / 'other.json'}")
+    assert json.loads(path.read_text(encoding="utf-8"))["messages"][0]["content"] == "hi"  # the session now holds it
+    child.sendline("/exit")
+    exits_with_0(child)

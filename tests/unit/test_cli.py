@@ -20,7 +20,7 @@ def invoke(*args, input=None, env=None):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["models", "list"], ["chat", "--help"], ["templates", "list"], ["plugins"], ["plugins", "--all", "--json"]]
+    "argv", [["--help"], ["models", "list"], ["chat", "--help"], ["templates", "list"], ["plugins"], ["plugins", "--all", "--json"], ["sessions", "--json"]]
 )
 def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
@@ -556,3 +556,33 @@ def test_fake_engine_streams_exactly_the_text_it_generates():
     engine = FakeEngine()
     engine.enqueue("Paris is  the capital.\n")
     assert "".join(engine.stream("hi", SamplingParams())) == "Paris is  the capital.\n"
+
+
+def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_it(tiny_model_dir):
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
+    first = invoke("chat", "-S", "work", "Bees make honey.", *args)
+    assert first.exit_code == 0, first.output
+    second = invoke("chat", "--session", "work", "Where?", *args)
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
+    rows = json.loads(invoke("sessions", "--json").stdout)
+    assert [(r["name"], r["messages"], r["first"]) for r in rows] == [("work", 4, "Bees make honey.")]
+    assert ["work", "4"] in [line.split()[:2] for line in invoke("sessions", "list").stdout.splitlines()]
+    shown = invoke("sessions", "show", "work").stdout
+    assert shown.count("## User") == 2 and two["text"] in shown
+    assert json.loads(invoke("sessions", "show", "work", "--json").stdout)["messages"][-1]["content"] == two["text"]
+    missing = invoke("sessions", "rm", "work", "nope")
+    assert missing.exit_code == 2 and "no session 'nope'; there are: work" in missing.stderr
+    assert invoke("sessions", "rm", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    "session, content, words",
+    [("notes.md", None, "must end in .json"), ("talk.json", "{oops", "not a saved conversation"), ("bad name", None, "letters, digits")],
+)
+def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, session, content, words):
+    monkeypatch.chdir(tmp_path)
+    if content:
+        (tmp_path / session).write_text(content)
+    result = invoke("chat", "-S", session, "hi", "-m", "no-such-model")
+    assert result.exit_code == 2 and words in result.stderr

@@ -1,0 +1,80 @@
+"""`aigc sessions [list] [--json]`, `aigc sessions show NAME`, `aigc sessions rm NAME ...`: the
+conversations `aigc chat --session NAME` keeps."""
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import conversations, ui
+from ..errors import BadInputError
+
+sessions_app = typer.Typer(help="List, show and remove the chat sessions kept by `aigc chat --session NAME`.", invoke_without_command=True)
+
+
+@sessions_app.callback()
+def list_sessions(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Chat sessions, most recently used first."""
+    if ctx.invoked_subcommand is None:
+        _show(as_json)
+
+
+@sessions_app.command("list")
+def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Chat sessions, most recently used first (the same as `aigc sessions`)."""
+    _show(as_json)
+
+
+def _show(as_json: bool) -> None:
+    rows = conversations.list_sessions()
+    if as_json:
+        ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        ui.info(f"No sessions in {conversations.sessions_dir()}. `aigc chat --session NAME` starts one.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "messages", "updated", "first message"):
+        table.add_column(column, overflow="ellipsis", no_wrap=column == "first message", max_width=60 if column == "first message" else None)
+    for row in rows:
+        if "error" in row:
+            ui.warn(row["error"])
+            continue
+        first = " ".join(row["first"].split())
+        table.add_row(row["name"], str(row["messages"]), row["updated"].replace("T", " ").replace("+00:00", " UTC"), first)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@sessions_app.command()
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Session name or .json file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the saved JSON instead of Markdown.")] = False,
+) -> None:
+    """The conversation of a session, as Markdown (or JSON)."""
+    saved = conversations.read(_existing(name))
+    ui.result(saved.to_json() if as_json else saved.to_markdown())
+
+
+@sessions_app.command("rm")
+def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Session names.")]) -> None:
+    """Delete sessions."""
+    paths = [_existing(name) for name in names]  # all checked before any is removed
+    for path in paths:
+        path.unlink()
+        ui.info(f"removed {path}")
+
+
+def _existing(name: str):
+    path = conversations.session_path(name)
+    if not path.is_file():
+        known = [row["name"] for row in conversations.list_sessions()]
+        raise BadInputError(f"no session {name!r}" + (f"; there are: {', '.join(known[:10])}" if known else "; `aigc chat --session NAME` starts one"))
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sessions_app, name="sessions")

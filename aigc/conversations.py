@@ -1,0 +1,97 @@
+"""Saved conversations: the JSON that `/save FILE.json` and `aigc chat --session` write, and the
+named sessions kept in aigc's data directory (`aigc sessions`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import config
+from .errors import BadInputError
+from .textio import write_atomic
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Conversation:
+    """A system prompt (or None) and the turns after it."""
+
+    system: str | None = None
+    messages: list[dict] = field(default_factory=list)
+    model: str | None = None
+
+    def transcript(self) -> list[dict]:
+        """The messages with the system prompt first, as chat APIs take them."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.messages
+
+    def to_json(self) -> str:
+        return json.dumps({"model": self.model, "messages": self.transcript()}, indent=2, ensure_ascii=False)
+
+    def to_markdown(self) -> str:
+        return "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write it as JSON (`.json`) or Markdown (any other name), atomically."""
+        return write_atomic(path, self.to_json() if Path(path).suffix.lower() == ".json" else self.to_markdown())
+
+
+def read(path: str | os.PathLike) -> Conversation:
+    """A conversation file as `save` writes it (`{"model": ..., "messages": [...]}`; a bare list of
+    messages is taken too). Anything else is a one-line error."""
+    fix = f'{path} is not a saved conversation: expected JSON like {{"messages": [{{"role": "user", "content": "..."}}]}}, as /save FILE.json writes'
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON" if isinstance(exc, ValueError) else exc.strerror or str(exc)
+        raise BadInputError(f"{fix} ({reason})") from None
+    messages = data.get("messages") if isinstance(data, dict) else data
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise BadInputError(fix)
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
+    return Conversation(system[0] if system else None, turns, model)
+
+
+def sessions_dir() -> Path:
+    return config.data_dir() / "sessions"
+
+
+def session_path(name: str) -> Path:
+    """Where session `name` is kept; a name with a slash or a dot is a file (`notes.json`, `~/chat.json`)."""
+    if "/" in name or os.sep in name or "." in name:
+        path = Path(name).expanduser()
+        if path.suffix.lower() != ".json":
+            raise BadInputError(f"session file {name} must end in .json (the conversation is kept as JSON)")
+        return path
+    if not NAME.match(name):
+        raise BadInputError(f"session name {name!r}: use letters, digits, '-' and '_', or give a path to a .json file")
+    return sessions_dir() / f"{name}.json"
+
+
+def list_sessions() -> list[dict]:
+    """The named sessions, most recently used first: name, messages, model, updated (ISO time), path.
+    A file that cannot be read is listed with `error` instead of its contents."""
+    rows = []
+    for path in sorted(sessions_dir().glob("*.json")):
+        updated = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        row = {"name": path.stem, "updated": updated, "path": str(path)}
+        try:
+            saved = read(path)
+        except BadInputError as exc:
+            row["error"] = str(exc)
+        else:
+            row.update(messages=len(saved.messages), model=saved.model, first=next((m["content"] for m in saved.messages if m["role"] == "user"), ""))
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["updated"], reverse=True)

@@ -1,0 +1,99 @@
+"""Saved conversations and chat sessions kept in a file (`aigc chat --session`)."""
+
+import json
+import os
+
+import pytest
+
+from aigc import conversations
+from aigc.errors import BadInputError
+from aigc.generators.chat import ChatGenerator, ChatSession
+from aigc.testing import FakeEngine
+
+
+def session(path, engine=None, **kwargs):
+    return ChatSession(ChatGenerator(engine=engine or FakeEngine()), path=path, **kwargs)
+
+
+def test_a_session_file_is_written_after_each_reply_and_read_back(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("Hello Ada.", "You are Ada.")
+    first = session(path, engine, system="Be brief.")
+    "".join(first.send("I am Ada."))
+    saved = json.loads(path.read_text())
+    assert saved == {"model": "fake", "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hello Ada."},
+    ]}
+    second = session(path, engine)
+    assert second.system == "Be brief." and len(second.messages) == 2
+    "".join(second.send("Who am I?"))
+    prompt = engine.calls[-1][0][0]
+    assert [m["content"] for m in prompt] == ["Be brief.", "I am Ada.", "Hello Ada.", "Who am I?"]
+    assert conversations.read(path).messages[-1] == {"role": "assistant", "content": "You are Ada."}
+
+
+def test_a_given_system_prompt_replaces_the_saved_one_and_reset_empties_the_file(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one")
+    "".join(session(path, engine, system="old").send("hi"))
+    again = session(path, engine, system="new")
+    assert again.system == "new" and len(again.messages) == 2
+    again.reset()
+    assert conversations.read(path).transcript() == [{"role": "system", "content": "new"}]
+
+
+def test_a_reply_stopped_midway_is_saved_as_far_as_it_went(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one two three")
+    stream = session(path, engine).send("count")
+    next(stream)
+    stream.close()
+    assert conversations.read(path).messages[-1] == {"role": "assistant", "content": "one"}
+
+
+def test_load_goes_on_from_a_saved_conversation(tmp_path):
+    source = tmp_path / "saved.json"
+    source.write_text(json.dumps([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]))
+    target = tmp_path / "live.json"
+    live = session(target)
+    live.load(source)
+    assert live.system == "s" and [m["content"] for m in live.messages] == ["u", "a"]
+    assert conversations.read(target).transcript() == conversations.read(source).transcript()
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [("not json", "not JSON"), ('{"messages": [{"role": "robot", "content": "x"}]}', "not a saved conversation"),
+     ('{"messages": "hi"}', "not a saved conversation"), (b"\xff\xfe", "not UTF-8")],
+)
+def test_a_file_that_is_not_a_conversation_is_one_line_bad_input(tmp_path, content, reason):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(BadInputError, match=reason):
+        session(path)
+
+
+def test_session_names_and_paths():
+    assert conversations.session_path("work") == conversations.sessions_dir() / "work.json"
+    assert conversations.session_path("notes.json").name == "notes.json"
+    assert conversations.session_path("dir/notes.JSON").parent.name == "dir"
+    for bad, words in (("dir/notes.md", "must end in .json"), ("notes.txt", "must end in .json"), ("-x", "letters, digits"), ("a b", "letters, digits")):
+        with pytest.raises(BadInputError, match=words):
+            conversations.session_path(bad)
+
+
+def test_sessions_are_listed_newest_first_and_a_broken_file_is_named(tmp_path):
+    folder = conversations.sessions_dir()
+    folder.mkdir(parents=True)
+    for name, when in (("old", 1_000_000), ("new", 2_000_000)):
+        path = folder / f"{name}.json"
+        conversations.Conversation(None, [{"role": "user", "content": f"{name} question"}], "fake").save(path)
+        os.utime(path, (when, when))
+    (folder / "broken.json").write_text("{")
+    rows = conversations.list_sessions()
+    assert [r["name"] for r in rows] == ["broken", "new", "old"]
+    assert rows[1]["first"] == "new question" and rows[1]["messages"] == 1
+    assert "not JSON" in rows[0]["error"]
