@@ -80,12 +80,26 @@ def session_path(name: str) -> Path:
     return sessions_dir() / f"{name}.json"
 
 
+def latest_session() -> str:
+    """The name of the most recently used session."""
+    rows = [row for row in list_sessions() if "error" not in row]
+    if not rows:
+        raise BadInputError("there is no session to continue; start one with `aigc chat --session NAME`")
+    return rows[0]["name"]
+
+
 def list_sessions() -> list[dict]:
     """The named sessions, most recently used first: name, messages, model, updated (ISO time), path.
     A file that cannot be read is listed with `error` instead of its contents."""
+    found = []
+    for path in sessions_dir().glob("*.json"):
+        try:
+            found.append((path.stat().st_mtime, path))
+        except OSError:  # removed meanwhile
+            continue
     rows = []
-    for path in sorted(sessions_dir().glob("*.json")):
-        updated = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    for mtime, path in sorted(found, reverse=True):
+        updated = datetime.fromtimestamp(mtime, timezone.utc).isoformat(timespec="seconds")
         row = {"name": path.stem, "updated": updated, "path": str(path)}
         try:
             saved = read(path)
@@ -94,4 +108,4 @@ def list_sessions() -> list[dict]:
         else:
             row.update(messages=len(saved.messages), model=saved.model, first=next((m["content"] for m in saved.messages if m["role"] == "user"), ""))
         rows.append(row)
-    return sorted(rows, key=lambda row: row["updated"], reverse=True)
+    return rows

@@ -28,12 +28,17 @@ def chat(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
+    resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Chat with the model."""
     piped = stdin_text()
+    if resume:
+        if session is not None:
+            raise BadInputError("give --session NAME or --continue, not both")
+        session = conversations.latest_session()
     path = _session_file(session) if session is not None else None
     if prompt is None and piped is None:
         if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed

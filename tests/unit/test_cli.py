@@ -560,9 +560,10 @@ def test_fake_engine_streams_exactly_the_text_it_generates():
 
 def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_it(tiny_model_dir):
     args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
+    assert invoke("chat", "--continue", "hi", *args).stderr.startswith("Error: there is no session to continue")
     first = invoke("chat", "-S", "work", "Bees make honey.", *args)
     assert first.exit_code == 0, first.output
-    second = invoke("chat", "--session", "work", "Where?", *args)
+    second = invoke("chat", "-c", "Where?", *args)
     one, two = json.loads(first.stdout), json.loads(second.stdout)
     assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
     rows = json.loads(invoke("sessions", "--json").stdout)
@@ -573,6 +574,7 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert json.loads(invoke("sessions", "show", "work", "--json").stdout)["messages"][-1]["content"] == two["text"]
     missing = invoke("sessions", "rm", "work", "nope")
     assert missing.exit_code == 2 and "no session 'nope'; there are: work" in missing.stderr
+    assert "not both" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
     assert invoke("sessions", "rm", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
 
 
