@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
+
+DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
 
 
 def _env_path(name: str) -> Path | None:
@@ -48,13 +52,56 @@ def load_settings() -> dict:
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
+        return _parse_toml(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
+        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+
+
+def _parse_toml(text: str) -> dict:
+    try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def set_setting(key: str, value: str | None) -> Path:
+    """Set a top-level string setting in the settings file (None removes it), keeping the rest of
+    the file as it is; returns the file."""
+    from .errors import BadInputError
+    from .textio import write_atomic
+
+    load_settings()  # a broken file is an error before anything is changed
+    path = settings_file()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    tables = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    assignment = re.compile(rf"\s*{re.escape(key)}\s*=")
+    kept = [line for i, line in enumerate(lines) if i >= tables or not assignment.match(line)]
+    if value is not None:
+        kept.insert(0, f"{key} = {json.dumps(value)}")
+    text = "\n".join(kept) + "\n"
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
-        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+        _parse_toml(text)
+    except ValueError as exc:
+        raise BadInputError(f"cannot set {key} in {path}: the edited file would not be valid TOML ({exc}); edit it by hand") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, text)
+
+
+def default_source(kind: str = "text") -> tuple[str, str]:
+    """The default model of a kind (text or image) and where it is set: the environment variable,
+    the settings file, or built in."""
+    from .errors import BadInputError
+
+    variable, key, builtin = DEFAULTS[kind]
+    if os.environ.get(variable):
+        return os.environ[variable], variable
+    value = load_settings().get(key)
+    if value is not None:
+        if not isinstance(value, str) or not value:
+            raise BadInputError(f"{key} in {settings_file()} must be a model name in quotes; fix it or run `aigc models default --unset`")
+        return value, str(settings_file())
+    return builtin, "built in"
 
 
 def cache_dir() -> Path:
@@ -72,8 +119,9 @@ def models_dir() -> Path:
 
 
 def default_model() -> str:
-    """The model used when `-m` is not given: `AIGC_DEFAULT_MODEL` or the embedded `smollm2`."""
-    return os.environ.get("AIGC_DEFAULT_MODEL") or "smollm2"
+    """The model used when `-m` is not given: `AIGC_DEFAULT_MODEL`, `default_model` in the settings
+    file (`aigc models default NAME`), or the embedded `smollm2`."""
+    return default_source("text")[0]
 
 
 def debug() -> bool:

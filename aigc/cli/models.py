@@ -1,14 +1,16 @@
-"""`aigc models list|pull|info`."""
+"""`aigc models list|pull|info|default`."""
 
 import json
+import os
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 from .. import config, ui
 from ..engine import models as registry
-from ..engine.diffusion import default_image_model
+from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
 
 models_app = typer.Typer(help="List, download and inspect models.", no_args_is_help=True)
@@ -97,6 +99,34 @@ def info(
         return
     width = max(len(key) for key in facts)
     ui.result("\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in facts.items()))
+
+
+@models_app.command()
+def default(
+    name: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", help="The model to use when -m is not given.")] = None,
+    image: Annotated[bool, typer.Option("--image", help="The default image model (`aigc image`) instead.")] = False,
+    unset: Annotated[bool, typer.Option("--unset", help="Back to the built-in default.")] = False,
+) -> None:
+    """Show or set the model used when -m is not given (kept in config.toml)."""
+    kind = "image" if image else "text"
+    variable, key, builtin = config.DEFAULTS[kind]
+    if name is not None and unset:
+        raise BadInputError("give a MODEL or --unset, not both")
+    if name is None and not unset:
+        value, source = config.default_source(kind)
+        ui.result(value)
+        ui.info(f"(default {kind} model, set by {source})")
+        return
+    if name is not None:
+        ref = resolve_image(name) if image else registry.resolve(name)
+        if ref.image and not image:
+            raise BadInputError(f"{name} is an image model; make it the default for `aigc image` with `aigc models default --image {name}`")
+        if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint"):
+            name = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
+    path = config.set_setting(key, name)
+    ui.info(f"default {kind} model: {name or builtin} (in {path})")
+    if os.environ.get(variable):
+        ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
 
 
 def register(app: typer.Typer) -> None:

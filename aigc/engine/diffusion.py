@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BadInputError, MissingExtraError, ModelUnavailableError
+from .. import config
 from . import models
 
 Progress = Callable[..., None]
 StepCallback = Callable[[int, int], None]  # (step done, steps)
 
 INSTALL_HINT = 'image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)'
-DEFAULT_IMAGE_MODEL = "sd-turbo"
 # diffusers' name for a single-file checkpoint's model type -> the text-to-image pipeline that loads it
 _SINGLE_FILE_PIPELINES = {
     "v1": "StableDiffusionPipeline",
@@ -70,8 +70,9 @@ def _import_diffusers():
 
 
 def default_image_model() -> str:
-    """The image model used when `-m` is not given: `AIGC_DEFAULT_IMAGE_MODEL` or `sd-turbo`."""
-    return os.environ.get("AIGC_DEFAULT_IMAGE_MODEL") or DEFAULT_IMAGE_MODEL
+    """The image model used when `-m` is not given: `AIGC_DEFAULT_IMAGE_MODEL`, `default_image_model`
+    in the settings file, or `sd-turbo`."""
+    return config.default_source("image")[0]
 
 
 def resolve_image(name: str | None) -> models.ModelRef:

@@ -588,3 +588,30 @@ def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, 
         (tmp_path / session).write_text(content)
     result = invoke("chat", "-S", session, "hi", "-m", "no-such-model")
     assert result.exit_code == 2 and words in result.stderr
+
+
+def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    remotes = '[remotes.gpu]\nurl = "http://gpu:8000/v1"\n'
+    settings.write_text(remotes)
+    shown = invoke("models", "default")
+    assert shown.stdout == "smollm2\n" and "built in" in shown.stderr
+    monkeypatch.chdir(tiny_model_dir.parent)
+    assert invoke("models", "default", tiny_model_dir.name).exit_code == 0  # a relative path is kept absolute
+    assert settings.read_text() == f'default_model = "{tiny_model_dir}"\n' + remotes
+    assert invoke("models", "default").stdout == f"{tiny_model_dir}\n"
+    monkeypatch.chdir(tmp_path)
+    chat = invoke("chat", "Paris is", "--max-tokens", "2", "--json")
+    assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == json.loads(invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "2", "--json").stdout)["model"]
+    for args, words in ((["sd-turbo"], "is an image model"), (["--image", "smollm2"], "is a text model"), (["nope-model"], "unknown model"), (["x", "--unset"], "not both")):
+        result = invoke("models", "default", *args)
+        assert result.exit_code == 2 and words in result.stderr, result.stderr
+    assert invoke("models", "default", "--image", "sd-turbo").exit_code == 0
+    assert invoke("models", "default", "--image").stdout == "sd-turbo\n"
+    assert "AIGC_DEFAULT_MODEL=smollm2 is set" in invoke("models", "default", "--unset", env={"AIGC_DEFAULT_MODEL": "smollm2"}).stderr
+    assert settings.read_text() == 'default_image_model = "sd-turbo"\n' + remotes
+    settings.write_text("default_model = 3\n")
+    assert "must be a model name in quotes" in invoke("chat", "hi").stderr
+    settings.write_text("default_model = \n")
+    assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
