@@ -1,4 +1,4 @@
-"""`aigc models list|pull|info|default`."""
+"""`aigc models list|pull|info|default|rm`."""
 
 import json
 import os
@@ -99,6 +99,17 @@ def info(
         return
     width = max(len(key) for key in facts)
     ui.result("\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in facts.items()))
+
+
+@models_app.command("rm")
+def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Model aliases, .gguf files or hub ids.")]) -> None:
+    """Delete downloaded or converted models from the cache (`aigc models pull` brings them back)."""
+    refs = [registry.resolve(name) for name in names]  # every name is checked before anything is deleted
+    for ref in refs:
+        registry.check_removable(ref)
+    for ref in refs:
+        where, freed = registry.remove(ref)
+        ui.info(f"removed {ref.name}: {where} ({freed / 1e6:.1f} MB freed)")
 
 
 @models_app.command()

@@ -615,3 +615,32 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "must be a model name in quotes" in invoke("chat", "hi").stderr
     settings.write_text("default_model = \n")
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
+
+
+def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read once, at import
+    converted = tmp_path / "cache" / "models" / "smollm2"
+    shutil.copytree(tiny_model_dir, converted)
+    repo = tmp_path / "hub" / "models--Org--tiny"  # a hub download, laid out as huggingface_hub does
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / "abc").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("1" * 40)
+    (repo / "snapshots" / ("1" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("1" * 40) / "config.json").symlink_to(repo / "blobs" / "abc")
+    listed = {row["alias"]: row["installed"] for row in json.loads(invoke("models", "list", "--json").stdout)}
+    assert listed["smollm2"] is True
+    refused = invoke("models", "rm", "smollm2", str(tiny_model_dir))
+    assert refused.exit_code == 2 and "your own directory" in refused.stderr and converted.is_dir()  # nothing removed
+    assert "not installed" in invoke("models", "rm", "Org/other").stderr
+    done = invoke("models", "rm", "smollm2", "Org/tiny")
+    assert done.exit_code == 0, done.output
+    assert "removed smollm2" in done.stderr and "removed Org/tiny" in done.stderr
+    assert not converted.exists() and not repo.exists() and tiny_model_dir.is_dir()
+    assert {row["alias"]: row["installed"] for row in json.loads(invoke("models", "list", "--json").stdout)}["smollm2"] is False
+    assert invoke("models", "rm", "smollm2").exit_code == 2
