@@ -77,14 +77,19 @@ def set_setting(key: str, value: str | None) -> Path:
     tables = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     assignment = re.compile(rf"\s*{re.escape(key)}\s*=")
     kept = [line for i, line in enumerate(lines) if i >= tables or not assignment.match(line)]
+    if value is None and kept == lines:
+        return path  # nothing to remove
     if value is not None:
-        kept.insert(0, f"{key} = {json.dumps(value)}")
+        kept.insert(0, f"{key} = {json.dumps(value, ensure_ascii=False)}")
     text = "\n".join(kept) + "\n"
     try:
         _parse_toml(text)
     except ValueError as exc:
         raise BadInputError(f"cannot set {key} in {path}: the edited file would not be valid TOML ({exc}); edit it by hand") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot make directory {path.parent}: {exc.strerror or exc} (AIGC_CONFIG_DIR moves aigc's settings)") from None
     return write_atomic(path, text)
 
 

@@ -3,15 +3,17 @@ named sessions kept in aigc's data directory (`aigc sessions`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config
-from .errors import BadInputError
+from .errors import AigcError, BadInputError
 from .textio import write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -44,10 +46,11 @@ class Conversation:
 
 def read(path: str | os.PathLike) -> Conversation:
     """A conversation file as `save` writes it (`{"model": ..., "messages": [...]}`; a bare list of
-    messages is taken too). Anything else is a one-line error."""
+    messages is taken too, and an empty file is an empty conversation). Anything else is a one-line error."""
     fix = f'{path} is not a saved conversation: expected JSON like {{"messages": [{{"role": "user", "content": "..."}}]}}, as /save FILE.json writes'
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if text.strip() else []
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -66,6 +69,33 @@ def read(path: str | os.PathLike) -> Conversation:
 
 def sessions_dir() -> Path:
     return config.data_dir() / "sessions"
+
+
+def make_dir(path: Path) -> Path:
+    """`path` as a directory, made if needed; a one-line error when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot make directory {path}: {exc.strerror or exc} (AIGC_DATA_DIR moves aigc's data)") from None
+    return path
+
+
+@contextmanager
+def in_use(path: Path):
+    """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
+    once instead of both rewriting the file (an advisory lock, freed when the process ends)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
+    with open(make_dir(config.data_dir() / "locks") / f"{key}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AigcError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
+        yield
 
 
 def session_path(name: str) -> Path:

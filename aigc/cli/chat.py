@@ -1,5 +1,6 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
+import contextlib
 import json
 import sys
 from typing import Annotated, Optional
@@ -40,6 +41,11 @@ def chat(
             raise BadInputError("give --session NAME or --continue, not both")
         session = conversations.latest_session()
     path = _session_file(session) if session is not None else None
+    with conversations.in_use(path) if path is not None else contextlib.nullcontext():
+        _chat(prompt, piped, system, template, as_json, run, path)
+
+
+def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> None:
     if prompt is None and piped is None:
         if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
@@ -68,15 +74,16 @@ def _session_file(name: str):
     """The session's file, checked before the model loads (a named session's directory is made)."""
     path = conversations.session_path(name)
     if path.parent == conversations.sessions_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        conversations.make_dir(path.parent)
     check_writable(path, "--session")
-    return path
+    return path.absolute()
 
 
 def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: bool) -> None:
     """One answer that goes on from the session's conversation, which is then saved."""
     generator = session.generator
     run.prepare(generator, text, {"template": session.template, "system": session.system})
+    _check_model(session)
     reply = session.send(text)
     if sys.stdout.isatty() and not as_json:
         _stream(reply)
@@ -89,6 +96,13 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         else:
             ui.result(answer)
     run.report(generator)
+
+
+def _check_model(session: ChatSession) -> None:
+    """Say so when a session goes on with another model than the one it was saved with."""
+    name = session.generator.engine.name
+    if session.messages and session.model and session.model != name:
+        ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
 
 
 def _stream(pieces) -> str:
@@ -118,6 +132,7 @@ def _repl(run: RunOptions, system: Optional[str], template: str, path=None) -> N
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
     if path is not None:
         ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
+        _check_model(session)
     while True:
         try:
             if _turn(session, run) == "exit":
@@ -160,7 +175,7 @@ def _slash(line: str, session: ChatSession) -> Optional[str]:
         ui.stderr().print(REPL_HELP, markup=False)
     elif command == "/reset":
         session.reset()
-        ui.info("(conversation cleared)")
+        ui.info("(conversation cleared" + (f"; {session.path} too)" if session.path else ")"))
     elif command == "/system":
         session.set_system(arg)
         ui.info(f"(system prompt {'set' if arg else 'back to the default'})")
@@ -178,7 +193,7 @@ def _slash(line: str, session: ChatSession) -> Optional[str]:
         else:
             try:
                 session.load(arg)
-                ui.info(f"(loaded {arg}: {_turns(session)})")
+                ui.info(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
             except BadInputError as exc:
                 ui.error(str(exc))
     else:

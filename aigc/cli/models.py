@@ -123,6 +123,8 @@ def default(
     variable, key, builtin = config.DEFAULTS[kind]
     if name is not None and unset:
         raise BadInputError("give a MODEL or --unset, not both")
+    if name is not None and not name.strip():
+        raise BadInputError("the model name is empty; give an alias from `aigc models list`, a path or a hub id (or --unset)")
     if name is None and not unset:
         value, source = config.default_source(kind)
         ui.result(value)
@@ -135,7 +137,7 @@ def default(
         if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint"):
             name = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
     path = config.set_setting(key, name)
-    ui.info(f"default {kind} model: {name or builtin} (in {path})")
+    ui.info(f"default {kind} model: {name} (in {path})" if name else f"default {kind} model: back to {builtin}")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
 

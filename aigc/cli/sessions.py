@@ -3,6 +3,7 @@ conversations `aigc chat --session NAME` keeps."""
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,8 @@ def list_sessions(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--j
     """Chat sessions, most recently used first."""
     if ctx.invoked_subcommand is None:
         _show(as_json)
+    elif as_json:
+        raise BadInputError(f"put --json after the command: aigc sessions {ctx.invoked_subcommand} ... --json")
 
 
 @sessions_app.command("list")
@@ -60,20 +63,32 @@ def show(
 
 
 @sessions_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Session names.")]) -> None:
-    """Delete sessions."""
-    paths = [_existing(name) for name in names]  # all checked before any is removed
+def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Session names, as `aigc sessions` lists them.")]) -> None:
+    """Delete named sessions (a conversation kept in a file of your own is yours to delete)."""
+    paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
     for path in paths:
         path.unlink()
         ui.info(f"removed {path}")
 
 
-def _existing(name: str):
+def _existing(name: str, named_only: bool = False):
+    """The file of session `name`: a named session, or (unless `named_only`) a .json file."""
     path = conversations.session_path(name)
-    if not path.is_file():
-        known = [row["name"] for row in conversations.list_sessions()]
-        raise BadInputError(f"no session {name!r}" + (f"; there are: {', '.join(known[:10])}" if known else "; `aigc chat --session NAME` starts one"))
-    return path
+    if named_only and path.parent != conversations.sessions_dir():
+        raise BadInputError(f"{name} is not a session name; rm deletes only the sessions `aigc sessions` lists{_hint(name)}")
+    if path.is_file():
+        return path
+    if path.exists():
+        raise BadInputError(f"{path} is not a file; remove or rename it")
+    known = [row["name"] for row in conversations.list_sessions()]
+    others = f"; there are: {', '.join(known[:10])}" if known else "; `aigc chat --session NAME` starts one"
+    raise BadInputError(f"no session {name!r}{_hint(name) or others}")
+
+
+def _hint(name: str) -> str:
+    """For a file name that is a session's name plus .json (or a path to it)."""
+    stem = Path(name).stem
+    return f"; did you mean `{stem}`?" if stem != name and (conversations.sessions_dir() / f"{stem}.json").is_file() else ""
 
 
 def register(app: typer.Typer) -> None:

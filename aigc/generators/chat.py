@@ -53,14 +53,30 @@ class ChatGenerator(Generator):
         return system + [m for m in inputs if m["role"] != "system" or not system], defaults
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
-        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits."""
+        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits.
+        The kept turns start at a user message; the cut is found in a few token counts of at most
+        about twice the context, however long the conversation."""
         budget = self.engine.context_length - max_tokens
         system = [m for m in messages if m["role"] == "system"][:1]
         turns = [m for m in messages if m["role"] != "system"]
-        while len(turns) > 1 and self.engine.count_tokens(system + turns) > budget:
-            turns = turns[2:] if len(turns) > 2 and turns[0]["role"] == "user" else turns[1:]
-        check_fits(self.engine, self.engine.count_tokens(system + turns), max_tokens, "shorten it or lower --max-tokens")
-        return system + turns
+        starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
+
+        def fits(k: int) -> bool:
+            return self.engine.count_tokens(system + turns[starts[k]:]) <= budget
+
+        good, bad, step = len(starts) - 1, -1, 1  # the last message alone; check_fits below says if even it is too long
+        while good > 0:  # grow the kept tail in doubling steps until it no longer fits
+            probe = max(good - step, 0)
+            if not fits(probe):
+                bad = probe
+                break
+            good, step = probe, step * 2
+        while good - bad > 1:  # then bisect between the first misfit and the last fit
+            middle = (good + bad) // 2
+            good, bad = (middle, bad) if fits(middle) else (good, middle)
+        kept = system + turns[starts[good]:]
+        check_fits(self.engine, self.engine.count_tokens(kept), max_tokens, "shorten it or lower --max-tokens")
+        return kept
 
     def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):
         messages, defaults = prepared

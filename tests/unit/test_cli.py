@@ -575,7 +575,24 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     missing = invoke("sessions", "rm", "work", "nope")
     assert missing.exit_code == 2 and "no session 'nope'; there are: work" in missing.stderr
     assert "not both" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
-    assert invoke("sessions", "rm", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+    assert "did you mean `work`?" in invoke("sessions", "rm", "work.json").stderr
+    assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
+    from aigc import conversations
+
+    path = tmp_path / "talk.json"
+    conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "other-model").save(path)
+    args = ("chat", "-S", str(path), "again", "-m", str(tiny_model_dir), "--max-tokens", "3")
+    with conversations.in_use(path):
+        busy = invoke(*args)
+    assert busy.exit_code == 1 and "is in use by another aigc chat" in busy.stderr
+    done = invoke(*args)
+    assert done.exit_code == 0 and "this session was with other-model" in done.stderr
+    assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"
+    (tmp_path / "empty.json").write_text("")
+    assert invoke("chat", "-S", str(tmp_path / "empty.json"), "hi", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -604,7 +621,7 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     monkeypatch.chdir(tmp_path)
     chat = invoke("chat", "Paris is", "--max-tokens", "2", "--json")
     assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == json.loads(invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "2", "--json").stdout)["model"]
-    for args, words in ((["sd-turbo"], "is an image model"), (["--image", "smollm2"], "is a text model"), (["nope-model"], "unknown model"), (["x", "--unset"], "not both")):
+    for args, words in ((["sd-turbo"], "is an image model"), (["--image", "smollm2"], "is a text model"), (["nope-model"], "unknown model"), (["x", "--unset"], "not both"), ([""], "the model name is empty")):
         result = invoke("models", "default", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
     assert invoke("models", "default", "--image", "sd-turbo").exit_code == 0

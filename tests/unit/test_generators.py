@@ -245,3 +245,22 @@ def test_chat_fills_a_templates_one_required_variable_with_the_message():
     assert result["text"] == "A short summary."
     prompt = engine.calls[0][0][0]
     assert "Bees make honey on city rooftops." in prompt[-1]["content"]
+
+
+@pytest.mark.parametrize("pairs", [0, 1, 3, 50, 2000])
+def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_conversation(pairs):
+    class CountingEngine(FakeEngine):
+        counted = 0
+
+        def count_tokens(self, prompt):
+            self.counted += 1
+            return super().count_tokens(prompt)
+
+    engine = CountingEngine(context_length=200)
+    system = [{"role": "system", "content": "Be brief."}]
+    turns = [m for i in range(pairs) for m in ({"role": "user", "content": f"question {i} " + "w " * (i % 7)}, {"role": "assistant", "content": "answer " * (i % 5 + 1)})]
+    messages = system + turns + [{"role": "user", "content": "last one"}]
+    kept = ChatGenerator(engine=engine).fit(messages, max_tokens=50)
+    assert engine.counted <= 2 * (pairs + 1).bit_length() + 2  # not one count per dropped turn
+    fitting = [messages[1 + i :] for i in range(0, len(turns) + 1, 2) if engine.count_tokens(system + messages[1 + i :]) <= 150]
+    assert kept == system + fitting[0]  # the longest tail that fits, starting at a user message
