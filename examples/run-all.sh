@@ -10,6 +10,12 @@ echo "What is the capital of France?" | aigc chat
 echo "== chat with a system prompt"
 aigc chat --system "Answer in one short sentence." "Why do cities keep bees?"
 
+echo "== a chat session: two commands, one conversation (kept in a file here; -S NAME keeps it in aigc's data)"
+session="$(mktemp -d)/bees.json"
+aigc chat -S "$session" "Name one thing bees make." < /dev/null
+aigc chat -S "$session" "How do they make it?" < /dev/null
+aigc sessions show "$session"
+
 echo "== summarize (medium paragraph, with stats)"
 aigc summarize "$article" --stats
 
