@@ -66,30 +66,36 @@ def _parse_toml(text: str) -> dict:
 
 
 def set_setting(key: str, value: str | None) -> Path:
-    """Set a top-level string setting in the settings file (None removes it), keeping the rest of
-    the file as it is; returns the file."""
+    """Set a top-level string setting in the settings file (None removes it) where it was, or after
+    the other top-level settings, keeping the rest of the file as it is; returns the file."""
     from .errors import BadInputError
-    from .textio import write_atomic
+    from .textio import make_dir, write_atomic
 
-    load_settings()  # a broken file is an error before anything is changed
+    settings = load_settings()  # a broken file is an error before anything is changed
     path = settings_file()
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     tables = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     assignment = re.compile(rf"\s*{re.escape(key)}\s*=")
-    kept = [line for i, line in enumerate(lines) if i >= tables or not assignment.match(line)]
-    if value is None and kept == lines:
+    found = [i for i in range(tables) if assignment.match(lines[i])]
+    if value is None and not found:
         return path  # nothing to remove
+    kept = [line for i, line in enumerate(lines) if i not in found]
     if value is not None:
-        kept.insert(0, f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        top = [] if found else [i for i in range(tables) if kept[i].strip() and not kept[i].lstrip().startswith("#")]
+        at = found[0] if found else top[-1] + 1 if top else tables
+        while not found and not top and at > 0 and kept[at - 1].lstrip().startswith("#"):
+            at -= 1  # above the comment that leads into the first table
+        new = [f"{key} = {json.dumps(value, ensure_ascii=False)}"]
+        kept[at:at] = new + [""] if at < len(kept) and kept[at].lstrip().startswith(("[", "#")) else new
     text = "\n".join(kept) + "\n"
+    expected = {k: v for k, v in settings.items() if k != key} | ({key: value} if value is not None else {})
     try:
-        _parse_toml(text)
-    except ValueError as exc:
-        raise BadInputError(f"cannot set {key} in {path}: the edited file would not be valid TOML ({exc}); edit it by hand") from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInputError(f"cannot make directory {path.parent}: {exc.strerror or exc} (AIGC_CONFIG_DIR moves aigc's settings)") from None
+        same = _parse_toml(text) == expected
+    except ValueError:
+        same = False
+    if not same:
+        raise BadInputError(f"cannot set {key} in {path} without changing something else there; write `{key} = \"...\"` at its top by hand")
+    make_dir(path.parent, "AIGC_CONFIG_DIR moves aigc's settings")
     return write_atomic(path, text)
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from . import config
 from .errors import AigcError, BadInputError
-from .textio import write_atomic
+from .textio import make_dir, write_atomic
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
 
 
@@ -27,6 +27,7 @@ class Conversation:
     system: str | None = None
     messages: list[dict] = field(default_factory=list)
     model: str | None = None
+    extra: dict = field(default_factory=dict)  # other keys of the file, written back as they were
 
     def transcript(self) -> list[dict]:
         """The messages with the system prompt first, as chat APIs take them."""
@@ -34,7 +35,7 @@ class Conversation:
         return head + self.messages
 
     def to_json(self) -> str:
-        return json.dumps({"model": self.model, "messages": self.transcript()}, indent=2, ensure_ascii=False)
+        return json.dumps({**self.extra, "model": self.model, "messages": self.transcript()}, indent=2, ensure_ascii=False)
 
     def to_markdown(self) -> str:
         return "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript())
@@ -45,17 +46,23 @@ class Conversation:
 
 
 def read(path: str | os.PathLike) -> Conversation:
-    """A conversation file as `save` writes it (`{"model": ..., "messages": [...]}`; a bare list of
-    messages is taken too, and an empty file is an empty conversation). Anything else is a one-line error."""
+    """A conversation file as `save` writes it (`{"model": ..., "messages": [...]}`, other keys kept;
+    a bare list of messages is taken too, and an empty file is an empty conversation). Anything else
+    is a one-line error."""
+    path = Path(path).expanduser()
     fix = f'{path} is not a saved conversation: expected JSON like {{"messages": [{{"role": "user", "content": "..."}}]}}, as /save FILE.json writes'
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        data = json.loads(text) if text.strip() else []
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON" if isinstance(exc, ValueError) else exc.strerror or str(exc)
-        raise BadInputError(f"{fix} ({reason})") from None
+    except UnicodeDecodeError:
+        raise BadInputError(f"{fix} (not UTF-8)") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if text.strip() else []
+    except ValueError:
+        raise BadInputError(f"{fix} (not JSON)") from None
     messages = data.get("messages") if isinstance(data, dict) else data
     if not isinstance(messages, list) or not all(
         isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
@@ -63,39 +70,46 @@ def read(path: str | os.PathLike) -> Conversation:
         raise BadInputError(fix)
     system = [m["content"] for m in messages if m["role"] == "system"]
     turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    extra = {k: v for k, v in data.items() if k not in ("model", "messages")} if isinstance(data, dict) else {}
     model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
-    return Conversation(system[0] if system else None, turns, model)
+    return Conversation(system[0] if system else None, turns, model, extra)
 
 
 def sessions_dir() -> Path:
     return config.data_dir() / "sessions"
 
 
-def make_dir(path: Path) -> Path:
-    """`path` as a directory, made if needed; a one-line error when it cannot be."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInputError(f"cannot make directory {path}: {exc.strerror or exc} (AIGC_DATA_DIR moves aigc's data)") from None
-    return path
+def data_subdir(name: str) -> Path:
+    """A directory in aigc's data directory, made if needed."""
+    return make_dir(config.data_dir() / name, "AIGC_DATA_DIR moves aigc's data")
 
 
 @contextmanager
 def in_use(path: Path):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
-    once instead of both rewriting the file (an advisory lock, freed when the process ends)."""
+    once instead of both rewriting the file (an advisory lock, freed when the process ends; none where
+    the system has no `flock`)."""
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock
-        yield
-        return
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
     key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
-    with open(make_dir(config.data_dir() / "locks") / f"{key}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AigcError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
+    try:
+        handle = open(data_subdir("locks") / f"{key}.lock", "w") if fcntl else None
+    except (OSError, BadInputError):  # a lock is a safety net, not a requirement
+        handle = None
+    try:
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AigcError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
+            except OSError:  # e.g. no locks on this file system
+                pass
         yield
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def session_path(name: str) -> Path:
@@ -105,7 +119,7 @@ def session_path(name: str) -> Path:
         if path.suffix.lower() != ".json":
             raise BadInputError(f"session file {name} must end in .json (the conversation is kept as JSON)")
         return path
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise BadInputError(f"session name {name!r}: use letters, digits, '-' and '_', or give a path to a .json file")
     return sessions_dir() / f"{name}.json"
 
@@ -132,6 +146,8 @@ def list_sessions() -> list[dict]:
         updated = datetime.fromtimestamp(mtime, timezone.utc).isoformat(timespec="seconds")
         row = {"name": path.stem, "updated": updated, "path": str(path)}
         try:
+            if not NAME.fullmatch(path.stem):
+                raise BadInputError(f"{path}: not a session name (letters, digits, '-' and '_'); rename it to use it")
             saved = read(path)
         except BadInputError as exc:
             row["error"] = str(exc)

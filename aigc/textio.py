@@ -117,6 +117,15 @@ def read_document(source: str) -> str:
     return decode_document(data, source, path.suffix)
 
 
+def make_dir(path: Path, hint: str) -> Path:
+    """`path` as a directory, made if needed; a one-line error (ending with `hint`) when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot make directory {path}: {exc.strerror or exc} ({hint})") from None
+    return path
+
+
 def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     """Fail before any work is done if `target` cannot be written; returns the file that will be
     written (a symlink's target)."""

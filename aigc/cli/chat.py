@@ -59,10 +59,7 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
     if as_json:
-        result = generator(text, sampling=sampling, template=template, system=system)
-        stats = generator.engine.stats
-        usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
-        ui.result(json.dumps({"model": generator.engine.name, "text": result["text"], "usage": usage}, ensure_ascii=False))
+        _json_result(generator, generator(text, sampling=sampling, template=template, system=system)["text"])
     elif sys.stdout.isatty():
         _stream(generator.stream(text, sampling, template=template, system=system))
     else:
@@ -74,7 +71,7 @@ def _session_file(name: str):
     """The session's file, checked before the model loads (a named session's directory is made)."""
     path = conversations.session_path(name)
     if path.parent == conversations.sessions_dir():
-        conversations.make_dir(path.parent)
+        conversations.data_subdir("sessions")
     check_writable(path, "--session")
     return path.absolute()
 
@@ -90,12 +87,16 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     else:
         answer = "".join(reply).strip()
         if as_json:
-            stats = generator.engine.stats
-            usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
-            ui.result(json.dumps({"model": generator.engine.name, "text": answer, "usage": usage, "session": str(session.path)}, ensure_ascii=False))
+            _json_result(generator, answer, session=str(session.path))
         else:
             ui.result(answer)
     run.report(generator)
+
+
+def _json_result(generator, text: str, **extra: str) -> None:
+    stats = generator.engine.stats
+    usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
+    ui.result(json.dumps({"model": generator.engine.name, "text": text, "usage": usage, **extra}, ensure_ascii=False))
 
 
 def _check_model(session: ChatSession) -> None:
@@ -168,37 +169,36 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
 
 def _slash(line: str, session: ChatSession) -> Optional[str]:
     command, _, arg = line.partition(" ")
-    arg = arg.strip()
     if command in ("/exit", "/quit", "/bye"):
         return "exit"
+    try:
+        _command(command, arg.strip(), session)
+    except BadInputError as exc:  # a file that cannot be read or written: the session goes on
+        ui.error(str(exc))
+    return None
+
+
+def _command(command: str, arg: str, session: ChatSession) -> None:
+    also = f"; {session.path} too" if session.path else ""
     if command == "/help":
         ui.stderr().print(REPL_HELP, markup=False)
     elif command == "/reset":
         session.reset()
-        ui.info("(conversation cleared" + (f"; {session.path} too)" if session.path else ")"))
+        ui.info(f"(conversation cleared{also})")
     elif command == "/system":
         session.set_system(arg)
-        ui.info(f"(system prompt {'set' if arg else 'back to the default'})")
+        ui.info(f"(system prompt {'set' if arg else 'back to the default'}{also})")
     elif command == "/save":
         if not arg:
-            ui.error("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        else:
-            try:
-                ui.info(f"(saved to {session.save(arg)})")
-            except BadInputError as exc:
-                ui.error(str(exc))
+            raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
+        ui.info(f"(saved to {session.save(arg)})")
     elif command == "/load":
         if not arg:
-            ui.error("/load needs a file saved as JSON, e.g. /load chat.json")
-        else:
-            try:
-                session.load(arg)
-                ui.info(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
-            except BadInputError as exc:
-                ui.error(str(exc))
+            raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
+        session.load(arg)
+        ui.info(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
-        ui.error(f"unknown command {command}; /help lists them")
-    return None
+        raise BadInputError(f"unknown command {command}; /help lists them")
 
 
 def _turns(session: ChatSession) -> str:

@@ -103,11 +103,11 @@ def info(
 
 @models_app.command("rm")
 def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Model aliases, .gguf files or hub ids.")]) -> None:
-    """Delete downloaded or converted models from the cache (`aigc models pull` brings them back)."""
-    refs = [registry.resolve(name) for name in names]  # every name is checked before anything is deleted
-    for ref in refs:
-        registry.check_removable(ref)
-    for ref in refs:
+    """Delete converted models from aigc's cache and hub models from the Hugging Face cache
+    (shared with other programs); `aigc models pull` brings them back. Never your own files."""
+    refs = [registry.resolve(name) for name in names]
+    targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
+    for ref in targets.values():
         where, freed = registry.remove(ref)
         ui.info(f"removed {ref.name}: {where} ({freed / 1e6:.1f} MB freed)")
 

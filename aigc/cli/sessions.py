@@ -67,7 +67,8 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="S
     """Delete named sessions (a conversation kept in a file of your own is yours to delete)."""
     paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
     for path in paths:
-        path.unlink()
+        with conversations.in_use(path):  # not under a chat that would write it again
+            path.unlink()
         ui.info(f"removed {path}")
 
 

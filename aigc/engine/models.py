@@ -264,42 +264,49 @@ def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:
     return ref.cache_path
 
 
-def check_removable(ref: ModelRef) -> None:
-    """Fail unless `ref` is a download or converted copy that is there: local model directories and
-    files are the user's and are never deleted."""
+def removable(ref: ModelRef) -> str:
+    """What `remove(ref)` would delete (a cache directory), or a one-line error: local model
+    directories and files are the user's and are never deleted."""
     if ref.kind == "remote":
         raise BadInputError(f"{ref.name} runs on a remote server; there is nothing here to remove")
     if ref.kind in ("dir", "diffusers", "checkpoint"):
         raise BadInputError(f"{ref.name} is your own {'file' if ref.kind == 'checkpoint' else 'directory'}; aigc removes only the copies it downloads or converts")
-    if not ref.installed:
+    if ref.kind == "hub":
+        return str(_hub_repo(ref).repo_path)
+    if not ref.cache_path.exists():
         raise BadInputError(f"{ref.name} is not installed; there is nothing to remove")
+    return str(ref.cache_path)
 
 
 def remove(ref: ModelRef) -> tuple[str, int]:
-    """Delete what aigc downloaded or converted for `ref`: (where it was, bytes freed)."""
-    check_removable(ref)
+    """Delete what aigc downloaded or converted for `ref` (a hub model from the Hugging Face cache,
+    which other programs share): (where it was, bytes freed)."""
+    where = removable(ref)
     if ref.kind == "hub":
-        return _remove_hub(ref)
-    path = ref.cache_path
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    shutil.rmtree(path)
-    return str(path), size
+        repo = _hub_repo(ref)
+        from huggingface_hub import scan_cache_dir
+
+        plan = scan_cache_dir().delete_revisions(*(revision.commit_hash for revision in repo.revisions))
+        plan.execute()
+        return where, plan.expected_freed_size
+    size = sum(f.stat().st_size for f in Path(where).rglob("*") if f.is_file())
+    shutil.rmtree(where)
+    return where, size
 
 
-def _remove_hub(ref: ModelRef) -> tuple[str, int]:
+def _hub_repo(ref: ModelRef):
+    """The Hugging Face cache's entry for a hub model."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        cache = scan_cache_dir()
+        repos = [r for r in scan_cache_dir().repos if r.repo_type == "model" and r.repo_id == ref.location]
     except CacheNotFound:
-        cache = None
-    repos = [r for r in cache.repos if r.repo_type == "model" and r.repo_id == ref.location] if cache else []
+        repos = []
     if not repos:
-        raise BadInputError(f"{ref.name} ({ref.location}) is not in the Hugging Face cache; there is nothing to remove")
-    plan = cache.delete_revisions(*(revision.commit_hash for revision in repos[0].revisions))
-    plan.execute()
-    return str(repos[0].repo_path), plan.expected_freed_size
+        named = ref.name if ref.name == ref.location else f"{ref.name} ({ref.location})"
+        raise BadInputError(f"{named} is not in the Hugging Face cache; there is nothing to remove")
+    return repos[0]
 
 
 def hub_offline() -> bool:

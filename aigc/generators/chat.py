@@ -53,30 +53,32 @@ class ChatGenerator(Generator):
         return system + [m for m in inputs if m["role"] != "system" or not system], defaults
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
-        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits.
-        The kept turns start at a user message; the cut is found in a few token counts of at most
-        about twice the context, however long the conversation."""
+        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits:
+        the longest tail that fits and starts at a user message (or is the whole conversation). A
+        conversation that does not fit is cut in a few token counts, however long it is."""
         budget = self.engine.context_length - max_tokens
         system = [m for m in messages if m["role"] == "system"][:1]
         turns = [m for m in messages if m["role"] != "system"]
         starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
+        counts: dict[int, int] = {}
 
         def fits(k: int) -> bool:
-            return self.engine.count_tokens(system + turns[starts[k]:]) <= budget
+            if k not in counts:
+                counts[k] = self.engine.count_tokens(system + turns[starts[k]:])
+            return counts[k] <= budget
 
-        good, bad, step = len(starts) - 1, -1, 1  # the last message alone; check_fits below says if even it is too long
-        while good > 0:  # grow the kept tail in doubling steps until it no longer fits
-            probe = max(good - step, 0)
-            if not fits(probe):
-                bad = probe
-                break
-            good, step = probe, step * 2
-        while good - bad > 1:  # then bisect between the first misfit and the last fit
+        good, bad, step = 0, -1, 1
+        if not fits(0):  # grow the kept tail from the last message in doubling steps until it no longer fits
+            good, bad = len(starts) - 1, 0  # the last message alone; check_fits below says if even it is too long
+            while good - step > bad and fits(good - step):
+                good, step = good - step, step * 2
+            bad = max(bad, good - step)
+        while good - bad > 1:  # then bisect between the last misfit and the first fit
             middle = (good + bad) // 2
             good, bad = (middle, bad) if fits(middle) else (good, middle)
-        kept = system + turns[starts[good]:]
-        check_fits(self.engine, self.engine.count_tokens(kept), max_tokens, "shorten it or lower --max-tokens")
-        return kept
+        fits(good)
+        check_fits(self.engine, counts[good], max_tokens, "shorten it or lower --max-tokens")
+        return system + turns[starts[good]:]
 
     def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):
         messages, defaults = prepared
@@ -138,17 +140,23 @@ class ChatSession:
 
     def _reply(self, conversation: list[dict]) -> Iterator[str]:
         pieces: list[str] = []
+        finished = False
         try:
             for piece in self.generator.stream(conversation, self.sampling, template=self.template, system=self.system):
                 pieces.append(piece)
                 yield piece
+            finished = True
         except AigcError:
-            self.messages = conversation[:-1]  # a turn that could not be answered is dropped
+            pieces.clear()  # a turn that could not be answered is dropped, even part-way
             raise
         finally:
-            if self.messages[: len(conversation)] == conversation:
-                self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
-                self._keep()
+            if self.messages[: len(conversation)] == conversation:  # not replaced meanwhile (/reset)
+                reply = "".join(pieces).strip()
+                # a reply stopped part-way (Ctrl-C) is kept; a turn stopped before any reply is dropped
+                keep = finished or bool(reply)
+                self.messages = conversation + [{"role": "assistant", "content": reply}] if keep else conversation[:-1]
+                if keep:
+                    self._keep()
 
     def conversation(self) -> conversations.Conversation:
         return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model)

@@ -616,7 +616,7 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert shown.stdout == "smollm2\n" and "built in" in shown.stderr
     monkeypatch.chdir(tiny_model_dir.parent)
     assert invoke("models", "default", tiny_model_dir.name).exit_code == 0  # a relative path is kept absolute
-    assert settings.read_text() == f'default_model = "{tiny_model_dir}"\n' + remotes
+    assert settings.read_text() == f'default_model = "{tiny_model_dir}"\n\n' + remotes
     assert invoke("models", "default").stdout == f"{tiny_model_dir}\n"
     monkeypatch.chdir(tmp_path)
     chat = invoke("chat", "Paris is", "--max-tokens", "2", "--json")
@@ -627,7 +627,9 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert invoke("models", "default", "--image", "sd-turbo").exit_code == 0
     assert invoke("models", "default", "--image").stdout == "sd-turbo\n"
     assert "AIGC_DEFAULT_MODEL=smollm2 is set" in invoke("models", "default", "--unset", env={"AIGC_DEFAULT_MODEL": "smollm2"}).stderr
-    assert settings.read_text() == 'default_image_model = "sd-turbo"\n' + remotes
+    assert settings.read_text() == 'default_image_model = "sd-turbo"\n\n' + remotes
+    settings.write_text('notes = """\ndefault_model = "in a string"\n"""\n')
+    assert "without changing something else" in invoke("models", "default", "smollm2").stderr
     settings.write_text("default_model = 3\n")
     assert "must be a model name in quotes" in invoke("chat", "hi").stderr
     settings.write_text("default_model = \n")
@@ -649,15 +651,15 @@ def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("1" * 40)
     (repo / "snapshots" / ("1" * 40)).mkdir(parents=True)
-    (repo / "snapshots" / ("1" * 40) / "config.json").symlink_to(repo / "blobs" / "abc")
+    (repo / "snapshots" / ("1" * 40) / "model_index.json").symlink_to(repo / "blobs" / "abc")  # a diffusers repo
     listed = {row["alias"]: row["installed"] for row in json.loads(invoke("models", "list", "--json").stdout)}
     assert listed["smollm2"] is True
     refused = invoke("models", "rm", "smollm2", str(tiny_model_dir))
     assert refused.exit_code == 2 and "your own directory" in refused.stderr and converted.is_dir()  # nothing removed
-    assert "not installed" in invoke("models", "rm", "Org/other").stderr
-    done = invoke("models", "rm", "smollm2", "Org/tiny")
+    assert "Org/other is not in the Hugging Face cache" in invoke("models", "rm", "Org/other").stderr
+    done = invoke("models", "rm", "smollm2", "Org/tiny", "smollm2")
     assert done.exit_code == 0, done.output
-    assert "removed smollm2" in done.stderr and "removed Org/tiny" in done.stderr
+    assert done.stderr.count("removed smollm2") == 1 and "removed Org/tiny" in done.stderr
     assert not converted.exists() and not repo.exists() and tiny_model_dir.is_dir()
     assert {row["alias"]: row["installed"] for row in json.loads(invoke("models", "list", "--json").stdout)}["smollm2"] is False
     assert invoke("models", "rm", "smollm2").exit_code == 2

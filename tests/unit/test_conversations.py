@@ -97,3 +97,17 @@ def test_sessions_are_listed_newest_first_and_a_broken_file_is_named(tmp_path):
     assert [r["name"] for r in rows] == ["broken", "new", "old"]
     assert rows[1]["first"] == "new question" and rows[1]["messages"] == 1
     assert "not JSON" in rows[0]["error"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_turn_stopped_before_any_reply_is_not_kept(tmp_path, stop):
+    class Stopped(FakeEngine):
+        def stream(self, prompt, params):
+            raise stop()
+            yield
+
+    path = tmp_path / "talk.json"
+    live = session(path, Stopped())
+    with pytest.raises(stop):
+        "".join(live.send("hello"))
+    assert live.messages == [] and not path.exists()
