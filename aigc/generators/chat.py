@@ -109,11 +109,11 @@ class ChatSession:
         self.generator = generator
         self.template = template
         self.sampling = sampling or {}
-        self.path = Path(path) if path is not None else None
+        self.path = Path(path).expanduser() if path is not None else None
         saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
-        self.model = saved.model
+        self.model, self.extra = saved.model, saved.extra
 
     def reset(self) -> None:
         self.messages = []
@@ -122,7 +122,7 @@ class ChatSession:
     def load(self, path: str | Path) -> None:
         """Go on from the conversation saved in `path` (JSON), its system prompt included."""
         saved = conversations.read(path)
-        self.system, self.messages, self.model = saved.system, saved.messages, saved.model or self.model
+        self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
         self._keep()
 
     def set_system(self, text: str) -> None:
@@ -159,7 +159,7 @@ class ChatSession:
                     self._keep()
 
     def conversation(self) -> conversations.Conversation:
-        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model)
+        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model, self.extra)
 
     def transcript(self) -> list[dict]:
         return self.conversation().transcript()

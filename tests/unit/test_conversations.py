@@ -54,6 +54,16 @@ def test_a_reply_stopped_midway_is_saved_as_far_as_it_went(tmp_path):
     assert conversations.read(path).messages[-1] == {"role": "assistant", "content": "one"}
 
 
+def test_other_keys_of_a_session_file_are_kept(tmp_path):
+    path = tmp_path / "talk.json"
+    path.write_text(json.dumps({"title": "Trip", "model": "m", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}))
+    engine = FakeEngine()
+    engine.enqueue("fine")
+    "".join(session(path, engine).send("how are you?"))
+    saved = json.loads(path.read_text())
+    assert saved["title"] == "Trip" and len(saved["messages"]) == 4
+
+
 def test_load_goes_on_from_a_saved_conversation(tmp_path):
     source = tmp_path / "saved.json"
     source.write_text(json.dumps([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]))
