@@ -56,6 +56,7 @@ def serve(
     names = ", ".join(app.state.backends)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
+    sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
     level = "info" if ui.settings.verbosity > 0 else "warning"
     run_server(app, sock, log_level=level, grace=shutdown_grace)

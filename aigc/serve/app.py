@@ -98,11 +98,18 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
 
 # -- request bodies --------------------------------------------------------------------------------
 
+# Parameters this server does not apply, with the values that ask for nothing (those are accepted).
+UNSUPPORTED = {
+    "tools": (None, []), "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0),
+    "best_of": (None, 1), "suffix": (None, ""),
+}
+
 
 class _Sampling(BaseModel):
-    """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many)."""
+    """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
+    known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Optional[str] = None
     temperature: Optional[float] = Field(None, ge=0, le=2)
@@ -120,6 +127,8 @@ class _Sampling(BaseModel):
     tools: Optional[list] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
+    frequency_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = None
 
     @field_validator("n", "stream", mode="before")
     @classmethod
@@ -129,13 +138,13 @@ class _Sampling(BaseModel):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: str
     text: Optional[str] = None
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant"]
     content: Union[str, list[_Part], None] = None
 
@@ -165,6 +174,8 @@ class CompletionRequest(_Sampling):
     prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids are refused with a reason
     max_tokens: Optional[int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
     logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
+    best_of: Optional[int] = None
+    suffix: Optional[str] = None
 
     @property
     def top(self) -> int | None:
@@ -265,9 +276,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
-        for name in ("tools", "logit_bias"):
-            if getattr(req, name):
-                raise ApiError(400, f"{name} is not supported by this server", param=name, code="unsupported")
+        for name, neutral in UNSUPPORTED.items():
+            if getattr(req, name, None) not in neutral:
+                raise ApiError(400, f"{name} is not supported by this server" + (" (repetition_penalty is)" if name.endswith("_penalty") else ""), param=name, code="unsupported")
         if req.response_format and req.response_format.get("type", "text") != "text":  # no constrained decoding here
             raise ApiError(400, f"response_format {req.response_format.get('type')!r} is not supported by this server; only text", param="response_format", code="unsupported")
         if req.n > settings.max_n:
@@ -276,8 +287,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if asked is not None and asked > settings.max_tokens_cap:
             raise ApiError(400, f"max_tokens must be at most {settings.max_tokens_cap} on this server", param="max_tokens")
         room = backend.batched.context_length - prompt_tokens
+        where = "messages" if isinstance(req, ChatRequest) else "prompt"
         if room < (0 if asked == 0 else 1):
-            raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param="messages", code="context_length_exceeded")
+            raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param=where, code="context_length_exceeded")
+        if asked is not None and asked > room:
+            raise ApiError(
+                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} take {prompt_tokens} and max_tokens asks for {asked}; lower max_tokens to {room} or less",
+                param="max_tokens", code="context_length_exceeded",
+            )
         if asked == 0:
             if not req.echo:
                 raise ApiError(422, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
@@ -374,15 +391,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             },
         }
 
+    def card(backend: Backend) -> dict:
+        return {"id": backend.name, "object": "model", "created": backend.created, "owned_by": "aigc", "max_model_len": backend.batched.context_length}
+
     @app.get("/v1/models", dependencies=[Depends(auth)])
     async def models():
-        return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": b.created, "owned_by": "aigc", "max_model_len": b.batched.context_length}
-                for name, b in backends.items()
-            ],
-        }
+        return {"object": "list", "data": [card(b) for b in backends.values()]}
+
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(auth)])
+    async def model(name: str):
+        return card(backend_for(name))
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):

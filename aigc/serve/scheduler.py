@@ -153,6 +153,15 @@ def _widen(batch: _Batch, width: int) -> None:
             setattr(layer, name, torch.cat([pad, tensor], dim=2))
 
 
+def _shown(slot: _Slot, entries: list) -> list:
+    """The log-probabilities of the tokens whose text is in the answer: none for a stop string that
+    was cut off (a token that only begins before it is kept)."""
+    if not slot.text.stopped:
+        return entries
+    end = len(slot.text.text)
+    return [entry for entry in entries if entry.offset < end]
+
+
 def _trim(batch: _Batch) -> None:
     """Drop the leading cache columns that no row attends to any more."""
     used = batch.mask.any(dim=0)
@@ -528,7 +537,7 @@ class Scheduler:
         if slot.job.logprobs is None:
             return None
         taken, slot.pending = slot.pending, []
-        return taken
+        return _shown(slot, taken)
 
     def _close(self, slot: _Slot, reason: str) -> None:
         slot.done = True
@@ -543,7 +552,7 @@ class Scheduler:
 
     def _complete(self, job: Job) -> None:
         results = [Completion(s.text.text, len(job.rows[s.index]), s.count, s.reason) for s in job.slots]
-        logprobs = [s.entries for s in job.slots] if job.logprobs is not None else None
+        logprobs = [_shown(s, s.entries) for s in job.slots] if job.logprobs is not None else None
         job.send(("done", results, logprobs))
         elapsed = time.perf_counter() - job.started
         self.engine.stats.record(sum(len(r) for r in job.rows), sum(s.count for s in job.slots), job.first or elapsed, elapsed)

@@ -79,6 +79,9 @@ def test_health_and_models(server, client):
     assert raw(server, "/health", key=None)[2]["status"] == "ok"
     models = client.models.list()
     assert [m.id for m in models.data] == [server["model"]]
+    assert client.models.retrieve(server["model"]).id == server["model"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
 
 
 def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, tiny_engine):
@@ -137,13 +140,24 @@ def test_streaming_n_routes_each_row_to_its_choice(server, client):
     assert [texts[0], texts[1]] == [c.message.content for c in whole.choices]
 
 
-def test_stop_strings_cut_the_answer(server, client):
-    settings = {"temperature": 1.0, "seed": 11, "max_tokens": 40}
-    full = chat(client, server["model"], **settings).choices[0].message.content
-    at = next(i for i in range(len(full) // 2, len(full)) if not full[i].isspace())
-    stop = full[at : at + 2]
+def test_stop_strings_cut_the_answer_and_its_logprobs(server, client):
+    settings = {"temperature": 1.0, "seed": 11, "max_tokens": 40, "logprobs": True}
+    full = chat(client, server["model"], **settings).choices[0]
+    text = full.message.content
+    at = next(i for i in range(len(text) // 2, len(text)) if not text[i].isspace())
+    stop = text[at : at + 2]
     cut = chat(client, server["model"], stop=[stop, "never-seen"], **settings).choices[0]
-    assert cut.message.content == full[: full.index(stop)] and cut.finish_reason == "stop"
+    assert cut.message.content == text[: text.index(stop)] and cut.finish_reason == "stop"
+    tokens = [item.token for item in cut.logprobs.content]
+    assert tokens == [item.token for item in full.logprobs.content][: len(tokens)] and len(tokens) < len(full.logprobs.content)
+    streamed = [item.token for event in chat(client, server["model"], stop=[stop], stream=True, **settings) for c in event.choices if c.logprobs for item in c.logprobs.content]
+    assert streamed == tokens
+
+    settings = {"prompt": "Paris is", "max_tokens": 40, "temperature": 1.0, "seed": 11, "logprobs": 1}
+    whole = client.completions.create(model=server["model"], **settings).choices[0].text
+    stop = whole[len(whole) // 2 : len(whole) // 2 + 2]
+    completion = client.completions.create(model=server["model"], stop=[stop], **settings).choices[0]
+    assert completion.finish_reason == "stop" and completion.logprobs.text_offset[-1] < len(completion.text)  # no token of the cut stop alone
 
 
 def test_completions_endpoint(server, client, tiny_engine):
@@ -196,12 +210,20 @@ def test_bad_key_is_401(server):
         ({"logprobs": True, "top_logprobs": 21}, "UnprocessableEntityError", "top_logprobs"),
         ({"extra_body": {"echo": True}}, "BadRequestError", "echo"),
         ({"response_format": {"type": "json_object"}}, "BadRequestError", "response_format 'json_object'"),
+        ({"frequency_penalty": 1.0}, "BadRequestError", "frequency_penalty is not supported"),
+        ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
+        ({"max_tokens": 150, "messages_words": 80}, "BadRequestError", "lower max_tokens to"),
+        ({"extra_body": {"stream": "yes"}}, "UnprocessableEntityError", "stream"),
+        ({"extra_body": {"temperature": "0.5"}}, "UnprocessableEntityError", "temperature"),
+        ({"extra_body": {"max_tokens": True}}, "UnprocessableEntityError", "max_tokens"),
     ],
 )
 def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, words):
+    content = "word " * kwargs.pop("messages_words", 3)
     with pytest.raises(getattr(openai, error)) as caught:
-        chat(client, server["model"], **kwargs)
+        chat(client, server["model"], content, **kwargs)
     assert words in caught.value.body["message"]
+    assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, max_tokens=2).choices  # neutral values are fine
 
 
 def test_unknown_model_is_404(server, client):
