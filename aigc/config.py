@@ -100,19 +100,19 @@ def set_setting(key: str, value: str | None) -> Path:
 
 
 def default_source(kind: str = "text") -> tuple[str, str]:
-    """The default model of a kind (text or image) and where it is set: the environment variable,
-    the settings file, or built in."""
+    """The default model of a kind (text or image) and where it is set: "set by VARIABLE", "set in
+    FILE" or "aigc's own default"."""
     from .errors import BadInputError
 
     variable, key, builtin = DEFAULTS[kind]
     if os.environ.get(variable):
-        return os.environ[variable], variable
+        return os.environ[variable], f"set by {variable}"
     value = load_settings().get(key)
     if value is not None:
         if not isinstance(value, str) or not value:
             raise BadInputError(f"{key} in {settings_file()} must be a model name in quotes; fix it or run `aigc models default --unset`")
-        return value, str(settings_file())
-    return builtin, "built in"
+        return value, f"set in {settings_file()}"
+    return builtin, "aigc's own default"
 
 
 def cache_dir() -> Path:

@@ -128,7 +128,7 @@ def default(
     if name is None and not unset:
         value, source = config.default_source(kind)
         ui.result(value)
-        ui.info(f"(default {kind} model, set by {source})")
+        ui.info(f"(default {kind} model; {source})")
         return
     if name is not None:
         ref = resolve_image(name) if image else registry.resolve(name)

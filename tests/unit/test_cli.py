@@ -613,7 +613,7 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     remotes = '[remotes.gpu]\nurl = "http://gpu:8000/v1"\n'
     settings.write_text(remotes)
     shown = invoke("models", "default")
-    assert shown.stdout == "smollm2\n" and "built in" in shown.stderr
+    assert shown.stdout == "smollm2\n" and "aigc's own default" in shown.stderr
     monkeypatch.chdir(tiny_model_dir.parent)
     assert invoke("models", "default", tiny_model_dir.name).exit_code == 0  # a relative path is kept absolute
     assert settings.read_text() == f'default_model = "{tiny_model_dir}"\n\n' + remotes
