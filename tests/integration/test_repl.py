@@ -4,6 +4,7 @@ slash commands, Ctrl-C (stops a reply; at the prompt only a hint) and Ctrl-D."""
 import json
 import os
 import re
+import signal
 import sys
 
 import pexpect
@@ -19,6 +20,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _children: list[pexpect.spawn] = []
 
 
+def _default_sigint() -> None:
+    """Ctrl-C must reach the REPL even when the tests run where SIGINT is ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(max_tokens: int = 60, *args: str, cwd=None) -> pexpect.spawn:
     """Start `aigc chat` (greedy, at most `max_tokens` per reply) on a pty and wait for its first prompt."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -30,6 +36,7 @@ def spawn(max_tokens: int = 60, *args: str, cwd=None) -> pexpect.spawn:
         encoding="utf-8",
         timeout=TIMEOUT,
         dimensions=(50, 250),  # wide, so long /save paths are not wrapped
+        preexec_fn=_default_sigint,
     )
     child.logfile_read = sys.stdout  # pytest shows the session when a test fails
     _children.append(child)
