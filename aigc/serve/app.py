@@ -422,8 +422,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "prompt: token-id prompts are not supported here; send the text", param="prompt", code="unsupported")
         if not prompts:
             raise ApiError(422, "prompt: give at least one prompt", param="prompt")
-        if req.stream and len(prompts) > 1:
-            raise ApiError(400, "streaming takes one prompt", param="prompt")
         if len(prompts) * req.n > settings.max_batch:  # before any prompt is tokenized
             raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt")
         encoded = [await encode(backend, p) for p in prompts]

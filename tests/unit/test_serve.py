@@ -170,8 +170,15 @@ def test_completions_endpoint(server, client, tiny_engine):
         c.text for event in client.completions.create(model=server["model"], prompt="Bees make", temperature=0, max_tokens=8, stream=True) for c in event.choices
     )
     assert streamed == expected.text
-    several = client.completions.create(model=server["model"], prompt=["Bees", "Paris"], temperature=0, max_tokens=4, n=2)
-    assert len(several.choices) == 4
+    settings = {"model": server["model"], "prompt": ["Bees", "Paris"], "temperature": 1.0, "seed": 3, "max_tokens": 6, "n": 2, "echo": True}
+    several = client.completions.create(**settings)
+    assert [c.index for c in several.choices] == [0, 1, 2, 3]  # prompt x n + j, as OpenAI numbers them
+    assert [c.text.startswith(p) for c, p in zip(several.choices, ["Bees", "Bees", "Paris", "Paris"])] == [True] * 4
+    texts = ["", "", "", ""]
+    for event in client.completions.create(stream=True, **settings):
+        for c in event.choices:
+            texts[c.index] += c.text
+    assert texts == [c.text for c in several.choices]  # several prompts stream too, each under its index
 
 
 def test_concurrent_requests_share_one_batch(server, client):
