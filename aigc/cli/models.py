@@ -20,6 +20,7 @@ models_app = typer.Typer(help="List, download and inspect models.", no_args_is_h
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Known model aliases, where each comes from, and whether it is installed."""
     rows = []
+    defaults = {"image": default_image_model(), "text": config.default_model()}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
         try:
             installed = registry.resolve(alias).installed
@@ -33,7 +34,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,
-                "default": alias == (default_image_model() if spec.kind == "image" else config.default_model()),
+                "default": alias == defaults["image" if spec.kind == "image" else "text"],
                 "description": spec.description,
             }
         )

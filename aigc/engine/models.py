@@ -272,7 +272,7 @@ def removable(ref: ModelRef) -> str:
     if ref.kind in ("dir", "diffusers", "checkpoint"):
         raise BadInputError(f"{ref.name} is your own {'file' if ref.kind == 'checkpoint' else 'directory'}; aigc removes only the copies it downloads or converts")
     if ref.kind == "hub":
-        return str(_hub_repo(ref).repo_path)
+        return str(_hub_repo(ref)[1].repo_path)
     if not ref.cache_path.exists():
         raise BadInputError(f"{ref.name} is not installed; there is nothing to remove")
     return str(ref.cache_path)
@@ -281,32 +281,31 @@ def removable(ref: ModelRef) -> str:
 def remove(ref: ModelRef) -> tuple[str, int]:
     """Delete what aigc downloaded or converted for `ref` (a hub model from the Hugging Face cache,
     which other programs share): (where it was, bytes freed)."""
-    where = removable(ref)
     if ref.kind == "hub":
-        repo = _hub_repo(ref)
-        from huggingface_hub import scan_cache_dir
-
-        plan = scan_cache_dir().delete_revisions(*(revision.commit_hash for revision in repo.revisions))
+        cache, repo = _hub_repo(ref)
+        plan = cache.delete_revisions(*(revision.commit_hash for revision in repo.revisions))
         plan.execute()
-        return where, plan.expected_freed_size
+        return str(repo.repo_path), plan.expected_freed_size
+    where = removable(ref)
     size = sum(f.stat().st_size for f in Path(where).rglob("*") if f.is_file())
     shutil.rmtree(where)
     return where, size
 
 
 def _hub_repo(ref: ModelRef):
-    """The Hugging Face cache's entry for a hub model."""
+    """The Hugging Face cache (one scan of it) and its entry for a hub model."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        repos = [r for r in scan_cache_dir().repos if r.repo_type == "model" and r.repo_id == ref.location]
+        cache = scan_cache_dir()
     except CacheNotFound:
-        repos = []
+        cache = None
+    repos = [r for r in cache.repos if r.repo_type == "model" and r.repo_id == ref.location] if cache else []
     if not repos:
         named = ref.name if ref.name == ref.location else f"{ref.name} ({ref.location})"
         raise BadInputError(f"{named} is not in the Hugging Face cache; there is nothing to remove")
-    return repos[0]
+    return cache, repos[0]
 
 
 def hub_offline() -> bool:
