@@ -11,6 +11,7 @@ into batches by `CoalescingEngine`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -153,18 +154,38 @@ def _parses(data: bytes) -> bool:
     return True
 
 
-def pending_rows(rows: list[Row], output: str | Path, task: str) -> list[Row]:
+def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    return _without_results(rows, _previous(output, task))
-
-
-def _previous(output: str | Path, task: str) -> list[tuple[str, dict]]:
-    """`read_output`, refusing a file that holds another task's output."""
     previous = read_output(output)
-    other = next((record["task"] for _, record in previous if record.get("task", task) != task), None)
-    if other:
-        raise BadInputError(f"{output} holds {other} output, not {task}; give another -o to start a new file")
-    return previous
+    _check_made_alike(output, previous, run_settings(generator, options, sampling))
+    return _without_results(rows, previous)
+
+
+def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every output line records of how it was made: the task, the model (None until the engine
+    is loaded), and `settings`, a fingerprint of the task options, sampling settings and quantization."""
+    made = {"options": options, "sampling": sampling or {}, "quantize": generator.quantize}
+    digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
+    model = generator._engine.name if generator._engine is not None else None
+    return {"task": generator.name, "model": model, "settings": digest[:12]}
+
+
+def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
+    """Refuse to add to a file made by another task, model or settings (lines written before aigc
+    recorded them are taken as matching; the model is compared once it is loaded)."""
+
+    def differs(key: str) -> Any:
+        if settings[key] is None:
+            return None
+        return next((record[key] for _, record in previous if record.get(key, settings[key]) != settings[key]), None)
+
+    start_anew = "give another -o to start a new file"
+    if task := differs("task"):
+        raise BadInputError(f"{output} holds {task} output, not {settings['task']}; {start_anew}")
+    if differs("settings"):
+        raise BadInputError(f"{output} was made with other task options or sampling settings; resume it with the same ones, or {start_anew}")
+    if model := differs("model"):
+        raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 
 
 def _without_results(rows: list[Row], previous: list[tuple[str, dict]]) -> list[Row]:
@@ -198,7 +219,8 @@ def run_batch(
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending results in input
     order; rows that failed in an earlier run are run again (their old lines are dropped first).
-    A run that got through every row leaves the file in input order.
+    A run that got through every row leaves the file in input order. An output made by another
+    task, model, or other options or sampling settings is refused (`BadInputError`).
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.
@@ -208,20 +230,23 @@ def run_batch(
     output = check_writable(output)
     stream = stream or (output.exists() and not output.is_file())
     generator.check_batch(generator.validate(options))
-    previous = [] if stream else _previous(output, generator.name)
+    previous = [] if stream else read_output(output)
+    _check_made_alike(output, previous, run_settings(generator, options, sampling))
+    todo = _without_results(rows, previous)
+    if todo:
+        generator.prepare(options)
+    settings = run_settings(generator, options, sampling)
+    _check_made_alike(output, previous, settings)
     failed = {key for key, record in previous if "error" in record}
     if failed:
         _rewrite(output, [record for key, record in previous if key not in failed])
-    todo = _without_results(rows, previous)
     summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
-    if todo:
-        generator.prepare(options)
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
     try:
         with open(output, "a", encoding="utf-8") as sink:
             for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
-                line = {"id": row.id, "row": row.number, "task": generator.name, **outcome}
+                line = {"id": row.id, "row": row.number, **settings, **outcome}
                 if "error" in line:
                     if on_error == "stop":
                         raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")

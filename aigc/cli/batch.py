@@ -52,7 +52,7 @@ def batch(
     rows = read_rows(input, id_field)
     generator = run.generator(task)
     generator.check_batch(generator.validate(options))
-    if pending_rows(rows, output, generator.name):
+    if pending_rows(rows, output, generator, options, run.sampling()):
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.prepare(options)

@@ -55,16 +55,16 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"id": 2, "row": 2, "error": "x"}\n{"id": "c", "ro')
     rows = [Row(1, "a", {}), Row(2, 2, {}), Row(3, "c", {})]
-    assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"]
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"]
     assert out.read_text().endswith('"error": "x"}\n')
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"i')  # torn before its id was written
-    assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"] and out.read_text().endswith("}\n")
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"] and out.read_text().endswith("}\n")
     out.write_text('{"id": "a", "row": 1, "result": {}}')  # whole, only its newline missing
-    assert [r.id for r in pending_rows(rows, out, "summarize")] == [2, "c"] and out.read_text().endswith("}\n")
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"] and out.read_text().endswith("}\n")
     for other in ("not a batch file\n", '{"id": 1, "text": "an input row"}\n', "my notes\nprecious last line", '{"id": 1, "text": "my only row"}'):
         out.write_text(other)
         with pytest.raises(BadInputError, match="not a batch output line"):
-            pending_rows(rows, out, "summarize")
+            pending_rows(rows, out, summarizer(FakeEngine()), {})
         assert out.read_text() == other  # a file that is not batch output is never cut
 
 
@@ -72,7 +72,27 @@ def test_output_of_another_task_is_refused(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": 1, "row": 1, "task": "classify", "result": {}}\n')
     with pytest.raises(BadInputError, match="holds classify output, not summarize"):
-        pending_rows([Row(1, 1, {})], out, "summarize")
+        pending_rows([Row(1, 1, {})], out, summarizer(FakeEngine()), {})
+
+
+def test_a_rerun_with_another_model_or_other_settings_is_refused(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows = read_rows(source)
+    run_batch(summarizer(FakeEngine()), rows[:1], out, {"words": 20}, {"temperature": 0.0})
+    made = lines(out)[0]
+    assert made["model"] == "fake" and len(made["settings"]) == 12
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20}, {"temperature": 0.0})] == [2]
+    for options, sampling in (({"words": 30}, {"temperature": 0.0}), ({"words": 20}, {}), ({"words": 20}, {"temperature": 0.0, "seed": 1})):
+        with pytest.raises(BadInputError, match="made with other task options or sampling settings"):
+            run_batch(summarizer(FakeEngine()), rows, out, options, sampling)
+    other = summarizer(FakeEngine())
+    other.engine.name = "other-model"
+    with pytest.raises(BadInputError, match="made with model fake, not other-model; resume it with that model"):
+        pending_rows(rows, out, other, {"words": 20}, {"temperature": 0.0})
+    assert lines(out) == [made]  # a refused rerun leaves the file as it is
+    run_batch(summarizer(FakeEngine()), rows, out, {"words": 20}, {"temperature": 0.0})
+    assert [line["id"] for line in lines(out)] == [1, 2] and len({line["settings"] for line in lines(out)}) == 1
 
 
 def test_a_bad_json_line_has_no_id_to_clash_with_a_real_one(tmp_path):
