@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
-from .errors import AigcError, BadInputError
+from .engine.sampling import SamplingParams
+from .errors import AigcError, BadInputError, OptionError
 from .textio import check_writable, decode_document, unquote, write_atomic
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
@@ -203,7 +204,7 @@ def _rewrite(path: Path, records: list[dict]) -> None:
 
 def check_on_error(on_error: str) -> None:
     if on_error not in ON_ERROR:
-        raise BadInputError(f"--on-error must be skip or stop, got {on_error!r}")
+        raise OptionError("on_error", f"must be skip or stop, got {on_error!r}")
 
 
 def run_batch(
@@ -226,6 +227,7 @@ def run_batch(
     rows before it are written.
     """
     check_on_error(on_error)
+    SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
     stream = str(output) == "/dev/stdout"  # whatever stdout is (a pipe, a file appended to): write only
     output = check_writable(output)
     stream = stream or (output.exists() and not output.is_file())

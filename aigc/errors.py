@@ -15,6 +15,15 @@ class BadInputError(AigcError):
     exit_code = 2
 
 
+class OptionError(BadInputError):
+    """An option given a value it cannot take. The message names the option as the library and the
+    HTTP API spell it (`max_tokens`); the CLI names the command's flag instead (`--max-tokens`)."""
+
+    def __init__(self, option: str, problem: str):
+        self.option, self.problem = option, problem
+        super().__init__(f"{option} {problem}")
+
+
 class UnknownModelError(BadInputError):
     """A model name that is neither an alias, a local path nor a hub id."""
 

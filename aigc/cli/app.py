@@ -14,7 +14,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning
+from ..errors import AigcError, AigcWarning, OptionError
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -38,6 +38,16 @@ def _option_type(self, ctx) -> str | None:
 
 _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
+
+
+def _message(ctx, exc: AigcError) -> str:
+    """The error's one line; an `OptionError` names the option as the command's flag (`--max-tokens`)."""
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    if isinstance(exc, OptionError):
+        for param in getattr(command, "params", ()):
+            if param.name == exc.option and getattr(param, "opts", None):
+                return f"{max(param.opts, key=len)} {exc.problem}"
+    return str(exc)
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
@@ -78,7 +88,7 @@ class AigcGroup(TyperGroup):
         except AigcError as exc:
             if config.debug():
                 raise
-            ui.error(str(exc))
+            ui.error(_message(ctx, exc))
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)

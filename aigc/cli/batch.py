@@ -40,6 +40,7 @@ def batch(
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
     from ..batch import check_on_error, pending_rows, read_rows, run_batch
+    from ..engine.sampling import SamplingParams
     from ..textio import check_writable
 
     if not 1 <= concurrency <= 256:
@@ -49,6 +50,7 @@ def batch(
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)
     options = parse_options(option or [])
+    SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field)
     generator = run.generator(task)
     generator.check_batch(generator.validate(options))

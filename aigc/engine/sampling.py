@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from ..errors import BadInputError
+from ..errors import OptionError
 
 if TYPE_CHECKING:
     import torch
@@ -39,27 +39,27 @@ class SamplingParams:
         for name, whole in NUMBERS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and isinstance(value, float) and not value.is_integer()):
-                raise BadInputError(f"{name.replace('_', '-')} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+                raise OptionError(name, f"must be {'a whole number' if whole else 'a number'}, got {value!r}")
             if whole:
                 object.__setattr__(self, name, int(value))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise BadInputError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise OptionError("seed", f"must be a non-negative integer, got {self.seed!r}")
         stops = (self.stop,) if isinstance(self.stop, str) else self.stop  # one string is one stop
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
-            raise BadInputError(f"stop must be a string or a list of strings, got {self.stop!r}")
+            raise OptionError("stop", f"must be a string or a list of strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(s for s in stops if s))
         checks = [
-            (0 <= self.temperature <= 2, f"temperature must be between 0 and 2 (0 = greedy), got {self.temperature}"),
-            (0 < self.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {self.top_p}"),
-            (self.top_k >= 0, f"top-k must be 0 (off) or a positive number of tokens, got {self.top_k}"),
-            (self.max_tokens >= 1, f"max-tokens must be at least 1, got {self.max_tokens}"),
-            (self.n >= 1, f"n must be at least 1, got {self.n}"),
-            (0 < self.repetition_penalty <= 3, f"repetition penalty must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
-            (self.seed is None or self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}"),
+            ("temperature", 0 <= self.temperature <= 2, f"must be between 0 and 2 (0 = greedy), got {self.temperature}"),
+            ("top_p", 0 < self.top_p <= 1, f"must be in (0, 1] (1 = off), got {self.top_p}"),
+            ("top_k", self.top_k >= 0, f"must be 0 (off) or a positive number of tokens, got {self.top_k}"),
+            ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
+            ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
+            ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
+            ("seed", self.seed is None or self.seed >= 0, f"must be a non-negative integer, got {self.seed}"),
         ]
-        for ok, message in checks:
+        for option, ok, problem in checks:
             if not ok:
-                raise BadInputError(message)
+                raise OptionError(option, problem)
 
     def replace(self, **changes) -> "SamplingParams":
         """A copy with the given fields changed; `None` values leave a field as it is."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError, UnknownLabelError
+from ..errors import BadInputError, OptionError, UnknownLabelError
 from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
@@ -92,11 +92,11 @@ class ClassifyOptions:
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
-            raise BadInputError(f"--threshold must be between 0 and 1, got {self.threshold}")
+            raise OptionError("threshold", f"must be between 0 and 1, got {self.threshold}")
         if self.method not in METHODS:
-            raise BadInputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise OptionError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.calibrate not in CALIBRATE:
-            raise BadInputError(f"--calibrate must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
+            raise OptionError("calibrate", f"must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
         if self.examples is not None:
             self.examples = load_examples(self.examples)
         self.parsed = parse_labels(self.labels)

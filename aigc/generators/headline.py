@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
-from ..errors import AigcError, BadInputError
+from ..errors import AigcError, BadInputError, OptionError
 from .base import Generator, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -25,11 +25,11 @@ class HeadlineOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 50:
-            raise BadInputError(f"-n must be between 1 and 50, got {self.n}")
+            raise OptionError("n", f"must be between 1 and 50, got {self.n}")
         if self.style not in STYLES:
-            raise BadInputError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
+            raise OptionError("style", f"must be one of {', '.join(STYLES)}, got {self.style!r}")
         if not 3 <= self.max_words <= 40:
-            raise BadInputError(f"--max-words must be between 3 and 40, got {self.max_words}")
+            raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError
+from ..errors import BadInputError, OptionError
 from ..textio import file_mode
 from .base import Generator
 
@@ -50,7 +50,7 @@ def parse_size(text: str) -> tuple[int, int]:
     """`"512x768"` -> (512, 768); `"512"` -> (512, 512)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×*]\s*(\d+))?\s*", text or "")
     if not match:
-        raise BadInputError(f"--size must be WIDTHxHEIGHT like 512x512, got {text!r}")
+        raise OptionError("size", f"must be WIDTHxHEIGHT like 512x512, got {text!r}")
     width = int(match.group(1))
     return width, int(match.group(2) or width)
 
@@ -95,15 +95,15 @@ class ImageGenerator(Generator):
         require()
         opts = super().validate(options)
         if not 1 <= opts.n <= MAX_IMAGES:
-            raise BadInputError(f"-n must be between 1 and {MAX_IMAGES}, got {opts.n}")
+            raise OptionError("n", f"must be between 1 and {MAX_IMAGES}, got {opts.n}")
         if opts.steps is not None and opts.steps < 1:
-            raise BadInputError(f"--steps must be at least 1, got {opts.steps}")
+            raise OptionError("steps", f"must be at least 1, got {opts.steps}")
         if opts.steps is not None and opts.steps > MAX_STEPS:
-            raise BadInputError(f"--steps must be at most {MAX_STEPS}, got {opts.steps}")
+            raise OptionError("steps", f"must be at most {MAX_STEPS}, got {opts.steps}")
         if opts.guidance is not None and opts.guidance < 0:
-            raise BadInputError(f"--guidance must be 0 or more (0 turns guidance off), got {opts.guidance}")
+            raise OptionError("guidance", f"must be 0 or more (0 turns guidance off), got {opts.guidance}")
         if opts.seed is not None and not 0 <= opts.seed < 2**63 - MAX_IMAGES:
-            raise BadInputError(f"--seed must be between 0 and 2**63, got {opts.seed}")
+            raise OptionError("seed", f"must be between 0 and 2**63, got {opts.seed}")
         if (opts.width is None) != (opts.height is None):
             raise BadInputError("give both width and height, or neither (the model's native size)")
         if opts.width is not None:

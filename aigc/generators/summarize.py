@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError
+from ..errors import BadInputError, OptionError
 from ..sentences import split_sentences, word_runs
 from .base import Generator, type_name
 
@@ -31,15 +31,15 @@ class SummarizeOptions:
 
     def __post_init__(self) -> None:
         if self.length not in LENGTH_WORDS:
-            raise BadInputError(f"--length must be one of {', '.join(LENGTH_WORDS)}, got {self.length!r}")
+            raise OptionError("length", f"must be one of {', '.join(LENGTH_WORDS)}, got {self.length!r}")
         if self.format not in FORMATS:
-            raise BadInputError(f"--format must be paragraph or bullets, got {self.format!r}")
+            raise OptionError("format", f"must be paragraph or bullets, got {self.format!r}")
         if self.words is not None and not 5 <= self.words <= 2000:
-            raise BadInputError(f"--words must be between 5 and 2000, got {self.words}")
+            raise OptionError("words", f"must be between 5 and 2000, got {self.words}")
         if self.chunk_tokens < 64:
-            raise BadInputError(f"chunk size must be at least 64 tokens, got {self.chunk_tokens}")
+            raise OptionError("chunk_tokens", f"must be at least 64 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
-            raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+            raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
 
     @property
     def target_words(self) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError
+from ..errors import BadInputError, OptionError
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
 from ..sentences import split_sentences, word_runs
@@ -204,9 +204,9 @@ class TranslateOptions:
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"--to and --from are both {self.target.name}; nothing to translate")
         if self.chunk_tokens < 16:
-            raise BadInputError(f"chunk size must be at least 16 tokens, got {self.chunk_tokens}")
+            raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
-            raise BadInputError(f"batch size must be at least 1, got {self.batch_size}")
+            raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         self.terms = _glossary_entries(self.glossary)
 
 

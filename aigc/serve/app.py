@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
 from ..engine.sampling import SamplingParams
-from ..errors import AigcError, BadInputError, UnknownGeneratorError, UnknownModelError
+from ..errors import AigcError, BadInputError, OptionError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
@@ -88,6 +88,8 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
         return ApiError(503, str(exc), "server_error", code="unavailable", headers={"Retry-After": str(retry_after)})
     if isinstance(exc, (UnknownModelError, UnknownGeneratorError)):
         return ApiError(404, str(exc), code="not_found")
+    if isinstance(exc, OptionError):
+        return ApiError(400, str(exc), param=exc.option)
     if isinstance(exc, BadInputError):
         return ApiError(400, str(exc))
     if isinstance(exc, AigcError):

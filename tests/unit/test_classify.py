@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from aigc.errors import BadInputError, UnknownLabelError
+from aigc.errors import BadInputError, OptionError, UnknownLabelError
 from aigc.generators.classify import ClassifyGenerator, parse_label
 from aigc.generators.classify_examples import load_examples
 
@@ -93,11 +93,11 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     [
         ({"labels": "only"}, BadInputError, "at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
-        ({"labels": "a,b", "threshold": 1.5}, BadInputError, "--threshold"),
-        ({"labels": "a,b", "method": "magic"}, BadInputError, "--method"),
+        ({"labels": "a,b", "threshold": 1.5}, OptionError, "^threshold must"),
+        ({"labels": "a,b", "method": "magic"}, OptionError, "^method must"),
         ({"labels": "a,b", "method": "probe"}, BadInputError, "needs --examples"),
         ({"labels": "a,b", "calibrate": "examples"}, BadInputError, "needs --examples"),
-        ({"labels": "a,b", "calibrate": "on"}, BadInputError, "--calibrate"),
+        ({"labels": "a,b", "calibrate": "on"}, OptionError, "^calibrate must"),
         ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
         ({"examples": [("text", "c"), ("more", "c")]}, BadInputError, "only the label 'c'"),
         ({"labels": "a,b", "parsed": "x"}, BadInputError, "no option parsed"),

@@ -129,6 +129,14 @@ def test_bad_options_are_one_line_errors_with_exit_2(tiny_model_dir, args, words
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
 
+def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path):
+    (tmp_path / "in.txt").write_text("some text\n")
+    batch = ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-m", "no-such-model"]
+    assert bad(*batch, "-O", "length=huge") == (2, ["Error: length must be one of short, medium, long, got 'huge'"])  # -O takes the option's name
+    assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
+    assert bad("summarize", "-", "--length", "huge", input="some text") == (2, ["Error: --length must be one of short, medium, long, got 'huge'"])
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -153,8 +161,8 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "caf\udce9"], None, "the input is not valid UTF-8"),
         (["chat", "--system", "caf\udce9", "hi"], None, "the --system value is not valid UTF-8"),
         (["headline", "--topic", "caf\udce9"], None, "the input is not valid UTF-8"),
-        (["chat", "hi", "--max-tokens", "0"], None, "max-tokens must be at least 1"),
-        (["chat", "hi", "--top-p", "0"], None, "top-p must be in (0, 1]"),
+        (["chat", "hi", "--max-tokens", "0"], None, "--max-tokens must be at least 1"),
+        (["chat", "hi", "--top-p", "0"], None, "--top-p must be in (0, 1]"),
         (["chat", "hi", "--seed", "-1"], None, "seed must be a non-negative integer"),
         (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
         (["chat", "hi", "--device", "tpu"], None, "unknown device 'tpu'; use auto, cpu, cuda or mps"),

@@ -10,7 +10,7 @@ from aigc.errors import BadInputError
         ("temperature", 2.5, "between 0 and 2"),
         ("temperature", -0.1, "greedy"),
         ("top_p", 0, "(0, 1]"),
-        ("top_k", -1, "top-k"),
+        ("top_k", -1, "top_k must be 0"),
         ("max_tokens", 0, "at least 1"),
         ("n", 0, "at least 1"),
         ("seed", -3, "non-negative"),
