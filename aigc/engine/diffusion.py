@@ -208,7 +208,13 @@ def load_image_model(
     dtype: str = "auto",
     progress: Progress = lambda stage: None,
 ) -> ImageEngine:
-    """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused."""
+    """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
+    and threads asking at once wait for one load."""
+    with models.load_lock:
+        return _load(name, device, dtype, progress)
+
+
+def _load(name: str | None, device: str, dtype: str, progress: Progress) -> ImageEngine:
     ref = resolve_image(name)
     device_name = models.pick_device(device)
     torch_dtype = models.pick_dtype(dtype, device_name)

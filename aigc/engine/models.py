@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -391,6 +392,7 @@ def pick_dtype(dtype: str, device: str):
 
 
 _loaded: dict[tuple, object] = {}
+load_lock = threading.Lock()  # one model load at a time (text or image): concurrent callers wait and get the same engine
 
 
 def load_model(
@@ -401,9 +403,15 @@ def load_model(
     trust_remote_code: bool = False,
     quantize: str | None = None,
 ):
-    """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused.
+    """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused, and
+    threads asking at once wait for one load.
 
     `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
+    with load_lock:
+        return _load(name, device, dtype, progress, trust_remote_code, quantize)
+
+
+def _load(name: str | None, device: str, dtype: str, progress: Progress, trust_remote_code: bool, quantize: str | None):
     ref = resolve(name)
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote

@@ -159,6 +159,29 @@ def test_int8_weights_keep_the_logits_close_to_float32(tiny_model_dir, tiny_engi
     assert quantized.generate(["Bees"], SamplingParams(temperature=0, max_tokens=6))[0][0].completion_tokens > 0
 
 
+def test_threads_loading_one_model_at_once_get_one_engine(tiny_model_dir, tmp_path):
+    import shutil
+    import threading
+
+    from aigc.engine.models import load_model
+
+    fresh = shutil.copytree(tiny_model_dir, tmp_path / "model")  # not loaded by any other test
+    engines, errors = [], []
+
+    def load():
+        try:
+            engines.append(load_model(str(fresh), device="cpu"))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(engines) == 4 and len({id(e) for e in engines}) == 1
+
+
 @pytest.mark.parametrize("options", [{"quantize": "int4"}, {"quantize": "int8", "dtype": "bfloat16"}])
 def test_bad_quantize_settings_are_bad_input(tiny_model_dir, options):
     from aigc.engine.models import load_model
