@@ -42,8 +42,12 @@ class ChatGenerator(Generator):
             if not inputs.strip():
                 raise BadInputError("the prompt is empty; type a question or pipe some text")
             return
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant") for m in inputs):
+        if not isinstance(inputs, list) or not inputs:
             raise BadInputError(f"chat takes a prompt (str) or messages ([{{'role': 'user', 'content': ...}}, ...]), got {type_name(inputs)}")
+        for number, message in enumerate(inputs):
+            if not (isinstance(message, dict) and isinstance(message.get("content"), str) and message.get("role") in ("system", "user", "assistant")):
+                shown = repr(message) if len(repr(message)) <= 80 else repr(message)[:77] + "..."
+                raise BadInputError(f"chat message {number} must be {{'role': 'system', 'user' or 'assistant', 'content': TEXT}}, got {shown}")
 
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):
@@ -106,10 +110,14 @@ class ChatSession:
     writes the conversation back to it after every reply; `system` replaces a saved system prompt."""
 
     def __init__(self, generator: ChatGenerator, system: str | None = None, template: str = "chat", sampling: dict | None = None, path: str | Path | None = None):
+        if not isinstance(generator, ChatGenerator):
+            raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         self.generator = generator
         self.template = template
         self.sampling = sampling or {}
         self.path = Path(path).expanduser() if path is not None else None
+        if self.path is not None and self.path.suffix.lower() != ".json":
+            raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
         saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
@@ -130,15 +138,22 @@ class ChatSession:
         self._keep()
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text`. The user's turn is recorded at once; if the caller stops
-        early (Ctrl-C) and closes the iterator, the partial reply is kept."""
+        """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
+        iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
+        reply is kept."""
+        self.generator.check_inputs(text)
+        if not isinstance(text, str):
+            raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         opts = ChatOptions(template=self.template, system=self.system)
         turn, _ = self.generator.user_message(text, opts)
-        conversation = self.messages + [m for m in turn if m["role"] == "user"]
-        self.messages = conversation + [{"role": "assistant", "content": ""}]
-        return self._reply(conversation)
+        return self._reply(self.messages + [m for m in turn if m["role"] == "user"])
+
+    def ask(self, text: str) -> str:
+        """The whole reply to `text`, recorded like `send`'s."""
+        return "".join(self.send(text))
 
     def _reply(self, conversation: list[dict]) -> Iterator[str]:
+        self.messages = conversation + [{"role": "assistant", "content": ""}]
         pieces: list[str] = []
         finished = False
         try:

@@ -121,3 +121,27 @@ def test_a_turn_stopped_before_any_reply_is_not_kept(tmp_path, stop):
     with pytest.raises(stop):
         "".join(live.send("hello"))
     assert live.messages == [] and not path.exists()
+
+
+def test_a_reply_never_read_leaves_no_turn_and_ask_returns_the_whole_reply(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("Paris.", "Madrid.")
+    chat = session(path, engine)
+    assert chat.ask("Capital of France?") == "Paris."
+    chat.send("Capital of Italy?")  # never iterated: nothing is asked or recorded
+    assert chat.ask("Capital of Spain?") == "Madrid."
+    assert [m["content"] for m in chat.messages] == ["Capital of France?", "Paris.", "Capital of Spain?", "Madrid."]
+    assert [m["content"] for m in conversations.read(path).messages] == [m["content"] for m in chat.messages]
+    with pytest.raises(BadInputError, match="empty"):
+        chat.send("  ")  # bad input fails at once, not when the reply is read
+
+
+def test_a_session_file_must_be_json_and_the_generator_chat(tmp_path):
+    with pytest.raises(BadInputError, match=r"notes\.md must end in \.json"):
+        session(tmp_path / "notes.md")
+    assert not (tmp_path / "notes.md").exists()
+    from aigc.generators.summarize import SummarizeGenerator
+
+    with pytest.raises(BadInputError, match="runs the chat generator"):
+        ChatSession(SummarizeGenerator(engine=FakeEngine()))
