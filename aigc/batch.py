@@ -248,9 +248,12 @@ def run_batch(
     try:
         with open(output, "a", encoding="utf-8") as sink:
             for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
+                bug = outcome.pop("exception", None)
                 line = {"id": row.id, "row": row.number, **settings, **outcome}
                 if "error" in line:
                     if on_error == "stop":
+                        if bug:
+                            raise bug
                         raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -288,7 +291,8 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text", concurrency: int = 16) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order, while worker threads run the rows
-    concurrently and their model calls are merged into batches."""
+    concurrently and their model calls are merged into batches. A row the generator failed on with
+    an exception other than `AigcError` (a bug) also carries it, as `"exception"`."""
     if not rows:
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
@@ -331,8 +335,6 @@ def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, samp
                 while index not in results:
                     ready.wait()
                 outcome = results.pop(index)
-            if "fatal" in outcome:
-                raise outcome["fatal"]
             yield row, outcome
     except KeyboardInterrupt:
         threads = []  # leave at once: the process is ending (the workers are daemons)
@@ -351,5 +353,6 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
         return {"result": generator(item, sampling=sampling, **options)}
     except AigcError as exc:  # this row's input, or the model's answer for it
         return {"error": str(exc)}
-    except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-        return {"fatal": exc}
+    except Exception as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return {"error": f"the {generator.name} generator failed: {detail}", "exception": exc}

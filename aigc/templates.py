@@ -134,7 +134,7 @@ def parse(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
-    return Template(
+    template = Template(
         name=path.name[: -len(SUFFIX)],
         path=path,
         source=source,
@@ -146,6 +146,21 @@ def parse(path: Path, source: str) -> Template:
         generator=meta.get("generator"),
         body_line=body_line,
     )
+    _check_syntax(template)
+    return template
+
+
+def _check_syntax(template: Template) -> None:
+    """Compile the template now, so a syntax error (or a filter no plugin adds) shows when it is looked
+    up, before any model loads, not when the first input is rendered."""
+    from jinja2 import TemplateSyntaxError
+
+    for text, first_line in ((template.system, 1), (template.body, template.body_line)):
+        if isinstance(text, str):
+            try:
+                _compile(environment(), text)
+            except TemplateSyntaxError as exc:
+                raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
 
 
 SKELETON = """---

@@ -12,16 +12,19 @@ from .options import RunOptions, generation_options
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs; a value that parses as JSON (numbers, true, lists) is taken as such."""
+    """`key=value` pairs. Values stay text, which the generator converts to each option's type
+    ("3" -> 3 for a number, "3" for text); a JSON list or object (or null) is parsed."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise BadInputError(f"task option {pair!r} must look like key=value")
-        try:
-            options[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip().replace("-", "_")] = value
+        options[key.strip().replace("-", "_")] = value
+        if value.strip().startswith(("[", "{")) or value.strip() == "null":
+            try:
+                options[key.strip().replace("-", "_")] = json.loads(value)
+            except json.JSONDecodeError:
+                pass
     return options
 
 

@@ -74,12 +74,17 @@ def coerce_value(subject: str, value: Any, hint: Any) -> Any:
     raise BadInputError(f"{subject} must be {what}, got {value!r}")
 
 
+@dataclasses.dataclass
+class NoOptions:
+    """The options of a generator that takes none."""
+
+
 class Generator:
     """Base for one task. Subclasses set `name`, `Options` (a dataclass) and the four stages."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Options: ClassVar[type] = type("Options", (), {})
+    Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(

@@ -52,7 +52,13 @@ def load_examples(source: str | Path | list) -> list[Example]:
         rows = [(text, label) for _, text, label in rows]
         name = str(source)
     else:
+        if not isinstance(source, (list, tuple)):
+            raise BadInputError(f"examples must be a TSV file or a list of (text, label) pairs, got {type(source).__name__}")
         rows, name = list(source), "the examples"
+        for number, row in enumerate(rows):
+            if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
+                shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
+                raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
     examples = [(text.strip(), [n.strip() for n in _names(label) if n.strip()]) for text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")

@@ -489,9 +489,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not work.done():  # this handler was cancelled (server stopping): stop the work too
                 engine.cancel()
         try:
-            return JSONResponse({"model": backend.name, **result})
+            return JSONResponse({**result, "model": backend.name})
         except (TypeError, ValueError):
-            raise ApiError(400, f"{task} does not return JSON data", code="unsupported") from None
+            raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 
     return app
 

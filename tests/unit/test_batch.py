@@ -302,3 +302,30 @@ def test_a_failing_model_fails_the_merged_call_once_not_per_caller():
     for t in threads:
         t.join(timeout=10)
     assert sorted(errors) == ["a", "b", "c"] and len(engine.calls) == 1
+
+
+def test_a_generator_bug_on_a_row_is_that_rows_error_under_skip_and_stops_the_run_under_stop(tmp_path):
+    from aigc.generators.base import Generator
+
+    class Parser(Generator):
+        name = "parser"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            if "bad" in prepared:
+                raise ValueError("could not parse the model's answer")
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw.upper()}
+
+    source = tmp_path / "in.txt"
+    source.write_text("one\nbad two\nthree\n")
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(Parser(engine=FakeEngine()), read_rows(source), out, {})
+    assert summary.errors == 1 and [line.get("result") for line in lines(out)] == [{"text": "ONE"}, None, {"text": "THREE"}]
+    assert lines(out)[1]["error"] == "the parser generator failed: ValueError: could not parse the model's answer"
+    with pytest.raises(ValueError, match="could not parse"):
+        run_batch(Parser(engine=FakeEngine()), read_rows(source), tmp_path / "stopped.jsonl", {}, on_error="stop")

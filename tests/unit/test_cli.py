@@ -134,6 +134,8 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path):
     batch = ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-m", "no-such-model"]
     assert bad(*batch, "-O", "length=huge") == (2, ["Error: length must be one of short, medium, long, got 'huge'"])  # -O takes the option's name
     assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
+    assert bad(*batch, "-O", "format=3") == (2, ["Error: format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
+    assert bad(*batch, "-O", "words=forty") == (2, ["Error: summarize option words must be a whole number, got 'forty'"])
     assert bad("summarize", "-", "--length", "huge", input="some text") == (2, ["Error: --length must be one of short, medium, long, got 'huge'"])
 
 

@@ -266,3 +266,23 @@ def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_con
     assert engine.counted <= 2 * (pairs + 1).bit_length() + 2  # not one count per dropped turn
     fitting = [messages[1 + i :] for i in range(0, len(turns) + 1, 2) if engine.count_tokens(system + messages[1 + i :]) <= 150]
     assert kept == system + fitting[0]  # the longest tail that fits, starting at a user message
+
+
+def test_a_generator_without_options_runs_and_refuses_any_option():
+    from aigc.generators.base import Generator
+
+    class Echo(Generator):
+        name = "echo"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw}
+
+    assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
+    with pytest.raises(BadInputError, match="echo has no option tone"):
+        Echo(engine=FakeEngine())("hi", tone="warm")

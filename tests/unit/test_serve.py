@@ -802,3 +802,14 @@ def test_a_remote_answer_that_is_not_an_object_is_an_error(server, monkeypatch):
     monkeypatch.setattr(engine, "_open", lambda method, url, body: _Answer([b'["not", "an", "object"]']))
     with pytest.raises(ModelUnavailableError, match="not an object"):
         engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=4))
+
+
+def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
+    from aigc.generators.summarize import SummarizeGenerator
+
+    monkeypatch.setattr(SummarizeGenerator, "postprocess", lambda self, raw, opts: {"summary": "x", "model": "mine"})
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
+    assert status == 200 and body == {"summary": "x", "model": server["model"]}
+    monkeypatch.setattr(SummarizeGenerator, "postprocess", lambda self, raw, opts: {"summary": {"a set"}})
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
+    assert status == 500 and body["error"]["type"] == "server_error" and "not JSON data" in body["error"]["message"]

@@ -76,6 +76,15 @@ def test_bad_front_matter_names_file_and_line():
     assert f"{path}:" in str(info.value)
 
 
+def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
+    path = write(templates.user_dir(), "unclosed", "---\ndescription: x\n---\nLine one\n{{ input }\n")
+    with pytest.raises(BadInputError, match=rf"^{path}:5: unexpected '}}'"):
+        templates.get_template("unclosed")
+    write(templates.user_dir(), "no-filter", "{{ input | shout }}")
+    with pytest.raises(BadInputError, match="No filter named 'shout'"):
+        templates.get_template("no-filter")
+
+
 def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
     path = write(templates.user_dir(), "broken", "---\ndescription: [unclosed\n---\nbody")
     write(templates.user_dir(), "bad-bytes", "")
