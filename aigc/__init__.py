@@ -8,14 +8,16 @@
 
 from __future__ import annotations
 
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .engine.base import Completion, Engine
 from .engine.models import ModelSpec, load_model
 from .engine.sampling import SamplingParams
-from .errors import AigcError, BadInputError
-from .generators.base import Generator, get_generator
+from . import errors
+from .errors import AigcError, BadInputError, OptionError
+from .generators.base import Generator, get_generator, registered_generators
 from .generators.chat import ChatSession
 from .hookspecs import hookimpl
 
@@ -25,9 +27,31 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 
-def generate(task: str, inputs: Any, model: str | None = None, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-    """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result dict."""
-    return get_generator(task, model=model)(inputs, sampling=sampling, **options)
+_generators: dict[tuple, Generator] = {}
+_generators_lock = threading.Lock()
+
+
+def generate(
+    task: str,
+    inputs: Any,
+    model: str | None = None,
+    sampling: dict[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result dict.
+
+    The generator is made once per task and model settings and reused by later calls, so what it
+    worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""
+    key = (task, model, device, dtype, quantize)
+    with _generators_lock:
+        if key not in _generators:
+            _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize)
+        generator = _generators[key]
+    return generator(inputs, sampling=sampling, **options)
 
 
 __all__ = [
@@ -38,10 +62,13 @@ __all__ = [
     "Engine",
     "Generator",
     "ModelSpec",
+    "OptionError",
     "SamplingParams",
     "__version__",
+    "errors",
     "generate",
     "get_generator",
     "hookimpl",
     "load_model",
+    "registered_generators",
 ]

@@ -286,3 +286,18 @@ def test_a_generator_without_options_runs_and_refuses_any_option():
     assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
     with pytest.raises(BadInputError, match="echo has no option tone"):
         Echo(engine=FakeEngine())("hi", tone="warm")
+
+
+def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir, monkeypatch):
+    import aigc
+
+    made = []
+    real = aigc.get_generator
+    monkeypatch.setattr(aigc, "get_generator", lambda *args, **kwargs: made.append(kwargs) or real(*args, **kwargs))
+    monkeypatch.setattr(aigc, "_generators", {})
+    sampling = {"max_tokens": 2, "temperature": 0}
+    first = aigc.generate("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu")
+    again = aigc.generate("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu")
+    assert first["text"] == again["text"] and len(made) == 1 and made[0]["device"] == "cpu"
+    aigc.generate("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu", dtype="float32")
+    assert len(made) == 2
