@@ -7,7 +7,7 @@ context window, so a remote backend can stand in for the local one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Protocol, Union
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
 
 from ..errors import BadInputError
 
@@ -26,6 +26,28 @@ def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = "shorten 
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Prompt = Union[str, list[Message]]  # raw text, or chat messages the engine formats itself
+
+
+def check_prompts(prompts: Any, params: Any = None, one: bool = False) -> None:
+    """A `BadInputError` for what an engine call cannot take: `prompts` (one prompt with `one`) must
+    be non-empty text or chat messages, `params` a `SamplingParams`."""
+    from .sampling import SamplingParams
+
+    if params is not None and not isinstance(params, SamplingParams):
+        raise BadInputError(f"params must be an aigc.SamplingParams, got {type(params).__name__} (SamplingParams(**settings) makes one)")
+    if not one and (isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts):
+        raise BadInputError(f"prompts must be a non-empty list of prompts (text, or chat messages), got {_kind(prompts)}")
+    for prompt in [prompts] if one else prompts:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise BadInputError("a prompt is empty")
+        elif not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt)):
+            raise BadInputError(f"a prompt must be text or chat messages ([{{'role': 'user', 'content': TEXT}}, ...]), got {_kind(prompt)}")
+
+
+def _kind(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else f"{type(value).__name__} {shown[:50]}..."
 
 
 @dataclass

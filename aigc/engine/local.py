@@ -6,7 +6,7 @@ import time
 from typing import Iterator
 
 from ..errors import BadInputError
-from .base import Completion, EngineStats, Prompt, Scored, check_fits
+from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 from .scoring import length_batches, pool_hidden_states
 
@@ -109,6 +109,7 @@ class LocalEngine:
             self._previous = (loop.fed[0].tolist(), loop.cache)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
         run = self._run([ids for ids in encoded for _ in range(params.n)], params)
         for _ in run:
@@ -123,6 +124,7 @@ class LocalEngine:
         return results
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+        check_prompts(prompt, params, one=True)
         for _row, piece in self._run([self.encode(prompt)], params.replace(n=1)):
             yield piece
 
@@ -137,6 +139,7 @@ class LocalEngine:
         Prompts are batched by length (left-padded); each batch's KV cache is repeated for the
         continuations, which run together in one right-padded pass after it.
         """
+        check_prompts(prompts)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")

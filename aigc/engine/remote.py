@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from .. import config
 from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
-from .base import Completion, EngineStats, Prompt, Scored
+from .base import Completion, EngineStats, Prompt, Scored, check_prompts
 from .sampling import SamplingParams
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
@@ -270,12 +270,14 @@ class OpenAIEngine:
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Each prompt is one request; several go out together (the server batches them)."""
+        check_prompts(prompts, params)
         if len(prompts) == 1:
             return [self._one(prompts[0], params)]
         with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
             return list(pool.map(lambda p: self._one(p, params), prompts))
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+        check_prompts(prompt, params, one=True)
         path, body = self._body(prompt, params, 1, stream=True)
         started = time.perf_counter()
         first = None
@@ -353,6 +355,7 @@ class OpenAIEngine:
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """`score` for each prompt. Embeddings would need the server's hidden states, which the
         OpenAI API does not expose for generative models, so `embed` is refused."""
+        check_prompts(prompts)
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         return [Scored(self.score(prompt, continuations)) for prompt in prompts]

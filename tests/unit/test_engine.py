@@ -1,5 +1,7 @@
 """The local engine on a tiny random model: the decode loop against transformers' reference."""
 
+import re
+
 import pytest
 import torch
 
@@ -199,3 +201,20 @@ def test_tokens_per_second_counts_answers_that_came_whole():
     whole = EngineStats()
     whole.record(10, 30, None, 3.0)  # a remote answer that came whole: no first-token time
     assert whole.tokens_per_second == 10.0 and whole.first_token_seconds is None
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda e, p: e.generate("Bees", p), "prompts must be a non-empty list of prompts"),
+        (lambda e, p: e.generate([], p), "got []"),
+        (lambda e, p: e.generate([""], p), "a prompt is empty"),
+        (lambda e, p: e.generate(["Bees"], {"max_tokens": 3}), "params must be an aigc.SamplingParams, got dict"),
+        (lambda e, p: e.generate([[{"role": "user"}]], p), "a prompt must be text or chat messages"),
+        (lambda e, p: list(e.stream([], p)), "got []"),
+        (lambda e, p: e.score_many(["Bees", 5], [" a"]), "got 5"),
+    ],
+)
+def test_engine_calls_check_their_arguments(tiny_engine, call, words):
+    with pytest.raises(BadInputError, match=re.escape(words)):
+        call(tiny_engine, SamplingParams(max_tokens=3))
