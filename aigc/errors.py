@@ -58,6 +58,10 @@ class PluginError(AigcError):
     """A plugin registered something that clashes or is malformed."""
 
 
+class PluginClashError(PluginError):
+    """Two plugins registered the same name; the first keeps it."""
+
+
 class UnknownLabelError(BadInputError):
     """An example's label that is not among the labels asked for."""
 

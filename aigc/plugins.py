@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginClashError, PluginError
 
 ENTRY_POINT_GROUP = "aigc"
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
@@ -32,14 +32,18 @@ class PluginFailure:
     plugin: str
     stage: str
     error: str
+    clash: bool = False  # it registered a name another plugin has: uninstalling either one fixes it
 
     def message(self) -> str:
         if self.stage == "AIGC_LOAD_PLUGINS":
             return f"AIGC_LOAD_PLUGINS names {self.plugin!r}: {self.error.removeprefix('PluginError: ')}"
+        if self.clash:
+            return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} (uninstall one of the two plugins)"
         return (
             f"plugin {self.plugin!r} failed in {self.stage}: {self.error} "
             f"(leave it out of AIGC_LOAD_PLUGINS, or `aigc plugins uninstall {self.plugin}`)"
         )
+
 
 
 @dataclass
@@ -74,7 +78,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
     allowed = None if allow is None else {name.strip() for name in allow.split(",") if name.strip()}
-    points = list(entry_points(group=ENTRY_POINT_GROUP))
+    # by name, then distribution: which of two clashing plugins loads first does not depend on the file system
+    points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, _source(ep).distribution or ""))
     for name in sorted((allowed or set()) - {ep.name for ep in points}):
         installed = ", ".join(sorted({ep.name for ep in points})) or "none"
         _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed})"))
@@ -83,9 +88,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         source = _source(ep)
         if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first
-            _record(source.distribution or source.value, "import", PluginError(
-                f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; "
-                "so it is not (uninstall one of them)"
+            _record(source.distribution or source.value, "import", PluginClashError(
+                f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; so it is not"
             ))
             continue
         _state.sources[ep.name] = source
@@ -133,7 +137,7 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
 
 def _record(plugin: str, stage: str, exc: BaseException) -> None:
     error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
-    failure = PluginFailure(plugin, stage, error if len(error) <= MAX_ERROR else error[: MAX_ERROR - 3] + "...")
+    failure = PluginFailure(plugin, stage, error if len(error) <= MAX_ERROR else error[: MAX_ERROR - 3] + "...", isinstance(exc, PluginClashError))
     if failure not in _state.failures:
         _state.failures.append(failure)
         if _reporter:
@@ -256,7 +260,12 @@ def command_owner(command: str) -> str | None:
 
 
 def clash(kind: str, name: str, first: str, later: str) -> PluginError:
-    return PluginError(f"{kind} {name!r} is already registered by plugin {first!r}; the one from {later!r} is ignored")
+    return PluginClashError(f"{kind} {name!r} is already registered by plugin {first!r}; the one from {later!r} is ignored")
+
+
+def record_clash(stage: str, kind: str, name: str, first: str, later: str) -> None:
+    """Record that plugin `later` registered, in hook `stage`, a `kind` name that `first` has."""
+    _record(later, stage, clash(kind, name, first, later))
 
 
 def collect(
@@ -333,6 +342,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     rows = []
     names = [name for name, plugin in pm.list_name_plugin() if plugin is not None]
     names += [name for name in _state.sources if name not in names]  # entry points that failed to load
+    names += list(dict.fromkeys(f.plugin for f in _state.failures if f.plugin not in names and f.stage != "AIGC_LOAD_PLUGINS"))  # a clashing entry point's distribution
     for name in names:
         builtin = name in DEFAULT_PLUGINS
         if builtin and not include_builtins:

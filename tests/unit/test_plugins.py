@@ -59,7 +59,11 @@ def test_a_clash_keeps_the_first_and_records_the_later_plugin(pm):
     assert registered_generators()["chat"][0] == "aigc.default_plugins.generators"
     assert "summarize" in registered_generators()
     (failure,) = [f for f in plugins.failures() if f.plugin == "clasher"]
-    assert failure.error == "PluginError: generator 'chat' is already registered by plugin 'aigc.default_plugins.generators'; the one from 'clasher' is ignored"
+    assert failure.error == "PluginClashError: generator 'chat' is already registered by plugin 'aigc.default_plugins.generators'; the one from 'clasher' is ignored"
+    assert failure.message() == (
+        "plugin 'clasher' clashes in register_generators: generator 'chat' is already registered by plugin "
+        "'aigc.default_plugins.generators'; the one from 'clasher' is ignored (uninstall one of the two plugins)"
+    )
 
 
 def test_a_hook_that_raises_is_recorded_and_the_rest_still_work(pm):
@@ -190,17 +194,18 @@ def test_broken_entry_point_is_recorded_and_allowlist_is_honoured(monkeypatch):
 
 
 def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(monkeypatch):
-    points = [FakeEntryPoint("twin", GoodPlugin()), FakeEntryPoint("twin", MisspelledPlugin())]
-    points[0].dist = type("Dist", (), {"name": "dist-twin", "version": "1.0"})()
-    points[1].dist = type("Dist", (), {"name": "other-twin", "version": "2.0"})()
+    points = [FakeEntryPoint("twin", MisspelledPlugin()), FakeEntryPoint("twin", GoodPlugin())]  # loaded in name order, whatever the listing order
+    points[1].dist = type("Dist", (), {"name": "dist-twin", "version": "1.0"})()
+    points[0].dist = type("Dist", (), {"name": "other-twin", "version": "2.0"})()
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
     monkeypatch.delenv("AIGC_LOAD_PLUGINS")
     plugins.reset()
     try:
         (failure,) = plugins.failures()
         assert failure.plugin == "other-twin" and failure.error == (
-            "PluginError: its entry point is called 'twin', like the plugin of dist-twin 1.0, which is loaded; so it is not (uninstall one of them)"
+            "PluginClashError: its entry point is called 'twin', like the plugin of dist-twin 1.0, which is loaded; so it is not"
         )
+        assert [(row["name"], row["loaded"]) for row in plugins.describe()["plugins"]] == [("twin", True), ("other-twin", False)]
         assert plugins.sources()["twin"].distribution == "dist-twin" and "echo" in registered_generators()
     finally:
         plugins.reset()
@@ -362,3 +367,49 @@ def test_register_commands_clash_names_both_plugins_and_keeps_the_first(pm):
     assert failure.plugin == "second" and "already registered by plugin 'first'; the one from 'second' is ignored" in failure.error
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from first\n"
 
+
+
+def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(pm, tmp_path):
+    for name, text in (("first", "first {{ input }}"), ("second", "second {{ input }}")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "reply.j2").write_text(text)
+
+    def plugin(name, filter_):
+        class Plugin:
+            @hookimpl
+            def register_template_dirs(self, register):
+                register(tmp_path / name)
+
+            @hookimpl
+            def prepare_jinja_env(self, env):
+                env.filters["quote_email"] = filter_
+                env.filters["upper"] = str.lower  # jinja's own filters are the plugin's to replace
+
+        return Plugin()
+
+    pm.register(plugin("first", lambda text: f"> {text}"), name="first")
+    pm.register(plugin("second", lambda text: "HIJACKED"), name="second")
+    templates.environment.cache_clear()
+    try:
+        assert templates.render("reply", {"input": "hi"}).messages[-1]["content"] == "first hi"
+        assert templates.environment().filters["quote_email"]("hi") == "> hi"
+        assert templates.environment().filters["upper"] is str.lower
+        clashes = sorted((f.stage, f.error) for f in plugins.failures() if f.plugin == "second")
+        assert clashes == [
+            ("prepare_jinja_env", "PluginClashError: jinja filter 'quote_email' is already registered by plugin 'first'; the one from 'second' is ignored"),
+            ("register_template_dirs", "PluginClashError: template 'reply' is already registered by plugin 'first'; the one from 'second' is ignored"),
+        ]
+    finally:
+        templates.environment.cache_clear()
+
+
+def test_a_relative_template_directory_is_refused(pm):
+    class Relative:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register("templates")
+
+    pm.register(Relative(), name="relative")
+    assert all(source != "relative" for source, _ in templates.template_dirs())
+    (failure,) = [f for f in plugins.failures() if f.plugin == "relative"]
+    assert "takes an absolute path" in failure.error

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigc import templates
-from aigc.errors import AigcError, BadInputError
+from aigc.errors import AigcError, BadInputError, OptionError
 from aigc.generators.base import Generator
 from aigc.generators.headline import clean_headline, fit_headline
 
@@ -31,11 +31,11 @@ class AdCopyOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 20:
-            raise BadInputError(f"-n must be between 1 and 20, got {self.n}")
+            raise OptionError("n", f"must be between 1 and 20, got {self.n}")
         if not self.tone.strip() or len(self.tone) > 40:
-            raise BadInputError("--tone must be a few words, like friendly, playful or luxurious")
+            raise OptionError("tone", "must be a few words, like friendly, playful or luxurious")
         if not 3 <= self.max_words <= 20:
-            raise BadInputError(f"--max-words must be between 3 and 20, got {self.max_words}")
+            raise OptionError("max_words", f"must be between 3 and 20, got {self.max_words}")
 
 
 def _key(text: str) -> str:
