@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -13,7 +14,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginClashError, PluginError
+from .errors import AigcWarning, PluginClashError, PluginError
 
 ENTRY_POINT_GROUP = "aigc"
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
@@ -142,12 +143,14 @@ def _record(plugin: str, stage: str, exc: BaseException) -> None:
         _state.failures.append(failure)
         if _reporter:
             _reporter(failure)
+        else:  # the library: a warning the caller's warning filters control
+            warnings.warn(failure.message(), AigcWarning, stacklevel=2)
     _trace("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def set_reporter(report: Callable[[PluginFailure], None] | None) -> None:
     """Call `report(failure)` once for each plugin failure, those already recorded included (the CLI
-    warns on stderr with it; the library itself never prints)."""
+    warns on stderr with it). Without a reporter each failure is an `AigcWarning`."""
     global _reporter
     _reporter = report
     if report:

@@ -260,6 +260,12 @@ def discover() -> dict[str, Template]:
 
 
 def get_template(name: str) -> Template:
+    """The template called `name`, or the template file `name` when it ends in `.j2` or holds a slash."""
+    if name.endswith(SUFFIX) or "/" in name or os.sep in name:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
+        return _parse_cached(path.resolve(), "file")
     found, broken = scan()
     if name in found:
         return found[name]

@@ -413,3 +413,16 @@ def test_a_relative_template_directory_is_refused(pm):
     assert all(source != "relative" for source, _ in templates.template_dirs())
     (failure,) = [f for f in plugins.failures() if f.plugin == "relative"]
     assert "takes an absolute path" in failure.error
+
+
+def test_without_a_reporter_a_failure_is_a_warning_for_library_callers(pm):
+    from aigc.errors import AigcWarning
+
+    reporter = plugins._reporter  # the CLI's, when a CLI test ran first
+    plugins.set_reporter(None)
+    try:
+        pm.register(RaisingPlugin(), name="raiser")
+        with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom"):
+            registered_models()
+    finally:
+        plugins._reporter = reporter

@@ -169,3 +169,11 @@ def test_sandbox_escapes_are_security_errors_and_nothing_runs(source):
     with pytest.raises(BadInputError, match="unsafe"):
         templates.render("evil", {})
     assert not Path("/tmp/aigc-pwned").exists()
+
+
+def test_a_template_file_is_used_by_its_path(tmp_path):
+    path = write(tmp_path, "tagline", "---\ndescription: x\n---\nA tagline for {{ input }}")
+    assert templates.render(str(path), {"input": "bees"}).messages[-1]["content"] == "A tagline for bees"
+    assert templates.get_template(str(path)).name == "tagline"
+    with pytest.raises(UnknownTemplateError, match="no template file"):
+        templates.get_template(str(tmp_path / "missing.j2"))
