@@ -40,6 +40,7 @@ class Row:
     id: Any
     fields: dict[str, Any]
     error: str | None = None
+    input: Any = None  # the generator's input itself, when it is not built from `fields` (`Generator.many`)
 
 
 @dataclass
@@ -349,7 +350,7 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
     if row.error:
         return {"error": row.error}
     try:
-        item = generator.batch_input(row.fields, field_name)
+        item = row.input if row.input is not None else generator.batch_input(row.fields, field_name)
         return {"result": generator(item, sampling=sampling, **options)}
     except AigcError as exc:  # this row's input, or the model's answer for it
         return {"error": str(exc)}

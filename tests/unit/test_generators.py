@@ -301,3 +301,34 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
     assert first["text"] == again["text"] and len(made) == 1 and made[0]["device"] == "cpu"
     aigc.generate("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu", dtype="float32")
     assert len(made) == 2
+
+
+def test_many_runs_inputs_batched_and_in_order_and_names_a_failing_one():
+    from aigc.generators.base import Generator
+
+    class Shout(Generator):
+        name = "shout"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            if self.engine.count_tokens(prepared) > self.engine.context_length:
+                raise BadInputError(f"the text is longer than {self.engine.name}'s {self.engine.context_length}-token context")
+            self.engine.generate([prepared], self.sampling(sampling))  # merged with the other inputs' calls
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw.upper()}
+
+    engine = FakeEngine()
+    texts = [f"text {i}" for i in range(20)]
+    assert Shout(engine=engine).many(texts, concurrency=8) == [{"text": t.upper()} for t in texts]
+    assert len(engine.calls) < 20 and sum(len(prompts) for prompts, _ in engine.calls) == 20
+    assert Shout(engine=engine).many([]) == []
+    with pytest.raises(BadInputError, match="the topic is empty"):
+        HeadlineGenerator(engine=engine).many([{"topic": "a"}, {"topic": " "}])  # checked before any model call
+    with pytest.raises(BadInputError, match="many takes a list of inputs, got str"):
+        SummarizeGenerator(engine=engine).many("one text")
+    with pytest.raises(BadInputError, match=r"^input 2: the text is longer than fake's 30-token context"):
+        Shout(engine=FakeEngine(context_length=30)).many(["short", "short too", "word " * 40, "word " * 50])
