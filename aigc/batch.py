@@ -10,7 +10,9 @@ into batches by `CoalescingEngine`.
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .engine.coalesce import CoalescingEngine
+from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError
 from .textio import check_writable, decode_document, unquote, write_atomic
@@ -40,7 +43,8 @@ class Row:
     id: Any
     fields: dict[str, Any]
     error: str | None = None
-    input: Any = None  # the generator's input itself, when it is not built from `fields` (`Generator.many`)
+    input: Any = dataclasses.field(default=None, repr=False)  # the generator's input itself (`Generator.many`)
+    given: bool = False  # whether `input` is set; else the input is built from `fields`
 
 
 @dataclass
@@ -164,21 +168,29 @@ def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[s
 
 
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What every output line records of how it was made: the task, the model (None until the engine
-    is loaded), and `settings`, a fingerprint of the task options, sampling settings and quantization."""
-    made = {"options": options, "sampling": sampling or {}, "quantize": generator.quantize}
+    """What every output line records of how it was made: the task, the model, and `settings`, a
+    fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a
+    default given is the default) and of the quantization."""
+    opts = generator.validate(options)
+    params = SamplingParams(**(sampling or {}))
+    made = {
+        "options": {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.init},
+        "sampling": {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in ((k, getattr(params, k)) for k in sampling or {})},
+        "quantize": None if generator.quantize in (None, "none") else generator.quantize,
+    }
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
-    model = generator._engine.name if generator._engine is not None else None
+    if generator.model is not None or generator._engine is None:
+        model = model_key(generator.model)
+    else:  # an engine handed to the generator
+        model = generator._engine.name
     return {"task": generator.name, "model": model, "settings": digest[:12]}
 
 
 def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
     """Refuse to add to a file made by another task, model or settings (lines written before aigc
-    recorded them are taken as matching; the model is compared once it is loaded)."""
+    recorded them are taken as matching)."""
 
     def differs(key: str) -> Any:
-        if settings[key] is None:
-            return None
         return next((record[key] for _, record in previous if record.get(key, settings[key]) != settings[key]), None)
 
     start_anew = "give another -o to start a new file"
@@ -234,12 +246,11 @@ def run_batch(
     stream = stream or (output.exists() and not output.is_file())
     generator.check_batch(generator.validate(options))
     previous = [] if stream else read_output(output)
-    _check_made_alike(output, previous, run_settings(generator, options, sampling))
+    settings = run_settings(generator, options, sampling)
+    _check_made_alike(output, previous, settings)
     todo = _without_results(rows, previous)
     if todo:
         generator.prepare(options)
-    settings = run_settings(generator, options, sampling)
-    _check_made_alike(output, previous, settings)
     failed = {key for key, record in previous if "error" in record}
     if failed:
         _rewrite(output, [record for key, record in previous if key not in failed])
@@ -253,8 +264,8 @@ def run_batch(
                 line = {"id": row.id, "row": row.number, **settings, **outcome}
                 if "error" in line:
                     if on_error == "stop":
-                        if bug:
-                            raise bug
+                        if bug:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
+                            raise AigcError(f"row {row.number} (id {row.id}): {line['error']}") from bug
                         raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -294,14 +305,18 @@ def run_rows(generator, rows: list[Row], options: dict[str, Any], sampling: dict
     """`(row, {"result": ...} or {"error": ...})` in input order, while worker threads run the rows
     concurrently and their model calls are merged into batches. A row the generator failed on with
     an exception other than `AigcError` (a bug) also carries it, as `"exception"`."""
+    check_concurrency(concurrency)
     if not rows:
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
-    generator._engine = engine
-    try:
-        yield from _ordered(generator, engine, rows, options, sampling or {}, field_name)
-    finally:
-        generator._engine = engine.engine
+    worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
+    worker._engine = engine
+    yield from _ordered(worker, engine, rows, options, sampling or {}, field_name)
+
+
+def check_concurrency(concurrency: int) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
+        raise OptionError("concurrency", f"must be a whole number between 1 and 256, got {concurrency!r}")
 
 
 def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name) -> Iterator[tuple[Row, dict]]:
@@ -350,7 +365,7 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
     if row.error:
         return {"error": row.error}
     try:
-        item = row.input if row.input is not None else generator.batch_input(row.fields, field_name)
+        item = row.input if row.given else generator.batch_input(row.fields, field_name)
         return {"result": generator(item, sampling=sampling, **options)}
     except AigcError as exc:  # this row's input, or the model's answer for it
         return {"error": str(exc)}

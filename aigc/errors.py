@@ -20,8 +20,11 @@ class OptionError(BadInputError):
     HTTP API spell it (`max_tokens`); the CLI names the command's flag instead (`--max-tokens`)."""
 
     def __init__(self, option: str, problem: str):
+        super().__init__(option, problem)  # both kept in `args`, so it pickles (process pools)
         self.option, self.problem = option, problem
-        super().__init__(f"{option} {problem}")
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.problem}"
 
 
 class UnknownModelError(BadInputError):

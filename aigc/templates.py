@@ -18,6 +18,7 @@ a later directory overrides a template of the same name from an earlier one.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import AigcWarning, BadInputError, UnknownTemplateError
+from .errors import AigcWarning, BadInputError, OptionError, UnknownTemplateError
 
 SUFFIX = ".j2"
 
@@ -136,6 +137,7 @@ def parse(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    _check_defaults(path, meta.get("defaults") or {})
     template = Template(
         name=path.name[: -len(SUFFIX)],
         path=path,
@@ -150,6 +152,22 @@ def parse(path: Path, source: str) -> Template:
     )
     _check_syntax(template)
     return template
+
+
+def _check_defaults(path: Path, defaults: Any) -> None:
+    """Front-matter `defaults` must be sampling settings with usable values."""
+    from .engine.sampling import SamplingParams
+
+    known = {f.name for f in dataclasses.fields(SamplingParams)}
+    if not isinstance(defaults, dict):
+        raise BadInputError(f"{path}: 'defaults' must be a mapping of sampling settings, like {{temperature: 0.7}}")
+    unknown = sorted(map(str, set(defaults) - known))
+    if unknown:
+        raise BadInputError(f"{path}: defaults: unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        SamplingParams(**defaults)
+    except OptionError as exc:
+        raise BadInputError(f"{path}: defaults: {exc}") from None
 
 
 def _check_syntax(template: Template) -> None:
@@ -259,9 +277,16 @@ def discover() -> dict[str, Template]:
     return found
 
 
+def is_path(name: str) -> bool:
+    """Whether a template reference names a file (ends in `.j2` or holds a slash), not a template."""
+    return name.endswith(SUFFIX) or "/" in name or os.sep in name
+
+
 def get_template(name: str) -> Template:
-    """The template called `name`, or the template file `name` when it ends in `.j2` or holds a slash."""
-    if name.endswith(SUFFIX) or "/" in name or os.sep in name:
+    """The template called `name`, or the template file `name` when `is_path(name)`."""
+    if not isinstance(name, str) or not name:
+        raise BadInputError(f"a template is a name or a .j2 file, got {name!r}")
+    if is_path(name):
         path = Path(name).expanduser()
         if not path.is_file():
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
@@ -289,17 +314,20 @@ def environment():
     turn: dict[str, Any] = {"plugin": None}
 
     def settle() -> None:
-        """A filter or global the plugin just run replaced, that an earlier plugin added, is put back."""
+        """A filter or global the plugin just run replaced, that an earlier plugin set, is put back
+        (replacing one of jinja2's own makes it the plugin's)."""
         for kind, table in (("filter", env.filters), ("global", env.globals)):
             for name, value in list(table.items()):
                 old = turn["before"][kind].get(name, _UNSET)
-                if old is _UNSET:
-                    owner[kind, name] = turn["plugin"]
-                elif value is not old and (kind, name) in owner:
+                if old is not _UNSET and value is old:
+                    continue
+                if (kind, name) in owner and old is not _UNSET:
                     from .plugins import record_clash
 
                     record_clash("prepare_jinja_env", f"jinja {kind}", name, owner[kind, name], turn["plugin"])
                     table[name] = old
+                else:
+                    owner[kind, name] = turn["plugin"]
 
     def before(plugin: str) -> None:
         if turn["plugin"] is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import BadInputError, OptionError
 from .options import RunOptions, generation_options
 
 
@@ -42,13 +42,12 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_on_error, pending_rows, read_rows, run_batch
+    from ..batch import check_concurrency, check_on_error, pending_rows, read_rows, run_batch
     from ..engine.sampling import SamplingParams
     from ..textio import check_writable
 
-    if not 1 <= concurrency <= 256:
-        raise BadInputError(f"--concurrency must be between 1 and 256, got {concurrency}")
     check_on_error(on_error)
+    check_concurrency(concurrency)
     if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)
@@ -56,7 +55,10 @@ def batch(
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field)
     generator = run.generator(task)
-    generator.check_batch(generator.validate(options))
+    try:
+        generator.check_batch(generator.validate(options))
+    except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
+        raise BadInputError(f"-O {exc}") from None
     if pending_rows(rows, output, generator, options, run.sampling()):
         with ui.stage_status() as stage:
             generator.load_progress = stage

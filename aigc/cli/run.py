@@ -26,7 +26,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
 
 @generation_options
 def run_template(
-    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`).")],
+    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.")],
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with -.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,

@@ -10,6 +10,7 @@ caches a safetensors copy; later loads read the cache. Nothing here imports torc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -128,6 +129,13 @@ def resolve(name: str | None) -> ModelRef:
         f"unknown model {name!r}; known aliases: {', '.join(sorted(models))} "
         "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"
     )
+
+
+def model_key(name: str | None) -> str:
+    """A model as records name it: an alias, hub id or remote as given, a local path resolved (so
+    `./m` and `/abs/m` are one model)."""
+    ref = resolve(name)
+    return str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") and ref.spec is None else ref.name
 
 
 def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
@@ -407,31 +415,32 @@ def load_model(
     threads asking at once wait for one load.
 
     `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
-    with load_lock:
-        return _load(name, device, dtype, progress, trust_remote_code, quantize)
-
-
-def _load(name: str | None, device: str, dtype: str, progress: Progress, trust_remote_code: bool, quantize: str | None):
     ref = resolve(name)
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote
 
         remote = named_remote(ref.name[len("remote:") :]) if ref.name.startswith("remote:") else None
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
-        if key not in _loaded:
-            _loaded[key] = OpenAIEngine.from_remote(remote) if remote else OpenAIEngine.from_location(ref.location)
-        return _loaded[key]
-    if ref.image:
-        raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
-    check_names(device, dtype, quantize)
-    device_name = pick_device(device)
-    quantize = None if quantize == "none" else quantize
-    if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
-        raise BadInputError("--quantize int8 runs on the CPU in float32; use --device cpu and --dtype auto")
-    torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
-    key = (ref, device_name, str(torch_dtype), quantize)
-    if key in _loaded:
-        return _loaded[key]
+        make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
+    else:
+        if ref.image:
+            raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
+        check_names(device, dtype, quantize)
+        device_name = pick_device(device)
+        quantize = None if quantize == "none" else quantize
+        if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
+            raise BadInputError("--quantize int8 runs on the CPU in float32; use --device cpu and --dtype auto")
+        torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
+        key = (ref, device_name, str(torch_dtype), quantize)
+        make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
+    if key not in _loaded:  # a model already loaded is handed out without waiting for another's load
+        with load_lock:
+            if key not in _loaded:
+                _loaded[key] = make()
+    return _loaded[key]
+
+
+def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool):
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     progress(f"loading {ref.name}")
     started = time.perf_counter()
@@ -457,9 +466,7 @@ def _load(name: str | None, device: str, dtype: str, progress: Progress, trust_r
         model = quantize_int8(model)
     from .local import LocalEngine
 
-    engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started)
-    _loaded[key] = engine
-    return engine
+    return LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started)
 
 
 def describe(ref: ModelRef) -> dict:

@@ -109,10 +109,13 @@ class Generator:
 
     @property
     def engine(self) -> Engine:
-        """The engine, loaded on first use (pulling the model if it is not installed)."""
+        """The engine, loaded on first use (pulling the model if it is not installed); `model` then
+        names the model loaded (the default one when it was None)."""
         if self._engine is None:
+            from .. import config
             from ..engine.models import load_model
 
+            self.model = self.model or config.default_model()
             self._engine = load_model(
                 self.model,
                 self.device,
@@ -178,10 +181,11 @@ class Generator:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
         input fails, its error is raised once all have run (a `BadInputError` names its position)."""
-        from ..batch import Row, run_rows
+        from ..batch import Row, check_concurrency, run_rows
 
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
+        check_concurrency(concurrency)
         self.check_batch(self.validate(options))
         SamplingParams(**(sampling or {}))
         for item in inputs:
@@ -191,7 +195,7 @@ class Generator:
         self.prepare(options)
         results: list[dict[str, Any]] = []
         failed: tuple[int, dict] | None = None
-        for row, outcome in run_rows(self, [Row(i, i, {}, input=item) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency):
+        for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency):
             if "error" in outcome:
                 failed = failed or (row.number, outcome)
             else:
@@ -224,7 +228,8 @@ def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
     from ..plugins import collect
 
-    return collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
+    found = collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
+    return {name: (plugin, item[1]) for name, (plugin, item) in found.items()}
 
 
 def _generator_problem(item: Any) -> str | None:
@@ -240,4 +245,4 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     generators = registered_generators()
     if name not in generators:
         raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
-    return generators[name][1][1](**kwargs)
+    return generators[name][1](**kwargs)

@@ -214,7 +214,7 @@ class ClassifyGenerator(Generator):
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
         """The label scores on content-free inputs (averaged probabilities, as log-probabilities)."""
-        key = (opts.template, opts.aspect, tuple(opts.parsed), repr(shown))
+        key = (templates.get_template(opts.template).body, opts.aspect, tuple(opts.parsed), repr(shown))  # an edited template is measured again
         if key not in self._content_free:
             scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
             self._content_free[key] = mean_prior(scores)

@@ -79,6 +79,20 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
+
+
+def _no_files(options: dict) -> None:
+    """A request never makes the server read a file: templates go by name, examples and glossaries inline."""
+    from ..templates import is_path
+
+    for key, value in options.items():
+        if isinstance(value, str) and key.endswith("template") and is_path(value):
+            raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key)
+        if isinstance(value, str) and key in FILE_OPTIONS:
+            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key)
+
+
 def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
@@ -467,6 +481,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             generator = get_generator(task, engine=engine)
         except UnknownGeneratorError as exc:
             raise ApiError(404, str(exc), code="not_found") from None
+        _no_files(req.options)
         options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
         for name, value, cap in caps:

@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from aigc.batch import Row, pending_rows, read_rows, run_batch
+from aigc.batch import Row, pending_rows, read_rows, run_batch, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import BadInputError
+from aigc.errors import AigcError, BadInputError
 from aigc.generators.base import get_generator
 from aigc.testing import FakeEngine
 
@@ -327,5 +327,32 @@ def test_a_generator_bug_on_a_row_is_that_rows_error_under_skip_and_stops_the_ru
     summary = run_batch(Parser(engine=FakeEngine()), read_rows(source), out, {})
     assert summary.errors == 1 and [line.get("result") for line in lines(out)] == [{"text": "ONE"}, None, {"text": "THREE"}]
     assert lines(out)[1]["error"] == "the parser generator failed: ValueError: could not parse the model's answer"
-    with pytest.raises(ValueError, match="could not parse"):
+    with pytest.raises(AigcError, match=r"^row 2 \(id 2\): the parser generator failed: ValueError: could not parse") as stopped:
         run_batch(Parser(engine=FakeEngine()), read_rows(source), tmp_path / "stopped.jsonl", {}, on_error="stop")
+    assert not isinstance(stopped.value, BadInputError) and isinstance(stopped.value.__cause__, ValueError)  # exit 1: a bug
+
+
+def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, tiny_model_dir):
+    import shutil
+
+    from aigc.generators.headline import HeadlineGenerator
+
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("bees\nsolar\n")
+    rows = read_rows(source)
+    engine = FakeEngine()
+    engine.enqueue("Bees are back")
+    run_batch(HeadlineGenerator(engine=engine), rows[:1], out, {"n": "1"}, {"temperature": 1, "stop": "x"})
+    for options, sampling in (({"n": 1}, {"temperature": 1.0, "stop": ["x"]}), ({"n": "01", "style": "news"}, {"temperature": 1, "stop": ("x",)})):
+        assert [r.id for r in pending_rows(rows, out, HeadlineGenerator(engine=engine), options, sampling)] == [2]
+    with pytest.raises(BadInputError, match="other task options"):
+        pending_rows(rows, out, HeadlineGenerator(engine=engine), {"n": 1, "style": "question"}, {"temperature": 1})
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    made = tmp_path / "made.jsonl"
+    settings = run_settings(get_generator("summarize", model=str(model)), {}, {})
+    made.write_text(json.dumps({"id": 1, "row": 1, **settings, "result": {}}) + "\n")
+    assert settings["model"] == str(model)
+    for spelling in (str(tmp_path / "model" / ".." / "model"), str(model) + "/"):  # not loaded: checked before any load
+        assert [r.id for r in pending_rows(rows, made, get_generator("summarize", model=spelling), {}, {})] == [2]
+    with pytest.raises(BadInputError, match=f"made with model {model}, not {tiny_model_dir}"):
+        pending_rows(rows, made, get_generator("summarize", model=str(tiny_model_dir)), {}, {})

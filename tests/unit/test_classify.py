@@ -198,3 +198,15 @@ def test_classify_many_matches_one_at_a_time(classify):
     batched = classify.classify_many(texts, labels="weather,sports")
     for text, result in zip(texts, batched):
         assert result["scores"] == pytest.approx(classify(text, labels="weather,sports")["scores"], abs=1e-4)
+
+
+def test_an_edited_template_has_its_label_prior_measured_again(tmp_path, tiny_engine):
+    path = tmp_path / "my-classify.j2"
+    path.write_text('"{{ text }}"\nSentiment:')
+    generator = ClassifyGenerator(engine=tiny_engine)
+    generator("great", labels="negative,positive", template=str(path))
+    generator("fine", labels="negative,positive", template=str(path))
+    assert len(generator._content_free) == 1
+    path.write_text('Review: "{{ text }}"\nThe review is')
+    generator("great", labels="negative,positive", template=str(path))
+    assert len(generator._content_free) == 2

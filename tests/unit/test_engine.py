@@ -218,3 +218,17 @@ def test_tokens_per_second_counts_answers_that_came_whole():
 def test_engine_calls_check_their_arguments(tiny_engine, call, words):
     with pytest.raises(BadInputError, match=re.escape(words)):
         call(tiny_engine, SamplingParams(max_tokens=3))
+
+
+def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
+    import threading
+
+    from aigc.engine import models
+
+    loaded = models.load_model(str(tiny_model_dir), device="cpu")
+    got = []
+    with models.load_lock:  # as if another model were loading
+        thread = threading.Thread(target=lambda: got.append(models.load_model(str(tiny_model_dir), device="cpu")))
+        thread.start()
+        thread.join(timeout=10)
+        assert got == [loaded]

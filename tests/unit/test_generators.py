@@ -332,3 +332,45 @@ def test_many_runs_inputs_batched_and_in_order_and_names_a_failing_one():
         SummarizeGenerator(engine=engine).many("one text")
     with pytest.raises(BadInputError, match=r"^input 2: the text is longer than fake's 30-token context"):
         Shout(engine=FakeEngine(context_length=30)).many(["short", "short too", "word " * 40, "word " * 50])
+
+
+def test_many_leaves_the_generator_as_it_was_and_runs_from_two_threads_at_once():
+    import threading
+
+    engine = FakeEngine()
+    generator = SummarizeGenerator(engine=engine)
+    results, errors = [], []
+
+    def run(texts):
+        try:
+            results.append(generator.many(texts, words=10, concurrency=4))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=([f"Text {t} {i} about bees." for i in range(6)],)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads) and errors == [] and [len(r) for r in results] == [6, 6]
+    assert generator.engine is engine
+    for bad in (0, 300, 2.5, True):
+        with pytest.raises(OptionError, match="^concurrency must be a whole number between 1 and 256"):
+            generator.many(["a text"], concurrency=bad)
+
+
+def test_option_errors_pickle_and_a_template_must_be_named():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(OptionError("n", "must be at least 1, got 0")))
+    assert (str(error), error.option, error.problem) == ("n must be at least 1, got 0", "n", "must be at least 1, got 0")
+    from aigc import templates
+
+    with pytest.raises(BadInputError, match="a template is a name or a .j2 file, got None"):
+        templates.get_template(None)
+
+
+def test_registered_generators_map_each_name_to_its_plugin_and_class():
+    import aigc
+
+    assert aigc.registered_generators()["summarize"] == ("aigc.default_plugins.generators", SummarizeGenerator)

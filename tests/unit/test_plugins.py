@@ -11,9 +11,12 @@ from aigc.generators.base import Generator, get_generator, registered_generators
 
 @pytest.fixture
 def pm():
+    reporter = plugins._reporter
+    plugins.set_reporter(lambda failure: None)  # the tests read plugins.failures()
     plugins.reset()
     yield plugins.get_plugin_manager()
     plugins.reset()
+    plugins._reporter = reporter
 
 
 class Echo(Generator):
@@ -383,7 +386,7 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
             @hookimpl
             def prepare_jinja_env(self, env):
                 env.filters["quote_email"] = filter_
-                env.filters["upper"] = str.lower  # jinja's own filters are the plugin's to replace
+                env.filters["upper"] = filter_  # jinja's own filters are the first plugin's to replace
 
         return Plugin()
 
@@ -393,10 +396,11 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
     try:
         assert templates.render("reply", {"input": "hi"}).messages[-1]["content"] == "first hi"
         assert templates.environment().filters["quote_email"]("hi") == "> hi"
-        assert templates.environment().filters["upper"] is str.lower
+        assert templates.environment().filters["upper"]("hi") == "> hi"
         clashes = sorted((f.stage, f.error) for f in plugins.failures() if f.plugin == "second")
         assert clashes == [
             ("prepare_jinja_env", "PluginClashError: jinja filter 'quote_email' is already registered by plugin 'first'; the one from 'second' is ignored"),
+            ("prepare_jinja_env", "PluginClashError: jinja filter 'upper' is already registered by plugin 'first'; the one from 'second' is ignored"),
             ("register_template_dirs", "PluginClashError: template 'reply' is already registered by plugin 'first'; the one from 'second' is ignored"),
         ]
     finally:
@@ -418,11 +422,7 @@ def test_a_relative_template_directory_is_refused(pm):
 def test_without_a_reporter_a_failure_is_a_warning_for_library_callers(pm):
     from aigc.errors import AigcWarning
 
-    reporter = plugins._reporter  # the CLI's, when a CLI test ran first
-    plugins.set_reporter(None)
-    try:
-        pm.register(RaisingPlugin(), name="raiser")
-        with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom"):
-            registered_models()
-    finally:
-        plugins._reporter = reporter
+    plugins.set_reporter(None)  # the pm fixture puts the earlier one back
+    pm.register(RaisingPlugin(), name="raiser")
+    with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom"):
+        registered_models()

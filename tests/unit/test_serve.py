@@ -813,3 +813,18 @@ def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_
     monkeypatch.setattr(SummarizeGenerator, "postprocess", lambda self, raw, opts: {"summary": {"a set"}})
     status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
     assert status == 500 and body["error"]["type"] == "server_error" and "not JSON data" in body["error"]["message"]
+
+
+def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
+    secret = tmp_path / "secret.j2"
+    secret.write_text("db_password = hunter2")
+    for task, options, param in (
+        ("template", {"template": str(secret)}, "template"),
+        ("summarize", {"chunk_template": "../../etc/x.j2"}, "chunk_template"),
+        ("classify", {"labels": "a,b", "examples": str(secret)}, "examples"),
+        ("translate", {"target_language": "de", "glossary": str(secret)}, "glossary"),
+    ):
+        status, _, body = raw(server, f"/v1/aigc/{task}", {"input": "x" if task != "template" else {"input": "x"}, "options": options})
+        assert status == 400 and body["error"]["param"] == param and "hunter2" not in json.dumps(body), body
+    status, _, body = raw(server, "/v1/aigc/classify", {"input": "great", "options": {"labels": "a,b", "examples": [["good", "a"], ["bad", "b"]]}})
+    assert status == 200 and body["label"] in ("a", "b")

@@ -177,3 +177,14 @@ def test_a_template_file_is_used_by_its_path(tmp_path):
     assert templates.get_template(str(path)).name == "tagline"
     with pytest.raises(UnknownTemplateError, match="no template file"):
         templates.get_template(str(tmp_path / "missing.j2"))
+
+
+@pytest.mark.parametrize(
+    "defaults, words",
+    [("{max_tokens: 0}", "defaults: max_tokens must be at least 1, got 0"), ("{tempo: 1}", "defaults: unknown sampling setting tempo"), ("[1]", "'defaults' must be a mapping")],
+)
+def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
+    path = write(templates.user_dir(), "bad-defaults", f"---\ndefaults: {defaults}\n---\n{{{{ input }}}}")
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("bad-defaults")
+    assert str(info.value).startswith(f"{path}: {words}")
