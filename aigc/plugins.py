@@ -46,7 +46,6 @@ class PluginFailure:
         )
 
 
-
 @dataclass
 class PluginSource:
     """Where an entry-point plugin comes from: its entry point and the distribution that ships it."""

@@ -13,7 +13,8 @@ A template file looks like::
     The prompt body, with {{ text }}.
 
 Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
-a later directory overrides a template of the same name from an earlier one.
+a later directory overrides a template of the same name from an earlier one, except that two
+plugins' templates of one name clash (the first stays). A path to a `.j2` file names that file.
 """
 
 from __future__ import annotations

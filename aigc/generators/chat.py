@@ -141,9 +141,9 @@ class ChatSession:
         """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
         iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
         reply is kept."""
-        self.generator.check_inputs(text)
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
+        self.generator.check_inputs(text)
         opts = ChatOptions(template=self.template, system=self.system)
         turn, _ = self.generator.user_message(text, opts)
         return self._reply(self.messages + [m for m in turn if m["role"] == "user"])
