@@ -162,9 +162,15 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    previous = read_output(output)
+    previous = [] if streams(output) else read_output(output)
     _check_made_alike(output, previous, run_settings(generator, options, sampling))
     return _without_results(rows, previous)
+
+
+def streams(output: str | Path) -> bool:
+    """Whether `output` is written only, never read back: `/dev/stdout` (whatever stdout is: a pipe,
+    a file appended to) or anything that is not a regular file."""
+    return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
 
 
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -241,9 +247,8 @@ def run_batch(
     """
     check_on_error(on_error)
     SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
-    stream = str(output) == "/dev/stdout"  # whatever stdout is (a pipe, a file appended to): write only
+    stream = streams(output)
     output = check_writable(output)
-    stream = stream or (output.exists() and not output.is_file())
     generator.check_batch(generator.validate(options))
     previous = [] if stream else read_output(output)
     settings = run_settings(generator, options, sampling)

@@ -123,6 +123,16 @@ def _term(term: str, whole: bool = True) -> re.Pattern:
     return re.compile(left + re.escape(term) + right, re.I)
 
 
+def _prose(text: str) -> str:
+    """The words of `text` outside inline code, link targets and URLs: where glossary terms count."""
+    return " ".join(part for is_text, part in inline_parts(text) if is_text)
+
+
+def _replace_in_prose(term: re.Pattern, target: str, text: str) -> str:
+    """`text` with `term` replaced by `target` in its words only (a URL or code keeps its letters)."""
+    return "".join(term.sub(lambda m: target, part) if is_text else part for is_text, part in inline_parts(text))
+
+
 # --- cleaning a model's answer ---------------------------------------------------------------
 
 _PREAMBLE = re.compile(
@@ -256,7 +266,7 @@ class TranslateGenerator(Generator):
             for b in (movable[k] for k in group):
                 for t, text in enumerate(blocks[b].texts):
                     for piece in segments(text, opts.chunk_tokens, count, opts.by_sentence):
-                        terms = [(s, d) for s, d in opts.terms if _term(s).search(piece)]
+                        terms = [(s, d) for s, d in opts.terms if _term(s).search(_prose(piece))]
                         chunk.append(_Segment(b, t, piece, terms))
             chunks.append(chunk)
         return {"blocks": blocks, "chunks": chunks}
@@ -296,7 +306,7 @@ class TranslateGenerator(Generator):
         them translated piece by piece, and the markup put back as it was."""
         layouts = [inline_parts(segment.source) for segment in broken]
         pieces = [
-            _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(text)])
+            _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
             for segment, parts in zip(broken, layouts) for is_text, text in parts if is_text
         ]
         self._translate(pieces, opts, sampling)
@@ -312,9 +322,9 @@ class TranslateGenerator(Generator):
         for segment in (s for chunk in raw["chunks"] for s in chunk):
             text = segment.translation or segment.source  # nothing usable came back: keep the source
             for source, target in segment.terms:
-                if not _term(target, whole=False).search(text):
-                    text = _term(source).sub(lambda m: target, text)  # a copied-through source term
-                if not _term(target, whole=False).search(text):
+                if not _term(target, whole=False).search(_prose(text)):
+                    text = _replace_in_prose(_term(source), target, text)  # a copied-through source term
+                if not _term(target, whole=False).search(_prose(text)):
                     misses[(source, target)] = misses.get((source, target), 0) + 1
             pieces[segment.block][segment.text].append(text)
         translations = [[joiner.join(parts) for parts in block] for block in pieces]

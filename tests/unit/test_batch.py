@@ -165,8 +165,10 @@ def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_pa
     out = tmp_path / "log.txt"
     out.write_text("an earlier line that is no batch output\n")
     script = (
-        "from aigc.batch import read_rows, run_batch; from aigc.generators.base import get_generator; from aigc.testing import FakeEngine; "
-        f"run_batch(get_generator('classify', engine=FakeEngine()), read_rows({str(tmp_path / 'in.txt')!r}), '/dev/stdout', {{'labels': 'a,bb'}})"
+        "from aigc.batch import pending_rows, read_rows, run_batch; from aigc.generators.base import get_generator; from aigc.testing import FakeEngine; "
+        f"g, rows = get_generator('classify', engine=FakeEngine()), read_rows({str(tmp_path / 'in.txt')!r}); "
+        "assert len(pending_rows(rows, '/dev/stdout', g, {'labels': 'a,bb'})) == 2; "  # what the CLI asks first
+        "run_batch(g, rows, '/dev/stdout', {'labels': 'a,bb'})"
     )
     with open(out, "a") as sink:
         subprocess.run([sys.executable, "-c", script], stdout=sink, check=True)

@@ -324,6 +324,17 @@ def test_glossary_terms_are_prompted_enforced_and_misses_reported():
     assert "- table: Tisch" in systems[1] and "Always translate" not in systems[2]
 
 
+def test_glossary_terms_are_never_enforced_inside_urls_link_targets_or_code():
+    engine = FakeEngine()
+    engine.enqueue("Ligue para o [bank](https://example.com/bank) hoje.", "Visite https://bank.example.com/bank agora.")
+    doc = "Call the [bank](https://example.com/bank) today.\n\nVisit https://bank.example.com/bank now."
+    result, _ = translate(doc, engine, target_language="pt-BR", glossary={"bank": "banco"})
+    assert result["translation"] == "Ligue para o [banco](https://example.com/bank) hoje.\n\nVisite https://bank.example.com/bank agora."
+    assert result["glossary_misses"] == []  # the second paragraph has the term only in its URL
+    systems = [p[0]["content"] for p in engine.calls[0][0]]
+    assert "- bank: banco" in systems[0] and "bank" not in systems[1]
+
+
 def test_inflected_glossary_targets_count():
     engine = FakeEngine()
     engine.enqueue("Die Türen des Krankenhauses.")
