@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config
-from .errors import AigcError, BadInputError
+from .errors import BadInputError
 from .textio import make_dir, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
@@ -103,7 +103,7 @@ def in_use(path: Path):
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise AigcError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
+                raise BadInputError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
             except OSError:  # e.g. no locks on this file system
                 pass
         yield

@@ -127,6 +127,14 @@ def distribution_of(name: str) -> str | None:
     return None
 
 
+def plugins_of(distribution: str) -> list[str]:
+    """The entry-point plugins that `distribution` ships (what uninstalling it removes)."""
+    from importlib.metadata import entry_points
+
+    wanted = distribution.lower().replace("_", "-")
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if (_source(ep).distribution or "").lower().replace("_", "-") == wanted)
+
+
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
     """A hookimpl that no hookspec declares (a misspelled hook) would never be called: record it."""
     known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())

@@ -140,6 +140,10 @@ def uninstall(
         except PackageNotFoundError:
             raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins") from None
         dists.append(dist)
+    for dist in dists:
+        shipped = plugins.plugins_of(dist)
+        if shipped:
+            ui.info(f"removing {dist} with its plugin{'s' if len(shipped) > 1 else ''} {', '.join(shipped)}")
     code = _pip(["uninstall", "-y", *dists])
     if code:
         raise typer.Exit(code)

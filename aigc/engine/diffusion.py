@@ -210,17 +210,18 @@ def load_image_model(
 ) -> ImageEngine:
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""
-    with models.load_lock:
-        return _load(name, device, dtype, progress)
-
-
-def _load(name: str | None, device: str, dtype: str, progress: Progress) -> ImageEngine:
     ref = resolve_image(name)
     device_name = models.pick_device(device)
     torch_dtype = models.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))
-    if key in _loaded:
-        return _loaded[key]
+    if key not in _loaded:  # a model already loaded is handed out without waiting for another's load
+        with models.load_lock:
+            if key not in _loaded:
+                _loaded[key] = _load(ref, device_name, torch_dtype, progress)
+    return _loaded[key]
+
+
+def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progress) -> ImageEngine:
     diffusers = _import_diffusers()
     path = pull_image(ref, progress)
     progress(f"loading {ref.name}")
@@ -239,7 +240,7 @@ def _load(name: str | None, device: str, dtype: str, progress: Progress) -> Imag
     pipeline.to(device_name)
     pipeline.set_progress_bar_config(disable=True)
     local = ref.kind in ("diffusers", "checkpoint") and ref.spec is None
-    engine = ImageEngine(
+    return ImageEngine(
         name=str(Path(ref.location).resolve()) if local else ref.name,
         pipeline=pipeline,
         device=device_name,
@@ -247,8 +248,6 @@ def _load(name: str | None, device: str, dtype: str, progress: Progress) -> Imag
         load_seconds=time.perf_counter() - started,
         defaults=dict(ref.spec.defaults) if ref.spec else {},
     )
-    _loaded[key] = engine
-    return engine
 
 
 def _load_single_file(diffusers, path: Path, torch_dtype):

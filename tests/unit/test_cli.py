@@ -431,8 +431,10 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
 
     monkeypatch.setattr(cli_plugins, "version", version)
     monkeypatch.setattr(plugins, "distribution_of", lambda name: {"shout": "aigc-shout"}.get(name))
+    monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"]}.get(dist, []))
     result = invoke("plugins", "uninstall", "aigc-something", "shout", env={"AIGC_LOAD_PLUGINS": ""})
     assert result.exit_code == 0, result.output
+    assert "removing aigc-shout with its plugins shout, whisper" in result.stderr  # all it ships go with it
     assert pip_calls[0][0][3:] == ["uninstall", "-y", "aigc-something", "aigc-shout"]
     missing = invoke("plugins", "uninstall", "nosuch")
     assert missing.exit_code == 2 and "no plugin or distribution called 'nosuch' is installed" in missing.stderr
@@ -599,7 +601,7 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
     args = ("chat", "-S", str(path), "again", "-m", str(tiny_model_dir), "--max-tokens", "3")
     with conversations.in_use(path):
         busy = invoke(*args)
-    assert busy.exit_code == 1 and "is in use by another aigc chat" in busy.stderr
+    assert busy.exit_code == 2 and "is in use by another aigc chat" in busy.stderr  # the user picks another session
     done = invoke(*args)
     assert done.exit_code == 0 and "this session was with other-model" in done.stderr
     assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"
