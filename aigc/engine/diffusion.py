@@ -214,11 +214,7 @@ def load_image_model(
     device_name = models.pick_device(device)
     torch_dtype = models.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))
-    if key not in _loaded:  # a model already loaded is handed out without waiting for another's load
-        with models.load_lock:
-            if key not in _loaded:
-                _loaded[key] = _load(ref, device_name, torch_dtype, progress)
-    return _loaded[key]
+    return models.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress))
 
 
 def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progress) -> ImageEngine:

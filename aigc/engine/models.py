@@ -403,6 +403,16 @@ _loaded: dict[tuple, object] = {}
 load_lock = threading.Lock()  # one model load at a time (text or image): concurrent callers wait and get the same engine
 
 
+def loaded(cache: dict, key: tuple, make: Callable[[], Any]) -> Any:
+    """`cache[key]`, made by `make()` the first time under `load_lock`; a model already loaded is
+    handed out without waiting for another's load."""
+    if key not in cache:
+        with load_lock:
+            if key not in cache:
+                cache[key] = make()
+    return cache[key]
+
+
 def load_model(
     name: str | None = None,
     device: str = "auto",
@@ -433,11 +443,7 @@ def load_model(
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         key = (ref, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
-    if key not in _loaded:  # a model already loaded is handed out without waiting for another's load
-        with load_lock:
-            if key not in _loaded:
-                _loaded[key] = make()
-    return _loaded[key]
+    return loaded(_loaded, key, make)
 
 
 def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool):

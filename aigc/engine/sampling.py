@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..errors import OptionError
+from ..errors import BadInputError, OptionError
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +60,15 @@ class SamplingParams:
         for option, ok, problem in checks:
             if not ok:
                 raise OptionError(option, problem)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "SamplingParams":
+        """Params from a mapping of settings; a key that names no setting is a `BadInputError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(map(str, set(settings) - known))
+        if unknown:
+            raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**settings)
 
     def replace(self, **changes) -> "SamplingParams":
         """A copy with the given fields changed; `None` values leave a field as it is."""

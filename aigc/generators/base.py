@@ -151,11 +151,7 @@ class Generator:
         merged: dict[str, Any] = dict(self.sampling_defaults)
         merged.update(template_defaults or {})
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        fields = {f.name for f in dataclasses.fields(SamplingParams)}
-        unknown = sorted(set(merged) - fields)
-        if unknown:
-            raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-        return SamplingParams(**merged)
+        return SamplingParams.from_settings(merged)
 
     def batch_input(self, fields: dict[str, Any], field: str) -> Any:
         """The input for one row of `aigc batch`: by default the text in column `field`."""
