@@ -16,11 +16,14 @@ from . import engine, process, reference
 # (label, key, baseline label, baseline key, ratio key)
 ROWS = [
     ("decode tok/s, aigc (auto dtype)", "decode_tps", "fp32 generate", "baseline_decode_tps", "decode_ratio"),
+    ("decode tok/s, aigc --quantize int4", "int4_decode_tps", "fp32 generate", "baseline_decode_tps", "int4_decode_ratio"),
     ("decode tok/s, aigc --quantize int8", "int8_decode_tps", "fp32 generate", "baseline_decode_tps", "int8_decode_ratio"),
     ("  greedy tokens equal to fp32 (of 32), auto", "decode_match_tokens", None, None, None),
+    ("  greedy tokens equal to fp32 (of 32), int4", "int4_decode_match_tokens", None, None, None),
     ("  greedy tokens equal to fp32 (of 32), int8", "int8_decode_match_tokens", None, None, None),
-    ("decode tok/s, llama.cpp llama-bench", "llama_bench_decode_tps", "aigc int8", "int8_decode_tps", "llama_bench_ratio"),
+    ("decode tok/s, llama.cpp llama-bench", "llama_bench_decode_tps", "aigc int4", "int4_decode_tps", "llama_bench_ratio"),
     ("time to first token, ~1k-token prompt (s)", "ttft_1k_seconds", None, None, None),
+    ("time to first token, ~1k-token prompt, int4 (s)", "int4_ttft_1k_seconds", "auto dtype", "ttft_1k_seconds", "int4_ttft_1k_ratio"),
     ("batch of 8 prompts, aggregate tok/s", "batch8_tps", "single stream", "single_stream_tps", "batch8_ratio"),
     ("chat TTFT at turn 10 (s)", "chat_ttft_turn10_seconds", "turn 1", "chat_ttft_turn1_seconds", "chat_ttft_ratio"),
     ("chat TTFT at turn 10, no cache reuse (s)", "chat_ttft_turn10_no_reuse_seconds", None, None, None),
@@ -51,7 +54,7 @@ def main() -> None:
     outside = reference.llama_bench()
     if outside:
         results.update(outside)
-        results["llama_bench_ratio"] = results["llama_bench_decode_tps"] / results["int8_decode_tps"]
+        results["llama_bench_ratio"] = results["llama_bench_decode_tps"] / results["int4_decode_tps"]
     results.update(process.memory(long=not args.quick))
 
     print(f"{'measure':<46}{'value':>10}  {'baseline':<16}{'value':>10}{'ratio':>8}")

@@ -47,7 +47,7 @@ def _first_divergence(a: list[int], b: list[int], limit: int = 32) -> int:
 
 
 def decode(new_tokens: int = 64) -> dict[str, float]:
-    """Single-stream greedy decode: aigc (auto dtype, and int8) vs float32 `model.generate`."""
+    """Single-stream greedy decode: aigc (auto dtype, int4 and int8) vs float32 `model.generate`."""
     import torch
 
     from aigc.engine.models import load_model
@@ -64,7 +64,7 @@ def decode(new_tokens: int = 64) -> dict[str, float]:
 
     results = {"baseline_decode_tps": baseline_tps}
     params = SamplingParams(temperature=0, max_tokens=new_tokens)
-    for label, engine in (("decode", load_model()), ("int8_decode", load_model(quantize="int8"))):
+    for label, engine in (("decode", load_model()), ("int4_decode", load_model(quantize="int4")), ("int8_decode", load_model(quantize="int8"))):
         _timed_tokens(engine, [DECODE_PROMPT], params.replace(max_tokens=4))
         engine._previous = None
         seconds, (tokens,) = _timed_tokens(engine, [DECODE_PROMPT], params)
@@ -85,6 +85,8 @@ def time_to_first_token(engine, prompt) -> float:
 
 
 def ttft_1k() -> dict[str, float]:
+    """Time to first token for a ~1,000-token prompt, auto dtype and int4 (prefill is where int4
+    weights cost: they are rebuilt as float32 for it)."""
     from aigc.engine.models import load_model
 
     engine = load_model()
@@ -95,8 +97,12 @@ def ttft_1k() -> dict[str, float]:
     while engine.count_tokens(" ".join(words)) > 1000:
         words = words[:-10]
     prompt = [{"role": "user", "content": "Summarize this:\n\n" + " ".join(words)}]
-    time_to_first_token(engine, prompt)
-    return {"ttft_1k_seconds": time_to_first_token(engine, prompt), "ttft_1k_prompt_tokens": engine.count_tokens(prompt)}
+    results = {"ttft_1k_prompt_tokens": engine.count_tokens(prompt)}
+    for label, engine in (("ttft_1k", engine), ("int4_ttft_1k", load_model(quantize="int4"))):
+        time_to_first_token(engine, prompt)
+        results[f"{label}_seconds"] = time_to_first_token(engine, prompt)
+    results["int4_ttft_1k_ratio"] = results["int4_ttft_1k_seconds"] / results["ttft_1k_seconds"]
+    return results
 
 
 def batch8(new_tokens: int = 64) -> dict[str, float]:

@@ -25,7 +25,7 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    quantize: Annotated[str, typer.Option(help="none, or int8 (CPU, float32).")] = "none",
+    quantize: Annotated[str, typer.Option(help="none, int4 or int8 (CPU, float32).")] = "none",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code.")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows decoded together.", rich_help_panel=PANEL)] = 32,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,

@@ -361,8 +361,8 @@ def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None 
         raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise BadInputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    if quantize not in (None, "none", "int8"):
-        raise BadInputError(f"unknown quantization {quantize!r}; use none or int8")
+    if quantize not in (None, "none", "int8", "int4"):
+        raise BadInputError(f"unknown quantization {quantize!r}; use none, int4 or int8")
 
 
 def pick_device(device: str = "auto") -> str:
@@ -424,7 +424,8 @@ def load_model(
     """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused, and
     threads asking at once wait for one load.
 
-    `quantize="int8"` stores Linear weights as int8 (dynamic quantization, CPU only)."""
+    `quantize="int4"` stores Linear weights as int4 in groups of 32 (weight-only, CPU only);
+    `quantize="int8"` as int8 with activations quantized on the fly (dynamic quantization, CPU only)."""
     ref = resolve(name)
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote
@@ -439,7 +440,7 @@ def load_model(
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
-            raise BadInputError("--quantize int8 runs on the CPU in float32; use --device cpu and --dtype auto")
+            raise BadInputError(f"--quantize {quantize} runs on the CPU in float32; use --device cpu and --dtype auto")
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         key = (ref, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
@@ -467,9 +468,9 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
             transformers_logging.enable_progress_bar()
     model.to(device_name).eval()
     if quantize:
-        from .quantize import quantize_int8
+        from . import quantize as quantization
 
-        model = quantize_int8(model)
+        model = {"int4": quantization.quantize_int4, "int8": quantization.quantize_int8}[quantize](model)
     from .local import LocalEngine
 
     return LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started)

@@ -171,7 +171,7 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
         (["chat", "hi", "--device", "tpu"], None, "unknown device 'tpu'; use auto, cpu, cuda or mps"),
         (["summarize", "-", "--dtype", "int4"], b"Bees.", "unknown dtype 'int4'"),
-        (["chat", "hi", "--quantize", "int4"], None, "unknown quantization 'int4'; use none or int8"),
+        (["chat", "hi", "--quantize", "int2"], None, "unknown quantization 'int2'; use none, int4 or int8"),
     ],
 )
 def test_bad_text_and_sampling_values_fail_before_the_model_loads(args, stdin, words):

@@ -184,7 +184,7 @@ def test_threads_loading_one_model_at_once_get_one_engine(tiny_model_dir, tmp_pa
     assert errors == [] and len(engines) == 4 and len({id(e) for e in engines}) == 1
 
 
-@pytest.mark.parametrize("options", [{"quantize": "int4"}, {"quantize": "int8", "dtype": "bfloat16"}])
+@pytest.mark.parametrize("options", [{"quantize": "int2"}, {"quantize": "int8", "dtype": "bfloat16"}, {"quantize": "int4", "dtype": "float16"}])
 def test_bad_quantize_settings_are_bad_input(tiny_model_dir, options):
     from aigc.engine.models import load_model
 
