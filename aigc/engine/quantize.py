@@ -68,7 +68,10 @@ class GroupedLinear(torch.nn.Module):
             y = torch.nn.functional.linear(flat, self.dequantized().to(x.dtype))
         else:
             half = flat.to(torch.bfloat16)
-            y = sum(torch.ops.aten._weight_int4pack_mm_for_cpu(half, packed, GROUP, scales).float() for packed, scales in self.kernel).to(x.dtype)
+            (packed, scales), *more = self.kernel
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(half, packed, GROUP, scales).to(x.dtype)
+            for packed, scales in more:
+                y += torch.ops.aten._weight_int4pack_mm_for_cpu(half, packed, GROUP, scales).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)

@@ -16,6 +16,13 @@ def test_piped_question_gets_paris():
     assert "loading" not in done.stdout  # progress goes to stderr
 
 
+@pytest.mark.parametrize("quantize", ["int4", "int8"])
+def test_quantized_weights_still_answer(quantize):
+    done = aigc("chat", "What is the capital of France?", "--quantize", quantize, "--temperature", "0", "--stats")
+    assert done.returncode == 0, done.stderr
+    assert "Paris" in done.stdout and "tokens/s" in done.stderr
+
+
 def test_seeded_sampling_is_reproducible():
     args = ("chat", "Name a fruit.", "--temperature", "1.0", "--seed", "11", "--max-tokens", "20")
     first, second = aigc(*args), aigc(*args)
