@@ -27,7 +27,7 @@ Ctrl-C stops a reply that is being written."""
 def chat(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
-    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template to wrap each message in.")] = "chat",
+    template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False)] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
@@ -56,6 +56,7 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
     generator = run.generator("chat")
     if path is not None:
         return _session_turn(ChatSession(generator, system, template, run.sampling(), path), run, text, as_json)
+    template = template or "chat"
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
     if as_json:
@@ -122,14 +123,14 @@ def _stream(pieces) -> str:
     return "".join(seen)
 
 
-def _repl(run: RunOptions, system: Optional[str], template: str, path=None) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=None) -> None:
     try:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:  # pragma: no cover - not on every platform
         pass
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path)
-    run.prepare(generator, None, {"template": template, "system": session.system})
+    run.prepare(generator, None, {"template": session.template, "system": session.system})
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
     if path is not None:
         ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")

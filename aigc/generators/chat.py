@@ -107,13 +107,14 @@ class ChatGenerator(Generator):
 class ChatSession:
     """A conversation kept across turns: `send` streams a reply and records both sides. With `path`
     (a saved conversation, see `aigc.conversations`) it starts from that file when there is one and
-    writes the conversation back to it after every reply; `system` replaces a saved system prompt."""
+    writes the conversation back to it after every reply; `system` replaces a saved system prompt and
+    `template` a saved template (the file keeps one other than `chat`, a template file's by its
+    absolute path)."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str = "chat", sampling: dict | None = None, path: str | Path | None = None):
+    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None):
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         self.generator = generator
-        self.template = template
         self.sampling = sampling or {}
         self.path = Path(path).expanduser() if path is not None else None
         if self.path is not None and self.path.suffix.lower() != ".json":
@@ -122,15 +123,28 @@ class ChatSession:
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
+        self.template = self._template(template, saved)
+
+    @staticmethod
+    def _template(template: str | None, saved: conversations.Conversation) -> str:
+        template = template or saved.extra.get("template") or "chat"
+        if not isinstance(template, str):
+            raise BadInputError(f"the session's template must be a name or a .j2 file, got {type_name(template)}")
+        if templates.is_path(template):
+            template = str(Path(template).expanduser().resolve())
+        ChatOptions(template=template)  # an unknown template fails before any turn
+        return template
 
     def reset(self) -> None:
         self.messages = []
         self._keep()
 
     def load(self, path: str | Path) -> None:
-        """Go on from the conversation saved in `path` (JSON), its system prompt included."""
+        """Go on from the conversation saved in `path` (JSON), its system prompt and template included."""
         saved = conversations.read(path)
+        template = self._template(None, saved)
         self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
+        self.template = template
         self._keep()
 
     def set_system(self, text: str) -> None:
@@ -174,7 +188,10 @@ class ChatSession:
                     self._keep()
 
     def conversation(self) -> conversations.Conversation:
-        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model, self.extra)
+        extra = {k: v for k, v in self.extra.items() if k != "template"}
+        if self.template != "chat":
+            extra["template"] = self.template
+        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model, extra)
 
     def transcript(self) -> list[dict]:
         return self.conversation().transcript()

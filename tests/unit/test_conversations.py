@@ -145,3 +145,25 @@ def test_a_session_file_must_be_json_and_the_generator_chat(tmp_path):
 
     with pytest.raises(BadInputError, match="runs the chat generator"):
         ChatSession(SummarizeGenerator(engine=FakeEngine()))
+
+
+def test_a_session_keeps_its_template_and_a_given_one_replaces_it(tmp_path, monkeypatch):
+    template = tmp_path / "pirate.j2"
+    template.write_text("---\nsystem: Talk like a pirate.\n---\n{{ input }}\n")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("Arr.", "Aye.", "Hello.")
+    "".join(session(path, engine, template="pirate.j2").send("hi"))
+    assert json.loads(path.read_text())["template"] == str(template)
+    "".join(session(path, engine).send("again"))  # the saved template goes on, from any directory
+    assert engine.calls[-1][0][0][0] == {"role": "system", "content": "Talk like a pirate."}
+    "".join(session(path, engine, template="chat").send("plain now"))
+    assert engine.calls[-1][0][0][0]["role"] == "user" and "template" not in json.loads(path.read_text())
+
+
+def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
+    path = tmp_path / "talk.json"
+    path.write_text(json.dumps({"template": "no-such-template", "messages": []}))
+    with pytest.raises(BadInputError, match="no-such-template"):
+        session(path)
