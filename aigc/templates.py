@@ -24,12 +24,12 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import config
-from .errors import AigcWarning, BadInputError, UnknownTemplateError
+from .errors import AigcError, AigcWarning, BadInputError, PluginError, UnknownTemplateError
 
 SUFFIX = ".j2"
 
@@ -324,6 +324,8 @@ def environment():
                     table[name] = old
                 else:
                     owner[kind, name] = turn["plugin"]
+                    if callable(value):
+                        table[name] = _blamed(value, f"jinja {kind} {name!r} of plugin {turn['plugin']!r}")
 
     def before(plugin: str) -> None:
         if turn["plugin"] is not None:
@@ -337,6 +339,22 @@ def environment():
 
 
 _UNSET = object()
+
+
+def _blamed(function: Callable, what: str) -> Callable:
+    """`function` (a plugin's jinja filter or global) whose failures become a `PluginError` naming it."""
+    from jinja2.exceptions import TemplateError
+
+    @wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (AigcError, TemplateError):  # the template's own fault (an undefined variable) stays the template's
+            raise
+        except Exception as exc:
+            raise PluginError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    return call
 
 
 @lru_cache(maxsize=256)

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from aigc import hookimpl, hookspecs, plugins, templates
+from aigc.errors import BadInputError, PluginError
 from aigc.engine.models import ModelSpec, registered_models
 from aigc.generators.base import Generator, get_generator, registered_generators
 
@@ -426,3 +427,24 @@ def test_without_a_reporter_a_failure_is_a_warning_for_library_callers(pm):
     pm.register(RaisingPlugin(), name="raiser")
     with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom"):
         registered_models()
+
+
+def test_a_failing_plugin_filter_names_the_plugin_and_undefined_values_stay_the_templates_fault(pm, tmp_path):
+    class Broken:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            env.filters["halve"] = lambda value: 1 / 0 if value == "zero" else str(value)[: len(str(value)) // 2]
+
+    templates.environment.cache_clear()
+    pm.register(Broken(), name="halver")
+    try:
+        template = tmp_path / "t.j2"
+        template.write_text("{{ input | halve }}{{ missing | default('') | halve }}\n")
+        assert templates.render(str(template), {"input": "abcd"}).messages[-1]["content"] == "ab"
+        with pytest.raises(PluginError, match="jinja filter 'halve' of plugin 'halver' failed: ZeroDivisionError"):
+            templates.render(str(template), {"input": "zero"})
+        template.write_text("{{ missing | halve }}\n")
+        with pytest.raises(BadInputError, match="'missing' is undefined"):
+            templates.render(str(template), {"input": "x"})
+    finally:
+        templates.environment.cache_clear()
