@@ -441,6 +441,10 @@ def load_model(
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
             raise BadInputError(f"--quantize {quantize} runs on the CPU in float32; use --device cpu and --dtype auto")
+        if quantize == "int4":
+            from .quantize import check_int4_kernel
+
+            check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         key = (ref, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
@@ -470,10 +474,12 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     if quantize:
         from . import quantize as quantization
 
+        progress(f"converting {ref.name}'s weights to {quantize}")
         model = {"int4": quantization.quantize_int4, "int8": quantization.quantize_int8}[quantize](model)
     from .local import LocalEngine
 
-    return LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started)
+    variant = " ".join(filter(None, (device_name, str(torch_dtype).removeprefix("torch."), quantize)))
+    return LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
 
 
 def describe(ref: ModelRef) -> dict:

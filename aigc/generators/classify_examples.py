@@ -133,7 +133,7 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
     from .. import templates
 
     key = json.dumps(
-        [VERSION, generator.engine.name, templates.get_template(opts.template).body,
+        [VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body,
          [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.examples, opts.method, opts.calibrate, opts.multi_label],
         ensure_ascii=False,
     )

@@ -158,6 +158,9 @@ def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp
     changed = EXAMPLES + [("one more apple", "fruit")]
     with pytest.raises(pytest.fail.Exception, match="fitted again"):
         ClassifyGenerator(engine=tiny_engine)("apple apple", examples=changed)
+    monkeypatch.setattr(tiny_engine, "variant", "cpu float32 int4")  # the same model's weights loaded otherwise
+    with pytest.raises(pytest.fail.Exception, match="fitted again"):
+        ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
 
 
 def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine):

@@ -76,8 +76,31 @@ def test_an_int4_model_keeps_its_logits_and_embeddings(tiny_model_dir, tiny_engi
     assert engine.generate(["Bees"], SamplingParams(temperature=0, max_tokens=6))[0][0].completion_tokens > 0
 
 
+@pytest.mark.parametrize("value", [0.03, -0.2, 0.0])
+def test_a_group_of_equal_weights_keeps_its_value_both_ways(value):
+    weight = torch.randn(16, 64)
+    weight[:, :GROUP] = value
+    quantized = Int4Linear(_linear(weight))
+    x = torch.zeros(1, 64)
+    x[0, :GROUP] = 1.0
+    many = x.repeat(quantize.DEQUANTIZE_ROWS, 1)
+    with torch.no_grad():
+        assert torch.allclose(quantized(x)[0], torch.full((16,), GROUP * value), atol=0.02)
+        assert torch.allclose(quantized(many)[0], torch.full((16,), GROUP * value), atol=1e-5)
+
+
 def test_layers_of_shapes_the_kernel_does_not_take_stay_float32():
     model = torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.Linear(48, 64), torch.nn.Linear(64, 40))
     model.get_output_embeddings = lambda: None
     quantize.quantize_int4(model)
     assert isinstance(model[0], Int4Linear) and type(model[1]) is torch.nn.Linear and type(model[2]) is torch.nn.Linear
+
+
+def test_a_torch_without_the_int4_kernel_is_told_which_it_needs(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.errors import BadInputError
+
+    monkeypatch.setattr(quantize, "torch", SimpleNamespace(ops=SimpleNamespace(aten=SimpleNamespace()), __version__="2.5.1"))
+    with pytest.raises(BadInputError, match="needs torch 2.6 or newer .this is 2.5.1."):
+        quantize.check_int4_kernel()
