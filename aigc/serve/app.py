@@ -500,6 +500,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             result = await work
         except RequestCancelled:
             return Response(status_code=499)  # nobody reads it: the client is gone
+        except AigcError:
+            raise
+        except Exception as exc:  # a bug in the generator (a plugin's, say): the log names it
+            from ..generators.base import registered_generators
+
+            plugin = registered_generators().get(task, ("an unknown plugin",))[0]
+            log.error("the %s generator (plugin %s) failed", task, plugin, exc_info=exc)
+            raise ApiError(500, f"the {task} generator failed; the server log has the details", "server_error") from None
         finally:
             if not work.done():  # this handler was cancelled (server stopping): stop the work too
                 engine.cancel()

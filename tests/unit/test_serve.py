@@ -815,6 +815,19 @@ def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_
     assert status == 500 and body["error"]["type"] == "server_error" and "not JSON data" in body["error"]["message"]
 
 
+def test_a_generator_that_fails_is_a_server_error_and_the_log_names_its_plugin(server, monkeypatch, caplog):
+    from aigc.generators.summarize import SummarizeGenerator
+
+    def broken(self, raw, opts):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(SummarizeGenerator, "postprocess", broken)
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
+    assert status == 500 and body["error"]["message"] == "the summarize generator failed; the server log has the details"
+    (record,) = [r for r in caplog.records if "generator" in r.getMessage()]
+    assert record.getMessage() == "the summarize generator (plugin aigc.default_plugins.generators) failed" and record.exc_info[0] is ZeroDivisionError
+
+
 def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
     secret = tmp_path / "secret.j2"
     secret.write_text("db_password = hunter2")
