@@ -38,7 +38,8 @@ class Conversation:
         return json.dumps({**self.extra, "model": self.model, "messages": self.transcript()}, indent=2, ensure_ascii=False)
 
     def to_markdown(self) -> str:
-        return "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript())
+        template = [f"Template: `{self.extra['template']}`"] if isinstance(self.extra.get("template"), str) else []
+        return "\n\n".join(template + [f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript()])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write it as JSON (`.json`) or Markdown (any other name), atomically."""
@@ -133,7 +134,8 @@ def latest_session() -> str:
 
 
 def list_sessions() -> list[dict]:
-    """The named sessions, most recently used first: name, messages, model, updated (ISO time), path.
+    """The named sessions, most recently used first: name, messages, model, template (None for the
+    plain chat template), updated (ISO time), path.
     A file that cannot be read is listed with `error` instead of its contents."""
     found = []
     for path in sessions_dir().glob("*.json"):
@@ -152,6 +154,7 @@ def list_sessions() -> list[dict]:
         except BadInputError as exc:
             row["error"] = str(exc)
         else:
-            row.update(messages=len(saved.messages), model=saved.model, first=next((m["content"] for m in saved.messages if m["role"] == "user"), ""))
+            first = next((m["content"] for m in saved.messages if m["role"] == "user"), "")
+            row.update(messages=len(saved.messages), model=saved.model, template=saved.extra.get("template"), first=first)
         rows.append(row)
     return rows

@@ -138,14 +138,16 @@ def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 def print_stats(stats) -> None:
     """`--stats`: like `ollama run --verbose`, on stderr."""
-    rows = [
-        ("load time", f"{stats.load_seconds:.2f}s"),
-        ("prompt tokens", str(stats.prompt_tokens)),
-        ("generated tokens", str(stats.completion_tokens)),
-        ("time to first token", "n/a" if stats.first_token_seconds is None else f"{stats.first_token_seconds:.3f}s"),
-        ("generation time", f"{stats.decode_seconds:.2f}s"),
-        ("tokens/s", f"{stats.tokens_per_second:.1f}"),
-    ]
+    rows = [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
+    if stats.scored_prompts:  # classify: prompts scored, nothing generated
+        rows += [("prompts scored", str(stats.scored_prompts)), ("scoring time", f"{stats.scoring_seconds:.2f}s")]
+    if stats.calls or not stats.scored_prompts:
+        rows += [
+            ("generated tokens", str(stats.completion_tokens)),
+            ("time to first token", "n/a" if stats.first_token_seconds is None else f"{stats.first_token_seconds:.3f}s"),
+            ("generation time", f"{stats.decode_seconds:.2f}s"),
+            ("tokens/s", f"{stats.tokens_per_second:.1f}"),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         stderr().print(f"{name + ':':<{width + 1}} {value}", markup=False)

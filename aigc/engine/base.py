@@ -80,6 +80,8 @@ class EngineStats:
     decode_seconds: float = 0.0
     calls: int = field(default=0)
     timed_calls: int = 0  # calls whose first token's time is known
+    scored_prompts: int = 0  # prompts scored (classify): their tokens count as prompt tokens
+    scoring_seconds: float = 0.0
 
     def record(self, prompt_tokens: int, completion_tokens: int, first_token: float | None, decode: float) -> None:
         """One call: `first_token` is seconds to the first token (None when unknown: a remote answer
@@ -93,6 +95,12 @@ class EngineStats:
                 self.first_token_seconds = first_token
             self.prefill_seconds += first_token
         self.decode_seconds += decode
+
+    def record_scoring(self, prompts: int, prompt_tokens: int, seconds: float) -> None:
+        """One `score_many` call."""
+        self.scored_prompts += prompts
+        self.prompt_tokens += prompt_tokens
+        self.scoring_seconds += seconds
 
     @property
     def tokens_per_second(self) -> float:

@@ -148,10 +148,12 @@ class LocalEngine:
         longest_tail = max(len(t) for t in tails)
         if max(len(h) for h in heads) + longest_tail > self.context_length:
             raise BadInputError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
+        started = time.perf_counter()
         results: list[Scored | None] = [None] * len(heads)
         for batch in length_batches([len(h) for h in heads], SCORE_BATCH_TOKENS):
             for index, scored in zip(batch, self._score_batch([heads[i] for i in batch], tails, embed)):
                 results[index] = scored
+        self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
         return results
 
     def _score_batch(self, heads: list[list[int]], tails: list[list[int]], embed: bool) -> list[Scored]:

@@ -126,13 +126,18 @@ class ChatSession:
         self.template = self._template(template, saved)
 
     @staticmethod
-    def _template(template: str | None, saved: conversations.Conversation) -> str:
-        template = template or saved.extra.get("template") or "chat"
-        if not isinstance(template, str):
-            raise BadInputError(f"the session's template must be a name or a .j2 file, got {type_name(template)}")
-        if templates.is_path(template):
-            template = str(Path(template).expanduser().resolve())
-        ChatOptions(template=template)  # an unknown template fails before any turn
+    def _template(given: str | None, saved: conversations.Conversation) -> str:
+        template = given or saved.extra.get("template") or "chat"
+        try:
+            if not isinstance(template, str):
+                raise BadInputError(f"a template is a name or a .j2 file, got {type_name(template)}")
+            if templates.is_path(template):
+                template = str(Path(template).expanduser().resolve())
+            ChatOptions(template=template)  # an unknown template fails before any turn
+        except BadInputError as exc:
+            if given:
+                raise
+            raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template (--template chat) to go on with it") from exc
         return template
 
     def reset(self) -> None:

@@ -39,6 +39,17 @@ def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     assert "tokens/s:" in result.stderr
 
 
+def test_classify_stats_count_the_prompts_scored(tiny_model_dir, tmp_path):
+    import shutil
+
+    fresh = shutil.copytree(tiny_model_dir, tmp_path / "model")  # an engine no other test counted on
+    result = invoke("classify", "Bees make honey", "--labels", "a,b", "-m", str(fresh), "--stats")
+    assert result.exit_code == 0, result.output
+    stats = dict(line.split(":", 1) for line in result.stderr.splitlines() if ":" in line)
+    assert int(stats["prompt tokens"]) > 0 and int(stats["prompts scored"]) >= 1 and "tokens/s" not in stats
+    assert float(stats["scoring time"].strip().rstrip("s")) > 0
+
+
 def test_same_seed_same_output(tiny_model_dir):
     args = ("chat", "Bees", "-m", str(tiny_model_dir), "--max-tokens", "12", "--temperature", "1", "--seed", "5")
     assert invoke(*args).stdout == invoke(*args).stdout

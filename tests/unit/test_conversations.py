@@ -156,6 +156,7 @@ def test_a_session_keeps_its_template_and_a_given_one_replaces_it(tmp_path, monk
     engine.enqueue("Arr.", "Aye.", "Hello.")
     "".join(session(path, engine, template="pirate.j2").send("hi"))
     assert json.loads(path.read_text())["template"] == str(template)
+    assert conversations.read(path).to_markdown().startswith(f"Template: `{template}`\n\n## User")
     "".join(session(path, engine).send("again"))  # the saved template goes on, from any directory
     assert engine.calls[-1][0][0][0] == {"role": "system", "content": "Talk like a pirate."}
     "".join(session(path, engine, template="chat").send("plain now"))
@@ -165,5 +166,7 @@ def test_a_session_keeps_its_template_and_a_given_one_replaces_it(tmp_path, monk
 def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
     path = tmp_path / "talk.json"
     path.write_text(json.dumps({"template": "no-such-template", "messages": []}))
-    with pytest.raises(BadInputError, match="no-such-template"):
+    with pytest.raises(BadInputError, match="this session was saved with template 'no-such-template', which cannot be used: unknown template") as caught:
         session(path)
+    assert "--template chat" in str(caught.value)
+    assert session(path, template="chat").template == "chat"  # the way on
