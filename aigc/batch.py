@@ -372,8 +372,10 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
         return {"result": generator(item, sampling=sampling, **options)}
-    except AigcError as exc:  # this row's input, or the model's answer for it
+    except BadInputError as exc:  # this row's input, or the model's answer for it
         return {"error": str(exc)}
+    except AigcError as exc:  # not the row's fault (a plugin's filter, a remote that is down): exit 1 under stop
+        return {"error": str(exc), "exception": exc}
     except Exception as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         return {"error": f"the {generator.name} generator failed: {detail}", "exception": exc}

@@ -155,6 +155,7 @@ def list_sessions() -> list[dict]:
             row["error"] = str(exc)
         else:
             first = next((m["content"] for m in saved.messages if m["role"] == "user"), "")
-            row.update(messages=len(saved.messages), model=saved.model, template=saved.extra.get("template"), first=first)
+            template = saved.extra.get("template")
+            row.update(messages=len(saved.messages), model=saved.model, template=template if isinstance(template, str) else None, first=first)
         rows.append(row)
     return rows

@@ -20,6 +20,7 @@ plugins' templates of one name clash (the first stays). A path to a `.j2` file n
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import re
 import warnings
@@ -324,7 +325,7 @@ def environment():
                     table[name] = old
                 else:
                     owner[kind, name] = turn["plugin"]
-                    if callable(value):
+                    if inspect.isroutine(value):  # not classes or callable objects: wrapping would change them
                         table[name] = _blamed(value, f"jinja {kind} {name!r} of plugin {turn['plugin']!r}")
 
     def before(plugin: str) -> None:

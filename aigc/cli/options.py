@@ -28,7 +28,7 @@ class RunOptions:
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
     quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL)] = "none"
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
-    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
+    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr (classify: prompts scored and scoring time).", rich_help_panel=PANEL)] = False
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""

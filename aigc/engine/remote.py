@@ -358,4 +358,7 @@ class OpenAIEngine:
         check_prompts(prompts)
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
-        return [Scored(self.score(prompt, continuations)) for prompt in prompts]
+        started = time.perf_counter()
+        scored = [Scored(self.score(prompt, continuations)) for prompt in prompts]
+        self.stats.record_scoring(len(prompts), 0, time.perf_counter() - started)  # the server counts the tokens
+        return scored

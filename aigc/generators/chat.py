@@ -127,7 +127,7 @@ class ChatSession:
 
     @staticmethod
     def _template(given: str | None, saved: conversations.Conversation) -> str:
-        template = given or saved.extra.get("template") or "chat"
+        template = given or saved.extra.get("template", "chat")
         try:
             if not isinstance(template, str):
                 raise BadInputError(f"a template is a name or a .j2 file, got {type_name(template)}")

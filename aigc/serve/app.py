@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
 from ..engine.sampling import SamplingParams
-from ..errors import AigcError, BadInputError, OptionError, UnknownGeneratorError, UnknownModelError
+from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
@@ -106,6 +106,8 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
         return ApiError(400, str(exc), param=exc.option)
     if isinstance(exc, BadInputError):
         return ApiError(400, str(exc))
+    if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback
+        log.error("%s", exc, exc_info=exc)
     if isinstance(exc, AigcError):
         return ApiError(500, str(exc), "server_error")
     log.error("unexpected error", exc_info=exc)
@@ -506,8 +508,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             from ..generators.base import registered_generators
 
             plugin = registered_generators().get(task, ("an unknown plugin",))[0]
-            log.error("the %s generator (plugin %s) failed", task, plugin, exc_info=exc)
-            raise ApiError(500, f"the {task} generator failed; the server log has the details", "server_error") from None
+            log.error("the %s task failed (its generator is from plugin %s)", task, plugin, exc_info=exc)
+            raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
         finally:
             if not work.done():  # this handler was cancelled (server stopping): stop the work too
                 engine.cancel()

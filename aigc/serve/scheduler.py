@@ -587,6 +587,7 @@ class BatchedEngine:
         self.scheduler = scheduler
         self.local = scheduler.engine
         self.name = self.local.name
+        self.variant = getattr(self.local, "variant", "")
         self.context_length = self.local.context_length
         self.can_embed = self.local.can_embed
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread

@@ -8,7 +8,7 @@ import pytest
 from aigc.batch import Row, pending_rows, read_rows, run_batch, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError
+from aigc.errors import AigcError, BadInputError, PluginError
 from aigc.generators.base import get_generator
 from aigc.testing import FakeEngine
 
@@ -318,6 +318,8 @@ def test_a_generator_bug_on_a_row_is_that_rows_error_under_skip_and_stops_the_ru
         def forward(self, prepared, opts, sampling):
             if "bad" in prepared:
                 raise ValueError("could not parse the model's answer")
+            if "filter" in prepared:
+                raise PluginError("jinja filter 'x' of plugin 'p' failed: KeyError: 1")
             return prepared
 
         def postprocess(self, raw, opts):
@@ -332,6 +334,10 @@ def test_a_generator_bug_on_a_row_is_that_rows_error_under_skip_and_stops_the_ru
     with pytest.raises(AigcError, match=r"^row 2 \(id 2\): the parser generator failed: ValueError: could not parse") as stopped:
         run_batch(Parser(engine=FakeEngine()), read_rows(source), tmp_path / "stopped.jsonl", {}, on_error="stop")
     assert not isinstance(stopped.value, BadInputError) and isinstance(stopped.value.__cause__, ValueError)  # exit 1: a bug
+    source.write_text("one\nfilter two\n")
+    with pytest.raises(AigcError, match=r"^row 2 \(id 2\): jinja filter 'x' of plugin 'p' failed") as stopped:
+        run_batch(Parser(engine=FakeEngine()), read_rows(source), tmp_path / "plugin.jsonl", {}, on_error="stop")
+    assert not isinstance(stopped.value, BadInputError)  # not the row's fault: exit 1
 
 
 def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, tiny_model_dir):

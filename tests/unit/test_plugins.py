@@ -448,3 +448,22 @@ def test_a_failing_plugin_filter_names_the_plugin_and_undefined_values_stay_the_
             templates.render(str(template), {"input": "x"})
     finally:
         templates.environment.cache_clear()
+
+
+def test_plugin_globals_that_are_classes_or_callable_objects_are_left_as_they_are(pm):
+    import datetime
+
+    class Dates:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            env.globals["date"] = datetime.date
+            env.globals["twice"] = lambda text: text * 2
+
+    templates.environment.cache_clear()
+    pm.register(Dates(), name="dates")
+    try:
+        env = templates.environment()
+        assert env.globals["date"] is datetime.date and env.from_string("{{ date(2026, 1, 2).year }}").render() == "2026"
+        assert env.globals["twice"] is not None and env.from_string("{{ twice('ab') }}").render() == "abab"
+    finally:
+        templates.environment.cache_clear()
