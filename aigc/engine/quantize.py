@@ -133,8 +133,8 @@ def check_int4_kernel() -> None:
 
 def quantize_int4(model):
     """`model` with its Linear layers holding int4 weights, and its output layer int8 ones (its
-    logits pick every token); layers of shapes the kernel does not take stay as they are."""
-    check_int4_kernel()
+    logits pick every token); layers of shapes the kernel does not take stay as they are.
+    `load_model` checks first that torch has the kernel (`check_int4_kernel`)."""
     output = model.get_output_embeddings()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

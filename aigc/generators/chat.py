@@ -129,16 +129,12 @@ class ChatSession:
     def _template(given: str | None, saved: conversations.Conversation) -> str:
         template = given or saved.extra.get("template", "chat")
         try:
-            if not isinstance(template, str):
-                raise BadInputError(f"a template is a name or a .j2 file, got {type_name(template)}")
-            if templates.is_path(template):
-                template = str(Path(template).expanduser().resolve())
-            ChatOptions(template=template)  # an unknown template fails before any turn
+            ChatOptions(template=template)  # an unknown template (or not a name at all) fails before any turn
         except BadInputError as exc:
             if given:
                 raise
             raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template (--template chat) to go on with it") from exc
-        return template
+        return str(Path(template).expanduser().resolve()) if templates.is_path(template) else template
 
     def reset(self) -> None:
         self.messages = []
