@@ -65,9 +65,9 @@ def _parse_toml(text: str) -> dict:
     return tomllib.loads(text)
 
 
-def set_setting(key: str, value: str | None) -> Path:
-    """Set a top-level string setting in the settings file (None removes it) where it was, or after
-    the other top-level settings, keeping the rest of the file as it is; returns the file."""
+def set_setting(key: str, value: str | bool | None) -> Path:
+    """Set a top-level string or true/false setting in the settings file (None removes it) where it
+    was, or after the other top-level settings, keeping the rest of the file as it is; returns the file."""
     from .errors import BadInputError
     from .textio import make_dir, write_atomic
 

@@ -78,6 +78,7 @@ def user_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_LOAD_PLUGINS", "")
     monkeypatch.delenv("AIGC_TEMPLATES_PATH", raising=False)
     monkeypatch.delenv("AIGC_DEFAULT_MODEL", raising=False)
+    monkeypatch.delenv("AIGC_LOGS", raising=False)
     from aigc import plugins
 
     plugins.reset()

@@ -59,12 +59,15 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
     template = template or "chat"
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
-    if as_json:
-        _json_result(generator, generator(text, sampling=sampling, template=template, system=system)["text"])
-    elif sys.stdout.isatty():
-        _stream(generator.stream(text, sampling, template=template, system=system))
+    if sys.stdout.isatty() and not as_json:
+        answer = _stream(generator.stream(text, sampling, template=template, system=system)).strip()
     else:
-        ui.result(generator(text, sampling=sampling, template=template, system=system)["text"])
+        answer = generator(text, sampling=sampling, template=template, system=system)["text"]
+        if as_json:
+            _json_result(generator, answer)
+        else:
+            ui.result(answer)
+    run.keep(generator, "chat", text, answer, {"template": template, "system": system})
     run.report(generator)
 
 
@@ -84,14 +87,20 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     _check_model(session)
     reply = session.send(text)
     if sys.stdout.isatty() and not as_json:
-        _stream(reply)
+        answer = _stream(reply).strip()
     else:
         answer = "".join(reply).strip()
         if as_json:
             _json_result(generator, answer, session=str(session.path))
         else:
             ui.result(answer)
+    run.keep(generator, "chat", text, answer, {"template": session.template, "system": session.system}, session=_session_name(session.path))
     run.report(generator)
+
+
+def _session_name(path) -> str:
+    """How the log names a session: its name, or its file's path."""
+    return path.stem if path.parent == conversations.sessions_dir() else str(path)
 
 
 def _json_result(generator, text: str, **extra: str) -> None:
@@ -155,6 +164,8 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
     if line.startswith("/"):
         return _slash(line, session)
     reply = session.send(line)
+    before = len(session.messages)
+    run.mark(session.generator)
     try:
         _stream(reply)
     except KeyboardInterrupt:
@@ -163,6 +174,10 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
         ui.info("(reply stopped)")
     except AigcError as exc:  # the turn is rolled back; the session goes on
         ui.error(str(exc))
+    if len(session.messages) == before + 2:  # the turn was kept (a stopped reply too)
+        options = {"template": session.template, "system": session.system}
+        session_name = _session_name(session.path) if session.path else None
+        run.keep(session.generator, "chat", line, session.messages[-1]["content"], options, session=session_name)
     if run.stats:
         ui.print_stats(session.generator.engine.stats)
     return None

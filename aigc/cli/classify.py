@@ -74,10 +74,11 @@ def classify(
     with ui.progress_bar() as progress:
         generator.progress = progress
         results = generator.classify_many(texts, **chosen)
-    for (number, _), result in zip(numbered, results):
-        if as_json:
-            result = {**({"line": number} if lines else {}), **{k: result[k] for k in ("label", "labels", "scores") if k in result}}
-        ui.result(json.dumps(result, ensure_ascii=False) if as_json else describe(result))
+    for (number, text), result in zip(numbered, results):
+        shown = {**({"line": number} if lines else {}), **{k: result[k] for k in ("label", "labels", "scores") if k in result}}
+        ui.result(json.dumps(shown, ensure_ascii=False) if as_json else describe(result))
+        chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
+        run.keep(generator, "classify", text, chosen_labels, chosen, shown, measured=not lines)
     run.report(generator)
 
 
@@ -85,7 +86,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 
 
 @eval_app.command("classify")
-@generation_options(sampling=False)
+@generation_options(sampling=False, logged=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],
     labels: Labels = None,

@@ -36,6 +36,7 @@ def headline(
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"]))
+    run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)
 
 

@@ -28,5 +28,6 @@ def run_lines(run: RunOptions, task: str, text: str, options: dict[str, Any], re
             else:
                 result = outcome["result"]
                 ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(render(result).split()))
+                run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)

@@ -2,13 +2,16 @@
 
 import functools
 import inspect
+import json
 import sys
+import time
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from .. import ui
+from ..errors import AigcError
 
 PANEL = "Model and sampling"
 
@@ -28,6 +31,7 @@ class RunOptions:
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
     quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL)] = "none"
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
+    log: Annotated[Optional[bool], typer.Option("--log/--no-log", help="Keep this answer in the response log (`aigc logs`), or not; default: kept unless `aigc logs off`.", show_default=False, rich_help_panel=PANEL)] = None
     stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr (classify: prompts scored and scoring time).", rich_help_panel=PANEL)] = False
 
     def sampling(self) -> dict[str, Any]:
@@ -75,6 +79,44 @@ class RunOptions:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
         generator.load_progress = lambda stage: None
+        self.mark(generator)
+
+    def mark(self, generator) -> None:
+        """Start timing (and counting the tokens of) the answer `keep` logs next."""
+        stats = generator.engine.stats
+        self._mark = (time.monotonic(), stats.prompt_tokens, stats.completion_tokens)
+
+    def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True) -> None:
+        """Log an answer the command printed (unless logging is off); a log that cannot be written is
+        a warning, never the command's failure. `measured`: the tokens and time since `mark` are this
+        answer's alone (not so for one line of a batch)."""
+        from .. import logs
+
+        try:
+            if not (logs.enabled() if self.log is None else self.log):
+                return
+            stats = generator.engine.stats
+            since, prompt_tokens, completion_tokens = self._mark if measured else (None, 0, 0)
+            given = {k: v for k, v in options.items() if v is not None}
+            logs.record(
+                logs.Entry(
+                    command=command,
+                    model=generator.engine.name,
+                    prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
+                    response=response,
+                    options={**given, **self.sampling()},
+                    result=result,
+                    session=None if session is None else str(session),
+                    prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
+                    completion_tokens=stats.completion_tokens - completion_tokens if measured else None,
+                    duration_ms=round((time.monotonic() - since) * 1000) if measured else None,
+                )
+            )
+        except AigcError as exc:
+            ui.warn(f"{exc} (the answer was not logged)")
+        except OSError as exc:
+            ui.warn(f"cannot write the response log {logs.log_path()}: {exc.strerror or exc} (the answer was not logged)")
+        self.mark(generator)
 
     def report(self, generator) -> None:
         if self.stats:
@@ -90,14 +132,15 @@ _COMMON = [
 SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
 
 
-def generation_options(func: Callable | None = None, *, sampling: bool = True) -> Callable:
+def generation_options(func: Callable | None = None, *, sampling: bool = True, logged: bool = True) -> Callable:
     """Add the shared options to a command; it receives them as one `run: RunOptions` argument.
-    `sampling=False` leaves out the sampling options, for commands that score instead of generate."""
+    `sampling=False` leaves out the sampling options, for commands that score instead of generate;
+    `logged=False` leaves out `--log/--no-log`, for commands whose answers are not logged."""
     if func is None:
-        return functools.partial(generation_options, sampling=sampling)
+        return functools.partial(generation_options, sampling=sampling, logged=logged)
     signature = inspect.signature(func)
     own = [p for p in signature.parameters.values() if p.name != "run"]
-    shared = [p for p in _COMMON if sampling or p.name not in SAMPLING]
+    shared = [p for p in _COMMON if (sampling or p.name not in SAMPLING) and (logged or p.name != "log")]
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

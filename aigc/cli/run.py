@@ -57,6 +57,7 @@ def run_template(
         ui.result(json.dumps(payload, ensure_ascii=False))
     else:
         ui.result(result["text"])
+    run.keep(generator, "run", values, result["text"], options)
     run.report(generator)
 
 

@@ -45,6 +45,7 @@ def summarize(
         ui.info(f"wrote {write_atomic(output, rendered)}")
     else:
         ui.result(rendered)
+    run.keep(generator, "summarize", text, result["summary"], options, result)
     run.report(generator)
 
 

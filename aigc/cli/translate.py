@@ -51,6 +51,7 @@ def translate(
         ui.info(f"wrote {write_atomic(output, rendered)}")
     else:
         ui.result(rendered)
+    run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
     run.report(generator)
 
 

@@ -14,6 +14,9 @@ def test_piped_question_gets_paris():
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert "loading" not in done.stdout  # progress goes to stderr
+    (entry,) = json.loads(aigc("logs", "--json").stdout)  # the answer is in the response log
+    assert entry["command"] == "chat" and entry["model"] == "smollm2" and entry["prompt"] == "What is the capital of France?"
+    assert entry["response"].strip() == done.stdout.strip() and entry["completion_tokens"] > 0
 
 
 @pytest.mark.parametrize("quantize", ["int4", "int8"])

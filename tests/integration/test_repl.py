@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 
 import pexpect
@@ -154,6 +155,8 @@ def test_ctrl_c_stops_a_reply_and_keeps_the_session(tmp_path):
     assert "Paris" in messages[3]["content"]
     child.sendline("/exit")
     exits_with_0(child)
+    logged = json.loads(subprocess.run([sys.executable, "-m", "aigc", "logs", "--json"], capture_output=True, text=True, check=True).stdout)
+    assert [(e["prompt"], e["response"]) for e in logged] == [(m["content"], r["content"]) for m, r in (messages[:2], messages[2:])]  # the stopped reply too
 
 
 def test_ctrl_d_at_the_prompt_exits():

@@ -406,7 +406,7 @@ def test_command_writes_the_output_file_atomically(echo, tmp_path):
     result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and out.read_text() == "HELLO.\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.md", "out.md"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["doc.md", "out.md"]  # no temp file left
 
 
 def test_command_warns_once_per_missed_glossary_term(monkeypatch, tmp_path):

@@ -27,8 +27,7 @@ def adcopy(
     generator = run.generator("adcopy")
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
-    if as_json:
-        ui.result(json.dumps(result, ensure_ascii=False))
-    else:
-        ui.result("\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"]))
+    text = "\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"])
+    ui.result(json.dumps(result, ensure_ascii=False) if as_json else text)
+    run.keep(generator, "adcopy", inputs, text, options, result)
     run.report(generator)

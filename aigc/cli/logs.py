@@ -1,0 +1,102 @@
+"""`aigc logs [list]`, `aigc logs on|off|status|path|rm`: the answers generating commands printed."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import logs, ui
+from ..errors import BadInputError
+
+logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
+
+Count = Annotated[int, typer.Option("--count", "-n", help="How many of the latest answers; 0 for all.")]
+Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
+Command = Annotated[Optional[str], typer.Option("--command", "-c", help="Only answers of this command: chat, summarize, headline, ...")]
+Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this chat session.")]
+Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
+
+
+@logs_app.callback()
+def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, response: Response = False, as_json: AsJson = False) -> None:
+    """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`)."""
+    if ctx.invoked_subcommand is None:
+        _show(count, query, model, command, session, response, as_json)
+    elif (count, query, model, command, session, response, as_json) != (3, None, None, None, None, False, False):
+        raise BadInputError(f"put the options after the command: aigc logs {ctx.invoked_subcommand} ...")
+
+
+@logs_app.command("list")
+def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, response: Response = False, as_json: AsJson = False) -> None:
+    """The latest logged answers, oldest first, as Markdown."""
+    _show(count, query, model, command, session, response, as_json)
+
+
+def _show(count, query, model, command, session, response, as_json) -> None:
+    if count < 0:
+        raise BadInputError(f"--count must be 0 (all) or more, got {count}")
+    if response and as_json:
+        raise BadInputError("give --response or --json, not both")
+    found = logs.entries(1 if response else count or None, query, model, command, session)
+    if as_json:
+        ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
+    elif not found:
+        filtered = any(v is not None for v in (query, model, command, session))
+        ui.info("No logged answer matches." if filtered else f"No answers logged yet in {logs.log_path()}.")
+    elif response:
+        ui.result(found[-1].response)
+    else:
+        ui.result("\n\n".join(e.to_markdown() for e in found))
+
+
+@logs_app.command()
+def on() -> None:
+    """Log the answers of generating commands (the default)."""
+    logs.set_enabled(True)
+    _say_state()
+
+
+@logs_app.command()
+def off() -> None:
+    """Stop logging answers (what is logged stays: `aigc logs rm --all` deletes it)."""
+    logs.set_enabled(False)
+    _say_state()
+
+
+def _say_state() -> None:
+    on, decided = logs.logging_state()
+    ui.info(f"logging is {'on' if on else 'off'} ({decided})")
+
+
+@logs_app.command()
+def status(as_json: AsJson = False) -> None:
+    """Whether answers are logged, where, and how many there are."""
+    facts = logs.status()
+    if as_json:
+        ui.result(json.dumps(facts, indent=2))
+    else:
+        ui.result(f"Logging is {'on' if facts['logging'] else 'off'} ({facts['decided']})\nFile: {facts['path']}\nResponses: {facts['responses']} ({facts['bytes'] / 1e6:.1f} MB)")
+
+
+@logs_app.command()
+def path() -> None:
+    """The log's file."""
+    ui.result(str(logs.log_path()))
+
+
+@logs_app.command("rm")
+def remove(
+    ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID...", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
+) -> None:
+    """Delete logged answers; their text is overwritten in the file."""
+    if bool(ids) == everything:
+        raise BadInputError("give the ids of the answers to delete, or --all")
+    gone = logs.clear() if everything else logs.remove(list(dict.fromkeys(ids or [])))
+    ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(logs_app, name="logs")

@@ -1,0 +1,197 @@
+"""The response log: each answer a generating command prints, kept in a SQLite file (`aigc logs`).
+
+On unless `aigc logs off` (a `logs = false` line in config.toml) or `AIGC_LOGS=0`; a command's
+`--log` / `--no-log` decides for that run. The library itself never logs: the CLI calls `record`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import config
+from .errors import BadInputError
+from .textio import make_dir
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id INTEGER PRIMARY KEY,
+    datetime_utc TEXT NOT NULL,
+    command TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    response TEXT NOT NULL,
+    options TEXT NOT NULL,
+    result TEXT,
+    session TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    duration_ms INTEGER
+)
+"""
+_ON, _OFF = {"1", "on", "true", "yes"}, {"0", "off", "false", "no"}
+
+
+@dataclass
+class Entry:
+    """One logged answer. `prompt` is the input as given (a dict of inputs as JSON), `response` the
+    text printed, `options` the task options and sampling settings given, `result` the generator's
+    whole result when it holds more than the text."""
+
+    command: str
+    model: str
+    prompt: str
+    response: str
+    options: dict
+    result: dict | None = None
+    session: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    duration_ms: int | None = None
+    id: int | None = None
+    datetime_utc: str = ""
+
+    def as_dict(self) -> dict:
+        """The entry as `aigc logs --json` prints it: id and time first."""
+        values = asdict(self)
+        return {"id": values.pop("id"), "datetime_utc": values.pop("datetime_utc"), **values}
+
+    def to_markdown(self) -> str:
+        head = f"## {self.id} · {self.datetime_utc.replace('T', ' ')} UTC · {self.command} · {self.model}"
+        facts = [", ".join(f"{k}={v}" for k, v in self.options.items())] if self.options else []
+        if self.session:
+            facts.append(f"session {self.session}")
+        if self.prompt_tokens is not None:
+            facts.append(f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")
+        if self.duration_ms is not None:
+            facts.append(f"{self.duration_ms / 1000:.1f} s")
+        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", self.prompt, "### Response", self.response])
+
+
+def log_path() -> Path:
+    """`logs.db` in aigc's data directory."""
+    return config.data_dir() / "logs.db"
+
+
+def logging_state() -> tuple[bool, str]:
+    """Whether answers are logged, and what decides: `AIGC_LOGS` (on/off, 1/0), else `logs` in
+    config.toml, else on."""
+    value = os.environ.get("AIGC_LOGS", "").strip().lower()
+    if value:
+        if value not in _ON | _OFF:
+            raise BadInputError(f"AIGC_LOGS must be on or off (1 or 0), got {value!r}")
+        return value in _ON, "set by AIGC_LOGS"
+    setting = config.load_settings().get("logs")
+    if setting is None:
+        return True, "aigc's default"
+    if not isinstance(setting, bool):
+        raise BadInputError(f"logs in {config.settings_file()} must be true or false; fix it or run `aigc logs on`")
+    return setting, f"set in {config.settings_file()}"
+
+
+def enabled() -> bool:
+    return logging_state()[0]
+
+
+def set_enabled(on: bool) -> Path:
+    """Turn logging on (the default: the setting is removed) or off (`logs = false`); returns config.toml."""
+    return config.set_setting("logs", None if on else False)
+
+
+@contextmanager
+def _connect(create: bool = True) -> Iterator[sqlite3.Connection]:
+    """A connection to the log (made with its table when `create`); a file that is not aigc's log
+    is a one-line error."""
+    path = log_path()
+    if create:
+        make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
+    try:
+        with closing(sqlite3.connect(path, timeout=10)) as db:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA secure_delete = ON")  # deleted entries' text is overwritten, not left in the file
+            if create:
+                with db:
+                    db.execute(SCHEMA)
+                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            yield db
+    except sqlite3.DatabaseError as exc:
+        raise BadInputError(f"cannot use the response log {path}: {exc}; move it away (aigc starts a new one) or run `aigc logs off`") from None
+
+
+def record(entry: Entry) -> int:
+    """Add an entry; returns its id."""
+    row = asdict(entry)
+    row.pop("id")
+    row["datetime_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "")
+    row["options"] = json.dumps(entry.options, ensure_ascii=False, default=str)
+    row["result"] = None if entry.result is None else json.dumps(entry.result, ensure_ascii=False, default=str)
+    with _connect() as db, db:
+        cursor = db.execute(f"INSERT INTO responses ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        return int(cursor.lastrowid)
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    values: dict[str, Any] = dict(row)
+    values["options"] = json.loads(values["options"])
+    values["result"] = None if values["result"] is None else json.loads(values["result"])
+    return Entry(**values)
+
+
+def entries(count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None) -> list[Entry]:
+    """The last `count` entries (None: all) that match every filter given, oldest first. `query`
+    is a case-insensitive substring of the prompt or the response."""
+    if not log_path().exists():
+        return []
+    where, args = [], []
+    if query:
+        where.append("(instr(lower(prompt), lower(?)) > 0 OR instr(lower(response), lower(?)) > 0)")
+        args += [query, query]
+    for column, value in (("model", model), ("command", command), ("session", session)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    sql = "SELECT * FROM responses" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+    if count is not None:
+        sql += f" LIMIT {int(count)}"
+    with _connect(create=False) as db:
+        return [_entry(row) for row in reversed(db.execute(sql, args).fetchall())]
+
+
+def remove(ids: list[int]) -> int:
+    """Delete the entries with these ids (every id checked first); returns how many went."""
+    found = set()
+    if log_path().exists():
+        with _connect(create=False) as db:
+            found = {r[0] for r in db.execute(f"SELECT id FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise BadInputError(f"no logged response {', '.join(missing)}; `aigc logs -n 0` lists them all")
+    with _connect(create=False) as db, db:
+        return db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
+
+
+def clear() -> int:
+    """Delete every entry (the file stays, emptied); returns how many went."""
+    if not log_path().exists():
+        return 0
+    with _connect(create=False) as db, db:
+        return db.execute("DELETE FROM responses").rowcount
+
+
+def status() -> dict:
+    """Whether logging is on, where the log is, and how many entries it holds."""
+    path = log_path()
+    count = 0
+    if path.exists():
+        with _connect(create=False) as db:
+            count = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+    on, decided = logging_state()
+    return {"logging": on, "decided": decided, "path": str(path), "responses": count, "bytes": path.stat().st_size if path.exists() else 0}

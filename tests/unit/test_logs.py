@@ -1,0 +1,153 @@
+"""The response log: what generating commands keep, `aigc logs` to read and manage it, on/off."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc import config, logs
+from aigc.cli.app import app
+from aigc.errors import BadInputError
+
+runner = CliRunner()
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def logged(*args) -> list[dict]:
+    result = invoke("logs", "--json", "-n", "0", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def entry(n: int, **changes) -> logs.Entry:
+    values = {"command": "chat", "model": "m", "prompt": f"prompt {n}", "response": f"answer {n}", "options": {"template": "chat"}}
+    return logs.Entry(**{**values, **changes})
+
+
+def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_and_session():
+    ids = [logs.record(entry(n, model="a" if n % 2 else "b", session="trip" if n == 4 else None)) for n in range(1, 6)]
+    assert ids == sorted(ids)
+    assert [e.prompt for e in logs.entries(3)] == ["prompt 3", "prompt 4", "prompt 5"]
+    assert [e.prompt for e in logs.entries(None, model="a")] == ["prompt 1", "prompt 3", "prompt 5"]
+    assert [e.response for e in logs.entries(None, query="ANSWER 2")] == ["answer 2"]
+    assert [e.prompt for e in logs.entries(None, session="trip")] == ["prompt 4"]
+    assert logs.entries(None, command="summarize") == []
+    first = logs.entries(None)[0]
+    assert first.options == {"template": "chat"} and first.datetime_utc and first.id == ids[0]
+
+
+def test_remove_checks_every_id_first_and_clear_empties_the_log():
+    ids = [logs.record(entry(n)) for n in range(3)]
+    with pytest.raises(BadInputError, match="no logged response 99"):
+        logs.remove([ids[0], 99])
+    assert len(logs.entries(None)) == 3
+    assert logs.remove([ids[0]]) == 1
+    assert [e.id for e in logs.entries(None)] == ids[1:]
+    assert logs.clear() == 2 and logs.entries(None) == []
+
+
+def test_logging_is_on_by_default_off_by_setting_and_the_environment_decides_first(monkeypatch):
+    assert logs.logging_state() == (True, "aigc's default")
+    logs.set_enabled(False)
+    assert logs.enabled() is False and "logs = false" in config.settings_file().read_text()
+    monkeypatch.setenv("AIGC_LOGS", "on")
+    assert logs.logging_state() == (True, "set by AIGC_LOGS")
+    monkeypatch.setenv("AIGC_LOGS", "maybe")
+    with pytest.raises(BadInputError, match="AIGC_LOGS must be on or off"):
+        logs.enabled()
+    monkeypatch.delenv("AIGC_LOGS")
+    logs.set_enabled(True)
+    assert logs.logging_state() == (True, "aigc's default")
+
+
+def test_a_file_that_is_not_a_log_is_a_one_line_error():
+    logs.log_path().parent.mkdir(parents=True)
+    logs.log_path().write_text("not a database " * 100)
+    with pytest.raises(BadInputError, match="move it away"):
+        logs.record(entry(1))
+
+
+def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
+    result = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--seed", "2", "--temperature", "1")
+    assert result.exit_code == 0, result.output
+    (row,) = logged()
+    assert row["command"] == "chat" and row["prompt"] == "Bees make" and row["response"] == result.stdout.strip()
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2}
+    assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
+
+
+def test_no_log_logs_off_and_log_decide_what_is_kept(tiny_model_dir):
+    args = ("chat", "Bees", "-m", str(tiny_model_dir), "--max-tokens", "3")
+    assert invoke(*args, "--no-log").exit_code == 0 and logged() == []
+    assert invoke("logs", "off").exit_code == 0
+    assert invoke(*args).exit_code == 0 and logged() == []
+    assert invoke(*args, "--log").exit_code == 0 and len(logged()) == 1
+    assert invoke("logs", "on").exit_code == 0
+    assert invoke(*args).exit_code == 0 and len(logged()) == 2
+
+
+def test_summarize_run_and_classify_keep_what_they_printed_and_their_result(tiny_model_dir, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Bees make honey.\n\nCities have rooftops.")
+    model = ("-m", str(tiny_model_dir))
+    summary = invoke("summarize", str(doc), *model, "--max-tokens", "8", "--length", "short")
+    answer = invoke("run", "chat", "--var", "input=bees", *model, "--max-tokens", "8")
+    label = invoke("classify", "Bees make honey", "-l", "insects,cities", *model)
+    assert all(r.exit_code == 0 for r in (summary, answer, label)), [r.output for r in (summary, answer, label)]
+    rows = {row["command"]: row for row in logged()}
+    assert rows["summarize"]["prompt"] == doc.read_text() and rows["summarize"]["response"] == summary.stdout.strip()
+    assert rows["summarize"]["result"]["summary"] == rows["summarize"]["response"] and rows["summarize"]["options"]["length"] == "short"
+    assert json.loads(rows["run"]["prompt"]) == {"input": "bees"} and rows["run"]["response"] == answer.stdout.strip()
+    assert rows["classify"]["response"] in ("insects", "cities") and label.stdout.startswith(rows["classify"]["response"])
+    assert sum(rows["classify"]["result"]["scores"].values()) == pytest.approx(1)
+
+
+def test_lines_log_each_line_without_per_line_tokens(tiny_model_dir):
+    result = invoke("translate", "-", "--to", "fr", "--lines", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Bees.\n\nCities.\n")
+    assert result.exit_code == 0, result.output
+    rows = logged("-c", "translate")
+    assert [r["prompt"] for r in rows] == ["Bees.", "Cities."]
+    assert [r["response"] for r in rows] == result.stdout.splitlines()
+    assert all(r["prompt_tokens"] is None and r["duration_ms"] is None for r in rows)
+
+
+def test_a_log_that_cannot_be_written_is_a_warning_and_the_answer_stands(tiny_model_dir):
+    logs.log_path().parent.mkdir(parents=True)
+    logs.log_path().write_bytes(b"\x00garbage" * 200)
+    args = ("chat", "Bees", "-m", str(tiny_model_dir), "--max-tokens", "8", "--seed", "2", "--temperature", "1")
+    result = invoke(*args)
+    assert result.exit_code == 0 and result.stdout == invoke(*args, "--no-log").stdout
+    assert "move it away" in result.stderr and "not logged" in result.stderr
+
+
+def test_logs_list_markdown_response_and_rm_through_the_cli():
+    for n in range(4):
+        logs.record(entry(n, prompt=f"question {n}"))
+    shown = invoke("logs")
+    assert shown.exit_code == 0
+    assert shown.stdout.count("### Prompt") == 3 and "question 1" in shown.stdout and "question 0" not in shown.stdout
+    assert invoke("logs", "-r").stdout == "answer 3\n"
+    assert invoke("logs", "list", "-q", "question 2", "-n", "0").stdout.count("### Prompt") == 1
+    ids = [row["id"] for row in logged()]
+    assert invoke("logs", "rm", str(ids[0])).exit_code == 0
+    assert [row["id"] for row in logged()] == ids[1:]
+    missing = invoke("logs", "rm", "12345")
+    assert missing.exit_code == 2 and "no logged response 12345" in missing.stderr
+    assert invoke("logs", "rm").exit_code == 2
+    assert invoke("logs", "rm", "--all").exit_code == 0 and logged() == []
+    assert invoke("logs", "-n", "5", "off").exit_code == 2  # list options belong to list
+
+
+def test_logs_status_path_and_an_empty_log():
+    assert "No answers logged yet" in invoke("logs").stderr
+    status = json.loads(invoke("logs", "status", "--json").stdout)
+    assert status["logging"] is True and status["responses"] == 0 and status["path"] == invoke("logs", "path").stdout.strip()
+
+
+def test_commands_that_do_not_log_have_no_log_option():
+    for command in (("eval", "classify"), ("batch",)):
+        assert "--no-log" not in invoke(*command, "--help").stdout
+    assert "--no-log" in invoke("chat", "--help").stdout
