@@ -110,9 +110,10 @@ def _connect(create: bool = True) -> Iterator[sqlite3.Connection]:
     """A connection to the log (made with its table when `create`); a file that is not aigc's log
     is a one-line error."""
     path = log_path()
-    if create:
-        make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
     try:
+        if create:
+            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # a new log is readable by its owner only
         with closing(sqlite3.connect(path, timeout=10)) as db:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA secure_delete = ON")  # deleted entries' text is overwritten, not left in the file

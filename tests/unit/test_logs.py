@@ -35,6 +35,7 @@ def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_an
     assert [e.response for e in logs.entries(None, query="ANSWER 2")] == ["answer 2"]
     assert [e.prompt for e in logs.entries(None, session="trip")] == ["prompt 4"]
     assert logs.entries(None, command="summarize") == []
+    assert logs.log_path().stat().st_mode & 0o777 == 0o600  # prompts and answers are private
     first = logs.entries(None)[0]
     assert first.options == {"template": "chat"} and first.datetime_utc and first.id == ids[0]
 
