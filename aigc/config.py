@@ -94,7 +94,8 @@ def set_setting(key: str, value: str | bool | None) -> Path:
     except ValueError:
         same = False
     if not same:
-        raise BadInputError(f"cannot set {key} in {path} without changing something else there; write `{key} = \"...\"` at its top by hand")
+        by_hand = f"write `{key} = {json.dumps(value)}` at its top" if value is not None else f"remove its `{key} = ...` line"
+        raise BadInputError(f"cannot set {key} in {path} without changing something else there; {by_hand} by hand")
     make_dir(path.parent, "AIGC_CONFIG_DIR moves aigc's settings")
     return write_atomic(path, text)
 

@@ -125,6 +125,12 @@ def session_path(name: str) -> Path:
     return sessions_dir() / f"{name}.json"
 
 
+def session_label(path: Path) -> str:
+    """How records name a session: its name, or its file's absolute path."""
+    path = Path(path).absolute()
+    return path.stem if path.parent == sessions_dir().absolute() else str(path)
+
+
 def latest_session() -> str:
     """The name of the most recently used session."""
     rows = [row for row in list_sessions() if "error" not in row]

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS responses (
 )
 """
 _ON, _OFF = {"1", "on", "true", "yes"}, {"0", "off", "false", "no"}
+MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
 @dataclass
@@ -64,8 +65,9 @@ class Entry:
         return {"id": values.pop("id"), "datetime_utc": values.pop("datetime_utc"), **values}
 
     def to_markdown(self) -> str:
-        head = f"## {self.id} · {self.datetime_utc.replace('T', ' ')} UTC · {self.command} · {self.model}"
-        facts = [", ".join(f"{k}={v}" for k, v in self.options.items())] if self.options else []
+        when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
+        head = f"## {self.id} · {when} · {self.command} · {self.model}"
+        facts = [", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in self.options.items())] if self.options else []
         if self.session:
             facts.append(f"session {self.session}")
         if self.prompt_tokens is not None:
@@ -106,32 +108,39 @@ def set_enabled(on: bool) -> Path:
 
 
 @contextmanager
-def _connect(create: bool = True) -> Iterator[sqlite3.Connection]:
-    """A connection to the log (made with its table when `create`); a file that is not aigc's log
-    is a one-line error."""
+def _connect() -> Iterator[sqlite3.Connection]:
+    """A connection to the log, made (readable by its owner only) with its table when new; a file
+    that is not aigc's log, or one it cannot use, is a one-line error."""
     path = log_path()
+    make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
     try:
-        if create:
-            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # a new log is readable by its owner only
+        os.close(os.open(path, os.O_CREAT | os.O_RDONLY, 0o600))
         with closing(sqlite3.connect(path, timeout=10)) as db:
             db.row_factory = sqlite3.Row
+            db.create_function("fold", 1, lambda text: text.casefold(), deterministic=True)
             db.execute("PRAGMA secure_delete = ON")  # deleted entries' text is overwritten, not left in the file
-            if create:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if (version, tables) != (SCHEMA_VERSION, {"responses"}):
+                if tables or version:
+                    raise BadInputError(f"{path} is not aigc's response log (another program's database, or a newer aigc's); move it away or set AIGC_DATA_DIR")
                 with db:
                     db.execute(SCHEMA)
-                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             yield db
+    except OSError as exc:
+        raise BadInputError(f"cannot use the response log {path}: {exc.strerror or exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise BadInputError(f"cannot use the response log {path}: {exc}; move it away (aigc starts a new one) or run `aigc logs off`") from None
+        broken = not isinstance(exc, sqlite3.OperationalError)  # not a database, or a damaged one
+        fix = "move it away (aigc starts a new one)" if broken else "check the file and its directory"
+        raise BadInputError(f"cannot use the response log {path}: {exc}; {fix}, or run `aigc logs off`") from None
 
 
 def record(entry: Entry) -> int:
     """Add an entry; returns its id."""
     row = asdict(entry)
     row.pop("id")
-    row["datetime_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "")
+    row["datetime_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     row["options"] = json.dumps(entry.options, ensure_ascii=False, default=str)
     row["result"] = None if entry.result is None else json.dumps(entry.result, ensure_ascii=False, default=str)
     with _connect() as db, db:
@@ -148,43 +157,51 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 def entries(count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None) -> list[Entry]:
     """The last `count` entries (None: all) that match every filter given, oldest first. `query`
-    is a case-insensitive substring of the prompt or the response."""
+    is a substring of the prompt or the response, in any case."""
     if not log_path().exists():
         return []
     where, args = [], []
     if query:
-        where.append("(instr(lower(prompt), lower(?)) > 0 OR instr(lower(response), lower(?)) > 0)")
-        args += [query, query]
+        where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
+        args += [query.casefold()] * 2
     for column, value in (("model", model), ("command", command), ("session", session)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)
     sql = "SELECT * FROM responses" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
     if count is not None:
-        sql += f" LIMIT {int(count)}"
-    with _connect(create=False) as db:
-        return [_entry(row) for row in reversed(db.execute(sql, args).fetchall())]
+        sql += f" LIMIT {min(int(count), MAX_ID)}"
+    with _connect() as db:
+        rows = db.execute(sql, args).fetchall()
+    try:
+        return [_entry(row) for row in reversed(rows)]
+    except (KeyError, TypeError, ValueError) as exc:  # a row aigc did not write
+        raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
 
 
 def remove(ids: list[int]) -> int:
     """Delete the entries with these ids (every id checked first); returns how many went."""
-    found = set()
-    if log_path().exists():
-        with _connect(create=False) as db:
-            found = {r[0] for r in db.execute(f"SELECT id FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+    found: set[int] = set()
+    valid = [i for i in ids if 0 < i <= MAX_ID]
+    if valid and log_path().exists():
+        with _connect() as db:
+            found = {r[0] for r in db.execute(f"SELECT id FROM responses WHERE id IN ({', '.join('?' * len(valid))})", valid)}
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise BadInputError(f"no logged response {', '.join(missing)}; `aigc logs -n 0` lists them all")
-    with _connect(create=False) as db, db:
+    with _connect() as db, db:
         return db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
 
 
 def clear() -> int:
-    """Delete every entry (the file stays, emptied); returns how many went."""
+    """Delete every entry (the file stays, emptied and shrunk); returns how many went."""
     if not log_path().exists():
         return 0
-    with _connect(create=False) as db, db:
-        return db.execute("DELETE FROM responses").rowcount
+    with _connect() as db:
+        with db:
+            count = db.execute("DELETE FROM responses").rowcount
+        db.execute("VACUUM")
+    return count
 
 
 def status() -> dict:
@@ -192,7 +209,7 @@ def status() -> dict:
     path = log_path()
     count = 0
     if path.exists():
-        with _connect(create=False) as db:
+        with _connect() as db:
             count = db.execute("SELECT count(*) FROM responses").fetchone()[0]
     on, decided = logging_state()
     return {"logging": on, "decided": decided, "path": str(path), "responses": count, "bytes": path.stat().st_size if path.exists() else 0}

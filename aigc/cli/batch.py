@@ -28,7 +28,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-@generation_options(logged=False)
+@generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...")],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],

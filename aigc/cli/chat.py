@@ -23,7 +23,7 @@ REPL_HELP = """Commands:
 Ctrl-C stops a reply that is being written."""
 
 
-@generation_options
+@generation_options(logged=True)
 def chat(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
@@ -94,13 +94,8 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
             _json_result(generator, answer, session=str(session.path))
         else:
             ui.result(answer)
-    run.keep(generator, "chat", text, answer, {"template": session.template, "system": session.system}, session=_session_name(session.path))
+    run.keep(generator, "chat", text, answer, {"template": session.template, "system": session.system}, session=conversations.session_label(session.path))
     run.report(generator)
-
-
-def _session_name(path) -> str:
-    """How the log names a session: its name, or its file's path."""
-    return path.stem if path.parent == conversations.sessions_dir() else str(path)
 
 
 def _json_result(generator, text: str, **extra: str) -> None:
@@ -163,8 +158,8 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
         return None
     if line.startswith("/"):
         return _slash(line, session)
-    reply = session.send(line)
     before = len(session.messages)
+    reply = session.send(line)
     run.mark(session.generator)
     try:
         _stream(reply)
@@ -176,7 +171,7 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
         ui.error(str(exc))
     if len(session.messages) == before + 2:  # the turn was kept (a stopped reply too)
         options = {"template": session.template, "system": session.system}
-        session_name = _session_name(session.path) if session.path else None
+        session_name = conversations.session_label(session.path) if session.path else None
         run.keep(session.generator, "chat", line, session.messages[-1]["content"], options, session=session_name)
     if run.stats:
         ui.print_stats(session.generator.engine.stats)

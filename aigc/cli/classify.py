@@ -45,7 +45,7 @@ def describe(result: dict) -> str:
     return f"{chosen or '(none)'}\t{scores}"
 
 
-@generation_options(sampling=False)
+@generation_options(sampling=False, logged=True)
 def classify(
     source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
     labels: Labels = None,
@@ -86,7 +86,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 
 
 @eval_app.command("classify")
-@generation_options(sampling=False, logged=False)
+@generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],
     labels: Labels = None,

@@ -11,7 +11,7 @@ from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
-@generation_options
+@generation_options(logged=True)
 def headline(
     source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for.")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,

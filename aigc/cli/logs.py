@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import logs, ui
+from .. import conversations, logs, ui
 from ..errors import BadInputError
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
@@ -13,8 +13,8 @@ logs_app = typer.Typer(help="Show, search and manage the response log: every ans
 Count = Annotated[int, typer.Option("--count", "-n", help="How many of the latest answers; 0 for all.")]
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
-Command = Annotated[Optional[str], typer.Option("--command", "-c", help="Only answers of this command: chat, summarize, headline, ...")]
-Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this chat session.")]
+Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
+Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this chat session (a name, or its .json file).")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 
@@ -39,11 +39,13 @@ def _show(count, query, model, command, session, response, as_json) -> None:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
     if response and as_json:
         raise BadInputError("give --response or --json, not both")
+    if session:
+        session = conversations.session_label(conversations.session_path(session))
     found = logs.entries(1 if response else count or None, query, model, command, session)
     if as_json:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
     elif not found:
-        filtered = any(v is not None for v in (query, model, command, session))
+        filtered = any((query, model, command, session))
         ui.info("No logged answer matches." if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
         ui.result(found[-1].response)
@@ -54,6 +56,7 @@ def _show(count, query, model, command, session, response, as_json) -> None:
 @logs_app.command()
 def on() -> None:
     """Log the answers of generating commands (the default)."""
+    logs.logging_state()  # a bad AIGC_LOGS is an error before the setting changes
     logs.set_enabled(True)
     _say_state()
 
@@ -61,6 +64,7 @@ def on() -> None:
 @logs_app.command()
 def off() -> None:
     """Stop logging answers (what is logged stays: `aigc logs rm --all` deletes it)."""
+    logs.logging_state()  # a bad AIGC_LOGS is an error before the setting changes
     logs.set_enabled(False)
     _say_state()
 
@@ -75,7 +79,7 @@ def status(as_json: AsJson = False) -> None:
     """Whether answers are logged, where, and how many there are."""
     facts = logs.status()
     if as_json:
-        ui.result(json.dumps(facts, indent=2))
+        ui.result(json.dumps(facts, indent=2, ensure_ascii=False))
     else:
         ui.result(f"Logging is {'on' if facts['logging'] else 'off'} ({facts['decided']})\nFile: {facts['path']}\nResponses: {facts['responses']} ({facts['bytes'] / 1e6:.1f} MB)")
 

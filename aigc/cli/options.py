@@ -34,6 +34,10 @@ class RunOptions:
     log: Annotated[Optional[bool], typer.Option("--log/--no-log", help="Keep this answer in the response log (`aigc logs`), or not; default: kept unless `aigc logs off`.", show_default=False, rich_help_panel=PANEL)] = None
     stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr (classify: prompts scored and scoring time).", rich_help_panel=PANEL)] = False
 
+    def __post_init__(self) -> None:
+        self._mark: tuple[float, int, int] | None = None  # set by `mark`
+        self._log_failed = False
+
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
         values = {
@@ -88,15 +92,16 @@ class RunOptions:
 
     def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True) -> None:
         """Log an answer the command printed (unless logging is off); a log that cannot be written is
-        a warning, never the command's failure. `measured`: the tokens and time since `mark` are this
-        answer's alone (not so for one line of a batch)."""
+        one warning, never the command's failure, and nothing more is logged in this run. `measured`:
+        the tokens and time since `mark` are this answer's alone (not so for one line of a batch)."""
         from .. import logs
 
+        measured = measured and self._mark is not None
         try:
-            if not (logs.enabled() if self.log is None else self.log):
+            if self._log_failed or not (logs.enabled() if self.log is None else self.log):
                 return
             stats = generator.engine.stats
-            since, prompt_tokens, completion_tokens = self._mark if measured else (None, 0, 0)
+            since, prompt_tokens, completion_tokens = self._mark if measured else (0.0, 0, 0)
             given = {k: v for k, v in options.items() if v is not None}
             logs.record(
                 logs.Entry(
@@ -113,9 +118,8 @@ class RunOptions:
                 )
             )
         except AigcError as exc:
-            ui.warn(f"{exc} (the answer was not logged)")
-        except OSError as exc:
-            ui.warn(f"cannot write the response log {logs.log_path()}: {exc.strerror or exc} (the answer was not logged)")
+            self._log_failed = True
+            ui.warn(f"{exc} (answers are not logged in this run)")
         self.mark(generator)
 
     def report(self, generator) -> None:
@@ -132,10 +136,10 @@ _COMMON = [
 SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
 
 
-def generation_options(func: Callable | None = None, *, sampling: bool = True, logged: bool = True) -> Callable:
+def generation_options(func: Callable | None = None, *, sampling: bool = True, logged: bool = False) -> Callable:
     """Add the shared options to a command; it receives them as one `run: RunOptions` argument.
     `sampling=False` leaves out the sampling options, for commands that score instead of generate;
-    `logged=False` leaves out `--log/--no-log`, for commands whose answers are not logged."""
+    `logged=True` adds `--log/--no-log`, for commands that log their answers (`RunOptions.keep`)."""
     if func is None:
         return functools.partial(generation_options, sampling=sampling, logged=logged)
     signature = inspect.signature(func)

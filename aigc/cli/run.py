@@ -24,7 +24,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-@generation_options
+@generation_options(logged=True)
 def run_template(
     template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.")],
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,

@@ -12,7 +12,7 @@ from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
-@generation_options
+@generation_options(logged=True)
 def summarize(
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
     length: Annotated[str, typer.Option(help="short, medium or long.")] = "medium",

@@ -12,7 +12,7 @@ from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
-@generation_options
+@generation_options(logged=True)
 def translate(
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],

@@ -64,11 +64,37 @@ def test_logging_is_on_by_default_off_by_setting_and_the_environment_decides_fir
     assert logs.logging_state() == (True, "aigc's default")
 
 
-def test_a_file_that_is_not_a_log_is_a_one_line_error():
+def test_a_file_that_is_not_a_log_is_a_one_line_error_and_is_left_as_it_is():
+    import sqlite3
+
     logs.log_path().parent.mkdir(parents=True)
     logs.log_path().write_text("not a database " * 100)
     with pytest.raises(BadInputError, match="move it away"):
         logs.record(entry(1))
+    logs.log_path().unlink()
+    with sqlite3.connect(logs.log_path()) as other:  # another program's database, even with a responses table
+        other.execute("CREATE TABLE responses (id INTEGER PRIMARY KEY, foo TEXT)")
+    for action in (lambda: logs.record(entry(1)), lambda: logs.entries(None)):
+        with pytest.raises(BadInputError, match="not aigc's response log"):
+            action()
+    with sqlite3.connect(logs.log_path()) as other:
+        assert [row[0] for row in other.execute("SELECT name FROM sqlite_master")] == ["responses"]
+        assert other.execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+def test_an_empty_file_is_an_empty_log_and_search_folds_any_case():
+    logs.log_path().parent.mkdir(parents=True)
+    logs.log_path().touch()
+    assert logs.entries(None) == [] and logs.status()["responses"] == 0
+    logs.record(entry(1, prompt="Été froid à Genève"))
+    assert [e.prompt for e in logs.entries(None, query="ÉTÉ FROID")] == ["Été froid à Genève"]
+
+
+def test_ids_and_counts_beyond_sqlite_integers_are_bad_input_not_crashes():
+    logs.record(entry(1))
+    with pytest.raises(BadInputError, match="no logged response 99999999999999999999"):
+        logs.remove([99999999999999999999])
+    assert len(logs.entries(99999999999999999999)) == 1
 
 
 def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
@@ -109,19 +135,33 @@ def test_summarize_run_and_classify_keep_what_they_printed_and_their_result(tiny
 def test_lines_log_each_line_without_per_line_tokens(tiny_model_dir):
     result = invoke("translate", "-", "--to", "fr", "--lines", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Bees.\n\nCities.\n")
     assert result.exit_code == 0, result.output
-    rows = logged("-c", "translate")
+    rows = logged("--command", "translate")
     assert [r["prompt"] for r in rows] == ["Bees.", "Cities."]
     assert [r["response"] for r in rows] == result.stdout.splitlines()
     assert all(r["prompt_tokens"] is None and r["duration_ms"] is None for r in rows)
 
 
-def test_a_log_that_cannot_be_written_is_a_warning_and_the_answer_stands(tiny_model_dir):
+def test_a_log_that_cannot_be_written_is_one_warning_and_the_answers_stand(tiny_model_dir):
     logs.log_path().parent.mkdir(parents=True)
     logs.log_path().write_bytes(b"\x00garbage" * 200)
     args = ("chat", "Bees", "-m", str(tiny_model_dir), "--max-tokens", "8", "--seed", "2", "--temperature", "1")
     result = invoke(*args)
     assert result.exit_code == 0 and result.stdout == invoke(*args, "--no-log").stdout
     assert "move it away" in result.stderr and "not logged" in result.stderr
+    lines = invoke("classify", "-", "-l", "a,b", "--lines", "-m", str(tiny_model_dir), input="one\ntwo\nthree\n")
+    assert lines.exit_code == 0 and len(lines.stdout.splitlines()) == 3
+    assert lines.stderr.count("not logged") == 1
+
+
+def test_keep_without_a_mark_logs_the_answer_unmeasured(tiny_engine):
+    from aigc.cli.options import RunOptions
+
+    class Generator:
+        engine = tiny_engine
+
+    RunOptions().keep(Generator(), "shout", "hi", "HI", {"n": 1})
+    (row,) = logs.entries(None)
+    assert (row.command, row.response, row.duration_ms, row.prompt_tokens) == ("shout", "HI", None, None)
 
 
 def test_logs_list_markdown_response_and_rm_through_the_cli():
@@ -142,13 +182,31 @@ def test_logs_list_markdown_response_and_rm_through_the_cli():
     assert invoke("logs", "-n", "5", "off").exit_code == 2  # list options belong to list
 
 
+def test_logs_on_and_off_check_the_environment_before_changing_the_setting(monkeypatch):
+    monkeypatch.setenv("AIGC_LOGS", "garbage")
+    assert invoke("logs", "off").exit_code == 2
+    assert not config.settings_file().exists()
+
+
+def test_a_session_filter_takes_a_name_or_its_file(tiny_model_dir, tmp_path):
+    from aigc import conversations
+
+    named = invoke("chat", "Bees", "-S", "trip", "-m", str(tiny_model_dir), "--max-tokens", "3")
+    file = invoke("chat", "Cities", "-S", str(tmp_path / "mine.json"), "-m", str(tiny_model_dir), "--max-tokens", "3")
+    assert named.exit_code == 0 and file.exit_code == 0, named.output + file.output
+    assert [r["prompt"] for r in logged("-S", "trip")] == ["Bees"]
+    assert [r["prompt"] for r in logged("-S", str(conversations.sessions_dir() / "trip.json"))] == ["Bees"]
+    assert [r["prompt"] for r in logged("-S", str(tmp_path / "mine.json"))] == ["Cities"]
+
+
 def test_logs_status_path_and_an_empty_log():
     assert "No answers logged yet" in invoke("logs").stderr
     status = json.loads(invoke("logs", "status", "--json").stdout)
     assert status["logging"] is True and status["responses"] == 0 and status["path"] == invoke("logs", "path").stdout.strip()
 
 
-def test_commands_that_do_not_log_have_no_log_option():
+def test_only_commands_that_log_have_the_log_option():
     for command in (("eval", "classify"), ("batch",)):
         assert "--no-log" not in invoke(*command, "--help").stdout
-    assert "--no-log" in invoke("chat", "--help").stdout
+    for command in ("chat", "summarize", "headline", "translate", "classify", "run"):
+        assert "--no-log" in invoke(command, "--help").stdout

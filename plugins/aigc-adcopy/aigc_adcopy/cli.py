@@ -8,7 +8,7 @@ import typer
 from aigc.cli.options import RunOptions, generation_options
 
 
-@generation_options
+@generation_options(logged=True)
 def adcopy(
     product: Annotated[str, typer.Option(help="What is being advertised.")],
     audience: Annotated[str, typer.Option(help="Who the ad is for.")],
