@@ -11,7 +11,7 @@ from .. import conversations, ui
 from ..errors import AigcError, BadInputError
 from ..generators.chat import ChatSession
 from ..textio import check_writable
-from .options import RunOptions, generation_options, stdin_text
+from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help          this help
@@ -31,10 +31,16 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
+    schema: Schema = None,
     *,
     run: RunOptions,
 ) -> None:
     """Chat with the model."""
+    json_schema = read_schema_option(schema)
+    if json_schema is not None:
+        if session is not None or resume:
+            raise BadInputError("--schema answers one prompt; it does not go with --session or --continue")
+        run.json_schema = json_schema
     piped = stdin_text()
     if resume:
         if session is not None:
@@ -49,8 +55,8 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
     if prompt is None and piped is None:
         if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
-        if as_json:
-            raise BadInputError("--json is for one-shot answers; give a prompt as an argument or pipe one in")
+        if as_json or run.json_schema is not None:
+            raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
         return _repl(run, system, template, path)
     text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
     generator = run.generator("chat")
@@ -59,15 +65,17 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
     template = template or "chat"
     run.prepare(generator, text, {"template": template, "system": system})
     sampling = run.sampling()
-    if sys.stdout.isatty() and not as_json:
+    result = None
+    if sys.stdout.isatty() and not as_json and run.json_schema is None:
         answer = _stream(generator.stream(text, sampling, template=template, system=system)).strip()
     else:
-        answer = generator(text, sampling=sampling, template=template, system=system)["text"]
+        result = generator(text, sampling=sampling, template=template, system=system)
+        answer = json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]
         if as_json:
-            _json_result(generator, answer)
+            _json_result(generator, result["text"], **({"data": result["data"]} if "data" in result else {}))
         else:
             ui.result(answer)
-    run.keep(generator, "chat", text, answer, {"template": template, "system": system})
+    run.keep(generator, "chat", text, answer, {"template": template, "system": system}, result.get("data") if result else None)
     run.report(generator)
 
 
@@ -98,7 +106,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     run.report(generator)
 
 
-def _json_result(generator, text: str, **extra: str) -> None:
+def _json_result(generator, text: str, **extra) -> None:
     stats = generator.engine.stats
     usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
     ui.result(json.dumps({"model": generator.engine.name, "text": text, "usage": usage, **extra}, ensure_ascii=False))

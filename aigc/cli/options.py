@@ -37,6 +37,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
+        self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
@@ -47,6 +48,7 @@ class RunOptions:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "stop": tuple(self.stop) if self.stop else None,
+            "json_schema": self.json_schema,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -154,6 +156,24 @@ def generation_options(func: Callable | None = None, *, sampling: bool = True, l
     wrapper.__signature__ = signature.replace(parameters=own + shared)
     wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in shared}}
     return wrapper
+
+
+Schema = Annotated[
+    Optional[str],
+    typer.Option("--schema", metavar="SCHEMA", help="Answer in JSON that this JSON schema allows: JSON text, a .json file, or fields like 'name, age int, bio: a short bio'.", show_default=False),
+]
+
+
+def read_schema_option(value: Optional[str]) -> Optional[dict]:
+    """The `--schema` value as a JSON schema the decoder can follow (checked before any model loads)."""
+    if value is None:
+        return None
+    from ..engine.structured import schema_parser
+    from ..json_schemas import read_schema
+
+    schema = read_schema(value)
+    schema_parser(schema)
+    return schema
 
 
 def stdin_text() -> Optional[str]:

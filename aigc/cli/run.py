@@ -8,7 +8,7 @@ import typer
 from .. import templates, ui
 from ..errors import BadInputError
 from ..textio import read_document
-from .options import RunOptions, generation_options
+from .options import RunOptions, Schema, generation_options, read_schema_option
 
 PLAIN = ("chat", "template")
 
@@ -30,7 +30,8 @@ def run_template(
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with -.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, usage} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, usage} as JSON (with --schema, data too).")] = False,
+    schema: Schema = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -38,6 +39,7 @@ def run_template(
 
     Sampling: the template's front-matter defaults apply unless an option here overrides them.
     """
+    run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
     if source is not None:
@@ -52,12 +54,13 @@ def run_template(
     generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     run.prepare(generator, values, options)
     result = generator(values, sampling=run.sampling(), **options)
+    answer = json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "usage": result["usage"]}
-        ui.result(json.dumps(payload, ensure_ascii=False))
+        ui.result(json.dumps({**payload, **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))
     else:
-        ui.result(result["text"])
-    run.keep(generator, "run", values, result["text"], options)
+        ui.result(answer)
+    run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
 
 

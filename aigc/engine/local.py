@@ -101,7 +101,7 @@ class LocalEngine:
         self._check_fits(rows, params)
         ids, mask = self._batch(rows)
         cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
-        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached)
+        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer)
         return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows])
 
     def _keep(self, loop: DecodeLoop) -> None:

@@ -240,6 +240,8 @@ class OpenAIEngine:
             body["top_k"] = params.top_k
         if params.repetition_penalty != 1.0:
             body["repetition_penalty"] = params.repetition_penalty
+        if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
         if stream:
             body["stream_options"] = {"include_usage": True}
         if isinstance(prompt, str):

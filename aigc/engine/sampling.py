@@ -9,6 +9,7 @@ back while they might still match, EOS). torch is imported inside functions so t
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -24,7 +25,8 @@ NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": Tr
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off."""
+    """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off;
+    `json_schema` (a JSON Schema, as a dict) holds the answer to JSON that the schema allows."""
 
     temperature: float = 0.2
     top_p: float = 0.9
@@ -34,6 +36,7 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     repetition_penalty: float = 1.0
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         for name, whole in NUMBERS.items():
@@ -48,6 +51,13 @@ class SamplingParams:
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
             raise OptionError("stop", f"must be a string or a list of strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(s for s in stops if s))
+        if self.json_schema is not None:
+            try:
+                valid = isinstance(self.json_schema, dict) and bool(json.dumps(self.json_schema))
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                raise OptionError("json_schema", f"must be a JSON Schema (a JSON object), got {type(self.json_schema).__name__}")
         checks = [
             ("temperature", 0 <= self.temperature <= 2, f"must be between 0 and 2 (0 = greedy), got {self.temperature}"),
             ("top_p", 0 < self.top_p <= 1, f"must be in (0, 1] (1 = off), got {self.top_p}"),
@@ -79,8 +89,10 @@ class SamplingParams:
         return self.temperature == 0
 
 
-def build_processors(params: SamplingParams):
-    """A `LogitsProcessorList` holding only the steps that change anything for these settings."""
+def build_processors(params: SamplingParams, tokenizer=None):
+    """A `LogitsProcessorList` holding only the steps that change anything for these settings; a
+    JSON schema's mask (it needs the model's `tokenizer`) comes first, so sampling picks among the
+    tokens it allows."""
     from transformers import (
         LogitsProcessorList,
         RepetitionPenaltyLogitsProcessor,
@@ -90,6 +102,10 @@ def build_processors(params: SamplingParams):
     )
 
     steps = LogitsProcessorList()
+    if params.json_schema is not None:
+        from .structured import SchemaMask
+
+        steps.append(SchemaMask(tokenizer, params.json_schema))
     if params.repetition_penalty != 1.0:
         steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if not params.greedy:
@@ -170,7 +186,8 @@ class DecodeLoop:
 
     Rows finish on EOS or when `finish(row)` is called (a stop string matched); finished rows
     keep producing the pad id. A `cache` that already holds the first `cached` tokens of a
-    single-row input is extended instead of prefilling them again. After each forward pass the
+    single-row input is extended instead of prefilling them again. `tokenizer` is needed for a JSON
+    schema. After each forward pass the
     cache holds exactly `self.fed`; `self.consistent` is False while a forward pass is under way
     (an interrupt there leaves the cache half-updated).
     """
@@ -185,6 +202,7 @@ class DecodeLoop:
         pad_id: int,
         cache=None,
         cached: int = 0,
+        tokenizer=None,
     ):
         import torch
 
@@ -195,7 +213,7 @@ class DecodeLoop:
         self.eos = torch.tensor(sorted(set(eos_ids)), device=input_ids.device)
         self.pad_id = pad_id
         self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        self.processors = build_processors(params)
+        self.processors = build_processors(params, tokenizer)
         self.gen = make_generator(params.seed, input_ids.device)
         self.cache = cache
         self.cached = cached

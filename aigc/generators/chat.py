@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -9,6 +10,7 @@ from typing import Any, Iterator
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError
 from ..engine.base import check_fits
+from ..json_schemas import parse_answers
 from .base import Generator, type_name
 
 
@@ -88,12 +90,15 @@ class ChatGenerator(Generator):
         messages, defaults = prepared
         params = self.sampling(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
-        return fitted, self.engine.generate([fitted], params)[0]
+        completions = self.engine.generate([fitted], params)[0]
+        return fitted, completions, parse_answers(completions, params.json_schema, params.max_tokens) if params.json_schema is not None else None
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
-        messages, completions = raw
-        texts = [c.text.strip() for c in completions]
-        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}]}
+        """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
+        messages, completions, values = raw
+        texts = [c.text.strip() for c in completions] if values is None else [json.dumps(v, ensure_ascii=False) for v in values]
+        result = {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}]}
+        return result if values is None else {**result, "data": values[0]}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated."""

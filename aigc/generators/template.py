@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
 from ..errors import BadInputError
 from ..engine.base import check_fits
+from ..json_schemas import parse_answers
 from .base import Generator, coerce_value
 
 
@@ -60,13 +62,16 @@ class TemplateGenerator(Generator):
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        return rendered.messages, self.engine.generate([rendered.messages], params)[0]
+        completions = self.engine.generate([rendered.messages], params)[0]
+        return rendered.messages, completions, parse_answers(completions, params.json_schema, params.max_tokens) if params.json_schema is not None else None
 
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:
-        messages, completions = raw
-        texts = [c.text.strip() for c in completions]
+        """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
+        messages, completions, values = raw
+        texts = [c.text.strip() for c in completions] if values is None else [json.dumps(v, ensure_ascii=False) for v in values]
         usage = {
             "prompt_tokens": completions[0].prompt_tokens,
             "completion_tokens": sum(c.completion_tokens for c in completions),
         }
-        return {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage}
+        result = {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage}
+        return result if values is None else {**result, "data": values[0]}

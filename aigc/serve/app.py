@@ -82,6 +82,30 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
 FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
 
 
+def _response_schema(response_format: dict | None) -> dict | None:
+    """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
+    JSON object, `text` (or none) is no schema."""
+    from ..engine.structured import schema_parser
+
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return None
+    spec = response_format.get("json_schema")
+    if kind == "json_object":
+        schema = {"type": "object"}
+    elif kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        schema = spec["schema"]
+    elif kind == "json_schema":
+        raise ApiError(400, 'response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}', param="response_format", code="invalid_value")
+    else:
+        raise ApiError(400, f"response_format {kind!r} is not supported; text, json_object or json_schema", param="response_format", code="unsupported")
+    try:
+        schema_parser(schema)  # a schema the decoder cannot follow fails here, not in the batch
+    except AigcError as exc:
+        raise ApiError(400, str(exc), param="response_format", code="invalid_value") from None
+    return schema
+
+
 def _no_files(options: dict) -> None:
     """A request never makes the server read a file: templates go by name, examples and glossaries inline."""
     from ..templates import is_path
@@ -297,8 +321,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral:
                 raise ApiError(400, f"{name} is not supported by this server" + (" (repetition_penalty is)" if name.endswith("_penalty") else ""), param=name, code="unsupported")
-        if req.response_format and req.response_format.get("type", "text") != "text":  # no constrained decoding here
-            raise ApiError(400, f"response_format {req.response_format.get('type')!r} is not supported by this server; only text", param="response_format", code="unsupported")
+        schema = _response_schema(req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n")
         asked = req.max_completion_tokens or req.max_tokens
@@ -324,7 +347,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "repetition_penalty": req.repetition_penalty, "seed": req.seed}.items() if v is not None}
         )
         try:
-            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, **values)
+            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, json_schema=schema, **values)
         except BadInputError as exc:
             raise ApiError(422, str(exc), code="invalid_value") from None
 

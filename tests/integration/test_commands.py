@@ -26,6 +26,14 @@ def test_quantized_weights_still_answer(quantize):
     assert "Paris" in done.stdout and "tokens/s" in done.stderr
 
 
+def test_a_schema_gets_json_with_its_fields_and_types_non_ascii_too():
+    done = aigc("chat", "Extract the person and the city: 山田太郎 is 41 and lives in 東京.", "--schema", "name, age int, city")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert list(data) == ["name", "age", "city"] and isinstance(data["age"], int)
+    assert "山田" in data["name"] and "東京" in data["city"]
+
+
 def test_seeded_sampling_is_reproducible():
     args = ("chat", "Name a fruit.", "--temperature", "1.0", "--seed", "11", "--max-tokens", "20")
     first, second = aigc(*args), aigc(*args)

@@ -216,7 +216,9 @@ def test_bad_key_is_401(server):
         ({"top_logprobs": 3}, "BadRequestError", "logprobs: true"),
         ({"logprobs": True, "top_logprobs": 21}, "UnprocessableEntityError", "top_logprobs"),
         ({"extra_body": {"echo": True}}, "BadRequestError", "echo"),
-        ({"response_format": {"type": "json_object"}}, "BadRequestError", "response_format 'json_object'"),
+        ({"response_format": {"type": "xml"}}, "BadRequestError", "response_format 'xml' is not supported"),
+        ({"response_format": {"type": "json_schema"}}, "BadRequestError", "needs"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}}}, "BadRequestError", "cannot be used"),
         ({"frequency_penalty": 1.0}, "BadRequestError", "frequency_penalty is not supported"),
         ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
         ({"max_tokens": 150, "messages_words": 80}, "BadRequestError", "lower max_tokens to"),
@@ -231,6 +233,24 @@ def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, w
         chat(client, server["model"], content, **kwargs)
     assert words in caught.value.body["message"]
     assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, max_tokens=2).choices  # neutral values are fine
+
+
+FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
+
+
+def test_response_format_holds_answers_to_json(server, client):
+    schema = {"type": "json_schema", "json_schema": {"name": "flags", "schema": FLAGS}}
+    reply = chat(client, server["model"], max_tokens=60, temperature=1.0, seed=4, n=3, response_format=schema)
+    for choice in reply.choices:
+        assert choice.finish_reason == "stop" and list(json.loads(choice.message.content)) == ["ok", "color"]
+    streamed = client.chat.completions.create(
+        model=server["model"], messages=[{"role": "user", "content": "JSON"}], max_tokens=60, temperature=1.0, seed=4, stream=True, response_format=schema
+    )
+    assert set(json.loads("".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices))) == {"ok", "color"}
+    any_object = chat(client, server["model"], max_tokens=150, temperature=0.5, seed=1, response_format={"type": "json_object"})
+    if any_object.choices[0].finish_reason == "stop":  # a random model may write one long string
+        assert isinstance(json.loads(any_object.choices[0].message.content, strict=False), dict)
+    assert any_object.choices[0].message.content.lstrip().startswith("{")
 
 
 def test_unknown_model_is_404(server, client):
@@ -346,6 +366,8 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
     prompt, labels = "Paris is the capital", [" of France.", " of Germany", " bees", " quick"]
     assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
+    held = SamplingParams(temperature=1.0, max_tokens=60, seed=2, json_schema=FLAGS)  # sent as response_format
+    assert list(json.loads(engine.generate([messages], held)[0][0].text)) == ["ok", "color"]
     monkeypatch.setenv("AIGC_OPENAI_API_KEY", "wrong")
     with pytest.raises(BadInputError, match="AIGC_OPENAI_API_KEY"):
         OpenAIEngine.from_location(f"{server['url']}#{server['model']}")

@@ -1,0 +1,90 @@
+"""JSON schemas for structured answers: reading `--schema` values, and checking what came back.
+
+The engine holds the answer to the schema while it is generated (`SamplingParams.json_schema`);
+an answer can still be cut off by `max_tokens` or a stop string before its JSON is whole, which
+`parse_answers` reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import AigcError, BadInputError
+
+CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$")
+
+
+def concise_schema(text: str) -> dict[str, Any]:
+    """An object schema from `llm`'s concise syntax: fields split by commas or new lines, each
+    `name [type][: description]` with type str (the default), int, float or bool; all required.
+    `"name, age int, bio: a short biography"`."""
+    lines = [part.strip() for part in re.split(r"\n" if "\n" in text else r",", text) if part.strip()]
+    properties: dict[str, Any] = {}
+    for line in lines:
+        match = _FIELD.match(line)
+        if not match or (match.group(2) and match.group(2) not in CONCISE_TYPES):
+            raise BadInputError(
+                f"cannot read schema field {line!r}: write `name`, `name TYPE` or `name TYPE: description` "
+                f"(TYPE: {', '.join(CONCISE_TYPES)}), or give a JSON schema"
+            )
+        name, kind, description = match.groups()
+        properties[name] = {"type": CONCISE_TYPES[kind or "str"], **({"description": description} if description else {})}
+    if not properties:
+        raise BadInputError("the schema names no fields; give `name, age int` or a JSON schema")
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def read_schema(value: str) -> dict[str, Any]:
+    """A `--schema` value: JSON schema text, a .json file holding one, or the concise syntax."""
+    text = value.strip()
+    source = "--schema"
+    literal = text.startswith(("{", "["))
+    if not literal and (text.endswith(".json") or Path(text).expanduser().is_file()):
+        path = Path(text).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"cannot read the schema file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        source = str(path)
+    elif not literal:
+        return concise_schema(text)
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise BadInputError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise BadInputError(f"{source} must hold a JSON object (a JSON schema), not {type(schema).__name__}")
+    return schema
+
+
+def _whole_numbers(value: Any, schema: Any) -> Any:
+    """`value` with each number the schema types as an integer written as one (the decoder's number
+    grammar lets `1e3` through where an integer goes)."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, float) and schema.get("type") == "integer" and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        return {k: _whole_numbers(v, properties.get(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v, schema.get("items")) for v in value]
+    return value
+
+
+def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[Any]:
+    """The JSON value of each completion held to `schema`; one that is not whole JSON is an
+    `AigcError` saying why (cut off at `max_tokens`, or by a stop string)."""
+    values = []
+    for completion in completions:
+        try:
+            values.append(_whole_numbers(json.loads(completion.text, strict=False), schema))  # strict=False: a raw tab in a string
+        except ValueError:
+            if completion.finish_reason == "length":
+                raise AigcError(f"the answer was cut off at --max-tokens {max_tokens} before its JSON was complete; raise --max-tokens") from None
+            raise AigcError("the answer is not complete JSON: a --stop string ended it, or the model's server does not follow JSON schemas") from None
+    return values

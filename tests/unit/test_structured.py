@@ -1,0 +1,113 @@
+"""Structured answers: --schema values, decoding held to a JSON schema, and what comes back."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc.cli.app import app
+from aigc.engine.base import Completion
+from aigc.engine.sampling import SamplingParams
+from aigc.errors import AigcError, BadInputError, OptionError
+from aigc.json_schemas import concise_schema, parse_answers, read_schema
+
+runner = CliRunner()
+FLAGS = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}, "count": {"type": "integer"}, "color": {"enum": ["red", "green"]}},
+    "required": ["ok", "count", "color"],
+}
+
+
+def test_concise_schema_reads_names_types_and_descriptions():
+    assert concise_schema("name, age int, bio: a short bio") == {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "bio": {"type": "string", "description": "a short bio"}},
+        "required": ["name", "age", "bio"],
+    }
+    lines = concise_schema("title str: the title, with a comma\nscore float\nfinal bool")  # one field per line: commas stay
+    assert lines["properties"]["title"]["description"] == "the title, with a comma"
+    assert [p["type"] for p in lines["properties"].values()] == ["string", "number", "boolean"]
+    for bad in ("name bogus", " , ", "two words here"):
+        with pytest.raises(BadInputError):
+            concise_schema(bad)
+
+
+def test_read_schema_takes_json_text_a_file_or_the_concise_syntax(tmp_path):
+    assert read_schema('{"type": "object"}') == {"type": "object"}
+    file = tmp_path / "person.json"
+    file.write_text(json.dumps(FLAGS))
+    assert read_schema(str(file)) == FLAGS
+    assert read_schema("name")["required"] == ["name"]
+    with pytest.raises(BadInputError, match="not valid JSON"):
+        read_schema('{"type": ')
+    with pytest.raises(BadInputError, match="cannot read the schema file"):
+        read_schema(str(tmp_path / "missing.json"))
+    file.write_text("[1, 2]")
+    with pytest.raises(BadInputError, match="must hold a JSON object"):
+        read_schema(str(file))
+
+
+def test_sampling_params_take_a_json_object_as_schema():
+    assert SamplingParams(json_schema=FLAGS).json_schema == FLAGS
+    for bad in ("name, age int", ["a"], {"type": object}):
+        with pytest.raises(OptionError, match="json_schema"):
+            SamplingParams(json_schema=bad)
+
+
+def test_answers_parse_whole_integers_and_cut_answers_say_why():
+    whole = Completion('{"ok": true, "count": 1e3, "color": "red"}', 3, 9, "stop")
+    assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
+    with pytest.raises(AigcError, match="cut off at --max-tokens 50"):
+        parse_answers([Completion('{"ok": tr', 3, 50, "length")], FLAGS, 50)
+    with pytest.raises(AigcError, match="--stop string"):
+        parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_random_model_held_to_the_schema_writes_only_json_it_allows(tiny_engine, seed):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=100, seed=seed, n=2, json_schema=FLAGS)
+    for completion in tiny_engine.generate(["Give me JSON", "Another, longer prompt for the batch"], params)[0] + tiny_engine.generate(["x"], params)[0]:
+        value = json.loads(completion.text)  # whole JSON: the random model is held to the schema
+        assert list(value) == ["ok", "count", "color"]  # in the schema's order
+        assert isinstance(value["ok"], bool) and value["color"] in ("red", "green") and isinstance(value["count"], (int, float))
+        assert completion.finish_reason == "stop"
+
+
+def test_streaming_is_held_to_the_schema_too(tiny_engine):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=100, seed=3, json_schema=FLAGS)
+    assert set(json.loads("".join(tiny_engine.stream("Give me JSON", params)))) == {"ok", "count", "color"}
+
+
+def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine):
+    from aigc.generators.chat import ChatGenerator
+    from aigc.generators.template import TemplateGenerator
+
+    sampling = {"json_schema": FLAGS, "temperature": 1.0, "seed": 1, "max_tokens": 100}
+    for result in (ChatGenerator(engine=tiny_engine)("Give me JSON", sampling=sampling), TemplateGenerator(engine=tiny_engine)({"input": "JSON"}, sampling=sampling)):
+        assert json.loads(result["text"]) == result["data"] and set(result["data"]) == {"ok", "count", "color"}
+    with pytest.raises(AigcError, match="cut off at --max-tokens 3"):
+        ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={**sampling, "max_tokens": 3})
+    with pytest.raises(BadInputError, match="cannot be used"):
+        ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "banana"}, "max_tokens": 50})
+
+
+def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(tiny_model_dir):
+    model = ("-m", str(tiny_model_dir), "--temperature", "1", "--seed", "2", "--max-tokens", "100")
+    result = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"ok", "count", "color"}
+    as_json = json.loads(runner.invoke(app, ["chat", "Give me JSON", "--schema", "ok bool, count int", *model, "--json"]).stdout)
+    assert json.loads(as_json["text"]) == as_json["data"] and list(as_json["data"]) == ["ok", "count"]
+    answered = runner.invoke(app, ["run", "chat", "--var", "input=JSON please", "--schema", "ok bool", *model])
+    assert answered.exit_code == 0 and isinstance(json.loads(answered.stdout)["ok"], bool)
+    for args, words in [
+        (["chat", "x", "--schema", '{"type": "banana"}', "-m", "no-such-model"], "cannot be used"),
+        (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
+        (["chat", "x", "--schema", "name", "--session", "s"], "does not go with --session"),
+        (["run", "chat", "--var", "input=x", "--schema", "[1]"], "must hold a JSON object"),
+    ]:
+        failed = runner.invoke(app, args)
+        assert failed.exit_code == 2 and words in failed.stderr, failed.output
+    cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
+    assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr and cut.stdout == ""
