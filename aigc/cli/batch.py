@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
-from .options import RunOptions, generation_options
+from .options import RunOptions, Schema, generation_options, read_schema_option
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -38,6 +38,7 @@ def batch(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.")] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
+    schema: Schema = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -48,6 +49,9 @@ def batch(
 
     check_on_error(on_error)
     check_concurrency(concurrency)
+    if schema is not None and task not in ("chat", "template"):
+        raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
+    run.json_schema = read_schema_option(schema)
     if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)

@@ -111,3 +111,17 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         assert failed.exit_code == 2 and words in failed.stderr, failed.output
     cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
     assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr and cut.stdout == ""
+
+
+def test_batch_holds_every_row_to_the_schema(tiny_model_dir, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"id": f"r{i}", "text": f"Row {i}"}) + "\n" for i in range(5)))
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "chat", "-i", str(rows), "-o", str(out), "--schema", json.dumps(FLAGS), "-m", str(tiny_model_dir), "--temperature", "1", "--max-tokens", "100"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in written] == [f"r{i}" for i in range(5)]
+    assert all(list(row["result"]["data"]) == ["ok", "count", "color"] for row in written)
+    refused = runner.invoke(app, ["batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "s.jsonl"), "--schema", "name"])
+    assert refused.exit_code == 2 and "chat and template" in refused.stderr
