@@ -63,7 +63,9 @@ def schema_parser(schema: dict[str, Any]):
 class SchemaMask:
     """A logits processor: every token the schema does not allow next gets -inf.
 
-    One enforcer serves every row (its states are keyed by each row's whole token sequence); a row
+    The first call's width is the prompt's (rows are left-padded to it); the enforcer sees only what
+    each row generated after it, so one enforcer serves every row (its states are keyed by those
+    tokens, and rows that wrote the same share them) and keeps no copy of the prompt per step. A row
     that ended (fed padding after end-of-sequence) is stopped by the parser, not failed."""
 
     def __init__(self, tokenizer, schema: dict[str, Any]):
@@ -72,12 +74,15 @@ class SchemaMask:
         config = self.enforcer.root_parser.config  # the enforcer's own, made for the tokenizer's alphabet
         config.max_consecutive_whitespaces = MAX_WHITESPACE
         config.force_json_field_order = True
+        self.prompt_width: int | None = None
 
     def __call__(self, input_ids, scores):
         import torch
 
+        if self.prompt_width is None:
+            self.prompt_width = input_ids.shape[1]
         mask = torch.full_like(scores, float("-inf"))
-        for row, sequence in enumerate(input_ids.tolist()):
+        for row, sequence in enumerate(input_ids[:, self.prompt_width :].tolist()):
             allowed = self.enforcer.get_allowed_tokens(sequence).allowed_tokens  # a list: no bitmask asked for
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
         return scores + mask
