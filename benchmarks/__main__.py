@@ -24,6 +24,7 @@ ROWS = [
     ("decode tok/s, llama.cpp llama-bench", "llama_bench_decode_tps", "aigc int4", "int4_decode_tps", "llama_bench_ratio"),
     ("time to first token, ~1k-token prompt (s)", "ttft_1k_seconds", None, None, None),
     ("time to first token, ~1k-token prompt, int4 (s)", "int4_ttft_1k_seconds", "auto dtype", "ttft_1k_seconds", "int4_ttft_1k_ratio"),
+    ("decode tok/s held to a JSON schema (--schema)", "schema_decode_tps", "free decode", "free_decode_tps", "schema_decode_ratio"),
     ("batch of 8 prompts, aggregate tok/s", "batch8_tps", "single stream", "single_stream_tps", "batch8_ratio"),
     ("chat TTFT at turn 10 (s)", "chat_ttft_turn10_seconds", "turn 1", "chat_ttft_turn1_seconds", "chat_ttft_ratio"),
     ("chat TTFT at turn 10, no cache reuse (s)", "chat_ttft_turn10_no_reuse_seconds", None, None, None),
@@ -49,6 +50,7 @@ def main() -> None:
     results.update(process.load_seconds())
     results.update(engine.decode())
     results.update(engine.ttft_1k())
+    results.update(engine.schema_decode())
     results.update(engine.batch8())
     results.update(engine.chat_turns())
     outside = reference.llama_bench()

@@ -127,6 +127,36 @@ def batch8(new_tokens: int = 64) -> dict[str, float]:
     return {"single_stream_tps": single_tps, "batch8_tps": batch_tps, "batch8_ratio": batch_tps / single_tps}
 
 
+SCHEMA_PROMPT = [{"role": "user", "content": "Invent a fictional person: name, age, city, job and three hobbies."}]
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer"}, "city": {"type": "string"}, "job": {"type": "string"},
+        "hobbies": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    },
+    "required": ["name", "age", "city", "job", "hobbies"],
+}
+
+
+def schema_decode(new_tokens: int = 96) -> dict[str, float]:
+    """Greedy decode held to a JSON schema vs the same prompt decoded freely (the token table is
+    built by a warm-up first, as it is once per process)."""
+    from aigc.engine.models import load_model
+    from aigc.engine.sampling import SamplingParams
+
+    engine = load_model()
+    free = SamplingParams(temperature=0, max_tokens=new_tokens)
+    held = free.replace(json_schema=PERSON)
+    _timed_tokens(engine, [SCHEMA_PROMPT], held.replace(max_tokens=4))
+    results = {}
+    for label, params in (("free", free), ("schema", held)):
+        engine._previous = None
+        seconds, (tokens,) = _timed_tokens(engine, [SCHEMA_PROMPT], params)
+        results[f"{label}_decode_tps"] = len(tokens) / seconds
+    results["schema_decode_ratio"] = results["schema_decode_tps"] / results["free_decode_tps"]
+    return results
+
+
 def chat_turns() -> dict[str, float]:
     """Time to first token at turn 1 and turn 10 of one conversation (KV cache reused between turns),
     and at turn 10 with the cache dropped (the whole history prefilled again)."""
