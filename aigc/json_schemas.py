@@ -8,6 +8,7 @@ an answer can still be cut off by `max_tokens` or a stop string before its JSON 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def read_schema(value: str) -> dict[str, Any]:
     text = value.strip()
     source = "--schema"
     literal = text.startswith(("{", "["))
-    if not literal and (text.endswith(".json") or Path(text).expanduser().is_file()):
+    if not literal and text.lower().endswith(".json"):
         path = Path(text).expanduser()
         try:
             text = path.read_text(encoding="utf-8")
@@ -76,15 +77,39 @@ def _whole_numbers(value: Any, schema: Any) -> Any:
     return value
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    return True
+
+
 def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[Any]:
-    """The JSON value of each completion held to `schema`; one that is not whole JSON is an
-    `AigcError` saying why (cut off at `max_tokens`, or by a stop string)."""
+    """The JSON value of each completion held to `schema`. One that is not whole JSON, or that breaks
+    a rule the decoder does not hold answers to (`minimum`, `maxLength` in a union, ...), is an
+    `AigcError` saying so: never JSON that the schema does not allow."""
+    import jsonschema
+
     values = []
     for completion in completions:
+        text = completion.text.strip()
+        cut = completion.finish_reason == "length" and not text.endswith(("}", "]", '"'))  # "12" of "123" parses too
         try:
-            values.append(_whole_numbers(json.loads(completion.text, strict=False), schema))  # strict=False: a raw tab in a string
+            value = None if cut else _whole_numbers(json.loads(text, strict=False), schema)  # strict=False: a raw tab in a string
         except ValueError:
-            if completion.finish_reason == "length":
-                raise AigcError(f"the answer was cut off at --max-tokens {max_tokens} before its JSON was complete; raise --max-tokens") from None
-            raise AigcError("the answer is not complete JSON: a --stop string ended it, or the model's server does not follow JSON schemas") from None
+            value, cut = None, completion.finish_reason == "length"
+            if not cut:
+                raise AigcError("the answer is not complete JSON: a --stop string ended it, or the model's server does not follow JSON schemas") from None
+        if cut:
+            raise AigcError(f"the answer was cut off at --max-tokens {max_tokens} before its JSON was complete; raise --max-tokens")
+        if not _finite(value):
+            raise AigcError("the answer holds a number too large for JSON (such as 1e999); try again with another --seed")
+        problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+        if problem is not None:
+            where = "/".join(map(str, problem.absolute_path)) or "the answer"
+            raise AigcError(f"the answer does not match the schema at {where}: {problem.message} (the decoder holds the answer to the schema's shape, not to every rule)")
+        values.append(value)
     return values

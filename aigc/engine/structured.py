@@ -10,7 +10,8 @@ model does not spend its tokens on indentation.
 from __future__ import annotations
 
 import functools
-from typing import Any
+import math
+from typing import Any, Iterator
 
 from ..errors import BadInputError, MissingExtraError
 
@@ -27,8 +28,10 @@ def _enforcer_module():
 
 @functools.lru_cache(maxsize=4)
 def token_table(tokenizer):
-    """What each regular token spells, and whether it starts a word (as lm-format-enforcer's
-    transformers integration builds it, which newer transformers no longer import)."""
+    """What each regular token spells (as lm-format-enforcer's transformers integration builds it,
+    which newer transformers no longer import). Every token that decodes whole starts a new piece
+    of text for the parser: only byte tokens of an unfinished UTF-8 character are read together, so
+    the parser never decodes the whole answer again at each step."""
     lmfe = _enforcer_module()
     zero = tokenizer.encode("0", add_special_tokens=False)[-1]
     special = set(tokenizer.all_special_ids)
@@ -37,27 +40,101 @@ def token_table(tokenizer):
         if token in special:
             continue
         after_zero = tokenizer.decode([zero, token])[1:]  # keeps the leading space of a word start
-        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+        regular.append((token, after_zero, "\ufffd" not in tokenizer.decode([token])))
+
+    alphabet = {c for _, text, _ in regular for c in text}
 
     def decode(tokens: list[int]) -> str:
-        """The text so far, an unfinished UTF-8 sequence left out. A character no token starts with
-        (one only byte tokens spell, as most CJK characters) is outside the parser's alphabet and
-        would stop it: it stands as "x", which is valid wherever such a character could be."""
+        """The text of a run of byte tokens, an unfinished UTF-8 sequence left out. A character no
+        token holds (most CJK characters) is outside the parser's alphabet and would stop it: it
+        stands as "x" (free text takes it as it would the character; `SchemaMask` refuses enum and
+        const values that hold such characters)."""
         text = tokenizer.decode(tokens).rstrip("\ufffd")
         return text if alphabet.issuperset(text) else "".join(c if c in alphabet else "x" for c in text)
 
     data = lmfe.TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))
-    alphabet = set(data.tokenizer_alphabet)
+    data.tokenizer_alphabet = "".join(sorted(alphabet))  # every character a token holds, not only those a token starts with
     return data
 
 
+def _refs_resolve(schema: dict[str, Any]) -> None:
+    """Every `$ref` names a part of the schema itself (`#/$defs/...`); anything else is a `BadInputError`."""
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref is not None:
+                target: Any = schema
+                for part in str(ref).removeprefix("#").strip("/").split("/") if str(ref).startswith("#") else [None]:
+                    key = None if part is None else part.replace("~1", "/").replace("~0", "~")
+                    if not isinstance(target, dict) or key not in target:
+                        raise BadInputError(f"the JSON schema's $ref {ref!r} names nothing in the schema (only #/... references to its own parts are followed)")
+                    target = target[key]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+
+
 def schema_parser(schema: dict[str, Any]):
-    """lm-format-enforcer's parser for `schema`; a schema it cannot follow is a `BadInputError`."""
+    """lm-format-enforcer's parser for `schema`, once the schema is checked against JSON Schema's own
+    rules and its references resolve; a schema that fails is a `BadInputError`."""
+    import jsonschema
+
     lmfe = _enforcer_module()
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise BadInputError(f"the JSON schema is not valid: {exc.message}") from None
+    _refs_resolve(schema)
     try:
         return lmfe.JsonSchemaParser(schema)
     except Exception as exc:  # noqa: BLE001 - pydantic and the parser raise many kinds
-        raise BadInputError(f"the JSON schema cannot be used: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        first = (str(exc).splitlines() or [repr(exc)])[0]
+        raise BadInputError(f"the JSON schema cannot be used: {type(exc).__name__}: {first}") from None
+
+
+def _fixed_strings(node: Any) -> Iterator[str]:
+    """Every enum and const string in a schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "enum" and isinstance(value, list):
+                yield from (v for v in value if isinstance(v, str))
+            elif key == "const" and isinstance(value, str):
+                yield value
+            else:
+                yield from _fixed_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _fixed_strings(value)
+
+
+SMALL_RANGE = 64  # integer ranges up to this many values are decoded as a choice among them
+
+
+def _decoder_schema(node: Any) -> Any:
+    """The schema as the decoder follows it: an integer with a small `minimum`..`maximum` range becomes
+    a choice among its values, which the parser can hold an answer to (it takes no bounds)."""
+    if isinstance(node, list):
+        return [_decoder_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _decoder_schema(v) for k, v in node.items()}
+    low, high = _bound(node, "minimum", "exclusiveMinimum", 1), _bound(node, "maximum", "exclusiveMaximum", -1)
+    if node.get("type") == "integer" and "enum" not in node and low is not None and high is not None and 0 <= high - low < SMALL_RANGE:
+        node["enum"] = list(range(math.ceil(low), math.floor(high) + 1))
+    return node
+
+
+def _bound(node: dict, inclusive: str, exclusive: str, step: int) -> float | None:
+    """A number bound as an inclusive one for integers (`exclusiveMinimum: 0` is `minimum: 1`)."""
+    for key, shift in ((inclusive, 0), (exclusive, step)):
+        value = node.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value + shift
+    return None
 
 
 class SchemaMask:
@@ -65,15 +142,23 @@ class SchemaMask:
 
     The first call's width is the prompt's (rows are left-padded to it); the enforcer sees only what
     each row generated after it, so one enforcer serves every row (its states are keyed by those
-    tokens, and rows that wrote the same share them) and keeps no copy of the prompt per step. A row
-    that ended (fed padding after end-of-sequence) is stopped by the parser, not failed."""
+    tokens, and rows that wrote the same share them). Only the states of the rows' latest tokens are
+    kept. A row that ended (fed padding after end-of-sequence) is stopped by the parser, not failed."""
 
     def __init__(self, tokenizer, schema: dict[str, Any]):
         lmfe = _enforcer_module()
-        self.enforcer = lmfe.TokenEnforcer(token_table(tokenizer), schema_parser(schema))
-        config = self.enforcer.root_parser.config  # the enforcer's own, made for the tokenizer's alphabet
-        config.max_consecutive_whitespaces = MAX_WHITESPACE
-        config.force_json_field_order = True
+        table = token_table(tokenizer)
+        unspellable = sorted({v for v in _fixed_strings(schema) if not set(table.tokenizer_alphabet).issuperset(v)})
+        if unspellable:
+            raise BadInputError(
+                f"the JSON schema's enum or const value {unspellable[0]!r} holds characters that this model writes "
+                "as several byte tokens, which the decoder cannot hold it to; use a plain string field instead"
+            )
+        self.enforcer = lmfe.TokenEnforcer(table, schema_parser(_decoder_schema(schema)))
+        parser = self.enforcer.root_parser
+        parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
+        parser.config.force_json_field_order = True
+        parser.context.alphabet_without_quotes = parser.config.alphabet.replace('"', "")  # set from the default alphabet before
         self.prompt_width: int | None = None
 
     def __call__(self, input_ids, scores):
@@ -82,7 +167,10 @@ class SchemaMask:
         if self.prompt_width is None:
             self.prompt_width = input_ids.shape[1]
         mask = torch.full_like(scores, float("-inf"))
-        for row, sequence in enumerate(input_ids[:, self.prompt_width :].tolist()):
-            allowed = self.enforcer.get_allowed_tokens(sequence).allowed_tokens  # a list: no bitmask asked for
+        sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
+        for row, sequence in enumerate(sequences):
+            allowed = self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens  # a list: no bitmask asked for
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
+        states = self.enforcer.prefix_states
+        self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
         return scores + mask

@@ -60,6 +60,13 @@ def test_answers_parse_whole_integers_and_cut_answers_say_why():
     assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
     with pytest.raises(AigcError, match="cut off at --max-tokens 50"):
         parse_answers([Completion('{"ok": tr', 3, 50, "length")], FLAGS, 50)
+    with pytest.raises(AigcError, match="cut off"):
+        parse_answers([Completion("12", 3, 50, "length")], {"type": "integer"}, 50)  # "12" of "123" parses too
+    with pytest.raises(AigcError, match="too large"):
+        parse_answers([Completion('{"ok": true, "count": 1e999, "color": "red"}', 3, 9, "stop")], FLAGS, 50)
+    bounded = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 5}}}
+    with pytest.raises(AigcError, match="does not match the schema at age"):
+        parse_answers([Completion('{"age": 109}', 3, 9, "stop")], bounded, 50)
     with pytest.raises(AigcError, match="--stop string"):
         parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50)
 
@@ -88,7 +95,7 @@ def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine)
         assert json.loads(result["text"]) == result["data"] and set(result["data"]) == {"ok", "count", "color"}
     with pytest.raises(AigcError, match="cut off at --max-tokens 3"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={**sampling, "max_tokens": 3})
-    with pytest.raises(BadInputError, match="cannot be used"):
+    with pytest.raises(BadInputError, match="not valid"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "banana"}, "max_tokens": 50})
 
 
@@ -102,7 +109,9 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
     answered = runner.invoke(app, ["run", "chat", "--var", "input=JSON please", "--schema", "ok bool", *model])
     assert answered.exit_code == 0 and isinstance(json.loads(answered.stdout)["ok"], bool)
     for args, words in [
-        (["chat", "x", "--schema", '{"type": "banana"}', "-m", "no-such-model"], "cannot be used"),
+        (["chat", "x", "--schema", '{"type": "banana"}', "-m", "no-such-model"], "is not valid"),
+        (["chat", "x", "--schema", '{"type": "string", "pattern": "(("}', "-m", "no-such-model"], "is not valid"),
+        (["chat", "x", "--schema", '{"properties": {"a": {"$ref": "#/$defs/nope"}}, "$defs": {}}', "-m", "no-such-model"], "names nothing"),
         (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
         (["chat", "x", "--schema", "name", "--session", "s"], "does not go with --session"),
         (["run", "chat", "--var", "input=x", "--schema", "[1]"], "must hold a JSON object"),
@@ -117,11 +126,51 @@ def test_batch_holds_every_row_to_the_schema(tiny_model_dir, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"id": f"r{i}", "text": f"Row {i}"}) + "\n" for i in range(5)))
     out = tmp_path / "out.jsonl"
-    args = ["batch", "chat", "-i", str(rows), "-o", str(out), "--schema", json.dumps(FLAGS), "-m", str(tiny_model_dir), "--temperature", "1", "--max-tokens", "100"]
+    choices = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
+    args = ["batch", "chat", "-i", str(rows), "-o", str(out), "--schema", json.dumps(choices), "-m", str(tiny_model_dir), "--temperature", "1", "--max-tokens", "100"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in written] == [f"r{i}" for i in range(5)]
-    assert all(list(row["result"]["data"]) == ["ok", "count", "color"] for row in written)
+    assert all(list(row["result"]["data"]) == ["ok", "color"] for row in written), written
     refused = runner.invoke(app, ["batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "s.jsonl"), "--schema", "name"])
     assert refused.exit_code == 2 and "chat and template" in refused.stderr
+
+
+def _walk(tokenizer, mask, text: str) -> None:
+    """Feed `text`'s tokens to the mask one by one: each must be allowed, and then the end."""
+    import torch
+
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    seen = [tokenizer.pad_token_id]  # the prompt
+    for token in ids:
+        scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        assert scores[0, token] == 0, (text, tokenizer.decode(seen[1:]), tokenizer.decode([token]))
+        seen.append(token)
+
+
+def test_non_ascii_and_byte_token_text_can_be_written_in_strings(tiny_engine):
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    named = {"type": "object", "properties": {"name": {"type": "string", "minLength": 1}}, "required": ["name"]}
+    for text in ('{"name": "Émile déjà über"}', '{"name": "東京 café 龍"}', '{"name": "über"}'):
+        _walk(tokenizer, SchemaMask(tokenizer, named), text)
+
+
+def test_unreachable_enum_values_are_refused_and_old_states_are_dropped(tiny_engine):
+    from aigc.engine.structured import SchemaMask
+
+    with pytest.raises(BadInputError, match="byte tokens"):
+        SchemaMask(tiny_engine.tokenizer, {"enum": ["龍", "red"]})
+    mask = SchemaMask(tiny_engine.tokenizer, FLAGS)
+    tiny_engine.generate(["a", "bb"], SamplingParams(temperature=1.0, max_tokens=60, seed=1, n=2, json_schema=FLAGS))
+    _walk(tiny_engine.tokenizer, mask, '{"ok": true, "count": 3, "color": "red"}')
+    assert len(mask.enforcer.prefix_states) == 1  # the latest token's state only, not one per step
+
+
+def test_a_small_integer_range_is_held_to_its_bounds(tiny_engine):
+    ranged = {"type": "object", "properties": {"stars": {"type": "integer", "minimum": 1, "exclusiveMaximum": 6}}, "required": ["stars"]}
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=60, seed=5, n=4, json_schema=ranged)
+    values = [json.loads(c.text)["stars"] for c in tiny_engine.generate(["Rate it"], params)[0]]
+    assert all(v in range(1, 6) for v in values), values
