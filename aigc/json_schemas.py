@@ -113,3 +113,17 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
             raise AigcError(f"the answer does not match the schema at {where}: {problem.message} (the decoder holds the answer to the schema's shape, not to every rule)")
         values.append(value)
     return values
+
+
+def answer_texts(completions, schema: dict[str, Any] | None, max_tokens: int) -> tuple[list[str], dict[str, Any]]:
+    """Each completion's text and no extra result; held to `schema`, each answer's JSON as one line
+    and `{"data": the first answer's value}`."""
+    if schema is None:
+        return [c.text.strip() for c in completions], {}
+    values = parse_answers(completions, schema, max_tokens)
+    return [json.dumps(v, ensure_ascii=False) for v in values], {"data": values[0]}
+
+
+def shown(result: dict[str, Any]) -> str:
+    """What a command prints of a chat or template result: its text, or its JSON with an indent of 2."""
+    return json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]

@@ -10,6 +10,7 @@ import typer
 from .. import conversations, ui
 from ..errors import AigcError, BadInputError
 from ..generators.chat import ChatSession
+from ..json_schemas import shown
 from ..textio import check_writable
 from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
 
@@ -70,7 +71,7 @@ def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> No
         answer = _stream(generator.stream(text, sampling, template=template, system=system)).strip()
     else:
         result = generator(text, sampling=sampling, template=template, system=system)
-        answer = json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]
+        answer = shown(result)
         if as_json:
             _json_result(generator, result["text"], **({"data": result["data"]} if "data" in result else {}))
         else:

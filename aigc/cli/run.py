@@ -7,6 +7,7 @@ import typer
 
 from .. import templates, ui
 from ..errors import BadInputError
+from ..json_schemas import shown
 from ..textio import read_document
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
@@ -54,7 +55,7 @@ def run_template(
     generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     run.prepare(generator, values, options)
     result = generator(values, sampling=run.sampling(), **options)
-    answer = json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]
+    answer = shown(result)
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "usage": result["usage"]}
         ui.result(json.dumps({**payload, **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,7 +9,7 @@ from typing import Any, Iterator
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError
 from ..engine.base import check_fits
-from ..json_schemas import parse_answers
+from ..json_schemas import answer_texts
 from .base import Generator, type_name
 
 
@@ -90,15 +89,12 @@ class ChatGenerator(Generator):
         messages, defaults = prepared
         params = self.sampling(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
-        completions = self.engine.generate([fitted], params)[0]
-        return fitted, completions, parse_answers(completions, params.json_schema, params.max_tokens) if params.json_schema is not None else None
+        return fitted, answer_texts(self.engine.generate([fitted], params)[0], params.json_schema, params.max_tokens)
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, completions, values = raw
-        texts = [c.text.strip() for c in completions] if values is None else [json.dumps(v, ensure_ascii=False) for v in values]
-        result = {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}]}
-        return result if values is None else {**result, "data": values[0]}
+        messages, (texts, extra) = raw
+        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated."""

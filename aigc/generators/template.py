@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
 from ..errors import BadInputError
 from ..engine.base import check_fits
-from ..json_schemas import parse_answers
+from ..json_schemas import answer_texts
 from .base import Generator, coerce_value
 
 
@@ -63,15 +62,13 @@ class TemplateGenerator(Generator):
         params = self.sampling(sampling, rendered.defaults)
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
         completions = self.engine.generate([rendered.messages], params)[0]
-        return rendered.messages, completions, parse_answers(completions, params.json_schema, params.max_tokens) if params.json_schema is not None else None
+        return rendered.messages, completions, answer_texts(completions, params.json_schema, params.max_tokens)
 
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, completions, values = raw
-        texts = [c.text.strip() for c in completions] if values is None else [json.dumps(v, ensure_ascii=False) for v in values]
+        messages, completions, (texts, extra) = raw
         usage = {
             "prompt_tokens": completions[0].prompt_tokens,
             "completion_tokens": sum(c.completion_tokens for c in completions),
         }
-        result = {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage}
-        return result if values is None else {**result, "data": values[0]}
+        return {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage, **extra}
