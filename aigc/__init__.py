@@ -4,6 +4,7 @@
     print(aigc.generate("chat", "What is the capital of France?")["text"])
     gen = aigc.get_generator("summarize", model="smollm2")
     print(gen(open("article.txt").read(), length="short")["summary"])
+    vectors = aigc.embed(["a cat", "a kitten"])  # length 1: the dot product is the cosine similarity
 """
 
 from __future__ import annotations
@@ -46,12 +47,23 @@ def generate(
 
     The generator is made once per task and model settings and reused by later calls, so what it
     worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""
+    return _generator(task, model, device, dtype, quantize)(inputs, sampling=sampling, **options)
+
+
+def embed(texts: str | list[str], model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> list[float] | list[list[float]]:
+    """Embeddings of length 1, so the dot product of two is their cosine similarity: one vector for a
+    text, a list of vectors for a list of texts (embedded in batches)."""
+    generator = _generator("embed", model, device, dtype, quantize)
+    return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
+
+
+def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None) -> Generator:
+    """The generator `generate` and `embed` use for a task and model settings, made once."""
     key = (task, model, device, dtype, quantize)
     with _generators_lock:
         if key not in _generators:
             _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize)
-        generator = _generators[key]
-    return generator(inputs, sampling=sampling, **options)
+        return _generators[key]
 
 
 __all__ = [
@@ -65,6 +77,7 @@ __all__ = [
     "OptionError",
     "SamplingParams",
     "__version__",
+    "embed",
     "errors",
     "generate",
     "get_generator",

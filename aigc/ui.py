@@ -141,7 +141,9 @@ def print_stats(stats) -> None:
     rows = [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
     if stats.scored_prompts:  # classify: prompts scored, nothing generated
         rows += [("prompts scored", str(stats.scored_prompts)), ("scoring time", f"{stats.scoring_seconds:.2f}s")]
-    if stats.calls or not stats.scored_prompts:
+    if stats.embedded_texts:  # embed, similar: texts embedded, nothing generated
+        rows += [("texts embedded", str(stats.embedded_texts)), ("embedding time", f"{stats.embedding_seconds:.2f}s")]
+    if stats.calls or not (stats.scored_prompts or stats.embedded_texts):
         rows += [
             ("generated tokens", str(stats.completion_tokens)),
             ("time to first token", "n/a" if stats.first_token_seconds is None else f"{stats.first_token_seconds:.3f}s"),

@@ -9,7 +9,7 @@ def register_commands(app):
     from ..cli import plugins, run
     from ..cli import serve
     from ..cli import translate
-    from ..cli import batch, classify, logs
+    from ..cli import batch, classify, embed, logs
 
-    for module in (chat, summarize, headline, image, models, sessions, logs, templates, run, plugins, serve, translate, classify, batch):
+    for module in (chat, summarize, headline, image, models, sessions, logs, templates, run, plugins, serve, translate, classify, embed, batch):
         module.register(app)

@@ -1,7 +1,7 @@
 """The small interface every engine implements (local transformers, or a remote OpenAI-compatible server).
 
-Generators talk to an `Engine` only: generate, stream and score, plus token counting and the
-context window, so a remote backend can stand in for the local one.
+Generators talk to an `Engine` only: generate, stream, score and embed, plus token counting and
+the context window, so a remote backend can stand in for the local one.
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ def check_prompts(prompts: Any, params: Any = None, one: bool = False) -> None:
             raise BadInputError(f"a prompt must be text or chat messages ([{{'role': 'user', 'content': TEXT}}, ...]), got {_kind(prompt)}")
 
 
+def check_texts(texts: Any) -> None:
+    """A `BadInputError` unless `texts` is a non-empty list of non-empty strings (what `embed` takes)."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts:
+        raise BadInputError(f"texts must be a non-empty list of strings, got {_kind(texts)}")
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise BadInputError(f"a text to embed must be non-empty text, got {_kind(text)}")
+
+
 def _kind(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 60 else f"{type(value).__name__} {shown[:50]}..."
@@ -82,6 +91,8 @@ class EngineStats:
     timed_calls: int = 0  # calls whose first token's time is known
     scored_prompts: int = 0  # prompts scored (classify): their tokens count as prompt tokens
     scoring_seconds: float = 0.0
+    embedded_texts: int = 0  # texts embedded: their tokens count as prompt tokens
+    embedding_seconds: float = 0.0
 
     def record(self, prompt_tokens: int, completion_tokens: int, first_token: float | None, decode: float) -> None:
         """One call: `first_token` is seconds to the first token (None when unknown: a remote answer
@@ -101,6 +112,12 @@ class EngineStats:
         self.scored_prompts += prompts
         self.prompt_tokens += prompt_tokens
         self.scoring_seconds += seconds
+
+    def record_embedding(self, texts: int, tokens: int, seconds: float) -> None:
+        """One `embed` call."""
+        self.embedded_texts += texts
+        self.prompt_tokens += tokens
+        self.embedding_seconds += seconds
 
     @property
     def tokens_per_second(self) -> float:
@@ -133,3 +150,6 @@ class Engine(Protocol):
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """`score` for many prompts at once; with `embed`, each prompt's embedding too (engines
         that cannot embed raise `BadInputError` saying so)."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector of length 1 per text, for cosine similarity (a remote server's `/embeddings`)."""

@@ -1,7 +1,7 @@
 """`CoalescingEngine`: merges the model calls of concurrent callers into batched engine calls.
 
 Each worker thread runs one item through a generator as usual. When every worker still running
-is waiting on `generate` (or `score_many`), the waiting calls that share settings are sent to the
+is waiting on `generate` (or `score_many`, `embed`), the waiting calls that share settings are sent to the
 wrapped engine as one batch and the results handed back. Generators need no batching code of their
 own, and a third-party generator batches the same way.
 """
@@ -18,7 +18,7 @@ from .base import Completion, Prompt, Scored
 
 @dataclass
 class _Call:
-    kind: str  # "generate" or "score"
+    kind: str  # "generate", "score" or "embed"
     prompts: list[Prompt]
     key: Any  # calls with equal kind and key are merged
     result: list = field(default_factory=list)
@@ -55,6 +55,9 @@ class CoalescingEngine:
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         return self._wait(_Call("score", list(prompts), (tuple(continuations), embed)))
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._wait(_Call("embed", list(texts), None))
 
     def retire(self) -> None:
         with self._lock:
@@ -105,6 +108,8 @@ class CoalescingEngine:
         self.batches.append(len(prompts))
         if group[0].kind == "generate":
             results = self.engine.generate(prompts, group[0].key)
+        elif group[0].kind == "embed":
+            results = self.engine.embed(prompts)
         else:
             continuations, embed = group[0].key
             results = self.engine.score_many(prompts, list(continuations), embed=embed)

@@ -6,9 +6,9 @@ import time
 from typing import Iterator
 
 from ..errors import BadInputError
-from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts
+from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
-from .scoring import length_batches, pool_hidden_states
+from .scoring import length_batches, mean_pool, pool_hidden_states
 
 SCORE_BATCH_TOKENS = 4096  # prompt tokens (padding included) per scoring forward pass
 
@@ -155,6 +155,31 @@ class LocalEngine:
                 results[index] = scored
         self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
         return results
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Each text's embedding: the mean of its last hidden layer over its tokens, scaled to length 1
+        (on the topic data, nearest neighbours by these agree on the label more often than by the
+        last token's state, a middle layer's, or a "means in one word" prompt's)."""
+        import torch
+
+        check_texts(texts)
+        rows = [self.tokenizer(t)["input_ids"] for t in texts]
+        longest = max(len(r) for r in rows)
+        if longest > self.context_length:
+            raise BadInputError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
+        started = time.perf_counter()
+        vectors: list[list[float] | None] = [None] * len(rows)
+        for batch in length_batches([len(r) for r in rows], SCORE_BATCH_TOKENS):
+            ids, mask = self._batch([rows[i] for i in batch])
+            with torch.inference_mode():
+                hidden = self.model.base_model(
+                    input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
+                ).last_hidden_state.float()
+                pooled = torch.nn.functional.normalize(mean_pool(hidden, mask), dim=-1)
+            for index, vector in zip(batch, pooled.tolist()):
+                vectors[index] = vector
+        self.stats.record_embedding(len(rows), sum(map(len, rows)), time.perf_counter() - started)
+        return vectors
 
     def _score_batch(self, heads: list[list[int]], tails: list[list[int]], embed: bool) -> list[Scored]:
         import torch

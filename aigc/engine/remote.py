@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from .. import config
 from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
-from .base import Completion, EngineStats, Prompt, Scored, check_prompts
+from .base import Completion, EngineStats, Prompt, Scored, check_prompts, check_texts
 from .sampling import SamplingParams
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
@@ -364,3 +364,24 @@ class OpenAIEngine:
         scored = [Scored(self.score(prompt, continuations)) for prompt in prompts]
         self.stats.record_scoring(len(prompts), 0, time.perf_counter() - started)  # the server counts the tokens
         return scored
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """The server's `/embeddings` for the texts, each scaled to length 1."""
+        check_texts(texts)
+        started = time.perf_counter()
+        answer = self._request("POST", "/embeddings", {"model": self.model, "input": list(texts)})
+        rows = answer.get("data")
+        try:
+            vectors = [[float(x) for x in row["embedding"]] for row in sorted(rows, key=lambda row: row["index"])]
+        except (TypeError, KeyError, ValueError):
+            vectors = []
+        if len(vectors) != len(texts) or not all(vectors):
+            raise ModelUnavailableError(f"{self.base_url}/embeddings did not answer with one embedding per text")
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        self.stats.record_embedding(len(texts), int(usage.get("prompt_tokens") or 0), time.perf_counter() - started)
+        return [_unit(v) for v in vectors]
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector

@@ -10,11 +10,13 @@ prompt that does not fit), bad key 401, unknown model 404, body too large 413, q
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import hmac
 import json
 import logging
 import socket
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, promp
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
 log = logging.getLogger("aigc.serve")
+MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 
 
@@ -232,6 +235,26 @@ class TaskRequest(BaseModel):
     input: Any = None
     options: dict[str, Any] = Field(default_factory=dict)
     sampling: dict[str, Any] = Field(default_factory=dict)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's `/v1/embeddings`: a text or a list of texts (token ids are refused with a reason)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: Optional[str] = None
+    input: Union[str, list[str], list[int], list[list[int]]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Optional[int] = None
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ApiError(400, "input must be a text or a non-empty list of texts (token ids are not supported)", param="input")
+        if len(texts) > MAX_EMBED_INPUTS:
+            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input")
+        if self.dimensions is not None:
+            raise ApiError(400, "dimensions is not supported: the model's embeddings have one size", param="dimensions")
+        return texts
 
 
 class TokenizeRequest(BaseModel):
@@ -482,6 +505,23 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             reply.heads = heads
         return await answer(request, req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
+    @app.post("/v1/embeddings", dependencies=[Depends(auth)])
+    async def embeddings(request: Request):
+        req: EmbeddingRequest = await body(request, EmbeddingRequest)
+        backend = backend_for(req.model)
+        texts = req.texts()
+        engine = backend.batched
+
+        def run() -> tuple[list[list[float]], int]:
+            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
+
+        vectors, tokens = await anyio.to_thread.run_sync(run)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
+            for i, v in enumerate(vectors)
+        ]
+        return {"object": "list", "data": data, "model": backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     @app.post("/tokenize", dependencies=[Depends(auth)])
     async def tokenize(request: Request):
         req: TokenizeRequest = await body(request, TokenizeRequest)
@@ -542,6 +582,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 
     return app
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """OpenAI's `encoding_format: base64`: the vector as little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _reason(completion) -> str:

@@ -680,3 +680,7 @@ class BatchedEngine:
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         self._check()
         return self.scheduler.call(self.local.score_many, prompts, continuations, embed)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self._check()
+        return self.scheduler.call(self.local.embed, texts)

@@ -864,3 +864,37 @@ def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
         assert status == 400 and body["error"]["param"] == param and "hunter2" not in json.dumps(body), body
     status, _, body = raw(server, "/v1/aigc/classify", {"input": "great", "options": {"labels": "a,b", "examples": [["good", "a"], ["bad", "b"]]}})
     assert status == 200 and body["label"] in ("a", "b")
+
+
+def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
+    import base64
+    import struct
+
+    texts = ["Bees make honey.", "Paris is the capital of France."]
+    answer = client.embeddings.create(model=server["model"], input=texts)
+    assert [d.index for d in answer.data] == [0, 1] and answer.model == server["model"]
+    for got, expected in zip(answer.data, tiny_engine.embed(texts)):
+        assert got.embedding == pytest.approx(expected, abs=1e-5)
+    assert answer.usage.prompt_tokens == sum(tiny_engine.count_tokens(t) for t in texts) == answer.usage.total_tokens
+    status, _, body = raw(server, "/v1/embeddings", {"input": texts[0], "encoding_format": "base64"})
+    packed = base64.b64decode(body["data"][0]["embedding"])
+    assert status == 200 and list(struct.unpack(f"<{len(packed) // 4}f", packed)) == pytest.approx(tiny_engine.embed(texts[:1])[0], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, None), ({}, 422, "input")],
+)
+def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, param):
+    code, _, answer = raw(server, "/v1/embeddings", body)
+    assert code == status and answer["error"]["param"] == param and answer["error"]["message"]
+
+
+def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    texts = ["Bees make honey.", "The quick brown fox."]
+    for got, expected in zip(engine.embed(texts), tiny_engine.embed(texts), strict=True):
+        assert got == pytest.approx(expected, abs=1e-5)
+    assert engine.stats.embedded_texts == 2 and engine.stats.prompt_tokens > 0

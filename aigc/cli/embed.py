@@ -1,0 +1,88 @@
+"""`aigc embed TEXT|FILE|-` and `aigc similar QUERY -i FILE`."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .. import ui
+from ..errors import BadInputError
+from .classify import read_input
+from .options import RunOptions, generation_options
+
+
+@generation_options(sampling=False)
+def embed(
+    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
+    lines: Annotated[bool, typer.Option("--lines", help="Embed each non-empty input line as its own text; one result per line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"embedding", "dimensions"} (with --lines, and "line") instead of the bare list.')] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """Print a text's embedding: a JSON list of numbers of length 1 (cosine similarity = dot product)."""
+    text = read_input(source)
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()] if lines else [(None, text)]
+    if not numbered:
+        raise BadInputError(f"{source} holds no text to embed")
+    generator = run.generator("embed")
+    run.prepare(generator, numbered[0][1], {})
+    for _, line in numbered:
+        generator.check_inputs(line)
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        vectors = generator.embed_many([t for _, t in numbered])
+    for (number, _), vector in zip(numbered, vectors):
+        shown = {**({"line": number} if lines else {}), "embedding": vector, "dimensions": len(vector)}
+        ui.result(json.dumps(shown) if as_json else json.dumps(vector))
+    run.report(generator)
+
+
+@generation_options(sampling=False)
+def similar(
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl, .csv or .tsv, as `aigc batch` reads them.")],
+    field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text.")] = "text",
+    id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (default: its row number).")] = "id",
+    number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse embeddings of texts seen before (~/.cache/aigc/embeddings.db), and keep the new ones.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help='One {"id", "score", "text"} per line.')] = False,
+    *,
+    run: RunOptions,
+) -> None:
+    """The items of a file most similar in meaning to QUERY, by the cosine similarity of embeddings."""
+    from ..batch import read_rows
+    from ..similarity import EmbeddingCache, embed_cached, rank
+
+    if number < 1:
+        raise BadInputError(f"-n must be at least 1, got {number}")
+    generator = run.generator("embed")
+    items: list[tuple[object, str]] = []
+    for row in read_rows(input, id_field):
+        try:
+            if row.error:
+                raise BadInputError(row.error)
+            text = generator.batch_input(row.fields, field)
+            generator.check_inputs(text)
+        except BadInputError as exc:
+            ui.warn(f"row {row.number} skipped: {exc}")
+            continue
+        items.append((row.id, text))
+    if not items:
+        raise BadInputError(f"{input} holds no text to compare with (field {field!r})")
+    run.prepare(generator, query, {})
+    with ui.progress_bar() as progress:
+        generator.progress = progress
+        texts = [query] + [text for _, text in items]
+        vectors = embed_cached(generator, texts, EmbeddingCache()) if cache else generator.embed_many(texts)
+    for index, score in rank(vectors[0], vectors[1:], number):
+        item_id, text = items[index]
+        if as_json:
+            ui.result(json.dumps({"id": item_id, "score": round(score, 4), "text": text}, ensure_ascii=False))
+        else:
+            ui.result(f"{score:.3f}\t{item_id}\t{' '.join(text.split())}")
+    run.report(generator)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(embed)
+    app.command()(similar)

@@ -1,0 +1,48 @@
+"""Embeddings: a text as a vector of length 1, for similarity search (`aigc similar`) and clustering."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import BadInputError
+from .base import Generator, type_name
+
+CHUNK = 64  # texts per engine call in `embed_many` (the engine batches them by length)
+
+
+class EmbedGenerator(Generator):
+    """The engine's embedding of one text (`embed_many` for many, with progress)."""
+
+    name = "embed"
+    description = "Turn a text into a vector for similarity search"
+
+    def check_inputs(self, inputs: Any) -> None:
+        if not isinstance(inputs, str):
+            raise BadInputError(f"embed takes text, got {type_name(inputs)}")
+        if not inputs.strip():
+            raise BadInputError("the text is empty; give some text")
+
+    def preprocess(self, inputs: str, opts) -> str:
+        return inputs
+
+    def forward(self, text: str, opts, sampling: dict[str, Any]) -> list[float]:
+        return self.engine.embed([text])[0]
+
+    def postprocess(self, vector: list[float], opts) -> dict[str, Any]:
+        return {"embedding": vector, "dimensions": len(vector)}
+
+    def embed_many(self, texts: list[str], keep: Callable[[list[str], list[list[float]]], None] | None = None) -> list[list[float]]:
+        """Each text's vector, in order, `CHUNK` texts per engine call; reports progress, and hands
+        each call's texts and vectors to `keep` (a cache) as they come."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+            raise BadInputError(f"embed_many takes a list of texts, got {type_name(texts)}")
+        for text in texts:
+            self.check_inputs(text)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), CHUNK):
+            chunk = list(texts[start : start + CHUNK])
+            vectors += self.engine.embed(chunk)
+            if keep:
+                keep(chunk, vectors[start:])
+            self.progress(len(vectors), len(texts), "embedding")
+        return vectors

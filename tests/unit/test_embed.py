@@ -1,0 +1,185 @@
+"""Embeddings on a tiny random model: the engine's vectors, the embed generator, similarity ranking,
+the embedding cache, and the `embed` / `similar` / `batch embed` commands."""
+
+import json
+import math
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc.cli.app import app
+from aigc.errors import AigcWarning, BadInputError
+from aigc.generators.embed import EmbedGenerator
+from aigc.similarity import EmbeddingCache, embed_cached, model_id, rank
+from aigc.testing import FakeEngine
+
+runner = CliRunner()
+TEXTS = ["Bees make honey on city rooftops.", "Paris is the capital of France.", "The quick brown fox jumps over the lazy dog."]
+
+
+def norm(vector):
+    return math.sqrt(sum(x * x for x in vector))
+
+
+def test_engine_vectors_have_length_one_and_do_not_depend_on_the_batch(tiny_engine):
+    together = tiny_engine.embed(TEXTS)
+    alone = [tiny_engine.embed([text])[0] for text in TEXTS]
+    assert len(together) == 3 and all(len(v) == tiny_engine.model.config.hidden_size for v in together)
+    assert all(norm(v) == pytest.approx(1.0) for v in together)
+    for a, b in zip(together, alone):  # left padding in a batch changes nothing
+        assert a == pytest.approx(b, abs=1e-5)
+    assert together[0] != pytest.approx(together[1], abs=1e-3)
+    assert tiny_engine.embed(TEXTS[:1]) == tiny_engine.embed(TEXTS[:1])
+
+
+@pytest.mark.parametrize("texts, words", [([], "non-empty list"), ("text", "non-empty list"), (["ok", " "], "non-empty text"), ([3], "non-empty text")])
+def test_engine_refuses_what_it_cannot_embed(tiny_engine, texts, words):
+    with pytest.raises(BadInputError, match=words):
+        tiny_engine.embed(texts)
+
+
+def test_engine_refuses_a_text_longer_than_the_context(tiny_engine):
+    with pytest.raises(BadInputError, match="tokens but .* holds 512"):
+        tiny_engine.embed(["bees " * 600])
+
+
+def test_generator_result_many_and_embed_many_agree(tiny_engine):
+    generator = EmbedGenerator(engine=tiny_engine)
+    result = generator(TEXTS[0])
+    assert set(result) == {"embedding", "dimensions"} and result["dimensions"] == len(result["embedding"])
+    many = generator.many(TEXTS)
+    for row, vector in zip(many, generator.embed_many(TEXTS), strict=True):
+        assert row["embedding"] == pytest.approx(vector, abs=1e-5)
+    assert result["embedding"] == pytest.approx(many[0]["embedding"], abs=1e-5)
+    for bad, words in (("", "empty"), (["a"], "takes text")):
+        with pytest.raises(BadInputError, match=words):
+            generator(bad)
+    with pytest.raises(BadInputError, match="list of texts"):
+        generator.embed_many("one text")
+
+
+def test_embed_many_calls_the_engine_in_chunks_and_reports_each(monkeypatch):
+    import aigc.generators.embed as embed
+
+    monkeypatch.setattr(embed, "CHUNK", 2)
+    engine, seen, kept = FakeEngine(), [], []
+    original = engine.embed
+    engine.embed = lambda texts: seen.append(list(texts)) or original(texts)
+    generator = EmbedGenerator(engine=engine, progress=lambda done, total, what: kept.append((done, total)))
+    vectors = generator.embed_many(["a", "b", "c", "d", "e"], keep=lambda texts, found: kept.append((texts, len(found))))
+    assert seen == [["a", "b"], ["c", "d"], ["e"]] and len(vectors) == 5
+    assert kept == [(["a", "b"], 2), (2, 5), (["c", "d"], 2), (4, 5), (["e"], 1), (5, 5)]
+
+
+def test_rank_orders_by_cosine_similarity_ties_in_input_order():
+    vectors = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]]
+    assert rank([1.0, 0.0], vectors, 3) == [(0, 1.0), (3, 1.0), (2, 0.6)]
+    assert [i for i, _ in rank([0.0, 1.0], vectors, 10)] == [1, 2, 0, 3]
+    with pytest.raises(BadInputError, match="at least 1"):
+        rank([1.0, 0.0], vectors, 0)
+    with pytest.raises(BadInputError, match="same model"):
+        rank([1.0, 0.0, 0.0], vectors, 1)
+
+
+def test_cache_keeps_vectors_per_model_and_embeds_only_new_texts(tmp_path):
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    engine = FakeEngine()
+    calls = []
+    original = engine.embed
+    engine.embed = lambda texts: calls.append(list(texts)) or original(texts)
+    generator = EmbedGenerator(engine=engine)
+    first = embed_cached(generator, ["bees", "honey"], cache)
+    second = embed_cached(generator, ["honey", "hive", "bees"], cache)
+    assert calls == [["bees", "honey"], ["hive"]]
+    assert second[0] == pytest.approx(first[1], abs=1e-6) and second[2] == pytest.approx(first[0], abs=1e-6)
+    assert cache.lookup(model_id(engine) + " other", ["bees"]) == {}  # another model's vectors are apart
+    assert model_id(engine) == "fake mean-last-layer"
+
+
+def test_an_unusable_cache_warns_once_and_embeds_anyway(tmp_path):
+    (tmp_path / "embeddings.db").mkdir()  # a directory where the file should be
+    generator = EmbedGenerator(engine=FakeEngine())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vectors = embed_cached(generator, ["bees", "honey"], EmbeddingCache(tmp_path / "embeddings.db"))
+    assert len(vectors) == 2
+    assert [w.category for w in caught] == [AigcWarning] and "cannot be used" in str(caught[0].message)
+
+
+def test_library_embed_takes_a_text_or_a_list(tiny_model_dir):
+    import aigc
+
+    one = aigc.embed(TEXTS[0], model=str(tiny_model_dir), device="cpu", dtype="float32")
+    many = aigc.embed(TEXTS, model=str(tiny_model_dir), device="cpu", dtype="float32")
+    assert len(many) == 3 and one == pytest.approx(many[0], abs=1e-5)
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def fresh_model(tiny_model_dir, tmp_path):
+    """A copy of the tiny model: an engine whose `--stats` no other test counted on."""
+    import shutil
+
+    return str(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+
+
+def test_cli_embed_prints_a_json_list_and_json_lines(tiny_model_dir, tmp_path):
+    result = invoke("embed", TEXTS[0], "-m", fresh_model(tiny_model_dir, tmp_path), "--stats")
+    assert result.exit_code == 0, result.output
+    vector = json.loads(result.stdout)
+    assert len(vector) == 32 and norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert "texts embedded: 1" in result.stderr and "tokens/s" not in result.stderr
+    result = invoke("embed", "-", "--lines", "--json", "-m", str(tiny_model_dir), input="bees\n\nhoney\n")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in rows] == [1, 3] and all(r["dimensions"] == 32 for r in rows)
+    assert rows[0]["embedding"] == pytest.approx(json.loads(invoke("embed", "bees", "-m", str(tiny_model_dir)).stdout), abs=1e-5)
+
+
+@pytest.mark.parametrize("args, input, words", [(["-"], "  \n", "standard input is empty"), (["missing.txt"], None, "no such file")])
+def test_cli_embed_bad_input_is_exit_2(tiny_model_dir, args, input, words):
+    result = invoke("embed", *args, "-m", str(tiny_model_dir), input=input)
+    assert result.exit_code == 2 and words in result.stderr
+
+
+def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    items = tmp_path / "items.jsonl"
+    rows = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)] + [{"id": "empty", "text": ""}, {"id": "other"}]
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = ("similar", TEXTS[1], "-i", str(items), "-m", fresh_model(tiny_model_dir, tmp_path), "-n", "2", "--stats")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [line[1] for line in lines][0] == "t1" and float(lines[0][0]) == pytest.approx(1.0, abs=1e-3)
+    assert len(lines) == 2 and float(lines[0][0]) >= float(lines[1][0]) and lines[0][2] == TEXTS[1]
+    assert "row 4 skipped: the text is empty" in result.stderr and "row 5 skipped" in result.stderr
+    assert "texts embedded: 4" in result.stderr
+    again = invoke(*args, "--json")
+    assert again.exit_code == 0, again.output
+    assert "texts embedded: 4" in again.stderr  # the same count: the query and the items were all cached
+    found = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [f["id"] for f in found] == [line[1] for line in lines] and found[0]["text"] == TEXTS[1]
+
+
+@pytest.mark.parametrize("extra, words", [(["-n", "0"], "-n must be at least 1"), (["--field", "body"], "no text to compare")])
+def test_cli_similar_bad_input_is_exit_2(tiny_model_dir, tmp_path, extra, words):
+    items = tmp_path / "items.txt"
+    items.write_text("bees\nhoney\n")
+    result = invoke("similar", "bees", "-i", str(items), "-m", str(tiny_model_dir), *extra)
+    assert result.exit_code == 2 and words in result.stderr
+
+
+def test_batch_embed_writes_one_vector_per_row(tiny_model_dir, tmp_path, tiny_engine):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = invoke("batch", "embed", "-i", str(source), "-o", str(out), "-m", str(tiny_model_dir))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    for row, text in zip(rows, TEXTS):
+        assert row["result"]["embedding"] == pytest.approx(tiny_engine.embed([text])[0], abs=1e-5)
