@@ -61,8 +61,9 @@ class BatchSummary:
         return self.done / self.seconds if self.seconds else 0.0
 
 
-def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
-    """Every row of a .jsonl, .csv, .tsv or .txt file. Ids default to the row number."""
+def read_rows(path: str | Path, id_field: str = "id", field: str = "text") -> list[Row]:
+    """Every row of a .jsonl, .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
+    default to the row number."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -71,7 +72,7 @@ def read_rows(path: str | Path, id_field: str = "id") -> list[Row]:
         raise BadInputError(f"no such file: {path}")
     text = decode_document(path.read_bytes(), str(path), ".txt")
     if suffix == ".txt":
-        rows = [Row(n, n, {"text": line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [Row(n, n, {field: line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     elif suffix == ".jsonl":
         rows = [_json_row(n, line, id_field) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
@@ -111,6 +112,11 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
+
+
+def _named(row: Row) -> str:
+    """`3 (id "a")` in a message: the row number and its id as JSON (`null` for a line without one)."""
+    return f"{row.number} (id {json.dumps(row.id, ensure_ascii=False, default=str)})"
 
 
 def _key(row_id: Any) -> str:
@@ -270,8 +276,8 @@ def run_batch(
                 if "error" in line:
                     if on_error == "stop":
                         if bug:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
-                            raise AigcError(f"row {row.number} (id {row.id}): {line['error']}") from bug
-                        raise BadInputError(f"row {row.number} (id {row.id}): {line['error']}")
+                            raise AigcError(f"row {_named(row)}: {line['error']}") from bug
+                        raise BadInputError(f"row {_named(row)}: {line['error']}")
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()

@@ -41,9 +41,11 @@ class Conversation:
         template = [f"Template: `{self.extra['template']}`"] if isinstance(self.extra.get("template"), str) else []
         return "\n\n".join(template + [f"## {m['role'].capitalize()}\n\n{m['content']}" for m in self.transcript()])
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write it as JSON (`.json`) or Markdown (any other name), atomically."""
-        return write_atomic(path, self.to_json() if Path(path).suffix.lower() == ".json" else self.to_markdown())
+    def save(self, path: str | os.PathLike, flag: str = "-o") -> Path:
+        """Write it as JSON (`.json`) or Markdown (any other name), atomically; a new file is
+        readable by its owner only (conversations are as private as the response log)."""
+        text = self.to_json() if Path(path).suffix.lower() == ".json" else self.to_markdown()
+        return write_atomic(path, text, flag, private=True)
 
 
 def read(path: str | os.PathLike) -> Conversation:

@@ -33,6 +33,8 @@ def concise_schema(text: str) -> dict[str, Any]:
                 f"(TYPE: {', '.join(CONCISE_TYPES)}), or give a JSON schema"
             )
         name, kind, description = match.groups()
+        if name in properties:
+            raise BadInputError(f"the schema names the field {name!r} twice; give each field once")
         properties[name] = {"type": CONCISE_TYPES[kind or "str"], **({"description": description} if description else {})}
     if not properties:
         raise BadInputError("the schema names no fields; give `name, age int` or a JSON schema")

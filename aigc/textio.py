@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def html_to_text(html: str) -> str:
 
 
 def _looks_like_html(text: str) -> bool:
-    head = text.lstrip()[:200].lower()
+    head = re.sub(r"^(?:\s*<!--.*?-->)*\s*", "", text[:4000], flags=re.S)[:200].lower()  # comments may come first
     return head.startswith("<!doctype html") or head.startswith("<html")
 
 
@@ -136,9 +137,14 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
         return path
-    real = Path(os.path.realpath(path))
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:  # a new file, or a symlink to one
+        real = Path(os.path.realpath(path))
+    except OSError as exc:  # a symlink loop
+        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from None
     if not real.parent.is_dir():
-        raise BadInputError(f"cannot write {target}: directory {path.parent} does not exist")
+        raise BadInputError(f"cannot write {target}: directory {real.parent} does not exist")
     try:  # a real try: access() says yes to root on read-only and virtual file systems
         fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
         os.close(fd)
@@ -158,10 +164,11 @@ def file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
-def write_atomic(target: str | os.PathLike, text: str) -> Path:
+def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False) -> Path:
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
-    keeping the replaced file's permissions; a device or pipe is written directly."""
-    real = check_writable(target)
+    keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
+    device or pipe is written directly. `flag` names the option the path came from in errors."""
+    real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
     if real.exists() and not real.is_file():
         try:
@@ -170,7 +177,7 @@ def write_atomic(target: str | os.PathLike, text: str) -> Path:
         except OSError as exc:
             raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return Path(target).expanduser()
-    mode = file_mode(real)
+    mode = file_mode(real) if real.exists() or not private else 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -8,6 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
+from ..textio import check_utf8
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
 
@@ -56,8 +57,9 @@ def batch(
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
     check_writable(output)
     options = parse_options(option or [])
+    check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
-    rows = read_rows(input, id_field)
+    rows = read_rows(input, id_field, field)
     generator = run.generator(task)
     try:
         generator.check_batch(generator.validate(options))

@@ -211,7 +211,7 @@ def _command(command: str, arg: str, session: ChatSession) -> None:
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        ui.info(f"(saved to {session.save(arg)})")
+        ui.info(f"(saved to {session.save(arg, '/save')})")
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")

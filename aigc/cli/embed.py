@@ -57,7 +57,7 @@ def similar(
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
     items: list[tuple[object, str]] = []
-    for row in read_rows(input, id_field):
+    for row in read_rows(input, id_field, field):
         try:
             if row.error:
                 raise BadInputError(row.error)

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
+from ..errors import BadInputError
 from ..textio import read_document
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -27,6 +28,8 @@ def headline(
     """Write distinct headlines for a topic or an article."""
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
     if lines:
+        if topic is not None and source is not None:
+            raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         text = topic if topic is not None else read_document(source or "-")
         run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
         return

@@ -8,10 +8,14 @@ from ..errors import BadInputError
 from .options import RunOptions
 
 
-def run_lines(run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text") -> None:
+def run_lines(
+    run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
+    notes: Callable[[dict], list[str]] = lambda result: [],
+) -> None:
     """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
 
-    A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning."""
+    A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning;
+    `notes(result)` are warnings about a line that did not fail."""
     from ..batch import Row, run_rows
 
     rows = [Row(n, n, {field: line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
@@ -27,6 +31,8 @@ def run_lines(run: RunOptions, task: str, text: str, options: dict[str, Any], re
                 ui.result(json.dumps({"line": row.number, "error": outcome["error"]}) if as_json else "")
             else:
                 result = outcome["result"]
+                for note in notes(result):
+                    ui.warn(f"line {row.number}: {note}")
                 ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(render(result).split()))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))

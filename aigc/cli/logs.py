@@ -7,6 +7,7 @@ import typer
 
 from .. import conversations, logs, ui
 from ..errors import BadInputError
+from ..textio import check_utf8
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
@@ -39,6 +40,8 @@ def _show(count, query, model, command, session, response, as_json) -> None:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
     if response and as_json:
         raise BadInputError("give --response or --json, not both")
+    for flag, value in (("--query", query), ("--model", model), ("--command", command), ("--session", session)):
+        check_utf8(value, f"{flag} value")
     if session:
         session = conversations.session_label(conversations.session_path(session))
     found = logs.entries(1 if response else count or None, query, model, command, session)
@@ -97,7 +100,7 @@ def remove(
 ) -> None:
     """Delete logged answers; their text is overwritten in the file."""
     if bool(ids) == everything:
-        raise BadInputError("give the ids of the answers to delete, or --all")
+        raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
     gone = logs.clear() if everything else logs.remove(list(dict.fromkeys(ids or [])))
     ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
 

@@ -74,7 +74,8 @@ class RunOptions:
         from ..textio import check_utf8
 
         check_utf8(inputs, "input")
-        check_utf8(options.get("system"), "--system value")
+        for name, value in options.items():
+            check_utf8(value, f"--{name.replace('_', '-')} value")
         check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         check_names(self.device, self.dtype, self.quantize)

@@ -112,6 +112,8 @@ def install(
             if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file() and path.is_dir():
                 raise BadInputError(f"{target} is a directory without pyproject.toml or setup.py; give a plugin package")
             args += ["-e", str(path.resolve())] if editable else [str(path.resolve())]
+        elif "://" not in target and (target.startswith(("/", "./", "../", "~")) or target.endswith((".whl", ".tar.gz", ".zip"))):
+            raise BadInputError(f"no such file or directory: {target}; give a plugin package's path or a package name")
         elif target.lower() in PROTECTED:
             raise BadInputError(f"{target} is not a plugin; aigc keeps the installed {target} as it is")
         else:

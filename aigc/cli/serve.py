@@ -38,8 +38,12 @@ def serve(
     _require_extra()
     if not 0 < port < 65536:
         raise BadInputError(f"--port must be between 1 and 65535, got {port}")
-    if min(max_batch, max_queue, max_tokens_cap, max_request_bytes) < 1 or batch_window_ms < 0 or shutdown_grace < 0:
-        raise BadInputError("the limits must be positive (the batch window and the shutdown grace may be 0)")
+    for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--max-tokens-cap", max_tokens_cap), ("--max-request-bytes", max_request_bytes)):
+        if value < 1:
+            raise BadInputError(f"{flag} must be at least 1, got {value}")
+    for flag, value in (("--batch-window-ms", batch_window_ms), ("--shutdown-grace", shutdown_grace)):
+        if value < 0:
+            raise BadInputError(f"{flag} must be 0 or more, got {value}")
     from ..serve.app import ServeSettings, bind, build, run_server
 
     settings = ServeSettings(

@@ -36,16 +36,15 @@ def translate(
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json)
+        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
         return
     generator = run.generator("translate")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
-    for miss in result["glossary_misses"]:
-        times = "once" if miss["count"] == 1 else f"{miss['count']} times"
-        ui.warn(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
+    for note in glossary_notes(result):
+        ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"]
     if output:
         ui.info(f"wrote {write_atomic(output, rendered)}")
@@ -53,6 +52,15 @@ def translate(
         ui.result(rendered)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
     run.report(generator)
+
+
+def glossary_notes(result: dict) -> list[str]:
+    """A warning for each glossary term the translation missed."""
+    notes = []
+    for miss in result["glossary_misses"]:
+        times = "once" if miss["count"] == 1 else f"{miss['count']} times"
+        notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
+    return notes
 
 
 def register(app: typer.Typer) -> None:

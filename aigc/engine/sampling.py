@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
+MAX_SEED = 2**63 - 1  # the largest seed torch takes
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class SamplingParams:
             ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
             ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
             ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
-            ("seed", self.seed is None or self.seed >= 0, f"must be a non-negative integer, got {self.seed}"),
+            ("seed", self.seed is None or 0 <= self.seed <= MAX_SEED, f"must be an integer from 0 to {MAX_SEED}, got {self.seed}"),
         ]
         for option, ok, problem in checks:
             if not ok:
@@ -123,7 +124,7 @@ def make_generator(seed: int | None, device) -> "torch.Generator":
     import torch
 
     gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else random.SystemRandom().randrange(2**63))
+    gen.manual_seed(seed % 2**63 if seed is not None else random.SystemRandom().randrange(2**63))  # seed + attempt stays in range
     return gen
 
 

@@ -198,10 +198,11 @@ class ChatSession:
     def transcript(self) -> list[dict]:
         return self.conversation().transcript()
 
-    def save(self, path: str) -> Path:
-        """Write the conversation as JSON (`.json`) or Markdown (anything else)."""
-        return self.conversation().save(path)
+    def save(self, path: str, flag: str = "-o") -> Path:
+        """Write the conversation as JSON (`.json`) or Markdown (anything else); `flag` names where
+        the path came from in errors."""
+        return self.conversation().save(path, flag)
 
     def _keep(self) -> None:
         if self.path is not None:
-            self.save(str(self.path))
+            self.save(str(self.path), "--session")

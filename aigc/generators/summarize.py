@@ -131,16 +131,24 @@ class SummarizeGenerator(Generator):
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         text = INTRO.sub("", text)
+        text = unmatched_quote_dropped(text)
         if opts.format == "bullets":
             lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
             lines = [line for line in lines if line]
-            if len(lines) == 1:  # the model wrote prose: one point per sentence
-                lines = split_sentences(lines[0])
+            # prose, or a point longer than the whole summary should be: one point per sentence
+            lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or len(line.split()) > opts.target_words else [line])]
         else:
             lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
         lines = fit_length([line for line in lines if line], opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
         return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}
+
+
+def unmatched_quote_dropped(text: str) -> str:
+    """The text without a quote the model opened at its start and never closed ("Hello! I'm ...)."""
+    if (text[:1] == '"' and text.count('"') % 2) or (text[:1] == "“" and "”" not in text):
+        return text[1:].lstrip()
+    return text
 
 
 def fit_length(pieces: list[str], target: int) -> list[str]:

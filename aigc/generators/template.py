@@ -27,6 +27,22 @@ def coerce(template: templates.Template, name: str, value: Any) -> Any:
     return coerce_value(f"template {template.name!r} variable {name}", value, type(default))
 
 
+class Columns(dict):
+    """A batch row's columns, not yet sorted into template variables (`TemplateGenerator.batch_input`)."""
+
+    def __init__(self, fields: dict[str, Any], field: str):
+        super().__init__(fields)
+        self.field = field
+
+    def variables(self, template: templates.Template, declared: set[str]) -> dict[str, Any]:
+        if not declared:
+            return dict(self)
+        chosen = {k: v for k, v in self.items() if k in declared}
+        if self.field in self and self.field not in declared:
+            chosen.setdefault(template.input_variable(chosen), self[self.field])
+        return chosen
+
+
 class TemplateGenerator(Generator):
     """Renders a template (front matter, variables, system prompt) and answers it once.
 
@@ -40,8 +56,10 @@ class TemplateGenerator(Generator):
     sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 512, "repetition_penalty": 1.1}
 
     def batch_input(self, fields: dict[str, Any], field: str) -> dict[str, Any]:
-        """Every column of the row is a template variable."""
-        return dict(fields)
+        """The columns the template declares are its variables (all of them if it declares none), so
+        an id or notes column is left out; the column `field` fills the template's input variable
+        (`input`, or its one required variable) when no column of that name does."""
+        return Columns(fields, field=field)
 
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         if not isinstance(inputs, dict):
@@ -50,6 +68,8 @@ class TemplateGenerator(Generator):
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)
         declared = {v["name"] for v in template.variables}
+        if isinstance(inputs, Columns):
+            inputs = inputs.variables(template, declared)
         unknown = sorted(set(inputs) - declared) if declared else []
         if unknown:
             raise BadInputError(

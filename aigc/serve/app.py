@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import SamplingParams
+from ..engine.sampling import MAX_SEED, SamplingParams
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
@@ -165,7 +165,7 @@ class _Sampling(BaseModel):
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
     n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=0)
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None

@@ -364,3 +364,26 @@ def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, ti
         assert [r.id for r in pending_rows(rows, made, get_generator("summarize", model=spelling), {}, {})] == [2]
     with pytest.raises(BadInputError, match=f"made with model {model}, not {tiny_model_dir}"):
         pending_rows(rows, made, get_generator("summarize", model=str(tiny_model_dir)), {}, {})
+
+
+def test_template_rows_fill_the_declared_variables_and_a_txt_line_fills_the_input(tmp_path):
+    from aigc.generators.template import TemplateGenerator
+
+    (tmp_path / "a.csv").write_text("id,input,note\nr1,Say hi,ignored\n")
+    (tmp_path / "a.txt").write_text("Say hello\n")
+    (tmp_path / "topics.txt").write_text("rooftop bees\n")
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    for name in ("a.csv", "a.txt"):
+        run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / name), tmp_path / f"{name}.jsonl", {"template": "chat"})
+    results = [lines(tmp_path / f"{name}.jsonl")[0] for name in ("a.csv", "a.txt")]
+    assert [r["result"]["messages"][-1]["content"] for r in results] == ["Say hi", "Say hello"]
+    assert [r["id"] for r in results] == ["r1", 1]
+    assert read_rows(tmp_path / "topics.txt", field="topic")[0].fields == {"topic": "rooftop bees"}  # --field names a .txt line
+
+
+def test_stop_names_a_row_without_an_id_as_json(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(BadInputError, match=r"row 2 \(id null\): bad JSON"):
+        run_batch(summarizer(FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {}, on_error="stop")

@@ -178,7 +178,9 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["headline", "--topic", "caf\udce9"], None, "the input is not valid UTF-8"),
         (["chat", "hi", "--max-tokens", "0"], None, "--max-tokens must be at least 1"),
         (["chat", "hi", "--top-p", "0"], None, "--top-p must be in (0, 1]"),
-        (["chat", "hi", "--seed", "-1"], None, "seed must be a non-negative integer"),
+        (["chat", "hi", "--seed", "-1"], None, "seed must be an integer from 0 to 9223372036854775807, got -1"),
+        (["chat", "hi", "--seed", "99999999999999999999999"], None, "seed must be an integer from 0 to"),
+        (["classify", "hi", "-l", "\udcff,b"], None, "the --labels value is not valid UTF-8"),
         (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
         (["chat", "hi", "--device", "tpu"], None, "unknown device 'tpu'; use auto, cpu, cuda or mps"),
         (["summarize", "-", "--dtype", "int4"], b"Bees.", "unknown dtype 'int4'"),
@@ -688,3 +690,37 @@ def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir
     assert not converted.exists() and not repo.exists() and tiny_model_dir.is_dir()
     assert {row["alias"]: row["installed"] for row in json.loads(invoke("models", "list", "--json").stdout)}["smollm2"] is False
     assert invoke("models", "rm", "smollm2").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["plugins", "install", "./no-such-plugin"], "no such file or directory: ./no-such-plugin"),
+        (["headline", "--lines", "--topic", "bees", "notes.txt"], "give either --topic or an input"),
+        (["serve", "--max-batch", "0"], "--max-batch must be at least 1, got 0"),
+        (["serve", "--shutdown-grace", "-1"], "--shutdown-grace must be 0 or more"),
+        (["logs", "rm", "--all", "3"], "give the ids of the answers to delete or --all, not both"),
+        (["logs", "-q", "caf\udce9"], "the --query value is not valid UTF-8"),
+        (["batch", "classify", "-i", "in.txt", "-o", "out.jsonl", "-O", "labels=\udcff,b"], "the -O value is not valid UTF-8"),
+    ],
+)
+def test_more_bad_input_is_one_line_with_exit_2(args, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("bees\n")
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_translate_lines_warn_about_glossary_misses(tiny_model_dir, tmp_path, monkeypatch):
+    from aigc.generators.translate import TranslateGenerator
+
+    original = TranslateGenerator.postprocess
+    missed = [{"source": "bees", "target": "Bienen", "count": 1}]  # the tiny model's answers are mended; say they were not
+    monkeypatch.setattr(TranslateGenerator, "postprocess", lambda self, raw, opts: {**original(self, raw, opts), "glossary_misses": missed})
+    glossary = tmp_path / "terms.tsv"
+    glossary.write_text("bees\tBienen\n")
+    result = invoke("translate", "-", "--to", "de", "--lines", "--glossary", str(glossary), "-m", str(tiny_model_dir), "--max-tokens", "4", input="bees fly\n\nbees sting\n")
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "glossary term" in line] == [
+        f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)
+    ]

@@ -167,8 +167,8 @@ def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_pa
 
 @pytest.mark.parametrize("extra, words", [(["-n", "0"], "-n must be at least 1"), (["--field", "body"], "no text to compare")])
 def test_cli_similar_bad_input_is_exit_2(tiny_model_dir, tmp_path, extra, words):
-    items = tmp_path / "items.txt"
-    items.write_text("bees\nhoney\n")
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "bees"}\n{"text": "honey"}\n')
     result = invoke("similar", "bees", "-i", str(items), "-m", str(tiny_model_dir), *extra)
     assert result.exit_code == 2 and words in result.stderr
 

@@ -41,6 +41,23 @@ def test_bullets_format_from_prose():
     assert result["summary"] == "- Bees thrive in cities.\n- Some ecologists worry."
 
 
+def test_a_bullet_longer_than_the_summary_is_split_into_sentences_and_cut_to_length():
+    engine = FakeEngine()
+    long_point = " ".join(f"Sentence {i} says a few more words about bees." for i in range(10))
+    engine.enqueue(f"- {long_point}\n- Short point.")
+    result = SummarizeGenerator(engine=engine)("Some text about bees.", format="bullets", length="short")
+    points = result["summary"].splitlines()
+    assert points[0] == "- Sentence 0 says a few more words about bees." and 1 < len(points) < 10
+    assert result["words"] <= 40 * 1.3
+
+
+def test_a_quote_opened_and_never_closed_is_dropped():
+    engine = FakeEngine()
+    engine.enqueue('"Bees thrive in cities.', '"Bees" thrive in cities.')
+    generator = SummarizeGenerator(engine=engine)
+    assert [generator("Some text about bees.")["summary"] for _ in range(2)] == ["Bees thrive in cities.", '"Bees" thrive in cities.']
+
+
 @pytest.mark.parametrize(
     "answer, format_, expected",
     [

@@ -13,7 +13,7 @@ from aigc.errors import BadInputError
         ("top_k", -1, "top_k must be 0"),
         ("max_tokens", 0, "at least 1"),
         ("n", 0, "at least 1"),
-        ("seed", -3, "non-negative"),
+        ("seed", -3, "from 0 to"),
         ("seed", "7", "non-negative"),
         ("max_tokens", "10", "whole number"),
         ("max_tokens", 2.5, "whole number"),

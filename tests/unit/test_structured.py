@@ -28,7 +28,7 @@ def test_concise_schema_reads_names_types_and_descriptions():
     lines = concise_schema("title str: the title, with a comma\nscore float\nfinal bool")  # one field per line: commas stay
     assert lines["properties"]["title"]["description"] == "the title, with a comma"
     assert [p["type"] for p in lines["properties"].values()] == ["string", "number", "boolean"]
-    for bad in ("name bogus", " , ", "two words here"):
+    for bad in ("name bogus", " , ", "two words here", "name str, name int"):
         with pytest.raises(BadInputError):
             concise_schema(bad)
 

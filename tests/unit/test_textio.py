@@ -1,4 +1,5 @@
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,26 @@ def test_write_failing_on_a_device_is_bad_input():
 def test_unwritable_directory_is_found_before_work(tmp_path):
     with pytest.raises(BadInputError, match="cannot write /proc/x.md"):
         check_writable("/proc/x.md")
+
+
+def test_symlink_loops_and_dangling_links_fail_before_work_naming_the_real_directory(tmp_path):
+    (tmp_path / "loop1.md").symlink_to(tmp_path / "loop2.md")
+    (tmp_path / "loop2.md").symlink_to(tmp_path / "loop1.md")
+    (tmp_path / "dangling.md").symlink_to(tmp_path / "gone" / "x.md")
+    with pytest.raises(BadInputError, match="symbolic links"):
+        check_writable(tmp_path / "loop1.md")
+    with pytest.raises(BadInputError, match=f"directory {tmp_path / 'gone'} does not exist"):
+        check_writable(tmp_path / "dangling.md")
+
+
+def test_a_private_new_file_is_readable_by_its_owner_only_and_errors_name_the_flag(tmp_path):
+    write_atomic(tmp_path / "session.json", "{}", private=True)
+    assert stat.S_IMODE((tmp_path / "session.json").stat().st_mode) == 0o600
+    with pytest.raises(BadInputError, match="give a file name for /save"):
+        write_atomic(tmp_path, "x", "/save")
+
+
+def test_html_after_comments_is_detected(tmp_path):
+    page = tmp_path / "page.txt"
+    page.write_text("<!-- saved page -->\n<!DOCTYPE html><html><body><p>Bees</p><script>x()</script></body></html>")
+    assert read_document(str(page)) == "Bees"
