@@ -20,7 +20,7 @@ from typing import Any
 from . import config
 from .errors import AigcWarning, BadInputError
 
-POOLING = "mean-last-layer"  # how the local engine pools hidden states; a change makes old vectors stale
+POOLING = "prompteol-last-token"  # how the local engine embeds; a change makes old vectors stale
 SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))"
 
 

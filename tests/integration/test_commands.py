@@ -131,3 +131,24 @@ def test_a_chat_session_carries_the_conversation_to_the_next_command():
     assert "Paris" in one["text"] and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + one["usage"]["completion_tokens"]
     shown = aigc("sessions", "show", "geo")
     assert shown.returncode == 0 and shown.stdout.count("## User") == 2 and one["text"] in shown.stdout and two["text"] in shown.stdout
+
+
+def test_similar_finds_the_items_on_the_query_s_subject(tmp_path):
+    items = tmp_path / "items.txt"
+    items.write_text(
+        "The striker scored twice as the home team won the cup final.\n"
+        "Shares fell sharply after the bank reported a quarterly loss.\n"
+        "Simmer the onions in butter, then add the rice and the stock.\n"
+        "The goalkeeper saved a penalty in the last minute of the match.\n"
+        "Investors sold bonds as interest rates rose again.\n"
+        "Bake the bread for forty minutes until the crust is golden.\n"
+    )
+    queries = {"a football game": {1, 4}, "the stock market": {2, 5}, "a recipe for dinner": {3, 6}}
+    for query, expected in queries.items():
+        done = aigc("similar", query, "-i", str(items), "-n", "2", "--json")
+        assert done.returncode == 0, done.stderr
+        found = [json.loads(line) for line in done.stdout.splitlines()]
+        assert {f["id"] for f in found} == expected, (query, found)
+        assert found[0]["score"] >= found[1]["score"]
+    vector = json.loads(aigc("embed", "a football game").stdout)
+    assert len(vector) == 576 and abs(sum(x * x for x in vector) - 1) < 1e-4

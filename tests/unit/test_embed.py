@@ -94,7 +94,7 @@ def test_cache_keeps_vectors_per_model_and_embeds_only_new_texts(tmp_path):
     assert calls == [["bees", "honey"], ["hive"]]
     assert second[0] == pytest.approx(first[1], abs=1e-6) and second[2] == pytest.approx(first[0], abs=1e-6)
     assert cache.lookup(model_id(engine) + " other", ["bees"]) == {}  # another model's vectors are apart
-    assert model_id(engine) == "fake mean-last-layer"
+    assert model_id(engine) == "fake prompteol-last-token"
 
 
 def test_an_unusable_cache_warns_once_and_embeds_anyway(tmp_path):
