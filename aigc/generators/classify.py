@@ -105,9 +105,9 @@ class ClassifyOptions:
         if len(self.parsed) < 2 and not self.multi_label:
             if self.examples and not self.labels:
                 raise BadInputError(f"the examples use only the label {self.parsed[0].name!r}; give examples of two labels or more, or list them with --labels")
-            raise BadInputError("give at least two labels (--labels a,b), or --examples to take them from")
+            raise OptionError("labels", "must name at least two labels, e.g. a,b (or give examples to take them from)")
         if not self.parsed:
-            raise BadInputError("give at least one label (--labels a,b)")
+            raise OptionError("labels", "must name at least one label, e.g. a,b")
         if self.method in ("probe", "demos") and not self.examples:
             raise BadInputError(f"--method {self.method} needs --examples")
         if self.calibrate == "examples" and not self.examples:

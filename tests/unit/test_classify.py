@@ -91,7 +91,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
 @pytest.mark.parametrize(
     ("options", "error", "words"),
     [
-        ({"labels": "only"}, BadInputError, "at least two labels"),
+        ({"labels": "only"}, BadInputError, "labels must name at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
         ({"labels": "a,b", "threshold": 1.5}, OptionError, "^threshold must"),
         ({"labels": "a,b", "method": "magic"}, OptionError, "^method must"),
