@@ -61,13 +61,13 @@ class BatchSummary:
         return self.done / self.seconds if self.seconds else 0.0
 
 
-def read_rows(path: str | Path, id_field: str = "id", field: str = "text") -> list[Row]:
+def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
     """Every row of a .jsonl, .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
-    default to the row number."""
+    default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise BadInputError(f"{path}: batch input must be one of {', '.join(FORMATS)}")
+        raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
     if not path.is_file():
         raise BadInputError(f"no such file: {path}")
     text = decode_document(path.read_bytes(), str(path), ".txt")
@@ -83,6 +83,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text") -> li
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(reader, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
+    if not unique_ids:
+        return rows
     counts = Counter(_key(r.id) for r in rows if r.id is not None)
     repeated = sorted(key for key, count in counts.items() if count > 1)
     if repeated:

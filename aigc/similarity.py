@@ -1,26 +1,31 @@
 """Similarity search over embeddings: ranking by cosine similarity, and a cache of vectors already
 computed, so `aigc similar` over the same file embeds only texts it has not seen.
 
-The cache is one SQLite file (`~/.cache/aigc/embeddings.db`), vectors keyed by the model (its name,
-how it was loaded, and `POOLING`) and the SHA-256 of the text. A cache that cannot be read or written
-is an `AigcWarning` and the texts are embedded anyway.
+The cache is one SQLite file (`~/.cache/aigc/embeddings.db`, readable by its owner only), vectors
+keyed by the model and the SHA-256 of the text. The model's key holds its name, how it was loaded,
+`POOLING`, and a digest of the vector it gives a fixed text, so two models of one name (a path reused,
+a model pulled again, another server behind a URL) never share vectors. A cache that cannot be read
+or written is one `AigcWarning`, and the run goes on without it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import os
 import sqlite3
 import warnings
 from array import array
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import config
 from .errors import AigcWarning, BadInputError
 
 POOLING = "prompteol-last-token"  # how the local engine embeds; a change makes old vectors stale
+FINGERPRINT_TEXT = "The quick brown fox jumps over the lazy dog."
+LOCK_WAIT = 5  # seconds to wait for another process's write before going on without the cache
 SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))"
 
 
@@ -29,15 +34,19 @@ def rank(query: list[float], vectors: list[list[float]], top: int) -> list[tuple
     input order). Vectors are expected to have length 1, as engines' embeddings do."""
     if top < 1:
         raise BadInputError(f"the number of results must be at least 1, got {top}")
-    if vectors and len(vectors[0]) != len(query):
-        raise BadInputError(f"the query has {len(query)} dimensions but the texts have {len(vectors[0])}; embed both with the same model")
+    sizes = {len(vector) for vector in vectors} - {len(query)}
+    if sizes:
+        raise BadInputError(f"the query has {len(query)} dimensions but texts have {min(sizes)}; embed them all with the same model")
     scores = ((sum(a * b for a, b in zip(query, vector)), index) for index, vector in enumerate(vectors))
     return [(index, score) for score, index in heapq.nlargest(top, scores, key=lambda pair: (pair[0], -pair[1]))]
 
 
 def model_id(engine: Any) -> str:
-    """What identifies an engine's vectors in the cache: its name, how it was loaded, the pooling."""
-    return " ".join(filter(None, (engine.name, getattr(engine, "variant", ""), POOLING)))
+    """What identifies an engine's vectors in the cache: its name, how it was loaded, the pooling,
+    and a digest of its vector for `FINGERPRINT_TEXT` (rounded, so it is the same run after run)."""
+    vector = engine.embed([FINGERPRINT_TEXT])[0]
+    digest = hashlib.sha256(" ".join(f"{x:.3f}" for x in vector).encode()).hexdigest()[:16]
+    return " ".join(filter(None, (engine.name, getattr(engine, "variant", ""), POOLING, digest)))
 
 
 class EmbeddingCache:
@@ -45,21 +54,24 @@ class EmbeddingCache:
 
     def __init__(self, path: Path | None = None):
         self.path = path or config.cache_dir() / "embeddings.db"
-        self._warned = False
+        self.broken = False  # set at the first failure: the rest of the run does without the cache
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        connection = sqlite3.connect(self.path, timeout=LOCK_WAIT)
         connection.execute(SCHEMA)
         return connection
 
-    def _warn(self, exc: Exception) -> None:
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"the embedding cache {self.path} cannot be used ({exc}); embedding every text again", AigcWarning, stacklevel=3)
+    def _fail(self, exc: Exception) -> None:
+        self.broken = True
+        warnings.warn(f"the embedding cache {self.path} cannot be used ({exc}); going on without it", AigcWarning, stacklevel=3)
 
     def lookup(self, model: str, texts: list[str]) -> dict[int, list[float]]:
         """`{index: vector}` for the texts already cached for `model`."""
+        if self.broken:
+            return {}
         digests = [_digest(text) for text in texts]
         found: dict[bytes, list[float]] = {}
         try:
@@ -70,31 +82,36 @@ class EmbeddingCache:
                     for digest, blob in db.execute(query, [model, *chunk]):
                         found[bytes(digest)] = array("f", blob).tolist()
         except (sqlite3.Error, OSError, ValueError) as exc:
-            self._warn(exc)
+            self._fail(exc)
             return {}
         return {i: found[d] for i, d in enumerate(digests) if d in found}
 
     def store(self, model: str, texts: list[str], vectors: list[list[float]]) -> None:
+        if self.broken:
+            return
         rows = [(model, _digest(text), array("f", vector).tobytes()) for text, vector in zip(texts, vectors)]
         try:
             with closing(self._connect()) as db, db:
                 db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
         except (sqlite3.Error, OSError) as exc:
-            self._warn(exc)
+            self._fail(exc)
 
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def embed_cached(generator, texts: list[str], cache: EmbeddingCache | None = None) -> list[list[float]]:
+def embed_cached(generator, texts: list[str], cache: EmbeddingCache | None = None, on_error: Callable[[int, Exception], None] | None = None) -> list[list[float] | None]:
     """Each text's vector from `generator` (an `embed` generator), taking those cached for its model
-    and storing the ones it computes."""
+    and storing the ones it computes; `on_error` as in `EmbedGenerator.embed_many`."""
     cache = cache or EmbeddingCache()
     model = model_id(generator.engine)
-    vectors: dict[int, list[float]] = cache.lookup(model, texts)
+    vectors: dict[int, list[float] | None] = dict(cache.lookup(model, texts))
     missing = [i for i in range(len(texts)) if i not in vectors]
     if missing:
-        computed = generator.embed_many([texts[i] for i in missing], keep=lambda done, found: cache.store(model, done, found))
-        vectors.update(zip(missing, computed))
+        def keep(done: list[str], found: list[list[float] | None]) -> None:
+            cache.store(model, [t for t, v in zip(done, found) if v is not None], [v for v in found if v is not None])
+
+        report = None if on_error is None else lambda index, exc: on_error(missing[index], exc)
+        vectors.update(zip(missing, generator.embed_many([texts[i] for i in missing], keep=keep, on_error=report)))
     return [vectors[i] for i in range(len(texts))]

@@ -27,7 +27,7 @@ def read_input(source: str) -> str:
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
-        raise BadInputError(f"no such file: {source} (quote the text itself if you meant to classify these words)")
+        raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
     return source
 
 

@@ -7,6 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
+from ..textio import check_utf8
 from .classify import read_input
 from .options import RunOptions, generation_options
 
@@ -25,7 +26,7 @@ def embed(
     if not numbered:
         raise BadInputError(f"{source} holds no text to embed")
     generator = run.generator("embed")
-    run.prepare(generator, numbered[0][1], {})
+    run.prepare(generator, text, {})  # every line's text checked before the model loads
     with ui.progress_bar() as progress:
         generator.progress = progress
         vectors = generator.embed_many([t for _, t in numbered])
@@ -54,26 +55,34 @@ def similar(
     if number < 1:
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
-    items: list[tuple[object, str]] = []
-    for row in read_rows(input, id_field, field):
+    items: list[tuple[int, object, str]] = []  # row number, id, text
+    for row in read_rows(input, id_field, field, unique_ids=False):
         try:
             if row.error:
                 raise BadInputError(row.error)
             text = generator.batch_input(row.fields, field)
             generator.check_inputs(text)
+            check_utf8(text, "text")
         except BadInputError as exc:
             ui.warn(f"row {row.number} skipped: {exc}")
             continue
-        items.append((row.id, text))
+        items.append((row.number, row.id, text))
     if not items:
         raise BadInputError(f"{input} holds no text to compare with (field {field!r})")
     run.prepare(generator, query, {})
+
+    def skip(index: int, exc: BadInputError) -> None:  # index 0 is the query: its error is the command's
+        if not index:
+            raise exc
+        ui.warn(f"row {items[index - 1][0]} skipped: {exc}")
+
     with ui.progress_bar() as progress:
         generator.progress = progress
-        texts = [query] + [text for _, text in items]
-        vectors = embed_cached(generator, texts, EmbeddingCache()) if cache else generator.embed_many(texts)
-    for index, score in rank(vectors[0], vectors[1:], number):
-        item_id, text = items[index]
+        texts = [query] + [text for _, _, text in items]
+        vectors = embed_cached(generator, texts, EmbeddingCache(), skip) if cache else generator.embed_many(texts, on_error=skip)
+    found = [(item, vector) for item, vector in zip(items, vectors[1:]) if vector is not None]
+    for index, score in rank(vectors[0], [vector for _, vector in found], number):
+        (_, item_id, text), _ = found[index]
         if as_json:
             ui.result(json.dumps({"id": item_id, "score": round(score, 4), "text": text}, ensure_ascii=False))
         else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
 
 from ..errors import BadInputError
+from ..textio import check_utf8
 
 if TYPE_CHECKING:
     from .sampling import SamplingParams
@@ -52,6 +53,7 @@ def check_texts(texts: Any) -> None:
     for text in texts:
         if not isinstance(text, str) or not text.strip():
             raise BadInputError(f"a text to embed must be non-empty text, got {_kind(text)}")
+        check_utf8(text, "text to embed")
 
 
 def _kind(value: Any) -> str:

@@ -6,6 +6,7 @@ import time
 from typing import Iterator
 
 from ..errors import BadInputError
+from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 from .scoring import length_batches, pool_hidden_states
@@ -54,6 +55,7 @@ class LocalEngine:
 
     def encode(self, prompt: Prompt) -> list[int]:
         text = self.render(prompt)
+        check_utf8(text, "prompt")  # lone surrogates (from JSON "\ud800", say) are no text a tokenizer takes
         # Chat templates already hold the BOS token where the model wants one.
         return self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"]
 

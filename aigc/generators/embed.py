@@ -28,12 +28,24 @@ class EmbedGenerator(Generator):
     def forward(self, text: str, opts, sampling: dict[str, Any]) -> list[float]:
         return self.engine.embed([text])[0]
 
+    def _one(self, text: str, index: int, on_error: Callable[[int, BadInputError], None]) -> list[float] | None:
+        try:
+            return self.engine.embed([text])[0]
+        except BadInputError as exc:
+            on_error(index, exc)
+            return None
+
     def postprocess(self, vector: list[float], opts) -> dict[str, Any]:
         return {"embedding": vector, "dimensions": len(vector)}
 
-    def embed_many(self, texts: list[str], keep: Callable[[list[str], list[list[float]]], None] | None = None) -> list[list[float]]:
+    def embed_many(
+        self, texts: list[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None,
+        on_error: Callable[[int, BadInputError], None] | None = None,
+    ) -> list[list[float] | None]:
         """Each text's vector, in order, `CHUNK` texts per engine call; reports progress, and hands
-        each call's texts and vectors to `keep` (a cache) as they come."""
+        each call's texts and vectors to `keep` (a cache) as they come. A text the engine refuses
+        (longer than the context, say) raises its error; with `on_error`, its vector is None and
+        `on_error(index, error)` is told instead."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise BadInputError(f"embed_many takes a list of texts, got {type_name(texts)}")
         for text in texts:
@@ -41,7 +53,12 @@ class EmbedGenerator(Generator):
         vectors: list[list[float]] = []
         for start in range(0, len(texts), CHUNK):
             chunk = list(texts[start : start + CHUNK])
-            vectors += self.engine.embed(chunk)
+            try:
+                vectors += self.engine.embed(chunk)
+            except BadInputError:
+                if on_error is None:
+                    raise
+                vectors += [self._one(text, start + offset, on_error) for offset, text in enumerate(chunk)]  # find which
             if keep:
                 keep(chunk, vectors[start:])
             self.progress(len(vectors), len(texts), "embedding")

@@ -20,7 +20,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Optional, Union
+from typing import Any, AsyncIterator, Callable, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -505,17 +505,36 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             reply.heads = heads
         return await answer(request, req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
+    async def watched(request: Request, engine: BatchedEngine, call: Callable[[], Any], what: str) -> Any:
+        """`call()` in a worker thread, on a scoped `engine` that is cancelled when the client goes
+        away (the call then raises `RequestCancelled`) or this handler is (the server stopping)."""
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(call))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=DISCONNECT_POLL)
+                if not work.done() and await request.is_disconnected():
+                    log.info("%s: the client went away; its rows stop", what)
+                    engine.cancel()
+                    break
+            return await work
+        finally:
+            if not work.done():
+                engine.cancel()
+
     @app.post("/v1/embeddings", dependencies=[Depends(auth)])
     async def embeddings(request: Request):
         req: EmbeddingRequest = await body(request, EmbeddingRequest)
         backend = backend_for(req.model)
         texts = req.texts()
-        engine = backend.batched
+        engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
             return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
 
-        vectors, tokens = await anyio.to_thread.run_sync(run)
+        try:
+            vectors, tokens = await watched(request, engine, run, "embeddings")
+        except RequestCancelled:
+            return Response(status_code=499)
         data = [
             {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
@@ -554,15 +573,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name)
         if req.input is None:
             raise ApiError(422, "input: the task's input is required", param="input")
-        work = asyncio.ensure_future(anyio.to_thread.run_sync(lambda: generator(req.input, sampling=req.sampling, **req.options)))
         try:
-            while not work.done():  # the generator runs in a worker thread; watch the client meanwhile
-                await asyncio.wait({work}, timeout=DISCONNECT_POLL)
-                if not work.done() and await request.is_disconnected():
-                    log.info("%s: the client went away; its rows stop", task)
-                    engine.cancel()
-                    break
-            result = await work
+            result = await watched(request, engine, lambda: generator(req.input, sampling=req.sampling, **req.options), task)
         except RequestCancelled:
             return Response(status_code=499)  # nobody reads it: the client is gone
         except AigcError:
@@ -573,9 +585,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             plugin = registered_generators().get(task, ("an unknown plugin",))[0]
             log.error("the %s task failed (its generator is from plugin %s)", task, plugin, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
-        finally:
-            if not work.done():  # this handler was cancelled (server stopping): stop the work too
-                engine.cancel()
         try:
             return JSONResponse({**result, "model": backend.name})
         except (TypeError, ValueError):

@@ -31,12 +31,13 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits
+from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError
 from .logprobs import TokenTexts, prompt_offsets
 
 log = logging.getLogger("aigc.serve")
+EMBED_CHUNK = 8  # texts per scheduler call of `BatchedEngine.embed`: decoding rows wait one such call at most
 
 
 class QueueFullError(AigcError):
@@ -682,5 +683,11 @@ class BatchedEngine:
         return self.scheduler.call(self.local.score_many, prompts, continuations, embed)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        self._check()
-        return self.scheduler.call(self.local.embed, texts)
+        """In calls of `EMBED_CHUNK` texts, so decoding goes on between them and a cancelled
+        request stops at the next one."""
+        check_texts(texts)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_CHUNK):
+            self._check()
+            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK])
+        return vectors

@@ -3,6 +3,7 @@ the embedding cache, and the `embed` / `similar` / `batch embed` commands."""
 
 import json
 import math
+import stat
 import warnings
 
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from aigc.cli.app import app
 from aigc.errors import AigcWarning, BadInputError
 from aigc.generators.embed import EmbedGenerator
-from aigc.similarity import EmbeddingCache, embed_cached, model_id, rank
+from aigc.similarity import FINGERPRINT_TEXT, EmbeddingCache, embed_cached, model_id, rank
 from aigc.testing import FakeEngine
 
 runner = CliRunner()
@@ -80,6 +81,8 @@ def test_rank_orders_by_cosine_similarity_ties_in_input_order():
         rank([1.0, 0.0], vectors, 0)
     with pytest.raises(BadInputError, match="same model"):
         rank([1.0, 0.0, 0.0], vectors, 1)
+    with pytest.raises(BadInputError, match="same model"):
+        rank([1.0, 0.0], vectors + [[1.0, 0.0, 0.0]], 1)  # a later vector of another size too
 
 
 def test_cache_keeps_vectors_per_model_and_embeds_only_new_texts(tmp_path):
@@ -91,10 +94,61 @@ def test_cache_keeps_vectors_per_model_and_embeds_only_new_texts(tmp_path):
     generator = EmbedGenerator(engine=engine)
     first = embed_cached(generator, ["bees", "honey"], cache)
     second = embed_cached(generator, ["honey", "hive", "bees"], cache)
-    assert calls == [["bees", "honey"], ["hive"]]
+    probe = [FINGERPRINT_TEXT]  # each run embeds it first: the model's key
+    assert calls == [probe, ["bees", "honey"], probe, ["hive"]]
     assert second[0] == pytest.approx(first[1], abs=1e-6) and second[2] == pytest.approx(first[0], abs=1e-6)
     assert cache.lookup(model_id(engine) + " other", ["bees"]) == {}  # another model's vectors are apart
-    assert model_id(engine) == "fake prompteol-last-token"
+    assert model_id(engine).startswith("fake prompteol-last-token ")
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
+
+
+def test_another_model_under_the_same_name_never_gets_the_cached_vectors(tmp_path):
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    first, other = FakeEngine(), FakeEngine()
+    other.embed = lambda texts: [[-x for x in v] for v in FakeEngine.embed(other, texts)]  # same name, other vectors
+    embed_cached(EmbedGenerator(engine=first), ["bees"], cache)
+    again = embed_cached(EmbedGenerator(engine=other), ["bees"], cache)
+    assert again[0] == pytest.approx(other.embed(["bees"])[0])
+
+
+def test_a_locked_cache_is_given_up_after_one_wait(tmp_path, monkeypatch):
+    import sqlite3
+
+    import aigc.similarity as similarity
+
+    monkeypatch.setattr(similarity, "LOCK_WAIT", 0.2)
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    embed_cached(EmbedGenerator(engine=FakeEngine()), ["warm"], cache)  # the file exists
+    holder = sqlite3.connect(cache.path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vectors = embed_cached(EmbedGenerator(engine=FakeEngine()), [f"text {i}" for i in range(200)], cache)
+    finally:
+        holder.close()
+    assert len(vectors) == 200 and cache.broken and len(caught) == 1
+
+
+def test_texts_the_engine_refuses_are_reported_and_skipped_with_on_error(tiny_engine, monkeypatch):
+    import aigc.generators.embed as embed
+
+    monkeypatch.setattr(embed, "CHUNK", 3)
+    generator = EmbedGenerator(engine=tiny_engine)
+    texts = ["bees", "bees " * 600, "honey", "hive"]
+    with pytest.raises(BadInputError, match="holds 512"):
+        generator.embed_many(texts)
+    refused = []
+    vectors = generator.embed_many(texts, on_error=lambda index, exc: refused.append((index, str(exc))))
+    assert [v is None for v in vectors] == [False, True, False, False] and [i for i, _ in refused] == [1]
+    assert vectors[2] == pytest.approx(tiny_engine.embed(["honey"])[0], abs=1e-5)
+
+
+def test_text_that_is_not_utf8_is_bad_input(tiny_engine):
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        tiny_engine.embed(["\ud800x"])
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        tiny_engine.encode("\ud800x")
 
 
 def test_an_unusable_cache_warns_once_and_embeds_anyway(tmp_path):
@@ -157,10 +211,10 @@ def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_pa
     assert [line[1] for line in lines][0] == "t1" and float(lines[0][0]) == pytest.approx(1.0, abs=1e-3)
     assert len(lines) == 2 and float(lines[0][0]) >= float(lines[1][0]) and lines[0][2] == TEXTS[1]
     assert "row 4 skipped: the text is empty" in result.stderr and "row 5 skipped" in result.stderr
-    assert "texts embedded: 4" in result.stderr
+    assert "texts embedded: 5" in result.stderr  # the model's fingerprint, the query and 3 items
     again = invoke(*args, "--json")
     assert again.exit_code == 0, again.output
-    assert "texts embedded: 4" in again.stderr  # the same count: the query and the items were all cached
+    assert "texts embedded: 6" in again.stderr  # the fingerprint again: the query and the items were cached
     found = [json.loads(line) for line in again.stdout.splitlines()]
     assert [f["id"] for f in found] == [line[1] for line in lines] and found[0]["text"] == TEXTS[1]
 
@@ -183,3 +237,18 @@ def test_batch_embed_writes_one_vector_per_row(tiny_model_dir, tmp_path, tiny_en
     assert [r["id"] for r in rows] == [1, 2, 3]
     for row, text in zip(rows, TEXTS):
         assert row["result"]["embedding"] == pytest.approx(tiny_engine.embed([text])[0], abs=1e-5)
+
+
+def test_cli_similar_skips_a_row_too_long_and_allows_repeated_ids(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    items = tmp_path / "items.csv"
+    items.write_text(f"key,body\nk1,{TEXTS[0]}\nk1,{'bees ' * 600}\nk2,{TEXTS[1]}\n")
+    result = invoke("similar", TEXTS[1], "-i", str(items), "--field", "body", "--id-field", "key", "-m", str(tiny_model_dir))
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == ["k2", "k1"]
+    assert "row 2 skipped: a text takes" in result.stderr
+
+
+def test_cli_embed_lines_checks_every_line_for_utf8(tiny_model_dir):
+    result = invoke("embed", "--lines", "ok\nbad\udcff", "-m", str(tiny_model_dir))
+    assert result.exit_code == 2 and "not valid UTF-8" in result.stderr

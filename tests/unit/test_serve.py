@@ -898,3 +898,20 @@ def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engin
     for got, expected in zip(engine.embed(texts), tiny_engine.embed(texts), strict=True):
         assert got == pytest.approx(expected, abs=1e-5)
     assert engine.stats.embedded_texts == 2 and engine.stats.prompt_tokens > 0
+
+
+def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch):
+    from aigc.serve.scheduler import EMBED_CHUNK, RequestCancelled
+
+    backend = server["backend"]
+    calls = []
+    original = backend.scheduler.call
+    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args: calls.append(len(args[0])) or original(fn, *args))
+    view = backend.batched.scoped()
+    assert len(view.embed([f"text {i}" for i in range(EMBED_CHUNK * 2 + 1)])) == EMBED_CHUNK * 2 + 1
+    assert calls == [EMBED_CHUNK, EMBED_CHUNK, 1]  # decoding rows go on between the calls
+    view.cancel()
+    with pytest.raises(RequestCancelled):
+        view.embed(["more"])
+    status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
+    assert status == 400 and "UTF-8" in body["error"]["message"]
