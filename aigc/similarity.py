@@ -98,7 +98,7 @@ class EmbeddingCache:
 
 
 def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return hashlib.sha256(text.encode()).digest()
 
 
 def embed_cached(generator, texts: list[str], cache: EmbeddingCache | None = None, on_error: Callable[[int, Exception], None] | None = None) -> list[list[float] | None]:

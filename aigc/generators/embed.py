@@ -28,13 +28,6 @@ class EmbedGenerator(Generator):
     def forward(self, text: str, opts, sampling: dict[str, Any]) -> list[float]:
         return self.engine.embed([text])[0]
 
-    def _one(self, text: str, index: int, on_error: Callable[[int, BadInputError], None]) -> list[float] | None:
-        try:
-            return self.engine.embed([text])[0]
-        except BadInputError as exc:
-            on_error(index, exc)
-            return None
-
     def postprocess(self, vector: list[float], opts) -> dict[str, Any]:
         return {"embedding": vector, "dimensions": len(vector)}
 
@@ -63,3 +56,10 @@ class EmbedGenerator(Generator):
                 keep(chunk, vectors[start:])
             self.progress(len(vectors), len(texts), "embedding")
         return vectors
+
+    def _one(self, text: str, index: int, on_error: Callable[[int, BadInputError], None]) -> list[float] | None:
+        try:
+            return self.engine.embed([text])[0]
+        except BadInputError as exc:
+            on_error(index, exc)
+            return None
