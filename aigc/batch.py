@@ -83,6 +83,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(reader, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
+    if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):
+        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with --id-field (its columns: {', '.join(map(repr, _columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
     counts = Counter(_key(r.id) for r in rows if r.id is not None)
@@ -114,6 +116,10 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
+
+
+def _columns(rows: list[Row]) -> list[str]:
+    return list(dict.fromkeys(key for row in rows for key in row.fields))
 
 
 def _named(row: Row) -> str:

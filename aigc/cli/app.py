@@ -62,6 +62,8 @@ def _one_line(exc: UsageError, command: str | None = None):
     hint = f"see `{where} --help`"
     if getattr(exc, "option_name", None) in GLOBAL_OPTIONS and where != "aigc":
         hint = f"global options go before the command: `aigc {exc.option_name} {where.split(' ', 1)[-1]} ...`"
+        if exc.option_name == "--version":
+            hint = "`aigc --version` prints the version"
     ui.error(f"{exc.format_message().rstrip('.')} ({hint})")
     raise typer.Exit(exc.exit_code) from None
 

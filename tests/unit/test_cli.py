@@ -701,6 +701,7 @@ def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir
         (["serve", "--shutdown-grace", "-1"], "--shutdown-grace must be 0 or more"),
         (["logs", "rm", "--all", "3"], "give the ids of the answers to delete or --all, not both"),
         (["logs", "-q", "caf\udce9"], "the --query value is not valid UTF-8"),
+        (["chat", "hi", "--version"], "(`aigc --version` prints the version)"),
         (["batch", "classify", "-i", "in.txt", "-o", "out.jsonl", "-O", "labels=\udcff,b"], "the -O value is not valid UTF-8"),
     ],
 )
