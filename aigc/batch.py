@@ -263,7 +263,9 @@ def run_batch(
     SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
     stream = streams(output)
     output = check_writable(output)
-    generator.check_batch(generator.validate(options))
+    opts = generator.validate(options)
+    generator.check_batch(opts)
+    generator.check_sampling(opts, sampling)
     previous = [] if stream else read_output(output)
     settings = run_settings(generator, options, sampling)
     _check_made_alike(output, previous, settings)

@@ -69,5 +69,9 @@ class UnknownLabelError(BadInputError):
     """An example's label that is not among the labels asked for."""
 
 
+class ItemsFailedError(AigcError):
+    """Some items of a run over many (`aigc batch`, `--lines`) failed; the rest were done (exit 1)."""
+
+
 class AigcWarning(UserWarning):
     """Something skipped so the rest keeps working (a broken user template); the CLI shows it as one line."""

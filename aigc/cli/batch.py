@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError, ItemsFailedError, OptionError
 from ..textio import check_utf8
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
@@ -62,9 +62,11 @@ def batch(
     rows = read_rows(input, id_field, field)
     generator = run.generator(task)
     try:
-        generator.check_batch(generator.validate(options))
+        opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
         raise BadInputError(f"-O {exc}") from None
+    generator.check_batch(opts)
+    generator.check_sampling(opts, run.sampling())
     if pending_rows(rows, output, generator, options, run.sampling()):
         with ui.stage_status() as stage:
             generator.load_progress = stage
@@ -77,6 +79,8 @@ def batch(
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     run.report(generator)
+    if summary.errors:
+        raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are in {output}, and rerunning the same command retries them")
 
 
 def register(app: typer.Typer) -> None:

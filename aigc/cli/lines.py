@@ -4,7 +4,7 @@ import json
 from typing import Any, Callable
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import BadInputError, ItemsFailedError
 from .options import RunOptions
 
 
@@ -14,7 +14,8 @@ def run_lines(
 ) -> None:
     """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
 
-    A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning;
+    A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
+    the command exits 1 at the end;
     `notes(result)` are warnings about a line that did not fail."""
     from ..batch import Row, run_rows
 
@@ -24,9 +25,11 @@ def run_lines(
     generator = run.generator(task)
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
+    failed = 0
     with ui.items_progress(task) as progress:
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
             if "error" in outcome:
+                failed += 1
                 ui.warn(f"line {row.number}: {outcome['error']}")
                 ui.result(json.dumps({"line": row.number, "error": outcome["error"]}) if as_json else "")
             else:
@@ -37,3 +40,5 @@ def run_lines(
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)
+    if failed:
+        raise ItemsFailedError(f"{failed} of {len(rows)} lines failed (warned above); the others' results are printed")

@@ -79,7 +79,7 @@ class RunOptions:
         check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         check_names(self.device, self.dtype, self.quantize)
-        generator.validate(options)
+        generator.check_sampling(generator.validate(options), self.sampling())
         if inputs is not None:
             generator.check_inputs(inputs)
         with ui.stage_status() as stage:

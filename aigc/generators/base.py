@@ -167,6 +167,9 @@ class Generator:
         self.validate(options)
         self.engine  # noqa: B018 - loads the model
 
+    def check_sampling(self, opts, sampling: dict[str, Any] | None) -> None:
+        """Reject sampling settings these options cannot work with; raises `BadInputError`."""
+
     def check_batch(self, opts) -> None:
         """Reject options that need the inputs processed together: `aigc batch` runs each row alone."""
 
@@ -182,8 +185,10 @@ class Generator:
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
         check_concurrency(concurrency)
-        self.check_batch(self.validate(options))
         SamplingParams(**(sampling or {}))
+        opts = self.validate(options)
+        self.check_batch(opts)
+        self.check_sampling(opts, sampling)
         for item in inputs:
             self.check_inputs(item)
         if not inputs:
@@ -205,6 +210,7 @@ class Generator:
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         opts = self.validate(options)
+        self.check_sampling(opts, sampling)
         self.check_inputs(inputs)
         prepared = self.preprocess(inputs, opts)
         raw = self.forward(prepared, opts, sampling or {})

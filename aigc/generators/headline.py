@@ -87,6 +87,10 @@ class HeadlineGenerator(Generator):
         """A row's `topic` column is a topic; any other column holds an article."""
         return {"topic" if field == "topic" else "article": super().batch_input(fields, field)}
 
+    def check_sampling(self, opts: HeadlineOptions, sampling: dict[str, Any] | None) -> None:
+        if opts.n > 1 and self.sampling(sampling, templates.get_template(opts.template).defaults).greedy:
+            raise BadInputError("more than one headline (-n) needs sampling: greedy decoding (--temperature 0) writes one")
+
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
@@ -106,8 +110,6 @@ class HeadlineGenerator(Generator):
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> list[str]:
         base = self.sampling(sampling, rendered.defaults)
-        if base.greedy and opts.n > 1:
-            raise BadInputError("-n above 1 needs sampling: greedy decoding (--temperature 0) writes one headline")
         found: dict[str, str] = {}
         cut = 0  # headlines that max_tokens cut off
         for attempt in range(MAX_ROUNDS):

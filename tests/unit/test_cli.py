@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from aigc import hookimpl, plugins
 from aigc.cli.app import AigcGroup, app
+from aigc.errors import BadInputError
 from lazy_imports import imports_after
 
 runner = CliRunner()
@@ -65,15 +66,45 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("command", [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "--topic", "bees\n\ncity rooftops"), ("classify", "-", "-l", "a,b")])
+@pytest.mark.parametrize("command", [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "bees\n\ncity rooftops"), ("classify", "-", "-l", "a,b")])
 def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, command):
     text = "Bees make honey.\n\nCities have rooftops.\n"
-    sampling = () if command[0] == "classify" else ("--max-tokens", "6", "--temperature", "0")
+    sampling = () if command[0] == "classify" else ("--max-tokens", "6", "--temperature", "1", "--seed", "1")
     result = invoke(*command, "--lines", "--json", "-m", str(tiny_model_dir), *sampling, input=text)
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.exit_code == 0, result.output
-    assert len(rows) == 2
+    assert len(rows) == 2 and not any("error" in row for row in rows)
     assert [row["line"] for row in rows] == [1, 3]
+
+
+def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir, monkeypatch):
+    from aigc.generators.summarize import SummarizeGenerator
+
+    def check_inputs(self, text):
+        if text == "bad":
+            raise BadInputError("this line is bad")
+
+    monkeypatch.setattr(SummarizeGenerator, "check_inputs", check_inputs)
+    text = "Bees make honey.\nbad\nCities have rooftops.\n"
+    result = invoke("summarize", "-", "--lines", "--json", "-m", str(tiny_model_dir), "--max-tokens", "4", "--temperature", "1", "--seed", "1", input=text)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 1, result.output
+    assert [row["line"] for row in rows] == [1, 2, 3] and rows[1]["error"] == "this line is bad"
+    assert "summary" in rows[0] and "summary" in rows[2]
+    assert "1 of 3 lines failed" in result.stderr
+
+
+def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path):
+    (tmp_path / "topics.txt").write_text("bees\ncities\n")
+    commands = [
+        ("headline", "--topic", "bees", "-n", "3", "--temperature", "0"),
+        ("headline", "--lines", "--topic", "bees\ncities", "-n", "3", "--temperature", "0"),
+        ("batch", "headline", "-i", str(tmp_path / "topics.txt"), "--field", "topic", "-o", str(tmp_path / "out.jsonl"), "-O", "n=2", "--temperature", "0"),
+    ]
+    for command in commands:
+        result = invoke(*command, "-m", str(tmp_path / "no-model"))  # checked before the model would load
+        assert result.exit_code == 2 and "more than one headline (-n) needs sampling" in result.stderr, result.output
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
@@ -82,7 +113,8 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     args = ("batch", "classify", "-i", str(source), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
     result = invoke(*args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the others are done, and a script learns one failed
+    assert "1 of 2 rows failed; their errors are in" in result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and "result" in rows[0] and "error" in rows[1]
     again = invoke(*args)  # the failed row is run again
