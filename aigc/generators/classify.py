@@ -268,7 +268,7 @@ class ClassifyGenerator(Generator):
             else:  # how likely each label is next to the likeliest one
                 top = max(raw["logits"])
                 values = [math.exp(v - top) for v in raw["logits"]]
-            scores = {name: round(v, 6) for name, v in zip(names, values)}
+            scores = dict(zip(names, values))
             chosen = [name for name in names if scores[name] >= opts.threshold]
             return {"labels": chosen, "scores": scores, "method": raw["method"], "calibration": raw["calibration"]}
         probs = [math.exp(v) for v in log_softmax(raw["logits"])]
