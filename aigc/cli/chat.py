@@ -9,19 +9,25 @@ import typer
 
 from .. import conversations, ui
 from ..errors import AigcError, BadInputError
-from ..generators.chat import ChatSession
+from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
-from ..textio import check_writable
+from ..textio import check_writable, read_document
 from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
-  /help          this help
-  /reset         forget the conversation (keeps the system prompt)
-  /system TEXT   set the system prompt (empty: back to the default)
-  /save FILE     save the conversation (.json, or Markdown for any other name)
-  /load FILE     go on from a conversation saved as .json
-  /exit          leave (Ctrl-D does too)
+  /help            this help
+  /file PATH       add a text file to your next message (/file alone lists them)
+  /retry           answer your last message again, in place of the last reply
+  /undo            forget the last turn (your message and its reply)
+  /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default)
+  /reset           forget the conversation (keeps the system prompt)
+  /system TEXT     set the system prompt (empty: back to the default)
+  /save FILE       save the conversation (.json, or Markdown for any other name)
+  /load FILE       go on from a conversation saved as .json
+  /exit            leave (Ctrl-D does too)
+A line starting with \"\"\" goes on over several lines until one ends with \"\"\".
 Ctrl-C stops a reply that is being written."""
+QUOTES = '"""'
 
 
 @generation_options(logged=True)
@@ -31,6 +37,7 @@ def chat(
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False)] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
+    files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
     schema: Schema = None,
     *,
@@ -42,6 +49,7 @@ def chat(
         if session is not None or resume:
             raise BadInputError("--schema answers one prompt; it does not go with --session or --continue")
         run.json_schema = json_schema
+    attached = [(name, read_document(name)) for name in files or []]  # bad files fail before the model loads
     piped = stdin_text()
     if resume:
         if session is not None:
@@ -49,17 +57,18 @@ def chat(
         session = conversations.latest_session()
     path = _session_file(session) if session is not None else None
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
-        _chat(prompt, piped, system, template, as_json, run, path)
+        _chat(prompt, piped, attached, system, template, as_json, run, path)
 
 
-def _chat(prompt, piped, system, template, as_json, run: RunOptions, path) -> None:
+def _chat(prompt, piped, attached, system, template, as_json, run: RunOptions, path) -> None:
     if prompt is None and piped is None:
-        if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed
+        if sys.stdin is not None and sys.stdin.isatty():
+            if as_json or run.json_schema is not None:
+                raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
+            return _repl(run, system, template, path, attached)
+        if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
-        if as_json or run.json_schema is not None:
-            raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
-        return _repl(run, system, template, path)
-    text = "\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip())
+    text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = run.generator("chat")
     if path is not None:
         return _session_turn(ChatSession(generator, system, template, run.sampling(), path), run, text, as_json)
@@ -136,7 +145,7 @@ def _stream(pieces) -> str:
     return "".join(seen)
 
 
-def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=None) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=None, attached=()) -> None:
     try:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:  # pragma: no cover - not on every platform
@@ -148,9 +157,12 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=
     if path is not None:
         ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
         _check_model(session)
+    pending = list(attached)  # files for the next message
+    if pending:
+        ui.info(f"({_names(pending)} added to your first message)")
     while True:
         try:
-            if _turn(session, run) == "exit":
+            if _turn(session, run, pending) == "exit":
                 break
         except EOFError:
             sys.stdout.write("\n")
@@ -160,15 +172,36 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=
             ui.info("(Ctrl-D or /exit to leave)")
 
 
-def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
-    """Read one line and act on it; "exit" ends the session."""
-    line = input(">>> ").strip()
+def _read_message() -> str:
+    """One line, or with \"\"\" at its start the lines up to one that ends with \"\"\" (as in ollama)."""
+    line = input(">>> ")
+    if not line.lstrip().startswith(QUOTES):
+        return line.strip()
+    lines = [line.lstrip()[len(QUOTES):]]
+    while not (len(lines) > 1 or lines[0].strip()) or not lines[-1].rstrip().endswith(QUOTES):
+        lines.append(input("... "))
+    lines[-1] = lines[-1].rstrip()[: -len(QUOTES)]
+    return "\n".join(lines).strip()
+
+
+def _turn(session: ChatSession, run: RunOptions, pending: Optional[list] = None) -> Optional[str]:
+    """Read a message (or a slash command) and act on it; "exit" ends the session. `pending`: the
+    files for the next message, emptied once it is sent."""
+    pending = pending if pending is not None else []
+    line = _read_message()
     if not line:
         return None
     if line.startswith("/"):
-        return _slash(line, session)
+        return _slash(line, session, run, pending)
     before = len(session.messages)
-    reply = session.send(line)
+    text = with_files(line, pending)
+    pending.clear()
+    _answer(session, run, session.send(text), text, kept=lambda: len(session.messages) == before + 2)
+    return None
+
+
+def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> None:
+    """Stream a reply; log it if `kept()` says the turn was kept (a stopped reply too)."""
     run.mark(session.generator)
     try:
         _stream(reply)
@@ -178,30 +211,50 @@ def _turn(session: ChatSession, run: RunOptions) -> Optional[str]:
         ui.info("(reply stopped)")
     except AigcError as exc:  # the turn is rolled back; the session goes on
         ui.error(str(exc))
-    if len(session.messages) == before + 2:  # the turn was kept (a stopped reply too)
+    if kept():
         options = {"template": session.template, "system": session.system}
         session_name = conversations.session_label(session.path) if session.path else None
-        run.keep(session.generator, "chat", line, session.messages[-1]["content"], options, session=session_name)
+        run.keep(session.generator, "chat", text, session.messages[-1]["content"], options, session=session_name)
     if run.stats:
         ui.print_stats(session.generator.engine.stats)
-    return None
 
 
-def _slash(line: str, session: ChatSession) -> Optional[str]:
+def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:
     command, _, arg = line.partition(" ")
     if command in ("/exit", "/quit", "/bye"):
         return "exit"
     try:
-        _command(command, arg.strip(), session)
+        if command == "/retry":
+            old = session.messages[-1] if session.messages else None
+            reply = session.retry()
+            _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
+        else:
+            _command(command, arg.strip(), session, pending)
     except BadInputError as exc:  # a file that cannot be read or written: the session goes on
         ui.error(str(exc))
     return None
 
 
-def _command(command: str, arg: str, session: ChatSession) -> None:
+def _names(files: list) -> str:
+    return ", ".join(name for name, _ in files)
+
+
+def _command(command: str, arg: str, session: ChatSession, pending: list) -> None:
     also = f"; {session.path} too" if session.path else ""
     if command == "/help":
         ui.stderr().print(REPL_HELP, markup=False)
+    elif command == "/file":
+        if arg:
+            pending.append((arg, read_document(arg)))
+        ui.info(f"(your next message comes after {_names(pending)})" if pending else "(no files added; /file PATH adds one)")
+    elif command == "/undo":
+        session.undo()
+        ui.info(f"(last turn forgotten{also}: {_turns(session)})")
+    elif command == "/set":
+        name, _, value = arg.partition(" ")
+        if name:
+            session.set_sampling(name, value.strip() or None)
+        ui.info("(" + ", ".join(f"{k} {v}" for k, v in session.settings().items()) + ")")
     elif command == "/reset":
         session.reset()
         ui.info(f"(conversation cleared{also})")

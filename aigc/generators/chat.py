@@ -10,7 +10,15 @@ from .. import conversations, templates
 from ..errors import AigcError, BadInputError
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
-from .base import Generator, type_name
+from .base import Generator, coerce_value, type_name
+
+TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
+
+
+def with_files(text: str, files: list[tuple[str, str]]) -> str:
+    """`text` after the files it is about, each introduced by its name (as `(name, content)`)."""
+    parts = [f"File {name}:\n\n{content.strip()}" for name, content in files]
+    return "\n\n".join(parts + ([text.strip()] if text.strip() else []))
 
 
 @dataclass
@@ -153,6 +161,38 @@ class ChatSession:
         self.system = text or None
         self._keep()
 
+    def undo(self) -> None:
+        """Forget the last turn: the user's last message and the reply to it."""
+        starts = [i for i, m in enumerate(self.messages) if m["role"] == "user"]
+        if not starts:
+            raise BadInputError("there is no turn to undo")
+        self.messages = self.messages[: starts[-1]]
+        self._keep()
+
+    def settings(self) -> dict[str, Any]:
+        """The sampling settings the next reply uses: the task's and template's defaults, then the session's."""
+        _, defaults = self.generator.user_message("", ChatOptions(self.template, self.system))
+        params = self.generator.sampling(self.sampling, defaults)
+        return {name: getattr(params, name) for name in TUNABLE}
+
+    def set_sampling(self, name: str, value: Any) -> None:
+        """Change one sampling setting for the replies after (a number, or its text); None, "default"
+        (and "none" for the seed) go back to the default."""
+        if name not in TUNABLE:
+            raise BadInputError(f"there is no setting {name!r}; settings: {', '.join(TUNABLE)}")
+        changed = {k: v for k, v in self.sampling.items() if k != name}
+        if value not in (None, "default", "none"):
+            changed[name] = coerce_value(name, value, TUNABLE[name])
+        self.generator.sampling(changed)  # out-of-range values fail here
+        self.sampling = changed
+
+    def retry(self) -> Iterator[str]:
+        """Stream a new reply to the last message in place of the old one (sampled anew: with greedy
+        decoding it is the same reply). Stopped before its first word, or failed, the old reply stays."""
+        if not self.messages or self.messages[-1]["role"] != "assistant":
+            raise BadInputError("there is no reply to retry yet")
+        return self._reply(self.messages[:-1], previous=self.messages[-1])
+
     def send(self, text: str) -> Iterator[str]:
         """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
         iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
@@ -168,7 +208,7 @@ class ChatSession:
         """The whole reply to `text`, recorded like `send`'s."""
         return "".join(self.send(text))
 
-    def _reply(self, conversation: list[dict]) -> Iterator[str]:
+    def _reply(self, conversation: list[dict], previous: dict | None = None) -> Iterator[str]:
         self.messages = conversation + [{"role": "assistant", "content": ""}]
         pieces: list[str] = []
         finished = False
@@ -185,9 +225,11 @@ class ChatSession:
                 reply = "".join(pieces).strip()
                 # a reply stopped part-way (Ctrl-C) is kept; a turn stopped before any reply is dropped
                 keep = finished or bool(reply)
-                self.messages = conversation + [{"role": "assistant", "content": reply}] if keep else conversation[:-1]
                 if keep:
+                    self.messages = conversation + [{"role": "assistant", "content": reply}]
                     self._keep()
+                else:
+                    self.messages = conversation + [previous] if previous else conversation[:-1]
 
     def conversation(self) -> conversations.Conversation:
         extra = {k: v for k, v in self.extra.items() if k != "template"}

@@ -118,6 +118,19 @@ def test_slash_commands(tmp_path):
     assert not [m for m in messages if m["role"] in ("user", "assistant")]
     assert messages == [{"role": "system", "content": "You are a pirate."}]  # /reset keeps the system prompt
 
+    child.sendline('"""Say')  # a message over several lines
+    child.expect_exact("... ")
+    child.sendline('hello."""')
+    child.expect_exact(PROMPT)
+    first = saved_messages(child, tmp_path / "m.json", "m.json")
+    assert [m["role"] for m in first] == ["system", "user", "assistant"] and first[1]["content"] == "Say\nhello."
+    assert "temperature 1.0" in ask(child, "/set temperature 1")
+    ask(child, "/retry")  # sampled anew, in place of the first reply
+    again = saved_messages(child, tmp_path / "m2.json", "m2.json")
+    assert again[:2] == first[:2] and len(again) == 3 and again[2]["content"]
+    assert "last turn forgotten: new conversation" in ask(child, "/undo")
+    assert saved_messages(child, tmp_path / "m3.json", "m3.json") == first[:1]
+
     shown = ask(child, "/foo")
     assert "/foo" in shown.split("\n", 1)[1] and "/help" in shown  # past the echo: the error names both
     assert "Error" in shown

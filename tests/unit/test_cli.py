@@ -608,6 +608,59 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
     assert "went away" in capsys.readouterr().err and session.messages == []
 
 
+def repl_lines(monkeypatch, *lines):
+    """Feed the REPL these lines as if typed."""
+    typed = iter(lines)
+    monkeypatch.setattr("builtins.input", lambda prompt: next(typed))
+
+
+def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    (tmp_path / "notes.md").write_text("Bees make honey.\n")
+    engine = FakeEngine()
+    engine.enqueue("first reply", "second reply", "third reply")
+    session, pending, run = ChatSession(ChatGenerator(engine=engine)), [], RunOptions()
+    for line in (f"/file {tmp_path / 'notes.md'}", f"/file {tmp_path / 'missing.md'}"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, pending)
+    assert "no such file" in capsys.readouterr().err and len(pending) == 1
+    repl_lines(monkeypatch, '"""What do', "they make?", 'Say it."""')
+    _turn(session, run, pending)
+    asked = session.messages[0]["content"]
+    assert asked == f"File {tmp_path / 'notes.md'}:\n\nBees make honey.\n\nWhat do\nthey make?\nSay it." and pending == []
+    repl_lines(monkeypatch, "/retry")
+    _turn(session, run, pending)
+    assert [m["content"] for m in session.messages] == [asked, "second reply"]
+    repl_lines(monkeypatch, "/set temperature 0.5")
+    _turn(session, run, pending)
+    assert "temperature 0.5" in capsys.readouterr().err
+    repl_lines(monkeypatch, "again")
+    _turn(session, run, pending)
+    assert engine.calls[-1][1].temperature == 0.5 and len(session.messages) == 4
+    for line in ("/undo", "/set temperature hot"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, pending)
+    assert len(session.messages) == 2 and "temperature must be a number" in capsys.readouterr().err
+
+
+def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_model_dir, tmp_path):
+    (tmp_path / "a.txt").write_text("Bees make honey.")
+    (tmp_path / "b.md").write_text("Cities have rooftops.")
+    result = invoke("chat", "-f", str(tmp_path / "a.txt"), "--file", str(tmp_path / "b.md"), "Compare them.", "-m", str(tiny_model_dir), "--max-tokens", "3")
+    assert result.exit_code == 0, result.output
+    logged = json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]
+    assert logged == f"File {tmp_path / 'a.txt'}:\n\nBees make honey.\n\nFile {tmp_path / 'b.md'}:\n\nCities have rooftops.\n\nCompare them."
+    only = invoke("chat", "-f", str(tmp_path / "a.txt"), "-m", str(tiny_model_dir), "--max-tokens", "3")  # no prompt: the file is the message
+    assert only.exit_code == 0 and json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"].endswith("Bees make honey.")
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
+    bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
+    assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr
+
+
 def test_fake_engine_streams_exactly_the_text_it_generates():
     from aigc.engine.sampling import SamplingParams
     from aigc.testing import FakeEngine

@@ -170,3 +170,62 @@ def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
         session(path)
     assert "--template chat" in str(caught.value)
     assert session(path, template="chat").template == "chat"  # the way on
+
+
+def test_undo_forgets_the_last_turn_and_retry_replaces_the_last_reply(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two", "three")
+    talk = session(path, engine)
+    talk.ask("first")
+    talk.ask("second")
+    assert "".join(talk.retry()) == "three"
+    assert [m["content"] for m in conversations.read(path).messages] == ["first", "one", "second", "three"]
+    assert [m["content"] for m in engine.calls[-1][0][0]] == ["first", "one", "second"]  # asked again without the old reply
+    talk.undo()
+    assert [m["content"] for m in conversations.read(path).messages] == ["first", "one"]
+    talk.undo()
+    with pytest.raises(BadInputError, match="no turn to undo"):
+        talk.undo()
+    with pytest.raises(BadInputError, match="no reply to retry"):
+        talk.retry()
+
+
+def test_a_retry_that_fails_or_is_stopped_before_its_first_word_keeps_the_old_reply(tmp_path):
+    from aigc.errors import ModelUnavailableError
+
+    engine = FakeEngine()
+    engine.enqueue("kept reply", "new words")
+    talk = session(tmp_path / "talk.json", engine)
+    talk.ask("hi")
+    stopped = talk.retry()
+    stopped.close()  # before its first word
+    assert talk.messages[-1]["content"] == "kept reply"
+
+    def down(prompt, params):
+        raise ModelUnavailableError("gone")
+        yield
+
+    engine.stream = down
+    with pytest.raises(ModelUnavailableError):
+        "".join(talk.retry())
+    assert [m["content"] for m in talk.messages] == ["hi", "kept reply"]
+
+
+def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("a", "b")
+    talk = session(None, engine, sampling={"max_tokens": 40})
+    assert talk.settings()["max_tokens"] == 40 and talk.settings()["temperature"] == 0.0  # the chat default
+    talk.set_sampling("temperature", "0.7")
+    talk.set_sampling("seed", "3")
+    talk.ask("hi")
+    params = engine.calls[-1][1]
+    assert (params.temperature, params.seed, params.max_tokens) == (0.7, 3, 40)
+    talk.set_sampling("seed", "none")
+    talk.set_sampling("max_tokens", None)
+    assert talk.settings()["seed"] is None and talk.settings()["max_tokens"] == 512
+    for name, value, error in (("temperature", "5", "between 0 and 2"), ("top_k", "2.5", "whole number"), ("colour", "1", "no setting 'colour'")):
+        with pytest.raises(BadInputError, match=error):
+            talk.set_sampling(name, value)
+    assert talk.settings()["temperature"] == 0.7
