@@ -45,10 +45,7 @@ def chat(
 ) -> None:
     """Chat with the model."""
     json_schema = read_schema_option(schema)
-    if json_schema is not None:
-        if session is not None or resume:
-            raise BadInputError("--schema answers one prompt; it does not go with --session or --continue")
-        run.json_schema = json_schema
+    run.json_schema = json_schema
     attached = [(name, read_document(name)) for name in files or []]  # bad files fail before the model loads
     piped = stdin_text()
     if resume:
@@ -103,16 +100,18 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     generator = session.generator
     run.prepare(generator, text, {"template": session.template, "system": session.system})
     _check_model(session)
-    reply = session.send(text)
-    if sys.stdout.isatty() and not as_json:
-        answer = _stream(reply).strip()
+    result = None
+    if sys.stdout.isatty() and not as_json and run.json_schema is None:
+        answer = _stream(session.send(text)).strip()
     else:
-        answer = "".join(reply).strip()
+        result = session.answer(text)
+        answer = shown(result)
         if as_json:
-            _json_result(generator, answer, session=str(session.path))
+            _json_result(generator, result["text"], session=str(session.path), **({"data": result["data"]} if "data" in result else {}))
         else:
             ui.result(answer)
-    run.keep(generator, "chat", text, answer, {"template": session.template, "system": session.system}, session=conversations.session_label(session.path))
+    options = {"template": session.template, "system": session.system}
+    run.keep(generator, "chat", text, answer, options, result.get("data") if result else None, session=conversations.session_label(session.path))
     run.report(generator)
 
 

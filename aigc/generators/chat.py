@@ -197,12 +197,24 @@ class ChatSession:
         """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
         iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
         reply is kept."""
+        return self._reply(self._asking(text))
+
+    def answer(self, text: str) -> dict[str, Any]:
+        """The chat generator's whole result for `text` (with a JSON schema in the sampling settings,
+        `data` holds the checked answer), recorded like `send`'s reply; a failed turn is not."""
+        conversation = self._asking(text)
+        result = self.generator(conversation, sampling=self.sampling, template=self.template, system=self.system)
+        self.messages = conversation + [{"role": "assistant", "content": result["text"]}]
+        self._keep()
+        return result
+
+    def _asking(self, text: str) -> list[dict]:
+        """The conversation with the user's `text` added, rendered by the template."""
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         self.generator.check_inputs(text)
-        opts = ChatOptions(template=self.template, system=self.system)
-        turn, _ = self.generator.user_message(text, opts)
-        return self._reply(self.messages + [m for m in turn if m["role"] == "user"])
+        turn, _ = self.generator.user_message(text, ChatOptions(template=self.template, system=self.system))
+        return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:
         """The whole reply to `text`, recorded like `send`'s."""

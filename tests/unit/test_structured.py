@@ -113,13 +113,26 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         (["chat", "x", "--schema", '{"type": "string", "pattern": "(("}', "-m", "no-such-model"], "is not valid"),
         (["chat", "x", "--schema", '{"properties": {"a": {"$ref": "#/$defs/nope"}}, "$defs": {}}', "-m", "no-such-model"], "names nothing"),
         (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
-        (["chat", "x", "--schema", "name", "--session", "s"], "does not go with --session"),
         (["run", "chat", "--var", "input=x", "--schema", "[1]"], "must hold a JSON object"),
     ]:
         failed = runner.invoke(app, args)
         assert failed.exit_code == 2 and words in failed.stderr, failed.output
     cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
     assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr and cut.stdout == ""
+
+
+def test_a_session_turn_held_to_a_schema_is_checked_and_kept(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir), "--temperature", "1", "--seed", "2", "--max-tokens", "100")
+    path = tmp_path / "s.json"
+    first = runner.invoke(app, ["chat", "-S", str(path), "Hello", *model[:-1], "4"])
+    assert first.exit_code == 0, first.output
+    turn = json.loads(runner.invoke(app, ["chat", "-S", str(path), "Give me JSON", "--schema", json.dumps(FLAGS), *model, "--json"]).stdout)
+    assert set(turn["data"]) == {"ok", "count", "color"} and turn["session"] == str(path)
+    messages = json.loads(path.read_text())["messages"]
+    assert len(messages) == 4 and json.loads(messages[-1]["content"]) == turn["data"]
+    cut = runner.invoke(app, ["chat", "-S", str(path), "More JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
+    assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr
+    assert len(json.loads(path.read_text())["messages"]) == 4  # the failed turn is not kept
 
 
 def test_batch_holds_every_row_to_the_schema(tiny_model_dir, tmp_path):
