@@ -59,6 +59,8 @@ def read_schema(value: str) -> dict[str, Any]:
         schema = json.loads(text)
     except ValueError as exc:
         raise BadInputError(f"{source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInputError(f"{source} is nested too deeply to read; give a flatter JSON schema") from None
     if not isinstance(schema, dict):
         raise BadInputError(f"{source} must hold a JSON object (a JSON schema), not {type(schema).__name__}")
     return schema

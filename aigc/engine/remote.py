@@ -48,6 +48,13 @@ def api_key() -> str | None:
     return os.environ.get("AIGC_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
+def _estimate(prompt: Prompt) -> int:
+    """A token count without asking the server: 3 bytes a token, 8 more per chat message."""
+    text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
+    turns = 0 if isinstance(prompt, str) else len(prompt)
+    return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
+
+
 @dataclass(frozen=True)
 class NamedRemote:
     """A `[remotes.NAME]` table of the settings file."""
@@ -248,24 +255,32 @@ class OpenAIEngine:
             return "/completions", {**body, "prompt": prompt}
         return "/chat/completions", {**body, "messages": list(prompt)}
 
-    def _record(self, usage: dict | None, started: float, first: float | None = None) -> None:
-        usage = usage or {}
-        elapsed = time.perf_counter() - started
-        self.stats.record(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), first, elapsed)
+    def _usage(self, usage: Any, prompt: Prompt, texts: list[str], ask: bool = True) -> tuple[int, int]:
+        """(prompt tokens, completion tokens in all) from the server's usage; where it sent none,
+        counted (`count_tokens`), or with `ask=False` (a request that failed) estimated."""
+        count = self.count_tokens if ask else _estimate
+        usage = usage if isinstance(usage, dict) else {}
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(prompt_tokens, int):
+            prompt_tokens = count(prompt)
+        if not isinstance(completion_tokens, int):
+            completion_tokens = sum(count(text) for text in texts if text)
+        return prompt_tokens, completion_tokens
 
     def _one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         path, body = self._body(prompt, params, params.n, stream=False)
         started = time.perf_counter()
         answer = self._request("POST", path, body)
-        usage = answer.get("usage") or {}
-        self._record(usage, started)
+        elapsed = time.perf_counter() - started
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
-        each = int(usage.get("completion_tokens") or 0) // max(1, len(choices))  # servers report the total only
-        results = []
-        for choice in choices:
-            text = choice.get("text") if path == "/completions" else (choice.get("message") or {}).get("content")
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            results.append(Completion(text or "", int(usage.get("prompt_tokens") or 0), each, reason))
+        texts = [(choice.get("text") if path == "/completions" else (choice.get("message") or {}).get("content")) or "" for choice in choices]
+        prompt_tokens, completion_tokens = self._usage(answer.get("usage"), prompt, texts)
+        self.stats.record(prompt_tokens, completion_tokens, None, elapsed)
+        each = completion_tokens // max(1, len(choices))  # servers report the total only
+        results = [
+            Completion(text, prompt_tokens, each, "length" if choice.get("finish_reason") == "length" else "stop")
+            for text, choice in zip(texts, choices)
+        ]
         if len(results) != params.n:
             raise AigcError(f"{self.base_url} returned {len(results)} choices for n={params.n}")
         return results
@@ -284,6 +299,8 @@ class OpenAIEngine:
         started = time.perf_counter()
         first = None
         usage = None
+        pieces: list[str] = []
+        finished = False
         try:
             for event in self._events(path, body):
                 usage = event.get("usage") or usage
@@ -291,9 +308,12 @@ class OpenAIEngine:
                     piece = choice.get("text") if path == "/completions" else (choice.get("delta") or {}).get("content")
                     if piece:
                         first = first if first is not None else time.perf_counter() - started
+                        pieces.append(piece)
                         yield piece
+            finished = True
         finally:
-            self._record(usage, started, first)
+            elapsed = time.perf_counter() - started
+            self.stats.record(*self._usage(usage, prompt, ["".join(pieces)], ask=finished), first, elapsed)
 
     def count_tokens(self, prompt: Prompt) -> int:
         if self._tokenize is not False:
@@ -308,9 +328,7 @@ class OpenAIEngine:
             except (AigcError, ValueError, AttributeError):
                 pass
             self._tokenize = False  # no usable /tokenize here: estimate from now on
-        text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
-        turns = 0 if isinstance(prompt, str) else len(prompt)
-        return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
+        return _estimate(prompt)
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of each continuation's token log-probabilities, from the server's prompt logprobs.
@@ -320,6 +338,10 @@ class OpenAIEngine:
         token. The tokens whose text starts inside the continuation count, so a continuation should
         start at a token boundary (a leading space, as labels usually do).
         """
+        return self._score(prompt, continuations)[0]
+
+    def _score(self, prompt: Prompt, continuations: list[str]) -> tuple[list[float], int]:
+        """`score`'s scores, and the prompt tokens the server counted (counted here if it sent none)."""
         if not isinstance(prompt, str):
             raise AigcError(
                 f"scoring chat messages on a remote server is not supported ({self.base_url} would have to apply "
@@ -352,7 +374,7 @@ class OpenAIEngine:
             if not picked:  # e.g. llama.cpp's server: log-probabilities of the new token only
                 raise AigcError(missing)
             scores.append(float(sum(picked)))
-        return scores
+        return scores, self._usage(answer.get("usage"), texts[0], [])[0]
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """`score` for each prompt. Embeddings would need the server's hidden states, which the
@@ -361,9 +383,9 @@ class OpenAIEngine:
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         started = time.perf_counter()
-        scored = [Scored(self.score(prompt, continuations)) for prompt in prompts]
-        self.stats.record_scoring(len(prompts), 0, time.perf_counter() - started)  # the server counts the tokens
-        return scored
+        answers = [self._score(prompt, continuations) for prompt in prompts]
+        self.stats.record_scoring(len(prompts), sum(tokens for _, tokens in answers), time.perf_counter() - started)
+        return [Scored(scores) for scores, _ in answers]
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """The server's `/embeddings` for the texts, each scaled to length 1."""

@@ -78,11 +78,25 @@ def _refs_resolve(schema: dict[str, Any]) -> None:
     walk(schema)
 
 
+MAX_SCHEMA_DEPTH = 64  # JSON nesting; far beyond any useful answer, well within Python's recursion limit
+
+
+def _check_depth(schema: Any) -> None:
+    """A `BadInputError` for a schema nested deeper than MAX_SCHEMA_DEPTH (walked without recursion)."""
+    level = [schema]
+    for depth in range(MAX_SCHEMA_DEPTH + 1):
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node if isinstance(node, list) else ())]
+        if not level:
+            return
+    raise BadInputError(f"the JSON schema is nested more than {MAX_SCHEMA_DEPTH} levels deep; give a flatter one")
+
+
 def schema_parser(schema: dict[str, Any]):
     """lm-format-enforcer's parser for `schema`, once the schema is checked against JSON Schema's own
     rules and its references resolve; a schema that fails is a `BadInputError`."""
     import jsonschema
 
+    _check_depth(schema)
     lmfe = _enforcer_module()
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)

@@ -323,6 +323,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             data = json.loads(b"".join(chunks) or b"null")
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
         try:

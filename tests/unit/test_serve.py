@@ -261,6 +261,14 @@ def test_unknown_model_is_404(server, client):
 def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", data=b"{not json", method="POST")
     assert status == 400 and body["error"]["code"] == "invalid_json"
+    status, _, body = raw(server, "/v1/chat/completions", data=b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", method="POST")
+    assert status == 400 and body["error"]["code"] == "invalid_json"
+    deep = {"type": "string"}
+    for _ in range(300):
+        deep = {"type": "array", "items": deep}
+    response_format = {"type": "json_schema", "json_schema": {"name": "deep", "schema": deep}}
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "response_format": response_format})
+    assert status == 400 and "nested more than 64 levels" in body["error"]["message"]
     status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": []})
     assert status == 422 and "messages" in body["error"]["message"]
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
@@ -373,6 +381,27 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
         OpenAIEngine.from_location(f"{server['url']}#{server['model']}")
     with pytest.raises(AigcError, match="does not serve"):
         OpenAIEngine(server["url"], "other", KEY)
+
+
+def test_remote_token_counts_come_from_the_server_or_are_counted_where_it_sends_none(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+
+    messages, params = [{"role": "user", "content": "Bees make honey"}], SamplingParams(temperature=0, max_tokens=6)
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    text = engine.generate([messages], params)[0][0].text
+    "".join(engine.stream(messages, params))
+    engine.score_many(["Paris is"], [" a", " the"])
+    counted = engine.stats.prompt_tokens
+    assert engine.stats.completion_tokens > 0 and counted > 2 * tiny_engine.count_tokens(messages)
+    bare = OpenAIEngine(server["url"], server["model"], KEY)
+    request = bare._request
+    monkeypatch.setattr(bare, "_request", lambda method, path, body=None: {k: v for k, v in request(method, path, body).items() if k != "usage"})
+    assert bare.generate([messages], params)[0][0].text == text
+    assert bare.stats.prompt_tokens == tiny_engine.count_tokens(messages)  # the server's /tokenize
+    assert bare.stats.completion_tokens == tiny_engine.count_tokens(text)
+    bare.score_many(["Paris is"], [" a", " the"])
+    assert bare.stats.scored_prompts == 1 and bare.stats.prompt_tokens > tiny_engine.count_tokens(messages)
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,8 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         (["chat", "x", "--schema", '{"type": "string", "pattern": "(("}', "-m", "no-such-model"], "is not valid"),
         (["chat", "x", "--schema", '{"properties": {"a": {"$ref": "#/$defs/nope"}}, "$defs": {}}', "-m", "no-such-model"], "names nothing"),
         (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
+        (["chat", "x", "--schema", '{"items": ' * 200 + "{}" + "}" * 200, "-m", "no-such-model"], "nested more than 64 levels"),
+        (["chat", "x", "--schema", "[" * 5000 + "]" * 5000], "nested too deeply"),
         (["run", "chat", "--var", "input=x", "--schema", "[1]"], "must hold a JSON object"),
     ]:
         failed = runner.invoke(app, args)
