@@ -50,8 +50,8 @@ class Conversation:
 
 def read(path: str | os.PathLike) -> Conversation:
     """A conversation file as `save` writes it (`{"model": ..., "messages": [...]}`, other keys kept;
-    a bare list of messages is taken too, and an empty file is an empty conversation). Anything else
-    is a one-line error."""
+    a bare list of messages is taken too, and an empty file is an empty conversation; several system
+    messages become one system prompt). Anything else is a one-line error."""
     path = Path(path).expanduser()
     fix = f'{path} is not a saved conversation: expected JSON like {{"messages": [{{"role": "user", "content": "..."}}]}}, as /save FILE.json writes'
     try:
@@ -75,7 +75,7 @@ def read(path: str | os.PathLike) -> Conversation:
     turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
     extra = {k: v for k, v in data.items() if k not in ("model", "messages")} if isinstance(data, dict) else {}
     model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
-    return Conversation(system[0] if system else None, turns, model, extra)
+    return Conversation("\n\n".join(system) if system else None, turns, model, extra)  # several: kept as one
 
 
 def sessions_dir() -> Path:

@@ -377,6 +377,10 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         raise BadInputError(f"template {template.name!r}: {exc.message}; its variables: {names}") from exc
     except SecurityError as exc:
         raise BadInputError(f"template {template.name!r} tried something unsafe and was stopped: {exc}") from exc
+    except AigcError:  # a plugin filter's failure, named as the plugin's
+        raise
+    except Exception as exc:  # the template's own expression failed: {{ 1 / 0 }}, range(10**9)
+        raise BadInputError(f"template {template.name!r} failed while rendering: {type(exc).__name__}: {exc}") from exc
 
 
 def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:

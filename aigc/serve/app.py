@@ -159,7 +159,7 @@ class _Sampling(BaseModel):
     model: Optional[str] = None
     temperature: Optional[float] = Field(None, ge=0, le=2)
     top_p: Optional[float] = Field(None, gt=0, le=1)
-    top_k: Optional[int] = Field(None, ge=0)  # extension (vLLM, llama.cpp)
+    top_k: Optional[int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
     repetition_penalty: Optional[float] = Field(None, gt=0, le=3)  # extension (vLLM)
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
@@ -194,6 +194,8 @@ class _Message(BaseModel):
     content: Union[str, list[_Part], None] = None
 
     def plain(self) -> dict:
+        if self.content is None and self.role != "assistant":  # an assistant turn that called tools has none
+            raise ApiError(400, f"a {self.role} message needs its content", param="messages")
         content = self.content or ""
         if isinstance(content, list):
             if any(p.type != "text" for p in content):
@@ -252,8 +254,6 @@ class EmbeddingRequest(BaseModel):
             raise ApiError(400, "input must be a text or a non-empty list of texts (token ids are not supported)", param="input")
         if len(texts) > MAX_EMBED_INPUTS:
             raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input")
-        if self.dimensions is not None:
-            raise ApiError(400, "dimensions is not supported: the model's embeddings have one size", param="dimensions")
         return texts
 
 
@@ -369,7 +369,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
         values.update(
-            {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "repetition_penalty": req.repetition_penalty, "seed": req.seed}.items() if v is not None}
+            {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "repetition_penalty": req.repetition_penalty, "seed": req.seed}.items() if v is not None}
         )
         try:
             return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, json_schema=schema, **values)
@@ -537,6 +537,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             vectors, tokens = await watched(request, engine, run, "embeddings")
         except RequestCancelled:
             return Response(status_code=499)
+        if req.dimensions is not None and req.dimensions != len(vectors[0]):
+            raise ApiError(400, f"dimensions must be {len(vectors[0])} or left out: this model's embeddings have one size", param="dimensions")
         data = [
             {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)

@@ -355,12 +355,16 @@ def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
         ("gret", [], "did you mean greet"),
         ("evil", [], "unsafe"),
         ("evil2", [], "unsafe"),
+        ("huge", [], "template 'huge' failed while rendering: OverflowError: Range too big"),
+        ("zero", [], "failed while rendering: ZeroDivisionError"),
     ],
 )
 def test_run_errors_are_one_line_with_exit_2_before_any_model_loads(template, args, words):
     user_template("greet", GREET)
     user_template("evil", "{{ cycler.__init__.__globals__ }}")
     user_template("evil2", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    user_template("huge", "{% for i in range(100000000) %}x{% endfor %}")
+    user_template("zero", "{{ 1 / 0 }}")
     code, lines = bad("run", template, *args, "-m", "no-such-model")  # an unknown model would fail later
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 

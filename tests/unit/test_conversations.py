@@ -229,3 +229,13 @@ def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(
         with pytest.raises(BadInputError, match=error):
             talk.set_sampling(name, value)
     assert talk.settings()["temperature"] == 0.7
+
+
+def test_several_system_messages_in_a_hand_edited_file_are_kept_as_one_system_prompt(tmp_path):
+    path = tmp_path / "talk.json"
+    path.write_text(json.dumps([{"role": "system", "content": "A"}, {"role": "user", "content": "hi"}, {"role": "system", "content": "B"}]))
+    engine = FakeEngine()
+    engine.enqueue("yo")
+    talk = session(path, engine)
+    talk.ask("again")
+    assert conversations.read(path).transcript()[0] == {"role": "system", "content": "A\n\nB"}

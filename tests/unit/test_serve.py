@@ -271,6 +271,11 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and "nested more than 64 levels" in body["error"]["message"]
     status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": []})
     assert status == 422 and "messages" in body["error"]["message"]
+    for content in ({}, {"content": None}):
+        status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", **content}]})
+        assert status == 400 and body["error"]["message"] == "a user message needs its content"
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "top_k": -1})
+    assert status == 200  # vLLM's "off"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/nothing-here", {})
@@ -905,6 +910,8 @@ def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
     for got, expected in zip(answer.data, tiny_engine.embed(texts)):
         assert got.embedding == pytest.approx(expected, abs=1e-5)
     assert answer.usage.prompt_tokens == sum(tiny_engine.count_tokens(t) for t in texts) == answer.usage.total_tokens
+    status, _, body = raw(server, "/v1/embeddings", {"input": texts[0], "dimensions": len(answer.data[0].embedding)})  # the one size there is
+    assert status == 200 and len(body["data"][0]["embedding"]) == len(answer.data[0].embedding)
     status, _, body = raw(server, "/v1/embeddings", {"input": texts[0], "encoding_format": "base64"})
     packed = base64.b64decode(body["data"][0]["embedding"])
     assert status == 200 and list(struct.unpack(f"<{len(packed) // 4}f", packed)) == pytest.approx(tiny_engine.embed(texts[:1])[0], abs=1e-5)
