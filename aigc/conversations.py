@@ -123,7 +123,7 @@ def session_path(name: str) -> Path:
             raise BadInputError(f"session file {name} must end in .json (the conversation is kept as JSON)")
         return path
     if not NAME.fullmatch(name):
-        raise BadInputError(f"session name {name!r}: use letters, digits, '-' and '_', or give a path to a .json file")
+        raise BadInputError(f"session name {name!r}: start with a letter or digit, then up to 99 letters, digits, '-' and '_'; or give a path to a .json file")
     return sessions_dir() / f"{name}.json"
 
 

@@ -9,7 +9,7 @@ from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import shown
 from ..textio import read_document
-from .options import RunOptions, Schema, generation_options, read_schema_option
+from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -29,7 +29,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
 def run_template(
     template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.")],
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
-    source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with -.")] = None,
+    source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, usage} as JSON (with --schema, data too).")] = False,
     schema: Schema = None,
@@ -48,6 +48,8 @@ def run_template(
         if name in values:
             raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
         values[name] = read_document(source)
+    elif (name := _open_input(found, values)) and (piped := stdin_text()) and piped.strip():
+        values[name] = piped.strip()  # piped text fills the template's text when it is still to fill
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")
@@ -63,6 +65,15 @@ def run_template(
         ui.result(answer)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
+
+
+def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
+    """The variable piped text fills: the input variable when it is required and not given."""
+    try:
+        name = template.input_variable(values)
+    except BadInputError:
+        return None
+    return name if name in template.required and name not in values else None
 
 
 def register(app: typer.Typer) -> None:

@@ -97,7 +97,7 @@ def named_remote(name: str) -> NamedRemote:
     if not isinstance(remotes, dict):
         raise RemoteConfigError(f"remotes in {path} must be tables, like [remotes.{name}]")
     if name not in remotes:
-        defined = f"defined there: {', '.join(sorted(remotes))}" if remotes else "it defines none"
+        defined = f"defined there: {', '.join(sorted(remotes))}" if remotes else "it defines none" if path.exists() else "there is no such file yet"
         raise UnknownRemoteError(f"no remote named {name!r} in {path} ({defined}); add [remotes.{name}] with url = \"http://HOST:PORT/v1\"")
     entry = remotes[name]
     where = f"[remotes.{name}] in {path}"
@@ -189,6 +189,8 @@ class OpenAIEngine:
         where = f"{self.base_url} answered {exc.code}"
         if exc.code in (401, 403):
             return BadInputError(f"{where}: {message}; {self.key_hint}")
+        if exc.code == 404 and not self.base_url.rstrip("/").endswith("/v1"):
+            return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {self.base_url.rstrip('/')}/v1?")
         if exc.code in (400, 404, 413, 422):
             return BadInputError(f"{where}: {message}")
         return ModelUnavailableError(f"{where}: {message}")

@@ -358,7 +358,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param=where, code="context_length_exceeded")
         if asked is not None and asked > room:
             raise ApiError(
-                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} take {prompt_tokens} and max_tokens asks for {asked}; lower max_tokens to {room} or less",
+                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and max_tokens asks for {asked}; lower max_tokens to {room} or less",
                 param="max_tokens", code="context_length_exceeded",
             )
         if asked == 0:
@@ -558,7 +558,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     @app.post("/v1/aigc/{task}", dependencies=[Depends(auth)])
     async def run_task(task: str, request: Request):
         """Any registered text generator, through the same code as the CLI: summarize, headline, ..."""
-        from ..generators.base import get_generator
+        from ..generators.base import get_generator, registered_generators
 
         req: TaskRequest = await body(request, TaskRequest)
         backend = backend_for(req.model)
@@ -567,8 +567,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-        except UnknownGeneratorError as exc:
-            raise ApiError(404, str(exc), code="not_found") from None
+        except UnknownGeneratorError:
+            served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
+            raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
         _no_files(req.options)
         options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))

@@ -345,6 +345,15 @@ def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     assert engine.calls[0][1].max_tokens == 3
 
 
+def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny_model_dir):
+    user_template("greet", GREET)
+    result = invoke("run", "greet", "--var", "who=Rome", "-m", str(tiny_model_dir), input="piped bees\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "piped bees", "who": "Rome"}
+    given = invoke("run", "greet", "--var", "input=typed", "-m", str(tiny_model_dir), input="ignored\n")
+    assert given.exit_code == 0 and json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "typed"}
+
+
 @pytest.mark.parametrize(
     "template, args, words",
     [

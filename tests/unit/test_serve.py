@@ -331,7 +331,7 @@ def test_task_endpoints_run_the_generators(server):
     status, _, body = raw(server, "/v1/aigc/headline", {"input": "a string, not {topic}"})
     assert status == 400 and "headline takes {'topic': TEXT} or {'article': TEXT}, got str" in body["error"]["message"]
     status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
-    assert status == 404
+    assert status == 404 and "summarize" in body["error"]["message"] and "image" not in body["error"]["message"]
     for sampling, options in (({"n": 9}, {}), ({}, {"n": 9}), ({}, {"n": "9"})):  # the server allows n up to 8
         status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "bees"}, "options": options, "sampling": sampling})
         assert status == 400 and "n must be at most 8" in body["error"]["message"]
@@ -450,6 +450,9 @@ def test_cli_chat_remote_errors_are_one_line(server):
     port = free_port()  # nothing listens there
     result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:http://127.0.0.1:{port}/v1#x"])
     assert result.exit_code == 1 and "cannot reach" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    root = server["url"].removesuffix("/v1")
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
+    assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr
 
 
 def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
