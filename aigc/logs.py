@@ -179,6 +179,20 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
 
 
+def entry(entry_id: int) -> Entry:
+    """The entry with this id; a `BadInputError` when there is none."""
+    rows = []
+    if 0 < entry_id <= MAX_ID and log_path().exists():
+        with _connect() as db:
+            rows = db.execute("SELECT * FROM responses WHERE id = ?", (entry_id,)).fetchall()
+    if not rows:
+        raise BadInputError(f"no logged response {entry_id}; `aigc logs -n 0` lists them all")
+    try:
+        return _entry(rows[0])
+    except (KeyError, TypeError, ValueError) as exc:  # a row aigc did not write
+        raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
+
+
 def remove(ids: list[int]) -> int:
     """Delete the entries with these ids (every id checked first); returns how many went."""
     found: set[int] = set()

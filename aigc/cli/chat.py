@@ -132,13 +132,19 @@ def _stream(pieces) -> str:
     """Write pieces to stdout as they come; returns the whole text."""
     seen: list[str] = []
     started = False
-    for piece in pieces:
-        if not started:
-            piece = piece.lstrip()
-            started = bool(piece)
-        seen.append(piece)
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    try:
+        for piece in pieces:
+            if not started:
+                piece = piece.lstrip()
+                started = bool(piece)
+            seen.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except AigcError:  # the error goes on a line of its own, after what was written
+        if started:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
     sys.stdout.write("\n")
     sys.stdout.flush()
     return "".join(seen)

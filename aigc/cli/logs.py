@@ -1,4 +1,4 @@
-"""`aigc logs [list]`, `aigc logs on|off|status|path|rm`: the answers generating commands printed."""
+"""`aigc logs [list]`, `aigc logs show|on|off|status|path|rm`: the answers generating commands printed."""
 
 import json
 from typing import Annotated, Optional
@@ -54,6 +54,19 @@ def _show(count, query, model, command, session, response, as_json) -> None:
         ui.result(found[-1].response)
     else:
         ui.result("\n\n".join(e.to_markdown() for e in found))
+
+
+@logs_app.command()
+def show(
+    entry_id: Annotated[int, typer.Argument(metavar="ID", help="The entry's id, as `aigc logs` shows it (## ID ...).")],
+    response: Response = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entry as a JSON object.")] = False,
+) -> None:
+    """One logged answer, whole, as Markdown."""
+    if response and as_json:
+        raise BadInputError("give --response or --json, not both")
+    found = logs.entry(entry_id)
+    ui.result(json.dumps(found.as_dict(), indent=2, ensure_ascii=False) if as_json else found.response if response else found.to_markdown())
 
 
 @logs_app.command()

@@ -21,6 +21,8 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise BadInputError(f"--var takes key=value, got {pair!r}")
+        if key in values:
+            raise BadInputError(f"--var {key} is given twice; keep one")
         values[key] = value
     return values
 

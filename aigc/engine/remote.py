@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import time
 import urllib.error
@@ -401,11 +402,9 @@ class OpenAIEngine:
             vectors = []
         if len(vectors) != len(texts) or not all(vectors):
             raise ModelUnavailableError(f"{self.base_url}/embeddings did not answer with one embedding per text")
+        norms = [math.sqrt(sum(x * x for x in v)) for v in vectors]
+        if not all(norm > 0 and math.isfinite(norm) for norm in norms):
+            raise ModelUnavailableError(f"{self.base_url}/embeddings answered an embedding of zeros or not finite numbers, which has no direction to compare")
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
         self.stats.record_embedding(len(texts), int(usage.get("prompt_tokens") or 0), time.perf_counter() - started)
-        return [_unit(v) for v in vectors]
-
-
-def _unit(vector: list[float]) -> list[float]:
-    norm = sum(x * x for x in vector) ** 0.5
-    return [x / norm for x in vector] if norm else vector
+        return [[x / norm for x in v] for v, norm in zip(vectors, norms)]

@@ -358,6 +358,7 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
     "template, args, words",
     [
         ("greet", ["--var", "who"], "--var takes key=value"),
+        ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
         ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
@@ -619,6 +620,16 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", lambda prompt: "hello")
     assert _turn(session, RunOptions()) is None
     assert "went away" in capsys.readouterr().err and session.messages == []
+
+    class BreakingEngine(FakeEngine):
+        def stream(self, prompt, params):
+            yield "Hi from"
+            raise ModelUnavailableError("the stream ended without [DONE]")
+
+    session = ChatSession(ChatGenerator(engine=BreakingEngine()))
+    assert _turn(session, RunOptions()) is None
+    out = capsys.readouterr().out
+    assert out == "Hi from\n" and session.messages == []  # the error is on a line of its own
 
 
 def repl_lines(monkeypatch, *lines):

@@ -173,6 +173,12 @@ def test_logs_list_markdown_response_and_rm_through_the_cli():
     assert invoke("logs", "-r").stdout == "answer 3\n"
     assert invoke("logs", "list", "-q", "question 2", "-n", "0").stdout.count("### Prompt") == 1
     ids = [row["id"] for row in logged()]
+    one = invoke("logs", "show", str(ids[1]))
+    assert one.exit_code == 0 and "question 1" in one.stdout and one.stdout.count("### Prompt") == 1
+    assert invoke("logs", "show", str(ids[1]), "-r").stdout == "answer 1\n"
+    assert json.loads(invoke("logs", "show", str(ids[2]), "--json").stdout) == logged()[2]
+    for bad in ("12345", "99999999999999999999", "0"):
+        assert "no logged response" in invoke("logs", "show", bad).stderr
     assert invoke("logs", "rm", str(ids[0])).exit_code == 0
     assert [row["id"] for row in logged()] == ids[1:]
     missing = invoke("logs", "rm", "12345")

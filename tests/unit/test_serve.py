@@ -937,6 +937,11 @@ def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engin
     for got, expected in zip(engine.embed(texts), tiny_engine.embed(texts), strict=True):
         assert got == pytest.approx(expected, abs=1e-5)
     assert engine.stats.embedded_texts == 2 and engine.stats.prompt_tokens > 0
+    from aigc.errors import ModelUnavailableError
+
+    monkeypatch.setattr(engine, "_request", lambda method, path, body=None: {"data": [{"index": 0, "embedding": [0.0, 0.0, 0.0]}]})
+    with pytest.raises(ModelUnavailableError, match="embedding of zeros"):
+        engine.embed(["x"])
 
 
 def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch):
