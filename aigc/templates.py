@@ -286,6 +286,8 @@ def get_template(name: str) -> Template:
     if is_path(name):
         path = Path(name).expanduser()
         if not path.is_file():
+            if path.stem in scan()[0] and path.name == name:  # `aigc templates new x.j2` made template x
+                raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
         return _parse_cached(path.resolve(), "file")
     found, broken = scan()

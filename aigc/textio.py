@@ -77,7 +77,7 @@ def check_utf8(value: Any, what: str) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadInputError(f"the {what} is not valid UTF-8; give UTF-8 text (convert with `iconv -f latin1 -t utf-8`)") from None
+            raise BadInputError(f"the {what} is not valid UTF-8 (it holds a lone surrogate); give UTF-8 text (from a file or a terminal in another encoding, convert with `iconv -f latin1 -t utf-8`)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             check_utf8(key, what)

@@ -363,6 +363,7 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
         ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
+        ("greet.j2", [], "the template 'greet' is named without .j2: greet"),
         ("evil", [], "unsafe"),
         ("evil2", [], "unsafe"),
         ("huge", [], "template 'huge' failed while rendering: OverflowError: Range too big"),
