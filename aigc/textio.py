@@ -98,12 +98,14 @@ def decode_document(data: bytes, name: str, suffix: str = "") -> str:
     return text
 
 
-def read_document(source: str) -> str:
-    """Read a document from a path, or from stdin when `source` is '-'."""
+def read_document(source: str, as_is: bool = False) -> str:
+    """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
+    (markup kept, not stripped), only checked to be text and not empty."""
+    decode = _as_is if as_is else decode_document
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
-        return decode_document(sys.stdin.buffer.read(), STDIN)
+        return decode(sys.stdin.buffer.read(), STDIN)
     if not source.strip():
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
@@ -115,7 +117,14 @@ def read_document(source: str) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
-    return decode_document(data, source, path.suffix)
+    return decode(data, source, path.suffix)
+
+
+def _as_is(data: bytes, name: str, suffix: str = "") -> str:
+    text = decode_text(data, name).replace("\r\n", "\n")
+    if not text.strip():
+        raise BadInputError(f"{name} is empty; give a document with some text in it")
+    return text
 
 
 def make_dir(path: Path, hint: str) -> Path:

@@ -33,7 +33,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...")],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
@@ -44,12 +44,13 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_on_error, pending_rows, read_rows, run_batch
+    from ..batch import check_concurrency, check_on_error, pending_rows, read_rows, run_batch, streams
     from ..engine.sampling import SamplingParams
     from ..textio import check_writable
 
     check_on_error(on_error)
     check_concurrency(concurrency)
+    output = "/dev/stdout" if output == "-" else output
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
@@ -80,7 +81,8 @@ def batch(
     )
     run.report(generator)
     if summary.errors:
-        raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are in {output}, and rerunning the same command retries them")
+        where = "recorded in the output" if streams(output) else f"in {output}, and rerunning the same command retries them (fix bad rows first)"
+        raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import shlex
 import sys
 from typing import Annotated, Optional
 
@@ -11,7 +12,7 @@ from .. import conversations, ui
 from ..errors import AigcError, BadInputError
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
-from ..textio import check_writable, read_document
+from ..textio import STDIN, check_writable, read_document
 from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
@@ -46,8 +47,8 @@ def chat(
     """Chat with the model."""
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
-    attached = [(name, read_document(name)) for name in files or []]  # bad files fail before the model loads
-    piped = stdin_text()
+    attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
+    piped = None if "-" in (files or []) else stdin_text()
     if resume:
         if session is not None:
             raise BadInputError("give --session NAME or --continue, not both")
@@ -59,7 +60,7 @@ def chat(
 
 def _chat(prompt, piped, attached, system, template, as_json, run: RunOptions, path) -> None:
     if prompt is None and piped is None:
-        if sys.stdin is not None and sys.stdin.isatty():
+        if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None)):
             if as_json or run.json_schema is not None:
                 raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
             return _repl(run, system, template, path, attached)
@@ -164,7 +165,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
-        ui.info(f"({_names(pending)} added to your first message)")
+        ui.info(f"({_names(pending)} added to your next message)")
     while True:
         try:
             if _turn(session, run, pending) == "exit":
@@ -199,9 +200,12 @@ def _turn(session: ChatSession, run: RunOptions, pending: Optional[list] = None)
     if line.startswith("/"):
         return _slash(line, session, run, pending)
     before = len(session.messages)
-    text = with_files(line, pending)
-    pending.clear()
+    files, pending[:] = list(pending), []
+    text = with_files(line, files)
     _answer(session, run, session.send(text), text, kept=lambda: len(session.messages) == before + 2)
+    if files and len(session.messages) != before + 2:  # the turn was not kept: the files wait for the next one
+        pending[:] = files
+        ui.info(f"({_names(files)} still added to your next message)")
     return None
 
 
@@ -240,6 +244,15 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
     return None
 
 
+def _unquoted(arg: str) -> str:
+    """A path as a shell would read it (quotes and backslashes, as a dragged-in file comes), else as typed."""
+    try:
+        words = shlex.split(arg)
+    except ValueError:
+        return arg
+    return words[0] if len(words) == 1 else arg
+
+
 def _names(files: list) -> str:
     return ", ".join(name for name, _ in files)
 
@@ -250,16 +263,19 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         ui.stderr().print(REPL_HELP, markup=False)
     elif command == "/file":
         if arg:
-            pending.append((arg, read_document(arg)))
+            path = _unquoted(arg)
+            pending.append((path, read_document(path, as_is=True)))
         ui.info(f"(your next message comes after {_names(pending)})" if pending else "(no files added; /file PATH adds one)")
     elif command == "/undo":
         session.undo()
         ui.info(f"(last turn forgotten{also}: {_turns(session)})")
     elif command == "/set":
         name, _, value = arg.partition(" ")
+        if name and not value.strip():
+            raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
-            session.set_sampling(name, value.strip() or None)
-        ui.info("(" + ", ".join(f"{k} {v}" for k, v in session.settings().items()) + ")")
+            session.set_sampling(name, value.strip())
+        ui.info("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
     elif command == "/reset":
         session.reset()
         ui.info(f"(conversation cleared{also})")

@@ -41,4 +41,4 @@ def run_lines(
             progress(done, len(rows))
     run.report(generator)
     if failed:
-        raise ItemsFailedError(f"{failed} of {len(rows)} lines failed (warned above); the others' results are printed")
+        raise ItemsFailedError(f"{failed} of {len(rows)} lines failed (warned above)" + ("; the others' results are printed" if failed < len(rows) else ""))

@@ -59,7 +59,7 @@ def _show(count, query, model, command, session, response, as_json) -> None:
 @logs_app.command()
 def show(
     entry_id: Annotated[int, typer.Argument(metavar="ID", help="The entry's id, as `aigc logs` shows it (## ID ...).")],
-    response: Response = False,
+    response: Annotated[bool, typer.Option("--response", "-r", help="Print only the response's text.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entry as a JSON object.")] = False,
 ) -> None:
     """One logged answer, whole, as Markdown."""

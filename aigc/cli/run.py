@@ -70,12 +70,12 @@ def run_template(
 
 
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
-    """The variable piped text fills: the input variable when it is required and not given."""
+    """The variable piped text fills, as `-i -` would: the input variable, when it is not given."""
     try:
         name = template.input_variable(values)
     except BadInputError:
         return None
-    return name if name in template.required and name not in values else None
+    return name if name not in values else None
 
 
 def register(app: typer.Typer) -> None:

@@ -19,13 +19,14 @@ def summarize(
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="paragraph or bullets.")] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Summarize a document; long ones are summarized in parts, then the parts together."""
+    output = None if output == "-" else output  # - is stdout, where results go anyway
     if output:
         check_writable(output)
     text = read_document(source)

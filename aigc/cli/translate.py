@@ -19,7 +19,7 @@ def translate(
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses} as JSON.")] = False,
     *,
@@ -28,6 +28,7 @@ def translate(
     """Translate a document, keeping its paragraphs, lists and Markdown structure."""
     from ..generators.translate import load_glossary
 
+    output = None if output == "-" else output  # - is stdout, where results go anyway
     if output:
         check_writable(output)
     terms = load_glossary(glossary) if glossary else None

@@ -17,7 +17,7 @@ TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int
 
 def with_files(text: str, files: list[tuple[str, str]]) -> str:
     """`text` after the files it is about, each introduced by its name (as `(name, content)`)."""
-    parts = [f"File {name}:\n\n{content.strip()}" for name, content in files]
+    parts = [f"File {name}:\n\n{content.strip(chr(10))}" for name, content in files]  # indentation kept
     return "\n\n".join(parts + ([text.strip()] if text.strip() else []))
 
 
@@ -124,7 +124,8 @@ class ChatSession:
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         self.generator = generator
-        self.sampling = sampling or {}
+        self.sampling = dict(sampling or {})
+        self._given = dict(self.sampling)  # what "default" goes back to
         self.path = Path(path).expanduser() if path is not None else None
         if self.path is not None and self.path.suffix.lower() != ".json":
             raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
@@ -176,12 +177,15 @@ class ChatSession:
         return {name: getattr(params, name) for name in TUNABLE}
 
     def set_sampling(self, name: str, value: Any) -> None:
-        """Change one sampling setting for the replies after (a number, or its text); None, "default"
-        (and "none" for the seed) go back to the default."""
+        """Change one sampling setting for the replies after (a number, or its text); None or
+        "default" go back to the value the session started with (or the task's), "none" unsets the seed."""
         if name not in TUNABLE:
             raise BadInputError(f"there is no setting {name!r}; settings: {', '.join(TUNABLE)}")
         changed = {k: v for k, v in self.sampling.items() if k != name}
-        if value not in (None, "default", "none"):
+        if value in (None, "default"):
+            if name in self._given:
+                changed[name] = self._given[name]
+        elif not (name == "seed" and value == "none"):
             changed[name] = coerce_value(name, value, TUNABLE[name])
         self.generator.sampling(changed)  # out-of-range values fail here
         self.sampling = changed

@@ -88,8 +88,12 @@ class HeadlineGenerator(Generator):
         return {"topic" if field == "topic" else "article": super().batch_input(fields, field)}
 
     def check_sampling(self, opts: HeadlineOptions, sampling: dict[str, Any] | None) -> None:
-        if opts.n > 1 and self.sampling(sampling, templates.get_template(opts.template).defaults).greedy:
-            raise BadInputError("more than one headline (-n) needs sampling: greedy decoding (--temperature 0) writes one")
+        params = self.sampling(sampling, templates.get_template(opts.template).defaults)
+        if opts.n > 1 and (params.greedy or params.top_k == 1):
+            raise BadInputError(
+                f"{opts.n} headlines need sampling, but --temperature 0 or --top-k 1 always picks the same words; "
+                "raise them, or ask for one (-n 1; -O n=1 in aigc batch)"
+            )
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):

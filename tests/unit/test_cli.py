@@ -91,7 +91,14 @@ def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir,
     assert result.exit_code == 1, result.output
     assert [row["line"] for row in rows] == [1, 2, 3] and rows[1]["error"] == "this line is bad"
     assert "summary" in rows[0] and "summary" in rows[2]
-    assert "1 of 3 lines failed" in result.stderr
+    assert "1 of 3 lines failed (warned above); the others' results are printed" in result.stderr
+
+    def fails(self, prepared, opts, sampling):
+        raise BadInputError("no summary today")
+
+    monkeypatch.setattr(SummarizeGenerator, "forward", fails)
+    every = invoke("summarize", "-", "--lines", "-m", str(tiny_model_dir), "--max-tokens", "4", input="one\ntwo\n")
+    assert every.exit_code == 1 and every.stderr.strip().endswith("Error: 2 of 2 lines failed (warned above)")
 
 
 def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path):
@@ -100,10 +107,11 @@ def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model
         ("headline", "--topic", "bees", "-n", "3", "--temperature", "0"),
         ("headline", "--lines", "--topic", "bees\ncities", "-n", "3", "--temperature", "0"),
         ("batch", "headline", "-i", str(tmp_path / "topics.txt"), "--field", "topic", "-o", str(tmp_path / "out.jsonl"), "-O", "n=2", "--temperature", "0"),
+        ("headline", "--topic", "bees", "-n", "2", "--top-k", "1"),
     ]
     for command in commands:
         result = invoke(*command, "-m", str(tmp_path / "no-model"))  # checked before the model would load
-        assert result.exit_code == 2 and "more than one headline (-n) needs sampling" in result.stderr, result.output
+        assert result.exit_code == 2 and "headlines need sampling, but --temperature 0 or --top-k 1" in result.stderr, result.output
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -121,6 +129,9 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     assert "1 rows written" in again.stderr and "1 of them failed before" in again.stderr and "1 already done" in again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
     assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
+    streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
+    assert [json.loads(line)["id"] for line in streamed.stdout.splitlines()] == ["a", "b"]  # -o - is stdout
+    assert streamed.returncode == 1 and "their errors are recorded in the output" in streamed.stderr
 
 
 def bad(*args, input=None):
@@ -350,6 +361,10 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
     result = invoke("run", "greet", "--var", "who=Rome", "-m", str(tiny_model_dir), input="piped bees\n")
     assert result.exit_code == 0, result.output
     assert json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "piped bees", "who": "Rome"}
+    user_template("bare", "Say {{ input }}")  # no front matter: as -i - would, piped text fills input
+    bare = invoke("run", "bare", "-m", str(tiny_model_dir), "--max-tokens", "3", input="piped bees\n")
+    assert bare.exit_code == 0, bare.output
+    assert json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "piped bees"}
     given = invoke("run", "greet", "--var", "input=typed", "-m", str(tiny_model_dir), input="ignored\n")
     assert given.exit_code == 0 and json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "typed"}
 
@@ -642,6 +657,7 @@ def repl_lines(monkeypatch, *lines):
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
+    from aigc.errors import ModelUnavailableError
     from aigc.generators.chat import ChatGenerator, ChatSession
     from aigc.testing import FakeEngine
 
@@ -666,10 +682,25 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     repl_lines(monkeypatch, "again")
     _turn(session, run, pending)
     assert engine.calls[-1][1].temperature == 0.5 and len(session.messages) == 4
-    for line in ("/undo", "/set temperature hot"):
+    for line in ("/undo", "/set temperature hot", "/set temperature"):
         repl_lines(monkeypatch, line)
         _turn(session, run, pending)
-    assert len(session.messages) == 2 and "temperature must be a number" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(session.messages) == 2 and "temperature must be a number" in err and "/set temperature needs a value" in err
+    (tmp_path / "my notes.md").write_text("  indented\n<b>kept</b>\n")
+    repl_lines(monkeypatch, f"/file '{tmp_path / 'my notes.md'}'")  # quoted, as a dragged-in path comes
+    _turn(session, run, pending)
+    assert pending == [(str(tmp_path / "my notes.md"), "  indented\n<b>kept</b>\n")]
+
+    def down(prompt, params):
+        raise ModelUnavailableError("the server went away")
+        yield
+
+    engine.stream = down  # a turn that fails is not kept...
+    repl_lines(monkeypatch, "and now?")
+    _turn(session, run, pending)
+    assert len(session.messages) == 2 and len(pending) == 1  # ...and its files wait for the next one
+    assert "still added to your next message" in capsys.readouterr().err
 
 
 def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_model_dir, tmp_path):
@@ -681,6 +712,11 @@ def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_m
     assert logged == f"File {tmp_path / 'a.txt'}:\n\nBees make honey.\n\nFile {tmp_path / 'b.md'}:\n\nCities have rooftops.\n\nCompare them."
     only = invoke("chat", "-f", str(tmp_path / "a.txt"), "-m", str(tiny_model_dir), "--max-tokens", "3")  # no prompt: the file is the message
     assert only.exit_code == 0 and json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"].endswith("Bees make honey.")
+    (tmp_path / "page.html").write_text("<p>Hello</p>\n")
+    assert invoke("chat", "-f", str(tmp_path / "page.html"), "Fix it.", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == f"File {tmp_path / 'page.html'}:\n\n<p>Hello</p>\n\nFix it."  # markup kept
+    assert invoke("chat", "-f", "-", "Sum up.", "-m", str(tiny_model_dir), "--max-tokens", "3", input="Piped notes.\n").exit_code == 0
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == "File standard input:\n\nPiped notes.\n\nSum up."
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
     bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
     assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr

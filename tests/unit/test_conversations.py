@@ -223,8 +223,11 @@ def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(
     params = engine.calls[-1][1]
     assert (params.temperature, params.seed, params.max_tokens) == (0.7, 3, 40)
     talk.set_sampling("seed", "none")
-    talk.set_sampling("max_tokens", None)
-    assert talk.settings()["seed"] is None and talk.settings()["max_tokens"] == 512
+    talk.set_sampling("max_tokens", "99")
+    talk.set_sampling("max_tokens", "default")  # the value the session started with
+    talk.set_sampling("top_k", "5")
+    talk.set_sampling("top_k", None)  # not given at the start: the task's
+    assert (talk.settings()["seed"], talk.settings()["max_tokens"], talk.settings()["top_k"]) == (None, 40, 0)
     for name, value, error in (("temperature", "5", "between 0 and 2"), ("top_k", "2.5", "whole number"), ("colour", "1", "no setting 'colour'")):
         with pytest.raises(BadInputError, match=error):
             talk.set_sampling(name, value)
