@@ -202,8 +202,9 @@ def _turn(session: ChatSession, run: RunOptions, pending: Optional[list] = None)
     before = len(session.messages)
     files, pending[:] = list(pending), []
     text = with_files(line, files)
-    _answer(session, run, session.send(text), text, kept=lambda: len(session.messages) == before + 2)
-    if files and len(session.messages) != before + 2:  # the turn was not kept: the files wait for the next one
+    kept = lambda: len(session.messages) == before + 2  # noqa: E731 - asked after the reply
+    _answer(session, run, session.send(text), text, kept)
+    if files and not kept():  # the files wait for the next turn
         pending[:] = files
         ui.info(f"({_names(files)} still added to your next message)")
     return None

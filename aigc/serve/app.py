@@ -85,6 +85,12 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
 FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
 
 
+def _union_tag(part: Any) -> bool:
+    """Whether a part of a validation error's location names one type of a union (`str`,
+    `list[str]`) rather than a field or an index."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "list", "dict", "none") or "[" in part)
+
+
 def _response_schema(response_format: dict | None) -> dict | None:
     """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
     JSON object, `text` (or none) is no schema."""
@@ -331,7 +337,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return model.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or None
+            where = ".".join(str(p) for p in first["loc"] if not _union_tag(p)) or None
             raise ApiError(422, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:

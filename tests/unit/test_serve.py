@@ -276,6 +276,8 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
         assert status == 400 and body["error"]["message"] == "a user message needs its content"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "top_k": -1})
     assert status == 200  # vLLM's "off"
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": 5})
+    assert status == 422 and body["error"]["param"] == "stop"  # the field, not pydantic's union branch (stop.str)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/nothing-here", {})
