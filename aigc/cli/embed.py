@@ -44,7 +44,7 @@ def similar(
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (default: its row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse embeddings of texts seen before (~/.cache/aigc/embeddings.db), and keep the new ones.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help='One {"id", "score", "text"} per line.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='One {"id", "score", "text", "fields"} per line ("fields": the row\'s other columns).')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -55,7 +55,7 @@ def similar(
     if number < 1:
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
-    items: list[tuple[int, object, str]] = []  # row number, id, text
+    items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
     for row in read_rows(input, id_field, field, unique_ids=False):
         try:
             if row.error:
@@ -66,7 +66,7 @@ def similar(
         except BadInputError as exc:
             ui.warn(f"row {row.number} skipped: {exc}")
             continue
-        items.append((row.number, row.id, text))
+        items.append((row.number, row.id, text, {k: v for k, v in row.fields.items() if k not in (field, id_field)}))
     if not items:
         raise BadInputError(f"{input} holds no text to compare with (field {field!r})")
     run.prepare(generator, query, {})
@@ -78,13 +78,13 @@ def similar(
 
     with ui.progress_bar() as progress:
         generator.progress = progress
-        texts = [query] + [text for _, _, text in items]
+        texts = [query] + [item[2] for item in items]
         vectors = embed_cached(generator, texts, EmbeddingCache(), skip) if cache else generator.embed_many(texts, on_error=skip)
     found = [(item, vector) for item, vector in zip(items, vectors[1:]) if vector is not None]
     for index, score in rank(vectors[0], [vector for _, vector in found], number):
-        (_, item_id, text), _ = found[index]
+        (_, item_id, text, fields), _ = found[index]
         if as_json:
-            ui.result(json.dumps({"id": item_id, "score": round(score, 4), "text": text}, ensure_ascii=False))
+            ui.result(json.dumps({"id": item_id, "score": round(score, 4), "text": text, "fields": fields}, ensure_ascii=False))
         else:
             ui.result(f"{score:.3f}\t{item_id}\t{' '.join(text.split())}")
     run.report(generator)

@@ -202,7 +202,7 @@ def test_cli_embed_bad_input_is_exit_2(tiny_model_dir, args, input, words):
 def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
     items = tmp_path / "items.jsonl"
-    rows = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)] + [{"id": "empty", "text": ""}, {"id": "other"}]
+    rows = [{"id": f"t{i}", "text": t, "url": f"https://x/{i}"} for i, t in enumerate(TEXTS)] + [{"id": "empty", "text": ""}, {"id": "other"}]
     items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     args = ("similar", TEXTS[1], "-i", str(items), "-m", fresh_model(tiny_model_dir, tmp_path), "-n", "2", "--stats")
     result = invoke(*args)
@@ -217,6 +217,7 @@ def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_pa
     assert "texts embedded: 6" in again.stderr  # the fingerprint again: the query and the items were cached
     found = [json.loads(line) for line in again.stdout.splitlines()]
     assert [f["id"] for f in found] == [line[1] for line in lines] and found[0]["text"] == TEXTS[1]
+    assert found[0]["fields"] == {"url": "https://x/1"}  # the row's other columns
 
 
 @pytest.mark.parametrize("extra, words", [(["-n", "0"], "-n must be at least 1"), (["--field", "body"], "no text to compare")])
