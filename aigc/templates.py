@@ -201,24 +201,26 @@ Write a {{ tone }} answer to this:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def new_template(name: str) -> Path:
+def new_template(name: str) -> tuple[Path, Template | None]:
     """Start `NAME.j2` in the user template directory, from a copy of the template it will override
     (so a built-in's variables and generator carry over) or else from a skeleton; never overwrites
-    a file."""
+    a file. Returns the new file and the template copied (None: the skeleton)."""
     if name.endswith(SUFFIX):
         name = name[: -len(SUFFIX)]
     if not _NAME.match(name):
         raise BadInputError(f"template name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit")
     path = user_dir() / f"{name}{SUFFIX}"
     existing = scan()[0].get(name)
-    start = existing.path.read_text(encoding="utf-8") if existing and existing.path != path else SKELETON
+    if existing is not None and existing.path == path:
+        existing = None  # the file is there already: refused below
+    start = existing.path.read_text(encoding="utf-8") if existing else SKELETON
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x", encoding="utf-8") as handle:
             handle.write(start)
     except FileExistsError:
         raise BadInputError(f"{path} already exists; edit it, or remove it first to start over") from None
-    return path
+    return path, existing
 
 
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name

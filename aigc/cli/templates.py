@@ -38,8 +38,7 @@ def show(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
-    existing = templates.discover().get(name)
-    path = templates.new_template(name)
+    path, existing = templates.new_template(name)
     if existing is not None:
         ui.info(f"copied from {existing.path}; yours overrides {name!r} from {existing.source}")
     ui.result(str(path))

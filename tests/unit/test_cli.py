@@ -398,8 +398,10 @@ def test_run_errors_are_one_line_with_exit_2_before_any_model_loads(template, ar
 def test_templates_new_starts_a_skeleton_and_refuses_to_overwrite():
     from aigc import templates
 
+    user_template("broken", "---\nvariables: [\n---\n{{ input }}")
     result = invoke("templates", "new", "my-post")
     assert result.exit_code == 0, result.output
+    assert "skipping" not in result.stderr  # other templates' problems are not this command's
     path = result.stdout.strip()
     assert path == str(templates.user_dir() / "my-post.j2")
     rendered = templates.render("my-post", {"input": "sample text"})

@@ -133,8 +133,8 @@ def test_every_example_plugin_template_renders_under_strict_undefined():
 
 
 def test_new_template_skeleton_renders_and_is_never_overwritten():
-    path = templates.new_template("fresh")
-    assert path.parent == templates.user_dir() and path.read_text() == templates.SKELETON
+    path, copied = templates.new_template("fresh")
+    assert path.parent == templates.user_dir() and path.read_text() == templates.SKELETON and copied is None
     rendered = templates.render("fresh", {"input": "sample text"})
     assert rendered.messages[0]["role"] == "system" and "friendly" in rendered.messages[-1]["content"]
     path.write_text("mine")
@@ -147,8 +147,8 @@ def test_new_template_skeleton_renders_and_is_never_overwritten():
 
 def test_new_template_named_like_a_builtin_starts_from_a_copy_of_it():
     builtin = templates.get_template("summarize")
-    path = templates.new_template("summarize")
-    assert path.read_text() == builtin.path.read_text()
+    path, copied = templates.new_template("summarize")
+    assert path.read_text() == builtin.path.read_text() and copied == builtin
     copy = templates.get_template("summarize")
     assert copy.source == "user" and copy.generator == builtin.generator and copy.variables == builtin.variables
 
