@@ -27,6 +27,10 @@ class OptionError(BadInputError):
         return f"{self.option} {self.problem}"
 
 
+class ContextLengthError(BadInputError):
+    """A prompt or text longer than the model's context window (with the tokens asked for)."""
+
+
 class UnknownModelError(BadInputError):
     """A model name that is neither an alias, a local path nor a hub id."""
 

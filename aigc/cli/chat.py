@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import conversations, ui
-from ..errors import AigcError, BadInputError
+from ..errors import AigcError, BadInputError, ContextLengthError
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
 from ..textio import STDIN, check_writable, read_document
@@ -219,7 +219,9 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
         reply.close()  # records the partial reply now, before the next turn starts
         sys.stdout.write("\n")
         ui.info("(reply stopped)")
-    except AigcError as exc:  # the turn is rolled back; the session goes on
+    except ContextLengthError as exc:  # the turn is rolled back; the session goes on
+        ui.error(str(exc).replace("--max-tokens", "max_tokens (/set max_tokens N)"))
+    except AigcError as exc:
         ui.error(str(exc))
     if kept():
         options = {"template": session.template, "system": session.system}

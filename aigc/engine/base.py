@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
 
-from ..errors import BadInputError
+from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
 
 if TYPE_CHECKING:
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = "shorten the input or lower --max-tokens") -> None:
-    """A `BadInputError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
+    """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
     if prompt_tokens + max_tokens > engine.context_length:
-        raise BadInputError(
+        raise ContextLengthError(
             f"the prompt takes {prompt_tokens} tokens and {max_tokens} more were asked for, but "
             f"{engine.name} holds {engine.context_length}; {fix}"
         )

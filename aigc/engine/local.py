@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from ..errors import BadInputError
+from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
 from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
@@ -150,7 +150,7 @@ class LocalEngine:
         heads = [self.encode(p) for p in prompts]
         longest_tail = max(len(t) for t in tails)
         if max(len(h) for h in heads) + longest_tail > self.context_length:
-            raise BadInputError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
+            raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
         started = time.perf_counter()
         results: list[Scored | None] = [None] * len(heads)
         for batch in length_batches([len(h) for h in heads], SCORE_BATCH_TOKENS):
@@ -170,7 +170,7 @@ class LocalEngine:
         rows = [self.tokenizer(EMBED_PROMPT[0] + t + EMBED_PROMPT[1])["input_ids"] for t in texts]
         longest = max(len(r) for r in rows)
         if longest > self.context_length:
-            raise BadInputError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
+            raise ContextLengthError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
         started = time.perf_counter()
         vectors: list[list[float] | None] = [None] * len(rows)
         for batch in length_batches([len(r) for r in rows], SCORE_BATCH_TOKENS):

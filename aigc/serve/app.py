@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
 from ..engine.sampling import MAX_SEED, SamplingParams
-from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
+from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
@@ -137,6 +137,8 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
         return ApiError(404, str(exc), code="not_found")
     if isinstance(exc, OptionError):
         return ApiError(400, str(exc), param=exc.option)
+    if isinstance(exc, ContextLengthError):
+        return ApiError(400, str(exc), code="context_length_exceeded")
     if isinstance(exc, BadInputError):
         return ApiError(400, str(exc))
     if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback

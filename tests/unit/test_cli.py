@@ -649,6 +649,10 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out == "Hi from\n" and session.messages == []  # the error is on a line of its own
 
+    session = ChatSession(ChatGenerator(engine=FakeEngine(context_length=100)), sampling={"max_tokens": 99})
+    assert _turn(session, RunOptions()) is None
+    assert "lower max_tokens (/set max_tokens N)" in capsys.readouterr().err  # the REPL's way, not --max-tokens
+
 
 def repl_lines(monkeypatch, *lines):
     """Feed the REPL these lines as if typed."""

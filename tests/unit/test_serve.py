@@ -931,6 +931,12 @@ def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, 
     assert code == status and answer["error"]["param"] == param and answer["error"]["message"]
 
 
+def test_a_text_longer_than_the_context_is_context_length_exceeded_on_every_endpoint(server):
+    for path, body in (("/v1/embeddings", {"input": "bees " * 600}), ("/v1/aigc/summarize", {"input": "bees " * 600, "options": {"words": 5}})):
+        code, _, answer = raw(server, path, body)
+        assert code == 400 and answer["error"]["code"] == "context_length_exceeded", answer
+
+
 def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engine):
     from aigc.engine.remote import OpenAIEngine
 
