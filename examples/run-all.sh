@@ -10,6 +10,9 @@ echo "What is the capital of France?" | aigc chat
 echo "== chat with a system prompt"
 aigc chat --system "Answer in one short sentence." "Why do cities keep bees?"
 
+echo "== chat about a file (-f puts it before the prompt, with its name)"
+aigc chat -f "$article" "In one sentence, what is this article about?" < /dev/null
+
 echo "== a chat session: two commands, one conversation (kept in a file here; -S NAME keeps it in aigc's data)"
 session="$(mktemp -d)/bees.json"
 aigc chat -S "$session" "Name one thing bees make." < /dev/null
