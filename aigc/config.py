@@ -65,6 +65,9 @@ def _parse_toml(text: str) -> dict:
     return tomllib.loads(text)
 
 
+_TRAILING_COMMENT = re.compile(r"""\s*[\w.-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|'[^']*'|true|false)(\s*#.*)$""")
+
+
 def set_setting(key: str, value: str | bool | None) -> Path:
     """Set a top-level string or true/false setting in the settings file (None removes it) where it
     was, or after the other top-level settings, keeping the rest of the file as it is; returns the file."""
@@ -80,12 +83,15 @@ def set_setting(key: str, value: str | bool | None) -> Path:
     if value is None and not found:
         return path  # nothing to remove
     kept = [line for i, line in enumerate(lines) if i not in found]
+    if value is None and kept[found[0]:found[0] + 1] == [""] and (found[0] == 0 or not kept[found[0] - 1].strip()):
+        del kept[found[0]]  # the blank line set_setting put after it, before a table
     if value is not None:
         top = [] if found else [i for i in range(tables) if kept[i].strip() and not kept[i].lstrip().startswith("#")]
         at = found[0] if found else top[-1] + 1 if top else tables
         while not found and not top and at > 0 and kept[at - 1].lstrip().startswith("#"):
             at -= 1  # above the comment that leads into the first table
-        new = [f"{key} = {json.dumps(value, ensure_ascii=False)}"]
+        comment = _TRAILING_COMMENT.match(lines[found[0]]) if found else None  # `key = "x"  # why` keeps "# why"
+        new = [f"{key} = {json.dumps(value, ensure_ascii=False)}" + (comment.group(1) if comment else "")]
         kept[at:at] = new + [""] if at < len(kept) and kept[at].lstrip().startswith(("[", "#")) else new
     text = "\n".join(kept) + "\n"
     expected = {k: v for k, v in settings.items() if k != key} | ({key: value} if value is not None else {})

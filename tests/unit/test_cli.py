@@ -807,6 +807,11 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert invoke("models", "default", "--image").stdout == "sd-turbo\n"
     assert "AIGC_DEFAULT_MODEL=smollm2 is set" in invoke("models", "default", "--unset", env={"AIGC_DEFAULT_MODEL": "smollm2"}).stderr
     assert settings.read_text() == 'default_image_model = "sd-turbo"\n\n' + remotes
+    assert invoke("models", "default", "--image", "--unset").exit_code == 0
+    assert settings.read_text() == remotes  # no blank line left where the setting was
+    settings.write_text('default_model = "smollm2"  # what I use\n')
+    assert invoke("models", "default", str(tiny_model_dir)).exit_code == 0
+    assert settings.read_text() == f'default_model = "{tiny_model_dir}"  # what I use\n'  # the comment stays
     settings.write_text('notes = """\ndefault_model = "in a string"\n"""\n')
     assert "without changing something else" in invoke("models", "default", "smollm2").stderr
     settings.write_text("default_model = 3\n")
