@@ -39,7 +39,9 @@ class PluginFailure:
         if self.stage == "AIGC_LOAD_PLUGINS":
             return f"AIGC_LOAD_PLUGINS names {self.plugin!r}: {self.error.removeprefix('PluginError: ')}"
         if self.clash:
-            return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} (uninstall one of the two plugins)"
+            builtin = any(f"by plugin {name!r}" in self.error for name in DEFAULT_PLUGINS)
+            fix = f"a built-in name: rename it in {self.plugin!r}, or `aigc plugins uninstall {self.plugin}`" if builtin else "uninstall one of the two plugins"
+            return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} ({fix})"
         return (
             f"plugin {self.plugin!r} failed in {self.stage}: {self.error} "
             f"(leave it out of AIGC_LOAD_PLUGINS, or `aigc plugins uninstall {self.plugin}`)"

@@ -141,6 +141,8 @@ def uninstall(
             version(dist)
         except PackageNotFoundError:
             raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins") from None
+        if not plugins.plugins_of(dist):  # typer, pip, transformers...: aigc itself may need them
+            raise BadInputError(f"{dist} is installed but is not an aigc plugin (it has no `aigc` entry point); uninstall it with pip if you really mean to")
         dists.append(dist)
     for dist in dists:
         shipped = plugins.plugins_of(dist)

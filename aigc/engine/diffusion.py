@@ -77,7 +77,10 @@ def default_image_model() -> str:
 
 def resolve_image(name: str | None) -> models.ModelRef:
     """A `-m` value as an image model reference; text models are an error that says what to use."""
-    ref = models.resolve(name or default_image_model())
+    if not name:
+        with models.blamed_default("image") as default:
+            return resolve_image(default)
+    ref = models.resolve(name)
     if ref.kind == "hub" and ref.spec is None:
         return ref  # a bare hub id: taken as a diffusers repository
     if not ref.image:
@@ -230,7 +233,7 @@ def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progres
             else:
                 pipeline = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelUnavailableError(f"could not load {ref.name} from {path}: {exc}") from exc
+        raise ModelUnavailableError(f"could not load {models.loaded_from(ref.name, path)}: {models.first_line(exc)}") from exc
     if "prompt" not in inspect.signature(pipeline.__call__).parameters:
         raise BadInputError(f"{ref.name} is a {type(pipeline).__name__}, not a text-to-image pipeline")
     pipeline.to(device_name)

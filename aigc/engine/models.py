@@ -10,6 +10,7 @@ caches a safetensors copy; later loads read the cache. Nothing here imports torc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,7 +24,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import config
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError
@@ -101,9 +102,42 @@ def _model_problem(spec: Any) -> str | None:
     return None
 
 
+def loaded_from(name: str, path: Path | str) -> str:
+    """`name`, and the path it was loaded from when that says more."""
+    return name if str(path) in (name, str(Path(name).expanduser())) else f"{name} from {path}"
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (the first of several), for one-line errors."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
 def resolve(name: str | None) -> ModelRef:
-    """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id."""
-    name = name or config.default_model()
+    """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
+    model, and an error about it says where it was set."""
+    if name:
+        return _resolve(name)
+    with blamed_default("text") as name:
+        return _resolve(name)
+
+
+@contextlib.contextmanager
+def blamed_default(kind: str) -> Iterator[str]:
+    """The default model of `kind` ("text" or "image"); a `BadInputError` inside names where it was
+    set (a variable, the settings file) and how to change it."""
+    name, source = config.default_source(kind)
+    try:
+        yield name
+    except BadInputError as exc:
+        if source == "aigc's own default":
+            raise
+        flag = " --image" if kind == "image" else ""
+        fix = f"change or unset {source.split()[-1]}" if source.startswith("set by") else f"pick another with `aigc models default{flag} NAME` (or --unset)"
+        raise BadInputError(f"the default {kind} model {name!r} ({source}) cannot be used; {fix}. {exc}") from None
+
+
+def _resolve(name: str) -> ModelRef:
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
         return ModelRef(name, "remote", name[len("openai:") :])
     if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
@@ -466,7 +500,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"could not load {ref.name} from {path}: {exc}") from exc
+        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
     finally:
         if bar:
             transformers_logging.enable_progress_bar()

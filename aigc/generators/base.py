@@ -115,8 +115,7 @@ class Generator:
             from .. import config
             from ..engine.models import load_model
 
-            self.model = self.model or config.default_model()
-            self._engine = load_model(
+            engine = load_model(  # None: the default model, and an error about it says where it was set
                 self.model,
                 self.device,
                 self.dtype,
@@ -124,6 +123,7 @@ class Generator:
                 quantize=self.quantize,
                 trust_remote_code=self.trust_remote_code,
             )
+            self.model, self._engine = self.model or config.default_model(), engine
         return self._engine
 
     @property

@@ -24,6 +24,7 @@ from ..errors import BadInputError, OptionError
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
 from ..sentences import split_sentences, word_runs
+from ..textio import unquote
 from .base import Generator, type_name
 
 
@@ -79,7 +80,7 @@ def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        columns = line.split("\t")
+        columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
         if len(columns) != 2 or not columns[0].strip() or not columns[1].strip():
             found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "an empty term"
             raise BadInputError(f"{name}:{number}: expected 'source<TAB>target', found {found}: {line.strip()[:60]!r}")

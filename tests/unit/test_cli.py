@@ -502,13 +502,15 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     import aigc.cli.plugins as cli_plugins
 
     def version(dist):
-        if dist not in ("aigc-shout", "aigc-something"):
+        if dist not in ("aigc-shout", "aigc-something", "typer"):
             raise importlib.metadata.PackageNotFoundError(dist)
         return "1.0"
 
     monkeypatch.setattr(cli_plugins, "version", version)
     monkeypatch.setattr(plugins, "distribution_of", lambda name: {"shout": "aigc-shout"}.get(name))
-    monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"]}.get(dist, []))
+    monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"], "aigc-something": ["something"]}.get(dist, []))
+    not_a_plugin = invoke("plugins", "uninstall", "typer")
+    assert not_a_plugin.exit_code == 2 and "typer is installed but is not an aigc plugin" in not_a_plugin.stderr
     result = invoke("plugins", "uninstall", "aigc-something", "shout", env={"AIGC_LOAD_PLUGINS": ""})
     assert result.exit_code == 0, result.output
     assert "removing aigc-shout with its plugins shout, whisper" in result.stderr  # all it ships go with it
@@ -786,6 +788,15 @@ def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, 
     assert result.exit_code == 2 and words in result.stderr
 
 
+def test_a_directory_that_is_not_a_whole_model_is_a_one_line_error(tmp_path):
+    (tmp_path / "notmodel").mkdir()
+    (tmp_path / "notmodel" / "config.json").write_text("{}")
+    result = invoke("chat", "hi", "-m", str(tmp_path / "notmodel"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: could not load {tmp_path / 'notmodel'}: ")
+    assert "is it a whole model" in lines[0]
+
+
 def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()
@@ -814,6 +825,11 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert settings.read_text() == f'default_model = "{tiny_model_dir}"  # what I use\n'  # the comment stays
     settings.write_text('notes = """\ndefault_model = "in a string"\n"""\n')
     assert "without changing something else" in invoke("models", "default", "smollm2").stderr
+    settings.write_text(f'default_model = "{tmp_path / "gone"}"\n')
+    gone = invoke("chat", "hi")
+    assert gone.exit_code == 2 and f"the default text model '{tmp_path / 'gone'}' (set in {settings}) cannot be used; pick another with `aigc models default NAME`" in gone.stderr
+    assert "change or unset AIGC_DEFAULT_MODEL. unknown model 'nope'" in invoke("chat", "hi", env={"AIGC_DEFAULT_MODEL": "nope"}).stderr
+    assert "(set by AIGC_DEFAULT_IMAGE_MODEL) cannot be used" in invoke("image", "a fox", "-o", str(tmp_path / "fox.png"), env={"AIGC_DEFAULT_IMAGE_MODEL": "smollm2"}).stderr
     settings.write_text("default_model = 3\n")
     assert "must be a model name in quotes" in invoke("chat", "hi").stderr
     settings.write_text("default_model = \n")

@@ -66,7 +66,7 @@ def test_a_clash_keeps_the_first_and_records_the_later_plugin(pm):
     assert failure.error == "PluginClashError: generator 'chat' is already registered by plugin 'aigc.default_plugins.generators'; the one from 'clasher' is ignored"
     assert failure.message() == (
         "plugin 'clasher' clashes in register_generators: generator 'chat' is already registered by plugin "
-        "'aigc.default_plugins.generators'; the one from 'clasher' is ignored (uninstall one of the two plugins)"
+        "'aigc.default_plugins.generators'; the one from 'clasher' is ignored (a built-in name: rename it in 'clasher', or `aigc plugins uninstall clasher`)"
     )
 
 

@@ -285,6 +285,7 @@ def test_empty_input():
 def test_glossary_parsing():
     text = "# terms\nsource\ttarget\n\nhospital\tKrankenhaus\nfront door\tHaustür\nHospital\tKrankenhaus\n"
     assert parse_glossary(text) == [("hospital", "Krankenhaus"), ("front door", "Haustür")]
+    assert parse_glossary('"cat"\t"le ""chat"""\n') == [("cat", 'le "chat"')]  # cells quoted as spreadsheets write them
 
 
 @pytest.mark.parametrize(
