@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import BadInputError, OptionError
 from ..textio import check_writable, read_document, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -34,6 +34,11 @@ def translate(
     terms = load_glossary(glossary) if glossary else None
     text = read_document(source)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
+    try:
+        run.generator("translate").validate(options)  # a language it does not know, named by its flag
+    except OptionError as exc:
+        flag = {"target_language": "--to", "source_language": "--from"}.get(exc.option)
+        raise BadInputError(f"{flag}: {exc.problem}") if flag else exc from None
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")

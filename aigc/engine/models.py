@@ -265,7 +265,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # a truncated file, or an architecture transformers cannot read from GGUF
-        raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {exc}; is it a complete GGUF of a model transformers supports?") from exc
+        raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {str(exc).rstrip('.')}; is it a complete GGUF of a model transformers supports?") from exc
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -130,8 +130,8 @@ class ClassifyOptions:
         unknown = [name for name in seen if name not in known]
         if unknown:
             raise UnknownLabelError(
-                f"the examples use label {', '.join(map(repr, unknown))}, which --labels does not list "
-                f"({', '.join(sorted(known))}); add it or fix the examples"
+                f"the examples use label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, which --labels does not list "
+                f"({', '.join(sorted(known))}); add {'them' if len(unknown) > 1 else 'it'} or fix the examples"
             )
 
 

@@ -195,6 +195,14 @@ def example_turns(source: Language | None, target: Language) -> list[dict]:
 # --- the generator ---------------------------------------------------------------------------
 
 
+def _language(option: str, value: str) -> Language:
+    """`lookup`, with an unknown language an `OptionError` naming the option (`--to`/`--from` on the CLI)."""
+    try:
+        return lookup(value)
+    except BadInputError as exc:
+        raise OptionError(option, str(exc)) from None
+
+
 @dataclass
 class TranslateOptions:
     target_language: str | None = None
@@ -209,9 +217,9 @@ class TranslateOptions:
     def __post_init__(self) -> None:
         if not self.target_language:
             raise BadInputError("give the language to translate into: --to French or --to fr (-O target_language=fr in aigc batch)")
-        self.target: Language = lookup(self.target_language)
+        self.target: Language = _language("target_language", self.target_language)
         source = str(self.source_language).strip()
-        self.source: Language | None = None if source.lower() in ("", "auto") else lookup(source)
+        self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"--to and --from are both {self.target.name}; nothing to translate")
         if self.chunk_tokens < 16:

@@ -427,7 +427,8 @@ def test_command_warns_once_per_missed_glossary_term(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     "args, words",
-    [(["--to", "Klingon"], "unknown language 'Klingon'"), (["--to", "de", "--from", "German"], "both German"),
+    [(["--to", "Klingon"], "--to: unknown language 'Klingon'"), (["--to", "de", "--from", "Germn"], "--from: unknown language 'Germn'; did you mean German"),
+     (["--to", "de", "--from", "German"], "both German"),
      (["--to", "fr", "--glossary", "BAD"], "g.tsv:2: expected"), (["--to", "fr", "--glossary", "MISSING"], "no such glossary file")],
 )
 def test_bad_input_is_one_line_with_exit_2_and_no_output_file(echo, tmp_path, args, words):
