@@ -190,10 +190,9 @@ def _read_message() -> str:
     return "\n".join(lines).strip()
 
 
-def _turn(session: ChatSession, run: RunOptions, pending: Optional[list] = None) -> Optional[str]:
+def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:
     """Read a message (or a slash command) and act on it; "exit" ends the session. `pending`: the
     files for the next message, emptied once it is sent."""
-    pending = pending if pending is not None else []
     line = _read_message()
     if not line:
         return None

@@ -638,7 +638,7 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
 
     session = ChatSession(ChatGenerator(engine=DownEngine()))
     monkeypatch.setattr("builtins.input", lambda prompt: "hello")
-    assert _turn(session, RunOptions()) is None
+    assert _turn(session, RunOptions(), []) is None
     assert "went away" in capsys.readouterr().err and session.messages == []
 
     class BreakingEngine(FakeEngine):
@@ -647,12 +647,12 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
             raise ModelUnavailableError("the stream ended without [DONE]")
 
     session = ChatSession(ChatGenerator(engine=BreakingEngine()))
-    assert _turn(session, RunOptions()) is None
+    assert _turn(session, RunOptions(), []) is None
     out = capsys.readouterr().out
     assert out == "Hi from\n" and session.messages == []  # the error is on a line of its own
 
     session = ChatSession(ChatGenerator(engine=FakeEngine(context_length=100)), sampling={"max_tokens": 99})
-    assert _turn(session, RunOptions()) is None
+    assert _turn(session, RunOptions(), []) is None
     assert "lower max_tokens (/set max_tokens N)" in capsys.readouterr().err  # the REPL's way, not --max-tokens
 
 
