@@ -51,7 +51,7 @@ def generate(
 
 
 def embed(texts: str | list[str], model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> list[float] | list[list[float]]:
-    """Embeddings of length 1, so the dot product of two is their cosine similarity: one vector for a
+    """Unit-length embeddings, so the dot product of two is their cosine similarity: one vector for a
     text, a list of vectors for a list of texts (embedded in batches)."""
     generator = _generator("embed", model, device, dtype, quantize)
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)

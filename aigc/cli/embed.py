@@ -20,7 +20,7 @@ def embed(
     *,
     run: RunOptions,
 ) -> None:
-    """Print a text's embedding: a JSON list of numbers of length 1 (cosine similarity = dot product)."""
+    """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
     text = read_input(source)
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()] if lines else [(None, text)]
     if not numbered:

@@ -154,4 +154,4 @@ class Engine(Protocol):
         that cannot embed raise `BadInputError` saying so)."""
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """One vector of length 1 per text, for cosine similarity (a remote server's `/embeddings`)."""
+        """One unit-length vector per text, for cosine similarity (a remote server's `/embeddings`)."""

@@ -1,4 +1,4 @@
-"""Embeddings: a text as a vector of length 1, for similarity search (`aigc similar`) and clustering."""
+"""Embeddings: a text as a unit-length vector, for similarity search (`aigc similar`) and clustering."""
 
 from __future__ import annotations
 
