@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 from .engine.coalesce import CoalescingEngine
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
-from .errors import AigcError, BadInputError, OptionError
+from .errors import AigcError, BadInputError, OptionError, option
 from .textio import check_writable, decode_document, unquote, write_atomic
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
@@ -84,7 +84,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):
-        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with --id-field (its columns: {', '.join(map(repr, _columns(rows))) or 'none'})")
+        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, _columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
     counts = Counter(_key(r.id) for r in rows if r.id is not None)
@@ -281,12 +281,15 @@ def run_batch(
     try:
         with open(output, "a", encoding="utf-8") as sink:
             for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
-                bug = outcome.pop("exception", None)
+                raised = outcome.pop("exception", None)
                 line = {"id": row.id, "row": row.number, **settings, **outcome}
                 if "error" in line:
                     if on_error == "stop":
-                        if bug:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
-                            raise AigcError(f"row {_named(row)}: {line['error']}") from bug
+                        if isinstance(raised, AigcError):  # its class kept (exit 2 for bad input), naming the row
+                            raised.at = f"row {_named(row)}"
+                            raise raised
+                        if raised:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
+                            raise AigcError(f"row {_named(row)}: {line['error']}") from raised
                         raise BadInputError(f"row {_named(row)}: {line['error']}")
                     summary.errors += 1
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -324,8 +327,8 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text", concurrency: int = 16) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order, while worker threads run the rows
-    concurrently and their model calls are merged into batches. A row the generator failed on with
-    an exception other than `AigcError` (a bug) also carries it, as `"exception"`."""
+    concurrently and their model calls are merged into batches. A row the generator raised on also
+    carries the exception, as `"exception"`."""
     check_concurrency(concurrency)
     if not rows:
         return
@@ -388,10 +391,8 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
         return {"result": generator(item, sampling=sampling, **options)}
-    except BadInputError as exc:  # this row's input, or the model's answer for it
-        return {"error": str(exc)}
-    except AigcError as exc:  # not the row's fault (a plugin's filter, a remote that is down): exit 1 under stop
-        return {"error": str(exc), "exception": exc}
+    except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
+        return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except Exception as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         return {"error": f"the {generator.name} generator failed: {detail}", "exception": exc}

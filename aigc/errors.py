@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from typing import Callable
+
+_OPTION = re.compile("\x1e([^\x1e\x1f]+)(?:\x1f([^\x1e]*))?\x1e")
+
+
+def option(name: str, value: object = None) -> str:
+    """Option `name` (given `value`) marked in an error message: shown as the library and the HTTP
+    API spell it (`max_tokens`, `method=probe`), and by the CLI as the command's flag when it has
+    one (`--max-tokens`, `--method probe`)."""
+    return f"\x1e{name}\x1e" if value is None else f"\x1e{name}\x1f{value}\x1e"
+
+
+def _named(match: re.Match, flag: Callable[[str, str | None], str | None]) -> str:
+    name, value = match.groups()
+    return flag(name, value) or (name if value is None else f"{name}={value}")
+
 
 class AigcError(Exception):
-    """Base class; `exit_code` is what the CLI exits with."""
+    """Base class; `exit_code` is what the CLI exits with. `at` says which of many inputs it is
+    about ("input 3"), set by whoever ran them."""
 
     exit_code = 1
+    at: str | None = None
+
+    def shown(self, flag: Callable[[str, str | None], str | None] = lambda name, value: None) -> str:
+        """The message, each option in it (given `value` or None) as `flag(name, value)` shows it, or
+        else as the library spells it."""
+        text = _OPTION.sub(lambda match: _named(match, flag), self._text())
+        return f"{self.at}: {text}" if self.at else text
+
+    def _text(self) -> str:
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return self.shown()
 
 
 class BadInputError(AigcError):
@@ -23,8 +54,8 @@ class OptionError(BadInputError):
         super().__init__(option, problem)  # both kept in `args`, so it pickles (process pools)
         self.option, self.problem = option, problem
 
-    def __str__(self) -> str:
-        return f"{self.option} {self.problem}"
+    def _text(self) -> str:
+        return f"{option(self.option)} {self.problem}"
 
 
 class ContextLengthError(BadInputError):

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import AigcError, BadInputError
+from .errors import AigcError, BadInputError, option
 
 CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$")
@@ -106,11 +106,11 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
         except ValueError:
             value, cut = None, completion.finish_reason == "length"
             if not cut:
-                raise AigcError("the answer is not complete JSON: a --stop string ended it, or the model's server does not follow JSON schemas") from None
+                raise AigcError(f"the answer is not complete JSON: a {option('stop')} string ended it, or the model's server does not follow JSON schemas") from None
         if cut:
-            raise AigcError(f"the answer was cut off at --max-tokens {max_tokens} before its JSON was complete; raise --max-tokens")
+            raise AigcError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
-            raise AigcError("the answer holds a number too large for JSON (such as 1e999); try again with another --seed")
+            raise AigcError("the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
         problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
         if problem is not None:
             where = "/".join(map(str, problem.absolute_path)) or "the answer"

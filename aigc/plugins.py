@@ -138,11 +138,17 @@ def plugins_of(distribution: str) -> list[str]:
 
 
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
-    """A hookimpl that no hookspec declares (a misspelled hook) would never be called: record it."""
+    """A hookimpl that no hookspec declares (a misspelled hook), or a hook function without
+    `@hookimpl`, would never be called: record it."""
     known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())
-    for caller in pm.get_hookcallers(plugin) or []:
+    callers = pm.get_hookcallers(plugin) or []
+    for caller in callers:
         if not caller.has_spec():
             _record(name, "import", PluginError(f"{caller.name!r} is not an aigc hook, so it is never called (the hooks: {', '.join(known)})"))
+    marked = {caller.name for caller in callers}
+    for hook in known:
+        if hook not in marked and callable(getattr(plugin, hook, None)):
+            _record(name, "import", PluginError(f"{hook} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
 
 
 def _record(plugin: str, stage: str, exc: BaseException) -> None:
@@ -152,9 +158,19 @@ def _record(plugin: str, stage: str, exc: BaseException) -> None:
         _state.failures.append(failure)
         if _reporter:
             _reporter(failure)
-        else:  # the library: a warning the caller's warning filters control
-            warnings.warn(failure.message(), AigcWarning, stacklevel=2)
+        else:  # the library: a warning the caller's warning filters control, shown at the caller's line
+            warnings.warn(failure.message(), AigcWarning, stacklevel=_outside_aigc())
     _trace("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _outside_aigc() -> int:
+    """The `stacklevel` of the first frame outside aigc (and pluggy, importlib) for a warning
+    raised by this module's caller: where the caller's own code called aigc."""
+    inside = (str(Path(__file__).parent), str(Path(pluggy.__file__).parent), "<frozen importlib")
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def set_reporter(report: Callable[[PluginFailure], None] | None) -> None:

@@ -14,7 +14,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning, OptionError
+from ..errors import AigcError, AigcWarning
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -40,14 +40,23 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
+# Library option names that a command's parameter spells otherwise.
+_PARAMETERS = {"target_language": "to", "source_language": "from_"}
+
+
 def _message(ctx, exc: AigcError) -> str:
-    """The error's one line; an `OptionError` names the option as the command's flag (`--max-tokens`)."""
+    """The error's one line, options in it named as the command's flags (`--max-tokens`)."""
     command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-    if isinstance(exc, OptionError):
-        for param in getattr(command, "params", ()):
-            if param.name == exc.option and getattr(param, "opts", None):
-                return f"{max(param.opts, key=len)} {exc.problem}"
-    return str(exc)
+    flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "opts", None)}
+
+    def flag(name: str, value: str | None) -> str | None:
+        shown = flags.get(_PARAMETERS.get(name, name))
+        if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
+            shown = f"-O {name}" if value is None else f"-O {name}={value}"
+            value = None
+        return shown if shown is None or value is None else f"{shown} {value}"
+
+    return exc.shown(flag)
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")

@@ -219,7 +219,7 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
         sys.stdout.write("\n")
         ui.info("(reply stopped)")
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on
-        ui.error(str(exc).replace("--max-tokens", "max_tokens (/set max_tokens N)"))
+        ui.error(exc.shown(lambda name, value: f"{name} (/set {name} N)" if name == "max_tokens" and value is None else None))
     except AigcError as exc:
         ui.error(str(exc))
     if kept():

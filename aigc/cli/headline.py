@@ -33,7 +33,9 @@ def headline(
         text = topic if topic is not None else read_document(source or "-")
         run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
         return
-    article = read_document(source) if source else None
+    if (topic is None) == (source is None):
+        raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both" if topic is not None else "give a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
+    article = read_document(source) if source is not None else None
     generator = run.generator("headline")
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
 
-from ..errors import BadInputError, ContextLengthError
+from ..errors import BadInputError, ContextLengthError, option
 from ..textio import check_utf8
 
 if TYPE_CHECKING:
     from .sampling import SamplingParams
 
 
-def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = "shorten the input or lower --max-tokens") -> None:
+def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}") -> None:
     """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
     if prompt_tokens + max_tokens > engine.context_length:
         raise ContextLengthError(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelUnavailableError
+from ..errors import BadInputError, MissingExtraError, ModelUnavailableError, option
 from .. import config
 from . import models
 
@@ -188,7 +188,7 @@ class ImageEngine:
         }
         if negative:
             if not self.accepts("negative_prompt"):
-                raise BadInputError(f"{self.name} ({type(self.pipeline).__name__}) takes no negative prompt; leave out --negative")
+                raise BadInputError(f"{self.name} ({type(self.pipeline).__name__}) takes no negative prompt; leave out {option('negative')}")
             kwargs["negative_prompt"] = negative
         if on_step is not None and self.accepts("callback_on_step_end"):
 

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import config
-from ..errors import BadInputError, ModelUnavailableError, UnknownModelError
+from ..errors import BadInputError, ModelUnavailableError, UnknownModelError, option
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -96,9 +97,26 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
     return collect("register_models", key=lambda spec: spec.alias, kind="model", check=_model_problem)
 
 
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
+
+
 def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec, ModelSpec):
         return f"register() takes an aigc.ModelSpec(alias=..., source=...), got {spec!r}"
+    if not isinstance(spec.alias, str) or not spec.alias or any(c.isspace() for c in spec.alias) or spec.alias.startswith(("openai:", "remote:")):
+        return f"model alias {spec.alias!r} must be a name without spaces (not openai:... or remote:...)"
+    if spec.kind not in ("text", "image"):
+        return f"model {spec.alias!r} has kind {spec.kind!r}; it must be text or image"
+    if not isinstance(spec.defaults, dict):
+        return f"model {spec.alias!r} defaults must be a dict, got {type(spec.defaults).__name__}"
+    source = spec.source if isinstance(spec.source, str) else ""
+    if source.startswith("hf:") and not _HUB_ID.fullmatch(source[3:]):
+        return f"model {spec.alias!r} source {source!r} must be hf:ORG/NAME"
+    if source.startswith("pypi:") and not _WHEEL_GGUF.fullmatch(source[5:]):
+        return f"model {spec.alias!r} source {source!r} must be pypi:PACKAGE==VERSION/FILE.gguf"
+    if not source.startswith(("hf:", "pypi:")) and not Path(source).expanduser().is_absolute():
+        return f"model {spec.alias!r} source {source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path"
     return None
 
 
@@ -413,7 +431,7 @@ def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return next(name for name, ok in available.items() if ok)
     if not available[device]:
-        raise BadInputError(f"device {device!r} is not available here; use --device auto or --device cpu")
+        raise BadInputError(f"device {device!r} is not available here; use {option('device', 'auto')} or {option('device', 'cpu')}")
     return device
 
 
@@ -474,7 +492,7 @@ def load_model(
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
-            raise BadInputError(f"--quantize {quantize} runs on the CPU in float32; use --device cpu and --dtype auto")
+            raise BadInputError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
         if quantize == "int4":
             from .quantize import check_int4_kernel
 

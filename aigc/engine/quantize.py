@@ -126,9 +126,9 @@ class Int8Linear(GroupedLinear):
 def check_int4_kernel() -> None:
     """A `BadInputError` when this torch has no int4 CPU kernel (it came in torch 2.6)."""
     if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
-        from ..errors import BadInputError
+        from ..errors import BadInputError, option
 
-        raise BadInputError(f"--quantize int4 needs torch 2.6 or newer (this is {torch.__version__}); use --quantize int8 or none")
+        raise BadInputError(f"{option('quantize', 'int4')} needs torch 2.6 or newer (this is {torch.__version__}); use {option('quantize', 'int8')} or none")
 
 
 def quantize_int4(model):

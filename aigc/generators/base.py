@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
-from ..errors import BadInputError, UnknownGeneratorError
+from ..errors import AigcError, BadInputError, UnknownGeneratorError, option
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -136,8 +136,10 @@ class Generator:
         known = {f.name for f in dataclasses.fields(self.Options) if f.init}
         unknown = sorted(set(options) - known)
         if unknown:
+            settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
+            hint = f"; {', '.join(settings)} {'go' if len(settings) > 1 else 'goes'} in sampling={{{settings[0]!r}: ...}}" if settings else ""
             raise BadInputError(
-                f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
+                f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
         hints = _option_types(self.Options)
         opts = self.Options(**{k: coerce_value(f"{self.name} option {k}", v, hints.get(k, Any)) for k, v in options.items() if v is not None})
@@ -145,6 +147,16 @@ class Generator:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads
         return opts
+
+    @staticmethod
+    def check_settings(sampling: Any) -> None:
+        """Reject sampling settings that are not a dict of known settings with usable values, even
+        for a task that samples nothing (a misspelt setting is never ignored)."""
+        if sampling is None:
+            return
+        if not isinstance(sampling, dict):
+            raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}")
+        SamplingParams.from_settings({k: v for k, v in sampling.items() if v is not None})
 
     def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
         """Generator defaults < template front-matter defaults < the caller's settings."""
@@ -156,7 +168,7 @@ class Generator:
     def batch_input(self, fields: dict[str, Any], field: str) -> Any:
         """The input for one row of `aigc batch`: by default the text in column `field`."""
         if field not in fields:
-            raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick one with --field")
+            raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick one with {option('field')}")
         value = fields[field]
         if not isinstance(value, str):
             raise BadInputError(f"field {field!r} must hold text, not {type(value).__name__}")
@@ -176,21 +188,29 @@ class Generator:
     def check_inputs(self, inputs: Any) -> None:
         """Reject unusable inputs before any model is loaded; raises `BadInputError`."""
 
+    def check_each(self, inputs: list) -> None:
+        """`check_inputs` on each of many inputs; an error names the input's position."""
+        for number, item in enumerate(inputs):
+            try:
+                self.check_inputs(item)
+            except AigcError as exc:
+                exc.at = f"input {number}"
+                raise
+
     def many(self, inputs: list, sampling: dict[str, Any] | None = None, concurrency: int = 16, **options: Any) -> list[dict[str, Any]]:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
-        input fails, its error is raised once all have run (a `BadInputError` names its position)."""
+        input fails, its error is raised once all have run (an `AigcError`, of the class it was raised as, names its position)."""
         from ..batch import Row, check_concurrency, run_rows
 
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
         check_concurrency(concurrency)
-        SamplingParams(**(sampling or {}))
+        self.check_settings(sampling)
         opts = self.validate(options)
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
-        for item in inputs:
-            self.check_inputs(item)
+        self.check_each(inputs)
         if not inputs:
             return []
         self.prepare(options)
@@ -203,12 +223,14 @@ class Generator:
                 results.append(outcome["result"])
         if failed:
             number, outcome = failed
-            if "exception" in outcome:
-                raise outcome["exception"]
-            raise BadInputError(f"input {number}: {outcome['error']}")
+            exc = outcome.get("exception")
+            if isinstance(exc, AigcError):
+                exc.at = f"input {number}"
+            raise exc or BadInputError(f"input {number}: {outcome['error']}")
         return results
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        self.check_settings(sampling)
         opts = self.validate(options)
         self.check_sampling(opts, sampling)
         self.check_inputs(inputs)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .. import conversations, templates
-from ..errors import AigcError, BadInputError
-from ..engine.base import check_fits
-from ..json_schemas import answer_texts
+from ..errors import AigcError, BadInputError, OptionError, option
+from ..engine.base import Completion, check_fits
+from ..json_schemas import answer_texts, parse_answers
+from ..textio import check_writable
 from .base import Generator, coerce_value, type_name
 
 TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
@@ -90,12 +92,20 @@ class ChatGenerator(Generator):
             middle = (good + bad) // 2
             good, bad = (middle, bad) if fits(middle) else (good, middle)
         fits(good)
-        check_fits(self.engine, counts[good], max_tokens, "shorten it or lower --max-tokens")
+        check_fits(self.engine, counts[good], max_tokens, f"shorten it or lower {option('max_tokens')}")
         return system + turns[starts[good]:]
+
+    def reply_params(self, sampling: dict[str, Any] | None, defaults: dict[str, Any]):
+        """The sampling settings of a reply; the task's default `max_tokens` is at most a quarter of
+        the model's context, so that a small model's context is not all taken by the reply."""
+        params = self.sampling(sampling, defaults)
+        if "max_tokens" in {**defaults, **{k: v for k, v in (sampling or {}).items() if v is not None}}:
+            return params
+        return params.replace(max_tokens=max(1, min(params.max_tokens, self.engine.context_length // 4)))
 
     def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):
         messages, defaults = prepared
-        params = self.sampling(sampling, defaults)
+        params = self.reply_params(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
         return fitted, answer_texts(self.engine.generate([fitted], params)[0], params.json_schema, params.max_tokens)
 
@@ -109,8 +119,21 @@ class ChatGenerator(Generator):
         opts = self.validate(options)
         self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
-        params = self.sampling(sampling, defaults)
-        yield from self.engine.stream(self.fit(messages, params.max_tokens), params)
+        params = self.reply_params(sampling, defaults)
+        if params.n > 1:
+            raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
+        pieces: list[str] = []
+        for piece in self.engine.stream(self.fit(messages, params.max_tokens), params):
+            pieces.append(piece)
+            yield piece
+        if params.json_schema is not None:  # held to the schema as it was written; now checked whole
+            text = "".join(pieces)
+            try:
+                json.loads(text, strict=False)
+                ended = "stop"
+            except ValueError:  # cut off: by a stop string when there are any, else by max_tokens
+                ended = "stop" if params.stop else "length"
+            parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
 
 
 class ChatSession:
@@ -129,6 +152,8 @@ class ChatSession:
         self.path = Path(path).expanduser() if path is not None else None
         if self.path is not None and self.path.suffix.lower() != ".json":
             raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
+        if self.path is not None:
+            check_writable(self.path, "the session file")  # before any reply that could not be kept
         saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
@@ -143,7 +168,7 @@ class ChatSession:
         except BadInputError as exc:
             if given:
                 raise
-            raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template (--template chat) to go on with it") from exc
+            raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template ({option('template', 'chat')}) to go on with it") from exc
         return str(Path(template).expanduser().resolve()) if templates.is_path(template) else template
 
     def reset(self) -> None:
@@ -173,7 +198,7 @@ class ChatSession:
     def settings(self) -> dict[str, Any]:
         """The sampling settings the next reply uses: the task's and template's defaults, then the session's."""
         _, defaults = self.generator.user_message("", ChatOptions(self.template, self.system))
-        params = self.generator.sampling(self.sampling, defaults)
+        params = self.generator.reply_params(self.sampling, defaults)
         return {name: getattr(params, name) for name in TUNABLE}
 
     def set_sampling(self, name: str, value: Any) -> None:
@@ -221,8 +246,10 @@ class ChatSession:
         return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:
-        """The whole reply to `text`, recorded like `send`'s."""
-        return "".join(self.send(text))
+        """The whole reply to `text` as it is recorded (without surrounding blank space), like `send`'s."""
+        for _ in self.send(text):
+            pass
+        return self.messages[-1]["content"]
 
     def _reply(self, conversation: list[dict], previous: dict | None = None) -> Iterator[str]:
         self.messages = conversation + [{"role": "assistant", "content": ""}]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError, OptionError, UnknownLabelError
+from ..errors import BadInputError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
@@ -104,22 +104,22 @@ class ClassifyOptions:
             self._check_example_labels()
         if len(self.parsed) < 2 and not self.multi_label:
             if self.examples and not self.labels:
-                raise BadInputError(f"the examples use only the label {self.parsed[0].name!r}; give examples of two labels or more, or list them with --labels")
+                raise BadInputError(f"the examples use only the label {self.parsed[0].name!r}; give examples of two labels or more, or list them with {option('labels')}")
             raise OptionError("labels", "must name at least two labels, e.g. a,b (or give examples to take them from)")
         if not self.parsed:
             raise OptionError("labels", "must name at least one label, e.g. a,b")
         if self.method in ("probe", "demos") and not self.examples:
-            raise BadInputError(f"--method {self.method} needs --examples")
+            raise BadInputError(f"{option('method', self.method)} needs {option('examples')}")
         if self.calibrate == "examples" and not self.examples:
-            raise BadInputError("--calibrate examples needs --examples")
+            raise BadInputError(f"{option('calibrate', 'examples')} needs {option('examples')}")
         if self.calibrate == "batch" and (self.examples or self.multi_label):
-            raise BadInputError("--calibrate batch is for zero-shot, one label per text; with --examples use auto or examples")
+            raise BadInputError(f"{option('calibrate', 'batch')} is for zero-shot, one label per text; with {option('examples')} use auto or examples")
         if self.multi_label and self.calibrate == "examples":
-            raise BadInputError("--multi-label calibrates with content-free (the default) or off, not examples")
+            raise BadInputError(f"{option('multi_label')} calibrates with content-free (the default) or off, not examples")
         if self.method == "demos" and self.calibrate == "examples":
-            raise BadInputError("--method demos calibrates with content-free (measured with the same demonstrations) or off, not examples")
+            raise BadInputError(f"{option('method', 'demos')} calibrates with content-free (measured with the same demonstrations) or off, not examples")
         if self.multi_label and self.method == "demos":
-            raise BadInputError("--method demos works for one label per text; drop --multi-label or pick probe")
+            raise BadInputError(f"{option('method', 'demos')} works for one label per text; drop {option('multi_label')} or pick probe")
 
     def _check_example_labels(self) -> None:
         seen = list(dict.fromkeys(name for _, names in self.examples for name in names))
@@ -130,7 +130,7 @@ class ClassifyOptions:
         unknown = [name for name in seen if name not in known]
         if unknown:
             raise UnknownLabelError(
-                f"the examples use label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, which --labels does not list "
+                f"the examples use label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, which {option('labels')} does not list "
                 f"({', '.join(sorted(known))}); add {'them' if len(unknown) > 1 else 'it'} or fix the examples"
             )
 
@@ -165,6 +165,7 @@ class ClassifyGenerator(Generator):
         self.engine  # noqa: B018 - loads the model
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        self.check_settings(sampling)  # nothing is sampled, but a misspelt setting is still an error
         return self.classify_many([inputs], **options)[0]
 
     def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
@@ -174,8 +175,7 @@ class ClassifyGenerator(Generator):
             raise BadInputError(f"classify_many takes a list of texts, got {type_name(texts)}; classify one text with the generator itself")
         if not texts:
             return []
-        for text in texts:
-            self.check_inputs(text)
+        self.check_each(texts)
         prepared = self.preprocess(texts, opts)
         return [self.postprocess(raw, opts) for raw in self.forward(prepared, opts, {})]
 
@@ -227,7 +227,7 @@ class ClassifyGenerator(Generator):
         method = model.method if model else "zero-shot"
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         if calibration == "batch" and len(texts) < 2:
-            raise BadInputError("--calibrate batch divides out the mean over the texts classified together, so it needs several (--lines, or eval); use content-free for one text")
+            raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several (classify_many, `aigc classify --lines` or eval); use content-free for one text")
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ..errors import BadInputError
+from ..errors import BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
 from ..textio import read_document, unquote
 
@@ -160,12 +160,12 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     texts = [text for text, _ in opts.examples]
     targets = [[names.index(n) for n in labels] for _, labels in opts.examples]
     if not opts.multi_label and any(len(t) != 1 for t in targets):
-        raise BadInputError("an example has several labels; give one label per example, or use --multi-label")
+        raise BadInputError(f"an example has several labels; give one label per example, or use {option('multi_label')}")
     embed = getattr(generator.engine, "can_embed", True)  # a remote model's API gives no hidden states
     if not embed and opts.method in ("probe", "demos"):
         raise BadInputError(
-            f"--method {opts.method} needs the model's hidden states, which {generator.engine.name} does not give over its API; "
-            "use a local model, or --method auto (label scores, calibrated on the examples)"
+            f"{option('method', opts.method)} needs the model's hidden states, which {generator.engine.name} does not give over its API; "
+            f"use a local model, or {option('method', 'auto')} (label scores, calibrated on the examples)"
         )
     scores, embeddings = [], []
     stage = "embedding the examples" if embed else "scoring the examples"
@@ -203,7 +203,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
             model.method = "probe"
             model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
     elif opts.method == "probe":
-        raise BadInputError("--method probe needs at least two examples of every label")
+        raise BadInputError(f"{option('method', 'probe')} needs at least two examples of every label")
     return model
 
 
@@ -218,7 +218,7 @@ def _fit_multi(opts: "ClassifyOptions", model: ExampleModel, raw: list[list[floa
         present = [int(j in t) for t in model.targets]
         if min(present.count(0), present.count(1)) < 2:
             if opts.method == "probe":
-                raise BadInputError(f"--method probe needs two examples with and two without label {model.names[j]!r}")
+                raise BadInputError(f"{option('method', 'probe')} needs two examples with and two without label {model.names[j]!r}")
             return
         probes.append(LinearProbe.fit(embeddings, present, 2, L2[0], [[0.0, row[j]] for row in raw]))
     model.method, model.probes = "probe", probes

@@ -41,8 +41,7 @@ class EmbedGenerator(Generator):
         `on_error(index, error)` is told instead."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise BadInputError(f"embed_many takes a list of texts, got {type_name(texts)}")
-        for text in texts:
-            self.check_inputs(text)
+        self.check_each(texts)
         vectors: list[list[float]] = []
         for start in range(0, len(texts), CHUNK):
             chunk = list(texts[start : start + CHUNK])

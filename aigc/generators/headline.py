@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
-from ..errors import AigcError, BadInputError, OptionError
+from ..errors import AigcError, BadInputError, OptionError, option
 from .base import Generator, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -91,19 +91,21 @@ class HeadlineGenerator(Generator):
         params = self.sampling(sampling, templates.get_template(opts.template).defaults)
         if opts.n > 1 and (params.greedy or params.top_k == 1):
             raise BadInputError(
-                f"{opts.n} headlines need sampling, but --temperature 0 or --top-k 1 always picks the same words; "
-                "raise them, or ask for one (-n 1; -O n=1 in aigc batch)"
+                f"{opts.n} headlines need sampling, but {option('temperature', 0)} or {option('top_k', 1)} always picks the same words; "
+                f"raise them, or ask for one ({option('n', 1)})"
             )
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
+        if set(inputs) - {"topic", "article"}:
+            raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got the key(s) {', '.join(map(repr, sorted(set(inputs) - {'topic', 'article'})))}")
         topic, article = inputs.get("topic"), inputs.get("article")
         for name, value in (("topic", topic), ("article", article)):
             if value is not None and not value.strip():
                 raise BadInputError(f"the {name} is empty; give some text")
         if (topic is None) == (article is None):
-            raise BadInputError("give either a topic (--topic) or an article (FILE or -), not both or neither")
+            raise BadInputError("give a topic or an article to write headlines for, not both" if topic is not None else "give a topic or an article to write headlines for")
 
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
@@ -134,11 +136,11 @@ class HeadlineGenerator(Generator):
         if len(headlines) < opts.n:
             if cut:
                 raise AigcError(
-                    f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at --max-tokens {base.max_tokens}; raise --max-tokens"
+                    f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at {option('max_tokens', base.max_tokens)}; raise {option('max_tokens')}"
                 )
             raise AigcError(
                 f"only {len(headlines)} distinct headline(s) of at most {opts.max_words} words came out of "
-                f"{MAX_ROUNDS} tries; raise --temperature, raise --max-words or ask for fewer with -n"
+                f"{MAX_ROUNDS} tries; raise {option('temperature')}, raise {option('max_words')} or ask for fewer ({option('n')})"
             )
         return headlines
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError, OptionError, option
 from ..textio import file_mode
 from .base import Generator
 
@@ -56,14 +56,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_size(width: int, height: int) -> None:
-    size = f"--size {width}x{height}"
+    size = option("size", f"{width}x{height}")
     if width % 8 or height % 8:
         fixed = f"{max(MIN_SIDE, round(width / 8) * 8)}x{max(MIN_SIDE, round(height / 8) * 8)}"
         raise BadInputError(f"{size}: width and height must be multiples of 8, e.g. {fixed}")
     if min(width, height) < MIN_SIDE:
         raise BadInputError(f"{size} is too small: at least {MIN_SIDE} pixels a side")
     if max(width, height) > MAX_SIDE:
-        raise BadInputError(f"{size} is too large: at most {MAX_SIDE} pixels a side; use a smaller --size")
+        raise BadInputError(f"{size} is too large: at most {MAX_SIDE} pixels a side; use a smaller {option('size')}")
 
 
 class ImageGenerator(Generator):
@@ -126,13 +126,13 @@ class ImageGenerator(Generator):
         needed, free = engine.memory_needed(width, height), engine.memory_free()
         if free is not None and needed > free:
             raise BadInputError(
-                f"--size {width}x{height} is too large for memory here: decoding needs about {needed / 1e9:.1f} GB "
-                f"and {free / 1e9:.1f} GB is free; use a smaller --size"
+                f"{option('size', f'{width}x{height}')} is too large for memory here: decoding needs about {needed / 1e9:.1f} GB "
+                f"and {free / 1e9:.1f} GB is free; use a smaller {option('size')}"
             )
         defaults = {**FALLBACK_DEFAULTS, **engine.defaults}
         steps = opts.steps or int(defaults["steps"])
         if engine.max_steps is not None and steps > engine.max_steps:
-            raise BadInputError(f"{engine.name}'s scheduler takes at most {engine.max_steps} steps; lower --steps")
+            raise BadInputError(f"{engine.name}'s scheduler takes at most {engine.max_steps} steps; lower {option('steps')}")
         return {
             "negative": opts.negative,
             "model": engine.name,

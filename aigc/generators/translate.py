@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
 from ..sentences import split_sentences, word_runs
@@ -216,12 +216,12 @@ class TranslateOptions:
 
     def __post_init__(self) -> None:
         if not self.target_language:
-            raise BadInputError("give the language to translate into: --to French or --to fr (-O target_language=fr in aigc batch)")
+            raise BadInputError(f"give the language to translate into: {option('target_language', 'French')} or {option('target_language', 'fr')}")
         self.target: Language = _language("target_language", self.target_language)
         source = str(self.source_language).strip()
         self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
         if self.source and self.source.code == self.target.code:
-            raise BadInputError(f"--to and --from are both {self.target.name}; nothing to translate")
+            raise BadInputError(f"{option('target_language')} and {option('source_language')} are both {self.target.name}; nothing to translate")
         if self.chunk_tokens < 16:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:

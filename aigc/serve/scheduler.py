@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
-from ..errors import AigcError, BadInputError
+from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
 
 log = logging.getLogger("aigc.serve")
@@ -222,7 +222,7 @@ class Scheduler:
         return job
 
     def _check_fits(self, job: Job) -> None:
-        check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, "shorten the prompt or lower max_tokens")
+        check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, f"shorten the prompt or lower {option('max_tokens')}")
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""

@@ -391,6 +391,6 @@ def test_stop_names_a_row_without_an_id_as_json(tmp_path):
 
 def test_an_id_column_no_row_has_is_an_error_not_row_numbers(tmp_path):
     (tmp_path / "a.csv").write_text("key,text\nk1,one\n")
-    with pytest.raises(BadInputError, match="no row has the id column 'kee' given with --id-field \\(its columns: 'key', 'text'\\)"):
+    with pytest.raises(BadInputError, match="no row has the id column 'kee' given with id_field \\(its columns: 'key', 'text'\\)"):
         read_rows(tmp_path / "a.csv", "kee")
     assert [r.id for r in read_rows(tmp_path / "a.csv", "key")] == ["k1"]

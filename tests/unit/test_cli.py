@@ -112,7 +112,21 @@ def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model
     for command in commands:
         result = invoke(*command, "-m", str(tmp_path / "no-model"))  # checked before the model would load
         assert result.exit_code == 2 and "headlines need sampling, but --temperature 0 or --top-k 1" in result.stderr, result.output
+        assert ("ask for one (-O n=1)" if command[0] == "batch" else "ask for one (-n 1)") in result.stderr  # as each command takes it
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path):
+    (tmp_path / "in.txt").write_text("hello\n")
+    batch = ("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"))
+    for args, expected in [
+        (("classify", "hi", "--labels", "a,b", "--method", "probe"), "Error: --method probe needs --examples"),
+        ((*batch, "-O", "labels=a,b", "-O", "method=probe"), "Error: -O method=probe needs -O examples"),
+        (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")), "translate into: -O target_language=French or -O target_language=fr"),
+        (("translate", "-", "--to", "de", "--from", "German"), "Error: --to and --from are both German"),
+    ]:
+        result = invoke(*args, "-m", str(tmp_path / "no-model"), input="hi\n")  # checked before the model would load
+        assert result.exit_code == 2 and expected in result.stderr, result.output
 
 
 def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):

@@ -168,7 +168,7 @@ def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
     path.write_text(json.dumps({"template": "no-such-template", "messages": []}))
     with pytest.raises(BadInputError, match="this session was saved with template 'no-such-template', which cannot be used: unknown template") as caught:
         session(path)
-    assert "--template chat" in str(caught.value)
+    assert "(template=chat)" in str(caught.value)
     assert session(path, template="chat").template == "chat"  # the way on
 
 

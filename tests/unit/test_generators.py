@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from aigc.errors import AigcError, BadInputError, OptionError
+from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
@@ -165,14 +165,18 @@ def test_headlines_cut_off_by_max_tokens_are_not_kept():
 
     engine = Cutting()
     engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
-    with pytest.raises(AigcError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at --max-tokens 4; raise --max-tokens"):
+    with pytest.raises(AigcError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at max_tokens=4; raise max_tokens"):
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
 
 
 def test_headline_needs_topic_or_article_and_valid_n():
     gen = HeadlineGenerator(engine=FakeEngine())
-    with pytest.raises(BadInputError, match="either a topic"):
+    with pytest.raises(BadInputError, match="^give a topic or an article to write headlines for, not both$"):
         gen({"topic": "a", "article": "b"})
+    with pytest.raises(BadInputError, match="^give a topic or an article to write headlines for$"):
+        gen({"topic": None})
+    with pytest.raises(BadInputError, match="got the key\\(s\\) 'topik'"):
+        gen({"topik": "bees"})
     with pytest.raises(BadInputError, match="the topic is empty"):
         gen({"topic": "  ", "article": None})
     with pytest.raises(OptionError, match="^n must be") as raised:
@@ -199,7 +203,7 @@ def test_chat_trims_old_turns_but_keeps_the_system_prompt():
 
 def test_one_shot_prompt_too_long_is_bad_input():
     gen = ChatGenerator(engine=FakeEngine(context_length=50))
-    with pytest.raises(BadInputError, match="shorten it or lower --max-tokens"):
+    with pytest.raises(BadInputError, match="shorten it or lower max_tokens$"):
         gen("word " * 100, sampling={"max_tokens": 10})
 
 
@@ -235,7 +239,7 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
     engine = FakeEngine()
     engine.enqueue("Rooftop Beehives: A New Frontier", "Rooftown Beehives: A New Frontier", "Cities love bees", *[""] * 20)
     assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
-    with pytest.raises(BadInputError, match="--temperature 0"):
+    with pytest.raises(BadInputError, match="temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"):
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
 
 
@@ -391,3 +395,68 @@ def test_registered_generators_map_each_name_to_its_plugin_and_class():
     import aigc
 
     assert aigc.registered_generators()["summarize"] == ("aigc.default_plugins.generators", SummarizeGenerator)
+
+
+def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    engine = FakeEngine()
+    gen = ChatGenerator(engine=engine)
+    engine.enqueue('{"a": ')  # cut off: what a decoder held to the schema leaves at max_tokens
+    with pytest.raises(AigcError, match="cut off at max_tokens=6 before its JSON was complete"):
+        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 6}))
+    engine.enqueue('{"a": 1}')
+    assert "".join(gen.stream("hi", sampling={"json_schema": schema})) == '{"a": 1}'
+    session = ChatSession(gen, sampling={"json_schema": schema})
+    engine.enqueue('{"a": ')
+    with pytest.raises(AigcError, match="cut off"):
+        session.ask("hi")
+    assert session.messages == []  # a turn that failed the schema is not kept
+    with pytest.raises(OptionError, match="^n must be 1 to stream"):
+        list(gen.stream("hi", sampling={"n": 2}))
+
+
+def test_ask_returns_the_reply_as_it_is_kept():
+    engine = FakeEngine()
+    session = ChatSession(ChatGenerator(engine=engine))
+    engine.enqueue("\n\n  Paris.  \n")
+    assert session.ask("Capital of France?") == "Paris." == session.messages[-1]["content"]
+
+
+def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
+    engine = FakeEngine(context_length=50)
+    gen = ChatGenerator(engine=engine)
+    with pytest.raises(BadInputError, match=r"^input 1: the prompt is empty"):
+        gen.many(["hi", "", "yo"])
+    with pytest.raises(ContextLengthError, match=r"^input 1: the prompt takes \d+ tokens") as raised:
+        gen.many(["hi", "word " * 100, "yo"], sampling={"max_tokens": 3})
+    assert raised.value.at == "input 1"
+
+
+def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
+    engine = FakeEngine()
+    with pytest.raises(BadInputError, match=r"chat has no option max_tokens; its options: system, template; max_tokens goes in sampling=\{'max_tokens': ...\}"):
+        ChatGenerator(engine=engine)("hi", max_tokens=30)
+    classify = ClassifyGenerator(engine=engine)
+    with pytest.raises(BadInputError, match="unknown sampling setting temprature"):
+        classify("good", sampling={"temprature": 0.5}, labels="a,b")
+    with pytest.raises(BadInputError, match="sampling must be a dict of settings such as"):
+        ChatGenerator(engine=engine)("hi", sampling=0.5)
+    with pytest.raises(BadInputError, match="unknown sampling setting temprature"):
+        ChatGenerator(engine=engine).many(["hi"], sampling={"temprature": 0.5})
+
+
+def test_a_session_file_that_cannot_be_written_fails_before_any_reply(tmp_path):
+    with pytest.raises(BadInputError, match="directory .* does not exist"):
+        ChatSession(ChatGenerator(engine=FakeEngine()), path=tmp_path / "missing" / "s.json")
+
+
+def test_chats_default_max_tokens_leaves_room_in_a_small_context():
+    engine = FakeEngine(context_length=400)
+    gen = ChatGenerator(engine=engine)
+    engine.enqueue("ok")
+    gen("hi")
+    assert engine.calls[-1][1].max_tokens == 100  # a quarter of the context, not the default 512
+    engine.enqueue("ok")
+    gen("hi", sampling={"max_tokens": 300})
+    assert engine.calls[-1][1].max_tokens == 300  # asked for: as asked
+    assert ChatSession(gen).settings()["max_tokens"] == 100

@@ -167,6 +167,46 @@ def test_a_misspelled_hook_is_recorded_naming_the_real_hooks(monkeypatch):
         plugins.reset()
 
 
+class UnmarkedPlugin:
+    def register_generators(self, register):  # no @hookimpl
+        register("never", Echo)
+
+
+def test_a_hook_function_without_hookimpl_is_recorded(monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("bare", UnmarkedPlugin())] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.plugin == "bare" and "register_generators is not marked @aigc.hookimpl" in failure.error
+        assert "never" not in registered_generators() and "chat" in registered_generators()
+    finally:
+        plugins.reset()
+
+
+class BadModelsPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec(alias="no-org", source="hf:"))
+        register(ModelSpec(alias="deep", source="hf:Org/Name/extra"))
+        register(ModelSpec(alias="wheel", source="pypi:pkg/file.gguf"))
+        register(ModelSpec(alias="", source="/abs"))
+        register(ModelSpec(alias="video", source="/abs", kind="video"))
+        register(ModelSpec(alias="relative", source="models/mine"))
+        register(ModelSpec(alias="fine", source="hf:Org/Name"))
+
+
+def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
+    pm.register(BadModelsPlugin(), name="badmodels")
+    models = registered_models()
+    assert "fine" in models and "smollm2" in models
+    assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
+    errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
+    for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
+                     "alias '' must be a name without spaces", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path"):
+        assert expected in errors
+
+
 def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
     class Shout:
         @hookimpl
@@ -425,8 +465,9 @@ def test_without_a_reporter_a_failure_is_a_warning_for_library_callers(pm):
 
     plugins.set_reporter(None)  # the pm fixture puts the earlier one back
     pm.register(RaisingPlugin(), name="raiser")
-    with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom"):
+    with pytest.warns(AigcWarning, match="plugin 'raiser' failed in register_models: RuntimeError: boom") as caught:
         registered_models()
+    assert [w.filename for w in caught] == [__file__]  # shown at the caller's line, not inside aigc
 
 
 def test_a_failing_plugin_filter_names_the_plugin_and_undefined_values_stay_the_templates_fault(pm, tmp_path):

@@ -58,7 +58,7 @@ def test_sampling_params_take_a_json_object_as_schema():
 def test_answers_parse_whole_integers_and_cut_answers_say_why():
     whole = Completion('{"ok": true, "count": 1e3, "color": "red"}', 3, 9, "stop")
     assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
-    with pytest.raises(AigcError, match="cut off at --max-tokens 50"):
+    with pytest.raises(AigcError, match="cut off at max_tokens=50 before its JSON was complete; raise max_tokens"):
         parse_answers([Completion('{"ok": tr', 3, 50, "length")], FLAGS, 50)
     with pytest.raises(AigcError, match="cut off"):
         parse_answers([Completion("12", 3, 50, "length")], {"type": "integer"}, 50)  # "12" of "123" parses too
@@ -67,7 +67,7 @@ def test_answers_parse_whole_integers_and_cut_answers_say_why():
     bounded = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 5}}}
     with pytest.raises(AigcError, match="does not match the schema at age"):
         parse_answers([Completion('{"age": 109}', 3, 9, "stop")], bounded, 50)
-    with pytest.raises(AigcError, match="--stop string"):
+    with pytest.raises(AigcError, match="a stop string ended it"):
         parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50)
 
 
@@ -93,7 +93,7 @@ def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine)
     sampling = {"json_schema": FLAGS, "temperature": 1.0, "seed": 1, "max_tokens": 100}
     for result in (ChatGenerator(engine=tiny_engine)("Give me JSON", sampling=sampling), TemplateGenerator(engine=tiny_engine)({"input": "JSON"}, sampling=sampling)):
         assert json.loads(result["text"]) == result["data"] and set(result["data"]) == {"ok", "count", "color"}
-    with pytest.raises(AigcError, match="cut off at --max-tokens 3"):
+    with pytest.raises(AigcError, match="cut off at max_tokens=3"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={**sampling, "max_tokens": 3})
     with pytest.raises(BadInputError, match="not valid"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "banana"}, "max_tokens": 50})
