@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
-from ..errors import AigcError, BadInputError, UnknownGeneratorError, option
+from ..errors import AigcError, BadInputError, OptionError, UnknownGeneratorError, option
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -44,9 +44,10 @@ def _option_types(options: type) -> dict[str, Any]:
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
-def coerce_value(subject: str, value: Any, hint: Any) -> Any:
+def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str], Exception] = lambda subject, problem: BadInputError(f"{subject} {problem}")) -> Any:
     """`value` as its declared type (bool, int, float or str; "3" -> 3 for text from a command line
-    or a form); anything that cannot be is a `BadInputError` about `subject` ("summarize option words")."""
+    or a form); anything that cannot be raises `error(subject, problem)`, by default a
+    `BadInputError` about `subject` ("template 'x' variable n must be a number, got 'a'")."""
     kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
     if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
         return value
@@ -56,13 +57,13 @@ def coerce_value(subject: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise BadInputError(f"{subject} must be true or false, got {value!r}")
+        raise error(subject, f"must be true or false, got {value!r}")
     if kind is str:
         if isinstance(value, str):
             return value
-        raise BadInputError(f"{subject} must be text, got {value!r}")
+        raise error(subject, f"must be text, got {value!r}")
     if isinstance(value, bool):
-        raise BadInputError(f"{subject} must be a number, got {value!r}")
+        raise error(subject, f"must be a number, got {value!r}")
     try:
         if kind is float:
             return float(value)
@@ -71,7 +72,7 @@ def coerce_value(subject: str, value: Any, hint: Any) -> Any:
     except (TypeError, ValueError):
         pass
     what = "a whole number" if kind is int else "a number"
-    raise BadInputError(f"{subject} must be {what}, got {value!r}")
+    raise error(subject, f"must be {what}, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -142,7 +143,7 @@ class Generator:
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
         hints = _option_types(self.Options)
-        opts = self.Options(**{k: coerce_value(f"{self.name} option {k}", v, hints.get(k, Any)) for k, v in options.items() if v is not None})
+        opts = self.Options(**{k: coerce_value(k, v, hints.get(k, Any), OptionError) for k, v in options.items() if v is not None})
         for name in known:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads

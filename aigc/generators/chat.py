@@ -211,7 +211,7 @@ class ChatSession:
             if name in self._given:
                 changed[name] = self._given[name]
         elif not (name == "seed" and value == "none"):
-            changed[name] = coerce_value(name, value, TUNABLE[name])
+            changed[name] = coerce_value(name, value, TUNABLE[name], OptionError)
         self.generator.sampling(changed)  # out-of-range values fail here
         self.sampling = changed
 

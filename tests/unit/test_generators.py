@@ -82,11 +82,11 @@ def test_summarize_rejects_bad_options(options, words_):
 @pytest.mark.parametrize(
     "generator, options, message",
     [
-        (SummarizeGenerator, {"words": "abc"}, "summarize option words must be a whole number, got 'abc'"),
+        (SummarizeGenerator, {"words": "abc"}, "^words must be a whole number, got 'abc'$"),
         (SummarizeGenerator, {"words": 2.5}, "must be a whole number"),
-        (SummarizeGenerator, {"format": 3}, "summarize option format must be text"),
-        (HeadlineGenerator, {"n": True}, "headline option n must be a number"),
-        (ClassifyGenerator, {"labels": "a,b", "threshold": "high"}, "classify option threshold must be a number"),
+        (SummarizeGenerator, {"format": 3}, "^format must be text"),
+        (HeadlineGenerator, {"n": True}, "^n must be a number"),
+        (ClassifyGenerator, {"labels": "a,b", "threshold": "high"}, "^threshold must be a number"),
         (ClassifyGenerator, {"labels": "a,b", "multi_label": "maybe"}, "must be true or false"),
         (ClassifyGenerator, {"labels": [1, 2]}, "labels must be names"),
     ],
