@@ -97,7 +97,8 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
     return collect("register_models", key=lambda spec: spec.alias, kind="model", check=_model_problem)
 
 
-_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
+_HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")  # what the hub takes as a repo id
 _WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
 
 
@@ -173,8 +174,11 @@ def _resolve(name: str) -> ModelRef:
     path = Path(name).expanduser()
     if path.exists():
         return _local_ref(name, path, None)
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and " " not in name:
-        return ModelRef(name, "hub", name)
+    hub_id = name[len("hf:") :] if name.startswith("hf:") else name
+    if hub_id.count("/") == 1 and not hub_id.startswith((".", "/", "~")) and " " not in hub_id:
+        if not _HUB_ID.fullmatch(hub_id):
+            raise UnknownModelError(f"{name!r} is not a Hugging Face id: ORG/NAME, each of letters, digits, '-', '_' and '.', without '--' or '..' (nor a local path that exists)")
+        return ModelRef(name, "hub", hub_id)
     if name.startswith((".", "/", "~")) or name.endswith(".gguf"):
         raise UnknownModelError(f"no such file or directory: {name}; give a local model directory or .gguf file that exists, or a model alias")
     raise UnknownModelError(

@@ -232,3 +232,15 @@ def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
         thread.start()
         thread.join(timeout=10)
         assert got == [loaded]
+
+
+def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    for bad in ("a/b--c", "a/.b", "org/name.", "hf:a/b..c"):
+        with pytest.raises(UnknownModelError, match="is not a Hugging Face id"):
+            resolve(bad)
+    ref = resolve("hf:HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert (ref.kind, ref.location) == ("hub", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert resolve("Qwen/Qwen2.5-0.5B-Instruct").location == "Qwen/Qwen2.5-0.5B-Instruct"
