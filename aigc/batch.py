@@ -84,7 +84,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):
-        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, _columns(rows))) or 'none'})")
+        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
     counts = Counter(_key(r.id) for r in rows if r.id is not None)
@@ -118,7 +118,8 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
 
 
-def _columns(rows: list[Row]) -> list[str]:
+def columns(rows: list[Row]) -> list[str]:
+    """Every column name of the rows, in the order they first appear."""
     return list(dict.fromkeys(key for row in rows for key in row.fields))
 
 

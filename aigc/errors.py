@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Callable
+from typing import Callable, Iterator
 
 _OPTION = re.compile("\x1e([^\x1e\x1f]+)(?:\x1f([^\x1e]*))?\x1e")
 
@@ -15,9 +16,25 @@ def option(name: str, value: object = None) -> str:
     return f"\x1e{name}\x1e" if value is None else f"\x1e{name}\x1f{value}\x1e"
 
 
-def _named(match: re.Match, flag: Callable[[str, str | None], str | None]) -> str:
+Namer = Callable[[str, "str | None"], "str | None"]  # (option, value given or None) -> how to show it, None: as the library spells it
+_namer: Namer | None = None
+
+
+@contextlib.contextmanager
+def options_named(namer: Namer) -> Iterator[None]:
+    """While inside, every error message names its options with `namer` (the CLI: as the running
+    command's flags), wherever it is turned into text."""
+    global _namer
+    previous, _namer = _namer, namer
+    try:
+        yield
+    finally:
+        _namer = previous
+
+
+def _named(match: re.Match, namer: Namer) -> str:
     name, value = match.groups()
-    return flag(name, value) or (name if value is None else f"{name}={value}")
+    return namer(name, value) or (name if value is None else f"{name}={value}")
 
 
 class AigcError(Exception):
@@ -27,10 +44,11 @@ class AigcError(Exception):
     exit_code = 1
     at: str | None = None
 
-    def shown(self, flag: Callable[[str, str | None], str | None] = lambda name, value: None) -> str:
-        """The message, each option in it (given `value` or None) as `flag(name, value)` shows it, or
-        else as the library spells it."""
-        text = _OPTION.sub(lambda match: _named(match, flag), self._text())
+    def shown(self, namer: Namer | None = None) -> str:
+        """The message, each option in it as `namer(name, value)` shows it (by default the one set
+        by `options_named`), or else as the library spells it."""
+        namer = namer or _namer or (lambda name, value: None)
+        text = _OPTION.sub(lambda match: _named(match, namer), self._text())
         return f"{self.at}: {text}" if self.at else text
 
     def _text(self) -> str:

@@ -14,7 +14,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning
+from ..errors import AigcError, AigcWarning, options_named
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -44,19 +44,17 @@ TyperOption.display_type_rich = _option_type
 _PARAMETERS = {"target_language": "to", "source_language": "from_"}
 
 
-def _message(ctx, exc: AigcError) -> str:
-    """The error's one line, options in it named as the command's flags (`--max-tokens`)."""
-    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+def _flag(ctx, name: str, value: str | None) -> str | None:
+    """Option `name` (given `value`) as the running command takes it (`--max-tokens`, `--method
+    probe`, `-O n=1` in aigc batch); None for `aigc serve`, whose clients use the library's names."""
+    if ctx.invoked_subcommand in (None, "serve"):
+        return None
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
     flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "opts", None)}
-
-    def flag(name: str, value: str | None) -> str | None:
-        shown = flags.get(_PARAMETERS.get(name, name))
-        if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
-            shown = f"-O {name}" if value is None else f"-O {name}={value}"
-            value = None
-        return shown if shown is None or value is None else f"{shown} {value}"
-
-    return exc.shown(flag)
+    shown = flags.get(_PARAMETERS.get(name, name))
+    if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
+        return f"-O {name}" if value is None else f"-O {name}={value}"
+    return shown if shown is None or value is None else f"{shown} {value}"
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
@@ -91,7 +89,8 @@ class AigcGroup(TyperGroup):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
             warnings.showwarning = _show_warning
-            return self._invoke(ctx)
+            with options_named(lambda name, value: _flag(ctx, name, value)):  # errors name the command's flags
+                return self._invoke(ctx)
 
     def _invoke(self, ctx):
         try:
@@ -99,7 +98,7 @@ class AigcGroup(TyperGroup):
         except AigcError as exc:
             if config.debug():
                 raise
-            ui.error(_message(ctx, exc))
+            ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)

@@ -65,7 +65,7 @@ def batch(
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
-        raise BadInputError(f"-O {exc}") from None
+        raise BadInputError(f"-O {exc.option} {exc.problem}") from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     if pending_rows(rows, output, generator, options, run.sampling()):

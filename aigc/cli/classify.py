@@ -10,6 +10,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import read_document
+from .lines import run_lines
 from .options import RunOptions, generation_options
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
@@ -69,6 +70,9 @@ def classify(
     if threshold is not None and not multi_label:
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
+    if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
+        run_lines(run, "classify", text, chosen, describe, as_json)
+        return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
     with ui.progress_bar() as progress:
@@ -89,7 +93,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 @generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],
-    labels: Labels = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
     examples: Examples = None,
     aspect: Aspect = "",
     method: Method = "auto",
@@ -102,8 +106,19 @@ def eval_classify(
     from ..evaluation import evaluate_classify
     from ..generators.classify_examples import load_examples
 
-    rows = [(text, names[0]) for text, names in load_examples(data)]
-    chosen = options(labels or ",".join(dict.fromkeys(label for _, label in rows)), False, 0.5, examples, aspect, method, calibrate)
+    labelled = load_examples(data)
+    several = next((names for _, names in labelled if len(names) > 1), None)
+    if several:
+        raise BadInputError(f"{data}: a text has several labels ({', '.join(several)}); eval classify measures one label per text (a comma in a label cell separates labels)")
+    rows = [(text, names[0]) for text, names in labelled]
+    found = list(dict.fromkeys(label for _, label in rows))
+    if len(found) < 2 and not labels:
+        raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
+    if examples:
+        shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples)}
+        if shared:
+            ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
+    chosen = options(labels or ",".join(found), False, 0.5, examples, aspect, method, calibrate)
     generator = run.generator("classify")
     run.prepare(generator, rows[0][0], chosen)
     with ui.progress_bar() as progress:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import BadInputError, ItemsFailedError
 from ..textio import check_utf8
 from .classify import read_input
 from .options import RunOptions, generation_options
@@ -27,13 +27,26 @@ def embed(
         raise BadInputError(f"{source} holds no text to embed")
     generator = run.generator("embed")
     run.prepare(generator, text, {})  # every line's text checked before the model loads
+    failed: dict[int, str] = {}
+
+    def skip(index: int, exc: BadInputError) -> None:  # with --lines a line that fails is skipped, and said
+        if not lines:
+            raise exc
+        failed[index] = str(exc)
+        ui.warn(f"line {numbered[index][0]}: {exc}")
+
     with ui.progress_bar() as progress:
         generator.progress = progress
-        vectors = generator.embed_many([t for _, t in numbered])
-    for (number, _), vector in zip(numbered, vectors):
+        vectors = generator.embed_many([t for _, t in numbered], on_error=skip)
+    for index, ((number, _), vector) in enumerate(zip(numbered, vectors)):
+        if vector is None:
+            ui.result(json.dumps({"line": number, "error": failed[index]}) if as_json else "")
+            continue
         shown = {**({"line": number} if lines else {}), "embedding": vector, "dimensions": len(vector)}
         ui.result(json.dumps(shown) if as_json else json.dumps(vector))
     run.report(generator)
+    if failed:
+        raise ItemsFailedError(f"{len(failed)} of {len(numbered)} lines failed (warned above)" + ("; the others' results are printed" if len(failed) < len(numbered) else ""))
 
 
 @generation_options(sampling=False)
@@ -49,14 +62,17 @@ def similar(
     run: RunOptions,
 ) -> None:
     """The items of a file most similar in meaning to QUERY, by the cosine similarity of embeddings."""
-    from ..batch import read_rows
+    from ..batch import columns, read_rows
     from ..similarity import EmbeddingCache, embed_cached, rank
 
     if number < 1:
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
     items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
-    for row in read_rows(input, id_field, field, unique_ids=False):
+    rows = read_rows(input, id_field, field, unique_ids=False)
+    if not any(field in row.fields for row in rows):  # one error, not a warning for every row
+        raise BadInputError(f"{input}: no row has the column {field!r} given with --field (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
+    for row in rows:
         try:
             if row.error:
                 raise BadInputError(row.error)

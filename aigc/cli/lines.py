@@ -36,7 +36,7 @@ def run_lines(
                 result = outcome["result"]
                 for note in notes(result):
                     ui.warn(f"line {row.number}: {note}")
-                ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(render(result).split()))
+                ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(part.strip() for part in render(result).splitlines() if part.strip()))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)

@@ -196,7 +196,12 @@ class ClassifyGenerator(Generator):
         return templates.render(opts.template, {"text": text, "labels": names, "aspect": opts.aspect.strip(), "demonstrations": shown or []}).messages[-1]["content"]
 
     def verbalizers(self, opts: ClassifyOptions) -> list[str]:
-        return [" " + word for label in opts.parsed for word in label.verbalizers]
+        """The continuations scored, each label's words in turn. When a word of one label begins one
+        of another ("apple", "apple pie"), each ends with the line break that ends a label in the
+        prompt: else the shorter one is always at least as likely."""
+        owned = [(label.name, word) for label in opts.parsed for word in label.verbalizers]
+        nested = any(a != b and other.startswith(word) for a, word in owned for b, other in owned)
+        return [f" {word}\n" if nested else f" {word}" for _, word in owned]
 
     def label_scores(self, logprobs: list[float], opts: ClassifyOptions) -> list[float]:
         """Per label: the log-likelihood of any of its verbalizers."""

@@ -41,6 +41,18 @@ def test_multi_token_labels_sharing_a_first_token_are_scored_in_full(classify, t
     assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
 
 
+def test_a_label_that_begins_another_is_scored_with_the_line_break_that_ends_it(classify, tiny_engine):
+    labels = ["apple", "apple pie", "phone"]
+    opts = classify.validate({"labels": labels, "calibrate": "off"})
+    assert classify.verbalizers(opts) == [" apple\n", " apple pie\n", " phone\n"]  # else P(apple) >= P(apple pie), always
+    assert classify.verbalizers(classify.validate({"labels": "Sci/Tech,World"})) == [" Sci/Tech", " Sci", " Tech", " World"]  # a label's own parts: no change
+    text = "I baked an apple pie."
+    expected = tiny_engine.score(classify.prompt(text, opts), [" apple\n", " apple pie\n", " phone\n"])
+    result = classify(text, labels=labels, calibrate="off")
+    total = math.log(sum(math.exp(v) for v in expected))
+    assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
+
+
 def test_the_same_input_gives_the_same_scores(classify):
     runs = [classify("Rain is expected tomorrow.", labels="weather,sports") for _ in range(2)]
     assert runs[0] == runs[1]

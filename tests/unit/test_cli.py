@@ -77,6 +77,29 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert [row["line"] for row in rows] == [1, 3]
 
 
+@pytest.mark.parametrize("command", [("classify", "-", "-l", "a,b"), ("embed", "-"), ("headline", "-", "-n", "1", "--max-tokens", "30", "--seed", "1")])
+def test_lines_too_long_for_the_model_is_skipped_and_said_as_the_command_names_it(tiny_model_dir, command):
+    text = "Bees make honey.\n" + "word " * 700 + "\nCities have rooftops.\n"  # line 2 is past the 512-token context
+    result = invoke(*command, "--lines", "--json", "-m", str(tiny_model_dir), input=text)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 1, result.output
+    assert [row["line"] for row in rows] == [1, 2, 3] and "error" in rows[1] and "error" not in rows[0] and "error" not in rows[2]
+    assert "line 2: " in result.stderr and "1 of 3 lines failed" in result.stderr
+    if command[0] == "headline":
+        assert "lower --max-tokens" in result.stderr  # the flag, as the command takes it
+
+
+def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_examples_it_is_tested_on(tmp_path):
+    (tmp_path / "multi.tsv").write_text("goal scored\tsports,politics\nvote held\tpolitics\n")
+    (tmp_path / "one.tsv").write_text("good\tpositive\ngreat\tpositive\n")
+    assert bad("eval", "classify", str(tmp_path / "multi.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'multi.tsv'}: a text has several labels (sports, politics); eval classify measures one label per text (a comma in a label cell separates labels)"])
+    code, lines = bad("eval", "classify", str(tmp_path / "one.tsv"), "-m", "no-such-model")
+    assert code == 2 and "holds texts of the label 'positive' only; list every label with --labels" in lines[0]
+    (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
+    code, lines = bad("eval", "classify", str(tmp_path / "two.tsv"), "--examples", str(tmp_path / "two.tsv"), "-m", "no-such-model")
+    assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
+
+
 def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
