@@ -98,9 +98,10 @@ def decode_document(data: bytes, name: str, suffix: str = "") -> str:
     return text
 
 
-def read_document(source: str, as_is: bool = False) -> str:
+def read_document(source: str, as_is: bool = False, text_hint: str | None = None) -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
-    (markup kept, not stripped), only checked to be text and not empty."""
+    (markup kept, not stripped), only checked to be text and not empty. `text_hint` says how to
+    give text itself, for a `source` that is no file and looks like words rather than a path."""
     decode = _as_is if as_is else decode_document
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -110,7 +111,8 @@ def read_document(source: str, as_is: bool = False) -> str:
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
     if not os.path.exists(path):  # os.path: False (not an OSError) for a name too long
-        raise BadInputError(f"no such file: {source}")
+        words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
+        raise BadInputError(f"no such file: {source}" + (f" ({text_hint})" if text_hint and words else ""))
     if path.is_dir():
         raise BadInputError(f"{source} is a directory; give a file")
     try:

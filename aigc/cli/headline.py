@@ -35,7 +35,7 @@ def headline(
         return
     if (topic is None) == (source is None):
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both" if topic is not None else "give a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
-    article = read_document(source) if source is not None else None
+    article = read_document(source, text_hint="for headlines about a topic, give it with --topic TEXT") if source is not None else None
     generator = run.generator("headline")
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)

@@ -15,13 +15,13 @@ from .options import RunOptions, generation_options
 @generation_options(logged=True)
 def summarize(
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
-    length: Annotated[str, typer.Option(help="short, medium or long.")] = "medium",
+    length: Annotated[Optional[str], typer.Option(help="short, medium or long.", show_default="medium")] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="paragraph or bullets.")] = "paragraph",
+    format: Annotated[str, typer.Option("--format", help="paragraph or bullets.")] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -29,18 +29,22 @@ def summarize(
     output = None if output == "-" else output  # - is stdout, where results go anyway
     if output:
         check_writable(output)
-    text = read_document(source)
+    if length is not None and words is not None:
+        raise BadInputError("give --length or --words, not both")
+    text = read_document(source, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
     options = {"length": length, "words": words, "format": format, "template": template}
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json)
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=cut_off_note)
         return
     generator = run.generator("summarize")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
+    for note in cut_off_note(result):
+        ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
     if output:
         ui.info(f"wrote {write_atomic(output, rendered)}")
@@ -48,6 +52,10 @@ def summarize(
         ui.result(rendered)
     run.keep(generator, "summarize", text, result["summary"], options, result)
     run.report(generator)
+
+
+def cut_off_note(result: dict) -> list[str]:
+    return ["--max-tokens cut the summary off; its unfinished sentence was left out (raise --max-tokens for a whole one)"] if result["cut_off"] else []
 
 
 def register(app: typer.Typer) -> None:

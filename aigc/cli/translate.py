@@ -7,14 +7,15 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
-from ..textio import check_writable, read_document, write_atomic
+from ..textio import check_writable, write_atomic
+from .classify import read_input
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
 
 @generation_options(logged=True)
 def translate(
-    source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
+    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin.")],
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
@@ -32,7 +33,7 @@ def translate(
     if output:
         check_writable(output)
     terms = load_glossary(glossary) if glossary else None
-    text = read_document(source)
+    text = read_input(source)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag

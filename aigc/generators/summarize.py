@@ -9,7 +9,10 @@ from typing import Any, Iterator
 from .. import templates
 from ..errors import BadInputError, OptionError
 from ..sentences import split_sentences, word_runs
+from ..engine.base import Completion
 from .base import Generator, type_name
+
+SENTENCE_ENDS = (".", "!", "?", "…", '"', "”", "»", "。", "！", "？")
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
@@ -104,16 +107,16 @@ class SummarizeGenerator(Generator):
         defaults = templates.get_template(template).defaults
         return self.sampling(sampling, {"max_tokens": int(words * 2.2) + 40, **defaults})
 
-    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[str]:
+    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[Completion]:
         params = self._params(template, words, sampling)
-        outputs: list[str] = []
+        outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
             self.progress(start, len(texts), stage)
             batch = texts[start : start + opts.batch_size]
             prompts = [
                 templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
             ]
-            outputs += [group[0].text.strip() for group in self.engine.generate(prompts, params)]
+            outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
 
@@ -123,9 +126,9 @@ class SummarizeGenerator(Generator):
             rounds += 1
             per_chunk = max(40, min(120, opts.target_words))
             partial = self._summarize_all(chunks, opts.chunk_template, per_chunk, opts, sampling, f"summarizing part (round {rounds})")
-            chunks = split_by_tokens("\n\n".join(partial), opts.chunk_tokens, self.engine.count_tokens)
+            chunks = split_by_tokens("\n\n".join(p.text.strip() for p in partial), opts.chunk_tokens, self.engine.count_tokens)
         final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary")[0]
-        return {"summary": final, "rounds": rounds}
+        return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
     def postprocess(self, raw: dict[str, Any], opts: SummarizeOptions) -> dict[str, Any]:
         text = raw["summary"]
@@ -139,9 +142,12 @@ class SummarizeGenerator(Generator):
             lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or len(line.split()) > opts.target_words else [line])]
         else:
             lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
-        lines = fit_length([line for line in lines if line], opts.target_words)
+        lines = [line for line in lines if line]
+        if raw["cut_off"] and len(lines) > 1 and not lines[-1].endswith(SENTENCE_ENDS):  # max_tokens ended it mid-sentence: the unfinished one goes
+            lines = lines[:-1]
+        lines = fit_length(lines, opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
-        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"]}
+        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"]}
 
 
 def unmatched_quote_dropped(text: str) -> str:

@@ -100,6 +100,15 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
 
 
+def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
+    assert bad("headline", "rooftop bees") == (2, ["Error: no such file: rooftop bees (for headlines about a topic, give it with --topic TEXT)"])
+    assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize -)"])
+    assert bad("summarize", "missing.txt") == (2, ["Error: no such file: missing.txt"])
+    assert bad("summarize", "-", "--length", "short", "--words", "10", input="text") == (2, ["Error: give --length or --words, not both"])
+    result = invoke("translate", "Where is the station?", "--to", "es", "--json", "-m", str(tiny_model_dir), "--max-tokens", "4")
+    assert result.exit_code == 0 and json.loads(result.stdout)["target_language"] == "es", result.output
+
+
 def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 

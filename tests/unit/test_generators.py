@@ -460,3 +460,21 @@ def test_chats_default_max_tokens_leaves_room_in_a_small_context():
     gen("hi", sampling={"max_tokens": 300})
     assert engine.calls[-1][1].max_tokens == 300  # asked for: as asked
     assert ChatSession(gen).settings()["max_tokens"] == 100
+
+
+def test_a_summary_cut_off_by_max_tokens_says_so_and_drops_its_unfinished_sentence():
+    from aigc.engine.base import Completion
+
+    class CutEngine(FakeEngine):
+        def generate(self, prompts, params):
+            return [[Completion(self.queue.pop(0), 9, params.max_tokens, "length")] for _ in prompts]
+
+    engine = CutEngine()
+    engine.enqueue("Bees are back in the city. Rooftop hives feed on the")
+    result = SummarizeGenerator(engine=engine)("Bees are back. " * 20, sampling={"max_tokens": 12})
+    assert result["summary"] == "Bees are back in the city." and result["cut_off"] is True
+    engine.enqueue("Bees are back in the city.")
+    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == "Bees are back in the city."  # a whole last sentence stays
+    plain = FakeEngine()
+    plain.enqueue("Bees are back in the city. Rooftop hives thrive.")
+    assert SummarizeGenerator(engine=plain)("Bees are back. " * 20)["cut_off"] is False
