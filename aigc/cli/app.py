@@ -63,7 +63,7 @@ GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
 def _one_line(exc: UsageError, command: str | None = None):
     """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
     names the command when the error does not (a missing option value)."""
-    if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc models` alone shows its help
+    if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc eval` alone shows its help
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
     hint = f"see `{where} --help`"
