@@ -37,7 +37,7 @@ def image(
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the PNG).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's; 30 if it has none).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; 0 = off (default: the model's; 7.5 if it has none).")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of 8 from 64 to 2048 (default: the model's native size).")] = None,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt: what to keep out of the image.")] = None,
     from_png: Annotated[Optional[str], typer.Option("--from-png", help="Re-run the settings recorded in a PNG aigc made; options given here override them.")] = None,
     enhance: Annotated[bool, typer.Option("--enhance", help="Have the text model rewrite the prompt into a detailed image prompt first (shown on stderr).")] = False,
@@ -96,7 +96,7 @@ def image(
     written = save_pngs(result["images"], paths, settings)
     per_step = result["seconds_per_step"]
     timing = f", {per_step:.3f} s/step" if per_step else ""
-    ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} steps{timing} on {result['settings']['device']}")
+    ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} step{'s' if result['settings']['steps'] != 1 else ''}{timing} on {result['settings']['device']}")
     if as_json:
         data = {
             "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],

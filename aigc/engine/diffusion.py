@@ -80,7 +80,7 @@ def resolve_image(name: str | None) -> models.ModelRef:
     if not name:
         with models.blamed_default("image") as default:
             return resolve_image(default)
-    ref = models.resolve(name)
+    ref = models.resolve(name, "image")
     if ref.kind == "hub" and ref.spec is None:
         return ref  # a bare hub id: taken as a diffusers repository
     if not ref.image:

@@ -132,13 +132,14 @@ def first_line(exc: BaseException) -> str:
     return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
-def resolve(name: str | None) -> ModelRef:
+def resolve(name: str | None, kind: str = "text") -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
-    model, and an error about it says where it was set."""
+    model of `kind` (text or image), and an error about it says where it was set. An unknown name's
+    error lists the aliases of `kind`."""
     if name:
-        return _resolve(name)
-    with blamed_default("text") as name:
-        return _resolve(name)
+        return _resolve(name, kind)
+    with blamed_default(kind) as name:
+        return _resolve(name, kind)
 
 
 @contextlib.contextmanager
@@ -156,7 +157,7 @@ def blamed_default(kind: str) -> Iterator[str]:
         raise BadInputError(f"the default {kind} model {name!r} ({source}) cannot be used; {fix}. {exc}") from None
 
 
-def _resolve(name: str) -> ModelRef:
+def _resolve(name: str, kind: str = "text") -> ModelRef:
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
         return ModelRef(name, "remote", name[len("openai:") :])
     if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
@@ -181,8 +182,11 @@ def _resolve(name: str) -> ModelRef:
         return ModelRef(name, "hub", hub_id)
     if name.startswith((".", "/", "~")) or name.endswith(".gguf"):
         raise UnknownModelError(f"no such file or directory: {name}; give a local model directory or .gguf file that exists, or a model alias")
+    aliases = ", ".join(sorted(alias for alias, (_, spec) in models.items() if spec.kind == kind)) or "none"
+    if kind == "image":
+        raise UnknownModelError(f"unknown image model {name!r}; image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     raise UnknownModelError(
-        f"unknown model {name!r}; known aliases: {', '.join(sorted(models))} "
+        f"unknown model {name!r}; known aliases: {aliases} "
         "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"
     )
 

@@ -58,7 +58,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def check_size(width: int, height: int) -> None:
     size = option("size", f"{width}x{height}")
     if width % 8 or height % 8:
-        fixed = f"{max(MIN_SIDE, round(width / 8) * 8)}x{max(MIN_SIDE, round(height / 8) * 8)}"
+        fixed = "x".join(str(min(MAX_SIDE, max(MIN_SIDE, round(side / 8) * 8))) for side in (width, height))
         raise BadInputError(f"{size}: width and height must be multiples of 8, e.g. {fixed}")
     if min(width, height) < MIN_SIDE:
         raise BadInputError(f"{size} is too small: at least {MIN_SIDE} pixels a side")

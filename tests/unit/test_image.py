@@ -228,6 +228,7 @@ def bad(*args, input=None):
     "args, words",
     [
         (["--size", "65x64"], "multiples of 8"),
+        (["--size", "99999x9"], "multiples of 8, e.g. 2048x64"),  # a size it takes
         (["--size", "big"], "WIDTHxHEIGHT"),
         (["--size", "4096x4096"], "too large"),
         (["--size", "16x16"], "too small"),
@@ -235,7 +236,7 @@ def bad(*args, input=None):
         (["--steps", "-3"], "--steps must be at least 1"),
         (["--guidance", "-1"], "--guidance must be 0 or more"),
         (["-n", "0"], "-n must be between 1 and 16"),
-        (["-m", "no-such-model"], "unknown model 'no-such-model'"),
+        (["-m", "no-such-model"], "unknown image model 'no-such-model'; image aliases: sd-turbo ("),
         (["--device", "tpu"], "unknown device"),
         (["--steps", "1000"], "scheduler takes at most 999 steps"),  # 1000 train steps, offset 1
     ],
