@@ -1,7 +1,9 @@
 """Options every generating command shares, added by one decorator instead of repeated per command."""
 
+import copy
 import functools
 import inspect
+import typing
 import json
 import sys
 import time
@@ -32,7 +34,7 @@ class RunOptions:
     quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL)] = "none"
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
     log: Annotated[Optional[bool], typer.Option("--log/--no-log", help="Keep this answer in the response log (`aigc logs`), or not; default: kept unless `aigc logs off`.", show_default=False, rich_help_panel=PANEL)] = None
-    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr (classify: prompts scored and scoring time).", rich_help_panel=PANEL)] = False
+    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
 
     def __post_init__(self) -> None:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
@@ -139,6 +141,16 @@ _COMMON = [
 SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
 
 
+def _scoring(param: inspect.Parameter) -> inspect.Parameter:
+    """A shared option as a command that scores rather than generates shows it: under "Model"."""
+    kind, info = typing.get_args(param.annotation)
+    info = copy.copy(info)
+    info.rich_help_panel = "Model"
+    if param.name == "stats":
+        info.help = "Print load time, the tokens read and the time they took on stderr."
+    return param.replace(annotation=Annotated[kind, info])
+
+
 def generation_options(func: Callable | None = None, *, sampling: bool = True, logged: bool = False) -> Callable:
     """Add the shared options to a command; it receives them as one `run: RunOptions` argument.
     `sampling=False` leaves out the sampling options, for commands that score instead of generate;
@@ -147,7 +159,7 @@ def generation_options(func: Callable | None = None, *, sampling: bool = True, l
         return functools.partial(generation_options, sampling=sampling, logged=logged)
     signature = inspect.signature(func)
     own = [p for p in signature.parameters.values() if p.name != "run"]
-    shared = [p for p in _COMMON if (sampling or p.name not in SAMPLING) and (logged or p.name != "log")]
+    shared = [p if sampling else _scoring(p) for p in _COMMON if (sampling or p.name not in SAMPLING) and (logged or p.name != "log")]
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
