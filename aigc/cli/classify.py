@@ -10,7 +10,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import read_document
-from .lines import run_lines
+from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
@@ -78,9 +78,13 @@ def classify(
     with ui.progress_bar() as progress:
         generator.progress = progress
         results = generator.classify_many(texts, **chosen)
+    lined = LineResults(as_json)
     for (number, text), result in zip(numbered, results):
-        shown = {**({"line": number} if lines else {}), **{k: result[k] for k in ("label", "labels", "scores") if k in result}}
-        ui.result(json.dumps(shown, ensure_ascii=False) if as_json else describe(result))
+        shown = {k: result[k] for k in ("label", "labels", "scores") if k in result}
+        if lines:
+            lined.show(number, describe(result), shown)
+        else:
+            ui.result(json.dumps(shown, ensure_ascii=False) if as_json else describe(result))
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
         run.keep(generator, "classify", text, chosen_labels, chosen, shown, measured=not lines)
     run.report(generator)

@@ -9,6 +9,7 @@ from .. import ui
 from ..errors import BadInputError, ItemsFailedError
 from ..textio import check_utf8
 from .classify import read_input
+from .lines import LineResults
 from .options import RunOptions, generation_options
 
 
@@ -38,12 +39,13 @@ def embed(
     with ui.progress_bar() as progress:
         generator.progress = progress
         vectors = generator.embed_many([t for _, t in numbered], on_error=skip)
+    shown = LineResults(as_json)
     for index, ((number, _), vector) in enumerate(zip(numbered, vectors)):
-        if vector is None:
-            ui.result(json.dumps({"line": number, "error": failed[index]}) if as_json else "")
-            continue
-        shown = {**({"line": number} if lines else {}), "embedding": vector, "dimensions": len(vector)}
-        ui.result(json.dumps(shown) if as_json else json.dumps(vector))
+        record = {"error": failed[index]} if vector is None else {"embedding": vector, "dimensions": len(vector)}
+        if lines:
+            shown.show(number, "" if vector is None else json.dumps(vector), record)
+        else:
+            ui.result(json.dumps(record) if as_json else json.dumps(vector))
     run.report(generator)
     if failed:
         raise ItemsFailedError(f"{len(failed)} of {len(numbered)} lines failed (warned above)" + ("; the others' results are printed" if len(failed) < len(numbered) else ""))

@@ -8,6 +8,23 @@ from ..errors import BadInputError, ItemsFailedError
 from .options import RunOptions
 
 
+class LineResults:
+    """`--lines` results, one per input line in order: as JSON lines carrying their `line` number, or
+    as text where a blank input line gets a blank line, so the output lines up with the input (`paste`)."""
+
+    def __init__(self, as_json: bool):
+        self.as_json, self.last = as_json, 0
+
+    def show(self, number: int, text: str, record: dict) -> None:
+        if self.as_json:
+            ui.result(json.dumps({"line": number, **record}, ensure_ascii=False))
+            return
+        for _ in range(self.last + 1, number):
+            ui.result("")
+        self.last = number
+        ui.result(text)
+
+
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
     notes: Callable[[dict], list[str]] = lambda result: [],
@@ -26,17 +43,18 @@ def run_lines(
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
     failed = 0
+    shown = LineResults(as_json)
     with ui.items_progress(task) as progress:
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
             if "error" in outcome:
                 failed += 1
                 ui.warn(f"line {row.number}: {outcome['error']}")
-                ui.result(json.dumps({"line": row.number, "error": outcome["error"]}) if as_json else "")
+                shown.show(row.number, "", {"error": outcome["error"]})
             else:
                 result = outcome["result"]
                 for note in notes(result):
                     ui.warn(f"line {row.number}: {note}")
-                ui.result(json.dumps({"line": row.number, **result}, ensure_ascii=False) if as_json else " ".join(part.strip() for part in render(result).splitlines() if part.strip()))
+                shown.show(row.number, " ".join(part.strip() for part in render(result).splitlines() if part.strip()), result)
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)

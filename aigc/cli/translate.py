@@ -1,6 +1,7 @@
 """`aigc translate FILE|- --to LANG`."""
 
 import json
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -34,6 +35,8 @@ def translate(
         check_writable(output)
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source)
+    if source.lower().endswith((".html", ".htm")) and os.path.isfile(source):
+        ui.warn(f"{source}: HTML is translated as its text, without its markup (Markdown keeps its structure)")
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag

@@ -75,6 +75,8 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert result.exit_code == 0, result.output
     assert len(rows) == 2 and not any("error" in row for row in rows)
     assert [row["line"] for row in rows] == [1, 3]
+    plain = invoke(*command, "--lines", "-m", str(tiny_model_dir), *sampling, input=text).stdout.split("\n")
+    assert len(plain) == 4 and plain[1] == plain[3] == ""  # a blank line for the blank input line: it lines up with the input
 
 
 @pytest.mark.parametrize("command", [("classify", "-", "-l", "a,b"), ("embed", "-"), ("headline", "-", "-n", "1", "--max-tokens", "30", "--seed", "1")])
