@@ -23,7 +23,8 @@ _namer: Namer | None = None
 @contextlib.contextmanager
 def options_named(namer: Namer) -> Iterator[None]:
     """While inside, every error message names its options with `namer` (the CLI: as the running
-    command's flags), wherever it is turned into text."""
+    command's flags), wherever it is turned into text. Process-wide, for a program's main thread
+    (the CLI); library code never sets it."""
     global _namer
     previous, _namer = _namer, namer
     try:

@@ -110,7 +110,7 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
         if cut:
             raise AigcError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
-            raise AigcError("the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
+            raise AigcError(f"the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
         problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
         if problem is not None:
             where = "/".join(map(str, problem.absolute_path)) or "the answer"

@@ -166,7 +166,7 @@ def _record(plugin: str, stage: str, exc: BaseException) -> None:
 def _outside_aigc() -> int:
     """The `stacklevel` of the first frame outside aigc (and pluggy, importlib) for a warning
     raised by this module's caller: where the caller's own code called aigc."""
-    inside = (str(Path(__file__).parent), str(Path(pluggy.__file__).parent), "<frozen importlib")
+    inside = (str(Path(__file__).parent) + os.sep, str(Path(pluggy.__file__).parent) + os.sep, "<frozen importlib")
     frame, level = sys._getframe(2), 2
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1

@@ -44,17 +44,30 @@ TyperOption.display_type_rich = _option_type
 _PARAMETERS = {"target_language": "to", "source_language": "from_"}
 
 
-def _flag(ctx, name: str, value: str | None) -> str | None:
-    """Option `name` (given `value`) as the running command takes it (`--max-tokens`, `--method
-    probe`, `-O n=1` in aigc batch); None for `aigc serve`, whose clients use the library's names."""
-    if ctx.invoked_subcommand in (None, "serve"):
-        return None
-    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
-    flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "opts", None)}
-    shown = flags.get(_PARAMETERS.get(name, name))
-    if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
-        return f"-O {name}" if value is None else f"-O {name}={value}"
-    return shown if shown is None or value is None else f"{shown} {value}"
+def _command(ctx):
+    """The command the arguments name, through sub-groups (`aigc eval classify`); read before the
+    group runs it, while the arguments are still there."""
+    command, args = ctx.command, [*getattr(ctx, "_protected_args", ()), *ctx.args]
+    while hasattr(command, "get_command") and args and not args[0].startswith("-"):  # a group's option: left to it
+        found = command.get_command(ctx, args[0])
+        if found is None:  # no such command: its own error comes later
+            break
+        command, args = found, args[1:]
+    return command
+
+
+def _flagger(command):
+    """How `command` names a library option (given a value or None): its flag (`--max-tokens`,
+    `--method probe`; `-O n=1` for a task option of aigc batch), else None: the library's name."""
+    flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "param_type_name", "") == "option"}
+
+    def flag(name: str, value: str | None) -> str | None:
+        shown = flags.get(_PARAMETERS.get(name, name))
+        if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
+            return f"-O {name}" if value is None else f"-O {name}={value}"
+        return shown if shown is None or value is None else f"{shown} {value}"
+
+    return flag
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
@@ -89,7 +102,7 @@ class AigcGroup(TyperGroup):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
             warnings.showwarning = _show_warning
-            with options_named(lambda name, value: _flag(ctx, name, value)):  # errors name the command's flags
+            with options_named(_flagger(_command(ctx))):  # errors name the command's flags
                 return self._invoke(ctx)
 
     def _invoke(self, ctx):

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import conversations, ui
-from ..errors import AigcError, BadInputError, ContextLengthError
+from ..errors import AigcError, BadInputError, ContextLengthError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
 from ..textio import STDIN, check_writable, read_document
@@ -168,8 +168,9 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=
         ui.info(f"({_names(pending)} added to your next message)")
     while True:
         try:
-            if _turn(session, run, pending) == "exit":
-                break
+            with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
+                if _turn(session, run, pending) == "exit":
+                    break
         except EOFError:
             sys.stdout.write("\n")
             break

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, MissingExtraError
+from ..errors import BadInputError, MissingExtraError, options_named
 
 PANEL = "Limits"
 
@@ -63,7 +63,8 @@ def serve(
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
     level = "info" if ui.settings.verbosity > 0 else "warning"
-    run_server(app, sock, log_level=level, grace=shutdown_grace)
+    with options_named(lambda name, value: None):  # clients send the library's names (max_tokens)
+        run_server(app, sock, log_level=level, grace=shutdown_grace)
 
 
 def register(app: typer.Typer) -> None:

@@ -55,7 +55,7 @@ def summarize(
 
 
 def cut_off_note(result: dict) -> list[str]:
-    return ["--max-tokens cut the summary off; its unfinished sentence was left out (raise --max-tokens for a whole one)"] if result["cut_off"] else []
+    return ["--max-tokens cut the summary off (an unfinished last sentence is left out); raise --max-tokens for a whole one"] if result["cut_off"] else []
 
 
 def register(app: typer.Typer) -> None:

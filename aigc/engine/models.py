@@ -98,7 +98,7 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
 
 
 _HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
-_HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")  # what the hub takes as a repo id
+_HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}", re.ASCII)  # what the hub takes as a repo id
 _WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
 
 

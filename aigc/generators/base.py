@@ -138,7 +138,7 @@ class Generator:
         unknown = sorted(set(options) - known)
         if unknown:
             settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
-            hint = f"; {', '.join(settings)} {'go' if len(settings) > 1 else 'goes'} in sampling={{{settings[0]!r}: ...}}" if settings else ""
+            hint = f"; give {', '.join(map(option, settings))} as {'sampling settings' if len(settings) > 1 else 'a sampling setting'}" if settings else ""
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )

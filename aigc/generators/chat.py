@@ -131,8 +131,8 @@ class ChatGenerator(Generator):
             try:
                 json.loads(text, strict=False)
                 ended = "stop"
-            except ValueError:  # cut off: by a stop string when there are any, else by max_tokens
-                ended = "stop" if params.stop else "length"
+            except ValueError:  # cut off by max_tokens when it took them all; else a stop string or a server that ignores schemas
+                ended = "length" if self.engine.count_tokens(text) >= params.max_tokens - 1 else "stop"
             parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
 
 

@@ -166,6 +166,7 @@ class ClassifyGenerator(Generator):
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         self.check_settings(sampling)  # nothing is sampled, but a misspelt setting is still an error
+        self.check_inputs(inputs)  # one text: its error names no position
         return self.classify_many([inputs], **options)[0]
 
     def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:

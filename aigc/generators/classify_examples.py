@@ -28,7 +28,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 4  # bump when what is cached changes
+VERSION = 5  # bump when what is cached changes
 
 Example = tuple[str, list[str]]  # text, label names
 

@@ -56,14 +56,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_size(width: int, height: int) -> None:
-    size = option("size", f"{width}x{height}")
+    size = f"{width}x{height}"
     if width % 8 or height % 8:
         fixed = "x".join(str(min(MAX_SIDE, max(MIN_SIDE, round(side / 8) * 8))) for side in (width, height))
         raise BadInputError(f"{size}: width and height must be multiples of 8, e.g. {fixed}")
     if min(width, height) < MIN_SIDE:
         raise BadInputError(f"{size} is too small: at least {MIN_SIDE} pixels a side")
     if max(width, height) > MAX_SIDE:
-        raise BadInputError(f"{size} is too large: at most {MAX_SIDE} pixels a side; use a smaller {option('size')}")
+        raise BadInputError(f"{size} is too large: at most {MAX_SIDE} pixels a side; use a smaller size")
 
 
 class ImageGenerator(Generator):
@@ -126,8 +126,8 @@ class ImageGenerator(Generator):
         needed, free = engine.memory_needed(width, height), engine.memory_free()
         if free is not None and needed > free:
             raise BadInputError(
-                f"{option('size', f'{width}x{height}')} is too large for memory here: decoding needs about {needed / 1e9:.1f} GB "
-                f"and {free / 1e9:.1f} GB is free; use a smaller {option('size')}"
+                f"{width}x{height} is too large for memory here: decoding needs about {needed / 1e9:.1f} GB "
+                f"and {free / 1e9:.1f} GB is free; use a smaller size"
             )
         defaults = {**FALLBACK_DEFAULTS, **engine.defaults}
         steps = opts.steps or int(defaults["steps"])

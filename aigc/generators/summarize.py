@@ -12,7 +12,7 @@ from ..sentences import split_sentences, word_runs
 from ..engine.base import Completion
 from .base import Generator, type_name
 
-SENTENCE_ENDS = (".", "!", "?", "…", '"', "”", "»", "。", "！", "？")
+SENTENCE_ENDS = (".", "!", "?", "…", '"', "'", "”", "’", "»", ")", "。", "！", "？")
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")

@@ -152,12 +152,14 @@ def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model
 
 def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path):
     (tmp_path / "in.txt").write_text("hello\n")
+    (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
     batch = ("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"))
     for args, expected in [
         (("classify", "hi", "--labels", "a,b", "--method", "probe"), "Error: --method probe needs --examples"),
         ((*batch, "-O", "labels=a,b", "-O", "method=probe"), "Error: -O method=probe needs -O examples"),
         (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")), "translate into: -O target_language=French or -O target_language=fr"),
         (("translate", "-", "--to", "de", "--from", "German"), "Error: --to and --from are both German"),
+        (("eval", "classify", str(tmp_path / "two.tsv"), "--method", "probe"), "Error: --method probe needs --examples"),  # a command in a group
     ]:
         result = invoke(*args, "-m", str(tmp_path / "no-model"), input="hi\n")  # checked before the model would load
         assert result.exit_code == 2 and expected in result.stderr, result.output
@@ -743,6 +745,7 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
         _turn(session, run, pending)
     err = capsys.readouterr().err
     assert len(session.messages) == 2 and "temperature must be a number" in err and "/set temperature needs a value" in err
+    assert "--temperature" not in err  # named as /set takes it, not as the command's flag
     (tmp_path / "my notes.md").write_text("  indented\n<b>kept</b>\n")
     repl_lines(monkeypatch, f"/file '{tmp_path / 'my notes.md'}'")  # quoted, as a dragged-in path comes
     _turn(session, run, pending)

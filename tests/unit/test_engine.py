@@ -238,7 +238,7 @@ def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():
     from aigc.engine.models import resolve
     from aigc.errors import UnknownModelError
 
-    for bad in ("a/b--c", "a/.b", "org/name.", "hf:a/b..c"):
+    for bad in ("a/b--c", "a/.b", "org/name.", "hf:a/b..c", "aéb/c"):
         with pytest.raises(UnknownModelError, match="is not a Hugging Face id"):
             resolve(bad)
     ref = resolve("hf:HuggingFaceTB/SmolLM2-360M-Instruct")

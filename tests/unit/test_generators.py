@@ -402,13 +402,16 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     engine = FakeEngine()
     gen = ChatGenerator(engine=engine)
     engine.enqueue('{"a": ')  # cut off: what a decoder held to the schema leaves at max_tokens
-    with pytest.raises(AigcError, match="cut off at max_tokens=6 before its JSON was complete"):
-        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 6}))
+    with pytest.raises(AigcError, match="cut off at max_tokens=2 before its JSON was complete"):
+        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 2}))
+    engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
+    with pytest.raises(AigcError, match="not complete JSON: a stop string ended it, or the model's server does not follow JSON schemas"):
+        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))
     engine.enqueue('{"a": 1}')
     assert "".join(gen.stream("hi", sampling={"json_schema": schema})) == '{"a": 1}'
     session = ChatSession(gen, sampling={"json_schema": schema})
     engine.enqueue('{"a": ')
-    with pytest.raises(AigcError, match="cut off"):
+    with pytest.raises(AigcError, match="not complete JSON"):
         session.ask("hi")
     assert session.messages == []  # a turn that failed the schema is not kept
     with pytest.raises(OptionError, match="^n must be 1 to stream"):
@@ -434,9 +437,11 @@ def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
 
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
-    with pytest.raises(BadInputError, match=r"chat has no option max_tokens; its options: system, template; max_tokens goes in sampling=\{'max_tokens': ...\}"):
+    with pytest.raises(BadInputError, match=r"^chat has no option max_tokens; its options: system, template; give max_tokens as a sampling setting$"):
         ChatGenerator(engine=engine)("hi", max_tokens=30)
     classify = ClassifyGenerator(engine=engine)
+    with pytest.raises(BadInputError, match="^there is no text to classify$"):  # one text: no position
+        classify("  ", labels="a,b")
     with pytest.raises(BadInputError, match="unknown sampling setting temprature"):
         classify("good", sampling={"temprature": 0.5}, labels="a,b")
     with pytest.raises(BadInputError, match="sampling must be a dict of settings such as"):
