@@ -12,17 +12,9 @@ from .. import config, ui
 from ..engine import models as registry
 from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
+from .options import listing_app
 
-models_app = typer.Typer(help="List, download and inspect models.", invoke_without_command=True)
-
-
-@models_app.callback()
-def models_callback(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Without a command, the known models (`aigc models list`)."""
-    if ctx.invoked_subcommand is None:
-        list_models(as_json)
-    elif as_json:
-        raise BadInputError(f"put --json after the command: aigc models {ctx.invoked_subcommand} ... --json")
+models_app = listing_app("models", "List, download and inspect models.", lambda as_json: list_models(as_json))
 
 
 @models_app.command("list")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .. import ui
-from ..errors import AigcError
+from ..errors import AigcError, BadInputError
 
 PANEL = "Model and sampling"
 
@@ -169,6 +169,21 @@ def generation_options(func: Callable | None = None, *, sampling: bool = True, l
     wrapper.__signature__ = signature.replace(parameters=own + shared)
     wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in shared}}
     return wrapper
+
+
+def listing_app(name: str, help: str, show: Callable[[bool], None]) -> typer.Typer:
+    """A command group that alone (`aigc NAME`, with `--json` too) lists what `show(as_json)` does,
+    the same as its `list` command."""
+    app = typer.Typer(help=help, invoke_without_command=True)
+
+    @app.callback()
+    def listing(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+        if ctx.invoked_subcommand is None:
+            show(as_json)
+        elif as_json:
+            raise BadInputError(f"put --json after the command: aigc {name} {ctx.invoked_subcommand} ... --json")
+
+    return app
 
 
 Schema = Annotated[

@@ -10,17 +10,9 @@ import typer
 
 from .. import conversations, ui
 from ..errors import BadInputError
+from .options import listing_app
 
-sessions_app = typer.Typer(help="List, show and remove the chat sessions kept by `aigc chat --session NAME`.", invoke_without_command=True)
-
-
-@sessions_app.callback()
-def list_sessions(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Chat sessions, most recently used first."""
-    if ctx.invoked_subcommand is None:
-        _show(as_json)
-    elif as_json:
-        raise BadInputError(f"put --json after the command: aigc sessions {ctx.invoked_subcommand} ... --json")
+sessions_app = listing_app("sessions", "List, show and remove the chat sessions kept by `aigc chat --session NAME`.", lambda as_json: _show(as_json))
 
 
 @sessions_app.command("list")

@@ -6,18 +6,9 @@ from typing import Annotated
 import typer
 
 from .. import templates, ui
-from ..errors import BadInputError
+from .options import listing_app
 
-templates_app = typer.Typer(help="List, inspect and create prompt templates.", invoke_without_command=True)
-
-
-@templates_app.callback()
-def templates_callback(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Without a command, the templates (`aigc templates list`)."""
-    if ctx.invoked_subcommand is None:
-        list_templates(as_json)
-    elif as_json:
-        raise BadInputError(f"put --json after the command: aigc templates {ctx.invoked_subcommand} ... --json")
+templates_app = listing_app("templates", "List, inspect and create prompt templates.", lambda as_json: list_templates(as_json))
 
 
 @templates_app.command("list")
