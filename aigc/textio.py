@@ -122,6 +122,19 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
     return decode(data, source, path.suffix)
 
 
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+
+
+def read_input(source: str) -> str:
+    """The text itself, a document's text (FILE), or stdin (-)."""
+    path = Path(source).expanduser()
+    if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
+        return read_document(source)
+    if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
+        raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
+    return source
+
+
 def _as_is(data: bytes, name: str, suffix: str = "") -> str:
     text = decode_text(data, name).replace("\r\n", "\n")
     if not text.strip():

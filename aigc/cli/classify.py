@@ -1,35 +1,22 @@
 """`aigc classify TEXT|FILE|-` and `aigc eval classify DATA.tsv`."""
 
 import json
-import os
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import read_document
+from ..textio import read_input
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.")]
 Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.")]
-
-
-def read_input(source: str) -> str:
-    """The text itself, a document's text (FILE), or stdin (-)."""
-    path = Path(source).expanduser()
-    if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
-        return read_document(source)
-    if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
-        raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
-    return source
 
 
 def options(labels, multi_label, threshold, examples, aspect, method, calibrate) -> dict:

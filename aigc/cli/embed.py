@@ -6,9 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, ItemsFailedError
-from ..textio import check_utf8
-from .classify import read_input
+from ..errors import BadInputError
+from ..textio import check_utf8, read_input
 from .lines import LineResults
 from .options import RunOptions, generation_options
 
@@ -47,8 +46,7 @@ def embed(
         else:
             ui.result(json.dumps(record) if as_json else json.dumps(vector))
     run.report(generator)
-    if failed:
-        raise ItemsFailedError(f"{len(failed)} of {len(numbered)} lines failed (warned above)" + ("; the others' results are printed" if len(failed) < len(numbered) else ""))
+    shown.check(len(numbered))
 
 
 @generation_options(sampling=False)

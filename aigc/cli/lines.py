@@ -13,9 +13,10 @@ class LineResults:
     as text where a blank input line gets a blank line, so the output lines up with the input (`paste`)."""
 
     def __init__(self, as_json: bool):
-        self.as_json, self.last = as_json, 0
+        self.as_json, self.last, self.failed = as_json, 0, 0
 
     def show(self, number: int, text: str, record: dict) -> None:
+        self.failed += "error" in record
         if self.as_json:
             ui.result(json.dumps({"line": number, **record}, ensure_ascii=False))
             return
@@ -23,6 +24,12 @@ class LineResults:
             ui.result("")
         self.last = number
         ui.result(text)
+
+    def check(self, total: int) -> None:
+        """An `ItemsFailedError` (exit 1) at the end when any of the `total` lines failed."""
+        if self.failed:
+            rest = "; the others' results are printed" if self.failed < total else ""
+            raise ItemsFailedError(f"{self.failed} of {total} lines failed (warned above){rest}")
 
 
 def run_lines(
@@ -42,12 +49,10 @@ def run_lines(
     generator = run.generator(task)
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
-    failed = 0
     shown = LineResults(as_json)
     with ui.items_progress(task) as progress:
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
             if "error" in outcome:
-                failed += 1
                 ui.warn(f"line {row.number}: {outcome['error']}")
                 shown.show(row.number, "", {"error": outcome["error"]})
             else:
@@ -58,5 +63,4 @@ def run_lines(
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)
-    if failed:
-        raise ItemsFailedError(f"{failed} of {len(rows)} lines failed (warned above)" + ("; the others' results are printed" if failed < len(rows) else ""))
+    shown.check(len(rows))

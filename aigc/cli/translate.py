@@ -8,8 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
-from ..textio import check_writable, write_atomic
-from .classify import read_input
+from ..textio import check_writable, read_input, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
