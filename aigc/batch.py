@@ -1,15 +1,16 @@
 """Running one task over many inputs: reading rows, resuming a run, and writing results in order.
 
 Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
-one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row, in input order. Each
-line is written, flushed and fsynced on its own, so a run killed at any moment leaves whole lines
-(plus at most one torn last line, which the next run cuts off) and a rerun skips the ids already
-there and runs again those that failed. Items run concurrently, and their model calls are merged
+one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
+flushed and fsynced as soon as its row is done, so a run killed at any moment leaves every finished
+row in whole lines (plus at most one torn last line, which the next run cuts off) and a rerun skips
+the ids already there and runs again those that failed; a run that ends puts the lines in input order. Items run concurrently, and their model calls are merged
 into batches by `CoalescingEngine`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import locks
 from .engine.coalesce import CoalescingEngine
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
-from .textio import check_writable, decode_document, unquote, write_atomic
+from .textio import check_writable, decode_text, numbered_lines, unquote, write_atomic
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -70,16 +72,16 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
     if not path.is_file():
         raise BadInputError(f"no such file: {path}")
-    text = decode_document(path.read_bytes(), str(path), ".txt")
+    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file").replace("\r\n", "\n")  # cells as they are: no markup read, no space cut
     if suffix == ".txt":
-        rows = [Row(n, n, {field: line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     elif suffix == ".jsonl":
-        rows = [_json_row(n, line, id_field) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        if tsv and reader.fieldnames:
-            reader.fieldnames = [unquote(name) for name in reader.fieldnames]
+        if reader.fieldnames:  # `id,text ` names the column text
+            reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(reader, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
@@ -118,6 +120,21 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
 
 
+def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path) -> None:
+    """A `BadInputError` before any work when no row gives `generator` an input (a `field_name`
+    that no row has, say); else the rows that cannot run are row errors."""
+    problem = None
+    for row in rows:
+        if not row.error:
+            try:
+                generator.batch_input(row.fields, field_name)
+                return
+            except BadInputError as exc:
+                problem = problem or exc
+    if problem:
+        raise BadInputError(f"{path}: no row can run: {problem}")
+
+
 def columns(rows: list[Row]) -> list[str]:
     """Every column name of the rows, in the order they first appear."""
     return list(dict.fromkeys(key for row in rows for key in row.fields))
@@ -147,7 +164,7 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
     except UnicodeDecodeError:
         raise BadInputError(f"{path} is not a batch output file (not UTF-8); give another -o or remove the file") from None
     lines = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.removesuffix("\n").split("\n") if text else [], 1):  # lines end at line feeds (JSON may hold U+2028)
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
@@ -177,7 +194,8 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    previous = [] if streams(output) else read_output(output)
+    with _writing(output, streams(output)):
+        previous = [] if streams(output) else read_output(output)
     _check_made_alike(output, previous, run_settings(generator, options, sampling))
     return _without_results(rows, previous)
 
@@ -252,10 +270,11 @@ def run_batch(
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
-    """Run `generator` on every row without a result in `output` yet, appending results in input
-    order; rows that failed in an earlier run are run again (their old lines are dropped first).
-    A run that got through every row leaves the file in input order. An output made by another
-    task, model, or other options or sampling settings is refused (`BadInputError`).
+    """Run `generator` on every row without a result in `output` yet, appending each result as its
+    row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in an earlier run are run
+    again (their old lines are dropped first). A run that ends leaves the file in input order. An
+    output made by another task, model, or other options or sampling settings is refused
+    (`BadInputError`), and so is an output another run is writing.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.
@@ -267,43 +286,54 @@ def run_batch(
     opts = generator.validate(options)
     generator.check_batch(opts)
     generator.check_sampling(opts, sampling)
-    previous = [] if stream else read_output(output)
-    settings = run_settings(generator, options, sampling)
-    _check_made_alike(output, previous, settings)
-    todo = _without_results(rows, previous)
-    if todo:
-        generator.prepare(options)
-    failed = {key for key, record in previous if "error" in record}
-    if failed:
-        _rewrite(output, [record for key, record in previous if key not in failed])
-    summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
-    report = progress or (lambda done, total: None)
-    started = time.perf_counter()
-    try:
-        with open(output, "a", encoding="utf-8") as sink:
-            for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency):
-                raised = outcome.pop("exception", None)
-                line = {"id": row.id, "row": row.number, **settings, **outcome}
-                if "error" in line:
-                    if on_error == "stop":
-                        if isinstance(raised, AigcError):  # its class kept (exit 2 for bad input), naming the row
-                            raised.at = f"row {_named(row)}"
-                            raise raised
-                        if raised:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
-                            raise AigcError(f"row {_named(row)}: {line['error']}") from raised
-                        raise BadInputError(f"row {_named(row)}: {line['error']}")
-                    summary.errors += 1
-                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
-                sink.flush()
-                if not stream:  # a pipe or device cannot be synced
-                    os.fsync(sink.fileno())
-                summary.done += 1
-                report(summary.done, len(todo))
-    finally:
-        summary.seconds = time.perf_counter() - started
-    if not stream:
-        _restore_order(output, rows)
+    with _writing(output, stream):
+        previous = [] if stream else read_output(output)
+        settings = run_settings(generator, options, sampling)
+        _check_made_alike(output, previous, settings)
+        todo = _without_results(rows, previous)
+        if todo:
+            generator.prepare(options)
+        failed = {key for key, record in previous if "error" in record}
+        if failed:
+            _rewrite(output, [record for key, record in previous if key not in failed])
+        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
+        report = progress or (lambda done, total: None)
+        started = time.perf_counter()
+        try:
+            with open(output, "a", encoding="utf-8") as sink:
+                for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
+                    raised = outcome.pop("exception", None)
+                    line = {"id": row.id, "row": row.number, **settings, **outcome}
+                    if "error" in line:
+                        if on_error == "stop":
+                            if isinstance(raised, AigcError):  # its class kept (exit 2 for bad input), naming the row
+                                raised.at = f"row {_named(row)}"
+                                raise raised
+                            if raised:  # exit 1 as a bug, naming the row; AIGC_DEBUG=1 shows the traceback
+                                raise AigcError(f"row {_named(row)}: {line['error']}") from raised
+                            raise BadInputError(f"row {_named(row)}: {line['error']}")
+                        summary.errors += 1
+                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    sink.flush()
+                    if not stream:  # a pipe or device cannot be synced
+                        os.fsync(sink.fileno())
+                    summary.done += 1
+                    report(summary.done, len(todo))
+        except AigcError:  # stopped at a bad row
+            if not stream:
+                _restore_order(output, rows)
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - started
+        if not stream:
+            _restore_order(output, rows)
     return summary
+
+
+def _writing(output: Path, stream: bool):
+    """Hold `output` for this run, so that a second `aigc batch` on it fails at once."""
+    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another {option('output')}"
+    return contextlib.nullcontext() if stream else locks.held(output, busy)
 
 
 def _restore_order(output: Path, rows: list[Row]) -> None:
@@ -326,17 +356,20 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
     return [r for start in range(0, len(rows), WINDOW) for r in sorted(rows[start : start + WINDOW], key=size)]
 
 
-def run_rows(generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text", concurrency: int = 16) -> Iterator[tuple[Row, dict]]:
-    """`(row, {"result": ...} or {"error": ...})` in input order, while worker threads run the rows
-    concurrently and their model calls are merged into batches. A row the generator raised on also
-    carries the exception, as `"exception"`."""
+def run_rows(
+    generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text",
+    concurrency: int = 16, in_order: bool = True,
+) -> Iterator[tuple[Row, dict]]:
+    """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
+    threads run the rows concurrently and their model calls are merged into batches. A row the
+    generator raised on also carries the exception, as `"exception"`."""
     check_concurrency(concurrency)
     if not rows:
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
-    yield from _ordered(worker, engine, rows, options, sampling or {}, field_name)
+    yield from _ordered(worker, engine, rows, options, sampling or {}, field_name, in_order)
 
 
 def check_concurrency(concurrency: int) -> None:
@@ -344,7 +377,7 @@ def check_concurrency(concurrency: int) -> None:
         raise OptionError("concurrency", f"must be a whole number between 1 and 256, got {concurrency!r}")
 
 
-def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name) -> Iterator[tuple[Row, dict]]:
+def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool) -> Iterator[tuple[Row, dict]]:
     queue = _order(rows, field_name)
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
@@ -371,12 +404,13 @@ def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, samp
     for thread in threads:
         thread.start()
     try:
-        for index, row in enumerate(rows):
+        for index in range(len(rows)):
             with ready:
-                while index not in results:
+                while not (index in results if in_order else results):
                     ready.wait()
-                outcome = results.pop(index)
-            yield row, outcome
+                done = index if in_order else next(iter(results))  # else the first row that finished
+                outcome = results.pop(done)
+            yield rows[done], outcome
     except KeyboardInterrupt:
         threads = []  # leave at once: the process is ending (the workers are daemons)
         raise

@@ -3,16 +3,14 @@ named sessions kept in aigc's data directory (`aigc sessions`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import config
+from . import config, locks
 from .errors import BadInputError
 from .textio import make_dir, write_atomic
 
@@ -87,32 +85,10 @@ def data_subdir(name: str) -> Path:
     return make_dir(config.data_dir() / name, "AIGC_DATA_DIR moves aigc's data")
 
 
-@contextmanager
 def in_use(path: Path):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
-    once instead of both rewriting the file (an advisory lock, freed when the process ends; none where
-    the system has no `flock`)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
-    try:
-        handle = open(data_subdir("locks") / f"{key}.lock", "w") if fcntl else None
-    except (OSError, BadInputError):  # a lock is a safety net, not a requirement
-        handle = None
-    try:
-        if handle is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BadInputError(f"{path} is in use by another aigc chat; wait for it to end or pick another --session") from None
-            except OSError:  # e.g. no locks on this file system
-                pass
-        yield
-    finally:
-        if handle is not None:
-            handle.close()
+    once instead of both rewriting the file."""
+    return locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session")
 
 
 def session_path(name: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
@@ -59,15 +60,30 @@ def _looks_like_html(text: str) -> bool:
 _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
 
 
-def decode_text(data: bytes, name: str) -> str:
-    """Text of some bytes; binary and non-UTF-8 input are errors that say so."""
+DOCUMENT = "a .txt, .md or .html document"
+
+
+def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
+    """Text of some bytes (UTF-8, or UTF-16 with its byte-order mark); binary and other encodings are
+    errors that say so and ask for `expected`."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise BadInputError(f"{name} starts like UTF-16 but is not valid UTF-16; give {expected} in UTF-8") from None
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
-        raise BadInputError(f"{name} looks like a binary file; give a .txt, .md or .html document")
+        raise BadInputError(f"{name} looks like a binary file; give {expected} (UTF-16 text without a byte-order mark: convert it with `iconv -f utf-16le -t utf-8`)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted.txt`"
         raise BadInputError(f"{name} is not valid UTF-8 (at byte offset {exc.start}); convert it first, e.g. {example}") from None
+
+
+def numbered_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) for each non-blank line. Lines end at a line feed only: U+2028 and the
+    other Unicode line breaks stay inside a line, as JSON Lines, CSV and `wc -l` have it."""
+    return [(number, line) for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()]
 
 
 def check_utf8(value: Any, what: str) -> None:
@@ -87,9 +103,9 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
-def decode_document(data: bytes, name: str, suffix: str = "") -> str:
+def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
-    text = decode_text(data, name)
+    text = decode_text(data, name, expected)
     if suffix.lower() in HTML_SUFFIXES or _looks_like_html(text):
         text = html_to_text(text)
     text = text.replace("\r\n", "\n").strip()
@@ -98,15 +114,16 @@ def decode_document(data: bytes, name: str, suffix: str = "") -> str:
     return text
 
 
-def read_document(source: str, as_is: bool = False, text_hint: str | None = None) -> str:
+def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT) -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
-    (markup kept, not stripped), only checked to be text and not empty. `text_hint` says how to
-    give text itself, for a `source` that is no file and looks like words rather than a path."""
+    (markup kept, not stripped: line numbers count from its first line), only checked to be text and
+    not empty. `text_hint` says how to give text itself, for a `source` that is no file and looks
+    like words rather than a path; `expected` what to give instead of a binary file."""
     decode = _as_is if as_is else decode_document
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
-        return decode(sys.stdin.buffer.read(), STDIN)
+        return decode(sys.stdin.buffer.read(), STDIN, expected=expected)
     if not source.strip():
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
@@ -119,24 +136,24 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
         data = path.read_bytes()
     except OSError as exc:
         raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
-    return decode(data, source, path.suffix)
+    return decode(data, source, path.suffix, expected)
 
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 
 
-def read_input(source: str) -> str:
-    """The text itself, a document's text (FILE), or stdin (-)."""
+def read_input(source: str, as_is: bool = False) -> str:
+    """The text itself, a document's text (FILE), or stdin (-); `as_is` as for `read_document`."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
-        return read_document(source)
+        return read_document(source, as_is=as_is)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
         raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
     return source
 
 
-def _as_is(data: bytes, name: str, suffix: str = "") -> str:
-    text = decode_text(data, name).replace("\r\n", "\n")
+def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
+    text = decode_text(data, name, expected).replace("\r\n", "\n")
     if not text.strip():
         raise BadInputError(f"{name} is empty; give a document with some text in it")
     return text

@@ -44,7 +44,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_on_error, pending_rows, read_rows, run_batch, streams
+    from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams
     from ..engine.sampling import SamplingParams
     from ..textio import check_writable
 
@@ -68,6 +68,7 @@ def batch(
         raise BadInputError(f"-O {exc.option} {exc.problem}") from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
+    check_inputs(generator, rows, field, input)
     if pending_rows(rows, output, generator, options, run.sampling()):
         with ui.stage_status() as stage:
             generator.load_progress = stage

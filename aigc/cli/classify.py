@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import read_input
+from ..textio import numbered_lines, read_input
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
@@ -24,6 +24,11 @@ def options(labels, multi_label, threshold, examples, aspect, method, calibrate)
         "labels": labels, "multi_label": multi_label, "threshold": threshold, "examples": examples,
         "aspect": aspect, "method": method, "calibrate": calibrate,
     }
+
+
+def shown(result: dict) -> dict:
+    """What `--json` prints of a result: the label(s) and the scores."""
+    return {k: result[k] for k in ("label", "labels", "scores") if k in result}
 
 
 def describe(result: dict) -> str:
@@ -49,8 +54,8 @@ def classify(
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
-    text = read_input(source)
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()] if lines else [(None, text)]
+    text = read_input(source, as_is=lines)
+    numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
     if not texts:
         raise BadInputError(f"{source} holds no text to classify")
@@ -58,7 +63,7 @@ def classify(
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
-        run_lines(run, "classify", text, chosen, describe, as_json)
+        run_lines(run, "classify", text, chosen, describe, as_json, record=shown)
         return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
@@ -67,13 +72,12 @@ def classify(
         results = generator.classify_many(texts, **chosen)
     lined = LineResults(as_json)
     for (number, text), result in zip(numbered, results):
-        shown = {k: result[k] for k in ("label", "labels", "scores") if k in result}
         if lines:
-            lined.show(number, describe(result), shown)
+            lined.show(number, describe(result), shown(result))
         else:
-            ui.result(json.dumps(shown, ensure_ascii=False) if as_json else describe(result))
+            ui.result(json.dumps(shown(result), ensure_ascii=False) if as_json else describe(result))
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        run.keep(generator, "classify", text, chosen_labels, chosen, shown, measured=not lines)
+        run.keep(generator, "classify", text, chosen_labels, chosen, shown(result), measured=not lines)
     run.report(generator)
 
 

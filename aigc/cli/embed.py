@@ -1,13 +1,13 @@
 """`aigc embed TEXT|FILE|-` and `aigc similar QUERY -i FILE`."""
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_utf8, read_input
+from ..textio import check_utf8, numbered_lines, read_input
 from .lines import LineResults
 from .options import RunOptions, generation_options
 
@@ -21,8 +21,8 @@ def embed(
     run: RunOptions,
 ) -> None:
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
-    text = read_input(source)
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()] if lines else [(None, text)]
+    text = read_input(source, as_is=lines)
+    numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
         raise BadInputError(f"{source} holds no text to embed")
     generator = run.generator("embed")

@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError
+from ..textio import numbered_lines
 from .options import RunOptions
 
 
@@ -34,16 +35,16 @@ class LineResults:
 
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
-    notes: Callable[[dict], list[str]] = lambda result: [],
+    notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result,
 ) -> None:
     """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
-    `notes(result)` are warnings about a line that did not fail."""
+    `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it."""
     from ..batch import Row, run_rows
 
-    rows = [Row(n, n, {field: line}) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     if not rows:
         raise BadInputError("the input has no non-empty lines")
     generator = run.generator(task)
@@ -59,7 +60,7 @@ def run_lines(
                 result = outcome["result"]
                 for note in notes(result):
                     ui.warn(f"line {row.number}: {note}")
-                shown.show(row.number, " ".join(part.strip() for part in render(result).splitlines() if part.strip()), result)
+                shown.show(row.number, " ".join(part.strip() for part in render(result).splitlines() if part.strip()), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     run.report(generator)

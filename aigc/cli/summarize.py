@@ -31,7 +31,7 @@ def summarize(
         check_writable(output)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
-    text = read_document(source, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
+    text = read_document(source, as_is=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
     options = {"length": length, "words": words, "format": format, "template": template}
     if lines:
         if output:
@@ -55,7 +55,7 @@ def summarize(
 
 
 def cut_off_note(result: dict) -> list[str]:
-    return ["--max-tokens cut the summary off (an unfinished last sentence is left out); raise --max-tokens for a whole one"] if result["cut_off"] else []
+    return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,7 @@ from .sampling import SamplingParams
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
+SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 
 
 KEY_HINT = "set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key"
@@ -165,6 +166,7 @@ class OpenAIEngine:
             headers["Content-Type"] = "application/json"
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        busy = None  # the last 429/503, which says more than a server gone since (one shutting down)
         for attempt in range(RETRIES):
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
@@ -172,11 +174,14 @@ class OpenAIEngine:
             except urllib.error.HTTPError as exc:
                 if exc.code in (429, 503) and attempt < RETRIES - 1:
                     wait = exc.headers.get("Retry-After", "1")
+                    busy = self._http_error(exc)
                     time.sleep(min(5.0, float(wait) if wait.replace(".", "", 1).isdigit() else 1.0))
                     continue
                 raise self._http_error(exc) from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
+                if busy is not None:
+                    raise ModelUnavailableError(f"{busy}; then it could not be reached ({reason})") from None
                 raise ModelUnavailableError(f"cannot reach {self.base_url}: {reason}; is the server running?") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -189,7 +194,8 @@ class OpenAIEngine:
         message = message or exc.reason
         where = f"{self.base_url} answered {exc.code}"
         if exc.code in (401, 403):
-            return BadInputError(f"{where}: {message}; {self.key_hint}")
+            hint = f"{self.key_hint} (the key sent was refused)" if self.key else self.key_hint
+            return BadInputError(f"{where}: {message}; {hint}")
         if exc.code == 404 and not self.base_url.rstrip("/").endswith("/v1"):
             return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {self.base_url.rstrip('/')}/v1?")
         if exc.code in (400, 404, 413, 422):
@@ -336,7 +342,8 @@ class OpenAIEngine:
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of each continuation's token log-probabilities, from the server's prompt logprobs.
 
-        One `/completions` request for all continuations: `echo` with `logprobs: 1` and
+        One `/completions` request per `SCORE_REQUEST_TEXTS` continuations (a server may cap the
+        prompts of one request: `aigc serve` at its `--max-batch`): `echo` with `logprobs: 1` and
         `max_tokens: 0` (vLLM, aigc), or `max_tokens: 1` where the server wants at least one new
         token. The tokens whose text starts inside the continuation count, so a continuation should
         start at a token boundary (a leading space, as labels usually do).
@@ -352,6 +359,14 @@ class OpenAIEngine:
             )
         if not continuations or any(not c for c in continuations):
             raise BadInputError("every continuation to score needs at least one token")
+        scores, tokens = [], 0
+        for start in range(0, len(continuations), SCORE_REQUEST_TEXTS):
+            part, counted = self._score_request(prompt, continuations[start : start + SCORE_REQUEST_TEXTS])
+            scores += part
+            tokens += counted
+        return scores, tokens
+
+    def _score_request(self, prompt: str, continuations: list[str]) -> tuple[list[float], int]:
         missing = f"{self.base_url} does not return prompt log-probabilities (echo with logprobs on /completions), which scoring needs; use a local model or a server that offers them, such as vLLM"
         texts = [prompt + c for c in continuations]
         body = {"model": self.model, "prompt": texts, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": 1}
@@ -363,7 +378,7 @@ class OpenAIEngine:
                     raise
                 answer = self._request("POST", "/completions", {**body, "max_tokens": 1})
         except BadInputError as exc:
-            raise AigcError(f"{missing} ({exc})") from None
+            raise AigcError(f"{self.base_url} refused a scoring request ({exc}); scoring needs prompt log-probabilities (echo with logprobs on /completions), as vLLM and aigc serve give them") from None
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != len(texts):
             raise AigcError(missing)

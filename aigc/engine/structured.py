@@ -142,6 +142,32 @@ def _decoder_schema(node: Any) -> Any:
     return node
 
 
+UNHELD = (  # rules lm-format-enforcer's parser does not hold an answer to
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "oneOf", "not", "if", "patternProperties",
+    "propertyNames", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "uniqueItems", "contains", "prefixItems",
+)
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")  # name -> schema
+_SCHEMA_KEYS = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "anyOf", "allOf", "oneOf", "prefixItems")
+
+
+def unheld_rules(schema: Any) -> list[str]:
+    """The rules in `schema` that the decoder does not hold answers to, so an answer may break them
+    (an integer's small `minimum`..`maximum` range is held: it is decoded as a choice)."""
+    found: set[str] = set()
+    level = [_decoder_schema(schema)]
+    while level:
+        nodes, level = level, []
+        for node in nodes:
+            if isinstance(node, list):
+                level += node
+            elif isinstance(node, dict):
+                found.update(key for key in UNHELD if key in node and not (key in BOUNDS and "enum" in node))  # a bounded enum is held
+                level += [v for key in _SCHEMA_MAPS if isinstance(node.get(key), dict) for v in node[key].values()]
+                level += [node[key] for key in _SCHEMA_KEYS if key in node]
+    return sorted(found, key=UNHELD.index)
+
+
 def _bound(node: dict, inclusive: str, exclusive: str, step: int) -> float | None:
     """A number bound as an inclusive one for integers (`exclusiveMinimum: 0` is `minimum: 1`)."""
     for key, shift in ((inclusive, 0), (exclusive, step)):

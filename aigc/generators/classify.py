@@ -91,8 +91,8 @@ class ClassifyOptions:
     parsed: list[Label] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold < 1:
-            raise OptionError("threshold", f"must be between 0 and 1, got {self.threshold}")
+        if not 0 <= self.threshold <= 1:
+            raise OptionError("threshold", f"must be from 0 to 1, got {self.threshold}")
         if self.method not in METHODS:
             raise OptionError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.calibrate not in CALIBRATE:

@@ -38,7 +38,7 @@ def load_examples(source: str | Path | list) -> list[Example]:
     header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs."""
     if isinstance(source, (str, Path)):
         rows = []
-        for number, line in enumerate(read_document(str(source)).splitlines(), 1):
+        for number, line in enumerate(read_document(str(source), as_is=True, expected="a text<TAB>label TSV file").split("\n"), 1):
             if not line.strip():
                 continue
             text, tab, label = line.rpartition("\t")

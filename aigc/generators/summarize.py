@@ -12,7 +12,8 @@ from ..sentences import split_sentences, word_runs
 from ..engine.base import Completion
 from .base import Generator, type_name
 
-SENTENCE_ENDS = (".", "!", "?", "…", '"', "'", "”", "’", "»", ")", "。", "！", "？")
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
+CLOSERS = "\"'”’»)"  # may follow a sentence's end: `He said "no."`
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
@@ -143,7 +144,7 @@ class SummarizeGenerator(Generator):
         else:
             lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
         lines = [line for line in lines if line]
-        if raw["cut_off"] and len(lines) > 1 and not lines[-1].endswith(SENTENCE_ENDS):  # max_tokens ended it mid-sentence: the unfinished one goes
+        if raw["cut_off"] and len(lines) > 1 and not lines[-1].rstrip(CLOSERS).endswith(SENTENCE_ENDS):  # max_tokens ended it mid-sentence: the unfinished one goes
             lines = lines[:-1]
         lines = fit_length(lines, opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)

@@ -24,7 +24,7 @@ from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
 from ..sentences import split_sentences, word_runs
-from ..textio import unquote
+from ..textio import decode_text, numbered_lines, unquote
 from .base import Generator, type_name
 
 
@@ -77,8 +77,8 @@ def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
     first = True
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    for number, line in numbered_lines(text):
+        if line.lstrip().startswith("#"):
             continue
         columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
         if len(columns) != 2 or not columns[0].strip() or not columns[1].strip():
@@ -109,11 +109,7 @@ def load_glossary(path: str | Path) -> list[tuple[str, str]]:
         raise BadInputError(f"no such glossary file: {path}") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"glossary {path} is not valid UTF-8 (at byte offset {exc.start})") from None
-    return parse_glossary(text, str(path))
+    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file").replace("\r\n", "\n"), str(path))
 
 
 def _term(term: str, whole: bool = True) -> re.Pattern:

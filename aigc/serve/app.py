@@ -37,6 +37,7 @@ from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Sch
 log = logging.getLogger("aigc.serve")
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
+COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _union_tag(part: Any) -> bool:
 def _response_schema(response_format: dict | None) -> dict | None:
     """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
     JSON object, `text` (or none) is no schema."""
-    from ..engine.structured import schema_parser
+    from ..engine.structured import schema_parser, unheld_rules
 
     kind = (response_format or {}).get("type", "text")
     if kind == "text":
@@ -112,6 +113,12 @@ def _response_schema(response_format: dict | None) -> dict | None:
         schema_parser(schema)  # a schema the decoder cannot follow fails here, not in the batch
     except AigcError as exc:
         raise ApiError(400, str(exc), param="response_format", code="invalid_value") from None
+    unheld = unheld_rules(schema) if kind == "json_schema" and spec.get("strict") else []
+    if unheld:
+        raise ApiError(
+            400, f"response_format json_schema is strict, but this server cannot hold answers to {', '.join(unheld)}; drop them, or set strict to false (answers may then break them)",
+            param="response_format", code="unsupported",
+        )
     return schema
 
 
@@ -373,7 +380,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not req.echo:
                 raise ApiError(422, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
             return None
-        max_tokens = asked or min(settings.max_tokens_cap, room)
+        unasked = COMPLETION_DEFAULT_TOKENS if isinstance(req, CompletionRequest) else settings.max_tokens_cap  # as OpenAI and vLLM
+        max_tokens = asked or min(unasked, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
         values.update(

@@ -218,7 +218,7 @@ class Scheduler:
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
-            raise QueueFullError(f"{self.jobs.maxsize} requests are already waiting; retry shortly") from None
+            raise QueueFullError(f"the queue of waiting requests is full ({self.jobs.maxsize}, --max-queue); retry shortly") from None
         return job
 
     def _check_fits(self, job: Job) -> None:

@@ -394,3 +394,68 @@ def test_an_id_column_no_row_has_is_an_error_not_row_numbers(tmp_path):
     with pytest.raises(BadInputError, match="no row has the id column 'kee' given with id_field \\(its columns: 'key', 'text'\\)"):
         read_rows(tmp_path / "a.csv", "kee")
     assert [r.id for r in read_rows(tmp_path / "a.csv", "key")] == ["k1"]
+
+
+def test_cells_are_read_as_they_are(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "a\\u2028b", "text": "first\u2028second"}\n{"id": "c", "text": "third\x85"}\n', encoding="utf-8")
+    (tmp_path / "a.tsv").write_text("id\ttext\tnote\n1\t<html> is markup\tx\n2\tplain\t\n")
+    (tmp_path / "a.csv").write_text("id , text \n1,one\n")
+    rows = read_rows(tmp_path / "a.jsonl")  # U+2028 and U+0085 end no line
+    assert [(r.id, r.fields["text"]) for r in rows] == [("a\u2028b", "first\u2028second"), ("c", "third\x85")]
+    assert [(r.fields, r.error) for r in read_rows(tmp_path / "a.tsv")] == [
+        ({"id": "1", "text": "<html> is markup", "note": "x"}, None), ({"id": "2", "text": "plain", "note": ""}, None)  # an empty last cell is a cell
+    ]
+    assert read_rows(tmp_path / "a.csv")[0].fields == {"id": "1", "text": "one"}  # header names without their spaces
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.", "Three.")
+    out = tmp_path / "out.jsonl"
+    run_batch(summarizer(engine), rows, out, {})
+    assert [r.id for r in pending_rows(rows, out, summarizer(engine), {})] == []  # its own output reads back, U+2028 and all
+
+
+def test_rows_are_written_as_they_finish_and_a_finished_run_is_in_input_order(tmp_path):
+    release = threading.Event()
+    generator = summarizer(FakeEngine())
+
+    class SlowOnOne(type(generator)):
+        def __call__(self, inputs, **kwargs):
+            result = super().__call__(inputs, **kwargs)
+            if "slow" in inputs:
+                release.wait(30)  # done after the other row is written
+            return result
+
+    source = tmp_path / "in.txt"
+    source.write_text("a slow one.\nquick.\n")
+    out = tmp_path / "out.jsonl"
+    engine = FakeEngine()
+    engine.enqueue("Done.", "Done.")
+    written = []
+
+    def progress(done, total):
+        written.append([r["id"] for r in lines(out)])
+        release.set()
+
+    run_batch(SlowOnOne(engine=engine), read_rows(source), out, {}, concurrency=2, progress=progress)
+    assert written == [[2], [2, 1]] and [r["id"] for r in lines(out)] == [1, 2]
+
+
+def test_an_output_another_run_is_writing_is_refused(tmp_path):
+    from aigc import locks
+
+    source = tmp_path / "in.txt"
+    source.write_text("one.\n")
+    out = tmp_path / "out.jsonl"
+    with locks.held(out, "busy"), pytest.raises(BadInputError, match="being written by another aigc batch"):
+        run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
+    run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
+    assert [r["id"] for r in lines(out)] == [1]
+
+
+def test_a_field_no_row_has_fails_before_any_row_runs(tmp_path):
+    from aigc.batch import check_inputs
+
+    (tmp_path / "a.jsonl").write_text('{"body": "one"}\n{"body": "two"}\nnot json\n')
+    rows = read_rows(tmp_path / "a.jsonl")
+    with pytest.raises(BadInputError, match=r"a.jsonl: no row can run: the row has no 'text' field \(it has 'body'\)"):
+        check_inputs(summarizer(FakeEngine()), rows, "text", tmp_path / "a.jsonl")
+    check_inputs(summarizer(FakeEngine()), rows, "body", tmp_path / "a.jsonl")  # some rows can: the bad JSON line is a row error

@@ -88,6 +88,8 @@ def test_multi_label_scores_each_label_against_the_likeliest(classify):
     top = max(single["scores"].values())
     assert result["scores"] == pytest.approx({k: v / top for k, v in single["scores"].items()}, abs=1e-5)
     assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3]
+    only_top = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=1)
+    assert only_top["labels"] == [single["label"]]  # 1: only the likeliest (its score is 1)
     assert single["label"] in result["labels"]
 
 

@@ -66,17 +66,28 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("command", [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "bees\n\ncity rooftops"), ("classify", "-", "-l", "a,b")])
+@pytest.mark.parametrize(
+    "command",
+    [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "\n\nbees\n\n<html> city rooftops"), ("classify", "-", "-l", "a,b"), ("embed", "-")],
+)
 def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, command):
-    text = "Bees make honey.\n\nCities have rooftops.\n"
-    sampling = () if command[0] == "classify" else ("--max-tokens", "6", "--temperature", "1", "--seed", "1")
+    text = "\n\nBees make honey.\n\n<html> Cities have rooftops.\n"  # numbered from the first line; a line is text, not markup
+    sampling = ("--max-tokens", "6", "--temperature", "1", "--seed", "1") if command[0] in ("summarize", "translate", "headline") else ()
     result = invoke(*command, "--lines", "--json", "-m", str(tiny_model_dir), *sampling, input=text)
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.exit_code == 0, result.output
     assert len(rows) == 2 and not any("error" in row for row in rows)
-    assert [row["line"] for row in rows] == [1, 3]
+    assert [row["line"] for row in rows] == [3, 5]
     plain = invoke(*command, "--lines", "-m", str(tiny_model_dir), *sampling, input=text).stdout.split("\n")
-    assert len(plain) == 4 and plain[1] == plain[3] == ""  # a blank line for the blank input line: it lines up with the input
+    assert len(plain) == 6 and plain[0] == plain[1] == plain[3] == "" and plain[2] and plain[4]  # blank for blank: it lines up with the input
+
+
+def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):
+    model = ("-l", "a,b", "-m", str(tiny_model_dir))
+    single = json.loads(invoke("classify", "one", *model, "--json").stdout)
+    for extra in ((), ("--calibrate", "batch")):
+        for row in map(json.loads, invoke("classify", "-", "--lines", *model, "--json", *extra, input="one\ntwo\n").stdout.splitlines()):
+            assert set(row) == {"line", *single} == {"line", "label", "scores"}
 
 
 @pytest.mark.parametrize("command", [("classify", "-", "-l", "a,b"), ("embed", "-"), ("headline", "-", "-n", "1", "--max-tokens", "30", "--seed", "1")])
@@ -191,7 +202,7 @@ def bad(*args, input=None):
 
 
 @pytest.mark.parametrize(
-    "content, words", [(b"", "empty"), (b"\x00\x01\x02", "binary"), (b"\xff\xfe caf\xe9", "not valid UTF-8")]
+    "content, words", [(b"", "empty"), (b"\x00\x01\x02", "binary"), (b"caf\xe9 ol\xe9", "not valid UTF-8"), (b"\xff\xfe caf\xe9", "not valid UTF-16")]
 )
 def test_bad_files_are_one_line_errors_with_exit_2(tmp_path, content, words):
     path = tmp_path / "in.txt"

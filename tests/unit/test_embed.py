@@ -232,7 +232,7 @@ def test_batch_embed_writes_one_vector_per_row(tiny_model_dir, tmp_path, tiny_en
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "out.jsonl"
-    result = invoke("batch", "embed", "-i", str(source), "-o", str(out), "-m", str(tiny_model_dir))
+    result = invoke("batch", "embed", "-i", str(source), "-o", str(out), "-m", str(tiny_model_dir), "--dtype", "float32")  # as tiny_engine
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [1, 2, 3]

@@ -89,8 +89,10 @@ def test_adcopy_rejects_bad_input_before_any_model_loads():
     register_adcopy()
     try:
         generator = get_generator("adcopy")
-        with pytest.raises(BadInputError, match="--audience"):
+        with pytest.raises(BadInputError, match="^audience is required"):  # the library's name; the CLI says --audience
             generator({"product": "x", "audience": " "})
+        with pytest.raises(BadInputError, match='adcopy takes {"product": TEXT, "audience": TEXT}, got str'):
+            generator("honey")
         with pytest.raises(BadInputError, match="^n must be"):
             generator({"product": "x", "audience": "y"}, n=0)
         assert generator._engine is None

@@ -480,6 +480,9 @@ def test_a_summary_cut_off_by_max_tokens_says_so_and_drops_its_unfinished_senten
     assert result["summary"] == "Bees are back in the city." and result["cut_off"] is True
     engine.enqueue("Bees are back in the city.")
     assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == "Bees are back in the city."  # a whole last sentence stays
+    engine.enqueue("Bees are back. The keepers say 'feed the'", 'Bees are back. They said "Bees are back."')
+    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == "Bees are back."  # a quote is no sentence's end
+    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == 'Bees are back. They said "Bees are back."'  # one after its end is
     plain = FakeEngine()
     plain.enqueue("Bees are back in the city. Rooftop hives thrive.")
     assert SummarizeGenerator(engine=plain)("Bees are back. " * 20)["cut_off"] is False

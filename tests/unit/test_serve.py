@@ -166,6 +166,8 @@ def test_completions_endpoint(server, client, tiny_engine):
     answer = client.completions.create(model=server["model"], prompt="Bees make", temperature=0, max_tokens=8)
     expected = tiny_engine.generate(["Bees make"], SamplingParams(temperature=0, top_p=1.0, max_tokens=8))[0][0]
     assert answer.choices[0].text == expected.text
+    unasked = client.completions.create(model=server["model"], prompt="Bees make", temperature=0)  # OpenAI's default: 16 tokens
+    assert unasked.choices[0].text == tiny_engine.generate(["Bees make"], SamplingParams(temperature=0, top_p=1.0, max_tokens=16))[0][0].text
     streamed = "".join(
         c.text for event in client.completions.create(model=server["model"], prompt="Bees make", temperature=0, max_tokens=8, stream=True) for c in event.choices
     )
@@ -219,6 +221,7 @@ def test_bad_key_is_401(server):
         ({"response_format": {"type": "xml"}}, "BadRequestError", "response_format 'xml' is not supported"),
         ({"response_format": {"type": "json_schema"}}, "BadRequestError", "needs"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}}}, "BadRequestError", "not valid"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "integer", "minimum": 1000}}}}, "BadRequestError", "strict, but this server cannot hold answers to minimum"),
         ({"frequency_penalty": 1.0}, "BadRequestError", "frequency_penalty is not supported"),
         ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
         ({"max_tokens": 150, "messages_words": 80}, "BadRequestError", "lower max_tokens to"),
@@ -381,6 +384,8 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
     prompt, labels = "Paris is the capital", [" of France.", " of Germany", " bees", " quick"]
     assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
+    many = [f" label{i}" for i in range(40)]  # more than the server's max_batch (16) takes in one request
+    assert engine.score(prompt, many) == pytest.approx(tiny_engine.score(prompt, many), abs=1e-3)
     held = SamplingParams(temperature=1.0, max_tokens=60, seed=2, json_schema=FLAGS)  # sent as response_format
     assert list(json.loads(engine.generate([messages], held)[0][0].text)) == ["ok", "color"]
     monkeypatch.setenv("AIGC_OPENAI_API_KEY", "wrong")
@@ -430,7 +435,7 @@ def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answe
         return answer
 
     monkeypatch.setattr(engine, "_request", request)
-    with pytest.raises(AigcError, match="does not return prompt log-probabilities") as caught:
+    with pytest.raises(AigcError, match="(does not return|scoring needs) prompt log-probabilities") as caught:
         engine.score("Paris is", [" a", " the"])
     assert "\n" not in str(caught.value)
 
@@ -758,6 +763,8 @@ def test_named_remote_from_the_settings_file(server, monkeypatch, tiny_engine):
     result = CliRunner().invoke(cli, ["chat", "Paris is", "-m", "remote:tiny", "--max-tokens", "4", "--json"], env={"TINY_KEY": KEY})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == "remote:tiny"
+    wrong = CliRunner().invoke(cli, ["chat", "Paris is", "-m", "remote:tiny", "--max-tokens", "4"], env={"TINY_KEY": "wrong"})
+    assert wrong.exit_code == 2 and "set TINY_KEY to the server's key (the key sent was refused)" in wrong.stderr
 
 
 def test_models_list_shows_named_remotes_and_warns_on_broken_ones():
@@ -967,3 +974,27 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
         view.embed(["more"])
     status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
     assert status == 400 and "UTF-8" in body["error"]["message"]
+
+
+def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatch):
+    import io
+
+    from aigc.engine import remote
+    from aigc.errors import ModelUnavailableError
+
+    answers = [
+        io.BytesIO(b'{"data": [{"id": "m"}]}'),  # GET /models
+        urllib.error.HTTPError("http://x/v1/chat/completions", 503, "Service Unavailable", {"Retry-After": "0"}, io.BytesIO(b'{"error": {"message": "the server is shutting down"}}')),
+        urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+    ]
+
+    def urlopen(request, timeout):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(remote.urllib.request, "urlopen", urlopen)
+    engine = remote.OpenAIEngine("http://x/v1", "m", None)
+    with pytest.raises(ModelUnavailableError, match=r"^http://x/v1 answered 503: the server is shutting down; then it could not be reached \(.*Connection refused"):
+        engine._request("POST", "/chat/completions", {})

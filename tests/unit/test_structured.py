@@ -189,3 +189,19 @@ def test_a_small_integer_range_is_held_to_its_bounds(tiny_engine):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=60, seed=5, n=4, json_schema=ranged)
     values = [json.loads(c.text)["stars"] for c in tiny_engine.generate(["Rate it"], params)[0]]
     assert all(v in range(1, 6) for v in values), values
+
+
+def test_rules_the_decoder_does_not_hold_are_named():
+    from aigc.engine.structured import unheld_rules
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "minimum": {"type": "integer", "minimum": 1, "maximum": 5},  # a property named like a rule; a small range is held
+            "n": {"type": "number", "maximum": 9},
+            "tags": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}, "uniqueItems": True},
+        },
+        "patternProperties": {"^x": {"type": "string"}},
+    }
+    assert unheld_rules(schema) == ["maximum", "oneOf", "patternProperties", "uniqueItems"]
+    assert unheld_rules({"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}, "required": ["a"]}) == []

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError
-from aigc.textio import check_writable, html_to_text, read_document, write_atomic
+from aigc.textio import check_writable, html_to_text, numbered_lines, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -113,3 +113,20 @@ def test_html_after_comments_is_detected(tmp_path):
     page = tmp_path / "page.txt"
     page.write_text("<!-- saved page -->\n<!DOCTYPE html><html><body><p>Bees</p><script>x()</script></body></html>")
     assert read_document(str(page)) == "Bees"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_convert(tmp_path, encoding):
+    path = tmp_path / "in.txt"
+    path.write_bytes((("" if encoding == "utf-16" else "\ufeff") + "Grüße, 世界\n").encode(encoding))  # utf-16 writes its own mark
+    assert read_document(str(path)) == "Grüße, 世界"
+    path.write_bytes("Grüße".encode("utf-16-le"))
+    with pytest.raises(BadInputError, match="iconv -f utf-16le"):
+        read_document(str(path))
+
+
+def test_lines_end_at_line_feeds_only_and_keep_their_numbers(tmp_path):
+    assert numbered_lines("\n\nfirst\u2028still first\r\n\nsecond\x85 too\n") == [(3, "first\u2028still first"), (5, "second\x85 too")]
+    path = tmp_path / "in.txt"
+    path.write_text("\n<html> is a language\n")
+    assert read_input(str(path), as_is=True) == "\n<html> is a language\n"  # as is: no markup read, nothing cut

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigc import templates
-from aigc.errors import AigcError, BadInputError, OptionError
-from aigc.generators.base import Generator
+from aigc.errors import AigcError, BadInputError, OptionError, option
+from aigc.generators.base import Generator, type_name
 from aigc.generators.headline import clean_headline, fit_headline
 
 MAX_ROUNDS = 5
@@ -82,9 +82,11 @@ class AdCopyGenerator(Generator):
     sampling_defaults = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
+        if not isinstance(inputs, dict):
+            raise BadInputError(f'adcopy takes {{"product": TEXT, "audience": TEXT}}, got {type_name(inputs)}')
         for name in ("product", "audience"):
-            if not (inputs.get(name) or "").strip():
-                raise BadInputError(f"--{name} is required and must not be empty")
+            if not isinstance(inputs.get(name), str) or not inputs[name].strip():
+                raise BadInputError(f"{option(name)} is required and must be text that is not empty")  # the CLI names its flag
 
     def preprocess(self, inputs: dict[str, str], opts: AdCopyOptions) -> dict[str, Any]:
         values = {"product": inputs["product"].strip(), "audience": inputs["audience"].strip(), "tone": opts.tone}
