@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -79,10 +80,15 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        if reader.fieldnames:  # `id,text ` names the column text
-            reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
-        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(reader, 1)]
+        body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
+        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        try:
+            if reader.fieldnames:  # `id,text ` names the column text
+                reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
+            records = [r for r in reader if any((v or "").strip() for v in r.values() if isinstance(v, str))]  # a line of spaces is no row
+            rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
+        except csv.Error as exc:
+            raise BadInputError(f"{path}:{reader.line_num}: cannot read it as {suffix[1:].upper()}: {exc}") from None
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):
@@ -149,9 +155,10 @@ def _key(row_id: Any) -> str:
     return json.dumps(row_id)
 
 
-def read_output(path: str | Path) -> list[tuple[str, dict]]:
+def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]:
     """(id as JSON, line) for each line already in an output file. A torn last line from a killed run
-    is cut off; a line that is not a batch row means -o names some other file."""
+    is cut off (with `repair`; else left out and the file left as it is, for a reader that does not
+    hold the file); a line that is not a batch row means -o names some other file."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -172,7 +179,7 @@ def read_output(path: str | Path) -> list[tuple[str, dict]]:
         except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
         lines.append((_key(record["id"]), record))
-    if tail:  # checked last: only a torn batch line is cut, never another file's text
+    if tail and repair:  # checked last: only a torn batch line is cut, never another file's text
         if whole:
             with open(path, "ab") as handle:
                 handle.write(b"\n")
@@ -194,8 +201,7 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    with _writing(output, streams(output)):
-        previous = [] if streams(output) else read_output(output)
+    previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding the file
     _check_made_alike(output, previous, run_settings(generator, options, sampling))
     return _without_results(rows, previous)
 
@@ -369,7 +375,7 @@ def run_rows(
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
-    yield from _ordered(worker, engine, rows, options, sampling or {}, field_name, in_order)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order)
 
 
 def check_concurrency(concurrency: int) -> None:
@@ -377,7 +383,7 @@ def check_concurrency(concurrency: int) -> None:
         raise OptionError("concurrency", f"must be a whole number between 1 and 256, got {concurrency!r}")
 
 
-def _ordered(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool) -> Iterator[tuple[Row, dict]]:
+def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool) -> Iterator[tuple[Row, dict]]:
     queue = _order(rows, field_name)
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import re
 import stat
@@ -66,13 +67,17 @@ DOCUMENT = "a .txt, .md or .html document"
 def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
     """Text of some bytes (UTF-8, or UTF-16 with its byte-order mark); binary and other encodings are
     errors that say so and ask for `expected`."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise BadInputError(f"{name} starts like UTF-16 but is not valid UTF-16; give {expected} in UTF-8") from None
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):  # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
-        raise BadInputError(f"{name} looks like a binary file; give {expected} (UTF-16 text without a byte-order mark: convert it with `iconv -f utf-16le -t utf-8`)")
+        head = data[:400]
+        utf16 = len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and (head[1::2].count(0) > len(head) // 3 or head[0::2].count(0) > len(head) // 3)
+        hint = " (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f utf-16le -t utf-8`)" if utf16 else ""
+        raise BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -81,9 +86,10 @@ def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) for each non-blank line. Lines end at a line feed only: U+2028 and the
-    other Unicode line breaks stay inside a line, as JSON Lines, CSV and `wc -l` have it."""
-    return [(number, line) for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()]
+    """(line number, line) for each non-blank line. Lines end at a line feed, a carriage return and
+    line feed, or a lone carriage return; U+2028 and the other Unicode line breaks stay inside a
+    line, as JSON Lines, CSV and `wc -l` have it."""
+    return [(number, line) for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1) if line.strip()]
 
 
 def check_utf8(value: Any, what: str) -> None:
@@ -103,23 +109,26 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
-def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
-    """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so."""
+def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False) -> str:
+    """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
+    `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
+    nothing stripped, so line numbers count from the first line."""
     text = decode_text(data, name, expected)
-    if suffix.lower() in HTML_SUFFIXES or _looks_like_html(text):
+    if suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(text)):
         text = html_to_text(text)
-    text = text.replace("\r\n", "\n").strip()
-    if not text:
+    text = text.replace("\r\n", "\n")
+    text = text if lines else text.strip()
+    if not text.strip():
         raise BadInputError(f"{name} is empty; give a document with some text in it")
     return text
 
 
-def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT) -> str:
+def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False) -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
-    (markup kept, not stripped: line numbers count from its first line), only checked to be text and
-    not empty. `text_hint` says how to give text itself, for a `source` that is no file and looks
-    like words rather than a path; `expected` what to give instead of a binary file."""
-    decode = _as_is if as_is else decode_document
+    (markup kept, not stripped), only checked to be text and not empty; `lines`: read as lines (see
+    `decode_document`). `text_hint` says how to give text itself, for a `source` that is no file and
+    looks like words rather than a path; `expected` what to give instead of a binary file."""
+    decode = _as_is if as_is else functools.partial(decode_document, lines=lines)
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
@@ -142,11 +151,11 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 
 
-def read_input(source: str, as_is: bool = False) -> str:
-    """The text itself, a document's text (FILE), or stdin (-); `as_is` as for `read_document`."""
+def read_input(source: str, lines: bool = False) -> str:
+    """The text itself, a document's text (FILE), or stdin (-); `lines` as for `read_document`."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
-        return read_document(source, as_is=as_is)
+        return read_document(source, lines=lines)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
         raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
     return source

@@ -26,7 +26,7 @@ def options(labels, multi_label, threshold, examples, aspect, method, calibrate)
     }
 
 
-def shown(result: dict) -> dict:
+def json_record(result: dict) -> dict:
     """What `--json` prints of a result: the label(s) and the scores."""
     return {k: result[k] for k in ("label", "labels", "scores") if k in result}
 
@@ -54,7 +54,7 @@ def classify(
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
-    text = read_input(source, as_is=lines)
+    text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
     if not texts:
@@ -63,7 +63,7 @@ def classify(
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
-        run_lines(run, "classify", text, chosen, describe, as_json, record=shown)
+        run_lines(run, "classify", text, chosen, describe, as_json, record=json_record)
         return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
@@ -73,11 +73,11 @@ def classify(
     lined = LineResults(as_json)
     for (number, text), result in zip(numbered, results):
         if lines:
-            lined.show(number, describe(result), shown(result))
+            lined.show(number, describe(result), json_record(result))
         else:
-            ui.result(json.dumps(shown(result), ensure_ascii=False) if as_json else describe(result))
+            ui.result(json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result))
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        run.keep(generator, "classify", text, chosen_labels, chosen, shown(result), measured=not lines)
+        run.keep(generator, "classify", text, chosen_labels, chosen, json_record(result), measured=not lines)
     run.report(generator)
 
 

@@ -21,7 +21,7 @@ def embed(
     run: RunOptions,
 ) -> None:
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
-    text = read_input(source, as_is=lines)
+    text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
         raise BadInputError(f"{source} holds no text to embed")

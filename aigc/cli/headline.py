@@ -30,7 +30,7 @@ def headline(
     if lines:
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
-        text = topic if topic is not None else read_document(source or "-", as_is=True)
+        text = topic if topic is not None else read_document(source or "-", lines=True)
         run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
         return
     if (topic is None) == (source is None):

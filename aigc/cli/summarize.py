@@ -31,7 +31,7 @@ def summarize(
         check_writable(output)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
-    text = read_document(source, as_is=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
+    text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
     options = {"length": length, "words": words, "format": format, "template": template}
     if lines:
         if output:

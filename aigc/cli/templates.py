@@ -26,9 +26,17 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 
 @templates_app.command()
-def show(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")]) -> None:
+def show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "source", "path", "description", "generator", "system", "defaults", "variables", "text"} as JSON.')] = False,
+) -> None:
     """A template's variables and its source text."""
     template = templates.get_template(name)
+    if as_json:
+        fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "system", "defaults", "variables")}
+        variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
+        ui.result(json.dumps({**fields, "path": str(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}, indent=2, ensure_ascii=False, default=str))
+        return
     lines = [f"# {template.path} ({template.source})"]
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"

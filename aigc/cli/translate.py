@@ -33,8 +33,8 @@ def translate(
     if output:
         check_writable(output)
     terms = load_glossary(glossary) if glossary else None
-    text = read_input(source, as_is=lines)
-    if source.lower().endswith((".html", ".htm")) and os.path.isfile(source):
+    text = read_input(source, lines=lines)
+    if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
         ui.warn(f"{source}: HTML is translated as its text, without its markup (Markdown keeps its structure)")
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
     try:

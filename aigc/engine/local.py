@@ -43,7 +43,6 @@ class LocalEngine:
         self.special_ids = list(tokenizer.all_special_ids)
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids, KV cache) of the last single-row call
-        self._head = None  # the output layer's weights in float32, for scoring: see `_log_probs`
 
     def render(self, prompt: Prompt) -> str:
         """Prompt text as the model sees it: chat messages go through the model's chat template."""
@@ -196,11 +195,11 @@ class LocalEngine:
         rows, k = len(heads), len(tails)
         with torch.inference_mode():
             cache = DynamicCache()
-            out, first = self._log_probs(
+            out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                output_hidden_states=embed, last_only=True, **{keyword: cache},
+                output_hidden_states=embed, logits_to_keep=1, **{keyword: cache},
             )
-            first = first[:, -1]
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
             firsts = torch.tensor([t[0] for t in tails], device=self.device)
             scores = first[:, firsts].clone()  # [rows, k]
             embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
@@ -216,45 +215,19 @@ class LocalEngine:
                 tail_ids, tail_mask, targets = (t.to(self.device).repeat(rows, 1) for t in (tail_ids, tail_mask, targets))
                 cache.batch_repeat_interleave(k)
                 lengths = mask.sum(-1).repeat_interleave(k)
-                _, log_probs = self._log_probs(
+                logits = self.model(
                     input_ids=tail_ids,
                     attention_mask=torch.cat([mask.repeat_interleave(k, dim=0), tail_mask], dim=-1),
                     position_ids=lengths[:, None] + torch.arange(width, device=self.device),
                     use_cache=True,
                     **{keyword: cache},
-                )
-                picked = log_probs.gather(-1, targets[..., None]).squeeze(-1)
+                ).logits.float()
+                picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
                 scores += (picked * tail_mask).sum(-1).view(rows, k)
         return [
             Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
             for i in range(rows)
         ]
-
-
-    def _log_probs(self, last_only: bool = False, **inputs):
-        """(the model's output, float32 log-probabilities of the next token at each position, or at
-        the last only). A bfloat16 or float16 model's output layer is applied in float32 here: its
-        own logits come rounded to steps of about 1/8, which ties labels that differ by less."""
-        import torch
-
-        if self._float32_head() is None:
-            out = self.model(**inputs, logits_to_keep=1 if last_only else 0)
-            return out, torch.log_softmax(out.logits.float(), dim=-1)
-        out = self.model.base_model(**inputs)
-        hidden = out.last_hidden_state[:, -1:] if last_only else out.last_hidden_state
-        return out, torch.log_softmax(torch.nn.functional.linear(hidden.float(), *self._head), dim=-1)
-
-    def _float32_head(self):
-        """(weight, bias) of the output layer in float32 when the model computes in half precision and
-        its logits are that layer's output as they are (no scaling or soft-capping after it), else None."""
-        import torch
-
-        if self._head is None:
-            head, config = self.model.get_output_embeddings(), self.model.config
-            plain = type(head) is torch.nn.Linear and head.weight.dtype in (torch.bfloat16, torch.float16)
-            plain = plain and not any(getattr(config, name, None) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
-            self._head = (head.weight.float(), None if head.bias is None else head.bias.float()) if plain else ()
-        return self._head or None
 
 
 class _Run:

@@ -128,6 +128,7 @@ class OpenAIEngine:
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.key_hint = key_hint
+        self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
         self.timeout = timeout
         started = time.perf_counter()
         listing = self._request("GET", "/models").get("data") or []
@@ -369,15 +370,18 @@ class OpenAIEngine:
     def _score_request(self, prompt: str, continuations: list[str]) -> tuple[list[float], int]:
         missing = f"{self.base_url} does not return prompt log-probabilities (echo with logprobs on /completions), which scoring needs; use a local model or a server that offers them, such as vLLM"
         texts = [prompt + c for c in continuations]
-        body = {"model": self.model, "prompt": texts, "max_tokens": 0, "temperature": 0, "echo": True, "logprobs": 1}
+        body = {"model": self.model, "prompt": texts, "temperature": 0, "echo": True, "logprobs": 1}
         try:
             try:
-                answer = self._request("POST", "/completions", body)
+                answer = self._request("POST", "/completions", {**body, "max_tokens": self._score_tokens})
             except BadInputError as exc:
-                if "max_tokens" not in str(exc):
+                if "max_tokens" not in str(exc) or self._score_tokens:
                     raise
+                self._score_tokens = 1  # the server wants at least one new token: from now on, ask for one
                 answer = self._request("POST", "/completions", {**body, "max_tokens": 1})
         except BadInputError as exc:
+            if any(f" answered {code}" in str(exc) for code in (401, 403, 404)):  # a key or a model, not scoring
+                raise
             raise AigcError(f"{self.base_url} refused a scoring request ({exc}); scoring needs prompt log-probabilities (echo with logprobs on /completions), as vLLM and aigc serve give them") from None
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != len(texts):

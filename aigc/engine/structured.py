@@ -144,11 +144,15 @@ def _decoder_schema(node: Any) -> Any:
 
 UNHELD = (  # rules lm-format-enforcer's parser does not hold an answer to
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "oneOf", "not", "if", "patternProperties",
-    "propertyNames", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "uniqueItems", "contains", "prefixItems",
+    "propertyNames", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "dependencies", "uniqueItems", "contains",
+    "prefixItems", "additionalItems", "unevaluatedProperties", "unevaluatedItems",
 )
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")  # name -> schema
-_SCHEMA_KEYS = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "anyOf", "allOf", "oneOf", "prefixItems")
+_SCHEMA_KEYS = (
+    "items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames", "anyOf", "allOf", "oneOf", "prefixItems",
+    "additionalItems", "unevaluatedProperties", "unevaluatedItems",
+)
 
 
 def unheld_rules(schema: Any) -> list[str]:

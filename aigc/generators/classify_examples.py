@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..errors import BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
-from ..textio import read_document, unquote
+from ..textio import numbered_lines, read_document, unquote
 
 if TYPE_CHECKING:
     from .classify import ClassifyGenerator, ClassifyOptions
@@ -28,7 +28,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 5  # bump when what is cached changes
+VERSION = 6  # bump when what is cached changes
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -38,9 +38,7 @@ def load_examples(source: str | Path | list) -> list[Example]:
     header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs."""
     if isinstance(source, (str, Path)):
         rows = []
-        for number, line in enumerate(read_document(str(source), as_is=True, expected="a text<TAB>label TSV file").split("\n"), 1):
-            if not line.strip():
-                continue
+        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file")):
             text, tab, label = line.rpartition("\t")
             if not tab or not text.strip() or not label.strip():
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")

@@ -218,6 +218,7 @@ class TranslateOptions:
         self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"{option('target_language')} and {option('source_language')} are both {self.target.name}; nothing to translate")
+        self.target_language, self.source_language = self.target.code, self.source.code if self.source else "auto"  # German is de
         if self.chunk_tokens < 16:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:

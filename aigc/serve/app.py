@@ -322,7 +322,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-            raise ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key")
+            raise ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     async def body(request: Request, model: type[BaseModel]):
         declared = request.headers.get("content-length")
@@ -381,7 +381,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 raise ApiError(422, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
             return None
         unasked = COMPLETION_DEFAULT_TOKENS if isinstance(req, CompletionRequest) else settings.max_tokens_cap  # as OpenAI and vLLM
-        max_tokens = asked or min(unasked, room)
+        max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
         values.update(

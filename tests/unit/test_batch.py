@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from aigc.batch import Row, pending_rows, read_rows, run_batch, run_settings
+from aigc.batch import Row, pending_rows, read_output, read_rows, run_batch, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
 from aigc.errors import AigcError, BadInputError, PluginError
@@ -56,11 +56,15 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"id": 2, "row": 2, "error": "x"}\n{"id": "c", "ro')
     rows = [Row(1, "a", {}), Row(2, 2, {}), Row(3, "c", {})]
     assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"]
+    assert out.read_text().endswith('"ro')  # only looked at: the run that holds the file repairs it
+    read_output(out)
     assert out.read_text().endswith('"error": "x"}\n')
     out.write_text('{"id": "a", "row": 1, "result": {}}\n{"i')  # torn before its id was written
-    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"] and out.read_text().endswith("}\n")
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"]
+    assert len(read_output(out)) == 1 and out.read_text().endswith("}\n")
     out.write_text('{"id": "a", "row": 1, "result": {}}')  # whole, only its newline missing
-    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"] and out.read_text().endswith("}\n")
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [2, "c"]
+    assert len(read_output(out)) == 1 and out.read_text().endswith("}\n")
     for other in ("not a batch file\n", '{"id": 1, "text": "an input row"}\n', "my notes\nprecious last line", '{"id": 1, "text": "my only row"}'):
         out.write_text(other)
         with pytest.raises(BadInputError, match="not a batch output line"):
@@ -355,6 +359,9 @@ def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, ti
         assert [r.id for r in pending_rows(rows, out, HeadlineGenerator(engine=engine), options, sampling)] == [2]
     with pytest.raises(BadInputError, match="other task options"):
         pending_rows(rows, out, HeadlineGenerator(engine=engine), {"n": 1, "style": "question"}, {"temperature": 1})
+    translated = tmp_path / "translated.jsonl"
+    run_batch(get_generator("translate", engine=engine), rows[:1], translated, {"target_language": "de"})
+    assert [r.id for r in pending_rows(rows, translated, get_generator("translate", engine=engine), {"target_language": "German", "source_language": "auto"})] == [2]
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     made = tmp_path / "made.jsonl"
     settings = run_settings(get_generator("summarize", model=str(model)), {}, {})
@@ -459,3 +466,11 @@ def test_a_field_no_row_has_fails_before_any_row_runs(tmp_path):
     with pytest.raises(BadInputError, match=r"a.jsonl: no row can run: the row has no 'text' field \(it has 'body'\)"):
         check_inputs(summarizer(FakeEngine()), rows, "text", tmp_path / "a.jsonl")
     check_inputs(summarizer(FakeEngine()), rows, "body", tmp_path / "a.jsonl")  # some rows can: the bad JSON line is a row error
+
+
+def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp_path):
+    (tmp_path / "a.csv").write_text('\n  \nid,text\n1,"first\n\nparagraph"\n   \n2,two\n \n')
+    assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.csv")] == [("1", "first\n\nparagraph", None), ("2", "two", None)]
+    (tmp_path / "b.csv").write_bytes(b"id,text\n1,one\r2\n")  # a lone carriage return outside quotes
+    with pytest.raises(BadInputError, match=r"b.csv:\d+: cannot read it as CSV"):
+        read_rows(tmp_path / "b.csv")

@@ -356,6 +356,8 @@ def test_templates_list_show_and_path():
     assert {"chat", "summarize", "headline"} <= {row["name"] for row in listed}
     shown = invoke("templates", "show", "headline").stdout
     assert "max_words" in shown and "{{" in shown
+    data = json.loads(invoke("templates", "show", "headline", "--json").stdout)
+    assert data["name"] == "headline" and data["text"] in shown and {v["name"]: v["required"] for v in data["variables"]}["max_words"] is False
     assert invoke("templates", "path").stdout.strip().endswith("templates")
     assert invoke("templates", "show", "headlin").exit_code == 2
 

@@ -246,16 +246,20 @@ def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():
     assert resolve("Qwen/Qwen2.5-0.5B-Instruct").location == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
-def test_a_half_precision_model_scores_with_its_output_layer_in_float32(tiny_model_dir):
+def test_a_half_precision_model_on_the_cpu_has_a_float32_output_layer(tiny_model_dir):
     import torch
 
     from aigc.engine.models import load_model
 
     engine = load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16")
-    head, tail = engine.encode("Bees make"), engine.tokenizer(" honey pots", add_special_tokens=False)["input_ids"]
+    head, embeddings = engine.model.get_output_embeddings(), engine.model.get_input_embeddings()
+    assert head.weight.dtype == torch.float32 and embeddings.weight.dtype == torch.bfloat16
+    prompt, tail = engine.encode("Bees make"), engine.tokenizer(" honey pots", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
-        hidden = engine.model.base_model(input_ids=torch.tensor([head + tail])).last_hidden_state[0]
-        log_probs = torch.log_softmax(hidden.float() @ engine.model.get_output_embeddings().weight.float().T, dim=-1)
-    expected = sum(float(log_probs[len(head) - 1 + i, token]) for i, token in enumerate(tail))
-    assert engine.score("Bees make", [" honey pots"])[0] == pytest.approx(expected, abs=2e-5)  # bfloat16 logits are off by about 2e-4 here
-    assert engine.model.get_output_embeddings().weight.dtype == torch.bfloat16  # the model itself stays as it is
+        out = engine.model(input_ids=torch.tensor([prompt + tail]), output_hidden_states=True)
+        expected = torch.log_softmax(out.hidden_states[-1][0].float() @ embeddings.weight.float().T, dim=-1)  # the tied weights, in float32
+    assert out.logits.dtype == torch.float32
+    want = sum(float(expected[len(prompt) - 1 + i, token]) for i, token in enumerate(tail))
+    assert engine.score("Bees make", [" honey pots"])[0] == pytest.approx(want, abs=2e-5)  # bfloat16 logits are off by about 2e-4 here
+    params = SamplingParams(temperature=0, max_tokens=6)
+    assert engine.generate(["Bees"], params)[0][0].text == engine.generate(["Bees"], params)[0][0].text

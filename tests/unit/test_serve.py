@@ -205,7 +205,8 @@ def test_bad_key_is_401(server):
     with pytest.raises(openai.AuthenticationError) as caught:
         chat(bad, server["model"], max_tokens=2)
     assert caught.value.status_code == 401
-    assert raw(server, "/v1/models", key=None)[0] == 401
+    status, headers, _ = raw(server, "/v1/models", key=None)
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize(
@@ -417,14 +418,14 @@ def test_remote_token_counts_come_from_the_server_or_are_counted_where_it_sends_
 
 
 @pytest.mark.parametrize(
-    "answer",
+    "answer, words",
     [
-        BadInputError("http://x/v1 answered 400: echo is not supported"),
-        {"choices": [{"index": i, "text": " x", "logprobs": None} for i in range(2)]},  # echo ignored
-        {"choices": [{"index": i, "text": "Paris is a x", "logprobs": {"tokens": [" x"], "token_logprobs": [-1.0], "text_offset": [11]}} for i in range(2)]},
+        (BadInputError("http://x/v1 answered 400: echo is not supported"), "refused a scoring request .*echo is not supported.*scoring needs prompt log-probabilities"),
+        ({"choices": [{"index": i, "text": " x", "logprobs": None} for i in range(2)]}, "does not return prompt log-probabilities"),  # echo ignored
+        ({"choices": [{"index": i, "text": "Paris is a x", "logprobs": {"tokens": [" x"], "token_logprobs": [-1.0], "text_offset": [11]}} for i in range(2)]}, "does not return prompt log-probabilities"),
     ],
 )
-def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answer):
+def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answer, words):
     from aigc.engine.remote import OpenAIEngine
 
     engine = OpenAIEngine(server["url"], server["model"], KEY)
@@ -435,7 +436,7 @@ def test_remote_score_without_prompt_logprobs_says_so(server, monkeypatch, answe
         return answer
 
     monkeypatch.setattr(engine, "_request", request)
-    with pytest.raises(AigcError, match="(does not return|scoring needs) prompt log-probabilities") as caught:
+    with pytest.raises(AigcError, match=words) as caught:
         engine.score("Paris is", [" a", " the"])
     assert "\n" not in str(caught.value)
 
@@ -998,3 +999,25 @@ def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatc
     engine = remote.OpenAIEngine("http://x/v1", "m", None)
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1 answered 503: the server is shutting down; then it could not be reached \(.*Connection refused"):
         engine._request("POST", "/chat/completions", {})
+
+
+def test_remote_scoring_asks_for_a_new_token_only_where_the_server_wants_one_and_learns_it(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    sent = []
+
+    def request(method, path, body=None):
+        sent.append(body["max_tokens"])
+        if body["max_tokens"] == 0:
+            raise BadInputError("http://x/v1 answered 400: max_tokens must be at least 1")
+        choices = [
+            {"index": i, "text": text + " x", "logprobs": {"token_logprobs": [None, -1.0, -2.0], "text_offset": [0, 5, len(text)]}}
+            for i, text in enumerate(body["prompt"])
+        ]
+        return {"choices": choices}
+
+    monkeypatch.setattr(engine, "_request", request)
+    labels = [f" l{i}" for i in range(20)]  # two requests of at most 16
+    assert engine.score("Paris", labels) == [-1.0] * 20 and engine.score("Paris", labels) == [-1.0] * 20  # the label's token, not the new one
+    assert sent == [0, 1, 1, 1, 1]

@@ -123,10 +123,19 @@ def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_conver
     path.write_bytes("Grüße".encode("utf-16-le"))
     with pytest.raises(BadInputError, match="iconv -f utf-16le"):
         read_document(str(path))
+    path.write_bytes("Grüße, 世界".encode("utf-32"))  # its mark begins like UTF-16's
+    assert read_document(str(path)) == "Grüße, 世界"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(BadInputError, match=r"binary file; give a .txt, .md or .html document$"):  # no UTF-16 hint for an image
+        read_document(str(path))
 
 
 def test_lines_end_at_line_feeds_only_and_keep_their_numbers(tmp_path):
     assert numbered_lines("\n\nfirst\u2028still first\r\n\nsecond\x85 too\n") == [(3, "first\u2028still first"), (5, "second\x85 too")]
+    assert numbered_lines("old\rMac\r") == [(1, "old"), (2, "Mac")]
     path = tmp_path / "in.txt"
     path.write_text("\n<html> is a language\n")
-    assert read_input(str(path), as_is=True) == "\n<html> is a language\n"  # as is: no markup read, nothing cut
+    assert read_input(str(path), lines=True) == "\n<html> is a language\n"  # as lines: no markup read, nothing cut
+    page = tmp_path / "page.html"
+    page.write_text("<p>One</p><p>Two</p>")
+    assert numbered_lines(read_input(str(page), lines=True)) == [(1, "One"), (3, "Two")]  # an .html file by its suffix: its paragraphs
