@@ -4,8 +4,8 @@ Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go 
 one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
 flushed and fsynced as soon as its row is done, so a run killed at any moment leaves every finished
 row in whole lines (plus at most one torn last line, which the next run cuts off) and a rerun skips
-the ids already there and runs again those that failed; a run that ends puts the lines in input order. Items run concurrently, and their model calls are merged
-into batches by `CoalescingEngine`.
+the ids already there and runs again those that failed; a run that ends puts the lines in input
+order. Items run concurrently, and their model calls are merged into batches by `CoalescingEngine`.
 """
 
 from __future__ import annotations
@@ -277,10 +277,10 @@ def run_batch(
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
-    row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in an earlier run are run
-    again (their old lines are dropped first). A run that ends leaves the file in input order. An
-    output made by another task, model, or other options or sampling settings is refused
-    (`BadInputError`), and so is an output another run is writing.
+    row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
+    an earlier run are run again (their old lines are dropped first). A run that ends leaves the
+    file in input order. An output made by another task, model, or other options or sampling
+    settings is refused (`BadInputError`), and so is an output another run is writing.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.

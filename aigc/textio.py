@@ -65,7 +65,7 @@ DOCUMENT = "a .txt, .md or .html document"
 
 
 def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
-    """Text of some bytes (UTF-8, or UTF-16 with its byte-order mark); binary and other encodings are
+    """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark); binary and other encodings are
     errors that say so and ask for `expected`."""
     for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):  # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
