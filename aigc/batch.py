@@ -201,7 +201,8 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding the file
+    with _writing(output, streams(output)):  # another run writing it: refused now, before a model loads
+        previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling))
     return _without_results(rows, previous)
 
