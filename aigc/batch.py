@@ -73,7 +73,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
     if not path.is_file():
         raise BadInputError(f"no such file: {path}")
-    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file").replace("\r\n", "\n")  # cells as they are: no markup read, no space cut
+    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     elif suffix == ".jsonl":

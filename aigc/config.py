@@ -132,6 +132,13 @@ def data_dir() -> Path:
     return _user_dir("AIGC_DATA_DIR", "data", "XDG_DATA_HOME", ".local/share")
 
 
+def data_subdir(name: str) -> Path:
+    """A directory in aigc's data directory, made if needed."""
+    from .textio import make_dir
+
+    return make_dir(data_dir() / name, "AIGC_DATA_DIR moves aigc's data")
+
+
 def models_dir() -> Path:
     return cache_dir() / "models"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import config, locks
 from .errors import BadInputError
-from .textio import make_dir, write_atomic
+from .textio import write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
@@ -78,11 +78,6 @@ def read(path: str | os.PathLike) -> Conversation:
 
 def sessions_dir() -> Path:
     return config.data_dir() / "sessions"
-
-
-def data_subdir(name: str) -> Path:
-    """A directory in aigc's data directory, made if needed."""
-    return make_dir(config.data_dir() / name, "AIGC_DATA_DIR moves aigc's data")
 
 
 def in_use(path: Path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from . import config
 from .errors import BadInputError
-from .textio import make_dir
 
 
 @contextmanager
@@ -23,7 +22,7 @@ def held(path: str | Path, busy: str):
         fcntl = None
     key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
     try:
-        handle = open(make_dir(config.data_dir() / "locks", "AIGC_DATA_DIR moves aigc's data") / f"{key}.lock", "w") if fcntl else None
+        handle = open(config.data_subdir("locks") / f"{key}.lock", "w") if fcntl else None
     except (OSError, BadInputError):  # a lock is a safety net, not a requirement
         handle = None
     try:

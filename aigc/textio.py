@@ -65,8 +65,12 @@ DOCUMENT = "a .txt, .md or .html document"
 
 
 def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
-    """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark); binary and other encodings are
-    errors that say so and ask for `expected`."""
+    """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark), with `\n` line ends;
+    binary and other encodings are errors that say so and ask for `expected`."""
+    return _decoded(data, name, expected).replace("\r\n", "\n")
+
+
+def _decoded(data: bytes, name: str, expected: str) -> str:
     for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):  # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
             try:
@@ -116,7 +120,6 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     text = decode_text(data, name, expected)
     if suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(text)):
         text = html_to_text(text)
-    text = text.replace("\r\n", "\n")
     text = text if lines else text.strip()
     if not text.strip():
         raise BadInputError(f"{name} is empty; give a document with some text in it")
@@ -162,7 +165,7 @@ def read_input(source: str, lines: bool = False) -> str:
 
 
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
-    text = decode_text(data, name, expected).replace("\r\n", "\n")
+    text = decode_text(data, name, expected)
     if not text.strip():
         raise BadInputError(f"{name} is empty; give a document with some text in it")
     return text

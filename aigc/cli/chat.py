@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import conversations, ui
+from .. import config, conversations, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
@@ -91,7 +91,7 @@ def _session_file(name: str):
     """The session's file, checked before the model loads (a named session's directory is made)."""
     path = conversations.session_path(name)
     if path.parent == conversations.sessions_dir():
-        conversations.data_subdir("sessions")
+        config.data_subdir("sessions")
     check_writable(path, "--session")
     return path.absolute()
 

@@ -210,4 +210,4 @@ def stdin_text() -> Optional[str]:
 
     if sys.stdin is None or sys.stdin.isatty():
         return None
-    return decode_text(sys.stdin.buffer.read(), STDIN).replace("\r\n", "\n")
+    return decode_text(sys.stdin.buffer.read(), STDIN)

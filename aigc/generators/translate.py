@@ -109,7 +109,7 @@ def load_glossary(path: str | Path) -> list[tuple[str, str]]:
         raise BadInputError(f"no such glossary file: {path}") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file").replace("\r\n", "\n"), str(path))
+    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file"), str(path))
 
 
 def _term(term: str, whole: bool = True) -> re.Pattern:
