@@ -20,7 +20,8 @@ def register_models(register):
 
 @hookspec
 def register_template_dirs(register):
-    """Register directories of prompt templates: ``register(path)``. Later directories win."""
+    """Register directories of prompt templates: ``register(path)``. A plugin's template overrides a
+    built-in one of the same name; two plugins' templates of one name clash (the first stays)."""
 
 
 @hookspec

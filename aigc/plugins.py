@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -90,13 +91,15 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         source = _source(ep)
         if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first
+            _state.sources.setdefault(source.distribution or source.value, source)  # listed with its version
             _record(source.distribution or source.value, "import", PluginClashError(
                 f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; so it is not"
             ))
             continue
         _state.sources[ep.name] = source
         try:
-            module = ep.load()
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for results: a print at import goes with diagnostics
+                module = ep.load()
             pm.register(module, name=ep.name)
         except Exception as exc:  # a broken plugin must never break aigc
             _record(ep.name, "import", exc)
@@ -234,19 +237,20 @@ def hooks_of(name: str) -> list[str]:
 
 
 def _command_names(app: Any) -> list[tuple[str, list, Any]]:
-    """(name, list it sits in, entry) for every command and command group on a Typer app."""
-    from typer.main import get_command_name
+    """(name, list it sits in, entry) for every command and command group at a Typer app's top
+    level; the commands of a group added without a name are at the top level too (Typer merges them)."""
+    from typer.main import get_command_name, solve_typer_info_defaults
 
     found = []
     for info in app.registered_commands:
         name = info.name or (get_command_name(info.callback.__name__) if info.callback else "")
         found.append((name, app.registered_commands, info))
     for info in app.registered_groups:
-        name = info.name if isinstance(info.name, str) else None
-        if name is None and info.typer_instance is not None:
-            inner = info.typer_instance.info.name
-            name = inner if isinstance(inner, str) else None
-        found.append((name or "", app.registered_groups, info))
+        name = solve_typer_info_defaults(info).name if info.typer_instance is not None else info.name
+        if isinstance(name, str) and name:
+            found.append((name, app.registered_groups, info))
+        elif info.typer_instance is not None:
+            found += _command_names(info.typer_instance)
     return found
 
 
@@ -257,14 +261,14 @@ def register_commands(app: Any) -> dict[str, str]:
     and the failure names both plugins. Returns `{command name: plugin}`.
     """
     owners: dict[str, str] = {}
-    seen = {id(entry) for _, _, entry in _command_names(app)}
+    seen = {id(entry): entry for _, _, entry in _command_names(app)}  # held, so no later entry gets a seen id
     current = {"plugin": ""}
 
     def claim_new() -> None:
         for name, holder, entry in _command_names(app):
             if id(entry) in seen:
                 continue
-            seen.add(id(entry))
+            seen[id(entry)] = entry
             if name in owners and owners[name] != current["plugin"]:
                 holder.remove(entry)
                 _record(current["plugin"], "register_commands", clash("command", name, owners[name], current["plugin"]))
@@ -343,10 +347,12 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     """
     from .engine.models import registered_models
     from .generators.base import registered_generators
-    from .templates import environment, registered_template_dirs
+    from .templates import environment, registered_template_dirs, scan
 
     pm = get_plugin_manager()
     environment()  # runs `prepare_jinja_env`, so its failures show too
+    found, _ = scan()  # so do templates of one name in two plugins' directories
+    source_of = {name: template.source for name, template in found.items()}
     registered: dict[str, dict[str, list[str]]] = {}
 
     def gather(kind: str, fetch: Callable[[], dict[str, tuple[str, Any]]]) -> None:
@@ -358,8 +364,8 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     gather("template_dirs", registered_template_dirs)
     for plugin, kinds in registered.items():
         templates = []
-        for directory in kinds.get("template_dirs", []):
-            templates += sorted(p.name[:-3] for p in Path(directory).glob("*.j2"))
+        for directory in kinds.get("template_dirs", []):  # a clashing template is the other plugin's
+            templates += sorted(p.name[:-3] for p in Path(directory).glob("*.j2") if plugin in DEFAULT_PLUGINS or source_of.get(p.name[:-3], plugin) in (plugin, "user", "env"))
         if templates:
             kinds["templates"] = templates
     for command, plugin in _state.commands.items():

@@ -48,6 +48,11 @@ class Template:
     generator: str | None = None
     body_line: int = 1  # line of the file where the body starts, for error messages
 
+    @property
+    def label(self) -> str:
+        """How errors name the template: with its plugin when a plugin's directory holds it."""
+        return f"template {self.name!r}" if self.source in OVERRIDING else f"template {self.name!r} (plugin {self.source!r})"
+
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
         else its one required variable not in `given`."""
@@ -58,7 +63,7 @@ class Template:
         if len(open_) == 1:
             return open_[0]
         raise BadInputError(
-            f"template {self.name!r} has no 'input' variable and not one required variable left to fill, so the text "
+            f"{self.label} has no 'input' variable and not one required variable left to fill, so the text "
             f"has nowhere to go; use `aigc run {self.name} --var NAME=...` (its variables: {', '.join(names)})"
         )
 
@@ -91,6 +96,8 @@ def _template_dir_problem(path: Any) -> str | None:
         return f"register(path) takes a directory of templates, got {type(path).__name__} {path!r}"
     if not Path(path).is_absolute():
         return f"register(path) takes an absolute path, such as Path(__file__).parent / 'templates', got {str(path)!r}"
+    if Path(path).is_file():
+        return f"register(path) takes a directory of templates; {path} is a file"
     return None  # a directory that does not exist (an optional one) is skipped when templates are found
 
 
@@ -378,13 +385,13 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
     except UndefinedError as exc:
         names = ", ".join(v["name"] for v in template.variables) or "none declared"
-        raise BadInputError(f"template {template.name!r}: {exc.message}; its variables: {names}") from exc
+        raise BadInputError(f"{template.label}: {exc.message}; its variables: {names}") from exc
     except SecurityError as exc:
-        raise BadInputError(f"template {template.name!r} tried something unsafe and was stopped: {exc}") from exc
+        raise BadInputError(f"{template.label} tried something unsafe and was stopped: {exc}") from exc
     except AigcError:  # a plugin filter's failure, named as the plugin's
         raise
     except Exception as exc:  # the template's own expression failed: {{ 1 / 0 }}, range(10**9)
-        raise BadInputError(f"template {template.name!r} failed while rendering: {type(exc).__name__}: {exc}") from exc
+        raise BadInputError(f"{template.label} failed while rendering: {type(exc).__name__}: {exc}") from exc
 
 
 def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:
@@ -396,7 +403,7 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     missing = [name for name in template.required if name not in values]
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
-        raise BadInputError(f"template {template.name!r} needs {', '.join(missing)}; its variables: {names}")
+        raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
     messages = []
     system_text = system if system is not None else template.system
     if system_text:

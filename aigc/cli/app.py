@@ -44,16 +44,16 @@ TyperOption.display_type_rich = _option_type
 _PARAMETERS = {"target_language": "to", "source_language": "from_"}
 
 
-def _command(ctx):
-    """The command the arguments name, through sub-groups (`aigc eval classify`); read before the
-    group runs it, while the arguments are still there."""
-    command, args = ctx.command, [*getattr(ctx, "_protected_args", ()), *ctx.args]
-    while hasattr(command, "get_command") and args and not args[0].startswith("-"):  # a group's option: left to it
-        found = command.get_command(ctx, args[0])
+def _commands(ctx) -> list:
+    """The commands the arguments name, from the top group through sub-groups (`aigc`, `eval`,
+    `classify`); read before the group runs them, while the arguments are still there."""
+    chain, args = [ctx.command], [*getattr(ctx, "_protected_args", ()), *ctx.args]
+    while hasattr(chain[-1], "get_command") and args and not args[0].startswith("-"):  # a group's option: left to it
+        found = chain[-1].get_command(ctx, args[0])
         if found is None:  # no such command: its own error comes later
             break
-        command, args = found, args[1:]
-    return command
+        chain, args = [*chain, found], args[1:]
+    return chain
 
 
 def _flagger(command):
@@ -102,10 +102,11 @@ class AigcGroup(TyperGroup):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
             warnings.showwarning = _show_warning
-            with options_named(_flagger(_command(ctx))):  # errors name the command's flags
-                return self._invoke(ctx)
+            chain = _commands(ctx)
+            with options_named(_flagger(chain[-1])):  # errors name the command's flags
+                return self._invoke(ctx, [command.name for command in chain[1:]])
 
-    def _invoke(self, ctx):
+    def _invoke(self, ctx, names: list[str]):
         try:
             return super().invoke(ctx)
         except AigcError as exc:
@@ -128,9 +129,8 @@ class AigcGroup(TyperGroup):
                 raise
             from .. import plugins
 
-            command = ctx.invoked_subcommand or ""
-            owner = plugins.command_owner(command)
-            where = (f"`aigc {command}`" if command else "`aigc`") + (f" (a command of plugin {owner!r})" if owner else "")
+            owner = plugins.command_owner(names[0]) if names else None
+            where = f"`{' '.join(['aigc', *names])}`" + (f" (a command of plugin {owner!r})" if owner else "")
             detail = " ".join(str(exc).split())
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")

@@ -1,7 +1,9 @@
 """`aigc plugins [--json] [--all]`, `aigc plugins install NAME|PATH ...`, `aigc plugins uninstall NAME ...`."""
 
+import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,15 +45,17 @@ def list_command(
 
 def _show(as_json: bool, show_all: bool) -> None:
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
-    if allow is not None:
+    if allow is not None and not allow.strip(" ,"):
+        ui.info("AIGC_LOAD_PLUGINS is empty: no plugin is loaded (unset it to load all)")
+    elif allow is not None:
         ui.info(f"AIGC_LOAD_PLUGINS={allow!r}: only the plugins it names are loaded (unset it to load all)")
     info = plugins.describe(include_builtins=show_all)
     if as_json:
         ui.result(json.dumps(info, indent=2))
         return
     if not info["plugins"]:
-        none = "No plugins loaded" if allow is not None else "No plugins installed"
-        ui.info(f"{none}. `aigc plugins install NAME` adds one; `aigc plugins --all` shows the built-ins.")
+        none = "No plugins loaded" if allow is not None else "No plugins installed. `aigc plugins install NAME` adds one"
+        ui.info(f"{none}; `aigc plugins --all` shows the built-ins.")
         return
     ui.result("\n".join(_lines(info)))
 
@@ -65,6 +69,8 @@ def _lines(info: dict) -> list[str]:
         if row["hooks"]:
             lines.append(f"  hooks: {', '.join(row['hooks'])}")
         for kind, items in row["registered"].items():
+            if kind == "template_dirs":  # an optional directory may not be there
+                items = [item if Path(item).is_dir() else f"{item} (not there)" for item in items]
             lines.append(f"  {kind.replace('_', ' ')}: {', '.join(items)}")
         for failure in row["failures"]:
             lines.append(f"  failed in {failure['stage']}: {failure['error']}")
@@ -103,11 +109,12 @@ def install(
     upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade if already installed.")] = False,
 ) -> None:
     """Install plugins into aigc's environment, keeping the installed torch and aigc as they are."""
-    args = ["install"]
+    args, names = ["install"], []
     if upgrade:
         args.append("--upgrade")
     for target in targets:
         path = Path(target).expanduser()
+        names.append(_package_name(target, path))
         if path.exists():
             if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file() and path.is_dir():
                 raise BadInputError(f"{target} is a directory without pyproject.toml or setup.py; give a plugin package")
@@ -125,6 +132,28 @@ def install(
         os.unlink(constraints)
     if code:
         raise typer.Exit(code)
+    importlib.invalidate_caches()  # pip installed in another process: find its new distributions
+    for name in filter(None, names):
+        if not plugins.plugins_of(name):
+            ui.warn(f"{name} has no `aigc` entry point, so aigc loads nothing from it; a plugin declares one under [project.entry-points.aigc] (see docs/plugins.md)")
+
+
+def _package_name(target: str, path: Path) -> str | None:
+    """The distribution a target installs, where it can be told without building it: a
+    requirement's name, a wheel's, or a package directory's pyproject.toml name."""
+    if path.is_dir():
+        import tomllib
+
+        try:
+            return tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):  # setup.py only, or a dynamic name
+            return None
+    if path.suffix == ".whl":
+        return path.name.split("-")[0]
+    if path.exists() or "://" in target:
+        return None
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", target)
+    return match.group(0) if match else None
 
 
 @plugins_app.command()
@@ -134,6 +163,8 @@ def uninstall(
     """Uninstall plugins from aigc's environment."""
     dists = []
     for name in names:
+        if not name.strip():
+            raise BadInputError("give a plugin or distribution name, as `aigc plugins` lists them")
         dist = plugins.distribution_of(name) or name
         if dist.lower() in PROTECTED:
             raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")

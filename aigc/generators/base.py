@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
-from ..errors import AigcError, BadInputError, OptionError, UnknownGeneratorError, option
+from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -237,7 +237,12 @@ class Generator:
         self.check_inputs(inputs)
         prepared = self.preprocess(inputs, opts)
         raw = self.forward(prepared, opts, sampling or {})
-        return self.postprocess(raw, opts)
+        result = self.postprocess(raw, opts)
+        if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
+            owner = next((plugin for plugin, cls in registered_generators().values() if cls is type(self)), None)
+            by = f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
+            raise PluginError(f"generator {self.name!r}{by} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
+        return result
 
     def preprocess(self, inputs: Any, opts) -> Any:
         raise NotImplementedError
@@ -257,11 +262,26 @@ def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     return {name: (plugin, item[1]) for name, (plugin, item) in found.items()}
 
 
+def _shown(value: Any) -> str:
+    """A registered value in a message, the same each time (an instance's repr holds its address)."""
+    plain = isinstance(value, (type, str, int, float, bool, type(None))) or callable(value) and hasattr(value, "__qualname__")
+    return repr(value) if plain else f"an instance of {type(value).__name__}"
+
+
 def _generator_problem(item: Any) -> str | None:
     if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
-        return f"register(name, generator_class) takes a name and a class, got {item!r}"
-    if not (isinstance(item[1], type) and issubclass(item[1], Generator)):
-        return f"generator {item[0]!r} must be a subclass of aigc.Generator, got {item[1]!r}"
+        shown = f"({', '.join(map(_shown, item))})" if isinstance(item, tuple) else _shown(item)
+        return f"register(name, generator_class) takes a name and a class, got {shown}"
+    name, cls = item
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        hint = "; register the class, not an instance" if isinstance(cls, Generator) else ""
+        return f"generator {name!r} must be a subclass of aigc.Generator, got {_shown(cls)}{hint}"
+    if not (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options)):
+        return f"generator {name!r}: Options must be a dataclass (put @dataclasses.dataclass above it), got {_shown(cls.Options)}"
+    try:
+        Generator.check_settings(cls.sampling_defaults)
+    except AigcError as exc:
+        return f"generator {name!r}: its sampling_defaults: {exc}"
     return None
 
 

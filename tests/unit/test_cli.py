@@ -542,8 +542,10 @@ def pip_calls(monkeypatch):
     return calls
 
 
-def test_plugins_install_pins_the_installed_torch_and_aigc(pip_calls, tmp_path):
+def test_plugins_install_pins_the_installed_torch_and_aigc_and_warns_of_no_plugin(pip_calls, tmp_path, monkeypatch):
     from importlib.metadata import version
+
+    monkeypatch.setattr(plugins, "plugins_of", lambda dist: ["something"] if dist == "aigc-something" else [])
 
     package = tmp_path / "my-plugin"
     package.mkdir()
@@ -554,6 +556,8 @@ def test_plugins_install_pins_the_installed_torch_and_aigc(pip_calls, tmp_path):
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
     assert "aigc-something" in command and command[command.index("-e") + 1] == str(package.resolve())
     assert f"torch=={version('torch')}" in constraints.splitlines()
+    assert "Warning: my-plugin has no `aigc` entry point" in result.stderr  # nothing was really installed
+    assert "aigc-something" not in result.stderr  # it ships a plugin
     assert invoke("plugins", "install", "torch").exit_code == 2
     assert invoke("plugins", "install", str(tmp_path)).exit_code == 2  # a directory that is no package
     assert len(pip_calls) == 1
@@ -581,6 +585,7 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     missing = invoke("plugins", "uninstall", "nosuch")
     assert missing.exit_code == 2 and "no plugin or distribution called 'nosuch' is installed" in missing.stderr
     assert invoke("plugins", "uninstall", "aigc").exit_code == 2
+    assert invoke("plugins", "uninstall", "").exit_code == 2
     assert len(pip_calls) == 1
 
 
@@ -592,6 +597,14 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
             def crash(kind: str = "runtime"):
                 raise {"runtime": RuntimeError("boom\nsecond line"), "bare": AssertionError(), "pipe": BrokenPipeError()}[kind]
 
+            group = typer.Typer()
+
+            @group.command("boom")
+            def boom():
+                raise RuntimeError("inner")
+
+            app.add_typer(group, name="tools")
+
     plugins.reset()
     plugins.get_plugin_manager().register(Crash(), name="crasher")
     local = typer.Typer(cls=AigcGroup)
@@ -600,6 +613,8 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
     try:
         result = runner.invoke(local, ["crash"])
         assert result.exit_code == 1 and result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: RuntimeError: boom second line (AIGC_DEBUG=1 shows the traceback)\n"
+        inner = runner.invoke(local, ["tools", "boom"])
+        assert inner.stderr == "Error: `aigc tools boom` (a command of plugin 'crasher') failed: RuntimeError: inner (AIGC_DEBUG=1 shows the traceback)\n"
         result = runner.invoke(local, ["crash", "--kind", "bare"])
         assert result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: AssertionError (AIGC_DEBUG=1 shows the traceback)\n"
         result = runner.invoke(local, ["crash", "--kind", "pipe"])
@@ -652,7 +667,9 @@ def test_help_shows_no_value_type_for_flags():
 def test_plugins_says_when_aigc_load_plugins_filters_them():
     result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
     assert result.exit_code == 0 and result.stdout == ""
-    assert "AIGC_LOAD_PLUGINS=''" in result.stderr and "No plugins loaded" in result.stderr
+    assert "AIGC_LOAD_PLUGINS is empty: no plugin is loaded" in result.stderr and "No plugins loaded; " in result.stderr
+    named = invoke("plugins", env={"AIGC_LOAD_PLUGINS": "nosuch"})
+    assert "AIGC_LOAD_PLUGINS='nosuch': only the plugins it names are loaded" in named.stderr
 
 
 def test_a_plugin_model_whose_files_are_gone_is_listed_with_a_warning(tmp_path):

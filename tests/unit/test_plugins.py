@@ -78,12 +78,24 @@ def test_a_hook_that_raises_is_recorded_and_the_rest_still_work(pm):
     assert "AIGC_LOAD_PLUGINS" in failure.message() and "`aigc plugins uninstall raiser`" in failure.message()
 
 
+class PlainOptions(Generator):
+    class Options:  # no @dataclass
+        words: int = 3
+
+
+class MisspeltDefaults(Generator):
+    sampling_defaults = {"max_new_tokens": 50}
+
+
 class MalformedPlugin:
     @hookimpl
     def register_generators(self, register):
         register("notgen", object)
         register("number", 42)
         register(Echo)
+        register("instance", Echo())
+        register("plain", PlainOptions)
+        register("misspelt", MisspeltDefaults)
         register("echo", Echo)
 
     @hookimpl
@@ -95,6 +107,7 @@ class MalformedPlugin:
     def register_template_dirs(self, register):
         register(12345)
         register("/no/such/dir")  # skipped: an optional directory may not exist
+        register(__file__)
 
 
 def test_malformed_registrations_are_recorded_one_by_one_and_the_good_ones_count(pm):
@@ -106,6 +119,12 @@ def test_malformed_registrations_are_recorded_one_by_one_and_the_good_ones_count
     assert any("'notgen' must be a subclass of aigc.Generator" in e for e in errors)
     assert any("'number' must be a subclass" in e for e in errors)
     assert any("takes a name and a class, got <class" in e for e in errors)
+    assert any("'instance' must be a subclass of aigc.Generator, got an instance of Echo; register the class, not an instance" in e for e in errors)
+    assert any("'plain': Options must be a dataclass" in e for e in errors)
+    assert any("'misspelt': its sampling_defaults: unknown sampling setting max_new_tokens" in e for e in errors)
+    assert any(f"{__file__} is a file" in e for e in errors)
+    registered_generators()
+    assert [f.error for f in plugins.failures() if f.plugin == "malformed"] == errors  # a second lookup adds none
     assert any("takes an aigc.ModelSpec" in e for e in errors)
     assert any("takes a directory of templates, got int 12345" in e for e in errors)
     assert not any("/no/such/dir" in e for e in errors)
@@ -241,7 +260,7 @@ def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(mon
         assert failure.plugin == "other-twin" and failure.error == (
             "PluginClashError: its entry point is called 'twin', like the plugin of dist-twin 1.0, which is loaded; so it is not"
         )
-        assert [(row["name"], row["loaded"]) for row in plugins.describe()["plugins"]] == [("twin", True), ("other-twin", False)]
+        assert [(row["name"], row["loaded"], row["version"]) for row in plugins.describe()["plugins"]] == [("twin", True, "1.0"), ("other-twin", False, "2.0")]
         assert plugins.sources()["twin"].distribution == "dist-twin" and "echo" in registered_generators()
     finally:
         plugins.reset()
@@ -404,6 +423,56 @@ def test_register_commands_clash_names_both_plugins_and_keeps_the_first(pm):
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from first\n"
 
 
+def group_plugin(command, label):
+    class GroupPlugin:
+        @hookimpl
+        def register_commands(self, app):
+            import typer
+
+            group = typer.Typer()
+
+            @group.command(command)
+            def run():
+                print(f"{command} from {label}")
+
+            app.add_typer(group)  # no name: Typer puts its commands at the top level
+
+    return GroupPlugin()
+
+
+def test_the_commands_of_a_group_added_without_a_name_are_checked_by_their_own_names(pm):
+    import typer
+    from typer.testing import CliRunner
+
+    pm.register(group_plugin("chat", "hijacker"), name="hijacker")
+    pm.register(group_plugin("quip", "wordsmith"), name="wordsmith")
+    pm.register(group_plugin("pun", "punster"), name="punster")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    owners = plugins.register_commands(app)
+    assert owners["quip"] == "wordsmith" and owners["pun"] == "punster" and "" not in owners
+    (failure,) = [f for f in plugins.failures() if f.stage == "register_commands"]
+    assert failure.plugin == "hijacker" and "command 'chat' is already registered by plugin 'aigc.default_plugins.commands'" in failure.error
+    runner = CliRunner()
+    assert runner.invoke(app, ["quip"]).stdout == "quip from wordsmith\n"
+    assert runner.invoke(app, ["pun"]).stdout == "pun from punster\n"
+    assert "hijacker" not in runner.invoke(app, ["chat", "--help"]).stdout
+
+
+def test_every_later_clash_is_caught_while_removed_commands_are_freed(pm):
+    import typer
+    from typer.testing import CliRunner
+
+    for i in range(12):  # a removed entry's id could be taken by the next plugin's new one
+        pm.register(command_plugin(f"p{i}"), name=f"p{i}")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    owners = plugins.register_commands(app)
+    assert owners["hello"] == "p0"
+    assert sorted(f.plugin for f in plugins.failures() if f.stage == "register_commands") == sorted(f"p{i}" for i in range(1, 12))
+    assert CliRunner().invoke(app, ["hello"]).stdout == "hello from p0\n"
+
+
 
 def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(pm, tmp_path):
     for name, text in (("first", "first {{ input }}"), ("second", "second {{ input }}")):
@@ -436,6 +505,13 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
             ("prepare_jinja_env", "PluginClashError: jinja filter 'upper' is already registered by plugin 'first'; the one from 'second' is ignored"),
             ("register_template_dirs", "PluginClashError: template 'reply' is already registered by plugin 'first'; the one from 'second' is ignored"),
         ]
+        plugins.reset()  # `aigc plugins` alone (no template looked up first) shows the clash, and whose template it is
+        pm = plugins.get_plugin_manager()
+        pm.register(plugin("first", str), name="first")
+        pm.register(plugin("second", str), name="second")
+        rows = {row["name"]: row for row in plugins.describe()["plugins"]}
+        assert rows["first"]["registered"]["templates"] == ["reply"] and "templates" not in rows["second"]["registered"]
+        assert "register_template_dirs" in [f["stage"] for f in rows["second"]["failures"]]
     finally:
         templates.environment.cache_clear()
 
@@ -500,3 +576,52 @@ def test_plugin_globals_that_are_classes_or_callable_objects_are_left_as_they_ar
         assert env.globals["twice"] is not None and env.from_string("{{ twice('ab') }}").render() == "abab"
     finally:
         templates.environment.cache_clear()
+
+
+class ReturnsText(Generator):
+    name = "strgen"
+
+    def preprocess(self, inputs, opts):
+        return inputs
+
+    def forward(self, prepared, opts, sampling):
+        return prepared
+
+    def postprocess(self, raw, opts):
+        return f"just {raw}"
+
+
+def test_a_generator_that_returns_no_dict_is_a_plugin_error_naming_it(pm):
+    from aigc.errors import PluginError
+    from aigc.generators.base import get_generator
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("strgen", ReturnsText)
+
+    pm.register(Plugin(), name="strings")
+    with pytest.raises(PluginError, match=r"generator 'strgen' \(plugin 'strings'\) returned str where a dict of results is due"):
+        get_generator("strgen")("hi")
+
+
+def test_what_a_plugin_prints_at_import_goes_to_stderr(monkeypatch, capsys):
+    class Chatty:
+        @hookimpl
+        def register_generators(self, register):
+            register("echo", Echo)
+
+    class Loud(FakeEntryPoint):
+        def load(self):
+            print("imported!")
+            return super().load()
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Loud("chatty", Chatty())] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        assert "echo" in registered_generators()
+        out, err = capsys.readouterr()
+        assert out == "" and "imported!" in err
+    finally:
+        plugins.reset()
