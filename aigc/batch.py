@@ -81,14 +81,23 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        # strict: a quote never closed is an error, not a cell that takes in every line after it
+        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, strict=True)
+        start = 1  # line of the body where the record being read begins
         try:
             if reader.fieldnames:  # `id,text ` names the column text
                 reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
-            records = [r for r in reader if any((v or "").strip() for v in r.values() if isinstance(v, str))]  # a line of spaces is no row
-            rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
+            records = []
+            start = reader.line_num + 1
+            for record in reader:
+                if any((v or "").strip() for v in record.values() if isinstance(v, str)):  # a line of spaces is no row
+                    records.append(record)
+                start = reader.line_num + 1
         except csv.Error as exc:
-            raise BadInputError(f"{path}:{reader.line_num}: cannot read it as {suffix[1:].upper()}: {exc}") from None
+            line = start + text.count("\n", 0, len(text) - len(body))  # blank lines skipped before the header count
+            unclosed = " (a quoted cell that is never closed)" if "end of data" in str(exc) else ""
+            raise BadInputError(f"{path}:{line}: cannot read it as {suffix[1:].upper()}: {exc}{unclosed}") from None
+        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):

@@ -207,6 +207,17 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     return real
 
 
+def output_target(output: str | None, flag: str = "-o") -> str | None:
+    """Where a command's `-o` writes: None for stdout (not given, or -); a file is checked
+    writable before any work, and an empty name (an unset shell variable) is an error."""
+    if output is None or output == "-":
+        return None
+    if not output.strip():
+        raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
+    check_writable(output, flag)
+    return output
+
+
 def file_mode(path: Path) -> int:
     """The permissions a written file gets: those of the file it replaces, else what the umask allows."""
     try:

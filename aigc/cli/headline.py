@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import read_document
+from ..textio import output_target, read_document, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -20,6 +20,7 @@ def headline(
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.")] = "news",
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "headline",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,
     *,
@@ -27,7 +28,10 @@ def headline(
 ) -> None:
     """Write distinct headlines for a topic or an article."""
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
+    output = output_target(output)
     if lines:
+        if output:
+            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         text = topic if topic is not None else read_document(source or "-", lines=True)
@@ -40,7 +44,11 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
-    ui.result(json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"]))
+    rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
+    if output:
+        ui.info(f"wrote {write_atomic(output, rendered)}")
+    else:
+        ui.result(rendered)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)
 

@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_writable, read_document, write_atomic
+from ..textio import output_target, read_document, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -26,9 +26,7 @@ def summarize(
     run: RunOptions,
 ) -> None:
     """Summarize a document; long ones are summarized in parts, then the parts together."""
-    output = None if output == "-" else output  # - is stdout, where results go anyway
-    if output:
-        check_writable(output)
+    output = output_target(output)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
     text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")

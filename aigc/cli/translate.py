@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
-from ..textio import check_writable, read_input, write_atomic
+from ..textio import output_target, read_input, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -29,9 +29,7 @@ def translate(
     """Translate a document, keeping its paragraphs, lists and Markdown structure."""
     from ..generators.translate import load_glossary
 
-    output = None if output == "-" else output  # - is stdout, where results go anyway
-    if output:
-        check_writable(output)
+    output = output_target(output)
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:

@@ -477,3 +477,9 @@ def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp
     (tmp_path / "b.csv").write_bytes(b"id,text\n1,one\r2\n")  # a lone carriage return outside quotes
     with pytest.raises(BadInputError, match=r"b.csv:\d+: cannot read it as CSV"):
         read_rows(tmp_path / "b.csv")
+
+
+def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path):
+    (tmp_path / "a.csv").write_text('\nid,text\n1,hi\n2,"He said ""no, thanks\n3,third row\n4,fourth row\n')
+    with pytest.raises(BadInputError, match=r"a.csv:4: cannot read it as CSV: unexpected end of data \(a quoted cell that is never closed\)"):
+        read_rows(tmp_path / "a.csv")

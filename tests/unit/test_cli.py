@@ -64,6 +64,9 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_text().endswith("\n")
     assert result.stdout == ""
+    headlines = tmp_path / "headlines.txt"
+    result = invoke("headline", "--topic", "bees", "-n", "2", "-m", str(tiny_model_dir), "--max-tokens", "8", "-o", str(headlines), "--json")
+    assert result.exit_code == 0 and result.stdout == "" and len(json.loads(headlines.read_text())["headlines"]) == 2
 
 
 @pytest.mark.parametrize(
@@ -317,6 +320,9 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
     doc.write_text("text")
     code, lines = bad("summarize", str(doc), "-o", str(tmp_path / "missing-dir" / "out.txt"))
     assert code == 2 and "does not exist" in lines[0]
+    for command in (("summarize", str(doc)), ("translate", str(doc), "--to", "fr"), ("headline", "--topic", "bees")):
+        code, lines = bad(*command, "-o", "")  # `-o "$OUT"` with OUT unset
+        assert code == 2 and lines == ["Error: -o was given an empty file name; give a file, or - for stdout"]
 
 
 def test_debug_shows_the_exception(monkeypatch, tmp_path):
