@@ -408,5 +408,11 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     system_text = system if system is not None else template.system
     if system_text:
         messages.append({"role": "system", "content": _render_text(template, system_text, values, 1)})
-    messages.append({"role": "user", "content": _render_text(template, template.body, values, template.body_line)})
+    if template.body.strip():
+        user = _render_text(template, template.body, values, template.body_line)
+    elif isinstance(values.get("input"), str) and values["input"].strip():  # a system prompt alone (as fabric's patterns): the input is the message
+        user = values["input"]
+    else:
+        raise BadInputError(f"{template.label} is a system prompt with no message; give the text to answer as its input (pipe it, -i FILE, or --var input=TEXT)")
+    messages.append({"role": "user", "content": user})
     return Rendered(messages=messages, defaults=dict(template.defaults))

@@ -204,6 +204,19 @@ def read_schema_option(value: Optional[str]) -> Optional[dict]:
     return schema
 
 
+def stdin_ready() -> bool:
+    """Whether piped standard input holds something now (text or its end), so reading it cannot
+    wait on a writer that never closes it."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return False
+    try:
+        import select
+
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError):  # no file descriptor: an in-memory stream, read at once
+        return True
+
+
 def stdin_text() -> Optional[str]:
     """Piped standard input, if any (binary or non-UTF-8 input is an error that says so)."""
     from ..textio import STDIN, decode_text

@@ -9,7 +9,7 @@ from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import shown
 from ..textio import read_document
-from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
+from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -52,6 +52,8 @@ def run_template(
         values[name] = read_document(source)
     elif (name := _open_input(found, values)) and (piped := stdin_text()) and piped.strip():
         values[name] = piped.strip()  # piped text fills the template's text when it is still to fill
+    elif not values and name is None and stdin_ready() and (piped := stdin_text()) and piped.strip():
+        found.input_variable(values)  # piped text the template has no place for: its error says what to give
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")

@@ -438,6 +438,22 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
     assert given.exit_code == 0 and json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "typed"}
 
 
+def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is_an_error(tiny_model_dir):
+    from aigc.generators.template import TemplateGenerator
+    from aigc.testing import FakeEngine
+
+    user_template("fab", "---\ndescription: As fabric's patterns\nsystem: You summarize text in one line.\n---\n")
+    engine = FakeEngine()
+    engine.enqueue("A cat sat.")
+    result = TemplateGenerator(engine=engine)({"input": "The cat sat on the mat."}, template="fab")
+    assert result["messages"] == [{"role": "system", "content": "You summarize text in one line."}, {"role": "user", "content": "The cat sat on the mat."}]
+    assert invoke("run", "fab", "-m", str(tiny_model_dir), "--max-tokens", "3", input="The cat sat.\n").exit_code == 0
+    code, lines = bad("run", "fab", "-m", str(tiny_model_dir))
+    assert code == 2 and lines == ["Error: template 'fab' is a system prompt with no message; give the text to answer as its input (pipe it, -i FILE, or --var input=TEXT)"]
+    result = invoke("run", "headline", "-m", "no-such-model", input="urban rooftop bees\n")
+    assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
+
+
 @pytest.mark.parametrize(
     "template, args, words",
     [
