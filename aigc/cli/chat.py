@@ -53,6 +53,7 @@ def chat(
         if session is not None:
             raise BadInputError("give --session NAME or --continue, not both")
         session = conversations.latest_session()
+        ui.info(f"(continuing session {session!r}, the one used last; `aigc sessions` lists them)")
     path = _session_file(session) if session is not None else None
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
         _chat(prompt, piped, attached, system, template, as_json, run, path)
@@ -226,7 +227,7 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     if kept():
         options = {"template": session.template, "system": session.system}
         session_name = conversations.session_label(session.path) if session.path else None
-        run.keep(session.generator, "chat", text, session.messages[-1]["content"], options, session=session_name)
+        run.keep(session.generator, "chat", text, session.messages[-1]["content"], options, session=session_name, sampling=session.sampling)
     if run.stats:
         ui.print_stats(session.generator.engine.stats)
 

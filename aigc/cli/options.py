@@ -95,10 +95,11 @@ class RunOptions:
         stats = generator.engine.stats
         self._mark = (time.monotonic(), stats.prompt_tokens, stats.completion_tokens)
 
-    def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True) -> None:
+    def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True, sampling: dict | None = None) -> None:
         """Log an answer the command printed (unless logging is off); a log that cannot be written is
         one warning, never the command's failure, and nothing more is logged in this run. `measured`:
-        the tokens and time since `mark` are this answer's alone (not so for one line of a batch)."""
+        the tokens and time since `mark` are this answer's alone (not so for one line of a batch).
+        `sampling`: the settings the answer was made with, where they are not the options' (the REPL's /set)."""
         from .. import logs
 
         measured = measured and self._mark is not None
@@ -114,7 +115,7 @@ class RunOptions:
                     model=generator.engine.name,
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **self.sampling()},
+                    options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,

@@ -792,6 +792,9 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     repl_lines(monkeypatch, "again")
     _turn(session, run, pending)
     assert engine.calls[-1][1].temperature == 0.5 and len(session.messages) == 4
+    from aigc import logs
+
+    assert logs.entries(1)[0].options["temperature"] == 0.5  # logged with the settings the reply was made with
     for line in ("/undo", "/set temperature hot", "/set temperature"):
         repl_lines(monkeypatch, line)
         _turn(session, run, pending)
@@ -849,6 +852,7 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert first.exit_code == 0, first.output
     second = invoke("chat", "-c", "Where?", *args)
     one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert "(continuing session 'work', the one used last" in second.stderr
     assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
     rows = json.loads(invoke("sessions", "--json").stdout)
     assert [(r["name"], r["messages"], r["first"]) for r in rows] == [("work", 4, "Bees make honey.")]
