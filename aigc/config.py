@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
+SETTINGS = ("default_model", "default_image_model", "logs", "remotes")  # the top-level keys of config.toml
+_reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
 def _env_path(name: str) -> Path | None:
@@ -52,9 +54,27 @@ def load_settings() -> dict:
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return _parse_toml(data.decode("utf-8"))
+        settings = _parse_toml(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+    _report_unknown(path, settings)
+    return settings
+
+
+def _report_unknown(path: Path, settings: dict) -> None:
+    """Warn once about each top-level key aigc does not read (a misspelt `defualt_model`)."""
+    import difflib
+    import warnings
+
+    from .errors import AigcWarning
+
+    for key in sorted(settings):
+        if key in SETTINGS or (str(path), key) in _reported:
+            continue
+        _reported.add((str(path), key))
+        close = difflib.get_close_matches(key, SETTINGS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        warnings.warn(f"{path}: aigc reads no setting {key!r}; {hint}it reads {', '.join(SETTINGS)}", AigcWarning, stacklevel=3)
 
 
 def _parse_toml(text: str) -> dict:

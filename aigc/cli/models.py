@@ -95,6 +95,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Facts about a model (read from its files, without loading it)."""
+    if not name.strip():
+        raise BadInputError("the model name is empty; give an alias from `aigc models list`, a path or a hub id")
     facts = registry.describe(registry.resolve(name))
     if as_json:
         ui.result(json.dumps(facts, indent=2))
@@ -140,6 +142,8 @@ def default(
             name = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
     path = config.set_setting(key, name)
     ui.info(f"default {kind} model: {name} (in {path})" if name else f"default {kind} model: back to {builtin}")
+    if name is not None and ref.kind != "remote" and not ref.installed:
+        ui.info(f"({name} is not installed yet: the first command to use it fetches it, or `aigc models pull {name}` now)")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
 

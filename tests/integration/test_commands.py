@@ -56,10 +56,13 @@ def test_three_distinct_headlines_within_the_word_limit():
     assert all(h.strip() and len(h.split()) <= 10 for h in headlines)
 
 
-def test_headlines_for_an_article_from_stdin():
+def test_headlines_for_an_article_from_stdin(tmp_path):
     done = aigc("headline", "-", "-n", "2", "--seed", "1", input=ARTICLE.read_text())
     assert done.returncode == 0, done.stderr
     assert len([line for line in done.stdout.splitlines() if line.strip()]) == 2
+    out = tmp_path / "headlines.txt"
+    written = aigc("headline", "-", "-n", "2", "--seed", "1", "-o", str(out), input=ARTICLE.read_text())
+    assert written.returncode == 0 and written.stdout == "" and out.read_text() == done.stdout
 
 
 def test_summary_is_shorter_and_names_the_subject(tmp_path):

@@ -64,9 +64,6 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.read_text().endswith("\n")
     assert result.stdout == ""
-    headlines = tmp_path / "headlines.txt"
-    result = invoke("headline", "--topic", "bees", "-n", "2", "-m", str(tiny_model_dir), "--max-tokens", "8", "-o", str(headlines), "--json")
-    assert result.exit_code == 0 and result.stdout == "" and len(json.loads(headlines.read_text())["headlines"]) == 2
 
 
 @pytest.mark.parametrize(
@@ -921,7 +918,10 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     for args, words in ((["sd-turbo"], "is an image model"), (["--image", "smollm2"], "is a text model"), (["nope-model"], "unknown model"), (["x", "--unset"], "not both"), ([""], "the model name is empty")):
         result = invoke("models", "default", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
-    assert invoke("models", "default", "--image", "sd-turbo").exit_code == 0
+    image = invoke("models", "default", "--image", "sd-turbo")
+    assert image.exit_code == 0 and "(sd-turbo is not installed yet: the first command to use it fetches it" in image.stderr
+    assert "not installed" not in invoke("models", "default", str(tiny_model_dir)).stderr
+    assert invoke("models", "info", " ").exit_code == 2
     assert invoke("models", "default", "--image").stdout == "sd-turbo\n"
     assert "AIGC_DEFAULT_MODEL=smollm2 is set" in invoke("models", "default", "--unset", env={"AIGC_DEFAULT_MODEL": "smollm2"}).stderr
     assert settings.read_text() == 'default_image_model = "sd-turbo"\n\n' + remotes
@@ -1005,3 +1005,12 @@ def test_translate_lines_warn_about_glossary_misses(tiny_model_dir, tmp_path, mo
     assert [line for line in result.stderr.splitlines() if "glossary term" in line] == [
         f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)
     ]
+
+
+def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text('defualt_model = "x"\n[remotes.gpu]\nurl = "http://gpu:8000/v1"\n')
+    result = invoke("models", "default")
+    assert result.exit_code == 0 and result.stdout == "smollm2\n"
+    assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
