@@ -49,13 +49,16 @@ _HTML_BLOCK = re.compile(
 )
 _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[A-Za-z][\w-]*\s*>)[ \t]*$")
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
+_FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
+_HARD_BREAK = re.compile(r"(?: {2,}|\\)$")  # a line ending in two spaces or a backslash breaks the line there
 _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code, link and image destinations (one level of
-# parentheses inside), reference labels, autolinks and bare URLs.
+# parentheses inside), reference labels, footnote references, autolinks and bare URLs.
 _PROTECTED = re.compile(
     r"(`+).+?\1"
     r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"]*\")?\)"
     r"|\]\[[^\]]*\]"
+    r"|\[\^[^\]\s]+\]"
     r"|<(?:https?://|mailto:)[^>\s]+>"
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
@@ -110,10 +113,22 @@ def inline_parts(text: str) -> list[tuple[bool, str]]:
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
     """A block whose text is translated, unless it has no letters outside code and URLs."""
-    text = " ".join(text.split())
-    if not any(is_text for is_text, _ in inline_parts(text)):
-        return Block(kind, [before + text + after])
-    return Block(kind, [before, 0, after], [text])
+    return _broken_block(kind, before, [text], [], after)
+
+
+def _broken_block(kind: str, before: str, lines: list[str], breaks: list[str], after: str = "") -> Block:
+    """A block of lines joined by hard line breaks (`breaks[i]` is the literal Markdown between line
+    i and i+1); each line's text is translated on its own, unless it has no letters outside code and URLs."""
+    block = Block(kind, [before])
+    for i, line in enumerate(lines):
+        text = " ".join(line.split())
+        if any(is_text for is_text, _ in inline_parts(text)):
+            block.pieces.append(len(block.texts))
+            block.texts.append(text)
+        else:
+            block.pieces.append(text)
+        block.pieces.append(breaks[i] if i < len(breaks) else after)
+    return block
 
 
 def _inner_marker(content: str) -> tuple[str, str]:
@@ -226,6 +241,11 @@ def parse_blocks(text: str) -> list[Block]:
         if _html_starts(line):
             blocks.append(Block("html", ["\n".join(lines[i : (i := _html_end(lines, i))])]))
             continue
+        footnote = _FOOTNOTE.match(line)
+        if footnote:
+            blocks.append(_text_block("footnote", footnote.group(1), footnote.group(2)))
+            i += 1
+            continue
         if _REFERENCE.match(line):
             blocks.append(Block("reference", [line]))
             i += 1
@@ -239,7 +259,7 @@ def parse_blocks(text: str) -> list[Block]:
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
-        parts = [first]
+        parts, breaks, raw = [[first]], [], line
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
             nxt = lines[i]
@@ -247,13 +267,21 @@ def parse_blocks(text: str) -> list[Block]:
                 inner = _QUOTE.match(nxt)
                 if not inner or _starts_block(inner.group(2)):
                     break
-                parts.append(inner.group(2))
+                prefix, content = inner.group(1), inner.group(2)
             elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item"):
                 break
             else:
-                parts.append(nxt)
+                prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
+            hard = _HARD_BREAK.search(raw)
+            if hard:  # the line before ends in a hard break: kept, with this line's own indent or quote marker
+                parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\")
+                breaks.append(hard.group(0) + "\n" + prefix)
+                parts.append([content.strip()])
+            else:
+                parts[-1].append(content)
+            raw = nxt
             i += 1
-        blocks.append(_text_block(kind, before, " ".join(parts)))
+        blocks.append(_broken_block(kind, before, [" ".join(part) for part in parts], breaks))
     return blocks
 
 

@@ -159,6 +159,15 @@ def test_markdown_blocks_are_recognised(doc, kinds):
     assert render_blocks(blocks, [b.texts for b in blocks]) == doc.replace("at\n<", "at <")
 
 
+def test_hard_line_breaks_and_footnotes_are_kept_and_translated():
+    doc = "Anna Smith  \n12 Main Road\\\nLeeds\n\n> one  \n> two\n> three\n\n- item a  \n  more\n\nSee the docs.[^1]\n\n[^1]: The docs are updated weekly."
+    result, _ = translate(doc)
+    assert result["translation"] == (
+        "ANNA SMITH  \n12 MAIN ROAD\\\nLEEDS\n\n> ONE  \n> TWO THREE\n\n- ITEM A  \n  MORE\n\nSEE THE DOCS.[^1]\n\n[^1]: THE DOCS ARE UPDATED WEEKLY."
+    )
+    assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["paragraph", "quote", "item", "paragraph", "footnote"]
+
+
 class KeepsCodeEngine(FakeEngine):
     """A "translation" that keeps inline markup: Run -> Lancez, now -> maintenant."""
 
