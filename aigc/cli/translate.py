@@ -22,7 +22,7 @@ def translate(
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own text; one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -62,8 +62,10 @@ def translate(
 
 
 def glossary_notes(result: dict) -> list[str]:
-    """A warning for each glossary term the translation missed."""
+    """A warning for each glossary term the translation missed, and one if max_tokens cut sentences off."""
     notes = []
+    if result["cut_off"]:
+        notes.append("--max-tokens cut the translation of a sentence off; raise it, or leave it out (each sentence then gets room for its translation)")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")

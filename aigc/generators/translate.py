@@ -203,7 +203,7 @@ def _language(option: str, value: str) -> Language:
 class TranslateOptions:
     target_language: str | None = None
     source_language: str = "auto"
-    glossary: Any = None  # [(source, target), ...] or {source: target}
+    glossary: Any = None  # [(source, target), ...], {source: target}, or a TSV file's path
     template: str = "translate"
     by_sentence: bool = True
     examples: bool = True
@@ -229,6 +229,8 @@ class TranslateOptions:
 def _glossary_entries(glossary: Any) -> list[tuple[str, str]]:
     if not glossary:
         return []
+    if isinstance(glossary, (str, Path)):  # a TSV file's path (`-O glossary=terms.tsv` in aigc batch)
+        return load_glossary(glossary)
     items = list(glossary.items()) if isinstance(glossary, dict) else list(glossary)
     entries = []
     for item in items:
@@ -245,6 +247,7 @@ class _Segment:
     source: str
     terms: list[tuple[str, str]]
     translation: str = ""
+    cut_off: bool = False  # max_tokens ended its translation
 
 
 class TranslateGenerator(Generator):
@@ -306,6 +309,7 @@ class TranslateGenerator(Generator):
         outputs = self.engine.generate([self._prompt(s, opts) for s in batch], params)
         for segment, group in zip(batch, outputs):
             segment.translation = clean_translation(group[0].text, segment.source, opts.target)
+            segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any]) -> None:
         """Segments whose translation lost inline code, a link target or a URL: the words between
@@ -318,7 +322,9 @@ class TranslateGenerator(Generator):
         self._translate(pieces, opts, sampling)
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
-            segment.translation = "".join((next(translated).translation or text) if is_text else text for is_text, text in parts)
+            done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
+            segment.translation = "".join((piece.translation or text) if piece else text for piece, text in done)
+            segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:
         blocks = raw["blocks"]
@@ -342,4 +348,5 @@ class TranslateGenerator(Generator):
             "glossary_misses": [
                 {"source": s, "target": d, "count": n} for (s, d), n in sorted(misses.items(), key=lambda kv: order[kv[0]])
             ],
+            "cut_off": any(s.cut_off for chunk in raw["chunks"] for s in chunk),  # max_tokens ended a sentence's translation
         }

@@ -10,6 +10,7 @@ from aigc.engine.base import Completion
 from aigc.errors import BadInputError
 from aigc.generators.translate import (
     TranslateGenerator,
+    TranslateOptions,
     clean_translation,
     group_chunks,
     load_glossary,
@@ -108,11 +109,12 @@ ANN  | COOK
 
 class EchoEngine(FakeEngine):
     """Answers each prompt with its last message upper-cased (a "translation" that shows where
-    each text went)."""
+    each text went), its first `max_tokens` words."""
 
     def generate(self, prompts, params):
         self.calls.append((prompts, params))
-        return [[Completion(p[-1]["content"].upper(), 1, 1, "stop")] for p in prompts]
+        words = [p[-1]["content"].upper().split(" ") for p in prompts]
+        return [[Completion(" ".join(w[: params.max_tokens]), 1, 1, "length" if len(w) > params.max_tokens else "stop")] for w in words]
 
 
 def translate(text, engine=None, **options):
@@ -320,6 +322,9 @@ def test_glossary_files(tmp_path):
         load_glossary(latin)
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
+    assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
+    with pytest.raises(BadInputError, match="no such glossary file"):
+        TranslateOptions(target_language="fr", glossary="missing.tsv")
 
 
 def test_glossary_terms_are_prompted_enforced_and_misses_reported():
@@ -376,7 +381,7 @@ def test_clean_translation(raw, clean):
 
 def test_result_shape():
     result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
-    assert result == {"translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": []}
+    assert result == {"translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False}
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -404,8 +409,15 @@ def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": []
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False
     }
+
+
+def test_a_translation_cut_off_by_max_tokens_says_so(echo):
+    result = runner.invoke(app, ["translate", "-", "--to", "es", "--max-tokens", "2", "--json"], input="Take the five six train.\n")
+    assert result.exit_code == 0 and json.loads(result.stdout)["cut_off"] is True
+    assert "Warning: --max-tokens cut the translation of a sentence off" in result.stderr
+    assert "Warning" not in runner.invoke(app, ["translate", "-", "--to", "es"], input="Take the train.\n").stderr
 
 
 def test_command_writes_the_output_file_atomically(echo, tmp_path):
