@@ -1,7 +1,8 @@
 """Languages by name or code: `lookup("de")`, `lookup("German")`, `lookup("pt-BR")`, `lookup("Deutsch")`.
 
-A small table of common languages (ISO 639-1 codes, a few regional variants), enough to put a
-language's English name into a prompt and to reject a typo with close matches.
+A small table of common languages (ISO 639-1 codes, their 639-2/639-3 three-letter codes, a few
+regional variants; other regions and scripts as tags), enough to put a language's English name
+into a prompt and to reject a typo with close matches.
 """
 
 from __future__ import annotations
@@ -86,6 +87,17 @@ _ALIASES = {  # other names people use
     "mandarin": "zh", "farsi": "fa", "tagalog": "tl", "brazilian": "pt-BR", "castilian": "es",
     "bokmal": "no", "bokmål": "no", "nb": "no", "nn": "no", "iw": "he", "zh-hans": "zh-CN", "zh-hant": "zh-TW",
 }
+_THREE_LETTER = {  # ISO 639-2 (bibliographic and terminological) and 639-3 codes of the table's languages
+    "en": "eng", "fr": "fra fre", "es": "spa", "de": "deu ger", "it": "ita", "pt": "por", "nl": "nld dut", "sv": "swe",
+    "da": "dan", "no": "nor nob nno", "fi": "fin", "is": "isl ice", "pl": "pol", "cs": "ces cze", "sk": "slk slo",
+    "sl": "slv", "hr": "hrv", "sr": "srp", "hu": "hun", "ro": "ron rum", "bg": "bul", "el": "ell gre", "lt": "lit",
+    "lv": "lav", "et": "est", "ru": "rus", "uk": "ukr", "tr": "tur", "ar": "ara", "he": "heb", "fa": "fas per",
+    "hi": "hin", "bn": "ben", "ur": "urd", "ta": "tam", "zh": "zho chi cmn", "ja": "jpn", "ko": "kor", "vi": "vie",
+    "th": "tha", "id": "ind", "ms": "msa may", "tl": "tgl fil", "sw": "swa", "ca": "cat", "eu": "eus baq",
+    "ga": "gle", "cy": "cym wel",
+}
+_ALIASES.update({three: code for code, codes in _THREE_LETTER.items() for three in codes.split()})
+_SCRIPTS = {"latn": "Latin", "cyrl": "Cyrillic", "arab": "Arabic", "deva": "Devanagari", "grek": "Greek", "hebr": "Hebrew"}
 
 LANGUAGES: dict[str, Language] = {lang.code.lower(): lang for lang in _TABLE}
 _BY_NAME: dict[str, Language] = {}
@@ -106,12 +118,16 @@ def lookup(value: str) -> Language:
     if key in _BY_NAME:
         return _BY_NAME[key]
     base, _, region = key.partition("-")
-    if region and base in LANGUAGES and region.isalpha() and len(region) in (2, 3, 4):
-        lang = LANGUAGES[base]  # a region the table does not list: the language itself, tagged
+    lang = LANGUAGES.get(base) or _BY_NAME.get(base) if len(base) in (2, 3) else None
+    if region and lang and region.isalpha() and len(region) == 4:  # a script: sr-Latn
+        script = _SCRIPTS.get(region, region.title())
+        return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script", "", lang.spaces)
+    if region and lang and region.isalpha() and len(region) in (2, 3):
+        # a region the table does not list: the language itself, tagged
         return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({region.upper()})", lang.native, lang.spaces)
     choices = sorted(set(LANGUAGES) | set(_BY_NAME))
-    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
-    hint = "did you mean " + ", ".join(_display(c) for c in close) + "? " if close else ""
+    close = list(dict.fromkeys(_display(c) for c in difflib.get_close_matches(key, choices, n=6, cutoff=0.6)))[:3]
+    hint = "did you mean " + ", ".join(close) + "? " if close else ""
     raise BadInputError(f"unknown language {value!r}; {hint}give a name or ISO code such as French, fr, zh or pt-BR")
 
 

@@ -263,7 +263,8 @@ def test_split_sentences_keeps_abbreviations_together():
     "value, code, name",
     [("zh", "zh", "Chinese"), ("Chinese", "zh", "Chinese"), ("de", "de", "German"), ("GERMAN", "de", "German"),
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
-     ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese")],
+     ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
+     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
@@ -275,6 +276,9 @@ def test_unknown_language_lists_close_matches():
         lookup("Germn")
     with pytest.raises(BadInputError, match="unknown language 'xx'"):
         lookup("xx")
+    with pytest.raises(BadInputError) as caught:
+        lookup("deux")
+    assert str(caught.value).count("German (de)") == 1  # German's code and native name suggest it once
 
 
 @pytest.mark.parametrize(
