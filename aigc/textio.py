@@ -17,26 +17,53 @@ from .errors import BadInputError
 
 STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote", "pre"}
+_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
+_CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
 
 
 class _TextExtractor(HTMLParser):
+    """A page's text as parts: paragraphs between block tags, headings, list items and links marked
+    as in Markdown, and each <pre> kept whole between code markers."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
+        self.parts: list = []
         self.skipping = 0
+        self.pre = 0
+        self.links: list[str | None] = []  # the href of each <a> open
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
             self.skipping += 1
-        elif tag in _BLOCK_TAGS:
+        elif tag == "pre":
+            self.pre += 1
+            if self.pre == 1:
+                self.parts.append(_CODE_START)
+        elif tag == "a" and not self.pre and dict(attrs).get("href"):
+            self.links.append(dict(attrs)["href"])
+            self.parts.append("[")
+        elif tag == "a" and not self.pre:
+            self.links.append(None)
+        elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
+            if tag == "li":
+                self.parts.append("- ")
+            elif tag[0] == "h" and tag[1:].isdigit():
+                self.parts.append("#" * int(tag[1:]) + " ")
 
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS and self.skipping:
             self.skipping -= 1
-        elif tag in _BLOCK_TAGS:
+        elif tag == "pre" and self.pre:
+            self.pre -= 1
+            if not self.pre:
+                self.parts.append(_CODE_END)
+        elif tag == "a" and not self.pre and self.links:
+            href = self.links.pop()
+            if href:
+                self.parts.append(f"]({href})")
+        elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
 
     def handle_data(self, data):
@@ -45,12 +72,31 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """Visible text of an HTML page, one paragraph per block element; scripts and styles dropped."""
+    """Visible text of an HTML page as Markdown: one paragraph per block element, headings, list
+    items and links marked, each <pre> a fenced code block as it is; scripts and styles dropped."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
-    paragraphs = (" ".join(block.split()) for block in "".join(parser.parts).split("\n\n"))
-    return "\n\n".join(p for p in paragraphs if p)
+    blocks: list[str] = []
+    prose: list[str] = []
+    code: list[str] | None = None
+    for part in [*parser.parts, _CODE_END]:
+        if part is _CODE_START:
+            code = []
+        elif part is _CODE_END:
+            paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
+            blocks += [p for p in paragraphs if p.strip("#- ")]  # an empty item or heading is nothing
+            prose = []
+            text = "".join(code or []).strip("\n")
+            if text.strip():
+                fence = "`" * max([3] + [len(run) + 1 for run in re.findall(r"`{3,}", text)])
+                blocks.append(f"{fence}\n{text}\n{fence}")
+            code = None
+        elif code is not None:
+            code.append(part)
+        else:
+            prose.append(part)
+    return "\n\n".join(blocks)
 
 
 def _looks_like_html(text: str) -> bool:

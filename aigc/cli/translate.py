@@ -33,7 +33,7 @@ def translate(
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
-        ui.warn(f"{source}: HTML is translated as its text, without its markup (Markdown keeps its structure)")
+        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, links and <pre> code), without its other markup")
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag

@@ -12,7 +12,15 @@ def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
     page = tmp_path / "page.html"
     page.write_text("<html><head><style>p{}</style></head><body><h1>Title</h1><script>alert(1)</script>"
                     "<p>First &amp; one.</p><p>Second\n  para.</p></body></html>")
-    assert read_document(str(page)) == "Title\n\nFirst & one.\n\nSecond para."
+    assert read_document(str(page)) == "# Title\n\nFirst & one.\n\nSecond para."
+
+
+def test_html_lists_links_and_pre_come_as_markdown():
+    page = ('<ul><li>one</li><li></li><li>two <b>bold</b></li></ul><p>See <a href="https://x.org/a">our page</a> and <a name=top>here</a>.</p>'
+            '<pre><code>hours = "10-21"\n  indented\n</code></pre><pre>x ``` y</pre>')
+    assert html_to_text(page) == (
+        '- one\n\n- two bold\n\nSee [our page](https://x.org/a) and here.\n\n```\nhours = "10-21"\n  indented\n```\n\n````\nx ``` y\n````'
+    )
 
 
 def test_html_without_suffix_is_detected():

@@ -409,6 +409,14 @@ def test_command_prints_the_translation(echo, tmp_path):
     assert result.stdout == "# TITLE\n\n- ONE\n- TWO\n"
 
 
+def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<h1>Hours</h1><p>Open <a href="https://x.org/h">daily</a>.</p><pre><code>hours = "10-21"</code></pre>')
+    result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
+    assert result.stdout == '# HOURS\n\nOPEN [DAILY](https://x.org/h).\n\n```\nhours = "10-21"\n```\n'
+    assert "HTML is translated as Markdown" in result.stderr
+
+
 def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
