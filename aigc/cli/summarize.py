@@ -21,7 +21,7 @@ def summarize(
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off, unchanged} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -34,14 +34,14 @@ def summarize(
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=cut_off_note)
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=summary_notes)
         return
     generator = run.generator("summarize")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
-    for note in cut_off_note(result):
+    for note in summary_notes(result):
         ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
     if output:
@@ -52,7 +52,9 @@ def summarize(
     run.report(generator)
 
 
-def cut_off_note(result: dict) -> list[str]:
+def summary_notes(result: dict) -> list[str]:
+    if result["unchanged"]:
+        return [f"the text ({result['words']} words) is no longer than the summary asked for, so it is given back as it is"]
     return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
 
 

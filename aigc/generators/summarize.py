@@ -122,6 +122,8 @@ class SummarizeGenerator(Generator):
         return outputs
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
+        if len(chunks) == 1 and len(chunks[0].split()) <= opts.target_words:  # no longer than its summary would be
+            return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
@@ -132,6 +134,11 @@ class SummarizeGenerator(Generator):
         return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
     def postprocess(self, raw: dict[str, Any], opts: SummarizeOptions) -> dict[str, Any]:
+        """`summary` and its `words`; `unchanged`: the text was no longer than the summary asked for,
+        so it is the summary as it is (a short text is not padded out with made-up sentences)."""
+        if raw.get("unchanged"):
+            text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in split_sentences(" ".join(raw["summary"].split())))
+            return {"summary": text, "words": len(text.split()), "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         text = INTRO.sub("", text)
@@ -148,7 +155,7 @@ class SummarizeGenerator(Generator):
             lines = lines[:-1]
         lines = fit_length(lines, opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
-        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"]}
+        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"], "unchanged": False}
 
 
 def unmatched_quote_dropped(text: str) -> str:

@@ -146,7 +146,7 @@ def summarizer(engine):
 
 
 def test_results_keep_input_order_and_a_rerun_skips_done_rows(tmp_path):
-    texts = [f"{'word ' * (20 - i)}item {i}." for i in range(10)]  # lengths differ, so rows are reordered
+    texts = [f"{'word ' * (120 - i)}item {i}." for i in range(10)]  # lengths differ, so rows are reordered; each longer than its summary
     source = tmp_path / "in.txt"
     source.write_text("\n".join(texts))
     out = tmp_path / "out.jsonl"
@@ -183,7 +183,7 @@ def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_pa
 
 def test_concurrent_rows_share_model_calls(tmp_path):
     source = tmp_path / "in.txt"
-    source.write_text("\n".join(f"text number {i} about things" for i in range(12)))
+    source.write_text("\n".join(f"text number {i} about things " * 25 for i in range(12)))  # longer than a summary
     engine = FakeEngine()
     engine.enqueue(*["a summary."] * 12)
     run_batch(summarizer(engine), read_rows(source), tmp_path / "out.jsonl", {}, concurrency=4)

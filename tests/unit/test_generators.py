@@ -7,6 +7,18 @@ from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
+
+LONG_TEXT = "Some text about bees. " * 60  # longer than any summary length, so the model is asked
+
+
+def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
+    engine = FakeEngine()
+    result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
+    assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
+    assert SummarizeGenerator(engine=engine)("Hi. How are you?", format="bullets")["summary"] == "- Hi.\n- How are you?"
+    assert engine.calls == []
+    engine.enqueue("Bees.")
+    assert SummarizeGenerator(engine=engine)("Bees buzz. " * 10, words=5)["unchanged"] is False and len(engine.calls) == 1
 from aigc.testing import FakeEngine
 
 
@@ -37,7 +49,7 @@ def test_long_documents_are_summarized_map_reduce_with_progress():
 def test_bullets_format_from_prose():
     engine = FakeEngine()
     engine.enqueue("Here is a summary: Bees thrive in cities. Some ecologists worry.")
-    result = SummarizeGenerator(engine=engine)("Some text about bees.", format="bullets")
+    result = SummarizeGenerator(engine=engine)(LONG_TEXT, format="bullets")
     assert result["summary"] == "- Bees thrive in cities.\n- Some ecologists worry."
 
 
@@ -45,7 +57,7 @@ def test_a_bullet_longer_than_the_summary_is_split_into_sentences_and_cut_to_len
     engine = FakeEngine()
     long_point = " ".join(f"Sentence {i} says a few more words about bees." for i in range(10))
     engine.enqueue(f"- {long_point}\n- Short point.")
-    result = SummarizeGenerator(engine=engine)("Some text about bees.", format="bullets", length="short")
+    result = SummarizeGenerator(engine=engine)(LONG_TEXT, format="bullets", length="short")
     points = result["summary"].splitlines()
     assert points[0] == "- Sentence 0 says a few more words about bees." and 1 < len(points) < 10
     assert result["words"] <= 40 * 1.3
@@ -55,7 +67,7 @@ def test_a_quote_opened_and_never_closed_is_dropped():
     engine = FakeEngine()
     engine.enqueue('"Bees thrive in cities.', '"Bees" thrive in cities.')
     generator = SummarizeGenerator(engine=engine)
-    assert [generator("Some text about bees.")["summary"] for _ in range(2)] == ["Bees thrive in cities.", '"Bees" thrive in cities.']
+    assert [generator(LONG_TEXT)["summary"] for _ in range(2)] == ["Bees thrive in cities.", '"Bees" thrive in cities.']
 
 
 @pytest.mark.parametrize(
@@ -70,7 +82,7 @@ def test_a_quote_opened_and_never_closed_is_dropped():
 def test_only_an_introducing_first_line_is_dropped(answer, format_, expected):
     engine = FakeEngine()
     engine.enqueue(answer)
-    assert SummarizeGenerator(engine=engine)("Some text about bees.", format=format_)["summary"] == expected
+    assert SummarizeGenerator(engine=engine)(LONG_TEXT, format=format_)["summary"] == expected
 
 
 @pytest.mark.parametrize("options, words_", [({"length": "huge"}, "^length must"), ({"format": "table"}, "^format must"), ({"words": 1}, "^words must"), ({"colour": 1}, "no option colour")])
@@ -230,7 +242,7 @@ def test_summaries_are_cut_to_whole_sentences_near_the_target_length():
     engine = FakeEngine()
     sentence = "Bees thrive on city rooftops across Europe and North America today."  # 11 words
     engine.enqueue(" ".join([sentence] * 12))
-    result = SummarizeGenerator(engine=engine)("Some text about bees.", words=40)
+    result = SummarizeGenerator(engine=engine)(LONG_TEXT, words=40)
     assert result["summary"].endswith(".") and 30 <= result["words"] <= 52
     assert result["summary"].count(sentence) == result["words"] // 11
 
@@ -476,13 +488,13 @@ def test_a_summary_cut_off_by_max_tokens_says_so_and_drops_its_unfinished_senten
 
     engine = CutEngine()
     engine.enqueue("Bees are back in the city. Rooftop hives feed on the")
-    result = SummarizeGenerator(engine=engine)("Bees are back. " * 20, sampling={"max_tokens": 12})
+    result = SummarizeGenerator(engine=engine)(LONG_TEXT, sampling={"max_tokens": 12})
     assert result["summary"] == "Bees are back in the city." and result["cut_off"] is True
     engine.enqueue("Bees are back in the city.")
-    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == "Bees are back in the city."  # a whole last sentence stays
+    assert SummarizeGenerator(engine=engine)(LONG_TEXT)["summary"] == "Bees are back in the city."  # a whole last sentence stays
     engine.enqueue("Bees are back. The keepers say 'feed the'", 'Bees are back. They said "Bees are back."')
-    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == "Bees are back."  # a quote is no sentence's end
-    assert SummarizeGenerator(engine=engine)("Bees are back. " * 20)["summary"] == 'Bees are back. They said "Bees are back."'  # one after its end is
+    assert SummarizeGenerator(engine=engine)(LONG_TEXT)["summary"] == "Bees are back."  # a quote is no sentence's end
+    assert SummarizeGenerator(engine=engine)(LONG_TEXT)["summary"] == 'Bees are back. They said "Bees are back."'  # one after its end is
     plain = FakeEngine()
     plain.enqueue("Bees are back in the city. Rooftop hives thrive.")
-    assert SummarizeGenerator(engine=plain)("Bees are back. " * 20)["cut_off"] is False
+    assert SummarizeGenerator(engine=plain)(LONG_TEXT)["cut_off"] is False
