@@ -120,12 +120,14 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
 
 
 def answer_texts(completions, schema: dict[str, Any] | None, max_tokens: int) -> tuple[list[str], dict[str, Any]]:
-    """Each completion's text and no extra result; held to `schema`, each answer's JSON as one line
-    and `{"data": the first answer's value}`."""
+    """Each completion's text, and the first one's `finish_reason` ("stop", or "length" where
+    max_tokens ended it); held to `schema`, each answer's JSON as one line and `data`, the first
+    answer's value."""
+    finished = {"finish_reason": completions[0].finish_reason}
     if schema is None:
-        return [c.text.strip() for c in completions], {}
+        return [c.text.strip() for c in completions], finished
     values = parse_answers(completions, schema, max_tokens)
-    return [json.dumps(v, ensure_ascii=False) for v in values], {"data": values[0]}
+    return [json.dumps(v, ensure_ascii=False) for v in values], {**finished, "data": values[0]}
 
 
 def shown(result: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, usage} as JSON (one-shot only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage} as JSON (one-shot only).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -81,7 +81,7 @@ def _chat(prompt, piped, attached, system, template, as_json, run: RunOptions, p
         result = generator(text, sampling=sampling, template=template, system=system)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result["text"], **({"data": result["data"]} if "data" in result else {}))
+            _json_result(generator, result)
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, {"template": template, "system": system}, result.get("data") if result else None)
@@ -109,7 +109,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result["text"], session=str(session.path), **({"data": result["data"]} if "data" in result else {}))
+            _json_result(generator, result, session=str(session.path))
         else:
             ui.result(answer)
     options = {"template": session.template, "system": session.system}
@@ -117,10 +117,12 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     run.report(generator)
 
 
-def _json_result(generator, text: str, **extra) -> None:
+def _json_result(generator, result: dict, **extra) -> None:
     stats = generator.engine.stats
     usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
-    ui.result(json.dumps({"model": generator.engine.name, "text": text, "usage": usage, **extra}, ensure_ascii=False))
+    data = {"data": result["data"]} if "data" in result else {}
+    shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": usage}
+    ui.result(json.dumps({**shown, **extra, **data}, ensure_ascii=False))
 
 
 def _check_model(session: ChatSession) -> None:

@@ -33,7 +33,7 @@ def run_template(
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, usage} as JSON (with --schema, data too).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -63,7 +63,7 @@ def run_template(
     result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)
     if as_json:
-        payload = {"template": template, "model": generator.engine.name, "text": result["text"], "usage": result["usage"]}
+        payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
         ui.result(json.dumps({**payload, **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))
     else:
         ui.result(answer)
