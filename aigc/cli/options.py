@@ -27,6 +27,7 @@ class RunOptions:
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate per answer.", rich_help_panel=PANEL)] = None
+    repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="(0, 3]; above 1 makes repeated tokens less likely, 1 = off. Default depends on the task.", rich_help_panel=PANEL)] = None
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this string (repeatable); it is not printed.", rich_help_panel=PANEL)] = None
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and settings give the same output.", rich_help_panel=PANEL)] = None
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto"
@@ -48,6 +49,7 @@ class RunOptions:
             "top_p": self.top_p,
             "top_k": self.top_k,
             "max_tokens": self.max_tokens,
+            "repetition_penalty": self.repetition_penalty,
             "seed": self.seed,
             "stop": tuple(self.stop) if self.stop else None,
             "json_schema": self.json_schema,
@@ -139,7 +141,7 @@ _COMMON = [
 ]
 
 
-SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed")
+SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "stop", "seed")
 
 
 def _scoring(param: inspect.Parameter) -> inspect.Parameter:
