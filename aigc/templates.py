@@ -208,15 +208,21 @@ Write a {{ tone }} answer to this:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def new_template(name: str) -> tuple[Path, Template | None]:
-    """Start `NAME.j2` in the user template directory, from a copy of the template it will override
-    (so a built-in's variables and generator carry over) or else from a skeleton; never overwrites
-    a file. Returns the new file and the template copied (None: the skeleton)."""
+def user_template_path(name: str) -> Path:
+    """Where the user's template `name` (with or without .j2) is, or would be."""
     if name.endswith(SUFFIX):
         name = name[: -len(SUFFIX)]
     if not _NAME.match(name):
         raise BadInputError(f"template name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit")
-    path = user_dir() / f"{name}{SUFFIX}"
+    return user_dir() / f"{name}{SUFFIX}"
+
+
+def new_template(name: str) -> tuple[Path, Template | None]:
+    """Start `NAME.j2` in the user template directory, from a copy of the template it will override
+    (so a built-in's variables and generator carry over) or else from a skeleton; never overwrites
+    a file. Returns the new file and the template copied (None: the skeleton)."""
+    path = user_template_path(name)
+    name = path.name[: -len(SUFFIX)]
     existing = scan()[0].get(name)
     if existing is not None and existing.path == path:
         existing = None  # the file is there already: refused below

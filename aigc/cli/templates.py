@@ -54,6 +54,27 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 
 
 @templates_app.command()
+def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")]) -> None:
+    """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path: yours as it
+    is; a built-in or plugin one as your copy first (yours then overrides it); a new name from a
+    skeleton. The template is checked when the editor closes."""
+    import click
+
+    own = templates.user_template_path(name)
+    found = templates.scan()[0].get(own.name[: -len(templates.SUFFIX)])
+    if found is not None and found.source == "env":  # AIGC_TEMPLATES_PATH's copy is the one in use
+        target = found.path
+    elif own.is_file():
+        target = own
+    else:
+        target, existing = templates.new_template(name)
+        ui.info(f"copied from {existing.path}; yours overrides it" if existing else f"started {target} from a skeleton")
+    click.edit(filename=str(target))
+    templates.parse(target, "user")  # a front-matter mistake is named with its line
+    ui.result(str(target))
+
+
+@templates_app.command()
 def path() -> None:
     """The user template directory (templates there override built-ins of the same name)."""
     ui.result(str(templates.user_dir()))

@@ -495,6 +495,24 @@ def test_templates_new_starts_a_skeleton_and_refuses_to_overwrite():
     assert bad("templates", "new", "../escape")[0] == 2
 
 
+def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkeypatch):
+    from aigc import templates
+
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i s/Summarize/Condense/")
+    result = invoke("templates", "edit", "summarize")  # a built-in: your copy is made, then edited
+    assert result.exit_code == 0, result.output
+    own = templates.user_dir() / "summarize.j2"
+    assert result.stdout.strip() == str(own) and "Condense" in own.read_text() and "copied from" in result.stderr
+    assert templates.get_template("summarize").source == "user"
+    monkeypatch.setenv("EDITOR", "sed -i s/Condense/Shorten/")
+    assert invoke("templates", "edit", "summarize.j2").exit_code == 0 and "Shorten" in own.read_text()  # yours, in place
+    monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line
+    code, lines = bad("templates", "edit", "summarize")
+    assert code == 2 and str(own) in lines[0]
+    assert bad("templates", "edit", "../escape")[0] == 2
+
+
 def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     import importlib.metadata
 
