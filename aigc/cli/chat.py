@@ -263,6 +263,11 @@ def _names(files: list) -> str:
     return ", ".join(name for name, _ in files)
 
 
+def _reply(message: str) -> None:
+    """A REPL command's answer on stderr, shown with -q too: it was asked for."""
+    ui.stderr().print(message, markup=False, style="dim")
+
+
 def _command(command: str, arg: str, session: ChatSession, pending: list) -> None:
     also = f"; {session.path} too" if session.path else ""
     if command == "/help":
@@ -271,32 +276,32 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         if arg:
             path = _unquoted(arg)
             pending.append((path, read_document(path, as_is=True)))
-        ui.info(f"(your next message comes after {_names(pending)})" if pending else "(no files added; /file PATH adds one)")
+        _reply(f"(your next message comes after {_names(pending)})" if pending else "(no files added; /file PATH adds one)")
     elif command == "/undo":
         session.undo()
-        ui.info(f"(last turn forgotten{also}: {_turns(session)})")
+        _reply(f"(last turn forgotten{also}: {_turns(session)})")
     elif command == "/set":
         name, _, value = arg.partition(" ")
         if name and not value.strip():
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
             session.set_sampling(name, value.strip())
-        ui.info("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
+        _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
     elif command == "/reset":
         session.reset()
-        ui.info(f"(conversation cleared{also})")
+        _reply(f"(conversation cleared{also})")
     elif command == "/system":
         session.set_system(arg)
-        ui.info(f"(system prompt {'set' if arg else 'back to the default'}{also})")
+        _reply(f"(system prompt {'set' if arg else 'back to the default'}{also})")
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        ui.info(f"(saved to {session.save(arg, '/save')})")
+        _reply(f"(saved to {session.save(arg, '/save')})")
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
         session.load(arg)
-        ui.info(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
+        _reply(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
 

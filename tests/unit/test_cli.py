@@ -1034,3 +1034,19 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     result = invoke("models", "default")
     assert result.exit_code == 0 and result.stdout == "smollm2\n"
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
+
+
+def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
+    from aigc import ui
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    monkeypatch.setattr(ui.settings, "verbosity", -1)  # aigc -q chat
+    session = ChatSession(ChatGenerator(engine=FakeEngine()), sampling={"temperature": 0.3})
+    for line in ("/set", "/file"):
+        repl_lines(monkeypatch, line)
+        _turn(session, RunOptions(), [])
+    err = capsys.readouterr().err
+    assert "temperature 0.3" in err and "no files added" in err
