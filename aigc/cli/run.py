@@ -35,6 +35,7 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too).")] = False,
     schema: Schema = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}).")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -58,7 +59,11 @@ def run_template(
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")
     options = {"template": template, "system": system}
-    generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    if dry_run:
+        shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
+        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": rendered.defaults}, ensure_ascii=False) if as_json else shown_messages)
+        return
     run.prepare(generator, values, options)
     result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)

@@ -424,6 +424,15 @@ def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     assert engine.calls[0][1].max_tokens == 3
 
 
+def test_run_dry_run_prints_the_messages_without_a_model():
+    user_template("greet", GREET)
+    result = invoke("run", "greet", "--var", "who=Rome", "--dry-run", "-m", "no-such-model", input="a note\n")
+    assert result.exit_code == 0 and result.stdout == "## System\n\nYou are kind.\n\n## User\n\nHello Rome! a note\n"
+    data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json").stdout)
+    assert data == {"template": "greet", "messages": [{"role": "system", "content": "You are kind."}, {"role": "user", "content": "Hello Paris! x"}],
+                    "defaults": {"max_tokens": 3, "temperature": 0}}
+
+
 def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny_model_dir):
     user_template("greet", GREET)
     result = invoke("run", "greet", "--var", "who=Rome", "-m", str(tiny_model_dir), input="piped bees\n")
