@@ -416,7 +416,7 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         messages.append({"role": "system", "content": _render_text(template, system_text, values, 1)})
     if template.body.strip():
         user = _render_text(template, template.body, values, template.body_line)
-    elif isinstance(values.get("input"), str) and values["input"].strip():  # a system prompt alone (as fabric's patterns): the input is the message
+    elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message
         user = values["input"]
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message; give the text to answer as its input (pipe it, -i FILE, or --var input=TEXT)")

@@ -1059,3 +1059,15 @@ def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
         _turn(session, RunOptions(), [])
     err = capsys.readouterr().err
     assert "temperature 0.3" in err and "no files added" in err
+
+
+def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    user_template("fab", "---\nsystem: You summarize text in one line.\n---\n")
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.")
+    session = ChatSession(ChatGenerator(engine=engine), template="fab")
+    assert session.answer("First text.")["text"] == "One." and session.answer("Second text.")["text"] == "Two."
+    assert engine.calls[-1][0][0][0] == {"role": "system", "content": "You summarize text in one line."}
