@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 from rich.console import Console
 
+from .errors import AigcError
+
 
 @dataclass
 class Settings:
@@ -58,6 +60,30 @@ def result(text: str) -> None:
     """Write a result to stdout, as plain text."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+
+
+def stream_result(pieces: Iterator[str]) -> str:
+    """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
+    returns the whole text. An `AigcError` midway ends the written line first."""
+    seen: list[str] = []
+    started = False
+    try:
+        for piece in pieces:
+            if not started:
+                piece = piece.lstrip()
+                started = bool(piece)
+            seen.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except AigcError:  # the error goes on a line of its own, after what was written
+        if started:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(seen)
+
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ def _chat(prompt, piped, attached, system, template, as_json, run: RunOptions, p
     sampling = run.sampling()
     result = None
     if sys.stdout.isatty() and not as_json and run.json_schema is None:
-        answer = _stream(generator.stream(text, sampling, template=template, system=system)).strip()
+        answer = ui.stream_result(generator.stream(text, sampling, template=template, system=system)).strip()
     else:
         result = generator(text, sampling=sampling, template=template, system=system)
         answer = shown(result)
@@ -104,7 +104,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     _check_model(session)
     result = None
     if sys.stdout.isatty() and not as_json and run.json_schema is None:
-        answer = _stream(session.send(text)).strip()
+        answer = ui.stream_result(session.send(text)).strip()
     else:
         result = session.answer(text)
         answer = shown(result)
@@ -130,28 +130,6 @@ def _check_model(session: ChatSession) -> None:
     name = session.generator.engine.name
     if session.messages and session.model and session.model != name:
         ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
-
-
-def _stream(pieces) -> str:
-    """Write pieces to stdout as they come; returns the whole text."""
-    seen: list[str] = []
-    started = False
-    try:
-        for piece in pieces:
-            if not started:
-                piece = piece.lstrip()
-                started = bool(piece)
-            seen.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-    except AigcError:  # the error goes on a line of its own, after what was written
-        if started:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-        raise
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return "".join(seen)
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=None, attached=()) -> None:
@@ -217,7 +195,7 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     """Stream a reply; log it if `kept()` says the turn was kept (a stopped reply too)."""
     run.mark(session.generator)
     try:
-        _stream(reply)
+        ui.stream_result(reply)
     except KeyboardInterrupt:
         reply.close()  # records the partial reply now, before the next turn starts
         sys.stdout.write("\n")

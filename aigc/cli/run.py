@@ -1,6 +1,7 @@
 """`aigc run TEMPLATE [--var key=value ...] [-i FILE|-]`: render any template and generate with it."""
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -65,6 +66,11 @@ def run_template(
         ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": rendered.defaults}, ensure_ascii=False) if as_json else shown_messages)
         return
     run.prepare(generator, values, options)
+    if sys.stdout.isatty() and not as_json and run.json_schema is None:  # on a terminal, as it is written
+        answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options)).strip()
+        run.keep(generator, "run", values, answer, options)
+        run.report(generator)
+        return
     result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)
     if as_json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError
@@ -77,6 +77,18 @@ class TemplateGenerator(Generator):
             )
         values = {k: coerce(template, k, v) for k, v in inputs.items()}
         return templates.render(template, values, system=opts.system)
+
+    def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
+        """The answer as text pieces while it is generated (one answer, not held to a schema)."""
+        self.check_settings(sampling)
+        opts = self.validate(options)
+        self.check_inputs(inputs)
+        rendered = self.preprocess(inputs, opts)
+        params = self.sampling(sampling, rendered.defaults)
+        if params.n > 1 or params.json_schema is not None:
+            raise BadInputError("a streamed answer is one answer, not held to a schema; call the generator itself for those")
+        check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
+        yield from self.engine.stream(rendered.messages, params)
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)

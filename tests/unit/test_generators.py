@@ -498,3 +498,14 @@ def test_a_summary_cut_off_by_max_tokens_says_so_and_drops_its_unfinished_senten
     plain = FakeEngine()
     plain.enqueue("Bees are back in the city. Rooftop hives thrive.")
     assert SummarizeGenerator(engine=plain)(LONG_TEXT)["cut_off"] is False
+
+
+def test_a_template_answer_streams_as_it_is_written(tmp_path, monkeypatch):
+    from aigc.generators.template import TemplateGenerator
+
+    engine = FakeEngine()
+    engine.enqueue("Hello there, friend.")
+    pieces = list(TemplateGenerator(engine=engine).stream({"input": "hi"}, template="chat"))
+    assert len(pieces) > 1 and "".join(pieces) == "Hello there, friend."
+    with pytest.raises(BadInputError, match="not held to a schema"):
+        list(TemplateGenerator(engine=engine).stream({"input": "hi"}, sampling={"n": 2}, template="chat"))
