@@ -44,6 +44,8 @@ class RunOptions:
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
+        if self.stop and not all(self.stop):
+            raise BadInputError('--stop "" would stop nowhere; give the text to stop at')
         values = {
             "temperature": self.temperature,
             "top_p": self.top_p,

@@ -284,6 +284,7 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "hi", "--max-tokens", "0"], None, "--max-tokens must be at least 1"),
         (["chat", "hi", "--top-p", "0"], None, "--top-p must be in (0, 1]"),
         (["chat", "hi", "--repetition-penalty", "5"], None, "--repetition-penalty must be in (0, 3] (1 = off), got 5.0"),
+        (["chat", "hi", "--stop", ""], None, '--stop "" would stop nowhere'),
         (["chat", "hi", "--seed", "-1"], None, "seed must be an integer from 0 to 9223372036854775807, got -1"),
         (["chat", "hi", "--seed", "99999999999999999999999"], None, "seed must be an integer from 0 to"),
         (["classify", "hi", "-l", "\udcff,b"], None, "the --labels value is not valid UTF-8"),
