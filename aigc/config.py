@@ -54,7 +54,7 @@ def load_settings() -> dict:
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        settings = _parse_toml(data.decode("utf-8"))
+        settings = parse_toml(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
     _report_unknown(path, settings)
@@ -77,7 +77,7 @@ def _report_unknown(path: Path, settings: dict) -> None:
         warnings.warn(f"{path}: aigc reads no setting {key!r}; {hint}it reads {', '.join(SETTINGS)}", AigcWarning, stacklevel=3)
 
 
-def _parse_toml(text: str) -> dict:
+def parse_toml(text: str) -> dict:
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -116,7 +116,7 @@ def set_setting(key: str, value: str | bool | None) -> Path:
     text = "\n".join(kept) + "\n"
     expected = {k: v for k, v in settings.items() if k != key} | ({key: value} if value is not None else {})
     try:
-        same = _parse_toml(text) == expected
+        same = parse_toml(text) == expected
     except ValueError:
         same = False
     if not same:

@@ -50,7 +50,6 @@ _HTML_BLOCK = re.compile(
 _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[A-Za-z][\w-]*\s*>)[ \t]*$")
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
-_HARD_BREAK = re.compile(r"(?: {2,}|\\)$")  # a line ending in two spaces or a backslash breaks the line there
 _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code, link and image destinations (one level of
 # parentheses inside), reference labels, footnote references, autolinks and bare URLs.
@@ -109,6 +108,15 @@ def inline_parts(text: str) -> list[tuple[bool, str]]:
             parts.append((False, match.group(0)))
             start = match.end()
     return [(is_text, piece) for is_text, piece in parts if piece]
+
+
+def _hard_break(line: str) -> str:
+    """The Markdown ending `line` with a hard line break: two or more spaces, or a backslash that is
+    not itself escaped (`\\\\` is a literal one); "" when the line just wraps."""
+    spaces = len(line) - len(line.rstrip(" "))
+    if spaces >= 2:
+        return line[-spaces:]
+    return "\\" if (len(line) - len(line.rstrip("\\"))) % 2 else ""
 
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
@@ -272,10 +280,10 @@ def parse_blocks(text: str) -> list[Block]:
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
-            hard = _HARD_BREAK.search(raw)
+            hard = _hard_break(raw)
             if hard:  # the line before ends in a hard break: kept, with this line's own indent or quote marker
                 parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\")
-                breaks.append(hard.group(0) + "\n" + prefix)
+                breaks.append(hard + "\n" + prefix)
                 parts.append([content.strip()])
             else:
                 parts[-1].append(content)

@@ -51,7 +51,7 @@ class Template:
     @property
     def label(self) -> str:
         """How errors name the template: with its plugin when a plugin's directory holds it."""
-        return f"template {self.name!r}" if self.source in OVERRIDING else f"template {self.name!r} (plugin {self.source!r})"
+        return f"template {self.name!r}" if self.source in (*OVERRIDING, "file") else f"template {self.name!r} (plugin {self.source!r})"
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
@@ -419,6 +419,6 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message
         user = values["input"]
     else:
-        raise BadInputError(f"{template.label} is a system prompt with no message; give the text to answer as its input (pipe it, -i FILE, or --var input=TEXT)")
+        raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
     messages.append({"role": "user", "content": user})
     return Rendered(messages=messages, defaults=dict(template.defaults))

@@ -23,28 +23,26 @@ _CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the e
 
 
 class _TextExtractor(HTMLParser):
-    """A page's text as parts: paragraphs between block tags, headings, list items and links marked
-    as in Markdown, and each <pre> kept whole between code markers."""
+    """A page's text as parts: paragraphs between block tags, headings and list items marked as in
+    Markdown, and each <pre> kept whole between code markers."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list = []
         self.skipping = 0
         self.pre = 0
-        self.links: list[str | None] = []  # the href of each <a> open
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
             self.skipping += 1
+        elif self.skipping:
+            return
+        elif tag == "br" and self.pre:
+            self.parts.append("\n")
         elif tag == "pre":
             self.pre += 1
             if self.pre == 1:
                 self.parts.append(_CODE_START)
-        elif tag == "a" and not self.pre and dict(attrs).get("href"):
-            self.links.append(dict(attrs)["href"])
-            self.parts.append("[")
-        elif tag == "a" and not self.pre:
-            self.links.append(None)
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
             if tag == "li":
@@ -55,14 +53,12 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS and self.skipping:
             self.skipping -= 1
+        elif self.skipping:
+            return
         elif tag == "pre" and self.pre:
             self.pre -= 1
             if not self.pre:
                 self.parts.append(_CODE_END)
-        elif tag == "a" and not self.pre and self.links:
-            href = self.links.pop()
-            if href:
-                self.parts.append(f"]({href})")
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
 
@@ -72,8 +68,8 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """Visible text of an HTML page as Markdown: one paragraph per block element, headings, list
-    items and links marked, each <pre> a fenced code block as it is; scripts and styles dropped."""
+    """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
+    items marked, each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()

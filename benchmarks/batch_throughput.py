@@ -1,7 +1,8 @@
 """`aigc batch` throughput against running the same rows one by one, in the same run.
 
 `python -m benchmarks.batch_throughput [--rows N] [--concurrency C]`: summarize (generation, greedy,
-at most 32 new tokens) and classify (scoring) over N short rows; the batch run writes a JSONL.
+at most 32 new tokens; each row longer than its 15-word summary, so none is given back unchanged) and
+classify (scoring) over N short rows; the batch run writes a JSONL.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main() -> None:
         for task, (options, sampling, field) in tasks.items():
             generator = get_generator(task)
             generator.prepare(options)
-            rows = [Row(i + 1, i + 1, {field: f"News: {TOPICS[i % len(TOPICS)]}, officials said on day {i}. More details will follow later."}) for i in range(args.rows)]
+            rows = [Row(i + 1, i + 1, {field: f"News: {TOPICS[i % len(TOPICS)]}, officials said on day {i}. More details will follow later. Residents were asked for their views at a meeting in the town hall."}) for i in range(args.rows)]
             one = timed(lambda: [generator(generator.batch_input(r.fields, field), sampling=sampling, **options) for r in rows])
             out = Path(tmp) / f"{task}.jsonl"
             batched = timed(lambda: run_batch(generator, rows, out, options, sampling, field, concurrency=args.concurrency))

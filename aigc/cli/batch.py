@@ -50,6 +50,8 @@ def batch(
 
     check_on_error(on_error)
     check_concurrency(concurrency)
+    if not output.strip():
+        raise BadInputError("-o was given an empty file name; give a file, or - for stdout")
     output = "/dev/stdout" if output == "-" else output
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")

@@ -142,10 +142,10 @@ def _package_name(target: str, path: Path) -> str | None:
     """The distribution a target installs, where it can be told without building it: a
     requirement's name, a wheel's, or a package directory's pyproject.toml name."""
     if path.is_dir():
-        import tomllib
+        from ..config import parse_toml
 
         try:
-            return tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+            return parse_toml((path / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
         except (OSError, ValueError, KeyError, TypeError):  # setup.py only, or a dynamic name
             return None
     if path.suffix == ".whl":

@@ -66,7 +66,8 @@ def run_template(
         ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": rendered.defaults}, ensure_ascii=False) if as_json else shown_messages)
         return
     run.prepare(generator, values, options)
-    if sys.stdout.isatty() and not as_json and run.json_schema is None:  # on a terminal, as it is written
+    one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
+    if sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options)).strip()
         run.keep(generator, "run", values, answer, options)
         run.report(generator)

@@ -33,7 +33,7 @@ def translate(
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
-        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, links and <pre> code), without its other markup")
+        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag
@@ -65,7 +65,7 @@ def glossary_notes(result: dict) -> list[str]:
     """A warning for each glossary term the translation missed, and one if max_tokens cut sentences off."""
     notes = []
     if result["cut_off"]:
-        notes.append("--max-tokens cut the translation of a sentence off; raise it, or leave it out (each sentence then gets room for its translation)")
+        notes.append("a sentence's translation was cut off at its token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on)")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")

@@ -122,7 +122,8 @@ class SummarizeGenerator(Generator):
         return outputs
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
-        if len(chunks) == 1 and len(chunks[0].split()) <= opts.target_words:  # no longer than its summary would be
+        plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
+        if plain and len(chunks) == 1 and len(chunks[0].split()) <= opts.target_words:  # no longer than its summary would be
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:

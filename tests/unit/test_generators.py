@@ -12,6 +12,8 @@ LONG_TEXT = "Some text about bees. " * 60  # longer than any summary length, so 
 
 
 def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
+    from aigc import templates
+
     engine = FakeEngine()
     result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
     assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
@@ -19,6 +21,10 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     assert engine.calls == []
     engine.enqueue("Bees.")
     assert SummarizeGenerator(engine=engine)("Bees buzz. " * 10, words=5)["unchanged"] is False and len(engine.calls) == 1
+    engine.enqueue("Mine.")
+    (templates.user_dir()).mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "summarize.j2").write_text("Shorten: {{ text }}")  # a template of your own always runs
+    assert SummarizeGenerator(engine=engine)("Hi.", words=5)["summary"] == "Mine." and len(engine.calls) == 2
 from aigc.testing import FakeEngine
 
 

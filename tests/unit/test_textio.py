@@ -15,11 +15,11 @@ def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
     assert read_document(str(page)) == "# Title\n\nFirst & one.\n\nSecond para."
 
 
-def test_html_lists_links_and_pre_come_as_markdown():
-    page = ('<ul><li>one</li><li></li><li>two <b>bold</b></li></ul><p>See <a href="https://x.org/a">our page</a> and <a name=top>here</a>.</p>'
-            '<pre><code>hours = "10-21"\n  indented\n</code></pre><pre>x ``` y</pre>')
+def test_html_lists_and_pre_come_as_markdown():
+    page = ('<ul><li>one</li><li></li><li>two <b>bold</b></li></ul><p>See <a href="https://x.org/a">our page</a>'
+            '<noscript><a href="/x">js off</a></noscript>.</p><pre><code>hours = "10-21"\n  indented<br>next\n</code></pre><pre>x ``` y</pre>')
     assert html_to_text(page) == (
-        '- one\n\n- two bold\n\nSee [our page](https://x.org/a) and here.\n\n```\nhours = "10-21"\n  indented\n```\n\n````\nx ``` y\n````'
+        '- one\n\n- two bold\n\nSee our page.\n\n```\nhours = "10-21"\n  indented\nnext\n```\n\n````\nx ``` y\n````'
     )
 
 

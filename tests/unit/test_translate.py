@@ -168,6 +168,8 @@ def test_hard_line_breaks_and_footnotes_are_kept_and_translated():
         "ANNA SMITH  \n12 MAIN ROAD\\\nLEEDS\n\n> ONE  \n> TWO THREE\n\n- ITEM A  \n  MORE\n\nSEE THE DOCS.[^1]\n\n[^1]: THE DOCS ARE UPDATED WEEKLY."
     )
     assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["paragraph", "quote", "item", "paragraph", "footnote"]
+    escaped = parse_blocks("C:\\\\\nnext line")  # an escaped backslash at the end is no break
+    assert [b.texts for b in escaped] == [["C:\\\\ next line"]]
 
 
 class KeepsCodeEngine(FakeEngine):
@@ -411,9 +413,9 @@ def test_command_prints_the_translation(echo, tmp_path):
 
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
     page = tmp_path / "page.html"
-    page.write_text('<h1>Hours</h1><p>Open <a href="https://x.org/h">daily</a>.</p><pre><code>hours = "10-21"</code></pre>')
+    page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
-    assert result.stdout == '# HOURS\n\nOPEN [DAILY](https://x.org/h).\n\n```\nhours = "10-21"\n```\n'
+    assert result.stdout == '# HOURS\n\n- OPEN DAILY.\n\n```\nhours = "10-21"\n```\n'
     assert "HTML is translated as Markdown" in result.stderr
 
 
@@ -428,7 +430,7 @@ def test_command_reads_stdin_and_prints_json(echo):
 def test_a_translation_cut_off_by_max_tokens_says_so(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--max-tokens", "2", "--json"], input="Take the five six train.\n")
     assert result.exit_code == 0 and json.loads(result.stdout)["cut_off"] is True
-    assert "Warning: --max-tokens cut the translation of a sentence off" in result.stderr
+    assert "Warning: a sentence's translation was cut off at its token limit" in result.stderr
     assert "Warning" not in runner.invoke(app, ["translate", "-", "--to", "es"], input="Take the train.\n").stderr
 
 
