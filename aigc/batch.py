@@ -81,8 +81,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        # strict: a quote never closed is an error, not a cell that takes in every line after it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, strict=True)
+        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:
             if reader.fieldnames:  # `id,text ` names the column text
@@ -92,11 +92,11 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
             for record in reader:
                 if any((v or "").strip() for v in record.values() if isinstance(v, str)):  # a line of spaces is no row
                     records.append(record)
-                start = reader.line_num + 1
+                last, start = start, reader.line_num + 1
         except csv.Error as exc:
-            line = start + text.count("\n", 0, len(text) - len(body))  # blank lines skipped before the header count
-            unclosed = " (a quoted cell that is never closed)" if "end of data" in str(exc) else ""
-            raise BadInputError(f"{path}:{line}: cannot read it as {suffix[1:].upper()}: {exc}{unclosed}") from None
+            raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
+        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :])):
+            raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
@@ -122,6 +122,16 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
     if any(value is None for value in record.values()):
         return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}")
     return Row(number, row_id, dict(record))
+
+
+def _never_closed(record: str) -> bool:
+    """Whether a CSV record (the last of a file, over several lines) opens a quoted cell it never
+    closes: read loosely, such a cell takes in every line after it."""
+    try:
+        list(csv.reader(io.StringIO(record), strict=True))
+    except csv.Error as exc:
+        return "end of data" in str(exc)
+    return False
 
 
 def _json_row(number: int, line: str, id_field: str) -> Row:
