@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError
-from ..textio import check_utf8
+from ..textio import check_utf8, output_target
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
 
@@ -46,19 +46,15 @@ def batch(
     """Run a task over every row of a file, resumably, with rows batched through the model."""
     from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams
     from ..engine.sampling import SamplingParams
-    from ..textio import check_writable
 
     check_on_error(on_error)
     check_concurrency(concurrency)
-    if not output.strip():
-        raise BadInputError("-o was given an empty file name; give a file, or - for stdout")
-    output = "/dev/stdout" if output == "-" else output
+    output = output_target(output) or "/dev/stdout"  # checked writable; - is stdout
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
     if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
         raise BadInputError(f"-o {output} is the input file; write the results to another file")
-    check_writable(output)
     options = parse_options(option or [])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
