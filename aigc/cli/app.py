@@ -41,7 +41,7 @@ TyperOption.display_type_rich = _option_type
 
 
 # Library option names that a command's parameter spells otherwise.
-_PARAMETERS = {"target_language": "to", "source_language": "from_"}
+_PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var"}
 
 
 def _commands(ctx) -> list:

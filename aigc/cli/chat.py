@@ -13,7 +13,7 @@ from ..errors import AigcError, BadInputError, ContextLengthError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import shown
 from ..textio import STDIN, check_writable, read_document
-from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_text
+from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help            this help
@@ -36,6 +36,7 @@ def chat(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False)] = None,
+    var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
@@ -47,6 +48,7 @@ def chat(
     """Chat with the model."""
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
+    variables = parse_vars(var) if var else None
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
     if resume:
@@ -56,35 +58,37 @@ def chat(
         ui.info(f"(continuing session {session!r}, the one used last; `aigc sessions` lists them)")
     path = _session_file(session) if session is not None else None
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
-        _chat(prompt, piped, attached, system, template, as_json, run, path)
+        _chat(prompt, piped, attached, system, template, variables, as_json, run, path)
 
 
-def _chat(prompt, piped, attached, system, template, as_json, run: RunOptions, path) -> None:
+def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path) -> None:
     if prompt is None and piped is None:
         if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None)):
             if as_json or run.json_schema is not None:
                 raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
-            return _repl(run, system, template, path, attached)
+            return _repl(run, system, template, variables, path, attached)
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = run.generator("chat")
     if path is not None:
-        return _session_turn(ChatSession(generator, system, template, run.sampling(), path), run, text, as_json)
-    template = template or "chat"
-    run.prepare(generator, text, {"template": template, "system": system})
+        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables), run, text, as_json)
+    options = {"template": template or "chat", "system": system}
+    if variables:
+        options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
+    run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
     if sys.stdout.isatty() and not as_json and run.json_schema is None:
-        answer = ui.stream_result(generator.stream(text, sampling, template=template, system=system)).strip()
+        answer = ui.stream_result(generator.stream(text, sampling, **options)).strip()
     else:
-        result = generator(text, sampling=sampling, template=template, system=system)
+        result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
             _json_result(generator, result)
         else:
             ui.result(answer)
-    run.keep(generator, "chat", text, answer, {"template": template, "system": system}, result.get("data") if result else None)
+    run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
 
 
@@ -100,7 +104,7 @@ def _session_file(name: str):
 def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: bool) -> None:
     """One answer that goes on from the session's conversation, which is then saved."""
     generator = session.generator
-    run.prepare(generator, text, {"template": session.template, "system": session.system})
+    run.prepare(generator, text, session.options())
     _check_model(session)
     result = None
     if sys.stdout.isatty() and not as_json and run.json_schema is None:
@@ -112,8 +116,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
             _json_result(generator, result, session=str(session.path))
         else:
             ui.result(answer)
-    options = {"template": session.template, "system": session.system}
-    run.keep(generator, "chat", text, answer, options, result.get("data") if result else None, session=conversations.session_label(session.path))
+    run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=conversations.session_label(session.path))
     run.report(generator)
 
 
@@ -132,14 +135,14 @@ def _check_model(session: ChatSession) -> None:
         ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
 
 
-def _repl(run: RunOptions, system: Optional[str], template: Optional[str], path=None, attached=()) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=()) -> None:
     try:
         import readline  # noqa: F401 - line editing and history for input()
     except ImportError:  # pragma: no cover - not on every platform
         pass
     generator = run.generator("chat")
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path)
-    run.prepare(generator, None, {"template": session.template, "system": session.system})
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
+    run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
     if path is not None:
         ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
@@ -205,9 +208,8 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     except AigcError as exc:
         ui.error(str(exc))
     if kept():
-        options = {"template": session.template, "system": session.system}
         session_name = conversations.session_label(session.path) if session.path else None
-        run.keep(session.generator, "chat", text, session.messages[-1]["content"], options, session=session_name, sampling=session.sampling)
+        run.keep(session.generator, "chat", text, session.messages[-1]["content"], session.options(), session=session_name, sampling=session.sampling)
     if run.stats:
         ui.print_stats(session.generator.engine.stats)
 

@@ -229,3 +229,17 @@ def stdin_text() -> Optional[str]:
     if sys.stdin is None or sys.stdin.isatty():
         return None
     return decode_text(sys.stdin.buffer.read(), STDIN)
+
+
+def parse_vars(pairs: list[str]) -> dict[str, str]:
+    """`--var key=value` options as a dict."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInputError(f"--var takes key=value, got {pair!r}")
+        if key in values:
+            raise BadInputError(f"--var {key} is given twice; keep one")
+        values[key] = value
+    return values

@@ -10,22 +10,9 @@ from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import shown
 from ..textio import read_document
-from .options import RunOptions, Schema, generation_options, read_schema_option, stdin_ready, stdin_text
+from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
-
-
-def parse_vars(pairs: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise BadInputError(f"--var takes key=value, got {pair!r}")
-        if key in values:
-            raise BadInputError(f"--var {key} is given twice; keep one")
-        values[key] = value
-    return values
 
 
 @generation_options(logged=True)

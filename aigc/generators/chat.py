@@ -13,6 +13,7 @@ from ..engine.base import Completion, check_fits
 from ..json_schemas import answer_texts, parse_answers
 from ..textio import check_writable
 from .base import Generator, coerce_value, type_name
+from .template import checked_values
 
 TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
 
@@ -27,9 +28,16 @@ def with_files(text: str, files: list[tuple[str, str]]) -> str:
 class ChatOptions:
     template: str = "chat"
     system: str | None = None
+    variables: dict[str, Any] | None = None  # the template's other variables; each message fills its input
 
     def __post_init__(self) -> None:
-        templates.get_template(self.template).input_variable()  # a template with no place for the text fails now
+        template = templates.get_template(self.template)
+        if not isinstance(self.variables, (dict, type(None))):
+            raise OptionError("variables", f"must be a dict of template variables, got {type_name(self.variables)}")
+        self.variables = checked_values(template, dict(self.variables or {}))
+        name = template.input_variable(self.variables)  # a template with no place for the text fails now
+        if name in self.variables:
+            raise OptionError("variables", f"cannot give {name}: each message fills it")
 
 
 class ChatGenerator(Generator):
@@ -45,7 +53,8 @@ class ChatGenerator(Generator):
     def user_message(self, text: str, opts: ChatOptions) -> tuple[list[dict], dict]:
         """The template rendered around one user turn: (messages, template sampling defaults)."""
         template = templates.get_template(opts.template)
-        rendered = templates.render(template, {template.input_variable(): text}, system=opts.system)
+        values = {**opts.variables, template.input_variable(opts.variables): text}
+        rendered = templates.render(template, values, system=opts.system)
         return rendered.messages, rendered.defaults
 
     def check_inputs(self, inputs: str | list[dict]) -> None:
@@ -141,9 +150,10 @@ class ChatSession:
     (a saved conversation, see `aigc.conversations`) it starts from that file when there is one and
     writes the conversation back to it after every reply; `system` replaces a saved system prompt and
     `template` a saved template (the file keeps one other than `chat`, a template file's by its
-    absolute path)."""
+    absolute path), `variables` (the template's other variables) the saved ones, which go with the
+    saved template only."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None):
+    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None):
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         self.generator = generator
@@ -158,18 +168,25 @@ class ChatSession:
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
-        self.template = self._template(template, saved)
+        self.template, self.variables = self._template(template, variables, saved)
 
     @staticmethod
-    def _template(given: str | None, saved: conversations.Conversation) -> str:
+    def _template(given: str | None, variables: dict | None, saved: conversations.Conversation) -> tuple[str, dict]:
+        """The template (a file's by its absolute path) and its variables the session goes on with."""
         template = given or saved.extra.get("template", "chat")
+        resolved = str(Path(template).expanduser().resolve()) if templates.is_path(template) else template
+        kept = saved.extra.get("variables")
+        if variables is None and isinstance(kept, dict) and resolved == saved.extra.get("template", "chat"):
+            variables, given_now = kept, False
+        else:
+            given_now = bool(given) or variables is not None
         try:
-            ChatOptions(template=template)  # an unknown template (or not a name at all) fails before any turn
+            opts = ChatOptions(template=template, variables=variables)  # an unknown template (or not a name at all) fails before any turn
         except BadInputError as exc:
-            if given:
+            if given_now:
                 raise
             raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template ({option('template', 'chat')}) to go on with it") from exc
-        return str(Path(template).expanduser().resolve()) if templates.is_path(template) else template
+        return resolved, opts.variables
 
     def reset(self) -> None:
         self.messages = []
@@ -178,9 +195,9 @@ class ChatSession:
     def load(self, path: str | Path) -> None:
         """Go on from the conversation saved in `path` (JSON), its system prompt and template included."""
         saved = conversations.read(path)
-        template = self._template(None, saved)
+        template, variables = self._template(None, None, saved)
         self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
-        self.template = template
+        self.template, self.variables = template, variables
         self._keep()
 
     def set_system(self, text: str) -> None:
@@ -197,7 +214,7 @@ class ChatSession:
 
     def settings(self) -> dict[str, Any]:
         """The sampling settings the next reply uses: the task's and template's defaults, then the session's."""
-        _, defaults = self.generator.user_message("", ChatOptions(self.template, self.system))
+        _, defaults = self.generator.user_message("", ChatOptions(self.template, self.system, self.variables))
         params = self.generator.reply_params(self.sampling, defaults)
         return {name: getattr(params, name) for name in TUNABLE}
 
@@ -232,7 +249,7 @@ class ChatSession:
         """The chat generator's whole result for `text` (with a JSON schema in the sampling settings,
         `data` holds the checked answer), recorded like `send`'s reply; a failed turn is not."""
         conversation = self._asking(text)
-        result = self.generator(conversation, sampling=self.sampling, template=self.template, system=self.system)
+        result = self.generator(conversation, sampling=self.sampling, **self.options())
         self.messages = conversation + [{"role": "assistant", "content": result["text"]}]
         self._keep()
         return result
@@ -242,7 +259,7 @@ class ChatSession:
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         self.generator.check_inputs(text)
-        turn, _ = self.generator.user_message(text, ChatOptions(template=self.template, system=self.system))
+        turn, _ = self.generator.user_message(text, ChatOptions(self.template, self.system, self.variables))
         return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:
@@ -256,7 +273,7 @@ class ChatSession:
         pieces: list[str] = []
         finished = False
         try:
-            for piece in self.generator.stream(conversation, self.sampling, template=self.template, system=self.system):
+            for piece in self.generator.stream(conversation, self.sampling, **self.options()):
                 pieces.append(piece)
                 yield piece
             finished = True
@@ -274,10 +291,16 @@ class ChatSession:
                 else:
                     self.messages = conversation + [previous] if previous else conversation[:-1]
 
+    def options(self) -> dict[str, Any]:
+        """The chat generator's options for the session's replies (as logged)."""
+        return {"template": self.template, "system": self.system, **({"variables": self.variables} if self.variables else {})}
+
     def conversation(self) -> conversations.Conversation:
-        extra = {k: v for k, v in self.extra.items() if k != "template"}
+        extra = {k: v for k, v in self.extra.items() if k not in ("template", "variables")}
         if self.template != "chat":
             extra["template"] = self.template
+        if self.variables:
+            extra["variables"] = self.variables
         return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model, extra)
 
     def transcript(self) -> list[dict]:

@@ -27,6 +27,16 @@ def coerce(template: templates.Template, name: str, value: Any) -> Any:
     return coerce_value(f"template {template.name!r} variable {name}", value, type(default))
 
 
+def checked_values(template: templates.Template, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for `template`'s variables, each as the type of its declared default; a name the
+    template does not declare is an error (when it declares any)."""
+    declared = {v["name"] for v in template.variables}
+    unknown = sorted(set(values) - declared) if declared else []
+    if unknown:
+        raise BadInputError(f"template {template.name!r} has no variable {', '.join(unknown)}; its variables: {', '.join(sorted(declared))}")
+    return {k: coerce(template, k, v) for k, v in values.items()}
+
+
 class Columns(dict):
     """A batch row's columns, not yet sorted into template variables (`TemplateGenerator.batch_input`)."""
 
@@ -67,16 +77,9 @@ class TemplateGenerator(Generator):
 
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)
-        declared = {v["name"] for v in template.variables}
         if isinstance(inputs, Columns):
-            inputs = inputs.variables(template, declared)
-        unknown = sorted(set(inputs) - declared) if declared else []
-        if unknown:
-            raise BadInputError(
-                f"template {template.name!r} has no variable {', '.join(unknown)}; its variables: {', '.join(sorted(declared))}"
-            )
-        values = {k: coerce(template, k, v) for k, v in inputs.items()}
-        return templates.render(template, values, system=opts.system)
+            inputs = inputs.variables(template, {v["name"] for v in template.variables})
+        return templates.render(template, checked_values(template, inputs), system=opts.system)
 
     def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated (one answer, not held to a schema)."""

@@ -412,6 +412,18 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
     assert piped.exit_code == 0 and json.loads(piped.stdout)["usage"]["prompt_tokens"] > 0
 
 
+def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir):
+    user_template("greet", GREET)
+    result = invoke("chat", "bees", "-t", "greet", "--var", "who=Rome", "--var", "times=2", "-m", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(invoke("logs", "--json", "-n", "0").stdout)
+    assert row["options"]["variables"] == {"who": "Rome", "times": 2} and row["prompt"] == "bees"
+    assert row["completion_tokens"] <= 3  # the template's front matter applies
+    for args, words in [(("--var", "input=x"), "--var cannot give input: each message fills it"), (("--var", "where=x"), "has no variable where")]:
+        code, lines = bad("chat", "hi", "-t", "greet", *args, "-m", "no-such-model")
+        assert code == 2 and words in lines[0], lines
+
+
 def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     from aigc.generators.template import TemplateGenerator
     from aigc.testing import FakeEngine

@@ -163,6 +163,27 @@ def test_a_session_keeps_its_template_and_a_given_one_replaces_it(tmp_path, monk
     assert engine.calls[-1][0][0][0]["role"] == "user" and "template" not in json.loads(path.read_text())
 
 
+def test_a_session_keeps_its_template_variables_with_its_template_only(tmp_path):
+    template = tmp_path / "tone.j2"
+    template.write_text("---\nvariables:\n  - name: tone\n  - name: input\n---\n({{ tone }}) {{ input }}\n")
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.", "Three.", "Four.")
+    "".join(session(path, engine, template=str(template), variables={"tone": "dry"}).send("hi"))
+    assert json.loads(path.read_text())["variables"] == {"tone": "dry"}
+    "".join(session(path, engine).send("again"))  # the saved template goes on with its variables
+    assert engine.calls[-1][0][0][-1]["content"] == "(dry) again"
+    "".join(session(path, engine, variables={"tone": "warm"}).send("more"))  # given ones replace them
+    assert engine.calls[-1][0][0][-1]["content"] == "(warm) more"
+    assert json.loads(path.read_text())["variables"] == {"tone": "warm"}
+    chat = session(path, engine, template="chat")  # another template: the saved variables are not its
+    assert chat.variables == {} and chat.options() == {"template": "chat", "system": None}
+    "".join(chat.send("plain"))
+    assert "variables" not in json.loads(path.read_text())
+    with pytest.raises(BadInputError, match="template 'chat' has no variable tone"):
+        session(path, engine, variables={"tone": "x"})
+
+
 def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
     path = tmp_path / "talk.json"
     path.write_text(json.dumps({"template": "no-such-template", "messages": []}))

@@ -288,6 +288,35 @@ def test_chat_fills_a_templates_one_required_variable_with_the_message():
     assert "Bees make honey on city rooftops." in prompt[-1]["content"]
 
 
+def test_chat_renders_a_templates_other_variables_and_the_message_fills_its_input(tmp_path):
+    template = tmp_path / "tone.j2"
+    template.write_text("---\nvariables:\n  - name: tone\n  - name: words\n    default: 20\n  - name: input\n---\nIn {{ words + 1 }} words, {{ tone }}: {{ input }}\n")
+    engine = FakeEngine()
+    engine.enqueue("Fine.")
+    ChatGenerator(engine=engine)("bees", template=str(template), variables={"tone": "gently", "words": "9"})
+    assert engine.calls[0][0][0][-1]["content"] == "In 10 words, gently: bees"  # "9" read as the default's type
+    for variables, words in [
+        ({"mood": "x"}, "has no variable mood; its variables: input, tone, words"),
+        ({"tone": "x", "input": "y"}, "variables cannot give input: each message fills it"),
+        ({"tone": "x", "words": "many"}, "variable words must be a whole number, got 'many'"),
+        ("tone=x", "variables must be a dict of template variables, got str"),
+    ]:
+        with pytest.raises(BadInputError, match=re.escape(words)):
+            ChatGenerator(engine=engine)("bees", template=str(template), variables=variables)
+    assert len(engine.calls) == 1  # each failed before the model
+
+
+def test_a_variable_given_leaves_the_message_the_templates_one_required_variable_left(tmp_path):
+    template = tmp_path / "pair.j2"
+    template.write_text("---\nvariables:\n  - name: question\n  - name: context\n---\n{{ context }} / {{ question }}\n")
+    engine = FakeEngine()
+    engine.enqueue("Yes.")
+    ChatGenerator(engine=engine)("Is it late?", template=str(template), variables={"context": "It is 11pm."})
+    assert engine.calls[0][0][0][-1]["content"] == "It is 11pm. / Is it late?"
+    with pytest.raises(BadInputError, match="not one required variable left to fill"):
+        ChatGenerator(engine=engine)("Is it late?", template=str(template))
+
+
 @pytest.mark.parametrize("pairs", [0, 1, 3, 50, 2000])
 def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_conversation(pairs):
     class CountingEngine(FakeEngine):
