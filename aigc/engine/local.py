@@ -8,7 +8,7 @@ from typing import Iterator
 from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
-from .sampling import DecodeLoop, SamplingParams, TextAssembler, cache_keyword
+from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 from .scoring import length_batches, pool_hidden_states
 
 EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
@@ -77,20 +77,21 @@ class LocalEngine:
         check_fits(self, max(len(r) for r in rows), params.max_tokens)
 
     def _reusable_cache(self, row: list[int]):
-        """The previous single-row call's KV cache cut to what `row` shares with it, and that length.
+        """The previous single-row call's KV cache cut to what `row` shares with its prompt, down to
+        a multiple of `PREFILL_CHUNK` (so the numbers are those a fresh prefill computes), and that length.
 
-        A chat turn starts with the whole earlier conversation, so only the new turn is prefilled.
+        A chat turn starts with the whole earlier conversation, so only the rest is prefilled.
         """
         previous, self._previous = self._previous, None
         if previous is None:
             return None, 0
-        fed, cache = previous
+        fed, prompt_length, cache = previous
         shared = 0
-        for old, new in zip(fed, row):
+        for old, new in zip(fed[:prompt_length], row):
             if old != new:
                 break
             shared += 1
-        shared = min(shared, len(row) - 1)  # at least one token must be fed to get logits
+        shared = min(shared, len(row) - 1) // PREFILL_CHUNK * PREFILL_CHUNK  # at least one token is fed, for logits
         if shared <= 0:
             return None, 0
         try:
@@ -110,7 +111,7 @@ class LocalEngine:
     def _keep(self, loop: DecodeLoop) -> None:
         """Remember a finished single-row call's cache for the next call to extend."""
         if loop.input_ids.shape[0] == 1 and loop.consistent and loop.cache is not None:
-            self._previous = (loop.fed[0].tolist(), loop.cache)
+            self._previous = (loop.fed[0].tolist(), loop.input_ids.shape[1], loop.cache)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         check_prompts(prompts, params)

@@ -182,13 +182,19 @@ def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = 512):
     return chosen, best
 
 
+# A single row is prefilled in pieces of this many tokens, starting at multiples of it, so that a
+# cache reused from an earlier call (cut at such a multiple) holds exactly the numbers a fresh
+# prefill computes: in bfloat16, prefilling a prompt in other pieces changes the greedy answer.
+PREFILL_CHUNK = 128
+
+
 class DecodeLoop:
     """Prefill a left-padded batch, then yield one tensor of next-token ids per step.
 
     Rows finish on EOS or when `finish(row)` is called (a stop string matched); finished rows
     keep producing the pad id. A `cache` that already holds the first `cached` tokens of a
-    single-row input is extended instead of prefilling them again. `tokenizer` is needed for a JSON
-    schema. After each forward pass the
+    single-row input (a multiple of `PREFILL_CHUNK`) is extended instead of prefilling them again.
+    `tokenizer` is needed for a JSON schema. After each forward pass the
     cache holds exactly `self.fed`; `self.consistent` is False while a forward pass is under way
     (an interrupt there leaves the cache half-updated).
     """
@@ -231,11 +237,19 @@ class DecodeLoop:
         if self.cache is None:
             self.cache = DynamicCache()
         cache_arg = {cache_keyword(self.model): self.cache}
-        mask = self.attention_mask
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, self.cached :]
+        positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         seen = self.input_ids
-        step_ids = self.input_ids[:, self.cached :]
+        start = self.cached
         with torch.inference_mode():
+            if seen.shape[0] == 1:  # every piece but the last, which the first step feeds
+                last = (seen.shape[1] - 1) // PREFILL_CHUNK * PREFILL_CHUNK
+                for start in range(self.cached, last, PREFILL_CHUNK):
+                    end = start + PREFILL_CHUNK
+                    self.consistent = False
+                    self.model(input_ids=seen[:, start:end], attention_mask=self.attention_mask[:, :end], position_ids=positions[:, start:end], use_cache=True, **cache_arg, logits_to_keep=1)
+                    self.fed, self.consistent = seen[:, :end], True
+                start = max(last, self.cached)
+            mask, position_ids, step_ids = self.attention_mask, positions[:, start:], seen[:, start:]
             for _ in range(self.params.max_tokens):
                 self.consistent = False
                 out = self.model(

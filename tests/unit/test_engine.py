@@ -121,21 +121,37 @@ def test_stats_accumulate(tiny_engine):
     assert tiny_engine.stats.first_token_seconds is not None
 
 
-def test_next_turn_extends_the_previous_cache_and_gives_the_same_tokens(tiny_engine):
-    params = SamplingParams(temperature=0, max_tokens=10)
-    turn1 = [{"role": "user", "content": "Paris is the capital of"}]
-    answer = tiny_engine.generate([turn1], params)[0][0].text
-    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Bees make honey"}]
-    reused = tiny_engine._run([tiny_engine.encode(turn2)], params)
-    for _ in reused:
+def prefilled(engine, prompt, params, fresh=False):
+    """A greedy run's answer (token ids), how many prompt tokens came from the previous call's cache,
+    and the keys of the whole prompt in the last layer's cache after it."""
+    if fresh:
+        engine._previous = None
+    row = engine.encode(prompt)
+    run = engine._run([row], params)
+    for _ in run:
         pass
-    assert reused.loop.cached > len(tiny_engine.encode(turn1))  # only the new turn was prefilled
-    tiny_engine._previous = None
-    fresh = tiny_engine._run([tiny_engine.encode(turn2)], params)
-    for _ in fresh:
-        pass
-    assert fresh.loop.cached == 0
-    assert reused.texts[0].tokens == fresh.texts[0].tokens
+    return run.texts[0].tokens, run.loop.cached, run.loop.cache.layers[-1].keys[..., : len(row), :].clone()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_reused_cache_holds_the_numbers_a_fresh_prefill_computes(tiny_model_dir, monkeypatch, dtype):
+    import torch
+
+    from aigc.engine import local, sampling
+    from aigc.engine.models import load_model
+
+    for module in (local, sampling):
+        monkeypatch.setattr(module, "PREFILL_CHUNK", 16)
+    engine = load_model(str(tiny_model_dir), device="cpu", dtype=dtype)
+    params = SamplingParams(temperature=0, max_tokens=12)
+    turn1 = [{"role": "user", "content": " ".join(f"bee{i}" for i in range(12))}]
+    answer = engine.generate([turn1], params)[0][0].text
+    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "and hives " * 9}]
+    for prompt in (turn1, turn2, turn2, turn1):  # after each other: the next turn, the same turn again, an earlier one
+        answer, cached, keys = prefilled(engine, prompt, params)
+        fresh_answer, _, fresh_keys = prefilled(engine, prompt, params, fresh=True)
+        assert cached > 0 and cached % 16 == 0
+        assert answer == fresh_answer and torch.equal(keys, fresh_keys)  # bit for bit, so greedy answers repeat
 
 
 def test_an_unrelated_prompt_does_not_reuse_the_cache(tiny_engine):
