@@ -7,6 +7,7 @@ learn only a correction, which is what makes a probe useful with few examples.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,12 +82,20 @@ def similarities(embeddings: "torch.Tensor", query: list[float]) -> list[float]:
 
 
 def save_state(state: dict, path: Path) -> None:
-    """Write `state` (tensors, numbers, text) to `path` atomically."""
+    """Write `state` (tensors, numbers, text) to `path` atomically, readable by its owner only (it
+    holds the texts it was fitted on)."""
+    import tempfile
+
     import torch
 
-    partial = path.with_suffix(".part")
-    torch.save(state, partial)
-    partial.replace(path)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")  # mode 0600
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def load_state(path: Path) -> dict:

@@ -19,6 +19,7 @@ from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
+FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
 
 
 @dataclass(frozen=True)
@@ -186,10 +187,14 @@ class ClassifyGenerator(Generator):
         return {"texts": [t.strip() for t in texts], "names": names, "examples": examples}
 
     def _example_model(self, opts: ClassifyOptions) -> ExampleModel:
+        """The fit for these options; the last `FITS_IN_MEMORY` used stay loaded."""
         path = cache_path(self, opts)
-        if path not in self._fitted:
-            self._fitted[path] = fit_examples(self, opts, path)
-        return self._fitted[path]
+        model = self._fitted.get(path) or fit_examples(self, opts, path)
+        self._fitted.pop(path, None)
+        self._fitted[path] = model  # now the last used
+        for old in list(self._fitted)[:-FITS_IN_MEMORY]:
+            self._fitted.pop(old, None)
+        return model
 
     def prompt(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
         """The label-scoring prompt; labels are listed sorted, so their order never matters."""

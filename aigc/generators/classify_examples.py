@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
 VERSION = 6  # bump when what is cached changes
+KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -139,16 +141,32 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
 
 
 def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:
-    """The example model for these options, from the cache file `path` when it was fitted before."""
+    """The example model for these options, from the cache file `path` when it was fitted before.
+    The cache keeps the `KEPT_FITS` used last (a server fits every client's examples)."""
     if path.exists():
         try:
-            return ExampleModel.from_state(load_state(path))
+            model = ExampleModel.from_state(load_state(path))
+            os.utime(path)  # used now: kept longest
+            return model
         except Exception:  # a cache file from a crashed run: fit again
             path.unlink(missing_ok=True)
     model = _fit(generator, opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_state(model.state(), path)
+    _prune(path.parent)
     return model
+
+
+def _prune(directory: Path) -> None:
+    """Remove all but the `KEPT_FITS` cache files used last."""
+    def used(file: Path) -> float:
+        try:
+            return file.stat().st_mtime
+        except OSError:  # removed meanwhile
+            return 0.0
+
+    for old in sorted(directory.glob("*.pt"), key=used, reverse=True)[KEPT_FITS:]:
+        old.unlink(missing_ok=True)
 
 
 def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleModel:

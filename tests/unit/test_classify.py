@@ -177,6 +177,30 @@ def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp
         ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
 
 
+def test_the_fit_cache_is_private_and_keeps_only_the_fits_used_last(tiny_engine, monkeypatch, tmp_path):
+    import os
+
+    from aigc.generators import classify, classify_examples
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(classify_examples, "KEPT_FITS", 2)
+    monkeypatch.setattr(classify, "FITS_IN_MEMORY", 2)
+    generator = ClassifyGenerator(engine=tiny_engine)
+    sets = [EXAMPLES + [(f"apple number {i}", "fruit")] for i in range(3)]
+    for number, examples in enumerate(sets):  # as a server's clients send theirs
+        generator("apple apple", examples=examples)
+        if number == 0:
+            os.utime(next(iter(generator._fitted)), (0, 0))  # used long ago
+    files = list((tmp_path / "classify").glob("*"))
+    assert len(files) == 2 and len(generator._fitted) == 2  # the first set is gone from both
+    assert all(file.suffix == ".pt" and file.stat().st_mode & 0o777 == 0o600 for file in files)
+    monkeypatch.setattr(classify_examples, "_fit", lambda *a: pytest.fail("the examples were fitted again"))
+    generator("apple apple", examples=sets[2])  # kept in memory
+    ClassifyGenerator(engine=tiny_engine)("apple apple", examples=sets[1])  # kept on disk
+    with pytest.raises(pytest.fail.Exception, match="fitted again"):
+        generator("apple apple", examples=sets[0])
+
+
 def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine):
     from aigc.generators.classify_examples import DEMOS_PER_LABEL, demonstrations
 
