@@ -168,6 +168,7 @@ class ChatSession:
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
+        self._writing: dict | None = None  # the reply being streamed, while it is
         self.template, self.variables = self._template(template, variables, saved)
 
     @staticmethod
@@ -235,15 +236,16 @@ class ChatSession:
     def retry(self) -> Iterator[str]:
         """Stream a new reply to the last message in place of the old one (sampled anew: with greedy
         decoding it is the same reply). Stopped before its first word, or failed, the old reply stays."""
+        self._check_idle()
         if not self.messages or self.messages[-1]["role"] != "assistant":
             raise BadInputError("there is no reply to retry yet")
-        return self._reply(self.messages[:-1], previous=self.messages[-1])
+        return self._reply(self.messages[:-1], list(self.messages), previous=self.messages[-1])
 
     def send(self, text: str) -> Iterator[str]:
         """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
         iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
         reply is kept."""
-        return self._reply(self._asking(text))
+        return self._reply(self._asking(text), list(self.messages))
 
     def answer(self, text: str) -> dict[str, Any]:
         """The chat generator's whole result for `text` (with a JSON schema in the sampling settings,
@@ -254,10 +256,15 @@ class ChatSession:
         self._keep()
         return result
 
+    def _check_idle(self) -> None:
+        if self._writing is not None:
+            raise BadInputError("a reply is still being written: read the earlier send() or retry() to its end, or close() it, before the next turn")
+
     def _asking(self, text: str) -> list[dict]:
         """The conversation with the user's `text` added, rendered by the template."""
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
+        self._check_idle()
         self.generator.check_inputs(text)
         turn, _ = self.generator.user_message(text, ChatOptions(self.template, self.system, self.variables))
         return self.messages + [m for m in turn if m["role"] == "user"]
@@ -268,8 +275,13 @@ class ChatSession:
             pass
         return self.messages[-1]["content"]
 
-    def _reply(self, conversation: list[dict], previous: dict | None = None) -> Iterator[str]:
-        self.messages = conversation + [{"role": "assistant", "content": ""}]
+    def _reply(self, conversation: list[dict], asked_on: list[dict], previous: dict | None = None) -> Iterator[str]:
+        """Stream the reply to `conversation`, asked when the session held `asked_on`."""
+        self._check_idle()
+        if self.messages != asked_on:
+            raise BadInputError("the conversation went on since this reply was asked for; ask again")
+        writing = {"role": "assistant", "content": ""}
+        self.messages, self._writing = conversation + [writing], writing
         pieces: list[str] = []
         finished = False
         try:
@@ -281,7 +293,8 @@ class ChatSession:
             pieces.clear()  # a turn that could not be answered is dropped, even part-way
             raise
         finally:
-            if self.messages[: len(conversation)] == conversation:  # not replaced meanwhile (/reset)
+            self._writing = None
+            if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
                 reply = "".join(pieces).strip()
                 # a reply stopped part-way (Ctrl-C) is kept; a turn stopped before any reply is dropped
                 keep = finished or bool(reply)

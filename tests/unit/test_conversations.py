@@ -137,6 +137,25 @@ def test_a_reply_never_read_leaves_no_turn_and_ask_returns_the_whole_reply(tmp_p
         chat.send("  ")  # bad input fails at once, not when the reply is read
 
 
+def test_a_turn_waits_for_the_reply_being_written_and_a_stale_reply_is_not_written(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("Hello there.", "Second.")
+    chat = session(path, engine)
+    first = chat.send("Hi")
+    next(first)
+    for turn in (lambda: chat.ask("Second question"), chat.retry, lambda: chat.answer("x")):
+        with pytest.raises(BadInputError, match="a reply is still being written"):
+            turn()
+    first.close()
+    stale = chat.send("Asked before the next turn")
+    assert chat.ask("Second question") == "Second."
+    with pytest.raises(BadInputError, match="the conversation went on since this reply was asked for"):
+        next(stale)
+    kept = [m["content"] for m in conversations.read(path).messages]
+    assert kept == [m["content"] for m in chat.messages] and kept[-2:] == ["Second question", "Second."] and len(kept) == 4
+
+
 def test_a_session_file_must_be_json_and_the_generator_chat(tmp_path):
     with pytest.raises(BadInputError, match=r"notes\.md must end in \.json"):
         session(tmp_path / "notes.md")
