@@ -160,8 +160,8 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
 
 # Parameters this server does not apply, with the values that ask for nothing (those are accepted).
 UNSUPPORTED = {
-    "tools": (None, []), "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0),
-    "best_of": (None, 1), "suffix": (None, ""),
+    "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
+    "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "best_of": (None, 1), "suffix": (None, ""),
 }
 
 
@@ -185,6 +185,9 @@ class _Sampling(BaseModel):
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
     tools: Optional[list] = None
+    functions: Optional[list] = None  # tools' older form
+    tool_choice: Union[str, dict, None] = None
+    function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
     frequency_penalty: Optional[float] = None
@@ -205,10 +208,12 @@ class _Part(BaseModel):
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[_Part], None] = None
 
     def plain(self) -> dict:
+        if self.role in ("tool", "function"):
+            raise ApiError(400, f"a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
         if self.content is None and self.role != "assistant":  # an assistant turn that called tools has none
             raise ApiError(400, f"a {self.role} message needs its content", param="messages")
         content = self.content or ""

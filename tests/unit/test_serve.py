@@ -58,7 +58,8 @@ def client(server):
 
 
 def chat(client, model, content="Paris is the capital", **kwargs):
-    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], **kwargs)
+    messages = kwargs.pop("messages", [{"role": "user", "content": content}])
+    return client.chat.completions.create(model=model, messages=messages, **kwargs)
 
 
 def raw(server, path, body=None, key=KEY, method=None, data=None):
@@ -225,6 +226,9 @@ def test_bad_key_is_401(server):
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "integer", "minimum": 1000}}}}, "BadRequestError", "strict, but this server cannot hold answers to minimum"),
         ({"frequency_penalty": 1.0}, "BadRequestError", "frequency_penalty is not supported"),
         ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
+        ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "BadRequestError", "functions is not supported"),
+        ({"tool_choice": "required"}, "BadRequestError", "tool_choice is not supported"),
+        ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "BadRequestError", "a tool message answers a tool call, and this server calls no tools"),
         ({"max_tokens": 150, "messages_words": 80}, "BadRequestError", "lower max_tokens to"),
         ({"extra_body": {"stream": "yes"}}, "UnprocessableEntityError", "stream"),
         ({"extra_body": {"temperature": "0.5"}}, "UnprocessableEntityError", "temperature"),
@@ -236,7 +240,7 @@ def test_bad_parameters_are_openai_style_errors(server, client, kwargs, error, w
     with pytest.raises(getattr(openai, error)) as caught:
         chat(client, server["model"], content, **kwargs)
     assert words in caught.value.body["message"]
-    assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, max_tokens=2).choices  # neutral values are fine
+    assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, tool_choice="auto", max_tokens=2).choices  # neutral values are fine
 
 
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
