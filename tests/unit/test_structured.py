@@ -76,6 +76,7 @@ def test_a_random_model_held_to_the_schema_writes_only_json_it_allows(tiny_engin
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=100, seed=seed, n=2, json_schema=FLAGS)
     for completion in tiny_engine.generate(["Give me JSON", "Another, longer prompt for the batch"], params)[0] + tiny_engine.generate(["x"], params)[0]:
         value = json.loads(completion.text)  # whole JSON: the random model is held to the schema
+        assert completion.text == completion.text.strip()  # and nothing after it
         assert list(value) == ["ok", "count", "color"]  # in the schema's order
         assert isinstance(value["ok"], bool) and value["color"] in ("red", "green") and isinstance(value["count"], (int, float))
         assert completion.finish_reason == "stop"
@@ -182,6 +183,28 @@ def test_unreachable_enum_values_are_refused_and_old_states_are_dropped(tiny_eng
     tiny_engine.generate(["a", "bb"], SamplingParams(temperature=1.0, max_tokens=60, seed=1, n=2, json_schema=FLAGS))
     _walk(tiny_engine.tokenizer, mask, '{"ok": true, "count": 3, "color": "red"}')
     assert len(mask.enforcer.prefix_states) == 1  # the latest token's state only, not one per step
+
+
+def test_no_blank_space_follows_json_that_may_end(tiny_engine):
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    blank = [tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "Ġ")]  # "\n" and " " in this tokenizer
+
+    def allowed(schema, text):
+        mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]  # the prompt
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        return set((scores[0] == 0).nonzero().flatten().tolist())
+
+    assert allowed(FLAGS, '{"ok": true, "count": 3, "color": "red"}') == {tokenizer.eos_token_id}
+    after_digit = allowed({"type": "integer"}, "7")
+    assert tokenizer.eos_token_id in after_digit and tokenizer.convert_tokens_to_ids("8") in after_digit and not after_digit & set(blank)
+    assert set(blank) <= allowed(FLAGS, "{")  # inside the JSON, as before
+    assert not allowed(FLAGS, "") & set(blank)  # nor before it
 
 
 def test_a_small_integer_range_is_held_to_its_bounds(tiny_engine):
