@@ -1,7 +1,8 @@
 """Token log-probabilities for the server: what the scheduler records, and OpenAI's two shapes.
 
 `/v1/completions` takes `logprobs: K` and answers the legacy shape (`tokens`, `token_logprobs`,
-`top_logprobs` as `{token: logprob}` with the chosen token added, `text_offset`); `echo` puts the
+`top_logprobs` as `{token: logprob}` with the chosen token added, `text_offset`; part of a UTF-8
+character is named by its bytes, `bytes:\\xf0\\x9f`); `echo` puts the
 prompt's tokens first, the very first one without a log-probability. `/v1/chat/completions`
 takes `logprobs: true` and `top_logprobs: K` and answers `{"content": [{token, logprob, bytes,
 top_logprobs}]}`. Values are the model's own distribution, before temperature, top-p and
@@ -106,6 +107,12 @@ def prompt_entries(engine, ids: list[int], top: int, texts: TokenTexts, starts: 
     return entries
 
 
+def legacy_name(text: str, raw: bytes) -> str:
+    """A token as the legacy shape names it: its text, or for part of a UTF-8 character its bytes
+    (`bytes:\\xf0\\x9f`, as OpenAI writes them), so that such tokens stay apart as `top_logprobs` keys."""
+    return text if "\ufffd" not in text else "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+
+
 def completion_shape(entries: list[TokenLogprob]) -> dict:
     """The legacy `/v1/completions` shape; `top_logprobs` holds the alternatives plus the chosen token."""
     tops = []
@@ -113,11 +120,11 @@ def completion_shape(entries: list[TokenLogprob]) -> dict:
         if e.top is None:
             tops.append(None)
             continue
-        top = {text: lp for text, _, lp in e.top}
-        top.setdefault(e.token, e.logprob)
+        top = {legacy_name(text, raw): lp for text, raw, lp in e.top}
+        top.setdefault(legacy_name(e.token, e.bytes), e.logprob)
         tops.append(top)
     return {
-        "tokens": [e.token for e in entries],
+        "tokens": [legacy_name(e.token, e.bytes) for e in entries],
         "token_logprobs": [e.logprob for e in entries],
         "top_logprobs": tops,
         "text_offset": [e.offset for e in entries],

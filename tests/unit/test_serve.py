@@ -309,6 +309,15 @@ def test_full_queue_answers_429_with_retry_after(server):
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 
+def test_byte_tokens_keep_apart_in_the_legacy_logprobs():
+    from aigc.serve.logprobs import TokenLogprob, completion_shape
+
+    top = (("\ufffd", b"\xf0", -0.5), ("\ufffd", b"\x9f", -1.0), ("a", b"a", -2.0))
+    shape = completion_shape([TokenLogprob("\ufffd", b"\x9f", -1.0, top, 0)])
+    assert shape["tokens"] == ["bytes:\\x9f"]
+    assert shape["top_logprobs"] == [{"bytes:\\xf0": -0.5, "bytes:\\x9f": -1.0, "a": -2.0}]
+
+
 def test_n_is_never_above_the_batch_size():
     from aigc.serve.app import ServeSettings
 
