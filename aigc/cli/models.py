@@ -75,10 +75,17 @@ def remote_rows() -> list[dict]:
     return rows
 
 
+def _given(name: str, other: str = "") -> str:
+    """`name`, unless it is empty (an unset shell variable): then an error, never the default model."""
+    if not name.strip():
+        raise BadInputError(f"the model name is empty; give an alias from `aigc models list`, a path or a hub id{other}")
+    return name
+
+
 @models_app.command()
 def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.")]) -> None:
     """Download (and convert, for GGUF sources) a model into the cache."""
-    ref = registry.resolve(name)
+    ref = registry.resolve(_given(name))
     if ref.kind == "remote":
         raise BadInputError(f"{ref.name} runs on a remote server; there is nothing to download (use it with -m {name})")
     if ref.installed and ref.kind != "hub":
@@ -95,9 +102,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Facts about a model (read from its files, without loading it)."""
-    if not name.strip():
-        raise BadInputError("the model name is empty; give an alias from `aigc models list`, a path or a hub id")
-    facts = registry.describe(registry.resolve(name))
+    facts = registry.describe(registry.resolve(_given(name)))
     if as_json:
         ui.result(json.dumps(facts, indent=2))
         return
@@ -109,7 +114,7 @@ def info(
 def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Model aliases, .gguf files or hub ids.")]) -> None:
     """Delete converted models from aigc's cache and hub models from the Hugging Face cache
     (shared with other programs); `aigc models pull` brings them back. Never your own files."""
-    refs = [registry.resolve(name) for name in names]
+    refs = [registry.resolve(_given(name)) for name in names]  # an unset $MODEL never means the default
     targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     for ref in targets.values():
         where, freed = registry.remove(ref)
@@ -127,8 +132,8 @@ def default(
     variable, key, builtin = config.DEFAULTS[kind]
     if name is not None and unset:
         raise BadInputError("give a MODEL or --unset, not both")
-    if name is not None and not name.strip():
-        raise BadInputError("the model name is empty; give an alias from `aigc models list`, a path or a hub id (or --unset)")
+    if name is not None:
+        _given(name, " (or --unset)")
     if name is None and not unset:
         value, source = config.default_source(kind)
         ui.result(value)

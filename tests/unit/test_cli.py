@@ -964,7 +964,9 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     image = invoke("models", "default", "--image", "sd-turbo")
     assert image.exit_code == 0 and "(sd-turbo is not installed yet: the first command to use it fetches it" in image.stderr
     assert "not installed" not in invoke("models", "default", str(tiny_model_dir)).stderr
-    assert invoke("models", "info", " ").exit_code == 2
+    for command in (["info", " "], ["pull", ""], ["rm", ""], ["rm", str(tiny_model_dir), ""]):  # an unset $MODEL is never the default
+        result = invoke("models", *command)
+        assert result.exit_code == 2 and "the model name is empty" in result.stderr and "removed" not in result.stderr
     assert invoke("models", "default", "--image").stdout == "sd-turbo\n"
     assert "AIGC_DEFAULT_MODEL=smollm2 is set" in invoke("models", "default", "--unset", env={"AIGC_DEFAULT_MODEL": "smollm2"}).stderr
     assert settings.read_text() == 'default_image_model = "sd-turbo"\n\n' + remotes
