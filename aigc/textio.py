@@ -132,10 +132,10 @@ def _decoded(data: bytes, name: str, expected: str) -> str:
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) for each non-blank line. Lines end at a line feed, a carriage return and
-    line feed, or a lone carriage return; U+2028 and the other Unicode line breaks stay inside a
-    line, as JSON Lines, CSV and `wc -l` have it."""
-    return [(number, line) for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1) if line.strip()]
+    """(line number, line) for each non-blank line. Lines end at a line feed (or a carriage return and
+    line feed); a lone carriage return (a progress line's) and U+2028 and the other Unicode line
+    breaks stay inside a line, as JSON Lines, CSV and `wc -l` have it."""
+    return [(number, line) for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1) if line.strip()]
 
 
 def check_utf8(value: Any, what: str) -> None:

@@ -140,7 +140,7 @@ def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_conver
 
 def test_lines_end_at_line_feeds_only_and_keep_their_numbers(tmp_path):
     assert numbered_lines("\n\nfirst\u2028still first\r\n\nsecond\x85 too\n") == [(3, "first\u2028still first"), (5, "second\x85 too")]
-    assert numbered_lines("old\rMac\r") == [(1, "old"), (2, "Mac")]
+    assert numbered_lines("I loved it\nprogress 10%\rprogress 100% terrible\nawful\n") == [(1, "I loved it"), (2, "progress 10%\rprogress 100% terrible"), (3, "awful")]  # as wc -l counts
     path = tmp_path / "in.txt"
     path.write_text("\n<html> is a language\n")
     assert read_input(str(path), lines=True) == "\n<html> is a language\n"  # as lines: no markup read, nothing cut
