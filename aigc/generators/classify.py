@@ -8,6 +8,7 @@ on content-free inputs, on the examples, or on the texts classified together (ba
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ def parse_label(spec: str) -> Label:
     name = name.strip()
     if not name:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
+    if any(unicodedata.category(c) == "Cc" for c in spec.strip()):  # a line break or tab would break the one-line-per-result output
+        raise BadInputError(f"label {spec.strip()!r} holds a line break, tab or other control character; a label is one line of text")
     words = [name] + [a.strip() for a in aliases.split("|") if a.strip()]
     for separator in ("/", "&"):
         if separator in name:

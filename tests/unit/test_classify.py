@@ -107,6 +107,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     [
         ({"labels": "only"}, BadInputError, "labels must name at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
+        ({"labels": "good\nbad,neutral"}, BadInputError, "label 'good\\\\nbad' holds a line break"),
         ({"labels": "a,b", "threshold": 1.5}, OptionError, "^threshold must"),
         ({"labels": "a,b", "method": "magic"}, OptionError, "^method must"),
         ({"labels": "a,b", "method": "probe"}, BadInputError, "^method=probe needs examples$"),
