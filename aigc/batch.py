@@ -134,11 +134,15 @@ def _never_closed(record: str) -> bool:
     return False
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity, which strict readers (jq) refuse
+
+
 def _json_row(number: int, line: str, id_field: str) -> Row:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return Row(number, None, {}, f"bad JSON: {exc.msg}")  # no id: it could clash with a real one
+        record = json.loads(line, parse_constant=_not_json)
+    except ValueError as exc:
+        return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)
