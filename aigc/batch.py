@@ -35,6 +35,7 @@ from .textio import check_writable, decode_text, numbered_lines, unquote, write_
 
 FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
+COLUMNS = ("text", "id")  # the columns read by default: the text, the id
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
 
 
@@ -222,11 +223,11 @@ def _parses(data: bytes) -> bool:
     return True
 
 
-def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> list[Row]:
+def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
     with _writing(output, streams(output)):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
-    _check_made_alike(output, previous, run_settings(generator, options, sampling))
+    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns))
     return _without_results(rows, previous)
 
 
@@ -236,10 +237,10 @@ def streams(output: str | Path) -> bool:
     return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
 
 
-def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:
     """What every output line records of how it was made: the task, the model, and `settings`, a
     fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a
-    default given is the default) and of the quantization."""
+    default given is the default), of the quantization, and of the columns read (text, id)."""
     opts = generator.validate(options)
     params = SamplingParams(**(sampling or {}))
     made = {
@@ -247,6 +248,8 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         "sampling": {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in ((k, getattr(params, k)) for k in sampling or {})},
         "quantize": None if generator.quantize in (None, "none") else generator.quantize,
     }
+    if tuple(columns) != COLUMNS:  # the defaults leave the fingerprint of files made before columns counted
+        made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
     if generator.model is not None or generator._engine is None:
         model = model_key(generator.model)
@@ -266,7 +269,7 @@ def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], sett
     if task := differs("task"):
         raise BadInputError(f"{output} holds {task} output, not {settings['task']}; {start_anew}")
     if differs("settings"):
-        raise BadInputError(f"{output} was made with other task options or sampling settings; resume it with the same ones, or {start_anew}")
+        raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field); resume it with the same ones, or {start_anew}")
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 
@@ -299,12 +302,13 @@ def run_batch(
     on_error: str = "skip",
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    id_field: str = "id",
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
     an earlier run are run again (their old lines are dropped first). A run that ends leaves the
-    file in input order. An output made by another task, model, or other options or sampling
-    settings is refused (`BadInputError`), and so is an output another run is writing.
+    file in input order. An output made by another task, model, or other options, sampling
+    settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written.
@@ -318,7 +322,7 @@ def run_batch(
     generator.check_sampling(opts, sampling)
     with _writing(output, stream):
         previous = [] if stream else read_output(output)
-        settings = run_settings(generator, options, sampling)
+        settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
         if todo:

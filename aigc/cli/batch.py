@@ -67,12 +67,12 @@ def batch(
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input)
-    if pending_rows(rows, output, generator, options, run.sampling()):
+    if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.prepare(options)
     with ui.items_progress(f"{task}") as progress:
-        summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress)
+        summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
     again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
         f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"

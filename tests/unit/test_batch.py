@@ -88,8 +88,11 @@ def test_a_rerun_with_another_model_or_other_settings_is_refused(tmp_path):
     assert made["model"] == "fake" and len(made["settings"]) == 12
     assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20}, {"temperature": 0.0})] == [2]
     for options, sampling in (({"words": 30}, {"temperature": 0.0}), ({"words": 20}, {}), ({"words": 20}, {"temperature": 0.0, "seed": 1})):
-        with pytest.raises(BadInputError, match="made with other task options or sampling settings"):
+        with pytest.raises(BadInputError, match="made with other task options, sampling settings or columns"):
             run_batch(summarizer(FakeEngine()), rows, out, options, sampling)
+    for columns in (("body", "id"), ("text", "key")):  # the text or ids read from another column
+        with pytest.raises(BadInputError, match=r"or columns \(--field, --id-field\)"):
+            pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20}, {"temperature": 0.0}, columns)
     other = summarizer(FakeEngine())
     other.engine.name = "other-model"
     with pytest.raises(BadInputError, match="made with model fake, not other-model; resume it with that model"):
