@@ -228,6 +228,8 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     path = Path(target).expanduser()
     if path.is_dir():
         raise BadInputError(f"{target} is a directory; give a file name for {flag}")
+    if str(target).endswith(("/", os.sep)):  # meant as a directory, which is not there
+        raise BadInputError(f"cannot write {target}: there is no such directory; give a file name for {flag}")
     if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout into a pipe) is written in place
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
@@ -249,13 +251,16 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     return real
 
 
-def output_target(output: str | None, flag: str = "-o") -> str | None:
+def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
     """Where a command's `-o` writes: None for stdout (not given, or -); a file is checked
-    writable before any work, and an empty name (an unset shell variable) is an error."""
+    writable before any work, and an empty name (an unset shell variable) or the `source` file
+    itself (the result would replace what it was made from) is an error."""
     if output is None or output == "-":
         return None
     if not output.strip():
         raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
+    if source is not None and os.path.isfile(source) and os.path.exists(output) and os.path.samefile(source, output):
+        raise BadInputError(f"{flag} {output} is the input file; write the result to another file")
     check_writable(output, flag)
     return output
 

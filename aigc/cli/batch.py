@@ -1,7 +1,6 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
 import json
-import os
 from typing import Annotated, Any, Optional
 
 import typer
@@ -49,12 +48,10 @@ def batch(
 
     check_on_error(on_error)
     check_concurrency(concurrency)
-    output = output_target(output) or "/dev/stdout"  # checked writable; - is stdout
+    output = output_target(output, source=input) or "/dev/stdout"  # checked writable; - is stdout
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
-    if os.path.exists(output) and os.path.exists(input) and os.path.samefile(input, output):
-        raise BadInputError(f"-o {output} is the input file; write the results to another file")
     options = parse_options(option or [])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row

@@ -28,7 +28,7 @@ def headline(
 ) -> None:
     """Write distinct headlines for a topic or an article."""
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
-    output = output_target(output)
+    output = output_target(output, source=source)
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")

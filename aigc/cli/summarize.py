@@ -26,7 +26,7 @@ def summarize(
     run: RunOptions,
 ) -> None:
     """Summarize a document; long ones are summarized in parts, then the parts together."""
-    output = output_target(output)
+    output = output_target(output, source=source)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
     text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")

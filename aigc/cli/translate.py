@@ -29,7 +29,7 @@ def translate(
     """Translate a document, keeping its paragraphs, lists and Markdown structure."""
     from ..generators.translate import load_glossary
 
-    output = output_target(output)
+    output = output_target(output, source=source)
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:

@@ -710,12 +710,16 @@ def test_a_broken_user_template_is_one_warning_and_the_cli_keeps_working():
     assert "Warning: skipping template:" in result.stderr and "broken.j2:2: bad front matter" in result.stderr
 
 
-def test_batch_refuses_to_write_into_its_input(tmp_path):
+def test_no_command_writes_its_result_over_its_input(tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"id": 1, "text": "a"}\n')
-    code, lines = bad("batch", "summarize", "-i", str(rows), "-o", str(rows))
-    assert code == 2 and "is the input file" in lines[0]
+    (tmp_path / "link.txt").symlink_to(rows)
+    for args in (["batch", "summarize", "-i", str(rows)], ["summarize", str(rows)], ["translate", str(rows), "--to", "fr"], ["headline", str(rows)]):
+        code, lines = bad(*args, "-o", str(tmp_path / "link.txt"), "-m", "no-such-model")
+        assert code == 2 and "is the input file; write the result to another file" in lines[0], lines
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
+    code, lines = bad("summarize", str(rows), "-o", str(tmp_path / "missing") + "/", "-m", "no-such-model")
+    assert code == 2 and "there is no such directory" in lines[0] and not (tmp_path / "missing").exists()
 
 
 def test_help_shows_no_value_type_for_flags():
