@@ -72,9 +72,11 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
-    if not path.is_file():
+    if not path.exists():
         raise BadInputError(f"no such file: {path}")
-    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # cells as they are: no markup read, no space cut
+    if path.is_dir():
+        raise BadInputError(f"{path} is a directory; give a file")
+    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too  # cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     elif suffix == ".jsonl":

@@ -163,6 +163,8 @@ class ChatSession:
         if self.path is not None and self.path.suffix.lower() != ".json":
             raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
         if self.path is not None:
+            if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
+                raise BadInputError(f"session file {path} is not a regular file (a pipe or device); give a .json file")
             check_writable(self.path, "the session file")  # before any reply that could not be kept
         saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
         self.system = system if system is not None else saved.system

@@ -474,6 +474,20 @@ def test_a_field_no_row_has_fails_before_any_row_runs(tmp_path):
     check_inputs(summarizer(FakeEngine()), rows, "body", tmp_path / "a.jsonl")  # some rows can: the bad JSON line is a row error
 
 
+def test_rows_come_from_a_named_pipe_and_a_directory_is_said_to_be_one(tmp_path):
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "p.jsonl")
+    writer = threading.Thread(target=(tmp_path / "p.jsonl").write_text, args=('{"text": "piped"}\n',))
+    writer.start()
+    assert [r.fields["text"] for r in read_rows(tmp_path / "p.jsonl")] == ["piped"]
+    writer.join()
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(BadInputError, match="d.jsonl is a directory; give a file"):
+        read_rows(tmp_path / "d.jsonl")
+
+
 def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp_path):
     (tmp_path / "a.csv").write_text('\n  \nid,text\n1,"first\n\nparagraph"\n   \n2,two\n \n')
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.csv")] == [("1", "first\n\nparagraph", None), ("2", "two", None)]

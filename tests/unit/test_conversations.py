@@ -156,6 +156,12 @@ def test_a_turn_waits_for_the_reply_being_written_and_a_stale_reply_is_not_writt
     assert kept == [m["content"] for m in chat.messages] and kept[-2:] == ["Second question", "Second."] and len(kept) == 4
 
 
+def test_a_session_file_that_is_a_pipe_is_refused_rather_than_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "talk.json")
+    with pytest.raises(BadInputError, match="is not a regular file"):
+        session(tmp_path / "talk.json")
+
+
 def test_a_session_file_must_be_json_and_the_generator_chat(tmp_path):
     with pytest.raises(BadInputError, match=r"notes\.md must end in \.json"):
         session(tmp_path / "notes.md")
