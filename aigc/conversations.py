@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import config, locks
 from .errors import BadInputError
-from .textio import write_atomic
+from .textio import check_utf8, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
@@ -64,6 +64,10 @@ def read(path: str | os.PathLike) -> Conversation:
         data = json.loads(text) if text.strip() else []
     except ValueError:
         raise BadInputError(f"{fix} (not JSON)") from None
+    try:
+        check_utf8(data, "conversation")
+    except BadInputError:
+        raise BadInputError(f"{fix} (it holds an escaped lone surrogate, \\ud800 say, which is no text)") from None
     messages = data.get("messages") if isinstance(data, dict) else data
     if not isinstance(messages, list) or not all(
         isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages

@@ -177,6 +177,8 @@ class ChatSession:
     def _template(given: str | None, variables: dict | None, saved: conversations.Conversation) -> tuple[str, dict]:
         """The template (a file's by its absolute path) and its variables the session goes on with."""
         template = given or saved.extra.get("template", "chat")
+        if not isinstance(template, str) or not template:  # a hand-edited file
+            raise BadInputError(f"this session's template must be a name or a .j2 file, got {template!r}; give one ({option('template', 'chat')}) to go on with it")
         resolved = str(Path(template).expanduser().resolve()) if templates.is_path(template) else template
         kept = saved.extra.get("variables")
         if variables is None and isinstance(kept, dict) and resolved == saved.extra.get("template", "chat"):

@@ -77,7 +77,8 @@ def test_load_goes_on_from_a_saved_conversation(tmp_path):
 @pytest.mark.parametrize(
     "content, reason",
     [("not json", "not JSON"), ('{"messages": [{"role": "robot", "content": "x"}]}', "not a saved conversation"),
-     ('{"messages": "hi"}', "not a saved conversation"), (b"\xff\xfe", "not UTF-8")],
+     ('{"messages": "hi"}', "not a saved conversation"), (b"\xff\xfe", "not UTF-8"),
+     ('{"messages": [{"role": "user", "content": "\\ud800"}]}', "escaped lone surrogate")],
 )
 def test_a_file_that_is_not_a_conversation_is_one_line_bad_input(tmp_path, content, reason):
     path = tmp_path / "bad.json"
@@ -216,6 +217,10 @@ def test_a_session_whose_template_is_gone_fails_before_any_turn(tmp_path):
         session(path)
     assert "(template=chat)" in str(caught.value)
     assert session(path, template="chat").template == "chat"  # the way on
+    for kept in (123, None, ["chat"], ""):
+        path.write_text(json.dumps({"template": kept, "messages": []}))
+        with pytest.raises(BadInputError, match="this session's template must be a name or a .j2 file"):
+            session(path)
 
 
 def test_undo_forgets_the_last_turn_and_retry_replaces_the_last_reply(tmp_path):
