@@ -1,5 +1,6 @@
 """The root Typer app: global options, error handling, and commands registered through plugins."""
 
+import errno
 import os
 import sys
 import threading
@@ -88,6 +89,14 @@ def _one_line(exc: UsageError, command: str | None = None):
     raise typer.Exit(exc.exit_code) from None
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer cannot be written, and must not fail again at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file
+        pass
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
@@ -119,10 +128,13 @@ class AigcGroup(TyperGroup):
         except (typer.Exit, typer.Abort, ClickException):
             raise
         except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, with typer's exit code for it
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
-            except (OSError, ValueError):  # stdout is no file
-                pass
+            _quiet_stdout()
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if config.debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+                raise
+            _quiet_stdout()
+            ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
             raise typer.Exit(1) from None
         except Exception as exc:  # a bug, in aigc or in a plugin's command
             if config.debug():
