@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Iterator
 
@@ -13,6 +14,7 @@ from .scoring import length_batches, pool_hidden_states
 
 EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
 SCORE_BATCH_TOKENS = 4096  # prompt tokens (padding included) per scoring forward pass
+CONTINUATION_TOKENS = 16384  # cached prompt tokens the continuations of one pass attend to, all copies counted
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -206,29 +208,43 @@ class LocalEngine:
             embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
             width = max(len(t) for t in tails) - 1  # the last token of each continuation is never fed
             if width:
-                tail_ids = torch.full((k, width), self.pad_id, dtype=torch.long)
-                tail_mask = torch.zeros((k, width), dtype=torch.long)
-                targets = torch.zeros((k, width), dtype=torch.long)
-                for j, tail in enumerate(tails):
-                    tail_ids[j, : len(tail) - 1] = torch.tensor(tail[:-1])
-                    tail_mask[j, : len(tail) - 1] = 1
-                    targets[j, : len(tail) - 1] = torch.tensor(tail[1:])
-                tail_ids, tail_mask, targets = (t.to(self.device).repeat(rows, 1) for t in (tail_ids, tail_mask, targets))
-                cache.batch_repeat_interleave(k)
-                lengths = mask.sum(-1).repeat_interleave(k)
-                logits = self.model(
-                    input_ids=tail_ids,
-                    attention_mask=torch.cat([mask.repeat_interleave(k, dim=0), tail_mask], dim=-1),
-                    position_ids=lengths[:, None] + torch.arange(width, device=self.device),
-                    use_cache=True,
-                    **{keyword: cache},
-                ).logits.float()
-                picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-                scores += (picked * tail_mask).sum(-1).view(rows, k)
+                # the prompt's cache is copied once per continuation: as many at a time as fit the budget
+                group = max(1, CONTINUATION_TOKENS // (rows * (ids.shape[1] + width)))
+                for start in range(0, k, group):
+                    part = tails[start : start + group]
+                    repeated = cache if len(part) == k else copy.deepcopy(cache)
+                    scores[:, start : start + len(part)] += self._continuations(repeated, mask, part, width, keyword)
         return [
             Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
             for i in range(rows)
         ]
+
+
+    def _continuations(self, cache, mask, tails: list[list[int]], width: int, keyword: str):
+        """Log-likelihood of each tail's tokens after the first, after each row's prompt in `cache`
+        (which this repeats for the tails): a [rows, tails] tensor."""
+        import torch
+
+        rows, k = mask.shape[0], len(tails)
+        tail_ids = torch.full((k, width), self.pad_id, dtype=torch.long)
+        tail_mask = torch.zeros((k, width), dtype=torch.long)
+        targets = torch.zeros((k, width), dtype=torch.long)
+        for j, tail in enumerate(tails):
+            tail_ids[j, : len(tail) - 1] = torch.tensor(tail[:-1])
+            tail_mask[j, : len(tail) - 1] = 1
+            targets[j, : len(tail) - 1] = torch.tensor(tail[1:])
+        tail_ids, tail_mask, targets = (t.to(self.device).repeat(rows, 1) for t in (tail_ids, tail_mask, targets))
+        cache.batch_repeat_interleave(k)
+        lengths = mask.sum(-1).repeat_interleave(k)
+        logits = self.model(
+            input_ids=tail_ids,
+            attention_mask=torch.cat([mask.repeat_interleave(k, dim=0), tail_mask], dim=-1),
+            position_ids=lengths[:, None] + torch.arange(width, device=self.device),
+            use_cache=True,
+            **{keyword: cache},
+        ).logits.float()
+        picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        return (picked * tail_mask).sum(-1).view(rows, k)
 
 
 class _Run:

@@ -105,6 +105,17 @@ def test_score_many_batches_prompts_of_different_lengths_like_one_at_a_time(tiny
     assert len({len(s.embedding) for s in batched}) == 1
 
 
+def test_many_continuations_are_scored_a_few_at_a_time_alike(tiny_engine, monkeypatch):
+    from aigc.engine import local
+
+    prompts = ["Paris is", "The quick brown fox jumps over the lazy"]
+    continuations = [f" label {i}" for i in range(7)] + [" France. Berlin", " dog"]
+    together = tiny_engine.score_many(prompts, continuations)
+    monkeypatch.setattr(local, "CONTINUATION_TOKENS", 40)  # a few copies of the cache at a time
+    for scored, alike in zip(tiny_engine.score_many(prompts, continuations), together):
+        assert scored.logprobs == pytest.approx(alike.logprobs, abs=1e-4)
+
+
 def test_length_batches_keep_each_batch_within_the_token_budget():
     lengths = [5, 100, 7, 60, 6, 300]
     batches = length_batches(lengths, budget=128)
