@@ -137,7 +137,7 @@ def default_source(kind: str = "text") -> tuple[str, str]:
     value = load_settings().get(key)
     if value is not None:
         if not isinstance(value, str) or not value:
-            raise BadInputError(f"{key} in {settings_file()} must be a model name in quotes; fix it or run `aigc models default --unset`")
+            raise BadInputError(f"{key} in {settings_file()} must be a model name in quotes; fix it or run `aigc models default{' --image' if kind == 'image' else ''} --unset`")
         return value, f"set in {settings_file()}"
     return builtin, "aigc's own default"
 

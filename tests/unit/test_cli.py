@@ -993,7 +993,9 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "change or unset AIGC_DEFAULT_MODEL. unknown model 'nope'" in invoke("chat", "hi", env={"AIGC_DEFAULT_MODEL": "nope"}).stderr
     assert "(set by AIGC_DEFAULT_IMAGE_MODEL) cannot be used" in invoke("image", "a fox", "-o", str(tmp_path / "fox.png"), env={"AIGC_DEFAULT_IMAGE_MODEL": "smollm2"}).stderr
     settings.write_text("default_model = 3\n")
-    assert "must be a model name in quotes" in invoke("chat", "hi").stderr
+    assert "must be a model name in quotes; fix it or run `aigc models default --unset`" in invoke("chat", "hi").stderr
+    settings.write_text("default_image_model = []\n")
+    assert "fix it or run `aigc models default --image --unset`" in invoke("models", "default", "--image").stderr
     settings.write_text("default_model = \n")
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
 
