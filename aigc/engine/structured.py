@@ -92,6 +92,12 @@ def _check_depth(schema: Any) -> None:
     raise BadInputError(f"the JSON schema is nested more than {MAX_SCHEMA_DEPTH} levels deep; give a flatter one")
 
 
+def _has_empty_enum(node: Any) -> bool:
+    if isinstance(node, dict):
+        return node.get("enum") == [] or any(_has_empty_enum(v) for v in node.values())
+    return isinstance(node, list) and any(_has_empty_enum(v) for v in node)
+
+
 def schema_parser(schema: dict[str, Any]):
     """lm-format-enforcer's parser for `schema`, once the schema is checked against JSON Schema's own
     rules and its references resolve; a schema that fails is a `BadInputError`."""
@@ -104,6 +110,8 @@ def schema_parser(schema: dict[str, Any]):
     except jsonschema.SchemaError as exc:
         raise BadInputError(f"the JSON schema is not valid: {exc.message}") from None
     _refs_resolve(schema)
+    if _has_empty_enum(schema):
+        raise BadInputError("the JSON schema has an enum with no values, which no answer can match; list at least one value")
     try:
         return lmfe.JsonSchemaParser(schema)
     except Exception as exc:  # noqa: BLE001 - pydantic and the parser raise many kinds

@@ -98,6 +98,8 @@ def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine)
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={**sampling, "max_tokens": 3})
     with pytest.raises(BadInputError, match="not valid"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "banana"}, "max_tokens": 50})
+    with pytest.raises(BadInputError, match="an enum with no values"):
+        ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "object", "properties": {"x": {"enum": []}}}, "max_tokens": 50})
 
 
 def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(tiny_model_dir):
