@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import AigcError, AigcWarning, BadInputError, PluginError, UnknownTemplateError
+from .errors import AigcError, AigcWarning, BadInputError, PluginError, UnknownTemplateError, option
 
 SUFFIX = ".j2"
 
@@ -62,9 +62,10 @@ class Template:
         open_ = [name for name in self.required if name not in (given or {})]
         if len(open_) == 1:
             return open_[0]
+        way = f"give all but one of them with {option('variables')}" if open_ else "use a template with an 'input' variable"
         raise BadInputError(
             f"{self.label} has no 'input' variable and not one required variable left to fill, so the text "
-            f"has nowhere to go; use `aigc run {self.name} --var NAME=...` (its variables: {', '.join(names)})"
+            f"has nowhere to go; {way} (its variables: {', '.join(names)})"
         )
 
     @property
