@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}") -> None:
-    """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context window."""
+    """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context
+    window; `fix` says what to do, unless the prompt alone takes it all (fewer tokens would not help)."""
+    if prompt_tokens >= engine.context_length:
+        raise ContextLengthError(f"the prompt takes {prompt_tokens} tokens, but {engine.name} holds {engine.context_length} with the answer; shorten it")
     if prompt_tokens + max_tokens > engine.context_length:
         raise ContextLengthError(
             f"the prompt takes {prompt_tokens} tokens and {max_tokens} more were asked for, but "

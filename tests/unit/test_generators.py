@@ -222,7 +222,9 @@ def test_chat_trims_old_turns_but_keeps_the_system_prompt():
 def test_one_shot_prompt_too_long_is_bad_input():
     gen = ChatGenerator(engine=FakeEngine(context_length=50))
     with pytest.raises(BadInputError, match="shorten it or lower max_tokens$"):
-        gen("word " * 100, sampling={"max_tokens": 10})
+        gen("word " * 30, sampling={"max_tokens": 40})
+    with pytest.raises(BadInputError, match=r"^the prompt takes \d+ tokens, but fake holds 50 with the answer; shorten it$"):
+        gen("word " * 100, sampling={"max_tokens": 10})  # fewer tokens would not make it fit
 
 
 def test_session_keeps_partial_reply_when_stopped(tmp_path):
