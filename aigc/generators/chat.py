@@ -24,6 +24,19 @@ def with_files(text: str, files: list[tuple[str, str]]) -> str:
     return "\n\n".join(parts + ([text.strip()] if text.strip() else []))
 
 
+def _plain(message: Any) -> dict | None:
+    """A chat message as {role, content: text}, taking OpenAI's forms too (role "developer" for
+    system, content as a list of text parts); None if it is no message."""
+    if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+        return None
+    content = message.get("content")
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+        content = "".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        return None
+    return {"role": "system" if message["role"] == "developer" else message["role"], "content": content}
+
+
 @dataclass
 class ChatOptions:
     template: str = "chat"
@@ -65,13 +78,14 @@ class ChatGenerator(Generator):
         if not isinstance(inputs, list) or not inputs:
             raise BadInputError(f"chat takes a prompt (str) or messages ([{{'role': 'user', 'content': ...}}, ...]), got {type_name(inputs)}")
         for number, message in enumerate(inputs):
-            if not (isinstance(message, dict) and isinstance(message.get("content"), str) and message.get("role") in ("system", "user", "assistant")):
+            if _plain(message) is None:
                 shown = repr(message) if len(repr(message)) <= 80 else repr(message)[:77] + "..."
                 raise BadInputError(f"chat message {number} must be {{'role': 'system', 'user' or 'assistant', 'content': TEXT}}, got {shown}")
 
     def preprocess(self, inputs: str | list[dict], opts: ChatOptions) -> tuple[list[dict], dict]:
         if isinstance(inputs, str):
             return self.user_message(inputs, opts)
+        inputs = [_plain(m) for m in inputs]
         messages, defaults = self.user_message("", opts)  # for its system prompt and defaults
         system = [m for m in messages if m["role"] == "system"]
         return system + [m for m in inputs if m["role"] != "system" or not system], defaults

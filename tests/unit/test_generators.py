@@ -219,6 +219,16 @@ def test_chat_trims_old_turns_but_keeps_the_system_prompt():
     assert result["text"] == "ok"
 
 
+def test_chat_takes_openai_style_messages():
+    engine = FakeEngine()
+    engine.enqueue("Hi.")
+    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]}]
+    ChatGenerator(engine=engine)(messages)
+    assert engine.calls[0][0][0] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+    with pytest.raises(BadInputError, match="chat message 0 must be"):
+        ChatGenerator(engine=engine)([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}])
+
+
 def test_one_shot_prompt_too_long_is_bad_input():
     gen = ChatGenerator(engine=FakeEngine(context_length=50))
     with pytest.raises(BadInputError, match="shorten it or lower max_tokens$"):
