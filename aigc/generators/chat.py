@@ -138,15 +138,18 @@ class ChatGenerator(Generator):
         return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
-        """The answer as text pieces while it is generated."""
+        """The answer as text pieces while it is generated; bad inputs or settings fail at the call."""
         opts = self.validate(options)
         self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
         params = self.reply_params(sampling, defaults)
         if params.n > 1:
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
+        return self._streamed(self.fit(messages, params.max_tokens), params)
+
+    def _streamed(self, messages: list[dict], params) -> Iterator[str]:
         pieces: list[str] = []
-        for piece in self.engine.stream(self.fit(messages, params.max_tokens), params):
+        for piece in self.engine.stream(messages, params):
             pieces.append(piece)
             yield piece
         if params.json_schema is not None:  # held to the schema as it was written; now checked whole

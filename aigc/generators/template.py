@@ -82,7 +82,8 @@ class TemplateGenerator(Generator):
         return templates.render(template, checked_values(template, inputs), system=opts.system)
 
     def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
-        """The answer as text pieces while it is generated (one answer, not held to a schema)."""
+        """The answer as text pieces while it is generated (one answer, not held to a schema); bad
+        inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)
@@ -91,7 +92,7 @@ class TemplateGenerator(Generator):
         if params.n > 1 or params.json_schema is not None:
             raise BadInputError("a streamed answer is one answer, not held to a schema; call the generator itself for those")
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        yield from self.engine.stream(rendered.messages, params)
+        return self.engine.stream(rendered.messages, params)
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)

@@ -219,6 +219,15 @@ def test_chat_trims_old_turns_but_keeps_the_system_prompt():
     assert result["text"] == "ok"
 
 
+def test_a_stream_with_bad_settings_or_input_fails_at_the_call():
+    from aigc.generators.template import TemplateGenerator
+
+    for call in (lambda: ChatGenerator(engine=FakeEngine()).stream("hi", {"bogus": 1}), lambda: ChatGenerator(engine=FakeEngine()).stream("  "),
+                 lambda: TemplateGenerator(engine=FakeEngine()).stream({"input": "x"}, {"n": 2})):
+        with pytest.raises(BadInputError):
+            call()  # not only when the first piece is read
+
+
 def test_chat_takes_openai_style_messages():
     engine = FakeEngine()
     engine.enqueue("Hi.")
