@@ -85,7 +85,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
         result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result)
+            _json_result(generator, result, run.usage(generator))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
@@ -113,16 +113,14 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, session=str(session.path))
+            _json_result(generator, result, run.usage(generator), session=str(session.path))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=conversations.session_label(session.path))
     run.report(generator)
 
 
-def _json_result(generator, result: dict, **extra) -> None:
-    stats = generator.engine.stats
-    usage = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
+def _json_result(generator, result: dict, usage: dict, **extra) -> None:
     data = {"data": result["data"]} if "data" in result else {}
     shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": usage}
     ui.result(json.dumps({**shown, **extra, **data}, ensure_ascii=False))

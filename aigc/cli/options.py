@@ -99,6 +99,12 @@ class RunOptions:
         stats = generator.engine.stats
         self._mark = (time.monotonic(), stats.prompt_tokens, stats.completion_tokens)
 
+    def usage(self, generator) -> dict[str, int]:
+        """The tokens of the answer since `mark` (prepare marks): {prompt_tokens, completion_tokens}."""
+        stats = generator.engine.stats
+        _, prompt_tokens, completion_tokens = self._mark or (0.0, 0, 0)
+        return {"prompt_tokens": stats.prompt_tokens - prompt_tokens, "completion_tokens": stats.completion_tokens - completion_tokens}
+
     def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True, sampling: dict | None = None) -> None:
         """Log an answer the command printed (unless logging is off); a log that cannot be written is
         one warning, never the command's failure, and nothing more is logged in this run. `measured`:
