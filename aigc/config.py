@@ -149,7 +149,12 @@ def cache_dir() -> Path:
 
 def data_dir() -> Path:
     """What aigc keeps for the user (chat sessions): `AIGC_DATA_DIR`, `$AIGC_HOME/data` or `~/.local/share/aigc`."""
-    return _user_dir("AIGC_DATA_DIR", "data", "XDG_DATA_HOME", ".local/share")
+    from .errors import BadInputError
+
+    path = _user_dir("AIGC_DATA_DIR", "data", "XDG_DATA_HOME", ".local/share")
+    if path.exists() and not path.is_dir():  # nothing could be kept there, though the log would say it is on
+        raise BadInputError(f"aigc's data directory {path} is a file; point AIGC_DATA_DIR at a directory (or move the file)")
+    return path
 
 
 def data_subdir(name: str) -> Path:

@@ -64,6 +64,14 @@ def test_logging_is_on_by_default_off_by_setting_and_the_environment_decides_fir
     assert logs.logging_state() == (True, "aigc's default")
 
 
+def test_a_data_directory_that_is_a_file_is_said_to_be_one(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "afile"))
+    for command in (["logs", "status"], ["logs"], ["sessions"]):
+        result = invoke(*command)
+        assert result.exit_code == 2 and "data directory" in result.stderr and "is a file; point AIGC_DATA_DIR at a directory" in result.stderr
+
+
 def test_a_file_that_is_not_a_log_is_a_one_line_error_and_is_left_as_it_is():
     import sqlite3
 
