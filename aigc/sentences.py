@@ -14,7 +14,8 @@ def split_sentences(text: str) -> list[str]:
     start = 0
     for match in _SENTENCE_END.finditer(text):
         end = match.start()
-        word = text[start:end].rsplit(None, 1)[-1].rstrip(".").lower() if text[start:end].strip() else ""
+        tail = text[max(start, end - 64) : end]  # the last word is all that counts: never the whole run since `start`
+        word = tail.rsplit(None, 1)[-1].rstrip(".").lower() if tail.strip() else ""
         if text[end - 1 : end] == "." and (word in _ABBREVIATIONS or "." in word or (len(word) == 1 and word.isalpha())):
             continue
         piece = text[start : match.end()].strip()

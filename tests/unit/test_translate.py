@@ -251,6 +251,12 @@ def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
     assert result["translation"] == text.upper()
 
 
+def test_an_autolink_or_footnote_reference_is_one_span_however_many_openers_come_before_it():
+    from aigc.markdown_blocks import protected_spans
+
+    assert protected_spans("<http://" * 3 + "example.org> and [^[^1]") == ["<http://example.org>", "[^1]"]  # no span runs across another's opener
+
+
 def test_split_sentences_keeps_abbreviations_together():
     assert split_sentences("Dr. Smith came at 5 p.m. and left. He said “hi.” Then e.g. this! 你好。再见。") == [
         "Dr. Smith came at 5 p.m. and left.",
