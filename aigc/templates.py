@@ -55,11 +55,22 @@ class Template:
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
-        else its one required variable not in `given`."""
+        else its one required variable not in `given`. A template whose text never uses it is an
+        error, unless its body is empty (a system prompt alone: the text is the message)."""
+        name = self._input_name(given or {})
+        used = _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
+        if self.body.strip() and name not in used:
+            raise BadInputError(
+                f"{self.label} never uses {{{{ {name} }}}}, so the text given would be dropped; "
+                f"put {{{{ {name} }}}} where it goes in {self.path}"
+            )
+        return name
+
+    def _input_name(self, given: dict[str, Any]) -> str:
         names = [v["name"] for v in self.variables]
         if not names or "input" in names:
             return "input"
-        open_ = [name for name in self.required if name not in (given or {})]
+        open_ = [name for name in self.required if name not in given]
         if len(open_) == 1:
             return open_[0]
         raise BadInputError(
@@ -373,6 +384,14 @@ def _blamed(function: Callable, what: str) -> Callable:
             raise PluginError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
     return call
+
+
+@lru_cache(maxsize=256)
+def _names_used(text: str) -> frozenset[str]:
+    """The variables template text reads from its caller."""
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(environment().parse(text)))
 
 
 @lru_cache(maxsize=256)

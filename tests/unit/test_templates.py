@@ -188,3 +188,21 @@ def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
     with pytest.raises(BadInputError) as info:
         templates.get_template("bad-defaults")
     assert str(info.value).startswith(f"{path}: {words}")
+
+
+def test_a_template_that_never_uses_its_input_variable_is_an_error_not_the_text_dropped():
+    plain = templates.get_template(str(write(templates.user_dir(), "plain", "Tell me a joke.")))
+    with pytest.raises(BadInputError, match=r"template 'plain' never uses \{\{ input \}\}.*put \{\{ input \}\} where it goes"):
+        plain.input_variable()
+    write(templates.user_dir(), "notes", "---\nvariables:\n  - {name: text, required: true}\n---\nSummarize.")
+    with pytest.raises(BadInputError, match=r"never uses \{\{ text \}\}"):
+        templates.get_template("notes").input_variable()
+    used = {
+        "in-system": "---\nsystem: 'Answer {{ input }}'\n---\nGo.",
+        "in-macro": "{% macro say() %}{{ input }}{% endmacro %}{% if 1 %}{{ say() }}{% endif %}",
+        "fabric": "---\nsystem: You summarize text in one line.\n---\n",  # a system prompt alone: the text is the message
+    }
+    for name, text in used.items():
+        write(templates.user_dir(), name, text)
+        assert templates.get_template(name).input_variable() == "input", name
+    assert templates.render("fabric", {"input": "The cat sat."}).messages[-1] == {"role": "user", "content": "The cat sat."}
