@@ -447,7 +447,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
                 done = index if in_order else next(iter(results))  # else the first row that finished
                 outcome = results.pop(done)
             yield rows[done], outcome
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM as the CLI raises it
         threads = []  # leave at once: the process is ending (the workers are daemons)
         raise
     finally:
