@@ -77,6 +77,8 @@ def test_stop_strings_end_generation(tiny_engine):
 
 def test_prompt_longer_than_context_is_bad_input(tiny_engine):
     with pytest.raises(BadInputError, match="lower max_tokens$"):
+        tiny_engine.generate(["fox " * 500], SamplingParams(max_tokens=20))
+    with pytest.raises(BadInputError, match="holds 512 with the answer; shorten it$"):
         tiny_engine.generate(["fox " * 600], SamplingParams(max_tokens=10))
 
 
