@@ -131,15 +131,13 @@ class AigcGroup(TyperGroup):
         except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, with typer's exit code for it
             _quiet_stdout()
             raise typer.Exit(1) from None
-        except OSError as exc:
-            if config.debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
-                raise
-            _quiet_stdout()
-            ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
-            raise typer.Exit(1) from None
-        except Exception as exc:  # a bug, in aigc or in a plugin's command
+        except Exception as exc:  # a full disk, or a bug (in aigc or in a plugin's command)
             if config.debug():
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                _quiet_stdout()
+                ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
+                raise typer.Exit(1) from None
             from .. import plugins
 
             owner = plugins.command_owner(names[0]) if names else None

@@ -677,7 +677,7 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
         def register_commands(self, app):
             @app.command("crash")
             def crash(kind: str = "runtime"):
-                raise {"runtime": RuntimeError("boom\nsecond line"), "bare": AssertionError(), "pipe": BrokenPipeError()}[kind]
+                raise {"runtime": RuntimeError("boom\nsecond line"), "bare": AssertionError(), "pipe": BrokenPipeError(), "denied": PermissionError(13, "Permission denied")}[kind]
 
             group = typer.Typer()
 
@@ -699,6 +699,8 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
         assert inner.stderr == "Error: `aigc tools boom` (a command of plugin 'crasher') failed: RuntimeError: inner (AIGC_DEBUG=1 shows the traceback)\n"
         result = runner.invoke(local, ["crash", "--kind", "bare"])
         assert result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: AssertionError (AIGC_DEBUG=1 shows the traceback)\n"
+        result = runner.invoke(local, ["crash", "--kind", "denied"])  # an OS error other than a full disk: as any other
+        assert result.exit_code == 1 and result.stderr == "Error: `aigc crash` (a command of plugin 'crasher') failed: PermissionError: [Errno 13] Permission denied (AIGC_DEBUG=1 shows the traceback)\n"
         result = runner.invoke(local, ["crash", "--kind", "pipe"])
         assert result.exit_code == 1 and result.stderr == ""  # a reader that went away (`| head`) is no error
         monkeypatch.setenv("AIGC_DEBUG", "1")
