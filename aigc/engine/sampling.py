@@ -185,7 +185,9 @@ def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = 512):
 # A single row is prefilled in pieces of this many tokens, starting at multiples of it, so that a
 # cache reused from an earlier call (cut at such a multiple) holds exactly the numbers a fresh
 # prefill computes: in bfloat16, prefilling a prompt in other pieces changes the greedy answer.
-PREFILL_CHUNK = 128
+# Each piece costs a forward pass (bfloat16 weights are repacked for each), so pieces are large:
+# a prompt of up to 512 tokens is one pass, as before.
+PREFILL_CHUNK = 512
 
 
 class DecodeLoop:
