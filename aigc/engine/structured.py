@@ -54,7 +54,8 @@ def token_table(tokenizer):
 
     data = lmfe.TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))
     data.tokenizer_alphabet = "".join(sorted(alphabet))  # every character a token holds, not only those a token starts with
-    data.blank_tokens = {token for token, text, _ in regular if text and not text.strip()}
+    data.blank_start = {token for token, text, _ in regular if text[:1].isspace()}  # " {" too, not only " "
+    data.blank_end = {token for token, text, _ in regular if text[-1:].isspace()}
     return data
 
 
@@ -208,7 +209,7 @@ class SchemaMask:
                 "as several byte tokens, which the decoder cannot hold it to; use a plain string field instead"
             )
         self.enforcer = lmfe.TokenEnforcer(table, schema_parser(_decoder_schema(schema)))
-        self.end, self.blank = table.eos_token_id, table.blank_tokens
+        self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
         parser.config.force_json_field_order = True
@@ -224,8 +225,10 @@ class SchemaMask:
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
             allowed = self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens  # a list: no bitmask asked for
-            if not sequence or self.end in allowed:  # no blank space before the JSON, or after it where it may end
-                allowed = [t for t in allowed if t not in self.blank]
+            if not sequence:  # no blank space before the JSON
+                allowed = [t for t in allowed if t not in self.blank_start]
+            elif self.end in allowed:  # nor after it, where it may end
+                allowed = [t for t in allowed if t not in self.blank_end]
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
         states = self.enforcer.prefix_states
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
