@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import threading
@@ -141,9 +142,16 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity, which strict readers (jq) refuse
 
 
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"{number} is too large a number")  # it would be written back as Infinity
+    return value
+
+
 def _json_row(number: int, line: str, id_field: str) -> Row:
     try:
-        record = json.loads(line, parse_constant=_not_json)
+        record = json.loads(line, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
