@@ -15,7 +15,8 @@ def held(path: str | Path, busy: str):
     """Hold `path` for this process while the block runs; a second holder fails at once with a
     `BadInputError(busy)`. The lock lives in aigc's data directory, keyed by the file's absolute
     path, so it outlives the file being replaced by a rename; it is freed when the process ends,
-    and skipped where the system or file system has no `flock`."""
+    and skipped where the system or file system has no `flock`. Yields whether it is held (False
+    where it was skipped)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -25,15 +26,17 @@ def held(path: str | Path, busy: str):
         handle = open(config.data_subdir("locks") / f"{key}.lock", "w") if fcntl else None
     except (OSError, BadInputError):  # a lock is a safety net, not a requirement
         handle = None
+    locked = False
     try:
         if handle is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
             except BlockingIOError:
                 raise BadInputError(busy) from None
             except OSError:  # e.g. no locks on this file system
                 pass
-        yield
+        yield locked
     finally:
         if handle is not None:
             handle.close()

@@ -336,8 +336,9 @@ def _remove_stale_copies(target: Path) -> None:
     partial = re.compile(rf"\.{re.escape(target.name)}-[a-z0-9_]{{8}}")
     for path in target.parent.iterdir():
         if partial.fullmatch(path.name) and path.is_dir():
-            with contextlib.suppress(BadInputError), locks.held(path, "in use"):  # in use: another pull is writing it
-                shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(BadInputError), locks.held(path, "in use") as mine:  # in use: another pull is writing it
+                if mine:  # never where no lock can tell
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:

@@ -43,6 +43,16 @@ def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_writ
     assert (target / "FakePretrained.json").is_file() and (target / "aigc-source.json").is_file()
 
 
+def test_a_partial_copy_is_kept_where_no_lock_can_say_it_is_unused(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(locks.config, "data_subdir", lambda name: tmp_path / "no" / "such" / "dir")  # no lock file can be made
+    target = tmp_path / "cache" / "models" / "m"
+    stale = target.parent / ".m-0a1b2c3d"
+    stale.mkdir(parents=True)
+    models._remove_stale_copies(target)
+    assert stale.is_dir()
+
+
 DRIVER = """
 import importlib.util, sys, time, types, zipfile
 from pathlib import Path
