@@ -9,9 +9,11 @@ input (balanced per label, most similar last) in the prompt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,10 +148,13 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
     if path.exists():
         try:
             model = ExampleModel.from_state(load_state(path))
-            os.utime(path)  # used now: kept longest
-            return model
         except Exception:  # a cache file from a crashed run: fit again
             path.unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(OSError):  # a read-only or shared cache: used as it is
+                os.utime(path)  # used now: kept longest
+                os.chmod(path, 0o600)  # a fit an older aigc wrote readable by all
+            return model
     model = _fit(generator, opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_state(model.state(), path)
@@ -167,6 +172,9 @@ def _prune(directory: Path) -> None:
 
     for old in sorted(directory.glob("*.pt"), key=used, reverse=True)[KEPT_FITS:]:
         old.unlink(missing_ok=True)
+    for left in directory.glob("*.part"):  # a write that was killed, an hour ago or more
+        if used(left) < time.time() - 3600:
+            left.unlink(missing_ok=True)
 
 
 def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleModel:
