@@ -44,7 +44,7 @@ class LocalEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.special_ids = list(tokenizer.all_special_ids)
         self.stats = EngineStats(load_seconds=load_seconds)
-        self._previous = None  # (token ids, KV cache) of the last single-row call
+        self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
 
     def render(self, prompt: Prompt) -> str:
         """Prompt text as the model sees it: chat messages go through the model's chat template."""
@@ -144,7 +144,8 @@ class LocalEngine:
         hidden-state embedding, from one forward pass per batch of prompts.
 
         Prompts are batched by length (left-padded); each batch's KV cache is repeated for the
-        continuations, which run together in one right-padded pass after it.
+        continuations, which run in right-padded passes after it, as many together as
+        `CONTINUATION_TOKENS` allows.
         """
         check_prompts(prompts)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]

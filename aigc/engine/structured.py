@@ -94,8 +94,9 @@ def _check_depth(schema: Any) -> None:
 
 
 def _has_empty_enum(node: Any) -> bool:
+    """Whether a (sub)schema has `"enum": []`; values given as data (const, default, examples) are not looked in."""
     if isinstance(node, dict):
-        return node.get("enum") == [] or any(_has_empty_enum(v) for v in node.values())
+        return node.get("enum") == [] or any(_has_empty_enum(v) for k, v in node.items() if k not in ("const", "default", "examples", "enum"))
     return isinstance(node, list) and any(_has_empty_enum(v) for v in node)
 
 
