@@ -68,7 +68,7 @@ class Template:
 
     def _input_name(self, given: dict[str, Any]) -> str:
         names = [v["name"] for v in self.variables]
-        if not names or "input" in names:
+        if not names or "input" in names or not self.body.strip():  # a system prompt alone: the input is the message
             return "input"
         open_ = [name for name in self.required if name not in given]
         if len(open_) == 1:
@@ -451,7 +451,8 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
 
 
 def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:
-    """Render a template into chat messages. `system` overrides the template's own system prompt."""
+    """Render a template into chat messages. `system` (taken as it is, not as a template) overrides
+    the template's own system prompt."""
     if isinstance(template, str):
         template = get_template(template)
     values = {v["name"]: v["default"] for v in template.variables if "default" in v}
@@ -461,9 +462,10 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         names = ", ".join(v["name"] for v in template.variables)
         raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
     messages = []
-    system_text = system if system is not None else template.system
-    if system_text:
-        messages.append({"role": "system", "content": _render_text(template, system_text, values, 1)})
+    if system is not None:  # the caller's own words, as they are (they may show {{ }} themselves)
+        messages += [{"role": "system", "content": system}] if system else []
+    elif template.system:
+        messages.append({"role": "system", "content": _render_text(template, template.system, values, 1)})
     if template.body.strip():
         user = _render_text(template, template.body, values, template.body_line)
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message

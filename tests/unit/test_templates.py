@@ -109,6 +109,18 @@ def test_system_prompt_override_and_template_defaults():
     rendered = templates.render("summarize", {"text": "t"}, system="Be brief.")
     assert rendered.messages[0] == {"role": "system", "content": "Be brief."}
     assert rendered.defaults["temperature"] == 0
+    literal = templates.render("chat", {"input": "x"}, system="Write Jinja like {{ name }} {# here #}")
+    assert literal.messages[0]["content"] == "Write Jinja like {{ name }} {# here #}"  # the caller's words, not a template
+
+
+def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
+    from aigc.generators.template import checked_values
+
+    write(templates.user_dir(), "pattern", "---\nsystem: 'Summarize in {{ lang }}.'\nvariables:\n  - {name: lang, default: English}\n---\n")
+    pattern = templates.get_template("pattern")
+    assert pattern.input_variable({"lang": "French"}) == "input"
+    values = checked_values(pattern, {"lang": "French", "input": "the text"})
+    assert templates.render(pattern, values).messages == [{"role": "system", "content": "Summarize in French."}, {"role": "user", "content": "the text"}]
 
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
