@@ -79,7 +79,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
-    if sys.stdout.isatty() and not as_json and run.json_schema is None:
+    if _streamed(generator, options, run, as_json):
         answer = ui.stream_result(generator.stream(text, sampling, **options)).strip()
     else:
         result = generator(text, sampling=sampling, **options)
@@ -90,6 +90,15 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
             ui.result(answer)
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
+
+
+def _streamed(generator, options: dict, run: RunOptions, as_json: bool) -> bool:
+    """Whether the answer streams: one plain answer to a terminal (not JSON held to a schema, from
+    --schema or the template's defaults, which is printed again with an indent; not several)."""
+    if not sys.stdout.isatty() or as_json or run.json_schema is not None:
+        return False
+    _, defaults = generator.user_message("", generator.validate(options))
+    return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
 
 
 def _session_file(name: str):
@@ -107,7 +116,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     run.prepare(generator, text, session.options())
     _check_model(session)
     result = None
-    if sys.stdout.isatty() and not as_json and run.json_schema is None:
+    if _streamed(generator, session.options(), run, as_json):
         answer = ui.stream_result(session.send(text)).strip()
     else:
         result = session.answer(text)

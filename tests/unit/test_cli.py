@@ -433,6 +433,22 @@ def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_mode
         assert code == 2 and words in lines[0], lines
 
 
+def test_chat_streams_one_plain_answer_only(monkeypatch):
+    import types
+
+    from aigc.cli import chat as chat_cli
+    from aigc.generators.chat import ChatGenerator
+    from aigc.testing import FakeEngine
+
+    user_template("extract", '---\ndefaults: {json_schema: {"type": "object"}}\n---\n{{ input }}\n')
+    user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
+    monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
+    run, generator = types.SimpleNamespace(json_schema=None), ChatGenerator(engine=FakeEngine())
+    assert chat_cli._streamed(generator, {"template": "chat"}, run, as_json=False)
+    for template in ("extract", "twice"):  # JSON is printed again with an indent; several answers are not streamed
+        assert not chat_cli._streamed(generator, {"template": template}, run, as_json=False)
+
+
 def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     from aigc.generators.template import TemplateGenerator
     from aigc.testing import FakeEngine
