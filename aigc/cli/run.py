@@ -23,7 +23,7 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too).")] = False,
     schema: Schema = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}: the sampling settings that apply unless options here override them).")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -50,7 +50,7 @@ def run_template(
     rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
-        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": rendered.defaults}, ensure_ascii=False) if as_json else shown_messages)
+        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": {**generator.sampling_defaults, **rendered.defaults}}, ensure_ascii=False) if as_json else shown_messages)
         return
     run.prepare(generator, values, options)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults

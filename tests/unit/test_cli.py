@@ -468,7 +468,7 @@ def test_run_dry_run_prints_the_messages_without_a_model():
     assert result.exit_code == 0 and result.stdout == "## System\n\nYou are kind.\n\n## User\n\nHello Rome! a note\n"
     data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json").stdout)
     assert data == {"template": "greet", "messages": [{"role": "system", "content": "You are kind."}, {"role": "user", "content": "Hello Paris! x"}],
-                    "defaults": {"max_tokens": 3, "temperature": 0}}
+                    "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
 
 
 def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny_model_dir):
