@@ -1,11 +1,13 @@
 """`aigc templates list|show|path`."""
 
 import json
+import os
 from typing import Annotated
 
 import typer
 
 from .. import templates, ui
+from ..errors import BadInputError
 from .options import listing_app
 
 templates_app = listing_app("templates", "List, inspect and create prompt templates.", lambda as_json: list_templates(as_json))
@@ -48,7 +50,9 @@ def show(
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
     path, existing = templates.new_template(name)
-    if existing is not None:
+    if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
+        ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
+    elif existing is not None:
         ui.info(f"copied from {existing.path}; yours overrides {name!r} from {existing.source}")
     ui.result(str(path))
 
@@ -69,7 +73,10 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     else:
         target, existing = templates.new_template(name)
         ui.info(f"copied from {existing.path}; yours overrides it" if existing else f"started {target} from a skeleton")
-    click.edit(filename=str(target))
+    try:
+        click.edit(filename=str(target), editor=os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    except click.ClickException as exc:  # no such editor, or it failed
+        raise BadInputError(f"{exc.format_message()}; set $VISUAL or $EDITOR to an editor you have ({target} is kept)") from None
     templates.parse(target, "user")  # a front-matter mistake is named with its line
     ui.result(str(target))
 

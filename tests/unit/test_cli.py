@@ -570,6 +570,16 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and str(own) in lines[0]
     assert bad("templates", "edit", "../escape")[0] == 2
+    monkeypatch.setenv("EDITOR", "no-such-editor-here")
+    code, lines = bad("templates", "edit", "summarize")
+    assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
+
+
+def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
+    (tmp_path / "pb.j2").write_text("---\ndescription: from the path\n---\n{{ input }}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    result = invoke("templates", "new", "pb")
+    assert result.exit_code == 0 and "that one, in AIGC_TEMPLATES_PATH, is still used before yours" in result.stderr
 
 
 def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
