@@ -131,6 +131,9 @@ def template_dirs() -> list[tuple[str, Path]]:
     return dirs
 
 
+FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
+
+
 def parse(path: Path, source: str) -> Template:
     """Read one template file; bad front matter is an error naming the file and line."""
     import yaml
@@ -154,6 +157,10 @@ def parse(path: Path, source: str) -> Template:
             raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
         body = text[end + 5 :]
         body_line = text[: end + 5].count("\n") + 1
+    for key in sorted(set(meta) - set(FRONT_MATTER), key=str):  # a typo (`sytem:`) would drop what it sets
+        close = difflib.get_close_matches(str(key), FRONT_MATTER, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+        warnings.warn(f"{path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning, stacklevel=2)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")

@@ -113,6 +113,12 @@ def test_system_prompt_override_and_template_defaults():
     assert literal.messages[0]["content"] == "Write Jinja like {{ name }} {# here #}"  # the caller's words, not a template
 
 
+def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
+    write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
+    with pytest.warns(AigcWarning, match="unknown front-matter key 'sytem' is ignored; did you mean system"):
+        assert templates.get_template("typo").system is None
+
+
 def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
     from aigc.generators.template import checked_values
 
