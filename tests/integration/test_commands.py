@@ -89,7 +89,7 @@ def test_bullet_summary_of_html(tmp_path):
 def test_one_shot_prompt_longer_than_the_context_is_bad_input():
     done = aigc("chat", input="word " * 9000)
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("Error:") and "--max-tokens" in done.stderr
+    assert done.stderr.strip().startswith("Error:") and "the prompt takes" in done.stderr and "shorten it" in done.stderr
     assert "Traceback" not in done.stderr
 
 
