@@ -77,7 +77,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"no such file: {path}")
     if path.is_dir():
         raise BadInputError(f"{path} is a directory; give a file")
-    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too  # cells as they are: no markup read, no space cut
+    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     elif suffix == ".jsonl":

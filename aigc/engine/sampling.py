@@ -241,17 +241,16 @@ class DecodeLoop:
         cache_arg = {cache_keyword(self.model): self.cache}
         positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         seen = self.input_ids
-        start = self.cached
+        first = self.cached  # where the first step's input starts
         with torch.inference_mode():
             if seen.shape[0] == 1:  # every piece but the last, which the first step feeds
-                last = (seen.shape[1] - 1) // PREFILL_CHUNK * PREFILL_CHUNK
-                for start in range(self.cached, last, PREFILL_CHUNK):
+                first = max(self.cached, (seen.shape[1] - 1) // PREFILL_CHUNK * PREFILL_CHUNK)
+                for start in range(self.cached, first, PREFILL_CHUNK):
                     end = start + PREFILL_CHUNK
                     self.consistent = False
                     self.model(input_ids=seen[:, start:end], attention_mask=self.attention_mask[:, :end], position_ids=positions[:, start:end], use_cache=True, **cache_arg, logits_to_keep=1)
                     self.fed, self.consistent = seen[:, :end], True
-                start = max(last, self.cached)
-            mask, position_ids, step_ids = self.attention_mask, positions[:, start:], seen[:, start:]
+            mask, position_ids, step_ids = self.attention_mask, positions[:, first:], seen[:, first:]
             for _ in range(self.params.max_tokens):
                 self.consistent = False
                 out = self.model(
