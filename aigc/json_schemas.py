@@ -131,5 +131,14 @@ def answer_texts(completions, schema: dict[str, Any] | None, max_tokens: int) ->
 
 
 def shown(result: dict[str, Any]) -> str:
-    """What a command prints of a chat or template result: its text, or its JSON with an indent of 2."""
-    return json.dumps(result["data"], indent=2, ensure_ascii=False) if "data" in result else result["text"]
+    """What a command prints of a chat or template result: its text, or its JSON with an indent of 2;
+    several answers (a template's `n` default) one after another, parted by a `---` line."""
+    texts = result.get("choices") or [result["text"]]
+    if "data" in result:
+        texts = [json.dumps(json.loads(text), indent=2, ensure_ascii=False) for text in texts]
+    return "\n\n---\n\n".join(texts)
+
+
+def several(result: dict[str, Any]) -> dict[str, Any]:
+    """`{"choices": [...]}` for `--json` where a result holds more than one answer, else nothing."""
+    return {"choices": result["choices"]} if len(result.get("choices") or ()) > 1 else {}

@@ -11,7 +11,7 @@ import typer
 from .. import config, conversations, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, options_named
 from ..generators.chat import ChatSession, with_files
-from ..json_schemas import shown
+from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -40,7 +40,7 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage} as JSON (one-shot only).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage} as JSON (one-shot only; choices too where the template asks for several answers).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -132,7 +132,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
 def _json_result(generator, result: dict, usage: dict, **extra) -> None:
     data = {"data": result["data"]} if "data" in result else {}
     shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": usage}
-    ui.result(json.dumps({**shown, **extra, **data}, ensure_ascii=False))
+    ui.result(json.dumps({**shown, **several(result), **extra, **data}, ensure_ascii=False))
 
 
 def _check_model(session: ChatSession) -> None:

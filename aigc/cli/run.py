@@ -8,7 +8,7 @@ import typer
 
 from .. import templates, ui
 from ..errors import BadInputError
-from ..json_schemas import shown
+from ..json_schemas import several, shown
 from ..textio import read_document
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
@@ -21,7 +21,7 @@ def run_template(
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}: the sampling settings that apply unless options here override them).")] = False,
     *,
@@ -63,7 +63,7 @@ def run_template(
     answer = shown(result)
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
-        ui.result(json.dumps({**payload, **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))
+        ui.result(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))
     else:
         ui.result(answer)
     run.keep(generator, "run", values, answer, options, result.get("data"))

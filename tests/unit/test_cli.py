@@ -421,6 +421,17 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
     assert piped.exit_code == 0 and json.loads(piped.stdout)["usage"]["prompt_tokens"] > 0
 
 
+def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
+    from aigc.json_schemas import shown
+
+    user_template("twice", "---\ndefaults: {n: 2, max_tokens: 3, temperature: 1}\n---\n{{ input }}\n")
+    data = json.loads(invoke("run", "twice", "-i", "-", "-m", str(tiny_model_dir), "--json", "--seed", "1", input="bees").stdout)
+    assert len(data["choices"]) == 2 and data["text"] == data["choices"][0]
+    plain = invoke("run", "twice", "-i", "-", "-m", str(tiny_model_dir), "--seed", "1", input="bees").stdout
+    assert plain.rstrip("\n") == "\n\n---\n\n".join(data["choices"]).rstrip("\n")
+    assert shown({"text": '{"a": 1}', "choices": ['{"a": 1}', '{"a": 2}'], "data": {"a": 1}}) == '{\n  "a": 1\n}\n\n---\n\n{\n  "a": 2\n}'
+
+
 def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir):
     user_template("greet", GREET)
     result = invoke("chat", "bees", "-t", "greet", "--var", "who=Rome", "--var", "times=2", "-m", str(tiny_model_dir), "--json")
