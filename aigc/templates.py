@@ -468,6 +468,13 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
         raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
+    if system is not None and isinstance(template.system, str):
+        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
+        if only_there:
+            raise BadInputError(
+                f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "
+                f"the system prompt given replaces, so that text would be dropped; keep the template's system prompt"
+            )
     messages = []
     if system is not None:  # the caller's own words, as they are (they may show {{ }} themselves)
         messages += [{"role": "system", "content": system}] if system else []

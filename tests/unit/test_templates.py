@@ -113,6 +113,14 @@ def test_system_prompt_override_and_template_defaults():
     assert literal.messages[0]["content"] == "Write Jinja like {{ name }} {# here #}"  # the caller's words, not a template
 
 
+def test_a_system_prompt_given_cannot_drop_the_only_place_a_variable_is_used():
+    write(templates.user_dir(), "sysin", "---\nsystem: 'Summarize {{ input }} in {{ lang }}.'\n---\nDo it in {{ lang }}.\n")
+    with pytest.raises(BadInputError, match=r"uses \{\{ input \}\} only in its system prompt, which the system prompt given replaces"):
+        templates.render("sysin", {"input": "the text", "lang": "French"}, system="Be brief.")
+    kept = templates.render("sysin", {"input": "the text", "lang": "French"})
+    assert kept.messages[0]["content"] == "Summarize the text in French."
+
+
 def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
     write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     with pytest.warns(AigcWarning, match="unknown front-matter key 'sytem' is ignored; did you mean system"):
