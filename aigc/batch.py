@@ -348,6 +348,12 @@ def run_batch(
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
                     line = {"id": row.id, "row": row.number, **settings, **outcome}
+                    try:
+                        text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+                    except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
+                        raised = AigcError(f"the {generator.name} generator returned what JSON cannot hold: {exc}")
+                        line = {"id": row.id, "row": row.number, **settings, "error": str(raised)}
+                        text = json.dumps(line, ensure_ascii=False)
                     if "error" in line:
                         if on_error == "stop":
                             if isinstance(raised, AigcError):  # its class kept (exit 2 for bad input), naming the row
@@ -357,7 +363,7 @@ def run_batch(
                                 raise AigcError(f"row {_named(row)}: {line['error']}") from raised
                             raise BadInputError(f"row {_named(row)}: {line['error']}")
                         summary.errors += 1
-                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    sink.write(text + "\n")
                     sink.flush()
                     if not stream:  # a pipe or device cannot be synced
                         os.fsync(sink.fileno())
@@ -472,6 +478,6 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
         return {"result": generator(item, sampling=sampling, **options)}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
         return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
-    except Exception as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row
+    except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         return {"error": f"the {generator.name} generator failed: {detail}", "exception": exc}

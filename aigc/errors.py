@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 from typing import Callable, Iterator
 
 _OPTION = re.compile("\x1e([^\x1e\x1f]+)(?:\x1f([^\x1e]*))?\x1e")
@@ -129,3 +130,11 @@ class ItemsFailedError(AigcError):
 
 class AigcWarning(UserWarning):
     """Something skipped so the rest keeps working (a broken user template); the CLI shows it as one line."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread (the CLI sets it up) so that `finally` blocks and context
+    managers clean up (a pull's downloads and partial copies) as they do for Ctrl-C; exit status 143."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import AigcWarning, PluginClashError, PluginError
+from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
@@ -101,7 +101,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             with contextlib.redirect_stdout(sys.stderr):  # stdout is for results: a print at import goes with diagnostics
                 module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as exc:  # a broken plugin must never break aigc
+        except Terminated:
+            raise
+        except (Exception, SystemExit) as exc:  # a broken plugin must never break aigc (nor end it with sys.exit)
             _record(ep.name, "import", exc)
             continue
         _check_hook_names(pm, ep.name, module)
@@ -123,13 +125,11 @@ def _label(source: PluginSource) -> str:
 
 def distribution_of(name: str) -> str | None:
     """The distribution that ships the entry-point plugin `name`, loaded or not (AIGC_LOAD_PLUGINS
-    plays no part)."""
+    plays no part); of two that ship one name, the one aigc loads."""
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return _source(ep).distribution
-    return None
+    shipping = sorted(_source(ep).distribution or "" for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name)  # as they load
+    return (shipping[0] or None) if shipping else None
 
 
 def plugins_of(distribution: str) -> list[str]:
@@ -207,17 +207,22 @@ def failures() -> list[PluginFailure]:
 def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwargs: Any) -> None:
     """Call every implementation of a hook on its own, so one failing plugin cannot stop the rest.
 
-    Built-ins run first; ``before(plugin_name)`` is called ahead of each implementation.
+    Built-ins run first (whatever `tryfirst`/`trylast` a plugin marks, so none takes a built-in
+    name), the others in registration order; ``before(plugin_name)`` is called ahead of each
+    implementation. What a hook prints goes to stderr: stdout is for results.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    for impl in hook.get_hookimpls():  # registration order: built-ins first
+    for impl in sorted(hook.get_hookimpls(), key=lambda impl: impl.plugin_name not in DEFAULT_PLUGINS):
         _trace(f"{hook_name} -> {impl.plugin_name}")
         if before:
             before(impl.plugin_name)
         args = {name: kwargs[name] for name in impl.argnames}
         try:
-            impl.function(**args)
-        except Exception as exc:
+            with contextlib.redirect_stdout(sys.stderr):
+                impl.function(**args)
+        except Terminated:
+            raise
+        except (Exception, SystemExit) as exc:
             _record(impl.plugin_name, hook_name, exc)
 
 
@@ -263,8 +268,12 @@ def register_commands(app: Any) -> dict[str, str]:
     owners: dict[str, str] = {}
     seen = {id(entry): entry for _, _, entry in _command_names(app)}  # held, so no later entry gets a seen id
     current = {"plugin": ""}
+    root = {"callback": app.registered_callback}  # aigc's: set before any plugin runs
 
     def claim_new() -> None:
+        if app.registered_callback is not root["callback"]:  # it would take aigc's global options (--version, -v, -q) and run before every command
+            app.registered_callback = root["callback"]
+            _record(current["plugin"], "register_commands", PluginError("it set the app's own callback (app.callback()), which is aigc's; it is ignored: give your commands their own callbacks"))
         for name, holder, entry in _command_names(app):
             if id(entry) in seen:
                 continue

@@ -16,7 +16,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning, options_named
+from ..errors import AigcError, AigcWarning, Terminated, options_named
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -161,14 +161,6 @@ class AigcGroup(TyperGroup):
             raise typer.Exit(code) from None
 
 
-class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread (`main` sets it up) so that `finally` blocks and context
-    managers clean up (a pull's downloads and partial copies) as they do for Ctrl-C; exit status 143."""
-
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
-
-
 def _terminate(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise Terminated()
@@ -220,7 +212,13 @@ def _register_commands() -> None:
     from .. import plugins
 
     plugins.set_reporter(lambda failure: ui.warn(failure.message()))
-    plugins.register_commands(app)
+    try:
+        plugins.register_commands(app)
+    except KeyboardInterrupt:  # Ctrl-C while plugins import: no traceback, as for a command
+        if config.debug():
+            raise
+        ui.error("interrupted")
+        raise SystemExit(130) from None
 
 
 _register_commands()

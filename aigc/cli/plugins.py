@@ -7,14 +7,14 @@ import re
 import subprocess
 import sys
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import plugins, ui
-from ..errors import BadInputError
+from ..errors import AigcError, BadInputError
 
 plugins_app = typer.Typer(
     help="List installed plugins; install or uninstall them in the environment aigc runs in.",
@@ -168,10 +168,8 @@ def uninstall(
         dist = plugins.distribution_of(name) or name
         if dist.lower() in PROTECTED:
             raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")
-        try:
-            version(dist)
-        except PackageNotFoundError:
-            raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins") from None
+        if not _installed(dist):
+            raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins")
         if not plugins.plugins_of(dist):  # typer, pip, transformers...: aigc itself may need them
             raise BadInputError(f"{dist} is installed but is not an aigc plugin (it has no `aigc` entry point); uninstall it with pip if you really mean to")
         dists.append(dist)
@@ -182,6 +180,17 @@ def uninstall(
     code = _pip(["uninstall", "-y", *dists])
     if code:
         raise typer.Exit(code)
+    left = [f"{dist} (in {distribution(dist).locate_file('')})" for dist in dists if _installed(dist)]
+    if left:  # pip leaves what lies outside its environment (a --target directory on PYTHONPATH, say)
+        raise AigcError(f"pip did not remove {', '.join(left)}: it is outside aigc's environment; delete it there, or take it off PYTHONPATH")
+
+
+def _installed(dist: str) -> bool:
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:

@@ -100,13 +100,14 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
 _HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
 _HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}", re.ASCII)  # what the hub takes as a repo id
 _WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 
 
 def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec, ModelSpec):
         return f"register() takes an aigc.ModelSpec(alias=..., source=...), got {spec!r}"
-    if not isinstance(spec.alias, str) or not spec.alias or any(c.isspace() for c in spec.alias) or spec.alias.startswith(("openai:", "remote:")):
-        return f"model alias {spec.alias!r} must be a name without spaces (not openai:... or remote:...)"
+    if not isinstance(spec.alias, str) or not _ALIAS.fullmatch(spec.alias):  # not a path, a hub id or a prefixed name, which -m reads as such
+        return f"model alias {spec.alias!r} must be a name of letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
     if spec.kind not in ("text", "image"):
         return f"model {spec.alias!r} has kind {spec.kind!r}; it must be text or image"
     if not isinstance(spec.defaults, dict):
@@ -117,7 +118,7 @@ def _model_problem(spec: Any) -> str | None:
     if source.startswith("pypi:") and not _WHEEL_GGUF.fullmatch(source[5:]):
         return f"model {spec.alias!r} source {source!r} must be pypi:PACKAGE==VERSION/FILE.gguf"
     if not source.startswith(("hf:", "pypi:")) and not Path(source).expanduser().is_absolute():
-        return f"model {spec.alias!r} source {source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path"
+        return f"model {spec.alias!r} source {spec.source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"
     return None
 
 

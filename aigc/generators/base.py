@@ -45,10 +45,16 @@ _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str], Exception] = lambda subject, problem: BadInputError(f"{subject} {problem}")) -> Any:
-    """`value` as its declared type (bool, int, float or str; "3" -> 3 for text from a command line
-    or a form); anything that cannot be raises `error(subject, problem)`, by default a
+    """`value` as its declared type (bool, int, float, str or list[str]; "3" -> 3 and "a,b" -> ["a",
+    "b"] for text from a command line or a form); anything that cannot be raises `error(subject, problem)`, by default a
     `BadInputError` about `subject` ("template 'x' variable n must be a number, got 'a'")."""
     kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if len(kinds) == 1 and typing.get_origin(kinds[0]) is list and typing.get_args(kinds[0]) == (str,):
+        if isinstance(value, str):  # a,b from a command line or a form
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise error(subject, f"must be a list of texts (or one text, comma-separated), got {value!r}")
+        return value
     if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
         return value
     kind = kinds[0]
@@ -143,7 +149,11 @@ class Generator:
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
         hints = _option_types(self.Options)
-        opts = self.Options(**{k: coerce_value(k, v, hints.get(k, Any), OptionError) for k, v in options.items() if v is not None})
+        given = {k: coerce_value(k, v, hints.get(k, Any), OptionError) for k, v in options.items() if v is not None}
+        for f in dataclasses.fields(self.Options):  # a field with no default is an option the caller must give
+            if f.init and f.name not in given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise OptionError(f.name, f"is required by {self.name}; give it")
+        opts = self.Options(**given)
         for name in known:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads

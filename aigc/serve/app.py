@@ -528,10 +528,18 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             reply.heads = heads
         return await answer(request, req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
+    def _no_exit(call: Callable[[], Any]) -> Any:
+        """`call()`, a SystemExit or KeyboardInterrupt it raises (a plugin's bug: no signal reaches a
+        worker thread) turned into an error, which asyncio would otherwise take as the server's end."""
+        try:
+            return call()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
     async def watched(request: Request, engine: BatchedEngine, call: Callable[[], Any], what: str) -> Any:
         """`call()` in a worker thread, on a scoped `engine` that is cancelled when the client goes
         away (the call then raises `RequestCancelled`) or this handler is (the server stopping)."""
-        work = asyncio.ensure_future(anyio.to_thread.run_sync(call))
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(_no_exit, call))
         try:
             while not work.done():
                 await asyncio.wait({work}, timeout=DISCONNECT_POLL)

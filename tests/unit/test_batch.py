@@ -347,6 +347,40 @@ def test_a_generator_bug_on_a_row_is_that_rows_error_under_skip_and_stops_the_ru
     assert not isinstance(stopped.value, BadInputError)  # not the row's fault: exit 1
 
 
+def test_a_generator_that_exits_or_returns_what_json_cannot_hold_fails_its_row_only(tmp_path):
+    from aigc.generators.base import Generator
+
+    class Odd(Generator):
+        name = "odd"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            if prepared == "exit":
+                raise SystemExit("missing dependency")
+            if prepared == "interrupt":
+                raise KeyboardInterrupt
+            return {"set": {prepared}} if prepared == "set" else {"value": float("nan")} if prepared == "nan" else {"text": prepared}
+
+        def postprocess(self, raw, opts):
+            return raw
+
+    source = tmp_path / "in.txt"
+    source.write_text("exit\ninterrupt\nset\nnan\nfine\n")
+    out = tmp_path / "out.jsonl"
+    done = threading.Thread(target=run_batch, args=(Odd(engine=FakeEngine()), read_rows(source), out, {}), daemon=True)
+    done.start()
+    done.join(timeout=30)
+    assert not done.is_alive()  # a worker that raised SystemExit used to leave the run waiting for ever
+    rows = lines(out)
+    assert [row.get("result") for row in rows] == [None, None, None, None, {"text": "fine"}]
+    assert rows[0]["error"] == "the odd generator failed: SystemExit: missing dependency" and "KeyboardInterrupt" in rows[1]["error"]
+    assert all("returned what JSON cannot hold" in row["error"] for row in rows[2:4])
+    with pytest.raises(SystemExit, match="missing dependency"):  # raised to the caller as a call on its own would, once all have run
+        Odd(engine=FakeEngine()).many(["exit", "fine"])
+
+
 def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, tiny_model_dir):
     import shutil
 

@@ -1,6 +1,7 @@
 """The CLI on a tiny random model: options, errors, exit codes, output files, lazy imports."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -31,6 +32,19 @@ def test_a_full_disk_under_stdout_is_a_one_line_error():
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "aigc", "models", "list"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
+
+
+def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
+    from aigc.cli import app as app_module
+
+    def interrupted(app):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plugins, "register_commands", interrupted)
+    monkeypatch.delenv("AIGC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        app_module._register_commands()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "Error: interrupted\n"
 
 
 def test_version():
@@ -688,13 +702,15 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     import aigc.cli.plugins as cli_plugins
 
     def version(dist):
-        if dist not in ("aigc-shout", "aigc-something", "typer"):
+        removed = {name for command, _ in pip_calls for name in command[5:]} - {"aigc-stuck"}  # pip cannot remove that one
+        if dist not in ("aigc-shout", "aigc-something", "aigc-stuck", "typer") or dist in removed:
             raise importlib.metadata.PackageNotFoundError(dist)
         return "1.0"
 
     monkeypatch.setattr(cli_plugins, "version", version)
+    monkeypatch.setattr(cli_plugins, "distribution", lambda dist: importlib.metadata.PathDistribution(Path("/elsewhere/site/aigc_stuck-1.0.dist-info")))
     monkeypatch.setattr(plugins, "distribution_of", lambda name: {"shout": "aigc-shout"}.get(name))
-    monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"], "aigc-something": ["something"]}.get(dist, []))
+    monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"], "aigc-something": ["something"], "aigc-stuck": ["stuck"]}.get(dist, []))
     not_a_plugin = invoke("plugins", "uninstall", "typer")
     assert not_a_plugin.exit_code == 2 and "typer is installed but is not an aigc plugin" in not_a_plugin.stderr
     result = invoke("plugins", "uninstall", "aigc-something", "shout", env={"AIGC_LOAD_PLUGINS": ""})
@@ -706,6 +722,8 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     assert invoke("plugins", "uninstall", "aigc").exit_code == 2
     assert invoke("plugins", "uninstall", "").exit_code == 2
     assert len(pip_calls) == 1
+    stuck = invoke("plugins", "uninstall", "aigc-stuck")
+    assert stuck.exit_code == 1 and "Error: pip did not remove aigc-stuck (in /elsewhere/site): it is outside aigc's environment" in stuck.stderr
 
 
 def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch):

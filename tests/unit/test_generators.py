@@ -202,6 +202,28 @@ def test_headline_needs_topic_or_article_and_valid_n():
     assert raised.value.option == "n"
 
 
+def test_an_option_with_no_default_is_required_and_a_list_option_takes_comma_separated_text():
+    import dataclasses
+
+    from aigc.generators.base import Generator
+
+    class Styled(Generator):
+        name = "styled"
+
+        @dataclasses.dataclass
+        class Options:
+            style: str
+            n: int = 1
+            tags: list[str] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(OptionError, match="^style is required by styled; give it$"):
+        Styled(engine=FakeEngine()).validate({"n": 2})
+    assert Styled(engine=FakeEngine()).validate({"style": "terse"}).style == "terse"
+    assert Styled(engine=FakeEngine()).validate({"style": "terse", "tags": "a, b,"}).tags == ["a", "b"]  # -O tags=a,b
+    with pytest.raises(OptionError, match="^tags must be a list of texts"):
+        Styled(engine=FakeEngine()).validate({"style": "terse", "tags": [1]})
+
+
 def test_chat_trims_old_turns_but_keeps_the_system_prompt():
     engine = FakeEngine(context_length=120)
     engine.enqueue("ok")

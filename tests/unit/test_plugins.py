@@ -163,7 +163,7 @@ class FakeEntryPoint:
         self.name, self.target = name, target
 
     def load(self):
-        if isinstance(self.target, Exception):
+        if isinstance(self.target, BaseException):
             raise self.target
         return self.target
 
@@ -214,8 +214,58 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
     assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
     errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
     for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
-                     "alias '' must be a name without spaces", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path"):
+                     "alias '' must be a name of letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
         assert expected in errors
+
+
+def test_a_model_alias_that_reads_as_a_path_or_a_hub_id_is_refused(pm):
+    class Lookalike:
+        @hookimpl
+        def register_models(self, register):
+            for alias in ("hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt"):
+                register(ModelSpec(alias=alias, source="/abs"))
+
+    pm.register(Lookalike(), name="lookalike")
+    assert not {"hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt"} & set(registered_models())
+    assert sum("must be a name of letters, digits" in f.error for f in plugins.failures() if f.plugin == "lookalike") == 5
+
+
+def test_trylast_or_tryfirst_never_lets_a_plugin_take_a_built_in_name(pm, capsys):
+    class Hijack:
+        @hookimpl(trylast=True)
+        def register_generators(self, register):
+            print("registering")  # stdout is for results: a hook's print goes to stderr
+            register("summarize", Echo)
+
+        @hookimpl(tryfirst=True)
+        def register_models(self, register):
+            register(ModelSpec(alias="smollm2", source="/nowhere"))
+
+    pm.register(Hijack(), name="hijack")
+    assert registered_generators()["summarize"][0] == "aigc.default_plugins.generators"
+    assert registered_models()["smollm2"][0] == "aigc.default_plugins.models"
+    assert {f.stage for f in plugins.failures() if f.plugin == "hijack" and f.clash} == {"register_generators", "register_models"}
+    captured = capsys.readouterr()
+    assert "registering" in captured.err and "registering" not in captured.out
+
+
+@pytest.mark.parametrize("where", ["import", "hook"])
+def test_a_plugin_that_calls_sys_exit_is_recorded_and_aigc_goes_on(monkeypatch, where):
+    class Exits:
+        @hookimpl
+        def register_generators(self, register):
+            raise SystemExit(3)
+
+    target = SystemExit("missing dependency foo; install it") if where == "import" else Exits()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("quits", target)] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        assert "chat" in registered_generators()
+        (failure,) = plugins.failures()
+        assert failure.plugin == "quits" and failure.error.startswith("SystemExit: ")
+    finally:
+        plugins.reset()
 
 
 def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
@@ -262,6 +312,7 @@ def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(mon
         )
         assert [(row["name"], row["loaded"], row["version"]) for row in plugins.describe()["plugins"]] == [("twin", True, "1.0"), ("other-twin", False, "2.0")]
         assert plugins.sources()["twin"].distribution == "dist-twin" and "echo" in registered_generators()
+        assert plugins.distribution_of("twin") == "dist-twin"  # what `aigc plugins uninstall twin` removes: the one loaded
     finally:
         plugins.reset()
 
@@ -421,6 +472,31 @@ def test_register_commands_clash_names_both_plugins_and_keeps_the_first(pm):
     (failure,) = [f for f in plugins.failures() if f.stage == "register_commands"]
     assert failure.plugin == "second" and "already registered by plugin 'first'; the one from 'second' is ignored" in failure.error
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from first\n"
+
+
+def test_a_plugin_cannot_replace_the_apps_own_callback(pm):
+    import typer
+    from typer.testing import CliRunner
+
+    class Takeover:
+        @hookimpl
+        def register_commands(self, app):
+            @app.callback()
+            def mine():
+                print("mine")
+
+    pm.register(Takeover(), name="takeover")
+    app = typer.Typer()
+
+    @app.callback()
+    def own(flag: bool = typer.Option(False, "--flag")):
+        """aigc's own."""
+
+    plugins.register_commands(app)
+    assert app.registered_callback.callback is own
+    (failure,) = [f for f in plugins.failures() if f.plugin == "takeover"]
+    assert "set the app's own callback (app.callback()), which is aigc's; it is ignored" in failure.error
+    assert CliRunner().invoke(app, ["--flag", "chat", "--help"]).exit_code == 0
 
 
 def group_plugin(command, label):
