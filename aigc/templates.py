@@ -448,6 +448,10 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
     except UndefinedError as exc:
         names = ", ".join(v["name"] for v in template.variables) or "none declared"
+        undefined = re.fullmatch(r"'(\w+)' is undefined", exc.message or "")
+        if undefined and undefined[1] in {v["name"] for v in template.variables}:  # declared, not required, no default
+            name = undefined[1]
+            raise BadInputError(f"{template.label}: {name} is not given and has no default; give it ({option('variables', name + '=...')}) or add a `default:` to it in {template.path}") from exc
         raise BadInputError(f"{template.label}: {exc.message}; its variables: {names}") from exc
     except SecurityError as exc:
         raise BadInputError(f"{template.label} tried something unsafe and was stopped: {exc}") from exc

@@ -121,6 +121,13 @@ def test_a_system_prompt_given_cannot_drop_the_only_place_a_variable_is_used():
     assert kept.messages[0]["content"] == "Summarize the text in French."
 
 
+def test_an_optional_variable_with_no_default_says_how_to_give_it():
+    write(templates.user_dir(), "mood", "---\nvariables:\n  - {name: input, required: true}\n  - {name: mood, required: false}\n---\n{{ input }} {{ mood }}\n")
+    with pytest.raises(BadInputError, match=r"^template 'mood': mood is not given and has no default; give it \(variables=mood=...\) or add a `default:` to it in "):
+        templates.render("mood", {"input": "hi"})
+    assert templates.render("mood", {"input": "hi", "mood": "calm"}).messages[-1]["content"] == "hi calm"
+
+
 def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
     write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     with pytest.warns(AigcWarning, match="unknown front-matter key 'sytem' is ignored; did you mean system"):
