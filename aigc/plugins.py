@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import os
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -45,7 +46,7 @@ class PluginFailure:
             return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} ({fix})"
         return (
             f"plugin {self.plugin!r} failed in {self.stage}: {self.error} "
-            f"(leave it out of AIGC_LOAD_PLUGINS, or `aigc plugins uninstall {self.plugin}`)"
+            f"(AIGC_TRACE_PLUGINS=1 shows where; `aigc plugins uninstall {self.plugin}` removes it)"
         )
 
 
@@ -98,7 +99,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         _state.sources[ep.name] = source
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # stdout is for results: a print at import goes with diagnostics
+            with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
                 module = ep.load()
             pm.register(module, name=ep.name)
         except Terminated:
@@ -209,7 +210,7 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
 
     Built-ins run first (whatever `tryfirst`/`trylast` a plugin marks, so none takes a built-in
     name), the others in registration order; ``before(plugin_name)`` is called ahead of each
-    implementation. What a hook prints goes to stderr: stdout is for results.
+    implementation. What a hook prints in the main thread goes to stderr: stdout is for results.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
     for impl in sorted(hook.get_hookimpls(), key=lambda impl: impl.plugin_name not in DEFAULT_PLUGINS):
@@ -218,12 +219,22 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
             before(impl.plugin_name)
         args = {name: kwargs[name] for name in impl.argnames}
         try:
-            with contextlib.redirect_stdout(sys.stderr):
-                impl.function(**args)
+            with _prints_to_stderr():
+                returned = impl.function(**args)
         except Terminated:
             raise
         except (Exception, SystemExit) as exc:
             _record(impl.plugin_name, hook_name, exc)
+            continue
+        if returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
+            _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
+
+
+def _prints_to_stderr() -> contextlib.AbstractContextManager:
+    """What a hook prints goes to stderr, in the main thread (sys.stdout is one for the whole process:
+    swapped in worker threads that look generators up at once, it would not come back)."""
+    main = threading.current_thread() is threading.main_thread()
+    return contextlib.redirect_stdout(sys.stderr) if main else contextlib.nullcontext()
 
 
 def sources() -> dict[str, PluginSource]:

@@ -62,7 +62,7 @@ def test_help_works_with_a_broken_plugin_and_warns_once():
     done = aigc("--help")
     assert done.returncode == 0 and "adcopy" in done.stdout and " run " in done.stdout
     (warning,) = broken_warnings(done.stderr)
-    assert warning.startswith("Warning: plugin 'broken' failed in import: RuntimeError") and "AIGC_LOAD_PLUGINS" in warning
+    assert warning.startswith("Warning: plugin 'broken' failed in import: RuntimeError") and "AIGC_TRACE_PLUGINS=1 shows where" in warning
 
 
 def test_plugins_lists_both_examples_and_the_broken_one():

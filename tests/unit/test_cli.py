@@ -636,7 +636,7 @@ def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     assert "good 1.2.3 (aigc-good)" in result.stdout and "hooks: register_template_dirs" in result.stdout
     assert "broken ? (" not in result.stdout and "failed in import: RuntimeError: boom on import" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if "boom on import" in line]
-    assert len(warnings) == 1 and "AIGC_LOAD_PLUGINS" in warnings[0]
+    assert len(warnings) == 1 and "AIGC_TRACE_PLUGINS=1 shows where" in warnings[0]
     rows = json.loads(invoke("plugins", "--json").stdout)["plugins"]
     assert [r["name"] for r in rows] == ["good", "broken"]
     assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 4

@@ -75,7 +75,7 @@ def test_a_hook_that_raises_is_recorded_and_the_rest_still_work(pm):
     assert "smollm2" in registered_models()
     (failure,) = [f for f in plugins.failures() if f.plugin == "raiser"]
     assert failure.stage == "register_models" and "boom" in failure.error
-    assert "AIGC_LOAD_PLUGINS" in failure.message() and "`aigc plugins uninstall raiser`" in failure.message()
+    assert "AIGC_TRACE_PLUGINS=1 shows where" in failure.message() and "`aigc plugins uninstall raiser`" in failure.message()
 
 
 class PlainOptions(Generator):
@@ -266,6 +266,19 @@ def test_a_plugin_that_calls_sys_exit_is_recorded_and_aigc_goes_on(monkeypatch, 
         assert failure.plugin == "quits" and failure.error.startswith("SystemExit: ")
     finally:
         plugins.reset()
+
+
+def test_a_hook_that_returns_what_it_adds_is_told_to_call_register(pm):
+    class LlmStyle:
+        @hookimpl
+        def register_generators(self, register):
+            return [("echo", Echo)]
+
+    pm.register(LlmStyle(), name="llmstyle")
+    assert "echo" not in registered_generators()
+    (failure,) = [f for f in plugins.failures() if f.plugin == "llmstyle"]
+    assert failure.error == "PluginError: it returned list, which is ignored: aigc hooks return nothing (call register(...) for each item)"
+    assert "AIGC_TRACE_PLUGINS=1 shows where; `aigc plugins uninstall llmstyle` removes it" in failure.message()
 
 
 def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
