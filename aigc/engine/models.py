@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 from .. import config, locks
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError, option
+from ..plugins import NAME
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -100,13 +101,12 @@ def registered_models() -> dict[str, tuple[str, ModelSpec]]:
 _HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
 _HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}", re.ASCII)  # what the hub takes as a repo id
 _WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
-_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 
 
 def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec, ModelSpec):
         return f"register() takes an aigc.ModelSpec(alias=..., source=...), got {spec!r}"
-    if not isinstance(spec.alias, str) or not _ALIAS.fullmatch(spec.alias):  # not a path, a hub id or a prefixed name, which -m reads as such
+    if not isinstance(spec.alias, str) or not NAME.fullmatch(spec.alias):  # not a path, a hub id or a prefixed name, which -m reads as such
         return f"model alias {spec.alias!r} must be a name of letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
     if spec.kind not in ("text", "image"):
         return f"model {spec.alias!r} has kind {spec.kind!r}; it must be text or image"

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
+from ..plugins import NAME
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -283,6 +284,8 @@ def _generator_problem(item: Any) -> str | None:
         shown = f"({', '.join(map(_shown, item))})" if isinstance(item, tuple) else _shown(item)
         return f"register(name, generator_class) takes a name and a class, got {shown}"
     name, cls = item
+    if not NAME.fullmatch(name):  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
+        return f"generator name {name!r} must be letters, digits, '.', '-' and '_', starting with a letter or digit"
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         hint = "; register the class, not an instance" if isinstance(cls, Generator) else ""
         return f"generator {name!r} must be a subclass of aigc.Generator, got {_shown(cls)}{hint}"
@@ -296,8 +299,11 @@ def _generator_problem(item: Any) -> str | None:
 
 
 def get_generator(name: str, **kwargs: Any) -> Generator:
-    """An instance of the generator registered as `name`; keyword arguments go to its constructor."""
+    """An instance of the generator registered as `name` (its `name`, whatever its class says);
+    keyword arguments go to its constructor."""
     generators = registered_generators()
     if name not in generators:
         raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
-    return generators[name][1](**kwargs)
+    generator = generators[name][1](**kwargs)
+    generator.name = name  # errors and logs name it as it was asked for
+    return generator

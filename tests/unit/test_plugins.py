@@ -218,16 +218,27 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
         assert expected in errors
 
 
-def test_a_model_alias_that_reads_as_a_path_or_a_hub_id_is_refused(pm):
+def test_a_model_alias_or_generator_name_that_reads_as_a_path_or_a_hub_id_is_refused(pm):
+    names = ("hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt", "two words")
+
     class Lookalike:
         @hookimpl
         def register_models(self, register):
-            for alias in ("hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt"):
+            for alias in names:
                 register(ModelSpec(alias=alias, source="/abs"))
 
+        @hookimpl
+        def register_generators(self, register):
+            for name in names:
+                register(name, Echo)
+            register("echo-too", Echo)
+
     pm.register(Lookalike(), name="lookalike")
-    assert not {"hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt"} & set(registered_models())
-    assert sum("must be a name of letters, digits" in f.error for f in plugins.failures() if f.plugin == "lookalike") == 5
+    assert not set(names) & (set(registered_models()) | set(registered_generators()))
+    errors = [f.error for f in plugins.failures() if f.plugin == "lookalike"]
+    assert sum("alias" in e and "must be a name of letters, digits" in e for e in errors) == len(names)
+    assert sum("generator name" in e and "must be letters, digits" in e for e in errors) == len(names)
+    assert get_generator("echo-too").name == "echo-too"  # as registered, whatever the class calls itself
 
 
 def test_trylast_or_tryfirst_never_lets_a_plugin_take_a_built_in_name(pm, capsys):
