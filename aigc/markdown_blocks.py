@@ -27,11 +27,12 @@ class Block:
 
 # --- Markdown blocks -------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})")  # at any indent: a list item's code is indented with it
 _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
+_ALERT = re.compile(r"^\[![A-Za-z]+\][ \t]*$")  # > [!NOTE] (GitHub): a marker, not text
 _TABLE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
 _TABLE_RULE = re.compile(r"^[ \t|:-]+$")
 _TABLE_DELIMITER = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$")  # --- | :--: (GFM)
@@ -55,6 +56,7 @@ _LETTER = re.compile(r"[^\W\d_]")
 # parentheses inside), reference labels, footnote references, autolinks and bare URLs.
 _PROTECTED = re.compile(
     r"(`+).+?\1"
+    r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
     r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"]*\")?\)"
     r"|\]\[[^\]]*\]"
     r"|\[\^[^\[\]\s]+\]"
@@ -75,6 +77,11 @@ def _starts_block(line: str) -> bool:
         not line.strip() or _FENCE.match(line) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
         or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
+
+
+def protected_ranges(text: str) -> list[tuple[int, int]]:
+    """Where the protected spans of `text` lie, as `(start, end)`: no sentence is cut inside one."""
+    return [m.span() for m in _PROTECTED.finditer(text)]
 
 
 def protected_spans(text: str) -> list[str]:
@@ -108,6 +115,12 @@ def inline_parts(text: str) -> list[tuple[bool, str]]:
             parts.append((False, match.group(0)))
             start = match.end()
     return [(is_text, piece) for is_text, piece in parts if piece]
+
+
+def _indent(line: str) -> int:
+    """The columns of white space `line` starts with (a tab to the next multiple of 4)."""
+    expanded = line.expandtabs(4)
+    return len(expanded) - len(expanded.lstrip())
 
 
 def _hard_break(line: str) -> str:
@@ -152,7 +165,7 @@ def _table_row(line: str) -> Block:
     if _TABLE_RULE.match(line):
         return Block("table", [line])
     block = Block("table", [])
-    for i, cell in enumerate(line.split("|")):
+    for i, cell in enumerate(re.split(r"(?<!\\)\|", line)):  # `a \| b` is one cell
         if i:
             block.pieces.append("|")
         inner = cell.strip()
@@ -187,30 +200,35 @@ def _html_end(lines: list[str], start: int) -> int:
     return j
 
 
-def parse_blocks(text: str) -> list[Block]:
+def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     """Split Markdown (or plain text) into blocks; rendering them with their own texts gives the
-    document back (paragraph and list-item lines re-joined on single spaces)."""
+    document back (paragraph and list-item lines re-joined on single spaces). `plain`: text, not
+    Markdown, so an indented line is a paragraph's first line and a tag is words (no indented code,
+    no HTML blocks)."""
     lines = text.split("\n")
     blocks: list[Block] = []
     i = 0
-    if lines and lines[0].strip() == "---":  # YAML front matter
-        end = next((j for j in range(1, len(lines)) if lines[j].strip() in ("---", "...")), None)
+    if lines and lines[0].strip() in ("---", "+++"):  # YAML (or TOML) front matter
+        closers = ("---", "...") if lines[0].strip() == "---" else ("+++",)
+        end = next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
         if end is not None:
             blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
             i = end + 1
-    in_list = False
+    in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
     while i < len(lines):
         line = lines[i]
         if line.strip() and not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
             in_list = False
-        fence = _FENCE.match(line)
-        if fence:
+        quote = _QUOTE.match(line)
+        fence = _FENCE.match(line) or (quote and _FENCE.match(quote.group(2)))
+        if fence:  # up to its closing fence (inside the same quote, for a quoted one)
             mark = fence.group(2)
-            closing = re.compile(rf"^ {{0,3}}{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$")
+            closing = re.compile(rf"^[ \t]*{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$")
+            inside = (lambda row: _QUOTE.match(row) and _QUOTE.match(row).group(2)) if quote else (lambda row: row)
             j = i + 1
-            while j < len(lines) and not closing.match(lines[j]):
+            while j < len(lines) and inside(lines[j]) is not None and not closing.match(inside(lines[j]) or ""):
                 j += 1
-            j = min(j, len(lines) - 1)
+            j = min(j, len(lines) - 1) if not quote or (j < len(lines) and inside(lines[j]) is not None) else j - 1
             blocks.append(Block("code", ["\n".join(lines[i : j + 1])]))
             i = j + 1
             continue
@@ -218,11 +236,17 @@ def parse_blocks(text: str) -> list[Block]:
             blocks.append(Block("blank", [line]))
             i += 1
             continue
+        if quote and (not quote.group(2).strip() or _ALERT.match(quote.group(2))):  # `>` between quoted paragraphs, or `> [!NOTE]`
+            blocks.append(Block("quote", [line]))
+            i += 1
+            continue
         after_blank = not blocks or blocks[-1].kind in ("blank", "front matter")
-        if (line.startswith("    ") or line.startswith("\t")) and after_blank and not in_list and not _ITEM.match(line):
+        if not plain and after_blank and not _ITEM.match(line) and _indent(line) >= (item_indent + 4 if in_list else 4):  # indented code
             j = i
-            while j < len(lines) and (lines[j].startswith("    ") or lines[j].startswith("\t")):
+            while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) >= (item_indent + 4 if in_list else 4)):
                 j += 1
+            while j > i + 1 and not lines[j - 1].strip():  # blank lines after it are not its own
+                j -= 1
             blocks.append(Block("code", ["\n".join(lines[i:j])]))
             i = j
             continue
@@ -246,7 +270,7 @@ def parse_blocks(text: str) -> list[Block]:
                 blocks.append(_table_row(lines[i]))
                 i += 1
             continue
-        if _html_starts(line):
+        if not plain and _html_starts(line):
             blocks.append(Block("html", ["\n".join(lines[i : (i := _html_end(lines, i))])]))
             continue
         footnote = _FOOTNOTE.match(line)
@@ -260,10 +284,9 @@ def parse_blocks(text: str) -> list[Block]:
             continue
         kind, before, first = "paragraph", line[: len(line) - len(line.lstrip())], line.strip()
         item = _ITEM.match(line)
-        quote = _QUOTE.match(line)
         if item:
             kind, before, first = "item", item.group(1), item.group(2)
-            in_list = True
+            in_list, item_indent = True, len(item.group(1).expandtabs(4))
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
@@ -273,8 +296,8 @@ def parse_blocks(text: str) -> list[Block]:
             nxt = lines[i]
             if kind == "quote":
                 inner = _QUOTE.match(nxt)
-                if not inner or _starts_block(inner.group(2)):
-                    break
+                if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
+                    break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
             elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item"):
                 break

@@ -8,12 +8,15 @@ _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "et
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=\S)|(?<=[。！？])")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of one block's text; common abbreviations and initials do not end a sentence."""
+def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str]:
+    """Sentences of one block's text; common abbreviations and initials do not end a sentence, and
+    nothing is cut inside the `(start, end)` spans of `unbroken` (inline code, say)."""
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
         end = match.start()
+        if any(a < end < b for a, b in unbroken):
+            continue
         tail = text[max(start, end - 64) : end]  # the last word is all that counts: never the whole run since `start`
         word = tail.rsplit(None, 1)[-1].rstrip(".").lower() if tail.strip() else ""
         if text[end - 1 : end] == "." and (word in _ABBREVIATIONS or "." in word or (len(word) == 1 and word.isalpha())):
@@ -29,7 +32,19 @@ def split_sentences(text: str) -> list[str]:
 
 
 def word_runs(sentence: str, size: int, budget: int) -> list[str]:
-    """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens."""
+    """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens; a
+    sentence with too few spaces for that (Chinese, Japanese) into runs of characters, after a comma
+    where there is one."""
     words = sentence.split()
-    step = max(1, len(words) * budget // (size + 1))
-    return [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
+    if len(words) > size // budget:
+        step = max(1, len(words) * budget // (size + 1))
+        return [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
+    step = max(1, len(sentence) * budget // (size + 1))
+    runs: list[str] = []
+    rest = sentence
+    while len(rest) > step:
+        cut = max(rest.rfind(comma, step // 2, step) for comma in "，、,;；")
+        cut = cut + 1 if cut > 0 else step
+        runs.append(rest[:cut].strip())
+        rest = rest[cut:]
+    return [run for run in runs + [rest.strip()] if run]

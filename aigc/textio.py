@@ -17,14 +17,14 @@ from .errors import BadInputError
 
 STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote"}
+_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "dl", "dt", "dd", "section", "article", "blockquote"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
 _CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
 
 
 class _TextExtractor(HTMLParser):
-    """A page's text as parts: paragraphs between block tags, headings and list items marked as in
-    Markdown, and each <pre> kept whole between code markers."""
+    """A page's text as parts: paragraphs between block tags, headings, list items, table rows and
+    inline code marked as in Markdown, and each <pre> kept whole between code markers."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -43,6 +43,10 @@ class _TextExtractor(HTMLParser):
             self.pre += 1
             if self.pre == 1:
                 self.parts.append(_CODE_START)
+        elif tag in ("td", "th") and not self.pre:
+            self.parts.append(" | ")
+        elif tag == "code" and not self.pre:
+            self.parts.append("`")
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
             if tag == "li":
@@ -59,8 +63,10 @@ class _TextExtractor(HTMLParser):
             self.pre -= 1
             if not self.pre:
                 self.parts.append(_CODE_END)
+        elif tag == "code" and not self.pre:
+            self.parts.append("`")
         elif tag in _BLOCK_TAGS and not self.pre:
-            self.parts.append("\n\n")
+            self.parts.append(" |\n\n" if tag == "tr" else "\n\n")
 
     def handle_data(self, data):
         if not self.skipping:
@@ -81,7 +87,7 @@ def html_to_text(html: str) -> str:
             code = []
         elif part is _CODE_END:
             paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
-            blocks += [p for p in paragraphs if p.strip("#- ")]  # an empty item or heading is nothing
+            blocks += [p for p in paragraphs if p.strip("#-| ")]  # an empty item, heading or table row is nothing
             prose = []
             text = "".join(code or []).strip("\n")
             if text.strip():
@@ -162,7 +168,7 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     text = decode_text(data, name, expected)
     if suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(text)):
         text = html_to_text(text)
-    text = text if lines else text.strip()
+    text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
         raise BadInputError(f"{name} is empty; give a document with some text in it")
     return text

@@ -21,12 +21,13 @@ def translate(
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
-    lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own text; one translation per line.")] = False,
+    lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
-    """Translate a document, keeping its paragraphs, lists and Markdown structure."""
+    """Translate a document, keeping its paragraphs, lists and Markdown structure (a .txt file is
+    read as plain text: an indented line is prose, not code)."""
     from ..generators.translate import load_glossary
 
     output = output_target(output, source=source)
@@ -34,7 +35,8 @@ def translate(
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
-    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template}
+    plain = lines or (source.lower().endswith(".txt") and os.path.isfile(source))  # an indented line is prose, not code
+    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag
     except OptionError as exc:

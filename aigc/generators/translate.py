@@ -22,7 +22,7 @@ from typing import Any
 from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, render_blocks
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks
 from ..sentences import split_sentences, word_runs
 from ..textio import decode_text, numbered_lines, unquote
 from .base import Generator, type_name
@@ -37,7 +37,7 @@ def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
     if not by_sentence and count(text) <= budget:
         return [text]
     units: list[str] = []
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(text, protected_ranges(text)):
         size = count(sentence)
         if size <= budget:
             units.append(sentence)
@@ -112,11 +112,15 @@ def load_glossary(path: str | Path) -> list[tuple[str, str]]:
     return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file"), str(path))
 
 
+_SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff])\w"  # a letter of a script that puts spaces between words
+
+
 def _term(term: str, whole: bool = True) -> re.Pattern:
     """A glossary term as a case-insensitive match of whole words (`whole=False`: of words that
-    start with it, so an inflected "Krankenhauses" counts as "Krankenhaus")."""
-    left = r"(?<!\w)" if term[:1].isalnum() else ""
-    right = r"(?!\w)" if term[-1:].isalnum() and whole else ""
+    start with it, so an inflected "Krankenhauses" counts as "Krankenhaus"); in Chinese, Japanese,
+    Korean or Thai, with no spaces between words, wherever it stands."""
+    left = rf"(?<!{_SPACED})" if term[:1].isalnum() else ""
+    right = rf"(?!{_SPACED})" if term[-1:].isalnum() and whole else ""
     return re.compile(left + re.escape(term) + right, re.I)
 
 
@@ -132,30 +136,44 @@ def _replace_in_prose(term: re.Pattern, target: str, text: str) -> str:
 
 # --- cleaning a model's answer ---------------------------------------------------------------
 
-_PREAMBLE = re.compile(
-    r"^(?:(?:sure|certainly|of course|okay)\b[!,.]?\s*|"
-    r"(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)\b[^:\n]*:\s*)",
-    re.I,
-)
+_INTERJECTION = re.compile(r"^(?:sure|certainly|of course|okay)\b[!,.]?\s*", re.I)
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)\b[^:\n]*:\s*", re.I)
 _QUOTES = {'"': '"', "“": "”", "«": "»", "'": "'", "„": "“", "「": "」"}
 
 
+_WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
+
+
+def _width(text: str) -> int:
+    """How much `text` says, in Latin letters: a Chinese, Japanese or Korean character counts three."""
+    return len(text) + 2 * len(_WIDE.findall(text))
+
+
+def _without_label(text: str, source: str, target: Language) -> str:
+    """`text` without a leading "Here is the translation:" or "French:", when it has a colon more
+    than the source (whose own "English: ..." is translated, not a label)."""
+    if text.count(":") <= source.count(":"):
+        return text
+    labels = "|".join(re.escape(x) for x in {target.name, target.native, "Translation"} if x)
+    unlabelled = _PREAMBLE.sub("", text, count=1)
+    return re.sub(rf"^(?:{labels})\s*(?:\([^)]*\))?\s*:\s*", "", unlabelled, count=1, flags=re.I).strip()
+
+
 def clean_translation(raw: str, source: str, target: Language) -> str:
-    """The translation in a model's answer: preambles ("Here is the translation:"), labels
+    """The translation in a model's answer: preambles ("Sure! Here is the translation:"), labels
     ("French:"), wrapping quotes, extra lines and rambling past the source's sentences removed.
     "" when nothing is left."""
     text = raw.strip()
-    for _ in range(2):
-        text = _PREAMBLE.sub("", text, count=1).strip()
-    labels = "|".join(re.escape(x) for x in {target.name, target.native, "Translation"} if x)
-    text = re.sub(rf"^(?:{labels})\s*(?:\([^)]*\))?\s*:\s*", "", text, flags=re.I).strip()
+    rest = _INTERJECTION.sub("", text, count=1)
+    unlabelled = _without_label(rest, source, target)
+    text = unlabelled if unlabelled != rest else _without_label(text, source, target)  # "Sure!" goes only before a label
     if "\n" not in source:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]] and source[:1] not in _QUOTES:
         text = text[1:-1].strip()
     wanted = len(split_sentences(source))
     found = split_sentences(text)
-    if len(found) > wanted and len(text) > 1.6 * len(source) + 20:  # the model went on writing
+    if len(found) > wanted and _width(text) > 1.6 * _width(source) + 20:  # the model went on writing
         text = (" " if target.spaces else "").join(found[:wanted])
     return text
 
@@ -209,6 +227,7 @@ class TranslateOptions:
     examples: bool = True
     chunk_tokens: int = 256
     batch_size: int = 4
+    plain: bool = False  # plain text, not Markdown: indented lines and tags are words to translate
 
     def __post_init__(self) -> None:
         if not self.target_language:
@@ -265,7 +284,7 @@ class TranslateGenerator(Generator):
             raise BadInputError("there is no text to translate")
 
     def preprocess(self, inputs: str, opts: TranslateOptions) -> dict[str, Any]:
-        blocks = parse_blocks(inputs.replace("\r\n", "\n"))
+        blocks = parse_blocks(inputs.replace("\r\n", "\n"), plain=opts.plain)
         count = self.engine.count_tokens
         movable = [i for i, block in enumerate(blocks) if block.texts]
         sizes = [sum(count(t) for t in blocks[i].texts) for i in movable]

@@ -23,6 +23,17 @@ def test_html_lists_and_pre_come_as_markdown():
     )
 
 
+def test_html_tables_definitions_and_inline_code_come_as_markdown():
+    page = "<table><tr><th>Name</th><th>Age</th></tr><tr><td>Ann</td><td>30</td></tr><tr></tr></table><dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>"
+    assert html_to_text(page) == "| Name | Age |\n\n| Ann | 30 |\n\nTerm\n\nIts sense\n\nRun `ls -l`."
+
+
+def test_a_document_keeps_its_first_lines_indent(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("\n\n    $ foo --help\n\nText.\n\n")
+    assert read_document(str(doc)) == "    $ foo --help\n\nText."
+
+
 def test_html_without_suffix_is_detected():
     assert html_to_text("<p>a</p><div>b</div>") == "a\n\nb"
 

@@ -417,6 +417,14 @@ def test_command_prints_the_translation(echo, tmp_path):
     assert result.stdout == "# TITLE\n\n- ONE\n- TWO\n"
 
 
+def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
+    novel = tmp_path / "novel.txt"
+    novel.write_text("    It was a dark night.\n\n    The rain fell.\n")
+    assert runner.invoke(app, ["translate", str(novel), "--to", "fr"]).stdout == "    IT WAS A DARK NIGHT.\n\n    THE RAIN FELL.\n"
+    lines = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
+    assert lines.stdout == "I HAVE A DOG.\n<DIV>GOOD MORNING.</DIV>\n"  # each line is text, not code or markup
+
+
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
@@ -495,3 +503,83 @@ def test_command_on_a_tiny_model(tiny_model_dir, tmp_path):
 
 def test_translate_help_never_imports_torch():
     assert imports_after(["translate", "--help"]) == "False False"
+
+
+STRUCTURED = """+++
+title = "Release notes"
++++
+- Install it:
+
+    ```
+    pip install foo  # then run it. Done.
+    ```
+
+- Or build it:
+
+        make all. Then test.
+
+> ```bash
+> rm -rf build. # keep
+> ```
+
+> First quoted paragraph.
+>
+> Second one.
+> > Nested deeper.
+
+> [!NOTE]
+> Read the [Docs][] first.
+
+| `a \\| b` | Either one. |
+|---|---|"""
+
+
+def test_code_in_list_items_and_quotes_front_matter_and_escaped_pipes_are_kept():
+    result, _ = translate(STRUCTURED)
+    assert result["translation"] == STRUCTURED.replace("Install it", "INSTALL IT").replace("Or build it", "OR BUILD IT").replace(
+        "First quoted paragraph.", "FIRST QUOTED PARAGRAPH."
+    ).replace("Second one.", "SECOND ONE.").replace("Nested deeper.", "NESTED DEEPER.").replace("Read the", "READ THE").replace(
+        "first.", "FIRST."
+    ).replace("Either one.", "EITHER ONE.")
+
+
+def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
+    engine = KeepsCodeEngine()
+    result, engine = translate("Run `git commit -m 'Fix. Done'` now. Then push.", engine)
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Run `git commit -m 'Fix. Done'` now.", "Then push."]
+    assert "`git commit -m 'Fix. Done'`" in result["translation"]
+
+
+def test_plain_text_has_no_indented_code_or_html_blocks():
+    text = "    An indented first line\nof a paragraph.\n\n<div>Good morning.</div>"
+    assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE OF A PARAGRAPH.\n\n<DIV>GOOD MORNING.</DIV>"
+
+
+@pytest.mark.parametrize(
+    "raw, source, clean",
+    [
+        ("Certainly not!", "Certainement pas !", "Certainly not!"),
+        ("Okay, let's go.", "D'accord, allons-y.", "Okay, let's go."),
+        ("English: a global language.", "Anglais : une langue mondiale.", "English: a global language."),
+        ("Sure! English: The cat sleeps.", "Le chat dort.", "The cat sleeps."),
+        ("I have a dog. It is big and it likes to run.", "我有一只狗，它很大，喜欢跑。", "I have a dog. It is big and it likes to run."),
+    ],
+)
+def test_clean_translation_keeps_openings_that_are_the_translation(raw, source, clean):
+    assert clean_translation(raw, source, lookup("en")) == clean
+
+
+def test_glossary_terms_count_in_chinese_and_japanese_without_spaces():
+    engine = FakeEngine()
+    engine.enqueue("我有一只狗。", "我有一只dog。")
+    result, _ = translate("I have a dog.\n\nI have a dog.", engine, target_language="zh", glossary={"dog": "狗"})
+    assert result["translation"] == "我有一只狗。\n\n我有一只狗。" and result["glossary_misses"] == []
+
+
+def test_a_long_sentence_without_spaces_is_cut_into_runs_of_characters():
+    from aigc.sentences import word_runs
+
+    sentence = "这是一个很长的句子，" * 60
+    runs = word_runs(sentence, size=1200, budget=100)
+    assert "".join(runs) == sentence and 12 <= len(runs) <= 20 and all(run.endswith("，") for run in runs)
