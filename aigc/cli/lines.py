@@ -26,6 +26,12 @@ class LineResults:
         self.last = number
         ui.result(text)
 
+    def pad(self, lines: int) -> None:
+        """Blank lines for the blank input lines after the last result, up to the input's `lines`."""
+        if not self.as_json:
+            for _ in range(self.last + 1, lines + 1):
+                ui.result("")
+
     def check(self, total: int) -> None:
         """An `ItemsFailedError` (exit 1) at the end when any of the `total` lines failed."""
         if self.failed:
@@ -63,5 +69,6 @@ def run_lines(
                 shown.show(row.number, " ".join(part.strip() for part in render(result).splitlines() if part.strip()), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
+    shown.pad(text.count("\n") + (not text.endswith("\n")))
     run.report(generator)
     shown.check(len(rows))

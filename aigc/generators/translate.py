@@ -129,9 +129,15 @@ def _prose(text: str) -> str:
     return " ".join(part for is_text, part in inline_parts(text) if is_text)
 
 
-def _replace_in_prose(term: re.Pattern, target: str, text: str) -> str:
-    """`text` with `term` replaced by `target` in its words only (a URL or code keeps its letters)."""
-    return "".join(term.sub(lambda m: target, part) if is_text else part for is_text, part in inline_parts(text))
+def _replace_in_prose(source: str, target: str, text: str) -> str:
+    """`text` with the term `source` replaced by `target` in its words only (a URL or code keeps its
+    letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital."""
+    def replaced(match: re.Match) -> str:
+        capital = source[:1].islower() and match.group(0)[:1].isupper()
+        return target[:1].upper() + target[1:] if capital else target
+
+    term = _term(source)
+    return "".join(term.sub(replaced, part) if is_text else part for is_text, part in inline_parts(text))
 
 
 # --- cleaning a model's answer ---------------------------------------------------------------
@@ -352,9 +358,9 @@ class TranslateGenerator(Generator):
         joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
             text = segment.translation or segment.source  # nothing usable came back: keep the source
-            for source, target in segment.terms:
+            for source, target in sorted(segment.terms, key=lambda term: -len(term[0])):  # "New York City" before "New York"
                 if not _term(target, whole=False).search(_prose(text)):
-                    text = _replace_in_prose(_term(source), target, text)  # a copied-through source term
+                    text = _replace_in_prose(source, target, text)  # a copied-through source term
                 if not _term(target, whole=False).search(_prose(text)):
                     misses[(source, target)] = misses.get((source, target), 0) + 1
             pieces[segment.block][segment.text].append(text)

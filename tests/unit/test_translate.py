@@ -583,3 +583,16 @@ def test_a_long_sentence_without_spaces_is_cut_into_runs_of_characters():
     sentence = "这是一个很长的句子，" * 60
     runs = word_runs(sentence, size=1200, budget=100)
     assert "".join(runs) == sentence and 12 <= len(runs) <= 20 and all(run.endswith("，") for run in runs)
+
+
+def test_glossary_replacements_go_longest_first_and_keep_a_capital():
+    engine = FakeEngine()
+    engine.enqueue("Cat care in New York City.")
+    glossary = {"cat": "chat", "New York": "Nueva York", "New York City": "Ciudad de Nueva York"}
+    result, _ = translate("Cat care in New York City.", engine, target_language="es", glossary=glossary)
+    assert result["translation"] == "Chat care in Ciudad de Nueva York." and result["glossary_misses"] == []
+
+
+def test_lines_output_lines_up_with_the_input_trailing_blank_lines_included(echo):
+    result = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="one.\n\ntwo.\n\n\n")
+    assert result.stdout == "ONE.\n\nTWO.\n\n\n"
