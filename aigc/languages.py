@@ -8,6 +8,7 @@ into a prompt and to reject a typo with close matches.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from .errors import BadInputError
@@ -97,6 +98,11 @@ _THREE_LETTER = {  # ISO 639-2 (bibliographic and terminological) and 639-3 code
     "ga": "gle", "cy": "cym wel",
 }
 _ALIASES.update({three: code for code, codes in _THREE_LETTER.items() for three in codes.split()})
+_REGIONS = {  # country names in "Portuguese (Brazil)"
+    "brazil": "br", "portugal": "pt", "mexico": "mx", "spain": "es", "argentina": "ar", "latin america": "419",
+    "united states": "us", "usa": "us", "united kingdom": "gb", "uk": "gb", "canada": "ca", "france": "fr", "belgium": "be",
+    "switzerland": "ch", "austria": "at", "germany": "de", "china": "cn", "taiwan": "tw", "hong kong": "hk", "india": "in", "australia": "au",
+}
 _SCRIPTS = {"latn": "Latin", "cyrl": "Cyrillic", "arab": "Arabic", "deva": "Devanagari", "grek": "Greek", "hebr": "Hebrew"}
 
 LANGUAGES: dict[str, Language] = {lang.code.lower(): lang for lang in _TABLE}
@@ -117,12 +123,20 @@ def lookup(value: str) -> Language:
         return LANGUAGES[key]
     if key in _BY_NAME:
         return _BY_NAME[key]
+    named = re.fullmatch(r"(.+?) \((.+)\)", key)  # Portuguese (Brazil), Spanish (419): as names are shown
+    if named and (named[1] in LANGUAGES or named[1] in _BY_NAME):
+        base_code = (LANGUAGES.get(named[1]) or _BY_NAME[named[1]]).code
+        region = _REGIONS.get(named[2], named[2])
+        try:
+            return lookup(f"{base_code}-{region}")
+        except BadInputError:
+            pass
     base, _, region = key.partition("-")
     lang = LANGUAGES.get(base) or _BY_NAME.get(base) if len(base) in (2, 3) else None
     if region and lang and region.isalpha() and len(region) == 4:  # a script: sr-Latn
         script = _SCRIPTS.get(region, region.title())
         return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script", "", lang.spaces)
-    if region and lang and region.isalpha() and len(region) in (2, 3):
+    if region and lang and ((region.isalpha() and len(region) in (2, 3)) or (region.isdigit() and len(region) == 3)):  # es-419
         # a region the table does not list: the language itself, tagged
         return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({region.upper()})", lang.native, lang.spaces)
     choices = sorted(set(LANGUAGES) | set(_BY_NAME))

@@ -272,7 +272,8 @@ def test_split_sentences_keeps_abbreviations_together():
     [("zh", "zh", "Chinese"), ("Chinese", "zh", "Chinese"), ("de", "de", "German"), ("GERMAN", "de", "German"),
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
      ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
-     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)")],
+     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)"),
+     ("es-419", "es-419", "Spanish (419)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
