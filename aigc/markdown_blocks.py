@@ -200,6 +200,21 @@ def _html_end(lines: list[str], start: int) -> int:
     return j
 
 
+def _front_matter_end(lines: list[str]) -> int | None:
+    """The line that closes YAML (`---`) or TOML (`+++`) front matter opened on the first line; None without any."""
+    if not lines or lines[0].strip() not in ("---", "+++"):
+        return None
+    closers = ("---", "...") if lines[0].strip() == "---" else ("+++",)
+    return next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
+
+
+def without_front_matter(text: str) -> str:
+    """`text` after its YAML or TOML front matter (a document's metadata, not its words)."""
+    lines = text.lstrip("\ufeff").split("\n")
+    end = _front_matter_end(lines)
+    return text if end is None else "\n".join(lines[end + 1 :]).strip()
+
+
 def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     """Split Markdown (or plain text) into blocks; rendering them with their own texts gives the
     document back (paragraph and list-item lines re-joined on single spaces). `plain`: text, not
@@ -208,12 +223,10 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     lines = text.split("\n")
     blocks: list[Block] = []
     i = 0
-    if lines and lines[0].strip() in ("---", "+++"):  # YAML (or TOML) front matter
-        closers = ("---", "...") if lines[0].strip() == "---" else ("+++",)
-        end = next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
-        if end is not None:
-            blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
-            i = end + 1
+    end = _front_matter_end(lines)
+    if end is not None:
+        blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
+        i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
     while i < len(lines):
         line = lines[i]

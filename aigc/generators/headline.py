@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import templates
 from ..errors import AigcError, BadInputError, OptionError, option
+from ..markdown_blocks import without_front_matter
 from .base import Generator, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -110,7 +111,7 @@ class HeadlineGenerator(Generator):
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(article.split()[:ARTICLE_WORDS])
+        article = " ".join((without_front_matter(article) or article).split()[:ARTICLE_WORDS])  # its words, not its metadata
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

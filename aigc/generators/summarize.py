@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, OptionError
+from ..markdown_blocks import without_front_matter
 from ..sentences import split_sentences, word_runs
 from ..engine.base import Completion
 from .base import Generator, type_name
@@ -102,7 +103,7 @@ class SummarizeGenerator(Generator):
             raise BadInputError("there is no text to summarize")
 
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
-        return split_by_tokens(inputs, opts.chunk_tokens, self.engine.count_tokens)
+        return split_by_tokens(without_front_matter(inputs) or inputs, opts.chunk_tokens, self.engine.count_tokens)  # its words, not its metadata
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults

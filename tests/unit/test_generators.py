@@ -587,3 +587,14 @@ def test_a_template_answer_streams_as_it_is_written(tmp_path, monkeypatch):
     assert len(pieces) > 1 and "".join(pieces) == "Hello there, friend."
     with pytest.raises(BadInputError, match="not held to a schema"):
         list(TemplateGenerator(engine=engine).stream({"input": "hi"}, sampling={"n": 2}, template="chat"))
+
+
+def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
+    doc = "---\ntitle: Field notes\ntags: [x]\n---\n" + LONG_TEXT
+    engine = FakeEngine()
+    engine.enqueue("Bees.")
+    SummarizeGenerator(engine=engine)(doc, words=5)
+    engine.enqueue("Bees Buzz Along", "Bees Buzz Along Again")
+    HeadlineGenerator(engine=engine)({"article": doc}, n=1)
+    prompts = [prompt[-1]["content"] for call in engine.calls for prompt in call[0]]
+    assert all("Some text about bees." in p and "tags:" not in p and "Field notes" not in p for p in prompts)
