@@ -27,7 +27,7 @@ class Block:
 
 # --- Markdown blocks -------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})")  # at any indent: a list item's code is indented with it
+_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,}|\$\$(?=[ \t]*$))")  # at any indent: a list item's code is indented with it; $$ opens math
 _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
@@ -60,7 +60,8 @@ _PROTECTED = re.compile(
     r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"]*\")?\)"
     r"|\]\[[^\]]*\]"
     r"|\[\^[^\[\]\s]+\]"
-    r"|<(?:https?://|mailto:)[^<>\s]+>"
+    r"|<(?:https?://|mailto:)[^<>\s]+>|<[^<>\s@]+@[^<>\s@]+>"  # autolinks, e-mail ones too
+    r"|\{#[\w.:-]+\}"  # a heading's id: ## Install {#install}
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
 _BRACKET = re.compile(r"!?\[|\]")

@@ -597,3 +597,10 @@ def test_glossary_replacements_go_longest_first_and_keep_a_capital():
 def test_lines_output_lines_up_with_the_input_trailing_blank_lines_included(echo):
     result = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="one.\n\ntwo.\n\n\n")
     assert result.stdout == "ONE.\n\nTWO.\n\n\n"
+
+
+def test_heading_ids_mail_autolinks_and_math_blocks_are_kept():
+    doc = "## Install {#install}\n\nMail <me@example.com> now.\n\n$$\nE = mc^2. Fine.\n$$"
+    assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["heading", "paragraph", "code"]
+    result, _ = translate(doc, KeepsCodeEngine())
+    assert "{#install}" in result["translation"] and "<me@example.com>" in result["translation"] and "$$\nE = mc^2. Fine.\n$$" in result["translation"]
