@@ -212,6 +212,15 @@ def read_input(source: str, lines: bool = False) -> str:
     return source
 
 
+def uses_crlf(source: str) -> bool:
+    """Whether `source` is a file whose lines end in CRLF (Windows), as most of them do; text is read with LF."""
+    try:
+        data = Path(source).expanduser().read_bytes() if source != "-" and os.path.isfile(os.path.expanduser(source)) else b""
+    except OSError:
+        return False
+    return data.count(b"\r\n") > data.count(b"\n") // 2
+
+
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
     text = decode_text(data, name, expected)
     if not text.strip():

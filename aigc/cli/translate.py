@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, OptionError
-from ..textio import output_target, read_input, write_atomic
+from ..textio import output_target, read_input, uses_crlf, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -54,7 +54,8 @@ def translate(
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):
         ui.warn(note)
-    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"]
+    crlf = not as_json and not lines and uses_crlf(source)  # a Windows file comes back with its line endings
+    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
     if output:
         ui.info(f"wrote {write_atomic(output, rendered)}")
     else:

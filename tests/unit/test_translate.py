@@ -604,3 +604,10 @@ def test_heading_ids_mail_autolinks_and_math_blocks_are_kept():
     assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["heading", "paragraph", "code"]
     result, _ = translate(doc, KeepsCodeEngine())
     assert "{#install}" in result["translation"] and "<me@example.com>" in result["translation"] and "$$\nE = mc^2. Fine.\n$$" in result["translation"]
+
+
+def test_a_windows_file_comes_back_with_its_line_endings(echo, tmp_path):
+    doc, out = tmp_path / "doc.md", tmp_path / "out.md"
+    doc.write_bytes(b"# Title\r\n\r\nSome text.\r\n")
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
+    assert out.read_bytes() == b"# TITLE\r\n\r\nSOME TEXT.\r\n"
