@@ -254,7 +254,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     opts = generator.validate(options)
     params = SamplingParams(**(sampling or {}))
     made = {
-        "options": {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.init},
+        "options": opts.settings() if hasattr(opts, "settings") else {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.init},
         "sampling": {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in ((k, getattr(params, k)) for k in sampling or {})},
         "quantize": None if generator.quantize in (None, "none") else generator.quantize,
     }

@@ -100,6 +100,7 @@ def eval_classify(
     """Accuracy, macro-F1, a confusion matrix and examples/s of classify on labelled data."""
     from ..evaluation import evaluate_classify
     from ..generators.classify_examples import load_examples
+    from ..generators.classify import parse_label
 
     labelled = load_examples(data)
     several = next((names for _, names in labelled if len(names) > 1), None)
@@ -113,7 +114,7 @@ def eval_classify(
         shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or ",".join(found), False, 0.5, examples, aspect, method, calibrate)
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, method, calibrate)  # as the data writes them
     generator = run.generator("classify")
     run.prepare(generator, rows[0][0], chosen)
     with ui.progress_bar() as progress:

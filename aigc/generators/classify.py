@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,10 @@ class Label:
     verbalizers: tuple[str, ...]
 
 
-def parse_label(spec: str) -> Label:
-    """`name` or `name=alias|alias`."""
-    name, _, aliases = spec.partition("=")
+def parse_label(spec: str, aliases: bool = True) -> Label:
+    """`name` or `name=alias|alias` (`aliases=False`: the name as it is written, `=` and all, as
+    labels taken from data are)."""
+    name, _, aliases = spec.partition("=") if aliases else (spec, "", "")
     name = name.strip()
     if not name:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
@@ -52,9 +54,9 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
         return []
     if isinstance(specs, str):
         specs = specs.split(",")
-    if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, str) for spec in specs):
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, (str, Label)) for spec in specs):
         raise BadInputError(f"labels must be names, as a,b,c or a list of strings, got {specs!r}")
-    labels = [parse_label(spec) for spec in specs if spec.strip()]
+    labels = [spec if isinstance(spec, Label) else parse_label(spec) for spec in specs if isinstance(spec, Label) or spec.strip()]
     names = [label.name for label in labels]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -106,12 +108,11 @@ class ClassifyOptions:
         self.parsed = parse_labels(self.labels)
         if self.examples:
             self._check_example_labels()
-        if len(self.parsed) < 2 and not self.multi_label:
+        if len(self.parsed) < 2:  # a label is scored against the others, multi-label too: alone it would always apply
             if self.examples and not self.labels:
                 raise BadInputError(f"the examples use only the label {self.parsed[0].name!r}; give examples of two labels or more, or list them with {option('labels')}")
-            raise OptionError("labels", "must name at least two labels, e.g. a,b (or give examples to take them from)")
-        if not self.parsed:
-            raise OptionError("labels", "must name at least one label, e.g. a,b")
+            also = f"; to ask whether one label applies, give it and its opposite ({self.parsed[0].name},other)" if self.parsed else ""
+            raise OptionError("labels", f"must name at least two labels, e.g. a,b (or give examples to take them from){also}")
         if self.method in ("probe", "demos") and not self.examples:
             raise BadInputError(f"{option('method', self.method)} needs {option('examples')}")
         if self.calibrate == "examples" and not self.examples:
@@ -125,10 +126,16 @@ class ClassifyOptions:
         if self.multi_label and self.method == "demos":
             raise BadInputError(f"{option('method', 'demos')} works for one label per text; drop {option('multi_label')} or pick probe")
 
+    def settings(self) -> dict[str, Any]:
+        """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, in
+        any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {**settings, "labels": sorted([label.name, *label.verbalizers] for label in self.parsed)}
+
     def _check_example_labels(self) -> None:
         seen = list(dict.fromkeys(name for _, names in self.examples for name in names))
         if not self.parsed:
-            self.parsed = [parse_label(name) for name in seen]
+            self.parsed = [parse_label(name, aliases=False) for name in seen]
             return
         known = {label.name for label in self.parsed}
         unknown = [name for name in seen if name not in known]

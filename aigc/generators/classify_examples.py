@@ -223,7 +223,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
         for l2 in L2:
             model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)
         l2 = max(L2, key=lambda value: model.cv[f"probe(l2={value})"])
-        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] >= best_zero_shot:
+        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] > best_zero_shot:  # a tie keeps the label scores, which a handful of examples cannot overfit
             model.method = "probe"
             model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
     elif opts.method == "probe":

@@ -252,3 +252,28 @@ def test_an_edited_template_has_its_label_prior_measured_again(tmp_path, tiny_en
     path.write_text('Review: "{{ text }}"\nThe review is')
     generator("great", labels="negative,positive", template=str(path))
     assert len(generator._content_free) == 2
+
+
+def test_labels_taken_from_examples_or_data_are_names_as_written():
+    from aigc.generators.classify import ClassifyOptions
+
+    opts = ClassifyOptions(examples=[("I love it", "good=yes"), ("I hate it", "bad"), ("Fine stuff", "good=yes"), ("Awful", "bad")])
+    assert [label.name for label in opts.parsed] == ["good=yes", "bad"]  # not good with the alias yes
+    literal = ClassifyOptions(labels=[parse_label("good=yes", aliases=False), parse_label("bad|no", aliases=False)])
+    assert [label.name for label in literal.parsed] == ["good=yes", "bad|no"]
+
+
+def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tiny_model_dir):
+    from aigc.batch import run_settings
+    from aigc.generators.base import get_generator
+
+    generator = get_generator("classify", model=str(tiny_model_dir))
+    spellings = ["negative,positive", "negative, positive", ["negative", "positive"], "positive,negative"]
+    assert len({run_settings(generator, {"labels": labels})["settings"] for labels in spellings}) == 1
+    assert run_settings(generator, {"labels": "negative,neutral"}) != run_settings(generator, {"labels": "negative,positive"})
+
+
+@pytest.mark.parametrize("options", [{"labels": "sports", "multi_label": True}, {"labels": "sports"}])
+def test_one_label_is_refused_even_for_multi_label(options):
+    with pytest.raises(OptionError, match=r"must name at least two labels.*give it and its opposite \(sports,other\)"):
+        ClassifyGenerator(engine=None).validate(options)

@@ -137,6 +137,13 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
 
 
+def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path):
+    (tmp_path / "odd.tsv").write_text("I love it\tgood=yes\nI hate it\tbad|no\nAwesome stuff\tgood=yes\n")
+    result = invoke("eval", "classify", str(tmp_path / "odd.tsv"), "-m", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(result.stdout)["labels"]) == ["bad|no", "good=yes"]
+
+
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
     assert bad("headline", "rooftop bees") == (2, ["Error: no such file: rooftop bees (for headlines about a topic, give it with --topic TEXT)"])
     assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize -)"])
