@@ -153,7 +153,8 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     try:
         record = json.loads(line, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
-        return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}")  # no id: it could clash with a real one
+        where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)

@@ -38,6 +38,15 @@ def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:
     return sum(scores) / len(scores), scores
 
 
+def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
+    """The label names `opts` classify into; a row's label not among them is an `UnknownLabelError`."""
+    labels = [label.name for label in opts.parsed]
+    unknown = sorted({label for _, label in rows if label not in labels})
+    if unknown:
+        raise UnknownLabelError(f"the data uses label {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
+    return labels
+
+
 def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None) -> ClassifyReport:
     """Classify each `(text, label)` row with `options` and compare with its label.
 
@@ -45,11 +54,8 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
     """
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
+    labels = checked_labels(opts, rows)
     generator.prepare(options)
-    labels = [label.name for label in opts.parsed]
-    unknown = sorted({label for _, label in rows if label not in labels})
-    if unknown:
-        raise UnknownLabelError(f"the data uses label {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
     confusion = [[0] * len(labels) for _ in labels]
     started = time.perf_counter()
     result: dict[str, Any] = {}

@@ -98,7 +98,7 @@ def eval_classify(
     run: RunOptions,
 ) -> None:
     """Accuracy, macro-F1, a confusion matrix and examples/s of classify on labelled data."""
-    from ..evaluation import evaluate_classify
+    from ..evaluation import checked_labels, evaluate_classify
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
 
@@ -116,6 +116,9 @@ def eval_classify(
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
     chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, method, calibrate)  # as the data writes them
     generator = run.generator("classify")
+    absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
+    if absent:
+        ui.warn(f"{data} has no texts of the label{'s' * (len(absent) > 1)} {', '.join(map(repr, absent))}; macro-F1 counts {'each' if len(absent) > 1 else 'it'} as 0")
     run.prepare(generator, rows[0][0], chosen)
     with ui.progress_bar() as progress:
         generator.progress = progress

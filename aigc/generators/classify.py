@@ -99,6 +99,8 @@ class ClassifyOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 1:
             raise OptionError("threshold", f"must be from 0 to 1, got {self.threshold}")
+        if self.threshold != 0.5 and not self.multi_label:
+            raise BadInputError(f"{option('threshold')} picks labels with {option('multi_label')}; one label per text is always the likeliest")
         if self.method not in METHODS:
             raise OptionError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.calibrate not in CALIBRATE:

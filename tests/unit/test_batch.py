@@ -18,13 +18,13 @@ def lines(path):
 
 
 def test_rows_from_every_format(tmp_path):
-    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n\n{"text": "two"}\n[1]\n{"id": NaN, "text": "three"}\n{"id": 1e400, "text": "four"}\n')
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n\n{"text": "two"}\n[1]\n{"id": NaN, "text": "three"}\n{"id": 1e400, "text": "four"}\n{"text": "five}\n')
     (tmp_path / "a.csv").write_text("id,text\n7,\"one, with comma\"\n8,two\n")
     (tmp_path / "a.tsv").write_text('"text"\tother\n"Hello" she said\t1\n"unbalanced quote\t2\n"She said ""hi"""\t3\n')
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     jsonl = read_rows(tmp_path / "a.jsonl")
-    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "bad JSON: expected an object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number")]
+    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "bad JSON: expected an object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [

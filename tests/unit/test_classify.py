@@ -277,3 +277,9 @@ def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tin
 def test_one_label_is_refused_even_for_multi_label(options):
     with pytest.raises(OptionError, match=r"must name at least two labels.*give it and its opposite \(sports,other\)"):
         ClassifyGenerator(engine=None).validate(options)
+
+
+def test_a_threshold_is_for_multi_label_in_the_library_too():
+    with pytest.raises(BadInputError, match="threshold picks labels with multi_label"):
+        ClassifyGenerator(engine=None).validate({"labels": "a,b", "threshold": 0.3})
+    assert ClassifyGenerator(engine=None).validate({"labels": "a,b", "threshold": 0.3, "multi_label": True}).threshold == 0.3

@@ -142,6 +142,10 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path):
     result = invoke("eval", "classify", str(tmp_path / "odd.tsv"), "-m", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     assert sorted(json.loads(result.stdout)["labels"]) == ["bad|no", "good=yes"]
+    (tmp_path / "two.tsv").write_text("great\tpositive\nawful\tnegative\n")
+    listed = invoke("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative,neutral", "-m", "no-such-model")
+    assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
+    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", "no-such-model") == (2, ["Error: the data uses label 'bad|no', 'good=yes', not among good, ugly"])
 
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
