@@ -91,6 +91,9 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         try:
             if reader.fieldnames:  # `id,text ` names the column text
                 reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
+                twice = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
+                if twice:  # a row would keep the last of them only
+                    raise BadInputError(f"{path}:{1 + skipped}: the header names {', '.join(map(repr, twice))} twice; give each column its own name")
             records = []
             start = reader.line_num + 1
             for record in reader:
@@ -104,7 +107,9 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
-    if id_field != "id" and suffix != ".txt" and not any(id_field in r.fields for r in rows):
+    if id_field != "id" and suffix == ".txt":
+        raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
+    if id_field != "id" and not any(id_field in r.fields for r in rows):
         raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows

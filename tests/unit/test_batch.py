@@ -536,3 +536,12 @@ def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path
         read_rows(tmp_path / "a.csv")
     (tmp_path / "b.csv").write_text('id,text\n1,"x" \n2,"hello" world\n3,a 5" screen\n4,"two\nlines"\n')  # loose, but readable
     assert [r.fields["text"] for r in read_rows(tmp_path / "b.csv")] == ["x ", "hello world", 'a 5" screen', "two\nlines"]
+
+
+def test_a_header_naming_a_column_twice_or_an_id_column_for_txt_is_an_error(tmp_path):
+    (tmp_path / "dup.csv").write_text("\nid,text,text\n1,a,b\n")
+    with pytest.raises(BadInputError, match=r"dup.csv:2: the header names 'text' twice; give each column its own name"):
+        read_rows(tmp_path / "dup.csv")
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    with pytest.raises(BadInputError, match="a .txt file has one text a line and no columns, so no id_field"):
+        read_rows(tmp_path / "a.txt", id_field="key")
