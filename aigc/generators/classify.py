@@ -61,7 +61,15 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BadInputError(f"label {', '.join(duplicates)} is given twice")
-    return labels
+    return [_apart(label, labels) for label in labels]
+
+
+def _apart(label: Label, labels: list[Label]) -> Label:
+    """`label` without the parts or aliases another label also scores: with Sci/Tech and Tech, the
+    text " Tech" is Tech's alone (Sci/Tech scoring it too would always score at least as high)."""
+    others = {word.lower() for other in labels if other is not label for word in other.verbalizers}
+    kept = tuple(word for word in label.verbalizers if word == label.name or word.lower() not in others)
+    return label if kept == label.verbalizers else Label(label.name, kept)
 
 
 def logsumexp(values: list[float]) -> float:

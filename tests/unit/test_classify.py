@@ -283,3 +283,11 @@ def test_a_threshold_is_for_multi_label_in_the_library_too():
     with pytest.raises(BadInputError, match="threshold picks labels with multi_label"):
         ClassifyGenerator(engine=None).validate({"labels": "a,b", "threshold": 0.3})
     assert ClassifyGenerator(engine=None).validate({"labels": "a,b", "threshold": 0.3, "multi_label": True}).threshold == 0.3
+
+
+def test_a_part_or_alias_another_label_scores_is_left_to_that_label():
+    from aigc.generators.classify import parse_labels
+
+    compound, tech, sports = parse_labels("Sci/Tech,Tech,Sports=sport|games")
+    assert compound.verbalizers == ("Sci/Tech", "Sci") and tech.verbalizers == ("Tech",) and sports.verbalizers == ("Sports", "sport", "games")
+    assert parse_labels("World,Sci/Tech")[1].verbalizers == ("Sci/Tech", "Sci", "Tech")  # no other label scores them
