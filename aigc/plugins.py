@@ -372,7 +372,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     from .templates import environment, registered_template_dirs, scan
 
     pm = get_plugin_manager()
-    environment()  # runs `prepare_jinja_env`, so its failures show too
+    env = environment()  # runs `prepare_jinja_env`, so its failures show too
     found, _ = scan()  # so do templates of one name in two plugins' directories
     source_of = {name: template.source for name, template in found.items()}
     registered: dict[str, dict[str, list[str]]] = {}
@@ -392,6 +392,8 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
             kinds["templates"] = templates
     for command, plugin in _state.commands.items():
         registered.setdefault(plugin, {}).setdefault("commands", []).append(command)
+    for (kind, name), plugin in env.aigc_owners.items():
+        registered.setdefault(plugin, {}).setdefault(f"jinja_{kind}s", []).append(name)
 
     from . import __version__
 

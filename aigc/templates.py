@@ -371,6 +371,7 @@ def environment():
     call_each("prepare_jinja_env", before=before, env=env)
     if turn["plugin"] is not None:
         settle()
+    env.aigc_owners = owner  # for `aigc plugins`: which plugin added which filter or global
     return env
 
 

@@ -411,6 +411,8 @@ def test_prepare_jinja_env_and_register_template_dirs(pm, tmp_path):
     try:
         assert templates.get_template("loud").source == "filters"
         assert templates.render("loud", {"word": "hi"}).messages[-1]["content"] == "HI!"
+        row = next(row for row in plugins.describe()["plugins"] if row["name"] == "filters")
+        assert row["registered"]["jinja_filters"] == ["shout"] and row["registered"]["templates"] == ["loud"]
     finally:
         templates.environment.cache_clear()
 
