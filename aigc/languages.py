@@ -138,7 +138,8 @@ def lookup(value: str) -> Language:
         return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script", "", lang.spaces)
     if region and lang and ((region.isalpha() and len(region) in (2, 3)) or (region.isdigit() and len(region) == 3)):  # es-419
         # a region the table does not list: the language itself, tagged
-        return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({region.upper()})", lang.native, lang.spaces)
+        shown = "Latin America" if region == "419" else region.upper()  # the one number region people use
+        return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({shown})", lang.native, lang.spaces)
     choices = sorted(set(LANGUAGES) | set(_BY_NAME))
     close = list(dict.fromkeys(_display(c) for c in difflib.get_close_matches(key, choices, n=6, cutoff=0.6)))[:3]
     hint = "did you mean " + ", ".join(close) + "? " if close else ""

@@ -27,9 +27,10 @@ class Block:
 
 # --- Markdown blocks -------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,}|\$\$(?=[ \t]*$))")  # at any indent: a list item's code is indented with it; $$ opens math
+_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,}|\$\$(?=[ \t]*$))")  # $$ opens math; how far it may be indented: `_fence`
 _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
+_MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+")  # a list item's marker, without a task box
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
 _ALERT = re.compile(r"^\[![A-Za-z]+\][ \t]*$")  # > [!NOTE] (GitHub): a marker, not text
@@ -72,10 +73,16 @@ def _html_starts(line: str, in_paragraph: bool = False) -> bool:
     return bool(_HTML_UNTIL.match(line) or _HTML_BLOCK.match(line) or (not in_paragraph and _HTML_TAG_LINE.match(line)))
 
 
+def _fence(text: str, most: int) -> re.Match | None:
+    """A code fence opening `text`, indented `most` columns at most (3, or a list item's text column + 3)."""
+    match = _FENCE.match(text)
+    return match if match and _indent(match.group(1)) <= most else None
+
+
 def _starts_block(line: str) -> bool:
     """Whether `line` ends the paragraph before it."""
     return bool(
-        not line.strip() or _FENCE.match(line) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
+        not line.strip() or _fence(line, 3) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
         or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
@@ -216,6 +223,19 @@ def without_front_matter(text: str) -> str:
     return text if end is None else "\n".join(lines[end + 1 :]).strip()
 
 
+def _fence_end(lines: list[str], start: int, mark: str, quoted: bool) -> int | None:
+    """The line that closes the fence `mark` opened on line `start` (inside the same quote, for a
+    quoted one); None when none does."""
+    closing = re.compile(rf"^[ \t]*{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$")
+    for j in range(start + 1, len(lines)):
+        inner = _QUOTE.match(lines[j]) if quoted else None
+        if quoted and not inner:
+            return None
+        if closing.match(inner.group(2) if quoted else lines[j]):
+            return j
+    return None
+
+
 def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     """Split Markdown (or plain text) into blocks; rendering them with their own texts gives the
     document back (paragraph and list-item lines re-joined on single spaces). `plain`: text, not
@@ -234,17 +254,15 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         if line.strip() and not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
             in_list = False
         quote = _QUOTE.match(line)
-        fence = _FENCE.match(line) or (quote and _FENCE.match(quote.group(2)))
-        if fence:  # up to its closing fence (inside the same quote, for a quoted one)
-            mark = fence.group(2)
-            closing = re.compile(rf"^[ \t]*{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$")
-            inside = (lambda row: _QUOTE.match(row) and _QUOTE.match(row).group(2)) if quote else (lambda row: row)
-            j = i + 1
-            while j < len(lines) and inside(lines[j]) is not None and not closing.match(inside(lines[j]) or ""):
-                j += 1
-            j = min(j, len(lines) - 1) if not quote or (j < len(lines) and inside(lines[j]) is not None) else j - 1
-            blocks.append(Block("code", ["\n".join(lines[i : j + 1])]))
-            i = j + 1
+        fence = _fence(line, item_indent + 3 if in_list else 3) or (quote and _fence(quote.group(2), 3))
+        end = _fence_end(lines, i, fence.group(2), bool(quote)) if fence else None
+        if fence and (end is not None or not plain):  # up to its closing fence, or else the end of the text (of the quote);
+            if end is None:  # in plain text, an underline of ~~~ opens nothing
+                end = i
+                while end + 1 < len(lines) and (not quote or _QUOTE.match(lines[end + 1])):
+                    end += 1
+            blocks.append(Block("code", ["\n".join(lines[i : end + 1])]))
+            i = end + 1
             continue
         if not line.strip():
             blocks.append(Block("blank", [line]))
@@ -255,6 +273,15 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             i += 1
             continue
         after_blank = not blocks or blocks[-1].kind in ("blank", "front matter")
+        if quote and not plain and _indent(quote.group(2)) >= 4 and (after_blank or blocks[-1].pieces == [lines[i - 1]] and blocks[-1].kind == "quote"):
+            j = i  # quoted indented code, after a blank (quoted) line
+            while j < len(lines) and (inner := _QUOTE.match(lines[j])) and (_indent(inner.group(2)) >= 4 or not inner.group(2).strip()):
+                j += 1
+            while j > i + 1 and not _QUOTE.match(lines[j - 1]).group(2).strip():
+                j -= 1
+            blocks.append(Block("code", ["\n".join(lines[i:j])]))
+            i = j
+            continue
         if not plain and after_blank and not _ITEM.match(line) and _indent(line) >= (item_indent + 4 if in_list else 4):  # indented code
             j = i
             while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) >= (item_indent + 4 if in_list else 4)):
@@ -300,7 +327,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         item = _ITEM.match(line)
         if item:
             kind, before, first = "item", item.group(1), item.group(2)
-            in_list, item_indent = True, len(item.group(1).expandtabs(4))
+            in_list, item_indent = True, len(_MARKER.match(line).group(0).expandtabs(4))
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker

@@ -20,7 +20,7 @@ from . import hookspecs
 from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)  # a generator name or model alias: not a path, a hub id or a prefixed name
+NAME = re.compile(r"(?!.*\.(?:gguf|safetensors|ckpt|bin|pt)$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",
@@ -210,12 +210,12 @@ def failures() -> list[PluginFailure]:
 def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwargs: Any) -> None:
     """Call every implementation of a hook on its own, so one failing plugin cannot stop the rest.
 
-    Built-ins run first (whatever `tryfirst`/`trylast` a plugin marks, so none takes a built-in
-    name), the others in registration order; ``before(plugin_name)`` is called ahead of each
+    Built-ins run first (whatever a plugin marks, so none takes a built-in name), then plugins marked
+    `tryfirst`, the others in the order they loaded, and those marked `trylast`; ``before(plugin_name)`` is called ahead of each
     implementation. What a hook prints in the main thread goes to stderr: stdout is for results.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    for impl in sorted(hook.get_hookimpls(), key=lambda impl: impl.plugin_name not in DEFAULT_PLUGINS):
+    for impl in sorted(hook.get_hookimpls(), key=lambda impl: (impl.plugin_name not in DEFAULT_PLUGINS, 0 if impl.tryfirst else 2 if impl.trylast else 1)):
         _trace(f"{hook_name} -> {impl.plugin_name}")
         if before:
             before(impl.plugin_name)
@@ -228,7 +228,9 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
         except (Exception, SystemExit) as exc:
             _record(impl.plugin_name, hook_name, exc)
             continue
-        if returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
+        if impl.hookwrapper or impl.wrapper:
+            _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
+        elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
             _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
+WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=\S)|(?<=[。！？])")
 
 
@@ -36,7 +37,7 @@ def word_runs(sentence: str, size: int, budget: int) -> list[str]:
     sentence with too few spaces for that (Chinese, Japanese) into runs of characters, after a comma
     where there is one."""
     words = sentence.split()
-    if len(words) > size // budget:
+    if len(words) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
         step = max(1, len(words) * budget // (size + 1))
         return [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
     step = max(1, len(sentence) * budget // (size + 1))

@@ -31,6 +31,7 @@ class _TextExtractor(HTMLParser):
         self.parts: list = []
         self.skipping = 0
         self.pre = 0
+        self.cell = 0  # inside a table cell: its text stays on its row
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
@@ -44,9 +45,12 @@ class _TextExtractor(HTMLParser):
             if self.pre == 1:
                 self.parts.append(_CODE_START)
         elif tag in ("td", "th") and not self.pre:
+            self.cell += 1
             self.parts.append(" | ")
         elif tag == "code" and not self.pre:
             self.parts.append("`")
+        elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
+            self.parts.append(" ")
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
             if tag == "li":
@@ -63,14 +67,20 @@ class _TextExtractor(HTMLParser):
             self.pre -= 1
             if not self.pre:
                 self.parts.append(_CODE_END)
+        elif tag in ("td", "th") and self.cell:
+            self.cell -= 1
         elif tag == "code" and not self.pre:
             self.parts.append("`")
+        elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
+            self.parts.append(" ")
         elif tag in _BLOCK_TAGS and not self.pre:
+            if tag == "tr":
+                self.cell = 0  # a cell never closed ends with its row
             self.parts.append(" |\n\n" if tag == "tr" else "\n\n")
 
     def handle_data(self, data):
         if not self.skipping:
-            self.parts.append(data)
+            self.parts.append(data.replace("|", "\\|") if self.cell and not self.pre else data)
 
 
 def html_to_text(html: str) -> str:
@@ -87,7 +97,7 @@ def html_to_text(html: str) -> str:
             code = []
         elif part is _CODE_END:
             paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
-            blocks += [p for p in paragraphs if p.strip("#-| ")]  # an empty item, heading or table row is nothing
+            blocks += _tables([p for p in paragraphs if p.strip("#-| ")])  # an empty item, heading or table row is nothing
             prose = []
             text = "".join(code or []).strip("\n")
             if text.strip():
@@ -99,6 +109,24 @@ def html_to_text(html: str) -> str:
         else:
             prose.append(part)
     return "\n\n".join(blocks)
+
+
+def _tables(paragraphs: list[str]) -> list[str]:
+    """`paragraphs` with each run of table rows (`| a | b |`) made one Markdown table: its rows on
+    lines of their own, a delimiter row under the first."""
+    out: list[str] = []
+    in_table = False
+    for paragraph in paragraphs:
+        row = paragraph.startswith("| ") and paragraph.endswith(" |")
+        if row and in_table:
+            out[-1] += "\n" + paragraph
+        elif row:
+            cells = len(re.findall(r"(?<!\\)\|", paragraph)) - 1
+            out.append(paragraph + "\n|" + "---|" * cells)
+        else:
+            out.append(paragraph)
+        in_table = row
+    return out
 
 
 def _looks_like_html(text: str) -> bool:

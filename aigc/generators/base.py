@@ -53,9 +53,9 @@ def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str]
     if len(kinds) == 1 and typing.get_origin(kinds[0]) is list and typing.get_args(kinds[0]) == (str,):
         if isinstance(value, str):  # a,b from a command line or a form
             return [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
             raise error(subject, f"must be a list of texts (or one text, comma-separated), got {value!r}")
-        return value
+        return list(value)
     if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
         return value
     kind = kinds[0]

@@ -23,7 +23,7 @@ from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks
-from ..sentences import split_sentences, word_runs
+from ..sentences import WIDE, split_sentences, word_runs
 from ..textio import decode_text, numbered_lines, unquote
 from .base import Generator, type_name
 
@@ -117,8 +117,8 @@ _SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaf
 
 def _term(term: str, whole: bool = True) -> re.Pattern:
     """A glossary term as a case-insensitive match of whole words (`whole=False`: of words that
-    start with it, so an inflected "Krankenhauses" counts as "Krankenhaus"); in Chinese, Japanese,
-    Korean or Thai, with no spaces between words, wherever it stands."""
+    start with it, so an inflected "Krankenhauses" counts as "Krankenhaus"); next to Chinese, Japanese
+    or Thai (no spaces between words) or Korean (particles joined to a word), wherever it stands."""
     left = rf"(?<!{_SPACED})" if term[:1].isalnum() else ""
     right = rf"(?!{_SPACED})" if term[-1:].isalnum() and whole else ""
     return re.compile(left + re.escape(term) + right, re.I)
@@ -133,7 +133,7 @@ def _replace_in_prose(source: str, target: str, text: str) -> str:
     """`text` with the term `source` replaced by `target` in its words only (a URL or code keeps its
     letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital."""
     def replaced(match: re.Match) -> str:
-        capital = source[:1].islower() and match.group(0)[:1].isupper()
+        capital = source[:1].islower() and match.group(0)[:1].isupper() and target == target.lower()  # not iPhone -> IPhone
         return target[:1].upper() + target[1:] if capital else target
 
     term = _term(source)
@@ -143,26 +143,27 @@ def _replace_in_prose(source: str, target: str, text: str) -> str:
 # --- cleaning a model's answer ---------------------------------------------------------------
 
 _INTERJECTION = re.compile(r"^(?:sure|certainly|of course|okay)\b[!,.]?\s*", re.I)
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)\b[^:\n]*:\s*", re.I)
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)\b[^:：\n]*[:：]\s*", re.I)
 _QUOTES = {'"': '"', "“": "”", "«": "»", "'": "'", "„": "“", "「": "」"}
 
 
-_WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
+_LABELLED = re.compile(r"^[^\s:：]{1,30}(?: [^\s:：]{1,30})?\s*[:：︓﹕]")  # "Note: ...", "Time: 10:30", "注意：..."
 
 
 def _width(text: str) -> int:
     """How much `text` says, in Latin letters: a Chinese, Japanese or Korean character counts three."""
-    return len(text) + 2 * len(_WIDE.findall(text))
+    return len(text) + 2 * len(WIDE.findall(text))
 
 
 def _without_label(text: str, source: str, target: Language) -> str:
-    """`text` without a leading "Here is the translation:" or "French:", when it has a colon more
-    than the source (whose own "English: ..." is translated, not a label)."""
-    if text.count(":") <= source.count(":"):
-        return text
+    """`text` without a leading "Here is the translation:" or "French:", unless that is the
+    translation of the source's own label ("Anglais : une langue." is "English: a language.")."""
     labels = "|".join(re.escape(x) for x in {target.name, target.native, "Translation"} if x)
     unlabelled = _PREAMBLE.sub("", text, count=1)
-    return re.sub(rf"^(?:{labels})\s*(?:\([^)]*\))?\s*:\s*", "", unlabelled, count=1, flags=re.I).strip()
+    unlabelled = re.sub(rf"^(?:{labels})\s*(?:\([^)]*\))?\s*[:：]\s*", "", unlabelled, count=1, flags=re.I).strip()
+    if _LABELLED.match(source) and not _LABELLED.match(unlabelled):  # the source's label, translated, is all it had
+        return text
+    return unlabelled
 
 
 def clean_translation(raw: str, source: str, target: Language) -> str:
@@ -172,7 +173,12 @@ def clean_translation(raw: str, source: str, target: Language) -> str:
     text = raw.strip()
     rest = _INTERJECTION.sub("", text, count=1)
     unlabelled = _without_label(rest, source, target)
-    text = unlabelled if unlabelled != rest else _without_label(text, source, target)  # "Sure!" goes only before a label
+    if unlabelled != rest:  # "Sure! Here is the translation: ..."
+        text = unlabelled
+    elif len(split_sentences(rest)) < len(split_sentences(text)) > len(split_sentences(source)):  # "Sure! Bonjour.", not "Certainly not!"
+        text = rest
+    else:
+        text = _without_label(text, source, target)
     if "\n" not in source:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]] and source[:1] not in _QUOTES:

@@ -596,11 +596,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
+            _no_files(req.options)
+            options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
             raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
-        _no_files(req.options)
-        options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
+        except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
+            log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
+            raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
         caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:

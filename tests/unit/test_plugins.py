@@ -727,3 +727,34 @@ def test_what_a_plugin_prints_at_import_goes_to_stderr(monkeypatch, capsys):
         assert out == "" and "imported!" in err
     finally:
         plugins.reset()
+
+
+def test_tryfirst_and_trylast_order_the_plugins_after_the_built_ins(pm):
+    def plugin(mark, name):
+        class Marked:
+            @hookimpl(**mark)
+            def register_generators(self, register):
+                register("shared", Echo)
+                register(f"only-{name}", Echo)
+
+        return Marked()
+
+    for name, mark in (("first", {}), ("eager", {"tryfirst": True}), ("second", {}), ("late", {"trylast": True})):
+        pm.register(plugin(mark, name), name=name)
+    order = []
+    plugins.call_each("register_generators", before=order.append, register=lambda *item: None)
+    assert order[0] == "aigc.default_plugins.generators" and order[1:] == ["eager", "first", "second", "late"]
+    assert registered_generators()["shared"][0] == "eager"
+
+
+def test_a_hook_wrapper_is_reported_as_never_run(pm):
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def register_generators(self, register):
+            register("echo", Echo)
+            yield
+
+    pm.register(Wrapper(), name="wrapper")
+    assert "echo" not in registered_generators()
+    (failure,) = [f for f in plugins.failures() if f.plugin == "wrapper"]
+    assert "it is a hook wrapper, which aigc never runs" in failure.error

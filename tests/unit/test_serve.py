@@ -913,6 +913,18 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
     assert raw(server, "/health")[0] == 200  # a generator's sys.exit() does not end the server
 
 
+def test_a_sys_exit_in_a_generators_options_is_a_server_error(server, monkeypatch):
+    from aigc.generators.summarize import SummarizeGenerator
+
+    def exits(self, options):
+        raise SystemExit("no")
+
+    monkeypatch.setattr(SummarizeGenerator, "validate", exits)
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey."})
+    assert status == 500 and body["error"]["message"] == "the summarize task failed; the server log has the details"
+    assert raw(server, "/health")[0] == 200
+
+
 def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
     secret = tmp_path / "secret.j2"
     secret.write_text("db_password = hunter2")

@@ -24,8 +24,9 @@ def test_html_lists_and_pre_come_as_markdown():
 
 
 def test_html_tables_definitions_and_inline_code_come_as_markdown():
-    page = "<table><tr><th>Name</th><th>Age</th></tr><tr><td>Ann</td><td>30</td></tr><tr></tr></table><dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>"
-    assert html_to_text(page) == "| Name | Age |\n\n| Ann | 30 |\n\nTerm\n\nIts sense\n\nRun `ls -l`."
+    page = ("<table><tr><th>Name</th><th>Age</th></tr><tr><td><p>Ann</p><ul><li>Lee</li></ul></td><td>30 | 31</td></tr><tr></tr></table>"
+            "<dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>")
+    assert html_to_text(page) == "| Name | Age |\n|---|---|\n| Ann Lee | 30 \\| 31 |\n\nTerm\n\nIts sense\n\nRun `ls -l`."
 
 
 def test_a_document_keeps_its_first_lines_indent(tmp_path):

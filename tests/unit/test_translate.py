@@ -273,7 +273,7 @@ def test_split_sentences_keeps_abbreviations_together():
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
      ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
      ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)"),
-     ("es-419", "es-419", "Spanish (419)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (CA)")],
+     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
@@ -565,10 +565,17 @@ def test_plain_text_has_no_indented_code_or_html_blocks():
         ("English: a global language.", "Anglais : une langue mondiale.", "English: a global language."),
         ("Sure! English: The cat sleeps.", "Le chat dort.", "The cat sleeps."),
         ("I have a dog. It is big and it likes to run.", "我有一只狗，它很大，喜欢跑。", "I have a dog. It is big and it likes to run."),
+        ("Sure! Good morning to you.", "Bonjour à vous.", "Good morning to you."),
+        ("Translation: Time: 10:30", "Heure : 10h30", "Time: 10:30"),
     ],
 )
 def test_clean_translation_keeps_openings_that_are_the_translation(raw, source, clean):
     assert clean_translation(raw, source, lookup("en")) == clean
+
+
+@pytest.mark.parametrize("raw", ["Translation: 注意：电池电量低。", "Here is the translation: 注意：电池电量低。", "Chinese: 注意：电池电量低。"])
+def test_clean_translation_drops_a_label_before_a_translated_one(raw):
+    assert clean_translation(raw, "Note: the battery is low.", lookup("zh")) == "注意：电池电量低。"
 
 
 def test_glossary_terms_count_in_chinese_and_japanese_without_spaces():
@@ -611,3 +618,34 @@ def test_a_windows_file_comes_back_with_its_line_endings(echo, tmp_path):
     doc.write_bytes(b"# Title\r\n\r\nSome text.\r\n")
     assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
     assert out.read_bytes() == b"# TITLE\r\n\r\nSOME TEXT.\r\n"
+
+
+def test_a_long_token_in_a_spaced_language_is_never_cut_inside():
+    from aigc.sentences import word_runs
+
+    uri = "data:image/png;base64," + "A" * 400
+    assert word_runs(f"See ![d]({uri}) now.", size=300, budget=100) == ["See", f"![d]({uri})", "now."]
+
+
+@pytest.mark.parametrize(
+    "doc, kinds",
+    [
+        ("Para.\n\n    ```\n    not closed\n\nParagraph after.", ["paragraph", "code", "paragraph"]),  # indented code, not a fence
+        ("> Example:\n>\n>     rm -rf build\n\nAfter.", ["quote", "quote", "code", "paragraph"]),
+        ("- [ ] Install:\n\n      pip install foo", ["item", "code"]),  # the task box is not the item's indent
+    ],
+)
+def test_fences_and_indented_code_where_markdown_puts_them(doc, kinds):
+    assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == kinds
+
+
+def test_plain_text_underlined_with_tildes_opens_no_code():
+    blocks = parse_blocks("Chapter One\n~~~~~~~~~~~\n\nIt was a dark night.", plain=True)
+    assert "code" not in [b.kind for b in blocks] and blocks[-1].texts == ["It was a dark night."]
+
+
+def test_a_capitalised_target_keeps_its_own_capitals():
+    engine = FakeEngine()
+    engine.enqueue("Phone es bueno.")
+    result, _ = translate("Phone is nice.", engine, target_language="es", glossary={"phone": "iPhone"})
+    assert result["translation"] == "iPhone es bueno."  # not IPhone
