@@ -219,7 +219,7 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
 
 
 def test_a_model_alias_or_generator_name_that_reads_as_a_path_or_a_hub_id_is_refused(pm):
-    names = ("hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt", "two words")
+    names = ("hf:x/y", "/abs/alias", "org/name", "~home", "openai:gpt", "two words", "x.gguf")
 
     class Lookalike:
         @hookimpl
