@@ -6,7 +6,7 @@ import re
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
 WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=\S)|(?<=[。！？])")
+_SENTENCE_END = re.compile(r"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[»\"'”’)\]])*\s+(?=\S)|(?<=[。！？])")  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
 
 
 def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str]:

@@ -649,3 +649,9 @@ def test_a_capitalised_target_keeps_its_own_capitals():
     engine.enqueue("Phone es bueno.")
     result, _ = translate("Phone is nice.", engine, target_language="es", glossary={"phone": "iPhone"})
     assert result["translation"] == "iPhone es bueno."  # not IPhone
+
+
+def test_sentences_end_at_arabic_hindi_and_french_quoted_stops():
+    assert split_sentences("Il a dit « Bonjour. » Puis il est parti.") == ["Il a dit « Bonjour. »", "Puis il est parti."]
+    assert split_sentences("كيف حالك؟ أنا بخير.") == ["كيف حالك؟", "أنا بخير."]
+    assert split_sentences("मैं ठीक हूँ। तुम कैसे हो?") == ["मैं ठीक हूँ।", "तुम कैसे हो?"]
