@@ -27,7 +27,7 @@ class Block:
 
 # --- Markdown blocks -------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,}|\$\$(?=[ \t]*$))")  # $$ opens math; how far it may be indented: `_fence`
+_FENCE = re.compile(r"^([ \t]*)(`{3,}(?=[^`]*$)|~{3,}|\$\$(?=[ \t]*$))")  # ```ls``` is inline code, not a fence  # $$ opens math; how far it may be indented: `_fence`
 _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+")  # a list item's marker, without a task box
@@ -40,8 +40,8 @@ _TABLE_DELIMITER = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \
 # HTML blocks (CommonMark): up to a closing marker, blank lines included (comments, <pre>, ...);
 # block-level tags up to a blank line; any other tag only when it is alone on its line, and not in
 # the middle of a paragraph. Inline tags and autolinks (<https://...>) are text.
-_HTML_UNTIL = re.compile(r"^[ \t]{0,3}(?:(<!--)|<(pre|script|style|textarea)(?=[\s>]|$))", re.I)
-_HTML_CLOSERS = {"<!--": "-->", "pre": "</pre>", "script": "</script>", "style": "</style>", "textarea": "</textarea>"}
+_HTML_UNTIL = re.compile(r"^[ \t]{0,3}(?:(<!--|<\?|<!\[CDATA\[|<![A-Za-z])|<(pre|script|style|textarea)(?=[\s>]|$))", re.I)
+_HTML_CLOSERS = {"<!--": "-->", "<?": "?>", "<![cdata[": "]]>", "pre": "</pre>", "script": "</script>", "style": "</style>", "textarea": "</textarea>"}
 _HTML_BLOCK = re.compile(
     r"^[ \t]{0,3}(?:<[!?]|</?(?:address|article|aside|blockquote|body|caption|center|col|colgroup|dd|details|dialog|dir|"
     r"div|dl|dt|fieldset|figcaption|figure|footer|form|frame|frameset|h[1-6]|head|header|hr|html|iframe|legend|li|link|"
@@ -56,13 +56,15 @@ _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code, link and image destinations (one level of
 # parentheses inside), reference labels, footnote references, autolinks and bare URLs.
 _PROTECTED = re.compile(
-    r"(`+).+?\1"
+    r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
     r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"]*\")?\)"
     r"|\]\[[^\]]*\]"
     r"|\[\^[^\[\]\s]+\]"
     r"|<(?:https?://|mailto:)[^<>\s]+>|<[^<>\s@]+@[^<>\s@]+>"  # autolinks, e-mail ones too
     r"|\{#[\w.:-]+\}"  # a heading's id: ## Install {#install}
+    r"|<!--.*?-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
+    r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
 _BRACKET = re.compile(r"!?\[|\]")
@@ -145,12 +147,23 @@ def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
     return _broken_block(kind, before, [text], [], after)
 
 
+def _joined(line: str) -> str:
+    """`line` with runs of spaces, tabs and line breaks outside its code, tags and URLs made one
+    space (lines of a paragraph re-joined); a no-break space or the spaces inside code stay."""
+    kept = protected_ranges(line)
+    out, start = [], 0
+    for a, b in [*kept, (len(line), len(line))]:
+        out += [re.sub(r"[ \t\n]+", " ", line[start:a]), line[a:b]]
+        start = b
+    return "".join(out).strip(" \t\n")
+
+
 def _broken_block(kind: str, before: str, lines: list[str], breaks: list[str], after: str = "") -> Block:
     """A block of lines joined by hard line breaks (`breaks[i]` is the literal Markdown between line
     i and i+1); each line's text is translated on its own, unless it has no letters outside code and URLs."""
     block = Block(kind, [before])
     for i, line in enumerate(lines):
-        text = " ".join(line.split())
+        text = _joined(line)
         if any(is_text for is_text, _ in inline_parts(text)):
             block.pieces.append(len(block.texts))
             block.texts.append(text)
@@ -195,7 +208,8 @@ def _html_end(lines: list[str], start: int) -> int:
     <script>, <style> and <textarea> (blank lines included), else at the next blank line."""
     until = _HTML_UNTIL.match(lines[start])
     if until:
-        closer = _HTML_CLOSERS[(until.group(1) or until.group(2)).lower()]
+        opener = (until.group(1) or until.group(2)).lower()
+        closer = _HTML_CLOSERS.get(opener, ">")  # <!DOCTYPE ...> ends at its >
         if closer in lines[start][until.end() :].lower():
             return start + 1
         j = start + 1
@@ -210,10 +224,12 @@ def _html_end(lines: list[str], start: int) -> int:
 
 def _front_matter_end(lines: list[str]) -> int | None:
     """The line that closes YAML (`---`) or TOML (`+++`) front matter opened on the first line; None without any."""
-    if not lines or lines[0].strip() not in ("---", "+++"):
-        return None
+    if not lines or lines[0].strip() not in ("---", "+++") or len(lines) < 2 or not lines[1].strip():
+        return None  # a rule first, with a blank line after it, is no front matter
     closers = ("---", "...") if lines[0].strip() == "---" else ("+++",)
-    return next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
+    end = next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
+    keyed = end is not None and any(re.match(r"[ \t]*[\w\"'.-]+[ \t]*[:=]", line) for line in lines[1:end])  # key: value, key = value
+    return end if keyed else None
 
 
 def without_front_matter(text: str) -> str:
@@ -249,13 +265,18 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
         i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
+    unclosed: dict[str, int] = {}  # fence character -> the shortest fence of it that no line closes
     while i < len(lines):
         line = lines[i]
         if line.strip() and not line[:1].isspace() and not _ITEM.match(line):  # anything at the margin ends a list
             in_list = False
         quote = _QUOTE.match(line)
         fence = _fence(line, item_indent + 3 if in_list else 3) or (quote and _fence(quote.group(2), 3))
-        end = _fence_end(lines, i, fence.group(2), bool(quote)) if fence else None
+        mark = fence.group(2) if fence else ""
+        known_open = not quote and len(mark) >= unclosed.get(mark[:1], len(lines) + 1)  # no closer after an earlier one: none after this
+        end = _fence_end(lines, i, mark, bool(quote)) if fence and not known_open else None
+        if fence and end is None and not quote:
+            unclosed[mark[0]] = min(len(mark), unclosed.get(mark[0], len(mark)))
         if fence and (end is not None or not plain):  # up to its closing fence, or else the end of the text (of the quote);
             if end is None:  # in plain text, an underline of ~~~ opens nothing
                 end = i
@@ -340,13 +361,13 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
                     break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
-            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item"):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item") or (kind == "item" and _fence(nxt, item_indent + 3)):
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
             hard = _hard_break(raw)
             if hard:  # the line before ends in a hard break: kept, with this line's own indent or quote marker
-                parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\")
+                parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\") if hard == "\\" else parts[-1][-1].rstrip()
                 breaks.append(hard + "\n" + prefix)
                 parts.append([content.strip()])
             else:

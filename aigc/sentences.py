@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
@@ -14,9 +15,11 @@ def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str
     nothing is cut inside the `(start, end)` spans of `unbroken` (inline code, say)."""
     sentences: list[str] = []
     start = 0
+    starts = [a for a, _ in unbroken]  # sorted, not overlapping (as a pattern's matches are)
     for match in _SENTENCE_END.finditer(text):
         end = match.start()
-        if any(a < end < b for a, b in unbroken):
+        inside = bisect.bisect_left(starts, end) - 1
+        if inside >= 0 and end < unbroken[inside][1]:
             continue
         tail = text[max(start, end - 64) : end]  # the last word is all that counts: never the whole run since `start`
         word = tail.rsplit(None, 1)[-1].rstrip(".").lower() if tail.strip() else ""
@@ -32,20 +35,29 @@ def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str
     return sentences
 
 
-def word_runs(sentence: str, size: int, budget: int) -> list[str]:
-    """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens; a
-    sentence with too few spaces for that (Chinese, Japanese) into runs of characters, after a comma
-    where there is one."""
-    words = sentence.split()
-    if len(words) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
-        step = max(1, len(words) * budget // (size + 1))
-        return [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
+def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, int]] = ()) -> list[str]:
+    """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens,
+    never inside the `(start, end)` spans of `unbroken`; a sentence with too few spaces for that
+    (Chinese, Japanese) into runs of characters, after a comma where there is one, else between two
+    wide characters."""
+    whole: list[list] = []  # [start, text] of each word; the words inside one span are one
+    for match in re.finditer(r"\S+", sentence):
+        if whole and any(a < match.start() < b for a, b in unbroken):
+            whole[-1][1] = sentence[whole[-1][0] : match.end()]
+        else:
+            whole.append([match.start(), match.group(0)])
+    texts = [text for _, text in whole]
+    if len(texts) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
+        step = max(1, len(texts) * budget // (size + 1))
+        return [" ".join(texts[i : i + step]) for i in range(0, len(texts), step)]
     step = max(1, len(sentence) * budget // (size + 1))
     runs: list[str] = []
     rest = sentence
     while len(rest) > step:
-        cut = max(rest.rfind(comma, step // 2, step) for comma in "，、,;；")
-        cut = cut + 1 if cut > 0 else step
+        cut = max(rest.rfind(comma, step // 2, step) for comma in "，、,;；") + 1
+        if cut <= 0:  # no comma: between two wide characters (later, if none is near), so a URL or a Latin word stays whole
+            between = lambda p: bool(WIDE.match(rest, p - 1) and WIDE.match(rest, p))  # noqa: E731
+            cut = next((p for p in range(step, step // 2, -1) if between(p)), None) or next((p for p in range(step, len(rest)) if between(p)), len(rest))
         runs.append(rest[:cut].strip())
         rest = rest[cut:]
     return [run for run in runs + [rest.strip()] if run]

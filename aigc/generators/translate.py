@@ -42,7 +42,7 @@ def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
         if size <= budget:
             units.append(sentence)
             continue
-        units += word_runs(sentence, size, budget)
+        units += word_runs(sentence, size, budget, protected_ranges(sentence))
     if by_sentence:
         return units
     runs: list[str] = []
@@ -143,11 +143,15 @@ def _replace_in_prose(source: str, target: str, text: str) -> str:
 # --- cleaning a model's answer ---------------------------------------------------------------
 
 _INTERJECTION = re.compile(r"^(?:sure|certainly|of course|okay)\b[!,.]?\s*", re.I)
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)\b[^:：\n]*[:：]\s*", re.I)
+_PREAMBLE = re.compile(
+    r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)"
+    r"(?: (?:in|into|to|from) [^\s:：]+(?: [^\s:：]+)?)?\s*(?:\([^)]*\))?\s*[:：]\s*",  # "Translation into French:", not "The translation team:"
+    re.I,
+)
 _QUOTES = {'"': '"', "“": "”", "«": "»", "'": "'", "„": "“", "「": "」"}
 
 
-_LABELLED = re.compile(r"^[^\s:：]{1,30}(?: [^\s:：]{1,30})?\s*[:：︓﹕]")  # "Note: ...", "Time: 10:30", "注意：..."
+_LABELLED = re.compile(r"^[^\s:：]{1,30}(?: [^\s:：]{1,30}){0,3}\s*[:：︓﹕]")  # "Note: ...", "Time: 10:30", "注意：...", "The translation is: ..."
 
 
 def _width(text: str) -> int:
@@ -311,11 +315,11 @@ class TranslateGenerator(Generator):
             chunks.append(chunk)
         return {"blocks": blocks, "chunks": chunks}
 
-    def _prompt(self, segment: _Segment, opts: TranslateOptions) -> list[dict]:
+    def _prompt(self, segment: _Segment, opts: TranslateOptions, template: templates.Template) -> list[dict]:
         glossary = "\n".join(f"- {s}: {d}" for s, d in segment.terms)
         source = opts.source.name if opts.source else ""
         messages = templates.render(
-            opts.template, {"text": segment.source, "target": opts.target.name, "source": source, "glossary": glossary}
+            template, {"text": segment.source, "target": opts.target.name, "source": source, "glossary": glossary}
         ).messages
         if opts.examples:
             messages = messages[:-1] + example_turns(opts.source, opts.target) + messages[-1:]
@@ -323,26 +327,27 @@ class TranslateGenerator(Generator):
 
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         chunks = prepared["chunks"]
+        template = templates.get_template(opts.template)  # found once, not for every sentence
         for start in range(0, len(chunks), opts.batch_size):
             self.progress(start, len(chunks), "translating")
             batch = [segment for chunk in chunks[start : start + opts.batch_size] for segment in chunk]
-            self._translate(batch, opts, sampling)
-            self._translate_in_parts([s for s in batch if not keeps_markup(s.source, s.translation)], opts, sampling)
+            self._translate(batch, opts, sampling, template)
+            self._translate_in_parts([s for s in batch if not keeps_markup(s.source, s.translation)], opts, sampling, template)
         self.progress(len(chunks), len(chunks), "translating")
         return prepared
 
-    def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any]) -> None:
+    def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Each segment's translation, from one batched engine call."""
         if not batch:
             return
         longest = max(self.engine.count_tokens(s.source) for s in batch)
-        params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **templates.get_template(opts.template).defaults})
-        outputs = self.engine.generate([self._prompt(s, opts) for s in batch], params)
+        params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
+        outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
             segment.translation = clean_translation(group[0].text, segment.source, opts.target)
             segment.cut_off = group[0].finish_reason == "length"
 
-    def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any]) -> None:
+    def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Segments whose translation lost inline code, a link target or a URL: the words between
         them translated piece by piece, and the markup put back as it was."""
         layouts = [inline_parts(segment.source) for segment in broken]
@@ -350,7 +355,7 @@ class TranslateGenerator(Generator):
             _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
             for segment, parts in zip(broken, layouts) for is_text, text in parts if is_text
         ]
-        self._translate(pieces, opts, sampling)
+        self._translate(pieces, opts, sampling, template)
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]

@@ -423,7 +423,7 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     novel.write_text("    It was a dark night.\n\n    The rain fell.\n")
     assert runner.invoke(app, ["translate", str(novel), "--to", "fr"]).stdout == "    IT WAS A DARK NIGHT.\n\n    THE RAIN FELL.\n"
     lines = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
-    assert lines.stdout == "I HAVE A DOG.\n<DIV>GOOD MORNING.</DIV>\n"  # each line is text, not code or markup
+    assert lines.stdout == "I HAVE A DOG.\n<div>GOOD MORNING.</div>\n"  # each line is text (its tags kept), not code or an HTML block
 
 
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
@@ -554,7 +554,7 @@ def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
 def test_plain_text_has_no_indented_code_or_html_blocks():
     text = "    An indented first line\nof a paragraph.\n\n<div>Good morning.</div>"
     assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
-    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE OF A PARAGRAPH.\n\n<DIV>GOOD MORNING.</DIV>"
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
 
 
 @pytest.mark.parametrize(
@@ -655,3 +655,54 @@ def test_sentences_end_at_arabic_hindi_and_french_quoted_stops():
     assert split_sentences("Il a dit « Bonjour. » Puis il est parti.") == ["Il a dit « Bonjour. »", "Puis il est parti."]
     assert split_sentences("كيف حالك؟ أنا بخير.") == ["كيف حالك؟", "أنا بخير."]
     assert split_sentences("मैं ठीक हूँ। तुम कैसे हो?") == ["मैं ठीक हूँ।", "तुम कैसे हो?"]
+
+
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        ("- Steps:\n  - Run:\n    ~~~\n    echo hello\n    ~~~", "- STEPS:\n  - RUN:\n    ~~~\n    echo hello\n    ~~~"),  # no blank line before the code
+        ("1. Run:\n    ```\n    make all\n    ```", "1. RUN:\n    ```\n    make all\n    ```"),
+        ("```ls``` lists files.\n\nThis is prose.", "```ls``` LISTS FILES.\n\nTHIS IS PROSE."),  # inline code, not a fence
+        ("---\n\nIntro text.\n\n---\n\nMore.", "---\n\nINTRO TEXT.\n\n---\n\nMORE."),  # a rule, not front matter
+        ("<?php\n\necho 'hi';\n?>\nAfter.", "<?php\n\necho 'hi';\n?>\nAFTER."),
+        ("path C:\\  \nnext line", "PATH C:\\  \nNEXT LINE"),  # a backslash before a two-space break stays
+        ("Keep `a  b` here, Bonjour\xa0!", "KEEP `a  b` HERE, BONJOUR\xa0!"),
+        ('Click <span class="note">here</span>, $x = y$ costs $5 and $10.', 'CLICK <span class="note">HERE</span>, $x = y$ COSTS $5 AND $10.'),
+    ],
+)
+def test_markdown_structure_the_fuzzer_found(doc, expected):
+    assert translate(doc)[0]["translation"] == expected
+
+
+def test_pathological_inputs_take_linear_time():
+    import time
+
+    from aigc.markdown_blocks import inline_parts, protected_ranges
+
+    started = time.perf_counter()
+    inline_parts("a " + "`" * 20000)
+    text = "Run `x`. " * 20000
+    assert len(split_sentences(text, protected_ranges(text))) == 20000
+    parse_blocks("```x\n" * 10000, plain=True)
+    assert time.perf_counter() - started < 10  # each took seconds to minutes: cubic or quadratic
+
+
+def test_long_sentences_are_never_cut_inside_code_or_a_url():
+    from aigc.sentences import word_runs
+
+    sentence = "w " * 14 + "`Foo Bar` end."
+    result, _ = translate(sentence, chunk_tokens=16)
+    assert "`Foo Bar`" in result["translation"]
+    chinese = "这是一个测试句子" * 5 + "请访问https://example.com/docs了解更多。"
+    assert any("https://example.com/docs" in run for run in word_runs(chinese, 80, 16))
+
+
+@pytest.mark.parametrize(
+    "raw, source, clean",
+    [
+        ("The translation team: Ann and Bob.", "L'équipe de traduction : Ann et Bob.", "The translation team: Ann and Bob."),
+        ("Translation into English: The cat sleeps.", "Le chat dort.", "The cat sleeps."),
+    ],
+)
+def test_clean_translation_strips_preambles_not_sentences_about_translation(raw, source, clean):
+    assert clean_translation(raw, source, lookup("en")) == clean
