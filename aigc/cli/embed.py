@@ -97,12 +97,15 @@ def similar(
         texts = [query] + [item[2] for item in items]
         vectors = embed_cached(generator, texts, EmbeddingCache(), skip) if cache else generator.embed_many(texts, on_error=skip)
     found = [(item, vector) for item, vector in zip(items, vectors[1:]) if vector is not None]
+    if not found:
+        raise BadInputError(f"no row of {input} could be embedded (warned above); there is nothing to compare with")
     for index, score in rank(vectors[0], [vector for _, vector in found], number):
         (_, item_id, text, fields), _ = found[index]
         if as_json:
             ui.result(json.dumps({"id": item_id, "score": round(score, 4), "text": text, "fields": fields}, ensure_ascii=False))
         else:
-            ui.result(f"{score:.3f}\t{item_id}\t{' '.join(text.split())}")
+            shown_id = item_id if isinstance(item_id, str) and item_id.isprintable() else json.dumps(item_id, ensure_ascii=False)  # one line, tab-separated
+            ui.result(f"{score:.3f}\t{shown_id}\t{' '.join(text.split())}")
     run.report(generator)
 
 

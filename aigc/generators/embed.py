@@ -35,13 +35,21 @@ class EmbedGenerator(Generator):
         self, texts: list[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None,
         on_error: Callable[[int, BadInputError], None] | None = None,
     ) -> list[list[float] | None]:
-        """Each text's vector, in order, `CHUNK` texts per engine call; reports progress, and hands
+        """Each text's vector, in order (a text given twice embedded once), `CHUNK` texts per engine call; reports progress, and hands
         each call's texts and vectors to `keep` (a cache) as they come. A text the engine refuses
         (longer than the context, say) raises its error; with `on_error`, its vector is None and
         `on_error(index, error)` is told instead."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise BadInputError(f"embed_many takes a list of texts, got {type_name(texts)}")
         self.check_each(texts)
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):  # a text given twice is embedded once: the copies get the same vector
+            places: dict[str, list[int]] = {}
+            for index, text in enumerate(texts):
+                places.setdefault(text, []).append(index)
+            report = None if on_error is None else lambda index, exc: [on_error(place, exc) for place in places[unique[index]]]
+            found = dict(zip(unique, self.embed_many(unique, keep, report)))
+            return [found[text] for text in texts]
         vectors: list[list[float]] = []
         for start in range(0, len(texts), CHUNK):
             chunk = list(texts[start : start + CHUNK])

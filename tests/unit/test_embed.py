@@ -211,12 +211,12 @@ def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_pa
     assert [line[1] for line in lines][0] == "t1" and float(lines[0][0]) == pytest.approx(1.0, abs=1e-3)
     assert len(lines) == 2 and float(lines[0][0]) >= float(lines[1][0]) and lines[0][2] == TEXTS[1]
     assert "row 4 skipped: the text is empty" in result.stderr and "row 5 skipped" in result.stderr
-    assert "texts embedded: 5" in result.stderr  # the model's fingerprint, the query and 3 items
+    assert "texts embedded: 4" in result.stderr  # the model's fingerprint, the query (item t1 too: the same text, embedded once) and 2 items
     again = invoke(*args, "--json")
     assert again.exit_code == 0, again.output
-    assert "texts embedded: 6" in again.stderr  # the fingerprint again: the query and the items were cached
+    assert "texts embedded: 5" in again.stderr  # the fingerprint again: the query and the items were cached
     found = [json.loads(line) for line in again.stdout.splitlines()]
-    assert [f["id"] for f in found] == [line[1] for line in lines] and found[0]["text"] == TEXTS[1]
+    assert [f["id"] for f in found] == [line[1] for line in lines] and found[0]["text"] == TEXTS[1] and found[0]["score"] == 1.0
     assert found[0]["fields"] == {"url": "https://x/1"}  # the row's other columns
 
 
@@ -253,3 +253,23 @@ def test_cli_similar_skips_a_row_too_long_and_allows_repeated_ids(tiny_model_dir
 def test_cli_embed_lines_checks_every_line_for_utf8(tiny_model_dir):
     result = invoke("embed", "--lines", "ok\nbad\udcff", "-m", str(tiny_model_dir))
     assert result.exit_code == 2 and "not valid UTF-8" in result.stderr
+
+
+def test_cli_similar_with_no_row_embedded_is_exit_2_and_odd_ids_stay_on_their_line(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    long = tmp_path / "long.txt"
+    long.write_text("bees " * 600 + "\n")
+    result = invoke("similar", "bees", "-i", str(long), "-m", str(tiny_model_dir))
+    assert result.exit_code == 2 and "no row of" in result.stderr and "could be embedded" in result.stderr
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps({"id": "a\tb\nc", "text": TEXTS[0]}) + "\n" + json.dumps({"id": True, "text": TEXTS[1]}) + "\n")
+    lines = invoke("similar", TEXTS[0], "-i", str(odd), "-m", str(tiny_model_dir)).stdout.splitlines()
+    assert len(lines) == 2 and [line.split("\t")[1] for line in lines] == ['"a\\tb\\nc"', "true"]
+
+
+def test_embed_many_embeds_a_repeated_text_once(tiny_engine):
+    from aigc.generators.embed import EmbedGenerator
+
+    errors = []
+    vectors = EmbedGenerator(engine=tiny_engine).embed_many(["bees", "honey", "bees", "x " * 5000, "x " * 5000], on_error=lambda i, exc: errors.append(i))
+    assert vectors[0] == vectors[2] and vectors[3] is None and vectors[4] is None and errors == [3, 4]
