@@ -179,6 +179,14 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
 
 
+def values(column: str) -> list[str]:
+    """The distinct values of `column` (`model` or `command`) the log holds, sorted."""
+    if column not in ("model", "command") or not log_path().exists():
+        return []
+    with _connect() as db:
+        return sorted(row[0] for row in db.execute(f"SELECT DISTINCT {column} FROM responses"))
+
+
 def entry(entry_id: int) -> Entry:
     """The entry with this id; a `BadInputError` when there is none."""
     rows = []

@@ -40,6 +40,14 @@ def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_an
     assert first.options == {"template": "chat"} and first.datetime_utc and first.id == ids[0]
 
 
+def test_a_filter_naming_what_the_log_never_holds_says_so():
+    for n, command in enumerate(("chat", "summarize")):
+        logs.record(entry(n, command=command))
+    assert invoke("logs", "--command", "chatt").stderr == "No logged answer matches: no answer was logged with --command chatt (the log has chat, summarize).\n"
+    assert invoke("logs", "--model", "x").stderr == "No logged answer matches: no answer was logged with --model x (the log has m).\n"
+    assert invoke("logs", "-q", "nowhere").stderr == "No logged answer matches.\n"
+
+
 def test_remove_checks_every_id_first_and_clear_empties_the_log():
     ids = [logs.record(entry(n)) for n in range(3)]
     with pytest.raises(BadInputError, match="no logged response 99"):
