@@ -300,7 +300,7 @@ class TranslateGenerator(Generator):
             raise BadInputError("there is no text to translate")
 
     def preprocess(self, inputs: str, opts: TranslateOptions) -> dict[str, Any]:
-        blocks = parse_blocks(inputs.replace("\r\n", "\n"), plain=opts.plain)
+        blocks = parse_blocks(inputs.lstrip("\ufeff").replace("\r\n", "\n"), plain=opts.plain)
         count = self.engine.count_tokens
         movable = [i for i, block in enumerate(blocks) if block.texts]
         sizes = [sum(count(t) for t in blocks[i].texts) for i in movable]
@@ -313,7 +313,7 @@ class TranslateGenerator(Generator):
                         terms = [(s, d) for s, d in opts.terms if _term(s).search(_prose(piece))]
                         chunk.append(_Segment(b, t, piece, terms))
             chunks.append(chunk)
-        return {"blocks": blocks, "chunks": chunks}
+        return {"blocks": blocks, "chunks": chunks, "crlf": inputs.count("\r\n") > inputs.count("\n") // 2}
 
     def _prompt(self, segment: _Segment, opts: TranslateOptions, template: templates.Template) -> list[dict]:
         glossary = "\n".join(f"- {s}: {d}" for s, d in segment.terms)
@@ -378,7 +378,7 @@ class TranslateGenerator(Generator):
         translations = [[joiner.join(parts) for parts in block] for block in pieces]
         order = {term: i for i, term in enumerate(opts.terms)}
         return {
-            "translation": render_blocks(blocks, translations),
+            "translation": render_blocks(blocks, translations).replace("\n", "\r\n" if raw["crlf"] else "\n"),  # Windows text comes back as it came
             "source_language": opts.source.code if opts.source else "auto",
             "target_language": opts.target.code,
             "glossary_misses": [

@@ -706,3 +706,8 @@ def test_long_sentences_are_never_cut_inside_code_or_a_url():
 )
 def test_clean_translation_strips_preambles_not_sentences_about_translation(raw, source, clean):
     assert clean_translation(raw, source, lookup("en")) == clean
+
+
+def test_library_text_with_a_bom_or_crlf_keeps_its_front_matter_and_line_endings():
+    result, _ = translate("\ufeff---\ntitle: x\n---\r\nHi there.\r\n\r\nBye.\r\n")
+    assert result["translation"] == "---\r\ntitle: x\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
