@@ -338,6 +338,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         footnote = _FOOTNOTE.match(line)
         if footnote:
             blocks.append(_text_block("footnote", footnote.group(1), footnote.group(2)))
+            in_list, item_indent = True, 4  # its next paragraphs are indented 4, as a list item's are
             i += 1
             continue
         if _REFERENCE.match(line):

@@ -666,6 +666,7 @@ def test_sentences_end_at_arabic_hindi_and_french_quoted_stops():
         ("---\n\nIntro text.\n\n---\n\nMore.", "---\n\nINTRO TEXT.\n\n---\n\nMORE."),  # a rule, not front matter
         ("<?php\n\necho 'hi';\n?>\nAfter.", "<?php\n\necho 'hi';\n?>\nAFTER."),
         ("path C:\\  \nnext line", "PATH C:\\  \nNEXT LINE"),  # a backslash before a two-space break stays
+        ("[^1]: First para.\n\n    Second para of note.", "[^1]: FIRST PARA.\n\n    SECOND PARA OF NOTE."),  # a footnote's paragraph, not code
         ("Keep `a  b` here, Bonjour\xa0!", "KEEP `a  b` HERE, BONJOUR\xa0!"),
         ('Click <span class="note">here</span>, $x = y$ costs $5 and $10.', 'CLICK <span class="note">HERE</span>, $x = y$ COSTS $5 AND $10.'),
     ],
