@@ -63,7 +63,7 @@ _PROTECTED = re.compile(
     r"|\[\^[^\[\]\s]+\]"
     r"|<(?:https?://|mailto:)[^<>\s]+>|<[^<>\s@]+@[^<>\s@]+>"  # autolinks, e-mail ones too
     r"|\{#[\w.:-]+\}"  # a heading's id: ## Install {#install}
-    r"|<!--.*?-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
+    r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
@@ -222,13 +222,16 @@ def _html_end(lines: list[str], start: int) -> int:
     return j
 
 
+_FRONT_MATTER_LINE = re.compile(r"[ \t]*(?:[^\s#:\-\[{][^:\n]*?:(?:[ \t]|$)|[\w\"'.-]+[ \t]*=|\[[^\]\n]+\][ \t]*$|\{|#|\?)")  # key: value, key = value, [table], {...}, a comment
+
+
 def _front_matter_end(lines: list[str]) -> int | None:
     """The line that closes YAML (`---`) or TOML (`+++`) front matter opened on the first line; None without any."""
-    if not lines or lines[0].strip() not in ("---", "+++") or len(lines) < 2 or not lines[1].strip():
-        return None  # a rule first, with a blank line after it, is no front matter
+    if not lines or lines[0].strip() not in ("---", "+++"):
+        return None
     closers = ("---", "...") if lines[0].strip() == "---" else ("+++",)
     end = next((j for j in range(1, len(lines)) if lines[j].strip() in closers), None)
-    keyed = end is not None and any(re.match(r"[ \t]*[\w\"'.-]+[ \t]*[:=]", line) for line in lines[1:end])  # key: value, key = value
+    keyed = end is not None and any(_FRONT_MATTER_LINE.match(line) for line in lines[1:end])
     return end if keyed else None
 
 
@@ -273,7 +276,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         quote = _QUOTE.match(line)
         fence = _fence(line, item_indent + 3 if in_list else 3) or (quote and _fence(quote.group(2), 3))
         mark = fence.group(2) if fence else ""
-        known_open = not quote and len(mark) >= unclosed.get(mark[:1], len(lines) + 1)  # no closer after an earlier one: none after this
+        known_open = not quote and len(mark) >= unclosed.get(mark[:1], float("inf"))  # no closer after an earlier one: none after this
         end = _fence_end(lines, i, mark, bool(quote)) if fence and not known_open else None
         if fence and end is None and not quote:
             unclosed[mark[0]] = min(len(mark), unclosed.get(mark[0], len(mark)))
@@ -372,7 +375,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 breaks.append(hard + "\n" + prefix)
                 parts.append([content.strip()])
             else:
-                parts[-1].append(content)
+                parts[-1].append(content.lstrip(" \t"))  # a continuation line's indent is not text (nor code)
             raw = nxt
             i += 1
         blocks.append(_broken_block(kind, before, [" ".join(part) for part in parts], breaks))

@@ -39,25 +39,27 @@ def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, i
     """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens,
     never inside the `(start, end)` spans of `unbroken`; a sentence with too few spaces for that
     (Chinese, Japanese) into runs of characters, after a comma where there is one, else between two
-    wide characters."""
-    whole: list[list] = []  # [start, text] of each word; the words inside one span are one
-    for match in re.finditer(r"\S+", sentence):
-        if whole and any(a < match.start() < b for a, b in unbroken):
-            whole[-1][1] = sentence[whole[-1][0] : match.end()]
-        else:
-            whole.append([match.start(), match.group(0)])
-    texts = [text for _, text in whole]
-    if len(texts) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
-        step = max(1, len(texts) * budget // (size + 1))
-        return [" ".join(texts[i : i + step]) for i in range(0, len(texts), step)]
-    step = max(1, len(sentence) * budget // (size + 1))
-    runs: list[str] = []
-    rest = sentence
-    while len(rest) > step:
-        cut = max(rest.rfind(comma, step // 2, step) for comma in "，、,;；") + 1
-        if cut <= 0:  # no comma: between two wide characters (later, if none is near), so a URL or a Latin word stays whole
-            between = lambda p: bool(WIDE.match(rest, p - 1) and WIDE.match(rest, p))  # noqa: E731
-            cut = next((p for p in range(step, step // 2, -1) if between(p)), None) or next((p for p in range(step, len(rest)) if between(p)), len(rest))
-        runs.append(rest[:cut].strip())
-        rest = rest[cut:]
-    return [run for run in runs + [rest.strip()] if run]
+    wide characters. Runs are pieces of the sentence as it is (its spaces kept)."""
+    starts = [a for a, _ in unbroken]
+
+    def free(position: int) -> bool:  # not inside a span
+        inside = bisect.bisect_left(starts, position) - 1
+        return inside < 0 or position >= unbroken[inside][1]
+
+    words = [match.start() for match in re.finditer(r"\S+", sentence) if free(match.start())]  # where each word (or span) starts
+    if len(words) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
+        step = max(1, len(words) * budget // (size + 1))
+        cuts = words[::step][1:]
+    else:
+        step = max(1, len(sentence) * budget // (size + 1))
+        cuts, start = [], 0
+        comma = lambda p: sentence[p - 1] in "，、,;；" and free(p)  # noqa: E731
+        between = lambda p: bool(WIDE.match(sentence, p - 1) and WIDE.match(sentence, p)) and free(p)  # noqa: E731 - so a URL or a Latin word stays whole
+        while len(sentence) - start > step:
+            near = range(start + step, start + step // 2, -1)
+            cut = next((p for p in near if comma(p)), None) or next((p for p in near if between(p)), None)
+            cut = cut or next((p for p in range(start + step, len(sentence)) if between(p) or comma(p)), len(sentence))
+            cuts.append(cut)
+            start = cut
+    bounds = [0, *cuts, len(sentence)]
+    return [piece for a, b in zip(bounds, bounds[1:]) if (piece := sentence[a:b].strip())]

@@ -49,7 +49,7 @@ class EmbedGenerator(Generator):
                 places.setdefault(text, []).append(index)
             report = None if on_error is None else lambda index, exc: [on_error(place, exc) for place in places[unique[index]]]
             found = dict(zip(unique, self.embed_many(unique, keep, report)))
-            return [found[text] for text in texts]
+            return [None if found[text] is None else list(found[text]) for text in texts]  # copies: changing one changes no other
         vectors: list[list[float]] = []
         for start in range(0, len(texts), CHUNK):
             chunk = list(texts[start : start + CHUNK])

@@ -145,7 +145,7 @@ def _replace_in_prose(source: str, target: str, text: str) -> str:
 _INTERJECTION = re.compile(r"^(?:sure|certainly|of course|okay)\b[!,.]?\s*", re.I)
 _PREAMBLE = re.compile(
     r"^(?:here(?:'s| is) (?:the|a|my|your) translation|the translation(?: is)?|translation|translated text)"
-    r"(?: (?:in|into|to|from) [^\s:：]+(?: [^\s:：]+)?)?\s*(?:\([^)]*\))?\s*[:：]\s*",  # "Translation into French:", not "The translation team:"
+    r"(?: of (?:the|this|that|your|my) [^\s:：]+)?(?: (?:in|into|to|from) [^\s:：]+(?: [^\s:：]+)?){0,2}\s*(?:\([^)]*\))?\s*[:：]\s*",  # "Translation into French:", not "The translation team:"
     re.I,
 )
 _QUOTES = {'"': '"', "“": "”", "«": "»", "'": "'", "„": "“", "「": "」"}
@@ -165,7 +165,7 @@ def _without_label(text: str, source: str, target: Language) -> str:
     labels = "|".join(re.escape(x) for x in {target.name, target.native, "Translation"} if x)
     unlabelled = _PREAMBLE.sub("", text, count=1)
     unlabelled = re.sub(rf"^(?:{labels})\s*(?:\([^)]*\))?\s*[:：]\s*", "", unlabelled, count=1, flags=re.I).strip()
-    if _LABELLED.match(source) and not _LABELLED.match(unlabelled):  # the source's label, translated, is all it had
+    if _LABELLED.match(source) and not re.search(r"[:：︓﹕]", unlabelled):  # the source's label, translated, is all it had
         return text
     return unlabelled
 

@@ -685,6 +685,11 @@ def test_pathological_inputs_take_linear_time():
     text = "Run `x`. " * 20000
     assert len(split_sentences(text, protected_ranges(text))) == 20000
     parse_blocks("```x\n" * 10000, plain=True)
+    inline_parts("x <!-- " * 20000)
+    from aigc.sentences import word_runs
+
+    spans = " ".join(f"`c{i}`" for i in range(8000))
+    word_runs(spans, 40000, 100, protected_ranges(spans))
     assert time.perf_counter() - started < 10  # each took seconds to minutes: cubic or quadratic
 
 
@@ -694,8 +699,11 @@ def test_long_sentences_are_never_cut_inside_code_or_a_url():
     sentence = "w " * 14 + "`Foo Bar` end."
     result, _ = translate(sentence, chunk_tokens=16)
     assert "`Foo Bar`" in result["translation"]
-    chinese = "这是一个测试句子" * 5 + "请访问https://example.com/docs了解更多。"
-    assert any("https://example.com/docs" in run for run in word_runs(chinese, 80, 16))
+    chinese = "这是一个测试句子" * 5 + "请访问https://example.com/a,b,c了解`代码，内容，逗号`更多。"
+    from aigc.markdown_blocks import protected_ranges
+
+    runs = word_runs(chinese, 80, 16, protected_ranges(chinese))
+    assert "".join(runs) == chinese and any("https://example.com/a,b,c" in run and "`代码，内容，逗号`" in run for run in runs)
 
 
 @pytest.mark.parametrize(
@@ -712,3 +720,23 @@ def test_clean_translation_strips_preambles_not_sentences_about_translation(raw,
 def test_library_text_with_a_bom_or_crlf_keeps_its_front_matter_and_line_endings():
     result, _ = translate("\ufeff---\ntitle: x\n---\r\nHi there.\r\n\r\nBye.\r\n")
     assert result["translation"] == "---\r\ntitle: x\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
+
+
+@pytest.mark.parametrize(
+    "doc, first",
+    [
+        ("---\nfull name: Ann Smith\n---\nHi.", "front matter"), ("+++\n[params]\n+++\nHi.", "front matter"),
+        ("---\n\ntitle: x\n---\nHi.", "front matter"), ("---\n# a comment\n---\nHi.", "front matter"),
+        ("---\nTime 10:30 is late\n---\nx", "rule"), ("---\n\nIntro text.\n\n---\n\nMore.", "rule"),
+    ],
+)
+def test_front_matter_is_told_from_a_rule(doc, first):
+    assert parse_blocks(doc)[0].kind == first
+
+
+def test_a_long_fence_a_continuation_indent_and_longer_preambles():
+    assert translate("``````\nprint(1)\n``````\nThe cat sleeps.")[0]["translation"] == "``````\nprint(1)\n``````\nTHE CAT SLEEPS."
+    assert translate("- Run `make\n  install` now")[0]["translation"].startswith("- RUN `make install`")
+    for raw in ("Here's the translation of the text: Bonjour.", "Translation from English to French: Bonjour."):
+        assert clean_translation(raw, "Hello.", lookup("fr")) == "Bonjour."
+    assert clean_translation("French: Il y a trois options : A, B et C.", "There are three options: A, B and C.", lookup("fr")) == "Il y a trois options : A, B et C."
