@@ -27,7 +27,7 @@ class Block:
 
 # --- Markdown blocks -------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^([ \t]*)(`{3,}(?=[^`]*$)|~{3,}|\$\$(?=[ \t]*$))")  # ```ls``` is inline code, not a fence  # $$ opens math; how far it may be indented: `_fence`
+_FENCE = re.compile(r"^([ \t]*)(`{3,}(?=[^`]*$)|~{3,}|\$\$(?=[ \t]*$))")  # $$ opens math; ```ls``` is inline code; the indent allowed: `_fence`
 _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a setext heading's underline
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+")  # a list item's marker, without a task box

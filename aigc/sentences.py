@@ -53,8 +53,13 @@ def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, i
     else:
         step = max(1, len(sentence) * budget // (size + 1))
         cuts, start = [], 0
-        comma = lambda p: sentence[p - 1] in "，、,;；" and free(p)  # noqa: E731
-        between = lambda p: bool(WIDE.match(sentence, p - 1) and WIDE.match(sentence, p)) and free(p)  # noqa: E731 - so a URL or a Latin word stays whole
+
+        def comma(p: int) -> bool:
+            return sentence[p - 1] in "，、,;；" and free(p)
+
+        def between(p: int) -> bool:  # two wide characters: so a URL or a Latin word stays whole
+            return bool(WIDE.match(sentence, p - 1) and WIDE.match(sentence, p)) and free(p)
+
         while len(sentence) - start > step:
             near = range(start + step, start + step // 2, -1)
             cut = next((p for p in near if comma(p)), None) or next((p for p in near if between(p)), None)
