@@ -240,13 +240,18 @@ def read_input(source: str, lines: bool = False) -> str:
     return source
 
 
+def mostly_crlf(text: str) -> bool:
+    """Whether most of `text`'s line breaks are CRLF (Windows)."""
+    return text.count("\r\n") > text.count("\n") // 2
+
+
 def uses_crlf(source: str) -> bool:
     """Whether `source` is a file whose lines end in CRLF (Windows), as most of them do; text is read with LF."""
     try:
         data = Path(source).expanduser().read_bytes() if source != "-" and os.path.isfile(os.path.expanduser(source)) else b""
     except OSError:
         return False
-    return data.count(b"\r\n") > data.count(b"\n") // 2
+    return mostly_crlf(data.decode("latin-1"))  # any bytes decode: only line breaks are counted
 
 
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:

@@ -111,7 +111,7 @@ class HeadlineGenerator(Generator):
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join((without_front_matter(article) or article).split()[:ARTICLE_WORDS])  # its words, not its metadata
+        article = " ".join(without_front_matter(article).split()[:ARTICLE_WORDS])  # its words, not its metadata
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

@@ -103,7 +103,7 @@ class SummarizeGenerator(Generator):
             raise BadInputError("there is no text to summarize")
 
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
-        return split_by_tokens(without_front_matter(inputs) or inputs, opts.chunk_tokens, self.engine.count_tokens)  # its words, not its metadata
+        return split_by_tokens(without_front_matter(inputs), opts.chunk_tokens, self.engine.count_tokens)  # its words, not its metadata
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults

@@ -24,7 +24,7 @@ from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks
 from ..sentences import WIDE, split_sentences, word_runs
-from ..textio import decode_text, numbered_lines, unquote
+from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, type_name
 
 
@@ -313,7 +313,7 @@ class TranslateGenerator(Generator):
                         terms = [(s, d) for s, d in opts.terms if _term(s).search(_prose(piece))]
                         chunk.append(_Segment(b, t, piece, terms))
             chunks.append(chunk)
-        return {"blocks": blocks, "chunks": chunks, "crlf": inputs.count("\r\n") > inputs.count("\n") // 2}
+        return {"blocks": blocks, "chunks": chunks, "crlf": mostly_crlf(inputs)}
 
     def _prompt(self, segment: _Segment, opts: TranslateOptions, template: templates.Template) -> list[dict]:
         glossary = "\n".join(f"- {s}: {d}" for s, d in segment.terms)
