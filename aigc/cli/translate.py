@@ -26,8 +26,10 @@ def translate(
     *,
     run: RunOptions,
 ) -> None:
-    """Translate a document, keeping its paragraphs, lists and Markdown structure (a .txt file is
-    read as plain text: an indented line is prose, not code)."""
+    """Translate a document, keeping its paragraphs, lists and Markdown structure.
+
+    A .txt file is read as plain text: an indented line is prose, not code.
+    """
     from ..generators.translate import load_glossary
 
     output = output_target(output, source=source)
