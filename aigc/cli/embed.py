@@ -1,13 +1,13 @@
 """`aigc embed TEXT|FILE|-` and `aigc similar QUERY -i FILE`."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_utf8, numbered_lines, read_input
+from ..textio import check_utf8, numbered_lines, output_target, read_input, write_atomic
 from .lines import LineResults
 from .options import RunOptions, generation_options
 
@@ -17,10 +17,14 @@ def embed(
     source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
     lines: Annotated[bool, typer.Option("--lines", help="Embed each non-empty input line as its own text; one result per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"embedding", "dimensions"} (with --lines, and "line") instead of the bare list.')] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the embedding to this file (atomically; - for stdout).")] = None,
     *,
     run: RunOptions,
 ) -> None:
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
+    output = output_target(output, source=source)
+    if lines and output:
+        raise BadInputError("--lines prints one result per line; for a file of embeddings use aigc batch embed -o")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
@@ -43,6 +47,8 @@ def embed(
         record = {"error": failed[index]} if vector is None else {"embedding": vector, "dimensions": len(vector)}
         if lines:
             shown.show(number, "" if vector is None else json.dumps(vector), record)
+        elif output:
+            ui.info(f"wrote {write_atomic(output, json.dumps(record) if as_json else json.dumps(vector))}")
         else:
             ui.result(json.dumps(record) if as_json else json.dumps(vector))
     run.report(generator)

@@ -193,6 +193,16 @@ def test_cli_embed_prints_a_json_list_and_json_lines(tiny_model_dir, tmp_path):
     assert rows[0]["embedding"] == pytest.approx(json.loads(invoke("embed", "bees", "-m", str(tiny_model_dir)).stdout), abs=1e-5)
 
 
+def test_cli_embed_writes_the_vector_to_a_file_with_o(tiny_model_dir, tmp_path):
+    target = tmp_path / "vec.json"
+    result = invoke("embed", "bees", "-m", str(tiny_model_dir), "--json", "-o", str(target))
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    record = json.loads(target.read_text())
+    assert record["dimensions"] == 32 and record["embedding"] == pytest.approx(json.loads(invoke("embed", "bees", "-m", str(tiny_model_dir)).stdout), abs=1e-5)
+    result = invoke("embed", "-", "--lines", "-o", str(target), "-m", str(tiny_model_dir), input="bees\n")
+    assert result.exit_code == 2 and "aigc batch embed -o" in result.stderr
+
+
 @pytest.mark.parametrize("args, input, words", [(["-"], "  \n", "standard input is empty"), (["missing.txt"], None, "no such file")])
 def test_cli_embed_bad_input_is_exit_2(tiny_model_dir, args, input, words):
     result = invoke("embed", *args, "-m", str(tiny_model_dir), input=input)
