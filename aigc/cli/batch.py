@@ -57,6 +57,8 @@ def batch(
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field, field)
     generator = run.generator(task)
+    if input.lower().endswith(".txt"):  # its rows are lines of plain text
+        options = {**generator.line_options, **options}
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name

@@ -54,6 +54,7 @@ def run_lines(
     if not rows:
         raise BadInputError("the input has no non-empty lines")
     generator = run.generator(task)
+    options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
     shown = LineResults(as_json)

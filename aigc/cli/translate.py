@@ -37,7 +37,7 @@ def translate(
     text = read_input(source, lines=lines)
     if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
-    plain = lines or (source.lower().endswith(".txt") and os.path.isfile(source))  # an indented line is prose, not code
+    plain = source.lower().endswith(".txt") and os.path.isfile(source)  # an indented line is prose, not code (--lines: each line is)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
     try:
         run.generator("translate").validate(options)  # a language it does not know, named by its flag

@@ -94,6 +94,7 @@ class Generator:
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
+    line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
 
     def __init__(
         self,

@@ -292,6 +292,7 @@ class TranslateGenerator(Generator):
     description = "Translate a document, keeping its Markdown structure"
     Options = TranslateOptions
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
+    line_options = {"plain": True}  # a line of a .txt file is prose, even indented
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):

@@ -424,6 +424,11 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     assert runner.invoke(app, ["translate", str(novel), "--to", "fr"]).stdout == "    IT WAS A DARK NIGHT.\n\n    THE RAIN FELL.\n"
     lines = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
     assert lines.stdout == "I HAVE A DOG.\n<div>GOOD MORNING.</div>\n"  # each line is text (its tags kept), not code or an HTML block
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(out), "-O", "target_language=fr"]).exit_code == 0
+    assert [json.loads(row)["result"]["translation"] for row in out.read_text().splitlines()] == ["    IT WAS A DARK NIGHT.", "    THE RAIN FELL."]
+    markdown = runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
+    assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
 
 
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
