@@ -62,9 +62,10 @@ def result(text: str) -> None:
     sys.stdout.flush()
 
 
-def stream_result(pieces: Iterator[str]) -> str:
+def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None) -> str:
     """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
-    returns the whole text. An `AigcError` midway ends the written line first."""
+    returns the whole text. An `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C
+    gives `on_stop` the text written so far."""
     seen: list[str] = []
     started = False
     try:
@@ -75,10 +76,15 @@ def stream_result(pieces: Iterator[str]) -> str:
             seen.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
-    except AigcError:  # the error goes on a line of its own, after what was written
+    except (AigcError, KeyboardInterrupt) as exc:  # the error goes on a line of its own, after what was written
         if started:
             sys.stdout.write("\n")
             sys.stdout.flush()
+        if isinstance(exc, KeyboardInterrupt):
+            close = getattr(pieces, "close", None)
+            if close:
+                close()  # a session records the partial reply now
+            on_stop("".join(seen).strip())
         raise
     sys.stdout.write("\n")
     sys.stdout.flush()

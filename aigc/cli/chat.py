@@ -16,17 +16,20 @@ from ..textio import STDIN, check_writable, read_document
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
-  /help            this help
+  /help, /?        this help
+  /show            the model, system prompt, template, settings and session
   /file PATH       add a text file to your next message (/file alone lists them)
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
-  /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default)
-  /reset           forget the conversation (keeps the system prompt)
-  /system TEXT     set the system prompt (empty: back to the default)
+  /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default;
+                   /set system TEXT as /system)
+  /reset, /clear   forget the conversation (keeps the system prompt)
+  /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
   /save FILE       save the conversation (.json, or Markdown for any other name)
   /load FILE       go on from a conversation saved as .json
-  /exit            leave (Ctrl-D does too)
-A line starting with \"\"\" goes on over several lines until one ends with \"\"\".
+  /exit, /bye      leave (/quit and Ctrl-D do too)
+A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
+even if it starts with /); start a message with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
 
@@ -80,7 +83,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json):
-        answer = ui.stream_result(generator.stream(text, sampling, **options)).strip()
+        answer = ui.stream_result(generator.stream(text, sampling, **options), on_stop=_logged(run, generator, text, options)).strip()
     else:
         result = generator(text, sampling=sampling, **options)
         answer = shown(result)
@@ -90,6 +93,16 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
             ui.result(answer)
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
+
+
+def _logged(run: RunOptions, generator, text: str, options: dict, session=None):
+    """A streamed answer's `on_stop`: a reply stopped with Ctrl-C is logged, as the REPL logs one."""
+
+    def stopped(partial: str) -> None:
+        if partial:
+            run.keep(generator, "chat", text, partial, options, session=session)
+
+    return stopped
 
 
 def _streamed(generator, options: dict, run: RunOptions, as_json: bool) -> bool:
@@ -116,8 +129,9 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     run.prepare(generator, text, session.options())
     _check_model(session)
     result = None
+    label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json):
-        answer = ui.stream_result(session.send(text)).strip()
+        answer = ui.stream_result(session.send(text), on_stop=_logged(run, generator, text, session.options(), label)).strip()
     else:
         result = session.answer(text)
         answer = shown(result)
@@ -125,7 +139,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
             _json_result(generator, result, run.usage(generator), session=str(session.path))
         else:
             ui.result(answer)
-    run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=conversations.session_label(session.path))
+    run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
     run.report(generator)
 
 
@@ -170,26 +184,43 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
             ui.info("(Ctrl-D or /exit to leave)")
 
 
-def _read_message() -> str:
-    """One line, or with \"\"\" at its start the lines up to one that ends with \"\"\" (as in ollama)."""
-    line = input(">>> ")
+def _input(prompt: str) -> str:
+    """A line from the user; the prompt goes to stderr when stdout is not the terminal (`> out.txt`)."""
+    if sys.stdout.isatty():
+        return input(prompt)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
+def _read_message() -> tuple[str, bool]:
+    """One line, or with \"\"\" at its start the lines up to one that ends with \"\"\" (as in ollama);
+    and whether it was such a block (a message even where it starts with /). Ctrl-D inside a block drops it."""
+    line = _input(">>> ")
     if not line.lstrip().startswith(QUOTES):
-        return line.strip()
+        return line.strip(), False
     lines = [line.lstrip()[len(QUOTES):]]
     while not (len(lines) > 1 or lines[0].strip()) or not lines[-1].rstrip().endswith(QUOTES):
-        lines.append(input("... "))
+        try:
+            lines.append(_input("... "))
+        except EOFError:
+            sys.stdout.write("\n")
+            _reply(f'(unfinished {QUOTES} message dropped; end one with {QUOTES} to send it)')
+            return "", True
     lines[-1] = lines[-1].rstrip()[: -len(QUOTES)]
-    return "\n".join(lines).strip()
+    return "\n".join(lines).strip(), True
 
 
 def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:
     """Read a message (or a slash command) and act on it; "exit" ends the session. `pending`: the
     files for the next message, emptied once it is sent."""
-    line = _read_message()
+    line, block = _read_message()
     if not line:
         return None
-    if line.startswith("/"):
-        return _slash(line, session, run, pending)
+    if line.startswith("/") and not block:
+        if not line.startswith("//"):
+            return _slash(line, session, run, pending)
+        line = line[1:]  # //etc/hosts: a message that starts with /
     before = len(session.messages)
     files, pending[:] = list(pending), []
     text = with_files(line, files)
@@ -206,9 +237,7 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     run.mark(session.generator)
     try:
         ui.stream_result(reply)
-    except KeyboardInterrupt:
-        reply.close()  # records the partial reply now, before the next turn starts
-        sys.stdout.write("\n")
+    except KeyboardInterrupt:  # stream_result closed the reply: the partial one is recorded
         ui.info("(reply stopped)")
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on
         ui.error(exc.shown(lambda name, value: f"{name} (/set {name} N)" if name == "max_tokens" and value is None else None))
@@ -223,6 +252,7 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
 
 def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:
     command, _, arg = line.partition(" ")
+    command = {"/?": "/help", "/clear": "/reset"}.get(command, command)
     if command in ("/exit", "/quit", "/bye"):
         return "exit"
     try:
@@ -259,6 +289,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     also = f"; {session.path} too" if session.path else ""
     if command == "/help":
         ui.stderr().print(REPL_HELP, markup=False)
+    elif command == "/show":
+        _reply(_shown(session))
     elif command == "/file":
         if arg:
             path = _unquoted(arg)
@@ -267,6 +299,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/undo":
         session.undo()
         _reply(f"(last turn forgotten{also}: {_turns(session)})")
+    elif command == "/set" and arg.partition(" ")[0] == "system":
+        _command("/system", arg.partition(" ")[2].strip(), session, pending)
     elif command == "/set":
         name, _, value = arg.partition(" ")
         if name and not value.strip():
@@ -277,20 +311,35 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/reset":
         session.reset()
         _reply(f"(conversation cleared{also})")
+    elif command == "/system" and not arg:
+        _reply(f"(system prompt: {session.system})" if session.system else "(no system prompt of your own: the template's default; /system TEXT sets one)")
     elif command == "/system":
-        session.set_system(arg)
-        _reply(f"(system prompt {'set' if arg else 'back to the default'}{also})")
+        default = arg == "default"
+        session.set_system("" if default else arg)
+        _reply(f"(system prompt {'back to the default' if default else 'set'}{also})")
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        _reply(f"(saved to {session.save(arg, '/save')})")
+        _reply(f"(saved to {session.save(_unquoted(arg), '/save')})")
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
-        session.load(arg)
-        _reply(f"(loaded {arg}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
+        session.load(_unquoted(arg))
+        _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
+
+
+def _shown(session: ChatSession) -> str:
+    """What `/show` says: the session's model, system prompt, template, settings and file."""
+    settings = ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items())
+    return "\n".join([
+        f"model: {session.generator.engine.name}",
+        f"system prompt: {session.system or '(the template default)'}",
+        f"template: {session.template}" + (f" {session.variables}" if session.variables else ""),
+        f"settings: {settings}",
+        f"session: {session.path or '(not saved; --session NAME keeps one)'}, {_turns(session)}",
+    ])
 
 
 def _turns(session: ChatSession) -> str:

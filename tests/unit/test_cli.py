@@ -871,7 +871,7 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
             yield  # a generator, like a real stream
 
     session = ChatSession(ChatGenerator(engine=DownEngine()))
-    monkeypatch.setattr("builtins.input", lambda prompt: "hello")
+    monkeypatch.setattr("builtins.input", lambda prompt="": "hello")
     assert _turn(session, RunOptions(), []) is None
     assert "went away" in capsys.readouterr().err and session.messages == []
 
@@ -893,7 +893,7 @@ def test_chat_repl_goes_on_after_the_model_fails_a_turn(monkeypatch, capsys):
 def repl_lines(monkeypatch, *lines):
     """Feed the REPL these lines as if typed."""
     typed = iter(lines)
-    monkeypatch.setattr("builtins.input", lambda prompt: next(typed))
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
 
 
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
@@ -1154,6 +1154,66 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     result = invoke("models", "default")
     assert result.exit_code == 0 and result.stdout == "smollm2\n"
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
+
+
+def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    session, run = ChatSession(ChatGenerator(engine=engine), system="Be terse."), RunOptions()
+    for lines in (['"""/etc/hosts: what', 'is it?"""'], ["//usr/bin is a directory?"]):
+        repl_lines(monkeypatch, *lines)
+        _turn(session, run, [])
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["/etc/hosts: what\nis it?", "/usr/bin is a directory?"]
+    assert ">>> " in capsys.readouterr().err  # stdout is not the terminal: the prompt is not mixed into the answers
+    for line in ("/system", "/?", "/show", f'/save "{tmp_path / "my chat.md"}"'):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    err = capsys.readouterr().err
+    assert "system prompt: Be terse." in err and "/show" in err and "model: fake" in err and "2 earlier turns" in err
+    assert (tmp_path / "my chat.md").is_file()  # quotes read as a shell reads them
+    for line in ("/set system Be kind.", "/clear"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    assert session.system == "Be kind." and session.messages == []
+    repl_lines(monkeypatch, "/system default")
+    _turn(session, run, [])
+    assert session.system is None
+
+    def typed_then_ctrl_d(prompt=""):
+        if prompt == "... " or not prompt and typed_then_ctrl_d.started:
+            raise EOFError
+        typed_then_ctrl_d.started = True
+        return '"""first line'
+
+    typed_then_ctrl_d.started = False
+    monkeypatch.setattr("builtins.input", typed_then_ctrl_d)
+    assert _turn(session, run, []) is None and session.messages == []  # Ctrl-D in a block drops it; the REPL goes on
+    assert "unfinished" in capsys.readouterr().err
+
+
+def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monkeypatch, capsys):
+    from aigc import logs, ui
+    from aigc.cli.chat import _logged
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.testing import FakeEngine
+
+    def pieces():
+        yield "The ocean"
+        yield " is vast"
+        raise KeyboardInterrupt
+
+    generator = ChatGenerator(engine=FakeEngine())
+    with pytest.raises(KeyboardInterrupt):
+        ui.stream_result(pieces(), on_stop=_logged(RunOptions(), generator, "Write an essay.", {"template": "chat"}, "ocean"))
+    assert capsys.readouterr().out == "The ocean is vast\n"  # "Error: interrupted" comes on a line of its own
+    entry = logs.entries(1)[0]
+    assert (entry.prompt, entry.response, entry.session) == ("Write an essay.", "The ocean is vast", "ocean")
 
 
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
