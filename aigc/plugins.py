@@ -146,15 +146,27 @@ def plugins_of(distribution: str) -> list[str]:
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
     """A hookimpl that no hookspec declares (a misspelled hook), or a hook function without
     `@hookimpl`, would never be called: record it."""
+    import difflib
+
     known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())
     callers = pm.get_hookcallers(plugin) or []
     for caller in callers:
         if not caller.has_spec():
-            _record(name, "import", PluginError(f"{caller.name!r} is not an aigc hook, so it is never called (the hooks: {', '.join(known)})"))
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the hooks: {', '.join(known)}"
+            _record(name, "import", PluginError(f"{caller.name!r} is not an aigc hook, so it is never called; {hint}"))
     marked = {caller.name for caller in callers}
-    for hook in known:
-        if hook not in marked and callable(getattr(plugin, hook, None)):
-            _record(name, "import", PluginError(f"{hook} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
+    for attribute in sorted(set(dir(plugin)) - marked):
+        close = difflib.get_close_matches(attribute, known, n=1, cutoff=0.85) if attribute.startswith("register_") else []
+        if attribute in known and callable(getattr(plugin, attribute, None)):
+            _record(name, "import", PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
+        elif close and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
+            _record(name, "import", PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
+
+
+def _defined_in(plugin: Any, function: Any) -> bool:
+    """Whether a module plugin's function is its own (not imported from elsewhere); any method of an object."""
+    return not isinstance(plugin, type(sys)) or getattr(function, "__module__", None) == plugin.__name__
 
 
 def _record(plugin: str, stage: str, exc: BaseException) -> None:
@@ -253,7 +265,7 @@ def hooks_of(name: str) -> list[str]:
     plugin = pm.get_plugin(name)
     if plugin is None:
         return []
-    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [] if caller.has_spec())  # a misspelt one is a failure
 
 
 def _command_names(app: Any) -> list[tuple[str, list, Any]]:

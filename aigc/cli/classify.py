@@ -43,7 +43,7 @@ def classify(
     source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
     labels: Labels = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets a score from 0 to 1.")] = False,
-    threshold: Annotated[Optional[float], typer.Option(show_default="0.5", help="With --multi-label: labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,
     examples: Examples = None,
     aspect: Aspect = "",
     method: Method = "auto",

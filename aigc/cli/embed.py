@@ -60,7 +60,7 @@ def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl, .csv or .tsv, as `aigc batch` reads them.")],
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text.")] = "text",
-    id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (default: its row number).")] = "id",
+    id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse embeddings of texts seen before (~/.cache/aigc/embeddings.db), and keep the new ones.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help='One {"id", "score", "text", "fields"} per line ("fields": the row\'s other columns).')] = False,

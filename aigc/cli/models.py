@@ -107,11 +107,12 @@ def info(
         ui.result(json.dumps(facts, indent=2))
         return
     width = max(len(key) for key in facts)
-    ui.result("\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in facts.items()))
+    shown = lambda value: ("yes" if value else "no") if isinstance(value, bool) else value  # noqa: E731
+    ui.result("\n".join(f"{key + ':':<{width + 1}} {shown(value)}" for key, value in facts.items()))
 
 
 @models_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL...", help="Model aliases, .gguf files or hub ids.")]) -> None:
+def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.")]) -> None:
     """Delete converted models from aigc's cache and hub models from the Hugging Face cache
     (shared with other programs); `aigc models pull` brings them back. Never your own files."""
     refs = [registry.resolve(_given(name)) for name in names]  # an unset $MODEL never means the default
@@ -123,7 +124,7 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL...", help="
 
 @models_app.command()
 def default(
-    name: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", help="The model to use when -m is not given.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="The model to use when -m is not given.")] = None,
     image: Annotated[bool, typer.Option("--image", help="The default image model (`aigc image`) instead.")] = False,
     unset: Annotated[bool, typer.Option("--unset", help="Back to the built-in default.")] = False,
 ) -> None:

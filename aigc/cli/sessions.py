@@ -55,7 +55,7 @@ def show(
 
 
 @sessions_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Session names, as `aigc sessions` lists them.")]) -> None:
+def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Session names, as `aigc sessions` lists them.")]) -> None:
     """Delete named sessions (a conversation kept in a file of your own is yours to delete)."""
     paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
     for path in paths:

@@ -15,7 +15,7 @@ from .options import RunOptions, generation_options
 @generation_options(logged=True)
 def summarize(
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
-    length: Annotated[Optional[str], typer.Option(help="short, medium or long.", show_default="medium")] = None,
+    length: Annotated[Optional[str], typer.Option(help="short, medium (the default) or long.", show_default=False)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.")] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",

@@ -76,6 +76,11 @@ def test_adcopy_generator_keeps_distinct_clean_variants():
             ]
         }
         assert len(engine.calls) == 2 and len(engine.calls[1][0]) == 2  # bodies batched, one prompt per headline
+        assert engine.calls[1][1].max_tokens >= 50  # a body gets room for a sentence by default...
+        engine.enqueue("Hike Light", "Hike Light", "Hike Light", "Hike Light")
+        engine.enqueue("Carry less plastic up the trail.", "Carry less plastic up the trail.", "Carry less plastic up the trail.")
+        get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=1, sampling={"max_tokens": 20})
+        assert engine.calls[-1][1].max_tokens == 20  # ...and what --max-tokens asks for when it is given
     finally:
         plugins.reset()
 

@@ -179,9 +179,22 @@ class UnmarkedPlugin:
         register("never", Echo)
 
 
+class MisspelledUnmarkedPlugin:
+    def register_generator(self, register):  # neither a hook's name nor @hookimpl
+        register("never", Echo)
+
+
+class FarOffPlugin:
+    @hookimpl
+    def add_things(self, register):
+        register("never", Echo)
+
+
 @pytest.mark.parametrize("plugin, words", [
-    (MisspelledPlugin(), "'register_generator' is not an aigc hook, so it is never called (the hooks: "),  # names the real hooks
+    (MisspelledPlugin(), "'register_generator' is not an aigc hook, so it is never called; did you mean register_generators?"),
+    (FarOffPlugin(), "'add_things' is not an aigc hook, so it is never called; the hooks: "),  # names the real hooks
     (UnmarkedPlugin(), "register_generators is not marked @aigc.hookimpl, so it is never called"),
+    (MisspelledUnmarkedPlugin(), "register_generator is not an aigc hook, so it is never called; did you mean register_generators (with @aigc.hookimpl"),
 ])
 def test_a_hook_that_would_never_be_called_is_recorded(monkeypatch, plugin, words):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("odd", plugin)] if group == "aigc" else [])
@@ -191,6 +204,7 @@ def test_a_hook_that_would_never_be_called_is_recorded(monkeypatch, plugin, word
         (failure,) = plugins.failures()
         assert failure.plugin == "odd" and words in failure.error
         assert "never" not in registered_generators() and "chat" in registered_generators()
+        assert plugins.hooks_of("odd") == []  # a misspelt hook is a failure, not one of its hooks
     finally:
         plugins.reset()
 

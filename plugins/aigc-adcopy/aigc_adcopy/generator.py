@@ -95,7 +95,8 @@ class AdCopyGenerator(Generator):
     def _bodies(self, values: dict[str, Any], headlines: list[str], opts: AdCopyOptions, sampling, seed) -> list[str]:
         rendered = [templates.render(opts.body_template, {**values, "headline": h}) for h in headlines]
         base = self.sampling(sampling, rendered[0].defaults)
-        params = base.replace(n=1 if base.greedy else BODY_SAMPLES, seed=seed, max_tokens=max(base.max_tokens, 50))
+        given = (sampling or {}).get("max_tokens") is not None  # --max-tokens holds for bodies too
+        params = base.replace(n=1 if base.greedy else BODY_SAMPLES, seed=seed, max_tokens=base.max_tokens if given else max(base.max_tokens, 50))
         groups = self.engine.generate([r.messages for r in rendered], params)
         chosen = []
         for headline, group in zip(headlines, groups):
