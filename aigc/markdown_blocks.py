@@ -236,11 +236,11 @@ def _front_matter_end(lines: list[str]) -> int | None:
 
 
 def without_front_matter(text: str) -> str:
-    """`text` after its YAML or TOML front matter (a document's metadata, not its words); the text
-    itself where nothing follows the front matter."""
+    """`text` after its YAML or TOML front matter (a document's metadata, not its words); empty
+    where nothing follows the front matter."""
     lines = text.lstrip("\ufeff").split("\n")
     end = _front_matter_end(lines)
-    return ("\n".join(lines[end + 1 :]).strip() or text) if end is not None else text
+    return "\n".join(lines[end + 1 :]).strip() if end is not None else text
 
 
 def _fence_end(lines: list[str], start: int, mark: str, quoted: bool) -> int | None:

@@ -7,7 +7,22 @@ import re
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
 WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
+_WORD = re.compile(rf"{WIDE.pattern}|[^\s\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[»\"'”’)\]])*\s+(?=\S)|(?<=[。！？])")  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
+
+
+def count_words(text: str) -> int:
+    """Words as a word processor counts them: runs between spaces, and each CJK character (or kana,
+    hangul, full-width form) one word, as Chinese and Japanese put no spaces between words."""
+    return sum(1 for _ in _WORD.finditer(text))
+
+
+def first_words(text: str, count: int) -> str:
+    """The text up to the end of its `count`-th word (as `count_words` counts them)."""
+    for n, match in enumerate(_WORD.finditer(text), 1):
+        if n == count:
+            return text[: match.end()]
+    return text
 
 
 def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str]:

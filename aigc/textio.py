@@ -18,7 +18,7 @@ from .errors import BadInputError
 STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "dl", "dt", "dd", "section", "article", "blockquote"}
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
+_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "nav", "footer"}  # not the page's words
 _CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
 
 

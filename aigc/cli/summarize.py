@@ -54,7 +54,7 @@ def summarize(
 
 def summary_notes(result: dict) -> list[str]:
     if result["unchanged"]:
-        return [f"the text ({result['words']} words) is no longer than the summary asked for, so it is given back as it is"]
+        return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
     return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from .. import templates
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
+from ..sentences import first_words
 from .base import Generator, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -105,13 +106,15 @@ class HeadlineGenerator(Generator):
         for name, value in (("topic", topic), ("article", article)):
             if value is not None and not value.strip():
                 raise BadInputError(f"the {name} is empty; give some text")
+        if article is not None and not without_front_matter(article):
+            raise BadInputError("the article holds only front matter (its metadata), no text to write headlines for")
         if (topic is None) == (article is None):
             raise BadInputError("give a topic or an article to write headlines for, not both" if topic is not None else "give a topic or an article to write headlines for")
 
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(without_front_matter(article).split()[:ARTICLE_WORDS])  # its words, not its metadata
+        article = " ".join(first_words(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

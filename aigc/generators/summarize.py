@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from .. import templates
 from ..errors import BadInputError, OptionError
 from ..markdown_blocks import without_front_matter
-from ..sentences import split_sentences, word_runs
+from ..sentences import count_words, split_sentences, word_runs
 from ..engine.base import Completion
 from .base import Generator, type_name
 
@@ -101,6 +101,8 @@ class SummarizeGenerator(Generator):
             raise BadInputError(f"summarize takes text (str), got {type_name(inputs)}")
         if not inputs.strip():
             raise BadInputError("there is no text to summarize")
+        if not without_front_matter(inputs):
+            raise BadInputError("the document holds only front matter (its metadata), no text to summarize")
 
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
         return split_by_tokens(without_front_matter(inputs), opts.chunk_tokens, self.engine.count_tokens)  # its words, not its metadata
@@ -124,7 +126,7 @@ class SummarizeGenerator(Generator):
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
-        if plain and len(chunks) == 1 and len(chunks[0].split()) <= opts.target_words:  # no longer than its summary would be
+        if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words:  # no longer than its summary would be
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
@@ -139,8 +141,8 @@ class SummarizeGenerator(Generator):
         """`summary` and its `words`; `unchanged`: the text was no longer than the summary asked for,
         so it is the summary as it is (a short text is not padded out with made-up sentences)."""
         if raw.get("unchanged"):
-            text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in split_sentences(" ".join(raw["summary"].split())))
-            return {"summary": text, "words": len(text.split()), "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
+            text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in points(raw["summary"]) or [raw["summary"]])
+            return {"summary": text, "words": count_words(text), "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         text = INTRO.sub("", text)
@@ -149,7 +151,7 @@ class SummarizeGenerator(Generator):
             lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip() for line in text.splitlines()]
             lines = [line for line in lines if line]
             # prose, or a point longer than the whole summary should be: one point per sentence
-            lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or len(line.split()) > opts.target_words else [line])]
+            lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or count_words(line) > opts.target_words else [line])]
         else:
             lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
         lines = [line for line in lines if line]
@@ -157,7 +159,31 @@ class SummarizeGenerator(Generator):
             lines = lines[:-1]
         lines = fit_length(lines, opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
-        return {"summary": text, "words": len(text.split()), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"], "unchanged": False}
+        return {"summary": text, "words": count_words(text), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"], "unchanged": False}
+
+
+_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_NOT_PROSE = re.compile(r"^\s*(?:#{1,6}(?:\s|$)|[-*_=]{3,}\s*$)")  # headings, rules
+
+
+def points(text: str) -> list[str]:
+    """A short document's sentences as bullet points: each list item and paragraph apart, headings,
+    code and rules left out (a document given back as its own summary)."""
+    found: list[str] = []
+    paragraph: list[str] = []
+    code = False
+    for line in text.splitlines() + [""]:
+        line = re.sub(r"^\s*(?:>\s?)+", "", line)
+        fence = bool(_FENCE.match(line))
+        code ^= fence
+        prose = bool(line.strip()) and not (code or fence or _NOT_PROSE.match(line))
+        if not prose or _ITEM.match(line):
+            found += split_sentences(" ".join(paragraph)) if paragraph else []
+            paragraph = []
+        if prose:
+            paragraph.append(_ITEM.sub("", line).strip())
+    return found
 
 
 def unmatched_quote_dropped(text: str) -> str:
@@ -174,7 +200,7 @@ def fit_length(pieces: list[str], target: int) -> list[str]:
     kept: list[str] = []
     total = 0
     for piece in pieces:
-        size = len(piece.split())
+        size = count_words(piece)
         if kept and total + size > target * 1.3:
             break
         kept.append(piece)

@@ -598,3 +598,25 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
     HeadlineGenerator(engine=engine)({"article": doc}, n=1)
     prompts = [prompt[-1]["content"] for call in engine.calls for prompt in call[0]]
     assert all("Some text about bees." in p and "tags:" not in p and "Field notes" not in p for p in prompts)
+    only = "---\ntitle: Field notes\n---\n"
+    with pytest.raises(BadInputError, match="only front matter"):
+        SummarizeGenerator(engine=engine)(only)
+    with pytest.raises(BadInputError, match="only front matter"):
+        HeadlineGenerator(engine=engine)({"article": only})
+
+
+def test_chinese_and_japanese_words_are_counted_by_character():
+    from aigc.sentences import count_words, first_words
+
+    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 12 and first_words("蜜蜂在屋顶上", 2) == "蜜蜂"
+    chinese = "蜜蜂在城市的屋顶上生活，它们每天采集花蜜，酿造蜂蜜。" * 4  # one "word" between spaces
+    engine = FakeEngine()
+    engine.enqueue("蜜蜂在屋顶上。")
+    result = SummarizeGenerator(engine=engine)(chinese, words=10)
+    assert result["unchanged"] is False and result["words"] == 7 and len(engine.calls) == 1
+
+
+def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headings():
+    doc = "# Q3 results\n\nRevenue grew. Costs fell.\n\n- Hiring paused\n- Office moved\n\n```\nx = 1\n```\n"
+    result = SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")
+    assert result["unchanged"] and result["summary"] == "- Revenue grew.\n- Costs fell.\n- Hiring paused\n- Office moved"

@@ -13,6 +13,8 @@ def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
     page.write_text("<html><head><style>p{}</style></head><body><h1>Title</h1><script>alert(1)</script>"
                     "<p>First &amp; one.</p><p>Second\n  para.</p></body></html>")
     assert read_document(str(page)) == "# Title\n\nFirst & one.\n\nSecond para."
+    page.write_text("<body><nav><a href='/'>Home</a> | About</nav><h1>Bees</h1><p>They buzz.</p><footer>© 2025 Bee News</footer></body>")
+    assert read_document(str(page)) == "# Bees\n\nThey buzz."  # navigation and footer are not the page's words
 
 
 def test_html_lists_and_pre_come_as_markdown():
