@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
+from ..errors import BadInputError, UnknownModelError
 from ..textio import check_writable
 from .options import stdin_text
 
@@ -33,7 +33,7 @@ def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
 def image(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="What to draw (or pipe it in; optional with --from-png).")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="PNG to write; with -n N: NAME-1.png ... NAME-N.png.")] = None,
-    n: Annotated[int, typer.Option("-n", help="How many images; image i uses seed SEED+i-1.")] = 1,
+    n: Annotated[int, typer.Option("-n", help="How many images, 1 to 16; image i uses seed SEED+i-1.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the PNG).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's; 30 if it has none).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; 0 = off (default: the model's; 7.5 if it has none).")] = None,
@@ -76,9 +76,14 @@ def image(
     opts = generator.validate(options)
     generator.check_inputs(prompt)
     paths = output_paths(output, n, force)
-    with ui.stage_status() as stage:
-        generator.load_progress = stage
-        generator.engine  # noqa: B018 - loads the model
+    try:
+        with ui.stage_status() as stage:
+            generator.load_progress = stage
+            generator.engine  # noqa: B018 - loads the model
+    except UnknownModelError as exc:
+        if model or not recorded.get("model"):
+            raise
+        raise UnknownModelError(f"{exc} (the model {from_png} was made with; -m MODEL runs its settings on another)") from None
     generator.load_progress = lambda stage: None
     generator.settings(opts)  # what the model cannot take fails before --enhance runs the text model
     original = None

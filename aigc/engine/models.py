@@ -181,8 +181,9 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
         if not _HUB_ID.fullmatch(hub_id):
             raise UnknownModelError(f"{name!r} is not a Hugging Face id: ORG/NAME, each of letters, digits, '-', '_' and '.', without '--' or '..' (nor a local path that exists)")
         return ModelRef(name, "hub", hub_id)
-    if name.startswith((".", "/", "~")) or name.endswith(".gguf"):
-        raise UnknownModelError(f"no such file or directory: {name}; give a local model directory or .gguf file that exists, or a model alias")
+    if name.startswith((".", "/", "~")) or name.endswith((".gguf", ".safetensors", ".ckpt")):
+        wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
+        raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
     aliases = ", ".join(sorted(alias for alias, (_, spec) in models.items() if spec.kind == kind)) or "none"
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")

@@ -195,20 +195,21 @@ class ImageGenerator(Generator):
         self.check_inputs(prompt)
         chat = get_generator("chat", model=self.text_model, device=self.device, load_progress=load_progress)
         sampling = {"seed": seed} if seed is not None else {}
-        text = chat(prompt, sampling=sampling, template=template)["text"]
-        return clean_prompt(text) or " ".join(prompt.split())
+        answer = chat(prompt, sampling=sampling, template=template)
+        return clean_prompt(answer["text"], unfinished=answer["finish_reason"] == "length") or " ".join(prompt.split())
 
 
-def clean_prompt(text: str, max_words: int = 60) -> str:
+def clean_prompt(text: str, max_words: int = 50, unfinished: bool = False) -> str:
     """The first non-empty line of a model's answer, without a label or quotes, at most `max_words`
-    words (a longer one is cut back to its last sentence or phrase that fits)."""
+    words (about 65 of CLIP's 77 tokens); one that is too long or `unfinished` (max_tokens cut it
+    off) is cut back to its last sentence or phrase."""
     line = next((line for line in text.splitlines() if line.strip()), "")
     line = re.sub(r"^\s*(?:\*\*)?(?:enhanced |image |detailed )?prompt(?:\*\*)?\s*:\s*", "", line, flags=re.I)
     line = "".join(ch for ch in line if ch.isprintable()).strip().strip("\"'`“”").strip()
     words = line.split()
-    if len(words) <= max_words:
-        return " ".join(words)
     kept = " ".join(words[:max_words])
+    if len(words) <= max_words and not unfinished or kept.endswith((".", "!", "?")):
+        return kept
     cut = max(kept.rfind(". "), kept.rfind(", "), kept.rfind("; "))
     return kept[: cut + 1].rstrip(",;") if cut > len(kept) // 2 else kept
 

@@ -179,6 +179,15 @@ def test_from_png_reproduces_identical_pixels(tiny_pipeline_dir, tmp_path):
     bigger = tmp_path / "bigger.png"
     assert invoke("image", "--from-png", first, "--size", "64x128", "-o", bigger).exit_code == 0
     assert read_settings(bigger)["height"] == 128 and read_settings(bigger)["seed"] == read_settings(first)["seed"]
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_pipeline_dir, moved)
+    make(moved, tmp_path / "from-moved.png", "--seed", "1")
+    shutil.rmtree(moved)  # the model it was made with is gone
+    result = invoke("image", "--from-png", tmp_path / "from-moved.png", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "a diffusers directory or .safetensors/.ckpt checkpoint that exists" in result.stderr
+    assert "-m MODEL runs its settings on another" in result.stderr
 
 
 def test_n_images_are_numbered_and_each_is_reproducible_alone(tiny_pipeline_dir, tmp_path):
@@ -352,6 +361,8 @@ def test_the_library_api_and_progress(tiny_pipeline_dir):
     assert calls[-1] == (6, 6, "denoising") and [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
     assert clean_prompt('Prompt: "a fox, snow, golden hour"\nmore') == "a fox, snow, golden hour"
     assert clean_prompt("A fox in snow. Soft light, pine trees, a long tail", max_words=8) == "A fox in snow. Soft light"
+    assert clean_prompt("A cosy cabin in pines, warm light. In this quiet sanctuary", unfinished=True) == "A cosy cabin in pines, warm light."
+    assert clean_prompt("a fox, snow, golden hour, 4k") == "a fox, snow, golden hour, 4k"  # phrases are a whole prompt
 
 
 def test_models_list_and_info_show_image_models(tiny_pipeline_dir):
