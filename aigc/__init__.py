@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Iterator
 
 from .engine.base import Completion, Engine
 from .engine.models import ModelSpec, load_model
@@ -50,6 +50,25 @@ def generate(
     return _generator(task, model, device, dtype, quantize)(inputs, sampling=sampling, **options)
 
 
+def stream(
+    task: str,
+    inputs: Any,
+    model: str | None = None,
+    sampling: dict[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: str | None = None,
+    **options: Any,
+) -> Iterator[str]:
+    """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
+    for the tasks that write one answer: chat and template."""
+    generator = _generator(task, model, device, dtype, quantize)
+    if not callable(getattr(generator, "stream", None)):
+        raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
+    return generator.stream(inputs, sampling, **options)
+
+
 def embed(texts: str | list[str], model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> list[float] | list[list[float]]:
     """Unit-length embeddings, so the dot product of two is their cosine similarity: one vector for a
     text, a list of vectors for a list of texts (embedded in batches)."""
@@ -84,4 +103,5 @@ __all__ = [
     "hookimpl",
     "load_model",
     "registered_generators",
+    "stream",
 ]

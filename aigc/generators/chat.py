@@ -130,12 +130,14 @@ class ChatGenerator(Generator):
         messages, defaults = prepared
         params = self.reply_params(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
-        return fitted, answer_texts(self.engine.generate([fitted], params)[0], params.json_schema, params.max_tokens)
+        completions = self.engine.generate([fitted], params)[0]
+        usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
+        return fitted, usage, answer_texts(completions, params.json_schema, params.max_tokens)
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, (texts, extra) = raw
-        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], **extra}
+        messages, usage, (texts, extra) = raw
+        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage, **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated; bad inputs or settings fail at the call."""

@@ -412,6 +412,10 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
     assert first["text"] == again["text"] and len(made) == 1 and made[0]["device"] == "cpu"
     aigc.generate("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu", dtype="float32")
     assert len(made) == 2
+    assert "".join(aigc.stream("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu")).strip() == first["text"]
+    assert len(made) == 2  # the same generator as generate's
+    with pytest.raises(BadInputError, match="summarize does not stream its answer"):
+        aigc.stream("summarize", "Bees.", model=str(tiny_model_dir))
 
 
 def test_many_runs_inputs_batched_and_in_order_and_names_a_failing_one():
