@@ -132,6 +132,7 @@ def template_dirs() -> list[tuple[str, Path]]:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
+_CLOSE = re.compile(r"\n---(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
 def parse(path: Path, source: str) -> Template:
@@ -145,18 +146,18 @@ def parse(path: Path, source: str) -> Template:
     meta: dict[str, Any] = {}
     body, body_line = text, 1
     if text.startswith("---\n"):
-        end = text.find("\n---\n", 3)
-        if end == -1:
+        closing = _CLOSE.search(text, 3)
+        if closing is None:
             raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
         try:
-            meta = yaml.safe_load(text[4:end]) or {}
+            meta = yaml.safe_load(text[4 : closing.start()]) or {}
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
             raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
         if not isinstance(meta, dict):
             raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
-        body = text[end + 5 :]
-        body_line = text[: end + 5].count("\n") + 1
+        body = text[closing.end() :]
+        body_line = text[: closing.end()].count("\n") + 1
     for key in sorted(set(meta) - set(FRONT_MATTER), key=str):  # a typo (`sytem:`) would drop what it sets
         close = difflib.get_close_matches(str(key), FRONT_MATTER, n=1)
         hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"

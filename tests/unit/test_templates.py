@@ -76,6 +76,16 @@ def test_bad_front_matter_names_file_and_line():
     assert f"{path}:" in str(info.value)
 
 
+def test_front_matter_closed_on_the_files_last_line_without_a_newline():
+    write(templates.user_dir(), "pattern_noeol", "---\ndescription: p\nsystem: You extract action items.\n---")
+    template = templates.discover()["pattern_noeol"]
+    assert (template.description, template.system, template.body) == ("p", "You extract action items.", "")
+    assert templates.render(template, {"input": "x"}).messages[-1] == {"role": "user", "content": "x"}
+    write(templates.user_dir(), "unclosed-meta", "---\ndescription: p\n---x")
+    with pytest.raises(BadInputError, match="never closed"):
+        templates.get_template("unclosed-meta")
+
+
 def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
     path = write(templates.user_dir(), "unclosed", "---\ndescription: x\n---\nLine one\n{{ input }\n")
     with pytest.raises(BadInputError, match=rf"^{path}:5: unexpected '}}'"):
