@@ -179,6 +179,7 @@ def parse(path: Path, source: str) -> Template:
         body_line=body_line,
     )
     _check_syntax(template)
+    _check_declared(template)
     return template
 
 
@@ -205,6 +206,22 @@ def _check_syntax(template: Template) -> None:
                 _compile(environment(), text)
             except TemplateSyntaxError as exc:
                 raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
+
+
+def _check_declared(template: Template) -> None:
+    """A template that declares variables declares each one its text reads, since only those can be
+    given (one that declares none takes any); jinja's and plugins' globals need no declaring."""
+    if not template.variables:
+        return
+    declared = {v["name"] for v in template.variables} | ({"input"} if not template.body.strip() else set())  # a system prompt alone takes the input
+    used = _names_used(template.body) | _names_used(template.system if isinstance(template.system, str) else "")
+    undeclared = sorted(used - declared - set(environment().globals))
+    if undeclared:
+        them = "it" if len(undeclared) == 1 else "them"
+        raise BadInputError(
+            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
+            f"add {them} under variables: in its front matter ({template.path})"
+        )
 
 
 SKELETON = """---

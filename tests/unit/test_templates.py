@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,27 @@ def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
     assert any(f"{path}:2: bad front matter" in m for m in messages)
     assert any("cannot read template" in m and "bad-bytes.j2" in m for m in messages)
     assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
+
+
+def test_a_variable_used_but_not_declared_is_an_error_when_the_template_is_read():
+    path = write(templates.user_dir(), "undecl", "---\nvariables: [{name: input, required: true}]\n---\n{{ input }} in {{ lang }}\n")
+    words = "template 'undecl' uses {{ lang }} but does not declare it; add it under variables: in its front matter"
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("undecl")
+    assert str(info.value) == f"{words} ({path})"
+    with pytest.warns(AigcWarning, match=re.escape(f"skipping template: {words}")):
+        assert "undecl" not in templates.discover()
+    write(templates.user_dir(), "two", "---\nsystem: 'In {{ tone }}'\nvariables: [{name: input}]\n---\n{{ input }} {{ lang }}\n")
+    with pytest.raises(BadInputError, match=r"uses \{\{ lang \}\} and \{\{ tone \}\} but does not declare them; add them under"):
+        templates.get_template("two")
+    fine = {
+        "no-variables": "{{ input }} in {{ lang }}",  # declaring none takes any
+        "globals-and-locals": "---\nvariables: [{name: input}]\n---\n{% set n = 2 %}{% for i in range(n) %}{{ loop.index }}{{ input }}{% endfor %}{{ namespace }}",
+        "system-alone": "---\nsystem: 'Answer {{ input }} in {{ lang }}.'\nvariables: [{name: lang, default: French}]\n---\n",
+    }
+    for name, text in fine.items():
+        write(templates.user_dir(), name, text)
+        assert templates.get_template(name).name == name
 
 
 def test_sandbox_stops_attribute_escapes():
