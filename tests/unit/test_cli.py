@@ -392,8 +392,11 @@ def test_register_commands_hook_adds_a_plugin_command():
 
 
 def test_templates_list_show_and_path():
-    listed = json.loads(invoke("templates", "list", "--json").stdout)
-    assert {"chat", "summarize", "headline"} <= {row["name"] for row in listed}
+    user_template("cafe", "---\ndescription: Café menus\n---\n{{ input }}")
+    listed_text = invoke("templates", "list", "--json").stdout
+    listed = json.loads(listed_text)
+    assert {"chat", "summarize", "headline", "cafe"} <= {row["name"] for row in listed}
+    assert '"description": "Café menus"' in listed_text  # as written, like the other --json outputs
     shown = invoke("templates", "show", "headline").stdout
     assert "max_words" in shown and "{{" in shown
     data = json.loads(invoke("templates", "show", "headline", "--json").stdout)
