@@ -165,7 +165,7 @@ def parse(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
-    _check_defaults(path, meta.get("defaults") or {})
+    defaults = _read_defaults(path, meta.get("defaults") or {})
     template = Template(
         name=path.name[: -len(SUFFIX)],
         path=path,
@@ -173,7 +173,7 @@ def parse(path: Path, source: str) -> Template:
         body=body,
         description=str(meta.get("description", "")),
         system=meta.get("system"),
-        defaults=dict(meta.get("defaults") or {}),
+        defaults=defaults,
         variables=variables,
         generator=meta.get("generator"),
         body_line=body_line,
@@ -183,16 +183,21 @@ def parse(path: Path, source: str) -> Template:
     return template
 
 
-def _check_defaults(path: Path, defaults: Any) -> None:
-    """Front-matter `defaults` must be sampling settings with usable values."""
+def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
+    """Front-matter `defaults`: sampling settings with usable values; a `json_schema` may be written
+    as `--schema`'s fields (`"name, age int"`), and comes back as the JSON schema they make."""
     from .engine.sampling import SamplingParams
+    from .json_schemas import concise_schema
 
     if not isinstance(defaults, dict):
         raise BadInputError(f"{path}: 'defaults' must be a mapping of sampling settings, like {{temperature: 0.7}}")
     try:
+        if isinstance(defaults.get("json_schema"), str):
+            defaults = {**defaults, "json_schema": concise_schema(defaults["json_schema"])}
         SamplingParams.from_settings(defaults)
     except BadInputError as exc:
         raise BadInputError(f"{path}: defaults: {exc}") from None
+    return dict(defaults)
 
 
 def _check_syntax(template: Template) -> None:

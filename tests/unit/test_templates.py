@@ -255,6 +255,18 @@ def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
     assert str(info.value).startswith(f"{path}: {words}")
 
 
+def test_a_json_schema_default_may_be_written_as_schemas_concise_fields():
+    from aigc.json_schemas import read_schema
+
+    write(templates.user_dir(), "person", "---\ndefaults: {json_schema: 'name, age int: in years'}\n---\n{{ input }}")
+    assert templates.get_template("person").defaults["json_schema"] == read_schema("name, age int: in years")
+    assert templates.render("person", {"input": "x"}).defaults["json_schema"]["required"] == ["name", "age"]
+    path = write(templates.user_dir(), "bad-fields", "---\ndefaults: {json_schema: 'age integer'}\n---\n{{ input }}")
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("bad-fields")
+    assert str(info.value).startswith(f"{path}: defaults: cannot read schema field 'age integer'")
+
+
 def test_a_template_that_never_uses_its_input_variable_is_an_error_not_the_text_dropped():
     plain = templates.get_template(str(write(templates.user_dir(), "plain", "Tell me a joke.")))
     with pytest.raises(BadInputError, match=r"template 'plain' never uses \{\{ input \}\}.*put \{\{ input \}\} where it goes"):
