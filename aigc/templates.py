@@ -47,6 +47,7 @@ class Template:
     variables: list[dict[str, Any]] = field(default_factory=list)
     generator: str | None = None
     body_line: int = 1  # line of the file where the body starts, for error messages
+    unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
 
     @property
     def label(self) -> str:
@@ -136,7 +137,23 @@ _CLOSE = re.compile(r"\n---(?:\n|\Z)")  # the line that closes the front matter,
 
 
 def parse(path: Path, source: str) -> Template:
-    """Read one template file; bad front matter is an error naming the file and line."""
+    """Read one template file; bad front matter is an error naming the file and line, an unknown
+    front-matter key a warning."""
+    template = _read(path, source)
+    _warn_unknown_keys(template)
+    return template
+
+
+def _warn_unknown_keys(template: Template) -> None:
+    """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
+    for key in template.unknown_keys:
+        close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning)
+
+
+def _read(path: Path, source: str) -> Template:
+    """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
     try:
@@ -158,10 +175,6 @@ def parse(path: Path, source: str) -> Template:
             raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
         body = text[closing.end() :]
         body_line = text[: closing.end()].count("\n") + 1
-    for key in sorted(set(meta) - set(FRONT_MATTER), key=str):  # a typo (`sytem:`) would drop what it sets
-        close = difflib.get_close_matches(str(key), FRONT_MATTER, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
-        warnings.warn(f"{path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning, stacklevel=2)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
@@ -177,6 +190,7 @@ def parse(path: Path, source: str) -> Template:
         variables=variables,
         generator=meta.get("generator"),
         body_line=body_line,
+        unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
     )
     _check_syntax(template)
     _check_declared(template)
@@ -314,20 +328,22 @@ def _parse_cached(path: Path, source: str) -> Template:
     try:
         stat = path.stat()
     except OSError:
-        return parse(path, source)  # gone since the listing: parse says so
+        return _read(path, source)  # gone since the listing: _read says so
     stamp = (stat.st_mtime_ns, stat.st_size)
     cached = _parsed.get((path, source))
     if cached is None or cached[0] != stamp:
-        cached = _parsed[path, source] = (stamp, parse(path, source))
+        cached = _parsed[path, source] = (stamp, _read(path, source))
     return cached[1]
 
 
 def discover() -> dict[str, Template]:
     """All templates that can be read; each broken one is an `AigcWarning`, so one bad file never
-    stops the others from working."""
+    stops the others from working, as is each unknown front-matter key."""
     found, broken = scan()
     for error in broken.values():
         warnings.warn(f"skipping template: {error}", AigcWarning, stacklevel=2)
+    for template in found.values():
+        _warn_unknown_keys(template)
     return found
 
 
@@ -337,7 +353,15 @@ def is_path(name: str) -> bool:
 
 
 def get_template(name: str) -> Template:
-    """The template called `name`, or the template file `name` when `is_path(name)`."""
+    """The template called `name`, or the template file `name` when `is_path(name)`; an unknown
+    front-matter key in it is a warning."""
+    template = _find(name)
+    _warn_unknown_keys(template)
+    return template
+
+
+def _find(name: str) -> Template:
+    """`get_template` without the warning."""
     if not isinstance(name, str) or not name:
         raise BadInputError(f"a template is a name or a .j2 file, got {name!r}")
     if is_path(name):

@@ -510,6 +510,15 @@ def test_run_dry_run_prints_the_messages_without_a_model():
                     "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
 
 
+def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
+    user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
+    warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
+    assert invoke("run", "chat", "--var", "input=x", "--dry-run").stderr == ""
+    for args in (["run", "typo", "--var", "input=x", "--dry-run"], ["templates", "list"], ["templates", "show", "typo"]):
+        lines = invoke(*args).stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Warning: ") and lines[0].endswith(warning), (args, lines)
+
+
 def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny_model_dir):
     user_template("greet", GREET)
     result = invoke("run", "greet", "--var", "who=Rome", "-m", str(tiny_model_dir), input="piped bees\n")

@@ -166,6 +166,21 @@ def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
         assert templates.get_template("typo").system is None
 
 
+def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():
+    import warnings
+
+    path = write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        templates.get_template("chat")
+        templates.scan()
+        assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
+    assert [str(w.message) for w in caught] == []
+    for use in (lambda: templates.get_template("typo"), templates.discover, lambda: templates.parse(path, "user")):
+        with pytest.warns(AigcWarning, match=f"^{path}: unknown front-matter key 'sytem' is ignored"):
+            use()
+
+
 def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
     from aigc.generators.template import checked_values
 
