@@ -23,7 +23,7 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}: the sampling settings that apply unless options here override them).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it; the options are checked as for a run (--json: {template, messages, defaults}: the sampling settings it would run with, options here over the template's).")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -48,11 +48,13 @@ def run_template(
     generator = run.generator("template")
     options = {"template": template, "system": system}
     rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    run.check(generator, values, options)
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
-        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": {**generator.sampling_defaults, **rendered.defaults}}, ensure_ascii=False) if as_json else shown_messages)
+        settings = {**generator.sampling_defaults, **rendered.defaults, **run.sampling()}  # as a run would take them
+        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages)
         return
-    run.prepare(generator, values, options)
+    run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options)).strip()

@@ -510,6 +510,16 @@ def test_run_dry_run_prints_the_messages_without_a_model():
                     "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
 
 
+def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with():
+    user_template("greet", GREET)
+    data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "--max-tokens", "9", "--top-k", "5", "--stop", "END").stdout)
+    assert data["defaults"] == {"max_tokens": 9, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1, "top_k": 5, "stop": ["END"]}
+    for args, words in [(["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"), (["--temperature", "3"], "--temperature must be between 0 and 2"), (["--device", "gpu"], "unknown device 'gpu'")]:
+        for shown in ([], ["--json"]):
+            code, lines = bad("run", "greet", "--var", "input=x", "--dry-run", *shown, *args)
+            assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)
+
+
 def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
     user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
