@@ -34,15 +34,7 @@ def run_template(
     run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
-    if source is not None:
-        name = found.input_variable(values)
-        if name in values:
-            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
-        values[name] = read_document(source)
-    elif (name := _open_input(found, values)) and (piped := stdin_text()) and piped.strip():
-        values[name] = piped.strip()  # piped text fills the template's text when it is still to fill
-    elif not values and name is None and stdin_ready() and (piped := stdin_text()) and piped.strip():
-        found.input_variable(values)  # piped text the template has no place for: its error says what to give
+    _fill_input(found, values, source)
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")
@@ -72,6 +64,24 @@ def run_template(
     run.report(generator)
 
 
+def _fill_input(template: "templates.Template", values: dict[str, str], source: Optional[str]) -> None:
+    """Put the text of `-i FILE|-`, else piped text, in the template's input variable; piped text
+    with nowhere to go (the input given already, or no place for it) is an error, not dropped."""
+    if source is not None:
+        name = template.input_variable(values)
+        if name in values:
+            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
+        values[name] = read_document(source)
+        if source != "-" and _piped():
+            raise BadInputError(f"text is piped in and -i {source} gives {name} too; keep one (-i - reads the piped text)")
+    elif (name := _open_input(template, values)) is not None:
+        if (piped := stdin_text()) and piped.strip():  # piped text fills the template's text when it is still to fill
+            values[name] = piped.strip()
+    elif _piped():
+        name = template.input_variable(values)  # no place for the text: its error says what to give
+        raise BadInputError(f"text is piped in and --var {name} gives {name} too; keep one (leave out --var {name} for the piped text to fill it)")
+
+
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
     """The variable piped text fills, as `-i -` would: the input variable, when it is not given."""
     try:
@@ -79,6 +89,11 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
     except BadInputError:
         return None
     return name if name not in values else None
+
+
+def _piped() -> bool:
+    """Whether text is piped in, never waiting for it (a terminal, or a pipe nobody writes to yet, is none)."""
+    return stdin_ready() and bool((stdin_text() or "").strip())
 
 
 def register(app: typer.Typer) -> None:

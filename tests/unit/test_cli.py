@@ -538,8 +538,32 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
     bare = invoke("run", "bare", "-m", str(tiny_model_dir), "--max-tokens", "3", input="piped bees\n")
     assert bare.exit_code == 0, bare.output
     assert json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "piped bees"}
-    given = invoke("run", "greet", "--var", "input=typed", "-m", str(tiny_model_dir), input="ignored\n")
-    assert given.exit_code == 0 and json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "typed"}
+
+
+def test_piped_text_with_nowhere_to_go_is_an_error_not_dropped(tmp_path):
+    user_template("greet", GREET)
+    user_template("topic", "---\nvariables: [{name: topic, required: true}]\n---\nOn {{ topic }}")
+    note = tmp_path / "note.txt"
+    note.write_text("a note")
+    cases = [
+        (["greet", "--var", "input=typed"], "text is piped in and --var input gives input too; keep one (leave out --var input for the piped text to fill it)"),
+        (["greet", "-i", str(note)], f"text is piped in and -i {note} gives input too; keep one (-i - reads the piped text)"),
+        (["topic", "--var", "topic=bees"], "template 'topic' has no 'input' variable and not one required variable left to fill, so the text has nowhere to go"),
+    ]
+    for args, words in cases:
+        code, lines = bad("run", *args, "--dry-run", input="PIPED\n")
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)
+        assert invoke("run", *args, "--dry-run", input=" \n").exit_code == 0  # nothing piped: nothing dropped
+    assert invoke("run", "greet", "-i", "-", "--dry-run", input="PIPED\n").stdout.endswith("Hello Paris! PIPED\n")
+    assert invoke("run", "topic", "--dry-run", input="PIPED\n").stdout == "## User\n\nOn PIPED\n"
+
+
+def test_run_never_waits_on_a_pipe_nobody_writes_to():
+    user_template("greet", GREET)
+    with subprocess.Popen([sys.executable, "-m", "aigc", "run", "greet", "--var", "input=x", "--dry-run"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as quiet:
+        quiet.wait(timeout=60)  # its stdin is still open: run must not read it
+        out = quiet.stdout.read()
+    assert quiet.returncode == 0 and out.endswith("Hello Paris! x\n")
 
 
 def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is_an_error(tiny_model_dir):
