@@ -34,6 +34,7 @@ def run_template(
     run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
+    _check_not_empty(found, values)
     _fill_input(found, values, source)
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
@@ -62,6 +63,13 @@ def run_template(
         ui.result(answer)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
+
+
+def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:
+    """A required variable given empty (`--var input=`) would make an empty prompt."""
+    for name in template.required:
+        if name in values and not values[name].strip():
+            raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
 
 
 def _fill_input(template: "templates.Template", values: dict[str, str], source: Optional[str]) -> None:

@@ -520,6 +520,14 @@ def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with
             assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)
 
 
+def test_a_required_variable_given_empty_is_an_error():
+    user_template("greet", GREET)
+    for given in ("input=", "input=  "):
+        code, lines = bad("run", "greet", "--var", given, "--dry-run")
+        assert code == 2 and lines == ["Error: --var input is empty; template 'greet' needs it, so give it some text"]
+    assert invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run").stdout.endswith("Hello ! x\n")  # an optional one may be empty
+
+
 def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
     user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
