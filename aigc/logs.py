@@ -180,11 +180,11 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
 
 
 def values(column: str) -> list[str]:
-    """The distinct values of `column` (`model` or `command`) the log holds, sorted."""
-    if column not in ("model", "command") or not log_path().exists():
+    """The distinct values of `column` (`model`, `command` or `session`) the log holds, sorted."""
+    if column not in ("model", "command", "session") or not log_path().exists():
         return []
     with _connect() as db:
-        return sorted(row[0] for row in db.execute(f"SELECT DISTINCT {column} FROM responses"))
+        return sorted(row[0] for row in db.execute(f"SELECT DISTINCT {column} FROM responses WHERE {column} IS NOT NULL"))
 
 
 def entry(entry_id: int) -> Entry:

@@ -47,6 +47,7 @@ class Template:
     variables: list[dict[str, Any]] = field(default_factory=list)
     generator: str | None = None
     body_line: int = 1  # line of the file where the body starts, for error messages
+    unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
 
     @property
     def label(self) -> str:
@@ -132,10 +133,27 @@ def template_dirs() -> list[tuple[str, Path]]:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
+_CLOSE = re.compile(r"\n---(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
 def parse(path: Path, source: str) -> Template:
-    """Read one template file; bad front matter is an error naming the file and line."""
+    """Read one template file; bad front matter is an error naming the file and line, an unknown
+    front-matter key a warning."""
+    template = _read(path, source)
+    _warn_unknown_keys(template)
+    return template
+
+
+def _warn_unknown_keys(template: Template) -> None:
+    """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
+    for key in template.unknown_keys:
+        close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning)
+
+
+def _read(path: Path, source: str) -> Template:
+    """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
     try:
@@ -145,26 +163,22 @@ def parse(path: Path, source: str) -> Template:
     meta: dict[str, Any] = {}
     body, body_line = text, 1
     if text.startswith("---\n"):
-        end = text.find("\n---\n", 3)
-        if end == -1:
+        closing = _CLOSE.search(text, 3)
+        if closing is None:
             raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
         try:
-            meta = yaml.safe_load(text[4:end]) or {}
+            meta = yaml.safe_load(text[4 : closing.start()]) or {}
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
             raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
         if not isinstance(meta, dict):
             raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
-        body = text[end + 5 :]
-        body_line = text[: end + 5].count("\n") + 1
-    for key in sorted(set(meta) - set(FRONT_MATTER), key=str):  # a typo (`sytem:`) would drop what it sets
-        close = difflib.get_close_matches(str(key), FRONT_MATTER, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
-        warnings.warn(f"{path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning, stacklevel=2)
+        body = text[closing.end() :]
+        body_line = text[: closing.end()].count("\n") + 1
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
-    _check_defaults(path, meta.get("defaults") or {})
+    defaults = _read_defaults(path, meta.get("defaults") or {})
     template = Template(
         name=path.name[: -len(SUFFIX)],
         path=path,
@@ -172,25 +186,32 @@ def parse(path: Path, source: str) -> Template:
         body=body,
         description=str(meta.get("description", "")),
         system=meta.get("system"),
-        defaults=dict(meta.get("defaults") or {}),
+        defaults=defaults,
         variables=variables,
         generator=meta.get("generator"),
         body_line=body_line,
+        unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
     )
     _check_syntax(template)
+    _check_declared(template)
     return template
 
 
-def _check_defaults(path: Path, defaults: Any) -> None:
-    """Front-matter `defaults` must be sampling settings with usable values."""
+def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
+    """Front-matter `defaults`: sampling settings with usable values; a `json_schema` may be written
+    as `--schema`'s fields (`"name, age int"`), and comes back as the JSON schema they make."""
     from .engine.sampling import SamplingParams
+    from .json_schemas import concise_schema
 
     if not isinstance(defaults, dict):
         raise BadInputError(f"{path}: 'defaults' must be a mapping of sampling settings, like {{temperature: 0.7}}")
     try:
+        if isinstance(defaults.get("json_schema"), str):
+            defaults = {**defaults, "json_schema": concise_schema(defaults["json_schema"])}
         SamplingParams.from_settings(defaults)
     except BadInputError as exc:
         raise BadInputError(f"{path}: defaults: {exc}") from None
+    return dict(defaults)
 
 
 def _check_syntax(template: Template) -> None:
@@ -204,6 +225,22 @@ def _check_syntax(template: Template) -> None:
                 _compile(environment(), text)
             except TemplateSyntaxError as exc:
                 raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
+
+
+def _check_declared(template: Template) -> None:
+    """A template that declares variables declares each one its text reads, since only those can be
+    given (one that declares none takes any); jinja's and plugins' globals need no declaring."""
+    if not template.variables:
+        return
+    declared = {v["name"] for v in template.variables} | ({"input"} if not template.body.strip() else set())  # a system prompt alone takes the input
+    used = _names_used(template.body) | _names_used(template.system if isinstance(template.system, str) else "")
+    undeclared = sorted(used - declared - set(environment().globals))
+    if undeclared:
+        them = "it" if len(undeclared) == 1 else "them"
+        raise BadInputError(
+            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
+            f"add {them} under variables: in its front matter ({template.path})"
+        )
 
 
 SKELETON = """---
@@ -291,20 +328,22 @@ def _parse_cached(path: Path, source: str) -> Template:
     try:
         stat = path.stat()
     except OSError:
-        return parse(path, source)  # gone since the listing: parse says so
+        return _read(path, source)  # gone since the listing: _read says so
     stamp = (stat.st_mtime_ns, stat.st_size)
     cached = _parsed.get((path, source))
     if cached is None or cached[0] != stamp:
-        cached = _parsed[path, source] = (stamp, parse(path, source))
+        cached = _parsed[path, source] = (stamp, _read(path, source))
     return cached[1]
 
 
 def discover() -> dict[str, Template]:
     """All templates that can be read; each broken one is an `AigcWarning`, so one bad file never
-    stops the others from working."""
+    stops the others from working, as is each unknown front-matter key."""
     found, broken = scan()
     for error in broken.values():
         warnings.warn(f"skipping template: {error}", AigcWarning, stacklevel=2)
+    for template in found.values():
+        _warn_unknown_keys(template)
     return found
 
 
@@ -314,7 +353,15 @@ def is_path(name: str) -> bool:
 
 
 def get_template(name: str) -> Template:
-    """The template called `name`, or the template file `name` when `is_path(name)`."""
+    """The template called `name`, or the template file `name` when `is_path(name)`; an unknown
+    front-matter key in it is a warning."""
+    template = _find(name)
+    _warn_unknown_keys(template)
+    return template
+
+
+def _find(name: str) -> Template:
+    """`get_template` without the warning."""
     if not isinstance(name, str) or not name:
         raise BadInputError(f"a template is a name or a .j2 file, got {name!r}")
     if is_path(name):

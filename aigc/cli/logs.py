@@ -49,16 +49,16 @@ def _show(count, query, model, command, session, response, as_json) -> None:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
     elif not found:
         filtered = any((query, model, command, session))
-        ui.info(_no_match(model, command) if filtered else f"No answers logged yet in {logs.log_path()}.")
+        ui.info(_no_match(model, command, session) if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
         ui.result(found[-1].response)
     else:
         ui.result("\n\n".join(e.to_markdown() for e in found))
 
 
-def _no_match(model: str | None, command: str | None) -> str:
-    """Why nothing matched, where a --model or --command names what the log never holds (a typo)."""
-    for flag, value, column in (("--command", command, "command"), ("--model", model, "model")):
+def _no_match(model: str | None, command: str | None, session: str | None) -> str:
+    """Why nothing matched, where a --model, --command or --session names what the log never holds (a typo)."""
+    for flag, value, column in (("--command", command, "command"), ("--model", model, "model"), ("--session", session, "session")):
         known = logs.values(column)
         if value and value not in known:
             return f"No logged answer matches: no answer was logged with {flag} {value} (the log has {', '.join(known) or 'none'})."

@@ -75,6 +75,11 @@ class RunOptions:
     def prepare(self, generator, inputs, options: dict) -> None:
         """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a
         spinner, before any output."""
+        self.check(generator, inputs, options)
+        self.load(generator)
+
+    def check(self, generator, inputs, options: dict) -> None:
+        """`prepare`'s checks, which need no model (`aigc run --dry-run` makes them too)."""
         from ..engine.models import check_names
         from ..engine.sampling import SamplingParams
         from ..textio import check_utf8
@@ -88,6 +93,9 @@ class RunOptions:
         generator.check_sampling(generator.validate(options), self.sampling())
         if inputs is not None:
             generator.check_inputs(inputs)
+
+    def load(self, generator) -> None:
+        """Load the model with a spinner, and start timing the answer."""
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model

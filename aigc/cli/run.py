@@ -23,7 +23,7 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it (--json: {template, messages, defaults}: the sampling settings that apply unless options here override them).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it; the options are checked as for a run (--json: {template, messages, defaults}: the sampling settings it would run with, options here over the template's).")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -34,25 +34,20 @@ def run_template(
     run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
-    if source is not None:
-        name = found.input_variable(values)
-        if name in values:
-            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
-        values[name] = read_document(source)
-    elif (name := _open_input(found, values)) and (piped := stdin_text()) and piped.strip():
-        values[name] = piped.strip()  # piped text fills the template's text when it is still to fill
-    elif not values and name is None and stdin_ready() and (piped := stdin_text()) and piped.strip():
-        found.input_variable(values)  # piped text the template has no place for: its error says what to give
+    _check_not_empty(found, values)
+    _fill_input(found, values, source)
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")
     options = {"template": template, "system": system}
     rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    run.check(generator, values, options)
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
-        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": {**generator.sampling_defaults, **rendered.defaults}}, ensure_ascii=False) if as_json else shown_messages)
+        settings = {**generator.sampling_defaults, **rendered.defaults, **run.sampling()}  # as a run would take them
+        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages)
         return
-    run.prepare(generator, values, options)
+    run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options)).strip()
@@ -70,6 +65,31 @@ def run_template(
     run.report(generator)
 
 
+def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:
+    """A required variable given empty (`--var input=`) would make an empty prompt."""
+    for name in template.required:
+        if name in values and not values[name].strip():
+            raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
+
+
+def _fill_input(template: "templates.Template", values: dict[str, str], source: Optional[str]) -> None:
+    """Put the text of `-i FILE|-`, else piped text, in the template's input variable; piped text
+    with nowhere to go (the input given already, or no place for it) is an error, not dropped."""
+    if source is not None:
+        name = template.input_variable(values)
+        if name in values:
+            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
+        values[name] = read_document(source)
+        if source != "-" and _piped():
+            raise BadInputError(f"text is piped in and -i {source} gives {name} too; keep one (-i - reads the piped text)")
+    elif (name := _open_input(template, values)) is not None:
+        if (piped := stdin_text()) and piped.strip():  # piped text fills the template's text when it is still to fill
+            values[name] = piped.strip()
+    elif _piped():
+        name = template.input_variable(values)  # no place for the text: its error says what to give
+        raise BadInputError(f"text is piped in and --var {name} gives {name} too; keep one (leave out --var {name} for the piped text to fill it)")
+
+
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
     """The variable piped text fills, as `-i -` would: the input variable, when it is not given."""
     try:
@@ -77,6 +97,11 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
     except BadInputError:
         return None
     return name if name not in values else None
+
+
+def _piped() -> bool:
+    """Whether text is piped in, never waiting for it (a terminal, or a pipe nobody writes to yet, is none)."""
+    return stdin_ready() and bool((stdin_text() or "").strip())
 
 
 def register(app: typer.Typer) -> None:

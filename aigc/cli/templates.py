@@ -21,7 +21,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
         for t in sorted(templates.discover().values(), key=lambda t: t.name)
     ]
     if as_json:
-        ui.result(json.dumps(rows, indent=2))
+        ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     width = max((len(r["name"]) for r in rows), default=0)
     ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<32}  {r['description']}" for r in rows))

@@ -392,8 +392,11 @@ def test_register_commands_hook_adds_a_plugin_command():
 
 
 def test_templates_list_show_and_path():
-    listed = json.loads(invoke("templates", "list", "--json").stdout)
-    assert {"chat", "summarize", "headline"} <= {row["name"] for row in listed}
+    user_template("cafe", "---\ndescription: Café menus\n---\n{{ input }}")
+    listed_text = invoke("templates", "list", "--json").stdout
+    listed = json.loads(listed_text)
+    assert {"chat", "summarize", "headline", "cafe"} <= {row["name"] for row in listed}
+    assert '"description": "Café menus"' in listed_text  # as written, like the other --json outputs
     shown = invoke("templates", "show", "headline").stdout
     assert "max_words" in shown and "{{" in shown
     data = json.loads(invoke("templates", "show", "headline", "--json").stdout)
@@ -507,6 +510,33 @@ def test_run_dry_run_prints_the_messages_without_a_model():
                     "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
 
 
+def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with():
+    user_template("greet", GREET)
+    data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "--max-tokens", "9", "--top-k", "5", "--stop", "END").stdout)
+    assert data["defaults"] == {"max_tokens": 9, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1, "top_k": 5, "stop": ["END"]}
+    for args, words in [(["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"), (["--temperature", "3"], "--temperature must be between 0 and 2"), (["--device", "gpu"], "unknown device 'gpu'")]:
+        for shown in ([], ["--json"]):
+            code, lines = bad("run", "greet", "--var", "input=x", "--dry-run", *shown, *args)
+            assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)
+
+
+def test_a_required_variable_given_empty_is_an_error():
+    user_template("greet", GREET)
+    for given in ("input=", "input=  "):
+        code, lines = bad("run", "greet", "--var", given, "--dry-run")
+        assert code == 2 and lines == ["Error: --var input is empty; template 'greet' needs it, so give it some text"]
+    assert invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run").stdout.endswith("Hello ! x\n")  # an optional one may be empty
+
+
+def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
+    user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
+    warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
+    assert invoke("run", "chat", "--var", "input=x", "--dry-run").stderr == ""
+    for args in (["run", "typo", "--var", "input=x", "--dry-run"], ["templates", "list"], ["templates", "show", "typo"]):
+        lines = invoke(*args).stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Warning: ") and lines[0].endswith(warning), (args, lines)
+
+
 def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny_model_dir):
     user_template("greet", GREET)
     result = invoke("run", "greet", "--var", "who=Rome", "-m", str(tiny_model_dir), input="piped bees\n")
@@ -516,8 +546,32 @@ def test_run_fills_the_templates_input_from_piped_text_when_it_is_not_given(tiny
     bare = invoke("run", "bare", "-m", str(tiny_model_dir), "--max-tokens", "3", input="piped bees\n")
     assert bare.exit_code == 0, bare.output
     assert json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "piped bees"}
-    given = invoke("run", "greet", "--var", "input=typed", "-m", str(tiny_model_dir), input="ignored\n")
-    assert given.exit_code == 0 and json.loads(json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"]) == {"input": "typed"}
+
+
+def test_piped_text_with_nowhere_to_go_is_an_error_not_dropped(tmp_path):
+    user_template("greet", GREET)
+    user_template("topic", "---\nvariables: [{name: topic, required: true}]\n---\nOn {{ topic }}")
+    note = tmp_path / "note.txt"
+    note.write_text("a note")
+    cases = [
+        (["greet", "--var", "input=typed"], "text is piped in and --var input gives input too; keep one (leave out --var input for the piped text to fill it)"),
+        (["greet", "-i", str(note)], f"text is piped in and -i {note} gives input too; keep one (-i - reads the piped text)"),
+        (["topic", "--var", "topic=bees"], "template 'topic' has no 'input' variable and not one required variable left to fill, so the text has nowhere to go"),
+    ]
+    for args, words in cases:
+        code, lines = bad("run", *args, "--dry-run", input="PIPED\n")
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)
+        assert invoke("run", *args, "--dry-run", input=" \n").exit_code == 0  # nothing piped: nothing dropped
+    assert invoke("run", "greet", "-i", "-", "--dry-run", input="PIPED\n").stdout.endswith("Hello Paris! PIPED\n")
+    assert invoke("run", "topic", "--dry-run", input="PIPED\n").stdout == "## User\n\nOn PIPED\n"
+
+
+def test_run_never_waits_on_a_pipe_nobody_writes_to():
+    user_template("greet", GREET)
+    with subprocess.Popen([sys.executable, "-m", "aigc", "run", "greet", "--var", "input=x", "--dry-run"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as quiet:
+        quiet.wait(timeout=60)  # its stdin is still open: run must not read it
+        out = quiet.stdout.read()
+    assert quiet.returncode == 0 and out.endswith("Hello Paris! x\n")
 
 
 def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is_an_error(tiny_model_dir):

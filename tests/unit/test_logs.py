@@ -43,6 +43,10 @@ def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_an
 def test_a_filter_naming_what_the_log_never_holds_says_so():
     for n, command in enumerate(("chat", "summarize")):
         logs.record(entry(n, command=command))
+    assert invoke("logs", "-S", "nope").stderr == "No logged answer matches: no answer was logged with --session nope (the log has none).\n"
+    logs.record(entry(2, session="trip"))
+    assert invoke("logs", "-S", "nope").stderr == "No logged answer matches: no answer was logged with --session nope (the log has trip).\n"
+    assert invoke("logs", "-S", "trip", "--command", "summarize").stderr == "No logged answer matches.\n"
     assert invoke("logs", "--command", "chatt").stderr == "No logged answer matches: no answer was logged with --command chatt (the log has chat, summarize).\n"
     assert invoke("logs", "--model", "x").stderr == "No logged answer matches: no answer was logged with --model x (the log has m).\n"
     assert invoke("logs", "-q", "nowhere").stderr == "No logged answer matches.\n"

@@ -318,6 +318,19 @@ def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
     assert templates.environment().filters["shout"]("hi") == "HI"
 
 
+def test_a_global_of_prepare_jinja_env_needs_no_declaring_in_a_templates_variables(pm):
+    class Today:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            env.globals["today"] = lambda: "Monday"
+
+    pm.register(Today(), name="today")
+    path = templates.user_dir() / "dated.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\nvariables: [{name: input, required: true}]\n---\n{{ today() }}: {{ input }}")
+    assert templates.render("dated", {"input": "x"}).messages[-1]["content"] == "Monday: x"
+
+
 def test_broken_entry_point_is_recorded_and_allowlist_is_honoured(monkeypatch):
     points = [FakeEntryPoint("broken", ImportError("no module named zzz")), FakeEntryPoint("good", GoodPlugin())]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])

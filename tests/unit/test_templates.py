@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,16 @@ def test_bad_front_matter_names_file_and_line():
     assert f"{path}:" in str(info.value)
 
 
+def test_front_matter_closed_on_the_files_last_line_without_a_newline():
+    write(templates.user_dir(), "pattern_noeol", "---\ndescription: p\nsystem: You extract action items.\n---")
+    template = templates.discover()["pattern_noeol"]
+    assert (template.description, template.system, template.body) == ("p", "You extract action items.", "")
+    assert templates.render(template, {"input": "x"}).messages[-1] == {"role": "user", "content": "x"}
+    write(templates.user_dir(), "unclosed-meta", "---\ndescription: p\n---x")
+    with pytest.raises(BadInputError, match="never closed"):
+        templates.get_template("unclosed-meta")
+
+
 def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
     path = write(templates.user_dir(), "unclosed", "---\ndescription: x\n---\nLine one\n{{ input }\n")
     with pytest.raises(BadInputError, match=rf"^{path}:5: unexpected '}}'"):
@@ -97,6 +108,27 @@ def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
     assert any(f"{path}:2: bad front matter" in m for m in messages)
     assert any("cannot read template" in m and "bad-bytes.j2" in m for m in messages)
     assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
+
+
+def test_a_variable_used_but_not_declared_is_an_error_when_the_template_is_read():
+    path = write(templates.user_dir(), "undecl", "---\nvariables: [{name: input, required: true}]\n---\n{{ input }} in {{ lang }}\n")
+    words = "template 'undecl' uses {{ lang }} but does not declare it; add it under variables: in its front matter"
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("undecl")
+    assert str(info.value) == f"{words} ({path})"
+    with pytest.warns(AigcWarning, match=re.escape(f"skipping template: {words}")):
+        assert "undecl" not in templates.discover()
+    write(templates.user_dir(), "two", "---\nsystem: 'In {{ tone }}'\nvariables: [{name: input}]\n---\n{{ input }} {{ lang }}\n")
+    with pytest.raises(BadInputError, match=r"uses \{\{ lang \}\} and \{\{ tone \}\} but does not declare them; add them under"):
+        templates.get_template("two")
+    fine = {
+        "no-variables": "{{ input }} in {{ lang }}",  # declaring none takes any
+        "globals-and-locals": "---\nvariables: [{name: input}]\n---\n{% set n = 2 %}{% for i in range(n) %}{{ loop.index }}{{ input }}{% endfor %}{{ namespace }}",
+        "system-alone": "---\nsystem: 'Answer {{ input }} in {{ lang }}.'\nvariables: [{name: lang, default: French}]\n---\n",
+    }
+    for name, text in fine.items():
+        write(templates.user_dir(), name, text)
+        assert templates.get_template(name).name == name
 
 
 def test_sandbox_stops_attribute_escapes():
@@ -132,6 +164,21 @@ def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
     write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     with pytest.warns(AigcWarning, match="unknown front-matter key 'sytem' is ignored; did you mean system"):
         assert templates.get_template("typo").system is None
+
+
+def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():
+    import warnings
+
+    path = write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        templates.get_template("chat")
+        templates.scan()
+        assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
+    assert [str(w.message) for w in caught] == []
+    for use in (lambda: templates.get_template("typo"), templates.discover, lambda: templates.parse(path, "user")):
+        with pytest.warns(AigcWarning, match=f"^{path}: unknown front-matter key 'sytem' is ignored"):
+            use()
 
 
 def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
@@ -221,6 +268,18 @@ def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
     with pytest.raises(BadInputError) as info:
         templates.get_template("bad-defaults")
     assert str(info.value).startswith(f"{path}: {words}")
+
+
+def test_a_json_schema_default_may_be_written_as_schemas_concise_fields():
+    from aigc.json_schemas import read_schema
+
+    write(templates.user_dir(), "person", "---\ndefaults: {json_schema: 'name, age int: in years'}\n---\n{{ input }}")
+    assert templates.get_template("person").defaults["json_schema"] == read_schema("name, age int: in years")
+    assert templates.render("person", {"input": "x"}).defaults["json_schema"]["required"] == ["name", "age"]
+    path = write(templates.user_dir(), "bad-fields", "---\ndefaults: {json_schema: 'age integer'}\n---\n{{ input }}")
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("bad-fields")
+    assert str(info.value).startswith(f"{path}: defaults: cannot read schema field 'age integer'")
 
 
 def test_a_template_that_never_uses_its_input_variable_is_an_error_not_the_text_dropped():
