@@ -100,7 +100,7 @@ def _say_state() -> None:
 
 
 @logs_app.command()
-def status(as_json: AsJson = False) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help='Print {"logging", "decided", "path", "responses", "bytes"} as JSON.')] = False) -> None:
     """Whether answers are logged, where, and how many there are."""
     facts = logs.status()
     if as_json:
@@ -117,7 +117,7 @@ def path() -> None:
 
 @logs_app.command("rm")
 def remove(
-    ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID...", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
+    ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
 ) -> None:
     """Delete logged answers; their text is overwritten in the file."""

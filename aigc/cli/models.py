@@ -113,8 +113,10 @@ def info(
 
 @models_app.command("rm")
 def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.")]) -> None:
-    """Delete converted models from aigc's cache and hub models from the Hugging Face cache
-    (shared with other programs); `aigc models pull` brings them back. Never your own files."""
+    """Delete converted models from aigc's cache, and hub models from the Hugging Face cache.
+
+    The Hugging Face cache is shared with other programs; `aigc models pull` brings them back. Never
+    your own files."""
     refs = [registry.resolve(_given(name)) for name in names]  # an unset $MODEL never means the default
     targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     for ref in targets.values():

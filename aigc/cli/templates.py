@@ -59,9 +59,10 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 
 @templates_app.command()
 def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")]) -> None:
-    """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path: yours as it
-    is; a built-in or plugin one as your copy first (yours then overrides it); a new name from a
-    skeleton. The template is checked when the editor closes."""
+    """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path.
+
+    Yours is opened as it is; a built-in or plugin one as your copy first (yours then overrides it);
+    a new name from a skeleton. The template is checked when the editor closes."""
     import click
 
     own = templates.user_template_path(name)
