@@ -163,6 +163,11 @@ class LocalEngine:
         self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
         return results
 
+    @property
+    def embedding_size(self) -> int:
+        """How many numbers `embed` gives a text: the size of the model's hidden state."""
+        return self.model.get_input_embeddings().embedding_dim
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Each text's embedding, scaled to length 1: the last hidden layer's state at the end of
         `This sentence : "TEXT" means in one word:"` (PromptEOL, Jiang et al. 2023), where the model

@@ -156,7 +156,7 @@ def _decoder_schema(node: Any) -> Any:
 UNHELD = (  # rules lm-format-enforcer's parser does not hold an answer to
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "oneOf", "not", "if", "patternProperties",
     "propertyNames", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "dependencies", "uniqueItems", "contains",
-    "prefixItems", "additionalItems", "unevaluatedProperties", "unevaluatedItems",
+    "prefixItems", "additionalItems", "unevaluatedProperties", "unevaluatedItems", "format",
 )
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")  # name -> schema
