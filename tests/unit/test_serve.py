@@ -1129,3 +1129,23 @@ def test_embeddings_check_dimensions_before_embedding_and_explain_token_ids(serv
     assert status == 400 and body["error"]["code"] == "unsupported" and "OpenAIEmbeddings(check_embedding_ctx_length=False)" in body["error"]["message"]
     status, _, body = raw(server, "/v1/embeddings", {"input": []})
     assert status == 400 and body["error"]["code"] == "invalid_value"
+
+
+def test_a_schema_decoder_that_fails_mid_answer_is_a_500_or_an_error_event(server, client, monkeypatch):
+    from aigc.engine import structured
+
+    monkeypatch.setattr(structured, "decoder_schema", lambda schema: schema)  # as lm-format-enforcer takes it: it fails at "x"
+    monkeypatch.setattr(structured, "_build_every_part", lambda parser: None)
+    schema = {"type": "object", "properties": {"x": {"enum": ["a", None]}}, "required": ["x"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    with pytest.raises(openai.InternalServerError) as caught:
+        chat(client, server["model"], max_tokens=40, response_format=response_format)
+    assert caught.value.body["type"] == "server_error" and "decoder failed in the middle of the answer" in caught.value.body["message"]
+    with pytest.raises(openai.APIError, match="decoder failed"):
+        list(chat(client, server["model"], max_tokens=40, response_format=response_format, stream=True))
+    monkeypatch.undo()
+    strict = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {**schema, "properties": {"x": {"enum": ["a", None]}, "n": {"enum": [1, "two", None]}}, "required": ["x", "n"]}}}
+    answer = chat(client, server["model"], max_tokens=60, temperature=1.0, seed=1, n=3, response_format=strict)
+    for choice in answer.choices:  # held, now that such enums are choices the decoder follows
+        if choice.finish_reason == "stop":
+            assert json.loads(choice.message.content)["x"] in ("a", None)
