@@ -1,6 +1,8 @@
 """The FastAPI application: OpenAI-compatible endpoints, task endpoints, auth and error bodies.
 
 Every generation goes through a model's `Scheduler`, so concurrent requests share one decode.
+Chat messages are tokenized by the engine with control tokens only in the template's markup (a
+message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
 Chat and text completions differ only in the shape of their answers, which `_Reply` writes
 (whole or streamed, with log-probabilities in the endpoint's shape). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
