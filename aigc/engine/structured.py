@@ -3,8 +3,8 @@
 At each step a row may only take the tokens that keep its answer a prefix of JSON the schema
 allows, and once the JSON is whole, only end-of-sequence (no blank space before or after it). The table of what each token spells is
 built once per tokenizer (0.4-1.4 s for a 49k vocabulary). Fields come in the order of the
-schema's `required` list, then the others, and at most a few whitespace characters come in a row,
-so a small model does not spend its tokens on indentation.
+schema's `required` list, then the others, and at most a few whitespace characters come in a row
+(a few more inside a string), so a small model does not spend its tokens on indentation or spaces.
 
 The schema is first rewritten into forms the parser holds (`decoder_schema`: an enum of mixed
 kinds as an `anyOf`, a recursive root as a definition, ...) and the parser of its every part is
@@ -21,7 +21,8 @@ from typing import Any, Iterator
 
 from ..errors import AigcError, BadInputError, MissingExtraError
 
-MAX_WHITESPACE = 4  # whitespace characters in a row ("\n" and an indent of three)
+MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
+MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
 
 
 def _enforcer_module():
@@ -62,6 +63,8 @@ def token_table(tokenizer):
     data.tokenizer_alphabet = "".join(sorted(alphabet))  # every character a token holds, not only those a token starts with
     data.blank_start = {token for token, text, _ in regular if text[:1].isspace()}  # " {" too, not only " "
     data.blank_end = {token for token, text, _ in regular if text[-1:].isspace()}
+    data.blank_tails = {token: len(text) - len(text.rstrip()) for token, text, _ in regular if text[-1:].isspace()}  # whitespace it ends with
+    data.all_blank = {token for token, text, _ in regular if text.isspace()}
     return data
 
 
@@ -339,7 +342,6 @@ class SchemaMask:
     kept. A row that ended (fed padding after end-of-sequence) is stopped by the parser, not failed."""
 
     def __init__(self, tokenizer, schema: dict[str, Any]):
-        lmfe = _enforcer_module()
         table = token_table(tokenizer)
         unspellable = sorted({v for v in _fixed_strings(schema) if not set(table.tokenizer_alphabet).issuperset(v)})
         if unspellable:
@@ -349,6 +351,8 @@ class SchemaMask:
             )
         self.enforcer = _enforcer_type()(table, schema_parser(schema))
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
+        self.blank_tails, self.all_blank = table.blank_tails, table.all_blank
+        self.blank_runs: dict[tuple[int, ...], int] = {(): 0}  # whitespace characters each row's answer ends with
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
         parser.config.force_json_field_order = True
@@ -364,14 +368,25 @@ class SchemaMask:
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
             allowed = self._allowed(sequence)
-            if not sequence:  # no blank space before the JSON
+            if not sequence or self._blank_run(sequence) >= MAX_BLANK_RUN:  # no blank space before the JSON, nor more in a string
                 allowed = [t for t in allowed if t not in self.blank_start]
             elif self.end in allowed:  # nor after it, where it may end
                 allowed = [t for t in allowed if t not in self.blank_end]
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
-        states = self.enforcer.prefix_states
+        states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
+        self.blank_runs = {s: runs[s] for s in sequences}
         return scores + mask
+
+    def _blank_run(self, sequence: tuple[int, ...]) -> int:
+        """How many whitespace characters `sequence`'s text ends with (the enforcer holds those between
+        JSON's parts to MAX_WHITESPACE, but in a string, where it counts none, a small model may write
+        spaces until its tokens run out)."""
+        if sequence not in self.blank_runs:
+            token = sequence[-1]
+            tail = self.blank_tails.get(token, 0)
+            self.blank_runs[sequence] = self._blank_run(sequence[:-1]) + tail if token in self.all_blank else tail
+        return self.blank_runs[sequence]
 
     def _allowed(self, sequence: tuple[int, ...]) -> list[int]:
         """The tokens that may follow `sequence` (a list: no bitmask asked for); a parser that fails

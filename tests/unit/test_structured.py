@@ -283,3 +283,24 @@ def test_a_decoder_that_fails_mid_answer_is_an_error_never_a_short_answer(tiny_e
     failed = runner.invoke(app, ["chat", "JSON", "--schema", json.dumps(schema), "-m", str(tiny_model_dir), "--max-tokens", "40"])
     assert failed.exit_code == 1 and failed.stdout == "" and len(failed.stderr.strip().splitlines()) == 1, failed.output
     assert "Terminating the parser" not in caplog.text
+
+
+def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engine):
+    import torch
+
+    from aigc.engine.structured import MAX_BLANK_RUN, MAX_WHITESPACE, SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    space, newline = tokenizer.convert_tokens_to_ids(["Ġ", "Ċ"])
+    named = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+    def blank_allowed(text: str, blanks: list[int]) -> bool:
+        mask, seen = SchemaMask(tokenizer, named), [tokenizer.pad_token_id]
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"] + blanks:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        return bool(scores[0, space] == 0 or scores[0, newline] == 0)
+
+    assert blank_allowed("{", [newline] * (MAX_WHITESPACE - 1)) and not blank_allowed("{", [newline] * MAX_WHITESPACE)
+    assert blank_allowed('{"name": "a', [space] * (MAX_BLANK_RUN - 1)) and not blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN)
+    assert blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN + tokenizer("b", add_special_tokens=False)["input_ids"])  # a letter ends the run
