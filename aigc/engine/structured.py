@@ -317,9 +317,12 @@ def _bound(node: dict, inclusive: str, exclusive: str, step: int) -> float | Non
 @functools.cache
 def _enforcer_type():
     """lm-format-enforcer's `TokenEnforcer`, except that a parser that fails raises (an
-    `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole."""
+    `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole,
+    and that an object never ends right after a comma (see `_no_trailing_commas`)."""
     lmfe = _enforcer_module()
     from lmformatenforcer.exceptions import LMFormatEnforcerException
+
+    _no_trailing_commas()
 
     class Enforcer(lmfe.TokenEnforcer):
         def _collect_allowed_tokens(self, *args):
@@ -331,6 +334,21 @@ def _enforcer_type():
                 raise LMFormatEnforcerException(f"{type(exc).__name__}: {exc}") from exc
 
     return Enforcer
+
+
+def _no_trailing_commas() -> None:
+    """lm-format-enforcer (0.11) lets an object end right after a comma where another key could
+    come (`{"a": 1,}`, invalid JSON): an object with optional fields left, or any object of a
+    `json_object` answer. Its object parser no longer offers `}` there (after `{` it still does)."""
+    from lmformatenforcer.jsonschemaparser import ObjectParsingStage, ObjectParsingState
+
+    offered = ObjectParsingState.get_allowed_characters
+
+    def get_allowed_characters(self) -> str:
+        after_comma = self.current_stage == ObjectParsingStage.PARSING_KEY_OR_END and self.existing_keys
+        return offered(self).replace("}", "") if after_comma else offered(self)
+
+    ObjectParsingState.get_allowed_characters = get_allowed_characters
 
 
 class SchemaMask:

@@ -304,3 +304,23 @@ def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engin
     assert blank_allowed("{", [newline] * (MAX_WHITESPACE - 1)) and not blank_allowed("{", [newline] * MAX_WHITESPACE)
     assert blank_allowed('{"name": "a', [space] * (MAX_BLANK_RUN - 1)) and not blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN)
     assert blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN + tokenizer("b", add_special_tokens=False)["input_ids"])  # a letter ends the run
+
+
+def test_an_object_never_ends_right_after_a_comma(tiny_engine):
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    close = tokenizer.convert_tokens_to_ids("}")
+    optional = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
+    for schema, text in ((optional, '{"a": 1,'), ({"type": "object"}, '{"x": 1,'), (optional, "{")):
+        mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        assert bool(scores[0, close] == 0) == (text == "{"), text  # an empty object may end at once
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=60, seed=0, n=8, json_schema=optional)
+    for completion in tiny_engine.generate(["JSON"], params)[0]:
+        if completion.finish_reason == "stop":
+            json.loads(completion.text)
