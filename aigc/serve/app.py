@@ -358,11 +358,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
     app.state.settings = settings
-    app.add_middleware(RequestIds)
     if settings.cors_origins:  # answers browsers' preflight OPTIONS before any route or key check
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(RequestIds)  # added last: outermost, so a preflight's answer has its id too
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):

@@ -1116,6 +1116,7 @@ def test_cors_is_off_unless_an_origin_is_given(server):
         web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))  # no lifespan: the schedulers stay
         answer = web.options("/v1/chat/completions", headers=preflight)
         assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
+        assert answer.headers["x-request-id"]
         listed = web.get("/v1/models", headers={"Origin": "http://app.example", "Authorization": f"Bearer {KEY}"})
         assert listed.status_code == 200 and listed.headers.get("access-control-allow-origin") == allowed
 
