@@ -32,6 +32,9 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
+    cors_origin: Annotated[
+        Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, or *) call the API from a browser (repeatable); off by default.")
+    ] = None,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running requests get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
@@ -53,6 +56,7 @@ def serve(
         max_batch=max_batch,
         batch_window=batch_window_ms / 1000,
         max_queue=max_queue,
+        cors_origins=tuple(cors_origin or ()),
     )
     sock = bind(host, port)
     with ui.stage_status() as stage:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
 import time
+import uuid
 from typing import Iterator
 
 from ..errors import BadInputError, ContextLengthError
@@ -43,6 +45,8 @@ class LocalEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.special_ids = list(tokenizer.all_special_ids)
+        added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+        self.control_texts = sorted({t.content for t in added if t.special and t.content}, key=len, reverse=True)  # longest first, for regexes
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
 
@@ -56,10 +60,37 @@ class LocalEngine:
         return "\n\n".join(lines + ["Assistant:"])
 
     def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt. A text prompt's control tokens (`<|im_end|>`) are read as such, as
+        vLLM reads a completion's prompt; in chat messages only the template's markup has them: a
+        message whose content spells one gets it as plain text, so no message can open another turn."""
         text = self.render(prompt)
         check_utf8(text, "prompt")  # lone surrogates (from JSON "\ud800", say) are no text a tokenizer takes
-        # Chat templates already hold the BOS token where the model wants one.
-        return self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"]
+        if isinstance(prompt, str):
+            return self.tokenizer(text)["input_ids"]
+        if any(control in str(m.get("content") or "") for m in prompt for control in self.control_texts):
+            return self._encode_marked(prompt)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]  # chat templates already hold the BOS token where the model wants one
+
+    def _encode_marked(self, messages: list[dict]) -> list[int]:
+        """Chat messages whose contents spell control tokens, as ids where those spellings are plain
+        text: they stand as unique markers while the template renders, the rendered text is cut at
+        the control tokens left (the markup's), and the runs between them are tokenized with the
+        markers spelled out again and no control token read (as a tokenizer cuts any text at its
+        control tokens first, an ordinary prompt gives the same ids this way as read whole)."""
+        tag = uuid.uuid4().hex
+        marker = {control: f"\ue000{tag}.{i}\ue001" for i, control in enumerate(self.control_texts)}
+        spelled = {m: control for control, m in marker.items()}
+        controls = re.compile("|".join(map(re.escape, self.control_texts)))
+        markers = re.compile("|".join(map(re.escape, spelled)))
+        marked = [{**m, "content": controls.sub(lambda found: marker[found.group()], str(m.get("content") or ""))} for m in messages]
+        ids: list[int] = []
+        for i, piece in enumerate(re.split(f"({controls.pattern})", self.render(marked))):
+            if i % 2:
+                ids.append(self.tokenizer.convert_tokens_to_ids(piece))
+            elif piece:
+                text = markers.sub(lambda found: spelled[found.group()], piece)
+                ids += self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return ids
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
@@ -162,6 +193,11 @@ class LocalEngine:
                 results[index] = scored
         self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
         return results
+
+    @property
+    def embedding_size(self) -> int:
+        """How many numbers `embed` gives a text: the size of the model's hidden state."""
+        return self.model.get_input_embeddings().embedding_dim
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Each text's embedding, scaled to length 1: the last hidden layer's state at the end of

@@ -3,19 +3,26 @@
 At each step a row may only take the tokens that keep its answer a prefix of JSON the schema
 allows, and once the JSON is whole, only end-of-sequence (no blank space before or after it). The table of what each token spells is
 built once per tokenizer (0.4-1.4 s for a 49k vocabulary). Fields come in the order of the
-schema's `required` list, then the others, and at most a few whitespace characters come in a row,
-so a small model does not spend its tokens on indentation.
+schema's `required` list, then the others, and at most a few whitespace characters come in a row
+(a few more inside a string), so a small model does not spend its tokens on indentation or spaces.
+
+The schema is first rewritten into forms the parser holds (`decoder_schema`: an enum of mixed
+kinds as an `anyOf`, a recursive root as a definition, ...) and the parser of its every part is
+built before decoding, so what the parser cannot hold is refused then; a parser that still fails
+while decoding is an `AigcError`, not an answer cut where it failed.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from typing import Any, Iterator
 
-from ..errors import BadInputError, MissingExtraError
+from ..errors import AigcError, BadInputError, MissingExtraError
 
-MAX_WHITESPACE = 4  # whitespace characters in a row ("\n" and an indent of three)
+MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
+MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
 
 
 def _enforcer_module():
@@ -56,6 +63,8 @@ def token_table(tokenizer):
     data.tokenizer_alphabet = "".join(sorted(alphabet))  # every character a token holds, not only those a token starts with
     data.blank_start = {token for token, text, _ in regular if text[:1].isspace()}  # " {" too, not only " "
     data.blank_end = {token for token, text, _ in regular if text[-1:].isspace()}
+    data.blank_tails = {token: len(text) - len(text.rstrip()) for token, text, _ in regular if text[-1:].isspace()}  # whitespace it ends with
+    data.all_blank = {token for token, text, _ in regular if text.isspace()}
     return data
 
 
@@ -66,7 +75,8 @@ def _refs_resolve(schema: dict[str, Any]) -> None:
             ref = node.get("$ref")
             if ref is not None:
                 target: Any = schema
-                for part in str(ref).removeprefix("#").strip("/").split("/") if str(ref).startswith("#") else [None]:
+                path = str(ref).removeprefix("#").strip("/")
+                for part in (path.split("/") if path else []) if str(ref).startswith("#") else [None]:
                     key = None if part is None else part.replace("~1", "/").replace("~0", "~")
                     if not isinstance(target, dict) or key not in target:
                         raise BadInputError(f"the JSON schema's $ref {ref!r} names nothing in the schema (only #/... references to its own parts are followed)")
@@ -115,10 +125,36 @@ def schema_parser(schema: dict[str, Any]):
     if _has_empty_enum(schema):
         raise BadInputError("the JSON schema has an enum with no values, which no answer can match; list at least one value")
     try:
-        return lmfe.JsonSchemaParser(schema)
+        parser = lmfe.JsonSchemaParser(decoder_schema(schema))
+        _build_every_part(parser)
+    except BadInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydantic and the parser raise many kinds
         first = (str(exc).splitlines() or [repr(exc)])[0]
-        raise BadInputError(f"the JSON schema cannot be used: {type(exc).__name__}: {first}") from None
+        raise BadInputError(f"the JSON schema cannot be used: the decoder cannot hold answers to a part of it ({type(exc).__name__}: {first}); simplify that part") from None
+    return parser
+
+
+def _build_every_part(parser) -> None:
+    """Build the enforcer's parser of every part of the schema now (it builds them as the answer
+    reaches them), so a part it cannot hold fails here, before decoding, not in the middle of an answer."""
+    from lmformatenforcer.external.jsonschemaobject import JsonSchemaObject
+    from lmformatenforcer.jsonschemaparser import get_parser
+
+    extras = parser.context.model_class.extras
+    definitions = extras.get("definitions", extras.get("$defs", {}))  # the one the enforcer follows
+    nodes, followed = [parser.context.model_class], set()
+    while nodes:
+        node = nodes.pop()
+        if not isinstance(node, JsonSchemaObject):
+            continue
+        get_parser(parser, node)
+        name = node.ref.split("/")[-1] if node.ref and node.type is None else None
+        if name is not None and name not in followed:  # each definition once: a recursive schema ends
+            followed.add(name)
+            nodes.append(JsonSchemaObject(**definitions[name]))
+        items = node.items if isinstance(node.items, list) else [node.items]
+        nodes += [*node.anyOf, *node.allOf, *node.oneOf, *(node.properties or {}).values(), node.additionalProperties, *items]
 
 
 def _fixed_strings(node: Any) -> Iterator[str]:
@@ -137,26 +173,112 @@ def _fixed_strings(node: Any) -> Iterator[str]:
 
 
 SMALL_RANGE = 64  # integer ranges up to this many values are decoded as a choice among them
+ANY = {"anyOf": [{"type": kind} for kind in ("string", "number", "boolean", "null", "object", "array")]}  # any JSON, as the enforcer spells it
+ANNOTATIONS = {"title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly"}  # keys that allow anything
 
 
-def _decoder_schema(node: Any) -> Any:
-    """The schema as the decoder follows it: an integer with a small `minimum`..`maximum` range becomes
-    a choice among its values, which the parser can hold an answer to (it takes no bounds)."""
+def decoder_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as the decoder follows it: the same answers, in forms lm-format-enforcer's parser
+    holds. A root that refers to itself (`"$ref": "#"`) becomes a definition; see `_decoder_node`."""
+    if not _refers_to(schema, "#"):
+        return _decoder_node(schema)
+    key = "definitions" if "definitions" in schema else "$defs"
+    definitions = dict(schema.get(key) or {})
+    name = next(n for n in (f"root{i or ''}" for i in range(len(definitions) + 1)) if n not in definitions)
+    definitions[name] = {k: v for k, v in schema.items() if k != key}
+    moved = _renamed_refs({key: definitions}, "#", f"#/{key}/{name}")
+    return _decoder_node({**moved, "$ref": f"#/{key}/{name}"})
+
+
+def _refers_to(node: Any, ref: str) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == ref or any(_refers_to(v, ref) for k, v in node.items() if k not in ("const", "enum", "default", "examples"))
+    return isinstance(node, list) and any(_refers_to(v, ref) for v in node)
+
+
+def _renamed_refs(node: Any, old: str, new: str) -> Any:
     if isinstance(node, list):
-        return [_decoder_schema(v) for v in node]
+        return [_renamed_refs(v, old, new) for v in node]
     if not isinstance(node, dict):
         return node
-    node = {k: _decoder_schema(v) for k, v in node.items()}
+    return {k: new if k == "$ref" and v == old else v if k in ("const", "enum", "default", "examples") else _renamed_refs(v, old, new) for k, v in node.items()}
+
+
+def _decoder_node(node: Any) -> Any:
+    """A (sub)schema as the decoder follows it: `true` and a schema of annotations alone are any JSON
+    spelled out; an `allOf` whose branches do not clash is one schema; an `enum` (or `const`) of
+    values of several kinds (`["a", null]`) is an `anyOf` of one choice per kind; an integer with a
+    small `minimum`..`maximum` range is a choice among its values (the parser takes no bounds)."""
+    if node is True or (isinstance(node, dict) and set(node) <= ANNOTATIONS):
+        return ANY
+    if not isinstance(node, dict):
+        return node
+    node = _merged_all_of(node)
+    node = dict(node)
+    for key in _SCHEMA_MAPS:
+        if isinstance(node.get(key), dict):
+            node[key] = {name: _decoder_node(v) for name, v in node[key].items()}
+    for key in _SCHEMA_KEYS:
+        if isinstance(node.get(key), list):
+            node[key] = [_decoder_node(v) for v in node[key]]
+        elif key in node:
+            node[key] = _decoder_node(node[key])
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    if isinstance(node.get("enum"), list) and "anyOf" not in node:
+        node = _enum_choices(node)
     low, high = _bound(node, "minimum", "exclusiveMinimum", 1), _bound(node, "maximum", "exclusiveMaximum", -1)
     if node.get("type") == "integer" and "enum" not in node and low is not None and high is not None and 0 <= high - low < SMALL_RANGE:
         node["enum"] = list(range(math.ceil(low), math.floor(high) + 1))
     return node
 
 
+def _merged_all_of(node: dict) -> dict:
+    """`node` with its `allOf` branches merged into it where no two set a rule differently (the
+    enforcer would keep only the last branch's rules and the others' `properties`)."""
+    branches = node.get("allOf")
+    if not isinstance(branches, list) or len(branches) < 2 or not all(isinstance(b, dict) and "$ref" not in b for b in branches):
+        return node
+    merged: dict[str, Any] = {}
+    for part in [{k: v for k, v in node.items() if k != "allOf"}, *branches]:
+        for key, value in part.items():
+            if key == "required":
+                merged[key] = list(dict.fromkeys([*merged.get(key, []), *value]))
+            elif key == "properties" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                if any(name in merged[key] and merged[key][name] != v for name, v in value.items()):
+                    return node
+                merged[key] = {**merged[key], **value}
+            elif key in merged and merged[key] != value and key not in ANNOTATIONS:
+                return node
+            else:
+                merged.setdefault(key, value)
+    return merged
+
+
+def _enum_choices(node: dict) -> dict:
+    """An `enum` the enforcer cannot hold as it is (strings and numbers mixed, `null`, booleans) as
+    an `anyOf` of choices it can; a lone `true` or `false`, an object or an array is a `BadInputError`."""
+    values = node["enum"]
+    strings = [v for v in values if isinstance(v, str)]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(strings) == len(values) or len(numbers) == len(values):
+        return node
+    flags = {v for v in values if isinstance(v, bool)}
+    odd = [v for v in values if not isinstance(v, (str, int, float)) and v is not None or isinstance(v, bool) and len(flags) == 1]
+    if odd:
+        raise BadInputError(
+            f"the decoder cannot hold answers to the JSON schema's enum or const value {json.dumps(odd[0])} (it holds strings, numbers, "
+            "null, and true and false together); use a field of that type instead"
+        )
+    choices = [{"enum": strings}] * bool(strings) + [{"enum": numbers}] * bool(numbers) + [{"type": "boolean"}] * bool(flags) + [{"type": "null"}] * (None in values)
+    rest = {k: v for k, v in node.items() if k not in ("enum", "type")}
+    return {**rest, **choices[0]} if len(choices) == 1 else {**rest, "anyOf": choices}
+
+
 UNHELD = (  # rules lm-format-enforcer's parser does not hold an answer to
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "oneOf", "not", "if", "patternProperties",
     "propertyNames", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "dependencies", "uniqueItems", "contains",
-    "prefixItems", "additionalItems", "unevaluatedProperties", "unevaluatedItems",
+    "prefixItems", "additionalItems", "unevaluatedProperties", "unevaluatedItems", "format", "allOf",
 )
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")  # name -> schema
@@ -170,14 +292,14 @@ def unheld_rules(schema: Any) -> list[str]:
     """The rules in `schema` that the decoder does not hold answers to, so an answer may break them
     (an integer's small `minimum`..`maximum` range is held: it is decoded as a choice)."""
     found: set[str] = set()
-    level = [_decoder_schema(schema)]
+    level = [decoder_schema(schema)]
     while level:
         nodes, level = level, []
         for node in nodes:
             if isinstance(node, list):
                 level += node
             elif isinstance(node, dict):
-                found.update(key for key in UNHELD if key in node and not (key in BOUNDS and "enum" in node))  # a bounded enum is held
+                found.update(key for key in UNHELD if key in node and not (key in BOUNDS and "enum" in node) and not (key == "allOf" and len(node[key]) < 2))  # a bounded enum is held, and an allOf of one
                 level += [v for key in _SCHEMA_MAPS if isinstance(node.get(key), dict) for v in node[key].values()]
                 level += [node[key] for key in _SCHEMA_KEYS if key in node]
     return sorted(found, key=UNHELD.index)
@@ -192,6 +314,43 @@ def _bound(node: dict, inclusive: str, exclusive: str, step: int) -> float | Non
     return None
 
 
+@functools.cache
+def _enforcer_type():
+    """lm-format-enforcer's `TokenEnforcer`, except that a parser that fails raises (an
+    `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole,
+    and that an object never ends right after a comma (see `_no_trailing_commas`)."""
+    lmfe = _enforcer_module()
+    from lmformatenforcer.exceptions import LMFormatEnforcerException
+
+    _no_trailing_commas()
+
+    class Enforcer(lmfe.TokenEnforcer):
+        def _collect_allowed_tokens(self, *args):
+            try:
+                super()._collect_allowed_tokens(*args)
+            except LMFormatEnforcerException:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the parser's own bugs and limits, of any kind
+                raise LMFormatEnforcerException(f"{type(exc).__name__}: {exc}") from exc
+
+    return Enforcer
+
+
+def _no_trailing_commas() -> None:
+    """lm-format-enforcer (0.11) lets an object end right after a comma where another key could
+    come (`{"a": 1,}`, invalid JSON): an object with optional fields left, or any object of a
+    `json_object` answer. Its object parser no longer offers `}` there (after `{` it still does)."""
+    from lmformatenforcer.jsonschemaparser import ObjectParsingStage, ObjectParsingState
+
+    offered = ObjectParsingState.get_allowed_characters
+
+    def get_allowed_characters(self) -> str:
+        after_comma = self.current_stage == ObjectParsingStage.PARSING_KEY_OR_END and self.existing_keys
+        return offered(self).replace("}", "") if after_comma else offered(self)
+
+    ObjectParsingState.get_allowed_characters = get_allowed_characters
+
+
 class SchemaMask:
     """A logits processor: every token the schema does not allow next gets -inf.
 
@@ -201,7 +360,6 @@ class SchemaMask:
     kept. A row that ended (fed padding after end-of-sequence) is stopped by the parser, not failed."""
 
     def __init__(self, tokenizer, schema: dict[str, Any]):
-        lmfe = _enforcer_module()
         table = token_table(tokenizer)
         unspellable = sorted({v for v in _fixed_strings(schema) if not set(table.tokenizer_alphabet).issuperset(v)})
         if unspellable:
@@ -209,8 +367,10 @@ class SchemaMask:
                 f"the JSON schema's enum or const value {unspellable[0]!r} holds characters that this model writes "
                 "as several byte tokens, which the decoder cannot hold it to; use a plain string field instead"
             )
-        self.enforcer = lmfe.TokenEnforcer(table, schema_parser(_decoder_schema(schema)))
+        self.enforcer = _enforcer_type()(table, schema_parser(schema))
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
+        self.blank_tails, self.all_blank = table.blank_tails, table.all_blank
+        self.blank_runs: dict[tuple[int, ...], int] = {(): 0}  # whitespace characters each row's answer ends with
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
         parser.config.force_json_field_order = True
@@ -225,12 +385,33 @@ class SchemaMask:
         mask = torch.full_like(scores, float("-inf"))
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
-            allowed = self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens  # a list: no bitmask asked for
-            if not sequence:  # no blank space before the JSON
+            allowed = self._allowed(sequence)
+            if not sequence or self._blank_run(sequence) >= MAX_BLANK_RUN:  # no blank space before the JSON, nor more in a string
                 allowed = [t for t in allowed if t not in self.blank_start]
             elif self.end in allowed:  # nor after it, where it may end
                 allowed = [t for t in allowed if t not in self.blank_end]
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
-        states = self.enforcer.prefix_states
+        states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
+        self.blank_runs = {s: runs[s] for s in sequences}
         return scores + mask
+
+    def _blank_run(self, sequence: tuple[int, ...]) -> int:
+        """How many whitespace characters `sequence`'s text ends with (the enforcer holds those between
+        JSON's parts to MAX_WHITESPACE, but in a string, where it counts none, a small model may write
+        spaces until its tokens run out)."""
+        if sequence not in self.blank_runs:
+            token = sequence[-1]
+            tail = self.blank_tails.get(token, 0)
+            self.blank_runs[sequence] = self._blank_run(sequence[:-1]) + tail if token in self.all_blank else tail
+        return self.blank_runs[sequence]
+
+    def _allowed(self, sequence: tuple[int, ...]) -> list[int]:
+        """The tokens that may follow `sequence` (a list: no bitmask asked for); a parser that fails
+        is an `AigcError`, never an answer cut where it was."""
+        from lmformatenforcer.exceptions import LMFormatEnforcerException
+
+        try:
+            return self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens
+        except LMFormatEnforcerException as exc:
+            raise AigcError(f"the JSON schema decoder failed in the middle of the answer ({exc}); simplify that part of the schema") from None

@@ -1,10 +1,13 @@
 """The FastAPI application: OpenAI-compatible endpoints, task endpoints, auth and error bodies.
 
 Every generation goes through a model's `Scheduler`, so concurrent requests share one decode.
+Chat messages are tokenized by the engine with control tokens only in the template's markup (a
+message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
 Chat and text completions differ only in the shape of their answers, which `_Reply` writes
 (whole or streamed, with log-probabilities in the endpoint's shape). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
-traceback: bad JSON 400, bad parameters 422 (or 400 for what only the model can tell, such as a
-prompt that does not fit), bad key 401, unknown model 404, body too large 413, queue full 429.
+traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
+`BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
+response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import hashlib
 import hmac
 import json
 import logging
@@ -26,6 +30,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
@@ -52,6 +57,7 @@ class ServeSettings:
     batch_window: float = 0.01
     max_queue: int = 256
     retry_after: int = 1
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); "*" is any, none: CORS off
 
     def __post_init__(self) -> None:
         self.max_n = min(self.max_n, self.max_batch)  # a request's n rows decode in one batch
@@ -72,11 +78,47 @@ class Backend:
         scheduler = Scheduler(engine, settings.max_batch, settings.batch_window, settings.max_queue).start()
         return cls(name, engine, scheduler, BatchedEngine(scheduler))
 
+    @property
+    def fingerprint(self) -> str:
+        """OpenAI's `system_fingerprint`: the same while the model, how it is loaded and aigc's version are."""
+        from .. import __version__
+
+        key = f"{self.name}\0{getattr(self.engine, 'variant', '')}\0{__version__}"
+        return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code, self.headers = status, message, type, param, code, headers
+
+
+class RequestIds:
+    """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
+    its id (`completion_id`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        state["request_id"] = uuid.uuid4().hex
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("x-request-id", state["request_id"])
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def completion_id(request: Request, prefix: str) -> str:
+    """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
+    request.state.request_id = f"{prefix}-{request.state.request_id}"
+    return request.state.request_id
 
 
 def error_body(message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
@@ -128,9 +170,9 @@ def _no_files(options: dict) -> None:
 
     for key, value in options.items():
         if isinstance(value, str) and key.endswith("template") and is_path(value):
-            raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key)
+            raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key, code="unsupported")
         if isinstance(value, str) and key in FILE_OPTIONS:
-            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key)
+            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
 
 
 def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
@@ -143,7 +185,7 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
     if isinstance(exc, (UnknownModelError, UnknownGeneratorError)):
         return ApiError(404, str(exc), code="not_found")
     if isinstance(exc, OptionError):
-        return ApiError(400, str(exc), param=exc.option)
+        return ApiError(400, str(exc), param=exc.option, code="invalid_value")
     if isinstance(exc, ContextLengthError):
         return ApiError(400, str(exc), code="context_length_exceeded")
     if isinstance(exc, BadInputError):
@@ -173,14 +215,14 @@ class _Sampling(BaseModel):
 
     model: Optional[str] = None
     temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
+    top_p: Optional[float] = Field(None, ge=0, le=1)  # 0 is greedy
     top_k: Optional[int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
     repetition_penalty: Optional[float] = Field(None, gt=0, le=3)  # extension (vLLM)
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
     n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED)
+    seed: Optional[int] = Field(None, ge=-(MAX_SEED + 1), le=MAX_SEED)  # int64, as OpenAI's
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
@@ -204,6 +246,17 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     type: str
     text: Optional[str] = None
+    refusal: Optional[str] = None  # an assistant's "refusal" part
+
+    def plain(self, role: str) -> str:
+        """The part's text: a text part's, or an assistant's refusal."""
+        kind = "refusal" if self.type == "refusal" and role == "assistant" else "text"
+        if self.type != kind:
+            raise ApiError(400, f"{self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
+        value = self.refusal if kind == "refusal" else self.text
+        if value is None:
+            raise ApiError(400, f"a {kind} content part needs its {kind}", param="messages", code="invalid_value")
+        return value
 
 
 class _Message(BaseModel):
@@ -215,12 +268,10 @@ class _Message(BaseModel):
         if self.role in ("tool", "function"):
             raise ApiError(400, f"a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
         if self.content is None and self.role != "assistant":  # an assistant turn that called tools has none
-            raise ApiError(400, f"a {self.role} message needs its content", param="messages")
+            raise ApiError(400, f"a {self.role} message needs its content", param="messages", code="invalid_value")
         content = self.content or ""
-        if isinstance(content, list):
-            if any(p.type != "text" for p in content):
-                raise ApiError(400, "only text content parts are supported", param="messages")
-            content = "".join(p.text or "" for p in content)
+        if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
+            content = "\n".join(p.plain(self.role) for p in content)
         return {"role": "system" if self.role == "developer" else self.role, "content": content}
 
 
@@ -233,7 +284,7 @@ class ChatRequest(_Sampling):
     def top(self) -> int | None:
         """How many alternatives to report per token; None: no log-probabilities."""
         if self.top_logprobs is not None and not self.logprobs:
-            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs", code="invalid_value")
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
@@ -270,10 +321,14 @@ class EmbeddingRequest(BaseModel):
 
     def texts(self) -> list[str]:
         texts = [self.input] if isinstance(self.input, str) else self.input
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise ApiError(400, "input must be a text or a non-empty list of texts (token ids are not supported)", param="input")
+        if not texts:
+            raise ApiError(400, "input must be a text or a non-empty list of texts", param="input", code="invalid_value")
+        if not all(isinstance(t, str) for t in texts):
+            raise ApiError(
+                400, "input: token ids are not supported; send text, e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False)", param="input", code="unsupported"
+            )
         if len(texts) > MAX_EMBED_INPUTS:
-            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input")
+            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
         return texts
 
 
@@ -303,10 +358,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
     app.state.settings = settings
+    if settings.cors_origins:  # answers browsers' preflight OPTIONS before any route or key check
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(RequestIds)  # added last: outermost, so a preflight's answer has its id too
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
+        headers = {**(exc.headers or {}), "x-request-id": request.state.request_id}  # a 500 is answered outside RequestIds
+        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers)
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
@@ -352,7 +413,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"] if not _union_tag(p)) or None
-            raise ApiError(422, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
+            raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:
         if name is None or name == "":
@@ -368,34 +429,38 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 raise ApiError(400, f"{name} is not supported by this server" + (" (repetition_penalty is)" if name.endswith("_penalty") else ""), param=name, code="unsupported")
         schema = _response_schema(req.response_format)
         if req.n > settings.max_n:
-            raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n")
+            raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
+        budget = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"  # named as the client named it
         if asked is not None and asked > settings.max_tokens_cap:
-            raise ApiError(400, f"max_tokens must be at most {settings.max_tokens_cap} on this server", param="max_tokens")
+            raise ApiError(400, f"{budget} must be at most {settings.max_tokens_cap} on this server", param=budget, code="invalid_value")
         room = backend.batched.context_length - prompt_tokens
         where = "messages" if isinstance(req, ChatRequest) else "prompt"
         if room < (0 if asked == 0 else 1):
             raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param=where, code="context_length_exceeded")
         if asked is not None and asked > room:
             raise ApiError(
-                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and max_tokens asks for {asked}; lower max_tokens to {room} or less",
-                param="max_tokens", code="context_length_exceeded",
+                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and {budget} asks for {asked}; lower {budget} to {room} or less",
+                param=budget, code="context_length_exceeded",
             )
         if asked == 0:
             if not req.echo:
-                raise ApiError(422, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
+                raise ApiError(400, "max_tokens: 0 is only for echo (the prompt's log-probabilities); ask for at least 1", param="max_tokens", code="invalid_value")
             return None
         unasked = COMPLETION_DEFAULT_TOKENS if isinstance(req, CompletionRequest) else settings.max_tokens_cap  # as OpenAI and vLLM
         max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
         values.update(
-            {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "repetition_penalty": req.repetition_penalty, "seed": req.seed}.items() if v is not None}
+            {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "repetition_penalty": req.repetition_penalty}.items() if v is not None}
         )
+        if req.top_p == 0:  # only the likeliest token is left: greedy
+            values.update(temperature=0.0, top_p=1.0)
+        seed = None if req.seed is None else req.seed % (MAX_SEED + 1)  # a negative int64 seed (-1, say) maps to one the sampler takes
         try:
-            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, json_schema=schema, **values)
+            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=seed, json_schema=schema, **values)
         except BadInputError as exc:
-            raise ApiError(422, str(exc), code="invalid_value") from None
+            raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
 
     async def encode(backend: Backend, prompt) -> list[int]:
         return await anyio.to_thread.run_sync(backend.batched.encode, prompt)
@@ -462,7 +527,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         else:
             job, events = submit(backend, rows, params, reply.top)
         if req.stream:
-            return StreamingResponse(stream_events(reply, job, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(stream_events(reply, job, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         collected = await collect(job, events, request)
         if collected is None:
             return Response(status_code=499)  # nobody reads it: the client is gone
@@ -487,7 +552,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.get("/v1/models/{name:path}", dependencies=[Depends(auth)])
     async def model(name: str):
-        return card(backend_for(name))
+        return card(backend_for(name)) if name else await models()  # /v1/models/ is the list
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):
@@ -497,7 +562,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         ids = await encode(backend, [m.plain() for m in req.messages])
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n)
+        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
         return await answer(request, req, reply, backend, [ids] * params.n, params)
 
     @app.post("/v1/completions", dependencies=[Depends(auth)])
@@ -508,15 +573,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if not all(isinstance(p, str) for p in prompts):
             raise ApiError(400, "prompt: token-id prompts are not supported here; send the text", param="prompt", code="unsupported")
         if not prompts:
-            raise ApiError(422, "prompt: give at least one prompt", param="prompt")
+            raise ApiError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
         if len(prompts) * req.n > settings.max_batch:  # before any prompt is tokenized
-            raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt")
+            raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt", code="invalid_value")
         encoded = [await encode(backend, p) for p in prompts]
         if not all(encoded):
-            raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt")
+            raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
-        reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n)
+        reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
         if req.echo:
             heads = []
             for text, ids in zip(prompts, encoded):
@@ -557,6 +622,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         req: EmbeddingRequest = await body(request, EmbeddingRequest)
         backend = backend_for(req.model)
         texts = req.texts()
+        size = backend.engine.embedding_size
+        if req.dimensions is not None and req.dimensions != size:
+            raise ApiError(400, f"dimensions must be {size} or left out: this model's embeddings have one size", param="dimensions", code="invalid_value")
         engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
@@ -566,8 +634,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             vectors, tokens = await watched(request, engine, run, "embeddings")
         except RequestCancelled:
             return Response(status_code=499)
-        if req.dimensions is not None and req.dimensions != len(vectors[0]):
-            raise ApiError(400, f"dimensions must be {len(vectors[0])} or left out: this model's embeddings have one size", param="dimensions")
         data = [
             {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
@@ -579,7 +645,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         req: TokenizeRequest = await body(request, TokenizeRequest)
         backend = backend_for(req.model)
         if (req.prompt is None) == (req.messages is None):
-            raise ApiError(422, "give either prompt or messages", param="prompt")
+            raise ApiError(400, "give either prompt or messages", param="prompt", code="invalid_value")
         prompt = req.prompt if req.prompt is not None else [m.plain() for m in req.messages]
         ids = await encode(backend, prompt)
         return {"count": len(ids), "max_model_len": backend.batched.context_length, "tokens": ids}
@@ -607,9 +673,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
-                raise ApiError(400, f"{name} must be at most {cap} on this server", param=name)
+                raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
         if req.input is None:
-            raise ApiError(422, "input: the task's input is required", param="input")
+            raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
         try:
             result = await watched(request, engine, lambda: generator(req.input, sampling=req.sampling, **req.options), task)
         except RequestCancelled:
@@ -660,16 +726,14 @@ class _Reply:
     n: int
     heads: list[tuple[str, list[TokenLogprob] | None]] | None = None
     id: str = ""
+    fingerprint: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
-
-    def __post_init__(self) -> None:
-        self.id = self.id or f"{'chatcmpl' if self.chat else 'cmpl'}-{uuid.uuid4().hex}"
 
     def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        data = {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
-        if usage is not None:
-            data["usage"] = usage
+        data = {"id": self.id, "object": kind, "created": self.created, "model": self.model, "system_fingerprint": self.fingerprint, "choices": choices}
+        if usage is not None or (chunk and (self.stream_options or {}).get("include_usage")):
+            data["usage"] = usage  # a stream that will end with usage says `null` before it, as OpenAI's does
         return data
 
     def usage(self, completions) -> dict:

@@ -15,7 +15,8 @@ Each job keeps its own sampling: its own logits processors, its own seeded RNG (
 its rows every step, finished ones included, as `DecodeLoop` does), its own token budget and stop
 strings, so a job decoded alone samples exactly what `LocalEngine.generate` would. Text pieces go
 to each job's callback as they are decoded; a cancelled job (a client that went away) has its
-rows closed at the next step. `drain(grace)` takes no new work and, after `grace` seconds, ends
+rows closed at the next step; a job whose logits processors fail (its JSON schema's decoder) ends
+with that error while the other rows go on. `drain(grace)` takes no new work and, after `grace` seconds, ends
 the rows still running with a `ShuttingDownError`.
 
 Events sent to `Job.emit`: `("piece", row, text, logprobs)`, `("done", [Completion per row],
@@ -269,7 +270,7 @@ class Scheduler:
                     carry.send(("error", ShuttingDownError("the server is shutting down")))
                 self._fail_queue()
                 if batch is not None and self._cut_at is not None and time.monotonic() >= self._cut_at:
-                    self._abort(batch, ShuttingDownError("the server is shutting down; this answer was cut off"))
+                    self._abort(batch.slots, ShuttingDownError("the server is shutting down; this answer was cut off"))
                     batch = None
                 if batch is None:
                     if self._stopping.is_set():
@@ -282,7 +283,7 @@ class Scheduler:
                 except Exception as exc:  # noqa: BLE001 - a bug must not stop the thread: fail the running rows
                     log.exception("admitting requests failed")
                     if batch is not None:
-                        self._abort(batch, exc)
+                        self._abort(batch.slots, exc)
                     batch = None
             if batch is not None:
                 batch = self._advance(batch)
@@ -353,7 +354,7 @@ class Scheduler:
             log.exception("joining a batch failed")
             for part in (batch, fresh):
                 if part is not None:
-                    self._abort(part, exc)
+                    self._abort(part.slots, exc)
             return None
 
     @staticmethod
@@ -436,7 +437,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - every client in the batch gets the error, the thread lives on
             if not isinstance(exc, AigcError):
                 log.exception("decoding a batch failed")
-            self._abort(batch, exc)
+            self._abort(batch.slots, exc)
             return None
 
     def _step(self, batch: _Batch) -> None:
@@ -481,7 +482,12 @@ class Scheduler:
                 own = [slot.index for slot in slots[start:end]]
                 scores = logits.new_zeros((n, logits.shape[1]))
                 scores[own] = logits[start:end]
-            chosen = pick_tokens(job.processors(job.seen, scores) if job.processors else scores, job.params, job.gen)
+            try:
+                shaped = job.processors(job.seen, scores) if job.processors else scores
+            except AigcError as exc:  # its JSON schema's decoder failed: this job ends with the error, the other rows go on
+                self._abort(slots[start:end], exc)
+                shaped = scores
+            chosen = pick_tokens(shaped, job.params, job.gen)
             if job.seen is not None:
                 fed = chosen
                 if own is not None:
@@ -515,6 +521,8 @@ class Scheduler:
         now = time.perf_counter()
         for slot, token in zip(slots, picks.tolist()):
             job = slot.job
+            if slot.done:  # its job failed in this step
+                continue
             if job.first is None:
                 job.first = now - job.started
             if token in self._eos:
@@ -569,8 +577,8 @@ class Scheduler:
                 _trim(batch)
         return batch
 
-    def _abort(self, batch: _Batch, exc: Exception) -> None:
-        for slot in batch.slots:
+    def _abort(self, slots: list[_Slot], exc: Exception) -> None:
+        for slot in slots:
             slot.done = True
             slot.job.send(("error", exc))
 

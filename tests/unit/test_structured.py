@@ -230,3 +230,97 @@ def test_rules_the_decoder_does_not_hold_are_named():
     }
     assert unheld_rules(schema) == ["maximum", "oneOf", "patternProperties", "uniqueItems"]
     assert unheld_rules({"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}, "required": ["a"]}) == []
+
+
+@pytest.mark.parametrize(
+    "schema, texts",
+    [
+        ({"enum": ["a", None]}, ['"a"', "null"]),
+        ({"enum": [1, "two", None]}, ["1", '"two"', "null"]),
+        ({"enum": [True, False]}, ["true", "false"]),
+        ({"const": 5}, ["5"]),
+        ({"allOf": [{"type": "string"}, {"maxLength": 3}]}, ['"abc"']),
+        ({"type": "object", "properties": {"x": {}, "y": True}, "required": ["x", "y"]}, ['{"x": [1, "a"], "y": null}']),
+        ({"type": "object", "properties": {"name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#"}}}, "required": ["name", "kids"]}, ['{"name": "a", "kids": [{"name": "b", "kids": []}]}']),
+    ],
+)
+def test_schemas_the_enforcer_cannot_follow_as_written_are_rewritten_into_ones_it_can(tiny_engine, schema, texts):
+    from aigc.engine.structured import SchemaMask, schema_parser, unheld_rules
+
+    schema_parser(schema)
+    assert unheld_rules(schema) == []
+    for text in texts:
+        _walk(tiny_engine.tokenizer, SchemaMask(tiny_engine.tokenizer, schema), text)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=80, seed=2, n=3, json_schema=schema)
+    for completion in tiny_engine.generate(["JSON"], params)[0]:
+        if completion.finish_reason == "stop":  # a random model may write a long string
+            json.loads(completion.text)
+
+
+def test_what_the_enforcer_cannot_hold_is_refused_before_decoding_or_unheld():
+    from aigc.engine.structured import schema_parser, unheld_rules
+
+    for schema, words in [
+        ({"type": "object", "properties": {"s": {"type": "string", "pattern": "a+", "maxLength": 3}}}, "pattern and a min/max length"),
+        ({"type": "object", "properties": {"on": {"const": True}}}, "enum or const value true"),
+        ({"enum": ["a", [1]]}, r"enum or const value \[1\]"),
+    ]:
+        with pytest.raises(BadInputError, match=words):
+            schema_parser(schema)
+    clash = {"allOf": [{"type": "string", "maxLength": 3}, {"type": "string", "maxLength": 5}]}
+    assert unheld_rules(clash) == ["allOf"] and unheld_rules({"allOf": [{"type": "string"}]}) == []
+    assert unheld_rules({"type": "string", "format": "email"}) == ["format"]
+
+
+def test_a_decoder_that_fails_mid_answer_is_an_error_never_a_short_answer(tiny_engine, tiny_model_dir, monkeypatch, caplog):
+    from aigc.engine import structured
+
+    monkeypatch.setattr(structured, "decoder_schema", lambda schema: schema)  # as lm-format-enforcer takes it: it fails at "x"
+    monkeypatch.setattr(structured, "_build_every_part", lambda parser: None)
+    schema = {"type": "object", "properties": {"x": {"enum": ["a", None]}}, "required": ["x"]}
+    with pytest.raises(AigcError, match="decoder failed in the middle of the answer .*Unsupported enum type"):
+        tiny_engine.generate(["JSON"], SamplingParams(temperature=1.0, max_tokens=40, seed=1, json_schema=schema))
+    failed = runner.invoke(app, ["chat", "JSON", "--schema", json.dumps(schema), "-m", str(tiny_model_dir), "--max-tokens", "40"])
+    assert failed.exit_code == 1 and failed.stdout == "" and len(failed.stderr.strip().splitlines()) == 1, failed.output
+    assert "Terminating the parser" not in caplog.text
+
+
+def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engine):
+    import torch
+
+    from aigc.engine.structured import MAX_BLANK_RUN, MAX_WHITESPACE, SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    space, newline = tokenizer.convert_tokens_to_ids(["Ġ", "Ċ"])
+    named = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+    def blank_allowed(text: str, blanks: list[int]) -> bool:
+        mask, seen = SchemaMask(tokenizer, named), [tokenizer.pad_token_id]
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"] + blanks:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        return bool(scores[0, space] == 0 or scores[0, newline] == 0)
+
+    assert blank_allowed("{", [newline] * (MAX_WHITESPACE - 1)) and not blank_allowed("{", [newline] * MAX_WHITESPACE)
+    assert blank_allowed('{"name": "a', [space] * (MAX_BLANK_RUN - 1)) and not blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN)
+    assert blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN + tokenizer("b", add_special_tokens=False)["input_ids"])  # a letter ends the run
+
+
+def test_an_object_never_ends_right_after_a_comma(tiny_engine):
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    close = tokenizer.convert_tokens_to_ids("}")
+    optional = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
+    for schema, text in ((optional, '{"a": 1,'), ({"type": "object"}, '{"x": 1,'), (optional, "{")):
+        mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        assert bool(scores[0, close] == 0) == (text == "{"), text  # an empty object may end at once
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=60, seed=0, n=8, json_schema=optional)
+    for completion in tiny_engine.generate(["JSON"], params)[0]:
+        if completion.finish_reason == "stop":
+            json.loads(completion.text)
