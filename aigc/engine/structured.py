@@ -120,7 +120,8 @@ def schema_parser(schema: dict[str, Any]):
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise BadInputError(f"the JSON schema is not valid: {exc.message}") from None
+        where = "".join(f"/{part}" for part in exc.path)  # a JSON pointer into the schema
+        raise BadInputError(f"the JSON schema is not valid{f' at {where}' if where else ''}: {exc.message}") from None
     _refs_resolve(schema)
     if _has_empty_enum(schema):
         raise BadInputError("the JSON schema has an enum with no values, which no answer can match; list at least one value")

@@ -112,7 +112,8 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
     answered = runner.invoke(app, ["run", "chat", "--var", "input=JSON please", "--schema", "ok bool", *model])
     assert answered.exit_code == 0 and isinstance(json.loads(answered.stdout)["ok"], bool)
     for args, words in [
-        (["chat", "x", "--schema", '{"type": "banana"}', "-m", "no-such-model"], "is not valid"),
+        (["chat", "x", "--schema", '{"type": "banana"}', "-m", "no-such-model"], "is not valid at /type:"),
+        (["chat", "x", "--schema", '{"properties": {"a": {"type": "banana"}}}', "-m", "no-such-model"], "is not valid at /properties/a/type:"),
         (["chat", "x", "--schema", '{"type": "string", "pattern": "(("}', "-m", "no-such-model"], "is not valid"),
         (["chat", "x", "--schema", '{"properties": {"a": {"$ref": "#/$defs/nope"}}, "$defs": {}}', "-m", "no-such-model"], "names nothing"),
         (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
