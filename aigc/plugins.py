@@ -160,7 +160,7 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
         close = difflib.get_close_matches(attribute, known, n=1, cutoff=0.85) if attribute.startswith("register_") else []
         if attribute in known and callable(getattr(plugin, attribute, None)):
             _record(name, "import", PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
-        elif close and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
+        elif close and close[0] not in marked and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
             _record(name, "import", PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
 
 

@@ -7,19 +7,26 @@ import re
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
 WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
-_WORD = re.compile(rf"{WIDE.pattern}|[^\s\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+")
+_IDEOGRAPHIC = "\u1100-\u11ff\u2e80-\u2fff\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"  # CJK, kana, hangul; not their punctuation
+_TOKEN = re.compile(rf"[{_IDEOGRAPHIC}]|[^\s{_IDEOGRAPHIC}]+")
+_LETTER = re.compile(r"\w")
 _SENTENCE_END = re.compile(r"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[»\"'”’)\]])*\s+(?=\S)|(?<=[。！？])")  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
 
 
+def _words(text: str):
+    """Word processors' words: each CJK character (kana, hangul) one, as Chinese and Japanese put no
+    spaces between words, and each run between spaces and those that has a letter or digit."""
+    return (m for m in _TOKEN.finditer(text) if _LETTER.search(m.group()))
+
+
 def count_words(text: str) -> int:
-    """Words as a word processor counts them: runs between spaces, and each CJK character (or kana,
-    hangul, full-width form) one word, as Chinese and Japanese put no spaces between words."""
-    return sum(1 for _ in _WORD.finditer(text))
+    """How many words the text has, as word processors count them (`_words`)."""
+    return sum(1 for _ in _words(text))
 
 
 def first_words(text: str, count: int) -> str:
     """The text up to the end of its `count`-th word (as `count_words` counts them)."""
-    for n, match in enumerate(_WORD.finditer(text), 1):
+    for n, match in enumerate(_words(text), 1):
         if n == count:
             return text[: match.end()]
     return text

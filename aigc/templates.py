@@ -54,13 +54,22 @@ class Template:
         """How errors name the template: with its plugin when a plugin's directory holds it."""
         return f"template {self.name!r}" if self.source in (*OVERRIDING, "file") else f"template {self.name!r} (plugin {self.source!r})"
 
+    @property
+    def declared(self) -> set[str]:
+        """The variables it declares (and `input`, for a system prompt alone: the input is the message)."""
+        return {v["name"] for v in self.variables} | ({"input"} if not self.body.strip() else set())
+
+    @property
+    def names_used(self) -> set[str]:
+        """The variables its text and system prompt read."""
+        return _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
+
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
         else its one required variable not in `given`. A template whose text never uses it is an
         error, unless its body is empty (a system prompt alone: the text is the message)."""
         name = self._input_name(given or {})
-        used = _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
-        if self.body.strip() and name not in used:
+        if self.body.strip() and name not in self.names_used:
             raise BadInputError(
                 f"{self.label} never uses {{{{ {name} }}}}, so the text given would be dropped; "
                 f"put {{{{ {name} }}}} where it goes in {self.path}"
@@ -206,8 +215,11 @@ def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
     if not isinstance(defaults, dict):
         raise BadInputError(f"{path}: 'defaults' must be a mapping of sampling settings, like {{temperature: 0.7}}")
     try:
-        if isinstance(defaults.get("json_schema"), str):
-            defaults = {**defaults, "json_schema": concise_schema(defaults["json_schema"])}
+        written = defaults.get("json_schema")
+        if isinstance(written, str) and (written.lstrip().startswith(("{", "[")) or written.strip().lower().endswith(".json")):
+            raise BadInputError("json_schema: write the JSON schema itself as a YAML mapping under json_schema:, or --schema's fields (\"name, age int\")")
+        if isinstance(written, str):
+            defaults = {**defaults, "json_schema": concise_schema(written)}
         SamplingParams.from_settings(defaults)
     except BadInputError as exc:
         raise BadInputError(f"{path}: defaults: {exc}") from None
@@ -232,14 +244,12 @@ def _check_declared(template: Template) -> None:
     given (one that declares none takes any); jinja's and plugins' globals need no declaring."""
     if not template.variables:
         return
-    declared = {v["name"] for v in template.variables} | ({"input"} if not template.body.strip() else set())  # a system prompt alone takes the input
-    used = _names_used(template.body) | _names_used(template.system if isinstance(template.system, str) else "")
-    undeclared = sorted(used - declared - set(environment().globals))
+    undeclared = sorted(template.names_used - template.declared - set(environment().globals))
     if undeclared:
         them = "it" if len(undeclared) == 1 else "them"
         raise BadInputError(
             f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
-            f"add {them} under variables: in its front matter ({template.path})"
+            f"add {them} under variables: in its front matter, with a default: (or required: false) where optional ({template.path})"
         )
 
 

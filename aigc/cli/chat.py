@@ -83,26 +83,16 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json):
-        answer = ui.stream_result(generator.stream(text, sampling, **options), on_stop=_logged(run, generator, text, options)).strip()
+        answer = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options)).strip()
     else:
         result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, run.usage(generator))
+            _json_result(generator, result)
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
-
-
-def _logged(run: RunOptions, generator, text: str, options: dict, session=None):
-    """A streamed answer's `on_stop`: a reply stopped with Ctrl-C is logged, as the REPL logs one."""
-
-    def stopped(partial: str) -> None:
-        if partial:
-            run.keep(generator, "chat", text, partial, options, session=session)
-
-    return stopped
 
 
 def _streamed(generator, options: dict, run: RunOptions, as_json: bool) -> bool:
@@ -131,21 +121,21 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     result = None
     label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json):
-        answer = ui.stream_result(session.send(text), on_stop=_logged(run, generator, text, session.options(), label)).strip()
+        answer = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label)).strip()
     else:
         result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, run.usage(generator), session=str(session.path))
+            _json_result(generator, result, session=str(session.path))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
     run.report(generator)
 
 
-def _json_result(generator, result: dict, usage: dict, **extra) -> None:
+def _json_result(generator, result: dict, **extra) -> None:
     data = {"data": result["data"]} if "data" in result else {}
-    shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": usage}
+    shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
     ui.result(json.dumps({**shown, **several(result), **extra, **data}, ensure_ascii=False))
 
 
@@ -177,15 +167,26 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
                 if _turn(session, run, pending) == "exit":
                     break
         except EOFError:
-            sys.stdout.write("\n")
+            _end_line()
             break
         except KeyboardInterrupt:  # at the prompt, or in a slash command
-            sys.stdout.write("\n")
+            _end_line()
             ui.info("(Ctrl-D or /exit to leave)")
 
 
+def _prompt_stream():
+    """Where the REPL's prompts and line ends go: stdout on a terminal, else stderr (`> out.txt`
+    keeps the replies only)."""
+    return sys.stdout if sys.stdout.isatty() else sys.stderr
+
+
+def _end_line() -> None:
+    _prompt_stream().write("\n")
+    _prompt_stream().flush()
+
+
 def _input(prompt: str) -> str:
-    """A line from the user; the prompt goes to stderr when stdout is not the terminal (`> out.txt`)."""
+    """A line from the user, after `prompt` (on stderr when stdout is not the terminal)."""
     if sys.stdout.isatty():
         return input(prompt)
     sys.stderr.write(prompt)
@@ -204,7 +205,7 @@ def _read_message() -> tuple[str, bool]:
         try:
             lines.append(_input("... "))
         except EOFError:
-            sys.stdout.write("\n")
+            _end_line()
             _reply(f'(unfinished {QUOTES} message dropped; end one with {QUOTES} to send it)')
             return "", True
     lines[-1] = lines[-1].rstrip()[: -len(QUOTES)]
@@ -312,7 +313,7 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         session.reset()
         _reply(f"(conversation cleared{also})")
     elif command == "/system" and not arg:
-        _reply(f"(system prompt: {session.system})" if session.system else "(no system prompt of your own: the template's default; /system TEXT sets one)")
+        _reply(f"(system prompt: {session.system})" if session.system else "(no system prompt given: the template's own, if it has one; /system TEXT sets one)")
     elif command == "/system":
         default = arg == "default"
         session.set_system("" if default else arg)
@@ -335,7 +336,7 @@ def _shown(session: ChatSession) -> str:
     settings = ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items())
     return "\n".join([
         f"model: {session.generator.engine.name}",
-        f"system prompt: {session.system or '(the template default)'}",
+        "system prompt: " + (session.system or "(none given: the template's own, if it has one)"),
         f"template: {session.template}" + (f" {session.variables}" if session.variables else ""),
         f"settings: {settings}",
         f"session: {session.path or '(not saved; --session NAME keeps one)'}, {_turns(session)}",

@@ -83,7 +83,7 @@ def image(
     except UnknownModelError as exc:
         if model or not recorded.get("model"):
             raise
-        raise UnknownModelError(f"{exc} (the model {from_png} was made with; -m MODEL runs its settings on another)") from None
+        raise UnknownModelError(f"{from_png} was made with {recorded['model']}, which is not there now ({exc}); -m MODEL runs its settings on another model") from None
     generator.load_progress = lambda stage: None
     generator.settings(opts)  # what the model cannot take fails before --enhance runs the text model
     original = None

@@ -107,11 +107,15 @@ class RunOptions:
         stats = generator.engine.stats
         self._mark = (time.monotonic(), stats.prompt_tokens, stats.completion_tokens)
 
-    def usage(self, generator) -> dict[str, int]:
-        """The tokens of the answer since `mark` (prepare marks): {prompt_tokens, completion_tokens}."""
-        stats = generator.engine.stats
-        _, prompt_tokens, completion_tokens = self._mark or (0.0, 0, 0)
-        return {"prompt_tokens": stats.prompt_tokens - prompt_tokens, "completion_tokens": stats.completion_tokens - completion_tokens}
+    def keeps_stopped(self, generator, command: str, prompt: Any, options: dict, session: Any = None) -> Callable[[str], None]:
+        """A streamed answer's `on_stop`: a reply stopped with Ctrl-C is logged as far as it went,
+        as the chat REPL logs one."""
+
+        def stopped(partial: str) -> None:
+            if partial:
+                self.keep(generator, command, prompt, partial, options, session=session)
+
+        return stopped
 
     def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True, sampling: dict | None = None) -> None:
         """Log an answer the command printed (unless logging is off); a log that cannot be written is

@@ -50,7 +50,7 @@ def run_template(
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
-        answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options)).strip()
+        answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options)).strip()
         run.keep(generator, "run", values, answer, options)
         run.report(generator)
         return
@@ -66,28 +66,27 @@ def run_template(
 
 
 def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:
-    """A required variable given empty (`--var input=`) would make an empty prompt."""
-    for name in template.required:
+    """A required variable given empty (`--var input=`) would make an empty prompt; a template that
+    declares no variables needs its input."""
+    for name in template.required or ([] if template.variables else ["input"]):
         if name in values and not values[name].strip():
             raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
 
 
 def _fill_input(template: "templates.Template", values: dict[str, str], source: Optional[str]) -> None:
-    """Put the text of `-i FILE|-`, else piped text, in the template's input variable; piped text
-    with nowhere to go (the input given already, or no place for it) is an error, not dropped."""
+    """Put the text of `-i FILE|-`, else piped text, in the template's input variable. Where the
+    input is given already (`--var input=...`, `-i FILE`) stdin is not read, so `aigc run` works in
+    a `while read` loop; piped text a template has no place for at all is an error, not dropped."""
     if source is not None:
         name = template.input_variable(values)
         if name in values:
             raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
         values[name] = read_document(source)
-        if source != "-" and _piped():
-            raise BadInputError(f"text is piped in and -i {source} gives {name} too; keep one (-i - reads the piped text)")
     elif (name := _open_input(template, values)) is not None:
         if (piped := stdin_text()) and piped.strip():  # piped text fills the template's text when it is still to fill
             values[name] = piped.strip()
-    elif _piped():
-        name = template.input_variable(values)  # no place for the text: its error says what to give
-        raise BadInputError(f"text is piped in and --var {name} gives {name} too; keep one (leave out --var {name} for the piped text to fill it)")
+    elif not values and stdin_ready() and (piped := stdin_text()) and piped.strip():
+        template.input_variable(values)  # no place for the text: its error says what to give
 
 
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
@@ -97,11 +96,6 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
     except BadInputError:
         return None
     return name if name not in values else None
-
-
-def _piped() -> bool:
-    """Whether text is piped in, never waiting for it (a terminal, or a pipe nobody writes to yet, is none)."""
-    return stdin_ready() and bool((stdin_text() or "").strip())
 
 
 def register(app: typer.Typer) -> None:

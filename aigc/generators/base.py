@@ -296,6 +296,9 @@ def _generator_problem(item: Any) -> str | None:
         Generator.check_settings(cls.sampling_defaults)
     except AigcError as exc:
         return f"generator {name!r}: its sampling_defaults: {exc}"
+    unknown = sorted(set(cls.line_options) - {f.name for f in dataclasses.fields(cls.Options) if f.init}) if isinstance(cls.line_options, dict) else ["(not a dict)"]
+    if unknown:
+        return f"generator {name!r}: its line_options name no option of its Options: {', '.join(unknown)}"
     return None
 
 

@@ -141,7 +141,7 @@ class SummarizeGenerator(Generator):
         """`summary` and its `words`; `unchanged`: the text was no longer than the summary asked for,
         so it is the summary as it is (a short text is not padded out with made-up sentences)."""
         if raw.get("unchanged"):
-            text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in points(raw["summary"]) or [raw["summary"]])
+            text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in points(raw["summary"]) or [re.sub(r"^\s*#+\s*", "", raw["summary"])])
             return {"summary": text, "words": count_words(text), "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
@@ -164,7 +164,8 @@ class SummarizeGenerator(Generator):
 
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
-_NOT_PROSE = re.compile(r"^\s*(?:#{1,6}(?:\s|$)|[-*_=]{3,}\s*$)")  # headings, rules
+_NOT_PROSE = re.compile(r"^\s*(?:#{1,6}(?:\s|$)|[-*_=]{3,}\s*$|\|)")  # headings, rules, table rows
+_UNDERLINE = re.compile(r"^\s*(?:=+|-+)\s*$")  # under a setext heading's line
 
 
 def points(text: str) -> list[str]:
@@ -177,7 +178,9 @@ def points(text: str) -> list[str]:
         line = re.sub(r"^\s*(?:>\s?)+", "", line)
         fence = bool(_FENCE.match(line))
         code ^= fence
-        prose = bool(line.strip()) and not (code or fence or _NOT_PROSE.match(line))
+        prose = bool(line.strip()) and not (code or fence or _NOT_PROSE.match(line) or _UNDERLINE.match(line))
+        if _UNDERLINE.match(line) and paragraph and not code:
+            paragraph.pop()  # its line was a heading
         if not prose or _ITEM.match(line):
             found += split_sentences(" ".join(paragraph)) if paragraph else []
             paragraph = []

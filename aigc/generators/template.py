@@ -30,10 +30,9 @@ def coerce(template: templates.Template, name: str, value: Any) -> Any:
 def checked_values(template: templates.Template, values: dict[str, Any]) -> dict[str, Any]:
     """`values` for `template`'s variables, each as the type of its declared default; a name the
     template does not declare is an error (when it declares any)."""
-    declared = {v["name"] for v in template.variables} | ({"input"} if not template.body.strip() else set())  # a system prompt alone takes the input
-    unknown = sorted(set(values) - declared) if template.variables else []
+    unknown = sorted(set(values) - template.declared) if template.variables else []
     if unknown:
-        raise BadInputError(f"template {template.name!r} has no variable {', '.join(unknown)}; its variables: {', '.join(sorted(declared))}")
+        raise BadInputError(f"template {template.name!r} has no variable {', '.join(unknown)}; its variables: {', '.join(sorted(template.declared))}")
     return {k: coerce(template, k, v) for k, v in values.items()}
 
 

@@ -612,15 +612,20 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
 def test_chinese_and_japanese_words_are_counted_by_character():
     from aigc.sentences import count_words, first_words
 
-    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 12 and first_words("蜜蜂在屋顶上", 2) == "蜜蜂"
+    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 11 and first_words("蜜蜂在屋顶上", 2) == "蜜蜂"
+    assert count_words("はい、そうです。\u3000ＡＢＣ — ok") == 8  # punctuation, ideographic spaces and dashes are no words
+    assert count_words("!" * 100_000 + " a") == 1  # linear: no backtracking over a long run
     chinese = "蜜蜂在城市的屋顶上生活，它们每天采集花蜜，酿造蜂蜜。" * 4  # one "word" between spaces
     engine = FakeEngine()
     engine.enqueue("蜜蜂在屋顶上。")
     result = SummarizeGenerator(engine=engine)(chinese, words=10)
-    assert result["unchanged"] is False and result["words"] == 7 and len(engine.calls) == 1
+    assert result["unchanged"] is False and result["words"] == 6 and len(engine.calls) == 1
 
 
 def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headings():
     doc = "# Q3 results\n\nRevenue grew. Costs fell.\n\n- Hiring paused\n- Office moved\n\n```\nx = 1\n```\n"
     result = SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")
     assert result["unchanged"] and result["summary"] == "- Revenue grew.\n- Costs fell.\n- Hiring paused\n- Office moved"
+    doc = "Results\n=======\n\nSales rose.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    assert SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")["summary"] == "- Sales rose."  # setext headings and tables left out
+    assert SummarizeGenerator(engine=FakeEngine())("# Only a heading", words=200, format="bullets")["summary"] == "- Only a heading"

@@ -187,7 +187,7 @@ def test_from_png_reproduces_identical_pixels(tiny_pipeline_dir, tmp_path):
     shutil.rmtree(moved)  # the model it was made with is gone
     result = invoke("image", "--from-png", tmp_path / "from-moved.png", "-o", tmp_path / "x.png")
     assert result.exit_code == 2 and "a diffusers directory or .safetensors/.ckpt checkpoint that exists" in result.stderr
-    assert "-m MODEL runs its settings on another" in result.stderr
+    assert f"from-moved.png was made with {moved}, which is not there now" in result.stderr and "-m MODEL runs its settings on another" in result.stderr
 
 
 def test_n_images_are_numbered_and_each_is_reproducible_alone(tiny_pipeline_dir, tmp_path):

@@ -87,6 +87,10 @@ class MisspeltDefaults(Generator):
     sampling_defaults = {"max_new_tokens": 50}
 
 
+class MisspeltLineOptions(Generator):
+    line_options = {"plane": True}
+
+
 class MalformedPlugin:
     @hookimpl
     def register_generators(self, register):
@@ -96,6 +100,7 @@ class MalformedPlugin:
         register("instance", Echo())
         register("plain", PlainOptions)
         register("misspelt", MisspeltDefaults)
+        register("lines", MisspeltLineOptions)
         register("echo", Echo)
 
     @hookimpl
@@ -122,6 +127,7 @@ def test_malformed_registrations_are_recorded_one_by_one_and_the_good_ones_count
     assert any("'instance' must be a subclass of aigc.Generator, got an instance of Echo; register the class, not an instance" in e for e in errors)
     assert any("'plain': Options must be a dataclass" in e for e in errors)
     assert any("'misspelt': its sampling_defaults: unknown sampling setting max_new_tokens" in e for e in errors)
+    assert any("'lines': its line_options name no option of its Options: plane" in e for e in errors)
     assert any(f"{__file__} is a file" in e for e in errors)
     registered_generators()
     assert [f.error for f in plugins.failures() if f.plugin == "malformed"] == errors  # a second lookup adds none
@@ -188,6 +194,24 @@ class FarOffPlugin:
     @hookimpl
     def add_things(self, register):
         register("never", Echo)
+
+
+def test_a_helper_named_like_a_hook_it_implements_is_no_failure(monkeypatch):
+    class Helped:
+        def register_generator(self, register):  # a helper the real hook calls
+            register("helped", Echo)
+
+        @hookimpl
+        def register_generators(self, register):
+            self.register_generator(register)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("helped", Helped())] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        assert plugins.failures() == [] and "helped" in registered_generators()
+    finally:
+        plugins.reset()
 
 
 @pytest.mark.parametrize("plugin, words", [

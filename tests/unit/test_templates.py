@@ -112,7 +112,7 @@ def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
 
 def test_a_variable_used_but_not_declared_is_an_error_when_the_template_is_read():
     path = write(templates.user_dir(), "undecl", "---\nvariables: [{name: input, required: true}]\n---\n{{ input }} in {{ lang }}\n")
-    words = "template 'undecl' uses {{ lang }} but does not declare it; add it under variables: in its front matter"
+    words = "template 'undecl' uses {{ lang }} but does not declare it; add it under variables: in its front matter, with a default: (or required: false) where optional"
     with pytest.raises(BadInputError) as info:
         templates.get_template("undecl")
     assert str(info.value) == f"{words} ({path})"
@@ -280,6 +280,10 @@ def test_a_json_schema_default_may_be_written_as_schemas_concise_fields():
     with pytest.raises(BadInputError) as info:
         templates.get_template("bad-fields")
     assert str(info.value).startswith(f"{path}: defaults: cannot read schema field 'age integer'")
+    for written in ("'{\"type\": \"object\"}'", "person.json"):
+        write(templates.user_dir(), "json-text", f"---\ndefaults: {{json_schema: {written}}}\n---\n{{{{ input }}}}")
+        with pytest.raises(BadInputError, match="write the JSON schema itself as a YAML mapping under json_schema:"):
+            templates.get_template("json-text")
 
 
 def test_a_template_that_never_uses_its_input_variable_is_an_error_not_the_text_dropped():
