@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from typing import Any, Iterator
 
 from ..errors import AigcError, BadInputError, MissingExtraError
@@ -159,7 +160,7 @@ def _build_every_part(parser) -> None:
 
 
 def _fixed_strings(node: Any) -> Iterator[str]:
-    """Every enum and const string in a schema."""
+    """Every enum and const string and property name in a schema: text the decoder writes as it is."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "enum" and isinstance(value, list):
@@ -167,6 +168,8 @@ def _fixed_strings(node: Any) -> Iterator[str]:
             elif key == "const" and isinstance(value, str):
                 yield value
             else:
+                if key == "properties" and isinstance(value, dict):
+                    yield from value
                 yield from _fixed_strings(value)
     elif isinstance(node, list):
         for value in node:
@@ -352,6 +355,13 @@ def _no_trailing_commas() -> None:
     ObjectParsingState.get_allowed_characters = get_allowed_characters
 
 
+def _can_end(parser) -> bool:
+    try:
+        return parser.can_end()
+    except Exception:  # noqa: BLE001 - a parser that gave up may fail here too
+        return False
+
+
 class SchemaMask:
     """A logits processor: every token the schema does not allow next gets -inf.
 
@@ -362,14 +372,22 @@ class SchemaMask:
 
     def __init__(self, tokenizer, schema: dict[str, Any]):
         table = token_table(tokenizer)
-        unspellable = sorted({v for v in _fixed_strings(schema) if not set(table.tokenizer_alphabet).issuperset(v)})
+        fixed = set(_fixed_strings(schema))
+        unspellable = sorted(v for v in fixed if not set(table.tokenizer_alphabet).issuperset(v))
         if unspellable:
             raise BadInputError(
-                f"the JSON schema's enum or const value {unspellable[0]!r} holds characters that this model writes "
+                f"the JSON schema's property name, enum or const value {unspellable[0]!r} holds characters that this model writes "
                 "as several byte tokens, which the decoder cannot hold it to; use a plain string field instead"
+            )
+        unescaped = sorted(v for v in fixed if re.search(r'["\\\x00-\x1f]', v))
+        if unescaped:
+            raise BadInputError(
+                f"the JSON schema's property name, enum or const value {unescaped[0]!r} holds a quote, backslash or control "
+                "character, which the decoder cannot write escaped; use a plain string field instead"
             )
         self.enforcer = _enforcer_type()(table, schema_parser(schema))
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
+        self.ends = self.end if isinstance(self.end, list) else [self.end]
         self.blank_tails, self.all_blank = table.blank_tails, table.all_blank
         self.blank_runs: dict[tuple[int, ...], int] = {(): 0}  # whitespace characters each row's answer ends with
         parser = self.enforcer.root_parser
@@ -410,9 +428,19 @@ class SchemaMask:
     def _allowed(self, sequence: tuple[int, ...]) -> list[int]:
         """The tokens that may follow `sequence` (a list: no bitmask asked for); a parser that fails
         is an `AigcError`, never an answer cut where it was."""
+        import logging
+
         from lmformatenforcer.exceptions import LMFormatEnforcerException
 
+        silenced = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)  # where the parser fails outside the part Enforcer wraps, the enforcer logs a traceback
         try:
-            return self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens
+            allowed = self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens
+            state = self.enforcer.prefix_states.get(sequence)
+            if state is not None and len(allowed) <= len(self.ends) and set(allowed) <= set(self.ends) and not _can_end(state.parser):  # it gave up: an end it does not allow
+                raise LMFormatEnforcerException("the parser gave up where the answer cannot end")
+            return allowed
         except LMFormatEnforcerException as exc:
             raise AigcError(f"the JSON schema decoder failed in the middle of the answer ({exc}); simplify that part of the schema") from None
+        finally:
+            logging.disable(silenced)

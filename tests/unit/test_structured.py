@@ -182,6 +182,9 @@ def test_unreachable_enum_values_are_refused_and_old_states_are_dropped(tiny_eng
 
     with pytest.raises(BadInputError, match="byte tokens"):
         SchemaMask(tiny_engine.tokenizer, {"enum": ["龍", "red"]})
+    for schema in ({"enum": ['say "hi"', "no"]}, {"const": "a\nb"}, {"type": "object", "properties": {"a\\b": {"type": "integer"}}}):
+        with pytest.raises(BadInputError, match="holds a quote, backslash or control character"):  # the enforcer writes them unescaped
+            SchemaMask(tiny_engine.tokenizer, schema)
     mask = SchemaMask(tiny_engine.tokenizer, FLAGS)
     tiny_engine.generate(["a", "bb"], SamplingParams(temperature=1.0, max_tokens=60, seed=1, n=2, json_schema=FLAGS))
     _walk(tiny_engine.tokenizer, mask, '{"ok": true, "count": 3, "color": "red"}')
@@ -284,6 +287,9 @@ def test_a_decoder_that_fails_mid_answer_is_an_error_never_a_short_answer(tiny_e
     failed = runner.invoke(app, ["chat", "JSON", "--schema", json.dumps(schema), "-m", str(tiny_model_dir), "--max-tokens", "40"])
     assert failed.exit_code == 1 and failed.stdout == "" and len(failed.stderr.strip().splitlines()) == 1, failed.output
     assert "Terminating the parser" not in caplog.text
+    unsatisfiable = {"type": "object", "properties": {"b": {"type": "string", "minLength": 5, "maxLength": 2}}, "required": ["b"]}
+    with pytest.raises(AigcError, match="decoder failed in the middle of the answer .*gave up"):  # the enforcer catches this one itself
+        tiny_engine.generate(["JSON"], SamplingParams(temperature=0, max_tokens=40, json_schema=unsatisfiable))
 
 
 def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engine):
