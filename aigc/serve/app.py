@@ -552,7 +552,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.get("/v1/models/{name:path}", dependencies=[Depends(auth)])
     async def model(name: str):
-        return card(backend_for(name)) if name else await models()  # /v1/models/ is the list
+        return card(backend_for(name.rstrip("/"))) if name.strip("/") else await models()  # /v1/models/ is the list
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):

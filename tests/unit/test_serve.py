@@ -1088,6 +1088,7 @@ def test_errors_name_the_token_budget_the_client_sent(server):
 def test_models_list_with_a_trailing_slash(server):
     assert raw(server, "/v1/models/")[2] == raw(server, "/v1/models")[2]
     assert raw(server, f"/v1/models/{server['model']}")[2]["object"] == "model"
+    assert raw(server, f"/v1/models/{server['model']}/")[2]["object"] == "model"
 
 
 def test_fingerprint_request_ids_and_stream_headers(server, client):
