@@ -323,10 +323,13 @@ def _enforcer_type():
     """lm-format-enforcer's `TokenEnforcer`, except that a parser that fails raises (an
     `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole,
     and that an object never ends right after a comma (see `_no_trailing_commas`)."""
+    import logging
+
     lmfe = _enforcer_module()
     from lmformatenforcer.exceptions import LMFormatEnforcerException
 
     _no_trailing_commas()
+    logging.getLogger().addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
 
     class Enforcer(lmfe.TokenEnforcer):
         def _collect_allowed_tokens(self, *args):
@@ -353,6 +356,12 @@ def _no_trailing_commas() -> None:
         return offered(self).replace("}", "") if after_comma else offered(self)
 
     ObjectParsingState.get_allowed_characters = get_allowed_characters
+
+
+def _no_enforcer_tracebacks(record) -> bool:
+    """A root-logger filter: where the parser fails outside the part `Enforcer` wraps, the enforcer
+    logs a traceback (and ends the answer, which `SchemaMask` turns into an error)."""
+    return not record.getMessage().startswith("Unknown LMFormatEnforcer Problem")
 
 
 def _can_end(parser) -> bool:
@@ -387,7 +396,7 @@ class SchemaMask:
             )
         self.enforcer = _enforcer_type()(table, schema_parser(schema))
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
-        self.ends = self.end if isinstance(self.end, list) else [self.end]
+        self.ends = frozenset(self.end if isinstance(self.end, list) else [self.end])
         self.blank_tails, self.all_blank = table.blank_tails, table.all_blank
         self.blank_runs: dict[tuple[int, ...], int] = {(): 0}  # whitespace characters each row's answer ends with
         parser = self.enforcer.root_parser
@@ -428,19 +437,13 @@ class SchemaMask:
     def _allowed(self, sequence: tuple[int, ...]) -> list[int]:
         """The tokens that may follow `sequence` (a list: no bitmask asked for); a parser that fails
         is an `AigcError`, never an answer cut where it was."""
-        import logging
-
         from lmformatenforcer.exceptions import LMFormatEnforcerException
 
-        silenced = logging.root.manager.disable
-        logging.disable(logging.CRITICAL)  # where the parser fails outside the part Enforcer wraps, the enforcer logs a traceback
         try:
             allowed = self.enforcer.get_allowed_tokens(list(sequence)).allowed_tokens
             state = self.enforcer.prefix_states.get(sequence)
-            if state is not None and len(allowed) <= len(self.ends) and set(allowed) <= set(self.ends) and not _can_end(state.parser):  # it gave up: an end it does not allow
+            if state is not None and len(allowed) <= len(self.ends) and self.ends.issuperset(allowed) and not _can_end(state.parser):  # it gave up: an end it does not allow
                 raise LMFormatEnforcerException("the parser gave up where the answer cannot end")
             return allowed
         except LMFormatEnforcerException as exc:
             raise AigcError(f"the JSON schema decoder failed in the middle of the answer ({exc}); simplify that part of the schema") from None
-        finally:
-            logging.disable(silenced)
