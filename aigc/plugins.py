@@ -100,14 +100,16 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             ))
             continue
         _state.sources[ep.name] = source
+        stage = "import"
         try:
             with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
                 module = ep.load()
+            stage = "hook validation"  # pluggy checks each hook's signature against its spec
             pm.register(module, name=ep.name)
         except Terminated:
             raise
         except (Exception, SystemExit) as exc:  # a broken plugin must never break aigc (nor end it with sys.exit)
-            _record(ep.name, "import", exc)
+            _record(ep.name, stage, exc)
             continue
         _check_hook_names(pm, ep.name, module)
 

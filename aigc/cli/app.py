@@ -65,6 +65,8 @@ def _flagger(command):
 
     def flag(name: str, value: str | None) -> str | None:
         shown = flags.get(_PARAMETERS.get(name, name))
+        if shown is None and name == "model":  # `aigc models pull`: the flag the generating commands take
+            shown = "--model"
         if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
             return f"-O {name}" if value is None else f"-O {name}={value}"
         return shown if shown is None or value is None else f"{shown} {value}"

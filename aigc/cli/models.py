@@ -40,6 +40,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
             }
         )
     rows += remote_rows()
+    rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     if as_json:
         ui.result(json.dumps(rows, indent=2))
         return
@@ -54,6 +55,22 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
         installed = "-" if row["installed"] is None else "yes" if row["installed"] else "no"
         table.add_row(name, row["kind"], installed, row["source"])
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)  # piped: never cut
+
+
+def _default_row(kind: str, name: str, rows: list[dict]) -> dict | None:
+    """A row for the default model of `kind` when it is no alias or remote listed (a path, a hub id),
+    or a warning when it cannot be used; None when it is listed."""
+    if any(row["alias"] == name for row in rows):
+        return None
+    try:
+        ref = resolve_image(None) if kind == "image" else registry.resolve(None)
+    except AigcError as exc:
+        ui.warn(str(exc))
+        return None
+    return {
+        "alias": name, "kind": kind, "source": ref.location, "plugin": "config",
+        "installed": None if ref.kind == "remote" else ref.installed, "default": True, "description": f"the default {kind} model",
+    }
 
 
 def remote_rows() -> list[dict]:

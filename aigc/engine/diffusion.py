@@ -274,5 +274,5 @@ def _load_single_file(diffusers, path: Path, torch_dtype):
         raise ModelUnavailableError(
             f"loading {path.name} needs its {class_name} configuration from the Hugging Face hub once, "
             "which is unreachable; put the checkpoint in a folder with that pipeline's diffusers config "
-            f"files (model_index.json and its subfolders), or pass a diffusers directory with -m [{type(exc).__name__}]"
+            f"files (model_index.json and its subfolders), or pass a diffusers directory as {option('model')} [{type(exc).__name__}]"
         ) from exc

@@ -427,7 +427,7 @@ def hub_unavailable(repo_id: str, exc: Exception, fallback: str = "") -> ModelUn
         why = "the hub is unreachable from here"
     return ModelUnavailableError(
         f"cannot fetch {repo_id!r} from the Hugging Face hub: {why}; on a machine with access run "
-        f"`hf download {repo_id} --local-dir DIR`, copy DIR here and pass `-m DIR`{fallback}"
+        f"`hf download {repo_id} --local-dir DIR`, copy DIR here and pass `{option('model', 'DIR')}`{fallback}"
     )
 
 
@@ -438,7 +438,7 @@ def _pull_hub(repo_id: str, progress: Progress) -> Path:
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:
-        raise hub_unavailable(repo_id, exc, ", or use the embedded `-m smollm2`") from exc
+        raise hub_unavailable(repo_id, exc, f", or use the embedded `{option('model', 'smollm2')}`") from exc
 
 
 def _cpu_has_bf16() -> bool:

@@ -372,6 +372,15 @@ def test_models_info_and_list_json(tiny_model_dir):
     assert info["kind"] == "text" and info["format"] == "dir" and info["layers"] == 2 and info["installed"]
 
 
+def test_models_list_shows_a_default_that_is_a_path_and_warns_on_one_that_cannot_be_used(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))
+    rows = [row for row in json.loads(invoke("models", "list", "--json").stdout) if row["default"]]
+    assert [(row["alias"], row["kind"], row["installed"]) for row in rows if row["kind"] == "text"] == [(str(tiny_model_dir), "text", True)]
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "nosuch")
+    result = invoke("models", "list")
+    assert result.exit_code == 0 and "AIGC_DEFAULT_MODEL" in result.stderr and "(default)" not in result.stdout.replace("sd-turbo (default)", "")
+
+
 def test_register_commands_hook_adds_a_plugin_command():
     class CommandPlugin:
         @hookimpl

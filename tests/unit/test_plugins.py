@@ -809,3 +809,20 @@ def test_a_hook_wrapper_is_reported_as_never_run(pm):
     assert "echo" not in registered_generators()
     (failure,) = [f for f in plugins.failures() if f.plugin == "wrapper"]
     assert "it is a hook wrapper, which aigc never runs" in failure.error
+
+
+def test_a_hook_with_a_wrong_signature_fails_in_hook_validation_not_import(monkeypatch):
+    class WrongSignature:
+        @hookimpl
+        def register_generators(self, register, extra):
+            raise AssertionError("never called")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("badsig", WrongSignature())] if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert (failure.plugin, failure.stage) == ("badsig", "hook validation") and "extra" in failure.error
+        assert "chat" in registered_generators()
+    finally:
+        plugins.reset()
