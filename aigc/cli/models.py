@@ -124,7 +124,7 @@ def info(
         ui.result(json.dumps(facts, indent=2))
         return
     width = max(len(key) for key in facts)
-    shown = lambda value: ("yes" if value else "no") if isinstance(value, bool) else value  # noqa: E731
+    shown = lambda value: ("yes" if value else "no") if isinstance(value, bool) else "-" if value is None else value  # noqa: E731
     ui.result("\n".join(f"{key + ':':<{width + 1}} {shown(value)}" for key, value in facts.items()))
 
 
@@ -138,7 +138,8 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Mod
     targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     for ref in targets.values():
         where, freed = registry.remove(ref)
-        ui.info(f"removed {ref.name}: {where} ({freed / 1e6:.1f} MB freed)")
+        what = f"the converted copy of {ref.name}" if ref.kind == "gguf" else ref.name  # the .gguf file itself is kept
+        ui.info(f"removed {what}: {where} ({freed / 1e6:.1f} MB freed)")
 
 
 @models_app.command()
@@ -168,7 +169,8 @@ def default(
     path = config.set_setting(key, name)
     ui.info(f"default {kind} model: {name} (in {path})" if name else f"default {kind} model: back to {builtin}")
     if name is not None and ref.kind != "remote" and not ref.installed:
-        ui.info(f"({name} is not installed yet: the first command to use it fetches it, or `aigc models pull {name}` now)")
+        makes = "converts" if ref.kind == "gguf" else "fetches"
+        ui.info(f"({name} is not installed yet: the first command to use it {makes} it, or `aigc models pull {name}` now)")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
 

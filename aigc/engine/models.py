@@ -524,6 +524,10 @@ def load_model(
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote
 
+        local = [option(key, value) for key, value in (("device", device), ("dtype", dtype), ("quantize", quantize)) if value not in (None, "auto", "none")]
+        if local:
+            raise BadInputError(f"{' and '.join(local)} set how a model runs here; {ref.name} runs on a remote server, which decides that: leave them out")
+
         remote = named_remote(ref.name[len("remote:") :]) if ref.name.startswith("remote:") else None
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
@@ -531,6 +535,8 @@ def load_model(
         if ref.image:
             raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
         check_names(device, dtype, quantize)
+        if quantize not in (None, "none") and (device not in ("auto", "cpu") or dtype not in ("auto", "float32")):  # before torch is imported
+            raise BadInputError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
@@ -611,7 +617,7 @@ def describe(ref: ModelRef) -> dict:
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
         "description": ref.spec.description if ref.spec else "",
-        "installed": ref.installed,
+        "installed": None if ref.kind == "remote" else ref.installed,  # nothing to install, as `models list` shows it
         "default": ref.name == (default_image_model() if ref.image else config.default_model()),
     }
     path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)

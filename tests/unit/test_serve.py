@@ -478,6 +478,13 @@ def test_cli_chat_remote_errors_are_one_line(server):
     assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr
 
 
+def test_local_run_settings_for_a_remote_model_are_refused_and_info_matches_list():
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", "openai:http://127.0.0.1:9/v1#x", "--device", "cpu", "--quantize", "int8"])
+    assert result.exit_code == 2 and "--device cpu and --quantize int8" in result.stderr and "remote server" in result.stderr
+    info = json.loads(CliRunner().invoke(cli, ["models", "info", "openai:http://127.0.0.1:9/v1#x", "--json"]).stdout)
+    assert info["kind"] == "remote" and info["installed"] is None
+
+
 def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     import builtins
 
