@@ -305,9 +305,31 @@ def _generator_problem(item: Any) -> str | None:
 def get_generator(name: str, **kwargs: Any) -> Generator:
     """An instance of the generator registered as `name` (its `name`, whatever its class says);
     keyword arguments go to its constructor."""
+    import inspect
+
     generators = registered_generators()
     if name not in generators:
         raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
-    generator = generators[name][1](**kwargs)
+    cls = generators[name][1]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError:
+        known = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
+        raise BadInputError(f"{name} generators take {', '.join(known)}; not {', '.join(sorted(set(kwargs) - set(known)))}") from None
+    _check_model_settings(kwargs)
+    generator = cls(**kwargs)
     generator.name = name  # errors and logs name it as it was asked for
     return generator
+
+
+def _check_model_settings(kwargs: dict[str, Any]) -> None:
+    """A model setting of the wrong kind, or a device, dtype or quantization aigc does not know, fails
+    when a generator is made, not on its first call (names only: nothing loads)."""
+    if kwargs.get("engine") is not None:
+        return
+    from ..engine.models import check_names
+
+    model = kwargs.get("model")
+    if model is not None and not isinstance(model, str):
+        raise OptionError("model", f"must be a model name or path (text), got {type_name(model)}")
+    check_names(kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))

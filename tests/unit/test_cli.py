@@ -207,7 +207,8 @@ def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path
         (("translate", "-", "--to", "de", "--from", "German"), "Error: --to and --from are both German"),
         (("eval", "classify", str(tmp_path / "two.tsv"), "--method", "probe"), "Error: --method probe needs --examples"),  # a command in a group
     ]:
-        result = invoke(*args, "-m", str(tmp_path / "no-model"), input="hi\n")  # checked before the model would load
+        (tmp_path / "empty-model").mkdir(exist_ok=True)
+        result = invoke(*args, "-m", str(tmp_path / "empty-model"), input="hi\n")  # checked before the model would load (and fail)
         assert result.exit_code == 2 and expected in result.stderr, result.output
 
 
@@ -418,7 +419,7 @@ def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, lines = bad("chat", "hi", "-m", "some-org/some-model-that-is-not-cached")
     assert code == 1 and lines[-1].startswith("Error: cannot fetch")
-    assert "HF_HUB_OFFLINE is set" in lines[-1] and "hf download" in lines[-1] and "-m DIR" in lines[-1]
+    assert "HF_HUB_OFFLINE is set" in lines[-1] and "hf download" in lines[-1] and "pass `--model DIR`" in lines[-1]
     assert not any(line.startswith("downloading") for line in lines)
 
 
