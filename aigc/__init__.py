@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-import threading
-from importlib.metadata import PackageNotFoundError, version
+import threading as _threading
 from typing import Any, Iterator
 
 from .engine.base import Completion, Engine
@@ -22,14 +21,22 @@ from .generators.base import Generator, get_generator, registered_generators
 from .generators.chat import ChatSession
 from .hookspecs import hookimpl
 
-try:
-    __version__ = version("aigc")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aigc")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0"
+
+
+__version__ = _installed_version()
 
 
 _generators: dict[tuple, Generator] = {}
-_generators_lock = threading.Lock()
+_generators_lock = _threading.Lock()
 
 
 def generate(
@@ -41,13 +48,14 @@ def generate(
     device: str = "auto",
     dtype: str = "auto",
     quantize: str | None = None,
+    trust_remote_code: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result dict.
 
     The generator is made once per task and model settings and reused by later calls, so what it
     worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""
-    return _generator(task, model, device, dtype, quantize)(inputs, sampling=sampling, **options)
+    return _generator(task, model, device, dtype, quantize, trust_remote_code)(inputs, sampling=sampling, **options)
 
 
 def stream(
@@ -59,29 +67,38 @@ def stream(
     device: str = "auto",
     dtype: str = "auto",
     quantize: str | None = None,
+    trust_remote_code: bool = False,
     **options: Any,
 ) -> Iterator[str]:
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
     for the tasks that write one answer: chat and template."""
-    generator = _generator(task, model, device, dtype, quantize)
+    generator = _generator(task, model, device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
     return generator.stream(inputs, sampling, **options)
 
 
-def embed(texts: str | list[str], model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> list[float] | list[list[float]]:
+def embed(
+    texts: str | list[str],
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: str | None = None,
+    trust_remote_code: bool = False,
+) -> list[float] | list[list[float]]:
     """Unit-length embeddings, so the dot product of two is their cosine similarity: one vector for a
     text, a list of vectors for a list of texts (embedded in batches)."""
-    generator = _generator("embed", model, device, dtype, quantize)
+    generator = _generator("embed", model, device, dtype, quantize, trust_remote_code)
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
 
 
-def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None) -> Generator:
+def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None, trust_remote_code: bool) -> Generator:
     """The generator `generate` and `embed` use for a task and model settings, made once."""
-    key = (task, model, device, dtype, quantize)
+    key = (task, model, device, dtype, quantize, trust_remote_code)
     with _generators_lock:
         if key not in _generators:
-            _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize)
+            _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)
         return _generators[key]
 
 

@@ -75,7 +75,7 @@ class OptionError(BadInputError):
         self.option, self.problem = option, problem
 
     def _text(self) -> str:
-        return f"{option(self.option)} {self.problem}"
+        return f"{option(self.option)}{'' if self.problem.startswith(':') else ' '}{self.problem}"  # ": unknown ..." follows the name
 
 
 class ContextLengthError(BadInputError):

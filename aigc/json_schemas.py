@@ -42,9 +42,10 @@ def concise_schema(text: str) -> dict[str, Any]:
 
 
 def read_schema(value: str) -> dict[str, Any]:
-    """A `--schema` value: JSON schema text, a .json file holding one, or the concise syntax."""
+    """A `--schema` value (the library's `json_schema` as text): JSON schema text, a .json file
+    holding one, or the concise syntax."""
     text = value.strip()
-    source = "--schema"
+    source = option("json_schema")
     literal = text.startswith(("{", "["))
     if not literal and text.lower().endswith(".json"):
         path = Path(text).expanduser()

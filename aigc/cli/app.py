@@ -43,7 +43,7 @@ TyperOption.display_type_rich = _option_type
 
 
 # Library option names that a command's parameter spells otherwise.
-_PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var"}
+_PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
 
 
 def _commands(ctx) -> list:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError
 from ..textio import output_target, read_input, uses_crlf, write_atomic
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -39,11 +39,7 @@ def translate(
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
     plain = source.lower().endswith(".txt") and os.path.isfile(source)  # an indented line is prose, not code (--lines: each line is)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
-    try:
-        run.generator("translate").validate(options)  # a language it does not know, named by its flag
-    except OptionError as exc:
-        flag = {"target_language": "--to", "source_language": "--from"}.get(exc.option)
-        raise BadInputError(f"{flag}: {exc.problem}") if flag else exc from None
+    run.generator("translate").validate(options)  # a language it does not know, before any work
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")

@@ -24,10 +24,22 @@ NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": Tr
 MAX_SEED = 2**63 - 1  # the largest seed torch takes
 
 
+def _number(text: str) -> int | float | str:
+    """`text` as the number it spells ("5" -> 5, "0.7" -> 0.7), else as it is (refused later)."""
+    for kind in (int, float):
+        try:
+            return kind(text.strip())
+        except ValueError:
+            pass
+    return text
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off;
-    `json_schema` (a JSON Schema, as a dict) holds the answer to JSON that the schema allows."""
+    `json_schema` (a JSON Schema as a dict, or as `--schema` takes it: JSON text, a .json file or
+    fields like "name, age int") holds the answer to JSON that the schema allows. Numbers may be
+    given as text ("5")."""
 
     temperature: float = 0.2
     top_p: float = 0.9
@@ -40,6 +52,13 @@ class SamplingParams:
     json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
+        for name in (*NUMBERS, "seed"):  # text from a form or a command line: "5" is 5
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, _number(getattr(self, name)))
+        if isinstance(self.json_schema, str):
+            from ..json_schemas import read_schema
+
+            object.__setattr__(self, "json_schema", read_schema(self.json_schema))
         for name, whole in NUMBERS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and isinstance(value, float) and not value.is_integer()):

@@ -55,7 +55,7 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
     if isinstance(specs, str):
         specs = specs.split(",")
     if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, (str, Label)) for spec in specs):
-        raise BadInputError(f"labels must be names, as a,b,c or a list of strings, got {specs!r}")
+        raise OptionError("labels", f"must be names, as a,b,c or a list of strings, got {specs!r}")
     labels = [spec if isinstance(spec, Label) else parse_label(spec) for spec in specs if isinstance(spec, Label) or spec.strip()]
     names = [label.name for label in labels]
     duplicates = sorted({n for n in names if names.count(n) > 1})

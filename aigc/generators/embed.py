@@ -40,7 +40,7 @@ class EmbedGenerator(Generator):
         (longer than the context, say) raises its error; with `on_error`, its vector is None and
         `on_error(index, error)` is told instead."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise BadInputError(f"embed_many takes a list of texts, got {type_name(texts)}")
+            raise BadInputError(f"give a list of texts to embed, got {type_name(texts)}")
         self.check_each(texts)
         unique = list(dict.fromkeys(texts))
         if len(unique) < len(texts):  # a text given twice is embedded once: the copies get the same vector

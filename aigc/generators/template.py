@@ -9,7 +9,7 @@ from .. import templates
 from ..errors import BadInputError
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
-from .base import Generator, coerce_value
+from .base import Generator, coerce_value, type_name
 
 
 @dataclass
@@ -72,7 +72,7 @@ class TemplateGenerator(Generator):
 
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         if not isinstance(inputs, dict):
-            raise BadInputError("the template generator takes a dict of template variables")
+            raise BadInputError(f"the template generator takes a dict of the template's variables, as {{\"input\": \"text\"}}; got {type_name(inputs)}")
 
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)

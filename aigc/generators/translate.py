@@ -230,7 +230,7 @@ def _language(option: str, value: str) -> Language:
     try:
         return lookup(value)
     except BadInputError as exc:
-        raise OptionError(option, str(exc)) from None
+        raise OptionError(option, f": {exc}") from None
 
 
 @dataclass

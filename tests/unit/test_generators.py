@@ -629,3 +629,34 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
     doc = "Results\n=======\n\nSales rose.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
     assert SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")["summary"] == "- Sales rose."  # setext headings and tables left out
     assert SummarizeGenerator(engine=FakeEngine())("# Only a heading", words=200, format="bullets")["summary"] == "- Only a heading"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"foo": 1}, "BadInputError", "chat generators take engine, model, device"),
+        ({"model": 5}, "OptionError", "model must be a model name or path (text), got int"),
+        ({"device": "tpu"}, "BadInputError", "unknown device 'tpu'"),
+        ({"quantize": "int2"}, "BadInputError", "unknown quantization 'int2'"),
+    ],
+)
+def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, error, words):
+    from aigc import get_generator
+
+    with pytest.raises(BadInputError) as info:
+        get_generator("chat", **kwargs)
+    assert type(info.value).__name__ == error and words in str(info.value)
+
+
+def test_an_unknown_language_reads_as_one_message_in_the_library():
+    from aigc.generators.translate import TranslateGenerator
+
+    with pytest.raises(BadInputError, match="^target_language: unknown language 'Klingonese'"):
+        TranslateGenerator(engine=FakeEngine()).validate({"target_language": "Klingonese"})
+
+
+def test_the_package_namespace_holds_the_api_not_its_imports():
+    import aigc
+
+    assert isinstance(aigc.__version__, str) and not hasattr(aigc, "version") and not hasattr(aigc, "threading")
+    assert (__import__("pathlib").Path(aigc.__file__).parent / "py.typed").is_file()  # type hints reach mypy and pyright

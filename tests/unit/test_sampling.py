@@ -14,8 +14,9 @@ from aigc.errors import BadInputError
         ("max_tokens", 0, "at least 1"),
         ("n", 0, "at least 1"),
         ("seed", -3, "from 0 to"),
-        ("seed", "7", "non-negative"),
-        ("max_tokens", "10", "whole number"),
+        ("seed", "seven", "non-negative"),
+        ("max_tokens", "ten", "whole number"),
+        ("max_tokens", "2.5", "whole number"),
         ("max_tokens", 2.5, "whole number"),
         ("temperature", "hot", "a number"),
         ("top_k", True, "whole number"),
@@ -27,6 +28,15 @@ def test_params_reject_out_of_range_values_with_a_fix(field, value, words):
     with pytest.raises(BadInputError, match="must") as info:
         SamplingParams(**{field: value})
     assert words in str(info.value)
+
+
+def test_numbers_and_a_schema_may_be_given_as_text():
+    params = SamplingParams(max_tokens="10", temperature=" 0.7", seed="7", json_schema="name, age int")
+    assert (params.max_tokens, params.temperature, params.seed) == (10, 0.7, 7)
+    assert params.json_schema == {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}
+    assert SamplingParams(json_schema='{"type": "integer"}').json_schema == {"type": "integer"}
+    with pytest.raises(BadInputError, match="^json_schema is not valid JSON"):
+        SamplingParams(json_schema="{oops")
 
 
 def test_one_stop_string_is_one_stop_and_whole_floats_are_counts():

@@ -1,0 +1,31 @@
+"""examples/library.py, the library tour, runs on the embedded model as written."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest_integration import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_library_example_runs_every_task():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "library.py")], capture_output=True, text=True, timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    sections = {}
+    for block in done.stdout.split("== ")[1:]:
+        title, _, body = block.partition("\n")
+        sections[title] = body.strip().splitlines()
+    assert "Paris" in sections["chat"][0]
+    assert set(ast.literal_eval(sections["structured answer (a JSON schema, in llm's concise syntax)"][0])) == {"name", "age", "city"}
+    assert len(ast.literal_eval(sections["headlines"][0])) == 2
+    assert sections["classify"][0].split()[0] in ("negative", "positive")
+    assert [line.split()[0] for line in sections["batch over a file (resumable; what `aigc batch` runs)"]] == ["a", "b"]
+    assert all(line.split()[1] in ("sports", "technology") for line in sections["batch over a file (resumable; what `aigc batch` runs)"])
+    assert len(sections["embeddings and ranking"]) == 2
