@@ -170,7 +170,8 @@ def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 def print_stats(stats) -> None:
     """`--stats`: like `ollama run --verbose`, on stderr."""
-    rows = [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
+    rows = [("download/convert time", f"{stats.pull_seconds:.2f}s")] if stats.pull_seconds else []
+    rows += [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
     if stats.scored_prompts:  # classify: prompts scored, nothing generated
         rows += [("prompts scored", str(stats.scored_prompts)), ("scoring time", f"{stats.scoring_seconds:.2f}s")]
     if stats.embedded_texts:  # embed, similar: texts embedded, nothing generated

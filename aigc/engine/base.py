@@ -87,6 +87,7 @@ class EngineStats:
     """Counters an engine accumulates across calls; the CLI's `--stats` prints them."""
 
     load_seconds: float = 0.0
+    pull_seconds: float = 0.0  # downloading or converting the model first (once), apart from loading it
     prompt_tokens: int = 0
     completion_tokens: int = 0
     first_token_seconds: float | None = None

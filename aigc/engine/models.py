@@ -552,7 +552,9 @@ def load_model(
 
 
 def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool):
+    pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
+    pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
     progress(f"loading {ref.name}")
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -582,7 +584,9 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     from .local import LocalEngine
 
     variant = " ".join(filter(None, (device_name, str(torch_dtype).removeprefix("torch."), quantize)))
-    return LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
+    engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
+    engine.stats.pull_seconds = pulled
+    return engine
 
 
 def float32_output_layer(model) -> None:

@@ -330,3 +330,14 @@ def test_a_chat_with_control_token_text_reuses_its_cache_turn_after_turn(tiny_mo
     turn2 = turn1 + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and hives"}]
     answer, cached, _ = prefilled(engine, turn2, params)
     assert cached >= 16 and answer == prefilled(engine, turn2, params, fresh=True)[0]
+
+
+def test_stats_show_a_download_or_conversion_apart_from_loading(capsys):
+    from aigc import ui
+    from aigc.engine.base import EngineStats
+
+    ui.print_stats(EngineStats(load_seconds=1.5, pull_seconds=42.0))
+    first = capsys.readouterr().err
+    ui.print_stats(EngineStats(load_seconds=1.5))
+    assert "download/convert time: 42.00s" in first and "load time:" in first
+    assert "download/convert" not in capsys.readouterr().err
