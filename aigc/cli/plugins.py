@@ -131,7 +131,7 @@ def install(
     finally:
         os.unlink(constraints)
     if code:
-        raise typer.Exit(code)
+        raise AigcError(f"pip could not install {', '.join(targets)} (exit {code}); its messages above say why")
     importlib.invalidate_caches()  # pip installed in another process: find its new distributions
     for name in filter(None, names):
         if not plugins.plugins_of(name):
@@ -170,8 +170,9 @@ def uninstall(
             raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")
         if not _installed(dist):
             raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins")
-        if not plugins.plugins_of(dist):  # typer, pip, transformers...: aigc itself may need them
-            raise BadInputError(f"{dist} is installed but is not an aigc plugin (it has no `aigc` entry point); uninstall it with pip if you really mean to")
+        needing = _needed_by(dist)
+        if not plugins.plugins_of(dist) and needing:  # typer, pip, transformers...: aigc itself may need them
+            raise BadInputError(f"{dist} is not an aigc plugin, and {', '.join(needing[:3])} need{'s' if len(needing) == 1 else ''} it; uninstall it with pip if you really mean to")
         dists.append(dist)
     for dist in dists:
         shipped = plugins.plugins_of(dist)
@@ -179,10 +180,27 @@ def uninstall(
             ui.info(f"removing {dist} with its plugin{'s' if len(shipped) > 1 else ''} {', '.join(shipped)}")
     code = _pip(["uninstall", "-y", *dists])
     if code:
-        raise typer.Exit(code)
+        raise AigcError(f"pip could not uninstall {', '.join(dists)} (exit {code}); its messages above say why")
     left = [f"{dist} (in {distribution(dist).locate_file('')})" for dist in dists if _installed(dist)]
     if left:  # pip leaves what lies outside its environment (a --target directory on PYTHONPATH, say)
         raise AigcError(f"pip did not remove {', '.join(left)}: it is outside aigc's environment; delete it there, or take it off PYTHONPATH")
+
+
+def _needed_by(dist: str) -> list[str]:
+    """The installed distributions that require `dist` (a package installed by mistake needs none)."""
+    from importlib.metadata import distributions
+
+    wanted = _normal(dist)
+    needing = set()
+    for other in distributions():
+        for requirement in other.requires or ():
+            if _normal(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]) == wanted:
+                needing.add(other.metadata["Name"])
+    return sorted(needing)
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installed(dist: str) -> bool:

@@ -784,7 +784,7 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     monkeypatch.setattr(plugins, "distribution_of", lambda name: {"shout": "aigc-shout"}.get(name))
     monkeypatch.setattr(plugins, "plugins_of", lambda dist: {"aigc-shout": ["shout", "whisper"], "aigc-something": ["something"], "aigc-stuck": ["stuck"]}.get(dist, []))
     not_a_plugin = invoke("plugins", "uninstall", "typer")
-    assert not_a_plugin.exit_code == 2 and "typer is installed but is not an aigc plugin" in not_a_plugin.stderr
+    assert not_a_plugin.exit_code == 2 and "typer is not an aigc plugin, and aigc, transformers need it" in not_a_plugin.stderr
     result = invoke("plugins", "uninstall", "aigc-something", "shout", env={"AIGC_LOAD_PLUGINS": ""})
     assert result.exit_code == 0, result.output
     assert "removing aigc-shout with its plugins shout, whisper" in result.stderr  # all it ships go with it
@@ -796,6 +796,24 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     assert len(pip_calls) == 1
     stuck = invoke("plugins", "uninstall", "aigc-stuck")
     assert stuck.exit_code == 1 and "Error: pip did not remove aigc-stuck (in /elsewhere/site): it is outside aigc's environment" in stuck.stderr
+
+
+def test_plugins_uninstall_removes_a_package_installed_by_mistake_and_pip_failures_are_errors(pip_calls, monkeypatch):
+    import aigc.cli.plugins as cli_plugins
+
+    def version(dist):
+        if dist != "not-a-plugin" or pip_calls:  # gone once pip ran
+            raise cli_plugins.PackageNotFoundError(dist)
+        return "1.0"
+
+    monkeypatch.setattr(cli_plugins, "version", version)
+    monkeypatch.setattr(cli_plugins, "_needed_by", lambda dist: [])  # nothing installed requires it
+    result = invoke("plugins", "uninstall", "not-a-plugin")
+    assert result.exit_code == 0, result.output
+    assert pip_calls[-1][0][3:] == ["uninstall", "-y", "not-a-plugin"]
+    monkeypatch.setattr(cli_plugins.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
+    failed = invoke("plugins", "install", "aigc-doesnotexist-zz")
+    assert failed.exit_code == 1 and failed.stderr.startswith("Error: pip could not install aigc-doesnotexist-zz (exit 1)")
 
 
 def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch):
