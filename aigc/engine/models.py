@@ -555,6 +555,8 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
+    if ref.kind == "dir" and (path / "config.json").is_file() and missing_parts(path):
+        raise BadInputError(f"{ref.name} is not a whole model: it has no {' and no '.join(missing_parts(path))}; copy the whole model directory")
     progress(f"loading {ref.name}")
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -568,7 +570,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - broken files fail in many ways (KeyError from a tokenizer.json, ...)
         raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
     finally:
         if bar:
@@ -634,6 +636,8 @@ def describe(ref: ModelRef) -> dict:
         info["layers"] = cfg.get("num_hidden_layers")
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
+        if ref.kind == "dir" and missing_parts(path):
+            info["missing"] = ", ".join(missing_parts(path))
     elif path and (path / "model_index.json").is_file():
         index = _read_json(path / "model_index.json")
         info["path"] = str(path)
@@ -641,6 +645,17 @@ def describe(ref: ModelRef) -> dict:
         info["architecture"] = index.get("_class_name", "?")
         info["components"] = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return info
+
+
+def missing_parts(path: Path) -> list[str]:
+    """What a local transformers model directory lacks to load: its weights or its tokenizer."""
+    names = {f.name for f in path.iterdir() if f.is_file()}
+    missing = []
+    if not any(name.endswith((".safetensors", ".bin")) for name in names):
+        missing.append("weights (*.safetensors or *.bin)")
+    if not names & {"tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model"}:
+        missing.append("tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
+    return missing
 
 
 def _read_json(path: Path) -> dict:

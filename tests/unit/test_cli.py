@@ -373,6 +373,16 @@ def test_models_info_and_list_json(tiny_model_dir):
     assert info["kind"] == "text" and info["format"] == "dir" and info["layers"] == 2 and info["installed"]
 
 
+def test_a_model_directory_without_weights_or_tokenizer_says_what_it_lacks(tmp_path):
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    info = json.loads(invoke("models", "info", str(half), "--json").stdout)
+    assert info["missing"].startswith("weights (") and "tokenizer (" in info["missing"]
+    result = invoke("chat", "hi", "-m", str(half))
+    assert result.exit_code == 2 and "is not a whole model: it has no weights" in result.stderr and "no tokenizer" in result.stderr
+
+
 def test_models_list_shows_a_default_that_is_a_path_and_warns_on_one_that_cannot_be_used(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))
     rows = [row for row in json.loads(invoke("models", "list", "--json").stdout) if row["default"]]
@@ -1108,7 +1118,8 @@ def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, 
 
 def test_a_directory_that_is_not_a_whole_model_is_a_one_line_error(tmp_path):
     (tmp_path / "notmodel").mkdir()
-    (tmp_path / "notmodel" / "config.json").write_text("{}")
+    for name, text in (("config.json", "{}"), ("model.safetensors", "not weights"), ("tokenizer.json", "{}")):  # all there, none right
+        (tmp_path / "notmodel" / name).write_text(text)
     result = invoke("chat", "hi", "-m", str(tmp_path / "notmodel"))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: could not load {tmp_path / 'notmodel'}: ")
