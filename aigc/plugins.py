@@ -46,10 +46,8 @@ class PluginFailure:
             builtin = any(f"by plugin {name!r}" in self.error for name in DEFAULT_PLUGINS)
             fix = f"a built-in name: rename it in {self.plugin!r}, or `aigc plugins uninstall {self.plugin}`" if builtin else "uninstall one of the two plugins"
             return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} ({fix})"
-        return (
-            f"plugin {self.plugin!r} failed in {self.stage}: {self.error} "
-            f"(AIGC_TRACE_PLUGINS=1 shows where; `aigc plugins uninstall {self.plugin}` removes it)"
-        )
+        removes = f"; `aigc plugins uninstall {self.plugin}` removes it" if self.plugin in _state.sources else ""  # not one registered in-process
+        return f"plugin {self.plugin!r} failed in {self.stage}: {self.error} (AIGC_TRACE_PLUGINS=1 shows where{removes})"
 
 
 @dataclass
@@ -369,12 +367,9 @@ def collect(
 
 def reset() -> None:
     """Forget the plugin manager and what was built from it (tests register plugins and start over)."""
-    from .templates import environment
-
     _state.manager = None
     _state.failures.clear()
     _state.sources.clear()
-    environment.cache_clear()  # it holds the filters of `prepare_jinja_env`
 
 
 def describe(include_builtins: bool = False) -> dict[str, Any]:

@@ -391,9 +391,16 @@ def _find(name: str) -> Template:
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
 
 
-@lru_cache(maxsize=1)
 def environment():
-    """The sandboxed jinja2 environment; plugins add filters and globals through `prepare_jinja_env`."""
+    """The sandboxed jinja2 environment; plugins add filters and globals through `prepare_jinja_env`.
+    Built again when the registered plugins change (one registered at run time adds its filters)."""
+    from .plugins import get_plugin_manager
+
+    return _environment(tuple((name, id(plugin)) for name, plugin in get_plugin_manager().list_name_plugin()))
+
+
+@lru_cache(maxsize=1)
+def _environment(plugins: tuple) -> Any:
     from jinja2 import StrictUndefined
 
     from .plugins import call_each
