@@ -28,9 +28,10 @@ def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
 
-def test_a_full_disk_under_stdout_is_a_one_line_error():
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
+def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "aigc", "models", "list"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
 
 
