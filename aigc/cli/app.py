@@ -1,6 +1,5 @@
 """The root Typer app: global options, error handling, and commands registered through plugins."""
 
-import errno
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcWarning, Terminated, options_named
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -102,7 +101,7 @@ def _quiet_stdout() -> None:
 
 def _stop_if_disk_full(exc: Exception) -> None:
     """A full disk (or quota) under what aigc writes: one `Error:` line and exit 1; other errors are left to the caller."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and not config.debug():
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL and not config.debug():
         _quiet_stdout()
         ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
         raise typer.Exit(1) from None

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import config, conversations, ui
-from ..errors import AigcError, BadInputError, ContextLengthError, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document
@@ -263,7 +263,7 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
-    except BadInputError as exc:  # a file that cannot be read or written: the session goes on
+    except (BadInputError, WriteError) as exc:  # a file that cannot be read or written: the session goes on
         ui.error(str(exc))
     return None
 

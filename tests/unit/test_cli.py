@@ -90,6 +90,13 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_an_output_file_that_fails_while_written_is_exit_1_not_bad_input(tiny_model_dir, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Bees make honey.\n\nCities have rooftops.")
+    result = invoke("-q", "summarize", str(doc), "-m", str(tiny_model_dir), "--max-tokens", "8", "-o", "/dev/full")
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: cannot write /dev/full: No space left on device (free some space, or write elsewhere)"
+
+
 @pytest.mark.parametrize(
     "command",
     [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "\n\nbees\n\n<html> city rooftops"), ("classify", "-", "-l", "a,b"), ("embed", "-")],
@@ -356,6 +363,8 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
     doc.write_text("text")
     code, lines = bad("summarize", str(doc), "-o", str(tmp_path / "missing-dir" / "out.txt"))
     assert code == 2 and "does not exist" in lines[0]
+    code, lines = bad("summarize", str(doc), "-o", "/proc/version")
+    assert code == 2 and lines == ["Error: cannot write /proc/version: the file is read-only"]
     for command in (("summarize", str(doc)), ("translate", str(doc), "--to", "fr"), ("headline", "--topic", "bees"), ("batch", "summarize", "-i", str(doc))):
         code, lines = bad(*command, "-o", "")  # `-o "$OUT"` with OUT unset
         assert code == 2 and lines == ["Error: -o was given an empty file name; give a file, or - for stdout"]
@@ -1238,6 +1247,9 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     err = capsys.readouterr().err
     assert "system prompt: Be terse." in err and "/show" in err and "model: fake" in err and "2 earlier turns" in err
     assert (tmp_path / "my chat.md").is_file()  # quotes read as a shell reads them
+    repl_lines(monkeypatch, "/save /dev/full")
+    assert _turn(session, run, []) is None  # a write that fails part-way: said, and the session goes on
+    assert "Error: cannot write /dev/full: No space left on device" in capsys.readouterr().err
     for line in ("/set system Be kind.", "/clear"):
         repl_lines(monkeypatch, line)
         _turn(session, run, [])
