@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import numbered_lines, read_input
+from ..textio import numbered_lines, output_target, read_input, write_atomic
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
@@ -48,12 +48,16 @@ def classify(
     aspect: Aspect = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
+    output = output_target(output, source=source)
+    if lines and output:
+        raise BadInputError("--lines prints one result per line; for a file of results use aigc batch classify -o")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
@@ -72,10 +76,13 @@ def classify(
         results = generator.classify_many(texts, **chosen)
     lined = LineResults(as_json)
     for (number, text), result in zip(numbered, results):
+        rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
         if lines:
             lined.show(number, describe(result), json_record(result))
+        elif output:
+            ui.info(f"wrote {write_atomic(output, rendered)}")
         else:
-            ui.result(json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result))
+            ui.result(rendered)
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
         run.keep(generator, "classify", text, chosen_labels, chosen, json_record(result), measured=not lines)
     run.report(generator)

@@ -113,6 +113,17 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert len(plain) == 6 and plain[0] == plain[1] == plain[3] == "" and plain[2] and plain[4]  # blank for blank: it lines up with the input
 
 
+def test_classify_writes_its_result_to_the_output_file_checked_before_any_work(tiny_model_dir, tmp_path):
+    model = ("-l", "a,b", "-m", str(tiny_model_dir))
+    out = tmp_path / "label.json"
+    result = invoke("classify", "one", *model, "--json", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == f"wrote {out}\n"
+    assert out.read_text() == invoke("classify", "one", *model, "--json").stdout
+    code, lines = bad("classify", "one", "-l", "a,b", "-o", str(tmp_path / "no" / "x.txt"))  # no model named: none is loaded
+    assert code == 2 and lines == [f"Error: cannot write {tmp_path / 'no' / 'x.txt'}: directory {tmp_path / 'no'} does not exist"]
+    assert bad("classify", "-", *model, "--lines", "-o", str(out), input="one\n") == (2, ["Error: --lines prints one result per line; for a file of results use aigc batch classify -o"])
+
+
 def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):
     model = ("-l", "a,b", "-m", str(tiny_model_dir))
     single = json.loads(invoke("classify", "one", *model, "--json").stdout)
