@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import numbered_lines, output_target, read_input, write_atomic
+from . import complete
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
@@ -15,8 +16,8 @@ from .options import RunOptions, generation_options
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
-Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.")]
-Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.")]
+Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
+Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
 
 
 def options(labels, multi_label, threshold, examples, aspect, method, calibrate) -> dict:

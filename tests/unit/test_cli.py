@@ -1,6 +1,7 @@
 """The CLI on a tiny random model: options, errors, exit codes, output files, lazy imports."""
 
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -33,6 +34,41 @@ def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
+
+
+def completions(words: str) -> list[str]:
+    """What bash completion offers for the last of `words` (`aigc chat -m `), asked as the shell asks."""
+    env = {**os.environ, "_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(words.count(" "))}
+    done = subprocess.run([sys.executable, "-m", "aigc"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "words, offered",
+    [
+        ("aigc summarize x --length ", ["short", "medium", "long"]),
+        ("aigc summarize x --format b", ["bullets"]),
+        ("aigc headline --style q", ["question"]),
+        ("aigc classify x --calibrate ", ["auto", "content-free", "examples", "batch", "off"]),
+        ("aigc chat --device c", ["cpu", "cuda"]),
+        ("aigc batch summarize --on-error ", ["skip", "stop"]),
+        ("aigc run summ", ["summarize", "summarize-chunk"]),
+        ("aigc translate x --to fr -t tr", ["translate"]),
+        ("aigc image -m ", ["sd-turbo"]),
+        ("aigc chat -m ./", []),  # a path: the shell offers file names
+    ],
+)
+def test_shell_completion_offers_choices_templates_and_models(words, offered):
+    assert completions(words) == offered
+
+
+def test_shell_completion_of_models_lists_the_text_aliases_without_importing_torch(monkeypatch):
+    text = completions("aigc chat -m ")
+    assert "smollm2" in text and "sd-turbo" not in text and text == sorted(text)
+    for name, value in {"_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": "aigc chat -m ", "COMP_CWORD": "3"}.items():
+        monkeypatch.setenv(name, value)
+    assert imports_after([]) == "False False"
 
 
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
