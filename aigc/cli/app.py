@@ -15,7 +15,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import DISK_FULL, AigcError, AigcWarning, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -210,6 +210,8 @@ def root(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; only warnings and errors.")] = False,
 ) -> None:
+    if quiet and verbose:
+        raise BadInputError("give -q (less on stderr) or -v (more), not both")
     ui.settings.verbosity = -1 if quiet else verbose
     if verbose == 0:
         _quiet_libraries()

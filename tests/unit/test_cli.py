@@ -405,6 +405,11 @@ def test_a_global_option_after_the_command_says_where_it_goes():
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
 
 
+@pytest.mark.parametrize("flags", [["-q", "-v"], ["-vv", "--quiet"]])
+def test_quiet_and_verbose_together_are_refused_before_any_work(flags):
+    assert bad(*flags, "chat", "hi", "-m", "no-such-model") == (2, ["Error: give -q (less on stderr) or -v (more), not both"])
+
+
 def test_unwritable_output_fails_before_any_work(tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text("text")
