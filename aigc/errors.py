@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import signal
 from typing import Callable, Iterator
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write that ran out of room
 _OPTION = re.compile("\x1e([^\x1e\x1f]+)(?:\x1f([^\x1e]*))?\x1e")
 
 
@@ -126,6 +128,10 @@ class UnknownLabelError(BadInputError):
 
 class ItemsFailedError(AigcError):
     """Some items of a run over many (`aigc batch`, `--lines`) failed; the rest were done (exit 1)."""
+
+
+class WriteError(AigcError):
+    """A result that could not be written to a place checked writable before any work (a full disk, an I/O error)."""
 
 
 class AigcWarning(UserWarning):

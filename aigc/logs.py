@@ -67,7 +67,8 @@ class Entry:
     def to_markdown(self) -> str:
         when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
         head = f"## {self.id} · {when} · {self.command} · {self.model}"
-        facts = [", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in self.options.items())] if self.options else []
+        given = {k: v for k, v in self.options.items() if v is not None and v != ""}  # `aspect=` says nothing
+        facts = [", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in given.items())] if given else []
         if self.session:
             facts.append(f"session {self.session}")
         if self.prompt_tokens is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import functools
 import os
 import re
@@ -13,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
+from .errors import DISK_FULL, BadInputError, WriteError
 
 STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -295,8 +296,24 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise BadInputError(f"cannot write {target}: {_unwritable(real, exc)}") from exc
     return real
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    """Why no file can be made beside `path` to replace it (`exc`): a read-only `path` says so, and so
+    does a directory that takes no new files (a virtual file system's answer is "no such file")."""
+    if path.is_file() and (not os.access(path, os.W_OK) or not file_mode(path) & 0o222):
+        return "the file is read-only"
+    if exc.errno == errno.ENOENT:
+        return f"directory {path.parent} takes no new files"
+    return exc.strerror or str(exc)
+
+
+def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
+    """A write that failed part-way (exit 1): the place was checked writable, so this is no bad input."""
+    hint = " (free some space, or write elsewhere)" if exc.errno in DISK_FULL else ""
+    return WriteError(f"cannot write {target}: {exc.strerror or exc}{hint}")
 
 
 def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
@@ -334,7 +351,7 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
             with open(real, "w", encoding="utf-8") as handle:
                 handle.write(body)
         except OSError as exc:
-            raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _write_failed(target, exc) from exc
         return Path(target).expanduser()
     mode = file_mode(real) if real.exists() or not private else 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
@@ -348,7 +365,7 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _write_failed(target, exc) from exc
         raise
     return Path(target).expanduser()
 

@@ -1,6 +1,5 @@
 """The root Typer app: global options, error handling, and commands registered through plugins."""
 
-import errno
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import AigcError, AigcWarning, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -100,6 +99,14 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _stop_if_disk_full(exc: Exception) -> None:
+    """A full disk (or quota) under what aigc writes: one `Error:` line and exit 1; other errors are left to the caller."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL and not config.debug():
+        _quiet_stdout()
+        ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
+        raise typer.Exit(1) from None
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
@@ -109,6 +116,9 @@ class AigcGroup(TyperGroup):
             return super().parse_args(ctx, args)
         except UsageError as exc:  # an unknown global option
             _one_line(exc)
+        except OSError as exc:  # `aigc --help`, `--version` or `aigc` alone into a full disk
+            _stop_if_disk_full(exc)
+            raise
 
     def invoke(self, ctx):
         with warnings.catch_warnings():
@@ -136,10 +146,7 @@ class AigcGroup(TyperGroup):
         except Exception as exc:  # a full disk, or a bug (in aigc or in a plugin's command)
             if config.debug():
                 raise
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                _quiet_stdout()
-                ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
-                raise typer.Exit(1) from None
+            _stop_if_disk_full(exc)
             from .. import plugins
 
             owner = plugins.command_owner(names[0]) if names else None
@@ -203,6 +210,8 @@ def root(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; only warnings and errors.")] = False,
 ) -> None:
+    if quiet and verbose:
+        raise BadInputError("give -q (less on stderr) or -v (more), not both")
     ui.settings.verbosity = -1 if quiet else verbose
     if verbose == 0:
         _quiet_libraries()

@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError
 from ..textio import check_utf8, output_target
+from . import complete
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
 
@@ -30,13 +31,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 @generation_options
 def batch(
-    task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...", autocompletion=complete.generators)],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
-    on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.")] = "skip",
+    on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     schema: Schema = None,
     *,

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import config, conversations, ui
-from ..errors import AigcError, BadInputError, ContextLengthError, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document
+from . import complete
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
@@ -38,7 +39,7 @@ QUOTES = '"""'
 def chat(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
-    template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False)] = None,
+    template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False, autocompletion=complete.templates)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
@@ -263,7 +264,7 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
-    except BadInputError as exc:  # a file that cannot be read or written: the session goes on
+    except (BadInputError, WriteError) as exc:  # a file that cannot be read or written: the session goes on
         ui.error(str(exc))
     return None
 

@@ -7,7 +7,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import numbered_lines, read_input
+from ..textio import numbered_lines, output_target, read_input, write_atomic
+from . import complete
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
@@ -15,8 +16,8 @@ from .options import RunOptions, generation_options
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
-Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.")]
-Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.")]
+Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
+Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
 
 
 def options(labels, multi_label, threshold, examples, aspect, method, calibrate) -> dict:
@@ -48,12 +49,16 @@ def classify(
     aspect: Aspect = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
+    output = output_target(output, source=source)
+    if lines and output:
+        raise BadInputError("--lines prints one result per line; for a file of results use aigc batch classify -o")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
@@ -72,10 +77,13 @@ def classify(
         results = generator.classify_many(texts, **chosen)
     lined = LineResults(as_json)
     for (number, text), result in zip(numbered, results):
+        rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
         if lines:
             lined.show(number, describe(result), json_record(result))
+        elif output:
+            ui.info(f"wrote {write_atomic(output, rendered)}")
         else:
-            ui.result(json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result))
+            ui.result(rendered)
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
         run.keep(generator, "classify", text, chosen_labels, chosen, json_record(result), measured=not lines)
     run.report(generator)

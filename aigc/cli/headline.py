@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document, write_atomic
+from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -17,9 +18,9 @@ def headline(
     source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for.")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many distinct headlines.")] = 3,
-    style: Annotated[str, typer.Option(help="news, seo, question or catchy.")] = "news",
+    style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
-    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "headline",
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,

@@ -9,6 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, UnknownModelError
 from ..textio import check_writable
+from . import complete
 from .options import stdin_text
 
 PANEL = "Model"
@@ -43,9 +44,9 @@ def image(
     enhance: Annotated[bool, typer.Option("--enhance", help="Have the text model rewrite the prompt into a detailed image prompt first (shown on stderr).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written paths and the settings as JSON.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model alias, diffusers directory, .safetensors/.ckpt checkpoint or hub id.", rich_help_panel=PANEL)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model alias, diffusers directory, .safetensors/.ckpt checkpoint or hub id.", rich_help_panel=PANEL, autocompletion=complete.image_models)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL, autocompletion=complete.devices)] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL, autocompletion=complete.dtypes)] = "auto",
 ) -> None:
     """Generate images from a text prompt with a diffusers pipeline; the settings go into each PNG."""
     from ..engine import diffusion

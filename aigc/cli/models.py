@@ -12,6 +12,7 @@ from .. import config, ui
 from ..engine import models as registry
 from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
+from . import complete
 from .options import listing_app
 
 models_app = listing_app("models", "List, download and inspect models.", lambda as_json: list_models(as_json))
@@ -100,7 +101,7 @@ def _given(name: str, other: str = "") -> str:
 
 
 @models_app.command()
-def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.")]) -> None:
+def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.", autocompletion=complete.models)]) -> None:
     """Download (and convert, for GGUF sources) a model into the cache."""
     ref = registry.resolve(_given(name))
     if ref.kind == "remote":
@@ -115,7 +116,7 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
 
 @models_app.command()
 def info(
-    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, directory, .gguf file or hub id.")],
+    name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, directory, .gguf file or hub id.", autocompletion=complete.models)],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Facts about a model (read from its files, without loading it)."""
@@ -129,7 +130,7 @@ def info(
 
 
 @models_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.")]) -> None:
+def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.", autocompletion=complete.models)]) -> None:
     """Delete converted models from aigc's cache, and hub models from the Hugging Face cache.
 
     The Hugging Face cache is shared with other programs; `aigc models pull` brings them back. Never
@@ -144,7 +145,7 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Mod
 
 @models_app.command()
 def default(
-    name: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="The model to use when -m is not given.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="The model to use when -m is not given.", autocompletion=complete.models)] = None,
     image: Annotated[bool, typer.Option("--image", help="The default image model (`aigc image`) instead.")] = False,
     unset: Annotated[bool, typer.Option("--unset", help="Back to the built-in default.")] = False,
 ) -> None:

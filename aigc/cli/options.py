@@ -14,6 +14,7 @@ import typer
 
 from .. import ui
 from ..errors import AigcError, BadInputError
+from . import complete
 
 PANEL = "Model and sampling"
 
@@ -22,7 +23,7 @@ PANEL = "Model and sampling"
 class RunOptions:
     """The shared options of one command invocation."""
 
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", rich_help_panel=PANEL)] = None
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", rich_help_panel=PANEL, autocompletion=complete.text_models)] = None
     temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy. Default depends on the task.", rich_help_panel=PANEL)] = None
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
@@ -30,9 +31,9 @@ class RunOptions:
     repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="(0, 3]; above 1 makes repeated tokens less likely, 1 = off. Default depends on the task.", rich_help_panel=PANEL)] = None
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this string (repeatable); it is not printed.", rich_help_panel=PANEL)] = None
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and settings give the same output.", rich_help_panel=PANEL)] = None
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL)] = "auto"
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL)] = "auto"
-    quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL)] = "none"
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL, autocompletion=complete.devices)] = "auto"
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL, autocompletion=complete.dtypes)] = "auto"
+    quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL, autocompletion=complete.quantizations)] = "none"
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
     log: Annotated[Optional[bool], typer.Option("--log/--no-log", help="Keep this answer in the response log (`aigc logs`), or not; default: kept unless `aigc logs off`.", show_default=False, rich_help_panel=PANEL)] = None
     stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False

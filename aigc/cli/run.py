@@ -10,6 +10,7 @@ from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import several, shown
 from ..textio import read_document
+from . import complete
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
@@ -17,7 +18,7 @@ PLAIN = ("chat", "template")
 
 @generation_options(logged=True)
 def run_template(
-    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.")],
+    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.", autocompletion=complete.templates)],
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,

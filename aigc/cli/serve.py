@@ -6,6 +6,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, MissingExtraError, options_named
+from . import complete
 
 PANEL = "Limits"
 
@@ -19,13 +20,13 @@ def _require_extra() -> None:
 
 
 def serve(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", autocompletion=complete.text_models)] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    quantize: Annotated[str, typer.Option(help="none, int4 or int8 (CPU, float32).")] = "none",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", autocompletion=complete.devices)] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", autocompletion=complete.dtypes)] = "auto",
+    quantize: Annotated[str, typer.Option(help="none, int4 or int8 (CPU, float32).", autocompletion=complete.quantizations)] = "none",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code.")] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows decoded together.", rich_help_panel=PANEL)] = 32,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,

@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document, write_atomic
+from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -15,10 +16,10 @@ from .options import RunOptions, generation_options
 @generation_options(logged=True)
 def summarize(
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
-    length: Annotated[Optional[str], typer.Option(help="short, medium (the default) or long.", show_default=False)] = None,
+    length: Annotated[Optional[str], typer.Option(help="short, medium (the default) or long.", show_default=False, autocompletion=complete.summary_lengths)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
-    format: Annotated[str, typer.Option("--format", help="paragraph or bullets.")] = "paragraph",
-    template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.")] = "summarize",
+    format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
+    template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.", autocompletion=complete.templates)] = "summarize",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off, unchanged} as JSON.")] = False,

@@ -8,6 +8,7 @@ import typer
 
 from .. import templates, ui
 from ..errors import BadInputError
+from . import complete
 from .options import listing_app
 
 templates_app = listing_app("templates", "List, inspect and create prompt templates.", lambda as_json: list_templates(as_json))
@@ -29,7 +30,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 @templates_app.command()
 def show(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "source", "path", "description", "generator", "system", "defaults", "variables", "text"} as JSON.')] = False,
 ) -> None:
     """A template's variables and its source text."""
@@ -58,7 +59,7 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 
 
 @templates_app.command()
-def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.")]) -> None:
+def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)]) -> None:
     """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path.
 
     Yours is opened as it is; a built-in or plugin one as your copy first (yours then overrides it);

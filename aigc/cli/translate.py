@@ -9,6 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_input, uses_crlf, write_atomic
+from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -19,7 +20,7 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
-    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "translate",
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off} as JSON.")] = False,

@@ -449,13 +449,18 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "int4", "int8")
+
+
 def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
     """A `BadInputError` for a device, dtype or quantization aigc does not know (names only: no torch)."""
-    if device not in ("auto", "cpu", "cuda", "mps"):
+    if device not in DEVICES:
         raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+    if dtype not in DTYPES:
         raise BadInputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    if quantize not in (None, "none", "int8", "int4"):
+    if quantize not in (None, *QUANTIZATIONS):
         raise BadInputError(f"unknown quantization {quantize!r}; use none, int4 or int8")
 
 

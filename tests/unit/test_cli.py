@@ -1,6 +1,7 @@
 """The CLI on a tiny random model: options, errors, exit codes, output files, lazy imports."""
 
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -28,10 +29,46 @@ def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
 
-def test_a_full_disk_under_stdout_is_a_one_line_error():
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
+def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "aigc", "models", "list"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
+
+
+def completions(words: str) -> list[str]:
+    """What bash completion offers for the last of `words` (`aigc chat -m `), asked as the shell asks."""
+    env = {**os.environ, "_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(words.count(" "))}
+    done = subprocess.run([sys.executable, "-m", "aigc"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "words, offered",
+    [
+        ("aigc summarize x --length ", ["short", "medium", "long"]),
+        ("aigc summarize x --format b", ["bullets"]),
+        ("aigc headline --style q", ["question"]),
+        ("aigc classify x --calibrate ", ["auto", "content-free", "examples", "batch", "off"]),
+        ("aigc chat --device c", ["cpu", "cuda"]),
+        ("aigc batch summarize --on-error ", ["skip", "stop"]),
+        ("aigc run summ", ["summarize", "summarize-chunk"]),
+        ("aigc translate x --to fr -t tr", ["translate"]),
+        ("aigc image -m ", ["sd-turbo"]),
+        ("aigc chat -m ./", []),  # a path: the shell offers file names
+    ],
+)
+def test_shell_completion_offers_choices_templates_and_models(words, offered):
+    assert completions(words) == offered
+
+
+def test_shell_completion_of_models_lists_the_text_aliases_without_importing_torch(monkeypatch):
+    text = completions("aigc chat -m ")
+    assert "smollm2" in text and "sd-turbo" not in text and text == sorted(text)
+    for name, value in {"_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": "aigc chat -m ", "COMP_CWORD": "3"}.items():
+        monkeypatch.setenv(name, value)
+    assert imports_after([]) == "False False"
 
 
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
@@ -89,6 +126,13 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_an_output_file_that_fails_while_written_is_exit_1_not_bad_input(tiny_model_dir, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Bees make honey.\n\nCities have rooftops.")
+    result = invoke("-q", "summarize", str(doc), "-m", str(tiny_model_dir), "--max-tokens", "8", "-o", "/dev/full")
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: cannot write /dev/full: No space left on device (free some space, or write elsewhere)"
+
+
 @pytest.mark.parametrize(
     "command",
     [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "\n\nbees\n\n<html> city rooftops"), ("classify", "-", "-l", "a,b"), ("embed", "-")],
@@ -103,6 +147,17 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert [row["line"] for row in rows] == [3, 5]
     plain = invoke(*command, "--lines", "-m", str(tiny_model_dir), *sampling, input=text).stdout.split("\n")
     assert len(plain) == 6 and plain[0] == plain[1] == plain[3] == "" and plain[2] and plain[4]  # blank for blank: it lines up with the input
+
+
+def test_classify_writes_its_result_to_the_output_file_checked_before_any_work(tiny_model_dir, tmp_path):
+    model = ("-l", "a,b", "-m", str(tiny_model_dir))
+    out = tmp_path / "label.json"
+    result = invoke("classify", "one", *model, "--json", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == f"wrote {out}\n"
+    assert out.read_text() == invoke("classify", "one", *model, "--json").stdout
+    code, lines = bad("classify", "one", "-l", "a,b", "-o", str(tmp_path / "no" / "x.txt"))  # no model named: none is loaded
+    assert code == 2 and lines == [f"Error: cannot write {tmp_path / 'no' / 'x.txt'}: directory {tmp_path / 'no'} does not exist"]
+    assert bad("classify", "-", *model, "--lines", "-o", str(out), input="one\n") == (2, ["Error: --lines prints one result per line; for a file of results use aigc batch classify -o"])
 
 
 def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):
@@ -350,11 +405,18 @@ def test_a_global_option_after_the_command_says_where_it_goes():
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
 
 
+@pytest.mark.parametrize("flags", [["-q", "-v"], ["-vv", "--quiet"]])
+def test_quiet_and_verbose_together_are_refused_before_any_work(flags):
+    assert bad(*flags, "chat", "hi", "-m", "no-such-model") == (2, ["Error: give -q (less on stderr) or -v (more), not both"])
+
+
 def test_unwritable_output_fails_before_any_work(tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text("text")
     code, lines = bad("summarize", str(doc), "-o", str(tmp_path / "missing-dir" / "out.txt"))
     assert code == 2 and "does not exist" in lines[0]
+    code, lines = bad("summarize", str(doc), "-o", "/proc/version")
+    assert code == 2 and lines == ["Error: cannot write /proc/version: the file is read-only"]
     for command in (("summarize", str(doc)), ("translate", str(doc), "--to", "fr"), ("headline", "--topic", "bees"), ("batch", "summarize", "-i", str(doc))):
         code, lines = bad(*command, "-o", "")  # `-o "$OUT"` with OUT unset
         assert code == 2 and lines == ["Error: -o was given an empty file name; give a file, or - for stdout"]
@@ -1266,6 +1328,9 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     err = capsys.readouterr().err
     assert "system prompt: Be terse." in err and "/show" in err and "model: fake" in err and "2 earlier turns" in err
     assert (tmp_path / "my chat.md").is_file()  # quotes read as a shell reads them
+    repl_lines(monkeypatch, "/save /dev/full")
+    assert _turn(session, run, []) is None  # a write that fails part-way: said, and the session goes on
+    assert "Error: cannot write /dev/full: No space left on device" in capsys.readouterr().err
     for line in ("/set system Be kind.", "/clear"):
         repl_lines(monkeypatch, line)
         _turn(session, run, [])

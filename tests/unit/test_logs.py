@@ -208,6 +208,15 @@ def test_logs_list_markdown_response_and_rm_through_the_cli():
     assert invoke("logs", "-n", "5", "off").exit_code == 2  # list options belong to list
 
 
+def test_the_markdown_header_leaves_out_options_given_no_value_and_json_keeps_them():
+    logs.record(entry(1, options={"labels": "a,b", "aspect": "", "threshold": None, "multi_label": False}))
+    header = invoke("logs", "-n", "1").stdout.split("\n\n")[1]
+    assert header == "labels=a,b, multi_label=false"
+    assert logged()[0]["options"] == {"labels": "a,b", "aspect": "", "threshold": None, "multi_label": False}
+    logs.record(entry(2, options={"aspect": ""}))
+    assert invoke("logs", "-n", "1").stdout.split("\n\n")[1] == "### Prompt"  # no options line at all
+
+
 def test_logs_on_and_off_check_the_environment_before_changing_the_setting(monkeypatch):
     monkeypatch.setenv("AIGC_LOGS", "garbage")
     assert invoke("logs", "off").exit_code == 2

@@ -1,10 +1,11 @@
+import errno
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from aigc.errors import BadInputError
+from aigc.errors import BadInputError, WriteError
 from aigc.textio import check_writable, html_to_text, numbered_lines, read_document, read_input, write_atomic
 
 
@@ -59,15 +60,16 @@ def test_missing_file_and_directory(tmp_path):
         read_document(str(tmp_path))
 
 
-def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+def test_atomic_write_leaves_no_partial_file_and_a_failed_write_is_no_bad_input(tmp_path, monkeypatch):
     target = tmp_path / "out.txt"
 
     def fail(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(BadInputError, match="disk full"):
+    with pytest.raises(WriteError, match="No space left on device [(]free some space, or write elsewhere[)]") as failed:
         write_atomic(target, "text")
+    assert failed.value.exit_code == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -103,15 +105,18 @@ def test_atomic_write_to_a_device_writes_in_place():
     assert Path("/dev/null").is_char_device()
 
 
-def test_write_failing_on_a_device_is_bad_input():
-    with pytest.raises(BadInputError, match="cannot write /dev/full"):
+def test_write_failing_on_a_device_is_a_write_error_with_exit_1():
+    with pytest.raises(WriteError, match="cannot write /dev/full: No space left on device") as failed:
         write_atomic("/dev/full", "text")
+    assert failed.value.exit_code == 1
     assert Path("/dev/full").is_char_device()
 
 
-def test_unwritable_directory_is_found_before_work(tmp_path):
-    with pytest.raises(BadInputError, match="cannot write /proc/x.md"):
+def test_unwritable_directory_and_read_only_file_are_found_before_work_saying_why(tmp_path):
+    with pytest.raises(BadInputError, match="cannot write /proc/x.md: (directory /proc takes no new files|Permission denied)$"):
         check_writable("/proc/x.md")
+    with pytest.raises(BadInputError, match="cannot write /proc/version: the file is read-only$"):
+        check_writable("/proc/version")
 
 
 def test_symlink_loops_and_dangling_links_fail_before_work_naming_the_real_directory(tmp_path):

@@ -1,0 +1,100 @@
+"""Shell completion of option values and arguments (`aigc chat -m <TAB>`): model aliases, template
+names, fixed choices. Names are looked up when the shell asks, never loading torch; where nothing
+matches (a path), bash and zsh offer file names."""
+
+import warnings
+from typing import Callable, Iterable
+
+from ..engine.models import DEVICES, DTYPES, QUANTIZATIONS
+
+Completer = Callable[[str], list[str]]
+
+
+def _starting(incomplete: str, names: Iterable[str]) -> list[str]:
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def choices(*values: str) -> Completer:
+    """The values of an option that takes one of a fixed few (`--device auto|cpu|cuda|mps`)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return _starting(incomplete, values)
+
+    return complete
+
+
+def _looked_up(names: Callable[[], Iterable[str]]) -> Completer:
+    """The names `names()` gives, sorted; its warnings (a broken template, a failing plugin) stay off
+    the terminal the user is typing on."""
+
+    def complete(incomplete: str) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _starting(incomplete, sorted(names()))
+
+    return complete
+
+
+def _aliases(*kinds: str) -> Completer:
+    def names() -> list[str]:
+        from ..engine.models import registered_models
+
+        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds]
+
+    return _looked_up(names)
+
+
+def _templates() -> Iterable[str]:
+    from ..templates import discover
+
+    return discover()
+
+
+def _generators() -> Iterable[str]:
+    from ..generators.base import registered_generators
+
+    return registered_generators()
+
+
+devices, dtypes, quantizations = choices(*DEVICES), choices(*DTYPES), choices(*QUANTIZATIONS)
+text_models = _aliases("text")
+image_models = _aliases("image")
+models = _aliases("text", "image")
+templates = _looked_up(_templates)
+generators = _looked_up(_generators)
+
+
+def summary_lengths(incomplete: str) -> list[str]:
+    from ..generators.summarize import LENGTH_WORDS
+
+    return _starting(incomplete, LENGTH_WORDS)
+
+
+def summary_formats(incomplete: str) -> list[str]:
+    from ..generators.summarize import FORMATS
+
+    return _starting(incomplete, FORMATS)
+
+
+def headline_styles(incomplete: str) -> list[str]:
+    from ..generators.headline import STYLES
+
+    return _starting(incomplete, STYLES)
+
+
+def classify_methods(incomplete: str) -> list[str]:
+    from ..generators.classify_examples import METHODS
+
+    return _starting(incomplete, METHODS)
+
+
+def calibrations(incomplete: str) -> list[str]:
+    from ..generators.classify import CALIBRATE
+
+    return _starting(incomplete, CALIBRATE)
+
+
+def on_error(incomplete: str) -> list[str]:
+    from ..batch import ON_ERROR
+
+    return _starting(incomplete, ON_ERROR)
