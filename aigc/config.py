@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
-SETTINGS = ("default_model", "default_image_model", "logs", "remotes")  # the top-level keys of config.toml
+SETTINGS = ("default_model", "default_image_model", "logs", "remotes", "aliases")  # the top-level keys of config.toml
 _reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
@@ -176,3 +176,50 @@ def default_model() -> str:
 
 def debug() -> bool:
     return os.environ.get("AIGC_DEBUG", "") not in ("", "0")
+
+
+def model_aliases() -> dict[str, str]:
+    """The `[aliases]` table of the settings file: your own model names (`aigc models alias`)."""
+    from .errors import BadInputError
+
+    aliases = load_settings().get("aliases", {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
+        raise BadInputError(f"[aliases] in {settings_file()} must map names to models in quotes (small = \"smollm2\"); fix it")
+    return aliases
+
+
+def set_alias(name: str, target: str | None) -> Path:
+    """Set (None: remove) `name = "target"` in the settings file's `[aliases]` table, keeping the
+    rest of the file as it is; returns the file."""
+    from .errors import BadInputError
+    from .textio import make_dir, write_atomic
+
+    settings = load_settings()
+    path = settings_file()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    header = next((i for i, line in enumerate(lines) if line.strip() == "[aliases]"), None)
+    if header is None:
+        if target is None:
+            return path
+        lines += ([""] if lines and lines[-1].strip() else []) + ["[aliases]"]
+        header = len(lines) - 1
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    entry = re.compile(rf"\s*(?:{re.escape(name)}|\"{re.escape(name)}\")\s*=")
+    found = [i for i in range(header + 1, end) if entry.match(lines[i])]
+    new = [] if target is None else [f"{json.dumps(name) if not re.fullmatch(r'[A-Za-z0-9_-]+', name) else name} = {json.dumps(target, ensure_ascii=False)}"]
+    if found:
+        lines[found[0]:found[0] + 1] = new
+    else:
+        last = max([i for i in range(header, end) if lines[i].strip()], default=header)
+        lines[last + 1:last + 1] = new
+    text = "\n".join(lines) + "\n"
+    aliases = {k: v for k, v in settings.get("aliases", {}).items() if k != name} | ({name: target} if target else {})
+    expected = {k: v for k, v in settings.items() if k != "aliases"} | ({"aliases": aliases} if aliases or "aliases" in settings else {})
+    try:
+        same = parse_toml(text) == expected
+    except ValueError:
+        same = False
+    if not same:
+        raise BadInputError(f"cannot change [aliases] in {path} without changing something else there; edit it by hand")
+    make_dir(path.parent, "AIGC_CONFIG_DIR moves aigc's settings")
+    return write_atomic(path, text)

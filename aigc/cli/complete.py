@@ -37,9 +37,10 @@ def _looked_up(names: Callable[[], Iterable[str]]) -> Completer:
 
 def _aliases(*kinds: str) -> Completer:
     def names() -> list[str]:
+        from ..config import model_aliases
         from ..engine.models import registered_models
 
-        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds]
+        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds] + list(model_aliases())  # yours: any kind
 
     return _looked_up(names)
 

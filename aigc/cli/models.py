@@ -1,4 +1,4 @@
-"""`aigc models list|pull|info|default|rm`."""
+"""`aigc models list|pull|info|default|alias|rm`."""
 
 import json
 import os
@@ -40,7 +40,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "description": spec.description,
             }
         )
-    rows += remote_rows()
+    rows += remote_rows() + alias_rows()
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     if as_json:
         ui.result(json.dumps(rows, indent=2))
@@ -72,6 +72,23 @@ def _default_row(kind: str, name: str, rows: list[dict]) -> dict | None:
         "alias": name, "kind": kind, "source": ref.location, "plugin": "config",
         "installed": None if ref.kind == "remote" else ref.installed, "default": True, "description": f"the default {kind} model",
     }
+
+
+def alias_rows() -> list[dict]:
+    """Your own aliases (`aigc models alias`); one whose model cannot be used is a warning."""
+    rows = []
+    for name, target in sorted(config.model_aliases().items()):
+        try:
+            ref = registry.resolve(name)
+        except AigcError as exc:
+            ui.warn(str(exc))
+            continue
+        kind = "remote" if ref.kind == "remote" else "image" if ref.image else "text"
+        rows.append({
+            "alias": name, "kind": kind, "source": target, "plugin": "config", "installed": None if kind == "remote" else ref.installed,
+            "default": name == config.default_source("image" if kind == "image" else "text")[0], "description": f"your alias for {target}",
+        })
+    return rows
 
 
 def remote_rows() -> list[dict]:
@@ -174,6 +191,41 @@ def default(
         ui.info(f"({name} is not installed yet: the first command to use it {makes} it, or `aigc models pull {name}` now)")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
+
+
+@models_app.command()
+def alias(
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Your name for the model.", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="An alias, a path, a hub id or a remote.", show_default=False)] = None,
+    remove: Annotated[bool, typer.Option("--rm", help="Remove the alias NAME.")] = False,
+) -> None:
+    """Give a model a short name of your own (`-m NAME` then means MODEL; kept in config.toml); with no NAME, list them."""
+    if name is None:
+        ui.result("\n".join(f"{key} = {value}" for key, value in sorted(config.model_aliases().items())))
+        return
+    if remove:
+        if target is not None:
+            raise BadInputError("give NAME alone with --rm")
+        if name not in config.model_aliases():
+            raise BadInputError(f"there is no alias {name!r}; `aigc models alias` lists them")
+        ui.info(f"removed alias {name} (in {config.set_alias(name, None)})")
+        return
+    if target is None:
+        aliases = config.model_aliases()
+        if name not in aliases:
+            raise BadInputError(f"there is no alias {name!r}; set one with `aigc models alias {name} MODEL`")
+        ui.result(aliases[name])
+        return
+    from ..plugins import NAME
+
+    if not NAME.fullmatch(name) or name in registry.registered_models():
+        raise BadInputError(f"{name!r} cannot be an alias: use letters, digits, '.', '_' and '-', not a path or an alias aigc has (`aigc models list`)")
+    if _given(target) in config.model_aliases():
+        raise BadInputError(f"{target!r} is an alias itself; give the model it names, {config.model_aliases()[target]!r}")
+    ref = registry.resolve(target)
+    if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint"):
+        target = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
+    ui.info(f"alias {name} -> {target} (in {config.set_alias(name, target)})")
 
 
 def register(app: typer.Typer) -> None:

@@ -173,6 +173,14 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
         if spec.source.startswith("hf:"):
             return ModelRef(name, "hub", spec.source[len("hf:") :], spec)
         return _local_ref(name, Path(spec.source).expanduser(), spec)
+    target = config.model_aliases().get(name)
+    if target is not None:  # your own alias (`aigc models alias`): a shortcut for its target
+        if target in config.model_aliases():
+            raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {name} MODEL`")
+        try:
+            return _resolve(target, kind)
+        except BadInputError as exc:
+            raise UnknownModelError(f"alias {name!r} (in {config.settings_file()}) names {target!r}, which cannot be used: {exc}") from None
     path = Path(name).expanduser()
     if path.exists():
         return _local_ref(name, path, None)
@@ -184,7 +192,7 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
     if name.startswith((".", "/", "~")) or name.endswith((".gguf", ".safetensors", ".ckpt")):
         wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
-    aliases = ", ".join(sorted(alias for alias, (_, spec) in models.items() if spec.kind == kind)) or "none"
+    aliases = ", ".join(sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + list(config.model_aliases()))) or "none"
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     raise UnknownModelError(

@@ -1188,6 +1188,33 @@ def test_a_directory_that_is_not_a_whole_model_is_a_one_line_error(tmp_path):
     assert "is it a whole model" in lines[0]
 
 
+def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(tiny_model_dir, tmp_path, monkeypatch):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    settings.write_text('default_model = "smollm2"  # ours\n\n[remotes.gpu]\nurl = "http://gpu:8000/v1"\n')
+    monkeypatch.chdir(tiny_model_dir.parent)
+    assert invoke("models", "alias", "tiny", tiny_model_dir.name).exit_code == 0  # a relative path is kept absolute
+    assert invoke("models", "alias", "small.v2", "smollm2").exit_code == 0
+    assert settings.read_text().endswith(f'[aliases]\ntiny = "{tiny_model_dir}"\n"small.v2" = "smollm2"\n') and "# ours" in settings.read_text()
+    assert invoke("models", "alias").stdout == f"small.v2 = smollm2\ntiny = {tiny_model_dir}\n"
+    assert invoke("models", "alias", "tiny").stdout == f"{tiny_model_dir}\n"
+    monkeypatch.chdir(tmp_path)
+    by_alias = invoke("chat", "Paris is", "-m", "tiny", "--max-tokens", "3", "--seed", "1", "--json")
+    by_path = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "3", "--seed", "1", "--json")
+    assert by_alias.exit_code == 0 and json.loads(by_alias.stdout)["text"] == json.loads(by_path.stdout)["text"]
+    rows = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
+    assert rows["tiny"]["source"] == str(tiny_model_dir) and rows["tiny"]["installed"] and rows["small.v2"]["plugin"] == "config"
+    for args, words in ((["smollm2", "tiny"], "cannot be an alias"), (["x/y", "smollm2"], "cannot be an alias"), (["other", "tiny"], "is an alias itself"),
+                        (["other", "nope-model"], "unknown model 'nope-model'"), (["gone", "--rm"], "there is no alias 'gone'"), (["nothing"], "there is no alias")):
+        result = invoke("models", "alias", *args)
+        assert result.exit_code == 2 and words in result.stderr, result.stderr
+    assert invoke("models", "alias", "tiny", "--rm").exit_code == 0
+    assert "tiny" not in settings.read_text() and invoke("chat", "hi", "-m", "tiny").exit_code == 2
+    settings.write_text(settings.read_text() + 'broken = "/no/such/dir"\n')
+    result = invoke("chat", "hi", "-m", "broken")
+    assert result.exit_code == 2 and "alias 'broken' (in " in result.stderr and "cannot be used" in result.stderr
+
+
 def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()

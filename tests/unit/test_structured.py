@@ -50,7 +50,7 @@ def test_read_schema_takes_json_text_a_file_or_the_concise_syntax(tmp_path):
 
 def test_sampling_params_take_a_json_object_as_schema():
     assert SamplingParams(json_schema=FLAGS).json_schema == FLAGS
-    for bad in ("name, age int", ["a"], {"type": object}):
+    for bad in (["a"], {"type": object}):  # text is read as --schema reads it (test_sampling)
         with pytest.raises(OptionError, match="json_schema"):
             SamplingParams(json_schema=bad)
 
