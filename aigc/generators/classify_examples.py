@@ -64,7 +64,21 @@ def load_examples(source: str | Path | list) -> list[Example]:
     examples = [(text.strip(), [n.strip() for n in _names(label) if n.strip()]) for text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")
+    _warn_of_case_twins(name, [n for _, names in examples for n in names])
     return examples
+
+
+def _warn_of_case_twins(source: str, labels: list[str]) -> None:
+    """Labels that differ only in case (`positive`, `Positive`) are two labels: most likely a typo."""
+    import warnings
+
+    from ..errors import AigcWarning
+
+    spellings: dict[str, list[str]] = {}
+    for label in dict.fromkeys(labels):
+        spellings.setdefault(label.casefold(), []).append(label)
+    for twins in (found for found in spellings.values() if len(found) > 1):
+        warnings.warn(f"{source}: the labels {', '.join(map(repr, twins))} differ only in case, so they count as {len(twins)} labels; spell them alike if they are one", AigcWarning, stacklevel=2)
 
 
 TEXT_COLUMNS = {"text", "sentence", "review", "document", "content", "body", "tweet", "comment", "message", "input", "question", "title", "headline", "article", "utterance", "query"}

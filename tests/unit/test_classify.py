@@ -291,3 +291,13 @@ def test_a_part_or_alias_another_label_scores_is_left_to_that_label():
     compound, tech, sports = parse_labels("Sci/Tech,Tech,Sports=sport|games")
     assert compound.verbalizers == ("Sci/Tech", "Sci") and tech.verbalizers == ("Tech",) and sports.verbalizers == ("Sports", "sport", "games")
     assert parse_labels("World,Sci/Tech")[1].verbalizers == ("Sci/Tech", "Sci", "Tech")  # no other label scores them
+
+
+def test_labels_that_differ_only_in_case_are_warned_of(tmp_path):
+    from aigc.errors import AigcWarning
+    from aigc.generators.classify_examples import load_examples
+
+    data = tmp_path / "data.tsv"
+    data.write_text("good movie\tpositive\nbad movie\tnegative\ngreat\tPositive \n")
+    with pytest.warns(AigcWarning, match=r"the labels 'positive', 'Positive' differ only in case, so they count as 2 labels"):
+        assert [names for _, names in load_examples(data)] == [["positive"], ["negative"], ["Positive"]]
