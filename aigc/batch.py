@@ -348,6 +348,7 @@ def run_batch(
             _rewrite(output, [record for key, record in previous if key not in failed])
         summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
         report = progress or (lambda done, total: None)
+        report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
             with open(output, "a", encoding="utf-8") as sink:

@@ -476,8 +476,9 @@ def test_rows_are_written_as_they_finish_and_a_finished_run_is_in_input_order(tm
     written = []
 
     def progress(done, total):
-        written.append([r["id"] for r in lines(out)])
-        release.set()
+        if done:  # (0, total) first, as the rows start
+            written.append([r["id"] for r in lines(out)])
+            release.set()
 
     run_batch(SlowOnOne(engine=engine), read_rows(source), out, {}, concurrency=2, progress=progress)
     assert written == [[2], [2, 1]] and [r["id"] for r in lines(out)] == [1, 2]
@@ -545,3 +546,27 @@ def test_a_header_naming_a_column_twice_or_an_id_column_for_txt_is_an_error(tmp_
     (tmp_path / "a.txt").write_text("one\ntwo\n")
     with pytest.raises(BadInputError, match="a .txt file has one text a line and no columns, so no id_field"):
         read_rows(tmp_path / "a.txt", id_field="key")
+
+
+def test_the_progress_bar_shows_the_total_at_once_and_a_rate_over_the_whole_run(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from aigc import ui
+
+    assert ui.rate_and_left(8, 24, 7.0) == (8 / 7, 14.0)  # a window of 8 done 7 s in: 14 s left, not 0
+    assert ui.rate_and_left(0, 24, 3.0) == (None, None)
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(ui, "interactive", lambda: True)
+    source = tmp_path / "in.txt"
+    source.write_text("one.\ntwo.\nthree.\n")
+    seen = []
+    with ui.items_progress("summarize") as progress:
+        def report(done, total):
+            progress(done, total)
+            seen.append((done, total))
+        run_batch(summarizer(FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {}, progress=report)
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)  # the total from the start
+    assert "3/3" in screen.getvalue() and " rows/s" in screen.getvalue() and "items/s" not in screen.getvalue()
