@@ -166,14 +166,16 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
 
 
-def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path) -> None:
-    """A `BadInputError` before any work when no row gives `generator` an input (a `field_name`
-    that no row has, say); else the rows that cannot run are row errors."""
+def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:
+    """A `BadInputError` before any work when no row gives `generator` an input that `options` can
+    run (a `field_name` that no row has, a template with nowhere to put the text); else the rows
+    that cannot run are row errors."""
+    opts = generator.validate(options or {})
     problem = None
     for row in rows:
         if not row.error:
             try:
-                generator.batch_input(row.fields, field_name)
+                generator.check_batch_input(generator.batch_input(row.fields, field_name), opts)
                 return
             except BadInputError as exc:
                 problem = problem or exc

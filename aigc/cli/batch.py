@@ -65,7 +65,7 @@ def batch(
         raise BadInputError(f"-O {exc.option} {exc.problem}") from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
-    check_inputs(generator, rows, field, input)
+    check_inputs(generator, rows, field, input, options)
     if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
         with ui.stage_status() as stage:
             generator.load_progress = stage

@@ -74,6 +74,10 @@ class TemplateGenerator(Generator):
         if not isinstance(inputs, dict):
             raise BadInputError("the template generator takes a dict of template variables")
 
+    def check_batch_input(self, inputs: dict[str, Any], opts: TemplateOptions) -> None:
+        """The row's columns must fill the template: rendered once, no model needed."""
+        self.preprocess(inputs, opts)
+
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)
         if isinstance(inputs, Columns):

@@ -570,3 +570,23 @@ def test_the_progress_bar_shows_the_total_at_once_and_a_rate_over_the_whole_run(
         run_batch(summarizer(FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {}, progress=report)
     assert seen[0] == (0, 3) and seen[-1] == (3, 3)  # the total from the start
     assert "3/3" in screen.getvalue() and " rows/s" in screen.getvalue() and "items/s" not in screen.getvalue()
+
+
+def test_a_template_with_nowhere_to_put_the_text_fails_before_any_row_runs(tmp_path):
+    from aigc.batch import check_inputs
+    from aigc.generators.template import TemplateGenerator
+
+    (tmp_path / "a.jsonl").write_text('{"text": "bees"}\n{"text": "solar"}\n')
+    (tmp_path / "b.jsonl").write_text('{"topic": "bees"}\n')
+    generator = TemplateGenerator(engine=FakeEngine())
+    with pytest.raises(BadInputError, match=r"a.jsonl: no row can run: template 'headline' has no 'input' variable .* nowhere to go"):
+        check_inputs(generator, read_rows(tmp_path / "a.jsonl"), "text", tmp_path / "a.jsonl", {"template": "headline"})
+    check_inputs(generator, read_rows(tmp_path / "b.jsonl"), "text", tmp_path / "b.jsonl", {"template": "headline"})  # a column named after its variable
+    check_inputs(generator, read_rows(tmp_path / "a.jsonl"), "text", tmp_path / "a.jsonl", {"template": "chat"})
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "a.jsonl"), "-o", str(out), "-O", "template=headline", "-m", str(tmp_path / "no-model")])
+    assert result.exit_code == 2 and "nowhere to go" in result.stderr and not out.exists()  # checked before the model would load
