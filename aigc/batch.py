@@ -243,7 +243,7 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    with _writing(output, streams(output)):  # another run writing it: refused now, before a model loads
+    with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling, columns))
     return _without_results(rows, previous)
@@ -338,7 +338,7 @@ def run_batch(
     opts = generator.validate(options)
     generator.check_batch(opts)
     generator.check_sampling(opts, sampling)
-    with _writing(output, stream):
+    with writing(output):
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
@@ -389,10 +389,25 @@ def run_batch(
     return summary
 
 
-def _writing(output: Path, stream: bool):
-    """Hold `output` for this run, so that a second `aigc batch` on it fails at once."""
+_held = threading.local()  # the outputs this thread holds
+
+
+@contextlib.contextmanager
+def writing(output: str | Path) -> Iterator[None]:
+    """Hold `output` for this run, so that a second `aigc batch` on it fails at once: the CLI holds
+    it from before the model loads to the end. Holding it again in the same thread changes nothing."""
+    mine = _held.__dict__.setdefault("outputs", set())
+    key = str(Path(output).resolve())
+    if streams(output) or key in mine:
+        yield
+        return
     busy = f"{output} is being written by another aigc batch; wait for it to end, or give another {option('output')}"
-    return contextlib.nullcontext() if stream else locks.held(output, busy)
+    with locks.held(output, busy):
+        mine.add(key)
+        try:
+            yield
+        finally:
+            mine.discard(key)
 
 
 def _restore_order(output: Path, rows: list[Row]) -> None:

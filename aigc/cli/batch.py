@@ -43,7 +43,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams
+    from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
@@ -66,12 +66,13 @@ def batch(
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input, options)
-    if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
-        with ui.stage_status() as stage:
-            generator.load_progress = stage
-            generator.prepare(options)
-    with ui.items_progress(f"{task}") as progress:
-        summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
+    with writing(output):  # held while the model loads: a second run on it is refused at once
+        if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
+            with ui.stage_status() as stage:
+                generator.load_progress = stage
+                generator.prepare(options)
+        with ui.items_progress(f"{task}") as progress:
+            summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
     again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
         f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"

@@ -590,3 +590,32 @@ def test_a_template_with_nowhere_to_put_the_text_fails_before_any_row_runs(tmp_p
     out = tmp_path / "out.jsonl"
     result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "a.jsonl"), "-o", str(out), "-O", "template=headline", "-m", str(tmp_path / "no-model")])
     assert result.exit_code == 2 and "nowhere to go" in result.stderr and not out.exists()  # checked before the model would load
+
+
+def test_the_output_is_held_while_the_model_loads(tmp_path, monkeypatch, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from aigc import locks
+    from aigc.cli.app import app
+    from aigc.generators.base import Generator
+
+    (tmp_path / "in.txt").write_text("one.\n")
+    out = tmp_path / "out.jsonl"
+    refused = []
+
+    def second_run():  # another run (a thread holds its own lock) asks for the file
+        try:
+            with locks.held(out, "busy"):
+                refused.append(False)
+        except BadInputError:
+            refused.append(True)
+
+    def prepare(self, options):
+        thread = threading.Thread(target=second_run)
+        thread.start()
+        thread.join()
+        raise BadInputError("no model here")
+
+    monkeypatch.setattr(Generator, "prepare", prepare)
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-m", str(tiny_model_dir)])  # not loaded
+    assert "no model here" in result.stderr and refused == [True]
