@@ -255,6 +255,15 @@ def streams(output: str | Path) -> bool:
     return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
 
 
+def check_output_name(output: str | Path) -> None:
+    """A `BadInputError` for an output file not named .jsonl (or .ndjson): batch writes JSON Lines
+    whatever the name, so `-o results.csv` would hold no CSV. Stdout and devices stream, named as they are."""
+    path = Path(output)
+    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson"):
+        kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
+        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {path.with_suffix('.jsonl')}")
+
+
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:
     """What every output line records of how it was made: the task, the model, and `settings`, a
     fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a

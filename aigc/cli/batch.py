@@ -43,12 +43,13 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams, writing
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, pending_rows, read_rows, run_batch, streams, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
     check_concurrency(concurrency)
     output = output_target(output, source=input) or "/dev/stdout"  # checked writable; - is stdout
+    check_output_name(output)
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)

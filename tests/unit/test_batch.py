@@ -619,3 +619,13 @@ def test_the_output_is_held_while_the_model_loads(tmp_path, monkeypatch, tiny_mo
     monkeypatch.setattr(Generator, "prepare", prepare)
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-m", str(tiny_model_dir)])  # not loaded
     assert "no model here" in result.stderr and refused == [True]
+
+
+def test_an_output_not_named_jsonl_is_refused_before_any_work(tmp_path):
+    from aigc.batch import check_output_name
+
+    for name in ("results.csv", "results.json", "results"):
+        with pytest.raises(BadInputError, match=r"aigc batch writes JSON Lines .* name it .jsonl, e.g. -o .*results.jsonl"):
+            check_output_name(tmp_path / name)
+    for name in (tmp_path / "out.jsonl", tmp_path / "out.NDJSON", "/dev/stdout", "/dev/null"):
+        check_output_name(name)
