@@ -1,6 +1,6 @@
 """Running one task over many inputs: reading rows, resuming a run, and writing results in order.
 
-Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
+Rows come from JSONL (or NDJSON), CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
 one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
 flushed and fsynced as soon as its row is done, so a run killed at any moment leaves every finished
 row in whole lines (plus at most one torn last line, which the next run cuts off) and a rerun skips
@@ -34,7 +34,7 @@ from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
 from .textio import check_writable, decode_text, numbered_lines, unquote, write_atomic
 
-FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
+FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
 COLUMNS = ("text", "id")  # the columns read by default: the text, the id
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
@@ -67,7 +67,7 @@ class BatchSummary:
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
-    """Every row of a .jsonl, .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
     default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -80,12 +80,12 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
-    elif suffix == ".jsonl":
+    elif suffix in (".jsonl", ".ndjson"):
         rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else _delimiter(body.split("\n", 1)[0]), quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:
@@ -120,6 +120,17 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
             f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume (rows without an id get their row number)"
         )
     return rows
+
+
+def _delimiter(header: str) -> str:
+    """A .csv's delimiter: a comma, unless its header has none and is split by semicolons (as
+    spreadsheets write CSV where a comma is the decimal mark), tabs or pipes."""
+    if "," in header:
+        return ","
+    try:
+        return csv.Sniffer().sniff(header, delimiters=";\t|").delimiter
+    except csv.Error:  # one column
+        return ","
 
 
 def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:

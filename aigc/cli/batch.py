@@ -31,7 +31,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 @generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...")],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",

@@ -37,7 +37,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
     (tmp_path / "empty.txt").write_text("\n")
-    for name, words in (("a.xml", "rows are read from .jsonl, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
+    for name, words in (("a.xml", "rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
         with pytest.raises(BadInputError, match=words):
             read_rows(tmp_path / name)
 
@@ -629,3 +629,14 @@ def test_an_output_not_named_jsonl_is_refused_before_any_work(tmp_path):
             check_output_name(tmp_path / name)
     for name in (tmp_path / "out.jsonl", tmp_path / "out.NDJSON", "/dev/stdout", "/dev/null"):
         check_output_name(name)
+
+
+def test_ndjson_is_json_lines_and_a_csv_may_be_split_by_semicolons_tabs_or_pipes(tmp_path):
+    (tmp_path / "a.ndjson").write_text('{"id": "x", "text": "one"}\n')
+    (tmp_path / "semi.csv").write_text('id;text\n1;"one; with semicolon"\n2;two, with comma\n')
+    (tmp_path / "pipe.csv").write_text("id|text\n1|one\n")
+    (tmp_path / "one.csv").write_text("text\nhello; world\n")  # one column: nothing to split
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.ndjson")] == [("x", "one")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "semi.csv")] == [("1", "one; with semicolon"), ("2", "two, with comma")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "pipe.csv")] == [("1", "one")]
+    assert [r.fields for r in read_rows(tmp_path / "one.csv")] == [{"text": "hello; world"}]
