@@ -22,7 +22,6 @@ import os
 import re
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -50,6 +49,7 @@ class Row:
     error: str | None = None
     input: Any = dataclasses.field(default=None, repr=False)  # the generator's input itself (`Generator.many`)
     given: bool = False  # whether `input` is set; else the input is built from `fields`
+    numbered: bool = False  # whether the row has no id of its own and `id` is its number
 
 
 @dataclass
@@ -79,7 +79,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path} is a directory; give a file")
     text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
-        rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
+        rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
         rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
     else:
@@ -113,13 +113,29 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
-    counts = Counter(_key(r.id) for r in rows if r.id is not None)
-    repeated = sorted(key for key, count in counts.items() if count > 1)
-    if repeated:
-        raise BadInputError(
-            f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume (rows without an id get their row number)"
-        )
+    _check_unique(path, rows)
     return rows
+
+
+def _check_unique(path: Path, rows: list[Row]) -> None:
+    """Ids must be unique to resume by them, compared as text (a CSV's "2" is the number 2); a row
+    without an id gets its row number, which may be another row's id."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.id is not None:
+            groups.setdefault(row.id if isinstance(row.id, str) else _key(row.id), []).append(row)
+    repeated = [group for group in groups.values() if len(group) > 1]
+    for group in repeated:
+        numbered = next((r for r in group if r.numbered), None)
+        if numbered:
+            other = next(r for r in group if r is not numbered)
+            raise BadInputError(
+                f"{path}: row {numbered.number} has no id, so it gets its row number, {numbered.number}, which is also row {other.number}'s id; "
+                "ids must be unique to resume: give every row an id"
+            )
+    if repeated:
+        named = ", ".join(f"{_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
+        raise BadInputError(f"{path}: id {named} appears more than once; ids must be unique to resume")
 
 
 def _delimiter(header: str) -> str:
@@ -137,11 +153,12 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
     if tsv:
         record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
     row_id = record.get(id_field) or number
+    numbered = not record.get(id_field)
     if None in record:  # csv puts cells beyond the header under None
-        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
+        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}", numbered=numbered)
     if any(value is None for value in record.values()):
-        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}")
-    return Row(number, row_id, dict(record))
+        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}", numbered=numbered)
+    return Row(number, row_id, dict(record), numbered=numbered)
 
 
 def _never_closed(record: str) -> bool:
@@ -174,7 +191,7 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     if not isinstance(record, dict):
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)
-    return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
+    return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 
 def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:

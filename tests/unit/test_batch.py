@@ -640,3 +640,15 @@ def test_ndjson_is_json_lines_and_a_csv_may_be_split_by_semicolons_tabs_or_pipes
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "semi.csv")] == [("1", "one; with semicolon"), ("2", "two, with comma")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "pipe.csv")] == [("1", "one")]
     assert [r.fields for r in read_rows(tmp_path / "one.csv")] == [{"text": "hello; world"}]
+
+
+def test_a_row_numbered_for_want_of_an_id_that_clashes_with_a_real_id_is_named(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"id": 2, "text": "a"}\n{"text": "b"}\n')
+    (tmp_path / "c.csv").write_text("id,text\n2,a\n,b\n")  # "2" is the number 2, compared as text
+    (tmp_path / "d.jsonl").write_text('{"id": 1, "text": "a"}\n{"text": "b"}\n{"id": 1, "text": "c"}\n')
+    for name in ("c.jsonl", "c.csv"):
+        with pytest.raises(BadInputError, match=rf"{name}: row 2 has no id, so it gets its row number, 2, which is also row 1's id; .* give every row an id"):
+            read_rows(tmp_path / name)
+    with pytest.raises(BadInputError, match=r"d.jsonl: id 1 \(rows 1, 3\) appears more than once"):
+        read_rows(tmp_path / "d.jsonl")
+    assert [r.id for r in read_rows(tmp_path / "c.jsonl", unique_ids=False)] == [2, 2]
