@@ -159,10 +159,10 @@ def rate_and_left(done: int, total: int | None, elapsed: float) -> tuple[float |
 
 
 @contextlib.contextmanager
-def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar of rows done, rows/s and time left on a terminal (nothing otherwise); yields `(done,
-    total)`. Its clock starts at the first call (`(0, total)` as the first row starts); rate and time
-    left are over the whole run, as rows finish a window at a time."""
+def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A bar of rows done (of `total`, where known now), rows/s and time left on a terminal (nothing
+    otherwise); yields `(done, total)`. Its clock starts at the first call (`(0, total)` as the first
+    row starts); rate and time left are over the whole run, as rows finish a window at a time."""
     if not interactive():
         yield lambda done, total: None
         return
@@ -181,7 +181,7 @@ def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), Left())
     with Progress(*columns, console=stderr(), transient=True) as progress:
-        task = progress.add_task(what, total=None, start=False)
+        task = progress.add_task(what, total=total, start=False)
 
         def update(done: int, total: int) -> None:
             progress.start_task(task)  # the first call (the first row starting) starts the clock; later ones leave it

@@ -68,11 +68,12 @@ def batch(
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
-        if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
+        if pending:
             with ui.stage_status() as stage:
                 generator.load_progress = stage
                 generator.prepare(options)
-        with ui.items_progress(f"{task}") as progress:
+        with ui.items_progress(task, len(pending)) as progress:
             summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
     again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
