@@ -652,3 +652,16 @@ def test_a_row_numbered_for_want_of_an_id_that_clashes_with_a_real_id_is_named(t
     with pytest.raises(BadInputError, match=r"d.jsonl: id 1 \(rows 1, 3\) appears more than once"):
         read_rows(tmp_path / "d.jsonl")
     assert [r.id for r in read_rows(tmp_path / "c.jsonl", unique_ids=False)] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "task, options",
+    [("translate", {"target_language": "fr"}), ("headline", {}), ("summarize", {}), ("classify", {"labels": "a,b"})],
+)
+def test_a_task_template_that_needs_a_variable_the_task_does_not_fill_is_an_option_error(task, options):
+    from aigc.errors import OptionError
+
+    generator = get_generator(task, engine=FakeEngine())
+    with pytest.raises(OptionError, match=rf"names template 'chat', which needs input, and {task} fills only .*; give a template made for {task}"):
+        generator.validate({**options, "template": "chat"})  # checked once, not an error on every row
+    generator.validate(options)
