@@ -1,7 +1,7 @@
 """Running one task over many inputs: reading rows, resuming a run, and writing results in order.
 
-Rows come from JSONL (or NDJSON), CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
-one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
+Rows come from JSONL (or NDJSON), CSV, TSV or TXT (one item per non-empty line). Results go to a
+JSONL file, one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
 flushed and fsynced as soon as its row is done, so a run killed at any moment leaves every finished
 row in whole lines (plus at most one torn last line, which the next run cuts off) and a rerun skips
 the ids already there and runs again those that failed; a run that ends puts the lines in input
@@ -67,8 +67,8 @@ class BatchSummary:
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
-    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
-    default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
+    Ids default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
