@@ -1,7 +1,7 @@
 """Running one task over many inputs: reading rows, resuming a run, and writing results in order.
 
-Rows come from JSONL, CSV, TSV or TXT (one item per non-empty line). Results go to a JSONL file,
-one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
+Rows come from JSONL (or NDJSON), CSV, TSV or TXT (one item per non-empty line). Results go to a
+JSONL file, one `{"id", "row", "result"}` or `{"id", "row", "error"}` line per input row. Each line is written,
 flushed and fsynced as soon as its row is done, so a run killed at any moment leaves every finished
 row in whole lines (plus at most one torn last line, which the next run cuts off) and a rerun skips
 the ids already there and runs again those that failed; a run that ends puts the lines in input
@@ -22,7 +22,6 @@ import os
 import re
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,7 +33,7 @@ from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
 from .textio import check_writable, decode_text, numbered_lines, unquote, write_atomic
 
-FORMATS = (".jsonl", ".csv", ".tsv", ".txt")
+FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
 COLUMNS = ("text", "id")  # the columns read by default: the text, the id
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
@@ -50,6 +49,7 @@ class Row:
     error: str | None = None
     input: Any = dataclasses.field(default=None, repr=False)  # the generator's input itself (`Generator.many`)
     given: bool = False  # whether `input` is set; else the input is built from `fields`
+    numbered: bool = False  # whether the row has no id of its own and `id` is its number
 
 
 @dataclass
@@ -67,8 +67,8 @@ class BatchSummary:
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
-    """Every row of a .jsonl, .csv, .tsv or .txt file (a .txt line is the column `field`). Ids
-    default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
+    Ids default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -79,13 +79,13 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path} is a directory; give a file")
     text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
-        rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
-    elif suffix == ".jsonl":
+        rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
+    elif suffix in (".jsonl", ".ndjson"):
         rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else _delimiter(body.split("\n", 1)[0]), quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:
@@ -113,24 +113,52 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
-    counts = Counter(_key(r.id) for r in rows if r.id is not None)
-    repeated = sorted(key for key, count in counts.items() if count > 1)
-    if repeated:
-        raise BadInputError(
-            f"{path}: id {', '.join(repeated[:5])} appears more than once; ids must be unique to resume (rows without an id get their row number)"
-        )
+    _check_unique(path, rows)
     return rows
+
+
+def _check_unique(path: Path, rows: list[Row]) -> None:
+    """Ids must be unique to resume by them, compared as text (a CSV's "2" is the number 2); a row
+    without an id gets its row number, which may be another row's id."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.id is not None:
+            groups.setdefault(row.id if isinstance(row.id, str) else _key(row.id), []).append(row)
+    repeated = [group for group in groups.values() if len(group) > 1]
+    for group in repeated:
+        numbered = next((r for r in group if r.numbered), None)
+        if numbered:
+            other = next(r for r in group if r is not numbered)
+            raise BadInputError(
+                f"{path}: row {numbered.number} has no id, so it gets its row number, {numbered.number}, which is also row {other.number}'s id; "
+                "ids must be unique to resume: give every row an id"
+            )
+    if repeated:
+        named = ", ".join(f"{_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
+        raise BadInputError(f"{path}: id {named} appears more than once; ids must be unique to resume")
+
+
+def _delimiter(header: str) -> str:
+    """A .csv's delimiter: a comma, unless its header has none and is split by semicolons (as
+    spreadsheets write CSV where a comma is the decimal mark), tabs or pipes."""
+    if "," in header:
+        return ","
+    try:
+        return csv.Sniffer().sniff(header, delimiters=";\t|").delimiter
+    except csv.Error:  # one column
+        return ","
 
 
 def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
     if tsv:
         record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
     row_id = record.get(id_field) or number
+    numbered = not record.get(id_field)
     if None in record:  # csv puts cells beyond the header under None
-        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}")
+        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}", numbered=numbered)
     if any(value is None for value in record.values()):
-        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}")
-    return Row(number, row_id, dict(record))
+        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}", numbered=numbered)
+    return Row(number, row_id, dict(record), numbered=numbered)
 
 
 def _never_closed(record: str) -> bool:
@@ -163,17 +191,19 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     if not isinstance(record, dict):
         return Row(number, None, {}, "bad JSON: expected an object")
     row_id = record.get(id_field)
-    return Row(number, number if row_id is None else row_id, record)  # "id": null is no id
+    return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 
-def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path) -> None:
-    """A `BadInputError` before any work when no row gives `generator` an input (a `field_name`
-    that no row has, say); else the rows that cannot run are row errors."""
+def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:
+    """A `BadInputError` before any work when no row gives `generator` an input that `options` can
+    run (a `field_name` that no row has, a template with nowhere to put the text); else the rows
+    that cannot run are row errors."""
+    opts = generator.validate(options or {})
     problem = None
     for row in rows:
         if not row.error:
             try:
-                generator.batch_input(row.fields, field_name)
+                generator.check_batch_input(generator.batch_input(row.fields, field_name), opts)
                 return
             except BadInputError as exc:
                 problem = problem or exc
@@ -241,7 +271,7 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again)."""
-    with _writing(output, streams(output)):  # another run writing it: refused now, before a model loads
+    with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling, columns))
     return _without_results(rows, previous)
@@ -251,6 +281,15 @@ def streams(output: str | Path) -> bool:
     """Whether `output` is written only, never read back: `/dev/stdout` (whatever stdout is: a pipe,
     a file appended to) or anything that is not a regular file."""
     return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
+
+
+def check_output_name(output: str | Path) -> None:
+    """A `BadInputError` for an output file not named .jsonl (or .ndjson): batch writes JSON Lines
+    whatever the name, so `-o results.csv` would hold no CSV. Stdout and devices stream, named as they are."""
+    path = Path(output)
+    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson"):
+        kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
+        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {path.with_suffix('.jsonl')}")
 
 
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:
@@ -336,7 +375,7 @@ def run_batch(
     opts = generator.validate(options)
     generator.check_batch(opts)
     generator.check_sampling(opts, sampling)
-    with _writing(output, stream):
+    with writing(output):
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
@@ -348,6 +387,7 @@ def run_batch(
             _rewrite(output, [record for key, record in previous if key not in failed])
         summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
         report = progress or (lambda done, total: None)
+        report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
             with open(output, "a", encoding="utf-8") as sink:
@@ -386,10 +426,25 @@ def run_batch(
     return summary
 
 
-def _writing(output: Path, stream: bool):
-    """Hold `output` for this run, so that a second `aigc batch` on it fails at once."""
+_held = threading.local()  # the outputs this thread holds
+
+
+@contextlib.contextmanager
+def writing(output: str | Path) -> Iterator[None]:
+    """Hold `output` for this run, so that a second `aigc batch` on it fails at once: the CLI holds
+    it from before the model loads to the end. Holding it again in the same thread changes nothing."""
+    mine = _held.__dict__.setdefault("outputs", set())
+    key = str(Path(output).resolve())
+    if streams(output) or key in mine:
+        yield
+        return
     busy = f"{output} is being written by another aigc batch; wait for it to end, or give another {option('output')}"
-    return contextlib.nullcontext() if stream else locks.held(output, busy)
+    with locks.held(output, busy):
+        mine.add(key)
+        try:
+            yield
+        finally:
+            mine.discard(key)
 
 
 def _restore_order(output: Path, rows: list[Row]) -> None:

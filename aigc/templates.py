@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import AigcError, AigcWarning, BadInputError, PluginError, UnknownTemplateError, option
+from .errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownTemplateError, option
 
 SUFFIX = ".j2"
 
@@ -368,6 +368,15 @@ def get_template(name: str) -> Template:
     template = _find(name)
     _warn_unknown_keys(template)
     return template
+
+
+def check_fills(name: str, given: set[str], task: str, flag: str = "template") -> None:
+    """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
+    variable the `task` does not fill with `given`."""
+    template = get_template(name)
+    missing = [v for v in template.required if v not in given]
+    if missing:
+        raise OptionError(flag, f"names {template.label}, which needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}; give a template made for {task}")
 
 
 def _find(name: str) -> Template:

@@ -162,8 +162,9 @@ def _decoded(data: bytes, name: str, expected: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted.txt`"
-        raise BadInputError(f"{name} is not valid UTF-8 (at byte offset {exc.start}); convert it first, e.g. {example}") from None
+        line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
+        example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted{Path(name).suffix or '.txt'}`"
+        raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); convert it first, e.g. {example}") from None
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:

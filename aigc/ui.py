@@ -149,23 +149,45 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
         yield update
 
 
+def rate_and_left(done: int, total: int | None, elapsed: float) -> tuple[float | None, float | None]:
+    """Rows/s over the whole run so far (`done` in `elapsed` seconds since the first row started)
+    and the seconds left at that rate; None before a row is done (or without a total)."""
+    if not done or elapsed <= 0:
+        return None, None
+    rate = done / elapsed
+    return rate, None if total is None else max(total - done, 0) / rate
+
+
 @contextlib.contextmanager
-def items_progress(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar of items done, items/s and time left on a terminal (nothing otherwise); yields `(done, total)`."""
+def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A bar of rows done (of `total`, where known now), rows/s and time left on a terminal (nothing
+    otherwise); yields `(done, total)`. Its clock starts at the first call (`(0, total)` as the first
+    row starts); rate and time left are over the whole run, as rows finish a window at a time."""
     if not interactive():
         yield lambda done, total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
     from rich.text import Text
 
     class Rate(ProgressColumn):
         def render(self, task):
-            return Text(f"{task.speed:.2f} items/s" if task.speed else "")
+            rate, _ = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
+            return Text(f"{rate:.2f} rows/s" if rate else "")
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
+    class Left(ProgressColumn):
+        def render(self, task):
+            _, left = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
+            return Text("-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}", style="progress.remaining")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), Left())
     with Progress(*columns, console=stderr(), transient=True) as progress:
-        task = progress.add_task(what, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+        task = progress.add_task(what, total=total, start=False)
+
+        def update(done: int, total: int) -> None:
+            progress.start_task(task)  # the first call (the first row starting) starts the clock; later ones leave it
+            progress.update(task, completed=done, total=total)
+
+        yield update
 
 
 def print_stats(stats) -> None:

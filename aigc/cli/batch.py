@@ -32,7 +32,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 @generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...", autocompletion=complete.generators)],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl, .csv, .tsv, or .txt (one item per line).")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
@@ -44,12 +44,13 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, pending_rows, read_rows, run_batch, streams
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, pending_rows, read_rows, run_batch, streams, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
     check_concurrency(concurrency)
     output = output_target(output, source=input) or "/dev/stdout"  # checked writable; - is stdout
+    check_output_name(output)
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
@@ -66,13 +67,15 @@ def batch(
         raise BadInputError(f"-O {exc.option} {exc.problem}") from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
-    check_inputs(generator, rows, field, input)
-    if pending_rows(rows, output, generator, options, run.sampling(), (field, id_field)):
-        with ui.stage_status() as stage:
-            generator.load_progress = stage
-            generator.prepare(options)
-    with ui.items_progress(f"{task}") as progress:
-        summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
+    check_inputs(generator, rows, field, input, options)
+    with writing(output):  # held while the model loads: a second run on it is refused at once
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
+        if pending:
+            with ui.stage_status() as stage:
+                generator.load_progress = stage
+                generator.prepare(options)
+        with ui.items_progress(task, len(pending)) as progress:
+            summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
     again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
         f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"

@@ -58,7 +58,8 @@ def run_lines(
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
     shown = LineResults(as_json)
-    with ui.items_progress(task) as progress:
+    with ui.items_progress(task, len(rows)) as progress:
+        progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
             if "error" in outcome:
                 ui.warn(f"line {row.number}: {outcome['error']}")

@@ -201,6 +201,10 @@ class Generator:
     def check_inputs(self, inputs: Any) -> None:
         """Reject unusable inputs before any model is loaded; raises `BadInputError`."""
 
+    def check_batch_input(self, inputs: Any, opts) -> None:
+        """Reject a batch row's input (`batch_input`) these options cannot run, before any model is
+        loaded (a template with nowhere to put the text, say); raises `BadInputError`."""
+
     def check_each(self, inputs: list) -> None:
         """`check_inputs` on each of many inputs; an error names the input's position."""
         for number, item in enumerate(inputs):

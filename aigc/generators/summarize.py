@@ -45,6 +45,8 @@ class SummarizeOptions:
             raise OptionError("chunk_tokens", f"must be at least 64 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
+        for name in ("template", "chunk_template"):
+            templates.check_fills(getattr(self, name), {"text", "words", "format"}, "summarize", name)
 
     @property
     def target_words(self) -> int:

@@ -74,6 +74,10 @@ class TemplateGenerator(Generator):
         if not isinstance(inputs, dict):
             raise BadInputError(f"the template generator takes a dict of the template's variables, as {{\"input\": \"text\"}}; got {type_name(inputs)}")
 
+    def check_batch_input(self, inputs: dict[str, Any], opts: TemplateOptions) -> None:
+        """The row's columns must fill the template: rendered once, no model needed."""
+        self.preprocess(inputs, opts)
+
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)
         if isinstance(inputs, Columns):

@@ -259,6 +259,7 @@ class TranslateOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         self.terms = _glossary_entries(self.glossary)
+        templates.check_fills(self.template, {"text", "target", "source", "glossary"}, "translate")
 
 
 def _glossary_entries(glossary: Any) -> list[tuple[str, str]]:

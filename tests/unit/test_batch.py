@@ -37,7 +37,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
     (tmp_path / "empty.txt").write_text("\n")
-    for name, words in (("a.xml", "rows are read from .jsonl, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
+    for name, words in (("a.xml", "rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
         with pytest.raises(BadInputError, match=words):
             read_rows(tmp_path / name)
 
@@ -476,8 +476,9 @@ def test_rows_are_written_as_they_finish_and_a_finished_run_is_in_input_order(tm
     written = []
 
     def progress(done, total):
-        written.append([r["id"] for r in lines(out)])
-        release.set()
+        if done:  # (0, total) first, as the rows start
+            written.append([r["id"] for r in lines(out)])
+            release.set()
 
     run_batch(SlowOnOne(engine=engine), read_rows(source), out, {}, concurrency=2, progress=progress)
     assert written == [[2], [2, 1]] and [r["id"] for r in lines(out)] == [1, 2]
@@ -545,3 +546,122 @@ def test_a_header_naming_a_column_twice_or_an_id_column_for_txt_is_an_error(tmp_
     (tmp_path / "a.txt").write_text("one\ntwo\n")
     with pytest.raises(BadInputError, match="a .txt file has one text a line and no columns, so no id_field"):
         read_rows(tmp_path / "a.txt", id_field="key")
+
+
+def test_the_progress_bar_shows_the_total_at_once_and_a_rate_over_the_whole_run(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from aigc import ui
+
+    assert ui.rate_and_left(8, 24, 7.0) == (8 / 7, 14.0)  # a window of 8 done 7 s in: 14 s left, not 0
+    assert ui.rate_and_left(0, 24, 3.0) == (None, None)
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(ui, "interactive", lambda: True)
+    source = tmp_path / "in.txt"
+    source.write_text("one.\ntwo.\nthree.\n")
+    seen = []
+    with ui.items_progress("summarize") as progress:
+        def report(done, total):
+            progress(done, total)
+            seen.append((done, total))
+        run_batch(summarizer(FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {}, progress=report)
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)  # the total from the start
+    assert "3/3" in screen.getvalue() and " rows/s" in screen.getvalue() and "items/s" not in screen.getvalue()
+
+
+def test_a_template_with_nowhere_to_put_the_text_fails_before_any_row_runs(tmp_path):
+    from aigc.batch import check_inputs
+    from aigc.generators.template import TemplateGenerator
+
+    (tmp_path / "a.jsonl").write_text('{"text": "bees"}\n{"text": "solar"}\n')
+    (tmp_path / "b.jsonl").write_text('{"topic": "bees"}\n')
+    generator = TemplateGenerator(engine=FakeEngine())
+    with pytest.raises(BadInputError, match=r"a.jsonl: no row can run: template 'headline' has no 'input' variable .* nowhere to go"):
+        check_inputs(generator, read_rows(tmp_path / "a.jsonl"), "text", tmp_path / "a.jsonl", {"template": "headline"})
+    check_inputs(generator, read_rows(tmp_path / "b.jsonl"), "text", tmp_path / "b.jsonl", {"template": "headline"})  # a column named after its variable
+    check_inputs(generator, read_rows(tmp_path / "a.jsonl"), "text", tmp_path / "a.jsonl", {"template": "chat"})
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "a.jsonl"), "-o", str(out), "-O", "template=headline", "-m", str(tmp_path / "no-model")])
+    assert result.exit_code == 2 and "nowhere to go" in result.stderr and not out.exists()  # checked before the model would load
+
+
+def test_the_output_is_held_while_the_model_loads(tmp_path, monkeypatch, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from aigc import locks
+    from aigc.cli.app import app
+    from aigc.generators.base import Generator
+
+    (tmp_path / "in.txt").write_text("one.\n")
+    out = tmp_path / "out.jsonl"
+    refused = []
+
+    def second_run():  # another run (a thread holds its own lock) asks for the file
+        try:
+            with locks.held(out, "busy"):
+                refused.append(False)
+        except BadInputError:
+            refused.append(True)
+
+    def prepare(self, options):
+        thread = threading.Thread(target=second_run)
+        thread.start()
+        thread.join()
+        raise BadInputError("no model here")
+
+    monkeypatch.setattr(Generator, "prepare", prepare)
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-m", str(tiny_model_dir)])  # not loaded
+    assert "no model here" in result.stderr and refused == [True]
+
+
+def test_an_output_not_named_jsonl_is_refused_before_any_work(tmp_path):
+    from aigc.batch import check_output_name
+
+    for name in ("results.csv", "results.json", "results"):
+        with pytest.raises(BadInputError, match=r"aigc batch writes JSON Lines .* name it .jsonl, e.g. -o .*results.jsonl"):
+            check_output_name(tmp_path / name)
+    for name in (tmp_path / "out.jsonl", tmp_path / "out.NDJSON", "/dev/stdout", "/dev/null"):
+        check_output_name(name)
+
+
+def test_ndjson_is_json_lines_and_a_csv_may_be_split_by_semicolons_tabs_or_pipes(tmp_path):
+    (tmp_path / "a.ndjson").write_text('{"id": "x", "text": "one"}\n')
+    (tmp_path / "semi.csv").write_text('id;text\n1;"one; with semicolon"\n2;two, with comma\n')
+    (tmp_path / "pipe.csv").write_text("id|text\n1|one\n")
+    (tmp_path / "one.csv").write_text("text\nhello; world\n")  # one column: nothing to split
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.ndjson")] == [("x", "one")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "semi.csv")] == [("1", "one; with semicolon"), ("2", "two, with comma")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "pipe.csv")] == [("1", "one")]
+    assert [r.fields for r in read_rows(tmp_path / "one.csv")] == [{"text": "hello; world"}]
+
+
+def test_a_row_numbered_for_want_of_an_id_that_clashes_with_a_real_id_is_named(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"id": 2, "text": "a"}\n{"text": "b"}\n')
+    (tmp_path / "c.csv").write_text("id,text\n2,a\n,b\n")  # "2" is the number 2, compared as text
+    (tmp_path / "d.jsonl").write_text('{"id": 1, "text": "a"}\n{"text": "b"}\n{"id": 1, "text": "c"}\n')
+    for name in ("c.jsonl", "c.csv"):
+        with pytest.raises(BadInputError, match=rf"{name}: row 2 has no id, so it gets its row number, 2, which is also row 1's id; .* give every row an id"):
+            read_rows(tmp_path / name)
+    with pytest.raises(BadInputError, match=r"d.jsonl: id 1 \(rows 1, 3\) appears more than once"):
+        read_rows(tmp_path / "d.jsonl")
+    assert [r.id for r in read_rows(tmp_path / "c.jsonl", unique_ids=False)] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "task, options",
+    [("translate", {"target_language": "fr"}), ("headline", {}), ("summarize", {}), ("classify", {"labels": "a,b"})],
+)
+def test_a_task_template_that_needs_a_variable_the_task_does_not_fill_is_an_option_error(task, options):
+    from aigc.errors import OptionError
+
+    generator = get_generator(task, engine=FakeEngine())
+    with pytest.raises(OptionError, match=rf"names template 'chat', which needs input, and {task} fills only .*; give a template made for {task}"):
+        generator.validate({**options, "template": "chat"})  # checked once, not an error on every row
+    generator.validate(options)

@@ -366,7 +366,7 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
 @pytest.mark.parametrize(
     "args, stdin, words",
     [
-        (["chat", "hi"], b"caf\xe9", "standard input is not valid UTF-8 (at byte offset 3); convert it first, e.g. pipe it through `iconv"),
+        (["chat", "hi"], b"caf\xe9", "standard input is not valid UTF-8 (at line 1); convert it first, e.g. pipe it through `iconv"),
         (["chat"], b"\x00\x01binary", "standard input looks like a binary file"),
         (["chat", "caf\udce9"], None, "the input is not valid UTF-8"),
         (["chat", "--system", "caf\udce9", "hi"], None, "the --system value is not valid UTF-8"),

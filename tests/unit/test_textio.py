@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import check_writable, html_to_text, numbered_lines, read_document, read_input, write_atomic
+from aigc.textio import check_writable, decode_text, html_to_text, numbered_lines, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -166,3 +166,10 @@ def test_lines_end_at_line_feeds_only_and_keep_their_numbers(tmp_path):
     page = tmp_path / "page.html"
     page.write_text("<p>One</p><p>Two</p>")
     assert numbered_lines(read_input(str(page), lines=True)) == [(1, "One"), (3, "Two")]  # an .html file by its suffix: its paragraphs
+
+
+def test_text_that_is_not_utf8_names_its_line_and_the_hint_keeps_the_suffix():
+    with pytest.raises(BadInputError, match=r"latin.csv is not valid UTF-8 \(at line 2\); convert it first, e.g. `iconv -f latin1 -t utf-8 latin.csv > converted.csv`"):
+        decode_text(b"\xef\xbb\xbfid,text\n1,caf\xe9\n", "latin.csv")  # a byte-order mark is not counted
+    with pytest.raises(BadInputError, match=r"notes is not valid UTF-8 \(at line 1\); .* > converted.txt`"):
+        decode_text(b"caf\xe9", "notes")
