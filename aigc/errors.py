@@ -77,7 +77,11 @@ class OptionError(BadInputError):
         self.option, self.problem = option, problem
 
     def _text(self) -> str:
-        return f"{option(self.option)}{'' if self.problem.startswith(':') else ' '}{self.problem}"  # ": unknown ..." follows the name
+        return self.naming(option(self.option))
+
+    def naming(self, name: str) -> str:
+        """The message with the option shown as `name` (a problem starting ": unknown ..." follows it)."""
+        return f"{name}{'' if self.problem.startswith(':') else ' '}{self.problem}"
 
 
 class ContextLengthError(BadInputError):

@@ -64,7 +64,7 @@ def batch(
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
-        raise BadInputError(f"-O {exc.option} {exc.problem}") from None
+        raise BadInputError(exc.naming(f"-O {exc.option}")) from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input, options)

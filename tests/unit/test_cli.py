@@ -260,6 +260,8 @@ def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path
         ((*batch, "-O", "labels=a,b", "-O", "method=probe"), "Error: -O method=probe needs -O examples"),
         (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")), "translate into: -O target_language=French or -O target_language=fr"),
         (("translate", "-", "--to", "de", "--from", "German"), "Error: --to and --from are both German"),
+        (("translate", "-", "--to", "Klingon"), "Error: --to: unknown language 'Klingon'"),
+        (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", "target_language=Klingon"), "Error: -O target_language: unknown language 'Klingon'"),
         (("eval", "classify", str(tmp_path / "two.tsv"), "--method", "probe"), "Error: --method probe needs --examples"),  # a command in a group
     ]:
         (tmp_path / "empty-model").mkdir(exist_ok=True)
