@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, ItemsFailedError, OptionError
+from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated
 from ..textio import check_utf8, output_target
 from . import complete
 from .options import RunOptions, Schema, generation_options, read_schema_option
@@ -75,7 +75,12 @@ def batch(
                 generator.load_progress = stage
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
-            summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
+            try:
+                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
+            except (KeyboardInterrupt, Terminated):
+                if not streams(output):
+                    ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
+                raise
     again = f", {summary.retried} of them failed before" if summary.retried else ""
     ui.info(
         f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"

@@ -1426,3 +1426,18 @@ def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):
     session = ChatSession(ChatGenerator(engine=engine), template="fab")
     assert session.answer("First text.")["text"] == "One." and session.answer("Second text.")["text"] == "Two."
     assert engine.calls[-1][0][0][0] == {"role": "system", "content": "You summarize text in one line."}
+
+
+def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tiny_model_dir, tmp_path, monkeypatch):
+    import aigc.batch
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aigc.batch, "run_batch", stopped)
+    monkeypatch.setattr("aigc.cli.app.threading.active_count", lambda: 1)  # else the CLI ends the process at once (os._exit)
+    (tmp_path / "in.txt").write_text("good\nbad\n")
+    out = tmp_path / "out.jsonl"
+    result = invoke("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
+    assert result.exit_code == 130 and f"the rows finished so far are kept in {out}; the same command goes on from there" in result.stderr
+    assert result.stderr.rstrip().endswith("Error: interrupted")
