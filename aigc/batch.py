@@ -380,7 +380,7 @@ def run_batch(
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
-        if todo:
+        if needs_model(todo):
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
         if failed:
@@ -475,12 +475,18 @@ def run_rows(
     threads run the rows concurrently and their model calls are merged into batches. A row the
     generator raised on also carries the exception, as `"exception"`."""
     check_concurrency(concurrency)
-    if not rows:
+    if not needs_model(rows):  # only rows that failed when read (no text, bad JSON): no model to load
+        yield from ((row, {"error": row.error}) for row in rows)
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order)
+
+
+def needs_model(rows: list[Row]) -> bool:
+    """Whether any of `rows` reaches the model (a row that failed when it was read does not)."""
+    return any(not row.error for row in rows)
 
 
 def check_concurrency(concurrency: int) -> None:

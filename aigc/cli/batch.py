@@ -44,7 +44,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, pending_rows, read_rows, run_batch, streams, writing
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
@@ -70,7 +70,7 @@ def batch(
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
-        if pending:
+        if needs_model(pending):
             with ui.stage_status() as stage:
                 generator.load_progress = stage
                 generator.prepare(options)

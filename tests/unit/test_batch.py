@@ -665,3 +665,20 @@ def test_a_task_template_that_needs_a_variable_the_task_does_not_fill_is_an_opti
     with pytest.raises(OptionError, match=rf"names template 'chat', which needs input, and {task} fills only .*; give a template made for {task}"):
         generator.validate({**options, "template": "chat"})  # checked once, not an error on every row
     generator.validate(options)
+
+
+def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
+    import aigc.batch
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "fine"}\n{oops\n')
+    out = tmp_path / "out.jsonl"
+    run_batch(summarizer(FakeEngine()), read_rows(source), out, {})  # the good row is done; the bad one fails
+
+    class Unloadable(type(summarizer(FakeEngine()))):
+        def prepare(self, options):
+            raise AssertionError("loaded a model for rows that never reach it")
+
+    monkeypatch.setattr(aigc.batch, "CoalescingEngine", None)  # no engine is wrapped for the workers either
+    summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
+    assert (summary.done, summary.skipped, summary.errors) == (1, 1, 1)
