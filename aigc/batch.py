@@ -448,8 +448,9 @@ def writing(output: str | Path) -> Iterator[None]:
 
 
 def _restore_order(output: Path, rows: list[Row]) -> None:
-    """Put the output lines in input order (a resumed run appends retried rows last); lines for ids
-    no longer in the input stay at the end."""
+    """Put the output lines in input order (a resumed run appends retried rows last), each with its
+    row number in the input as it is now (rows added above it move it); lines for ids no longer in
+    the input stay at the end."""
     records = [record for _, record in read_output(output)]
     position = {_key(r.id): i for i, r in enumerate(rows) if r.id is not None}
     unnamed = {r.number: i for i, r in enumerate(rows) if r.id is None}  # bad JSON lines: by row number
@@ -457,8 +458,9 @@ def _restore_order(output: Path, rows: list[Row]) -> None:
         records,
         key=lambda record: position.get(_key(record["id"]), len(rows)) if record["id"] is not None else unnamed.get(record.get("row"), len(rows)),
     )
-    if ordered != records:
-        _rewrite(output, ordered)
+    renumbered = [{**record, "row": rows[position[_key(record["id"])]].number} if record["id"] is not None and _key(record["id"]) in position else record for record in ordered]
+    if renumbered != records:
+        _rewrite(output, renumbered)
 
 
 def _order(rows: list[Row], field_name: str) -> list[Row]:

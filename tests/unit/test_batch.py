@@ -682,3 +682,13 @@ def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
     monkeypatch.setattr(aigc.batch, "CoalescingEngine", None)  # no engine is wrapped for the workers either
     summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
     assert (summary.done, summary.skipped, summary.errors) == (1, 1, 1)
+
+
+def test_a_resumed_run_numbers_its_rows_as_the_input_is_now(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "n1", "text": "one"}\n{"id": "n2", "text": "two"}\n')
+    out = tmp_path / "out.jsonl"
+    run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
+    source.write_text('{"id": "n1", "text": "one"}\n{"id": "mid", "text": "new"}\n{"id": "n2", "text": "two"}\n')
+    run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
+    assert [(r["id"], r["row"]) for r in lines(out)] == [("n1", 1), ("mid", 2), ("n2", 3)]
