@@ -22,7 +22,6 @@ from .generators.chat import ChatSession
 from .hookspecs import hookimpl
 
 
-
 def _installed_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

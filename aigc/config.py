@@ -188,6 +188,9 @@ def model_aliases() -> dict[str, str]:
     return aliases
 
 
+_ALIASES_TABLE = re.compile(r"\s*\[\s*aliases\s*\]\s*(#.*)?$")
+
+
 def set_alias(name: str, target: str | None) -> Path:
     """Set (None: remove) `name = "target"` in the settings file's `[aliases]` table, keeping the
     rest of the file as it is; returns the file."""
@@ -197,10 +200,12 @@ def set_alias(name: str, target: str | None) -> Path:
     settings = load_settings()
     path = settings_file()
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    header = next((i for i, line in enumerate(lines) if line.strip() == "[aliases]"), None)
+    header = next((i for i, line in enumerate(lines) if _ALIASES_TABLE.match(line)), None)
     if header is None:
-        if target is None:
+        if target is None and name not in settings.get("aliases", {}):
             return path
+        if target is None:  # written some other way (an inline table, `aliases.x = ...`)
+            raise BadInputError(f"cannot find the [aliases] table in {path} to remove {name!r} from; remove it there by hand")
         lines += ([""] if lines and lines[-1].strip() else []) + ["[aliases]"]
         header = len(lines) - 1
     end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))

@@ -367,6 +367,9 @@ def collect(
 
 def reset() -> None:
     """Forget the plugin manager and what was built from it (tests register plugins and start over)."""
+    from .templates import forget_environment
+
+    forget_environment()  # its filters came from `prepare_jinja_env`, whose failures are forgotten too
     _state.manager = None
     _state.failures.clear()
     _state.sources.clear()

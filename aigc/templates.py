@@ -23,6 +23,7 @@ import difflib
 import inspect
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
@@ -400,16 +401,29 @@ def _find(name: str) -> Template:
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
 
 
+_built: dict[str, Any] = {}  # the environment, and the plugins it was built with
+_building = threading.RLock()  # batch workers render at once: one builds it (a hook may render)
+
+
 def environment():
     """The sandboxed jinja2 environment; plugins add filters and globals through `prepare_jinja_env`.
     Built again when the registered plugins change (one registered at run time adds its filters)."""
     from .plugins import get_plugin_manager
 
-    return _environment(tuple((name, id(plugin)) for name, plugin in get_plugin_manager().list_name_plugin()))
+    plugins = [plugin for _, plugin in get_plugin_manager().list_name_plugin()]
+    with _building:
+        built = _built.get("plugins")
+        if built is None or len(built) != len(plugins) or any(a is not b for a, b in zip(built, plugins)):
+            _built.update(env=_environment(), plugins=plugins)
+        return _built["env"]
 
 
-@lru_cache(maxsize=1)
-def _environment(plugins: tuple) -> Any:
+def forget_environment() -> None:
+    """Build the environment anew at its next use (the plugin manager was reset)."""
+    _built.clear()
+
+
+def _environment() -> Any:
     from jinja2 import StrictUndefined
 
     from .plugins import call_each

@@ -304,6 +304,8 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
 def _unwritable(path: Path, exc: OSError) -> str:
     """Why no file can be made beside `path` to replace it (`exc`): a read-only `path` says so, and so
     does a directory that takes no new files (a virtual file system's answer is "no such file")."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not os.access(path.parent, os.W_OK):
+        return f"directory {path.parent} is not writable"  # the file is written beside itself, then renamed
     if path.is_file() and (not os.access(path, os.W_OK) or not file_mode(path) & 0o222):
         return "the file is read-only"
     if exc.errno == errno.ENOENT:

@@ -222,7 +222,8 @@ def _register_commands() -> None:
     another plugin already took) is reported once on stderr and the rest of the CLI keeps working."""
     from .. import plugins
 
-    plugins.set_reporter(lambda failure: ui.warn(failure.message()))
+    completing = "_AIGC_COMPLETE" in os.environ  # the shell asks for completions: nothing may reach the terminal
+    plugins.set_reporter((lambda failure: None) if completing else lambda failure: ui.warn(failure.message()))
     try:
         plugins.register_commands(app)
     except KeyboardInterrupt:  # Ctrl-C while plugins import: no traceback, as for a command

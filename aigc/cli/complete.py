@@ -24,13 +24,16 @@ def choices(*values: str) -> Completer:
 
 
 def _looked_up(names: Callable[[], Iterable[str]]) -> Completer:
-    """The names `names()` gives, sorted; its warnings (a broken template, a failing plugin) stay off
-    the terminal the user is typing on."""
+    """The names `names()` gives, sorted; its warnings and errors (a broken template or settings
+    file, a failing plugin) stay off the terminal the user is typing on: then nothing is offered."""
 
     def complete(incomplete: str) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _starting(incomplete, sorted(names()))
+            try:
+                return _starting(incomplete, sorted(names()))
+            except Exception:  # noqa: BLE001 - the command itself reports it when run
+                return []
 
     return complete
 

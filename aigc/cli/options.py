@@ -36,7 +36,7 @@ class RunOptions:
     quantize: Annotated[str, typer.Option(help="none, int4 or int8: smaller weights, faster CPU decoding (CPU, float32; see README).", rich_help_panel=PANEL, autocompletion=complete.quantizations)] = "none"
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a hub model run its own Python code (only for models you trust).", rich_help_panel=PANEL)] = False
     log: Annotated[Optional[bool], typer.Option("--log/--no-log", help="Keep this answer in the response log (`aigc logs`), or not; default: kept unless `aigc logs off`.", show_default=False, rich_help_panel=PANEL)] = None
-    stats: Annotated[bool, typer.Option("--stats", help="Print load time, token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
+    stats: Annotated[bool, typer.Option("--stats", help="Print load time (and a first download or conversion), token counts, time to first token and tokens/s on stderr.", rich_help_panel=PANEL)] = False
 
     def __post_init__(self) -> None:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`

@@ -20,7 +20,7 @@ plugins_app = typer.Typer(
     help="List installed plugins; install or uninstall them in the environment aigc runs in.",
     invoke_without_command=True,
 )
-PROTECTED = ("aigc", "torch")
+PROTECTED = ("aigc", "torch", "pip", "setuptools", "wheel")  # aigc runs pip (plugins install, the embedded model's wheel)
 
 
 @plugins_app.callback()
@@ -172,7 +172,8 @@ def uninstall(
             raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins")
         needing = _needed_by(dist)
         if not plugins.plugins_of(dist) and needing:  # typer, pip, transformers...: aigc itself may need them
-            raise BadInputError(f"{dist} is not an aigc plugin, and {', '.join(needing[:3])} need{'s' if len(needing) == 1 else ''} it; uninstall it with pip if you really mean to")
+            more = f" and {len(needing) - 3} more" if len(needing) > 3 else ""
+            raise BadInputError(f"{dist} is not an aigc plugin, and {', '.join(needing[:3])}{more} need{'s' if len(needing) == 1 else ''} it; uninstall it with pip if you really mean to")
         dists.append(dist)
     for dist in dists:
         shipped = plugins.plugins_of(dist)
@@ -187,15 +188,25 @@ def uninstall(
 
 
 def _needed_by(dist: str) -> list[str]:
-    """The installed distributions that require `dist` (a package installed by mistake needs none)."""
+    """The installed distributions that require `dist`, extras left out (a package installed by
+    mistake is needed by none)."""
     from importlib.metadata import distributions
+
+    from packaging.requirements import InvalidRequirement, Requirement
 
     wanted = _normal(dist)
     needing = set()
     for other in distributions():
-        for requirement in other.requires or ():
-            if _normal(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]) == wanted:
-                needing.add(other.metadata["Name"])
+        name = other.metadata["Name"] or ""
+        if _normal(name) == wanted:
+            continue
+        for line in other.requires or ():
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if _normal(requirement.name) == wanted and (requirement.marker is None or requirement.marker.evaluate({"extra": ""})):
+                needing.add(name)
     return sorted(needing)
 
 

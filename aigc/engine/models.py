@@ -11,6 +11,7 @@ caches a safetensors copy; later loads read the cache. Nothing here imports torc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -64,7 +65,7 @@ class ModelRef:
     def cache_path(self) -> Path | None:
         """Where a converted copy lives, for sources that need converting."""
         if self.kind == "pypi-gguf":
-            return config.models_dir() / self.name
+            return config.models_dir() / (self.spec.alias if self.spec else self.name)  # also when a user's alias names it
         if self.kind == "gguf":
             path = Path(self.location)
             stat = path.stat()
@@ -178,7 +179,7 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
         if target in config.model_aliases():
             raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {name} MODEL`")
         try:
-            return _resolve(target, kind)
+            return dataclasses.replace(_resolve(target, kind), name=name)  # named as you call it (logs, serve, models info)
         except BadInputError as exc:
             raise UnknownModelError(f"alias {name!r} (in {config.settings_file()}) names {target!r}, which cannot be used: {exc}") from None
     path = Path(name).expanduser()
@@ -568,8 +569,6 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
-    if ref.kind == "dir" and (path / "config.json").is_file() and missing_parts(path):
-        raise BadInputError(f"{ref.name} is not a whole model: it has no {' and no '.join(missing_parts(path))}; copy the whole model directory")
     progress(f"loading {ref.name}")
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -583,7 +582,12 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    except (ImportError, MemoryError):  # a missing library or memory: not the files' fault
+        raise
     except Exception as exc:  # noqa: BLE001 - broken files fail in many ways (KeyError from a tokenizer.json, ...)
+        lacking = missing_parts(Path(path)) if ref.kind == "dir" else []
+        if lacking:
+            raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from exc
         raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
     finally:
         if bar:
@@ -649,8 +653,9 @@ def describe(ref: ModelRef) -> dict:
         info["layers"] = cfg.get("num_hidden_layers")
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
-        if ref.kind == "dir" and missing_parts(path):
-            info["missing"] = ", ".join(missing_parts(path))
+        lacking = missing_parts(path) if ref.kind == "dir" else []
+        if lacking:
+            info["missing"] = ", ".join(lacking)
     elif path and (path / "model_index.json").is_file():
         index = _read_json(path / "model_index.json")
         info["path"] = str(path)
@@ -661,13 +666,13 @@ def describe(ref: ModelRef) -> dict:
 
 
 def missing_parts(path: Path) -> list[str]:
-    """What a local transformers model directory lacks to load: its weights or its tokenizer."""
+    """What a local transformers model directory plainly lacks: any weights file, any tokenizer file."""
     names = {f.name for f in path.iterdir() if f.is_file()}
     missing = []
-    if not any(name.endswith((".safetensors", ".bin")) for name in names):
+    if not any(name.endswith((".safetensors", ".bin", ".pt", ".pth")) for name in names):
         missing.append("weights (*.safetensors or *.bin)")
-    if not names & {"tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model"}:
-        missing.append("tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
+    if not any(name in ("tokenizer.json", "vocab.json", "vocab.txt") or name.endswith((".model", ".tiktoken")) for name in names):
+        missing.append("tokenizer (tokenizer.json, tokenizer.model, vocab.json or *.tiktoken)")
     return missing
 
 

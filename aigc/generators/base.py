@@ -315,11 +315,17 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     if name not in generators:
         raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
     cls = generators[name][1]
+    signature = inspect.signature(cls)
+    known = [p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):  # passed on to Generator.__init__
+        known += [n for n in inspect.signature(Generator).parameters if n not in known]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise BadInputError(f"{name} generators take {', '.join(known)}; not {', '.join(unknown)}")
     try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        known = [p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
-        raise BadInputError(f"{name} generators take {', '.join(known)}; not {', '.join(sorted(set(kwargs) - set(known)))}") from None
+        signature.bind(**kwargs)
+    except TypeError as exc:  # a required argument left out
+        raise BadInputError(f"the {name} generator: {exc}") from None
     _check_model_settings(kwargs)
     generator = cls(**kwargs)
     generator.name = name  # errors and logs name it as it was asked for

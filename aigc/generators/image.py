@@ -192,8 +192,11 @@ class ImageGenerator(Generator):
         Returns the prompt unchanged if the model answers with nothing usable."""
         from .base import get_generator
 
+        from ..engine.models import resolve
+
         self.check_inputs(prompt)
-        chat = get_generator("chat", model=self.text_model, device=self.device, load_progress=load_progress)
+        local = resolve(self.text_model).kind != "remote"  # a remote server picks its own device
+        chat = get_generator("chat", model=self.text_model, device=self.device if local else "auto", load_progress=load_progress)
         sampling = {"seed": seed} if seed is not None else {}
         answer = chat(prompt, sampling=sampling, template=template)
         return clean_prompt(answer["text"], unfinished=answer["finish_reason"] == "length") or " ".join(prompt.split())

@@ -71,6 +71,14 @@ def test_shell_completion_of_models_lists_the_text_aliases_without_importing_tor
     assert imports_after([]) == "False False"
 
 
+def test_shell_completion_with_a_broken_settings_file_offers_nothing_and_prints_nothing(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('aliases = "not a table"\n')
+    assert completions("aigc chat -m ") == []
+    (tmp_path / "config" / "config.toml").write_text("[[broken\n")
+    assert completions("aigc chat -m ") == []
+
+
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     from aigc.cli import app as app_module
 
@@ -444,7 +452,7 @@ def test_a_model_directory_without_weights_or_tokenizer_says_what_it_lacks(tmp_p
     info = json.loads(invoke("models", "info", str(half), "--json").stdout)
     assert info["missing"].startswith("weights (") and "tokenizer (" in info["missing"]
     result = invoke("chat", "hi", "-m", str(half))
-    assert result.exit_code == 2 and "is not a whole model: it has no weights" in result.stderr and "no tokenizer" in result.stderr
+    assert result.exit_code == 2 and ": it has no weights" in result.stderr and "and no tokenizer" in result.stderr and "copy the whole model directory" in result.stderr
 
 
 def test_models_list_shows_a_default_that_is_a_path_and_warns_on_one_that_cannot_be_used(tiny_model_dir, monkeypatch):
@@ -866,10 +874,18 @@ def test_plugins_uninstall_takes_a_plugin_or_distribution_name_and_refuses_unkno
     missing = invoke("plugins", "uninstall", "nosuch")
     assert missing.exit_code == 2 and "no plugin or distribution called 'nosuch' is installed" in missing.stderr
     assert invoke("plugins", "uninstall", "aigc").exit_code == 2
+    assert invoke("plugins", "uninstall", "pip").exit_code == 2  # aigc runs pip, whatever requires it
     assert invoke("plugins", "uninstall", "").exit_code == 2
     assert len(pip_calls) == 1
     stuck = invoke("plugins", "uninstall", "aigc-stuck")
     assert stuck.exit_code == 1 and "Error: pip did not remove aigc-stuck (in /elsewhere/site): it is outside aigc's environment" in stuck.stderr
+
+
+def test_what_needs_a_package_leaves_out_extras_and_the_package_itself():
+    from aigc.cli.plugins import _needed_by
+
+    assert "transformers" in _needed_by("tokenizers") and "tokenizers" not in _needed_by("tokenizers")
+    assert "aigc" not in _needed_by("pexpect")  # only aigc's test extra asks for it
 
 
 def test_plugins_uninstall_removes_a_package_installed_by_mistake_and_pip_failures_are_errors(pip_calls, monkeypatch):

@@ -635,6 +635,7 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
     "kwargs, error, words",
     [
         ({"foo": 1}, "BadInputError", "chat generators take engine, model, device"),
+        ({"foo": 1, "task": "image"}, "BadInputError", "image generators take text_model, engine, model"),  # its **kwargs go to Generator
         ({"model": 5}, "OptionError", "model must be a model name or path (text), got int"),
         ({"device": "tpu"}, "BadInputError", "unknown device 'tpu'"),
         ({"quantize": "int2"}, "BadInputError", "unknown quantization 'int2'"),
@@ -643,8 +644,9 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
 def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, error, words):
     from aigc import get_generator
 
+    task = kwargs.pop("task", "chat")
     with pytest.raises(BadInputError) as info:
-        get_generator("chat", **kwargs)
+        get_generator(task, **kwargs)
     assert type(info.value).__name__ == error and words in str(info.value)
 
 

@@ -155,7 +155,12 @@ def test_describe_shows_a_prepare_jinja_env_failure_before_any_render(pm):
         def prepare_jinja_env(self, env):
             raise RuntimeError("no filters today")
 
-    pm.register(BadFilters(), name="badfilters")
+    bad = BadFilters()
+    pm.register(bad, name="badfilters")
+    (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "badfilters"]
+    assert row["failures"] == [{"stage": "prepare_jinja_env", "error": "RuntimeError: no filters today"}]
+    plugins.reset()  # the same plugin again: its failure is found again, not lost with the old records
+    plugins.get_plugin_manager().register(bad, name="badfilters")
     (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "badfilters"]
     assert row["failures"] == [{"stage": "prepare_jinja_env", "error": "RuntimeError: no filters today"}]
 
