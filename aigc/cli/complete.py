@@ -68,37 +68,21 @@ templates = _looked_up(_templates)
 generators = _looked_up(_generators)
 
 
-def summary_lengths(incomplete: str) -> list[str]:
-    from ..generators.summarize import LENGTH_WORDS
+def _held_in(module: str, name: str) -> Completer:
+    """The values a library constant holds (`FORMATS` of `..generators.summarize`), imported only
+    when the shell asks."""
 
-    return _starting(incomplete, LENGTH_WORDS)
+    def complete(incomplete: str) -> list[str]:
+        import importlib
 
+        return _starting(incomplete, getattr(importlib.import_module(module, __package__), name))
 
-def summary_formats(incomplete: str) -> list[str]:
-    from ..generators.summarize import FORMATS
-
-    return _starting(incomplete, FORMATS)
-
-
-def headline_styles(incomplete: str) -> list[str]:
-    from ..generators.headline import STYLES
-
-    return _starting(incomplete, STYLES)
+    return complete
 
 
-def classify_methods(incomplete: str) -> list[str]:
-    from ..generators.classify_examples import METHODS
-
-    return _starting(incomplete, METHODS)
-
-
-def calibrations(incomplete: str) -> list[str]:
-    from ..generators.classify import CALIBRATE
-
-    return _starting(incomplete, CALIBRATE)
-
-
-def on_error(incomplete: str) -> list[str]:
-    from ..batch import ON_ERROR
-
-    return _starting(incomplete, ON_ERROR)
+summary_lengths = _held_in("..generators.summarize", "LENGTH_WORDS")
+summary_formats = _held_in("..generators.summarize", "FORMATS")
+headline_styles = _held_in("..generators.headline", "STYLES")
+classify_methods = _held_in("..generators.classify_examples", "METHODS")
+calibrations = _held_in("..generators.classify", "CALIBRATE")
+on_error = _held_in("..batch", "ON_ERROR")
