@@ -122,9 +122,11 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
 
 def answer_texts(completions, schema: dict[str, Any] | None, max_tokens: int) -> tuple[list[str], dict[str, Any]]:
     """Each completion's text, and the first one's `finish_reason` ("stop", or "length" where
-    max_tokens ended it); held to `schema`, each answer's JSON as one line and `data`, the first
-    answer's value."""
+    max_tokens ended it; with several, each one's as `finish_reasons`); held to `schema`, each
+    answer's JSON as one line and `data`, the first answer's value."""
     finished = {"finish_reason": completions[0].finish_reason}
+    if len(completions) > 1:
+        finished["finish_reasons"] = [c.finish_reason for c in completions]
     if schema is None:
         return [c.text.strip() for c in completions], finished
     values = parse_answers(completions, schema, max_tokens)
@@ -141,5 +143,6 @@ def shown(result: dict[str, Any]) -> str:
 
 
 def several(result: dict[str, Any]) -> dict[str, Any]:
-    """`{"choices": [...]}` for `--json` where a result holds more than one answer, else nothing."""
-    return {"choices": result["choices"]} if len(result.get("choices") or ()) > 1 else {}
+    """`{"choices": [...], "finish_reasons": [...]}` for `--json` where a result holds more than one
+    answer, else nothing."""
+    return {key: result[key] for key in ("choices", "finish_reasons") if key in result} if len(result.get("choices") or ()) > 1 else {}

@@ -662,3 +662,16 @@ def test_the_package_namespace_holds_the_api_not_its_imports():
 
     assert isinstance(aigc.__version__, str) and not hasattr(aigc, "version") and not hasattr(aigc, "threading")
     assert (__import__("pathlib").Path(aigc.__file__).parent / "py.typed").is_file()  # type hints reach mypy and pyright
+
+
+def test_several_answers_carry_each_ones_finish_reason():
+    from aigc.engine.base import Completion
+    from aigc.json_schemas import answer_texts
+
+    engine = FakeEngine()
+    engine.enqueue("Red", "Blue")
+    result = ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0.8})
+    assert result["choices"] == ["Red", "Blue"] and result["finish_reasons"] == ["stop", "stop"]
+    assert "finish_reasons" not in ChatGenerator(engine=FakeEngine())("Hi")  # one answer: finish_reason alone
+    texts, finished = answer_texts([Completion("a", 1, 1, "stop"), Completion("b c", 1, 2, "length")], None, 2)
+    assert finished == {"finish_reason": "stop", "finish_reasons": ["stop", "length"]}
