@@ -289,7 +289,8 @@ def check_output_name(output: str | Path) -> None:
     path = Path(output)
     if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson"):
         kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
-        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {path.with_suffix('.jsonl')}")
+        suggested = path.with_name((path.name.split(".", 1)[0] or "results") + ".jsonl")  # out.jsonl.gz -> out.jsonl
+        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {suggested}")
 
 
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:

@@ -371,13 +371,16 @@ def get_template(name: str) -> Template:
     return template
 
 
-def check_fills(name: str, given: set[str], task: str, flag: str = "template") -> None:
+def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"})) -> None:
     """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
-    variable the `task` does not fill with `given`."""
+    variable the `task` does not fill with `given`, or reads none of the variables that `carries`
+    the input (its text would be dropped)."""
     template = get_template(name)
     missing = [v for v in template.required if v not in given]
     if missing:
         raise OptionError(flag, f"names {template.label}, which needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}; give a template made for {task}")
+    if not template.names_used & carries:
+        raise OptionError(flag, f"names {template.label}, which never reads {' or '.join(sorted(carries))}, where {task} puts its input; give a template made for {task}")
 
 
 def _find(name: str) -> Template:

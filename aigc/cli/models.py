@@ -78,6 +78,9 @@ def alias_rows() -> list[dict]:
     """Your own aliases (`aigc models alias`); one whose model cannot be used is a warning."""
     rows = []
     for name, target in sorted(config.model_aliases().items()):
+        if name in registry.registered_models():  # written by hand: -m NAME means aigc's model
+            ui.warn(f"alias {name!r} in {config.settings_file()} is never used: aigc has a model of that name; rename it there")
+            continue
         try:
             ref = registry.resolve(name)
         except AigcError as exc:
@@ -199,6 +202,8 @@ def alias(
     remove: Annotated[bool, typer.Option("--rm", help="Remove the alias NAME.")] = False,
 ) -> None:
     """Give a model a short name of your own (`-m NAME` then means MODEL; kept in config.toml); with no NAME, list them."""
+    if name is None and remove:
+        raise BadInputError("give the NAME of the alias to remove: aigc models alias NAME --rm")
     if name is None:
         aliases = config.model_aliases()
         if aliases:
@@ -212,6 +217,9 @@ def alias(
         if name not in config.model_aliases():
             raise BadInputError(f"there is no alias {name!r}; `aigc models alias` lists them")
         ui.info(f"removed alias {name} (in {config.set_alias(name, None)})")
+        for kind in ("text", "image"):
+            if config.default_source(kind) == (name, f"set in {config.settings_file()}"):
+                ui.warn(f"{name} was the default {kind} model; pick another with `aigc models default{' --image' if kind == 'image' else ''} MODEL` (or --unset)")
         return
     if target is None:
         aliases = config.model_aliases()

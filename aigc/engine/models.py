@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
     target = config.model_aliases().get(name)
     if target is not None:  # your own alias (`aigc models alias`): a shortcut for its target
         if target in config.model_aliases():
-            raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {name} MODEL`")
+            raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {shlex.quote(name)} MODEL`")
         try:
             return dataclasses.replace(_resolve(target, kind), name=name)  # named as you call it (logs, serve, models info)
         except BadInputError as exc:
@@ -204,8 +205,12 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
 
 def model_key(name: str | None) -> str:
     """A model as records name it: an alias, hub id or remote as given, a local path resolved (so
-    `./m` and `/abs/m` are one model)."""
+    `./m` and `/abs/m` are one model), your own alias as the model it names (a batch file made with
+    `smollm2` goes on with `-m small` for it, and not once `small` names another)."""
     ref = resolve(name)
+    asked = name or config.default_model()
+    if asked not in registered_models() and asked in config.model_aliases():
+        return model_key(config.model_aliases()[asked])
     return str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") and ref.spec is None else ref.name
 
 

@@ -32,7 +32,7 @@ class HeadlineOptions:
             raise OptionError("style", f"must be one of {', '.join(STYLES)}, got {self.style!r}")
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
-        templates.check_fills(self.template, {"topic", "article", "style", "max_words"}, "headline")
+        templates.check_fills(self.template, {"topic", "article", "style", "max_words"}, "headline", carries={"topic", "article"})
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")

@@ -667,6 +667,14 @@ def test_a_task_template_that_needs_a_variable_the_task_does_not_fill_is_an_opti
     generator.validate(options)
 
 
+@pytest.mark.parametrize("task, options, template", [("summarize", {}, "headline"), ("translate", {"target_language": "fr"}, "headline")])
+def test_a_task_template_that_never_reads_the_input_is_an_option_error(task, options, template):
+    from aigc.errors import OptionError
+
+    with pytest.raises(OptionError, match=rf"names template '{template}', which never reads .*, where {task} puts its input"):
+        get_generator(task, engine=FakeEngine()).validate({**options, "template": template})  # the text would be dropped
+
+
 def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
     import aigc.batch
 

@@ -1216,6 +1216,9 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     assert settings.read_text().endswith(f'[aliases]\ntiny = "{tiny_model_dir}"\n"small.v2" = "smollm2"\n') and "# ours" in settings.read_text()
     assert invoke("models", "alias").stdout == f"small.v2 = smollm2\ntiny = {tiny_model_dir}\n"
     assert invoke("models", "alias", "tiny").stdout == f"{tiny_model_dir}\n"
+    from aigc.engine.models import model_key
+
+    assert model_key("tiny") == model_key(str(tiny_model_dir)) and model_key("small.v2") == "smollm2"  # a batch file goes on by either name
     monkeypatch.chdir(tmp_path)
     by_alias = invoke("chat", "Paris is", "-m", "tiny", "--max-tokens", "3", "--seed", "1", "--json")
     by_path = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "3", "--seed", "1", "--json")
@@ -1226,7 +1229,11 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
                         (["other", "nope-model"], "unknown model 'nope-model'"), (["gone", "--rm"], "there is no alias 'gone'"), (["nothing"], "there is no alias")):
         result = invoke("models", "alias", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
-    assert invoke("models", "alias", "tiny", "--rm").exit_code == 0
+    assert completions("aigc chat -m ").count("tiny") == 1 and "tiny" not in completions("aigc image -m ")  # offered by the kind it names
+    assert invoke("models", "default", "tiny").exit_code == 0
+    removed = invoke("models", "alias", "tiny", "--rm")
+    assert removed.exit_code == 0 and "tiny was the default text model; pick another" in removed.stderr
+    assert invoke("models", "default", "--unset").exit_code == 0
     assert "tiny" not in settings.read_text() and invoke("chat", "hi", "-m", "tiny").exit_code == 2
     settings.write_text(settings.read_text() + 'broken = "/no/such/dir"\n')
     result = invoke("chat", "hi", "-m", "broken")
