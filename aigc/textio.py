@@ -232,13 +232,23 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 
 
+def source_or_stdin(source: str | None, what: str) -> str:
+    """`source`, or "-" (stdin) when none is given and stdin is piped; with none given and stdin a
+    terminal (or closed), a `BadInputError` asking for `what`."""
+    if source is not None:
+        return source
+    if sys.stdin is None or sys.stdin.isatty():
+        raise BadInputError(f"give {what}, or pipe it in")
+    return "-"
+
+
 def read_input(source: str, lines: bool = False) -> str:
     """The text itself, a document's text (FILE), or stdin (-); `lines` as for `read_document`."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source, lines=lines)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
-        raise BadInputError(f"no such file: {source} (quote the text itself if you meant these words)")
+        raise BadInputError(f"no such file: {source}")  # a file name, not words to take as the text
     return source
 
 

@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_document, write_atomic
+from ..textio import output_target, read_document, source_or_stdin, write_atomic
 from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -15,7 +15,7 @@ from .options import RunOptions, generation_options
 
 @generation_options(logged=True)
 def headline(
-    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for.")] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for, or - for stdin (read when piped and no --topic is given).")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many distinct headlines.")] = 3,
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",
@@ -29,6 +29,8 @@ def headline(
 ) -> None:
     """Write distinct headlines for a topic or an article."""
     options = {"n": n, "style": style, "max_words": max_words, "template": template}
+    if topic is None:  # an article piped in, when none is named
+        source = source_or_stdin(source, "a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
     output = output_target(output, source=source)
     if lines:
         if output:
@@ -38,8 +40,8 @@ def headline(
         text = topic if topic is not None else read_document(source or "-", lines=True)
         run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
         return
-    if (topic is None) == (source is None):
-        raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both" if topic is not None else "give a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
+    if topic is not None and source is not None:
+        raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")
     article = read_document(source, text_hint="for headlines about a topic, give it with --topic TEXT") if source is not None else None
     generator = run.generator("headline")
     inputs = {"topic": topic, "article": article}

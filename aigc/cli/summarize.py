@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_document, write_atomic
+from ..textio import output_target, read_document, source_or_stdin, write_atomic
 from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -15,7 +15,7 @@ from .options import RunOptions, generation_options
 
 @generation_options(logged=True)
 def summarize(
-    source: Annotated[str, typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin.")],
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     length: Annotated[Optional[str], typer.Option(help="short, medium (the default) or long.", show_default=False, autocompletion=complete.summary_lengths)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
@@ -27,10 +27,11 @@ def summarize(
     run: RunOptions,
 ) -> None:
     """Summarize a document; long ones are summarized in parts, then the parts together."""
+    source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")
     output = output_target(output, source=source)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
-    text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize -")
+    text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize")
     options = {"length": length, "words": words, "format": format, "template": template}
     if lines:
         if output:

@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_input, uses_crlf, write_atomic
+from ..textio import output_target, read_input, source_or_stdin, uses_crlf, write_atomic
 from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -16,8 +16,8 @@ from .options import RunOptions, generation_options
 
 @generation_options(logged=True)
 def translate(
-    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin.")],
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
@@ -33,6 +33,7 @@ def translate(
     """
     from ..generators.translate import load_glossary
 
+    source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)

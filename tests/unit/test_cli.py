@@ -157,6 +157,30 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert len(plain) == 6 and plain[0] == plain[1] == plain[3] == "" and plain[2] and plain[4]  # blank for blank: it lines up with the input
 
 
+@pytest.mark.parametrize("command", [("summarize",), ("translate", "--to", "fr"), ("headline",)])
+def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
+    if command[0] != "headline":  # a headline from a tiny random model seldom comes out whole
+        result = invoke(*command, "--json", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Bees make honey in the city.\n")
+        assert result.exit_code == 0 and json.loads(result.stdout), result.output
+    code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
+    assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
+    assert bad(*command, "-m", "no-such-model", input="") == (2, ["Error: standard input is empty; give a document with some text in it"])  # stdin was read
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [(("summarize",), "give a document to summarize (FILE, or - for stdin), or pipe it in"), (("translate", "--to", "fr"), "give the text or a document to translate"), (("headline",), "give a topic (--topic TEXT) or an article")],
+)
+def test_no_input_from_a_terminal_says_what_to_give(monkeypatch, command, words):
+    import types
+
+    import aigc.textio
+
+    monkeypatch.setattr(aigc.textio, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True)))
+    code, lines = bad(*command, "-m", "no-such-model")
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+
+
 def test_classify_writes_its_result_to_the_output_file_checked_before_any_work(tiny_model_dir, tmp_path):
     model = ("-l", "a,b", "-m", str(tiny_model_dir))
     out = tmp_path / "label.json"
@@ -213,8 +237,9 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path):
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
     assert bad("headline", "rooftop bees") == (2, ["Error: no such file: rooftop bees (for headlines about a topic, give it with --topic TEXT)"])
-    assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize -)"])
+    assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize)"])
     assert bad("summarize", "missing.txt") == (2, ["Error: no such file: missing.txt"])
+    assert bad("translate", "missing.md", "--to", "fr") == (2, ["Error: no such file: missing.md"])  # a file name: no hint to quote words
     assert bad("summarize", "-", "--length", "short", "--words", "10", input="text") == (2, ["Error: give --length or --words, not both"])
     result = invoke("translate", "Where is the station?", "--to", "es", "--json", "-m", str(tiny_model_dir), "--max-tokens", "4")
     assert result.exit_code == 0 and json.loads(result.stdout)["target_language"] == "es", result.output
