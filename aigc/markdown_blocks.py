@@ -68,6 +68,13 @@ _PROTECTED = re.compile(
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
 _BRACKET = re.compile(r"!?\[|\]")
+# Emphasis and strikethrough delimiters (**bold**, *italic*, _x_, ~~gone~~): a run that opens
+# (before a non-space) or closes (after one); `_` not inside a word (snake_case), none escaped.
+_EMPHASIS = re.compile(
+    r"(?<![\\*])\*{1,3}(?=[^\s*])|(?<=[^\s*\\])\*{1,3}(?!\*)"
+    r"|(?<![\\\w])_{1,3}(?=[^\s_])|(?<=[^\s_\\])_{1,3}(?![\w])"
+    r"|(?<![\\~])~~(?=[^\s~])|(?<=[^\s~\\])~~(?!~)"
+)
 
 
 def _html_starts(line: str, in_paragraph: bool = False) -> bool:
@@ -99,20 +106,38 @@ def protected_spans(text: str) -> list[str]:
     return [m.group(0) for m in _PROTECTED.finditer(text)]
 
 
+def emphasis_marks(text: str) -> list[str]:
+    """The emphasis and strikethrough delimiters of `text` outside its protected spans, in order."""
+    return _EMPHASIS.findall(_PROTECTED.sub("x", text))
+
+
 def keeps_markup(source: str, translation: str) -> bool:
-    """Whether `translation` still has every protected span of `source` and as many link brackets."""
+    """Whether `translation` still has every protected span of `source`, as many link brackets and
+    the same emphasis delimiters (a lost or unbalanced `**` is not kept)."""
     spans = protected_spans(source)
-    return all(translation.count(span) >= spans.count(span) for span in set(spans)) and all(
-        translation.count(b) == source.count(b) for b in "[]"
+    return (
+        all(translation.count(span) >= spans.count(span) for span in set(spans))
+        and all(translation.count(b) == source.count(b) for b in "[]")
+        and sorted(emphasis_marks(translation)) == sorted(emphasis_marks(source))
     )
 
 
+def without_emphasis(text: str) -> str:
+    """`text` without emphasis delimiters outside its protected spans (a model's stray `**`)."""
+    parts = [(m.start(), m.end()) for m in _PROTECTED.finditer(text)]
+    out, start = [], 0
+    for a, b in [*parts, (len(text), len(text))]:
+        out += [_EMPHASIS.sub("", text[start:a]), text[a:b]]
+        start = b
+    return "".join(out)
+
+
 def inline_parts(text: str) -> list[tuple[bool, str]]:
-    """`text` cut around its protected spans and link brackets: `(True, words)` for each run of
+    """`text` cut around its protected spans, link brackets and emphasis delimiters: `(True, words)` for each run of
     words (from its first letter), `(False, literal)` for everything else; joined, they give `text` back."""
     parts: list[tuple[bool, str]] = []
     start = 0
-    literal = re.compile(f"{_PROTECTED.pattern}|{_BRACKET.pattern}")
+    literal = re.compile(f"{_PROTECTED.pattern}|{_BRACKET.pattern}|{_EMPHASIS.pattern}")
     for match in [*literal.finditer(text), None]:
         run = text[start : match.start() if match else len(text)]
         first = _LETTER.search(run)

@@ -22,7 +22,7 @@ from typing import Any
 from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks, without_emphasis
 from ..sentences import WIDE, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, type_name
@@ -350,8 +350,9 @@ class TranslateGenerator(Generator):
             segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
-        """Segments whose translation lost inline code, a link target or a URL: the words between
-        them translated piece by piece, and the markup put back as it was."""
+        """Segments whose translation lost inline code, a link target, a URL or an emphasis marker
+        (or added one): the words between them translated piece by piece, and the markup put back
+        as it was (a piece's own stray `**` dropped)."""
         layouts = [inline_parts(segment.source) for segment in broken]
         pieces = [
             _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
@@ -361,7 +362,7 @@ class TranslateGenerator(Generator):
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
-            segment.translation = "".join((piece.translation or text) if piece else text for piece, text in done)
+            segment.translation = "".join(without_emphasis(piece.translation or text) if piece else text for piece, text in done)
             segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:

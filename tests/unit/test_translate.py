@@ -193,6 +193,37 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+class EmphasisEngine(FakeEngine):
+    """Upper-cases each prompt's text, with its emphasis markers changed by `mangle`."""
+
+    def __init__(self, mangle):
+        super().__init__()
+        self.mangle = mangle
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        return [[Completion(self.mangle(p[-1]["content"].upper()), 1, 1, "stop")] for p in prompts]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda text: text.replace("**", "", 1),  # an opening ** lost: the closing one left unbalanced
+        lambda text: "**" + text + "**",  # one added around the whole answer
+        lambda text: text.replace("_", ""),  # _italic_ lost
+    ],
+)
+def test_emphasis_the_model_unbalanced_is_put_back_and_the_words_translated_in_parts(mangle):
+    result, engine = translate("This is **very** important, _truly_.\n\n- A **bold** item", engine=EmphasisEngine(mangle))
+    assert result["translation"] == "THIS IS **VERY** IMPORTANT, _TRULY_.\n\n- A **BOLD** ITEM"
+    assert len(engine.calls) == 2 and "very" in [p[-1]["content"] for p in engine.calls[1][0]]  # a second pass, piece by piece
+
+
+def test_emphasis_kept_by_the_model_is_one_prompt_and_snake_case_or_a_lone_star_is_no_emphasis():
+    result, engine = translate("Use **snake_case** names, 2 * 3 of them.", engine=EmphasisEngine(lambda text: text))
+    assert len(engine.calls) == 1 and result["translation"] == "USE **SNAKE_CASE** NAMES, 2 * 3 OF THEM."
+
+
 def test_setext_headings_keep_their_underlines():
     result, _ = translate("Title\n=====\n\nSub title\n---\nText.")
     assert result["translation"] == "TITLE\n=====\n\nSUB TITLE\n---\nTEXT."
