@@ -230,6 +230,7 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
 
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
 def source_or_stdin(source: str | None, what: str) -> str:

@@ -2,13 +2,14 @@
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_input, source_or_stdin, uses_crlf, write_atomic
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
 from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -22,6 +23,7 @@ def translate(
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
+    plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off} as JSON.")] = False,
     *,
@@ -29,7 +31,8 @@ def translate(
 ) -> None:
     """Translate a document, keeping its paragraphs, lists and Markdown structure.
 
-    A .txt file is read as plain text: an indented line is prose, not code.
+    A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
+    any other file is read as Markdown with a warning, unless --plain or --markdown says which.
     """
     from ..generators.translate import load_glossary
 
@@ -37,9 +40,12 @@ def translate(
     output = output_target(output, source=source)
     terms = load_glossary(glossary) if glossary else None
     text = read_input(source, lines=lines)
-    if source.lower().endswith((".html", ".htm")) and os.path.isfile(source) and not lines:
+    suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
+    if suffix in HTML_SUFFIXES and not lines:
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
-    plain = source.lower().endswith(".txt") and os.path.isfile(source)  # an indented line is prose, not code (--lines: each line is)
+    elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and plain is None and not lines:
+        ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
+    plain = plain if plain is not None else suffix == ".txt"  # an indented line is prose, not code (--lines: each line is)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
     run.generator("translate").validate(options)  # a language it does not know, before any work
     if lines:

@@ -462,6 +462,24 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
 
 
+@pytest.mark.parametrize("name", ["notes.rst", "NOTES"])
+def test_a_file_neither_md_nor_txt_is_markdown_with_a_warning_and_plain_or_markdown_chooses(echo, tmp_path, name):
+    doc = tmp_path / name
+    doc.write_text("Title\n\n    indented line\n")
+    guessed = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert guessed.exit_code == 0 and guessed.stdout == "TITLE\n\n    indented line\n"  # Markdown: an indented line is code
+    assert guessed.stderr.startswith(f"Warning: {doc}: read as Markdown (") and "give --plain" in guessed.stderr
+    plain = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--plain"])
+    assert plain.stdout == "TITLE\n\n    INDENTED LINE\n" and plain.stderr == ""
+    markdown = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--markdown"])
+    assert markdown.stdout == guessed.stdout and markdown.stderr == ""
+    doc.rename(tmp_path / "notes.md")
+    assert runner.invoke(app, ["translate", str(tmp_path / "notes.md"), "--to", "fr"]).stderr == ""
+    txt = tmp_path / "notes.txt"
+    txt.write_text("    indented line\n")
+    assert runner.invoke(app, ["translate", str(txt), "--to", "fr", "--markdown"]).stdout == "    indented line\n"
+
+
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
