@@ -9,7 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
 from . import complete
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -34,7 +34,7 @@ def translate(
     A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
     any other file is read as Markdown with a warning, unless --plain or --markdown says which.
     """
-    from ..generators.translate import load_glossary
+    from ..generators.translate import has_text, load_glossary
 
     source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
@@ -53,6 +53,9 @@ def translate(
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
         return
+    if not has_text(text, plain):
+        name = STDIN if source == "-" else source if suffix is not None else "the text"
+        ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
     generator = run.generator("translate")
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:

@@ -68,6 +68,11 @@ def group_chunks(sizes: list[int], budget: int) -> list[list[int]]:
     return chunks
 
 
+def has_text(text: str, plain: bool = False) -> bool:
+    """Whether a document has words to translate: not only code, front matter, markup or numbers."""
+    return any(block.texts for block in parse_blocks(text.lstrip("\ufeff").replace("\r\n", "\n"), plain=plain))
+
+
 # --- glossary --------------------------------------------------------------------------------
 
 

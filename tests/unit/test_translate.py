@@ -480,6 +480,14 @@ def test_a_file_neither_md_nor_txt_is_markdown_with_a_warning_and_plain_or_markd
     assert runner.invoke(app, ["translate", str(txt), "--to", "fr", "--markdown"]).stdout == "    indented line\n"
 
 
+@pytest.mark.parametrize("doc", ["```\nprint('hi')\n```\n", "    code only\n\n---\n\n| 1 | 2 |\n", "42\n"])
+def test_a_document_with_nothing_to_translate_is_given_back_with_a_warning(echo, doc):
+    result = runner.invoke(app, ["translate", "-", "--to", "fr"], input=doc)
+    assert result.exit_code == 0 and result.stdout == doc and not echo.calls
+    assert result.stderr == "Warning: standard input has nothing to translate (only code, markup or numbers); it is given back as it is\n"
+    assert runner.invoke(app, ["translate", "-", "--to", "fr"], input=doc + "\nWords.\n").stderr == ""
+
+
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
