@@ -25,7 +25,7 @@ def translate(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -76,12 +76,21 @@ def translate(
 def glossary_notes(result: dict) -> list[str]:
     """A warning for each glossary term the translation missed, and one if max_tokens cut sentences off."""
     notes = []
-    if result["cut_off"]:
-        notes.append("a sentence's translation was cut off at its token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on)")
+    cut = result["cut_off_texts"]
+    if cut:
+        where = ", ".join(repr(_first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+        whose = "a sentence's translation was" if len(cut) == 1 else f"{len(cut)} sentences' translations were"
+        notes.append(f"{whose} cut off at the token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on): {where}")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
     return notes
+
+
+def _first_words(text: str, most: int = 6) -> str:
+    """The start of `text`: its first `most` words, with "..." when there are more."""
+    words = text.split()
+    return " ".join(words[:most]) + (" ..." if len(words) > most else "")
 
 
 def register(app: typer.Typer) -> None:

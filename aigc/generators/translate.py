@@ -385,6 +385,7 @@ class TranslateGenerator(Generator):
             pieces[segment.block][segment.text].append(text)
         translations = [[joiner.join(parts) for parts in block] for block in pieces]
         order = {term: i for i, term in enumerate(opts.terms)}
+        cut = [s.source for chunk in raw["chunks"] for s in chunk if s.cut_off]
         return {
             "translation": render_blocks(blocks, translations).replace("\n", "\r\n" if raw["crlf"] else "\n"),  # Windows text comes back as it came
             "source_language": opts.source.code if opts.source else "auto",
@@ -392,5 +393,6 @@ class TranslateGenerator(Generator):
             "glossary_misses": [
                 {"source": s, "target": d, "count": n} for (s, d), n in sorted(misses.items(), key=lambda kv: order[kv[0]])
             ],
-            "cut_off": any(s.cut_off for chunk in raw["chunks"] for s in chunk),  # max_tokens ended a sentence's translation
+            "cut_off": bool(cut),  # max_tokens ended a sentence's translation
+            "cut_off_texts": cut,  # the source text of each, in order
         }
