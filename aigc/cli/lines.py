@@ -11,7 +11,8 @@ from .options import RunOptions
 
 class LineResults:
     """`--lines` results, one per input line in order: as JSON lines carrying their `line` number, or
-    as text where a blank input line gets a blank line, so the output lines up with the input (`paste`)."""
+    as text where a blank input line gets a blank line, so the output lines up with the input (`paste`).
+    Output lines end in a line feed, whatever the input's line ends (CRLF too)."""
 
     def __init__(self, as_json: bool):
         self.as_json, self.last, self.failed = as_json, 0, 0
@@ -37,6 +38,14 @@ class LineResults:
         if self.failed:
             rest = "; the others' results are printed" if self.failed < total else ""
             raise ItemsFailedError(f"{self.failed} of {total} lines failed (warned above){rest}")
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, as `--lines` prints a result: its lines joined by single spaces, the
+    first one's leading white space (an indented line's translation) kept as `--json` has it."""
+    parts = [part for part in text.splitlines() if part.strip()]
+    indent = parts[0][: len(parts[0]) - len(parts[0].lstrip())] if parts else ""
+    return indent + " ".join(part.strip() for part in parts)
 
 
 def run_lines(
@@ -68,7 +77,7 @@ def run_lines(
                 result = outcome["result"]
                 for note in notes(result):
                     ui.warn(f"line {row.number}: {note}")
-                shown.show(row.number, " ".join(part.strip() for part in render(result).splitlines() if part.strip()), record(result))
+                shown.show(row.number, one_line(render(result)), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     shown.pad(text.count("\n") + (not text.endswith("\n")))

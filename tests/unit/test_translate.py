@@ -453,13 +453,21 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     novel = tmp_path / "novel.txt"
     novel.write_text("    It was a dark night.\n\n    The rain fell.\n")
     assert runner.invoke(app, ["translate", str(novel), "--to", "fr"]).stdout == "    IT WAS A DARK NIGHT.\n\n    THE RAIN FELL.\n"
-    lines = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
-    assert lines.stdout == "I HAVE A DOG.\n<div>GOOD MORNING.</div>\n"  # each line is text (its tags kept), not code or an HTML block
+    lines = runner.invoke(app, ["translate", "-", "--lines", "--to", "fr"], input="    I have a dog.\r\n<div>Good morning.</div>\r\n")
+    assert lines.stdout == "    I HAVE A DOG.\n<div>GOOD MORNING.</div>\n"  # each line is text (its tags kept), not code or an HTML block; its indent kept
+    as_json = runner.invoke(app, ["translate", "-", "--lines", "--json", "--to", "fr"], input="    I have a dog.\r\n")
+    assert json.loads(as_json.stdout)["translation"] == "    I HAVE A DOG."  # as the text output has it
     out = tmp_path / "out.jsonl"
     assert runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(out), "-O", "target_language=fr"]).exit_code == 0
     assert [json.loads(row)["result"]["translation"] for row in out.read_text().splitlines()] == ["    IT WAS A DARK NIGHT.", "    THE RAIN FELL."]
     markdown = runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
     assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
+
+
+def test_a_lines_result_is_one_line_with_its_indent_kept():
+    from aigc.cli.lines import one_line
+
+    assert one_line("  Le chien.\n\n  Il dort.\r\n") == "  Le chien. Il dort." and one_line("\n\n") == ""
 
 
 @pytest.mark.parametrize("name", ["notes.rst", "NOTES"])
