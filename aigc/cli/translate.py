@@ -20,7 +20,7 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
     source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
-    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each.")] = None,
+    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row such as 'source<TAB>target' or 'en<TAB>de' is a header).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,

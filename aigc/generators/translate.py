@@ -76,9 +76,24 @@ def has_text(text: str, plain: bool = False) -> bool:
 # --- glossary --------------------------------------------------------------------------------
 
 
+_HEADER_WORDS = ({"source", "src", "term", "original", "from"}, {"target", "tgt", "translation", "translated", "to"})
+
+
+def _header(left: str, right: str) -> bool:
+    """Whether a glossary's first row names its columns (source/target, term/translation, any case)
+    or two different languages (en/de, English/German) rather than giving a term."""
+    if left.lower() in _HEADER_WORDS[0] and right.lower() in _HEADER_WORDS[1]:
+        return True
+    try:
+        return lookup(left).code != lookup(right).code
+    except BadInputError:
+        return False
+
+
 def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped. A malformed line is a
-    `BadInputError` naming the file and line."""
+    """`source<TAB>target` lines; blank lines and `#` comments are skipped, and so is a first row of
+    column names (`source<TAB>target`, `term<TAB>translation`, `en<TAB>de`: see `_header`). A
+    malformed line is a `BadInputError` naming the file and line."""
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
     first = True
@@ -90,9 +105,9 @@ def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
             found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "an empty term"
             raise BadInputError(f"{name}:{number}: expected 'source<TAB>target', found {found}: {line.strip()[:60]!r}")
         source, target = columns[0].strip(), columns[1].strip()
-        if first and (source.lower(), target.lower()) == ("source", "target"):
+        if first and _header(source, target):
             first = False
-            continue  # a header row
+            continue
         first = False
         key = source.lower()
         if key in seen and seen[key][0] != target:

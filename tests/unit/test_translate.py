@@ -343,6 +343,19 @@ def test_glossary_parsing():
     assert parse_glossary('"cat"\t"le ""chat"""\n') == [("cat", 'le "chat"')]  # cells quoted as spreadsheets write them
 
 
+
+@pytest.mark.parametrize("header", ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "en\tde", "English\tGerman", '"en"\t"pt-BR"'])
+def test_a_glossary_header_row_is_skipped_by_its_column_or_language_names(header):
+    assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n") == [("hospital", "Krankenhaus")]
+    assert parse_glossary(f"hospital\tKrankenhaus\n{header}\n")[0] == ("hospital", "Krankenhaus")  # only a first row is a header
+    assert len(parse_glossary(f"hospital\tKrankenhaus\n{header}\n")) == 2
+
+
+def test_a_first_glossary_row_of_words_or_one_language_in_two_names_is_a_term():
+    assert parse_glossary("German\tDeutsch\ncat\tKatze\n") == [("German", "Deutsch"), ("cat", "Katze")]
+    assert parse_glossary("source code\tQuellcode\n") == [("source code", "Quellcode")]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [("a\tb\nno tab here\n", r"g.tsv:2: expected 'source<TAB>target', found no tab"),
