@@ -157,7 +157,9 @@ def _decoded(data: bytes, name: str, expected: str) -> str:
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
         head = data[:400]
         odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
-        utf16 = "" if len(head) < 4 or data.startswith(_BINARY_SIGNATURES) else "utf-16le" if odd > max(even, len(head) // 3) else "utf-16be" if even > max(odd, len(head) // 3) else ""
+        utf16 = ""
+        if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
+            utf16 = "utf-16le" if odd > even else "utf-16be"
         hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
         raise BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
     try:
