@@ -745,13 +745,61 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert templates.get_template("summarize").source == "user"
     monkeypatch.setenv("EDITOR", "sed -i s/Condense/Shorten/")
     assert invoke("templates", "edit", "summarize.j2").exit_code == 0 and "Shorten" in own.read_text()  # yours, in place
-    monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line
+    monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line, and not saved
     code, lines = bad("templates", "edit", "summarize")
-    assert code == 2 and str(own) in lines[0]
+    draft = templates.draft_path("summarize")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {draft}:") and f"your edit is kept in {draft}" in lines[0]
+    assert "Shorten" in own.read_text() and "variables:[" not in own.read_text() and templates.get_template("summarize").source == "user"
+    monkeypatch.setenv("EDITOR", "sed -i 2d")  # the next edit starts from the kept one
+    result = invoke("templates", "edit", "summarize")
+    assert result.exit_code == 0 and f"resuming your edit kept in {draft}" in result.stderr and not draft.exists()
     assert bad("templates", "edit", "../escape")[0] == 2
     monkeypatch.setenv("EDITOR", "no-such-editor-here")
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
+
+
+def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch):
+    from aigc import templates
+    from aigc.cli import templates as templates_cli
+
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i s/{{/{%/")
+    code, lines = bad("templates", "edit", "headline")
+    assert code == 2 and "not saved: your edit is kept in" in lines[-1] and "aigc templates edit headline` opens it again" in lines[-1]
+    assert not (templates.user_dir() / "headline.j2").exists() and templates.get_template("headline").source == "builtin"
+    monkeypatch.setattr(templates_cli, "_on_terminal", lambda: True)
+    result = invoke("templates", "edit", "headline", input="n\n")  # declined: as it was
+    assert result.exit_code == 2 and "Edit it again?" in result.stderr and templates.get_template("headline").source == "builtin"
+    monkeypatch.setenv("EDITOR", "sed -i s/{%/{{/")
+    result = invoke("templates", "edit", "headline", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Edit it again?" not in result.stderr and templates.get_template("headline").source == "user"
+
+
+def test_templates_rm_removes_yours_and_gives_back_the_builtin_it_overrode():
+    from aigc import templates
+
+    user_template("headline", "---\ndescription: [unclosed\n---\nx")  # a broken override: one line, with the way out
+    code, lines = bad("headline", "--topic", "bees", "-m", "no-such-model")
+    assert code == 2 and len(lines) == 1 and "headline.j2:2: bad front matter" in lines[0]
+    assert lines[0].endswith("fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one")
+    result = invoke("templates", "rm", "headline")
+    assert result.exit_code == 0 and "'headline' is now the built-in one" in result.stderr
+    assert templates.get_template("headline").source == "builtin"
+    code, lines = bad("templates", "rm", "headline")
+    assert code == 2 and lines == [f"Error: no template 'headline' of yours to remove in {templates.user_dir()}: it is built in ({templates.builtin_dir() / 'headline.j2'}), with no override of yours; only your own templates can be removed"]
+    assert bad("templates", "rm", "no-such")[0] == 2
+    user_template("mine", "{{ input }}")
+    assert invoke("templates", "rm", "mine.j2").exit_code == 0 and "mine" not in templates.discover()
+
+
+def test_templates_list_shows_what_a_user_template_overrides():
+    user_template("chat", "---\ndescription: mine\n---\n{{ input }}")
+    rows = {row["name"]: row for row in json.loads(invoke("templates", "list", "--json").stdout)}
+    assert (rows["chat"]["source"], rows["chat"]["overrides"], rows["summarize"]["overrides"]) == ("user", ["builtin"], [])
+    line = next(line for line in invoke("templates", "list").stdout.splitlines() if line.startswith("chat "))
+    assert "user (overrides the built-in one)" in line and "mine" in line
 
 
 def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
