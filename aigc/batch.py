@@ -359,6 +359,7 @@ def run_batch(
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
     id_field: str = "id",
+    prepared: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -367,7 +368,8 @@ def run_batch(
     settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
-    rows before it are written.
+    rows before it are written. `prepared=True`: the caller has called `generator.prepare(options)`
+    already (the CLI does, to show the model loading), so it is not called again.
     """
     check_on_error(on_error)
     SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
@@ -381,7 +383,7 @@ def run_batch(
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
-        if needs_model(todo):
+        if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
         if failed:
