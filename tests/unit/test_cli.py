@@ -992,6 +992,35 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
         plugins.reset()
 
 
+def test_a_plugin_command_that_exits_keeps_its_code_and_a_silent_failure_is_named():
+    class Exits:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command("leave")
+            def leave(code: str = "3", how: str = "sys"):
+                value = int(code) if code.lstrip("-").isdigit() else code
+                if how == "typer":
+                    raise typer.Exit(value)
+                sys.exit(value)
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(Exits(), name="exiter")
+    local = typer.Typer(cls=AigcGroup)
+    local.callback()(lambda: None)
+    plugins.register_commands(local)
+    try:
+        for how in ("sys", "typer"):
+            result = runner.invoke(local, ["leave", "--how", how])
+            assert (result.exit_code, result.stderr) == (3, "Error: `aigc leave` (a command of plugin 'exiter') exited with code 3\n")
+            assert (runner.invoke(local, ["leave", "--code", "0", "--how", how]).exit_code, result.stdout) == (0, "")
+        result = runner.invoke(local, ["leave", "--code", "256"])  # the shell would read it as 0
+        assert result.exit_code == 1 and "exited with code 256, which is no exit status (1-255); exiting with 1" in result.stderr
+        result = runner.invoke(local, ["leave", "--code", "missing tool"])  # Python prints the message itself
+        assert result.exit_code == 1 and result.stderr == ""
+    finally:
+        plugins.reset()
+
+
 @pytest.mark.parametrize("flag, expected", [([], False), (["--trust-remote-code"], True)])
 def test_remote_code_is_trusted_only_when_asked(monkeypatch, tiny_model_dir, flag, expected):
     from aigc.engine import models
