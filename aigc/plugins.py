@@ -144,12 +144,14 @@ def plugins_of(distribution: str) -> list[str]:
 
 
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
-    """A hookimpl that no hookspec declares (a misspelled hook), or a hook function without
-    `@hookimpl`, would never be called: record it."""
+    """A hookimpl that no hookspec declares (a misspelled hook; what pluggy's `check_pending` finds),
+    or a hook function without `@hookimpl`, would never be called: record it. A plugin with no
+    hook at all, and none of those mistakes to explain it, adds nothing: record that too."""
     import difflib
 
     known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())
     callers = pm.get_hookcallers(plugin) or []
+    recorded = len(_state.failures)
     for caller in callers:
         if not caller.has_spec():
             close = difflib.get_close_matches(caller.name, known, n=1)
@@ -162,6 +164,12 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
             _record(name, "import", PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
         elif close and close[0] not in marked and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
             _record(name, "import", PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
+    if not any(caller.has_spec() for caller in callers) and len(_state.failures) == recorded:
+        target = getattr(plugin, "__name__", type(plugin).__name__)
+        _record(name, "import", PluginError(
+            f"{target} implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with "
+            f"the @aigc.hookimpl functions, named as the hooks: {', '.join(known)}"
+        ))
 
 
 def _defined_in(plugin: Any, function: Any) -> bool:

@@ -191,6 +191,11 @@ class MisspelledUnmarkedPlugin:
         register("never", Echo)
 
 
+class EmptyPlugin:  # an entry point naming the wrong module or object: no hook at all
+    def helper(self):
+        return "never"
+
+
 class FarOffPlugin:
     @hookimpl
     def add_things(self, register):
@@ -220,6 +225,7 @@ def test_a_helper_named_like_a_hook_it_implements_is_no_failure(monkeypatch):
     (FarOffPlugin(), "'add_things' is not an aigc hook, so it is never called; the hooks: "),  # names the real hooks
     (UnmarkedPlugin(), "register_generators is not marked @aigc.hookimpl, so it is never called"),
     (MisspelledUnmarkedPlugin(), "register_generator is not an aigc hook, so it is never called; did you mean register_generators (with @aigc.hookimpl"),
+    (EmptyPlugin(), "EmptyPlugin implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with the @aigc.hookimpl functions, named as the hooks: prepare_jinja_env, register_commands"),
 ])
 def test_a_hook_that_would_never_be_called_is_recorded(monkeypatch, plugin, words):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("odd", plugin)] if group == "aigc" else [])
