@@ -344,6 +344,12 @@ def record_clash(stage: str, kind: str, name: str, first: str, later: str) -> No
     _record(later, stage, clash(kind, name, first, later))
 
 
+def record_problem(plugin: str, stage: str, problem: str) -> None:
+    """Record (and so report once) a problem of plugin `plugin` in hook `stage` that does not stop
+    what it registered from working."""
+    _record(plugin, stage, PluginError(problem))
+
+
 def collect(
     hook_name: str, key: Callable[[Any], str] | None, kind: str, check: Callable[[Any], str | None] | None = None
 ) -> dict[str, tuple[str, Any]]:

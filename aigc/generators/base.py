@@ -274,8 +274,47 @@ def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
     from ..plugins import collect
 
+    from ..plugins import DEFAULT_PLUGINS, record_problem
+
     found = collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
+    for name, (plugin, item) in found.items():
+        problem = None if plugin in DEFAULT_PLUGINS else _unconverted_options(name, item[1])
+        if problem:
+            record_problem(plugin, "register_generators", problem)
     return {name: (plugin, item[1]) for name, (plugin, item) in found.items()}
+
+
+def _unconverted_options(name: str, cls: type[Generator]) -> str | None:
+    """What is wrong with a plugin generator's option types that `coerce_value` does not convert to
+    (a value from a command line or a form would reach the generator as text); None when nothing.
+    `Any` says the generator takes values as given and converts them itself."""
+    try:
+        hints = typing.get_type_hints(cls.Options)
+    except Exception as exc:  # noqa: BLE001 - a plugin's annotations that do not resolve
+        return f"generator {name!r}: its Options' types do not resolve ({type(exc).__name__}: {exc}), so its options get values as given, text from a command line or a form"
+    odd = [f"{f.name} ({_type_text(hints[f.name])})" for f in dataclasses.fields(cls.Options) if f.init and f.name in hints and not _converted(hints[f.name])]
+    if not odd:
+        return None
+    return (
+        f"generator {name!r}: aigc converts option values to bool, int, float, str or list[str] (or None), not the type of "
+        f"{', '.join(odd)}, which would get text from a command line or a form as it is; declare one of those types, "
+        f"or Any and convert the value in Options.__post_init__"
+    )
+
+
+def _converted(hint: Any) -> bool:
+    """Whether `coerce_value` converts to `hint` (or `hint` is Any: taken as given, on purpose)."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if len(kinds) != 1:
+        return False
+    kind = kinds[0]
+    if typing.get_origin(kind) is typing.Literal:  # Literal["a", "b"]: the text is the value
+        return all(isinstance(value, str) for value in typing.get_args(kind))
+    return kind in (bool, int, float, str, Any) or (typing.get_origin(kind) is list and typing.get_args(kind) == (str,))
+
+
+def _type_text(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def _shown(value: Any) -> str:

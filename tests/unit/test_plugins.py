@@ -827,3 +827,39 @@ def test_a_plugin_registered_after_a_render_adds_its_filters(pm, tmp_path):
     (tmp_path / "loud.j2").write_text("{{ word | shout }}")
     pm.register(plugin, name="late")
     assert templates.render("loud", {"word": "hi"}).messages[-1]["content"] == "HI!"
+
+
+def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_generator_still_works(pm):
+    import dataclasses
+    import datetime
+    from typing import Any, Literal
+
+    @dataclasses.dataclass
+    class OddOptions:
+        when: datetime.date | None = None
+        counts: list[int] = dataclasses.field(default_factory=list)
+        mode: Literal["a", "b"] = "a"
+        raw: Any = None
+        n: int | None = None
+        tags: list[str] = dataclasses.field(default_factory=list)
+
+    class Odd(Echo):
+        Options = OddOptions
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("odd", Odd)
+
+    pm.register(Plugin(), name="odd-types")
+    assert "odd" in registered_generators()
+    (failure,) = plugins.failures()
+    assert (failure.plugin, failure.stage) == ("odd-types", "register_generators")
+    assert failure.error == (
+        "PluginError: generator 'odd': aigc converts option values to bool, int, float, str or list[str] (or None), not the type of "
+        "when (datetime.date | None), counts (list[int]), which would get text from a command line or a form as it is; declare one of those "
+        "types, or Any and convert the value in Options.__post_init__"
+    )
+    registered_generators()
+    assert len(plugins.failures()) == 1  # recorded once, however often generators are looked up
+    assert get_generator("odd").validate({"n": "3", "tags": "x,y", "mode": "b"}) == OddOptions(n=3, tags=["x", "y"], mode="b")
