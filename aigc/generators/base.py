@@ -255,10 +255,13 @@ class Generator:
         raw = self.forward(prepared, opts, sampling or {})
         result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
-            owner = next((plugin for plugin, cls in registered_generators().values() if cls is type(self)), None)
-            by = f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
-            raise PluginError(f"generator {self.name!r}{by} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
+            raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
         return result
+
+    def by_plugin(self) -> str:
+        """` (plugin 'NAME')` when a plugin registered this generator's class, for errors that name it."""
+        owner = next((plugin for plugin, cls in registered_generators().values() if cls is type(self)), None)
+        return f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
 
     def preprocess(self, inputs: Any, opts) -> Any:
         raise NotImplementedError
