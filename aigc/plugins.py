@@ -21,6 +21,19 @@ from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
 NAME = re.compile(r"(?!.*\.(?:gguf|safetensors|ckpt|bin|pt)$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
+_WEIGHTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:gguf|safetensors|ckpt|bin|pt))", re.ASCII | re.I)
+
+
+def name_problem(name: Any, alias: bool = False) -> str | None:
+    """Why `name` cannot be a generator name (or, `alias`, a model alias) (None: it can), as a clause."""
+    weights = _WEIGHTS.fullmatch(name) if isinstance(name, str) else None
+    if weights and alias:
+        return f"it ends in {weights[1]}, so `-m {name}` is read as the path of a weights file, never as an alias; drop {weights[1]}"
+    if weights:
+        return f"it ends in {weights[1]}, as a weights file's name does; drop {weights[1]}"
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return "it must be letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
+    return None
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
-from ..plugins import NAME
+from ..plugins import name_problem
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -331,8 +331,9 @@ def _generator_problem(item: Any) -> str | None:
         shown = f"({', '.join(map(_shown, item))})" if isinstance(item, tuple) else _shown(item)
         return f"register(name, generator_class) takes a name and a class, got {shown}"
     name, cls = item
-    if not NAME.fullmatch(name):  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
-        return f"generator name {name!r} must be letters, digits, '.', '-' and '_', starting with a letter or digit"
+    problem = name_problem(name)  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
+    if problem:
+        return f"generator name {name!r}: {problem}"
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         hint = "; register the class, not an instance" if isinstance(cls, Generator) else ""
         return f"generator {name!r} must be a subclass of aigc.Generator, got {_shown(cls)}{hint}"

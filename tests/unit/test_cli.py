@@ -1302,7 +1302,8 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     assert by_alias.exit_code == 0 and json.loads(by_alias.stdout)["text"] == json.loads(by_path.stdout)["text"]
     rows = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
     assert rows["tiny"]["source"] == str(tiny_model_dir) and rows["tiny"]["installed"] and rows["small.v2"]["plugin"] == "config"
-    for args, words in ((["smollm2", "tiny"], "cannot be an alias"), (["x/y", "smollm2"], "cannot be an alias"), (["other", "tiny"], "is an alias itself"),
+    for args, words in ((["smollm2", "tiny"], "cannot be an alias: aigc has a model called 'smollm2'"), (["x/y", "smollm2"], "cannot be an alias: it must be letters, digits"),
+                        (["x.gguf", "smollm2"], "'x.gguf' cannot be an alias: it ends in .gguf, so `-m x.gguf` is read as the path of a weights file, never as an alias; drop .gguf"), (["other", "tiny"], "is an alias itself"),
                         (["other", "nope-model"], "unknown model 'nope-model'"), (["gone", "--rm"], "there is no alias 'gone'"), (["nothing"], "there is no alias")):
         result = invoke("models", "alias", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr

@@ -259,7 +259,7 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
     assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
     errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
     for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
-                     "alias '' must be a name of letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
+                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
         assert expected in errors
 
 
@@ -281,8 +281,10 @@ def test_a_model_alias_or_generator_name_that_reads_as_a_path_or_a_hub_id_is_ref
     pm.register(Lookalike(), name="lookalike")
     assert not set(names) & (set(registered_models()) | set(registered_generators()))
     errors = [f.error for f in plugins.failures() if f.plugin == "lookalike"]
-    assert sum("alias" in e and "must be a name of letters, digits" in e for e in errors) == len(names)
-    assert sum("generator name" in e and "must be letters, digits" in e for e in errors) == len(names)
+    assert sum("model alias" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
+    assert sum("generator name" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
+    assert "model alias 'x.gguf': it ends in .gguf, so `-m x.gguf` is read as the path of a weights file, never as an alias; drop .gguf" in " | ".join(errors)
+    assert "generator name 'x.gguf': it ends in .gguf, as a weights file's name does; drop .gguf" in " | ".join(errors)
     assert get_generator("echo-too").name == "echo-too"  # as registered, whatever the class calls itself
 
 
