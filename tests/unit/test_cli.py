@@ -759,22 +759,29 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
 
 
-def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch):
+def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
     from aigc import templates
     from aigc.cli import templates as templates_cli
 
+    toggle = tmp_path / "toggle.py"  # an editor that breaks the template, and mends it the next time
+    toggle.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); t = p.read_text()\np.write_text(t.replace('{{ broken\\n', '') if '{{ broken' in t else t + '{{ broken\\n')\n")
     monkeypatch.delenv("VISUAL", raising=False)
-    monkeypatch.setenv("EDITOR", "sed -i s/{{/{%/")
-    code, lines = bad("templates", "edit", "headline")
-    assert code == 2 and "not saved: your edit is kept in" in lines[-1] and "aigc templates edit headline` opens it again" in lines[-1]
-    assert not (templates.user_dir() / "headline.j2").exists() and templates.get_template("headline").source == "builtin"
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {toggle}")
+    own, draft = templates.user_dir() / "headline.j2", templates.draft_path("headline")
     monkeypatch.setattr(templates_cli, "_on_terminal", lambda: True)
-    result = invoke("templates", "edit", "headline", input="n\n")  # declined: as it was
-    assert result.exit_code == 2 and "Edit it again?" in result.stderr and templates.get_template("headline").source == "builtin"
-    monkeypatch.setenv("EDITOR", "sed -i s/{%/{{/")
-    result = invoke("templates", "edit", "headline", input="y\n")
-    assert result.exit_code == 0, result.output
-    assert "Edit it again?" not in result.stderr and templates.get_template("headline").source == "user"
+    result = invoke("templates", "edit", "headline", input="y\n")  # broken, edited again, mended
+    assert result.exit_code == 0 and "Edit it again?" in result.stderr and result.stdout.endswith(f"{own}\n")  # (the runner echoes the answer)
+    assert templates.get_template("headline").source == "user" and not draft.exists()
+    assert invoke("templates", "rm", "headline").exit_code == 0
+    result = invoke("templates", "edit", "headline", input="n\n")  # declined: the built-in stays in use, the edit is kept
+    assert result.exit_code == 2 and not own.exists() and "{{ broken" in draft.read_text()
+    assert templates.get_template("headline").source == "builtin"
+    assert invoke("templates", "rm", "headline").exit_code == 0 and not draft.exists()  # a kept edit alone is dropped
+    monkeypatch.setattr(templates_cli, "_on_terminal", lambda: False)
+    code, lines = bad("templates", "edit", "headline")
+    assert code == 2 and len(lines) == 2 and lines[0].startswith("copied from")
+    assert lines[1].startswith(f"Error: {draft}:") and lines[1].endswith(f"not saved: your edit is kept in {draft}, and `aigc templates edit headline` opens it again")
+    assert not own.exists() and templates.get_template("headline").source == "builtin"
 
 
 def test_templates_rm_removes_yours_and_gives_back_the_builtin_it_overrode():
