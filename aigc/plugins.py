@@ -21,7 +21,14 @@ from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
 NAME = re.compile(r"(?!.*\.(?:gguf|safetensors|ckpt|bin|pt)$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
-_WEIGHTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:gguf|safetensors|ckpt|bin|pt))", re.ASCII | re.I)
+_WEIGHTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:gguf|safetensors|ckpt|bin|pt))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
+MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
+DEFAULT_PLUGINS = (
+    "aigc.default_plugins.generators",
+    "aigc.default_plugins.models",
+    "aigc.default_plugins.templates",
+    "aigc.default_plugins.commands",
+)
 
 
 def name_problem(name: Any, alias: bool = False) -> str | None:
@@ -34,13 +41,6 @@ def name_problem(name: Any, alias: bool = False) -> str | None:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         return "it must be letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
     return None
-MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
-DEFAULT_PLUGINS = (
-    "aigc.default_plugins.generators",
-    "aigc.default_plugins.models",
-    "aigc.default_plugins.templates",
-    "aigc.default_plugins.commands",
-)
 
 
 @dataclass

@@ -27,7 +27,8 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
         ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        row["source"] += "".join(f" (overrides {_whose(source)})" for source in row["overrides"][-1:])
+        if row["overrides"]:
+            row["source"] += f" (overrides {_whose(row['overrides'][-1])})"
     width = max((len(r["name"]) for r in rows), default=0)
     sources = max((len(r["source"]) for r in rows), default=0)
     ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<{sources}}  {r['description']}" for r in rows))

@@ -275,9 +275,7 @@ class Generator:
 
 def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
-    from ..plugins import collect
-
-    from ..plugins import DEFAULT_PLUGINS, record_problem
+    from ..plugins import DEFAULT_PLUGINS, collect, record_problem
 
     found = collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
     for name, (plugin, item) in found.items():
