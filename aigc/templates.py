@@ -342,7 +342,7 @@ def save_edit(target: Path, draft: Path) -> Template:
     try:
         template = parse(draft, "user")
     except BadInputError as exc:
-        raise BadInputError(f"{exc}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
+        raise BadInputError(f"{str(exc).rstrip('.')}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, draft.read_text(encoding="utf-8"))
     draft.unlink()
@@ -413,7 +413,7 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
 def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInputError:
     """A broken user override's error, saying how to fix it or remove it, going back to the template it hides."""
     back = "the built-in one" if hidden.source == "builtin" else f"plugin {hidden.source!r}'s"
-    return BadInputError(f"{error}; fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}")
+    return BadInputError(f"{str(error).rstrip('.')}; fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}")
 
 
 _parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
