@@ -359,6 +359,7 @@ def run_batch(
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
     id_field: str = "id",
+    prepared: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -367,7 +368,8 @@ def run_batch(
     settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
-    rows before it are written.
+    rows before it are written. `prepared=True`: the caller has called `generator.prepare(options)`
+    already (the CLI does, to show the model loading), so it is not called again.
     """
     check_on_error(on_error)
     SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
@@ -381,7 +383,7 @@ def run_batch(
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
-        if needs_model(todo):
+        if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
         if failed:
@@ -398,7 +400,7 @@ def run_batch(
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
-                        raised = AigcError(f"the {generator.name} generator returned what JSON cannot hold: {exc}")
+                        raised = AigcError(f"the {generator.name} generator{generator.by_plugin()} returned what JSON cannot hold: {exc}")
                         line = {"id": row.id, "row": row.number, **settings, "error": str(raised)}
                         text = json.dumps(line, ensure_ascii=False)
                     if "error" in line:
@@ -484,7 +486,8 @@ def run_rows(
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order)
+    named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order, named)
 
 
 def needs_model(rows: list[Row]) -> bool:
@@ -497,7 +500,7 @@ def check_concurrency(concurrency: int) -> None:
         raise OptionError("concurrency", f"must be a whole number between 1 and 256, got {concurrency!r}")
 
 
-def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool) -> Iterator[tuple[Row, dict]]:
+def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str) -> Iterator[tuple[Row, dict]]:
     queue = _order(rows, field_name)
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
@@ -513,7 +516,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
                     row = next(taken, None)
                 if row is None:
                     return
-                outcome = _run_one(generator, row, options, sampling, field_name)
+                outcome = _run_one(generator, row, options, sampling, field_name, named)
                 with ready:
                     results[position[id(row)]] = outcome
                     ready.notify_all()
@@ -540,7 +543,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
             thread.join()
 
 
-def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
+def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> dict:
     if row.error:
         return {"error": row.error}
     try:
@@ -550,4 +553,4 @@ def _run_one(generator, row: Row, options, sampling, field_name) -> dict:
         return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return {"error": f"the {generator.name} generator failed: {detail}", "exception": exc}
+        return {"error": f"{named} failed: {detail}", "exception": exc}

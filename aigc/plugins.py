@@ -21,6 +21,7 @@ from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
 NAME = re.compile(r"(?!.*\.(?:gguf|safetensors|ckpt|bin|pt)$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
+_WEIGHTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:gguf|safetensors|ckpt|bin|pt))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",
@@ -28,6 +29,18 @@ DEFAULT_PLUGINS = (
     "aigc.default_plugins.templates",
     "aigc.default_plugins.commands",
 )
+
+
+def name_problem(name: Any, alias: bool = False) -> str | None:
+    """Why `name` cannot be a generator name (or, `alias`, a model alias) (None: it can), as a clause."""
+    weights = _WEIGHTS.fullmatch(name) if isinstance(name, str) else None
+    if weights and alias:
+        return f"it ends in {weights[1]}, so `-m {name}` is read as the path of a weights file, never as an alias; drop {weights[1]}"
+    if weights:
+        return f"it ends in {weights[1]}, as a weights file's name does; drop {weights[1]}"
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return "it must be letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
+    return None
 
 
 @dataclass
@@ -144,12 +157,14 @@ def plugins_of(distribution: str) -> list[str]:
 
 
 def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
-    """A hookimpl that no hookspec declares (a misspelled hook), or a hook function without
-    `@hookimpl`, would never be called: record it."""
+    """A hookimpl that no hookspec declares (a misspelled hook; what pluggy's `check_pending` finds),
+    or a hook function without `@hookimpl`, would never be called: record it. A plugin with no
+    hook at all, and none of those mistakes to explain it, adds nothing: record that too."""
     import difflib
 
     known = sorted(hook for hook, caller in vars(pm.hook).items() if caller.has_spec())
     callers = pm.get_hookcallers(plugin) or []
+    recorded = len(_state.failures)
     for caller in callers:
         if not caller.has_spec():
             close = difflib.get_close_matches(caller.name, known, n=1)
@@ -162,6 +177,12 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
             _record(name, "import", PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
         elif close and close[0] not in marked and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
             _record(name, "import", PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
+    if not any(caller.has_spec() for caller in callers) and len(_state.failures) == recorded:
+        target = getattr(plugin, "__name__", type(plugin).__name__)
+        _record(name, "import", PluginError(
+            f"{target} implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with "
+            f"the @aigc.hookimpl functions, named as the hooks: {', '.join(known)}"
+        ))
 
 
 def _defined_in(plugin: Any, function: Any) -> bool:
@@ -334,6 +355,12 @@ def clash(kind: str, name: str, first: str, later: str) -> PluginError:
 def record_clash(stage: str, kind: str, name: str, first: str, later: str) -> None:
     """Record that plugin `later` registered, in hook `stage`, a `kind` name that `first` has."""
     _record(later, stage, clash(kind, name, first, later))
+
+
+def record_problem(plugin: str, stage: str, problem: str) -> None:
+    """Record (and so report once) a problem of plugin `plugin` in hook `stage` that does not stop
+    what it registered from working."""
+    _record(plugin, stage, PluginError(problem))
 
 
 def collect(

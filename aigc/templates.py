@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any, Callable
@@ -303,6 +303,85 @@ def new_template(name: str) -> tuple[Path, Template | None]:
     return path, existing
 
 
+def draft_path(name: str) -> Path:
+    """Where `aigc templates edit` keeps an edit that failed its checks, so the work is not lost."""
+    return config.data_dir() / "template-drafts" / user_template_path(name).name
+
+
+def start_edit(name: str) -> tuple[Path, Path, str]:
+    """Begin editing template `name`: the file the edit will be saved to (`AIGC_TEMPLATES_PATH`'s copy
+    when that is the one in use, else the user's own), and a draft holding the text to edit (a draft
+    kept from a failed edit, else the file's text, a copy of the template it will override, or a
+    skeleton), with a note on where the text came from."""
+    own = user_template_path(name)
+    name = own.name[: -len(SUFFIX)]
+    found = scan()[0].get(name)
+    target = found.path if found is not None and found.source == "env" else own
+    draft = draft_path(name)
+    if draft.is_file():
+        return target, draft, f"resuming your edit kept in {draft}"
+    if target.is_file():
+        start, note = target.read_text(encoding="utf-8"), ""
+    elif found is not None:
+        start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
+    else:
+        start, note = SKELETON, f"starting {target} from a skeleton"
+    from .textio import make_dir, write_atomic
+
+    make_dir(draft.parent, "AIGC_DATA_DIR moves aigc's data")
+    write_atomic(draft, start)
+    return target, draft, note
+
+
+def save_edit(target: Path, draft: Path) -> Template:
+    """Check the edited draft as a template and, if it passes, put it in place of `target` and remove
+    the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept."""
+    from .textio import write_atomic
+
+    name = target.name[: -len(SUFFIX)]
+    try:
+        template = parse(draft, "user")
+    except BadInputError as exc:
+        raise BadInputError(f"{str(exc).rstrip('.')}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, draft.read_text(encoding="utf-8"))
+    draft.unlink()
+    return replace(template, path=target, source="env" if target.parent != user_dir() else "user")
+
+
+def remove_template(name: str) -> tuple[Path, Template | None]:
+    """Remove the user's template `name` (and any edit of it kept as a draft, or that draft alone).
+    Returns the file removed and the template now used under that name (the one it overrode), if
+    any; a template that is not the user's is refused, saying where it comes from."""
+    own = user_template_path(name)
+    name = own.name[: -len(SUFFIX)]
+    draft = draft_path(name)
+    if not own.is_file() and draft.is_file():
+        own = draft
+    elif not own.is_file():
+        found = scan()[0].get(name)
+        if found is None:
+            raise UnknownTemplateError(f"no template {name!r} of yours to remove in {user_dir()}; see `aigc templates list`")
+        where = {"env": "it is in AIGC_TEMPLATES_PATH", "builtin": "it is built in"}.get(found.source, f"it comes with plugin {found.source!r}")
+        raise BadInputError(f"no template {name!r} of yours to remove in {user_dir()}: {where} ({found.path}), with no override of yours; only your own templates can be removed")
+    own.unlink()
+    draft.unlink(missing_ok=True)
+    return own, scan()[0].get(name)
+
+
+def shadowed() -> dict[str, list[str]]:
+    """For each template name found in more than one directory, the sources of the ones it overrides,
+    in increasing priority (`{"headline": ["builtin"]}` for a user override of the built-in)."""
+    sources: dict[str, list[str]] = {}
+    for source, directory in template_dirs():
+        if directory.is_dir():
+            for path in directory.glob(f"*{SUFFIX}"):
+                found = sources.setdefault(path.name[: -len(SUFFIX)], [])
+                if source in OVERRIDING or all(s in OVERRIDING for s in found):  # of two plugins' templates, the first stays
+                    found.append(source)
+    return {name: found[:-1] for name, found in sources.items() if len(found) > 1}
+
+
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
 
 
@@ -322,13 +401,19 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
 
                     record_clash("register_template_dirs", "template", name, plugin_of[name], source)
                     continue  # of two plugins' templates, the first stays
-                found.pop(name, None)
+                hidden = found.pop(name, None)
                 broken.pop(name, None)
                 try:
                     found[name] = _parse_cached(path, source)
                 except BadInputError as exc:
-                    broken[name] = exc
+                    broken[name] = _with_way_out(exc, name, hidden) if source == "user" and hidden is not None else exc
     return found, broken
+
+
+def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInputError:
+    """A broken user override's error, saying how to fix it or remove it, going back to the template it hides."""
+    back = "the built-in one" if hidden.source == "builtin" else f"plugin {hidden.source!r}'s"
+    return BadInputError(f"{str(error).rstrip('.')}; fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}")
 
 
 _parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}

@@ -138,7 +138,10 @@ class AigcGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
-        except (typer.Exit, typer.Abort, ClickException):
+        except (typer.Exit, SystemExit) as exc:  # typer.Exit(3), sys.exit(3)
+            _say_why_a_plugin_command_exited(exc, names)
+            raise
+        except (typer.Abort, ClickException):
             raise
         except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, with typer's exit code for it
             _quiet_stdout()
@@ -168,6 +171,23 @@ class AigcGroup(TyperGroup):
                         pass
                 os._exit(code)
             raise typer.Exit(code) from None
+
+
+def _say_why_a_plugin_command_exited(exc: BaseException, names: list[str]) -> None:
+    """A plugin's command that exits non-zero with no message (`sys.exit(3)`, `typer.Exit(3)`) is
+    named with its exit code on stderr, so the failure is not silent; a code the shell cannot hold
+    (`sys.exit(256)` would read as 0) becomes 1."""
+    from .. import plugins
+
+    code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+    owner = plugins.command_owner(names[0]) if names else None
+    if owner is None or not isinstance(code, int) or code == 0:  # a text code is printed by Python itself
+        return
+    where = f"`{' '.join(['aigc', *names])}` (a command of plugin {owner!r})"
+    if not 0 < code < 256:
+        ui.error(f"{where} exited with code {code}, which is no exit status (1-255); exiting with 1")
+        raise typer.Exit(1) from None
+    ui.error(f"{where} exited with code {code}")
 
 
 def _terminate(signum, frame) -> None:

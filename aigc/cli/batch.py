@@ -70,13 +70,14 @@ def batch(
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
-        if needs_model(pending):
+        prepared = needs_model(pending)
+        if prepared:
             with ui.stage_status() as stage:
                 generator.load_progress = stage
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
             try:
-                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field)
+                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared)
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")

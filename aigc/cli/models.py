@@ -227,10 +227,11 @@ def alias(
             raise BadInputError(f"there is no alias {name!r}; set one with `aigc models alias {name} MODEL`")
         ui.result(aliases[name])
         return
-    from ..plugins import NAME
+    from ..plugins import name_problem
 
-    if not NAME.fullmatch(name) or name in registry.registered_models():
-        raise BadInputError(f"{name!r} cannot be an alias: use letters, digits, '.', '_' and '-', not a path or an alias aigc has (`aigc models list`)")
+    problem = name_problem(name, alias=True) or (f"aigc has a model called {name!r} (`aigc models list`)" if name in registry.registered_models() else None)
+    if problem:
+        raise BadInputError(f"{name!r} cannot be an alias: {problem}")
     if _given(target) in config.model_aliases():
         raise BadInputError(f"{target!r} is an alias itself; give the model it names, {config.model_aliases()[target]!r}")
     target = _kept(target, registry.resolve(target))

@@ -1,7 +1,8 @@
-"""`aigc templates list|show|path`."""
+"""`aigc templates list|show|new|edit|rm|path`."""
 
 import json
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -11,21 +12,31 @@ from ..errors import BadInputError
 from . import complete
 from .options import listing_app
 
-templates_app = listing_app("templates", "List, inspect and create prompt templates.", lambda as_json: list_templates(as_json))
+templates_app = listing_app("templates", "List, inspect, create, edit and remove prompt templates.", lambda as_json: list_templates(as_json))
 
 
 @templates_app.command("list")
 def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Every template: name, where it comes from, and what it is for."""
+    """Every template: name, where it comes from (and what it overrides), and what it is for."""
+    shadowed = templates.shadowed()
     rows = [
-        {"name": t.name, "source": t.source, "path": str(t.path), "description": t.description}
+        {"name": t.name, "source": t.source, "path": str(t.path), "description": t.description, "overrides": shadowed.get(t.name, [])}
         for t in sorted(templates.discover().values(), key=lambda t: t.name)
     ]
     if as_json:
         ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    for row in rows:
+        if row["overrides"]:
+            row["source"] += f" (overrides {_whose(row['overrides'][-1])})"
     width = max((len(r["name"]) for r in rows), default=0)
-    ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<32}  {r['description']}" for r in rows))
+    sources = max((len(r["source"]) for r in rows), default=0)
+    ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<{sources}}  {r['description']}" for r in rows))
+
+
+def _whose(source: str) -> str:
+    """A template's source in words: the built-in one, or a plugin's."""
+    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"plugin {source!r}'s")
 
 
 @templates_app.command()
@@ -62,25 +73,43 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)]) -> None:
     """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path.
 
-    Yours is opened as it is; a built-in or plugin one as your copy first (yours then overrides it);
-    a new name from a skeleton. The template is checked when the editor closes."""
+    Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
+    name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
+    terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
     import click
 
-    own = templates.user_template_path(name)
-    found = templates.scan()[0].get(own.name[: -len(templates.SUFFIX)])
-    if found is not None and found.source == "env":  # AIGC_TEMPLATES_PATH's copy is the one in use
-        target = found.path
-    elif own.is_file():
-        target = own
-    else:
-        target, existing = templates.new_template(name)
-        ui.info(f"copied from {existing.path}; yours overrides it" if existing else f"started {target} from a skeleton")
-    try:
-        click.edit(filename=str(target), editor=os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
-    except click.ClickException as exc:  # no such editor, or it failed
-        raise BadInputError(f"{exc.format_message()}; set $VISUAL or $EDITOR to an editor you have ({target} is kept)") from None
-    templates.parse(target, "user")  # a front-matter mistake is named with its line
+    target, draft, note = templates.start_edit(name)
+    if note:
+        ui.info(note)
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    while True:
+        try:
+            click.edit(filename=str(draft), editor=editor)
+        except click.ClickException as exc:  # no such editor, or it failed
+            raise BadInputError(f"{exc.format_message()}; set $VISUAL or $EDITOR to an editor you have (your edit is kept in {draft})") from None
+        try:
+            templates.save_edit(target, draft)
+            break
+        except BadInputError as exc:
+            if not _on_terminal():
+                raise
+            ui.error(str(exc))
+            if not typer.confirm("Edit it again?", default=True, err=True):
+                raise typer.Exit(2) from None
     ui.result(str(target))
+
+
+def _on_terminal() -> bool:
+    """Whether someone is there to ask whether to edit again."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+@templates_app.command()
+def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's name.", autocompletion=complete.templates)]) -> None:
+    """Remove your template NAME; one that overrides a built-in or plugin template gives it back."""
+    removed, now = templates.remove_template(name)
+    back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
+    ui.info(f"removed {removed}{back}")
 
 
 @templates_app.command()

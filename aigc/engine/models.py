@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 from .. import config, locks
 from ..errors import BadInputError, ModelUnavailableError, UnknownModelError, option
-from ..plugins import NAME
+from ..plugins import name_problem
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -108,8 +108,9 @@ _WHEEL_GGUF = re.compile(r"[\w.-]+==[\w.!+-]+/[^/]+\.gguf")
 def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec, ModelSpec):
         return f"register() takes an aigc.ModelSpec(alias=..., source=...), got {spec!r}"
-    if not isinstance(spec.alias, str) or not NAME.fullmatch(spec.alias):  # not a path, a hub id or a prefixed name, which -m reads as such
-        return f"model alias {spec.alias!r} must be a name of letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
+    problem = name_problem(spec.alias, alias=True)  # not a path, a weights file, a hub id or a prefixed name, which -m reads as such
+    if problem:
+        return f"model alias {spec.alias!r}: {problem}"
     if spec.kind not in ("text", "image"):
         return f"model {spec.alias!r} has kind {spec.kind!r}; it must be text or image"
     if not isinstance(spec.defaults, dict):

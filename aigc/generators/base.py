@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.sampling import SamplingParams
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
-from ..plugins import NAME
+from ..plugins import name_problem
 from ..templates import get_template
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -255,10 +255,13 @@ class Generator:
         raw = self.forward(prepared, opts, sampling or {})
         result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
-            owner = next((plugin for plugin, cls in registered_generators().values() if cls is type(self)), None)
-            by = f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
-            raise PluginError(f"generator {self.name!r}{by} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
+            raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
         return result
+
+    def by_plugin(self) -> str:
+        """` (plugin 'NAME')` when a plugin registered this generator's class, for errors that name it."""
+        owner = next((plugin for plugin, cls in registered_generators().values() if cls is type(self)), None)
+        return f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
 
     def preprocess(self, inputs: Any, opts) -> Any:
         raise NotImplementedError
@@ -272,10 +275,47 @@ class Generator:
 
 def registered_generators() -> dict[str, tuple[str, type[Generator]]]:
     """`{name: (plugin, class)}` from every plugin's `register_generators` hook."""
-    from ..plugins import collect
+    from ..plugins import DEFAULT_PLUGINS, collect, record_problem
 
     found = collect("register_generators", key=lambda item: item[0], kind="generator", check=_generator_problem)
+    for name, (plugin, item) in found.items():
+        problem = None if plugin in DEFAULT_PLUGINS else _unconverted_options(name, item[1])
+        if problem:
+            record_problem(plugin, "register_generators", problem)
     return {name: (plugin, item[1]) for name, (plugin, item) in found.items()}
+
+
+def _unconverted_options(name: str, cls: type[Generator]) -> str | None:
+    """What is wrong with a plugin generator's option types that `coerce_value` does not convert to
+    (a value from a command line or a form would reach the generator as text); None when nothing.
+    `Any` says the generator takes values as given and converts them itself."""
+    try:
+        hints = typing.get_type_hints(cls.Options)
+    except Exception as exc:  # noqa: BLE001 - a plugin's annotations that do not resolve
+        return f"generator {name!r}: its Options' types do not resolve ({type(exc).__name__}: {exc}), so its options get values as given, text from a command line or a form"
+    odd = [f"{f.name} ({_type_text(hints[f.name])})" for f in dataclasses.fields(cls.Options) if f.init and f.name in hints and not _converted(hints[f.name])]
+    if not odd:
+        return None
+    return (
+        f"generator {name!r}: aigc converts option values to bool, int, float, str or list[str] (or None), not the type of "
+        f"{', '.join(odd)}, which would get text from a command line or a form as it is; declare one of those types, "
+        f"or Any and convert the value in Options.__post_init__"
+    )
+
+
+def _converted(hint: Any) -> bool:
+    """Whether `coerce_value` converts to `hint` (or `hint` is Any: taken as given, on purpose)."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if len(kinds) != 1:
+        return False
+    kind = kinds[0]
+    if typing.get_origin(kind) is typing.Literal:  # Literal["a", "b"]: the text is the value
+        return all(isinstance(value, str) for value in typing.get_args(kind))
+    return kind in (bool, int, float, str, Any) or (typing.get_origin(kind) is list and typing.get_args(kind) == (str,))
+
+
+def _type_text(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def _shown(value: Any) -> str:
@@ -289,8 +329,9 @@ def _generator_problem(item: Any) -> str | None:
         shown = f"({', '.join(map(_shown, item))})" if isinstance(item, tuple) else _shown(item)
         return f"register(name, generator_class) takes a name and a class, got {shown}"
     name, cls = item
-    if not NAME.fullmatch(name):  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
-        return f"generator name {name!r} must be letters, digits, '.', '-' and '_', starting with a letter or digit"
+    problem = name_problem(name)  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
+    if problem:
+        return f"generator name {name!r}: {problem}"
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         hint = "; register the class, not an instance" if isinstance(cls, Generator) else ""
         return f"generator {name!r} must be a subclass of aigc.Generator, got {_shown(cls)}{hint}"

@@ -700,3 +700,82 @@ def test_a_resumed_run_numbers_its_rows_as_the_input_is_now(tmp_path):
     source.write_text('{"id": "n1", "text": "one"}\n{"id": "mid", "text": "new"}\n{"id": "n2", "text": "two"}\n')
     run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
     assert [(r["id"], r["row"]) for r in lines(out)] == [("n1", 1), ("mid", 2), ("n2", 3)]
+
+
+def test_aigc_batch_prepares_a_plugin_generator_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc import hookimpl, plugins
+    from aigc.cli.app import app
+    from aigc.generators.base import Generator
+
+    prepared = []
+
+    class Counting(Generator):
+        name = "counting"
+
+        def prepare(self, options):
+            prepared.append(options)
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared_input, opts, sampling):
+            return prepared_input
+
+        def postprocess(self, raw, opts):
+            return {"text": raw}
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("counting", Counting)
+
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="counter")
+    try:
+        result = CliRunner().invoke(app, ["batch", "counting", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")])
+    finally:
+        plugins.reset()
+    assert result.exit_code == 0, result.output
+    assert len(prepared) == 1 and [row["result"] for row in lines(tmp_path / "out.jsonl")] == [{"text": "one"}, {"text": "two"}]
+    run_batch(Counting(engine=FakeEngine()), read_rows(tmp_path / "in.txt"), tmp_path / "lib.jsonl", {})
+    assert len(prepared) == 2  # the library prepares when its caller has not
+
+
+def test_a_plugin_generators_failure_on_a_row_names_the_plugin(tmp_path):
+    from aigc import hookimpl, plugins
+    from aigc.generators.base import Generator
+
+    class Fragile(Generator):
+        name = "fragile"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            if prepared == "bad":
+                raise KeyError("answer")
+            return {"set": {1}} if prepared == "set" else {"text": prepared}
+
+        def postprocess(self, raw, opts):
+            return raw
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("fragile", Fragile)
+
+    source = tmp_path / "in.txt"
+    source.write_text("fine\nbad\nset\n")
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="fragile-plugin")
+    try:
+        summary = run_batch(get_generator("fragile", engine=FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {})
+    finally:
+        plugins.reset()
+    rows = lines(tmp_path / "out.jsonl")
+    assert summary.errors == 2 and rows[0]["result"] == {"text": "fine"}
+    assert rows[1]["error"] == "the fragile generator (plugin 'fragile-plugin') failed: KeyError: 'answer'"
+    assert rows[2]["error"].startswith("the fragile generator (plugin 'fragile-plugin') returned what JSON cannot hold")

@@ -770,13 +770,68 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert templates.get_template("summarize").source == "user"
     monkeypatch.setenv("EDITOR", "sed -i s/Condense/Shorten/")
     assert invoke("templates", "edit", "summarize.j2").exit_code == 0 and "Shorten" in own.read_text()  # yours, in place
-    monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line
+    monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line, and not saved
     code, lines = bad("templates", "edit", "summarize")
-    assert code == 2 and str(own) in lines[0]
+    draft = templates.draft_path("summarize")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {draft}:") and f"your edit is kept in {draft}" in lines[0]
+    assert "Shorten" in own.read_text() and "variables:[" not in own.read_text() and templates.get_template("summarize").source == "user"
+    monkeypatch.setenv("EDITOR", "sed -i 2d")  # the next edit starts from the kept one
+    result = invoke("templates", "edit", "summarize")
+    assert result.exit_code == 0 and f"resuming your edit kept in {draft}" in result.stderr and not draft.exists()
     assert bad("templates", "edit", "../escape")[0] == 2
     monkeypatch.setenv("EDITOR", "no-such-editor-here")
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
+
+
+def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
+    from aigc import templates
+    from aigc.cli import templates as templates_cli
+
+    toggle = tmp_path / "toggle.py"  # an editor that breaks the template, and mends it the next time
+    toggle.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); t = p.read_text()\np.write_text(t.replace('{{ broken\\n', '') if '{{ broken' in t else t + '{{ broken\\n')\n")
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {toggle}")
+    own, draft = templates.user_dir() / "headline.j2", templates.draft_path("headline")
+    monkeypatch.setattr(templates_cli, "_on_terminal", lambda: True)
+    result = invoke("templates", "edit", "headline", input="y\n")  # broken, edited again, mended
+    assert result.exit_code == 0 and "Edit it again?" in result.stderr and result.stdout.endswith(f"{own}\n")  # (the runner echoes the answer)
+    assert templates.get_template("headline").source == "user" and not draft.exists()
+    assert invoke("templates", "rm", "headline").exit_code == 0
+    result = invoke("templates", "edit", "headline", input="n\n")  # declined: the built-in stays in use, the edit is kept
+    assert result.exit_code == 2 and not own.exists() and "{{ broken" in draft.read_text()
+    assert templates.get_template("headline").source == "builtin"
+    assert invoke("templates", "rm", "headline").exit_code == 0 and not draft.exists()  # a kept edit alone is dropped
+    monkeypatch.setattr(templates_cli, "_on_terminal", lambda: False)
+    code, lines = bad("templates", "edit", "headline")
+    assert code == 2 and len(lines) == 2 and lines[0].startswith("copied from")
+    assert lines[1].startswith(f"Error: {draft}:") and lines[1].endswith(f"not saved: your edit is kept in {draft}, and `aigc templates edit headline` opens it again")
+    assert not own.exists() and templates.get_template("headline").source == "builtin"
+
+
+def test_templates_rm_removes_yours_and_gives_back_the_builtin_it_overrode():
+    from aigc import templates
+
+    user_template("headline", "---\ndescription: [unclosed\n---\nx")  # a broken override: one line, with the way out
+    code, lines = bad("headline", "--topic", "bees", "-m", "no-such-model")
+    assert code == 2 and len(lines) == 1 and "headline.j2:2: bad front matter" in lines[0]
+    assert lines[0].endswith("fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one")
+    result = invoke("templates", "rm", "headline")
+    assert result.exit_code == 0 and "'headline' is now the built-in one" in result.stderr
+    assert templates.get_template("headline").source == "builtin"
+    code, lines = bad("templates", "rm", "headline")
+    assert code == 2 and lines == [f"Error: no template 'headline' of yours to remove in {templates.user_dir()}: it is built in ({templates.builtin_dir() / 'headline.j2'}), with no override of yours; only your own templates can be removed"]
+    assert bad("templates", "rm", "no-such")[0] == 2
+    user_template("mine", "{{ input }}")
+    assert invoke("templates", "rm", "mine.j2").exit_code == 0 and "mine" not in templates.discover()
+
+
+def test_templates_list_shows_what_a_user_template_overrides():
+    user_template("chat", "---\ndescription: mine\n---\n{{ input }}")
+    rows = {row["name"]: row for row in json.loads(invoke("templates", "list", "--json").stdout)}
+    assert (rows["chat"]["source"], rows["chat"]["overrides"], rows["summarize"]["overrides"]) == ("user", ["builtin"], [])
+    line = next(line for line in invoke("templates", "list").stdout.splitlines() if line.startswith("chat "))
+    assert "user (overrides the built-in one)" in line and "mine" in line
 
 
 def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
@@ -965,6 +1020,35 @@ def test_a_plugin_command_that_raises_is_one_line_naming_the_plugin(monkeypatch)
         assert result.exit_code == 1 and result.stderr == ""  # a reader that went away (`| head`) is no error
         monkeypatch.setenv("AIGC_DEBUG", "1")
         assert type(runner.invoke(local, ["crash"]).exception) is RuntimeError
+    finally:
+        plugins.reset()
+
+
+def test_a_plugin_command_that_exits_keeps_its_code_and_a_silent_failure_is_named():
+    class Exits:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command("leave")
+            def leave(code: str = "3", how: str = "sys"):
+                value = int(code) if code.lstrip("-").isdigit() else code
+                if how == "typer":
+                    raise typer.Exit(value)
+                sys.exit(value)
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(Exits(), name="exiter")
+    local = typer.Typer(cls=AigcGroup)
+    local.callback()(lambda: None)
+    plugins.register_commands(local)
+    try:
+        for how in ("sys", "typer"):
+            result = runner.invoke(local, ["leave", "--how", how])
+            assert (result.exit_code, result.stderr) == (3, "Error: `aigc leave` (a command of plugin 'exiter') exited with code 3\n")
+            assert (runner.invoke(local, ["leave", "--code", "0", "--how", how]).exit_code, result.stdout) == (0, "")
+        result = runner.invoke(local, ["leave", "--code", "256"])  # the shell would read it as 0
+        assert result.exit_code == 1 and "exited with code 256, which is no exit status (1-255); exiting with 1" in result.stderr
+        result = runner.invoke(local, ["leave", "--code", "missing tool"])  # Python prints the message itself
+        assert result.exit_code == 1 and result.stderr == ""
     finally:
         plugins.reset()
 
@@ -1250,7 +1334,8 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     assert by_alias.exit_code == 0 and json.loads(by_alias.stdout)["text"] == json.loads(by_path.stdout)["text"]
     rows = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
     assert rows["tiny"]["source"] == str(tiny_model_dir) and rows["tiny"]["installed"] and rows["small.v2"]["plugin"] == "config"
-    for args, words in ((["smollm2", "tiny"], "cannot be an alias"), (["x/y", "smollm2"], "cannot be an alias"), (["other", "tiny"], "is an alias itself"),
+    for args, words in ((["smollm2", "tiny"], "cannot be an alias: aigc has a model called 'smollm2'"), (["x/y", "smollm2"], "cannot be an alias: it must be letters, digits"),
+                        (["x.gguf", "smollm2"], "'x.gguf' cannot be an alias: it ends in .gguf, so `-m x.gguf` is read as the path of a weights file, never as an alias; drop .gguf"), (["other", "tiny"], "is an alias itself"),
                         (["other", "nope-model"], "unknown model 'nope-model'"), (["gone", "--rm"], "there is no alias 'gone'"), (["nothing"], "there is no alias")):
         result = invoke("models", "alias", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr

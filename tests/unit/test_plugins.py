@@ -191,6 +191,11 @@ class MisspelledUnmarkedPlugin:
         register("never", Echo)
 
 
+class EmptyPlugin:  # an entry point naming the wrong module or object: no hook at all
+    def helper(self):
+        return "never"
+
+
 class FarOffPlugin:
     @hookimpl
     def add_things(self, register):
@@ -220,6 +225,7 @@ def test_a_helper_named_like_a_hook_it_implements_is_no_failure(monkeypatch):
     (FarOffPlugin(), "'add_things' is not an aigc hook, so it is never called; the hooks: "),  # names the real hooks
     (UnmarkedPlugin(), "register_generators is not marked @aigc.hookimpl, so it is never called"),
     (MisspelledUnmarkedPlugin(), "register_generator is not an aigc hook, so it is never called; did you mean register_generators (with @aigc.hookimpl"),
+    (EmptyPlugin(), "EmptyPlugin implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with the @aigc.hookimpl functions, named as the hooks: prepare_jinja_env, register_commands"),
 ])
 def test_a_hook_that_would_never_be_called_is_recorded(monkeypatch, plugin, words):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("odd", plugin)] if group == "aigc" else [])
@@ -253,7 +259,7 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
     assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
     errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
     for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
-                     "alias '' must be a name of letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
+                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
         assert expected in errors
 
 
@@ -275,8 +281,10 @@ def test_a_model_alias_or_generator_name_that_reads_as_a_path_or_a_hub_id_is_ref
     pm.register(Lookalike(), name="lookalike")
     assert not set(names) & (set(registered_models()) | set(registered_generators()))
     errors = [f.error for f in plugins.failures() if f.plugin == "lookalike"]
-    assert sum("alias" in e and "must be a name of letters, digits" in e for e in errors) == len(names)
-    assert sum("generator name" in e and "must be letters, digits" in e for e in errors) == len(names)
+    assert sum("model alias" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
+    assert sum("generator name" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
+    assert "model alias 'x.gguf': it ends in .gguf, so `-m x.gguf` is read as the path of a weights file, never as an alias; drop .gguf" in " | ".join(errors)
+    assert "generator name 'x.gguf': it ends in .gguf, as a weights file's name does; drop .gguf" in " | ".join(errors)
     assert get_generator("echo-too").name == "echo-too"  # as registered, whatever the class calls itself
 
 
@@ -821,3 +829,39 @@ def test_a_plugin_registered_after_a_render_adds_its_filters(pm, tmp_path):
     (tmp_path / "loud.j2").write_text("{{ word | shout }}")
     pm.register(plugin, name="late")
     assert templates.render("loud", {"word": "hi"}).messages[-1]["content"] == "HI!"
+
+
+def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_generator_still_works(pm):
+    import dataclasses
+    import datetime
+    from typing import Any, Literal
+
+    @dataclasses.dataclass
+    class OddOptions:
+        when: datetime.date | None = None
+        counts: list[int] = dataclasses.field(default_factory=list)
+        mode: Literal["a", "b"] = "a"
+        raw: Any = None
+        n: int | None = None
+        tags: list[str] = dataclasses.field(default_factory=list)
+
+    class Odd(Echo):
+        Options = OddOptions
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("odd", Odd)
+
+    pm.register(Plugin(), name="odd-types")
+    assert "odd" in registered_generators()
+    (failure,) = plugins.failures()
+    assert (failure.plugin, failure.stage) == ("odd-types", "register_generators")
+    assert failure.error == (
+        "PluginError: generator 'odd': aigc converts option values to bool, int, float, str or list[str] (or None), not the type of "
+        "when (datetime.date | None), counts (list[int]), which would get text from a command line or a form as it is; declare one of those "
+        "types, or Any and convert the value in Options.__post_init__"
+    )
+    registered_generators()
+    assert len(plugins.failures()) == 1  # recorded once, however often generators are looked up
+    assert get_generator("odd").validate({"n": "3", "tags": "x,y", "mode": "b"}) == OddOptions(n=3, tags=["x", "y"], mode="b")

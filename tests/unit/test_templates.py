@@ -320,3 +320,33 @@ def test_a_huge_product_is_refused_before_it_is_made(source, made):
         templates.render("big", {"input": "ab"})
     write(templates.user_dir(), "fits", '{{ "-" * 100000 }}{{ 2 ** 64 }}{{ 1 ** 1000000 }}{{ 2.5 * 2 }}')
     assert templates.render("fits", {}).messages[-1]["content"] == "-" * 100000 + "18446744073709551616" + "1" + "5.0"
+
+
+def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_it_was():
+    target, draft, note = templates.start_edit("headline")
+    assert target == templates.user_dir() / "headline.j2" and not target.exists() and note.startswith("copied from")
+    draft.write_text(draft.read_text().replace("{{", "{%", 1))
+    with pytest.raises(BadInputError, match=rf"^{draft}:\d+: .*; not saved: your edit is kept in {draft}, and `aigc templates edit headline` opens it again$"):
+        templates.save_edit(target, draft)
+    assert not target.exists() and draft.exists() and templates.get_template("headline").source == "builtin"
+    assert templates.start_edit("headline") == (target, draft, f"resuming your edit kept in {draft}")
+    draft.write_text("---\ndescription: mine\n---\n{{ topic }}")
+    saved = templates.save_edit(target, draft)
+    assert (saved.path, saved.source, saved.description) == (target, "user", "mine") and not draft.exists()
+    assert templates.get_template("headline").description == "mine"
+
+
+def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_refused():
+    write(templates.user_dir(), "chat", "---\ndescription: [unclosed\n---\nx")
+    with pytest.raises(BadInputError, match=r"remove it with `aigc templates rm chat`, going back to the built-in one$"):
+        templates.get_template("chat")
+    assert templates.shadowed() == {"chat": ["builtin"]}
+    removed, now = templates.remove_template("chat")
+    assert removed == templates.user_dir() / "chat.j2" and not removed.exists() and now.source == "builtin"
+    assert templates.shadowed() == {}
+    with pytest.raises(BadInputError, match="it is built in .* with no override of yours; only your own templates can be removed"):
+        templates.remove_template("chat")
+    with pytest.raises(UnknownTemplateError, match="no template 'nope' of yours"):
+        templates.remove_template("nope")
+    write(templates.user_dir(), "mine", "{{ input }}")
+    assert templates.remove_template("mine") == (templates.user_dir() / "mine.j2", None)
