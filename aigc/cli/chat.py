@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import config, conversations, ui
+from .. import config, conversations, logs, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
@@ -18,7 +18,7 @@ from .options import RunOptions, Schema, generation_options, parse_vars, read_sc
 
 REPL_HELP = """Commands:
   /help, /?        this help
-  /show            the model, system prompt, template, settings and session
+  /show            the model, system prompt, template, settings and conversation
   /file PATH       add a text file to your next message (/file alone lists them)
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
@@ -42,9 +42,10 @@ def chat(
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False, autocompletion=complete.templates)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
-    resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
+    resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
+    cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage} as JSON (one-shot only; choices too where the template asks for several answers).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; choices too where the template asks for several answers).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -55,14 +56,34 @@ def chat(
     variables = parse_vars(var) if var else None
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
-    if resume:
-        if session is not None:
-            raise BadInputError("give --session NAME or --continue, not both")
-        session = conversations.latest_session()
-        ui.info(f"(continuing session {session!r}, the one used last; `aigc sessions` lists them)")
-    path = _session_file(session) if session is not None else None
+    if resume + (session is not None) + (cid is not None) > 1:
+        raise BadInputError("give only one of --session NAME, --continue and --cid ID")
+    path = None
+    if resume or cid is not None:
+        path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
+        ui.info(f"(continuing {_described(path)}{', the latest' * resume}; `aigc logs --command chat` shows each chat's id)")
+    elif session is not None:
+        path = _session_file(session)
+    elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, conversations.new_conversation())
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path)
+
+
+def _logged(run: RunOptions) -> bool:
+    """Whether this run logs its answers (--log/--no-log, else `aigc logs on|off`)."""
+    if run.log is not None:
+        return run.log
+    try:
+        return logs.enabled()
+    except AigcError:  # a bad AIGC_LOGS: said when the answer is logged
+        return False
+
+
+def _described(path) -> str:
+    """A conversation as messages name it: a session by its name or file, else by its id."""
+    label = conversations.session_label(path)
+    return f"conversation {label}" if conversations.unnamed(path) else f"session {label!r}"
 
 
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path) -> None:
@@ -127,7 +148,8 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, session=str(session.path))
+            named = not conversations.unnamed(session.path)
+            _json_result(generator, result, **({"session": str(session.path)} if named else {"conversation": label}))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
@@ -156,8 +178,8 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
-    if path is not None:
-        ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
+    if path is not None and (session.messages or not conversations.unnamed(path)):
+        ui.info(f"({_described(path)}: {_turns(session)}; each reply is saved to it)")
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
@@ -340,8 +362,15 @@ def _shown(session: ChatSession) -> str:
         "system prompt: " + (session.system or "(none given: the template's own, if it has one)"),
         f"template: {session.template}" + (f" {session.variables}" if session.variables else ""),
         f"settings: {settings}",
-        f"session: {session.path or '(not saved; --session NAME keeps one)'}, {_turns(session)}",
+        f"conversation: {_kept_as(session.path)}, {_turns(session)}",
     ])
+
+
+def _kept_as(path) -> str:
+    if path is None:
+        return "not kept (answers are not logged; --session NAME keeps one)"
+    label = conversations.session_label(path)
+    return f"{_described(path)} (`aigc chat --cid {label}` goes on from it)" if conversations.unnamed(path) else f"session {path}"
 
 
 def _turns(session: ChatSession) -> str:

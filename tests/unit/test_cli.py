@@ -101,10 +101,11 @@ def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"model", "text", "finish_reason", "usage"} and data["usage"]["prompt_tokens"] > 0
+    assert set(data) == {"model", "text", "finish_reason", "usage", "conversation"} and data["usage"]["prompt_tokens"] > 0
     assert data["finish_reason"] == ("length" if data["usage"]["completion_tokens"] == 5 else "stop")
     again = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json")
-    assert json.loads(again.stdout) == data  # this answer's tokens, not the process's so far
+    assert json.loads(again.stdout) == {**data, "conversation": json.loads(again.stdout)["conversation"]}  # this answer's tokens, not the process's so far
+    assert json.loads(again.stdout)["conversation"] != data["conversation"]  # a new conversation each time
     assert "tokens/s:" in result.stderr
 
 
@@ -1148,12 +1149,12 @@ def test_fake_engine_streams_exactly_the_text_it_generates():
 
 def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_it(tiny_model_dir):
     args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
-    assert invoke("chat", "--continue", "hi", *args).stderr.startswith("Error: there is no session to continue")
+    assert invoke("chat", "--continue", "hi", *args).stderr.startswith("Error: there is no conversation to continue")
     first = invoke("chat", "-S", "work", "Bees make honey.", *args)
     assert first.exit_code == 0, first.output
     second = invoke("chat", "-c", "Where?", *args)
     one, two = json.loads(first.stdout), json.loads(second.stdout)
-    assert "(continuing session 'work', the one used last" in second.stderr
+    assert "(continuing session 'work', the latest;" in second.stderr
     assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
     rows = json.loads(invoke("sessions", "--json").stdout)
     assert [(r["name"], r["messages"], r["first"]) for r in rows] == [("work", 4, "Bees make honey.")]
@@ -1163,9 +1164,34 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert json.loads(invoke("sessions", "show", "work", "--json").stdout)["messages"][-1]["content"] == two["text"]
     missing = invoke("sessions", "rm", "work", "nope")
     assert missing.exit_code == 2 and "no session 'nope'; there are: work" in missing.stderr
-    assert "not both" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
+    assert "give only one of" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
     assert "did you mean `work`?" in invoke("sessions", "rm", "work.json").stderr
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_model_dir):
+    from aigc import conversations
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
+    first = json.loads(invoke("chat", "Bees make honey.", *args).stdout)
+    cid = first["conversation"]
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["session"] == cid  # the log names it
+    second = invoke("chat", "-c", "Where?", *args)
+    assert second.exit_code == 0 and f"(continuing conversation {cid}, the latest;" in second.stderr
+    assert json.loads(second.stdout)["conversation"] == cid and json.loads(second.stdout)["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"] + 5
+    assert invoke("chat", "-S", "work", "Cities have rooftops.", *args).exit_code == 0
+    assert "(continuing session 'work', the latest" in invoke("chat", "-c", "And?", *args).stderr  # the latest of any kind
+    third = invoke("chat", "--cid", cid, "Why?", *args)
+    assert f"(continuing conversation {cid};" in third.stderr and len(conversations.read(conversations.conversation_path(cid)).messages) == 6
+    assert [e["prompt"] for e in json.loads(invoke("logs", "-S", cid, "--json", "-n", "0").stdout)] == ["Bees make honey.", "Where?", "Why?"]
+    assert len(conversations.read(conversations.conversation_path("work")).messages) == 4  # --cid takes a session's name too
+    missing = invoke("chat", "--cid", "nope", "hi", *args)
+    assert missing.exit_code == 2 and "no conversation 'nope'" in missing.stderr
+    assert "give only one of" in invoke("chat", "-c", "--cid", cid, "hi", *args).stderr
+    unlogged = json.loads(invoke("chat", "--no-log", "Not kept.", *args).stdout)
+    assert "conversation" not in unlogged and len(list(conversations.conversations_dir().glob("*.json"))) == 1
+    assert "deleted 1 unnamed conversation" in invoke("logs", "rm", "--all").stderr
+    assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
 
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
