@@ -28,11 +28,12 @@ REPL_HELP = """Commands:
   /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
   /save FILE       save the conversation (.json, or Markdown for any other name)
   /load FILE       go on from a conversation saved as .json
-  /exit, /bye      leave (/quit and Ctrl-D do too)
+  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D do too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
-even if it starts with /); start a message with // to send one line that starts with /.
+even if it starts with / or is just exit); start a message with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
+EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 
 
 @generation_options(logged=True)
@@ -177,7 +178,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
     run.prepare(generator, None, session.options())
-    ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
+    ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):
         ui.info(f"({_described(path)}: {_turns(session)}; each reply is saved to it)")
         _check_model(session)
@@ -194,7 +195,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
             break
         except KeyboardInterrupt:  # at the prompt, or in a slash command
             _end_line()
-            ui.info("(Ctrl-D or /exit to leave)")
+            ui.info("(exit or Ctrl-D to leave)")
 
 
 def _prompt_stream():
@@ -241,6 +242,8 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     line, block = _read_message()
     if not line:
         return None
+    if not block and line.lower() in EXIT_WORDS:
+        return "exit"
     if line.startswith("/") and not block:
         if not line.startswith("//"):
             return _slash(line, session, run, pending)

@@ -1066,6 +1066,21 @@ def repl_lines(monkeypatch, *lines):
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
 
 
+@pytest.mark.parametrize("line, leaves", [("exit", True), (" QUIT ", True), ("/quit", True), ("/bye", True), ('"""exit"""', False), ("exit now", False)])
+def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatch, line, leaves):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session = ChatSession(ChatGenerator(engine=engine))
+    repl_lines(monkeypatch, line)
+    assert (_turn(session, RunOptions(log=False), []) == "exit") is leaves
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ([] if leaves else [line.strip('"')])
+
+
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
