@@ -26,7 +26,8 @@ REPL_HELP = """Commands:
                    /set system TEXT as /system)
   /reset, /clear   forget the conversation (keeps the system prompt)
   /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
-  /save FILE       save the conversation (.json, or Markdown for any other name)
+  /save FILE       save the conversation (.json, or Markdown for any other name); asks
+                   before it replaces a file
   /load FILE       go on from a conversation saved as .json
   /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D do too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
@@ -347,7 +348,11 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        _reply(f"(saved to {session.save(_unquoted(arg), '/save')})")
+        target = _unquoted(arg)
+        if _replaces(target):
+            _reply(f"(saved to {session.save(target, '/save')})")
+        else:
+            _reply(f"(not saved: {target} is kept as it was)")
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
@@ -355,6 +360,19 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
+
+
+def _replaces(target: str) -> bool:
+    """Whether `/save` may write `target`: a new file, or an existing one the user says to replace."""
+    real = check_writable(target, "/save")
+    if not real.is_file():
+        return True
+    try:
+        answer = _input(f"{target} exists; replace it? [y/N] ")
+    except EOFError:  # Ctrl-D here is a no, not leaving the chat
+        _end_line()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _shown(session: ChatSession) -> str:

@@ -1401,6 +1401,42 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
 
 
+def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session, run = ChatSession(ChatGenerator(engine=engine)), RunOptions(log=False)
+    repl_lines(monkeypatch, "hi")
+    _turn(session, run, [])
+    target = tmp_path / "chat.md"
+    target.write_text("mine\n")
+    for answers in (["/save " + str(target), "n"], ["/save " + str(target), ""]):
+        repl_lines(monkeypatch, *answers)
+        assert _turn(session, run, []) is None
+        assert target.read_text() == "mine\n" and "exists; replace it? [y/N]" in capsys.readouterr().err
+
+    def ctrl_d_at_the_question(prompt=""):
+        if ctrl_d_at_the_question.asked:
+            raise EOFError
+        ctrl_d_at_the_question.asked = True
+        return "/save " + str(target)
+
+    ctrl_d_at_the_question.asked = False
+    monkeypatch.setattr("builtins.input", ctrl_d_at_the_question)
+    assert _turn(session, run, []) is None and target.read_text() == "mine\n"  # a no; the chat goes on
+    assert "(not saved: " in capsys.readouterr().err
+    repl_lines(monkeypatch, "/save " + str(target), "y")
+    _turn(session, run, [])
+    assert "## Assistant\n\na reply" in target.read_text() and list(tmp_path.iterdir()) == [target]
+    repl_lines(monkeypatch, "/save " + str(tmp_path / "new.json"))  # a new file: no question
+    _turn(session, run, [])
+    assert json.loads((tmp_path / "new.json").read_text())["messages"][-1]["content"] == "a reply"
+
+
 def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
