@@ -603,6 +603,27 @@ def test_run_dry_run_prints_the_messages_without_a_model():
                     "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
 
 
+def test_run_takes_its_input_as_an_argument_and_writes_o_atomically(tiny_model_dir, tmp_path):
+    user_template("greet", GREET)
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
+    (tmp_path / "note.md").write_text("bees on roofs\n")
+    assert invoke("run", "greet", str(tmp_path / "note.md"), "--dry-run").stdout.endswith("Hello Paris! bees on roofs\n")
+    assert invoke("run", "greet", "-", "--dry-run", input="PIPED\n").stdout.endswith("Hello Paris! PIPED\n")
+    out = tmp_path / "out.txt"
+    out.write_text("old\n")
+    result = invoke("run", "greet", str(tmp_path / "note.md"), "-o", str(out), "-m", str(tiny_model_dir), "--seed", "1")
+    printed = invoke("run", "greet", str(tmp_path / "note.md"), "-m", str(tiny_model_dir), "--seed", "1").stdout
+    assert result.exit_code == 0 and result.stdout == "" and f"wrote {out}" in result.stderr and out.read_text() == printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.md", "out.txt"]  # no temp file left
+    assert invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "-o", str(out)).exit_code == 0 and json.loads(out.read_text())["template"] == "greet"
+    for args, words in [([str(tmp_path / "note.md"), "-i", "-"], "not both"), (["nope words"], "no such file: nope words (give text itself with --var input=TEXT"),
+                        ([str(tmp_path / "note.md"), "-o", str(tmp_path / "note.md")], "is the input file"), (["-o", str(tmp_path / "no" / "x.txt"), "--var", "input=x"], "does not exist")]:
+        code, lines = bad("run", "greet", *args, "-m", "no-such-model")
+        assert code == 2 and len(lines) == 1 and words in lines[0], (args, lines)
+    assert out.read_text().startswith("{")  # a failed run leaves the file as it was
+
+
 def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with():
     user_template("greet", GREET)
     data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "--max-tokens", "9", "--top-k", "5", "--stop", "END").stdout)
