@@ -13,7 +13,7 @@ from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, o
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document
-from . import complete
+from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
@@ -399,5 +399,12 @@ def _turns(session: ChatSession) -> str:
     return "new conversation" if not count else f"{count} earlier turn{'s' * (count != 1)}"
 
 
+EXAMPLES = examples(
+    'aigc chat "Name three uses of honey."',
+    'cat notes.md | aigc chat "List the action items in:"',
+    'aigc chat -c "And the next step?"        # go on from the latest chat',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(chat)
+    app.command(epilog=EXAMPLES)(chat)

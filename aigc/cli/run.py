@@ -10,7 +10,7 @@ from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import several, shown
 from ..textio import output_target, read_document, write_atomic
-from . import complete
+from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
@@ -113,5 +113,11 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
     return name if name not in values else None
 
 
+EXAMPLES = examples(
+    'aigc run summarize article.md --var words=40 -o summary.md',
+    'echo "Invent a product" | aigc run chat --dry-run',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("run")(run_template)
+    app.command("run", epilog=EXAMPLES)(run_template)

@@ -9,7 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_input, uses_crlf, write_atomic
-from . import complete
+from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -74,5 +74,11 @@ def glossary_notes(result: dict) -> list[str]:
     return notes
 
 
+EXAMPLES = examples(
+    'aigc translate notes.md --to French -o notes.fr.md',
+    'aigc translate "Where is the station?" --to es',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(translate)
+    app.command(epilog=EXAMPLES)(translate)

@@ -97,6 +97,24 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("aigc ")
 
 
+@pytest.mark.parametrize("name", ["chat", "summarize", "headline", "translate", "classify", "batch", "run", "image", "serve"])
+def test_help_ends_with_examples_that_the_command_parses(name):
+    import shlex
+
+    import typer.main
+
+    shown = invoke(name, "--help", env={"COLUMNS": "100"}).stdout
+    assert "Examples:\n   aigc " in "\n".join(line.rstrip() for line in shown.splitlines())  # indented under the heading
+    command = typer.main.get_command(app).get_command(None, name)
+    examples = [line.strip() for line in command.epilog.splitlines()[2:]]
+    assert 2 <= len(examples) <= 3
+    for line in examples:
+        assert line.replace("\\[", "[") in shown  # shown whole, brackets and all
+        words = shlex.split(line.partition("#")[0].split("|")[-1].partition("<")[0])
+        words = words[words.index("aigc") + 2:]
+        command.make_context(name, words)  # options and arguments as the command takes them
+
+
 def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
