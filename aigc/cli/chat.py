@@ -2,9 +2,12 @@
 
 import contextlib
 import json
+import os
 import shlex
 import sys
-from typing import Annotated, Optional
+import tempfile
+from pathlib import Path
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -12,7 +15,7 @@ from .. import config, conversations, logs, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, read_document
+from ..textio import STDIN, check_writable, make_dir, read_document
 from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -34,6 +37,7 @@ A line starting with \"\"\" goes on over several lines until one ends with \"\"\
 even if it starts with / or is just exit); start a message with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
+HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 
 
@@ -172,10 +176,7 @@ def _check_model(session: ChatSession) -> None:
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=()) -> None:
-    try:
-        import readline  # noqa: F401 - line editing and history for input()
-    except ImportError:  # pragma: no cover - not on every platform
-        pass
+    keep_history = _history(_logged(run))
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
     run.prepare(generator, None, session.options())
@@ -186,17 +187,64 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
     pending = list(attached)  # files for the next message
     if pending:
         ui.info(f"({_names(pending)} added to your next message)")
-    while True:
+    try:
+        while True:
+            try:
+                with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
+                    if _turn(session, run, pending) == "exit":
+                        break
+            except EOFError:
+                _end_line()
+                break
+            except KeyboardInterrupt:  # at the prompt, or in a slash command
+                _end_line()
+                ui.info("(exit or Ctrl-D to leave)")
+    finally:
+        keep_history()
+
+
+def _history(kept: bool) -> Callable[[], None]:
+    """Line editing for input(), with the lines typed in earlier chats (up arrow) from
+    `chat_history` in aigc's data directory; returns what writes them back on leaving (the last
+    HISTORY_LINES, readable by the owner only, atomically): only where `kept`, as answers are logged."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return lambda: None
+    path = config.data_dir() / "chat_history"
+    readline.set_history_length(HISTORY_LINES)
+    try:
+        readline.read_history_file(path)
+    except OSError:  # none yet, or unreadable: this chat starts without it
+        pass
+    if not kept:
+        return lambda: None
+
+    def write() -> None:
         try:
-            with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
-                if _turn(session, run, pending) == "exit":
-                    break
-        except EOFError:
-            _end_line()
-            break
-        except KeyboardInterrupt:  # at the prompt, or in a slash command
-            _end_line()
-            ui.info("(exit or Ctrl-D to leave)")
+            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
+            fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only
+            os.close(fd)
+            try:
+                readline.write_history_file(tmp)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except (OSError, AigcError) as exc:
+            ui.warn(f"cannot keep the chat history in {path}: {getattr(exc, 'strerror', None) or exc}")
+
+    return write
+
+
+def _forget_answer(answer: str) -> None:
+    """Keep the answer to a question (/save's y or n) out of the input history."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return
+    last = readline.get_current_history_length()
+    if last and readline.get_history_item(last) == answer:  # an empty answer was never added
+        readline.remove_history_item(last - 1)
 
 
 def _prompt_stream():
@@ -369,6 +417,7 @@ def _replaces(target: str) -> bool:
         return True
     try:
         answer = _input(f"{target} exists; replace it? [y/N] ")
+        _forget_answer(answer)
     except EOFError:  # Ctrl-D here is a no, not leaving the chat
         _end_line()
         return False
@@ -391,7 +440,7 @@ def _kept_as(path) -> str:
     if path is None:
         return "not kept (answers are not logged; --session NAME keeps one)"
     label = conversations.session_label(path)
-    return f"{_described(path)} (`aigc chat --cid {label}` goes on from it)" if conversations.unnamed(path) else f"session {path}"
+    return f"{label} (`aigc chat --cid {label}` goes on from it)" if conversations.unnamed(path) else f"session {path}"
 
 
 def _turns(session: ChatSession) -> str:

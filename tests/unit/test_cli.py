@@ -1476,6 +1476,37 @@ def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path)
     assert json.loads((tmp_path / "new.json").read_text())["messages"][-1]["content"] == "a reply"
 
 
+def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypatch):
+    import readline
+    import stat
+
+    from aigc import config
+    from aigc.cli import chat
+
+    monkeypatch.setattr(chat, "HISTORY_LINES", 3)
+    path = config.data_dir() / "chat_history"
+    readline.clear_history()
+    try:
+        keep = chat._history(True)
+        for line in ("one", "two", "three", "four"):
+            readline.add_history(line)
+        keep()
+        assert path.read_text().split() == ["two", "three", "four"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".chat_history")] == []  # no temp file left
+        readline.clear_history()
+        keep = chat._history(False)  # read back; with answers not logged, not written
+        assert [readline.get_history_item(i) for i in range(1, 4)] == ["two", "three", "four"]
+        readline.add_history("secret")
+        keep()
+        assert "secret" not in path.read_text()
+        readline.add_history("y")
+        chat._forget_answer("y")  # /save's question is not kept
+        chat._forget_answer("")  # an empty answer never went in: nothing else goes
+        assert readline.get_history_item(readline.get_current_history_length()) == "secret"
+    finally:
+        readline.clear_history()
+
+
 def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
