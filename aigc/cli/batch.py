@@ -93,8 +93,8 @@ def batch(
 
 
 EXAMPLES = examples(
-    'aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40',
-    'aigc batch translate -i lines.txt -o out.jsonl -O target_language=French',
+    "aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40",
+    "aigc batch translate -i lines.txt -o out.jsonl -O target_language=French",
 )
 
 

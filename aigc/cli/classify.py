@@ -163,7 +163,7 @@ def print_report(report) -> None:
 
 EXAMPLES = examples(
     'aigc classify "I loved every minute" -l negative,positive',
-    'aigc classify - --examples labelled.tsv --lines < texts.txt',
+    "aigc classify - --examples labelled.tsv --lines < texts.txt",
 )
 
 

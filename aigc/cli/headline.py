@@ -55,7 +55,7 @@ def headline(
 
 
 EXAMPLES = examples(
-    'aigc headline article.md -n 5 --style question',
+    "aigc headline article.md -n 5 --style question",
     'aigc headline --topic "rooftop beekeeping" --json',
 )
 

@@ -114,7 +114,7 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
 
 
 EXAMPLES = examples(
-    'aigc run summarize article.md --var words=40 -o summary.md',
+    "aigc run summarize article.md --var words=40 -o summary.md",
     'echo "Invent a product" | aigc run chat --dry-run',
 )
 

@@ -60,9 +60,9 @@ def summary_notes(result: dict) -> list[str]:
 
 
 EXAMPLES = examples(
-    'aigc summarize article.md --length short',
-    'aigc summarize report.html --format bullets -o summary.md',
-    'cat notes.txt | aigc summarize -',
+    "aigc summarize article.md --length short",
+    "aigc summarize report.html --format bullets -o summary.md",
+    "cat notes.txt | aigc summarize -",
 )
 
 

@@ -75,7 +75,7 @@ def glossary_notes(result: dict) -> list[str]:
 
 
 EXAMPLES = examples(
-    'aigc translate notes.md --to French -o notes.fr.md',
+    "aigc translate notes.md --to French -o notes.fr.md",
     'aigc translate "Where is the station?" --to es',
 )
 
