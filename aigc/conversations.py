@@ -1,11 +1,13 @@
-"""Saved conversations: the JSON that `/save FILE.json` and `aigc chat --session` write, and the
-named sessions kept in aigc's data directory (`aigc sessions`)."""
+"""Saved conversations: the JSON that `/save FILE.json` and `aigc chat --session` write, the
+named sessions kept in aigc's data directory (`aigc sessions`), and the unnamed conversations
+`aigc chat` keeps by id while answers are logged (`aigc chat -c`, `--cid ID`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +86,67 @@ def sessions_dir() -> Path:
     return config.data_dir() / "sessions"
 
 
+def conversations_dir() -> Path:
+    """Where the unnamed conversations are kept, one file per id."""
+    return config.data_dir() / "conversations"
+
+
+def unnamed(path: Path) -> bool:
+    """Whether `path` is an unnamed conversation's file (not a session)."""
+    return Path(path).absolute().parent == conversations_dir().absolute()
+
+
+def new_conversation() -> Path:
+    """The file for a new unnamed conversation, named by a new id: the UTC time and random digits."""
+    cid = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    return config.data_subdir("conversations") / f"{cid}.json"
+
+
+def conversation_path(cid: str) -> Path:
+    """The file of the conversation the log names `cid` (its `session`): an unnamed conversation's
+    id, a session's name, or a session file's absolute path."""
+    if NAME.fullmatch(cid):
+        candidates = [conversations_dir() / f"{cid}.json", sessions_dir() / f"{cid}.json"]
+    else:
+        candidates = [Path(cid)] if Path(cid).is_absolute() and cid.lower().endswith(".json") else []
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise BadInputError(f"no conversation {cid!r}; `aigc logs --command chat` shows each chat's id (after 'session'), and `aigc chat -c` goes on from the latest")
+
+
+def latest() -> Path:
+    """The file of the most recently used conversation, a named session or an unnamed one (files
+    that cannot be read are passed over)."""
+    found = []
+    for folder in (sessions_dir(), conversations_dir()):
+        for path in folder.glob("*.json"):
+            try:
+                found.append((path.stat().st_mtime_ns, path))
+            except OSError:  # removed meanwhile
+                continue
+    for _, path in sorted(found, reverse=True):
+        try:
+            if NAME.fullmatch(path.stem):
+                read(path)
+                return path
+        except BadInputError:
+            continue
+    raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')
+
+
+def forget_unnamed() -> int:
+    """Delete the unnamed conversations; returns how many went."""
+    count = 0
+    for path in conversations_dir().glob("*.json"):
+        try:
+            path.unlink()
+            count += 1
+        except OSError:  # removed meanwhile
+            continue
+    return count
+
+
 def in_use(path: Path):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
     once instead of both rewriting the file."""
@@ -103,17 +166,10 @@ def session_path(name: str) -> Path:
 
 
 def session_label(path: Path) -> str:
-    """How records name a session: its name, or its file's absolute path."""
+    """How records name a conversation: a session's name, an unnamed conversation's id, or a
+    session file's absolute path."""
     path = Path(path).absolute()
-    return path.stem if path.parent == sessions_dir().absolute() else str(path)
-
-
-def latest_session() -> str:
-    """The name of the most recently used session."""
-    rows = [row for row in list_sessions() if "error" not in row]
-    if not rows:
-        raise BadInputError("there is no session to continue; start one with `aigc chat --session NAME`")
-    return rows[0]["name"]
+    return path.stem if path.parent in (sessions_dir().absolute(), conversations_dir().absolute()) else str(path)
 
 
 def list_sessions() -> list[dict]:

@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated
 from ..textio import check_utf8, output_target
-from . import complete
+from . import complete, examples
 from .options import RunOptions, Schema, generation_options, read_schema_option
 
 
@@ -93,5 +93,11 @@ def batch(
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
 
 
+EXAMPLES = examples(
+    "aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40",
+    "aigc batch translate -i lines.txt -o out.jsonl -O target_language=French",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(batch)
+    app.command(epilog=EXAMPLES)(batch)

@@ -2,23 +2,26 @@
 
 import contextlib
 import json
+import os
 import shlex
 import sys
-from typing import Annotated, Optional
+import tempfile
+from pathlib import Path
+from typing import Annotated, Callable, Optional
 
 import typer
 
-from .. import config, conversations, ui
+from .. import config, conversations, logs, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, read_document
-from . import complete
+from ..textio import STDIN, check_writable, make_dir, read_document
+from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
-  /show            the model, system prompt, template, settings and session
+  /show            the model, system prompt, template, settings and conversation
   /file PATH       add a text file to your next message (/file alone lists them)
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
@@ -26,13 +29,16 @@ REPL_HELP = """Commands:
                    /set system TEXT as /system)
   /reset, /clear   forget the conversation (keeps the system prompt)
   /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
-  /save FILE       save the conversation (.json, or Markdown for any other name)
+  /save FILE       save the conversation (.json, or Markdown for any other name); asks
+                   before it replaces a file
   /load FILE       go on from a conversation saved as .json
-  /exit, /bye      leave (/quit and Ctrl-D do too)
+  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D do too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
-even if it starts with /); start a message with // to send one line that starts with /.
+even if it starts with / or is just exit); start a message with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
+HISTORY_LINES = 1000  # input lines kept across chats
+EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 
 
 @generation_options(logged=True)
@@ -42,9 +48,10 @@ def chat(
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False, autocompletion=complete.templates)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
-    resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recently used named session.")] = False,
+    resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
+    cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage} as JSON (one-shot only; choices too where the template asks for several answers).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; choices too where the template asks for several answers).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -55,14 +62,34 @@ def chat(
     variables = parse_vars(var) if var else None
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
-    if resume:
-        if session is not None:
-            raise BadInputError("give --session NAME or --continue, not both")
-        session = conversations.latest_session()
-        ui.info(f"(continuing session {session!r}, the one used last; `aigc sessions` lists them)")
-    path = _session_file(session) if session is not None else None
+    if resume + (session is not None) + (cid is not None) > 1:
+        raise BadInputError("give only one of --session NAME, --continue and --cid ID")
+    path = None
+    if resume or cid is not None:
+        path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
+        ui.info(f"(continuing {_described(path)}{', the latest' * resume}; `aigc logs --command chat` shows each chat's id)")
+    elif session is not None:
+        path = _session_file(session)
+    elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, conversations.new_conversation())
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path)
+
+
+def _logged(run: RunOptions) -> bool:
+    """Whether this run logs its answers (--log/--no-log, else `aigc logs on|off`)."""
+    if run.log is not None:
+        return run.log
+    try:
+        return logs.enabled()
+    except AigcError:  # a bad AIGC_LOGS: said when the answer is logged
+        return False
+
+
+def _described(path) -> str:
+    """A conversation as messages name it: a session by its name or file, else by its id."""
+    label = conversations.session_label(path)
+    return f"conversation {label}" if conversations.unnamed(path) else f"session {label!r}"
 
 
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path) -> None:
@@ -127,7 +154,8 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, session=str(session.path))
+            named = not conversations.unnamed(session.path)
+            _json_result(generator, result, **({"session": str(session.path)} if named else {"conversation": label}))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
@@ -148,31 +176,75 @@ def _check_model(session: ChatSession) -> None:
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=()) -> None:
-    try:
-        import readline  # noqa: F401 - line editing and history for input()
-    except ImportError:  # pragma: no cover - not on every platform
-        pass
+    keep_history = _history(_logged(run))
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
     run.prepare(generator, None, session.options())
-    ui.info(f"Chatting with {generator.engine.name}. /help for commands, Ctrl-D to leave.")
-    if path is not None:
-        ui.info(f"(session {path}: {_turns(session)}; each reply is saved to it)")
+    ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
+    if path is not None and (session.messages or not conversations.unnamed(path)):
+        ui.info(f"({_described(path)}: {_turns(session)}; each reply is saved to it)")
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
         ui.info(f"({_names(pending)} added to your next message)")
-    while True:
+    try:
+        while True:
+            try:
+                with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
+                    if _turn(session, run, pending) == "exit":
+                        break
+            except EOFError:
+                _end_line()
+                break
+            except KeyboardInterrupt:  # at the prompt, or in a slash command
+                _end_line()
+                ui.info("(exit or Ctrl-D to leave)")
+    finally:
+        keep_history()
+
+
+def _history(kept: bool) -> Callable[[], None]:
+    """Line editing for input(), with the lines typed in earlier chats (up arrow) from
+    `chat_history` in aigc's data directory; returns what writes them back on leaving (the last
+    HISTORY_LINES, readable by the owner only, atomically): only where `kept`, as answers are logged."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return lambda: None
+    path = config.data_dir() / "chat_history"
+    readline.set_history_length(HISTORY_LINES)
+    try:
+        readline.read_history_file(path)
+    except OSError:  # none yet, or unreadable: this chat starts without it
+        pass
+    if not kept:
+        return lambda: None
+
+    def write() -> None:
         try:
-            with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
-                if _turn(session, run, pending) == "exit":
-                    break
-        except EOFError:
-            _end_line()
-            break
-        except KeyboardInterrupt:  # at the prompt, or in a slash command
-            _end_line()
-            ui.info("(Ctrl-D or /exit to leave)")
+            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
+            fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only
+            os.close(fd)
+            try:
+                readline.write_history_file(tmp)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except (OSError, AigcError) as exc:
+            ui.warn(f"cannot keep the chat history in {path}: {getattr(exc, 'strerror', None) or exc}")
+
+    return write
+
+
+def _forget_answer(answer: str) -> None:
+    """Keep the answer to a question (/save's y or n) out of the input history."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return
+    last = readline.get_current_history_length()
+    if last and readline.get_history_item(last) == answer:  # an empty answer was never added
+        readline.remove_history_item(last - 1)
 
 
 def _prompt_stream():
@@ -219,6 +291,8 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     line, block = _read_message()
     if not line:
         return None
+    if not block and line.lower() in EXIT_WORDS:
+        return "exit"
     if line.startswith("/") and not block:
         if not line.startswith("//"):
             return _slash(line, session, run, pending)
@@ -322,7 +396,11 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
-        _reply(f"(saved to {session.save(_unquoted(arg), '/save')})")
+        target = _unquoted(arg)
+        if _replaces(target):
+            _reply(f"(saved to {session.save(target, '/save')})")
+        else:
+            _reply(f"(not saved: {target} is kept as it was)")
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
@@ -330,6 +408,20 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
+
+
+def _replaces(target: str) -> bool:
+    """Whether `/save` may write `target`: a new file, or an existing one the user says to replace."""
+    real = check_writable(target, "/save")
+    if not real.is_file():
+        return True
+    try:
+        answer = _input(f"{target} exists; replace it? [y/N] ")
+        _forget_answer(answer)
+    except EOFError:  # Ctrl-D here is a no, not leaving the chat
+        _end_line()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _shown(session: ChatSession) -> str:
@@ -340,8 +432,15 @@ def _shown(session: ChatSession) -> str:
         "system prompt: " + (session.system or "(none given: the template's own, if it has one)"),
         f"template: {session.template}" + (f" {session.variables}" if session.variables else ""),
         f"settings: {settings}",
-        f"session: {session.path or '(not saved; --session NAME keeps one)'}, {_turns(session)}",
+        f"conversation: {_kept_as(session.path)}, {_turns(session)}",
     ])
+
+
+def _kept_as(path) -> str:
+    if path is None:
+        return "not kept (answers are not logged; --session NAME keeps one)"
+    label = conversations.session_label(path)
+    return f"{label} (`aigc chat --cid {label}` goes on from it)" if conversations.unnamed(path) else f"session {path}"
 
 
 def _turns(session: ChatSession) -> str:
@@ -349,5 +448,12 @@ def _turns(session: ChatSession) -> str:
     return "new conversation" if not count else f"{count} earlier turn{'s' * (count != 1)}"
 
 
+EXAMPLES = examples(
+    'aigc chat "Name three uses of honey."',
+    'cat notes.md | aigc chat "List the action items in:"',
+    'aigc chat -c "And the next step?"        # go on from the latest chat',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(chat)
+    app.command(epilog=EXAMPLES)(chat)

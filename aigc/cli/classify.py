@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import numbered_lines, output_target, read_input, write_atomic
-from . import complete
+from . import complete, examples
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
 
@@ -161,6 +161,12 @@ def print_report(report) -> None:
     console.print(table)
 
 
+EXAMPLES = examples(
+    'aigc classify "I loved every minute" -l negative,positive',
+    "aigc classify - --examples labelled.tsv --lines < texts.txt",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(classify)
+    app.command(epilog=EXAMPLES)(classify)
     app.add_typer(eval_app, name="eval")

@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document, source_or_stdin, write_atomic
-from . import complete
+from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -56,5 +56,11 @@ def headline(
     run.report(generator)
 
 
+EXAMPLES = examples(
+    "aigc headline article.md -n 5 --style question",
+    'aigc headline --topic "rooftop beekeeping" --json',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(headline)
+    app.command(epilog=EXAMPLES)(headline)

@@ -9,7 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, UnknownModelError
 from ..textio import check_writable
-from . import complete
+from . import complete, examples
 from .options import stdin_text
 
 PANEL = "Model"
@@ -114,5 +114,11 @@ def image(
         ui.result("\n".join(str(path) for path in written))
 
 
+EXAMPLES = examples(
+    'aigc image "a lighthouse at dusk, oil painting" -o lighthouse.png --seed 1',
+    'aigc image "a red fox in snow" -o fox.png -n 4    # fox-1.png ... fox-4.png',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(image)
+    app.command(epilog=EXAMPLES)(image)

@@ -120,11 +120,14 @@ def remove(
     ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
 ) -> None:
-    """Delete logged answers; their text is overwritten in the file."""
+    """Delete logged answers; their text is overwritten in the file. --all deletes the unnamed
+    conversations `aigc chat -c` goes on from too (named sessions stay: `aigc sessions rm`)."""
     if bool(ids) == everything:
         raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
     gone = logs.clear() if everything else logs.remove(list(dict.fromkeys(ids or [])))
     ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
+    if everything and (chats := conversations.forget_unnamed()):
+        ui.info(f"deleted {chats} unnamed conversation{'s' * (chats != 1)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""`aigc run TEMPLATE [--var key=value ...] [-i FILE|-]`: render any template and generate with it."""
+"""`aigc run TEMPLATE [FILE|-] [--var key=value ...] [-o FILE]`: render any template and generate with it."""
 
 import json
 import sys
@@ -9,8 +9,8 @@ import typer
 from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import several, shown
-from ..textio import read_document
-from . import complete
+from ..textio import output_target, read_document, write_atomic
+from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
@@ -19,8 +19,10 @@ PLAIN = ("chat", "template")
 @generation_options(logged=True)
 def run_template(
     template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.", autocompletion=complete.templates)],
+    document: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A document for the template's input, or - for stdin (as -i; piped input fills it when it is not given).", show_default=False)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the answer to this file (atomically; - for stdout).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
@@ -32,6 +34,10 @@ def run_template(
 
     Sampling: the template's front-matter defaults apply unless an option here overrides them.
     """
+    if document is not None and source is not None:
+        raise BadInputError(f"give the input as {document} or as -i {source}, not both")
+    source = source if document is None else document
+    output = output_target(output, source=source)
     run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
@@ -46,11 +52,11 @@ def run_template(
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
         settings = {**generator.sampling_defaults, **rendered.defaults, **run.sampling()}  # as a run would take them
-        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages)
+        _emit(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages, output)
         return
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
-    if sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
+    if output is None and sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options)).strip()
         run.keep(generator, "run", values, answer, options)
         run.report(generator)
@@ -59,11 +65,19 @@ def run_template(
     answer = shown(result)
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
-        ui.result(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False))
+        _emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
-        ui.result(answer)
+        _emit(answer, output)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
+
+
+def _emit(text: str, output: Optional[str]) -> None:
+    """The result on stdout, or written to the -o file."""
+    if output:
+        ui.info(f"wrote {write_atomic(output, text)}")
+    else:
+        ui.result(text)
 
 
 def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:
@@ -81,8 +95,8 @@ def _fill_input(template: "templates.Template", values: dict[str, str], source: 
     if source is not None:
         name = template.input_variable(values)
         if name in values:
-            raise BadInputError(f"{name} is given twice, by --var and by -i; keep one")
-        values[name] = read_document(source)
+            raise BadInputError(f"{name} is given twice, by --var and by the input {source}; keep one")
+        values[name] = read_document(source, text_hint="give text itself with --var input=TEXT, or pipe it in")
     elif (name := _open_input(template, values)) is not None:
         if (piped := stdin_text()) and piped.strip():  # piped text fills the template's text when it is still to fill
             values[name] = piped.strip()
@@ -99,5 +113,11 @@ def _open_input(template: "templates.Template", values: dict[str, str]) -> Optio
     return name if name not in values else None
 
 
+EXAMPLES = examples(
+    "aigc run summarize article.md --var words=40 -o summary.md",
+    'echo "Invent a product" | aigc run chat --dry-run',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("run")(run_template)
+    app.command("run", epilog=EXAMPLES)(run_template)

@@ -6,7 +6,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, MissingExtraError, options_named
-from . import complete
+from . import complete, examples
 
 PANEL = "Limits"
 
@@ -72,5 +72,11 @@ def serve(
         run_server(app, sock, log_level=level, grace=shutdown_grace)
 
 
+EXAMPLES = examples(
+    "aigc serve                       # the default model on http://127.0.0.1:8000/v1",
+    "AIGC_API_KEY=secret aigc serve -m smollm2 --port 8080",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(serve)
+    app.command(epilog=EXAMPLES)(serve)

@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document, source_or_stdin, write_atomic
-from . import complete
+from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -60,5 +60,12 @@ def summary_notes(result: dict) -> list[str]:
     return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
 
 
+EXAMPLES = examples(
+    "aigc summarize article.md --length short",
+    "aigc summarize report.html --format bullets -o summary.md",
+    "cat notes.txt | aigc summarize -",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(summarize)
+    app.command(epilog=EXAMPLES)(summarize)

@@ -10,7 +10,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
-from . import complete
+from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
 
@@ -93,5 +93,11 @@ def _first_words(text: str, most: int = 6) -> str:
     return " ".join(words[:most]) + (" ..." if len(words) > most else "")
 
 
+EXAMPLES = examples(
+    "aigc translate notes.md --to French -o notes.fr.md",
+    'aigc translate "Where is the station?" --to es',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(translate)
+    app.command(epilog=EXAMPLES)(translate)

@@ -97,14 +97,33 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("aigc ")
 
 
+@pytest.mark.parametrize("name", ["chat", "summarize", "headline", "translate", "classify", "batch", "run", "image", "serve"])
+def test_help_ends_with_examples_that_the_command_parses(name):
+    import shlex
+
+    import typer.main
+
+    shown = invoke(name, "--help", env={"COLUMNS": "100"}).stdout
+    assert "Examples:\n   aigc " in "\n".join(line.rstrip() for line in shown.splitlines())  # indented under the heading
+    command = typer.main.get_command(app).get_command(None, name)
+    examples = [line.strip() for line in command.epilog.splitlines()[2:]]
+    assert 2 <= len(examples) <= 3
+    for line in examples:
+        assert line.replace("\\[", "[") in shown  # shown whole, brackets and all
+        words = shlex.split(line.partition("#")[0].split("|")[-1].partition("<")[0])
+        words = words[words.index("aigc") + 2:]
+        command.make_context(name, words)  # options and arguments as the command takes them
+
+
 def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"model", "text", "finish_reason", "usage"} and data["usage"]["prompt_tokens"] > 0
+    assert set(data) == {"model", "text", "finish_reason", "usage", "conversation"} and data["usage"]["prompt_tokens"] > 0
     assert data["finish_reason"] == ("length" if data["usage"]["completion_tokens"] == 5 else "stop")
     again = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json")
-    assert json.loads(again.stdout) == data  # this answer's tokens, not the process's so far
+    assert json.loads(again.stdout) == {**data, "conversation": json.loads(again.stdout)["conversation"]}  # this answer's tokens, not the process's so far
+    assert json.loads(again.stdout)["conversation"] != data["conversation"]  # a new conversation each time
     assert "tokens/s:" in result.stderr
 
 
@@ -625,6 +644,27 @@ def test_run_dry_run_prints_the_messages_without_a_model():
     data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json").stdout)
     assert data == {"template": "greet", "messages": [{"role": "system", "content": "You are kind."}, {"role": "user", "content": "Hello Paris! x"}],
                     "defaults": {"max_tokens": 3, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1}}  # the template's over aigc run's own
+
+
+def test_run_takes_its_input_as_an_argument_and_writes_o_atomically(tiny_model_dir, tmp_path):
+    user_template("greet", GREET)
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
+    (tmp_path / "note.md").write_text("bees on roofs\n")
+    assert invoke("run", "greet", str(tmp_path / "note.md"), "--dry-run").stdout.endswith("Hello Paris! bees on roofs\n")
+    assert invoke("run", "greet", "-", "--dry-run", input="PIPED\n").stdout.endswith("Hello Paris! PIPED\n")
+    out = tmp_path / "out.txt"
+    out.write_text("old\n")
+    result = invoke("run", "greet", str(tmp_path / "note.md"), "-o", str(out), "-m", str(tiny_model_dir), "--seed", "1")
+    printed = invoke("run", "greet", str(tmp_path / "note.md"), "-m", str(tiny_model_dir), "--seed", "1").stdout
+    assert result.exit_code == 0 and result.stdout == "" and f"wrote {out}" in result.stderr and out.read_text() == printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.md", "out.txt"]  # no temp file left
+    assert invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "-o", str(out)).exit_code == 0 and json.loads(out.read_text())["template"] == "greet"
+    for args, words in [([str(tmp_path / "note.md"), "-i", "-"], "not both"), (["nope words"], "no such file: nope words (give text itself with --var input=TEXT"),
+                        ([str(tmp_path / "note.md"), "-o", str(tmp_path / "note.md")], "is the input file"), (["-o", str(tmp_path / "no" / "x.txt"), "--var", "input=x"], "does not exist")]:
+        code, lines = bad("run", "greet", *args, "-m", "no-such-model")
+        assert code == 2 and len(lines) == 1 and words in lines[0], (args, lines)
+    assert out.read_text().startswith("{")  # a failed run leaves the file as it was
 
 
 def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with():
@@ -1174,6 +1214,21 @@ def repl_lines(monkeypatch, *lines):
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
 
 
+@pytest.mark.parametrize("line, leaves", [("exit", True), (" QUIT ", True), ("/quit", True), ("/bye", True), ('"""exit"""', False), ("exit now", False)])
+def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatch, line, leaves):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session = ChatSession(ChatGenerator(engine=engine))
+    repl_lines(monkeypatch, line)
+    assert (_turn(session, RunOptions(log=False), []) == "exit") is leaves
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ([] if leaves else [line.strip('"')])
+
+
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
@@ -1257,12 +1312,12 @@ def test_fake_engine_streams_exactly_the_text_it_generates():
 
 def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_it(tiny_model_dir):
     args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
-    assert invoke("chat", "--continue", "hi", *args).stderr.startswith("Error: there is no session to continue")
+    assert invoke("chat", "--continue", "hi", *args).stderr.startswith("Error: there is no conversation to continue")
     first = invoke("chat", "-S", "work", "Bees make honey.", *args)
     assert first.exit_code == 0, first.output
     second = invoke("chat", "-c", "Where?", *args)
     one, two = json.loads(first.stdout), json.loads(second.stdout)
-    assert "(continuing session 'work', the one used last" in second.stderr
+    assert "(continuing session 'work', the latest;" in second.stderr
     assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
     rows = json.loads(invoke("sessions", "--json").stdout)
     assert [(r["name"], r["messages"], r["first"]) for r in rows] == [("work", 4, "Bees make honey.")]
@@ -1272,9 +1327,34 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert json.loads(invoke("sessions", "show", "work", "--json").stdout)["messages"][-1]["content"] == two["text"]
     missing = invoke("sessions", "rm", "work", "nope")
     assert missing.exit_code == 2 and "no session 'nope'; there are: work" in missing.stderr
-    assert "not both" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
+    assert "give only one of" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
     assert "did you mean `work`?" in invoke("sessions", "rm", "work.json").stderr
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_model_dir):
+    from aigc import conversations
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
+    first = json.loads(invoke("chat", "Bees make honey.", *args).stdout)
+    cid = first["conversation"]
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["session"] == cid  # the log names it
+    second = invoke("chat", "-c", "Where?", *args)
+    assert second.exit_code == 0 and f"(continuing conversation {cid}, the latest;" in second.stderr
+    assert json.loads(second.stdout)["conversation"] == cid and json.loads(second.stdout)["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"] + 5
+    assert invoke("chat", "-S", "work", "Cities have rooftops.", *args).exit_code == 0
+    assert "(continuing session 'work', the latest" in invoke("chat", "-c", "And?", *args).stderr  # the latest of any kind
+    third = invoke("chat", "--cid", cid, "Why?", *args)
+    assert f"(continuing conversation {cid};" in third.stderr and len(conversations.read(conversations.conversation_path(cid)).messages) == 6
+    assert [e["prompt"] for e in json.loads(invoke("logs", "-S", cid, "--json", "-n", "0").stdout)] == ["Bees make honey.", "Where?", "Why?"]
+    assert len(conversations.read(conversations.conversation_path("work")).messages) == 4  # --cid takes a session's name too
+    missing = invoke("chat", "--cid", "nope", "hi", *args)
+    assert missing.exit_code == 2 and "no conversation 'nope'" in missing.stderr
+    assert "give only one of" in invoke("chat", "-c", "--cid", cid, "hi", *args).stderr
+    unlogged = json.loads(invoke("chat", "--no-log", "Not kept.", *args).stdout)
+    assert "conversation" not in unlogged and len(list(conversations.conversations_dir().glob("*.json"))) == 1
+    assert "deleted 1 unnamed conversation" in invoke("logs", "rm", "--all").stderr
+    assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
 
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
@@ -1468,6 +1548,73 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     result = invoke("models", "default")
     assert result.exit_code == 0 and result.stdout == "smollm2\n"
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
+
+
+def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session, run = ChatSession(ChatGenerator(engine=engine)), RunOptions(log=False)
+    repl_lines(monkeypatch, "hi")
+    _turn(session, run, [])
+    target = tmp_path / "chat.md"
+    target.write_text("mine\n")
+    for answers in (["/save " + str(target), "n"], ["/save " + str(target), ""]):
+        repl_lines(monkeypatch, *answers)
+        assert _turn(session, run, []) is None
+        assert target.read_text() == "mine\n" and "exists; replace it? [y/N]" in capsys.readouterr().err
+
+    def ctrl_d_at_the_question(prompt=""):
+        if ctrl_d_at_the_question.asked:
+            raise EOFError
+        ctrl_d_at_the_question.asked = True
+        return "/save " + str(target)
+
+    ctrl_d_at_the_question.asked = False
+    monkeypatch.setattr("builtins.input", ctrl_d_at_the_question)
+    assert _turn(session, run, []) is None and target.read_text() == "mine\n"  # a no; the chat goes on
+    assert "(not saved: " in capsys.readouterr().err
+    repl_lines(monkeypatch, "/save " + str(target), "y")
+    _turn(session, run, [])
+    assert "## Assistant\n\na reply" in target.read_text() and list(tmp_path.iterdir()) == [target]
+    repl_lines(monkeypatch, "/save " + str(tmp_path / "new.json"))  # a new file: no question
+    _turn(session, run, [])
+    assert json.loads((tmp_path / "new.json").read_text())["messages"][-1]["content"] == "a reply"
+
+
+def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypatch):
+    import readline
+    import stat
+
+    from aigc import config
+    from aigc.cli import chat
+
+    monkeypatch.setattr(chat, "HISTORY_LINES", 3)
+    path = config.data_dir() / "chat_history"
+    readline.clear_history()
+    try:
+        keep = chat._history(True)
+        for line in ("one", "two", "three", "four"):
+            readline.add_history(line)
+        keep()
+        assert path.read_text().split() == ["two", "three", "four"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".chat_history")] == []  # no temp file left
+        readline.clear_history()
+        keep = chat._history(False)  # read back; with answers not logged, not written
+        assert [readline.get_history_item(i) for i in range(1, 4)] == ["two", "three", "four"]
+        readline.add_history("secret")
+        keep()
+        assert "secret" not in path.read_text()
+        readline.add_history("y")
+        chat._forget_answer("y")  # /save's question is not kept
+        chat._forget_answer("")  # an empty answer never went in: nothing else goes
+        assert readline.get_history_item(readline.get_current_history_length()) == "secret"
+    finally:
+        readline.clear_history()
 
 
 def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):

@@ -293,3 +293,22 @@ def test_several_system_messages_in_a_hand_edited_file_are_kept_as_one_system_pr
     talk = session(path, engine)
     talk.ask("again")
     assert conversations.read(path).transcript()[0] == {"role": "system", "content": "A\n\nB"}
+
+
+def test_the_latest_conversation_is_the_newest_of_sessions_and_unnamed_ones_that_can_be_read():
+    with pytest.raises(BadInputError, match="no conversation to continue"):
+        conversations.latest()
+    session = conversations.sessions_dir() / "trip.json"
+    session.parent.mkdir(parents=True)
+    unnamed = conversations.new_conversation()
+    for path, when in ((session, 1_000_000), (unnamed, 2_000_000)):
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+        os.utime(path, (when, when))
+    assert conversations.latest() == unnamed and conversations.unnamed(unnamed) and not conversations.unnamed(session)
+    assert conversations.conversation_path(unnamed.stem) == unnamed and conversations.session_label(unnamed) == unnamed.stem
+    assert conversations.conversation_path("trip") == session and conversations.conversation_path(str(session.absolute())) == session
+    unnamed.write_text("{")  # newest, but broken: passed over
+    assert conversations.latest() == session
+    with pytest.raises(BadInputError, match="no conversation 'gone'"):
+        conversations.conversation_path("gone")
+    assert conversations.forget_unnamed() == 1 and conversations.latest() == session
