@@ -175,7 +175,23 @@ def _no_files(options: dict) -> None:
             raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
 
 
-def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
+INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
+
+
+def _input_field(path: str) -> str | None:
+    """The body field holding a request's input (what a bad input or a too long one is about)."""
+    return "input" if path.startswith("/v1/aigc/") else INPUT_FIELDS.get(path)
+
+
+def _named_option(exc: AigcError) -> str | None:
+    """The first option a message names (`calibrate` in "calibrate=batch needs ..."), if any."""
+    names: list[str] = []
+    exc.shown(lambda name, value: names.append(name))
+    return names[0] if names else None
+
+
+def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> ApiError:
+    """The HTTP error for `exc`; a bad input that names no option is about the body field `about` (the request's input)."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, QueueFullError):
@@ -187,9 +203,9 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
     if isinstance(exc, OptionError):
         return ApiError(400, str(exc), param=exc.option, code="invalid_value")
     if isinstance(exc, ContextLengthError):
-        return ApiError(400, str(exc), code="context_length_exceeded")
+        return ApiError(400, str(exc), param=about, code="context_length_exceeded")
     if isinstance(exc, BadInputError):
-        return ApiError(400, str(exc))
+        return ApiError(400, str(exc), param=_named_option(exc) or about, code="invalid_value")
     if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback
         log.error("%s", exc, exc_info=exc)
     if isinstance(exc, AigcError):
@@ -371,7 +387,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after))
+        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -380,7 +396,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after))
+        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     async def auth(request: Request) -> None:
         if not settings.api_key:
@@ -489,7 +505,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         return None
                     check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
-                    raise _from_aigc(event[1], settings.retry_after)
+                    raise _from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
                 if event[0] == "done":
                     return event[1], event[2]
         finally:
@@ -513,7 +529,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     yield sse("[DONE]")
                     return
                 else:
-                    error = _from_aigc(event[1], settings.retry_after)
+                    error = _from_aigc(event[1], settings.retry_after, "messages" if reply.chat else "prompt")
                     yield sse(error_body(error.message, error.type, error.param, error.code))
                     return
         finally:

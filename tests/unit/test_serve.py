@@ -968,17 +968,33 @@ def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
 
 @pytest.mark.parametrize(
     "body, status, param",
-    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, None), ({}, 400, "input")],
+    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, "input"), ({}, 400, "input")],
 )
 def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, param):
     code, _, answer = raw(server, "/v1/embeddings", body)
     assert code == status and answer["error"]["param"] == param and answer["error"]["message"]
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/embeddings", {"input": ""}, "input"),
+        ("/v1/aigc/summarize", {"input": ""}, "input"),
+        ("/v1/aigc/summarize", {"input": "   "}, "input"),
+        ("/v1/aigc/classify", {"input": "a text", "options": {"labels": ["a", "b"], "calibrate": "batch"}}, "calibrate"),
+    ],
+)
+def test_every_400_names_its_type_code_and_field(server, path, body, param):
+    code, _, answer = raw(server, path, body)
+    assert code == 400 and answer["error"]["param"] == param, answer
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"] == "invalid_value"
 
 
 def test_a_text_longer_than_the_context_is_context_length_exceeded_on_every_endpoint(server):
     for path, body in (("/v1/embeddings", {"input": "bees " * 600}), ("/v1/aigc/summarize", {"input": "bees " * 600, "options": {"words": 5}})):
         code, _, answer = raw(server, path, body)
-        assert code == 400 and answer["error"]["code"] == "context_length_exceeded", answer
+        assert code == 400 and answer["error"]["code"] == "context_length_exceeded" and answer["error"]["param"] == "input", answer
 
 
 def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engine):
