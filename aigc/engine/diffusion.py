@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..errors import BadInputError, MissingExtraError, ModelUnavailableError, option
 from .. import config
 from . import models
+from .sampling import make_generator
 
 Progress = Callable[..., None]
 StepCallback = Callable[[int, int], None]  # (step done, steps)
@@ -183,7 +184,7 @@ class ImageEngine:
             "guidance_scale": guidance,
             "width": width,
             "height": height,
-            "generator": torch.Generator("cpu").manual_seed(seed),
+            "generator": make_generator(seed, "cpu"),
             "output_type": "pil",
         }
         if negative:

@@ -103,7 +103,7 @@ class ImageGenerator(Generator):
         if opts.guidance is not None and opts.guidance < 0:
             raise OptionError("guidance", f"must be 0 or more (0 turns guidance off), got {opts.guidance}")
         if opts.seed is not None and not 0 <= opts.seed < 2**63 - MAX_IMAGES:
-            raise OptionError("seed", f"must be between 0 and 2**63, got {opts.seed}")
+            raise OptionError("seed", f"must be from 0 to {2**63 - MAX_IMAGES - 1} (image i uses seed + i), got {opts.seed}")
         if (opts.width is None) != (opts.height is None):
             raise BadInputError("give both width and height, or neither (the model's native size)")
         if opts.width is not None:

@@ -34,7 +34,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, SamplingParams
+from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
@@ -238,7 +238,7 @@ class _Sampling(BaseModel):
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
     n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=-(MAX_SEED + 1), le=MAX_SEED)  # int64, as OpenAI's
+    seed: Optional[int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
@@ -472,9 +472,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         )
         if req.top_p == 0:  # only the likeliest token is left: greedy
             values.update(temperature=0.0, top_p=1.0)
-        seed = None if req.seed is None else req.seed % (MAX_SEED + 1)  # a negative int64 seed (-1, say) maps to one the sampler takes
         try:
-            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=seed, json_schema=schema, **values)
+            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=req.seed, json_schema=schema, **values)
         except BadInputError as exc:
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
 

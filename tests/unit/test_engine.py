@@ -47,6 +47,32 @@ def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
     assert len(others | {first}) > 1
 
 
+def test_every_int64_seed_has_its_own_stream():
+    from aigc.engine.sampling import make_generator
+
+    def draws(seed):
+        return torch.rand(8, generator=make_generator(seed, "cpu")).tolist()
+
+    assert draws(5) == torch.rand(8, generator=torch.Generator().manual_seed(5)).tolist()  # seeds below 2**32: torch's own streams
+    seeds = [5, 5 + 2**32, 5 + 2**40, 2**63 - 1, -1, -(2**63), -5, 0]
+    streams = [draws(s) for s in seeds]
+    assert len({tuple(s) for s in streams}) == len(seeds)  # torch alone gives 5 and 5 + 2**32 one stream
+    assert streams == [draws(s) for s in seeds]  # and each the same every time
+    assert torch.randn(4, generator=make_generator(2**40, "cpu")).tolist() == torch.randn(4, generator=make_generator(2**40, "cpu")).tolist()
+
+
+def test_seeds_above_32_bits_give_their_own_text(tiny_engine):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
+    texts = [tiny_engine.generate(["Bees"], params.replace(seed=s))[0][0].text for s in (7, 7 + 2**32, 7 + 2**32, -7)]
+    assert texts[1] == texts[2] and len(set(texts)) == 3
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 1.5, True])
+def test_a_seed_that_is_no_int64_is_refused(seed):
+    with pytest.raises(BadInputError, match="seed must be an"):
+        SamplingParams(seed=seed)
+
+
 def test_n_samples_and_usage(tiny_engine):
     result = tiny_engine.generate(["Paris", "Bees"], SamplingParams(temperature=1.0, max_tokens=8, n=3, seed=1))
     assert [len(group) for group in result] == [3, 3]

@@ -149,6 +149,14 @@ def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     assert len(engine.calls) == 2  # a second round asked for the missing ones
 
 
+def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
+    engine = FakeEngine()
+    engine.enqueue("Bees are back", *[""] * 5, "Hives on roofs")
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 2**63 - 1})
+    assert result["headlines"] == ["Bees are back", "Hives on roofs"]
+    assert [call[1].seed for call in engine.calls] == [2**63 - 1, -(2**63)]
+
+
 @pytest.mark.parametrize(
     "headline, fitted",
     [

@@ -1077,7 +1077,12 @@ def test_remote_scoring_asks_for_a_new_token_only_where_the_server_wants_one_and
 
 def test_negative_seeds_and_top_p_zero_are_taken(server, client):
     first, again = (chat(client, server["model"], temperature=1.0, seed=-1, max_tokens=8).choices[0].message.content for _ in range(2))
-    assert first == again  # an int64 seed below 0 maps to one seed, the same each time
+    assert first == again  # an int64 seed below 0 is a seed of its own, the same each time
+    texts = {chat(client, server["model"], temperature=1.0, seed=seed, max_tokens=12).choices[0].message.content for seed in (3, 3 + 2**32, -3)}
+    assert len(texts) == 3  # each int64 seed has its own stream, not its low 32 bits'
+    for seed in (2**63, -(2**63) - 1):
+        status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "seed": seed})
+        assert status == 400 and body["error"]["param"] == "seed" and body["error"]["code"] == "invalid_value"
     greedy = chat(client, server["model"], temperature=0, max_tokens=8).choices[0].message.content
     assert chat(client, server["model"], temperature=1.0, top_p=0, seed=3, max_tokens=8).choices[0].message.content == greedy
 
