@@ -358,6 +358,33 @@ def test_a_chat_with_control_token_text_reuses_its_cache_turn_after_turn(tiny_mo
     assert cached >= 16 and answer == prefilled(engine, turn2, params, fresh=True)[0]
 
 
+def test_stats_count_calls_that_ran_at_once_in_wall_time(capsys):
+    from aigc import ui
+    from aigc.engine.base import EngineStats, WallTime
+
+    clock = WallTime()
+    for seconds, end in ((1.0, 2.0), (1.0, 5.0), (2.0, 2.5), (0.5, 4.5), (4.0, 10.0)):  # [1,2] [4,5] [0.5,2.5] [4,4.5] [6,10]
+        clock.add(seconds, end)
+    assert clock.seconds == pytest.approx(2.0 + 1.0 + 4.0) and clock.starts == [0.5, 4.0, 6.0]
+    clock.add(10.0, 10.5)  # covers all of them
+    assert clock.seconds == pytest.approx(10.0) and clock.ends == [10.5]
+    stats = EngineStats()
+    for end in (2.0, 2.1, 2.2, 2.3):  # four 2-second requests at once, 10 tokens each
+        stats.record(5, 10, None, 2.0, end=end)
+    assert stats.decode_seconds == pytest.approx(8.0) and stats.generation_seconds == pytest.approx(2.3)
+    assert stats.tokens_per_second == pytest.approx(40 / 2.3)
+    stats.record_scoring(4, 20, 1.0, end=3.0)
+    stats.record_scoring(4, 20, 1.0, end=3.5)
+    assert stats.scoring_seconds == pytest.approx(1.5)
+    ui.print_stats(stats)
+    err = capsys.readouterr().err
+    assert "generation time:" in err and "2.30s (wall; 8.00s summed over calls that ran at once)" in err and "17.4 (over the wall time)" in err
+    alone = EngineStats()
+    alone.record(5, 21, 0.5, 2.5, end=3.0)
+    alone.record(5, 21, 0.5, 2.5, end=6.0)  # one after the other: as before
+    assert alone.generation_seconds == pytest.approx(5.0) and alone.tokens_per_second == pytest.approx(10.0) and not alone.overlapped
+
+
 def test_stats_show_a_download_or_conversion_apart_from_loading(capsys):
     from aigc import ui
     from aigc.engine.base import EngineStats

@@ -398,6 +398,14 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert engine.generate([messages], params)[0][0].text == expected
     assert "".join(engine.stream(messages, params)) == expected
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
+    from aigc.engine.base import EngineStats
+
+    monkeypatch.setattr(engine, "stats", EngineStats())
+    started = time.perf_counter()
+    engine.generate([f"prompt {i}" for i in range(6)], params)  # six requests at once
+    wall = time.perf_counter() - started
+    assert engine.stats.calls == 6 and engine.stats.generation_seconds <= wall < engine.stats.decode_seconds  # wall time, not their sum
+    assert engine.stats.tokens_per_second == pytest.approx(engine.stats.completion_tokens / engine.stats.generation_seconds)
     prompt, labels = "Paris is the capital", [" of France.", " of Germany", " bees", " quick"]
     assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
     many = [f" label{i}" for i in range(40)]  # more than the server's max_batch (16) takes in one request
