@@ -19,8 +19,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import signal
 import socket
 import struct
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -106,13 +109,25 @@ class RequestIds:
         state = scope.setdefault("state", {})
         state["request_id"] = uuid.uuid4().hex
 
+        started: list[MutableHeaders] = []
+
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
+                started.append(headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
+            error = error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable")
+            if not started:
+                await send_with_id({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+            else:  # a stream ends with the error as its last event
+                last = f"data: {json.dumps(error)}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
+                await send({"type": "http.response.body", "body": last})
 
 
 def completion_id(request: Request, prefix: str) -> str:
@@ -838,31 +853,59 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> None:
-    """Run uvicorn until SIGINT or SIGTERM, then stop gracefully and return (exit status 0).
+class Stopping:
+    """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
+    connections and every model's scheduler drains (waiting requests get 503, running ones get
+    `grace` seconds to finish, then their streams end with an error event, other requests get 503).
+    A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
+    request still running when it quits gets a 503 (`RequestIds`)."""
 
-    On the first signal the server stops taking connections and every model's scheduler drains:
-    waiting requests get 503, running ones get `grace` seconds to finish, after which their streams
-    end with an error event (a request that is not streamed gets 503). A second Ctrl-C quits at once.
-    """
-    import signal
+    def __init__(self, server, schedulers: list[Scheduler], grace: float):
+        self.server, self.schedulers, self.grace = server, schedulers, grace
+        self.forced = False
 
+    def __call__(self, sig: int) -> None:
+        if not self.server.should_exit:
+            self.server.should_exit = True
+            for scheduler in self.schedulers:
+                scheduler.drain(self.grace)
+        elif sig == signal.SIGINT:
+            self.forced = self.server.force_exit = True
+            for scheduler in self.schedulers:
+                scheduler.drain(0)
+
+
+FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> int:
+    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), then return the exit status: 0 once
+    stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
     schedulers = [backend.scheduler for backend in app.state.backends.values()]
 
     class Server(uvicorn.Server):
         # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process
-        # with status 143 instead of 0.
+        # with status 143 instead of 0, and a second Ctrl-C would leave the decode threads running.
         def handle_exit(self, sig: int, frame) -> None:
-            if self.should_exit:
-                if sig == signal.SIGINT:
-                    self.force_exit = True
-                return
-            self.should_exit = True
-            for scheduler in schedulers:
-                scheduler.drain(grace)
+            stopping(sig)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            if self.force_exit:  # uvicorn skips the app's shutdown then; it stops the decode threads (their rows were cut)
+                await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
-    Server(config).run(sockets=[sock])
+    server = Server(config)
+    stopping = Stopping(server, schedulers, grace)
+    server.run(sockets=[sock])
+    if not stopping.forced:
+        return 0
+    if any(scheduler.running for scheduler in schedulers):  # a step that did not end: leave now, not abort in it at exit
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(FORCED_EXIT)
+    return FORCED_EXIT

@@ -831,6 +831,59 @@ def test_named_remote_errors_are_one_line(settings, env, words):
         assert word in lines[0]
 
 
+def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monkeypatch):
+    import signal
+    from types import SimpleNamespace
+
+    from aigc.serve import app as serve_app
+    from aigc.serve.scheduler import Scheduler
+
+    schedulers = [Scheduler(tiny_engine), Scheduler(tiny_engine)]  # not started: drain only marks them
+    server = SimpleNamespace(should_exit=False, force_exit=False)
+    stopping = serve_app.Stopping(server, schedulers, grace=30.0)
+    stopping(signal.SIGINT)  # the first: graceful
+    assert server.should_exit and not server.force_exit and not stopping.forced
+    assert all(s.closing and s._cut_at > time.monotonic() + 20 for s in schedulers)  # running rows get their grace
+    stopping(signal.SIGTERM)  # a second SIGTERM changes nothing
+    assert not server.force_exit and all(s._cut_at > time.monotonic() + 20 for s in schedulers)
+    stopping(signal.SIGINT)  # the second Ctrl-C: every row is cut now, uvicorn waits for nothing
+    assert server.force_exit and stopping.forced and all(s._cut_at <= time.monotonic() for s in schedulers)
+    schedulers[0].drain(30.0)  # a later drain never puts the cut back
+    assert schedulers[0]._cut_at <= time.monotonic()
+
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_app, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: serve_app.FORCED_EXIT)
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+    assert result.exit_code == 130 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        if streamed:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        raise asyncio.CancelledError  # what asyncio.run does to a task still running when uvicorn quits
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    assert sent[0]["type"] == "http.response.start" and dict(sent[0]["headers"])[b"x-request-id"]
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+    if streamed:
+        assert json.loads(sent[-1]["body"].decode().removeprefix("data: "))["error"]["code"] == "unavailable"
+    else:
+        assert sent[0]["status"] == 503 and json.loads(sent[-1]["body"])["error"]["code"] == "unavailable"
+
+
 def test_a_port_in_use_is_one_line_before_any_model_loads():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
