@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError, OptionError, option
+from ..errors import BadInputError, ModelSettingError, OptionError, option
 from ..textio import file_mode
 from .base import Generator
 
@@ -80,6 +80,17 @@ class ImageGenerator(Generator):
     def __init__(self, *args: Any, text_model: str | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.text_model = text_model
+
+    @classmethod
+    def check_model(cls, model: str | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
+        from ..engine.diffusion import resolve_image
+        from ..engine.models import check_names
+
+        if quantize not in (None, "none"):
+            raise ModelSettingError(f"{option('quantize', quantize)} is for text models; image models load as they are: leave it out")
+        check_names(device, dtype)
+        if model is not None:
+            resolve_image(model)
 
     @property
     def engine(self):
