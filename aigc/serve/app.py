@@ -697,6 +697,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
             raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
+        except BadInputError as exc:  # an unknown option or template: about the options
+            raise _from_aigc(exc, settings.retry_after, "options") from None
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None

@@ -1044,6 +1044,8 @@ def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, 
         ("/v1/aigc/summarize", {"input": ""}, "input"),
         ("/v1/aigc/summarize", {"input": "   "}, "input"),
         ("/v1/aigc/classify", {"input": "a text", "options": {"labels": ["a", "b"], "calibrate": "batch"}}, "calibrate"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "no-such-template"}}, "options"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"colour": "red"}}, "options"),
     ],
 )
 def test_every_400_names_its_type_code_and_field(server, path, body, param):
