@@ -106,8 +106,9 @@ class WallTime:
 
 @dataclass
 class EngineStats:
-    """Counters an engine accumulates across calls; the CLI's `--stats` prints them. Times are wall
-    times: calls that ran at once (concurrent requests to a remote model) count once."""
+    """Counters an engine accumulates across calls; the CLI's `--stats` prints them. Its times are
+    wall times, where calls that ran at once (concurrent requests to a remote model) count once,
+    but `decode_seconds` and `prefill_seconds`, which sum each call's."""
 
     load_seconds: float = 0.0
     pull_seconds: float = 0.0  # downloading or converting the model first (once), apart from loading it
