@@ -92,6 +92,14 @@ class UnknownModelError(BadInputError):
     """A model name that is neither an alias, a local path nor a hub id."""
 
 
+class ModelKindError(BadInputError):
+    """A model of the wrong kind for the task: an image model for a text task, or a text model for images."""
+
+
+class ModelSettingError(BadInputError):
+    """A device, dtype or quantization a model cannot take (any, for a remote model; quantize, for an image model)."""
+
+
 class UnknownTemplateError(BadInputError):
     """A template name that no template directory holds."""
 

@@ -202,8 +202,8 @@ def print_stats(stats) -> None:
         rows += [
             ("generated tokens", str(stats.completion_tokens)),
             ("time to first token", "n/a" if stats.first_token_seconds is None else f"{stats.first_token_seconds:.3f}s"),
-            ("generation time", f"{stats.decode_seconds:.2f}s"),
-            ("tokens/s", f"{stats.tokens_per_second:.1f}"),
+            ("generation time", f"{stats.generation_seconds:.2f}s" + (f" (wall; {stats.decode_seconds:.2f}s summed over calls that ran at once)" if stats.overlapped else "")),
+            ("tokens/s", f"{stats.tokens_per_second:.1f}" + (" (over the wall time)" if stats.overlapped else "")),
         ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

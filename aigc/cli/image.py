@@ -68,16 +68,16 @@ def image(
         "width": width,
         "height": height,
     }
-    generator = get_generator(
-        "image",
-        model=model or recorded.get("model"),
-        device=device,
-        dtype=recorded.get("dtype", dtype) if dtype == "auto" else dtype,
-    )
-    opts = generator.validate(options)
-    generator.check_inputs(prompt)
-    paths = output_paths(output, n, force)
     try:
+        generator = get_generator(
+            "image",
+            model=model or recorded.get("model"),
+            device=device,
+            dtype=recorded.get("dtype", dtype) if dtype == "auto" else dtype,
+        )
+        opts = generator.validate(options)
+        generator.check_inputs(prompt)
+        paths = output_paths(output, n, force)
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model

@@ -69,7 +69,9 @@ def serve(
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
     level = "info" if ui.settings.verbosity > 0 else "warning"
     with options_named(lambda name, value: None):  # clients send the library's names (max_tokens)
-        run_server(app, sock, log_level=level, grace=shutdown_grace)
+        code = run_server(app, sock, log_level=level, grace=shutdown_grace)
+    if code:
+        raise typer.Exit(code)
 
 
 EXAMPLES = examples(

@@ -6,6 +6,9 @@ the context window, so a remote backend can stand in for the local one.
 
 from __future__ import annotations
 
+import bisect
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
 
@@ -82,9 +85,30 @@ class Scored:
     embedding: list[float] | None = None
 
 
+class WallTime:
+    """Seconds during which calls ran, counting calls that overlapped (a remote engine's requests
+    from many threads) once: the length of the union of their spans."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []  # disjoint spans, in order
+        self.ends: list[float] = []
+        self.seconds = 0.0
+
+    def add(self, seconds: float, end: float) -> None:
+        """A call of `seconds` that ended at `end` (`time.perf_counter()`)."""
+        start = end - seconds
+        first, last = bisect.bisect_left(self.ends, start), bisect.bisect_right(self.starts, end)  # the spans it touches
+        if first < last:
+            start, end = min(start, self.starts[first]), max(end, self.ends[last - 1])
+        self.seconds += (end - start) - sum(e - s for s, e in zip(self.starts[first:last], self.ends[first:last]))
+        self.starts[first:last], self.ends[first:last] = [start], [end]
+
+
 @dataclass
 class EngineStats:
-    """Counters an engine accumulates across calls; the CLI's `--stats` prints them."""
+    """Counters an engine accumulates across calls; the CLI's `--stats` prints them. Its times are
+    wall times, where calls that ran at once (concurrent requests to a remote model) count once,
+    but `decode_seconds` and `prefill_seconds`, which sum each call's."""
 
     load_seconds: float = 0.0
     pull_seconds: float = 0.0  # downloading or converting the model first (once), apart from loading it
@@ -96,39 +120,64 @@ class EngineStats:
     calls: int = field(default=0)
     timed_calls: int = 0  # calls whose first token's time is known
     scored_prompts: int = 0  # prompts scored (classify): their tokens count as prompt tokens
-    scoring_seconds: float = 0.0
+    scoring_seconds: float = 0.0  # wall time
     embedded_texts: int = 0  # texts embedded: their tokens count as prompt tokens
-    embedding_seconds: float = 0.0
+    embedding_seconds: float = 0.0  # wall time
+    _generating: WallTime = field(default_factory=WallTime, repr=False, compare=False)
+    _scoring: WallTime = field(default_factory=WallTime, repr=False, compare=False)
+    _embedding: WallTime = field(default_factory=WallTime, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # calls end in many threads
 
-    def record(self, prompt_tokens: int, completion_tokens: int, first_token: float | None, decode: float) -> None:
-        """One call: `first_token` is seconds to the first token (None when unknown: a remote answer
-        that came whole), `decode` seconds in all."""
-        self.calls += 1
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-        if first_token is not None:
-            self.timed_calls += 1
-            if self.first_token_seconds is None:
-                self.first_token_seconds = first_token
-            self.prefill_seconds += first_token
-        self.decode_seconds += decode
+    def record(self, prompt_tokens: int, completion_tokens: int, first_token: float | None, decode: float, end: float | None = None) -> None:
+        """One call that ended at `end` (`time.perf_counter()`, by default now): `first_token` is
+        seconds to the first token (None when unknown: a remote answer that came whole), `decode`
+        seconds in all."""
+        end = time.perf_counter() if end is None else end
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            if first_token is not None:
+                self.timed_calls += 1
+                if self.first_token_seconds is None:
+                    self.first_token_seconds = first_token
+                self.prefill_seconds += first_token
+            self.decode_seconds += decode
+            self._generating.add(decode, end)
 
-    def record_scoring(self, prompts: int, prompt_tokens: int, seconds: float) -> None:
+    def record_scoring(self, prompts: int, prompt_tokens: int, seconds: float, end: float | None = None) -> None:
         """One `score_many` call."""
-        self.scored_prompts += prompts
-        self.prompt_tokens += prompt_tokens
-        self.scoring_seconds += seconds
+        with self._lock:
+            self.scored_prompts += prompts
+            self.prompt_tokens += prompt_tokens
+            self._scoring.add(seconds, time.perf_counter() if end is None else end)
+            self.scoring_seconds = self._scoring.seconds
 
-    def record_embedding(self, texts: int, tokens: int, seconds: float) -> None:
+    def record_embedding(self, texts: int, tokens: int, seconds: float, end: float | None = None) -> None:
         """One `embed` call."""
-        self.embedded_texts += texts
-        self.prompt_tokens += tokens
-        self.embedding_seconds += seconds
+        with self._lock:
+            self.embedded_texts += texts
+            self.prompt_tokens += tokens
+            self._embedding.add(seconds, time.perf_counter() if end is None else end)
+            self.embedding_seconds = self._embedding.seconds
+
+    @property
+    def generation_seconds(self) -> float:
+        """Wall time spent generating: `decode_seconds` (each call's time, summed) less the overlaps."""
+        return self._generating.seconds
+
+    @property
+    def overlapped(self) -> bool:
+        """Whether some calls ran at once, so their summed times exceed the wall time."""
+        return self.decode_seconds > self.generation_seconds * 1.001
 
     @property
     def tokens_per_second(self) -> float:
         """Generated tokens per second after the first token (prompt processing excluded); for calls
-        without a first-token time, over their whole time."""
+        without a first-token time, over their whole time; for calls that ran at once, all their
+        tokens over the wall time (their throughput)."""
+        if self.overlapped:
+            return self.completion_tokens / self.generation_seconds
         after_first = self.decode_seconds - self.prefill_seconds
         return max(0, self.completion_tokens - self.timed_calls) / after_first if after_first > 0 else 0.0
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelUnavailableError, option
+from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option
 from .. import config
 from . import models
+from .sampling import make_generator
 
 Progress = Callable[..., None]
 StepCallback = Callable[[int, int], None]  # (step done, steps)
@@ -84,7 +85,7 @@ def resolve_image(name: str | None) -> models.ModelRef:
     if ref.kind == "hub" and ref.spec is None:
         return ref  # a bare hub id: taken as a diffusers repository
     if not ref.image:
-        raise BadInputError(
+        raise ModelKindError(
             f"{ref.name} is a text model; aigc image needs an image model: an image alias from "
             "`aigc models list`, a diffusers directory (with model_index.json), a .safetensors/.ckpt "
             "checkpoint or a hub id"
@@ -183,7 +184,7 @@ class ImageEngine:
             "guidance_scale": guidance,
             "width": width,
             "height": height,
-            "generator": torch.Generator("cpu").manual_seed(seed),
+            "generator": make_generator(seed, "cpu"),
             "output_type": "pil",
         }
         if negative:

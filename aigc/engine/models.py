@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import config, locks
-from ..errors import BadInputError, ModelUnavailableError, UnknownModelError, option
+from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, UnknownModelError, option
 from ..plugins import name_problem
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
@@ -469,6 +469,22 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "int4", "int8")
 
 
+def check_text_model(ref: ModelRef | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
+    """What `load_model` refuses before loading anything (no torch): unknown settings, an image
+    model, a remote one (`ref`; None: the default model, not yet resolved) given settings for how
+    a model runs here, quantize off the CPU or not in float32."""
+    check_names(device, dtype, quantize)
+    if ref is not None and ref.kind == "remote":
+        local = [option(key, value) for key, value in (("device", device), ("dtype", dtype), ("quantize", quantize)) if value not in (None, "auto", "none")]
+        if local:
+            raise ModelSettingError(f"{' and '.join(local)} set how a model runs here; {ref.name} runs on a remote server, which decides that: leave them out")
+        return
+    if ref is not None and ref.image:
+        raise ModelKindError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
+    if quantize not in (None, "none") and (device not in ("auto", "cpu") or dtype not in ("auto", "float32")):
+        raise ModelSettingError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
+
+
 def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
     """A `BadInputError` for a device, dtype or quantization aigc does not know (names only: no torch)."""
     if device not in DEVICES:
@@ -541,22 +557,14 @@ def load_model(
     `quantize="int4"` stores Linear weights as int4 in groups of 32 (weight-only, CPU only);
     `quantize="int8"` as int8 with activations quantized on the fly (dynamic quantization, CPU only)."""
     ref = resolve(name)
+    check_text_model(ref, device, dtype, quantize)
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote
-
-        local = [option(key, value) for key, value in (("device", device), ("dtype", dtype), ("quantize", quantize)) if value not in (None, "auto", "none")]
-        if local:
-            raise BadInputError(f"{' and '.join(local)} set how a model runs here; {ref.name} runs on a remote server, which decides that: leave them out")
 
         remote = named_remote(ref.name[len("remote:") :]) if ref.name.startswith("remote:") else None
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
-        if ref.image:
-            raise BadInputError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
-        check_names(device, dtype, quantize)
-        if quantize not in (None, "none") and (device not in ("auto", "cpu") or dtype not in ("auto", "float32")):  # before torch is imported
-            raise BadInputError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):

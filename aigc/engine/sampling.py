@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
-MAX_SEED = 2**63 - 1  # the largest seed torch takes
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
 
 
 def _number(text: str) -> int | float | str:
@@ -66,7 +66,7 @@ class SamplingParams:
             if whole:
                 object.__setattr__(self, name, int(value))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise OptionError("seed", f"must be a non-negative integer, got {self.seed!r}")
+            raise OptionError("seed", f"must be an integer, got {self.seed!r}")
         stops = (self.stop,) if isinstance(self.stop, str) else self.stop  # one string is one stop
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
             raise OptionError("stop", f"must be a string or a list of strings, got {self.stop!r}")
@@ -85,7 +85,7 @@ class SamplingParams:
             ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
             ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
             ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
-            ("seed", self.seed is None or 0 <= self.seed <= MAX_SEED, f"must be an integer from 0 to {MAX_SEED}, got {self.seed}"),
+            ("seed", self.seed is None or MIN_SEED <= self.seed <= MAX_SEED, f"must be an int64, from {MIN_SEED} to {MAX_SEED}, got {self.seed}"),
         ]
         for option, ok, problem in checks:
             if not ok:
@@ -139,11 +139,21 @@ def build_processors(params: SamplingParams, tokenizer=None):
 
 
 def make_generator(seed: int | None, device) -> "torch.Generator":
-    """A seeded torch RNG; without a seed, a fresh random one."""
+    """A torch RNG seeded with `seed` (any integer, taken modulo 2**64, so `seed + attempt` is one
+    too); without a seed, a fresh random one. Every 64-bit seed has its own stream: torch's CPU
+    generator reads only a seed's low 32 bits, so a larger one sets its Mersenne Twister state
+    from all 64 (as Python's `random.seed` does); a seed below 2**32 gives torch's own stream."""
     import torch
 
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed % 2**63 if seed is not None else random.SystemRandom().randrange(2**63))  # seed + attempt stays in range
+    seed = seed % 2**64 if seed is not None else random.SystemRandom().randrange(2**64)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if gen.device.type == "cpu" and seed >= 2**32:
+        state = gen.get_state()  # torch's CPUGeneratorImplState: seed (u64), left, seeded (i32), next (u64), state (624 x u64), ...
+        words = torch.tensor(random.Random(seed).getstate()[1][:624], dtype=torch.int64)  # init_by_array([low, high])
+        state[24 : 24 + 624 * 8] = words.view(torch.uint8)
+        state[8:12] = torch.tensor([1], dtype=torch.int32).view(torch.uint8)  # left: twist before the first draw
+        state[16:24] = 0  # next
+        gen.set_state(state)
     return gen
 
 

@@ -135,6 +135,15 @@ class Generator:
             self.model, self._engine = self.model or config.default_model(), engine
         return self._engine
 
+    @classmethod
+    def check_model(cls, model: str | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
+        """Refuse, when a generator is made, a model it cannot run with these settings: an unknown
+        name, a model of the wrong kind, settings it cannot take (names and files only: nothing
+        loads; None, the default model, is checked when it loads)."""
+        from ..engine.models import check_text_model, resolve
+
+        check_text_model(None if model is None else resolve(model), device, dtype, quantize)
+
     @property
     def model_name(self) -> str | None:
         """The loaded engine's name, else the model asked for (None: the default); never loads it."""
@@ -367,20 +376,12 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
         signature.bind(**kwargs)
     except TypeError as exc:  # a required argument left out
         raise BadInputError(f"the {name} generator: {exc}") from None
-    _check_model_settings(kwargs)
+    if kwargs.get("engine") is None:
+        model = kwargs.get("model")
+        if model is not None and not isinstance(model, str):
+            raise OptionError("model", f"must be a model name or path (text), got {type_name(model)}")
+        cls.check_model(model, kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))
     generator = cls(**kwargs)
     generator.name = name  # errors and logs name it as it was asked for
     return generator
 
-
-def _check_model_settings(kwargs: dict[str, Any]) -> None:
-    """A model setting of the wrong kind, or a device, dtype or quantization aigc does not know, fails
-    when a generator is made, not on its first call (names only: nothing loads)."""
-    if kwargs.get("engine") is not None:
-        return
-    from ..engine.models import check_names
-
-    model = kwargs.get("model")
-    if model is not None and not isinstance(model, str):
-        raise OptionError("model", f"must be a model name or path (text), got {type_name(model)}")
-    check_names(kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
+from ..engine.sampling import MIN_SEED
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import first_words
@@ -127,7 +128,7 @@ class HeadlineGenerator(Generator):
             missing = opts.n - len(found)
             if missing <= 0:
                 break
-            seed = None if base.seed is None else base.seed + attempt
+            seed = None if base.seed is None else (base.seed + attempt - MIN_SEED) % 2**64 + MIN_SEED  # stays an int64
             params = base.replace(n=max(4, missing * 3), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
                 line = clean_headline(completion.text)

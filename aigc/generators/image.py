@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError, OptionError, option
+from ..errors import BadInputError, ModelSettingError, OptionError, option
 from ..textio import file_mode
 from .base import Generator
 
@@ -81,6 +81,17 @@ class ImageGenerator(Generator):
         super().__init__(*args, **kwargs)
         self.text_model = text_model
 
+    @classmethod
+    def check_model(cls, model: str | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
+        from ..engine.diffusion import resolve_image
+        from ..engine.models import check_names
+
+        if quantize not in (None, "none"):
+            raise ModelSettingError(f"{option('quantize', quantize)} is for text models; image models load as they are: leave it out")
+        check_names(device, dtype)
+        if model is not None:
+            resolve_image(model)
+
     @property
     def engine(self):
         if self._engine is None:
@@ -103,7 +114,7 @@ class ImageGenerator(Generator):
         if opts.guidance is not None and opts.guidance < 0:
             raise OptionError("guidance", f"must be 0 or more (0 turns guidance off), got {opts.guidance}")
         if opts.seed is not None and not 0 <= opts.seed < 2**63 - MAX_IMAGES:
-            raise OptionError("seed", f"must be between 0 and 2**63, got {opts.seed}")
+            raise OptionError("seed", f"must be from 0 to {2**63 - MAX_IMAGES - 1} (image i uses seed + i), got {opts.seed}")
         if (opts.width is None) != (opts.height is None):
             raise BadInputError("give both width and height, or neither (the model's native size)")
         if opts.width is not None:

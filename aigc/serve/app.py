@@ -19,8 +19,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import signal
 import socket
 import struct
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, SamplingParams
+from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
@@ -106,13 +109,25 @@ class RequestIds:
         state = scope.setdefault("state", {})
         state["request_id"] = uuid.uuid4().hex
 
+        started: list[MutableHeaders] = []
+
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
+                started.append(headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
+            error = error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable")
+            if not started:
+                await send_with_id({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+            else:  # a stream ends with the error as its last event
+                last = f"data: {json.dumps(error)}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
+                await send({"type": "http.response.body", "body": last})
 
 
 def completion_id(request: Request, prefix: str) -> str:
@@ -175,7 +190,23 @@ def _no_files(options: dict) -> None:
             raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
 
 
-def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
+INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
+
+
+def _input_field(path: str) -> str | None:
+    """The body field holding a request's input (what a bad input or a too long one is about)."""
+    return "input" if path.startswith("/v1/aigc/") else INPUT_FIELDS.get(path)
+
+
+def _named_option(exc: AigcError) -> str | None:
+    """The first option a message names (`calibrate` in "calibrate=batch needs ..."), if any."""
+    names: list[str] = []
+    exc.shown(lambda name, value: names.append(name))
+    return names[0] if names else None
+
+
+def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> ApiError:
+    """The HTTP error for `exc`; a bad input that names no option is about the body field `about` (the request's input)."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, QueueFullError):
@@ -187,9 +218,9 @@ def _from_aigc(exc: Exception, retry_after: int) -> ApiError:
     if isinstance(exc, OptionError):
         return ApiError(400, str(exc), param=exc.option, code="invalid_value")
     if isinstance(exc, ContextLengthError):
-        return ApiError(400, str(exc), code="context_length_exceeded")
+        return ApiError(400, str(exc), param=about, code="context_length_exceeded")
     if isinstance(exc, BadInputError):
-        return ApiError(400, str(exc))
+        return ApiError(400, str(exc), param=_named_option(exc) or about, code="invalid_value")
     if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback
         log.error("%s", exc, exc_info=exc)
     if isinstance(exc, AigcError):
@@ -222,7 +253,7 @@ class _Sampling(BaseModel):
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
     n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=-(MAX_SEED + 1), le=MAX_SEED)  # int64, as OpenAI's
+    seed: Optional[int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
@@ -371,7 +402,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after))
+        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -380,7 +411,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after))
+        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     async def auth(request: Request) -> None:
         if not settings.api_key:
@@ -456,9 +487,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         )
         if req.top_p == 0:  # only the likeliest token is left: greedy
             values.update(temperature=0.0, top_p=1.0)
-        seed = None if req.seed is None else req.seed % (MAX_SEED + 1)  # a negative int64 seed (-1, say) maps to one the sampler takes
         try:
-            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=seed, json_schema=schema, **values)
+            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=req.seed, json_schema=schema, **values)
         except BadInputError as exc:
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
 
@@ -489,7 +519,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         return None
                     check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
-                    raise _from_aigc(event[1], settings.retry_after)
+                    raise _from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
                 if event[0] == "done":
                     return event[1], event[2]
         finally:
@@ -513,7 +543,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     yield sse("[DONE]")
                     return
                 else:
-                    error = _from_aigc(event[1], settings.retry_after)
+                    error = _from_aigc(event[1], settings.retry_after, "messages" if reply.chat else "prompt")
                     yield sse(error_body(error.message, error.type, error.param, error.code))
                     return
         finally:
@@ -667,6 +697,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
             raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
+        except BadInputError as exc:  # an unknown option or template: about the options
+            raise _from_aigc(exc, settings.retry_after, "options") from None
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
@@ -823,31 +855,59 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> None:
-    """Run uvicorn until SIGINT or SIGTERM, then stop gracefully and return (exit status 0).
+class Stopping:
+    """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
+    connections and every model's scheduler drains (waiting requests get 503, running ones get
+    `grace` seconds to finish, then their streams end with an error event, other requests get 503).
+    A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
+    request still running when it quits gets a 503 (`RequestIds`)."""
 
-    On the first signal the server stops taking connections and every model's scheduler drains:
-    waiting requests get 503, running ones get `grace` seconds to finish, after which their streams
-    end with an error event (a request that is not streamed gets 503). A second Ctrl-C quits at once.
-    """
-    import signal
+    def __init__(self, server, schedulers: list[Scheduler], grace: float):
+        self.server, self.schedulers, self.grace = server, schedulers, grace
+        self.forced = False
 
+    def __call__(self, sig: int) -> None:
+        if not self.server.should_exit:
+            self.server.should_exit = True
+            for scheduler in self.schedulers:
+                scheduler.drain(self.grace)
+        elif sig == signal.SIGINT:
+            self.forced = self.server.force_exit = True
+            for scheduler in self.schedulers:
+                scheduler.drain(0)
+
+
+FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> int:
+    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), then return the exit status: 0 once
+    stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
     schedulers = [backend.scheduler for backend in app.state.backends.values()]
 
     class Server(uvicorn.Server):
         # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process
-        # with status 143 instead of 0.
+        # with status 143 instead of 0, and a second Ctrl-C would leave the decode threads running.
         def handle_exit(self, sig: int, frame) -> None:
-            if self.should_exit:
-                if sig == signal.SIGINT:
-                    self.force_exit = True
-                return
-            self.should_exit = True
-            for scheduler in schedulers:
-                scheduler.drain(grace)
+            stopping(sig)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            if self.force_exit:  # uvicorn skips the app's shutdown then; it stops the decode threads (their rows were cut)
+                await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
-    Server(config).run(sockets=[sock])
+    server = Server(config)
+    stopping = Stopping(server, schedulers, grace)
+    server.run(sockets=[sock])
+    if not stopping.forced:
+        return 0
+    if any(scheduler.running for scheduler in schedulers):  # a step that did not end: leave now, not abort in it at exit
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(FORCED_EXIT)
+    return FORCED_EXIT

@@ -236,9 +236,16 @@ class Scheduler:
 
     def drain(self, grace: float) -> None:
         """Take no new jobs and fail the waiting ones; rows still decoding after `grace` seconds end
-        with a `ShuttingDownError` (a stream gets it as its last event)."""
-        if self._cut_at is None:  # safe in a signal handler: one assignment; the scheduler thread does the rest
-            self._cut_at = time.monotonic() + max(0.0, grace)
+        with a `ShuttingDownError` (a stream gets it as its last event). Draining again can only
+        bring the cut nearer (a second Ctrl-C: now)."""
+        cut = time.monotonic() + max(0.0, grace)
+        if self._cut_at is None or cut < self._cut_at:  # safe in a signal handler: one assignment; the scheduler thread does the rest
+            self._cut_at = cut
+
+    @property
+    def running(self) -> bool:
+        """Whether the decode thread is still running."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Take no new jobs, cancel the waiting ones, let the running rows end, join the thread."""

@@ -588,8 +588,11 @@ def test_a_template_with_nowhere_to_put_the_text_fails_before_any_row_runs(tmp_p
     from aigc.cli.app import app
 
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "a.jsonl"), "-o", str(out), "-O", "template=headline", "-m", str(tmp_path / "no-model")])
-    assert result.exit_code == 2 and "nowhere to go" in result.stderr and not out.exists()  # checked before the model would load
+    unloadable = tmp_path / "unloadable-model"  # found, but loading it would fail: the check comes before the load
+    unloadable.mkdir()
+    (unloadable / "config.json").write_text('{"model_type": "llama"}')
+    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "a.jsonl"), "-o", str(out), "-O", "template=headline", "-m", str(unloadable)])
+    assert result.exit_code == 2 and "nowhere to go" in result.stderr and not out.exists()
 
 
 def test_the_output_is_held_while_the_model_loads(tmp_path, monkeypatch, tiny_model_dir):

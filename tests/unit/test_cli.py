@@ -243,15 +243,15 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
 
 
-def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path):
+def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unloadable):
     (tmp_path / "odd.tsv").write_text("I love it\tgood=yes\nI hate it\tbad|no\nAwesome stuff\tgood=yes\n")
     result = invoke("eval", "classify", str(tmp_path / "odd.tsv"), "-m", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     assert sorted(json.loads(result.stdout)["labels"]) == ["bad|no", "good=yes"]
     (tmp_path / "two.tsv").write_text("great\tpositive\nawful\tnegative\n")
-    listed = invoke("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative,neutral", "-m", "no-such-model")
+    listed = invoke("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative,neutral", "-m", unloadable)
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
-    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", "no-such-model") == (2, ["Error: the data uses label 'bad|no', 'good=yes', not among good, ugly"])
+    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses label 'bad|no', 'good=yes', not among good, ugly"])
 
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
@@ -288,7 +288,7 @@ def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir,
     assert every.exit_code == 1 and every.stderr.strip().endswith("Error: 2 of 2 lines failed (warned above)")
 
 
-def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path):
+def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path, unloadable):
     (tmp_path / "topics.txt").write_text("bees\ncities\n")
     commands = [
         ("headline", "--topic", "bees", "-n", "3", "--temperature", "0"),
@@ -297,13 +297,13 @@ def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model
         ("headline", "--topic", "bees", "-n", "2", "--top-k", "1"),
     ]
     for command in commands:
-        result = invoke(*command, "-m", str(tmp_path / "no-model"))  # checked before the model would load
+        result = invoke(*command, "-m", unloadable)  # checked before the model would load
         assert result.exit_code == 2 and "headlines need sampling, but --temperature 0 or --top-k 1" in result.stderr, result.output
         assert ("ask for one (-O n=1)" if command[0] == "batch" else "ask for one (-n 1)") in result.stderr  # as each command takes it
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path):
+def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path, unloadable):
     (tmp_path / "in.txt").write_text("hello\n")
     (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
     batch = ("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"))
@@ -316,8 +316,7 @@ def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path
         (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", "target_language=Klingon"), "Error: -O target_language: unknown language 'Klingon'"),
         (("eval", "classify", str(tmp_path / "two.tsv"), "--method", "probe"), "Error: --method probe needs --examples"),  # a command in a group
     ]:
-        (tmp_path / "empty-model").mkdir(exist_ok=True)
-        result = invoke(*args, "-m", str(tmp_path / "empty-model"), input="hi\n")  # checked before the model would load (and fail)
+        result = invoke(*args, "-m", unloadable, input="hi\n")  # checked before the model would load (and fail)
         assert result.exit_code == 2 and expected in result.stderr, result.output
 
 
@@ -338,6 +337,16 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
     assert [json.loads(line)["id"] for line in streamed.stdout.splitlines()] == ["a", "b"]  # -o - is stdout
     assert streamed.returncode == 1 and "their errors are recorded in the output" in streamed.stderr
+
+
+@pytest.fixture
+def unloadable(tmp_path) -> str:
+    """A model directory that resolves (it has a config.json) but could not load (no weights, no
+    tokenizer): checks made before the load pass it, and a command that reached the load would fail there."""
+    path = tmp_path / "unloadable-model"
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    return str(path)
 
 
 def bad(*args, input=None):
@@ -389,9 +398,9 @@ def test_bad_options_are_one_line_errors_with_exit_2(tiny_model_dir, args, words
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
 
-def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path):
+def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unloadable):
     (tmp_path / "in.txt").write_text("some text\n")
-    batch = ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-m", "no-such-model"]
+    batch = ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-m", unloadable]
     assert bad(*batch, "-O", "length=huge") == (2, ["Error: -O length must be one of short, medium, long, got 'huge'"])  # as given
     headline = ["batch", "headline", *batch[2:]]
     assert bad(*headline, "-O", "n=0") == (2, ["Error: -O n must be between 1 and 50, got 0"])  # not the command's -n (it has none)
@@ -429,8 +438,8 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "hi", "--top-p", "0"], None, "--top-p must be in (0, 1]"),
         (["chat", "hi", "--repetition-penalty", "5"], None, "--repetition-penalty must be in (0, 3] (1 = off), got 5.0"),
         (["chat", "hi", "--stop", ""], None, '--stop "" would stop nowhere'),
-        (["chat", "hi", "--seed", "-1"], None, "seed must be an integer from 0 to 9223372036854775807, got -1"),
-        (["chat", "hi", "--seed", "99999999999999999999999"], None, "seed must be an integer from 0 to"),
+        (["chat", "hi", "--seed", "9223372036854775808"], None, "--seed must be an int64, from -9223372036854775808 to 9223372036854775807, got 9223372036854775808"),
+        (["chat", "hi", "--seed", "-9223372036854775809"], None, "--seed must be an int64"),
         (["classify", "hi", "-l", "\udcff,b"], None, "the --labels value is not valid UTF-8"),
         (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
         (["chat", "hi", "--device", "tpu"], None, "unknown device 'tpu'; use auto, cpu, cuda or mps"),
@@ -438,8 +447,8 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "hi", "--quantize", "int2"], None, "unknown quantization 'int2'; use none, int4 or int8"),
     ],
 )
-def test_bad_text_and_sampling_values_fail_before_the_model_loads(args, stdin, words):
-    code, lines = bad(*args, "-m", "no-such-model", input=stdin)  # the model is never looked up
+def test_bad_text_and_sampling_values_fail_before_the_model_loads(args, stdin, words, unloadable):
+    code, lines = bad(*args, "-m", unloadable, input=stdin)  # the model is never loaded
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
 
@@ -596,7 +605,7 @@ def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
     assert shown({"text": '{"a": 1}', "choices": ['{"a": 1}', '{"a": 2}'], "data": {"a": 1}}) == '{\n  "a": 1\n}\n\n---\n\n{\n  "a": 2\n}'
 
 
-def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir):
+def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir, unloadable):
     user_template("greet", GREET)
     result = invoke("chat", "bees", "-t", "greet", "--var", "who=Rome", "--var", "times=2", "-m", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
@@ -604,7 +613,7 @@ def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_mode
     assert row["options"]["variables"] == {"who": "Rome", "times": 2} and row["prompt"] == "bees"
     assert row["completion_tokens"] <= 3  # the template's front matter applies
     for args, words in [(("--var", "input=x"), "--var cannot give input: each message fills it"), (("--var", "where=x"), "has no variable where")]:
-        code, lines = bad("chat", "hi", "-t", "greet", *args, "-m", "no-such-model")
+        code, lines = bad("chat", "hi", "-t", "greet", *args, "-m", unloadable)
         assert code == 2 and words in lines[0], lines
 
 
@@ -637,9 +646,9 @@ def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     assert engine.calls[0][1].max_tokens == 3
 
 
-def test_run_dry_run_prints_the_messages_without_a_model():
+def test_run_dry_run_prints_the_messages_without_a_model(unloadable):
     user_template("greet", GREET)
-    result = invoke("run", "greet", "--var", "who=Rome", "--dry-run", "-m", "no-such-model", input="a note\n")
+    result = invoke("run", "greet", "--var", "who=Rome", "--dry-run", "-m", unloadable, input="a note\n")
     assert result.exit_code == 0 and result.stdout == "## System\n\nYou are kind.\n\n## User\n\nHello Rome! a note\n"
     data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json").stdout)
     assert data == {"template": "greet", "messages": [{"role": "system", "content": "You are kind."}, {"role": "user", "content": "Hello Paris! x"}],
@@ -744,13 +753,13 @@ def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is
     assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
 
 
-def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_path):
+def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_path, unloadable):
     plain = tmp_path / "plain.j2"
     plain.write_text("Tell me a joke.\n")
     note = tmp_path / "note.txt"
     note.write_text("Translate hello")
     words = "template 'plain' never uses {{ input }}, so the text given would be dropped"
-    for args, piped in [(("run", str(plain), "-i", str(note), "--dry-run"), None), (("run", str(plain), "--dry-run"), "Translate hello\n"), (("chat", "-t", str(plain), "Translate hello", "-m", "no-such-model"), None)]:
+    for args, piped in [(("run", str(plain), "-i", str(note), "--dry-run"), None), (("run", str(plain), "--dry-run"), "Translate hello\n"), (("chat", "-t", str(plain), "Translate hello", "-m", unloadable), None)]:
         code, lines = bad(*args, input=piped)
         assert code == 2 and len(lines) == 1 and words in lines[0], (args, lines)
     assert invoke("run", str(plain), "--dry-run").stdout == "## User\n\nTell me a joke.\n"  # with no text given it runs as it is
@@ -772,13 +781,13 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
         ("zero", [], "failed while rendering: ZeroDivisionError"),
     ],
 )
-def test_run_errors_are_one_line_with_exit_2_before_any_model_loads(template, args, words):
+def test_run_errors_are_one_line_with_exit_2_before_any_model_loads(template, args, words, unloadable):
     user_template("greet", GREET)
     user_template("evil", "{{ cycler.__init__.__globals__ }}")
     user_template("evil2", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
     user_template("huge", "{% for i in range(100000000) %}x{% endfor %}")
     user_template("zero", "{{ 1 / 0 }}")
-    code, lines = bad("run", template, *args, "-m", "no-such-model")  # an unknown model would fail later
+    code, lines = bad("run", template, *args, "-m", unloadable)  # an unknown model would fail later
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
 
@@ -1377,11 +1386,11 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
     "session, content, words",
     [("notes.md", None, "must end in .json"), ("talk.json", "{oops", "not a saved conversation"), ("bad name", None, "letters, digits")],
 )
-def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, session, content, words):
+def test_a_bad_chat_session_fails_before_the_model_loads(tmp_path, monkeypatch, session, content, words, unloadable):
     monkeypatch.chdir(tmp_path)
     if content:
         (tmp_path / session).write_text(content)
-    result = invoke("chat", "-S", session, "hi", "-m", "no-such-model")
+    result = invoke("chat", "-S", session, "hi", "-m", unloadable)
     assert result.exit_code == 2 and words in result.stderr
 
 

@@ -47,6 +47,32 @@ def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
     assert len(others | {first}) > 1
 
 
+def test_every_int64_seed_has_its_own_stream():
+    from aigc.engine.sampling import make_generator
+
+    def draws(seed):
+        return torch.rand(8, generator=make_generator(seed, "cpu")).tolist()
+
+    assert draws(5) == torch.rand(8, generator=torch.Generator().manual_seed(5)).tolist()  # seeds below 2**32: torch's own streams
+    seeds = [5, 5 + 2**32, 5 + 2**40, 2**63 - 1, -1, -(2**63), -5, 0]
+    streams = [draws(s) for s in seeds]
+    assert len({tuple(s) for s in streams}) == len(seeds)  # torch alone gives 5 and 5 + 2**32 one stream
+    assert streams == [draws(s) for s in seeds]  # and each the same every time
+    assert torch.randn(4, generator=make_generator(2**40, "cpu")).tolist() == torch.randn(4, generator=make_generator(2**40, "cpu")).tolist()
+
+
+def test_seeds_above_32_bits_give_their_own_text(tiny_engine):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
+    texts = [tiny_engine.generate(["Bees"], params.replace(seed=s))[0][0].text for s in (7, 7 + 2**32, 7 + 2**32, -7)]
+    assert texts[1] == texts[2] and len(set(texts)) == 3
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 1.5, True])
+def test_a_seed_that_is_no_int64_is_refused(seed):
+    with pytest.raises(BadInputError, match="seed must be an"):
+        SamplingParams(seed=seed)
+
+
 def test_n_samples_and_usage(tiny_engine):
     result = tiny_engine.generate(["Paris", "Bees"], SamplingParams(temperature=1.0, max_tokens=8, n=3, seed=1))
     assert [len(group) for group in result] == [3, 3]
@@ -330,6 +356,33 @@ def test_a_chat_with_control_token_text_reuses_its_cache_turn_after_turn(tiny_mo
     turn2 = turn1 + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and hives"}]
     answer, cached, _ = prefilled(engine, turn2, params)
     assert cached >= 16 and answer == prefilled(engine, turn2, params, fresh=True)[0]
+
+
+def test_stats_count_calls_that_ran_at_once_in_wall_time(capsys):
+    from aigc import ui
+    from aigc.engine.base import EngineStats, WallTime
+
+    clock = WallTime()
+    for seconds, end in ((1.0, 2.0), (1.0, 5.0), (2.0, 2.5), (0.5, 4.5), (4.0, 10.0)):  # [1,2] [4,5] [0.5,2.5] [4,4.5] [6,10]
+        clock.add(seconds, end)
+    assert clock.seconds == pytest.approx(2.0 + 1.0 + 4.0) and clock.starts == [0.5, 4.0, 6.0]
+    clock.add(10.0, 10.5)  # covers all of them
+    assert clock.seconds == pytest.approx(10.0) and clock.ends == [10.5]
+    stats = EngineStats()
+    for end in (2.0, 2.1, 2.2, 2.3):  # four 2-second requests at once, 10 tokens each
+        stats.record(5, 10, None, 2.0, end=end)
+    assert stats.decode_seconds == pytest.approx(8.0) and stats.generation_seconds == pytest.approx(2.3)
+    assert stats.tokens_per_second == pytest.approx(40 / 2.3)
+    stats.record_scoring(4, 20, 1.0, end=3.0)
+    stats.record_scoring(4, 20, 1.0, end=3.5)
+    assert stats.scoring_seconds == pytest.approx(1.5)
+    ui.print_stats(stats)
+    err = capsys.readouterr().err
+    assert "generation time:" in err and "2.30s (wall; 8.00s summed over calls that ran at once)" in err and "17.4 (over the wall time)" in err
+    alone = EngineStats()
+    alone.record(5, 21, 0.5, 2.5, end=3.0)
+    alone.record(5, 21, 0.5, 2.5, end=6.0)  # one after the other: as before
+    assert alone.generation_seconds == pytest.approx(5.0) and alone.tokens_per_second == pytest.approx(10.0) and not alone.overlapped
 
 
 def test_stats_show_a_download_or_conversion_apart_from_loading(capsys):

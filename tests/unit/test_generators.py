@@ -149,6 +149,14 @@ def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     assert len(engine.calls) == 2  # a second round asked for the missing ones
 
 
+def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
+    engine = FakeEngine()
+    engine.enqueue("Bees are back", *[""] * 5, "Hives on roofs")
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 2**63 - 1})
+    assert result["headlines"] == ["Bees are back", "Hives on roofs"]
+    assert [call[1].seed for call in engine.calls] == [2**63 - 1, -(2**63)]
+
+
 @pytest.mark.parametrize(
     "headline, fitted",
     [
@@ -639,15 +647,53 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"model": 5}, "OptionError", "model must be a model name or path (text), got int"),
         ({"device": "tpu"}, "BadInputError", "unknown device 'tpu'"),
         ({"quantize": "int2"}, "BadInputError", "unknown quantization 'int2'"),
+        ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model; use it with `aigc image -m sd-turbo`"),
+        ({"model": "smollm2", "task": "image"}, "ModelKindError", "smollm2 is a text model; aigc image needs an image model"),
+        ({"model": "no-such-model"}, "UnknownModelError", "unknown model 'no-such-model'"),
+        ({"model": "no-such-model", "task": "image"}, "UnknownModelError", "unknown image model 'no-such-model'"),
+        ({"model": "./no/such/dir"}, "UnknownModelError", "no such file or directory: ./no/such/dir"),
+        ({"model": "remote:nowhere"}, "UnknownRemoteError", "nowhere"),
+        ({"model": "openai:http://127.0.0.1:9/v1#x", "device": "cpu"}, "ModelSettingError", "device=cpu set how a model runs here; openai:http://127.0.0.1:9/v1#x runs on a remote server"),
+        ({"model": "openai:http://127.0.0.1:9/v1#x", "dtype": "float16", "quantize": "int8"}, "ModelSettingError", "dtype=float16 and quantize=int8 set how a model runs here"),
+        ({"quantize": "int8", "task": "image"}, "ModelSettingError", "quantize=int8 is for text models; image models load as they are"),
+        ({"model": "sd-turbo", "quantize": "int4", "task": "image"}, "ModelSettingError", "quantize=int4 is for text models"),
+        ({"quantize": "int8", "device": "cuda"}, "ModelSettingError", "quantize=int8 runs on the CPU in float32"),
     ],
 )
-def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, error, words):
+def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, error, words, monkeypatch):
     from aigc import get_generator
+    from aigc.engine import diffusion, models
 
+    def no_load(*args, **kwargs):
+        raise AssertionError("a check loaded a model")
+
+    monkeypatch.setattr(models, "_load", no_load)
+    monkeypatch.setattr(diffusion, "_load", no_load)
     task = kwargs.pop("task", "chat")
     with pytest.raises(BadInputError) as info:
         get_generator(task, **kwargs)
     assert type(info.value).__name__ == error and words in str(info.value)
+
+
+def test_get_generator_resolves_a_named_model_without_loading_it_or_torch(tiny_model_dir):
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from aigc import get_generator
+from aigc.errors import ModelKindError
+generator = get_generator("chat", model={str(tiny_model_dir)!r}, device="cpu")
+assert generator.model_name == {str(tiny_model_dir)!r} and generator._engine is None
+get_generator("chat", model="openai:http://127.0.0.1:9/v1#x")  # a remote model, with no local settings
+try:
+    get_generator("summarize", model="sd-turbo")
+except ModelKindError:
+    pass
+assert "torch" not in sys.modules, "a check imported torch"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_an_unknown_language_reads_as_one_message_in_the_library():

@@ -161,8 +161,10 @@ def test_same_seed_same_pixels_and_different_seeds_differ(tiny_pipeline_dir, tmp
     make(tiny_pipeline_dir, tmp_path / "a.png", "--seed", "1")
     make(tiny_pipeline_dir, tmp_path / "b.png", "--seed", "1")
     make(tiny_pipeline_dir, tmp_path / "c.png", "--seed", "2")
+    make(tiny_pipeline_dir, tmp_path / "d.png", "--seed", str(1 + 2**32))  # not seed 1's low 32 bits again
     assert pixels(tmp_path / "a.png") == pixels(tmp_path / "b.png")
     assert pixels(tmp_path / "a.png") != pixels(tmp_path / "c.png")
+    assert pixels(tmp_path / "a.png") != pixels(tmp_path / "d.png")
 
 
 def test_from_png_reproduces_identical_pixels(tiny_pipeline_dir, tmp_path):

@@ -398,6 +398,14 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert engine.generate([messages], params)[0][0].text == expected
     assert "".join(engine.stream(messages, params)) == expected
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
+    from aigc.engine.base import EngineStats
+
+    monkeypatch.setattr(engine, "stats", EngineStats())
+    started = time.perf_counter()
+    engine.generate([f"prompt {i}" for i in range(6)], params)  # six requests at once
+    wall = time.perf_counter() - started
+    assert engine.stats.calls == 6 and engine.stats.generation_seconds <= wall < engine.stats.decode_seconds  # wall time, not their sum
+    assert engine.stats.tokens_per_second == pytest.approx(engine.stats.completion_tokens / engine.stats.generation_seconds)
     prompt, labels = "Paris is the capital", [" of France.", " of Germany", " bees", " quick"]
     assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
     many = [f" label{i}" for i in range(40)]  # more than the server's max_batch (16) takes in one request
@@ -823,6 +831,59 @@ def test_named_remote_errors_are_one_line(settings, env, words):
         assert word in lines[0]
 
 
+def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monkeypatch):
+    import signal
+    from types import SimpleNamespace
+
+    from aigc.serve import app as serve_app
+    from aigc.serve.scheduler import Scheduler
+
+    schedulers = [Scheduler(tiny_engine), Scheduler(tiny_engine)]  # not started: drain only marks them
+    server = SimpleNamespace(should_exit=False, force_exit=False)
+    stopping = serve_app.Stopping(server, schedulers, grace=30.0)
+    stopping(signal.SIGINT)  # the first: graceful
+    assert server.should_exit and not server.force_exit and not stopping.forced
+    assert all(s.closing and s._cut_at > time.monotonic() + 20 for s in schedulers)  # running rows get their grace
+    stopping(signal.SIGTERM)  # a second SIGTERM changes nothing
+    assert not server.force_exit and all(s._cut_at > time.monotonic() + 20 for s in schedulers)
+    stopping(signal.SIGINT)  # the second Ctrl-C: every row is cut now, uvicorn waits for nothing
+    assert server.force_exit and stopping.forced and all(s._cut_at <= time.monotonic() for s in schedulers)
+    schedulers[0].drain(30.0)  # a later drain never puts the cut back
+    assert schedulers[0]._cut_at <= time.monotonic()
+
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_app, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: serve_app.FORCED_EXIT)
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+    assert result.exit_code == 130 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        if streamed:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        raise asyncio.CancelledError  # what asyncio.run does to a task still running when uvicorn quits
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    assert sent[0]["type"] == "http.response.start" and dict(sent[0]["headers"])[b"x-request-id"]
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+    if streamed:
+        assert json.loads(sent[-1]["body"].decode().removeprefix("data: "))["error"]["code"] == "unavailable"
+    else:
+        assert sent[0]["status"] == 503 and json.loads(sent[-1]["body"])["error"]["code"] == "unavailable"
+
+
 def test_a_port_in_use_is_one_line_before_any_model_loads():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -968,17 +1029,35 @@ def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
 
 @pytest.mark.parametrize(
     "body, status, param",
-    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, None), ({}, 400, "input")],
+    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, "input"), ({}, 400, "input")],
 )
 def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, param):
     code, _, answer = raw(server, "/v1/embeddings", body)
     assert code == status and answer["error"]["param"] == param and answer["error"]["message"]
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/embeddings", {"input": ""}, "input"),
+        ("/v1/aigc/summarize", {"input": ""}, "input"),
+        ("/v1/aigc/summarize", {"input": "   "}, "input"),
+        ("/v1/aigc/classify", {"input": "a text", "options": {"labels": ["a", "b"], "calibrate": "batch"}}, "calibrate"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "no-such-template"}}, "options"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"colour": "red"}}, "options"),
+    ],
+)
+def test_every_400_names_its_type_code_and_field(server, path, body, param):
+    code, _, answer = raw(server, path, body)
+    assert code == 400 and answer["error"]["param"] == param, answer
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"] == "invalid_value"
 
 
 def test_a_text_longer_than_the_context_is_context_length_exceeded_on_every_endpoint(server):
     for path, body in (("/v1/embeddings", {"input": "bees " * 600}), ("/v1/aigc/summarize", {"input": "bees " * 600, "options": {"words": 5}})):
         code, _, answer = raw(server, path, body)
-        assert code == 400 and answer["error"]["code"] == "context_length_exceeded", answer
+        assert code == 400 and answer["error"]["code"] == "context_length_exceeded" and answer["error"]["param"] == "input", answer
 
 
 def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engine):
@@ -1061,7 +1140,12 @@ def test_remote_scoring_asks_for_a_new_token_only_where_the_server_wants_one_and
 
 def test_negative_seeds_and_top_p_zero_are_taken(server, client):
     first, again = (chat(client, server["model"], temperature=1.0, seed=-1, max_tokens=8).choices[0].message.content for _ in range(2))
-    assert first == again  # an int64 seed below 0 maps to one seed, the same each time
+    assert first == again  # an int64 seed below 0 is a seed of its own, the same each time
+    texts = {chat(client, server["model"], temperature=1.0, seed=seed, max_tokens=12).choices[0].message.content for seed in (3, 3 + 2**32, -3)}
+    assert len(texts) == 3  # each int64 seed has its own stream, not its low 32 bits'
+    for seed in (2**63, -(2**63) - 1):
+        status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "seed": seed})
+        assert status == 400 and body["error"]["param"] == "seed" and body["error"]["code"] == "invalid_value"
     greedy = chat(client, server["model"], temperature=0, max_tokens=8).choices[0].message.content
     assert chat(client, server["model"], temperature=1.0, top_p=0, seed=3, max_tokens=8).choices[0].message.content == greedy
 
