@@ -138,7 +138,20 @@ class AigcGroup(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
-        except (typer.Exit, SystemExit) as exc:  # typer.Exit(3), sys.exit(3)
+        except (KeyboardInterrupt, Terminated) as exc:
+            if config.debug():
+                raise
+            code, what = (exc.code, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+            ui.error(what)
+            if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):  # a closed pipe
+                        pass
+                os._exit(code)
+            raise typer.Exit(code) from None
+        except (typer.Exit, SystemExit) as exc:  # typer.Exit(3), sys.exit(3); Terminated is one, handled above
             _say_why_a_plugin_command_exited(exc, names)
             raise
         except (typer.Abort, ClickException):
@@ -158,19 +171,6 @@ class AigcGroup(TyperGroup):
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
-        except (KeyboardInterrupt, Terminated) as exc:
-            if config.debug():
-                raise
-            code, what = (exc.code, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
-            ui.error(what)
-            if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):  # a closed pipe
-                        pass
-                os._exit(code)
-            raise typer.Exit(code) from None
 
 
 def _say_why_a_plugin_command_exited(exc: BaseException, names: list[str]) -> None:

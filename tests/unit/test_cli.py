@@ -858,11 +858,11 @@ def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_e
     assert not own.exists() and templates.get_template("headline").source == "builtin"
 
 
-def test_templates_rm_removes_yours_and_gives_back_the_builtin_it_overrode():
+def test_templates_rm_removes_yours_and_gives_back_the_builtin_it_overrode(unloadable):
     from aigc import templates
 
     user_template("headline", "---\ndescription: [unclosed\n---\nx")  # a broken override: one line, with the way out
-    code, lines = bad("headline", "--topic", "bees", "-m", "no-such-model")
+    code, lines = bad("headline", "--topic", "bees", "-m", unloadable)
     assert code == 2 and len(lines) == 1 and "headline.j2:2: bad front matter" in lines[0]
     assert lines[0].endswith("fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one")
     result = invoke("templates", "rm", "headline")
