@@ -135,6 +135,17 @@ def latest() -> Path:
     raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')
 
 
+def forget(cid: str) -> bool:
+    """Delete the unnamed conversation `cid` (a session's file stays); returns whether it went."""
+    if not NAME.fullmatch(cid):
+        return False
+    try:
+        (conversations_dir() / f"{cid}.json").unlink()
+        return True
+    except OSError:  # none by that id (a named session), or removed meanwhile
+        return False
+
+
 def forget_unnamed() -> int:
     """Delete the unnamed conversations; returns how many went."""
     count = 0

@@ -202,6 +202,16 @@ def entry(entry_id: int) -> Entry:
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
 
 
+def sessions_of(ids: list[int]) -> set[str]:
+    """The chat sessions (names or conversation ids) the entries with these ids belong to."""
+    valid = [i for i in ids if 0 < i <= MAX_ID]
+    if not valid or not log_path().exists():
+        return set()
+    with _connect() as db:
+        rows = db.execute(f"SELECT DISTINCT session FROM responses WHERE session IS NOT NULL AND id IN ({', '.join('?' * len(valid))})", valid)
+        return {r[0] for r in rows}
+
+
 def remove(ids: list[int]) -> int:
     """Delete the entries with these ids (every id checked first); returns how many went."""
     found: set[int] = set()

@@ -120,14 +120,19 @@ def remove(
     ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
 ) -> None:
-    """Delete logged answers; their text is overwritten in the file. --all deletes the unnamed
-    conversations `aigc chat -c` goes on from too (named sessions stay: `aigc sessions rm`)."""
+    """Delete logged answers; their text is overwritten in the file. The unnamed conversations
+    (`aigc chat -c`) that hold them go too, with --all every one (named sessions stay: `aigc sessions rm`)."""
     if bool(ids) == everything:
         raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
-    gone = logs.clear() if everything else logs.remove(list(dict.fromkeys(ids or [])))
+    ids = list(dict.fromkeys(ids or []))
+    chats = logs.sessions_of(ids)
+    gone = logs.clear() if everything else logs.remove(ids)
     ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
-    if everything and (chats := conversations.forget_unnamed()):
-        ui.info(f"deleted {chats} unnamed conversation{'s' * (chats != 1)}")
+    if everything and (count := conversations.forget_unnamed()):
+        ui.info(f"deleted {count} unnamed conversation{'s' * (count != 1)}")
+    for cid in sorted(chats):  # their text is kept there too, for `aigc chat -c`
+        if conversations.forget(cid):
+            ui.info(f"deleted conversation {cid}, which held {'them' if gone > 1 else 'it'} (`aigc chat --cid {cid}` cannot go on from it now)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1362,6 +1362,11 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     assert "give only one of" in invoke("chat", "-c", "--cid", cid, "hi", *args).stderr
     unlogged = json.loads(invoke("chat", "--no-log", "Not kept.", *args).stdout)
     assert "conversation" not in unlogged and len(list(conversations.conversations_dir().glob("*.json"))) == 1
+    kept = json.loads(invoke("chat", "--json", "Kept, then deleted.", *args).stdout)["conversation"]
+    entry = json.loads(invoke("logs", "-S", kept, "--json").stdout)[0]["id"]
+    removed = invoke("logs", "rm", str(entry))  # the conversation holds the answer's text too: it goes with it
+    assert removed.exit_code == 0 and f"deleted conversation {kept}" in removed.stderr
+    assert sorted(p.stem for p in conversations.conversations_dir().glob("*.json")) == [cid]
     assert "deleted 1 unnamed conversation" in invoke("logs", "rm", "--all").stderr
     assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
