@@ -147,6 +147,9 @@ def cache_dir() -> Path:
     return _user_dir("AIGC_CACHE_DIR", "cache", "XDG_CACHE_HOME", ".cache")
 
 
+PRIVATE = 0o700  # the mode of the directories aigc keeps your data in
+
+
 def data_dir() -> Path:
     """What aigc keeps for the user (chat sessions): `AIGC_DATA_DIR`, `$AIGC_HOME/data` or `~/.local/share/aigc`."""
     from .errors import BadInputError
@@ -158,10 +161,12 @@ def data_dir() -> Path:
 
 
 def data_subdir(name: str) -> Path:
-    """A directory in aigc's data directory, made if needed."""
+    """A directory in aigc's data directory, made if needed; both are made readable by their owner
+    only (conversations, the log and input history are kept there)."""
     from .textio import make_dir
 
-    return make_dir(data_dir() / name, "AIGC_DATA_DIR moves aigc's data")
+    hint = "AIGC_DATA_DIR moves aigc's data"
+    return make_dir(make_dir(data_dir(), hint, PRIVATE) / name, hint, PRIVATE)
 
 
 def models_dir() -> Path:

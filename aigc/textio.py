@@ -277,10 +277,12 @@ def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -
     return text
 
 
-def make_dir(path: Path, hint: str) -> Path:
-    """`path` as a directory, made if needed; a one-line error (ending with `hint`) when it cannot be."""
+def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
+    """`path` as a directory, made if needed (with `mode`, under the umask; its parents as usual); a
+    one-line error (ending with `hint`) when it cannot be."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=mode, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"cannot make directory {path}: {exc.strerror or exc} ({hint})") from None
     return path

@@ -64,16 +64,18 @@ def chat(
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:
         raise BadInputError("give only one of --session NAME, --continue and --cid ID")
-    path = None
+    path, keep = None, True
     if resume or cid is not None:
         path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
-        ui.info(f"(continuing {_described(path)}{', the latest' * resume}; `aigc logs --command chat` shows each chat's id)")
+        keep = _logged(run) or not conversations.unnamed(path)  # an unnamed one is kept as its answers are
+        unkept = "" if keep else "; answers are not logged, so this turn is not kept in it either"
+        ui.info(f"(continuing {_described(path)}{', the latest' * resume}{unkept})")
     elif session is not None:
         path = _session_file(session)
     elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, conversations.new_conversation())
     with conversations.in_use(path) if path is not None else contextlib.nullcontext():
-        _chat(prompt, piped, attached, system, template, variables, as_json, run, path)
+        _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
 
 
 def _logged(run: RunOptions) -> bool:
@@ -92,18 +94,18 @@ def _described(path) -> str:
     return f"conversation {label}" if conversations.unnamed(path) else f"session {label!r}"
 
 
-def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path) -> None:
+def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True) -> None:
     if prompt is None and piped is None:
         if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None)):
             if as_json or run.json_schema is not None:
                 raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
-            return _repl(run, system, template, variables, path, attached)
+            return _repl(run, system, template, variables, path, attached, keep)
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = run.generator("chat")
     if path is not None:
-        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables), run, text, as_json)
+        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json)
     options = {"template": template or "chat", "system": system}
     if variables:
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
@@ -175,14 +177,14 @@ def _check_model(session: ChatSession) -> None:
         ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
 
 
-def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=()) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
     keep_history = _history(_logged(run))
     generator = run.generator("chat")
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables)
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):
-        ui.info(f"({_described(path)}: {_turns(session)}; each reply is saved to it)")
+        ui.info(f"({_described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
@@ -222,7 +224,7 @@ def _history(kept: bool) -> Callable[[], None]:
 
     def write() -> None:
         try:
-            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data")
+            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data", config.PRIVATE)
             fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only
             os.close(fd)
             try:
@@ -362,7 +364,7 @@ def _reply(message: str) -> None:
 
 
 def _command(command: str, arg: str, session: ChatSession, pending: list) -> None:
-    also = f"; {session.path} too" if session.path else ""
+    also = f"; {session.path} too" if session.path and session.keep and not conversations.unnamed(session.path) else ""
     if command == "/help":
         ui.stderr().print(REPL_HELP, markup=False)
     elif command == "/show":
@@ -418,7 +420,7 @@ def _replaces(target: str) -> bool:
     try:
         answer = _input(f"{target} exists; replace it? [y/N] ")
         _forget_answer(answer)
-    except EOFError:  # Ctrl-D here is a no, not leaving the chat
+    except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C here is a no, not leaving the chat
         _end_line()
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -432,14 +434,16 @@ def _shown(session: ChatSession) -> str:
         "system prompt: " + (session.system or "(none given: the template's own, if it has one)"),
         f"template: {session.template}" + (f" {session.variables}" if session.variables else ""),
         f"settings: {settings}",
-        f"conversation: {_kept_as(session.path)}, {_turns(session)}",
+        f"conversation: {_kept_as(session.path, session.keep)}, {_turns(session)}",
     ])
 
 
-def _kept_as(path) -> str:
+def _kept_as(path, keep: bool) -> str:
     if path is None:
         return "not kept (answers are not logged; --session NAME keeps one)"
     label = conversations.session_label(path)
+    if not keep:
+        return f"{label}, gone on from without saving to it (answers are not logged)"
     return f"{label} (`aigc chat --cid {label}` goes on from it)" if conversations.unnamed(path) else f"session {path}"
 
 

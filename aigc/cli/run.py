@@ -52,7 +52,9 @@ def run_template(
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
         settings = {**generator.sampling_defaults, **rendered.defaults, **run.sampling()}  # as a run would take them
-        _emit(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages, output)
+        ui.result(json.dumps({"template": template, "messages": rendered.messages, "defaults": settings}, ensure_ascii=False) if as_json else shown_messages)
+        if output is not None:  # where the answer goes: a check of a script must not replace it
+            ui.info(f"(--dry-run: {output} is left as it is)")
         return
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults

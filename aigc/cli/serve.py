@@ -75,7 +75,7 @@ def serve(
 
 
 EXAMPLES = examples(
-    "aigc serve                       # the default model on http://127.0.0.1:8000/v1",
+    "aigc serve                # the default model on http://127.0.0.1:8000/v1",
     "AIGC_API_KEY=secret aigc serve -m smollm2 --port 8080",
 )
 

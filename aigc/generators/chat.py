@@ -170,21 +170,23 @@ class ChatSession:
     writes the conversation back to it after every reply; `system` replaces a saved system prompt and
     `template` a saved template (the file keeps one other than `chat`, a template file's by its
     absolute path), `variables` (the template's other variables) the saved ones, which go with the
-    saved template only."""
+    saved template only. `keep=False` starts from `path` and writes nothing back."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None):
+    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True):
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         self.generator = generator
         self.sampling = dict(sampling or {})
         self._given = dict(self.sampling)  # what "default" goes back to
         self.path = Path(path).expanduser() if path is not None else None
+        self.keep = keep
         if self.path is not None and self.path.suffix.lower() != ".json":
             raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
         if self.path is not None:
             if self.path.exists() and not self.path.is_file() and not self.path.is_dir():
                 raise BadInputError(f"session file {path} is not a regular file (a pipe or device); give a .json file")
-            check_writable(self.path, "the session file")  # before any reply that could not be kept
+            if keep:
+                check_writable(self.path, "the session file")  # before any reply that could not be kept
         saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
@@ -348,5 +350,5 @@ class ChatSession:
         return self.conversation().save(path, flag)
 
     def _keep(self) -> None:
-        if self.path is not None:
+        if self.path is not None and self.keep:
             self.save(str(self.path), "--session")

@@ -668,12 +668,13 @@ def test_run_takes_its_input_as_an_argument_and_writes_o_atomically(tiny_model_d
     printed = invoke("run", "greet", str(tmp_path / "note.md"), "-m", str(tiny_model_dir), "--seed", "1").stdout
     assert result.exit_code == 0 and result.stdout == "" and f"wrote {out}" in result.stderr and out.read_text() == printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["note.md", "out.txt"]  # no temp file left
-    assert invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "-o", str(out)).exit_code == 0 and json.loads(out.read_text())["template"] == "greet"
+    checked = invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "-o", str(out))  # a check of a script leaves its output alone
+    assert checked.exit_code == 0 and json.loads(checked.stdout)["template"] == "greet" and out.read_text() == printed and "is left as it is" in checked.stderr
     for args, words in [([str(tmp_path / "note.md"), "-i", "-"], "not both"), (["nope words"], "no such file: nope words (give text itself with --var input=TEXT"),
                         ([str(tmp_path / "note.md"), "-o", str(tmp_path / "note.md")], "is the input file"), (["-o", str(tmp_path / "no" / "x.txt"), "--var", "input=x"], "does not exist")]:
         code, lines = bad("run", "greet", *args, "-m", "no-such-model")
         assert code == 2 and len(lines) == 1 and words in lines[0], (args, lines)
-    assert out.read_text().startswith("{")  # a failed run leaves the file as it was
+    assert out.read_text() == printed  # a failed run leaves the file as it was
 
 
 def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with():
@@ -1326,7 +1327,7 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert first.exit_code == 0, first.output
     second = invoke("chat", "-c", "Where?", *args)
     one, two = json.loads(first.stdout), json.loads(second.stdout)
-    assert "(continuing session 'work', the latest;" in second.stderr
+    assert "(continuing session 'work', the latest" in second.stderr
     assert two["session"].endswith("work.json") and two["usage"]["prompt_tokens"] > one["usage"]["prompt_tokens"] + 5
     rows = json.loads(invoke("sessions", "--json").stdout)
     assert [(r["name"], r["messages"], r["first"]) for r in rows] == [("work", 4, "Bees make honey.")]
@@ -1349,12 +1350,12 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     cid = first["conversation"]
     assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["session"] == cid  # the log names it
     second = invoke("chat", "-c", "Where?", *args)
-    assert second.exit_code == 0 and f"(continuing conversation {cid}, the latest;" in second.stderr
+    assert second.exit_code == 0 and f"(continuing conversation {cid}, the latest" in second.stderr
     assert json.loads(second.stdout)["conversation"] == cid and json.loads(second.stdout)["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"] + 5
     assert invoke("chat", "-S", "work", "Cities have rooftops.", *args).exit_code == 0
     assert "(continuing session 'work', the latest" in invoke("chat", "-c", "And?", *args).stderr  # the latest of any kind
     third = invoke("chat", "--cid", cid, "Why?", *args)
-    assert f"(continuing conversation {cid};" in third.stderr and len(conversations.read(conversations.conversation_path(cid)).messages) == 6
+    assert f"(continuing conversation {cid})" in third.stderr and len(conversations.read(conversations.conversation_path(cid)).messages) == 6
     assert [e["prompt"] for e in json.loads(invoke("logs", "-S", cid, "--json", "-n", "0").stdout)] == ["Bees make honey.", "Where?", "Why?"]
     assert len(conversations.read(conversations.conversation_path("work")).messages) == 4  # --cid takes a session's name too
     missing = invoke("chat", "--cid", "nope", "hi", *args)
@@ -1367,6 +1368,10 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     removed = invoke("logs", "rm", str(entry))  # the conversation holds the answer's text too: it goes with it
     assert removed.exit_code == 0 and f"deleted conversation {kept}" in removed.stderr
     assert sorted(p.stem for p in conversations.conversations_dir().glob("*.json")) == [cid]
+    before = conversations.read(conversations.conversation_path(cid)).messages
+    unkept = invoke("chat", "--cid", cid, "--no-log", "Off the record.", *args)  # goes on from it, keeps nothing
+    assert unkept.exit_code == 0 and "this turn is not kept in it either" in unkept.stderr and json.loads(unkept.stdout)["usage"]["prompt_tokens"] > 20
+    assert conversations.read(conversations.conversation_path(cid)).messages == before
     assert "deleted 1 unnamed conversation" in invoke("logs", "rm", "--all").stderr
     assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
