@@ -308,20 +308,69 @@ def draft_path(name: str) -> Path:
     return config.data_dir() / "template-drafts" / user_template_path(name).name
 
 
+def _record_path(draft: Path) -> Path:
+    """Beside a draft: the file it is for, that file's text when the edit began (None: not there
+    yet) and the text first opened, so an unedited draft is dropped and a stale one never saved."""
+    return draft.with_name(draft.name + ".json")
+
+
+def _record(draft: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        record = json.loads(_record_path(draft).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _text_of(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _drop_draft(draft: Path) -> None:
+    draft.unlink(missing_ok=True)
+    _record_path(draft).unlink(missing_ok=True)
+
+
+def _set_aside(draft: Path) -> Path:
+    """Move a draft that can no longer be saved safely to a free name beside it; returns that name."""
+    stem = draft.name[: -len(SUFFIX)]
+    number = 1
+    while (aside := draft.with_name(f"{stem}.old{number}{SUFFIX}")).exists():
+        number += 1
+    draft.rename(aside)
+    _record_path(draft).unlink(missing_ok=True)
+    return aside
+
+
 def start_edit(name: str) -> tuple[Path, Path, str]:
     """Begin editing template `name`: the file the edit will be saved to (`AIGC_TEMPLATES_PATH`'s copy
     when that is the one in use, else the user's own), and a draft holding the text to edit (a draft
     kept from a failed edit, else the file's text, a copy of the template it will override, or a
-    skeleton), with a note on where the text came from."""
+    skeleton), with a note on where the text came from. A kept draft goes back to the file it was
+    made for; if that file changed since (edited by hand), the draft is set aside, not saved over it."""
+    import json
+
     own = user_template_path(name)
     name = own.name[: -len(SUFFIX)]
     found = scan()[0].get(name)
     target = found.path if found is not None and found.source == "env" else own
     draft = draft_path(name)
+    aside = ""
     if draft.is_file():
-        return target, draft, f"resuming your edit kept in {draft}"
-    if target.is_file():
-        start, note = target.read_text(encoding="utf-8"), ""
+        record = _record(draft)
+        kept_for = Path(record["target"]) if isinstance(record.get("target"), str) else None
+        if kept_for is not None and "was" in record and _text_of(kept_for) == record["was"]:
+            return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
+        changed = f"{kept_for} changed since" if kept_for is not None else "it says no longer which file it was for"
+        aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
+    was = _text_of(target) if target.is_file() else None
+    if was is not None:
+        start, note = was, ""
     elif found is not None:
         start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
     else:
@@ -330,22 +379,40 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
 
     make_dir(draft.parent, "AIGC_DATA_DIR moves aigc's data")
     write_atomic(draft, start)
+    write_atomic(_record_path(draft), json.dumps({"target": str(target), "was": was, "opened": _text_of(draft)}))
+    if aside:
+        note = f"{aside}opening the current template" + (f"; {note}" if note else "")
     return target, draft, note
+
+
+def drop_unedited(draft: Path) -> bool:
+    """Remove `draft` (and say True) when it holds the text first opened: nothing was edited."""
+    if _text_of(draft) == _record(draft).get("opened", None):
+        _drop_draft(draft)
+        return True
+    return False
 
 
 def save_edit(target: Path, draft: Path) -> Template:
     """Check the edited draft as a template and, if it passes, put it in place of `target` and remove
-    the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept."""
+    the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept
+    (dropped when it was not edited, or emptied: an empty file aborts the edit)."""
     from .textio import write_atomic
 
     name = target.name[: -len(SUFFIX)]
+    text = _text_of(draft)
+    if text is not None and not text.strip():
+        _drop_draft(draft)
+        raise BadInputError(f"the edit of template {name!r} is empty: nothing saved, {target} is as it was")
     try:
         template = parse(draft, "user")
     except BadInputError as exc:
+        if drop_unedited(draft):
+            raise BadInputError(f"{str(exc).rstrip('.')}; nothing was edited, so nothing is saved") from None
         raise BadInputError(f"{str(exc).rstrip('.')}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, draft.read_text(encoding="utf-8"))
-    draft.unlink()
+    write_atomic(target, text)
+    _drop_draft(draft)
     return replace(template, path=target, source="env" if target.parent != user_dir() else "user")
 
 
@@ -365,7 +432,7 @@ def remove_template(name: str) -> tuple[Path, Template | None]:
         where = {"env": "it is in AIGC_TEMPLATES_PATH", "builtin": "it is built in"}.get(found.source, f"it comes with plugin {found.source!r}")
         raise BadInputError(f"no template {name!r} of yours to remove in {user_dir()}: {where} ({found.path}), with no override of yours; only your own templates can be removed")
     own.unlink()
-    draft.unlink(missing_ok=True)
+    _drop_draft(draft)
     return own, scan()[0].get(name)
 
 

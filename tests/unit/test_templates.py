@@ -336,6 +336,35 @@ def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_i
     assert templates.get_template("headline").description == "mine"
 
 
+def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_changed(tmp_path, monkeypatch):
+    env_dir = tmp_path / "env"
+    shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+    target, draft, _ = templates.start_edit("memo")
+    assert target == shared
+    draft.write_text("{% broken")
+    with pytest.raises(BadInputError, match="your edit is kept"):
+        templates.save_edit(target, draft)
+    monkeypatch.delenv("AIGC_TEMPLATES_PATH")  # the draft remembers it is for the shared file
+    assert templates.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+    shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # changed since: the draft is not saved over it
+    target, draft, note = templates.start_edit("memo")
+    aside = draft.with_name("memo.old1.j2")
+    assert target == shared and draft.read_text().strip() == shared.read_text().strip() and aside.read_text() == "{% broken"
+    assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
+
+
+def test_an_unedited_or_emptied_edit_keeps_no_draft():
+    target, draft, _ = templates.start_edit("headline")
+    assert templates.drop_unedited(draft) and not draft.exists()
+    target, draft, _ = templates.start_edit("headline")
+    draft.write_text(" \n")
+    with pytest.raises(BadInputError, match="is empty: nothing saved"):
+        templates.save_edit(target, draft)
+    assert not draft.exists() and not target.exists()
+
+
 def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_refused():
     write(templates.user_dir(), "chat", "---\ndescription: [unclosed\n---\nx")
     with pytest.raises(BadInputError, match=r"remove it with `aigc templates rm chat`, going back to the built-in one$"):
