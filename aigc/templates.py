@@ -19,12 +19,14 @@ plugins' templates of one name clash (the first stays). A path to a `.j2` file n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import os
 import re
 import threading
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, wraps
 from pathlib import Path
@@ -406,6 +408,7 @@ def save_edit(target: Path, draft: Path) -> Template:
         raise BadInputError(f"the edit of template {name!r} is empty: nothing saved, {target} is as it was")
     try:
         template = parse(draft, "user")
+        _check_tasks(replace(template, name=name))
     except BadInputError as exc:
         if drop_unedited(draft):
             raise BadInputError(f"{str(exc).rstrip('.')}; nothing was edited, so nothing is saved") from None
@@ -479,8 +482,17 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
 
 def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInputError:
     """A broken user override's error, saying how to fix it or remove it, going back to the template it hides."""
-    back = "the built-in one" if hidden.source == "builtin" else f"plugin {hidden.source!r}'s"
-    return BadInputError(f"{str(error).rstrip('.')}; fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}")
+    return BadInputError(f"{str(error).rstrip('.')}; {_way_out(name, 'user', hidden.source)}")
+
+
+def _way_out(name: str, source: str, hidden: str) -> str:
+    """How to fix an override of template `name` from `source` of one from `hidden`, or go back to that one."""
+    back = "the built-in one" if hidden == "builtin" else f"plugin {hidden!r}'s"
+    if source == "user":
+        return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
+    if source == "env":
+        return f"fix it with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
+    return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 
 _parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
@@ -526,13 +538,50 @@ def get_template(name: str) -> Template:
 def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"})) -> None:
     """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
     variable the `task` does not fill with `given`, or reads none of the variables that `carries`
-    the input (its text would be dropped)."""
-    template = get_template(name)
+    the input (its text would be dropped). An override (yours, in AIGC_TEMPLATES_PATH or a plugin's)
+    is named with its file and the way to fix it, since it may be in use with no option given."""
+    template = _find(name)
     missing = [v for v in template.required if v not in given]
     if missing:
-        raise OptionError(flag, f"names {template.label}, which needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}; give a template made for {task}")
-    if not template.names_used & carries:
-        raise OptionError(flag, f"names {template.label}, which never reads {' or '.join(sorted(carries))}, where {task} puts its input; give a template made for {task}")
+        problem = f"needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}"
+    elif not template.names_used & carries:
+        problem = f"never reads {' or '.join(sorted(carries))}, where {task} puts its input"
+    else:
+        return
+    if _trying.get().get(template.name) is template:
+        raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
+    hidden = shadowed().get(template.name) if template.source != "builtin" else None
+    if hidden:
+        raise BadInputError(f"{template.label} ({template.path}) {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
+    raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")
+
+
+class _Unfit(BadInputError):
+    """A template being saved that a task it is for could not use."""
+
+
+_trying: ContextVar[dict[str, Template]] = ContextVar("aigc_template_trying", default={})  # name -> a draft looked up by that name
+
+
+def _check_tasks(template: Template) -> None:
+    """Make each generator's options that would use `template` (by default, as an override of the
+    template it uses, or as its front matter's `generator:`) with it in place: a task that could not
+    use it is a `BadInputError`, as the command would give, but at once."""
+    from .generators.base import registered_generators
+
+    token = _trying.set({template.name: template})
+    try:
+        for task, (_, cls) in registered_generators().items():
+            for f in dataclasses.fields(cls.Options):
+                if f.init and f.name.endswith("template") and (f.default == template.name or (task == template.generator and f.name == "template")):
+                    try:
+                        cls.Options(**{f.name: template.name})
+                    except _Unfit:
+                        raise
+                    except Exception:  # noqa: BLE001 - the generator's own options, not this template, are at fault
+                        continue
+    finally:
+        _trying.reset(token)
 
 
 def _find(name: str) -> Template:
@@ -546,6 +595,8 @@ def _find(name: str) -> Template:
                 raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
         return _parse_cached(path.resolve(), "file")
+    if name in _trying.get():
+        return _trying.get()[name]
     found, broken = scan()
     if name in found:
         return found[name]

@@ -365,6 +365,31 @@ def test_an_unedited_or_emptied_edit_keeps_no_draft():
     assert not draft.exists() and not target.exists()
 
 
+def test_an_override_a_task_could_not_use_is_refused_when_saved_and_named_with_its_file_when_used():
+    from aigc.errors import OptionError
+    from aigc.generators.headline import HeadlineOptions
+    from aigc.generators.summarize import SummarizeOptions
+
+    target, draft, _ = templates.start_edit("headline")
+    draft.write_text("---\ndescription: mine\n---\nWrite a headline.")
+    with pytest.raises(BadInputError, match=r"^template 'headline' never reads article or topic, where headline puts its input, so `aigc headline` could not use it; not saved: your edit is kept"):
+        templates.save_edit(target, draft)
+    assert not target.exists() and draft.exists()
+    target, draft, _ = templates.start_edit("mine")  # a new template written for a task is checked as that task's
+    draft.write_text("---\ngenerator: summarize\n---\nSummarize something.")
+    with pytest.raises(BadInputError, match="never reads text, where summarize puts its input, so `aigc summarize` could not use it"):
+        templates.save_edit(target, draft)
+    own = write(templates.user_dir(), "headline", "---\ndescription: mine\n---\nWrite a headline.")  # written by hand
+    with pytest.raises(BadInputError) as caught:
+        HeadlineOptions()
+    assert not isinstance(caught.value, OptionError) and str(caught.value) == (
+        f"template 'headline' ({own}) never reads article or topic, where headline puts its input, so headline cannot use it; "
+        "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
+    )
+    with pytest.raises(OptionError, match="^template names template 'chat', which needs input"):  # not an override: the option is named
+        SummarizeOptions(template="chat")
+
+
 def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_refused():
     write(templates.user_dir(), "chat", "---\ndescription: [unclosed\n---\nx")
     with pytest.raises(BadInputError, match=r"remove it with `aigc templates rm chat`, going back to the built-in one$"):
