@@ -447,7 +447,7 @@ def shadowed() -> dict[str, list[str]]:
         if directory.is_dir():
             for path in directory.glob(f"*{SUFFIX}"):
                 found = sources.setdefault(path.name[: -len(SUFFIX)], [])
-                if source in OVERRIDING or all(s in OVERRIDING for s in found):  # of two plugins' templates, the first stays
+                if source in OVERRIDING or all(s in OVERRIDING for s in found) and _plugin_template_works(path, source):  # of two plugins' templates, the first stays
                     found.append(source)
     return {name: found[:-1] for name, found in sources.items() if len(found) > 1}
 
@@ -457,7 +457,8 @@ OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earl
 
 def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
     """All templates by name, and the ones that cannot be read with why; later directories override
-    earlier ones (a broken override hides the template it overrides), except that two plugins'
+    earlier ones (a broken override of yours hides the template it overrides; a plugin's broken template is
+    recorded as that plugin's problem and skipped), except that two plugins'
     templates of one name clash (the first stays)."""
     found: dict[str, Template] = {}
     broken: dict[str, BadInputError] = {}
@@ -476,8 +477,29 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
                 try:
                     found[name] = _parse_cached(path, source)
                 except BadInputError as exc:
+                    if source not in OVERRIDING:  # a plugin's broken template is the plugin's problem: the one it would hide stays
+                        _record_broken(source, exc)
+                        if hidden is not None:
+                            found[name] = hidden
+                        continue
                     broken[name] = _with_way_out(exc, name, hidden) if source == "user" and hidden is not None else exc
     return found, broken
+
+
+def _record_broken(plugin: str, error: BadInputError) -> None:
+    from .plugins import record_problem
+
+    record_problem(plugin, "register_template_dirs", f"its template is skipped: {error}")
+
+
+def _plugin_template_works(path: Path, source: str) -> bool:
+    """Whether a plugin's template file can be read (a broken one is skipped, not an override)."""
+    try:
+        _parse_cached(path, source)
+    except BadInputError as exc:
+        _record_broken(source, exc)
+        return False
+    return True
 
 
 def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInputError:
