@@ -883,3 +883,73 @@ def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_gene
     registered_generators()
     assert len(plugins.failures()) == 1  # recorded once, however often generators are looked up
     assert get_generator("odd").validate({"n": "3", "tags": "x,y", "mode": "b"}) == OddOptions(n=3, tags=["x", "y"], mode="b")
+
+
+def test_a_literal_option_takes_only_its_choices(pm):
+    import dataclasses
+    from typing import Literal
+
+    from aigc.errors import OptionError
+
+    @dataclasses.dataclass
+    class ModeOptions:
+        mode: Literal["a", "b"] = "a"
+
+    class Moded(Echo):
+        Options = ModeOptions
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("moded", Moded)
+
+    pm.register(Plugin(), name="moded")
+    assert get_generator("moded").validate({"mode": "b"}).mode == "b"
+    with pytest.raises(OptionError, match=r"^mode must be one of a, b, got 'c'$"):
+        get_generator("moded").validate({"mode": "c"})
+
+
+def test_a_plugin_generators_options_or_prepare_failing_name_it_and_prepare_gets_converted_values(pm):
+    import dataclasses
+
+    from aigc.errors import OptionError
+
+    @dataclasses.dataclass
+    class LevelOptions:
+        level: int = 1
+        tags: list[str] | None = None
+
+        def __post_init__(self):
+            if self.level == 4:
+                raise ValueError("four is unlucky")
+            if self.level == 5:
+                raise KeyError("bug")
+
+    got = []
+
+    class Leveled(Echo):
+        Options = LevelOptions
+
+        def prepare(self, options):
+            got.append(options)
+            if options["level"] == 3:
+                raise RuntimeError("prepare exploded")
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("leveled", Leveled)
+
+    pm.register(Plugin(), name="levels")
+    generator = get_generator("leveled")
+    with pytest.raises(OptionError) as caught:  # the caller's bad value, named by its option
+        generator.validate({"level": "4"})
+    assert str(caught.value) == "level is refused by the leveled generator (plugin 'levels'): four is unlucky"
+    with pytest.raises(BadInputError, match=r"^the leveled generator \(plugin 'levels'\) refused its options \(level=4, tags=\['x'\]\): four is unlucky$"):
+        generator.validate({"level": "4", "tags": "x"})
+    with pytest.raises(PluginError, match=r"^the leveled generator \(plugin 'levels'\) failed checking its options: KeyError: 'bug'$"):
+        generator.validate({"level": "5"})
+    generator.prepare({"level": "2", "tags": "x,y"})
+    assert got == [{"level": 2, "tags": ["x", "y"]}]
+    with pytest.raises(PluginError, match=r"^the leveled generator \(plugin 'levels'\) failed in prepare: RuntimeError: prepare exploded$"):
+        generator.prepare({"level": "3"})
