@@ -953,3 +953,34 @@ def test_a_plugin_generators_options_or_prepare_failing_name_it_and_prepare_gets
     assert got == [{"level": 2, "tags": ["x", "y"]}]
     with pytest.raises(PluginError, match=r"^the leveled generator \(plugin 'levels'\) failed in prepare: RuntimeError: prepare exploded$"):
         generator.prepare({"level": "3"})
+
+
+def test_a_plugin_alias_whose_file_is_missing_names_the_alias_and_plugin(pm, tmp_path):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    class Models:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(alias="gone", source=str(tmp_path / "gone.gguf"), description="test"))
+            register(ModelSpec(alias="odd", source=str(tmp_path), description="test"))
+
+    pm.register(Models(), name="shelf")
+    with pytest.raises(UnknownModelError, match=rf"^model alias 'gone' \(plugin 'shelf'\) names {tmp_path}/gone.gguf, which cannot be used: no such file or directory; "):
+        resolve("gone")
+    with pytest.raises(UnknownModelError, match=rf"^model alias 'odd' \(plugin 'shelf'\) names {tmp_path}, which cannot be used: {tmp_path} is neither a model directory"):
+        resolve("odd")
+
+
+def test_m_reads_weights_suffixes_in_any_case_as_the_alias_rule_does(tmp_path, monkeypatch):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    weights = tmp_path / "m.GGUF"
+    weights.write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    assert (resolve("m.GGUF").kind, resolve(str(weights)).kind) == ("gguf", "gguf")
+    assert resolve("m.GGUF").location == "m.GGUF"
+    with pytest.raises(UnknownModelError, match=r"^no such file or directory: other.GGUF; give a local model directory or .gguf file"):
+        resolve("other.GGUF")
+    assert "never as an alias" in plugins.name_problem("x.GGUF", alias=True)
