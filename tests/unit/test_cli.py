@@ -699,10 +699,12 @@ def test_a_required_variable_given_empty_is_an_error():
         assert code == 2 and lines == [f"Error: --var input is empty; template {name!r} needs it, so give it some text"]
 
 
-def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
+def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere(tiny_model_dir):
     user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
     assert invoke("run", "chat", "--var", "input=x", "--dry-run").stderr == ""
+    ran = subprocess.run([sys.executable, "-m", "aigc", "run", "typo", "--var", "input=x", "-m", str(tiny_model_dir), "--max-tokens", "3"], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stderr.count(warning) == 1, ran.stderr  # loading the model resets Python's record of warnings shown
     for args in (["run", "typo", "--var", "input=x", "--dry-run"], ["templates", "list"], ["templates", "show", "typo"]):
         lines = invoke(*args).stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("Warning: ") and lines[0].endswith(warning), (args, lines)
