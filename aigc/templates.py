@@ -141,7 +141,19 @@ def template_dirs() -> list[tuple[str, Path]]:
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
         if entry:
             dirs.append(("env", Path(entry).expanduser()))
+            _warn_if_missing(dirs[-1][1])
     return dirs
+
+
+_missing_warned: set[Path] = set()
+
+
+def _warn_if_missing(directory: Path) -> None:
+    """An `AigcWarning`, once, for an `AIGC_TEMPLATES_PATH` entry that is no directory (a typo, or one moved)."""
+    if not directory.is_dir() and directory not in _missing_warned:
+        _missing_warned.add(directory)
+        what = "is a file, not a directory" if directory.exists() else "does not exist"
+        warnings.warn(f"AIGC_TEMPLATES_PATH names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")

@@ -404,3 +404,15 @@ def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_re
         templates.remove_template("nope")
     write(templates.user_dir(), "mine", "{{ input }}")
     assert templates.remove_template("mine") == (templates.user_dir() / "mine.j2", None)
+
+
+def test_a_missing_directory_in_aigc_templates_path_is_one_warning(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(templates, "_missing_warned", set())
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", f"{tmp_path}:{tmp_path / 'nope'}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        templates.discover()
+        templates.get_template("chat")
+    assert [str(w.message) for w in caught] == [f"AIGC_TEMPLATES_PATH names {tmp_path / 'nope'}, which does not exist; its templates are not found"]
