@@ -380,7 +380,7 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
         kept_for = Path(record["target"]) if isinstance(record.get("target"), str) else None
         if kept_for is not None and "was" in record and _text_of(kept_for) == record["was"]:
             return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
-        changed = f"{kept_for} changed since" if kept_for is not None else "it says no longer which file it was for"
+        changed = f"{kept_for} changed since" if kept_for is not None else "it does not say which file it is for"
         aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
     was = _text_of(target) if target.is_file() else None
     if was is not None:
@@ -584,7 +584,7 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
         return
     if _trying.get().get(template.name) is template:
         raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
-    hidden = shadowed().get(template.name) if template.source != "builtin" else None
+    hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
     if hidden:
         raise BadInputError(f"{template.label} ({template.path}) {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
     raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")

@@ -84,8 +84,8 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     while True:
         problem = _run_editor(editor, draft)
         if problem:
-            kept = "nothing was edited, so nothing is saved" if templates.drop_unedited(draft) else f"your edit is kept in {draft}"
-            raise BadInputError(f"{problem} ({kept})")
+            kept = "" if templates.drop_unedited(draft) else f"; your edit is kept in {draft}, and `aigc templates edit {name}` opens it again"
+            raise BadInputError(f"{problem}; nothing saved{kept}")
         try:
             templates.save_edit(target, draft)
             break
@@ -107,7 +107,7 @@ def _run_editor(editor: str, path: Path) -> str | None:
         code = subprocess.call([*shlex.split(editor), str(path)])
     except (OSError, ValueError) as exc:
         return f"cannot start the editor {editor!r} ({getattr(exc, 'strerror', None) or exc}); set $VISUAL or $EDITOR to an editor you have"
-    return f"the editor {editor!r} exited with code {code}; nothing is saved" if code else None
+    return f"the editor {editor!r} exited with code {code}" if code else None
 
 
 def _on_terminal() -> bool:

@@ -833,11 +833,15 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     monkeypatch.setenv("EDITOR", "no-such-editor-here")
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
-    assert "nothing was edited" in lines[0] and not draft.exists()  # nothing edited: no draft kept
+    assert lines[0].endswith("; nothing saved") and not draft.exists()  # nothing edited: no draft kept
     monkeypatch.setenv("EDITOR", "false")  # an editor that exists but fails
     code, lines = bad("templates", "edit", "summarize")
-    assert code == 2 and lines == ["Error: the editor 'false' exited with code 1; nothing is saved (nothing was edited, so nothing is saved)"]
+    assert code == 2 and lines == ["Error: the editor 'false' exited with code 1; nothing saved"]
     assert not draft.exists() and "Shorten" in own.read_text()
+    monkeypatch.setenv("EDITOR", "sh -c 'echo more >> \"$0\"; exit 3'")  # edited, then failed: the edit is kept
+    code, lines = bad("templates", "edit", "summarize")
+    assert lines == [f"Error: the editor {os.environ['EDITOR']!r} exited with code 3; nothing saved; your edit is kept in {draft}, and `aigc templates edit summarize` opens it again"]
+    assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
 def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
