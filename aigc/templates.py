@@ -586,7 +586,7 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
         raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
     hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
     if hidden:
-        raise BadInputError(f"{template.label} ({template.path}) {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
+        raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
     raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")
 
 

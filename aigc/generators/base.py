@@ -105,7 +105,7 @@ class Generator:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "prepare" in cls.__dict__:
+        if callable(cls.__dict__.get("prepare")):
             cls.prepare = _blamed_prepare(cls.__dict__["prepare"])
 
     def __init__(

@@ -383,7 +383,7 @@ def test_an_override_a_task_could_not_use_is_refused_when_saved_and_named_with_i
     with pytest.raises(BadInputError) as caught:
         HeadlineOptions()
     assert not isinstance(caught.value, OptionError) and str(caught.value) == (
-        f"template 'headline' ({own}) never reads article or topic, where headline puts its input, so headline cannot use it; "
+        f"template 'headline', in {own}, never reads article or topic, where headline puts its input, so headline cannot use it; "
         "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
     )
     with pytest.raises(OptionError, match="^template names template 'chat', which needs input"):  # not an override: the option is named
