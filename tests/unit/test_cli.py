@@ -1746,3 +1746,15 @@ def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tin
     result = invoke("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
     assert result.exit_code == 130 and f"the rows finished so far are kept in {out}; the same command goes on from there" in result.stderr
     assert result.stderr.rstrip().endswith("Error: interrupted")
+
+
+def test_an_override_the_task_cannot_use_is_named_with_its_file_not_blamed_on_template(unloadable):
+    from aigc import templates
+
+    user_template("headline", "---\ndescription: mine\n---\nWrite a headline.")
+    code, lines = bad("headline", "--topic", "bees", "-m", unloadable)
+    own = templates.user_dir() / "headline.j2"
+    assert code == 2 and lines == [
+        f"Error: template 'headline', in {own}, never reads article or topic, where headline puts its input, so headline cannot use it; "
+        "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
+    ]
