@@ -345,6 +345,13 @@ def _text_of(path: Path) -> str | None:
         return None
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read template {path}: {exc}") from exc
+
+
 def _drop_draft(draft: Path) -> None:
     draft.unlink(missing_ok=True)
     _record_path(draft).unlink(missing_ok=True)
@@ -382,7 +389,7 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
             return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
         changed = f"{kept_for} changed since" if kept_for is not None else "it does not say which file it is for"
         aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
-    was = _text_of(target) if target.is_file() else None
+    was = _read_text(target) if target.is_file() else None
     if was is not None:
         start, note = was, ""
     elif found is not None:
