@@ -20,8 +20,10 @@ from . import hookspecs
 from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
-NAME = re.compile(r"(?!.*\.(?:gguf|safetensors|ckpt|bin|pt)$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
-_WEIGHTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:gguf|safetensors|ckpt|bin|pt))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
+WEIGHTS_SUFFIXES = (".gguf", ".safetensors", ".ckpt", ".bin", ".pt")  # `-m` reads a name ending so (in any case) as a weights file's path
+_SUFFIXES = "|".join(suffix[1:] for suffix in WEIGHTS_SUFFIXES)
+NAME = re.compile(rf"(?!.*\.(?:{_SUFFIXES})$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
+_WEIGHTS = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:{_SUFFIXES}))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",

@@ -19,12 +19,14 @@ plugins' templates of one name clash (the first stays). A path to a `.j2` file n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import os
 import re
 import threading
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, wraps
 from pathlib import Path
@@ -139,7 +141,19 @@ def template_dirs() -> list[tuple[str, Path]]:
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
         if entry:
             dirs.append(("env", Path(entry).expanduser()))
+            _warn_if_missing(dirs[-1][1])
     return dirs
+
+
+_missing_warned: set[Path] = set()
+
+
+def _warn_if_missing(directory: Path) -> None:
+    """An `AigcWarning`, once, for an `AIGC_TEMPLATES_PATH` entry that is no directory (a typo, or one moved)."""
+    if not directory.is_dir() and directory not in _missing_warned:
+        _missing_warned.add(directory)
+        what = "is a file, not a directory" if directory.exists() else "does not exist"
+        warnings.warn(f"AIGC_TEMPLATES_PATH names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
@@ -308,20 +322,76 @@ def draft_path(name: str) -> Path:
     return config.data_dir() / "template-drafts" / user_template_path(name).name
 
 
+def _record_path(draft: Path) -> Path:
+    """Beside a draft: the file it is for, that file's text when the edit began (None: not there
+    yet) and the text first opened, so an unedited draft is dropped and a stale one never saved."""
+    return draft.with_name(draft.name + ".json")
+
+
+def _record(draft: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        record = json.loads(_record_path(draft).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _text_of(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read template {path}: {exc}") from exc
+
+
+def _drop_draft(draft: Path) -> None:
+    draft.unlink(missing_ok=True)
+    _record_path(draft).unlink(missing_ok=True)
+
+
+def _set_aside(draft: Path) -> Path:
+    """Move a draft that can no longer be saved safely to a free name beside it; returns that name."""
+    stem = draft.name[: -len(SUFFIX)]
+    number = 1
+    while (aside := draft.with_name(f"{stem}.old{number}{SUFFIX}")).exists():
+        number += 1
+    draft.rename(aside)
+    _record_path(draft).unlink(missing_ok=True)
+    return aside
+
+
 def start_edit(name: str) -> tuple[Path, Path, str]:
     """Begin editing template `name`: the file the edit will be saved to (`AIGC_TEMPLATES_PATH`'s copy
     when that is the one in use, else the user's own), and a draft holding the text to edit (a draft
     kept from a failed edit, else the file's text, a copy of the template it will override, or a
-    skeleton), with a note on where the text came from."""
+    skeleton), with a note on where the text came from. A kept draft goes back to the file it was
+    made for; if that file changed since (edited by hand), the draft is set aside, not saved over it."""
+    import json
+
     own = user_template_path(name)
     name = own.name[: -len(SUFFIX)]
     found = scan()[0].get(name)
     target = found.path if found is not None and found.source == "env" else own
     draft = draft_path(name)
+    aside = ""
     if draft.is_file():
-        return target, draft, f"resuming your edit kept in {draft}"
-    if target.is_file():
-        start, note = target.read_text(encoding="utf-8"), ""
+        record = _record(draft)
+        kept_for = Path(record["target"]) if isinstance(record.get("target"), str) else None
+        if kept_for is not None and "was" in record and _text_of(kept_for) == record["was"]:
+            return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
+        changed = f"{kept_for} changed since" if kept_for is not None else "it does not say which file it is for"
+        aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
+    was = _read_text(target) if target.is_file() else None
+    if was is not None:
+        start, note = was, ""
     elif found is not None:
         start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
     else:
@@ -330,22 +400,41 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
 
     make_dir(draft.parent, "AIGC_DATA_DIR moves aigc's data")
     write_atomic(draft, start)
+    write_atomic(_record_path(draft), json.dumps({"target": str(target), "was": was, "opened": _text_of(draft)}))
+    if aside:
+        note = f"{aside}opening the current template" + (f"; {note}" if note else "")
     return target, draft, note
+
+
+def drop_unedited(draft: Path) -> bool:
+    """Remove `draft` (and say True) when it holds the text first opened: nothing was edited."""
+    if _text_of(draft) == _record(draft).get("opened", None):
+        _drop_draft(draft)
+        return True
+    return False
 
 
 def save_edit(target: Path, draft: Path) -> Template:
     """Check the edited draft as a template and, if it passes, put it in place of `target` and remove
-    the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept."""
+    the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept
+    (dropped when it was not edited, or emptied: an empty file aborts the edit)."""
     from .textio import write_atomic
 
     name = target.name[: -len(SUFFIX)]
+    text = _text_of(draft)
+    if text is not None and not text.strip():
+        _drop_draft(draft)
+        raise BadInputError(f"the edit of template {name!r} is empty: nothing saved, {target} is as it was")
     try:
         template = parse(draft, "user")
+        _check_tasks(replace(template, name=name))
     except BadInputError as exc:
+        if drop_unedited(draft):
+            raise BadInputError(f"{str(exc).rstrip('.')}; nothing was edited, so nothing is saved") from None
         raise BadInputError(f"{str(exc).rstrip('.')}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, draft.read_text(encoding="utf-8"))
-    draft.unlink()
+    write_atomic(target, text)
+    _drop_draft(draft)
     return replace(template, path=target, source="env" if target.parent != user_dir() else "user")
 
 
@@ -365,7 +454,7 @@ def remove_template(name: str) -> tuple[Path, Template | None]:
         where = {"env": "it is in AIGC_TEMPLATES_PATH", "builtin": "it is built in"}.get(found.source, f"it comes with plugin {found.source!r}")
         raise BadInputError(f"no template {name!r} of yours to remove in {user_dir()}: {where} ({found.path}), with no override of yours; only your own templates can be removed")
     own.unlink()
-    draft.unlink(missing_ok=True)
+    _drop_draft(draft)
     return own, scan()[0].get(name)
 
 
@@ -377,7 +466,7 @@ def shadowed() -> dict[str, list[str]]:
         if directory.is_dir():
             for path in directory.glob(f"*{SUFFIX}"):
                 found = sources.setdefault(path.name[: -len(SUFFIX)], [])
-                if source in OVERRIDING or all(s in OVERRIDING for s in found):  # of two plugins' templates, the first stays
+                if source in OVERRIDING or all(s in OVERRIDING for s in found) and _plugin_template_works(path, source):  # of two plugins' templates, the first stays
                     found.append(source)
     return {name: found[:-1] for name, found in sources.items() if len(found) > 1}
 
@@ -387,7 +476,8 @@ OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earl
 
 def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
     """All templates by name, and the ones that cannot be read with why; later directories override
-    earlier ones (a broken override hides the template it overrides), except that two plugins'
+    earlier ones (a broken override of yours hides the template it overrides; a plugin's broken template is
+    recorded as that plugin's problem and skipped), except that two plugins'
     templates of one name clash (the first stays)."""
     found: dict[str, Template] = {}
     broken: dict[str, BadInputError] = {}
@@ -406,14 +496,44 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
                 try:
                     found[name] = _parse_cached(path, source)
                 except BadInputError as exc:
+                    if source not in OVERRIDING:  # a plugin's broken template is the plugin's problem: the one it would hide stays
+                        _record_broken(source, exc)
+                        if hidden is not None:
+                            found[name] = hidden
+                        continue
                     broken[name] = _with_way_out(exc, name, hidden) if source == "user" and hidden is not None else exc
     return found, broken
 
 
+def _record_broken(plugin: str, error: BadInputError) -> None:
+    from .plugins import record_problem
+
+    record_problem(plugin, "register_template_dirs", f"its template is skipped: {error}")
+
+
+def _plugin_template_works(path: Path, source: str) -> bool:
+    """Whether a plugin's template file can be read (a broken one is skipped, not an override)."""
+    try:
+        _parse_cached(path, source)
+    except BadInputError as exc:
+        _record_broken(source, exc)
+        return False
+    return True
+
+
 def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInputError:
     """A broken user override's error, saying how to fix it or remove it, going back to the template it hides."""
-    back = "the built-in one" if hidden.source == "builtin" else f"plugin {hidden.source!r}'s"
-    return BadInputError(f"{str(error).rstrip('.')}; fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}")
+    return BadInputError(f"{str(error).rstrip('.')}; {_way_out(name, 'user', hidden.source)}")
+
+
+def _way_out(name: str, source: str, hidden: str) -> str:
+    """How to fix an override of template `name` from `source` of one from `hidden`, or go back to that one."""
+    back = "the built-in one" if hidden == "builtin" else f"plugin {hidden!r}'s"
+    if source == "user":
+        return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
+    if source == "env":
+        return f"fix it with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
+    return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 
 _parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
@@ -459,13 +579,50 @@ def get_template(name: str) -> Template:
 def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"})) -> None:
     """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
     variable the `task` does not fill with `given`, or reads none of the variables that `carries`
-    the input (its text would be dropped)."""
-    template = get_template(name)
+    the input (its text would be dropped). An override (yours, in AIGC_TEMPLATES_PATH or a plugin's)
+    is named with its file and the way to fix it, since it may be in use with no option given."""
+    template = _find(name)
     missing = [v for v in template.required if v not in given]
     if missing:
-        raise OptionError(flag, f"names {template.label}, which needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}; give a template made for {task}")
-    if not template.names_used & carries:
-        raise OptionError(flag, f"names {template.label}, which never reads {' or '.join(sorted(carries))}, where {task} puts its input; give a template made for {task}")
+        problem = f"needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}"
+    elif not template.names_used & carries:
+        problem = f"never reads {' or '.join(sorted(carries))}, where {task} puts its input"
+    else:
+        return
+    if _trying.get().get(template.name) is template:
+        raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
+    hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
+    if hidden:
+        raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
+    raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")
+
+
+class _Unfit(BadInputError):
+    """A template being saved that a task it is for could not use."""
+
+
+_trying: ContextVar[dict[str, Template]] = ContextVar("aigc_template_trying", default={})  # name -> a draft looked up by that name
+
+
+def _check_tasks(template: Template) -> None:
+    """Make each generator's options that would use `template` (by default, as an override of the
+    template it uses, or as its front matter's `generator:`) with it in place: a task that could not
+    use it is a `BadInputError`, as the command would give, but at once."""
+    from .generators.base import registered_generators
+
+    token = _trying.set({template.name: template})
+    try:
+        for task, (_, cls) in registered_generators().items():
+            for f in dataclasses.fields(cls.Options):
+                if f.init and f.name.endswith("template") and (f.default == template.name or (task == template.generator and f.name == "template")):
+                    try:
+                        cls.Options(**{f.name: template.name})
+                    except _Unfit:
+                        raise
+                    except Exception:  # noqa: BLE001 - the generator's own options, not this template, are at fault
+                        continue
+    finally:
+        _trying.reset(token)
 
 
 def _find(name: str) -> Template:
@@ -479,6 +636,8 @@ def _find(name: str) -> Template:
                 raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
         return _parse_cached(path.resolve(), "file")
+    if name in _trying.get():
+        return _trying.get()[name]
     found, broken = scan()
     if name in found:
         return found[name]

@@ -1,5 +1,6 @@
 """The root Typer app: global options, error handling, and commands registered through plugins."""
 
+import functools
 import os
 import signal
 import sys
@@ -18,10 +19,14 @@ from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """aigc's own warnings as one `Warning:` line on stderr; others as Python shows them."""
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
+    """aigc's own warnings as one `Warning:` line on stderr, each once in `shown` (a command's: Python's
+    own record of warnings shown is reset whenever a library loaded changes the warning filters);
+    others as Python shows them."""
     if issubclass(category, AigcWarning):
-        ui.warn(str(message))
+        if str(message) not in shown:
+            shown.add(str(message))
+            ui.warn(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
@@ -123,7 +128,7 @@ class AigcGroup(TyperGroup):
     def invoke(self, ctx):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
-            warnings.showwarning = _show_warning
+            warnings.showwarning = functools.partial(_show_warning, shown=set())
             chain = _commands(ctx)
             with options_named(_flagger(chain[-1])):  # errors name the command's flags
                 return self._invoke(ctx, [command.name for command in chain[1:]])

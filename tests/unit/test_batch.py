@@ -782,3 +782,43 @@ def test_a_plugin_generators_failure_on_a_row_names_the_plugin(tmp_path):
     assert summary.errors == 2 and rows[0]["result"] == {"text": "fine"}
     assert rows[1]["error"] == "the fragile generator (plugin 'fragile-plugin') failed: KeyError: 'answer'"
     assert rows[2]["error"].startswith("the fragile generator (plugin 'fragile-plugin') returned what JSON cannot hold")
+
+
+def test_aigc_batch_names_a_plugin_generator_whose_options_or_prepare_fail(tmp_path):
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from aigc import hookimpl, plugins
+    from aigc.cli.app import app
+    from aigc.generators.base import Generator
+
+    @dataclasses.dataclass
+    class Picky:
+        level: int = 1
+
+        def __post_init__(self):
+            if self.level == 4:
+                raise ValueError("four is unlucky")
+
+    class Exploding(Generator):
+        name = "exploding"
+        Options = Picky
+
+        def prepare(self, options):
+            raise RuntimeError(f"prepare exploded at {options['level']!r}")
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("exploding", Exploding)
+
+    (tmp_path / "in.txt").write_text("one\n")
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="boom")
+    try:
+        runs = [CliRunner().invoke(app, ["batch", "exploding", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", f"level={level}"]) for level in (4, 2)]
+    finally:
+        plugins.reset()
+    assert runs[0].exit_code == 2 and runs[0].stderr.strip() == "Error: -O level is refused by the exploding generator (plugin 'boom'): four is unlucky"
+    assert runs[1].exit_code == 1 and runs[1].stderr.strip().startswith("Error: the exploding generator (plugin 'boom') failed in prepare: RuntimeError: prepare exploded at 2")

@@ -700,10 +700,12 @@ def test_a_required_variable_given_empty_is_an_error():
         assert code == 2 and lines == [f"Error: --var input is empty; template {name!r} needs it, so give it some text"]
 
 
-def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere():
+def test_a_front_matter_typo_is_one_warning_where_its_template_is_used_and_none_elsewhere(tiny_model_dir):
     user_template("typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     warning = "unknown front-matter key 'sytem' is ignored; did you mean system?"
     assert invoke("run", "chat", "--var", "input=x", "--dry-run").stderr == ""
+    ran = subprocess.run([sys.executable, "-m", "aigc", "run", "typo", "--var", "input=x", "-m", str(tiny_model_dir), "--max-tokens", "3"], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stderr.count(warning) == 1, ran.stderr  # loading the model resets Python's record of warnings shown
     for args in (["run", "typo", "--var", "input=x", "--dry-run"], ["templates", "list"], ["templates", "show", "typo"]):
         lines = invoke(*args).stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("Warning: ") and lines[0].endswith(warning), (args, lines)
@@ -832,6 +834,15 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     monkeypatch.setenv("EDITOR", "no-such-editor-here")
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and "no-such-editor-here" in lines[0] and "set $VISUAL or $EDITOR to an editor you have" in lines[0]
+    assert lines[0].endswith("; nothing saved") and not draft.exists()  # nothing edited: no draft kept
+    monkeypatch.setenv("EDITOR", "false")  # an editor that exists but fails
+    code, lines = bad("templates", "edit", "summarize")
+    assert code == 2 and lines == ["Error: the editor 'false' exited with code 1; nothing saved"]
+    assert not draft.exists() and "Shorten" in own.read_text()
+    monkeypatch.setenv("EDITOR", "sh -c 'echo more >> \"$0\"; exit 3'")  # edited, then failed: the edit is kept
+    code, lines = bad("templates", "edit", "summarize")
+    assert lines == [f"Error: the editor {os.environ['EDITOR']!r} exited with code 3; nothing saved; your edit is kept in {draft}, and `aigc templates edit summarize` opens it again"]
+    assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
 def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
@@ -1740,3 +1751,15 @@ def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tin
     result = invoke("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
     assert result.exit_code == 130 and f"the rows finished so far are kept in {out}; the same command goes on from there" in result.stderr
     assert result.stderr.rstrip().endswith("Error: interrupted")
+
+
+def test_an_override_the_task_cannot_use_is_named_with_its_file_not_blamed_on_template(unloadable):
+    from aigc import templates
+
+    user_template("headline", "---\ndescription: mine\n---\nWrite a headline.")
+    code, lines = bad("headline", "--topic", "bees", "-m", unloadable)
+    own = templates.user_dir() / "headline.j2"
+    assert code == 2 and lines == [
+        f"Error: template 'headline', in {own}, never reads article or topic, where headline puts its input, so headline cannot use it; "
+        "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
+    ]

@@ -671,6 +671,24 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
     assert "register_template_dirs" in [f["stage"] for f in rows["second"]["failures"]]
 
 
+def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_stays(pm, tmp_path):
+    (tmp_path / "headline.j2").write_text("---\ndescription: [broken\n---\nx")
+
+    class Shipper:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register(tmp_path)
+
+    pm.register(Shipper(), name="shipper")
+    assert templates.get_template("headline").source == "builtin" and "headline" in templates.discover()
+    assert templates.shadowed() == {}  # listed as the built-in, overriding nothing
+    (failure,) = [f for f in plugins.failures() if f.plugin == "shipper"]
+    assert failure.stage == "register_template_dirs" and "its template is skipped" in failure.error and "headline.j2:2: bad front matter" in failure.error
+    _, draft, note = templates.start_edit("headline")  # an edit starts from the built-in
+    assert note == f"copied from {templates.builtin_dir() / 'headline.j2'}; yours overrides it"
+    assert draft.read_text() == (templates.builtin_dir() / "headline.j2").read_text()
+
+
 def test_a_relative_template_directory_is_refused(pm):
     class Relative:
         @hookimpl
@@ -865,3 +883,104 @@ def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_gene
     registered_generators()
     assert len(plugins.failures()) == 1  # recorded once, however often generators are looked up
     assert get_generator("odd").validate({"n": "3", "tags": "x,y", "mode": "b"}) == OddOptions(n=3, tags=["x", "y"], mode="b")
+
+
+def test_a_literal_option_takes_only_its_choices(pm):
+    import dataclasses
+    from typing import Literal
+
+    from aigc.errors import OptionError
+
+    @dataclasses.dataclass
+    class ModeOptions:
+        mode: Literal["a", "b"] = "a"
+
+    class Moded(Echo):
+        Options = ModeOptions
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("moded", Moded)
+
+    pm.register(Plugin(), name="moded")
+    assert get_generator("moded").validate({"mode": "b"}).mode == "b"
+    with pytest.raises(OptionError, match=r"^mode must be one of a, b, got 'c'$"):
+        get_generator("moded").validate({"mode": "c"})
+
+
+def test_a_plugin_generators_options_or_prepare_failing_name_it_and_prepare_gets_converted_values(pm):
+    import dataclasses
+
+    from aigc.errors import OptionError
+
+    @dataclasses.dataclass
+    class LevelOptions:
+        level: int = 1
+        tags: list[str] | None = None
+
+        def __post_init__(self):
+            if self.level == 4:
+                raise ValueError("four is unlucky")
+            if self.level == 5:
+                raise KeyError("bug")
+
+    got = []
+
+    class Leveled(Echo):
+        Options = LevelOptions
+
+        def prepare(self, options):
+            got.append(options)
+            if options["level"] == 3:
+                raise RuntimeError("prepare exploded")
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("leveled", Leveled)
+
+    pm.register(Plugin(), name="levels")
+    generator = get_generator("leveled")
+    with pytest.raises(OptionError) as caught:  # the caller's bad value, named by its option
+        generator.validate({"level": "4"})
+    assert str(caught.value) == "level is refused by the leveled generator (plugin 'levels'): four is unlucky"
+    with pytest.raises(BadInputError, match=r"^the leveled generator \(plugin 'levels'\) refused its options \(level=4, tags=\['x'\]\): four is unlucky$"):
+        generator.validate({"level": "4", "tags": "x"})
+    with pytest.raises(PluginError, match=r"^the leveled generator \(plugin 'levels'\) failed checking its options: KeyError: 'bug'$"):
+        generator.validate({"level": "5"})
+    generator.prepare({"level": "2", "tags": "x,y"})
+    assert got == [{"level": 2, "tags": ["x", "y"]}]
+    with pytest.raises(PluginError, match=r"^the leveled generator \(plugin 'levels'\) failed in prepare: RuntimeError: prepare exploded$"):
+        generator.prepare({"level": "3"})
+
+
+def test_a_plugin_alias_whose_file_is_missing_names_the_alias_and_plugin(pm, tmp_path):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    class Models:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(alias="gone", source=str(tmp_path / "gone.gguf"), description="test"))
+            register(ModelSpec(alias="odd", source=str(tmp_path), description="test"))
+
+    pm.register(Models(), name="shelf")
+    with pytest.raises(UnknownModelError, match=rf"^model alias 'gone' \(plugin 'shelf'\) names {tmp_path}/gone.gguf, which cannot be used: no such file or directory; "):
+        resolve("gone")
+    with pytest.raises(UnknownModelError, match=rf"^model alias 'odd' \(plugin 'shelf'\) names {tmp_path}, which cannot be used: {tmp_path} is neither a model directory"):
+        resolve("odd")
+
+
+def test_m_reads_weights_suffixes_in_any_case_as_the_alias_rule_does(tmp_path, monkeypatch):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    weights = tmp_path / "m.GGUF"
+    weights.write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    assert (resolve("m.GGUF").kind, resolve(str(weights)).kind) == ("gguf", "gguf")
+    assert resolve("m.GGUF").location == "m.GGUF"
+    with pytest.raises(UnknownModelError, match=r"^no such file or directory: other.GGUF; give a local model directory or .gguf file"):
+        resolve("other.GGUF")
+    assert "never as an alias" in plugins.name_problem("x.GGUF", alias=True)

@@ -336,6 +336,60 @@ def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_i
     assert templates.get_template("headline").description == "mine"
 
 
+def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_changed(tmp_path, monkeypatch):
+    env_dir = tmp_path / "env"
+    shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+    target, draft, _ = templates.start_edit("memo")
+    assert target == shared
+    draft.write_text("{% broken")
+    with pytest.raises(BadInputError, match="your edit is kept"):
+        templates.save_edit(target, draft)
+    monkeypatch.delenv("AIGC_TEMPLATES_PATH")  # the draft remembers it is for the shared file
+    assert templates.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+    shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # changed since: the draft is not saved over it
+    target, draft, note = templates.start_edit("memo")
+    aside = draft.with_name("memo.old1.j2")
+    assert target == shared and draft.read_text().strip() == shared.read_text().strip() and aside.read_text() == "{% broken"
+    assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
+
+
+def test_an_unedited_or_emptied_edit_keeps_no_draft():
+    target, draft, _ = templates.start_edit("headline")
+    assert templates.drop_unedited(draft) and not draft.exists()
+    target, draft, _ = templates.start_edit("headline")
+    draft.write_text(" \n")
+    with pytest.raises(BadInputError, match="is empty: nothing saved"):
+        templates.save_edit(target, draft)
+    assert not draft.exists() and not target.exists()
+
+
+def test_an_override_a_task_could_not_use_is_refused_when_saved_and_named_with_its_file_when_used():
+    from aigc.errors import OptionError
+    from aigc.generators.headline import HeadlineOptions
+    from aigc.generators.summarize import SummarizeOptions
+
+    target, draft, _ = templates.start_edit("headline")
+    draft.write_text("---\ndescription: mine\n---\nWrite a headline.")
+    with pytest.raises(BadInputError, match=r"^template 'headline' never reads article or topic, where headline puts its input, so `aigc headline` could not use it; not saved: your edit is kept"):
+        templates.save_edit(target, draft)
+    assert not target.exists() and draft.exists()
+    target, draft, _ = templates.start_edit("mine")  # a new template written for a task is checked as that task's
+    draft.write_text("---\ngenerator: summarize\n---\nSummarize something.")
+    with pytest.raises(BadInputError, match="never reads text, where summarize puts its input, so `aigc summarize` could not use it"):
+        templates.save_edit(target, draft)
+    own = write(templates.user_dir(), "headline", "---\ndescription: mine\n---\nWrite a headline.")  # written by hand
+    with pytest.raises(BadInputError) as caught:
+        HeadlineOptions()
+    assert not isinstance(caught.value, OptionError) and str(caught.value) == (
+        f"template 'headline', in {own}, never reads article or topic, where headline puts its input, so headline cannot use it; "
+        "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
+    )
+    with pytest.raises(OptionError, match="^template names template 'chat', which needs input"):  # not an override: the option is named
+        SummarizeOptions(template="chat")
+
+
 def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_refused():
     write(templates.user_dir(), "chat", "---\ndescription: [unclosed\n---\nx")
     with pytest.raises(BadInputError, match=r"remove it with `aigc templates rm chat`, going back to the built-in one$"):
@@ -350,3 +404,15 @@ def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_re
         templates.remove_template("nope")
     write(templates.user_dir(), "mine", "{{ input }}")
     assert templates.remove_template("mine") == (templates.user_dir() / "mine.j2", None)
+
+
+def test_a_missing_directory_in_aigc_templates_path_is_one_warning(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(templates, "_missing_warned", set())
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", f"{tmp_path}:{tmp_path / 'nope'}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        templates.discover()
+        templates.get_template("chat")
+    assert [str(w.message) for w in caught] == [f"AIGC_TEMPLATES_PATH names {tmp_path / 'nope'}, which does not exist; its templates are not found"]
