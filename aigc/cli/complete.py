@@ -41,22 +41,11 @@ def _looked_up(names: Callable[[], Iterable[str]]) -> Completer:
 def _aliases(*kinds: str) -> Completer:
     def names() -> list[str]:
         from ..config import model_aliases
-        from ..engine.models import registered_models
+        from ..engine.models import alias_kind, registered_models
 
-        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds] + [name for name in model_aliases() if _kind(name) in kinds]
+        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds] + [name for name in model_aliases() if alias_kind(name) in kinds]
 
     return _looked_up(names)
-
-
-def _kind(alias: str) -> str | None:
-    """Whether your alias names a text or an image model (None: its model cannot be used)."""
-    from ..engine.models import resolve
-    from ..errors import AigcError
-
-    try:
-        return "image" if resolve(alias).image else "text"
-    except AigcError:
-        return None
 
 
 def _templates() -> Iterable[str]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import config, locks
-from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, UnknownModelError, option
+from ..errors import AigcError, BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, UnknownModelError, option
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
@@ -140,7 +140,7 @@ def resolve(name: str | None, kind: str = "text") -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
     model of `kind` (text or image), and an error about it says where it was set. An unknown name's
     error lists the aliases of `kind`."""
-    if name:
+    if name is not None:
         return _resolve(name, kind)
     with blamed_default(kind) as name:
         return _resolve(name, kind)
@@ -162,7 +162,11 @@ def blamed_default(kind: str) -> Iterator[str]:
 
 
 def _resolve(name: str, kind: str = "text") -> ModelRef:
+    if not name.strip():
+        raise UnknownModelError("the model name is empty; give an alias (`aigc models list`), a path or a hub id, or leave it out for the default")
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
+        if not name.startswith(("openai:http://", "openai:https://")):
+            raise UnknownModelError(f"{name!r}: a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL")
         return ModelRef(name, "remote", name[len("openai:") :])
     if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
         from .remote import named_remote
@@ -195,13 +199,21 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
     if name.startswith((".", "/", "~")) or name.lower().endswith(WEIGHTS_SUFFIXES):  # as an alias may not end
         wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
-    aliases = ", ".join(sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + list(config.model_aliases()))) or "none"
+    aliases = ", ".join(sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + [a for a in config.model_aliases() if alias_kind(a) == kind])) or "none"
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     raise UnknownModelError(
         f"unknown model {name!r}; known aliases: {aliases} "
         "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"
     )
+
+
+def alias_kind(alias: str) -> str | None:
+    """Whether your alias names a text or an image model (None: its model cannot be used)."""
+    try:
+        return "image" if _resolve(alias).image else "text"
+    except AigcError:
+        return None
 
 
 def model_key(name: str | None) -> str:
@@ -489,10 +501,11 @@ def check_text_model(ref: ModelRef | None, device: str = "auto", dtype: str = "a
     if ref is not None and ref.kind == "remote":
         local = [option(key, value) for key, value in (("device", device), ("dtype", dtype), ("quantize", quantize)) if value not in (None, "auto", "none")]
         if local:
-            raise ModelSettingError(f"{' and '.join(local)} set how a model runs here; {ref.name} runs on a remote server, which decides that: leave them out")
+            them = "them" if len(local) > 1 else "it"
+            raise ModelSettingError(f"{' and '.join(local)} {'set' if len(local) > 1 else 'sets'} how a model runs here; {ref.name} runs on a remote server, which decides that: leave {them} out")
         return
     if ref is not None and ref.image:
-        raise ModelKindError(f"{ref.name} is an image model; use it with `aigc image -m {ref.name}`, or pick a text model")
+        raise ModelKindError(f"{ref.name} is an image model, for the image task (`aigc image -m {ref.name}`); pick a text model")
     if quantize not in (None, "none") and (device not in ("auto", "cpu") or dtype not in ("auto", "float32")):
         raise ModelSettingError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
 
@@ -500,11 +513,11 @@ def check_text_model(ref: ModelRef | None, device: str = "auto", dtype: str = "a
 def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
     """A `BadInputError` for a device, dtype or quantization aigc does not know (names only: no torch)."""
     if device not in DEVICES:
-        raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+        raise OptionError("device", f"must be auto, cpu, cuda or mps, got {device!r}")
     if dtype not in DTYPES:
-        raise BadInputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+        raise OptionError("dtype", f"must be auto, float32, bfloat16 or float16, got {dtype!r}")
     if quantize not in (None, *QUANTIZATIONS):
-        raise BadInputError(f"unknown quantization {quantize!r}; use none, int4 or int8")
+        raise OptionError("quantize", f"must be none, int4 or int8, got {quantize!r}")
 
 
 def pick_device(device: str = "auto") -> str:

@@ -702,6 +702,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
+        try:
+            SamplingParams.from_settings(req.sampling)
+        except BadInputError as exc:  # an unknown setting: about the sampling (a bad value names its setting)
+            raise _from_aigc(exc, settings.retry_after, "sampling") from None
         caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
@@ -869,6 +873,7 @@ class Stopping:
     def __call__(self, sig: int) -> None:
         if not self.server.should_exit:
             self.server.should_exit = True
+            print(f"stopping: running requests get up to {self.grace:g} s to finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
             for scheduler in self.schedulers:
                 scheduler.drain(self.grace)
         elif sig == signal.SIGINT:

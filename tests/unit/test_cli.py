@@ -386,7 +386,7 @@ def test_unknown_model_lists_aliases():
         (["headline", "--topic", "x", "-n", "0"], "-n must be between"),
         (["chat", "hi", "--template", "nope"], "unknown template"),
         (["summarize", "-", "--length", "huge"], "--length must be"),
-        (["chat", "hi", "--device", "tpu"], "unknown device"),
+        (["chat", "hi", "--device", "tpu"], "--device must be auto, cpu, cuda or mps, got 'tpu'"),
         (["chat"], "prompt is empty"),
         (["classify", "hi", "-l", "a,b", "--threshold", "0.7"], "--threshold picks labels with --multi-label"),
         (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several"),
@@ -442,9 +442,9 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
         (["chat", "hi", "--seed", "-9223372036854775809"], None, "--seed must be an int64"),
         (["classify", "hi", "-l", "\udcff,b"], None, "the --labels value is not valid UTF-8"),
         (["chat", "hi", "-t", "headline"], None, "template 'headline' has no 'input' variable"),
-        (["chat", "hi", "--device", "tpu"], None, "unknown device 'tpu'; use auto, cpu, cuda or mps"),
-        (["summarize", "-", "--dtype", "int4"], b"Bees.", "unknown dtype 'int4'"),
-        (["chat", "hi", "--quantize", "int2"], None, "unknown quantization 'int2'; use none, int4 or int8"),
+        (["chat", "hi", "--device", "tpu"], None, "--device must be auto, cpu, cuda or mps, got 'tpu'"),
+        (["summarize", "-", "--dtype", "int4"], b"Bees.", "--dtype must be auto, float32, bfloat16 or float16, got 'int4'"),
+        (["chat", "hi", "--quantize", "int2"], None, "--quantize must be none, int4 or int8, got 'int2'"),
     ],
 )
 def test_bad_text_and_sampling_values_fail_before_the_model_loads(args, stdin, words, unloadable):
@@ -681,7 +681,7 @@ def test_run_dry_run_checks_the_options_and_shows_the_settings_it_would_run_with
     user_template("greet", GREET)
     data = json.loads(invoke("run", "greet", "--var", "input=x", "--dry-run", "--json", "--max-tokens", "9", "--top-k", "5", "--stop", "END").stdout)
     assert data["defaults"] == {"max_tokens": 9, "temperature": 0, "top_p": 0.9, "repetition_penalty": 1.1, "top_k": 5, "stop": ["END"]}
-    for args, words in [(["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"), (["--temperature", "3"], "--temperature must be between 0 and 2"), (["--device", "gpu"], "unknown device 'gpu'")]:
+    for args, words in [(["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"), (["--temperature", "3"], "--temperature must be between 0 and 2"), (["--device", "gpu"], "--device must be auto, cpu, cuda or mps, got 'gpu'")]:
         for shown in ([], ["--json"]):
             code, lines = bad("run", "greet", "--var", "input=x", "--dry-run", *shown, *args)
             assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {words}"), (args, lines)

@@ -248,7 +248,7 @@ def bad(*args, input=None):
         (["--guidance", "-1"], "--guidance must be 0 or more"),
         (["-n", "0"], "-n must be between 1 and 16"),
         (["-m", "no-such-model"], "unknown image model 'no-such-model'; image aliases: sd-turbo ("),
-        (["--device", "tpu"], "unknown device"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or mps"),
         (["--steps", "1000"], "scheduler takes at most 999 steps"),  # 1000 train steps, offset 1
     ],
 )

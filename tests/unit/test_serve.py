@@ -1046,6 +1046,8 @@ def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, 
         ("/v1/aigc/classify", {"input": "a text", "options": {"labels": ["a", "b"], "calibrate": "batch"}}, "calibrate"),
         ("/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "no-such-template"}}, "options"),
         ("/v1/aigc/summarize", {"input": "Bees.", "options": {"colour": "red"}}, "options"),
+        ("/v1/aigc/headline", {"input": {"topic": "bees"}, "sampling": {"bogus": 2}}, "sampling"),
+        ("/v1/aigc/headline", {"input": {"topic": "bees"}, "sampling": {"temperature": 5}}, "temperature"),
     ],
 )
 def test_every_400_names_its_type_code_and_field(server, path, body, param):
