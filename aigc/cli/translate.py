@@ -9,7 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, file_style, write_atomic
 from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -63,10 +63,10 @@ def translate(
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):
         ui.warn(note)
-    crlf = not as_json and not lines and uses_crlf(source)  # a Windows file comes back with its line endings
+    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and UTF-16, in a file)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
     if output:
-        ui.info(f"wrote {write_atomic(output, rendered)}")
+        ui.info(f"wrote {write_atomic(output, rendered, encoding=encoding)}")
     else:
         ui.result(rendered)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)

@@ -828,3 +828,18 @@ def test_a_long_fence_a_continuation_indent_and_longer_preambles():
     for raw in ("Here's the translation of the text: Bonjour.", "Translation from English to French: Bonjour."):
         assert clean_translation(raw, "Hello.", lookup("fr")) == "Bonjour."
     assert clean_translation("French: Il y a trois options : A, B et C.", "There are three options: A, B and C.", lookup("fr")) == "Il y a trois options : A, B et C."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_crlf_file_comes_back_with_crlf_and_in_utf16_in_a_file(echo, tmp_path, encoding):
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes("\ufeffHello.\r\n\r\nBye.\r\n".encode(encoding))
+    printed = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout_bytes == b"HELLO.\r\n\r\nBYE.\r\n"  # stdout stays UTF-8
+    out = tmp_path / "out.txt"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
+    assert out.read_bytes() == "\ufeffHELLO.\r\n\r\nBYE.\r\n".encode(encoding)
+    as_json = tmp_path / "out.json"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "--json", "-o", str(as_json)]).exit_code == 0
+    assert json.loads(as_json.read_text(encoding="utf-8"))["translation"] == "HELLO.\n\nBYE."
