@@ -293,10 +293,14 @@ def check_output_name(output: str | Path) -> None:
         raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {suggested}")
 
 
+_NO_DEFAULT = object()
+
+
 def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:
-    """What every output line records of how it was made: the task, the model, and `settings`, a
+    """What every output line records of how it was made: the task, the model, `settings`, a
     fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a
-    default given is the default), of the quantization, and of the columns read (text, id)."""
+    default given is the default), of the quantization, and of the columns read (text, id), and
+    `made_with`, those that are not defaults, by name (a long value by its digest), to say which differ."""
     opts = generator.validate(options)
     params = SamplingParams(**(sampling or {}))
     made = {
@@ -307,11 +311,35 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     if tuple(columns) != COLUMNS:  # the defaults leave the fingerprint of files made before columns counted
         made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
+    defaults = _defaults(opts)
+    shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **made["sampling"]}
+    shown |= {k: made[k] for k in ("quantize", "columns") if made.get(k) is not None}
     if generator.model is not None or generator._engine is None:
         model = model_key(generator.model)
     else:  # an engine handed to the generator
         model = generator._engine.name
-    return {"task": generator.name, "model": model, "settings": digest[:12]}
+    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _shown(v) for k, v in sorted(shown.items())}}
+
+
+def _defaults(opts: Any) -> dict[str, Any]:
+    """The default of each of a task's options that has one."""
+    fields = dataclasses.fields(opts) if dataclasses.is_dataclass(opts) else ()
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in fields if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
+def _shown(value: Any) -> Any:
+    """`value` as an output line records it: as it is, or a long one (a glossary, examples) by its digest."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return json.loads(text) if len(text) <= 80 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
+    """Each setting that differs, with both values: "aspect: 'sentiment' then, none now"."""
+
+    def value(made: dict[str, Any], key: str) -> str:
+        return repr(made[key]) if key in made else "none"
+
+    return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))
 
 
 def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
@@ -325,7 +353,10 @@ def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], sett
     if task := differs("task"):
         raise BadInputError(f"{output} holds {task} output, not {settings['task']}; {start_anew}")
     if differs("settings"):
-        raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field); resume it with the same ones, or {start_anew}")
+        then = next((record["made_with"] for _, record in previous if record.get("settings", settings["settings"]) != settings["settings"] and isinstance(record.get("made_with"), dict)), None)
+        which = _differences(then, settings["made_with"]) if then is not None else ""
+        which = f" ({which})" if which else ""
+        raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field){which}; resume it with the same ones, or {start_anew}")
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 

@@ -139,6 +139,8 @@ _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x0
 
 
 DOCUMENT = "a .txt, .md or .html document"
+# UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
@@ -148,8 +150,9 @@ def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
 
 
 def _decoded(data: bytes, name: str, expected: str) -> str:
-    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):  # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            encoding = encoding[:6]  # utf-32 or utf-16: the codec reads the byte-order mark
             try:
                 return data.decode(encoding)
             except UnicodeDecodeError:
@@ -261,13 +264,18 @@ def mostly_crlf(text: str) -> bool:
     return text.count("\r\n") > text.count("\n") // 2
 
 
-def uses_crlf(source: str) -> bool:
-    """Whether `source` is a file whose lines end in CRLF (Windows), as most of them do; text is read with LF."""
+def file_style(source: str) -> tuple[bool, str]:
+    """How `source`, if a file, is written: whether most of its lines end in CRLF (Windows), counted
+    in its decoded text (UTF-16 too), and its encoding, a BOM's UTF-16 or UTF-32 (`utf-16-le`, ...)
+    else `utf-8`; text is read with LF."""
     try:
         data = Path(source).expanduser().read_bytes() if source != "-" and os.path.isfile(os.path.expanduser(source)) else b""
     except OSError:
-        return False
-    return mostly_crlf(data.decode("latin-1"))  # any bytes decode: only line breaks are counted
+        return False, "utf-8"
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return mostly_crlf(data[len(bom):].decode(encoding, "replace")), encoding
+    return mostly_crlf(data.decode("latin-1")), "utf-8"  # any bytes decode: only line breaks are counted
 
 
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
@@ -359,15 +367,17 @@ def file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
-def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False) -> Path:
+def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
     keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
-    device or pipe is written directly. `flag` names the option the path came from in errors."""
+    device or pipe is written directly. `flag` names the option the path came from in errors; an
+    `encoding` other than UTF-8 (`utf-16-le`, ...) is written with a byte-order mark."""
     real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
+    body = body if encoding == "utf-8" else "\ufeff" + body
     if real.exists() and not real.is_file():
         try:
-            with open(real, "w", encoding="utf-8") as handle:
+            with open(real, "w", encoding=encoding) as handle:
                 handle.write(body)
         except OSError as exc:
             raise _write_failed(target, exc) from exc
@@ -375,7 +385,7 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     mode = file_mode(real) if real.exists() or not private else 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding=encoding) as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())

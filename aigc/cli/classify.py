@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import numbered_lines, output_target, read_input, write_atomic
+from ..textio import numbered_lines, output_target, read_input, source_or_stdin, write_atomic
 from . import complete, examples
 from .lines import LineResults, run_lines
 from .options import RunOptions, generation_options
@@ -41,7 +41,7 @@ def describe(result: dict) -> str:
 
 @generation_options(sampling=False, logged=True)
 def classify(
-    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     labels: Labels = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets a score from 0 to 1.")] = False,
     threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,
@@ -56,6 +56,7 @@ def classify(
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
+    source = source_or_stdin(source, "the text or a document to classify (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     if lines and output:
         raise BadInputError("--lines prints one result per line; for a file of results use aigc batch classify -o")

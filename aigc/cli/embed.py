@@ -7,14 +7,14 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_utf8, numbered_lines, output_target, read_input, write_atomic
+from ..textio import check_utf8, numbered_lines, output_target, read_input, source_or_stdin, write_atomic
 from .lines import LineResults
 from .options import RunOptions, generation_options
 
 
 @generation_options(sampling=False)
 def embed(
-    source: Annotated[str, typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin.")],
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Embed each non-empty input line as its own text; one result per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"embedding", "dimensions"} (with --lines, and "line") instead of the bare list.')] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the embedding to this file (atomically; - for stdout).")] = None,
@@ -22,6 +22,7 @@ def embed(
     run: RunOptions,
 ) -> None:
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
+    source = source_or_stdin(source, "the text or a document to embed (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     if lines and output:
         raise BadInputError("--lines prints one result per line; for a file of embeddings use aigc batch embed -o")

@@ -9,7 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, uses_crlf, write_atomic
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, file_style, write_atomic
 from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, generation_options
@@ -20,7 +20,7 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
     source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
-    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row such as 'source<TAB>target' or 'en<TAB>de' is a header).")] = None,
+    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row of column names such as 'Source term<TAB>Translation', or of this run's languages such as 'en<TAB>de', is a header).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
     plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,
@@ -38,7 +38,7 @@ def translate(
 
     source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
-    terms = load_glossary(glossary) if glossary else None
+    terms = load_glossary(glossary, (from_, to)) if glossary else None
     text = read_input(source, lines=lines)
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:
@@ -63,10 +63,10 @@ def translate(
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):
         ui.warn(note)
-    crlf = not as_json and not lines and uses_crlf(source)  # a Windows file comes back with its line endings
+    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and UTF-16, in a file)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
     if output:
-        ui.info(f"wrote {write_atomic(output, rendered)}")
+        ui.info(f"wrote {write_atomic(output, rendered, encoding=encoding)}")
     else:
         ui.result(rendered)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)

@@ -76,24 +76,44 @@ def has_text(text: str, plain: bool = False) -> bool:
 # --- glossary --------------------------------------------------------------------------------
 
 
-_HEADER_WORDS = ({"source", "src", "term", "original", "from"}, {"target", "tgt", "translation", "translated", "to"})
+_COLUMN_WORDS = {
+    "word", "words", "term", "terms", "source", "src", "target", "tgt", "translation", "translations", "translated",
+    "original", "text", "phrase", "phrases", "definition", "language", "lang", "from", "to", "übersetzung", "traduction", "traducción",
+}
 
 
-def _header(left: str, right: str) -> bool:
-    """Whether a glossary's first row names its columns (source/target, term/translation, any case)
-    or two different languages (en/de, English/German) rather than giving a term."""
-    if left.lower() in _HEADER_WORDS[0] and right.lower() in _HEADER_WORDS[1]:
-        return True
+def _column_name(cell: str) -> bool:
+    """Whether `cell` is a column's name: words such as source, term or translation, alone or
+    combined (`Source term`, `source_term`, `Target-Language`), in any case."""
+    words = [word for word in re.split(r"[\s_\-./]+", cell.lower()) if word]
+    return bool(words) and all(word in _COLUMN_WORDS for word in words)
+
+
+def _language_code(cell: str) -> str | None:
     try:
-        return lookup(left).code != lookup(right).code
+        return lookup(cell).code
     except BadInputError:
+        return None
+
+
+def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
+    """Whether a glossary's first row names its columns (two different column names: `Word<TAB>Translation`,
+    `source_term<TAB>target_term`) or this run's `languages` (source, or auto, and target: `en<TAB>de`
+    or `English<TAB>German` for en to de) rather than giving a term (`it<TAB>es`)."""
+    if left.lower() != right.lower() and _column_name(left) and _column_name(right):
+        return True
+    if languages is None:
         return False
+    source = None if str(languages[0]).strip().lower() in ("", "auto") else _language_code(languages[0])
+    target, code = _language_code(languages[1]), _language_code(left)
+    return target is not None and _language_code(right) == target and code is not None and (code == source if source else code != target)
 
 
-def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
+def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
     """`source<TAB>target` lines; blank lines and `#` comments are skipped, and so is a first row of
-    column names (`source<TAB>target`, `term<TAB>translation`, `en<TAB>de`: see `_header`). A
-    malformed line is a `BadInputError` naming the file and line."""
+    column names (`source<TAB>target`, `Word<TAB>Translation`) or of the run's `languages` (source,
+    or auto, and target: `en<TAB>de`; see `_header`). A malformed line is a `BadInputError` naming
+    the file and line."""
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
     first = True
@@ -105,7 +125,7 @@ def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
             found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "an empty term"
             raise BadInputError(f"{name}:{number}: expected 'source<TAB>target', found {found}: {line.strip()[:60]!r}")
         source, target = columns[0].strip(), columns[1].strip()
-        if first and _header(source, target):
+        if first and _header(source, target, languages):
             first = False
             continue
         first = False
@@ -120,8 +140,8 @@ def parse_glossary(text: str, name: str = "glossary") -> list[tuple[str, str]]:
     return entries
 
 
-def load_glossary(path: str | Path) -> list[tuple[str, str]]:
-    """Read and parse a glossary TSV file."""
+def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    """Read and parse a glossary TSV file (`languages` as for `parse_glossary`)."""
     path = Path(path).expanduser()
     try:
         data = path.read_bytes()
@@ -129,7 +149,7 @@ def load_glossary(path: str | Path) -> list[tuple[str, str]]:
         raise BadInputError(f"no such glossary file: {path}") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file"), str(path))
+    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file"), str(path), languages)
 
 
 _SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff])\w"  # a letter of a script that puts spaces between words
@@ -278,15 +298,15 @@ class TranslateOptions:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
-        self.terms = _glossary_entries(self.glossary)
+        self.terms = _glossary_entries(self.glossary, (self.source_language, self.target_language))
         templates.check_fills(self.template, {"text", "target", "source", "glossary"}, "translate")
 
 
-def _glossary_entries(glossary: Any) -> list[tuple[str, str]]:
+def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[str, str]]:
     if not glossary:
         return []
     if isinstance(glossary, (str, Path)):  # a TSV file's path (`-O glossary=terms.tsv` in aigc batch)
-        return load_glossary(glossary)
+        return load_glossary(glossary, languages)
     items = list(glossary.items()) if isinstance(glossary, dict) else list(glossary)
     entries = []
     for item in items:

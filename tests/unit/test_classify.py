@@ -1,5 +1,6 @@
 """Classify on the tiny random model: probabilities, label handling, examples and their cache."""
 
+import json
 import math
 
 import pytest
@@ -271,6 +272,20 @@ def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tin
     spellings = ["negative,positive", "negative, positive", ["negative", "positive"], "positive,negative"]
     assert len({run_settings(generator, {"labels": labels})["settings"] for labels in spellings}) == 1
     assert run_settings(generator, {"labels": "negative,neutral"}) != run_settings(generator, {"labels": "negative,positive"})
+    assert run_settings(generator, {"labels": "b,a", "aspect": "sentiment"})["made_with"] == {"aspect": "sentiment", "labels": [["a", "a"], ["b", "b"]]}
+
+
+def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
+    from aigc.batch import pending_rows, read_rows, run_settings
+    from aigc.generators.base import get_generator
+
+    generator = get_generator("classify", model=str(tiny_model_dir))
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"id": 1, "row": 1, **run_settings(generator, {"labels": "a,b", "aspect": "sentiment"}), "result": {}}) + "\n")
+    source = tmp_path / "in.txt"
+    source.write_text("one\n")
+    with pytest.raises(BadInputError, match=r"\(aspect: 'sentiment' then, none now\)"):
+        pending_rows(read_rows(source), out, generator, {"labels": "a,b"})
 
 
 @pytest.mark.parametrize("options", [{"labels": "sports", "multi_label": True}, {"labels": "sports"}])

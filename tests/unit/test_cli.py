@@ -176,10 +176,11 @@ def test_lines_gives_one_result_per_non_empty_line_in_order(tiny_model_dir, comm
     assert len(plain) == 6 and plain[0] == plain[1] == plain[3] == "" and plain[2] and plain[4]  # blank for blank: it lines up with the input
 
 
-@pytest.mark.parametrize("command", [("summarize",), ("translate", "--to", "fr"), ("headline",)])
+@pytest.mark.parametrize("command", [("summarize",), ("translate", "--to", "fr"), ("headline",), ("classify", "-l", "a,b"), ("embed",)])
 def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
     if command[0] != "headline":  # a headline from a tiny random model seldom comes out whole
-        result = invoke(*command, "--json", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Bees make honey in the city.\n")
+        sampling = ("--max-tokens", "4") if command[0] in ("summarize", "translate") else ()
+        result = invoke(*command, "--json", "-m", str(tiny_model_dir), *sampling, input="Bees make honey in the city.\n")
         assert result.exit_code == 0 and json.loads(result.stdout), result.output
     code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
     assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
@@ -188,7 +189,8 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
 
 @pytest.mark.parametrize(
     "command, words",
-    [(("summarize",), "give a document to summarize (FILE, or - for stdin), or pipe it in"), (("translate", "--to", "fr"), "give the text or a document to translate"), (("headline",), "give a topic (--topic TEXT) or an article")],
+    [(("summarize",), "give a document to summarize (FILE, or - for stdin), or pipe it in"), (("translate", "--to", "fr"), "give the text or a document to translate"), (("headline",), "give a topic (--topic TEXT) or an article"),
+     (("classify", "-l", "a,b"), "give the text or a document to classify (TEXT, FILE, or - for stdin), or pipe it in"), (("embed",), "give the text or a document to embed")],
 )
 def test_no_input_from_a_terminal_says_what_to_give(monkeypatch, command, words):
     import types

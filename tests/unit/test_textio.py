@@ -1,3 +1,4 @@
+import codecs
 import errno
 import os
 import stat
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import check_writable, decode_text, html_to_text, numbered_lines, read_document, read_input, write_atomic
+from aigc.textio import check_writable, decode_text, file_style, html_to_text, numbered_lines, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -177,3 +178,27 @@ def test_text_that_is_not_utf8_names_its_line_and_the_hint_keeps_the_suffix():
         decode_text(b"\xef\xbb\xbfid,text\n1,caf\xe9\n", "latin.csv")  # a byte-order mark is not counted
     with pytest.raises(BadInputError, match=r"notes is not valid UTF-8 \(at line 1\); .* > converted.txt`"):
         decode_text(b"caf\xe9", "notes")
+
+
+@pytest.mark.parametrize(
+    "data, style",
+    [
+        ("a\r\nb\r\n".encode("utf-8"), (True, "utf-8")),
+        ("\ufeffa\r\nb\r\n".encode("utf-16-le"), (True, "utf-16-le")),
+        ("\ufeffa\r\nb\r\n".encode("utf-16-be"), (True, "utf-16-be")),
+        ("\ufeffa\nb\n".encode("utf-16-le"), (False, "utf-16-le")),
+        ("\ufeffa\r\nb\r\n".encode("utf-32-le"), (True, "utf-32-le")),
+        ("a\nb\n".encode("utf-8"), (False, "utf-8")),
+    ],
+)
+def test_file_style_counts_line_ends_in_the_decoded_text(tmp_path, data, style):
+    path = tmp_path / "doc.txt"
+    path.write_bytes(data)
+    assert file_style(str(path)) == style
+    assert file_style("-") == (False, "utf-8")
+
+
+def test_write_atomic_in_utf16_writes_a_byte_order_mark(tmp_path):
+    out = tmp_path / "out.txt"
+    write_atomic(out, "Hi\r\n", encoding="utf-16-be")
+    assert out.read_bytes() == codecs.BOM_UTF16_BE + "Hi\r\n".encode("utf-16-be")

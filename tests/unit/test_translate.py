@@ -344,16 +344,37 @@ def test_glossary_parsing():
 
 
 
-@pytest.mark.parametrize("header", ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "en\tde", "English\tGerman", '"en"\t"pt-BR"'])
-def test_a_glossary_header_row_is_skipped_by_its_column_or_language_names(header):
-    assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n") == [("hospital", "Krankenhaus")]
-    assert parse_glossary(f"hospital\tKrankenhaus\n{header}\n")[0] == ("hospital", "Krankenhaus")  # only a first row is a header
-    assert len(parse_glossary(f"hospital\tKrankenhaus\n{header}\n")) == 2
+@pytest.mark.parametrize(
+    "header",
+    ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "Word\tTranslation", "Source term\tTarget term", "source_term\ttarget_term",
+     "Source Language\tTarget Language", "Source text\tTranslation", "term\tdefinition", "Original\tÜbersetzung", "en\tde", "English\tGerman", '"en"\t"Deutsch"'],
+)
+def test_a_glossary_header_row_is_skipped_by_its_column_names_or_the_runs_languages(header):
+    assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n", languages=("en", "German")) == [("hospital", "Krankenhaus")]
+    assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n", languages=("auto", "de")) == [("hospital", "Krankenhaus")]
+    assert parse_glossary(f"hospital\tKrankenhaus\n{header}\n", languages=("en", "de"))[0] == ("hospital", "Krankenhaus")  # only a first row is a header
+    assert len(parse_glossary(f"hospital\tKrankenhaus\n{header}\n", languages=("en", "de"))) == 2
 
 
-def test_a_first_glossary_row_of_words_or_one_language_in_two_names_is_a_term():
+def test_a_first_glossary_row_of_words_or_other_languages_is_a_term():
     assert parse_glossary("German\tDeutsch\ncat\tKatze\n") == [("German", "Deutsch"), ("cat", "Katze")]
     assert parse_glossary("source code\tQuellcode\n") == [("source code", "Quellcode")]
+    assert parse_glossary("Text\ttext\n") == [("Text", "text")]  # one name twice is no pair of columns
+    for languages in (("en", "de"), ("auto", "de"), None):  # English "it" is German "es": not Italian and Spanish
+        assert parse_glossary("it\tes\nhe\ter\n", languages=languages) == [("it", "es"), ("he", "er")]
+    assert parse_glossary("fr\tde\ncat\tKatze\n", languages=("en", "de"))[0] == ("fr", "de")  # not this run's source language
+    assert parse_glossary("en\tde\ncat\tKatze\n")[0] == ("en", "de")  # no run's languages to name
+
+
+def test_a_glossary_header_of_the_runs_languages_is_skipped_from_the_command_and_options(echo, tmp_path):
+    glossary = tmp_path / "g.tsv"
+    glossary.write_text("English\tGerman\n", encoding="utf-8")
+    assert TranslateOptions(target_language="fr", source_language="en", glossary=str(glossary)).terms == [("English", "German")]
+    with pytest.raises(BadInputError, match="has no entries"):
+        TranslateOptions(target_language="German", source_language="en", glossary=str(glossary))
+    header_only = runner.invoke(app, ["translate", "-", "--from", "en", "--to", "de", "--glossary", str(glossary)], input="Hi.\n")
+    assert header_only.exit_code == 2 and "has no entries" in header_only.stderr
+    assert runner.invoke(app, ["translate", "-", "--to", "fr", "--glossary", str(glossary)], input="Hi.\n").exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -828,3 +849,18 @@ def test_a_long_fence_a_continuation_indent_and_longer_preambles():
     for raw in ("Here's the translation of the text: Bonjour.", "Translation from English to French: Bonjour."):
         assert clean_translation(raw, "Hello.", lookup("fr")) == "Bonjour."
     assert clean_translation("French: Il y a trois options : A, B et C.", "There are three options: A, B and C.", lookup("fr")) == "Il y a trois options : A, B et C."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_crlf_file_comes_back_with_crlf_and_in_utf16_in_a_file(echo, tmp_path, encoding):
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes("\ufeffHello.\r\n\r\nBye.\r\n".encode(encoding))
+    printed = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout_bytes == b"HELLO.\r\n\r\nBYE.\r\n"  # stdout stays UTF-8
+    out = tmp_path / "out.txt"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
+    assert out.read_bytes() == "\ufeffHELLO.\r\n\r\nBYE.\r\n".encode(encoding)
+    as_json = tmp_path / "out.json"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "--json", "-o", str(as_json)]).exit_code == 0
+    assert json.loads(as_json.read_text(encoding="utf-8"))["translation"] == "HELLO.\n\nBYE."
