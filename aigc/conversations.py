@@ -104,11 +104,11 @@ def new_conversation() -> Path:
 
 def conversation_path(cid: str) -> Path:
     """The file of the conversation the log names `cid` (its `session`): an unnamed conversation's
-    id, a session's name, or a session file's absolute path."""
+    id, a session's name, or a session file's path."""
     if NAME.fullmatch(cid):
         candidates = [conversations_dir() / f"{cid}.json", sessions_dir() / f"{cid}.json"]
     else:
-        candidates = [Path(cid)] if Path(cid).is_absolute() and cid.lower().endswith(".json") else []
+        candidates = [Path(cid).expanduser()] if cid.lower().endswith(".json") else []  # a session file, as -S takes it
     for path in candidates:
         if path.is_file():
             return path

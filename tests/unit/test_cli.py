@@ -1355,7 +1355,7 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
 
 
-def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_model_dir):
+def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_model_dir, tmp_path, monkeypatch):
     from aigc import conversations
 
     args = ("-m", str(tiny_model_dir), "--max-tokens", "4", "--json")
@@ -1371,6 +1371,10 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     assert f"(continuing conversation {cid})" in third.stderr and len(conversations.read(conversations.conversation_path(cid)).messages) == 6
     assert [e["prompt"] for e in json.loads(invoke("logs", "-S", cid, "--json", "-n", "0").stdout)] == ["Bees make honey.", "Where?", "Why?"]
     assert len(conversations.read(conversations.conversation_path("work")).messages) == 4  # --cid takes a session's name too
+    monkeypatch.chdir(tmp_path)  # a session file by a relative path, as -S takes it
+    assert invoke("chat", "-S", "s1.json", "Hi.", *args).exit_code == 0
+    assert "(continuing session" in invoke("chat", "--cid", "s1.json", "Again.", *args).stderr
+    assert len(conversations.read("s1.json").messages) == 4
     missing = invoke("chat", "--cid", "nope", "hi", *args)
     assert missing.exit_code == 2 and "no conversation 'nope'" in missing.stderr
     assert "give only one of" in invoke("chat", "-c", "--cid", cid, "hi", *args).stderr
