@@ -162,7 +162,7 @@ def data_dir() -> Path:
 
 def data_subdir(name: str) -> Path:
     """A directory in aigc's data directory, made if needed; both are made readable by their owner
-    only (conversations, the log and input history are kept there)."""
+    only when new (conversations, the log and input history are kept there)."""
     from .textio import make_dir
 
     hint = "AIGC_DATA_DIR moves aigc's data"

@@ -91,6 +91,11 @@ def conversations_dir() -> Path:
     return config.data_dir() / "conversations"
 
 
+def input_history() -> Path:
+    """The REPL's input lines, kept across chats (readline's history file)."""
+    return config.data_dir() / "chat_history"
+
+
 def unnamed(path: Path) -> bool:
     """Whether `path` is an unnamed conversation's file (not a session)."""
     return Path(path).absolute().parent == conversations_dir().absolute()

@@ -432,6 +432,9 @@ def save_edit(target: Path, draft: Path) -> Template:
         if drop_unedited(draft):
             raise BadInputError(f"{str(exc).rstrip('.')}; nothing was edited, so nothing is saved") from None
         raise BadInputError(f"{str(exc).rstrip('.')}; not saved: your edit is kept in {draft}, and `aigc templates edit {name}` opens it again") from None
+    record = _record(draft)
+    if "was" in record and _text_of(target) != record["was"]:  # changed by hand, or by another edit, meanwhile
+        raise BadInputError(f"{target} changed while you edited it: not saved over it; your edit is kept as {_set_aside(draft)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, text)
     _drop_draft(draft)

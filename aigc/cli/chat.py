@@ -213,7 +213,7 @@ def _history(kept: bool) -> Callable[[], None]:
         import readline
     except ImportError:  # pragma: no cover - not on every platform
         return lambda: None
-    path = config.data_dir() / "chat_history"
+    path = conversations.input_history()
     readline.set_history_length(HISTORY_LINES)
     try:
         readline.read_history_file(path)

@@ -121,7 +121,8 @@ def remove(
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
 ) -> None:
     """Delete logged answers; their text is overwritten in the file. The unnamed conversations
-    (`aigc chat -c`) that hold them go too, with --all every one (named sessions stay: `aigc sessions rm`)."""
+    (`aigc chat -c`) that hold them go too, with --all every one and the chat input history
+    (named sessions stay: `aigc sessions rm`)."""
     if bool(ids) == everything:
         raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
     ids = list(dict.fromkeys(ids or []))
@@ -130,6 +131,10 @@ def remove(
     ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
     if everything and (count := conversations.forget_unnamed()):
         ui.info(f"deleted {count} unnamed conversation{'s' * (count != 1)}")
+    history = conversations.input_history()
+    if everything and history.exists():  # what was typed in the REPL: the prompts again
+        history.unlink()
+        ui.info("deleted the chat input history")
     for cid in sorted(chats):  # their text is kept there too, for `aigc chat -c`
         if conversations.forget(cid):
             ui.info(f"deleted conversation {cid}, which held {'them' if gone > 1 else 'it'} (`aigc chat --cid {cid}` cannot go on from it now)")

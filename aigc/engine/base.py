@@ -89,19 +89,28 @@ class WallTime:
     """Seconds during which calls ran, counting calls that overlapped (a remote engine's requests
     from many threads) once: the length of the union of their spans."""
 
+    KEPT = 256  # spans kept (a server records calls for ever); older time is counted up to `horizon`
+
     def __init__(self) -> None:
         self.starts: list[float] = []  # disjoint spans, in order
         self.ends: list[float] = []
         self.seconds = 0.0
+        self.horizon = float("-inf")  # the end of the spans let go: time before it is counted already
 
     def add(self, seconds: float, end: float) -> None:
         """A call of `seconds` that ended at `end` (`time.perf_counter()`)."""
-        start = end - seconds
+        start = max(end - seconds, self.horizon)
+        if start >= end:
+            return
         first, last = bisect.bisect_left(self.ends, start), bisect.bisect_right(self.starts, end)  # the spans it touches
         if first < last:
             start, end = min(start, self.starts[first]), max(end, self.ends[last - 1])
         self.seconds += (end - start) - sum(e - s for s, e in zip(self.starts[first:last], self.ends[first:last]))
         self.starts[first:last], self.ends[first:last] = [start], [end]
+        if len(self.starts) > self.KEPT:
+            drop = len(self.starts) - self.KEPT // 2
+            self.horizon = self.ends[drop - 1]
+            del self.starts[:drop], self.ends[:drop]
 
 
 @dataclass

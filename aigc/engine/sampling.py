@@ -138,6 +138,9 @@ def build_processors(params: SamplingParams, tokenizer=None):
     return steps
 
 
+CPU_STATE_BYTES = 5056  # torch's CPU generator state (torch 2.x), whose Mersenne Twister words make_generator sets
+
+
 def make_generator(seed: int | None, device) -> "torch.Generator":
     """A torch RNG seeded with `seed` (any integer, taken modulo 2**64, so `seed + attempt` is one
     too); without a seed, a fresh random one. Every 64-bit seed has its own stream: torch's CPU
@@ -149,6 +152,8 @@ def make_generator(seed: int | None, device) -> "torch.Generator":
     gen = torch.Generator(device=device).manual_seed(seed)
     if gen.device.type == "cpu" and seed >= 2**32:
         state = gen.get_state()  # torch's CPUGeneratorImplState: seed (u64), left, seeded (i32), next (u64), state (624 x u64), ...
+        if state.numel() != CPU_STATE_BYTES:  # a torch whose layout is another: fold the high bits in instead
+            return gen.manual_seed((seed ^ (seed >> 32)) & 0xFFFFFFFF)
         words = torch.tensor(random.Random(seed).getstate()[1][:624], dtype=torch.int64)  # init_by_array([low, high])
         state[24 : 24 + 624 * 8] = words.view(torch.uint8)
         state[8:12] = torch.tensor([1], dtype=torch.int32).view(torch.uint8)  # left: twist before the first draw

@@ -873,7 +873,7 @@ class Stopping:
     def __call__(self, sig: int) -> None:
         if not self.server.should_exit:
             self.server.should_exit = True
-            print(f"stopping: running requests get up to {self.grace:g} s to finish (Ctrl-C again quits now)", file=sys.stderr, flush=True)
+            log.warning("stopping: running requests get up to %g s to finish (Ctrl-C again quits now)", self.grace)
             for scheduler in self.schedulers:
                 scheduler.drain(self.grace)
         elif sig == signal.SIGINT:

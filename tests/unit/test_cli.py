@@ -1389,7 +1389,11 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     unkept = invoke("chat", "--cid", cid, "--no-log", "Off the record.", *args)  # goes on from it, keeps nothing
     assert unkept.exit_code == 0 and "this turn is not kept in it either" in unkept.stderr and json.loads(unkept.stdout)["usage"]["prompt_tokens"] > 20
     assert conversations.read(conversations.conversation_path(cid)).messages == before
-    assert "deleted 1 unnamed conversation" in invoke("logs", "rm", "--all").stderr
+    from aigc import config
+
+    (config.data_dir() / "chat_history").write_text("typed in the REPL\n")
+    wiped = invoke("logs", "rm", "--all").stderr
+    assert "deleted 1 unnamed conversation" in wiped and "deleted the chat input history" in wiped and not (config.data_dir() / "chat_history").exists()
     assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
 

@@ -368,6 +368,12 @@ def test_stats_count_calls_that_ran_at_once_in_wall_time(capsys):
     assert clock.seconds == pytest.approx(2.0 + 1.0 + 4.0) and clock.starts == [0.5, 4.0, 6.0]
     clock.add(10.0, 10.5)  # covers all of them
     assert clock.seconds == pytest.approx(10.0) and clock.ends == [10.5]
+    server = WallTime()  # a server records calls for ever: it keeps a bounded number of spans
+    for i in range(1000):
+        server.add(1.0, 2.0 * i + 1.0)  # [2i, 2i+1]
+    assert server.seconds == pytest.approx(1000.0) and len(server.starts) <= WallTime.KEPT
+    server.add(2000.0, 2000.0)  # covers all 2000 s: what was let go is not counted twice (its gaps go uncounted)
+    assert 1000.0 < server.seconds <= 2000.0 and server.ends == [2000.0]
     stats = EngineStats()
     for end in (2.0, 2.1, 2.2, 2.3):  # four 2-second requests at once, 10 tokens each
         stats.record(5, 10, None, 2.0, end=end)

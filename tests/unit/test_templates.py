@@ -355,6 +355,19 @@ def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_c
     assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
 
 
+def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open(tmp_path, monkeypatch):
+    env_dir = tmp_path / "env"
+    shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+    target, draft, _ = templates.start_edit("memo")
+    draft.write_text("---\ndescription: mine\n---\n{{ input }}")
+    shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # meanwhile, in another window
+    with pytest.raises(BadInputError, match="changed while you edited it"):
+        templates.save_edit(target, draft)
+    aside = draft.with_name("memo.old1.j2")
+    assert "by hand" in shared.read_text() and "mine" in aside.read_text() and not draft.exists()
+
+
 def test_an_unedited_or_emptied_edit_keeps_no_draft():
     target, draft, _ = templates.start_edit("headline")
     assert templates.drop_unedited(draft) and not draft.exists()
