@@ -312,7 +312,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
     defaults = _defaults(opts)
-    shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **made["sampling"]}
+    shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **{k: getattr(params, k) for k in made["sampling"]}}
     shown |= {k: made[k] for k in ("quantize", "columns") if made.get(k) is not None}
     if generator.model is not None or generator._engine is None:
         model = model_key(generator.model)
@@ -334,10 +334,10 @@ def _shown(value: Any) -> Any:
 
 
 def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
-    """Each setting that differs, with both values: "aspect: 'sentiment' then, none now"."""
+    """Each setting that differs, with both values: "aspect: 'sentiment' then, the default now"."""
 
     def value(made: dict[str, Any], key: str) -> str:
-        return repr(made[key]) if key in made else "none"
+        return repr(made[key]) if key in made else "the default"
 
     return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))
 

@@ -396,9 +396,9 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
         start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
     else:
         start, note = SKELETON, f"starting {target} from a skeleton"
-    from .textio import make_dir, write_atomic
+    from .textio import write_atomic
 
-    make_dir(draft.parent, "AIGC_DATA_DIR moves aigc's data")
+    config.data_subdir(draft.parent.name)  # owner-only, as all of aigc's data
     write_atomic(draft, start)
     write_atomic(_record_path(draft), json.dumps({"target": str(target), "was": was, "opened": _text_of(draft)}))
     if aside:
@@ -414,12 +414,15 @@ def drop_unedited(draft: Path) -> bool:
     return False
 
 
-def save_edit(target: Path, draft: Path) -> Template:
+def save_edit(target: Path, draft: Path) -> Template | None:
     """Check the edited draft as a template and, if it passes, put it in place of `target` and remove
     the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept
-    (dropped when it was not edited, or emptied: an empty file aborts the edit)."""
+    (dropped when emptied: an empty file aborts the edit). A draft not edited is dropped and nothing
+    saved (None): a look at a built-in leaves no copy of it that would hide its updates."""
     from .textio import write_atomic
 
+    if drop_unedited(draft):
+        return None
     name = target.name[: -len(SUFFIX)]
     text = _text_of(draft)
     if text is not None and not text.strip():

@@ -87,7 +87,10 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
             kept = "" if templates.drop_unedited(draft) else f"; your edit is kept in {draft}, and `aigc templates edit {name}` opens it again"
             raise BadInputError(f"{problem}; nothing saved{kept}")
         try:
-            templates.save_edit(target, draft)
+            if templates.save_edit(target, draft) is None:
+                ui.info(f"nothing was edited, so nothing is saved{'' if target.exists() else f' (no {target} is made)'}")
+                if not target.exists():
+                    return
             break
         except BadInputError as exc:
             if not _on_terminal() or not draft.is_file():  # an edit dropped (emptied, unedited): nothing to edit again

@@ -78,7 +78,7 @@ def default_image_model() -> str:
 
 def resolve_image(name: str | None) -> models.ModelRef:
     """A `-m` value as an image model reference; text models are an error that says what to use."""
-    if not name:
+    if name is None:
         with models.blamed_default("image") as default:
             return resolve_image(default)
     ref = models.resolve(name, "image")

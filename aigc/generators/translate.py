@@ -15,7 +15,7 @@ replaced, and terms still missing are reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +300,11 @@ class TranslateOptions:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         self.terms = _glossary_entries(self.glossary, (self.source_language, self.target_language))
         templates.check_fills(self.template, {"text", "target", "source", "glossary"}, "translate")
+
+    def settings(self) -> dict[str, Any]:
+        """The options as they take effect, for `aigc batch`'s record: a glossary by its terms (an
+        edited file is another run; one file by two paths is the same)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "glossary": self.terms or None}
 
 
 def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[str, str]]:

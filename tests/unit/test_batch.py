@@ -828,11 +828,12 @@ def test_a_refused_rerun_names_the_settings_that_differ_and_both_values(tmp_path
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("one\ntwo\n")
     rows = read_rows(source)
-    run_batch(summarizer(FakeEngine()), rows[:1], out, {"words": 20, "format": "bullets"}, {"temperature": 0.0})
-    assert lines(out)[0]["made_with"] == {"format": "bullets", "temperature": 0.0, "words": 20}  # what is not a default
-    with pytest.raises(BadInputError, match=r"\(format: 'bullets' then, none now; temperature: 0.0 then, 0.7 now; words: 20 then, 30 now\); resume it"):
+    run_batch(summarizer(FakeEngine()), rows[:1], out, {"words": 20, "format": "bullets"}, {"temperature": 0.0, "max_tokens": 8})
+    assert lines(out)[0]["made_with"] == {"format": "bullets", "max_tokens": 8, "temperature": 0.0, "words": 20}  # what is not a default
+    out.write_text(out.read_text().replace('"max_tokens": 8, ', ""))  # as if made without it
+    with pytest.raises(BadInputError, match=r"\(format: 'bullets' then, the default now; temperature: 0.0 then, 0.7 now; words: 20 then, 30 now\); resume it"):
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 30}, {"temperature": 0.7})
-    with pytest.raises(BadInputError, match=r"\(columns: none then, \['body', 'id'\] now\)"):
+    with pytest.raises(BadInputError, match=r"\(columns: the default then, \['body', 'id'\] now\)"):
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20, "format": "bullets"}, {"temperature": 0.0}, ("body", "id"))
     old = tmp_path / "old.jsonl"  # written before lines recorded what they were made with
     old.write_text(json.dumps({k: v for k, v in lines(out)[0].items() if k != "made_with"}) + "\n")

@@ -284,7 +284,7 @@ def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
     out.write_text(json.dumps({"id": 1, "row": 1, **run_settings(generator, {"labels": "a,b", "aspect": "sentiment"}), "result": {}}) + "\n")
     source = tmp_path / "in.txt"
     source.write_text("one\n")
-    with pytest.raises(BadInputError, match=r"\(aspect: 'sentiment' then, none now\)"):
+    with pytest.raises(BadInputError, match=r"\(aspect: 'sentiment' then, the default now\)"):
         pending_rows(read_rows(source), out, generator, {"labels": "a,b"})
 
 

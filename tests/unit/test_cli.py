@@ -852,7 +852,7 @@ def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_e
     from aigc.cli import templates as templates_cli
 
     toggle = tmp_path / "toggle.py"  # an editor that breaks the template, and mends it the next time
-    toggle.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); t = p.read_text()\np.write_text(t.replace('{{ broken\\n', '') if '{{ broken' in t else t + '{{ broken\\n')\n")
+    toggle.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); t = p.read_text()\np.write_text(t.replace('{{ broken\\n', '{# mended #}\\n') if '{{ broken' in t else t + '{{ broken\\n')\n")
     monkeypatch.delenv("VISUAL", raising=False)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {toggle}")
     own, draft = templates.user_dir() / "headline.j2", templates.draft_path("headline")

@@ -650,6 +650,7 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
         ({"model": "openai:notaurl"}, "UnknownModelError", "a remote model needs an http(s) URL"),
         ({"model": ""}, "UnknownModelError", "the model name is empty"),
+        ({"model": "", "task": "image"}, "UnknownModelError", "the model name is empty"),
         ({"model": "smollm2", "task": "image"}, "ModelKindError", "smollm2 is a text model; aigc image needs an image model"),
         ({"model": "no-such-model"}, "UnknownModelError", "unknown model 'no-such-model'"),
         ({"model": "no-such-model", "task": "image"}, "UnknownModelError", "unknown image model 'no-such-model'"),

@@ -864,3 +864,13 @@ def test_a_utf16_crlf_file_comes_back_with_crlf_and_in_utf16_in_a_file(echo, tmp
     as_json = tmp_path / "out.json"
     assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "--json", "-o", str(as_json)]).exit_code == 0
     assert json.loads(as_json.read_text(encoding="utf-8"))["translation"] == "HELLO.\n\nBYE."
+
+
+def test_a_glossary_file_is_recorded_by_its_terms_for_a_batch_resume(tmp_path):
+    first, second = tmp_path / "g.tsv", tmp_path / "copy.tsv"
+    first.write_text("cat\tKatze\n", encoding="utf-8")
+    second.write_text("cat\tKatze\n", encoding="utf-8")
+    settings = [TranslateOptions(target_language="de", glossary=str(path)).settings()["glossary"] for path in (first, second)]
+    assert settings == [[("cat", "Katze")]] * 2  # one glossary by two paths is the same run
+    first.write_text("cat\tMieze\n", encoding="utf-8")
+    assert TranslateOptions(target_language="de", glossary=str(first)).settings()["glossary"] != settings[0]  # an edited one is not
