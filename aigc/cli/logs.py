@@ -137,7 +137,7 @@ def remove(
         ui.info("deleted the chat input history")
     for cid in sorted(chats):  # their text is kept there too, for `aigc chat -c`
         if conversations.forget(cid):
-            ui.info(f"deleted conversation {cid}, which held {'them' if gone > 1 else 'it'} (`aigc chat --cid {cid}` cannot go on from it now)")
+            ui.info(f"deleted conversation {cid}, which held a deleted answer (`aigc chat --cid {cid}` cannot go on from it now)")
 
 
 def register(app: typer.Typer) -> None:

@@ -158,17 +158,19 @@ class EngineStats:
         """One `score_many` call."""
         with self._lock:
             self.scored_prompts += prompts
-            self.prompt_tokens += prompt_tokens
-            self._scoring.add(seconds, time.perf_counter() if end is None else end)
-            self.scoring_seconds = self._scoring.seconds
+            self.scoring_seconds = self._timed(self._scoring, prompt_tokens, seconds, end)
 
     def record_embedding(self, texts: int, tokens: int, seconds: float, end: float | None = None) -> None:
         """One `embed` call."""
         with self._lock:
             self.embedded_texts += texts
-            self.prompt_tokens += tokens
-            self._embedding.add(seconds, time.perf_counter() if end is None else end)
-            self.embedding_seconds = self._embedding.seconds
+            self.embedding_seconds = self._timed(self._embedding, tokens, seconds, end)
+
+    def _timed(self, clock: WallTime, prompt_tokens: int, seconds: float, end: float | None) -> float:
+        """Count a call's prompt tokens and its time on `clock`; returns the clock's wall time."""
+        self.prompt_tokens += prompt_tokens
+        clock.add(seconds, time.perf_counter() if end is None else end)
+        return clock.seconds
 
     @property
     def generation_seconds(self) -> float:

@@ -866,12 +866,7 @@ def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_gene
     class Odd(Echo):
         Options = OddOptions
 
-    class Plugin:
-        @hookimpl
-        def register_generators(self, register):
-            register("odd", Odd)
-
-    pm.register(Plugin(), name="odd-types")
+    register_one(pm, "odd-types", "odd", Odd)
     assert "odd" in registered_generators()
     (failure,) = plugins.failures()
     assert (failure.plugin, failure.stage) == ("odd-types", "register_generators")
@@ -883,6 +878,17 @@ def test_an_option_type_aigc_does_not_convert_is_a_recorded_problem_and_the_gene
     registered_generators()
     assert len(plugins.failures()) == 1  # recorded once, however often generators are looked up
     assert get_generator("odd").validate({"n": "3", "tags": "x,y", "mode": "b"}) == OddOptions(n=3, tags=["x", "y"], mode="b")
+
+
+def register_one(pm, plugin: str, name: str, cls) -> None:
+    """Register a plugin `plugin` whose one hook registers the generator `cls` as `name`."""
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register(name, cls)
+
+    pm.register(Plugin(), name=plugin)
 
 
 def test_a_literal_option_takes_only_its_choices(pm):
@@ -898,12 +904,7 @@ def test_a_literal_option_takes_only_its_choices(pm):
     class Moded(Echo):
         Options = ModeOptions
 
-    class Plugin:
-        @hookimpl
-        def register_generators(self, register):
-            register("moded", Moded)
-
-    pm.register(Plugin(), name="moded")
+    register_one(pm, "moded", "moded", Moded)
     assert get_generator("moded").validate({"mode": "b"}).mode == "b"
     with pytest.raises(OptionError, match=r"^mode must be one of a, b, got 'c'$"):
         get_generator("moded").validate({"mode": "c"})
