@@ -207,7 +207,8 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
 
 def _history(kept: bool) -> Callable[[], None]:
     """Line editing for input(), with the lines typed in earlier chats (up arrow) from
-    `chat_history` in aigc's data directory; returns what writes them back on leaving (the last
+    `chat_history` in aigc's data directory; returns what adds this chat's lines to it on leaving
+    (to the file as it is then, so a chat open at the same time keeps its lines too; the last
     HISTORY_LINES, readable by the owner only, atomically): only where `kept`, as answers are logged."""
     try:
         import readline
@@ -221,8 +222,17 @@ def _history(kept: bool) -> Callable[[], None]:
         pass
     if not kept:
         return lambda: None
+    start = readline.get_current_history_length()
 
     def write() -> None:
+        typed = [readline.get_history_item(i) for i in range(start + 1, readline.get_current_history_length() + 1)]
+        readline.clear_history()
+        try:
+            readline.read_history_file(path)  # as other chats left it meanwhile
+        except OSError:
+            pass
+        for line in typed:
+            readline.add_history(line)
         try:
             make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data", config.PRIVATE)
             fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only

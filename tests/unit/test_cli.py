@@ -1644,8 +1644,14 @@ def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypa
         assert path.read_text().split() == ["two", "three", "four"] and stat.S_IMODE(path.stat().st_mode) == 0o600
         assert [p.name for p in path.parent.iterdir() if p.name.startswith(".chat_history")] == []  # no temp file left
         readline.clear_history()
+        keep = chat._history(True)
+        readline.add_history("mine")
+        path.write_text("three\nfour\ntheirs\n")  # a chat open at the same time left first: its line stays
+        keep()
+        assert path.read_text().split() == ["four", "theirs", "mine"]
+        readline.clear_history()
         keep = chat._history(False)  # read back; with answers not logged, not written
-        assert [readline.get_history_item(i) for i in range(1, 4)] == ["two", "three", "four"]
+        assert [readline.get_history_item(i) for i in range(1, 4)] == ["four", "theirs", "mine"]
         readline.add_history("secret")
         keep()
         assert "secret" not in path.read_text()
