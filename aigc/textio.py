@@ -239,16 +239,6 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
-def source_or_stdin(source: str | None, what: str) -> str:
-    """`source`, or "-" (stdin) when none is given and stdin is piped; with none given and stdin a
-    terminal (or closed), a `BadInputError` asking for `what`."""
-    if source is not None:
-        return source
-    if sys.stdin is None or sys.stdin.isatty():
-        raise BadInputError(f"give {what}, or pipe it in")
-    return "-"
-
-
 def read_input(source: str, lines: bool = False) -> str:
     """The text itself, a document's text (FILE), or stdin (-); `lines` as for `read_document`."""
     path = Path(source).expanduser()

@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from .. import config, conversations, logs, ui
+from .. import config, conversations, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
@@ -80,10 +80,8 @@ def chat(
 
 def _logged(run: RunOptions) -> bool:
     """Whether this run logs its answers (--log/--no-log, else `aigc logs on|off`)."""
-    if run.log is not None:
-        return run.log
     try:
-        return logs.enabled()
+        return run.logs_answers()
     except AigcError:  # a bad AIGC_LOGS: said when the answer is logged
         return False
 

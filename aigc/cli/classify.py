@@ -7,10 +7,10 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import numbered_lines, output_target, read_input, source_or_stdin, write_atomic
+from ..textio import numbered_lines, output_target, read_input
 from . import complete, examples
 from .lines import LineResults, run_lines
-from .options import RunOptions, generation_options
+from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
@@ -81,10 +81,8 @@ def classify(
         rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
         if lines:
             lined.show(number, describe(result), json_record(result))
-        elif output:
-            ui.info(f"wrote {write_atomic(output, rendered)}")
         else:
-            ui.result(rendered)
+            emit(rendered, output)
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
         run.keep(generator, "classify", text, chosen_labels, chosen, json_record(result), measured=not lines)
     run.report(generator)

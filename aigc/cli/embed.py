@@ -7,9 +7,9 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_utf8, numbered_lines, output_target, read_input, source_or_stdin, write_atomic
+from ..textio import check_utf8, numbered_lines, output_target, read_input
 from .lines import LineResults
-from .options import RunOptions, generation_options
+from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 @generation_options(sampling=False)
@@ -48,10 +48,8 @@ def embed(
         record = {"error": failed[index]} if vector is None else {"embedding": vector, "dimensions": len(vector)}
         if lines:
             shown.show(number, "" if vector is None else json.dumps(vector), record)
-        elif output:
-            ui.info(f"wrote {write_atomic(output, json.dumps(record) if as_json else json.dumps(vector))}")
         else:
-            ui.result(json.dumps(record) if as_json else json.dumps(vector))
+            emit(json.dumps(record) if as_json else json.dumps(vector), output)
     run.report(generator)
     shown.check(len(numbered))
 

@@ -5,12 +5,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_document, source_or_stdin, write_atomic
+from ..textio import output_target, read_document
 from . import complete, examples
 from .lines import run_lines
-from .options import RunOptions, generation_options
+from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 @generation_options(logged=True)
@@ -48,10 +47,7 @@ def headline(
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
-    if output:
-        ui.info(f"wrote {write_atomic(output, rendered)}")
-    else:
-        ui.result(rendered)
+    emit(rendered, output)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)
 

@@ -118,6 +118,13 @@ class RunOptions:
 
         return stopped
 
+    def logs_answers(self) -> bool:
+        """Whether this run logs its answers: --log/--no-log, else `aigc logs on|off` (a bad
+        AIGC_LOGS is an `AigcError`)."""
+        from .. import logs
+
+        return logs.enabled() if self.log is None else self.log
+
     def keep(self, generator, command: str, prompt: Any, response: str, options: dict, result: Any = None, session: Any = None, measured: bool = True, sampling: dict | None = None) -> None:
         """Log an answer the command printed (unless logging is off); a log that cannot be written is
         one warning, never the command's failure, and nothing more is logged in this run. `measured`:
@@ -127,7 +134,7 @@ class RunOptions:
 
         measured = measured and self._mark is not None
         try:
-            if self._log_failed or not (logs.enabled() if self.log is None else self.log):
+            if self._log_failed or not self.logs_answers():
                 return
             stats = generator.engine.stats
             since, prompt_tokens, completion_tokens = self._mark if measured else (0.0, 0, 0)
@@ -241,13 +248,36 @@ def stdin_ready() -> bool:
         return True
 
 
+def _piped() -> bool:
+    """Whether standard input is open and not a terminal."""
+    return sys.stdin is not None and not sys.stdin.isatty()
+
+
 def stdin_text() -> Optional[str]:
     """Piped standard input, if any (binary or non-UTF-8 input is an error that says so)."""
     from ..textio import STDIN, decode_text
 
-    if sys.stdin is None or sys.stdin.isatty():
-        return None
-    return decode_text(sys.stdin.buffer.read(), STDIN)
+    return decode_text(sys.stdin.buffer.read(), STDIN) if _piped() else None
+
+
+def source_or_stdin(source: Optional[str], what: str) -> str:
+    """`source`, or "-" (stdin) when none is given and stdin is piped; with none given and stdin a
+    terminal (or closed), a `BadInputError` asking for `what`."""
+    if source is not None:
+        return source
+    if not _piped():
+        raise BadInputError(f"give {what}, or pipe it in")
+    return "-"
+
+
+def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
+    """A result on stdout, or written to the `-o` file (atomically, in `encoding`)."""
+    from ..textio import write_atomic
+
+    if output:
+        ui.info(f"wrote {write_atomic(output, text, encoding=encoding)}")
+    else:
+        ui.result(text)
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:

@@ -9,9 +9,9 @@ import typer
 from .. import templates, ui
 from ..errors import BadInputError
 from ..json_schemas import several, shown
-from ..textio import output_target, read_document, write_atomic
+from ..textio import output_target, read_document
 from . import complete, examples
-from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import RunOptions, Schema, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -67,19 +67,11 @@ def run_template(
     answer = shown(result)
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
-        _emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
+        emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
-        _emit(answer, output)
+        emit(answer, output)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
-
-
-def _emit(text: str, output: Optional[str]) -> None:
-    """The result on stdout, or written to the -o file."""
-    if output:
-        ui.info(f"wrote {write_atomic(output, text)}")
-    else:
-        ui.result(text)
 
 
 def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:

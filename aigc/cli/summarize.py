@@ -7,10 +7,10 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_document, source_or_stdin, write_atomic
+from ..textio import output_target, read_document
 from . import complete, examples
 from .lines import run_lines
-from .options import RunOptions, generation_options
+from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 @generation_options(logged=True)
@@ -46,10 +46,7 @@ def summarize(
     for note in summary_notes(result):
         ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
-    if output:
-        ui.info(f"wrote {write_atomic(output, rendered)}")
-    else:
-        ui.result(rendered)
+    emit(rendered, output)
     run.keep(generator, "summarize", text, result["summary"], options, result)
     run.report(generator)
 

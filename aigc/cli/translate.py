@@ -9,10 +9,10 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, output_target, read_input, source_or_stdin, file_style, write_atomic
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, output_target, read_input
 from . import complete, examples
 from .lines import run_lines
-from .options import RunOptions, generation_options
+from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 @generation_options(logged=True)
@@ -65,10 +65,7 @@ def translate(
         ui.warn(note)
     crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and UTF-16, in a file)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
-    if output:
-        ui.info(f"wrote {write_atomic(output, rendered, encoding=encoding)}")
-    else:
-        ui.result(rendered)
+    emit(rendered, output, encoding)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
     run.report(generator)
 

@@ -195,9 +195,9 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
 def test_no_input_from_a_terminal_says_what_to_give(monkeypatch, command, words):
     import types
 
-    import aigc.textio
+    import aigc.cli.options
 
-    monkeypatch.setattr(aigc.textio, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True)))
+    monkeypatch.setattr(aigc.cli.options, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True)))
     code, lines = bad(*command, "-m", "no-such-model")
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
 
