@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TASKS = {"sentiment": ("negative,positive", "sentiment"), "topic": ("World,Sports,Business,Sci/Tech", "topic")}
+TASKS = {  # labels, aspect, kind of text (picked on the tuning parts)
+    "sentiment": ("negative,positive", "sentiment", "movie review"),
+    "topic": ("World,Sports,Business,Sci/Tech", "topic", ""),
+}
 
 
 def split(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -53,8 +56,8 @@ def main() -> None:
             (f"{len(tune)} examples", tune, "auto"),
         )
         for setting, examples, calibrate in settings:
-            labels, aspect = TASKS[task]
-            options = {"labels": labels, "aspect": aspect, "examples": examples, "calibrate": calibrate, "method": args.method if examples else "auto"}
+            labels, aspect, kind = TASKS[task]
+            options = {"labels": labels, "aspect": aspect, "kind": kind, "examples": examples, "calibrate": calibrate, "method": args.method if examples else "auto"}
             report = evaluate_classify(generator, held, options).as_dict()
             results.append({"task": task, "setting": setting, **report})
             print(f"{task:9} {setting:29} acc {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "

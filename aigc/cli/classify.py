@@ -16,14 +16,15 @@ from .options import RunOptions, emit, generation_options, source_or_stdin
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
+Kind = Annotated[str, typer.Option(help="What the texts are (movie review, news article, ...), named before each text in the prompt.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
 Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
 
 
-def options(labels, multi_label, threshold, examples, aspect, method, calibrate) -> dict:
+def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate) -> dict:
     return {
         "labels": labels, "multi_label": multi_label, "threshold": threshold, "examples": examples,
-        "aspect": aspect, "method": method, "calibrate": calibrate,
+        "aspect": aspect, "kind": kind, "method": method, "calibrate": calibrate,
     }
 
 
@@ -47,6 +48,7 @@ def classify(
     threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,
     examples: Examples = None,
     aspect: Aspect = "",
+    kind: Kind = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result to this file (atomically; - for stdout).")] = None,
@@ -67,7 +69,7 @@ def classify(
         raise BadInputError(f"{source} holds no text to classify")
     if threshold is not None and not multi_label:
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
-    chosen = options(labels, multi_label, threshold, examples, aspect, method, calibrate)
+    chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
         run_lines(run, "classify", text, chosen, describe, as_json, record=json_record)
         return
@@ -98,6 +100,7 @@ def eval_classify(
     labels: Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
     examples: Examples = None,
     aspect: Aspect = "",
+    kind: Kind = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -121,7 +124,7 @@ def eval_classify(
         shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, method, calibrate)  # as the data writes them
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, kind, method, calibrate)  # as the data writes them
     generator = run.generator("classify")
     absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
     if absent:

@@ -99,6 +99,7 @@ class ClassifyOptions:
     threshold: float = 0.5
     examples: Any = None  # a TSV file (text<TAB>label) or [(text, label), ...]
     aspect: str = ""  # what the labels describe ("sentiment", "topic"); named in the prompt
+    kind: str = ""  # what the texts are ("movie review", "news article"); names each text in the prompt
     method: str = "auto"
     calibrate: str = "auto"
     template: str = "classify"
@@ -135,7 +136,7 @@ class ClassifyOptions:
             raise BadInputError(f"{option('method', 'demos')} calibrates with content-free (measured with the same demonstrations) or off, not examples")
         if self.multi_label and self.method == "demos":
             raise BadInputError(f"{option('method', 'demos')} works for one label per text; drop {option('multi_label')} or pick probe")
-        templates.check_fills(self.template, {"text", "labels", "aspect", "demonstrations"}, "classify")
+        templates.check_fills(self.template, {"text", "labels", "aspect", "kind", "demonstrations"}, "classify")
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, in
@@ -220,7 +221,7 @@ class ClassifyGenerator(Generator):
     def prompt(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
         """The label-scoring prompt; labels are listed sorted, so their order never matters."""
         names = sorted(label.name for label in opts.parsed)
-        return templates.render(opts.template, {"text": text, "labels": names, "aspect": opts.aspect.strip(), "demonstrations": shown or []}).messages[-1]["content"]
+        return templates.render(opts.template, {"text": text, "labels": names, "aspect": opts.aspect.strip(), "kind": opts.kind.strip(), "demonstrations": shown or []}).messages[-1]["content"]
 
     def verbalizers(self, opts: ClassifyOptions) -> list[str]:
         """The continuations scored, each label's words in turn. When a word of one label begins one
@@ -246,7 +247,7 @@ class ClassifyGenerator(Generator):
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
         """The label scores on content-free inputs (averaged probabilities, as log-probabilities)."""
-        key = (templates.get_template(opts.template).body, opts.aspect, tuple(opts.parsed), repr(shown))  # an edited template is measured again
+        key = (templates.get_template(opts.template).body, opts.aspect, opts.kind, tuple(opts.parsed), repr(shown))  # an edited template is measured again
         if key not in self._content_free:
             scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
             self._content_free[key] = mean_prior(scores)

@@ -150,7 +150,7 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
 
     key = json.dumps(
         [VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body,
-         [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.examples, opts.method, opts.calibrate, opts.multi_label],
+         [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind, opts.examples, opts.method, opts.calibrate, opts.multi_label],
         ensure_ascii=False,
     )
     return config.cache_dir() / "classify" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".pt")

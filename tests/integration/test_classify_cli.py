@@ -36,6 +36,9 @@ def test_probabilities_sum_to_one_and_label_order_does_not_matter():
     assert math.isclose(sum(first["scores"].values()), 1.0, rel_tol=1e-6)
     assert first["label"] == second["label"] == max(first["scores"], key=first["scores"].get)
     assert first["scores"]["positive"] == pytest.approx(second["scores"]["positive"], abs=1e-6)
+    named = classify_json(text, "--labels", "negative,positive", "--aspect", "sentiment", "--kind", "movie review")
+    assert math.isclose(sum(named["scores"].values()), 1.0, rel_tol=1e-6)
+    assert named["scores"]["positive"] != pytest.approx(first["scores"]["positive"], abs=1e-6)  # the prompt names the text a movie review
 
 
 def test_examples_give_the_labels_and_lines_classify_each_line(tmp_path):

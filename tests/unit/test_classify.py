@@ -6,7 +6,7 @@ import math
 import pytest
 
 from aigc.errors import BadInputError, OptionError, UnknownLabelError
-from aigc.generators.classify import ClassifyGenerator, parse_label
+from aigc.generators.classify import ClassifyGenerator, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
 
 
@@ -62,6 +62,17 @@ def test_the_same_input_gives_the_same_scores(classify):
 def test_aliases_and_split_names_are_scored_for_a_label():
     assert parse_label("Sci/Tech=science|technology").verbalizers == ("Sci/Tech", "science", "technology", "Sci", "Tech")
     assert parse_label(" positive ").verbalizers == ("positive",)
+
+
+def test_the_kind_of_text_names_each_text_and_demonstration_in_the_prompt(classify, tiny_engine):
+    opts = classify.validate({"labels": "negative,positive", "aspect": "sentiment", "kind": "movie review"})
+    shown = [{"text": "A delight.", "label": "positive"}]
+    assert classify.prompt("Dull.", opts, shown) == 'Movie review: "A delight."\nSentiment: positive\n\nMovie review: "Dull."\nSentiment:'
+    assert classify.prompt("Dull.", classify.validate({"labels": "negative,positive"})) == 'Categories: negative, positive\n\n"Dull."\nCategory:'
+    prior = classify.content_free(opts)  # measured on the content-free inputs named the same way
+    scores, _ = classify.score_texts(['N/A', '', '[MASK]'], opts)
+    assert prior == pytest.approx(mean_prior(scores))
+    assert prior != pytest.approx(classify.content_free(classify.validate({"labels": "negative,positive", "aspect": "sentiment"})))
 
 
 def test_calibration_divides_out_the_content_free_prior(classify):

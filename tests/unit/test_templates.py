@@ -24,7 +24,7 @@ def test_every_builtin_template_renders_under_strict_undefined():
         if name.startswith("summarize"):
             values.update(format="paragraph", words=50)
         if name == "classify":
-            values.update(labels=["a", "b"], aspect="", demonstrations=[{"text": "an example", "label": "a"}])
+            values.update(labels=["a", "b"], aspect="", kind="", demonstrations=[{"text": "an example", "label": "a"}])
         rendered = templates.render(template, values)
         assert rendered.messages[-1]["role"] == "user"
         assert "sample text" in rendered.messages[-1]["content"]
