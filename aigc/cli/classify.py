@@ -18,7 +18,7 @@ Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Label
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
 Kind = Annotated[str, typer.Option(help="What the texts are (movie review, news article, ...), named before each text in the prompt.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
-Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, '', [MASK]), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
+Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, ?, Lorem ipsum), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
 
 
 def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate) -> dict:

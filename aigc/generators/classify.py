@@ -19,7 +19,7 @@ from ..errors import BadInputError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
-CONTENT_FREE = ("N/A", "", "[MASK]")
+CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
 

@@ -31,7 +31,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 6  # bump when what is cached changes
+VERSION = 7  # bump when what is cached changes
 KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 
 Example = tuple[str, list[str]]  # text, label names

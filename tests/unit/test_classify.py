@@ -6,7 +6,7 @@ import math
 import pytest
 
 from aigc.errors import BadInputError, OptionError, UnknownLabelError
-from aigc.generators.classify import ClassifyGenerator, mean_prior, parse_label
+from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
 
 
@@ -70,7 +70,7 @@ def test_the_kind_of_text_names_each_text_and_demonstration_in_the_prompt(classi
     assert classify.prompt("Dull.", opts, shown) == 'Movie review: "A delight."\nSentiment: positive\n\nMovie review: "Dull."\nSentiment:'
     assert classify.prompt("Dull.", classify.validate({"labels": "negative,positive"})) == 'Categories: negative, positive\n\n"Dull."\nCategory:'
     prior = classify.content_free(opts)  # measured on the content-free inputs named the same way
-    scores, _ = classify.score_texts(['N/A', '', '[MASK]'], opts)
+    scores, _ = classify.score_texts(list(CONTENT_FREE), opts)
     assert prior == pytest.approx(mean_prior(scores))
     assert prior != pytest.approx(classify.content_free(classify.validate({"labels": "negative,positive", "aspect": "sentiment"})))
 
