@@ -15,7 +15,7 @@ from .. import config, conversations, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, make_dir, read_document
+from ..textio import STDIN, check_writable, read_document
 from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -232,7 +232,7 @@ def _history(kept: bool) -> Callable[[], None]:
         for line in typed:
             readline.add_history(line)
         try:
-            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data", config.PRIVATE)
+            config.made_data_dir()
             fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only
             os.close(fd)
             try:
