@@ -8,12 +8,13 @@ import json
 import os
 import re
 import secrets
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config, locks
-from .errors import BadInputError
+from .errors import BadInputError, ConversationDeletedError, ConversationOpenError
 from .textio import check_utf8, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
@@ -140,33 +141,56 @@ def latest() -> Path:
     raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')
 
 
-def forget(cid: str) -> bool:
-    """Delete the unnamed conversation `cid` (a session's file stays); returns whether it went."""
-    if not NAME.fullmatch(cid):
-        return False
-    try:
-        (conversations_dir() / f"{cid}.json").unlink()
-        return True
-    except OSError:  # none by that id (a named session), or removed meanwhile
-        return False
+def unnamed_files(cids: set[str] | None = None) -> list[Path]:
+    """The files of the unnamed conversations: all, or those of the ids in `cids` (session names
+    and files among them are not unnamed ones)."""
+    found = sorted(conversations_dir().glob("*.json"))
+    return found if cids is None else [path for path in found if path.stem in cids]
 
 
-def forget_unnamed() -> int:
-    """Delete the unnamed conversations; returns how many went."""
-    count = 0
-    for path in conversations_dir().glob("*.json"):
+def forget(paths: list[Path]) -> list[Path]:
+    """Delete these conversations' files; returns those that went (not ones removed meanwhile)."""
+    gone = []
+    for path in paths:
         try:
             path.unlink()
-            count += 1
+            gone.append(path)
         except OSError:  # removed meanwhile
             continue
-    return count
+    return gone
 
 
-def in_use(path: Path):
+def described(path: Path) -> str:
+    """A conversation as messages name it: a session by its name or file, else by its id."""
+    label = session_label(path)
+    return f"conversation {label}" if unnamed(path) else f"session {label!r}"
+
+
+def deleted(path: Path) -> ConversationDeletedError:
+    """The error for a conversation deleted while a chat had it open: the chat does not make it again."""
+    return ConversationDeletedError(f"{described(path)} was deleted meanwhile; this chat stops without writing it again (`aigc chat -c` goes on from the latest one left)")
+
+
+@contextmanager
+def in_use(path: Path, existing: bool = False):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
-    once instead of both rewriting the file."""
-    return locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session")
+    once instead of both rewriting the file (and `none_open` refuses to delete it). `existing`: it was
+    there when the chat picked it, so one deleted before the hold is a `ConversationDeletedError`."""
+    with locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session"):
+        if existing and not Path(path).is_file():
+            raise deleted(path)
+        yield
+
+
+@contextmanager
+def none_open(paths: list[Path]):
+    """Hold all these conversations while the block deletes them; where a running `aigc chat` has
+    one open, a `ConversationOpenError` names the first such and the block does not run."""
+    with ExitStack() as stack:
+        for path in paths:
+            busy = f"{described(path)} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)"
+            stack.enter_context(locks.held(path, busy, ConversationOpenError))
+        yield
 
 
 def session_path(name: str) -> Path:

@@ -11,9 +11,9 @@ from .errors import BadInputError
 
 
 @contextmanager
-def held(path: str | Path, busy: str):
-    """Hold `path` for this process while the block runs; a second holder fails at once with a
-    `BadInputError(busy)`. The lock lives in aigc's data directory, keyed by the file's absolute
+def held(path: str | Path, busy: str, error: type[BadInputError] = BadInputError):
+    """Hold `path` for this process while the block runs; a second holder fails at once with
+    `error(busy)`. The lock lives in aigc's data directory, keyed by the file's absolute
     path, so it outlives the file being replaced by a rename; it is freed when the process ends,
     and skipped where the system or file system has no `flock`. Yields whether it is held (False
     where it was skipped)."""
@@ -33,7 +33,7 @@ def held(path: str | Path, busy: str):
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 locked = True
             except BlockingIOError:
-                raise BadInputError(busy) from None
+                raise error(busy) from None
             except OSError:  # e.g. no locks on this file system
                 pass
         yield locked

@@ -1,6 +1,5 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
-import contextlib
 import json
 import os
 import shlex
@@ -12,7 +11,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from .. import config, conversations, ui
-from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document
@@ -64,17 +63,20 @@ def chat(
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:
         raise BadInputError("give only one of --session NAME, --continue and --cid ID")
-    path, keep = None, True
+    path, keep, existing = None, True, True  # existing: the conversation was there when picked
     if resume or cid is not None:
         path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
         keep = _logged(run) or not conversations.unnamed(path)  # an unnamed one is kept as its answers are
         unkept = "" if keep else "; answers are not logged, so this turn is not kept in it either"
-        ui.info(f"(continuing {_described(path)}{', the latest' * resume}{unkept})")
+        ui.info(f"(continuing {conversations.described(path)}{', the latest' * resume}{unkept})")
     elif session is not None:
         path = _session_file(session)
+        existing = path.is_file()
     elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
-        return _chat(prompt, piped, attached, system, template, variables, as_json, run, conversations.new_conversation())
-    with conversations.in_use(path) if path is not None else contextlib.nullcontext():
+        path, existing = conversations.new_conversation(), False
+    if path is None:
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
+    with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
 
 
@@ -84,12 +86,6 @@ def _logged(run: RunOptions) -> bool:
         return run.logs_answers()
     except AigcError:  # a bad AIGC_LOGS: said when the answer is logged
         return False
-
-
-def _described(path) -> str:
-    """A conversation as messages name it: a session by its name or file, else by its id."""
-    label = conversations.session_label(path)
-    return f"conversation {label}" if conversations.unnamed(path) else f"session {label!r}"
 
 
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True) -> None:
@@ -182,7 +178,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):
-        ui.info(f"({_described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
+        ui.info(f"({conversations.described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
@@ -327,6 +323,8 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
         ui.info("(reply stopped)")
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on
         ui.error(exc.shown(lambda name, value: f"{name} (/set {name} N)" if name == "max_tokens" and value is None else None))
+    except ConversationDeletedError:  # the chat stops: nothing more is kept
+        raise
     except AigcError as exc:
         ui.error(str(exc))
     if kept():
@@ -348,6 +346,8 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
+    except ConversationDeletedError:
+        raise
     except (BadInputError, WriteError) as exc:  # a file that cannot be read or written: the session goes on
         ui.error(str(exc))
     return None

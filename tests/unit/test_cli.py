@@ -1397,6 +1397,69 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
 
 
+def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny_model_dir):
+    from aigc import conversations, logs
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    cid = json.loads(invoke("chat", "Bees make honey.", *args).stdout)["conversation"]
+    other = json.loads(invoke("chat", "Cities have rooftops.", *args).stdout)["conversation"]
+    for name in ("free", "work"):
+        assert invoke("chat", "-S", name, "Hi.", *args).exit_code == 0
+    history = conversations.input_history()
+    history.write_text("typed in the REPL\n")
+    entry = json.loads(invoke("logs", "-S", cid, "--json").stdout)[0]["id"]
+    everything = {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()}
+    with conversations.in_use(conversations.conversation_path(cid)):  # an aigc chat open on it
+        for argv in (("logs", "rm", str(entry)), ("logs", "rm", "--all")):
+            refused = invoke(*argv)
+            assert (refused.exit_code, refused.stderr) == (2, f"Error: conversation {cid} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+    with conversations.in_use(conversations.conversation_path("work")):
+        refused = invoke("sessions", "rm", "free", "work")
+        assert (refused.exit_code, refused.stderr) == (2, "Error: session 'work' is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+    assert len(logs.entries(None)) == 4 and history.read_text() == "typed in the REPL\n"
+    assert {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()} == everything
+    assert "deleted conversation" in invoke("logs", "rm", str(entry)).stderr and "removed" in invoke("sessions", "rm", "free", "work").stderr
+    assert [p.stem for p in conversations.unnamed_files()] == [other] and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+def test_a_new_unnamed_chat_holds_its_conversation_while_it_runs(tiny_model_dir, monkeypatch):
+    from aigc import conversations
+    from aigc.cli import chat
+
+    held, answer = [], chat._session_turn
+
+    def turn(session, *rest):
+        try:
+            with conversations.in_use(session.path):
+                held.append(False)
+        except BadInputError:
+            held.append(True)
+        return answer(session, *rest)
+
+    monkeypatch.setattr(chat, "_session_turn", turn)
+    result = invoke("chat", "Hi.", "-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    assert result.exit_code == 0 and held == [True]
+    assert [p.stem for p in conversations.unnamed_files()] == [json.loads(result.stdout)["conversation"]]
+
+
+def test_a_conversation_deleted_before_the_chat_holds_it_is_not_made_again(tiny_model_dir, monkeypatch):
+    from aigc import conversations, logs
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    cid = json.loads(invoke("chat", "Bees make honey.", *args).stdout)["conversation"]
+    latest = conversations.latest
+
+    def deleted_meanwhile():  # `aigc logs rm` in another terminal, just after -c picked it
+        path = latest()
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(conversations, "latest", deleted_meanwhile)
+    result = invoke("chat", "-c", "Where?", *args)
+    assert result.exit_code == 2 and result.stderr.endswith(f"Error: conversation {cid} was deleted meanwhile; this chat stops without writing it again (`aigc chat -c` goes on from the latest one left)\n")
+    assert conversations.unnamed_files() == [] and len(logs.entries(None)) == 1
+
+
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
     from aigc import conversations
 
@@ -1661,6 +1724,28 @@ def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypa
         assert readline.get_history_item(readline.get_current_history_length()) == "secret"
     finally:
         readline.clear_history()
+
+
+def test_the_repl_stops_when_its_conversation_is_deleted_meanwhile(monkeypatch, tmp_path):
+    from aigc import logs
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.errors import ConversationDeletedError
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    session, run = ChatSession(ChatGenerator(engine=engine), path=path), RunOptions()
+    repl_lines(monkeypatch, "hi")
+    _turn(session, run, [])
+    path.unlink()  # by hand, or `aigc sessions rm` where no lock could be taken
+    for line in ("again", "/reset"):  # not said and gone on from, as a failed turn is
+        repl_lines(monkeypatch, line)
+        with pytest.raises(ConversationDeletedError, match="was deleted meanwhile"):
+            _turn(session, run, [])
+    assert not path.exists() and [e.prompt for e in logs.entries(None)] == ["hi"]  # the reply it could not keep is not logged
 
 
 def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):

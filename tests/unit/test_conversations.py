@@ -311,4 +311,48 @@ def test_the_latest_conversation_is_the_newest_of_sessions_and_unnamed_ones_that
     assert conversations.latest() == session
     with pytest.raises(BadInputError, match="no conversation 'gone'"):
         conversations.conversation_path("gone")
-    assert conversations.forget_unnamed() == 1 and conversations.latest() == session
+    assert conversations.forget(conversations.unnamed_files()) == [unnamed] and conversations.latest() == session
+
+
+def test_none_open_refuses_while_a_chat_holds_any_and_holds_them_all_while_its_block_runs():
+    from aigc.errors import ConversationOpenError
+
+    free, busy = conversations.sessions_dir() / "free.json", conversations.new_conversation()
+    with conversations.in_use(busy):
+        with pytest.raises(ConversationOpenError, match=rf"^conversation {busy.stem} is open in another aigc chat; leave that chat, then run this again \(nothing was deleted\)$"):
+            with conversations.none_open([free, busy]):
+                pytest.fail("the block ran while a conversation was open")
+    with conversations.in_use(free):  # the refusal left none held
+        with pytest.raises(ConversationOpenError, match="^session 'free' is open in another aigc chat"):
+            with conversations.none_open([busy, free]):
+                pytest.fail("the block ran while a session was open")
+    with conversations.none_open([free, busy]):
+        for path in (free, busy):
+            with pytest.raises(BadInputError, match="is in use by another aigc chat"):  # a chat cannot start on one meanwhile
+                with conversations.in_use(path):
+                    pytest.fail("a chat held a conversation being deleted")
+
+
+def test_a_conversation_deleted_while_a_session_has_it_is_not_made_again(tmp_path):
+    from aigc.errors import ConversationDeletedError
+
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    talk = session(path, engine)
+    talk.ask("hi")  # the first reply makes the file
+    path.unlink()  # `aigc logs rm` or `aigc sessions rm` in another terminal
+    with pytest.raises(ConversationDeletedError, match=f"^session '{path}' was deleted meanwhile; this chat stops without writing it again"):
+        talk.ask("again")
+    assert not path.exists()
+    conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+    talk = session(path, engine)
+    path.unlink()  # before its first reply
+    with pytest.raises(ConversationDeletedError):
+        talk.reset()
+    assert not path.exists()
+    with pytest.raises(ConversationDeletedError, match="was deleted meanwhile"):  # picked while it was there, gone when held
+        with conversations.in_use(path, existing=True):
+            pytest.fail("held a conversation that is gone")
+    with conversations.in_use(path):  # a new one
+        assert session(path, engine).ask("new") == "" and path.is_file()
