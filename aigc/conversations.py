@@ -19,6 +19,7 @@ from .textio import check_utf8, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
+RECENT_FILES = 10  # session files opened by their path that `latest` looks at
 
 
 @dataclass
@@ -97,6 +98,31 @@ def input_history() -> Path:
     return config.data_dir() / "chat_history"
 
 
+def recent_files_record() -> Path:
+    """Where the session files last opened by their path are noted, for `latest`."""
+    return config.data_dir() / "recent_session_files.json"
+
+
+def recent_files() -> list[Path]:
+    """The session files last opened by their path, the latest first (gone ones included)."""
+    try:
+        noted = json.loads(recent_files_record().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or broken: noted again from the next one
+        return []
+    return [Path(p) for p in noted if isinstance(p, str)][:RECENT_FILES] if isinstance(noted, list) else []
+
+
+def remember(path: str | os.PathLike) -> None:
+    """Note a session file opened by its path (not one kept in aigc's data directory) for `latest`:
+    the last RECENT_FILES, in an owner-only file written atomically."""
+    path = Path(path).absolute()
+    if path.parent in (sessions_dir().absolute(), conversations_dir().absolute()):
+        return
+    noted = [str(path)] + [str(p) for p in recent_files() if p != path]
+    config.made_data_dir()
+    write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2, ensure_ascii=False), private=True)
+
+
 def unnamed(path: Path) -> bool:
     """Whether `path` is an unnamed conversation's file (not a session)."""
     return Path(path).absolute().parent == conversations_dir().absolute()
@@ -122,20 +148,19 @@ def conversation_path(cid: str) -> Path:
 
 
 def latest() -> Path:
-    """The file of the most recently used conversation, a named session or an unnamed one (files
-    that cannot be read are passed over)."""
+    """The file of the most recently changed conversation: a named session, an unnamed one, or a
+    session file opened by its path (`remember`); files that are gone or cannot be read are passed over."""
+    kept = [path for folder in (sessions_dir(), conversations_dir()) for path in folder.glob("*.json") if NAME.fullmatch(path.stem)]
     found = []
-    for folder in (sessions_dir(), conversations_dir()):
-        for path in folder.glob("*.json"):
-            try:
-                found.append((path.stat().st_mtime_ns, path))
-            except OSError:  # removed meanwhile
-                continue
+    for path in kept + recent_files():
+        try:
+            found.append((path.stat().st_mtime_ns, path))
+        except OSError:  # removed meanwhile, or a noted file gone since
+            continue
     for _, path in sorted(found, reverse=True):
         try:
-            if NAME.fullmatch(path.stem):
-                read(path)
-                return path
+            read(path)
+            return path
         except BadInputError:
             continue
     raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')

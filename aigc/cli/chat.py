@@ -77,6 +77,7 @@ def chat(
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
     with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
+        _remember(path)
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
 
 
@@ -86,6 +87,14 @@ def _logged(run: RunOptions) -> bool:
         return run.logs_answers()
     except AigcError:  # a bad AIGC_LOGS: said when the answer is logged
         return False
+
+
+def _remember(path) -> None:
+    """Note a session file opened by its path for `aigc chat -c`; a note that cannot be written is a warning."""
+    try:
+        conversations.remember(path)
+    except AigcError as exc:
+        ui.warn(f"cannot note {path} for `aigc chat -c`: {exc}")
 
 
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True) -> None:

@@ -1394,7 +1394,21 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     (config.data_dir() / "chat_history").write_text("typed in the REPL\n")
     wiped = invoke("logs", "rm", "--all").stderr
     assert "deleted 1 unnamed conversation" in wiped and "deleted the chat input history" in wiped and not (config.data_dir() / "chat_history").exists()
-    assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
+    assert f"(continuing session '{tmp_path / 's1.json'}'" in invoke("chat", "-c", "Last.", *args).stderr  # the latest, opened by its path
+
+
+def test_chat_c_goes_on_from_a_session_file_given_by_its_path(tiny_model_dir, tmp_path, monkeypatch):
+    from aigc import conversations
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    assert invoke("chat", "-S", "work", "Hi.", *args).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    assert invoke("chat", "-S", "./mine.json", "Bees make honey.", *args).exit_code == 0
+    went_on = invoke("chat", "-c", "Where?", *args)
+    assert f"(continuing session '{tmp_path / 'mine.json'}', the latest)" in went_on.stderr
+    assert len(conversations.read(tmp_path / "mine.json").messages) == 4
+    (tmp_path / "mine.json").unlink()
+    assert "(continuing session 'work', the latest)" in invoke("chat", "-c", "And?", *args).stderr  # one gone since is passed over
 
 
 def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny_model_dir):

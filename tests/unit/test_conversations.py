@@ -314,6 +314,38 @@ def test_the_latest_conversation_is_the_newest_of_sessions_and_unnamed_ones_that
     assert conversations.forget(conversations.unnamed_files()) == [unnamed] and conversations.latest() == session
 
 
+def test_the_latest_conversation_may_be_a_session_file_opened_by_its_path(tmp_path):
+    import stat
+
+    from aigc import config
+
+    named = conversations.sessions_dir() / "trip.json"
+    named.parent.mkdir(parents=True)
+    mine, gone = tmp_path / "mine.json", tmp_path / "gone.json"
+    for path, when in ((named, 2_000_000), (mine, 3_000_000), (gone, 4_000_000)):
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+        os.utime(path, (when, when))
+        conversations.remember(path)
+    record = conversations.recent_files_record()
+    assert json.loads(record.read_text()) == [str(gone), str(mine)]  # a named session is not noted: it is found anyway
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600 and not [p for p in config.data_dir().iterdir() if p.suffix == ".tmp"]
+    assert conversations.latest() == gone
+    gone.unlink()  # gone since: passed over
+    assert conversations.latest() == mine
+    os.utime(mine, (1_000_000, 1_000_000))
+    assert conversations.latest() == named  # by the time each was changed
+    for number in range(12):
+        conversations.remember(tmp_path / f"{number}.json")
+    conversations.remember(tmp_path / "5.json")  # again: it moves to the front
+    assert json.loads(record.read_text()) == [str(tmp_path / f"{n}.json") for n in (5, 11, 10, 9, 8, 7, 6, 4, 3, 2)]
+    os.utime(mine, (5_000_000, 5_000_000))
+    assert conversations.latest() == named  # no longer among the last 10
+    record.write_text("{")  # a broken record: passed over, and written anew
+    assert conversations.latest() == named
+    conversations.remember(mine)
+    assert json.loads(record.read_text()) == [str(mine)] and conversations.latest() == mine
+
+
 def test_none_open_refuses_while_a_chat_holds_any_and_holds_them_all_while_its_block_runs():
     from aigc.errors import ConversationOpenError
 
