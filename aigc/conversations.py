@@ -98,6 +98,30 @@ def input_history() -> Path:
     return config.data_dir() / "chat_history"
 
 
+def _history_cleared() -> Path:
+    return config.data_dir() / "chat_history.cleared"
+
+
+def history_generation() -> str | None:
+    """What `forget_input_history` changes: a chat that sees it change keeps none of the lines typed before."""
+    try:
+        return _history_cleared().read_text(encoding="utf-8")
+    except (OSError, ValueError):  # never cleared
+        return None
+
+
+def forget_input_history() -> bool:
+    """Delete the REPL's input history, telling chats open meanwhile (`history_generation`) not to
+    write theirs back; returns whether there was one."""
+    config.made_data_dir()
+    write_atomic(_history_cleared(), secrets.token_hex(8), private=True)
+    try:
+        input_history().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def recent_files_record() -> Path:
     """Where the session files last opened by their path are noted, for `latest`."""
     return config.data_dir() / "recent_session_files.json"

@@ -6,7 +6,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -181,7 +181,7 @@ def _check_model(session: ChatSession) -> None:
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
-    keep_history = _history(_logged(run))
+    history = _History(_logged(run))
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
     run.prepare(generator, None, session.options())
@@ -194,6 +194,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
         ui.info(f"({_names(pending)} added to your next message)")
     try:
         while True:
+            history.check()
             try:
                 with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
                     if _turn(session, run, pending) == "exit":
@@ -205,30 +206,47 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
                 _end_line()
                 ui.info("(exit or Ctrl-D to leave)")
     finally:
-        keep_history()
+        history.save()
 
 
-def _history(kept: bool) -> Callable[[], None]:
+class _History:
     """Line editing for input(), with the lines typed in earlier chats (up arrow) from
-    `chat_history` in aigc's data directory; returns what adds this chat's lines to it on leaving
-    (to the file as it is then, so a chat open at the same time keeps its lines too; the last
-    HISTORY_LINES, readable by the owner only, atomically): only where `kept`, as answers are logged."""
-    try:
-        import readline
-    except ImportError:  # pragma: no cover - not on every platform
-        return lambda: None
-    path = conversations.input_history()
-    readline.set_history_length(HISTORY_LINES)
-    try:
-        readline.read_history_file(path)
-    except OSError:  # none yet, or unreadable: this chat starts without it
-        pass
-    if not kept:
-        return lambda: None
-    start = readline.get_current_history_length()
+    `chat_history` in aigc's data directory. `save`, on leaving, adds this chat's lines to the file
+    as it is then (so a chat open at the same time keeps its lines too; the last HISTORY_LINES,
+    readable by the owner only, atomically), only where `kept`, as answers are logged. `check`,
+    before each message: once `aigc logs rm --all` has deleted the history, the lines typed before
+    are dropped (from the up arrow too), so that none is written back."""
 
-    def write() -> None:
-        typed = [readline.get_history_item(i) for i in range(start + 1, readline.get_current_history_length() + 1)]
+    def __init__(self, kept: bool):
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - not on every platform
+            readline = None
+        self.readline, self.kept, self.path = readline, kept, conversations.input_history()
+        self.generation = conversations.history_generation()  # before the file is read: a deletion after it is seen
+        if readline is None:  # pragma: no cover
+            return
+        readline.set_history_length(HISTORY_LINES)
+        try:
+            readline.read_history_file(self.path)
+        except OSError:  # none yet, or unreadable: this chat starts without it
+            pass
+        self.start = readline.get_current_history_length()  # the lines after are this chat's
+
+    def check(self) -> None:
+        generation = conversations.history_generation()
+        if self.readline is not None and generation != self.generation:
+            self.readline.clear_history()
+            self.generation, self.start = generation, 0
+
+    def save(self) -> None:
+        self.check()
+        readline, path = self.readline, self.path
+        if readline is None or not self.kept:
+            return
+        typed = [readline.get_history_item(i) for i in range(self.start + 1, readline.get_current_history_length() + 1)]
+        if not typed:  # nothing to add (a history deleted meanwhile stays deleted)
+            return
         readline.clear_history()
         try:
             readline.read_history_file(path)  # as other chats left it meanwhile
@@ -247,8 +265,6 @@ def _history(kept: bool) -> Callable[[], None]:
                 Path(tmp).unlink(missing_ok=True)
         except (OSError, AigcError) as exc:
             ui.warn(f"cannot keep the chat history in {path}: {getattr(exc, 'strerror', None) or exc}")
-
-    return write
 
 
 def _forget_answer(answer: str) -> None:

@@ -134,9 +134,7 @@ def remove(
         if everything:
             if forgotten:
                 ui.info(f"deleted {len(forgotten)} unnamed conversation{'s' * (len(forgotten) != 1)}")
-            history = conversations.input_history()
-            if history.exists():  # what was typed in the REPL: the prompts again
-                history.unlink()
+            if conversations.forget_input_history():  # what was typed in the REPL: the prompts again
                 ui.info("deleted the chat input history")
         else:
             for path in forgotten:

@@ -1474,6 +1474,50 @@ def test_a_conversation_deleted_before_the_chat_holds_it_is_not_made_again(tiny_
     assert conversations.unnamed_files() == [] and len(logs.entries(None)) == 1
 
 
+def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_history(monkeypatch, capsys):
+    import readline
+
+    from aigc import config, conversations, logs
+    from aigc.cli import chat
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.testing import FakeEngine
+
+    history = conversations.input_history()
+    history.parent.mkdir(parents=True)
+    history.write_text("older\n")
+    session = config.data_subdir("sessions") / "work.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    run = RunOptions()
+    run.generator = lambda name: ChatGenerator(engine=engine)
+    typed = iter(["before", None, "/show", "after"])
+
+    def line(prompt=""):  # as readline keeps what is typed
+        text = next(typed, "exit")
+        if text is None:  # meanwhile, in another terminal
+            assert invoke("logs", "rm", "--all").exit_code == 0 and not history.exists()
+            text = next(typed)
+        readline.add_history(text)
+        return text
+
+    monkeypatch.setattr("builtins.input", line)
+    readline.clear_history()
+    try:
+        chat._repl(run, None, None, None, session)
+        assert history.read_text().split() == ["after", "exit"]  # the lines typed before (and as it ran) are not written back
+        assert [readline.get_history_item(i) for i in range(1, readline.get_current_history_length() + 1)] == ["after", "exit"]
+        assert [e.prompt for e in logs.entries(None)] == ["after"] and len(conversations.read(session).messages) == 4  # a named session stays
+        readline.clear_history()
+        keeper = chat._History(True)
+        readline.add_history("opened before")
+        assert invoke("logs", "rm", "--all").exit_code == 0
+        keeper.save()  # left without another message: it sees the deletion all the same
+        assert not history.exists()
+    finally:
+        readline.clear_history()
+
+
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
     from aigc import conversations
 
@@ -1714,23 +1758,23 @@ def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypa
     path = config.data_dir() / "chat_history"
     readline.clear_history()
     try:
-        keep = chat._history(True)
+        history = chat._History(True)
         for line in ("one", "two", "three", "four"):
             readline.add_history(line)
-        keep()
+        history.save()
         assert path.read_text().split() == ["two", "three", "four"] and stat.S_IMODE(path.stat().st_mode) == 0o600
         assert [p.name for p in path.parent.iterdir() if p.name.startswith(".chat_history")] == []  # no temp file left
         readline.clear_history()
-        keep = chat._history(True)
+        history = chat._History(True)
         readline.add_history("mine")
         path.write_text("three\nfour\ntheirs\n")  # a chat open at the same time left first: its line stays
-        keep()
+        history.save()
         assert path.read_text().split() == ["four", "theirs", "mine"]
         readline.clear_history()
-        keep = chat._history(False)  # read back; with answers not logged, not written
+        history = chat._History(False)  # read back; with answers not logged, not written
         assert [readline.get_history_item(i) for i in range(1, 4)] == ["four", "theirs", "mine"]
         readline.add_history("secret")
-        keep()
+        history.save()
         assert "secret" not in path.read_text()
         readline.add_history("y")
         chat._forget_answer("y")  # /save's question is not kept
