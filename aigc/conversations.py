@@ -233,8 +233,9 @@ def in_use(path: Path, existing: bool = False):
 
 @contextmanager
 def none_open(paths: list[Path]):
-    """Hold all these conversations while the block deletes them; where a running `aigc chat` has
-    one open, a `ConversationOpenError` names the first such and the block does not run."""
+    """Hold all these conversations while the block deletes them (the lock files of those it
+    deleted go too); where a running `aigc chat` has one open, a `ConversationOpenError` names the
+    first such and the block does not run."""
     with ExitStack() as stack:
         for path in paths:
             busy = f"{described(path)} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)"

@@ -1412,7 +1412,7 @@ def test_chat_c_goes_on_from_a_session_file_given_by_its_path(tiny_model_dir, tm
 
 
 def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny_model_dir):
-    from aigc import conversations, logs
+    from aigc import config, conversations, locks, logs
 
     args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
     cid = json.loads(invoke("chat", "Bees make honey.", *args).stdout)["conversation"]
@@ -1434,6 +1434,8 @@ def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny
     assert {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()} == everything
     assert "deleted conversation" in invoke("logs", "rm", str(entry)).stderr and "removed" in invoke("sessions", "rm", "free", "work").stderr
     assert [p.stem for p in conversations.unnamed_files()] == [other] and json.loads(invoke("sessions", "--json").stdout) == []
+    kept = conversations.conversation_path(other)
+    assert [p.name for p in (config.data_dir() / "locks").iterdir()] == [locks.lock_file(kept).name]  # those deleted took their lock files along
 
 
 def test_a_new_unnamed_chat_holds_its_conversation_while_it_runs(tiny_model_dir, monkeypatch):

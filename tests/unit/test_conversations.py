@@ -388,3 +388,38 @@ def test_a_conversation_deleted_while_a_session_has_it_is_not_made_again(tmp_pat
             pytest.fail("held a conversation that is gone")
     with conversations.in_use(path):  # a new one
         assert session(path, engine).ask("new") == "" and path.is_file()
+
+
+def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_one_takes_the_new(monkeypatch):
+    import fcntl
+
+    from aigc import config, locks
+    from aigc.errors import ConversationOpenError
+
+    kept, gone = conversations.sessions_dir() / "kept.json", conversations.new_conversation()
+    kept.parent.mkdir(parents=True)
+    for path in (kept, gone):
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+    folder = config.data_dir() / "locks"
+    with conversations.none_open([kept, gone]):  # `aigc logs rm` or `aigc sessions rm`
+        conversations.forget([gone])
+    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]  # the one still there keeps its own
+    with conversations.in_use(conversations.new_conversation()):
+        pass  # a chat left before its first reply: its conversation was never made
+    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]
+    real, raced = fcntl.flock, []
+
+    def flock(handle, how):  # between this chat opening the lock file and taking it, another process deletes the session
+        if not raced:
+            raced.append(True)
+            with conversations.none_open([kept]):
+                kept.unlink()
+        return real(handle, how)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with conversations.in_use(kept):  # holds the lock file there now, not the one removed
+        assert raced and locks.lock_file(kept).exists()
+        with pytest.raises(ConversationOpenError, match="^session 'kept' is open in another aigc chat"):
+            with conversations.none_open([kept]):
+                pytest.fail("two held the same conversation")
+    assert list(folder.iterdir()) == []
