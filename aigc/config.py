@@ -160,13 +160,22 @@ def data_dir() -> Path:
     return path
 
 
-def data_subdir(name: str) -> Path:
-    """A directory in aigc's data directory, made if needed; both are made readable by their owner
-    only when new (conversations, the log and input history are kept there)."""
+DATA_HINT = "AIGC_DATA_DIR moves aigc's data"
+
+
+def made_data_dir() -> Path:
+    """aigc's data directory, made if needed (readable by its owner only when new: conversations,
+    the log and input history are kept there)."""
     from .textio import make_dir
 
-    hint = "AIGC_DATA_DIR moves aigc's data"
-    return make_dir(make_dir(data_dir(), hint, PRIVATE) / name, hint, PRIVATE)
+    return make_dir(data_dir(), DATA_HINT, PRIVATE)
+
+
+def data_subdir(name: str) -> Path:
+    """A directory in aigc's data directory, made if needed (both owner-only when new)."""
+    from .textio import make_dir
+
+    return make_dir(made_data_dir() / name, DATA_HINT, PRIVATE)
 
 
 def models_dir() -> Path:

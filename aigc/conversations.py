@@ -8,16 +8,18 @@ import json
 import os
 import re
 import secrets
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config, locks
-from .errors import BadInputError
+from .errors import BadInputError, ConversationDeletedError, ConversationOpenError
 from .textio import check_utf8, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
+RECENT_FILES = 10  # session files opened by their path that `latest` looks at
 
 
 @dataclass
@@ -96,6 +98,55 @@ def input_history() -> Path:
     return config.data_dir() / "chat_history"
 
 
+def _history_cleared() -> Path:
+    return config.data_dir() / "chat_history.cleared"
+
+
+def history_generation() -> str | None:
+    """What `forget_input_history` changes: a chat that sees it change keeps none of the lines typed before."""
+    try:
+        return _history_cleared().read_text(encoding="utf-8")
+    except (OSError, ValueError):  # never cleared
+        return None
+
+
+def forget_input_history() -> bool:
+    """Delete the REPL's input history, telling chats open meanwhile (`history_generation`) not to
+    write theirs back; returns whether there was one."""
+    config.made_data_dir()
+    write_atomic(_history_cleared(), secrets.token_hex(8), private=True)
+    try:
+        input_history().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def recent_files_record() -> Path:
+    """Where the session files last opened by their path are noted, for `latest`."""
+    return config.data_dir() / "recent_session_files.json"
+
+
+def recent_files() -> list[Path]:
+    """The session files last opened by their path, the latest first (gone ones included)."""
+    try:
+        noted = json.loads(recent_files_record().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or broken: noted again from the next one
+        return []
+    return [Path(p) for p in noted if isinstance(p, str)][:RECENT_FILES] if isinstance(noted, list) else []
+
+
+def remember(path: str | os.PathLike) -> None:
+    """Note a session file opened by its path (not one kept in aigc's data directory) for `latest`:
+    the last RECENT_FILES, in an owner-only file written atomically."""
+    path = Path(path).absolute()
+    if path.parent in (sessions_dir().absolute(), conversations_dir().absolute()):
+        return
+    noted = [str(path)] + [str(p) for p in recent_files() if p != path]
+    config.made_data_dir()
+    write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2, ensure_ascii=False), private=True)
+
+
 def unnamed(path: Path) -> bool:
     """Whether `path` is an unnamed conversation's file (not a session)."""
     return Path(path).absolute().parent == conversations_dir().absolute()
@@ -121,52 +172,75 @@ def conversation_path(cid: str) -> Path:
 
 
 def latest() -> Path:
-    """The file of the most recently used conversation, a named session or an unnamed one (files
-    that cannot be read are passed over)."""
+    """The file of the most recently changed conversation: a named session, an unnamed one, or a
+    session file opened by its path (`remember`); files that are gone or cannot be read are passed over."""
+    kept = [path for folder in (sessions_dir(), conversations_dir()) for path in folder.glob("*.json") if NAME.fullmatch(path.stem)]
     found = []
-    for folder in (sessions_dir(), conversations_dir()):
-        for path in folder.glob("*.json"):
-            try:
-                found.append((path.stat().st_mtime_ns, path))
-            except OSError:  # removed meanwhile
-                continue
+    for path in kept + recent_files():
+        try:
+            found.append((path.stat().st_mtime_ns, path))
+        except OSError:  # removed meanwhile, or a noted file gone since
+            continue
     for _, path in sorted(found, reverse=True):
         try:
-            if NAME.fullmatch(path.stem):
-                read(path)
-                return path
+            read(path)
+            return path
         except BadInputError:
             continue
     raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')
 
 
-def forget(cid: str) -> bool:
-    """Delete the unnamed conversation `cid` (a session's file stays); returns whether it went."""
-    if not NAME.fullmatch(cid):
-        return False
-    try:
-        (conversations_dir() / f"{cid}.json").unlink()
-        return True
-    except OSError:  # none by that id (a named session), or removed meanwhile
-        return False
+def unnamed_files(cids: set[str] | None = None) -> list[Path]:
+    """The files of the unnamed conversations: all, or those of the ids in `cids` (session names
+    and files among them are not unnamed ones)."""
+    found = sorted(conversations_dir().glob("*.json"))
+    return found if cids is None else [path for path in found if path.stem in cids]
 
 
-def forget_unnamed() -> int:
-    """Delete the unnamed conversations; returns how many went."""
-    count = 0
-    for path in conversations_dir().glob("*.json"):
+def forget(paths: list[Path]) -> list[Path]:
+    """Delete these conversations' files; returns those that went (not ones removed meanwhile)."""
+    gone = []
+    for path in paths:
         try:
             path.unlink()
-            count += 1
+            gone.append(path)
         except OSError:  # removed meanwhile
             continue
-    return count
+    return gone
 
 
-def in_use(path: Path):
+def described(path: Path) -> str:
+    """A conversation as messages name it: a session by its name or file, else by its id."""
+    label = session_label(path)
+    return f"conversation {label}" if unnamed(path) else f"session {label!r}"
+
+
+def deleted(path: Path) -> ConversationDeletedError:
+    """The error for a conversation deleted while a chat had it open: the chat does not make it again."""
+    return ConversationDeletedError(f"{described(path)} was deleted meanwhile; this chat stops without writing it again (`aigc chat -c` goes on from the latest one left)")
+
+
+@contextmanager
+def in_use(path: Path, existing: bool = False):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
-    once instead of both rewriting the file."""
-    return locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session")
+    once instead of both rewriting the file (and `none_open` refuses to delete it). `existing`: it was
+    there when the chat picked it, so one deleted before the hold is a `ConversationDeletedError`."""
+    with locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session"):
+        if existing and not Path(path).is_file():
+            raise deleted(path)
+        yield
+
+
+@contextmanager
+def none_open(paths: list[Path]):
+    """Hold all these conversations while the block deletes them (the lock files of those it
+    deleted go too); where a running `aigc chat` has one open, a `ConversationOpenError` names the
+    first such and the block does not run."""
+    with ExitStack() as stack:
+        for path in paths:
+            busy = f"{described(path)} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)"
+            stack.enter_context(locks.held(path, busy, ConversationOpenError))
+        yield
 
 
 def session_path(name: str) -> Path:

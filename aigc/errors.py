@@ -116,6 +116,14 @@ class RemoteConfigError(BadInputError):
     """A `[remotes.NAME]` entry that cannot be used (bad field, API key variable not set)."""
 
 
+class ConversationOpenError(BadInputError):
+    """A conversation to delete is open in a running `aigc chat`; nothing was deleted."""
+
+
+class ConversationDeletedError(BadInputError):
+    """A conversation a chat goes on from was deleted by another process while it was open."""
+
+
 class ModelUnavailableError(AigcError):
     """A known model that cannot be fetched or loaded here (offline hub, failed pull)."""
 

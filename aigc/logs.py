@@ -17,7 +17,6 @@ from typing import Any, Iterator
 
 from . import config
 from .errors import BadInputError
-from .textio import make_dir
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -113,7 +112,7 @@ def _connect() -> Iterator[sqlite3.Connection]:
     """A connection to the log, made (readable by its owner only) with its table when new; a file
     that is not aigc's log, or one it cannot use, is a one-line error."""
     path = log_path()
-    make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data", config.PRIVATE)
+    config.made_data_dir()
     try:
         os.close(os.open(path, os.O_CREAT | os.O_RDONLY, 0o600))
         with closing(sqlite3.connect(path, timeout=10)) as db:

@@ -1,21 +1,20 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
-import contextlib
 import json
 import os
 import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from .. import config, conversations, ui
-from ..errors import AigcError, BadInputError, ContextLengthError, WriteError, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, make_dir, read_document
+from ..textio import STDIN, check_writable, read_document
 from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -64,17 +63,21 @@ def chat(
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:
         raise BadInputError("give only one of --session NAME, --continue and --cid ID")
-    path, keep = None, True
+    path, keep, existing = None, True, True  # existing: the conversation was there when picked
     if resume or cid is not None:
         path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
         keep = _logged(run) or not conversations.unnamed(path)  # an unnamed one is kept as its answers are
         unkept = "" if keep else "; answers are not logged, so this turn is not kept in it either"
-        ui.info(f"(continuing {_described(path)}{', the latest' * resume}{unkept})")
+        ui.info(f"(continuing {conversations.described(path)}{', the latest' * resume}{unkept})")
     elif session is not None:
         path = _session_file(session)
+        existing = path.is_file()
     elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
-        return _chat(prompt, piped, attached, system, template, variables, as_json, run, conversations.new_conversation())
-    with conversations.in_use(path) if path is not None else contextlib.nullcontext():
+        path, existing = conversations.new_conversation(), False
+    if path is None:
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
+    with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
+        _remember(path)
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
 
 
@@ -86,10 +89,12 @@ def _logged(run: RunOptions) -> bool:
         return False
 
 
-def _described(path) -> str:
-    """A conversation as messages name it: a session by its name or file, else by its id."""
-    label = conversations.session_label(path)
-    return f"conversation {label}" if conversations.unnamed(path) else f"session {label!r}"
+def _remember(path) -> None:
+    """Note a session file opened by its path for `aigc chat -c`; a note that cannot be written is a warning."""
+    try:
+        conversations.remember(path)
+    except AigcError as exc:
+        ui.warn(f"cannot note {path} for `aigc chat -c`: {exc}")
 
 
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True) -> None:
@@ -176,19 +181,20 @@ def _check_model(session: ChatSession) -> None:
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
-    keep_history = _history(_logged(run))
+    history = _History(_logged(run))
     generator = run.generator("chat")
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):
-        ui.info(f"({_described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
+        ui.info(f"({conversations.described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
         _check_model(session)
     pending = list(attached)  # files for the next message
     if pending:
         ui.info(f"({_names(pending)} added to your next message)")
     try:
         while True:
+            history.check()
             try:
                 with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
                     if _turn(session, run, pending) == "exit":
@@ -200,30 +206,47 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
                 _end_line()
                 ui.info("(exit or Ctrl-D to leave)")
     finally:
-        keep_history()
+        history.save()
 
 
-def _history(kept: bool) -> Callable[[], None]:
+class _History:
     """Line editing for input(), with the lines typed in earlier chats (up arrow) from
-    `chat_history` in aigc's data directory; returns what adds this chat's lines to it on leaving
-    (to the file as it is then, so a chat open at the same time keeps its lines too; the last
-    HISTORY_LINES, readable by the owner only, atomically): only where `kept`, as answers are logged."""
-    try:
-        import readline
-    except ImportError:  # pragma: no cover - not on every platform
-        return lambda: None
-    path = conversations.input_history()
-    readline.set_history_length(HISTORY_LINES)
-    try:
-        readline.read_history_file(path)
-    except OSError:  # none yet, or unreadable: this chat starts without it
-        pass
-    if not kept:
-        return lambda: None
-    start = readline.get_current_history_length()
+    `chat_history` in aigc's data directory. `save`, on leaving, adds this chat's lines to the file
+    as it is then (so a chat open at the same time keeps its lines too; the last HISTORY_LINES,
+    readable by the owner only, atomically), only where `kept`, as answers are logged. `check`,
+    before each message: once `aigc logs rm --all` has deleted the history, the lines typed before
+    are dropped (from the up arrow too), so that none is written back."""
 
-    def write() -> None:
-        typed = [readline.get_history_item(i) for i in range(start + 1, readline.get_current_history_length() + 1)]
+    def __init__(self, kept: bool):
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - not on every platform
+            readline = None
+        self.readline, self.kept, self.path = readline, kept, conversations.input_history()
+        self.generation = conversations.history_generation()  # before the file is read: a deletion after it is seen
+        if readline is None:  # pragma: no cover
+            return
+        readline.set_history_length(HISTORY_LINES)
+        try:
+            readline.read_history_file(self.path)
+        except OSError:  # none yet, or unreadable: this chat starts without it
+            pass
+        self.start = readline.get_current_history_length()  # the lines after are this chat's
+
+    def check(self) -> None:
+        generation = conversations.history_generation()
+        if self.readline is not None and generation != self.generation:
+            self.readline.clear_history()
+            self.generation, self.start = generation, 0
+
+    def save(self) -> None:
+        self.check()
+        readline, path = self.readline, self.path
+        if readline is None or not self.kept:
+            return
+        typed = [readline.get_history_item(i) for i in range(self.start + 1, readline.get_current_history_length() + 1)]
+        if not typed:  # nothing to add (a history deleted meanwhile stays deleted)
+            return
         readline.clear_history()
         try:
             readline.read_history_file(path)  # as other chats left it meanwhile
@@ -232,7 +255,7 @@ def _history(kept: bool) -> Callable[[], None]:
         for line in typed:
             readline.add_history(line)
         try:
-            make_dir(path.parent, "AIGC_DATA_DIR moves aigc's data", config.PRIVATE)
+            config.made_data_dir()
             fd, tmp = tempfile.mkstemp(prefix=".chat_history.", suffix=".tmp", dir=path.parent)  # made owner-only
             os.close(fd)
             try:
@@ -242,8 +265,6 @@ def _history(kept: bool) -> Callable[[], None]:
                 Path(tmp).unlink(missing_ok=True)
         except (OSError, AigcError) as exc:
             ui.warn(f"cannot keep the chat history in {path}: {getattr(exc, 'strerror', None) or exc}")
-
-    return write
 
 
 def _forget_answer(answer: str) -> None:
@@ -327,6 +348,8 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
         ui.info("(reply stopped)")
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on
         ui.error(exc.shown(lambda name, value: f"{name} (/set {name} N)" if name == "max_tokens" and value is None else None))
+    except ConversationDeletedError:  # the chat stops: nothing more is kept
+        raise
     except AigcError as exc:
         ui.error(str(exc))
     if kept():
@@ -348,6 +371,8 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
+    except ConversationDeletedError:
+        raise
     except (BadInputError, WriteError) as exc:  # a file that cannot be read or written: the session goes on
         ui.error(str(exc))
     return None

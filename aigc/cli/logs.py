@@ -126,18 +126,19 @@ def remove(
     if bool(ids) == everything:
         raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
     ids = list(dict.fromkeys(ids or []))
-    chats = logs.sessions_of(ids)
-    gone = logs.clear() if everything else logs.remove(ids)
-    ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
-    if everything and (count := conversations.forget_unnamed()):
-        ui.info(f"deleted {count} unnamed conversation{'s' * (count != 1)}")
-    history = conversations.input_history()
-    if everything and history.exists():  # what was typed in the REPL: the prompts again
-        history.unlink()
-        ui.info("deleted the chat input history")
-    for cid in sorted(chats):  # their text is kept there too, for `aigc chat -c`
-        if conversations.forget(cid):
-            ui.info(f"deleted conversation {cid}, which held a deleted answer (`aigc chat --cid {cid}` cannot go on from it now)")
+    doomed = conversations.unnamed_files(None if everything else logs.sessions_of(ids))  # their text is kept there too, for `aigc chat -c`
+    with conversations.none_open(doomed):  # not under a chat that would write one again: nothing is deleted then
+        gone = logs.clear() if everything else logs.remove(ids)
+        ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
+        forgotten = conversations.forget(doomed)
+        if everything:
+            if forgotten:
+                ui.info(f"deleted {len(forgotten)} unnamed conversation{'s' * (len(forgotten) != 1)}")
+            if conversations.forget_input_history():  # what was typed in the REPL: the prompts again
+                ui.info("deleted the chat input history")
+        else:
+            for path in forgotten:
+                ui.info(f"deleted conversation {path.stem}, which held a deleted answer (`aigc chat --cid {path.stem}` cannot go on from it now)")
 
 
 def register(app: typer.Typer) -> None:

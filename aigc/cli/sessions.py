@@ -58,10 +58,10 @@ def show(
 def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Session names, as `aigc sessions` lists them.")]) -> None:
     """Delete named sessions (a conversation kept in a file of your own is yours to delete)."""
     paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
-    for path in paths:
-        with conversations.in_use(path):  # not under a chat that would write it again
+    with conversations.none_open(paths):  # not under a chat that would write one again: nothing is removed then
+        for path in paths:
             path.unlink()
-        ui.info(f"removed {path}")
+            ui.info(f"removed {path}")
 
 
 def _existing(name: str, named_only: bool = False):

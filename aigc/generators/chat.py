@@ -170,7 +170,9 @@ class ChatSession:
     writes the conversation back to it after every reply; `system` replaces a saved system prompt and
     `template` a saved template (the file keeps one other than `chat`, a template file's by its
     absolute path), `variables` (the template's other variables) the saved ones, which go with the
-    saved template only. `keep=False` starts from `path` and writes nothing back."""
+    saved template only. `keep=False` starts from `path` and writes nothing back. A file deleted
+    by another process once the session had it is not made again: the next write is a
+    `ConversationDeletedError`."""
 
     def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True):
         if not isinstance(generator, ChatGenerator):
@@ -187,7 +189,8 @@ class ChatSession:
                 raise BadInputError(f"session file {path} is not a regular file (a pipe or device); give a .json file")
             if keep:
                 check_writable(self.path, "the session file")  # before any reply that could not be kept
-        saved = conversations.read(self.path) if self.path is not None and self.path.exists() else conversations.Conversation()
+        self._on_disk = self.path is not None and self.path.exists()  # once it is, a write does not make it again
+        saved = conversations.read(self.path) if self._on_disk else conversations.Conversation()
         self.system = system if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
@@ -351,4 +354,7 @@ class ChatSession:
 
     def _keep(self) -> None:
         if self.path is not None and self.keep:
+            if self._on_disk and not self.path.exists():
+                raise conversations.deleted(self.path)
             self.save(str(self.path), "--session")
+            self._on_disk = True

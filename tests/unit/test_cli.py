@@ -1394,7 +1394,130 @@ def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_mo
     (config.data_dir() / "chat_history").write_text("typed in the REPL\n")
     wiped = invoke("logs", "rm", "--all").stderr
     assert "deleted 1 unnamed conversation" in wiped and "deleted the chat input history" in wiped and not (config.data_dir() / "chat_history").exists()
-    assert "(continuing session 'work'" in invoke("chat", "-c", "Last.", *args).stderr
+    assert f"(continuing session '{tmp_path / 's1.json'}'" in invoke("chat", "-c", "Last.", *args).stderr  # the latest, opened by its path
+
+
+def test_chat_c_goes_on_from_a_session_file_given_by_its_path(tiny_model_dir, tmp_path, monkeypatch):
+    from aigc import conversations
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    assert invoke("chat", "-S", "work", "Hi.", *args).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    assert invoke("chat", "-S", "./mine.json", "Bees make honey.", *args).exit_code == 0
+    went_on = invoke("chat", "-c", "Where?", *args)
+    assert f"(continuing session '{tmp_path / 'mine.json'}', the latest)" in went_on.stderr
+    assert len(conversations.read(tmp_path / "mine.json").messages) == 4
+    (tmp_path / "mine.json").unlink()
+    assert "(continuing session 'work', the latest)" in invoke("chat", "-c", "And?", *args).stderr  # one gone since is passed over
+
+
+def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny_model_dir):
+    from aigc import config, conversations, locks, logs
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    cid = json.loads(invoke("chat", "Bees make honey.", *args).stdout)["conversation"]
+    other = json.loads(invoke("chat", "Cities have rooftops.", *args).stdout)["conversation"]
+    for name in ("free", "work"):
+        assert invoke("chat", "-S", name, "Hi.", *args).exit_code == 0
+    history = conversations.input_history()
+    history.write_text("typed in the REPL\n")
+    entry = json.loads(invoke("logs", "-S", cid, "--json").stdout)[0]["id"]
+    everything = {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()}
+    with conversations.in_use(conversations.conversation_path(cid)):  # an aigc chat open on it
+        for argv in (("logs", "rm", str(entry)), ("logs", "rm", "--all")):
+            refused = invoke(*argv)
+            assert (refused.exit_code, refused.stderr) == (2, f"Error: conversation {cid} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+    with conversations.in_use(conversations.conversation_path("work")):
+        refused = invoke("sessions", "rm", "free", "work")
+        assert (refused.exit_code, refused.stderr) == (2, "Error: session 'work' is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+    assert len(logs.entries(None)) == 4 and history.read_text() == "typed in the REPL\n"
+    assert {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()} == everything
+    assert "deleted conversation" in invoke("logs", "rm", str(entry)).stderr and "removed" in invoke("sessions", "rm", "free", "work").stderr
+    assert [p.stem for p in conversations.unnamed_files()] == [other] and json.loads(invoke("sessions", "--json").stdout) == []
+    kept = conversations.conversation_path(other)
+    assert [p.name for p in (config.data_dir() / "locks").iterdir()] == [locks.lock_file(kept).name]  # those deleted took their lock files along
+
+
+def test_a_new_unnamed_chat_holds_its_conversation_while_it_runs(tiny_model_dir, monkeypatch):
+    from aigc import conversations
+    from aigc.cli import chat
+
+    held, answer = [], chat._session_turn
+
+    def turn(session, *rest):
+        try:
+            with conversations.in_use(session.path):
+                held.append(False)
+        except BadInputError:
+            held.append(True)
+        return answer(session, *rest)
+
+    monkeypatch.setattr(chat, "_session_turn", turn)
+    result = invoke("chat", "Hi.", "-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    assert result.exit_code == 0 and held == [True]
+    assert [p.stem for p in conversations.unnamed_files()] == [json.loads(result.stdout)["conversation"]]
+
+
+def test_a_conversation_deleted_before_the_chat_holds_it_is_not_made_again(tiny_model_dir, monkeypatch):
+    from aigc import conversations, logs
+
+    args = ("-m", str(tiny_model_dir), "--max-tokens", "3", "--json")
+    cid = json.loads(invoke("chat", "Bees make honey.", *args).stdout)["conversation"]
+    latest = conversations.latest
+
+    def deleted_meanwhile():  # `aigc logs rm` in another terminal, just after -c picked it
+        path = latest()
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(conversations, "latest", deleted_meanwhile)
+    result = invoke("chat", "-c", "Where?", *args)
+    assert result.exit_code == 2 and result.stderr.endswith(f"Error: conversation {cid} was deleted meanwhile; this chat stops without writing it again (`aigc chat -c` goes on from the latest one left)\n")
+    assert conversations.unnamed_files() == [] and len(logs.entries(None)) == 1
+
+
+def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_history(monkeypatch, capsys):
+    import readline
+
+    from aigc import config, conversations, logs
+    from aigc.cli import chat
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.testing import FakeEngine
+
+    history = conversations.input_history()
+    history.parent.mkdir(parents=True)
+    history.write_text("older\n")
+    session = config.data_subdir("sessions") / "work.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    run = RunOptions()
+    run.generator = lambda name: ChatGenerator(engine=engine)
+    typed = iter(["before", None, "/show", "after"])
+
+    def line(prompt=""):  # as readline keeps what is typed
+        text = next(typed, "exit")
+        if text is None:  # meanwhile, in another terminal
+            assert invoke("logs", "rm", "--all").exit_code == 0 and not history.exists()
+            text = next(typed)
+        readline.add_history(text)
+        return text
+
+    monkeypatch.setattr("builtins.input", line)
+    readline.clear_history()
+    try:
+        chat._repl(run, None, None, None, session)
+        assert history.read_text().split() == ["after", "exit"]  # the lines typed before (and as it ran) are not written back
+        assert [readline.get_history_item(i) for i in range(1, readline.get_current_history_length() + 1)] == ["after", "exit"]
+        assert [e.prompt for e in logs.entries(None)] == ["after"] and len(conversations.read(session).messages) == 4  # a named session stays
+        readline.clear_history()
+        keeper = chat._History(True)
+        readline.add_history("opened before")
+        assert invoke("logs", "rm", "--all").exit_code == 0
+        keeper.save()  # left without another message: it sees the deletion all the same
+        assert not history.exists()
+    finally:
+        readline.clear_history()
 
 
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
@@ -1637,23 +1760,23 @@ def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypa
     path = config.data_dir() / "chat_history"
     readline.clear_history()
     try:
-        keep = chat._history(True)
+        history = chat._History(True)
         for line in ("one", "two", "three", "four"):
             readline.add_history(line)
-        keep()
+        history.save()
         assert path.read_text().split() == ["two", "three", "four"] and stat.S_IMODE(path.stat().st_mode) == 0o600
         assert [p.name for p in path.parent.iterdir() if p.name.startswith(".chat_history")] == []  # no temp file left
         readline.clear_history()
-        keep = chat._history(True)
+        history = chat._History(True)
         readline.add_history("mine")
         path.write_text("three\nfour\ntheirs\n")  # a chat open at the same time left first: its line stays
-        keep()
+        history.save()
         assert path.read_text().split() == ["four", "theirs", "mine"]
         readline.clear_history()
-        keep = chat._history(False)  # read back; with answers not logged, not written
+        history = chat._History(False)  # read back; with answers not logged, not written
         assert [readline.get_history_item(i) for i in range(1, 4)] == ["four", "theirs", "mine"]
         readline.add_history("secret")
-        keep()
+        history.save()
         assert "secret" not in path.read_text()
         readline.add_history("y")
         chat._forget_answer("y")  # /save's question is not kept
@@ -1661,6 +1784,28 @@ def test_repl_input_history_is_kept_across_chats_bounded_and_owner_only(monkeypa
         assert readline.get_history_item(readline.get_current_history_length()) == "secret"
     finally:
         readline.clear_history()
+
+
+def test_the_repl_stops_when_its_conversation_is_deleted_meanwhile(monkeypatch, tmp_path):
+    from aigc import logs
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.errors import ConversationDeletedError
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    session, run = ChatSession(ChatGenerator(engine=engine), path=path), RunOptions()
+    repl_lines(monkeypatch, "hi")
+    _turn(session, run, [])
+    path.unlink()  # by hand, or `aigc sessions rm` where no lock could be taken
+    for line in ("again", "/reset"):  # not said and gone on from, as a failed turn is
+        repl_lines(monkeypatch, line)
+        with pytest.raises(ConversationDeletedError, match="was deleted meanwhile"):
+            _turn(session, run, [])
+    assert not path.exists() and [e.prompt for e in logs.entries(None)] == ["hi"]  # the reply it could not keep is not logged
 
 
 def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monkeypatch, capsys, tmp_path):

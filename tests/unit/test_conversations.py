@@ -311,4 +311,115 @@ def test_the_latest_conversation_is_the_newest_of_sessions_and_unnamed_ones_that
     assert conversations.latest() == session
     with pytest.raises(BadInputError, match="no conversation 'gone'"):
         conversations.conversation_path("gone")
-    assert conversations.forget_unnamed() == 1 and conversations.latest() == session
+    assert conversations.forget(conversations.unnamed_files()) == [unnamed] and conversations.latest() == session
+
+
+def test_the_latest_conversation_may_be_a_session_file_opened_by_its_path(tmp_path):
+    import stat
+
+    from aigc import config
+
+    named = conversations.sessions_dir() / "trip.json"
+    named.parent.mkdir(parents=True)
+    mine, gone = tmp_path / "mine.json", tmp_path / "gone.json"
+    for path, when in ((named, 2_000_000), (mine, 3_000_000), (gone, 4_000_000)):
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+        os.utime(path, (when, when))
+        conversations.remember(path)
+    record = conversations.recent_files_record()
+    assert json.loads(record.read_text()) == [str(gone), str(mine)]  # a named session is not noted: it is found anyway
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600 and not [p for p in config.data_dir().iterdir() if p.suffix == ".tmp"]
+    assert conversations.latest() == gone
+    gone.unlink()  # gone since: passed over
+    assert conversations.latest() == mine
+    os.utime(mine, (1_000_000, 1_000_000))
+    assert conversations.latest() == named  # by the time each was changed
+    for number in range(12):
+        conversations.remember(tmp_path / f"{number}.json")
+    conversations.remember(tmp_path / "5.json")  # again: it moves to the front
+    assert json.loads(record.read_text()) == [str(tmp_path / f"{n}.json") for n in (5, 11, 10, 9, 8, 7, 6, 4, 3, 2)]
+    os.utime(mine, (5_000_000, 5_000_000))
+    assert conversations.latest() == named  # no longer among the last 10
+    record.write_text("{")  # a broken record: passed over, and written anew
+    assert conversations.latest() == named
+    conversations.remember(mine)
+    assert json.loads(record.read_text()) == [str(mine)] and conversations.latest() == mine
+
+
+def test_none_open_refuses_while_a_chat_holds_any_and_holds_them_all_while_its_block_runs():
+    from aigc.errors import ConversationOpenError
+
+    free, busy = conversations.sessions_dir() / "free.json", conversations.new_conversation()
+    with conversations.in_use(busy):
+        with pytest.raises(ConversationOpenError, match=rf"^conversation {busy.stem} is open in another aigc chat; leave that chat, then run this again \(nothing was deleted\)$"):
+            with conversations.none_open([free, busy]):
+                pytest.fail("the block ran while a conversation was open")
+    with conversations.in_use(free):  # the refusal left none held
+        with pytest.raises(ConversationOpenError, match="^session 'free' is open in another aigc chat"):
+            with conversations.none_open([busy, free]):
+                pytest.fail("the block ran while a session was open")
+    with conversations.none_open([free, busy]):
+        for path in (free, busy):
+            with pytest.raises(BadInputError, match="is in use by another aigc chat"):  # a chat cannot start on one meanwhile
+                with conversations.in_use(path):
+                    pytest.fail("a chat held a conversation being deleted")
+
+
+def test_a_conversation_deleted_while_a_session_has_it_is_not_made_again(tmp_path):
+    from aigc.errors import ConversationDeletedError
+
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    talk = session(path, engine)
+    talk.ask("hi")  # the first reply makes the file
+    path.unlink()  # `aigc logs rm` or `aigc sessions rm` in another terminal
+    with pytest.raises(ConversationDeletedError, match=f"^session '{path}' was deleted meanwhile; this chat stops without writing it again"):
+        talk.ask("again")
+    assert not path.exists()
+    conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+    talk = session(path, engine)
+    path.unlink()  # before its first reply
+    with pytest.raises(ConversationDeletedError):
+        talk.reset()
+    assert not path.exists()
+    with pytest.raises(ConversationDeletedError, match="was deleted meanwhile"):  # picked while it was there, gone when held
+        with conversations.in_use(path, existing=True):
+            pytest.fail("held a conversation that is gone")
+    with conversations.in_use(path):  # a new one
+        assert session(path, engine).ask("new") == "" and path.is_file()
+
+
+def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_one_takes_the_new(monkeypatch):
+    import fcntl
+
+    from aigc import config, locks
+    from aigc.errors import ConversationOpenError
+
+    kept, gone = conversations.sessions_dir() / "kept.json", conversations.new_conversation()
+    kept.parent.mkdir(parents=True)
+    for path in (kept, gone):
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
+    folder = config.data_dir() / "locks"
+    with conversations.none_open([kept, gone]):  # `aigc logs rm` or `aigc sessions rm`
+        conversations.forget([gone])
+    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]  # the one still there keeps its own
+    with conversations.in_use(conversations.new_conversation()):
+        pass  # a chat left before its first reply: its conversation was never made
+    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]
+    real, raced = fcntl.flock, []
+
+    def flock(handle, how):  # between this chat opening the lock file and taking it, another process deletes the session
+        if not raced:
+            raced.append(True)
+            with conversations.none_open([kept]):
+                kept.unlink()
+        return real(handle, how)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with conversations.in_use(kept):  # holds the lock file there now, not the one removed
+        assert raced and locks.lock_file(kept).exists()
+        with pytest.raises(ConversationOpenError, match="^session 'kept' is open in another aigc chat"):
+            with conversations.none_open([kept]):
+                pytest.fail("two held the same conversation")
+    assert list(folder.iterdir()) == []
