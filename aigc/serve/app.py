@@ -27,17 +27,17 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Callable, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams
+from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams, number
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
@@ -238,6 +238,16 @@ UNSUPPORTED = {
 }
 
 
+def _numeric(value: Any) -> Any:
+    """A number sent as a JSON string ("16", "0.5") is that number, as OpenAI's API takes it; other
+    text stays text, which the field refuses (a 400 naming it)."""
+    return number(value) if isinstance(value, str) else value
+
+
+Int = Annotated[int, BeforeValidator(_numeric)]
+Float = Annotated[float, BeforeValidator(_numeric)]
+
+
 class _Sampling(BaseModel):
     """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
     known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
@@ -245,15 +255,15 @@ class _Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Optional[str] = None
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, ge=0, le=1)  # 0 is greedy
-    top_k: Optional[int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
-    repetition_penalty: Optional[float] = Field(None, gt=0, le=3)  # extension (vLLM)
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[Float] = Field(None, ge=0, le=2)
+    top_p: Optional[Float] = Field(None, ge=0, le=1)  # 0 is greedy
+    top_k: Optional[Int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
+    repetition_penalty: Optional[Float] = Field(None, gt=0, le=3)  # extension (vLLM)
+    max_tokens: Optional[Int] = Field(None, ge=1)
+    max_completion_tokens: Optional[Int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
-    n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
+    n: Int = Field(1, ge=1)
+    seed: Optional[Int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
@@ -263,8 +273,8 @@ class _Sampling(BaseModel):
     function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
-    frequency_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[Float] = None
+    presence_penalty: Optional[Float] = None
 
     @field_validator("n", "stream", mode="before")
     @classmethod
@@ -309,7 +319,7 @@ class _Message(BaseModel):
 class ChatRequest(_Sampling):
     messages: list[_Message] = Field(min_length=1)
     logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
+    top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
 
     @property
     def top(self) -> int | None:
@@ -321,9 +331,9 @@ class ChatRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids are refused with a reason
-    max_tokens: Optional[int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
-    logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
-    best_of: Optional[int] = None
+    max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
+    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
+    best_of: Optional[Int] = None
     suffix: Optional[str] = None
 
     @property
@@ -348,7 +358,7 @@ class EmbeddingRequest(BaseModel):
     model: Optional[str] = None
     input: Union[str, list[str], list[int], list[list[int]]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = None
+    dimensions: Optional[Int] = None
 
     def texts(self) -> list[str]:
         texts = [self.input] if isinstance(self.input, str) else self.input
@@ -702,11 +712,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
+        given = {k: v for k, v in req.sampling.items() if v is not None}  # None: the default, as generators take it
         try:
-            SamplingParams.from_settings(req.sampling)
+            params = SamplingParams.from_settings(given)  # parsed ("9" -> 9) before the caps
         except BadInputError as exc:  # an unknown setting: about the sampling (a bad value names its setting)
             raise _from_aigc(exc, settings.retry_after, "sampling") from None
-        caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
+        caps = (
+            ("max_tokens", params.max_tokens if "max_tokens" in given else None, settings.max_tokens_cap),
+            ("n", params.n if "n" in given else None, settings.max_n),
+            ("n", getattr(options, "n", None), settings.max_n),
+        )
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")

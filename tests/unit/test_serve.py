@@ -231,7 +231,9 @@ def test_bad_key_is_401(server):
         ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "a tool message answers a tool call, and this server calls no tools"),
         ({"max_tokens": 150, "messages_words": 80}, "lower max_tokens to"),
         ({"extra_body": {"stream": "yes"}}, "stream"),
-        ({"extra_body": {"temperature": "0.5"}}, "temperature"),
+        ({"extra_body": {"temperature": "hot"}}, "temperature"),
+        ({"extra_body": {"n": "50"}}, "n must be at most"),
+        ({"extra_body": {"max_tokens": "100000"}}, "at most 200"),
         ({"extra_body": {"max_tokens": True}}, "max_tokens"),
         ({"seed": 2**63}, "seed"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "string", "format": "date-time"}}}}, "cannot hold answers to format"),
@@ -246,6 +248,46 @@ def test_bad_parameters_are_openai_style_400s(server, client, kwargs, words):
 
 
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
+
+
+def test_numbers_given_as_json_strings_are_taken_on_every_endpoint(server):
+    numbers = {"max_tokens": 6, "n": 2, "seed": 42, "temperature": 0.5, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.1}
+    as_text = {k: f" {v} " for k, v in numbers.items()}  # as OpenAI's API takes them
+    for path, body, counts in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Paris is"}], "logprobs": True}, {"top_logprobs": 2}),
+        ("/v1/completions", {"prompt": "Paris is"}, {"logprobs": 2}),
+    ):
+        status, _, expected = raw(server, path, {**body, **numbers, **counts})
+        assert status == 200 and len(expected["choices"]) == 2 and expected["choices"][0]["logprobs"]
+        status, _, answer = raw(server, path, {**body, **as_text, **{k: str(v) for k, v in counts.items()}})
+        assert status == 200 and answer["choices"] == expected["choices"], answer
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": "3"})
+    assert status == 200 and body["usage"]["completion_tokens"] <= 3
+    size = len(raw(server, "/v1/embeddings", {"input": "Bees"})[2]["data"][0]["embedding"])
+    assert raw(server, "/v1/embeddings", {"input": "Bees", "dimensions": str(size)})[0] == 200
+    task = {"input": "Bees make honey.", "sampling": {"max_tokens": "4", "seed": "1", "temperature": "0.5"}}
+    assert raw(server, "/v1/aigc/chat", task)[2]["text"] == raw(server, "/v1/aigc/chat", {**task, "sampling": {"max_tokens": 4, "seed": 1, "temperature": 0.5}})[2]["text"]
+
+
+@pytest.mark.parametrize(
+    "path, body, param, words",
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "seed": "lucky"}, "seed", "seed"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": "many"}, "top_logprobs", "top_logprobs"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": "21"}, "top_logprobs", "top_logprobs"),
+        ("/v1/completions", {"prompt": "Hi", "logprobs": "some"}, "logprobs", "logprobs"),
+        ("/v1/completions", {"prompt": "Hi", "n": "10"}, "n", "n must be at most 8"),
+        ("/v1/embeddings", {"input": "Hi", "dimensions": "big"}, "dimensions", "dimensions"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"temperature": "hot"}}, "temperature", "temperature must be a number"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"n": "9"}}, "n", "n must be at most 8"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "100000"}}, "max_tokens", "max_tokens must be at most 200"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "1e5"}}, "max_tokens", "max_tokens must be at most 200"),
+    ],
+)
+def test_text_that_is_no_number_and_numbers_over_a_cap_are_400s_naming_the_parameter(server, path, body, param, words):
+    status, _, answer = raw(server, path, body)
+    assert status == 400 and answer["error"]["param"] == param and words in answer["error"]["message"], answer
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"] == "invalid_value"
 
 
 def test_response_format_holds_answers_to_json(server, client):
