@@ -98,7 +98,8 @@ class ApiError(Exception):
 
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
-    its id (`completion_id`)."""
+    its id (`completion_id`). A request cancelled before its answer ended (the server quit) gets a
+    503, or a stream its last error event, and stays cancelled."""
 
     def __init__(self, app):
         self.app = app
@@ -110,24 +111,39 @@ class RequestIds:
         state["request_id"] = uuid.uuid4().hex
 
         started: list[MutableHeaders] = []
+        ended = False
 
         async def send_with_id(message):
+            nonlocal ended
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
+            ended = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
-            error = error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable")
+            if ended:
+                raise
+            error = json.dumps(error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable"))
             if not started:
-                await send_with_id({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())]
+                await send_with_id({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": error.encode()})
             else:  # a stream ends with the error as its last event
-                last = f"data: {json.dumps(error)}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
+                last = f"data: {error}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
                 await send({"type": "http.response.body", "body": last})
+            raise  # still cancelled: the task ends as asked (`quit_cancels` keeps uvicorn's report of it off stderr)
+
+
+def quit_cancels(record: logging.LogRecord) -> bool:
+    """A filter for uvicorn's error log: leaves out its traceback of a request cancelled because the
+    server quit (`RequestIds` answered it), unless AIGC_DEBUG=1."""
+    from ..config import debug
+
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError)) or debug()
 
 
 def completion_id(request: Request, prefix: str) -> str:
@@ -920,6 +936,7 @@ def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", gr
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
+    logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)
     server.run(sockets=[sock])

@@ -900,6 +900,26 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     assert result.exit_code == 130 and "Traceback" not in result.stderr
 
 
+def test_a_request_cancelled_after_its_answer_ended_is_only_cancelled():
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        raise asyncio.CancelledError
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] and sent[0]["status"] == 200
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
     import asyncio
@@ -917,13 +937,69 @@ def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    with pytest.raises(asyncio.CancelledError):  # answered, and still cancelled: asyncio's tasks end as asked
+        asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
     assert sent[0]["type"] == "http.response.start" and dict(sent[0]["headers"])[b"x-request-id"]
     assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
     if streamed:
         assert json.loads(sent[-1]["body"].decode().removeprefix("data: "))["error"]["code"] == "unavailable"
     else:
         assert sent[0]["status"] == 503 and json.loads(sent[-1]["body"])["error"]["code"] == "unavailable"
+
+
+def test_uvicorns_report_of_a_request_cancelled_as_the_server_quits_is_left_out_unless_debugging(monkeypatch):
+    import asyncio
+    import logging
+
+    from aigc.serve.app import quit_cancels
+
+    def record(exc):
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", None, (type(exc), exc, None))
+
+    monkeypatch.delenv("AIGC_DEBUG", raising=False)
+    assert not quit_cancels(record(asyncio.CancelledError())) and quit_cancels(record(ZeroDivisionError()))
+    monkeypatch.setenv("AIGC_DEBUG", "1")
+    assert quit_cancels(record(asyncio.CancelledError()))
+
+
+def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback(tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("AIGC_DEBUG", None)
+    command = [sys.executable, "-m", "aigc", "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--shutdown-grace", "30"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never ends: the request waits for it
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)  # uvicorn quits now, cancelling the request
+            sock.settimeout(10)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        code = proc.wait(10)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and json.loads(body)["error"]["code"] == "unavailable", answer
+    assert code == 130 and "Traceback" not in stderr and "CancelledError" not in stderr, stderr
 
 
 def test_a_port_in_use_is_one_line_before_any_model_loads():
