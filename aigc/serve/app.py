@@ -195,9 +195,15 @@ def _response_schema(response_format: dict | None) -> dict | None:
     return schema
 
 
-def _no_files(options: dict) -> None:
-    """A request never makes the server read a file: templates go by name, examples and glossaries inline."""
+def _no_files(options: dict, sampling: dict) -> None:
+    """A request never makes the server read a file: templates go by name, examples, glossaries and
+    JSON schemas inline."""
+    from ..json_schemas import names_file
     from ..templates import is_path
+
+    schema = sampling.get("json_schema")
+    if isinstance(schema, str) and names_file(schema):
+        raise ApiError(400, "json_schema: give the schema inline (a JSON object); the server reads no files a request names", param="json_schema", code="unsupported")
 
     for key, value in options.items():
         if isinstance(value, str) and key.endswith("template") and is_path(value):
@@ -718,7 +724,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-            _no_files(req.options)
+            _no_files(req.options, req.sampling)
             options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")

@@ -1126,6 +1126,14 @@ def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
         assert status == 400 and body["error"]["param"] == param and "hunter2" not in json.dumps(body), body
     status, _, body = raw(server, "/v1/aigc/classify", {"input": "great", "options": {"labels": "a,b", "examples": [["good", "a"], ["bad", "b"]]}})
     assert status == 200 and body["label"] in ("a", "b")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"db_password": {"enum": ["hunter2"]}}, "required": ["db_password"]}))
+    for named in (str(schema), f" {schema} ", "schema.json", "~/SCHEMA.JSON"):
+        status, _, body = raw(server, "/v1/aigc/chat", {"input": "x", "sampling": {"json_schema": named, "max_tokens": 30}})
+        assert status == 400 and body["error"]["param"] == "json_schema" and "inline" in body["error"]["message"], body
+    for inline in ({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}, '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}', "ok bool"):
+        status, _, body = raw(server, "/v1/aigc/chat", {"input": "x", "sampling": {"json_schema": inline, "max_tokens": 30, "seed": 1}})
+        assert status == 200 and list(body["data"]) == ["ok"], body
 
 
 def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
