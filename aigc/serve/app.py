@@ -439,7 +439,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code)
+        return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

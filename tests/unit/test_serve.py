@@ -339,6 +339,13 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and "tokens" in body["error"]["message"]
 
 
+def test_a_method_a_route_does_not_take_is_405_with_allow(server):
+    status, headers, body = raw(server, "/v1/chat/completions", method="GET")
+    assert status == 405 and headers["Allow"] == "POST" and body["error"]["code"] == "method_not_allowed"
+    status, headers, body = raw(server, "/v1/models", method="DELETE")
+    assert status == 405 and "GET" in headers["Allow"].split(", ") and headers["x-request-id"]
+
+
 def test_full_queue_answers_429_with_retry_after(server):
     from aigc.serve.app import ServeSettings, _from_aigc
     from aigc.serve.scheduler import Job, QueueFullError, Scheduler
