@@ -235,7 +235,9 @@ def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> Ap
         return ApiError(429, str(exc), "rate_limit_error", code="queue_full", headers={"Retry-After": str(retry_after)})
     if isinstance(exc, ShuttingDownError):
         return ApiError(503, str(exc), "server_error", code="unavailable", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, (UnknownModelError, UnknownGeneratorError)):
+    if isinstance(exc, UnknownModelError):  # as an unknown request `model` is
+        return ApiError(404, str(exc), param=_named_option(exc) or "model", code="model_not_found")
+    if isinstance(exc, UnknownGeneratorError):
         return ApiError(404, str(exc), code="not_found")
     if isinstance(exc, OptionError):
         return ApiError(400, str(exc), param=exc.option, code="invalid_value")

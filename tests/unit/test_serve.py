@@ -306,8 +306,26 @@ def test_response_format_holds_answers_to_json(server, client):
 
 
 def test_unknown_model_is_404(server, client):
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as caught:
         chat(client, "no-such-model", max_tokens=2)
+    assert caught.value.body["code"] == "model_not_found" and caught.value.body["param"] == "model"
+
+
+def test_an_unknown_model_in_a_task_is_model_not_found_as_in_chat(server, monkeypatch):
+    from aigc.errors import UnknownModelError
+    from aigc.generators.summarize import SummarizeGenerator
+
+    status, _, body = raw(server, "/v1/aigc/summarize", {"model": "no-such-model", "input": "Bees make honey."})
+    assert status == 404 and body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model", body
+
+    def loads_another(self, raw, opts):  # a plugin's generator that loads a model of its own
+        raise UnknownModelError("no model 'helper' here; aigc models list shows them")
+
+    monkeypatch.setattr(SummarizeGenerator, "postprocess", loads_another)
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
+    assert status == 404 and body["error"]["code"] == "model_not_found" and "helper" in body["error"]["message"], body
+    status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
+    assert status == 404 and body["error"]["code"] == "not_found"  # a task, not a model
 
 
 def test_bad_json_too_large_and_unknown_routes_never_500(server):
