@@ -98,8 +98,10 @@ class ApiError(Exception):
 
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
-    its id (`completion_id`). A request cancelled before its answer ended (the server quit) gets a
-    503, or a stream its last error event, and stays cancelled."""
+    its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
+    (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
+    before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
+    cancelled."""
 
     def __init__(self, app):
         self.app = app
@@ -136,6 +138,11 @@ class RequestIds:
                 last = f"data: {error}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
                 await send({"type": "http.response.body", "body": last})
             raise  # still cancelled: the task ends as asked (`quit_cancels` keeps uvicorn's report of it off stderr)
+        except Exception as exc:
+            if started:  # nothing to answer with any more: uvicorn closes the connection and logs it
+                raise
+            error = _internal(exc)  # a bug (the handlers answered every error raised on purpose)
+            await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
 
 
 def quit_cancels(record: logging.LogRecord) -> bool:
@@ -249,6 +256,11 @@ def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> Ap
         log.error("%s", exc, exc_info=exc)
     if isinstance(exc, AigcError):
         return ApiError(500, str(exc), "server_error")
+    return _internal(exc)
+
+
+def _internal(exc: Exception) -> ApiError:
+    """A bug's 500: the log has its traceback, the client a line saying so."""
     log.error("unexpected error", exc_info=exc)
     return ApiError(500, "internal error; the server log has the details", "server_error")
 
@@ -431,8 +443,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        headers = {**(exc.headers or {}), "x-request-id": request.state.request_id}  # a 500 is answered outside RequestIds
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
@@ -442,10 +453,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     async def auth(request: Request) -> None:
         if not settings.api_key:

@@ -1126,6 +1126,25 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
     assert raw(server, "/health")[0] == 200  # a generator's sys.exit() does not end the server
 
 
+def test_an_unexpected_error_is_a_json_500_logged_once(server, monkeypatch, caplog):
+    import logging
+
+    def broken(prompt):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(server["backend"].batched, "encode", broken)
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's own logger, which may not reach caplog's root handler
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        status, headers, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]})
+        time.sleep(0.3)  # uvicorn would log a re-raised error just after the answer is sent
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert status == 500 and body["error"]["type"] == "server_error" and "a bug" not in json.dumps(body) and headers["x-request-id"]
+    logged = [r for r in {id(r): r for r in caplog.records}.values() if r.exc_info and isinstance(r.exc_info[1], ZeroDivisionError)]  # each record once
+    assert [(r.name, r.getMessage()) for r in logged] == [("aigc.serve", "unexpected error")]
+
+
 def test_a_sys_exit_in_a_generators_options_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
