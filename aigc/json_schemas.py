@@ -41,13 +41,19 @@ def concise_schema(text: str) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
+def names_file(value: str) -> bool:
+    """Whether a `--schema` value names a .json file (rather than holding JSON or the concise syntax)."""
+    text = value.strip()
+    return not text.startswith(("{", "[")) and text.lower().endswith(".json")
+
+
 def read_schema(value: str) -> dict[str, Any]:
     """A `--schema` value (the library's `json_schema` as text): JSON schema text, a .json file
     holding one, or the concise syntax."""
     text = value.strip()
     source = option("json_schema")
     literal = text.startswith(("{", "["))
-    if not literal and text.lower().endswith(".json"):
+    if names_file(text):
         path = Path(text).expanduser()
         try:
             text = path.read_text(encoding="utf-8")

@@ -24,8 +24,9 @@ NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": Tr
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
 
 
-def _number(text: str) -> int | float | str:
-    """`text` as the number it spells ("5" -> 5, "0.7" -> 0.7), else as it is (refused later)."""
+def number(text: str) -> int | float | str:
+    """`text` as the number it spells ("5" -> 5, "0.7" -> 0.7, " 42 " -> 42), else as it is (refused
+    later): a number from a command line, a form or a JSON string, as OpenAI's API takes them."""
     for kind in (int, float):
         try:
             return kind(text.strip())
@@ -54,7 +55,7 @@ class SamplingParams:
     def __post_init__(self) -> None:
         for name in (*NUMBERS, "seed"):  # text from a form or a command line: "5" is 5
             if isinstance(getattr(self, name), str):
-                object.__setattr__(self, name, _number(getattr(self, name)))
+                object.__setattr__(self, name, number(getattr(self, name)))
         if isinstance(self.json_schema, str):
             from ..json_schemas import read_schema
 

@@ -27,17 +27,17 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Callable, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams
+from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams, number
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
@@ -98,7 +98,10 @@ class ApiError(Exception):
 
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
-    its id (`completion_id`)."""
+    its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
+    (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
+    before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
+    cancelled."""
 
     def __init__(self, app):
         self.app = app
@@ -110,24 +113,44 @@ class RequestIds:
         state["request_id"] = uuid.uuid4().hex
 
         started: list[MutableHeaders] = []
+        ended = False
 
         async def send_with_id(message):
+            nonlocal ended
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
+            ended = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
-            error = error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable")
+            if ended:
+                raise
+            error = json.dumps(error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable"))
             if not started:
-                await send_with_id({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())]
+                await send_with_id({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": error.encode()})
             else:  # a stream ends with the error as its last event
-                last = f"data: {json.dumps(error)}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
+                last = f"data: {error}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
                 await send({"type": "http.response.body", "body": last})
+            raise  # still cancelled: the task ends as asked (`quit_cancels` keeps uvicorn's report of it off stderr)
+        except Exception as exc:
+            if started:  # nothing to answer with any more: uvicorn closes the connection and logs it
+                raise
+            error = _internal(exc)  # a bug (the handlers answered every error raised on purpose)
+            await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
+
+
+def quit_cancels(record: logging.LogRecord) -> bool:
+    """A filter for uvicorn's error log: leaves out its traceback of a request cancelled because the
+    server quit (`RequestIds` answered it), unless AIGC_DEBUG=1."""
+    from ..config import debug
+
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError)) or debug()
 
 
 def completion_id(request: Request, prefix: str) -> str:
@@ -179,9 +202,15 @@ def _response_schema(response_format: dict | None) -> dict | None:
     return schema
 
 
-def _no_files(options: dict) -> None:
-    """A request never makes the server read a file: templates go by name, examples and glossaries inline."""
+def _no_files(options: dict, sampling: dict) -> None:
+    """A request never makes the server read a file: templates go by name, examples, glossaries and
+    JSON schemas inline."""
+    from ..json_schemas import names_file
     from ..templates import is_path
+
+    schema = sampling.get("json_schema")
+    if isinstance(schema, str) and names_file(schema):
+        raise ApiError(400, "json_schema: give the schema inline (a JSON object); the server reads no files a request names", param="json_schema", code="unsupported")
 
     for key, value in options.items():
         if isinstance(value, str) and key.endswith("template") and is_path(value):
@@ -213,7 +242,9 @@ def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> Ap
         return ApiError(429, str(exc), "rate_limit_error", code="queue_full", headers={"Retry-After": str(retry_after)})
     if isinstance(exc, ShuttingDownError):
         return ApiError(503, str(exc), "server_error", code="unavailable", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, (UnknownModelError, UnknownGeneratorError)):
+    if isinstance(exc, UnknownModelError):  # as an unknown request `model` is
+        return ApiError(404, str(exc), param=_named_option(exc) or "model", code="model_not_found")
+    if isinstance(exc, UnknownGeneratorError):
         return ApiError(404, str(exc), code="not_found")
     if isinstance(exc, OptionError):
         return ApiError(400, str(exc), param=exc.option, code="invalid_value")
@@ -225,6 +256,11 @@ def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> Ap
         log.error("%s", exc, exc_info=exc)
     if isinstance(exc, AigcError):
         return ApiError(500, str(exc), "server_error")
+    return _internal(exc)
+
+
+def _internal(exc: Exception) -> ApiError:
+    """A bug's 500: the log has its traceback, the client a line saying so."""
     log.error("unexpected error", exc_info=exc)
     return ApiError(500, "internal error; the server log has the details", "server_error")
 
@@ -238,6 +274,16 @@ UNSUPPORTED = {
 }
 
 
+def _numeric(value: Any) -> Any:
+    """A number sent as a JSON string ("16", "0.5") is that number, as OpenAI's API takes it; other
+    text stays text, which the field refuses (a 400 naming it)."""
+    return number(value) if isinstance(value, str) else value
+
+
+Int = Annotated[int, BeforeValidator(_numeric)]
+Float = Annotated[float, BeforeValidator(_numeric)]
+
+
 class _Sampling(BaseModel):
     """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
     known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
@@ -245,15 +291,15 @@ class _Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Optional[str] = None
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, ge=0, le=1)  # 0 is greedy
-    top_k: Optional[int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
-    repetition_penalty: Optional[float] = Field(None, gt=0, le=3)  # extension (vLLM)
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[Float] = Field(None, ge=0, le=2)
+    top_p: Optional[Float] = Field(None, ge=0, le=1)  # 0 is greedy
+    top_k: Optional[Int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
+    repetition_penalty: Optional[Float] = Field(None, gt=0, le=3)  # extension (vLLM)
+    max_tokens: Optional[Int] = Field(None, ge=1)
+    max_completion_tokens: Optional[Int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
-    n: int = Field(1, ge=1)
-    seed: Optional[int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
+    n: Int = Field(1, ge=1)
+    seed: Optional[Int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
     stream: bool = False
     stream_options: Optional[dict] = None
     echo: Optional[bool] = None
@@ -263,8 +309,8 @@ class _Sampling(BaseModel):
     function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
-    frequency_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[Float] = None
+    presence_penalty: Optional[Float] = None
 
     @field_validator("n", "stream", mode="before")
     @classmethod
@@ -309,7 +355,7 @@ class _Message(BaseModel):
 class ChatRequest(_Sampling):
     messages: list[_Message] = Field(min_length=1)
     logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
+    top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
 
     @property
     def top(self) -> int | None:
@@ -321,9 +367,9 @@ class ChatRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids are refused with a reason
-    max_tokens: Optional[int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
-    logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP)
-    best_of: Optional[int] = None
+    max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
+    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
+    best_of: Optional[Int] = None
     suffix: Optional[str] = None
 
     @property
@@ -348,7 +394,7 @@ class EmbeddingRequest(BaseModel):
     model: Optional[str] = None
     input: Union[str, list[str], list[int], list[list[int]]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = None
+    dimensions: Optional[Int] = None
 
     def texts(self) -> list[str]:
         texts = [self.input] if isinstance(self.input, str) else self.input
@@ -397,8 +443,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        headers = {**(exc.headers or {}), "x-request-id": request.state.request_id}  # a 500 is answered outside RequestIds
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
@@ -407,11 +452,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
+        return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:
         if not settings.api_key:
@@ -692,7 +733,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-            _no_files(req.options)
+            _no_files(req.options, req.sampling)
             options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
@@ -702,11 +743,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
+        given = {k: v for k, v in req.sampling.items() if v is not None}  # None: the default, as generators take it
         try:
-            SamplingParams.from_settings(req.sampling)
+            params = SamplingParams.from_settings(given)  # parsed ("9" -> 9) before the caps
         except BadInputError as exc:  # an unknown setting: about the sampling (a bad value names its setting)
             raise _from_aigc(exc, settings.retry_after, "sampling") from None
-        caps = (("max_tokens", req.sampling.get("max_tokens"), settings.max_tokens_cap), ("n", req.sampling.get("n"), settings.max_n), ("n", getattr(options, "n", None), settings.max_n))
+        caps = (
+            ("max_tokens", params.max_tokens if "max_tokens" in given else None, settings.max_tokens_cap),
+            ("n", params.n if "n" in given else None, settings.max_n),
+            ("n", getattr(options, "n", None), settings.max_n),
+        )
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
@@ -905,6 +951,7 @@ def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", gr
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
+    logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)
     server.run(sockets=[sock])

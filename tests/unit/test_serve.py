@@ -231,7 +231,9 @@ def test_bad_key_is_401(server):
         ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "a tool message answers a tool call, and this server calls no tools"),
         ({"max_tokens": 150, "messages_words": 80}, "lower max_tokens to"),
         ({"extra_body": {"stream": "yes"}}, "stream"),
-        ({"extra_body": {"temperature": "0.5"}}, "temperature"),
+        ({"extra_body": {"temperature": "hot"}}, "temperature"),
+        ({"extra_body": {"n": "50"}}, "n must be at most"),
+        ({"extra_body": {"max_tokens": "100000"}}, "at most 200"),
         ({"extra_body": {"max_tokens": True}}, "max_tokens"),
         ({"seed": 2**63}, "seed"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "string", "format": "date-time"}}}}, "cannot hold answers to format"),
@@ -246,6 +248,46 @@ def test_bad_parameters_are_openai_style_400s(server, client, kwargs, words):
 
 
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
+
+
+def test_numbers_given_as_json_strings_are_taken_on_every_endpoint(server):
+    numbers = {"max_tokens": 6, "n": 2, "seed": 42, "temperature": 0.5, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.1}
+    as_text = {k: f" {v} " for k, v in numbers.items()}  # as OpenAI's API takes them
+    for path, body, counts in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Paris is"}], "logprobs": True}, {"top_logprobs": 2}),
+        ("/v1/completions", {"prompt": "Paris is"}, {"logprobs": 2}),
+    ):
+        status, _, expected = raw(server, path, {**body, **numbers, **counts})
+        assert status == 200 and len(expected["choices"]) == 2 and expected["choices"][0]["logprobs"]
+        status, _, answer = raw(server, path, {**body, **as_text, **{k: str(v) for k, v in counts.items()}})
+        assert status == 200 and answer["choices"] == expected["choices"], answer
+    status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": "3"})
+    assert status == 200 and body["usage"]["completion_tokens"] <= 3
+    size = len(raw(server, "/v1/embeddings", {"input": "Bees"})[2]["data"][0]["embedding"])
+    assert raw(server, "/v1/embeddings", {"input": "Bees", "dimensions": str(size)})[0] == 200
+    task = {"input": "Bees make honey.", "sampling": {"max_tokens": "4", "seed": "1", "temperature": "0.5"}}
+    assert raw(server, "/v1/aigc/chat", task)[2]["text"] == raw(server, "/v1/aigc/chat", {**task, "sampling": {"max_tokens": 4, "seed": 1, "temperature": 0.5}})[2]["text"]
+
+
+@pytest.mark.parametrize(
+    "path, body, param, words",
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "seed": "lucky"}, "seed", "seed"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": "many"}, "top_logprobs", "top_logprobs"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": "21"}, "top_logprobs", "top_logprobs"),
+        ("/v1/completions", {"prompt": "Hi", "logprobs": "some"}, "logprobs", "logprobs"),
+        ("/v1/completions", {"prompt": "Hi", "n": "10"}, "n", "n must be at most 8"),
+        ("/v1/embeddings", {"input": "Hi", "dimensions": "big"}, "dimensions", "dimensions"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"temperature": "hot"}}, "temperature", "temperature must be a number"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"n": "9"}}, "n", "n must be at most 8"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "100000"}}, "max_tokens", "max_tokens must be at most 200"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "1e5"}}, "max_tokens", "max_tokens must be at most 200"),
+    ],
+)
+def test_text_that_is_no_number_and_numbers_over_a_cap_are_400s_naming_the_parameter(server, path, body, param, words):
+    status, _, answer = raw(server, path, body)
+    assert status == 400 and answer["error"]["param"] == param and words in answer["error"]["message"], answer
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"] == "invalid_value"
 
 
 def test_response_format_holds_answers_to_json(server, client):
@@ -264,8 +306,26 @@ def test_response_format_holds_answers_to_json(server, client):
 
 
 def test_unknown_model_is_404(server, client):
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as caught:
         chat(client, "no-such-model", max_tokens=2)
+    assert caught.value.body["code"] == "model_not_found" and caught.value.body["param"] == "model"
+
+
+def test_an_unknown_model_in_a_task_is_model_not_found_as_in_chat(server, monkeypatch):
+    from aigc.errors import UnknownModelError
+    from aigc.generators.summarize import SummarizeGenerator
+
+    status, _, body = raw(server, "/v1/aigc/summarize", {"model": "no-such-model", "input": "Bees make honey."})
+    assert status == 404 and body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model", body
+
+    def loads_another(self, raw, opts):  # a plugin's generator that loads a model of its own
+        raise UnknownModelError("no model 'helper' here; aigc models list shows them")
+
+    monkeypatch.setattr(SummarizeGenerator, "postprocess", loads_another)
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"max_tokens": 4}})
+    assert status == 404 and body["error"]["code"] == "model_not_found" and "helper" in body["error"]["message"], body
+    status, _, body = raw(server, "/v1/aigc/nope", {"input": "x"})
+    assert status == 404 and body["error"]["code"] == "not_found"  # a task, not a model
 
 
 def test_bad_json_too_large_and_unknown_routes_never_500(server):
@@ -295,6 +355,13 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
+
+
+def test_a_method_a_route_does_not_take_is_405_with_allow(server):
+    status, headers, body = raw(server, "/v1/chat/completions", method="GET")
+    assert status == 405 and headers["Allow"] == "POST" and body["error"]["code"] == "method_not_allowed"
+    status, headers, body = raw(server, "/v1/models", method="DELETE")
+    assert status == 405 and "GET" in headers["Allow"].split(", ") and headers["x-request-id"]
 
 
 def test_full_queue_answers_429_with_retry_after(server):
@@ -858,6 +925,26 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     assert result.exit_code == 130 and "Traceback" not in result.stderr
 
 
+def test_a_request_cancelled_after_its_answer_ended_is_only_cancelled():
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        raise asyncio.CancelledError
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] and sent[0]["status"] == 200
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
     import asyncio
@@ -875,13 +962,69 @@ def test_a_request_the_server_quits_on_is_answered_with_a_json_error(streamed):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
+    with pytest.raises(asyncio.CancelledError):  # answered, and still cancelled: asyncio's tasks end as asked
+        asyncio.run(RequestIds(app)({"type": "http", "headers": []}, None, send))
     assert sent[0]["type"] == "http.response.start" and dict(sent[0]["headers"])[b"x-request-id"]
     assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
     if streamed:
         assert json.loads(sent[-1]["body"].decode().removeprefix("data: "))["error"]["code"] == "unavailable"
     else:
         assert sent[0]["status"] == 503 and json.loads(sent[-1]["body"])["error"]["code"] == "unavailable"
+
+
+def test_uvicorns_report_of_a_request_cancelled_as_the_server_quits_is_left_out_unless_debugging(monkeypatch):
+    import asyncio
+    import logging
+
+    from aigc.serve.app import quit_cancels
+
+    def record(exc):
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", None, (type(exc), exc, None))
+
+    monkeypatch.delenv("AIGC_DEBUG", raising=False)
+    assert not quit_cancels(record(asyncio.CancelledError())) and quit_cancels(record(ZeroDivisionError()))
+    monkeypatch.setenv("AIGC_DEBUG", "1")
+    assert quit_cancels(record(asyncio.CancelledError()))
+
+
+def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback(tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("AIGC_DEBUG", None)
+    command = [sys.executable, "-m", "aigc", "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--shutdown-grace", "30"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never ends: the request waits for it
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)  # uvicorn quits now, cancelling the request
+            sock.settimeout(10)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        code = proc.wait(10)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and json.loads(body)["error"]["code"] == "unavailable", answer
+    assert code == 130 and "Traceback" not in stderr and "CancelledError" not in stderr, stderr
 
 
 def test_a_port_in_use_is_one_line_before_any_model_loads():
@@ -983,6 +1126,25 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
     assert raw(server, "/health")[0] == 200  # a generator's sys.exit() does not end the server
 
 
+def test_an_unexpected_error_is_a_json_500_logged_once(server, monkeypatch, caplog):
+    import logging
+
+    def broken(prompt):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(server["backend"].batched, "encode", broken)
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's own logger, which may not reach caplog's root handler
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        status, headers, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]})
+        time.sleep(0.3)  # uvicorn would log a re-raised error just after the answer is sent
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert status == 500 and body["error"]["type"] == "server_error" and "a bug" not in json.dumps(body) and headers["x-request-id"]
+    logged = [r for r in {id(r): r for r in caplog.records}.values() if r.exc_info and isinstance(r.exc_info[1], ZeroDivisionError)]  # each record once
+    assert [(r.name, r.getMessage()) for r in logged] == [("aigc.serve", "unexpected error")]
+
+
 def test_a_sys_exit_in_a_generators_options_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
@@ -1008,6 +1170,14 @@ def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
         assert status == 400 and body["error"]["param"] == param and "hunter2" not in json.dumps(body), body
     status, _, body = raw(server, "/v1/aigc/classify", {"input": "great", "options": {"labels": "a,b", "examples": [["good", "a"], ["bad", "b"]]}})
     assert status == 200 and body["label"] in ("a", "b")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"db_password": {"enum": ["hunter2"]}}, "required": ["db_password"]}))
+    for named in (str(schema), f" {schema} ", "schema.json", "~/SCHEMA.JSON"):
+        status, _, body = raw(server, "/v1/aigc/chat", {"input": "x", "sampling": {"json_schema": named, "max_tokens": 30}})
+        assert status == 400 and body["error"]["param"] == "json_schema" and "inline" in body["error"]["message"], body
+    for inline in ({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}, '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}', "ok bool"):
+        status, _, body = raw(server, "/v1/aigc/chat", {"input": "x", "sampling": {"json_schema": inline, "max_tokens": 30, "seed": 1}})
+        assert status == 200 and list(body["data"]) == ["ok"], body
 
 
 def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
