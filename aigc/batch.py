@@ -31,7 +31,7 @@ from .engine.coalesce import CoalescingEngine
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
-from .textio import check_writable, decode_text, numbered_lines, unquote, write_atomic
+from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -278,9 +278,9 @@ def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[s
 
 
 def streams(output: str | Path) -> bool:
-    """Whether `output` is written only, never read back: `/dev/stdout` (whatever stdout is: a pipe,
-    a file appended to) or anything that is not a regular file."""
-    return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
+    """Whether `output` is written only, never read back: a descriptor of this process such as
+    `/dev/stdout` (whatever it is: a pipe, a file appended to) or anything that is not a regular file."""
+    return inherited_fd(output) is not None or (Path(output).exists() and not Path(output).is_file())
 
 
 def check_output_name(output: str | Path) -> None:
@@ -424,7 +424,7 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with open(output, "a", encoding="utf-8") as sink:
+            with open_stream(output) as sink:
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
                     line = {"id": row.id, "row": row.number, **settings, **outcome}

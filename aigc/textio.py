@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import functools
 import os
@@ -286,15 +287,49 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
     return path
 
 
+_FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
+
+
+def inherited_fd(target: str | os.PathLike) -> int | None:
+    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
+    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
+    descriptor, as the shell opened it (appending, or after what came before), never replaced."""
+    path = os.path.abspath(os.path.expanduser(target))
+    for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
+        match = _FD_PATH.fullmatch(path)
+        if match and match["pid"] not in ("self", str(os.getpid()), None):
+            return None  # another process's descriptor
+        if match:
+            std, number = match["std"], match["dev"] or match["proc"]
+            return ("in", "out", "err").index(std) if std else int(number)
+        if not os.path.islink(path):
+            return None
+        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.readlink(path))
+        path = os.path.abspath(path)
+    return None
+
+
+def _check_fd(target: str | os.PathLike, fd: int) -> None:
+    """A `BadInputError` unless descriptor `fd` (that `target` names) is open."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise BadInputError(f"cannot write {target}: it is not open (the shell closed it)") from None
+
+
 def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     """Fail before any work is done if `target` cannot be written; returns the file that will be
-    written (a symlink's target)."""
+    written (a symlink's target; a path naming an inherited descriptor, such as /dev/stdout, as it is)."""
+    fd = inherited_fd(target)
+    if fd is not None:
+        _check_fd(target, fd)
+        return Path(target).expanduser()
     path = Path(target).expanduser()
     if path.is_dir():
         raise BadInputError(f"{target} is a directory; give a file name for {flag}")
     if str(target).endswith(("/", os.sep)):  # meant as a directory, which is not there
         raise BadInputError(f"cannot write {target}: there is no such directory; give a file name for {flag}")
-    if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout into a pipe) is written in place
+    if path.exists() and not path.is_file():  # a device or pipe is written in place
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
         return path
@@ -334,13 +369,15 @@ def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
 
 
 def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
-    """Where a command's `-o` writes: None for stdout (not given, or -); a file is checked
-    writable before any work, and an empty name (an unset shell variable) or the `source` file
-    itself (the result would replace what it was made from) is an error."""
+    """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
+    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
+    variable) or the `source` file itself (the result would replace what it was made from) is an error."""
     if output is None or output == "-":
         return None
     if not output.strip():
         raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
+    if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
+        return None
     if source is not None and os.path.isfile(source) and os.path.exists(output) and os.path.samefile(source, output):
         raise BadInputError(f"{flag} {output} is the input file; write the result to another file")
     check_writable(output, flag)
@@ -357,6 +394,20 @@ def file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
+def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf-8"):
+    """`target`, a device, pipe or inherited descriptor (see `inherited_fd`), opened to write in
+    place: a descriptor is written through as it is, not opened anew (which could start at its
+    beginning and write over what others wrote there)."""
+    fd = inherited_fd(target)
+    if fd is None:
+        return open(target, mode, encoding=encoding)
+    for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
+            if stream.fileno() == fd:
+                stream.flush()
+    return open(fd, mode, encoding=encoding, closefd=False)
+
+
 def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
     keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
@@ -365,9 +416,10 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
     body = body if encoding == "utf-8" else "\ufeff" + body
-    if real.exists() and not real.is_file():
+    fd = inherited_fd(target)
+    if fd is not None or (real.exists() and not real.is_file()):
         try:
-            with open(real, "w", encoding=encoding) as handle:
+            with open_stream(target, "w", encoding) as handle:
                 handle.write(body)
         except OSError as exc:
             raise _write_failed(target, exc) from exc

@@ -1,6 +1,7 @@
 """Batch runs: reading rows, resuming, order, errors, and model calls merged into batches."""
 
 import json
+import os
 import threading
 
 import pytest
@@ -182,6 +183,13 @@ def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_pa
     first, *rows = out.read_text().splitlines()
     assert first == "an earlier line that is no batch output"
     assert [(json.loads(r)["id"], json.loads(r)["result"]["label"]) for r in rows] == [(1, "a"), (2, "a")]
+    fd = os.open(out, os.O_WRONLY | os.O_TRUNC)  # `( echo BEFORE; aigc batch ... -o /dev/stdout; echo AFTER ) > log.txt`
+    os.write(fd, b"BEFORE\n")
+    subprocess.run([sys.executable, "-c", script], stdout=fd, check=True)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    first, *rows, last = out.read_text().splitlines()
+    assert (first, last, [json.loads(r)["id"] for r in rows]) == ("BEFORE", "AFTER", [1, 2])
 
 
 def test_concurrent_rows_share_model_calls(tmp_path):

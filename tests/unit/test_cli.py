@@ -160,6 +160,18 @@ def test_an_output_file_that_fails_while_written_is_exit_1_not_bad_input(tiny_mo
     assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: cannot write /dev/full: No space left on device (free some space, or write elsewhere)"
 
 
+def test_output_to_dev_stdout_is_written_as_stdout_never_replacing_the_file_it_points_to(tiny_model_dir, tmp_path):
+    """`( echo BEFORE; aigc classify x -o /dev/stdout; echo AFTER ) > f` keeps all three lines."""
+    target = tmp_path / "all.txt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, b"BEFORE\n")
+    done = subprocess.run([sys.executable, "-m", "aigc", "-q", "classify", "x", "-l", "a,b", "-m", str(tiny_model_dir), "-o", "/dev/stdout"], stdout=fd, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    before, result, after = target.read_text().splitlines()
+    assert done.returncode == 0 and done.stderr == "" and (before, after) == ("BEFORE", "AFTER") and result.split("\t")[0] in ("a", "b")
+
+
 @pytest.mark.parametrize(
     "command",
     [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "\n\nbees\n\n<html> city rooftops"), ("classify", "-", "-l", "a,b"), ("embed", "-")],

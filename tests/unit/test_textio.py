@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import check_writable, decode_text, file_style, html_to_text, numbered_lines, read_document, read_input, write_atomic
+from aigc.textio import check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -104,6 +104,35 @@ def test_atomic_write_new_file_gets_umask_permissions(tmp_path):
 def test_atomic_write_to_a_device_writes_in_place():
     assert write_atomic("/dev/null", "text") == Path("/dev/null")
     assert Path("/dev/null").is_char_device()
+
+
+def test_paths_naming_this_process_descriptors_are_known_by_their_number(tmp_path):
+    (tmp_path / "link").symlink_to("/dev/stdout")
+    assert [inherited_fd(p) for p in ("/dev/stdout", "/dev/stderr", "/dev/fd/3", "/proc/self/fd/1", f"/proc/{os.getpid()}/fd/2", tmp_path / "link")] == [1, 2, 3, 1, 2, 1]
+    assert [inherited_fd(p) for p in ("/dev/null", tmp_path / "out.txt", "/proc/1/fd/1", "stdout")] == [None] * 4
+    assert output_target("/dev/stdout") is None and output_target("/dev/stderr") == "/dev/stderr"
+
+
+def test_stdout_and_stderr_paths_are_written_through_their_descriptor_never_replacing_the_file(tmp_path):
+    """`( echo BEFORE; aigc ... -o /dev/stderr; echo AFTER ) 2> f` keeps all three, in order, and so
+    does a file appended to (`>>`): the descriptor is written where the shell left it."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "all.txt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, b"BEFORE\n")
+    script = "from aigc.textio import write_atomic, check_writable; check_writable('/dev/stderr'); write_atomic('/dev/stderr', 'middle')"
+    subprocess.run([sys.executable, "-c", script], stderr=fd, check=True)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    assert target.read_text() == "BEFORE\nmiddle\nAFTER\n"
+    with open(target, "a") as appended:
+        subprocess.run([sys.executable, "-c", script], stderr=appended, check=True)
+    assert target.read_text() == "BEFORE\nmiddle\nAFTER\nmiddle\n"
+    checked = "from aigc.textio import check_writable\ntry: check_writable('/dev/stderr')\nexcept Exception as e: print(e)"
+    closed = subprocess.run([sys.executable, "-c", checked], stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(2))  # 2>&-
+    assert closed.stdout == "cannot write /dev/stderr: it is not open (the shell closed it)\n"
 
 
 def test_write_failing_on_a_device_is_a_write_error_with_exit_1():
