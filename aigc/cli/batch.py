@@ -44,7 +44,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, writing
+    from ..batch import check_concurrency, check_sampled, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
@@ -59,6 +59,7 @@ def batch(
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field, field)
     generator = run.generator(task)
+    check_sampled(generator, run.sampling())
     if input.lower().endswith(".txt"):  # its rows are lines of plain text
         options = {**generator.line_options, **options}
     try:

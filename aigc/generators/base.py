@@ -102,6 +102,7 @@ class Generator:
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
     line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+    samples: ClassVar[bool] = True  # whether it generates text, so sampling settings apply (classify and embed score)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

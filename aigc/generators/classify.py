@@ -164,6 +164,7 @@ class ClassifyGenerator(Generator):
     name = "classify"
     description = "Pick the label(s) that fit a text, with probabilities."
     Options = ClassifyOptions
+    samples = False
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

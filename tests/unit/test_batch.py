@@ -228,6 +228,20 @@ def test_options_that_need_texts_together_are_refused(tmp_path):
         run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {"labels": "a,b", "calibrate": "batch"})
 
 
+def test_sampling_settings_for_a_task_that_generates_no_text_are_refused_not_recorded(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("good\nbad\n")
+    for task, options in (("classify", {"labels": "a,b"}), ("embed", {})):
+        generator = get_generator(task, engine=FakeEngine())
+        with pytest.raises(BadInputError, match=f"^{task} takes no sampling options \\(it generates no text\\): drop temperature, max_tokens$"):
+            pending_rows(read_rows(source), out, generator, options, {"temperature": 0.7, "max_tokens": 5})
+        with pytest.raises(BadInputError, match="takes no sampling options"):
+            run_batch(generator, read_rows(source), out, options, {"seed": 1})
+    assert not out.exists()
+    run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), out, {"labels": "a,b"}, {})
+    assert lines(out)[0]["made_with"].keys() == {"labels"}
+
+
 def test_coalescing_engine_merges_waiting_calls_by_settings():
     engine = FakeEngine()
     engine.enqueue(*[str(i) for i in range(6)])

@@ -419,6 +419,8 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     headline = ["batch", "headline", *batch[2:]]
     assert bad(*headline, "-O", "n=0") == (2, ["Error: -O n must be between 1 and 50, got 0"])  # not the command's -n (it has none)
     assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
+    classify = ["batch", "classify", *batch[2:], "-O", "labels=a,b"]
+    assert bad(*classify, "--temperature", "0.7", "--max-tokens", "5") == (2, ["Error: classify takes no sampling options (it generates no text): drop --temperature, --max-tokens"])
     assert bad(*batch, "-O", "format=3") == (2, ["Error: -O format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
     assert bad(*batch, "-O", "words=forty") == (2, ["Error: -O words must be a whole number, got 'forty'"])
     assert bad("summarize", "-", "--length", "huge", input="some text") == (2, ["Error: --length must be one of short, medium, long, got 'huge'"])
