@@ -8,6 +8,7 @@ import errno
 import functools
 import os
 import re
+import shlex
 import stat
 import sys
 import tempfile
@@ -144,13 +145,36 @@ DOCUMENT = "a .txt, .md or .html document"
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
-def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
+def decode_text(data: bytes, name: str, expected: str = DOCUMENT, path: str | None = None) -> str:
     """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark), with `\n` line ends;
-    binary and other encodings are errors that say so and ask for `expected`."""
-    return _decoded(data, name, expected).replace("\r\n", "\n")
+    binary and other encodings are errors that say so and ask for `expected`. `name` says where
+    the bytes came from in errors ("glossary x.tsv"); `path`, the file to convert, when it is not `name`."""
+    return _decoded(data, name, expected, name if path is None else path).replace("\r\n", "\n")
 
 
-def _decoded(data: bytes, name: str, expected: str) -> str:
+# bytes that text in no encoding holds (a tab, line and page breaks, backspace, DOS's end of file and escape it may)
+_CONTROLS = bytes(sorted(set(range(32)) - set(b"\t\n\v\f\r\b\x1a\x1b"))) + b"\x7f"
+
+
+def _controls(data: bytes) -> bool:
+    """Whether bytes that are not UTF-8 hold control bytes no text holds, as a binary file does
+    (else they are likely text in another encoding)."""
+    head = data[:8192]
+    return len(head) - len(head.translate(None, _CONTROLS)) > max(2, len(head) // 100)
+
+
+def _binary(data: bytes, name: str, expected: str) -> BadInputError:
+    """The error for a binary file; UTF-16 without a byte-order mark is named as such."""
+    head = data[:400]
+    odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
+    utf16 = ""
+    if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
+        utf16 = "utf-16le" if odd > even else "utf-16be"
+    hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
+    return BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
+
+
+def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             encoding = encoding[:6]  # utf-32 or utf-16: the codec reads the byte-order mark
@@ -159,18 +183,14 @@ def _decoded(data: bytes, name: str, expected: str) -> str:
             except UnicodeDecodeError:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
-        head = data[:400]
-        odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
-        utf16 = ""
-        if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
-            utf16 = "utf-16le" if odd > even else "utf-16be"
-        hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
-        raise BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
+        raise _binary(data, name, expected)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if _controls(data):
+            raise _binary(data, name, expected) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
-        example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted{Path(name).suffix or '.txt'}`"
+        example = "pipe it through `iconv -f latin1 -t utf-8`" if path == STDIN else f"`iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted{Path(path).suffix or '.txt'}`"
         raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); convert it first, e.g. {example}") from None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, read_document, read_input, write_atomic
+from aigc.textio import STDIN, check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -207,6 +207,21 @@ def test_text_that_is_not_utf8_names_its_line_and_the_hint_keeps_the_suffix():
         decode_text(b"\xef\xbb\xbfid,text\n1,caf\xe9\n", "latin.csv")  # a byte-order mark is not counted
     with pytest.raises(BadInputError, match=r"notes is not valid UTF-8 \(at line 1\); .* > converted.txt`"):
         decode_text(b"caf\xe9", "notes")
+    with pytest.raises(BadInputError, match=r"^the examples x.tsv is not valid UTF-8 \(at line 1\); .* utf-8 x.tsv > converted.tsv`$"):
+        decode_text(b"caf\xe9", "the examples x.tsv", path="x.tsv")  # the file named, not the words around it
+
+
+def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_another_encoding():
+    import random
+
+    rng = random.Random(7)
+    noise = bytes(rng.randrange(1, 256) for _ in range(100))  # no NUL to tell it by
+    for name in ("rows.jsonl", STDIN):
+        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a .txt"):
+            decode_text(noise, name)
+    text = "Où est la gare? Ça coûte 5 €.\f\x1a\n".encode("cp1252") * 3  # a page break and DOS's end of file: still text
+    with pytest.raises(BadInputError, match="is not valid UTF-8"):
+        decode_text(text, "notes.txt")
 
 
 @pytest.mark.parametrize(

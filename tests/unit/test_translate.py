@@ -394,10 +394,11 @@ def test_glossary_files(tmp_path):
     good = tmp_path / "g.tsv"
     good.write_text("\ufeffcat\tchat\n", encoding="utf-8")
     assert load_glossary(good) == [("cat", "chat")]
-    latin = tmp_path / "latin.tsv"
+    latin = tmp_path / "my latin.tsv"
     latin.write_bytes(b"caf\xe9\tcoffee\n")
-    with pytest.raises(BadInputError, match="not valid UTF-8"):
+    with pytest.raises(BadInputError) as failed:
         load_glossary(latin)
+    assert str(failed.value) == f"glossary {latin} is not valid UTF-8 (at line 1); convert it first, e.g. `iconv -f latin1 -t utf-8 '{latin}' > converted.tsv`"
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
     assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
