@@ -47,17 +47,18 @@ def translate(
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain if plain is not None else suffix == ".txt"  # an indented line is prose, not code (--lines: each line is)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
-    run.generator("translate").validate(options)  # a language it does not know, before any work
+    generator = run.generator("translate")
+    generator.validate(options)  # a language it does not know, before any work
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
         return
+    run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):
         name = STDIN if source == "-" else source if suffix is not None else "the text"
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
-    generator = run.generator("translate")
-    run.prepare(generator, text, options)
+    run.load(generator)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)

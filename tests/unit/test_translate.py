@@ -531,6 +531,12 @@ def test_a_document_with_nothing_to_translate_is_given_back_with_a_warning(echo,
     assert runner.invoke(app, ["translate", "-", "--to", "fr"], input=doc + "\nWords.\n").stderr == ""
 
 
+@pytest.mark.parametrize("text", ["", "   "])
+def test_no_text_at_all_is_the_one_error_without_the_nothing_to_translate_warning(echo, text):
+    result = runner.invoke(app, ["translate", text, "--to", "fr"])
+    assert result.exit_code == 2 and result.stderr == "Error: there is no text to translate\n" and not echo.calls
+
+
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
