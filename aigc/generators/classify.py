@@ -128,8 +128,10 @@ class ClassifyOptions:
             raise BadInputError(f"{option('method', self.method)} needs {option('examples')}")
         if self.calibrate == "examples" and not self.examples:
             raise BadInputError(f"{option('calibrate', 'examples')} needs {option('examples')}")
-        if self.calibrate == "batch" and (self.examples or self.multi_label):
-            raise BadInputError(f"{option('calibrate', 'batch')} is for zero-shot, one label per text; with {option('examples')} use auto or examples")
+        if self.calibrate == "batch" and self.multi_label:
+            raise BadInputError(f"{option('calibrate', 'batch')} is for one label per text; with {option('multi_label')} use content-free or off")
+        if self.calibrate == "batch" and self.examples:
+            raise BadInputError(f"{option('calibrate', 'batch')} is for zero-shot classification; with {option('examples')} use auto or examples")
         if self.multi_label and self.calibrate == "examples":
             raise BadInputError(f"{option('multi_label')} calibrates with content-free (the default) or off, not examples")
         if self.method == "demos" and self.calibrate == "examples":
@@ -261,7 +263,7 @@ class ClassifyGenerator(Generator):
         method = model.method if model else "zero-shot"
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         if calibration == "batch" and len(texts) < 2:
-            raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several (classify_many, `aigc classify --lines` or eval); use content-free for one text")
+            raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several texts ({len(texts)} given); use content-free for one text")
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]

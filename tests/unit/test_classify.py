@@ -89,7 +89,7 @@ def test_batch_calibration_evens_out_the_mean_prediction(classify):
     mean = sum(r["scores"]["weather"] for r in results) / len(results)
     raw = classify.classify_many(texts, labels="weather,sports", calibrate="off")
     assert abs(mean - 0.5) <= abs(sum(r["scores"]["weather"] for r in raw) / len(raw) - 0.5) + 1e-9
-    with pytest.raises(BadInputError, match="needs several"):
+    with pytest.raises(BadInputError, match=r"so it needs several texts \(1 given\); use content-free for one text$"):
         classify("Rain today.", labels="weather,sports", calibrate="batch")
 
 
@@ -132,6 +132,8 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
         ({"labels": "a,b", "examples": 5}, BadInputError, "examples must be a TSV file or a list"),
         ({"labels": "a,b", "multi_label": True, "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
         ({"labels": "a,b", "method": "demos", "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
+        ({"labels": "a,b", "multi_label": True, "calibrate": "batch"}, BadInputError, "^calibrate=batch is for one label per text; with multi_label use content-free or off$"),
+        ({"labels": "a,b", "examples": [("x", "a"), ("y", "b")], "calibrate": "batch"}, BadInputError, "^calibrate=batch is for zero-shot classification; with examples use auto or examples$"),
     ],
 )
 def test_bad_options_say_what_to_do(classify, options, error, words):

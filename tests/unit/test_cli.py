@@ -403,7 +403,9 @@ def test_unknown_model_lists_aliases():
         (["chat", "hi", "--device", "tpu"], "--device must be auto, cpu, cuda or mps, got 'tpu'"),
         (["chat"], "prompt is empty"),
         (["classify", "hi", "-l", "a,b", "--threshold", "0.7"], "--threshold picks labels with --multi-label"),
-        (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several"),
+        (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several texts (1 given)"),
+        (["classify", "-", "--lines", "-l", "a,b", "--calibrate", "batch"], "Error: --calibrate batch divides out the mean over the texts classified together, so it needs several texts (1 given); use content-free for one text"),
+        (["classify", "-", "--lines", "-l", "a,b", "--multi-label", "--calibrate", "batch"], "Error: --calibrate batch is for one label per text; with --multi-label use content-free or off"),
         (["headline", "--topic", " "], "the topic is empty"),
     ],
 )
