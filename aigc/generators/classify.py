@@ -32,6 +32,17 @@ class Label:
     name: str
     verbalizers: tuple[str, ...]
 
+    @property
+    def spec(self) -> str:
+        """The label as `labels` writes it: `name`, or `name=alias|alias`."""
+        aliases = [word for word in self.verbalizers if word != self.name and word not in _parts(self.name)]
+        return f"{self.name}={'|'.join(aliases)}" if aliases else self.name
+
+
+def _parts(name: str) -> list[str]:
+    """The parts of a name like "Sci/Tech" or "R&D", each scored for the label too."""
+    return [part.strip() for separator in ("/", "&") if separator in name for part in name.split(separator) if part.strip()]
+
 
 def parse_label(spec: str, aliases: bool = True) -> Label:
     """`name` or `name=alias|alias` (`aliases=False`: the name as it is written, `=` and all, as
@@ -42,10 +53,7 @@ def parse_label(spec: str, aliases: bool = True) -> Label:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
     if any(unicodedata.category(c) == "Cc" for c in spec.strip()):  # a line break or tab would break the one-line-per-result output
         raise BadInputError(f"label {spec.strip()!r} holds a line break, tab or other control character; a label is one line of text")
-    words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()]
-    for separator in ("/", "&"):
-        if separator in name:
-            words += [part.strip() for part in name.split(separator) if part.strip()]
+    words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()] + _parts(name)
     return Label(name, tuple(dict.fromkeys(words)))
 
 
@@ -141,10 +149,10 @@ class ClassifyOptions:
         templates.check_fills(self.template, {"text", "labels", "aspect", "kind", "demonstrations"}, "classify")
 
     def settings(self) -> dict[str, Any]:
-        """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, in
-        any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
+        """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, as
+        `labels` writes them, in any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        return {**settings, "labels": sorted([label.name, *label.verbalizers] for label in self.parsed)}
+        return {**settings, "labels": sorted(label.spec for label in self.parsed)}
 
     def _check_example_labels(self) -> None:
         seen = list(dict.fromkeys(name for _, names in self.examples for name in names))

@@ -285,7 +285,11 @@ def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tin
     spellings = ["negative,positive", "negative, positive", ["negative", "positive"], "positive,negative"]
     assert len({run_settings(generator, {"labels": labels})["settings"] for labels in spellings}) == 1
     assert run_settings(generator, {"labels": "negative,neutral"}) != run_settings(generator, {"labels": "negative,positive"})
-    assert run_settings(generator, {"labels": "b,a", "aspect": "sentiment"})["made_with"] == {"aspect": "sentiment", "labels": [["a", "a"], ["b", "b"]]}
+    assert run_settings(generator, {"labels": "b,a", "aspect": "sentiment"})["made_with"] == {"aspect": "sentiment", "labels": ["a", "b"]}
+    shown = run_settings(generator, {"labels": "Sci/Tech, pos=good|great ,World"})["made_with"]["labels"]
+    assert shown == ["Sci/Tech", "World", "pos=good|great"]  # as written, sorted; a name's parts are not aliases
+    aliased = {run_settings(generator, {"labels": labels})["settings"] for labels in ("pos=good,neg", "neg,pos=good", "pos,neg")}
+    assert len(aliased) == 2  # an alias is another run
 
 
 def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
@@ -299,6 +303,8 @@ def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
     source.write_text("one\n")
     with pytest.raises(BadInputError, match=r"\(aspect: 'sentiment' then, the default now\)"):
         pending_rows(read_rows(source), out, generator, {"labels": "a,b"})
+    with pytest.raises(BadInputError, match=r"\(labels: \['a', 'b'\] then, \['a=x', 'c'\] now\)"):
+        pending_rows(read_rows(source), out, generator, {"labels": "c,a=x", "aspect": "sentiment"})
 
 
 @pytest.mark.parametrize("options", [{"labels": "sports", "multi_label": True}, {"labels": "sports"}])
