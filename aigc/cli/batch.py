@@ -44,7 +44,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_sampled, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, writing
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, check_sampled, needs_model, pending_rows, read_rows, run_batch, streams, with_line_options, writing
     from ..engine.sampling import SamplingParams
 
     check_on_error(on_error)
@@ -60,8 +60,8 @@ def batch(
     rows = read_rows(input, id_field, field)
     generator = run.generator(task)
     check_sampled(generator, run.sampling())
-    if input.lower().endswith(".txt"):  # its rows are lines of plain text
-        options = {**generator.line_options, **options}
+    lines = input.lower().endswith(".txt")  # its rows are lines of plain text
+    options = with_line_options(generator, options, lines)
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
@@ -70,7 +70,7 @@ def batch(
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
-        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines)
         prepared = needs_model(pending)
         if prepared:
             with ui.stage_status() as stage:
@@ -78,7 +78,7 @@ def batch(
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
             try:
-                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared)
+                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared, lines=lines)
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")

@@ -242,6 +242,20 @@ def test_sampling_settings_for_a_task_that_generates_no_text_are_refused_not_rec
     assert lines(out)[0]["made_with"].keys() == {"labels"}
 
 
+def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
+    translate = get_generator("translate", engine=FakeEngine())
+    german = {"target_language": "de"}
+    assert run_settings(translate, german, lines=True)["made_with"] == {"target_language": "de"}  # plain, as a .txt row is read
+    assert run_settings(translate, {**german, "plain": True})["made_with"] == {"plain": True, "target_language": "de"}  # a .jsonl row
+    assert run_settings(translate, {**german, "plain": False}, lines=True)["made_with"] == {"plain": False, "target_language": "de"}
+    assert run_settings(translate, german, lines=True)["settings"] == run_settings(translate, {**german, "plain": True})["settings"]
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("    an indented line\n")
+    translate.engine.enqueue("eine Zeile")
+    run_batch(translate, read_rows(source), out, german, lines=True)
+    assert lines(out)[0]["made_with"] == {"target_language": "de"} and lines(out)[0]["result"]["translation"] == "    eine Zeile"  # prose, not code kept as it is
+
+
 def test_coalescing_engine_merges_waiting_calls_by_settings():
     engine = FakeEngine()
     engine.enqueue(*[str(i) for i in range(6)])
