@@ -353,6 +353,15 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     assert streamed.returncode == 1 and "their errors are recorded in the output" in streamed.stderr
 
 
+def test_batch_task_options_may_be_given_by_the_task_commands_flag_names():
+    from aigc.cli.batch import parse_options
+    from aigc.generators.base import get_generator
+
+    known = get_generator("translate").option_names()
+    assert parse_options(["to=fr", "from=de", "plain=true"], known) == {"target_language": "fr", "source_language": "de", "plain": "true"}
+    assert parse_options(["multi-label=true", "to=x"], ["multi_label", "to"]) == {"multi_label": "true", "to": "x"}  # an option named so keeps its name
+
+
 @pytest.fixture
 def unloadable(tmp_path) -> str:
     """A model directory that resolves (it has a config.json) but could not load (no weights, no
@@ -422,6 +431,12 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     assert bad(*headline, "-O", "n=0") == (2, ["Error: -O n must be between 1 and 50, got 0"])  # not the command's -n (it has none)
     assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
     classify = ["batch", "classify", *batch[2:], "-O", "labels=a,b"]
+    assert bad(*classify, "-O", "labels=c,d") == (2, ["Error: -O labels is given twice; keep one"])
+    translate = ["batch", "translate", *batch[2:]]
+    assert bad(*translate, "-O", "to=fr", "-O", "target-language=de") == (2, ["Error: -O to and -O target-language both set target_language; keep one"])
+    assert bad(*translate, "-O", "to=Klingon") == (2, ["Error: -O target_language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"])  # -O to is --to's option
+    code, lines = bad("batch", "bogus", *batch[2:])
+    assert code == 2 and lines[0].startswith("Error: unknown task 'bogus'; tasks: ") and "summarize, template, translate" in lines[0]
     assert bad(*classify, "--temperature", "0.7", "--max-tokens", "5") == (2, ["Error: classify takes no sampling options (it generates no text): drop --temperature, --max-tokens"])
     assert bad(*batch, "-O", "format=3") == (2, ["Error: -O format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
     assert bad(*batch, "-O", "words=forty") == (2, ["Error: -O words must be a whole number, got 'forty'"])
