@@ -164,6 +164,34 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
         load_examples(wide)
 
 
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("\tpositive", "ex.tsv:2: the text is empty; give text<TAB>label"),
+        ('""\tpositive', "ex.tsv:2: the text is empty; give text<TAB>label"),
+        ("Awful\t", "ex.tsv:2: the label is empty; give text<TAB>label"),
+        ("Awful\t , ", "ex.tsv:2: the label is empty; give text<TAB>label"),
+        ("no tab", "ex.tsv:2: expected text<TAB>label"),
+    ],
+)
+def test_an_empty_text_or_label_cell_is_named_as_such_at_its_line(tmp_path, line, message):
+    path = tmp_path / "ex.tsv"
+    path.write_text(f"Great\tpositive\n{line}\nBad\tnegative\n")
+    with pytest.raises(BadInputError) as failed:
+        load_examples(path)
+    assert str(failed.value) == f"{tmp_path / message}"
+
+
+def test_an_example_of_several_labels_without_multi_label_is_named_at_its_line_before_any_model_loads(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("Great\tpositive\nAwful, both\tnegative,awful\n")
+    with pytest.raises(BadInputError, match=rf"^{path}:2: the example has several labels \(negative, awful\); give one label per example .*, or use multi_label$"):
+        ClassifyGenerator(engine=None).validate({"examples": str(path)})
+    with pytest.raises(BadInputError, match=r"^example 1: the example has several labels \(b, c\)"):
+        ClassifyGenerator(engine=None).validate({"examples": [("x", "a"), ("y", ["b", "c"])]})
+    assert ClassifyGenerator(engine=None).validate({"examples": str(path), "multi_label": True}).examples[1] == ("Awful, both", ["negative", "awful"])
+
+
 EXAMPLES = [(f"{word} {word} {word} number {i}", label) for i in range(6) for word, label in (("apple", "fruit"), ("engine", "machine"))]
 
 
