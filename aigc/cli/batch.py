@@ -98,9 +98,9 @@ def batch(
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
                 raise
-    again = f", {summary.retried} of them failed before" if summary.retried else ""
+    again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
     ui.info(
-        f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
+        f"{summary.done} row{'s' * (summary.done != 1)} written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     run.report(generator)

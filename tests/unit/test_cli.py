@@ -345,7 +345,7 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and "result" in rows[0] and "error" in rows[1]
     again = invoke(*args)  # the failed row is run again
-    assert "1 rows written" in again.stderr and "1 of them failed before" in again.stderr and "1 already done" in again.stderr
+    assert f"1 row written to {out} (1 with errors; 1 had failed in an earlier run), 1 already done; " in again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
     assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
     streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
