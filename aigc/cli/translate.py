@@ -77,8 +77,8 @@ def glossary_notes(result: dict) -> list[str]:
     cut = result["cut_off_texts"]
     if cut:
         where = ", ".join(repr(_first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
-        whose = "a sentence's translation was" if len(cut) == 1 else f"{len(cut)} sentences' translations were"
-        notes.append(f"{whose} cut off at the token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on): {where}")
+        whose = f"the translation of {where} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({where}) were"
+        notes.append(f"{whose} cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
