@@ -47,10 +47,12 @@ def _parts(name: str) -> list[str]:
 def parse_label(spec: str, aliases: bool = True) -> Label:
     """`name` or `name=alias|alias` (`aliases=False`: the name as it is written, `=` and all, as
     labels taken from data are)."""
-    name, _, alias_text = spec.partition("=") if aliases else (spec, "", "")
+    name, equals, alias_text = spec.partition("=") if aliases else (spec, "", "")
     name = name.strip()
     if not name:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
+    if equals and not all(alias.strip() for alias in alias_text.split("|")):
+        raise BadInputError(f"label {spec.strip()!r} has an empty alias; write labels as name or name=alias|alias")
     if any(unicodedata.category(c) == "Cc" for c in spec.strip()):  # a line break or tab would break the one-line-per-result output
         raise BadInputError(f"label {spec.strip()!r} holds a line break, tab or other control character; a label is one line of text")
     words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()] + _parts(name)

@@ -521,6 +521,8 @@ def test_a_file_neither_md_nor_txt_is_markdown_with_a_warning_and_plain_or_markd
     txt = tmp_path / "notes.txt"
     txt.write_text("    indented line\n")
     assert runner.invoke(app, ["translate", str(txt), "--to", "fr", "--markdown"]).stdout == "    indented line\n"
+    both = runner.invoke(app, ["translate", str(txt), "--to", "fr", "--plain", "--markdown"])
+    assert both.exit_code == 2 and both.stderr == "Error: give --plain or --markdown, not both: a document is read one way\n"
 
 
 @pytest.mark.parametrize("doc", ["```\nprint('hi')\n```\n", "    code only\n\n---\n\n| 1 | 2 |\n", "42\n"])
