@@ -31,7 +31,7 @@ from .engine.coalesce import CoalescingEngine
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
-from .textio import check_writable, decode_text, numbered_lines, unquote, write_atomic
+from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -269,18 +269,30 @@ def _parses(data: bytes) -> bool:
     return True
 
 
-def pending_rows(rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> list[Row]:
-    """The rows without a result in `output` yet (rows that failed before are run again)."""
+def check_sampled(generator, sampling: dict[str, Any] | None) -> None:
+    """A `BadInputError` for sampling settings given to a task that generates no text (classify,
+    embed): they would change nothing but the run's fingerprint, and so block its resuming."""
+    given = [key for key, value in (sampling or {}).items() if value is not None]
+    if given and not generator.samples:
+        raise BadInputError(f"{generator.name} takes no sampling options (it generates no text): drop {', '.join(map(option, given))}")
+
+
+def pending_rows(
+    rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS,
+    lines: bool = False,
+) -> list[Row]:
+    """The rows without a result in `output` yet (rows that failed before are run again); `lines` as for `run_batch`."""
+    check_sampled(generator, sampling)
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
-    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns))
+    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines))
     return _without_results(rows, previous)
 
 
 def streams(output: str | Path) -> bool:
-    """Whether `output` is written only, never read back: `/dev/stdout` (whatever stdout is: a pipe,
-    a file appended to) or anything that is not a regular file."""
-    return str(output) == "/dev/stdout" or (Path(output).exists() and not Path(output).is_file())
+    """Whether `output` is written only, never read back: a descriptor of this process such as
+    `/dev/stdout` (whatever it is: a pipe, a file appended to) or anything that is not a regular file."""
+    return inherited_fd(output) is not None or (Path(output).exists() and not Path(output).is_file())
 
 
 def check_output_name(output: str | Path) -> None:
@@ -296,11 +308,13 @@ def check_output_name(output: str | Path) -> None:
 _NO_DEFAULT = object()
 
 
-def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> dict[str, Any]:
+def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS, lines: bool = False) -> dict[str, Any]:
     """What every output line records of how it was made: the task, the model, `settings`, a
     fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a
     default given is the default), of the quantization, and of the columns read (text, id), and
-    `made_with`, those that are not defaults, by name (a long value by its digest), to say which differ."""
+    `made_with`, those that are not defaults, by name (a long value by its digest), to say which
+    differ. With `lines` (rows that are lines of plain text), the generator's `line_options` are defaults."""
+    options = with_line_options(generator, options, lines)
     opts = generator.validate(options)
     params = SamplingParams(**(sampling or {}))
     made = {
@@ -311,7 +325,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     if tuple(columns) != COLUMNS:  # the defaults leave the fingerprint of files made before columns counted
         made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
-    defaults = _defaults(opts)
+    defaults = {**_defaults(opts), **(generator.line_options if lines else {})}
     shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **{k: getattr(params, k) for k in made["sampling"]}}
     shown |= {k: made[k] for k in ("quantize", "columns") if made.get(k) is not None}
     if generator.model is not None or generator._engine is None:
@@ -319,6 +333,11 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     else:  # an engine handed to the generator
         model = generator._engine.name
     return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _shown(v) for k, v in sorted(shown.items())}}
+
+
+def with_line_options(generator, options: dict[str, Any], lines: bool) -> dict[str, Any]:
+    """`options` over the generator's defaults for rows that are lines of plain text (`lines`: a .txt file's)."""
+    return {**generator.line_options, **options} if lines else options
 
 
 def _defaults(opts: Any) -> dict[str, Any]:
@@ -391,6 +410,7 @@ def run_batch(
     progress: Callable[[int, int], None] | None = None,
     id_field: str = "id",
     prepared: bool = False,
+    lines: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -400,10 +420,14 @@ def run_batch(
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written. `prepared=True`: the caller has called `generator.prepare(options)`
-    already (the CLI does, to show the model loading), so it is not called again.
+    already (the CLI does, to show the model loading), so it is not called again. `lines=True`:
+    the rows are lines of plain text (a .txt file's), run with the generator's `line_options`
+    under `options` (which `made_with` does not list: they are the defaults for such rows).
     """
     check_on_error(on_error)
+    options = with_line_options(generator, options, lines)
     SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
+    check_sampled(generator, sampling)
     stream = streams(output)
     output = check_writable(output)
     opts = generator.validate(options)
@@ -411,7 +435,7 @@ def run_batch(
     generator.check_sampling(opts, sampling)
     with writing(output):
         previous = [] if stream else read_output(output)
-        settings = run_settings(generator, options, sampling, (field_name, id_field))
+        settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
         if needs_model(todo) and not prepared:
@@ -424,7 +448,7 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with open(output, "a", encoding="utf-8") as sink:
+            with open_stream(output) as sink:
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
                     line = {"id": row.id, "row": row.number, **settings, **outcome}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import functools
 import os
 import re
+import shlex
 import stat
 import sys
 import tempfile
@@ -143,13 +145,36 @@ DOCUMENT = "a .txt, .md or .html document"
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
-def decode_text(data: bytes, name: str, expected: str = DOCUMENT) -> str:
+def decode_text(data: bytes, name: str, expected: str = DOCUMENT, path: str | None = None) -> str:
     """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark), with `\n` line ends;
-    binary and other encodings are errors that say so and ask for `expected`."""
-    return _decoded(data, name, expected).replace("\r\n", "\n")
+    binary and other encodings are errors that say so and ask for `expected`. `name` says where
+    the bytes came from in errors ("glossary x.tsv"); `path`, the file to convert, when it is not `name`."""
+    return _decoded(data, name, expected, name if path is None else path).replace("\r\n", "\n")
 
 
-def _decoded(data: bytes, name: str, expected: str) -> str:
+# bytes that text in no encoding holds (a tab, line and page breaks, backspace, DOS's end of file and escape it may)
+_CONTROLS = bytes(sorted(set(range(32)) - set(b"\t\n\v\f\r\b\x1a\x1b"))) + b"\x7f"
+
+
+def _controls(data: bytes) -> bool:
+    """Whether bytes that are not UTF-8 hold control bytes no text holds, as a binary file does
+    (else they are likely text in another encoding)."""
+    head = data[:8192]
+    return len(head) - len(head.translate(None, _CONTROLS)) > max(2, len(head) // 100)
+
+
+def _binary(data: bytes, name: str, expected: str) -> BadInputError:
+    """The error for a binary file; UTF-16 without a byte-order mark is named as such."""
+    head = data[:400]
+    odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
+    utf16 = ""
+    if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
+        utf16 = "utf-16le" if odd > even else "utf-16be"
+    hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
+    return BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
+
+
+def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             encoding = encoding[:6]  # utf-32 or utf-16: the codec reads the byte-order mark
@@ -158,18 +183,14 @@ def _decoded(data: bytes, name: str, expected: str) -> str:
             except UnicodeDecodeError:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
-        head = data[:400]
-        odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
-        utf16 = ""
-        if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
-            utf16 = "utf-16le" if odd > even else "utf-16be"
-        hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
-        raise BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
+        raise _binary(data, name, expected)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if _controls(data):
+            raise _binary(data, name, expected) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
-        example = "pipe it through `iconv -f latin1 -t utf-8`" if name == STDIN else f"`iconv -f latin1 -t utf-8 {name} > converted{Path(name).suffix or '.txt'}`"
+        example = "pipe it through `iconv -f latin1 -t utf-8`" if path == STDIN else f"`iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted{Path(path).suffix or '.txt'}`"
         raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); convert it first, e.g. {example}") from None
 
 
@@ -286,15 +307,49 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
     return path
 
 
+_FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
+
+
+def inherited_fd(target: str | os.PathLike) -> int | None:
+    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
+    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
+    descriptor, as the shell opened it (appending, or after what came before), never replaced."""
+    path = os.path.abspath(os.path.expanduser(target))
+    for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
+        match = _FD_PATH.fullmatch(path)
+        if match and match["pid"] not in ("self", str(os.getpid()), None):
+            return None  # another process's descriptor
+        if match:
+            std, number = match["std"], match["dev"] or match["proc"]
+            return ("in", "out", "err").index(std) if std else int(number)
+        if not os.path.islink(path):
+            return None
+        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.readlink(path))
+        path = os.path.abspath(path)
+    return None
+
+
+def _check_fd(target: str | os.PathLike, fd: int) -> None:
+    """A `BadInputError` unless descriptor `fd` (that `target` names) is open."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise BadInputError(f"cannot write {target}: it is not open (the shell closed it)") from None
+
+
 def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     """Fail before any work is done if `target` cannot be written; returns the file that will be
-    written (a symlink's target)."""
+    written (a symlink's target; a path naming an inherited descriptor, such as /dev/stdout, as it is)."""
+    fd = inherited_fd(target)
+    if fd is not None:
+        _check_fd(target, fd)
+        return Path(target).expanduser()
     path = Path(target).expanduser()
     if path.is_dir():
         raise BadInputError(f"{target} is a directory; give a file name for {flag}")
     if str(target).endswith(("/", os.sep)):  # meant as a directory, which is not there
         raise BadInputError(f"cannot write {target}: there is no such directory; give a file name for {flag}")
-    if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout into a pipe) is written in place
+    if path.exists() and not path.is_file():  # a device or pipe is written in place
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
         return path
@@ -334,13 +389,15 @@ def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
 
 
 def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
-    """Where a command's `-o` writes: None for stdout (not given, or -); a file is checked
-    writable before any work, and an empty name (an unset shell variable) or the `source` file
-    itself (the result would replace what it was made from) is an error."""
+    """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
+    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
+    variable) or the `source` file itself (the result would replace what it was made from) is an error."""
     if output is None or output == "-":
         return None
     if not output.strip():
         raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
+    if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
+        return None
     if source is not None and os.path.isfile(source) and os.path.exists(output) and os.path.samefile(source, output):
         raise BadInputError(f"{flag} {output} is the input file; write the result to another file")
     check_writable(output, flag)
@@ -357,6 +414,20 @@ def file_mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
+def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf-8"):
+    """`target`, a device, pipe or inherited descriptor (see `inherited_fd`), opened to write in
+    place: a descriptor is written through as it is, not opened anew (which could start at its
+    beginning and write over what others wrote there)."""
+    fd = inherited_fd(target)
+    if fd is None:
+        return open(target, mode, encoding=encoding)
+    for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
+            if stream.fileno() == fd:
+                stream.flush()
+    return open(fd, mode, encoding=encoding, closefd=False)
+
+
 def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
     keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
@@ -365,9 +436,10 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
     body = body if encoding == "utf-8" else "\ufeff" + body
-    if real.exists() and not real.is_file():
+    fd = inherited_fd(target)
+    if fd is not None or (real.exists() and not real.is_file()):
         try:
-            with open(real, "w", encoding=encoding) as handle:
+            with open_stream(target, "w", encoding) as handle:
                 handle.write(body)
         except OSError as exc:
             raise _write_failed(target, exc) from exc

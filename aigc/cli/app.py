@@ -17,6 +17,7 @@ from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
+from .options import PARAMETERS
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
@@ -46,10 +47,6 @@ _typer_option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _option_type
 
 
-# Library option names that a command's parameter spells otherwise.
-_PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
-
-
 def _commands(ctx) -> list:
     """The commands the arguments name, from the top group through sub-groups (`aigc`, `eval`,
     `classify`); read before the group runs them, while the arguments are still there."""
@@ -68,7 +65,7 @@ def _flagger(command):
     flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "param_type_name", "") == "option"}
 
     def flag(name: str, value: str | None) -> str | None:
-        shown = flags.get(_PARAMETERS.get(name, name))
+        shown = flags.get(PARAMETERS.get(name, name))
         if shown is None and name == "model":  # `aigc models pull`: the flag the generating commands take
             shown = "--model"
         if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O

@@ -1,29 +1,40 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Collection, Optional
 
 import typer
 
 from .. import ui
-from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated
+from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError
 from ..textio import check_utf8, output_target
 from . import complete, examples
-from .options import RunOptions, Schema, generation_options, read_schema_option
+from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, Any]:
     """`key=value` pairs. Values stay text, which the generator converts to each option's type
-    ("3" -> 3 for a number, "3" for text); a JSON list or object (or null) is parsed."""
+    ("3" -> 3 for a number, "3" for text); a JSON list or object (or null) is parsed. A key that
+    is none of the task's `known` options but its command's flag for one (`to` for
+    target_language, as `aigc translate --to`) sets that option; a key given twice is an error."""
+    flags = {parameter.rstrip("_"): name for name, parameter in PARAMETERS.items()}
     options: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise BadInputError(f"task option {pair!r} must look like key=value")
-        options[key.strip().replace("-", "_")] = value
+        name = key.strip().replace("-", "_")
+        if name not in known and flags.get(name) in known:
+            name = flags[name]
+        if name in options:
+            twice = f"-O {name} is given twice" if spelled[name] == key.strip() else f"-O {spelled[name]} and -O {key.strip()} both set {name}"
+            raise BadInputError(f"{twice}; keep one")
+        spelled[name] = key.strip()
+        options[name] = value
         if value.strip().startswith(("[", "{")) or value.strip() == "null":
             try:
-                options[key.strip().replace("-", "_")] = json.loads(value)
+                options[name] = json.loads(value)
             except json.JSONDecodeError:
                 pass
     return options
@@ -31,7 +42,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 @generation_options
 def batch(
-    task: Annotated[str, typer.Argument(metavar="TASK", help="The generator to run: summarize, headline, translate, classify, chat, ...", autocompletion=complete.generators)],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
@@ -44,8 +55,9 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, writing
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, check_sampled, needs_model, pending_rows, read_rows, run_batch, streams, with_line_options, writing
     from ..engine.sampling import SamplingParams
+    from ..generators.base import registered_generators
 
     check_on_error(on_error)
     check_concurrency(concurrency)
@@ -54,13 +66,17 @@ def batch(
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
-    options = parse_options(option or [])
+    try:
+        generator = run.generator(task)
+    except UnknownGeneratorError:  # the command calls it a task
+        raise BadInputError(f"unknown task {task!r}; tasks: {', '.join(sorted(registered_generators()))}") from None
+    options = parse_options(option or [], generator.option_names())
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field, field)
-    generator = run.generator(task)
-    if input.lower().endswith(".txt"):  # its rows are lines of plain text
-        options = {**generator.line_options, **options}
+    check_sampled(generator, run.sampling())
+    lines = input.lower().endswith(".txt")  # its rows are lines of plain text
+    options = with_line_options(generator, options, lines)
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
@@ -69,7 +85,7 @@ def batch(
     generator.check_sampling(opts, run.sampling())
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
-        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field))
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines)
         prepared = needs_model(pending)
         if prepared:
             with ui.stage_status() as stage:
@@ -77,14 +93,14 @@ def batch(
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
             try:
-                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared)
+                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared, lines=lines)
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
                 raise
-    again = f", {summary.retried} of them failed before" if summary.retried else ""
+    again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
     ui.info(
-        f"{summary.done} rows written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
+        f"{summary.done} row{'s' * (summary.done != 1)} written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     run.report(generator)

@@ -17,6 +17,8 @@ from ..errors import AigcError, BadInputError
 from . import complete
 
 PANEL = "Model and sampling"
+# Library option names that a command's parameter spells otherwise (`--to` sets target_language).
+PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
 
 
 @dataclass

@@ -23,7 +23,8 @@ def translate(
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row of column names such as 'Source term<TAB>Translation', or of this run's languages such as 'en<TAB>de', is a header).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
-    plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,
+    plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
     *,
@@ -36,6 +37,8 @@ def translate(
     """
     from ..generators.translate import has_text, load_glossary
 
+    if plain and markdown:
+        raise BadInputError("give --plain or --markdown, not both: a document is read one way")
     source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     terms = load_glossary(glossary, (from_, to)) if glossary else None
@@ -43,21 +46,22 @@ def translate(
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
-    elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and plain is None and not lines:
+    elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
-    plain = plain if plain is not None else suffix == ".txt"  # an indented line is prose, not code (--lines: each line is)
+    plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
-    run.generator("translate").validate(options)  # a language it does not know, before any work
+    generator = run.generator("translate")
+    generator.validate(options)  # a language it does not know, before any work
     if lines:
         if output:
             raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
         return
+    run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):
         name = STDIN if source == "-" else source if suffix is not None else "the text"
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
-    generator = run.generator("translate")
-    run.prepare(generator, text, options)
+    run.load(generator)
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
@@ -76,8 +80,8 @@ def glossary_notes(result: dict) -> list[str]:
     cut = result["cut_off_texts"]
     if cut:
         where = ", ".join(repr(_first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
-        whose = "a sentence's translation was" if len(cut) == 1 else f"{len(cut)} sentences' translations were"
-        notes.append(f"{whose} cut off at the token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on): {where}")
+        whose = f"the translation of {where} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({where}) were"
+        notes.append(f"{whose} cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")

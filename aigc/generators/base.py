@@ -102,6 +102,7 @@ class Generator:
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
     line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+    samples: ClassVar[bool] = True  # whether it generates text, so sampling settings apply (classify and embed score)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -161,9 +162,14 @@ class Generator:
         """The loaded engine's name, else the model asked for (None: the default); never loads it."""
         return self._engine.name if self._engine is not None else self.model
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The names of its options: its `Options`' fields."""
+        return [f.name for f in dataclasses.fields(cls.Options) if f.init]
+
     def validate(self, options: dict[str, Any]):
         """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
-        known = {f.name for f in dataclasses.fields(self.Options) if f.init}
+        known = set(self.option_names())
         unknown = sorted(set(options) - known)
         if unknown:
             settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
@@ -403,7 +409,7 @@ def _generator_problem(item: Any) -> str | None:
         Generator.check_settings(cls.sampling_defaults)
     except AigcError as exc:
         return f"generator {name!r}: its sampling_defaults: {exc}"
-    unknown = sorted(set(cls.line_options) - {f.name for f in dataclasses.fields(cls.Options) if f.init}) if isinstance(cls.line_options, dict) else ["(not a dict)"]
+    unknown = sorted(set(cls.line_options) - set(cls.option_names())) if isinstance(cls.line_options, dict) else ["(not a dict)"]
     if unknown:
         return f"generator {name!r}: its line_options name no option of its Options: {', '.join(unknown)}"
     return None

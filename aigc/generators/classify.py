@@ -32,20 +32,30 @@ class Label:
     name: str
     verbalizers: tuple[str, ...]
 
+    @property
+    def spec(self) -> str:
+        """The label as `labels` writes it: `name`, or `name=alias|alias`."""
+        aliases = [word for word in self.verbalizers if word != self.name and word not in _parts(self.name)]
+        return f"{self.name}={'|'.join(aliases)}" if aliases else self.name
+
+
+def _parts(name: str) -> list[str]:
+    """The parts of a name like "Sci/Tech" or "R&D", each scored for the label too."""
+    return [part.strip() for separator in ("/", "&") if separator in name for part in name.split(separator) if part.strip()]
+
 
 def parse_label(spec: str, aliases: bool = True) -> Label:
     """`name` or `name=alias|alias` (`aliases=False`: the name as it is written, `=` and all, as
     labels taken from data are)."""
-    name, _, alias_text = spec.partition("=") if aliases else (spec, "", "")
+    name, equals, alias_text = spec.partition("=") if aliases else (spec, "", "")
     name = name.strip()
     if not name:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
+    if equals and not all(alias.strip() for alias in alias_text.split("|")):
+        raise BadInputError(f"label {spec.strip()!r} has an empty alias; write labels as name or name=alias|alias")
     if any(unicodedata.category(c) == "Cc" for c in spec.strip()):  # a line break or tab would break the one-line-per-result output
         raise BadInputError(f"label {spec.strip()!r} holds a line break, tab or other control character; a label is one line of text")
-    words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()]
-    for separator in ("/", "&"):
-        if separator in name:
-            words += [part.strip() for part in name.split(separator) if part.strip()]
+    words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()] + _parts(name)
     return Label(name, tuple(dict.fromkeys(words)))
 
 
@@ -115,7 +125,7 @@ class ClassifyOptions:
         if self.calibrate not in CALIBRATE:
             raise OptionError("calibrate", f"must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
         if self.examples is not None:
-            self.examples = load_examples(self.examples)
+            self.examples = load_examples(self.examples, one_label=not self.multi_label)
         self.parsed = parse_labels(self.labels)
         if self.examples:
             self._check_example_labels()
@@ -128,8 +138,10 @@ class ClassifyOptions:
             raise BadInputError(f"{option('method', self.method)} needs {option('examples')}")
         if self.calibrate == "examples" and not self.examples:
             raise BadInputError(f"{option('calibrate', 'examples')} needs {option('examples')}")
-        if self.calibrate == "batch" and (self.examples or self.multi_label):
-            raise BadInputError(f"{option('calibrate', 'batch')} is for zero-shot, one label per text; with {option('examples')} use auto or examples")
+        if self.calibrate == "batch" and self.multi_label:
+            raise BadInputError(f"{option('calibrate', 'batch')} is for one label per text; with {option('multi_label')} use content-free or off")
+        if self.calibrate == "batch" and self.examples:
+            raise BadInputError(f"{option('calibrate', 'batch')} is for zero-shot classification; with {option('examples')} use auto or examples")
         if self.multi_label and self.calibrate == "examples":
             raise BadInputError(f"{option('multi_label')} calibrates with content-free (the default) or off, not examples")
         if self.method == "demos" and self.calibrate == "examples":
@@ -139,10 +151,10 @@ class ClassifyOptions:
         templates.check_fills(self.template, {"text", "labels", "aspect", "kind", "demonstrations"}, "classify")
 
     def settings(self) -> dict[str, Any]:
-        """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, in
-        any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
+        """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, as
+        `labels` writes them, in any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        return {**settings, "labels": sorted([label.name, *label.verbalizers] for label in self.parsed)}
+        return {**settings, "labels": sorted(label.spec for label in self.parsed)}
 
     def _check_example_labels(self) -> None:
         seen = list(dict.fromkeys(name for _, names in self.examples for name in names))
@@ -164,6 +176,7 @@ class ClassifyGenerator(Generator):
     name = "classify"
     description = "Pick the label(s) that fit a text, with probabilities."
     Options = ClassifyOptions
+    samples = False
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -260,7 +273,7 @@ class ClassifyGenerator(Generator):
         method = model.method if model else "zero-shot"
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         if calibration == "batch" and len(texts) < 2:
-            raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several (classify_many, `aigc classify --lines` or eval); use content-free for one text")
+            raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several texts ({len(texts)} given); use content-free for one text")
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]

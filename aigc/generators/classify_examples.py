@@ -37,31 +37,31 @@ KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 Example = tuple[str, list[str]]  # text, label names
 
 
-def load_examples(source: str | Path | list) -> list[Example]:
+def load_examples(source: str | Path | list, one_label: bool = False) -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
-    header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs."""
+    header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs.
+    An empty text or label, and with `one_label` an example of several labels, is an error naming its line."""
     if isinstance(source, (str, Path)):
         rows = []
         for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file")):
             text, tab, label = line.rpartition("\t")
-            if not tab or not text.strip() or not label.strip():
+            if not tab:
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")
             if "\t" in text:
                 raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
-            rows.append((number, unquote(text), unquote(label)))
+            rows.append((f"{source}:{number}", unquote(text), unquote(label)))
         if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]]):
             rows = rows[1:]
-        rows = [(text, label) for _, text, label in rows]
         name = str(source)
     else:
         if not isinstance(source, (list, tuple)):
             raise BadInputError(f"examples must be a TSV file or a list of (text, label) pairs, got {type(source).__name__}")
-        rows, name = list(source), "the examples"
-        for number, row in enumerate(rows):
+        for number, row in enumerate(source):
             if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
                 shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
                 raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
-    examples = [(text.strip(), [n.strip() for n in _names(label) if n.strip()]) for text, label in rows]
+        rows, name = [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], "the examples"
+    examples = [_example(where, text, label, one_label) for where, text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")
     _warn_of_case_twins(name, [n for _, names in examples for n in names])
@@ -94,6 +94,18 @@ def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
 
 def _names(label: str | list[str]) -> list[str]:
     return label.split(",") if isinstance(label, str) else list(label)
+
+
+def _example(where: str, text: str, label: str | list[str], one_label: bool) -> Example:
+    """One example, its text and label names stripped; `where` names it in errors (`file.tsv:3`)."""
+    names = [n.strip() for n in _names(label) if n.strip()]
+    if not text.strip():
+        raise BadInputError(f"{where}: the text is empty; give text<TAB>label")
+    if not names:
+        raise BadInputError(f"{where}: the label is empty; give text<TAB>label")
+    if one_label and len(names) > 1:
+        raise BadInputError(f"{where}: the example has several labels ({', '.join(names)}); give one label per example (a comma in the label cell separates labels), or use {option('multi_label')}")
+    return text.strip(), names
 
 
 @dataclass
@@ -197,8 +209,6 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     names = [label.name for label in opts.parsed]
     texts = [text for text, _ in opts.examples]
     targets = [[names.index(n) for n in labels] for _, labels in opts.examples]
-    if not opts.multi_label and any(len(t) != 1 for t in targets):
-        raise BadInputError(f"an example has several labels; give one label per example, or use {option('multi_label')}")
     embed = getattr(generator.engine, "can_embed", True)  # a remote model's API gives no hidden states
     if not embed and opts.method in ("probe", "demos"):
         raise BadInputError(

@@ -15,6 +15,7 @@ class EmbedGenerator(Generator):
 
     name = "embed"
     description = "Turn a text into a vector for similarity search"
+    samples = False
 
     def check_inputs(self, inputs: Any) -> None:
         if not isinstance(inputs, str):

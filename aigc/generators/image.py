@@ -75,6 +75,7 @@ class ImageGenerator(Generator):
 
     name = "image"
     description = "Generate images from a text prompt with a diffusers pipeline"
+    samples = False  # its seed is an option
     Options = ImageOptions
 
     def __init__(self, *args: Any, text_model: str | None = None, **kwargs: Any):

@@ -149,7 +149,7 @@ def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) ->
         raise BadInputError(f"no such glossary file: {path}") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file"), str(path), languages)
+    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file", str(path)), str(path), languages)
 
 
 _SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff])\w"  # a letter of a script that puts spaces between words

@@ -1,6 +1,7 @@
 """Batch runs: reading rows, resuming, order, errors, and model calls merged into batches."""
 
 import json
+import os
 import threading
 
 import pytest
@@ -182,6 +183,13 @@ def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_pa
     first, *rows = out.read_text().splitlines()
     assert first == "an earlier line that is no batch output"
     assert [(json.loads(r)["id"], json.loads(r)["result"]["label"]) for r in rows] == [(1, "a"), (2, "a")]
+    fd = os.open(out, os.O_WRONLY | os.O_TRUNC)  # `( echo BEFORE; aigc batch ... -o /dev/stdout; echo AFTER ) > log.txt`
+    os.write(fd, b"BEFORE\n")
+    subprocess.run([sys.executable, "-c", script], stdout=fd, check=True)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    first, *rows, last = out.read_text().splitlines()
+    assert (first, last, [json.loads(r)["id"] for r in rows]) == ("BEFORE", "AFTER", [1, 2])
 
 
 def test_concurrent_rows_share_model_calls(tmp_path):
@@ -218,6 +226,34 @@ def test_options_that_need_texts_together_are_refused(tmp_path):
     source.write_text("good\nbad\n")
     with pytest.raises(BadInputError, match="classify --lines"):
         run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {"labels": "a,b", "calibrate": "batch"})
+
+
+def test_sampling_settings_for_a_task_that_generates_no_text_are_refused_not_recorded(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("good\nbad\n")
+    for task, options in (("classify", {"labels": "a,b"}), ("embed", {})):
+        generator = get_generator(task, engine=FakeEngine())
+        with pytest.raises(BadInputError, match=f"^{task} takes no sampling options \\(it generates no text\\): drop temperature, max_tokens$"):
+            pending_rows(read_rows(source), out, generator, options, {"temperature": 0.7, "max_tokens": 5})
+        with pytest.raises(BadInputError, match="takes no sampling options"):
+            run_batch(generator, read_rows(source), out, options, {"seed": 1})
+    assert not out.exists()
+    run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), out, {"labels": "a,b"}, {})
+    assert lines(out)[0]["made_with"].keys() == {"labels"}
+
+
+def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
+    translate = get_generator("translate", engine=FakeEngine())
+    german = {"target_language": "de"}
+    assert run_settings(translate, german, lines=True)["made_with"] == {"target_language": "de"}  # plain, as a .txt row is read
+    assert run_settings(translate, {**german, "plain": True})["made_with"] == {"plain": True, "target_language": "de"}  # a .jsonl row
+    assert run_settings(translate, {**german, "plain": False}, lines=True)["made_with"] == {"plain": False, "target_language": "de"}
+    assert run_settings(translate, german, lines=True)["settings"] == run_settings(translate, {**german, "plain": True})["settings"]
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("    an indented line\n")
+    translate.engine.enqueue("eine Zeile")
+    run_batch(translate, read_rows(source), out, german, lines=True)
+    assert lines(out)[0]["made_with"] == {"target_language": "de"} and lines(out)[0]["result"]["translation"] == "    eine Zeile"  # prose, not code kept as it is
 
 
 def test_coalescing_engine_merges_waiting_calls_by_settings():

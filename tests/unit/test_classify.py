@@ -89,7 +89,7 @@ def test_batch_calibration_evens_out_the_mean_prediction(classify):
     mean = sum(r["scores"]["weather"] for r in results) / len(results)
     raw = classify.classify_many(texts, labels="weather,sports", calibrate="off")
     assert abs(mean - 0.5) <= abs(sum(r["scores"]["weather"] for r in raw) / len(raw) - 0.5) + 1e-9
-    with pytest.raises(BadInputError, match="needs several"):
+    with pytest.raises(BadInputError, match=r"so it needs several texts \(1 given\); use content-free for one text$"):
         classify("Rain today.", labels="weather,sports", calibrate="batch")
 
 
@@ -119,6 +119,8 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     [
         ({"labels": "only"}, BadInputError, "labels must name at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
+        ({"labels": "a=,b"}, BadInputError, "^label 'a=' has an empty alias; write labels as name or name=alias\\|alias$"),
+        ({"labels": "a=x||y,b"}, BadInputError, "^label 'a=x\\|\\|y' has an empty alias"),
         ({"labels": "good\nbad,neutral"}, BadInputError, "label 'good\\\\nbad' holds a line break"),
         ({"labels": "a,b", "threshold": 1.5}, OptionError, "^threshold must"),
         ({"labels": "a,b", "method": "magic"}, OptionError, "^method must"),
@@ -132,6 +134,8 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
         ({"labels": "a,b", "examples": 5}, BadInputError, "examples must be a TSV file or a list"),
         ({"labels": "a,b", "multi_label": True, "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
         ({"labels": "a,b", "method": "demos", "examples": [("x", "a")], "calibrate": "examples"}, BadInputError, "not examples"),
+        ({"labels": "a,b", "multi_label": True, "calibrate": "batch"}, BadInputError, "^calibrate=batch is for one label per text; with multi_label use content-free or off$"),
+        ({"labels": "a,b", "examples": [("x", "a"), ("y", "b")], "calibrate": "batch"}, BadInputError, "^calibrate=batch is for zero-shot classification; with examples use auto or examples$"),
     ],
 )
 def test_bad_options_say_what_to_do(classify, options, error, words):
@@ -160,6 +164,34 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
     wide.write_text("id\ttext\tlabel\n1\tgood\tpositive\n")
     with pytest.raises(BadInputError, match="wide.tsv:1: 3 columns"):
         load_examples(wide)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("\tpositive", "ex.tsv:2: the text is empty; give text<TAB>label"),
+        ('""\tpositive', "ex.tsv:2: the text is empty; give text<TAB>label"),
+        ("Awful\t", "ex.tsv:2: the label is empty; give text<TAB>label"),
+        ("Awful\t , ", "ex.tsv:2: the label is empty; give text<TAB>label"),
+        ("no tab", "ex.tsv:2: expected text<TAB>label"),
+    ],
+)
+def test_an_empty_text_or_label_cell_is_named_as_such_at_its_line(tmp_path, line, message):
+    path = tmp_path / "ex.tsv"
+    path.write_text(f"Great\tpositive\n{line}\nBad\tnegative\n")
+    with pytest.raises(BadInputError) as failed:
+        load_examples(path)
+    assert str(failed.value) == f"{tmp_path / message}"
+
+
+def test_an_example_of_several_labels_without_multi_label_is_named_at_its_line_before_any_model_loads(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("Great\tpositive\nAwful, both\tnegative,awful\n")
+    with pytest.raises(BadInputError, match=rf"^{path}:2: the example has several labels \(negative, awful\); give one label per example .*, or use multi_label$"):
+        ClassifyGenerator(engine=None).validate({"examples": str(path)})
+    with pytest.raises(BadInputError, match=r"^example 1: the example has several labels \(b, c\)"):
+        ClassifyGenerator(engine=None).validate({"examples": [("x", "a"), ("y", ["b", "c"])]})
+    assert ClassifyGenerator(engine=None).validate({"examples": str(path), "multi_label": True}).examples[1] == ("Awful, both", ["negative", "awful"])
 
 
 EXAMPLES = [(f"{word} {word} {word} number {i}", label) for i in range(6) for word, label in (("apple", "fruit"), ("engine", "machine"))]
@@ -283,7 +315,11 @@ def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tin
     spellings = ["negative,positive", "negative, positive", ["negative", "positive"], "positive,negative"]
     assert len({run_settings(generator, {"labels": labels})["settings"] for labels in spellings}) == 1
     assert run_settings(generator, {"labels": "negative,neutral"}) != run_settings(generator, {"labels": "negative,positive"})
-    assert run_settings(generator, {"labels": "b,a", "aspect": "sentiment"})["made_with"] == {"aspect": "sentiment", "labels": [["a", "a"], ["b", "b"]]}
+    assert run_settings(generator, {"labels": "b,a", "aspect": "sentiment"})["made_with"] == {"aspect": "sentiment", "labels": ["a", "b"]}
+    shown = run_settings(generator, {"labels": "Sci/Tech, pos=good|great ,World"})["made_with"]["labels"]
+    assert shown == ["Sci/Tech", "World", "pos=good|great"]  # as written, sorted; a name's parts are not aliases
+    aliased = {run_settings(generator, {"labels": labels})["settings"] for labels in ("pos=good,neg", "neg,pos=good", "pos,neg")}
+    assert len(aliased) == 2  # an alias is another run
 
 
 def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
@@ -297,6 +333,8 @@ def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
     source.write_text("one\n")
     with pytest.raises(BadInputError, match=r"\(aspect: 'sentiment' then, the default now\)"):
         pending_rows(read_rows(source), out, generator, {"labels": "a,b"})
+    with pytest.raises(BadInputError, match=r"\(labels: \['a', 'b'\] then, \['a=x', 'c'\] now\)"):
+        pending_rows(read_rows(source), out, generator, {"labels": "c,a=x", "aspect": "sentiment"})
 
 
 @pytest.mark.parametrize("options", [{"labels": "sports", "multi_label": True}, {"labels": "sports"}])

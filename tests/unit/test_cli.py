@@ -160,6 +160,18 @@ def test_an_output_file_that_fails_while_written_is_exit_1_not_bad_input(tiny_mo
     assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: cannot write /dev/full: No space left on device (free some space, or write elsewhere)"
 
 
+def test_output_to_dev_stdout_is_written_as_stdout_never_replacing_the_file_it_points_to(tiny_model_dir, tmp_path):
+    """`( echo BEFORE; aigc classify x -o /dev/stdout; echo AFTER ) > f` keeps all three lines."""
+    target = tmp_path / "all.txt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, b"BEFORE\n")
+    done = subprocess.run([sys.executable, "-m", "aigc", "-q", "classify", "x", "-l", "a,b", "-m", str(tiny_model_dir), "-o", "/dev/stdout"], stdout=fd, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    before, result, after = target.read_text().splitlines()
+    assert done.returncode == 0 and done.stderr == "" and (before, after) == ("BEFORE", "AFTER") and result.split("\t")[0] in ("a", "b")
+
+
 @pytest.mark.parametrize(
     "command",
     [("summarize", "-"), ("translate", "-", "--to", "fr"), ("headline", "-n", "1", "--topic", "\n\nbees\n\n<html> city rooftops"), ("classify", "-", "-l", "a,b"), ("embed", "-")],
@@ -333,12 +345,21 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and "result" in rows[0] and "error" in rows[1]
     again = invoke(*args)  # the failed row is run again
-    assert "1 rows written" in again.stderr and "1 of them failed before" in again.stderr and "1 already done" in again.stderr
+    assert f"1 row written to {out} (1 with errors; 1 had failed in an earlier run), 1 already done; " in again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
     assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
     streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
     assert [json.loads(line)["id"] for line in streamed.stdout.splitlines()] == ["a", "b"]  # -o - is stdout
     assert streamed.returncode == 1 and "their errors are recorded in the output" in streamed.stderr
+
+
+def test_batch_task_options_may_be_given_by_the_task_commands_flag_names():
+    from aigc.cli.batch import parse_options
+    from aigc.generators.base import get_generator
+
+    known = get_generator("translate").option_names()
+    assert parse_options(["to=fr", "from=de", "plain=true"], known) == {"target_language": "fr", "source_language": "de", "plain": "true"}
+    assert parse_options(["multi-label=true", "to=x"], ["multi_label", "to"]) == {"multi_label": "true", "to": "x"}  # an option named so keeps its name
 
 
 @pytest.fixture
@@ -391,7 +412,9 @@ def test_unknown_model_lists_aliases():
         (["chat", "hi", "--device", "tpu"], "--device must be auto, cpu, cuda or mps, got 'tpu'"),
         (["chat"], "prompt is empty"),
         (["classify", "hi", "-l", "a,b", "--threshold", "0.7"], "--threshold picks labels with --multi-label"),
-        (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several"),
+        (["classify", "hi", "-l", "a,b", "--calibrate", "batch"], "needs several texts (1 given)"),
+        (["classify", "-", "--lines", "-l", "a,b", "--calibrate", "batch"], "Error: --calibrate batch divides out the mean over the texts classified together, so it needs several texts (1 given); use content-free for one text"),
+        (["classify", "-", "--lines", "-l", "a,b", "--multi-label", "--calibrate", "batch"], "Error: --calibrate batch is for one label per text; with --multi-label use content-free or off"),
         (["headline", "--topic", " "], "the topic is empty"),
     ],
 )
@@ -407,6 +430,14 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     headline = ["batch", "headline", *batch[2:]]
     assert bad(*headline, "-O", "n=0") == (2, ["Error: -O n must be between 1 and 50, got 0"])  # not the command's -n (it has none)
     assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
+    classify = ["batch", "classify", *batch[2:], "-O", "labels=a,b"]
+    assert bad(*classify, "-O", "labels=c,d") == (2, ["Error: -O labels is given twice; keep one"])
+    translate = ["batch", "translate", *batch[2:]]
+    assert bad(*translate, "-O", "to=fr", "-O", "target-language=de") == (2, ["Error: -O to and -O target-language both set target_language; keep one"])
+    assert bad(*translate, "-O", "to=Klingon") == (2, ["Error: -O target_language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"])  # -O to is --to's option
+    code, lines = bad("batch", "bogus", *batch[2:])
+    assert code == 2 and lines[0].startswith("Error: unknown task 'bogus'; tasks: ") and "summarize, template, translate" in lines[0]
+    assert bad(*classify, "--temperature", "0.7", "--max-tokens", "5") == (2, ["Error: classify takes no sampling options (it generates no text): drop --temperature, --max-tokens"])
     assert bad(*batch, "-O", "format=3") == (2, ["Error: -O format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
     assert bad(*batch, "-O", "words=forty") == (2, ["Error: -O words must be a whole number, got 'forty'"])
     assert bad("summarize", "-", "--length", "huge", input="some text") == (2, ["Error: --length must be one of short, medium, long, got 'huge'"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import check_writable, decode_text, file_style, html_to_text, numbered_lines, read_document, read_input, write_atomic
+from aigc.textio import STDIN, check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -106,6 +106,35 @@ def test_atomic_write_to_a_device_writes_in_place():
     assert Path("/dev/null").is_char_device()
 
 
+def test_paths_naming_this_process_descriptors_are_known_by_their_number(tmp_path):
+    (tmp_path / "link").symlink_to("/dev/stdout")
+    assert [inherited_fd(p) for p in ("/dev/stdout", "/dev/stderr", "/dev/fd/3", "/proc/self/fd/1", f"/proc/{os.getpid()}/fd/2", tmp_path / "link")] == [1, 2, 3, 1, 2, 1]
+    assert [inherited_fd(p) for p in ("/dev/null", tmp_path / "out.txt", "/proc/1/fd/1", "stdout")] == [None] * 4
+    assert output_target("/dev/stdout") is None and output_target("/dev/stderr") == "/dev/stderr"
+
+
+def test_stdout_and_stderr_paths_are_written_through_their_descriptor_never_replacing_the_file(tmp_path):
+    """`( echo BEFORE; aigc ... -o /dev/stderr; echo AFTER ) 2> f` keeps all three, in order, and so
+    does a file appended to (`>>`): the descriptor is written where the shell left it."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "all.txt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, b"BEFORE\n")
+    script = "from aigc.textio import write_atomic, check_writable; check_writable('/dev/stderr'); write_atomic('/dev/stderr', 'middle')"
+    subprocess.run([sys.executable, "-c", script], stderr=fd, check=True)
+    os.write(fd, b"AFTER\n")
+    os.close(fd)
+    assert target.read_text() == "BEFORE\nmiddle\nAFTER\n"
+    with open(target, "a") as appended:
+        subprocess.run([sys.executable, "-c", script], stderr=appended, check=True)
+    assert target.read_text() == "BEFORE\nmiddle\nAFTER\nmiddle\n"
+    checked = "from aigc.textio import check_writable\ntry: check_writable('/dev/stderr')\nexcept Exception as e: print(e)"
+    closed = subprocess.run([sys.executable, "-c", checked], stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(2))  # 2>&-
+    assert closed.stdout == "cannot write /dev/stderr: it is not open (the shell closed it)\n"
+
+
 def test_write_failing_on_a_device_is_a_write_error_with_exit_1():
     with pytest.raises(WriteError, match="cannot write /dev/full: No space left on device") as failed:
         write_atomic("/dev/full", "text")
@@ -178,6 +207,21 @@ def test_text_that_is_not_utf8_names_its_line_and_the_hint_keeps_the_suffix():
         decode_text(b"\xef\xbb\xbfid,text\n1,caf\xe9\n", "latin.csv")  # a byte-order mark is not counted
     with pytest.raises(BadInputError, match=r"notes is not valid UTF-8 \(at line 1\); .* > converted.txt`"):
         decode_text(b"caf\xe9", "notes")
+    with pytest.raises(BadInputError, match=r"^the examples x.tsv is not valid UTF-8 \(at line 1\); .* utf-8 x.tsv > converted.tsv`$"):
+        decode_text(b"caf\xe9", "the examples x.tsv", path="x.tsv")  # the file named, not the words around it
+
+
+def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_another_encoding():
+    import random
+
+    rng = random.Random(7)
+    noise = bytes(rng.randrange(1, 256) for _ in range(100))  # no NUL to tell it by
+    for name in ("rows.jsonl", STDIN):
+        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a .txt"):
+            decode_text(noise, name)
+    text = "Où est la gare? Ça coûte 5 €.\f\x1a\n".encode("cp1252") * 3  # a page break and DOS's end of file: still text
+    with pytest.raises(BadInputError, match="is not valid UTF-8"):
+        decode_text(text, "notes.txt")
 
 
 @pytest.mark.parametrize(

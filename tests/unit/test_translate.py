@@ -394,10 +394,11 @@ def test_glossary_files(tmp_path):
     good = tmp_path / "g.tsv"
     good.write_text("\ufeffcat\tchat\n", encoding="utf-8")
     assert load_glossary(good) == [("cat", "chat")]
-    latin = tmp_path / "latin.tsv"
+    latin = tmp_path / "my latin.tsv"
     latin.write_bytes(b"caf\xe9\tcoffee\n")
-    with pytest.raises(BadInputError, match="not valid UTF-8"):
+    with pytest.raises(BadInputError) as failed:
         load_glossary(latin)
+    assert str(failed.value) == f"glossary {latin} is not valid UTF-8 (at line 1); convert it first, e.g. `iconv -f latin1 -t utf-8 '{latin}' > converted.tsv`"
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
     assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
@@ -520,6 +521,8 @@ def test_a_file_neither_md_nor_txt_is_markdown_with_a_warning_and_plain_or_markd
     txt = tmp_path / "notes.txt"
     txt.write_text("    indented line\n")
     assert runner.invoke(app, ["translate", str(txt), "--to", "fr", "--markdown"]).stdout == "    indented line\n"
+    both = runner.invoke(app, ["translate", str(txt), "--to", "fr", "--plain", "--markdown"])
+    assert both.exit_code == 2 and both.stderr == "Error: give --plain or --markdown, not both: a document is read one way\n"
 
 
 @pytest.mark.parametrize("doc", ["```\nprint('hi')\n```\n", "    code only\n\n---\n\n| 1 | 2 |\n", "42\n"])
@@ -528,6 +531,12 @@ def test_a_document_with_nothing_to_translate_is_given_back_with_a_warning(echo,
     assert result.exit_code == 0 and result.stdout == doc and not echo.calls
     assert result.stderr == "Warning: standard input has nothing to translate (only code, markup or numbers); it is given back as it is\n"
     assert runner.invoke(app, ["translate", "-", "--to", "fr"], input=doc + "\nWords.\n").stderr == ""
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_no_text_at_all_is_the_one_error_without_the_nothing_to_translate_warning(echo, text):
+    result = runner.invoke(app, ["translate", text, "--to", "fr"])
+    assert result.exit_code == 2 and result.stderr == "Error: there is no text to translate\n" and not echo.calls
 
 
 def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tmp_path):
@@ -549,12 +558,14 @@ def test_command_reads_stdin_and_prints_json(echo):
 def test_a_translation_cut_off_by_max_tokens_says_so(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--max-tokens", "2", "--json"], input="Take the five six train.\n")
     assert result.exit_code == 0 and json.loads(result.stdout)["cut_off"] is True
-    assert "Warning: a sentence's translation was cut off at the token limit" in result.stderr
-    assert result.stderr.rstrip().endswith(": 'Take the five six train.'")  # which sentence
+    assert result.stderr.rstrip().endswith("Warning: the translation of 'Take the five six train.' was cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
     assert json.loads(result.stdout)["cut_off_texts"] == ["Take the five six train."]
     doc = "# Title\n\nShort one. Then a much longer sentence with many words in it.\n\n- And an item that runs on too.\n"
     several = runner.invoke(app, ["translate", "-", "--to", "es", "--max-tokens", "3"], input=doc)
-    assert several.stderr.rstrip().endswith("2 sentences' translations were cut off at the token limit (--max-tokens, else about 3x the sentence's tokens: a model that ran on): 'Then a much longer sentence with ...', 'And an item that runs on ...'")
+    assert several.stderr.rstrip().endswith(
+        "Warning: the translations of 2 sentences ('Then a much longer sentence with ...', 'And an item that runs on ...') were cut off at the token limit; "
+        "raise --max-tokens (default: about 3x the sentence's tokens)"
+    )
     assert "Warning" not in runner.invoke(app, ["translate", "-", "--to", "es"], input="Take the train.\n").stderr
 
 
