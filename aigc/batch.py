@@ -197,18 +197,36 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
 def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:
     """A `BadInputError` before any work when no row gives `generator` an input that `options` can
     run (a `field_name` that no row has, a template with nowhere to put the text); else the rows
-    that cannot run are row errors."""
+    that cannot run get their row errors now (`flag_rows`)."""
     opts = generator.validate(options or {})
     problem = None
     for row in rows:
         if not row.error:
             try:
                 generator.check_batch_input(generator.batch_input(row.fields, field_name), opts)
-                return
+                break
             except BadInputError as exc:
                 problem = problem or exc
-    if problem:
-        raise BadInputError(f"{path}: no row can run: {problem}")
+    else:
+        if problem:
+            raise BadInputError(f"{path}: no row can run: {problem}")
+    flag_rows(generator, rows, field_name, opts)
+
+
+def flag_rows(generator, rows: list[Row], field_name: str, opts: Any) -> None:
+    """Give each row whose input cannot run (no `field_name`, empty text, columns that do not fill
+    the template) the error it would get running, so that a run left with only such rows loads no model."""
+    for row in rows:
+        if row.error or row.given:
+            continue
+        try:
+            item = generator.batch_input(row.fields, field_name)
+            generator.check_inputs(item)
+            generator.check_batch_input(item, opts)
+        except BadInputError as exc:
+            row.error = str(exc)
+        except Exception:  # noqa: BLE001 - a plugin's bug: the row reports it as it runs
+            pass
 
 
 def columns(rows: list[Row]) -> list[str]:
@@ -414,6 +432,7 @@ def run_batch(
         settings = run_settings(generator, options, sampling, (field_name, id_field))
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
+        flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
@@ -511,7 +530,7 @@ def run_rows(
     threads run the rows concurrently and their model calls are merged into batches. A row the
     generator raised on also carries the exception, as `"exception"`."""
     check_concurrency(concurrency)
-    if not needs_model(rows):  # only rows that failed when read (no text, bad JSON): no model to load
+    if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))

@@ -695,6 +695,33 @@ def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
     assert (summary.done, summary.skipped, summary.errors) == (1, 1, 1)
 
 
+def test_rows_without_text_fail_as_they_are_read_and_a_rerun_of_them_loads_no_model(tmp_path, monkeypatch):
+    import aigc.batch
+    from aigc.batch import check_inputs
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n{"id": "c", "text": "  "}\n{"id": "d", "text": 3}\n')
+    out = tmp_path / "out.jsonl"
+    rows = read_rows(source)
+    check_inputs(summarizer(FakeEngine()), rows, "text", source)
+    errors = {"b": "the row has no 'text' field (it has 'id', 'body'); pick one with field", "c": "there is no text to summarize", "d": "field 'text' must hold text, not int"}
+    assert {r.id: r.error for r in rows} == {"a": None, **errors}  # as running them says
+    engine = FakeEngine()
+    engine.enqueue("ok.")
+    run_batch(summarizer(engine), read_rows(source), out, {})  # flagged by run_batch itself too
+    assert {r["id"]: r.get("error") for r in lines(out)} == {"a": None, **errors}
+
+    class Unloadable(type(summarizer(FakeEngine()))):
+        def prepare(self, options):
+            raise AssertionError("loaded a model for rows that never reach it")
+
+    monkeypatch.setattr(aigc.batch, "CoalescingEngine", None)
+    summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
+    assert (summary.done, summary.skipped, summary.retried, summary.errors) == (3, 1, 3, 3)
+    with pytest.raises(BadInputError, match=r'row 2 \(id "b"\): the row has no .text. field'):
+        run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {}, on_error="stop")
+
+
 def test_a_resumed_run_numbers_its_rows_as_the_input_is_now(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": "n1", "text": "one"}\n{"id": "n2", "text": "two"}\n')
@@ -839,3 +866,24 @@ def test_a_refused_rerun_names_the_settings_that_differ_and_both_values(tmp_path
     old.write_text(json.dumps({k: v for k, v in lines(out)[0].items() if k != "made_with"}) + "\n")
     with pytest.raises(BadInputError, match=r"or columns \(--field, --id-field\); resume it"):
         pending_rows(rows, old, summarizer(FakeEngine()), {"words": 30}, {"temperature": 0.0})
+
+
+def test_aigc_batch_rerun_of_rows_without_text_loads_no_model(tmp_path, monkeypatch, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.generators.classify import ClassifyGenerator
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "Bees."}\n{"id": "b", "body": "x"}\n{"id": "c", "text": " "}\n')
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "classify", "-i", str(source), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir)]
+    assert CliRunner().invoke(app, args).exit_code == 1
+
+    def prepare(self, options):
+        raise AssertionError("loaded a model for rows that never reach it")
+
+    monkeypatch.setattr(ClassifyGenerator, "prepare", prepare)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "2 of 3 rows failed" in again.stderr, again.output
+    assert [r.get("error") for r in lines(out)][1:] == ["the row has no 'text' field (it has 'id', 'body'); pick one with --field", "there is no text to classify"]
