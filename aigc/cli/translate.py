@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, output_target, read_input
 from . import complete, examples
 from .lines import run_lines
@@ -22,7 +21,7 @@ def translate(
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row of column names such as 'Source term<TAB>Translation', or of this run's languages such as 'en<TAB>de', is a header).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     plain: Annotated[Optional[bool], typer.Option("--plain/--markdown", help="Read the document as plain text (an indented line is words, not code) or as Markdown; by default a .txt file is plain and anything else Markdown.", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
@@ -49,9 +48,7 @@ def translate(
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
     run.generator("translate").validate(options)  # a language it does not know, before any work
     if lines:
-        if output:
-            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
+        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes, output=output)
         return
     if not has_text(text, plain):
         name = STDIN if source == "-" else source if suffix is not None else "the text"
