@@ -189,9 +189,19 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
-        return Row(number, None, {}, "bad JSON: expected an object")
+        return Row(number, None, {}, f"not a JSON object ({_json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
+    if isinstance(row_id, (bool, list, dict)):  # no id to resume by: written as "id": null, as for bad JSON
+        return Row(number, None, {}, f"the id ({id_field!r}) must be a string or number, not {_json_kind(row_id)}")
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+
+
+def _json_kind(value: Any) -> str:
+    """A JSON value's kind as an error names it: `a list`, `an object`, `a string`, `true`."""
+    if isinstance(value, bool):
+        return json.dumps(value)
+    kinds = {list: "a list", dict: "an object", str: "a string", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:

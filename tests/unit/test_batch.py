@@ -24,7 +24,12 @@ def test_rows_from_every_format(tmp_path):
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     jsonl = read_rows(tmp_path / "a.jsonl")
-    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "bad JSON: expected an object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
+    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "not a JSON object (a list); each line must be one object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
+    (tmp_path / "b.jsonl").write_text('"str"\n{"id": [1], "text": "x"}\n{"id": {"a": 1}, "text": "x"}\n{"id": true, "text": "x"}\n{"id": 2.5, "text": "x"}\n')
+    assert [(r.id, r.error) for r in read_rows(tmp_path / "b.jsonl")] == [
+        (None, "not a JSON object (a string); each line must be one object"), (None, "the id ('id') must be a string or number, not a list"),
+        (None, "the id ('id') must be a string or number, not an object"), (None, "the id ('id') must be a string or number, not true"), (2.5, None),
+    ]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
