@@ -154,10 +154,10 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
         record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
-    if None in record:  # csv puts cells beyond the header under None
-        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}", numbered=numbered)
-    if any(value is None for value in record.values()):
-        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}", numbered=numbered)
+    # csv puts the cells beyond the header in a list under None, and None for each cell missing
+    cells = width + len(record.get(None, ())) - sum(value is None for key, value in record.items() if key is not None)
+    if cells != width:
+        return Row(number, row_id, {}, f"the row has {cells} cell{'s' * (cells != 1)}; the header has {width}", numbered=numbered)
     return Row(number, row_id, dict(record), numbered=numbered)
 
 

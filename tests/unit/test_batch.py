@@ -22,6 +22,7 @@ def test_rows_from_every_format(tmp_path):
     (tmp_path / "a.csv").write_text("id,text\n7,\"one, with comma\"\n8,two\n")
     (tmp_path / "a.tsv").write_text('"text"\tother\n"Hello" she said\t1\n"unbalanced quote\t2\n"She said ""hi"""\t3\n')
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
+    (tmp_path / "c.csv").write_text("id,text,note\n1\n")
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     jsonl = read_rows(tmp_path / "a.jsonl")
     assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "not a JSON object (a list); each line must be one object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
@@ -33,8 +34,9 @@ def test_rows_from_every_format(tmp_path):
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
-        ("1", None), ("2", "the row has fewer cells than the header's 2"), ("3", "the row has 3 cells but the header names 2")
+        ("1", None), ("2", "the row has 1 cell; the header has 2"), ("3", "the row has 3 cells; the header has 2")
     ]
+    assert [r.error for r in read_rows(tmp_path / "c.csv")] == ["the row has 1 cell; the header has 3"]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.txt")] == [(1, "one"), (3, "two")]
 
 
