@@ -42,7 +42,7 @@ def load_examples(source: str | Path | list) -> list[Example]:
     header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs."""
     if isinstance(source, (str, Path)):
         rows = []
-        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file")):
+        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind="examples file")):
             text, tab, label = line.rpartition("\t")
             if not tab or not text.strip() or not label.strip():
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")

@@ -894,3 +894,15 @@ def test_aigc_batch_rerun_of_rows_without_text_loads_no_model(tmp_path, monkeypa
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "2 of 3 rows failed" in again.stderr, again.output
     assert [r.get("error") for r in lines(out)][1:] == ["the row has no 'text' field (it has 'id', 'body'); pick one with --field", "there is no text to classify"]
+
+
+def test_a_missing_examples_or_glossary_file_given_with_O_is_named_as_such(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    (tmp_path / "in.txt").write_text("one\n")
+    for task, option, named in (("classify", "examples", "examples file"), ("translate", "glossary", "glossary file")):
+        args = ["batch", task, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", f"{option}=nope.tsv", "-O", "target_language=fr" if task == "translate" else "labels=a,b"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and f"no such {named}: nope.tsv" in result.stderr, result.output

@@ -381,7 +381,9 @@ def test_a_glossary_header_of_the_runs_languages_is_skipped_from_the_command_and
     "text, message",
     [("a\tb\nno tab here\n", r"g.tsv:2: expected 'source<TAB>target', found no tab"),
      ("a\tb\tc\n", "g.tsv:1: .*found 3 columns"),
-     ("a\t \n", "g.tsv:1: .*an empty term"),
+     ("a\t \n", "g.tsv:1: the target for 'a' is empty; give 'source<TAB>target'"),
+     ("a\tb\n\t toit\n", "g.tsv:2: the source for 'toit' is empty; give 'source<TAB>target'"),
+     ('""\t""\n', "g.tsv:1: expected 'source<TAB>target', found empty terms"),
      ("cat\tchat\nCat\tminou\n", r"g.tsv:2: 'Cat' is already translated as 'chat' on line 1"),
      ("# only a comment\n\n", "g.tsv has no entries")],
 )
@@ -400,6 +402,8 @@ def test_glossary_files(tmp_path):
         load_glossary(latin)
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
+    with pytest.raises(BadInputError, match=f"^{tmp_path} is a directory; give a file$"):
+        load_glossary(tmp_path)
     assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
     with pytest.raises(BadInputError, match="no such glossary file"):
         TranslateOptions(target_language="fr", glossary="missing.tsv")
