@@ -501,7 +501,7 @@ def writing(output: str | Path) -> Iterator[None]:
     if streams(output) or key in mine:
         yield
         return
-    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another {option('output')}"
+    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another -o"
     with locks.held(output, busy):
         mine.add(key)
         try:
