@@ -1,6 +1,7 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -302,9 +303,9 @@ def test_split_sentences_keeps_abbreviations_together():
     "value, code, name",
     [("zh", "zh", "Chinese"), ("Chinese", "zh", "Chinese"), ("de", "de", "German"), ("GERMAN", "de", "German"),
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
-     ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
-     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)"),
-     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (CA)")],
+     ("es-AR", "es-AR", "Spanish (es-AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
+     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (de-CH)"),
+     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
@@ -319,6 +320,12 @@ def test_unknown_language_lists_close_matches():
     with pytest.raises(BadInputError) as caught:
         lookup("deux")
     assert str(caught.value).count("German (de)") == 1  # German's code and native name suggest it once
+    for typo, meant in (("Germna", "German (de)"), ("Frnech", "French (fr)"), ("portugese", "Portuguese (pt)"), ("Ukranian", "Ukrainian (uk)")):
+        with pytest.raises(BadInputError, match=rf"unknown language '{typo}'; did you mean {re.escape(meant)}"):
+            lookup(typo)
+    for far in ("Klingonese", "Klingon", "Dothraki", "Esperanto"):  # no language near: nothing suggested
+        with pytest.raises(BadInputError, match=rf"^unknown language '{far}'; give a name or ISO code"):
+            lookup(far)
 
 
 @pytest.mark.parametrize(
@@ -592,6 +599,7 @@ def test_command_warns_once_per_missed_glossary_term(monkeypatch, tmp_path):
     "args, words",
     [(["--to", "Klingon"], "--to: unknown language 'Klingon'"), (["--to", "de", "--from", "Germn"], "--from: unknown language 'Germn'; did you mean German"),
      (["--to", "de", "--from", "German"], "both German"),
+     (["--to", "ja-JP", "--from", "ja-JP"], "--to and --from are both Japanese (ja-JP); nothing to translate"),
      (["--to", "fr", "--glossary", "BAD"], "g.tsv:2: expected"), (["--to", "fr", "--glossary", "MISSING"], "no such glossary file")],
 )
 def test_bad_input_is_one_line_with_exit_2_and_no_output_file(echo, tmp_path, args, words):
