@@ -107,7 +107,7 @@ def eval_classify(
     *,
     run: RunOptions,
 ) -> None:
-    """Accuracy, macro-F1, a confusion matrix and examples/s of classify on labelled data."""
+    """Accuracy, macro-F1, a confusion matrix and texts/s of classify on labelled data."""
     from ..evaluation import checked_labels, evaluate_classify
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
@@ -147,8 +147,8 @@ def print_report(report) -> None:
 
     console = Console(highlight=False)
     console.print(
-        f"{report.examples} examples  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
-        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {report.calibration})",
+        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "  # texts: not --examples
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration})",
         markup=False,
         soft_wrap=True,
     )
