@@ -23,7 +23,7 @@ def test_rows_from_every_format(tmp_path):
     (tmp_path / "a.tsv").write_text('"text"\tother\n"Hello" she said\t1\n"unbalanced quote\t2\n"She said ""hi"""\t3\n')
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
     (tmp_path / "c.csv").write_text("id,text,note\n1\n")
-    (tmp_path / "a.txt").write_text("one\n\ntwo\n")
+    (tmp_path / "a.txt").write_text("one\n\n \t\ntwo\n")  # blank lines are no rows, but count in the ids
     jsonl = read_rows(tmp_path / "a.jsonl")
     assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "not a JSON object (a list); each line must be one object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
     (tmp_path / "b.jsonl").write_text('"str"\n{"id": [1], "text": "x"}\n{"id": {"a": 1}, "text": "x"}\n{"id": true, "text": "x"}\n{"id": 2.5, "text": "x"}\n')
@@ -37,7 +37,7 @@ def test_rows_from_every_format(tmp_path):
         ("1", None), ("2", "the row has 1 cell; the header has 2"), ("3", "the row has 3 cells; the header has 2")
     ]
     assert [r.error for r in read_rows(tmp_path / "c.csv")] == ["the row has 1 cell; the header has 3"]
-    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.txt")] == [(1, "one"), (3, "two")]
+    assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.txt")] == [(1, "one", None), (4, "two", None)]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
