@@ -68,7 +68,7 @@ class BatchSummary:
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
-    Ids default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
+    Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -113,8 +113,16 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
+    rows = [_resumable(row, id_field) for row in rows]
     _check_unique(path, rows)
     return rows
+
+
+def _resumable(row: Row, id_field: str) -> Row:
+    """`row`, or a row error without an id (as for bad JSON) when its id is one no run resumes by: a list, an object, true or false."""
+    if isinstance(row.id, (bool, list, dict)):
+        return Row(row.number, None, {}, f"the id ({id_field!r}) must be a string or number, not {_json_kind(row.id)}")
+    return row
 
 
 def _check_unique(path: Path, rows: list[Row]) -> None:
@@ -191,8 +199,6 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({_json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
-    if isinstance(row_id, (bool, list, dict)):  # no id to resume by: written as "id": null, as for bad JSON
-        return Row(number, None, {}, f"the id ({id_field!r}) must be a string or number, not {_json_kind(row_id)}")
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 

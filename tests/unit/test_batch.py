@@ -31,6 +31,7 @@ def test_rows_from_every_format(tmp_path):
         (None, "not a JSON object (a string); each line must be one object"), (None, "the id ('id') must be a string or number, not a list"),
         (None, "the id ('id') must be a string or number, not an object"), (None, "the id ('id') must be a string or number, not true"), (2.5, None),
     ]
+    assert [r.id for r in read_rows(tmp_path / "b.jsonl", unique_ids=False)][1:] == [[1], {"a": 1}, True, 2.5]  # shown, not resumed by (`aigc similar`)
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
