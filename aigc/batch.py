@@ -68,7 +68,7 @@ class BatchSummary:
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
-    Ids default to the row number and must be unique (to resume by them) unless `unique_ids` is False."""
+    Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -113,8 +113,16 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     if not unique_ids:
         return rows
+    rows = [_resumable(row, id_field) for row in rows]
     _check_unique(path, rows)
     return rows
+
+
+def _resumable(row: Row, id_field: str) -> Row:
+    """`row`, or a row error without an id (as for bad JSON) when its id is one no run resumes by: a list, an object, true or false."""
+    if isinstance(row.id, (bool, list, dict)):
+        return Row(row.number, None, {}, f"the id ({id_field!r}) must be a string or number, not {_json_kind(row.id)}")
+    return row
 
 
 def _check_unique(path: Path, rows: list[Row]) -> None:
@@ -154,10 +162,10 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
         record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
-    if None in record:  # csv puts cells beyond the header under None
-        return Row(number, row_id, {}, f"the row has {width + len(record[None])} cells but the header names {width}", numbered=numbered)
-    if any(value is None for value in record.values()):
-        return Row(number, row_id, {}, f"the row has fewer cells than the header's {width}", numbered=numbered)
+    # csv puts the cells beyond the header in a list under None, and None for each cell missing
+    cells = width + len(record.get(None, ())) - sum(value is None for key, value in record.items() if key is not None)
+    if cells != width:
+        return Row(number, row_id, {}, f"the row has {cells} cell{'s' * (cells != 1)}; the header has {width}", numbered=numbered)
     return Row(number, row_id, dict(record), numbered=numbered)
 
 
@@ -189,26 +197,52 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
-        return Row(number, None, {}, "bad JSON: expected an object")
+        return Row(number, None, {}, f"not a JSON object ({_json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+
+
+def _json_kind(value: Any) -> str:
+    """A JSON value's kind as an error names it: `a list`, `an object`, `a string`, `true`."""
+    if isinstance(value, bool):
+        return json.dumps(value)
+    kinds = {list: "a list", dict: "an object", str: "a string", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:
     """A `BadInputError` before any work when no row gives `generator` an input that `options` can
     run (a `field_name` that no row has, a template with nowhere to put the text); else the rows
-    that cannot run are row errors."""
+    that cannot run get their row errors now (`flag_rows`)."""
     opts = generator.validate(options or {})
     problem = None
     for row in rows:
         if not row.error:
             try:
                 generator.check_batch_input(generator.batch_input(row.fields, field_name), opts)
-                return
+                break
             except BadInputError as exc:
                 problem = problem or exc
-    if problem:
-        raise BadInputError(f"{path}: no row can run: {problem}")
+    else:
+        if problem:
+            raise BadInputError(f"{path}: no row can run: {problem}")
+    flag_rows(generator, rows, field_name, opts)
+
+
+def flag_rows(generator, rows: list[Row], field_name: str, opts: Any) -> None:
+    """Give each row whose input cannot run (no `field_name`, empty text, columns that do not fill
+    the template) the error it would get running, so that a run left with only such rows loads no model."""
+    for row in rows:
+        if row.error or row.given:
+            continue
+        try:
+            item = generator.batch_input(row.fields, field_name)
+            generator.check_inputs(item)
+            generator.check_batch_input(item, opts)
+        except BadInputError as exc:
+            row.error = str(exc)
+        except Exception:  # noqa: BLE001 - a plugin's bug: the row reports it as it runs
+            pass
 
 
 def columns(rows: list[Row]) -> list[str]:
@@ -438,6 +472,7 @@ def run_batch(
         settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
         _check_made_alike(output, previous, settings)
         todo = _without_results(rows, previous)
+        flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
@@ -496,7 +531,7 @@ def writing(output: str | Path) -> Iterator[None]:
     if streams(output) or key in mine:
         yield
         return
-    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another {option('output')}"
+    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another -o"
     with locks.held(output, busy):
         mine.add(key)
         try:
@@ -535,7 +570,7 @@ def run_rows(
     threads run the rows concurrently and their model calls are merged into batches. A row the
     generator raised on also carries the exception, as `"exception"`."""
     check_concurrency(concurrency)
-    if not needs_model(rows):  # only rows that failed when read (no text, bad JSON): no model to load
+    if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
         return
     engine = CoalescingEngine(generator.engine, workers=min(concurrency, len(rows)))

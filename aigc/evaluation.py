@@ -13,6 +13,8 @@ BATCH = 32  # texts classified per call, so progress can be reported
 
 @dataclass
 class ClassifyReport:
+    """`examples`: the data's texts evaluated (not `--examples`); `examples_per_second`: those classified a second."""
+
     examples: int
     accuracy: float
     macro_f1: float
@@ -50,7 +52,7 @@ def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
 def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None) -> ClassifyReport:
     """Classify each `(text, label)` row with `options` and compare with its label.
 
-    Fitting on `--examples` happens before the clock starts: examples/s is classification only.
+    Fitting on `--examples` happens before the clock starts: texts/s is classification (and calibration) only.
     """
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)

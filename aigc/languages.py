@@ -2,7 +2,7 @@
 
 A small table of common languages (ISO 639-1 codes, their 639-2/639-3 three-letter codes, a few
 regional variants; other regions and scripts as tags), enough to put a language's English name
-into a prompt and to reject a typo with close matches.
+into a prompt and to reject a typo with close matches (only close ones: Klingonese suggests nothing).
 """
 
 from __future__ import annotations
@@ -138,10 +138,11 @@ def lookup(value: str) -> Language:
         return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script", "", lang.spaces)
     if region and lang and ((region.isalpha() and len(region) in (2, 3)) or (region.isdigit() and len(region) == 3)):  # es-419
         # a region the table does not list: the language itself, tagged
-        shown = "Latin America" if region == "419" else region.upper()  # the one number region people use
-        return Language(f"{lang.code}-{region.upper()}", f"{lang.name} ({shown})", lang.native, lang.spaces)
+        code = f"{lang.code}-{region.upper()}"
+        shown = "Latin America" if region == "419" else code  # the one number region people use; else the tag as given: Japanese (ja-JP)
+        return Language(code, f"{lang.name} ({shown})", lang.native, lang.spaces)
     choices = sorted(set(LANGUAGES) | set(_BY_NAME))
-    close = list(dict.fromkeys(_display(c) for c in difflib.get_close_matches(key, choices, n=6, cutoff=0.6)))[:3]
+    close = list(dict.fromkeys(_display(c) for c in difflib.get_close_matches(key, choices, n=6, cutoff=0.8)))[:3]
     hint = "did you mean " + ", ".join(close) + "? " if close else ""
     raise BadInputError(f"unknown language {value!r}; {hint}give a name or ISO code such as French, fr, zh or pt-BR")
 

@@ -231,11 +231,12 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     return text
 
 
-def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False) -> str:
+def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False, kind: str = "file") -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
     (markup kept, not stripped), only checked to be text and not empty; `lines`: read as lines (see
     `decode_document`). `text_hint` says how to give text itself, for a `source` that is no file and
-    looks like words rather than a path; `expected` what to give instead of a binary file."""
+    looks like words rather than a path; `expected` what to give instead of a binary file; `kind`
+    what a missing one is called ("no such examples file")."""
     decode = _as_is if as_is else functools.partial(decode_document, lines=lines)
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -246,7 +247,7 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
     path = Path(source).expanduser()
     if not os.path.exists(path):  # os.path: False (not an OSError) for a name too long
         words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
-        raise BadInputError(f"no such file: {source}" + (f" ({text_hint})" if text_hint and words else ""))
+        raise BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
     if path.is_dir():
         raise BadInputError(f"{source} is a directory; give a file")
     try:

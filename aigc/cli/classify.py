@@ -51,7 +51,7 @@ def classify(
     kind: Kind = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
@@ -60,8 +60,6 @@ def classify(
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
     source = source_or_stdin(source, "the text or a document to classify (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
-    if lines and output:
-        raise BadInputError("--lines prints one result per line; for a file of results use aigc batch classify -o")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
@@ -71,22 +69,24 @@ def classify(
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
-        run_lines(run, "classify", text, chosen, describe, as_json, record=json_record)
+        run_lines(run, "classify", text, chosen, describe, as_json, record=json_record, output=output)
         return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
     with ui.progress_bar() as progress:
         generator.progress = progress
         results = generator.classify_many(texts, **chosen)
-    lined = LineResults(as_json)
-    for (number, text), result in zip(numbered, results):
+    lined = LineResults(as_json, output)
+    for (number, item), result in zip(numbered, results):
         rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
         if lines:
             lined.show(number, describe(result), json_record(result))
         else:
             emit(rendered, output)
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        run.keep(generator, "classify", text, chosen_labels, chosen, json_record(result), measured=not lines)
+        run.keep(generator, "classify", item, chosen_labels, chosen, json_record(result), measured=not lines)
+    if lines:
+        lined.finish(text)
     run.report(generator)
 
 
@@ -107,7 +107,7 @@ def eval_classify(
     *,
     run: RunOptions,
 ) -> None:
-    """Accuracy, macro-F1, a confusion matrix and examples/s of classify on labelled data."""
+    """Accuracy, macro-F1, a confusion matrix and texts/s of classify on labelled data."""
     from ..evaluation import checked_labels, evaluate_classify
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
@@ -147,8 +147,8 @@ def print_report(report) -> None:
 
     console = Console(highlight=False)
     console.print(
-        f"{report.examples} examples  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "
-        f"{report.examples_per_second:.1f} examples/s  (method {report.method}, calibration {report.calibration})",
+        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "  # texts: not --examples
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration})",
         markup=False,
         soft_wrap=True,
     )

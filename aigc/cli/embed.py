@@ -17,15 +17,13 @@ def embed(
     source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Embed each non-empty input line as its own text; one result per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"embedding", "dimensions"} (with --lines, and "line") instead of the bare list.')] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the embedding to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the embedding (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     *,
     run: RunOptions,
 ) -> None:
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
     source = source_or_stdin(source, "the text or a document to embed (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
-    if lines and output:
-        raise BadInputError("--lines prints one result per line; for a file of embeddings use aigc batch embed -o")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
@@ -43,13 +41,15 @@ def embed(
     with ui.progress_bar() as progress:
         generator.progress = progress
         vectors = generator.embed_many([t for _, t in numbered], on_error=skip)
-    shown = LineResults(as_json)
+    shown = LineResults(as_json, output)
     for index, ((number, _), vector) in enumerate(zip(numbered, vectors)):
         record = {"error": failed[index]} if vector is None else {"embedding": vector, "dimensions": len(vector)}
         if lines:
             shown.show(number, "" if vector is None else json.dumps(vector), record)
         else:
             emit(json.dumps(record) if as_json else json.dumps(vector), output)
+    if lines:
+        shown.finish(text)
     run.report(generator)
     shown.check(len(numbered))
 

@@ -20,7 +20,7 @@ def headline(
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,
     *,
@@ -32,12 +32,10 @@ def headline(
         source = source_or_stdin(source, "a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
     output = output_target(output, source=source)
     if lines:
-        if output:
-            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         text = topic if topic is not None else read_document(source or "-", lines=True)
-        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic")
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic", output=output)
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")

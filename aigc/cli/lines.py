@@ -6,37 +6,47 @@ from typing import Any, Callable
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError
 from ..textio import numbered_lines
-from .options import RunOptions
+from .options import RunOptions, emit
 
 
 class LineResults:
     """`--lines` results, one per input line in order: as JSON lines carrying their `line` number, or
     as text where a blank input line gets a blank line, so the output lines up with the input (`paste`).
-    Output lines end in a line feed, whatever the input's line ends (CRLF too)."""
+    Output lines end in a line feed, whatever the input's line ends (CRLF too). With an `output`
+    file (`-o`), the lines stdout would get are written to it at the end, atomically (`finish`)."""
 
-    def __init__(self, as_json: bool):
-        self.as_json, self.last, self.failed = as_json, 0, 0
+    def __init__(self, as_json: bool, output: str | None = None):
+        self.as_json, self.output, self.last, self.failed = as_json, output, 0, 0
+        self.kept: list[str] = []  # the lines for `output`
+
+    def _put(self, line: str) -> None:
+        if self.output:
+            self.kept.append(line)
+        else:
+            ui.result(line)
 
     def show(self, number: int, text: str, record: dict) -> None:
         self.failed += "error" in record
         if self.as_json:
-            ui.result(json.dumps({"line": number, **record}, ensure_ascii=False))
+            self._put(json.dumps({"line": number, **record}, ensure_ascii=False))
             return
         for _ in range(self.last + 1, number):
-            ui.result("")
+            self._put("")
         self.last = number
-        ui.result(text)
+        self._put(text)
 
-    def pad(self, lines: int) -> None:
-        """Blank lines for the blank input lines after the last result, up to the input's `lines`."""
+    def finish(self, text: str) -> None:
+        """Blank lines for the blank lines that end the input `text` (as text), then the `-o` file written."""
         if not self.as_json:
-            for _ in range(self.last + 1, lines + 1):
-                ui.result("")
+            for _ in range(self.last + 1, text.count("\n") + (not text.endswith("\n")) + 1):
+                self._put("")
+        if self.output:
+            emit("".join(line + "\n" for line in self.kept), self.output)
 
     def check(self, total: int) -> None:
         """An `ItemsFailedError` (exit 1) at the end when any of the `total` lines failed."""
         if self.failed:
-            rest = "; the others' results are printed" if self.failed < total else ""
+            rest = f"; the others' results are {f'in {self.output}' if self.output else 'printed'}" if self.failed < total else ""
             raise ItemsFailedError(f"{self.failed} of {total} lines failed (warned above){rest}")
 
 
@@ -50,13 +60,14 @@ def one_line(text: str) -> str:
 
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
-    notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result,
+    notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
 ) -> None:
     """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
-    `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it."""
+    `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
+    with `output` (`-o`), the results go to that file, written at the end (warnings stay on stderr)."""
     from ..batch import Row, run_rows
 
     rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
@@ -66,7 +77,7 @@ def run_lines(
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
-    shown = LineResults(as_json)
+    shown = LineResults(as_json, output)
     with ui.items_progress(task, len(rows)) as progress:
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
@@ -80,6 +91,6 @@ def run_lines(
                 shown.show(row.number, one_line(render(result)), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
-    shown.pad(text.count("\n") + (not text.endswith("\n")))
+    shown.finish(text)
     run.report(generator)
     shown.check(len(rows))

@@ -20,7 +20,7 @@ def summarize(
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.", autocompletion=complete.templates)] = "summarize",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off, unchanged} as JSON.")] = False,
     *,
@@ -34,9 +34,7 @@ def summarize(
     text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize")
     options = {"length": length, "words": words, "format": format, "template": template}
     if lines:
-        if output:
-            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=summary_notes)
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=summary_notes, output=output)
         return
     generator = run.generator("summarize")
     run.prepare(generator, text, options)

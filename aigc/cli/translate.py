@@ -22,7 +22,7 @@ def translate(
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row of column names such as 'Source term<TAB>Translation', or of this run's languages such as 'en<TAB>de', is a header).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation to this file (atomically; - for stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
@@ -53,9 +53,7 @@ def translate(
     generator = run.generator("translate")
     generator.validate(options)  # a language it does not know, before any work
     if lines:
-        if output:
-            raise BadInputError("--lines prints one result per line; for a file of results use aigc batch -o")
-        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes)
+        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes, output=output)
         return
     run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):

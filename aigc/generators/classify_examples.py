@@ -43,7 +43,7 @@ def load_examples(source: str | Path | list, one_label: bool = False) -> list[Ex
     An empty text or label, and with `one_label` an example of several labels, is an error naming its line."""
     if isinstance(source, (str, Path)):
         rows = []
-        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file")):
+        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind="examples file")):
             text, tab, label = line.rpartition("\t")
             if not tab:
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")

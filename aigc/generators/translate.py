@@ -121,8 +121,11 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
         if line.lstrip().startswith("#"):
             continue
         columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
-        if len(columns) != 2 or not columns[0].strip() or not columns[1].strip():
-            found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "an empty term"
+        if len(columns) == 2 and bool(columns[0].strip()) != bool(columns[1].strip()):
+            side, term = ("target", columns[0]) if columns[0].strip() else ("source", columns[1])
+            raise BadInputError(f"{name}:{number}: the {side} for {term.strip()[:60]!r} is empty; give 'source<TAB>target'")
+        if len(columns) != 2 or not columns[0].strip():
+            found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "empty terms"
             raise BadInputError(f"{name}:{number}: expected 'source<TAB>target', found {found}: {line.strip()[:60]!r}")
         source, target = columns[0].strip(), columns[1].strip()
         if first and _header(source, target, languages):
@@ -147,6 +150,8 @@ def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) ->
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadInputError(f"no such glossary file: {path}") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a directory; give a file") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
     return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file", str(path)), str(path), languages)

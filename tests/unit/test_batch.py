@@ -23,15 +23,23 @@ def test_rows_from_every_format(tmp_path):
     (tmp_path / "a.csv").write_text("id,text\n7,\"one, with comma\"\n8,two\n")
     (tmp_path / "a.tsv").write_text('"text"\tother\n"Hello" she said\t1\n"unbalanced quote\t2\n"She said ""hi"""\t3\n')
     (tmp_path / "b.csv").write_text("id,text\n1,short\n2\n3,long,extra\n")
-    (tmp_path / "a.txt").write_text("one\n\ntwo\n")
+    (tmp_path / "c.csv").write_text("id,text,note\n1\n")
+    (tmp_path / "a.txt").write_text("one\n\n \t\ntwo\n")  # blank lines are no rows, but count in the ids
     jsonl = read_rows(tmp_path / "a.jsonl")
-    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "bad JSON: expected an object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
+    assert [(r.id, r.fields.get("text"), r.error) for r in jsonl] == [("x", "one", None), (3, "two", None), (None, None, "not a JSON object (a list); each line must be one object"), (None, None, "bad JSON: NaN is not JSON"), (None, None, "bad JSON: 1e400 is too large a number"), (None, None, "bad JSON: Unterminated string starting at: column 10")]
+    (tmp_path / "b.jsonl").write_text('"str"\n{"id": [1], "text": "x"}\n{"id": {"a": 1}, "text": "x"}\n{"id": true, "text": "x"}\n{"id": 2.5, "text": "x"}\n')
+    assert [(r.id, r.error) for r in read_rows(tmp_path / "b.jsonl")] == [
+        (None, "not a JSON object (a string); each line must be one object"), (None, "the id ('id') must be a string or number, not a list"),
+        (None, "the id ('id') must be a string or number, not an object"), (None, "the id ('id') must be a string or number, not true"), (2.5, None),
+    ]
+    assert [r.id for r in read_rows(tmp_path / "b.jsonl", unique_ids=False)][1:] == [[1], {"a": 1}, True, 2.5]  # shown, not resumed by (`aigc similar`)
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
-        ("1", None), ("2", "the row has fewer cells than the header's 2"), ("3", "the row has 3 cells but the header names 2")
+        ("1", None), ("2", "the row has 1 cell; the header has 2"), ("3", "the row has 3 cells; the header has 2")
     ]
-    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.txt")] == [(1, "one"), (3, "two")]
+    assert [r.error for r in read_rows(tmp_path / "c.csv")] == ["the row has 1 cell; the header has 3"]
+    assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.txt")] == [(1, "one", None), (4, "two", None)]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -527,7 +535,7 @@ def test_an_output_another_run_is_writing_is_refused(tmp_path):
     source.write_text("one.\n")
     out = tmp_path / "out.jsonl"
     with locks.held(out, "busy"):
-        with pytest.raises(BadInputError, match="being written by another aigc batch"):
+        with pytest.raises(BadInputError, match="being written by another aigc batch; wait for it to end, or give another -o$"):
             run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
         with pytest.raises(BadInputError, match="being written by another aigc batch"):  # the CLI asks before the model loads
             pending_rows(read_rows(source), out, summarizer(FakeEngine()), {})
@@ -731,6 +739,33 @@ def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
     assert (summary.done, summary.skipped, summary.errors) == (1, 1, 1)
 
 
+def test_rows_without_text_fail_as_they_are_read_and_a_rerun_of_them_loads_no_model(tmp_path, monkeypatch):
+    import aigc.batch
+    from aigc.batch import check_inputs
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n{"id": "c", "text": "  "}\n{"id": "d", "text": 3}\n')
+    out = tmp_path / "out.jsonl"
+    rows = read_rows(source)
+    check_inputs(summarizer(FakeEngine()), rows, "text", source)
+    errors = {"b": "the row has no 'text' field (it has 'id', 'body'); pick one with field", "c": "there is no text to summarize", "d": "field 'text' must hold text, not int"}
+    assert {r.id: r.error for r in rows} == {"a": None, **errors}  # as running them says
+    engine = FakeEngine()
+    engine.enqueue("ok.")
+    run_batch(summarizer(engine), read_rows(source), out, {})  # flagged by run_batch itself too
+    assert {r["id"]: r.get("error") for r in lines(out)} == {"a": None, **errors}
+
+    class Unloadable(type(summarizer(FakeEngine()))):
+        def prepare(self, options):
+            raise AssertionError("loaded a model for rows that never reach it")
+
+    monkeypatch.setattr(aigc.batch, "CoalescingEngine", None)
+    summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
+    assert (summary.done, summary.skipped, summary.retried, summary.errors) == (3, 1, 3, 3)
+    with pytest.raises(BadInputError, match=r'row 2 \(id "b"\): the row has no .text. field'):
+        run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {}, on_error="stop")
+
+
 def test_a_resumed_run_numbers_its_rows_as_the_input_is_now(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": "n1", "text": "one"}\n{"id": "n2", "text": "two"}\n')
@@ -875,3 +910,36 @@ def test_a_refused_rerun_names_the_settings_that_differ_and_both_values(tmp_path
     old.write_text(json.dumps({k: v for k, v in lines(out)[0].items() if k != "made_with"}) + "\n")
     with pytest.raises(BadInputError, match=r"or columns \(--field, --id-field\); resume it"):
         pending_rows(rows, old, summarizer(FakeEngine()), {"words": 30}, {"temperature": 0.0})
+
+
+def test_aigc_batch_rerun_of_rows_without_text_loads_no_model(tmp_path, monkeypatch, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.generators.classify import ClassifyGenerator
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "Bees."}\n{"id": "b", "body": "x"}\n{"id": "c", "text": " "}\n')
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "classify", "-i", str(source), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir)]
+    assert CliRunner().invoke(app, args).exit_code == 1
+
+    def prepare(self, options):
+        raise AssertionError("loaded a model for rows that never reach it")
+
+    monkeypatch.setattr(ClassifyGenerator, "prepare", prepare)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "2 of 3 rows failed" in again.stderr, again.output
+    assert [r.get("error") for r in lines(out)][1:] == ["the row has no 'text' field (it has 'id', 'body'); pick one with --field", "there is no text to classify"]
+
+
+def test_a_missing_examples_or_glossary_file_given_with_O_is_named_as_such(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    (tmp_path / "in.txt").write_text("one\n")
+    for task, option, named in (("classify", "examples", "examples file"), ("translate", "glossary", "glossary file")):
+        args = ["batch", task, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", f"{option}=nope.tsv", "-O", "target_language=fr" if task == "translate" else "labels=a,b"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and f"no such {named}: nope.tsv" in result.stderr, result.output

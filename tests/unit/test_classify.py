@@ -273,6 +273,17 @@ def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     assert report.confusion == predicted
 
 
+def test_eval_text_report_counts_texts_not_examples(capsys):
+    from aigc.cli.classify import print_report
+    from aigc.evaluation import ClassifyReport
+
+    report = ClassifyReport(4, 0.75, 0.7, ["a", "b"], [[2, 0], [1, 1]], {"a": 0.8, "b": 0.6}, 12.5, "zero-shot", "content-free")
+    print_report(report)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("4 texts  accuracy 0.750  macro-F1 0.700  12.5 texts/s") and "example" not in first
+    assert set(report.as_dict()) >= {"examples", "examples_per_second"}  # --json keeps its keys
+
+
 def test_classify_many_takes_a_list(classify):
     assert classify.classify_many([], labels="a,b") == []
     with pytest.raises(BadInputError, match="list of texts"):

@@ -222,7 +222,30 @@ def test_classify_writes_its_result_to_the_output_file_checked_before_any_work(t
     assert out.read_text() == invoke("classify", "one", *model, "--json").stdout
     code, lines = bad("classify", "one", "-l", "a,b", "-o", str(tmp_path / "no" / "x.txt"))  # no model named: none is loaded
     assert code == 2 and lines == [f"Error: cannot write {tmp_path / 'no' / 'x.txt'}: directory {tmp_path / 'no'} does not exist"]
-    assert bad("classify", "-", *model, "--lines", "-o", str(out), input="one\n") == (2, ["Error: --lines prints one result per line; for a file of results use aigc batch classify -o"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("classify", "-", "-l", "a,b"), ("classify", "-", "-l", "a,b", "--calibrate", "batch"), ("embed", "-"), ("translate", "-", "--to", "fr", "--max-tokens", "4", "--temperature", "0"), ("summarize", "-", "--max-tokens", "4", "--temperature", "0")],
+)
+def test_lines_with_an_output_file_write_what_stdout_would_get_at_the_end(tiny_model_dir, tmp_path, command):
+    text = "\nBees make honey.\n\nCities have rooftops.\n\n"
+    model = ("-m", str(tiny_model_dir))
+    for as_json in ((), ("--json",)):
+        out = tmp_path / "results.txt"
+        printed = invoke(*command, "--lines", *as_json, *model, input=text)
+        result = invoke(*command, "--lines", *as_json, *model, "-o", str(out), input=text)
+        assert result.exit_code == 0 and result.stdout == "" and result.stderr.endswith(f"wrote {out}\n"), result.output
+        assert out.read_text() == printed.stdout and printed.stdout.count("\n") == (2 if as_json else 5)  # blank for blank, to the input's end
+
+
+def test_lines_with_an_output_file_keep_failed_lines_on_stderr(tiny_model_dir, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    text = "Bees make honey.\n" + "word " * 700 + "\nCities have rooftops.\n"  # line 2 is past the 512-token context
+    result = invoke("classify", "-", "-l", "a,b", "--lines", "--json", "-m", str(tiny_model_dir), "-o", str(out), input=text)
+    assert result.exit_code == 1 and result.stdout == "" and "line 2: " in result.stderr
+    assert f"1 of 3 lines failed (warned above); the others' results are in {out}" in result.stderr
+    assert [json.loads(line).get("error") is not None for line in out.read_text().splitlines()] == [False, True, False]
 
 
 def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):

@@ -199,8 +199,9 @@ def test_cli_embed_writes_the_vector_to_a_file_with_o(tiny_model_dir, tmp_path):
     assert result.exit_code == 0 and result.stdout == "", result.output
     record = json.loads(target.read_text())
     assert record["dimensions"] == 32 and record["embedding"] == pytest.approx(json.loads(invoke("embed", "bees", "-m", str(tiny_model_dir)).stdout), abs=1e-5)
-    result = invoke("embed", "-", "--lines", "-o", str(target), "-m", str(tiny_model_dir), input="bees\n")
-    assert result.exit_code == 2 and "aigc batch embed -o" in result.stderr
+    result = invoke("embed", "-", "--lines", "-o", str(target), "-m", str(tiny_model_dir), input="bees\n\ncities\n")
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    assert target.read_text() == invoke("embed", "-", "--lines", "-m", str(tiny_model_dir), input="bees\n\ncities\n").stdout  # a line each, blank for blank
 
 
 @pytest.mark.parametrize("args, input, words", [(["-"], "  \n", "standard input is empty"), (["missing.txt"], None, "no such file")])

@@ -1,6 +1,7 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -302,9 +303,9 @@ def test_split_sentences_keeps_abbreviations_together():
     "value, code, name",
     [("zh", "zh", "Chinese"), ("Chinese", "zh", "Chinese"), ("de", "de", "German"), ("GERMAN", "de", "German"),
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
-     ("es-AR", "es-AR", "Spanish (AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
-     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (CH)"),
-     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (CA)")],
+     ("es-AR", "es-AR", "Spanish (es-AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
+     ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (de-CH)"),
+     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
@@ -319,6 +320,12 @@ def test_unknown_language_lists_close_matches():
     with pytest.raises(BadInputError) as caught:
         lookup("deux")
     assert str(caught.value).count("German (de)") == 1  # German's code and native name suggest it once
+    for typo, meant in (("Germna", "German (de)"), ("Frnech", "French (fr)"), ("portugese", "Portuguese (pt)"), ("Ukranian", "Ukrainian (uk)")):
+        with pytest.raises(BadInputError, match=rf"unknown language '{typo}'; did you mean {re.escape(meant)}"):
+            lookup(typo)
+    for far in ("Klingonese", "Klingon", "Dothraki", "Esperanto"):  # no language near: nothing suggested
+        with pytest.raises(BadInputError, match=rf"^unknown language '{far}'; give a name or ISO code"):
+            lookup(far)
 
 
 @pytest.mark.parametrize(
@@ -381,7 +388,9 @@ def test_a_glossary_header_of_the_runs_languages_is_skipped_from_the_command_and
     "text, message",
     [("a\tb\nno tab here\n", r"g.tsv:2: expected 'source<TAB>target', found no tab"),
      ("a\tb\tc\n", "g.tsv:1: .*found 3 columns"),
-     ("a\t \n", "g.tsv:1: .*an empty term"),
+     ("a\t \n", "g.tsv:1: the target for 'a' is empty; give 'source<TAB>target'"),
+     ("a\tb\n\t toit\n", "g.tsv:2: the source for 'toit' is empty; give 'source<TAB>target'"),
+     ('""\t""\n', "g.tsv:1: expected 'source<TAB>target', found empty terms"),
      ("cat\tchat\nCat\tminou\n", r"g.tsv:2: 'Cat' is already translated as 'chat' on line 1"),
      ("# only a comment\n\n", "g.tsv has no entries")],
 )
@@ -401,6 +410,8 @@ def test_glossary_files(tmp_path):
     assert str(failed.value) == f"glossary {latin} is not valid UTF-8 (at line 1); convert it first, e.g. `iconv -f latin1 -t utf-8 '{latin}' > converted.tsv`"
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
+    with pytest.raises(BadInputError, match=f"^{tmp_path} is a directory; give a file$"):
+        load_glossary(tmp_path)
     assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
     with pytest.raises(BadInputError, match="no such glossary file"):
         TranslateOptions(target_language="fr", glossary="missing.tsv")
@@ -599,6 +610,7 @@ def test_command_warns_once_per_missed_glossary_term(monkeypatch, tmp_path):
     "args, words",
     [(["--to", "Klingon"], "--to: unknown language 'Klingon'"), (["--to", "de", "--from", "Germn"], "--from: unknown language 'Germn'; did you mean German"),
      (["--to", "de", "--from", "German"], "both German"),
+     (["--to", "ja-JP", "--from", "ja-JP"], "--to and --from are both Japanese (ja-JP); nothing to translate"),
      (["--to", "fr", "--glossary", "BAD"], "g.tsv:2: expected"), (["--to", "fr", "--glossary", "MISSING"], "no such glossary file")],
 )
 def test_bad_input_is_one_line_with_exit_2_and_no_output_file(echo, tmp_path, args, words):
