@@ -112,10 +112,7 @@ def eval_classify(
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
 
-    labelled = load_examples(data)
-    several = next((names for _, names in labelled if len(names) > 1), None)
-    if several:
-        raise BadInputError(f"{data}: a text has several labels ({', '.join(several)}); eval classify measures one label per text (a comma in a label cell separates labels)")
+    labelled = load_examples(data, one_label="eval classify measures one label per text")
     rows = [(text, names[0]) for text, names in labelled]
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:

@@ -125,7 +125,7 @@ class ClassifyOptions:
         if self.calibrate not in CALIBRATE:
             raise OptionError("calibrate", f"must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
         if self.examples is not None:
-            self.examples = load_examples(self.examples, one_label=not self.multi_label)
+            self.examples = load_examples(self.examples, one_label="" if self.multi_label else f"give one label per example, or use {option('multi_label')}")
         self.parsed = parse_labels(self.labels)
         if self.examples:
             self._check_example_labels()

@@ -37,10 +37,11 @@ KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 Example = tuple[str, list[str]]  # text, label names
 
 
-def load_examples(source: str | Path | list, one_label: bool = False) -> list[Example]:
+def load_examples(source: str | Path | list, one_label: str = "") -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
     header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs.
-    An empty text or label, and with `one_label` an example of several labels, is an error naming its line."""
+    An empty text or label is an error naming its line; so is a text of several labels when `one_label`
+    is given (it says what to do instead)."""
     if isinstance(source, (str, Path)):
         rows = []
         for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind="examples file")):
@@ -96,7 +97,7 @@ def _names(label: str | list[str]) -> list[str]:
     return label.split(",") if isinstance(label, str) else list(label)
 
 
-def _example(where: str, text: str, label: str | list[str], one_label: bool) -> Example:
+def _example(where: str, text: str, label: str | list[str], one_label: str) -> Example:
     """One example, its text and label names stripped; `where` names it in errors (`file.tsv:3`)."""
     names = [n.strip() for n in _names(label) if n.strip()]
     if not text.strip():
@@ -104,7 +105,7 @@ def _example(where: str, text: str, label: str | list[str], one_label: bool) -> 
     if not names:
         raise BadInputError(f"{where}: the label is empty; give text<TAB>label")
     if one_label and len(names) > 1:
-        raise BadInputError(f"{where}: the example has several labels ({', '.join(names)}); give one label per example (a comma in the label cell separates labels), or use {option('multi_label')}")
+        raise BadInputError(f"{where}: the text has several labels ({', '.join(names)}); {one_label} (a comma in a label cell separates labels)")
     return text.strip(), names
 
 

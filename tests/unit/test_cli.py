@@ -272,7 +272,7 @@ def test_lines_too_long_for_the_model_is_skipped_and_said_as_the_command_names_i
 def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_examples_it_is_tested_on(tmp_path):
     (tmp_path / "multi.tsv").write_text("goal scored\tsports,politics\nvote held\tpolitics\n")
     (tmp_path / "one.tsv").write_text("good\tpositive\ngreat\tpositive\n")
-    assert bad("eval", "classify", str(tmp_path / "multi.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'multi.tsv'}: a text has several labels (sports, politics); eval classify measures one label per text (a comma in a label cell separates labels)"])
+    assert bad("eval", "classify", str(tmp_path / "multi.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'multi.tsv'}:1: the text has several labels (sports, politics); eval classify measures one label per text (a comma in a label cell separates labels)"])
     code, lines = bad("eval", "classify", str(tmp_path / "one.tsv"), "-m", "no-such-model")
     assert code == 2 and "holds texts of the label 'positive' only; list every label with --labels" in lines[0]
     (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
