@@ -138,13 +138,15 @@ def recent_files() -> list[Path]:
 
 def remember(path: str | os.PathLike) -> None:
     """Note a session file opened by its path (not one kept in aigc's data directory) for `latest`:
-    the last RECENT_FILES, in an owner-only file written atomically."""
+    the last RECENT_FILES, in an owner-only file written atomically, under a lock that two chats
+    starting at once wait their turn for (else one's entry could be lost)."""
     path = Path(path).absolute()
     if path.parent in (sessions_dir().absolute(), conversations_dir().absolute()):
         return
-    noted = [str(path)] + [str(p) for p in recent_files() if p != path]
     config.made_data_dir()
-    write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2, ensure_ascii=False), private=True)
+    with locks.held(recent_files_record(), wait=True):
+        noted = [str(path)] + [str(p) for p in recent_files() if p != path]
+        write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2, ensure_ascii=False), private=True)
 
 
 def unnamed(path: Path) -> bool:

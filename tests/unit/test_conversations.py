@@ -423,3 +423,41 @@ def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_
             with conversations.none_open([kept]):
                 pytest.fail("two held the same conversation")
     assert list(folder.iterdir()) == []
+
+
+def test_chats_noting_session_files_at_once_each_keep_their_entry(tmp_path):
+    import threading
+
+    paths = [tmp_path / f"{n}.json" for n in range(8)]
+    start = threading.Barrier(len(paths))
+
+    def note(path):
+        start.wait()
+        conversations.remember(path)
+
+    threads = [threading.Thread(target=note, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(conversations.recent_files()) == sorted(paths)
+
+
+def test_a_waiting_holder_gets_the_lock_once_it_is_freed(tmp_path):
+    import threading
+
+    from aigc import locks
+
+    path, order = tmp_path / "record.json", []
+
+    def wait_then_note():
+        with locks.held(path, wait=True):
+            order.append("waiter")
+
+    with locks.held(path, "busy") as locked:
+        waiter = threading.Thread(target=wait_then_note)
+        waiter.start()
+        waiter.join(0.3)
+        order.append("holder")
+    waiter.join()
+    assert locked and order == ["holder", "waiter"]
