@@ -13,7 +13,7 @@ import typing
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
-from ..engine.sampling import SamplingParams
+from ..engine.sampling import SamplingParams, number
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
 from ..plugins import name_problem
 from ..templates import get_template
@@ -78,11 +78,12 @@ def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str]
         raise error(subject, f"must be text, got {value!r}")
     if isinstance(value, bool):
         raise error(subject, f"must be a number, got {value!r}")
+    parsed = number(value) if isinstance(value, str) else value  # text spells numbers as sampling settings read them ("4.0" is 4)
     try:
         if kind is float:
-            return float(value)
-        if not isinstance(value, float) or value.is_integer():
-            return int(value)
+            return float(parsed)
+        if not isinstance(parsed, float) or parsed.is_integer():
+            return int(parsed)
     except (TypeError, ValueError):
         pass
     what = "a whole number" if kind is int else "a number"

@@ -118,6 +118,10 @@ def test_option_values_from_text_take_the_declared_type():
     opts = ClassifyGenerator(engine=FakeEngine()).validate({"labels": "a,b", "threshold": "0.7", "multi_label": "yes"})
     assert opts.threshold == 0.7 and opts.multi_label is True
     assert SummarizeGenerator(engine=FakeEngine()).validate({"words": "40"}).words == 40
+    for spelt in (" 40 ", "40.0", "4e1"):  # as sampling settings read numbers (sampling.number)
+        assert SummarizeGenerator(engine=FakeEngine()).validate({"words": spelt}).words == 40
+    with pytest.raises(BadInputError, match=r"^words must be a whole number, got '40.5'$"):
+        SummarizeGenerator(engine=FakeEngine()).validate({"words": "40.5"})
 
 
 @pytest.mark.parametrize(
