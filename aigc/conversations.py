@@ -114,12 +114,13 @@ def forget_input_history() -> bool:
     """Delete the REPL's input history, telling chats open meanwhile (`history_generation`) not to
     write theirs back; returns whether there was one."""
     config.made_data_dir()
-    write_atomic(_history_cleared(), secrets.token_hex(8), private=True)
-    try:
-        input_history().unlink()
-        return True
-    except FileNotFoundError:
-        return False
+    with locks.held(input_history(), wait=True):  # a chat saving its lines finishes first, or sees this after
+        write_atomic(_history_cleared(), secrets.token_hex(8), private=True)
+        try:
+            input_history().unlink()
+            return True
+        except FileNotFoundError:
+            return False
 
 
 def recent_files_record() -> Path:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import config, conversations, ui
+from .. import config, conversations, locks, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
@@ -215,7 +215,8 @@ class _History:
     as it is then (so a chat open at the same time keeps its lines too; the last HISTORY_LINES,
     readable by the owner only, atomically), only where `kept`, as answers are logged. `check`,
     before each message: once `aigc logs rm --all` has deleted the history, the lines typed before
-    are dropped (from the up arrow too), so that none is written back."""
+    are dropped (from the up arrow too), so that none is written back. Saving and deleting take
+    turns on the file's lock, so a deletion never falls between the check and the write."""
 
     def __init__(self, kept: bool):
         try:
@@ -240,6 +241,10 @@ class _History:
             self.generation, self.start = generation, 0
 
     def save(self) -> None:
+        with locks.held(self.path, wait=True):
+            self._save()
+
+    def _save(self) -> None:
         self.check()
         readline, path = self.readline, self.path
         if readline is None or not self.kept:

@@ -1978,3 +1978,32 @@ def test_an_override_the_task_cannot_use_is_named_with_its_file_not_blamed_on_te
         f"Error: template 'headline', in {own}, never reads article or topic, where headline puts its input, so headline cannot use it; "
         "fix it with `aigc templates edit headline`, or remove it with `aigc templates rm headline`, going back to the built-in one"
     ]
+
+
+def test_repl_history_deleted_while_a_chat_saves_it_stays_deleted(monkeypatch):
+    import readline
+    import threading
+
+    from aigc import config, conversations
+    from aigc.cli import chat
+
+    path = config.data_dir() / "chat_history"
+    deleting = []
+    real_read = readline.read_history_file
+
+    def read_then_delete(file):  # `logs rm --all` runs while the chat is saving its lines
+        deleting.append(threading.Thread(target=conversations.forget_input_history))
+        deleting[0].start()
+        deleting[0].join(0.3)
+        real_read(file)
+
+    readline.clear_history()
+    try:
+        history = chat._History(True)
+        readline.add_history("typed")
+        monkeypatch.setattr(readline, "read_history_file", read_then_delete)
+        history.save()
+        deleting[0].join()
+        assert not path.exists() and conversations.history_generation() != history.generation
+    finally:
+        readline.clear_history()
