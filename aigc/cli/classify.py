@@ -112,7 +112,7 @@ def eval_classify(
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
 
-    labelled = load_examples(data)
+    labelled = load_examples(data, kind="data file")
     several = next((names for _, names in labelled if len(names) > 1), None)
     if several:
         raise BadInputError(f"{data}: a text has several labels ({', '.join(several)}); eval classify measures one label per text (a comma in a label cell separates labels)")
