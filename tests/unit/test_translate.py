@@ -194,6 +194,22 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+class AddsStopEngine(FakeEngine):
+    """Upper-cases each prompt's text, dropping its inline code and footnote references and ending it
+    with a full stop, as a small model does."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        texts = [re.sub(r"`[^`]*`|\[\^\w+\]", "", p[-1]["content"]).upper().rstrip(".") + "." for p in prompts]
+        return [[Completion(text, 1, 1, "stop")] for text in texts]
+
+
+def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
+    result, engine = translate("Configure `config.yaml` now. Term with footnote[^1]. Ends in code `x`.", engine=AddsStopEngine())
+    assert [p[-1]["content"] for p in engine.calls[-1][0]] == ["Configure", "now.", "Term with footnote", "Ends in code"]
+    assert result["translation"] == "CONFIGURE `config.yaml` NOW. TERM WITH FOOTNOTE[^1]. ENDS IN CODE `x`."
+
+
 class EmphasisEngine(FakeEngine):
     """Upper-cases each prompt's text, with its emphasis markers changed by `mangle`."""
 
