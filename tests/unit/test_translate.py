@@ -194,6 +194,11 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+def test_html_code_keys_output_and_variables_are_kept_like_inline_code():
+    result, _ = translate('Run <code class="sh">make all</code>, press <kbd>Ctrl</kbd>, see <samp>ok</samp> in <var>out</var> <b>now</b>.')
+    assert result["translation"] == 'RUN <code class="sh">make all</code>, PRESS <kbd>Ctrl</kbd>, SEE <samp>ok</samp> IN <var>out</var> <b>NOW</b>.'
+
+
 class AddsStopEngine(FakeEngine):
     """Upper-cases each prompt's text, dropping its inline code and footnote references and ending it
     with a full stop, as a small model does."""
