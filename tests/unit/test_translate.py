@@ -326,7 +326,7 @@ def test_split_sentences_keeps_abbreviations_together():
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
      ("es-AR", "es-AR", "Spanish (es-AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
      ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (de-CH)"),
-     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
+     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("Chinese (Simplified)", "zh-CN", "Simplified Chinese"), ("chinese (traditional)", "zh-TW", "Traditional Chinese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
