@@ -64,7 +64,7 @@ def classify(
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
     if not texts:
-        raise BadInputError(f"{source} holds no text to classify")
+        raise BadInputError("there is no text to classify")  # the text itself: an empty file or stdin is refused as read
     if threshold is not None and not multi_label:
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)

@@ -280,6 +280,13 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
 
 
+@pytest.mark.parametrize("command", ["classify", "embed"])
+@pytest.mark.parametrize("text", ["", "  "])
+def test_lines_of_empty_text_itself_say_there_is_no_text(command, text):
+    labels = ["-l", "a,b"] if command == "classify" else []
+    assert bad(command, text, "--lines", *labels, "-m", "no-such-model") == (2, [f"Error: there is no text to {command}"])
+
+
 def test_eval_names_its_data_as_data_not_examples(tmp_path):
     assert bad("eval", "classify", str(tmp_path / "missing.tsv"), "-m", "no-such-model") == (2, [f"Error: no such data file: {tmp_path / 'missing.tsv'}"])
     (tmp_path / "header.tsv").write_text("text\tlabel\n")
