@@ -110,7 +110,7 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped, and so is a first row of
+    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term), and so is a first row of
     column names (`source<TAB>target`, `Word<TAB>Translation`) or of the run's `languages` (source,
     or auto, and target: `en<TAB>de`; see `_header`). A malformed line is a `BadInputError` naming
     the file and line."""
@@ -118,7 +118,7 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     seen: dict[str, tuple[str, int]] = {}
     first = True
     for number, line in numbered_lines(text):
-        if line.lstrip().startswith("#"):
+        if line.lstrip().startswith("#") and (line.count("\t") != 1 or re.match(r"\s*#(\s|$)", line)):  # not a term such as #include
             continue
         columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
         if len(columns) == 2 and bool(columns[0].strip()) != bool(columns[1].strip()):

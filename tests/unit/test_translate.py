@@ -369,6 +369,7 @@ def test_glossary_parsing():
     text = "# terms\nsource\ttarget\n\nhospital\tKrankenhaus\nfront door\tHaustür\nHospital\tKrankenhaus\n"
     assert parse_glossary(text) == [("hospital", "Krankenhaus"), ("front door", "Haustür")]
     assert parse_glossary('"cat"\t"le ""chat"""\n') == [("cat", 'le "chat"')]  # cells quoted as spreadsheets write them
+    assert parse_glossary("# a comment\n#no tab: a comment\n# source\ttarget\n#include\t#include\n#hashtag\t#motdièse\n") == [("#include", "#include"), ("#hashtag", "#motdièse")]
 
 
 
