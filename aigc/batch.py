@@ -121,7 +121,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
 def _resumable(row: Row, id_field: str) -> Row:
     """`row`, or a row error without an id (as for bad JSON) when its id is one no run resumes by: a list, an object, true or false."""
     if isinstance(row.id, (bool, list, dict)):
-        return Row(row.number, None, {}, f"the id ({id_field!r}) must be a string or number, not {_json_kind(row.id)}")
+        return Row(row.number, None, {}, f"the id ({id_field!r}) must be a string or number, not {json_kind(row.id)}")
     return row
 
 
@@ -197,12 +197,12 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
-        return Row(number, None, {}, f"not a JSON object ({_json_kind(record)}); each line must be one object")
+        return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """A JSON value's kind as an error names it: `a list`, `an object`, `a string`, `true`."""
     if isinstance(value, bool):
         return json.dumps(value)

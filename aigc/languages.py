@@ -98,7 +98,8 @@ _THREE_LETTER = {  # ISO 639-2 (bibliographic and terminological) and 639-3 code
     "ga": "gle", "cy": "cym wel",
 }
 _ALIASES.update({three: code for code, codes in _THREE_LETTER.items() for three in codes.split()})
-_REGIONS = {  # country names in "Portuguese (Brazil)"
+_REGIONS = {  # country names in "Portuguese (Brazil)", and scripts in "Chinese (Simplified)"
+    "simplified": "hans", "traditional": "hant",
     "brazil": "br", "portugal": "pt", "mexico": "mx", "spain": "es", "argentina": "ar", "latin america": "419",
     "united states": "us", "usa": "us", "united kingdom": "gb", "uk": "gb", "canada": "ca", "france": "fr", "belgium": "be",
     "switzerland": "ch", "austria": "at", "germany": "de", "china": "cn", "taiwan": "tw", "hong kong": "hk", "india": "in", "australia": "au",

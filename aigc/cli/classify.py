@@ -64,7 +64,7 @@ def classify(
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]
     if not texts:
-        raise BadInputError(f"{source} holds no text to classify")
+        raise BadInputError("there is no text to classify")  # the text itself: an empty file or stdin is refused as read
     if threshold is not None and not multi_label:
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
@@ -112,7 +112,7 @@ def eval_classify(
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label
 
-    labelled = load_examples(data, one_label="eval classify measures one label per text")
+    labelled = load_examples(data, one_label="eval classify measures one label per text", kind="data file")
     rows = [(text, names[0]) for text, names in labelled]
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:

@@ -27,7 +27,7 @@ def embed(
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
-        raise BadInputError(f"{source} holds no text to embed")
+        raise BadInputError("there is no text to embed")  # the text itself: an empty file or stdin is refused as read
     generator = run.generator("embed")
     run.prepare(generator, text, {})  # every line's text checked before the model loads
     failed: dict[int, str] = {}

@@ -233,7 +233,9 @@ class Generator:
             raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick one with {option('field')}")
         value = fields[field]
         if not isinstance(value, str):
-            raise BadInputError(f"field {field!r} must hold text, not {type(value).__name__}")
+            from ..batch import json_kind
+
+            raise BadInputError(f"field {field!r} must hold text, not {json_kind(value)}")
         return value
 
     def prepare(self, options: dict[str, Any]) -> None:

@@ -37,15 +37,18 @@ KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 Example = tuple[str, list[str]]  # text, label names
 
 
-def load_examples(source: str | Path | list, one_label: str = "") -> list[Example]:
+def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file") -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
-    header line such as `text<TAB>label` or `review<TAB>sentiment`) or from `(text, label)` pairs.
-    An empty text or label is an error naming its line; so is a text of several labels when `one_label`
-    is given (it says what to do instead)."""
+    header line such as `text<TAB>label` or `review<TAB>sentiment`, or `label<TAB>text` for a file with
+    the label first) or from `(text, label)` pairs. An empty text or label is an error naming its line;
+    so is a text of several labels when `one_label` is given (it says what to do instead); `kind`
+    names the file in errors."""
     if isinstance(source, (str, Path)):
         rows = []
-        for number, line in numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind="examples file")):
-            text, tab, label = line.rpartition("\t")
+        lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
+        label_first = bool(lines) and _label_first(lines[0][1])
+        for number, line in lines:
+            label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
             if not tab:
                 raise BadInputError(f"{source}:{number}: expected text<TAB>label")
             if "\t" in text:
@@ -64,7 +67,7 @@ def load_examples(source: str | Path | list, one_label: str = "") -> list[Exampl
         rows, name = [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], "the examples"
     examples = [_example(where, text, label, one_label) for where, text, label in rows]
     if not examples:
-        raise BadInputError(f"{name} holds no examples; write one text<TAB>label per line")
+        raise BadInputError(f"{name} holds no {'examples' if kind == 'examples file' else 'texts'}; write one text<TAB>label per line")
     _warn_of_case_twins(name, [n for _, names in examples for n in names])
     return examples
 
@@ -91,6 +94,12 @@ def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
     on the text side, a known column name on either side, and a label no other line uses."""
     name, column = text.strip().lower(), label.strip().lower()
     return len(name.split()) == 1 and label not in other_labels and (name in TEXT_COLUMNS or column in LABEL_COLUMNS)
+
+
+def _label_first(line: str) -> bool:
+    """A first line that names the label column first (`label<TAB>text`, `sentiment<TAB>review`)."""
+    cells = [cell.strip().lower() for cell in line.split("\t")]
+    return len(cells) == 2 and cells[0] in LABEL_COLUMNS and cells[1] in TEXT_COLUMNS
 
 
 def _names(label: str | list[str]) -> list[str]:

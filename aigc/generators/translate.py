@@ -110,7 +110,7 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped, and so is a first row of
+    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term), and so is a first row of
     column names (`source<TAB>target`, `Word<TAB>Translation`) or of the run's `languages` (source,
     or auto, and target: `en<TAB>de`; see `_header`). A malformed line is a `BadInputError` naming
     the file and line."""
@@ -118,7 +118,7 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     seen: dict[str, tuple[str, int]] = {}
     first = True
     for number, line in numbered_lines(text):
-        if line.lstrip().startswith("#"):
+        if line.lstrip().startswith("#") and (line.count("\t") != 1 or re.match(r"\s*#(\s|$)", line)):  # not a term such as #include
             continue
         columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
         if len(columns) == 2 and bool(columns[0].strip()) != bool(columns[1].strip()):
@@ -336,6 +336,14 @@ class _Segment:
     cut_off: bool = False  # max_tokens ended its translation
 
 
+def _without_added_stop(source: str, translation: str) -> str:
+    """A piece's translation without the full stop the model ended it with where its source (words
+    before inline markup: "Configure" in "Configure `x`.") had none, so no "Configurez. `x`."."""
+    if translation.endswith((".", "。")) and not translation.endswith("..") and not source.endswith((".", "。", "…")):
+        return translation[:-1].rstrip()
+    return translation
+
+
 class TranslateGenerator(Generator):
     """Translate a document into another language, keeping its Markdown structure."""
 
@@ -402,7 +410,7 @@ class TranslateGenerator(Generator):
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Segments whose translation lost inline code, a link target, a URL or an emphasis marker
         (or added one): the words between them translated piece by piece, and the markup put back
-        as it was (a piece's own stray `**` dropped)."""
+        as it was (a piece's own stray `**`, and a full stop ending a piece whose words had none, dropped)."""
         layouts = [inline_parts(segment.source) for segment in broken]
         pieces = [
             _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
@@ -412,7 +420,7 @@ class TranslateGenerator(Generator):
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
-            segment.translation = "".join(without_emphasis(piece.translation or text) if piece else text for piece, text in done)
+            segment.translation = "".join(without_emphasis(_without_added_stop(text, piece.translation) or text) if piece else text for piece, text in done)
             segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:

@@ -744,11 +744,11 @@ def test_rows_without_text_fail_as_they_are_read_and_a_rerun_of_them_loads_no_mo
     from aigc.batch import check_inputs
 
     source = tmp_path / "in.jsonl"
-    source.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n{"id": "c", "text": "  "}\n{"id": "d", "text": 3}\n')
+    source.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n{"id": "c", "text": "  "}\n{"id": "d", "text": 3}\n{"id": "e", "text": null}\n{"id": "f", "text": ["x"]}\n')
     out = tmp_path / "out.jsonl"
     rows = read_rows(source)
     check_inputs(summarizer(FakeEngine()), rows, "text", source)
-    errors = {"b": "the row has no 'text' field (it has 'id', 'body'); pick one with field", "c": "there is no text to summarize", "d": "field 'text' must hold text, not int"}
+    errors = {"b": "the row has no 'text' field (it has 'id', 'body'); pick one with field", "c": "there is no text to summarize", "d": "field 'text' must hold text, not a number", "e": "field 'text' must hold text, not null", "f": "field 'text' must hold text, not a list"}
     assert {r.id: r.error for r in rows} == {"a": None, **errors}  # as running them says
     engine = FakeEngine()
     engine.enqueue("ok.")
@@ -761,7 +761,7 @@ def test_rows_without_text_fail_as_they_are_read_and_a_rerun_of_them_loads_no_mo
 
     monkeypatch.setattr(aigc.batch, "CoalescingEngine", None)
     summary = run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {})
-    assert (summary.done, summary.skipped, summary.retried, summary.errors) == (3, 1, 3, 3)
+    assert (summary.done, summary.skipped, summary.retried, summary.errors) == (5, 1, 5, 5)
     with pytest.raises(BadInputError, match=r'row 2 \(id "b"\): the row has no .text. field'):
         run_batch(Unloadable(engine=FakeEngine()), read_rows(source), out, {}, on_error="stop")
 

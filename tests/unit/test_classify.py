@@ -166,6 +166,19 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
         load_examples(wide)
 
 
+@pytest.mark.parametrize("header", ["label\ttext", "Sentiment\treview"])
+def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_path, header):
+    path = tmp_path / "ex.tsv"
+    path.write_text(f"{header}\npositive\tgreat movie\nnegative\tawful, long film\n")
+    assert load_examples(path) == [("great movie", ["positive"]), ("awful, long film", ["negative"])]
+    path.write_text(f"{header}\n")
+    with pytest.raises(BadInputError, match="ex.tsv holds no examples"):
+        load_examples(path)
+    path.write_text(f"{header}\npositive\tgreat\tmovie\n")
+    with pytest.raises(BadInputError, match="ex.tsv:2: 3 columns"):
+        load_examples(path)
+
+
 @pytest.mark.parametrize(
     "line, message",
     [

@@ -280,6 +280,19 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
 
 
+@pytest.mark.parametrize("command", ["classify", "embed"])
+@pytest.mark.parametrize("text", ["", "  "])
+def test_lines_of_empty_text_itself_say_there_is_no_text(command, text):
+    labels = ["-l", "a,b"] if command == "classify" else []
+    assert bad(command, text, "--lines", *labels, "-m", "no-such-model") == (2, [f"Error: there is no text to {command}"])
+
+
+def test_eval_names_its_data_as_data_not_examples(tmp_path):
+    assert bad("eval", "classify", str(tmp_path / "missing.tsv"), "-m", "no-such-model") == (2, [f"Error: no such data file: {tmp_path / 'missing.tsv'}"])
+    (tmp_path / "header.tsv").write_text("text\tlabel\n")
+    assert bad("eval", "classify", str(tmp_path / "header.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'header.tsv'} holds no texts; write one text<TAB>label per line"])
+
+
 def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unloadable):
     (tmp_path / "odd.tsv").write_text("I love it\tgood=yes\nI hate it\tbad|no\nAwesome stuff\tgood=yes\n")
     result = invoke("eval", "classify", str(tmp_path / "odd.tsv"), "-m", str(tiny_model_dir), "--json")

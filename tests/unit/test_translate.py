@@ -194,6 +194,27 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+def test_html_code_keys_output_and_variables_are_kept_like_inline_code():
+    result, _ = translate('Run <code class="sh">make all</code>, press <kbd>Ctrl</kbd>, see <samp>ok</samp> in <var>out</var> <b>now</b>.')
+    assert result["translation"] == 'RUN <code class="sh">make all</code>, PRESS <kbd>Ctrl</kbd>, SEE <samp>ok</samp> IN <var>out</var> <b>NOW</b>.'
+
+
+class AddsStopEngine(FakeEngine):
+    """Upper-cases each prompt's text, dropping its inline code and footnote references and ending it
+    with a full stop, as a small model does."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        texts = [re.sub(r"`[^`]*`|\[\^\w+\]", "", p[-1]["content"]).upper().rstrip(".") + "." for p in prompts]
+        return [[Completion(text, 1, 1, "stop")] for text in texts]
+
+
+def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
+    result, engine = translate("Configure `config.yaml` now. Term with footnote[^1]. Ends in code `x`.", engine=AddsStopEngine())
+    assert [p[-1]["content"] for p in engine.calls[-1][0]] == ["Configure", "now.", "Term with footnote", "Ends in code"]
+    assert result["translation"] == "CONFIGURE `config.yaml` NOW. TERM WITH FOOTNOTE[^1]. ENDS IN CODE `x`."
+
+
 class EmphasisEngine(FakeEngine):
     """Upper-cases each prompt's text, with its emphasis markers changed by `mangle`."""
 
@@ -305,7 +326,7 @@ def test_split_sentences_keeps_abbreviations_together():
      ("Deutsch", "de", "German"), ("pt-BR", "pt-BR", "Brazilian Portuguese"), ("pt_br", "pt-BR", "Brazilian Portuguese"),
      ("es-AR", "es-AR", "Spanish (es-AR)"), ("Farsi", "fa", "Persian"), ("日本語", "ja", "Japanese"), ("deu", "de", "German"),
      ("ger", "de", "German"), ("fra", "fr", "French"), ("sr-latn", "sr-Latn", "Serbian in Latin script"), ("deu-CH", "de-CH", "German (de-CH)"),
-     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
+     ("es-419", "es-419", "Spanish (Latin America)"), ("Portuguese (Brazil)", "pt-BR", "Brazilian Portuguese"), ("Chinese (Simplified)", "zh-CN", "Simplified Chinese"), ("chinese (traditional)", "zh-TW", "Traditional Chinese"), ("French (Canada)", "fr-CA", "French (fr-CA)")],
 )
 def test_languages_by_name_or_code(value, code, name):
     lang = lookup(value)
@@ -348,6 +369,7 @@ def test_glossary_parsing():
     text = "# terms\nsource\ttarget\n\nhospital\tKrankenhaus\nfront door\tHaustür\nHospital\tKrankenhaus\n"
     assert parse_glossary(text) == [("hospital", "Krankenhaus"), ("front door", "Haustür")]
     assert parse_glossary('"cat"\t"le ""chat"""\n') == [("cat", 'le "chat"')]  # cells quoted as spreadsheets write them
+    assert parse_glossary("# a comment\n#no tab: a comment\n# source\ttarget\n#include\t#include\n#hashtag\t#motdièse\n") == [("#include", "#include"), ("#hashtag", "#motdièse")]
 
 
 
