@@ -582,10 +582,11 @@ def get_template(name: str) -> Template:
     return template
 
 
-def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"})) -> None:
+def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> None:
     """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
-    variable the `task` does not fill with `given`, or reads none of the variables that `carries`
-    the input (its text would be dropped). An override (yours, in AIGC_TEMPLATES_PATH or a plugin's)
+    variable the `task` does not fill with `given`, reads none of the variables that `carries`
+    the input (its text would be dropped), or leaves out one of `reads` (variable: what it holds,
+    e.g. translate's target language). An override (yours, in AIGC_TEMPLATES_PATH or a plugin's)
     is named with its file and the way to fix it, since it may be in use with no option given."""
     template = _find(name)
     missing = [v for v in template.required if v not in given]
@@ -593,6 +594,8 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
         problem = f"needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}"
     elif not template.names_used & carries:
         problem = f"never reads {' or '.join(sorted(carries))}, where {task} puts its input"
+    elif unread := [f"{variable} ({what})" for variable, what in (reads or {}).items() if variable not in template.names_used]:
+        problem = f"never reads {', '.join(unread)}"
     else:
         return
     if _trying.get().get(template.name) is template:

@@ -722,6 +722,13 @@ def test_a_task_template_that_never_reads_the_input_is_an_option_error(task, opt
         get_generator(task, engine=FakeEngine()).validate({**options, "template": template})  # the text would be dropped
 
 
+def test_a_translate_template_that_never_reads_the_target_language_is_an_option_error():
+    from aigc.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"names template 'summarize', which never reads target \(the language to translate into\); give a template made for translate"):
+        get_generator("translate", engine=FakeEngine()).validate({"target_language": "fr", "template": "summarize"})
+
+
 def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
     import aigc.batch
 
