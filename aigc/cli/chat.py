@@ -26,7 +26,7 @@ REPL_HELP = """Commands:
   /undo            forget the last turn (your message and its reply)
   /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default;
                    /set system TEXT as /system)
-  /reset, /clear   forget the conversation (keeps the system prompt)
+  /reset, /clear   forget the conversation and files added with /file (keeps the system prompt)
   /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
   /save FILE       save the conversation (.json, or Markdown for any other name); asks
                    before it replaces a file
@@ -335,7 +335,7 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     _answer(session, run, session.send(text), text, kept)
     if files and not kept():  # the files wait for the next turn
         pending[:] = files
-        ui.info(f"({_names(files)} still added to your next message)")
+        ui.info(f"({_names(files)} still added to your next message; /reset drops {'it' if len(files) == 1 else 'them'})")
     return None
 
 
@@ -421,7 +421,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
     elif command == "/reset":
         session.reset()
-        _reply(f"(conversation cleared{also})")
+        dropped, pending[:] = _names(pending), []
+        _reply(f"(conversation cleared{also}{f'; {dropped} dropped' if dropped else ''})")
     elif command == "/system" and not arg:
         _reply(f"(system prompt: {session.system})" if session.system else "(no system prompt given: the template's own, if it has one; /system TEXT sets one)")
     elif command == "/system":

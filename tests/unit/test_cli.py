@@ -1359,6 +1359,27 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     assert "still added to your next message" in capsys.readouterr().err
 
 
+def test_repl_reset_drops_a_file_that_makes_every_turn_fail(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    (tmp_path / "big.txt").write_text("word " * 400)
+    engine = FakeEngine(context_length=100)
+    engine.enqueue("a reply")
+    session, pending, run = ChatSession(ChatGenerator(engine=engine)), [], RunOptions(log=False)
+    repl_lines(monkeypatch, f"/file {tmp_path / 'big.txt'}", "summarize it", "/reset", "hi")
+    for _ in range(2):
+        _turn(session, run, pending)
+    err = capsys.readouterr().err
+    assert "holds 100" in err and len(pending) == 1 and "/reset drops it" in err  # the file waits, and the way out is named
+    _turn(session, run, pending)
+    assert pending == [] and f"{tmp_path / 'big.txt'} dropped" in capsys.readouterr().err
+    _turn(session, run, pending)
+    assert [m["content"] for m in session.messages] == ["hi", "a reply"]
+
+
 def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_model_dir, tmp_path):
     (tmp_path / "a.txt").write_text("Bees make honey.")
     (tmp_path / "b.md").write_text("Cities have rooftops.")
