@@ -313,7 +313,8 @@ class ChatSession:
         pieces: list[str] = []
         finished = False
         try:
-            for piece in self.generator.stream(conversation, self.sampling, **self.options()):
+            # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
+            for piece in self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options()):
                 pieces.append(piece)
                 yield piece
             finished = True

@@ -689,6 +689,21 @@ def test_chat_streams_one_plain_answer_only(monkeypatch):
         assert not chat_cli._streamed(generator, {"template": template}, run, as_json=False)
 
 
+def test_the_repl_streams_one_reply_a_turn_with_a_template_that_asks_for_several(monkeypatch):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
+    engine = FakeEngine()
+    engine.enqueue("one reply")
+    session = ChatSession(ChatGenerator(engine=engine), template="twice")
+    repl_lines(monkeypatch, "bees")
+    _turn(session, RunOptions(log=False), [])
+    assert [m["content"] for m in session.messages] == ["bees", "one reply"] and engine.calls[-1][1].n == 1
+
+
 def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     from aigc.generators.template import TemplateGenerator
     from aigc.testing import FakeEngine
