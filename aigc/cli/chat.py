@@ -20,20 +20,23 @@ from .options import RunOptions, Schema, generation_options, parse_vars, read_sc
 
 REPL_HELP = """Commands:
   /help, /?        this help
-  /show            the model, system prompt, template, settings and conversation
+  /show            the model, system prompt, template, settings, conversation
   /file PATH       add a text file to your next message (/file alone lists them)
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
-  /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default;
-                   /set system TEXT as /system)
-  /reset, /clear   forget the conversation and files added with /file (keeps the system prompt)
-  /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
-  /save FILE       save the conversation (.json, or Markdown for any other name); asks
-                   before it replaces a file
+  /set KEY VALUE   change a sampling setting (/set alone shows them;
+                   /set KEY default; /set system TEXT as /system)
+  /reset, /clear   forget the conversation and the files added with /file
+                   (keeps the system prompt)
+  /system TEXT     set the system prompt (/system alone shows it;
+                   /system default: back to the default)
+  /save FILE       save the conversation (.json, or Markdown for any other
+                   name); asks before it replaces a file
   /load FILE       go on from a conversation saved as .json
-  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D do too)
-A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
-even if it starts with / or is just exit); start a message with // to send one line that starts with /.
+  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
+A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
+(sent as typed, even if it starts with / or is just exit); start a message
+with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats

@@ -1977,6 +1977,12 @@ def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     assert "temperature 0.3" in err and "no files added" in err
 
 
+def test_repl_help_fits_an_80_column_terminal_unwrapped():
+    from aigc.cli.chat import REPL_HELP
+
+    assert "/reset, /clear" in REPL_HELP and max(len(line) for line in REPL_HELP.splitlines()) <= 80  # a terminal broke longer ones mid-phrase
+
+
 def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):
     from aigc.generators.chat import ChatGenerator, ChatSession
     from aigc.testing import FakeEngine
