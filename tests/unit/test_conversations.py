@@ -423,3 +423,18 @@ def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_
             with conversations.none_open([kept]):
                 pytest.fail("two held the same conversation")
     assert list(folder.iterdir()) == []
+
+
+def test_loading_an_empty_file_is_refused_and_the_conversation_kept(tmp_path):
+    path, empty = tmp_path / "talk.json", tmp_path / "empty.txt"
+    empty.write_text("\n")
+    engine = FakeEngine()
+    engine.enqueue("Hello.")
+    talk = session(path, engine)
+    "".join(talk.send("hi"))
+    with pytest.raises(BadInputError, match="is empty"):
+        talk.load(empty)
+    assert len(talk.messages) == 2 and len(conversations.read(path).messages) == 2
+    (tmp_path / "cleared.json").write_text('{"messages": []}')
+    talk.load(tmp_path / "cleared.json")  # a conversation saved empty is still one
+    assert talk.messages == [] and conversations.read(path).messages == []
