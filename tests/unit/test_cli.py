@@ -822,7 +822,7 @@ def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is
     assert result["messages"] == [{"role": "system", "content": "You summarize text in one line."}, {"role": "user", "content": "The cat sat on the mat."}]
     assert invoke("run", "fab", "-m", str(tiny_model_dir), "--max-tokens", "3", input="The cat sat.\n").exit_code == 0
     code, lines = bad("run", "fab", "-m", str(tiny_model_dir))
-    assert code == 2 and lines == ["Error: template 'fab' is a system prompt with no message: it answers the text given as its input"]
+    assert code == 2 and lines == ["Error: template 'fab' needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in"]
     result = invoke("run", "headline", "-m", "no-such-model", input="urban rooftop bees\n")
     assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
 
@@ -845,7 +845,7 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
-        ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
+        ("greet", ["--var", "who=x"], "needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in (its variables: input, who, times)"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
         ("greet.j2", [], "the template 'greet' is named without .j2: greet"),
