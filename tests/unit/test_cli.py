@@ -1803,6 +1803,15 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
 
 
+def test_a_settings_file_with_a_byte_order_mark_is_read_and_changed_in_place(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_bytes('\ufeff[aliases]\nsmall = "smollm2"\n'.encode("utf-8"))  # as Notepad saves it
+    assert invoke("models", "alias").stdout == "small = smollm2\n"
+    assert invoke("models", "alias", "tiny", "smollm2").exit_code == 0
+    assert settings.read_text(encoding="utf-8") == '[aliases]\nsmall = "smollm2"\ntiny = "smollm2"\n'  # one [aliases] table, not a second
+
+
 def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions

@@ -1,5 +1,6 @@
 """Saved conversations and chat sessions kept in a file (`aigc chat --session`)."""
 
+import codecs
 import json
 import os
 
@@ -438,3 +439,9 @@ def test_loading_an_empty_file_is_refused_and_the_conversation_kept(tmp_path):
     (tmp_path / "cleared.json").write_text('{"messages": []}')
     talk.load(tmp_path / "cleared.json")  # a conversation saved empty is still one
     assert talk.messages == [] and conversations.read(path).messages == []
+
+
+def test_a_conversation_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "talk.json"
+    path.write_bytes(codecs.BOM_UTF8 + json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}).encode())
+    assert [m["content"] for m in conversations.read(path).messages] == ["hi", "yo"]
