@@ -62,6 +62,8 @@ def chat(
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
     variables = parse_vars(var) if var else None
+    if (files or []).count("-") > 1:
+        raise BadInputError("-f - is given twice; standard input is read once, so give it once")
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:

@@ -1412,6 +1412,8 @@ def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_m
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
     bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
     assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr
+    twice = invoke("chat", "-f", "-", "-f", "-", "hi", "-m", str(tmp_path / "no-model"), input="Piped notes.\n")
+    assert twice.exit_code == 2 and "-f - is given twice" in twice.stderr  # not "standard input is empty", from the second read
 
 
 def test_fake_engine_streams_exactly_the_text_it_generates():
