@@ -413,6 +413,12 @@ def test_bad_files_are_one_line_errors_with_exit_2(tmp_path, content, words):
     assert not out.exists()
 
 
+def test_an_html_file_with_nothing_but_markup_and_navigation_says_so(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><nav>Home About</nav><footer>(c) 2024</footer></html>\n")
+    assert bad("summarize", str(page)) == (2, [f"Error: {page} has no text outside its markup, <nav> and <footer>; give a document with some text in it"])  # not "is empty"
+
+
 def test_missing_file(tmp_path):
     code, lines = bad("headline", str(tmp_path / "missing.txt"))
     assert code == 2 and lines == [f"Error: no such file: {tmp_path / 'missing.txt'}"]
