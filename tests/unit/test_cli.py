@@ -477,7 +477,10 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     [
         (["chat", "--colour", "red"], "No such option: --colour"),
         (["translate", "-"], "Missing option '--to'"),
-        (["chat", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
+        (["chat", "hi", "--max-tokens", "many"], "--max-tokens must be a whole number, got 'many'"),  # not typer's "Input should be a valid integer"
+        (["chat", "hi", "--temperature", "hot"], "--temperature must be a number, got 'hot'"),
+        (["logs", "-n", "1.5"], "--count must be a whole number, got '1.5'"),
+        (["logs", "rm", "12", "abc"], "ID must be a whole number, got 'abc'"),
         (["--colour"], "No such option: --colour"),
         (["models", "nosuch"], "No such command 'nosuch'"),
         (["translate", "--to"], "requires an argument (see `aigc translate --help`)"),
