@@ -225,7 +225,7 @@ class ChatSession:
         """Go on from the conversation saved in `path` (JSON), its system prompt and template included;
         an empty file holds none (it would have emptied this one, and its file)."""
         saved = conversations.read(path)
-        if not saved.messages and not saved.system and not Path(path).expanduser().read_text(encoding="utf-8").strip():
+        if not saved.messages and not saved.system and not Path(path).expanduser().read_text(encoding="utf-8-sig").strip():
             raise BadInputError(f"{path} is empty: there is no conversation in it to load")
         template, variables = self._template(None, None, saved)
         self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
