@@ -54,7 +54,7 @@ def load_settings() -> dict:
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        settings = parse_toml(data.decode("utf-8"))
+        settings = parse_toml(data.decode("utf-8-sig"))  # a byte-order mark (Notepad) is skipped
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
     _report_unknown(path, settings)
@@ -96,7 +96,7 @@ def set_setting(key: str, value: str | bool | None) -> Path:
 
     settings = load_settings()  # a broken file is an error before anything is changed
     path = settings_file()
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    lines = path.read_text(encoding="utf-8-sig").splitlines() if path.exists() else []
     tables = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     assignment = re.compile(rf"\s*{re.escape(key)}\s*=")
     found = [i for i in range(tables) if assignment.match(lines[i])]
@@ -213,7 +213,7 @@ def set_alias(name: str, target: str | None) -> Path:
 
     settings = load_settings()
     path = settings_file()
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    lines = path.read_text(encoding="utf-8-sig").splitlines() if path.exists() else []
     header = next((i for i, line in enumerate(lines) if _ALIASES_TABLE.match(line)), None)
     if header is None:
         if target is None and name not in settings.get("aliases", {}):

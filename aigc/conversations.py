@@ -57,7 +57,7 @@ def read(path: str | os.PathLike) -> Conversation:
     path = Path(path).expanduser()
     fix = f'{path} is not a saved conversation: expected JSON like {{"messages": [{{"role": "user", "content": "..."}}]}}, as /save FILE.json writes'
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (PowerShell's) is skipped
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
     except UnicodeDecodeError:

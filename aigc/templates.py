@@ -180,10 +180,12 @@ def _read(path: Path, source: str) -> Template:
     """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read template {path}: {exc}") from exc
+    from .textio import decode_text
+
+    try:  # a byte-order mark (as Notepad writes) is skipped, so the front matter is still read
+        text = decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
+    except OSError as exc:
+        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
     meta: dict[str, Any] = {}
     body, body_line = text, 1
     if text.startswith("---\n"):

@@ -222,12 +222,13 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
     `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line."""
-    text = decode_text(data, name, expected)
-    if suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(text)):
-        text = html_to_text(text)
+    raw = decode_text(data, name, expected)
+    html = suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(raw))
+    text = html_to_text(raw) if html else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
-        raise BadInputError(f"{name} is empty; give a document with some text in it")
+        empty = "has no text outside its markup, <nav> and <footer>" if html and raw.strip() else "is empty"
+        raise BadInputError(f"{name} {empty}; give a document with some text in it")
     return text
 
 

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import signal
 import sys
 import threading
@@ -89,8 +90,21 @@ def _one_line(exc: UsageError, command: str | None = None):
         hint = f"global options go before the command: `aigc {exc.option_name} {where.split(' ', 1)[-1]} ...`"
         if exc.option_name == "--version":
             hint = "`aigc --version` prints the version"
-    ui.error(f"{exc.format_message().rstrip('.')} ({hint})")
+    ui.error(f"{_not_a_number(exc) or exc.format_message().rstrip('.')} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+NUMBER_KINDS = {"int_parsing": "a whole number", "int_from_float": "a whole number", "float_parsing": "a number"}
+
+
+def _not_a_number(exc: UsageError) -> Optional[str]:
+    """`--count must be a whole number, got 'abc'`, as aigc's own checks word it, for a value typer
+    could not convert (its message names neither the value nor what to give)."""
+    errors = getattr(exc.__cause__, "errors", None)
+    named = re.match(r"Invalid value for '([^']+)'", exc.format_message())  # 'ID', or '--count' / '-n'
+    if not callable(errors) or named is None or len(errors()) != 1 or errors()[0].get("type") not in NUMBER_KINDS:
+        return None
+    return f"{named.group(1)} must be {NUMBER_KINDS[errors()[0]['type']]}, got {errors()[0].get('input')!r}"
 
 
 def _quiet_stdout() -> None:

@@ -20,20 +20,23 @@ from .options import RunOptions, Schema, generation_options, parse_vars, read_sc
 
 REPL_HELP = """Commands:
   /help, /?        this help
-  /show            the model, system prompt, template, settings and conversation
+  /show            the model, system prompt, template, settings, conversation
   /file PATH       add a text file to your next message (/file alone lists them)
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
-  /set KEY VALUE   change a sampling setting (/set alone shows them; /set KEY default;
-                   /set system TEXT as /system)
-  /reset, /clear   forget the conversation (keeps the system prompt)
-  /system TEXT     set the system prompt (/system alone shows it; /system default: back to the default)
-  /save FILE       save the conversation (.json, or Markdown for any other name); asks
-                   before it replaces a file
+  /set KEY VALUE   change a sampling setting (/set alone shows them;
+                   /set KEY default; /set system TEXT as /system)
+  /reset, /clear   forget the conversation and the files added with /file
+                   (keeps the system prompt)
+  /system TEXT     set the system prompt (/system alone shows it;
+                   /system default: back to the default)
+  /save FILE       save the conversation (.json, or Markdown for any other
+                   name); asks before it replaces a file
   /load FILE       go on from a conversation saved as .json
-  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D do too)
-A line starting with \"\"\" goes on over several lines until one ends with \"\"\" (sent as typed,
-even if it starts with / or is just exit); start a message with // to send one line that starts with /.
+  /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
+A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
+(sent as typed, even if it starts with / or is just exit); start a message
+with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
@@ -59,6 +62,8 @@ def chat(
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
     variables = parse_vars(var) if var else None
+    if (files or []).count("-") > 1:
+        raise BadInputError("-f - is given twice; standard input is read once, so give it once")
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:
@@ -340,7 +345,7 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     _answer(session, run, session.send(text), text, kept)
     if files and not kept():  # the files wait for the next turn
         pending[:] = files
-        ui.info(f"({_names(files)} still added to your next message)")
+        ui.info(f"({_names(files)} still added to your next message; /reset drops {'it' if len(files) == 1 else 'them'})")
     return None
 
 
@@ -426,7 +431,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
     elif command == "/reset":
         session.reset()
-        _reply(f"(conversation cleared{also})")
+        dropped, pending[:] = _names(pending), []
+        _reply(f"(conversation cleared{also}{f'; {dropped} dropped' if dropped else ''})")
     elif command == "/system" and not arg:
         _reply(f"(system prompt: {session.system})" if session.system else "(no system prompt given: the template's own, if it has one; /system TEXT sets one)")
     elif command == "/system":

@@ -43,6 +43,7 @@ def run_template(
     values = parse_vars(var or [])
     _check_not_empty(found, values)
     _fill_input(found, values, source)
+    _check_input_given(found, values)
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template")
@@ -96,6 +97,14 @@ def _fill_input(template: "templates.Template", values: dict[str, str], source: 
             values[name] = piped.strip()
     elif not values and stdin_ready() and (piped := stdin_text()) and piped.strip():
         template.input_variable(values)  # no place for the text: its error says what to give
+
+
+def _check_input_given(template: "templates.Template", values: dict[str, str]) -> None:
+    """The input a template needs, not given: say the ways `aigc run` takes it."""
+    name = _open_input(template, values)
+    if name is not None and (name in template.required or not template.body.strip()):
+        names = ", ".join(v["name"] for v in template.variables)
+        raise BadInputError(f"{template.label} needs {name}: give it as FILE (or -i FILE), with --var {name}=TEXT, or pipe it in" + (f" (its variables: {names})" if names else ""))
 
 
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:

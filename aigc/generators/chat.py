@@ -222,8 +222,11 @@ class ChatSession:
         self._keep()
 
     def load(self, path: str | Path) -> None:
-        """Go on from the conversation saved in `path` (JSON), its system prompt and template included."""
+        """Go on from the conversation saved in `path` (JSON), its system prompt and template included;
+        an empty file holds none (it would have emptied this one, and its file)."""
         saved = conversations.read(path)
+        if not saved.messages and not saved.system and not Path(path).expanduser().read_text(encoding="utf-8-sig").strip():
+            raise BadInputError(f"{path} is empty: there is no conversation in it to load")
         template, variables = self._template(None, None, saved)
         self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
         self.template, self.variables = template, variables
@@ -313,7 +316,8 @@ class ChatSession:
         pieces: list[str] = []
         finished = False
         try:
-            for piece in self.generator.stream(conversation, self.sampling, **self.options()):
+            # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
+            for piece in self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options()):
                 pieces.append(piece)
                 yield piece
             finished = True

@@ -879,7 +879,7 @@ def build(
     from ..engine.models import load_model
 
     backends: dict[str, Backend] = {}
-    for name in models or [None]:
+    for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
         if not isinstance(engine, LocalEngine):
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")

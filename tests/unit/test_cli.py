@@ -426,6 +426,12 @@ def test_bad_files_are_one_line_errors_with_exit_2(tmp_path, content, words):
     assert not out.exists()
 
 
+def test_an_html_file_with_nothing_but_markup_and_navigation_says_so(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><nav>Home About</nav><footer>(c) 2024</footer></html>\n")
+    assert bad("summarize", str(page)) == (2, [f"Error: {page} has no text outside its markup, <nav> and <footer>; give a document with some text in it"])  # not "is empty"
+
+
 def test_missing_file(tmp_path):
     code, lines = bad("headline", str(tmp_path / "missing.txt"))
     assert code == 2 and lines == [f"Error: no such file: {tmp_path / 'missing.txt'}"]
@@ -484,7 +490,10 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     [
         (["chat", "--colour", "red"], "No such option: --colour"),
         (["translate", "-"], "Missing option '--to'"),
-        (["chat", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
+        (["chat", "hi", "--max-tokens", "many"], "--max-tokens must be a whole number, got 'many'"),  # not typer's "Input should be a valid integer"
+        (["chat", "hi", "--temperature", "hot"], "--temperature must be a number, got 'hot'"),
+        (["logs", "-n", "1.5"], "--count must be a whole number, got '1.5'"),
+        (["logs", "rm", "12", "abc"], "ID must be a whole number, got 'abc'"),
         (["--colour"], "No such option: --colour"),
         (["models", "nosuch"], "No such command 'nosuch'"),
         (["translate", "--to"], "requires an argument (see `aigc translate --help`)"),
@@ -702,6 +711,21 @@ def test_chat_streams_one_plain_answer_only(monkeypatch):
         assert not chat_cli._streamed(generator, {"template": template}, run, as_json=False)
 
 
+def test_the_repl_streams_one_reply_a_turn_with_a_template_that_asks_for_several(monkeypatch):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
+    engine = FakeEngine()
+    engine.enqueue("one reply")
+    session = ChatSession(ChatGenerator(engine=engine), template="twice")
+    repl_lines(monkeypatch, "bees")
+    _turn(session, RunOptions(log=False), [])
+    assert [m["content"] for m in session.messages] == ["bees", "one reply"] and engine.calls[-1][1].n == 1
+
+
 def test_run_renders_what_it_promises(tiny_model_dir, monkeypatch):
     from aigc.generators.template import TemplateGenerator
     from aigc.testing import FakeEngine
@@ -820,7 +844,7 @@ def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is
     assert result["messages"] == [{"role": "system", "content": "You summarize text in one line."}, {"role": "user", "content": "The cat sat on the mat."}]
     assert invoke("run", "fab", "-m", str(tiny_model_dir), "--max-tokens", "3", input="The cat sat.\n").exit_code == 0
     code, lines = bad("run", "fab", "-m", str(tiny_model_dir))
-    assert code == 2 and lines == ["Error: template 'fab' is a system prompt with no message: it answers the text given as its input"]
+    assert code == 2 and lines == ["Error: template 'fab' needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in"]
     result = invoke("run", "headline", "-m", "no-such-model", input="urban rooftop bees\n")
     assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
 
@@ -843,7 +867,7 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
-        ("greet", ["--var", "who=x"], "needs input; its variables: input, who, times"),
+        ("greet", ["--var", "who=x"], "needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in (its variables: input, who, times)"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
         ("greet.j2", [], "the template 'greet' is named without .j2: greet"),
@@ -1372,6 +1396,27 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     assert "still added to your next message" in capsys.readouterr().err
 
 
+def test_repl_reset_drops_a_file_that_makes_every_turn_fail(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    (tmp_path / "big.txt").write_text("word " * 400)
+    engine = FakeEngine(context_length=100)
+    engine.enqueue("a reply")
+    session, pending, run = ChatSession(ChatGenerator(engine=engine)), [], RunOptions(log=False)
+    repl_lines(monkeypatch, f"/file {tmp_path / 'big.txt'}", "summarize it", "/reset", "hi")
+    for _ in range(2):
+        _turn(session, run, pending)
+    err = capsys.readouterr().err
+    assert "holds 100" in err and len(pending) == 1 and "/reset drops it" in err  # the file waits, and the way out is named
+    _turn(session, run, pending)
+    assert pending == [] and f"{tmp_path / 'big.txt'} dropped" in capsys.readouterr().err
+    _turn(session, run, pending)
+    assert [m["content"] for m in session.messages] == ["hi", "a reply"]
+
+
 def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_model_dir, tmp_path):
     (tmp_path / "a.txt").write_text("Bees make honey.")
     (tmp_path / "b.md").write_text("Cities have rooftops.")
@@ -1389,6 +1434,8 @@ def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_m
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
     bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
     assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr
+    twice = invoke("chat", "-f", "-", "-f", "-", "hi", "-m", str(tmp_path / "no-model"), input="Piped notes.\n")
+    assert twice.exit_code == 2 and "-f - is given twice" in twice.stderr  # not "standard input is empty", from the second read
 
 
 def test_fake_engine_streams_exactly_the_text_it_generates():
@@ -1780,6 +1827,15 @@ def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     assert result.stderr.count("Warning:") == 1 and "aigc reads no setting 'defualt_model'; did you mean default_model?" in result.stderr
 
 
+def test_a_settings_file_with_a_byte_order_mark_is_read_and_changed_in_place(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_bytes('\ufeff[aliases]\nsmall = "smollm2"\n'.encode("utf-8"))  # as Notepad saves it
+    assert invoke("models", "alias").stdout == "small = smollm2\n"
+    assert invoke("models", "alias", "tiny", "smollm2").exit_code == 0
+    assert settings.read_text(encoding="utf-8") == '[aliases]\nsmall = "smollm2"\ntiny = "smollm2"\n'  # one [aliases] table, not a second
+
+
 def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
@@ -1952,6 +2008,12 @@ def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
         _turn(session, RunOptions(), [])
     err = capsys.readouterr().err
     assert "temperature 0.3" in err and "no files added" in err
+
+
+def test_repl_help_fits_an_80_column_terminal_unwrapped():
+    from aigc.cli.chat import REPL_HELP
+
+    assert "/reset, /clear" in REPL_HELP and max(len(line) for line in REPL_HELP.splitlines()) <= 80  # a terminal broke longer ones mid-phrase
 
 
 def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):

@@ -1,5 +1,6 @@
 """Saved conversations and chat sessions kept in a file (`aigc chat --session`)."""
 
+import codecs
 import json
 import os
 
@@ -461,3 +462,24 @@ def test_a_waiting_holder_gets_the_lock_once_it_is_freed(tmp_path):
         order.append("holder")
     waiter.join()
     assert locked and order == ["holder", "waiter"]
+
+
+def test_loading_an_empty_file_is_refused_and_the_conversation_kept(tmp_path):
+    path, empty = tmp_path / "talk.json", tmp_path / "empty.txt"
+    empty.write_text("\n")
+    engine = FakeEngine()
+    engine.enqueue("Hello.")
+    talk = session(path, engine)
+    "".join(talk.send("hi"))
+    with pytest.raises(BadInputError, match="is empty"):
+        talk.load(empty)
+    assert len(talk.messages) == 2 and len(conversations.read(path).messages) == 2
+    (tmp_path / "cleared.json").write_text('{"messages": []}')
+    talk.load(tmp_path / "cleared.json")  # a conversation saved empty is still one
+    assert talk.messages == [] and conversations.read(path).messages == []
+
+
+def test_a_conversation_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "talk.json"
+    path.write_bytes(codecs.BOM_UTF8 + json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}).encode())
+    assert [m["content"] for m in conversations.read(path).messages] == ["hi", "yo"]

@@ -99,15 +99,21 @@ def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
 def test_a_broken_template_is_skipped_with_a_warning_and_the_others_work():
     path = write(templates.user_dir(), "broken", "---\ndescription: [unclosed\n---\nbody")
     write(templates.user_dir(), "bad-bytes", "")
-    (templates.user_dir() / "bad-bytes.j2").write_bytes(b"\xff\xfe caf\xe9")
+    (templates.user_dir() / "bad-bytes.j2").write_bytes(b"---\ndescription: caf\xe9\n---\n")
     with pytest.warns(AigcWarning) as caught:
         found = templates.discover()
     assert "broken" not in found and "bad-bytes" not in found and "chat" in found
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2
     assert any(f"{path}:2: bad front matter" in m for m in messages)
-    assert any("cannot read template" in m and "bad-bytes.j2" in m for m in messages)
+    assert any("bad-bytes.j2 is not valid UTF-8 (at line 2)" in m for m in messages)
     assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
+
+
+def test_a_template_with_a_byte_order_mark_keeps_its_front_matter():
+    (templates.user_dir()).mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "notepad.j2").write_bytes("\ufeff---\r\nsystem: Be brief.\r\n---\r\nHi {{ input }}\r\n".encode("utf-8"))
+    assert templates.render("notepad", {"input": "x"}).messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi x"}]
 
 
 def test_a_variable_used_but_not_declared_is_an_error_when_the_template_is_read():
