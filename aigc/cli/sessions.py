@@ -26,8 +26,13 @@ def _show(as_json: bool) -> None:
     if as_json:
         ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    broken = [row for row in rows if "error" in row]
+    for row in broken:
+        ui.warn(row["error"])
+    rows = [row for row in rows if "error" not in row]
     if not rows:
-        ui.info(f"No sessions in {conversations.sessions_dir()}. `aigc chat --session NAME` starts one.")
+        readable = "readable " if broken else ""
+        ui.info(f"No {readable}sessions in {conversations.sessions_dir()}. `aigc chat --session NAME` starts one.")
         return
     from rich.console import Console
     from rich.table import Table
@@ -36,9 +41,6 @@ def _show(as_json: bool) -> None:
     for column in ("name", "messages", "updated", "first message"):
         table.add_column(column, overflow="ellipsis", no_wrap=column == "first message", max_width=60 if column == "first message" else None)
     for row in rows:
-        if "error" in row:
-            ui.warn(row["error"])
-            continue
         first = " ".join(row["first"].split())
         table.add_row(row["name"], str(row["messages"]), row["updated"].replace("T", " ").replace("+00:00", " UTC"), first)
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)

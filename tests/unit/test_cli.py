@@ -1469,6 +1469,16 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
 
 
+def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
+    from aigc import conversations
+
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    (conversations.sessions_dir() / "broken.json").write_text("{not json")
+    listed = invoke("sessions")
+    assert listed.exit_code == 0 and listed.stdout == ""
+    assert "broken.json" in listed.stderr and "No readable sessions in" in listed.stderr
+
+
 def test_chat_c_goes_on_from_an_unnamed_chat_and_cid_from_any_logged_one(tiny_model_dir, tmp_path, monkeypatch):
     from aigc import conversations
 
