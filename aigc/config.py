@@ -231,9 +231,13 @@ def set_alias(name: str, target: str | None) -> Path:
     else:
         last = max([i for i in range(header, end) if lines[i].strip()], default=header)
         lines[last + 1:last + 1] = new
-    text = "\n".join(lines) + "\n"
+    end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    emptied = target is None and not any(line.strip() for line in lines[header + 1:end])
+    if emptied:  # the last alias removed: its table goes too, with the blank line set_alias put before it
+        del lines[header - (header > 0 and not lines[header - 1].strip()):end]
+    text = "\n".join(lines) + "\n" if lines else ""
     aliases = {k: v for k, v in settings.get("aliases", {}).items() if k != name} | ({name: target} if target else {})
-    expected = {k: v for k, v in settings.items() if k != "aliases"} | ({"aliases": aliases} if aliases or "aliases" in settings else {})
+    expected = {k: v for k, v in settings.items() if k != "aliases"} | ({"aliases": aliases} if aliases or "aliases" in settings and not emptied else {})
     try:
         same = parse_toml(text) == expected
     except ValueError:

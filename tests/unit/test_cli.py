@@ -1717,6 +1717,20 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     assert result.exit_code == 2 and "alias 'broken' (in " in result.stderr and "cannot be used" in result.stderr
 
 
+def test_removing_the_last_alias_removes_the_aliases_table_it_leaves_empty(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    before = '[remotes.gpu]\nurl = "http://gpu:8000/v1"\n'
+    settings.write_text(before)
+    assert invoke("models", "alias", "small", "smollm2").exit_code == 0 and "[aliases]" in settings.read_text()
+    assert invoke("models", "alias", "small", "--rm").exit_code == 0
+    assert settings.read_text() == before
+    assert invoke("models", "alias", "small", "smollm2").exit_code == 0
+    settings.write_text(settings.read_text().replace("[aliases]\n", "[aliases]  # mine\n# keep this\n"))
+    assert invoke("models", "alias", "small", "--rm").exit_code == 0
+    assert settings.read_text().endswith("[aliases]  # mine\n# keep this\n")  # a table with a comment of yours stays
+
+
 def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()
