@@ -442,6 +442,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/save":
         if not arg:
             raise BadInputError("/save needs a file name, e.g. /save chat.md or /save chat.json")
+        if not session.messages and not session.system:
+            raise BadInputError("there is nothing to save yet: say something first")
         target = _unquoted(arg)
         if _replaces(target):
             _reply(f"(saved to {session.save(target, '/save')})")

@@ -1860,6 +1860,19 @@ def test_a_settings_file_with_a_byte_order_mark_is_read_and_changed_in_place(tmp
     assert settings.read_text(encoding="utf-8") == '[aliases]\nsmall = "smollm2"\ntiny = "smollm2"\n'  # one [aliases] table, not a second
 
 
+def test_repl_save_of_an_empty_conversation_writes_nothing(monkeypatch, capsys, tmp_path):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session, run = ChatSession(ChatGenerator(engine=FakeEngine())), RunOptions(log=False)
+    target = tmp_path / "chat.md"
+    repl_lines(monkeypatch, "/save " + str(target))
+    assert _turn(session, run, []) is None
+    assert not target.exists() and "nothing to save yet" in capsys.readouterr().err
+
+
 def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
