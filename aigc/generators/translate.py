@@ -317,6 +317,8 @@ def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[s
         return []
     if isinstance(glossary, (str, Path)):  # a TSV file's path (`-O glossary=terms.tsv` in aigc batch)
         return load_glossary(glossary, languages)
+    if not isinstance(glossary, (dict, list, tuple)):
+        raise OptionError("glossary", f"must be a TSV file's path, a {{source: target}} dict or a list of (source, target) pairs, got {type_name(glossary)}")
     items = list(glossary.items()) if isinstance(glossary, dict) else list(glossary)
     entries = []
     for item in items:

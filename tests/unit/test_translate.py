@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from aigc.cli.app import app
 from aigc.engine.base import Completion
-from aigc.errors import BadInputError
+from aigc.errors import BadInputError, OptionError
 from aigc.generators.translate import (
     TranslateGenerator,
     TranslateOptions,
@@ -437,6 +437,8 @@ def test_glossary_files(tmp_path):
     assert TranslateOptions(target_language="fr", glossary=str(good)).terms == [("cat", "chat")]  # a path, as `-O glossary=g.tsv` gives it
     with pytest.raises(BadInputError, match="no such glossary file"):
         TranslateOptions(target_language="fr", glossary="missing.tsv")
+    with pytest.raises(OptionError, match=r"^glossary must be a TSV file's path, a \{source: target\} dict or a list of \(source, target\) pairs, got int$"):
+        TranslateOptions(target_language="fr", glossary=5)
 
 
 def test_glossary_terms_are_prompted_enforced_and_misses_reported():
