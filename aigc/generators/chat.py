@@ -141,6 +141,7 @@ class ChatGenerator(Generator):
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated; bad inputs or settings fail at the call."""
+        self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
@@ -164,6 +165,11 @@ class ChatGenerator(Generator):
             parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
 
 
+def _system(text: Any) -> str | None:
+    """A session's system prompt as given: text (or None for the template's own)."""
+    return coerce_value("system", text, str | None, OptionError)
+
+
 class ChatSession:
     """A conversation kept across turns: `send` streams a reply and records both sides. With `path`
     (a saved conversation, see `aigc.conversations`) it starts from that file when there is one and
@@ -177,6 +183,9 @@ class ChatSession:
     def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True):
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
+        generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
+        if path is not None and not isinstance(path, (str, Path)):
+            raise OptionError("path", f"must be the session file's name (str or Path), got {type_name(path)}")
         self.generator = generator
         self.sampling = dict(sampling or {})
         self._given = dict(self.sampling)  # what "default" goes back to
@@ -191,7 +200,7 @@ class ChatSession:
                 check_writable(self.path, "the session file")  # before any reply that could not be kept
         self._on_disk = self.path is not None and self.path.exists()  # once it is, a write does not make it again
         saved = conversations.read(self.path) if self._on_disk else conversations.Conversation()
-        self.system = system if system is not None else saved.system
+        self.system = _system(system) if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
         self._writing: dict | None = None  # the reply being streamed, while it is
@@ -233,7 +242,7 @@ class ChatSession:
         self._keep()
 
     def set_system(self, text: str) -> None:
-        self.system = text or None
+        self.system = _system(text) or None
         self._keep()
 
     def undo(self) -> None:
