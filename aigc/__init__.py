@@ -95,6 +95,10 @@ def embed(
 def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None, trust_remote_code: bool) -> Generator:
     """The generator `generate` and `embed` use for a task and model settings, made once."""
     key = (task, model, device, dtype, quantize, trust_remote_code)
+    try:
+        hash(key)
+    except TypeError:  # a list or dict where a name belongs: get_generator says which and what to give
+        return get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)
     with _generators_lock:
         if key not in _generators:
             _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)

@@ -140,6 +140,8 @@ def resolve(name: str | None, kind: str = "text") -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
     model of `kind` (text or image), and an error about it says where it was set. An unknown name's
     error lists the aliases of `kind`."""
+    if name is not None and not isinstance(name, str):
+        raise OptionError("model", f"must be a model name or path (text), got {type(name).__name__}")
     if name is not None:
         return _resolve(name, kind)
     with blamed_default(kind) as name:

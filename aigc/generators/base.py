@@ -438,11 +438,13 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
         signature.bind(**kwargs)
     except TypeError as exc:  # a required argument left out
         raise BadInputError(f"the {name} generator: {exc}") from None
+    if not isinstance(kwargs.get("trust_remote_code", False), bool):  # "no" would be taken as yes
+        raise OptionError("trust_remote_code", f"must be True or False, got {kwargs['trust_remote_code']!r}")
+    for hook in ("progress", "load_progress"):
+        if not callable(kwargs.get(hook) or _no_progress):
+            raise OptionError(hook, f"must be a function (or None), got {type_name(kwargs[hook])}")
     if kwargs.get("engine") is None:
-        model = kwargs.get("model")
-        if model is not None and not isinstance(model, str):
-            raise OptionError("model", f"must be a model name or path (text), got {type_name(model)}")
-        cls.check_model(model, kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))
+        cls.check_model(kwargs.get("model"), kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))
     generator = cls(**kwargs)
     generator.name = name  # errors and logs name it as it was asked for
     return generator

@@ -257,9 +257,27 @@ def test_a_stream_with_bad_settings_or_input_fails_at_the_call():
     from aigc.generators.template import TemplateGenerator
 
     for call in (lambda: ChatGenerator(engine=FakeEngine()).stream("hi", {"bogus": 1}), lambda: ChatGenerator(engine=FakeEngine()).stream("  "),
-                 lambda: TemplateGenerator(engine=FakeEngine()).stream({"input": "x"}, {"n": 2})):
+                 lambda: ChatGenerator(engine=FakeEngine()).stream("hi", [("temperature", 1)]), lambda: TemplateGenerator(engine=FakeEngine()).stream({"input": "x"}, {"n": 2})):
         with pytest.raises(BadInputError):
             call()  # not only when the first piece is read
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"sampling": [("temperature", 1)]}, "sampling must be a dict of settings"),
+        ({"sampling": {"temprature": 1}}, "unknown sampling setting temprature"),
+        ({"path": 5}, "path must be the session file's name (str or Path), got int"),
+        ({"system": 5}, "system must be text, got 5"),
+    ],
+)
+def test_a_session_checks_its_arguments_when_it_is_made(kwargs, words):
+    engine = FakeEngine()
+    with pytest.raises(BadInputError) as info:
+        ChatSession(ChatGenerator(engine=engine), **kwargs)
+    assert words in str(info.value) and engine.calls == []
+    with pytest.raises(OptionError, match="system must be text, got 5"):
+        ChatSession(ChatGenerator(engine=engine)).set_system(5)
 
 
 def test_chat_takes_openai_style_messages():
@@ -428,6 +446,11 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
     assert len(made) == 2  # the same generator as generate's
     with pytest.raises(BadInputError, match="summarize does not stream its answer"):
         aigc.stream("summarize", "Bees.", model=str(tiny_model_dir))
+    for call in (aigc.generate, aigc.stream):  # a list where a name belongs is named, not a TypeError from the cache
+        with pytest.raises(OptionError, match=r"device must be auto, cpu, cuda or mps, got \['cpu'\]"):
+            call("chat", "Bees", model=str(tiny_model_dir), device=["cpu"])
+    with pytest.raises(OptionError, match="dtype must be"):
+        aigc.embed("Bees", dtype={"a": 1})
 
 
 def test_many_runs_inputs_batched_and_in_order_and_names_a_failing_one():
@@ -649,6 +672,9 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"foo": 1}, "BadInputError", "chat generators take engine, model, device"),
         ({"foo": 1, "task": "image"}, "BadInputError", "image generators take text_model, engine, model"),  # its **kwargs go to Generator
         ({"model": 5}, "OptionError", "model must be a model name or path (text), got int"),
+        ({"model": ["smollm2"], "task": "image"}, "OptionError", "model must be a model name or path (text), got list"),
+        ({"trust_remote_code": "no"}, "OptionError", "trust_remote_code must be True or False, got 'no'"),
+        ({"progress": 5}, "OptionError", "progress must be a function (or None), got int"),
         ({"device": "tpu"}, "OptionError", "device must be auto, cpu, cuda or mps, got 'tpu'"),
         ({"quantize": "int2"}, "OptionError", "quantize must be none, int4 or int8, got 'int2'"),
         ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
