@@ -31,6 +31,7 @@ from .engine.coalesce import CoalescingEngine
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
+from .generators.base import Generator, type_name
 from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
@@ -69,6 +70,8 @@ class BatchSummary:
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
     Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
+    if not isinstance(path, (str, Path)):
+        raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -458,9 +461,17 @@ def run_batch(
     the rows are lines of plain text (a .txt file's), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
     """
+    if not isinstance(generator, Generator):
+        raise BadInputError(f"run_batch runs a generator, such as aigc.get_generator('summarize'), got {type_name(generator)}")
+    if not isinstance(rows, list) or not all(isinstance(row, Row) for row in rows):
+        raise BadInputError(f"rows must be a list of rows, as read_rows(path) gives them, got {type_name(rows)}")
+    if not isinstance(options, dict):
+        raise BadInputError(f"options must be a dict of the generator's options, such as {{'words': 40}}, got {type_name(options)}")
+    if not isinstance(output, (str, Path)):
+        raise BadInputError(f"output must be the path of the file to write (str or Path), got {type_name(output)}")
     check_on_error(on_error)
     options = with_line_options(generator, options, lines)
-    SamplingParams(**(sampling or {}))  # bad values fail here, not on every row
+    generator.check_settings(sampling)  # bad settings fail here, not on every row
     check_sampled(generator, sampling)
     stream = streams(output)
     output = check_writable(output)

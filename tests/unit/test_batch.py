@@ -51,6 +51,25 @@ def test_bad_inputs_are_clear_errors(tmp_path):
             read_rows(tmp_path / name)
 
 
+def test_run_batch_names_an_argument_of_the_wrong_kind_before_any_row_runs(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("one\n")
+    engine, out = FakeEngine(), tmp_path / "out.jsonl"
+    for args, sampling, words in (
+        (("summarize", read_rows(source), out, {}), None, "run_batch runs a generator, such as aigc.get_generator('summarize'), got str"),
+        ((summarizer(engine), "rows.txt", out, {}), None, "rows must be a list of rows, as read_rows(path) gives them, got str"),
+        ((summarizer(engine), read_rows(source), out, None), None, "options must be a dict of the generator's options, such as {'words': 40}, got None"),
+        ((summarizer(engine), read_rows(source), 5, {}), None, "output must be the path of the file to write (str or Path), got int"),
+        ((summarizer(engine), read_rows(source), out, {}), {"temprature": 0}, "unknown sampling setting temprature"),
+    ):
+        with pytest.raises(BadInputError) as info:
+            run_batch(*args, sampling)
+        assert words in str(info.value)
+    with pytest.raises(BadInputError, match="^read_rows takes the path of a file of rows"):
+        read_rows(None)
+    assert engine.calls == [] and not out.exists()
+
+
 def test_an_unwritable_output_fails_before_any_row_runs(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("one\n")
