@@ -32,13 +32,16 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB N
 def rank(query: list[float], vectors: list[list[float]], top: int) -> list[tuple[int, float]]:
     """`(index, cosine similarity)` of the `top` vectors most like `query`, most alike first (ties in
     input order), within [-1, 1]. Vectors are expected to have length 1, as engines' embeddings do."""
-    if top < 1:
-        raise BadInputError(f"the number of results must be at least 1, got {top}")
-    sizes = {len(vector) for vector in vectors} - {len(query)}
-    if sizes:
-        raise BadInputError(f"the query has {len(query)} dimensions but texts have {min(sizes)}; embed them all with the same model")
-    scores = ((max(-1.0, min(1.0, sum(a * b for a, b in zip(query, vector)))), index) for index, vector in enumerate(vectors))  # rounding can pass 1
-    return [(index, score) for score, index in heapq.nlargest(top, scores, key=lambda pair: (pair[0], -pair[1]))]
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise BadInputError(f"the number of results must be a whole number, at least 1, got {top!r}")
+    try:
+        sizes = {len(vector) for vector in vectors} - {len(query)}
+        if sizes:
+            raise BadInputError(f"the query has {len(query)} dimensions but texts have {min(sizes)}; embed them all with the same model")
+        scores = ((max(-1.0, min(1.0, sum(a * b for a, b in zip(query, vector)))), index) for index, vector in enumerate(vectors))  # rounding can pass 1
+        return [(index, float(score)) for score, index in heapq.nlargest(top, scores, key=lambda pair: (pair[0], -pair[1]))]
+    except TypeError:  # a number, text or None where vectors belong
+        raise BadInputError("rank takes a query vector and a list of vectors (each a list of numbers), as aigc.embed gives them") from None
 
 
 def model_id(engine: Any) -> str:

@@ -83,6 +83,12 @@ def test_rank_orders_by_cosine_similarity_ties_in_input_order():
         rank([1.0, 0.0, 0.0], vectors, 1)
     with pytest.raises(BadInputError, match="same model"):
         rank([1.0, 0.0], vectors + [[1.0, 0.0, 0.0]], 1)  # a later vector of another size too
+    for query, others, top in (([1.0, 0.0], vectors, "2"), ([1.0, 0.0], vectors, True)):
+        with pytest.raises(BadInputError, match="must be a whole number, at least 1"):
+            rank(query, others, top)
+    for query, others in ((None, vectors), ([1.0], "ab"), ([1.0, 0.0], [["a", "b"]]), ("ab", vectors)):
+        with pytest.raises(BadInputError, match=r"^rank takes a query vector and a list of vectors \(each a list of numbers\)"):
+            rank(query, others, 1)
 
 
 def test_cache_keeps_vectors_per_model_and_embeds_only_new_texts(tmp_path):
