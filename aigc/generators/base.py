@@ -443,7 +443,11 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     for hook in ("progress", "load_progress"):
         if not callable(kwargs.get(hook) or _no_progress):
             raise OptionError(hook, f"must be a function (or None), got {type_name(kwargs[hook])}")
-    if kwargs.get("engine") is None:
+    engine = kwargs.get("engine")
+    if engine is not None and not callable(getattr(engine, "generate", None)):
+        hint = f"; to pick a model by name, give model={engine!r}" if isinstance(engine, str) else ""
+        raise OptionError("engine", f"must be an aigc Engine, as aigc.load_model(NAME) gives, got {type_name(engine)}{hint}")
+    if engine is None:
         cls.check_model(kwargs.get("model"), kwargs.get("device", "auto"), kwargs.get("dtype", "auto"), kwargs.get("quantize"))
     generator = cls(**kwargs)
     generator.name = name  # errors and logs name it as it was asked for

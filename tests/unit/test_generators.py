@@ -675,6 +675,7 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"model": ["smollm2"], "task": "image"}, "OptionError", "model must be a model name or path (text), got list"),
         ({"trust_remote_code": "no"}, "OptionError", "trust_remote_code must be True or False, got 'no'"),
         ({"progress": 5}, "OptionError", "progress must be a function (or None), got int"),
+        ({"engine": "smollm2"}, "OptionError", "engine must be an aigc Engine, as aigc.load_model(NAME) gives, got str; to pick a model by name, give model='smollm2'"),
         ({"device": "tpu"}, "OptionError", "device must be auto, cpu, cuda or mps, got 'tpu'"),
         ({"quantize": "int2"}, "OptionError", "quantize must be none, int4 or int8, got 'int2'"),
         ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
