@@ -165,6 +165,13 @@ class ChatGenerator(Generator):
             parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
 
 
+def _file(path: Any, name: str) -> Path:
+    """`path` (text or a Path) as a Path; anything else is an `OptionError` about option `name`."""
+    if not isinstance(path, (str, Path)):
+        raise OptionError(name, f"must be a file's name (str or Path), got {type_name(path)}")
+    return Path(path).expanduser()
+
+
 def _system(text: Any) -> str | None:
     """A session's system prompt as given: text (or None for the template's own)."""
     return coerce_value("system", text, str | None, OptionError)
@@ -184,12 +191,12 @@ class ChatSession:
         if not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
         generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
-        if path is not None and not isinstance(path, (str, Path)):
-            raise OptionError("path", f"must be the session file's name (str or Path), got {type_name(path)}")
+        if not isinstance(keep, bool):  # "no" would be taken as yes
+            raise OptionError("keep", f"must be True or False, got {keep!r}")
         self.generator = generator
         self.sampling = dict(sampling or {})
         self._given = dict(self.sampling)  # what "default" goes back to
-        self.path = Path(path).expanduser() if path is not None else None
+        self.path = _file(path, "path") if path is not None else None
         self.keep = keep
         if self.path is not None and self.path.suffix.lower() != ".json":
             raise BadInputError(f"session file {path} must end in .json (the conversation is kept as JSON; save() writes Markdown copies)")
@@ -233,7 +240,7 @@ class ChatSession:
     def load(self, path: str | Path) -> None:
         """Go on from the conversation saved in `path` (JSON), its system prompt and template included;
         an empty file holds none (it would have emptied this one, and its file)."""
-        saved = conversations.read(path)
+        saved = conversations.read(_file(path, "path"))
         if not saved.messages and not saved.system and not Path(path).expanduser().read_text(encoding="utf-8-sig").strip():
             raise BadInputError(f"{path} is empty: there is no conversation in it to load")
         template, variables = self._template(None, None, saved)
@@ -363,7 +370,7 @@ class ChatSession:
     def save(self, path: str, flag: str = "-o") -> Path:
         """Write the conversation as JSON (`.json`) or Markdown (anything else); `flag` names where
         the path came from in errors."""
-        return self.conversation().save(path, flag)
+        return self.conversation().save(_file(path, "path"), flag)
 
     def _keep(self) -> None:
         if self.path is not None and self.keep:

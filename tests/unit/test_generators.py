@@ -267,7 +267,8 @@ def test_a_stream_with_bad_settings_or_input_fails_at_the_call():
     [
         ({"sampling": [("temperature", 1)]}, "sampling must be a dict of settings"),
         ({"sampling": {"temprature": 1}}, "unknown sampling setting temprature"),
-        ({"path": 5}, "path must be the session file's name (str or Path), got int"),
+        ({"path": 5}, "path must be a file's name (str or Path), got int"),
+        ({"keep": "no"}, "keep must be True or False, got 'no'"),
         ({"system": 5}, "system must be text, got 5"),
     ],
 )
@@ -276,8 +277,10 @@ def test_a_session_checks_its_arguments_when_it_is_made(kwargs, words):
     with pytest.raises(BadInputError) as info:
         ChatSession(ChatGenerator(engine=engine), **kwargs)
     assert words in str(info.value) and engine.calls == []
-    with pytest.raises(OptionError, match="system must be text, got 5"):
-        ChatSession(ChatGenerator(engine=engine)).set_system(5)
+    session = ChatSession(ChatGenerator(engine=engine))
+    for call in (lambda: session.set_system(5), lambda: session.load(5), lambda: session.save(None)):
+        with pytest.raises(OptionError, match="^(system must be text, got 5|path must be a file's name \\(str or Path\\), got (int|None))$"):
+            call()
 
 
 def test_chat_takes_openai_style_messages():
