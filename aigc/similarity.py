@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import numbers
 import os
 import sqlite3
 import warnings
@@ -32,7 +33,7 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB N
 def rank(query: list[float], vectors: list[list[float]], top: int) -> list[tuple[int, float]]:
     """`(index, cosine similarity)` of the `top` vectors most like `query`, most alike first (ties in
     input order), within [-1, 1]. Vectors are expected to have length 1, as engines' embeddings do."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:  # numpy's ints too
         raise BadInputError(f"the number of results must be a whole number, at least 1, got {top!r}")
     try:
         sizes = {len(vector) for vector in vectors} - {len(query)}
