@@ -1047,6 +1047,15 @@ def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
         assert status == 400 and "empty prompt" in body["error"]["message"]
 
 
+def test_null_is_the_default_on_embeddings_and_tasks_too(server, tiny_engine):
+    status, _, body = raw(server, "/v1/embeddings", {"model": server["model"], "input": "bees", "encoding_format": None, "dimensions": None})
+    assert status == 200 and body["data"][0]["embedding"] == pytest.approx(tiny_engine.embed(["bees"])[0], abs=1e-5)
+    status, _, body = raw(server, "/v1/aigc/embed", {"input": "bees", "options": None, "sampling": None})
+    assert status == 200 and body["embedding"] == pytest.approx(tiny_engine.embed(["bees"])[0], abs=1e-5)
+    status, _, body = raw(server, "/v1/embeddings", {"input": "bees", "encoding_format": "int8"})
+    assert status == 400 and body["error"]["param"] == "encoding_format"
+
+
 class _Answer:
     """A stand-in for an HTTP response: its lines, then what happens at the end."""
 
