@@ -576,6 +576,36 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     assert issubclass(MissingExtraError, AigcError)
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--api-key", ""], "--api-key is empty"),
+        (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
+        (["--cors-origin", "app.example"], "got 'app.example'"),
+    ],
+)
+def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
+    from aigc.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: pytest.fail("bound a port despite a bad option"))
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ") and words in result.stderr, result.output
+
+
+def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import app as serve_app
+
+    seen = {}
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_app, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: 0)
+    result = CliRunner().invoke(cli, ["serve", "--api-key", "k", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
+
+
 def test_serve_help_never_imports_torch_or_fastapi():
     from lazy_imports import imports_after
 
