@@ -609,7 +609,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return Response(status_code=499)  # nobody reads it: the client is gone
         return reply.whole(*collected)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some uptime checks send
     async def health():
         return {
             "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",

@@ -78,6 +78,9 @@ def raw(server, path, body=None, key=KEY, method=None, data=None):
 
 def test_health_and_models(server, client):
     assert raw(server, "/health", key=None)[2]["status"] == "ok"
+    head = urllib.request.Request(server["url"].rsplit("/v1", 1)[0] + "/health", method="HEAD")
+    with urllib.request.urlopen(head, timeout=30) as response:  # an uptime check's HEAD is 200, with no body
+        assert response.status == 200 and response.read() == b""
     models = client.models.list()
     assert [m.id for m in models.data] == [server["model"]]
     assert client.models.retrieve(server["model"]).id == server["model"]
