@@ -1402,7 +1402,7 @@ def test_fingerprint_request_ids_and_stream_headers(server, client):
     assert re.fullmatch(r"fp_aigc_[0-9a-f]{10}", fingerprint) and answer.headers["x-request-id"] == answer.parse().id
     assert client.completions.create(model=server["model"], prompt="Hi", max_tokens=2).system_fingerprint == fingerprint
     assert raw(server, "/v1/models")[1]["x-request-id"] and raw(server, "/v1/nothing-here")[1]["x-request-id"]
-    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # greedy: a sampled end of text first would leave no tokens
     request = urllib.request.Request(server["url"] + "/chat/completions", json.dumps(body).encode(), {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         headers, lines = response.headers, [line for line in response.read().decode().split("\n\n") if line.startswith("data: {")]
