@@ -73,6 +73,7 @@ def similar(
     if number < 1:
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
+    run.check(generator, query, {})  # a bad query is the one error, before any row is read or warned about
     items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
     rows = read_rows(input, id_field, field, unique_ids=False)
     if not any(field in row.fields for row in rows):  # one error, not a warning for every row
@@ -90,7 +91,7 @@ def similar(
         items.append((row.number, row.id, text, {k: v for k, v in row.fields.items() if k not in (field, id_field)}))
     if not items:
         raise BadInputError(f"{input} holds no text to compare with (field {field!r})")
-    run.prepare(generator, query, {})
+    run.load(generator)
 
     def skip(index: int, exc: BadInputError) -> None:  # index 0 is the query: its error is the command's
         if not index:

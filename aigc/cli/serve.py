@@ -1,5 +1,6 @@
 """`aigc serve`: an OpenAI-compatible HTTP server (the `serve` extra: FastAPI and uvicorn)."""
 
+import re
 from typing import Annotated, Optional
 
 import typer
@@ -48,10 +49,15 @@ def serve(
     for flag, value in (("--batch-window-ms", batch_window_ms), ("--shutdown-grace", shutdown_grace)):
         if value < 0:
             raise BadInputError(f"{flag} must be 0 or more, got {value}")
+    if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
+        raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
+    for origin in cors_origin or ():
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
+            raise BadInputError(f"--cors-origin must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
     from ..serve.app import ServeSettings, bind, build, run_server
 
     settings = ServeSettings(
-        api_key=api_key or None,
+        api_key=api_key,
         max_tokens_cap=max_tokens_cap,
         max_request_bytes=max_request_bytes,
         max_batch=max_batch,

@@ -284,6 +284,11 @@ Int = Annotated[int, BeforeValidator(_numeric)]
 Float = Annotated[float, BeforeValidator(_numeric)]
 
 
+def _null_is_the_default(cls, value, info):
+    """Clients in other languages send `"n": null`; OpenAI takes a null as the parameter's default."""
+    return cls.model_fields[info.field_name].get_default(call_default_factory=True) if value is None else value
+
+
 class _Sampling(BaseModel):
     """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
     known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
@@ -312,11 +317,7 @@ class _Sampling(BaseModel):
     frequency_penalty: Optional[Float] = None
     presence_penalty: Optional[Float] = None
 
-    @field_validator("n", "stream", mode="before")
-    @classmethod
-    def _null_is_the_default(cls, value, info):
-        """Clients in other languages send `"n": null`; OpenAI takes it as the default."""
-        return {"n": 1, "stream": False}[info.field_name] if value is None else value
+    _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
 
 
 class _Part(BaseModel):
@@ -386,6 +387,8 @@ class TaskRequest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     sampling: dict[str, Any] = Field(default_factory=dict)
 
+    _nulls = field_validator("options", "sampling", mode="before")(_null_is_the_default)
+
 
 class EmbeddingRequest(BaseModel):
     """OpenAI's `/v1/embeddings`: a text or a list of texts (token ids are refused with a reason)."""
@@ -395,6 +398,8 @@ class EmbeddingRequest(BaseModel):
     input: Union[str, list[str], list[int], list[list[int]]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[Int] = None
+
+    _nulls = field_validator("encoding_format", mode="before")(_null_is_the_default)
 
     def texts(self) -> list[str]:
         texts = [self.input] if isinstance(self.input, str) else self.input
@@ -604,7 +609,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return Response(status_code=499)  # nobody reads it: the client is gone
         return reply.whole(*collected)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some uptime checks send
     async def health():
         return {
             "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",

@@ -245,6 +245,13 @@ def test_cli_similar_bad_input_is_exit_2(tiny_model_dir, tmp_path, extra, words)
     assert result.exit_code == 2 and words in result.stderr
 
 
+def test_cli_similar_refuses_an_empty_query_before_reading_the_rows(tiny_model_dir, tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "bees"}\n{"text": ""}\n{"id": "x"}\n')
+    result = invoke("similar", " ", "-i", str(items), "-m", str(tiny_model_dir))
+    assert result.exit_code == 2 and result.stderr.strip() == "Error: the text is empty; give some text"  # no row warnings first
+
+
 def test_batch_embed_writes_one_vector_per_row(tiny_model_dir, tmp_path, tiny_engine):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n")

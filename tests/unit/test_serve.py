@@ -78,6 +78,9 @@ def raw(server, path, body=None, key=KEY, method=None, data=None):
 
 def test_health_and_models(server, client):
     assert raw(server, "/health", key=None)[2]["status"] == "ok"
+    head = urllib.request.Request(server["url"].rsplit("/v1", 1)[0] + "/health", method="HEAD")
+    with urllib.request.urlopen(head, timeout=30) as response:  # an uptime check's HEAD is 200, with no body
+        assert response.status == 200 and response.read() == b""
     models = client.models.list()
     assert [m.id for m in models.data] == [server["model"]]
     assert client.models.retrieve(server["model"]).id == server["model"]
@@ -576,6 +579,36 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     assert issubclass(MissingExtraError, AigcError)
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--api-key", ""], "--api-key is empty"),
+        (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
+        (["--cors-origin", "app.example"], "got 'app.example'"),
+    ],
+)
+def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
+    from aigc.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: pytest.fail("bound a port despite a bad option"))
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ") and words in result.stderr, result.output
+
+
+def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import app as serve_app
+
+    seen = {}
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_app, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: 0)
+    result = CliRunner().invoke(cli, ["serve", "--api-key", "k", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
+
+
 def test_serve_help_never_imports_torch_or_fastapi():
     from lazy_imports import imports_after
 
@@ -1047,6 +1080,15 @@ def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
         assert status == 400 and "empty prompt" in body["error"]["message"]
 
 
+def test_null_is_the_default_on_embeddings_and_tasks_too(server, tiny_engine):
+    status, _, body = raw(server, "/v1/embeddings", {"model": server["model"], "input": "bees", "encoding_format": None, "dimensions": None})
+    assert status == 200 and body["data"][0]["embedding"] == pytest.approx(tiny_engine.embed(["bees"])[0], abs=1e-5)
+    status, _, body = raw(server, "/v1/aigc/embed", {"input": "bees", "options": None, "sampling": None})
+    assert status == 200 and body["embedding"] == pytest.approx(tiny_engine.embed(["bees"])[0], abs=1e-5)
+    status, _, body = raw(server, "/v1/embeddings", {"input": "bees", "encoding_format": "int8"})
+    assert status == 400 and body["error"]["param"] == "encoding_format"
+
+
 class _Answer:
     """A stand-in for an HTTP response: its lines, then what happens at the end."""
 
@@ -1360,7 +1402,7 @@ def test_fingerprint_request_ids_and_stream_headers(server, client):
     assert re.fullmatch(r"fp_aigc_[0-9a-f]{10}", fingerprint) and answer.headers["x-request-id"] == answer.parse().id
     assert client.completions.create(model=server["model"], prompt="Hi", max_tokens=2).system_fingerprint == fingerprint
     assert raw(server, "/v1/models")[1]["x-request-id"] and raw(server, "/v1/nothing-here")[1]["x-request-id"]
-    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}  # greedy: a sampled end of text first would leave no tokens
     request = urllib.request.Request(server["url"] + "/chat/completions", json.dumps(body).encode(), {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         headers, lines = response.headers, [line for line in response.read().decode().split("\n\n") if line.startswith("data: {")]
