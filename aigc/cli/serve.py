@@ -49,6 +49,7 @@ def serve(
     for flag, value in (("--batch-window-ms", batch_window_ms), ("--shutdown-grace", shutdown_grace)):
         if value < 0:
             raise BadInputError(f"{flag} must be 0 or more, got {value}")
+    api_key = api_key.strip() if api_key is not None else None  # clients' tokens are read stripped, so " k " must be "k"
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
     for origin in cors_origin or ():

@@ -583,6 +583,7 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     "args, words",
     [
         (["--api-key", ""], "--api-key is empty"),
+        (["--api-key", "  "], "--api-key is empty"),
         (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
         (["--cors-origin", "app.example"], "got 'app.example'"),
     ],
@@ -604,7 +605,7 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
     monkeypatch.setattr(serve_app, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: 0)
-    result = CliRunner().invoke(cli, ["serve", "--api-key", "k", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
+    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
     assert result.exit_code == 0, result.output
     assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
 
