@@ -20,7 +20,8 @@ def lock_file(path: str | Path) -> Path:
 @contextmanager
 def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInputError, wait: bool = False):
     """Hold `path` for this process while the block runs; a second holder fails at once with
-    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock lives in aigc's data directory (`lock_file`), keyed by the file's absolute
+    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock lives in
+    aigc's data directory (`lock_file`), keyed by the file's absolute
     path, so it outlives the file being replaced by a rename; it is freed when the process ends,
     and skipped where the system or file system has no `flock`. When `path` is gone as the block
     ends (deleted, or never made), its lock file goes too, while still held: one that another

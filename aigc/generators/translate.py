@@ -341,7 +341,7 @@ class _Segment:
 def _without_added_stop(source: str, translation: str) -> str:
     """A piece's translation without the full stop the model ended it with where its source (words
     before inline markup: "Configure" in "Configure `x`.") had none, so no "Configurez. `x`."."""
-    if translation.endswith((".", "。")) and not translation.endswith("..") and not source.endswith((".", "。", "…")):
+    if translation.endswith((".", "。")) and not translation.endswith("..") and not source.rstrip().endswith((".", "。", "…")):
         return translation[:-1].rstrip()
     return translation
 

@@ -213,6 +213,10 @@ def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
     result, engine = translate("Configure `config.yaml` now. Term with footnote[^1]. Ends in code `x`.", engine=AddsStopEngine())
     assert [p[-1]["content"] for p in engine.calls[-1][0]] == ["Configure", "now.", "Term with footnote", "Ends in code"]
     assert result["translation"] == "CONFIGURE `config.yaml` NOW. TERM WITH FOOTNOTE[^1]. ENDS IN CODE `x`."
+    from aigc.generators.translate import _without_added_stop
+
+    assert _without_added_stop("Configure ", "Configurez.") == "Configurez"
+    assert _without_added_stop("It ends. ", "Ça finit.") == "Ça finit."  # the source's own stop, before a space
 
 
 class EmphasisEngine(FakeEngine):
