@@ -490,6 +490,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"] if not _union_tag(p)) or None
+            if first["type"] == "extra_forbidden":  # a task request: say what it takes
+                streamed = " (a task answers whole; /v1/chat/completions streams)" if where == "stream" else ""
+                raise ApiError(400, f"{where} is not a field of this request; it takes {', '.join(model.model_fields)}{streamed}", param=where, code="invalid_value") from None
             raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:

@@ -293,6 +293,16 @@ def test_text_that_is_no_number_and_numbers_over_a_cap_are_400s_naming_the_param
     assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"] == "invalid_value"
 
 
+@pytest.mark.parametrize(
+    "field, words",
+    [("stream", "stream is not a field of this request; it takes model, input, options, sampling (a task answers whole; /v1/chat/completions streams)"),
+     ("words", "words is not a field of this request; it takes model, input, options, sampling")],
+)
+def test_a_field_a_task_request_does_not_take_is_a_400_that_lists_the_fields(server, field, words):
+    status, _, answer = raw(server, "/v1/aigc/summarize", {"input": "Bees.", field: 5})
+    assert status == 400 and answer["error"]["param"] == field and answer["error"]["message"] == words, answer
+
+
 def test_response_format_holds_answers_to_json(server, client):
     schema = {"type": "json_schema", "json_schema": {"name": "flags", "schema": FLAGS}}
     reply = chat(client, server["model"], max_tokens=60, temperature=1.0, seed=4, n=3, response_format=schema)
