@@ -43,10 +43,11 @@ def _named(match: re.Match, namer: Namer) -> str:
 
 class AigcError(Exception):
     """Base class; `exit_code` is what the CLI exits with. `at` says which of many inputs it is
-    about ("input 3"), set by whoever ran them."""
+    about ("input 3"), and `index` its position among them, set by whoever ran them."""
 
     exit_code = 1
     at: str | None = None
+    index: int | None = None
 
     def shown(self, namer: Namer | None = None) -> str:
         """The message, each option in it as `namer(name, value)` shows it (by default the one set

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from .errors import UnknownLabelError
+from .errors import AigcError, UnknownLabelError
 
 BATCH = 32  # texts classified per call, so progress can be reported
 
@@ -65,7 +65,14 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
     for start in range(0, len(rows), step):
         progress(start, len(rows), "classifying")
         batch = rows[start : start + step]
-        for (_, truth), result in zip(batch, generator.classify_many([t for t, _ in batch], **options)):
+        try:
+            results = generator.classify_many([t for t, _ in batch], **options)
+        except AigcError as exc:  # its position among all the rows
+            if exc.index is not None:
+                exc.index += start
+                exc.at = f"text {exc.index + 1}"
+            raise
+        for (_, truth), result in zip(batch, results):
             confusion[labels.index(truth)][labels.index(result["label"])] += 1
     progress(len(rows), len(rows), "classifying")
     seconds = time.perf_counter() - started

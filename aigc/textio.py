@@ -470,3 +470,9 @@ def unquote(cell: str) -> str:
     if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"' and '"' not in stripped[1:-1].replace('""', ""):
         return stripped[1:-1].replace('""', '"')
     return cell
+
+
+def first_words(text: str, most: int = 6) -> str:
+    """The start of `text`: its first `most` words, with "..." when there are more (to point at a text in a message)."""
+    words = text.split()
+    return " ".join(words[:most]) + (" ..." if len(words) > most else "")

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError
-from ..textio import numbered_lines, output_target, read_input
+from ..errors import AigcError, BadInputError
+from ..textio import first_words, numbered_lines, output_target, read_input
 from . import complete, examples
 from .lines import LineResults, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
@@ -75,7 +75,12 @@ def classify(
     run.prepare(generator, texts[0], chosen)
     with ui.progress_bar() as progress:
         generator.progress = progress
-        results = generator.classify_many(texts, **chosen)
+        try:
+            results = generator.classify_many(texts, **chosen)
+        except AigcError as exc:
+            if exc.index is not None:  # one text's error: its line (the text alone needs no name)
+                exc.at = f"line {numbered[exc.index][0]}" if lines else None
+            raise
     lined = LineResults(as_json, output)
     for (number, item), result in zip(numbered, results):
         rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
@@ -129,7 +134,12 @@ def eval_classify(
     run.prepare(generator, rows[0][0], chosen)
     with ui.progress_bar() as progress:
         generator.progress = progress
-        report = evaluate_classify(generator, rows, chosen, progress)
+        try:
+            report = evaluate_classify(generator, rows, chosen, progress)
+        except AigcError as exc:
+            if exc.index is not None:  # the text, as the data file holds it
+                exc.at = f"{data}: text {exc.index + 1} ({first_words(rows[exc.index][0])!r})"
+            raise
     if as_json:
         ui.result(json.dumps(report.as_dict(), indent=2))
     else:

@@ -9,7 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, output_target, read_input
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, output_target, read_input
 from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
@@ -77,19 +77,13 @@ def glossary_notes(result: dict) -> list[str]:
     notes = []
     cut = result["cut_off_texts"]
     if cut:
-        where = ", ".join(repr(_first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+        where = ", ".join(repr(first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
         whose = f"the translation of {where} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({where}) were"
         notes.append(f"{whose} cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
     return notes
-
-
-def _first_words(text: str, most: int = 6) -> str:
-    """The start of `text`: its first `most` words, with "..." when there are more."""
-    words = text.split()
-    return " ".join(words[:most]) + (" ..." if len(words) > most else "")
 
 
 EXAMPLES = examples(

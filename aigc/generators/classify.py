@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError, OptionError, UnknownLabelError, option
+from ..errors import BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
@@ -214,7 +214,13 @@ class ClassifyGenerator(Generator):
             return []
         self.check_each(texts)
         prepared = self.preprocess(texts, opts)
-        return [self.postprocess(raw, opts) for raw in self.forward(prepared, opts, {})]
+        try:
+            raws = self.forward(prepared, opts, {})
+        except ContextLengthError as exc:  # say which text: the one whose prompt is longest
+            exc.index = max(range(len(texts)), key=lambda i: self.engine.count_tokens(self.prompt(prepared["texts"][i], opts)))
+            exc.at = f"input {exc.index}" if len(texts) > 1 else None
+            raise
+        return [self.postprocess(raw, opts) for raw in raws]
 
     def preprocess(self, texts: list[str], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]

@@ -389,3 +389,15 @@ def test_labels_that_differ_only_in_case_are_warned_of(tmp_path):
     data.write_text("good movie\tpositive\nbad movie\tnegative\ngreat\tPositive \n")
     with pytest.warns(AigcWarning, match=r"the labels 'positive', 'Positive' differ only in case, so they count as 2 labels"):
         assert [names for _, names in load_examples(data)] == [["positive"], ["negative"], ["Positive"]]
+
+
+def test_a_text_too_long_for_the_context_is_named_among_many(classify):
+    from aigc.errors import ContextLengthError
+
+    long = "word " * 600  # past the tiny model's 512 tokens
+    with pytest.raises(ContextLengthError, match=r"^input 1: ") as raised:
+        classify.classify_many(["short", long, "short too"], labels="a,b", calibrate="batch")
+    assert raised.value.index == 1
+    with pytest.raises(ContextLengthError) as alone:
+        classify(long, labels="a,b")
+    assert alone.value.at is None and not str(alone.value).startswith("input")  # one text: no position to name

@@ -2119,3 +2119,14 @@ def test_repl_history_deleted_while_a_chat_saves_it_stays_deleted(monkeypatch):
         assert not path.exists() and conversations.history_generation() != history.generation
     finally:
         readline.clear_history()
+
+
+def test_a_text_too_long_for_the_context_is_named_by_its_line_or_data_row(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir))
+    long = "word " * 600  # past the tiny model's 512 tokens
+    code, lines = bad("classify", "-", "-l", "a,b", "--lines", "--calibrate", "batch", *model, input=f"short\n\n{long}\nshort\n")
+    assert code == 2 and lines[-1].startswith("Error: line 3: ") and "context" in lines[-1]
+    data = tmp_path / "data.tsv"
+    data.write_text(f"text\tlabel\nshort\ta\n{long}\tb\nshort too\tb\n")
+    code, lines = bad("eval", "classify", str(data), *model)
+    assert code == 2 and lines[-1].startswith(f"Error: {data}: text 2 ('word word word word word word ...'): ") and "context" in lines[-1]
