@@ -262,7 +262,7 @@ class Generator:
             try:
                 self.check_inputs(item)
             except AigcError as exc:
-                exc.at = f"input {number}"
+                exc.at, exc.index = f"input {number}", number
                 raise
 
     def many(self, inputs: list, sampling: dict[str, Any] | None = None, concurrency: int = 16, **options: Any) -> list[dict[str, Any]]:
@@ -293,7 +293,7 @@ class Generator:
             number, outcome = failed
             exc = outcome.get("exception")
             if isinstance(exc, AigcError):
-                exc.at = f"input {number}"
+                exc.at, exc.index = f"input {number}", number
             raise exc or BadInputError(f"input {number}: {outcome['error']}")
         return results
 
