@@ -306,20 +306,12 @@ def _parses(data: bytes) -> bool:
     return True
 
 
-def check_sampled(generator, sampling: dict[str, Any] | None) -> None:
-    """A `BadInputError` for sampling settings given to a task that generates no text (classify,
-    embed): they would change nothing but the run's fingerprint, and so block its resuming."""
-    given = [key for key, value in (sampling or {}).items() if value is not None]
-    if given and not generator.samples:
-        raise BadInputError(f"{generator.name} takes no sampling options (it generates no text): drop {', '.join(map(option, given))}")
-
-
 def pending_rows(
     rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS,
     lines: bool = False,
 ) -> list[Row]:
     """The rows without a result in `output` yet (rows that failed before are run again); `lines` as for `run_batch`."""
-    check_sampled(generator, sampling)
+    generator.check_sampled(sampling)  # settings that change nothing would only change the fingerprint, and so block resuming
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines))
@@ -472,7 +464,7 @@ def run_batch(
     check_on_error(on_error)
     options = with_line_options(generator, options, lines)
     generator.check_settings(sampling)  # bad settings fail here, not on every row
-    check_sampled(generator, sampling)
+    generator.check_sampled(sampling)
     stream = streams(output)
     output = check_writable(output)
     opts = generator.validate(options)

@@ -55,7 +55,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, check_sampled, needs_model, pending_rows, read_rows, run_batch, streams, with_line_options, writing
+    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, with_line_options, writing
     from ..engine.sampling import SamplingParams
     from ..generators.base import registered_generators
 
@@ -74,7 +74,7 @@ def batch(
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field, field)
-    check_sampled(generator, run.sampling())
+    generator.check_sampled(run.sampling())
     lines = input.lower().endswith(".txt")  # its rows are lines of plain text
     options = with_line_options(generator, options, lines)
     try:

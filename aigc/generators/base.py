@@ -175,6 +175,7 @@ class Generator:
         if unknown:
             settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
             hint = f"; give {', '.join(map(option, settings))} as {'sampling settings' if len(settings) > 1 else 'a sampling setting'}" if settings else ""
+            hint = f" ({self.name} generates no text, so it takes no sampling settings)" if settings and not self.samples else hint
             raise BadInputError(
                 f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
@@ -219,6 +220,13 @@ class Generator:
         if not isinstance(sampling, dict):
             raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}")
         SamplingParams.from_settings({k: v for k, v in sampling.items() if v is not None})
+
+    def check_sampled(self, sampling: dict[str, Any] | None) -> None:
+        """A `BadInputError` naming the sampling settings given to a task that generates no text
+        (classify, embed): they would change nothing."""
+        given = [key for key, value in (sampling or {}).items() if value is not None]
+        if given and not self.samples:
+            raise BadInputError(f"{self.name} takes no sampling options (it generates no text): drop {', '.join(map(option, given))}")
 
     def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
         """Generator defaults < template front-matter defaults < the caller's settings."""
@@ -275,6 +283,7 @@ class Generator:
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
         check_concurrency(concurrency)
         self.check_settings(sampling)
+        self.check_sampled(sampling)
         opts = self.validate(options)
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
@@ -299,6 +308,7 @@ class Generator:
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         self.check_settings(sampling)
+        self.check_sampled(sampling)
         opts = self.validate(options)
         self.check_sampling(opts, sampling)
         self.check_inputs(inputs)

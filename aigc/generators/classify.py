@@ -201,7 +201,8 @@ class ClassifyGenerator(Generator):
         self.engine  # noqa: B018 - loads the model
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
-        self.check_settings(sampling)  # nothing is sampled, but a misspelt setting is still an error
+        self.check_settings(sampling)
+        self.check_sampled(sampling)  # nothing is sampled: a setting given would change nothing
         self.check_inputs(inputs)  # one text: its error names no position
         return self.classify_many([inputs], **options)[0]
 

@@ -582,6 +582,23 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
         ChatGenerator(engine=engine).many(["hi"], sampling={"temprature": 0.5})
 
 
+def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkeypatch):
+    import aigc
+    from aigc.generators.embed import EmbedGenerator
+
+    for task, generator, options in (("classify", ClassifyGenerator(engine=FakeEngine()), {"labels": "a,b"}), ("embed", EmbedGenerator(engine=FakeEngine()), {})):
+        generator.name = task
+        monkeypatch.setitem(aigc._generators, (task, None, "auto", "auto", None, False), generator)  # what aigc.generate uses
+        with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options \(it generates no text\): drop temperature, seed$"):
+            aigc.generate(task, "good", sampling={"temperature": 0.5, "seed": 1, "top_k": None}, **options)
+        with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options"):
+            generator.many(["good"], sampling={"max_tokens": 3}, **options)
+        with pytest.raises(BadInputError, match=rf"^{task} has no option max_tokens; .*\({task} generates no text, so it takes no sampling settings\)$"):
+            generator("good", max_tokens=3, **options)
+        assert aigc.generate(task, "good", sampling={"temperature": None}, **options)  # an unset setting is no setting
+    assert aigc.generate("classify", "good", labels="a,b", threshold=0.5, multi_label=True)["labels"] is not None  # its own options still work
+
+
 def test_a_session_file_that_cannot_be_written_fails_before_any_reply(tmp_path):
     with pytest.raises(BadInputError, match="directory .* does not exist"):
         ChatSession(ChatGenerator(engine=FakeEngine()), path=tmp_path / "missing" / "s.json")
