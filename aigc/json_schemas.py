@@ -101,7 +101,8 @@ def _finite(value: Any) -> bool:
 def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[Any]:
     """The JSON value of each completion held to `schema`. One that is not whole JSON, or that breaks
     a rule the decoder does not hold answers to (`minimum`, `maxLength` in a union, ...), is an
-    `AigcError` saying so: never JSON that the schema does not allow."""
+    `AigcError` saying so (a `BadInputError` when the caller's max_tokens cut it off): never JSON
+    that the schema does not allow."""
     import jsonschema
 
     values = []
@@ -115,7 +116,7 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
             if not cut:
                 raise AigcError(f"the answer is not complete JSON: a {option('stop')} string ended it, or the model's server does not follow JSON schemas") from None
         if cut:
-            raise AigcError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
+            raise BadInputError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
             raise AigcError(f"the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
         problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))

@@ -140,8 +140,8 @@ class HeadlineGenerator(Generator):
                     found[_key(headline)] = headline
         headlines = list(found.values())[: opts.n]
         if len(headlines) < opts.n:
-            if cut:
-                raise AigcError(
+            if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return
+                raise BadInputError(
                     f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at {option('max_tokens', base.max_tokens)}; raise {option('max_tokens')}"
                 )
             raise AigcError(

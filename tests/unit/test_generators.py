@@ -195,7 +195,7 @@ def test_headlines_cut_off_by_max_tokens_are_not_kept():
 
     engine = Cutting()
     engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
-    with pytest.raises(AigcError, match=r"only 1 headline\(s\) came out whole: \d+ were cut off at max_tokens=4; raise max_tokens"):
+    with pytest.raises(BadInputError, match=r"^only 1 headline\(s\) came out whole: \d+ were cut off at max_tokens=4; raise max_tokens$"):  # the caller's max_tokens: a 400, CLI exit 2
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
 
 

@@ -58,7 +58,7 @@ def test_sampling_params_take_a_json_object_as_schema():
 def test_answers_parse_whole_integers_and_cut_answers_say_why():
     whole = Completion('{"ok": true, "count": 1e3, "color": "red"}', 3, 9, "stop")
     assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
-    with pytest.raises(AigcError, match="cut off at max_tokens=50 before its JSON was complete; raise max_tokens"):
+    with pytest.raises(BadInputError, match="cut off at max_tokens=50 before its JSON was complete; raise max_tokens"):
         parse_answers([Completion('{"ok": tr', 3, 50, "length")], FLAGS, 50)
     with pytest.raises(AigcError, match="cut off"):
         parse_answers([Completion("12", 3, 50, "length")], {"type": "integer"}, 50)  # "12" of "123" parses too
@@ -94,7 +94,7 @@ def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine)
     sampling = {"json_schema": FLAGS, "temperature": 1.0, "seed": 1, "max_tokens": 100}
     for result in (ChatGenerator(engine=tiny_engine)("Give me JSON", sampling=sampling), TemplateGenerator(engine=tiny_engine)({"input": "JSON"}, sampling=sampling)):
         assert json.loads(result["text"]) == result["data"] and set(result["data"]) == {"ok", "count", "color"}
-    with pytest.raises(AigcError, match="cut off at max_tokens=3"):
+    with pytest.raises(BadInputError, match="cut off at max_tokens=3"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={**sampling, "max_tokens": 3})
     with pytest.raises(BadInputError, match="not valid"):
         ChatGenerator(engine=tiny_engine)("Give me JSON", sampling={"json_schema": {"type": "banana"}, "max_tokens": 50})
@@ -124,7 +124,7 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         failed = runner.invoke(app, args)
         assert failed.exit_code == 2 and words in failed.stderr, failed.output
     cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
-    assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr and cut.stdout == ""
+    assert cut.exit_code == 2 and "raise --max-tokens" in cut.stderr and cut.stdout == ""  # the caller's --max-tokens: bad input
 
 
 def test_a_session_turn_held_to_a_schema_is_checked_and_kept(tiny_model_dir, tmp_path):
@@ -137,7 +137,7 @@ def test_a_session_turn_held_to_a_schema_is_checked_and_kept(tiny_model_dir, tmp
     messages = json.loads(path.read_text())["messages"]
     assert len(messages) == 4 and json.loads(messages[-1]["content"]) == turn["data"]
     cut = runner.invoke(app, ["chat", "-S", str(path), "More JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
-    assert cut.exit_code == 1 and "raise --max-tokens" in cut.stderr
+    assert cut.exit_code == 2 and "raise --max-tokens" in cut.stderr
     assert len(json.loads(path.read_text())["messages"]) == 4  # the failed turn is not kept
 
 
