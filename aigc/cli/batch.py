@@ -61,7 +61,8 @@ def batch(
 
     check_on_error(on_error)
     check_concurrency(concurrency)
-    output = output_target(output, source=input) or "/dev/stdout"  # checked writable; - is stdout
+    target = output_target(output, source=input)  # checked writable; None: stdout (-, /dev/stdout)
+    output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
     check_output_name(output)
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
@@ -99,8 +100,9 @@ def batch(
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
                 raise
     again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
+    done_before = "" if streams(output) else f", {summary.skipped} already done"  # a stream is never resumed
     ui.info(
-        f"{summary.done} row{'s' * (summary.done != 1)} written to {output} ({summary.errors} with errors{again}), {summary.skipped} already done"
+        f"{summary.done} row{'s' * (summary.done != 1)} written to {shown} ({summary.errors} with errors{again}){done_before}"
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     run.report(generator)

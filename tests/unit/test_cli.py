@@ -387,6 +387,7 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
     assert [json.loads(line)["id"] for line in streamed.stdout.splitlines()] == ["a", "b"]  # -o - is stdout
     assert streamed.returncode == 1 and "their errors are recorded in the output" in streamed.stderr
+    assert "2 rows written to stdout (1 with errors); " in streamed.stderr and "/dev/stdout" not in streamed.stderr  # never resumed: no "already done"
 
 
 def test_batch_task_options_may_be_given_by_the_task_commands_flag_names():
