@@ -223,10 +223,13 @@ class Generator:
 
     def check_sampled(self, sampling: dict[str, Any] | None) -> None:
         """A `BadInputError` naming the sampling settings given to a task that generates no text
-        (classify, embed): they would change nothing."""
+        (classify, embed, image): they would change nothing. Those that are its options too (image's
+        seed and n) are named as such."""
         given = [key for key, value in (sampling or {}).items() if value is not None]
         if given and not self.samples:
-            raise BadInputError(f"{self.name} takes no sampling options (it generates no text): drop {', '.join(map(option, given))}")
+            own = [key for key in given if key in self.option_names()]
+            hint = f"; give {', '.join(map(option, own))} as {'options' if len(own) > 1 else 'an option'} of {self.name}" if own else ""
+            raise BadInputError(f"{self.name} takes no sampling options (it generates no text): drop {', '.join(map(option, given))}{hint}")
 
     def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
         """Generator defaults < template front-matter defaults < the caller's settings."""

@@ -597,6 +597,10 @@ def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkey
             generator("good", max_tokens=3, **options)
         assert aigc.generate(task, "good", sampling={"temperature": None}, **options)  # an unset setting is no setting
     assert aigc.generate("classify", "good", labels="a,b", threshold=0.5, multi_label=True)["labels"] is not None  # its own options still work
+    from aigc.generators.image import ImageGenerator
+
+    with pytest.raises(BadInputError, match=r"^image takes no sampling options \(it generates no text\): drop seed, top_p; give seed as an option of image$"):
+        ImageGenerator(engine=FakeEngine())("a bee", sampling={"seed": 1, "top_p": 0.5})  # refused before any image model loads
 
 
 def test_a_session_file_that_cannot_be_written_fails_before_any_reply(tmp_path):
