@@ -179,6 +179,14 @@ def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_
         load_examples(path)
 
 
+def test_an_empty_examples_file_asks_for_a_tsv_file_not_a_document(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("\n")
+    with pytest.raises(BadInputError) as failed:
+        load_examples(path)
+    assert str(failed.value) == f"{path} is empty; give a text<TAB>label TSV file"
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
