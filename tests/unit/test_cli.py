@@ -301,7 +301,8 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     (tmp_path / "two.tsv").write_text("great\tpositive\nawful\tnegative\n")
     listed = invoke("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative,neutral", "-m", unloadable)
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
-    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses label 'bad|no', 'good=yes', not among good, ugly"])
+    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses labels 'bad|no', 'good=yes', not among good, ugly"])
+    assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
 
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
