@@ -243,6 +243,16 @@ def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp
         ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
 
 
+def test_a_model_named_in_no_utf8_has_its_fit_cached(tiny_engine, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tiny_engine, "name", os.fsdecode(b"/models/caf\xe9.gguf"))  # a model given by such a path, as Python reads argv
+    result = ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+    assert set(result["scores"]) == {"fruit", "machine"}
+    assert len(list((tmp_path / "classify").glob("*.pt"))) == 1
+
+
 def test_the_fit_cache_is_private_and_keeps_only_the_fits_used_last(tiny_engine, monkeypatch, tmp_path):
     import os
 
