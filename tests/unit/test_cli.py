@@ -1432,6 +1432,10 @@ def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_m
     assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == f"File {tmp_path / 'page.html'}:\n\n<p>Hello</p>\n\nFix it."  # markup kept
     assert invoke("chat", "-f", "-", "Sum up.", "-m", str(tiny_model_dir), "--max-tokens", "3", input="Piped notes.\n").exit_code == 0
     assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == "File standard input:\n\nPiped notes.\n\nSum up."
+    odd = tmp_path / os.fsdecode(b"caf\xe9.txt")  # a name in no UTF-8, as Python reads it from argv: its text is fine
+    odd.write_text("Bees make honey.")
+    assert invoke("chat", "-f", str(odd), "Sum up.", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == f"File {tmp_path}/caf\ufffd.txt:\n\nBees make honey.\n\nSum up."
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
     bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
     assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr
