@@ -147,7 +147,7 @@ def remember(path: str | os.PathLike) -> None:
     config.made_data_dir()
     with locks.held(recent_files_record(), wait=True):
         noted = [str(path)] + [str(p) for p in recent_files() if p != path]
-        write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2, ensure_ascii=False), private=True)
+        write_atomic(recent_files_record(), json.dumps(noted[:RECENT_FILES], indent=2), private=True)  # ASCII: a name in no UTF-8 comes back as it was
 
 
 def unnamed(path: Path) -> bool:

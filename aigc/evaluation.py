@@ -45,7 +45,7 @@ def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:
-        raise UnknownLabelError(f"the data uses label {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
+        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
     return labels
 
 

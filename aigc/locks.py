@@ -13,7 +13,7 @@ from .errors import BadInputError
 
 def lock_file(path: str | Path) -> Path:
     """The file `held` locks for `path`, in aigc's data directory, keyed by its absolute path."""
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]
+    key = hashlib.sha256(os.fsencode(Path(path).resolve())).hexdigest()[:32]  # a name in no UTF-8 as its bytes
     return config.data_subdir("locks") / f"{key}.lock"
 
 

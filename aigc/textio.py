@@ -228,7 +228,7 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
         empty = "has no text outside its markup, <nav> and <footer>" if html and raw.strip() else "is empty"
-        raise BadInputError(f"{name} {empty}; give a document with some text in it")
+        raise BadInputError(f"{name} {empty}; {_give_text(expected)}")
     return text
 
 
@@ -294,8 +294,13 @@ def file_style(source: str) -> tuple[bool, str]:
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
     text = decode_text(data, name, expected)
     if not text.strip():
-        raise BadInputError(f"{name} is empty; give a document with some text in it")
+        raise BadInputError(f"{name} is empty; {_give_text(expected)}")
     return text
+
+
+def _give_text(expected: str) -> str:
+    """What to give instead of an empty input: a document with text, or the `expected` file (a TSV)."""
+    return "give a document with some text in it" if expected == DOCUMENT else f"give {expected}"
 
 
 def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:

@@ -70,7 +70,7 @@ class ModelRef:
         if self.kind == "gguf":
             path = Path(self.location)
             stat = path.stat()
-            key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+            key = hashlib.sha256(os.fsencode(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")).hexdigest()[:16]
             return config.models_dir() / f"gguf-{path.stem}-{key}"
         return None
 

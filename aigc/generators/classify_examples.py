@@ -175,7 +175,7 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
          [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind, opts.examples, opts.method, opts.calibrate, opts.multi_label],
         ensure_ascii=False,
     )
-    return config.cache_dir() / "classify" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".pt")
+    return config.cache_dir() / "classify" / (hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".pt")  # a file name in no UTF-8 as its bytes
 
 
 def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:

@@ -562,6 +562,20 @@ def test_an_output_another_run_is_writing_is_refused(tmp_path):
     assert [r["id"] for r in lines(out)] == [1]
 
 
+def test_an_output_named_in_no_utf8_is_locked_and_written(tmp_path):
+    from aigc import locks
+
+    source = tmp_path / "in.txt"
+    source.write_text("one.\n")
+    out = tmp_path / os.fsdecode(b"caf\xe9.jsonl")  # as Python reads such a name from argv: a lone surrogate
+    with locks.held(out, "busy") as locked:
+        assert locked
+        with pytest.raises(BadInputError, match="being written by another aigc batch"):  # held for this name, not skipped
+            pending_rows(read_rows(source), out, summarizer(FakeEngine()), {})
+    run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
+    assert [r["id"] for r in lines(out)] == [1]
+
+
 def test_a_field_no_row_has_fails_before_any_row_runs(tmp_path):
     from aigc.batch import check_inputs
 

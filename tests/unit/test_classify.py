@@ -179,6 +179,14 @@ def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_
         load_examples(path)
 
 
+def test_an_empty_examples_file_asks_for_a_tsv_file_not_a_document(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("\n")
+    with pytest.raises(BadInputError) as failed:
+        load_examples(path)
+    assert str(failed.value) == f"{path} is empty; give a text<TAB>label TSV file"
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
@@ -233,6 +241,16 @@ def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp
     monkeypatch.setattr(tiny_engine, "variant", "cpu float32 int4")  # the same model's weights loaded otherwise
     with pytest.raises(pytest.fail.Exception, match="fitted again"):
         ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+
+
+def test_a_model_named_in_no_utf8_has_its_fit_cached(tiny_engine, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tiny_engine, "name", os.fsdecode(b"/models/caf\xe9.gguf"))  # a model given by such a path, as Python reads argv
+    result = ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+    assert set(result["scores"]) == {"fruit", "machine"}
+    assert len(list((tmp_path / "classify").glob("*.pt"))) == 1
 
 
 def test_the_fit_cache_is_private_and_keeps_only_the_fits_used_last(tiny_engine, monkeypatch, tmp_path):

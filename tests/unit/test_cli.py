@@ -301,7 +301,8 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     (tmp_path / "two.tsv").write_text("great\tpositive\nawful\tnegative\n")
     listed = invoke("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative,neutral", "-m", unloadable)
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
-    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses label 'bad|no', 'good=yes', not among good, ugly"])
+    assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses labels 'bad|no', 'good=yes', not among good, ugly"])
+    assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
 
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
@@ -1432,6 +1433,10 @@ def test_chat_file_puts_files_before_the_prompt_and_a_bad_one_fails_first(tiny_m
     assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == f"File {tmp_path / 'page.html'}:\n\n<p>Hello</p>\n\nFix it."  # markup kept
     assert invoke("chat", "-f", "-", "Sum up.", "-m", str(tiny_model_dir), "--max-tokens", "3", input="Piped notes.\n").exit_code == 0
     assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == "File standard input:\n\nPiped notes.\n\nSum up."
+    odd = tmp_path / os.fsdecode(b"caf\xe9.txt")  # a name in no UTF-8, as Python reads it from argv: its text is fine
+    odd.write_text("Bees make honey.")
+    assert invoke("chat", "-f", str(odd), "Sum up.", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+    assert json.loads(invoke("logs", "-n", "1", "--json").stdout)[0]["prompt"] == f"File {tmp_path}/caf\ufffd.txt:\n\nBees make honey.\n\nSum up."
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
     bad = invoke("chat", "-f", str(tmp_path / "bin.txt"), "hi", "-m", str(tmp_path / "no-model"))
     assert bad.exit_code == 2 and "looks like a binary file" in bad.stderr

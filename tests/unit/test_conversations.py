@@ -347,6 +347,13 @@ def test_the_latest_conversation_may_be_a_session_file_opened_by_its_path(tmp_pa
     assert json.loads(record.read_text()) == [str(mine)] and conversations.latest() == mine
 
 
+def test_a_session_file_named_in_no_utf8_is_noted_and_found_again(tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.json")  # as Python reads such a name from argv: a lone surrogate
+    conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(odd)
+    conversations.remember(odd)
+    assert conversations.recent_files() == [odd] and conversations.latest() == odd
+
+
 def test_none_open_refuses_while_a_chat_holds_any_and_holds_them_all_while_its_block_runs():
     from aigc.errors import ConversationOpenError
 

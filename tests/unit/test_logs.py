@@ -40,6 +40,13 @@ def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_an
     assert first.options == {"template": "chat"} and first.datetime_utc and first.id == ids[0]
 
 
+def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
+    name = "/tmp/caf\udce9.json"  # as Python reads such a name from argv: a lone surrogate, which SQLite takes not
+    logs.record(entry(1, session=name, options={"template": "chat", "path": name}))
+    logged = logs.entries(None)[0]
+    assert logged.session == "/tmp/caf\ufffd.json" and logged.options["path"] == "/tmp/caf\ufffd.json" and logged.prompt == "prompt 1"
+
+
 def test_a_filter_naming_what_the_log_never_holds_says_so():
     for n, command in enumerate(("chat", "summarize")):
         logs.record(entry(n, command=command))

@@ -43,6 +43,16 @@ def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_writ
     assert (target / "FakePretrained.json").is_file() and (target / "aigc-source.json").is_file()
 
 
+def test_a_gguf_named_in_no_utf8_has_its_own_converted_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / os.fsdecode(b"caf\xe9.gguf")  # as Python reads such a name from argv: a lone surrogate
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    other = tmp_path / "cafe.gguf"
+    other.write_bytes(b"GGUF" + bytes(64))
+    target = models.resolve(str(gguf)).cache_path
+    assert target.parent == tmp_path / "cache" / "models" and target != models.resolve(str(other)).cache_path
+
+
 def test_a_partial_copy_is_kept_where_no_lock_can_say_it_is_unused(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(locks.config, "data_subdir", lambda name: tmp_path / "no" / "such" / "dir")  # no lock file can be made
