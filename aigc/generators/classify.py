@@ -82,6 +82,18 @@ def _apart(label: Label, labels: list[Label]) -> Label:
     return label if kept == label.verbalizers else Label(label.name, kept)
 
 
+def _forms(labels: list[Label]) -> list[list[str]]:
+    """Per label, its words as written, in lower case and with a capital first letter (" World",
+    " world"): the model's likelihood is spread over them. A form another label scores is left out."""
+    taken = [{word.lower() for word in label.verbalizers} for label in labels]
+    forms = []
+    for i, label in enumerate(labels):
+        others = set().union(*(words for j, words in enumerate(taken) if j != i))
+        cased = (form for word in label.verbalizers for form in (word, word.lower(), word[:1].upper() + word[1:]))
+        forms.append([form for form in dict.fromkeys(cased) if form in label.verbalizers or form.lower() not in others])
+    return forms
+
+
 def logsumexp(values: list[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
@@ -247,16 +259,16 @@ class ClassifyGenerator(Generator):
         """The continuations scored, each label's words in turn. When a word of one label begins one
         of another ("apple", "apple pie"), each ends with the line break that ends a label in the
         prompt: else the shorter one is always at least as likely."""
-        owned = [(label.name, word) for label in opts.parsed for word in label.verbalizers]
+        owned = [(i, word) for i, forms in enumerate(_forms(opts.parsed)) for word in forms]
         nested = any(a != b and other.startswith(word) for a, word in owned for b, other in owned)
         return [f" {word}\n" if nested else f" {word}" for _, word in owned]
 
     def label_scores(self, logprobs: list[float], opts: ClassifyOptions) -> list[float]:
         """Per label: the log-likelihood of any of its verbalizers."""
         scores, at = [], 0
-        for label in opts.parsed:
-            scores.append(logsumexp(logprobs[at : at + len(label.verbalizers)]))
-            at += len(label.verbalizers)
+        for forms in _forms(opts.parsed):
+            scores.append(logsumexp(logprobs[at : at + len(forms)]))
+            at += len(forms)
         return scores
 
     def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
@@ -266,12 +278,23 @@ class ClassifyGenerator(Generator):
         return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
-        """The label scores on content-free inputs (averaged probabilities, as log-probabilities)."""
+        """The label prior: the label scores on content-free inputs and on the prompt without its
+        text's line, the domain premise (averaged probabilities, as log-probabilities)."""
         key = (templates.get_template(opts.template).body, opts.aspect, opts.kind, tuple(opts.parsed), repr(shown))  # an edited template is measured again
         if key not in self._content_free:
             scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
+            premise = self.premise(opts, shown)
+            if premise:
+                scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
             self._content_free[key] = mean_prior(scores)
         return self._content_free[key]
+
+    def premise(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
+        """The prompt without the line that holds the text ("The sentiment of this movie review is"):
+        what the labels are likely after on their own (domain-conditional PMI, Holtzman et al. 2021)."""
+        marker = "\x00"
+        lines = self.prompt(marker, opts, shown).split("\n")
+        return "\n".join(line for line in lines if marker not in line).strip()
 
     def forward(self, prepared: dict[str, Any], opts: ClassifyOptions, sampling: dict[str, Any]) -> list[dict]:
         if opts.multi_label:

@@ -1,10 +1,11 @@
 """Labelled examples for classify: reading them, and what is fitted on them (cached per examples file).
 
 `auto` fits a linear probe on the model's own hidden-state embeddings that learns a correction to
-the label scores, unless cross-validation on the examples themselves finds plain zero-shot label
-scoring more accurate. The calibration is picked on the examples too: none, the content-free
-prior, or the examples' own mean label distribution (an in-domain prior that needs no labels). `demos` instead shows the examples most similar to each
-input (balanced per label, most similar last) in the prompt.
+the label scores, where cross-validation on the examples themselves finds it more accurate than
+plain zero-shot label scoring by more than a standard error. The calibration is picked on the
+examples the same way: the content-free prior, unless none or the examples' own mean label
+distribution (an in-domain prior that needs no labels) clearly does better. `demos` instead shows
+the examples most similar to each input (balanced per label, most similar last) in the prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
-VERSION = 7  # bump when what is cached changes
+VERSION = 8  # bump when what is cached changes
 KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 
 Example = tuple[str, list[str]]  # text, label names
@@ -247,7 +249,12 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     labels = [t[0] for t in targets]
     for mode, logits in candidates.items():
         model.cv[f"zero-shot, calibration {mode}"] = _accuracy(logits, labels)
-    model.calibration = opts.calibrate if opts.calibrate != "auto" else max(priors, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
+    if opts.calibrate != "auto":
+        model.calibration = opts.calibrate
+    else:
+        best = max(priors, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
+        beats = _beats(model.cv[f"zero-shot, calibration {best}"], model.cv["zero-shot, calibration content-free"], len(labels))
+        model.calibration = best if beats else "content-free"
     offset = candidates[model.calibration]
     best_zero_shot = model.cv[f"zero-shot, calibration {model.calibration}"]
     if opts.method == "demos":  # its prior is measured with the demonstrations in the prompt
@@ -257,7 +264,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
         for l2 in L2:
             model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)
         l2 = max(L2, key=lambda value: model.cv[f"probe(l2={value})"])
-        if opts.method == "probe" or model.cv[f"probe(l2={l2})"] > best_zero_shot:  # a tie keeps the label scores, which a handful of examples cannot overfit
+        if opts.method == "probe" or _beats(model.cv[f"probe(l2={l2})"], best_zero_shot, len(labels)):
             model.method = "probe"
             model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
     elif opts.method == "probe":
@@ -303,6 +310,13 @@ def _cross_validate(embeddings, labels, offset, classes: int, l2: float, folds: 
         predicted = probe.predict([embeddings[i] for i in test], [offset[i] for i in test])
         correct += sum(_argmax(row) == labels[i] for row, i in zip(predicted, test))
     return correct / len(labels)
+
+
+def _beats(accuracy: float, default: float, count: int) -> bool:
+    """Whether an accuracy measured on `count` examples beats the default's by more than a standard
+    error (the one-standard-error rule): with 16 examples, one or two lucky ones are no evidence, and
+    the default (content-free calibrated label scores) cannot overfit them."""
+    return accuracy > default + math.sqrt(max(default * (1 - default), 1 / count) / count)
 
 
 def _argmax(row: list[float]) -> int:

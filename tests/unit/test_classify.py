@@ -6,7 +6,7 @@ import math
 import pytest
 
 from aigc.errors import BadInputError, OptionError, UnknownLabelError
-from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, mean_prior, parse_label
+from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, logsumexp, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
 
 
@@ -35,7 +35,9 @@ def test_multi_token_labels_sharing_a_first_token_are_scored_in_full(classify, t
     text = "A city by the sea."
     opts = classify.validate({"labels": labels, "calibrate": "off"})
     prompt = classify.prompt(text, opts)
-    expected = tiny_engine.score(prompt, [" New York", " New Jersey", " 日本語"])
+    assert classify.verbalizers(opts) == [" New York", " new york", " New Jersey", " new jersey", " 日本語"]
+    york, york_lower, jersey, jersey_lower, japanese = tiny_engine.score(prompt, classify.verbalizers(opts))
+    expected = [logsumexp([york, york_lower]), logsumexp([jersey, jersey_lower]), japanese]
     assert len({tuple(tiny_engine.tokenizer(" " + l, add_special_tokens=False)["input_ids"][:1]) for l in labels[:2]}) == 1
     result = classify(text, labels=labels, calibrate="off")
     total = math.log(sum(math.exp(v) for v in expected))
@@ -45,10 +47,11 @@ def test_multi_token_labels_sharing_a_first_token_are_scored_in_full(classify, t
 def test_a_label_that_begins_another_is_scored_with_the_line_break_that_ends_it(classify, tiny_engine):
     labels = ["apple", "apple pie", "phone"]
     opts = classify.validate({"labels": labels, "calibrate": "off"})
-    assert classify.verbalizers(opts) == [" apple\n", " apple pie\n", " phone\n"]  # else P(apple) >= P(apple pie), always
-    assert classify.verbalizers(classify.validate({"labels": "Sci/Tech,World"})) == [" Sci/Tech", " Sci", " Tech", " World"]  # a label's own parts: no change
+    assert classify.verbalizers(opts) == [" apple\n", " Apple\n", " apple pie\n", " Apple pie\n", " phone\n", " Phone\n"]  # else P(apple) >= P(apple pie), always
+    assert classify.verbalizers(classify.validate({"labels": "Sci/Tech,World"})) == [" Sci/Tech", " sci/tech", " Sci", " sci", " Tech", " tech", " World", " world"]  # a label's own parts: no change
     text = "I baked an apple pie."
-    expected = tiny_engine.score(classify.prompt(text, opts), [" apple\n", " apple pie\n", " phone\n"])
+    scored = tiny_engine.score(classify.prompt(text, opts), classify.verbalizers(opts))
+    expected = [logsumexp(scored[i : i + 2]) for i in range(0, 6, 2)]  # each label as written and capitalised
     result = classify(text, labels=labels, calibrate="off")
     total = math.log(sum(math.exp(v) for v in expected))
     assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
@@ -67,11 +70,14 @@ def test_aliases_and_split_names_are_scored_for_a_label():
 def test_the_kind_of_text_names_each_text_and_demonstration_in_the_prompt(classify, tiny_engine):
     opts = classify.validate({"labels": "negative,positive", "aspect": "sentiment", "kind": "movie review"})
     shown = [{"text": "A delight.", "label": "positive"}]
-    assert classify.prompt("Dull.", opts, shown) == 'Movie review: "A delight."\nSentiment: positive\n\nMovie review: "Dull."\nSentiment:'
-    assert classify.prompt("Dull.", classify.validate({"labels": "negative,positive"})) == 'Categories: negative, positive\n\n"Dull."\nCategory:'
-    prior = classify.content_free(opts)  # measured on the content-free inputs named the same way
+    question = "The sentiment of this movie review is"
+    assert classify.prompt("Dull.", opts, shown) == f'Movie review: "A delight."\n{question} positive\n\nMovie review: "Dull."\n{question}'
+    assert classify.prompt("Dull.", classify.validate({"labels": "negative,positive"})) == 'Categories: negative, positive\n\n"Dull."\nThe category of this text is'
+    assert classify.premise(opts) == question and classify.premise(opts, shown) == f'Movie review: "A delight."\n{question} positive\n\n{question}'
+    prior = classify.content_free(opts)  # measured on the content-free inputs named the same way, and on the premise
     scores, _ = classify.score_texts(list(CONTENT_FREE), opts)
-    assert prior == pytest.approx(mean_prior(scores))
+    premise = classify.label_scores(tiny_engine.score(question, classify.verbalizers(opts)), opts)
+    assert prior == pytest.approx(mean_prior(scores + [premise]))
     assert prior != pytest.approx(classify.content_free(classify.validate({"labels": "negative,positive", "aspect": "sentiment"})))
 
 
@@ -399,6 +405,12 @@ def test_a_part_or_alias_another_label_scores_is_left_to_that_label():
     assert parse_labels("World,Sci/Tech")[1].verbalizers == ("Sci/Tech", "Sci", "Tech")  # no other label scores them
 
 
+def test_each_label_is_also_scored_in_lower_case_and_capitalised_unless_another_label_is_written_so():
+    classify = ClassifyGenerator(engine=None)
+    assert classify.verbalizers(classify.validate({"labels": "positive,NEGATIVE"})) == [" positive", " Positive", " NEGATIVE", " negative"]
+    assert classify.verbalizers(classify.validate({"labels": "yes,Yes"})) == [" yes", " Yes"]  # twins: each its own form only
+
+
 def test_labels_that_differ_only_in_case_are_warned_of(tmp_path):
     from aigc.errors import AigcWarning
     from aigc.generators.classify_examples import load_examples
@@ -419,3 +431,12 @@ def test_a_text_too_long_for_the_context_is_named_among_many(classify):
     with pytest.raises(ContextLengthError) as alone:
         classify(long, labels="a,b")
     assert alone.value.at is None and not str(alone.value).startswith("input")  # one text: no position to name
+
+
+def test_examples_switch_calibration_or_method_only_on_more_than_a_standard_error():
+    from aigc.generators.classify_examples import _beats
+
+    assert not _beats(14 / 16, 13 / 16, 16)  # one lucky example of 16 is no evidence
+    assert _beats(16 / 16, 12 / 16, 16)
+    assert not _beats(0.81, 0.80, 500) and _beats(0.84, 0.80, 500)  # 500 examples: a smaller gain is
+    assert _beats(1.0, 1 - 1 / 500 - 0.5, 500)
