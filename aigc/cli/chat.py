@@ -14,7 +14,7 @@ from .. import config, conversations, locks, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, read_document
+from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -165,7 +165,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         answer = shown(result)
         if as_json:
             named = not conversations.unnamed(session.path)
-            _json_result(generator, result, **({"session": str(session.path)} if named else {"conversation": label}))
+            _json_result(generator, result, **({"session": readable_name(session.path)} if named else {"conversation": label}))
         else:
             ui.result(answer)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,20 +11,17 @@ from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..engine.base import Completion, check_fits
 from ..json_schemas import answer_texts, parse_answers
-from ..textio import check_writable
+from ..textio import check_writable, readable_name
 from .base import Generator, coerce_value, type_name
 from .template import checked_values
 
 TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
 def with_files(text: str, files: list[tuple[str, str]]) -> str:
     """`text` after the files it is about, each introduced by its name (as `(name, content)`); a
     name's bytes that are no UTF-8 (lone surrogates, as Python reads them from argv) show as U+FFFD."""
-    parts = [f"File {_SURROGATES.sub(chr(0xFFFD), str(name))}:\n\n{content.strip(chr(10))}" for name, content in files]  # indentation kept
+    parts = [f"File {readable_name(name)}:\n\n{content.strip(chr(10))}" for name, content in files]  # indentation kept
     return "\n\n".join(parts + ([text.strip()] if text.strip() else []))
 
 

@@ -2142,3 +2142,11 @@ def test_a_text_too_long_for_the_context_is_named_by_its_line_or_data_row(tiny_m
     data.write_text(f"text\tlabel\nshort\ta\n{long}\tb\nshort too\tb\n")
     code, lines = bad("eval", "classify", str(data), *model)
     assert code == 2 and lines[-1].startswith(f"Error: {data}: text 2 ('word word word word word word ...'): ") and "context" in lines[-1]
+
+
+def test_chat_json_names_a_session_file_in_no_utf8_as_valid_utf8(tiny_model_dir, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.json")  # as Python reads such a name from argv: a lone surrogate
+    result = invoke("chat", "-S", str(odd), "hi", "--json", "-m", str(tiny_model_dir), "--max-tokens", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout_bytes.decode("utf-8"))["session"] == f"{tmp_path}/caf\ufffd.json"
+    assert odd.is_file()  # the file itself is the one named
