@@ -2150,3 +2150,41 @@ def test_chat_json_names_a_session_file_in_no_utf8_as_valid_utf8(tiny_model_dir,
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout_bytes.decode("utf-8"))["session"] == f"{tmp_path}/caf\ufffd.json"
     assert odd.is_file()  # the file itself is the one named
+
+
+@pytest.mark.parametrize("command", [("chat", "Plan two days in Rome."), ("chat", "-S", "trip", "Plan two days in Rome."), ("run", "chat", "--var", "input=Plan two days in Rome.")])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monkeypatch, command, streamed):
+    import types
+
+    from aigc.cli import chat as chat_cli, run as run_cli
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.generators.template import TemplateGenerator
+    from aigc.testing import FakeEngine
+
+    if streamed:  # as on a terminal
+        monkeypatch.setattr(chat_cli, "_streamed", lambda *args: True)
+        monkeypatch.setattr(run_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
+    note = "Warning: the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
+    result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log")  # a tiny random model: no end in 2 tokens
+    assert result.exit_code == 0 and note in result.stderr, result.output
+    if not streamed:
+        shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log", "--json").stdout)
+        assert shown["finish_reason"] == "length"
+    engine = FakeEngine()  # its answers end before max_tokens
+    engine.enqueue("Rome.")
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: (ChatGenerator if name == "chat" else TemplateGenerator)(engine=engine))
+    whole = invoke(*command, "--max-tokens", "2", "--no-log")
+    assert whole.exit_code == 0 and whole.stdout == "Rome.\n" and "cut off" not in whole.stderr, whole.output
+
+
+def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+
+    session = ChatSession(ChatGenerator(engine=tiny_engine), sampling={"max_tokens": 2})
+    repl_lines(monkeypatch, "Plan two days in Rome.")
+    _turn(session, RunOptions(log=False), [])
+    assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err
