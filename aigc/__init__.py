@@ -70,7 +70,8 @@ def stream(
     **options: Any,
 ) -> Iterator[str]:
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
-    for the tasks that write one answer: chat and template."""
+    for the tasks that write one answer: chat and template. Read to its end, the generator returns
+    the finish reason ("length" where max_tokens cut the answer off)."""
     generator = _generator(task, model, device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")

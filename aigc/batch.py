@@ -74,10 +74,10 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
     path = Path(path)
     suffix = path.suffix.lower()
+    if not path.exists():  # named first: a missing file's suffix is no news
+        raise BadInputError(f"no such file: {path}")
     if suffix not in FORMATS:
         raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
-    if not path.exists():
-        raise BadInputError(f"no such file: {path}")
     if path.is_dir():
         raise BadInputError(f"{path} is a directory; give a file")
     text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut

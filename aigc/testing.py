@@ -38,7 +38,9 @@ class FakeEngine:
         return out
 
     def stream(self, prompt, params):
-        yield from re.findall(r"\S+\s*|\s+", self.generate([prompt], params.replace(n=1))[0][0].text)
+        completion = self.generate([prompt], params.replace(n=1))[0][0]
+        yield from re.findall(r"\S+\s*|\s+", completion.text)
+        return completion.finish_reason
 
     def score(self, prompt, continuations):
         return [-float(len(c)) for c in continuations]

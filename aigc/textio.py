@@ -314,6 +314,15 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
     return path
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def readable_name(name: Any) -> str:
+    """A file name as text: its bytes that are no UTF-8 (lone surrogates, as Python reads them from
+    argv) as U+FFFD, so it can be put in a prompt or in JSON."""
+    return _SURROGATES.sub("\ufffd", str(name))
+
+
 _FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
 
 

@@ -62,14 +62,21 @@ def result(text: str) -> None:
     sys.stdout.flush()
 
 
-def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None) -> str:
+def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None) -> tuple[str, str | None]:
     """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
-    returns the whole text. An `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C
-    gives `on_stop` the text written so far."""
+    returns the whole text and what `pieces` returns at its end (a stream's finish reason). An
+    `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C gives `on_stop` the text
+    written so far."""
     seen: list[str] = []
     started = False
+    pieces = iter(pieces)
     try:
-        for piece in pieces:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as end:
+                reason = end.value
+                break
             if not started:
                 piece = piece.lstrip()
                 started = bool(piece)
@@ -88,7 +95,7 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
         raise
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return "".join(seen)
+    return "".join(seen), reason
 
 
 

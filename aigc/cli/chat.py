@@ -14,7 +14,7 @@ from .. import config, conversations, locks, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
-from ..textio import STDIN, check_writable, read_document
+from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
 from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
 
@@ -121,7 +121,9 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json):
-        answer = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options)).strip()
+        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options))
+        answer = answer.strip()
+        run.warn_cut_off(reason)
     else:
         result = generator(text, sampling=sampling, **options)
         answer = shown(result)
@@ -129,6 +131,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
             _json_result(generator, result)
         else:
             ui.result(answer)
+        run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
 
@@ -159,15 +162,18 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     result = None
     label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json):
-        answer = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label)).strip()
+        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label))
+        answer = answer.strip()
+        run.warn_cut_off(reason)
     else:
         result = session.answer(text)
         answer = shown(result)
         if as_json:
             named = not conversations.unnamed(session.path)
-            _json_result(generator, result, **({"session": str(session.path)} if named else {"conversation": label}))
+            _json_result(generator, result, **({"session": readable_name(session.path)} if named else {"conversation": label}))
         else:
             ui.result(answer)
+        run.warn_cut_off(result["finish_reason"])
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
     run.report(generator)
 
@@ -353,7 +359,8 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     """Stream a reply; log it if `kept()` says the turn was kept (a stopped reply too)."""
     run.mark(session.generator)
     try:
-        ui.stream_result(reply)
+        if ui.stream_result(reply)[1] == "length":
+            _reply("(reply cut off at the token limit; /set max_tokens N raises it)")
     except KeyboardInterrupt:  # stream_result closed the reply: the partial one is recorded
         ui.info("(reply stopped)")
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on

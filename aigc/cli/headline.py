@@ -11,6 +11,8 @@ from . import complete, examples
 from .lines import run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
+ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT"  # in place of an empty or binary one
+
 
 @generation_options(logged=True)
 def headline(
@@ -39,7 +41,7 @@ def headline(
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")
-    article = read_document(source, text_hint="for headlines about a topic, give it with --topic TEXT") if source is not None else None
+    article = read_document(source, text_hint="for headlines about a topic, give it with --topic TEXT", expected=ARTICLE) if source is not None else None
     generator = run.generator("headline")
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)

@@ -22,7 +22,7 @@ models_app = listing_app("models", "List, download and inspect models.", lambda 
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Known model aliases, where each comes from, and whether it is installed."""
     rows = []
-    defaults = {"image": default_image_model(), "text": config.default_model()}  # the settings file read once
+    defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
         try:
             installed = registry.resolve(alias).installed
@@ -40,7 +40,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "description": spec.description,
             }
         )
-    rows += remote_rows() + alias_rows()
+    rows += remote_rows(defaults["text"]) + alias_rows(defaults)
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     if as_json:
         ui.result(json.dumps(rows, indent=2))
@@ -58,10 +58,20 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)  # piped: never cut
 
 
-def _default_row(kind: str, name: str, rows: list[dict]) -> dict | None:
+def _default_name(kind: str) -> str | None:
+    """The default model of `kind`; one of the wrong type in the settings file is a warning (None),
+    as one that cannot be used is."""
+    try:
+        return default_image_model() if kind == "image" else config.default_model()
+    except BadInputError as exc:
+        ui.warn(str(exc))
+        return None
+
+
+def _default_row(kind: str, name: str | None, rows: list[dict]) -> dict | None:
     """A row for the default model of `kind` when it is no alias or remote listed (a path, a hub id),
-    or a warning when it cannot be used; None when it is listed."""
-    if any(row["alias"] == name for row in rows):
+    or a warning when it cannot be used; None when it is listed (or was set wrongly, warned already)."""
+    if name is None or any(row["alias"] == name for row in rows):
         return None
     try:
         ref = resolve_image(None) if kind == "image" else registry.resolve(None)
@@ -74,10 +84,16 @@ def _default_row(kind: str, name: str, rows: list[dict]) -> dict | None:
     }
 
 
-def alias_rows() -> list[dict]:
-    """Your own aliases (`aigc models alias`); one whose model cannot be used is a warning."""
+def alias_rows(defaults: dict[str, str | None]) -> list[dict]:
+    """Your own aliases (`aigc models alias`); one whose model cannot be used, or an `[aliases]`
+    table of the wrong types, is a warning. `defaults`: the default model of each kind."""
     rows = []
-    for name, target in sorted(config.model_aliases().items()):
+    try:
+        aliases = config.model_aliases()
+    except BadInputError as exc:
+        ui.warn(str(exc))
+        return rows
+    for name, target in sorted(aliases.items()):
         if name in registry.registered_models():  # written by hand: -m NAME means aigc's model
             ui.warn(f"alias {name!r} in {config.settings_file()} is never used: aigc has a model of that name; rename it there")
             continue
@@ -89,13 +105,14 @@ def alias_rows() -> list[dict]:
         kind = "remote" if ref.kind == "remote" else "image" if ref.image else "text"
         rows.append({
             "alias": name, "kind": kind, "source": target, "plugin": "config", "installed": None if kind == "remote" else ref.installed,
-            "default": name == config.default_source("image" if kind == "image" else "text")[0], "description": f"your alias for {target}",
+            "default": name == defaults["image" if kind == "image" else "text"], "description": f"your alias for {target}",
         })
     return rows
 
 
-def remote_rows() -> list[dict]:
-    """The named remotes of the settings file (`-m remote:NAME`); a broken entry is a warning."""
+def remote_rows(default: str | None) -> list[dict]:
+    """The named remotes of the settings file (`-m remote:NAME`); a broken entry is a warning.
+    `default`: the default text model."""
     from ..engine.remote import named_remote, remote_names
     from ..errors import RemoteConfigError
 
@@ -108,7 +125,7 @@ def remote_rows() -> list[dict]:
             continue
         rows.append({
             "alias": f"remote:{name}", "kind": "remote", "source": remote.location, "plugin": "config",
-            "installed": None, "default": f"remote:{name}" == config.default_model(), "description": f"the server at {remote.url}",
+            "installed": None, "default": f"remote:{name}" == default, "description": f"the server at {remote.url}",
         })
     return rows
 

@@ -160,6 +160,12 @@ class RunOptions:
             ui.warn(f"{exc} (answers are not logged in this run)")
         self.mark(generator)
 
+    def warn_cut_off(self, *reasons: str | None) -> None:
+        """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does."""
+        if "length" in reasons:
+            limit = f"--max-tokens {self.max_tokens}" if self.max_tokens is not None else "the default token limit"
+            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {limit}; raise --max-tokens for the whole answer")
+
     def report(self, generator) -> None:
         if self.stats:
             ui.print_stats(generator.engine.stats)

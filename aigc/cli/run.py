@@ -60,8 +60,9 @@ def run_template(
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if output is None and sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
-        answer = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options)).strip()
-        run.keep(generator, "run", values, answer, options)
+        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options))
+        run.warn_cut_off(reason)
+        run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)
         return
     result = generator(values, sampling=run.sampling(), **options)
@@ -71,6 +72,7 @@ def run_template(
         emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
         emit(answer, output)
+    run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
 

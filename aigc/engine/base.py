@@ -10,7 +10,7 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Union
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Protocol, Union
 
 from ..errors import BadInputError, ContextLengthError, option
 from ..textio import check_utf8
@@ -193,6 +193,24 @@ class EngineStats:
         return max(0, self.completion_tokens - self.timed_calls) / after_first if after_first > 0 else 0.0
 
 
+def relay(stream: Iterator[str], seen: list[str]) -> Generator[str, None, str | None]:
+    """`stream`'s pieces, each also added to `seen`; returns what `stream` returns (an engine's
+    finish reason, None where it gives none). Closing it closes `stream`."""
+    stream = iter(stream)
+    try:
+        while True:
+            try:
+                piece = next(stream)
+            except StopIteration as end:
+                return end.value
+            seen.append(piece)
+            yield piece
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
 class Engine(Protocol):
     """What generators may use. Prompts are raw text or chat messages."""
 
@@ -208,7 +226,8 @@ class Engine(Protocol):
         """`params.n` completions for each prompt, batched together."""
 
     def stream(self, prompt: Prompt, params: "SamplingParams") -> Iterator[str]:
-        """Text pieces of one completion as they are decoded."""
+        """Text pieces of one completion as they are decoded; a generator returns the finish reason
+        ("stop" or "length"), which `relay` passes on."""
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Log-likelihood of each continuation after the prompt."""

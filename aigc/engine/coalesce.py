@@ -48,7 +48,9 @@ class CoalescingEngine:
         return self.score_many([prompt], continuations)[0].logprobs
 
     def stream(self, prompt: Prompt, params):
-        yield self.generate([prompt], params.replace(n=1))[0][0].text
+        completion = self.generate([prompt], params.replace(n=1))[0][0]
+        yield completion.text
+        return completion.finish_reason
 
     def generate(self, prompts: list[Prompt], params) -> list[list[Completion]]:
         return self._wait(_Call("generate", list(prompts), params))

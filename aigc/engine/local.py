@@ -163,8 +163,10 @@ class LocalEngine:
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
         check_prompts(prompt, params, one=True)
-        for _row, piece in self._run([self.encode(prompt)], params.replace(n=1)):
+        run = self._run([self.encode(prompt)], params.replace(n=1))
+        for _row, piece in run:
             yield piece
+        return "stop" if run.done[0] else "length"
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of log-probabilities of each continuation's tokens after the prompt."""

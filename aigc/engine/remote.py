@@ -311,10 +311,12 @@ class OpenAIEngine:
         usage = None
         pieces: list[str] = []
         finished = False
+        reason = None
         try:
             for event in self._events(path, body):
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
+                    reason = choice.get("finish_reason") or reason
                     piece = choice.get("text") if path == "/completions" else (choice.get("delta") or {}).get("content")
                     if piece:
                         first = first if first is not None else time.perf_counter() - started
@@ -324,6 +326,7 @@ class OpenAIEngine:
         finally:
             elapsed = time.perf_counter() - started
             self.stats.record(*self._usage(usage, prompt, ["".join(pieces)], ask=finished), first, elapsed)
+        return "length" if reason == "length" else "stop"
 
     def count_tokens(self, prompt: Prompt) -> int:
         if self._tokenize is not False:

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
-from ..engine.base import Completion, check_fits
+from ..engine.base import Completion, check_fits, relay
 from ..json_schemas import answer_texts, parse_answers
-from ..textio import check_writable
+from ..textio import check_writable, readable_name
 from .base import Generator, coerce_value, type_name
 from .template import checked_values
 
 TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
 def with_files(text: str, files: list[tuple[str, str]]) -> str:
     """`text` after the files it is about, each introduced by its name (as `(name, content)`); a
     name's bytes that are no UTF-8 (lone surrogates, as Python reads them from argv) show as U+FFFD."""
-    parts = [f"File {_SURROGATES.sub(chr(0xFFFD), str(name))}:\n\n{content.strip(chr(10))}" for name, content in files]  # indentation kept
+    parts = [f"File {readable_name(name)}:\n\n{content.strip(chr(10))}" for name, content in files]  # indentation kept
     return "\n\n".join(parts + ([text.strip()] if text.strip() else []))
 
 
@@ -145,7 +141,8 @@ class ChatGenerator(Generator):
         return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage, **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
-        """The answer as text pieces while it is generated; bad inputs or settings fail at the call."""
+        """The answer as text pieces while it is generated, then its finish reason returned ("stop",
+        or "length" where max_tokens cut it off); bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)
@@ -155,11 +152,9 @@ class ChatGenerator(Generator):
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
         return self._streamed(self.fit(messages, params.max_tokens), params)
 
-    def _streamed(self, messages: list[dict], params) -> Iterator[str]:
+    def _streamed(self, messages: list[dict], params) -> Generator[str, None, str | None]:
         pieces: list[str] = []
-        for piece in self.engine.stream(messages, params):
-            pieces.append(piece)
-            yield piece
+        reason = yield from relay(self.engine.stream(messages, params), pieces)
         if params.json_schema is not None:  # held to the schema as it was written; now checked whole
             text = "".join(pieces)
             try:
@@ -168,6 +163,7 @@ class ChatGenerator(Generator):
             except ValueError:  # cut off by max_tokens when it took them all; else a stop string or a server that ignores schemas
                 ended = "length" if self.engine.count_tokens(text) >= params.max_tokens - 1 else "stop"
             parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
+        return reason
 
 
 def _file(path: Any, name: str) -> Path:
@@ -294,8 +290,8 @@ class ChatSession:
         return self._reply(self.messages[:-1], list(self.messages), previous=self.messages[-1])
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text` (a bad `text` fails at once). The turn is recorded when the
-        iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
+        """Stream the reply to `text` (a bad `text` fails at once), then return its finish reason, as
+        the generator's `stream`. The turn is recorded when the iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
         reply is kept."""
         return self._reply(self._asking(text), list(self.messages))
 
@@ -338,9 +334,7 @@ class ChatSession:
         finished = False
         try:
             # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
-            for piece in self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options()):
-                pieces.append(piece)
-                yield piece
+            reason = yield from relay(self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options()), pieces)
             finished = True
         except AigcError:
             pieces.clear()  # a turn that could not be answered is dropped, even part-way
@@ -356,6 +350,7 @@ class ChatSession:
                     self._keep()
                 else:
                     self.messages = conversation + [previous] if previous else conversation[:-1]
+        return reason
 
     def options(self) -> dict[str, Any]:
         """The chat generator's options for the session's replies (as logged)."""

@@ -85,8 +85,8 @@ class TemplateGenerator(Generator):
         return templates.render(template, checked_values(template, inputs), system=opts.system)
 
     def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
-        """The answer as text pieces while it is generated (one answer, not held to a schema); bad
-        inputs or settings fail at the call."""
+        """The answer as text pieces while it is generated (one answer, not held to a schema), then
+        its finish reason returned, as chat's; bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)

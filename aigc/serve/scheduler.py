@@ -682,12 +682,16 @@ class BatchedEngine:
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
         job, events = self._events([self.encode(prompt)], params.replace(n=1))
+        reason = None
         try:
             for event in events:
                 if event[0] == "piece" and event[2]:
                     yield event[2]
+                elif event[0] == "done":
+                    reason = event[1][0].finish_reason
         finally:
             job.cancel()  # a caller that stops early frees its row at once
+        return reason
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         self._check()

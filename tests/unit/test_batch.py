@@ -46,7 +46,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
     (tmp_path / "empty.txt").write_text("\n")
-    for name, words in (("a.xml", "rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file")):
+    for name, words in (("a.xml", "rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files"), ("dup.jsonl", "more than once"), ("empty.txt", "empty"), ("nope.txt", "no such file"), ("nope", "no such file"), ("nope.xml", "no such file")):
         with pytest.raises(BadInputError, match=words):
             read_rows(tmp_path / name)
 

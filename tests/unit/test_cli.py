@@ -196,7 +196,8 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
         assert result.exit_code == 0 and json.loads(result.stdout), result.output
     code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
     assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
-    assert bad(*command, "-m", "no-such-model", input="") == (2, ["Error: standard input is empty; give a document with some text in it"])  # stdin was read
+    give = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
+    assert bad(*command, "-m", "no-such-model", input="") == (2, [f"Error: standard input is empty; give {give}"])  # stdin was read
 
 
 @pytest.mark.parametrize(
@@ -1778,6 +1779,11 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "(set by AIGC_DEFAULT_IMAGE_MODEL) cannot be used" in invoke("image", "a fox", "-o", str(tmp_path / "fox.png"), env={"AIGC_DEFAULT_IMAGE_MODEL": "smollm2"}).stderr
     settings.write_text("default_model = 3\n")
     assert "must be a model name in quotes; fix it or run `aigc models default --unset`" in invoke("chat", "hi").stderr
+    for text, words in (("default_model = 3\n", "default_model in"), ("[aliases]\nsmall = 3\n", "[aliases] in")):  # a wrong type, as a wrong name: `aigc models` warns
+        settings.write_text(text)
+        listed = invoke("models", "--json")
+        assert listed.exit_code == 0 and any(row["alias"] == "smollm2" for row in json.loads(listed.stdout)), listed.output
+        assert f"Warning: {words} {settings} must" in listed.stderr
     settings.write_text("default_image_model = []\n")
     assert "fix it or run `aigc models default --image --unset`" in invoke("models", "default", "--image").stderr
     settings.write_text("default_model = \n")
@@ -2136,3 +2142,49 @@ def test_a_text_too_long_for_the_context_is_named_by_its_line_or_data_row(tiny_m
     data.write_text(f"text\tlabel\nshort\ta\n{long}\tb\nshort too\tb\n")
     code, lines = bad("eval", "classify", str(data), *model)
     assert code == 2 and lines[-1].startswith(f"Error: {data}: text 2 ('word word word word word word ...'): ") and "context" in lines[-1]
+
+
+def test_chat_json_names_a_session_file_in_no_utf8_as_valid_utf8(tiny_model_dir, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9.json")  # as Python reads such a name from argv: a lone surrogate
+    result = invoke("chat", "-S", str(odd), "hi", "--json", "-m", str(tiny_model_dir), "--max-tokens", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout_bytes.decode("utf-8"))["session"] == f"{tmp_path}/caf\ufffd.json"
+    assert odd.is_file()  # the file itself is the one named
+
+
+@pytest.mark.parametrize("command", [("chat", "Plan two days in Rome."), ("chat", "-S", "trip", "Plan two days in Rome."), ("run", "chat", "--var", "input=Plan two days in Rome.")])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monkeypatch, command, streamed):
+    import types
+
+    from aigc.cli import chat as chat_cli, run as run_cli
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.generators.template import TemplateGenerator
+    from aigc.testing import FakeEngine
+
+    if streamed:  # as on a terminal
+        monkeypatch.setattr(chat_cli, "_streamed", lambda *args: True)
+        monkeypatch.setattr(run_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
+    note = "Warning: the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
+    result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log")  # a tiny random model: no end in 2 tokens
+    assert result.exit_code == 0 and note in result.stderr, result.output
+    if not streamed:
+        shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log", "--json").stdout)
+        assert shown["finish_reason"] == "length"
+    engine = FakeEngine()  # its answers end before max_tokens
+    engine.enqueue("Rome.")
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: (ChatGenerator if name == "chat" else TemplateGenerator)(engine=engine))
+    whole = invoke(*command, "--max-tokens", "2", "--no-log")
+    assert whole.exit_code == 0 and whole.stdout == "Rome.\n" and "cut off" not in whole.stderr, whole.output
+
+
+def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+
+    session = ChatSession(ChatGenerator(engine=tiny_engine), sampling={"max_tokens": 2})
+    repl_lines(monkeypatch, "Plan two days in Rome.")
+    _turn(session, RunOptions(log=False), [])
+    assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err

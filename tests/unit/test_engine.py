@@ -400,3 +400,20 @@ def test_stats_show_a_download_or_conversion_apart_from_loading(capsys):
     ui.print_stats(EngineStats(load_seconds=1.5))
     assert "download/convert time: 42.00s" in first and "load time:" in first
     assert "download/convert" not in capsys.readouterr().err
+
+
+def test_a_stream_returns_its_finish_reason_which_relay_passes_on(tiny_engine):
+    from aigc.engine.base import relay
+
+    seen: list[str] = []
+    params = SamplingParams(temperature=0, max_tokens=3)
+    stream = relay(tiny_engine.stream("Bees make", params), seen)
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(stream))
+        except StopIteration as end:
+            reason = end.value
+            break
+    whole = tiny_engine.generate(["Bees make"], params)[0][0]
+    assert pieces == seen and "".join(seen) == whole.text and reason == whole.finish_reason == "length"

@@ -487,6 +487,11 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     expected = tiny_engine.generate([messages], params)[0][0].text
     assert engine.generate([messages], params)[0][0].text == expected
     assert "".join(engine.stream(messages, params)) == expected
+    stream = engine.stream(messages, params)
+    with pytest.raises(StopIteration) as end:  # read to its end, it returns its finish reason, as the server gave it
+        while True:
+            next(stream)
+    assert end.value.value == tiny_engine.generate([messages], params)[0][0].finish_reason == "length"
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
     from aigc.engine.base import EngineStats
 
