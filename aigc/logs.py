@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import Any, Iterator
 
 from . import config
 from .errors import BadInputError
+from .textio import readable_name
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -137,8 +137,6 @@ def _connect() -> Iterator[sqlite3.Connection]:
         raise BadInputError(f"cannot use the response log {path}: {exc}; {fix}, or run `aigc logs off`") from None
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
 
 def record(entry: Entry) -> int:
     """Add an entry; returns its id."""
@@ -147,7 +145,7 @@ def record(entry: Entry) -> int:
     row["datetime_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     row["options"] = json.dumps(entry.options, ensure_ascii=False, default=str)
     row["result"] = None if entry.result is None else json.dumps(entry.result, ensure_ascii=False, default=str)
-    row = {key: _SURROGATES.sub("\ufffd", value) if isinstance(value, str) else value for key, value in row.items()}  # a session file's name in no UTF-8: SQLite takes no lone surrogate
+    row = {key: readable_name(value) if isinstance(value, str) else value for key, value in row.items()}  # a session file's name in no UTF-8: SQLite takes no lone surrogate
     with _connect() as db, db:
         cursor = db.execute(f"INSERT INTO responses ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
         return int(cursor.lastrowid)
