@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document
 from . import complete, examples
@@ -18,13 +19,13 @@ ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with
 def headline(
     source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for, or - for stdin (read when piped and no --topic is given).")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
-    n: Annotated[int, typer.Option("-n", help="How many distinct headlines.")] = 3,
+    n: Annotated[int, typer.Option("-n", help="How many distinct headlines (fewer, with a warning, where the model writes no more).")] = 3,
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 12,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...]} as JSON.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...], "missing": N, "cut_off": BOOL} as JSON (missing: how many fewer than -n came out).')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -37,7 +38,7 @@ def headline(
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         text = topic if topic is not None else read_document(source or "-", lines=True)
-        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic", output=output)
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic", notes=headline_notes, output=output)
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")
@@ -46,10 +47,21 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
+    for note in headline_notes(result):
+        ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)
+
+
+def headline_notes(result: dict) -> list[str]:
+    """A warning when fewer headlines came out than -n asked for, saying what to raise."""
+    got, missing = len(result["headlines"]), result["missing"]
+    if not missing:
+        return []
+    why = "some were cut off at the token limit; raise --max-tokens" if result["cut_off"] else "raise --temperature or --max-words, or ask for fewer (-n)"
+    return [f"only {got} of the {got + missing} headlines asked for came out distinct and within the word limit; {why}"]
 
 
 EXAMPLES = examples(

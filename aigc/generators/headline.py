@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import templates
 from ..engine.sampling import MIN_SEED
-from ..errors import AigcError, BadInputError, OptionError, option
+from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import first_words
 from .base import Generator, type_name
@@ -80,7 +80,7 @@ def _near_duplicate(key: str, found: dict[str, str]) -> bool:
 
 
 class HeadlineGenerator(Generator):
-    """Samples until it has N distinct headlines that respect the word limit."""
+    """Samples up to MAX_ROUNDS rounds for N distinct headlines that respect the word limit."""
 
     name = "headline"
     description = "Write headlines for a topic or an article"
@@ -120,7 +120,9 @@ class HeadlineGenerator(Generator):
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 
-    def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> list[str]:
+    def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> tuple[list[str], int]:
+        """Up to N headlines (fewer when the rounds gave no more that were distinct, within the word
+        limit and whole, but at least one), and how many sampled ones max_tokens cut off."""
         base = self.sampling(sampling, rendered.defaults)
         found: dict[str, str] = {}
         cut = 0  # headlines that max_tokens cut off
@@ -139,16 +141,16 @@ class HeadlineGenerator(Generator):
                 if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
         headlines = list(found.values())[: opts.n]
-        if len(headlines) < opts.n:
+        if not headlines:
             if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return
-                raise BadInputError(
-                    f"only {len(headlines)} headline(s) came out whole: {cut} were cut off at {option('max_tokens', base.max_tokens)}; raise {option('max_tokens')}"
-                )
-            raise AigcError(
-                f"only {len(headlines)} distinct headline(s) of at most {opts.max_words} words came out of "
-                f"{MAX_ROUNDS} tries; raise {option('temperature')}, raise {option('max_words')} or ask for fewer ({option('n')})"
+                raise BadInputError(f"no headline came out whole ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
+            raise BadInputError(
+                f"no headline of at most {opts.max_words} words came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}"
             )
-        return headlines
+        return headlines, cut
 
-    def postprocess(self, headlines: list[str], opts: HeadlineOptions) -> dict[str, Any]:
-        return {"headlines": headlines}
+    def postprocess(self, found: tuple[list[str], int], opts: HeadlineOptions) -> dict[str, Any]:
+        """`missing`: how many fewer than N came out; `cut_off`: max_tokens cut some of those off."""
+        headlines, cut = found
+        missing = opts.n - len(headlines)
+        return {"headlines": headlines, "missing": missing, "cut_off": bool(missing and cut)}

@@ -2188,3 +2188,18 @@ def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, c
     repl_lines(monkeypatch, "Plan two days in Rome.")
     _turn(session, RunOptions(log=False), [])
     assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err
+
+
+def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch):
+    from aigc.cli.options import RunOptions
+    from aigc.generators.headline import HeadlineGenerator
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue(*["Bees on the roof"] * 200)
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: HeadlineGenerator(engine=engine))
+    result = invoke("headline", "--topic", "bees", "-n", "3", "--no-log")
+    assert result.exit_code == 0 and result.stdout == "Bees on the roof\n"
+    assert result.stderr == "Warning: only 1 of the 3 headlines asked for came out distinct and within the word limit; raise --temperature or --max-words, or ask for fewer (-n)\n"
+    result = invoke("headline", "--topic", "bees", "-n", "2", "--no-log", "--json")
+    assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr

@@ -5,7 +5,7 @@ import pytest
 from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
-from aigc.generators.headline import HeadlineGenerator, clean_headline, fit_headline
+from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
 
 LONG_TEXT = "Some text about bees. " * 60  # longer than any summary length, so the model is asked
@@ -174,28 +174,41 @@ def test_fit_headline_keeps_the_main_clause(headline, fitted):
     assert fit_headline(headline, 6) == fitted
 
 
-def test_headline_gives_a_clear_error_when_it_cannot_find_enough():
+def test_too_few_distinct_headlines_are_given_with_how_many_are_missing():
     engine = FakeEngine()
     engine.enqueue(*["Same words again"] * 100)
-    with pytest.raises(AigcError, match=r"only 1 distinct headline\(s\)"):
-        HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"seed": 1})
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=3, sampling={"seed": 1})
+    assert result == {"headlines": ["Same words again"], "missing": 2, "cut_off": False}
+    assert len(engine.calls) == MAX_ROUNDS  # every round tried for the others first
+
+
+def test_no_headline_at_all_is_a_bad_input_naming_what_to_raise():
+    engine = FakeEngine()
+    engine.enqueue(*["A headline far longer than the three words allowed"] * 100)
+    with pytest.raises(BadInputError, match=rf"^no headline of at most 3 words came out of {MAX_ROUNDS} tries; raise temperature or max_words$"):
+        HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, max_words=3, sampling={"seed": 1})
+
+
+class Cutting(FakeEngine):
+    """Answers of more words than max_tokens are cut there, as a model's are."""
+
+    def generate(self, prompts, params):
+        groups = super().generate(prompts, params)
+        for group in groups:
+            for c in group:
+                if len(c.text.split()) > params.max_tokens:
+                    c.text, c.finish_reason = " ".join(c.text.split()[: params.max_tokens]), "length"
+        return groups
 
 
 def test_headlines_cut_off_by_max_tokens_are_not_kept():
-    class Cutting(FakeEngine):
-        """Answers of more words than max_tokens are cut there, as a model's are."""
-
-        def generate(self, prompts, params):
-            groups = super().generate(prompts, params)
-            for group in groups:
-                for c in group:
-                    if len(c.text.split()) > params.max_tokens:
-                        c.text, c.finish_reason = " ".join(c.text.split()[: params.max_tokens]), "length"
-            return groups
-
     engine = Cutting()
     engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
-    with pytest.raises(BadInputError, match=r"^only 1 headline\(s\) came out whole: \d+ were cut off at max_tokens=4; raise max_tokens$"):  # the caller's max_tokens: a 400, CLI exit 2
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
+    assert result == {"headlines": ["Short one"], "missing": 1, "cut_off": True}
+    engine = Cutting()
+    engine.enqueue(*["Hives everywhere in town now"] * 100)
+    with pytest.raises(BadInputError, match=r"^no headline came out whole \(\d+ cut off at max_tokens=4\); raise max_tokens$"):  # the caller's max_tokens: a 400, CLI exit 2
         HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
 
 

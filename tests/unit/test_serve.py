@@ -422,9 +422,9 @@ def test_a_client_that_goes_away_frees_its_row(server, client):
 
 def test_task_endpoints_run_the_generators(server):
     status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "city bees"}, "options": {"n": 2, "max_words": 40}, "sampling": {"max_tokens": 12, "seed": 1, "temperature": 1.0}})
-    assert status in (200, 400, 500), body  # a random model may not write 2 distinct usable headlines (400: max_tokens cut them off)
+    assert status in (200, 400), body  # a random model may write no usable headline (400: max_tokens cut them off, or none fit)
     if status == 200:
-        assert len(body["headlines"]) == 2
+        assert len(body["headlines"]) == 2 - body["missing"] and body["cut_off"] in (True, False)
     status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees make honey.\n\nCities have rooftops.", "options": {"words": 10}, "sampling": {"max_tokens": 8}})
     assert status == 200 and isinstance(body["summary"], str) and body["model"] == server["model"]
     status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"length": "huge"}})
@@ -445,7 +445,7 @@ def test_task_endpoints_run_the_generators(server):
 def test_a_task_answer_cut_off_by_the_requests_max_tokens_is_a_400_naming_it(server):
     status, _, body = raw(server, "/v1/aigc/headline", {"input": {"topic": "city bees"}, "options": {"n": 2}, "sampling": {"max_tokens": 1, "seed": 1, "temperature": 1.0}})
     assert status == 400 and body["error"]["param"] == "max_tokens", body  # every headline is cut off: none to return
-    assert re.fullmatch(r"only 0 headline\(s\) came out whole: \d+ were cut off at max_tokens=1; raise max_tokens", body["error"]["message"])
+    assert re.fullmatch(r"no headline came out whole \(\d+ cut off at max_tokens=1\); raise max_tokens", body["error"]["message"])
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"type": "string"}}, "required": ["ok", "color"]}
     status, _, body = raw(server, "/v1/aigc/chat", {"input": "Give me JSON", "sampling": {"max_tokens": 3, "seed": 1, "temperature": 1.0, "json_schema": schema}})
     assert status == 400 and body["error"]["param"] == "max_tokens", body
