@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, UnknownModelError
-from ..textio import check_writable
+from ..textio import check_writable, readable_name
 from . import complete, examples
 from .options import stdin_text
 
@@ -104,9 +104,10 @@ def image(
     timing = f", {per_step:.3f} s/step" if per_step else ""
     ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} step{'s' if result['settings']['steps'] != 1 else ''}{timing} on {result['settings']['device']}")
     if as_json:
-        data = {
-            "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],
-            "settings": {**result["settings"], **({"original_prompt": original} if original else {})},
+        settings = {**result["settings"], **({"original_prompt": original} if original else {})}
+        data = {  # a name's bytes in no UTF-8 (-o, a model's path) as U+FFFD: the JSON stays UTF-8
+            "images": [{"path": readable_name(path), "seed": seed} for path, seed in zip(written, result["seeds"])],
+            "settings": {key: readable_name(value) if isinstance(value, str) else value for key, value in settings.items()},
             "seconds_per_step": per_step,
         }
         ui.result(json.dumps(data, ensure_ascii=False))

@@ -10,6 +10,7 @@ import typer
 
 from .. import templates, ui
 from ..errors import BadInputError
+from ..textio import readable_name
 from . import complete
 from .options import listing_app
 
@@ -24,8 +25,8 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
         {"name": t.name, "source": t.source, "path": str(t.path), "description": t.description, "overrides": shadowed.get(t.name, [])}
         for t in sorted(templates.discover().values(), key=lambda t: t.name)
     ]
-    if as_json:
-        ui.result(json.dumps(rows, indent=2, ensure_ascii=False))
+    if as_json:  # a name's bytes in no UTF-8 as U+FFFD: the JSON stays UTF-8
+        ui.result(json.dumps([{**row, "name": readable_name(row["name"]), "path": readable_name(row["path"])} for row in rows], indent=2, ensure_ascii=False))
         return
     for row in rows:
         if row["overrides"]:
@@ -50,7 +51,7 @@ def show(
     if as_json:
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
-        ui.result(json.dumps({**fields, "path": str(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}, indent=2, ensure_ascii=False, default=str))
+        ui.result(json.dumps({**fields, "name": readable_name(template.name), "path": readable_name(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}, indent=2, ensure_ascii=False, default=str))
         return
     lines = [f"# {template.path} ({template.source})"]
     for var in template.variables:

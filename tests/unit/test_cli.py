@@ -2203,3 +2203,22 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch):
     assert result.stderr == "Warning: only 1 of the 3 headlines asked for came out distinct and within the word limit; raise --temperature or --max-words, or ask for fewer (-n)\n"
     result = invoke("headline", "--topic", "bees", "-n", "2", "--no-log", "--json")
     assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr
+
+
+def test_json_listings_show_a_file_name_in_no_utf8_as_replacement_characters(tmp_path, monkeypatch):
+    from aigc import conversations
+
+    shared = tmp_path / "caf\udce9"  # as Python reads the bytes caf\xe9 from a path
+    shared.mkdir()
+    (shared / "b\udce9e.j2").write_text("---\ndescription: bees\n---\nHi {{ input }}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(shared))
+    listed = invoke("templates", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    row = next(r for r in json.loads(listed.stdout_bytes.decode("utf-8")) if r["source"] == "env")
+    assert row["name"] == "b\ufffde" and row["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
+    shown = invoke("templates", "show", "b\udce9e", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout_bytes.decode("utf-8"))["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    (conversations.sessions_dir() / "caf\udce9.json").write_text("{}")
+    sessions = invoke("sessions", "--json")
+    assert sessions.exit_code == 0 and [row["name"] for row in json.loads(sessions.stdout_bytes.decode("utf-8"))] == ["caf\ufffd"]

@@ -415,3 +415,9 @@ def test_single_file_checkpoint_resolves_and_offline_config_fetch_says_what_to_d
 @pytest.mark.parametrize("argv", [["--help"], ["image", "--help"], ["models", "list"]])
 def test_help_never_imports_torch_diffusers_or_pillow(argv):
     assert imports_after(argv, ('torch', 'diffusers', 'PIL')) == "False False False"
+
+
+def test_json_shows_a_path_in_no_utf8_as_replacement_characters(tiny_pipeline_dir, tmp_path):
+    result = make(tiny_pipeline_dir, tmp_path / "caf\udce9.png", "--seed", "3", "--json")  # as Python reads the bytes caf\xe9 from argv
+    assert json.loads(result.stdout_bytes.decode("utf-8"))["images"] == [{"path": str(tmp_path / "caf\ufffd.png"), "seed": 3}]
+    assert (tmp_path / "caf\udce9.png").exists()
