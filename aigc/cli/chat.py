@@ -32,7 +32,8 @@ REPL_HELP = """Commands:
                    /system default: back to the default)
   /save FILE       save the conversation (.json, or Markdown for any other
                    name); asks before it replaces a file
-  /load FILE       go on from a conversation saved as .json
+  /load FILE       go on from a conversation saved as .json, or from a
+                   session by its name (/load trip)
   /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
 (sent as typed, even if it starts with / or is just exit); start a message
@@ -458,11 +459,22 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
             _reply(f"(not saved: {target} is kept as it was)")
     elif command == "/load":
         if not arg:
-            raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json")
-        session.load(_unquoted(arg))
+            raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json, or a session's name")
+        session.load(_loadable(_unquoted(arg)))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
+
+
+def _loadable(target: str) -> Path:
+    """What `/load` reads: the file `target`, else the session of that name (as `--session` takes one)."""
+    path = Path(target).expanduser()
+    if path.exists():
+        return path
+    if conversations.NAME.fullmatch(target) and conversations.session_path(target).exists():
+        return conversations.session_path(target)
+    what = "no file or session" if conversations.NAME.fullmatch(target) else "no file"
+    raise BadInputError(f"{what} {target}: /load takes a file /save wrote (/load chat.json) or a session's name (`aigc sessions` lists them)")
 
 
 def _replaces(target: str) -> bool:

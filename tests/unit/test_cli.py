@@ -3,6 +3,7 @@
 import json
 import os
 from pathlib import Path
+import re
 import subprocess
 import sys
 
@@ -2222,3 +2223,23 @@ def test_json_listings_show_a_file_name_in_no_utf8_as_replacement_characters(tmp
     (conversations.sessions_dir() / "caf\udce9.json").write_text("{}")
     sessions = invoke("sessions", "--json")
     assert sessions.exit_code == 0 and [row["name"] for row in json.loads(sessions.stdout_bytes.decode("utf-8"))] == ["caf\ufffd"]
+
+
+def test_repl_load_takes_a_session_name_and_says_what_it_takes_when_nothing_is_there(tmp_path, monkeypatch):
+    from aigc import conversations
+    from aigc.cli.chat import _command
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    monkeypatch.chdir(tmp_path)
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    conversations.session_path("trip").write_text(json.dumps({"messages": [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]}))
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    _command("/load", "trip", session, [])
+    assert [m["content"] for m in session.messages] == ["Rome?", "Yes."]
+    hint = ": /load takes a file /save wrote (/load chat.json) or a session's name (`aigc sessions` lists them)"
+    with pytest.raises(BadInputError, match=re.escape(f"no file or session paris{hint}")):
+        _command("/load", "paris", session, [])
+    with pytest.raises(BadInputError, match=re.escape(f"no file gone.json{hint}")):
+        _command("/load", "gone.json", session, [])
+    assert [m["content"] for m in session.messages] == ["Rome?", "Yes."]
