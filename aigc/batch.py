@@ -382,9 +382,13 @@ def _shown(value: Any) -> Any:
 
 
 def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
-    """Each setting that differs, with both values: "aspect: 'sentiment' then, the default now"."""
+    """Each setting that differs, with both values: "aspect: 'sentiment' then, the default now";
+    the columns as the flags that choose them: "columns: --field 'text' --id-field 'id' then, ..."."""
 
     def value(made: dict[str, Any], key: str) -> str:
+        if key == "columns":  # the text and id columns read, as given (the default ones spelt out too)
+            field, id_field = made.get(key, COLUMNS)
+            return f"--field {field!r} --id-field {id_field!r}"
         return repr(made[key]) if key in made else "the default"
 
     return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))

@@ -944,7 +944,7 @@ def test_a_refused_rerun_names_the_settings_that_differ_and_both_values(tmp_path
     out.write_text(out.read_text().replace('"max_tokens": 8, ', ""))  # as if made without it
     with pytest.raises(BadInputError, match=r"\(format: 'bullets' then, the default now; temperature: 0.0 then, 0.7 now; words: 20 then, 30 now\); resume it"):
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 30}, {"temperature": 0.7})
-    with pytest.raises(BadInputError, match=r"\(columns: the default then, \['body', 'id'\] now\)"):
+    with pytest.raises(BadInputError, match=r"\(columns: --field 'text' --id-field 'id' then, --field 'body' --id-field 'id' now\)"):
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20, "format": "bullets"}, {"temperature": 0.0}, ("body", "id"))
     old = tmp_path / "old.jsonl"  # written before lines recorded what they were made with
     old.write_text(json.dumps({k: v for k, v in lines(out)[0].items() if k != "made_with"}) + "\n")
