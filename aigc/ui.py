@@ -57,8 +57,16 @@ def error(message: str) -> None:
 
 
 def result(text: str) -> None:
-    """Write a result to stdout, as plain text."""
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    """Write a result to stdout, as plain text; a file name's bytes in no UTF-8 (lone surrogates, as
+    Python reads them) as the bytes they were, also where stdout takes only proper text (a UTF-8 locale)."""
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        if not hasattr(sys.stdout, "buffer"):
+            raise
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
     sys.stdout.flush()
 
 

@@ -2206,7 +2206,7 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch):
     assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr
 
 
-def test_json_listings_show_a_file_name_in_no_utf8_as_replacement_characters(tmp_path, monkeypatch):
+def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replacement_characters(tmp_path, monkeypatch):
     from aigc import conversations
 
     shared = tmp_path / "caf\udce9"  # as Python reads the bytes caf\xe9 from a path
@@ -2217,6 +2217,9 @@ def test_json_listings_show_a_file_name_in_no_utf8_as_replacement_characters(tmp
     assert listed.exit_code == 0, listed.output
     row = next(r for r in json.loads(listed.stdout_bytes.decode("utf-8")) if r["source"] == "env")
     assert row["name"] == "b\ufffde" and row["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
+    plain = invoke("templates", "list")  # a name as its bytes, also on a stdout that takes only proper UTF-8
+    assert plain.exit_code == 0 and any(line.startswith(b"b\xe9e ") for line in plain.stdout_bytes.splitlines()), plain.output
+    assert invoke("templates", "show", "b\udce9e").stdout_bytes.startswith(b"# " + os.fsencode(tmp_path / "caf\udce9" / "b\udce9e.j2"))
     shown = invoke("templates", "show", "b\udce9e", "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout_bytes.decode("utf-8"))["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
     conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
