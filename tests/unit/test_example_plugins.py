@@ -73,7 +73,8 @@ def test_adcopy_generator_keeps_distinct_clean_variants():
             "variants": [
                 {"headline": "Hike Light, Drink Green", "body": "Bamboo keeps your water cool on every trail, all day long."},
                 {"headline": "Trail Water Made Simple", "body": "Refill it at any stream and carry less plastic up the mountain."},
-            ]
+            ],
+            "missing": 0,
         }
         assert len(engine.calls) == 2 and len(engine.calls[1][0]) == 2  # bodies batched, one prompt per headline
         assert engine.calls[1][1].max_tokens >= 50  # a body gets room for a sentence by default...
@@ -81,6 +82,40 @@ def test_adcopy_generator_keeps_distinct_clean_variants():
         engine.enqueue("Carry less plastic up the trail.", "Carry less plastic up the trail.", "Carry less plastic up the trail.")
         get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=1, sampling={"max_tokens": 20})
         assert engine.calls[-1][1].max_tokens == 20  # ...and what --max-tokens asks for when it is given
+    finally:
+        plugins.reset()
+
+
+def test_adcopy_returns_the_variants_found_and_how_many_are_missing():
+    import pytest
+    import typer
+    from typer.testing import CliRunner
+
+    from aigc.errors import BadInputError
+    from aigc.generators.base import get_generator
+    from aigc.testing import FakeEngine
+
+    register_adcopy()
+    try:
+        engine = FakeEngine()
+        # round 1: 6 headline samples, one usable, then 3 body samples for it; later rounds write nothing
+        engine.enqueue("Hike Light, Drink Green", *[""] * 5, "Bamboo keeps your water cool on every trail, all day long.")
+        result = get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=3, sampling={"seed": 1})
+        assert [v["headline"] for v in result["variants"]] == ["Hike Light, Drink Green"] and result["missing"] == 2
+        with pytest.raises(BadInputError, match="no ad-copy variant came out"):  # nothing at all: nothing to return
+            get_generator("adcopy", engine=FakeEngine())({"product": "a bamboo bottle", "audience": "hikers"}, n=2, sampling={"seed": 1})
+
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        plugins.register_commands(app)
+        engine.enqueue("Hike Light, Drink Green", *[""] * 5, "Bamboo keeps your water cool on every trail, all day long.")
+        generator = get_generator("adcopy", engine=engine)
+        from unittest import mock
+
+        with mock.patch("aigc.cli.options.RunOptions.generator", return_value=generator):
+            done = CliRunner().invoke(app, ["adcopy", "--product", "x", "--audience", "y", "-n", "3", "--seed", "1", "--no-log"])
+        assert done.exit_code == 0, done.output
+        assert done.stdout.startswith("Hike Light, Drink Green") and "only 1 of the 3 variants asked for came out distinct" in done.stderr
     finally:
         plugins.reset()
 

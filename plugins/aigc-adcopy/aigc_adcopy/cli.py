@@ -13,9 +13,9 @@ def adcopy(
     product: Annotated[str, typer.Option(help="What is being advertised.")],
     audience: Annotated[str, typer.Option(help="Who the ad is for.")],
     tone: Annotated[str, typer.Option(help="How it should sound: friendly, playful, luxurious, urgent, ...")] = "friendly",
-    n: Annotated[int, typer.Option("-n", help="How many distinct variants.")] = 3,
+    n: Annotated[int, typer.Option("-n", help="How many distinct variants (fewer, with a warning, where the model writes no more).")] = 3,
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"variants": [{"headline", "body"}, ...]} as JSON.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"variants": [{"headline", "body"}, ...], "missing": N} as JSON.')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -27,6 +27,9 @@ def adcopy(
     generator = run.generator("adcopy")
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
+    if result["missing"]:
+        got = len(result["variants"])
+        ui.warn(f"only {got} of the {got + result['missing']} variants asked for came out distinct; raise --temperature or --max-words, or ask for fewer (-n)")
     text = "\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"])
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else text)
     run.keep(generator, "adcopy", inputs, text, options, result)

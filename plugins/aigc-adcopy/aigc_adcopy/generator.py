@@ -2,7 +2,8 @@
 
 Two steps per round, each one batched: sample headlines (as `aigc headline` does: clean, fit the
 word limit, keep distinct ones), then write one body sentence per new headline and keep the best
-usable one. Rounds repeat with the next seed until there are N variants or the tries run out.
+usable one. Rounds repeat with the next seed until there are N variants or the tries run out; then the
+variants found are returned, with how many are missing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigc import templates
-from aigc.errors import AigcError, BadInputError, OptionError, option
+from aigc.errors import BadInputError, OptionError, option
 from aigc.generators.base import Generator, type_name
 from aigc.generators.headline import clean_headline, fit_headline
 
@@ -129,12 +130,10 @@ class AdCopyGenerator(Generator):
                 if body and _key(body) not in bodies_seen and len(variants) < opts.n:
                     bodies_seen.add(_key(body))
                     variants[_key(headline)] = {"headline": headline, "body": body}
-        if len(variants) < opts.n:
-            raise AigcError(
-                f"only {len(variants)} distinct ad-copy variants came out of {MAX_ROUNDS} tries; "
-                "raise --temperature, raise --max-words or ask for fewer with -n"
-            )
+        if not variants:
+            raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}")
         return list(variants.values())
 
     def postprocess(self, variants: list[dict[str, str]], opts: AdCopyOptions) -> dict[str, Any]:
-        return {"variants": variants}
+        """`missing`: how many fewer than N distinct variants came out."""
+        return {"variants": variants, "missing": opts.n - len(variants)}
