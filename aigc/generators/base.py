@@ -34,6 +34,15 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def check_varied(n: int, params: SamplingParams, what: str) -> None:
+    """A `BadInputError` when `n` answers are asked for with settings that give the same one each time."""
+    if n > 1 and (params.greedy or params.top_k == 1):
+        raise BadInputError(
+            f"{n} {what} need sampling, but {option('temperature', 0)} or {option('top_k', 1)} always picks the same words; "
+            f"raise them, or ask for one ({option('n', 1)})"
+        )
+
+
 @functools.lru_cache(maxsize=None)
 def _option_types(options: type) -> dict[str, Any]:
     try:

@@ -337,6 +337,23 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
 
 
+def test_several_chat_or_template_answers_with_greedy_settings_are_refused_before_any_model_call():
+    from aigc.generators.template import TemplateGenerator
+
+    engine = FakeEngine()
+    same = "2 answers need sampling, but temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"
+    with pytest.raises(BadInputError, match=same):  # chat's default is greedy
+        ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2})
+    with pytest.raises(BadInputError, match=same):
+        ChatGenerator(engine=engine).many(["Hi", "Name a colour"], sampling={"n": 2, "temperature": 0.7, "top_k": 1})
+    with pytest.raises(BadInputError, match=same):
+        TemplateGenerator(engine=engine)({"input": "hi"}, sampling={"n": 2, "temperature": 0})
+    assert engine.calls == []
+    engine.enqueue("Red", "Blue", "Hello")
+    assert ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0.7})["choices"] == ["Red", "Blue"]
+    assert TemplateGenerator(engine=engine)({"input": "hi"}, sampling={"temperature": 0})["text"] == "Hello"  # one greedy answer is fine
+
+
 @pytest.mark.parametrize(
     "generator, inputs, message",
     [
