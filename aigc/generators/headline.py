@@ -96,8 +96,11 @@ class HeadlineGenerator(Generator):
         check_varied(opts.n, params, "headlines")
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
-        if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):
+        if not isinstance(inputs, dict):
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
+        for name in ("topic", "article"):
+            if not isinstance(inputs.get(name), (str, type(None))):
+                raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {{{name!r}: {type_name(inputs[name])}}}")
         if set(inputs) - {"topic", "article"}:
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got the key(s) {', '.join(map(repr, sorted(set(inputs) - {'topic', 'article'})))}")
         topic, article = inputs.get("topic"), inputs.get("article")

@@ -358,7 +358,8 @@ def test_several_chat_or_template_answers_with_greedy_settings_are_refused_befor
     "generator, inputs, message",
     [
         (HeadlineGenerator, "urban bees", "headline takes {'topic': TEXT} or {'article': TEXT}, got str"),
-        (HeadlineGenerator, {"topic": 5}, "got dict"),
+        (HeadlineGenerator, {"topic": 5}, "headline takes {'topic': TEXT} or {'article': TEXT}, got {'topic': int}"),
+        (HeadlineGenerator, {"article": ["a", "b"]}, "got {'article': list}"),
         (ChatGenerator, None, "chat takes a prompt (str) or messages"),
         (ChatGenerator, [], "got an empty list"),
         (ChatGenerator, [{"role": "user"}], "chat message 0 must be {'role': 'system', 'user' or 'assistant', 'content': TEXT}, got {'role': 'user'}"),
