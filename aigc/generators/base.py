@@ -227,7 +227,8 @@ class Generator:
         if sampling is None:
             return
         if not isinstance(sampling, dict):
-            raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}")
+            hint = " (it sets every setting, its defaults over the task's too); give only those to change" if isinstance(sampling, SamplingParams) else ""
+            raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}{hint}")
         SamplingParams.from_settings({k: v for k, v in sampling.items() if v is not None})
 
     def check_sampled(self, sampling: dict[str, Any] | None) -> None:

@@ -2,6 +2,7 @@ import re
 
 import pytest
 
+from aigc.engine.sampling import SamplingParams
 from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
@@ -596,6 +597,8 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
         classify("good", sampling={"temprature": 0.5}, labels="a,b")
     with pytest.raises(BadInputError, match="sampling must be a dict of settings such as"):
         ChatGenerator(engine=engine)("hi", sampling=0.5)
+    with pytest.raises(BadInputError, match=r"got SamplingParams \(it sets every setting, its defaults over the task's too\); give only those to change$"):
+        ChatGenerator(engine=engine)("hi", sampling=SamplingParams(max_tokens=30))
     with pytest.raises(BadInputError, match="unknown sampling setting temprature"):
         ChatGenerator(engine=engine).many(["hi"], sampling={"temprature": 0.5})
 
