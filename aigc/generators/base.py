@@ -338,13 +338,19 @@ class Generator:
         return f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
 
     def preprocess(self, inputs: Any, opts) -> Any:
-        raise NotImplementedError
+        raise self._undefined("preprocess(self, inputs, opts)")
 
     def forward(self, prepared: Any, opts, sampling: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        raise self._undefined("forward(self, prepared, opts, sampling)")
 
     def postprocess(self, raw: Any, opts) -> dict[str, Any]:
-        raise NotImplementedError
+        raise self._undefined("postprocess(self, raw, opts)")
+
+    def _undefined(self, method: str) -> PluginError:
+        return PluginError(
+            f"the {self.name} generator{self.by_plugin()} does not define {method}; "
+            "a generator defines preprocess, forward and postprocess (docs/plugins.md)"
+        )
 
 
 def _blamed_prepare(prepare: Callable) -> Callable:

@@ -451,6 +451,23 @@ def test_a_generator_without_options_runs_and_refuses_any_option():
         Echo(engine=FakeEngine())("hi", tone="warm")
 
 
+def test_a_generator_missing_a_step_is_a_plugin_error_naming_it():
+    from aigc.errors import PluginError
+    from aigc.generators.base import Generator
+
+    class Half(Generator):
+        name = "half"
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+    with pytest.raises(PluginError, match=r"^the half generator does not define preprocess\(self, inputs, opts\); a generator defines preprocess, forward and postprocess"):
+        Half(engine=FakeEngine())("hi")
+    Half.preprocess = lambda self, inputs, opts: inputs
+    with pytest.raises(PluginError, match=r"^the half generator does not define postprocess\(self, raw, opts\)"):
+        Half(engine=FakeEngine())("hi")
+
+
 def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir, monkeypatch):
     import aigc
 
