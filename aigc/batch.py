@@ -460,7 +460,8 @@ def run_batch(
     if not isinstance(generator, Generator):
         raise BadInputError(f"run_batch runs a generator, such as aigc.get_generator('summarize'), got {type_name(generator)}")
     if not isinstance(rows, list) or not all(isinstance(row, Row) for row in rows):
-        raise BadInputError(f"rows must be a list of rows, as read_rows(path) gives them, got {type_name(rows)}")
+        given = type_name(rows) if not isinstance(rows, list) else f"a list holding {type_name(next(row for row in rows if not isinstance(row, Row)))}"
+        raise BadInputError(f"rows must be a list of rows, as read_rows(path) gives them, got {given}; generator.many(inputs) runs a list of inputs in memory")
     if not isinstance(options, dict):
         raise BadInputError(f"options must be a dict of the generator's options, such as {{'words': 40}}, got {type_name(options)}")
     if not isinstance(output, (str, Path)):

@@ -95,15 +95,21 @@ class SamplingParams:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "SamplingParams":
         """Params from a mapping of settings; a key that names no setting is a `BadInputError`."""
+        cls._check_known(settings)
+        return cls(**settings)
+
+    def replace(self, **changes) -> "SamplingParams":
+        """A copy with the given fields changed; `None` values leave a field as it is, and a name that
+        is no setting is a `BadInputError`."""
+        self._check_known(changes)
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def _check_known(cls, settings: dict[str, Any]) -> None:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(settings) - known))
         if unknown:
             raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**settings)
-
-    def replace(self, **changes) -> "SamplingParams":
-        """A copy with the given fields changed; `None` values leave a field as it is."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
     def greedy(self) -> bool:

@@ -34,6 +34,15 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def check_varied(n: int, params: SamplingParams, what: str) -> None:
+    """A `BadInputError` when `n` answers are asked for with settings that give the same one each time."""
+    if n > 1 and (params.greedy or params.top_k == 1):
+        raise BadInputError(
+            f"{n} {what} need sampling, but {option('temperature', 0)} or {option('top_k', 1)} always picks the same words; "
+            f"raise them, or ask for one ({option('n', 1)})"
+        )
+
+
 @functools.lru_cache(maxsize=None)
 def _option_types(options: type) -> dict[str, Any]:
     try:
@@ -218,7 +227,8 @@ class Generator:
         if sampling is None:
             return
         if not isinstance(sampling, dict):
-            raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}")
+            hint = " (it sets every setting, its defaults over the task's too); give only those to change" if isinstance(sampling, SamplingParams) else ""
+            raise BadInputError(f"sampling must be a dict of settings such as {{'temperature': 0.7}}, got {type_name(sampling)}{hint}")
         SamplingParams.from_settings({k: v for k, v in sampling.items() if v is not None})
 
     def check_sampled(self, sampling: dict[str, Any] | None) -> None:
@@ -328,13 +338,19 @@ class Generator:
         return f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
 
     def preprocess(self, inputs: Any, opts) -> Any:
-        raise NotImplementedError
+        raise self._undefined("preprocess(self, inputs, opts)")
 
     def forward(self, prepared: Any, opts, sampling: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        raise self._undefined("forward(self, prepared, opts, sampling)")
 
     def postprocess(self, raw: Any, opts) -> dict[str, Any]:
-        raise NotImplementedError
+        raise self._undefined("postprocess(self, raw, opts)")
+
+    def _undefined(self, method: str) -> PluginError:
+        return PluginError(
+            f"the {self.name} generator{self.by_plugin()} does not define {method}; "
+            "a generator defines preprocess, forward and postprocess (docs/plugins.md)"
+        )
 
 
 def _blamed_prepare(prepare: Callable) -> Callable:

@@ -12,7 +12,7 @@ from ..errors import AigcError, BadInputError, OptionError, option
 from ..engine.base import Completion, check_fits, relay
 from ..json_schemas import answer_texts, parse_answers
 from ..textio import check_writable, readable_name
-from .base import Generator, coerce_value, type_name
+from .base import Generator, check_varied, coerce_value, type_name
 from .template import checked_values
 
 TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
@@ -70,6 +70,10 @@ class ChatGenerator(Generator):
         values = {**opts.variables, template.input_variable(opts.variables): text}
         rendered = templates.render(template, values, system=opts.system)
         return rendered.messages, rendered.defaults
+
+    def check_sampling(self, opts: ChatOptions, sampling: dict[str, Any] | None) -> None:
+        params = self.sampling(sampling, templates.get_template(opts.template).defaults)
+        check_varied(params.n, params, "answers")
 
     def check_inputs(self, inputs: str | list[dict]) -> None:
         if isinstance(inputs, str):

@@ -12,7 +12,7 @@ from ..engine.sampling import MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import first_words
-from .base import Generator, type_name
+from .base import Generator, check_varied, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
@@ -93,15 +93,14 @@ class HeadlineGenerator(Generator):
 
     def check_sampling(self, opts: HeadlineOptions, sampling: dict[str, Any] | None) -> None:
         params = self.sampling(sampling, templates.get_template(opts.template).defaults)
-        if opts.n > 1 and (params.greedy or params.top_k == 1):
-            raise BadInputError(
-                f"{opts.n} headlines need sampling, but {option('temperature', 0)} or {option('top_k', 1)} always picks the same words; "
-                f"raise them, or ask for one ({option('n', 1)})"
-            )
+        check_varied(opts.n, params, "headlines")
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
-        if not isinstance(inputs, dict) or not all(isinstance(inputs.get(k), (str, type(None))) for k in ("topic", "article")):
+        if not isinstance(inputs, dict):
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
+        for name in ("topic", "article"):
+            if not isinstance(inputs.get(name), (str, type(None))):
+                raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {{{name!r}: {type_name(inputs[name])}}}")
         if set(inputs) - {"topic", "article"}:
             raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got the key(s) {', '.join(map(repr, sorted(set(inputs) - {'topic', 'article'})))}")
         topic, article = inputs.get("topic"), inputs.get("article")

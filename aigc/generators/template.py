@@ -9,7 +9,7 @@ from .. import templates
 from ..errors import BadInputError
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
-from .base import Generator, coerce_value, type_name
+from .base import Generator, check_varied, coerce_value, type_name
 
 
 @dataclass
@@ -69,6 +69,10 @@ class TemplateGenerator(Generator):
         an id or notes column is left out; the column `field` fills the template's input variable
         (`input`, or its one required variable) when no column of that name does."""
         return Columns(fields, field=field)
+
+    def check_sampling(self, opts: TemplateOptions, sampling: dict[str, Any] | None) -> None:
+        params = self.sampling(sampling, templates.get_template(opts.template).defaults)
+        check_varied(params.n, params, "answers")
 
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         if not isinstance(inputs, dict):

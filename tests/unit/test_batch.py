@@ -58,6 +58,7 @@ def test_run_batch_names_an_argument_of_the_wrong_kind_before_any_row_runs(tmp_p
     for args, sampling, words in (
         (("summarize", read_rows(source), out, {}), None, "run_batch runs a generator, such as aigc.get_generator('summarize'), got str"),
         ((summarizer(engine), "rows.txt", out, {}), None, "rows must be a list of rows, as read_rows(path) gives them, got str"),
+        ((summarizer(engine), [{"id": "a", "text": "one"}], out, {}), None, "as read_rows(path) gives them, got a list holding dict; generator.many(inputs) runs a list of inputs in memory"),
         ((summarizer(engine), read_rows(source), out, None), None, "options must be a dict of the generator's options, such as {'words': 40}, got None"),
         ((summarizer(engine), read_rows(source), 5, {}), None, "output must be the path of the file to write (str or Path), got int"),
         ((summarizer(engine), read_rows(source), out, {}), {"temprature": 0}, "unknown sampling setting temprature"),

@@ -2,6 +2,7 @@ import re
 
 import pytest
 
+from aigc.engine.sampling import SamplingParams
 from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
@@ -350,11 +351,29 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
 
 
+def test_several_chat_or_template_answers_with_greedy_settings_are_refused_before_any_model_call():
+    from aigc.generators.template import TemplateGenerator
+
+    engine = FakeEngine()
+    same = "2 answers need sampling, but temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"
+    with pytest.raises(BadInputError, match=same):  # chat's default is greedy
+        ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2})
+    with pytest.raises(BadInputError, match=same):
+        ChatGenerator(engine=engine).many(["Hi", "Name a colour"], sampling={"n": 2, "temperature": 0.7, "top_k": 1})
+    with pytest.raises(BadInputError, match=same):
+        TemplateGenerator(engine=engine)({"input": "hi"}, sampling={"n": 2, "temperature": 0})
+    assert engine.calls == []
+    engine.enqueue("Red", "Blue", "Hello")
+    assert ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0.7})["choices"] == ["Red", "Blue"]
+    assert TemplateGenerator(engine=engine)({"input": "hi"}, sampling={"temperature": 0})["text"] == "Hello"  # one greedy answer is fine
+
+
 @pytest.mark.parametrize(
     "generator, inputs, message",
     [
         (HeadlineGenerator, "urban bees", "headline takes {'topic': TEXT} or {'article': TEXT}, got str"),
-        (HeadlineGenerator, {"topic": 5}, "got dict"),
+        (HeadlineGenerator, {"topic": 5}, "headline takes {'topic': TEXT} or {'article': TEXT}, got {'topic': int}"),
+        (HeadlineGenerator, {"article": ["a", "b"]}, "got {'article': list}"),
         (ChatGenerator, None, "chat takes a prompt (str) or messages"),
         (ChatGenerator, [], "got an empty list"),
         (ChatGenerator, [{"role": "user"}], "chat message 0 must be {'role': 'system', 'user' or 'assistant', 'content': TEXT}, got {'role': 'user'}"),
@@ -443,6 +462,23 @@ def test_a_generator_without_options_runs_and_refuses_any_option():
     assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
     with pytest.raises(BadInputError, match="echo has no option tone"):
         Echo(engine=FakeEngine())("hi", tone="warm")
+
+
+def test_a_generator_missing_a_step_is_a_plugin_error_naming_it():
+    from aigc.errors import PluginError
+    from aigc.generators.base import Generator
+
+    class Half(Generator):
+        name = "half"
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+    with pytest.raises(PluginError, match=r"^the half generator does not define preprocess\(self, inputs, opts\); a generator defines preprocess, forward and postprocess"):
+        Half(engine=FakeEngine())("hi")
+    Half.preprocess = lambda self, inputs, opts: inputs
+    with pytest.raises(PluginError, match=r"^the half generator does not define postprocess\(self, raw, opts\)"):
+        Half(engine=FakeEngine())("hi")
 
 
 def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir, monkeypatch):
@@ -591,6 +627,8 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
         classify("good", sampling={"temprature": 0.5}, labels="a,b")
     with pytest.raises(BadInputError, match="sampling must be a dict of settings such as"):
         ChatGenerator(engine=engine)("hi", sampling=0.5)
+    with pytest.raises(BadInputError, match=r"got SamplingParams \(it sets every setting, its defaults over the task's too\); give only those to change$"):
+        ChatGenerator(engine=engine)("hi", sampling=SamplingParams(max_tokens=30))
     with pytest.raises(BadInputError, match="unknown sampling setting temprature"):
         ChatGenerator(engine=engine).many(["hi"], sampling={"temprature": 0.5})
 

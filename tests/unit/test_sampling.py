@@ -62,6 +62,8 @@ def test_replace_ignores_none_and_keeps_validation():
     assert base.replace(temperature=None, n=2) == SamplingParams(temperature=0.3, n=2)
     with pytest.raises(BadInputError):
         base.replace(top_p=2)
+    with pytest.raises(BadInputError, match="unknown sampling setting max_token; known: json_schema, max_tokens, "):
+        base.replace(max_token=32)  # a misspelt setting, named, not dataclasses' TypeError
 
 
 class CharTokenizer:
