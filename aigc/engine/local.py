@@ -244,9 +244,8 @@ class LocalEngine:
             firsts = torch.tensor([t[0] for t in tails], device=self.device)
             scores = first[:, firsts].clone()  # [rows, k]: a one-token tail's whole score
             embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
-            longer = [j for j, t in enumerate(tails) if len(t) > 1]
-            for group in _tail_groups([tails[j] for j in longer], max(1, CONTINUATION_TOKENS // rows)):
-                self._tree(cache, mask, [tails[longer[g]] for g in group], [longer[g] for g in group], scores, keyword)
+            for group in _tail_groups(tails, max(1, CONTINUATION_TOKENS // rows)):
+                self._tree(cache, mask, [tails[j] for j in group], group, scores, keyword)
         return [
             Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
             for i in range(rows)
@@ -287,11 +286,13 @@ class LocalEngine:
 
 
 def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
-    """Indices of `tails` grouped so that each group feeds at most `budget` tokens (its tails' distinct
-    prefixes); a tail longer than that gets a group alone."""
+    """Indices of the `tails` of more than one token, grouped so that each group feeds at most `budget`
+    tokens (its tails' distinct prefixes); a tail longer than that gets a group alone."""
     groups: list[list[int]] = []
     fed: set[tuple[int, ...]] = set()
     for index, tail in enumerate(tails):
+        if len(tail) == 1:
+            continue  # scored from the prompt's last logits
         prefixes = {tuple(tail[:end]) for end in range(1, len(tail))}
         if not groups or len(fed | prefixes) > budget:
             groups.append([])

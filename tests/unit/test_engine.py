@@ -173,6 +173,16 @@ def test_packed_continuations_score_as_prompt_and_continuation_run_whole(tiny_mo
         assert (row.embedding is not None) == embed
 
 
+def test_tail_groups_feed_shared_prefixes_once_within_the_budget():
+    from aigc.engine.local import _tail_groups
+
+    tails = [[1], [1, 2, 3], [1, 2, 4], [5, 6], [7, 8, 9, 10, 11], [12, 13]]
+    # [1, 2, 3] and [1, 2, 4] feed (1,) and (1, 2) between them; [5, 6] would make 3; the 4-token prefix set is alone
+    assert _tail_groups(tails, budget=2) == [[1, 2], [3], [4], [5]]
+    assert _tail_groups(tails, budget=8) == [[1, 2, 3, 4, 5]]
+    assert _tail_groups([[1], [2]], budget=8) == []
+
+
 def test_length_batches_keep_each_batch_within_the_token_budget():
     lengths = [5, 100, 7, 60, 6, 300]
     batches = length_batches(lengths, budget=128)
