@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 import uuid
@@ -16,7 +15,7 @@ from .scoring import length_batches, pool_hidden_states
 
 EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
 SCORE_BATCH_TOKENS = 4096  # prompt tokens (padding included) per scoring forward pass
-CONTINUATION_TOKENS = 16384  # cached prompt tokens the continuations of one pass attend to, all copies counted
+CONTINUATION_TOKENS = 1024  # continuation tokens fed after the prompts' cache in one pass, all rows counted (their logits: x vocabulary floats)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -176,9 +175,9 @@ class LocalEngine:
         """Each continuation's log-likelihood after each prompt, and with `embed` each prompt's
         hidden-state embedding, from one forward pass per batch of prompts.
 
-        Prompts are batched by length (left-padded); each batch's KV cache is repeated for the
-        continuations, which run in right-padded passes after it, as many together as
-        `CONTINUATION_TOKENS` allows.
+        Prompts are batched by length (left-padded); a continuation of one token is scored from the
+        prompt's last logits, longer ones in a pass after the batch's KV cache that feeds their distinct
+        prefixes as one prefix tree (as many together as `CONTINUATION_TOKENS` allows).
         """
         check_prompts(prompts)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
@@ -234,7 +233,7 @@ class LocalEngine:
         ids, mask = self._batch(heads)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         keyword = cache_keyword(self.model)
-        rows, k = len(heads), len(tails)
+        rows = len(heads)
         with torch.inference_mode():
             cache = DynamicCache()
             out = self.model(
@@ -243,47 +242,64 @@ class LocalEngine:
             )
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
             firsts = torch.tensor([t[0] for t in tails], device=self.device)
-            scores = first[:, firsts].clone()  # [rows, k]
+            scores = first[:, firsts].clone()  # [rows, k]: a one-token tail's whole score
             embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
-            width = max(len(t) for t in tails) - 1  # the last token of each continuation is never fed
-            if width:
-                # the prompt's cache is copied once per continuation: as many at a time as fit the budget
-                group = max(1, CONTINUATION_TOKENS // (rows * (ids.shape[1] + width)))
-                for start in range(0, k, group):
-                    part = tails[start : start + group]
-                    repeated = cache if len(part) == k else copy.deepcopy(cache)
-                    scores[:, start : start + len(part)] += self._continuations(repeated, mask, part, width, keyword)
+            for group in _tail_groups(tails, max(1, CONTINUATION_TOKENS // rows)):
+                self._tree(cache, mask, [tails[j] for j in group], group, scores, keyword)
         return [
             Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
             for i in range(rows)
         ]
 
-
-    def _continuations(self, cache, mask, tails: list[list[int]], width: int, keyword: str):
-        """Log-likelihood of each tail's tokens after the first, after each row's prompt in `cache`
-        (which this repeats for the tails): a [rows, tails] tensor."""
+    def _tree(self, cache, mask, tails: list[list[int]], columns: list[int], scores, keyword: str) -> None:
+        """Add each tail's tokens after the first to `scores[:, columns]`, after each row's prompt in
+        `cache`, in one pass: the tails' distinct prefixes are packed into one sequence (a prefix tree),
+        each token at its position in prompt + tail and attending only the row's prompt and its own
+        prefix. The cache is cut back to the prompt afterwards."""
         import torch
 
-        rows, k = mask.shape[0], len(tails)
-        tail_ids = torch.full((k, width), self.pad_id, dtype=torch.long)
-        tail_mask = torch.zeros((k, width), dtype=torch.long)
-        targets = torch.zeros((k, width), dtype=torch.long)
-        for j, tail in enumerate(tails):
-            tail_ids[j, : len(tail) - 1] = torch.tensor(tail[:-1])
-            tail_mask[j, : len(tail) - 1] = 1
-            targets[j, : len(tail) - 1] = torch.tensor(tail[1:])
-        tail_ids, tail_mask, targets = (t.to(self.device).repeat(rows, 1) for t in (tail_ids, tail_mask, targets))
-        cache.batch_repeat_interleave(k)
-        lengths = mask.sum(-1).repeat_interleave(k)
+        nodes: dict[tuple[int, ...], int] = {}  # prefixes fed, parents before children
+        for tail in tails:
+            for end in range(1, len(tail)):
+                nodes.setdefault(tuple(tail[:end]), len(nodes))
+        count, width = len(nodes), mask.shape[1]
+        sees = torch.zeros((count, count), dtype=torch.bool)
+        for prefix, at in nodes.items():
+            sees[at, [nodes[prefix[:end]] for end in range(1, len(prefix) + 1)]] = True
+        picks = [(nodes[tuple(tail[:end])], tail[end], column) for tail, column in zip(tails, columns) for end in range(1, len(tail))]
+        node, target, column = (torch.tensor(v, device=self.device) for v in zip(*picks))
+        rows = mask.shape[0]
+        allowed = torch.cat([mask.bool()[:, None, :].expand(rows, count, width), sees.to(self.device).expand(rows, count, count)], dim=-1)
+        dtype = self.model.dtype
+        bias = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        depth = torch.tensor([len(prefix) - 1 for prefix in nodes], device=self.device)
         logits = self.model(
-            input_ids=tail_ids,
-            attention_mask=torch.cat([mask.repeat_interleave(k, dim=0), tail_mask], dim=-1),
-            position_ids=lengths[:, None] + torch.arange(width, device=self.device),
+            input_ids=torch.tensor([prefix[-1] for prefix in nodes], device=self.device).expand(rows, count),
+            attention_mask=bias[:, None],  # [rows, 1, fed, prompt + fed], additive as eager and sdpa attention take it
+            position_ids=mask.sum(-1, keepdim=True) + depth,
             use_cache=True,
             **{keyword: cache},
         ).logits.float()
-        picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-        return (picked * tail_mask).sum(-1).view(rows, k)
+        cache.crop(-count)
+        picked = logits[:, node, target] - torch.logsumexp(logits, dim=-1)[:, node]  # [rows, picks]
+        scores.index_add_(1, column, picked)
+
+
+def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
+    """Indices of the `tails` of more than one token, grouped so that each group feeds at most `budget`
+    tokens (its tails' distinct prefixes); a tail longer than that gets a group alone."""
+    groups: list[list[int]] = []
+    fed: set[tuple[int, ...]] = set()
+    for index, tail in enumerate(tails):
+        if len(tail) == 1:
+            continue  # scored from the prompt's last logits
+        prefixes = {tuple(tail[:end]) for end in range(1, len(tail))}
+        if not groups or len(fed | prefixes) > budget:
+            groups.append([])
+            fed = set()
+        groups[-1].append(index)
+        fed |= prefixes
+    return groups
 
 
 class _Run:

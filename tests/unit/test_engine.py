@@ -139,9 +139,48 @@ def test_many_continuations_are_scored_a_few_at_a_time_alike(tiny_engine, monkey
     prompts = ["Paris is", "The quick brown fox jumps over the lazy"]
     continuations = [f" label {i}" for i in range(7)] + [" France. Berlin", " dog"]
     together = tiny_engine.score_many(prompts, continuations)
-    monkeypatch.setattr(local, "CONTINUATION_TOKENS", 40)  # a few copies of the cache at a time
+    monkeypatch.setattr(local, "CONTINUATION_TOKENS", 4)  # a few tails per pass after the prompts
     for scored, alike in zip(tiny_engine.score_many(prompts, continuations), together):
         assert scored.logprobs == pytest.approx(alike.logprobs, abs=1e-4)
+
+
+def from_scratch(engine, prompt, tail_ids):
+    """A continuation's log-likelihood from prompt + continuation run whole, no cache or padding."""
+    head = engine.encode(prompt)
+    with torch.inference_mode():
+        logits = engine.model(torch.tensor([head + tail_ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return sum(float(logprobs[len(head) - 1 + i, t]) for i, t in enumerate(tail_ids))
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("embed", [False, True])
+def test_packed_continuations_score_as_prompt_and_continuation_run_whole(tiny_model_dir, attention, embed):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from aigc.engine.local import LocalEngine
+
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention).eval()
+    engine = LocalEngine("tiny", model, AutoTokenizer.from_pretrained(tiny_model_dir))
+    prompts = ["Paris is", "The quick brown fox jumps over the lazy", "A", "Bees make honey and"]
+    continuations = [" France", " France. Berlin", " Fr", " dog.", " France. Berlin", " capital of Germany", " Paris is"]
+    tails = [engine.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    assert {1, 2} <= {len(t) for t in tails} and max(len(t) for t in tails) >= 3
+    assert len({tuple(t[:2]) for t in tails if len(t) > 2}) < len([t for t in tails if len(t) > 2])  # tails share prefixes
+    scored = engine.score_many(prompts, continuations, embed=embed)
+    for prompt, row in zip(prompts, scored):
+        assert row.logprobs == pytest.approx([from_scratch(engine, prompt, t) for t in tails], abs=1e-4)
+        assert (row.embedding is not None) == embed
+
+
+def test_tail_groups_feed_shared_prefixes_once_within_the_budget():
+    from aigc.engine.local import _tail_groups
+
+    tails = [[1], [1, 2, 3], [1, 2, 4], [5, 6], [7, 8, 9, 10, 11], [12, 13]]
+    # [1, 2, 3] and [1, 2, 4] feed (1,) and (1, 2) between them; [5, 6] would make 3; the 4-token prefix set is alone
+    assert _tail_groups(tails, budget=2) == [[1, 2], [3], [4], [5]]
+    assert _tail_groups(tails, budget=8) == [[1, 2, 3, 4, 5]]
+    assert _tail_groups([[1], [2]], budget=8) == []
 
 
 def test_length_batches_keep_each_batch_within_the_token_budget():
