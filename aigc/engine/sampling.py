@@ -52,6 +52,12 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     json_schema: dict | None = field(default=None, hash=False)
 
+    def __new__(cls, *args: Any, **settings: Any) -> "SamplingParams":
+        """A keyword that names no setting is a `BadInputError`, as in `from_settings` and `replace`,
+        not dataclasses' TypeError (`__init__` takes the arguments then)."""
+        cls._check_known(settings)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         for name in (*NUMBERS, "seed"):  # text from a form or a command line: "5" is 5
             if isinstance(getattr(self, name), str):

@@ -4,7 +4,8 @@ At each step a row may only take the tokens that keep its answer a prefix of JSO
 allows, and once the JSON is whole, only end-of-sequence (no blank space before or after it). The table of what each token spells is
 built once per tokenizer (0.4-1.4 s for a 49k vocabulary). Fields come in the order of the
 schema's `required` list, then the others, and at most a few whitespace characters come in a row
-(a few more inside a string), so a small model does not spend its tokens on indentation or spaces.
+(a few more inside a string), holding at most one line break, so a small model does not spend its
+tokens on indentation, spaces or blank lines.
 
 The schema is first rewritten into forms the parser holds (`decoder_schema`: an enum of mixed
 kinds as an `anyOf`, a recursive root as a definition, ...) and the parser of its every part is
@@ -24,6 +25,11 @@ from ..errors import AigcError, BadInputError, MissingExtraError
 
 MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
 MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
+LINE_BREAK = re.compile(r"\r\n?|\n")  # a whitespace run holds one at most: pretty-printed JSON, but no blank line
+
+
+def _line_breaks(text: str) -> int:
+    return len(LINE_BREAK.findall(text))
 
 
 def _enforcer_module():
@@ -66,6 +72,9 @@ def token_table(tokenizer):
     data.blank_end = {token for token, text, _ in regular if text[-1:].isspace()}
     data.blank_tails = {token: len(text) - len(text.rstrip()) for token, text, _ in regular if text[-1:].isspace()}  # whitespace it ends with
     data.all_blank = {token for token, text, _ in regular if text.isspace()}
+    data.break_tails = {token: _line_breaks(text[len(text.rstrip()) :]) for token, text, _ in regular if text[-1:].isspace()}  # line breaks it ends with
+    data.break_heads = [token for token, text, _ in regular if _line_breaks(text[: len(text) - len(text.lstrip())])]  # " \n" too
+    data.blank_lines = [token for token, text, _ in regular if any(_line_breaks(run) > 1 for run in re.findall(r"\s+", text))]  # "\n\n", ",\n\n"
     return data
 
 
@@ -397,8 +406,9 @@ class SchemaMask:
         self.enforcer = _enforcer_type()(table, schema_parser(schema))
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
         self.ends = frozenset(self.end if isinstance(self.end, list) else [self.end])
-        self.blank_tails, self.all_blank = table.blank_tails, table.all_blank
-        self.blank_runs: dict[tuple[int, ...], int] = {(): 0}  # whitespace characters each row's answer ends with
+        self.blank_tails, self.all_blank, self.break_tails = table.blank_tails, table.all_blank, table.break_tails
+        self.break_heads, self.blank_lines = table.break_heads, table.blank_lines
+        self.blank_runs: dict[tuple[int, ...], tuple[int, int]] = {(): (0, 0)}  # whitespace characters and line breaks each row's answer ends with
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
         parser.config.force_json_field_order = True
@@ -414,24 +424,31 @@ class SchemaMask:
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
             allowed = self._allowed(sequence)
-            if not sequence or self._blank_run(sequence) >= MAX_BLANK_RUN:  # no blank space before the JSON, nor more in a string
+            blanks, breaks = self._blank_run(sequence)
+            if not sequence or blanks >= MAX_BLANK_RUN:  # no blank space before the JSON, nor more in a string
                 allowed = [t for t in allowed if t not in self.blank_start]
             elif self.end in allowed:  # nor after it, where it may end
                 allowed = [t for t in allowed if t not in self.blank_end]
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
+            refused = self.break_heads if breaks else self.blank_lines  # no second line break in a run
+            mask[row, [t for t in refused if t < scores.shape[1]]] = float("-inf")
         states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
         self.blank_runs = {s: runs[s] for s in sequences}
         return scores + mask
 
-    def _blank_run(self, sequence: tuple[int, ...]) -> int:
-        """How many whitespace characters `sequence`'s text ends with (the enforcer holds those between
-        JSON's parts to MAX_WHITESPACE, but in a string, where it counts none, a small model may write
-        spaces until its tokens run out)."""
+    def _blank_run(self, sequence: tuple[int, ...]) -> tuple[int, int]:
+        """How many whitespace characters `sequence`'s text ends with, and how many line breaks they
+        hold (the enforcer holds the characters between JSON's parts to MAX_WHITESPACE, but in a string,
+        where it counts none, a small model may write spaces until its tokens run out; and within
+        MAX_WHITESPACE it may write line breaks alone, "\n\n\n" again and again)."""
         if sequence not in self.blank_runs:
             token = sequence[-1]
-            tail = self.blank_tails.get(token, 0)
-            self.blank_runs[sequence] = self._blank_run(sequence[:-1]) + tail if token in self.all_blank else tail
+            tail = (self.blank_tails.get(token, 0), self.break_tails.get(token, 0))
+            if token in self.all_blank:
+                blanks, breaks = self._blank_run(sequence[:-1])
+                tail = (blanks + tail[0], breaks + tail[1])
+            self.blank_runs[sequence] = tail
         return self.blank_runs[sequence]
 
     def _allowed(self, sequence: tuple[int, ...]) -> list[int]:

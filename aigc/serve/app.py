@@ -172,6 +172,14 @@ def _union_tag(part: Any) -> bool:
     return isinstance(part, str) and (part in ("str", "int", "float", "bool", "list", "dict", "none") or "[" in part)
 
 
+def _body_int(digits: str) -> int:
+    """A JSON integer of a request body; one longer than Python reads is a 400 that names it."""
+    limit, length = sys.get_int_max_str_digits(), len(digits.lstrip("-"))
+    if limit and length > limit:
+        raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
+    return int(digits)
+
+
 def _response_schema(response_format: dict | None) -> dict | None:
     """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
     JSON object, `text` (or none) is no schema."""
@@ -478,7 +486,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
             chunks.append(chunk)
         try:
-            data = json.loads(b"".join(chunks) or b"null")
+            data = json.loads(b"".join(chunks) or b"null", parse_int=_body_int)
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         except RecursionError:

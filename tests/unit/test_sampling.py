@@ -66,6 +66,21 @@ def test_replace_ignores_none_and_keeps_validation():
         base.replace(max_token=32)  # a misspelt setting, named, not dataclasses' TypeError
 
 
+def test_the_constructor_names_an_unknown_setting_as_replace_does():
+    import copy
+    import pickle
+
+    with pytest.raises(BadInputError, match="unknown sampling setting foo; known: json_schema, max_tokens, "):
+        SamplingParams(foo=1)
+    with pytest.raises(BadInputError, match="unknown sampling setting max_token, temprature; known: "):
+        SamplingParams(max_token=32, temprature=0.5, top_k=3)
+    params = SamplingParams(0.5, 0.8, max_tokens=7)  # positional fields, in their order, as before
+    assert (params.temperature, params.top_p, params.max_tokens) == (0.5, 0.8, 7)
+    assert copy.copy(params) == pickle.loads(pickle.dumps(params)) == params
+    with pytest.raises(TypeError):
+        SamplingParams(0.5, temperature=0.3)  # a setting given twice stays Python's error
+
+
 class CharTokenizer:
     """One token per character; ids are code points."""
 

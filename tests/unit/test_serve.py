@@ -346,6 +346,11 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, _, body = raw(server, "/v1/chat/completions", data=b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", method="POST")
     assert status == 400 and body["error"]["code"] == "invalid_json"
+    status, _, body = raw(server, "/v1/chat/completions", data=b'{"max_tokens": -' + b"7" * 5000 + b', "messages": []}', method="POST")
+    assert status == 400 and body["error"]["code"] == "invalid_json" and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"] == "the body's JSON has a number too long to read: -777777777777777... has 5000 digits, at most 4300 are read"
+    status, _, body = raw(server, "/v1/chat/completions", data=b'{"max_tokens": ' + b"7" * 4300 + b', "messages": []}', method="POST")
+    assert status == 400 and "messages" in body["error"]["message"]  # 4,300 digits are read
     deep = {"type": "string"}
     for _ in range(300):
         deep = {"type": "array", "items": deep}

