@@ -407,7 +407,7 @@ class SchemaMask:
         self.end, self.blank_start, self.blank_end = table.eos_token_id, table.blank_start, table.blank_end
         self.ends = frozenset(self.end if isinstance(self.end, list) else [self.end])
         self.blank_tails, self.all_blank, self.break_tails = table.blank_tails, table.all_blank, table.break_tails
-        self.break_heads, self.blank_lines = table.break_heads, table.blank_lines
+        self.blank_lines, self.second_breaks = table.blank_lines, sorted(set(table.break_heads) | set(table.blank_lines))
         self.blank_runs: dict[tuple[int, ...], tuple[int, int]] = {(): (0, 0)}  # whitespace characters and line breaks each row's answer ends with
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
@@ -430,7 +430,7 @@ class SchemaMask:
             elif self.end in allowed:  # nor after it, where it may end
                 allowed = [t for t in allowed if t not in self.blank_end]
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
-            refused = self.break_heads if breaks else self.blank_lines  # no second line break in a run
+            refused = self.second_breaks if breaks else self.blank_lines  # no second line break in a run (",\n\n" after "\n" neither)
             mask[row, [t for t in refused if t < scores.shape[1]]] = float("-inf")
         states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
