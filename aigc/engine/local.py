@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -173,10 +174,10 @@ class LocalEngine:
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """Each continuation's log-likelihood after each prompt, and with `embed` each prompt's
-        hidden-state embedding, from one forward pass per batch of prompts.
+        hidden-state embedding, from one forward pass per batch of prompts (and the continuations').
 
         Prompts are batched by length (left-padded); a continuation of one token is scored from the
-        prompt's last logits, longer ones in a pass after the batch's KV cache that feeds their distinct
+        prompt's last logits, longer ones in passes after the batch's KV cache that feed their distinct
         prefixes as one prefix tree (as many together as `CONTINUATION_TOKENS` allows).
         """
         check_prompts(prompts)
@@ -245,11 +246,39 @@ class LocalEngine:
             scores = first[:, firsts].clone()  # [rows, k]: a one-token tail's whole score
             embeddings = pool_hidden_states(out.hidden_states, mask) if embed else None
             for group in _tail_groups(tails, max(1, CONTINUATION_TOKENS // rows)):
-                self._tree(cache, mask, [tails[j] for j in group], group, scores, keyword)
+                if self.prefix_tree:
+                    self._tree(cache, mask, [tails[j] for j in group], group, scores, keyword)
+                else:
+                    self._whole(ids, mask, [tails[j] for j in group], group, scores)
         return [
             Scored(scores[i].tolist(), embeddings[i].tolist() if embeddings is not None else None)
             for i in range(rows)
         ]
+
+    @functools.cached_property
+    def prefix_tree(self) -> bool:
+        """Whether continuations may be scored as a prefix tree under a 4D mask: every layer attends
+        to the whole prompt (no sliding window, which a 4D mask would override) and positions are
+        rotary (an ALiBi model builds its bias from a 2D mask)."""
+        config = self.model.config
+        layer_types = getattr(config, "layer_types", None)
+        full = all(kind == "full_attention" for kind in layer_types) if layer_types else getattr(config, "sliding_window", None) is None
+        return full and hasattr(self.model.base_model, "rotary_emb")
+
+    def _whole(self, ids, mask, tails: list[list[int]], columns: list[int], scores) -> None:
+        """Add each tail's tokens after the first to `scores[:, columns]`, running each row's prompt
+        and the tail whole (for models `prefix_tree` does not hold for)."""
+        import torch
+
+        for tail, column in zip(tails, columns):
+            fed = torch.tensor(tail[:-1], device=self.device).expand(ids.shape[0], -1)
+            full_mask = torch.cat([mask, torch.ones_like(fed)], dim=-1)
+            logits = self.model(
+                input_ids=torch.cat([ids, fed], dim=-1), attention_mask=full_mask,
+                position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=len(tail) - 1,
+            ).logits.float()
+            targets = torch.tensor(tail[1:], device=self.device).expand(ids.shape[0], -1)
+            scores[:, column] += (logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)).sum(-1)
 
     def _tree(self, cache, mask, tails: list[list[int]], columns: list[int], scores, keyword: str) -> None:
         """Add each tail's tokens after the first to `scores[:, columns]`, after each row's prompt in

@@ -173,6 +173,25 @@ def test_packed_continuations_score_as_prompt_and_continuation_run_whole(tiny_mo
         assert (row.embedding is not None) == embed
 
 
+def test_a_sliding_window_model_scores_continuations_run_whole(tiny_model_dir):
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    from aigc.engine.local import LocalEngine
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert LocalEngine("tiny", LlamaForCausalLM.from_pretrained(tiny_model_dir).eval(), tokenizer).prefix_tree
+    llama = AutoConfig.from_pretrained(tiny_model_dir)
+    config = MistralConfig(**{k: getattr(llama, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}, sliding_window=3)
+    torch.manual_seed(0)
+    engine = LocalEngine("window", MistralForCausalLM(config).eval(), tokenizer)
+    assert not engine.prefix_tree  # a 4D mask would let every layer see past the window
+    prompts = ["The quick brown fox jumps over the lazy", "Paris is"]
+    continuations = [" France. Berlin", " dog.", " capital of Germany"]
+    tails = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    for prompt, row in zip(prompts, engine.score_many(prompts, continuations)):
+        assert row.logprobs == pytest.approx([from_scratch(engine, prompt, t) for t in tails], abs=1e-4)
+
+
 def test_tail_groups_feed_shared_prefixes_once_within_the_budget():
     from aigc.engine.local import _tail_groups
 
