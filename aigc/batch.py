@@ -59,6 +59,7 @@ class BatchSummary:
     skipped: int = 0  # already in the output from an earlier run
     retried: int = 0  # failed in an earlier run, run again
     errors: int = 0
+    short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
     seconds: float = 0.0
     rows: int = 0
 
@@ -387,8 +388,10 @@ def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
 
     def value(made: dict[str, Any], key: str) -> str:
         if key == "columns":  # the text and id columns read, as given (the default ones spelt out too)
-            field, id_field = made.get(key, COLUMNS)
-            return f"--field {field!r} --id-field {id_field!r}"
+            columns = made.get(key, COLUMNS)
+            if not (isinstance(columns, list | tuple) and len(columns) == 2):  # a hand-edited line
+                return repr(columns)
+            return f"--field {columns[0]!r} --id-field {columns[1]!r}"
         return repr(made[key]) if key in made else "the default"
 
     return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))
@@ -515,6 +518,7 @@ def run_batch(
                     if not stream:  # a pipe or device cannot be synced
                         os.fsync(sink.fileno())
                     summary.done += 1
+                    summary.short += bool(isinstance(line.get("result"), dict) and line["result"].get("missing"))
                     report(summary.done, len(todo))
         except AigcError:  # stopped at a bad row
             if not stream:

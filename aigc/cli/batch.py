@@ -105,6 +105,8 @@ def batch(
         f"{summary.done} row{'s' * (summary.done != 1)} written to {shown} ({summary.errors} with errors{again}){done_before}"
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
+    if summary.short:
+        ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); raise --temperature, or ask for fewer")
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {output}, and rerunning the same command retries them (fix bad rows first)"

@@ -947,6 +947,10 @@ def test_a_refused_rerun_names_the_settings_that_differ_and_both_values(tmp_path
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 30}, {"temperature": 0.7})
     with pytest.raises(BadInputError, match=r"\(columns: --field 'text' --id-field 'id' then, --field 'body' --id-field 'id' now\)"):
         pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20, "format": "bullets"}, {"temperature": 0.0}, ("body", "id"))
+    edited = tmp_path / "edited.jsonl"  # columns edited by hand into something no run writes: shown as they are
+    edited.write_text(json.dumps({**lines(out)[0], "made_with": {**lines(out)[0]["made_with"], "columns": "body"}}) + "\n")
+    with pytest.raises(BadInputError, match=r"\(columns: 'body' then, --field 'body' --id-field 'id' now\)"):
+        pending_rows(rows, edited, summarizer(FakeEngine()), {"words": 20, "format": "bullets"}, {"temperature": 0.0}, ("body", "id"))
     old = tmp_path / "old.jsonl"  # written before lines recorded what they were made with
     old.write_text(json.dumps({k: v for k, v in lines(out)[0].items() if k != "made_with"}) + "\n")
     with pytest.raises(BadInputError, match=r"or columns \(--field, --id-field\); resume it"):
@@ -984,3 +988,13 @@ def test_a_missing_examples_or_glossary_file_given_with_O_is_named_as_such(tmp_p
         args = ["batch", task, "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", f"{option}=nope.tsv", "-O", "target_language=fr" if task == "translate" else "labels=a,b"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and f"no such {named}: nope.tsv" in result.stderr, result.output
+
+
+def test_rows_with_fewer_results_than_asked_for_are_counted(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("rooftop bees\n")
+    engine = FakeEngine()
+    engine.enqueue(*["Bees on the roof"] * 200)  # one distinct headline, however often it is sampled
+    summary = run_batch(get_generator("headline", engine=engine), read_rows(source), out, {"n": 2}, {"temperature": 0.8, "seed": 1})
+    assert (summary.done, summary.errors, summary.short) == (1, 0, 1)
+    assert lines(out)[0]["result"]["headlines"] == ["Bees on the roof"] and lines(out)[0]["result"]["missing"] == 1

@@ -2191,19 +2191,23 @@ def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, c
     assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err
 
 
-def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch):
+def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_path):
     from aigc.cli.options import RunOptions
     from aigc.generators.headline import HeadlineGenerator
     from aigc.testing import FakeEngine
 
     engine = FakeEngine()
-    engine.enqueue(*["Bees on the roof"] * 200)
+    engine.enqueue(*["Bees on the roof"] * 600)
     monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: HeadlineGenerator(engine=engine))
+    monkeypatch.chdir(tmp_path)
     result = invoke("headline", "--topic", "bees", "-n", "3", "--no-log")
     assert result.exit_code == 0 and result.stdout == "Bees on the roof\n"
     assert result.stderr == "Warning: only 1 of the 3 headlines asked for came out distinct and within the word limit; raise --temperature or --max-words, or ask for fewer (-n)\n"
     result = invoke("headline", "--topic", "bees", "-n", "2", "--no-log", "--json")
     assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr
+    (Path("topics.txt")).write_text("bees\nwasps\n")
+    result = invoke("batch", "headline", "-i", "topics.txt", "-o", "out.jsonl", "-O", "n=2", "--temperature", "0.8")
+    assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
 
 
 def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replacement_characters(tmp_path, monkeypatch):
