@@ -33,7 +33,8 @@ REPL_HELP = """Commands:
   /save FILE       save the conversation (.json, or Markdown for any other
                    name); asks before it replaces a file
   /load FILE       go on from a conversation saved as .json, or from a
-                   session by its name (/load trip)
+                   session by its name (/load trip); new turns are saved
+                   where this chat's are (-S), not to that session
   /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
 (sent as typed, even if it starts with / or is just exit); start a message

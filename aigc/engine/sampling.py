@@ -100,8 +100,7 @@ class SamplingParams:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "SamplingParams":
-        """Params from a mapping of settings; a key that names no setting is a `BadInputError`."""
-        cls._check_known(settings)
+        """Params from a mapping of settings; a key that names no setting is a `BadInputError` (`__new__`)."""
         return cls(**settings)
 
     def replace(self, **changes) -> "SamplingParams":

@@ -174,7 +174,7 @@ def _union_tag(part: Any) -> bool:
 
 def _body_int(digits: str) -> int:
     """A JSON integer of a request body; one longer than Python reads is a 400 that names it."""
-    limit, length = sys.get_int_max_str_digits(), len(digits.lstrip("-"))
+    limit, length = getattr(sys, "get_int_max_str_digits", lambda: 0)(), len(digits.lstrip("-"))  # Python 3.10.0-3.10.6 have no limit
     if limit and length > limit:
         raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
     return int(digits)
