@@ -323,6 +323,17 @@ def readable_name(name: Any) -> str:
     return _SURROGATES.sub("\ufffd", str(name))
 
 
+def readable_json(value: Any) -> Any:
+    """`value` with `readable_name` applied to every string in it (keys too), for JSON output."""
+    if isinstance(value, str):
+        return readable_name(value)
+    if isinstance(value, dict):
+        return {readable_json(key): readable_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [readable_json(item) for item in value]
+    return value
+
+
 _FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
 
 

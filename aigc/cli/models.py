@@ -12,6 +12,7 @@ from .. import config, ui
 from ..engine import models as registry
 from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
+from ..textio import readable_json
 from . import complete
 from .options import listing_app
 
@@ -43,7 +44,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     rows += remote_rows(defaults["text"]) + alias_rows(defaults)
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     if as_json:
-        ui.result(json.dumps(rows, indent=2))
+        ui.result(json.dumps(readable_json(rows), indent=2))  # a path in no UTF-8 with U+FFFD
         return
     from rich.console import Console
     from rich.table import Table
@@ -159,7 +160,7 @@ def info(
     """Facts about a model (read from its files, without loading it)."""
     facts = registry.describe(registry.resolve(_given(name)))
     if as_json:
-        ui.result(json.dumps(facts, indent=2))
+        ui.result(json.dumps(readable_json(facts), indent=2))
         return
     width = max(len(key) for key in facts)
     shown = lambda value: ("yes" if value else "no") if isinstance(value, bool) else "-" if value is None else value  # noqa: E731

@@ -15,6 +15,7 @@ import typer
 
 from .. import plugins, ui
 from ..errors import AigcError, BadInputError
+from ..textio import readable_json
 
 plugins_app = typer.Typer(
     help="List installed plugins; install or uninstall them in the environment aigc runs in.",
@@ -51,7 +52,7 @@ def _show(as_json: bool, show_all: bool) -> None:
         ui.info(f"AIGC_LOAD_PLUGINS={allow!r}: only the plugins it names are loaded (unset it to load all)")
     info = plugins.describe(include_builtins=show_all)
     if as_json:
-        ui.result(json.dumps(info, indent=2))
+        ui.result(json.dumps(readable_json(info), indent=2))  # a path in no UTF-8 with U+FFFD
         return
     if not info["plugins"]:
         none = "No plugins loaded" if allow is not None else "No plugins installed. `aigc plugins install NAME` adds one"

@@ -586,6 +586,11 @@ def test_a_model_directory_without_weights_or_tokenizer_says_what_it_lacks(tmp_p
     (half / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
     info = json.loads(invoke("models", "info", str(half), "--json").stdout)
     assert info["missing"].startswith("weights (") and "tokenizer (" in info["missing"]
+    odd = tmp_path / "caf\udce9"  # as Python reads the bytes caf\xe9 from a path
+    odd.mkdir()
+    (odd / "config.json").write_text((half / "config.json").read_text())
+    shown = invoke("models", "info", str(odd), "--json").stdout
+    assert "\\ud" not in shown and "caf\ufffd" in json.loads(shown)["path"]  # no lone surrogate, even escaped
     result = invoke("chat", "hi", "-m", str(half))
     assert result.exit_code == 2 and ": it has no weights" in result.stderr and "and no tokenizer" in result.stderr and "copy the whole model directory" in result.stderr
 
