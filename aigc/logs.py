@@ -137,7 +137,6 @@ def _connect() -> Iterator[sqlite3.Connection]:
         raise BadInputError(f"cannot use the response log {path}: {exc}; {fix}, or run `aigc logs off`") from None
 
 
-
 def record(entry: Entry) -> int:
     """Add an entry; returns its id."""
     row = asdict(entry)

@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, UnknownModelError
-from ..textio import check_writable, readable_name
+from ..textio import check_writable, readable_json
 from . import complete, examples
 from .options import stdin_text
 
@@ -104,13 +104,12 @@ def image(
     timing = f", {per_step:.3f} s/step" if per_step else ""
     ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} step{'s' if result['settings']['steps'] != 1 else ''}{timing} on {result['settings']['device']}")
     if as_json:
-        settings = {**result["settings"], **({"original_prompt": original} if original else {})}
-        data = {  # a name's bytes in no UTF-8 (-o, a model's path) as U+FFFD: the JSON stays UTF-8
-            "images": [{"path": readable_name(path), "seed": seed} for path, seed in zip(written, result["seeds"])],
-            "settings": {key: readable_name(value) if isinstance(value, str) else value for key, value in settings.items()},
+        data = {
+            "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],
+            "settings": {**result["settings"], **({"original_prompt": original} if original else {})},
             "seconds_per_step": per_step,
         }
-        ui.result(json.dumps(data, ensure_ascii=False))
+        ui.result(json.dumps(readable_json(data), ensure_ascii=False))  # a name's bytes in no UTF-8 (-o, a model's path) as U+FFFD
     else:
         ui.result("\n".join(str(path) for path in written))
 

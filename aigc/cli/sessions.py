@@ -10,7 +10,7 @@ import typer
 
 from .. import conversations, ui
 from ..errors import BadInputError
-from ..textio import readable_name
+from ..textio import readable_json
 from .options import listing_app
 
 sessions_app = listing_app("sessions", "List, show and remove the chat sessions kept by `aigc chat --session NAME`.", lambda as_json: _show(as_json))
@@ -25,7 +25,7 @@ def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print as 
 def _show(as_json: bool) -> None:
     rows = conversations.list_sessions()
     if as_json:  # a file name's bytes in no UTF-8 as U+FFFD: the JSON stays UTF-8
-        ui.result(json.dumps([{key: readable_name(value) if key in ("name", "path", "error") else value for key, value in row.items()} for row in rows], indent=2, ensure_ascii=False))
+        ui.result(json.dumps(readable_json(rows), indent=2, ensure_ascii=False))
         return
     broken = [row for row in rows if "error" in row]
     for row in broken:

@@ -10,7 +10,7 @@ import typer
 
 from .. import templates, ui
 from ..errors import BadInputError
-from ..textio import readable_name
+from ..textio import readable_json
 from . import complete
 from .options import listing_app
 
@@ -26,7 +26,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
         for t in sorted(templates.discover().values(), key=lambda t: t.name)
     ]
     if as_json:  # a name's bytes in no UTF-8 as U+FFFD: the JSON stays UTF-8
-        ui.result(json.dumps([{**row, "name": readable_name(row["name"]), "path": readable_name(row["path"])} for row in rows], indent=2, ensure_ascii=False))
+        ui.result(json.dumps(readable_json(rows), indent=2, ensure_ascii=False))
         return
     for row in rows:
         if row["overrides"]:
@@ -51,7 +51,8 @@ def show(
     if as_json:
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
-        ui.result(json.dumps({**fields, "name": readable_name(template.name), "path": readable_name(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}, indent=2, ensure_ascii=False, default=str))
+        shown = {**fields, "path": str(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}
+        ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"]
     for var in template.variables:
