@@ -171,7 +171,7 @@ class ClassifyOptions:
     def _check_example_labels(self) -> None:
         seen = list(dict.fromkeys(name for _, names in self.examples for name in names))
         if not self.parsed:
-            self.parsed = [parse_label(name, aliases=False) for name in seen]
+            self.parsed = parse_labels([parse_label(name, aliases=False) for name in seen])  # a part another label scores left to it, as for `labels`
             return
         known = {label.name for label in self.parsed}
         unknown = [name for name in seen if name not in known]

@@ -405,6 +405,15 @@ def test_a_part_or_alias_another_label_scores_is_left_to_that_label():
     assert parse_labels("World,Sci/Tech")[1].verbalizers == ("Sci/Tech", "Sci", "Tech")  # no other label scores them
 
 
+def test_labels_taken_from_examples_leave_a_part_another_label_scores_to_it():
+    from aigc.generators.classify import ClassifyOptions
+
+    examples = [("Chips got faster", "Sci/Tech"), ("A new phone", "Tech"), ("Mars rover", "Sci/Tech"), ("Laptops", "Tech")]
+    taken = ClassifyOptions(examples=examples).parsed
+    assert [label.verbalizers for label in taken] == [("Sci/Tech", "Sci"), ("Tech",)]  # else Sci/Tech scores " Tech" too, and Tech never wins
+    assert taken == ClassifyOptions(labels="Sci/Tech,Tech", examples=examples).parsed
+
+
 def test_each_label_is_also_scored_in_lower_case_and_capitalised_unless_another_label_is_written_so():
     classify = ClassifyGenerator(engine=None)
     assert classify.verbalizers(classify.validate({"labels": "positive,NEGATIVE"})) == [" positive", " Positive", " NEGATIVE", " negative"]
