@@ -182,7 +182,8 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
 
 def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:
     """The example model for these options, from the cache file `path` when it was fitted before.
-    The cache keeps the `KEPT_FITS` used last (a server fits every client's examples)."""
+    The cache keeps the `KEPT_FITS` used last (a server fits every client's examples); a cache that
+    cannot be written (read-only, full) is warned of, and the fit used uncached."""
     if path.exists():
         try:
             model = ExampleModel.from_state(load_state(path))
@@ -194,9 +195,19 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
                 os.chmod(path, 0o600)  # a fit an older aigc wrote readable by all
             return model
     model = _fit(generator, opts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_state(model.state(), path)
-    _prune(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_state(model.state(), path)
+        _prune(path.parent)
+    except OSError as exc:  # a read-only or full cache: the fit is used, not kept
+        import warnings
+
+        from ..errors import AigcWarning
+
+        warnings.warn(
+            f"cannot keep the fit of the examples in {path.parent} ({exc.strerror or exc}), so they are fitted again on each run; "
+            "point AIGC_CACHE_DIR at a writable directory to keep it", AigcWarning, stacklevel=2,
+        )
     return model
 
 

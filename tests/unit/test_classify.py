@@ -249,6 +249,16 @@ def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp
         ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
 
 
+def test_a_fit_the_cache_cannot_keep_is_used_and_warned_of(tiny_engine, monkeypatch, tmp_path):
+    from aigc.errors import AigcWarning
+
+    (tmp_path / "cache").write_text("")  # no directory can be made in it, as in a read-only cache
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.warns(AigcWarning, match=r"cannot keep the fit of the examples in .*cache/classify .*fitted again on each run; point AIGC_CACHE_DIR"):
+        result = ClassifyGenerator(engine=tiny_engine)("apple apple", examples=EXAMPLES)
+    assert set(result["scores"]) == {"fruit", "machine"}
+
+
 def test_a_model_named_in_no_utf8_has_its_fit_cached(tiny_engine, monkeypatch, tmp_path):
     import os
 
