@@ -316,10 +316,13 @@ class LocalEngine:
 
 def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
     """Indices of the `tails` of more than one token, grouped so that each group feeds at most `budget`
-    tokens (its tails' distinct prefixes); a tail longer than that gets a group alone."""
+    tokens (its tails' distinct prefixes); a tail longer than that gets a group alone. Tails are taken
+    in token order, so they are packed alike whatever order they come in (classify's labels in any
+    order get the same scores: in bfloat16 a prefix tree packed otherwise rounds otherwise)."""
     groups: list[list[int]] = []
     fed: set[tuple[int, ...]] = set()
-    for index, tail in enumerate(tails):
+    for index in sorted(range(len(tails)), key=tails.__getitem__):
+        tail = tails[index]
         if len(tail) == 1:
             continue  # scored from the prompt's last logits
         prefixes = {tuple(tail[:end]) for end in range(1, len(tail))}

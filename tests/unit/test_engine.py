@@ -173,6 +173,20 @@ def test_packed_continuations_score_as_prompt_and_continuation_run_whole(tiny_mo
         assert (row.embedding is not None) == embed
 
 
+def test_the_order_continuations_come_in_does_not_change_their_scores(tiny_model_dir):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from aigc.engine.local import LocalEngine
+
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.bfloat16).eval()  # as the embedded model runs: rounding shows any other order
+    engine = LocalEngine("tiny", model, AutoTokenizer.from_pretrained(tiny_model_dir))
+    prompts = ["Paris is", "The quick brown fox jumps over the lazy"]
+    continuations = [" New York\n", " New Jersey\n", " Los Angeles\n", " apple pie\n", " apple\n", " Texas"]  # classify's labels, in one order and another
+    forward = engine.score_many(prompts, continuations)
+    backward = engine.score_many(prompts, continuations[::-1])
+    assert [row.logprobs for row in forward] == [row.logprobs[::-1] for row in backward]
+
+
 def test_a_sliding_window_model_scores_continuations_run_whole(tiny_model_dir):
     from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
