@@ -22,6 +22,7 @@ from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
+PRIORS_KEPT = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
 
 
 @dataclass(frozen=True)
@@ -281,13 +282,16 @@ class ClassifyGenerator(Generator):
         """The label prior: the label scores on content-free inputs and on the prompt without its
         text's line, the domain premise (averaged probabilities, as log-probabilities)."""
         key = (templates.get_template(opts.template).body, opts.aspect, opts.kind, tuple(opts.parsed), repr(shown))  # an edited template is measured again
-        if key not in self._content_free:
+        prior = self._content_free.get(key)
+        if prior is None:
             scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
             premise = self.premise(opts, shown)
             if premise:
                 scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
-            self._content_free[key] = mean_prior(scores)
-        return self._content_free[key]
+            prior = self._content_free[key] = mean_prior(scores)
+            for old in list(self._content_free)[:-PRIORS_KEPT]:  # with demonstrations, one for each text: the last ones kept
+                self._content_free.pop(old, None)
+        return prior
 
     def premise(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
         """The prompt without the line that holds the text ("The sentiment of this movie review is"):

@@ -309,6 +309,16 @@ def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine
     assert result["calibration"] == "content-free"  # the prior measured with the demonstrations shown
 
 
+def test_the_label_priors_measured_with_demonstrations_are_kept_for_the_last_texts_only(classify, monkeypatch):
+    from aigc.generators import classify as module
+
+    monkeypatch.setattr(module, "PRIORS_KEPT", 3, raising=False)
+    texts = [f"{word} number {i}" for i in range(4) for word in ("apple", "engine", "apple engine")]
+    first = classify.classify_many(texts, examples=EXAMPLES, method="demos")
+    assert len(classify._content_free) == 3  # one for each set of demonstrations shown: a long batch or a server would keep them all
+    assert classify.classify_many(texts, examples=EXAMPLES, method="demos") == first  # those dropped are measured again, alike
+
+
 def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     from aigc.evaluation import evaluate_classify
 
