@@ -41,8 +41,10 @@ class Label:
 
 
 def _parts(name: str) -> list[str]:
-    """The parts of a name like "Sci/Tech" or "R&D", each scored for the label too."""
-    return [part.strip() for separator in ("/", "&") if separator in name for part in name.split(separator) if part.strip()]
+    """The parts of a name like "Sci/Tech" or "Arts & Culture", each scored for the label too; not a
+    part of one ASCII character ("N/A", "R&D"): " A" is an article, likely after any text."""
+    parts = [part.strip() for separator in ("/", "&") if separator in name for part in name.split(separator)]
+    return [part for part in parts if len(part) > 1 or (part and not part.isascii())]
 
 
 def parse_label(spec: str, aliases: bool = True) -> Label:

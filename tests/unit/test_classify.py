@@ -67,6 +67,13 @@ def test_aliases_and_split_names_are_scored_for_a_label():
     assert parse_label(" positive ").verbalizers == ("positive",)
 
 
+def test_a_part_of_one_letter_is_not_scored_for_its_label():
+    assert parse_label("N/A").verbalizers == ("N/A",)  # " A", an article, made N/A the label of most reviews
+    assert parse_label("R&D").verbalizers == ("R&D",)
+    assert parse_label("AC/DC").verbalizers == ("AC/DC", "AC", "DC") and parse_label("Arts & Culture").verbalizers == ("Arts & Culture", "Arts", "Culture")
+    assert parse_label("文/理").verbalizers == ("文/理", "文", "理")  # a Chinese character is a word
+
+
 def test_the_kind_of_text_names_each_text_and_demonstration_in_the_prompt(classify, tiny_engine):
     opts = classify.validate({"labels": "negative,positive", "aspect": "sentiment", "kind": "movie review"})
     shown = [{"text": "A delight.", "label": "positive"}]
