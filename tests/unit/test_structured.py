@@ -192,6 +192,51 @@ def test_unreachable_enum_values_are_refused_and_old_states_are_dropped(tiny_eng
     assert len(mask.enforcer.prefix_states) == 1  # the latest token's state only, not one per step
 
 
+def _allowed(tokenizer, schema, text: str) -> set[int]:
+    """The tokens the mask allows after `text`'s tokens."""
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]  # the prompt
+    for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+        seen += [] if token is None else [token]
+        scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+    return set((scores[0] == 0).nonzero().flatten().tolist())
+
+
+@pytest.mark.parametrize("field", [{"type": "string"}, {"type": "string", "minLength": 3}, {"type": "string", "pattern": "^[a-z\\s]+$"}, {}])
+def test_no_string_holds_a_raw_control_character(tiny_engine, field):
+    import random
+
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    controls = {t for t in range(len(tokenizer)) if any(ord(c) < 0x20 for c in tokenizer.decode([t]))}
+    assert {tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "ĉ", "č", "Ā")} <= controls  # "\n", "\t", "\r", "\x00"
+    schema = {"type": "object", "properties": {"text": field}, "required": ["text"]}
+    inside = _allowed(tokenizer, schema, '{"text": "ab')
+    assert inside and not inside & controls  # JSON allows them in a string only escaped
+    assert tokenizer.convert_tokens_to_ids("Ċ") in _allowed(tokenizer, schema, "{")  # between the JSON's parts, as before
+    if not field:  # any JSON: escapes are written as before
+        _walk(tokenizer, SchemaMask(tokenizer, schema), '{"text": "one\\ntwo\\tthree \\u0001"}')
+    pick = random.Random(1)
+    for _ in range(3):  # a walk that takes a control character wherever the mask allows one writes JSON a strict reader takes
+        mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]
+        for _ in range(40):
+            allowed = (mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))[0] == 0).nonzero().flatten().tolist()
+            seen.append(pick.choice(sorted(controls & set(allowed)) or allowed))
+            if seen[-1] == tokenizer.eos_token_id:
+                break
+        text = tokenizer.decode(seen[1:], skip_special_tokens=True)
+        if seen[-1] == tokenizer.eos_token_id:
+            assert isinstance(json.loads(text)["text"], str) or not field, repr(text)  # strict: no raw control character in a string
+        else:
+            assert '"text"' not in text or not any(ord(c) < 0x20 for c in text.split('"text"', 1)[1].split('"', 1)[-1]), repr(text)
+
+
 def test_no_blank_space_follows_json_that_may_end(tiny_engine):
     import torch
 
