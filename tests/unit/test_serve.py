@@ -318,6 +318,55 @@ def test_response_format_holds_answers_to_json(server, client):
     assert any_object.choices[0].message.content.lstrip().startswith("{")
 
 
+def test_json_answers_cut_off_or_breaking_a_rule_come_back_as_written_with_their_finish_reason(server, client):
+    """As OpenAI's: the text the decoder wrote, finish_reason "stop" (a stop string) or "length"
+    (max_tokens); the client parses it. Whole and streamed, chat and completions, n above 1."""
+    held = {"type": "json_schema", "json_schema": {"name": "flags", "schema": FLAGS}}
+    never = {"type": "json_schema", "json_schema": {"name": "never", "strict": False, "schema": {**FLAGS, "not": {}}}}  # no answer matches
+    ask = {"temperature": 1.0, "seed": 4, "n": 3, "max_tokens": 60}
+    cases = [  # settings, the finish reason, whether the text is JSON
+        ({"stop": ["red", "green"], "response_format": held}, "stop", False),  # every answer's color is cut
+        ({"max_tokens": 3, "response_format": held}, "length", False),
+        ({"response_format": never}, "stop", True),
+    ]
+    for settings, reason, whole in cases:
+        answer = chat(client, server["model"], **{**ask, **settings})
+        texts = [c.message.content for c in answer.choices]
+        assert [c.finish_reason for c in answer.choices] == [reason] * 3 and all(t.startswith("{") for t in texts), texts
+        for text in texts:
+            if whole:
+                assert set(json.loads(text)) == {"ok", "color"}
+            else:
+                with pytest.raises(ValueError):
+                    json.loads(text)
+        pieces, reasons = ["", "", ""], {}
+        for event in chat(client, server["model"], stream=True, **{**ask, **settings}):
+            for choice in event.choices:
+                pieces[choice.index] += choice.delta.content or ""
+                reasons[choice.index] = choice.finish_reason or reasons.get(choice.index)
+        assert pieces == texts and reasons == {0: reason, 1: reason, 2: reason}
+        body = {"model": server["model"], "prompt": ["JSON", "More JSON"], **{**ask, **settings}, "n": 2}
+        status, _, completed = raw(server, "/v1/completions", body)
+        assert status == 200 and [c["finish_reason"] for c in completed["choices"]] == [reason] * 4, completed
+        assert all(c["text"].startswith("{") and (c["text"].endswith("}") == whole) for c in completed["choices"]), completed
+
+
+def test_a_task_answer_that_cannot_give_json_the_schema_allows_is_a_400_naming_what_to_change(server):
+    """`/v1/aigc` results carry `data`, checked against the schema; where no answer can give it, the
+    request's setting that stood in the way is named (a 400, as a cut-off headline's), never a 500."""
+    sampling = {"seed": 4, "temperature": 1.0, "max_tokens": 60, "json_schema": FLAGS}
+    cases = [
+        ({"stop": ["red", "green"]}, "stop", "a stop string ended the answer before its JSON was complete; leave stop out with a JSON schema"),
+        ({"json_schema": {**FLAGS, "not": {}}}, "json_schema", "; the decoder does not hold answers to not: drop it from json_schema, or try again with another seed"),
+        ({"max_tokens": 3}, "max_tokens", "the answer was cut off at max_tokens=3 before its JSON was complete; raise max_tokens"),
+    ]
+    for change, param, words in cases:
+        for task, given in (("chat", "Give me JSON"), ("template", {"input": "Give me JSON"})):
+            for n in (1, 2):
+                status, _, body = raw(server, f"/v1/aigc/{task}", {"input": given, "options": {"template": "chat"}, "sampling": {**sampling, **change, "n": n}})
+                assert status == 400 and body["error"]["param"] == param and words in body["error"]["message"], (task, n, body)
+
+
 def test_unknown_model_is_404(server, client):
     with pytest.raises(openai.NotFoundError) as caught:
         chat(client, "no-such-model", max_tokens=2)

@@ -66,10 +66,16 @@ def test_answers_parse_whole_integers_and_cut_answers_say_why():
     with pytest.raises(AigcError, match="too large"):
         parse_answers([Completion('{"ok": true, "count": 1e999, "color": "red"}', 3, 9, "stop")], FLAGS, 50)
     bounded = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 5}}}
-    with pytest.raises(AigcError, match="does not match the schema at age"):
+    with pytest.raises(BadInputError, match="does not match the schema at age: 109 is greater than the maximum of 5; the decoder holds answers to the schema's shape, not to every rule"):
         parse_answers([Completion('{"age": 109}', 3, 9, "stop")], bounded, 50)
-    with pytest.raises(AigcError, match="a stop string ended it"):
-        parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50)
+    unheld = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 5000}}}
+    with pytest.raises(BadInputError, match="5000; the decoder does not hold answers to minimum: drop it from json_schema, or try again with another seed$"):
+        parse_answers([Completion('{"age": 41}', 3, 9, "stop")], unheld, 50)
+    with pytest.raises(BadInputError, match=r"^a stop string ended the answer before its JSON was complete; leave stop out"):  # the caller's stop strings
+        parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50, ("ok",))
+    with pytest.raises(AigcError, match="server does not follow JSON schemas") as caught:  # no setting cut it
+        parse_answers([Completion("Sure! Here is", 3, 2, "stop")], FLAGS, 50)
+    assert not isinstance(caught.value, BadInputError)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -126,6 +132,13 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         assert failed.exit_code == 2 and words in failed.stderr, failed.output
     cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
     assert cut.exit_code == 2 and "raise --max-tokens" in cut.stderr and cut.stdout == ""  # the caller's --max-tokens: bad input
+    for args, words in [
+        (["--stop", '"'], "Error: a --stop string ended the answer before its JSON was complete; leave --stop out with a JSON schema"),  # every key starts with one
+        (["--schema", json.dumps({**FLAGS, "not": {}})], "; the decoder does not hold answers to not: drop it from --schema, or try again with another --seed"),  # nothing is valid
+    ]:
+        for command in (["chat", "Give me JSON"], ["run", "chat", "--var", "input=JSON please"]):
+            failed = runner.invoke(app, [*command, "--schema", json.dumps(FLAGS), *model, *args])
+            assert failed.exit_code == 2 and failed.stdout == "" and words in failed.stderr and len(failed.stderr.splitlines()) == 1, failed.output
 
 
 def test_a_session_turn_held_to_a_schema_is_checked_and_kept(tiny_model_dir, tmp_path):
