@@ -334,14 +334,14 @@ class _Part(BaseModel):
     text: Optional[str] = None
     refusal: Optional[str] = None  # an assistant's "refusal" part
 
-    def plain(self, role: str) -> str:
+    def plain(self, role: str, where: str) -> str:
         """The part's text: a text part's, or an assistant's refusal."""
         kind = "refusal" if self.type == "refusal" and role == "assistant" else "text"
         if self.type != kind:
-            raise ApiError(400, f"{self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
+            raise ApiError(400, f"{where}: {self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
         value = self.refusal if kind == "refusal" else self.text
         if value is None:
-            raise ApiError(400, f"a {kind} content part needs its {kind}", param="messages", code="invalid_value")
+            raise ApiError(400, f"{where}: a {kind} content part needs its {kind}", param="messages", code="invalid_value")
         return value
 
 
@@ -349,15 +349,25 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[_Part], None] = None
+    tool_calls: Optional[list] = None
+    function_call: Optional[dict] = None  # tool_calls' older form
 
-    def plain(self) -> dict:
+    def plain(self, index: int) -> dict:
+        """The message as the engine takes it, its parts joined; what OpenAI refuses, or this server
+        cannot take, is a 400 naming the message (`messages.2`). Content may be null only where an
+        assistant called tools, as OpenAI has it; an empty list of parts is refused, as OpenAI refuses it."""
+        where = f"messages.{index}"
         if self.role in ("tool", "function"):
-            raise ApiError(400, f"a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
-        if self.content is None and self.role != "assistant":  # an assistant turn that called tools has none
-            raise ApiError(400, f"a {self.role} message needs its content", param="messages", code="invalid_value")
+            raise ApiError(400, f"{where}: a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
+        called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
+        if self.content is None and not called:
+            whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
+            raise ApiError(400, f"{where}: {whose}: a string, or a list of text parts", param="messages", code="invalid_value")
+        if self.content == []:
+            raise ApiError(400, f"{where}: content is an empty list of parts; give a string, or at least one text part", param="messages", code="invalid_value")
         content = self.content or ""
         if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
-            content = "\n".join(p.plain(self.role) for p in content)
+            content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
         return {"role": "system" if self.role == "developer" else self.role, "content": content}
 
 
@@ -647,7 +657,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        ids = await encode(backend, [m.plain() for m in req.messages])
+        ids = await encode(backend, [m.plain(i) for i, m in enumerate(req.messages)])
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -733,7 +743,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         if (req.prompt is None) == (req.messages is None):
             raise ApiError(400, "give either prompt or messages", param="prompt", code="invalid_value")
-        prompt = req.prompt if req.prompt is not None else [m.plain() for m in req.messages]
+        prompt = req.prompt if req.prompt is not None else [m.plain(i) for i, m in enumerate(req.messages)]
         ids = await encode(backend, prompt)
         return {"count": len(ids), "max_model_len": backend.batched.context_length, "tokens": ids}
 

@@ -410,7 +410,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and "messages" in body["error"]["message"]
     for content in ({}, {"content": None}):
         status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", **content}]})
-        assert status == 400 and body["error"]["message"] == "a user message needs its content"
+        assert status == 400 and body["error"]["message"] == "messages.0: a user message needs its content: a string, or a list of text parts"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "top_k": -1})
     assert status == 200  # vLLM's "off"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": 5})
@@ -1460,6 +1460,29 @@ def test_content_parts_are_joined_by_newlines_and_an_assistants_refusal_is_its_t
     ]:
         status, body = tokens({"role": "user", "content": [part]})
         assert status == 400 and body["error"]["code"] == code and words in body["error"]["message"]
+
+
+def test_content_may_be_null_only_where_an_assistant_called_tools_and_an_empty_list_is_refused(server):
+    """As OpenAI takes messages: content null only for an assistant turn with tool_calls (or
+    function_call), and never an empty list of parts; each refusal names the message."""
+    hi = {"role": "user", "content": "Hi"}
+    called = {"tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    for path in ("/tokenize", "/v1/chat/completions"):
+        for message, words in [
+            ({"role": "user", "content": []}, "messages.1: content is an empty list of parts; give a string, or at least one text part"),
+            ({"role": "system", "content": []}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": []}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": [], **called}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": None}, "messages.1: an assistant message needs its content unless it has tool_calls: a string, or a list of text parts"),
+            ({"role": "assistant"}, "messages.1: an assistant message needs its content unless it has tool_calls"),
+            ({"role": "system", "content": None}, "messages.1: a system message needs its content: a string, or a list of text parts"),
+            ({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text"}]}, "messages.1.content.1: a text content part needs its text"),
+        ]:
+            status, _, body = raw(server, path, {"messages": [hi, message], "max_tokens": 2})
+            assert status == 400 and body["error"]["message"].startswith(words) and body["error"]["param"] == "messages", (path, message, body)
+    for message in ({"role": "assistant", "content": None, **called}, {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}):
+        status, _, body = raw(server, "/tokenize", {"messages": [hi, message, hi]})
+        assert status == 200 and body["tokens"] == raw(server, "/tokenize", {"messages": [hi, {"role": "assistant", "content": ""}, hi]})[2]["tokens"]
 
 
 def test_errors_name_the_token_budget_the_client_sent(server):
