@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, AsyncIterator, Callable, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -178,6 +179,38 @@ def _body_int(digits: str) -> int:
     if limit and length > limit:
         raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
     return int(digits)
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in a body's bytes: JSON text may hold a lone surrogate
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what json.loads leaves of one (a pair becomes one character)
+
+
+def _texts(data: Any) -> Iterator[tuple[str, str | None, str]]:
+    """(where, the top-level field it is in, text) for every string in a JSON value, keys too, in the
+    order they come (`messages.0.content`, `messages`, ...)."""
+    stack: list[tuple[str, str | None, Any]] = [("", None, data)]
+    while stack:
+        where, field, value = stack.pop()
+        if isinstance(value, str):
+            yield where, field, value
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):  # each key comes before what it names, whose place names it
+                stack += [(f"{where}.{key}" if where else key, field or key, item), (f"a key in {where or 'the body'}", field, key)]
+        elif isinstance(value, list):
+            stack += [(f"{where}.{i}", field, item) for i, item in reversed(list(enumerate(value)))]
+
+
+def _lone_surrogate(data: Any) -> ApiError | None:
+    """The 400 for the first text in a request body that holds a lone surrogate: a `\\ud800` escape
+    without its other half, which is no character, so no tokenizer takes it."""
+    for where, field, text in _texts(data):
+        found = LONE_SURROGATE.search(text)
+        if found:
+            return ApiError(
+                400, f"{where} holds the escape \\u{ord(found.group()):04x}, half of a surrogate pair without its other half, which is no character; "
+                "send text as UTF-8, or a character beyond U+FFFF as both halves of its pair (\\ud83d\\udc1d)", param=field, code="invalid_value",
+            )
+    return None
 
 
 def _response_schema(response_format: dict | None) -> dict | None:
@@ -495,14 +528,20 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if size > settings.max_request_bytes:
                 raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            data = json.loads(b"".join(chunks) or b"null", parse_int=_body_int)
+            data = json.loads(raw or b"null", parse_int=_body_int)
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"the body is not valid {exc.encoding.upper()} (byte {exc.start}); send the JSON as UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         except RecursionError:
             raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+        surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
+        if surrogate is not None:
+            raise surrogate
         try:
             return model.model_validate(data)
         except ValidationError as exc:

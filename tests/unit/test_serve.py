@@ -1485,6 +1485,33 @@ def test_content_may_be_null_only_where_an_assistant_called_tools_and_an_empty_l
         assert status == 200 and body["tokens"] == raw(server, "/tokenize", {"messages": [hi, {"role": "assistant", "content": ""}, hi]})[2]["tokens"]
 
 
+@pytest.mark.parametrize(
+    "path, body, where, param",
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "caf\ud800"}]}, "messages.0.content", "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "stop": ["\udc00"]}, "stop.0", "stop"),
+        ("/v1/completions", {"prompt": ["Paris", "\udfff"]}, "prompt.1", "prompt"),
+        ("/v1/embeddings", {"input": "\ud83d"}, "input", "input"),
+        ("/tokenize", {"prompt": "\ud800\ud800"}, "prompt", "prompt"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"\ud801": 1}}, "a key in options", "options"),
+    ],
+)
+def test_a_lone_surrogate_in_a_request_is_a_400_that_names_where_it_is(server, path, body, where, param):
+    """JSON text may escape half of a surrogate pair (`\\ud800`), which is no character: the 400
+    says where, and what an HTTP client sends instead (no command-line hint)."""
+    status, _, answer = raw(server, path, data=json.dumps(body).encode())
+    message = answer["error"]["message"]
+    assert status == 400 and answer["error"]["param"] == param and message.startswith(f"{where} holds the escape \\u"), answer
+    assert "half of a surrogate pair" in message and "send text as UTF-8" in message and "iconv" not in message
+
+
+def test_a_body_in_no_utf8_is_a_400_that_says_so_and_a_whole_surrogate_pair_is_one_character(server):
+    status, _, body = raw(server, "/tokenize", data='{"prompt": "café"}'.encode("latin-1"), method="POST")
+    assert status == 400 and body["error"] == {"message": "the body is not valid UTF-8 (byte 15); send the JSON as UTF-8", "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    escaped = raw(server, "/tokenize", data=json.dumps({"prompt": "bee 🐝"}).encode())  # "\\ud83d\\udc1d"
+    assert escaped[0] == 200 and escaped[2]["tokens"] == raw(server, "/tokenize", data=json.dumps({"prompt": "bee 🐝"}, ensure_ascii=False).encode())[2]["tokens"]
+
+
 def test_errors_name_the_token_budget_the_client_sent(server):
     ask = {"messages": [{"role": "user", "content": "word " * 80}]}
     for field in ("max_tokens", "max_completion_tokens"):
