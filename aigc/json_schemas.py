@@ -98,11 +98,12 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[Any]:
-    """The JSON value of each completion held to `schema`. One that is not whole JSON, or that breaks
-    a rule the decoder does not hold answers to (`minimum`, `maxLength` in a union, ...), is an
-    `AigcError` saying so (a `BadInputError` when the caller's max_tokens cut it off): never JSON
-    that the schema does not allow."""
+def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: tuple[str, ...] = ()) -> list[Any]:
+    """The JSON value of each completion held to `schema`; never JSON that the schema does not allow.
+    One that is not is a `BadInputError` naming the setting to change: cut off by `max_tokens`, or by
+    one of the `stops` strings, or breaking a rule the decoder does not hold answers to (`minimum`,
+    `maxLength` in a union, ...); one that is not JSON where no setting cut it (a model's server
+    that does not follow JSON schemas) is an `AigcError`."""
     import jsonschema
 
     values = []
@@ -110,33 +111,46 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int) -> list[
         text = completion.text.strip()
         cut = completion.finish_reason == "length" and not text.endswith(("}", "]", '"'))  # "12" of "123" parses too
         try:
-            value = None if cut else _whole_numbers(json.loads(text, strict=False), schema)  # strict=False: a raw tab in a string
+            value = None if cut else _whole_numbers(json.loads(text, strict=False), schema)  # strict=False: a server's raw tab in a string
         except ValueError:
             value, cut = None, completion.finish_reason == "length"
+            if not cut and stops:
+                raise BadInputError(f"a {option('stop')} string ended the answer before its JSON was complete; leave {option('stop')} out with a JSON schema (its answer ends where its JSON does)") from None
             if not cut:
-                raise AigcError(f"the answer is not complete JSON: a {option('stop')} string ended it, or the model's server does not follow JSON schemas") from None
+                raise AigcError("the answer is not complete JSON: the model's server does not follow JSON schemas") from None
         if cut:
             raise BadInputError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
-            raise AigcError(f"the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
+            raise BadInputError(f"the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
         problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
         if problem is not None:
-            where = "/".join(map(str, problem.absolute_path)) or "the answer"
-            raise AigcError(f"the answer does not match the schema at {where}: {problem.message} (the decoder holds the answer to the schema's shape, not to every rule)")
+            raise _unmatched(problem, schema)
         values.append(value)
     return values
 
 
-def answer_texts(completions, schema: dict[str, Any] | None, max_tokens: int) -> tuple[list[str], dict[str, Any]]:
+def _unmatched(problem, schema: dict[str, Any]) -> BadInputError:
+    """The error for an answer that breaks `schema` where `problem` says, naming the rules the decoder
+    does not hold answers to."""
+    from .engine.structured import unheld_rules
+
+    where = "/".join(map(str, problem.absolute_path)) or "the answer"
+    unheld = unheld_rules(schema)
+    change = f"drop {'it' if len(unheld) == 1 else 'them'} from {option('json_schema')}" if unheld else f"simplify that part of {option('json_schema')}"
+    held = f"does not hold answers to {', '.join(unheld)}" if unheld else "holds answers to the schema's shape, not to every rule"
+    return BadInputError(f"the answer does not match the schema at {where}: {problem.message}; the decoder {held}: {change}, or try again with another {option('seed')}")
+
+
+def answer_texts(completions, params) -> tuple[list[str], dict[str, Any]]:
     """Each completion's text, and the first one's `finish_reason` ("stop", or "length" where
-    max_tokens ended it; with several, each one's as `finish_reasons`); held to `schema`, each
-    answer's JSON as one line and `data`, the first answer's value."""
+    max_tokens ended it; with several, each one's as `finish_reasons`); held to the sampling
+    `params`' JSON schema, each answer's JSON as one line and `data`, the first answer's value."""
     finished = {"finish_reason": completions[0].finish_reason}
     if len(completions) > 1:
         finished["finish_reasons"] = [c.finish_reason for c in completions]
-    if schema is None:
+    if params.json_schema is None:
         return [c.text.strip() for c in completions], finished
-    values = parse_answers(completions, schema, max_tokens)
+    values = parse_answers(completions, params.json_schema, params.max_tokens, params.stop)
     return [json.dumps(v, ensure_ascii=False) for v in values], {**finished, "data": values[0]}
 
 

@@ -4,8 +4,8 @@ At each step a row may only take the tokens that keep its answer a prefix of JSO
 allows, and once the JSON is whole, only end-of-sequence (no blank space before or after it). The table of what each token spells is
 built once per tokenizer (0.4-1.4 s for a 49k vocabulary). Fields come in the order of the
 schema's `required` list, then the others, and at most a few whitespace characters come in a row
-(a few more inside a string), holding at most one line break, so a small model does not spend its
-tokens on indentation, spaces or blank lines.
+(a few more spaces inside a string), holding at most one line break, so a small model does not spend its
+tokens on indentation, spaces or blank lines. A string holds no raw control character (JSON forbids them).
 
 The schema is first rewritten into forms the parser holds (`decoder_schema`: an enum of mixed
 kinds as an `anyOf`, a recursive root as a definition, ...) and the parser of its every part is
@@ -37,6 +37,7 @@ def _enforcer_module():
         import lmformatenforcer
     except ImportError:
         raise MissingExtraError("a JSON schema needs lm-format-enforcer: pip install lm-format-enforcer") from None
+    _fix_enforcer()
     return lmformatenforcer
 
 
@@ -330,14 +331,12 @@ def _bound(node: dict, inclusive: str, exclusive: str, step: int) -> float | Non
 @functools.cache
 def _enforcer_type():
     """lm-format-enforcer's `TokenEnforcer`, except that a parser that fails raises (an
-    `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole,
-    and that an object never ends right after a comma (see `_no_trailing_commas`)."""
+    `LMFormatEnforcerException`) instead of logging it and ending the answer as if it were whole."""
     import logging
 
     lmfe = _enforcer_module()
     from lmformatenforcer.exceptions import LMFormatEnforcerException
 
-    _no_trailing_commas()
     logging.getLogger().addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
 
     class Enforcer(lmfe.TokenEnforcer):
@@ -350,6 +349,42 @@ def _enforcer_type():
                 raise LMFormatEnforcerException(f"{type(exc).__name__}: {exc}") from exc
 
     return Enforcer
+
+
+@functools.cache
+def _fix_enforcer() -> None:
+    """lm-format-enforcer's parser, changed once, before any token table or parser is built, so that
+    what it lets through is JSON: no object ends right after a comma, and no string holds a raw control character."""
+    _no_trailing_commas()
+    _no_control_characters_in_strings()
+
+
+CONTROL_CHARACTERS = dict.fromkeys(range(0x20))  # U+0000-U+001F, which JSON allows in a string only escaped ("\n")
+
+
+def _no_control_characters_in_strings() -> None:
+    """lm-format-enforcer (0.11) lets a string hold any character a token has, a raw line break or
+    tab too, which JSON forbids (`json.loads` refuses them): its table of tokens that free text may
+    take leaves out every token that holds one, and inside a quoted string that follows a `pattern`
+    its parser no longer offers them (other strings take the characters of the parser's alphabet,
+    which `SchemaMask` leaves them out of). Escaped (`\\n`, `\\t`), they are written as before."""
+    from lmformatenforcer.jsonschemaparser import StringParsingState
+    from lmformatenforcer.tokenizerprefixtree import JsonFreetextTokenCache
+
+    offered = StringParsingState.get_allowed_characters
+
+    def get_allowed_characters(self) -> str:
+        patterned = self.regex_parser and self.seen_opening_quote and not self.seen_closing_quote  # a pattern's \s or [\t] offers them
+        return offered(self).translate(CONTROL_CHARACTERS) if patterned else offered(self)
+
+    StringParsingState.get_allowed_characters = get_allowed_characters
+    add_token = JsonFreetextTokenCache.add_token
+
+    def add_free_text_token(self, token_str: str, token_int: int) -> None:
+        if token_str == token_str.translate(CONTROL_CHARACTERS):
+            add_token(self, token_str, token_int)
+
+    JsonFreetextTokenCache.add_token = add_free_text_token
 
 
 def _no_trailing_commas() -> None:
@@ -412,6 +447,7 @@ class SchemaMask:
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
         parser.config.force_json_field_order = True
+        parser.config.alphabet = parser.config.alphabet.translate(CONTROL_CHARACTERS)  # what a string takes: no raw control character
         parser.context.alphabet_without_quotes = parser.config.alphabet.replace('"', "")  # set from the default alphabet before
         self.prompt_width: int | None = None
 

@@ -137,7 +137,7 @@ class ChatGenerator(Generator):
         fitted = self.fit(messages, params.max_tokens)
         completions = self.engine.generate([fitted], params)[0]
         usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
-        return fitted, usage, answer_texts(completions, params.json_schema, params.max_tokens)
+        return fitted, usage, answer_texts(completions, params)
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
@@ -166,7 +166,7 @@ class ChatGenerator(Generator):
                 ended = "stop"
             except ValueError:  # cut off by max_tokens when it took them all; else a stop string or a server that ignores schemas
                 ended = "length" if self.engine.count_tokens(text) >= params.max_tokens - 1 else "stop"
-            parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens)
+            parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens, params.stop)
         return reason
 
 

@@ -105,7 +105,7 @@ class TemplateGenerator(Generator):
         params = self.sampling(sampling, rendered.defaults)
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
         completions = self.engine.generate([rendered.messages], params)[0]
-        return rendered.messages, completions, answer_texts(completions, params.json_schema, params.max_tokens)
+        return rendered.messages, completions, answer_texts(completions, params)
 
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""

@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, AsyncIterator, Callable, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Literal, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -178,6 +179,38 @@ def _body_int(digits: str) -> int:
     if limit and length > limit:
         raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
     return int(digits)
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in a body's bytes: JSON text may hold a lone surrogate
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what json.loads leaves of one (a pair becomes one character)
+
+
+def _texts(data: Any) -> Iterator[tuple[str, str | None, str]]:
+    """(where, the top-level field it is in, text) for every string in a JSON value, keys too, in the
+    order they come (`messages.0.content`, `messages`, ...)."""
+    stack: list[tuple[str, str | None, Any]] = [("", None, data)]
+    while stack:
+        where, field, value = stack.pop()
+        if isinstance(value, str):
+            yield where, field, value
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):  # each key comes before what it names, whose place names it
+                stack += [(f"{where}.{key}" if where else key, field or key, item), (f"a key in {where or 'the body'}", field, key)]
+        elif isinstance(value, list):
+            stack += [(f"{where}.{i}", field, item) for i, item in reversed(list(enumerate(value)))]
+
+
+def _lone_surrogate(data: Any) -> ApiError | None:
+    """The 400 for the first text in a request body that holds a lone surrogate: a `\\ud800` escape
+    without its other half, which is no character, so no tokenizer takes it."""
+    for where, field, text in _texts(data):
+        found = LONE_SURROGATE.search(text)
+        if found:
+            return ApiError(
+                400, f"{where} holds the escape \\u{ord(found.group()):04x}, half of a surrogate pair without its other half, which is no character; "
+                "send text as UTF-8, or a character beyond U+FFFF as both halves of its pair (\\ud83d\\udc1d)", param=field, code="invalid_value",
+            )
+    return None
 
 
 def _response_schema(response_format: dict | None) -> dict | None:
@@ -334,14 +367,14 @@ class _Part(BaseModel):
     text: Optional[str] = None
     refusal: Optional[str] = None  # an assistant's "refusal" part
 
-    def plain(self, role: str) -> str:
+    def plain(self, role: str, where: str) -> str:
         """The part's text: a text part's, or an assistant's refusal."""
         kind = "refusal" if self.type == "refusal" and role == "assistant" else "text"
         if self.type != kind:
-            raise ApiError(400, f"{self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
+            raise ApiError(400, f"{where}: {self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
         value = self.refusal if kind == "refusal" else self.text
         if value is None:
-            raise ApiError(400, f"a {kind} content part needs its {kind}", param="messages", code="invalid_value")
+            raise ApiError(400, f"{where}: a {kind} content part needs its {kind}", param="messages", code="invalid_value")
         return value
 
 
@@ -349,15 +382,25 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[_Part], None] = None
+    tool_calls: Optional[list] = None
+    function_call: Optional[dict] = None  # tool_calls' older form
 
-    def plain(self) -> dict:
+    def plain(self, index: int) -> dict:
+        """The message as the engine takes it, its parts joined; what OpenAI refuses, or this server
+        cannot take, is a 400 naming the message (`messages.2`). Content may be null only where an
+        assistant called tools, as OpenAI has it; an empty list of parts is refused, as OpenAI refuses it."""
+        where = f"messages.{index}"
         if self.role in ("tool", "function"):
-            raise ApiError(400, f"a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
-        if self.content is None and self.role != "assistant":  # an assistant turn that called tools has none
-            raise ApiError(400, f"a {self.role} message needs its content", param="messages", code="invalid_value")
+            raise ApiError(400, f"{where}: a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
+        called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
+        if self.content is None and not called:
+            whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
+            raise ApiError(400, f"{where}: {whose}: a string, or a list of text parts", param="messages", code="invalid_value")
+        if self.content == []:
+            raise ApiError(400, f"{where}: content is an empty list of parts; give a string, or at least one text part", param="messages", code="invalid_value")
         content = self.content or ""
         if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
-            content = "\n".join(p.plain(self.role) for p in content)
+            content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
         return {"role": "system" if self.role == "developer" else self.role, "content": content}
 
 
@@ -485,14 +528,20 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if size > settings.max_request_bytes:
                 raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            data = json.loads(b"".join(chunks) or b"null", parse_int=_body_int)
+            data = json.loads(raw or b"null", parse_int=_body_int)
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"the body is not valid {exc.encoding.upper()} (byte {exc.start}); send the JSON as UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         except RecursionError:
             raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+        surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
+        if surrogate is not None:
+            raise surrogate
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -647,7 +696,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        ids = await encode(backend, [m.plain() for m in req.messages])
+        ids = await encode(backend, [m.plain(i) for i, m in enumerate(req.messages)])
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -733,7 +782,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         if (req.prompt is None) == (req.messages is None):
             raise ApiError(400, "give either prompt or messages", param="prompt", code="invalid_value")
-        prompt = req.prompt if req.prompt is not None else [m.plain() for m in req.messages]
+        prompt = req.prompt if req.prompt is not None else [m.plain(i) for i, m in enumerate(req.messages)]
         ids = await encode(backend, prompt)
         return {"count": len(ids), "max_model_len": backend.batched.context_length, "tokens": ids}
 

@@ -586,8 +586,11 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     with pytest.raises(AigcError, match="cut off at max_tokens=2 before its JSON was complete"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 2}))
     engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
-    with pytest.raises(AigcError, match="not complete JSON: a stop string ended it, or the model's server does not follow JSON schemas"):
+    with pytest.raises(AigcError, match="not complete JSON: the model's server does not follow JSON schemas"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))
+    engine.enqueue('{"a": ')  # a stop string the caller gave ended it
+    with pytest.raises(BadInputError, match="a stop string ended the answer before its JSON was complete; leave stop out"):
+        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50, "stop": ["1"]}))
     engine.enqueue('{"a": 1}')
     assert "".join(gen.stream("hi", sampling={"json_schema": schema})) == '{"a": 1}'
     session = ChatSession(gen, sampling={"json_schema": schema})
@@ -828,5 +831,5 @@ def test_several_answers_carry_each_ones_finish_reason():
     result = ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0.8})
     assert result["choices"] == ["Red", "Blue"] and result["finish_reasons"] == ["stop", "stop"]
     assert "finish_reasons" not in ChatGenerator(engine=FakeEngine())("Hi")  # one answer: finish_reason alone
-    texts, finished = answer_texts([Completion("a", 1, 1, "stop"), Completion("b c", 1, 2, "length")], None, 2)
+    texts, finished = answer_texts([Completion("a", 1, 1, "stop"), Completion("b c", 1, 2, "length")], SamplingParams(max_tokens=2))
     assert finished == {"finish_reason": "stop", "finish_reasons": ["stop", "length"]}

@@ -318,6 +318,55 @@ def test_response_format_holds_answers_to_json(server, client):
     assert any_object.choices[0].message.content.lstrip().startswith("{")
 
 
+def test_json_answers_cut_off_or_breaking_a_rule_come_back_as_written_with_their_finish_reason(server, client):
+    """As OpenAI's: the text the decoder wrote, finish_reason "stop" (a stop string) or "length"
+    (max_tokens); the client parses it. Whole and streamed, chat and completions, n above 1."""
+    held = {"type": "json_schema", "json_schema": {"name": "flags", "schema": FLAGS}}
+    never = {"type": "json_schema", "json_schema": {"name": "never", "strict": False, "schema": {**FLAGS, "not": {}}}}  # no answer matches
+    ask = {"temperature": 1.0, "seed": 4, "n": 3, "max_tokens": 60}
+    cases = [  # settings, the finish reason, whether the text is JSON
+        ({"stop": ["red", "green"], "response_format": held}, "stop", False),  # every answer's color is cut
+        ({"max_tokens": 3, "response_format": held}, "length", False),
+        ({"response_format": never}, "stop", True),
+    ]
+    for settings, reason, whole in cases:
+        answer = chat(client, server["model"], **{**ask, **settings})
+        texts = [c.message.content for c in answer.choices]
+        assert [c.finish_reason for c in answer.choices] == [reason] * 3 and all(t.startswith("{") for t in texts), texts
+        for text in texts:
+            if whole:
+                assert set(json.loads(text)) == {"ok", "color"}
+            else:
+                with pytest.raises(ValueError):
+                    json.loads(text)
+        pieces, reasons = ["", "", ""], {}
+        for event in chat(client, server["model"], stream=True, **{**ask, **settings}):
+            for choice in event.choices:
+                pieces[choice.index] += choice.delta.content or ""
+                reasons[choice.index] = choice.finish_reason or reasons.get(choice.index)
+        assert pieces == texts and reasons == {0: reason, 1: reason, 2: reason}
+        body = {"model": server["model"], "prompt": ["JSON", "More JSON"], **{**ask, **settings}, "n": 2}
+        status, _, completed = raw(server, "/v1/completions", body)
+        assert status == 200 and [c["finish_reason"] for c in completed["choices"]] == [reason] * 4, completed
+        assert all(c["text"].startswith("{") and (c["text"].endswith("}") == whole) for c in completed["choices"]), completed
+
+
+def test_a_task_answer_that_cannot_give_json_the_schema_allows_is_a_400_naming_what_to_change(server):
+    """`/v1/aigc` results carry `data`, checked against the schema; where no answer can give it, the
+    request's setting that stood in the way is named (a 400, as a cut-off headline's), never a 500."""
+    sampling = {"seed": 4, "temperature": 1.0, "max_tokens": 60, "json_schema": FLAGS}
+    cases = [
+        ({"stop": ["red", "green"]}, "stop", "a stop string ended the answer before its JSON was complete; leave stop out with a JSON schema"),
+        ({"json_schema": {**FLAGS, "not": {}}}, "json_schema", "; the decoder does not hold answers to not: drop it from json_schema, or try again with another seed"),
+        ({"max_tokens": 3}, "max_tokens", "the answer was cut off at max_tokens=3 before its JSON was complete; raise max_tokens"),
+    ]
+    for change, param, words in cases:
+        for task, given in (("chat", "Give me JSON"), ("template", {"input": "Give me JSON"})):
+            for n in (1, 2):
+                status, _, body = raw(server, f"/v1/aigc/{task}", {"input": given, "options": {"template": "chat"}, "sampling": {**sampling, **change, "n": n}})
+                assert status == 400 and body["error"]["param"] == param and words in body["error"]["message"], (task, n, body)
+
+
 def test_unknown_model_is_404(server, client):
     with pytest.raises(openai.NotFoundError) as caught:
         chat(client, "no-such-model", max_tokens=2)
@@ -361,7 +410,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and "messages" in body["error"]["message"]
     for content in ({}, {"content": None}):
         status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", **content}]})
-        assert status == 400 and body["error"]["message"] == "a user message needs its content"
+        assert status == 400 and body["error"]["message"] == "messages.0: a user message needs its content: a string, or a list of text parts"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "top_k": -1})
     assert status == 200  # vLLM's "off"
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": 5})
@@ -1411,6 +1460,56 @@ def test_content_parts_are_joined_by_newlines_and_an_assistants_refusal_is_its_t
     ]:
         status, body = tokens({"role": "user", "content": [part]})
         assert status == 400 and body["error"]["code"] == code and words in body["error"]["message"]
+
+
+def test_content_may_be_null_only_where_an_assistant_called_tools_and_an_empty_list_is_refused(server):
+    """As OpenAI takes messages: content null only for an assistant turn with tool_calls (or
+    function_call), and never an empty list of parts; each refusal names the message."""
+    hi = {"role": "user", "content": "Hi"}
+    called = {"tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    for path in ("/tokenize", "/v1/chat/completions"):
+        for message, words in [
+            ({"role": "user", "content": []}, "messages.1: content is an empty list of parts; give a string, or at least one text part"),
+            ({"role": "system", "content": []}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": []}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": [], **called}, "messages.1: content is an empty list of parts"),
+            ({"role": "assistant", "content": None}, "messages.1: an assistant message needs its content unless it has tool_calls: a string, or a list of text parts"),
+            ({"role": "assistant"}, "messages.1: an assistant message needs its content unless it has tool_calls"),
+            ({"role": "system", "content": None}, "messages.1: a system message needs its content: a string, or a list of text parts"),
+            ({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text"}]}, "messages.1.content.1: a text content part needs its text"),
+        ]:
+            status, _, body = raw(server, path, {"messages": [hi, message], "max_tokens": 2})
+            assert status == 400 and body["error"]["message"].startswith(words) and body["error"]["param"] == "messages", (path, message, body)
+    for message in ({"role": "assistant", "content": None, **called}, {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}):
+        status, _, body = raw(server, "/tokenize", {"messages": [hi, message, hi]})
+        assert status == 200 and body["tokens"] == raw(server, "/tokenize", {"messages": [hi, {"role": "assistant", "content": ""}, hi]})[2]["tokens"]
+
+
+@pytest.mark.parametrize(
+    "path, body, where, param",
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "caf\ud800"}]}, "messages.0.content", "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "stop": ["\udc00"]}, "stop.0", "stop"),
+        ("/v1/completions", {"prompt": ["Paris", "\udfff"]}, "prompt.1", "prompt"),
+        ("/v1/embeddings", {"input": "\ud83d"}, "input", "input"),
+        ("/tokenize", {"prompt": "\ud800\ud800"}, "prompt", "prompt"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"\ud801": 1}}, "a key in options", "options"),
+    ],
+)
+def test_a_lone_surrogate_in_a_request_is_a_400_that_names_where_it_is(server, path, body, where, param):
+    """JSON text may escape half of a surrogate pair (`\\ud800`), which is no character: the 400
+    says where, and what an HTTP client sends instead (no command-line hint)."""
+    status, _, answer = raw(server, path, data=json.dumps(body).encode())
+    message = answer["error"]["message"]
+    assert status == 400 and answer["error"]["param"] == param and message.startswith(f"{where} holds the escape \\u"), answer
+    assert "half of a surrogate pair" in message and "send text as UTF-8" in message and "iconv" not in message
+
+
+def test_a_body_in_no_utf8_is_a_400_that_says_so_and_a_whole_surrogate_pair_is_one_character(server):
+    status, _, body = raw(server, "/tokenize", data='{"prompt": "café"}'.encode("latin-1"), method="POST")
+    assert status == 400 and body["error"] == {"message": "the body is not valid UTF-8 (byte 15); send the JSON as UTF-8", "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    escaped = raw(server, "/tokenize", data=json.dumps({"prompt": "bee 🐝"}).encode())  # "\\ud83d\\udc1d"
+    assert escaped[0] == 200 and escaped[2]["tokens"] == raw(server, "/tokenize", data=json.dumps({"prompt": "bee 🐝"}, ensure_ascii=False).encode())[2]["tokens"]
 
 
 def test_errors_name_the_token_budget_the_client_sent(server):

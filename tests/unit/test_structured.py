@@ -66,10 +66,16 @@ def test_answers_parse_whole_integers_and_cut_answers_say_why():
     with pytest.raises(AigcError, match="too large"):
         parse_answers([Completion('{"ok": true, "count": 1e999, "color": "red"}', 3, 9, "stop")], FLAGS, 50)
     bounded = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 5}}}
-    with pytest.raises(AigcError, match="does not match the schema at age"):
+    with pytest.raises(BadInputError, match="does not match the schema at age: 109 is greater than the maximum of 5; the decoder holds answers to the schema's shape, not to every rule"):
         parse_answers([Completion('{"age": 109}', 3, 9, "stop")], bounded, 50)
-    with pytest.raises(AigcError, match="a stop string ended it"):
-        parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50)
+    unheld = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 5000}}}
+    with pytest.raises(BadInputError, match="5000; the decoder does not hold answers to minimum: drop it from json_schema, or try again with another seed$"):
+        parse_answers([Completion('{"age": 41}', 3, 9, "stop")], unheld, 50)
+    with pytest.raises(BadInputError, match=r"^a stop string ended the answer before its JSON was complete; leave stop out"):  # the caller's stop strings
+        parse_answers([Completion('{"ok"', 3, 2, "stop")], FLAGS, 50, ("ok",))
+    with pytest.raises(AigcError, match="server does not follow JSON schemas") as caught:  # no setting cut it
+        parse_answers([Completion("Sure! Here is", 3, 2, "stop")], FLAGS, 50)
+    assert not isinstance(caught.value, BadInputError)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -126,6 +132,13 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         assert failed.exit_code == 2 and words in failed.stderr, failed.output
     cut = runner.invoke(app, ["chat", "Give me JSON", "--schema", json.dumps(FLAGS), *model[:-1], "3"])
     assert cut.exit_code == 2 and "raise --max-tokens" in cut.stderr and cut.stdout == ""  # the caller's --max-tokens: bad input
+    for args, words in [
+        (["--stop", '"'], "Error: a --stop string ended the answer before its JSON was complete; leave --stop out with a JSON schema"),  # every key starts with one
+        (["--schema", json.dumps({**FLAGS, "not": {}})], "; the decoder does not hold answers to not: drop it from --schema, or try again with another --seed"),  # nothing is valid
+    ]:
+        for command in (["chat", "Give me JSON"], ["run", "chat", "--var", "input=JSON please"]):
+            failed = runner.invoke(app, [*command, "--schema", json.dumps(FLAGS), *model, *args])
+            assert failed.exit_code == 2 and failed.stdout == "" and words in failed.stderr and len(failed.stderr.splitlines()) == 1, failed.output
 
 
 def test_a_session_turn_held_to_a_schema_is_checked_and_kept(tiny_model_dir, tmp_path):
@@ -190,6 +203,51 @@ def test_unreachable_enum_values_are_refused_and_old_states_are_dropped(tiny_eng
     tiny_engine.generate(["a", "bb"], SamplingParams(temperature=1.0, max_tokens=60, seed=1, n=2, json_schema=FLAGS))
     _walk(tiny_engine.tokenizer, mask, '{"ok": true, "count": 3, "color": "red"}')
     assert len(mask.enforcer.prefix_states) == 1  # the latest token's state only, not one per step
+
+
+def _allowed(tokenizer, schema, text: str) -> set[int]:
+    """The tokens the mask allows after `text`'s tokens."""
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]  # the prompt
+    for token in [None] + tokenizer(text, add_special_tokens=False)["input_ids"]:
+        seen += [] if token is None else [token]
+        scores = mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))
+    return set((scores[0] == 0).nonzero().flatten().tolist())
+
+
+@pytest.mark.parametrize("field", [{"type": "string"}, {"type": "string", "minLength": 3}, {"type": "string", "pattern": "^[a-z\\s]+$"}, {}])
+def test_no_string_holds_a_raw_control_character(tiny_engine, field):
+    import random
+
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    controls = {t for t in range(len(tokenizer)) if any(ord(c) < 0x20 for c in tokenizer.decode([t]))}
+    assert {tokenizer.convert_tokens_to_ids(t) for t in ("Ċ", "ĉ", "č", "Ā")} <= controls  # "\n", "\t", "\r", "\x00"
+    schema = {"type": "object", "properties": {"text": field}, "required": ["text"]}
+    inside = _allowed(tokenizer, schema, '{"text": "ab')
+    assert inside and not inside & controls  # JSON allows them in a string only escaped
+    assert tokenizer.convert_tokens_to_ids("Ċ") in _allowed(tokenizer, schema, "{")  # between the JSON's parts, as before
+    if not field:  # any JSON: escapes are written as before
+        _walk(tokenizer, SchemaMask(tokenizer, schema), '{"text": "one\\ntwo\\tthree \\u0001"}')
+    pick = random.Random(1)
+    for _ in range(3):  # a walk that takes a control character wherever the mask allows one writes JSON a strict reader takes
+        mask, seen = SchemaMask(tokenizer, schema), [tokenizer.pad_token_id]
+        for _ in range(40):
+            allowed = (mask(torch.tensor([seen]), torch.zeros(1, len(tokenizer)))[0] == 0).nonzero().flatten().tolist()
+            seen.append(pick.choice(sorted(controls & set(allowed)) or allowed))
+            if seen[-1] == tokenizer.eos_token_id:
+                break
+        text = tokenizer.decode(seen[1:], skip_special_tokens=True)
+        if seen[-1] == tokenizer.eos_token_id:
+            assert isinstance(json.loads(text)["text"], str) or not field, repr(text)  # strict: no raw control character in a string
+        else:
+            assert '"text"' not in text or not any(ord(c) < 0x20 for c in text.split('"text"', 1)[1].split('"', 1)[-1]), repr(text)
 
 
 def test_no_blank_space_follows_json_that_may_end(tiny_engine):
