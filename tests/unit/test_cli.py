@@ -144,6 +144,19 @@ def test_same_seed_same_output(tiny_model_dir):
     assert invoke(*args).stdout == invoke(*args).stdout
 
 
+def test_top_p_top_k_and_seed_with_greedy_decoding_are_a_warning(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "3")
+    greedy = invoke("chat", "Bees", *model, "--seed", "5", "--top-k", "3")  # chat is greedy by default
+    assert greedy.exit_code == 0 and greedy.stderr.startswith("Warning: --top-k and --seed change nothing here: the answer is greedy (temperature 0); give --temperature")
+    assert invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1").stderr.count("Warning") == greedy.stderr.count("Warning") - 1
+    template = invoke("run", "summarize", "-i", "-", *model, "--top-p", "0.5", "--dry-run", input="Bees make honey.")  # greedy by its front matter
+    assert "Warning: --top-p changes nothing here" in template.stderr and "Warning" not in invoke("run", "chat", "-i", "-", *model, "--seed", "1", "--dry-run", input="Bees").stderr
+    rows = tmp_path / "rows.txt"
+    rows.write_text("Bees make honey in the city and the country and everywhere else too.\n")
+    batch = invoke("batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), *model, "--seed", "1")
+    assert batch.exit_code == 0 and "Warning: --seed changes nothing here" in batch.stderr
+
+
 def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("Bees make honey.\n\nCities have rooftops.")
