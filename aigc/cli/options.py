@@ -235,9 +235,20 @@ def listing_app(name: str, help: str, show: Callable[[bool], None]) -> typer.Typ
         if ctx.invoked_subcommand is None:
             show(as_json)
         elif as_json:
-            raise BadInputError(f"put --json after the command: aigc {name} {ctx.invoked_subcommand} ... --json")
+            raise BadInputError(misplaced(ctx, name, ["--json"]))
 
     return app
+
+
+def misplaced(ctx: typer.Context, group: str, flags: list[str]) -> str:
+    """Why a listing group's options given before its subcommand (`aigc models --json list`) are
+    refused: they go after the subcommand, where it takes them, or with the listing."""
+    command = ctx.invoked_subcommand
+    takes = {opt for param in ctx.command.get_command(ctx, command).params for opt in param.opts}
+    given = " ".join(flags)
+    if takes.issuperset(flags):
+        return f"put {given} after the command: aigc {group} {command} ... {given}"
+    return f"aigc {group} {command} takes no {given}; it goes with the listing: aigc {group} {given}"
 
 
 Schema = Annotated[

@@ -2228,6 +2228,21 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
     assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
 
 
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["plugins", "--all", "list"], "put --all after the command: aigc plugins list ... --all"),
+        (["plugins", "--json", "--all", "list"], "put --json --all after the command: aigc plugins list ... --json --all"),
+        (["plugins", "--all", "uninstall", "x"], "aigc plugins uninstall takes no --all; it goes with the listing: aigc plugins --all"),
+        (["models", "--json", "info", "smollm2"], "put --json after the command: aigc models info ... --json"),
+        (["models", "--json", "pull", "smollm2"], "aigc models pull takes no --json; it goes with the listing: aigc models --json"),
+    ],
+)
+def test_listing_options_before_a_subcommand_are_refused_saying_where_they_go(argv, error):
+    result = invoke(*argv)
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr == f"Error: {error}\n"
+
+
 def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replacement_characters(tmp_path, monkeypatch):
     from aigc import conversations
 
