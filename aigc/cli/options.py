@@ -245,10 +245,10 @@ def misplaced(ctx: typer.Context, group: str, flags: list[str]) -> str:
     refused: they go after the subcommand, where it takes them, or with the listing."""
     command = ctx.invoked_subcommand
     takes = {opt for param in ctx.command.get_command(ctx, command).params for opt in param.opts}
-    given = " ".join(flags)
-    if takes.issuperset(flags):
-        return f"put {given} after the command: aigc {group} {command} ... {given}"
-    return f"aigc {group} {command} takes no {given}; it goes with the listing: aigc {group} {given}"
+    missing = [flag for flag in flags if flag not in takes]
+    if not missing:
+        return f"put {' '.join(flags)} after the command: aigc {group} {command} ... {' '.join(flags)}"
+    return f"aigc {group} {command} takes no {' or '.join(missing)}; {'they go' if len(missing) > 1 else 'it goes'} with the listing: aigc {group} {' '.join(missing)}"
 
 
 Schema = Annotated[

@@ -2236,6 +2236,9 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
         (["plugins", "--all", "uninstall", "x"], "aigc plugins uninstall takes no --all; it goes with the listing: aigc plugins --all"),
         (["models", "--json", "info", "smollm2"], "put --json after the command: aigc models info ... --json"),
         (["models", "--json", "pull", "smollm2"], "aigc models pull takes no --json; it goes with the listing: aigc models --json"),
+        (["logs", "--json", "status"], "put --json after the command: aigc logs status ... --json"),
+        (["logs", "-n", "2", "-r", "show", "5"], "aigc logs show takes no --count; it goes with the listing: aigc logs --count"),
+        (["plugins", "--json", "--all", "uninstall", "x"], "aigc plugins uninstall takes no --json or --all; they go with the listing: aigc plugins --json --all"),
     ],
 )
 def test_listing_options_before_a_subcommand_are_refused_saying_where_they_go(argv, error):
