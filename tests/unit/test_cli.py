@@ -1263,6 +1263,10 @@ def test_no_command_writes_its_result_over_its_input(tmp_path):
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
     code, lines = bad("summarize", str(rows), "-o", str(tmp_path / "missing") + "/", "-m", "no-such-model")
     assert code == 2 and "there is no such directory" in lines[0] and not (tmp_path / "missing").exists()
+    with open(rows) as stdin:  # `- < FILE -o FILE`: standard input reads the file -o would replace
+        done = subprocess.run([sys.executable, "-m", "aigc", "classify", "-", "-l", "a,b", "--lines", "-o", str(rows), "-m", "no-such-model"], stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == f"Error: -o {rows} is the input file (standard input reads it); write the result to another file\n"
+    assert rows.read_text() == '{"id": 1, "text": "a"}\n'
 
 
 def test_help_shows_no_value_type_for_flags():
