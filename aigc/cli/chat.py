@@ -437,7 +437,9 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
             session.set_sampling(name, value.strip())
-        _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
+        settings = session.settings()
+        greedy = "; at temperature 0 the reply is greedy: top_p, top_k and seed change nothing until it is raised" if name in ("top_p", "top_k", "seed") and settings["temperature"] == 0 else ""
+        _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in settings.items()) + greedy + ")")
     elif command == "/reset":
         session.reset()
         dropped, pending[:] = _names(pending), []

@@ -1391,9 +1391,13 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     repl_lines(monkeypatch, "/retry")
     _turn(session, run, pending)
     assert [m["content"] for m in session.messages] == [asked, "second reply"]
+    repl_lines(monkeypatch, "/set seed 3")  # chat is greedy by default: a seed draws nothing until the temperature is raised
+    _turn(session, run, pending)
+    assert "top_p, top_k and seed change nothing until it is raised" in " ".join(capsys.readouterr().err.split())
     repl_lines(monkeypatch, "/set temperature 0.5")
     _turn(session, run, pending)
-    assert "temperature 0.5" in capsys.readouterr().err
+    shown = capsys.readouterr().err
+    assert "temperature 0.5" in shown and "greedy" not in shown
     repl_lines(monkeypatch, "again")
     _turn(session, run, pending)
     assert engine.calls[-1][1].temperature == 0.5 and len(session.messages) == 4
