@@ -425,10 +425,22 @@ def output_target(output: str | None, flag: str = "-o", source: str | None = Non
         raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
     if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
         return None
-    if source is not None and os.path.isfile(source) and os.path.exists(output) and os.path.samefile(source, output):
-        raise BadInputError(f"{flag} {output} is the input file; write the result to another file")
+    if source is not None and os.path.exists(output) and _reads(source, output):
+        raise BadInputError(f"{flag} {output} is the input file{' (standard input reads it)' if source == '-' else ''}; write the result to another file")
     check_writable(output, flag)
     return output
+
+
+def _reads(source: str, output: str) -> bool:
+    """Whether `output` is the file that `source` reads: that file, or for "-" the file standard
+    input is redirected from (`< FILE`)."""
+    if source != "-":
+        return os.path.isfile(source) and os.path.samefile(source, output)
+    try:
+        given, there = os.fstat(sys.stdin.fileno()), os.stat(output)
+    except (AttributeError, OSError, ValueError):  # no stdin, or one with no file descriptor
+        return False
+    return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (there.st_dev, there.st_ino)
 
 
 def file_mode(path: Path) -> int:

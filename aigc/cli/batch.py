@@ -84,6 +84,7 @@ def batch(
         raise BadInputError(exc.naming(f"-O {exc.option}")) from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
+    run.warn_greedy(generator, opts)
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines)

@@ -55,7 +55,7 @@ def chat(
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; choices too where the template asks for several answers).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -437,7 +437,9 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
             session.set_sampling(name, value.strip())
-        _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items()) + ")")
+        settings = session.settings()
+        greedy = "; at temperature 0 the reply is greedy: top_p, top_k and seed change nothing until it is raised" if name in ("top_p", "top_k", "seed") and settings["temperature"] == 0 else ""
+        _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in settings.items()) + greedy + ")")
     elif command == "/reset":
         session.reset()
         dropped, pending[:] = _names(pending), []

@@ -8,6 +8,7 @@ import typer
 from .. import conversations, logs, ui
 from ..errors import BadInputError
 from ..textio import check_utf8
+from .options import misplaced
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
@@ -25,8 +26,11 @@ def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, mod
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`)."""
     if ctx.invoked_subcommand is None:
         _show(count, query, model, command, session, response, as_json)
-    elif (count, query, model, command, session, response, as_json) != (3, None, None, None, None, False, False):
-        raise BadInputError(f"put the options after the command: aigc logs {ctx.invoked_subcommand} ...")
+    else:
+        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--response": (response, False), "--json": (as_json, False)}
+        given = [flag for flag, (value, default) in values.items() if value != default]
+        if given:
+            raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")

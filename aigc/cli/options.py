@@ -93,9 +93,24 @@ class RunOptions:
         check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         check_names(self.device, self.dtype, self.quantize)
-        generator.check_sampling(generator.validate(options), self.sampling())
+        opts = generator.validate(options)
+        generator.check_sampling(opts, self.sampling())
+        self.warn_greedy(generator, opts)
         if inputs is not None:
             generator.check_inputs(inputs)
+
+    def warn_greedy(self, generator, opts) -> None:
+        """Warn where --top-p, --top-k or --seed is given but the answer is greedy (temperature 0, the
+        task's or its template's default or given), which never draws, so they would change nothing."""
+        from .. import templates
+
+        given = [name for name in ("top_p", "top_k", "seed") if getattr(self, name) is not None]
+        if not given or not generator.samples:
+            return
+        template = getattr(opts, "template", None)
+        if generator.sampling(self.sampling(), templates.get_template(template).defaults if template else None).greedy:
+            flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
+            ui.warn(f"{flags} change{'s' * (len(given) == 1)} nothing here: the answer is greedy (temperature 0); give --temperature (e.g. 0.7) to sample")
 
     def load(self, generator) -> None:
         """Load the model with a spinner, and start timing the answer."""
@@ -220,9 +235,20 @@ def listing_app(name: str, help: str, show: Callable[[bool], None]) -> typer.Typ
         if ctx.invoked_subcommand is None:
             show(as_json)
         elif as_json:
-            raise BadInputError(f"put --json after the command: aigc {name} {ctx.invoked_subcommand} ... --json")
+            raise BadInputError(misplaced(ctx, name, ["--json"]))
 
     return app
+
+
+def misplaced(ctx: typer.Context, group: str, flags: list[str]) -> str:
+    """Why a listing group's options given before its subcommand (`aigc models --json list`) are
+    refused: they go after the subcommand, where it takes them, or with the listing."""
+    command = ctx.invoked_subcommand
+    takes = {opt for param in ctx.command.get_command(ctx, command).params for opt in param.opts}
+    missing = [flag for flag in flags if flag not in takes]
+    if not missing:
+        return f"put {' '.join(flags)} after the command: aigc {group} {command} ... {' '.join(flags)}"
+    return f"aigc {group} {command} takes no {' or '.join(missing)}; {'they go' if len(missing) > 1 else 'it goes'} with the listing: aigc {group} {' '.join(missing)}"
 
 
 Schema = Annotated[

@@ -16,6 +16,7 @@ import typer
 from .. import plugins, ui
 from ..errors import AigcError, BadInputError
 from ..textio import readable_json
+from .options import misplaced
 
 plugins_app = typer.Typer(
     help="List installed plugins; install or uninstall them in the environment aigc runs in.",
@@ -33,6 +34,8 @@ def list_plugins(
     """Installed plugins: version, hooks, what each registered, and failures."""
     if ctx.invoked_subcommand is None:
         _show(as_json, show_all)
+    elif as_json or show_all:
+        raise BadInputError(misplaced(ctx, "plugins", [flag for flag, given in (("--json", as_json), ("--all", show_all)) if given]))
 
 
 @plugins_app.command("list")

@@ -25,7 +25,7 @@ def translate(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
-    lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text; one translation per line.")] = False,
+    lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
     *,
     run: RunOptions,
@@ -48,8 +48,8 @@ def translate(
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets")
     elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
-    plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is)
-    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": True} if plain else {})}
+    plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
+    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {})}
     generator = run.generator("translate")
     generator.validate(options)  # a language it does not know, before any work
     if lines:

@@ -144,6 +144,19 @@ def test_same_seed_same_output(tiny_model_dir):
     assert invoke(*args).stdout == invoke(*args).stdout
 
 
+def test_top_p_top_k_and_seed_with_greedy_decoding_are_a_warning(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "3")
+    greedy = invoke("chat", "Bees", *model, "--seed", "5", "--top-k", "3")  # chat is greedy by default
+    assert greedy.exit_code == 0 and greedy.stderr.startswith("Warning: --top-k and --seed change nothing here: the answer is greedy (temperature 0); give --temperature")
+    assert invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1").stderr.count("Warning") == greedy.stderr.count("Warning") - 1
+    template = invoke("run", "summarize", "-i", "-", *model, "--top-p", "0.5", "--dry-run", input="Bees make honey.")  # greedy by its front matter
+    assert "Warning: --top-p changes nothing here" in template.stderr and "Warning" not in invoke("run", "chat", "-i", "-", *model, "--seed", "1", "--dry-run", input="Bees").stderr
+    rows = tmp_path / "rows.txt"
+    rows.write_text("Bees make honey in the city and the country and everywhere else too.\n")
+    batch = invoke("batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), *model, "--seed", "1")
+    assert batch.exit_code == 0 and "Warning: --seed changes nothing here" in batch.stderr
+
+
 def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("Bees make honey.\n\nCities have rooftops.")
@@ -1250,6 +1263,10 @@ def test_no_command_writes_its_result_over_its_input(tmp_path):
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
     code, lines = bad("summarize", str(rows), "-o", str(tmp_path / "missing") + "/", "-m", "no-such-model")
     assert code == 2 and "there is no such directory" in lines[0] and not (tmp_path / "missing").exists()
+    with open(rows) as stdin:  # `- < FILE -o FILE`: standard input reads the file -o would replace
+        done = subprocess.run([sys.executable, "-m", "aigc", "classify", "-", "-l", "a,b", "--lines", "-o", str(rows), "-m", "no-such-model"], stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == f"Error: -o {rows} is the input file (standard input reads it); write the result to another file\n"
+    assert rows.read_text() == '{"id": 1, "text": "a"}\n'
 
 
 def test_help_shows_no_value_type_for_flags():
@@ -1374,9 +1391,13 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     repl_lines(monkeypatch, "/retry")
     _turn(session, run, pending)
     assert [m["content"] for m in session.messages] == [asked, "second reply"]
+    repl_lines(monkeypatch, "/set seed 3")  # chat is greedy by default: a seed draws nothing until the temperature is raised
+    _turn(session, run, pending)
+    assert "top_p, top_k and seed change nothing until it is raised" in " ".join(capsys.readouterr().err.split())
     repl_lines(monkeypatch, "/set temperature 0.5")
     _turn(session, run, pending)
-    assert "temperature 0.5" in capsys.readouterr().err
+    shown = capsys.readouterr().err
+    assert "temperature 0.5" in shown and "greedy" not in shown
     repl_lines(monkeypatch, "again")
     _turn(session, run, pending)
     assert engine.calls[-1][1].temperature == 0.5 and len(session.messages) == 4
@@ -2213,6 +2234,24 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
     (Path("topics.txt")).write_text("bees\nwasps\n")
     result = invoke("batch", "headline", "-i", "topics.txt", "-o", "out.jsonl", "-O", "n=2", "--temperature", "0.8")
     assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["plugins", "--all", "list"], "put --all after the command: aigc plugins list ... --all"),
+        (["plugins", "--json", "--all", "list"], "put --json --all after the command: aigc plugins list ... --json --all"),
+        (["plugins", "--all", "uninstall", "x"], "aigc plugins uninstall takes no --all; it goes with the listing: aigc plugins --all"),
+        (["models", "--json", "info", "smollm2"], "put --json after the command: aigc models info ... --json"),
+        (["models", "--json", "pull", "smollm2"], "aigc models pull takes no --json; it goes with the listing: aigc models --json"),
+        (["logs", "--json", "status"], "put --json after the command: aigc logs status ... --json"),
+        (["logs", "-n", "2", "-r", "show", "5"], "aigc logs show takes no --count; it goes with the listing: aigc logs --count"),
+        (["plugins", "--json", "--all", "uninstall", "x"], "aigc plugins uninstall takes no --json or --all; they go with the listing: aigc plugins --json --all"),
+    ],
+)
+def test_listing_options_before_a_subcommand_are_refused_saying_where_they_go(argv, error):
+    result = invoke(*argv)
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr == f"Error: {error}\n"
 
 
 def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replacement_characters(tmp_path, monkeypatch):

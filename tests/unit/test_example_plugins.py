@@ -140,6 +140,35 @@ def test_adcopy_rejects_bad_input_before_any_model_loads():
         plugins.reset()
 
 
+def test_adcopy_batch_reads_the_product_from_field_and_the_audience_column(tmp_path):
+    import json
+
+    import pytest
+
+    from aigc.batch import check_inputs, read_rows, run_batch
+    from aigc.errors import BadInputError
+    from aigc.generators.base import get_generator
+    from aigc.testing import FakeEngine
+
+    register_adcopy()
+    try:
+        rows = tmp_path / "ads.csv"
+        rows.write_text("id,product,audience\nb,a bamboo bottle,hikers\nc,a tent,\n")
+        engine = FakeEngine()
+        engine.enqueue("Hike Light, Drink Green", "", "", "", "Bamboo keeps your water cool on every trail, all day long.")  # 4 headline samples, then its bodies
+        generator = get_generator("adcopy", engine=engine)
+        run_batch(generator, read_rows(str(rows), field="product"), str(tmp_path / "out.jsonl"), {"n": 1}, {"seed": 1}, field_name="product")
+        done, empty = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert done["result"]["variants"] == [{"headline": "Hike Light, Drink Green", "body": "Bamboo keeps your water cool on every trail, all day long."}]
+        assert "a bamboo bottle" in str(engine.calls[0][0]) and "hikers" in str(engine.calls[0][0])
+        assert empty["error"] == "audience is required and must be text that is not empty"
+        (tmp_path / "products.txt").write_text("a tent\n")
+        with pytest.raises(BadInputError, match="no row can run: the row has no 'audience' column"):  # before any model loads
+            check_inputs(generator, read_rows(str(tmp_path / "products.txt")), "text", "products.txt", {})
+    finally:
+        plugins.reset()
+
+
 def test_social_templates_work_with_the_template_generator():
     from aigc.testing import FakeEngine
 

@@ -536,6 +536,8 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     assert [json.loads(row)["result"]["translation"] for row in out.read_text().splitlines()] == ["    IT WAS A DARK NIGHT.", "    THE RAIN FELL."]
     markdown = runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
     assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
+    marked = runner.invoke(app, ["translate", "-", "--lines", "--markdown", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
+    assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>Good morning.</div>\n"  # --markdown: each line is Markdown, as -O plain=false
 
 
 def test_a_lines_result_is_one_line_with_its_indent_kept():

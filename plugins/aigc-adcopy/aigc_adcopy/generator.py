@@ -82,6 +82,14 @@ class AdCopyGenerator(Generator):
     Options = AdCopyOptions
     sampling_defaults = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
 
+    def batch_input(self, fields: dict[str, Any], field: str) -> dict[str, Any]:
+        """A row of `aigc batch`: the product in its `field` column (`--field product`), the audience
+        in its `audience` column."""
+        product = super().batch_input(fields, field)
+        if "audience" not in fields:
+            raise BadInputError(f"the row has no 'audience' column (it has {', '.join(map(repr, fields))}); adcopy reads the audience from it, the product from --field")
+        return {"product": product, "audience": fields["audience"]}
+
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if not isinstance(inputs, dict):
             raise BadInputError(f'adcopy takes {{"product": TEXT, "audience": TEXT}}, got {type_name(inputs)}')
