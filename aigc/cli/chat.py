@@ -350,7 +350,12 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     files, pending[:] = list(pending), []
     text = with_files(line, files)
     kept = lambda: len(session.messages) == before + 2  # noqa: E731 - asked after the reply
-    _answer(session, run, session.send(text), text, kept)
+    try:
+        reply = session.send(text)  # the template is rendered around the message now
+    except AigcError as exc:  # a message the template cannot take (its files wait): the session goes on
+        ui.error(str(exc))
+    else:
+        _answer(session, run, reply, text, kept)
     if files and not kept():  # the files wait for the next turn
         pending[:] = files
         ui.info(f"({_names(files)} still added to your next message; /reset drops {'it' if len(files) == 1 else 'them'})")

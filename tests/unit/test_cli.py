@@ -1337,6 +1337,27 @@ def repl_lines(monkeypatch, *lines):
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
 
 
+def test_chat_repl_goes_on_after_a_message_its_template_cannot_take(monkeypatch, capsys, tmp_path):
+    from aigc import templates
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    templates.user_dir().mkdir(parents=True)
+    (templates.user_dir() / "calm.j2").write_text("{{ input }}{{ 1 // 0 if input.endswith('!') else '' }}")
+    (tmp_path / "notes.md").write_text("Bees make honey.")
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session, pending = ChatSession(ChatGenerator(engine=engine), template="calm"), [(str(tmp_path / "notes.md"), "Bees make honey.")]
+    repl_lines(monkeypatch, "now!", "why?")
+    assert _turn(session, RunOptions(log=False), pending) is None  # the template divides by zero: said, and the chat goes on
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err and "still added to your next message" in err and session.messages == [] and len(pending) == 1
+    assert _turn(session, RunOptions(log=False), pending) is None
+    assert [m["role"] for m in session.messages] == ["user", "assistant"] and pending == []
+
+
 @pytest.mark.parametrize("line, leaves", [("exit", True), (" QUIT ", True), ("/quit", True), ("/bye", True), ('"""exit"""', False), ("exit now", False)])
 def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatch, line, leaves):
     from aigc.cli.chat import _turn
