@@ -287,9 +287,10 @@ class ChatSession:
 
     def retry(self) -> Iterator[str]:
         """Stream a new reply to the last message in place of the old one (sampled anew: with greedy
-        decoding it is the same reply). Stopped before its first word, or failed, the old reply stays."""
+        decoding it is the same reply). Stopped before its first word, or failed, the old reply stays.
+        A reply with no user message before it (a greeting a saved conversation opens with) is none to retry."""
         self._check_idle()
-        if not self.messages or self.messages[-1]["role"] != "assistant":
+        if not self.messages or self.messages[-1]["role"] != "assistant" or all(m["role"] != "user" for m in self.messages):
             raise BadInputError("there is no reply to retry yet")
         return self._reply(self.messages[:-1], list(self.messages), previous=self.messages[-1])
 
