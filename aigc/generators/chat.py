@@ -93,7 +93,10 @@ class ChatGenerator(Generator):
         inputs = [_plain(m) for m in inputs]
         messages, defaults = self.user_message("", opts)  # for its system prompt and defaults
         system = [m for m in messages if m["role"] == "system"]
-        return system + [m for m in inputs if m["role"] != "system" or not system], defaults
+        given = [m["content"] for m in inputs if m["role"] == "system"]
+        if given and not system:  # several (a "developer" one too, or one midway) kept as one, first, as a saved conversation's are
+            system = [{"role": "system", "content": "\n\n".join(given)}]
+        return system + [m for m in inputs if m["role"] != "system"], defaults
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
         """Drop the oldest turns (never the system prompt or the last message) until the prompt fits:

@@ -307,6 +307,16 @@ def test_chat_takes_openai_style_messages():
         ChatGenerator(engine=engine)([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}])
 
 
+def test_several_system_messages_are_all_kept_as_one_system_prompt():
+    engine = FakeEngine()
+    engine.enqueue("Arr.", "Arr.")
+    messages = [{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "Hi"}, {"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "Again"}]
+    ChatGenerator(engine=engine)(messages)
+    assert engine.calls[0][0][0] == [{"role": "system", "content": "You are a pirate.\n\nAnswer in French."}, messages[1], messages[3]]
+    ChatGenerator(engine=engine)(messages, system="Be brief.")  # a system prompt given replaces them all, as before
+    assert engine.calls[1][0][0] == [{"role": "system", "content": "Be brief."}, messages[1], messages[3]]
+
+
 def test_one_shot_prompt_too_long_is_bad_input():
     gen = ChatGenerator(engine=FakeEngine(context_length=50))
     with pytest.raises(BadInputError, match="shorten it or lower max_tokens$"):
