@@ -812,24 +812,12 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     the template's own system prompt."""
     if isinstance(template, str):
         template = get_template(template)
-    values = {v["name"]: v["default"] for v in template.variables if "default" in v}
-    values.update({k: v for k, v in (variables or {}).items() if v is not None})
+    values = _values(template, variables)
     missing = [name for name in template.required if name not in values]
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
         raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
-    if system is not None and isinstance(template.system, str):
-        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
-        if only_there:
-            raise BadInputError(
-                f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "
-                f"the system prompt given replaces, so that text would be dropped; keep the template's system prompt"
-            )
-    messages = []
-    if system is not None:  # the caller's own words, as they are (they may show {{ }} themselves)
-        messages += [{"role": "system", "content": system}] if system else []
-    elif template.system:
-        messages.append({"role": "system", "content": _render_text(template, template.system, values, 1)})
+    messages = render_system(template, variables, system)
     if template.body.strip():
         user = _render_text(template, template.body, values, template.body_line)
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message
@@ -838,3 +826,26 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
     messages.append({"role": "user", "content": user})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def render_system(template: Template, variables: dict[str, Any] | None = None, system: str | None = None) -> list[dict]:
+    """The system message `render` starts with ([] for none), without rendering the template's text
+    (which may need the message): the template's own, or `system` in its place ("" for none), which
+    must not drop a variable given that only the template's own reads."""
+    if system is None:
+        return [{"role": "system", "content": _render_text(template, template.system, _values(template, variables), 1)}] if template.system else []
+    if isinstance(template.system, str):
+        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
+        if only_there:
+            raise BadInputError(
+                f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "
+                f"the system prompt given replaces, so that text would be dropped; keep the template's system prompt"
+            )
+    return [{"role": "system", "content": system}] if system else []  # the caller's own words, as they are (they may show {{ }} themselves)
+
+
+def _values(template: Template, variables: dict[str, Any] | None) -> dict[str, Any]:
+    """The template's variables: their declared defaults, then those given (None: not given)."""
+    values = {v["name"]: v["default"] for v in template.variables if "default" in v}
+    values.update({k: v for k, v in (variables or {}).items() if v is not None})
+    return values
