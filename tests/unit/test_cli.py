@@ -1765,6 +1765,26 @@ def test_removing_the_last_alias_removes_the_aliases_table_it_leaves_empty(tmp_p
     assert settings.read_text().endswith("[aliases]  # mine\n# keep this\n")  # a table with a comment of yours stays
 
 
+def test_settings_changed_at_once_by_several_aigc_each_keep_the_others_change():
+    import threading
+
+    from aigc import config
+
+    changes = [lambda n=n: config.set_alias(f"small{n}", "smollm2") for n in range(6)] + [lambda: config.set_setting("logs", False)]
+    start = threading.Barrier(len(changes))
+
+    def change(make):
+        start.wait()
+        make()
+
+    threads = [threading.Thread(target=change, args=(make,)) for make in changes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(config.model_aliases()) == [f"small{n}" for n in range(6)] and config.load_settings()["logs"] is False
+
+
 def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()
