@@ -180,12 +180,7 @@ def _read(path: Path, source: str) -> Template:
     """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
-    from .textio import decode_text
-
-    try:  # a byte-order mark (as Notepad writes) is skipped, so the front matter is still read
-        text = decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
-    except OSError as exc:
-        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
+    text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line = text, 1
     if text.startswith("---\n"):
@@ -221,6 +216,17 @@ def _read(path: Path, source: str) -> Template:
     _check_syntax(template)
     _check_declared(template)
     return template
+
+
+def read_source(path: Path) -> str:
+    """A template file's text: UTF-8, or UTF-16 or UTF-32 with a byte-order mark (as Notepad writes),
+    which is skipped, so the front matter is still read."""
+    from .textio import decode_text
+
+    try:
+        return decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
+    except OSError as exc:
+        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
 
 
 def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
@@ -309,7 +315,7 @@ def new_template(name: str) -> tuple[Path, Template | None]:
     existing = scan()[0].get(name)
     if existing is not None and existing.path == path:
         existing = None  # the file is there already: refused below
-    start = existing.path.read_text(encoding="utf-8") if existing else SKELETON
+    start = read_source(existing.path) if existing else SKELETON
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x", encoding="utf-8") as handle:
@@ -342,16 +348,9 @@ def _record(draft: Path) -> dict[str, Any]:
 
 def _text_of(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_source(path)
+    except BadInputError:
         return None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read template {path}: {exc}") from exc
 
 
 def _drop_draft(draft: Path) -> None:
@@ -391,11 +390,11 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
             return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
         changed = f"{kept_for} changed since" if kept_for is not None else "it does not say which file it is for"
         aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
-    was = _read_text(target) if target.is_file() else None
+    was = read_source(target) if target.is_file() else None
     if was is not None:
         start, note = was, ""
     elif found is not None:
-        start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
+        start, note = read_source(found.path), f"copied from {found.path}; yours overrides it"
     else:
         start, note = SKELETON, f"starting {target} from a skeleton"
     from .textio import write_atomic

@@ -1004,6 +1004,20 @@ def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_pa
     assert result.exit_code == 0 and "that one, in AIGC_TEMPLATES_PATH, is still used before yours" in result.stderr
 
 
+def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, monkeypatch):
+    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")  # Notepad's "Unicode"
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    assert invoke("run", "notes", "--var", "input=x", "--dry-run").exit_code == 0
+    shown = invoke("templates", "show", "notes")
+    assert shown.exit_code == 0 and shown.stdout.endswith("description: Café notes\n---\n{{ input }}\n")
+    assert json.loads(invoke("templates", "show", "notes", "--json").stdout)["text"] == "---\ndescription: Café notes\n---\n{{ input }}\n"
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(p.read_text().replace('notes', 'jottings'))\"")
+    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in (tmp_path / "notes.j2").read_text(encoding="utf-8")
+    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")
+    copied = invoke("templates", "new", "notes")
+    assert copied.exit_code == 0 and Path(copied.stdout.strip()).read_text(encoding="utf-8") == "---\ndescription: Café notes\n---\n{{ input }}\n"
+
+
 def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     import importlib.metadata
 
