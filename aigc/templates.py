@@ -797,6 +797,8 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         if undefined and undefined[1] in {v["name"] for v in template.variables}:  # declared, not required, no default
             name = undefined[1]
             raise BadInputError(f"{template.label}: {name} is not given and has no default; give it ({option('variables', name + '=...')}) or add a `default:` to it in {template.path}") from exc
+        if undefined and not template.variables:  # one that declares none takes any variable given
+            raise BadInputError(f"{template.label}: {exc.message}; give it ({option('variables', undefined[1] + '=...')}), or declare it with a `default:` under variables: in {template.path}") from exc
         raise BadInputError(f"{template.label}: {exc.message}; its variables: {names}") from exc
     except SecurityError as exc:
         raise BadInputError(f"{template.label} tried something unsafe and was stopped: {exc}") from exc
