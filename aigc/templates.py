@@ -135,8 +135,10 @@ def registered_template_dirs() -> dict[str, tuple[str, Any]]:
 
 def template_dirs() -> list[tuple[str, Path]]:
     """(source, directory) in increasing priority."""
+    from .plugins import DEFAULT_PLUGINS
+
     registered = registered_template_dirs()
-    dirs = [("builtin" if plugin.startswith("aigc.") else plugin, Path(path)) for path, (plugin, _) in registered.items()]
+    dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
     dirs.append(("user", user_dir()))
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
         if entry:
