@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -85,9 +86,24 @@ def parse_toml(text: str) -> dict:
     return tomllib.loads(text)
 
 
+def _one_at_a_time(change):
+    """`change`, a read-modify-write of the settings file, under the file's lock: two aigc changing
+    settings at once each keep the other's change."""
+
+    @functools.wraps(change)
+    def locked(*args):
+        from .locks import held
+
+        with held(settings_file(), wait=True):
+            return change(*args)
+
+    return locked
+
+
 _TRAILING_COMMENT = re.compile(r"""\s*[\w.-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|'[^']*'|true|false)(\s*#.*)$""")
 
 
+@_one_at_a_time
 def set_setting(key: str, value: str | bool | None) -> Path:
     """Set a top-level string or true/false setting in the settings file (None removes it) where it
     was, or after the other top-level settings, keeping the rest of the file as it is; returns the file."""
@@ -205,6 +221,7 @@ def model_aliases() -> dict[str, str]:
 _ALIASES_TABLE = re.compile(r"\s*\[\s*aliases\s*\]\s*(#.*)?$")
 
 
+@_one_at_a_time
 def set_alias(name: str, target: str | None) -> Path:
     """Set (None: remove) `name = "target"` in the settings file's `[aliases]` table, keeping the
     rest of the file as it is; returns the file."""

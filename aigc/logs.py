@@ -120,14 +120,15 @@ def _connect() -> Iterator[sqlite3.Connection]:
             db.row_factory = sqlite3.Row
             db.create_function("fold", 1, lambda text: text.casefold(), deterministic=True)
             db.execute("PRAGMA secure_delete = ON")  # deleted entries' text is overwritten, not left in the file
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if (version, tables) != (SCHEMA_VERSION, {"responses"}):
-                if tables or version:
-                    raise BadInputError(f"{path} is not aigc's response log (another program's database, or a newer aigc's); move it away or set AIGC_DATA_DIR")
-                with db:
-                    db.execute(SCHEMA)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if _schema(db) != (SCHEMA_VERSION, {"responses"}):
+                with db:  # one transaction, so another aigc making the log at once never sees a table without its version
+                    db.execute("BEGIN IMMEDIATE")
+                    version, tables = _schema(db)  # as that other aigc left it
+                    if (version, tables) != (SCHEMA_VERSION, {"responses"}):
+                        if tables or version:
+                            raise BadInputError(f"{path} is not aigc's response log (another program's database, or a newer aigc's); move it away or set AIGC_DATA_DIR")
+                        db.execute(SCHEMA)
+                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             yield db
     except OSError as exc:
         raise BadInputError(f"cannot use the response log {path}: {exc.strerror or exc}") from None
@@ -135,6 +136,12 @@ def _connect() -> Iterator[sqlite3.Connection]:
         broken = not isinstance(exc, sqlite3.OperationalError)  # not a database, or a damaged one
         fix = "move it away (aigc starts a new one)" if broken else "check the file and its directory"
         raise BadInputError(f"cannot use the response log {path}: {exc}; {fix}, or run `aigc logs off`") from None
+
+
+def _schema(db: sqlite3.Connection) -> tuple[int, set[str]]:
+    """The log's version and tables (0 and none: a new file)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return db.execute("PRAGMA user_version").fetchone()[0], tables
 
 
 def record(entry: Entry) -> int:

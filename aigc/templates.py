@@ -135,8 +135,10 @@ def registered_template_dirs() -> dict[str, tuple[str, Any]]:
 
 def template_dirs() -> list[tuple[str, Path]]:
     """(source, directory) in increasing priority."""
+    from .plugins import DEFAULT_PLUGINS
+
     registered = registered_template_dirs()
-    dirs = [("builtin" if plugin.startswith("aigc.") else plugin, Path(path)) for path, (plugin, _) in registered.items()]
+    dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
     dirs.append(("user", user_dir()))
     for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
         if entry:
@@ -180,12 +182,7 @@ def _read(path: Path, source: str) -> Template:
     """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
-    from .textio import decode_text
-
-    try:  # a byte-order mark (as Notepad writes) is skipped, so the front matter is still read
-        text = decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
-    except OSError as exc:
-        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
+    text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line = text, 1
     if text.startswith("---\n"):
@@ -221,6 +218,17 @@ def _read(path: Path, source: str) -> Template:
     _check_syntax(template)
     _check_declared(template)
     return template
+
+
+def read_source(path: Path) -> str:
+    """A template file's text: UTF-8, or UTF-16 or UTF-32 with a byte-order mark (as Notepad writes),
+    which is skipped, so the front matter is still read."""
+    from .textio import decode_text
+
+    try:
+        return decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
+    except OSError as exc:
+        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
 
 
 def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
@@ -309,7 +317,7 @@ def new_template(name: str) -> tuple[Path, Template | None]:
     existing = scan()[0].get(name)
     if existing is not None and existing.path == path:
         existing = None  # the file is there already: refused below
-    start = existing.path.read_text(encoding="utf-8") if existing else SKELETON
+    start = read_source(existing.path) if existing else SKELETON
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x", encoding="utf-8") as handle:
@@ -342,16 +350,9 @@ def _record(draft: Path) -> dict[str, Any]:
 
 def _text_of(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_source(path)
+    except BadInputError:
         return None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read template {path}: {exc}") from exc
 
 
 def _drop_draft(draft: Path) -> None:
@@ -391,11 +392,11 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
             return kept_for, draft, f"resuming your edit kept in {draft}" + (f", for {kept_for}" if kept_for != target else "")
         changed = f"{kept_for} changed since" if kept_for is not None else "it does not say which file it is for"
         aside = f"your earlier edit, kept in {draft}, is not opened, as {changed}: it is set aside as {_set_aside(draft)}; "
-    was = _read_text(target) if target.is_file() else None
+    was = read_source(target) if target.is_file() else None
     if was is not None:
         start, note = was, ""
     elif found is not None:
-        start, note = found.path.read_text(encoding="utf-8"), f"copied from {found.path}; yours overrides it"
+        start, note = read_source(found.path), f"copied from {found.path}; yours overrides it"
     else:
         start, note = SKELETON, f"starting {target} from a skeleton"
     from .textio import write_atomic
@@ -798,6 +799,8 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         if undefined and undefined[1] in {v["name"] for v in template.variables}:  # declared, not required, no default
             name = undefined[1]
             raise BadInputError(f"{template.label}: {name} is not given and has no default; give it ({option('variables', name + '=...')}) or add a `default:` to it in {template.path}") from exc
+        if undefined and not template.variables:  # one that declares none takes any variable given
+            raise BadInputError(f"{template.label}: {exc.message}; give it ({option('variables', undefined[1] + '=...')}), or declare it with a `default:` under variables: in {template.path}") from exc
         raise BadInputError(f"{template.label}: {exc.message}; its variables: {names}") from exc
     except SecurityError as exc:
         raise BadInputError(f"{template.label} tried something unsafe and was stopped: {exc}") from exc
@@ -812,24 +815,12 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     the template's own system prompt."""
     if isinstance(template, str):
         template = get_template(template)
-    values = {v["name"]: v["default"] for v in template.variables if "default" in v}
-    values.update({k: v for k, v in (variables or {}).items() if v is not None})
+    values = _values(template, variables)
     missing = [name for name in template.required if name not in values]
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
         raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
-    if system is not None and isinstance(template.system, str):
-        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
-        if only_there:
-            raise BadInputError(
-                f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "
-                f"the system prompt given replaces, so that text would be dropped; keep the template's system prompt"
-            )
-    messages = []
-    if system is not None:  # the caller's own words, as they are (they may show {{ }} themselves)
-        messages += [{"role": "system", "content": system}] if system else []
-    elif template.system:
-        messages.append({"role": "system", "content": _render_text(template, template.system, values, 1)})
+    messages = render_system(template, variables, system)
     if template.body.strip():
         user = _render_text(template, template.body, values, template.body_line)
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message
@@ -838,3 +829,26 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
     messages.append({"role": "user", "content": user})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def render_system(template: Template, variables: dict[str, Any] | None = None, system: str | None = None) -> list[dict]:
+    """The system message `render` starts with ([] for none), without rendering the template's text
+    (which may need the message): the template's own, or `system` in its place ("" for none), which
+    must not drop a variable given that only the template's own reads."""
+    if system is None:
+        return [{"role": "system", "content": _render_text(template, template.system, _values(template, variables), 1)}] if template.system else []
+    if isinstance(template.system, str):
+        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
+        if only_there:
+            raise BadInputError(
+                f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "
+                f"the system prompt given replaces, so that text would be dropped; keep the template's system prompt"
+            )
+    return [{"role": "system", "content": system}] if system else []  # the caller's own words, as they are (they may show {{ }} themselves)
+
+
+def _values(template: Template, variables: dict[str, Any] | None) -> dict[str, Any]:
+    """The template's variables: their declared defaults, then those given (None: not given)."""
+    values = {v["name"]: v["default"] for v in template.variables if "default" in v}
+    values.update({k: v for k, v in (variables or {}).items() if v is not None})
+    return values

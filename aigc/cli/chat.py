@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import config, conversations, locks, ui
+from .. import config, conversations, locks, templates, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import ChatSession, with_files
 from ..json_schemas import several, shown
@@ -143,7 +143,7 @@ def _streamed(generator, options: dict, run: RunOptions, as_json: bool) -> bool:
     --schema or the template's defaults, which is printed again with an indent; not several)."""
     if not sys.stdout.isatty() or as_json or run.json_schema is not None:
         return False
-    _, defaults = generator.user_message("", generator.validate(options))
+    defaults = templates.get_template(generator.validate(options).template).defaults
     return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
 
 
@@ -350,7 +350,12 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     files, pending[:] = list(pending), []
     text = with_files(line, files)
     kept = lambda: len(session.messages) == before + 2  # noqa: E731 - asked after the reply
-    _answer(session, run, session.send(text), text, kept)
+    try:
+        reply = session.send(text)  # the template is rendered around the message now
+    except AigcError as exc:  # a message the template cannot take (its files wait): the session goes on
+        ui.error(str(exc))
+    else:
+        _answer(session, run, reply, text, kept)
     if files and not kept():  # the files wait for the next turn
         pending[:] = files
         ui.info(f"({_names(files)} still added to your next message; /reset drops {'it' if len(files) == 1 else 'them'})")

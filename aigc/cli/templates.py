@@ -51,14 +51,14 @@ def show(
     if as_json:
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
-        shown = {**fields, "path": str(template.path), "variables": variables, "text": template.path.read_text(encoding="utf-8")}
+        shown = {**fields, "path": str(template.path), "variables": variables, "text": templates.read_source(template.path)}
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"]
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: {var.get('description', '')} ({flag})")
-    ui.result("\n".join(lines) + "\n" + template.path.read_text(encoding="utf-8"))
+    ui.result("\n".join(lines) + "\n" + templates.read_source(template.path))
 
 
 @templates_app.command()

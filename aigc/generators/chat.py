@@ -91,9 +91,13 @@ class ChatGenerator(Generator):
         if isinstance(inputs, str):
             return self.user_message(inputs, opts)
         inputs = [_plain(m) for m in inputs]
-        messages, defaults = self.user_message("", opts)  # for its system prompt and defaults
-        system = [m for m in messages if m["role"] == "system"]
-        return system + [m for m in inputs if m["role"] != "system" or not system], defaults
+        template = templates.get_template(opts.template)
+        values = {**opts.variables, template.input_variable(opts.variables): ""}  # a system prompt reading the message gets none: each turn holds its own
+        system = templates.render_system(template, values, opts.system)
+        given = [m["content"] for m in inputs if m["role"] == "system"]
+        if given and not system:  # several (a "developer" one too, or one midway) kept as one, first, as a saved conversation's are
+            system = [{"role": "system", "content": "\n\n".join(given)}]
+        return system + [m for m in inputs if m["role"] != "system"], dict(template.defaults)
 
     def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
         """Drop the oldest turns (never the system prompt or the last message) until the prompt fits:
@@ -267,8 +271,7 @@ class ChatSession:
 
     def settings(self) -> dict[str, Any]:
         """The sampling settings the next reply uses: the task's and template's defaults, then the session's."""
-        _, defaults = self.generator.user_message("", ChatOptions(self.template, self.system, self.variables))
-        params = self.generator.reply_params(self.sampling, defaults)
+        params = self.generator.reply_params(self.sampling, templates.get_template(self.template).defaults)
         return {name: getattr(params, name) for name in TUNABLE}
 
     def set_sampling(self, name: str, value: Any) -> None:
@@ -287,9 +290,10 @@ class ChatSession:
 
     def retry(self) -> Iterator[str]:
         """Stream a new reply to the last message in place of the old one (sampled anew: with greedy
-        decoding it is the same reply). Stopped before its first word, or failed, the old reply stays."""
+        decoding it is the same reply). Stopped before its first word, or failed, the old reply stays.
+        A reply with no user message before it (a greeting a saved conversation opens with) is none to retry."""
         self._check_idle()
-        if not self.messages or self.messages[-1]["role"] != "assistant":
+        if not self.messages or self.messages[-1]["role"] != "assistant" or all(m["role"] != "user" for m in self.messages):
             raise BadInputError("there is no reply to retry yet")
         return self._reply(self.messages[:-1], list(self.messages), previous=self.messages[-1])
 

@@ -1017,6 +1017,20 @@ def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_pa
     assert result.exit_code == 0 and "that one, in AIGC_TEMPLATES_PATH, is still used before yours" in result.stderr
 
 
+def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, monkeypatch):
+    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")  # Notepad's "Unicode"
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    assert invoke("run", "notes", "--var", "input=x", "--dry-run").exit_code == 0
+    shown = invoke("templates", "show", "notes")
+    assert shown.exit_code == 0 and shown.stdout.endswith("description: Café notes\n---\n{{ input }}\n")
+    assert json.loads(invoke("templates", "show", "notes", "--json").stdout)["text"] == "---\ndescription: Café notes\n---\n{{ input }}\n"
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(p.read_text().replace('notes', 'jottings'))\"")
+    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in (tmp_path / "notes.j2").read_text(encoding="utf-8")
+    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")
+    copied = invoke("templates", "new", "notes")
+    assert copied.exit_code == 0 and Path(copied.stdout.strip()).read_text(encoding="utf-8") == "---\ndescription: Café notes\n---\n{{ input }}\n"
+
+
 def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     import importlib.metadata
 
@@ -1352,6 +1366,27 @@ def repl_lines(monkeypatch, *lines):
     """Feed the REPL these lines as if typed."""
     typed = iter(lines)
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+
+
+def test_chat_repl_goes_on_after_a_message_its_template_cannot_take(monkeypatch, capsys, tmp_path):
+    from aigc import templates
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    templates.user_dir().mkdir(parents=True)
+    (templates.user_dir() / "calm.j2").write_text("{{ input }}{{ 1 // 0 if input.endswith('!') else '' }}")
+    (tmp_path / "notes.md").write_text("Bees make honey.")
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session, pending = ChatSession(ChatGenerator(engine=engine), template="calm"), [(str(tmp_path / "notes.md"), "Bees make honey.")]
+    repl_lines(monkeypatch, "now!", "why?")
+    assert _turn(session, RunOptions(log=False), pending) is None  # the template divides by zero: said, and the chat goes on
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err and "still added to your next message" in err and session.messages == [] and len(pending) == 1
+    assert _turn(session, RunOptions(log=False), pending) is None
+    assert [m["role"] for m in session.messages] == ["user", "assistant"] and pending == []
 
 
 @pytest.mark.parametrize("line, leaves", [("exit", True), (" QUIT ", True), ("/quit", True), ("/bye", True), ('"""exit"""', False), ("exit now", False)])
@@ -1763,6 +1798,26 @@ def test_removing_the_last_alias_removes_the_aliases_table_it_leaves_empty(tmp_p
     settings.write_text(settings.read_text().replace("[aliases]\n", "[aliases]  # mine\n# keep this\n"))
     assert invoke("models", "alias", "small", "--rm").exit_code == 0
     assert settings.read_text().endswith("[aliases]  # mine\n# keep this\n")  # a table with a comment of yours stays
+
+
+def test_settings_changed_at_once_by_several_aigc_each_keep_the_others_change():
+    import threading
+
+    from aigc import config
+
+    changes = [lambda n=n: config.set_alias(f"small{n}", "smollm2") for n in range(6)] + [lambda: config.set_setting("logs", False)]
+    start = threading.Barrier(len(changes))
+
+    def change(make):
+        start.wait()
+        make()
+
+    threads = [threading.Thread(target=change, args=(make,)) for make in changes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(config.model_aliases()) == [f"small{n}" for n in range(6)] and config.load_settings()["logs"] is False
 
 
 def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_model_dir, tmp_path, monkeypatch):

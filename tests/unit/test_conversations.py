@@ -264,6 +264,20 @@ def test_a_retry_that_fails_or_is_stopped_before_its_first_word_keeps_the_old_re
     assert [m["content"] for m in talk.messages] == ["hi", "kept reply"]
 
 
+def test_a_reply_that_answers_no_message_is_not_retried_and_the_repl_says_so(tmp_path, monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+
+    path = tmp_path / "greeting.json"
+    path.write_text(json.dumps({"messages": [{"role": "assistant", "content": "Hello! How can I help?"}]}))
+    talk = session(path)
+    with pytest.raises(BadInputError, match="no reply to retry"):
+        talk.retry()
+    monkeypatch.setattr("builtins.input", lambda prompt="": "/retry")
+    assert _turn(talk, RunOptions(log=False), []) is None  # an error line, not an IndexError
+    assert "no reply to retry" in capsys.readouterr().err and talk.messages == [{"role": "assistant", "content": "Hello! How can I help?"}]
+
+
 def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(tmp_path):
     engine = FakeEngine()
     engine.enqueue("a", "b")

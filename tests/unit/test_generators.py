@@ -307,6 +307,16 @@ def test_chat_takes_openai_style_messages():
         ChatGenerator(engine=engine)([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}])
 
 
+def test_several_system_messages_are_all_kept_as_one_system_prompt():
+    engine = FakeEngine()
+    engine.enqueue("Arr.", "Arr.")
+    messages = [{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "Hi"}, {"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "Again"}]
+    ChatGenerator(engine=engine)(messages)
+    assert engine.calls[0][0][0] == [{"role": "system", "content": "You are a pirate.\n\nAnswer in French."}, messages[1], messages[3]]
+    ChatGenerator(engine=engine)(messages, system="Be brief.")  # a system prompt given replaces them all, as before
+    assert engine.calls[1][0][0] == [{"role": "system", "content": "Be brief."}, messages[1], messages[3]]
+
+
 def test_one_shot_prompt_too_long_is_bad_input():
     gen = ChatGenerator(engine=FakeEngine(context_length=50))
     with pytest.raises(BadInputError, match="shorten it or lower max_tokens$"):
@@ -412,6 +422,25 @@ def test_chat_renders_a_templates_other_variables_and_the_message_fills_its_inpu
         with pytest.raises(BadInputError, match=re.escape(words)):
             ChatGenerator(engine=engine)("bees", template=str(template), variables=variables)
     assert len(engine.calls) == 1  # each failed before the model
+
+
+def test_a_template_that_reads_into_the_message_works_in_a_conversation_as_for_one_prompt(tmp_path, monkeypatch):
+    from aigc.cli.chat import _streamed
+    from aigc.cli.options import RunOptions
+
+    template = tmp_path / "topic.j2"
+    template.write_text("---\nsystem: Keep to the topic.\ndefaults: {max_tokens: 30}\n---\nTopic: {{ input.splitlines()[0] }}\n\n{{ input }}\n")
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.", "Three.")
+    generator = ChatGenerator(engine=engine)
+    generator("Bees\nThey make honey.", template=str(template))
+    session = ChatSession(generator, template=str(template))  # the text is rendered with each message, never with none
+    assert session.ask("Bees\nWhy honey?") == "Two." and session.settings()["max_tokens"] == 30
+    assert session.ask("Wasps\nAnd these?") == "Three."
+    assert engine.calls[-1][0][0][0] == {"role": "system", "content": "Keep to the topic."}
+    assert engine.calls[-1][0][0][-1]["content"] == "Topic: Wasps\n\nWasps\nAnd these?"
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert _streamed(generator, {"template": str(template)}, RunOptions(), as_json=False)  # a one-shot answer on a terminal
 
 
 def test_a_variable_given_leaves_the_message_the_templates_one_required_variable_left(tmp_path):

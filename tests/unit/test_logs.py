@@ -109,6 +109,33 @@ def test_a_file_that_is_not_a_log_is_a_one_line_error_and_is_left_as_it_is():
         assert other.execute("PRAGMA user_version").fetchone()[0] == 0
 
 
+def test_a_second_aigc_logging_while_the_first_makes_the_log_waits_for_it(monkeypatch):
+    import sqlite3
+    import threading
+
+    connect, seen = sqlite3.connect, []
+
+    def second():
+        try:
+            logs.record(entry(2))
+        except BadInputError as exc:
+            seen.append(exc)
+
+    class Making(sqlite3.Connection):
+        def execute(self, sql, *args):
+            cursor = super().execute(sql, *args)
+            if sql == logs.SCHEMA and not seen:  # the table is made: another aigc logs now
+                seen.append(threading.Thread(target=second))
+                seen[0].start()
+                seen[0].join(0.5)  # it fails at once, or waits for this transaction
+            return cursor
+
+    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: connect(*args, factory=Making, **kwargs))
+    logs.record(entry(1))
+    seen[0].join()
+    assert seen[1:] == [] and sorted(e.prompt for e in logs.entries(None)) == ["prompt 1", "prompt 2"]  # not "is not aigc's response log"
+
+
 def test_an_empty_file_is_an_empty_log_and_search_folds_any_case():
     logs.log_path().parent.mkdir(parents=True)
     logs.log_path().touch()

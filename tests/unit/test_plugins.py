@@ -671,7 +671,8 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
     assert "register_template_dirs" in [f["stage"] for f in rows["second"]["failures"]]
 
 
-def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_stays(pm, tmp_path):
+@pytest.mark.parametrize("name", ["shipper", "aigc.shipper"])  # a plugin named like aigc's own is a plugin all the same
+def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_stays(pm, tmp_path, name):
     (tmp_path / "headline.j2").write_text("---\ndescription: [broken\n---\nx")
 
     class Shipper:
@@ -679,10 +680,10 @@ def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_s
         def register_template_dirs(self, register):
             register(tmp_path)
 
-    pm.register(Shipper(), name="shipper")
+    pm.register(Shipper(), name=name)
     assert templates.get_template("headline").source == "builtin" and "headline" in templates.discover()
     assert templates.shadowed() == {}  # listed as the built-in, overriding nothing
-    (failure,) = [f for f in plugins.failures() if f.plugin == "shipper"]
+    (failure,) = [f for f in plugins.failures() if f.plugin == name]
     assert failure.stage == "register_template_dirs" and "its template is skipped" in failure.error and "headline.j2:2: bad front matter" in failure.error
     _, draft, note = templates.start_edit("headline")  # an edit starts from the built-in
     assert note == f"copied from {templates.builtin_dir() / 'headline.j2'}; yours overrides it"

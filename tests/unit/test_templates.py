@@ -166,6 +166,13 @@ def test_an_optional_variable_with_no_default_says_how_to_give_it():
     assert templates.render("mood", {"input": "hi", "mood": "calm"}).messages[-1]["content"] == "hi calm"
 
 
+def test_a_variable_a_template_without_declared_ones_reads_and_is_not_given_says_how_to_give_it():
+    write(templates.user_dir(), "loose", "{{ input }} for {{ audience }}\n")
+    with pytest.raises(BadInputError, match=r"^template 'loose': 'audience' is undefined; give it \(variables=audience=...\), or declare it with a `default:` under variables: in "):
+        templates.render("loose", {"input": "hi"})
+    assert templates.render("loose", {"input": "hi", "audience": "kids"}).messages[-1]["content"] == "hi for kids"
+
+
 def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
     write(templates.user_dir(), "typo", "---\nsytem: be brief\n---\n{{ input }}\n")
     with pytest.warns(AigcWarning, match="unknown front-matter key 'sytem' is ignored; did you mean system"):
