@@ -37,10 +37,11 @@ def run_template(
     if document is not None and source is not None:
         raise BadInputError(f"give the input as {document} or as -i {source}, not both")
     source = source if document is None else document
-    output = output_target(output, source=source)
     run.json_schema = read_schema_option(schema)
     found = templates.get_template(template)
     values = parse_vars(var or [])
+    reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
+    output = output_target(output, source="-" if reads_stdin else source)
     _check_not_empty(found, values)
     _fill_input(found, values, source)
     _check_input_given(found, values)

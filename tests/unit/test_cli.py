@@ -1277,9 +1277,13 @@ def test_no_command_writes_its_result_over_its_input(tmp_path):
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
     code, lines = bad("summarize", str(rows), "-o", str(tmp_path / "missing") + "/", "-m", "no-such-model")
     assert code == 2 and "there is no such directory" in lines[0] and not (tmp_path / "missing").exists()
-    with open(rows) as stdin:  # `- < FILE -o FILE`: standard input reads the file -o would replace
-        done = subprocess.run([sys.executable, "-m", "aigc", "classify", "-", "-l", "a,b", "--lines", "-o", str(rows), "-m", "no-such-model"], stdin=stdin, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr == f"Error: -o {rows} is the input file (standard input reads it); write the result to another file\n"
+    for args in (["classify", "-", "-l", "a,b", "--lines"], ["run", "chat"]):  # `[-] < FILE -o FILE`: standard input reads the file -o would replace
+        with open(rows) as stdin:
+            done = subprocess.run([sys.executable, "-m", "aigc", *args, "-o", str(rows), "-m", "no-such-model"], stdin=stdin, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr == f"Error: -o {rows} is the input file (standard input reads it); write the result to another file\n", args
+    with open(rows) as stdin:  # the input given another way: standard input is not read, so -o may name its file
+        done = subprocess.run([sys.executable, "-m", "aigc", "run", "chat", "--var", "input=hi", "-o", str(rows), "-m", "no-such-model"], stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown model 'no-such-model'" in done.stderr
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
 
 
