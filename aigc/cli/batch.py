@@ -23,7 +23,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise BadInputError(f"task option {pair!r} must look like key=value")
+            raise BadInputError(f"-O {pair or repr(pair)} must look like key=value")
         name = key.strip().replace("-", "_")
         if name not in known and flags.get(name) in known:
             name = flags[name]

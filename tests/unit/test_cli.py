@@ -491,6 +491,8 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     assert bad(*batch, "--max-tokens", "0") == (2, ["Error: --max-tokens must be at least 1, got 0"])
     classify = ["batch", "classify", *batch[2:], "-O", "labels=a,b"]
     assert bad(*classify, "-O", "labels=c,d") == (2, ["Error: -O labels is given twice; keep one"])
+    assert bad(*classify, "-O", "labels") == (2, ["Error: -O labels must look like key=value"])  # named as the other -O errors name it
+    assert bad(*batch, "-O", "") == (2, ["Error: -O '' must look like key=value"])
     translate = ["batch", "translate", *batch[2:]]
     assert bad(*translate, "-O", "to=fr", "-O", "target-language=de") == (2, ["Error: -O to and -O target-language both set target_language; keep one"])
     assert bad(*translate, "-O", "to=Klingon") == (2, ["Error: -O target_language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"])  # -O to is --to's option
