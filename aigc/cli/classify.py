@@ -29,8 +29,9 @@ def options(labels, multi_label, threshold, examples, aspect, kind, method, cali
 
 
 def json_record(result: dict) -> dict:
-    """What `--json` prints of a result: the label(s) and the scores."""
-    return {k: result[k] for k in ("label", "labels", "scores") if k in result}
+    """What `--json` prints of a result: the label(s), the scores, and the method and calibration
+    that made them, as `aigc batch classify` and the library give them."""
+    return {k: result[k] for k in ("label", "labels", "scores", "method", "calibration") if k in result}
 
 
 def describe(result: dict) -> str:
@@ -53,7 +54,7 @@ def classify(
     calibrate: Calibrate = "auto",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores"} (with --multi-label {"labels", "scores"}) as JSON; with --lines one per line, with its "line" number.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration"} (with --multi-label "labels" for "label") as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
