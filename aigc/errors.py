@@ -41,6 +41,13 @@ def _named(match: re.Match, namer: Namer) -> str:
     return namer(name, value) or (name if value is None else f"{name}={value}")
 
 
+def named_options(text: str, namer: Namer | None = None) -> str:
+    """`text` with each option marked by `option` as `namer` shows it (by default the one set by
+    `options_named`), or else as the library spells it."""
+    namer = namer or _namer or (lambda name, value: None)
+    return _OPTION.sub(lambda match: _named(match, namer), text)
+
+
 class AigcError(Exception):
     """Base class; `exit_code` is what the CLI exits with. `at` says which of many inputs it is
     about ("input 3"), and `index` its position among them, set by whoever ran them."""
@@ -52,8 +59,7 @@ class AigcError(Exception):
     def shown(self, namer: Namer | None = None) -> str:
         """The message, each option in it as `namer(name, value)` shows it (by default the one set
         by `options_named`), or else as the library spells it."""
-        namer = namer or _namer or (lambda name, value: None)
-        text = _OPTION.sub(lambda match: _named(match, namer), self._text())
+        text = named_options(self._text(), namer)
         return f"{self.at}: {text}" if self.at else text
 
     def _text(self) -> str:
@@ -157,6 +163,9 @@ class WriteError(AigcError):
 
 class AigcWarning(UserWarning):
     """Something skipped so the rest keeps working (a broken user template); the CLI shows it as one line."""
+
+    def __str__(self) -> str:  # its options named as an error's are
+        return named_options(super().__str__())
 
 
 class Terminated(SystemExit):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import unicodedata
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
+from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
 
@@ -182,6 +183,13 @@ class ClassifyOptions:
             raise UnknownLabelError(
                 f"the examples use label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, which {option('labels')} does not list "
                 f"({', '.join(sorted(known))}); add {'them' if len(unknown) > 1 else 'it'} or fix the examples"
+            )
+        untaught = [label.name for label in self.parsed if label.name not in seen]
+        if untaught:  # scored as zero-shot would score it, and the probe, which needs every label's examples, is not fitted
+            warnings.warn(
+                f"the examples have no text labelled {', '.join(map(repr, untaught))}, so they cannot teach {'those labels' if len(untaught) > 1 else 'it'}; "
+                f"add examples of {'them' if len(untaught) > 1 else 'it'}, or leave {'them' if len(untaught) > 1 else 'it'} out of {option('labels')}",
+                AigcWarning, stacklevel=2,
             )
 
 

@@ -457,6 +457,21 @@ def test_labels_that_differ_only_in_case_are_warned_of(tmp_path):
         assert [names for _, names in load_examples(data)] == [["positive"], ["negative"], ["Positive"]]
 
 
+def test_labels_the_examples_have_no_text_of_are_warned_of_as_the_caller_names_the_option():
+    import warnings
+
+    from aigc.errors import AigcWarning, options_named
+
+    with pytest.warns(AigcWarning, match=r"^the examples have no text labelled 'sour', 'bitter', so they cannot teach those labels; add examples of them, or leave them out of labels$"):
+        ClassifyGenerator(engine=None).validate({"examples": EXAMPLES, "labels": "fruit,sour,machine,bitter"})
+    with options_named(lambda name, value: f"--{name}"), pytest.warns(AigcWarning, match=r"^the examples have no text labelled 'sour', so they cannot teach it; add examples of it, or leave it out of --labels$"):
+        ClassifyGenerator(engine=None).validate({"examples": EXAMPLES, "labels": "fruit,sour,machine"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every label taught, or the labels taken from the examples: nothing to say
+        ClassifyGenerator(engine=None).validate({"examples": EXAMPLES, "labels": "machine,fruit"})
+        ClassifyGenerator(engine=None).validate({"examples": EXAMPLES})
+
+
 def test_a_text_too_long_for_the_context_is_named_among_many(classify):
     from aigc.errors import ContextLengthError
 
