@@ -58,7 +58,7 @@ def embed(
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them.")],
-    field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text.")] = "text",
+    field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse embeddings of texts seen before (~/.cache/aigc/embeddings.db), and keep the new ones.")] = True,
@@ -76,6 +76,8 @@ def similar(
     run.check(generator, query, {})  # a bad query is the one error, before any row is read or warned about
     items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
     rows = read_rows(input, id_field, field, unique_ids=False)
+    if field != "text" and input.lower().endswith(".txt"):  # its lines are the texts whatever the column is called
+        raise BadInputError(f"{input}: a .txt file has one text a line and no columns, so no --field; leave it out, or give a .jsonl, .csv or .tsv file")
     if not any(field in row.fields for row in rows):  # one error, not a warning for every row
         raise BadInputError(f"{input}: no row has the column {field!r} given with --field (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
     for row in rows:

@@ -245,6 +245,14 @@ def test_cli_similar_bad_input_is_exit_2(tiny_model_dir, tmp_path, extra, words)
     assert result.exit_code == 2 and words in result.stderr
 
 
+def test_cli_similar_refuses_a_field_for_a_txt_file_whose_lines_are_the_texts(tiny_model_dir, tmp_path):
+    items = tmp_path / "items.txt"
+    items.write_text("bees\nhoney\n")
+    result = invoke("similar", "bees", "-i", str(items), "-m", str(tiny_model_dir), "--field", "body")
+    assert result.exit_code == 2 and result.stderr == f"Error: {items}: a .txt file has one text a line and no columns, so no --field; leave it out, or give a .jsonl, .csv or .tsv file\n"
+    assert invoke("similar", "bees", "-i", str(items), "-m", str(tiny_model_dir), "--field", "text", "-n", "1").stdout.endswith("\tbees\n")  # the default, said again
+
+
 def test_cli_similar_refuses_an_empty_query_before_reading_the_rows(tiny_model_dir, tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text('{"text": "bees"}\n{"text": ""}\n{"id": "x"}\n')
