@@ -52,7 +52,7 @@ def load_examples(source: str | Path | list, one_label: str = "", kind: str = "e
         for number, line in lines:
             label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
             if not tab:
-                raise BadInputError(f"{source}:{number}: expected text<TAB>label")
+                raise BadInputError(f"{source}:{number}: expected text<TAB>label{_read_as_tsv(source)}")
             if "\t" in text:
                 raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
             rows.append((f"{source}:{number}", unquote(text), unquote(label)))
@@ -96,6 +96,13 @@ def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
     on the text side, a known column name on either side, and a label no other line uses."""
     name, column = text.strip().lower(), label.strip().lower()
     return len(name.split()) == 1 and label not in other_labels and (name in TEXT_COLUMNS or column in LABEL_COLUMNS)
+
+
+def _read_as_tsv(source: str | Path) -> str:
+    """For a file named as another format (`data.csv`, `data.jsonl`), that it is read as TSV all the same."""
+    suffix = Path(source).suffix.lower()
+    named = {".csv": "CSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON"}.get(suffix)
+    return f"; the file is read as TSV (a tab between each text and its label), not as {named}" if named else ""
 
 
 def _label_first(line: str) -> bool:

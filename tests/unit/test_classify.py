@@ -218,6 +218,14 @@ def test_an_empty_text_or_label_cell_is_named_as_such_at_its_line(tmp_path, line
     assert str(failed.value) == f"{tmp_path / message}"
 
 
+def test_data_in_another_format_is_said_to_be_read_as_tsv(tmp_path):
+    for name, body, shown in [("d.csv", "text,label\nGreat,positive\n", "CSV"), ("d.jsonl", '{"text": "Great", "label": "positive"}\n', "JSON Lines")]:
+        (tmp_path / name).write_text(body)
+        with pytest.raises(BadInputError) as failed:
+            load_examples(tmp_path / name, kind="data file")
+        assert str(failed.value) == f"{tmp_path / name}:1: expected text<TAB>label; the file is read as TSV (a tab between each text and its label), not as {shown}"
+
+
 def test_an_example_of_several_labels_without_multi_label_is_named_at_its_line_before_any_model_loads(tmp_path):
     path = tmp_path / "ex.tsv"
     path.write_text("Great\tpositive\nAwful, both\tnegative,awful\n")
