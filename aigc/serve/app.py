@@ -643,6 +643,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 event = await events.get()
                 if event[0] == "piece":
                     yield sse(reply.piece(event[1], event[2], event[3]))
+                elif event[0] == "end":  # a row's finish_reason as it ends, as OpenAI sends it
+                    yield sse(reply.ending(event[1], event[2]))
                 elif event[0] == "done":
                     for line in reply.closing(event[1]):
                         yield sse(line)
@@ -659,6 +661,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
         if params is None:
             job, events = _NoJob(), asyncio.Queue()
+            for index in range(len(rows)):
+                events.put_nowait(("end", index, "length"))
             events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
         else:
             job, events = submit(backend, rows, params, reply.top)
@@ -848,8 +852,8 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-def _reason(completion) -> str:
-    return "length" if completion.finish_reason == "length" else "stop"
+def _reason(finish_reason: str) -> str:
+    return "length" if finish_reason == "length" else "stop"
 
 
 class _NoJob:
@@ -909,7 +913,7 @@ class _Reply:
         for i, c in enumerate(completions):
             head, entries = self._head(i)
             tokens = entries + [e.shifted(len(head)) for e in logprobs[i]] if logprobs else entries
-            choices.append(self.choice(i, head + c.text, _reason(c), tokens, stream=False))
+            choices.append(self.choice(i, head + c.text, _reason(c.finish_reason), tokens, stream=False))
         return self.body(choices, self.usage(completions))
 
     def opening(self) -> list[dict]:
@@ -923,11 +927,12 @@ class _Reply:
         entries = None if entries is None else [e.shifted(base) for e in entries]
         return self.body([self.choice(index, text, None, entries, stream=True)], chunk=True)
 
+    def ending(self, index: int, finish_reason: str) -> dict:
+        return self.body([self.choice(index, None, _reason(finish_reason), None, stream=True)], chunk=True)
+
     def closing(self, completions) -> list[dict]:
-        lines = [self.body([self.choice(i, None, _reason(c), None, stream=True)], chunk=True) for i, c in enumerate(completions)]
-        if (self.stream_options or {}).get("include_usage"):
-            lines.append(self.body([], self.usage(completions), chunk=True))
-        return lines
+        """After every choice has ended: the usage, when the request asked for it."""
+        return [self.body([], self.usage(completions), chunk=True)] if (self.stream_options or {}).get("include_usage") else []
 
 
 def build(

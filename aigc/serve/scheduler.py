@@ -19,7 +19,8 @@ rows closed at the next step; a job whose logits processors fail (its JSON schem
 with that error while the other rows go on. `drain(grace)` takes no new work and, after `grace` seconds, ends
 the rows still running with a `ShuttingDownError`.
 
-Events sent to `Job.emit`: `("piece", row, text, logprobs)`, `("done", [Completion per row],
+Events sent to `Job.emit`: `("piece", row, text, logprobs)`, `("end", row, finish_reason)` once a
+row's last piece is sent (rows of one job end at different steps), `("done", [Completion per row],
 logprobs per row)` and `("error", exc)`; `logprobs` is None unless the job asked for them, else a
 list of `TokenLogprob` (aigc/serve/logprobs.py).
 """
@@ -561,8 +562,10 @@ class Scheduler:
         job = slot.job
         tail = slot.text.flush()
         entries = self._take(slot)
-        if (tail or entries) and not job.cancelled:
-            job.send(("piece", slot.index, tail, entries))
+        if not job.cancelled:
+            if tail or entries:
+                job.send(("piece", slot.index, tail, entries))
+            job.send(("end", slot.index, reason))
         if all(s.done for s in job.slots):
             self._complete(job)
 

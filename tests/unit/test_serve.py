@@ -144,6 +144,25 @@ def test_streaming_n_routes_each_row_to_its_choice(server, client):
     assert [texts[0], texts[1]] == [c.message.content for c in whole.choices]
 
 
+def test_a_streamed_choice_says_its_finish_reason_in_the_chunk_where_it_ends(server, client):
+    settings = {"temperature": 1.0, "top_p": 1.0, "n": 4, "seed": 5, "max_tokens": 30, "stop": ["e"], "extra_body": {"repetition_penalty": 1.2}}
+    completions = {"model": server["model"], "prompt": "Paris is the capital", **settings}
+    whole_chat = chat(client, server["model"], **settings)
+    whole_text = client.completions.create(**completions)
+    for stream, whole, texts in [
+        (chat(client, server["model"], stream=True, **settings), whole_chat, [c.message.content for c in whole_chat.choices]),
+        (client.completions.create(stream=True, **completions), whole_text, [c.text for c in whole_text.choices]),
+    ]:
+        events = [(c.index, (c.delta.content if hasattr(c, "delta") else c.text) or "", c.finish_reason) for event in stream for c in event.choices]
+        ended = {index: at for at, (index, _, reason) in enumerate(events) if reason}
+        assert sorted(ended) == [0, 1, 2, 3] and sum(1 for e in events if e[2]) == 4  # once each
+        assert {index: reason for index, _, reason in events if reason} == {c.index: c.finish_reason for c in whole.choices}
+        assert all(at < ended[index] for at, (index, piece, _) in enumerate(events) if piece)  # nothing of a choice after its end
+        last_piece = max(at for at, (_, piece, _) in enumerate(events) if piece)
+        assert min(ended.values()) < last_piece  # a choice that ended early said so while another still streamed
+        assert ["".join(piece for index, piece, _ in events if index == i) for i in range(4)] == texts
+
+
 def test_stop_strings_cut_the_answer_and_its_logprobs(server, client):
     settings = {"temperature": 1.0, "seed": 11, "max_tokens": 40, "logprobs": True}
     full = chat(client, server["model"], **settings).choices[0]
