@@ -96,10 +96,16 @@ def classify(
     run.report(generator)
 
 
+EVAL_EXAMPLES = examples(
+    "aigc eval classify data.tsv -l negative,positive --aspect sentiment",
+    "aigc eval classify data.tsv --examples train.tsv --json",
+)
+
+
 eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=True)
 
 
-@eval_app.command("classify")
+@eval_app.command("classify", epilog=EVAL_EXAMPLES)
 @generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],

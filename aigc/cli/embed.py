@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError
 from ..textio import check_utf8, numbered_lines, output_target, read_input
+from . import examples
 from .lines import LineResults
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
@@ -117,6 +118,16 @@ def similar(
     run.report(generator)
 
 
+EMBED_EXAMPLES = examples(
+    'aigc embed "rooftop beekeeping"',
+    "aigc embed - --lines --json -o vectors.jsonl < notes.txt",
+)
+SIMILAR_EXAMPLES = examples(
+    'aigc similar "bees in cities" -i notes.txt -n 5',
+    'aigc similar "refund request" -i tickets.csv --field body --id-field ticket --json',
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(embed)
-    app.command()(similar)
+    app.command(epilog=EMBED_EXAMPLES)(embed)
+    app.command(epilog=SIMILAR_EXAMPLES)(similar)

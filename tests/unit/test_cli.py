@@ -98,22 +98,25 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("aigc ")
 
 
-@pytest.mark.parametrize("name", ["chat", "summarize", "headline", "translate", "classify", "batch", "run", "image", "serve"])
+@pytest.mark.parametrize("name", ["chat", "summarize", "headline", "translate", "classify", "eval classify", "embed", "similar", "batch", "run", "image", "serve"])
 def test_help_ends_with_examples_that_the_command_parses(name):
     import shlex
 
     import typer.main
 
-    shown = invoke(name, "--help", env={"COLUMNS": "100"}).stdout
+    path = name.split()
+    shown = invoke(*path, "--help", env={"COLUMNS": "100"}).stdout
     assert "Examples:\n   aigc " in "\n".join(line.rstrip() for line in shown.splitlines())  # indented under the heading
-    command = typer.main.get_command(app).get_command(None, name)
+    command = typer.main.get_command(app)
+    for part in path:
+        command = command.get_command(None, part)
     examples = [line.strip() for line in command.epilog.splitlines()[2:]]
     assert 2 <= len(examples) <= 3
     for line in examples:
         assert line.replace("\\[", "[") in shown  # shown whole, brackets and all
         words = shlex.split(line.partition("#")[0].split("|")[-1].partition("<")[0])
-        words = words[words.index("aigc") + 2:]
-        command.make_context(name, words)  # options and arguments as the command takes them
+        words = words[words.index("aigc") + 1 + len(path):]
+        command.make_context(path[-1], words)  # options and arguments as the command takes them
 
 
 def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):

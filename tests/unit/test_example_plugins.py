@@ -1,6 +1,7 @@
 """The example plugins in plugins/ work through the same hooks an installed entry point uses."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from aigc import plugins, templates
@@ -9,8 +10,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_plugin_module(package_dir: Path, module: str):
-    spec = importlib.util.spec_from_file_location(module, package_dir / module / "__init__.py")
+    """The plugin package in this checkout, its submodules (`from .cli import ...`) too, not a copy
+    installed elsewhere."""
+    spec = importlib.util.spec_from_file_location(module, package_dir / module / "__init__.py", submodule_search_locations=[str(package_dir / module)])
     plugin = importlib.util.module_from_spec(spec)
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        del sys.modules[name]
+    sys.modules[module] = plugin
     spec.loader.exec_module(plugin)
     return plugin
 
@@ -38,7 +44,10 @@ def register_adcopy():
 
 
 def test_adcopy_plugin_register_generators_template_dirs_and_commands():
+    import shlex
+
     import typer
+    import typer.main
     from typer.testing import CliRunner
 
     from aigc.generators.base import registered_generators
@@ -50,8 +59,13 @@ def test_adcopy_plugin_register_generators_template_dirs_and_commands():
         app = typer.Typer()
         app.callback()(lambda: None)
         assert plugins.register_commands(app)["adcopy"] == "adcopy"
-        result = CliRunner().invoke(app, ["adcopy", "--help"])
+        result = CliRunner().invoke(app, ["adcopy", "--help"], env={"COLUMNS": "120"})
         assert result.exit_code == 0 and "--audience" in result.stdout and "--temperature" in result.stdout
+        command = typer.main.get_command(app).get_command(None, "adcopy")
+        examples = [line.strip() for line in command.epilog.splitlines()[2:]]
+        assert len(examples) == 2 and "Examples:" in result.stdout and all(line in result.stdout for line in examples)
+        for line in examples:  # each parses as the command takes its options
+            command.make_context("adcopy", shlex.split(line)[2:])
     finally:
         plugins.reset()
 

@@ -25,6 +25,6 @@ def register_template_dirs(register):
 
 @hookimpl
 def register_commands(app):
-    from .cli import adcopy
+    from .cli import EXAMPLES, adcopy
 
-    app.command()(adcopy)
+    app.command(epilog=EXAMPLES)(adcopy)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from aigc.cli import examples
 from aigc.cli.options import RunOptions, generation_options
 
 
@@ -34,3 +35,9 @@ def adcopy(
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else text)
     run.keep(generator, "adcopy", inputs, text, options, result)
     run.report(generator)
+
+
+EXAMPLES = examples(
+    'aigc adcopy --product "a reusable bamboo water bottle" --audience hikers -n 3',
+    'aigc adcopy --product "a standing desk" --audience "remote workers" --tone playful --json',
+)
