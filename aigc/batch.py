@@ -266,7 +266,8 @@ def _key(row_id: Any) -> str:
 def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]:
     """(id as JSON, line) for each line already in an output file. A torn last line from a killed run
     is cut off (with `repair`; else left out and the file left as it is, for a reader that does not
-    hold the file); a line that is not a batch row means -o names some other file."""
+    hold the file); blank lines (added by hand) are skipped; a line that is not a batch row means -o
+    names some other file."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -279,7 +280,10 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
     except UnicodeDecodeError:
         raise BadInputError(f"{path} is not a batch output file (not UTF-8); give another -o or remove the file") from None
     lines = []
+    number = 0
     for number, line in enumerate(text.removesuffix("\n").split("\n") if text else [], 1):  # lines end at line feeds (JSON may hold U+2028)
+        if not line.strip(" \t\r"):
+            continue
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
@@ -291,11 +295,11 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
         if whole:
             with open(path, "ab") as handle:
                 handle.write(b"\n")
-        elif tail.startswith(b'{"id": ') or b'{"id": '.startswith(tail):
+        elif tail.startswith(b'{"id": ') or b'{"id": '.startswith(tail) or not tail.strip(b" \t\r"):  # torn, or blank
             with open(path, "r+b") as handle:
                 handle.truncate(keep)
         else:
-            raise BadInputError(f"{path}:{len(lines) + 1} is not a batch output line; give another -o or remove the file")
+            raise BadInputError(f"{path}:{number + 1} is not a batch output line; give another -o or remove the file")
     return lines
 
 

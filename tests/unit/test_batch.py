@@ -101,6 +101,22 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
         assert out.read_text() == other  # a file that is not batch output is never cut
 
 
+def test_blank_lines_added_to_an_output_file_are_skipped(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\nthree\n")
+    rows = read_rows(source)
+    run_batch(summarizer(FakeEngine()), rows[:2], out, {})
+    first, second = out.read_text().splitlines()
+    out.write_text(f"\n{first}\n \t\n{second}\n\n  ")  # blank lines typed by hand, the last without its newline
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [3]
+    assert [key for key, _ in read_output(out)] == ["1", "2"] and out.read_text().endswith("}\n\n")
+    run_batch(summarizer(FakeEngine()), rows, out, {})
+    assert [record["id"] for _, record in read_output(out)] == [1, 2, 3]
+    out.write_text(f"{first}\n\nmy notes")
+    with pytest.raises(BadInputError, match=r"out.jsonl:3 is not a batch output line"):  # other damaged lines are refused as before
+        read_output(out)
+
+
 def test_output_of_another_task_is_refused(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": 1, "row": 1, "task": "classify", "result": {}}\n')
