@@ -50,6 +50,7 @@ class Template:
     variables: list[dict[str, Any]] = field(default_factory=list)
     generator: str | None = None
     body_line: int = 1  # line of the file where the body starts, for error messages
+    system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
 
     @property
@@ -184,20 +185,25 @@ def _read(path: Path, source: str) -> Template:
 
     text = read_source(path)
     meta: dict[str, Any] = {}
-    body, body_line = text, 1
+    body, body_line, system_line = text, 1, 1
     if text.startswith("---\n"):
         closing = _CLOSE.search(text, 3)
         if closing is None:
             raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
+        loader = yaml.SafeLoader(text[4 : closing.start()])
         try:
-            meta = yaml.safe_load(text[4 : closing.start()]) or {}
+            node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
+            meta = (loader.construct_document(node) if node is not None else None) or {}
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
             raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
+        finally:
+            loader.dispose()
         if not isinstance(meta, dict):
             raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
         body = text[closing.end() :]
         body_line = text[: closing.end()].count("\n") + 1
+        system_line = _system_line(node)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
@@ -213,11 +219,24 @@ def _read(path: Path, source: str) -> Template:
         variables=variables,
         generator=meta.get("generator"),
         body_line=body_line,
+        system_line=system_line,
         unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
     )
     _check_syntax(template)
     _check_declared(template)
     return template
+
+
+def _system_line(front_matter) -> int:
+    """The file line where the front matter's `system:` text starts: the line after `|` or `>` for a block."""
+    import yaml
+
+    if not isinstance(front_matter, yaml.MappingNode):  # empty front matter
+        return 1
+    system = [value for key, value in front_matter.value if key.value == "system"][-1:]  # the last one wins, as in safe_load
+    if not system:
+        return 1
+    return system[0].start_mark.line + 2 + (getattr(system[0], "style", None) in ("|", ">"))  # the front matter starts at line 2
 
 
 def read_source(path: Path) -> str:
@@ -256,7 +275,7 @@ def _check_syntax(template: Template) -> None:
     up, before any model loads, not when the first input is rendered."""
     from jinja2 import TemplateSyntaxError
 
-    for text, first_line in ((template.system, 1), (template.body, template.body_line)):
+    for text, first_line in ((template.system, template.system_line), (template.body, template.body_line)):
         if isinstance(text, str):
             try:
                 _compile(environment(), text)
@@ -836,7 +855,7 @@ def render_system(template: Template, variables: dict[str, Any] | None = None, s
     (which may need the message): the template's own, or `system` in its place ("" for none), which
     must not drop a variable given that only the template's own reads."""
     if system is None:
-        return [{"role": "system", "content": _render_text(template, template.system, _values(template, variables), 1)}] if template.system else []
+        return [{"role": "system", "content": _render_text(template, template.system, _values(template, variables), template.system_line)}] if template.system else []
     if isinstance(template.system, str):
         only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
         if only_there:

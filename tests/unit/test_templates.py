@@ -91,6 +91,14 @@ def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
     path = write(templates.user_dir(), "unclosed", "---\ndescription: x\n---\nLine one\n{{ input }\n")
     with pytest.raises(BadInputError, match=rf"^{path}:5: unexpected '}}'"):
         templates.get_template("unclosed")
+    for name, front, line in (
+        ("system-block", "description: x\n\nsystem: |\n  You help.\n  Answer in {{ lang }\n", 6),  # the line of the error in the block
+        ("system-plain", "description: x\n\nsystem: You help {% if x %} in French.\n", 4),  # the line of system:
+        ("system-twice", "system: You help.\nsystem: You help {{ x }.\n", 3),  # the one that counts
+    ):
+        path = write(templates.user_dir(), name, f"---\n{front}---\n{{{{ input }}}}\n")
+        with pytest.raises(BadInputError, match=rf"^{path}:{line}: "):
+            templates.get_template(name)
     write(templates.user_dir(), "no-filter", "{{ input | shout }}")
     with pytest.raises(BadInputError, match="No filter named 'shout'"):
         templates.get_template("no-filter")
