@@ -63,7 +63,11 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Sess
     paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
     with conversations.none_open(paths):  # not under a chat that would write one again: nothing is removed then
         for path in paths:
-            path.unlink()
+            try:
+                path.unlink()
+            except FileNotFoundError:  # another process removed it after the check
+                ui.info(f"{path} was already removed")
+                continue
             ui.info(f"removed {path}")
 
 

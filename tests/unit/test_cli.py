@@ -1548,6 +1548,29 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
 
 
+def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_gone(monkeypatch):
+    from contextlib import contextmanager
+
+    from aigc import conversations
+
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    for name in ("work", "home"):
+        (conversations.sessions_dir() / f"{name}.json").write_text('{"messages": []}')
+    holding = conversations.none_open
+
+    @contextmanager
+    def racing(paths):  # another process deletes work.json after rm checked it is there
+        (conversations.sessions_dir() / "work.json").unlink()
+        with holding(paths):
+            yield
+
+    monkeypatch.setattr(conversations, "none_open", racing)
+    removed = invoke("sessions", "rm", "work", "home")
+    assert removed.exit_code == 0, removed.stderr
+    assert removed.stderr.splitlines() == [f"{conversations.sessions_dir() / 'work.json'} was already removed", f"removed {conversations.sessions_dir() / 'home.json'}"]
+    assert not list(conversations.sessions_dir().glob("*.json"))
+
+
 def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
     from aigc import conversations
 
