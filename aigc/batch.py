@@ -200,6 +200,8 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
     except ValueError as exc:
         where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
+    except RecursionError:
+        return Row(number, None, {}, "bad JSON: nested too deeply")
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
@@ -288,7 +290,7 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
             record = json.loads(line)
             if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
         lines.append((_key(record["id"]), record))
     if tail and repair:  # checked last: only a torn batch line is cut, never another file's text
@@ -306,7 +308,7 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
 def _parses(data: bytes) -> bool:
     try:
         json.loads(data)
-    except ValueError:  # empty or torn
+    except (ValueError, RecursionError):  # empty, torn, or nested too deeply
         return False
     return True
 

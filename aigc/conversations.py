@@ -68,6 +68,8 @@ def read(path: str | os.PathLike) -> Conversation:
         data = json.loads(text) if text.strip() else []
     except ValueError:
         raise BadInputError(f"{fix} (not JSON)") from None
+    except RecursionError:
+        raise BadInputError(f"{fix} (its JSON is nested too deeply)") from None
     try:
         check_utf8(data, "conversation")
     except BadInputError:

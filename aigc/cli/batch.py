@@ -35,7 +35,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
         if value.strip().startswith(("[", "{")) or value.strip() == "null":
             try:
                 options[name] = json.loads(value)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # kept as text
                 pass
     return options
 

@@ -723,6 +723,8 @@ def _read_json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInputError(f"{path} is not a valid JSON file ({exc}); is this a complete model directory?") from None
+    except RecursionError:
+        raise BadInputError(f"{path} is not a valid JSON file (nested too deeply); is this a complete model directory?") from None
     if not isinstance(data, dict):
         raise BadInputError(f"{path} must hold a JSON object; is this a complete model directory?")
     return data

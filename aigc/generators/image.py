@@ -292,7 +292,7 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInputError(f"{path} is a {kind}, not a PNG; give a PNG made by aigc image")
     try:
         recorded = json.loads(text[METADATA_KEY])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise BadInputError(f"{path} has no aigc settings in it (it was not made by aigc image, or they were stripped)") from None
     if not isinstance(recorded, dict) or not recorded.get("prompt"):
         raise BadInputError(f"{path} has damaged aigc settings; they hold no prompt")

@@ -117,6 +117,18 @@ def test_blank_lines_added_to_an_output_file_are_skipped(tmp_path):
         read_output(out)
 
 
+def test_json_nested_too_deeply_is_bad_json_not_a_crash(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    (tmp_path / "in.jsonl").write_text(f'{{"id": 1, "text": {deep}}}\n{{"id": 2, "text": "two"}}\n')
+    assert [(r.id, r.error) for r in read_rows(tmp_path / "in.jsonl")] == [(None, "bad JSON: nested too deeply"), (2, None)]
+    out = tmp_path / "out.jsonl"
+    for text in (f"{deep}\n", f'{{"id": 1, "row": 1, "result": {{}}}}\n{deep}'):  # a line, and a last line without its newline
+        out.write_text(text)
+        with pytest.raises(BadInputError, match=r"out.jsonl:\d is not a batch output line"):
+            read_output(out)
+        assert out.read_text() == text
+
+
 def test_output_of_another_task_is_refused(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": 1, "row": 1, "task": "classify", "result": {}}\n')

@@ -373,6 +373,19 @@ def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_batch_o_value_nested_too_deeply_is_kept_as_text():
+    from aigc.cli.batch import parse_options
+
+    deep = "[" * 100000 + "]" * 100000
+    assert parse_options([f"labels={deep}", "examples=[1]"]) == {"labels": deep, "examples": [1]}  # as other text that is not JSON
+
+
+def test_models_info_on_a_config_json_nested_too_deeply_is_a_one_line_error(tmp_path):
+    (tmp_path / "config.json").write_text("[" * 100000 + "]" * 100000)
+    result = invoke("models", "info", str(tmp_path))
+    assert result.exit_code == 2 and result.stderr == f"Error: {tmp_path / 'config.json'} is not a valid JSON file (nested too deeply); is this a complete model directory?\n"
+
+
 def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path, unloadable):
     (tmp_path / "in.txt").write_text("hello\n")
     (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")

@@ -79,7 +79,7 @@ def test_load_goes_on_from_a_saved_conversation(tmp_path):
     "content, reason",
     [("not json", "not JSON"), ('{"messages": [{"role": "robot", "content": "x"}]}', "not a saved conversation"),
      ('{"messages": "hi"}', "not a saved conversation"), (b"\xff\xfe", "not UTF-8"),
-     ('{"messages": [{"role": "user", "content": "\\ud800"}]}', "escaped lone surrogate")],
+     ('{"messages": [{"role": "user", "content": "\\ud800"}]}', "escaped lone surrogate"), ("[" * 100000 + "]" * 100000, "nested too deeply")],
 )
 def test_a_file_that_is_not_a_conversation_is_one_line_bad_input(tmp_path, content, reason):
     path = tmp_path / "bad.json"

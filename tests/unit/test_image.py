@@ -296,6 +296,19 @@ def test_unwritable_directory(tiny_pipeline_dir, tmp_path, monkeypatch):
     assert code == 2 and "Permission denied" in lines[0] and files(locked) == []
 
 
+def test_png_settings_nested_too_deeply_are_no_aigc_settings(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    from aigc.errors import BadInputError
+    from aigc.generators.image import METADATA_KEY, read_settings
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(METADATA_KEY, "[" * 100000 + "]" * 100000)
+    Image.new("RGB", (8, 8)).save(tmp_path / "deep.png", pnginfo=info)
+    with pytest.raises(BadInputError, match="has no aigc settings in it"):
+        read_settings(tmp_path / "deep.png")
+
+
 def test_empty_prompt_and_bad_from_png(tiny_pipeline_dir, tmp_path):
     code, lines = bad("image", "  ", "-m", tiny_pipeline_dir, "-o", tmp_path / "o.png")
     assert code == 2 and "prompt is empty" in lines[0]
