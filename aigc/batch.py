@@ -32,7 +32,7 @@ from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
 from .generators.base import Generator, type_name
-from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, unquote, write_atomic
+from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, parse_json, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -196,12 +196,10 @@ def _finite(number: str) -> float:
 
 def _json_row(number: int, line: str, id_field: str) -> Row:
     try:
-        record = json.loads(line, parse_constant=_not_json, parse_float=_finite)
+        record = parse_json(line, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
-    except RecursionError:
-        return Row(number, None, {}, "bad JSON: nested too deeply")
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
     row_id = record.get(id_field)
@@ -287,10 +285,10 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
         if not line.strip(" \t\r"):
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line)
             if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
                 raise ValueError
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+        except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
         lines.append((_key(record["id"]), record))
     if tail and repair:  # checked last: only a torn batch line is cut, never another file's text
@@ -307,8 +305,8 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
 
 def _parses(data: bytes) -> bool:
     try:
-        json.loads(data)
-    except (ValueError, RecursionError):  # empty, torn, or nested too deeply
+        parse_json(data)
+    except ValueError:  # empty, torn, or nested too deeply
         return False
     return True
 

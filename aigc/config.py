@@ -83,7 +83,10 @@ def parse_toml(text: str) -> dict:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ValueError("nested too deeply") from None
 
 
 def _one_at_a_time(change):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import config, locks
 from .errors import BadInputError, ConversationDeletedError, ConversationOpenError
-from .textio import check_utf8, write_atomic
+from .textio import check_utf8, parse_json, write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
@@ -65,11 +65,9 @@ def read(path: str | os.PathLike) -> Conversation:
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text) if text.strip() else []
-    except ValueError:
-        raise BadInputError(f"{fix} (not JSON)") from None
-    except RecursionError:
-        raise BadInputError(f"{fix} (its JSON is nested too deeply)") from None
+        data = parse_json(text) if text.strip() else []
+    except ValueError as exc:
+        raise BadInputError(f"{fix} (not JSON: {exc})") from None
     try:
         check_utf8(data, "conversation")
     except BadInputError:
@@ -133,7 +131,7 @@ def recent_files_record() -> Path:
 def recent_files() -> list[Path]:
     """The session files last opened by their path, the latest first (gone ones included)."""
     try:
-        noted = json.loads(recent_files_record().read_text(encoding="utf-8"))
+        noted = parse_json(recent_files_record().read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet, or broken: noted again from the next one
         return []
     return [Path(p) for p in noted if isinstance(p, str)][:RECENT_FILES] if isinstance(noted, list) else []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AigcError, BadInputError, option
+from .textio import parse_json
 
 CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$")
@@ -63,11 +64,9 @@ def read_schema(value: str) -> dict[str, Any]:
     elif not literal:
         return concise_schema(text)
     try:
-        schema = json.loads(text)
+        schema = parse_json(text)
     except ValueError as exc:
         raise BadInputError(f"{source} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadInputError(f"{source} is nested too deeply to read; give a flatter JSON schema") from None
     if not isinstance(schema, dict):
         raise BadInputError(f"{source} must hold a JSON object (a JSON schema), not {type(schema).__name__}")
     return schema
@@ -111,7 +110,7 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
         text = completion.text.strip()
         cut = completion.finish_reason == "length" and not text.endswith(("}", "]", '"'))  # "12" of "123" parses too
         try:
-            value = None if cut else _whole_numbers(json.loads(text, strict=False), schema)  # strict=False: a server's raw tab in a string
+            value = None if cut else _whole_numbers(parse_json(text, strict=False), schema)  # strict=False: a server's raw tab in a string
         except ValueError:
             value, cut = None, completion.finish_reason == "length"
             if not cut and stops:

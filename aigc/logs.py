@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from . import config
 from .errors import BadInputError
-from .textio import readable_name
+from .textio import parse_json, readable_name
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -159,8 +159,8 @@ def record(entry: Entry) -> int:
 
 def _entry(row: sqlite3.Row) -> Entry:
     values: dict[str, Any] = dict(row)
-    values["options"] = json.loads(values["options"])
-    values["result"] = None if values["result"] is None else json.loads(values["result"])
+    values["options"] = parse_json(values["options"])
+    values["result"] = None if values["result"] is None else parse_json(values["result"])
     return Entry(**values)
 
 

@@ -358,10 +358,10 @@ def _record_path(draft: Path) -> Path:
 
 
 def _record(draft: Path) -> dict[str, Any]:
-    import json
+    from .textio import parse_json
 
     try:
-        record = json.loads(_record_path(draft).read_text(encoding="utf-8"))
+        record = parse_json(_record_path(draft).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}

@@ -1,4 +1,4 @@
-"""Reading user documents (txt, md, html; files or stdin) and writing results atomically."""
+"""Reading user documents (txt, md, html; files or stdin) and JSON, and writing results atomically."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import errno
 import functools
+import json
 import os
 import re
 import shlex
@@ -332,6 +333,15 @@ def readable_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [readable_json(item) for item in value]
     return value
+
+
+def parse_json(text: str | bytes, **options: Any) -> Any:
+    """`json.loads(text, **options)`, with JSON nested too deeply for Python's parser (`[` 100000
+    times, say) a `ValueError` like other bad JSON instead of a `RecursionError`."""
+    try:
+        return json.loads(text, **options)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 _FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")

@@ -1,13 +1,12 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
-import json
 from typing import Annotated, Any, Collection, Optional
 
 import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError
-from ..textio import check_utf8, output_target
+from ..textio import check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
 
@@ -34,8 +33,8 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
         options[name] = value
         if value.strip().startswith(("[", "{")) or value.strip() == "null":
             try:
-                options[name] = json.loads(value)
-            except (json.JSONDecodeError, RecursionError):  # kept as text
+                options[name] = parse_json(value)
+            except ValueError:  # kept as text
                 pass
     return options
 

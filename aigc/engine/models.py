@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 from .. import config, locks
 from ..errors import AigcError, BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, UnknownModelError, option
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
+from ..textio import parse_json
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -720,11 +721,9 @@ def missing_parts(path: Path) -> list[str]:
 def _read_json(path: Path) -> dict:
     """A model's JSON settings file; one that cannot be read is a `BadInputError` naming it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
         raise BadInputError(f"{path} is not a valid JSON file ({exc}); is this a complete model directory?") from None
-    except RecursionError:
-        raise BadInputError(f"{path} is not a valid JSON file (nested too deeply); is this a complete model directory?") from None
     if not isinstance(data, dict):
         raise BadInputError(f"{path} must hold a JSON object; is this a complete model directory?")
     return data

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 from .. import config
 from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
+from ..textio import parse_json
 from .base import Completion, EngineStats, Prompt, Scored, check_prompts, check_texts
 from .sampling import SamplingParams
 
@@ -188,7 +189,7 @@ class OpenAIEngine:
 
     def _http_error(self, exc: urllib.error.HTTPError) -> AigcError:
         try:
-            detail = json.loads(exc.read() or b"{}")
+            detail = parse_json(exc.read() or b"{}")
             message = detail.get("error", {}).get("message") if isinstance(detail.get("error"), dict) else detail.get("error") or detail.get("detail")
         except (ValueError, AttributeError):
             message = None
@@ -206,7 +207,7 @@ class OpenAIEngine:
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         with self._open(method, self.base_url + path, body) as response:
             try:
-                answer = json.loads(response.read())
+                answer = parse_json(response.read())
             except (OSError, http.client.HTTPException) as exc:  # cut off or timed out mid-answer
                 raise ModelUnavailableError(f"{self.base_url}{path}: the answer broke off ({type(exc).__name__}: {exc})") from None
             except ValueError:
@@ -227,7 +228,7 @@ class OpenAIEngine:
                     data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         return
-                    event = json.loads(data)
+                    event = parse_json(data)
                     if not isinstance(event, dict):
                         raise ModelUnavailableError(f"{self.base_url} sent a stream event that is not a JSON object: {data[:80]}")
                     if event.get("error"):
@@ -334,7 +335,7 @@ class OpenAIEngine:
             body = {"model": self.model, **({"prompt": prompt} if isinstance(prompt, str) else {"messages": list(prompt)})}
             try:
                 with self._open("POST", root + "/tokenize", body) as response:
-                    count = json.loads(response.read()).get("count")
+                    count = parse_json(response.read()).get("count")
                 if isinstance(count, int):
                     self._tokenize = True
                     return count

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Iterator
@@ -11,7 +10,7 @@ from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..engine.base import Completion, check_fits, relay
 from ..json_schemas import answer_texts, parse_answers
-from ..textio import check_writable, readable_name
+from ..textio import check_writable, parse_json, readable_name
 from .base import Generator, check_varied, coerce_value, type_name
 from .template import checked_values
 
@@ -166,7 +165,7 @@ class ChatGenerator(Generator):
         if params.json_schema is not None:  # held to the schema as it was written; now checked whole
             text = "".join(pieces)
             try:
-                json.loads(text, strict=False)
+                parse_json(text, strict=False)
                 ended = "stop"
             except ValueError:  # cut off by max_tokens when it took them all; else a stop string or a server that ignores schemas
                 ended = "length" if self.engine.count_tokens(text) >= params.max_tokens - 1 else "stop"

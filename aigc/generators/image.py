@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError, ModelSettingError, OptionError, option
-from ..textio import file_mode
+from ..textio import file_mode, parse_json
 from .base import Generator
 
 MIN_SIDE = 64
@@ -291,8 +291,8 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any]:
     if kind != "PNG":
         raise BadInputError(f"{path} is a {kind}, not a PNG; give a PNG made by aigc image")
     try:
-        recorded = json.loads(text[METADATA_KEY])
-    except (KeyError, ValueError, RecursionError):
+        recorded = parse_json(text[METADATA_KEY])
+    except (KeyError, ValueError):
         raise BadInputError(f"{path} has no aigc settings in it (it was not made by aigc image, or they were stripped)") from None
     if not isinstance(recorded, dict) or not recorded.get("prompt"):
         raise BadInputError(f"{path} has damaged aigc settings; they hold no prompt")

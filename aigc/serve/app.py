@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..engine.base import Completion
 from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams, number
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
+from ..textio import parse_json
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
 
@@ -530,13 +531,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
-            data = json.loads(raw or b"null", parse_int=_body_int)
+            data = parse_json(raw or b"null", parse_int=_body_int)
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"the body is not valid {exc.encoding.upper()} (byte {exc.start}); send the JSON as UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
-        except RecursionError:
-            raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
         surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None

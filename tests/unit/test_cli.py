@@ -378,12 +378,25 @@ def test_batch_o_value_nested_too_deeply_is_kept_as_text():
 
     deep = "[" * 100000 + "]" * 100000
     assert parse_options([f"labels={deep}", "examples=[1]"]) == {"labels": deep, "examples": [1]}  # as other text that is not JSON
+    assert parse_options([f"labels=[{'1' * 5000}]"]) == {"labels": f"[{'1' * 5000}]"}  # as is a number too long for Python to read
 
 
 def test_models_info_on_a_config_json_nested_too_deeply_is_a_one_line_error(tmp_path):
     (tmp_path / "config.json").write_text("[" * 100000 + "]" * 100000)
     result = invoke("models", "info", str(tmp_path))
     assert result.exit_code == 2 and result.stderr == f"Error: {tmp_path / 'config.json'} is not a valid JSON file (nested too deeply); is this a complete model directory?\n"
+    (tmp_path / "config.json").write_text(f'{{"vocab_size": {"1" * 5000}}}')  # a number too long for Python to read
+    result = invoke("models", "info", str(tmp_path))
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {tmp_path / 'config.json'} is not a valid JSON file (Exceeds the limit (4300 digits)"), result.output
+
+
+def test_a_settings_file_nested_too_deeply_is_not_valid_toml(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    for value in ("[" * 100000 + "]" * 100000, "{a = " * 100000 + "1" + "}" * 100000):  # an array, an inline table
+        settings.write_text(f"logs = {value}\n")
+        result = invoke("logs", "status")
+        assert result.exit_code == 2 and result.stderr == f"Error: {settings} is not valid TOML (nested too deeply); fix or remove it\n", result.output
 
 
 def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path, unloadable):

@@ -361,6 +361,13 @@ def test_the_latest_conversation_may_be_a_session_file_opened_by_its_path(tmp_pa
     assert json.loads(record.read_text()) == [str(mine)] and conversations.latest() == mine
 
 
+def test_a_record_of_session_files_nested_too_deeply_is_passed_over():
+    record = conversations.recent_files_record()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("[" * 100000 + "]" * 100000)
+    assert conversations.recent_files() == []
+
+
 def test_a_session_file_named_in_no_utf8_is_noted_and_found_again(tmp_path):
     odd = tmp_path / os.fsdecode(b"caf\xe9.json")  # as Python reads such a name from argv: a lone surrogate
     conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(odd)

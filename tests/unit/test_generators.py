@@ -631,6 +631,15 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
         list(gen.stream("hi", sampling={"n": 2}))
 
 
+def test_an_answer_nested_too_deeply_is_not_complete_json():
+    engine = FakeEngine()
+    gen = ChatGenerator(engine=engine)
+    for call in (gen, lambda *args, **kwargs: list(gen.stream(*args, **kwargs))):
+        engine.enqueue("[" * 100000 + "]" * 100000)  # a server that does not follow the schema
+        with pytest.raises(AigcError, match="not complete JSON: the model's server does not follow JSON schemas"):
+            call("hi", sampling={"json_schema": {"type": "array"}, "max_tokens": 50})
+
+
 def test_ask_returns_the_reply_as_it_is_kept():
     engine = FakeEngine()
     session = ChatSession(ChatGenerator(engine=engine))

@@ -279,3 +279,15 @@ def test_only_commands_that_log_have_the_log_option():
         assert "--no-log" not in invoke(*command, "--help").stdout
     for command in ("chat", "summarize", "headline", "translate", "classify", "run"):
         assert "--no-log" in invoke(command, "--help").stdout
+
+
+def test_an_entry_nested_too_deeply_is_an_entry_aigc_cannot_read():
+    import sqlite3
+    from contextlib import closing
+
+    logs.record(entry(1))
+    with closing(sqlite3.connect(logs.log_path())) as db, db:
+        db.execute("UPDATE responses SET options = ?", ("[" * 100000 + "]" * 100000,))
+    for args in (["logs"], ["logs", "show", "1"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.stderr == f"Error: {logs.log_path()} holds an entry aigc cannot read (ValueError: nested too deeply); move the file away\n", result.output

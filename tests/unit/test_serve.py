@@ -413,7 +413,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", data=b"{not json", method="POST")
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, _, body = raw(server, "/v1/chat/completions", data=b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", method="POST")
-    assert status == 400 and body["error"]["code"] == "invalid_json"
+    assert status == 400 and body["error"]["code"] == "invalid_json" and body["error"]["message"] == "the body is not valid JSON: nested too deeply"
     status, _, body = raw(server, "/v1/chat/completions", data=b'{"max_tokens": -' + b"7" * 5000 + b', "messages": []}', method="POST")
     assert status == 400 and body["error"]["code"] == "invalid_json" and body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"] == "the body's JSON has a number too long to read: -777777777777777... has 5000 digits, at most 4300 are read"
@@ -1427,6 +1427,34 @@ def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatc
     engine = remote.OpenAIEngine("http://x/v1", "m", None)
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1 answered 503: the server is shutting down; then it could not be reached \(.*Connection refused"):
         engine._request("POST", "/chat/completions", {})
+
+
+def test_a_server_answering_json_nested_too_deeply_gets_the_errors_of_other_bad_json(monkeypatch):
+    import io
+
+    from aigc.engine import remote
+    from aigc.errors import ModelUnavailableError
+
+    deep = b"[" * 100000 + b"]" * 100000
+    answers = [io.BytesIO(deep)]
+    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    with pytest.raises(ModelUnavailableError, match=r"^http://x/v1/models did not answer with JSON; "):
+        remote.OpenAIEngine("http://x/v1", "m", None)
+    answers.append(io.BytesIO(b'{"data": [{"id": "m"}]}'))
+    engine = remote.OpenAIEngine("http://x/v1", "m", None)
+
+    def refused(request, timeout):
+        raise urllib.error.HTTPError(request.full_url, 400, "Bad Request", {}, io.BytesIO(deep))
+
+    monkeypatch.setattr(remote.urllib.request, "urlopen", refused)
+    with pytest.raises(BadInputError, match=r"^http://x/v1 answered 400: Bad Request$"):  # its reason, as for a body that is not JSON
+        engine._request("POST", "/completions", {})
+    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    answers.append(io.BytesIO(b"data: " + deep + b"\n\n"))
+    with pytest.raises(ModelUnavailableError, match=r"^http://x/v1: the stream broke off \(ValueError: nested too deeply\)$"):
+        list(engine._events("/completions", {}))
+    answers.append(io.BytesIO(deep))  # from /tokenize: no count, so estimated from now on
+    assert engine.count_tokens("one two three") == remote._estimate("one two three") and engine._tokenize is False
 
 
 def test_remote_scoring_asks_for_a_new_token_only_where_the_server_wants_one_and_learns_it(server, monkeypatch):

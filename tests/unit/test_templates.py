@@ -376,6 +376,18 @@ def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_c
     assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
 
 
+def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
+    target, draft, _ = templates.start_edit("headline")
+    draft.write_text("{% broken")
+    with pytest.raises(BadInputError, match="your edit is kept"):
+        templates.save_edit(target, draft)
+    draft.with_name(draft.name + ".json").write_text("[" * 100000 + "]" * 100000)
+    aside = draft.with_name("headline.old1.j2")
+    _, draft, note = templates.start_edit("headline")
+    assert note.startswith(f"your earlier edit, kept in {draft}, is not opened, as it does not say which file it is for: it is set aside as {aside}; ")
+    assert aside.read_text() == "{% broken"
+
+
 def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open(tmp_path, monkeypatch):
     env_dir = tmp_path / "env"
     shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")

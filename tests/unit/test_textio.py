@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aigc.errors import BadInputError, WriteError
-from aigc.textio import STDIN, check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, read_document, read_input, write_atomic
+from aigc.textio import STDIN, check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, parse_json, read_document, read_input, write_atomic
 
 
 def test_html_text_is_extracted_and_scripts_dropped(tmp_path):
@@ -246,3 +246,11 @@ def test_write_atomic_in_utf16_writes_a_byte_order_mark(tmp_path):
     out = tmp_path / "out.txt"
     write_atomic(out, "Hi\r\n", encoding="utf-16-be")
     assert out.read_bytes() == codecs.BOM_UTF16_BE + "Hi\r\n".encode("utf-16-be")
+
+
+def test_json_nested_too_deeply_is_a_value_error_like_other_bad_json():
+    deep = "[" * 100000 + "]" * 100000
+    for text in (deep, deep.encode()):
+        with pytest.raises(ValueError, match="^nested too deeply$"):
+            parse_json(text)
+    assert parse_json(b'{"a": [1.5]}', parse_float=str) == {"a": ["1.5"]}  # json.loads' options are passed on
