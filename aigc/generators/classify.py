@@ -140,9 +140,10 @@ class ClassifyOptions:
             raise OptionError("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.calibrate not in CALIBRATE:
             raise OptionError("calibrate", f"must be one of {', '.join(CALIBRATE)}, got {self.calibrate!r}")
-        if self.examples is not None:
-            self.examples = load_examples(self.examples, one_label="" if self.multi_label else f"give one label per example, or use {option('multi_label')}")
         self.parsed = parse_labels(self.labels)
+        if self.examples is not None:  # the labels tell an examples file's header
+            one_label = "" if self.multi_label else f"give one label per example, or use {option('multi_label')}"
+            self.examples = load_examples(self.examples, one_label=one_label, labels=[label.name for label in self.parsed])
         if self.examples:
             self._check_example_labels()
         if len(self.parsed) < 2:  # a label is scored against the others, multi-label too: alone it would always apply

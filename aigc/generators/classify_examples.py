@@ -11,14 +11,16 @@ the examples most similar to each input (balanced per label, most similar last) 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection
 
 from .. import config
 from ..errors import BadInputError, option
@@ -39,12 +41,12 @@ KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 Example = tuple[str, list[str]]  # text, label names
 
 
-def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file") -> list[Example]:
+def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = ()) -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
-    header line such as `text<TAB>label` or `review<TAB>sentiment`, or `label<TAB>text` for a file with
-    the label first) or from `(text, label)` pairs. An empty text or label is an error naming its line;
-    so is a text of several labels when `one_label` is given (it says what to do instead); `kind`
-    names the file in errors."""
+    header line, see `_is_header`, or `label<TAB>text` for a file with the label first) or from
+    `(text, label)` pairs. An empty text or label is an error naming its line; so is a text of several
+    labels when `one_label` is given (it says what to do instead); `kind` names the file in errors;
+    `labels`, the label names the examples may use, tells a header of any column names."""
     if isinstance(source, (str, Path)):
         rows = []
         lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
@@ -56,7 +58,7 @@ def load_examples(source: str | Path | list, one_label: str = "", kind: str = "e
             if "\t" in text:
                 raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
             rows.append((f"{source}:{number}", unquote(text), unquote(label)))
-        if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]]):
+        if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]], labels):
             rows = rows[1:]
         name = str(source)
     else:
@@ -87,15 +89,26 @@ def _warn_of_case_twins(source: str, labels: list[str]) -> None:
         warnings.warn(f"{source}: the labels {', '.join(map(repr, twins))} differ only in case, so they count as {len(twins)} labels; spell them alike if they are one", AigcWarning, stacklevel=2)
 
 
-TEXT_COLUMNS = {"text", "sentence", "review", "document", "content", "body", "tweet", "comment", "message", "input", "question", "title", "headline", "article", "utterance", "query"}
-LABEL_COLUMNS = {"label", "labels", "class", "category", "categories", "sentiment", "topic", "target", "intent", "tag", "tags", "gold"}
+TEXT_COLUMNS = {"text", "sentence", "review", "document", "content", "body", "tweet", "comment", "message", "input", "question", "title", "headline", "article", "utterance", "query", "x"}
+LABEL_COLUMNS = {"label", "labels", "class", "category", "categories", "sentiment", "topic", "target", "intent", "tag", "tags", "gold", "y"}
 
 
-def _is_header(text: str, label: str, other_labels: list[str]) -> bool:
-    """A first line that names the columns (`text<TAB>label`, `review<TAB>sentiment`, ...): one word
-    on the text side, a known column name on either side, and a label no other line uses."""
+def _is_header(text: str, label: str, other_labels: list[str], labels: Collection[str] = ()) -> bool:
+    """A first line that names the columns, with a label no other line uses: one word on the text
+    side and a known column name on either side (`text<TAB>label`, `review<TAB>sentiment`, `x<TAB>y`);
+    or, given the `labels` the examples may use, cells of one to three words that read as column
+    names (`sms<TAB>kind`) and a label that is none of them nor a likely misspelling of one (which
+    is left to be refused as an unknown label). Without `labels`, other first lines are examples."""
     name, column = text.strip().lower(), label.strip().lower()
-    return len(name.split()) == 1 and label not in other_labels and (name in TEXT_COLUMNS or column in LABEL_COLUMNS)
+    if label in other_labels:
+        return False
+    if len(name.split()) == 1 and (name in TEXT_COLUMNS or column in LABEL_COLUMNS):
+        return True
+    known = [known.casefold() for known in labels]
+    return bool(known) and all(COLUMN_NAME.fullmatch(cell.strip()) for cell in (text, label)) and not difflib.get_close_matches(column, known, n=1, cutoff=0.75)
+
+
+COLUMN_NAME = re.compile(r"[^\W\d][\w.-]*(?: [\w.-]+){0,2}")  # up to three words, the first not a number
 
 
 def _read_as_tsv(source: str | Path) -> str:

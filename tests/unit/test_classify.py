@@ -192,6 +192,33 @@ def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_
         load_examples(path)
 
 
+@pytest.mark.parametrize("header", ["x\ty", "sms\tkind", "Review Text\tRating"])
+def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_path, header):
+    path = tmp_path / "ex.tsv"
+    path.write_text(f"{header}\ngreat movie\tpositive\nawful film\tnegative\n")
+    assert load_examples(path, labels=["positive", "negative"]) == [("great movie", ["positive"]), ("awful film", ["negative"])]
+    opts = ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})  # not refused for an unknown label
+    assert opts.examples == [("great movie", ["positive"]), ("awful film", ["negative"])]
+
+
+def test_without_labels_only_known_column_names_make_a_header(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("x\ty\ngreat movie\tpositive\nawful film\tnegative\n")
+    assert load_examples(path) == [("great movie", ["positive"]), ("awful film", ["negative"])]
+    path.write_text("spam\tjunk\nhello there\tham\nhi\tham\n")  # a first example like a header: kept
+    assert load_examples(path)[0] == ("spam", ["junk"])
+
+
+@pytest.mark.parametrize("first", ["Great\tpositive", "Great\tpostive", "Brilliant, really\tnope", "2021\tnope"])
+def test_a_first_line_of_a_label_or_a_misspelt_one_or_no_column_names_is_an_example_with_the_labels_given(tmp_path, first):
+    path = tmp_path / "ex.tsv"
+    path.write_text(f"{first}\nawful film\tnegative\n")
+    assert len(load_examples(path, labels=["positive", "negative"])) == 2
+    if "positive" not in first:
+        with pytest.raises(UnknownLabelError, match="the examples use label"):  # refused, not skipped as a header
+            ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})
+
+
 def test_an_empty_examples_file_asks_for_a_tsv_file_not_a_document(tmp_path):
     path = tmp_path / "ex.tsv"
     path.write_text("\n")
