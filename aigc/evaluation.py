@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Collection
 
-from .errors import AigcError, UnknownLabelError
+from .errors import AigcError, BadInputError, UnknownLabelError, option
 
 BATCH = 32  # texts classified per call, so progress can be reported
+FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv")  # labelled data files
 
 
 @dataclass
@@ -27,6 +29,55 @@ class ClassifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def read_labelled(path: str | Path, field: str | None = None, label_field: str | None = None, labels: Collection[str] = (), one_label: str = "give one label per text") -> list[tuple[str, str]]:
+    """`(text, label)` rows of a labelled data file. A .tsv file (or - for stdin) is read as examples are
+    (`text<TAB>label` lines, an optional header; `labels`, the names the data may use, tell a
+    header), unless `field` or `label_field` names its columns; then, and for .jsonl (.ndjson) and
+    .csv, the rows are read as `aigc batch` reads them, each text from the column (JSON key) `field`
+    ("text") and its label from `label_field` ("label"). A text of several labels is an error
+    saying `one_label` (what to do instead)."""
+    from .batch import columns, json_kind, read_rows
+    from .generators.classify_examples import load_examples
+
+    stdin = str(path) == "-"
+    path = Path(path)
+    if not stdin and not path.exists():
+        raise BadInputError(f"no such data file: {path}")
+    suffix = ".tsv" if stdin else path.suffix.lower()
+    if suffix not in FORMATS:
+        given = f"a {suffix} file" if suffix else "a file without a suffix"
+        raise BadInputError(f"{path}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not {given}; name it by its format")
+    if stdin and (field or label_field):
+        raise BadInputError(f"stdin is read as TSV, text<TAB>label; give a file to choose its columns with {option('field')} and {option('label_field')}")
+    if suffix == ".tsv" and field is None and label_field is None:
+        return [(text, names[0]) for text, names in load_examples("-" if stdin else path, one_label, kind="data file", labels=labels)]
+    field, label_field = field or "text", label_field or "label"
+    rows = read_rows(path, field=field, unique_ids=False)
+    for name, flag in ((field, "field"), (label_field, "label_field")):
+        if not any(name in row.fields for row in rows):
+            raise BadInputError(f"{path}: no row has the column {name!r}; its columns: {', '.join(map(repr, columns(rows))) or 'none'}; choose one with {option(flag)}")
+    labelled = []
+    for row in rows:
+        where = f"{path}: row {row.number}"
+        if row.error:
+            raise BadInputError(f"{where}: {row.error}")
+        text, label = row.fields.get(field), row.fields.get(label_field)
+        for name, value in ((field, text), (label_field, label)):
+            if value is None:
+                raise BadInputError(f"{where} has no {name!r}; give every row its text and label")
+        if not isinstance(text, str):
+            raise BadInputError(f"{where}: the text ({field!r}) must be a string, not {json_kind(text)}")
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise BadInputError(f"{where}: the label ({label_field!r}) must be a string or a whole number, not {json_kind(label)}")
+        names = [name.strip() for name in str(label).split(",") if name.strip()]
+        if not text.strip() or not names:
+            raise BadInputError(f"{where}: the {'text' if not text.strip() else 'label'} is empty; give every row its text and label")
+        if len(names) > 1:
+            raise BadInputError(f"{where}: the text has several labels ({', '.join(names)}); {one_label} (a comma in a label cell separates labels)")
+        labelled.append((text.strip(), names[0]))
+    return labelled
 
 
 def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:

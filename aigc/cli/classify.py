@@ -1,4 +1,4 @@
-"""`aigc classify TEXT|FILE|-` and `aigc eval classify DATA.tsv`."""
+"""`aigc classify TEXT|FILE|-` and `aigc eval classify DATA`."""
 
 import json
 from typing import Annotated, Optional
@@ -99,6 +99,7 @@ def classify(
 EVAL_EXAMPLES = examples(
     "aigc eval classify data.tsv -l negative,positive --aspect sentiment",
     "aigc eval classify data.tsv --examples train.tsv --json",
+    "aigc eval classify reviews.jsonl --field review --label-field sentiment",
 )
 
 
@@ -108,8 +109,10 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 @eval_app.command("classify", epilog=EVAL_EXAMPLES)
 @generation_options(sampling=False)
 def eval_classify(
-    data: Annotated[str, typer.Argument(metavar="DATA.tsv", help="Labelled texts, one 'text<TAB>label' per line.")],
+    data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
     labels: Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
+    field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
+    label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label); as --field for a .tsv file.", show_default=False)] = None,
     examples: Examples = None,
     aspect: Aspect = "",
     kind: Kind = "",
@@ -120,17 +123,17 @@ def eval_classify(
     run: RunOptions,
 ) -> None:
     """Accuracy, macro-F1, a confusion matrix and texts/s of classify on labelled data."""
-    from ..evaluation import checked_labels, evaluate_classify
+    from ..evaluation import checked_labels, evaluate_classify, read_labelled
     from ..generators.classify_examples import load_examples
-    from ..generators.classify import parse_label
+    from ..generators.classify import parse_label, parse_labels
 
-    labelled = load_examples(data, one_label="eval classify measures one label per text", kind="data file")
-    rows = [(text, names[0]) for text, names in labelled]
+    named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
+    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text")
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
     if examples:
-        shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples)}
+        shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
     chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, kind, method, calibrate)  # as the data writes them

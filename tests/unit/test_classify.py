@@ -6,6 +6,7 @@ import math
 import pytest
 
 from aigc.errors import BadInputError, OptionError, UnknownLabelError
+from aigc.evaluation import read_labelled
 from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, logsumexp, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
 
@@ -199,6 +200,7 @@ def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_p
     assert load_examples(path, labels=["positive", "negative"]) == [("great movie", ["positive"]), ("awful film", ["negative"])]
     opts = ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})  # not refused for an unknown label
     assert opts.examples == [("great movie", ["positive"]), ("awful film", ["negative"])]
+    assert read_labelled(path, labels=["positive", "negative"]) == [("great movie", "positive"), ("awful film", "negative")]
 
 
 def test_without_labels_only_known_column_names_make_a_header(tmp_path):

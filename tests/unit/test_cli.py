@@ -324,6 +324,32 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
 
 
+def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_path, unloadable):
+    rows = [("I love it", "good"), ("I hate it", "bad"), ("Awesome stuff", "good")]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"id": n, "review": text, "sentiment": label}) + "\n" for n, (text, label) in enumerate(rows)))
+    (tmp_path / "data.csv").write_text("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+    (tmp_path / "data.tsv").write_text("id\tsentiment\treview\n" + "".join(f"{n}\t{label}\t{text}\n" for n, (text, label) in enumerate(rows)))
+    for data, columns in [("data.jsonl", ["--field", "review", "--label-field", "sentiment"]), ("data.csv", []), ("data.tsv", ["--field", "review", "--label-field", "sentiment"])]:
+        result = invoke("eval", "classify", str(tmp_path / data), *columns, "-m", str(tiny_model_dir), "--json")
+        assert result.exit_code == 0, (data, result.output)
+        assert json.loads(result.stdout)["examples"] == 3 and json.loads(result.stdout)["labels"] == ["good", "bad"]
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "review", "--label-field", "sentiment", "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses label 'bad', not among good, ugly"])
+    assert bad("eval", "classify", "-", "-l", "good,ugly", "-m", unloadable, input="I love it\tgood\nI hate it\tbad\n") == (2, ["Error: the data uses label 'bad', not among good, ugly"])  # stdin: TSV
+    assert bad("eval", "classify", "-", "--field", "review", "-m", unloadable, input="I love it\tgood\n") == (2, ["Error: stdin is read as TSV, text<TAB>label; give a file to choose its columns with --field and --label-field"])
+
+
+def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
+    (tmp_path / "data.txt").write_text("I love it\tgood\n")
+    assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; name it by its format"])
+    (tmp_path / "data.jsonl").write_text('{"review": "I love it", "label": "good"}\n{"review": "awful", "label": "bad"}\n')
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'text'; its columns: 'review', 'label'; choose one with --field"])
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "review", "--label-field", "gold", "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'gold'; its columns: 'review', 'label'; choose one with --label-field"])
+    (tmp_path / "holes.jsonl").write_text('{"text": "I love it", "label": "good"}\n{"text": "awful"}\n{"text": "fine", "label": ["good", "bad"]}\n')
+    assert bad("eval", "classify", str(tmp_path / "holes.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'holes.jsonl'}: row 2 has no 'label'; give every row its text and label"])
+    (tmp_path / "several.csv").write_text('text,label\nI love it,good\nfine,"good,bad"\n')
+    assert bad("eval", "classify", str(tmp_path / "several.csv"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'several.csv'}: row 2: the text has several labels (good, bad); eval classify measures one label per text (a comma in a label cell separates labels)"])
+
+
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):
     assert bad("headline", "rooftop bees") == (2, ["Error: no such file: rooftop bees (for headlines about a topic, give it with --topic TEXT)"])
     assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize)"])
