@@ -18,7 +18,7 @@ from typing import Any
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
-from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, load_examples
+from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
@@ -130,6 +130,7 @@ class ClassifyOptions:
     calibrate: str = "auto"
     template: str = "classify"
     parsed: list[Label] = field(default_factory=list, init=False, repr=False)
+    examples_json: str | None = field(default=None, init=False, repr=False, compare=False)  # a file's examples as JSON, made once (`read_examples`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 1:
@@ -143,7 +144,7 @@ class ClassifyOptions:
         self.parsed = parse_labels(self.labels)
         if self.examples is not None:  # the labels tell an examples file's header
             one_label = "" if self.multi_label else f"give one label per example, or use {option('multi_label')}"
-            self.examples = load_examples(self.examples, one_label=one_label, labels=[label.name for label in self.parsed])
+            self.examples, self.examples_json = read_examples(self.examples, one_label=one_label, labels=[label.name for label in self.parsed])
         if self.examples:
             self._check_example_labels()
         if len(self.parsed) < 2:  # a label is scored against the others, multi-label too: alone it would always apply

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import stat as stat_module
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,29 +47,77 @@ def load_examples(source: str | Path | list, one_label: str = "", kind: str = "e
     header line, see `_is_header`, or `label<TAB>text` for a file with the label first) or from
     `(text, label)` pairs. An empty text or label is an error naming its line; so is a text of several
     labels when `one_label` is given (it says what to do instead); `kind` names the file in errors;
-    `labels`, the label names the examples may use, tells a header of any column names."""
-    if isinstance(source, (str, Path)):
-        rows = []
-        lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
-        label_first = bool(lines) and _label_first(lines[0][1])
-        for number, line in lines:
-            label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
-            if not tab:
-                raise BadInputError(f"{source}:{number}: expected text<TAB>label{_read_as_tsv(source)}")
-            if "\t" in text:
-                raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
-            rows.append((f"{source}:{number}", unquote(text), unquote(label)))
-        if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]], labels):
-            rows = rows[1:]
-        name = str(source)
-    else:
-        if not isinstance(source, (list, tuple)):
-            raise BadInputError(f"examples must be a TSV file or a list of (text, label) pairs, got {type(source).__name__}")
-        for number, row in enumerate(source):
-            if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
-                shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
-                raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
-        rows, name = [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], "the examples"
+    `labels`, the label names the examples may use, tells a header of any column names. A file is
+    read once while its size and modification time stay the same (`aigc batch` validates the options
+    on every row)."""
+    return read_examples(source, one_label, kind, labels)[0]
+
+
+def read_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = ()) -> tuple[list[Example], str | None]:
+    """`load_examples`, and for a file kept read, the examples as JSON (as the fit's cache key holds them), made once."""
+    if not isinstance(source, (str, Path)):
+        return _examples(source, one_label, kind), None
+    key = _file_key(source, one_label, kind, tuple(labels))
+    entry = _read.get(key)
+    if entry is None:
+        examples = _read_file(source, one_label, kind, labels)
+        if key is None or not _settled(key):
+            return examples, None
+        entry = _read[key] = examples, json.dumps(examples, ensure_ascii=False)
+        for old in list(_read)[:-FILES_IN_MEMORY]:
+            _read.pop(old, None)
+    return [(text, list(names)) for text, names in entry[0]], entry[1]
+
+
+def _examples(source: Any, one_label: str, kind: str) -> list[Example]:
+    """Examples given as `(text, label)` pairs."""
+    if not isinstance(source, (list, tuple)):
+        raise BadInputError(f"examples must be a TSV file or a list of (text, label) pairs, got {type(source).__name__}")
+    for number, row in enumerate(source):
+        if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
+            shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
+            raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
+    return _checked("the examples", [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], one_label, kind)
+
+
+FILES_IN_MEMORY = 8  # examples files kept read
+_read: dict[tuple, tuple[list[Example], str]] = {}
+
+
+def _file_key(source: str | Path, *read_as: Any) -> tuple | None:
+    """What identifies a regular file's contents as read (None for stdin, a pipe or a missing file)."""
+    try:
+        stat = os.stat(source)
+    except (OSError, ValueError):  # missing, or a name no file can have: reading it says so
+        return None
+    if str(source) == "-" or not stat_module.S_ISREG(stat.st_mode):
+        return None
+    return (os.path.abspath(source), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, *read_as)
+
+
+def _settled(key: tuple) -> bool:
+    """Whether the file `key` names was last changed over two seconds ago: a change within the file
+    system's timestamp resolution of the one read could leave its size and modification time as they were."""
+    return time.time_ns() - key[4] > 2_000_000_000  # key[4]: its modification time
+
+
+def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection[str]) -> list[Example]:
+    rows = []
+    lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
+    label_first = bool(lines) and _label_first(lines[0][1])
+    for number, line in lines:
+        label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
+        if not tab:
+            raise BadInputError(f"{source}:{number}: expected text<TAB>label{_read_as_tsv(source)}")
+        if "\t" in text:
+            raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
+        rows.append((f"{source}:{number}", unquote(text), unquote(label)))
+    if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]], labels):
+        rows = rows[1:]
+    return _checked(str(source), rows, one_label, kind)
+
+
+def _checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: str) -> list[Example]:
     examples = [_example(where, text, label, one_label) for where, text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no {'examples' if kind == 'examples file' else 'texts'}; write one text<TAB>label per line")
@@ -192,11 +241,10 @@ def demonstrations(model: ExampleModel, embedding: list[float]) -> list[dict]:
 def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
     from .. import templates
 
-    key = json.dumps(
-        [VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body,
-         [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind, opts.examples, opts.method, opts.calibrate, opts.multi_label],
-        ensure_ascii=False,
-    )
+    before = (VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body, [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind)
+    examples = opts.examples_json or json.dumps(opts.examples, ensure_ascii=False)  # a file's made once
+    values = [*(json.dumps(value, ensure_ascii=False) for value in before), examples, *(json.dumps(value, ensure_ascii=False) for value in (opts.method, opts.calibrate, opts.multi_label))]
+    key = "[" + ", ".join(values) + "]"  # the list's JSON
     return config.cache_dir() / "classify" / (hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".pt")  # a file name in no UTF-8 as its bytes
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -1026,3 +1027,44 @@ def test_rows_with_fewer_results_than_asked_for_are_counted(tmp_path):
     summary = run_batch(get_generator("headline", engine=engine), read_rows(source), out, {"n": 2}, {"temperature": 0.8, "seed": 1})
     assert (summary.done, summary.errors, summary.short) == (1, 0, 1)
     assert lines(out)[0]["result"]["headlines"] == ["Bees on the roof"] and lines(out)[0]["result"]["missing"] == 1
+
+
+def test_an_examples_file_is_read_once_a_run_and_again_once_it_changes(tmp_path, monkeypatch):
+    from aigc.generators import classify_examples
+
+    examples = tmp_path / "ex.tsv"
+    examples.write_text("great fun\tpositive\nawful, dull\tnegative\n")
+    changed = time.time() - 60
+    os.utime(examples, (changed, changed))  # written a minute ago
+    reads = []
+    read_document = classify_examples.read_document
+    monkeypatch.setattr(classify_examples, "read_document", lambda *args, **kwargs: reads.append(args[0]) or read_document(*args, **kwargs))
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": f"text number {n}"}) + "\n" for n in range(20)))
+    run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), tmp_path / "out.jsonl", {"examples": str(examples), "method": "zero-shot"})
+    assert [sorted(r["result"]["scores"]) for r in lines(tmp_path / "out.jsonl")] == [["negative", "positive"]] * 20
+    assert reads == [str(examples)]  # not once a row
+    examples.write_text("great fun\tpositive\nawful, dull\tnegative\nso good\tpositive\n")
+    os.utime(examples, (changed, changed))  # the same modification time, another size
+    assert len(classify_examples.load_examples(examples)) == 3 and len(reads) == 2
+    examples.write_text("great fun\tpositive\nawful, dull\tnegative\nso bad!\tnegative\n")  # just now, the same size
+    assert classify_examples.load_examples(examples)[2] == ("so bad!", ["negative"])
+    assert classify_examples.load_examples(examples) == classify_examples.load_examples(examples) and len(reads) == 5  # changed within the timestamps' resolution: read each time
+
+
+def test_an_examples_file_kept_read_is_fitted_under_the_same_cache_key_as_its_examples_given_as_pairs(tmp_path):
+    import hashlib
+
+    from aigc.generators.classify_examples import VERSION, cache_path
+    from aigc.templates import get_template
+
+    examples = tmp_path / "ex.tsv"
+    examples.write_text('text\tlabel\nsnow ☃ "so" \\\\ cold\tfroid\nété\tchaud\n')
+    changed = time.time() - 60
+    os.utime(examples, (changed, changed))
+    generator = get_generator("classify", engine=FakeEngine())
+    read = generator.validate({"examples": str(examples), "aspect": "météo"})
+    assert read.examples_json is not None  # made once for the file, not on every row
+    assert cache_path(generator, read) == cache_path(generator, generator.validate({"examples": read.examples, "aspect": "météo"}))
+    listed = [VERSION, "fake", "", get_template("classify").body, [(l.name, l.verbalizers) for l in read.parsed], "météo", "", read.examples, "auto", "auto", False]
+    assert cache_path(generator, read).stem == hashlib.sha256(json.dumps(listed, ensure_ascii=False).encode()).hexdigest()[:32]  # as fits were kept before
