@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -75,7 +76,8 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
             if size <= budget:
                 units.append((sentence, size))
                 continue
-            units += [(run, count(run)) for run in word_runs(sentence, size, budget)]
+            for run in word_runs(sentence, size, budget):
+                units += fitted(run, count(run), budget, count)
     chunks: list[str] = []
     current: list[str] = []
     used = 0
@@ -88,6 +90,22 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
     if current:
         chunks.append("\n\n".join(current))
     return chunks
+
+
+def fitted(text: str, size: int, budget: int, count) -> list[tuple[str, int]]:
+    """`text` (`size` tokens) in pieces of at most `budget` tokens, with their sizes: whole when it
+    fits, else halved at the space nearest its middle, or where it has none (Thai, a data URI)
+    between two characters, never before a mark that combines with the one before."""
+    if size <= budget or len(text) < 2:
+        return [(text, size)]
+    middle = len(text) // 2
+    cut = min((m.start() for m in re.finditer(r"\s", text)), key=lambda at: abs(at - middle), default=None)
+    if cut is None:
+        cut = middle
+        while cut > 1 and unicodedata.category(text[cut]).startswith("M"):
+            cut -= 1
+    halves = [half for half in (text[:cut].strip(), text[cut:].strip()) if half]
+    return [piece for half in halves for piece in fitted(half, count(half), budget, count)]
 
 
 class SummarizeGenerator(Generator):

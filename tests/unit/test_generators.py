@@ -1,4 +1,5 @@
 import re
+import unicodedata
 
 import pytest
 
@@ -39,6 +40,23 @@ def test_split_respects_the_budget_and_keeps_all_text():
     chunks = split_by_tokens(text, 60, words)
     assert all(words(c) <= 60 for c in chunks)
     assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 40,  # Thai: no spaces between words, and marks that combine with the letter before
+        "An image: data:image/png;base64," + "iVBORw0KGgo" * 120 + " ends here.",  # one word longer than a chunk
+        "Some words. " * 30 + "A long run of words " * 10 + "data:image/png;base64," + "iVBORw0KGgo" * 120 + " in it.",
+    ],
+)
+def test_split_cuts_text_with_no_place_to_cut_between_characters_within_the_budget(text):
+    def characters(text):  # a token per character, the blank line between a chunk's parts one too
+        return len(text.replace("\n\n", "\n"))
+
+    chunks = split_by_tokens(text, 64, characters)
+    assert all(characters(c) <= 64 for c in chunks) and not any(unicodedata.category(c[0]).startswith("M") for c in chunks)
+    assert "".join("".join(chunks).split()) == "".join(text.split())
 
 
 def test_long_documents_are_summarized_map_reduce_with_progress():
