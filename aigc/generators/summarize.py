@@ -54,6 +54,11 @@ class SummarizeOptions:
         return self.words or LENGTH_WORDS[self.length]
 
 
+def summary_tokens(words: int) -> int:
+    """The tokens a summary of `words` words may take (its default max_tokens)."""
+    return int(words * 2.2) + 40
+
+
 def _pieces(text: str) -> Iterator[str]:
     """Paragraphs, in order."""
     for block in re.split(r"\n\s*\n", text):
@@ -129,7 +134,7 @@ class SummarizeGenerator(Generator):
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults
-        return self.sampling(sampling, {"max_tokens": int(words * 2.2) + 40, **defaults})
+        return self.sampling(sampling, {"max_tokens": summary_tokens(words), **defaults})
 
     def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[Completion]:
         params = self._params(template, words, sampling)
@@ -146,7 +151,8 @@ class SummarizeGenerator(Generator):
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
-        if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words:  # no longer than its summary would be
+        # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
+        if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:

@@ -59,6 +59,17 @@ def test_split_cuts_text_with_no_place_to_cut_between_characters_within_the_budg
     assert "".join("".join(chunks).split()) == "".join(text.split())
 
 
+def test_a_text_in_a_script_without_spaces_between_words_is_summarized_when_its_tokens_outnumber_a_summarys():
+    class CountsCharacters(FakeEngine):
+        def count_tokens(self, prompt):
+            return len(prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+    engine = CountsCharacters()
+    engine.enqueue("ภาษาไทย")
+    result = SummarizeGenerator(engine=engine)("ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 20, length="short")  # 1 word as count_words counts it; 620 tokens
+    assert result["unchanged"] is False and result["summary"] == "ภาษาไทย" and len(engine.calls) == 1
+
+
 def test_long_documents_are_summarized_map_reduce_with_progress():
     engine = FakeEngine()
     engine.enqueue(*[f"part {i} summary." for i in range(10)], "Final summary line one.\nline two")
