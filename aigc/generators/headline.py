@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +52,23 @@ def clean_headline(text: str) -> str:
         line = quoted.group(1)
     line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
-    line = _SYMBOLS.sub("", _HASHTAG.sub("", line.replace("**", "")))
+    line = _without_symbols(_HASHTAG.sub("", line.replace("**", "")))
     line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
     return line if line.endswith("...") else line.rstrip(".").strip()
+
+
+def _without_symbols(text: str) -> str:
+    """`text` without emoji and other symbols, keeping the marks that combine with a letter kept
+    (Hindi's vowel signs, Thai's tone marks), which are no word characters to `re`."""
+    kept: list[str] = []
+    previous = False  # whether the character before was kept
+    for char in text:
+        previous = not _SYMBOLS.match(char) or (previous and unicodedata.category(char).startswith("M"))
+        if previous:
+            kept.append(char)
+    return "".join(kept)
 
 
 def fit_headline(headline: str, max_words: int) -> str:

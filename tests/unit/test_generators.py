@@ -166,6 +166,9 @@ def test_option_values_from_text_take_the_declared_type():
         ("Will bees save cities?", "Will bees save cities?"),
         (":A Stunning Evolution in Urban Farming", "A Stunning Evolution in Urban Farming"),
         ("— Bees, back", "Bees, back"),
+        ("भारत में बारिश का मौसम शुरू", "भारत में बारिश का मौसम शुरू"),  # vowel signs and marks that combine with the letter before
+        ("ข่าวเศรษฐกิจไทยวันนี้", "ข่าวเศรษฐกิจไทยวันนี้"),
+        ("Bees are back❤\ufe0f in town", "Bees are back in town"),  # an emoji's variation selector (a mark too) goes with it
     ],
 )
 def test_clean_headline(raw, clean):
