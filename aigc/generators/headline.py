@@ -18,6 +18,7 @@ from .base import Generator, check_varied, type_name
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
 ARTICLE_WORDS = 250  # headlines come from an article's lead; more only confuses a small model
+ARTICLE_TOKENS = 600  # and at most so many tokens of it, for scripts without spaces between words (Thai), whose lead is one word
 
 
 @dataclass
@@ -129,6 +130,12 @@ class HeadlineGenerator(Generator):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
         article = " ".join(first_words(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
+        tokens = self.engine.count_tokens(article) if article else 0
+        if tokens > ARTICLE_TOKENS:  # cut in proportion, never before a mark that combines with the letter before
+            cut = len(article) * ARTICLE_TOKENS // tokens
+            while cut > 1 and unicodedata.category(article[cut]).startswith("M"):
+                cut -= 1
+            article = article[:cut]
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

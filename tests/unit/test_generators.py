@@ -186,6 +186,22 @@ def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     assert len(engine.calls) == 2  # a second round asked for the missing ones
 
 
+def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_lead_of_tokens():
+    from aigc.generators.headline import ARTICLE_TOKENS
+
+    class CountsCharacters(FakeEngine):
+        def count_tokens(self, prompt):
+            return len(prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+    engine = CountsCharacters()
+    engine.enqueue("ภาษาไทย ข่าว")
+    article = "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 200  # one word as count_words counts it; 6,200 tokens
+    assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
+    prompt = "".join(m["content"] for m in engine.calls[0][0][0])
+    lead = max(re.findall("[ก-๛]+", prompt), key=len)
+    assert ARTICLE_TOKENS // 2 <= len(lead) <= ARTICLE_TOKENS and article.startswith(lead) and not unicodedata.category(article[len(lead)]).startswith("M")
+
+
 def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
     engine = FakeEngine()
     engine.enqueue("Bees are back", *[""] * 5, "Hives on roofs")
