@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
+GREEDY_BELOW = 1e-5  # a lower temperature picks greedily: the logits divided by 1e-40 are inf, and sampling them fails
 
 
 def number(text: str) -> int | float | str:
@@ -118,7 +119,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Temperature 0, or one so small that dividing the logits by it would overflow (as vLLM, below 1e-5)."""
+        return self.temperature < GREEDY_BELOW
 
 
 def build_processors(params: SamplingParams, tokenizer=None):

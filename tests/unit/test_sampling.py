@@ -115,3 +115,14 @@ def test_earliest_of_several_stops_wins():
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 5e-324])
+def test_a_temperature_too_small_to_divide_the_logits_by_picks_greedily(temperature):
+    import torch
+
+    from aigc.engine.sampling import make_generator, pick_tokens
+
+    params = SamplingParams(temperature=temperature, seed=1)
+    scores = torch.tensor([[30.0, 31.0, -5.0]])
+    assert params.greedy and pick_tokens(build_processors(params)(None, scores), params, make_generator(1, "cpu")).tolist() == [1]
