@@ -177,12 +177,13 @@ def make_generator(seed: int | None, device) -> "torch.Generator":
 
 
 def pick_tokens(scores: "torch.Tensor", params: SamplingParams, gen: "torch.Generator") -> "torch.Tensor":
-    """One token id per row: argmax when greedy, else a draw from the softmax."""
+    """One token id per row: argmax when greedy, else a draw from the softmax (a logit a setting made
+    infinite, as a repetition penalty near 0 does, counts as the largest number, not as NaN)."""
     import torch
 
     if params.greedy:
         return scores.argmax(dim=-1)
-    probs = torch.softmax(scores, dim=-1)
+    probs = torch.softmax(scores.nan_to_num(nan=float("-inf"), posinf=torch.finfo(scores.dtype).max, neginf=float("-inf")), dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
 
 
