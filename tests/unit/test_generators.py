@@ -1,4 +1,5 @@
 import re
+import unicodedata
 
 import pytest
 
@@ -39,6 +40,34 @@ def test_split_respects_the_budget_and_keeps_all_text():
     chunks = split_by_tokens(text, 60, words)
     assert all(words(c) <= 60 for c in chunks)
     assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 40,  # Thai: no spaces between words, and marks that combine with the letter before
+        "An image: data:image/png;base64," + "iVBORw0KGgo" * 120 + " ends here.",  # one word longer than a chunk
+        "Some words. " * 30 + "A long run of words " * 10 + "data:image/png;base64," + "iVBORw0KGgo" * 120 + " in it.",
+    ],
+)
+def test_split_cuts_text_with_no_place_to_cut_between_characters_within_the_budget(text):
+    def characters(text):  # a token per character, the blank line between a chunk's parts one too
+        return len(text.replace("\n\n", "\n"))
+
+    chunks = split_by_tokens(text, 64, characters)
+    assert all(characters(c) <= 64 for c in chunks) and not any(unicodedata.category(c[0]).startswith("M") for c in chunks)
+    assert "".join("".join(chunks).split()) == "".join(text.split())
+
+
+def test_a_text_in_a_script_without_spaces_between_words_is_summarized_when_its_tokens_outnumber_a_summarys():
+    class CountsCharacters(FakeEngine):
+        def count_tokens(self, prompt):
+            return len(prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+    engine = CountsCharacters()
+    engine.enqueue("ภาษาไทย")
+    result = SummarizeGenerator(engine=engine)("ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 20, length="short")  # 1 word as count_words counts it; 620 tokens
+    assert result["unchanged"] is False and result["summary"] == "ภาษาไทย" and len(engine.calls) == 1
 
 
 def test_long_documents_are_summarized_map_reduce_with_progress():
@@ -137,6 +166,9 @@ def test_option_values_from_text_take_the_declared_type():
         ("Will bees save cities?", "Will bees save cities?"),
         (":A Stunning Evolution in Urban Farming", "A Stunning Evolution in Urban Farming"),
         ("— Bees, back", "Bees, back"),
+        ("भारत में बारिश का मौसम शुरू", "भारत में बारिश का मौसम शुरू"),  # vowel signs and marks that combine with the letter before
+        ("ข่าวเศรษฐกิจไทยวันนี้", "ข่าวเศรษฐกิจไทยวันนี้"),
+        ("Bees are back❤\ufe0f in town", "Bees are back in town"),  # an emoji's variation selector (a mark too) goes with it
     ],
 )
 def test_clean_headline(raw, clean):
@@ -152,6 +184,22 @@ def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     result = gen({"topic": "bees"}, n=3, max_words=6)
     assert result["headlines"] == ["Bees are back", "Hives on roofs", "Cities love bees"]
     assert len(engine.calls) == 2  # a second round asked for the missing ones
+
+
+def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_lead_of_tokens():
+    from aigc.generators.headline import ARTICLE_TOKENS
+
+    class CountsCharacters(FakeEngine):
+        def count_tokens(self, prompt):
+            return len(prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+    engine = CountsCharacters()
+    engine.enqueue("ภาษาไทย ข่าว")
+    article = "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 200  # one word as count_words counts it; 6,200 tokens
+    assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
+    prompt = "".join(m["content"] for m in engine.calls[0][0][0])
+    lead = max(re.findall("[ก-๛]+", prompt), key=len)
+    assert ARTICLE_TOKENS // 2 <= len(lead) <= ARTICLE_TOKENS and article.startswith(lead) and not unicodedata.category(article[len(lead)]).startswith("M")
 
 
 def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():

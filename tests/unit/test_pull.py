@@ -126,3 +126,30 @@ def test_sigterm_during_a_pull_removes_its_download_and_partial_copy(tmp_path):
     stderr = proc.stderr.read()
     assert code == 143 and stderr.splitlines()[-1] == "Error: terminated" and "Traceback" not in stderr, stderr
     assert list(temp.iterdir()) == [] and list((cache / "models").iterdir()) == []
+
+
+def test_two_pulls_at_once_convert_once_and_the_second_waits_for_the_first(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    started, conversions = threading.Event(), []
+
+    def convert(gguf, target, progress):  # slow, so the second pull comes while the first converts
+        conversions.append(target)
+        started.set()
+        time.sleep(0.5)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "convert_gguf", convert)
+    stages: list[str] = []
+    first = threading.Thread(target=models.pull, args=(ref,))
+    first.start()
+    started.wait(5)
+    assert models.pull(ref, lambda stage, *counts: stages.append(stage)) == ref.cache_path
+    first.join()
+    assert conversions == [ref.cache_path] and (ref.cache_path / "config.json").is_file()
+    assert stages == [f"waiting for another aigc to finish converting {ref.cache_path.name}"]

@@ -115,3 +115,24 @@ def test_earliest_of_several_stops_wins():
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 5e-324])
+def test_a_temperature_too_small_to_divide_the_logits_by_picks_greedily(temperature):
+    import torch
+
+    from aigc.engine.sampling import make_generator, pick_tokens
+
+    params = SamplingParams(temperature=temperature, seed=1)
+    scores = torch.tensor([[30.0, 31.0, -5.0]])
+    assert params.greedy and pick_tokens(build_processors(params)(None, scores), params, make_generator(1, "cpu")).tolist() == [1]
+
+
+def test_a_repetition_penalty_near_0_that_makes_a_seen_tokens_logit_infinite_samples_it():
+    import torch
+
+    from aigc.engine.sampling import make_generator, pick_tokens
+
+    params = SamplingParams(temperature=0.7, repetition_penalty=1e-40, seed=1)
+    scores = build_processors(params)(torch.tensor([[1]]), torch.tensor([[30.0, 31.0, -5.0]]))  # 31 / 1e-40 is inf
+    assert pick_tokens(scores, params, make_generator(1, "cpu")).tolist() == [1]
