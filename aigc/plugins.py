@@ -309,11 +309,30 @@ def _command_names(app: Any) -> list[tuple[str, list, Any]]:
     return found
 
 
+def _build_problem(entry: Any, group: bool) -> PluginError | None:
+    """Why typer cannot build a command (or, `group`, a command group) a plugin added; None when it can."""
+    import typer
+    from typer.main import get_group
+
+    alone = typer.Typer()
+    (alone.registered_groups if group else alone.registered_commands).append(entry)
+    try:
+        with warnings.catch_warnings():  # typer's own warnings come when it builds the CLI to run it
+            warnings.simplefilter("ignore")
+            get_group(alone)
+    except Exception as exc:  # noqa: BLE001 - an annotation that does not resolve, a callback that is no function...
+        name = getattr(entry, "name", None) or getattr(getattr(entry, "callback", None), "__name__", None)
+        kind = "command group" if group else "command"
+        what = f"the {kind} {name!r}" if isinstance(name, str) else f"a {kind}"
+        return PluginError(f"typer cannot build {what} it added, so it is left out: {type(exc).__name__}: {exc}")
+    return None
+
+
 def register_commands(app: Any) -> dict[str, str]:
     """Run every `register_commands` hook on `app` (a `typer.Typer`), one plugin at a time.
 
     A command name that an earlier plugin already added is a clash: the later command is removed,
-    and the failure names both plugins. Returns `{command name: plugin}`.
+    and the failure names both plugins; a plugin's command typer cannot build is removed and recorded. Returns `{command name: plugin}`.
     """
     owners: dict[str, str] = {}
     seen = {id(entry): entry for _, _, entry in _command_names(app)}  # held, so no later entry gets a seen id
@@ -324,6 +343,14 @@ def register_commands(app: Any) -> dict[str, str]:
         if app.registered_callback is not root["callback"]:  # it would take aigc's global options (--version, -v, -q) and run before every command
             app.registered_callback = root["callback"]
             _record(current["plugin"], "register_commands", PluginError("it set the app's own callback (app.callback()), which is aigc's; it is ignored: give your commands their own callbacks"))
+        if current["plugin"] not in DEFAULT_PLUGINS:  # typer builds every command at each run: one it cannot build would stop them all
+            for holder in (app.registered_commands, app.registered_groups):
+                for entry in [entry for entry in holder if id(entry) not in seen]:
+                    problem = _build_problem(entry, holder is app.registered_groups)
+                    if problem:
+                        seen[id(entry)] = entry
+                        holder.remove(entry)
+                        _record(current["plugin"], "register_commands", problem)
         for name, holder, entry in _command_names(app):
             if id(entry) in seen:
                 continue

@@ -633,6 +633,63 @@ def test_every_later_clash_is_caught_while_removed_commands_are_freed(pm):
 
 
 
+def test_a_command_typer_cannot_build_is_dropped_and_recorded_and_the_cli_still_works(pm):
+    import functools
+
+    import typer
+    from typer.testing import CliRunner
+
+    class Unbuildable:
+        @hookimpl
+        def register_commands(self, app):
+            def greet(name: "Undefined"):  # noqa: F821 - an annotation under TYPE_CHECKING only
+                print(name)
+
+            app.command()(greet)
+            app.command()(functools.partial(print, "no __name__"))
+            group = typer.Typer()
+            group.command("inner")(greet)
+            app.add_typer(group, name="grp")
+
+            @app.command("fine")
+            def fine():
+                print("fine")
+
+    pm.register(Unbuildable(), name="unbuildable")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    owners = plugins.register_commands(app)
+    assert owners["fine"] == "unbuildable" and "greet" not in owners and "grp" not in owners
+    errors = [f.error for f in plugins.failures() if f.plugin == "unbuildable" and f.stage == "register_commands"]
+    assert len(errors) == 3 and all("typer cannot build" in error and "it added, so it is left out" in error for error in errors)
+    assert any("the command 'greet' it added" in error and "NameError" in error for error in errors)
+    runner = CliRunner()
+    assert runner.invoke(app, ["fine"]).stdout == "fine\n"
+    assert runner.invoke(app, ["chat", "--help"]).exit_code == 0
+
+
+def test_checking_that_typer_builds_a_plugins_commands_adds_none_of_typers_warnings(pm):
+    import warnings
+
+    import typer
+
+    class CallbackGroup:
+        @hookimpl
+        def register_commands(self, app):
+            group = typer.Typer()
+            group.callback()(lambda: None)  # typer warns of it each time it builds the CLI to run it
+            group.command("zap")(lambda: None)
+            app.add_typer(group)
+
+    pm.register(CallbackGroup(), name="callbackgroup")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        owners = plugins.register_commands(app)
+    assert owners["zap"] == "callbackgroup" and caught == []
+
+
 def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(pm, tmp_path):
     for name, text in (("first", "first {{ input }}"), ("second", "second {{ input }}")):
         (tmp_path / name).mkdir()
