@@ -106,9 +106,11 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if allowed is not None and ep.name not in allowed:
             continue
         source = _source(ep)
-        if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first
+        if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first, or a built-in's name
             _state.sources.setdefault(source.distribution or source.value, source)  # listed with its version
-            _record(source.distribution or source.value, "import", PluginClashError(
+            _record(source.distribution or source.value, "import", PluginError(
+                f"its entry point is called {ep.name!r}, the name of one of aigc's built-in plugins, so it is not loaded; rename the entry point"
+            ) if ep.name in DEFAULT_PLUGINS else PluginClashError(
                 f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; so it is not"
             ))
             continue

@@ -401,6 +401,22 @@ def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(mon
         plugins.reset()
 
 
+def test_an_entry_point_named_like_a_built_in_plugin_is_not_loaded_and_is_reported(monkeypatch):
+    points = [FakeEntryPoint("aigc.default_plugins.models", GoodPlugin())]
+    points[0].dist = type("Dist", (), {"name": "impostor", "version": "1.0"})()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.plugin == "impostor" and not failure.clash
+        assert "the name of one of aigc's built-in plugins, so it is not loaded; rename the entry point" in failure.error
+        assert "smollm2" in registered_models() and "tiny" not in registered_models()
+        assert [(row["name"], row["loaded"]) for row in plugins.describe()["plugins"]] == [("impostor", False)]
+    finally:
+        plugins.reset()
+
+
 def test_a_broken_first_distribution_does_not_hide_a_working_one_of_the_same_name(monkeypatch):
     points = [FakeEntryPoint("twin", ImportError("stale copy")), FakeEntryPoint("twin", GoodPlugin())]
     points[1].dist = type("Dist", (), {"name": "good-twin", "version": "2.0"})()
