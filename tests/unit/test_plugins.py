@@ -489,6 +489,25 @@ def test_prepare_jinja_env_and_register_template_dirs(pm, tmp_path):
     assert row["registered"]["jinja_filters"] == ["shout"] and row["registered"]["templates"] == ["loud"]
 
 
+def test_a_jinja_filter_or_global_whose_name_is_no_text_is_dropped_and_aigc_plugins_still_lists(pm, tmp_path):
+    class NumberNames:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            env.filters[3] = str.upper
+            env.globals[("a", "b")] = 1
+            env.filters["shout"] = lambda text: text.upper()
+
+    pm.register(NumberNames(), name="numbers")
+    (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "numbers"]
+    assert row["registered"] == {"jinja_filters": ["shout"]}
+    assert [f["error"] for f in row["failures"]] == [
+        "PluginError: jinja filter 3: a filter's name is text (a name templates can use); it is left out",
+        "PluginError: jinja global ('a', 'b'): a global's name is text (a name templates can use); it is left out",
+    ]
+    env = templates.environment()
+    assert 3 not in env.filters and ("a", "b") not in env.globals
+
+
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 
 
