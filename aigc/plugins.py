@@ -85,6 +85,7 @@ class _State:
 
 _state = _State()
 _reporter: Callable[[PluginFailure], None] | None = None
+_running = threading.local()  # the hooks `call_each` is running in this thread
 
 
 def _trace(message: str) -> None:
@@ -252,23 +253,30 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
     implementation. What a hook prints in the main thread goes to stderr: stdout is for results.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    for impl in sorted(hook.get_hookimpls(), key=lambda impl: (impl.plugin_name not in DEFAULT_PLUGINS, 0 if impl.tryfirst else 2 if impl.trylast else 1)):
-        _trace(f"{hook_name} -> {impl.plugin_name}")
-        if before:
-            before(impl.plugin_name)
-        args = {name: kwargs[name] for name in impl.argnames}
-        try:
-            with _prints_to_stderr():
-                returned = impl.function(**args)
-        except Terminated:
-            raise
-        except (Exception, SystemExit) as exc:
-            _record(impl.plugin_name, hook_name, exc)
-            continue
-        if impl.hookwrapper or impl.wrapper:
-            _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
-        elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
-            _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
+    running = _running.__dict__.setdefault("hooks", set())
+    if hook_name in running:  # raised in the plugin's hook, so recorded as its failure
+        raise PluginError(f"while its {hook_name} hook runs, it asks aigc for what the {hook_name} hooks register, which would run them again without end; do not look that up inside the hook")
+    running.add(hook_name)
+    try:
+        for impl in sorted(hook.get_hookimpls(), key=lambda impl: (impl.plugin_name not in DEFAULT_PLUGINS, 0 if impl.tryfirst else 2 if impl.trylast else 1)):
+            _trace(f"{hook_name} -> {impl.plugin_name}")
+            if before:
+                before(impl.plugin_name)
+            args = {name: kwargs[name] for name in impl.argnames}
+            try:
+                with _prints_to_stderr():
+                    returned = impl.function(**args)
+            except Terminated:
+                raise
+            except (Exception, SystemExit) as exc:
+                _record(impl.plugin_name, hook_name, exc)
+                continue
+            if impl.hookwrapper or impl.wrapper:
+                _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
+            elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
+                _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
+    finally:
+        running.discard(hook_name)
 
 
 def _prints_to_stderr() -> contextlib.AbstractContextManager:

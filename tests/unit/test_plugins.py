@@ -326,6 +326,28 @@ def test_a_plugin_that_calls_sys_exit_is_recorded_and_aigc_goes_on(monkeypatch, 
         plugins.reset()
 
 
+class AskingBack:
+    """Hooks that ask aigc, while they run, for what their own hook registers."""
+
+    @hookimpl
+    def register_models(self, register):
+        if "mine" not in registered_models():
+            register(ModelSpec(alias="mine", source="hf:org/mine"))
+
+    @hookimpl
+    def prepare_jinja_env(self, env):
+        env.globals["greeting"] = templates.render("summarize", {"text": "x"}).messages[-1]["content"]
+
+
+def test_a_hook_that_asks_for_what_its_own_hook_registers_fails_once_instead_of_recurring(pm):
+    pm.register(AskingBack(), name="asking")
+    assert "smollm2" in registered_models() and "mine" not in registered_models()
+    templates.render("summarize", {"text": "x"})
+    failures = plugins.failures()
+    assert [(f.plugin, f.stage) for f in failures] == [("asking", "register_models"), ("asking", "prepare_jinja_env")]
+    assert all("which would run them again without end" in f.error and "RecursionError" not in f.error for f in failures)
+
+
 def test_a_hook_that_returns_what_it_adds_is_told_to_call_register(pm):
     class LlmStyle:
         @hookimpl
