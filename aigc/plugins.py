@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import threading
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -117,9 +118,13 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         _state.sources[ep.name] = source
         stage = "import"
+        started = time.perf_counter()
         try:
             with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
-                module = ep.load()
+                try:
+                    module = ep.load()
+                finally:
+                    _trace(f"import {ep.name}: {time.perf_counter() - started:.2f}s")  # what slows every aigc command
             stage = "hook validation"  # pluggy checks each hook's signature against its spec
             pm.register(module, name=ep.name)
         except Terminated:

@@ -474,6 +474,21 @@ def test_trace_prints_each_hook_call(pm, monkeypatch, capsys):
     assert "register_models -> aigc.default_plugins.models" in capsys.readouterr().err
 
 
+def test_trace_says_how_long_each_entry_point_took_to_import(monkeypatch, capsys):
+    points = [FakeEntryPoint("good", GoodPlugin()), FakeEntryPoint("broken", ImportError("no module named zzz"))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    monkeypatch.setenv("AIGC_TRACE_PLUGINS", "1")
+    monkeypatch.setattr(plugins, "_reporter", lambda failure: None)  # the broken one is reported elsewhere
+    plugins.reset()
+    try:
+        plugins.get_plugin_manager()
+        err = capsys.readouterr().err
+        assert re.search(r"\[aigc plugins\] import good: \d+\.\d\ds\n", err) and re.search(r"\[aigc plugins\] import broken: \d+\.\d\ds\n", err)
+    finally:
+        plugins.reset()
+
+
 def test_every_hookspec_has_a_docstring_and_a_test():
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "aigc_spec")]
     assert set(specs) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
