@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -125,6 +126,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                     module = ep.load()
                 finally:
                     _trace(f"import {ep.name}: {time.perf_counter() - started:.2f}s")  # what slows every aigc command
+            if isinstance(module, type) and any(inspect.isfunction(value) and hasattr(value, "aigc_impl") for klass in module.__mro__ for value in vars(klass).values()):  # its hooks would be called without `self`
+                raise PluginError(f"its entry point names the class {module.__name__}; name an instance of it (plugin = {module.__name__}()) or a module of hook functions")
             stage = "hook validation"  # pluggy checks each hook's signature against its spec
             pm.register(module, name=ep.name)
         except Terminated:

@@ -439,6 +439,25 @@ def test_an_entry_point_named_like_a_built_in_plugin_is_not_loaded_and_is_report
         plugins.reset()
 
 
+def test_an_entry_point_that_names_a_class_is_told_to_name_an_instance(monkeypatch):
+    class Static:
+        @hookimpl
+        @staticmethod
+        def register_generators(register):
+            register("static-echo", Echo)
+
+    points = [FakeEntryPoint("classy", GoodPlugin), FakeEntryPoint("static", Static)]  # GoodPlugin's hooks take self
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert (failure.plugin, failure.stage) == ("classy", "import") and "names the class GoodPlugin" in failure.error
+        assert "tiny" not in registered_models() and "static-echo" in registered_generators() and plugins.failures() == [failure]
+    finally:
+        plugins.reset()
+
+
 def test_a_broken_first_distribution_does_not_hide_a_working_one_of_the_same_name(monkeypatch):
     points = [FakeEntryPoint("twin", ImportError("stale copy")), FakeEntryPoint("twin", GoodPlugin())]
     points[1].dist = type("Dist", (), {"name": "good-twin", "version": "2.0"})()
