@@ -346,6 +346,14 @@ def _build_problem(entry: Any, group: bool) -> PluginError | None:
     return None
 
 
+def _nameless_with_callback(entry: Any) -> bool:
+    """Whether a command group added to the app has no name (its commands join the top level) and a callback."""
+    from typer.main import solve_typer_info_defaults
+
+    solved = solve_typer_info_defaults(entry)
+    return not solved.name and solved.callback is not None
+
+
 def register_commands(app: Any) -> dict[str, str]:
     """Run every `register_commands` hook on `app` (a `typer.Typer`), one plugin at a time.
 
@@ -369,6 +377,12 @@ def register_commands(app: Any) -> dict[str, str]:
                         seen[id(entry)] = entry
                         holder.remove(entry)
                         _record(current["plugin"], "register_commands", problem)
+                    elif holder is app.registered_groups and _nameless_with_callback(entry):
+                        entry.callback = None  # typer never runs it, and would warn of it (naming no plugin) at every run
+                        _record(current["plugin"], "register_commands", PluginError(
+                            "it added a command group without a name (app.add_typer(group)) that has a callback: typer never runs that callback, "
+                            "so it is dropped; give the group a name (app.add_typer(group, name=...)) or do the callback's work in its commands"
+                        ))
         for name, holder, entry in _command_names(app):
             if id(entry) in seen:
                 continue

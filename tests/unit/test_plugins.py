@@ -781,6 +781,36 @@ def test_checking_that_typer_builds_a_plugins_commands_adds_none_of_typers_warni
     assert owners["zap"] == "callbackgroup" and caught == []
 
 
+def test_a_group_added_without_a_name_with_a_callback_typer_ignores_is_recorded_and_typer_warns_no_more(pm):
+    import warnings
+
+    import typer
+    from typer.testing import CliRunner
+
+    class CallbackGroup:
+        @hookimpl
+        def register_commands(self, app):
+            group = typer.Typer()
+            group.callback()(lambda: print("never run"))
+
+            @group.command("zap")
+            def zap():
+                print("zap")
+
+            app.add_typer(group)
+
+    pm.register(CallbackGroup(), name="callbackgroup")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    plugins.register_commands(app)
+    (failure,) = [f for f in plugins.failures() if f.plugin == "callbackgroup"]
+    assert failure.stage == "register_commands" and "typer never runs that callback" in failure.error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert CliRunner().invoke(app, ["zap"]).stdout == "zap\n"
+    assert [str(w.message) for w in caught] == []
+
+
 def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(pm, tmp_path):
     for name, text in (("first", "first {{ input }}"), ("second", "second {{ input }}")):
         (tmp_path / name).mkdir()
