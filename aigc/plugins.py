@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import re
 import sys
 import threading
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -85,6 +87,7 @@ class _State:
 
 _state = _State()
 _reporter: Callable[[PluginFailure], None] | None = None
+_running = threading.local()  # the hooks `call_each` is running in this thread
 
 
 def _trace(message: str) -> None:
@@ -106,17 +109,25 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if allowed is not None and ep.name not in allowed:
             continue
         source = _source(ep)
-        if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first
+        if pm.get_plugin(ep.name) is not None:  # another distribution's plugin of this name loaded first, or a built-in's name
             _state.sources.setdefault(source.distribution or source.value, source)  # listed with its version
-            _record(source.distribution or source.value, "import", PluginClashError(
+            _record(source.distribution or source.value, "import", PluginError(
+                f"its entry point is called {ep.name!r}, the name of one of aigc's built-in plugins, so it is not loaded; rename the entry point"
+            ) if ep.name in DEFAULT_PLUGINS else PluginClashError(
                 f"its entry point is called {ep.name!r}, like the plugin of {_label(_state.sources[ep.name])}, which is loaded; so it is not"
             ))
             continue
         _state.sources[ep.name] = source
         stage = "import"
+        started = time.perf_counter()
         try:
             with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
-                module = ep.load()
+                try:
+                    module = ep.load()
+                finally:
+                    _trace(f"import {ep.name}: {time.perf_counter() - started:.2f}s")  # what slows every aigc command
+            if isinstance(module, type) and any(inspect.isfunction(value) and hasattr(value, "aigc_impl") for klass in module.__mro__ for value in vars(klass).values()):  # its hooks would be called without `self`
+                raise PluginError(f"its entry point names the class {module.__name__}; name an instance of it (plugin = {module.__name__}()) or a module of hook functions")
             stage = "hook validation"  # pluggy checks each hook's signature against its spec
             pm.register(module, name=ep.name)
         except Terminated:
@@ -250,23 +261,30 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
     implementation. What a hook prints in the main thread goes to stderr: stdout is for results.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    for impl in sorted(hook.get_hookimpls(), key=lambda impl: (impl.plugin_name not in DEFAULT_PLUGINS, 0 if impl.tryfirst else 2 if impl.trylast else 1)):
-        _trace(f"{hook_name} -> {impl.plugin_name}")
-        if before:
-            before(impl.plugin_name)
-        args = {name: kwargs[name] for name in impl.argnames}
-        try:
-            with _prints_to_stderr():
-                returned = impl.function(**args)
-        except Terminated:
-            raise
-        except (Exception, SystemExit) as exc:
-            _record(impl.plugin_name, hook_name, exc)
-            continue
-        if impl.hookwrapper or impl.wrapper:
-            _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
-        elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
-            _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
+    running = _running.__dict__.setdefault("hooks", set())
+    if hook_name in running:  # raised in the plugin's hook, so recorded as its failure
+        raise PluginError(f"while its {hook_name} hook runs, it asks aigc for what the {hook_name} hooks register, which would run them again without end; do not look that up inside the hook")
+    running.add(hook_name)
+    try:
+        for impl in sorted(hook.get_hookimpls(), key=lambda impl: (impl.plugin_name not in DEFAULT_PLUGINS, 0 if impl.tryfirst else 2 if impl.trylast else 1)):
+            _trace(f"{hook_name} -> {impl.plugin_name}")
+            if before:
+                before(impl.plugin_name)
+            args = {name: kwargs[name] for name in impl.argnames}
+            try:
+                with _prints_to_stderr():
+                    returned = impl.function(**args)
+            except Terminated:
+                raise
+            except (Exception, SystemExit) as exc:
+                _record(impl.plugin_name, hook_name, exc)
+                continue
+            if impl.hookwrapper or impl.wrapper:
+                _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
+            elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
+                _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
+    finally:
+        running.discard(hook_name)
 
 
 def _prints_to_stderr() -> contextlib.AbstractContextManager:
@@ -309,11 +327,38 @@ def _command_names(app: Any) -> list[tuple[str, list, Any]]:
     return found
 
 
+def _build_problem(entry: Any, group: bool) -> PluginError | None:
+    """Why typer cannot build a command (or, `group`, a command group) a plugin added; None when it can."""
+    import typer
+    from typer.main import get_group
+
+    alone = typer.Typer()
+    (alone.registered_groups if group else alone.registered_commands).append(entry)
+    try:
+        with warnings.catch_warnings():  # typer's own warnings come when it builds the CLI to run it
+            warnings.simplefilter("ignore")
+            get_group(alone)
+    except Exception as exc:  # noqa: BLE001 - an annotation that does not resolve, a callback that is no function...
+        name = getattr(entry, "name", None) or getattr(getattr(entry, "callback", None), "__name__", None)
+        kind = "command group" if group else "command"
+        what = f"the {kind} {name!r}" if isinstance(name, str) else f"a {kind}"
+        return PluginError(f"typer cannot build {what} it added, so it is left out: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _nameless_with_callback(entry: Any) -> bool:
+    """Whether a command group added to the app has no name (its commands join the top level) and a callback."""
+    from typer.main import solve_typer_info_defaults
+
+    solved = solve_typer_info_defaults(entry)
+    return not solved.name and solved.callback is not None
+
+
 def register_commands(app: Any) -> dict[str, str]:
     """Run every `register_commands` hook on `app` (a `typer.Typer`), one plugin at a time.
 
     A command name that an earlier plugin already added is a clash: the later command is removed,
-    and the failure names both plugins. Returns `{command name: plugin}`.
+    and the failure names both plugins; a plugin's command typer cannot build is removed and recorded. Returns `{command name: plugin}`.
     """
     owners: dict[str, str] = {}
     seen = {id(entry): entry for _, _, entry in _command_names(app)}  # held, so no later entry gets a seen id
@@ -324,6 +369,20 @@ def register_commands(app: Any) -> dict[str, str]:
         if app.registered_callback is not root["callback"]:  # it would take aigc's global options (--version, -v, -q) and run before every command
             app.registered_callback = root["callback"]
             _record(current["plugin"], "register_commands", PluginError("it set the app's own callback (app.callback()), which is aigc's; it is ignored: give your commands their own callbacks"))
+        if current["plugin"] not in DEFAULT_PLUGINS:  # typer builds every command at each run: one it cannot build would stop them all
+            for holder in (app.registered_commands, app.registered_groups):
+                for entry in [entry for entry in holder if id(entry) not in seen]:
+                    problem = _build_problem(entry, holder is app.registered_groups)
+                    if problem:
+                        seen[id(entry)] = entry
+                        holder.remove(entry)
+                        _record(current["plugin"], "register_commands", problem)
+                    elif holder is app.registered_groups and _nameless_with_callback(entry):
+                        entry.callback = None  # typer never runs it, and would warn of it (naming no plugin) at every run
+                        _record(current["plugin"], "register_commands", PluginError(
+                            "it added a command group without a name (app.add_typer(group)) that has a callback: typer never runs that callback, "
+                            "so it is dropped; give the group a name (app.add_typer(group, name=...)) or do the callback's work in its commands"
+                        ))
         for name, holder, entry in _command_names(app):
             if id(entry) in seen:
                 continue

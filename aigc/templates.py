@@ -715,6 +715,12 @@ def _environment() -> Any:
         (replacing one of jinja2's own makes it the plugin's)."""
         for kind, table in (("filter", env.filters), ("global", env.globals)):
             for name, value in list(table.items()):
+                if not isinstance(name, str):  # no template can use it, and `aigc plugins` sorts the names
+                    from .plugins import record_problem
+
+                    del table[name]
+                    record_problem(turn["plugin"], "prepare_jinja_env", f"jinja {kind} {name!r}: a {kind}'s name is text (a name templates can use); it is left out")
+                    continue
                 old = turn["before"][kind].get(name, _UNSET)
                 if old is not _UNSET and value is old:
                     continue

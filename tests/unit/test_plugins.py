@@ -326,6 +326,28 @@ def test_a_plugin_that_calls_sys_exit_is_recorded_and_aigc_goes_on(monkeypatch, 
         plugins.reset()
 
 
+class AskingBack:
+    """Hooks that ask aigc, while they run, for what their own hook registers."""
+
+    @hookimpl
+    def register_models(self, register):
+        if "mine" not in registered_models():
+            register(ModelSpec(alias="mine", source="hf:org/mine"))
+
+    @hookimpl
+    def prepare_jinja_env(self, env):
+        env.globals["greeting"] = templates.render("summarize", {"text": "x"}).messages[-1]["content"]
+
+
+def test_a_hook_that_asks_for_what_its_own_hook_registers_fails_once_instead_of_recurring(pm):
+    pm.register(AskingBack(), name="asking")
+    assert "smollm2" in registered_models() and "mine" not in registered_models()
+    templates.render("summarize", {"text": "x"})
+    failures = plugins.failures()
+    assert [(f.plugin, f.stage) for f in failures] == [("asking", "register_models"), ("asking", "prepare_jinja_env")]
+    assert all("which would run them again without end" in f.error and "RecursionError" not in f.error for f in failures)
+
+
 def test_a_hook_that_returns_what_it_adds_is_told_to_call_register(pm):
     class LlmStyle:
         @hookimpl
@@ -401,6 +423,41 @@ def test_two_distributions_with_one_plugin_name_load_the_first_and_name_both(mon
         plugins.reset()
 
 
+def test_an_entry_point_named_like_a_built_in_plugin_is_not_loaded_and_is_reported(monkeypatch):
+    points = [FakeEntryPoint("aigc.default_plugins.models", GoodPlugin())]
+    points[0].dist = type("Dist", (), {"name": "impostor", "version": "1.0"})()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.plugin == "impostor" and not failure.clash
+        assert "the name of one of aigc's built-in plugins, so it is not loaded; rename the entry point" in failure.error
+        assert "smollm2" in registered_models() and "tiny" not in registered_models()
+        assert [(row["name"], row["loaded"]) for row in plugins.describe()["plugins"]] == [("impostor", False)]
+    finally:
+        plugins.reset()
+
+
+def test_an_entry_point_that_names_a_class_is_told_to_name_an_instance(monkeypatch):
+    class Static:
+        @hookimpl
+        @staticmethod
+        def register_generators(register):
+            register("static-echo", Echo)
+
+    points = [FakeEntryPoint("classy", GoodPlugin), FakeEntryPoint("static", Static)]  # GoodPlugin's hooks take self
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert (failure.plugin, failure.stage) == ("classy", "import") and "names the class GoodPlugin" in failure.error
+        assert "tiny" not in registered_models() and "static-echo" in registered_generators() and plugins.failures() == [failure]
+    finally:
+        plugins.reset()
+
+
 def test_a_broken_first_distribution_does_not_hide_a_working_one_of_the_same_name(monkeypatch):
     points = [FakeEntryPoint("twin", ImportError("stale copy")), FakeEntryPoint("twin", GoodPlugin())]
     points[1].dist = type("Dist", (), {"name": "good-twin", "version": "2.0"})()
@@ -434,6 +491,21 @@ def test_trace_prints_each_hook_call(pm, monkeypatch, capsys):
     monkeypatch.setenv("AIGC_TRACE_PLUGINS", "1")
     registered_models()
     assert "register_models -> aigc.default_plugins.models" in capsys.readouterr().err
+
+
+def test_trace_says_how_long_each_entry_point_took_to_import(monkeypatch, capsys):
+    points = [FakeEntryPoint("good", GoodPlugin()), FakeEntryPoint("broken", ImportError("no module named zzz"))]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    monkeypatch.setenv("AIGC_TRACE_PLUGINS", "1")
+    monkeypatch.setattr(plugins, "_reporter", lambda failure: None)  # the broken one is reported elsewhere
+    plugins.reset()
+    try:
+        plugins.get_plugin_manager()
+        err = capsys.readouterr().err
+        assert re.search(r"\[aigc plugins\] import good: \d+\.\d\ds\n", err) and re.search(r"\[aigc plugins\] import broken: \d+\.\d\ds\n", err)
+    finally:
+        plugins.reset()
 
 
 def test_every_hookspec_has_a_docstring_and_a_test():
@@ -471,6 +543,25 @@ def test_prepare_jinja_env_and_register_template_dirs(pm, tmp_path):
     assert templates.render("loud", {"word": "hi"}).messages[-1]["content"] == "HI!"
     row = next(row for row in plugins.describe()["plugins"] if row["name"] == "filters")
     assert row["registered"]["jinja_filters"] == ["shout"] and row["registered"]["templates"] == ["loud"]
+
+
+def test_a_jinja_filter_or_global_whose_name_is_no_text_is_dropped_and_aigc_plugins_still_lists(pm, tmp_path):
+    class NumberNames:
+        @hookimpl
+        def prepare_jinja_env(self, env):
+            env.filters[3] = str.upper
+            env.globals[("a", "b")] = 1
+            env.filters["shout"] = lambda text: text.upper()
+
+    pm.register(NumberNames(), name="numbers")
+    (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "numbers"]
+    assert row["registered"] == {"jinja_filters": ["shout"]}
+    assert [f["error"] for f in row["failures"]] == [
+        "PluginError: jinja filter 3: a filter's name is text (a name templates can use); it is left out",
+        "PluginError: jinja global ('a', 'b'): a global's name is text (a name templates can use); it is left out",
+    ]
+    env = templates.environment()
+    assert 3 not in env.filters and ("a", "b") not in env.globals
 
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
@@ -631,6 +722,93 @@ def test_every_later_clash_is_caught_while_removed_commands_are_freed(pm):
     assert sorted(f.plugin for f in plugins.failures() if f.stage == "register_commands") == sorted(f"p{i}" for i in range(1, 12))
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from p0\n"
 
+
+
+def test_a_command_typer_cannot_build_is_dropped_and_recorded_and_the_cli_still_works(pm):
+    import functools
+
+    import typer
+    from typer.testing import CliRunner
+
+    class Unbuildable:
+        @hookimpl
+        def register_commands(self, app):
+            def greet(name: "Undefined"):  # noqa: F821 - an annotation under TYPE_CHECKING only
+                print(name)
+
+            app.command()(greet)
+            app.command()(functools.partial(print, "no __name__"))
+            group = typer.Typer()
+            group.command("inner")(greet)
+            app.add_typer(group, name="grp")
+
+            @app.command("fine")
+            def fine():
+                print("fine")
+
+    pm.register(Unbuildable(), name="unbuildable")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    owners = plugins.register_commands(app)
+    assert owners["fine"] == "unbuildable" and "greet" not in owners and "grp" not in owners
+    errors = [f.error for f in plugins.failures() if f.plugin == "unbuildable" and f.stage == "register_commands"]
+    assert len(errors) == 3 and all("typer cannot build" in error and "it added, so it is left out" in error for error in errors)
+    assert any("the command 'greet' it added" in error and "NameError" in error for error in errors)
+    runner = CliRunner()
+    assert runner.invoke(app, ["fine"]).stdout == "fine\n"
+    assert runner.invoke(app, ["chat", "--help"]).exit_code == 0
+
+
+def test_checking_that_typer_builds_a_plugins_commands_adds_none_of_typers_warnings(pm):
+    import warnings
+
+    import typer
+
+    class CallbackGroup:
+        @hookimpl
+        def register_commands(self, app):
+            group = typer.Typer()
+            group.callback()(lambda: None)  # typer warns of it each time it builds the CLI to run it
+            group.command("zap")(lambda: None)
+            app.add_typer(group)
+
+    pm.register(CallbackGroup(), name="callbackgroup")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        owners = plugins.register_commands(app)
+    assert owners["zap"] == "callbackgroup" and caught == []
+
+
+def test_a_group_added_without_a_name_with_a_callback_typer_ignores_is_recorded_and_typer_warns_no_more(pm):
+    import warnings
+
+    import typer
+    from typer.testing import CliRunner
+
+    class CallbackGroup:
+        @hookimpl
+        def register_commands(self, app):
+            group = typer.Typer()
+            group.callback()(lambda: print("never run"))
+
+            @group.command("zap")
+            def zap():
+                print("zap")
+
+            app.add_typer(group)
+
+    pm.register(CallbackGroup(), name="callbackgroup")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    plugins.register_commands(app)
+    (failure,) = [f for f in plugins.failures() if f.plugin == "callbackgroup"]
+    assert failure.stage == "register_commands" and "typer never runs that callback" in failure.error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert CliRunner().invoke(app, ["zap"]).stdout == "zap\n"
+    assert [str(w.message) for w in caught] == []
 
 
 def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(pm, tmp_path):
