@@ -78,7 +78,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if not path.exists():  # named first: a missing file's suffix is no news
         raise BadInputError(f"no such file: {path}")
     if suffix not in FORMATS:
-        raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files")
+        hint = f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)" if suffix == ".json" else ""
+        raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
     if path.is_dir():
         raise BadInputError(f"{path} is a directory; give a file")
     text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut

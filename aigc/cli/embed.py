@@ -80,7 +80,7 @@ def similar(
     if field != "text" and input.lower().endswith(".txt"):  # its lines are the texts whatever the column is called
         raise BadInputError(f"{input}: a .txt file has one text a line and no columns, so no --field; leave it out, or give a .jsonl, .csv or .tsv file")
     if not any(field in row.fields for row in rows):  # one error, not a warning for every row
-        raise BadInputError(f"{input}: no row has the column {field!r} given with --field (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
+        raise BadInputError(f"{input}: no row has the column {field!r} (its columns: {', '.join(map(repr, columns(rows))) or 'none'}); name the one with the text with --field")
     for row in rows:
         try:
             if row.error:

@@ -52,6 +52,13 @@ def test_bad_inputs_are_clear_errors(tmp_path):
             read_rows(tmp_path / name)
 
 
+def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
+    (tmp_path / "docs.json").write_text('[{"id": 1, "text": "a"}]\n')
+    with pytest.raises(BadInputError) as error:
+        read_rows(tmp_path / "docs.json")
+    assert str(error.value) == f"{tmp_path / 'docs.json'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; for a JSON list of objects, `jq -c '.[]' {tmp_path / 'docs.json'} > {tmp_path / 'docs.jsonl'}` writes them one a line (JSON Lines)"
+
+
 def test_run_batch_names_an_argument_of_the_wrong_kind_before_any_row_runs(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("one\n")

@@ -237,10 +237,10 @@ def test_cli_similar_ranks_the_items_and_reuses_the_cache(tiny_model_dir, tmp_pa
     assert found[0]["fields"] == {"url": "https://x/1"}  # the row's other columns
 
 
-@pytest.mark.parametrize("extra, words", [(["-n", "0"], "-n must be at least 1"), (["--field", "body"], "no row has the column 'body' given with --field (its columns: 'text')")])
+@pytest.mark.parametrize("extra, words", [(["-n", "0"], "-n must be at least 1"), (["--field", "body"], "no row has the column 'body' (its columns: 'text'); name the one with the text with --field"), ([], "no row has the column 'text' (its columns: 'body'); name the one with the text with --field")])
 def test_cli_similar_bad_input_is_exit_2(tiny_model_dir, tmp_path, extra, words):
     items = tmp_path / "items.jsonl"
-    items.write_text('{"text": "bees"}\n{"text": "honey"}\n')
+    items.write_text('{"body": "bees"}\n{"body": "honey"}\n' if not extra else '{"text": "bees"}\n{"text": "honey"}\n')
     result = invoke("similar", "bees", "-i", str(items), "-m", str(tiny_model_dir), *extra)
     assert result.exit_code == 2 and words in result.stderr
 

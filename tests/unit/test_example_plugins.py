@@ -134,6 +134,26 @@ def test_adcopy_returns_the_variants_found_and_how_many_are_missing():
         plugins.reset()
 
 
+def test_adcopy_with_nothing_whole_under_max_tokens_says_to_raise_it():
+    import pytest
+
+    from aigc.errors import BadInputError
+    from aigc.generators.base import get_generator
+    from aigc.testing import FakeEngine
+
+    class CutEngine(FakeEngine):  # every answer ends at max_tokens, as a too-low --max-tokens makes it
+        def generate(self, prompts, params):
+            return [[c.__class__(c.text, c.prompt_tokens, c.completion_tokens, "length") for c in group] for group in super().generate(prompts, params)]
+
+    register_adcopy()
+    try:
+        with pytest.raises(BadInputError) as error:
+            get_generator("adcopy", engine=CutEngine())({"product": "a bamboo bottle", "audience": "hikers"}, n=1, sampling={"seed": 1, "max_tokens": 3})
+        assert "cut off at max_tokens=3" in str(error.value) and str(error.value).endswith("raise max_tokens")
+    finally:
+        plugins.reset()
+
+
 def test_adcopy_rejects_bad_input_before_any_model_loads():
     import pytest
 

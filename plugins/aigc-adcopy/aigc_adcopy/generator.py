@@ -120,6 +120,7 @@ class AdCopyGenerator(Generator):
         variants: dict[str, dict[str, str]] = {}
         bodies_seen: set[str] = set()
         tried: set[str] = set()
+        cut = 0  # headline samples that max_tokens ended
         for attempt in range(MAX_ROUNDS):
             missing = opts.n - len(variants)
             if missing <= 0:
@@ -128,6 +129,7 @@ class AdCopyGenerator(Generator):
             params = base.replace(n=1 if base.greedy else max(4, missing * 2), seed=seed)
             fresh: list[str] = []
             for completion in self.engine.generate([rendered.messages], params)[0]:
+                cut += completion.finish_reason == "length"
                 headline = fit_headline(clean_headline(completion.text), opts.max_words)
                 if usable_headline(headline) and _key(headline) not in tried:
                     tried.add(_key(headline))
@@ -139,6 +141,8 @@ class AdCopyGenerator(Generator):
                     bodies_seen.add(_key(body))
                     variants[_key(headline)] = {"headline": headline, "body": body}
         if not variants:
+            if cut:  # the caller's max_tokens, not the sampling: more tries would be cut off the same way
+                raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
             raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}")
         return list(variants.values())
 
