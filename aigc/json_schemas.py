@@ -66,7 +66,7 @@ def read_schema(value: str) -> dict[str, Any]:
     try:
         schema = parse_json(text)
     except ValueError as exc:
-        raise BadInputError(f"{source} is not valid JSON: {exc}") from None
+        raise BadInputError(f"{source} is not valid JSON: {exc}; give a JSON schema object, or the fields in short form, like 'title, year int'") from None
     if not isinstance(schema, dict):
         raise BadInputError(f"{source} must hold a JSON object (a JSON schema), not {type(schema).__name__}")
     return schema

@@ -342,7 +342,7 @@ def new_template(name: str) -> tuple[Path, Template | None]:
         with open(path, "x", encoding="utf-8") as handle:
             handle.write(start)
     except FileExistsError:
-        raise BadInputError(f"{path} already exists; edit it, or remove it first to start over") from None
+        raise BadInputError(f"{path} already exists; edit it with aigc templates edit {name}, or remove it first to start over") from None
     return path, existing
 
 

@@ -40,7 +40,7 @@ class HeadlineOptions:
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
 _META = re.compile(r"\b(?:headlines?|answer)\b", re.I)  # talk about the task, not a headline
-_HASHTAG = re.compile(r"#\w+")
+_HASHTAG = re.compile(r"#\w+")  # extended over combining marks by _without_hashtags
 _SYMBOLS = re.compile(r"[^\w\s.,:;!?'’\"“”&%$€£()/-]")
 
 
@@ -53,11 +53,22 @@ def clean_headline(text: str) -> str:
         line = quoted.group(1)
     line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
-    line = _without_symbols(_HASHTAG.sub("", line.replace("**", "")))
+    line = _without_symbols(_without_hashtags(line.replace("**", "")))
     line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
     return line if line.endswith("...") else line.rstrip(".").strip()
+
+
+def _without_hashtags(text: str) -> str:
+    """`text` without hashtags, each to its word's end: `re`'s word characters leave out the marks
+    that combine with a letter, which would split a Hindi or Thai hashtag ("#भारत" is "#भ" to `\\w+`)."""
+    for match in reversed(list(_HASHTAG.finditer(text))):
+        end = match.end()
+        while end < len(text) and (text[end].isalnum() or text[end] == "_" or unicodedata.category(text[end]).startswith("M")):
+            end += 1
+        text = text[: match.start()] + text[end:]
+    return text
 
 
 def _without_symbols(text: str) -> str:

@@ -168,6 +168,7 @@ def test_option_values_from_text_take_the_declared_type():
         ("— Bees, back", "Bees, back"),
         ("भारत में बारिश का मौसम शुरू", "भारत में बारिश का मौसम शुरू"),  # vowel signs and marks that combine with the letter before
         ("ข่าวเศรษฐกิจไทยวันนี้", "ข่าวเศรษฐกิจไทยวันนี้"),
+        ("भारत में बारिश #मौसम_शुरू #भारत", "भारत में बारिश"),  # a hashtag goes whole, its vowel signs too
         ("Bees are back❤\ufe0f in town", "Bees are back in town"),  # an emoji's variation selector (a mark too) goes with it
     ],
 )

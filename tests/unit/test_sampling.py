@@ -35,7 +35,7 @@ def test_numbers_and_a_schema_may_be_given_as_text():
     assert (params.max_tokens, params.temperature, params.seed) == (10, 0.7, 7)
     assert params.json_schema == {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}
     assert SamplingParams(json_schema='{"type": "integer"}').json_schema == {"type": "integer"}
-    with pytest.raises(BadInputError, match="^json_schema is not valid JSON"):
+    with pytest.raises(BadInputError, match="^json_schema is not valid JSON: .*; give a JSON schema object, or the fields in short form"):
         SamplingParams(json_schema="{oops")
 
 

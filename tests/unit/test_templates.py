@@ -239,7 +239,7 @@ def test_new_template_skeleton_renders_and_is_never_overwritten():
     rendered = templates.render("fresh", {"input": "sample text"})
     assert rendered.messages[0]["role"] == "system" and "friendly" in rendered.messages[-1]["content"]
     path.write_text("mine")
-    with pytest.raises(BadInputError, match="already exists"):
+    with pytest.raises(BadInputError, match="already exists; edit it with aigc templates edit fresh,"):
         templates.new_template("fresh")
     assert path.read_text() == "mine"
     with pytest.raises(BadInputError, match="must be letters"):
