@@ -281,6 +281,9 @@ def call_each(hook_name: str, before: Callable[[str], None] | None = None, **kwa
                 continue
             if impl.hookwrapper or impl.wrapper:
                 _record(impl.plugin_name, hook_name, PluginError("it is a hook wrapper, which aigc never runs: each hook implementation is called on its own"))
+            elif inspect.isgenerator(returned):  # its body has not run at all
+                returned.close()
+                _record(impl.plugin_name, hook_name, PluginError("it is a generator function (it uses yield), so its body never ran: call register(...) for each item instead of yielding"))
             elif returned is not None:  # llm's plugins return what they add; aigc's hooks take it through their arguments
                 _record(impl.plugin_name, hook_name, PluginError(f"it returned {type(returned).__name__}, which is ignored: aigc hooks return nothing (call register(...) for each item)"))
     finally:

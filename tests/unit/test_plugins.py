@@ -361,6 +361,21 @@ def test_a_hook_that_returns_what_it_adds_is_told_to_call_register(pm):
     assert failure.message().endswith("(AIGC_TRACE_PLUGINS=1 shows where)")  # registered in-process: nothing to uninstall
 
 
+def test_a_hook_that_yields_what_it_adds_is_told_its_body_never_ran(pm):
+    ran = []
+
+    class Yielding:
+        @hookimpl
+        def register_generators(self, register):
+            ran.append(True)
+            yield ("echo", Echo)
+
+    pm.register(Yielding(), name="yielding")
+    assert "echo" not in registered_generators() and ran == []
+    (failure,) = [f for f in plugins.failures() if f.plugin == "yielding"]
+    assert failure.error.startswith("PluginError: it is a generator function (it uses yield), so its body never ran")
+
+
 def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
     class Shout:
         @hookimpl
