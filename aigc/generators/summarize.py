@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError, ContextLengthError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import count_words, split_sentences, word_runs
 from ..engine.base import Completion
@@ -145,9 +145,20 @@ class SummarizeGenerator(Generator):
             prompts = [
                 templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
             ]
+            self._check_fits(prompts, params.max_tokens, opts)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
+
+    def _check_fits(self, prompts: list, max_tokens: int, opts: SummarizeOptions) -> None:
+        """A part that does not fit the context with its answer is a `ContextLengthError` that names
+        the fix: the size of the parts (or the answer), not the length of the text."""
+        longest = max(self.engine.count_tokens(p) for p in prompts)
+        if longest + max_tokens > self.engine.context_length:
+            raise ContextLengthError(
+                f"a part of the text takes {longest} tokens with its prompt and {max_tokens} more were asked for, but "
+                f"{self.engine.name} holds {self.engine.context_length}; lower {option('chunk_tokens')} (now {opts.chunk_tokens}) or {option('max_tokens')}"
+            )
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs

@@ -170,6 +170,17 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Bees make honey in the city. " * 40 + "\n\nCities have rooftops for hives. " * 40)
+    model = ("-m", str(tiny_model_dir), "--no-log")
+    small = invoke("summarize", str(doc), *model, "--chunk-tokens", "10")
+    assert small.exit_code == 2 and small.stderr == "Error: --chunk-tokens must be at least 64 tokens, got 10\n"
+    context = invoke("models", "info", str(tiny_model_dir), "--json")
+    over = invoke("summarize", str(doc), *model, "--chunk-tokens", "64", "--max-tokens", str(json.loads(context.stdout)["context_length"] - 5))
+    assert over.exit_code == 2 and over.stderr.endswith("; lower --chunk-tokens (now 64) or --max-tokens\n")
+
+
 def test_an_output_file_that_fails_while_written_is_exit_1_not_bad_input(tiny_model_dir, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("Bees make honey.\n\nCities have rooftops.")

@@ -82,6 +82,15 @@ def test_long_documents_are_summarized_map_reduce_with_progress():
     assert (10, 10) in seen
 
 
+def test_a_part_too_long_for_the_context_with_its_answer_says_to_lower_the_part_size_or_the_answer():
+    engine = FakeEngine(context_length=400)
+    gen = SummarizeGenerator(engine=engine)
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(4))
+    with pytest.raises(ContextLengthError, match=r"^a part of the text takes \d+ tokens .* holds 400; lower chunk_tokens \(now 300\) or max_tokens$"):
+        gen(text, chunk_tokens=300, sampling={"max_tokens": 200})
+    assert engine.calls == []  # refused before the model is asked
+
+
 def test_bullets_format_from_prose():
     engine = FakeEngine()
     engine.enqueue("Here is a summary: Bees thrive in cities. Some ecologists worry.")
