@@ -1,9 +1,12 @@
-"""Splitting text into sentences, and sentences too long for a budget into runs of words."""
+"""Splitting text into sentences, and sentences too long for a budget into runs of words, and runs
+too long for it into pieces."""
 
 from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
+from typing import Callable
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
 WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
@@ -57,6 +60,12 @@ def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str
     return sentences
 
 
+def _free(unbroken, starts: list[int], position: int) -> bool:
+    """Whether `position` is outside the sorted `(start, end)` spans of `unbroken` (`starts` their starts)."""
+    inside = bisect.bisect_left(starts, position) - 1
+    return inside < 0 or position >= unbroken[inside][1]
+
+
 def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, int]] = ()) -> list[str]:
     """`sentence` (`size` tokens, over `budget`) cut into runs of words of about `budget` tokens,
     never inside the `(start, end)` spans of `unbroken`; a sentence with too few spaces for that
@@ -64,9 +73,8 @@ def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, i
     wide characters. Runs are pieces of the sentence as it is (its spaces kept)."""
     starts = [a for a, _ in unbroken]
 
-    def free(position: int) -> bool:  # not inside a span
-        inside = bisect.bisect_left(starts, position) - 1
-        return inside < 0 or position >= unbroken[inside][1]
+    def free(position: int) -> bool:
+        return _free(unbroken, starts, position)
 
     words = [match.start() for match in re.finditer(r"\S+", sentence) if free(match.start())]  # where each word (or span) starts
     if len(words) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
@@ -90,3 +98,27 @@ def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, i
             start = cut
     bounds = [0, *cuts, len(sentence)]
     return [piece for a, b in zip(bounds, bounds[1:]) if (piece := sentence[a:b].strip())]
+
+
+def fitted(text: str, size: int, budget: int, count, unbroken: Callable[[str], list[tuple[int, int]]] = lambda text: []) -> list[tuple[str, int]]:
+    """`text` (`size` tokens) in pieces of at most `budget` tokens, with their sizes: whole when it
+    fits, else halved at the space nearest its middle, or where it has none (Thai, a data URI)
+    between two characters, never before a mark that combines with the one before. No cut falls
+    inside the `(start, end)` spans `unbroken(text)` gives (code, a URL) unless one alone is too long."""
+    if size <= budget or len(text) < 2:
+        return [(text, size)]
+    spans = unbroken(text)
+    starts = [a for a, _ in spans]
+
+    def places():  # where to cut, best first: free spaces, free characters, then any
+        spaces = [m.start() for m in re.finditer(r"\s", text)]
+        yield [at for at in spaces if _free(spans, starts, at)]
+        characters = [at for at in range(1, len(text)) if not unicodedata.category(text[at]).startswith("M")]
+        yield [at for at in characters if _free(spans, starts, at)]
+        yield spaces
+        yield characters
+
+    middle = len(text) // 2
+    cut = next((min(found, key=lambda at: abs(at - middle)) for found in places() if found), middle)
+    halves = [half for half in (text[:cut].strip(), text[cut:].strip()) if half]
+    return [piece for half in halves for piece in fitted(half, count(half), budget, count, unbroken)]

@@ -67,6 +67,12 @@ def _kind(value: Any) -> str:
     return shown if len(shown) <= 60 else f"{type(value).__name__} {shown[:50]}..."
 
 
+def prompt_tokens(rows: list[list[int]], n: int) -> int:
+    """The prompt tokens of a call whose `rows` hold each prompt's ids `n` times over (a row an
+    answer): each prompt once, as OpenAI's usage counts a request's prompt however many answers."""
+    return sum(len(row) for row in rows[::n])
+
+
 @dataclass
 class Completion:
     """One generated text for one prompt."""
@@ -121,7 +127,7 @@ class EngineStats:
 
     load_seconds: float = 0.0
     pull_seconds: float = 0.0  # downloading or converting the model first (once), apart from loading it
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # a call's prompts once each, however many answers (n) each asked for
     completion_tokens: int = 0
     first_token_seconds: float | None = None
     prefill_seconds: float = 0.0

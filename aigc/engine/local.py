@@ -10,7 +10,7 @@ from typing import Iterator
 
 from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
-from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts
+from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword
 from .scoring import length_batches, pool_hidden_states
 
@@ -139,7 +139,7 @@ class LocalEngine:
         ids, mask = self._batch(rows)
         cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
         loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer)
-        return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows])
+        return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows], prompt_tokens(rows, params.n))
 
     def _keep(self, loop: DecodeLoop) -> None:
         """Remember a finished single-row call's cache for the next call to extend."""
@@ -337,8 +337,9 @@ def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
 class _Run:
     """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes."""
 
-    def __init__(self, engine: LocalEngine, loop: DecodeLoop, texts: list[TextAssembler]):
+    def __init__(self, engine: LocalEngine, loop: DecodeLoop, texts: list[TextAssembler], prompt_tokens: int):
         self.engine = engine
+        self.prompt_tokens = prompt_tokens
         self.loop = loop
         self.texts = texts
         self.counts = [0] * len(texts)
@@ -371,5 +372,4 @@ class _Run:
         finally:
             self.engine._keep(loop)
             elapsed = time.perf_counter() - started
-            prompt_tokens = int(self.loop.attention_mask.sum())
-            self.engine.stats.record(prompt_tokens, sum(self.counts), first or elapsed, elapsed)
+            self.engine.stats.record(self.prompt_tokens, sum(self.counts), first or elapsed, elapsed)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
 from ..markdown_blocks import without_front_matter
-from ..sentences import count_words, split_sentences, word_runs
+from ..sentences import count_words, fitted, split_sentences, word_runs
 from ..engine.base import Completion
 from .base import Generator, type_name
 
@@ -95,22 +94,6 @@ def split_by_tokens(text: str, budget: int, count) -> list[str]:
     if current:
         chunks.append("\n\n".join(current))
     return chunks
-
-
-def fitted(text: str, size: int, budget: int, count) -> list[tuple[str, int]]:
-    """`text` (`size` tokens) in pieces of at most `budget` tokens, with their sizes: whole when it
-    fits, else halved at the space nearest its middle, or where it has none (Thai, a data URI)
-    between two characters, never before a mark that combines with the one before."""
-    if size <= budget or len(text) < 2:
-        return [(text, size)]
-    middle = len(text) // 2
-    cut = min((m.start() for m in re.finditer(r"\s", text)), key=lambda at: abs(at - middle), default=None)
-    if cut is None:
-        cut = middle
-        while cut > 1 and unicodedata.category(text[cut]).startswith("M"):
-            cut -= 1
-    halves = [half for half in (text[:cut].strip(), text[cut:].strip()) if half]
-    return [piece for half in halves for piece in fitted(half, count(half), budget, count)]
 
 
 class SummarizeGenerator(Generator):

@@ -23,7 +23,7 @@ from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks, without_emphasis
-from ..sentences import WIDE, split_sentences, word_runs
+from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, type_name
 
@@ -33,7 +33,8 @@ from .base import Generator, type_name
 def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
     """What is sent to the model for one block's text: each sentence (by_sentence), else the text
     whole, or runs of sentences when it is longer than `budget` tokens; sentences longer than the
-    budget are cut into runs of words."""
+    budget are cut into runs of words, and runs still longer (no spaces) between characters; code
+    and URLs stay whole where they fit."""
     if not by_sentence and count(text) <= budget:
         return [text]
     units: list[str] = []
@@ -42,7 +43,8 @@ def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
         if size <= budget:
             units.append(sentence)
             continue
-        units += word_runs(sentence, size, budget, protected_ranges(sentence))
+        for run in word_runs(sentence, size, budget, protected_ranges(sentence)):  # Thai or a data URI has no place to cut at
+            units += [piece for piece, _ in fitted(run, count(run), budget, count, protected_ranges)]
     if by_sentence:
         return units
     runs: list[str] = []

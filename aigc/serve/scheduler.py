@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts
+from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts, prompt_tokens
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
 from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
@@ -574,7 +574,7 @@ class Scheduler:
         logprobs = [_shown(s, s.entries) for s in job.slots] if job.logprobs is not None else None
         job.send(("done", results, logprobs))
         elapsed = time.perf_counter() - job.started
-        self.engine.stats.record(sum(len(r) for r in job.rows), sum(s.count for s in job.slots), job.first or elapsed, elapsed)
+        self.engine.stats.record(prompt_tokens(job.rows, job.params.n), sum(s.count for s in job.slots), job.first or elapsed, elapsed)
 
     def _evict(self, batch: _Batch) -> _Batch | None:
         """The batch without its finished rows (None when none are left)."""

@@ -232,6 +232,13 @@ def test_stats_accumulate(tiny_engine):
     assert tiny_engine.stats.first_token_seconds is not None
 
 
+def test_stats_count_each_prompt_once_however_many_answers_it_asks_for(tiny_engine):
+    before = tiny_engine.stats.prompt_tokens
+    groups = tiny_engine.generate(["Bees", "Paris is the capital"], SamplingParams(temperature=1.0, max_tokens=3, n=3, seed=1))
+    counted = len(tiny_engine.encode("Bees")) + len(tiny_engine.encode("Paris is the capital"))
+    assert tiny_engine.stats.prompt_tokens - before == counted == sum(group[0].prompt_tokens for group in groups)  # not 3 times over
+
+
 def prefilled(engine, prompt, params, fresh=False):
     """A greedy run's answer (token ids), how many prompt tokens came from the previous call's cache,
     and the keys of the whole prompt in the last layer's cache after it."""

@@ -101,6 +101,13 @@ def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, 
     assert answer.choices[0].finish_reason == ("length" if expected.finish_reason == "length" else "stop")
 
 
+def test_the_servers_stats_count_a_requests_prompt_once_as_its_usage_does(server, client):
+    stats = server["backend"].engine.stats
+    before = stats.prompt_tokens
+    answer = chat(client, server["model"], temperature=1.0, n=3, seed=7, max_tokens=4)
+    assert len(answer.choices) == 3 and stats.prompt_tokens - before == answer.usage.prompt_tokens
+
+
 def test_streaming_chat_gives_the_same_text(server, client):
     whole = chat(client, server["model"], temperature=0, max_tokens=16).choices[0].message.content
     stream = chat(client, server["model"], temperature=0, max_tokens=16, stream=True, stream_options={"include_usage": True})

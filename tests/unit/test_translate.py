@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 
 import pytest
 from typer.testing import CliRunner
@@ -927,3 +928,28 @@ def test_a_glossary_file_is_recorded_by_its_terms_for_a_batch_resume(tmp_path):
     assert settings == [[("cat", "Katze")]] * 2  # one glossary by two paths is the same run
     first.write_text("cat\tMieze\n", encoding="utf-8")
     assert TranslateOptions(target_language="de", glossary=str(first)).settings()["glossary"] != settings[0]  # an edited one is not
+
+
+class CountsCharacters(EchoEngine):
+    """A token a character, as a text in a script without spaces (Thai) or a base64 blob takes many."""
+
+    def count_tokens(self, prompt):
+        return len(prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+
+@pytest.mark.parametrize("by_sentence", [True, False])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 40,  # no spaces between words, and marks that combine with the letter before
+        "Look: " + "😀🎉" * 300,
+        "Blob: " + "iVBORw0KGgo" * 100 + " ends.",
+        "ภาษาไทยเป็นภาษา`1 + 2`ที่มีความซับซ้อน" * 20,  # the inline code in it stays whole
+    ],
+)
+def test_text_with_no_space_to_cut_at_is_cut_between_characters_within_the_chunk_budget(text, by_sentence):
+    result, engine = translate(text, CountsCharacters(), target_language="en", chunk_tokens=64, by_sentence=by_sentence)
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent)
+    assert "".join("".join(sent).split()) == "".join(text.split()) and all(s.count("`") % 2 == 0 for s in sent)
+    assert "".join(result["translation"].split()) == "".join(text.upper().split()) and len(engine.calls) == 1
