@@ -260,9 +260,9 @@ def session_path(name: str) -> Path:
 
 def session_label(path: Path) -> str:
     """How records name a conversation: a session's name, an unnamed conversation's id, or a
-    session file's absolute path."""
-    path = Path(path).absolute()
-    return path.stem if path.parent in (sessions_dir().absolute(), conversations_dir().absolute()) else str(path)
+    session file's real path (one file, one label, however its path was written: `..`, links)."""
+    path = Path(path).resolve()
+    return path.stem if path.parent in (sessions_dir().resolve(), conversations_dir().resolve()) else str(path)
 
 
 def list_sessions() -> list[dict]:

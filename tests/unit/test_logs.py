@@ -291,3 +291,15 @@ def test_an_entry_nested_too_deeply_is_an_entry_aigc_cannot_read():
     for args in (["logs"], ["logs", "show", "1"]):
         result = invoke(*args)
         assert result.exit_code == 2 and result.stderr == f"Error: {logs.log_path()} holds an entry aigc cannot read (ValueError: nested too deeply); move the file away\n", result.output
+
+
+def test_a_session_file_is_one_session_however_its_path_is_written(tmp_path):
+    from aigc import conversations
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "sub")
+    logs.record(entry(1, session=conversations.session_label(tmp_path / "sub" / ".." / "mine.json")))  # `chat -S sub/../mine.json`
+    logs.record(entry(2, session=conversations.session_label(tmp_path / "link" / "theirs.json")))
+    assert [r["prompt"] for r in logged("-S", str(tmp_path / "mine.json"))] == ["prompt 1"]
+    assert [r["prompt"] for r in logged("-S", str(tmp_path / "sub" / "theirs.json"))] == ["prompt 2"]
+    assert conversations.session_label(conversations.sessions_dir() / ".." / "sessions" / "trip.json") == "trip"
