@@ -417,6 +417,8 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
     assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
     with pytest.raises(BadInputError, match="temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"):
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
+    with pytest.raises(BadInputError, match=r"but temperature=0 \(as is temperature=1e-06, below 1e-05\) or top_k=1 always picks"):  # greedy too, so named
+        HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 1e-6})
 
 
 def test_several_chat_or_template_answers_with_greedy_settings_are_refused_before_any_model_call():
