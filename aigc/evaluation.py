@@ -55,14 +55,15 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
         return [(text, names[0]) for text, names in load_examples("-" if stdin else path, one_label, kind="data file", labels=labels)]
     field, label_field = field or "text", label_field or "label"
     rows = read_rows(path, field=field, unique_ids=False)
+    bad = next((row for row in rows if row.error), None)
+    if bad:  # first: a row that does not parse has no columns to look for
+        raise BadInputError(f"{path}: row {bad.number}: {bad.error}")
     for name, flag in ((field, "field"), (label_field, "label_field")):
         if not any(name in row.fields for row in rows):
             raise BadInputError(f"{path}: no row has the column {name!r}; its columns: {', '.join(map(repr, columns(rows))) or 'none'}; choose one with {option(flag)}")
     labelled = []
     for row in rows:
         where = f"{path}: row {row.number}"
-        if row.error:
-            raise BadInputError(f"{where}: {row.error}")
         text, label = row.fields.get(field), row.fields.get(label_field)
         for name, value in ((field, text), (label_field, label)):
             if value is None:

@@ -108,9 +108,13 @@ class RunOptions:
         if not given or not generator.samples:
             return
         template = getattr(opts, "template", None)
-        if generator.sampling(self.sampling(), templates.get_template(template).defaults if template else None).greedy:
+        params = generator.sampling(self.sampling(), templates.get_template(template).defaults if template else None)
+        if params.greedy:
+            from ..engine.sampling import GREEDY_BELOW
+
             flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
-            ui.warn(f"{flags} change{'s' * (len(given) == 1)} nothing here: the answer is greedy (temperature 0); give --temperature (e.g. 0.7) to sample")
+            why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
+            ui.warn(f"{flags} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give --temperature (e.g. 0.7) to sample")
 
     def load(self, generator) -> None:
         """Load the model with a spinner, and start timing the answer."""

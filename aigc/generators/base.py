@@ -13,7 +13,7 @@ import typing
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
-from ..engine.sampling import SamplingParams, number
+from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
 from ..plugins import name_problem
 from ..templates import get_template
@@ -37,8 +37,9 @@ def type_name(value: Any) -> str:
 def check_varied(n: int, params: SamplingParams, what: str) -> None:
     """A `BadInputError` when `n` answers are asked for with settings that give the same one each time."""
     if n > 1 and (params.greedy or params.top_k == 1):
+        tiny = f" (as is {option('temperature', params.temperature)}, below {GREEDY_BELOW})" if 0 < params.temperature < GREEDY_BELOW else ""
         raise BadInputError(
-            f"{n} {what} need sampling, but {option('temperature', 0)} or {option('top_k', 1)} always picks the same words; "
+            f"{n} {what} need sampling, but {option('temperature', 0)}{tiny} or {option('top_k', 1)} always picks the same words; "
             f"raise them, or ask for one ({option('n', 1)})"
         )
 

@@ -142,11 +142,12 @@ class HeadlineGenerator(Generator):
         article = (inputs.get("article") or "").strip()
         article = " ".join(first_words(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
         tokens = self.engine.count_tokens(article) if article else 0
-        if tokens > ARTICLE_TOKENS:  # cut in proportion, never before a mark that combines with the letter before
+        while tokens > ARTICLE_TOKENS:  # cut in proportion (again where its start is denser), never before a mark that combines with the letter before
             cut = len(article) * ARTICLE_TOKENS // tokens
             while cut > 1 and unicodedata.category(article[cut]).startswith("M"):
                 cut -= 1
             article = article[:cut]
+            tokens = self.engine.count_tokens(article)
         values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

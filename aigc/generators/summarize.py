@@ -67,8 +67,9 @@ def _pieces(text: str) -> Iterator[str]:
 
 
 def split_by_tokens(text: str, budget: int, count) -> list[str]:
-    """Pack paragraphs into chunks of at most `budget` tokens; split paragraphs into sentences and
-    sentences into word runs only when one alone is too long."""
+    """Pack paragraphs into chunks of at most `budget` tokens; split paragraphs into sentences,
+    sentences into word runs, and runs with no space to cut at (Thai, a data URI) between
+    characters, each only when one alone is too long."""
     units: list[tuple[str, int]] = []
     for paragraph in _pieces(text):
         size = count(paragraph)

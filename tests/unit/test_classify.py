@@ -203,6 +203,13 @@ def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_p
     assert read_labelled(path, labels=["positive", "negative"]) == [("great movie", "positive"), ("awful film", "negative")]
 
 
+def test_labelled_data_whose_rows_are_all_bad_json_says_so_not_that_the_column_is_missing(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "a" "label": "x"}\n{"text": "b" "label": "y"}\n')  # no row parses, so none has a column
+    with pytest.raises(BadInputError, match=r"data.jsonl: row 1: bad JSON: Expecting ',' delimiter"):
+        read_labelled(path)
+
+
 def test_without_labels_only_known_column_names_make_a_header(tmp_path):
     path = tmp_path / "ex.tsv"
     path.write_text("x\ty\ngreat movie\tpositive\nawful film\tnegative\n")

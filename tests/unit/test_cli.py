@@ -152,6 +152,8 @@ def test_top_p_top_k_and_seed_with_greedy_decoding_are_a_warning(tiny_model_dir,
     greedy = invoke("chat", "Bees", *model, "--seed", "5", "--top-k", "3")  # chat is greedy by default
     assert greedy.exit_code == 0 and greedy.stderr.startswith("Warning: --top-k and --seed change nothing here: the answer is greedy (temperature 0); give --temperature")
     assert invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1").stderr.count("Warning") == greedy.stderr.count("Warning") - 1
+    tiny = invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1e-6")  # greedy too
+    assert tiny.exit_code == 0 and tiny.stderr.startswith("Warning: --seed changes nothing here: the answer is greedy (temperature 1e-06, below 1e-05); give --temperature")
     template = invoke("run", "summarize", "-i", "-", *model, "--top-p", "0.5", "--dry-run", input="Bees make honey.")  # greedy by its front matter
     assert "Warning: --top-p changes nothing here" in template.stderr and "Warning" not in invoke("run", "chat", "-i", "-", *model, "--seed", "1", "--dry-run", input="Bees").stderr
     rows = tmp_path / "rows.txt"

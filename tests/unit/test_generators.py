@@ -212,6 +212,22 @@ def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_l
     assert ARTICLE_TOKENS // 2 <= len(lead) <= ARTICLE_TOKENS and article.startswith(lead) and not unicodedata.category(article[len(lead)]).startswith("M")
 
 
+def test_an_articles_lead_of_unevenly_dense_text_is_cut_to_at_most_its_tokens():
+    from aigc.generators.headline import ARTICLE_TOKENS
+
+    class DenseEmoji(FakeEngine):  # an emoji takes 10 tokens, any other character one
+        def count_tokens(self, prompt):
+            return sum(10 if c == "😀" else 1 for c in prompt) if isinstance(prompt, str) else super().count_tokens(prompt)
+
+    engine = DenseEmoji()
+    engine.enqueue("Emoji and letters")
+    article = "😀" * 300 + "a" * 6000  # one word; cut in proportion to all of it, its dense start would keep 4,200 tokens
+    HeadlineGenerator(engine=engine)({"article": article}, n=1)
+    prompt = "".join(m["content"] for m in engine.calls[0][0][0])
+    lead = max(re.findall("😀+a*", prompt), key=len)
+    assert article.startswith(lead) and 0 < engine.count_tokens(lead) <= ARTICLE_TOKENS
+
+
 def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
     engine = FakeEngine()
     engine.enqueue("Bees are back", *[""] * 5, "Hives on roofs")
@@ -417,6 +433,8 @@ def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
     assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
     with pytest.raises(BadInputError, match="temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"):
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
+    with pytest.raises(BadInputError, match=r"but temperature=0 \(as is temperature=1e-06, below 1e-05\) or top_k=1 always picks"):  # greedy too, so named
+        HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 1e-6})
 
 
 def test_several_chat_or_template_answers_with_greedy_settings_are_refused_before_any_model_call():
