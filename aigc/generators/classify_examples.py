@@ -113,7 +113,13 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
             raise BadInputError(f"{source}:{number}: {line.count(chr(9)) + 1} columns; give two, text<TAB>label (e.g. `cut -f2,3` drops an id column)")
         rows.append((f"{source}:{number}", unquote(text), unquote(label)))
     if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]], labels):
-        rows = rows[1:]
+        where, text, label = rows.pop(0)
+        if not _named_columns(text, label):  # told apart from an example only by its label
+            import warnings
+
+            from ..errors import AigcWarning
+
+            warnings.warn(f"{where}: {text}<TAB>{label} is taken as column names, as {label!r} is none of the labels; if it is an example, list its label", AigcWarning, stacklevel=2)
     return _checked(str(source), rows, one_label, kind)
 
 
@@ -148,13 +154,19 @@ def _is_header(text: str, label: str, other_labels: list[str], labels: Collectio
     or, given the `labels` the examples may use, cells of one to three words that read as column
     names (`sms<TAB>kind`) and a label that is none of them nor a likely misspelling of one (which
     is left to be refused as an unknown label). Without `labels`, other first lines are examples."""
-    name, column = text.strip().lower(), label.strip().lower()
     if label in other_labels:
         return False
-    if len(name.split()) == 1 and (name in TEXT_COLUMNS or column in LABEL_COLUMNS):
+    if _named_columns(text, label):
         return True
+    column = label.strip().lower()
     known = [known.casefold() for known in labels]
     return bool(known) and all(COLUMN_NAME.fullmatch(cell.strip()) for cell in (text, label)) and not difflib.get_close_matches(column, known, n=1, cutoff=0.75)
+
+
+def _named_columns(text: str, label: str) -> bool:
+    """One word on the text side and a known column name on either side (`text<TAB>label`, `x<TAB>y`)."""
+    name, column = text.strip().lower(), label.strip().lower()
+    return len(name.split()) == 1 and (name in TEXT_COLUMNS or column in LABEL_COLUMNS)
 
 
 COLUMN_NAME = re.compile(r"[^\W\d][\w.-]*(?: [\w.-]+){0,2}")  # up to three words, the first not a number

@@ -1,11 +1,12 @@
 """Classify on the tiny random model: probabilities, label handling, examples and their cache."""
 
+import contextlib
 import json
 import math
 
 import pytest
 
-from aigc.errors import BadInputError, OptionError, UnknownLabelError
+from aigc.errors import AigcWarning, BadInputError, OptionError, UnknownLabelError
 from aigc.evaluation import read_labelled
 from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, logsumexp, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
@@ -197,10 +198,21 @@ def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_
 def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_path, header):
     path = tmp_path / "ex.tsv"
     path.write_text(f"{header}\ngreat movie\tpositive\nawful film\tnegative\n")
-    assert load_examples(path, labels=["positive", "negative"]) == [("great movie", ["positive"]), ("awful film", ["negative"])]
+    told = pytest.warns(AigcWarning, match="is taken as column names") if header != "x\ty" else contextlib.nullcontext()  # x, y: known names
+    with told:
+        assert load_examples(path, labels=["positive", "negative"]) == [("great movie", ["positive"]), ("awful film", ["negative"])]
     opts = ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})  # not refused for an unknown label
     assert opts.examples == [("great movie", ["positive"]), ("awful film", ["negative"])]
     assert read_labelled(path, labels=["positive", "negative"]) == [("great movie", "positive"), ("awful film", "negative")]
+
+
+def test_a_first_line_skipped_only_because_its_label_is_none_of_the_labels_is_warned_of(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("ok\tneutral\ngreat movie\tpositive\nawful film\tnegative\n")  # a forgotten label, or a header
+    with pytest.warns(AigcWarning, match=r"ex.tsv:1: ok<TAB>neutral is taken as column names, as 'neutral' is none of the labels; if it is an example, list its label"):
+        assert len(load_examples(path, labels=["positive", "negative"])) == 2
+    path.write_text("text\tlabel\ngreat movie\tpositive\n")  # known column names: no warning
+    assert load_examples(path, labels=["positive"]) == [("great movie", ["positive"])]
 
 
 def test_labelled_data_whose_rows_are_all_bad_json_says_so_not_that_the_column_is_missing(tmp_path):
