@@ -339,7 +339,7 @@ class OpenAIEngine:
                 if isinstance(count, int):
                     self._tokenize = True
                     return count
-            except (AigcError, ValueError, AttributeError):
+            except (AigcError, ValueError, AttributeError, OSError, http.client.HTTPException):  # no, or a broken, answer
                 pass
             self._tokenize = False  # no usable /tokenize here: estimate from now on
         return _estimate(prompt)

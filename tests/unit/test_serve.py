@@ -1,6 +1,7 @@
 """`aigc serve` on 127.0.0.1 with a random free port and the tiny random model, through the
 official `openai` client; the remote backend (`-m openai:URL#MODEL`) against that same server."""
 
+import http.client
 import json
 import re
 import socket
@@ -1461,6 +1462,22 @@ def test_a_server_answering_json_nested_too_deeply_gets_the_errors_of_other_bad_
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1: the stream broke off \(ValueError: nested too deeply\)$"):
         list(engine._events("/completions", {}))
     answers.append(io.BytesIO(deep))  # from /tokenize: no count, so estimated from now on
+    assert engine.count_tokens("one two three") == remote._estimate("one two three") and engine._tokenize is False
+
+
+@pytest.mark.parametrize("failure", [ConnectionResetError(104, "Connection reset by peer"), http.client.IncompleteRead(b"{")])
+def test_a_tokenize_answer_broken_off_while_read_is_estimated_from_then_on(monkeypatch, failure):
+    import io
+
+    from aigc.engine import remote
+
+    class Broken(io.BytesIO):
+        def read(self, *args):
+            raise failure
+
+    answers = [io.BytesIO(b'{"data": [{"id": "m"}]}'), Broken()]
+    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    engine = remote.OpenAIEngine("http://x/v1", "m", None)
     assert engine.count_tokens("one two three") == remote._estimate("one two three") and engine._tokenize is False
 
 
