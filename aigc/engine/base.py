@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from .sampling import SamplingParams
 
 
-def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}") -> None:
+def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}", alone_fix: str = "shorten it") -> None:
     """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context
-    window; `fix` says what to do, unless the prompt alone takes it all (fewer tokens would not help)."""
+    window; `fix` says what to do, `alone_fix` when the prompt alone takes it all (fewer tokens would not help)."""
     if prompt_tokens >= engine.context_length:
-        raise ContextLengthError(f"the prompt takes {prompt_tokens} tokens, but {engine.name} holds {engine.context_length} with the answer; shorten it")
+        raise ContextLengthError(f"the prompt takes {prompt_tokens} tokens, but {engine.name} holds {engine.context_length} with the answer; {alone_fix}")
     if prompt_tokens + max_tokens > engine.context_length:
         raise ContextLengthError(
             f"the prompt takes {prompt_tokens} tokens and {max_tokens} more were asked for, but "

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError, ContextLengthError, OptionError, option
+from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import count_words, fitted, split_sentences, word_runs
-from ..engine.base import Completion
+from ..engine.base import Completion, check_fits
 from .base import Generator, type_name
 
 SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
@@ -138,11 +138,8 @@ class SummarizeGenerator(Generator):
         """A part that does not fit the context with its answer is a `ContextLengthError` that names
         the fix: the size of the parts (or the answer), not the length of the text."""
         longest = max(self.engine.count_tokens(p) for p in prompts)
-        if longest + max_tokens > self.engine.context_length:
-            raise ContextLengthError(
-                f"a part of the text takes {longest} tokens with its prompt and {max_tokens} more were asked for, but "
-                f"{self.engine.name} holds {self.engine.context_length}; lower {option('chunk_tokens')} (now {opts.chunk_tokens}) or {option('max_tokens')}"
-            )
+        fix = f"lower {option('chunk_tokens')} (now {opts.chunk_tokens})"
+        check_fits(self.engine, longest, max_tokens, f"{fix} or {option('max_tokens')}", fix)
 
     def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs

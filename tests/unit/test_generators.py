@@ -86,8 +86,10 @@ def test_a_part_too_long_for_the_context_with_its_answer_says_to_lower_the_part_
     engine = FakeEngine(context_length=400)
     gen = SummarizeGenerator(engine=engine)
     text = "\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(4))
-    with pytest.raises(ContextLengthError, match=r"^a part of the text takes \d+ tokens .* holds 400; lower chunk_tokens \(now 300\) or max_tokens$"):
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens and 200 more were asked for, but fake holds 400; lower chunk_tokens \(now 300\) or max_tokens$"):
         gen(text, chunk_tokens=300, sampling={"max_tokens": 200})
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens, but fake holds 400 with the answer; lower chunk_tokens \(now 2000\)$"):
+        gen(text + "\n\nOne more paragraph. " + "word " * 60, chunk_tokens=2000)  # the whole text is one part, longer than the context on its own
     assert engine.calls == []  # refused before the model is asked
 
 
