@@ -92,8 +92,9 @@ def _column_name(cell: str) -> bool:
 
 
 def _language_code(cell: str) -> str | None:
+    """The language `cell` names, without its region or script: `en-US` and `English` are `en`."""
     try:
-        return lookup(cell).code
+        return lookup(cell).code.split("-")[0]
     except BadInputError:
         return None
 

@@ -390,6 +390,11 @@ def test_a_glossary_header_row_is_skipped_by_its_column_names_or_the_runs_langua
     assert len(parse_glossary(f"hospital\tKrankenhaus\n{header}\n", languages=("en", "de"))) == 2
 
 
+@pytest.mark.parametrize(("header", "languages"), [("en-US\tde-DE", ("en", "de")), ("en-US\tde-DE", ("auto", "de")), ("en\tzh", ("en", "zh-CN")), ("en\tzh-CN", ("auto", "zh"))])
+def test_a_glossary_header_of_the_runs_languages_may_name_them_with_or_without_a_region(header, languages):
+    assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n", languages=languages) == [("hospital", "Krankenhaus")]
+
+
 def test_a_first_glossary_row_of_words_or_other_languages_is_a_term():
     assert parse_glossary("German\tDeutsch\ncat\tKatze\n") == [("German", "Deutsch"), ("cat", "Katze")]
     assert parse_glossary("source code\tQuellcode\n") == [("source code", "Quellcode")]
