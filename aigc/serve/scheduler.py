@@ -572,9 +572,9 @@ class Scheduler:
     def _complete(self, job: Job) -> None:
         results = [Completion(s.text.text, len(job.rows[s.index]), s.count, s.reason) for s in job.slots]
         logprobs = [_shown(s, s.entries) for s in job.slots] if job.logprobs is not None else None
-        job.send(("done", results, logprobs))
         elapsed = time.perf_counter() - job.started
         self.engine.stats.record(prompt_tokens(job.rows, job.params.n), sum(s.count for s in job.slots), job.first or elapsed, elapsed)
+        job.send(("done", results, logprobs))  # after the stats, so a client that has its answer finds it counted
 
     def _evict(self, batch: _Batch) -> _Batch | None:
         """The batch without its finished rows (None when none are left)."""
