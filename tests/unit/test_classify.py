@@ -201,9 +201,9 @@ def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_p
     told = pytest.warns(AigcWarning, match="is taken as column names") if header != "x\ty" else contextlib.nullcontext()  # x, y: known names
     with told:
         assert load_examples(path, labels=["positive", "negative"]) == [("great movie", ["positive"]), ("awful film", ["negative"])]
-    opts = ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})  # not refused for an unknown label
-    assert opts.examples == [("great movie", ["positive"]), ("awful film", ["negative"])]
-    assert read_labelled(path, labels=["positive", "negative"]) == [("great movie", "positive"), ("awful film", "negative")]
+        opts = ClassifyGenerator().validate({"labels": "positive,negative", "examples": str(path)})  # not refused for an unknown label
+        assert opts.examples == [("great movie", ["positive"]), ("awful film", ["negative"])]
+        assert read_labelled(path, labels=["positive", "negative"]) == [("great movie", "positive"), ("awful film", "negative")]
 
 
 def test_a_first_line_skipped_only_because_its_label_is_none_of_the_labels_is_warned_of(tmp_path):
