@@ -4,6 +4,7 @@ too long for it into pieces."""
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from typing import Callable
@@ -73,9 +74,7 @@ def word_runs(sentence: str, size: int, budget: int, unbroken: list[tuple[int, i
     wide characters. Runs are pieces of the sentence as it is (its spaces kept)."""
     starts = [a for a, _ in unbroken]
 
-    def free(position: int) -> bool:
-        return _free(unbroken, starts, position)
-
+    free = functools.partial(_free, unbroken, starts)  # not inside a span
     words = [match.start() for match in re.finditer(r"\S+", sentence) if free(match.start())]  # where each word (or span) starts
     if len(words) > size // budget or not WIDE.search(sentence):  # a URL or data URI stays whole in its run
         step = max(1, len(words) * budget // (size + 1))

@@ -19,12 +19,13 @@ import os
 import re
 import stat as stat_module
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection
 
 from .. import config
-from ..errors import BadInputError, option
+from ..errors import AigcWarning, BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
 from ..textio import numbered_lines, read_document, unquote
 
@@ -115,10 +116,6 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
     if rows and _is_header(rows[0][1], rows[0][2], [label for _, _, label in rows[1:]], labels):
         where, text, label = rows.pop(0)
         if not _named_columns(text, label):  # told apart from an example only by its label
-            import warnings
-
-            from ..errors import AigcWarning
-
             warnings.warn(f"{where}: {text}<TAB>{label} is taken as column names, as {label!r} is none of the labels; if it is an example, list its label", AigcWarning, stacklevel=2)
     return _checked(str(source), rows, one_label, kind)
 
@@ -133,10 +130,6 @@ def _checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: 
 
 def _warn_of_case_twins(source: str, labels: list[str]) -> None:
     """Labels that differ only in case (`positive`, `Positive`) are two labels: most likely a typo."""
-    import warnings
-
-    from ..errors import AigcWarning
-
     spellings: dict[str, list[str]] = {}
     for label in dict.fromkeys(labels):
         spellings.setdefault(label.casefold(), []).append(label)
@@ -280,10 +273,6 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
         save_state(model.state(), path)
         _prune(path.parent)
     except OSError as exc:  # a read-only or full cache: the fit is used, not kept
-        import warnings
-
-        from ..errors import AigcWarning
-
         warnings.warn(
             f"cannot keep the fit of the examples in {path.parent} ({exc.strerror or exc}), so they are fitted again on each run; "
             "point AIGC_CACHE_DIR at a writable directory to keep it", AigcWarning, stacklevel=2,
