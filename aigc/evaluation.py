@@ -35,11 +35,10 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
     """`(text, label)` rows of a labelled data file. A .tsv file (or - for stdin) is read as examples are
     (`text<TAB>label` lines, an optional header; `labels`, the names the data may use, tell a
     header), unless `field` or `label_field` names its columns; then, and for .jsonl (.ndjson) and
-    .csv, the rows are read as `aigc batch` reads them, each text from the column (JSON key) `field`
-    ("text") and its label from `label_field` ("label"). A text of several labels is an error
+    .csv, the rows are read by `read_table`, each text from the column (JSON key) `field` and its
+    label from `label_field` (known names where not given). A text of several labels is an error
     saying `one_label` (what to do instead)."""
-    from .batch import columns, json_kind, read_rows
-    from .generators.classify_examples import load_examples
+    from .generators.classify_examples import ROW_FIX, checked, load_examples, read_table
 
     stdin = str(path) == "-"
     path = Path(path)
@@ -53,32 +52,8 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
         raise BadInputError(f"stdin is read as TSV, text<TAB>label; give a file to choose its columns with {option('field')} and {option('label_field')}")
     if suffix == ".tsv" and field is None and label_field is None:
         return [(text, names[0]) for text, names in load_examples("-" if stdin else path, one_label, kind="data file", labels=labels)]
-    field, label_field = field or "text", label_field or "label"
-    rows = read_rows(path, field=field, unique_ids=False)
-    bad = next((row for row in rows if row.error), None)
-    if bad:  # first: a row that does not parse has no columns to look for
-        raise BadInputError(f"{path}: row {bad.number}: {bad.error}")
-    for name, flag in ((field, "field"), (label_field, "label_field")):
-        if not any(name in row.fields for row in rows):
-            raise BadInputError(f"{path}: no row has the column {name!r}; its columns: {', '.join(map(repr, columns(rows))) or 'none'}; choose one with {option(flag)}")
-    labelled = []
-    for row in rows:
-        where = f"{path}: row {row.number}"
-        text, label = row.fields.get(field), row.fields.get(label_field)
-        for name, value in ((field, text), (label_field, label)):
-            if value is None:
-                raise BadInputError(f"{where} has no {name!r}; give every row its text and label")
-        if not isinstance(text, str):
-            raise BadInputError(f"{where}: the text ({field!r}) must be a string, not {json_kind(text)}")
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise BadInputError(f"{where}: the label ({label_field!r}) must be a string or a whole number, not {json_kind(label)}")
-        names = [name.strip() for name in str(label).split(",") if name.strip()]
-        if not text.strip() or not names:
-            raise BadInputError(f"{where}: the {'text' if not text.strip() else 'label'} is empty; give every row its text and label")
-        if len(names) > 1:
-            raise BadInputError(f"{where}: the text has several labels ({', '.join(names)}); {one_label} (a comma in a label cell separates labels)")
-        labelled.append((text.strip(), names[0]))
-    return labelled
+    table = read_table(path, field, label_field, (option("field"), option("label_field")))
+    return [(text, names[0]) for text, names in checked(str(path), table, one_label, "data file", ROW_FIX)]
 
 
 def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:

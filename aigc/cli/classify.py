@@ -14,7 +14,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
 Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
-Examples = Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Labelled examples, one 'text<TAB>label' per line (a few or hundreds).")]
+Examples = Annotated[Optional[str], typer.Option(metavar="FILE", help="Labelled examples (a few or hundreds): a .tsv of 'text<TAB>label' lines, or a .csv or .jsonl with text and label columns.")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
 Kind = Annotated[str, typer.Option(help="What the texts are (movie review, news article, ...), named before each text in the prompt.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
@@ -111,8 +111,8 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
     labels: Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
-    field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
-    label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label); as --field for a .tsv file.", show_default=False)] = None,
+    field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text, or the one column of a known name such as review); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
+    label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label, or one such as sentiment); as --field for a .tsv file.", show_default=False)] = None,
     examples: Examples = None,
     aspect: Aspect = "",
     kind: Kind = "",

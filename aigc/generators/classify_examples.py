@@ -45,8 +45,8 @@ Example = tuple[str, list[str]]  # text, label names
 
 def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = ()) -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
-    header line, see `_is_header`, or `label<TAB>text` for a file with the label first) or from
-    `(text, label)` pairs. An empty text or label is an error naming its line; so is a text of several
+    header line, see `_is_header`, or `label<TAB>text` for a file with the label first), from a .csv
+    or .jsonl (.ndjson) file (`read_table`'s columns) or from `(text, label)` pairs. An empty text or label is an error naming its line; so is a text of several
     labels when `one_label` is given (it says what to do instead); `kind` names the file in errors;
     `labels`, the label names the examples may use, tells a header of any column names. A file is
     read once while its size and modification time stay the same (`aigc batch` validates the options
@@ -78,7 +78,7 @@ def _examples(source: Any, one_label: str, kind: str) -> list[Example]:
         if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
             shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
             raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
-    return _checked("the examples", [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], one_label, kind)
+    return checked("the examples", [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], one_label, kind)
 
 
 FILES_IN_MEMORY = 8  # examples files kept read
@@ -103,6 +103,8 @@ def _settled(key: tuple) -> bool:
 
 
 def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection[str]) -> list[Example]:
+    if str(source) != "-" and Path(source).suffix.lower() in TABLES:
+        return checked(str(source), read_table(source), one_label, kind, ROW_FIX)
     rows = []
     lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
     label_first = bool(lines) and _label_first(lines[0][1])
@@ -117,11 +119,62 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
         where, text, label = rows.pop(0)
         if not _named_columns(text, label):  # told apart from an example only by its label
             warnings.warn(f"{where}: {text}<TAB>{label} is taken as column names, as {label!r} is none of the labels; if it is an example, list its label", AigcWarning, stacklevel=2)
-    return _checked(str(source), rows, one_label, kind)
+    return checked(str(source), rows, one_label, kind)
 
 
-def _checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: str) -> list[Example]:
-    examples = [_example(where, text, label, one_label) for where, text, label in rows]
+def _column(path: str | Path, found: list[str], given: str | None, default: str, known: set[str], flag: str | None) -> str:
+    """The column `given`, else `default` or the one known name (`known`) among the columns `found`."""
+    how = f"choose one with {flag}" if flag else f"name it {default!r}"
+    if given or default in found:
+        if (given or default) in found:
+            return given or default
+        raise BadInputError(f"{path}: no row has the column {given!r}; its columns: {', '.join(map(repr, found)) or 'none'}; {how}")
+    others = [name for name in found if name.strip().lower() in known]
+    if len(others) == 1:
+        return others[0]
+    which = f"{' and '.join(map(repr, others))} could each be it" if others else f"its columns: {', '.join(map(repr, found)) or 'none'}"
+    raise BadInputError(f"{path}: no row has the column {default!r}; {which}; {how}")
+
+
+TABLES = (".csv", ".jsonl", ".ndjson")  # labelled files read by their columns
+
+
+def read_table(path: str | Path, field: str | None = None, label_field: str | None = None, flags: tuple[str, str] | None = None) -> list[tuple[str, str, str | list[str]]]:
+    """`(where, text, label)` of each row of a .csv or .jsonl (.ndjson) file, read as `aigc batch` reads
+    rows: the text from the column (JSON key) `field` and the label from `label_field`. A column not
+    given is `text` (`label`) where a row has it, else the one other known name of such a column the
+    rows have (`review`, `sentiment`). A label is a string, a whole number or a JSON list of strings.
+    `flags` are the options that choose the columns, named in errors (else: rename the columns)."""
+    from ..batch import columns, json_kind, read_rows
+
+    rows = read_rows(path, field=field or "text", unique_ids=False)
+    bad = next((row for row in rows if row.error), None)
+    if bad:  # first: a row that does not parse has no columns to look for
+        raise BadInputError(f"{path}: row {bad.number}: {bad.error}")
+    found = columns(rows)
+    field = _column(path, found, field, "text", TEXT_COLUMNS, flags and flags[0])
+    label_field = _column(path, found, label_field, "label", LABEL_COLUMNS, flags and flags[1])
+    table = []
+    for row in rows:
+        where = f"{path}: row {row.number}"
+        text, label = row.fields.get(field), row.fields.get(label_field)
+        for name, value in ((field, text), (label_field, label)):
+            if value is None:
+                raise BadInputError(f"{where} has no {name!r}; give every row its text and label")
+        if not isinstance(text, str):
+            raise BadInputError(f"{where}: the text ({field!r}) must be a string, not {json_kind(text)}")
+        if isinstance(label, bool) or not (isinstance(label, (str, int)) or (isinstance(label, list) and all(isinstance(name, str) for name in label))):
+            raise BadInputError(f"{where}: the label ({label_field!r}) must be a string, a whole number or a list of strings, not {json_kind(label)}")
+        table.append((where, text, label if isinstance(label, list) else str(label)))
+    return table
+
+
+ROW_FIX = "give every row its text and label"  # for an empty cell of a table (`read_table`)
+
+
+def checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: str, fix: str = "give text<TAB>label") -> list[Example]:
+    """The examples of `(where, text, label)` rows; an empty text or label is an error saying `fix`."""
+    examples = [_example(where, text, label, one_label, fix) for where, text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no {'examples' if kind == 'examples file' else 'texts'}; write one text<TAB>label per line")
     _warn_of_case_twins(name, [n for _, names in examples for n in names])
@@ -166,10 +219,9 @@ COLUMN_NAME = re.compile(r"[^\W\d][\w.-]*(?: [\w.-]+){0,2}")  # up to three word
 
 
 def _read_as_tsv(source: str | Path) -> str:
-    """For a file named as another format (`data.csv`, `data.jsonl`), that it is read as TSV all the same."""
+    """For a file named as JSON, that it is read as TSV all the same."""
     suffix = Path(source).suffix.lower()
-    named = {".csv": "CSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON"}.get(suffix)
-    return f"; the file is read as TSV (a tab between each text and its label), not as {named}" if named else ""
+    return "; the file is read as TSV (a tab between each text and its label), not as JSON (.jsonl: one object a line)" if suffix == ".json" else ""
 
 
 def _label_first(line: str) -> bool:
@@ -182,13 +234,13 @@ def _names(label: str | list[str]) -> list[str]:
     return label.split(",") if isinstance(label, str) else list(label)
 
 
-def _example(where: str, text: str, label: str | list[str], one_label: str) -> Example:
+def _example(where: str, text: str, label: str | list[str], one_label: str, fix: str) -> Example:
     """One example, its text and label names stripped; `where` names it in errors (`file.tsv:3`)."""
     names = [n.strip() for n in _names(label) if n.strip()]
     if not text.strip():
-        raise BadInputError(f"{where}: the text is empty; give text<TAB>label")
+        raise BadInputError(f"{where}: the text is empty; {fix}")
     if not names:
-        raise BadInputError(f"{where}: the label is empty; give text<TAB>label")
+        raise BadInputError(f"{where}: the label is empty; {fix}")
     if one_label and len(names) > 1:
         raise BadInputError(f"{where}: the text has several labels ({', '.join(names)}); {one_label} (a comma in a label cell separates labels)")
     return text.strip(), names

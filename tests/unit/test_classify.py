@@ -266,12 +266,29 @@ def test_an_empty_text_or_label_cell_is_named_as_such_at_its_line(tmp_path, line
     assert str(failed.value) == f"{tmp_path / message}"
 
 
-def test_data_in_another_format_is_said_to_be_read_as_tsv(tmp_path):
-    for name, body, shown in [("d.csv", "text,label\nGreat,positive\n", "CSV"), ("d.jsonl", '{"text": "Great", "label": "positive"}\n', "JSON Lines")]:
-        (tmp_path / name).write_text(body)
+def test_a_json_file_is_said_to_be_read_as_tsv(tmp_path):
+    (tmp_path / "d.json").write_text('[{"text": "Great", "label": "positive"}]\n')
+    with pytest.raises(BadInputError) as failed:
+        load_examples(tmp_path / "d.json", kind="data file")
+    assert str(failed.value) == f"{tmp_path / 'd.json'}:1: expected text<TAB>label; the file is read as TSV (a tab between each text and its label), not as JSON (.jsonl: one object a line)"
+
+
+def test_csv_and_jsonl_examples_are_read_by_their_columns(tmp_path):
+    (tmp_path / "ex.csv").write_text('id,review,sentiment\n1,"Great, really",positive\n2,Awful,negative\n')
+    assert load_examples(tmp_path / "ex.csv") == [("Great, really", ["positive"]), ("Awful", ["negative"])]
+    (tmp_path / "ex.jsonl").write_text('{"text": "Goals and a stadium", "label": ["sports", "money"]}\n{"text": "Rates rise", "label": "money"}\n{"text": "Cup final", "label": 3}\n')
+    assert load_examples(tmp_path / "ex.jsonl") == [("Goals and a stadium", ["sports", "money"]), ("Rates rise", ["money"]), ("Cup final", ["3"])]
+    with pytest.raises(BadInputError, match=r"row 1: the text has several labels \(sports, money\); give one"):
+        load_examples(tmp_path / "ex.jsonl", one_label="give one")
+    for body, message in [
+        ('{"blurb": "Great", "label": "positive"}\n', "no row has the column 'text'; its columns: 'blurb', 'label'; name it 'text'"),
+        ('{"text": "Great", "label": "positive"}\n{"text": " ", "label": "negative"}\n', "row 2: the text is empty; give every row its text and label"),
+        ('{"text": "Great", "label": {"name": "positive"}}\n', "row 1: the label ('label') must be a string, a whole number or a list of strings, not an object"),
+    ]:
+        (tmp_path / "bad.jsonl").write_text(body)
         with pytest.raises(BadInputError) as failed:
-            load_examples(tmp_path / name, kind="data file")
-        assert str(failed.value) == f"{tmp_path / name}:1: expected text<TAB>label; the file is read as TSV (a tab between each text and its label), not as {shown}"
+            load_examples(tmp_path / "bad.jsonl")
+        assert str(failed.value).endswith(message), str(failed.value)
 
 
 def test_an_example_of_several_labels_without_multi_label_is_named_at_its_line_before_any_model_loads(tmp_path):

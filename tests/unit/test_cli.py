@@ -342,7 +342,7 @@ def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_
     (tmp_path / "data.jsonl").write_text("".join(json.dumps({"id": n, "review": text, "sentiment": label}) + "\n" for n, (text, label) in enumerate(rows)))
     (tmp_path / "data.csv").write_text("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
     (tmp_path / "data.tsv").write_text("id\tsentiment\treview\n" + "".join(f"{n}\t{label}\t{text}\n" for n, (text, label) in enumerate(rows)))
-    for data, columns in [("data.jsonl", ["--field", "review", "--label-field", "sentiment"]), ("data.csv", []), ("data.tsv", ["--field", "review", "--label-field", "sentiment"])]:
+    for data, columns in [("data.jsonl", ["--field", "review", "--label-field", "sentiment"]), ("data.jsonl", []), ("data.csv", []), ("data.tsv", ["--field", "review", "--label-field", "sentiment"])]:
         result = invoke("eval", "classify", str(tmp_path / data), *columns, "-m", str(tiny_model_dir), "--json")
         assert result.exit_code == 0, (data, result.output)
         assert json.loads(result.stdout)["examples"] == 3 and json.loads(result.stdout)["labels"] == ["good", "bad"]
@@ -354,9 +354,11 @@ def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
     (tmp_path / "data.txt").write_text("I love it\tgood\n")
     assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; name it by its format"])
-    (tmp_path / "data.jsonl").write_text('{"review": "I love it", "label": "good"}\n{"review": "awful", "label": "bad"}\n')
-    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'text'; its columns: 'review', 'label'; choose one with --field"])
-    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "review", "--label-field", "gold", "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'gold'; its columns: 'review', 'label'; choose one with --label-field"])
+    (tmp_path / "data.jsonl").write_text('{"blurb": "I love it", "label": "good"}\n{"blurb": "awful", "label": "bad"}\n')
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'text'; its columns: 'blurb', 'label'; choose one with --field"])
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "blurb", "--label-field", "gold", "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'gold'; its columns: 'blurb', 'label'; choose one with --label-field"])
+    (tmp_path / "two.csv").write_text("title,review,label\nGood,I love it,good\n")
+    assert bad("eval", "classify", str(tmp_path / "two.csv"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'two.csv'}: no row has the column 'text'; 'title' and 'review' could each be it; choose one with --field"])
     (tmp_path / "holes.jsonl").write_text('{"text": "I love it", "label": "good"}\n{"text": "awful"}\n{"text": "fine", "label": ["good", "bad"]}\n')
     assert bad("eval", "classify", str(tmp_path / "holes.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'holes.jsonl'}: row 2 has no 'label'; give every row its text and label"])
     (tmp_path / "several.csv").write_text('text,label\nI love it,good\nfine,"good,bad"\n')
