@@ -92,24 +92,30 @@ def _column_name(cell: str) -> bool:
 
 
 def _language_code(cell: str) -> str | None:
-    """The language `cell` names, without its region or script: `en-US` and `English` are `en`."""
+    """The language `cell` names, without its region or script, column words aside: `en-US`,
+    `English` and `English term` are `en`."""
+    words = [word for word in re.split(r"[\s_]+", cell.strip()) if word and word.lower() not in _COLUMN_WORDS]
     try:
-        return lookup(cell).code.split("-")[0]
+        return lookup(" ".join(words)).code.split("-")[0] if words else None
     except BadInputError:
         return None
 
 
 def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
     """Whether a glossary's first row names its columns (two different column names: `Word<TAB>Translation`,
-    `source_term<TAB>target_term`) or this run's `languages` (source, or auto, and target: `en<TAB>de`
-    or `English<TAB>German` for en to de) rather than giving a term (`it<TAB>es`)."""
+    `source_term<TAB>target_term`; two languages with column words: `English term<TAB>German term`)
+    or this run's `languages` (source, or auto, and target: `en<TAB>de` or `English<TAB>German` for
+    en to de) rather than giving a term (`it<TAB>es`)."""
     if left.lower() != right.lower() and _column_name(left) and _column_name(right):
+        return True
+    codes = _language_code(left), _language_code(right)
+    if None not in codes and codes[0] != codes[1] and all(len(cell.split()) > 1 and any(_column_name(word) for word in cell.split()) for cell in (left, right)):
         return True
     if languages is None:
         return False
     source = None if str(languages[0]).strip().lower() in ("", "auto") else _language_code(languages[0])
-    target, code = _language_code(languages[1]), _language_code(left)
-    return target is not None and _language_code(right) == target and code is not None and (code == source if source else code != target)
+    target, code = _language_code(languages[1]), codes[0]
+    return target is not None and codes[1] == target and code is not None and (code == source if source else code != target)
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
