@@ -11,6 +11,7 @@ class FakeEngine:
 
     name = "fake"
     can_embed = True
+    can_score_chat = True
 
     def __init__(self, context_length: int = 2048):
         self.context_length = context_length

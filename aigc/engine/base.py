@@ -224,6 +224,7 @@ class Engine(Protocol):
     context_length: int
     stats: EngineStats
     can_embed: bool  # whether `score_many(..., embed=True)` works (a remote API has no hidden states)
+    can_score_chat: bool  # whether `score` takes chat messages (a remote API scores text prompts only)
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Tokens the prompt takes, chat formatting included."""

@@ -34,6 +34,7 @@ class LocalEngine:
     """Generates with a loaded model and tokenizer on one device."""
 
     can_embed = True
+    can_score_chat = True
 
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0, variant: str = ""):
         self.name = name

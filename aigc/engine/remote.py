@@ -122,6 +122,7 @@ class OpenAIEngine:
     """Generates on a remote OpenAI-compatible server."""
 
     can_embed = False  # the OpenAI API gives no hidden states
+    can_score_chat = False  # it would have to apply the server's chat template
 
     def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0, name: str | None = None, key_hint: str = KEY_HINT):
         if not base_url.startswith(("http://", "https://")):

@@ -105,7 +105,8 @@ def _near_duplicate(key: str, found: dict[str, str]) -> bool:
 
 
 class HeadlineGenerator(Generator):
-    """Samples up to MAX_ROUNDS rounds for N distinct headlines that respect the word limit."""
+    """Samples up to MAX_ROUNDS rounds for N distinct headlines that respect the word limit, and
+    keeps the N the model scores likeliest."""
 
     name = "headline"
     description = "Write headlines for a topic or an article"
@@ -171,7 +172,7 @@ class HeadlineGenerator(Generator):
                     continue
                 if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
-        headlines = list(found.values())[: opts.n]
+        headlines = self._best(rendered, list(found.values()), opts.n)
         if not headlines:
             if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return
                 raise BadInputError(f"no headline came out whole ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
@@ -179,6 +180,16 @@ class HeadlineGenerator(Generator):
                 f"no headline of at most {opts.max_words} words came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}"
             )
         return headlines, cut
+
+    def _best(self, rendered, headlines: list[str], n: int) -> list[str]:
+        """The `n` headlines the model finds likeliest after the prompt, per token (best first): a
+        sampled pool holds slips (a made-up name, a cut phrase) that score low next to the article's
+        plain headlines. An engine that cannot score chat messages (a remote API) keeps them as sampled."""
+        if len(headlines) <= 1 or not getattr(self.engine, "can_score_chat", True):
+            return headlines[:n]
+        scores = self.engine.score(rendered.messages, headlines)
+        mean = {h: score / max(1, self.engine.count_tokens(h)) for h, score in zip(headlines, scores)}
+        return sorted(headlines, key=mean.__getitem__, reverse=True)[:n]
 
     def postprocess(self, found: tuple[list[str], int], opts: HeadlineOptions) -> dict[str, Any]:
         """`missing`: how many fewer than N came out; `cut_off`: max_tokens cut some of those off."""

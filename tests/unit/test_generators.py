@@ -432,11 +432,39 @@ def test_summaries_are_cut_to_whole_sentences_near_the_target_length():
 def test_near_duplicate_headlines_count_once_and_greedy_n_is_refused():
     engine = FakeEngine()
     engine.enqueue("Rooftop Beehives: A New Frontier", "Rooftown Beehives: A New Frontier", "Cities love bees", *[""] * 20)
-    assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Rooftop Beehives: A New Frontier", "Cities love bees"]
+    assert sorted(HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"]) == ["Cities love bees", "Rooftop Beehives: A New Frontier"]
     with pytest.raises(BadInputError, match="temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"):
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 0})
     with pytest.raises(BadInputError, match=r"but temperature=0 \(as is temperature=1e-06, below 1e-05\) or top_k=1 always picks"):  # greedy too, so named
         HeadlineGenerator(engine=FakeEngine())({"topic": "bees"}, n=2, sampling={"temperature": 1e-6})
+
+
+def test_headlines_kept_are_the_likeliest_per_token_after_the_prompt_best_first():
+    class Scoring(FakeEngine):
+        likelihood = {"Bees Take Over City Roofs": -5.0, "Bees Roofs Glorbnax Quarterly Edition": -30.0, "Urban Bees": -4.0, "City Bees Thrive": -2.0}
+
+        def score(self, prompt, continuations):
+            self.scored = (prompt, continuations)
+            return [self.likelihood[c] for c in continuations]
+
+    engine = Scoring()
+    engine.enqueue(*Scoring.likelihood)
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)
+    assert result["headlines"] == ["City Bees Thrive", "Bees Take Over City Roofs"]  # per word here: -0.67, -1.0; "Urban Bees" -2.0, the slip -6.0
+    assert engine.scored[0] == engine.calls[0][0][0] and sorted(engine.scored[1]) == sorted(Scoring.likelihood)  # scored after the prompt sampled from
+    assert result["missing"] == 0
+
+
+def test_headlines_from_an_engine_that_cannot_score_chat_stay_as_sampled():
+    class Remote(FakeEngine):
+        can_score_chat = False
+
+        def score(self, prompt, continuations):
+            raise AssertionError("a remote API scores text prompts only")
+
+    engine = Remote()
+    engine.enqueue("Bees Take Over City Roofs", "Urban Bees", "City Bees Thrive")
+    assert HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2)["headlines"] == ["Bees Take Over City Roofs", "Urban Bees"]
 
 
 def test_several_chat_or_template_answers_with_greedy_settings_are_refused_before_any_model_call():
