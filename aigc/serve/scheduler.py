@@ -609,7 +609,7 @@ class BatchedEngine:
         self.variant = getattr(self.local, "variant", "")
         self.context_length = self.local.context_length
         self.can_embed = self.local.can_embed
-        self.can_score_chat = self.local.can_score_chat
+        self.can_score_chat = getattr(self.local, "can_score_chat", True)  # an engine older than the attribute: as local engines
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
         self._jobs: set[Job] | None = None  # a scoped view's jobs
         self.cancelled = False
