@@ -138,9 +138,10 @@ class OpenAIEngine:
             if not served:
                 raise ModelUnavailableError(f"{self.base_url} lists no models; name one: openai:{self.base_url}#MODEL")
             model = served[0]
-        elif served and model not in served:
+        listed = f"{model}:latest" if model not in served and f"{model}:latest" in served else model  # ollama lists llama3.2 as llama3.2:latest
+        if served and listed not in served:
             raise UnknownModelError(f"{self.base_url} does not serve {model!r}; it serves: {', '.join(map(str, served))}")
-        entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == model), {})
+        entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == listed), {})
         self.model = model
         self.name = name or f"openai:{self.base_url}#{model}"
         self.context_length = int(entry.get("max_model_len") or entry.get("context_length") or entry.get("context_window") or DEFAULT_CONTEXT)

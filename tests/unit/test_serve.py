@@ -1248,6 +1248,20 @@ def test_a_remote_answer_that_is_not_an_object_is_an_error(server, monkeypatch):
         engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=4))
 
 
+def test_a_remote_model_named_without_the_tag_ollama_lists_it_with_is_that_model(monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.errors import UnknownModelError
+
+    listing = {"object": "list", "data": [{"id": "llama3.2:latest", "object": "model", "context_length": 4096}, {"id": "qwen3:8b", "object": "model"}]}
+    monkeypatch.setattr(OpenAIEngine, "_open", lambda self, method, url, body: _Answer([json.dumps(listing).encode()]))
+    engine = OpenAIEngine("http://127.0.0.1:11434/v1", "llama3.2")  # as `ollama pull llama3.2` names it
+    assert engine.model == "llama3.2" and engine.context_length == 4096
+    assert OpenAIEngine("http://127.0.0.1:11434/v1", "llama3.2:latest").context_length == 4096
+    for other in ("qwen3", "llama3"):  # only the default tag goes without saying
+        with pytest.raises(UnknownModelError, match="it serves: llama3.2:latest, qwen3:8b"):
+            OpenAIEngine("http://127.0.0.1:11434/v1", other)
+
+
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
