@@ -58,6 +58,13 @@ def _estimate(prompt: Prompt) -> int:
     return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
 
 
+def _api_root(url: str) -> str:
+    """Where the API a 404ing URL meant likely is: the URL up to its /v1 (an endpoint's URL,
+    `.../v1/chat/completions`, given for the API's), else the URL with /v1 added."""
+    head, v1, _ = url.partition("/v1/")
+    return head + "/v1" if v1 else url + "/v1"
+
+
 @dataclass(frozen=True)
 class NamedRemote:
     """A `[remotes.NAME]` table of the settings file."""
@@ -199,8 +206,8 @@ class OpenAIEngine:
         if exc.code in (401, 403):
             hint = f"{self.key_hint} (the key sent was refused)" if self.key else self.key_hint
             return BadInputError(f"{where}: {message}; {hint}")
-        if exc.code == 404 and not self.base_url.rstrip("/").endswith("/v1"):
-            return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {self.base_url.rstrip('/')}/v1?")
+        if exc.code == 404 and not self.base_url.endswith("/v1"):
+            return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {_api_root(self.base_url)}?")
         if exc.code in (400, 404, 413, 422):
             return BadInputError(f"{where}: {message}")
         return ModelUnavailableError(f"{where}: {message}")

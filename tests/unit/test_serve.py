@@ -660,6 +660,8 @@ def test_cli_chat_remote_errors_are_one_line(server):
     root = server["url"].removesuffix("/v1")
     result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
     assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}/v1/chat/completions#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
+    assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr  # an endpoint's URL, given for the API's
 
 
 def test_local_run_settings_for_a_remote_model_are_refused_and_info_matches_list():
