@@ -26,6 +26,8 @@ import http.client
 import json
 import math
 import os
+import random
+import re
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +44,7 @@ from .sampling import SamplingParams
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
+N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
 KEY_HINT = "set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key"
@@ -137,6 +140,7 @@ class OpenAIEngine:
         self.key = key
         self.key_hint = key_hint
         self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
+        self._n_choices = True  # whether the server answers n choices at once (ollama ignores n, llama.cpp refuses it, aigc caps it)
         self.timeout = timeout
         started = time.perf_counter()
         listing = self._request("GET", "/models").get("data") or []
@@ -287,9 +291,17 @@ class OpenAIEngine:
         return prompt_tokens, completion_tokens
 
     def _one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        if params.n > 1 and not self._n_choices:
+            return self._each(prompt, params)
         path, body = self._body(prompt, params, params.n, stream=False)
         started = time.perf_counter()
-        answer = self._request("POST", path, body)
+        try:
+            answer = self._request("POST", path, body)
+        except AigcError as exc:
+            if params.n == 1 or not N_REFUSED.search(str(exc)):
+                raise
+            self._n_choices = False
+            return self._each(prompt, params)
         elapsed = time.perf_counter() - started
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
         texts = [(choice.get("text") if path == "/completions" else (choice.get("message") or {}).get("content")) or "" for choice in choices]
@@ -300,9 +312,20 @@ class OpenAIEngine:
             Completion(text, prompt_tokens, each, "length" if choice.get("finish_reason") == "length" else "stop")
             for text, choice in zip(texts, choices)
         ]
+        if len(results) == 1 < params.n:  # n ignored: the rest one request each
+            self._n_choices = False
+            return results + self._each(prompt, params.replace(n=params.n - 1), first=1)
         if len(results) != params.n:
             raise AigcError(f"{self.base_url} returned {len(results)} choices for n={params.n}")
         return results
+
+    def _each(self, prompt: Prompt, params: SamplingParams, first: int = 0) -> list[Completion]:
+        """`params.n` choices as one-choice requests sent together, for a server that gives one a
+        request. With a seed, choice i has its own, drawn from the seed and i (not seed + i, which
+        a caller's next round may be)."""
+        seeds = [params.seed if params.seed is None or i == 0 else random.Random(f"{params.seed}/{i}").randrange(2**31) for i in range(first, first + params.n)]
+        with ThreadPoolExecutor(max_workers=min(8, params.n)) as pool:
+            return [c for answer in pool.map(lambda seed: self._one(prompt, params.replace(n=1, seed=seed)), seeds) for c in answer]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Each prompt is one request; several go out together (the server batches them)."""

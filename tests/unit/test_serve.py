@@ -1264,6 +1264,39 @@ def test_a_remote_model_named_without_the_tag_ollama_lists_it_with_is_that_model
             OpenAIEngine("http://127.0.0.1:11434/v1", other)
 
 
+def test_n_over_what_a_remote_server_takes_in_one_request_goes_as_one_request_each(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import ModelUnavailableError
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)  # this server takes n up to 8: 400 "n must be at most 8"
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=1.0, max_tokens=3, n=10, seed=5)
+    answers = engine.generate([messages], params)[0]
+    assert len(answers) == 10 and len({a.text for a in answers}) > 1
+    assert [a.text for a in OpenAIEngine(server["url"], server["model"], KEY).generate([messages], params)[0]] == [a.text for a in answers]  # a seed still fixes them
+    sent = []
+
+    def ignores_n(method, path, body=None):  # as ollama: one choice, whatever n is
+        sent.append(body)
+        return {"choices": [{"index": 0, "message": {"content": f"answer {len(sent)}"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_request", ignores_n)
+    assert sorted(a.text for a in engine.generate([messages], params.replace(n=3))[0]) == ["answer 1", "answer 2", "answer 3"]
+    seeds = [body["seed"] for body in sent]
+    assert [body["n"] for body in sent] == [3, 1, 1] and seeds[0] == 5 and len(set(seeds)) == 3 and 6 not in seeds
+    assert len(engine.generate([messages], params.replace(n=2))[0]) == 2 and [body["n"] for body in sent[3:]] == [1, 1]  # known now: no n=2 first
+
+    def refuses_n(method, path, body=None):  # as llama.cpp's server
+        if body["n"] > 1:
+            raise ModelUnavailableError(f"{server['url']} answered 500: Only one completion choice is allowed")
+        return ignores_n(method, path, body)
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_request", refuses_n)
+    assert len(engine.generate([messages], params.replace(n=4))[0]) == 4
+
+
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
