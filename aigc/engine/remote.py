@@ -44,6 +44,7 @@ from .sampling import SamplingParams
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
+PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
 N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
@@ -140,6 +141,7 @@ class OpenAIEngine:
         self.key = key
         self.key_hint = key_hint
         self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
+        self._score_texts = SCORE_REQUEST_TEXTS  # continuations a scoring request sends: fewer where the server takes fewer prompts
         self._n_choices = True  # whether the server answers n choices at once (ollama ignores n, llama.cpp refuses it, aigc caps it)
         self.timeout = timeout
         started = time.perf_counter()
@@ -378,8 +380,8 @@ class OpenAIEngine:
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of each continuation's token log-probabilities, from the server's prompt logprobs.
 
-        One `/completions` request per `SCORE_REQUEST_TEXTS` continuations (a server may cap the
-        prompts of one request: `aigc serve` at its `--max-batch`): `echo` with `logprobs: 1` and
+        One `/completions` request per `SCORE_REQUEST_TEXTS` continuations, or as many as a server
+        says it takes (`aigc serve` caps the prompts of one request at its `--max-batch`): `echo` with `logprobs: 1` and
         `max_tokens: 0` (vLLM, aigc), or `max_tokens: 1` where the server wants at least one new
         token. The tokens whose text starts inside the continuation count, so a continuation should
         start at a token boundary (a leading space, as labels usually do).
@@ -396,9 +398,17 @@ class OpenAIEngine:
         if not continuations or any(not c for c in continuations):
             raise BadInputError("every continuation to score needs at least one token")
         scores, tokens = [], 0
-        for start in range(0, len(continuations), SCORE_REQUEST_TEXTS):
-            part, counted = self._score_request(prompt, continuations[start : start + SCORE_REQUEST_TEXTS])
-            scores += part
+        while len(scores) < len(continuations):
+            part = continuations[len(scores) : len(scores) + self._score_texts]
+            try:
+                found, counted = self._score_request(prompt, part)
+            except AigcError as exc:
+                capped = PROMPTS_CAPPED.search(str(exc))
+                if not capped or not 1 <= int(capped[1]) < len(part):
+                    raise
+                self._score_texts = int(capped[1])
+                continue
+            scores += found
             tokens += counted
         return scores, tokens
 

@@ -1297,6 +1297,27 @@ def test_n_over_what_a_remote_server_takes_in_one_request_goes_as_one_request_ea
     assert len(engine.generate([messages], params.replace(n=4))[0]) == 4
 
 
+def test_remote_scoring_sends_no_more_prompts_a_request_than_the_server_takes(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    request, sent = engine._request, []
+
+    def takes_three(method, path, body=None):  # as `aigc serve --max-batch 3`
+        if path == "/completions":
+            sent.append(len(body["prompt"]))
+            if len(body["prompt"]) > 3:
+                raise BadInputError(f"{server['url']} answered 400: prompts x n must be at most 3 (--max-batch) on this server; send fewer prompts a request")
+        return request(method, path, body)
+
+    monkeypatch.setattr(engine, "_request", takes_three)
+    prompt, labels = "Paris is the capital", [f" of place {i}" for i in range(7)]
+    assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
+    assert sent == [7, 3, 3, 1]
+    engine.score(prompt, labels[:4])
+    assert sent[4:] == [3, 1]  # known now
+
+
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
