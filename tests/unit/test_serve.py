@@ -444,8 +444,8 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and body["error"]["param"] == "stop"  # the field, not pydantic's union branch (stop.str)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
-    status, _, body = raw(server, "/v1/nothing-here", {})
-    assert status == 404 and "error" in body
+    status, _, body = raw(server, "/v1/responses", {"input": "hi"})  # OpenAI's Responses API, which this server does not offer
+    assert status == 404 and body["error"]["message"].startswith("/v1/responses is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
