@@ -13,7 +13,8 @@ The API key comes from that variable, else `AIGC_OPENAI_API_KEY` (else `OPENAI_A
 Only the standard library talks HTTP here, so no extra is needed.
 
 - chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
-  `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them).
+  `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them), and
+  not again to a server that refused them (OpenAI's own API).
 - `count_tokens` asks the server's `/tokenize` (vLLM, aigc) and otherwise estimates (3 bytes a
   token, on the high side so prompts are trimmed rather than rejected).
 - `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
@@ -45,6 +46,7 @@ DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
+OPTIONAL = ("top_k", "repetition_penalty")  # vLLM's settings, which OpenAI's own API refuses: "Unrecognized request argument supplied: top_k"
 N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
@@ -142,6 +144,7 @@ class OpenAIEngine:
         self.key_hint = key_hint
         self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
         self._score_texts = SCORE_REQUEST_TEXTS  # continuations a scoring request sends: fewer where the server takes fewer prompts
+        self._refused: set[str] = set()  # OPTIONAL settings the server refused, left out from then on
         self._n_choices = True  # whether the server answers n choices at once (ollama ignores n, llama.cpp refuses it, aigc caps it)
         self.timeout = timeout
         started = time.perf_counter()
@@ -175,6 +178,18 @@ class OpenAIEngine:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _open(self, method: str, url: str, body: dict | None):
+        """The server's answer to a request; a setting of OPTIONAL that it refuses is left out (a
+        server that does not take it would have ignored it), and the request sent again."""
+        try:
+            return self._send(method, url, body)
+        except BadInputError as exc:
+            refused = {key for key in OPTIONAL if body and key in body and key in str(exc)}
+            if not refused:
+                raise
+            self._refused |= refused
+            return self._open(method, url, {key: value for key, value in body.items() if key not in refused})
+
+    def _send(self, method: str, url: str, body: dict | None):
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
@@ -268,9 +283,9 @@ class OpenAIEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.top_k:
+        if params.top_k and "top_k" not in self._refused:
             body["top_k"] = params.top_k
-        if params.repetition_penalty != 1.0:
+        if params.repetition_penalty != 1.0 and "repetition_penalty" not in self._refused:
             body["repetition_penalty"] = params.repetition_penalty
         if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}

@@ -1318,6 +1318,29 @@ def test_remote_scoring_sends_no_more_prompts_a_request_than_the_server_takes(se
     assert sent[4:] == [3, 1]  # known now
 
 
+def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    send, sent = engine._send, []
+
+    def as_openai(method, url, body=None):  # OpenAI's API takes neither top_k nor repetition_penalty
+        sent.append(sorted(body or {}))
+        for key in ("top_k", "repetition_penalty"):
+            if body and key in body:
+                raise BadInputError(f"{server['url']} answered 400: Unrecognized request argument supplied: {key}")
+        return send(method, url, body)
+
+    monkeypatch.setattr(engine, "_send", as_openai)
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=0, max_tokens=3, top_k=20, repetition_penalty=1.1)
+    text = engine.generate([messages], params)[0][0].text
+    assert text and len(sent) == 3 and not {"top_k", "repetition_penalty"} & set(sent[-1])
+    assert "".join(engine.stream(messages, params)) == text and len(sent) == 4  # refused once, left out from then on
+    with pytest.raises(BadInputError, match="max_tokens must be at most"):  # any other refusal stands
+        engine.generate([messages], params.replace(max_tokens=1000))
+
+
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
