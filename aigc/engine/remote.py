@@ -465,7 +465,8 @@ class OpenAIEngine:
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         started = time.perf_counter()
-        answers = [self._score(prompt, continuations) for prompt in prompts]
+        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:  # sent together, as generate's: the server batches them
+            answers = list(pool.map(lambda prompt: self._score(prompt, continuations), prompts))
         self.stats.record_scoring(len(prompts), sum(tokens for _, tokens in answers), time.perf_counter() - started)
         return [Scored(scores) for scores, _ in answers]
 

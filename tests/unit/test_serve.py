@@ -1341,6 +1341,28 @@ def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkey
         engine.generate([messages], params.replace(max_tokens=1000))
 
 
+def test_remote_scoring_of_several_prompts_sends_their_requests_together(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    score, running, most = engine._score_request, [0], [0]
+
+    def counted(prompt, continuations):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)
+            return score(prompt, continuations)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(engine, "_score_request", counted)
+    prompts, labels = [f"Text {i} is about" for i in range(4)], [" sports", " politics"]
+    scored = engine.score_many(prompts, labels)
+    assert most[0] > 1 and engine.stats.scored_prompts == 4
+    assert [s.logprobs for s in scored] == [pytest.approx(tiny_engine.score(p, labels), abs=1e-3) for p in prompts]  # each its own prompt's, in order
+
+
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
     from aigc.generators.summarize import SummarizeGenerator
 
