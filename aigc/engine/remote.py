@@ -46,7 +46,7 @@ DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
-OPTIONAL = ("top_k", "repetition_penalty")  # vLLM's settings, which OpenAI's own API refuses: "Unrecognized request argument supplied: top_k"
+OPTIONAL = ("top_k", "repetition_penalty", "stream_options")  # what OpenAI's own API refuses ("Unrecognized request argument supplied: top_k"), and Azure's older versions stream_options
 N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
@@ -289,7 +289,7 @@ class OpenAIEngine:
             body["repetition_penalty"] = params.repetition_penalty
         if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
-        if stream:
+        if stream and "stream_options" not in self._refused:  # usage is counted here without it
             body["stream_options"] = {"include_usage": True}
         if isinstance(prompt, str):
             return "/completions", {**body, "prompt": prompt}
