@@ -13,7 +13,8 @@ The API key comes from that variable, else `AIGC_OPENAI_API_KEY` (else `OPENAI_A
 Only the standard library talks HTTP here, so no extra is needed.
 
 - chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
-  `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them).
+  `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them), and
+  not again to a server that refused them (OpenAI's own API).
 - `count_tokens` asks the server's `/tokenize` (vLLM, aigc) and otherwise estimates (3 bytes a
   token, on the high side so prompts are trimmed rather than rejected).
 - `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
@@ -26,6 +27,8 @@ import http.client
 import json
 import math
 import os
+import random
+import re
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +45,9 @@ from .sampling import SamplingParams
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
+PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
+OPTIONAL = ("top_k", "repetition_penalty", "stream_options")  # what OpenAI's own API refuses ("Unrecognized request argument supplied: top_k"), and Azure's older versions stream_options
+N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
 KEY_HINT = "set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key"
@@ -56,6 +62,13 @@ def _estimate(prompt: Prompt) -> int:
     text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
     turns = 0 if isinstance(prompt, str) else len(prompt)
     return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
+
+
+def _api_root(url: str) -> str:
+    """Where the API a 404ing URL meant likely is: the URL up to its /v1 (an endpoint's URL,
+    `.../v1/chat/completions`, given for the API's), else the URL with /v1 added."""
+    head, v1, _ = url.partition("/v1/")
+    return head + "/v1" if v1 else url + "/v1"
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,9 @@ class OpenAIEngine:
         self.key = key
         self.key_hint = key_hint
         self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
+        self._score_texts = SCORE_REQUEST_TEXTS  # continuations a scoring request sends: fewer where the server takes fewer prompts
+        self._refused: set[str] = set()  # OPTIONAL settings the server refused, left out from then on
+        self._n_choices = True  # whether the server answers n choices at once (ollama ignores n, llama.cpp refuses it, aigc caps it)
         self.timeout = timeout
         started = time.perf_counter()
         listing = self._request("GET", "/models").get("data") or []
@@ -139,9 +155,10 @@ class OpenAIEngine:
             if not served:
                 raise ModelUnavailableError(f"{self.base_url} lists no models; name one: openai:{self.base_url}#MODEL")
             model = served[0]
-        elif served and model not in served:
+        listed = f"{model}:latest" if model not in served and f"{model}:latest" in served else model  # ollama lists llama3.2 as llama3.2:latest
+        if served and listed not in served:
             raise UnknownModelError(f"{self.base_url} does not serve {model!r}; it serves: {', '.join(map(str, served))}")
-        entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == model), {})
+        entry = next((m for m in listing if isinstance(m, dict) and m.get("id") == listed), {})
         self.model = model
         self.name = name or f"openai:{self.base_url}#{model}"
         self.context_length = int(entry.get("max_model_len") or entry.get("context_length") or entry.get("context_window") or DEFAULT_CONTEXT)
@@ -162,6 +179,18 @@ class OpenAIEngine:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _open(self, method: str, url: str, body: dict | None):
+        """The server's answer to a request; a setting of OPTIONAL that it refuses is left out (a
+        server that does not take it would have ignored it), and the request sent again."""
+        try:
+            return self._send(method, url, body)
+        except BadInputError as exc:
+            refused = {key for key in OPTIONAL if body and key in body and key in str(exc)}
+            if not refused:
+                raise
+            self._refused |= refused
+            return self._open(method, url, {key: value for key, value in body.items() if key not in refused})
+
+    def _send(self, method: str, url: str, body: dict | None):
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
@@ -199,8 +228,8 @@ class OpenAIEngine:
         if exc.code in (401, 403):
             hint = f"{self.key_hint} (the key sent was refused)" if self.key else self.key_hint
             return BadInputError(f"{where}: {message}; {hint}")
-        if exc.code == 404 and not self.base_url.rstrip("/").endswith("/v1"):
-            return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {self.base_url.rstrip('/')}/v1?")
+        if exc.code == 404 and not self.base_url.endswith("/v1"):
+            return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {_api_root(self.base_url)}?")
         if exc.code in (400, 404, 413, 422):
             return BadInputError(f"{where}: {message}")
         return ModelUnavailableError(f"{where}: {message}")
@@ -255,13 +284,13 @@ class OpenAIEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
-        if params.top_k:
+        if params.top_k and "top_k" not in self._refused:
             body["top_k"] = params.top_k
-        if params.repetition_penalty != 1.0:
+        if params.repetition_penalty != 1.0 and "repetition_penalty" not in self._refused:
             body["repetition_penalty"] = params.repetition_penalty
         if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
-        if stream:
+        if stream and "stream_options" not in self._refused:  # usage is counted here without it
             body["stream_options"] = {"include_usage": True}
         if isinstance(prompt, str):
             return "/completions", {**body, "prompt": prompt}
@@ -280,9 +309,17 @@ class OpenAIEngine:
         return prompt_tokens, completion_tokens
 
     def _one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        if params.n > 1 and not self._n_choices:
+            return self._each(prompt, params)
         path, body = self._body(prompt, params, params.n, stream=False)
         started = time.perf_counter()
-        answer = self._request("POST", path, body)
+        try:
+            answer = self._request("POST", path, body)
+        except AigcError as exc:
+            if params.n == 1 or not N_REFUSED.search(str(exc)):
+                raise
+            self._n_choices = False
+            return self._each(prompt, params)
         elapsed = time.perf_counter() - started
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
         texts = [(choice.get("text") if path == "/completions" else (choice.get("message") or {}).get("content")) or "" for choice in choices]
@@ -293,9 +330,20 @@ class OpenAIEngine:
             Completion(text, prompt_tokens, each, "length" if choice.get("finish_reason") == "length" else "stop")
             for text, choice in zip(texts, choices)
         ]
+        if len(results) == 1 < params.n:  # n ignored: the rest one request each
+            self._n_choices = False
+            return results + self._each(prompt, params.replace(n=params.n - 1), first=1)
         if len(results) != params.n:
             raise AigcError(f"{self.base_url} returned {len(results)} choices for n={params.n}")
         return results
+
+    def _each(self, prompt: Prompt, params: SamplingParams, first: int = 0) -> list[Completion]:
+        """`params.n` choices as one-choice requests sent together, for a server that gives one a
+        request. With a seed, choice i has its own, drawn from the seed and i (not seed + i, which
+        a caller's next round may be)."""
+        seeds = [params.seed if params.seed is None or i == 0 else random.Random(f"{params.seed}/{i}").randrange(2**31) for i in range(first, first + params.n)]
+        with ThreadPoolExecutor(max_workers=min(8, params.n)) as pool:
+            return [c for answer in pool.map(lambda seed: self._one(prompt, params.replace(n=1, seed=seed)), seeds) for c in answer]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Each prompt is one request; several go out together (the server batches them)."""
@@ -348,8 +396,8 @@ class OpenAIEngine:
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of each continuation's token log-probabilities, from the server's prompt logprobs.
 
-        One `/completions` request per `SCORE_REQUEST_TEXTS` continuations (a server may cap the
-        prompts of one request: `aigc serve` at its `--max-batch`): `echo` with `logprobs: 1` and
+        One `/completions` request per `SCORE_REQUEST_TEXTS` continuations, or as many as a server
+        says it takes (`aigc serve` caps the prompts of one request at its `--max-batch`): `echo` with `logprobs: 1` and
         `max_tokens: 0` (vLLM, aigc), or `max_tokens: 1` where the server wants at least one new
         token. The tokens whose text starts inside the continuation count, so a continuation should
         start at a token boundary (a leading space, as labels usually do).
@@ -366,9 +414,17 @@ class OpenAIEngine:
         if not continuations or any(not c for c in continuations):
             raise BadInputError("every continuation to score needs at least one token")
         scores, tokens = [], 0
-        for start in range(0, len(continuations), SCORE_REQUEST_TEXTS):
-            part, counted = self._score_request(prompt, continuations[start : start + SCORE_REQUEST_TEXTS])
-            scores += part
+        while len(scores) < len(continuations):
+            part = continuations[len(scores) : len(scores) + self._score_texts]
+            try:
+                found, counted = self._score_request(prompt, part)
+            except AigcError as exc:
+                capped = PROMPTS_CAPPED.search(str(exc))
+                if not capped or not 1 <= int(capped[1]) < len(part):
+                    raise
+                self._score_texts = int(capped[1])
+                continue
+            scores += found
             tokens += counted
         return scores, tokens
 
@@ -410,7 +466,8 @@ class OpenAIEngine:
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         started = time.perf_counter()
-        answers = [self._score(prompt, continuations) for prompt in prompts]
+        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:  # sent together, as generate's: the server batches them
+            answers = list(pool.map(lambda prompt: self._score(prompt, continuations), prompts))
         self.stats.record_scoring(len(prompts), sum(tokens for _, tokens in answers), time.perf_counter() - started)
         return [Scored(scores) for scores, _ in answers]
 

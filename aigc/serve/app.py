@@ -47,6 +47,7 @@ from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Sch
 log = logging.getLogger("aigc.serve")
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
+ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 
 
@@ -509,7 +510,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # no such route: say which there are (a client of the Responses API meets this)
+            message = f"{request.url.path} is not an endpoint of this server; it offers {ENDPOINTS}"
+        return JSONResponse(error_body(message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:
         if not settings.api_key:

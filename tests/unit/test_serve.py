@@ -444,8 +444,8 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and body["error"]["param"] == "stop"  # the field, not pydantic's union branch (stop.str)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
-    status, _, body = raw(server, "/v1/nothing-here", {})
-    assert status == 404 and "error" in body
+    status, _, body = raw(server, "/v1/responses", {"input": "hi"})  # OpenAI's Responses API, which this server does not offer
+    assert status == 404 and body["error"]["message"].startswith("/v1/responses is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
@@ -660,6 +660,8 @@ def test_cli_chat_remote_errors_are_one_line(server):
     root = server["url"].removesuffix("/v1")
     result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
     assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr
+    result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}/v1/chat/completions#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
+    assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr  # an endpoint's URL, given for the API's
 
 
 def test_local_run_settings_for_a_remote_model_are_refused_and_info_matches_list():
@@ -1246,6 +1248,123 @@ def test_a_remote_answer_that_is_not_an_object_is_an_error(server, monkeypatch):
     monkeypatch.setattr(engine, "_open", lambda method, url, body: _Answer([b'["not", "an", "object"]']))
     with pytest.raises(ModelUnavailableError, match="not an object"):
         engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=4))
+
+
+def test_a_remote_model_named_without_the_tag_ollama_lists_it_with_is_that_model(monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.errors import UnknownModelError
+
+    listing = {"object": "list", "data": [{"id": "llama3.2:latest", "object": "model", "context_length": 4096}, {"id": "qwen3:8b", "object": "model"}]}
+    monkeypatch.setattr(OpenAIEngine, "_open", lambda self, method, url, body: _Answer([json.dumps(listing).encode()]))
+    engine = OpenAIEngine("http://127.0.0.1:11434/v1", "llama3.2")  # as `ollama pull llama3.2` names it
+    assert engine.model == "llama3.2" and engine.context_length == 4096
+    assert OpenAIEngine("http://127.0.0.1:11434/v1", "llama3.2:latest").context_length == 4096
+    for other in ("qwen3", "llama3"):  # only the default tag goes without saying
+        with pytest.raises(UnknownModelError, match="it serves: llama3.2:latest, qwen3:8b"):
+            OpenAIEngine("http://127.0.0.1:11434/v1", other)
+
+
+def test_n_over_what_a_remote_server_takes_in_one_request_goes_as_one_request_each(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import ModelUnavailableError
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)  # this server takes n up to 8: 400 "n must be at most 8"
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=1.0, max_tokens=3, n=10, seed=5)
+    answers = engine.generate([messages], params)[0]
+    assert len(answers) == 10 and len({a.text for a in answers}) > 1
+    assert [a.text for a in OpenAIEngine(server["url"], server["model"], KEY).generate([messages], params)[0]] == [a.text for a in answers]  # a seed still fixes them
+    sent = []
+
+    def ignores_n(method, path, body=None):  # as ollama: one choice, whatever n is
+        sent.append(body)
+        return {"choices": [{"index": 0, "message": {"content": f"answer {len(sent)}"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_request", ignores_n)
+    assert sorted(a.text for a in engine.generate([messages], params.replace(n=3))[0]) == ["answer 1", "answer 2", "answer 3"]
+    seeds = [body["seed"] for body in sent]
+    assert [body["n"] for body in sent] == [3, 1, 1] and seeds[0] == 5 and len(set(seeds)) == 3 and 6 not in seeds
+    assert len(engine.generate([messages], params.replace(n=2))[0]) == 2 and [body["n"] for body in sent[3:]] == [1, 1]  # known now: no n=2 first
+
+    def refuses_n(method, path, body=None):  # as llama.cpp's server
+        if body["n"] > 1:
+            raise ModelUnavailableError(f"{server['url']} answered 500: Only one completion choice is allowed")
+        return ignores_n(method, path, body)
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_request", refuses_n)
+    assert len(engine.generate([messages], params.replace(n=4))[0]) == 4
+
+
+def test_remote_scoring_sends_no_more_prompts_a_request_than_the_server_takes(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    request, sent = engine._request, []
+
+    def takes_three(method, path, body=None):  # as `aigc serve --max-batch 3`
+        if path == "/completions":
+            sent.append(len(body["prompt"]))
+            if len(body["prompt"]) > 3:
+                raise BadInputError(f"{server['url']} answered 400: prompts x n must be at most 3 (--max-batch) on this server; send fewer prompts a request")
+        return request(method, path, body)
+
+    monkeypatch.setattr(engine, "_request", takes_three)
+    prompt, labels = "Paris is the capital", [f" of place {i}" for i in range(7)]
+    assert engine.score(prompt, labels) == pytest.approx(tiny_engine.score(prompt, labels), abs=1e-3)
+    assert sent == [7, 3, 3, 1]
+    engine.score(prompt, labels[:4])
+    assert sent[4:] == [3, 1]  # known now
+
+
+def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    send, sent = engine._send, []
+
+    def as_openai(method, url, body=None):  # OpenAI's API takes neither top_k nor repetition_penalty (older Azure ones no stream_options)
+        if body and "n" in body:  # a generation, not a count of tokens
+            sent.append(sorted(body))
+        for key in ("top_k", "repetition_penalty", "stream_options"):
+            if body and key in body:
+                raise BadInputError(f"{server['url']} answered 400: Unrecognized request argument supplied: {key}")
+        return send(method, url, body)
+
+    monkeypatch.setattr(engine, "_send", as_openai)
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=0, max_tokens=3, top_k=20, repetition_penalty=1.1)
+    text = engine.generate([messages], params)[0][0].text
+    assert text and len(sent) == 3 and not {"top_k", "repetition_penalty"} & set(sent[-1])
+    counted = engine.stats.completion_tokens
+    assert "".join(engine.stream(messages, params)) == text and len(sent) == 5 and "stream_options" not in sent[-1]
+    assert engine.stats.completion_tokens > counted  # the stream's counted here, without the server's usage
+    assert "".join(engine.stream(messages, params)) == text and len(sent) == 6  # refused once, left out from then on
+    with pytest.raises(BadInputError, match="max_tokens must be at most"):  # any other refusal stands
+        engine.generate([messages], params.replace(max_tokens=1000))
+
+
+def test_remote_scoring_of_several_prompts_sends_their_requests_together(server, monkeypatch, tiny_engine):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    score, running, most = engine._score_request, [0], [0]
+
+    def counted(prompt, continuations):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)
+            return score(prompt, continuations)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(engine, "_score_request", counted)
+    prompts, labels = [f"Text {i} is about" for i in range(4)], [" sports", " politics"]
+    scored = engine.score_many(prompts, labels)
+    assert most[0] > 1 and engine.stats.scored_prompts == 4
+    assert [s.logprobs for s in scored] == [pytest.approx(tiny_engine.score(p, labels), abs=1e-3) for p in prompts]  # each its own prompt's, in order
 
 
 def test_a_task_result_cannot_rename_the_model_and_a_result_that_is_not_json_is_a_server_error(server, monkeypatch):
