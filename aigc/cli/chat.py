@@ -12,7 +12,7 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
-from ..generators.chat import ChatSession, with_files
+from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
@@ -25,7 +25,8 @@ REPL_HELP = """Commands:
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
   /set KEY VALUE   change a sampling setting (/set alone shows them;
-                   /set KEY default; /set system TEXT as /system)
+                   /set KEY default; /set system TEXT as /system; ollama's
+                   /set parameter KEY VALUE, num_predict, repeat_penalty too)
   /reset, /clear   forget the conversation and the files added with /file
                    (keeps the system prompt)
   /system TEXT     set the system prompt (/system alone shows it;
@@ -43,6 +44,7 @@ Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
+OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
 
 
 @generation_options(logged=True)
@@ -438,7 +440,10 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _command("/system", arg.partition(" ")[2].strip(), session, pending)
     elif command == "/set":
         name, _, value = arg.partition(" ")
-        if name and not value.strip():
+        if name == "parameter":  # ollama's /set parameter KEY VALUE
+            name, _, value = value.strip().partition(" ")
+        name = OLLAMA_SETTINGS.get(name, name)
+        if name in TUNABLE and not value.strip():  # an unknown name is said as such
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
             session.set_sampling(name, value.strip())

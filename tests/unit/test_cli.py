@@ -2204,6 +2204,24 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     assert "unfinished" in err and out == ""  # stdout is not the terminal: it gets replies only
 
 
+def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    for line in ("/set parameter temperature 0.5", "/set parameter num_predict 7", "/set repeat_penalty 1.3"):
+        repl_lines(monkeypatch, line)
+        _turn(session, RunOptions(), [])
+    assert session.sampling == {"temperature": 0.5, "max_tokens": 7, "repetition_penalty": 1.3}
+    capsys.readouterr()
+    repl_lines(monkeypatch, "/set verbose")  # ollama's flag: no setting here, not one that lacks a value
+    _turn(session, RunOptions(), [])
+    err = " ".join(capsys.readouterr().err.split())
+    assert "there is no setting 'verbose'" in err and "needs a value" not in err
+
+
 def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monkeypatch, capsys):
     from aigc import logs, ui
     from aigc.cli.options import RunOptions
