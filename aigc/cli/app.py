@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 try:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
@@ -77,6 +77,21 @@ def _flagger(command):
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
+_SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
+_VARS = "a template's variables are given as --var key=value"
+_USAGE = "--stats prints the token counts"
+# Options of `llm` and `ollama run` that aigc names otherwise: the option a command must have for
+# the hint to fit it, and the hint (said in place of click's guesses, which point elsewhere).
+ELSEWHERE = {
+    "-o": ("--temperature", _SETTINGS), "--option": ("--temperature", _SETTINGS),
+    "-p": ("--var", _VARS), "--param": ("--var", _VARS),
+    "-n": ("--no-log", "--no-log keeps the answer out of the log"),
+    "-u": ("--stats", _USAGE), "--usage": ("--stats", _USAGE),
+    "--conversation": ("--cid", "--cid ID goes on from a conversation"),
+    "--cid": ("--session", "-S ID shows a conversation's answers, by the id after 'session'"),
+    "--no-stream": ("--system", "an answer streams only to a terminal; piped or redirected, it comes whole"),
+    "--format": ("--schema", "--schema holds the answer to JSON: --schema '{}' for any JSON, or a JSON schema"),
+}
 
 
 def _one_line(exc: UsageError, command: str | None = None):
@@ -86,12 +101,21 @@ def _one_line(exc: UsageError, command: str | None = None):
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
     hint = f"see `{where} --help`"
-    if getattr(exc, "option_name", None) in GLOBAL_OPTIONS and where != "aigc":
-        hint = f"global options go before the command: `aigc {exc.option_name} {where.split(' ', 1)[-1]} ...`"
-        if exc.option_name == "--version":
+    message = _not_a_number(exc) or exc.format_message().rstrip(".")
+    name = getattr(exc, "option_name", None)
+    if name in GLOBAL_OPTIONS and where != "aigc":
+        hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
+        if name == "--version":
             hint = "`aigc --version` prints the version"
-    ui.error(f"{_not_a_number(exc) or exc.format_message().rstrip('.')} ({hint})")
+    elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
+        message, hint = f"No such option: {name}", f"{ELSEWHERE[name][1]}; {hint}"
+    ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _option_names(command) -> set[str]:
+    """Every name of the command's options (`--log` and `--no-log` both)."""
+    return {name for param in command.params for name in [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]}
 
 
 NUMBER_KINDS = {"int_parsing": "a whole number", "int_from_float": "a whole number", "float_parsing": "a number"}

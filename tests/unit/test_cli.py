@@ -634,6 +634,29 @@ def test_a_global_option_after_the_command_says_where_it_goes():
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
 
 
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
+        (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
+        (["chat", "-n", "hi"], "No such option: -n (--no-log keeps the answer out of the log;"),
+        (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
+        (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
+        (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
+        (["logs", "--cid", "abc"], "No such option: --cid (-S ID shows a conversation's answers"),
+    ],
+)
+def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
+
+
+def test_an_option_of_llm_gets_no_hint_where_the_command_has_nothing_like_it():
+    assert bad("models", "list", "-n") == (2, ["Error: No such option: -n (see `aigc models list --help`)"])
+    code, lines = bad("chat", "--cid")  # chat's own --cid, missing its value: not the hint for `aigc logs --cid`
+    assert code == 2 and lines == ["Error: Option '--cid' requires an argument (see `aigc chat --help`)"]
+
+
 @pytest.mark.parametrize("flags", [["-q", "-v"], ["-vv", "--quiet"]])
 def test_quiet_and_verbose_together_are_refused_before_any_work(flags):
     assert bad(*flags, "chat", "hi", "-m", "no-such-model") == (2, ["Error: give -q (less on stderr) or -v (more), not both"])
