@@ -3,6 +3,7 @@
 import functools
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -147,9 +148,33 @@ def _stop_if_disk_full(exc: Exception) -> None:
         raise typer.Exit(1) from None
 
 
+# Commands of `ollama` and `llm` that aigc has under another name.
+COMMANDS_ELSEWHERE = {"list": "models list", "pull": "models pull", "show": "models info", "rm": "models rm", "prompt": "chat", "aliases": "models alias", "install": "plugins install"}
+
+
+def _command_hint(name: str) -> str | None:
+    """What an unknown root command was likely meant as: aigc's name for an ollama or llm command,
+    or `aigc chat` for a prompt given as `llm` takes one (a command has no spaces)."""
+    if name in COMMANDS_ELSEWHERE:
+        return f"Did you mean `aigc {COMMANDS_ELSEWHERE[name]}`?"
+    if " " in name.strip():
+        asked = shlex.quote(name) if "\n" not in name and len(name) <= 60 else '"PROMPT"'
+        return f"To ask the model: `aigc chat {asked}`"
+    return None
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            hint = _command_hint(args[0]) if args and "Did you mean" not in exc.message else None
+            if hint:
+                exc.message = f"{exc.message.rstrip('.')}. {hint}"
+            raise
 
     def parse_args(self, ctx, args):
         try:

@@ -651,6 +651,29 @@ def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
 
 
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["What is 2+2?"], "No such command 'What is 2+2?'. To ask the model: `aigc chat 'What is 2+2?'`"),  # llm 'PROMPT'
+        (["prompt", "hi"], "No such command 'prompt'. Did you mean `aigc chat`?"),
+        (["list"], "No such command 'list'. Did you mean `aigc models list`?"),  # ollama list, pull, show
+        (["pull", "smollm2"], "No such command 'pull'. Did you mean `aigc models pull`?"),
+        (["show", "smollm2"], "No such command 'show'. Did you mean `aigc models info`?"),
+        (["summarise"], "No such command 'summarise'. Did you mean 'summarize'?"),  # typer's own guess stays
+    ],
+)
+def test_a_command_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: {hint} (see `aigc --help`)"]
+
+
+def test_run_with_a_model_for_a_template_says_how_to_ask_the_model():
+    code, lines = bad("run", "smollm2", "hi")  # ollama run MODEL PROMPT
+    assert code == 2 and len(lines) == 1 and "unknown template 'smollm2'" in lines[0] and '`aigc chat -m smollm2 "PROMPT"`' in lines[0]
+    code, lines = bad("run", "no-such-thing")
+    assert code == 2 and "unknown template 'no-such-thing'" in lines[0] and "aigc chat -m" not in lines[0]
+
+
 def test_an_option_of_llm_gets_no_hint_where_the_command_has_nothing_like_it():
     assert bad("models", "list", "-n") == (2, ["Error: No such option: -n (see `aigc models list --help`)"])
     code, lines = bad("chat", "--cid")  # chat's own --cid, missing its value: not the hint for `aigc logs --cid`
