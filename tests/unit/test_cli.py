@@ -2250,6 +2250,29 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     assert "unfinished" in err and out == ""  # stdout is not the terminal: it gets replies only
 
 
+def test_repl_takes_llms_multi_line_messages(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    session = ChatSession(ChatGenerator(engine=engine))
+    for lines in (["!multi", "Fix this:", "/etc/hosts", "exit", "!end"], ["!multi EOF", "a", "!end", "b", " !end EOF "]):
+        repl_lines(monkeypatch, *lines)
+        _turn(session, RunOptions(), [])
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["Fix this:\n/etc/hosts\nexit", "a\n!end\nb"]
+    def multi_then_ctrl_d():
+        yield "!multi"
+        raise EOFError
+
+    typed = multi_then_ctrl_d()
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    assert _turn(session, RunOptions(), []) is None and len(session.messages) == 4  # Ctrl-D inside drops it
+    assert "unfinished !multi message dropped; end one with !end to send it" in capsys.readouterr().err
+
+
 def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
