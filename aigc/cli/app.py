@@ -105,9 +105,12 @@ def _one_line(exc: UsageError, command: str | None = None):
     message = _not_a_number(exc) or exc.format_message().rstrip(".")
     name = getattr(exc, "option_name", None)
     if name in GLOBAL_OPTIONS and where != "aigc":
+        message = f"No such option: {name}"  # not click's guess at a command option it might be
         hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
         if name == "--version":
             hint = "`aigc --version` prints the version"
+        elif name == "--verbose" and exc.ctx and "--stats" in _option_names(exc.ctx.command):  # ollama run --verbose
+            hint += "; --stats prints token counts and tokens/s"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{ELSEWHERE[name][1]}; {hint}"
     ui.error(f"{message} ({hint})")

@@ -632,6 +632,8 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
 def test_a_global_option_after_the_command_says_where_it_goes():
     code, lines = bad("chat", "-q", "hi")
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
+    code, lines = bad("logs", "--verbose")
+    assert code == 2 and lines == ["Error: No such option: --verbose (global options go before the command: `aigc --verbose logs ...`)"]  # not click's guess, --response
 
 
 @pytest.mark.parametrize(
@@ -644,6 +646,7 @@ def test_a_global_option_after_the_command_says_where_it_goes():
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
         (["logs", "--cid", "abc"], "No such option: --cid (-S ID shows a conversation's answers"),
+        (["chat", "--verbose", "hi"], "No such option: --verbose (global options go before the command: `aigc --verbose chat ...`; --stats prints token counts and tokens/s)"),
     ],
 )
 def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
