@@ -1685,6 +1685,18 @@ def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_g
     assert not list(conversations.sessions_dir().glob("*.json"))
 
 
+def test_sessions_show_takes_an_unnamed_chats_id_as_logs_shows_it():
+    from aigc import conversations
+
+    conversations.conversations_dir().mkdir(parents=True, exist_ok=True)
+    cid = "20261205-045044-586cd3"
+    (conversations.conversations_dir() / f"{cid}.json").write_text('{"messages": [{"role": "user", "content": "Name three colors."}]}')
+    shown = invoke("sessions", "show", cid)
+    assert shown.exit_code == 0 and "Name three colors." in shown.stdout
+    removed = invoke("sessions", "rm", cid)  # rm stays for named sessions: an unnamed chat goes with `aigc logs rm`
+    assert removed.exit_code == 2 and (conversations.conversations_dir() / f"{cid}.json").is_file()
+
+
 def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
     from aigc import conversations
 
