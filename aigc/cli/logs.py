@@ -16,7 +16,7 @@ Count = Annotated[int, typer.Option("--count", "-n", help="How many of the lates
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
-Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this chat session (a name, or its .json file).")]
+Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
 Current = Annotated[bool, typer.Option("--current", "-c", help="Only answers in the latest conversation, the one `aigc chat -c` goes on from.")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
