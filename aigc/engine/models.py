@@ -206,6 +206,8 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + [a for a in config.model_aliases() if alias_kind(a) == kind])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
+    if not meant and ":" in name and kind == "text":  # ollama's NAME:TAG
+        guess = f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     raise UnknownModelError(

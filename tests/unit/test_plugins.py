@@ -1189,3 +1189,11 @@ def test_an_unknown_model_names_the_alias_it_likely_means_ollamas_tags_too(name,
     with pytest.raises(UnknownModelError) as caught:
         resolve(name)
     assert str(caught.value).startswith(f"unknown model {name!r}; " + (f"did you mean {meant}? known aliases: " if meant else "known aliases: "))
+
+
+def test_an_unknown_ollama_name_with_a_tag_says_how_to_use_it_through_ollamas_api():
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=r"^unknown model 'llama3.2:3b'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2:3b'; known aliases: "):
+        resolve("llama3.2:3b")
