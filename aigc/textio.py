@@ -248,6 +248,8 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
     if not os.path.exists(path):  # os.path: False (not an OSError) for a name too long
+        if re.match(r"https?://\S+\Z", source, re.IGNORECASE):  # as `llm -f URL` takes one
+            raise BadInputError(f"no such {kind}: {source} (aigc reads local files, not URLs; download it first: curl -sL {shlex.quote(source)} -o FILE)")
         words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
         raise BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
     if path.is_dir():

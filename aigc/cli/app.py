@@ -3,6 +3,7 @@
 import functools
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -11,9 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 try:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # typer vendors click since 0.26
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperGroup, TyperOption
 
 from .. import config, ui
@@ -77,6 +78,21 @@ def _flagger(command):
 
 
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
+_SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
+_VARS = "a template's variables are given as --var key=value"
+_USAGE = "--stats prints the token counts"
+# Options of `llm` and `ollama run` that aigc names otherwise: the option a command must have for
+# the hint to fit it, and the hint (said in place of click's guesses, which point elsewhere).
+ELSEWHERE = {
+    "-o": ("--temperature", _SETTINGS), "--option": ("--temperature", _SETTINGS),
+    "-p": ("--var", _VARS), "--param": ("--var", _VARS),
+    "-n": ("--no-log", "--no-log keeps the answer out of the log"),
+    "-u": ("--stats", _USAGE), "--usage": ("--stats", _USAGE),
+    "--conversation": ("--cid", "--cid ID goes on from a conversation"),
+    "--cid": ("--session", "-S ID shows a conversation's answers, by the id after 'session'"),
+    "--no-stream": ("--system", "an answer streams only to a terminal; piped or redirected, it comes whole"),
+    "--format": ("--schema", "--schema holds the answer to JSON: --schema '{}' for any JSON, or a JSON schema"),
+}
 
 
 def _one_line(exc: UsageError, command: str | None = None):
@@ -86,12 +102,24 @@ def _one_line(exc: UsageError, command: str | None = None):
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
     hint = f"see `{where} --help`"
-    if getattr(exc, "option_name", None) in GLOBAL_OPTIONS and where != "aigc":
-        hint = f"global options go before the command: `aigc {exc.option_name} {where.split(' ', 1)[-1]} ...`"
-        if exc.option_name == "--version":
+    message = _not_a_number(exc) or exc.format_message().rstrip(".")
+    name = getattr(exc, "option_name", None)
+    if name in GLOBAL_OPTIONS and where != "aigc":
+        message = f"No such option: {name}"  # not click's guess at a command option it might be
+        hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
+        if name == "--version":
             hint = "`aigc --version` prints the version"
-    ui.error(f"{_not_a_number(exc) or exc.format_message().rstrip('.')} ({hint})")
+        elif name == "--verbose" and exc.ctx and "--stats" in _option_names(exc.ctx.command):  # ollama run --verbose
+            hint += "; --stats prints token counts and tokens/s"
+    elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
+        message, hint = f"No such option: {name}", f"{ELSEWHERE[name][1]}; {hint}"
+    ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _option_names(command) -> set[str]:
+    """Every name of the command's options (`--log` and `--no-log` both)."""
+    return {name for param in command.params for name in [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]}
 
 
 NUMBER_KINDS = {"int_parsing": "a whole number", "int_from_float": "a whole number", "float_parsing": "a number"}
@@ -123,9 +151,33 @@ def _stop_if_disk_full(exc: Exception) -> None:
         raise typer.Exit(1) from None
 
 
+# Commands of `ollama` and `llm` that aigc has under another name.
+COMMANDS_ELSEWHERE = {"list": "models list", "pull": "models pull", "show": "models info", "rm": "models rm", "prompt": "chat", "aliases": "models alias", "install": "plugins install"}
+
+
+def _command_hint(name: str) -> str | None:
+    """What an unknown root command was likely meant as: aigc's name for an ollama or llm command,
+    or `aigc chat` for a prompt given as `llm` takes one (a command has no spaces)."""
+    if name in COMMANDS_ELSEWHERE:
+        return f"Did you mean `aigc {COMMANDS_ELSEWHERE[name]}`?"
+    if " " in name.strip():
+        asked = shlex.quote(name) if "\n" not in name and len(name) <= 60 else '"PROMPT"'
+        return f"To ask the model: `aigc chat {asked}`"
+    return None
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            hint = _command_hint(args[0]) if args and "Did you mean" not in exc.message else None
+            if hint:
+                exc.message = f"{exc.message.rstrip('.')}. {hint}"
+            raise
 
     def parse_args(self, ctx, args):
         try:

@@ -12,7 +12,7 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
-from ..generators.chat import ChatSession, with_files
+from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
@@ -25,7 +25,8 @@ REPL_HELP = """Commands:
   /retry           answer your last message again, in place of the last reply
   /undo            forget the last turn (your message and its reply)
   /set KEY VALUE   change a sampling setting (/set alone shows them;
-                   /set KEY default; /set system TEXT as /system)
+                   /set KEY default; /set system TEXT as /system; ollama's
+                   /set parameter KEY VALUE, num_predict, repeat_penalty too)
   /reset, /clear   forget the conversation and the files added with /file
                    (keeps the system prompt)
   /system TEXT     set the system prompt (/system alone shows it;
@@ -37,12 +38,13 @@ REPL_HELP = """Commands:
                    where this chat's are (-S), not to that session
   /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
-(sent as typed, even if it starts with / or is just exit); start a message
-with // to send one line that starts with /.
+(sent as typed, even if it starts with / or is just exit; as llm's !multi
+up to !end); start a message with // to send one line that starts with /.
 Ctrl-C stops a reply that is being written."""
 QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
+OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
 
 
 @generation_options(logged=True)
@@ -317,9 +319,13 @@ def _input(prompt: str) -> str:
 
 
 def _read_message() -> tuple[str, bool]:
-    """One line, or with \"\"\" at its start the lines up to one that ends with \"\"\" (as in ollama);
+    """One line, or with \"\"\" at its start the lines up to one that ends with \"\"\" (as in ollama),
+    or after a line `!multi` those up to one that is `!end` (as in llm; `!multi X` ends at `!end X`);
     and whether it was such a block (a message even where it starts with /). Ctrl-D inside a block drops it."""
     line = _input(">>> ")
+    word, _, tag = line.strip().partition(" ")
+    if word == "!multi":
+        return _read_until(f"!end {tag.strip()}".strip(), word)
     if not line.lstrip().startswith(QUOTES):
         return line.strip(), False
     lines = [line.lstrip()[len(QUOTES):]]
@@ -327,11 +333,28 @@ def _read_message() -> tuple[str, bool]:
         try:
             lines.append(_input("... "))
         except EOFError:
-            _end_line()
-            _reply(f'(unfinished {QUOTES} message dropped; end one with {QUOTES} to send it)')
-            return "", True
+            return _dropped(QUOTES, QUOTES)
     lines[-1] = lines[-1].rstrip()[: -len(QUOTES)]
     return "\n".join(lines).strip(), True
+
+
+def _read_until(end: str, start: str) -> tuple[str, bool]:
+    """The lines typed up to one that is `end`, as one message."""
+    lines = []
+    while True:
+        try:
+            line = _input("... ")
+        except EOFError:
+            return _dropped(start, end)
+        if line.strip() == end:
+            return "\n".join(lines).strip(), True
+        lines.append(line)
+
+
+def _dropped(start: str, end: str) -> tuple[str, bool]:
+    _end_line()
+    _reply(f"(unfinished {start} message dropped; end one with {end} to send it)")
+    return "", True
 
 
 def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:
@@ -438,7 +461,10 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         _command("/system", arg.partition(" ")[2].strip(), session, pending)
     elif command == "/set":
         name, _, value = arg.partition(" ")
-        if name and not value.strip():
+        if name == "parameter":  # ollama's /set parameter KEY VALUE
+            name, _, value = value.strip().partition(" ")
+        name = OLLAMA_SETTINGS.get(name, name)
+        if name in TUNABLE and not value.strip():  # an unknown name is said as such
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:
             session.set_sampling(name, value.strip())

@@ -16,34 +16,39 @@ Count = Annotated[int, typer.Option("--count", "-n", help="How many of the lates
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
-Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this chat session (a name, or its .json file).")]
+Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
+Current = Annotated[bool, typer.Option("--current", "-c", help="Only answers in the latest conversation, the one `aigc chat -c` goes on from.")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, response: Response = False, as_json: AsJson = False) -> None:
+def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False) -> None:
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json)
+        _show(count, query, model, command, session, response, as_json, current)
     else:
-        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--response": (response, False), "--json": (as_json, False)}
+        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, response: Response = False, as_json: AsJson = False) -> None:
+def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False) -> None:
     """The latest logged answers, oldest first, as Markdown."""
-    _show(count, query, model, command, session, response, as_json)
+    _show(count, query, model, command, session, response, as_json, current)
 
 
-def _show(count, query, model, command, session, response, as_json) -> None:
+def _show(count, query, model, command, session, response, as_json, current) -> None:
     if count < 0:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
     if response and as_json:
         raise BadInputError("give --response or --json, not both")
+    if current and session:
+        raise BadInputError("give --current or --session, not both")
+    if current:  # as llm's `logs -c`
+        session = str(conversations.latest())
     for flag, value in (("--query", query), ("--model", model), ("--command", command), ("--session", session)):
         check_utf8(value, f"{flag} value")
     if session:

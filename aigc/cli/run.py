@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import templates, ui
-from ..errors import BadInputError
+from .. import config, templates, ui
+from ..engine.models import registered_models
+from ..errors import BadInputError, UnknownTemplateError
 from ..json_schemas import several, shown
 from ..textio import output_target, read_document
 from . import complete, examples
@@ -38,7 +39,7 @@ def run_template(
         raise BadInputError(f"give the input as {document} or as -i {source}, not both")
     source = source if document is None else document
     run.json_schema = read_schema_option(schema)
-    found = templates.get_template(template)
+    found = _template(template)
     values = parse_vars(var or [])
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
@@ -108,6 +109,16 @@ def _check_input_given(template: "templates.Template", values: dict[str, str]) -
     if name is not None and (name in template.required or not template.body.strip()):
         names = ", ".join(v["name"] for v in template.variables)
         raise BadInputError(f"{template.label} needs {name}: give it as FILE (or -i FILE), with --var {name}=TEXT, or pipe it in" + (f" (its variables: {names})" if names else ""))
+
+
+def _template(name: str):
+    """The template `name`; one that is a model's alias instead (`ollama run MODEL`) says how to ask that model."""
+    try:
+        return templates.get_template(name)
+    except UnknownTemplateError as exc:
+        if name in registered_models() or name in config.model_aliases():
+            raise UnknownTemplateError(f"{exc}; {name} is a model: `aigc chat -m {name} \"PROMPT\"` asks it, `aigc chat -m {name}` chats with it") from None
+        raise
 
 
 def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:

@@ -49,7 +49,7 @@ def _show(as_json: bool) -> None:
 
 @sessions_app.command()
 def show(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Session name or .json file.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Session name, .json file, or a chat's id as `aigc logs` shows it (after 'session').")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the saved JSON instead of Markdown.")] = False,
 ) -> None:
     """The conversation of a session, as Markdown (or JSON)."""
@@ -72,7 +72,7 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Sess
 
 
 def _existing(name: str, named_only: bool = False):
-    """The file of session `name`: a named session, or (unless `named_only`) a .json file."""
+    """The file of session `name`: a named session, or (unless `named_only`) a .json file or an unnamed chat's id."""
     path = conversations.session_path(name)
     if named_only and path.parent != conversations.sessions_dir():
         raise BadInputError(f"{name} is not a session name; rm deletes only the sessions `aigc sessions` lists{_hint(name)}")
@@ -80,6 +80,9 @@ def _existing(name: str, named_only: bool = False):
         return path
     if path.exists():
         raise BadInputError(f"{path} is not a file; remove or rename it")
+    unnamed = conversations.conversations_dir() / f"{name}.json"
+    if not named_only and conversations.NAME.fullmatch(name) and unnamed.is_file():  # a chat's id, as `aigc chat --cid` takes it
+        return unnamed
     known = [row["name"] for row in conversations.list_sessions()]
     others = f"; there are: {', '.join(known[:10])}" if known else "; `aigc chat --session NAME` starts one"
     raise BadInputError(f"no session {name!r}{_hint(name) or others}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -202,13 +203,25 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
     if name.startswith((".", "/", "~")) or name.lower().endswith(WEIGHTS_SUFFIXES):  # as an alias may not end
         wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
-    aliases = ", ".join(sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + [a for a in config.model_aliases() if alias_kind(a) == kind])) or "none"
+    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + [a for a in config.model_aliases() if alias_kind(a) == kind])
+    aliases, meant = ", ".join(known) or "none", _meant(name, known)
+    guess = f"did you mean {meant}? " if meant else ""
+    if not meant and ":" in name and kind == "text":  # ollama's NAME:TAG
+        guess = f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
     if kind == "image":
-        raise UnknownModelError(f"unknown image model {name!r}; image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
+        raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     raise UnknownModelError(
-        f"unknown model {name!r}; known aliases: {aliases} "
+        f"unknown model {name!r}; {guess}known aliases: {aliases} "
         "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"
     )
+
+
+def _meant(name: str, known: list[str]) -> str | None:
+    """The alias an unknown `name` likely means: ollama's NAME:TAG as aigc names it (qwen2.5:0.5b is
+    qwen2.5-0.5b, smollm2:135m smollm2), else one spelled much the same."""
+    tagged = [name.replace(":", "-"), name.partition(":")[0]] if ":" in name else []
+    found = [alias for alias in tagged if alias in known] or difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return found[0] if found else None
 
 
 def alias_kind(alias: str) -> str | None:

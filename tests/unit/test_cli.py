@@ -634,6 +634,55 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
 def test_a_global_option_after_the_command_says_where_it_goes():
     code, lines = bad("chat", "-q", "hi")
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
+    code, lines = bad("logs", "--verbose")
+    assert code == 2 and lines == ["Error: No such option: --verbose (global options go before the command: `aigc --verbose logs ...`)"]  # not click's guess, --response
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
+        (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
+        (["chat", "-n", "hi"], "No such option: -n (--no-log keeps the answer out of the log;"),
+        (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
+        (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
+        (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
+        (["logs", "--cid", "abc"], "No such option: --cid (-S ID shows a conversation's answers"),
+        (["chat", "--verbose", "hi"], "No such option: --verbose (global options go before the command: `aigc --verbose chat ...`; --stats prints token counts and tokens/s)"),
+    ],
+)
+def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["What is 2+2?"], "No such command 'What is 2+2?'. To ask the model: `aigc chat 'What is 2+2?'`"),  # llm 'PROMPT'
+        (["prompt", "hi"], "No such command 'prompt'. Did you mean `aigc chat`?"),
+        (["list"], "No such command 'list'. Did you mean `aigc models list`?"),  # ollama list, pull, show
+        (["pull", "smollm2"], "No such command 'pull'. Did you mean `aigc models pull`?"),
+        (["show", "smollm2"], "No such command 'show'. Did you mean `aigc models info`?"),
+        (["summarise"], "No such command 'summarise'. Did you mean 'summarize'?"),  # typer's own guess stays
+    ],
+)
+def test_a_command_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: {hint} (see `aigc --help`)"]
+
+
+def test_run_with_a_model_for_a_template_says_how_to_ask_the_model():
+    code, lines = bad("run", "smollm2", "hi")  # ollama run MODEL PROMPT
+    assert code == 2 and len(lines) == 1 and "unknown template 'smollm2'" in lines[0] and '`aigc chat -m smollm2 "PROMPT"`' in lines[0]
+    code, lines = bad("run", "no-such-thing")
+    assert code == 2 and "unknown template 'no-such-thing'" in lines[0] and "aigc chat -m" not in lines[0]
+
+
+def test_an_option_of_llm_gets_no_hint_where_the_command_has_nothing_like_it():
+    assert bad("models", "list", "-n") == (2, ["Error: No such option: -n (see `aigc models list --help`)"])
+    code, lines = bad("chat", "--cid")  # chat's own --cid, missing its value: not the hint for `aigc logs --cid`
+    assert code == 2 and lines == ["Error: Option '--cid' requires an argument (see `aigc chat --help`)"]
 
 
 @pytest.mark.parametrize("flags", [["-q", "-v"], ["-vv", "--quiet"]])
@@ -1638,6 +1687,18 @@ def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_g
     assert not list(conversations.sessions_dir().glob("*.json"))
 
 
+def test_sessions_show_takes_an_unnamed_chats_id_as_logs_shows_it():
+    from aigc import conversations
+
+    conversations.conversations_dir().mkdir(parents=True, exist_ok=True)
+    cid = "20261205-045044-586cd3"
+    (conversations.conversations_dir() / f"{cid}.json").write_text('{"messages": [{"role": "user", "content": "Name three colors."}]}')
+    shown = invoke("sessions", "show", cid)
+    assert shown.exit_code == 0 and "Name three colors." in shown.stdout
+    removed = invoke("sessions", "rm", cid)  # rm stays for named sessions: an unnamed chat goes with `aigc logs rm`
+    assert removed.exit_code == 2 and (conversations.conversations_dir() / f"{cid}.json").is_file()
+
+
 def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
     from aigc import conversations
 
@@ -2204,6 +2265,47 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     assert _turn(session, run, []) is None and session.messages == []  # Ctrl-D in a block drops it; the REPL goes on
     out, err = capsys.readouterr()
     assert "unfinished" in err and out == ""  # stdout is not the terminal: it gets replies only
+
+
+def test_repl_takes_llms_multi_line_messages(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    session = ChatSession(ChatGenerator(engine=engine))
+    for lines in (["!multi", "Fix this:", "/etc/hosts", "exit", "!end"], ["!multi EOF", "a", "!end", "b", " !end EOF "]):
+        repl_lines(monkeypatch, *lines)
+        _turn(session, RunOptions(), [])
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["Fix this:\n/etc/hosts\nexit", "a\n!end\nb"]
+    def multi_then_ctrl_d():
+        yield "!multi"
+        raise EOFError
+
+    typed = multi_then_ctrl_d()
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    assert _turn(session, RunOptions(), []) is None and len(session.messages) == 4  # Ctrl-D inside drops it
+    assert "unfinished !multi message dropped; end one with !end to send it" in capsys.readouterr().err
+
+
+def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    for line in ("/set parameter temperature 0.5", "/set parameter num_predict 7", "/set repeat_penalty 1.3"):
+        repl_lines(monkeypatch, line)
+        _turn(session, RunOptions(), [])
+    assert session.sampling == {"temperature": 0.5, "max_tokens": 7, "repetition_penalty": 1.3}
+    capsys.readouterr()
+    repl_lines(monkeypatch, "/set verbose")  # ollama's flag: no setting here, not one that lacks a value
+    _turn(session, RunOptions(), [])
+    err = " ".join(capsys.readouterr().err.split())
+    assert "there is no setting 'verbose'" in err and "needs a value" not in err
 
 
 def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monkeypatch, capsys):

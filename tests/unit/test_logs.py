@@ -268,6 +268,23 @@ def test_a_session_filter_takes_a_name_or_its_file(tiny_model_dir, tmp_path):
     assert [r["prompt"] for r in logged("-S", str(tmp_path / "mine.json"))] == ["Cities"]
 
 
+def test_current_shows_the_latest_conversation_as_llm_logs_c_does():
+    import os
+
+    from aigc import conversations
+
+    assert invoke("logs", "-c").stderr.startswith("Error: there is no conversation")
+    conversations.conversations_dir().mkdir(parents=True, exist_ok=True)
+    for n, cid in enumerate(("20261205-010000-aaaaaa", "20261205-020000-bbbbbb")):
+        (conversations.conversations_dir() / f"{cid}.json").write_text('{"messages": []}')
+        os.utime(conversations.conversations_dir() / f"{cid}.json", (1000 + n, 1000 + n))
+    for n, cid in enumerate(("20261205-020000-bbbbbb", "20261205-010000-aaaaaa", "20261205-020000-bbbbbb", None)):
+        logs.record(entry(n, session=cid))
+    assert [r["prompt"] for r in logged("--current")] == ["prompt 0", "prompt 2"]  # the latest changed, whatever was logged last
+    assert invoke("logs", "list", "-c", "-r").stdout == "answer 2\n"
+    assert invoke("logs", "-c", "-S", "trip").stderr == "Error: give --current or --session, not both\n"
+
+
 def test_logs_status_path_and_an_empty_log():
     assert "No answers logged yet" in invoke("logs").stderr
     status = json.loads(invoke("logs", "status", "--json").stdout)

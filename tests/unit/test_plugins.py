@@ -1179,3 +1179,21 @@ def test_m_reads_weights_suffixes_in_any_case_as_the_alias_rule_does(tmp_path, m
     with pytest.raises(UnknownModelError, match=r"^no such file or directory: other.GGUF; give a local model directory or .gguf file"):
         resolve("other.GGUF")
     assert "never as an alias" in plugins.name_problem("x.GGUF", alias=True)
+
+
+@pytest.mark.parametrize("name, meant", [("smollm2:135m", "smollm2"), ("smollm2:360m", "smollm2-360m"), ("qwen2.5:0.5b", "qwen2.5-0.5b"), ("smolm2", "smollm2"), ("llama3.2", None)])
+def test_an_unknown_model_names_the_alias_it_likely_means_ollamas_tags_too(name, meant):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError) as caught:
+        resolve(name)
+    assert str(caught.value).startswith(f"unknown model {name!r}; " + (f"did you mean {meant}? known aliases: " if meant else "known aliases: "))
+
+
+def test_an_unknown_ollama_name_with_a_tag_says_how_to_use_it_through_ollamas_api():
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=r"^unknown model 'llama3.2:3b'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2:3b'; known aliases: "):
+        resolve("llama3.2:3b")

@@ -61,6 +61,15 @@ def test_missing_file_and_directory(tmp_path):
         read_document(str(tmp_path))
 
 
+def test_a_url_for_a_file_says_to_download_it_first(tmp_path):
+    with pytest.raises(BadInputError) as caught:
+        read_document("https://example.com/notes?id=1&x=2")  # llm -f URL fetches it; aigc reads files
+    assert str(caught.value) == "no such file: https://example.com/notes?id=1&x=2 (aigc reads local files, not URLs; download it first: curl -sL 'https://example.com/notes?id=1&x=2' -o FILE)"
+    with pytest.raises(BadInputError) as caught:
+        read_document(str(tmp_path / "http:" / "notes.txt"))  # a path that only holds http:
+    assert "URL" not in str(caught.value)
+
+
 def test_atomic_write_leaves_no_partial_file_and_a_failed_write_is_no_bad_input(tmp_path, monkeypatch):
     target = tmp_path / "out.txt"
 
