@@ -86,7 +86,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
-        rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
+        rows = [_json_row(n, line, id_field, field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
@@ -195,7 +195,7 @@ def _finite(number: str) -> float:
     return value
 
 
-def _json_row(number: int, line: str, id_field: str) -> Row:
+def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
     try:
         record = parse_json(line, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
@@ -203,8 +203,23 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
+    for name in (field, id_field):
+        if "." in name and name not in record:
+            _add_path(record, name)
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+
+
+def _add_path(record: dict, name: str) -> None:
+    """Set `record[name]` for a dotted `name` to the value at that path in nested objects, where there
+    is one (`doc.body` is record["doc"]["body"]): a column of its own, as HF datasets' `flatten()` and
+    pandas' `json_normalize` name it."""
+    value: Any = record
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return
+        value = value[key]
+    record[name] = value
 
 
 def json_kind(value: Any) -> str:

@@ -52,6 +52,24 @@ def test_bad_inputs_are_clear_errors(tmp_path):
             read_rows(tmp_path / name)
 
 
+def test_a_dotted_field_or_id_field_reads_nested_json_objects(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        '{"meta": {"id": "a"}, "translation": {"en": "Hello", "fr": "Bonjour"}}\n'
+        '{"meta": {"id": "b"}, "translation": {"en": null}}\n'
+        '{"meta": {}, "translation": "flat"}\n'
+        '{"meta": {"id": "d"}, "translation.en": "a key with a dot wins"}\n'
+    )
+    rows = read_rows(tmp_path / "a.jsonl", "meta.id", "translation.en")
+    assert [(r.id, r.fields.get("translation.en")) for r in rows] == [("a", "Hello"), ("b", None), (3, None), ("d", "a key with a dot wins")]
+    assert "translation.en" in rows[1].fields and "translation.en" not in rows[2].fields  # null is a value (an error as a row runs), not a missing key
+    summarize = get_generator("summarize")
+    assert summarize.batch_input(rows[0].fields, "translation.en") == "Hello"
+    with pytest.raises(BadInputError, match="must hold text, not null"):
+        summarize.batch_input(rows[1].fields, "translation.en")
+    with pytest.raises(BadInputError, match="no 'translation.en' field"):
+        summarize.batch_input(rows[2].fields, "translation.en")
+
+
 def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
     (tmp_path / "docs.json").write_text('[{"id": 1, "text": "a"}]\n')
     with pytest.raises(BadInputError) as error:
