@@ -58,6 +58,7 @@ class BatchSummary:
     done: int = 0
     skipped: int = 0  # already in the output from an earlier run
     retried: int = 0  # failed in an earlier run, run again
+    changed: int = 0  # had a result from an earlier run, run again as its input has changed since
     errors: int = 0
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
     seconds: float = 0.0
@@ -336,7 +337,7 @@ def pending_rows(
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines))
-    return _without_results(rows, previous)
+    return _without_results(rows, previous, generator, columns[0])
 
 
 def streams(output: str | Path) -> bool:
@@ -436,9 +437,21 @@ def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], sett
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 
 
-def _without_results(rows: list[Row], previous: list[tuple[str, dict]]) -> list[Row]:
-    done = {key for key, record in previous if "result" in record}
-    return [r for r in rows if _key(r.id) not in done]
+def _without_results(rows: list[Row], previous: list[tuple[str, dict]], generator, field_name: str) -> list[Row]:
+    """The rows without a result made from their input as it is now (a line written before inputs
+    were recorded is taken as made from it)."""
+    done = {key: record.get("input_digest") for key, record in previous if "result" in record}
+    return [r for r in rows if _key(r.id) not in done or done[_key(r.id)] not in (None, input_digest(generator, r, field_name))]
+
+
+def input_digest(generator, row: Row, field_name: str) -> str | None:
+    """A fingerprint of the input `row` runs with (its text; a template's columns), by which a
+    resume runs a row again whose input has changed; None for a row that has none."""
+    try:
+        item = generator.batch_input(row.fields, field_name)
+    except Exception:  # noqa: BLE001 - a bad row, or a plugin's bug: the row reports it as it runs
+        return None
+    return hashlib.sha256(json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
@@ -470,7 +483,7 @@ def run_batch(
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
-    an earlier run are run again (their old lines are dropped first). A run that ends leaves the
+    an earlier run, or whose input has changed since (`input_digest`), are run again (their old lines are dropped first). A run that ends leaves the
     file in input order. An output made by another task, model, or other options, sampling
     settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
 
@@ -502,14 +515,15 @@ def run_batch(
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
         _check_made_alike(output, previous, settings)
-        todo = _without_results(rows, previous)
+        todo = _without_results(rows, previous, generator, field_name)
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
-        if failed:
-            _rewrite(output, [record for key, record in previous if key not in failed])
-        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
+        changed = {_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
+        if failed or changed:
+            _rewrite(output, [record for key, record in previous if key not in failed | changed])
+        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), changed=len(changed), rows=len(rows))
         report = progress or (lambda done, total: None)
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
@@ -517,7 +531,8 @@ def run_batch(
             with open_stream(output) as sink:
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
-                    line = {"id": row.id, "row": row.number, **settings, **outcome}
+                    digest = input_digest(generator, row, field_name)
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error

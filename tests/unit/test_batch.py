@@ -247,6 +247,23 @@ def test_results_keep_input_order_and_a_rerun_skips_done_rows(tmp_path):
     assert all("summary" in row["result"]["summary"] for row in rows)
 
 
+def test_a_rerun_runs_again_the_rows_whose_input_changed_since_their_result(tmp_path):
+    long = "word " * 150  # longer than its summary, so it reaches the model
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text(f"{long}one.\n{long}two.\n{long}three.\n")
+    engine = FakeEngine()
+    engine.enqueue("summary of one", "summary of two", "summary of three")
+    run_batch(summarizer(engine), read_rows(source), out, {}, concurrency=1)
+    source.write_text(f"{long}one.\n{long}TWO, fixed.\n{long}three.\n")  # the same ids, row 2 edited (or another file of as many lines)
+    engine.enqueue("summary of the fixed two")
+    again = run_batch(summarizer(engine), read_rows(source), out, {}, concurrency=1)
+    assert (again.done, again.skipped, again.changed) == (1, 2, 1) and engine.queue == []
+    assert [(row["id"], row["result"]["summary"]) for row in lines(out)] == [(1, "summary of one"), (2, "summary of the fixed two"), (3, "summary of three")]
+    out.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "input_digest"}) + "\n" for row in lines(out)))  # lines written before inputs were recorded
+    source.write_text(f"{long}one, edited.\n{long}TWO, fixed.\n{long}three.\n")
+    assert run_batch(summarizer(engine), read_rows(source), out, {}).skipped == 3  # taken as made from the input as it is
+
+
 def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_path):
     import subprocess
     import sys
