@@ -419,8 +419,10 @@ def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
 
 
 def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
-    """Refuse to add to a file made by another task, model or settings (lines written before aigc
-    recorded them are taken as matching)."""
+    """Refuse to add to a file whose results were made by another task, model or settings (lines
+    written before aigc recorded them are taken as matching); a failed row's line, replaced as its
+    row runs again, counts for none of them."""
+    previous = [(key, record) for key, record in previous if "result" in record]
 
     def differs(key: str) -> Any:
         return next((record[key] for _, record in previous if record.get(key, settings[key]) != settings[key]), None)

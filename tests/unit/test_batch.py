@@ -185,6 +185,21 @@ def test_a_rerun_with_another_model_or_other_settings_is_refused(tmp_path):
     assert [line["id"] for line in lines(out)] == [1, 2] and len({line["settings"] for line in lines(out)}) == 1
 
 
+def test_a_rerun_with_other_settings_is_let_through_when_no_result_was_made_with_the_old_ones(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows = read_rows(source)
+    out.write_text("".join(json.dumps({"id": n, "row": n, **run_settings(summarizer(FakeEngine()), {"words": 20}, {"max_tokens": 8}), "error": "cut off at --max-tokens 8"}) + "\n" for n in (1, 2)))
+    summary = run_batch(summarizer(FakeEngine()), rows, out, {"words": 20}, {"max_tokens": 64})  # every row failed with the old settings: nothing to mix with
+    assert (summary.done, summary.retried) == (2, 2)
+    assert [(line["id"], line["made_with"]["max_tokens"], "result" in line) for line in lines(out)] == [(1, 64, True), (2, 64, True)]
+    out.write_text(out.read_text().replace('"result"', '"error": "x", "was"', 1))  # row 1 failed, row 2 has a result made with max_tokens 64
+    with pytest.raises(BadInputError, match=r"max_tokens: 64 then, 8 now"):
+        pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20}, {"max_tokens": 8})
+    out.write_text('{"id": 1, "row": 1, "task": "classify", "error": "x"}\n')  # a file of failed rows of another task holds nothing to keep
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [1, 2]
+
+
 def test_a_bad_json_line_has_no_id_to_clash_with_a_real_one(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 10, "text": "a"}\n{bad\n{"id": 2, "text": "b"}\n{"id": null, "text": "c"}\n')
