@@ -58,6 +58,7 @@ class BatchSummary:
     done: int = 0
     skipped: int = 0  # already in the output from an earlier run
     retried: int = 0  # failed in an earlier run, run again
+    changed: int = 0  # had a result from an earlier run, run again as its input has changed since
     errors: int = 0
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
     seconds: float = 0.0
@@ -86,7 +87,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
-        rows = [_json_row(n, line, id_field) for n, line in numbered_lines(text)]
+        rows = [_json_row(n, line, id_field, field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
@@ -195,7 +196,7 @@ def _finite(number: str) -> float:
     return value
 
 
-def _json_row(number: int, line: str, id_field: str) -> Row:
+def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
     try:
         record = parse_json(line, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
@@ -203,8 +204,23 @@ def _json_row(number: int, line: str, id_field: str) -> Row:
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
+    for name in (field, id_field):
+        if "." in name and name not in record:
+            _add_path(record, name)
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+
+
+def _add_path(record: dict, name: str) -> None:
+    """Set `record[name]` for a dotted `name` to the value at that path in nested objects, where there
+    is one (`doc.body` is record["doc"]["body"]): a column of its own, as HF datasets' `flatten()` and
+    pandas' `json_normalize` name it."""
+    value: Any = record
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return
+        value = value[key]
+    record[name] = value
 
 
 def json_kind(value: Any) -> str:
@@ -321,7 +337,7 @@ def pending_rows(
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
     _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines))
-    return _without_results(rows, previous)
+    return _without_results(rows, previous, generator, columns[0])
 
 
 def streams(output: str | Path) -> bool:
@@ -403,8 +419,10 @@ def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
 
 
 def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
-    """Refuse to add to a file made by another task, model or settings (lines written before aigc
-    recorded them are taken as matching)."""
+    """Refuse to add to a file whose results were made by another task, model or settings (lines
+    written before aigc recorded them are taken as matching); a failed row's line, replaced as its
+    row runs again, counts for none of them."""
+    previous = [(key, record) for key, record in previous if "result" in record]
 
     def differs(key: str) -> Any:
         return next((record[key] for _, record in previous if record.get(key, settings[key]) != settings[key]), None)
@@ -421,9 +439,21 @@ def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], sett
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 
 
-def _without_results(rows: list[Row], previous: list[tuple[str, dict]]) -> list[Row]:
-    done = {key for key, record in previous if "result" in record}
-    return [r for r in rows if _key(r.id) not in done]
+def _without_results(rows: list[Row], previous: list[tuple[str, dict]], generator, field_name: str) -> list[Row]:
+    """The rows without a result made from their input as it is now (a line written before inputs
+    were recorded is taken as made from it)."""
+    done = {key: record.get("input_digest") for key, record in previous if "result" in record}
+    return [r for r in rows if _key(r.id) not in done or done[_key(r.id)] not in (None, input_digest(generator, r, field_name))]
+
+
+def input_digest(generator, row: Row, field_name: str) -> str | None:
+    """A fingerprint of the input `row` runs with (its text; a template's columns), by which a
+    resume runs a row again whose input has changed; None for a row that has none."""
+    try:
+        item = generator.batch_input(row.fields, field_name)
+    except Exception:  # noqa: BLE001 - a bad row, or a plugin's bug: the row reports it as it runs
+        return None
+    return hashlib.sha256(json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
@@ -455,7 +485,7 @@ def run_batch(
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
-    an earlier run are run again (their old lines are dropped first). A run that ends leaves the
+    an earlier run, or whose input has changed since (`input_digest`), are run again (their old lines are dropped first). A run that ends leaves the
     file in input order. An output made by another task, model, or other options, sampling
     settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
 
@@ -487,14 +517,15 @@ def run_batch(
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
         _check_made_alike(output, previous, settings)
-        todo = _without_results(rows, previous)
+        todo = _without_results(rows, previous, generator, field_name)
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
-        if failed:
-            _rewrite(output, [record for key, record in previous if key not in failed])
-        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), rows=len(rows))
+        changed = {_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
+        if failed or changed:
+            _rewrite(output, [record for key, record in previous if key not in failed | changed])
+        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), changed=len(changed), rows=len(rows))
         report = progress or (lambda done, total: None)
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
@@ -502,7 +533,8 @@ def run_batch(
             with open_stream(output) as sink:
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
-                    line = {"id": row.id, "row": row.number, **settings, **outcome}
+                    digest = input_digest(generator, row, field_name)
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error

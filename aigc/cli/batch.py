@@ -43,8 +43,8 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and retries failed ones (- for stdout).")],
-    field: Annotated[str, typer.Option(help="The column (JSON key) holding each row's text.")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout).")],
+    field: Annotated[str, typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
@@ -100,6 +100,7 @@ def batch(
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
                 raise
     again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
+    again += f"; {summary.changed} had another input in an earlier run" if summary.changed else ""
     done_before = "" if streams(output) else f", {summary.skipped} already done"  # a stream is never resumed
     ui.info(
         f"{summary.done} row{'s' * (summary.done != 1)} written to {shown} ({summary.errors} with errors{again}){done_before}"

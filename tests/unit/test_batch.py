@@ -52,6 +52,24 @@ def test_bad_inputs_are_clear_errors(tmp_path):
             read_rows(tmp_path / name)
 
 
+def test_a_dotted_field_or_id_field_reads_nested_json_objects(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        '{"meta": {"id": "a"}, "translation": {"en": "Hello", "fr": "Bonjour"}}\n'
+        '{"meta": {"id": "b"}, "translation": {"en": null}}\n'
+        '{"meta": {}, "translation": "flat"}\n'
+        '{"meta": {"id": "d"}, "translation.en": "a key with a dot wins"}\n'
+    )
+    rows = read_rows(tmp_path / "a.jsonl", "meta.id", "translation.en")
+    assert [(r.id, r.fields.get("translation.en")) for r in rows] == [("a", "Hello"), ("b", None), (3, None), ("d", "a key with a dot wins")]
+    assert "translation.en" in rows[1].fields and "translation.en" not in rows[2].fields  # null is a value (an error as a row runs), not a missing key
+    summarize = get_generator("summarize")
+    assert summarize.batch_input(rows[0].fields, "translation.en") == "Hello"
+    with pytest.raises(BadInputError, match="must hold text, not null"):
+        summarize.batch_input(rows[1].fields, "translation.en")
+    with pytest.raises(BadInputError, match="no 'translation.en' field"):
+        summarize.batch_input(rows[2].fields, "translation.en")
+
+
 def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
     (tmp_path / "docs.json").write_text('[{"id": 1, "text": "a"}]\n')
     with pytest.raises(BadInputError) as error:
@@ -167,6 +185,21 @@ def test_a_rerun_with_another_model_or_other_settings_is_refused(tmp_path):
     assert [line["id"] for line in lines(out)] == [1, 2] and len({line["settings"] for line in lines(out)}) == 1
 
 
+def test_a_rerun_with_other_settings_is_let_through_when_no_result_was_made_with_the_old_ones(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows = read_rows(source)
+    out.write_text("".join(json.dumps({"id": n, "row": n, **run_settings(summarizer(FakeEngine()), {"words": 20}, {"max_tokens": 8}), "error": "cut off at --max-tokens 8"}) + "\n" for n in (1, 2)))
+    summary = run_batch(summarizer(FakeEngine()), rows, out, {"words": 20}, {"max_tokens": 64})  # every row failed with the old settings: nothing to mix with
+    assert (summary.done, summary.retried) == (2, 2)
+    assert [(line["id"], line["made_with"]["max_tokens"], "result" in line) for line in lines(out)] == [(1, 64, True), (2, 64, True)]
+    out.write_text(out.read_text().replace('"result"', '"error": "x", "was"', 1))  # row 1 failed, row 2 has a result made with max_tokens 64
+    with pytest.raises(BadInputError, match=r"max_tokens: 64 then, 8 now"):
+        pending_rows(rows, out, summarizer(FakeEngine()), {"words": 20}, {"max_tokens": 8})
+    out.write_text('{"id": 1, "row": 1, "task": "classify", "error": "x"}\n')  # a file of failed rows of another task holds nothing to keep
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {})] == [1, 2]
+
+
 def test_a_bad_json_line_has_no_id_to_clash_with_a_real_one(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 10, "text": "a"}\n{bad\n{"id": 2, "text": "b"}\n{"id": null, "text": "c"}\n')
@@ -227,6 +260,23 @@ def test_results_keep_input_order_and_a_rerun_skips_done_rows(tmp_path):
     rows = lines(out)
     assert [row["id"] for row in rows] == list(range(1, 11))
     assert all("summary" in row["result"]["summary"] for row in rows)
+
+
+def test_a_rerun_runs_again_the_rows_whose_input_changed_since_their_result(tmp_path):
+    long = "word " * 150  # longer than its summary, so it reaches the model
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text(f"{long}one.\n{long}two.\n{long}three.\n")
+    engine = FakeEngine()
+    engine.enqueue("summary of one", "summary of two", "summary of three")
+    run_batch(summarizer(engine), read_rows(source), out, {}, concurrency=1)
+    source.write_text(f"{long}one.\n{long}TWO, fixed.\n{long}three.\n")  # the same ids, row 2 edited (or another file of as many lines)
+    engine.enqueue("summary of the fixed two")
+    again = run_batch(summarizer(engine), read_rows(source), out, {}, concurrency=1)
+    assert (again.done, again.skipped, again.changed) == (1, 2, 1) and engine.queue == []
+    assert [(row["id"], row["result"]["summary"]) for row in lines(out)] == [(1, "summary of one"), (2, "summary of the fixed two"), (3, "summary of three")]
+    out.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "input_digest"}) + "\n" for row in lines(out)))  # lines written before inputs were recorded
+    source.write_text(f"{long}one, edited.\n{long}TWO, fixed.\n{long}three.\n")
+    assert run_batch(summarizer(engine), read_rows(source), out, {}).skipped == 3  # taken as made from the input as it is
 
 
 def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_path):

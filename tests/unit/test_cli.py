@@ -470,6 +470,9 @@ def test_batch_command_writes_rows_and_resumes(tiny_model_dir, tmp_path):
     again = invoke(*args)  # the failed row is run again
     assert f"1 row written to {out} (1 with errors; 1 had failed in an earlier run), 1 already done; " in again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
+    source.write_text('{"id": "a", "text": "Wasps."}\n{"id": "b", "text": ""}\n')  # row a edited since its result
+    edited = invoke(*args)
+    assert f"2 rows written to {out} (1 with errors; 1 had failed in an earlier run; 1 had another input in an earlier run), 0 already done; " in edited.stderr
     assert invoke(*args[:-2], "-O", "bogus=1", "-o", str(tmp_path / "x.jsonl")).exit_code == 2
     streamed = subprocess.run([sys.executable, "-m", "aigc", *args[:5], "-", *args[6:]], capture_output=True, text=True, timeout=120)
     assert [json.loads(line)["id"] for line in streamed.stdout.splitlines()] == ["a", "b"]  # -o - is stdout
