@@ -160,7 +160,8 @@ def _warn_if_missing(directory: Path) -> None:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
-_CLOSE = re.compile(r"\n---(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
+_OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
+_CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
 def parse(path: Path, source: str) -> Template:
@@ -186,11 +187,11 @@ def _read(path: Path, source: str) -> Template:
     text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
-    if text.startswith("---\n"):
-        closing = _CLOSE.search(text, 3)
+    if opening := _OPEN.match(text):
+        closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
             raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
-        loader = yaml.SafeLoader(text[4 : closing.start()])
+        loader = yaml.SafeLoader(text[opening.end() : closing.start()])
         try:
             node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
             meta = (loader.construct_document(node) if node is not None else None) or {}

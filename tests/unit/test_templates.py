@@ -87,6 +87,13 @@ def test_front_matter_closed_on_the_files_last_line_without_a_newline():
         templates.get_template("unclosed-meta")
 
 
+def test_front_matter_lines_may_end_in_blanks():
+    write(templates.user_dir(), "blanks", "--- \ndescription: p\nsystem: Be brief.\n---\t\nSay {{ input }}\n")
+    template = templates.get_template("blanks")
+    assert (template.description, template.body_line) == ("p", 5)
+    assert templates.render(template, {"input": "x"}).messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say x"}]
+
+
 def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
     path = write(templates.user_dir(), "unclosed", "---\ndescription: x\n---\nLine one\n{{ input }\n")
     with pytest.raises(BadInputError, match=rf"^{path}:5: unexpected '}}'"):
