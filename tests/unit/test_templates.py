@@ -219,6 +219,15 @@ def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
     assert templates.render(pattern, values).messages == [{"role": "system", "content": "Summarize in French."}, {"role": "user", "content": "the text"}]
 
 
+def test_a_variable_given_as_text_takes_the_type_of_its_default_a_list_too():
+    from aigc.generators.template import checked_values
+
+    write(templates.user_dir(), "typed", "---\nvariables:\n  - {name: tags, default: [a, b]}\n  - {name: n, default: 2}\n  - {name: formal, default: false}\n---\n{{ tags|join('+') }} {{ n + 1 }} {{ formal }}")
+    values = checked_values(templates.get_template("typed"), {"tags": "c, d", "n": "3", "formal": "yes"})
+    assert values == {"tags": ["c", "d"], "n": 3, "formal": True}
+    assert templates.render("typed", values).messages[-1]["content"] == "c+d 4 True"
+
+
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 
