@@ -175,9 +175,25 @@ def parse(path: Path, source: str) -> Template:
 def _warn_unknown_keys(template: Template) -> None:
     """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
     for key in template.unknown_keys:
-        close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
-        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning)
+        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+
+
+def _key_hint(key: str) -> str:
+    """What to write in place of an unknown front-matter key: where `llm`'s template keys go here, or the key meant."""
+    if key in _sampling_settings() or key == "options":
+        return f"sampling settings go under defaults: (defaults: {{{'temperature' if key == 'options' else key}: ...}})"
+    if key == "prompt":
+        return "the prompt is the text after the front matter's closing ---"
+    if key == "model":
+        return "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"
+    close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
+    return f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+
+
+def _sampling_settings() -> set[str]:
+    from .engine.sampling import SamplingParams
+
+    return {f.name for f in dataclasses.fields(SamplingParams)}
 
 
 def _read(path: Path, source: str) -> Template:
@@ -267,8 +283,15 @@ def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
             defaults = {**defaults, "json_schema": concise_schema(written)}
         SamplingParams.from_settings(defaults)
     except BadInputError as exc:
-        raise BadInputError(f"{path}: defaults: {exc}") from None
+        raise BadInputError(f"{path}: defaults: {exc}{_unknown_setting_hint(defaults) if str(exc).startswith('unknown sampling setting') else ''}") from None
     return dict(defaults)
+
+
+def _unknown_setting_hint(defaults: dict) -> str:
+    """For `defaults:` with a key that is no sampling setting: the one meant, or else where a variable's default goes."""
+    key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
+    close = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
+    return f"; did you mean {close[0]}?" if close else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
 
 
 def _check_syntax(template: Template) -> None:

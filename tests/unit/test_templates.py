@@ -194,6 +194,25 @@ def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
         assert templates.get_template("typo").system is None
 
 
+def test_llm_style_front_matter_keys_say_where_they_go_here():
+    write(templates.user_dir(), "llm-style", "---\ntemperature: 0.2\noptions: {top_p: 0.5}\nprompt: Hi $input\nmodel: smollm2\n---\n{{ input }}\n")
+    with pytest.warns(AigcWarning) as caught:
+        templates.get_template("llm-style")
+    hints = {re.search(r"key '(\w+)' is ignored; (.*)", str(w.message)).groups() for w in caught}
+    assert hints == {
+        ("model", "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"),
+        ("options", "sampling settings go under defaults: (defaults: {temperature: ...})"),
+        ("prompt", "the prompt is the text after the front matter's closing ---"),
+        ("temperature", "sampling settings go under defaults: (defaults: {temperature: ...})"),
+    }
+    write(templates.user_dir(), "var-default", "---\ndefaults: {topic: bees, temperature: 0.2}\n---\n{{ topic }}\n")
+    with pytest.raises(BadInputError, match=r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"):
+        templates.get_template("var-default")
+    write(templates.user_dir(), "typo-default", "---\ndefaults: {temprature: 0.2}\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"unknown sampling setting temprature; .*; did you mean temperature\?$"):
+        templates.get_template("typo-default")
+
+
 def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():
     import warnings
 
