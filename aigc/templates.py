@@ -698,6 +698,8 @@ def _find(name: str) -> Template:
         return found[name]
     if name in broken:
         raise broken[name]
+    if Path(name + SUFFIX).is_file():  # a template file someone shared, saved here
+        raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
     close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")

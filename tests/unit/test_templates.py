@@ -64,6 +64,14 @@ def test_unknown_template_suggests_close_names():
         templates.get_template("sumarize")
 
 
+def test_an_unknown_name_with_a_template_file_of_that_name_here_says_to_name_it_as_a_path(tmp_path, monkeypatch):
+    write(tmp_path, "shared", "Tell me about {{ input }}.")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownTemplateError, match=r"^unknown template 'shared'; to use the file shared.j2 here, name it as a path: ./shared.j2 \(or copy it to "):
+        templates.get_template("shared")
+    assert templates.render("./shared.j2", {"input": "bees"}).messages[-1]["content"] == "Tell me about bees."
+
+
 def test_missing_required_variable_names_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"needs a; its variables: a, b"):
