@@ -224,6 +224,7 @@ def _read(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     template = Template(
         name=path.name[: -len(SUFFIX)],

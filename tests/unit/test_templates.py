@@ -72,6 +72,13 @@ def test_an_unknown_name_with_a_template_file_of_that_name_here_says_to_name_it_
     assert templates.render("./shared.j2", {"input": "bees"}).messages[-1]["content"] == "Tell me about bees."
 
 
+def test_a_default_left_empty_is_no_text():
+    write(templates.user_dir(), "optional", "---\nvariables:\n  - {name: input, required: true}\n  - name: extra\n    default:\n---\n{{ input }}{{ extra }}")
+    template = templates.get_template("optional")
+    assert template.required == ["input"] and template.variables[1]["default"] == ""
+    assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x"
+
+
 def test_missing_required_variable_names_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"needs a; its variables: a, b"):
