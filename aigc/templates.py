@@ -729,11 +729,11 @@ def forget_environment() -> None:
 
 
 def _environment() -> Any:
-    from jinja2 import StrictUndefined
+    from jinja2 import FunctionLoader, StrictUndefined
 
     from .plugins import call_each
 
-    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False, loader=FunctionLoader(_no_other_files))
     owner: dict[tuple[str, str], str] = {}  # (filter or global, name) -> the plugin that added it
     turn: dict[str, Any] = {"plugin": None}
 
@@ -771,6 +771,12 @@ def _environment() -> Any:
         settle()
     env.aigc_owners = owner  # for `aigc plugins`: which plugin added which filter or global
     return env
+
+
+def _no_other_files(name: str) -> None:
+    """The loader: a template is one file, so `{% include %}`, `{% import %}` and `{% extends %}` say so
+    (without one, jinja2's error is "TypeError: no loader for this environment specified")."""
+    raise BadInputError(f"a template cannot include, import or extend another file ({name!r}); put the text it needs in the template itself (a {{% macro %}} there for a part used twice)")
 
 
 _UNSET = object()

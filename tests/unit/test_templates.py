@@ -79,6 +79,14 @@ def test_a_default_left_empty_is_no_text():
     assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x"
 
 
+@pytest.mark.parametrize("tag", ['{% include "base.j2" %}', '{% import "base.j2" as b %}', '{% extends "base.j2" %}'])
+def test_a_template_that_includes_another_file_says_it_cannot(tag):
+    write(templates.user_dir(), "base", "Be brief.")
+    write(templates.user_dir(), "including", tag + "{{ input }}")
+    with pytest.raises(BadInputError, match=r"^a template cannot include, import or extend another file \('base.j2'\); put the text it needs in the template itself"):
+        templates.render("including", {"input": "x"})
+
+
 def test_missing_required_variable_names_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"needs a; its variables: a, b"):
