@@ -160,7 +160,8 @@ def _warn_if_missing(directory: Path) -> None:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
-_CLOSE = re.compile(r"\n---(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
+_OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
+_CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
 def parse(path: Path, source: str) -> Template:
@@ -174,9 +175,25 @@ def parse(path: Path, source: str) -> Template:
 def _warn_unknown_keys(template: Template) -> None:
     """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
     for key in template.unknown_keys:
-        close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
-        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {hint}", AigcWarning)
+        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+
+
+def _key_hint(key: str) -> str:
+    """What to write in place of an unknown front-matter key: where `llm`'s template keys go here, or the key meant."""
+    if key in _sampling_settings() or key == "options":
+        return f"sampling settings go under defaults: (defaults: {{{'temperature' if key == 'options' else key}: ...}})"
+    if key == "prompt":
+        return "the prompt is the text after the front matter's closing ---"
+    if key == "model":
+        return "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"
+    close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
+    return f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+
+
+def _sampling_settings() -> set[str]:
+    from .engine.sampling import SamplingParams
+
+    return {f.name for f in dataclasses.fields(SamplingParams)}
 
 
 def _read(path: Path, source: str) -> Template:
@@ -186,11 +203,11 @@ def _read(path: Path, source: str) -> Template:
     text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
-    if text.startswith("---\n"):
-        closing = _CLOSE.search(text, 3)
+    if opening := _OPEN.match(text):
+        closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
             raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
-        loader = yaml.SafeLoader(text[4 : closing.start()])
+        loader = yaml.SafeLoader(text[opening.end() : closing.start()])
         try:
             node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
             meta = (loader.construct_document(node) if node is not None else None) or {}
@@ -207,6 +224,7 @@ def _read(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     template = Template(
         name=path.name[: -len(SUFFIX)],
@@ -266,8 +284,15 @@ def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
             defaults = {**defaults, "json_schema": concise_schema(written)}
         SamplingParams.from_settings(defaults)
     except BadInputError as exc:
-        raise BadInputError(f"{path}: defaults: {exc}") from None
+        raise BadInputError(f"{path}: defaults: {exc}{_unknown_setting_hint(defaults) if str(exc).startswith('unknown sampling setting') else ''}") from None
     return dict(defaults)
+
+
+def _unknown_setting_hint(defaults: dict) -> str:
+    """For `defaults:` with a key that is no sampling setting: the one meant, or else where a variable's default goes."""
+    key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
+    close = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
+    return f"; did you mean {close[0]}?" if close else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
 
 
 def _check_syntax(template: Template) -> None:
@@ -674,6 +699,8 @@ def _find(name: str) -> Template:
         return found[name]
     if name in broken:
         raise broken[name]
+    if Path(name + SUFFIX).is_file():  # a template file someone shared, saved here
+        raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
     close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
@@ -702,11 +729,11 @@ def forget_environment() -> None:
 
 
 def _environment() -> Any:
-    from jinja2 import StrictUndefined
+    from jinja2 import FunctionLoader, StrictUndefined
 
     from .plugins import call_each
 
-    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False, loader=FunctionLoader(_no_other_files))
     owner: dict[tuple[str, str], str] = {}  # (filter or global, name) -> the plugin that added it
     turn: dict[str, Any] = {"plugin": None}
 
@@ -744,6 +771,12 @@ def _environment() -> Any:
         settle()
     env.aigc_owners = owner  # for `aigc plugins`: which plugin added which filter or global
     return env
+
+
+def _no_other_files(name: str) -> None:
+    """The loader: a template is one file, so `{% include %}`, `{% import %}` and `{% extends %}` say so
+    (without one, jinja2's error is "TypeError: no loader for this environment specified")."""
+    raise BadInputError(f"a template cannot include, import or extend another file ({name!r}); put the text it needs in the template itself (a {{% macro %}} there for a part used twice)")
 
 
 _UNSET = object()

@@ -5,6 +5,7 @@ import functools
 import inspect
 import typing
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -274,14 +275,16 @@ def read_schema_option(value: Optional[str]) -> Optional[dict]:
 
 
 def stdin_ready() -> bool:
-    """Whether piped standard input holds something now (text or its end), so reading it cannot
-    wait on a writer that never closes it."""
+    """Whether standard input is a pipe from another command (`aigc run x | aigc run y`: read when
+    that one finishes, however long it runs first) or holds something now (text or its end), so
+    reading it cannot wait on an idle stream no one closes (a socket a parent process holds)."""
     if sys.stdin is None or sys.stdin.isatty():
         return False
     try:
         import select
+        import stat
 
-        return bool(select.select([sys.stdin], [], [], 0)[0])
+        return stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode) or bool(select.select([sys.stdin], [], [], 0)[0])
     except (OSError, ValueError):  # no file descriptor: an in-memory stream, read at once
         return True
 

@@ -19,12 +19,13 @@ class TemplateOptions:
 
 
 def coerce(template: templates.Template, name: str, value: Any) -> Any:
-    """A `--var` string as the type of the variable's declared default (int, float or bool)."""
+    """A `--var` string as the type of the variable's declared default (int, float, bool, or a list:
+    comma-separated, as `--var tags=a,b`)."""
     declared = next((v for v in template.variables if v["name"] == name), None)
     default = declared.get("default") if declared else None
     if not isinstance(value, str) or default is None or isinstance(default, str):
         return value
-    return coerce_value(f"template {template.name!r} variable {name}", value, type(default))
+    return coerce_value(f"template {template.name!r} variable {name}", value, list[str] if isinstance(default, list) else type(default))
 
 
 def checked_values(template: templates.Template, values: dict[str, Any]) -> dict[str, Any]:

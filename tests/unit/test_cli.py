@@ -996,6 +996,24 @@ def test_a_system_prompt_alone_answers_the_input_and_piped_text_with_no_place_is
     assert result.exit_code == 2 and "template 'headline' has no 'input' variable" in result.stderr and "has nowhere to go" in result.stderr
 
 
+def test_piped_text_a_template_has_no_place_for_is_found_however_late_the_command_before_writes_it(monkeypatch):
+    import socket
+
+    from aigc.cli.options import stdin_ready
+
+    read_end, write_end = os.pipe()  # `aigc run summarize x | aigc run headline`: the first has written nothing yet
+    with open(read_end) as piped:
+        monkeypatch.setattr(sys, "stdin", piped)
+        assert stdin_ready()  # so run reads it, and says the text has nowhere to go, rather than drop it
+        os.close(write_end)
+    ours, theirs = socket.socketpair()  # an idle stream a parent process holds open: not waited on
+    with ours, theirs, theirs.makefile("r") as held:
+        monkeypatch.setattr(sys, "stdin", held)
+        assert not stdin_ready()
+        ours.sendall(b"text\n")
+        assert stdin_ready()
+
+
 def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_path, unloadable):
     plain = tmp_path / "plain.j2"
     plain.write_text("Tell me a joke.\n")

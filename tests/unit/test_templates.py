@@ -64,6 +64,29 @@ def test_unknown_template_suggests_close_names():
         templates.get_template("sumarize")
 
 
+def test_an_unknown_name_with_a_template_file_of_that_name_here_says_to_name_it_as_a_path(tmp_path, monkeypatch):
+    write(tmp_path, "shared", "Tell me about {{ input }}.")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownTemplateError, match=r"^unknown template 'shared'; to use the file shared.j2 here, name it as a path: ./shared.j2 \(or copy it to "):
+        templates.get_template("shared")
+    assert templates.render("./shared.j2", {"input": "bees"}).messages[-1]["content"] == "Tell me about bees."
+
+
+def test_a_default_left_empty_is_no_text():
+    write(templates.user_dir(), "optional", "---\nvariables:\n  - {name: input, required: true}\n  - name: extra\n    default:\n---\n{{ input }}{{ extra }}")
+    template = templates.get_template("optional")
+    assert template.required == ["input"] and template.variables[1]["default"] == ""
+    assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x"
+
+
+@pytest.mark.parametrize("tag", ['{% include "base.j2" %}', '{% import "base.j2" as b %}', '{% extends "base.j2" %}'])
+def test_a_template_that_includes_another_file_says_it_cannot(tag):
+    write(templates.user_dir(), "base", "Be brief.")
+    write(templates.user_dir(), "including", tag + "{{ input }}")
+    with pytest.raises(BadInputError, match=r"^a template cannot include, import or extend another file \('base.j2'\); put the text it needs in the template itself"):
+        templates.render("including", {"input": "x"})
+
+
 def test_missing_required_variable_names_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"needs a; its variables: a, b"):
@@ -85,6 +108,13 @@ def test_front_matter_closed_on_the_files_last_line_without_a_newline():
     write(templates.user_dir(), "unclosed-meta", "---\ndescription: p\n---x")
     with pytest.raises(BadInputError, match="never closed"):
         templates.get_template("unclosed-meta")
+
+
+def test_front_matter_lines_may_end_in_blanks():
+    write(templates.user_dir(), "blanks", "--- \ndescription: p\nsystem: Be brief.\n---\t\nSay {{ input }}\n")
+    template = templates.get_template("blanks")
+    assert (template.description, template.body_line) == ("p", 5)
+    assert templates.render(template, {"input": "x"}).messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say x"}]
 
 
 def test_a_jinja_syntax_error_is_found_when_the_template_is_looked_up():
@@ -187,6 +217,25 @@ def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
         assert templates.get_template("typo").system is None
 
 
+def test_llm_style_front_matter_keys_say_where_they_go_here():
+    write(templates.user_dir(), "llm-style", "---\ntemperature: 0.2\noptions: {top_p: 0.5}\nprompt: Hi $input\nmodel: smollm2\n---\n{{ input }}\n")
+    with pytest.warns(AigcWarning) as caught:
+        templates.get_template("llm-style")
+    hints = {re.search(r"key '(\w+)' is ignored; (.*)", str(w.message)).groups() for w in caught}
+    assert hints == {
+        ("model", "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"),
+        ("options", "sampling settings go under defaults: (defaults: {temperature: ...})"),
+        ("prompt", "the prompt is the text after the front matter's closing ---"),
+        ("temperature", "sampling settings go under defaults: (defaults: {temperature: ...})"),
+    }
+    write(templates.user_dir(), "var-default", "---\ndefaults: {topic: bees, temperature: 0.2}\n---\n{{ topic }}\n")
+    with pytest.raises(BadInputError, match=r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"):
+        templates.get_template("var-default")
+    write(templates.user_dir(), "typo-default", "---\ndefaults: {temprature: 0.2}\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"unknown sampling setting temprature; .*; did you mean temperature\?$"):
+        templates.get_template("typo-default")
+
+
 def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():
     import warnings
 
@@ -210,6 +259,15 @@ def test_a_system_prompt_alone_with_variables_takes_the_input_as_its_message():
     assert pattern.input_variable({"lang": "French"}) == "input"
     values = checked_values(pattern, {"lang": "French", "input": "the text"})
     assert templates.render(pattern, values).messages == [{"role": "system", "content": "Summarize in French."}, {"role": "user", "content": "the text"}]
+
+
+def test_a_variable_given_as_text_takes_the_type_of_its_default_a_list_too():
+    from aigc.generators.template import checked_values
+
+    write(templates.user_dir(), "typed", "---\nvariables:\n  - {name: tags, default: [a, b]}\n  - {name: n, default: 2}\n  - {name: formal, default: false}\n---\n{{ tags|join('+') }} {{ n + 1 }} {{ formal }}")
+    values = checked_values(templates.get_template("typed"), {"tags": "c, d", "n": "3", "formal": "yes"})
+    assert values == {"tags": ["c", "d"], "n": 3, "formal": True}
+    assert templates.render("typed", values).messages[-1]["content"] == "c+d 4 True"
 
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
