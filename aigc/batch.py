@@ -61,6 +61,7 @@ class BatchSummary:
     changed: int = 0  # had a result from an earlier run, run again as its input has changed since
     errors: int = 0
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
+    to_raise: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # rows whose error says to raise these options (any one), by option
     seconds: float = 0.0
     rows: int = 0
 
@@ -330,13 +331,13 @@ def _parses(data: bytes) -> bool:
 
 def pending_rows(
     rows: list[Row], output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS,
-    lines: bool = False,
+    lines: bool = False, retry_failed: bool = False,
 ) -> list[Row]:
-    """The rows without a result in `output` yet (rows that failed before are run again); `lines` as for `run_batch`."""
+    """The rows without a result in `output` yet (rows that failed before are run again); `lines` and `retry_failed` as for `run_batch`."""
     generator.check_sampled(sampling)  # settings that change nothing would only change the fingerprint, and so block resuming
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
-    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines))
+    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines), retry_failed)
     return _without_results(rows, previous, generator, columns[0])
 
 
@@ -418,10 +419,13 @@ def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))
 
 
-def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any]) -> None:
+def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any], retry_failed: bool = False) -> None:
     """Refuse to add to a file whose results were made by another task, model or settings (lines
     written before aigc recorded them are taken as matching); a failed row's line, replaced as its
-    row runs again, counts for none of them."""
+    row runs again, counts for none of them. With `retry_failed`, other task options and sampling
+    settings are let through (the rows left to run are run with these, each line recording its
+    own), but not other columns."""
+    failed = sum("error" in record for _, record in previous)
     previous = [(key, record) for key, record in previous if "result" in record]
 
     def differs(key: str) -> Any:
@@ -430,13 +434,27 @@ def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], sett
     start_anew = "give another -o to start a new file"
     if task := differs("task"):
         raise BadInputError(f"{output} holds {task} output, not {settings['task']}; {start_anew}")
-    if differs("settings"):
+    columns = _columns(settings["made_with"])
+    other_columns = next((record["made_with"] for _, record in previous if isinstance(record.get("made_with"), dict) and _columns(record["made_with"]) != columns), None)
+    if retry_failed and other_columns is not None:
+        which = _differences({"columns": other_columns.get("columns", COLUMNS)}, {"columns": columns})
+        raise BadInputError(f"{output} was made with other columns ({which}); {option('retry_failed')} runs rows with other task options or sampling settings, not other columns: resume it with the same ones, or {start_anew}")
+    if differs("settings") and not retry_failed:
         then = next((record["made_with"] for _, record in previous if record.get("settings", settings["settings"]) != settings["settings"] and isinstance(record.get("made_with"), dict)), None)
         which = _differences(then, settings["made_with"]) if then is not None else ""
         which = f" ({which})" if which else ""
-        raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field){which}; resume it with the same ones, or {start_anew}")
+        mixed = len({record.get("settings") for _, record in previous}) > 1  # a retry made some: no settings resume it all
+        rows = f"its {failed} failed row{'s' * (failed != 1)}" if failed else "the rows it has no result for"
+        retry = f", add {option('retry_failed')} to run {rows} with these (the results it has are kept)" if (failed or mixed) and other_columns is None else ""
+        raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field){which}; resume it with the same ones{retry}, or {start_anew}")
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
+
+
+def _columns(made_with: dict[str, Any]) -> list:
+    """The text and id columns a line's `made_with` says it was made from (the defaults unless listed)."""
+    columns = made_with.get("columns", COLUMNS)
+    return list(columns) if isinstance(columns, list | tuple) else columns  # a hand-edited line's as it is
 
 
 def _without_results(rows: list[Row], previous: list[tuple[str, dict]], generator, field_name: str) -> list[Row]:
@@ -482,12 +500,15 @@ def run_batch(
     id_field: str = "id",
     prepared: bool = False,
     lines: bool = False,
+    retry_failed: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
     an earlier run, or whose input has changed since (`input_digest`), are run again (their old lines are dropped first). A run that ends leaves the
     file in input order. An output made by another task, model, or other options, sampling
-    settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing.
+    settings or columns (`field_name`, `id_field`) is refused (`BadInputError`), and so is an output another run is writing;
+    with `retry_failed`, other task options and sampling settings are taken: the rows without a result
+    (failed, edited, or not run yet) run with these, and the rows done keep their lines, each saying what made it.
 
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written. `prepared=True`: the caller has called `generator.prepare(options)`
@@ -516,7 +537,7 @@ def run_batch(
     with writing(output):
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
-        _check_made_alike(output, previous, settings)
+        _check_made_alike(output, previous, settings, retry_failed)
         todo = _without_results(rows, previous, generator, field_name)
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
@@ -550,6 +571,8 @@ def run_batch(
                                 raise AigcError(f"row {_named(row)}: {line['error']}") from raised
                             raise BadInputError(f"row {_named(row)}: {line['error']}")
                         summary.errors += 1
+                        if wanted := _to_raise(raised):
+                            summary.to_raise[wanted] = summary.to_raise.get(wanted, 0) + 1
                     sink.write(text + "\n")
                     sink.flush()
                     if not stream:  # a pipe or device cannot be synced
@@ -566,6 +589,14 @@ def run_batch(
         if not stream:
             _restore_order(output, rows)
     return summary
+
+
+def _to_raise(exc: BaseException | None) -> tuple[str, ...]:
+    """The options a row's error says to raise ("cut off at max_tokens 6; raise max_tokens"), by name."""
+    if not isinstance(exc, AigcError):
+        return ()
+    advice = re.search(r"\braise ([^;]*)", exc._text())
+    return tuple(re.findall("\x1e([^\x1e\x1f]+)(?:\x1f[^\x1e]*)?\x1e", advice.group(1))) if advice else ()
 
 
 _held = threading.local()  # the outputs this thread holds

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Collection, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError
+from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, option
 from ..textio import check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
@@ -49,6 +49,7 @@ def batch(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -86,7 +87,7 @@ def batch(
     run.warn_greedy(generator, opts)
     check_inputs(generator, rows, field, input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
-        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines)
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines, retry_failed)
         prepared = needs_model(pending)
         if prepared:
             with ui.stage_status() as stage:
@@ -94,7 +95,7 @@ def batch(
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
             try:
-                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared, lines=lines)
+                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared, lines=lines, retry_failed=retry_failed)
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
@@ -110,8 +111,16 @@ def batch(
         ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); raise --temperature, or ask for fewer")
     run.report(generator)
     if summary.errors:
-        where = "recorded in the output" if streams(output) else f"in {output}, and rerunning the same command retries them (fix bad rows first)"
+        where = "recorded in the output" if streams(output) else f"in {output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
+
+
+def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:
+    """How to finish the run: --retry-failed with the settings the rows' errors say to raise, if any."""
+    if not to_raise:
+        return f"rerunning the same command retries them (fix bad rows first; {option('retry_failed')} runs them with other settings, keeping the rows done)"
+    wanted = ", ".join(f"{' or '.join(map(option, names))} ({count} row{'s' * (count != 1)})" for names, count in sorted(to_raise.items(), key=lambda item: -item[1]))
+    return f"rerun with {option('retry_failed')} and a higher {wanted} to run them again, keeping the rows done"
 
 
 EXAMPLES = examples(

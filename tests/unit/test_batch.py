@@ -10,8 +10,8 @@ import pytest
 from aigc.batch import Row, pending_rows, read_output, read_rows, run_batch, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, PluginError
-from aigc.generators.base import get_generator
+from aigc.errors import AigcError, BadInputError, PluginError, option
+from aigc.generators.base import Generator, get_generator
 from aigc.testing import FakeEngine
 
 
@@ -1125,3 +1125,112 @@ def test_an_examples_file_kept_read_is_fitted_under_the_same_cache_key_as_its_ex
     assert cache_path(generator, read) == cache_path(generator, generator.validate({"examples": read.examples, "aspect": "météo"}))
     listed = [VERSION, "fake", "", get_template("classify").body, [(l.name, l.verbalizers) for l in read.parsed], "météo", "", read.examples, "auto", "auto", False]
     assert cache_path(generator, read).stem == hashlib.sha256(json.dumps(listed, ensure_ascii=False).encode()).hexdigest()[:32]  # as fits were kept before
+
+
+class Cutting(Generator):
+    """Echoes its text, cut off (a row error saying to raise max_tokens) when the text is longer than max_tokens."""
+
+    name = "cutting"
+    samples = True
+
+    def preprocess(self, inputs, opts):
+        if inputs == "bad":
+            raise BadInputError("this row is bad")
+        return inputs
+
+    def forward(self, prepared, opts, sampling):
+        limit = sampling.get("max_tokens") or 100
+        if len(prepared) > limit:
+            raise BadInputError(f"cut off at {option('max_tokens', limit)}; raise {option('max_tokens')}")
+        return prepared
+
+    def postprocess(self, raw, opts):
+        return {"text": raw}
+
+
+def test_retry_failed_runs_the_failed_rows_with_other_settings_and_the_rows_done_keep_theirs(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("a\nbbbbbbb\ncc\nddddddd\n")
+    rows = read_rows(source)
+    first = run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 3})
+    assert (first.errors, first.to_raise) == (2, {("max_tokens",): 2})  # what the errors say to raise
+    made = out.read_text()
+    with pytest.raises(BadInputError, match=r"\(max_tokens: 3 then, 10 now\); resume it with the same ones, add retry_failed to run its 2 failed rows with these \(the results it has are kept\), or give"):
+        run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 10})
+    assert out.read_text() == made  # refused: left as it is
+    assert [r.id for r in pending_rows(rows, out, Cutting(engine=FakeEngine()), {}, {"max_tokens": 10}, retry_failed=True)] == [2, 4]
+    summary = run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 10}, retry_failed=True)
+    assert (summary.done, summary.retried, summary.skipped, summary.errors) == (2, 2, 2, 0)
+    assert [(line["id"], line["result"]["text"], line["made_with"]["max_tokens"]) for line in lines(out)] == [(1, "a", 3), (2, "bbbbbbb", 10), (3, "cc", 3), (4, "ddddddd", 10)]  # input order; each line says what made it
+    again = run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 10}, retry_failed=True)
+    assert (again.done, again.skipped) == (0, 4)
+    with pytest.raises(BadInputError, match="add retry_failed to run the rows it has no result for with these"):  # made with two settings: no plain resume takes it
+        run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 3})
+
+
+def test_retry_failed_takes_other_settings_but_not_another_task_model_or_columns(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("a\nbbbbbbb\n")
+    rows = read_rows(source)
+    run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 3})
+    with pytest.raises(BadInputError, match=r"made with other columns \(columns: --field 'text' --id-field 'id' then, --field 'text' --id-field 'key' now\); retry_failed runs rows with other task options or sampling settings, not other columns"):
+        pending_rows(rows, out, Cutting(engine=FakeEngine()), {}, {"max_tokens": 10}, ("text", "key"), retry_failed=True)
+    with pytest.raises(BadInputError, match=r"\(--field, --id-field\) \(columns: .*\); resume it with the same ones, or give"):  # --retry-failed would not take it: not offered
+        pending_rows(rows, out, Cutting(engine=FakeEngine()), {}, {"max_tokens": 10}, ("text", "key"))
+    other = Cutting(engine=FakeEngine())
+    other.engine.name = "other-model"
+    with pytest.raises(BadInputError, match="made with model fake, not other-model"):
+        pending_rows(rows, out, other, {}, {"max_tokens": 10}, retry_failed=True)
+    with pytest.raises(BadInputError, match="holds cutting output, not summarize"):
+        pending_rows(rows, out, summarizer(FakeEngine()), {}, {"max_tokens": 10}, retry_failed=True)
+
+
+def test_a_retry_killed_after_dropping_the_failed_lines_leaves_whole_lines_and_goes_on(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("a\nbbbbbbb\ncc\n")
+    rows = read_rows(source)
+    run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 3})
+
+    def killed(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # killed as the retried rows start: the failed line is gone at once, the rows done kept
+        run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 10}, progress=killed, retry_failed=True)
+    assert [(line["id"], "result" in line) for line in lines(out)] == [(1, True), (3, True)]
+    summary = run_batch(Cutting(engine=FakeEngine()), rows, out, {}, {"max_tokens": 10}, retry_failed=True)
+    assert (summary.done, summary.skipped) == (1, 2)
+    assert [(line["id"], line["made_with"]["max_tokens"]) for line in lines(out)] == [(1, 3), (2, 10), (3, 3)]
+
+
+def test_aigc_batch_says_how_to_finish_a_run_with_failed_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc import hookimpl, plugins
+    from aigc.cli.app import app
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("cutting", Cutting)
+
+    (tmp_path / "in.txt").write_text("a\nbbbbbbb\ncc\nddddddd\nbad\n")
+    out = tmp_path / "out.jsonl"
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="cutter")
+    try:
+        run = lambda *extra: CliRunner().invoke(app, ["batch", "cutting", "-i", str(tmp_path / "in.txt"), "-o", str(out), *extra])  # noqa: E731
+        help_text = " ".join(run("--help").output.split())
+        first = run("--max-tokens", "3")
+        refused = run("--max-tokens", "10")
+        retried = run("--max-tokens", "10", "--retry-failed")
+    finally:
+        plugins.reset()
+    assert "--retry-failed" in help_text
+    assert first.exit_code == 1 and " ".join(first.stderr.split()).endswith(
+        f"3 of 5 rows failed; their errors are in {out}; rerun with --retry-failed and a higher --max-tokens (2 rows) to run them again, keeping the rows done"
+    )
+    assert refused.exit_code == 2 and "add --retry-failed to run its 3 failed rows with these" in refused.stderr
+    assert retried.exit_code == 1 and " ".join(retried.stderr.split()).endswith(  # the bad row fails again; its error says nothing to raise
+        "rerunning the same command retries them (fix bad rows first; --retry-failed runs them with other settings, keeping the rows done)"
+    )
+    assert [(line["id"], line["made_with"]["max_tokens"], "result" in line) for line in lines(out)] == [(1, 3, True), (2, 10, True), (3, 3, True), (4, 10, True), (5, 10, False)]
