@@ -269,6 +269,43 @@ def without_front_matter(text: str) -> str:
     return "\n".join(lines[end + 1 :]).strip() if end is not None else text
 
 
+def code_block(text: str, last: bool = False) -> str | None:
+    """The body of the first (or `last`) complete fenced code block of `text`: ``` or ~~~, with or
+    without a language tag, indented or not (that indent taken off its lines), the fence lines left
+    out; None where there is none. An unclosed fence runs to the end (CommonMark), so it holds no
+    block and none comes after it."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    found, i = None, 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if match and match.group(2)[0] in "`~":  # not a $$ math block
+            end = _fence_end(lines, i, match.group(2), quoted=False)
+            if end is None:
+                break
+            indent = _indent(match.group(1))
+            found = "\n".join(_dedented(line, indent) for line in lines[i + 1 : end])
+            if not last:
+                return found
+            i = end
+        i += 1
+    return found
+
+
+def extract_code(text: str, last: bool = False) -> str:
+    """What `-x` (`--xl` with `last`) prints of an answer: its first (last) fenced code block's body,
+    or the whole answer where it has none (as llm does)."""
+    block = code_block(text, last)
+    return text if block is None else block
+
+
+def _dedented(line: str, columns: int) -> str:
+    """`line` without up to `columns` columns of its leading white space."""
+    cut = 0
+    while cut < len(line) and line[cut] in " \t" and _indent(line[: cut + 1]) <= columns:
+        cut += 1
+    return line[cut:]
+
+
 def _fence_end(lines: list[str], start: int, mark: str, quoted: bool) -> int | None:
     """The line that closes the fence `mark` opened on line `start` (inside the same quote, for a
     quoted one); None when none does."""

@@ -14,9 +14,10 @@ from .. import config, conversations, locks, templates, ui
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
+from ..markdown_blocks import extract_code
 from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
-from .options import RunOptions, Schema, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -59,10 +60,14 @@ def chat(
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
+    extract: Extract = False,
+    extract_last: ExtractLast = False,
     *,
     run: RunOptions,
 ) -> None:
     """Chat with the model."""
+    check_extract(extract, extract_last, as_json)
+    code = "--xl" if extract_last else "-x" if extract else None  # the flag of the code block printed
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
     variables = parse_vars(var) if var else None
@@ -84,10 +89,10 @@ def chat(
     elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
         path, existing = conversations.new_conversation(), False
     if path is None:
-        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code)
     with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
         _remember(path)
-        _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep)
+        _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code)
 
 
 def _logged(run: RunOptions) -> bool:
@@ -106,25 +111,26 @@ def _remember(path) -> None:
         ui.warn(f"cannot note {path} for `aigc chat -c`: {exc}")
 
 
-def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True) -> None:
+def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True, code: Optional[str] = None) -> None:
     if prompt is None and piped is None:
-        if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None)):
-            if as_json or run.json_schema is not None:
-                raise BadInputError(f"{'--json' if as_json else '--schema'} is for one-shot answers; give a prompt as an argument or pipe one in")
+        if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None or code)):
+            if as_json or run.json_schema is not None or code:
+                flag = "--json" if as_json else "--schema" if run.json_schema is not None else code
+                raise BadInputError(f"{flag} is for one-shot answers; give a prompt as an argument or pipe one in")
             return _repl(run, system, template, variables, path, attached, keep)
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = run.generator("chat")
     if path is not None:
-        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json)
+        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json, code)
     options = {"template": template or "chat", "system": system}
     if variables:
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
     run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
-    if _streamed(generator, options, run, as_json):
+    if _streamed(generator, options, run, as_json or code is not None):
         answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options))
         answer = answer.strip()
         run.warn_cut_off(reason)
@@ -134,16 +140,17 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
         if as_json:
             _json_result(generator, result)
         else:
-            ui.result(answer)
+            ui.result(_shown_code(answer, code))
         run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
 
 
-def _streamed(generator, options: dict, run: RunOptions, as_json: bool) -> bool:
-    """Whether the answer streams: one plain answer to a terminal (not JSON held to a schema, from
-    --schema or the template's defaults, which is printed again with an indent; not several)."""
-    if not sys.stdout.isatty() or as_json or run.json_schema is not None:
+def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
+    """Whether the answer streams: one plain answer to a terminal (not one `held` for --json or -x,
+    not JSON held to a schema, from --schema or the template's defaults, which is printed again
+    with an indent; not several)."""
+    if not sys.stdout.isatty() or held or run.json_schema is not None:
         return False
     defaults = templates.get_template(generator.validate(options).template).defaults
     return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
@@ -158,14 +165,19 @@ def _session_file(name: str):
     return path.absolute()
 
 
-def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: bool) -> None:
+def _shown_code(answer: str, code: Optional[str]) -> str:
+    """The answer as printed: its first or last code block where `code` is -x or --xl, else whole."""
+    return answer if code is None else extract_code(answer, last=code == "--xl")
+
+
+def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: bool, code: Optional[str] = None) -> None:
     """One answer that goes on from the session's conversation, which is then saved."""
     generator = session.generator
     run.prepare(generator, text, session.options())
     _check_model(session)
     result = None
     label = conversations.session_label(session.path)
-    if _streamed(generator, session.options(), run, as_json):
+    if _streamed(generator, session.options(), run, as_json or code is not None):
         answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label))
         answer = answer.strip()
         run.warn_cut_off(reason)
@@ -176,7 +188,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
             named = not conversations.unnamed(session.path)
             _json_result(generator, result, **({"session": readable_name(session.path)} if named else {"conversation": label}))
         else:
-            ui.result(answer)
+            ui.result(_shown_code(answer, code))
         run.warn_cut_off(result["finish_reason"])
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
     run.report(generator)

@@ -7,8 +7,9 @@ import typer
 
 from .. import conversations, logs, ui
 from ..errors import BadInputError
+from ..markdown_blocks import extract_code
 from ..textio import check_utf8
-from .options import misplaced
+from .options import check_extract, misplaced
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
@@ -20,31 +21,34 @@ Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only an
 Current = Annotated[bool, typer.Option("--current", "-c", help="Only answers in the latest conversation, the one `aigc chat -c` goes on from.")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
+Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the first fenced code block of each answer (the whole answer where it has none).")]
+ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the last fenced code block of each answer (the whole answer where it has none).")]
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False) -> None:
-    """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`)."""
+def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False) -> None:
+    """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`; -x, --xl: the code block of each)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json, current)
+        _show(count, query, model, command, session, response, as_json, current, extract, extract_last)
     else:
-        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False)}
+        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False) -> None:
-    """The latest logged answers, oldest first, as Markdown."""
-    _show(count, query, model, command, session, response, as_json, current)
+def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False) -> None:
+    """The latest logged answers, oldest first, as Markdown (-x, --xl: the code block of each)."""
+    _show(count, query, model, command, session, response, as_json, current, extract, extract_last)
 
 
-def _show(count, query, model, command, session, response, as_json, current) -> None:
+def _show(count, query, model, command, session, response, as_json, current, extract, extract_last) -> None:
     if count < 0:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
     if response and as_json:
         raise BadInputError("give --response or --json, not both")
+    check_extract(extract, extract_last, as_json)
     if current and session:
         raise BadInputError("give --current or --session, not both")
     if current:  # as llm's `logs -c`
@@ -60,7 +64,9 @@ def _show(count, query, model, command, session, response, as_json, current) -> 
         filtered = any((query, model, command, session))
         ui.info(_no_match(model, command, session) if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
-        ui.result(found[-1].response)
+        ui.result(extract_code(found[-1].response, extract_last) if extract or extract_last else found[-1].response)
+    elif extract or extract_last:  # as llm's `logs -x`: each answer's code block, for a script
+        ui.result("\n\n".join(extract_code(e.response, extract_last) for e in found))
     else:
         ui.result("\n\n".join(e.to_markdown() for e in found))
 

@@ -262,6 +262,18 @@ Schema = Annotated[
 ]
 
 
+Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the answer's first fenced code block (the whole answer where it has none); the log keeps it all.")]
+ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the answer's last fenced code block (the whole answer where it has none).")]
+
+
+def check_extract(extract: bool, extract_last: bool, as_json: bool) -> None:
+    """-x and --xl print a code block of the text, so not with --json, which prints the whole result."""
+    if extract and extract_last:
+        raise BadInputError("give -x (the first code block) or --xl (the last), not both")
+    if (extract or extract_last) and as_json:
+        raise BadInputError(f"give {'-x' if extract else '--xl'} or --json, not both (--json holds the whole answer: take a code block from its text)")
+
+
 def read_schema_option(value: Optional[str]) -> Optional[dict]:
     """The `--schema` value as a JSON schema the decoder can follow (checked before any model loads)."""
     if value is None:

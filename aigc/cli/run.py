@@ -10,9 +10,10 @@ from .. import config, templates, ui
 from ..engine.models import registered_models
 from ..errors import BadInputError, UnknownTemplateError
 from ..json_schemas import several, shown
+from ..markdown_blocks import extract_code
 from ..textio import output_target, read_document
 from . import complete, examples
-from .options import RunOptions, Schema, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -27,6 +28,8 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
+    extract: Extract = False,
+    extract_last: ExtractLast = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it; the options are checked as for a run (--json: {template, messages, defaults}: the sampling settings it would run with, options here over the template's).")] = False,
     *,
     run: RunOptions,
@@ -35,6 +38,7 @@ def run_template(
 
     Sampling: the template's front-matter defaults apply unless an option here overrides them.
     """
+    check_extract(extract, extract_last, as_json)
     if document is not None and source is not None:
         raise BadInputError(f"give the input as {document} or as -i {source}, not both")
     source = source if document is None else document
@@ -61,7 +65,7 @@ def run_template(
         return
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
-    if output is None and sys.stdout.isatty() and not as_json and run.json_schema is None and one_answer:  # on a terminal, as it is written
+    if output is None and sys.stdout.isatty() and not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options))
         run.warn_cut_off(reason)
         run.keep(generator, "run", values, answer.strip(), options)
@@ -73,7 +77,7 @@ def run_template(
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
         emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
-        emit(answer, output)
+        emit(extract_code(answer, last=extract_last) if extract or extract_last else answer, output)
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)

