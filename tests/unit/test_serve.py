@@ -1345,6 +1345,41 @@ def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkey
         engine.generate([messages], params.replace(max_tokens=1000))
 
 
+def test_openai_reasoning_models_get_max_completion_tokens_and_sample_their_own_way(server, monkeypatch):
+    import warnings
+
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import AigcWarning
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    send, sent = engine._send, []
+
+    def as_o3(method, url, body=None):  # OpenAI's answers for o1, o3, o4-mini and gpt-5
+        if body and "n" in body:
+            sent.append(dict(body))
+            if "max_tokens" in body:
+                raise BadInputError(f"{url} answered 400: Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")
+            if body.get("temperature", 1) != 1:
+                raise BadInputError(f"{url} answered 400: Unsupported value: 'temperature' does not support {body['temperature']} with this model. Only the default (1) value is supported.")
+            if "top_p" in body:
+                raise BadInputError(f"{url} answered 400: Unsupported parameter: 'top_p' is not supported with this model.")
+        return send(method, url, body)
+
+    monkeypatch.setattr(engine, "_send", as_o3)
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=0, max_tokens=3)
+    with pytest.warns(AigcWarning, match="takes no temperature of 0 for .*samples with its own settings") as caught:
+        assert engine.generate([messages], params)[0][0].completion_tokens <= 3
+    assert len([w for w in caught if issubclass(w.category, AigcWarning)]) == 1  # once, not again for top_p
+    assert len(sent) == 4 and sent[-1]["max_completion_tokens"] == 3 and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known now: no refusal, no warning
+        "".join(engine.stream(messages, params.replace(temperature=0.7)))
+    assert len(sent) == 5 and "max_completion_tokens" in sent[-1] and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
+    with pytest.raises(BadInputError, match="max_completion_tokens must be at most"):  # other refusals stand, the setting named as sent
+        engine.generate([messages], params.replace(max_tokens=1000))
+
+
 def test_remote_scoring_of_several_prompts_sends_their_requests_together(server, monkeypatch, tiny_engine):
     from aigc.engine.remote import OpenAIEngine
 
