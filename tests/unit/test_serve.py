@@ -778,6 +778,26 @@ def test_echo_returns_the_prompts_logprobs(server, client, tiny_engine):
         client.completions.create(model=server["model"], prompt=prompt, max_tokens=0)
 
 
+def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_logprobs(server, client, monkeypatch):
+    prompts = ["Paris is the capital of France.", "Bees", "Hi", "The quick brown fox jumps over the lazy dog, twice over and again."]
+    alone = [client.completions.create(model=server["model"], prompt=p, max_tokens=0, echo=True, logprobs=2).choices[0].logprobs for p in prompts]
+    assert min(len(lp.tokens) for lp in alone) == 1  # a prompt of one token has nothing scored, batched or not
+    scheduler, calls = server["backend"].scheduler, []
+    call = scheduler.call
+    monkeypatch.setattr(scheduler, "call", lambda fn, *args: calls.append(fn) or call(fn, *args))
+    together = client.completions.create(model=server["model"], prompt=prompts, max_tokens=0, echo=True, logprobs=2, n=2).choices
+    assert len(calls) == 1  # one forward pass for the four prompts, not one each
+    assert [c.text for c in together] == [p for p in prompts for _ in range(2)]
+    for lp, choice in zip([lp for lp in alone for _ in range(2)], together):
+        assert choice.logprobs.tokens == lp.tokens and choice.logprobs.text_offset == lp.text_offset
+        assert choice.logprobs.token_logprobs[0] is None and choice.logprobs.token_logprobs[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-4)
+        for top, expected in zip(choice.logprobs.top_logprobs[1:], lp.top_logprobs[1:]):
+            assert top == pytest.approx(expected, abs=1e-4)
+    one = next(p for p, lp in zip(prompts, alone) if len(lp.tokens) == 1)
+    short = client.completions.create(model=server["model"], prompt=[one, one], max_tokens=0, echo=True, logprobs=1).choices
+    assert [c.logprobs.token_logprobs for c in short] == [[None], [None]]
+
+
 def test_chat_logprobs_whole_and_streamed(server, client):
     whole = chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2)
     content = whole.choices[0].logprobs.content
