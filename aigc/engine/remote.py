@@ -14,7 +14,9 @@ Only the standard library talks HTTP here, so no extra is needed.
 
 - chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
   `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them), and
-  not again to a server that refused them (OpenAI's own API).
+  not again to a server that refused them (OpenAI's own API). OpenAI's reasoning models (o1, o3,
+  o4-mini, gpt-5) get `max_completion_tokens` for `max_tokens`, and no `temperature` or `top_p`
+  once they refuse it (with a warning: the server samples as it does by default).
 - `count_tokens` asks the server's `/tokenize` (vLLM, aigc) and otherwise estimates (3 bytes a
   token, on the high side so prompts are trimmed rather than rejected).
 - `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
@@ -32,12 +34,13 @@ import re
 import time
 import urllib.error
 import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import config
-from ..errors import AigcError, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
+from ..errors import AigcError, AigcWarning, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
 from ..textio import parse_json
 from .base import Completion, EngineStats, Prompt, Scored, check_prompts, check_texts
 from .sampling import SamplingParams
@@ -47,6 +50,7 @@ RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
 OPTIONAL = ("top_k", "repetition_penalty", "stream_options")  # what OpenAI's own API refuses ("Unrecognized request argument supplied: top_k"), and Azure's older versions stream_options
+SAMPLING_REFUSED = re.compile(r"Unsupported (?:value|parameter): '(temperature|top_p)'")  # OpenAI's reasoning models: "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported."
 N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
 
@@ -145,7 +149,8 @@ class OpenAIEngine:
         self.key_hint = key_hint
         self._score_tokens = 0  # max_tokens of a scoring request: 0, or 1 where the server wants a new token
         self._score_texts = SCORE_REQUEST_TEXTS  # continuations a scoring request sends: fewer where the server takes fewer prompts
-        self._refused: set[str] = set()  # OPTIONAL settings the server refused, left out from then on
+        self._refused: set[str] = set()  # OPTIONAL settings (and temperature, top_p) the server refused, left out from then on
+        self._budget = "max_tokens"  # or max_completion_tokens, where the server wants that (OpenAI's reasoning models)
         self._n_choices = True  # whether the server answers n choices at once (ollama ignores n, llama.cpp refuses it, aigc caps it)
         self.timeout = timeout
         started = time.perf_counter()
@@ -180,13 +185,29 @@ class OpenAIEngine:
 
     def _open(self, method: str, url: str, body: dict | None):
         """The server's answer to a request; a setting of OPTIONAL that it refuses is left out (a
-        server that does not take it would have ignored it), and the request sent again."""
+        server that does not take it would have ignored it), and the request sent again. So is a
+        `temperature` or `top_p` that it refuses (OpenAI's reasoning models sample only their own
+        way), with a warning; `max_tokens` goes as `max_completion_tokens` where the server asks so."""
         try:
             return self._send(method, url, body)
         except BadInputError as exc:
-            refused = {key for key in OPTIONAL if body and key in body and key in str(exc)}
+            if not body:
+                raise
+            message = str(exc)
+            if "max_tokens" in body and "'max_completion_tokens'" in message:  # "Use 'max_completion_tokens' instead."
+                self._budget = "max_completion_tokens"
+                return self._open(method, url, {("max_completion_tokens" if key == "max_tokens" else key): value for key, value in body.items()})
+            sampling = {key for key in SAMPLING_REFUSED.findall(message) if key in body}
+            refused = {key for key in OPTIONAL if key in body and key in message} | sampling
             if not refused:
                 raise
+            if sampling and not self._refused & {"temperature", "top_p"}:
+                key = sorted(sampling)[0]
+                warnings.warn(
+                    f"{self.base_url} takes no {key} of {body[key]:g} for {self.model}; it is left out, so the server samples with its own settings and answers may differ from run to run",
+                    AigcWarning,
+                    stacklevel=2,
+                )
             self._refused |= refused
             return self._open(method, url, {key: value for key, value in body.items() if key not in refused})
 
@@ -276,10 +297,12 @@ class OpenAIEngine:
             "model": self.model,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "max_tokens": params.max_tokens,
+            self._budget: params.max_tokens,
             "n": n,
             "stream": stream,
         }
+        for key in self._refused & {"temperature", "top_p"}:
+            del body[key]
         if params.stop:
             body["stop"] = list(params.stop)
         if params.seed is not None:

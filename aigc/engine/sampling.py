@@ -194,7 +194,10 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = 512):
+PROMPT_CHUNK = 512  # prompt tokens (padding included) a forward pass of `prompt_logprobs` feeds: at most this many x vocabulary logits exist at once
+
+
+def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = PROMPT_CHUNK):
     """Each prompt token's log-probability given the tokens before it, and the `top` likeliest tokens.
 
     Returns `(chosen, best)` for tokens 1..len(ids)-1 (the first token has nothing before it):
@@ -214,21 +217,50 @@ def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = 512):
     with torch.inference_mode():
         for start in range(0, len(ids) - 1, chunk):
             fed = list(ids[start : min(start + chunk, len(ids) - 1)])
-            targets = torch.tensor(ids[start + 1 : start + 1 + len(fed)], device=device)
             logits = model(
                 input_ids=torch.tensor([fed], device=device),
                 position_ids=torch.arange(start, start + len(fed), device=device)[None],
                 use_cache=True,
                 **cache_arg,
-            ).logits[0].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            chosen += logprobs.gather(1, targets[:, None]).squeeze(1).tolist()
-            if top > 0:
-                values, indices = logprobs.topk(top, dim=-1)
-                best += [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
-            else:
-                best += [[] for _ in fed]
+            ).logits[0]
+            picked, likeliest = _picked(logits, ids[start + 1 : start + 1 + len(fed)], top)
+            chosen += picked
+            best += likeliest
     return chosen, best
+
+
+def prompt_logprobs_many(model, rows: list[Sequence[int]], top: int = 0) -> list[tuple[list[float], list[list[tuple[int, float]]]]]:
+    """`prompt_logprobs` of each row, from one forward pass over the rows left-padded (a single
+    row: `prompt_logprobs`, in pieces); the caller keeps rows x longest row within `PROMPT_CHUNK`."""
+    import torch
+
+    if len(rows) == 1:
+        return [prompt_logprobs(model, rows[0], top)]
+    fed = [list(row[:-1]) for row in rows]
+    width = max(len(f) for f in fed)
+    if not width:
+        return [([], []) for _ in rows]
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, f in enumerate(fed):
+        ids[i, width - len(f) :] = torch.tensor(f, dtype=torch.long)
+        mask[i, width - len(f) :] = 1
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False).logits
+        return [_picked(logits[i, width - len(f) :], row[1:], top) if f else ([], []) for i, (f, row) in enumerate(zip(fed, rows))]
+
+
+def _picked(logits: "torch.Tensor", targets: Sequence[int], top: int) -> tuple[list[float], list[list[tuple[int, float]]]]:
+    """The log-probabilities of `targets` under `logits` (one row per target), and the `top` likeliest tokens at each."""
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logprobs.gather(1, torch.tensor(list(targets), device=logits.device)[:, None]).squeeze(1).tolist()
+    if top <= 0:
+        return chosen, [[] for _ in chosen]
+    values, indices = logprobs.topk(top, dim=-1)
+    return chosen, [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
 
 
 # A single row is prefilled in pieces of this many tokens, starting at multiples of it, so that a

@@ -38,7 +38,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, MIN_SEED, SamplingParams, number
+from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
+from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
 from ..textio import parse_json
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
@@ -726,14 +727,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         n = params.n if params else req.n
         reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
         if req.echo:
-            heads = []
-            for text, ids in zip(prompts, encoded):
-                entries = None
-                if req.top is not None:  # one forward pass over the prompt, between decode steps
-                    starts = await anyio.to_thread.run_sync(backend.batched.offsets, text, ids)
-                    entries = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, ids, req.top, backend.scheduler.token_texts, starts)
-                heads += [(text, entries)] * n
-            reply.heads = heads
+            entries: list = [None] * len(prompts)
+            if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
+                starts = [await anyio.to_thread.run_sync(backend.batched.offsets, text, ids) for text, ids in zip(prompts, encoded)]
+                for batch in length_batches([len(ids) for ids in encoded], PROMPT_CHUNK):
+                    rows, at = [encoded[i] for i in batch], [starts[i] for i in batch]
+                    found = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
+                    for i, each in zip(batch, found):
+                        entries[i] = each
+            reply.heads = [(text, each) for text, each in zip(prompts, entries) for _ in range(n)]
         return await answer(request, req, reply, backend, [ids for ids in encoded for _ in range(n)], params)
 
     def _no_exit(call: Callable[[], Any]) -> Any:

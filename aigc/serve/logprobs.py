@@ -95,15 +95,14 @@ def prompt_offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> l
     return starts
 
 
-def prompt_entries(engine, ids: list[int], top: int, texts: TokenTexts, starts: list[int]) -> list[TokenLogprob]:
-    """The echoed prompt's tokens with their log-probabilities (one forward pass over the prompt);
-    `starts` are their offsets in the prompt text (`prompt_offsets`)."""
-    from ..engine.sampling import prompt_logprobs
+def prompt_entries(engine, rows: list[list[int]], top: int, texts: TokenTexts, starts: list[list[int]]) -> list[list[TokenLogprob]]:
+    """Each echoed prompt's tokens with their log-probabilities (one forward pass over the prompts,
+    `prompt_logprobs_many`); `starts` are their offsets in each prompt's text (`prompt_offsets`)."""
+    from ..engine.sampling import prompt_logprobs_many
 
-    chosen, best = prompt_logprobs(engine.model, ids, top)
-    entries = [texts.entry(ids[0], None, None, starts[0])]
-    for k, token in enumerate(ids[1:]):
-        entries.append(texts.entry(token, chosen[k], best[k], starts[k + 1]))
+    entries = []
+    for ids, at, (chosen, best) in zip(rows, starts, prompt_logprobs_many(engine.model, rows, top)):
+        entries.append([texts.entry(ids[0], None, None, at[0])] + [texts.entry(token, chosen[k], best[k], at[k + 1]) for k, token in enumerate(ids[1:])])
     return entries
 
 

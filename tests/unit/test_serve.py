@@ -778,6 +778,26 @@ def test_echo_returns_the_prompts_logprobs(server, client, tiny_engine):
         client.completions.create(model=server["model"], prompt=prompt, max_tokens=0)
 
 
+def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_logprobs(server, client, monkeypatch):
+    prompts = ["Paris is the capital of France.", "Bees", "Hi", "The quick brown fox jumps over the lazy dog, twice over and again."]
+    alone = [client.completions.create(model=server["model"], prompt=p, max_tokens=0, echo=True, logprobs=2).choices[0].logprobs for p in prompts]
+    assert min(len(lp.tokens) for lp in alone) == 1  # a prompt of one token has nothing scored, batched or not
+    scheduler, calls = server["backend"].scheduler, []
+    call = scheduler.call
+    monkeypatch.setattr(scheduler, "call", lambda fn, *args: calls.append(fn) or call(fn, *args))
+    together = client.completions.create(model=server["model"], prompt=prompts, max_tokens=0, echo=True, logprobs=2, n=2).choices
+    assert len(calls) == 1  # one forward pass for the four prompts, not one each
+    assert [c.text for c in together] == [p for p in prompts for _ in range(2)]
+    for lp, choice in zip([lp for lp in alone for _ in range(2)], together):
+        assert choice.logprobs.tokens == lp.tokens and choice.logprobs.text_offset == lp.text_offset
+        assert choice.logprobs.token_logprobs[0] is None and choice.logprobs.token_logprobs[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-4)
+        for top, expected in zip(choice.logprobs.top_logprobs[1:], lp.top_logprobs[1:]):
+            assert top == pytest.approx(expected, abs=1e-4)
+    one = next(p for p, lp in zip(prompts, alone) if len(lp.tokens) == 1)
+    short = client.completions.create(model=server["model"], prompt=[one, one], max_tokens=0, echo=True, logprobs=1).choices
+    assert [c.logprobs.token_logprobs for c in short] == [[None], [None]]
+
+
 def test_chat_logprobs_whole_and_streamed(server, client):
     whole = chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -1342,6 +1362,41 @@ def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkey
     assert engine.stats.completion_tokens > counted  # the stream's counted here, without the server's usage
     assert "".join(engine.stream(messages, params)) == text and len(sent) == 6  # refused once, left out from then on
     with pytest.raises(BadInputError, match="max_tokens must be at most"):  # any other refusal stands
+        engine.generate([messages], params.replace(max_tokens=1000))
+
+
+def test_openai_reasoning_models_get_max_completion_tokens_and_sample_their_own_way(server, monkeypatch):
+    import warnings
+
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.engine.sampling import SamplingParams
+    from aigc.errors import AigcWarning
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    send, sent = engine._send, []
+
+    def as_o3(method, url, body=None):  # OpenAI's answers for o1, o3, o4-mini and gpt-5
+        if body and "n" in body:
+            sent.append(dict(body))
+            if "max_tokens" in body:
+                raise BadInputError(f"{url} answered 400: Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")
+            if body.get("temperature", 1) != 1:
+                raise BadInputError(f"{url} answered 400: Unsupported value: 'temperature' does not support {body['temperature']} with this model. Only the default (1) value is supported.")
+            if "top_p" in body:
+                raise BadInputError(f"{url} answered 400: Unsupported parameter: 'top_p' is not supported with this model.")
+        return send(method, url, body)
+
+    monkeypatch.setattr(engine, "_send", as_o3)
+    messages, params = [{"role": "user", "content": "Bees"}], SamplingParams(temperature=0, max_tokens=3)
+    with pytest.warns(AigcWarning, match="takes no temperature of 0 for .*samples with its own settings") as caught:
+        assert engine.generate([messages], params)[0][0].completion_tokens <= 3
+    assert len([w for w in caught if issubclass(w.category, AigcWarning)]) == 1  # once, not again for top_p
+    assert len(sent) == 4 and sent[-1]["max_completion_tokens"] == 3 and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known now: no refusal, no warning
+        "".join(engine.stream(messages, params.replace(temperature=0.7)))
+    assert len(sent) == 5 and "max_completion_tokens" in sent[-1] and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
+    with pytest.raises(BadInputError, match="max_completion_tokens must be at most"):  # other refusals stand, the setting named as sent
         engine.generate([messages], params.replace(max_tokens=1000))
 
 
