@@ -9,6 +9,7 @@ A template file looks like::
     variables:
       - {name: text, description: The input, required: true}
     generator: summarize           # optional
+    model: smollm2                 # optional: the model when no -m is given
     ---
     The prompt body, with {{ text }}.
 
@@ -49,6 +50,7 @@ class Template:
     defaults: dict[str, Any] = field(default_factory=dict)
     variables: list[dict[str, Any]] = field(default_factory=list)
     generator: str | None = None
+    model: str | None = None  # the model it runs on when the command names none (-m)
     body_line: int = 1  # line of the file where the body starts, for error messages
     system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
@@ -159,7 +161,7 @@ def _warn_if_missing(directory: Path) -> None:
         warnings.warn(f"AIGC_TEMPLATES_PATH names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
 
 
-FRONT_MATTER = ("description", "system", "defaults", "variables", "generator")
+FRONT_MATTER = ("description", "system", "defaults", "variables", "generator", "model")
 _OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
 _CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
@@ -184,8 +186,6 @@ def _key_hint(key: str) -> str:
         return f"sampling settings go under defaults: (defaults: {{{'temperature' if key == 'options' else key}: ...}})"
     if key == "prompt":
         return "the prompt is the text after the front matter's closing ---"
-    if key == "model":
-        return "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"
     close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
     return f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
 
@@ -226,6 +226,9 @@ def _read(path: Path, source: str) -> Template:
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
+    model = meta.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise BadInputError(f"{path}: 'model' must be a model name, as -m takes (an alias such as smollm2, a hub id, a path), got {model!r}")
     template = Template(
         name=path.name[: -len(SUFFIX)],
         path=path,
@@ -236,6 +239,7 @@ def _read(path: Path, source: str) -> Template:
         defaults=defaults,
         variables=variables,
         generator=meta.get("generator"),
+        model=model,
         body_line=body_line,
         system_line=system_line,
         unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
@@ -291,6 +295,8 @@ def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
 def _unknown_setting_hint(defaults: dict) -> str:
     """For `defaults:` with a key that is no sampling setting: the one meant, or else where a variable's default goes."""
     key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
+    if key == "model":
+        return "; the model goes at the top of the front matter (model: NAME), not under defaults:"
     close = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
     return f"; did you mean {close[0]}?" if close else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
 

@@ -121,7 +121,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
-    generator = run.generator("chat")
+    generator = run.generator("chat", template=template)
     if path is not None:
         return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json, code)
     options = {"template": template or "chat", "system": system}
@@ -209,7 +209,7 @@ def _check_model(session: ChatSession) -> None:
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
     history = _History(_logged(run))
-    generator = run.generator("chat")
+    generator = run.generator("chat", template=template)
     session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")

@@ -62,19 +62,28 @@ class RunOptions:
         }
         return {k: v for k, v in values.items() if v is not None}
 
-    def generator(self, name: str, progress=None, load_progress=None):
+    def generator(self, name: str, progress=None, load_progress=None, template: str | None = None):
+        """The generator `name` on the model of -m, else the one `template`'s front matter names
+        (`model:`), else the default model; a template's model it cannot use is an error naming the template."""
+        from .. import templates
         from ..generators.base import get_generator
 
-        return get_generator(
-            name,
-            model=self.model,
-            device=self.device,
-            dtype=self.dtype,
-            quantize=self.quantize,
-            trust_remote_code=self.trust_remote_code,
-            progress=progress,
-            load_progress=load_progress,
-        )
+        chosen = templates.get_template(template) if self.model is None and template is not None else None
+        try:
+            return get_generator(
+                name,
+                model=self.model or (chosen and chosen.model),
+                device=self.device,
+                dtype=self.dtype,
+                quantize=self.quantize,
+                trust_remote_code=self.trust_remote_code,
+                progress=progress,
+                load_progress=load_progress,
+            )
+        except BadInputError as exc:
+            if chosen is None or chosen.model is None:
+                raise
+            raise BadInputError(f"model: in {chosen.label} ({chosen.path}): {exc}") from None
 
     def prepare(self, generator, inputs, options: dict) -> None:
         """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a

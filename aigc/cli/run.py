@@ -52,7 +52,7 @@ def run_template(
     _check_input_given(found, values)
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
-    generator = run.generator("template")
+    generator = run.generator("template", template=template)
     options = {"template": template, "system": system}
     rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     run.check(generator, values, options)

@@ -44,17 +44,17 @@ def _whose(source: str) -> str:
 @templates_app.command()
 def show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)],
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "source", "path", "description", "generator", "system", "defaults", "variables", "text"} as JSON.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "source", "path", "description", "generator", "model", "system", "defaults", "variables", "text"} as JSON.')] = False,
 ) -> None:
     """A template's variables and its source text."""
     template = templates.get_template(name)
     if as_json:
-        fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "system", "defaults", "variables")}
+        fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "model", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
         shown = {**fields, "path": str(template.path), "variables": variables, "text": templates.read_source(template.path)}
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
-    lines = [f"# {template.path} ({template.source})"]
+    lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: {var.get('description', '')} ({flag})")

@@ -819,6 +819,23 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
     assert piped.exit_code == 0 and json.loads(piped.stdout)["usage"]["prompt_tokens"] > 0
 
 
+def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unloadable, monkeypatch):
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", unloadable)  # the template's model comes before the default one
+    user_template("tiny", f"---\nmodel: {tiny_model_dir}\ndefaults: {{max_tokens: 2}}\n---\n{{{{ input }}}}\n")
+    result = invoke("run", "tiny", "--var", "input=bees", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == json.loads(invoke("run", "tiny", "--var", "input=bees", "--json", "-m", str(tiny_model_dir)).stdout)["model"]
+    assert invoke("chat", "-t", "tiny", "bees").exit_code == 0
+    code, lines = bad("run", "tiny", "--var", "input=bees", "-m", "no-such-model")  # -m wins
+    assert code == 2 and "unknown model 'no-such-model'" in lines[-1] and "template" not in lines[-1]
+    user_template("typo", "---\nmodel: smolm2\n---\n{{ input }}\n")
+    for args in (["run", "typo", "--var", "input=bees", "--dry-run"], ["chat", "-t", "typo", "bees"]):
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: model: in template 'typo' (") and "unknown model 'smolm2'" in lines[0]
+    shown = invoke("templates", "show", "typo")
+    assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
+
+
 def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
     from aigc.json_schemas import shown
 
@@ -1867,7 +1884,7 @@ def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_hist
     engine = FakeEngine()
     engine.enqueue("one", "two")
     run = RunOptions()
-    run.generator = lambda name: ChatGenerator(engine=engine)
+    run.generator = lambda name, **kwargs: ChatGenerator(engine=engine)
     typed = iter(["before", None, "/show", "after"])
 
     def line(prompt=""):  # as readline keeps what is typed

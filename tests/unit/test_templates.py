@@ -220,10 +220,9 @@ def test_an_unknown_front_matter_key_is_a_warning_with_a_suggestion():
 def test_llm_style_front_matter_keys_say_where_they_go_here():
     write(templates.user_dir(), "llm-style", "---\ntemperature: 0.2\noptions: {top_p: 0.5}\nprompt: Hi $input\nmodel: smollm2\n---\n{{ input }}\n")
     with pytest.warns(AigcWarning) as caught:
-        templates.get_template("llm-style")
+        assert templates.get_template("llm-style").model == "smollm2"  # read, as llm reads it
     hints = {re.search(r"key '(\w+)' is ignored; (.*)", str(w.message)).groups() for w in caught}
     assert hints == {
-        ("model", "a template does not choose the model: give -m MODEL, or set one with `aigc models default`"),
         ("options", "sampling settings go under defaults: (defaults: {temperature: ...})"),
         ("prompt", "the prompt is the text after the front matter's closing ---"),
         ("temperature", "sampling settings go under defaults: (defaults: {temperature: ...})"),
@@ -231,6 +230,12 @@ def test_llm_style_front_matter_keys_say_where_they_go_here():
     write(templates.user_dir(), "var-default", "---\ndefaults: {topic: bees, temperature: 0.2}\n---\n{{ topic }}\n")
     with pytest.raises(BadInputError, match=r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"):
         templates.get_template("var-default")
+    write(templates.user_dir(), "model-default", "---\ndefaults: {model: smollm2}\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"):
+        templates.get_template("model-default")
+    write(templates.user_dir(), "bad-model", "---\nmodel: [smollm2]\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"):
+        templates.get_template("bad-model")
     write(templates.user_dir(), "typo-default", "---\ndefaults: {temprature: 0.2}\n---\n{{ input }}\n")
     with pytest.raises(BadInputError, match=r"unknown sampling setting temprature; .*; did you mean temperature\?$"):
         templates.get_template("typo-default")
