@@ -133,7 +133,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     if _streamed(generator, options, run, as_json or code is not None):
         answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options))
         answer = answer.strip()
-        run.warn_cut_off(reason)
+        run.warn_cut_off(reason, template=options["template"])
     else:
         result = generator(text, sampling=sampling, **options)
         answer = shown(result)
@@ -141,7 +141,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
             _json_result(generator, result)
         else:
             ui.result(_shown_code(answer, code))
-        run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
+        run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=options["template"])
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
     run.report(generator)
 
@@ -180,7 +180,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     if _streamed(generator, session.options(), run, as_json or code is not None):
         answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label))
         answer = answer.strip()
-        run.warn_cut_off(reason)
+        run.warn_cut_off(reason, template=session.template)
     else:
         result = session.answer(text)
         answer = shown(result)
@@ -189,7 +189,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
             _json_result(generator, result, **({"session": readable_name(session.path)} if named else {"conversation": label}))
         else:
             ui.result(_shown_code(answer, code))
-        run.warn_cut_off(result["finish_reason"])
+        run.warn_cut_off(result["finish_reason"], template=session.template)
     run.keep(generator, "chat", text, answer, session.options(), result.get("data") if result else None, session=label)
     run.report(generator)
 

@@ -189,10 +189,15 @@ class RunOptions:
             ui.warn(f"{exc} (answers are not logged in this run)")
         self.mark(generator)
 
-    def warn_cut_off(self, *reasons: str | None) -> None:
-        """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does."""
+    def warn_cut_off(self, *reasons: str | None, template: str | None = None) -> None:
+        """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does,
+        naming where the limit came from: --max-tokens, the defaults of the `template` used, or the task's."""
         if "length" in reasons:
+            from .. import templates
+
+            own = templates.get_template(template).defaults.get("max_tokens") if template is not None and self.max_tokens is None else None
             limit = f"--max-tokens {self.max_tokens}" if self.max_tokens is not None else "the default token limit"
+            limit = f"max_tokens {own} (from the defaults: of {templates.get_template(template).label})" if own is not None else limit
             ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {limit}; raise --max-tokens for the whole answer")
 
     def report(self, generator) -> None:

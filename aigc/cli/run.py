@@ -67,7 +67,7 @@ def run_template(
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if output is None and sys.stdout.isatty() and not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal, as it is written
         answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options))
-        run.warn_cut_off(reason)
+        run.warn_cut_off(reason, template=template)
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)
         return
@@ -78,7 +78,7 @@ def run_template(
         emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
         emit(extract_code(answer, last=extract_last) if extract or extract_last else answer, output)
-    run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]))
+    run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
 

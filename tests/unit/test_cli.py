@@ -2501,6 +2501,16 @@ def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monk
     assert whole.exit_code == 0 and whole.stdout == "Rome.\n" and "cut off" not in whole.stderr, whole.output
 
 
+def test_the_cut_off_warning_names_a_templates_own_max_tokens(tiny_model_dir):
+    user_template("short", "---\ndefaults: {max_tokens: 2}\n---\n{{ input }}\n")
+    note = "Warning: the answer was cut off at max_tokens 2 (from the defaults: of template 'short'); raise --max-tokens for the whole answer"
+    for command in (["run", "short", "--var", "input=Plan two days in Rome."], ["chat", "-t", "short", "Plan two days in Rome."]):
+        result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # a tiny random model: no end in 2 tokens
+        assert result.exit_code == 0 and note in result.stderr, result.output
+        given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "3")
+        assert "cut off at --max-tokens 3;" in given.stderr, given.output
+
+
 def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, capsys):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
