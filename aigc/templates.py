@@ -246,6 +246,7 @@ def _read(path: Path, source: str) -> Template:
     )
     _check_syntax(template)
     _check_declared(template)
+    _check_generator(template)
     return template
 
 
@@ -326,6 +327,20 @@ def _check_declared(template: Template) -> None:
             f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
             f"add {them} under variables: in its front matter, with a default: (or required: false) where optional ({template.path})"
         )
+
+
+def _check_generator(template: Template) -> None:
+    """`generator:` is a name, and not a typo of a registered generator's (`sumarize`); one like no
+    registered name may be a plugin's that is not installed, so it passes."""
+    from .generators.base import registered_generators
+
+    name = template.generator
+    if name is not None and not isinstance(name, str):
+        raise BadInputError(f"{template.path}: generator: must be the name of the task it is for (such as summarize), got {name!r}")
+    known = registered_generators()
+    close = difflib.get_close_matches(name, list(known), n=1) if name is not None and name not in known else []
+    if close:
+        raise BadInputError(f"{template.path}: generator: {name!r} is no generator; did you mean {close[0]}?")
 
 
 SKELETON = """---

@@ -527,3 +527,15 @@ def test_a_missing_directory_in_aigc_templates_path_is_one_warning(tmp_path, mon
         templates.discover()
         templates.get_template("chat")
     assert [str(w.message) for w in caught] == [f"AIGC_TEMPLATES_PATH names {tmp_path / 'nope'}, which does not exist; its templates are not found"]
+
+
+def test_a_generator_that_is_not_registered_is_refused_when_the_template_is_read():
+    write(templates.user_dir(), "typo-task", "---\ngenerator: sumarize\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"typo-task.j2: generator: 'sumarize' is no generator; did you mean summarize\?$"):
+        templates.get_template("typo-task")
+    write(templates.user_dir(), "other-task", "---\ngenerator: [poem]\n---\n{{ input }}\n")
+    with pytest.raises(BadInputError, match=r"generator: must be the name of the task it is for \(such as summarize\), got \['poem'\]$"):
+        templates.get_template("other-task")
+    for name in ("summarize", "poem"):  # poem: like no generator here, a plugin's maybe
+        write(templates.user_dir(), "mine", f"---\ngenerator: {name}\n---\n{{{{ input }}}}\n")
+        assert templates.get_template("mine").generator == name
