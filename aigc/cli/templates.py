@@ -57,7 +57,7 @@ def show(
     lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
-        lines.append(f"# {var['name']}: {var.get('description', '')} ({flag})")
+        lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
     ui.result("\n".join(lines) + "\n" + templates.read_source(template.path))
 
 

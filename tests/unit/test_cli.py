@@ -762,6 +762,8 @@ def test_register_commands_hook_adds_a_plugin_command():
 
 
 def test_templates_list_show_and_path():
+    from aigc.templates import user_dir
+
     user_template("cafe", "---\ndescription: Café menus\n---\n{{ input }}")
     listed_text = invoke("templates", "list", "--json").stdout
     listed = json.loads(listed_text)
@@ -773,6 +775,8 @@ def test_templates_list_show_and_path():
     assert data["name"] == "headline" and data["text"] in shown and {v["name"]: v["required"] for v in data["variables"]}["max_words"] is False
     assert invoke("templates", "path").stdout.strip().endswith("templates")
     assert invoke("templates", "show", "headlin").exit_code == 2
+    user_template("bare", "---\nvariables:\n  - {name: input, required: true}\n  - {name: count, default: 3}\n  - {name: tone, description: }\n---\n{{ input }}{{ count }}{{ tone }}")
+    assert invoke("templates", "show", "bare").stdout.startswith(f"# {user_dir()}/bare.j2 (user)\n# input: (required)\n# count: (default: 3)\n# tone: (required)\n---")
 
 
 def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch):
