@@ -43,7 +43,7 @@ def headline(
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")
     article = read_document(source, text_hint="for headlines about a topic, give it with --topic TEXT", expected=ARTICLE) if source is not None else None
-    generator = run.generator("headline")
+    generator = run.generator("headline", template=template)
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)

@@ -73,7 +73,7 @@ def run_lines(
     rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
     if not rows:
         raise BadInputError("the input has no non-empty lines")
-    generator = run.generator(task)
+    generator = run.generator(task, template=options.get("template"))
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)

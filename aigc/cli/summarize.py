@@ -39,7 +39,7 @@ def summarize(
     if lines:
         run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=summary_notes, output=output)
         return
-    generator = run.generator("summarize")
+    generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
     with ui.progress_bar() as progress:
         generator.progress = progress

@@ -50,7 +50,7 @@ def translate(
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {})}
-    generator = run.generator("translate")
+    generator = run.generator("translate", template=template)
     generator.validate(options)  # a language it does not know, before any work
     if lines:
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes, output=output)

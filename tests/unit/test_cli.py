@@ -833,8 +833,8 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     code, lines = bad("run", "tiny", "--var", "input=bees", "-m", "no-such-model")  # -m wins
     assert code == 2 and "unknown model 'no-such-model'" in lines[-1] and "template" not in lines[-1]
     user_template("typo", "---\nmodel: smolm2\n---\n{{ input }}\n")
-    for args in (["run", "typo", "--var", "input=bees", "--dry-run"], ["chat", "-t", "typo", "bees"]):
-        code, lines = bad(*args)
+    for args in (["run", "typo", "--var", "input=bees", "--dry-run"], ["chat", "-t", "typo", "bees"], ["summarize", "-t", "typo", "-"], ["headline", "-t", "typo", "--topic", "bees"], ["translate", "-t", "typo", "--to", "fr", "-", "--lines"]):
+        code, lines = bad(*args, input="Bees make honey.")
         assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: model: in template 'typo' (") and "unknown model 'smolm2'" in lines[0]
     shown = invoke("templates", "show", "typo")
     assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
