@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .. import ui
-from ..errors import AigcError, BadInputError
+from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError
 from . import complete
 
 PANEL = "Model and sampling"
@@ -80,10 +80,10 @@ class RunOptions:
                 progress=progress,
                 load_progress=load_progress,
             )
-        except BadInputError as exc:
+        except (UnknownModelError, ModelKindError) as exc:
             if chosen is None or chosen.model is None:
                 raise
-            raise BadInputError(f"model: in {chosen.label} ({chosen.path}): {exc}") from None
+            raise type(exc)(f"model: in {chosen.label} ({chosen.path}): {exc}") from None
 
     def prepare(self, generator, inputs, options: dict) -> None:
         """Check options and inputs (None: none yet, as in the chat REPL), then load the model with a
@@ -195,9 +195,13 @@ class RunOptions:
         if "length" in reasons:
             from .. import templates
 
-            own = templates.get_template(template).defaults.get("max_tokens") if template is not None and self.max_tokens is None else None
-            limit = f"--max-tokens {self.max_tokens}" if self.max_tokens is not None else "the default token limit"
-            limit = f"max_tokens {own} (from the defaults: of {templates.get_template(template).label})" if own is not None else limit
+            found = templates.get_template(template) if template is not None and self.max_tokens is None else None
+            if self.max_tokens is not None:
+                limit = f"--max-tokens {self.max_tokens}"
+            elif found is not None and "max_tokens" in found.defaults:
+                limit = f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
+            else:
+                limit = "the default token limit"
             ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {limit}; raise --max-tokens for the whole answer")
 
     def report(self, generator) -> None:

@@ -824,6 +824,8 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
 
 
 def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unloadable, monkeypatch):
+    from aigc.templates import user_dir
+
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", unloadable)  # the template's model comes before the default one
     user_template("tiny", f"---\nmodel: {tiny_model_dir}\ndefaults: {{max_tokens: 2}}\n---\n{{{{ input }}}}\n")
     result = invoke("run", "tiny", "--var", "input=bees", "--json")
@@ -836,6 +838,9 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     for args in (["run", "typo", "--var", "input=bees", "--dry-run"], ["chat", "-t", "typo", "bees"], ["summarize", "-t", "typo", "-"], ["headline", "-t", "typo", "--topic", "bees"], ["translate", "-t", "typo", "--to", "fr", "-", "--lines"]):
         code, lines = bad(*args, input="Bees make honey.")
         assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: model: in template 'typo' (") and "unknown model 'smolm2'" in lines[0]
+    user_template("image-model", "---\nmodel: sd-turbo\n---\n{{ input }}\n")
+    code, lines = bad("run", "image-model", "--var", "input=bees")
+    assert code == 2 and lines == [f"Error: model: in template 'image-model' ({user_dir()}/image-model.j2): sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`); pick a text model"]
     shown = invoke("templates", "show", "typo")
     assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
 
