@@ -2516,8 +2516,8 @@ def test_the_cut_off_warning_names_a_templates_own_max_tokens(tiny_model_dir):
     for command in (["run", "short", "--var", "input=Plan two days in Rome."], ["chat", "-t", "short", "Plan two days in Rome."]):
         result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # a tiny random model: no end in 2 tokens
         assert result.exit_code == 0 and note in result.stderr, result.output
-        given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "3")
-        assert "cut off at --max-tokens 3;" in given.stderr, given.output
+        given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "2")
+        assert "cut off at --max-tokens 2;" in given.stderr, given.output
 
 
 def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, capsys):
