@@ -51,9 +51,9 @@ def clean_headline(text: str) -> str:
     quoted = _QUOTED.search(line)
     if quoted and len(quoted.group(1).split()) >= 3:
         line = quoted.group(1)
-    line = re.sub(r"^\s*(?:[-*•#]+|\d+[.)])\s*", "", line)
+    line = re.sub(r"^\s*(?:(?:[-*•#]+|\d+[.)](?=\s))\s*)+", "", line.replace("**", ""))  # bold markup first: **1. Title**; not 1.5 Million
     line = re.sub(r"^(?:headline|title)\s*\d*\s*:\s*", "", line, flags=re.I)
-    line = _without_symbols(_without_hashtags(line.replace("**", "")))
+    line = _without_symbols(_without_hashtags(line))
     line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""

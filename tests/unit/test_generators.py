@@ -181,6 +181,9 @@ def test_option_values_from_text_take_the_declared_type():
         ("ข่าวเศรษฐกิจไทยวันนี้", "ข่าวเศรษฐกิจไทยวันนี้"),
         ("भारत में बारिश #मौसम_शुरू #भारत", "भारत में बारिश"),  # a hashtag goes whole, its vowel signs too
         ("Bees are back❤\ufe0f in town", "Bees are back in town"),  # an emoji's variation selector (a mark too) goes with it
+        ("**1. Honeybees Are Back in the City**", "Honeybees Are Back in the City"),  # numbering inside bold markup
+        ("## 2) Honeybees Are Back", "Honeybees Are Back"),
+        ("1.5 Million Bees Move Downtown", "1.5 Million Bees Move Downtown"),  # a number, not numbering
     ],
 )
 def test_clean_headline(raw, clean):
