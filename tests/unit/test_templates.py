@@ -227,18 +227,15 @@ def test_llm_style_front_matter_keys_say_where_they_go_here():
         ("prompt", "the prompt is the text after the front matter's closing ---"),
         ("temperature", "sampling settings go under defaults: (defaults: {temperature: ...})"),
     }
-    write(templates.user_dir(), "var-default", "---\ndefaults: {topic: bees, temperature: 0.2}\n---\n{{ topic }}\n")
-    with pytest.raises(BadInputError, match=r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"):
-        templates.get_template("var-default")
-    write(templates.user_dir(), "model-default", "---\ndefaults: {model: smollm2}\n---\n{{ input }}\n")
-    with pytest.raises(BadInputError, match=r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"):
-        templates.get_template("model-default")
-    write(templates.user_dir(), "bad-model", "---\nmodel: [smollm2]\n---\n{{ input }}\n")
-    with pytest.raises(BadInputError, match=r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"):
-        templates.get_template("bad-model")
-    write(templates.user_dir(), "typo-default", "---\ndefaults: {temprature: 0.2}\n---\n{{ input }}\n")
-    with pytest.raises(BadInputError, match=r"unknown sampling setting temprature; .*; did you mean temperature\?$"):
-        templates.get_template("typo-default")
+    for name, front, refusal in [
+        ("var-default", "defaults: {topic: bees, temperature: 0.2}", r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"),
+        ("model-default", "defaults: {model: smollm2}", r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"),
+        ("bad-model", "model: [smollm2]", r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"),
+        ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature; .*; did you mean temperature\?$"),
+    ]:
+        write(templates.user_dir(), name, f"---\n{front}\n---\n{{{{ topic }}}}\n")
+        with pytest.raises(BadInputError, match=refusal):
+            templates.get_template(name)
 
 
 def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():
