@@ -248,13 +248,15 @@ def _is_gguf(path: Path) -> bool:
     weights as blobs/sha256-HEX)."""
     if not path.is_file():
         return False
-    if path.suffix.lower() == ".gguf":
-        return True
     try:
-        with open(path, "rb") as handle:
-            return handle.read(4) == b"GGUF"
+        return path.suffix.lower() == ".gguf" or _has_gguf_magic(path)
     except OSError:  # unreadable: said as for any other file that is not a model
         return False
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"GGUF"
 
 
 def _local_ref(name: str, path: Path, spec: ModelSpec | None) -> ModelRef:
@@ -365,9 +367,8 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
     """Dequantize a GGUF with transformers and save a safetensors copy at `target` (atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with open(gguf, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise BadInputError(f"{gguf} is not a GGUF file (it does not start with GGUF's magic bytes)")
+    if not _has_gguf_magic(gguf):
+        raise BadInputError(f"{gguf} is not a GGUF file (it does not start with GGUF's magic bytes)")
     progress(f"converting {gguf.name} (once)")
     try:
         with _named_gguf(gguf) as named:
