@@ -11,7 +11,7 @@ from typing import Iterator
 from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
-from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword
+from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword, left_padded
 from .scoring import length_batches, pool_hidden_states
 
 EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
@@ -97,15 +97,7 @@ class LocalEngine:
         return len(self.encode(prompt))
 
     def _batch(self, rows: list[list[int]]):
-        import torch
-
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return left_padded(rows, self.pad_id, self.device)
 
     def _check_fits(self, rows: list[list[int]], params: SamplingParams) -> None:
         check_fits(self, max(len(r) for r in rows), params.max_tokens)

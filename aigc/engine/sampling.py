@@ -229,6 +229,19 @@ def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = PROMPT
     return chosen, best
 
 
+def left_padded(rows: list[Sequence[int]], pad_id: int, device) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """`rows` as one batch of input ids padded on the left with `pad_id`, and its attention mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 def prompt_logprobs_many(model, rows: list[Sequence[int]], top: int = 0) -> list[tuple[list[float], list[list[tuple[int, float]]]]]:
     """`prompt_logprobs` of each row, from one forward pass over the rows left-padded (a single
     row: `prompt_logprobs`, in pieces); the caller keeps rows x longest row within `PROMPT_CHUNK`."""
@@ -240,12 +253,7 @@ def prompt_logprobs_many(model, rows: list[Sequence[int]], top: int = 0) -> list
     width = max(len(f) for f in fed)
     if not width:
         return [([], []) for _ in rows]
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, f in enumerate(fed):
-        ids[i, width - len(f) :] = torch.tensor(f, dtype=torch.long)
-        mask[i, width - len(f) :] = 1
-    ids, mask = ids.to(model.device), mask.to(model.device)
+    ids, mask = left_padded(fed, 0, model.device)
     with torch.inference_mode():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False).logits
         return [_picked(logits[i, width - len(f) :], row[1:], top) if f else ([], []) for i, (f, row) in enumerate(zip(fed, rows))]
