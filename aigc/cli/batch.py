@@ -46,7 +46,7 @@ def batch(
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout).")],
     field: Annotated[str, typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text.")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
+    option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
@@ -71,7 +71,7 @@ def batch(
         generator = run.generator(task)
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}; tasks: {', '.join(sorted(registered_generators()))}") from None
-    options = parse_options(option or [], generator.option_names())
+    options = parse_options(option_pairs or [], generator.option_names())
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
     rows = read_rows(input, id_field, field)
