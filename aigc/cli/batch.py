@@ -64,6 +64,8 @@ def batch(
     target = output_target(output, source=input)  # checked writable; None: stdout (-, /dev/stdout)
     output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
     check_output_name(output)
+    if retry_failed and target is None:
+        raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):
         raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)

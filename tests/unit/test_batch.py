@@ -1202,6 +1202,16 @@ def test_a_retry_killed_after_dropping_the_failed_lines_leaves_whole_lines_and_g
     assert [(line["id"], line["made_with"]["max_tokens"]) for line in lines(out)] == [(1, 3), (2, 10), (3, 3)]
 
 
+def test_aigc_batch_refuses_retry_failed_on_stdout(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    (tmp_path / "in.txt").write_text("a\n")
+    result = CliRunner().invoke(app, ["batch", "headline", "-i", str(tmp_path / "in.txt"), "-o", "-", "--retry-failed"])
+    assert result.exit_code == 2 and "--retry-failed resumes an output file, and stdout keeps no rows to retry: give -o FILE" in " ".join(result.stderr.split())
+
+
 def test_aigc_batch_says_how_to_finish_a_run_with_failed_rows(tmp_path):
     from typer.testing import CliRunner
 
