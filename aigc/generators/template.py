@@ -45,8 +45,11 @@ class Columns(dict):
         self.field = field
 
     def variables(self, template: templates.Template, declared: set[str]) -> dict[str, Any]:
-        if not declared:
-            return dict(self)
+        if not declared:  # every column is a variable, and the text column also fills {{ input }}
+            chosen = dict(self)
+            if self.field in self and "input" in template.names_used:
+                chosen.setdefault("input", self[self.field])
+            return chosen
         chosen = {k: v for k, v in self.items() if k in declared}
         if self.field in self and self.field not in declared:
             chosen.setdefault(template.input_variable(chosen), self[self.field])

@@ -576,6 +576,22 @@ def test_template_rows_fill_the_declared_variables_and_a_txt_line_fills_the_inpu
     assert read_rows(tmp_path / "topics.txt", field="topic")[0].fields == {"topic": "rooftop bees"}  # --field names a .txt line
 
 
+def test_a_txt_line_fills_the_input_of_a_template_that_declares_no_variables(tmp_path):
+    from aigc import templates
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "bare.j2").write_text("Answer: {{ input }}\n")
+    (templates.user_dir() / "columns.j2").write_text("{{ text }} by {{ who }}\n")
+    (tmp_path / "a.txt").write_text("Say hello\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "Hi", "who": "me"}\n')
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.txt"), tmp_path / "a.out", {"template": "bare"})
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.jsonl"), tmp_path / "b.out", {"template": "columns"})  # columns fill it by name
+    assert [lines(tmp_path / name)[0]["result"]["messages"][-1]["content"] for name in ("a.out", "b.out")] == ["Answer: Say hello", "Hi by me"]
+
+
 def test_stop_names_a_row_without_an_id_as_json(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "fine"}\nnot json\n')
