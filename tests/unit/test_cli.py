@@ -823,7 +823,8 @@ def test_run_renders_a_template_with_vars_and_input_and_applies_front_matter_def
     assert piped.exit_code == 0 and json.loads(piped.stdout)["usage"]["prompt_tokens"] > 0
 
 
-def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unloadable, monkeypatch):
+def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unloadable, monkeypatch, tmp_path):
+    import aigc
     from aigc.templates import user_dir
 
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", unloadable)  # the template's model comes before the default one
@@ -832,6 +833,12 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == json.loads(invoke("run", "tiny", "--var", "input=bees", "--json", "-m", str(tiny_model_dir)).stdout)["model"]
     assert invoke("chat", "-t", "tiny", "bees").exit_code == 0
+    rows = tmp_path / "rows.txt"
+    rows.write_text("bees\n")
+    batched = invoke("batch", "template", "-O", "template=tiny", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"))
+    assert batched.exit_code == 0, batched.output
+    assert json.loads((tmp_path / "out.jsonl").read_text())["model"] == json.loads(result.stdout)["model"]
+    assert aigc.generate("template", {"input": "bees"}, template="tiny")["usage"]["completion_tokens"] <= 2  # the default model cannot load
     code, lines = bad("run", "tiny", "--var", "input=bees", "-m", "no-such-model")  # -m wins
     assert code == 2 and "unknown model 'no-such-model'" in lines[-1] and "template" not in lines[-1]
     user_template("typo", "---\nmodel: smolm2\n---\n{{ input }}\n")
