@@ -54,7 +54,7 @@ def generate(
 
     The generator is made once per task and model settings and reused by later calls, so what it
     worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""
-    return _generator(task, _model_for(task, model, options), device, dtype, quantize, trust_remote_code)(inputs, sampling=sampling, **options)
+    return _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)(inputs, sampling=sampling, **options)
 
 
 def stream(
@@ -72,7 +72,7 @@ def stream(
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
     for the tasks that write one answer: chat and template. Read to its end, the generator returns
     the finish reason ("length" where max_tokens cut the answer off)."""
-    generator = _generator(task, _model_for(task, model, options), device, dtype, quantize, trust_remote_code)
+    generator = _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
     return generator.stream(inputs, sampling, **options)
@@ -93,9 +93,9 @@ def embed(
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
 
 
-def _model_for(task: str, model: str | None, options: dict[str, Any]) -> str | None:
-    """`model`, else for the template task the model its template names (`model:` in its front matter)."""
-    if model is None and task == "template" and isinstance(options.get("template"), str):
+def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
+    """`model`, else the model that the template in `options` names (`model:` in its front matter), as -m does on the CLI."""
+    if model is None and isinstance(options.get("template"), str):
         from .templates import get_template
 
         return get_template(options["template"]).model

@@ -74,7 +74,7 @@ def batch(
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
-    if task == "template" and "template" in options:  # its front matter may name the model
+    if "template" in options:  # its front matter may name the model
         generator = run.generator(task, template=options["template"])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row

@@ -839,6 +839,10 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     assert batched.exit_code == 0, batched.output
     assert json.loads((tmp_path / "out.jsonl").read_text())["model"] == json.loads(result.stdout)["model"]
     assert aigc.generate("template", {"input": "bees"}, template="tiny")["usage"]["completion_tokens"] <= 2  # the default model cannot load
+    assert aigc.generate("chat", "bees", template="tiny")["usage"]["completion_tokens"] <= 2
+    user_template("tiny-text", f"---\nmodel: {tiny_model_dir}\ndefaults: {{max_tokens: 2}}\n---\n{{{{ text }}}}\n")
+    summarized = invoke("batch", "summarize", "-O", "template=tiny-text", "-i", str(rows), "-o", str(tmp_path / "summaries.jsonl"))
+    assert summarized.exit_code == 0, summarized.output
     code, lines = bad("run", "tiny", "--var", "input=bees", "-m", "no-such-model")  # -m wins
     assert code == 2 and "unknown model 'no-such-model'" in lines[-1] and "template" not in lines[-1]
     user_template("typo", "---\nmodel: smolm2\n---\n{{ input }}\n")
