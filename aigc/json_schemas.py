@@ -11,7 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import AigcError, BadInputError, option
 from .textio import parse_json
@@ -153,13 +153,14 @@ def answer_texts(completions, params) -> tuple[list[str], dict[str, Any]]:
     return [json.dumps(v, ensure_ascii=False) for v in values], {**finished, "data": values[0]}
 
 
-def shown(result: dict[str, Any]) -> str:
+def shown(result: dict[str, Any], each: Callable[[str], str] | None = None) -> str:
     """What a command prints of a chat or template result: its text, or its JSON with an indent of 2;
-    several answers (a template's `n` default) one after another, parted by a `---` line."""
+    several answers (a template's `n` default) one after another, parted by a `---` line. `each`
+    picks what to print of every answer (-x: its code block)."""
     texts = result.get("choices") or [result["text"]]
     if "data" in result:
         texts = [json.dumps(json.loads(text), indent=2, ensure_ascii=False) for text in texts]
-    return "\n\n---\n\n".join(texts)
+    return "\n\n---\n\n".join(map(each, texts) if each else texts)
 
 
 def several(result: dict[str, Any]) -> dict[str, Any]:

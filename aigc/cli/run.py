@@ -77,7 +77,7 @@ def run_template(
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
         emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
     else:
-        emit(extract_code(answer, last=extract_last) if extract or extract_last else answer, output)
+        emit(shown(result, lambda text: extract_code(text, last=extract_last)) if extract or extract_last else answer, output)
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)

@@ -123,3 +123,13 @@ def test_logs_x_prints_each_shown_answers_block():
     assert invoke("logs", "-r", "-x").stdout == "select 1;\n"
     misplaced = invoke("logs", "-x", "path")
     assert misplaced.exit_code == 2 and "aigc logs path takes no --extract" in misplaced.stderr
+
+
+def test_run_x_prints_the_block_of_each_answer_a_template_asks_for(monkeypatch):
+    from aigc import templates
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "twice.j2").write_text("---\ndefaults: {n: 2, temperature: 1}\n---\n{{ input }}\n")
+    fake(monkeypatch, ANSWER, "Also:\n```\nsecond\n```")
+    result = invoke("run", "twice", "--var", "input=x", "-x", "--no-log")
+    assert result.exit_code == 0 and result.stdout == "print(1)\n\n---\n\nsecond\n", result.output
