@@ -4,7 +4,8 @@ Every generation goes through a model's `Scheduler`, so concurrent requests shar
 Chat messages are tokenized by the engine with control tokens only in the template's markup (a
 message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
 Chat and text completions differ only in the shape of their answers, which `_Reply` writes
-(whole or streamed, with log-probabilities in the endpoint's shape). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+(whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
+with its own request fields and answer shape (`responses.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names.
@@ -48,7 +49,7 @@ from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Sch
 log = logging.getLogger("aigc.serve")
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
-ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
+ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 
 
@@ -263,7 +264,7 @@ def _no_files(options: dict, sampling: dict) -> None:
             raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
 
 
-INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
+INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
 
 
 def _input_field(path: str) -> str | None:
@@ -512,7 +513,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":  # no such route: say which there are (a client of the Responses API meets this)
+        if exc.status_code == 404 and message == "Not Found":  # no such route: say which there are
             message = f"{request.url.path} is not an endpoint of this server; it offers {ENDPOINTS}"
         return JSONResponse(error_body(message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
@@ -525,6 +526,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     async def body(request: Request, model: type[BaseModel]):
+        return validated(model, await parsed(request))
+
+    async def parsed(request: Request) -> dict:
+        """The request's JSON object, checked for size, encoding and lone surrogates."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
             raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
@@ -546,6 +551,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
         if surrogate is not None:
             raise surrogate
+        return data
+
+    def validated(model: type[BaseModel], data: dict):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -635,28 +643,26 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
-    def sse(data: dict | str) -> str:
-        return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
     async def stream_events(reply: "_Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
             for opening in reply.opening():
-                yield sse(opening)
+                yield reply.sse(opening)
             while True:
                 event = await events.get()
                 if event[0] == "piece":
-                    yield sse(reply.piece(event[1], event[2], event[3]))
+                    yield reply.sse(reply.piece(event[1], event[2], event[3]))
                 elif event[0] == "end":  # a row's finish_reason as it ends, as OpenAI sends it
-                    yield sse(reply.ending(event[1], event[2]))
+                    for line in reply.ending(event[1], event[2]):
+                        yield reply.sse(line)
                 elif event[0] == "done":
                     for line in reply.closing(event[1]):
-                        yield sse(line)
-                    yield sse("[DONE]")
+                        yield reply.sse(line)
+                    if reply.done:
+                        yield reply.sse(reply.done)
                     return
                 else:
-                    error = _from_aigc(event[1], settings.retry_after, "messages" if reply.chat else "prompt")
-                    yield sse(error_body(error.message, error.type, error.param, error.code))
+                    yield reply.sse(reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field)))
                     return
         finally:
             job.cancel()
@@ -708,6 +714,22 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
         return await answer(request, req, reply, backend, [ids] * params.n, params)
+
+    @app.post("/v1/responses", dependencies=[Depends(auth)])
+    async def responses(request: Request):
+        from .responses import ResponseReply, chat_body, echoed, renamed
+
+        data = await parsed(request)
+        converted = chat_body(data)
+        try:
+            req: ChatRequest = validated(ChatRequest, converted)
+            backend = backend_for(req.model)
+            ids = await encode(backend, [m.plain(i) for i, m in enumerate(req.messages)])
+            params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
+        except ApiError as exc:
+            raise renamed(exc) from None
+        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp"), echoed(data))
+        return await answer(request, req, reply, backend, [ids], params)
 
     @app.post("/v1/completions", dependencies=[Depends(auth)])
     async def completions(request: Request):
@@ -932,12 +954,25 @@ class _Reply:
         entries = None if entries is None else [e.shifted(base) for e in entries]
         return self.body([self.choice(index, text, None, entries, stream=True)], chunk=True)
 
-    def ending(self, index: int, finish_reason: str) -> dict:
-        return self.body([self.choice(index, None, _reason(finish_reason), None, stream=True)], chunk=True)
+    def ending(self, index: int, finish_reason: str) -> list[dict]:
+        return [self.body([self.choice(index, None, _reason(finish_reason), None, stream=True)], chunk=True)]
 
     def closing(self, completions) -> list[dict]:
         """After every choice has ended: the usage, when the request asked for it."""
         return [self.body([], self.usage(completions), chunk=True)] if (self.stream_options or {}).get("include_usage") else []
+
+    done = "[DONE]"  # the stream's last line
+
+    @property
+    def input_field(self) -> str:
+        return "messages" if self.chat else "prompt"
+
+    def sse(self, data: dict | str) -> str:
+        """One server-sent event of data (a JSON object, or `[DONE]`)."""
+        return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+    def error_event(self, error: ApiError) -> dict:
+        return error_body(error.message, error.type, error.param, error.code)
 
 
 def build(

@@ -444,8 +444,8 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and body["error"]["param"] == "stop"  # the field, not pydantic's union branch (stop.str)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
-    status, _, body = raw(server, "/v1/responses", {"input": "hi"})  # OpenAI's Responses API, which this server does not offer
-    assert status == 404 and body["error"]["message"].startswith("/v1/responses is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions")
+    status, _, body = raw(server, "/v1/assistants", {"name": "hi"})  # OpenAI's Assistants API, which this server does not offer
+    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions, /v1/responses")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
@@ -1848,3 +1848,53 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
     monkeypatch.setattr(models, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
     assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
+
+
+def test_responses_api_answers_as_chat_does(server, client):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Paris is the capital"}]
+    expected = chat(client, server["model"], messages=messages, temperature=0, max_tokens=12)
+    answer = client.responses.create(model=server["model"], instructions="Be brief.", input="Paris is the capital", temperature=0, max_output_tokens=12, metadata={"run": "a"})
+    assert answer.object == "response" and answer.id.startswith("resp-") and answer.model == server["model"]
+    assert answer.output_text == expected.choices[0].message.content
+    assert (answer.usage.input_tokens, answer.usage.output_tokens) == (expected.usage.prompt_tokens, expected.usage.completion_tokens)
+    cut = expected.choices[0].finish_reason == "length"
+    assert answer.status == ("incomplete" if cut else "completed") and (answer.incomplete_details is not None) == cut
+    assert (answer.instructions, answer.max_output_tokens, answer.metadata) == ("Be brief.", 12, {"run": "a"})
+    parts = [{"role": "user", "content": [{"type": "input_text", "text": "Paris is"}, {"type": "input_text", "text": "the capital"}]}]
+    joined = chat(client, server["model"], messages=[{"role": "user", "content": "Paris is\nthe capital"}], temperature=0, max_tokens=12)
+    assert client.responses.create(model=server["model"], input=parts, temperature=0, max_output_tokens=12).output_text == joined.choices[0].message.content
+
+
+def test_a_streamed_response_sends_its_events_in_order_and_the_same_text(server, client):
+    whole = client.responses.create(model=server["model"], input="Paris is the capital", temperature=0, max_output_tokens=10)
+    events = list(client.responses.create(model=server["model"], input="Paris is the capital", temperature=0, max_output_tokens=10, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done", f"response.{whole.status}"]
+    assert set(kinds[4:-4]) == {"response.output_text.delta"} and [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == whole.output_text == events[-4].text == events[-1].response.output_text
+    assert events[-1].response.usage.output_tokens == whole.usage.output_tokens
+
+
+@pytest.mark.parametrize(
+    "settings, param, message",
+    [
+        ({"previous_response_id": "resp_1"}, "previous_response_id", "previous_response_id needs a stored response or prompt, and this server stores none"),
+        ({"tools": [{"type": "web_search"}]}, "tools", "tools are not supported by this server"),
+        ({"input": [{"type": "function_call_output", "call_id": "a", "output": "b"}]}, "input", "input.0: 'function_call_output' items are not supported; give messages"),
+        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input", "input.0.content.0: 'input_image' parts are not supported"),
+        ({"max_output_tokens": 500}, "max_output_tokens", "max_output_tokens must be at most 200 on this server"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format", "text.format 'xml' is not supported"),
+    ],
+)
+def test_what_the_responses_api_cannot_do_here_is_a_400_naming_its_field(server, client, settings, param, message):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(**{"model": server["model"], "input": "Hi", **settings})
+    assert caught.value.body["param"] == param and caught.value.body["message"].startswith(message)
+
+
+def test_a_response_can_follow_a_json_schema(server, client):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": False}
+    answer = client.responses.create(model=server["model"], input="A number", max_output_tokens=40, extra_body={"seed": 1}, text={"format": {"type": "json_schema", "name": "n", "schema": schema, "strict": True}})
+    assert set(json.loads(answer.output_text)) == {"n"} and answer.text.format.type == "json_schema"

@@ -1,0 +1,188 @@
+"""OpenAI's Responses API (`POST /v1/responses`) on the chat path: a request's `input` and
+`instructions` become chat messages and its settings a chat request's; the answer is a `response`
+object, or its stream of typed events (`response.created` ... `response.completed`).
+
+Nothing is stored, so what needs a stored response (`previous_response_id`, `background`) is a 400,
+as are tools, non-text input and log-probabilities, which this server does not give here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .app import ApiError
+
+ROLES = ("user", "assistant", "system", "developer")
+TEXT_PARTS = ("input_text", "output_text", "text")
+PASSED = ("model", "temperature", "top_p", "stream", "top_k", "repetition_penalty", "seed", "stop")  # as chat takes them (the last four: extensions)
+NEEDS_STORAGE = ("previous_response_id", "conversation", "prompt")
+# The chat request's names for what a Responses request calls otherwise, as errors name them.
+RENAMED = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input"}
+
+
+def chat_body(data: dict) -> dict:
+    """The chat completions body for a Responses request body (`data`)."""
+    for name in NEEDS_STORAGE:
+        if data.get(name):
+            raise ApiError(400, f"{name} needs a stored response or prompt, and this server stores none; send the whole conversation as input", param=name, code="unsupported")
+    if data.get("background"):
+        raise ApiError(400, "background responses are not supported; this server answers while the request waits, or streams", param="background", code="unsupported")
+    if data.get("tools"):
+        raise ApiError(400, "tools are not supported by this server", param="tools", code="unsupported")
+    if data.get("top_logprobs") or any("logprobs" in str(item) for item in data.get("include") or []):
+        raise ApiError(400, "log-probabilities are not offered on /v1/responses here; /v1/chat/completions gives them (logprobs: true)", param="top_logprobs", code="unsupported")
+    body: dict[str, Any] = {name: data[name] for name in PASSED if name in data}
+    body["messages"] = _messages(data.get("input"), data.get("instructions"))
+    if data.get("max_output_tokens") is not None:
+        body["max_completion_tokens"] = data["max_output_tokens"]
+    text = data.get("text")
+    if text is not None:
+        if not isinstance(text, dict) or not isinstance(text.get("format", {}), dict):
+            raise ApiError(400, 'text must be an object such as {"format": {"type": "json_schema", "name": ..., "schema": {...}}}', param="text", code="invalid_value")
+        body["response_format"] = _response_format(text.get("format"))
+    return body
+
+
+def _response_format(given: dict | None) -> dict | None:
+    """Chat's `response_format` for a Responses `text.format` (its schema sits in the format itself)."""
+    if not given or given.get("type") != "json_schema":
+        return given
+    return {"type": "json_schema", "json_schema": {k: v for k, v in given.items() if k != "type"}}
+
+
+def _messages(given: Any, instructions: Any) -> list[dict]:
+    if instructions is not None and not isinstance(instructions, str):
+        raise ApiError(400, "instructions must be a string", param="instructions", code="invalid_value")
+    messages = [{"role": "system", "content": instructions}] if instructions else []
+    if isinstance(given, str):
+        return messages + [{"role": "user", "content": given}]
+    if not isinstance(given, list) or not given:
+        raise ApiError(400, "input must be a string, or a non-empty list of messages ({\"role\": \"user\", \"content\": ...})", param="input", code="invalid_value")
+    return messages + [_message(item, f"input.{i}") for i, item in enumerate(given)]
+
+
+def _message(item: Any, where: str) -> dict:
+    kind = item.get("type", "message") if isinstance(item, dict) else None
+    if kind != "message":
+        what = f"{kind!r} items are" if isinstance(kind, str) else "an item that is no message is"
+        raise ApiError(400, f"{where}: {what} not supported; give messages, {{\"role\": \"user\", \"content\": \"...\"}}", param="input", code="unsupported")
+    if item.get("role") not in ROLES:
+        raise ApiError(400, f"{where}: role must be one of {', '.join(ROLES)}", param="input", code="invalid_value")
+    content = item.get("content")
+    if isinstance(content, list) and content:
+        parts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in TEXT_PARTS or not isinstance(part.get("text"), str):
+                shown = f"{kind!r} parts are" if isinstance(kind, str) else "a part that is no text part is"
+                raise ApiError(400, f"{where}.content.{j}: {shown} not supported; only text ({', '.join(TEXT_PARTS[:2])})", param="input", code="unsupported")
+            parts.append(part["text"])
+        content = "\n".join(parts)  # as chat joins its parts
+    if not isinstance(content, str):
+        raise ApiError(400, f"{where}: content must be a string, or a non-empty list of text parts", param="input", code="invalid_value")
+    return {"role": item["role"], "content": content}
+
+
+def renamed(error: ApiError) -> ApiError:
+    """`error` of the chat path, naming the Responses request's fields instead of chat's."""
+    message, param = error.message, error.param
+    for chat, ours in RENAMED.items():
+        message = message.replace(chat, ours)
+        param = ours if param == chat else param
+    return ApiError(error.status, message, error.type, param, error.code, error.headers)
+
+
+@dataclass
+class ResponseReply:
+    """One Responses request's answer, whole (`whole`) or as typed events (`opening`, `piece`,
+    `ending`, `closing`), in the interface of the chat path's reply."""
+
+    model: str
+    prompt_tokens: int
+    id: str
+    echoed: dict  # the request's settings a response repeats (instructions, temperature, ...)
+    top: None = None  # no log-probabilities
+    done: str | None = None  # no `[DONE]` line: the stream ends with response.completed
+    input_field: str = "input"
+    created: int = field(default_factory=lambda: int(time.time()))
+    item: str = field(default_factory=lambda: f"msg_{uuid.uuid4().hex}")
+    text: str = ""
+    sequence: int = 0
+
+    def sse(self, event: dict) -> str:
+        return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+    def _event(self, kind: str, **fields: Any) -> dict:
+        self.sequence += 1
+        return {"type": kind, "sequence_number": self.sequence - 1, **fields}
+
+    def _message(self, status: str) -> dict:
+        content = [self._part()] if status != "in_progress" else []
+        return {"id": self.item, "type": "message", "status": status, "role": "assistant", "content": content}
+
+    def _part(self) -> dict:
+        return {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
+
+    def _response(self, status: str, completions=None) -> dict:
+        usage = None
+        if completions is not None:
+            generated = sum(c.completion_tokens for c in completions)
+            usage = {
+                "input_tokens": self.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": generated, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": self.prompt_tokens + generated,
+            }
+        cut = status == "incomplete"
+        return {
+            "id": self.id, "object": "response", "created_at": self.created, "status": status, "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if cut else None, "model": self.model,
+            "output": [self._message(status)] if status != "in_progress" else [], "parallel_tool_calls": False,
+            "tool_choice": "none", "tools": [], "store": False, "usage": usage, **self.echoed,
+        }
+
+    def whole(self, completions, logprobs) -> dict:
+        (completion,) = completions
+        self.text = completion.text
+        return self._response("incomplete" if completion.finish_reason == "length" else "completed", completions)
+
+    def opening(self) -> list[dict]:
+        where = {"item_id": self.item, "output_index": 0, "content_index": 0}
+        return [
+            self._event("response.created", response=self._response("in_progress")),
+            self._event("response.in_progress", response=self._response("in_progress")),
+            self._event("response.output_item.added", output_index=0, item=self._message("in_progress")),
+            self._event("response.content_part.added", **where, part=self._part()),
+        ]
+
+    def piece(self, index: int, text: str, entries) -> dict:
+        self.text += text
+        return self._event("response.output_text.delta", item_id=self.item, output_index=0, content_index=0, delta=text, logprobs=[])
+
+    def ending(self, index: int, finish_reason: str) -> list[dict]:
+        where = {"item_id": self.item, "output_index": 0, "content_index": 0}
+        status = "incomplete" if finish_reason == "length" else "completed"
+        return [
+            self._event("response.output_text.done", **where, text=self.text, logprobs=[]),
+            self._event("response.content_part.done", **where, part=self._part()),
+            self._event("response.output_item.done", output_index=0, item=self._message(status)),
+        ]
+
+    def closing(self, completions) -> list[dict]:
+        status = "incomplete" if completions[0].finish_reason == "length" else "completed"
+        return [self._event(f"response.{status}", response=self._response(status, completions))]
+
+    def error_event(self, error: ApiError) -> dict:
+        return self._event("error", code=error.code, message=error.message, param=error.param)
+
+
+def echoed(data: dict) -> dict:
+    """What a response repeats of its request."""
+    text = data.get("text") if isinstance(data.get("text"), dict) else {}
+    return {
+        "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"), "metadata": data.get("metadata") or {},
+        "temperature": data.get("temperature", 1.0), "top_p": data.get("top_p", 1.0), "text": {"format": text.get("format") or {"type": "text"}},
+        "previous_response_id": None, "reasoning": None, "truncation": "disabled", "user": data.get("user"),
+    }
