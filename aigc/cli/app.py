@@ -70,7 +70,7 @@ def _flagger(command):
         shown = flags.get(PARAMETERS.get(name, name))
         if shown is None and name == "model":  # `aigc models pull`: the flag the generating commands take
             shown = "--model"
-        if shown is None and "option" in flags:  # aigc batch: a task's options are given with -O
+        if shown is None and "--option" in flags.values():  # aigc batch: a task's options are given with -O
             return f"-O {name}" if value is None else f"-O {name}={value}"
         return shown if shown is None or value is None else f"{shown} {value}"
 
