@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..engine.base import Completion
 from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
@@ -508,12 +509,23 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def _aigc_error(request: Request, exc: AigcError):
         return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
+    def meant_path(request: Request) -> str | None:
+        """The endpoint a path with its /v1 left out (a base URL without it) or doubled (a client that
+        adds /v1 to one that has it) stands for, else None."""
+        path = request.url.path
+        meant = path[3:] if path.startswith("/v1/v1/") else "/v1" + path if not path.startswith("/v1/") else None
+        scope = {"type": "http", "path": meant, "method": request.method}
+        return meant if meant and any(route.matches(scope)[0] != Match.NONE for route in app.routes) else None
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":  # no such route: say which there are (a client of the Responses API meets this)
-            message = f"{request.url.path} is not an endpoint of this server; it offers {ENDPOINTS}"
+            meant = meant_path(request)
+            message = f"{request.url.path} is not an endpoint of this server; " + (
+                f"did you mean {meant}? An OpenAI client's base URL here is {str(request.base_url).rstrip('/')}/v1" if meant else f"it offers {ENDPOINTS}"
+            )
         return JSONResponse(error_body(message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:

@@ -451,6 +451,18 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     assert status == 400 and "tokens" in body["error"]["message"]
 
 
+def test_a_path_missing_its_v1_or_with_it_twice_is_a_404_naming_the_endpoint_and_the_base_url(server):
+    """A client given http://HOST:PORT (or one that adds /v1 to a base URL that has it) asks for
+    /chat/completions (/v1/v1/chat/completions): the 404 names the endpoint it meant and the base URL."""
+    base = server["url"]
+    for path, meant in (("/chat/completions", "/v1/chat/completions"), ("/models", "/v1/models"), ("/v1/v1/embeddings", "/v1/embeddings"), ("/models/x", "/v1/models/x")):
+        status, _, body = raw(server, path, {} if "models" not in path else None)
+        assert status == 404 and body["error"]["code"] == "not_found"
+        assert f"did you mean {meant}?" in body["error"]["message"] and f"base URL here is {base}" in body["error"]["message"], path
+    status, _, body = raw(server, "/v2/chat", {})
+    assert status == 404 and "did you mean" not in body["error"]["message"]
+
+
 def test_a_method_a_route_does_not_take_is_405_with_allow(server):
     status, headers, body = raw(server, "/v1/chat/completions", method="GET")
     assert status == 405 and headers["Allow"] == "POST" and body["error"]["code"] == "method_not_allowed"
