@@ -312,10 +312,16 @@ def _internal(exc: Exception) -> ApiError:
 
 # -- request bodies --------------------------------------------------------------------------------
 
+SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "json_schema", "grammar")  # vLLM's and llama.cpp's ways to ask for a shape of answer
 # Parameters this server does not apply, with the values that ask for nothing (those are accepted).
 UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "best_of": (None, 1), "suffix": (None, ""),
+    **dict.fromkeys(SHAPED, (None,)),
+}
+INSTEAD = {  # what this server takes for an unsupported parameter
+    "frequency_penalty": "repetition_penalty is", "presence_penalty": "repetition_penalty is",
+    **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
 }
 
 
@@ -361,6 +367,13 @@ class _Sampling(BaseModel):
     response_format: Optional[dict] = None
     frequency_penalty: Optional[Float] = None
     presence_penalty: Optional[Float] = None
+    guided_json: Any = None  # SHAPED: refused, never ignored (the client would parse free text)
+    guided_regex: Any = None
+    guided_choice: Any = None
+    guided_grammar: Any = None
+    structured_outputs: Any = None
+    json_schema: Any = None
+    grammar: Any = None
 
     _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
 
@@ -579,7 +592,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral:
-                raise ApiError(400, f"{name} is not supported by this server" + (" (repetition_penalty is)" if name.endswith("_penalty") else ""), param=name, code="unsupported")
+                raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
         schema = _response_schema(req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")

@@ -277,6 +277,20 @@ def test_bad_parameters_are_openai_style_400s(server, client, kwargs, words):
     assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, tool_choice="auto", max_tokens=2).choices  # neutral values are fine
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("guided_json", {"type": "object"}), ("guided_choice", ["yes", "no"]), ("guided_regex", "[0-9]+"), ("guided_grammar", "root ::= \"a\""), ("structured_outputs", {"json": {"type": "object"}}), ("json_schema", {"type": "object"}), ("grammar", "root ::= \"a\"")],
+)
+def test_vllm_and_llama_cpp_structured_output_fields_are_refused_not_ignored(server, field, value):
+    """vLLM's guided_* and structured_outputs and llama.cpp's json_schema and grammar ask for a shape
+    of answer: ignored, the client would parse free text; a 400 points at response_format."""
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), ("/v1/completions", {"prompt": "hi"})):
+        status, _, answer = raw(server, path, {**body, "max_tokens": 2, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", (path, answer)
+        assert "response_format" in answer["error"]["message"]
+        assert raw(server, path, {**body, "max_tokens": 2, field: None})[0] == 200  # null leaves it out
+
+
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
 
 
