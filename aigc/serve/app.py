@@ -479,6 +479,10 @@ class EmbeddingRequest(BaseModel):
             )
         if len(texts) > MAX_EMBED_INPUTS:
             raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
+        blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
+        if blank is not None:  # named, as a client sends a table's rows 100 at a time
+            where = "input" if isinstance(self.input, str) else f"input.{blank}"
+            raise ApiError(400, f"{where}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
         return texts
 
 

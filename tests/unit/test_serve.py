@@ -1556,6 +1556,12 @@ def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, 
     assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"]
 
 
+def test_an_empty_text_among_many_to_embed_is_named_by_its_index(server):
+    """`llm embed-multi` over a table sends 100 texts a request: the 400 says which one is blank."""
+    code, _, answer = raw(server, "/v1/embeddings", {"input": ["bees", "honey", "  ", "hives"]})
+    assert code == 400 and answer["error"]["param"] == "input" and answer["error"]["message"].startswith("input.2: ")
+
+
 @pytest.mark.parametrize(
     "path, body, param",
     [
