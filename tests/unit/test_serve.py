@@ -291,6 +291,16 @@ def test_vllm_and_llama_cpp_structured_output_fields_are_refused_not_ignored(ser
         assert raw(server, path, {**body, "max_tokens": 2, field: None})[0] == 200  # null leaves it out
 
 
+def test_vllm_length_fields_are_refused_not_ignored(server):
+    """A benchmark sends ignore_eos or min_tokens to fix the answers' length: ignored, its numbers
+    would measure shorter answers than it asked for."""
+    for field, value in (("ignore_eos", True), ("min_tokens", 5)):
+        status, _, answer = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", answer
+    for neutral in ({"ignore_eos": False}, {"min_tokens": 0}):
+        assert raw(server, "/v1/completions", {"prompt": "hi", "max_tokens": 2, **neutral})[0] == 200
+
+
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
 
 
