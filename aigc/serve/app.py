@@ -317,7 +317,7 @@ SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "str
 UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "best_of": (None, 1), "suffix": (None, ""),
-    **dict.fromkeys(SHAPED, (None,)), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
+    **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
 }
 INSTEAD = {  # what this server takes for an unsupported parameter
     "frequency_penalty": "repetition_penalty is", "presence_penalty": "repetition_penalty is",
