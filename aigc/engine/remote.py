@@ -249,7 +249,7 @@ class OpenAIEngine:
         if exc.code in (401, 403):
             hint = f"{self.key_hint} (the key sent was refused)" if self.key else self.key_hint
             return BadInputError(f"{where}: {message}; {hint}")
-        if exc.code == 404 and not self.base_url.endswith("/v1"):
+        if exc.code == 404 and not self.base_url.endswith("/v1") and _api_root(self.base_url) not in message:  # aigc serve names it itself
             return BadInputError(f"{where}: {message}; OpenAI-compatible servers answer under /v1: did you mean {_api_root(self.base_url)}?")
         if exc.code in (400, 404, 413, 422):
             return BadInputError(f"{where}: {message}")

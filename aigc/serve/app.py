@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..engine.base import Completion
 from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
@@ -312,10 +313,16 @@ def _internal(exc: Exception) -> ApiError:
 
 # -- request bodies --------------------------------------------------------------------------------
 
+SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "json_schema", "grammar")  # vLLM's and llama.cpp's ways to ask for a shape of answer
 # Parameters this server does not apply, with the values that ask for nothing (those are accepted).
 UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "best_of": (None, 1), "suffix": (None, ""),
+    **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
+}
+INSTEAD = {  # what this server takes for an unsupported parameter
+    "frequency_penalty": "repetition_penalty is", "presence_penalty": "repetition_penalty is",
+    **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
 }
 
 
@@ -361,6 +368,15 @@ class _Sampling(BaseModel):
     response_format: Optional[dict] = None
     frequency_penalty: Optional[Float] = None
     presence_penalty: Optional[Float] = None
+    guided_json: Any = None  # SHAPED: refused, never ignored (the client would parse free text)
+    guided_regex: Any = None
+    guided_choice: Any = None
+    guided_grammar: Any = None
+    structured_outputs: Any = None
+    json_schema: Any = None
+    grammar: Any = None
+    ignore_eos: Any = None
+    min_tokens: Any = None
 
     _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
 
@@ -466,6 +482,10 @@ class EmbeddingRequest(BaseModel):
             )
         if len(texts) > MAX_EMBED_INPUTS:
             raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
+        blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
+        if blank is not None:  # named, as a client sends a table's rows 100 at a time
+            where = "input" if isinstance(self.input, str) else f"input.{blank}"
+            raise ApiError(400, f"{where}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
         return texts
 
 
@@ -509,12 +529,23 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def _aigc_error(request: Request, exc: AigcError):
         return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
+    def meant_path(request: Request) -> str | None:
+        """The endpoint a path with its /v1 left out (a base URL without it) or doubled (a client that
+        adds /v1 to one that has it) stands for, else None."""
+        path = request.url.path
+        meant = path[3:] if path.startswith("/v1/v1/") else "/v1" + path if not path.startswith("/v1/") else None
+        scope = {"type": "http", "path": meant, "method": request.method}
+        return meant if meant and any(route.matches(scope)[0] != Match.NONE for route in app.routes) else None
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":  # no such route: say which there are
-            message = f"{request.url.path} is not an endpoint of this server; it offers {ENDPOINTS}"
+            meant = meant_path(request)
+            message = f"{request.url.path} is not an endpoint of this server; " + (
+                f"did you mean {meant}? An OpenAI client's base URL here is {str(request.base_url).rstrip('/')}/v1" if meant else f"it offers {ENDPOINTS}"
+            )
         return JSONResponse(error_body(message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:
@@ -575,7 +606,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral:
-                raise ApiError(400, f"{name} is not supported by this server" + (" (repetition_penalty is)" if name.endswith("_penalty") else ""), param=name, code="unsupported")
+                raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
         schema = _response_schema(req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")

@@ -277,6 +277,31 @@ def test_bad_parameters_are_openai_style_400s(server, client, kwargs, words):
     assert chat(client, server["model"], frequency_penalty=0, presence_penalty=0, tool_choice="auto", max_tokens=2).choices  # neutral values are fine
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("guided_json", {"type": "object"}), ("guided_choice", ["yes", "no"]), ("guided_regex", "[0-9]+"), ("guided_grammar", "root ::= \"a\""), ("structured_outputs", {"json": {"type": "object"}}), ("json_schema", {"type": "object"}), ("grammar", "root ::= \"a\"")],
+)
+def test_vllm_and_llama_cpp_structured_output_fields_are_refused_not_ignored(server, field, value):
+    """vLLM's guided_* and structured_outputs and llama.cpp's json_schema and grammar ask for a shape
+    of answer: ignored, the client would parse free text; a 400 points at response_format."""
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), ("/v1/completions", {"prompt": "hi"})):
+        status, _, answer = raw(server, path, {**body, "max_tokens": 2, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", (path, answer)
+        assert "response_format" in answer["error"]["message"]
+        for nothing in (None, type(value)()):  # null, or an empty one (a client's default: "grammar": ""), asks for nothing
+            assert raw(server, path, {**body, "max_tokens": 2, field: nothing})[0] == 200
+
+
+def test_vllm_length_fields_are_refused_not_ignored(server):
+    """A benchmark sends ignore_eos or min_tokens to fix the answers' length: ignored, its numbers
+    would measure shorter answers than it asked for."""
+    for field, value in (("ignore_eos", True), ("min_tokens", 5)):
+        status, _, answer = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", answer
+    for neutral in ({"ignore_eos": False}, {"min_tokens": 0}):
+        assert raw(server, "/v1/completions", {"prompt": "hi", "max_tokens": 2, **neutral})[0] == 200
+
+
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
 
 
@@ -449,6 +474,18 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
+
+
+def test_a_path_missing_its_v1_or_with_it_twice_is_a_404_naming_the_endpoint_and_the_base_url(server):
+    """A client given http://HOST:PORT (or one that adds /v1 to a base URL that has it) asks for
+    /chat/completions (/v1/v1/chat/completions): the 404 names the endpoint it meant and the base URL."""
+    base = server["url"]
+    for path, meant in (("/chat/completions", "/v1/chat/completions"), ("/models", "/v1/models"), ("/v1/v1/embeddings", "/v1/embeddings"), ("/models/x", "/v1/models/x")):
+        status, _, body = raw(server, path, {} if "models" not in path else None)
+        assert status == 404 and body["error"]["code"] == "not_found"
+        assert f"did you mean {meant}?" in body["error"]["message"] and f"base URL here is {base}" in body["error"]["message"], path
+    status, _, body = raw(server, "/v2/chat", {})
+    assert status == 404 and "did you mean" not in body["error"]["message"]
 
 
 def test_a_method_a_route_does_not_take_is_405_with_allow(server):
@@ -659,7 +696,7 @@ def test_cli_chat_remote_errors_are_one_line(server):
     assert result.exit_code == 1 and "cannot reach" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     root = server["url"].removesuffix("/v1")
     result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
-    assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr
+    assert result.exit_code == 2 and result.stderr.count(f"{root}/v1") == 1 and "did you mean /v1/models?" in result.stderr  # the server's hint, not a second one
     result = CliRunner().invoke(cli, ["chat", "hi", "-m", f"openai:{root}/v1/chat/completions#{server['model']}"], env={"AIGC_OPENAI_API_KEY": KEY})
     assert result.exit_code == 2 and f"did you mean {root}/v1?" in result.stderr  # an endpoint's URL, given for the API's
 
@@ -1528,6 +1565,12 @@ def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, 
     code, _, answer = raw(server, "/v1/embeddings", body)
     assert code == status and answer["error"]["param"] == param and answer["error"]["message"]
     assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["code"]
+
+
+def test_an_empty_text_among_many_to_embed_is_named_by_its_index(server):
+    """`llm embed-multi` over a table sends 100 texts a request: the 400 says which one is blank."""
+    code, _, answer = raw(server, "/v1/embeddings", {"input": ["bees", "honey", "  ", "hives"]})
+    assert code == 400 and answer["error"]["param"] == "input" and answer["error"]["message"].startswith("input.2: ")
 
 
 @pytest.mark.parametrize(
