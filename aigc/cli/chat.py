@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import config, conversations, locks, templates, ui
+from ..engine.sampling import DRAWING
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
@@ -481,7 +482,7 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         if name:
             session.set_sampling(name, value.strip())
         settings = session.settings()
-        greedy = "; at temperature 0 the reply is greedy: top_p, top_k and seed change nothing until it is raised" if name in ("top_p", "top_k", "seed") and settings["temperature"] == 0 else ""
+        greedy = f"; at temperature 0 the reply is greedy: {', '.join(DRAWING[:-1])} and seed change nothing until it is raised" if name in DRAWING and settings["temperature"] == 0 else ""
         _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in settings.items()) + greedy + ")")
     elif command == "/reset":
         session.reset()

@@ -32,6 +32,9 @@ class RunOptions:
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate per answer.", rich_help_panel=PANEL)] = None
     repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="(0, 3]; above 1 makes repeated tokens less likely, 1 = off. Default depends on the task.", rich_help_panel=PANEL)] = None
+    min_p: Annotated[Optional[float], typer.Option("--min-p", help="[0, 1): drop tokens less likely than this fraction of the likeliest one's probability; 0 = off.", rich_help_panel=PANEL)] = None
+    frequency_penalty: Annotated[Optional[float], typer.Option("--frequency-penalty", help="[-2, 2], as OpenAI's: lowers a token's logit by this much for each time it was generated; 0 = off.", rich_help_panel=PANEL)] = None
+    presence_penalty: Annotated[Optional[float], typer.Option("--presence-penalty", help="[-2, 2], as OpenAI's: lowers a token's logit by this much once it was generated; 0 = off.", rich_help_panel=PANEL)] = None
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop at this string (repeatable); it is not printed.", rich_help_panel=PANEL)] = None
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed and settings give the same output.", rich_help_panel=PANEL)] = None
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL, autocompletion=complete.devices)] = "auto"
@@ -56,6 +59,9 @@ class RunOptions:
             "top_k": self.top_k,
             "max_tokens": self.max_tokens,
             "repetition_penalty": self.repetition_penalty,
+            "min_p": self.min_p,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
             "seed": self.seed,
             "stop": tuple(self.stop) if self.stop else None,
             "json_schema": self.json_schema,
@@ -110,18 +116,17 @@ class RunOptions:
             generator.check_inputs(inputs)
 
     def warn_greedy(self, generator, opts) -> None:
-        """Warn where --top-p, --top-k or --seed is given but the answer is greedy (temperature 0, the
+        """Warn where --top-p, --top-k, --min-p or --seed is given but the answer is greedy (temperature 0, the
         task's or its template's default or given), which never draws, so they would change nothing."""
         from .. import templates
+        from ..engine.sampling import DRAWING, GREEDY_BELOW
 
-        given = [name for name in ("top_p", "top_k", "seed") if getattr(self, name) is not None]
+        given = [name for name in DRAWING if getattr(self, name) is not None]
         if not given or not generator.samples:
             return
         template = getattr(opts, "template", None)
         params = generator.sampling(self.sampling(), templates.get_template(template).defaults if template else None)
         if params.greedy:
-            from ..engine.sampling import GREEDY_BELOW
-
             flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
             why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
             ui.warn(f"{flags} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give --temperature (e.g. 0.7) to sample")
@@ -215,7 +220,7 @@ _COMMON = [
 ]
 
 
-SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "stop", "seed")
+SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "min_p", "frequency_penalty", "presence_penalty", "stop", "seed")
 
 
 def _scoring(param: inspect.Parameter) -> inspect.Parameter:

@@ -12,7 +12,7 @@ settings file (`config.toml` in the config directory):
 The API key comes from that variable, else `AIGC_OPENAI_API_KEY` (else `OPENAI_API_KEY`).
 Only the standard library talks HTTP here, so no extra is needed.
 
-- chat messages go to `/chat/completions`, raw text to `/completions`; `top_k` and
+- chat messages go to `/chat/completions`, raw text to `/completions`; `top_k`, `min_p` and
   `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them), and
   not again to a server that refused them (OpenAI's own API). OpenAI's reasoning models (o1, o3,
   o4-mini, gpt-5) get `max_completion_tokens` for `max_tokens`, and no `temperature` or `top_p`
@@ -49,7 +49,7 @@ DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
-OPTIONAL = ("top_k", "repetition_penalty", "stream_options")  # what OpenAI's own API refuses ("Unrecognized request argument supplied: top_k"), and Azure's older versions stream_options
+OPTIONAL = ("top_k", "repetition_penalty", "min_p", "stream_options")  # what OpenAI's own API refuses ("Unrecognized request argument supplied: top_k"), and Azure's older versions stream_options
 SAMPLING_REFUSED = re.compile(r"Unsupported (?:value|parameter): '(temperature|top_p)'")  # OpenAI's reasoning models: "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported."
 N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: "only one completion choice is allowed"; aigc: "n must be at most 16"
 
@@ -311,6 +311,11 @@ class OpenAIEngine:
             body["top_k"] = params.top_k
         if params.repetition_penalty != 1.0 and "repetition_penalty" not in self._refused:
             body["repetition_penalty"] = params.repetition_penalty
+        if params.min_p and "min_p" not in self._refused:
+            body["min_p"] = params.min_p
+        for key in ("frequency_penalty", "presence_penalty"):  # OpenAI's own
+            if getattr(params, key):
+                body[key] = getattr(params, key)
         if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
         if stream and "stream_options" not in self._refused:  # usage is counted here without it

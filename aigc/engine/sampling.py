@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     import torch
 
 
-NUMBERS = {"temperature": False, "top_p": False, "top_k": True, "max_tokens": True, "n": True, "repetition_penalty": False}  # name: whole number?
+NUMBERS = {
+    "temperature": False, "top_p": False, "top_k": True, "min_p": False, "max_tokens": True, "n": True,
+    "repetition_penalty": False, "frequency_penalty": False, "presence_penalty": False,
+}  # name: whole number?
+DRAWING = ("top_p", "top_k", "min_p", "seed")  # settings of the draw, which greedy decoding never makes
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
 GREEDY_BELOW = 1e-5  # a lower temperature picks greedily: the logits divided by 1e-40 are inf, and sampling them fails
 
@@ -38,8 +42,8 @@ def number(text: str) -> int | float | str:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick tokens. `temperature=0` is greedy; `top_k=0` and `top_p=1` switch those filters off;
-    `json_schema` (a JSON Schema as a dict, or as `--schema` takes it: JSON text, a .json file or
+    """How to pick tokens. `temperature=0` is greedy; `top_k=0`, `top_p=1` and `min_p=0` switch those
+    filters off; `frequency_penalty` and `presence_penalty` are OpenAI's (over the tokens generated); `json_schema` (a JSON Schema as a dict, or as `--schema` takes it: JSON text, a .json file or
     fields like "name, age int") holds the answer to JSON that the schema allows. Numbers may be
     given as text ("5")."""
 
@@ -51,6 +55,9 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     repetition_penalty: float = 1.0
+    min_p: float = 0.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     json_schema: dict | None = field(default=None, hash=False)
 
     def __new__(cls, *args: Any, **settings: Any) -> "SamplingParams":
@@ -93,6 +100,9 @@ class SamplingParams:
             ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
             ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
             ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
+            ("min_p", 0 <= self.min_p < 1, f"must be in [0, 1) (0 = off), got {self.min_p}"),
+            ("frequency_penalty", -2 <= self.frequency_penalty <= 2, f"must be between -2 and 2 (0 = off), got {self.frequency_penalty}"),
+            ("presence_penalty", -2 <= self.presence_penalty <= 2, f"must be between -2 and 2 (0 = off), got {self.presence_penalty}"),
             ("seed", self.seed is None or MIN_SEED <= self.seed <= MAX_SEED, f"must be an int64, from {MIN_SEED} to {MAX_SEED}, got {self.seed}"),
         ]
         for option, ok, problem in checks:
@@ -129,6 +139,7 @@ def build_processors(params: SamplingParams, tokenizer=None):
     tokens it allows."""
     from transformers import (
         LogitsProcessorList,
+        MinPLogitsWarper,
         RepetitionPenaltyLogitsProcessor,
         TemperatureLogitsWarper,
         TopKLogitsWarper,
@@ -142,6 +153,8 @@ def build_processors(params: SamplingParams, tokenizer=None):
         steps.append(SchemaMask(tokenizer, params.json_schema))
     if params.repetition_penalty != 1.0:
         steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if params.frequency_penalty or params.presence_penalty:
+        steps.append(OccurrencePenalty(params.frequency_penalty, params.presence_penalty))
     if not params.greedy:
         if params.temperature != 1.0:
             steps.append(TemperatureLogitsWarper(params.temperature))
@@ -149,7 +162,28 @@ def build_processors(params: SamplingParams, tokenizer=None):
             steps.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
             steps.append(TopPLogitsWarper(params.top_p))
+        if params.min_p > 0:
+            steps.append(MinPLogitsWarper(params.min_p))
     return steps
+
+
+class OccurrencePenalty:
+    """OpenAI's frequency and presence penalties: a token's logit is lowered by `frequency` for each
+    time it was generated so far, and by `presence` once it was. The prompt does not count: the
+    tokens after those seen at the first step are the generated ones."""
+
+    def __init__(self, frequency: float, presence: float):
+        self.frequency, self.presence = frequency, presence
+        self.start: int | None = None
+
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        generated = input_ids[:, self.start :]
+        if not generated.shape[1]:
+            return scores
+        counts = scores.new_zeros(scores.shape).scatter_add_(1, generated, scores.new_ones(generated.shape))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 CPU_STATE_BYTES = 5056  # torch's CPU generator state (torch 2.x), whose Mersenne Twister words make_generator sets

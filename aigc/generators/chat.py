@@ -14,7 +14,10 @@ from ..textio import check_writable, parse_json, readable_name
 from .base import Generator, check_varied, coerce_value, type_name
 from .template import checked_values
 
-TUNABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int, "repetition_penalty": float}
+TUNABLE = {
+    "temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int,
+    "repetition_penalty": float, "min_p": float, "frequency_penalty": float, "presence_penalty": float,
+}
 
 
 def with_files(text: str, files: list[tuple[str, str]]) -> str:

@@ -317,11 +317,10 @@ SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "str
 # Parameters this server does not apply, with the values that ask for nothing (those are accepted).
 UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
-    "logit_bias": (None, {}), "frequency_penalty": (None, 0), "presence_penalty": (None, 0), "best_of": (None, 1), "suffix": (None, ""),
+    "logit_bias": (None, {}), "best_of": (None, 1), "suffix": (None, ""),
     **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
 }
 INSTEAD = {  # what this server takes for an unsupported parameter
-    "frequency_penalty": "repetition_penalty is", "presence_penalty": "repetition_penalty is",
     **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
 }
 
@@ -352,6 +351,7 @@ class _Sampling(BaseModel):
     top_p: Optional[Float] = Field(None, ge=0, le=1)  # 0 is greedy
     top_k: Optional[Int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
     repetition_penalty: Optional[Float] = Field(None, gt=0, le=3)  # extension (vLLM)
+    min_p: Optional[Float] = Field(None, ge=0, lt=1)  # extension (vLLM, llama.cpp); 0 is off
     max_tokens: Optional[Int] = Field(None, ge=1)
     max_completion_tokens: Optional[Int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
@@ -366,8 +366,8 @@ class _Sampling(BaseModel):
     function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
-    frequency_penalty: Optional[Float] = None
-    presence_penalty: Optional[Float] = None
+    frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
+    presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
     guided_json: Any = None  # SHAPED: refused, never ignored (the client would parse free text)
     guided_regex: Any = None
     guided_choice: Any = None
@@ -632,7 +632,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         values = dict(defaults)
         values.update(
-            {k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "repetition_penalty": req.repetition_penalty}.items() if v is not None}
+            {
+                k: v for k, v in {
+                    "temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "min_p": req.min_p,
+                    "repetition_penalty": req.repetition_penalty, "frequency_penalty": req.frequency_penalty, "presence_penalty": req.presence_penalty,
+                }.items() if v is not None
+            }
         )
         if req.top_p == 0:  # only the likeliest token is left: greedy
             values.update(temperature=0.0, top_p=1.0)

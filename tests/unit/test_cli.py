@@ -149,8 +149,8 @@ def test_same_seed_same_output(tiny_model_dir):
 
 def test_top_p_top_k_and_seed_with_greedy_decoding_are_a_warning(tiny_model_dir, tmp_path):
     model = ("-m", str(tiny_model_dir), "--max-tokens", "3")
-    greedy = invoke("chat", "Bees", *model, "--seed", "5", "--top-k", "3")  # chat is greedy by default
-    assert greedy.exit_code == 0 and greedy.stderr.startswith("Warning: --top-k and --seed change nothing here: the answer is greedy (temperature 0); give --temperature")
+    greedy = invoke("chat", "Bees", *model, "--seed", "5", "--top-k", "3", "--min-p", "0.1")  # chat is greedy by default
+    assert greedy.exit_code == 0 and greedy.stderr.startswith("Warning: --top-k and --min-p and --seed change nothing here: the answer is greedy (temperature 0); give --temperature")
     assert invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1").stderr.count("Warning") == greedy.stderr.count("Warning") - 1
     tiny = invoke("chat", "Bees", *model, "--seed", "5", "--temperature", "1e-6")  # greedy too
     assert tiny.exit_code == 0 and tiny.stderr.startswith("Warning: --seed changes nothing here: the answer is greedy (temperature 1e-06, below 1e-05); give --temperature")
@@ -1612,7 +1612,11 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     assert [m["content"] for m in session.messages] == [asked, "second reply"]
     repl_lines(monkeypatch, "/set seed 3")  # chat is greedy by default: a seed draws nothing until the temperature is raised
     _turn(session, run, pending)
-    assert "top_p, top_k and seed change nothing until it is raised" in " ".join(capsys.readouterr().err.split())
+    assert "top_p, top_k, min_p and seed change nothing until it is raised" in " ".join(capsys.readouterr().err.split())
+    repl_lines(monkeypatch, "/set frequency_penalty 0.5")  # a penalty applies at temperature 0 too
+    _turn(session, run, pending)
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "frequency_penalty 0.5" in shown and "greedy" not in shown and session.settings()["frequency_penalty"] == 0.5
     repl_lines(monkeypatch, "/set temperature 0.5")
     _turn(session, run, pending)
     shown = capsys.readouterr().err

@@ -22,6 +22,9 @@ from aigc.errors import BadInputError
         ("top_k", True, "whole number"),
         ("stop", ["ok", 3], "list of strings"),
         ("stop", 5, "list of strings"),
+        ("min_p", 1, "[0, 1) (0 = off)"),
+        ("frequency_penalty", 2.5, "between -2 and 2"),
+        ("presence_penalty", -3, "between -2 and 2"),
     ],
 )
 def test_params_reject_out_of_range_values_with_a_fix(field, value, words):
@@ -49,12 +52,28 @@ def test_processors_hold_only_non_neutral_steps():
     names = lambda p: [type(step).__name__ for step in build_processors(p)]  # noqa: E731
     assert names(SamplingParams(temperature=0)) == []
     assert names(SamplingParams(temperature=1.0, top_p=1.0, top_k=0)) == []
-    assert names(SamplingParams(temperature=0.5, top_p=0.9, top_k=5, repetition_penalty=1.2)) == [
+    assert names(SamplingParams(temperature=0.5, top_p=0.9, top_k=5, repetition_penalty=1.2, min_p=0.1, presence_penalty=0.5)) == [
         "RepetitionPenaltyLogitsProcessor",
+        "OccurrencePenalty",
         "TemperatureLogitsWarper",
         "TopKLogitsWarper",
         "TopPLogitsWarper",
+        "MinPLogitsWarper",
     ]
+    assert names(SamplingParams(temperature=0, min_p=0.1, frequency_penalty=1)) == ["OccurrencePenalty"]  # greedy draws nothing to filter
+
+
+def test_frequency_and_presence_penalties_count_the_generated_tokens_not_the_prompt():
+    import torch
+
+    from aigc.engine.sampling import OccurrencePenalty
+
+    penalty = OccurrencePenalty(frequency=0.5, presence=1.0)
+    prompt = torch.tensor([[3, 3, 1], [0, 2, 2]])
+    scores = torch.zeros(2, 5)
+    assert penalty(prompt, scores).equal(scores)  # the first step sees only the prompt
+    generated = torch.cat([prompt, torch.tensor([[4, 4, 1], [2, 0, 0]])], dim=1)
+    assert penalty(generated, scores).tolist() == [[0, -1.5, 0, 0, -2.0], [-2.0, 0, -1.5, 0, 0]]
 
 
 def test_replace_ignores_none_and_keeps_validation():
@@ -62,7 +81,7 @@ def test_replace_ignores_none_and_keeps_validation():
     assert base.replace(temperature=None, n=2) == SamplingParams(temperature=0.3, n=2)
     with pytest.raises(BadInputError):
         base.replace(top_p=2)
-    with pytest.raises(BadInputError, match="unknown sampling setting max_token; known: json_schema, max_tokens, "):
+    with pytest.raises(BadInputError, match="unknown sampling setting max_token; known: frequency_penalty, json_schema, max_tokens, "):
         base.replace(max_token=32)  # a misspelt setting, named, not dataclasses' TypeError
 
 
@@ -70,7 +89,7 @@ def test_the_constructor_names_an_unknown_setting_as_replace_does():
     import copy
     import pickle
 
-    with pytest.raises(BadInputError, match="unknown sampling setting foo; known: json_schema, max_tokens, "):
+    with pytest.raises(BadInputError, match="unknown sampling setting foo; known: frequency_penalty, json_schema, max_tokens, "):
         SamplingParams(foo=1)
     with pytest.raises(BadInputError, match="unknown sampling setting max_token, temprature; known: "):
         SamplingParams(max_token=32, temprature=0.5, top_k=3)

@@ -143,6 +143,18 @@ def test_rows_that_end_apart_sample_as_engine_generate(server, client, tiny_engi
     assert len({len(text) for text in expected}) > 1  # the rows left the batch at different steps
 
 
+def test_penalties_and_min_p_sample_as_engine_generate_and_change_the_answer(server, client, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    messages = [{"role": "user", "content": "Paris is the capital"}]
+    plain = SamplingParams(temperature=1.0, top_p=1.0, n=3, seed=5, max_tokens=20)
+    settings = {"frequency_penalty": 1.5, "presence_penalty": 1.0, "min_p": 0.05}
+    expected = [c.text for c in tiny_engine.generate([messages], plain.replace(**settings))[0]]
+    answer = chat(client, server["model"], temperature=1.0, top_p=1.0, n=3, seed=5, max_tokens=20, frequency_penalty=1.5, presence_penalty=1.0, extra_body={"min_p": 0.05})
+    assert [c.message.content for c in answer.choices] == expected
+    assert expected != [c.text for c in tiny_engine.generate([messages], plain)[0]]
+
+
 def test_streaming_n_routes_each_row_to_its_choice(server, client):
     whole = chat(client, server["model"], temperature=1.0, n=2, seed=3, max_tokens=10)
     texts = {0: "", 1: ""}
@@ -254,8 +266,9 @@ def test_bad_key_is_401(server):
         ({"response_format": {"type": "json_schema"}}, "needs"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}}}, "not valid"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "integer", "minimum": 1000}}}}, "strict, but this server cannot hold answers to minimum"),
-        ({"frequency_penalty": 1.0}, "frequency_penalty is not supported"),
-        ({"presence_penalty": 0.5}, "presence_penalty is not supported"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"presence_penalty": -3}, "presence_penalty"),
+        ({"extra_body": {"min_p": 1}}, "min_p"),
         ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "functions is not supported"),
         ({"tool_choice": "required"}, "tool_choice is not supported"),
         ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "a tool message answers a tool call, and this server calls no tools"),
@@ -610,6 +623,8 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
         while True:
             next(stream)
     assert end.value.value == tiny_engine.generate([messages], params)[0][0].finish_reason == "length"
+    penalized = SamplingParams(temperature=1.0, top_p=1.0, seed=3, max_tokens=12, min_p=0.05, frequency_penalty=1.5, presence_penalty=-1.0)
+    assert engine.generate([messages], penalized)[0][0].text == tiny_engine.generate([messages], penalized)[0][0].text  # all sent
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2
     from aigc.engine.base import EngineStats
 
