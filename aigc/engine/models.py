@@ -653,6 +653,9 @@ def load_model(
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
+        announced = ref.kind != "hub" and ref.installed and ref not in {key[0] for key in list(_loaded)}  # list(): other threads add
+        if announced:  # before torch's import (seconds), so a terminal shows the load at once
+            progress(f"loading {ref.name}")
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
@@ -663,15 +666,17 @@ def load_model(
             check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         key = (ref, device_name, str(torch_dtype), quantize)
-        make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
+        make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
 
 
-def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool):
+def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool, announced: bool):
+    """The engine of a local model; `announced`: `load_model` has reported the loading stage already."""
     pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
-    progress(f"loading {ref.name}")
+    if not announced:
+        progress(f"loading {ref.name}")
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch

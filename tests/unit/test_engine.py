@@ -354,6 +354,29 @@ def test_engine_calls_check_their_arguments(tiny_engine, call, words):
         call(tiny_engine, SamplingParams(max_tokens=3))
 
 
+def test_a_cached_model_reports_loading_before_torch_is_imported_and_once(tiny_model_dir, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from aigc.engine.models import load_model
+
+    fresh = str(shutil.copytree(tiny_model_dir, tmp_path / "model"))  # not loaded by any other test
+    code = f"""
+import sys
+from aigc.engine.models import load_model
+def progress(stage, *rest):
+    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
+load_model({fresh!r}, device="cpu", progress=progress)
+"""  # a terminal shows the spinner at once, not after the seconds torch takes to import
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    stages = []
+    engine = load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
+    assert stages == [f"loading {fresh}"]
+
+
 def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
     import threading
 
