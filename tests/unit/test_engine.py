@@ -377,6 +377,24 @@ load_model({fresh!r}, device="cpu", progress=progress)
     assert stages == [f"loading {fresh}"]
 
 
+def test_a_hub_model_is_installed_where_huggingface_hub_finds_it_in_its_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from aigc.engine.models import _hub_cached
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--Org--tiny"  # laid out as huggingface_hub downloads it
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("1" * 40)
+    (repo / "snapshots" / ("1" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("1" * 40) / "config.json").write_text("{}")
+    (repo / "snapshots" / ("2" * 40)).mkdir()
+    (repo / "snapshots" / ("2" * 40) / "model_index.json").write_text("{}")  # an older revision, not main's
+    for repo_id, filename in (("Org/tiny", "config.json"), ("Org/tiny", "model_index.json"), ("Org/other", "config.json")):
+        assert _hub_cached(repo_id, filename) == isinstance(try_to_load_from_cache(repo_id, filename), str)
+    assert _hub_cached("Org/tiny") and not _hub_cached("Org/tiny", "model_index.json")
+
+
 def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
     import threading
 
