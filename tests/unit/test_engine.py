@@ -354,6 +354,47 @@ def test_engine_calls_check_their_arguments(tiny_engine, call, words):
         call(tiny_engine, SamplingParams(max_tokens=3))
 
 
+def test_a_cached_model_reports_loading_before_torch_is_imported_and_once(tiny_model_dir, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from aigc.engine.models import load_model
+
+    fresh = str(shutil.copytree(tiny_model_dir, tmp_path / "model"))  # not loaded by any other test
+    code = f"""
+import sys
+from aigc.engine.models import load_model
+def progress(stage, *rest):
+    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
+load_model({fresh!r}, device="cpu", progress=progress)
+"""  # a terminal shows the spinner at once, not after the seconds torch takes to import
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    stages = []
+    engine = load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
+    assert stages == [f"loading {fresh}"]
+
+
+def test_a_hub_model_is_installed_where_huggingface_hub_finds_it_in_its_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from aigc.engine.models import _hub_cached
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--Org--tiny"  # laid out as huggingface_hub downloads it
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("1" * 40)
+    (repo / "snapshots" / ("1" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("1" * 40) / "config.json").write_text("{}")
+    (repo / "snapshots" / ("2" * 40)).mkdir()
+    (repo / "snapshots" / ("2" * 40) / "model_index.json").write_text("{}")  # an older revision, not main's
+    for repo_id, filename in (("Org/tiny", "config.json"), ("Org/tiny", "model_index.json"), ("Org/other", "config.json")):
+        assert _hub_cached(repo_id, filename) == isinstance(try_to_load_from_cache(repo_id, filename), str)
+    assert _hub_cached("Org/tiny") and not _hub_cached("Org/tiny", "model_index.json")
+
+
 def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
     import threading
 

@@ -64,6 +64,19 @@ def test_unknown_template_suggests_close_names():
         templates.get_template("sumarize")
 
 
+def test_a_template_is_looked_up_by_reading_the_files_of_its_name_alone(tmp_path, monkeypatch):
+    for name in ("notes", "notes-short", "bees"):
+        write(tmp_path, name, "Sum up {{ text }}.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    monkeypatch.setattr(templates, "_parsed", {})  # nothing read before
+    read = []
+    real = templates._read
+    monkeypatch.setattr(templates, "_read", lambda path, source: read.append(path.name) or real(path, source))
+    assert templates.get_template("notes").source == "env" and read == ["notes.j2"]  # every command's start reads one
+    with pytest.raises(UnknownTemplateError, match="did you mean notes, notes-short"):  # a miss reads all, for its suggestions
+        templates.get_template("note")
+
+
 def test_an_unknown_name_with_a_template_file_of_that_name_here_says_to_name_it_as_a_path(tmp_path, monkeypatch):
     write(tmp_path, "shared", "Tell me about {{ input }}.")
     monkeypatch.chdir(tmp_path)
