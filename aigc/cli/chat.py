@@ -506,19 +506,27 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json, or a session's name")
-        session.load(_loadable(_unquoted(arg)))
+        session.load(_loadable(_unquoted(arg), session))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
 
 
-def _loadable(target: str) -> Path:
-    """What `/load` reads: the file `target`, else the session of that name (as `--session` takes one)."""
+def _loadable(target: str, session: ChatSession) -> Path:
+    """What `/load` reads: the file `target`, else the session of that name (as `--session` takes one).
+    A model's name (ollama's `/load MODEL`) is an error saying how to go on with that model."""
+    from ..config import model_aliases
+    from ..engine.models import registered_models
+
     path = Path(target).expanduser()
     if path.exists():
         return path
     if conversations.NAME.fullmatch(target) and conversations.session_path(target).exists():
         return conversations.session_path(target)
+    if target in registered_models() or target in model_aliases():
+        kept = session.path is not None and session.keep and bool(session.messages)
+        go_on = f" --cid {shlex.quote(conversations.session_label(session.path))}" if kept else ""
+        raise BadInputError(f"{target} is a model; a chat keeps the model it started with (ollama's /load MODEL switches): /exit, then `aigc chat -m {shlex.quote(target)}{go_on}`{' goes on from this conversation with it' if kept else ''}")
     what = "no file or session" if conversations.NAME.fullmatch(target) else "no file"
     raise BadInputError(f"{what} {target}: /load takes a file /save wrote (/load chat.json) or a session's name (`aigc sessions` lists them)")
 

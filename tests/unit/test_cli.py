@@ -2608,3 +2608,20 @@ def test_repl_load_takes_a_session_name_and_says_what_it_takes_when_nothing_is_t
     with pytest.raises(BadInputError, match=re.escape(f"no file gone.json{hint}")):
         _command("/load", "gone.json", session, [])
     assert [m["content"] for m in session.messages] == ["Rome?", "Yes."]
+
+
+def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch):
+    """ollama's `/load MODEL` switches models; here it names the command that goes on with the model."""
+    from aigc import conversations
+    from aigc.cli.chat import _command
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    with pytest.raises(BadInputError, match=re.escape("smollm2 is a model; a chat keeps the model it started with (ollama's /load MODEL switches): /exit, then `aigc chat -m smollm2`")):
+        _command("/load", "smollm2", session, [])
+    path = conversations.new_conversation()
+    session = ChatSession(ChatGenerator(engine=FakeEngine()), path=path)
+    session.messages[:] = [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]
+    with pytest.raises(BadInputError, match=re.escape(f"/exit, then `aigc chat -m smollm2 --cid {path.stem}` goes on from this conversation with it")):
+        _command("/load", "smollm2", session, [])
