@@ -46,6 +46,10 @@ QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
+LLM_COMMANDS = {  # llm chat's other ! commands, which would otherwise go to the model as a message
+    "!edit": 'writes a message in your editor, which this chat does not; write one over several lines between """ and """ (or !multi and !end)',
+    "!fragment": "adds a fragment to your message; /file PATH adds a file to your next one",
+}
 
 
 @generation_options(logged=True)
@@ -377,6 +381,10 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
         return None
     if not block and line.lower() in EXIT_WORDS:
         return "exit"
+    if not block and line.split()[0] in LLM_COMMANDS:
+        word = line.split()[0]
+        ui.error(f"{word} is llm's: it {LLM_COMMANDS[word]} ({QUOTES}{word}{QUOTES} sends it as a message)")
+        return None
     if line.startswith("/") and not block:
         if not line.startswith("//"):
             return _slash(line, session, run, pending)

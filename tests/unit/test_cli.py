@@ -2337,6 +2337,26 @@ def test_repl_takes_llms_multi_line_messages(monkeypatch, capsys):
     assert "unfinished !multi message dropped; end one with !end to send it" in capsys.readouterr().err
 
 
+def test_repl_says_what_to_give_for_llms_edit_and_fragment_rather_than_send_them(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session = ChatSession(ChatGenerator(engine=engine))
+    repl_lines(monkeypatch, "!edit", "!fragment notes", '"""!edit"""')
+    _turn(session, RunOptions(log=False), [])
+    _turn(session, RunOptions(log=False), [])
+    err = capsys.readouterr().err
+    assert session.messages == [] and engine.calls == []
+    assert "!edit is llm's: it writes a message in your editor, which this chat does not; write one over several lines between \"\"\" and \"\"\"" in err
+    assert "!fragment is llm's: it adds a fragment to your message; /file PATH adds a file to your next one (\"\"\"!fragment\"\"\" sends it as a message)" in err
+    _turn(session, RunOptions(log=False), [])
+    assert session.messages[0]["content"] == "!edit"  # a quoted one is a message
+
+
 def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
