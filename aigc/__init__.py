@@ -35,6 +35,7 @@ __version__ = _installed_version()
 
 
 _generators: dict[tuple, Generator] = {}
+_generators_plugins: list = []  # the plugins registered when the generators in `_generators` were made
 _generators_lock = _threading.Lock()
 
 
@@ -103,13 +104,20 @@ def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
 
 
 def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None, trust_remote_code: bool) -> Generator:
-    """The generator `generate` and `embed` use for a task and model settings, made once."""
+    """The generator `generate` and `embed` use for a task and model settings, made once, and again
+    after the registered plugins change (a plugin registered or unregistered at run time)."""
+    from .plugins import get_plugin_manager
+
     key = (task, model, device, dtype, quantize, trust_remote_code)
     try:
         hash(key)
     except TypeError:  # a list or dict where a name belongs: get_generator says which and what to give
         return get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)
+    plugins = [plugin for _, plugin in get_plugin_manager().list_name_plugin()]
     with _generators_lock:
+        if len(plugins) != len(_generators_plugins) or any(a is not b for a, b in zip(plugins, _generators_plugins)):
+            _generators.clear()  # loaded models stay loaded: the generators made anew share them
+            _generators_plugins[:] = plugins
         if key not in _generators:
             _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)
         return _generators[key]

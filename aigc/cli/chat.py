@@ -47,6 +47,10 @@ QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
+LLM_COMMANDS = {  # llm chat's other ! commands, which would otherwise go to the model as a message
+    "!edit": 'writes a message in your editor, which this chat does not; write one over several lines between """ and """ (or !multi and !end)',
+    "!fragment": "adds a fragment to your message; /file PATH adds a file to your next one",
+}
 
 
 @generation_options(logged=True)
@@ -378,6 +382,10 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
         return None
     if not block and line.lower() in EXIT_WORDS:
         return "exit"
+    if not block and line.split()[0] in LLM_COMMANDS:
+        word = line.split()[0]
+        ui.error(f"{word} is llm's: it {LLM_COMMANDS[word]} ({QUOTES}{word}{QUOTES} sends it as a message)")
+        return None
     if line.startswith("/") and not block:
         if not line.startswith("//"):
             return _slash(line, session, run, pending)
@@ -507,19 +515,27 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json, or a session's name")
-        session.load(_loadable(_unquoted(arg)))
+        session.load(_loadable(_unquoted(arg), session))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}; /help lists them")
 
 
-def _loadable(target: str) -> Path:
-    """What `/load` reads: the file `target`, else the session of that name (as `--session` takes one)."""
+def _loadable(target: str, session: ChatSession) -> Path:
+    """What `/load` reads: the file `target`, else the session of that name (as `--session` takes one).
+    A model's name (ollama's `/load MODEL`) is an error saying how to go on with that model."""
+    from ..config import model_aliases
+    from ..engine.models import registered_models
+
     path = Path(target).expanduser()
     if path.exists():
         return path
     if conversations.NAME.fullmatch(target) and conversations.session_path(target).exists():
         return conversations.session_path(target)
+    if target in registered_models() or target in model_aliases():
+        kept = session.path is not None and session.keep and bool(session.messages)
+        go_on = f" --cid {shlex.quote(conversations.session_label(session.path))}" if kept else ""
+        raise BadInputError(f"{target} is a model; a chat keeps the model it started with (ollama's /load MODEL switches): /exit, then `aigc chat -m {shlex.quote(target)}{go_on}`{' goes on from this conversation with it' if kept else ''}")
     what = "no file or session" if conversations.NAME.fullmatch(target) else "no file"
     raise BadInputError(f"{what} {target}: /load takes a file /save wrote (/load chat.json) or a session's name (`aigc sessions` lists them)")
 

@@ -2356,6 +2356,26 @@ def test_repl_takes_llms_multi_line_messages(monkeypatch, capsys):
     assert "unfinished !multi message dropped; end one with !end to send it" in capsys.readouterr().err
 
 
+def test_repl_says_what_to_give_for_llms_edit_and_fragment_rather_than_send_them(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply")
+    session = ChatSession(ChatGenerator(engine=engine))
+    repl_lines(monkeypatch, "!edit", "!fragment notes", '"""!edit"""')
+    _turn(session, RunOptions(log=False), [])
+    _turn(session, RunOptions(log=False), [])
+    err = capsys.readouterr().err
+    assert session.messages == [] and engine.calls == []
+    assert "!edit is llm's: it writes a message in your editor, which this chat does not; write one over several lines between \"\"\" and \"\"\"" in err
+    assert "!fragment is llm's: it adds a fragment to your message; /file PATH adds a file to your next one (\"\"\"!fragment\"\"\" sends it as a message)" in err
+    _turn(session, RunOptions(log=False), [])
+    assert session.messages[0]["content"] == "!edit"  # a quoted one is a message
+
+
 def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
@@ -2627,3 +2647,20 @@ def test_repl_load_takes_a_session_name_and_says_what_it_takes_when_nothing_is_t
     with pytest.raises(BadInputError, match=re.escape(f"no file gone.json{hint}")):
         _command("/load", "gone.json", session, [])
     assert [m["content"] for m in session.messages] == ["Rome?", "Yes."]
+
+
+def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch):
+    """ollama's `/load MODEL` switches models; here it names the command that goes on with the model."""
+    from aigc import conversations
+    from aigc.cli.chat import _command
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    with pytest.raises(BadInputError, match=re.escape("smollm2 is a model; a chat keeps the model it started with (ollama's /load MODEL switches): /exit, then `aigc chat -m smollm2`")):
+        _command("/load", "smollm2", session, [])
+    path = conversations.new_conversation()
+    session = ChatSession(ChatGenerator(engine=FakeEngine()), path=path)
+    session.messages[:] = [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]
+    with pytest.raises(BadInputError, match=re.escape(f"/exit, then `aigc chat -m smollm2 --cid {path.stem}` goes on from this conversation with it")):
+        _command("/load", "smollm2", session, [])

@@ -643,6 +643,47 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
         aigc.embed("Bees", dtype={"a": 1})
 
 
+def test_generate_uses_the_generator_a_plugin_registered_at_run_time_registers_now():
+    """A notebook's plugin replaced (a fixed generator) or unregistered: `generate` follows, as
+    `get_generator` does, rather than keep the generator it made before."""
+    import aigc
+    from aigc import hookimpl, plugins
+    from aigc.errors import UnknownGeneratorError
+    from aigc.generators.base import Generator
+
+    def plugin(version):
+        class Echo(Generator):
+            name = "echo"
+
+            def preprocess(self, inputs, opts):
+                return inputs
+
+            def forward(self, prepared, opts, sampling):
+                return prepared
+
+            def postprocess(self, raw, opts):
+                return {"text": raw, "version": version}
+
+        class Plugin:
+            @staticmethod
+            @hookimpl
+            def register_generators(register):
+                register("echo", Echo)
+
+        return Plugin()
+
+    pm = plugins.get_plugin_manager()
+    first = plugin(1)
+    pm.register(first, name="mine")
+    assert aigc.generate("echo", "hi") == {"text": "hi", "version": 1}
+    pm.unregister(first)
+    pm.register(plugin(2), name="mine")
+    assert aigc.generate("echo", "hi") == {"text": "hi", "version": 2}
+    pm.unregister(name="mine")
+    with pytest.raises(UnknownGeneratorError, match="unknown generator 'echo'"):
+        aigc.generate("echo", "hi")
+
+
 def test_many_runs_inputs_batched_and_in_order_and_names_a_failing_one():
     from aigc.generators.base import Generator
 
