@@ -644,6 +644,31 @@ def test_a_global_option_after_the_command_says_where_it_goes():
 @pytest.mark.parametrize(
     "args, hint",
     [
+        (["-m", "smollm2", "What is up?"], "-m is an option of a command, given after it: `aigc chat -m smollm2 'What is up?'`"),  # llm -m MODEL 'PROMPT'
+        (["-m", "smollm2", "summarize", "notes.md"], "-m is an option of a command, given after it: `aigc summarize -m smollm2 notes.md`"),
+        (["--json", "models", "list"], "--json is an option of a command, given after it: `aigc models list --json`"),
+        (["--temperature", "0.5", "chat"], "--temperature is an option of a command, given after it: `aigc chat --temperature 0.5`"),
+    ],
+)
+def test_a_command_option_before_the_command_says_where_it_goes(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: No such option: {args[0]} ({hint})"]
+
+
+def test_an_option_the_command_does_not_have_gets_no_such_hint():
+    for args in (["--bogus", "chat", "hi"], ["--schema", "x", "models", "list"]):  # models list has no --schema
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and "given after it" not in lines[0] and lines[0].endswith("(see `aigc --help`)"), lines
+
+
+def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
+    code, lines = bad("-t", "chat", "hi")  # the template chat
+    assert code == 2 and lines == ["Error: No such option: -t (-t is an option of a command, given after it: `aigc chat -t chat hi`)"]
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
         (["chat", "-n", "hi"], "No such option: -n (--no-log keeps the answer out of the log;"),
