@@ -323,8 +323,11 @@ def _check_declared(template: Template) -> None:
     undeclared = sorted(template.names_used - template.declared - set(environment().globals))
     if undeclared:
         them = "it" if len(undeclared) == 1 else "them"
+        unused = sorted(template.declared - template.names_used)
+        meant = " and ".join(f"{{{{ {close} }}}}" for name in undeclared for close in difflib.get_close_matches(name, unused, n=1))  # {{ inpt }}: {{ input }}
         raise BadInputError(
-            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
+            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}"
+            f"{f' (did you mean {meant}?)' if meant else ''}; "
             f"add {them} under variables: in its front matter, with a default: (or required: false) where optional ({template.path})"
         )
 
