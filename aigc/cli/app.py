@@ -15,7 +15,7 @@ try:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
     from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
@@ -34,19 +34,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
-def _option_type(self, ctx) -> str | None:
+def _value_type(self, ctx) -> str | None:
     """Help shows no value type for flags and counts (typer shows `<bool>`, `<int>`, which reads as
-    if they took a value), and a repeatable option's element type (`<str>`, not `<list[str]>`)."""
-    if self.is_flag or self.count:
+    if they took a value), and a repeatable option's or argument's element type (`<str>`, not `<list[str]>`)."""
+    if getattr(self, "is_flag", False) or getattr(self, "count", False):
         return None
-    shown = _typer_option_type(self, ctx)
+    shown = (_typer_argument_type if isinstance(self, TyperArgument) else _typer_option_type)(self, ctx)
     if shown and shown.startswith("<list[") and shown.endswith("]>"):
         return f"<{shown[6:-2]}>"
     return shown
 
 
-_typer_option_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _option_type
+_typer_option_type, _typer_argument_type = TyperOption.display_type_rich, TyperArgument.display_type_rich
+TyperOption.display_type_rich = TyperArgument.display_type_rich = _value_type
 
 
 def _commands(ctx) -> list:

@@ -1499,6 +1499,11 @@ def test_help_shows_no_value_type_for_flags():
     assert "<int>" not in next(line for line in invoke("--help", env={"COLUMNS": "200"}).stdout.splitlines() if "--verbose" in line)
 
 
+def test_help_shows_the_element_type_of_an_argument_given_many_times():
+    shown = invoke("models", "rm", "--help", env={"COLUMNS": "200"}).stdout
+    assert "<list[" not in shown and any("MODEL" in line and "<str>" in line for line in shown.splitlines()), shown
+
+
 def test_plugins_says_when_aigc_load_plugins_filters_them():
     result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
     assert result.exit_code == 0 and result.stdout == ""
