@@ -425,8 +425,12 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
         return "exit"
     try:
         if command == "/retry":
+            from ..engine.sampling import GREEDY_BELOW
+
             old = session.messages[-1] if session.messages else None
             reply = session.retry()
+            if session.settings()["temperature"] < GREEDY_BELOW:
+                _reply("(at temperature 0 the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another)")
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)

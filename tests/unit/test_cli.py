@@ -1618,6 +1618,25 @@ def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatc
     assert [m["content"] for m in session.messages if m["role"] == "user"] == ([] if leaves else [line.strip('"')])
 
 
+def test_chat_repl_retry_at_temperature_0_says_the_reply_comes_out_the_same(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply", "a reply", "another reply")
+    session, run = ChatSession(ChatGenerator(engine=engine)), RunOptions(log=False)
+    for line in ("hi", "/retry"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    assert "the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another" in " ".join(capsys.readouterr().err.split())
+    for line in ("/set temperature 0.7", "/retry"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    assert "greedy" not in capsys.readouterr().err and session.messages[-1]["content"] == "another reply"
+
+
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
