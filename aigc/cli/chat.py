@@ -1,5 +1,6 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
+import difflib
 import json
 import os
 import shlex
@@ -46,6 +47,7 @@ QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
+SLASH_COMMANDS = ("/help", "/show", "/file", "/retry", "/undo", "/set", "/reset", "/clear", "/system", "/save", "/load", "/exit", "/bye", "/quit")
 
 
 @generation_options(logged=True)
@@ -513,7 +515,9 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         session.load(_loadable(_unquoted(arg)))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
-        raise BadInputError(f"unknown command {command}; /help lists them")
+        close = difflib.get_close_matches(command, SLASH_COMMANDS, n=1, cutoff=0.75)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise BadInputError(f"unknown command {command}{meant}; /help lists them, and // sends a line that starts with /")
 
 
 def _loadable(target: str) -> Path:

@@ -1618,6 +1618,22 @@ def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatc
     assert [m["content"] for m in session.messages if m["role"] == "user"] == ([] if leaves else [line.strip('"')])
 
 
+@pytest.mark.parametrize("line, said", [
+    ("/sett temperature 0.5", "unknown command /sett (did you mean /set?); /help lists them, and // sends a line that starts with /"),
+    ("/etc/hosts: what is it?", "unknown command /etc/hosts:; /help lists them, and // sends a line that starts with /"),
+])
+def test_chat_repl_unknown_command_says_what_was_meant(monkeypatch, capsys, line, said):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    repl_lines(monkeypatch, line)
+    _turn(session, RunOptions(log=False), [])
+    assert capsys.readouterr().err.strip().endswith(f">>> Error: {said}") and session.messages == []
+
+
 def test_chat_repl_retry_at_temperature_0_says_the_reply_comes_out_the_same(monkeypatch, capsys):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
