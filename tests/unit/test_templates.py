@@ -241,7 +241,7 @@ def test_llm_style_front_matter_keys_say_where_they_go_here():
         ("var-default", "defaults: {topic: bees, temperature: 0.2}", r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"),
         ("model-default", "defaults: {model: smollm2}", r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"),
         ("bad-model", "model: [smollm2]", r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"),
-        ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature; .*; did you mean temperature\?$"),
+        ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature \(did you mean temperature\?\); known: [^;]*$"),
     ]:
         write(templates.user_dir(), name, f"---\n{front}\n---\n{{{{ topic }}}}\n")
         with pytest.raises(BadInputError, match=refusal):
