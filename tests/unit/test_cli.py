@@ -1094,6 +1094,7 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
+        ("greet", ["--var", "inpt=x"], "template 'greet' has no variable inpt (did you mean input?); its variables: input, times, who"),  # not: needs input
         ("greet", ["--var", "who=x"], "needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in (its variables: input, who, times)"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
