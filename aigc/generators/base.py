@@ -455,7 +455,7 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
 
     generators = registered_generators()
     if name not in generators:
-        raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
+        raise UnknownGeneratorError(f"unknown generator {name!r}{did_you_mean([name], generators)}; known: {', '.join(sorted(generators))}")
     cls = generators[name][1]
     signature = inspect.signature(cls)
     known = [p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

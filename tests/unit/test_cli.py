@@ -572,6 +572,8 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     assert bad(*translate, "-O", "to=Klingon") == (2, ["Error: -O target_language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"])  # -O to is --to's option
     code, lines = bad("batch", "bogus", *batch[2:])
     assert code == 2 and lines[0].startswith("Error: unknown task 'bogus'; tasks: ") and "summarize, template, translate" in lines[0]
+    code, lines = bad("batch", "summarise", *batch[2:])
+    assert code == 2 and lines[0].startswith("Error: unknown task 'summarise' (did you mean summarize?); tasks: ")
     assert bad(*classify, "--temperature", "0.7", "--max-tokens", "5") == (2, ["Error: classify takes no sampling options (it generates no text): drop --temperature, --max-tokens"])
     assert bad(*batch, "-O", "format=3") == (2, ["Error: -O format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
     assert bad(*batch, "-O", "words=forty") == (2, ["Error: -O words must be a whole number, got 'forty'"])

@@ -3,8 +3,9 @@ import unicodedata
 
 import pytest
 
+import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
+from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -784,6 +785,8 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
 
 
 def test_a_misspelt_option_names_the_one_it_is_close_to():
+    with pytest.raises(UnknownGeneratorError, match=r"^unknown generator 'summarise' \(did you mean summarize\?\); known: "):
+        aigc.get_generator("summarise")
     with pytest.raises(BadInputError, match=r"^summarize has no option lenght \(did you mean length\?\); its options: batch_size, "):
         SummarizeGenerator(engine=FakeEngine())("Bees make honey.", lenght="short")
 
