@@ -19,6 +19,15 @@ def option(name: str, value: object = None) -> str:
     return f"\x1e{name}\x1e" if value is None else f"\x1e{name}\x1f{value}\x1e"
 
 
+def did_you_mean(names: list[str], known) -> str:
+    """` (did you mean max_tokens?)` for misspelt `names` close to `known` ones (`max_new_tokens`,
+    as transformers names it, too), else ''."""
+    import difflib
+
+    close = [c for name in names for c in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 Namer = Callable[[str, "str | None"], "str | None"]  # (option, value given or None) -> how to show it, None: as the library spells it
 _namer: Namer | None = None
 

@@ -294,12 +294,13 @@ def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
 
 
 def _unknown_setting_hint(defaults: dict) -> str:
-    """For `defaults:` with a key that is no sampling setting: the one meant, or else where a variable's default goes."""
+    """For `defaults:` with a key that is no sampling setting nor a misspelt one (the error names
+    that): where the model or a variable's default goes."""
     key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
     if key == "model":
         return "; the model goes at the top of the front matter (model: NAME), not under defaults:"
-    close = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
-    return f"; did you mean {close[0]}?" if close else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
+    meant = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
+    return "" if meant else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
 
 
 def _check_syntax(template: Template) -> None:
@@ -323,8 +324,11 @@ def _check_declared(template: Template) -> None:
     undeclared = sorted(template.names_used - template.declared - set(environment().globals))
     if undeclared:
         them = "it" if len(undeclared) == 1 else "them"
+        unused = sorted(template.declared - template.names_used)
+        meant = " and ".join(f"{{{{ {close} }}}}" for name in undeclared for close in difflib.get_close_matches(name, unused, n=1))  # {{ inpt }}: {{ input }}
         raise BadInputError(
-            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}; "
+            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}"
+            f"{f' (did you mean {meant}?)' if meant else ''}; "
             f"add {them} under variables: in its front matter, with a default: (or required: false) where optional ({template.path})"
         )
 

@@ -248,10 +248,7 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
         raise BadInputError("the file name is empty; give a file path, or - for stdin")
     path = Path(source).expanduser()
     if not os.path.exists(path):  # os.path: False (not an OSError) for a name too long
-        if re.match(r"https?://\S+\Z", source, re.IGNORECASE):  # as `llm -f URL` takes one
-            raise BadInputError(f"no such {kind}: {source} (aigc reads local files, not URLs; download it first: curl -sL {shlex.quote(source)} -o FILE)")
-        words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
-        raise BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
+        raise _missing(source, kind, text_hint)
     if path.is_dir():
         raise BadInputError(f"{source} is a directory; give a file")
     try:
@@ -259,6 +256,15 @@ def read_document(source: str, as_is: bool = False, text_hint: str | None = None
     except OSError as exc:
         raise BadInputError(f"cannot read {source}: {exc.strerror}") from None
     return decode(data, source, path.suffix, expected)
+
+
+def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> BadInputError:
+    """The error for a file `source` that does not exist: a URL says how to fetch it (`llm -f URL`
+    fetches one), and words, with `text_hint`, how to give text itself."""
+    if re.match(r"https?://\S+\Z", source, re.IGNORECASE):
+        return BadInputError(f"no such {kind}: {source} (aigc reads local files, not URLs; download it first: curl -sL {shlex.quote(source)} -o FILE)")
+    words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
+    return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
@@ -271,7 +277,7 @@ def read_input(source: str, lines: bool = False) -> str:
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source, lines=lines)
     if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
-        raise BadInputError(f"no such file: {source}")  # a file name, not words to take as the text
+        raise _missing(source)  # a file name, not words to take as the text
     return source
 
 

@@ -15,7 +15,7 @@ try:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
     from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
@@ -34,19 +34,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
-def _option_type(self, ctx) -> str | None:
+def _value_type(self, ctx) -> str | None:
     """Help shows no value type for flags and counts (typer shows `<bool>`, `<int>`, which reads as
-    if they took a value), and a repeatable option's element type (`<str>`, not `<list[str]>`)."""
-    if self.is_flag or self.count:
+    if they took a value), and a repeatable option's or argument's element type (`<str>`, not `<list[str]>`)."""
+    if getattr(self, "is_flag", False) or getattr(self, "count", False):
         return None
-    shown = _typer_option_type(self, ctx)
+    shown = (_typer_argument_type if isinstance(self, TyperArgument) else _typer_option_type)(self, ctx)
     if shown and shown.startswith("<list[") and shown.endswith("]>"):
         return f"<{shown[6:-2]}>"
     return shown
 
 
-_typer_option_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _option_type
+_typer_option_type, _typer_argument_type = TyperOption.display_type_rich, TyperArgument.display_type_rich
+TyperOption.display_type_rich = TyperArgument.display_type_rich = _value_type
 
 
 def _commands(ctx) -> list:
@@ -95,16 +95,19 @@ ELSEWHERE = {
 }
 
 
-def _one_line(exc: UsageError, command: str | None = None):
+def _one_line(exc: UsageError, command: str | None = None, moved: str | None = None):
     """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
-    names the command when the error does not (a missing option value)."""
+    names the command when the error does not (a missing option value); `moved`: the command line
+    with a command's option given before the command put after it."""
     if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc eval` alone shows its help
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
     hint = f"see `{where} --help`"
     message = _not_a_number(exc) or exc.format_message().rstrip(".")
     name = getattr(exc, "option_name", None)
-    if name in GLOBAL_OPTIONS and where != "aigc":
+    if moved:
+        message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
+    elif name in GLOBAL_OPTIONS and where != "aigc":
         message = f"No such option: {name}"  # not click's guess at a command option it might be
         hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
         if name == "--version":
@@ -166,6 +169,33 @@ def _command_hint(name: str) -> str | None:
     return None
 
 
+def _takes_value(command, name: str) -> bool:
+    """Whether `name` is an option of `command` that takes a value (`-m NAME`, not `--json`)."""
+    return any(name in getattr(p, "opts", ()) and not (getattr(p, "is_flag", False) or getattr(p, "count", False)) for p in command.params)
+
+
+def _moved(group, ctx, name: str, args: list[str]) -> str | None:
+    """For a command's option given before the command (`aigc -m smollm2 chat`, or llm's `llm -m
+    MODEL 'PROMPT'` with no command: chat's), the command line with the command first, where that
+    command has the option; else None."""
+    path, found, at = ["chat"], group.get_command(ctx, "chat"), len(args)  # no command named: llm's way to ask
+    for i, arg in enumerate(args):
+        command = None if arg.startswith("-") else group.get_command(ctx, arg)
+        if command is None or (i and _takes_value(command, args[i - 1])):  # not a command, or the value of an option
+            continue
+        path, found, at = [arg], command, i + 1
+        while hasattr(found, "get_command") and at < len(args) and found.get_command(ctx, args[at]) is not None:  # models list
+            path, found, at = [*path, args[at]], found.get_command(ctx, args[at]), at + 1
+        args = args[:i] + args[at:]
+        break
+    else:
+        args = args[:at]
+    if found is None or name not in _option_names(found):
+        return None
+    line = shlex.join(["aigc", *path, *args])
+    return line if len(line) <= 100 else f"aigc {' '.join(path)} {name} ..."
+
+
 class AigcGroup(TyperGroup):
     """Turns `AigcError` into a one-line message and its exit code (no traceback unless AIGC_DEBUG=1),
     and aigc's warnings into `Warning:` lines."""
@@ -180,10 +210,12 @@ class AigcGroup(TyperGroup):
             raise
 
     def parse_args(self, ctx, args):
+        given = list(args)  # the parser takes from args
         try:
             return super().parse_args(ctx, args)
         except UsageError as exc:  # an unknown global option
-            _one_line(exc)
+            name = getattr(exc, "option_name", None) if isinstance(exc, NoSuchOption) else None
+            _one_line(exc, moved=_moved(self, ctx, name, given) if name else None)
         except OSError as exc:  # `aigc --help`, `--version` or `aigc` alone into a full disk
             _stop_if_disk_full(exc)
             raise

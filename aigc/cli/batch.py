@@ -5,7 +5,7 @@ from typing import Annotated, Any, Collection, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, option
+from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
 from ..textio import check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
@@ -72,7 +72,7 @@ def batch(
     try:
         generator = run.generator(task)
     except UnknownGeneratorError:  # the command calls it a task
-        raise BadInputError(f"unknown task {task!r}; tasks: {', '.join(sorted(registered_generators()))}") from None
+        raise BadInputError(f"unknown task {task!r}{did_you_mean([task], registered_generators())}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
     if "template" in options:  # its front matter may name the model
         generator = run.generator(task, template=options["template"])

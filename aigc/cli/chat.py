@@ -1,5 +1,6 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
+import difflib
 import json
 import os
 import shlex
@@ -51,6 +52,7 @@ LLM_COMMANDS = {  # llm chat's other ! commands, which would otherwise go to the
     "!edit": 'writes a message in your editor, which this chat does not; write one over several lines between """ and """ (or !multi and !end)',
     "!fragment": "adds a fragment to your message; /file PATH adds a file to your next one",
 }
+SLASH_COMMANDS = ("/help", "/show", "/file", "/retry", "/undo", "/set", "/reset", "/clear", "/system", "/save", "/load", "/exit", "/bye", "/quit")
 
 
 @generation_options(logged=True)
@@ -434,8 +436,12 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
         return "exit"
     try:
         if command == "/retry":
+            from ..engine.sampling import GREEDY_BELOW
+
             old = session.messages[-1] if session.messages else None
             reply = session.retry()
+            if session.settings()["temperature"] < GREEDY_BELOW:
+                _reply("(at temperature 0 the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another)")
             _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
@@ -518,7 +524,9 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         session.load(_loadable(_unquoted(arg), session))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
-        raise BadInputError(f"unknown command {command}; /help lists them")
+        close = difflib.get_close_matches(command, SLASH_COMMANDS, n=1, cutoff=0.75)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise BadInputError(f"unknown command {command}{meant}; /help lists them, and // sends a line that starts with /")
 
 
 def _loadable(target: str, session: ChatSession) -> Path:

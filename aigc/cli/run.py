@@ -45,6 +45,9 @@ def run_template(
     run.json_schema = read_schema_option(schema)
     found = _template(template)
     values = parse_vars(var or [])
+    from ..generators.template import checked_values
+
+    checked_values(found, values)  # a misspelt --var is named before the input it leaves unfilled
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
     _check_not_empty(found, values)

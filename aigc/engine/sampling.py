@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..errors import BadInputError, OptionError
+from ..errors import BadInputError, OptionError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -125,7 +125,7 @@ class SamplingParams:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(settings) - known))
         if unknown:
-            raise BadInputError(f"unknown sampling setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise BadInputError(f"unknown sampling setting {', '.join(unknown)}{did_you_mean(unknown, known)}; known: {', '.join(sorted(known))}")
 
     @property
     def greedy(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, option
+from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
 from ..plugins import name_problem
 from ..templates import get_template
 
@@ -187,7 +187,7 @@ class Generator:
             hint = f"; give {', '.join(map(option, settings))} as {'sampling settings' if len(settings) > 1 else 'a sampling setting'}" if settings else ""
             hint = f" ({self.name} generates no text, so it takes no sampling settings)" if settings and not self.samples else hint
             raise BadInputError(
-                f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
+                f"{self.name} has no option {', '.join(unknown)}{did_you_mean(unknown, known)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
             )
         given = {k: v for k, v in self.converted(options).items() if v is not None}
         for f in dataclasses.fields(self.Options):  # a field with no default is an option the caller must give
@@ -455,7 +455,7 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
 
     generators = registered_generators()
     if name not in generators:
-        raise UnknownGeneratorError(f"unknown generator {name!r}; known: {', '.join(sorted(generators))}")
+        raise UnknownGeneratorError(f"unknown generator {name!r}{did_you_mean([name], generators)}; known: {', '.join(sorted(generators))}")
     cls = generators[name][1]
     signature = inspect.signature(cls)
     known = [p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -463,7 +463,7 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
         known += [n for n in inspect.signature(Generator).parameters if n not in known]
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
-        raise BadInputError(f"{name} generators take {', '.join(known)}; not {', '.join(unknown)}")
+        raise BadInputError(f"{name} generators take {', '.join(known)}; not {', '.join(unknown)}{did_you_mean(unknown, known)}")
     try:
         signature.bind(**kwargs)
     except TypeError as exc:  # a required argument left out

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError
+from ..errors import BadInputError, did_you_mean
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
 from .base import Generator, check_varied, coerce_value, type_name
@@ -33,7 +33,7 @@ def checked_values(template: templates.Template, values: dict[str, Any]) -> dict
     template does not declare is an error (when it declares any)."""
     unknown = sorted(set(values) - template.declared) if template.variables else []
     if unknown:
-        raise BadInputError(f"template {template.name!r} has no variable {', '.join(unknown)}; its variables: {', '.join(sorted(template.declared))}")
+        raise BadInputError(f"template {template.name!r} has no variable {', '.join(unknown)}{did_you_mean(unknown, template.declared)}; its variables: {', '.join(sorted(template.declared))}")
     return {k: coerce(template, k, v) for k, v in values.items()}
 
 

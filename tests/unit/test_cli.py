@@ -576,6 +576,8 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     assert bad(*translate, "-O", "to=Klingon") == (2, ["Error: -O target_language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"])  # -O to is --to's option
     code, lines = bad("batch", "bogus", *batch[2:])
     assert code == 2 and lines[0].startswith("Error: unknown task 'bogus'; tasks: ") and "summarize, template, translate" in lines[0]
+    code, lines = bad("batch", "summarise", *batch[2:])
+    assert code == 2 and lines[0].startswith("Error: unknown task 'summarise' (did you mean summarize?); tasks: ")
     assert bad(*classify, "--temperature", "0.7", "--max-tokens", "5") == (2, ["Error: classify takes no sampling options (it generates no text): drop --temperature, --max-tokens"])
     assert bad(*batch, "-O", "format=3") == (2, ["Error: -O format must be paragraph or bullets, got '3'"])  # a text option takes "3" as text
     assert bad(*batch, "-O", "words=forty") == (2, ["Error: -O words must be a whole number, got 'forty'"])
@@ -643,6 +645,31 @@ def test_a_global_option_after_the_command_says_where_it_goes():
     assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
     code, lines = bad("logs", "--verbose")
     assert code == 2 and lines == ["Error: No such option: --verbose (global options go before the command: `aigc --verbose logs ...`)"]  # not click's guess, --response
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["-m", "smollm2", "What is up?"], "-m is an option of a command, given after it: `aigc chat -m smollm2 'What is up?'`"),  # llm -m MODEL 'PROMPT'
+        (["-m", "smollm2", "summarize", "notes.md"], "-m is an option of a command, given after it: `aigc summarize -m smollm2 notes.md`"),
+        (["--json", "models", "list"], "--json is an option of a command, given after it: `aigc models list --json`"),
+        (["--temperature", "0.5", "chat"], "--temperature is an option of a command, given after it: `aigc chat --temperature 0.5`"),
+    ],
+)
+def test_a_command_option_before_the_command_says_where_it_goes(args, hint):
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: No such option: {args[0]} ({hint})"]
+
+
+def test_an_option_the_command_does_not_have_gets_no_such_hint():
+    for args in (["--bogus", "chat", "hi"], ["--schema", "x", "models", "list"]):  # models list has no --schema
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and "given after it" not in lines[0] and lines[0].endswith("(see `aigc --help`)"), lines
+
+
+def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
+    code, lines = bad("-t", "chat", "hi")  # the template chat
+    assert code == 2 and lines == ["Error: No such option: -t (-t is an option of a command, given after it: `aigc chat -t chat hi`)"]
 
 
 @pytest.mark.parametrize(
@@ -1073,6 +1100,7 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
+        ("greet", ["--var", "inpt=x"], "template 'greet' has no variable inpt (did you mean input?); its variables: input, times, who"),  # not: needs input
         ("greet", ["--var", "who=x"], "needs input: give it as FILE (or -i FILE), with --var input=TEXT, or pipe it in (its variables: input, who, times)"),
         ("greet", ["--var", "input=x", "--var", "times=many"], "times must be a whole number"),
         ("gret", [], "did you mean greet"),
@@ -1478,6 +1506,11 @@ def test_help_shows_no_value_type_for_flags():
     assert "<int>" not in next(line for line in invoke("--help", env={"COLUMNS": "200"}).stdout.splitlines() if "--verbose" in line)
 
 
+def test_help_shows_the_element_type_of_an_argument_given_many_times():
+    shown = invoke("models", "rm", "--help", env={"COLUMNS": "200"}).stdout
+    assert "<list[" not in shown and any("MODEL" in line and "<str>" in line for line in shown.splitlines()), shown
+
+
 def test_plugins_says_when_aigc_load_plugins_filters_them():
     result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
     assert result.exit_code == 0 and result.stdout == ""
@@ -1590,6 +1623,41 @@ def test_exit_or_quit_alone_on_a_line_leaves_the_repl_and_is_not_sent(monkeypatc
     repl_lines(monkeypatch, line)
     assert (_turn(session, RunOptions(log=False), []) == "exit") is leaves
     assert [m["content"] for m in session.messages if m["role"] == "user"] == ([] if leaves else [line.strip('"')])
+
+
+@pytest.mark.parametrize("line, said", [
+    ("/sett temperature 0.5", "unknown command /sett (did you mean /set?); /help lists them, and // sends a line that starts with /"),
+    ("/etc/hosts: what is it?", "unknown command /etc/hosts:; /help lists them, and // sends a line that starts with /"),
+])
+def test_chat_repl_unknown_command_says_what_was_meant(monkeypatch, capsys, line, said):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    session = ChatSession(ChatGenerator(engine=FakeEngine()))
+    repl_lines(monkeypatch, line)
+    _turn(session, RunOptions(log=False), [])
+    assert capsys.readouterr().err.strip().endswith(f">>> Error: {said}") and session.messages == []
+
+
+def test_chat_repl_retry_at_temperature_0_says_the_reply_comes_out_the_same(monkeypatch, capsys):
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("a reply", "a reply", "another reply")
+    session, run = ChatSession(ChatGenerator(engine=engine)), RunOptions(log=False)
+    for line in ("hi", "/retry"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    assert "the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another" in " ".join(capsys.readouterr().err.split())
+    for line in ("/set temperature 0.7", "/retry"):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+    assert "greedy" not in capsys.readouterr().err and session.messages[-1]["content"] == "another reply"
 
 
 def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, capsys, tmp_path):

@@ -3,8 +3,9 @@ import unicodedata
 
 import pytest
 
+import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError
+from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -824,6 +825,13 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
         ChatGenerator(engine=engine).many(["hi"], sampling={"temprature": 0.5})
 
 
+def test_a_misspelt_option_names_the_one_it_is_close_to():
+    with pytest.raises(UnknownGeneratorError, match=r"^unknown generator 'summarise' \(did you mean summarize\?\); known: "):
+        aigc.get_generator("summarise")
+    with pytest.raises(BadInputError, match=r"^summarize has no option lenght \(did you mean length\?\); its options: batch_size, "):
+        SummarizeGenerator(engine=FakeEngine())("Bees make honey.", lenght="short")
+
+
 def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkeypatch):
     import aigc
     from aigc.generators.embed import EmbedGenerator
@@ -936,6 +944,7 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
     "kwargs, error, words",
     [
         ({"foo": 1}, "BadInputError", "chat generators take engine, model, device"),
+        ({"modle": "smollm2"}, "BadInputError", "; not modle (did you mean model?)"),
         ({"foo": 1, "task": "image"}, "BadInputError", "image generators take text_model, engine, model"),  # its **kwargs go to Generator
         ({"model": 5}, "OptionError", "model must be a model name or path (text), got int"),
         ({"model": ["smollm2"], "task": "image"}, "OptionError", "model must be a model name or path (text), got list"),

@@ -81,8 +81,10 @@ def test_replace_ignores_none_and_keeps_validation():
     assert base.replace(temperature=None, n=2) == SamplingParams(temperature=0.3, n=2)
     with pytest.raises(BadInputError):
         base.replace(top_p=2)
-    with pytest.raises(BadInputError, match="unknown sampling setting max_token; known: frequency_penalty, json_schema, max_tokens, "):
+    with pytest.raises(BadInputError, match=r"^unknown sampling setting max_token \(did you mean max_tokens\?\); known: frequency_penalty, json_schema, max_tokens, "):
         base.replace(max_token=32)  # a misspelt setting, named, not dataclasses' TypeError
+    with pytest.raises(BadInputError, match=r"^unknown sampling setting max_new_tokens \(did you mean max_tokens\?\); known: "):
+        base.replace(max_new_tokens=32)  # as transformers names it
 
 
 def test_the_constructor_names_an_unknown_setting_as_replace_does():
@@ -91,7 +93,7 @@ def test_the_constructor_names_an_unknown_setting_as_replace_does():
 
     with pytest.raises(BadInputError, match="unknown sampling setting foo; known: frequency_penalty, json_schema, max_tokens, "):
         SamplingParams(foo=1)
-    with pytest.raises(BadInputError, match="unknown sampling setting max_token, temprature; known: "):
+    with pytest.raises(BadInputError, match=r"unknown sampling setting max_token, temprature \(did you mean max_tokens, temperature\?\); known: "):
         SamplingParams(max_token=32, temprature=0.5, top_k=3)
     params = SamplingParams(0.5, 0.8, max_tokens=7)  # positional fields, in their order, as before
     assert (params.temperature, params.top_p, params.max_tokens) == (0.5, 0.8, 7)

@@ -188,6 +188,16 @@ def test_a_variable_used_but_not_declared_is_an_error_when_the_template_is_read(
         assert templates.get_template(name).name == name
 
 
+def test_a_misspelt_variable_names_the_declared_one_it_is_close_to():
+    path = write(templates.user_dir(), "typo", "---\nvariables: [{name: input, required: true}, {name: tone, default: calm}]\n---\n{{ tone }}: {{ inpt }}\n")
+    with pytest.raises(BadInputError) as info:
+        templates.get_template("typo")
+    assert str(info.value) == (
+        "template 'typo' uses {{ inpt }} but does not declare it (did you mean {{ input }}?); add it under variables: in its front matter, "
+        f"with a default: (or required: false) where optional ({path})"
+    )
+
+
 def test_sandbox_stops_attribute_escapes():
     write(templates.user_dir(), "evil", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(BadInputError, match="unsafe"):
@@ -244,7 +254,7 @@ def test_llm_style_front_matter_keys_say_where_they_go_here():
         ("var-default", "defaults: {topic: bees, temperature: 0.2}", r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"),
         ("model-default", "defaults: {model: smollm2}", r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"),
         ("bad-model", "model: [smollm2]", r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"),
-        ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature; .*; did you mean temperature\?$"),
+        ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature \(did you mean temperature\?\); known: [^;]*$"),
     ]:
         write(templates.user_dir(), name, f"---\n{front}\n---\n{{{{ topic }}}}\n")
         with pytest.raises(BadInputError, match=refusal):

@@ -68,6 +68,9 @@ def test_a_url_for_a_file_says_to_download_it_first(tmp_path):
     with pytest.raises(BadInputError) as caught:
         read_document(str(tmp_path / "http:" / "notes.txt"))  # a path that only holds http:
     assert "URL" not in str(caught.value)
+    with pytest.raises(BadInputError) as caught:
+        read_input("https://example.com/post.html")  # translate, classify, embed: a document's name, not text
+    assert str(caught.value) == "no such file: https://example.com/post.html (aigc reads local files, not URLs; download it first: curl -sL https://example.com/post.html -o FILE)"
 
 
 def test_atomic_write_leaves_no_partial_file_and_a_failed_write_is_no_bad_input(tmp_path, monkeypatch):
