@@ -164,8 +164,7 @@ class HeadlineGenerator(Generator):
                 break
             seed = None if base.seed is None else (base.seed + attempt - MIN_SEED) % 2**64 + MIN_SEED  # stays an int64
             params = base.replace(n=max(4, missing * 3), seed=seed)
-            completions = self.engine.generate([rendered.messages], params)[0]
-            for completion in completions:
+            for completion in self.engine.generate([rendered.messages], params)[0]:
                 line = clean_headline(completion.text)
                 headline = fit_headline(line, opts.max_words)
                 if headline and headline == line and completion.finish_reason == "length" and "\n" not in completion.text.strip():
@@ -173,8 +172,6 @@ class HeadlineGenerator(Generator):
                     continue
                 if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
-            if not found and cut == len(completions):  # max_tokens cuts off every one: more rounds would too
-                break
         headlines = self._best(rendered, list(found.values()), opts.n)
         if not headlines:
             if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return
