@@ -48,6 +48,16 @@ QUOTES = '"""'
 HISTORY_LINES = 1000  # input lines kept across chats
 EXIT_WORDS = ("exit", "quit")  # alone on a line, as in llm and python; """exit""" sends the word
 OLLAMA_SETTINGS = {"num_predict": "max_tokens", "repeat_penalty": "repetition_penalty"}  # as ollama's /set parameter names them
+OLLAMA_SWITCHES = {  # ollama's other /set words, and what aigc has for each
+    "verbose": "--stats on the command line prints token counts and tokens/s",
+    "quiet": "the chat prints no timings unless --stats is given",
+    "format": "--schema '{}' (or a JSON schema) on the command line holds the answers to JSON",
+    "noformat": "answers are plain text unless --schema is given on the command line",
+    "history": "the input history is always kept",
+    "nohistory": "the input history is always kept",
+    "wordwrap": "answers are printed as the model writes them",
+    "nowordwrap": "answers are printed as the model writes them",
+}
 LLM_COMMANDS = {  # llm chat's other ! commands, which would otherwise go to the model as a message
     "!edit": 'writes a message in your editor, which this chat does not; write one over several lines between """ and """ (or !multi and !end)',
     "!fragment": "adds a fragment to your message; /file PATH adds a file to your next one",
@@ -491,6 +501,8 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         if name == "parameter":  # ollama's /set parameter KEY VALUE
             name, _, value = value.strip().partition(" ")
         name = OLLAMA_SETTINGS.get(name, name)
+        if name in OLLAMA_SWITCHES:
+            raise BadInputError(f"/set {name} is ollama's; here {OLLAMA_SWITCHES[name]}")
         if name in TUNABLE and not value.strip():  # an unknown name is said as such
             raise BadInputError(f"/set {name} needs a value, or `default` for the one the session started with")
         if name:

@@ -2387,6 +2387,10 @@ def test_repl_blocks_and_double_slash_send_slashes_and_ollama_commands_work(monk
     repl_lines(monkeypatch, "/system default")
     _turn(session, run, [])
     assert session.system is None
+    for line, hint in (("/set verbose", "/set verbose is ollama's; here --stats on the command line prints"), ("/set format json", "/set format is ollama's; here --schema '{}'")):
+        repl_lines(monkeypatch, line)
+        _turn(session, run, [])
+        assert hint in " ".join(capsys.readouterr().err.split())
 
     def typed_then_ctrl_d(prompt=""):
         if prompt == "... " or not prompt and typed_then_ctrl_d.started:
