@@ -438,7 +438,7 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids are refused with a reason
+    prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids: the model's, as vLLM takes them
     max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
     logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
     best_of: Optional[Int] = None
@@ -447,6 +447,22 @@ class CompletionRequest(_Sampling):
     @property
     def top(self) -> int | None:
         return self.logprobs
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a text, or the model's token ids (a list of ints is one prompt)."""
+        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
+            return [self.prompt]
+        if not self.prompt:
+            raise ApiError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
+        return list(self.prompt)
+
+
+def _known_ids(ids: list[int], vocabulary: int) -> list[int]:
+    """A prompt given as token ids, each checked to be one of the model's."""
+    unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
+    if unknown is not None:
+        raise ApiError(400, f"prompt: token id {unknown} is not in the model's vocabulary (0-{vocabulary - 1})", param="prompt", code="invalid_value")
+    return list(ids)
 
 
 class TaskRequest(BaseModel):
@@ -771,14 +787,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def completions(request: Request):
         req: CompletionRequest = await body(request, CompletionRequest)
         backend = backend_for(req.model)
-        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if not all(isinstance(p, str) for p in prompts):
-            raise ApiError(400, "prompt: token-id prompts are not supported here; send the text", param="prompt", code="unsupported")
-        if not prompts:
-            raise ApiError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
-        if len(prompts) * req.n > settings.max_batch:  # before any prompt is tokenized
+        given = req.prompts()
+        if len(given) * req.n > settings.max_batch:  # before any prompt is tokenized
             raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt", code="invalid_value")
-        encoded = [await encode(backend, p) for p in prompts]
+        encoded = [await encode(backend, p) if isinstance(p, str) else _known_ids(p, backend.batched.vocabulary) for p in given]
+        prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})

@@ -642,6 +642,16 @@ class BatchedEngine:
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
 
+    @property
+    def vocabulary(self) -> int:
+        """How many token ids the tokenizer has (a prompt of ids uses these)."""
+        return len(self.local.tokenizer)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of a prompt given as token ids, control tokens spelt out (what echo shows)."""
+        with self._lock:
+            return self.local.tokenizer.decode(ids)
+
     def offsets(self, text: str, ids: list[int]) -> list[int]:
         """Where each of the prompt's tokens starts in its text (for `echo`)."""
         with self._lock:

@@ -1254,8 +1254,6 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
 def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
     status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "n": None, "stream": None, "max_tokens": 2})
     assert status == 200 and len(body["choices"]) == 1
-    status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": [1, 2, 3], "max_tokens": 2})
-    assert status == 400 and "token-id prompts" in body["error"]["message"]
     for extra in ({}, {"echo": True, "logprobs": 1, "max_tokens": 0}):
         status, _, body = raw(server, "/v1/completions", {"model": server["model"], "prompt": "", "max_tokens": 2, **extra})
         assert status == 400 and "empty prompt" in body["error"]["message"]
@@ -1956,3 +1954,23 @@ def test_a_response_can_follow_a_json_schema(server, client):
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": False}
     answer = client.responses.create(model=server["model"], input="A number", max_output_tokens=40, extra_body={"seed": 1}, text={"format": {"type": "json_schema", "name": "n", "schema": schema, "strict": True}})
     assert set(json.loads(answer.output_text)) == {"n"} and answer.text.format.type == "json_schema"
+
+
+def test_a_completion_prompt_may_be_the_models_token_ids(server):
+    text = "Paris is the capital"
+    ids = server["backend"].batched.encode(text)
+    ask = lambda prompt, **extra: raw(server, "/v1/completions", {"model": server["model"], "prompt": prompt, "max_tokens": 5, "temperature": 0, **extra})  # noqa: E731
+    status, _, by_text = ask(text)
+    status_ids, _, by_ids = ask(ids)
+    assert status == status_ids == 200 and by_ids["choices"][0]["text"] == by_text["choices"][0]["text"]
+    assert by_ids["usage"]["prompt_tokens"] == by_text["usage"]["prompt_tokens"] == len(ids)
+    _, _, both = ask([ids, ids[:3]])
+    assert [c["index"] for c in both["choices"]] == [0, 1] and both["choices"][0]["text"] == by_text["choices"][0]["text"]
+    _, _, echoed_text = ask(text, echo=True, logprobs=1, max_tokens=0)
+    _, _, echoed_ids = ask(ids, echo=True, logprobs=1, max_tokens=0)
+    assert echoed_ids["choices"][0]["text"] == echoed_text["choices"][0]["text"] == text
+    assert echoed_ids["choices"][0]["logprobs"] == echoed_text["choices"][0]["logprobs"]
+    status, _, body = ask([ids[0], 10**7])
+    assert status == 400 and body["error"]["param"] == "prompt" and "token id 10000000 is not in the model's vocabulary (0-" in body["error"]["message"]
+    status, _, body = ask([[]])
+    assert status == 400 and "an empty prompt" in body["error"]["message"]
