@@ -316,6 +316,8 @@ class OpenAIEngine:
         for key in ("frequency_penalty", "presence_penalty"):  # OpenAI's own
             if getattr(params, key):
                 body[key] = getattr(params, key)
+        if params.logit_bias:  # token ids of that server's model
+            body["logit_bias"] = {str(token): bias for token, bias in params.logit_bias.items()}
         if params.json_schema is not None:  # OpenAI's structured outputs, which vLLM, llama.cpp and ollama take too
             body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema}}
         if stream and "stream_options" not in self._refused:  # usage is counted here without it

@@ -43,7 +43,8 @@ def number(text: str) -> int | float | str:
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick tokens. `temperature=0` is greedy; `top_k=0`, `top_p=1` and `min_p=0` switch those
-    filters off; `frequency_penalty` and `presence_penalty` are OpenAI's (over the tokens generated); `json_schema` (a JSON Schema as a dict, or as `--schema` takes it: JSON text, a .json file or
+    filters off; `frequency_penalty`, `presence_penalty` (over the tokens generated) and `logit_bias`
+    ({token id: -100 to 100}) are OpenAI's; `json_schema` (a JSON Schema as a dict, or as `--schema` takes it: JSON text, a .json file or
     fields like "name, age int") holds the answer to JSON that the schema allows. Numbers may be
     given as text ("5")."""
 
@@ -58,6 +59,7 @@ class SamplingParams:
     min_p: float = 0.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    logit_bias: dict | None = field(default=None, hash=False)
     json_schema: dict | None = field(default=None, hash=False)
 
     def __new__(cls, *args: Any, **settings: Any) -> "SamplingParams":
@@ -86,6 +88,7 @@ class SamplingParams:
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) for s in stops):
             raise OptionError("stop", f"must be a string or a list of strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(s for s in stops if s))
+        object.__setattr__(self, "logit_bias", _checked_bias(self.logit_bias))
         if self.json_schema is not None:
             try:
                 valid = isinstance(self.json_schema, dict) and bool(json.dumps(self.json_schema))
@@ -133,6 +136,23 @@ class SamplingParams:
         return self.temperature < GREEDY_BELOW
 
 
+def _checked_bias(bias: Any) -> dict[int, float] | None:
+    """`logit_bias` as {token id: bias}; ids may come as text ("1234"), as OpenAI's JSON has them."""
+    if not bias:
+        return None
+    if not isinstance(bias, dict):
+        raise OptionError("logit_bias", f'must map token ids to numbers, e.g. {{"1234": -100}}, got {bias!r}')
+    checked = {}
+    for key, value in bias.items():
+        token, amount = number(key) if isinstance(key, str) else key, number(value) if isinstance(value, str) else value
+        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+            raise OptionError("logit_bias", f"keys must be token ids (whole numbers from 0), got {key!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not -100 <= amount <= 100:
+            raise OptionError("logit_bias", f"values must be numbers from -100 to 100, got {value!r} for token {token}")
+        checked[token] = float(amount)
+    return checked
+
+
 def build_processors(params: SamplingParams, tokenizer=None):
     """A `LogitsProcessorList` holding only the steps that change anything for these settings; a
     JSON schema's mask (it needs the model's `tokenizer`) comes first, so sampling picks among the
@@ -151,6 +171,8 @@ def build_processors(params: SamplingParams, tokenizer=None):
         from .structured import SchemaMask
 
         steps.append(SchemaMask(tokenizer, params.json_schema))
+    if params.logit_bias:
+        steps.append(LogitBias(params.logit_bias))
     if params.repetition_penalty != 1.0:
         steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if params.frequency_penalty or params.presence_penalty:
@@ -165,6 +187,25 @@ def build_processors(params: SamplingParams, tokenizer=None):
         if params.min_p > 0:
             steps.append(MinPLogitsWarper(params.min_p))
     return steps
+
+
+class LogitBias:
+    """OpenAI's `logit_bias`: a number added to the logits of given token ids (-100 all but bans a
+    token, 100 all but forces it)."""
+
+    def __init__(self, bias: dict[int, float]):
+        self.bias = bias
+        self.row: "torch.Tensor | None" = None  # the biases over the whole vocabulary, made at the first step
+
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
+        if self.row is None:
+            size = scores.shape[-1]
+            unknown = max(self.bias)
+            if unknown >= size:
+                raise OptionError("logit_bias", f"token id {unknown} is not in the model's vocabulary (0-{size - 1})")
+            self.row = scores.new_zeros(size)
+            self.row[list(self.bias)] = scores.new_tensor(list(self.bias.values()))
+        return scores + self.row
 
 
 class OccurrencePenalty:

@@ -317,7 +317,7 @@ SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "str
 # Parameters this server does not apply, with the values that ask for nothing (those are accepted).
 UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
-    "logit_bias": (None, {}), "best_of": (None, 1), "suffix": (None, ""),
+    "best_of": (None, 1), "suffix": (None, ""),
     **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
 }
 INSTEAD = {  # what this server takes for an unsupported parameter
@@ -652,6 +652,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 k: v for k, v in {
                     "temperature": req.temperature, "top_p": req.top_p, "top_k": None if req.top_k is None else max(req.top_k, 0), "min_p": req.min_p,
                     "repetition_penalty": req.repetition_penalty, "frequency_penalty": req.frequency_penalty, "presence_penalty": req.presence_penalty,
+                    "logit_bias": req.logit_bias,
                 }.items() if v is not None
             }
         )

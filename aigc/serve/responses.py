@@ -18,7 +18,7 @@ from .app import ApiError
 
 ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text", "text")
-PASSED = ("model", "temperature", "top_p", "stream", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "seed", "stop")  # as chat takes them (all but the first four: extensions)
+PASSED = ("model", "temperature", "top_p", "stream", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias", "seed", "stop")  # as chat takes them (all but the first four: extensions)
 NEEDS_STORAGE = ("previous_response_id", "conversation", "prompt")
 # The chat request's names for what a Responses request calls otherwise, as errors name them.
 RENAMED = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input"}

@@ -25,6 +25,9 @@ from aigc.errors import BadInputError
         ("min_p", 1, "[0, 1) (0 = off)"),
         ("frequency_penalty", 2.5, "between -2 and 2"),
         ("presence_penalty", -3, "between -2 and 2"),
+        ("logit_bias", {"a": 1}, "keys must be token ids"),
+        ("logit_bias", {"5": 101}, "values must be numbers from -100 to 100"),
+        ("logit_bias", [5], "must map token ids to numbers"),
     ],
 )
 def test_params_reject_out_of_range_values_with_a_fix(field, value, words):
@@ -81,7 +84,7 @@ def test_replace_ignores_none_and_keeps_validation():
     assert base.replace(temperature=None, n=2) == SamplingParams(temperature=0.3, n=2)
     with pytest.raises(BadInputError):
         base.replace(top_p=2)
-    with pytest.raises(BadInputError, match=r"^unknown sampling setting max_token \(did you mean max_tokens\?\); known: frequency_penalty, json_schema, max_tokens, "):
+    with pytest.raises(BadInputError, match=r"^unknown sampling setting max_token \(did you mean max_tokens\?\); known: frequency_penalty, json_schema, logit_bias, max_tokens, "):
         base.replace(max_token=32)  # a misspelt setting, named, not dataclasses' TypeError
     with pytest.raises(BadInputError, match=r"^unknown sampling setting max_new_tokens \(did you mean max_tokens\?\); known: "):
         base.replace(max_new_tokens=32)  # as transformers names it
@@ -91,7 +94,7 @@ def test_the_constructor_names_an_unknown_setting_as_replace_does():
     import copy
     import pickle
 
-    with pytest.raises(BadInputError, match="unknown sampling setting foo; known: frequency_penalty, json_schema, max_tokens, "):
+    with pytest.raises(BadInputError, match="unknown sampling setting foo; known: frequency_penalty, json_schema, logit_bias, max_tokens, "):
         SamplingParams(foo=1)
     with pytest.raises(BadInputError, match=r"unknown sampling setting max_token, temprature \(did you mean max_tokens, temperature\?\); known: "):
         SamplingParams(max_token=32, temprature=0.5, top_k=3)
@@ -157,3 +160,18 @@ def test_a_repetition_penalty_near_0_that_makes_a_seen_tokens_logit_infinite_sam
     params = SamplingParams(temperature=0.7, repetition_penalty=1e-40, seed=1)
     scores = build_processors(params)(torch.tensor([[1]]), torch.tensor([[30.0, 31.0, -5.0]]))  # 31 / 1e-40 is inf
     assert pick_tokens(scores, params, make_generator(1, "cpu")).tolist() == [1]
+
+
+def test_logit_bias_adds_to_the_given_tokens_and_names_an_id_out_of_the_vocabulary():
+    import torch
+
+    from aigc.engine.sampling import LogitBias
+    from aigc.errors import OptionError
+
+    params = SamplingParams(logit_bias={"1": -100, 3: "2.5"})  # ids as OpenAI's JSON sends them (text)
+    assert params.logit_bias == {1: -100.0, 3: 2.5} and SamplingParams(logit_bias={}).logit_bias is None
+    assert [type(step).__name__ for step in build_processors(params.replace(temperature=0))] == ["LogitBias"]
+    scores = torch.zeros(2, 4)
+    assert LogitBias(params.logit_bias)(torch.zeros(2, 1, dtype=torch.long), scores).tolist() == [[0, -100, 0, 2.5]] * 2
+    with pytest.raises(OptionError, match=r"^logit_bias token id 9 is not in the model's vocabulary \(0-3\)"):
+        LogitBias({9: 1.0})(torch.zeros(1, 1, dtype=torch.long), scores[:1])

@@ -153,6 +153,10 @@ def test_penalties_and_min_p_sample_as_engine_generate_and_change_the_answer(ser
     answer = chat(client, server["model"], temperature=1.0, top_p=1.0, n=3, seed=5, max_tokens=20, frequency_penalty=1.5, presence_penalty=1.0, extra_body={"min_p": 0.05})
     assert [c.message.content for c in answer.choices] == expected
     assert expected != [c.text for c in tiny_engine.generate([messages], plain)[0]]
+    greedy = chat(client, server["model"], temperature=0, max_tokens=6)
+    first = tiny_engine.encode(greedy.choices[0].message.content)[0]  # the first token greedy decoding picks
+    banned = chat(client, server["model"], temperature=0, max_tokens=6, logit_bias={str(first): -100})
+    assert tiny_engine.encode(banned.choices[0].message.content)[0] != first
 
 
 def test_streaming_n_routes_each_row_to_its_choice(server, client):
@@ -269,6 +273,7 @@ def test_bad_key_is_401(server):
         ({"frequency_penalty": 2.5}, "frequency_penalty"),
         ({"presence_penalty": -3}, "presence_penalty"),
         ({"extra_body": {"min_p": 1}}, "min_p"),
+        ({"logit_bias": {"x": 1}}, "logit_bias keys must be token ids"),
         ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "functions is not supported"),
         ({"tool_choice": "required"}, "tool_choice is not supported"),
         ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "a tool message answers a tool call, and this server calls no tools"),
