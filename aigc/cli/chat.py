@@ -508,7 +508,7 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         if name:
             session.set_sampling(name, value.strip())
         settings = session.settings()
-        greedy = f"; at temperature 0 the reply is greedy: {', '.join(DRAWING[:-1])} and seed change nothing until it is raised" if name in DRAWING and settings["temperature"] == 0 else ""
+        greedy = f"; at temperature 0 the reply is greedy: {', '.join(DRAWING[:-1])} and seed change nothing until it is raised" if name in DRAWING and value.strip() not in ("none", "default") and settings["temperature"] == 0 else ""
         _reply("(" + ", ".join(f"{k} {'none' if v is None else v}" for k, v in settings.items()) + greedy + ")")
     elif command == "/reset":
         session.reset()

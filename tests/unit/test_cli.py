@@ -1685,6 +1685,9 @@ def test_chat_repl_files_retry_undo_set_and_multiline_messages(monkeypatch, caps
     repl_lines(monkeypatch, "/set seed 3")  # chat is greedy by default: a seed draws nothing until the temperature is raised
     _turn(session, run, pending)
     assert "top_p, top_k, min_p and seed change nothing until it is raised" in " ".join(capsys.readouterr().err.split())
+    repl_lines(monkeypatch, "/set seed none")  # unsetting it is no setting that changes nothing
+    _turn(session, run, pending)
+    assert "greedy" not in capsys.readouterr().err
     repl_lines(monkeypatch, "/set frequency_penalty 0.5")  # a penalty applies at temperature 0 too
     _turn(session, run, pending)
     shown = " ".join(capsys.readouterr().err.split())
