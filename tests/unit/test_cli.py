@@ -2463,10 +2463,10 @@ def test_repl_set_takes_ollamas_set_parameter_and_its_names(monkeypatch, capsys)
         _turn(session, RunOptions(), [])
     assert session.sampling == {"temperature": 0.5, "max_tokens": 7, "repetition_penalty": 1.3}
     capsys.readouterr()
-    repl_lines(monkeypatch, "/set verbose")  # ollama's flag: no setting here, not one that lacks a value
+    repl_lines(monkeypatch, "/set verbose")  # ollama's flag: said what aigc has instead, not a setting that lacks a value
     _turn(session, RunOptions(), [])
     err = " ".join(capsys.readouterr().err.split())
-    assert "there is no setting 'verbose'" in err and "needs a value" not in err
+    assert "/set verbose is ollama's; here --stats" in err and "needs a value" not in err
 
 
 def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monkeypatch, capsys):
