@@ -62,6 +62,17 @@ def check_texts(texts: Any) -> None:
         check_utf8(text, "text to embed")
 
 
+def check_continuations(continuations: Any) -> None:
+    """A `BadInputError` unless `continuations` is a non-empty list of non-empty texts (one text
+    would be scored a character at a time)."""
+    if isinstance(continuations, str):
+        raise BadInputError(f"continuations must be a list of texts, got the text {_kind(continuations)}; to score one, give [{continuations!r}]")
+    if not isinstance(continuations, (list, tuple)) or not all(isinstance(c, str) for c in continuations):
+        raise BadInputError(f"continuations must be a list of texts, got {_kind(continuations)}")
+    if not continuations or any(not c for c in continuations):
+        raise BadInputError("every continuation to score needs at least one token")
+
+
 def _kind(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 60 else f"{type(value).__name__} {shown[:50]}..."

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
-from .base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_texts, prompt_tokens
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword, left_padded
 from .scoring import length_batches, pool_hidden_states
 
@@ -174,6 +174,7 @@ class LocalEngine:
         prefixes as one prefix tree (as many together as `CONTINUATION_TOKENS` allows).
         """
         check_prompts(prompts)
+        check_continuations(continuations)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")

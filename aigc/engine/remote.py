@@ -42,7 +42,7 @@ from typing import Any, Iterator
 from .. import config
 from ..errors import AigcError, AigcWarning, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
 from ..textio import parse_json
-from .base import Completion, EngineStats, Prompt, Scored, check_prompts, check_texts
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_prompts, check_texts
 from .sampling import SamplingParams
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
@@ -441,8 +441,7 @@ class OpenAIEngine:
                 f"scoring chat messages on a remote server is not supported ({self.base_url} would have to apply "
                 "its chat template); use a local model for this task"
             )
-        if not continuations or any(not c for c in continuations):
-            raise BadInputError("every continuation to score needs at least one token")
+        check_continuations(continuations)
         scores, tokens = [], 0
         while len(scores) < len(continuations):
             part = continuations[len(scores) : len(scores) + self._score_texts]

@@ -122,6 +122,12 @@ def test_score_is_the_sum_of_continuation_log_probabilities(tiny_engine):
     assert scores[2] < scores[0]  # a longer continuation that extends the first is less likely
 
 
+@pytest.mark.parametrize("continuations, words", [(" France", r"got the text ' France'; to score one, give \[' France'\]"), ([" a", 3], "must be a list of texts"), ([], "at least one token")])
+def test_score_refuses_continuations_that_are_no_list_of_texts(tiny_engine, continuations, words):
+    with pytest.raises(BadInputError, match=words):  # one text was scored a character at a time
+        tiny_engine.score("Paris is the capital of", continuations)
+
+
 def test_score_many_batches_prompts_of_different_lengths_like_one_at_a_time(tiny_engine):
     prompts = ["Paris is", "The quick brown fox jumps over the lazy", "A", "Bees make honey and"]
     continuations = [" France", " France. Berlin", " dog", " Fr"]  # shared first tokens, several lengths

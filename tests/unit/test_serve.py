@@ -673,6 +673,15 @@ def test_remote_token_counts_come_from_the_server_or_are_counted_where_it_sends_
     assert bare.stats.scored_prompts == 1 and bare.stats.prompt_tokens > tiny_engine.count_tokens(messages)
 
 
+def test_remote_score_refuses_one_text_for_its_continuations(server, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+
+    engine = OpenAIEngine(server["url"], server["model"], KEY)
+    monkeypatch.setattr(engine, "_request", lambda *args, **kwargs: pytest.fail("no request is due"))
+    with pytest.raises(BadInputError, match=r"to score one, give \[' a'\]"):
+        engine.score("Paris is", " a")
+
+
 @pytest.mark.parametrize(
     "answer, words",
     [
