@@ -951,6 +951,7 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"trust_remote_code": "no"}, "OptionError", "trust_remote_code must be True or False, got 'no'"),
         ({"progress": 5}, "OptionError", "progress must be a function (or None), got int"),
         ({"engine": "smollm2"}, "OptionError", "engine must be an aigc Engine, as aigc.load_model(NAME) gives, got str; to pick a model by name, give model='smollm2'"),
+        ({"model": FakeEngine()}, "OptionError", "model must be a model name or path (text), got FakeEngine; to run a loaded engine, give engine=it: aigc.get_generator('chat', engine=...)"),
         ({"device": "tpu"}, "OptionError", "device must be auto, cpu, cuda or mps, got 'tpu'"),
         ({"quantize": "int2"}, "OptionError", "quantize must be none, int4 or int8, got 'int2'"),
         ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
@@ -982,6 +983,11 @@ def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, e
     with pytest.raises(BadInputError) as info:
         get_generator(task, **kwargs)
     assert type(info.value).__name__ == error and words in str(info.value)
+
+
+def test_generate_given_a_loaded_engine_as_model_says_how_to_run_it():
+    with pytest.raises(OptionError, match=r"got FakeEngine; to run a loaded engine, give engine=it: aigc.get_generator\('summarize', engine=...\)"):
+        aigc.generate("summarize", "Bees make honey.", model=FakeEngine())
 
 
 def test_get_generator_resolves_a_named_model_without_loading_it_or_torch(tiny_model_dir):
