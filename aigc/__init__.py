@@ -51,7 +51,11 @@ def generate(
     trust_remote_code: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result dict.
+    """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result
+    dict, its answer in `text` (chat, template), `summary`, `headlines` (a list), `translation`,
+    `label` and `scores` (classify; `labels` with multi_label) or `embedding` (README, "From Python",
+    lists every key). Sampling settings go in `sampling` (`{"max_tokens": 60}`); the task's options
+    are keywords.
 
     The generator is made once per task and model settings and reused by later calls, so what it
     worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""

@@ -985,6 +985,25 @@ def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, e
     assert type(info.value).__name__ == error and words in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "task, inputs, options, key",
+    [
+        ("chat", "Hi", {}, "text"),
+        ("template", {"input": "Hi"}, {}, "text"),
+        ("summarize", "Bees make honey. " * 40, {"words": 5}, "summary"),
+        ("headline", {"topic": "bees"}, {"n": 1}, "headlines"),
+        ("translate", "Hello.", {"target_language": "fr"}, "translation"),
+        ("classify", "Hi", {"labels": "a,b"}, "scores"),
+        ("embed", "Hi", {}, "embedding"),
+    ],
+)
+def test_help_on_generate_names_the_key_each_task_answers_in(task, inputs, options, key):
+    engine = FakeEngine()
+    engine.enqueue("Bonjour." if task == "translate" else "Bees are busy.")
+    assert key in aigc.get_generator(task, engine=engine)(inputs, **options)
+    assert f"`{key}`" in aigc.generate.__doc__
+
+
 def test_generate_given_a_loaded_engine_as_model_says_how_to_run_it():
     with pytest.raises(OptionError, match=r"got FakeEngine; to run a loaded engine, give engine=it: aigc.get_generator\('summarize', engine=...\)"):
         aigc.generate("summarize", "Bees make honey.", model=FakeEngine())
