@@ -274,6 +274,10 @@ class Generator:
     def check_inputs(self, inputs: Any) -> None:
         """Reject unusable inputs before any model is loaded; raises `BadInputError`."""
 
+    def list_hint(self, inputs: Any) -> str:
+        """What to call instead when `inputs` is a list where one input belongs, else ''."""
+        return f"; for a list of inputs, call many: aigc.get_generator({self.name!r}).many(inputs)" if isinstance(inputs, (list, tuple)) else ""
+
     def check_batch_input(self, inputs: Any, opts) -> None:
         """Reject a batch row's input (`batch_input`) these options cannot run, before any model is
         loaded (a template with nowhere to put the text, say); raises `BadInputError`."""

@@ -210,7 +210,7 @@ class ClassifyGenerator(Generator):
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):
-            raise BadInputError(f"classify takes text (str), got {type_name(inputs)}")
+            raise BadInputError(f"classify takes text (str), got {type_name(inputs)}{self.list_hint(inputs)}")
         if not inputs.strip():
             raise BadInputError("there is no text to classify")
 

@@ -123,7 +123,7 @@ class HeadlineGenerator(Generator):
 
     def check_inputs(self, inputs: dict[str, str]) -> None:
         if not isinstance(inputs, dict):
-            raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}")
+            raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {type_name(inputs)}{self.list_hint(inputs)}")
         for name in ("topic", "article"):
             if not isinstance(inputs.get(name), (str, type(None))):
                 raise BadInputError(f"headline takes {{'topic': TEXT}} or {{'article': TEXT}}, got {{{name!r}: {type_name(inputs[name])}}}")

@@ -107,7 +107,7 @@ class SummarizeGenerator(Generator):
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):
-            raise BadInputError(f"summarize takes text (str), got {type_name(inputs)}")
+            raise BadInputError(f"summarize takes text (str), got {type_name(inputs)}{self.list_hint(inputs)}")
         if not inputs.strip():
             raise BadInputError("there is no text to summarize")
         if not without_front_matter(inputs):

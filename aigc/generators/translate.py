@@ -366,7 +366,7 @@ class TranslateGenerator(Generator):
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):
-            raise BadInputError(f"translate takes text (str), got {type_name(inputs)}")
+            raise BadInputError(f"translate takes text (str), got {type_name(inputs)}{self.list_hint(inputs)}")
         if not inputs.strip():
             raise BadInputError("there is no text to translate")
 

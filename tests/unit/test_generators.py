@@ -10,6 +10,7 @@ from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
 from aigc.generators.summarize import SummarizeGenerator, split_by_tokens
+from aigc.generators.translate import TranslateGenerator
 
 LONG_TEXT = "Some text about bees. " * 60  # longer than any summary length, so the model is asked
 
@@ -500,6 +501,10 @@ def test_several_chat_or_template_answers_with_greedy_settings_are_refused_befor
         (ChatGenerator, [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}], "chat message 1 must be"),
         (SummarizeGenerator, b"abc", "summarize takes text (str), got bytes"),
         (ClassifyGenerator, 5, "classify takes text (str), got int"),
+        (SummarizeGenerator, ["a", "b"], "summarize takes text (str), got list; for a list of inputs, call many: aigc.get_generator('summarize').many(inputs)"),  # as a pipeline takes them
+        (TranslateGenerator, ("a",), "translate takes text (str), got tuple; for a list of inputs, call many"),
+        (ClassifyGenerator, ["a"], "got list; for a list of inputs, call many"),
+        (HeadlineGenerator, [{"topic": "bees"}], "got list; for a list of inputs, call many: aigc.get_generator('headline').many(inputs)"),
     ],
 )
 def test_inputs_of_the_wrong_kind_are_bad_input(generator, inputs, message):
