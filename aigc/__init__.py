@@ -109,10 +109,11 @@ def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
 
 def _generator(task: str, model: str | None, device: str, dtype: str, quantize: str | None, trust_remote_code: bool) -> Generator:
     """The generator `generate` and `embed` use for a task and model settings, made once, and again
-    after the registered plugins change (a plugin registered or unregistered at run time)."""
+    after the registered plugins change (a plugin registered or unregistered at run time) or, for
+    the default model, the default does."""
     from .plugins import get_plugin_manager
 
-    key = (task, model, device, dtype, quantize, trust_remote_code)
+    key = (task, model if model is not None else _defaults(), device, dtype, quantize, trust_remote_code)
     try:
         hash(key)
     except TypeError:  # a list or dict where a name belongs: get_generator says which and what to give
@@ -125,6 +126,18 @@ def _generator(task: str, model: str | None, device: str, dtype: str, quantize: 
         if key not in _generators:
             _generators[key] = get_generator(task, model=model, device=device, dtype=dtype, quantize=quantize, trust_remote_code=trust_remote_code)
         return _generators[key]
+
+
+def _defaults() -> tuple[str, ...] | None:
+    """The default models now, so that a generator made for the default before it changed (`aigc
+    models default NAME` or AIGC_DEFAULT_MODEL set in a running notebook) is not reused; None where
+    the settings file is broken (loading the model says so)."""
+    from . import config
+
+    try:
+        return tuple(config.default_source(kind)[0] for kind in config.DEFAULTS)
+    except AigcError:
+        return None
 
 
 __all__ = [

@@ -649,6 +649,25 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
         aigc.embed("Bees", dtype={"a": 1})
 
 
+def test_generate_follows_the_default_model_when_it_changes_while_the_program_runs(monkeypatch):
+    import aigc
+    from aigc import config
+    from aigc.engine import models
+
+    def load(name, *args, **kwargs):
+        engine = FakeEngine()
+        engine.name = name or config.default_model()
+        engine.enqueue(f"answered by {engine.name}")
+        return engine
+
+    monkeypatch.setattr(models, "load_model", load)
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "first")
+    assert aigc.generate("chat", "Hi")["text"] == "answered by first"
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "second")  # or `aigc models default second`, in a running notebook
+    assert aigc.generate("chat", "Hi")["text"] == "answered by second"
+    assert aigc.get_generator("chat")("Hi")["text"] == "answered by second"  # as a generator made now
+
+
 def test_generate_uses_the_generator_a_plugin_registered_at_run_time_registers_now():
     """A notebook's plugin replaced (a fixed generator) or unregistered: `generate` follows, as
     `get_generator` does, rather than keep the generator it made before."""
@@ -841,9 +860,10 @@ def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkey
     import aigc
     from aigc.generators.embed import EmbedGenerator
 
+    made = {}
+    monkeypatch.setattr(aigc, "_generator", lambda task, *settings: made[task])  # what aigc.generate uses
     for task, generator, options in (("classify", ClassifyGenerator(engine=FakeEngine()), {"labels": "a,b"}), ("embed", EmbedGenerator(engine=FakeEngine()), {})):
-        generator.name = task
-        monkeypatch.setitem(aigc._generators, (task, None, "auto", "auto", None, False), generator)  # what aigc.generate uses
+        generator.name, made[task] = task, generator
         with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options \(it generates no text\): drop temperature, seed$"):
             aigc.generate(task, "good", sampling={"temperature": 0.5, "seed": 1, "top_k": None}, **options)
         with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options"):
