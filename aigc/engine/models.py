@@ -34,6 +34,7 @@ from .. import config, locks
 from ..errors import AigcError, BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, UnknownModelError, option
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
 from ..textio import parse_json
+from .base import Engine
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -644,9 +645,9 @@ def load_model(
     progress: Progress = lambda stage: None,
     trust_remote_code: bool = False,
     quantize: str | None = None,
-):
-    """Load (pulling first if needed) and return a `LocalEngine`; loaded engines are reused, and
-    threads asking at once wait for one load.
+) -> Engine:
+    """Load (pulling first if needed) and return its `Engine` (a `LocalEngine`; an `OpenAIEngine`
+    for a remote model); loaded engines are reused, and threads asking at once wait for one load.
 
     `quantize="int4"` stores Linear weights as int4 in groups of 32 (weight-only, CPU only);
     `quantize="int8"` as int8 with activations quantized on the fly (dynamic quantization, CPU only)."""

@@ -543,3 +543,11 @@ def test_a_stream_returns_its_finish_reason_which_relay_passes_on(tiny_engine):
             break
     whole = tiny_engine.generate(["Bees make"], params)[0][0]
     assert pieces == seen and "".join(seen) == whole.text and reason == whole.finish_reason == "length"
+
+
+def test_load_model_is_typed_as_giving_an_engine():
+    import typing
+
+    import aigc
+
+    assert typing.get_type_hints(aigc.load_model)["return"] is aigc.Engine  # what an editor completes engine. with
