@@ -36,6 +36,7 @@ class _TextExtractor(HTMLParser):
         self.skipping = 0
         self.pre = 0
         self.cell = 0  # inside a table cell: its text stays on its row
+        self.lists: list[int | None] = []  # each open list's next item number; None: not numbered
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
@@ -57,7 +58,15 @@ class _TextExtractor(HTMLParser):
             self.parts.append(" ")
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
-            if tag == "li":
+            if tag in ("ol", "ul"):
+                start = dict(attrs).get("start") or ""
+                self.lists.append((int(start) if start.strip().isdigit() else 1) if tag == "ol" else None)
+            elif tag == "li" and self.lists and self.lists[-1] is not None:
+                value = dict(attrs).get("value") or ""
+                number = int(value) if value.strip().isdigit() else self.lists[-1]
+                self.lists[-1] = number + 1
+                self.parts.append(f"{number}. ")
+            elif tag == "li":
                 self.parts.append("- ")
             elif tag[0] == "h" and tag[1:].isdigit():
                 self.parts.append("#" * int(tag[1:]) + " ")
@@ -80,6 +89,8 @@ class _TextExtractor(HTMLParser):
         elif tag in _BLOCK_TAGS and not self.pre:
             if tag == "tr":
                 self.cell = 0  # a cell never closed ends with its row
+            elif tag in ("ol", "ul") and self.lists:
+                self.lists.pop()
             self.parts.append(" |\n\n" if tag == "tr" else "\n\n")
 
     def handle_data(self, data):
@@ -89,7 +100,7 @@ class _TextExtractor(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
-    items marked, each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
+    items marked (an <ol>'s numbered from its start), each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
@@ -101,7 +112,7 @@ def html_to_text(html: str) -> str:
             code = []
         elif part is _CODE_END:
             paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
-            blocks += _tables([p for p in paragraphs if p.strip("#-| ")])  # an empty item, heading or table row is nothing
+            blocks += _tables([p for p in paragraphs if p.strip("#-| ") and not re.fullmatch(r"\d+\. ?", p)])  # an empty item, heading or table row is nothing
             prose = []
             text = "".join(code or []).strip("\n")
             if text.strip():

@@ -27,6 +27,11 @@ def test_html_lists_and_pre_come_as_markdown():
     )
 
 
+def test_html_ordered_lists_keep_their_numbers():
+    page = '<ol start="3"><li>three<ul><li>dot</li></ul></li><li></li><li value="7">seven</li><li>eight</li></ol><ol><li>one</li></ol>'
+    assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
+
+
 def test_html_tables_definitions_and_inline_code_come_as_markdown():
     page = ("<table><tr><th>Name</th><th>Age</th></tr><tr><td><p>Ann</p><ul><li>Lee</li></ul></td><td>30 | 31</td></tr><tr></tr></table>"
             "<dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>")
