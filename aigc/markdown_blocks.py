@@ -168,6 +168,12 @@ def _hard_break(line: str) -> str:
     return "\\" if (len(line) - len(line.rstrip("\\"))) % 2 else ""
 
 
+def _kept_line(line: str, nxt: str, width: int) -> bool:
+    """In plain text, whether the break after `line` was meant (an address, a list, a signature): the
+    next line's first word would have fit on it within `width`, so no wrapping put it there."""
+    return len(line.rstrip()) + 1 + len(nxt.split()[0]) <= width
+
+
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
     """A block whose text is translated, unless it has no letters outside code and URLs."""
     return _broken_block(kind, before, [text], [], after)
@@ -421,6 +427,8 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
         parts, breaks, raw = [[first]], [], line
+        if plain:  # the widest line of the paragraph (at least 60 columns): where its lines were wrapped
+            width = max([60] + [len(lines[k].rstrip()) for k in range(i, next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines)))])
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
             nxt = lines[i]
@@ -434,7 +442,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
             hard = _hard_break(raw)
-            if hard:  # the line before ends in a hard break: kept, with this line's own indent or quote marker
+            if hard or plain and _kept_line(raw, nxt, width):  # the line before ends in a hard break: kept, with this line's own indent or quote marker
                 parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\") if hard == "\\" else parts[-1][-1].rstrip()
                 breaks.append(hard + "\n" + prefix)
                 parts.append([content.strip()])

@@ -2,6 +2,7 @@
 
 import json
 import re
+import textwrap
 import unicodedata
 
 import pytest
@@ -723,9 +724,17 @@ def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
 
 
 def test_plain_text_has_no_indented_code_or_html_blocks():
-    text = "    An indented first line\nof a paragraph.\n\n<div>Good morning.</div>"
+    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<div>Good morning.</div>"
     assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
-    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+
+
+def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
+    mail = "From: Ann <ann@example.com>\nSubject: Lunch\n\nEggs\nFlour\n\nBest regards,\nAnn"
+    assert translate(mail, plain=True)[0]["translation"] == mail.upper().replace("ANN@EXAMPLE.COM", "ann@example.com")
+    assert translate(mail)[0]["translation"].count("\n") == 4  # Markdown: lines of a paragraph are joined
+    wrapped = textwrap.fill("The rain fell on the town all night, and the river rose over its banks by morning. " * 3, 72)
+    assert translate(wrapped, plain=True)[0]["translation"] == " ".join(wrapped.split("\n")).upper()  # wrapped lines are joined
 
 
 @pytest.mark.parametrize(
