@@ -230,11 +230,31 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
+def _in_declared_charset(data: bytes, may_be_html: bool) -> str | None:
+    """An HTML page that is not UTF-8 read in the charset its <meta> declares (ISO-8859-1 and ASCII
+    as windows-1252, as browsers read them); None for anything else."""
+    head = data[:4096].decode("latin-1")
+    declared = re.search(r"<meta\b[^>]*?charset\s*=\s*[\"']?([\w.:-]+)", head, re.IGNORECASE)
+    if not declared or not may_be_html or b"\x00" in data[:8192] or not re.match(r"\s*<", head):
+        return None
+    try:
+        data.decode("utf-8")
+        return None  # UTF-8, whatever it declares
+    except UnicodeDecodeError:
+        pass
+    charset = declared.group(1).lower()
+    charset = "cp1252" if charset in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else charset
+    try:
+        return data.decode(charset).replace("\r\n", "\n")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
 def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
     `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line."""
-    raw = decode_text(data, name, expected)
+    raw = _in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(raw))
     text = html_to_text(raw) if html else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)

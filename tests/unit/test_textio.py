@@ -27,6 +27,20 @@ def test_html_lists_and_pre_come_as_markdown():
     )
 
 
+def test_an_html_page_in_another_charset_is_read_in_the_one_its_meta_declares(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1"></head><p>Caf\xe9 \x93cr\xe8me\x94</p></html>')
+    assert read_document(str(page)) == "Caf\u00e9 \u201ccr\u00e8me\u201d"  # ISO-8859-1 read as windows-1252, as browsers do
+    page.write_bytes('<meta charset="shift_jis"><p>\u732b</p>'.encode("shift_jis"))
+    assert read_document(str(page)) == "\u732b"
+    page.write_bytes('<meta charset="latin1"><p>\u732b</p>'.encode())
+    assert read_document(str(page)) == "\u732b"  # UTF-8, whatever it declares
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b'Caf\xe9 <meta charset="latin1">')
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        read_document(str(text))  # only a page is read in its declared charset
+
+
 def test_html_ordered_lists_keep_their_numbers():
     page = '<ol start="3"><li>three<ul><li>dot</li></ul></li><li></li><li value="7">seven</li><li>eight</li></ol><ol><li>one</li></ol>'
     assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
