@@ -54,7 +54,7 @@ _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... 
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code (`x` or <code>x</code>, <kbd>, <samp>, <var>), link and image
-# destinations (one level of parentheses inside), reference labels, footnote references, autolinks and bare URLs.
+# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs and emoji shortcodes.
 _PROTECTED = re.compile(
     r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
@@ -63,6 +63,7 @@ _PROTECTED = re.compile(
     r"|\[\^[^\[\]\s]+\]"
     r"|<(?:https?://|mailto:)[^<>\s]+>|<[^<>\s@]+@[^<>\s@]+>"  # autolinks, e-mail ones too
     r"|\{#[\w.:-]+\}"  # a heading's id: ## Install {#install}
+    r"|(?<![\w:]):[a-z0-9_+-]+:(?![\w:])"  # an emoji shortcode, :tada: (GitHub, Slack)
     r"|<(?P<code>code|kbd|samp|var|CODE|KBD|SAMP|VAR)(?:\s[^<>]*)?>.*?</(?P=code)\s*>"  # HTML's code, keys, output, variables: whole
     r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)

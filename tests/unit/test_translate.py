@@ -310,6 +310,14 @@ def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
     assert result["translation"] == text.upper()
 
 
+def test_emoji_shortcodes_come_back_unchanged():
+    from aigc.markdown_blocks import protected_spans
+
+    result, _ = translate(":warning: Back up first :+1:")
+    assert result["translation"] == ":warning: BACK UP FIRST :+1:"
+    assert protected_spans("At 10:30:45 a:b and std::map, x : y") == []  # times, ratios and C++ names are words
+
+
 def test_an_autolink_or_footnote_reference_is_one_span_however_many_openers_come_before_it():
     from aigc.markdown_blocks import protected_spans
 
