@@ -37,6 +37,7 @@ class _TextExtractor(HTMLParser):
         self.pre = 0
         self.cell = 0  # inside a table cell: its text stays on its row
         self.lists: list[int | None] = []  # each open list's next item number; None: not numbered
+        self.item = -1  # where the last list item's text starts in `parts`
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
@@ -56,6 +57,8 @@ class _TextExtractor(HTMLParser):
             self.parts.append("`")
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")
+        elif tag in ("p", "div") and not self.pre and self.item >= 0 and not "".join(self.parts[self.item :]).strip():
+            return  # an item's first paragraph (<li><p>) is the item's text, after its marker
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
             if tag in ("ol", "ul"):
@@ -70,6 +73,7 @@ class _TextExtractor(HTMLParser):
                 self.parts.append("- ")
             elif tag[0] == "h" and tag[1:].isdigit():
                 self.parts.append("#" * int(tag[1:]) + " ")
+            self.item = len(self.parts) if tag == "li" else -1
 
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS and self.skipping:

@@ -46,6 +46,11 @@ def test_html_ordered_lists_keep_their_numbers():
     assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
 
 
+def test_an_html_list_items_first_paragraph_keeps_its_marker():
+    page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
+    assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\nIt takes a while.\n\nDone."
+
+
 def test_html_tables_definitions_and_inline_code_come_as_markdown():
     page = ("<table><tr><th>Name</th><th>Age</th></tr><tr><td><p>Ann</p><ul><li>Lee</li></ul></td><td>30 | 31</td></tr><tr></tr></table>"
             "<dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>")
