@@ -102,6 +102,16 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data.replace("|", "\\|") if self.cell and not self.pre else data)
 
 
+# a heading's permalink, as documentation sites add one: "## # Install", "## Install¶" (Sphinx, MkDocs)
+_PERMALINK = re.compile(r"^(#{1,6} )(?:[#¶§🔗] +(.+)|(.*?\S) *[¶§🔗]|(.*?\S) +#)$")
+
+
+def _without_permalink(paragraph: str) -> str:
+    """`paragraph`, a heading without its permalink."""
+    match = _PERMALINK.match(paragraph)
+    return match.group(1) + "".join(match.groups("")[1:]) if match else paragraph
+
+
 def html_to_text(html: str) -> str:
     """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
     items marked (an <ol>'s numbered from its start), each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
@@ -115,7 +125,7 @@ def html_to_text(html: str) -> str:
         if part is _CODE_START:
             code = []
         elif part is _CODE_END:
-            paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
+            paragraphs = (_without_permalink(" ".join(block.split())) for block in "".join(prose).split("\n\n"))
             blocks += _tables([p for p in paragraphs if p.strip("#-| ") and not re.fullmatch(r"\d+\. ?", p)])  # an empty item, heading or table row is nothing
             prose = []
             text = "".join(code or []).strip("\n")

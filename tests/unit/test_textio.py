@@ -46,6 +46,11 @@ def test_html_ordered_lists_keep_their_numbers():
     assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
 
 
+def test_an_html_headings_permalink_is_left_out():
+    page = '<h2><a href="#setup">#</a> Setup</h2><h2>Install<a class="headerlink" href="#install">\u00b6</a></h2><h3>Learn C#</h3><p>See \u00b6 2.</p>'
+    assert html_to_text(page) == "## Setup\n\n## Install\n\n### Learn C#\n\nSee \u00b6 2."
+
+
 def test_an_html_list_items_first_paragraph_keeps_its_marker():
     page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
     assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\nIt takes a while.\n\nDone."
