@@ -171,8 +171,9 @@ def _hard_break(line: str) -> str:
 
 def _kept_line(line: str, nxt: str, width: int) -> bool:
     """In plain text, whether the break after `line` was meant (an address, a list, a signature): the
-    next line's first word would have fit on it within `width`, so no wrapping put it there."""
-    return len(line.rstrip()) + 1 + len(nxt.split()[0]) <= width
+    next line's first word would have fit on it within `width`, so no wrapping put it there, or the
+    paragraph has a line wider than text is wrapped at (a paragraph a line)."""
+    return width > 100 or len(line.rstrip()) + 1 + len(nxt.split()[0]) <= width
 
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:

@@ -743,6 +743,8 @@ def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
     assert translate(mail)[0]["translation"].count("\n") == 4  # Markdown: lines of a paragraph are joined
     wrapped = textwrap.fill("The rain fell on the town all night, and the river rose over its banks by morning. " * 3, 72)
     assert translate(wrapped, plain=True)[0]["translation"] == " ".join(wrapped.split("\n")).upper()  # wrapped lines are joined
+    lines = "The first paragraph is one long line, as an editor that wraps on screen saves it.\nThe second is one too, and longer than the first, as no wrapping at any usual margin would ever leave a line here.\nThe third."
+    assert translate(lines, plain=True)[0]["translation"] == lines.upper()
 
 
 @pytest.mark.parametrize(
