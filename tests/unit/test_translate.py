@@ -310,6 +310,12 @@ def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
     assert result["translation"] == text.upper()
 
 
+def test_a_name_alone_is_kept_as_it_is_without_the_model():
+    result, engine = translate("## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) Install it.\n\n## Install")
+    assert result["translation"] == "## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) INSTALL IT.\n\n## INSTALL"
+    assert not [p for prompts, _ in engine.calls for p in prompts if p[-1]["content"] in ("GitHub", "PyPI")]
+
+
 def test_emoji_shortcodes_come_back_unchanged():
     from aigc.markdown_blocks import protected_spans
 
