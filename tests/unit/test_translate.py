@@ -609,7 +609,11 @@ def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tm
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
     assert result.stdout == '# HOURS\n\n- OPEN DAILY.\n\n```\nhours = "10-21"\n```\n'
-    assert "HTML is translated as Markdown" in result.stderr
+    assert "HTML is translated as Markdown" in result.stderr and "name it .md" not in result.stderr
+    out = tmp_path / "page.fr.html"
+    written = runner.invoke(app, ["translate", str(page), "--to", "fr", "-o", str(out)])
+    assert written.exit_code == 0 and out.read_text().startswith("# HOURS")
+    assert f"-o {out} gets Markdown, not HTML: name it .md" in written.stderr  # a browser would show it as one run of text
 
 
 def test_command_reads_stdin_and_prints_json(echo):
