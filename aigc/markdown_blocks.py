@@ -54,7 +54,7 @@ _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... 
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code (`x` or <code>x</code>, <kbd>, <samp>, <var>), link and image
-# destinations (one level of parentheses inside), reference labels, footnote references, autolinks and bare URLs.
+# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs and emoji shortcodes.
 _PROTECTED = re.compile(
     r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
@@ -63,6 +63,7 @@ _PROTECTED = re.compile(
     r"|\[\^[^\[\]\s]+\]"
     r"|<(?:https?://|mailto:)[^<>\s]+>|<[^<>\s@]+@[^<>\s@]+>"  # autolinks, e-mail ones too
     r"|\{#[\w.:-]+\}"  # a heading's id: ## Install {#install}
+    r"|(?<![\w:]):[a-z0-9_+-]+:(?![\w:])"  # an emoji shortcode, :tada: (GitHub, Slack)
     r"|<(?P<code>code|kbd|samp|var|CODE|KBD|SAMP|VAR)(?:\s[^<>]*)?>.*?</(?P=code)\s*>"  # HTML's code, keys, output, variables: whole
     r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
@@ -166,6 +167,13 @@ def _hard_break(line: str) -> str:
     if spaces >= 2:
         return line[-spaces:]
     return "\\" if (len(line) - len(line.rstrip("\\"))) % 2 else ""
+
+
+def _kept_line(line: str, nxt: str, width: int) -> bool:
+    """In plain text, whether the break after `line` was meant (an address, a list, a signature): the
+    next line's first word would have fit on it within `width`, so no wrapping put it there, or the
+    paragraph has a line wider than text is wrapped at (a paragraph a line)."""
+    return width > 100 or len(line.rstrip()) + 1 + len(nxt.split()[0]) <= width
 
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
@@ -421,6 +429,8 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
         parts, breaks, raw = [[first]], [], line
+        if plain:  # the widest line of the paragraph (at least 60 columns): where its lines were wrapped
+            width = max([60] + [len(lines[k].rstrip()) for k in range(i, next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines)))])
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
             nxt = lines[i]
@@ -434,7 +444,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
             hard = _hard_break(raw)
-            if hard:  # the line before ends in a hard break: kept, with this line's own indent or quote marker
+            if hard or plain and _kept_line(raw, nxt, width):  # the line before ends in a hard break: kept, with this line's own indent or quote marker
                 parts[-1][-1] = parts[-1][-1].rstrip().removesuffix("\\") if hard == "\\" else parts[-1][-1].rstrip()
                 breaks.append(hard + "\n" + prefix)
                 parts.append([content.strip()])

@@ -36,6 +36,8 @@ class _TextExtractor(HTMLParser):
         self.skipping = 0
         self.pre = 0
         self.cell = 0  # inside a table cell: its text stays on its row
+        self.lists: list[int | None] = []  # each open list's next item number; None: not numbered
+        self.item = -1  # where the last list item's text starts in `parts`
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
@@ -55,12 +57,23 @@ class _TextExtractor(HTMLParser):
             self.parts.append("`")
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")
+        elif tag in ("p", "div") and not self.pre and self.item >= 0 and not "".join(self.parts[self.item :]).strip():
+            return  # an item's first paragraph (<li><p>) is the item's text, after its marker
         elif tag in _BLOCK_TAGS and not self.pre:
             self.parts.append("\n\n")
-            if tag == "li":
+            if tag in ("ol", "ul"):
+                start = dict(attrs).get("start") or ""
+                self.lists.append((int(start) if start.strip().isdigit() else 1) if tag == "ol" else None)
+            elif tag == "li" and self.lists and self.lists[-1] is not None:
+                value = dict(attrs).get("value") or ""
+                number = int(value) if value.strip().isdigit() else self.lists[-1]
+                self.lists[-1] = number + 1
+                self.parts.append(f"{number}. ")
+            elif tag == "li":
                 self.parts.append("- ")
             elif tag[0] == "h" and tag[1:].isdigit():
                 self.parts.append("#" * int(tag[1:]) + " ")
+            self.item = len(self.parts) if tag == "li" else -1
 
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS and self.skipping:
@@ -80,6 +93,8 @@ class _TextExtractor(HTMLParser):
         elif tag in _BLOCK_TAGS and not self.pre:
             if tag == "tr":
                 self.cell = 0  # a cell never closed ends with its row
+            elif tag in ("ol", "ul") and self.lists:
+                self.lists.pop()
             self.parts.append(" |\n\n" if tag == "tr" else "\n\n")
 
     def handle_data(self, data):
@@ -87,9 +102,19 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data.replace("|", "\\|") if self.cell and not self.pre else data)
 
 
+# a heading's permalink, as documentation sites add one: "## # Install", "## Install¶" (Sphinx, MkDocs)
+_PERMALINK = re.compile(r"^(#{1,6} )(?:[#¶§🔗] +(.+)|(.*?\S) *[¶§🔗]|(.*?\S) +#)$")
+
+
+def _without_permalink(paragraph: str) -> str:
+    """`paragraph`, a heading without its permalink."""
+    match = _PERMALINK.match(paragraph)
+    return match.group(1) + "".join(match.groups("")[1:]) if match else paragraph
+
+
 def html_to_text(html: str) -> str:
     """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
-    items marked, each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
+    items marked (an <ol>'s numbered from its start), each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
@@ -100,8 +125,8 @@ def html_to_text(html: str) -> str:
         if part is _CODE_START:
             code = []
         elif part is _CODE_END:
-            paragraphs = (" ".join(block.split()) for block in "".join(prose).split("\n\n"))
-            blocks += _tables([p for p in paragraphs if p.strip("#-| ")])  # an empty item, heading or table row is nothing
+            paragraphs = (_without_permalink(" ".join(block.split())) for block in "".join(prose).split("\n\n"))
+            blocks += _tables([p for p in paragraphs if p.strip("#-| ") and not re.fullmatch(r"\d+\. ?", p)])  # an empty item, heading or table row is nothing
             prose = []
             text = "".join(code or []).strip("\n")
             if text.strip():
@@ -219,11 +244,31 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
+def _in_declared_charset(data: bytes, may_be_html: bool) -> str | None:
+    """An HTML page that is not UTF-8 read in the charset its <meta> declares (ISO-8859-1 and ASCII
+    as windows-1252, as browsers read them); None for anything else."""
+    head = data[:4096].decode("latin-1")
+    declared = re.search(r"<meta\b[^>]*?charset\s*=\s*[\"']?([\w.:-]+)", head, re.IGNORECASE)
+    if not declared or not may_be_html or b"\x00" in data[:8192] or not re.match(r"\s*<", head):
+        return None
+    try:
+        data.decode("utf-8")
+        return None  # UTF-8, whatever it declares
+    except UnicodeDecodeError:
+        pass
+    charset = declared.group(1).lower()
+    charset = "cp1252" if charset in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else charset
+    try:
+        return data.decode(charset).replace("\r\n", "\n")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
 def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
     `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line."""
-    raw = decode_text(data, name, expected)
+    raw = _in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(raw))
     text = html_to_text(raw) if html else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)

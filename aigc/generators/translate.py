@@ -347,6 +347,10 @@ class _Segment:
     cut_off: bool = False  # max_tokens ended its translation
 
 
+# one word that names something (an acronym, or a name with a capital inside): a badge's alt text, a heading
+_NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
+
+
 def _without_added_stop(source: str, translation: str) -> str:
     """A piece's translation without the full stop the model ended it with where its source (words
     before inline markup: "Configure" in "Configure `x`.") had none, so no "Configurez. `x`."."""
@@ -408,7 +412,11 @@ class TranslateGenerator(Generator):
         return prepared
 
     def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
-        """Each segment's translation, from one batched engine call."""
+        """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
+        names = [not segment.terms and bool(_NAME.fullmatch(segment.source)) for segment in batch]
+        for segment in (segment for segment, name in zip(batch, names) if name):
+            segment.translation = segment.source
+        batch = [segment for segment, name in zip(batch, names) if not name]
         if not batch:
             return
         longest = max(self.engine.count_tokens(s.source) for s in batch)

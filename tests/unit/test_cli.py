@@ -176,6 +176,11 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_summarize_help_shows_the_chunk_tokens_default():
+    result = invoke("summarize", "--help")
+    assert result.exit_code == 0 and "[default: 1500]" in result.stdout  # not read as Rich markup and dropped
+
+
 def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("Bees make honey in the city. " * 40 + "\n\nCities have rooftops for hives. " * 40)

@@ -27,6 +27,35 @@ def test_html_lists_and_pre_come_as_markdown():
     )
 
 
+def test_an_html_page_in_another_charset_is_read_in_the_one_its_meta_declares(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_bytes(b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1"></head><p>Caf\xe9 \x93cr\xe8me\x94</p></html>')
+    assert read_document(str(page)) == "Caf\u00e9 \u201ccr\u00e8me\u201d"  # ISO-8859-1 read as windows-1252, as browsers do
+    page.write_bytes('<meta charset="shift_jis"><p>\u732b</p>'.encode("shift_jis"))
+    assert read_document(str(page)) == "\u732b"
+    page.write_bytes('<meta charset="latin1"><p>\u732b</p>'.encode())
+    assert read_document(str(page)) == "\u732b"  # UTF-8, whatever it declares
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b'Caf\xe9 <meta charset="latin1">')
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        read_document(str(text))  # only a page is read in its declared charset
+
+
+def test_html_ordered_lists_keep_their_numbers():
+    page = '<ol start="3"><li>three<ul><li>dot</li></ul></li><li></li><li value="7">seven</li><li>eight</li></ol><ol><li>one</li></ol>'
+    assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
+
+
+def test_an_html_headings_permalink_is_left_out():
+    page = '<h2><a href="#setup">#</a> Setup</h2><h2>Install<a class="headerlink" href="#install">\u00b6</a></h2><h3>Learn C#</h3><p>See \u00b6 2.</p>'
+    assert html_to_text(page) == "## Setup\n\n## Install\n\n### Learn C#\n\nSee \u00b6 2."
+
+
+def test_an_html_list_items_first_paragraph_keeps_its_marker():
+    page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
+    assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\nIt takes a while.\n\nDone."
+
+
 def test_html_tables_definitions_and_inline_code_come_as_markdown():
     page = ("<table><tr><th>Name</th><th>Age</th></tr><tr><td><p>Ann</p><ul><li>Lee</li></ul></td><td>30 | 31</td></tr><tr></tr></table>"
             "<dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>")

@@ -2,6 +2,7 @@
 
 import json
 import re
+import textwrap
 import unicodedata
 
 import pytest
@@ -309,6 +310,20 @@ def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
     assert result["translation"] == text.upper()
 
 
+def test_a_name_alone_is_kept_as_it_is_without_the_model():
+    result, engine = translate("## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) Install it.\n\n## Install")
+    assert result["translation"] == "## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) INSTALL IT.\n\n## INSTALL"
+    assert not [p for prompts, _ in engine.calls for p in prompts if p[-1]["content"] in ("GitHub", "PyPI")]
+
+
+def test_emoji_shortcodes_come_back_unchanged():
+    from aigc.markdown_blocks import protected_spans
+
+    result, _ = translate(":warning: Back up first :+1:")
+    assert result["translation"] == ":warning: BACK UP FIRST :+1:"
+    assert protected_spans("At 10:30:45 a:b and std::map, x : y") == []  # times, ratios and C++ names are words
+
+
 def test_an_autolink_or_footnote_reference_is_one_span_however_many_openers_come_before_it():
     from aigc.markdown_blocks import protected_spans
 
@@ -594,7 +609,11 @@ def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tm
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
     assert result.stdout == '# HOURS\n\n- OPEN DAILY.\n\n```\nhours = "10-21"\n```\n'
-    assert "HTML is translated as Markdown" in result.stderr
+    assert "HTML is translated as Markdown" in result.stderr and "name it .md" not in result.stderr
+    out = tmp_path / "page.fr.html"
+    written = runner.invoke(app, ["translate", str(page), "--to", "fr", "-o", str(out)])
+    assert written.exit_code == 0 and out.read_text().startswith("# HOURS")
+    assert f"-o {out} gets Markdown, not HTML: name it .md" in written.stderr  # a browser would show it as one run of text
 
 
 def test_command_reads_stdin_and_prints_json(echo):
@@ -723,9 +742,19 @@ def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
 
 
 def test_plain_text_has_no_indented_code_or_html_blocks():
-    text = "    An indented first line\nof a paragraph.\n\n<div>Good morning.</div>"
+    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<div>Good morning.</div>"
     assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
-    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+
+
+def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
+    mail = "From: Ann <ann@example.com>\nSubject: Lunch\n\nEggs\nFlour\n\nBest regards,\nAnn"
+    assert translate(mail, plain=True)[0]["translation"] == mail.upper().replace("ANN@EXAMPLE.COM", "ann@example.com")
+    assert translate(mail)[0]["translation"].count("\n") == 4  # Markdown: lines of a paragraph are joined
+    wrapped = textwrap.fill("The rain fell on the town all night, and the river rose over its banks by morning. " * 3, 72)
+    assert translate(wrapped, plain=True)[0]["translation"] == " ".join(wrapped.split("\n")).upper()  # wrapped lines are joined
+    lines = "The first paragraph is one long line, as an editor that wraps on screen saves it.\nThe second is one too, and longer than the first, as no wrapping at any usual margin would ever leave a line here.\nThe third."
+    assert translate(lines, plain=True)[0]["translation"] == lines.upper()
 
 
 @pytest.mark.parametrize(
