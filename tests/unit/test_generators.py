@@ -588,7 +588,8 @@ def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_con
     assert kept == system + fitting[0]  # the longest tail that fits, starting at a user message
 
 
-def test_a_generator_without_options_runs_and_refuses_any_option():
+def echo_generator(**extra):
+    """A generator class without options whose result is its input as text, with `extra` keys."""
     from aigc.generators.base import Generator
 
     class Echo(Generator):
@@ -601,8 +602,13 @@ def test_a_generator_without_options_runs_and_refuses_any_option():
             return prepared
 
         def postprocess(self, raw, opts):
-            return {"text": raw}
+            return {"text": raw, **extra}
 
+    return Echo
+
+
+def test_a_generator_without_options_runs_and_refuses_any_option():
+    Echo = echo_generator()
     assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
     with pytest.raises(BadInputError, match="echo has no option tone"):
         Echo(engine=FakeEngine())("hi", tone="warm")
@@ -674,26 +680,13 @@ def test_generate_uses_the_generator_a_plugin_registered_at_run_time_registers_n
     import aigc
     from aigc import hookimpl, plugins
     from aigc.errors import UnknownGeneratorError
-    from aigc.generators.base import Generator
 
     def plugin(version):
-        class Echo(Generator):
-            name = "echo"
-
-            def preprocess(self, inputs, opts):
-                return inputs
-
-            def forward(self, prepared, opts, sampling):
-                return prepared
-
-            def postprocess(self, raw, opts):
-                return {"text": raw, "version": version}
-
         class Plugin:
             @staticmethod
             @hookimpl
             def register_generators(register):
-                register("echo", Echo)
+                register("echo", echo_generator(version=version))
 
         return Plugin()
 
