@@ -677,9 +677,7 @@ def test_generate_follows_the_default_model_when_it_changes_while_the_program_ru
 def test_generate_uses_the_generator_a_plugin_registered_at_run_time_registers_now():
     """A notebook's plugin replaced (a fixed generator) or unregistered: `generate` follows, as
     `get_generator` does, rather than keep the generator it made before."""
-    import aigc
     from aigc import hookimpl, plugins
-    from aigc.errors import UnknownGeneratorError
 
     def plugin(version):
         class Plugin:
