@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownTemplateError, option
+from .errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownTemplateError, did_you_mean, option
 
 SUFFIX = ".j2"
 
@@ -299,7 +299,7 @@ def _unknown_setting_hint(defaults: dict) -> str:
     key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
     if key == "model":
         return "; the model goes at the top of the front matter (model: NAME), not under defaults:"
-    meant = difflib.get_close_matches(key, _sampling_settings(), n=1, cutoff=0.75)  # not topic -> stop
+    meant = did_you_mean([key], _sampling_settings())  # as the error says it (not topic -> stop)
     return "" if meant else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
 
 

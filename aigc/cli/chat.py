@@ -1,6 +1,5 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
-import difflib
 import json
 import os
 import shlex
@@ -13,7 +12,7 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..engine.sampling import DRAWING
-from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, did_you_mean, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
@@ -536,9 +535,7 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
         session.load(_loadable(_unquoted(arg), session))
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
-        close = difflib.get_close_matches(command, SLASH_COMMANDS, n=1, cutoff=0.75)
-        meant = f" (did you mean {close[0]}?)" if close else ""
-        raise BadInputError(f"unknown command {command}{meant}; /help lists them, and // sends a line that starts with /")
+        raise BadInputError(f"unknown command {command}{did_you_mean([command], SLASH_COMMANDS)}; /help lists them, and // sends a line that starts with /")
 
 
 def _loadable(target: str, session: ChatSession) -> Path:
