@@ -136,6 +136,7 @@ def schema_parser(schema: dict[str, Any]):
     _refs_resolve(schema)
     if _has_empty_enum(schema):
         raise BadInputError("the JSON schema has an enum with no values, which no answer can match; list at least one value")
+    _typed_parts(decoder_schema(schema))
     try:
         parser = lmfe.JsonSchemaParser(decoder_schema(schema))
         _build_every_part(parser)
@@ -145,6 +146,27 @@ def schema_parser(schema: dict[str, Any]):
         first = (str(exc).splitlines() or [repr(exc)])[0]
         raise BadInputError(f"the JSON schema cannot be used: the decoder cannot hold answers to a part of it ({type(exc).__name__}: {first}); simplify that part") from None
     return parser
+
+
+PARSED_MAPS = ("properties", "$defs", "definitions")  # name -> schema, of what the enforcer's parser reads
+PARSED_KEYS = ("items", "additionalProperties", "anyOf", "allOf", "oneOf")
+TYPED_BY = {"type", "$ref", "anyOf", "allOf", "oneOf", "enum", "const"}  # what the parser takes a part's kind from
+
+
+def _typed_parts(schema: dict[str, Any]) -> None:
+    """A `BadInputError` naming the first part of a decoder schema that the parser can take no kind
+    of value from (`{"properties": ...}` with no type, `{"if": ..., "then": ...}`), and its keywords."""
+    parts: list[tuple[str, Any]] = [("", schema)]
+    while parts:
+        where, node = parts.pop()
+        if not isinstance(node, dict):
+            continue
+        if not TYPED_BY & set(node):
+            keywords = ", ".join(sorted(set(node) - ANNOTATIONS))
+            raise BadInputError(f"the JSON schema cannot be used: its part {where or '/'} has no type, only {keywords}, which the decoder cannot hold answers to alone; give it a type")
+        parts += [(f"{where}/{key}/{name}", value) for key in PARSED_MAPS if isinstance(node.get(key), dict) for name, value in node[key].items()]
+        parts += [(f"{where}/{key}", node[key]) for key in PARSED_KEYS if isinstance(node.get(key), dict)]
+        parts += [(f"{where}/{key}/{i}", value) for key in PARSED_KEYS if isinstance(node.get(key), list) for i, value in enumerate(node[key])]
 
 
 def _build_every_part(parser) -> None:

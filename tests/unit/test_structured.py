@@ -327,6 +327,9 @@ def test_what_the_enforcer_cannot_hold_is_refused_before_decoding_or_unheld():
         ({"type": "object", "properties": {"s": {"type": "string", "pattern": "a+", "maxLength": 3}}}, "pattern and a min/max length"),
         ({"type": "object", "properties": {"on": {"const": True}}}, "enum or const value true"),
         ({"enum": ["a", [1]]}, r"enum or const value \[1\]"),
+        ({"properties": {"a": {"type": "string"}}}, "its part / has no type, only properties, which the decoder cannot hold answers to alone; give it a type"),
+        ({"type": "object", "properties": {"x": {"description": "d", "if": {"type": "string"}, "then": {"minLength": 2}}}}, "its part /properties/x has no type, only if, then,"),
+        ({"type": "array", "items": {"anyOf": [{"type": "string"}, {"not": {"type": "null"}}]}}, "its part /items/anyOf/1 has no type, only not,"),
     ]:
         with pytest.raises(BadInputError, match=words):
             schema_parser(schema)
