@@ -51,28 +51,35 @@ class LocalEngine:
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
 
-    def render(self, prompt: Prompt) -> str:
-        """Prompt text as the model sees it: chat messages go through the model's chat template."""
+    @property
+    def template_lists_tools(self) -> bool:
+        """Whether the chat template reads `tools` (so lists function definitions, and earlier calls, its own way)."""
+        template = getattr(self.tokenizer, "chat_template", None) or ""
+        return any("tools" in text for text in (template.values() if isinstance(template, dict) else [template]))
+
+    def render(self, prompt: Prompt, tools: list[dict] | None = None) -> str:
+        """Prompt text as the model sees it: chat messages go through the model's chat template,
+        with `tools` (OpenAI's function definitions) where the template lists them itself."""
         if isinstance(prompt, str):
             return prompt
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            return self.tokenizer.apply_chat_template(prompt, tools=tools or None, add_generation_prompt=True, tokenize=False)
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
         return "\n\n".join(lines + ["Assistant:"])
 
-    def encode(self, prompt: Prompt) -> list[int]:
+    def encode(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         """Token ids of a prompt. A text prompt's control tokens (`<|im_end|>`) are read as such, as
         vLLM reads a completion's prompt; in chat messages only the template's markup has them: a
         message whose content spells one gets it as plain text, so no message can open another turn."""
-        text = self.render(prompt)
+        text = self.render(prompt, tools)
         check_utf8(text, "prompt")  # lone surrogates (from JSON "\ud800", say) are no text a tokenizer takes
         if isinstance(prompt, str):
             return self.tokenizer(text)["input_ids"]
         if any(control in str(m.get("content") or "") for m in prompt for control in self.control_texts):
-            return self._encode_marked(prompt)
+            return self._encode_marked(prompt, tools)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]  # chat templates already hold the BOS token where the model wants one
 
-    def _encode_marked(self, messages: list[dict]) -> list[int]:
+    def _encode_marked(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Chat messages whose contents spell control tokens, as ids where those spellings are plain
         text: they stand as unique markers while the template renders, the rendered text is cut at
         the control tokens left (the markup's), and the runs between them are tokenized with the
@@ -85,7 +92,7 @@ class LocalEngine:
         markers = re.compile("|".join(map(re.escape, spelled)))
         marked = [{**m, "content": controls.sub(lambda found: marker[found.group()], str(m.get("content") or ""))} for m in messages]
         ids: list[int] = []
-        for i, piece in enumerate(re.split(f"({controls.pattern})", self.render(marked))):
+        for i, piece in enumerate(re.split(f"({controls.pattern})", self.render(marked, tools))):
             if i % 2:
                 ids.append(self.tokenizer.convert_tokens_to_ids(piece))
             elif piece:

@@ -5,7 +5,8 @@ Chat messages are tokenized by the engine with control tokens only in the templa
 message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
 Chat and text completions differ only in the shape of their answers, which `_Reply` writes
 (whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
-with its own request fields and answer shape (`responses.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+with its own request fields and answer shape (`responses.py`); a chat request with tools may be
+answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import errno
 import hashlib
 import hmac
@@ -322,7 +324,9 @@ UNSUPPORTED = {
 }
 INSTEAD = {  # what this server takes for an unsupported parameter
     **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
+    "functions": "tools are", "function_call": "tool_choice is",  # their older forms
 }
+CHAT_TAKES = ("tools", "tool_choice")  # of UNSUPPORTED, what /v1/chat/completions applies
 
 
 def _numeric(value: Any) -> Any:
@@ -363,6 +367,7 @@ class _Sampling(BaseModel):
     tools: Optional[list] = None
     functions: Optional[list] = None  # tools' older form
     tool_choice: Union[str, dict, None] = None
+    parallel_tool_calls: Optional[bool] = None  # at most one call is made either way
     function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None
@@ -403,15 +408,19 @@ class _Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[_Part], None] = None
     tool_calls: Optional[list] = None
+    tool_call_id: Optional[str] = None  # what a tool message answers
     function_call: Optional[dict] = None  # tool_calls' older form
 
     def plain(self, index: int) -> dict:
-        """The message as the engine takes it, its parts joined; what OpenAI refuses, or this server
-        cannot take, is a 400 naming the message (`messages.2`). Content may be null only where an
-        assistant called tools, as OpenAI has it; an empty list of parts is refused, as OpenAI refuses it."""
+        """The message as the engine takes it, its parts joined, an assistant's `tool_calls` checked
+        (`tools.history_calls`); what OpenAI refuses, or this server cannot take, is a 400 naming the
+        message (`messages.2`). Content may be null only where an assistant called tools, as OpenAI
+        has it; an empty list of parts is refused, as OpenAI refuses it."""
+        from .tools import history_calls
+
         where = f"messages.{index}"
-        if self.role in ("tool", "function"):
-            raise ApiError(400, f"{where}: a {self.role} message answers a tool call, and this server calls no tools", param="messages", code="unsupported")
+        if self.role == "function":
+            raise ApiError(400, f"{where}: function messages (the older form) are not supported; answer a tool call with a tool message (tool_call_id, content)", param="messages", code="unsupported")
         called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
         if self.content is None and not called:
             whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
@@ -421,7 +430,12 @@ class _Message(BaseModel):
         content = self.content or ""
         if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
             content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
-        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+        message = {"role": "system" if self.role == "developer" else self.role, "content": content}
+        if self.role == "tool":
+            message["tool_call_id"] = self.tool_call_id or ""
+        if self.role == "assistant" and (self.tool_calls or self.function_call):
+            message["tool_calls"] = history_calls(self.tool_calls or [{"function": self.function_call}], where)
+        return message
 
 
 class ChatRequest(_Sampling):
@@ -621,7 +635,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
-            if getattr(req, name, None) not in neutral:
+            if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
         schema = _response_schema(req.response_format)
         if req.n > settings.max_n:
@@ -663,8 +677,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except BadInputError as exc:
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
 
-    async def encode(backend: Backend, prompt) -> list[int]:
-        return await anyio.to_thread.run_sync(backend.batched.encode, prompt)
+    async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
+        return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
+
+    async def encode_chat(backend: Backend, messages: list[_Message], toolset=None) -> list[int]:
+        """Chat messages' token ids, with the tools offered and earlier calls as the model reads them (`tools.prompt`)."""
+        from .tools import prompt
+
+        return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools))
 
     def submit(backend: Backend, rows: list[list[int]], params: SamplingParams, top: int | None) -> tuple[Job, asyncio.Queue]:
         loop = asyncio.get_running_loop()
@@ -762,11 +782,49 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         req: ChatRequest = await body(request, ChatRequest)
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
+        from .tools import Toolset
+
         backend = backend_for(req.model)
-        ids = await encode(backend, [m.plain(i) for i, m in enumerate(req.messages)])
+        toolset = Toolset.of(req.tools, req.tool_choice)
+        if toolset and req.response_format and req.response_format.get("type", "text") != "text":
+            raise ApiError(400, 'response_format shapes an answer in text, and a tool call has its own; send one of them, or tool_choice "none"', param="response_format", code="unsupported")
+        ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
+        if toolset:
+            return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
+
+    async def answer_tools(request: Request, req: ChatRequest, reply: _Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
+        """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
+        must be made, else freely, and again under it where an answer opens a call that is not valid.
+        The answer is decoded whole, then sent as one body or as a stream's chunks."""
+        from .tools import answered, chunks, starts_call
+
+        held = dataclasses.replace(params, json_schema=toolset.call_schema())
+        collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
+        if collected is None:
+            return Response(status_code=499)
+        completions, logprobs = list(collected[0]), collected[1] and list(collected[1])
+        again = [i for i, c in enumerate(completions) if not toolset.forced and starts_call(c.text) and toolset.parse(c.text) is None]
+        if again:
+            redone = await collect(*submit(backend, [ids] * len(again), dataclasses.replace(held, n=len(again)), reply.top), request)
+            if redone is None:
+                return Response(status_code=499)
+            for i, completion, entries in zip(again, redone[0], redone[1] or [None] * len(again)):
+                completions[i] = completion
+                if logprobs:
+                    logprobs[i] = entries
+        body = answered(reply.whole(completions, logprobs), [toolset.parse(c.text) for c in completions])
+        if not req.stream:
+            return body
+
+        async def events() -> AsyncIterator[str]:
+            for event in chunks(reply, body, completions, logprobs):
+                yield reply.sse(event)
+            yield reply.sse(reply.done)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/v1/responses", dependencies=[Depends(auth)])
     async def responses(request: Request):
@@ -777,7 +835,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
-            ids = await encode(backend, [m.plain(i) for i, m in enumerate(req.messages)])
+            ids = await encode_chat(backend, req.messages)
             params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         except ApiError as exc:
             raise renamed(exc) from None
@@ -863,8 +921,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         if (req.prompt is None) == (req.messages is None):
             raise ApiError(400, "give either prompt or messages", param="prompt", code="invalid_value")
-        prompt = req.prompt if req.prompt is not None else [m.plain(i) for i, m in enumerate(req.messages)]
-        ids = await encode(backend, prompt)
+        ids = await encode(backend, req.prompt) if req.prompt is not None else await encode_chat(backend, req.messages)
         return {"count": len(ids), "max_model_len": backend.batched.context_length, "tokens": ids}
 
     @app.post("/v1/aigc/{task}", dependencies=[Depends(auth)])

@@ -610,6 +610,7 @@ class BatchedEngine:
         self.context_length = self.local.context_length
         self.can_embed = self.local.can_embed
         self.can_score_chat = getattr(self.local, "can_score_chat", True)  # an engine older than the attribute: as local engines
+        self.template_lists_tools = getattr(self.local, "template_lists_tools", False)
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
         self._jobs: set[Job] | None = None  # a scoped view's jobs
         self.cancelled = False
@@ -634,10 +635,10 @@ class BatchedEngine:
     def stats(self) -> EngineStats:
         return self.local.stats
 
-    def encode(self, prompt: Prompt) -> list[int]:
+    def encode(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
         self._check()
         with self._lock:
-            return self.local.encode(prompt)
+            return self.local.encode(prompt, tools)
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))

@@ -274,9 +274,9 @@ def test_bad_key_is_401(server):
         ({"presence_penalty": -3}, "presence_penalty"),
         ({"extra_body": {"min_p": 1}}, "min_p"),
         ({"logit_bias": {"x": 1}}, "logit_bias keys must be token ids"),
-        ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "functions is not supported"),
-        ({"tool_choice": "required"}, "tool_choice is not supported"),
-        ({"messages": [{"role": "tool", "tool_call_id": "1", "content": "42"}]}, "a tool message answers a tool call, and this server calls no tools"),
+        ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "functions is not supported by this server (tools are)"),
+        ({"tool_choice": "required"}, "tool_choice asks for a tool call, but the request gives no tools"),
+        ({"messages": [{"role": "function", "name": "f", "content": "42"}]}, "messages.0: function messages (the older form) are not supported; answer a tool call with a tool message"),
         ({"max_tokens": 150, "messages_words": 80}, "lower max_tokens to"),
         ({"extra_body": {"stream": "yes"}}, "stream"),
         ({"extra_body": {"temperature": "hot"}}, "temperature"),
@@ -386,6 +386,104 @@ def test_response_format_holds_answers_to_json(server, client):
     if any_object.choices[0].finish_reason == "stop":  # a random model may write one long string
         assert isinstance(json.loads(any_object.choices[0].message.content, strict=False), dict)
     assert any_object.choices[0].message.content.lstrip().startswith("{")
+
+WEATHER = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"]}
+TOOLS = [  # small, and no free text (a random model seldom ends a string): its tokenizer takes a character or two a token, and it holds 512
+    {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]}}},
+]
+
+
+def _checked_call(choice, name=None):
+    """A choice's tool call, checked for OpenAI's shape; its arguments parsed and valid for the tool's schema."""
+    import jsonschema
+
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.id.startswith("call_") and call.function.name in {t["function"]["name"] for t in TOOLS}
+    assert name is None or call.function.name == name
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, next(t["function"]["parameters"] for t in TOOLS if t["function"]["name"] == call.function.name))
+    return call.function.name, arguments
+
+
+def test_a_required_tool_call_is_held_to_the_tools_schemas(server, client):
+    reply = chat(client, server["model"], "Weather in Paris?", tools=TOOLS, tool_choice="required", max_tokens=90, temperature=1.0, seed=3, n=3)
+    assert len(reply.choices) == 3 and reply.usage.completion_tokens > 0
+    for choice in reply.choices:
+        _checked_call(choice)
+    named = {"type": "function", "function": {"name": "get_time"}}
+    assert _checked_call(chat(client, server["model"], tools=TOOLS, tool_choice=named, max_tokens=90, temperature=1.0, seed=5).choices[0], "get_time")[1]["zone"] in ("UTC", "CET")
+
+
+def test_a_streamed_tool_call_assembles_to_the_whole_answers_call(server, client):
+    kwargs = {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "max_tokens": 90, "temperature": 0}
+    whole = _checked_call(chat(client, server["model"], **kwargs).choices[0], "get_weather")
+    calls: dict[int, dict] = {}
+    reasons, usage = [], None
+    for chunk in chat(client, server["model"], stream=True, stream_options={"include_usage": True}, **kwargs):
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            reasons += [choice.finish_reason] if choice.finish_reason else []
+            for piece in choice.delta.tool_calls or []:
+                call = calls.setdefault(piece.index, {"id": piece.id, "name": piece.function.name, "arguments": ""})
+                call["arguments"] += piece.function.arguments or ""
+    assert reasons == ["tool_calls"] and usage.completion_tokens > 0 and list(calls) == [0] and calls[0]["id"].startswith("call_")
+    assert (calls[0]["name"], json.loads(calls[0]["arguments"])) == whole
+
+
+def test_auto_answers_freely_or_with_a_valid_call(server, client, monkeypatch):
+    """"auto" decodes freely; an answer that opens a call but is not a valid one is decoded again
+    under the calls' schema (here every answer counts as opening one)."""
+    from aigc.serve import tools
+
+    free = chat(client, server["model"], tools=TOOLS, max_tokens=8, temperature=0).choices[0]  # auto is the default with tools
+    assert free.message.tool_calls is None and free.message.content and free.finish_reason in ("stop", "length")
+    monkeypatch.setattr(tools, "starts_call", lambda text: True)
+    _checked_call(chat(client, server["model"], tools=TOOLS, tool_choice="auto", max_tokens=90, temperature=0).choices[0])
+    none = chat(client, server["model"], tools=TOOLS, tool_choice="none", max_tokens=8, temperature=0).choices[0]
+    assert none.message.tool_calls is None and none.message.content == free.message.content  # "none": the tools are not offered
+
+
+def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client):
+    """An agent loop's second request: the assistant's call and the tool's result are read, as text
+    this template (one without tools) shows them."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+    ]
+    answer = chat(client, server["model"], messages=history, tools=TOOLS, tool_choice="none", max_tokens=4, temperature=0)
+    assert answer.choices[0].message.content is not None
+    as_text = [
+        history[0],
+        {"role": "assistant", "content": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'},
+        {"role": "user", "content": "<tool_response>\nsunny, 21 C\n</tool_response>"},
+    ]
+    tokens = [raw(server, "/tokenize", {"messages": m})[2]["tokens"] for m in (history, as_text)]
+    assert tokens[0] == tokens[1] and answer.usage.prompt_tokens == len(tokens[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, param, words",
+    [
+        ({"tools": [{"type": "function", "function": {"parameters": WEATHER}}]}, "tools", "tools.0: a function needs a name"),
+        ({"tools": [{"type": "code_interpreter"}]}, "tools", "tools.0: only function tools are supported"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_news"}}}, "tool_choice", "tool_choice names 'get_news', which is not among the tools (get_weather, get_time)"),
+        ({"tools": TOOLS, "tool_choice": "always"}, "tool_choice", "tool_choice 'always' is not one of"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "banana"}}}]}, "tools", "tools.0.function.parameters (f): the JSON schema is not valid"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 5}}}}}]}, "tools", "cannot hold arguments to minimum"),
+        ({"tools": TOOLS * 2}, "tools", "tools.2: a second function named 'get_weather'"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"if": {}}}}}}]}, "tools", "tools.0.function.parameters (f): the JSON schema cannot be used: its part /properties/x has no type, only if"),
+        ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format", "send one of them"),
+        ({"messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}]}, "messages", "messages.0.tool_calls.0: a tool call is"),
+    ],
+)
+def test_bad_tools_are_400s_that_name_them(server, kwargs, param, words):
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, **kwargs}
+    status, _, answer = raw(server, "/v1/chat/completions", body)
+    assert status == 400 and answer["error"]["param"] == param and words in answer["error"]["message"], answer
 
 
 def test_json_answers_cut_off_or_breaking_a_rule_come_back_as_written_with_their_finish_reason(server, client):
@@ -1516,7 +1614,7 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
 def test_an_unexpected_error_is_a_json_500_logged_once(server, monkeypatch, caplog):
     import logging
 
-    def broken(prompt):
+    def broken(prompt, tools=None):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(server["backend"].batched, "encode", broken)
@@ -1797,7 +1895,8 @@ def test_content_may_be_null_only_where_an_assistant_called_tools_and_an_empty_l
             assert status == 400 and body["error"]["message"].startswith(words) and body["error"]["param"] == "messages", (path, message, body)
     for message in ({"role": "assistant", "content": None, **called}, {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}):
         status, _, body = raw(server, "/tokenize", {"messages": [hi, message, hi]})
-        assert status == 200 and body["tokens"] == raw(server, "/tokenize", {"messages": [hi, {"role": "assistant", "content": ""}, hi]})[2]["tokens"]
+        as_text = {"role": "assistant", "content": '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'}  # as a template without tools shows a call
+        assert status == 200 and body["tokens"] == raw(server, "/tokenize", {"messages": [hi, as_text, hi]})[2]["tokens"]
 
 
 @pytest.mark.parametrize(

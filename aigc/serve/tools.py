@@ -1,0 +1,195 @@
+"""Tool calling on `/v1/chat/completions`, as OpenAI's API has it, the way llama.cpp's server and
+vLLM do it: the tools go into the prompt, the answer is parsed for a call, and a call that must be
+made is held to the JSON schema of `{"name": ..., "arguments": ...}` by the structured decoder.
+
+A chat template that reads `tools` lists them itself (and renders earlier calls and their results
+its own way); any other gets a system instruction that lists them as JSON and asks for a
+`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` answer (Hermes and Qwen's form), and sees
+earlier calls in that form and their results as `<tool_response>` user turns. `tool_choice`
+"required" or a named function decodes under the call's schema; "auto" decodes freely, and an
+answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is decoded again
+under the schema. An answer holds one call at most (`parallel_tool_calls` allows more; none is
+made), as llama.cpp's server does for a template without parallel calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import AigcError
+from .app import ApiError
+
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for a function's name
+STARTS_CALL = re.compile(r'\s*(<tool_call>|\{\s*"name"\s*:)')
+CALL = re.compile(r"\s*(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
+NO_PARAMETERS = {"type": "object", "properties": {}}
+
+
+def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+@dataclass
+class Toolset:
+    """The functions a request offers and how one must be called: `forced` (tool_choice "required"
+    or a named function: the answer is a call) or not ("auto": the model chooses)."""
+
+    tools: list[dict]  # OpenAI's form, {"type": "function", "function": {...}}, as templates take them
+    parameters: dict[str, dict]  # each function's arguments schema, by name
+    forced: bool
+    named: str | None = None
+
+    @classmethod
+    def of(cls, tools: list | None, choice: Any) -> "Toolset | None":
+        """The request's toolset; None where no tool is to be called (none given, or tool_choice "none")."""
+        from ..engine.structured import schema_parser, unheld_rules
+
+        named = None
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            named = function.get("name") if isinstance(function, dict) else None
+            if choice.get("type") != "function" or not isinstance(named, str):
+                raise _bad('tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}', "tool_choice")
+        elif choice not in (None, "none", "auto", "required"):
+            raise _bad(f'tool_choice {choice!r} is not one of "none", "auto", "required" or {{"type": "function", "function": {{"name": ...}}}}', "tool_choice")
+        if not tools:
+            if choice == "required" or named:
+                raise _bad("tool_choice asks for a tool call, but the request gives no tools", "tool_choice")
+            return None
+        parameters: dict[str, dict] = {}
+        for i, tool in enumerate(tools):
+            where = f"tools.{i}"
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
+                raise _bad(f'{where}: only function tools are supported: {{"type": "function", "function": {{"name": ..., "parameters": {{...}}}}}}', "tools", "unsupported")
+            name = function.get("name")
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                raise _bad(f"{where}: a function needs a name of 1-64 letters, digits, _ or -, got {name!r}", "tools")
+            if name in parameters:
+                raise _bad(f"{where}: a second function named {name!r}; names must differ", "tools")
+            schema = function.get("parameters", NO_PARAMETERS)
+            if not isinstance(schema, dict):
+                raise _bad(f"{where}.function.parameters must be a JSON schema (an object)", "tools")
+            try:
+                schema_parser(schema)
+            except AigcError as exc:
+                raise _bad(f"{where}.function.parameters ({name}): {exc}", "tools") from None
+            unheld = unheld_rules(schema) if function.get("strict") else []
+            if unheld:
+                raise _bad(f"{where}.function ({name}) is strict, but this server cannot hold arguments to {', '.join(unheld)}; drop them, or set strict to false", "tools", "unsupported")
+            parameters[name] = schema
+        if named is not None and named not in parameters:
+            raise _bad(f"tool_choice names {named!r}, which is not among the tools ({', '.join(parameters)})", "tool_choice")
+        if choice == "none":
+            return None
+        return cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named)
+
+    def call_schema(self) -> dict:
+        """The JSON schema of one call: a function's name and its arguments (any function's, unless one is named)."""
+        names = [self.named] if self.named else list(self.parameters)
+        calls = [
+            {"type": "object", "properties": {"name": {"const": name}, "arguments": self.parameters[name]}, "required": ["name", "arguments"], "additionalProperties": False}
+            for name in names
+        ]
+        return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+    def instruction(self) -> str:
+        """What a model whose chat template lists no tools is told about them."""
+        listed = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in self.tools)
+        must = f"You must call {self.named}." if self.named else "You must call one of them." if self.forced else "Call one only if it helps; else answer directly."
+        return f'You may call these functions:\n<tools>\n{listed}\n</tools>\n{must} To call one, answer only with <tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>'
+
+    def parse(self, text: str) -> dict | None:
+        """The call an answer holds, `{"name", "arguments"}` with arguments that fit the function's
+        schema, or None where it holds none."""
+        import jsonschema
+
+        found = CALL.fullmatch(text)
+        try:
+            data = json.loads(found.group(1)) if found else None
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("name") not in self.parameters or (self.named and data["name"] != self.named):
+            return None
+        arguments = data.get("arguments", data.get("parameters"))  # Llama 3.1 says "parameters"
+        if not isinstance(arguments, dict) or not jsonschema.validators.validator_for(self.parameters[data["name"]])(self.parameters[data["name"]]).is_valid(arguments):
+            return None
+        return {"name": data["name"], "arguments": arguments}
+
+
+def starts_call(text: str) -> bool:
+    """Whether an answer opens a call (so that one that is no valid call is decoded again under its schema)."""
+    return STARTS_CALL.match(text) is not None
+
+
+def history_calls(calls: list, where: str) -> list[dict]:
+    """An assistant message's `tool_calls`, checked, with their arguments as JSON data (as chat templates take them)."""
+    taken = []
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not isinstance(function.get("arguments", ""), str):
+            raise _bad(f'{where}.tool_calls.{i}: a tool call is {{"id": ..., "type": "function", "function": {{"name": ..., "arguments": "<JSON text>"}}}}', "messages")
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            arguments = function["arguments"]  # shown as it was sent
+        taken.append({"id": str(call.get("id") or ""), "type": "function", "function": {"name": function["name"], "arguments": arguments}})
+    return taken
+
+
+def prompt(messages: list[dict], toolset: Toolset | None, native: bool) -> tuple[list[dict], list[dict] | None]:
+    """(messages, tools) for the chat template: as they are where it reads tools (`native`); else the
+    tools as a system instruction, earlier calls as `<tool_call>` text and their results as user turns."""
+    if native:
+        return messages, toolset.tools if toolset else None
+    plain = []
+    for message in messages:
+        if message["role"] == "tool":
+            plain.append({"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"})
+        elif message.get("tool_calls"):
+            calls = [f"<tool_call>\n{json.dumps({'name': c['function']['name'], 'arguments': c['function']['arguments']}, ensure_ascii=False)}\n</tool_call>" for c in message["tool_calls"]]
+            plain.append({"role": "assistant", "content": "\n".join(filter(None, [message["content"], *calls]))})
+        else:
+            plain.append({"role": message["role"], "content": message["content"]})
+    if toolset:
+        if plain[0]["role"] == "system":
+            plain[0] = {"role": "system", "content": f"{plain[0]['content']}\n\n{toolset.instruction()}"}
+        else:
+            plain.insert(0, {"role": "system", "content": toolset.instruction()})
+    return plain, None
+
+
+def call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def answered(body: dict, calls: list[dict | None]) -> dict:
+    """A chat completion whose choices that hold a call answer with it as `tool_calls`."""
+    for choice, call in zip(body["choices"], calls):
+        if call:
+            arguments = json.dumps(call["arguments"], ensure_ascii=False)
+            choice["message"] = {"role": "assistant", "content": None, "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
+            choice["finish_reason"] = "tool_calls"
+    return body
+
+
+def chunks(reply, body: dict, completions, logprobs) -> list[dict]:
+    """A whole answer (`answered`) as a stream's chunks, OpenAI's: each choice's role, then its text,
+    or its call as `delta.tool_calls` (id, type and name, then the arguments), then its finish_reason."""
+    events = reply.opening()
+    for i, choice in enumerate(body["choices"]):
+        calls = choice["message"].get("tool_calls")
+        if calls:
+            call = calls[0]
+            head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+            for delta in ({"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}):
+                events.append(reply.body([{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}], chunk=True))
+            events.append(reply.body([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}], chunk=True))
+        else:
+            events.append(reply.piece(i, completions[i].text, logprobs[i] if logprobs else None))
+            events += reply.ending(i, completions[i].finish_reason)
+    return events + reply.closing(completions)

@@ -1,0 +1,72 @@
+"""Tool calling's parts (`aigc.serve.tools`): what an answer's call is, and how tools and earlier
+calls reach the prompt; the server's answers are tested in test_serve.py."""
+
+import json
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from aigc.serve.tools import Toolset, prompt, starts_call  # noqa: E402
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}, {"type": "function", "function": {"name": "now"}}]
+
+
+def test_an_answers_call_is_found_in_the_forms_models_write_and_must_fit_its_schema():
+    tools = Toolset.of(TOOLS, "auto")
+    call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    for text in ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', ' {"name": "get_weather", "arguments": {"city": "Oslo"}}', '{"name": "get_weather", "parameters": {"city": "Oslo"}}'):
+        assert tools.parse(text) == call and starts_call(text), text
+    assert tools.parse('{"name": "now"}') is None  # arguments are required, {} at least
+    assert tools.parse('{"name": "now", "arguments": {}}') == {"name": "now", "arguments": {}}
+    for text in ('{"name": "get_news", "arguments": {}}', '{"name": "get_weather", "arguments": {"days": 2}}', '<tool_call>{"name": "get_weather", "arguments": {', "It is sunny."):
+        assert tools.parse(text) is None, text
+    assert not starts_call("It is sunny.") and starts_call('<tool_call>{"name": "get_weather", "arguments": {')
+    named = Toolset.of(TOOLS, {"type": "function", "function": {"name": "now"}})
+    assert named.forced and named.parse('{"name": "get_weather", "arguments": {"city": "Oslo"}}') is None
+
+
+def test_the_call_schema_names_each_tool_with_its_own_arguments():
+    import jsonschema
+
+    schema = Toolset.of(TOOLS, "required").call_schema()
+    jsonschema.validate({"name": "get_weather", "arguments": {"city": "Oslo"}}, schema)
+    for wrong in ({"name": "now", "arguments": {"city": 1}, "x": 1}, {"name": "get_weather", "arguments": {}}, {"name": "other", "arguments": {}}):
+        assert not jsonschema.validators.validator_for(schema)(schema).is_valid(wrong), wrong
+    only = Toolset.of(TOOLS, {"type": "function", "function": {"name": "now"}}).call_schema()
+    assert only["properties"]["name"] == {"const": "now"} and only["properties"]["arguments"] == {"type": "object", "properties": {}}
+    assert Toolset.of(TOOLS, "none") is None and Toolset.of(None, "auto") is None
+
+
+def test_a_template_without_tools_reads_them_in_the_system_message_and_calls_as_text():
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "rain"},
+    ]
+    messages, tools = prompt(history, Toolset.of(TOOLS, "required"), native=False)
+    assert tools is None and [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"].startswith("Be brief.\n\nYou may call these functions:\n<tools>\n") and json.dumps(TOOLS[0]["function"]) in messages[0]["content"]
+    assert "You must call one of them." in messages[0]["content"]
+    assert messages[2]["content"] == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert messages[3]["content"] == "<tool_response>\nrain\n</tool_response>"
+    assert prompt(history[1:2], None, native=False) == ([{"role": "user", "content": "Weather?"}], None)  # no tools: nothing added
+
+
+def test_a_template_that_reads_tools_lists_them_and_earlier_calls_itself(tiny_engine, monkeypatch):
+    template = (
+        "{% for t in tools or [] %}[{{ t.function.name }}]{% endfor %}"
+        "{% for m in messages %}{{ m.role }}:{{ m.content }}{% for c in m.tool_calls or [] %}{{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}|{% endfor %}"
+    )
+    assert not tiny_engine.template_lists_tools
+    monkeypatch.setattr(tiny_engine.tokenizer, "chat_template", template)
+    assert tiny_engine.template_lists_tools
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "rain"},
+    ]
+    messages, tools = prompt(history, Toolset.of(TOOLS, "auto"), native=True)
+    assert tiny_engine.render(messages, tools) == "[get_weather][now]user:Weather?|assistant:get_weather(Oslo)|tool:rain|"
