@@ -779,15 +779,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):
+        from .tools import Toolset
+
         req: ChatRequest = await body(request, ChatRequest)
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
-        from .tools import Toolset
-
         backend = backend_for(req.model)
-        toolset = Toolset.of(req.tools, req.tool_choice)
-        if toolset and req.response_format and req.response_format.get("type", "text") != "text":
-            raise ApiError(400, 'response_format shapes an answer in text, and a tool call has its own; send one of them, or tool_choice "none"', param="response_format", code="unsupported")
+        toolset = Toolset.of(req.tools, req.tool_choice, req.response_format)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
@@ -798,8 +796,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def answer_tools(request: Request, req: ChatRequest, reply: _Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
         """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
         must be made, else freely, and again under it where an answer opens a call that is not valid.
-        The answer is decoded whole, then sent as one body or as a stream's chunks."""
-        from .tools import answered, chunks, starts_call
+        The answer is decoded whole, then sent as one body or as a stream's events (`reply.called`)."""
+        from .tools import starts_call
 
         held = dataclasses.replace(params, json_schema=toolset.call_schema())
         collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
@@ -815,31 +813,36 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 completions[i] = completion
                 if logprobs:
                     logprobs[i] = entries
-        body = answered(reply.whole(completions, logprobs), [toolset.parse(c.text) for c in completions])
+        body, sent = reply.called(completions, logprobs, [toolset.parse(c.text) for c in completions])
         if not req.stream:
             return body
 
         async def events() -> AsyncIterator[str]:
-            for event in chunks(reply, body, completions, logprobs):
+            for event in sent:
                 yield reply.sse(event)
-            yield reply.sse(reply.done)
+            if reply.done:
+                yield reply.sse(reply.done)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/v1/responses", dependencies=[Depends(auth)])
     async def responses(request: Request):
         from .responses import ResponseReply, chat_body, echoed, renamed
+        from .tools import Toolset
 
         data = await parsed(request)
         converted = chat_body(data)
         try:
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
-            ids = await encode_chat(backend, req.messages)
+            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format)
+            ids = await encode_chat(backend, req.messages, toolset)
             params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         except ApiError as exc:
             raise renamed(exc) from None
         reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp"), echoed(data))
+        if toolset:
+            return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)
 
     @app.post("/v1/completions", dependencies=[Depends(auth)])
@@ -1037,6 +1040,13 @@ class _Reply:
         item["logprobs"] = shape(entries) if self.top is not None and entries is not None else None
         item["finish_reason"] = finish
         return item
+
+    def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
+        """The answer, whole and as a stream's chunks, where the choices that hold a call (`calls`) answer with it."""
+        from .tools import answered, chunks
+
+        body = answered(self.whole(completions, logprobs), calls)
+        return body, chunks(self, body, completions, logprobs)
 
     def _head(self, index: int) -> tuple[str, list[TokenLogprob]]:
         head, entries = self.heads[index] if self.heads else ("", None)

@@ -2,8 +2,10 @@
 `instructions` become chat messages and its settings a chat request's; the answer is a `response`
 object, or its stream of typed events (`response.created` ... `response.completed`).
 
-Nothing is stored, so what needs a stored response (`previous_response_id`, `background`) is a 400,
-as are tools, non-text input and log-probabilities, which this server does not give here.
+Function tools are chat's (`tools.py`): a call is a `function_call` output item, and earlier calls
+and their results come back as `function_call` and `function_call_output` input items. Nothing is
+stored, so what needs a stored response (`previous_response_id`, `background`) is a 400, as are
+other tools, non-text input and log-probabilities, which this server does not give here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 PASSED = ("model", "temperature", "top_p", "stream", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias", "seed", "stop")  # as chat takes them (all but the first four: extensions)
 NEEDS_STORAGE = ("previous_response_id", "conversation", "prompt")
 # The chat request's names for what a Responses request calls otherwise, as errors name them.
-RENAMED = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input"}
+RENAMED = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input", ".function.parameters": ".parameters"}
 
 
 def chat_body(data: dict) -> dict:
@@ -31,11 +33,14 @@ def chat_body(data: dict) -> dict:
             raise ApiError(400, f"{name} needs a stored response or prompt, and this server stores none; send the whole conversation as input", param=name, code="unsupported")
     if data.get("background"):
         raise ApiError(400, "background responses are not supported; this server answers while the request waits, or streams", param="background", code="unsupported")
-    if data.get("tools"):
-        raise ApiError(400, "tools are not supported by this server", param="tools", code="unsupported")
     if data.get("top_logprobs") or any("logprobs" in str(item) for item in data.get("include") or []):
         raise ApiError(400, "log-probabilities are not offered on /v1/responses here; /v1/chat/completions gives them (logprobs: true)", param="top_logprobs", code="unsupported")
     body: dict[str, Any] = {name: data[name] for name in PASSED if name in data}
+    if data.get("tools") is not None:
+        body["tools"] = _tools(data["tools"])
+    if data.get("tool_choice") is not None:
+        choice = data["tool_choice"]
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}} if isinstance(choice, dict) and choice.get("type") == "function" else choice
     body["messages"] = _messages(data.get("input"), data.get("instructions"))
     if data.get("max_output_tokens") is not None:
         body["max_completion_tokens"] = data["max_output_tokens"]
@@ -45,6 +50,17 @@ def chat_body(data: dict) -> dict:
             raise ApiError(400, 'text must be an object such as {"format": {"type": "json_schema", "name": ..., "schema": {...}}}', param="text", code="invalid_value")
         body["response_format"] = _response_format(text.get("format"))
     return body
+
+
+def _tools(given: Any) -> list:
+    """Chat's tools for a Responses request's: a function's fields sit in the tool itself."""
+    if not isinstance(given, list):
+        raise ApiError(400, "tools must be a list of function tools", param="tools", code="invalid_value")
+    for i, tool in enumerate(given):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise ApiError(400, f"tools.{i}: only function tools are supported, not {kind!r}: {{\"type\": \"function\", \"name\": ..., \"parameters\": {{...}}}}", param="tools", code="unsupported")
+    return [{"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}} for tool in given]
 
 
 def _response_format(given: dict | None) -> dict | None:
@@ -67,6 +83,11 @@ def _messages(given: Any, instructions: Any) -> list[dict]:
 
 def _message(item: Any, where: str) -> dict:
     kind = item.get("type", "message") if isinstance(item, dict) else None
+    if kind == "function_call":  # an earlier call, and its result: as chat has them
+        call = {"id": item.get("call_id"), "type": "function", "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+    if kind == "function_call_output":
+        return {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
     if kind != "message":
         what = f"{kind!r} items are" if isinstance(kind, str) else "an item that is no message is"
         raise ApiError(400, f"{where}: {what} not supported; give messages, {{\"role\": \"user\", \"content\": \"...\"}}", param="input", code="unsupported")
@@ -112,6 +133,7 @@ class ResponseReply:
     item: str = field(default_factory=lambda: f"msg_{uuid.uuid4().hex}")
     text: str = ""
     sequence: int = 0
+    call: dict | None = None  # the answer's output item where it is a function call
 
     def sse(self, event: dict) -> str:
         return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
@@ -139,7 +161,7 @@ class ResponseReply:
         return {
             "id": self.id, "object": "response", "created_at": self.created, "status": status, "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if cut else None, "model": self.model,
-            "output": [self._message(status)] if status != "in_progress" else [], "parallel_tool_calls": False,
+            "output": [self.call or self._message(status)] if status != "in_progress" else [], "parallel_tool_calls": False,
             "tool_choice": "none", "tools": [], "store": False, "usage": usage, **self.echoed,
         }
 
@@ -147,6 +169,29 @@ class ResponseReply:
         (completion,) = completions
         self.text = completion.text
         return self._response("incomplete" if completion.finish_reason == "length" else "completed", completions)
+
+    def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
+        """The answer, whole and as its events, where it is a call (`calls`: the one choice's, or None):
+        a `function_call` output item, its arguments streamed as OpenAI streams them."""
+        from .tools import call_id
+
+        (call,) = calls
+        if call is None:
+            events = [*self.opening(), self.piece(0, completions[0].text, None), *self.ending(0, completions[0].finish_reason), *self.closing(completions)]
+            return self.whole(completions, logprobs), events
+        arguments = json.dumps(call["arguments"], ensure_ascii=False)
+        self.call = {"id": f"fc_{uuid.uuid4().hex}", "type": "function_call", "status": "completed", "arguments": arguments, "call_id": call_id(), "name": call["name"]}
+        where = {"item_id": self.call["id"], "output_index": 0}
+        events = [
+            self._event("response.created", response=self._response("in_progress")),
+            self._event("response.in_progress", response=self._response("in_progress")),
+            self._event("response.output_item.added", output_index=0, item={**self.call, "status": "in_progress", "arguments": ""}),
+            self._event("response.function_call_arguments.delta", **where, delta=arguments),
+            self._event("response.function_call_arguments.done", **where, arguments=arguments),
+            self._event("response.output_item.done", output_index=0, item=self.call),
+            self._event("response.completed", response=self._response("completed", completions)),
+        ]
+        return self._response("completed", completions), events
 
     def opening(self) -> list[dict]:
         where = {"item_id": self.item, "output_index": 0, "content_index": 0}
@@ -185,4 +230,5 @@ def echoed(data: dict) -> dict:
         "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"), "metadata": data.get("metadata") or {},
         "temperature": data.get("temperature", 1.0), "top_p": data.get("top_p", 1.0), "text": {"format": text.get("format") or {"type": "text"}},
         "previous_response_id": None, "reasoning": None, "truncation": "disabled", "user": data.get("user"),
+        **({"tools": data["tools"], "tool_choice": data.get("tool_choice") or "auto", "parallel_tool_calls": data.get("parallel_tool_calls", True)} if data.get("tools") else {}),
     }

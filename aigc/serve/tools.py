@@ -44,7 +44,7 @@ class Toolset:
     named: str | None = None
 
     @classmethod
-    def of(cls, tools: list | None, choice: Any) -> "Toolset | None":
+    def of(cls, tools: list | None, choice: Any, response_format: dict | None = None) -> "Toolset | None":
         """The request's toolset; None where no tool is to be called (none given, or tool_choice "none")."""
         from ..engine.structured import schema_parser, unheld_rules
 
@@ -86,6 +86,8 @@ class Toolset:
             raise _bad(f"tool_choice names {named!r}, which is not among the tools ({', '.join(parameters)})", "tool_choice")
         if choice == "none":
             return None
+        if (response_format or {}).get("type", "text") != "text":
+            raise _bad('response_format shapes an answer in text, and a tool call has its own; send one of them, or tool_choice "none"', "response_format", "unsupported")
         return cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named)
 
     def call_schema(self) -> dict:

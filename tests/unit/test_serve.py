@@ -2050,8 +2050,9 @@ def test_a_streamed_response_sends_its_events_in_order_and_the_same_text(server,
     "settings, param, message",
     [
         ({"previous_response_id": "resp_1"}, "previous_response_id", "previous_response_id needs a stored response or prompt, and this server stores none"),
-        ({"tools": [{"type": "web_search"}]}, "tools", "tools are not supported by this server"),
-        ({"input": [{"type": "function_call_output", "call_id": "a", "output": "b"}]}, "input", "input.0: 'function_call_output' items are not supported; give messages"),
+        ({"tools": [{"type": "web_search"}]}, "tools", "tools.0: only function tools are supported, not 'web_search'"),
+        ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "banana"}}]}, "tools", "tools.0.parameters (f): the JSON schema is not valid"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input", "input.0: 'reasoning' items are not supported; give messages"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input", "input.0.content.0: 'input_image' parts are not supported"),
         ({"max_output_tokens": 500}, "max_output_tokens", "max_output_tokens must be at most 200 on this server"),
         ({"text": {"format": {"type": "xml"}}}, "text.format", "text.format 'xml' is not supported"),
@@ -2061,6 +2062,28 @@ def test_what_the_responses_api_cannot_do_here_is_a_400_naming_its_field(server,
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(**{"model": server["model"], "input": "Hi", **settings})
     assert caught.value.body["param"] == param and caught.value.body["message"].startswith(message)
+
+
+def test_a_response_may_be_a_function_call_and_a_conversation_goes_on_with_its_output(server, client):
+    tools = [{"type": "function", **t["function"]} for t in TOOLS]  # the Responses API's form: the function's fields in the tool
+    kwargs = {"model": server["model"], "input": "Weather in Paris?", "tools": tools, "tool_choice": {"type": "function", "name": "get_weather"}, "max_output_tokens": 90, "temperature": 0}
+    answer = client.responses.create(**kwargs)
+    (call,) = answer.output
+    assert answer.status == "completed" and call.type == "function_call" and call.name == "get_weather" and call.call_id.startswith("call_")
+    assert json.loads(call.arguments)["city"] in ("Paris", "Oslo") and answer.tools[0].name == "get_weather" and answer.usage.output_tokens > 0
+    events = list(client.responses.create(**kwargs, stream=True))
+    assert [e.type for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    ]
+    assert events[3].delta == events[4].arguments == events[-1].response.output[0].arguments == call.arguments
+    history = ["Weather in Paris?", {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments}, {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    history[0] = {"role": "user", "content": history[0]}
+    after = client.responses.create(model=server["model"], input=history, tools=tools, tool_choice="none", max_output_tokens=4, temperature=0)
+    free = list(client.responses.create(model=server["model"], input="Hi", tools=tools, max_output_tokens=4, temperature=0, stream=True))  # auto: the tiny model answers in text
+    assert [e.type for e in free][3:5] == ["response.content_part.added", "response.output_text.delta"] and free[-1].response.output_text == free[-4].text
+    as_chat = [history[0], {"role": "assistant", "content": None, "tool_calls": [{"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}, {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}]
+    assert after.output[0].type == "message" and after.usage.input_tokens == raw(server, "/tokenize", {"messages": as_chat})[2]["count"]  # read as chat reads them
 
 
 def test_a_response_can_follow_a_json_schema(server, client):
