@@ -71,7 +71,7 @@ class Toolset:
                 raise _bad(f"{where}: a function needs a name of 1-64 letters, digits, _ or -, got {name!r}", "tools")
             if name in parameters:
                 raise _bad(f"{where}: a second function named {name!r}; names must differ", "tools")
-            schema = function.get("parameters", NO_PARAMETERS)
+            schema = function.get("parameters") or NO_PARAMETERS  # left out, null or {}: a call with no arguments
             if not isinstance(schema, dict):
                 raise _bad(f"{where}.function.parameters must be a JSON schema (an object)", "tools")
             try:

@@ -37,6 +37,8 @@ def test_the_call_schema_names_each_tool_with_its_own_arguments():
     only = Toolset.of(TOOLS, {"type": "function", "function": {"name": "now"}}).call_schema()
     assert only["properties"]["name"] == {"const": "now"} and only["properties"]["arguments"] == {"type": "object", "properties": {}}
     assert Toolset.of(TOOLS, "none") is None and Toolset.of(None, "auto") is None
+    for empty in (None, {}):  # as if left out: arguments are an object
+        assert Toolset.of([{"type": "function", "function": {"name": "f", "parameters": empty}}], "required").call_schema()["properties"]["arguments"] == {"type": "object", "properties": {}}
 
 
 def test_a_template_without_tools_reads_them_in_the_system_message_and_calls_as_text():
