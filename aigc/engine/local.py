@@ -63,7 +63,14 @@ class LocalEngine:
         if isinstance(prompt, str):
             return prompt
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(prompt, tools=tools or None, add_generation_prompt=True, tokenize=False)
+            from jinja2 import TemplateError, TemplateSyntaxError
+
+            try:
+                return self.tokenizer.apply_chat_template(prompt, tools=tools or None, add_generation_prompt=True, tokenize=False)
+            except TemplateSyntaxError:
+                raise
+            except TemplateError as exc:  # the template's raise_exception(): messages it does not take (roles that do not alternate, ...)
+                raise BadInputError(f"{self.name}'s chat template refuses these messages: {exc}") from None
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
         return "\n\n".join(lines + ["Assistant:"])
 

@@ -465,6 +465,18 @@ def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client
     assert tokens[0] == tokens[1] and answer.usage.prompt_tokens == len(tokens[0])
 
 
+def test_messages_a_chat_template_refuses_are_a_400_with_its_reason(server, monkeypatch):
+    """A template's raise_exception (roles that do not alternate, a tool call id of the wrong form,
+    more calls than it shows) is about the request, not a server error."""
+    template = "{% if messages[0].role != 'user' %}{{ raise_exception('Conversations must start with a user message') }}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
+    monkeypatch.setattr(server["backend"].engine.tokenizer, "chat_template", template)
+    body = {"messages": [{"role": "assistant", "content": "Hi"}], "max_tokens": 2}
+    status, _, answer = raw(server, "/v1/chat/completions", body)
+    assert status == 400 and answer["error"]["param"] == "messages"
+    assert answer["error"]["message"] == f"{server['model']}'s chat template refuses these messages: Conversations must start with a user message"
+    assert raw(server, "/v1/chat/completions", {**body, "messages": [{"role": "user", "content": "Hi"}]})[0] == 200
+
+
 @pytest.mark.parametrize(
     "kwargs, param, words",
     [
