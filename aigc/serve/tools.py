@@ -1,6 +1,7 @@
-"""Tool calling on `/v1/chat/completions`, as OpenAI's API has it, the way llama.cpp's server and
-vLLM do it: the tools go into the prompt, the answer is parsed for a call, and a call that must be
-made is held to the JSON schema of `{"name": ..., "arguments": ...}` by the structured decoder.
+"""Tool calling on `/v1/chat/completions` (and `/v1/responses`, through chat), as OpenAI's API has
+it, the way llama.cpp's server and vLLM do it: the tools go into the prompt, the answer is parsed
+for a call, and a call that must be made is held to the JSON schema of `{"name": ..., "arguments":
+...}` by the structured decoder.
 
 A chat template that reads `tools` lists them itself (and renders earlier calls and their results
 its own way); any other gets a system instruction that lists them as JSON and asks for a
@@ -8,8 +9,8 @@ its own way); any other gets a system instruction that lists them as JSON and as
 earlier calls in that form and their results as `<tool_response>` user turns. `tool_choice`
 "required" or a named function decodes under the call's schema; "auto" decodes freely, and an
 answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is decoded again
-under the schema. An answer holds one call at most (`parallel_tool_calls` allows more; none is
-made), as llama.cpp's server does for a template without parallel calls.
+under the schema. An answer holds one call at most, whatever `parallel_tool_calls` says, as
+llama.cpp's server does for a template without parallel calls.
 """
 
 from __future__ import annotations
