@@ -434,3 +434,25 @@ def test_json_shows_a_path_in_no_utf8_as_replacement_characters(tiny_pipeline_di
     result = make(tiny_pipeline_dir, tmp_path / "caf\udce9.png", "--seed", "3", "--json")  # as Python reads the bytes caf\xe9 from argv
     assert json.loads(result.stdout_bytes.decode("utf-8"))["images"] == [{"path": str(tmp_path / "caf\ufffd.png"), "seed": 3}]
     assert (tmp_path / "caf\udce9.png").exists()
+
+
+def test_a_local_pipeline_reports_loading_before_torch_is_imported_and_once(tiny_pipeline_dir, tmp_path):
+    import shutil
+    import subprocess
+
+    from aigc.engine.diffusion import load_image_model
+
+    fresh = str(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipeline"))  # not loaded by any other test
+    code = f"""
+import sys
+from aigc.engine.diffusion import load_image_model
+def progress(stage, *rest):
+    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
+load_image_model({fresh!r}, device="cpu", progress=progress)
+"""  # a terminal shows the spinner at once, not after the seconds torch and diffusers take to import
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    stages = []
+    engine = load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
+    assert stages == [f"loading {fresh}"]
