@@ -57,7 +57,8 @@ def image(
     recorded: dict[str, Any] = read_settings(from_png) if from_png else {}
     if prompt is None and not recorded:
         prompt = stdin_text()
-    prompt = prompt if prompt is not None else recorded.get("prompt")
+    replayed = prompt is None  # the recorded prompt, and the one it was enhanced from
+    prompt = recorded.get("prompt") if replayed else prompt
     width, height = parse_size(size) if size else (recorded.get("width"), recorded.get("height"))
     options = {
         "negative": negative if negative is not None else recorded.get("negative", ""),
@@ -97,7 +98,7 @@ def image(
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(prompt, **options)
-    original = original or recorded.get("original_prompt")
+    original = original or (recorded.get("original_prompt") if replayed else None)
     settings = [png_settings(result, i, original_prompt=original) for i in range(n)]
     written = save_pngs(result["images"], paths, settings)
     per_step = result["seconds_per_step"]

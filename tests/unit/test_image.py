@@ -350,6 +350,11 @@ def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny
     settings = read_settings(out)
     assert settings["original_prompt"] == PROMPT
     assert settings["prompt"] == shown[0][len("enhanced prompt: ") :]
+    again, other = tmp_path / "again.png", tmp_path / "other.png"
+    assert invoke("image", "--from-png", out, "-o", again).exit_code == 0
+    assert read_settings(again) == settings
+    assert invoke("image", "a lighthouse", "--from-png", out, "-o", other).exit_code == 0  # a new prompt, not enhanced
+    assert "original_prompt" not in read_settings(other) and read_settings(other)["prompt"] == "a lighthouse"
 
 
 def test_too_many_steps_fail_before_enhance_runs_the_text_model(tiny_pipeline_dir, tmp_path, monkeypatch):
