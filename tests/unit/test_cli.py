@@ -754,6 +754,14 @@ def test_models_info_and_list_json(tiny_model_dir):
     assert info["kind"] == "text" and info["format"] == "dir" and info["layers"] == 2 and info["installed"]
 
 
+@pytest.mark.parametrize("argv", [["models", "info"], ["models", "pull"], ["models", "rm"], ["models", "default"], ["models", "alias", "mine"]])
+def test_models_commands_take_either_kind_so_a_misspelt_name_is_matched_against_every_alias(argv):
+    result = invoke(*argv, "sd-trubo")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: unknown model 'sd-trubo'; did you mean sd-turbo? known aliases: ")
+    assert "smollm2" in result.stderr and "a diffusers directory" in result.stderr
+
+
 def test_a_model_directory_without_weights_or_tokenizer_says_what_it_lacks(tmp_path):
     half = tmp_path / "half"
     half.mkdir()
