@@ -1847,6 +1847,7 @@ def test_sessions_show_takes_an_unnamed_chats_id_as_logs_shows_it():
     assert shown.exit_code == 0 and "Name three colors." in shown.stdout
     removed = invoke("sessions", "rm", cid)  # rm stays for named sessions: an unnamed chat goes with `aigc logs rm`
     assert removed.exit_code == 2 and (conversations.conversations_dir() / f"{cid}.json").is_file()
+    assert removed.stderr.startswith(f"Error: {cid} is an unnamed chat, not a session; `aigc logs rm ID`, given one of its answers")  # not "no session"
 
 
 def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
