@@ -22,6 +22,7 @@ models_app = listing_app("models", "List, download and inspect models.", lambda 
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Known model aliases, where each comes from, and whether it is installed."""
+    config.load_settings()  # a file that is not TOML fails once, not as a warning for each setting first
     rows = []
     defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):

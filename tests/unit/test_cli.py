@@ -2182,6 +2182,8 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "fix it or run `aigc models default --image --unset`" in invoke("models", "default", "--image").stderr
     settings.write_text("default_model = \n")
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
+    listed = invoke("models", "list")  # one error, not first a warning for each setting it reads
+    assert listed.exit_code == 2 and listed.stderr.startswith("Error: ") and listed.stderr.count("\n") == 1 and "is not valid TOML" in listed.stderr
 
 
 def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir, tmp_path, monkeypatch):
