@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
@@ -165,14 +166,15 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 
 def entries(count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None) -> list[Entry]:
-    """The last `count` entries (None: all) that match every filter given, oldest first. `query`
-    is a substring of the prompt or the response, in any case."""
+    """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
+    each of its words (or "quoted phrases") is in the prompt or the response, in any case and any
+    order, as `llm logs -q` finds them."""
     if not log_path().exists():
         return []
     where, args = [], []
-    if query:
+    for term in query_terms(query or ""):
         where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
-        args += [query.casefold()] * 2
+        args += [term.casefold()] * 2
     for column, value in (("model", model), ("command", command), ("session", session)):
         if value:
             where.append(f"{column} = ?")
@@ -186,6 +188,11 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
         return [_entry(row) for row in reversed(rows)]
     except (KeyError, TypeError, ValueError) as exc:  # a row aigc did not write
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
+
+
+def query_terms(query: str) -> list[str]:
+    """The words and "quoted phrases" of a search; a query of spaces alone is itself."""
+    return [phrase or word for phrase, word in re.findall(r'"([^"]+)"|(\S+)', query)] or ([query] if query else [])
 
 
 def values(column: str) -> list[str]:

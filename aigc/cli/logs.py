@@ -14,7 +14,7 @@ from .options import check_extract, misplaced
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
 Count = Annotated[int, typer.Option("--count", "-n", help="How many of the latest answers; 0 for all.")]
-Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
+Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt or response holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
 Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
