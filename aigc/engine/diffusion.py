@@ -98,7 +98,7 @@ def pull_image(ref: models.ModelRef, progress: Progress = lambda stage: None) ->
     if ref.kind in ("diffusers", "checkpoint"):
         return Path(ref.location)
     diffusers = _import_diffusers()
-    progress(f"looking for {ref.location} in the hub cache" if models.hub_offline() else f"downloading {ref.location} from the Hugging Face hub")
+    progress(models.hub_stage(ref.location))
     try:
         return Path(diffusers.DiffusionPipeline.download(ref.location))
     except Exception as exc:
@@ -215,9 +215,7 @@ def load_image_model(
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""
     ref = resolve_image(name)
-    announced = ref.kind != "hub" and ref not in {key[0] for key in list(_loaded)}  # list(): other threads add
-    if announced:  # before torch's and diffusers' imports (seconds), so a terminal shows the load at once
-        progress(f"loading {ref.name}")
+    progress, announced = models.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
     device_name = models.pick_device(device)
     torch_dtype = models.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))

@@ -544,8 +544,13 @@ def hub_unavailable(repo_id: str, exc: Exception, fallback: str = "") -> ModelUn
     )
 
 
+def hub_stage(repo_id: str) -> str:
+    """The stage a hub model's fetch reports: a look in the cache when offline, else a download."""
+    return f"looking for {repo_id} in the hub cache" if hub_offline() else f"downloading {repo_id} from the Hugging Face hub"
+
+
 def _pull_hub(repo_id: str, progress: Progress) -> Path:
-    progress(f"looking for {repo_id} in the hub cache" if hub_offline() else f"downloading {repo_id} from the Hugging Face hub")
+    progress(hub_stage(repo_id))
     try:
         from huggingface_hub import snapshot_download
 
@@ -664,9 +669,7 @@ def load_model(
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
-        announced = ref.kind != "hub" and ref.installed and ref not in {key[0] for key in list(_loaded)}  # list(): other threads add
-        if announced:  # before torch's import (seconds), so a terminal shows the load at once
-            progress(f"loading {ref.name}")
+        progress, announced = announce(ref, _loaded, progress)
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
@@ -679,6 +682,23 @@ def load_model(
         key = (ref, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
+
+
+def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
+    """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
+    it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub
+    lookup for a hub one (the callback returned passes over it when the fetch reports it again).
+    Nothing for a model in `cache`, loaded already."""
+    if ref in {key[0] for key in list(cache)}:  # list(): other threads add
+        return progress, False
+    if ref.kind == "hub":
+        first = hub_stage(ref.location)
+        progress(first)
+        return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
+    if ref.installed:
+        progress(f"loading {ref.name}")
+        return progress, True
+    return progress, False
 
 
 def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool, announced: bool):

@@ -2,6 +2,7 @@
 temp dir and loaded through the same code path as a real model (`-m DIR`)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -441,11 +442,12 @@ def test_json_shows_a_path_in_no_utf8_as_replacement_characters(tiny_pipeline_di
     assert (tmp_path / "caf\udce9.png").exists()
 
 
-def test_a_local_pipeline_reports_loading_before_torch_is_imported_and_once(tiny_pipeline_dir, tmp_path):
+def test_a_pipeline_reports_its_first_stage_before_torch_is_imported_and_once(tiny_pipeline_dir, tmp_path):
     import shutil
     import subprocess
 
     from aigc.engine.diffusion import load_image_model
+    from aigc.errors import ModelUnavailableError
 
     fresh = str(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipeline"))  # not loaded by any other test
     code = f"""
@@ -461,3 +463,11 @@ load_image_model({fresh!r}, device="cpu", progress=progress)
     engine = load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
     assert stages == [f"loading {fresh}"]
+    hub = code.replace(repr(fresh), repr("aigc-test/not-cached"))  # a hub model: its lookup comes first
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", hub], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stderr.strip() == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    stages.clear()
+    with pytest.raises(ModelUnavailableError):
+        load_image_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # reported once
