@@ -65,7 +65,9 @@ class Entry:
         values = asdict(self)
         return {"id": values.pop("id"), "datetime_utc": values.pop("datetime_utc"), **values}
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, truncate: bool = False) -> str:
+        """The entry under a `## ID` heading; `truncate`: its prompt and response as one line of at most
+        `TRUNCATE` characters each (`aigc logs -t`, as `llm logs -t`)."""
         when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
         head = f"## {self.id} · {when} · {self.command} · {self.model}"
         given = {k: v for k, v in self.options.items() if v is not None and v != ""}  # `aspect=` says nothing
@@ -76,7 +78,16 @@ class Entry:
             facts.append(f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")
         if self.duration_ms is not None:
             facts.append(f"{self.duration_ms / 1000:.1f} s")
-        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", self.prompt, "### Response", self.response])
+        prompt, response = (_truncated(self.prompt), _truncated(self.response)) if truncate else (self.prompt, self.response)
+        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", prompt, "### Response", response])
+
+
+TRUNCATE = 100
+
+
+def _truncated(text: str) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= TRUNCATE else one_line[: TRUNCATE - 3] + "..."
 
 
 def log_path() -> Path:

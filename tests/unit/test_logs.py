@@ -53,6 +53,20 @@ def test_query_finds_each_word_in_any_order_and_a_quoted_phrase_as_it_is():
     assert invoke("logs", "-q", "italy capital", "-r").stdout == "Rome.\n"
 
 
+def test_truncate_shows_each_prompt_and_response_as_one_short_line():
+    document = "Bees.\n\n" + "word " * 200
+    logs.record(entry(1, prompt=document, response="A short\nsummary."))
+    shown = invoke("logs", "-t")
+    assert shown.exit_code == 0
+    prompt = shown.stdout.split("### Prompt\n\n")[1].split("\n")[0]
+    assert prompt == ("Bees. " + "word " * 200)[:97] + "..." and len(prompt) == 100
+    assert shown.stdout.endswith("### Response\n\nA short summary.\n")  # short enough: whole, on one line
+    assert document in invoke("logs").stdout  # without -t: all of it
+    for other in ("-r", "--json", "-x"):
+        refused = invoke("logs", "-t", other)
+        assert refused.exit_code == 2 and "--truncate shortens the Markdown listing" in refused.stderr
+
+
 def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
     name = "/tmp/caf\udce9.json"  # as Python reads such a name from argv: a lone surrogate, which SQLite takes not
     logs.record(entry(1, session=name, options={"template": "chat", "path": name}))
