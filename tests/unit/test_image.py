@@ -242,6 +242,8 @@ def bad(*args, input=None):
         (["--size", "65x64"], "multiples of 8"),
         (["--size", "99999x9"], "multiples of 8, e.g. 2048x64"),  # a size it takes
         (["--size", "big"], "WIDTHxHEIGHT"),
+        (["--size", ""], "--size must be WIDTHxHEIGHT like 512x512, got ''"),  # `--size "$SIZE"` with SIZE unset: not the default size
+        (["--from-png", ""], "--from-png was given an empty file name"),  # not a run without it
         (["--size", "4096x4096"], "too large"),
         (["--size", "16x16"], "too small"),
         (["--steps", "0"], "--steps must be at least 1"),
