@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
@@ -64,7 +65,9 @@ class Entry:
         values = asdict(self)
         return {"id": values.pop("id"), "datetime_utc": values.pop("datetime_utc"), **values}
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, truncate: bool = False) -> str:
+        """The entry under a `## ID` heading; `truncate`: its prompt and response as one line of at most
+        `TRUNCATE` characters each (`aigc logs -t`, as `llm logs -t`)."""
         when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
         head = f"## {self.id} · {when} · {self.command} · {self.model}"
         given = {k: v for k, v in self.options.items() if v is not None and v != ""}  # `aspect=` says nothing
@@ -75,7 +78,16 @@ class Entry:
             facts.append(f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")
         if self.duration_ms is not None:
             facts.append(f"{self.duration_ms / 1000:.1f} s")
-        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", self.prompt, "### Response", self.response])
+        prompt, response = (_truncated(self.prompt), _truncated(self.response)) if truncate else (self.prompt, self.response)
+        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", prompt, "### Response", response])
+
+
+TRUNCATE = 100
+
+
+def _truncated(text: str) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= TRUNCATE else one_line[: TRUNCATE - 3] + "..."
 
 
 def log_path() -> Path:
@@ -165,14 +177,15 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 
 def entries(count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None) -> list[Entry]:
-    """The last `count` entries (None: all) that match every filter given, oldest first. `query`
-    is a substring of the prompt or the response, in any case."""
+    """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
+    each of its words (or "quoted phrases") is in the prompt or the response, in any case and any
+    order, as `llm logs -q` finds them."""
     if not log_path().exists():
         return []
     where, args = [], []
-    if query:
+    for term in query_terms(query or ""):
         where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
-        args += [query.casefold()] * 2
+        args += [term.casefold()] * 2
     for column, value in (("model", model), ("command", command), ("session", session)):
         if value:
             where.append(f"{column} = ?")
@@ -186,6 +199,11 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
         return [_entry(row) for row in reversed(rows)]
     except (KeyError, TypeError, ValueError) as exc:  # a row aigc did not write
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
+
+
+def query_terms(query: str) -> list[str]:
+    """The words and "quoted phrases" of a search; a query of spaces alone is itself."""
+    return [phrase or word for phrase, word in re.findall(r'"([^"]+)"|(\S+)', query)] or ([query] if query else [])
 
 
 def values(column: str) -> list[str]:

@@ -119,6 +119,9 @@ def user_dir() -> Path:
     return config.config_dir() / "templates"
 
 
+DIR_HINT = "AIGC_CONFIG_DIR moves your templates' directory"
+
+
 def _template_dir_problem(path: Any) -> str | None:
     if not isinstance(path, (str, os.PathLike)):
         return f"register(path) takes a directory of templates, got {type(path).__name__} {path!r}"
@@ -386,8 +389,10 @@ def new_template(name: str) -> tuple[Path, Template | None]:
     existing = scan()[0].get(name)
     if existing is not None and existing.path == path:
         existing = None  # the file is there already: refused below
+    from .textio import make_dir
+
     start = read_source(existing.path) if existing else SKELETON
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, DIR_HINT)
     try:
         with open(path, "x", encoding="utf-8") as handle:
             handle.write(start)
@@ -491,7 +496,7 @@ def save_edit(target: Path, draft: Path) -> Template | None:
     the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept
     (dropped when emptied: an empty file aborts the edit). A draft not edited is dropped and nothing
     saved (None): a look at a built-in leaves no copy of it that would hide its updates."""
-    from .textio import write_atomic
+    from .textio import make_dir, write_atomic
 
     if drop_unedited(draft):
         return None
@@ -510,7 +515,7 @@ def save_edit(target: Path, draft: Path) -> Template | None:
     record = _record(draft)
     if "was" in record and _text_of(target) != record["was"]:  # changed by hand, or by another edit, meanwhile
         raise BadInputError(f"{target} changed while you edited it: not saved over it; your edit is kept as {_set_aside(draft)}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent, DIR_HINT)
     write_atomic(target, text)
     _drop_draft(draft)
     return replace(template, path=target, source="env" if target.parent != user_dir() else "user")

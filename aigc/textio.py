@@ -364,7 +364,9 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir(mode=mode, exist_ok=True)
     except OSError as exc:
-        raise BadInputError(f"cannot make directory {path}: {exc.strerror or exc} ({hint})") from None
+        blocker = next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
+        why = f"{blocker} is a file" if blocker else exc.strerror or exc  # not "File exists"
+        raise BadInputError(f"cannot make directory {path}: {why} ({hint})") from None
     return path
 
 

@@ -54,11 +54,14 @@ def image(
     from ..generators.image import parse_size, png_settings, read_settings, save_pngs
 
     diffusion.require()
-    recorded: dict[str, Any] = read_settings(from_png) if from_png else {}
+    if from_png == "":  # `--from-png "$PNG"` with PNG unset: not a run of other settings
+        raise BadInputError("--from-png was given an empty file name; give a PNG made by aigc image")
+    recorded: dict[str, Any] = read_settings(from_png) if from_png is not None else {}
     if prompt is None and not recorded:
         prompt = stdin_text()
-    prompt = prompt if prompt is not None else recorded.get("prompt")
-    width, height = parse_size(size) if size else (recorded.get("width"), recorded.get("height"))
+    replayed = prompt is None  # the recorded prompt, and the one it was enhanced from
+    prompt = recorded.get("prompt") if replayed else prompt
+    width, height = parse_size(size) if size is not None else (recorded.get("width"), recorded.get("height"))
     options = {
         "negative": negative if negative is not None else recorded.get("negative", ""),
         "n": n,
@@ -97,7 +100,7 @@ def image(
     with ui.progress_bar() as progress:
         generator.progress = progress
         result = generator(prompt, **options)
-    original = original or recorded.get("original_prompt")
+    original = original or (recorded.get("original_prompt") if replayed else None)
     settings = [png_settings(result, i, original_prompt=original) for i in range(n)]
     written = save_pngs(result["images"], paths, settings)
     per_step = result["seconds_per_step"]

@@ -14,7 +14,7 @@ from .options import check_extract, misplaced
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
 Count = Annotated[int, typer.Option("--count", "-n", help="How many of the latest answers; 0 for all.")]
-Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only answers whose prompt or response holds this text (any case).")]
+Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt or response holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
 Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
@@ -23,29 +23,32 @@ Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the first fenced code block of each answer (the whole answer where it has none).")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the last fenced code block of each answer (the whole answer where it has none).")]
+Truncate = Annotated[bool, typer.Option("--truncate", "-t", help="Each prompt and response as one line of at most 100 characters, for a quick look.")]
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False) -> None:
+def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False) -> None:
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`; -x, --xl: the code block of each)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json, current, extract, extract_last)
+        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate)
     else:
-        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False)}
+        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False) -> None:
+def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False) -> None:
     """The latest logged answers, oldest first, as Markdown (-x, --xl: the code block of each)."""
-    _show(count, query, model, command, session, response, as_json, current, extract, extract_last)
+    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate)
 
 
-def _show(count, query, model, command, session, response, as_json, current, extract, extract_last) -> None:
+def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate) -> None:
     if count < 0:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
+    if truncate and (response or as_json or extract or extract_last):
+        raise BadInputError("--truncate shortens the Markdown listing; leave it out with --response, --json, --extract or --extract-last")
     if response and as_json:
         raise BadInputError("give --response or --json, not both")
     check_extract(extract, extract_last, as_json)
@@ -68,7 +71,7 @@ def _show(count, query, model, command, session, response, as_json, current, ext
     elif extract or extract_last:  # as llm's `logs -x`: each answer's code block, for a script
         ui.result("\n\n".join(extract_code(e.response, extract_last) for e in found))
     else:
-        ui.result("\n\n".join(e.to_markdown() for e in found))
+        ui.result("\n\n".join(e.to_markdown(truncate) for e in found))
 
 
 def _no_match(model: str | None, command: str | None, session: str | None) -> str:

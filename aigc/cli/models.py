@@ -22,6 +22,7 @@ models_app = listing_app("models", "List, download and inspect models.", lambda 
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Known model aliases, where each comes from, and whether it is installed."""
+    config.load_settings()  # a file that is not TOML fails once, not as a warning for each setting first
     rows = []
     defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
@@ -141,7 +142,7 @@ def _given(name: str, other: str = "") -> str:
 @models_app.command()
 def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, .gguf file or hub id.", autocompletion=complete.models)]) -> None:
     """Download (and convert, for GGUF sources) a model into the cache."""
-    ref = registry.resolve(_given(name))
+    ref = registry.resolve(_given(name), None)
     if ref.kind == "remote":
         raise BadInputError(f"{ref.name} runs on a remote server; there is nothing to download (use it with -m {name})")
     if ref.installed and ref.kind != "hub":
@@ -158,7 +159,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Facts about a model (read from its files, without loading it)."""
-    facts = registry.describe(registry.resolve(_given(name)))
+    facts = registry.describe(registry.resolve(_given(name), None))
     if as_json:
         ui.result(json.dumps(readable_json(facts), indent=2))
         return
@@ -173,7 +174,7 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Mod
 
     The Hugging Face cache is shared with other programs; `aigc models pull` brings them back. Never
     your own files."""
-    refs = [registry.resolve(_given(name)) for name in names]  # an unset $MODEL never means the default
+    refs = [registry.resolve(_given(name), None) for name in names]  # an unset $MODEL never means the default
     targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     for ref in targets.values():
         where, freed = registry.remove(ref)
@@ -200,7 +201,7 @@ def default(
         ui.info(f"(default {kind} model; {source})")
         return
     if name is not None:
-        ref = resolve_image(name) if image else registry.resolve(name)
+        ref = resolve_image(name) if image else registry.resolve(name, None)
         if ref.image and not image:
             raise BadInputError(f"{name} is an image model; make it the default for `aigc image` with `aigc models default --image {name}`")
         name = _kept(name, ref)
@@ -252,7 +253,7 @@ def alias(
         raise BadInputError(f"{name!r} cannot be an alias: {problem}")
     if _given(target) in config.model_aliases():
         raise BadInputError(f"{target!r} is an alias itself; give the model it names, {config.model_aliases()[target]!r}")
-    target = _kept(target, registry.resolve(target))
+    target = _kept(target, registry.resolve(target, None))
     ui.info(f"alias {name} -> {target} (in {config.set_alias(name, target)})")
 
 

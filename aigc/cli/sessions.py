@@ -81,7 +81,9 @@ def _existing(name: str, named_only: bool = False):
     if path.exists():
         raise BadInputError(f"{path} is not a file; remove or rename it")
     unnamed = conversations.conversations_dir() / f"{name}.json"
-    if not named_only and conversations.NAME.fullmatch(name) and unnamed.is_file():  # a chat's id, as `aigc chat --cid` takes it
+    if conversations.NAME.fullmatch(name) and unnamed.is_file():  # a chat's id, as `aigc chat --cid` takes it
+        if named_only:
+            raise BadInputError(f"{name} is an unnamed chat, not a session; `aigc logs rm ID`, given one of its answers' ids, deletes it (`aigc logs -S {name} -n 0` shows them)")
         return unnamed
     known = [row["name"] for row in conversations.list_sessions()]
     others = f"; there are: {', '.join(known[:10])}" if known else "; `aigc chat --session NAME` starts one"

@@ -98,7 +98,7 @@ def pull_image(ref: models.ModelRef, progress: Progress = lambda stage: None) ->
     if ref.kind in ("diffusers", "checkpoint"):
         return Path(ref.location)
     diffusers = _import_diffusers()
-    progress(f"looking for {ref.location} in the hub cache" if models.hub_offline() else f"downloading {ref.location} from the Hugging Face hub")
+    progress(models.hub_stage(ref.location))
     try:
         return Path(diffusers.DiffusionPipeline.download(ref.location))
     except Exception as exc:
@@ -215,16 +215,19 @@ def load_image_model(
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""
     ref = resolve_image(name)
+    progress, announced = models.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
     device_name = models.pick_device(device)
     torch_dtype = models.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))
-    return models.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress))
+    return models.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress, announced))
 
 
-def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progress) -> ImageEngine:
+def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progress, announced: bool) -> ImageEngine:
+    """The engine of an image model; `announced`: `load_image_model` has reported the loading stage already."""
     diffusers = _import_diffusers()
     path = pull_image(ref, progress)
-    progress(f"loading {ref.name}")
+    if not announced:
+        progress(f"loading {ref.name}")
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():  # newer diffusers call it `dtype`; older ones know only `torch_dtype`

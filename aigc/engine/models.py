@@ -139,10 +139,10 @@ def first_line(exc: BaseException) -> str:
     return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
-def resolve(name: str | None, kind: str = "text") -> ModelRef:
+def resolve(name: str | None, kind: str | None = "text") -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
     model of `kind` (text or image), and an error about it says where it was set. An unknown name's
-    error lists the aliases of `kind`."""
+    error lists the aliases of `kind` (kind None: a name of either kind, as `aigc models` takes, and every alias)."""
     if name is not None and not isinstance(name, str):
         raise OptionError("model", f"must be a model name or path (text), got {type(name).__name__}")
     if name is not None:
@@ -166,7 +166,7 @@ def blamed_default(kind: str) -> Iterator[str]:
         raise BadInputError(f"the default {kind} model {name!r} ({source}) cannot be used; {fix}. {exc}") from None
 
 
-def _resolve(name: str, kind: str = "text") -> ModelRef:
+def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
         raise UnknownModelError("the model name is empty; give an alias (`aigc models list`), a path or a hub id, or leave it out for the default")
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
@@ -202,18 +202,22 @@ def _resolve(name: str, kind: str = "text") -> ModelRef:
             raise UnknownModelError(f"{name!r} is not a Hugging Face id: ORG/NAME, each of letters, digits, '-', '_' and '.', without '--' or '..' (nor a local path that exists)")
         return ModelRef(name, "hub", hub_id)
     if name.startswith((".", "/", "~")) or name.lower().endswith(WEIGHTS_SUFFIXES):  # as an alias may not end
-        wanted = "a diffusers directory or .safetensors/.ckpt checkpoint" if kind == "image" else "a local model directory or .gguf file"
+        wanted = {"image": "a diffusers directory or .safetensors/.ckpt checkpoint", "text": "a local model directory or .gguf file"}.get(
+            kind, "a local model directory, .gguf file, diffusers directory or .safetensors/.ckpt checkpoint"
+        )
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
-    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind == kind] + [a for a in config.model_aliases() if alias_kind(a) == kind])
+    kinds = (kind,) if kind else ("text", "image")
+    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
-    if not meant and ":" in name and kind == "text":  # ollama's NAME:TAG
+    if not meant and ":" in name and kind != "image":  # ollama's NAME:TAG
         guess = f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
+    images = ", a diffusers directory, a .safetensors/.ckpt checkpoint" if kind is None else ""
     raise UnknownModelError(
         f"unknown model {name!r}; {guess}known aliases: {aliases} "
-        "(or pass a local model directory, a .gguf file, or a Hugging Face id like ORG/NAME)"
+        f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME)"
     )
 
 
@@ -540,8 +544,13 @@ def hub_unavailable(repo_id: str, exc: Exception, fallback: str = "") -> ModelUn
     )
 
 
+def hub_stage(repo_id: str) -> str:
+    """The stage a hub model's fetch reports: a look in the cache when offline, else a download."""
+    return f"looking for {repo_id} in the hub cache" if hub_offline() else f"downloading {repo_id} from the Hugging Face hub"
+
+
 def _pull_hub(repo_id: str, progress: Progress) -> Path:
-    progress(f"looking for {repo_id} in the hub cache" if hub_offline() else f"downloading {repo_id} from the Hugging Face hub")
+    progress(hub_stage(repo_id))
     try:
         from huggingface_hub import snapshot_download
 
@@ -660,9 +669,7 @@ def load_model(
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
-        announced = ref.kind != "hub" and ref.installed and ref not in {key[0] for key in list(_loaded)}  # list(): other threads add
-        if announced:  # before torch's import (seconds), so a terminal shows the load at once
-            progress(f"loading {ref.name}")
+        progress, announced = announce(ref, _loaded, progress)
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
@@ -675,6 +682,23 @@ def load_model(
         key = (ref, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
+
+
+def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
+    """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
+    it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub
+    lookup for a hub one (the callback returned passes over it when the fetch reports it again).
+    Nothing for a model in `cache`, loaded already."""
+    if ref in {key[0] for key in list(cache)}:  # list(): other threads add
+        return progress, False
+    if ref.kind == "hub":
+        first = hub_stage(ref.location)
+        progress(first)
+        return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
+    if ref.installed:
+        progress(f"loading {ref.name}")
+        return progress, True
+    return progress, False
 
 
 def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool, announced: bool):

@@ -754,6 +754,14 @@ def test_models_info_and_list_json(tiny_model_dir):
     assert info["kind"] == "text" and info["format"] == "dir" and info["layers"] == 2 and info["installed"]
 
 
+@pytest.mark.parametrize("argv", [["models", "info"], ["models", "pull"], ["models", "rm"], ["models", "default"], ["models", "alias", "mine"]])
+def test_models_commands_take_either_kind_so_a_misspelt_name_is_matched_against_every_alias(argv):
+    result = invoke(*argv, "sd-trubo")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: unknown model 'sd-trubo'; did you mean sd-turbo? known aliases: ")
+    assert "smollm2" in result.stderr and "a diffusers directory" in result.stderr
+
+
 def test_a_model_directory_without_weights_or_tokenizer_says_what_it_lacks(tmp_path):
     half = tmp_path / "half"
     half.mkdir()
@@ -1839,6 +1847,7 @@ def test_sessions_show_takes_an_unnamed_chats_id_as_logs_shows_it():
     assert shown.exit_code == 0 and "Name three colors." in shown.stdout
     removed = invoke("sessions", "rm", cid)  # rm stays for named sessions: an unnamed chat goes with `aigc logs rm`
     assert removed.exit_code == 2 and (conversations.conversations_dir() / f"{cid}.json").is_file()
+    assert removed.stderr.startswith(f"Error: {cid} is an unnamed chat, not a session; `aigc logs rm ID`, given one of its answers")  # not "no session"
 
 
 def test_sessions_with_only_unreadable_files_says_there_are_no_readable_sessions():
@@ -2173,6 +2182,8 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "fix it or run `aigc models default --image --unset`" in invoke("models", "default", "--image").stderr
     settings.write_text("default_model = \n")
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
+    listed = invoke("models", "list")  # one error, not first a warning for each setting it reads
+    assert listed.exit_code == 2 and listed.stderr.startswith("Error: ") and listed.stderr.count("\n") == 1 and "is not valid TOML" in listed.stderr
 
 
 def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The local engine on a tiny random model: the decode loop against transformers' reference."""
 
+import os
 import re
 
 import pytest
@@ -381,6 +382,29 @@ load_model({fresh!r}, device="cpu", progress=progress)
     engine = load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
     assert stages == [f"loading {fresh}"]
+
+
+def test_a_hub_model_reports_its_lookup_before_torch_is_imported_and_once(tmp_path):
+    import subprocess
+    import sys
+
+    from aigc.engine.models import load_model
+    from aigc.errors import ModelUnavailableError
+
+    code = """
+import sys
+from aigc.engine.models import load_model
+def progress(stage, *rest):
+    raise SystemExit(f"{stage}: torch imported {'torch' in sys.modules}")
+load_model("aigc-test/not-cached", device="cpu", progress=progress)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stderr.strip() == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    stages = []
+    with pytest.raises(ModelUnavailableError):
+        load_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # HF_HUB_OFFLINE is set for the tests
 
 
 def test_a_hub_model_is_installed_where_huggingface_hub_finds_it_in_its_cache(tmp_path, monkeypatch):

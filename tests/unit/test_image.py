@@ -2,6 +2,7 @@
 temp dir and loaded through the same code path as a real model (`-m DIR`)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -241,6 +242,8 @@ def bad(*args, input=None):
         (["--size", "65x64"], "multiples of 8"),
         (["--size", "99999x9"], "multiples of 8, e.g. 2048x64"),  # a size it takes
         (["--size", "big"], "WIDTHxHEIGHT"),
+        (["--size", ""], "--size must be WIDTHxHEIGHT like 512x512, got ''"),  # `--size "$SIZE"` with SIZE unset: not the default size
+        (["--from-png", ""], "--from-png was given an empty file name"),  # not a run without it
         (["--size", "4096x4096"], "too large"),
         (["--size", "16x16"], "too small"),
         (["--steps", "0"], "--steps must be at least 1"),
@@ -350,6 +353,11 @@ def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny
     settings = read_settings(out)
     assert settings["original_prompt"] == PROMPT
     assert settings["prompt"] == shown[0][len("enhanced prompt: ") :]
+    again, other = tmp_path / "again.png", tmp_path / "other.png"
+    assert invoke("image", "--from-png", out, "-o", again).exit_code == 0
+    assert read_settings(again) == settings
+    assert invoke("image", "a lighthouse", "--from-png", out, "-o", other).exit_code == 0  # a new prompt, not enhanced
+    assert "original_prompt" not in read_settings(other) and read_settings(other)["prompt"] == "a lighthouse"
 
 
 def test_too_many_steps_fail_before_enhance_runs_the_text_model(tiny_pipeline_dir, tmp_path, monkeypatch):
@@ -434,3 +442,34 @@ def test_json_shows_a_path_in_no_utf8_as_replacement_characters(tiny_pipeline_di
     result = make(tiny_pipeline_dir, tmp_path / "caf\udce9.png", "--seed", "3", "--json")  # as Python reads the bytes caf\xe9 from argv
     assert json.loads(result.stdout_bytes.decode("utf-8"))["images"] == [{"path": str(tmp_path / "caf\ufffd.png"), "seed": 3}]
     assert (tmp_path / "caf\udce9.png").exists()
+
+
+def test_a_pipeline_reports_its_first_stage_before_torch_is_imported_and_once(tiny_pipeline_dir, tmp_path):
+    import shutil
+    import subprocess
+
+    from aigc.engine.diffusion import load_image_model
+    from aigc.errors import ModelUnavailableError
+
+    fresh = str(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipeline"))  # not loaded by any other test
+    code = f"""
+import sys
+from aigc.engine.diffusion import load_image_model
+def progress(stage, *rest):
+    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
+load_image_model({fresh!r}, device="cpu", progress=progress)
+"""  # a terminal shows the spinner at once, not after the seconds torch and diffusers take to import
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    stages = []
+    engine = load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
+    assert stages == [f"loading {fresh}"]
+    hub = code.replace(repr(fresh), repr("aigc-test/not-cached"))  # a hub model: its lookup comes first
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", hub], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stderr.strip() == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    stages.clear()
+    with pytest.raises(ModelUnavailableError):
+        load_image_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # reported once

@@ -40,6 +40,33 @@ def test_entries_are_the_latest_oldest_first_and_filter_by_text_model_command_an
     assert first.options == {"template": "chat"} and first.datetime_utc and first.id == ids[0]
 
 
+def test_query_finds_each_word_in_any_order_and_a_quoted_phrase_as_it_is():
+    logs.record(entry(1, prompt="What is the capital of Italy?", response="Rome."))
+    logs.record(entry(2, prompt="Plan a trip to New York", response="Day 1: the park."))
+    found = lambda query: [e.id for e in logs.entries(None, query=query)]  # noqa: E731
+    first, second = [e.id for e in logs.entries(None)]
+    assert found("italy CAPITAL") == [first]  # as `llm logs -q "italy capital"` finds it
+    assert found("rome capital") == [first]  # one word in the response, one in the prompt
+    assert found("trip rome") == []
+    assert found('"new york" trip') == [second] and found('"york new"') == []
+    assert found("  ") == []  # spaces alone are searched for as they are
+    assert invoke("logs", "-q", "italy capital", "-r").stdout == "Rome.\n"
+
+
+def test_truncate_shows_each_prompt_and_response_as_one_short_line():
+    document = "Bees.\n\n" + "word " * 200
+    logs.record(entry(1, prompt=document, response="A short\nsummary."))
+    shown = invoke("logs", "-t")
+    assert shown.exit_code == 0
+    prompt = shown.stdout.split("### Prompt\n\n")[1].split("\n")[0]
+    assert prompt == ("Bees. " + "word " * 200)[:97] + "..." and len(prompt) == 100
+    assert shown.stdout.endswith("### Response\n\nA short summary.\n")  # short enough: whole, on one line
+    assert document in invoke("logs").stdout  # without -t: all of it
+    for other in ("-r", "--json", "-x"):
+        refused = invoke("logs", "-t", other)
+        assert refused.exit_code == 2 and "--truncate shortens the Markdown listing" in refused.stderr
+
+
 def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
     name = "/tmp/caf\udce9.json"  # as Python reads such a name from argv: a lone surrogate, which SQLite takes not
     logs.record(entry(1, session=name, options={"template": "chat", "path": name}))

@@ -329,6 +329,14 @@ def test_new_template_skeleton_renders_and_is_never_overwritten():
         templates.new_template("../up")
 
 
+def test_new_template_where_the_config_directory_is_a_file_says_so(tmp_path, monkeypatch):
+    blocker = tmp_path / "aigc-config"
+    blocker.write_text("")
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(blocker / "sub"))  # a one-line error (exit 2), not a NotADirectoryError crash (exit 1)
+    with pytest.raises(BadInputError, match=re.escape(f"cannot make directory {blocker / 'sub' / 'templates'}: {blocker} is a file (AIGC_CONFIG_DIR moves")):
+        templates.new_template("fresh")
+
+
 def test_new_template_named_like_a_builtin_starts_from_a_copy_of_it():
     builtin = templates.get_template("summarize")
     path, copied = templates.new_template("summarize")
