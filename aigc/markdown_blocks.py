@@ -1,4 +1,4 @@
-"""Markdown (or plain text) as blocks: headings, paragraphs, list items, quotes, table rows, code.
+"""Markdown (or plain text) as blocks: headings, paragraphs, list items, definitions, quotes, table rows, code.
 
 Each block holds literal Markdown pieces and the texts between them, so the texts can be rewritten
 (translated) and the structure put back around them.
@@ -32,6 +32,7 @@ _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a se
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+")  # a list item's marker, without a task box
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
+_DEFINITION = re.compile(r"^( {0,3}:[ \t]+)(\S.*)$")  # ": its definition", under a term's line (PHP Markdown Extra, Pandoc)
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
 _ALERT = re.compile(r"^\[![A-Za-z]+\][ \t]*$")  # > [!NOTE] (GitHub): a marker, not text
 _TABLE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
@@ -94,7 +95,7 @@ def _starts_block(line: str) -> bool:
     """Whether `line` ends the paragraph before it."""
     return bool(
         not line.strip() or _fence(line, 3) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
-        or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
+        or _DEFINITION.match(line) or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
 
@@ -208,8 +209,8 @@ def _broken_block(kind: str, before: str, lines: list[str], breaks: list[str], a
 
 
 def _inner_marker(content: str) -> tuple[str, str]:
-    """A heading or list marker at the start of a quoted line, and the text after it."""
-    for pattern in (_HEADING, _ITEM):
+    """A heading, list or definition marker at the start of a quoted line, and the text after it."""
+    for pattern in (_HEADING, _ITEM, _DEFINITION):
         match = pattern.match(content)
         if match:
             return match.group(1), match.group(2)
@@ -421,10 +422,13 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             i += 1
             continue
         kind, before, first = "paragraph", line[: len(line) - len(line.lstrip())], line.strip()
-        item = _ITEM.match(line)
+        item, definition = _ITEM.match(line), _DEFINITION.match(line)
         if item:
             kind, before, first = "item", item.group(1), item.group(2)
             in_list, item_indent = True, len(_MARKER.match(line).group(0).expandtabs(4))
+        elif definition:  # its next paragraphs are indented, as a list item's are
+            kind, before, first = "definition", definition.group(1), definition.group(2)
+            in_list, item_indent = True, len(before.expandtabs(4))
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
@@ -439,7 +443,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
                     break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
-            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item") or (kind == "item" and _fence(nxt, item_indent + 3)):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition")) or (kind == "item" and _fence(nxt, item_indent + 3)):
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt

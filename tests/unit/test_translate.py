@@ -990,3 +990,19 @@ def test_text_with_no_space_to_cut_at_is_cut_between_characters_within_the_chunk
     assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent)
     assert "".join("".join(sent).split()) == "".join(text.split()) and all(s.count("`") % 2 == 0 for s in sent)
     assert "".join(result["translation"].split()) == "".join(text.upper().split()) and len(engine.calls) == 1
+
+
+def test_definition_lists_keep_each_term_and_definition_on_its_line():
+    doc = "Term\n: The definition.\n\nOther term\n:   Another definition\n    that continues.\n: Second one.\n\n    More of it.\n\nAfter."
+    assert translate(doc)[0]["translation"] == (
+        "TERM\n: THE DEFINITION.\n\nOTHER TERM\n:   ANOTHER DEFINITION THAT CONTINUES.\n: SECOND ONE.\n\n    MORE OF IT.\n\nAFTER."
+    )
+    assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["paragraph", "definition", "paragraph", "definition", "definition", "paragraph", "paragraph"]
+    assert translate("> Term\n> : Its sense.")[0]["translation"] == "> TERM\n> : ITS SENSE."
+
+
+def test_an_html_pages_quotes_nested_lists_and_definitions_come_back_as_markdown(echo, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<blockquote><p>Said.</p><p>Then.</p></blockquote><ul><li>Top<ul><li>Child</li></ul></li></ul><dl><dt>Term</dt><dd>Its sense.</dd></dl>")
+    result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
+    assert result.stdout == "> SAID.\n>\n> THEN.\n\n- TOP\n\n  - CHILD\n\nTERM\n: ITS SENSE.\n"
