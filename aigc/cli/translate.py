@@ -26,7 +26,7 @@ def translate(
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -74,17 +74,26 @@ def translate(
 
 
 def glossary_notes(result: dict) -> list[str]:
-    """A warning for each glossary term the translation missed, and one if max_tokens cut sentences off."""
+    """A warning for each glossary term the translation missed, one if max_tokens cut sentences off,
+    and one if the model gave no translation for some (kept in the source language)."""
     notes = []
     cut = result["cut_off_texts"]
     if cut:
-        where = ", ".join(repr(first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
-        whose = f"the translation of {where} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({where}) were"
+        whose = f"the translation of {_named(cut)} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({_named(cut)}) were"
         notes.append(f"{whose} cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
+    empty = result["untranslated_texts"]
+    if empty:
+        which = _named(empty) if len(empty) == 1 else f"{len(empty)} sentences ({_named(empty)})"
+        notes.append(f"the model gave no translation for {which}; {'it is' if len(empty) == 1 else 'they are'} kept in the source language")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
     return notes
+
+
+def _named(texts: list[str]) -> str:
+    """The first words of the first few `texts`, to point at them in a warning."""
+    return ", ".join(repr(first_words(text)) for text in texts[:3]) + (f" and {len(texts) - 3} more" if len(texts) > 3 else "")
 
 
 EXAMPLES = examples(

@@ -345,6 +345,7 @@ class _Segment:
     terms: list[tuple[str, str]]
     translation: str = ""
     cut_off: bool = False  # max_tokens ended its translation
+    empty: bool = False  # the model gave no translation for a piece of it (kept in the source language)
 
 
 # one word that names something (an acronym, or a name with a capital inside): a badge's alt text, a heading
@@ -441,6 +442,7 @@ class TranslateGenerator(Generator):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
             segment.translation = "".join(without_emphasis(_without_added_stop(text, piece.translation) or text) if piece else text for piece, text in done)
             segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
+            segment.empty = any(not piece.translation for piece, _ in done if piece)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:
         blocks = raw["blocks"]
@@ -448,7 +450,7 @@ class TranslateGenerator(Generator):
         misses: dict[tuple[str, str], int] = {}
         joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
-            text = segment.translation or segment.source  # nothing usable came back: keep the source
+            text = segment.translation or segment.source  # nothing usable came back: keep the source (and say so)
             for source, target in sorted(segment.terms, key=lambda term: -len(term[0])):  # "New York City" before "New York"
                 if not _term(target, whole=False).search(_prose(text)):
                     text = _replace_in_prose(source, target, text)  # a copied-through source term
@@ -467,4 +469,5 @@ class TranslateGenerator(Generator):
             ],
             "cut_off": bool(cut),  # max_tokens ended a sentence's translation
             "cut_off_texts": cut,  # the source text of each, in order
+            "untranslated_texts": [s.source for chunk in raw["chunks"] for s in chunk if s.empty or not s.translation],  # no translation came back: kept as they are
         }

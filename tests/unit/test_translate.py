@@ -499,9 +499,27 @@ def test_inflected_glossary_targets_count():
     assert result["glossary_misses"] == []
 
 
-def test_empty_answers_keep_the_source_text():
+def test_empty_answers_keep_the_source_text_and_are_reported():
     result, _ = translate("Keep me.", FakeEngine())
-    assert result["translation"] == "Keep me."
+    assert result["translation"] == "Keep me." and result["untranslated_texts"] == ["Keep me."]
+    engine = FakeEngine()
+    engine.enqueue("Bonjour.", "", "Lancez", "")  # the second sentence lost its code, then a piece of it came back empty
+    result, _ = translate("Hello. Run `make` now.", engine)
+    assert result["translation"] == "Bonjour. Lancez `make` now." and result["untranslated_texts"] == ["Run `make` now."]
+    assert translate("Hello.")[0]["untranslated_texts"] == []
+
+
+def test_the_command_warns_about_empty_translations_as_about_glossary_misses(monkeypatch):
+    engine = FakeEngine()
+    engine.enqueue("Bonjour.", "", "")
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    result = runner.invoke(app, ["translate", "-", "--to", "fr", "--json"], input="# Hello.\n\nThe cat sleeps on the mat.\n\n- Bye.\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["translation"] == "# Bonjour.\n\nThe cat sleeps on the mat.\n\n- Bye."
+    assert json.loads(result.stdout)["untranslated_texts"] == ["The cat sleeps on the mat.", "Bye."]
+    assert result.stderr.rstrip().endswith(
+        "Warning: the model gave no translation for 2 sentences ('The cat sleeps on the mat.', 'Bye.'); they are kept in the source language"
+    )
 
 
 @pytest.mark.parametrize(
@@ -523,7 +541,9 @@ def test_clean_translation(raw, clean):
 
 def test_result_shape():
     result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
-    assert result == {"translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": []}
+    assert result == {
+        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
+    }
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -620,7 +640,8 @@ def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": []
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": [],
+        "untranslated_texts": [],
     }
 
 
