@@ -393,8 +393,8 @@ def mostly_crlf(text: str) -> bool:
 
 def file_style(source: str) -> tuple[bool, str]:
     """How `source`, if a file, is written: whether most of its lines end in CRLF (Windows), counted
-    in its decoded text (UTF-16 too), and its encoding, a BOM's UTF-16 or UTF-32 (`utf-16-le`, ...)
-    else `utf-8`; text is read with LF."""
+    in its decoded text (UTF-16 too), and its encoding, a BOM's UTF-16 or UTF-32 (`utf-16-le`, ...),
+    `utf-8-sig` for UTF-8 with a BOM (as Windows Notepad saves it), else `utf-8`; text is read with LF."""
     try:
         data = Path(source).expanduser().read_bytes() if source != "-" and os.path.isfile(os.path.expanduser(source)) else b""
     except OSError:
@@ -402,7 +402,7 @@ def file_style(source: str) -> tuple[bool, str]:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return mostly_crlf(data[len(bom):].decode(encoding, "replace")), encoding
-    return mostly_crlf(data.decode("latin-1")), "utf-8"  # any bytes decode: only line breaks are counted
+    return mostly_crlf(data.decode("latin-1")), "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"  # any bytes decode: only line breaks are counted
 
 
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
@@ -594,10 +594,10 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
     keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
     device or pipe is written directly. `flag` names the option the path came from in errors; an
-    `encoding` other than UTF-8 (`utf-16-le`, ...) is written with a byte-order mark."""
+    `encoding` other than UTF-8 (`utf-16-le`, `utf-8-sig`, ...) is written with a byte-order mark."""
     real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
-    body = body if encoding == "utf-8" else "\ufeff" + body
+    body = body if encoding in ("utf-8", "utf-8-sig") else "\ufeff" + body  # utf-8-sig writes its own
     fd = inherited_fd(target)
     if fd is not None or (real.exists() and not real.is_file()):
         try:

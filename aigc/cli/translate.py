@@ -66,7 +66,7 @@ def translate(
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):
         ui.warn(note)
-    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and UTF-16, in a file)
+    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
     emit(rendered, output, encoding)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)

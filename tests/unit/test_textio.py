@@ -285,6 +285,7 @@ def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_an
         ("\ufeffa\nb\n".encode("utf-16-le"), (False, "utf-16-le")),
         ("\ufeffa\r\nb\r\n".encode("utf-32-le"), (True, "utf-32-le")),
         ("a\nb\n".encode("utf-8"), (False, "utf-8")),
+        ("\ufeffa\r\nb\r\n".encode("utf-8"), (True, "utf-8-sig")),
     ],
 )
 def test_file_style_counts_line_ends_in_the_decoded_text(tmp_path, data, style):
@@ -294,10 +295,12 @@ def test_file_style_counts_line_ends_in_the_decoded_text(tmp_path, data, style):
     assert file_style("-") == (False, "utf-8")
 
 
-def test_write_atomic_in_utf16_writes_a_byte_order_mark(tmp_path):
+def test_write_atomic_in_utf16_or_utf8_sig_writes_one_byte_order_mark(tmp_path):
     out = tmp_path / "out.txt"
     write_atomic(out, "Hi\r\n", encoding="utf-16-be")
     assert out.read_bytes() == codecs.BOM_UTF16_BE + "Hi\r\n".encode("utf-16-be")
+    write_atomic(out, "Hi\n", encoding="utf-8-sig")
+    assert out.read_bytes() == codecs.BOM_UTF8 + b"Hi\n"
 
 
 def test_json_nested_too_deeply_is_a_value_error_like_other_bad_json():

@@ -1,5 +1,6 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
+import codecs
 import json
 import re
 import textwrap
@@ -1027,3 +1028,12 @@ def test_an_html_pages_quotes_nested_lists_and_definitions_come_back_as_markdown
     page.write_text("<blockquote><p>Said.</p><p>Then.</p></blockquote><ul><li>Top<ul><li>Child</li></ul></li></ul><dl><dt>Term</dt><dd>Its sense.</dd></dl>")
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
     assert result.stdout == "> SAID.\n>\n> THEN.\n\n- TOP\n\n  - CHILD\n\nTERM\n: ITS SENSE.\n"
+
+
+def test_a_utf8_file_with_a_bom_keeps_it_in_the_output_file_but_not_on_stdout(echo, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_bytes(codecs.BOM_UTF8 + b"# Notes\r\n\r\nHello.\r\n")
+    out = tmp_path / "out.md"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
+    assert out.read_bytes() == codecs.BOM_UTF8 + b"# NOTES\r\n\r\nHELLO.\r\n"  # a Windows file round-trips
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr"]).stdout_bytes == b"# NOTES\r\n\r\nHELLO.\r\n"
