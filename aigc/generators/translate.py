@@ -80,7 +80,14 @@ def has_text(text: str, plain: bool = False) -> bool:
 
 _COLUMN_WORDS = {
     "word", "words", "term", "terms", "source", "src", "target", "tgt", "translation", "translations", "translated",
-    "original", "text", "phrase", "phrases", "definition", "language", "lang", "from", "to", "übersetzung", "traduction", "traducción",
+    "original", "text", "phrase", "phrases", "definition", "language", "lang", "from", "to",
+    # the same in German, French, Spanish, Italian, Portuguese and Dutch (as a glossary made there names them)
+    "begriff", "begriffe", "wort", "wörter", "quelle", "ziel", "quellsprache", "zielsprache", "ausgangssprache", "ausgangstext", "zieltext",
+    "übersetzung", "übersetzungen", "sprache", "terme", "termes", "mot", "mots", "cible", "traduction", "traductions", "texte", "langue",
+    "término", "términos", "palabra", "palabras", "origen", "destino", "fuente", "traducción", "traducciones", "texto", "idioma",
+    "termine", "termini", "parola", "parole", "origine", "destinazione", "traduzione", "traduzioni", "testo", "lingua",
+    "termo", "termos", "palavra", "palavras", "origem", "tradução", "traduções", "língua",
+    "woord", "woorden", "bron", "doel", "vertaling", "vertalingen", "tekst", "taal", "brontaal", "doeltaal",
 }
 
 
@@ -92,13 +99,15 @@ def _column_name(cell: str) -> bool:
 
 
 def _language_code(cell: str) -> str | None:
-    """The language `cell` names, without its region or script, column words aside: `en-US`,
+    """The language `cell` names, without its region or script, column words aside: `en-US`, `en_US`,
     `English` and `English term` are `en`."""
     words = [word for word in re.split(r"[\s_]+", cell.strip()) if word and word.lower() not in _COLUMN_WORDS]
-    try:
-        return lookup(" ".join(words)).code.split("-")[0] if words else None
-    except BadInputError:
-        return None
+    for name in dict.fromkeys([" ".join(words), "-".join(words)] if words else []):  # en_US is en-US
+        try:
+            return lookup(name).code.split("-")[0]
+        except BadInputError:
+            continue
+    return None
 
 
 def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
@@ -119,9 +128,10 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term), and so is a first row of
-    column names (`source<TAB>target`, `Word<TAB>Translation`) or of the run's `languages` (source,
-    or auto, and target: `en<TAB>de`; see `_header`). A malformed line is a `BadInputError` naming
+    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
+    `# source<TAB>target` a comment), and so is a first row of column names (`source<TAB>target`,
+    `Word<TAB>Translation`, `Begriff<TAB>Übersetzung`) or of the run's `languages` (source, or auto,
+    and target: `en<TAB>de`; see `_header`); any other first row is a term. A malformed line is a `BadInputError` naming
     the file and line."""
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}

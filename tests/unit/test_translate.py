@@ -398,7 +398,8 @@ def test_glossary_parsing():
     "header",
     ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "Word\tTranslation", "Source term\tTarget term", "source_term\ttarget_term",
      "Source Language\tTarget Language", "Source text\tTranslation", "term\tdefinition", "Original\tÜbersetzung", "en\tde", "English\tGerman", '"en"\t"Deutsch"',
-     "English term\tGerman term", "EN text\tDE translation"],
+     "English term\tGerman term", "EN text\tDE translation", "Begriff\tÜbersetzung", "Quelle\tZiel", "terme\ttraduction", "Término\tTraducción",
+     "bron\tvertaling", "en_US\tde_DE"],
 )
 def test_a_glossary_header_row_is_skipped_by_its_column_names_or_the_runs_languages(header):
     assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n", languages=("en", "German")) == [("hospital", "Krankenhaus")]
@@ -422,6 +423,8 @@ def test_a_first_glossary_row_of_words_or_other_languages_is_a_term():
     assert parse_glossary("en\tde\ncat\tKatze\n")[0] == ("en", "de")  # no run's languages to name
     assert parse_glossary("English term\tGerman term\ncat\tKatze\n") == [("cat", "Katze")]  # languages with column words: a header anyway
     assert parse_glossary("German text\tdeutscher Text\ncat\tKatze\n")[0] == ("German text", "deutscher Text")
+    assert parse_glossary("Anglais\tAllemand\ncat\tKatze\n", languages=("en", "de"))[0] == ("Anglais", "Allemand")  # not names lookup knows: a term
+    assert parse_glossary("# Anglais\tAllemand\ncat\tKatze\n") == [("cat", "Katze")]  # a header written as a comment, as --help says
 
 
 def test_a_glossary_header_of_the_runs_languages_is_skipped_from_the_command_and_options(echo, tmp_path):
