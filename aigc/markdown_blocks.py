@@ -341,6 +341,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
         i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
+    widest = _widest_to_blank(lines) if plain else []
     unclosed: dict[str, int] = {}  # fence character -> the shortest fence of it that no line closes
     while i < len(lines):
         line = lines[i]
@@ -434,7 +435,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             kind, before = "quote", quote.group(1) + marker
         parts, breaks, raw = [[first]], [], line
         if plain:  # the widest line of the paragraph (at least 60 columns): where its lines were wrapped
-            width = max([60] + [len(lines[k].rstrip()) for k in range(i, next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines)))])
+            width = max(60, widest[i])
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
             nxt = lines[i]
@@ -458,6 +459,14 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             i += 1
         blocks.append(_broken_block(kind, before, [" ".join(part) for part in parts], breaks))
     return blocks
+
+
+def _widest_to_blank(lines: list[str]) -> list[int]:
+    """For each line, the width of the widest line from it to the next blank line (0 for a blank one)."""
+    widest = [0] * (len(lines) + 1)
+    for k in range(len(lines) - 1, -1, -1):
+        widest[k] = max(len(lines[k].rstrip()), widest[k + 1]) if lines[k].strip() else 0
+    return widest
 
 
 def render_blocks(blocks: list[Block], translations: list[list[str]]) -> str:
