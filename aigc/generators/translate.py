@@ -363,8 +363,9 @@ _NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
 
 
 def _without_added_stop(source: str, translation: str) -> str:
-    """A piece's translation without the full stop the model ended it with where its source (words
-    before inline markup: "Configure" in "Configure `x`.") had none, so no "Configurez. `x`."."""
+    """A translation without the full stop the model ended it with where its source had none: a
+    heading, a table cell or a term stays without one, and words before inline markup ("Configure"
+    in "Configure `x`.") give no "Configurez. `x`."."""
     if translation.endswith((".", "。")) and not translation.endswith("..") and not source.rstrip().endswith((".", "。", "…")):
         return translation[:-1].rstrip()
     return translation
@@ -434,7 +435,7 @@ class TranslateGenerator(Generator):
         params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
         outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
-            segment.translation = clean_translation(group[0].text, segment.source, opts.target)
+            segment.translation = _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target))
             segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:

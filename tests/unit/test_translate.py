@@ -222,6 +222,13 @@ def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
     assert _without_added_stop("It ends. ", "Ça finit.") == "Ça finit."  # the source's own stop, before a space
 
 
+def test_a_heading_table_cell_or_term_gets_no_full_stop_its_source_lacks():
+    doc = "# Steps\n\n| Month | Task |\n|---|---|\n| May | Add a box. |\n\nQueen\n: The bee that lays eggs.\n\nSee [the guide](http://x.org)"
+    assert translate(doc, engine=AddsStopEngine())[0]["translation"] == (
+        "# STEPS\n\n| MONTH | TASK |\n|---|---|\n| MAY | ADD A BOX. |\n\nQUEEN\n: THE BEE THAT LAYS EGGS.\n\nSEE [THE GUIDE](http://x.org)"
+    )
+
+
 class EmphasisEngine(FakeEngine):
     """Upper-cases each prompt's text, with its emphasis markers changed by `mangle`."""
 
