@@ -137,15 +137,16 @@ def without_emphasis(text: str) -> str:
 
 def inline_parts(text: str) -> list[tuple[bool, str]]:
     """`text` cut around its protected spans, link brackets and emphasis delimiters: `(True, words)` for each run of
-    words (from its first letter), `(False, literal)` for everything else; joined, they give `text` back."""
+    words (from its first letter, without the spaces and opening brackets after it: "CI" of "CI (`x`)"),
+    `(False, literal)` for everything else; joined, they give `text` back."""
     parts: list[tuple[bool, str]] = []
     start = 0
     literal = re.compile(f"{_PROTECTED.pattern}|{_BRACKET.pattern}|{_EMPHASIS.pattern}")
     for match in [*literal.finditer(text), None]:
         run = text[start : match.start() if match else len(text)]
         first = _LETTER.search(run)
-        if first:  # punctuation and spaces before the words, and spaces after, stay literal
-            lead, core = run[: first.start()], run[first.start() :].rstrip()
+        if first:  # punctuation and spaces before the words, and spaces and brackets opening the markup after, stay literal
+            lead, core = run[: first.start()], run[first.start() :].rstrip().rstrip("([{").rstrip()
             parts += [(False, lead), (True, core), (False, run[len(lead) + len(core) :])]
         else:
             parts.append((False, run))

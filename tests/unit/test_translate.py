@@ -197,6 +197,12 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+def test_a_bracket_opening_markup_is_no_part_of_the_words_before_it():
+    result, engine = translate("CI (`.ci/run`) runs [the tests](http://x.org).")
+    assert [p[-1]["content"] for p in engine.calls[-1][0]] == ["runs", "the tests"]  # "CI", not "CI (": a name, kept without the model
+    assert result["translation"] == "CI (`.ci/run`) RUNS [THE TESTS](http://x.org)."
+
+
 def test_html_code_keys_output_and_variables_are_kept_like_inline_code():
     result, _ = translate('Run <code class="sh">make all</code>, press <kbd>Ctrl</kbd>, see <samp>ok</samp> in <var>out</var> <b>now</b>.')
     assert result["translation"] == 'RUN <code class="sh">make all</code>, PRESS <kbd>Ctrl</kbd>, SEE <samp>ok</samp> IN <var>out</var> <b>NOW</b>.'
