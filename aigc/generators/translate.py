@@ -363,10 +363,11 @@ _NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
 
 
 def _without_added_stop(source: str, translation: str) -> str:
-    """A translation without the full stop the model ended it with where its source had none: a
-    heading, a table cell or a term stays without one, and words before inline markup ("Configure"
-    in "Configure `x`.") give no "Configurez. `x`."."""
-    if translation.endswith((".", "。")) and not translation.endswith("..") and not source.rstrip().endswith((".", "。", "…")):
+    """A translation without the full stop (or exclamation mark) the model ended it with where its
+    source ended in neither, nor in a question mark: a heading, a table cell or a term stays without
+    one, and words before inline markup ("Configure" in "Configure `x`.") give no "Configurez. `x`."."""
+    added = translation.endswith((".", "。", "!", "！")) and not translation.endswith(("..", "!!")) and "¡" not in translation  # Spanish's ¡...! is a pair
+    if added and not source.rstrip().endswith((".", "。", "…", "!", "！", "?", "？")):
         return translation[:-1].rstrip()
     return translation
 

@@ -226,6 +226,8 @@ def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
 
     assert _without_added_stop("Configure ", "Configurez.") == "Configurez"
     assert _without_added_stop("It ends. ", "Ça finit.") == "Ça finit."  # the source's own stop, before a space
+    assert _without_added_stop("Through", "Durch!") == "Durch" and _without_added_stop("Hello", "¡Hola!") == "¡Hola!"
+    assert _without_added_stop("Where is it?", "Où est-ce.") == "Où est-ce." and _without_added_stop("Go!", "Va!") == "Va!"
 
 
 def test_a_heading_table_cell_or_term_gets_no_full_stop_its_source_lacks():
