@@ -452,7 +452,7 @@ class TranslateGenerator(Generator):
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
-            segment.translation = "".join(without_emphasis(_without_added_stop(text, piece.translation) or text) if piece else text for piece, text in done)
+            segment.translation = "".join(without_emphasis(piece.translation or text) if piece else text for piece, text in done)
             segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
             segment.empty = any(not piece.translation for piece, _ in done if piece)
 
