@@ -1,4 +1,4 @@
-"""Markdown (or plain text) as blocks: headings, paragraphs, list items, quotes, table rows, code.
+"""Markdown (or plain text) as blocks: headings, paragraphs, list items, definitions, quotes, table rows, code.
 
 Each block holds literal Markdown pieces and the texts between them, so the texts can be rewritten
 (translated) and the structure put back around them.
@@ -32,6 +32,7 @@ _RULE = re.compile(r"^ {0,3}(?:([-*_])(?:[ \t]*\1){2,}|=+)[ \t]*$")  # also a se
 _HEADING = re.compile(r"^( {0,3}#{1,6}[ \t]+)(.*?)([ \t]+#+)?[ \t]*$")
 _MARKER = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+")  # a list item's marker, without a task box
 _ITEM = re.compile(r"^([ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?)(\S.*)$")
+_DEFINITION = re.compile(r"^( {0,3}:[ \t]+)(\S.*)$")  # ": its definition", under a term's line (PHP Markdown Extra, Pandoc)
 _QUOTE = re.compile(r"^([ \t]*(?:>[ \t]?)+)(.*)$")
 _ALERT = re.compile(r"^\[![A-Za-z]+\][ \t]*$")  # > [!NOTE] (GitHub): a marker, not text
 _TABLE = re.compile(r"^[ \t]*\|.*\|[ \t]*$")
@@ -94,7 +95,7 @@ def _starts_block(line: str) -> bool:
     """Whether `line` ends the paragraph before it."""
     return bool(
         not line.strip() or _fence(line, 3) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
-        or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
+        or _DEFINITION.match(line) or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
 
@@ -136,15 +137,16 @@ def without_emphasis(text: str) -> str:
 
 def inline_parts(text: str) -> list[tuple[bool, str]]:
     """`text` cut around its protected spans, link brackets and emphasis delimiters: `(True, words)` for each run of
-    words (from its first letter), `(False, literal)` for everything else; joined, they give `text` back."""
+    words (from its first letter, without the spaces and opening brackets after it: "CI" of "CI (`x`)"),
+    `(False, literal)` for everything else; joined, they give `text` back."""
     parts: list[tuple[bool, str]] = []
     start = 0
     literal = re.compile(f"{_PROTECTED.pattern}|{_BRACKET.pattern}|{_EMPHASIS.pattern}")
     for match in [*literal.finditer(text), None]:
         run = text[start : match.start() if match else len(text)]
         first = _LETTER.search(run)
-        if first:  # punctuation and spaces before the words, and spaces after, stay literal
-            lead, core = run[: first.start()], run[first.start() :].rstrip()
+        if first:  # punctuation and spaces before the words, and spaces and brackets opening the markup after, stay literal
+            lead, core = run[: first.start()], run[first.start() :].rstrip().rstrip("([{").rstrip()
             parts += [(False, lead), (True, core), (False, run[len(lead) + len(core) :])]
         else:
             parts.append((False, run))
@@ -208,8 +210,8 @@ def _broken_block(kind: str, before: str, lines: list[str], breaks: list[str], a
 
 
 def _inner_marker(content: str) -> tuple[str, str]:
-    """A heading or list marker at the start of a quoted line, and the text after it."""
-    for pattern in (_HEADING, _ITEM):
+    """A heading, list or definition marker at the start of a quoted line, and the text after it."""
+    for pattern in (_HEADING, _ITEM, _DEFINITION):
         match = pattern.match(content)
         if match:
             return match.group(1), match.group(2)
@@ -340,6 +342,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
         i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
+    widest = _widest_to_blank(lines) if plain else []
     unclosed: dict[str, int] = {}  # fence character -> the shortest fence of it that no line closes
     while i < len(lines):
         line = lines[i]
@@ -421,16 +424,19 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             i += 1
             continue
         kind, before, first = "paragraph", line[: len(line) - len(line.lstrip())], line.strip()
-        item = _ITEM.match(line)
+        item, definition = _ITEM.match(line), _DEFINITION.match(line)
         if item:
             kind, before, first = "item", item.group(1), item.group(2)
             in_list, item_indent = True, len(_MARKER.match(line).group(0).expandtabs(4))
+        elif definition:  # its next paragraphs are indented, as a list item's are
+            kind, before, first = "definition", definition.group(1), definition.group(2)
+            in_list, item_indent = True, len(before.expandtabs(4))
         elif quote:
             marker, first = _inner_marker(quote.group(2))
             kind, before = "quote", quote.group(1) + marker
         parts, breaks, raw = [[first]], [], line
         if plain:  # the widest line of the paragraph (at least 60 columns): where its lines were wrapped
-            width = max([60] + [len(lines[k].rstrip()) for k in range(i, next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines)))])
+            width = max(60, widest[i])
         i += 1
         while i < len(lines) and lines[i].strip():  # continuation lines of the same paragraph
             nxt = lines[i]
@@ -439,7 +445,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
                     break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
-            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind != "item") or (kind == "item" and _fence(nxt, item_indent + 3)):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition")) or (kind == "item" and _fence(nxt, item_indent + 3)):
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt
@@ -454,6 +460,14 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             i += 1
         blocks.append(_broken_block(kind, before, [" ".join(part) for part in parts], breaks))
     return blocks
+
+
+def _widest_to_blank(lines: list[str]) -> list[int]:
+    """For each line, the width of the widest line from it to the next blank line (0 for a blank one)."""
+    widest = [0] * (len(lines) + 1)
+    for k in range(len(lines) - 1, -1, -1):
+        widest[k] = max(len(lines[k].rstrip()), widest[k + 1]) if lines[k].strip() else 0
+    return widest
 
 
 def render_blocks(blocks: list[Block], translations: list[list[str]]) -> str:

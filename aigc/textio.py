@@ -26,9 +26,19 @@ _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "nav", "
 _CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
 
 
+class _Break:
+    """Where a block element starts or ends among the extracted parts: the text after it is a new
+    paragraph, its lines starting with `prefix` (the quote markers and list indents it is inside);
+    `tight`: no blank line before it (a definition under its term)."""
+
+    def __init__(self, prefix: str, tight: bool = False) -> None:
+        self.prefix, self.tight = prefix, tight
+
+
 class _TextExtractor(HTMLParser):
-    """A page's text as parts: paragraphs between block tags, headings, list items, table rows and
-    inline code marked as in Markdown, and each <pre> kept whole between code markers."""
+    """A page's text as parts: paragraphs between block tags, headings, list items, quotes, table rows
+    and inline code marked as in Markdown (nested lists indented, definitions under their terms),
+    and each <pre> kept whole between code markers."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -38,6 +48,17 @@ class _TextExtractor(HTMLParser):
         self.cell = 0  # inside a table cell: its text stays on its row
         self.lists: list[int | None] = []  # each open list's next item number; None: not numbered
         self.item = -1  # where the last list item's text starts in `parts`
+        self.containers: list[tuple[str, str]] = []  # (tag, prefix) of each open list, item, quote and definition: "> ", an indent
+
+    def _break(self, tight: bool = False) -> None:
+        self.parts.append(_Break("".join(prefix for _, prefix in self.containers), tight))
+
+    def _close(self, tag: str) -> None:
+        """The innermost open `tag` closed, with anything opened inside it and left open (an item without its </li>)."""
+        for k in range(len(self.containers) - 1, -1, -1):
+            if self.containers[k][0] == tag:
+                del self.containers[k:]
+                return
 
     def handle_starttag(self, tag, attrs):
         if tag in _SKIP_TAGS:
@@ -49,6 +70,7 @@ class _TextExtractor(HTMLParser):
         elif tag == "pre":
             self.pre += 1
             if self.pre == 1:
+                self._break()
                 self.parts.append(_CODE_START)
         elif tag in ("td", "th") and not self.pre:
             self.cell += 1
@@ -57,23 +79,36 @@ class _TextExtractor(HTMLParser):
             self.parts.append("`")
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")
-        elif tag in ("p", "div") and not self.pre and self.item >= 0 and not "".join(self.parts[self.item :]).strip():
+        elif tag in ("p", "div") and not self.pre and self.item >= 0 and not _text(self.parts[self.item :]).strip():
             return  # an item's first paragraph (<li><p>) is the item's text, after its marker
         elif tag in _BLOCK_TAGS and not self.pre:
-            self.parts.append("\n\n")
+            if tag in ("li", "dd", "dt") and self.containers and self.containers[-1][0] in ("li", "dd"):
+                self.containers.pop()  # an item never closed ends where the next begins
+            if tag == "blockquote":
+                self.containers.append((tag, "> "))
+            self._break(tight=tag == "dd")
+            marker = ""
             if tag in ("ol", "ul"):
                 start = dict(attrs).get("start") or ""
                 self.lists.append((int(start) if start.strip().isdigit() else 1) if tag == "ol" else None)
+                self.containers.append((tag, ""))
+            elif tag == "dl":
+                self.containers.append((tag, ""))
             elif tag == "li" and self.lists and self.lists[-1] is not None:
                 value = dict(attrs).get("value") or ""
                 number = int(value) if value.strip().isdigit() else self.lists[-1]
                 self.lists[-1] = number + 1
-                self.parts.append(f"{number}. ")
+                marker = f"{number}. "
             elif tag == "li":
-                self.parts.append("- ")
+                marker = "- "
+            elif tag == "dd":
+                marker = ": "
             elif tag[0] == "h" and tag[1:].isdigit():
                 self.parts.append("#" * int(tag[1:]) + " ")
-            self.item = len(self.parts) if tag == "li" else -1
+            if marker:
+                self.parts.append(marker)
+                self.containers.append((tag, " " * (4 if tag == "dd" else len(marker))))  # its next paragraphs, under its text
+            self.item = len(self.parts) if tag in ("li", "dd") else -1
 
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS and self.skipping:
@@ -93,13 +128,21 @@ class _TextExtractor(HTMLParser):
         elif tag in _BLOCK_TAGS and not self.pre:
             if tag == "tr":
                 self.cell = 0  # a cell never closed ends with its row
+                self.parts.append(" |")
             elif tag in ("ol", "ul") and self.lists:
                 self.lists.pop()
-            self.parts.append(" |\n\n" if tag == "tr" else "\n\n")
+            if tag in ("ol", "ul", "li", "dl", "dd", "blockquote"):
+                self._close(tag)
+            self._break()
 
     def handle_data(self, data):
         if not self.skipping:
             self.parts.append(data.replace("|", "\\|") if self.cell and not self.pre else data)
+
+
+def _text(parts: list) -> str:
+    """The text among some extracted parts."""
+    return "".join(part for part in parts if isinstance(part, str))
 
 
 # a heading's permalink, as documentation sites add one: "## # Install", "## Install¶" (Sphinx, MkDocs)
@@ -114,46 +157,63 @@ def _without_permalink(paragraph: str) -> str:
 
 def html_to_text(html: str) -> str:
     """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
-    items marked (an <ol>'s numbered from its start), each <pre> a fenced code block as it is; scripts, styles and link targets dropped."""
+    items marked (an <ol>'s numbered from its start, a nested list indented under its item), quotes
+    marked with `>`, a <dd> as `: definition` under its <dt>, each <pre> a fenced code block as it is;
+    scripts, styles and link targets dropped."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
-    blocks: list[str] = []
-    prose: list[str] = []
-    code: list[str] | None = None
+    blocks: list[tuple[_Break, str]] = []  # each paragraph (or code block) with the break that opened it
+    opened, words, code = _Break(""), [], None
     for part in [*parser.parts, _CODE_END]:
-        if part is _CODE_START:
-            code = []
-        elif part is _CODE_END:
-            paragraphs = (_without_permalink(" ".join(block.split())) for block in "".join(prose).split("\n\n"))
-            blocks += _tables([p for p in paragraphs if p.strip("#-| ") and not re.fullmatch(r"\d+\. ?", p)])  # an empty item, heading or table row is nothing
-            prose = []
-            text = "".join(code or []).strip("\n")
+        if code is not None and part is not _CODE_END:
+            code.append(part)
+        elif code is not None:  # the <pre> ends
+            text = "".join(code).strip("\n")
             if text.strip():
                 fence = "`" * max([3] + [len(run) + 1 for run in re.findall(r"`{3,}", text)])
-                blocks.append(f"{fence}\n{text}\n{fence}")
+                blocks.append((opened, f"{fence}\n{text}\n{fence}"))
             code = None
-        elif code is not None:
-            code.append(part)
-        else:
-            prose.append(part)
-    return "\n\n".join(blocks)
+        elif isinstance(part, str):
+            words.append(part)
+        else:  # a break, a <pre> or the end: the paragraph so far ends
+            paragraph = _without_permalink(" ".join("".join(words).split()))
+            if paragraph.strip("#-|: ") and not re.fullmatch(r"\d+\. ?", paragraph):  # an empty item, heading or table row is nothing
+                blocks.append((opened, paragraph))
+            words = []
+            code = [] if part is _CODE_START else None
+            opened = part if isinstance(part, _Break) else opened
+    return _joined_blocks(_tables(blocks))
 
 
-def _tables(paragraphs: list[str]) -> list[str]:
-    """`paragraphs` with each run of table rows (`| a | b |`) made one Markdown table: its rows on
-    lines of their own, a delimiter row under the first."""
+def _joined_blocks(blocks: list[tuple[_Break, str]]) -> str:
+    """Paragraphs, each line after its prefix, between blank lines (quoted ones inside a quote: `>`),
+    or on the next line for a tight one."""
     out: list[str] = []
+    before = ""
+    for opened, text in blocks:
+        if out:
+            shared = os.path.commonprefix([before, opened.prefix])
+            out.append("\n" if opened.tight else "\n" + shared[: shared.rfind(">") + 1] + "\n")
+        out.append("\n".join((opened.prefix + line).rstrip() if line else opened.prefix.rstrip() for line in text.split("\n")))
+        before = opened.prefix
+    return "".join(out)
+
+
+def _tables(blocks: list[tuple[_Break, str]]) -> list[tuple[_Break, str]]:
+    """`blocks` with each run of table rows (`| a | b |`) made one Markdown table: its rows on
+    lines of their own, a delimiter row under the first."""
+    out: list[tuple[_Break, str]] = []
     in_table = False
-    for paragraph in paragraphs:
+    for opened, paragraph in blocks:
         row = paragraph.startswith("| ") and paragraph.endswith(" |")
         if row and in_table:
-            out[-1] += "\n" + paragraph
+            out[-1] = (out[-1][0], out[-1][1] + "\n" + paragraph)
         elif row:
             cells = len(re.findall(r"(?<!\\)\|", paragraph)) - 1
-            out.append(paragraph + "\n|" + "---|" * cells)
+            out.append((opened, paragraph + "\n|" + "---|" * cells))
         else:
-            out.append(paragraph)
+            out.append((opened, paragraph))
         in_table = row
     return out
 
@@ -333,8 +393,8 @@ def mostly_crlf(text: str) -> bool:
 
 def file_style(source: str) -> tuple[bool, str]:
     """How `source`, if a file, is written: whether most of its lines end in CRLF (Windows), counted
-    in its decoded text (UTF-16 too), and its encoding, a BOM's UTF-16 or UTF-32 (`utf-16-le`, ...)
-    else `utf-8`; text is read with LF."""
+    in its decoded text (UTF-16 too), and its encoding, a BOM's UTF-16 or UTF-32 (`utf-16-le`, ...),
+    `utf-8-sig` for UTF-8 with a BOM (as Windows Notepad saves it), else `utf-8`; text is read with LF."""
     try:
         data = Path(source).expanduser().read_bytes() if source != "-" and os.path.isfile(os.path.expanduser(source)) else b""
     except OSError:
@@ -342,7 +402,7 @@ def file_style(source: str) -> tuple[bool, str]:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return mostly_crlf(data[len(bom):].decode(encoding, "replace")), encoding
-    return mostly_crlf(data.decode("latin-1")), "utf-8"  # any bytes decode: only line breaks are counted
+    return mostly_crlf(data.decode("latin-1")), "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"  # any bytes decode: only line breaks are counted
 
 
 def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
@@ -536,10 +596,10 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
     keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
     device or pipe is written directly. `flag` names the option the path came from in errors; an
-    `encoding` other than UTF-8 (`utf-16-le`, ...) is written with a byte-order mark."""
+    `encoding` other than UTF-8 (`utf-16-le`, `utf-8-sig`, ...) is written with a byte-order mark."""
     real = check_writable(target, flag)
     body = text if text.endswith("\n") else text + "\n"
-    body = body if encoding == "utf-8" else "\ufeff" + body
+    body = body if encoding in ("utf-8", "utf-8-sig") else "\ufeff" + body  # utf-8-sig writes its own
     fd = inherited_fd(target)
     if fd is not None or (real.exists() and not real.is_file()):
         try:

@@ -20,13 +20,13 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
     source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
-    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a first row of column names such as 'Source term<TAB>Translation', or of this run's languages such as 'en<TAB>de', is a header).")] = None,
+    glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each. A first row is a header when both cells name columns (source/target, term/translation, in English, German, French, Spanish, Italian, Portuguese or Dutch: 'Begriff<TAB>Übersetzung') or give this run's --from (or any, with auto) and --to languages ('en<TAB>de', 'en_US<TAB>de_DE', 'English<TAB>German'); any other first row is a term. A line starting '# ' is a comment: write '# source<TAB>target' to be sure.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -46,7 +46,7 @@ def translate(
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
-        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists and <pre> code), without its other markup or link targets{named}")
+        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables and <pre> code), without its other markup or link targets{named}")
     elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
@@ -66,7 +66,7 @@ def translate(
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):
         ui.warn(note)
-    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and UTF-16, in a file)
+    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
     emit(rendered, output, encoding)
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
@@ -74,17 +74,26 @@ def translate(
 
 
 def glossary_notes(result: dict) -> list[str]:
-    """A warning for each glossary term the translation missed, and one if max_tokens cut sentences off."""
+    """A warning for each glossary term the translation missed, one if max_tokens cut sentences off,
+    and one if the model gave no translation for some (kept in the source language)."""
     notes = []
     cut = result["cut_off_texts"]
     if cut:
-        where = ", ".join(repr(first_words(text)) for text in cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
-        whose = f"the translation of {where} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({where}) were"
+        whose = f"the translation of {_named(cut)} was" if len(cut) == 1 else f"the translations of {len(cut)} sentences ({_named(cut)}) were"
         notes.append(f"{whose} cut off at the token limit; raise --max-tokens (default: about 3x the sentence's tokens)")
+    empty = result["untranslated_texts"]
+    if empty:
+        which = _named(empty) if len(empty) == 1 else f"{len(empty)} sentences ({_named(empty)})"
+        notes.append(f"the model gave no translation for {which}; {'it is' if len(empty) == 1 else 'they are'} kept in the source language")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")
     return notes
+
+
+def _named(texts: list[str]) -> str:
+    """The first words of the first few `texts`, to point at them in a warning."""
+    return ", ".join(repr(first_words(text)) for text in texts[:3]) + (f" and {len(texts) - 3} more" if len(texts) > 3 else "")
 
 
 EXAMPLES = examples(

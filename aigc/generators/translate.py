@@ -80,7 +80,14 @@ def has_text(text: str, plain: bool = False) -> bool:
 
 _COLUMN_WORDS = {
     "word", "words", "term", "terms", "source", "src", "target", "tgt", "translation", "translations", "translated",
-    "original", "text", "phrase", "phrases", "definition", "language", "lang", "from", "to", "übersetzung", "traduction", "traducción",
+    "original", "text", "phrase", "phrases", "definition", "language", "lang", "from", "to",
+    # the same in German, French, Spanish, Italian, Portuguese and Dutch (as a glossary made there names them)
+    "begriff", "begriffe", "wort", "wörter", "quelle", "ziel", "quellsprache", "zielsprache", "ausgangssprache", "ausgangstext", "zieltext",
+    "übersetzung", "übersetzungen", "sprache", "terme", "termes", "mot", "mots", "cible", "traduction", "traductions", "texte", "langue",
+    "término", "términos", "palabra", "palabras", "origen", "destino", "fuente", "traducción", "traducciones", "texto", "idioma",
+    "termine", "termini", "parola", "parole", "origine", "destinazione", "traduzione", "traduzioni", "testo", "lingua",
+    "termo", "termos", "palavra", "palavras", "origem", "tradução", "traduções", "língua",
+    "woord", "woorden", "bron", "doel", "vertaling", "vertalingen", "tekst", "taal", "brontaal", "doeltaal",
 }
 
 
@@ -92,13 +99,15 @@ def _column_name(cell: str) -> bool:
 
 
 def _language_code(cell: str) -> str | None:
-    """The language `cell` names, without its region or script, column words aside: `en-US`,
+    """The language `cell` names, without its region or script, column words aside: `en-US`, `en_US`,
     `English` and `English term` are `en`."""
     words = [word for word in re.split(r"[\s_]+", cell.strip()) if word and word.lower() not in _COLUMN_WORDS]
-    try:
-        return lookup(" ".join(words)).code.split("-")[0] if words else None
-    except BadInputError:
-        return None
+    for name in dict.fromkeys([" ".join(words), "-".join(words)] if words else []):  # en_US is en-US
+        try:
+            return lookup(name).code.split("-")[0]
+        except BadInputError:
+            continue
+    return None
 
 
 def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
@@ -119,9 +128,10 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term), and so is a first row of
-    column names (`source<TAB>target`, `Word<TAB>Translation`) or of the run's `languages` (source,
-    or auto, and target: `en<TAB>de`; see `_header`). A malformed line is a `BadInputError` naming
+    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
+    `# source<TAB>target` a comment), and so is a first row of column names (`source<TAB>target`,
+    `Word<TAB>Translation`, `Begriff<TAB>Übersetzung`) or of the run's `languages` (source, or auto,
+    and target: `en<TAB>de`; see `_header`); any other first row is a term. A malformed line is a `BadInputError` naming
     the file and line."""
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
@@ -345,6 +355,7 @@ class _Segment:
     terms: list[tuple[str, str]]
     translation: str = ""
     cut_off: bool = False  # max_tokens ended its translation
+    empty: bool = False  # the model gave no translation for a piece of it (kept in the source language)
 
 
 # one word that names something (an acronym, or a name with a capital inside): a badge's alt text, a heading
@@ -352,9 +363,11 @@ _NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
 
 
 def _without_added_stop(source: str, translation: str) -> str:
-    """A piece's translation without the full stop the model ended it with where its source (words
-    before inline markup: "Configure" in "Configure `x`.") had none, so no "Configurez. `x`."."""
-    if translation.endswith((".", "。")) and not translation.endswith("..") and not source.rstrip().endswith((".", "。", "…")):
+    """A translation without the full stop (or exclamation mark) the model ended it with where its
+    source ended in neither, nor in a question mark: a heading, a table cell or a term stays without
+    one, and words before inline markup ("Configure" in "Configure `x`.") give no "Configurez. `x`."."""
+    added = translation.endswith((".", "。", "!", "！")) and not translation.endswith(("..", "!!")) and "¡" not in translation  # Spanish's ¡...! is a pair
+    if added and not source.rstrip().endswith((".", "。", "…", "!", "！", "?", "？")):
         return translation[:-1].rstrip()
     return translation
 
@@ -423,7 +436,7 @@ class TranslateGenerator(Generator):
         params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
         outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
-            segment.translation = clean_translation(group[0].text, segment.source, opts.target)
+            segment.translation = _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target))
             segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
@@ -439,8 +452,9 @@ class TranslateGenerator(Generator):
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]
-            segment.translation = "".join(without_emphasis(_without_added_stop(text, piece.translation) or text) if piece else text for piece, text in done)
+            segment.translation = "".join(without_emphasis(piece.translation or text) if piece else text for piece, text in done)
             segment.cut_off = any(piece.cut_off for piece, _ in done if piece)
+            segment.empty = any(not piece.translation for piece, _ in done if piece)
 
     def postprocess(self, raw: dict[str, Any], opts: TranslateOptions) -> dict[str, Any]:
         blocks = raw["blocks"]
@@ -448,7 +462,7 @@ class TranslateGenerator(Generator):
         misses: dict[tuple[str, str], int] = {}
         joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
-            text = segment.translation or segment.source  # nothing usable came back: keep the source
+            text = segment.translation or segment.source  # nothing usable came back: keep the source (and say so)
             for source, target in sorted(segment.terms, key=lambda term: -len(term[0])):  # "New York City" before "New York"
                 if not _term(target, whole=False).search(_prose(text)):
                     text = _replace_in_prose(source, target, text)  # a copied-through source term
@@ -467,4 +481,5 @@ class TranslateGenerator(Generator):
             ],
             "cut_off": bool(cut),  # max_tokens ended a sentence's translation
             "cut_off_texts": cut,  # the source text of each, in order
+            "untranslated_texts": [s.source for chunk in raw["chunks"] for s in chunk if s.empty or not s.translation],  # no translation came back: kept as they are
         }

@@ -43,7 +43,7 @@ def test_an_html_page_in_another_charset_is_read_in_the_one_its_meta_declares(tm
 
 def test_html_ordered_lists_keep_their_numbers():
     page = '<ol start="3"><li>three<ul><li>dot</li></ul></li><li></li><li value="7">seven</li><li>eight</li></ol><ol><li>one</li></ol>'
-    assert html_to_text(page) == "3. three\n\n- dot\n\n7. seven\n\n8. eight\n\n1. one"
+    assert html_to_text(page) == "3. three\n\n   - dot\n\n7. seven\n\n8. eight\n\n1. one"
 
 
 def test_an_html_headings_permalink_is_left_out():
@@ -53,13 +53,24 @@ def test_an_html_headings_permalink_is_left_out():
 
 def test_an_html_list_items_first_paragraph_keeps_its_marker():
     page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
-    assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\nIt takes a while.\n\nDone."
+    assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\n   It takes a while.\n\nDone."  # the item's second paragraph, under its text
 
 
 def test_html_tables_definitions_and_inline_code_come_as_markdown():
     page = ("<table><tr><th>Name</th><th>Age</th></tr><tr><td><p>Ann</p><ul><li>Lee</li></ul></td><td>30 | 31</td></tr><tr></tr></table>"
             "<dl><dt>Term</dt><dd>Its sense</dd></dl><p>Run <code>ls -l</code>.</p>")
-    assert html_to_text(page) == "| Name | Age |\n|---|---|\n| Ann Lee | 30 \\| 31 |\n\nTerm\n\nIts sense\n\nRun `ls -l`."
+    assert html_to_text(page) == "| Name | Age |\n|---|---|\n| Ann Lee | 30 \\| 31 |\n\nTerm\n: Its sense\n\nRun `ls -l`."
+
+
+def test_html_quotes_nested_lists_and_definitions_keep_their_structure():
+    page = ("<p>Intro.</p><blockquote><p>Said.</p><ul><li>a<pre>x = 1</pre></li></ul><blockquote>Deeper</blockquote></blockquote>"
+            "<ul><li>Top<ul><li>Child<ol><li>Deep</li></ol></li></ul></li><li>Open<li>Unclosed</ul>"
+            "<dl><dt>Term</dt><dd>Its sense.</dd><dd><p>Another.</p><p>More.</p></dd></dl>")
+    assert html_to_text(page).split("\n") == [
+        "Intro.", "", "> Said.", ">", "> - a", ">", ">   ```", ">   x = 1", ">   ```", ">", "> > Deeper", "",
+        "- Top", "", "  - Child", "", "    1. Deep", "", "- Open", "", "- Unclosed", "",
+        "Term", ": Its sense.", ": Another.", "", "    More.",
+    ]
 
 
 def test_a_document_keeps_its_first_lines_indent(tmp_path):
@@ -274,6 +285,7 @@ def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_an
         ("\ufeffa\nb\n".encode("utf-16-le"), (False, "utf-16-le")),
         ("\ufeffa\r\nb\r\n".encode("utf-32-le"), (True, "utf-32-le")),
         ("a\nb\n".encode("utf-8"), (False, "utf-8")),
+        ("\ufeffa\r\nb\r\n".encode("utf-8"), (True, "utf-8-sig")),
     ],
 )
 def test_file_style_counts_line_ends_in_the_decoded_text(tmp_path, data, style):
@@ -283,10 +295,12 @@ def test_file_style_counts_line_ends_in_the_decoded_text(tmp_path, data, style):
     assert file_style("-") == (False, "utf-8")
 
 
-def test_write_atomic_in_utf16_writes_a_byte_order_mark(tmp_path):
+def test_write_atomic_in_utf16_or_utf8_sig_writes_one_byte_order_mark(tmp_path):
     out = tmp_path / "out.txt"
     write_atomic(out, "Hi\r\n", encoding="utf-16-be")
     assert out.read_bytes() == codecs.BOM_UTF16_BE + "Hi\r\n".encode("utf-16-be")
+    write_atomic(out, "Hi\n", encoding="utf-8-sig")
+    assert out.read_bytes() == codecs.BOM_UTF8 + b"Hi\n"
 
 
 def test_json_nested_too_deeply_is_a_value_error_like_other_bad_json():

@@ -1,5 +1,6 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
+import codecs
 import json
 import re
 import textwrap
@@ -196,6 +197,12 @@ def test_markup_the_model_lost_is_put_back_and_the_words_translated_in_parts():
     assert retried == ["Run", "Then see", "the docs", "now."]  # words only: no prompt of bare punctuation
 
 
+def test_a_bracket_opening_markup_is_no_part_of_the_words_before_it():
+    result, engine = translate("CI (`.ci/run`) runs [the tests](http://x.org).")
+    assert [p[-1]["content"] for p in engine.calls[-1][0]] == ["runs", "the tests"]  # "CI", not "CI (": a name, kept without the model
+    assert result["translation"] == "CI (`.ci/run`) RUNS [THE TESTS](http://x.org)."
+
+
 def test_html_code_keys_output_and_variables_are_kept_like_inline_code():
     result, _ = translate('Run <code class="sh">make all</code>, press <kbd>Ctrl</kbd>, see <samp>ok</samp> in <var>out</var> <b>now</b>.')
     assert result["translation"] == 'RUN <code class="sh">make all</code>, PRESS <kbd>Ctrl</kbd>, SEE <samp>ok</samp> IN <var>out</var> <b>NOW</b>.'
@@ -219,6 +226,15 @@ def test_a_full_stop_the_model_adds_to_words_before_markup_is_dropped():
 
     assert _without_added_stop("Configure ", "Configurez.") == "Configurez"
     assert _without_added_stop("It ends. ", "Ça finit.") == "Ça finit."  # the source's own stop, before a space
+    assert _without_added_stop("Through", "Durch!") == "Durch" and _without_added_stop("Hello", "¡Hola!") == "¡Hola!"
+    assert _without_added_stop("Where is it?", "Où est-ce.") == "Où est-ce." and _without_added_stop("Go!", "Va!") == "Va!"
+
+
+def test_a_heading_table_cell_or_term_gets_no_full_stop_its_source_lacks():
+    doc = "# Steps\n\n| Month | Task |\n|---|---|\n| May | Add a box. |\n\nQueen\n: The bee that lays eggs.\n\nSee [the guide](http://x.org)"
+    assert translate(doc, engine=AddsStopEngine())[0]["translation"] == (
+        "# STEPS\n\n| MONTH | TASK |\n|---|---|\n| MAY | ADD A BOX. |\n\nQUEEN\n: THE BEE THAT LAYS EGGS.\n\nSEE [THE GUIDE](http://x.org)"
+    )
 
 
 class EmphasisEngine(FakeEngine):
@@ -397,7 +413,8 @@ def test_glossary_parsing():
     "header",
     ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "Word\tTranslation", "Source term\tTarget term", "source_term\ttarget_term",
      "Source Language\tTarget Language", "Source text\tTranslation", "term\tdefinition", "Original\tÜbersetzung", "en\tde", "English\tGerman", '"en"\t"Deutsch"',
-     "English term\tGerman term", "EN text\tDE translation"],
+     "English term\tGerman term", "EN text\tDE translation", "Begriff\tÜbersetzung", "Quelle\tZiel", "terme\ttraduction", "Término\tTraducción",
+     "bron\tvertaling", "en_US\tde_DE"],
 )
 def test_a_glossary_header_row_is_skipped_by_its_column_names_or_the_runs_languages(header):
     assert parse_glossary(f"{header}\nhospital\tKrankenhaus\n", languages=("en", "German")) == [("hospital", "Krankenhaus")]
@@ -421,6 +438,8 @@ def test_a_first_glossary_row_of_words_or_other_languages_is_a_term():
     assert parse_glossary("en\tde\ncat\tKatze\n")[0] == ("en", "de")  # no run's languages to name
     assert parse_glossary("English term\tGerman term\ncat\tKatze\n") == [("cat", "Katze")]  # languages with column words: a header anyway
     assert parse_glossary("German text\tdeutscher Text\ncat\tKatze\n")[0] == ("German text", "deutscher Text")
+    assert parse_glossary("Anglais\tAllemand\ncat\tKatze\n", languages=("en", "de"))[0] == ("Anglais", "Allemand")  # not names lookup knows: a term
+    assert parse_glossary("# Anglais\tAllemand\ncat\tKatze\n") == [("cat", "Katze")]  # a header written as a comment, as --help says
 
 
 def test_a_glossary_header_of_the_runs_languages_is_skipped_from_the_command_and_options(echo, tmp_path):
@@ -499,9 +518,27 @@ def test_inflected_glossary_targets_count():
     assert result["glossary_misses"] == []
 
 
-def test_empty_answers_keep_the_source_text():
+def test_empty_answers_keep_the_source_text_and_are_reported():
     result, _ = translate("Keep me.", FakeEngine())
-    assert result["translation"] == "Keep me."
+    assert result["translation"] == "Keep me." and result["untranslated_texts"] == ["Keep me."]
+    engine = FakeEngine()
+    engine.enqueue("Bonjour.", "", "Lancez", "")  # the second sentence lost its code, then a piece of it came back empty
+    result, _ = translate("Hello. Run `make` now.", engine)
+    assert result["translation"] == "Bonjour. Lancez `make` now." and result["untranslated_texts"] == ["Run `make` now."]
+    assert translate("Hello.")[0]["untranslated_texts"] == []
+
+
+def test_the_command_warns_about_empty_translations_as_about_glossary_misses(monkeypatch):
+    engine = FakeEngine()
+    engine.enqueue("Bonjour.", "", "")
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    result = runner.invoke(app, ["translate", "-", "--to", "fr", "--json"], input="# Hello.\n\nThe cat sleeps on the mat.\n\n- Bye.\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["translation"] == "# Bonjour.\n\nThe cat sleeps on the mat.\n\n- Bye."
+    assert json.loads(result.stdout)["untranslated_texts"] == ["The cat sleeps on the mat.", "Bye."]
+    assert result.stderr.rstrip().endswith(
+        "Warning: the model gave no translation for 2 sentences ('The cat sleeps on the mat.', 'Bye.'); they are kept in the source language"
+    )
 
 
 @pytest.mark.parametrize(
@@ -523,7 +560,9 @@ def test_clean_translation(raw, clean):
 
 def test_result_shape():
     result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
-    assert result == {"translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": []}
+    assert result == {
+        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
+    }
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -620,7 +659,8 @@ def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": []
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": [],
+        "untranslated_texts": [],
     }
 
 
@@ -990,3 +1030,28 @@ def test_text_with_no_space_to_cut_at_is_cut_between_characters_within_the_chunk
     assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent)
     assert "".join("".join(sent).split()) == "".join(text.split()) and all(s.count("`") % 2 == 0 for s in sent)
     assert "".join(result["translation"].split()) == "".join(text.upper().split()) and len(engine.calls) == 1
+
+
+def test_definition_lists_keep_each_term_and_definition_on_its_line():
+    doc = "Term\n: The definition.\n\nOther term\n:   Another definition\n    that continues.\n: Second one.\n\n    More of it.\n\nAfter."
+    assert translate(doc)[0]["translation"] == (
+        "TERM\n: THE DEFINITION.\n\nOTHER TERM\n:   ANOTHER DEFINITION THAT CONTINUES.\n: SECOND ONE.\n\n    MORE OF IT.\n\nAFTER."
+    )
+    assert [b.kind for b in parse_blocks(doc) if b.kind != "blank"] == ["paragraph", "definition", "paragraph", "definition", "definition", "paragraph", "paragraph"]
+    assert translate("> Term\n> : Its sense.")[0]["translation"] == "> TERM\n> : ITS SENSE."
+
+
+def test_an_html_pages_quotes_nested_lists_and_definitions_come_back_as_markdown(echo, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<blockquote><p>Said.</p><p>Then.</p></blockquote><ul><li>Top<ul><li>Child</li></ul></li></ul><dl><dt>Term</dt><dd>Its sense.</dd></dl>")
+    result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
+    assert result.stdout == "> SAID.\n>\n> THEN.\n\n- TOP\n\n  - CHILD\n\nTERM\n: ITS SENSE.\n"
+
+
+def test_a_utf8_file_with_a_bom_keeps_it_in_the_output_file_but_not_on_stdout(echo, tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_bytes(codecs.BOM_UTF8 + b"# Notes\r\n\r\nHello.\r\n")
+    out = tmp_path / "out.md"
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 0
+    assert out.read_bytes() == codecs.BOM_UTF8 + b"# NOTES\r\n\r\nHELLO.\r\n"  # a Windows file round-trips
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr"]).stdout_bytes == b"# NOTES\r\n\r\nHELLO.\r\n"
