@@ -38,7 +38,7 @@ def headline(
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         text = topic if topic is not None else read_document(source or "-", lines=True)
-        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic", notes=headline_notes, output=output)
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, notes=headline_notes, output=output)
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")

@@ -59,10 +59,10 @@ def one_line(text: str) -> str:
 
 
 def run_lines(
-    run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
+    run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
 ) -> None:
-    """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
+    """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
@@ -70,10 +70,12 @@ def run_lines(
     with `output` (`-o`), the results go to that file, written at the end (warnings stay on stderr)."""
     from ..batch import Row, run_rows
 
-    rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
-    if not rows:
+    numbered = numbered_lines(text)
+    if not numbered:
         raise BadInputError("the input has no non-empty lines")
     generator = run.generator(task, template=options.get("template"))
+    field = generator.line_field
+    rows = [Row(n, n, {field: line}) for n, line in numbered]
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)

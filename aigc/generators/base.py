@@ -113,6 +113,7 @@ class Generator:
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
     line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+    line_field: ClassVar[str] = "text"  # the column a line of plain text fills (a .txt row, a --lines line), for `batch_input`
     samples: ClassVar[bool] = True  # whether it generates text, so sampling settings apply (classify and embed score)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -1260,3 +1260,25 @@ def test_aigc_batch_says_how_to_finish_a_run_with_failed_rows(tmp_path):
         "rerunning the same command retries them (fix bad rows first; --retry-failed runs them with other settings, keeping the rows done)"
     )
     assert [(line["id"], line["made_with"]["max_tokens"], "result" in line) for line in lines(out)] == [(1, 3, True), (2, 10, True), (3, 3, True), (4, 10, True), (5, 10, False)]
+
+
+def test_a_txt_line_is_a_headline_topic_as_with_lines_unless_field_names_another_column(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import models
+    from aigc.generators.headline import HeadlineGenerator
+
+    seen = []
+    real = HeadlineGenerator.batch_input
+    monkeypatch.setattr(HeadlineGenerator, "batch_input", lambda self, fields, field: seen.append(real(self, fields, field)) or seen[-1])
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    (tmp_path / "topics.txt").write_text("rooftop bees\n")
+    for args, kind in (
+        (["batch", "headline", "-i", str(tmp_path / "topics.txt"), "-o", "-"], "topic"),
+        (["headline", str(tmp_path / "topics.txt"), "--lines"], "topic"),
+        (["batch", "headline", "-i", str(tmp_path / "topics.txt"), "-o", "-", "--field", "article"], "article"),
+    ):
+        seen.clear()
+        result = CliRunner().invoke(app, args)
+        assert seen and all(item == {kind: "rooftop bees"} for item in seen), (args, seen, result.output)
