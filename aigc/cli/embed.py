@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import check_utf8, numbered_lines, output_target, read_input
 from . import examples
-from .lines import LineResults
+from .lines import LineResults, check_lines_source
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -25,6 +25,8 @@ def embed(
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
     source = source_or_stdin(source, "the text or a document to embed (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
+    if lines:
+        check_lines_source(source, "embed")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:

@@ -1,12 +1,25 @@
 """`--lines`: a single-input command run on each line of its input, results one per line, in order."""
 
 import json
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError
 from ..textio import numbered_lines
 from .options import RunOptions, emit
+
+
+ROW_FILES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def check_lines_source(source: str | None, task: str) -> None:
+    """Refuse `--lines` on a file of rows (.csv, .tsv, .jsonl), whose raw lines (a header, separators,
+    JSON) would each be taken as a text, naming the `aigc batch` command that reads its rows."""
+    if source and source != "-" and Path(source).suffix.lower() in ROW_FILES and os.path.isfile(os.path.expanduser(source)):
+        raw = "JSON and all" if "json" in Path(source).suffix.lower() else "its header and separators too"
+        raise BadInputError(f"{source} is a file of rows: --lines would take each raw line ({raw}) as a text; `aigc batch {task} -i {source} --field COLUMN -o OUT.jsonl` runs over the text column of its rows (task options as -O KEY=VALUE)")
 
 
 class LineResults:

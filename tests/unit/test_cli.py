@@ -328,6 +328,16 @@ def test_lines_of_empty_text_itself_say_there_is_no_text(command, text):
     assert bad(command, text, "--lines", *labels, "-m", "no-such-model") == (2, [f"Error: there is no text to {command}"])
 
 
+@pytest.mark.parametrize("command", [("classify", "-l", "a,b"), ("embed",), ("headline",), ("summarize",), ("translate", "--to", "fr")])
+def test_lines_on_a_file_of_rows_is_refused_naming_the_batch_command_that_reads_its_rows(tmp_path, command):
+    (tmp_path / "reviews.csv").write_text("id,review\n1,\"Great, would buy again\"\n")
+    (tmp_path / "reviews.jsonl").write_text('{"id": 1, "review": "Great"}\n')
+    for name in ("reviews.csv", "reviews.jsonl"):
+        code, lines = bad(command[0], str(tmp_path / name), *command[1:], "--lines", "-m", "no-such-model")
+        assert code == 2 and "is a file of rows: --lines would take each raw line" in lines[0], lines
+        assert f"`aigc batch {command[0]} -i {tmp_path / name} --field COLUMN -o OUT.jsonl`" in lines[0]
+
+
 def test_eval_names_its_data_as_data_not_examples(tmp_path):
     assert bad("eval", "classify", str(tmp_path / "missing.tsv"), "-m", "no-such-model") == (2, [f"Error: no such data file: {tmp_path / 'missing.tsv'}"])
     (tmp_path / "header.tsv").write_text("text\tlabel\n")
