@@ -1282,3 +1282,13 @@ def test_a_txt_line_is_a_headline_topic_as_with_lines_unless_field_names_another
         seen.clear()
         result = CliRunner().invoke(app, args)
         assert seen and all(item == {kind: "rooftop bees"} for item in seen), (args, seen, result.output)
+
+
+def test_a_missing_field_spelt_with_other_capitals_in_the_row_is_named_as_the_one_to_pick(tmp_path):
+    (tmp_path / "a.csv").write_text("ID,Text,Review Text\n1,hello,hi\n")
+    summarize = get_generator("summarize")
+    fields = read_rows(tmp_path / "a.csv")[0].fields
+    for field, pick in (("text", "pick field=Text"), ("review text", "pick field='Review Text'"), ("body", "pick one with field")):
+        with pytest.raises(BadInputError) as error:
+            summarize.batch_input(fields, field)
+        assert str(error.value) == f"the row has no {field!r} field (it has 'ID', 'Text', 'Review Text'); {pick}"
