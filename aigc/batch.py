@@ -206,16 +206,17 @@ def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
     for name in (field, id_field):
-        if "." in name and name not in record:
-            _add_path(record, name)
+        add_path(record, name)
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 
-def _add_path(record: dict, name: str) -> None:
-    """Set `record[name]` for a dotted `name` to the value at that path in nested objects, where there
-    is one (`doc.body` is record["doc"]["body"]): a column of its own, as HF datasets' `flatten()` and
-    pandas' `json_normalize` name it."""
+def add_path(record: dict, name: str) -> None:
+    """Set `record[name]` for a dotted `name` that is no key of its own to the value at that path in
+    nested objects, where there is one (`doc.body` is record["doc"]["body"]): a column of its own, as
+    HF datasets' `flatten()` and pandas' `json_normalize` name it."""
+    if "." not in name or name in record:
+        return
     value: Any = record
     for key in name.split("."):
         if not isinstance(value, dict) or key not in value:
