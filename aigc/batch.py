@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
 from .generators.base import Generator, type_name
-from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, parse_json, unquote, write_atomic
+from .textio import STDIN, check_writable, decode_text, inherited_fd, numbered_lines, open_stream, parse_json, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -71,20 +72,27 @@ class BatchSummary:
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
-    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
+    or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
     Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
     if not isinstance(path, (str, Path)):
         raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.exists():  # named first: a missing file's suffix is no news
-        raise BadInputError(f"no such file: {path}")
-    if suffix not in FORMATS:
-        hint = f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)" if suffix == ".json" else ""
-        raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
-    if path.is_dir():
-        raise BadInputError(f"{path} is a directory; give a file")
-    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
+    piped = str(path) == "-"
+    if piped:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadInputError("-i - reads JSON Lines from stdin, but nothing was piped in; pipe rows in or give a file")
+        text, path, suffix = decode_text(sys.stdin.buffer.read(), STDIN, "JSON Lines"), Path(STDIN), ".jsonl"  # named so in errors
+    else:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if not path.exists():  # named first: a missing file's suffix is no news
+            raise BadInputError(f"no such file: {path}")
+        if suffix not in FORMATS:
+            hint = f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)" if suffix == ".json" else ""
+            raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
+        if path.is_dir():
+            raise BadInputError(f"{path} is a directory; give a file")
+        text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
@@ -114,6 +122,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
+    if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
+        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; read a .csv, .tsv or .txt from a file of that name")
     if id_field != "id" and suffix == ".txt":
         raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
     if id_field != "id" and not any(id_field in r.fields for r in rows):

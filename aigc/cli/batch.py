@@ -6,7 +6,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import check_utf8, output_target, parse_json
+from ..textio import STDIN, check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
 
@@ -42,7 +42,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 @generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for JSON Lines on stdin.")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout).")],
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
@@ -90,7 +90,7 @@ def batch(
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     run.warn_greedy(generator, opts)
-    check_inputs(generator, rows, field, input, options)
+    check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines, retry_failed)
         prepared = needs_model(pending)

@@ -1292,3 +1292,20 @@ def test_a_missing_field_spelt_with_other_capitals_in_the_row_is_named_as_the_on
         with pytest.raises(BadInputError) as error:
             summarize.batch_input(fields, field)
         assert str(error.value) == f"the row has no {field!r} field (it has 'ID', 'Text', 'Review Text'); {pick}"
+
+
+def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import models
+
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    out = tmp_path / "out.jsonl"
+    earlier = json.dumps({"id": "a", "result": {"summary": "Bees make honey."}})  # a line of an earlier run's -o -
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(out), "--field", "result.summary"], input=earlier + "\n")
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [("a", "Bees make honey.")]
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
+    assert result.exit_code == 2 and "Error: -i - reads JSON Lines (one object a line) from stdin, and line 1 is not: bad JSON" in result.stderr, result.output
+    assert not (tmp_path / "csv.jsonl").exists()
