@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Iterator
 
@@ -44,7 +44,7 @@ def _plain(message: Any) -> dict | None:
 class ChatOptions:
     template: str = "chat"
     system: str | None = None
-    variables: dict[str, Any] | None = None  # the template's other variables; each message fills its input
+    variables: dict[str, Any] | None = field(default_factory=dict)  # the template's other variables; each message fills its input
 
     def __post_init__(self) -> None:
         template = templates.get_template(self.template)

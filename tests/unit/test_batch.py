@@ -356,6 +356,12 @@ def test_sampling_settings_for_a_task_that_generates_no_text_are_refused_not_rec
     assert lines(out)[0]["made_with"].keys() == {"labels"}
 
 
+def test_chat_made_with_lists_the_options_given_not_its_empty_variables():
+    chat = get_generator("chat", engine=FakeEngine())
+    assert run_settings(chat, {"system": "Be brief."})["made_with"] == {"system": "Be brief."}
+    assert run_settings(chat, {})["settings"] == run_settings(chat, {"variables": None})["settings"] == run_settings(chat, {"variables": {}})["settings"]
+
+
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
     translate = get_generator("translate", engine=FakeEngine())
     german = {"target_language": "de"}
