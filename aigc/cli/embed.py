@@ -60,7 +60,7 @@ def embed(
 @generation_options(sampling=False)
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them.")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for JSON Lines on stdin.")],
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
