@@ -73,6 +73,13 @@ class ChatGenerator(Generator):
         rendered = templates.render(template, values, system=opts.system)
         return rendered.messages, rendered.defaults
 
+    def batch_input(self, fields: dict[str, Any], field: str) -> str | list[dict]:
+        """A row's text is a prompt, and a list of messages a conversation (as OpenAI's batch input
+        files hold them: `--field body.messages --id-field custom_id`)."""
+        if isinstance(fields.get(field), list):
+            return fields[field]
+        return super().batch_input(fields, field)
+
     def check_sampling(self, opts: ChatOptions, sampling: dict[str, Any] | None) -> None:
         params = self.sampling(sampling, templates.get_template(opts.template).defaults)
         check_varied(params.n, params, "answers")

@@ -1315,3 +1315,15 @@ def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkey
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
     assert result.exit_code == 2 and "Error: -i - reads JSON Lines (one object a line) from stdin, and line 1 is not: bad JSON" in result.stderr, result.output
     assert not (tmp_path / "csv.jsonl").exists()
+
+
+def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_files_hold_them(tmp_path):
+    source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}]}
+    source.write_text(json.dumps({"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n" + json.dumps({"custom_id": "request-2", "body": {"messages": [{"role": "robot"}]}}) + "\n")
+    engine = FakeEngine()
+    engine.enqueue("Honeybee.")
+    run_batch(get_generator("chat", engine=engine), read_rows(source, "custom_id", "body.messages"), out, {}, field_name="body.messages", id_field="custom_id")
+    done, bad = lines(out)
+    assert (done["id"], done["result"]["text"], done["result"]["messages"][:2]) == ("request-1", "Honeybee.", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}])
+    assert bad["id"] == "request-2" and bad["error"].startswith("chat message 0 must be")
