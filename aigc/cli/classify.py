@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import AigcError, BadInputError
 from ..textio import first_words, numbered_lines, output_target, read_input
 from . import complete, examples
-from .lines import LineResults, check_lines_source, run_lines
+from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -63,6 +63,8 @@ def classify(
     output = output_target(output, source=source)
     if lines:
         check_lines_source(source, "classify")
+    else:
+        warn_of_rows_file(source, "classify")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]

@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import check_utf8, numbered_lines, output_target, read_input
 from . import examples
-from .lines import LineResults, check_lines_source
+from .lines import LineResults, check_lines_source, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -27,6 +27,8 @@ def embed(
     output = output_target(output, source=source)
     if lines:
         check_lines_source(source, "embed")
+    else:
+        warn_of_rows_file(source, "embed")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:

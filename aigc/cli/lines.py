@@ -14,12 +14,28 @@ from .options import RunOptions, emit
 ROW_FILES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
 
+def _rows_file(source: str | None) -> bool:
+    """Whether `source` is a file of rows (.csv, .tsv, .jsonl), as `aigc batch` reads them."""
+    return bool(source) and source != "-" and Path(source).suffix.lower() in ROW_FILES and os.path.isfile(os.path.expanduser(source))
+
+
+def _rows_note(source: str, task: str) -> str:
+    """What of the file would be text, and the `aigc batch` command that runs over its rows instead."""
+    raw = "JSON and all" if "json" in Path(source).suffix.lower() else "its header and separators too"
+    return f"({raw}) as a text; `aigc batch {task} -i {source} --field COLUMN -o OUT.jsonl` runs over the text column of its rows (task options as -O KEY=VALUE)"
+
+
 def check_lines_source(source: str | None, task: str) -> None:
     """Refuse `--lines` on a file of rows (.csv, .tsv, .jsonl), whose raw lines (a header, separators,
     JSON) would each be taken as a text, naming the `aigc batch` command that reads its rows."""
-    if source and source != "-" and Path(source).suffix.lower() in ROW_FILES and os.path.isfile(os.path.expanduser(source)):
-        raw = "JSON and all" if "json" in Path(source).suffix.lower() else "its header and separators too"
-        raise BadInputError(f"{source} is a file of rows: --lines would take each raw line ({raw}) as a text; `aigc batch {task} -i {source} --field COLUMN -o OUT.jsonl` runs over the text column of its rows (task options as -O KEY=VALUE)")
+    if _rows_file(source):
+        raise BadInputError(f"{source} is a file of rows: --lines would take each raw line {_rows_note(source, task)}")
+
+
+def warn_of_rows_file(source: str | None, task: str) -> None:
+    """Warn that a file of rows given as one text (to classify, to embed) is taken whole."""
+    if _rows_file(source):
+        ui.warn(f"{source} is a file of rows, taken whole {_rows_note(source, task)}")
 
 
 class LineResults:

@@ -329,13 +329,16 @@ def test_lines_of_empty_text_itself_say_there_is_no_text(command, text):
 
 
 @pytest.mark.parametrize("command", [("classify", "-l", "a,b"), ("embed",), ("headline",), ("summarize",), ("translate", "--to", "fr")])
-def test_lines_on_a_file_of_rows_is_refused_naming_the_batch_command_that_reads_its_rows(tmp_path, command):
+def test_lines_on_a_file_of_rows_is_refused_and_classifying_it_whole_warned_of_naming_the_batch_command(tmp_path, command):
     (tmp_path / "reviews.csv").write_text("id,review\n1,\"Great, would buy again\"\n")
     (tmp_path / "reviews.jsonl").write_text('{"id": 1, "review": "Great"}\n')
     for name in ("reviews.csv", "reviews.jsonl"):
         code, lines = bad(command[0], str(tmp_path / name), *command[1:], "--lines", "-m", "no-such-model")
         assert code == 2 and "is a file of rows: --lines would take each raw line" in lines[0], lines
         assert f"`aigc batch {command[0]} -i {tmp_path / name} --field COLUMN -o OUT.jsonl`" in lines[0]
+        if command[0] in ("classify", "embed"):  # one text of the whole file: warned of
+            code, lines = bad(command[0], str(tmp_path / name), *command[1:], "-m", "no-such-model")
+            assert lines[0].startswith(f"Warning: {tmp_path / name} is a file of rows, taken whole (") and "`aigc batch" in lines[0], lines
 
 
 def test_eval_names_its_data_as_data_not_examples(tmp_path):
