@@ -88,7 +88,11 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         if not path.exists():  # named first: a missing file's suffix is no news
             raise BadInputError(f"no such file: {path}")
         if suffix not in FORMATS:
-            hint = f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)" if suffix == ".json" else ""
+            hint = {
+                ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)",
+                ".parquet": f"; `python -c \"import pandas; pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', lines=True, force_ascii=False)\"` writes its rows as JSON Lines",
+                **dict.fromkeys((".xlsx", ".xls", ".ods"), "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"),
+            }.get(suffix, "")
             raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
         if path.is_dir():
             raise BadInputError(f"{path} is a directory; give a file")

@@ -77,6 +77,14 @@ def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
     assert str(error.value) == f"{tmp_path / 'docs.json'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; for a JSON list of objects, `jq -c '.[]' {tmp_path / 'docs.json'} > {tmp_path / 'docs.jsonl'}` writes them one a line (JSON Lines)"
 
 
+def test_a_spreadsheet_or_parquet_file_says_how_to_make_rows_of_it(tmp_path):
+    for name, words in (("sheet.xlsx", "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"), ("data.parquet", f"pandas.read_parquet('{tmp_path / 'data.parquet'}').to_json('{tmp_path / 'data.jsonl'}', orient='records', lines=True")):
+        (tmp_path / name).write_bytes(b"PK\x03\x04")
+        with pytest.raises(BadInputError) as error:
+            read_rows(tmp_path / name)
+        assert words in str(error.value)
+
+
 def test_run_batch_names_an_argument_of_the_wrong_kind_before_any_row_runs(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("one\n")
