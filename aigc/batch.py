@@ -104,7 +104,10 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else _delimiter(body.split("\n", 1)[0]), quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
+        body = body[named.end() :] if named else body
+        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
+        reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:

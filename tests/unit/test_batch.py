@@ -43,6 +43,14 @@ def test_rows_from_every_format(tmp_path):
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.txt")] == [(1, "one", None), (4, "two", None)]
 
 
+def test_a_csv_whose_first_line_names_its_delimiter_as_excel_reads_it_is_split_there(tmp_path):
+    (tmp_path / "a.csv").write_text('sep=;\r\nid;text\r\n1;hello, there\r\n2;"a; b"\r\n')
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("1", "hello, there"), ("2", "a; b")]
+    (tmp_path / "b.csv").write_text("\nsep=|\nid|id\n1|2\n")
+    with pytest.raises(BadInputError, match=r"b.csv:3: the header names 'id' twice"):  # its line, counted as the file has it
+        read_rows(tmp_path / "b.csv")
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
