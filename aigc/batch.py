@@ -124,7 +124,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
                 last, start = start, reader.line_num + 1
         except csv.Error as exc:
             raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
-        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :])):
+        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
             raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
@@ -193,11 +193,11 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
     return Row(number, row_id, dict(record), numbered=numbered)
 
 
-def _never_closed(record: str) -> bool:
+def _never_closed(record: str, delimiter: str) -> bool:
     """Whether a CSV record (the last of a file, over several lines) opens a quoted cell it never
     closes: read loosely, such a cell takes in every line after it."""
     try:
-        list(csv.reader(io.StringIO(record), strict=True))
+        list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True))
     except csv.Error as exc:
         return "end of data" in str(exc)
     return False
