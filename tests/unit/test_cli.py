@@ -2757,3 +2757,10 @@ def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch)
     session.messages[:] = [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]
     with pytest.raises(BadInputError, match=re.escape(f"/exit, then `aigc chat -m smollm2 --cid {path.stem}` goes on from this conversation with it")):
         _command("/load", "smollm2", session, [])
+
+
+def test_a_task_option_given_to_batch_as_a_flag_says_it_goes_in_O():
+    for flag, shown in (("--labels", "labels"), ("--to", "to"), ("--multi-label", "multi_label")):
+        assert bad("batch", "classify", "-i", "in.txt", "-o", "-", flag, "x") == (2, [f"Error: No such option: {flag} (a task's options go in -O, as -O {shown}=VALUE; see `aigc batch --help`)"])
+    code, lines = bad("batch", "classify", "-i", "in.txt", "-o", "-", "--feild", "x")  # no task's option: click's guesses
+    assert code == 2 and "Possible options: --field" in lines[0] and "-O" not in lines[0]
