@@ -71,6 +71,9 @@ def _flagger(command):
         if shown is None and name == "model":  # `aigc models pull`: the flag the generating commands take
             shown = "--model"
         if shown is None and "--option" in flags.values():  # aigc batch: a task's options are given with -O
+            if name == "variables" and value is not None and "=" in value:  # `audience=...`: a dict, in JSON
+                key, _, given = value.partition("=")
+                return f"-O 'variables={{\"{key}\": \"{given}\"}}'"
             return f"-O {name}" if value is None else f"-O {name}={value}"
         return shown if shown is None or value is None else f"{shown} {value}"
 

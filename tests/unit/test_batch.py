@@ -1345,3 +1345,23 @@ def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_fil
     done, bad = lines(out)
     assert (done["id"], done["result"]["text"], done["result"]["messages"][:2]) == ("request-1", "Honeybee.", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}])
     assert bad["id"] == "request-2" and bad["error"].startswith("chat message 0 must be")
+
+
+def test_batch_template_variables_fill_what_no_column_does_and_the_hint_for_one_missing_names_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc import templates
+    from aigc.cli.app import app
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "ad.j2").write_text("Write an ad for {{ product }} aimed at {{ audience }}.\n")
+    (tmp_path / "a.csv").write_text("product,audience\nTea,\nLamp,campers\n")
+    (tmp_path / "b.csv").write_text("product\nTea\n")
+    engine = FakeEngine()
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "b.csv"), tmp_path / "out.jsonl", {"template": "ad", "variables": {"audience": "everyone"}})
+    assert lines(tmp_path / "out.jsonl")[0]["result"]["messages"][-1]["content"] == "Write an ad for Tea aimed at everyone."
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), tmp_path / "a.jsonl", {"template": "ad", "variables": {"audience": "everyone"}})
+    assert [r["result"]["messages"][-1]["content"] for r in lines(tmp_path / "a.jsonl")] == ["Write an ad for Tea aimed at .", "Write an ad for Lamp aimed at campers."]  # a column, empty too, wins
+    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "b.csv"), "-o", str(tmp_path / "c.jsonl"), "-O", "template=ad"])
+    assert result.exit_code == 2 and """'audience' is undefined; give it (-O 'variables={"audience": "..."}')""" in result.stderr, result.output
