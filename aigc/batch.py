@@ -107,6 +107,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
         body = body[named.end() :] if named else body
         delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
+        if tsv and BREAK not in body:
+            body = _quoted_breaks_kept(body)
         reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
@@ -181,9 +183,32 @@ def _delimiter(header: str) -> str:
         return ","
 
 
+BREAK = "\x00"  # a line break inside a quoted .tsv cell, while csv reads the lines
+
+
+def _quoted_breaks_kept(body: str) -> str:
+    """A .tsv's text with the line breaks inside a quoted cell (as pandas, R and Excel write a cell
+    holding one) made `BREAK`, so the row stays one line; a quote that does not close as a quoted
+    cell does before a tab or the end of a later line is text, and its line stays as it is."""
+    lines, kept, i = body.split("\n"), [], 0
+    while i < len(lines):
+        cell, j = lines[i].rsplit("\t", 1)[-1].lstrip(), i
+        if cell.startswith('"') and cell.count('"') % 2:  # the line ends inside a quoted cell
+            while j + 1 < len(lines) and cell.count('"') % 2:
+                j += 1
+                cell += "\n" + lines[j].split("\t", 1)[0]
+            if cell.count('"') % 2 == 0 and unquote(cell) != cell:
+                kept.append(BREAK.join(lines[i : j + 1]))
+                i = j + 1
+                continue
+        kept.append(lines[i])
+        i += 1
+    return "\n".join(kept)
+
+
 def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
     if tsv:
-        record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
+        record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n") for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
     # csv puts the cells beyond the header in a list under None, and None for each cell missing

@@ -51,6 +51,13 @@ def test_a_csv_whose_first_line_names_its_delimiter_as_excel_reads_it_is_split_t
         read_rows(tmp_path / "b.csv")
 
 
+def test_a_tsv_cell_quoted_over_several_lines_as_pandas_and_excel_write_it_is_one_cell(tmp_path):
+    (tmp_path / "a.tsv").write_text('id\ttext\tnote\n1\t"first line\nsecond ""quoted""\n\nthird"\tx\n2\t"unbalanced quote\ty\n3\tok\tz\n')
+    assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "a.tsv")] == [("1", 'first line\nsecond "quoted"\n\nthird', "x"), ("2", '"unbalanced quote', "y"), ("3", "ok", "z")]
+    (tmp_path / "b.tsv").write_text('id\ttext\n1\t"never closed\n2\ttwo\n3\t"closed" but not a cell\n')  # no quoted cell ends: lines as they are
+    assert [(r.id, r.fields.get("text")) for r in read_rows(tmp_path / "b.tsv")] == [("1", '"never closed'), ("2", "two"), ("3", '"closed" but not a cell')]
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
