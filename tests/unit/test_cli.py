@@ -357,6 +357,11 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
     assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses labels 'bad|no', 'good=yes', not among good, ugly"])
     assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
+    (tmp_path / "numbers.jsonl").write_text('{"text": "great", "label": 1}\n{"text": "awful", "label": 0}\n')  # as HF datasets write a ClassLabel
+    assert bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "negative,positive", "-m", unloadable) == (2, [
+        "Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: put their names in the data, "
+        """for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
+    ])
 
 
 def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_path, unloadable):
