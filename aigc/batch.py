@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import AigcError, BadInputError, OptionError, option
 from .generators.base import Generator, type_name
-from .textio import check_writable, decode_text, inherited_fd, numbered_lines, open_stream, parse_json, unquote, write_atomic
+from .textio import STDIN, check_writable, decode_text, inherited_fd, numbered_lines, open_stream, parse_json, unquote, write_atomic
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
@@ -71,20 +72,31 @@ class BatchSummary:
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
-    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`).
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
+    or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
     Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
     if not isinstance(path, (str, Path)):
         raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.exists():  # named first: a missing file's suffix is no news
-        raise BadInputError(f"no such file: {path}")
-    if suffix not in FORMATS:
-        hint = f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)" if suffix == ".json" else ""
-        raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
-    if path.is_dir():
-        raise BadInputError(f"{path} is a directory; give a file")
-    text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
+    piped = str(path) == "-"
+    if piped:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadInputError("-i - reads JSON Lines from stdin, but nothing was piped in; pipe rows in or give a file")
+        text, path, suffix = decode_text(sys.stdin.buffer.read(), STDIN, "JSON Lines"), Path(STDIN), ".jsonl"  # named so in errors
+    else:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if not path.exists():  # named first: a missing file's suffix is no news
+            raise BadInputError(f"no such file: {path}")
+        if suffix not in FORMATS:
+            hint = {
+                ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)",
+                ".parquet": f"; `python -c \"import pandas; pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', lines=True, force_ascii=False)\"` writes its rows as JSON Lines",
+                **dict.fromkeys((".xlsx", ".xls", ".ods"), "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"),
+            }.get(suffix, "")
+            raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
+        if path.is_dir():
+            raise BadInputError(f"{path} is a directory; give a file")
+        text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
@@ -92,7 +104,12 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
         body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        reader = csv.DictReader(io.StringIO(body), delimiter="\t" if tsv else _delimiter(body.split("\n", 1)[0]), quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
+        body = body[named.end() :] if named else body
+        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
+        if tsv and BREAK not in body:
+            body = _quoted_breaks_kept(body)
+        reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:
@@ -109,11 +126,13 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
                 last, start = start, reader.line_num + 1
         except csv.Error as exc:
             raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
-        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :])):
+        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
             raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
         rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
+    if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
+        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; read a .csv, .tsv or .txt from a file of that name")
     if id_field != "id" and suffix == ".txt":
         raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
     if id_field != "id" and not any(id_field in r.fields for r in rows):
@@ -164,9 +183,32 @@ def _delimiter(header: str) -> str:
         return ","
 
 
+BREAK = "\x00"  # a line break inside a quoted .tsv cell, while csv reads the lines
+
+
+def _quoted_breaks_kept(body: str) -> str:
+    """A .tsv's text with the line breaks inside a quoted cell (as pandas, R and Excel write a cell
+    holding one) made `BREAK`, so the row stays one line; a quote that does not close as a quoted
+    cell does before a tab or the end of a later line is text, and its line stays as it is."""
+    lines, kept, i = body.split("\n"), [], 0
+    while i < len(lines):
+        cell, j = lines[i].rsplit("\t", 1)[-1].lstrip(), i
+        if cell.startswith('"') and cell.count('"') % 2:  # the line ends inside a quoted cell
+            while j + 1 < len(lines) and cell.count('"') % 2:
+                j += 1
+                cell += "\n" + lines[j].split("\t", 1)[0]
+            if cell.count('"') % 2 == 0 and unquote(cell) != cell:
+                kept.append(BREAK.join(lines[i : j + 1]))
+                i = j + 1
+                continue
+        kept.append(lines[i])
+        i += 1
+    return "\n".join(kept)
+
+
 def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
     if tsv:
-        record = {key: value if key is None or value is None else unquote(value) for key, value in record.items()}
+        record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n") for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
     # csv puts the cells beyond the header in a list under None, and None for each cell missing
@@ -176,11 +218,11 @@ def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) 
     return Row(number, row_id, dict(record), numbered=numbered)
 
 
-def _never_closed(record: str) -> bool:
+def _never_closed(record: str, delimiter: str) -> bool:
     """Whether a CSV record (the last of a file, over several lines) opens a quoted cell it never
     closes: read loosely, such a cell takes in every line after it."""
     try:
-        list(csv.reader(io.StringIO(record), strict=True))
+        list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True))
     except csv.Error as exc:
         return "end of data" in str(exc)
     return False
@@ -206,16 +248,17 @@ def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
     for name in (field, id_field):
-        if "." in name and name not in record:
-            _add_path(record, name)
+        add_path(record, name)
     row_id = record.get(id_field)
     return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
 
 
-def _add_path(record: dict, name: str) -> None:
-    """Set `record[name]` for a dotted `name` to the value at that path in nested objects, where there
-    is one (`doc.body` is record["doc"]["body"]): a column of its own, as HF datasets' `flatten()` and
-    pandas' `json_normalize` name it."""
+def add_path(record: dict, name: str) -> None:
+    """Set `record[name]` for a dotted `name` that is no key of its own to the value at that path in
+    nested objects, where there is one (`doc.body` is record["doc"]["body"]): a column of its own, as
+    HF datasets' `flatten()` and pandas' `json_normalize` name it."""
+    if "." not in name or name in record:
+        return
     value: Any = record
     for key in name.split("."):
         if not isinstance(value, dict) or key not in value:

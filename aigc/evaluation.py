@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,7 +73,9 @@ def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:
-        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}")
+        numbers = "".join(label for _, label in rows).isdigit()  # as HF datasets store a ClassLabel: 0, 1, ...
+        hint = f"; its labels are numbers: put their names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)" if numbers else ""
+        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}")
     return labels
 
 

@@ -373,6 +373,7 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
 
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
@@ -381,7 +382,7 @@ def read_input(source: str, lines: bool = False) -> str:
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source, lines=lines)
-    if not any(c.isspace() for c in source) and path.suffix.lower() in DOCUMENT_SUFFIXES:
+    if not any(c.isspace() for c in source) and path.suffix.lower() in FILE_SUFFIXES:
         raise _missing(source)  # a file name, not words to take as the text
     return source
 

@@ -71,6 +71,9 @@ def _flagger(command):
         if shown is None and name == "model":  # `aigc models pull`: the flag the generating commands take
             shown = "--model"
         if shown is None and "--option" in flags.values():  # aigc batch: a task's options are given with -O
+            if name == "variables" and value is not None and "=" in value:  # `audience=...`: a dict, in JSON
+                key, _, given = value.partition("=")
+                return f"-O 'variables={{\"{key}\": \"{given}\"}}'"
             return f"-O {name}" if value is None else f"-O {name}={value}"
         return shown if shown is None or value is None else f"{shown} {value}"
 
@@ -116,8 +119,21 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
             hint += "; --stats prints token counts and tokens/s"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{ELSEWHERE[name][1]}; {hint}"
+    elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
+        message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _task_option(name: str) -> str | None:
+    """The task option that `name`, a flag (`--labels`, `--to`, `-n`), sets, as `aigc batch -O`
+    takes it (`labels`, `to`), if any task has it; else None."""
+    from ..generators.base import registered_generators
+
+    flags = {flag.rstrip("_"): option for option, flag in PARAMETERS.items()}  # to: target_language, as -O takes it too
+    key = name.lstrip("-").replace("-", "_")
+    known = {option for _, cls in registered_generators().values() for option in cls.option_names()}
+    return key if key in known or flags.get(key) in known else None
 
 
 def _option_names(command) -> set[str]:

@@ -6,7 +6,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import check_utf8, output_target, parse_json
+from ..textio import STDIN, check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
 
@@ -42,9 +42,9 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 @generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line).")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for JSON Lines on stdin.")],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout).")],
-    field: Annotated[str, typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text.")] = "text",
+    field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
@@ -78,9 +78,10 @@ def batch(
         generator = run.generator(task, template=options["template"])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
+    lines = input.lower().endswith(".txt")  # its rows are lines of plain text
+    field = (generator.line_field if lines else "text") if field is None else field
     rows = read_rows(input, id_field, field)
     generator.check_sampled(run.sampling())
-    lines = input.lower().endswith(".txt")  # its rows are lines of plain text
     options = with_line_options(generator, options, lines)
     try:
         opts = generator.validate(options)
@@ -89,7 +90,7 @@ def batch(
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
     run.warn_greedy(generator, opts)
-    check_inputs(generator, rows, field, input, options)
+    check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
     with writing(output):  # held while the model loads: a second run on it is refused at once
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines, retry_failed)
         prepared = needs_model(pending)
@@ -130,6 +131,7 @@ def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:
 EXAMPLES = examples(
     "aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40",
     "aigc batch translate -i lines.txt -o out.jsonl -O target_language=French",
+    "aigc batch headline -i topics.txt -o headlines.jsonl -O n=5",
 )
 
 

@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import AigcError, BadInputError
 from ..textio import first_words, numbered_lines, output_target, read_input
 from . import complete, examples
-from .lines import LineResults, run_lines
+from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -61,6 +61,10 @@ def classify(
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
     source = source_or_stdin(source, "the text or a document to classify (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
+    if lines:
+        check_lines_source(source, "classify")
+    else:
+        warn_of_rows_file(source, "classify")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]

@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import check_utf8, numbered_lines, output_target, read_input
 from . import examples
-from .lines import LineResults
+from .lines import LineResults, check_lines_source, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -25,6 +25,10 @@ def embed(
     """Print a text's embedding: a JSON list of numbers, a unit vector (so cosine similarity = dot product)."""
     source = source_or_stdin(source, "the text or a document to embed (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
+    if lines:
+        check_lines_source(source, "embed")
+    else:
+        warn_of_rows_file(source, "embed")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:
@@ -58,7 +62,7 @@ def embed(
 @generation_options(sampling=False)
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them.")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for JSON Lines on stdin.")],
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,

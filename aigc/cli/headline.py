@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document
 from . import complete, examples
-from .lines import run_lines
+from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT"  # in place of an empty or binary one
@@ -37,8 +37,9 @@ def headline(
     if lines:
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
+        check_lines_source(source, "headline")
         text = topic if topic is not None else read_document(source or "-", lines=True)
-        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, field="topic", notes=headline_notes, output=output)
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, notes=headline_notes, output=output)
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")

@@ -1,12 +1,41 @@
 """`--lines`: a single-input command run on each line of its input, results one per line, in order."""
 
 import json
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError
 from ..textio import numbered_lines
 from .options import RunOptions, emit
+
+
+ROW_FILES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def _rows_file(source: str | None) -> bool:
+    """Whether `source` is a file of rows (.csv, .tsv, .jsonl), as `aigc batch` reads them."""
+    return bool(source) and source != "-" and Path(source).suffix.lower() in ROW_FILES and os.path.isfile(os.path.expanduser(source))
+
+
+def _rows_note(source: str, task: str) -> str:
+    """What of the file would be text, and the `aigc batch` command that runs over its rows instead."""
+    raw = "JSON and all" if "json" in Path(source).suffix.lower() else "its header and separators too"
+    return f"({raw}) as a text; `aigc batch {task} -i {source} --field COLUMN -o OUT.jsonl` runs over the text column of its rows (task options as -O KEY=VALUE)"
+
+
+def check_lines_source(source: str | None, task: str) -> None:
+    """Refuse `--lines` on a file of rows (.csv, .tsv, .jsonl), whose raw lines (a header, separators,
+    JSON) would each be taken as a text, naming the `aigc batch` command that reads its rows."""
+    if _rows_file(source):
+        raise BadInputError(f"{source} is a file of rows: --lines would take each raw line {_rows_note(source, task)}")
+
+
+def warn_of_rows_file(source: str | None, task: str) -> None:
+    """Warn that a file of rows given as one text (to classify, to embed) is taken whole."""
+    if _rows_file(source):
+        ui.warn(f"{source} is a file of rows, taken whole {_rows_note(source, task)}")
 
 
 class LineResults:
@@ -59,10 +88,10 @@ def one_line(text: str) -> str:
 
 
 def run_lines(
-    run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool, field: str = "text",
+    run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
 ) -> None:
-    """Each non-empty line is one input (a `field` column for `batch_input`), batched like `aigc batch`.
+    """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
@@ -70,10 +99,12 @@ def run_lines(
     with `output` (`-o`), the results go to that file, written at the end (warnings stay on stderr)."""
     from ..batch import Row, run_rows
 
-    rows = [Row(n, n, {field: line}) for n, line in numbered_lines(text)]
-    if not rows:
+    numbered = numbered_lines(text)
+    if not numbered:
         raise BadInputError("the input has no non-empty lines")
     generator = run.generator(task, template=options.get("template"))
+    field = generator.line_field
+    rows = [Row(n, n, {field: line}) for n, line in numbered]
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)

@@ -9,7 +9,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import output_target, read_document
 from . import complete, examples
-from .lines import run_lines
+from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -32,6 +32,8 @@ def summarize(
     output = output_target(output, source=source)
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
+    if lines:
+        check_lines_source(source, "summarize")
     text = read_document(source, lines=lines, text_hint="to summarize text itself, pipe it: echo TEXT | aigc summarize")
     options = {"length": length, "words": words, "format": format, "template": template}
     if chunk_tokens is not None:

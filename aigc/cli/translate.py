@@ -11,7 +11,7 @@ from .. import ui
 from ..errors import BadInputError
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, output_target, read_input
 from . import complete, examples
-from .lines import run_lines
+from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
@@ -42,6 +42,8 @@ def translate(
     source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     terms = load_glossary(glossary, (from_, to)) if glossary else None
+    if lines:
+        check_lines_source(source, "translate")
     text = read_input(source, lines=lines)
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import shlex
 import types
 import typing
 from typing import Any, Callable, ClassVar
@@ -113,6 +114,7 @@ class Generator:
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
     line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+    line_field: ClassVar[str] = "text"  # the column a line of plain text fills (a .txt row, a --lines line), for `batch_input`
     samples: ClassVar[bool] = True  # whether it generates text, so sampling settings apply (classify and embed score)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -252,7 +254,9 @@ class Generator:
     def batch_input(self, fields: dict[str, Any], field: str) -> Any:
         """The input for one row of `aigc batch`: by default the text in column `field`."""
         if field not in fields:
-            raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick one with {option('field')}")
+            spelt = next((name for name in fields if name.casefold() == field.casefold()), None)  # `Text`, as spreadsheets head columns
+            pick = option("field", shlex.quote(spelt)) if spelt else f"one with {option('field')}"
+            raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick {pick}")
         value = fields[field]
         if not isinstance(value, str):
             from ..batch import json_kind

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Iterator
 
@@ -44,7 +44,7 @@ def _plain(message: Any) -> dict | None:
 class ChatOptions:
     template: str = "chat"
     system: str | None = None
-    variables: dict[str, Any] | None = None  # the template's other variables; each message fills its input
+    variables: dict[str, Any] | None = field(default_factory=dict)  # the template's other variables; each message fills its input
 
     def __post_init__(self) -> None:
         template = templates.get_template(self.template)
@@ -72,6 +72,13 @@ class ChatGenerator(Generator):
         values = {**opts.variables, template.input_variable(opts.variables): text}
         rendered = templates.render(template, values, system=opts.system)
         return rendered.messages, rendered.defaults
+
+    def batch_input(self, fields: dict[str, Any], field: str) -> str | list[dict]:
+        """A row's text is a prompt, and a list of messages a conversation (as OpenAI's batch input
+        files hold them: `--field body.messages --id-field custom_id`)."""
+        if isinstance(fields.get(field), list):
+            return fields[field]
+        return super().batch_input(fields, field)
 
     def check_sampling(self, opts: ChatOptions, sampling: dict[str, Any] | None) -> None:
         params = self.sampling(sampling, templates.get_template(opts.template).defaults)

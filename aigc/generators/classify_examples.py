@@ -145,9 +145,11 @@ def read_table(path: str | Path, field: str | None = None, label_field: str | No
     given is `text` (`label`) where a row has it, else the one other known name of such a column the
     rows have (`review`, `sentiment`). A label is a string, a whole number or a JSON list of strings.
     `flags` are the options that choose the columns, named in errors (else: rename the columns)."""
-    from ..batch import columns, json_kind, read_rows
+    from ..batch import add_path, columns, json_kind, read_rows
 
     rows = read_rows(path, field=field or "text", unique_ids=False)
+    for row in rows if label_field else ():  # a dotted name reads a nested label, as `field` does a text
+        add_path(row.fields, label_field)
     bad = next((row for row in rows if row.error), None)
     if bad:  # first: a row that does not parse has no columns to look for
         raise BadInputError(f"{path}: row {bad.number}: {bad.error}")

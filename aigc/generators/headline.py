@@ -112,6 +112,7 @@ class HeadlineGenerator(Generator):
     description = "Write headlines for a topic or an article"
     Options = HeadlineOptions
     sampling_defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 40, "repetition_penalty": 1.05}
+    line_field = "topic"  # a line is a topic (`aigc headline --lines`, a .txt row of `aigc batch`)
 
     def batch_input(self, fields: dict[str, Any], field: str) -> dict[str, str]:
         """A row's `topic` column is a topic; any other column holds an article."""

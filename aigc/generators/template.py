@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError, did_you_mean
+from ..errors import BadInputError, OptionError, did_you_mean
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
 from .base import Generator, check_varied, coerce_value, type_name
@@ -16,6 +16,12 @@ from .base import Generator, check_varied, coerce_value, type_name
 class TemplateOptions:
     template: str = "chat"
     system: str | None = None
+    variables: dict[str, Any] | None = field(default_factory=dict)  # values for the variables the inputs leave out (in aigc batch: for every row)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.variables, (dict, type(None))):
+            raise OptionError("variables", f"must be a dict of template variables, got {type_name(self.variables)}")
+        self.variables = dict(self.variables or {})
 
 
 def coerce(template: templates.Template, name: str, value: Any) -> Any:
@@ -44,13 +50,15 @@ class Columns(dict):
         super().__init__(fields)
         self.field = field
 
-    def variables(self, template: templates.Template, declared: set[str]) -> dict[str, Any]:
+    def variables(self, template: templates.Template, declared: set[str], given: dict[str, Any]) -> dict[str, Any]:
+        """The template's variables: the columns it declares (every column if it declares none) over
+        the values `given` for every row, and the text column in its input variable if none fills it."""
         if not declared:  # every column is a variable, and the text column also fills {{ input }}
-            chosen = dict(self)
+            chosen = {**given, **self}
             if self.field in self and "input" in template.names_used:
                 chosen.setdefault("input", self[self.field])
             return chosen
-        chosen = {k: v for k, v in self.items() if k in declared}
+        chosen = {**given, **{k: v for k, v in self.items() if k in declared}}
         if self.field in self and self.field not in declared:
             chosen.setdefault(template.input_variable(chosen), self[self.field])
         return chosen
@@ -89,8 +97,8 @@ class TemplateGenerator(Generator):
     def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
         template = templates.get_template(opts.template)
         if isinstance(inputs, Columns):
-            inputs = inputs.variables(template, {v["name"] for v in template.variables})
-        return templates.render(template, checked_values(template, inputs), system=opts.system)
+            inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
+        return templates.render(template, checked_values(template, {**opts.variables, **inputs}), system=opts.system)
 
     def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then

@@ -43,6 +43,21 @@ def test_rows_from_every_format(tmp_path):
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.txt")] == [(1, "one", None), (4, "two", None)]
 
 
+def test_a_csv_whose_first_line_names_its_delimiter_as_excel_reads_it_is_split_there(tmp_path):
+    (tmp_path / "a.csv").write_text('sep=;\r\nid;text\r\n1;hello, there\r\n2;"a; b"\r\n')
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("1", "hello, there"), ("2", "a; b")]
+    (tmp_path / "b.csv").write_text("\nsep=|\nid|id\n1|2\n")
+    with pytest.raises(BadInputError, match=r"b.csv:3: the header names 'id' twice"):  # its line, counted as the file has it
+        read_rows(tmp_path / "b.csv")
+
+
+def test_a_tsv_cell_quoted_over_several_lines_as_pandas_and_excel_write_it_is_one_cell(tmp_path):
+    (tmp_path / "a.tsv").write_text('id\ttext\tnote\n1\t"first line\nsecond ""quoted""\n\nthird"\tx\n2\t"unbalanced quote\ty\n3\tok\tz\n')
+    assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "a.tsv")] == [("1", 'first line\nsecond "quoted"\n\nthird', "x"), ("2", '"unbalanced quote', "y"), ("3", "ok", "z")]
+    (tmp_path / "b.tsv").write_text('id\ttext\n1\t"never closed\n2\ttwo\n3\t"closed" but not a cell\n')  # no quoted cell ends: lines as they are
+    assert [(r.id, r.fields.get("text")) for r in read_rows(tmp_path / "b.tsv")] == [("1", '"never closed'), ("2", "two"), ("3", '"closed" but not a cell')]
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     (tmp_path / "a.xml").write_text("x")
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
@@ -75,6 +90,14 @@ def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
     with pytest.raises(BadInputError) as error:
         read_rows(tmp_path / "docs.json")
     assert str(error.value) == f"{tmp_path / 'docs.json'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; for a JSON list of objects, `jq -c '.[]' {tmp_path / 'docs.json'} > {tmp_path / 'docs.jsonl'}` writes them one a line (JSON Lines)"
+
+
+def test_a_spreadsheet_or_parquet_file_says_how_to_make_rows_of_it(tmp_path):
+    for name, words in (("sheet.xlsx", "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"), ("data.parquet", f"pandas.read_parquet('{tmp_path / 'data.parquet'}').to_json('{tmp_path / 'data.jsonl'}', orient='records', lines=True")):
+        (tmp_path / name).write_bytes(b"PK\x03\x04")
+        with pytest.raises(BadInputError) as error:
+            read_rows(tmp_path / name)
+        assert words in str(error.value)
 
 
 def test_run_batch_names_an_argument_of_the_wrong_kind_before_any_row_runs(tmp_path):
@@ -354,6 +377,12 @@ def test_sampling_settings_for_a_task_that_generates_no_text_are_refused_not_rec
     assert not out.exists()
     run_batch(get_generator("classify", engine=FakeEngine()), read_rows(source), out, {"labels": "a,b"}, {})
     assert lines(out)[0]["made_with"].keys() == {"labels"}
+
+
+def test_chat_made_with_lists_the_options_given_not_its_empty_variables():
+    chat = get_generator("chat", engine=FakeEngine())
+    assert run_settings(chat, {"system": "Be brief."})["made_with"] == {"system": "Be brief."}
+    assert run_settings(chat, {})["settings"] == run_settings(chat, {"variables": None})["settings"] == run_settings(chat, {"variables": {}})["settings"]
 
 
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
@@ -713,8 +742,10 @@ def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp
 
 def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path):
     (tmp_path / "a.csv").write_text('\nid,text\n1,hi\n2,"He said ""no, thanks\n3,third row\n4,fourth row\n')
-    with pytest.raises(BadInputError, match=r"a.csv:4: cannot read it as CSV: a quoted cell opens on this row and is never closed"):
-        read_rows(tmp_path / "a.csv")
+    (tmp_path / "semicolons.csv").write_text('id;text\n1;"never closed\n2;second row\n')  # split at semicolons: the quote opens a cell too
+    for name, line in (("a.csv", 4), ("semicolons.csv", 2)):
+        with pytest.raises(BadInputError, match=f"{name}:{line}: cannot read it as CSV: a quoted cell opens on this row and is never closed"):
+            read_rows(tmp_path / name)
     (tmp_path / "b.csv").write_text('id,text\n1,"x" \n2,"hello" world\n3,a 5" screen\n4,"two\nlines"\n')  # loose, but readable
     assert [r.fields["text"] for r in read_rows(tmp_path / "b.csv")] == ["x ", "hello world", 'a 5" screen', "two\nlines"]
 
@@ -1260,3 +1291,84 @@ def test_aigc_batch_says_how_to_finish_a_run_with_failed_rows(tmp_path):
         "rerunning the same command retries them (fix bad rows first; --retry-failed runs them with other settings, keeping the rows done)"
     )
     assert [(line["id"], line["made_with"]["max_tokens"], "result" in line) for line in lines(out)] == [(1, 3, True), (2, 10, True), (3, 3, True), (4, 10, True), (5, 10, False)]
+
+
+def test_a_txt_line_is_a_headline_topic_as_with_lines_unless_field_names_another_column(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import models
+    from aigc.generators.headline import HeadlineGenerator
+
+    seen = []
+    real = HeadlineGenerator.batch_input
+    monkeypatch.setattr(HeadlineGenerator, "batch_input", lambda self, fields, field: seen.append(real(self, fields, field)) or seen[-1])
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    (tmp_path / "topics.txt").write_text("rooftop bees\n")
+    for args, kind in (
+        (["batch", "headline", "-i", str(tmp_path / "topics.txt"), "-o", "-"], "topic"),
+        (["headline", str(tmp_path / "topics.txt"), "--lines"], "topic"),
+        (["batch", "headline", "-i", str(tmp_path / "topics.txt"), "-o", "-", "--field", "article"], "article"),
+    ):
+        seen.clear()
+        result = CliRunner().invoke(app, args)
+        assert seen and all(item == {kind: "rooftop bees"} for item in seen), (args, seen, result.output)
+
+
+def test_a_missing_field_spelt_with_other_capitals_in_the_row_is_named_as_the_one_to_pick(tmp_path):
+    (tmp_path / "a.csv").write_text("ID,Text,Review Text\n1,hello,hi\n")
+    summarize = get_generator("summarize")
+    fields = read_rows(tmp_path / "a.csv")[0].fields
+    for field, pick in (("text", "pick field=Text"), ("review text", "pick field='Review Text'"), ("body", "pick one with field")):
+        with pytest.raises(BadInputError) as error:
+            summarize.batch_input(fields, field)
+        assert str(error.value) == f"the row has no {field!r} field (it has 'ID', 'Text', 'Review Text'); {pick}"
+
+
+def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import models
+
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    out = tmp_path / "out.jsonl"
+    earlier = json.dumps({"id": "a", "result": {"summary": "Bees make honey."}})  # a line of an earlier run's -o -
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(out), "--field", "result.summary"], input=earlier + "\n")
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [("a", "Bees make honey.")]
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
+    assert result.exit_code == 2 and "Error: -i - reads JSON Lines (one object a line) from stdin, and line 1 is not: bad JSON" in result.stderr, result.output
+    assert not (tmp_path / "csv.jsonl").exists()
+
+
+def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_files_hold_them(tmp_path):
+    source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}]}
+    source.write_text(json.dumps({"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n" + json.dumps({"custom_id": "request-2", "body": {"messages": [{"role": "robot"}]}}) + "\n")
+    engine = FakeEngine()
+    engine.enqueue("Honeybee.")
+    run_batch(get_generator("chat", engine=engine), read_rows(source, "custom_id", "body.messages"), out, {}, field_name="body.messages", id_field="custom_id")
+    done, bad = lines(out)
+    assert (done["id"], done["result"]["text"], done["result"]["messages"][:2]) == ("request-1", "Honeybee.", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}])
+    assert bad["id"] == "request-2" and bad["error"].startswith("chat message 0 must be")
+
+
+def test_batch_template_variables_fill_what_no_column_does_and_the_hint_for_one_missing_names_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc import templates
+    from aigc.cli.app import app
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "ad.j2").write_text("Write an ad for {{ product }} aimed at {{ audience }}.\n")
+    (tmp_path / "a.csv").write_text("product,audience\nTea,\nLamp,campers\n")
+    (tmp_path / "b.csv").write_text("product\nTea\n")
+    engine = FakeEngine()
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "b.csv"), tmp_path / "out.jsonl", {"template": "ad", "variables": {"audience": "everyone"}})
+    assert lines(tmp_path / "out.jsonl")[0]["result"]["messages"][-1]["content"] == "Write an ad for Tea aimed at everyone."
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), tmp_path / "a.jsonl", {"template": "ad", "variables": {"audience": "everyone"}})
+    assert [r["result"]["messages"][-1]["content"] for r in lines(tmp_path / "a.jsonl")] == ["Write an ad for Tea aimed at .", "Write an ad for Lamp aimed at campers."]  # a column, empty too, wins
+    result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "b.csv"), "-o", str(tmp_path / "c.jsonl"), "-O", "template=ad"])
+    assert result.exit_code == 2 and """'audience' is undefined; give it (-O 'variables={"audience": "..."}')""" in result.stderr, result.output

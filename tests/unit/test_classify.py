@@ -222,6 +222,12 @@ def test_labelled_data_whose_rows_are_all_bad_json_says_so_not_that_the_column_i
         read_labelled(path)
 
 
+def test_a_dotted_label_field_reads_a_nested_label_as_a_dotted_field_reads_a_nested_text(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"doc": {"body": "great movie"}, "gold": {"label": "positive"}}\n{"doc": {"body": "awful film"}, "gold": {"label": "negative"}, "gold.label": "a key of its own wins"}\n')
+    assert read_labelled(path, "doc.body", "gold.label") == [("great movie", "positive"), ("awful film", "a key of its own wins")]
+
+
 def test_without_labels_only_known_column_names_make_a_header(tmp_path):
     path = tmp_path / "ex.tsv"
     path.write_text("x\ty\ngreat movie\tpositive\nawful film\tnegative\n")

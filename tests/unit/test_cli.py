@@ -328,6 +328,19 @@ def test_lines_of_empty_text_itself_say_there_is_no_text(command, text):
     assert bad(command, text, "--lines", *labels, "-m", "no-such-model") == (2, [f"Error: there is no text to {command}"])
 
 
+@pytest.mark.parametrize("command", [("classify", "-l", "a,b"), ("embed",), ("headline",), ("summarize",), ("translate", "--to", "fr")])
+def test_lines_on_a_file_of_rows_is_refused_and_classifying_it_whole_warned_of_naming_the_batch_command(tmp_path, command):
+    (tmp_path / "reviews.csv").write_text("id,review\n1,\"Great, would buy again\"\n")
+    (tmp_path / "reviews.jsonl").write_text('{"id": 1, "review": "Great"}\n')
+    for name in ("reviews.csv", "reviews.jsonl"):
+        code, lines = bad(command[0], str(tmp_path / name), *command[1:], "--lines", "-m", "no-such-model")
+        assert code == 2 and "is a file of rows: --lines would take each raw line" in lines[0], lines
+        assert f"`aigc batch {command[0]} -i {tmp_path / name} --field COLUMN -o OUT.jsonl`" in lines[0]
+        if command[0] in ("classify", "embed"):  # one text of the whole file: warned of
+            code, lines = bad(command[0], str(tmp_path / name), *command[1:], "-m", "no-such-model")
+            assert lines[0].startswith(f"Warning: {tmp_path / name} is a file of rows, taken whole (") and "`aigc batch" in lines[0], lines
+
+
 def test_eval_names_its_data_as_data_not_examples(tmp_path):
     assert bad("eval", "classify", str(tmp_path / "missing.tsv"), "-m", "no-such-model") == (2, [f"Error: no such data file: {tmp_path / 'missing.tsv'}"])
     (tmp_path / "header.tsv").write_text("text\tlabel\n")
@@ -344,6 +357,11 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
     assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses labels 'bad|no', 'good=yes', not among good, ugly"])
     assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
+    (tmp_path / "numbers.jsonl").write_text('{"text": "great", "label": 1}\n{"text": "awful", "label": 0}\n')  # as HF datasets write a ClassLabel
+    assert bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "negative,positive", "-m", unloadable) == (2, [
+        "Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: put their names in the data, "
+        """for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
+    ])
 
 
 def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_path, unloadable):
@@ -2755,3 +2773,10 @@ def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch)
     session.messages[:] = [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]
     with pytest.raises(BadInputError, match=re.escape(f"/exit, then `aigc chat -m smollm2 --cid {path.stem}` goes on from this conversation with it")):
         _command("/load", "smollm2", session, [])
+
+
+def test_a_task_option_given_to_batch_as_a_flag_says_it_goes_in_O():
+    for flag, shown in (("--labels", "labels"), ("--to", "to"), ("--multi-label", "multi_label")):
+        assert bad("batch", "classify", "-i", "in.txt", "-o", "-", flag, "x") == (2, [f"Error: No such option: {flag} (a task's options go in -O, as -O {shown}=VALUE; see `aigc batch --help`)"])
+    code, lines = bad("batch", "classify", "-i", "in.txt", "-o", "-", "--feild", "x")  # no task's option: click's guesses
+    assert code == 2 and "Possible options: --field" in lines[0] and "-O" not in lines[0]

@@ -1,6 +1,7 @@
 import codecs
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def test_a_url_for_a_file_says_to_download_it_first(tmp_path):
     with pytest.raises(BadInputError) as caught:
         read_input("https://example.com/post.html")  # translate, classify, embed: a document's name, not text
     assert str(caught.value) == "no such file: https://example.com/post.html (aigc reads local files, not URLs; download it first: curl -sL https://example.com/post.html -o FILE)"
+
+
+@pytest.mark.parametrize("name", ["reveiws.csv", "data.jsonl", "notes.tsv", "rows.json", "notes.txt"])
+def test_a_missing_file_of_a_data_suffix_is_no_such_file_not_text_to_classify(tmp_path, name):
+    with pytest.raises(BadInputError, match=f"^no such file: {re.escape(str(tmp_path / name))}$"):
+        read_input(str(tmp_path / name))
+    assert read_input("v1.5") == "v1.5" and read_input("see data.csv") == "see data.csv"  # words, not a file name
 
 
 def test_atomic_write_leaves_no_partial_file_and_a_failed_write_is_no_bad_input(tmp_path, monkeypatch):
