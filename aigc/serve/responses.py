@@ -39,8 +39,7 @@ def chat_body(data: dict) -> dict:
     if data.get("tools") is not None:
         body["tools"] = _tools(data["tools"])
     if data.get("tool_choice") is not None:
-        choice = data["tool_choice"]
-        body["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}} if isinstance(choice, dict) and choice.get("type") == "function" else choice
+        body["tool_choice"] = _tool_choice(data["tool_choice"])
     body["messages"] = _messages(data.get("input"), data.get("instructions"))
     if data.get("max_output_tokens") is not None:
         body["max_completion_tokens"] = data["max_output_tokens"]
@@ -61,6 +60,18 @@ def _tools(given: Any) -> list:
             kind = tool.get("type") if isinstance(tool, dict) else None
             raise ApiError(400, f"tools.{i}: only function tools are supported, not {kind!r}: {{\"type\": \"function\", \"name\": ..., \"parameters\": {{...}}}}", param="tools", code="unsupported")
     return [{"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}} for tool in given]
+
+
+def _tool_choice(given: Any) -> Any:
+    """Chat's `tool_choice` for a Responses request's, which names a function in the tool choice itself."""
+    shapes = '"none", "auto", "required" or {"type": "function", "name": ...}'
+    if isinstance(given, dict):
+        if given.get("type") != "function" or not isinstance(given.get("name"), str):
+            raise ApiError(400, f"tool_choice must be {shapes}", param="tool_choice", code="invalid_value")
+        return {"type": "function", "function": {"name": given["name"]}}
+    if given not in ("none", "auto", "required"):
+        raise ApiError(400, f"tool_choice {given!r} is not one of {shapes}", param="tool_choice", code="invalid_value")
+    return given
 
 
 def _response_format(given: dict | None) -> dict | None:
