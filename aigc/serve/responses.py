@@ -172,9 +172,13 @@ class ResponseReply:
         return {
             "id": self.id, "object": "response", "created_at": self.created, "status": status, "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if cut else None, "model": self.model,
-            "output": [self.call or self._message(status)] if status != "in_progress" else [], "parallel_tool_calls": False,
+            "output": self._output(status) if status != "in_progress" else [], "parallel_tool_calls": False,
             "tool_choice": "none", "tools": [], "store": False, "usage": usage, **self.echoed,
         }
+
+    def _output(self, status: str) -> list[dict]:
+        """The message, and the call after it where the answer is one (its message only where text came before the call)."""
+        return ([self._message(status)] if self.text or not self.call else []) + ([self.call] if self.call else [])
 
     def whole(self, completions, logprobs) -> dict:
         (completion,) = completions
@@ -183,7 +187,8 @@ class ResponseReply:
 
     def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
         """The answer, whole and as its events, where it is a call (`calls`: the one choice's, or None):
-        a `function_call` output item, its arguments streamed as OpenAI streams them."""
+        a `function_call` output item, its arguments streamed as OpenAI streams them, after a message
+        of the text that came before the call, if any."""
         from .tools import call_id
 
         (call,) = calls
@@ -192,14 +197,17 @@ class ResponseReply:
             return self.whole(completions, logprobs), events
         arguments = json.dumps(call["arguments"], ensure_ascii=False)
         self.call = {"id": f"fc_{uuid.uuid4().hex}", "type": "function_call", "status": "completed", "arguments": arguments, "call_id": call_id(), "name": call["name"]}
-        where = {"item_id": self.call["id"], "output_index": 0}
-        events = [
-            self._event("response.created", response=self._response("in_progress")),
-            self._event("response.in_progress", response=self._response("in_progress")),
-            self._event("response.output_item.added", output_index=0, item={**self.call, "status": "in_progress", "arguments": ""}),
+        before = call["content"]
+        where = {"item_id": self.call["id"], "output_index": 1 if before else 0}
+        if before:
+            events = [*self.opening(), self.piece(0, before, None), *self.ending(0, "stop")]
+        else:
+            events = [self._event("response.created", response=self._response("in_progress")), self._event("response.in_progress", response=self._response("in_progress"))]
+        events += [
+            self._event("response.output_item.added", output_index=where["output_index"], item={**self.call, "status": "in_progress", "arguments": ""}),
             self._event("response.function_call_arguments.delta", **where, delta=arguments),
             self._event("response.function_call_arguments.done", **where, arguments=arguments),
-            self._event("response.output_item.done", output_index=0, item=self.call),
+            self._event("response.output_item.done", output_index=where["output_index"], item=self.call),
             self._event("response.completed", response=self._response("completed", completions)),
         ]
         return self._response("completed", completions), events

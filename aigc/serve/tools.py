@@ -25,8 +25,9 @@ from ..errors import AigcError
 from .app import ApiError
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for a function's name
+OPENS = re.compile(r'<tool_call>|\{\s*"name"\s*:')  # where a call starts, in Hermes and Qwen's form or as bare JSON
 STARTS_CALL = re.compile(r'\s*(<tool_call>|\{\s*"name"\s*:)')
-CALL = re.compile(r"\s*(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
+CALL = re.compile(r"(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
 NO_PARAMETERS = {"type": "object", "properties": {}}
 
 
@@ -107,11 +108,13 @@ class Toolset:
         return f'You may call these functions:\n<tools>\n{listed}\n</tools>\n{must} To call one, answer only with <tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>'
 
     def parse(self, text: str) -> dict | None:
-        """The call an answer holds, `{"name", "arguments"}` with arguments that fit the function's
-        schema, or None where it holds none."""
+        """The call an answer holds, `{"name", "arguments", "content"}` with arguments that fit the
+        function's schema and the text before the call as content (None where it is blank, as
+        llama.cpp's Hermes parser has it), or None where it holds none."""
         import jsonschema
 
-        found = CALL.fullmatch(text)
+        opened = OPENS.search(text)
+        found = CALL.fullmatch(text, opened.start()) if opened else None
         try:
             data = json.loads(found.group(1)) if found else None
         except ValueError:
@@ -121,7 +124,7 @@ class Toolset:
         arguments = data.get("arguments", data.get("parameters"))  # Llama 3.1 says "parameters"
         if not isinstance(arguments, dict) or not jsonschema.validators.validator_for(self.parameters[data["name"]])(self.parameters[data["name"]]).is_valid(arguments):
             return None
-        return {"name": data["name"], "arguments": arguments}
+        return {"name": data["name"], "arguments": arguments, "content": text[: opened.start()].rstrip() or None}
 
 
 def starts_call(text: str) -> bool:
@@ -175,19 +178,21 @@ def answered(body: dict, calls: list[dict | None]) -> dict:
     for choice, call in zip(body["choices"], calls):
         if call:
             arguments = json.dumps(call["arguments"], ensure_ascii=False)
-            choice["message"] = {"role": "assistant", "content": None, "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
+            choice["message"] = {"role": "assistant", "content": call["content"], "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
             choice["finish_reason"] = "tool_calls"
     return body
 
 
 def chunks(reply, body: dict, completions, logprobs) -> list[dict]:
     """A whole answer (`answered`) as a stream's chunks, OpenAI's: each choice's role, then its text,
-    or its call as `delta.tool_calls` (id, type and name, then the arguments), then its finish_reason."""
+    or its call as `delta.tool_calls` (the text before it first, then id, type and name, then the arguments), then its finish_reason."""
     events = reply.opening()
     for i, choice in enumerate(body["choices"]):
         calls = choice["message"].get("tool_calls")
         if calls:
             call = calls[0]
+            if choice["message"]["content"]:  # the text before the call
+                events.append(reply.piece(i, choice["message"]["content"], None))
             head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
             for delta in ({"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}):
                 events.append(reply.body([{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}], chunk=True))
