@@ -145,6 +145,7 @@ class ResponseReply:
     text: str = ""
     sequence: int = 0
     call: dict | None = None  # the answer's output item where it is a function call
+    opened: bool = False  # whether `opening` was sent (the message item of the answer's text)
 
     def sse(self, event: dict) -> str:
         return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
@@ -195,25 +196,32 @@ class ResponseReply:
         if call is None:
             events = [*self.opening(), self.piece(0, completions[0].text, None), *self.ending(0, completions[0].finish_reason), *self.closing(completions)]
             return self.whole(completions, logprobs), events
+        events = [*self.opening(), self.piece(0, call["content"], None)] if call["content"] else []
+        events += self.calling(0, call) + self.closing(completions)
+        return self._response("completed", completions), events
+
+    def calling(self, index: int, call: dict) -> list[dict]:
+        """A call's output item and its arguments, as OpenAI streams them: after the message of the
+        text before it (ended first), or as the response's first output."""
+        from .tools import call_id
+
         arguments = json.dumps(call["arguments"], ensure_ascii=False)
-        self.call = {"id": f"fc_{uuid.uuid4().hex}", "type": "function_call", "status": "completed", "arguments": arguments, "call_id": call_id(), "name": call["name"]}
-        before = call["content"]
-        where = {"item_id": self.call["id"], "output_index": 1 if before else 0}
-        if before:
-            events = [*self.opening(), self.piece(0, before, None), *self.ending(0, "stop")]
+        if self.opened:
+            events = self.ending(0, "stop")
         else:
             events = [self._event("response.created", response=self._response("in_progress")), self._event("response.in_progress", response=self._response("in_progress"))]
-        events += [
+        self.call = {"id": f"fc_{uuid.uuid4().hex}", "type": "function_call", "status": "completed", "arguments": arguments, "call_id": call_id(), "name": call["name"]}
+        where = {"item_id": self.call["id"], "output_index": 1 if self.opened else 0}
+        return events + [
             self._event("response.output_item.added", output_index=where["output_index"], item={**self.call, "status": "in_progress", "arguments": ""}),
             self._event("response.function_call_arguments.delta", **where, delta=arguments),
             self._event("response.function_call_arguments.done", **where, arguments=arguments),
             self._event("response.output_item.done", output_index=where["output_index"], item=self.call),
-            self._event("response.completed", response=self._response("completed", completions)),
         ]
-        return self._response("completed", completions), events
 
     def opening(self) -> list[dict]:
         where = {"item_id": self.item, "output_index": 0, "content_index": 0}
+        self.opened = True
         return [
             self._event("response.created", response=self._response("in_progress")),
             self._event("response.in_progress", response=self._response("in_progress")),
@@ -235,7 +243,7 @@ class ResponseReply:
         ]
 
     def closing(self, completions) -> list[dict]:
-        status = "incomplete" if completions[0].finish_reason == "length" else "completed"
+        status = "incomplete" if completions[0].finish_reason == "length" and not self.call else "completed"
         return [self._event(f"response.{status}", response=self._response(status, completions))]
 
     def error_event(self, error: ApiError) -> dict:

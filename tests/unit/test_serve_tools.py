@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from aigc.engine.base import Completion  # noqa: E402
-from aigc.serve.tools import Toolset, prompt, starts_call  # noqa: E402
+from aigc.serve.tools import Holdback, Toolset, prompt, starts_call  # noqa: E402
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}, {"type": "function", "function": {"name": "now"}}]
@@ -51,6 +51,19 @@ def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     assert [item["type"] for item in response["output"]] == ["message", "function_call"] and response["output"][0]["content"][0]["text"] == "Sure."
     assert [e["sequence_number"] for e in events] == list(range(len(events))) and events[-1]["response"]["output"] == response["output"]
     assert {e["output_index"] for e in events if e["type"].startswith("response.function_call")} == {1}
+
+
+def test_a_streamed_answer_holds_back_only_what_may_open_a_call():
+    """As llama.cpp's server holds back a partial stop word: an end that may yet become `<tool_call>`
+    or `{"name":` waits, and is sent once it cannot; blank space at the start waits too."""
+    call = Holdback()
+    assert [call.feed(p, None) for p in ("  ", "Sure", ". <", "tool", "_call", '>{"name"')] == [None, ("  Sure", None), (". ", None), None, None, None]
+    assert call.opened and call.text.endswith('<tool_call>{"name"')
+    text = Holdback()
+    assert [text.feed(p, None) for p in ("a <", "b", " {", ' "na', "x")] == [("a ", None), ("<b", None), (" ", None), None, ('{ "nax', None)]
+    assert not text.opened and text.rest() is None
+    held = Holdback()
+    assert held.feed("Hi {", [1]) == ("Hi ", [1]) and held.feed("", [2]) is None and held.rest() == ("{", [2])  # log-probabilities go with their text
 
 
 def test_the_call_schema_names_each_tool_with_its_own_arguments():
