@@ -15,6 +15,7 @@ while decoding is an `AigcError`, not an answer cut where it failed.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import math
@@ -47,7 +48,10 @@ def token_table(tokenizer):
     which newer transformers no longer import). Every token that decodes whole starts a new piece
     of text for the parser: only byte tokens of an unfinished UTF-8 character are read together, so
     the parser never decodes the whole answer again at each step."""
+    from ..serve.logprobs import TokenTexts
+
     lmfe = _enforcer_module()
+    texts = TokenTexts(tokenizer)
     zero = tokenizer.encode("0", add_special_tokens=False)[-1]
     special = set(tokenizer.all_special_ids)
     regular = []
@@ -76,7 +80,22 @@ def token_table(tokenizer):
     data.break_tails = {token: _line_breaks(text[len(text.rstrip()) :]) for token, text, _ in regular if text[-1:].isspace()}  # line breaks it ends with
     data.break_heads = [token for token, text, _ in regular if _line_breaks(text[: len(text) - len(text.lstrip())])]  # " \n" too
     data.blank_lines = [token for token, text, _ in regular if any(_line_breaks(run) > 1 for run in re.findall(r"\s+", text))]  # "\n\n", ",\n\n"
+    data.byte_pieces = {token: _piece_bytes(texts, token) for token, _, whole in regular if not whole}  # part of a character: its bytes, None if unknown
     return data
+
+
+def _piece_bytes(texts, token: int) -> bytes | None:
+    raw = texts(token)[1]
+    return None if "\ufffd".encode() in raw else raw  # bytes the tokenizer does not name
+
+
+def _utf8_prefix(data: bytes) -> bool:
+    """Whether `data` is UTF-8, or UTF-8 cut inside its last character."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
 
 
 def _refs_resolve(schema: dict[str, Any]) -> None:
@@ -376,9 +395,11 @@ def _enforcer_type():
 @functools.cache
 def _fix_enforcer() -> None:
     """lm-format-enforcer's parser, changed once, before any token table or parser is built, so that
-    what it lets through is JSON: no object ends right after a comma, and no string holds a raw control character."""
+    what it lets through is JSON: no object ends right after a comma, no string holds a raw control
+    character, and blank space a string starts with counts toward its length."""
     _no_trailing_commas()
     _no_control_characters_in_strings()
+    _leading_blank_space_in_strings_counts()
 
 
 CONTROL_CHARACTERS = dict.fromkeys(range(0x20))  # U+0000-U+001F, which JSON allows in a string only escaped ("\n")
@@ -407,6 +428,26 @@ def _no_control_characters_in_strings() -> None:
             add_token(self, token_str, token_int)
 
     JsonFreetextTokenCache.add_token = add_free_text_token
+
+
+def _leading_blank_space_in_strings_counts() -> None:
+    """lm-format-enforcer (0.11) takes blank space right after a string's opening quote for blank
+    space before the string: it leaves it out of the text it counts, so `" abc"` passed a maxLength
+    of 3 (and a pattern did not see it). Inside the quotes it is now read as any other character."""
+    from lmformatenforcer.jsonschemaparser import WHITESPACE_CHARACTERS, PrimitiveParsingState, StringParsingState
+
+    added = StringParsingState.add_character
+
+    def add_character(self, new_character: str):
+        quoted = self.require_opening_quote and self.seen_opening_quote and not self.seen_closing_quote
+        if not (quoted and not self.parsed_string and new_character in WHITESPACE_CHARACTERS):
+            return added(self, new_character)
+        new = PrimitiveParsingState.add_character(self, new_character)  # what `added` does with a character that is no quote or backslash
+        if new.regex_parser:
+            new.regex_parser = new.regex_parser.add_character(new_character)
+        return new
+
+    StringParsingState.add_character = add_character
 
 
 def _no_trailing_commas() -> None:
@@ -465,6 +506,8 @@ class SchemaMask:
         self.ends = frozenset(self.end if isinstance(self.end, list) else [self.end])
         self.blank_tails, self.all_blank, self.break_tails = table.blank_tails, table.all_blank, table.break_tails
         self.blank_lines, self.second_breaks = table.blank_lines, sorted(set(table.break_heads) | set(table.blank_lines))
+        self.byte_pieces = table.byte_pieces
+        self.bad_starts = [t for t, raw in table.byte_pieces.items() if raw is None or not _utf8_prefix(raw)]  # no character starts so
         self.blank_runs: dict[tuple[int, ...], tuple[int, int]] = {(): (0, 0)}  # whitespace characters and line breaks each row's answer ends with
         parser = self.enforcer.root_parser
         parser.config.max_consecutive_whitespaces = MAX_WHITESPACE  # the enforcer's own config, made for the tokenizer's alphabet
@@ -482,6 +525,9 @@ class SchemaMask:
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
             allowed = self._allowed(sequence)
+            pending = self._pending(sequence)
+            if pending:  # inside a character: only the bytes that go on with it
+                allowed = [t for t in allowed if self.byte_pieces.get(t) is not None and _utf8_prefix(pending + self.byte_pieces[t])]
             blanks, breaks = self._blank_run(sequence)
             if not sequence or blanks >= MAX_BLANK_RUN:  # no blank space before the JSON, nor more in a string
                 allowed = [t for t in allowed if t not in self.blank_start]
@@ -490,10 +536,25 @@ class SchemaMask:
             mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
             refused = self.second_breaks if breaks else self.blank_lines  # no second line break in a run (",\n\n" after "\n" neither)
             mask[row, [t for t in refused if t < scores.shape[1]]] = float("-inf")
+            if not pending:
+                mask[row, [t for t in self.bad_starts if t < scores.shape[1]]] = float("-inf")
         states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
         self.blank_runs = {s: runs[s] for s in sequences}
         return scores + mask
+
+    def _pending(self, sequence: tuple[int, ...]) -> bytes:
+        """The bytes of the character that `sequence`'s answer ends inside of (b"" where it ends on a
+        whole one). The parser reads a byte token as one unknown character, so without this a string
+        could end, or reach its maxLength, on part of a character, which decodes as U+FFFD."""
+        start = len(sequence)
+        while start and sequence[start - 1] in self.byte_pieces:
+            start -= 1
+        if start == len(sequence):
+            return b""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        decoder.decode(b"".join(self.byte_pieces[t] or b"" for t in sequence[start:]))
+        return decoder.getstate()[0]
 
     def _blank_run(self, sequence: tuple[int, ...]) -> tuple[int, int]:
         """How many whitespace characters `sequence`'s text ends with, and how many line breaks they

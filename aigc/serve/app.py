@@ -796,10 +796,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def answer_tools(request: Request, req: ChatRequest, reply: _Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
         """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
         must be made, else freely, and again under it where an answer opens a call that is not valid.
-        The answer is decoded whole, then sent as one body or as a stream's events (`reply.called`)."""
+        A free answer is streamed as it is decoded (`stream_tools`); any other is decoded whole, then
+        sent as one body or as a stream's events (`reply.called`)."""
         from .tools import starts_call
 
         held = dataclasses.replace(params, json_schema=toolset.call_schema())
+        if req.stream and not toolset.forced:
+            job, events = submit(backend, [ids] * params.n, params, reply.top)
+            streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
+            return StreamingResponse(streamed, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
         if collected is None:
             return Response(status_code=499)
@@ -824,6 +829,52 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 yield reply.sse(reply.done)
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def stream_tools(request: Request, reply: _Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
+        """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
+        what may be a call's (`tools.Holdback`); a call once its row ends (`reply.calling`), or the
+        text held back where it is none. A row that opens with a call that is not valid is decoded
+        again under the calls' schema, as `answer_tools` does."""
+        from .tools import Holdback, starts_call
+
+        rows, redone = [Holdback() for _ in range(held.n)], {}
+        try:
+            while True:
+                event, lines = await events.get(), []
+                if event[0] == "piece":
+                    sent = rows[event[1]].feed(event[2], event[3])
+                    lines = ([] if reply.opened or not sent else reply.opening()) + ([reply.piece(event[1], *sent)] if sent else [])
+                elif event[0] == "end":
+                    (_, i, reason), row = event, rows[event[1]]
+                    call = toolset.parse(row.text) if row.opened else None
+                    rest = row.rest() if call is None else None
+                    if row.opened and call is None and starts_call(row.text):
+                        try:
+                            again = await collect(*submit(backend, [ids], dataclasses.replace(held, n=1), reply.top), request)
+                        except ApiError as exc:
+                            yield reply.sse(reply.error_event(exc))
+                            return
+                        if again is None:
+                            return
+                        redone[i], reason = again[0][0], again[0][0].finish_reason
+                        call = toolset.parse(redone[i].text)
+                        rest = (redone[i].text, again[1][0] if again[1] else None) if redone[i].text else None
+                    if call:
+                        lines = reply.calling(i, call)
+                    else:
+                        lines = ([] if reply.opened else reply.opening()) + ([reply.piece(i, *rest)] if rest else []) + reply.ending(i, reason)
+                elif event[0] == "done":
+                    lines = ([] if reply.opened else reply.opening()) + reply.closing([redone.get(i, c) for i, c in enumerate(event[1])])
+                else:
+                    lines = [reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field))]
+                for line in lines:
+                    yield reply.sse(line)
+                if event[0] in ("done", "error"):
+                    if event[0] == "done" and reply.done:
+                        yield reply.sse(reply.done)
+                    return
+        finally:
+            job.cancel()
 
     @app.post("/v1/responses", dependencies=[Depends(auth)])
     async def responses(request: Request):
@@ -1016,6 +1067,7 @@ class _Reply:
     id: str = ""
     fingerprint: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    opened: bool = False  # whether `opening` was sent
 
     def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
@@ -1042,11 +1094,30 @@ class _Reply:
         return item
 
     def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
-        """The answer, whole and as a stream's chunks, where the choices that hold a call (`calls`) answer with it."""
-        from .tools import answered, chunks
+        """The answer, whole and as a stream's chunks, where the choices that hold a call (`calls`)
+        answer with it (`tools.answered`): the text before it, then the call (`calling`)."""
+        from .tools import answered
 
         body = answered(self.whole(completions, logprobs), calls)
-        return body, chunks(self, body, completions, logprobs)
+        events = self.opening()
+        for i, (completion, call) in enumerate(zip(completions, calls)):
+            if call is None:
+                events += [self.piece(i, completion.text, logprobs[i] if logprobs else None), *self.ending(i, completion.finish_reason)]
+            else:
+                events += ([self.piece(i, call["content"], None)] if call["content"] else []) + self.calling(i, call)
+        return body, events + self.closing(completions)
+
+    def calling(self, index: int, call: dict) -> list[dict]:
+        """A choice's call as OpenAI streams it, `delta.tool_calls`: its id, type and name, then its
+        arguments, then finish_reason tool_calls."""
+        from .tools import call_id
+
+        head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
+        arguments = {"index": 0, "function": {"arguments": json.dumps(call["arguments"], ensure_ascii=False)}}
+        events = [] if self.opened else self.opening()
+        for delta, finish in (({"tool_calls": [head]}, None), ({"tool_calls": [arguments]}, None), ({}, "tool_calls")):
+            events.append(self.body([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}], chunk=True))
+        return events
 
     def _head(self, index: int) -> tuple[str, list[TokenLogprob]]:
         head, entries = self.heads[index] if self.heads else ("", None)
@@ -1062,6 +1133,7 @@ class _Reply:
 
     def opening(self) -> list[dict]:
         """Chat: each choice's role; completions with echo: each choice's prompt."""
+        self.opened = True
         if self.chat:
             return [self.body([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], chunk=True) for i in range(self.n)]
         return [self.body([self.choice(i, head, None, entries, stream=True)], chunk=True) for i, (head, entries) in enumerate(self.heads or [])]

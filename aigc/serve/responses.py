@@ -39,8 +39,7 @@ def chat_body(data: dict) -> dict:
     if data.get("tools") is not None:
         body["tools"] = _tools(data["tools"])
     if data.get("tool_choice") is not None:
-        choice = data["tool_choice"]
-        body["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}} if isinstance(choice, dict) and choice.get("type") == "function" else choice
+        body["tool_choice"] = _tool_choice(data["tool_choice"])
     body["messages"] = _messages(data.get("input"), data.get("instructions"))
     if data.get("max_output_tokens") is not None:
         body["max_completion_tokens"] = data["max_output_tokens"]
@@ -61,6 +60,18 @@ def _tools(given: Any) -> list:
             kind = tool.get("type") if isinstance(tool, dict) else None
             raise ApiError(400, f"tools.{i}: only function tools are supported, not {kind!r}: {{\"type\": \"function\", \"name\": ..., \"parameters\": {{...}}}}", param="tools", code="unsupported")
     return [{"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}} for tool in given]
+
+
+def _tool_choice(given: Any) -> Any:
+    """Chat's `tool_choice` for a Responses request's, which names a function in the tool choice itself."""
+    shapes = '"none", "auto", "required" or {"type": "function", "name": ...}'
+    if isinstance(given, dict):
+        if given.get("type") != "function" or not isinstance(given.get("name"), str):
+            raise ApiError(400, f"tool_choice must be {shapes}", param="tool_choice", code="invalid_value")
+        return {"type": "function", "function": {"name": given["name"]}}
+    if given not in ("none", "auto", "required"):
+        raise ApiError(400, f"tool_choice {given!r} is not one of {shapes}", param="tool_choice", code="invalid_value")
+    return given
 
 
 def _response_format(given: dict | None) -> dict | None:
@@ -134,6 +145,7 @@ class ResponseReply:
     text: str = ""
     sequence: int = 0
     call: dict | None = None  # the answer's output item where it is a function call
+    opened: bool = False  # whether `opening` was sent (the message item of the answer's text)
 
     def sse(self, event: dict) -> str:
         return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
@@ -161,9 +173,13 @@ class ResponseReply:
         return {
             "id": self.id, "object": "response", "created_at": self.created, "status": status, "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if cut else None, "model": self.model,
-            "output": [self.call or self._message(status)] if status != "in_progress" else [], "parallel_tool_calls": False,
+            "output": self._output(status) if status != "in_progress" else [], "parallel_tool_calls": False,
             "tool_choice": "none", "tools": [], "store": False, "usage": usage, **self.echoed,
         }
+
+    def _output(self, status: str) -> list[dict]:
+        """The message, and the call after it where the answer is one (its message only where text came before the call)."""
+        return ([self._message(status)] if self.text or not self.call else []) + ([self.call] if self.call else [])
 
     def whole(self, completions, logprobs) -> dict:
         (completion,) = completions
@@ -172,29 +188,40 @@ class ResponseReply:
 
     def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
         """The answer, whole and as its events, where it is a call (`calls`: the one choice's, or None):
-        a `function_call` output item, its arguments streamed as OpenAI streams them."""
+        a `function_call` output item, its arguments streamed as OpenAI streams them, after a message
+        of the text that came before the call, if any."""
         from .tools import call_id
 
         (call,) = calls
         if call is None:
             events = [*self.opening(), self.piece(0, completions[0].text, None), *self.ending(0, completions[0].finish_reason), *self.closing(completions)]
             return self.whole(completions, logprobs), events
+        events = [*self.opening(), self.piece(0, call["content"], None)] if call["content"] else []
+        events += self.calling(0, call) + self.closing(completions)
+        return self._response("completed", completions), events
+
+    def calling(self, index: int, call: dict) -> list[dict]:
+        """A call's output item and its arguments, as OpenAI streams them: after the message of the
+        text before it (ended first), or as the response's first output."""
+        from .tools import call_id
+
         arguments = json.dumps(call["arguments"], ensure_ascii=False)
+        if self.opened:
+            events = self.ending(0, "stop")
+        else:
+            events = [self._event("response.created", response=self._response("in_progress")), self._event("response.in_progress", response=self._response("in_progress"))]
         self.call = {"id": f"fc_{uuid.uuid4().hex}", "type": "function_call", "status": "completed", "arguments": arguments, "call_id": call_id(), "name": call["name"]}
-        where = {"item_id": self.call["id"], "output_index": 0}
-        events = [
-            self._event("response.created", response=self._response("in_progress")),
-            self._event("response.in_progress", response=self._response("in_progress")),
-            self._event("response.output_item.added", output_index=0, item={**self.call, "status": "in_progress", "arguments": ""}),
+        where = {"item_id": self.call["id"], "output_index": 1 if self.opened else 0}
+        return events + [
+            self._event("response.output_item.added", output_index=where["output_index"], item={**self.call, "status": "in_progress", "arguments": ""}),
             self._event("response.function_call_arguments.delta", **where, delta=arguments),
             self._event("response.function_call_arguments.done", **where, arguments=arguments),
-            self._event("response.output_item.done", output_index=0, item=self.call),
-            self._event("response.completed", response=self._response("completed", completions)),
+            self._event("response.output_item.done", output_index=where["output_index"], item=self.call),
         ]
-        return self._response("completed", completions), events
 
     def opening(self) -> list[dict]:
         where = {"item_id": self.item, "output_index": 0, "content_index": 0}
+        self.opened = True
         return [
             self._event("response.created", response=self._response("in_progress")),
             self._event("response.in_progress", response=self._response("in_progress")),
@@ -216,7 +243,7 @@ class ResponseReply:
         ]
 
     def closing(self, completions) -> list[dict]:
-        status = "incomplete" if completions[0].finish_reason == "length" else "completed"
+        status = "incomplete" if completions[0].finish_reason == "length" and not self.call else "completed"
         return [self._event(f"response.{status}", response=self._response(status, completions))]
 
     def error_event(self, error: ApiError) -> dict:

@@ -10,7 +10,8 @@ earlier calls in that form and their results as `<tool_response>` user turns. `t
 "required" or a named function decodes under the call's schema; "auto" decodes freely, and an
 answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is decoded again
 under the schema. An answer holds one call at most, whatever `parallel_tool_calls` says, as
-llama.cpp's server does for a template without parallel calls.
+llama.cpp's server does for a template without parallel calls; the text before it is the answer's
+content. A free answer is streamed as it is decoded, less what may open a call (`Holdback`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from ..errors import AigcError
 from .app import ApiError
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for a function's name
+OPENS = re.compile(r'<tool_call>|\{\s*"name"\s*:')  # where a call starts, in Hermes and Qwen's form or as bare JSON
 STARTS_CALL = re.compile(r'\s*(<tool_call>|\{\s*"name"\s*:)')
-CALL = re.compile(r"\s*(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
+CALL = re.compile(r"(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
 NO_PARAMETERS = {"type": "object", "properties": {}}
 
 
@@ -107,11 +109,13 @@ class Toolset:
         return f'You may call these functions:\n<tools>\n{listed}\n</tools>\n{must} To call one, answer only with <tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>'
 
     def parse(self, text: str) -> dict | None:
-        """The call an answer holds, `{"name", "arguments"}` with arguments that fit the function's
-        schema, or None where it holds none."""
+        """The call an answer holds, `{"name", "arguments", "content"}` with arguments that fit the
+        function's schema and the text before the call as content (None where it is blank, as
+        llama.cpp's Hermes parser has it), or None where it holds none."""
         import jsonschema
 
-        found = CALL.fullmatch(text)
+        opened = OPENS.search(text)
+        found = CALL.fullmatch(text, opened.start()) if opened else None
         try:
             data = json.loads(found.group(1)) if found else None
         except ValueError:
@@ -121,7 +125,45 @@ class Toolset:
         arguments = data.get("arguments", data.get("parameters"))  # Llama 3.1 says "parameters"
         if not isinstance(arguments, dict) or not jsonschema.validators.validator_for(self.parameters[data["name"]])(self.parameters[data["name"]]).is_valid(arguments):
             return None
-        return {"name": data["name"], "arguments": arguments}
+        return {"name": data["name"], "arguments": arguments, "content": text[: opened.start()].rstrip() or None}
+
+
+def _may_open(tail: str) -> bool:
+    """Whether an answer's end, `tail`, may yet become a call's opening."""
+    return "<tool_call>".startswith(tail) or '{"name":'.startswith(re.sub(r"\s+", "", tail))
+
+
+class Holdback:
+    """One streamed answer's text, sent as it comes but for what may be a call's: blank space at its
+    start, and an end that may yet become a call's opening (as llama.cpp's server holds back a
+    partial stop word); once a call opens, nothing more is sent. Pieces' log-probabilities go with
+    their text."""
+
+    def __init__(self) -> None:
+        self.text, self.sent, self.opened, self.entries = "", 0, False, None
+
+    def feed(self, piece: str, entries: list | None) -> tuple[str, list | None] | None:
+        """The (text, log-probabilities) that may be sent now, or None."""
+        self.text += piece
+        if entries is not None:
+            self.entries = (self.entries or []) + entries
+        if self.opened:
+            return None
+        found = OPENS.search(self.text, self.sent)
+        self.opened = found is not None
+        end = found.start() if found else next((k for k in range(self.sent, len(self.text)) if self.text[k] in "<{" and _may_open(self.text[k:])), len(self.text))
+        return self._take(end) if self.text[:end].strip() else None
+
+    def rest(self) -> tuple[str, list | None] | None:
+        """What is held back, where the answer holds no call after all."""
+        return self._take(len(self.text))
+
+    def _take(self, end: int) -> tuple[str, list | None] | None:
+        taken, entries = self.text[self.sent : end], self.entries
+        if not taken:
+            return None
+        self.sent, self.entries = end, None
+        return taken, entries
 
 
 def starts_call(text: str) -> bool:
@@ -175,24 +217,6 @@ def answered(body: dict, calls: list[dict | None]) -> dict:
     for choice, call in zip(body["choices"], calls):
         if call:
             arguments = json.dumps(call["arguments"], ensure_ascii=False)
-            choice["message"] = {"role": "assistant", "content": None, "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
+            choice["message"] = {"role": "assistant", "content": call["content"], "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
             choice["finish_reason"] = "tool_calls"
     return body
-
-
-def chunks(reply, body: dict, completions, logprobs) -> list[dict]:
-    """A whole answer (`answered`) as a stream's chunks, OpenAI's: each choice's role, then its text,
-    or its call as `delta.tool_calls` (id, type and name, then the arguments), then its finish_reason."""
-    events = reply.opening()
-    for i, choice in enumerate(body["choices"]):
-        calls = choice["message"].get("tool_calls")
-        if calls:
-            call = calls[0]
-            head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
-            for delta in ({"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}):
-                events.append(reply.body([{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}], chunk=True))
-            events.append(reply.body([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}], chunk=True))
-        else:
-            events.append(reply.piece(i, completions[i].text, logprobs[i] if logprobs else None))
-            events += reply.ending(i, completions[i].finish_reason)
-    return events + reply.closing(completions)

@@ -445,6 +445,32 @@ def test_auto_answers_freely_or_with_a_valid_call(server, client, monkeypatch):
     assert none.message.tool_calls is None and none.message.content == free.message.content  # "none": the tools are not offered
 
 
+def test_auto_streams_text_as_it_is_decoded_and_a_call_once_it_is_whole(server, client, monkeypatch):
+    """With tools and "auto", text comes piece by piece, as without tools (held back only where it
+    may open a call); a call that opens is sent once its row ends, decoded again under the calls'
+    schema where it is not valid (here every answer opens one)."""
+    import re
+
+    from aigc.serve import tools
+
+    kwargs = {"tools": TOOLS, "max_tokens": 12, "temperature": 1.0, "seed": 2}
+    whole = chat(client, server["model"], **kwargs).choices[0].message.content
+    pieces = [c.choices[0].delta.content for c in chat(client, server["model"], stream=True, **kwargs) if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) == whole and len(pieces) > 1
+    responses = [e for e in client.responses.create(model=server["model"], input="Paris is the capital", tools=[{"type": "function", **t["function"]} for t in TOOLS], max_output_tokens=12, temperature=1.0, extra_body={"seed": 2}, stream=True)]
+    deltas = [e.delta for e in responses if e.type == "response.output_text.delta"]
+    assert len(deltas) > 1 and "".join(deltas) == responses[-1].response.output_text
+    monkeypatch.setattr(tools, "OPENS", re.compile(""))
+    monkeypatch.setattr(tools, "starts_call", lambda text: True)
+    arguments, reasons = "", []
+    for chunk in chat(client, server["model"], stream=True, **{**kwargs, "max_tokens": 90}):
+        for choice in chunk.choices:
+            assert not choice.delta.content
+            reasons += [choice.finish_reason] if choice.finish_reason else []
+            arguments += "".join(piece.function.arguments or "" for piece in choice.delta.tool_calls or [])
+    assert reasons == ["tool_calls"] and set(json.loads(arguments)) in ({"city"}, {"zone"})
+
+
 def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client):
     """An agent loop's second request: the assistant's call and the tool's result are read, as text
     this template (one without tools) shows them."""
@@ -2064,6 +2090,8 @@ def test_a_streamed_response_sends_its_events_in_order_and_the_same_text(server,
         ({"previous_response_id": "resp_1"}, "previous_response_id", "previous_response_id needs a stored response or prompt, and this server stores none"),
         ({"tools": [{"type": "web_search"}]}, "tools", "tools.0: only function tools are supported, not 'web_search'"),
         ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "banana"}}]}, "tools", "tools.0.parameters (f): the JSON schema is not valid"),
+        ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice", 'tool_choice must be "none", "auto", "required" or {"type": "function", "name": ...}'),
+        ({"tools": [{"type": "function", "name": "f"}], "tool_choice": "always"}, "tool_choice", """tool_choice 'always' is not one of "none", "auto", "required" or {"type": "function", "name": ...}"""),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input", "input.0: 'reasoning' items are not supported; give messages"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input", "input.0.content.0: 'input_image' parts are not supported"),
         ({"max_output_tokens": 500}, "max_output_tokens", "max_output_tokens must be at most 200 on this server"),

@@ -452,3 +452,31 @@ def test_a_whitespace_run_holds_one_line_break_at_most():
                 break
         text = tokenizer.decode(seen[1:], skip_special_tokens=True)
         assert not any(run.count("\n") + run.count("\r") > 1 for run in re.findall(r"\s+", text.replace("\r\n", "\n"))), repr(text)
+
+
+def test_a_string_held_to_a_max_length_is_whole_utf8_and_no_longer(tiny_engine):
+    """lm-format-enforcer reads a byte token as a character of its own, and blank space after a
+    string's opening quote as none: a string ended inside a character (U+FFFD) or ran past its maxLength."""
+    import jsonschema
+    import torch
+
+    from aigc.engine.structured import SchemaMask
+
+    tokenizer = tiny_engine.tokenizer
+    schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 3}}, "required": ["s"]}
+    quote, lead, follow = (tokenizer.convert_tokens_to_ids(t) for t in ('"', "æ", "Ŀ"))  # bytes 0xE6 0x9D start "東"
+
+    def allowed(ids: list[int]) -> set[int]:
+        mask = SchemaMask(tokenizer, schema)
+        for end in range(len(ids) + 1):
+            scores = mask(torch.tensor([[tokenizer.pad_token_id, *ids[:end]]]), torch.zeros(1, len(tokenizer)))
+        return set((scores[0] == 0).nonzero().flatten().tolist())
+
+    opened = tokenizer('{"s": "', add_special_tokens=False)["input_ids"]
+    assert lead in allowed(opened) and follow not in allowed(opened)  # a character starts with its first byte
+    inside = allowed([*opened, lead])
+    assert follow in inside and not {quote, lead} & inside  # and goes on with the next, never ends there
+    assert allowed(tokenizer('{"s": " ab', add_special_tokens=False)["input_ids"]) == {quote}  # " ab" is 3 characters
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=40, seed=0, n=8, json_schema=schema)
+    for completion in tiny_engine.generate(["Give me JSON"], params)[0]:
+        jsonschema.validate(json.loads(completion.text), schema)
