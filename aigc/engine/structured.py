@@ -48,10 +48,10 @@ def token_table(tokenizer):
     which newer transformers no longer import). Every token that decodes whole starts a new piece
     of text for the parser: only byte tokens of an unfinished UTF-8 character are read together, so
     the parser never decodes the whole answer again at each step."""
-    from ..serve.logprobs import TokenTexts
+    from .token_bytes import TokenBytes
 
     lmfe = _enforcer_module()
-    texts = TokenTexts(tokenizer)
+    texts = TokenBytes(tokenizer)
     zero = tokenizer.encode("0", add_special_tokens=False)[-1]
     special = set(tokenizer.all_special_ids)
     regular = []
