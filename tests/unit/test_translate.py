@@ -647,7 +647,7 @@ def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tm
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
-    assert result.stdout == '# HOURS\n\n- OPEN DAILY.\n\n```\nhours = "10-21"\n```\n'
+    assert result.stdout == '# HOURS\n\n- OPEN [DAILY](https://x.org/h).\n\n```\nhours = "10-21"\n```\n'  # the link's target kept
     assert "HTML is translated as Markdown" in result.stderr and "name it .md" not in result.stderr
     out = tmp_path / "page.fr.html"
     written = runner.invoke(app, ["translate", str(page), "--to", "fr", "-o", str(out)])
