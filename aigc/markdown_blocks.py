@@ -381,6 +381,11 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             blocks.append(Block("code", ["\n".join(lines[i:j])]))
             i = j
             continue
+        if quote and _TABLE.match(quote.group(2)):  # a table row inside a quote: its cells translated, its pipes and quote marks kept
+            blocks.append(_table_row(quote.group(2)))
+            blocks[-1].pieces.insert(0, quote.group(1))
+            i += 1
+            continue
         if not plain and after_blank and not _ITEM.match(line) and _indent(line) >= (item_indent + 4 if in_list else 4):  # indented code
             j = i
             while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) >= (item_indent + 4 if in_list else 4)):

@@ -165,6 +165,13 @@ def test_markdown_blocks_are_recognised(doc, kinds):
     assert render_blocks(blocks, [b.texts for b in blocks]) == doc.replace("at\n<", "at <")
 
 
+def test_a_table_inside_a_quote_is_a_table_its_cells_translated_and_pipes_kept():
+    doc = "> Prices:\n>\n> | Fruit | Price |\n> |:---|---:|\n> | Red apple | 3 |\n> > | Deep | cell |\n> After."
+    result, engine = translate(doc)
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Prices:", "Fruit", "Price", "Red apple", "Deep", "cell", "After."]
+    assert result["translation"] == "> PRICES:\n>\n> | FRUIT | PRICE |\n> |:---|---:|\n> | RED APPLE | 3 |\n> > | DEEP | CELL |\n> AFTER."
+
+
 def test_hard_line_breaks_and_footnotes_are_kept_and_translated():
     doc = "Anna Smith  \n12 Main Road\\\nLeeds\n\n> one  \n> two\n> three\n\n- item a  \n  more\n\nSee the docs.[^1]\n\n[^1]: The docs are updated weekly."
     result, _ = translate(doc)
