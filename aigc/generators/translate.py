@@ -372,6 +372,24 @@ def _without_added_stop(source: str, translation: str) -> str:
     return translation
 
 
+_SPAN = re.compile(r"(\*{1,3}|_{1,3})(?=\S)(.+?)(?<=\S)\1")  # a bold or italic span: its marker and its words
+
+
+def _with_source_colons(source: str, translation: str) -> str:
+    """`translation` with the colon ending its source, or ending one of its bold or italic spans
+    (`**Tip:**`), put back where the model dropped it ("**Tipp**"), as a label keeps its colon."""
+    def kept(words: str, text: str) -> str:
+        end = words.rstrip()[-1:]
+        return text + end if end in (":", "：") and text[-1:].isalnum() else text
+
+    spans, found = _SPAN.findall(source), list(_SPAN.finditer(translation))
+    if [mark for mark, _ in spans] == [match.group(1) for match in found]:  # the same spans, in order
+        for (_, words), match in reversed(list(zip(spans, found))):
+            if translation[match.end() : match.end() + 1] not in (".", ":", "：", ";"):  # "**Tipp**:" moved it, "**Tipp**." replaced it
+                translation = translation[: match.start(2)] + kept(words, match.group(2)) + translation[match.end(2) :]
+    return kept(source, translation)
+
+
 class TranslateGenerator(Generator):
     """Translate a document into another language, keeping its Markdown structure."""
 
@@ -436,7 +454,7 @@ class TranslateGenerator(Generator):
         params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
         outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
-            segment.translation = _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target))
+            segment.translation = _with_source_colons(segment.source, _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target)))
             segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:

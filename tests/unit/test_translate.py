@@ -244,6 +244,25 @@ def test_a_heading_table_cell_or_term_gets_no_full_stop_its_source_lacks():
     )
 
 
+class DropsColonEngine(FakeEngine):
+    """Upper-cases each prompt's text and drops its colons, as a small model does with `**Tip:**`."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        return [[Completion(p[-1]["content"].upper().replace(":", ""), 1, 1, "stop")] for p in prompts]
+
+
+def test_a_colon_ending_a_bold_or_italic_span_or_a_label_is_put_back_where_the_model_dropped_it():
+    doc = "**Tip:** run it twice. _Note:_ it is slow.\n\n# Steps:\n\n- Time: 10:30"
+    result, _ = translate(doc, engine=DropsColonEngine())
+    assert result["translation"] == "**TIP:** RUN IT TWICE. _NOTE:_ IT IS SLOW.\n\n# STEPS:\n\n- TIME 1030"  # only a colon that ends a span or a text
+    from aigc.generators.translate import _with_source_colons
+
+    assert _with_source_colons("**Tip:** a", "**Tipp**: b") == "**Tipp**: b" and _with_source_colons("**Tip:** a", "**Tipp**. b") == "**Tipp**. b"
+    assert _with_source_colons("**Tip:** a", "**Tipp!** b") == "**Tipp!** b"  # an ending other than a word's is the model's choice
+    assert _with_source_colons("**Tip:** a", "Tipp b") == "Tipp b" and _with_source_colons("Note:", "") == ""
+
+
 class EmphasisEngine(FakeEngine):
     """Upper-cases each prompt's text, with its emphasis markers changed by `mangle`."""
 
