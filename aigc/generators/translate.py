@@ -22,7 +22,7 @@ from typing import Any
 from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks, without_emphasis
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, type_name
@@ -356,10 +356,18 @@ class _Segment:
     translation: str = ""
     cut_off: bool = False  # max_tokens ended its translation
     empty: bool = False  # the model gave no translation for a piece of it (kept in the source language)
+    name: bool = False  # a word alone that the document writes as code or in a link target elsewhere
 
 
 # one word that names something (an acronym, or a name with a capital inside): a badge's alt text, a heading
 _NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
+
+
+def _code_words(texts: list[str]) -> set[str]:
+    """The words of `texts`' inline code and link targets: names (`aigc` of `aigc translate`), so
+    the same word alone elsewhere (a heading `# aigc`) is a name too, not a word to translate."""
+    spans = [span for text in texts for span in protected_spans(text) if span.startswith(("`", "](", "<code", "<CODE"))]
+    return {word for span in spans for word in re.split(r"[^\w-]+", re.sub(r"^\]\(|^<code[^>]*>|</code\s*>$", "", span, flags=re.I)) if word}
 
 
 def _without_added_stop(source: str, translation: str) -> str:
@@ -409,6 +417,7 @@ class TranslateGenerator(Generator):
         blocks = parse_blocks(inputs.lstrip("\ufeff").replace("\r\n", "\n"), plain=opts.plain)
         count = self.engine.count_tokens
         movable = [i for i, block in enumerate(blocks) if block.texts]
+        names = _code_words([text for block in blocks for text in block.texts])
         sizes = [sum(count(t) for t in blocks[i].texts) for i in movable]
         chunks: list[list[_Segment]] = []
         for group in group_chunks(sizes, opts.chunk_tokens):
@@ -417,7 +426,7 @@ class TranslateGenerator(Generator):
                 for t, text in enumerate(blocks[b].texts):
                     for piece in segments(text, opts.chunk_tokens, count, opts.by_sentence):
                         terms = [(s, d) for s, d in opts.terms if _term(s).search(_prose(piece))]
-                        chunk.append(_Segment(b, t, piece, terms))
+                        chunk.append(_Segment(b, t, piece, terms, name=piece in names))
             chunks.append(chunk)
         return {"blocks": blocks, "chunks": chunks, "crlf": mostly_crlf(inputs)}
 
@@ -444,7 +453,7 @@ class TranslateGenerator(Generator):
 
     def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
-        names = [not segment.terms and bool(_NAME.fullmatch(segment.source)) for segment in batch]
+        names = [not segment.terms and (segment.name or bool(_NAME.fullmatch(segment.source))) for segment in batch]
         for segment in (segment for segment, name in zip(batch, names) if name):
             segment.translation = segment.source
         batch = [segment for segment, name in zip(batch, names) if not name]

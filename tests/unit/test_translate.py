@@ -358,6 +358,13 @@ def test_a_name_alone_is_kept_as_it_is_without_the_model():
     assert not [p for prompts, _ in engine.calls for p in prompts if p[-1]["content"] in ("GitHub", "PyPI")]
 
 
+def test_a_word_alone_that_the_document_writes_as_code_or_a_link_target_is_a_name_kept_as_it_is():
+    doc = "# aigc\n\n## hello\n\nRun `aigc translate` or see [the site](https://x.org/toolkit).\n\n| toolkit | translate it |\n|---|---|"
+    result, engine = translate(doc)
+    assert result["translation"] == "# aigc\n\n## HELLO\n\nRUN `aigc translate` OR SEE [THE SITE](https://x.org/toolkit).\n\n| toolkit | TRANSLATE IT |\n|---|---|"
+    assert "aigc" not in [p[-1]["content"] for call in engine.calls for p in call[0]]  # never sent to the model
+
+
 def test_emoji_shortcodes_come_back_unchanged():
     from aigc.markdown_blocks import protected_spans
 
