@@ -55,7 +55,7 @@ print("The cat")
 
 ***
 
-<div>Kept as it is</div>
+<div class="note">Its words, not its tags</div>
 
 <!--
 a comment
@@ -96,7 +96,7 @@ print("The cat")
 
 ***
 
-<div>Kept as it is</div>
+<div class="note">ITS WORDS, NOT ITS TAGS</div>
 
 <!--
 a comment
@@ -170,6 +170,14 @@ def test_a_table_inside_a_quote_is_a_table_its_cells_translated_and_pipes_kept()
     result, engine = translate(doc)
     assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Prices:", "Fruit", "Price", "Red apple", "Deep", "cell", "After."]
     assert result["translation"] == "> PRICES:\n>\n> | FRUIT | PRICE |\n> |:---|---:|\n> | RED APPLE | 3 |\n> > | DEEP | CELL |\n> AFTER."
+
+
+def test_the_text_of_an_html_block_is_translated_its_tags_and_code_kept_byte_for_byte():
+    doc = ('<details open>\n<summary>Click <b>here</b></summary>\n\nHidden text.\n</details>\n\n<p align="center">\n  <a href="https://x.org"><img src="logo.png" alt="Logo"></a>\n</p>\n\n'
+           '<div class="note">Run <code>aigc help</code> now.<script>var s = "hi";</script></div>\n\n<!-- a comment -->\n\n<pre>\nkeep me\n</pre>')
+    result, engine = translate(doc)
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Click <b>here</b>", "Hidden text.", "Run <code>aigc help</code> now."]
+    assert result["translation"] == doc.replace("Click <b>here", "CLICK <b>HERE").replace("Hidden text", "HIDDEN TEXT").replace("Run", "RUN").replace(" now", " NOW")
 
 
 def test_hard_line_breaks_and_footnotes_are_kept_and_translated():
@@ -633,7 +641,7 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     markdown = runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
     assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
     marked = runner.invoke(app, ["translate", "-", "--lines", "--markdown", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
-    assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>Good morning.</div>\n"  # --markdown: each line is Markdown, as -O plain=false
+    assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>GOOD MORNING.</div>\n"  # --markdown: each line is Markdown (code; an HTML block's words), as -O plain=false
 
 
 def test_a_lines_result_is_one_line_with_its_indent_kept():
@@ -815,9 +823,9 @@ def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
 
 
 def test_plain_text_has_no_indented_code_or_html_blocks():
-    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<div>Good morning.</div>"
+    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<pre>Good morning.</pre>"
     assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
-    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<pre>GOOD MORNING.</pre>"
 
 
 def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
