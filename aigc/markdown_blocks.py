@@ -239,6 +239,37 @@ def _table_header(lines: list[str], i: int) -> bool:
     return "|" in lines[i] and i + 1 < len(lines) and bool(_TABLE_DELIMITER.match(lines[i + 1]))
 
 
+# In an HTML block, what stays as it is: comments, elements whose content is no prose (<pre>, scripts,
+# styles, drawings) whole, and every tag but the inline ones, which stay in their text as protected spans
+# (<code> and the like with their content).
+_HTML_LITERAL = re.compile(
+    r"<!--.*?(?:-->|\Z)|<(pre|script|style|textarea|svg|math|template)(?=[\s/>]).*?(?:</\1\s*>|\Z)"
+    r"|<(?!/?(?:a|abbr|b|bdi|bdo|br|cite|code|data|dfn|em|i|img|kbd|mark|q|s|samp|small|span|strong|sub|sup|time|u|var|wbr)(?=[\s/>]))/?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>",
+    re.I | re.S,
+)
+
+
+def _html_block(html: str) -> Block:
+    """An HTML block (`<details>`, `<div>`, `<p align="center">`) whose text between its tags is translated,
+    its tags, attributes and the white space around its text kept as they are."""
+    block = Block("html", [])
+    start = 0
+    for match in [*_HTML_LITERAL.finditer(html), None]:
+        run = html[start : match.start() if match else len(html)]
+        core = run.strip()
+        text = _joined(core)
+        if any(is_text for is_text, _ in inline_parts(text)):
+            lead = run[: len(run) - len(run.lstrip())]
+            block.pieces += [lead, len(block.texts), run[len(lead) + len(core) :]]
+            block.texts.append(text)
+        else:
+            block.pieces.append(run)
+        if match:
+            block.pieces.append(match.group(0))
+            start = match.end()
+    return block
+
+
 def _html_end(lines: list[str], start: int) -> int:
     """Where an HTML block starting at `start` ends: after its closing marker for comments, <pre>,
     <script>, <style> and <textarea> (blank lines included), else at the next blank line."""
@@ -381,6 +412,11 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             blocks.append(Block("code", ["\n".join(lines[i:j])]))
             i = j
             continue
+        if quote and _TABLE.match(quote.group(2)):  # a table row inside a quote: its cells translated, its pipes and quote marks kept
+            blocks.append(_table_row(quote.group(2)))
+            blocks[-1].pieces.insert(0, quote.group(1))
+            i += 1
+            continue
         if not plain and after_blank and not _ITEM.match(line) and _indent(line) >= (item_indent + 4 if in_list else 4):  # indented code
             j = i
             while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) >= (item_indent + 4 if in_list else 4)):
@@ -411,7 +447,8 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 i += 1
             continue
         if not plain and _html_starts(line):
-            blocks.append(Block("html", ["\n".join(lines[i : (i := _html_end(lines, i))])]))
+            html = "\n".join(lines[i : (i := _html_end(lines, i))])
+            blocks.append(Block("html", [html]) if _HTML_UNTIL.match(html) else _html_block(html))  # a comment or <pre> as it is
             continue
         footnote = _FOOTNOTE.match(line)
         if footnote:

@@ -24,6 +24,8 @@ HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "dl", "dt", "dd", "section", "article", "blockquote"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "nav", "footer"}  # not the page's words
 _CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
+_LINK_TARGET = re.compile(r"(?!javascript:)(?:[^()\s<>]|\([^()\s<>]*\))+", re.I)  # one Markdown keeps as a link's (see markdown_blocks)
+_LETTER = re.compile(r"[^\W_]")
 
 
 class _Break:
@@ -38,10 +40,12 @@ class _Break:
 class _TextExtractor(HTMLParser):
     """A page's text as parts: paragraphs between block tags, headings, list items, quotes, table rows
     and inline code marked as in Markdown (nested lists indented, definitions under their terms),
-    and each <pre> kept whole between code markers."""
+    and each <pre> kept whole between code markers; with `links`, each link as `[text](href)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, links: bool = False) -> None:
         super().__init__(convert_charrefs=True)
+        self.links = links
+        self.link: tuple[int, str] | None = None  # where the open link's text starts in `parts`, and its target
         self.parts: list = []
         self.skipping = 0
         self.pre = 0
@@ -77,6 +81,9 @@ class _TextExtractor(HTMLParser):
             self.parts.append(" | ")
         elif tag == "code" and not self.pre:
             self.parts.append("`")
+        elif tag == "a" and self.links and not self.pre:
+            href = (dict(attrs).get("href") or "").strip()
+            self.link = (len(self.parts), href) if _LINK_TARGET.fullmatch(href) else None
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")
         elif tag in ("p", "div") and not self.pre and self.item >= 0 and not _text(self.parts[self.item :]).strip():
@@ -123,6 +130,14 @@ class _TextExtractor(HTMLParser):
             self.cell -= 1
         elif tag == "code" and not self.pre:
             self.parts.append("`")
+        elif tag == "a" and self.link:
+            start, href = self.link
+            inside = self.parts[start:]
+            text = _text(inside).strip()
+            if all(isinstance(part, str) for part in inside) and _LETTER.search(text) and not re.search(r"[\[\]]", text):  # not a permalink's ¶
+                self.parts.insert(start, "[")
+                self.parts.append(f"]({href})")
+            self.link = None
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")
         elif tag in _BLOCK_TAGS and not self.pre:
@@ -155,12 +170,12 @@ def _without_permalink(paragraph: str) -> str:
     return match.group(1) + "".join(match.groups("")[1:]) if match else paragraph
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, links: bool = False) -> str:
     """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
     items marked (an <ol>'s numbered from its start, a nested list indented under its item), quotes
     marked with `>`, a <dd> as `: definition` under its <dt>, each <pre> a fenced code block as it is;
-    scripts, styles and link targets dropped."""
-    parser = _TextExtractor()
+    scripts and styles dropped, and link targets unless `links` (then `[text](href)`, for translate)."""
+    parser = _TextExtractor(links)
     parser.feed(html)
     parser.close()
     blocks: list[tuple[_Break, str]] = []  # each paragraph (or code block) with the break that opened it
@@ -324,13 +339,13 @@ def _in_declared_charset(data: bytes, may_be_html: bool) -> str | None:
         return None
 
 
-def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False) -> str:
+def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False, links: bool = False) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
     `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
-    nothing stripped, so line numbers count from the first line."""
+    nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones."""
     raw = _in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(raw))
-    text = html_to_text(raw) if html else raw
+    text = html_to_text(raw, links) if html else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
         empty = "has no text outside its markup, <nav> and <footer>" if html and raw.strip() else "is empty"
@@ -338,13 +353,15 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     return text
 
 
-def read_document(source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False, kind: str = "file") -> str:
+def read_document(
+    source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False, kind: str = "file", links: bool = False
+) -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
     (markup kept, not stripped), only checked to be text and not empty; `lines`: read as lines (see
-    `decode_document`). `text_hint` says how to give text itself, for a `source` that is no file and
+    `decode_document`), `links` too. `text_hint` says how to give text itself, for a `source` that is no file and
     looks like words rather than a path; `expected` what to give instead of a binary file; `kind`
     what a missing one is called ("no such examples file")."""
-    decode = _as_is if as_is else functools.partial(decode_document, lines=lines)
+    decode = _as_is if as_is else functools.partial(decode_document, lines=lines, links=links)
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
@@ -377,11 +394,11 @@ FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
-def read_input(source: str, lines: bool = False) -> str:
-    """The text itself, a document's text (FILE), or stdin (-); `lines` as for `read_document`."""
+def read_input(source: str, lines: bool = False, links: bool = False) -> str:
+    """The text itself, a document's text (FILE), or stdin (-); `lines` and `links` as for `read_document`."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
-        return read_document(source, lines=lines)
+        return read_document(source, lines=lines, links=links)
     if not any(c.isspace() for c in source) and path.suffix.lower() in FILE_SUFFIXES:
         raise _missing(source)  # a file name, not words to take as the text
     return source

@@ -44,11 +44,11 @@ def translate(
     terms = load_glossary(glossary, (from_, to)) if glossary else None
     if lines:
         check_lines_source(source, "translate")
-    text = read_input(source, lines=lines)
+    text = read_input(source, lines=lines, links=True)  # an HTML page's links as Markdown ones: their targets kept through the translation
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
-        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables and <pre> code), without its other markup or link targets{named}")
+        ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
     elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)

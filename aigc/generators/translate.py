@@ -22,7 +22,7 @@ from typing import Any
 from .. import templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, render_blocks, without_emphasis
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, type_name
@@ -356,10 +356,18 @@ class _Segment:
     translation: str = ""
     cut_off: bool = False  # max_tokens ended its translation
     empty: bool = False  # the model gave no translation for a piece of it (kept in the source language)
+    name: bool = False  # a word alone that the document writes as code or in a link target elsewhere
 
 
 # one word that names something (an acronym, or a name with a capital inside): a badge's alt text, a heading
 _NAME = re.compile(r"[A-Z]{2,5}|(?=\S*[a-z][A-Z])[A-Za-z][\w.+#-]{,23}")
+
+
+def _code_words(texts: list[str]) -> set[str]:
+    """The words of `texts`' inline code and link targets: names (`aigc` of `aigc translate`), so
+    the same word alone elsewhere (a heading `# aigc`) is a name too, not a word to translate."""
+    spans = [span for text in texts for span in protected_spans(text) if span.startswith(("`", "](", "<code", "<CODE"))]
+    return {word for span in spans for word in re.split(r"[^\w-]+", re.sub(r"^\]\(|^<code[^>]*>|</code\s*>$", "", span, flags=re.I)) if word}
 
 
 def _without_added_stop(source: str, translation: str) -> str:
@@ -370,6 +378,24 @@ def _without_added_stop(source: str, translation: str) -> str:
     if added and not source.rstrip().endswith((".", "。", "…", "!", "！", "?", "？")):
         return translation[:-1].rstrip()
     return translation
+
+
+_SPAN = re.compile(r"(\*{1,3}|_{1,3})(?=\S)(.+?)(?<=\S)\1")  # a bold or italic span: its marker and its words
+
+
+def _with_source_colons(source: str, translation: str) -> str:
+    """`translation` with the colon ending its source, or ending one of its bold or italic spans
+    (`**Tip:**`), put back where the model dropped it ("**Tipp**"), as a label keeps its colon."""
+    def kept(words: str, text: str) -> str:
+        end = words.rstrip()[-1:]
+        return text + end if end in (":", "：") and text[-1:].isalnum() else text
+
+    spans, found = _SPAN.findall(source), list(_SPAN.finditer(translation))
+    if [mark for mark, _ in spans] == [match.group(1) for match in found]:  # the same spans, in order
+        for (_, words), match in reversed(list(zip(spans, found))):
+            if translation[match.end() : match.end() + 1] not in (".", ":", "：", ";"):  # "**Tipp**:" moved it, "**Tipp**." replaced it
+                translation = translation[: match.start(2)] + kept(words, match.group(2)) + translation[match.end(2) :]
+    return kept(source, translation)
 
 
 class TranslateGenerator(Generator):
@@ -391,6 +417,7 @@ class TranslateGenerator(Generator):
         blocks = parse_blocks(inputs.lstrip("\ufeff").replace("\r\n", "\n"), plain=opts.plain)
         count = self.engine.count_tokens
         movable = [i for i, block in enumerate(blocks) if block.texts]
+        names = _code_words([text for block in blocks for text in block.texts])
         sizes = [sum(count(t) for t in blocks[i].texts) for i in movable]
         chunks: list[list[_Segment]] = []
         for group in group_chunks(sizes, opts.chunk_tokens):
@@ -399,7 +426,7 @@ class TranslateGenerator(Generator):
                 for t, text in enumerate(blocks[b].texts):
                     for piece in segments(text, opts.chunk_tokens, count, opts.by_sentence):
                         terms = [(s, d) for s, d in opts.terms if _term(s).search(_prose(piece))]
-                        chunk.append(_Segment(b, t, piece, terms))
+                        chunk.append(_Segment(b, t, piece, terms, name=piece in names))
             chunks.append(chunk)
         return {"blocks": blocks, "chunks": chunks, "crlf": mostly_crlf(inputs)}
 
@@ -426,7 +453,7 @@ class TranslateGenerator(Generator):
 
     def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
-        names = [not segment.terms and bool(_NAME.fullmatch(segment.source)) for segment in batch]
+        names = [not segment.terms and (segment.name or bool(_NAME.fullmatch(segment.source))) for segment in batch]
         for segment in (segment for segment, name in zip(batch, names) if name):
             segment.translation = segment.source
         batch = [segment for segment, name in zip(batch, names) if not name]
@@ -436,7 +463,7 @@ class TranslateGenerator(Generator):
         params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
         outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
-            segment.translation = _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target))
+            segment.translation = _with_source_colons(segment.source, _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target)))
             segment.cut_off = group[0].finish_reason == "length"
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:

@@ -52,6 +52,16 @@ def test_an_html_headings_permalink_is_left_out():
     assert html_to_text(page) == "## Setup\n\n## Install\n\n### Learn C#\n\nSee \u00b6 2."
 
 
+def test_html_links_are_markdown_links_only_on_request(tmp_path):
+    page = ('<h2>Setup<a href="#setup">\u00b6</a></h2><p>See <a href="https://x.org/a_(b)">the <b>docs</b></a>, <a href="javascript:go()">this</a>'
+            ' and <a href="/faq">[FAQ]</a>.</p><table><tr><td><a href="/u">cell</a></td></tr></table>')
+    assert html_to_text(page) == "## Setup\n\nSee the docs, this and [FAQ].\n\n| cell |\n|---|"  # as summarize reads it: no URLs
+    assert html_to_text(page, links=True) == "## Setup\n\nSee [the docs](https://x.org/a_(b)), this and [FAQ].\n\n| [cell](/u) |\n|---|"
+    (tmp_path / "page.html").write_text(page)
+    assert "[the docs](https://x.org/a_(b))" in read_input(str(tmp_path / "page.html"), links=True)
+    assert "https" not in read_input(str(tmp_path / "page.html"))
+
+
 def test_an_html_list_items_first_paragraph_keeps_its_marker():
     page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
     assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\n   It takes a while.\n\nDone."  # the item's second paragraph, under its text

@@ -55,7 +55,7 @@ print("The cat")
 
 ***
 
-<div>Kept as it is</div>
+<div class="note">Its words, not its tags</div>
 
 <!--
 a comment
@@ -96,7 +96,7 @@ print("The cat")
 
 ***
 
-<div>Kept as it is</div>
+<div class="note">ITS WORDS, NOT ITS TAGS</div>
 
 <!--
 a comment
@@ -163,6 +163,21 @@ def test_markdown_blocks_are_recognised(doc, kinds):
     blocks = parse_blocks(doc)
     assert [b.kind for b in blocks if b.kind != "blank"] == kinds
     assert render_blocks(blocks, [b.texts for b in blocks]) == doc.replace("at\n<", "at <")
+
+
+def test_a_table_inside_a_quote_is_a_table_its_cells_translated_and_pipes_kept():
+    doc = "> Prices:\n>\n> | Fruit | Price |\n> |:---|---:|\n> | Red apple | 3 |\n> > | Deep | cell |\n> After."
+    result, engine = translate(doc)
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Prices:", "Fruit", "Price", "Red apple", "Deep", "cell", "After."]
+    assert result["translation"] == "> PRICES:\n>\n> | FRUIT | PRICE |\n> |:---|---:|\n> | RED APPLE | 3 |\n> > | DEEP | CELL |\n> AFTER."
+
+
+def test_the_text_of_an_html_block_is_translated_its_tags_and_code_kept_byte_for_byte():
+    doc = ('<details open>\n<summary>Click <b>here</b></summary>\n\nHidden text.\n</details>\n\n<p align="center">\n  <a href="https://x.org"><img src="logo.png" alt="Logo"></a>\n</p>\n\n'
+           '<div class="note">Run <code>aigc help</code> now.<script>var s = "hi";</script></div>\n\n<!-- a comment -->\n\n<pre>\nkeep me\n</pre>')
+    result, engine = translate(doc)
+    assert [p[-1]["content"] for p in engine.calls[0][0]] == ["Click <b>here</b>", "Hidden text.", "Run <code>aigc help</code> now."]
+    assert result["translation"] == doc.replace("Click <b>here", "CLICK <b>HERE").replace("Hidden text", "HIDDEN TEXT").replace("Run", "RUN").replace(" now", " NOW")
 
 
 def test_hard_line_breaks_and_footnotes_are_kept_and_translated():
@@ -235,6 +250,25 @@ def test_a_heading_table_cell_or_term_gets_no_full_stop_its_source_lacks():
     assert translate(doc, engine=AddsStopEngine())[0]["translation"] == (
         "# STEPS\n\n| MONTH | TASK |\n|---|---|\n| MAY | ADD A BOX. |\n\nQUEEN\n: THE BEE THAT LAYS EGGS.\n\nSEE [THE GUIDE](http://x.org)"
     )
+
+
+class DropsColonEngine(FakeEngine):
+    """Upper-cases each prompt's text and drops its colons, as a small model does with `**Tip:**`."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        return [[Completion(p[-1]["content"].upper().replace(":", ""), 1, 1, "stop")] for p in prompts]
+
+
+def test_a_colon_ending_a_bold_or_italic_span_or_a_label_is_put_back_where_the_model_dropped_it():
+    doc = "**Tip:** run it twice. _Note:_ it is slow.\n\n# Steps:\n\n- Time: 10:30"
+    result, _ = translate(doc, engine=DropsColonEngine())
+    assert result["translation"] == "**TIP:** RUN IT TWICE. _NOTE:_ IT IS SLOW.\n\n# STEPS:\n\n- TIME 1030"  # only a colon that ends a span or a text
+    from aigc.generators.translate import _with_source_colons
+
+    assert _with_source_colons("**Tip:** a", "**Tipp**: b") == "**Tipp**: b" and _with_source_colons("**Tip:** a", "**Tipp**. b") == "**Tipp**. b"
+    assert _with_source_colons("**Tip:** a", "**Tipp!** b") == "**Tipp!** b"  # an ending other than a word's is the model's choice
+    assert _with_source_colons("**Tip:** a", "Tipp b") == "Tipp b" and _with_source_colons("Note:", "") == ""
 
 
 class EmphasisEngine(FakeEngine):
@@ -330,6 +364,13 @@ def test_a_name_alone_is_kept_as_it_is_without_the_model():
     result, engine = translate("## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) Install it.\n\n## Install")
     assert result["translation"] == "## GitHub\n\n[![PyPI](https://img.shields.io/pypi/v/x.svg)](https://pypi.org/project/x/) INSTALL IT.\n\n## INSTALL"
     assert not [p for prompts, _ in engine.calls for p in prompts if p[-1]["content"] in ("GitHub", "PyPI")]
+
+
+def test_a_word_alone_that_the_document_writes_as_code_or_a_link_target_is_a_name_kept_as_it_is():
+    doc = "# aigc\n\n## hello\n\nRun `aigc translate` or see [the site](https://x.org/toolkit).\n\n| toolkit | translate it |\n|---|---|"
+    result, engine = translate(doc)
+    assert result["translation"] == "# aigc\n\n## HELLO\n\nRUN `aigc translate` OR SEE [THE SITE](https://x.org/toolkit).\n\n| toolkit | TRANSLATE IT |\n|---|---|"
+    assert "aigc" not in [p[-1]["content"] for call in engine.calls for p in call[0]]  # never sent to the model
 
 
 def test_emoji_shortcodes_come_back_unchanged():
@@ -600,7 +641,7 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     markdown = runner.invoke(app, ["batch", "translate", "-i", str(novel), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
     assert markdown.exit_code == 0 and "It was a dark night." in (tmp_path / "md.jsonl").read_text()  # -O plain=false: an indented line is code
     marked = runner.invoke(app, ["translate", "-", "--lines", "--markdown", "--to", "fr"], input="    I have a dog.\n<div>Good morning.</div>\n")
-    assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>Good morning.</div>\n"  # --markdown: each line is Markdown, as -O plain=false
+    assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>GOOD MORNING.</div>\n"  # --markdown: each line is Markdown (code; an HTML block's words), as -O plain=false
 
 
 def test_a_lines_result_is_one_line_with_its_indent_kept():
@@ -647,7 +688,7 @@ def test_an_html_file_is_translated_as_markdown_with_its_code_untouched(echo, tm
     page = tmp_path / "page.html"
     page.write_text('<h1>Hours</h1><ul><li>Open <a href="https://x.org/h">daily</a>.</li></ul><pre><code>hours = "10-21"</code></pre>')
     result = runner.invoke(app, ["translate", str(page), "--to", "fr"])
-    assert result.stdout == '# HOURS\n\n- OPEN DAILY.\n\n```\nhours = "10-21"\n```\n'
+    assert result.stdout == '# HOURS\n\n- OPEN [DAILY](https://x.org/h).\n\n```\nhours = "10-21"\n```\n'  # the link's target kept
     assert "HTML is translated as Markdown" in result.stderr and "name it .md" not in result.stderr
     out = tmp_path / "page.fr.html"
     written = runner.invoke(app, ["translate", str(page), "--to", "fr", "-o", str(out)])
@@ -782,9 +823,9 @@ def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
 
 
 def test_plain_text_has_no_indented_code_or_html_blocks():
-    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<div>Good morning.</div>"
+    text = "    An indented first line, as a novel's paragraph starts, wrapped at the margin\nof a paragraph.\n\n<pre>Good morning.</pre>"
     assert translate(text)[0]["translation"] == text.replace("of a paragraph", "OF A PARAGRAPH")  # Markdown: code, a paragraph, an HTML block
-    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<div>GOOD MORNING.</div>"
+    assert translate(text, plain=True)[0]["translation"] == "    AN INDENTED FIRST LINE, AS A NOVEL'S PARAGRAPH STARTS, WRAPPED AT THE MARGIN OF A PARAGRAPH.\n\n<pre>GOOD MORNING.</pre>"
 
 
 def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
