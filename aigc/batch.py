@@ -192,17 +192,19 @@ def _quoted_breaks_kept(body: str) -> str:
     cell does before a tab or the end of a later line is text, and its line stays as it is."""
     lines, kept, i = body.split("\n"), [], 0
     while i < len(lines):
-        cell, j = lines[i].rsplit("\t", 1)[-1].lstrip(), i
-        if cell.startswith('"') and cell.count('"') % 2:  # the line ends inside a quoted cell
-            while j + 1 < len(lines) and cell.count('"') % 2:
-                j += 1
-                cell += "\n" + lines[j].split("\t", 1)[0]
-            if cell.count('"') % 2 == 0 and unquote(cell) != cell:
-                kept.append(BREAK.join(lines[i : j + 1]))
-                i = j + 1
-                continue
-        kept.append(lines[i])
-        i += 1
+        j = i  # the row's last line so far; a cell closed on it may be followed by another that opens
+        while j == i or "\t" in lines[j]:
+            cell, k = lines[j].rsplit("\t", 1)[-1].lstrip(), j
+            if not (cell.startswith('"') and cell.count('"') % 2):  # the line does not end inside a quoted cell
+                break
+            while k + 1 < len(lines) and cell.count('"') % 2:
+                k += 1
+                cell += "\n" + lines[k].split("\t", 1)[0]
+            if cell.count('"') % 2 or unquote(cell) == cell:
+                break
+            j = k
+        kept.append(BREAK.join(lines[i : j + 1]))
+        i = j + 1
     return "\n".join(kept)
 
 

@@ -56,6 +56,8 @@ def test_a_tsv_cell_quoted_over_several_lines_as_pandas_and_excel_write_it_is_on
     assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "a.tsv")] == [("1", 'first line\nsecond "quoted"\n\nthird', "x"), ("2", '"unbalanced quote', "y"), ("3", "ok", "z")]
     (tmp_path / "b.tsv").write_text('id\ttext\n1\t"never closed\n2\ttwo\n3\t"closed" but not a cell\n')  # no quoted cell ends: lines as they are
     assert [(r.id, r.fields.get("text")) for r in read_rows(tmp_path / "b.tsv")] == [("1", '"never closed'), ("2", "two"), ("3", '"closed" but not a cell')]
+    (tmp_path / "c.tsv").write_text('id\ttext\tnote\n1\t"two\nlines"\t"and\ntwo more"\n2\tok\tz\n')  # two such cells in one row
+    assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "c.tsv")] == [("1", "two\nlines", "and\ntwo more"), ("2", "ok", "z")]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
