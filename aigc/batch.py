@@ -392,14 +392,62 @@ def streams(output: str | Path) -> bool:
     return inherited_fd(output) is not None or (Path(output).exists() and not Path(output).is_file())
 
 
-def check_output_name(output: str | Path) -> None:
-    """A `BadInputError` for an output file not named .jsonl (or .ndjson): batch writes JSON Lines
-    whatever the name, so `-o results.csv` would hold no CSV. Stdout and devices stream, named as they are."""
+def check_output_name(output: str | Path, tables: bool = False) -> None:
+    """A `BadInputError` for an output file not named .jsonl (or .ndjson), or .csv or .tsv with
+    `tables` (the CLI writes those with `write_table`): `run_batch` writes JSON Lines whatever the
+    name. Stdout and devices stream, named as they are."""
     path = Path(output)
-    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson"):
+    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson", *(TABLES if tables else ())):
         kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
         suggested = path.with_name((path.name.split(".", 1)[0] or "results") + ".jsonl")  # out.jsonl.gz -> out.jsonl
-        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {suggested}")
+        also = ", or .csv or .tsv for a table" if tables else ""
+        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl{also}, e.g. -o {suggested}")
+
+
+TABLES = (".csv", ".tsv")
+
+
+def table_state(table: str | Path) -> Path:
+    """The JSON Lines file a .csv or .tsv output is run and resumed through: `out.csv.jsonl` beside it."""
+    return Path(str(table) + ".jsonl")
+
+
+def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False) -> None:
+    """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
+    between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
+    leaves the old file or the new one): an id column, with `keep_columns` each row's input columns,
+    then the result: a text result in `result`, an object's fields each in its own column (a list
+    of texts one a line, other lists and objects as JSON; a field named as an input column is
+    `result.NAME`), and `error` for rows that failed."""
+    records = [record for _, record in read_output(state, repair=False)]
+    fields = {_key(row.id): row.fields for row in rows if row.id is not None}
+    inputs = columns(rows) if keep_columns else []
+    inputs = [name for name in inputs if name != id_field]
+    cells = []
+    for record in records:
+        result = record.get("result")
+        result = result if isinstance(result, dict) else {} if "result" not in record else {"result": result}
+        given = fields.get(_key(record["id"]), {}) if keep_columns else {}
+        cells.append(({name: _cell(given.get(name)) for name in inputs}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
+    taken = {"id", *inputs}
+    named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}
+    header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if Path(table).suffix.lower() == ".tsv" else ",", lineterminator="\n")
+    writer.writerow(header)
+    for record, (given, result, error) in zip(records, cells):
+        row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
+        writer.writerow(["" if row.get(name) is None else row[name] for name in header])
+    write_atomic(table, out.getvalue(), encoding="utf-8-sig")
+
+
+def _cell(value: Any) -> Any:
+    """A value as a table cell: text and numbers as they are, a list of texts one a line (none: empty), other lists and objects as JSON."""
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "\n".join(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 _NO_DEFAULT = object()
@@ -546,6 +594,7 @@ def run_batch(
     prepared: bool = False,
     lines: bool = False,
     retry_failed: bool = False,
+    keep_columns: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -560,6 +609,7 @@ def run_batch(
     already (the CLI does, to show the model loading), so it is not called again. `lines=True`:
     the rows are lines of plain text (a .txt file's), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
+    `keep_columns=True`: each line also holds its row's columns, as `"input"`.
     """
     if not isinstance(generator, Generator):
         raise BadInputError(f"run_batch runs a generator, such as aigc.get_generator('summarize'), got {type_name(generator)}")
@@ -600,7 +650,7 @@ def run_batch(
                 for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.fields} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
