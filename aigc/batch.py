@@ -564,7 +564,8 @@ def input_digest(generator, row: Row, field_name: str) -> str | None:
         item = generator.batch_input(row.fields, field_name)
     except Exception:  # noqa: BLE001 - a bad row, or a plugin's bug: the row reports it as it runs
         return None
-    return hashlib.sha256(json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
+    own = row_sampling(row, field_name)  # settings of its own (an OpenAI batch row's), when it has any
+    return hashlib.sha256(json.dumps([item, own] if own else item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
@@ -808,12 +809,29 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
             thread.join()
 
 
+# an OpenAI batch input row's `body` settings, by the sampling setting each is
+BODY_SETTINGS = {"max_tokens": "max_tokens", "max_completion_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
+
+
+def row_sampling(row: Row, field_name: str) -> dict[str, Any]:
+    """The sampling settings a row gives itself: where `field_name` is in the row's `body` object, as
+    in OpenAI's batch input files (`--field body.messages`), the body's `max_tokens`
+    (`max_completion_tokens`), `temperature`, `top_p`, `seed`, `stop` and penalties that are not null."""
+    body = row.fields.get("body")
+    if not field_name.startswith("body.") or not isinstance(body, dict):
+        return {}
+    settings = {BODY_SETTINGS[key]: body[key] for key in BODY_SETTINGS if body.get(key) is not None}  # max_completion_tokens last: it wins
+    if isinstance(settings.get("stop"), str):
+        settings["stop"] = [settings["stop"]]
+    return settings
+
+
 def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> dict:
     if row.error:
         return {"error": row.error}
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
-        return {"result": generator(item, sampling=sampling, **options)}
+        return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
         return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too

@@ -1444,3 +1444,26 @@ def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monke
     assert [r["summary"] for r in table] == ["Bees.", "Cities.", "Rivers again."]
     bad = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.xlsx")])
     assert bad.exit_code == 2 and "name it .jsonl, or .csv or .tsv for a table" in bad.stderr
+
+
+def test_an_openai_batch_rows_body_settings_override_the_commands_for_that_row(tmp_path):
+    source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
+    messages = [{"role": "user", "content": "Name a bee."}]
+    bodies = [
+        {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 7, "temperature": 0.5, "top_p": 0.8, "seed": 3, "stop": "END", "response_format": {"type": "text"}},
+        {"messages": messages, "max_tokens": 5, "max_completion_tokens": 9, "stop": ["a", "b"], "temperature": None},
+        {"messages": messages},
+        {"messages": messages, "temperature": "hot"},
+    ]
+    source.write_text("".join(json.dumps({"custom_id": f"r{i}", "body": body}) + "\n" for i, body in enumerate(bodies)))
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.", "Three.")
+    chat = get_generator("chat", engine=engine)
+    run_batch(chat, read_rows(source, "custom_id", "body.messages"), out, {}, {"temperature": 0.9, "max_tokens": 20}, field_name="body.messages", id_field="custom_id", concurrency=1)
+    params = [p for _, p in engine.calls]
+    assert [(p.max_tokens, p.temperature, p.top_p, p.seed, p.stop) for p in params] == [(7, 0.5, 0.8, 3, ("END",)), (9, 0.9, 0.9, None, ("a", "b")), (20, 0.9, 0.9, None, ())]
+    assert "temperature" in lines(out)[3]["error"]  # a bad setting is its row's error
+    source.write_text(source.read_text().replace('"max_tokens": 7', '"max_tokens": 8'))  # an edited setting runs its row again
+    engine.enqueue("One again.")
+    again = run_batch(chat, read_rows(source, "custom_id", "body.messages"), out, {}, {"temperature": 0.9, "max_tokens": 20}, field_name="body.messages", id_field="custom_id")
+    assert (again.changed, engine.calls[-1][1].max_tokens, engine.queue) == (1, 8, [])
