@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import STDIN, check_utf8, check_writable, output_target, parse_json
+from ..textio import STDIN, check_utf8, output_target, parse_json
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option
 
@@ -69,7 +69,7 @@ def batch(
     table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
     if table:
         output = str(table_state(table))
-        check_writable(output)
+        output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):

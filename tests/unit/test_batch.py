@@ -1467,3 +1467,15 @@ def test_an_openai_batch_rows_body_settings_override_the_commands_for_that_row(t
     engine.enqueue("One again.")
     again = run_batch(chat, read_rows(source, "custom_id", "body.messages"), out, {}, {"temperature": 0.9, "max_tokens": 20}, field_name="body.messages", id_field="custom_id")
     assert (again.changed, engine.calls[-1][1].max_tokens, engine.queue) == (1, 8, [])
+
+
+def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source = tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2 and f"-o {source} is the input file" in result.stderr
+    assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
