@@ -38,6 +38,7 @@ from .textio import STDIN, check_writable, decode_text, inherited_fd, numbered_l
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
 COLUMNS = ("text", "id")  # the columns read by default: the text, the id
+WORKER = "aigc batch worker"  # the name of a thread running rows
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
 
 
@@ -648,7 +649,8 @@ def run_batch(
         started = time.perf_counter()
         try:
             with open_stream(output) as sink:
-                for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
+                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop")
+                for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
                     line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.fields} if keep_columns else {}), **outcome}
@@ -669,8 +671,11 @@ def run_batch(
                         summary.errors += 1
                         if wanted := _to_raise(raised):
                             summary.to_raise[wanted] = summary.to_raise.get(wanted, 0) + 1
-                    sink.write(text + "\n")
-                    sink.flush()
+                    try:
+                        sink.write(text + "\n")
+                        sink.flush()
+                    except BrokenPipeError as exc:  # what read the stream went away (`| head`): the rows in flight are not waited for
+                        outcomes.throw(exc)
                     if not stream:  # a pipe or device cannot be synced
                         os.fsync(sink.fileno())
                     summary.done += 1
@@ -789,7 +794,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
         finally:
             engine.retire()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
+    threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
     for thread in threads:
         thread.start()
     try:
@@ -800,7 +805,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
                 done = index if in_order else next(iter(results))  # else the first row that finished
                 outcome = results.pop(done)
             yield rows[done], outcome
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM as the CLI raises it
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError):  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
         threads = []  # leave at once: the process is ending (the workers are daemons)
         raise
     finally:

@@ -1479,3 +1479,28 @@ def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.csv")])
     assert result.exit_code == 2 and f"-o {source} is the input file" in result.stderr
     assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
+
+
+def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": ""}\n{"text": "slow"}\n')  # the first row's error is written at once
+    release = threading.Event()
+
+    class Slow(FakeEngine):
+        def generate(self, prompts, params):
+            if "slow" in str(prompts):
+                release.wait(10)
+            return super().generate(prompts, params)
+
+    engine = Slow()
+    engine.enqueue("Two.")
+    read, write = os.pipe()
+    os.close(read)  # as `| head -1` does once it has its line
+    started = time.perf_counter()
+    try:
+        with pytest.raises(BrokenPipeError):
+            run_batch(get_generator("chat", engine=engine), read_rows(source), f"/dev/fd/{write}", {}, concurrency=2)
+        assert time.perf_counter() - started < 5 and not release.is_set()
+    finally:
+        release.set()
+        os.close(write)
