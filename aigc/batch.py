@@ -38,6 +38,7 @@ from .textio import STDIN, check_writable, decode_text, inherited_fd, numbered_l
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
 ON_ERROR = ("skip", "stop")
 COLUMNS = ("text", "id")  # the columns read by default: the text, the id
+WORKER = "aigc batch worker"  # the name of a thread running rows
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
 
 
@@ -192,17 +193,19 @@ def _quoted_breaks_kept(body: str) -> str:
     cell does before a tab or the end of a later line is text, and its line stays as it is."""
     lines, kept, i = body.split("\n"), [], 0
     while i < len(lines):
-        cell, j = lines[i].rsplit("\t", 1)[-1].lstrip(), i
-        if cell.startswith('"') and cell.count('"') % 2:  # the line ends inside a quoted cell
-            while j + 1 < len(lines) and cell.count('"') % 2:
-                j += 1
-                cell += "\n" + lines[j].split("\t", 1)[0]
-            if cell.count('"') % 2 == 0 and unquote(cell) != cell:
-                kept.append(BREAK.join(lines[i : j + 1]))
-                i = j + 1
-                continue
-        kept.append(lines[i])
-        i += 1
+        j = i  # the row's last line so far; a cell closed on it may be followed by another that opens
+        while j == i or "\t" in lines[j]:
+            cell, k = lines[j].rsplit("\t", 1)[-1].lstrip(), j
+            if not (cell.startswith('"') and cell.count('"') % 2):  # the line does not end inside a quoted cell
+                break
+            while k + 1 < len(lines) and cell.count('"') % 2:
+                k += 1
+                cell += "\n" + lines[k].split("\t", 1)[0]
+            if cell.count('"') % 2 or unquote(cell) == cell:
+                break
+            j = k
+        kept.append(BREAK.join(lines[i : j + 1]))
+        i = j + 1
     return "\n".join(kept)
 
 
@@ -390,14 +393,62 @@ def streams(output: str | Path) -> bool:
     return inherited_fd(output) is not None or (Path(output).exists() and not Path(output).is_file())
 
 
-def check_output_name(output: str | Path) -> None:
-    """A `BadInputError` for an output file not named .jsonl (or .ndjson): batch writes JSON Lines
-    whatever the name, so `-o results.csv` would hold no CSV. Stdout and devices stream, named as they are."""
+def check_output_name(output: str | Path, tables: bool = False) -> None:
+    """A `BadInputError` for an output file not named .jsonl (or .ndjson), or .csv or .tsv with
+    `tables` (the CLI writes those with `write_table`): `run_batch` writes JSON Lines whatever the
+    name. Stdout and devices stream, named as they are."""
     path = Path(output)
-    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson"):
+    if not streams(output) and path.suffix.lower() not in (".jsonl", ".ndjson", *(TABLES if tables else ())):
         kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
         suggested = path.with_name((path.name.split(".", 1)[0] or "results") + ".jsonl")  # out.jsonl.gz -> out.jsonl
-        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl, e.g. -o {suggested}")
+        also = ", or .csv or .tsv for a table" if tables else ""
+        raise BadInputError(f"-o {output}: aigc batch writes JSON Lines (one JSON object a line), not {kind}; name it .jsonl{also}, e.g. -o {suggested}")
+
+
+TABLES = (".csv", ".tsv")
+
+
+def table_state(table: str | Path) -> Path:
+    """The JSON Lines file a .csv or .tsv output is run and resumed through: `out.csv.jsonl` beside it."""
+    return Path(str(table) + ".jsonl")
+
+
+def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False) -> None:
+    """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
+    between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
+    leaves the old file or the new one): an id column, with `keep_columns` each row's input columns,
+    then the result: a text result in `result`, an object's fields each in its own column (a list
+    of texts one a line, other lists and objects as JSON; a field named as an input column is
+    `result.NAME`), and `error` for rows that failed."""
+    records = [record for _, record in read_output(state, repair=False)]
+    fields = {_key(row.id): row.fields for row in rows if row.id is not None}
+    inputs = columns(rows) if keep_columns else []
+    inputs = [name for name in inputs if name != id_field]
+    cells = []
+    for record in records:
+        result = record.get("result")
+        result = result if isinstance(result, dict) else {} if "result" not in record else {"result": result}
+        given = fields.get(_key(record["id"]), {}) if keep_columns else {}
+        cells.append(({name: _cell(given.get(name)) for name in inputs}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
+    taken = {"id", *inputs}
+    named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}
+    header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if Path(table).suffix.lower() == ".tsv" else ",", lineterminator="\n")
+    writer.writerow(header)
+    for record, (given, result, error) in zip(records, cells):
+        row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
+        writer.writerow(["" if row.get(name) is None else row[name] for name in header])
+    write_atomic(table, out.getvalue(), encoding="utf-8-sig")
+
+
+def _cell(value: Any) -> Any:
+    """A value as a table cell: text and numbers as they are, a list of texts one a line (none: empty), other lists and objects as JSON."""
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "\n".join(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 _NO_DEFAULT = object()
@@ -514,7 +565,8 @@ def input_digest(generator, row: Row, field_name: str) -> str | None:
         item = generator.batch_input(row.fields, field_name)
     except Exception:  # noqa: BLE001 - a bad row, or a plugin's bug: the row reports it as it runs
         return None
-    return hashlib.sha256(json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
+    own = row_sampling(row, field_name)  # settings of its own (an OpenAI batch row's), when it has any
+    return hashlib.sha256(json.dumps([item, own] if own else item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
@@ -544,6 +596,7 @@ def run_batch(
     prepared: bool = False,
     lines: bool = False,
     retry_failed: bool = False,
+    keep_columns: bool = False,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -558,6 +611,7 @@ def run_batch(
     already (the CLI does, to show the model loading), so it is not called again. `lines=True`:
     the rows are lines of plain text (a .txt file's), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
+    `keep_columns=True`: each line also holds its row's columns, as `"input"`.
     """
     if not isinstance(generator, Generator):
         raise BadInputError(f"run_batch runs a generator, such as aigc.get_generator('summarize'), got {type_name(generator)}")
@@ -595,10 +649,11 @@ def run_batch(
         started = time.perf_counter()
         try:
             with open_stream(output) as sink:
-                for row, outcome in run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop"):
+                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop")
+                for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.fields} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
@@ -616,8 +671,11 @@ def run_batch(
                         summary.errors += 1
                         if wanted := _to_raise(raised):
                             summary.to_raise[wanted] = summary.to_raise.get(wanted, 0) + 1
-                    sink.write(text + "\n")
-                    sink.flush()
+                    try:
+                        sink.write(text + "\n")
+                        sink.flush()
+                    except BrokenPipeError as exc:  # what read the stream went away (`| head`): the rows in flight are not waited for
+                        outcomes.throw(exc)
                     if not stream:  # a pipe or device cannot be synced
                         os.fsync(sink.fileno())
                     summary.done += 1
@@ -736,7 +794,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
         finally:
             engine.retire()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
+    threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
     for thread in threads:
         thread.start()
     try:
@@ -747,7 +805,7 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
                 done = index if in_order else next(iter(results))  # else the first row that finished
                 outcome = results.pop(done)
             yield rows[done], outcome
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM as the CLI raises it
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError):  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
         threads = []  # leave at once: the process is ending (the workers are daemons)
         raise
     finally:
@@ -756,12 +814,29 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
             thread.join()
 
 
+# an OpenAI batch input row's `body` settings, by the sampling setting each is
+BODY_SETTINGS = {"max_tokens": "max_tokens", "max_completion_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
+
+
+def row_sampling(row: Row, field_name: str) -> dict[str, Any]:
+    """The sampling settings a row gives itself: where `field_name` is in the row's `body` object, as
+    in OpenAI's batch input files (`--field body.messages`), the body's `max_tokens`
+    (`max_completion_tokens`), `temperature`, `top_p`, `seed`, `stop` and penalties that are not null."""
+    body = row.fields.get("body")
+    if not field_name.startswith("body.") or not isinstance(body, dict):
+        return {}
+    settings = {BODY_SETTINGS[key]: body[key] for key in BODY_SETTINGS if body.get(key) is not None}  # max_completion_tokens last: it wins
+    if isinstance(settings.get("stop"), str):
+        settings["stop"] = [settings["stop"]]
+    return settings
+
+
 def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> dict:
     if row.error:
         return {"error": row.error}
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
-        return {"result": generator(item, sampling=sampling, **options)}
+        return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
         return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too

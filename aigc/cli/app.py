@@ -274,6 +274,10 @@ class AigcGroup(TyperGroup):
             raise
         except BrokenPipeError:  # whatever read stdout stopped (`| head`): stop quietly, with typer's exit code for it
             _quiet_stdout()
+            batch = sys.modules.get("aigc.batch")  # its workers, left inside torch: tearing Python down under them aborts
+            if batch and any(thread.name == batch.WORKER for thread in threading.enumerate()):
+                sys.stderr.flush()
+                os._exit(1)
             raise typer.Exit(1) from None
         except Exception as exc:  # a full disk, or a bug (in aigc or in a plugin's command)
             if config.debug():

@@ -1,5 +1,6 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
+from pathlib import Path
 from typing import Annotated, Any, Collection, Optional
 
 import typer
@@ -43,19 +44,20 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
     input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for JSON Lines on stdin.")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout).")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8 with a byte-order mark), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
+    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv.")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, with_line_options, writing
+    from ..batch import TABLES, check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, table_state, with_line_options, write_table, writing
     from ..engine.sampling import SamplingParams
     from ..generators.base import registered_generators
 
@@ -63,7 +65,11 @@ def batch(
     check_concurrency(concurrency)
     target = output_target(output, source=input)  # checked writable; None: stdout (-, /dev/stdout)
     output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
-    check_output_name(output)
+    check_output_name(output, tables=True)
+    table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
+    if table:
+        output = str(table_state(table))
+        output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):
@@ -100,11 +106,17 @@ def batch(
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
             try:
-                summary = run_batch(generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field, prepared=prepared, lines=lines, retry_failed=retry_failed)
+                summary = run_batch(
+                    generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field,
+                    prepared=prepared, lines=lines, retry_failed=retry_failed, keep_columns=keep_columns,
+                )
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
                     ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
                 raise
+            finally:
+                if table and Path(output).is_file():  # the rows done so far, even when stopped
+                    write_table(output, rows, table, id_field, keep_columns)
     again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
     again += f"; {summary.changed} had another input in an earlier run" if summary.changed else ""
     done_before = "" if streams(output) else f", {summary.skipped} already done"  # a stream is never resumed
@@ -116,7 +128,7 @@ def batch(
         ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); raise --temperature, or ask for fewer")
     run.report(generator)
     if summary.errors:
-        where = "recorded in the output" if streams(output) else f"in {output}; {_rerun(summary.to_raise)}"
+        where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
 
 

@@ -1,5 +1,6 @@
 """Batch runs: reading rows, resuming, order, errors, and model calls merged into batches."""
 
+import io
 import json
 import os
 import threading
@@ -56,6 +57,8 @@ def test_a_tsv_cell_quoted_over_several_lines_as_pandas_and_excel_write_it_is_on
     assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "a.tsv")] == [("1", 'first line\nsecond "quoted"\n\nthird', "x"), ("2", '"unbalanced quote', "y"), ("3", "ok", "z")]
     (tmp_path / "b.tsv").write_text('id\ttext\n1\t"never closed\n2\ttwo\n3\t"closed" but not a cell\n')  # no quoted cell ends: lines as they are
     assert [(r.id, r.fields.get("text")) for r in read_rows(tmp_path / "b.tsv")] == [("1", '"never closed'), ("2", "two"), ("3", '"closed" but not a cell')]
+    (tmp_path / "c.tsv").write_text('id\ttext\tnote\n1\t"two\nlines"\t"and\ntwo more"\n2\tok\tz\n')  # two such cells in one row
+    assert [(r.id, r.fields["text"], r.fields["note"]) for r in read_rows(tmp_path / "c.tsv")] == [("1", "two\nlines", "and\ntwo more"), ("2", "ok", "z")]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -1372,3 +1375,132 @@ def test_batch_template_variables_fill_what_no_column_does_and_the_hint_for_one_
     assert [r["result"]["messages"][-1]["content"] for r in lines(tmp_path / "a.jsonl")] == ["Write an ad for Tea aimed at .", "Write an ad for Lamp aimed at campers."]  # a column, empty too, wins
     result = CliRunner().invoke(app, ["batch", "template", "-i", str(tmp_path / "b.csv"), "-o", str(tmp_path / "c.jsonl"), "-O", "template=ad"])
     assert result.exit_code == 2 and """'audience' is undefined; give it (-O 'variables={"audience": "..."}')""" in result.stderr, result.output
+
+
+def test_keep_columns_puts_each_rows_input_in_its_line(tmp_path):
+    source, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    source.write_text("id,text,region\n1,Bees make honey.,north\n")
+    engine = FakeEngine()
+    engine.enqueue("Bees.", "Bees.")
+    run_batch(summarizer(engine), read_rows(source), out, {})
+    assert "input" not in lines(out)[0]
+    run_batch(summarizer(engine), read_rows(source), tmp_path / "kept.jsonl", {}, keep_columns=True)
+    assert lines(tmp_path / "kept.jsonl")[0]["input"] == {"id": "1", "text": "Bees make honey.", "region": "north"}
+
+
+def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_path):
+    import csv
+
+    from aigc.batch import write_table
+
+    source, state = tmp_path / "in.jsonl", tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": "a", "text": "Bees, \\"busy\\" ones.", "note": "line one\\nline two"}\n{"id": "b", "text": "Ünïcode.", "note": 3}\n{"id": "c", "text": ""}\n')
+    rows = read_rows(source)
+    state.write_text(
+        '{"id": "a", "row": 1, "result": {"summary": "Busy, \\"bees\\".", "text": "shadowed", "tags": ["x", "y"], "scores": {"p": 0.5}}}\n'
+        '{"id": "b", "row": 2, "result": {"summary": "Ü."}}\n{"id": "c", "row": 3, "error": "the text is empty"}\n'
+    )
+    for name, delimiter in (("out.csv", ","), ("out.tsv", "\t")):
+        write_table(state, rows, tmp_path / name, keep_columns=True)
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\xef\xbb\xbfid") and "Ü.".encode() in data  # UTF-8 with a byte-order mark, as Excel reads it
+        table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=delimiter))
+        assert list(table[0]) == ["id", "text", "note", "summary", "result.text", "tags", "scores", "error"]
+        assert table[0] == {"id": "a", "text": 'Bees, "busy" ones.', "note": "line one\nline two", "summary": 'Busy, "bees".', "result.text": "shadowed", "tags": "x\ny", "scores": '{"p": 0.5}', "error": ""}
+        assert (table[1]["note"], table[1]["summary"], table[2]["error"], table[2]["summary"]) == ("3", "Ü.", "the text is empty", "")
+        assert [(r.id, r.fields["note"], r.fields["summary"]) for r in read_rows(tmp_path / name)][:2] == [("a", "line one\nline two", 'Busy, "bees".'), ("b", "3", "Ü.")]
+    write_table(state, rows, tmp_path / "bare.csv")  # without keep_columns: the id and the result
+    assert (tmp_path / "bare.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,summary,text,tags,scores,error"
+
+
+def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monkeypatch):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.cli.options import RunOptions
+
+    engine = FakeEngine()
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: get_generator(name, engine=engine))
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    long = " ".join(["word"] * 200)  # longer than a summary: the model summarizes it
+    source.write_text(f"id,text,region\n1,Bees {long},north\n2,Cities {long},south\n3,Rivers {long},east\n")
+    engine.enqueue("Bees.", "Cities.", "Rivers.")
+    command = ["batch", "summarize", "-i", str(source), "-o", str(out), "--keep-columns", "--concurrency", "1"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert f"3 rows written to {out}" in result.stderr
+    table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [(r["id"], r["region"], r["summary"]) for r in table] == [("1", "north", "Bees."), ("2", "south", "Cities."), ("3", "east", "Rivers.")]
+    state = tmp_path / "out.csv.jsonl"
+    kept = state.read_text().split("\n")
+    state.write_text("\n".join(kept[:2]) + "\n" + kept[2][:30])  # killed while writing row 3
+    engine.enqueue("Rivers again.")
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and engine.queue == [], again.output  # only row 3 ran again
+    assert "1 row written" in again.stderr and "2 already done" in again.stderr
+    table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [r["summary"] for r in table] == ["Bees.", "Cities.", "Rivers again."]
+    bad = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.xlsx")])
+    assert bad.exit_code == 2 and "name it .jsonl, or .csv or .tsv for a table" in bad.stderr
+
+
+def test_an_openai_batch_rows_body_settings_override_the_commands_for_that_row(tmp_path):
+    source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
+    messages = [{"role": "user", "content": "Name a bee."}]
+    bodies = [
+        {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 7, "temperature": 0.5, "top_p": 0.8, "seed": 3, "stop": "END", "response_format": {"type": "text"}},
+        {"messages": messages, "max_tokens": 5, "max_completion_tokens": 9, "stop": ["a", "b"], "temperature": None},
+        {"messages": messages},
+        {"messages": messages, "temperature": "hot"},
+    ]
+    source.write_text("".join(json.dumps({"custom_id": f"r{i}", "body": body}) + "\n" for i, body in enumerate(bodies)))
+    engine = FakeEngine()
+    engine.enqueue("One.", "Two.", "Three.")
+    chat = get_generator("chat", engine=engine)
+    run_batch(chat, read_rows(source, "custom_id", "body.messages"), out, {}, {"temperature": 0.9, "max_tokens": 20}, field_name="body.messages", id_field="custom_id", concurrency=1)
+    params = [p for _, p in engine.calls]
+    assert [(p.max_tokens, p.temperature, p.top_p, p.seed, p.stop) for p in params] == [(7, 0.5, 0.8, 3, ("END",)), (9, 0.9, 0.9, None, ("a", "b")), (20, 0.9, 0.9, None, ())]
+    assert "temperature" in lines(out)[3]["error"]  # a bad setting is its row's error
+    source.write_text(source.read_text().replace('"max_tokens": 7', '"max_tokens": 8'))  # an edited setting runs its row again
+    engine.enqueue("One again.")
+    again = run_batch(chat, read_rows(source, "custom_id", "body.messages"), out, {}, {"temperature": 0.9, "max_tokens": 20}, field_name="body.messages", id_field="custom_id")
+    assert (again.changed, engine.calls[-1][1].max_tokens, engine.queue) == (1, 8, [])
+
+
+def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source = tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2 and f"-o {source} is the input file" in result.stderr
+    assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
+
+
+def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": ""}\n{"text": "slow"}\n')  # the first row's error is written at once
+    release = threading.Event()
+
+    class Slow(FakeEngine):
+        def generate(self, prompts, params):
+            if "slow" in str(prompts):
+                release.wait(10)
+            return super().generate(prompts, params)
+
+    engine = Slow()
+    engine.enqueue("Two.")
+    read, write = os.pipe()
+    os.close(read)  # as `| head -1` does once it has its line
+    started = time.perf_counter()
+    try:
+        with pytest.raises(BrokenPipeError):
+            run_batch(get_generator("chat", engine=engine), read_rows(source), f"/dev/fd/{write}", {}, concurrency=2)
+        assert time.perf_counter() - started < 5 and not release.is_set()
+    finally:
+        release.set()
+        os.close(write)
