@@ -167,6 +167,7 @@ class RunOptions:
         the tokens and time since `mark` are this answer's alone (not so for one line of a batch).
         `sampling`: the settings the answer was made with, where they are not the options' (the REPL's /set)."""
         from .. import logs
+        from ..engine.models import recorded_name
 
         measured = measured and self._mark is not None
         try:
@@ -178,7 +179,7 @@ class RunOptions:
             logs.record(
                 logs.Entry(
                     command=command,
-                    model=generator.engine.name,
+                    model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
                     options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})},

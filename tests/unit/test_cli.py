@@ -2041,6 +2041,20 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
     assert invoke("chat", "-S", str(tmp_path / "empty.json"), "hi", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
 
 
+def test_a_local_model_is_recorded_by_its_absolute_path(tiny_model_dir, tmp_path, monkeypatch):
+    from aigc import conversations, logs
+
+    monkeypatch.chdir(tiny_model_dir.parent)
+    relative, absolute, path = f"./{tiny_model_dir.name}", str(tiny_model_dir.resolve()), tmp_path / "talk.json"
+    assert invoke("chat", "-S", str(path), "hi", "-m", relative, "--max-tokens", "2").exit_code == 0
+    assert conversations.read(path).model == absolute  # its advice (-m PATH keeps the first) works from anywhere
+    again = invoke("chat", "-S", str(path), "again", "-m", absolute, "--max-tokens", "2")
+    assert again.exit_code == 0 and "this session was with" not in again.stderr  # one model, however it is named
+    assert [e.model for e in logs.entries(None)] == [absolute, absolute]
+    assert len(logs.entries(None, model=relative)) == len(logs.entries(None, model=absolute)) == 2
+    assert "no answer was logged" not in invoke("logs", "-m", relative, "-q", "nothing such").stderr
+
+
 @pytest.mark.parametrize(
     "session, content, words",
     [("notes.md", None, "must end in .json"), ("talk.json", "{oops", "not a saved conversation"), ("bad name", None, "letters, digits")],
