@@ -186,7 +186,12 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
     for term in query_terms(query or ""):
         where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
         args += [term.casefold()] * 2
-    for column, value in (("model", model), ("command", command), ("session", session)):
+    if model:  # a local model by the path typed or the absolute one logged
+        from .engine.models import recorded_name
+
+        where.append("model IN (?, ?)")
+        args += [model, recorded_name(model)]
+    for column, value in (("command", command), ("session", session)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)

@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from typing import Annotated, Optional
 
@@ -248,15 +249,13 @@ class AigcGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AigcError as exc:
-            if config.debug():
-                raise
+            _debug_traceback()
             ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)
         except (KeyboardInterrupt, Terminated) as exc:
-            if config.debug():
-                raise
+            _debug_traceback()
             code, what = (exc.code, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
             ui.error(what)
             if threading.active_count() > 1:  # workers may be inside torch; tearing Python down under them aborts
@@ -291,6 +290,12 @@ class AigcGroup(TyperGroup):
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
+
+
+def _debug_traceback() -> None:
+    """With AIGC_DEBUG=1, the traceback of the exception being handled on stderr (its exit code stays)."""
+    if config.debug():
+        traceback.print_exc(file=sys.stderr)
 
 
 def _say_why_a_plugin_command_exited(exc: BaseException, names: list[str]) -> None:
@@ -367,8 +372,7 @@ def _register_commands() -> None:
     try:
         plugins.register_commands(app)
     except KeyboardInterrupt:  # Ctrl-C while plugins import: no traceback, as for a command
-        if config.debug():
-            raise
+        _debug_traceback()
         ui.error("interrupted")
         raise SystemExit(130) from None
 

@@ -218,8 +218,10 @@ def _json_result(generator, result: dict, **extra) -> None:
 
 def _check_model(session: ChatSession) -> None:
     """Say so when a session goes on with another model than the one it was saved with."""
+    from ..engine.models import recorded_name
+
     name = session.generator.engine.name
-    if session.messages and session.model and session.model != name:
+    if session.messages and session.model and recorded_name(session.model) != recorded_name(name):
         ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
 
 

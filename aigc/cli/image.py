@@ -10,7 +10,7 @@ from .. import ui
 from ..errors import BadInputError, UnknownModelError
 from ..textio import check_writable, readable_json
 from . import complete, examples
-from .options import stdin_text
+from .options import given_model, stdin_text
 
 PANEL = "Model"
 
@@ -44,7 +44,7 @@ def image(
     enhance: Annotated[bool, typer.Option("--enhance", help="Have the text model rewrite the prompt into a detailed image prompt first (shown on stderr).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written paths and the settings as JSON.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model alias, diffusers directory, .safetensors/.ckpt checkpoint or hub id.", rich_help_panel=PANEL, autocompletion=complete.image_models)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model alias, diffusers directory, .safetensors/.ckpt checkpoint or hub id.", callback=given_model, rich_help_panel=PANEL, autocompletion=complete.image_models)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL, autocompletion=complete.devices)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL, autocompletion=complete.dtypes)] = "auto",
 ) -> None:

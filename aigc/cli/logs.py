@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import conversations, logs, ui
+from ..engine.models import recorded_name
 from ..errors import BadInputError
 from ..markdown_blocks import extract_code
 from ..textio import check_utf8
@@ -78,7 +79,7 @@ def _no_match(model: str | None, command: str | None, session: str | None) -> st
     """Why nothing matched, where a --model, --command or --session names what the log never holds (a typo)."""
     for flag, value, column in (("--command", command, "command"), ("--model", model, "model"), ("--session", session, "session")):
         known = logs.values(column)
-        if value and value not in known:
+        if value and value not in known and (column != "model" or recorded_name(value) not in known):
             return f"No logged answer matches: no answer was logged with {flag} {value} (the log has {', '.join(known) or 'none'})."
     return "No logged answer matches."
 

@@ -22,11 +22,18 @@ PANEL = "Model and sampling"
 PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
 
 
+def given_model(value: str | list[str] | None) -> str | list[str] | None:
+    """-m's value, an empty one left out: `-m "$MODEL"` with MODEL unset is the default model, as with no -m (as llm takes it)."""
+    if isinstance(value, list):
+        return [name for name in value if name.strip()] or None
+    return value if value is None or value.strip() else None
+
+
 @dataclass
 class RunOptions:
     """The shared options of one command invocation."""
 
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", rich_help_panel=PANEL, autocompletion=complete.text_models)] = None
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", callback=given_model, rich_help_panel=PANEL, autocompletion=complete.text_models)] = None
     temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy. Default depends on the task.", rich_help_panel=PANEL)] = None
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
@@ -167,6 +174,7 @@ class RunOptions:
         the tokens and time since `mark` are this answer's alone (not so for one line of a batch).
         `sampling`: the settings the answer was made with, where they are not the options' (the REPL's /set)."""
         from .. import logs
+        from ..engine.models import recorded_name
 
         measured = measured and self._mark is not None
         try:
@@ -178,7 +186,7 @@ class RunOptions:
             logs.record(
                 logs.Entry(
                     command=command,
-                    model=generator.engine.name,
+                    model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
                     options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})},

@@ -8,6 +8,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, MissingExtraError, options_named
 from . import complete, examples
+from .options import given_model
 
 PANEL = "Limits"
 
@@ -21,7 +22,7 @@ def _require_extra() -> None:
 
 
 def serve(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", autocompletion=complete.text_models)] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", callback=given_model, autocompletion=complete.text_models)] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,

@@ -24,7 +24,7 @@ from . import models
 from .sampling import make_generator
 
 Progress = Callable[..., None]
-StepCallback = Callable[[int, int], None]  # (step done, steps)
+StepCallback = Callable[[int, int], None]  # (steps done, steps); 0 as the first step starts
 
 INSTALL_HINT = 'image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)'
 # diffusers' name for a single-file checkpoint's model type -> the text-to-image pipeline that loads it
@@ -198,8 +198,21 @@ class ImageEngine:
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = step_end
-        with torch.inference_mode():
-            output = self.pipeline(**kwargs)
+        denoiser = getattr(self.pipeline, "unet", None) or getattr(self.pipeline, "transformer", None)
+        started = None
+        if on_step is not None and isinstance(denoiser, torch.nn.Module):  # after the prompt's encoding, which is no step
+
+            def first_step(module, args):
+                started.remove()
+                on_step(0, steps)
+
+            started = denoiser.register_forward_pre_hook(first_step)
+        try:
+            with torch.inference_mode():
+                output = self.pipeline(**kwargs)
+        finally:
+            if started is not None:
+                started.remove()
         return output.images[0]
 
 

@@ -237,6 +237,15 @@ def alias_kind(alias: str) -> str | None:
         return None
 
 
+def recorded_name(name: str) -> str:
+    """A model as logs and sessions record it: a local path (not an alias) by its absolute path, so
+    `./m` and `/abs/m` are one model from any directory; an alias, hub id or remote as named."""
+    path = Path(name).expanduser()
+    if name in registered_models() or name in config.model_aliases() or not path.exists():
+        return name
+    return str(path.resolve())
+
+
 def model_key(name: str | None) -> str:
     """A model as records name it: an alias, hub id or remote as given, a local path resolved (so
     `./m` and `/abs/m` are one model), your own alias as the model it names (a batch file made with

@@ -379,7 +379,10 @@ class ChatSession:
             extra["template"] = self.template
         if self.variables:
             extra["variables"] = self.variables
-        return conversations.Conversation(self.system, self.messages, self.generator.model_name or self.model, extra)
+        from ..engine.models import recorded_name
+
+        model = self.generator.model_name or self.model
+        return conversations.Conversation(self.system, self.messages, model and recorded_name(model), extra)
 
     def transcript(self) -> list[dict]:
         return self.conversation().transcript()

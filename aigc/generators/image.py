@@ -163,10 +163,11 @@ class ImageGenerator(Generator):
         images, seeds, per_step = [], [], []
         for index in range(opts.n):
             seed = settings["seed"] + index
-            marks = [time.perf_counter()]
+            starts: list[float] = []
+            ends: list[float] = []
 
-            def on_step(done: int, _steps: int, index: int = index, marks: list = marks) -> None:
-                marks.append(time.perf_counter())
+            def on_step(done: int, _steps: int, index: int = index, starts: list = starts, ends: list = ends) -> None:
+                (ends if done else starts).append(time.perf_counter())
                 self.progress(index * steps + done, total, "denoising")
 
             self.progress(index * steps, total, "denoising")
@@ -183,11 +184,10 @@ class ImageGenerator(Generator):
                 )
             )
             seeds.append(seed)
-            # between the first and last step callbacks: denoising only (no text encoding, no decoding)
-            if len(marks) > 2:
-                per_step.append((marks[-1] - marks[1]) / (len(marks) - 2))
-            elif len(marks) == 2:
-                per_step.append(marks[1] - marks[0])
+            # from the first step's start (else its end) to the last one's end: denoising only (no prompt encoding, no decoding)
+            counted = len(ends) - (0 if starts else 1)
+            if counted > 0:
+                per_step.append((ends[-1] - (starts or ends)[0]) / counted)
         return images, seeds, settings, per_step
 
     def postprocess(self, raw, opts: ImageOptions) -> dict[str, Any]:

@@ -95,6 +95,10 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:
         app_module._register_commands()
     assert stopped.value.code == 130 and capsys.readouterr().err == "Error: interrupted\n"
+    monkeypatch.setenv("AIGC_DEBUG", "1")
+    with pytest.raises(SystemExit) as stopped:
+        app_module._register_commands()
+    assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
 
 
 def test_version():
@@ -762,7 +766,8 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
 def test_debug_shows_the_exception(monkeypatch, tmp_path):
     monkeypatch.setenv("AIGC_DEBUG", "1")
     result = invoke("summarize", str(tmp_path / "none.txt"))
-    assert result.exit_code != 0 and type(result.exception).__name__ == "BadInputError"
+    assert result.exit_code == 2  # bad input's exit code, as without AIGC_DEBUG
+    assert "Traceback (most recent call last)" in result.stderr and "BadInputError" in result.stderr and "Error:" in result.stderr
 
 
 def test_models_info_and_list_json(tiny_model_dir):
@@ -2057,6 +2062,37 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
     assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"
     (tmp_path / "empty.json").write_text("")
     assert invoke("chat", "-S", str(tmp_path / "empty.json"), "hi", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+
+
+def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
+    from types import SimpleNamespace
+
+    pytest.importorskip("fastapi")
+    from aigc.serve import app as serve_app
+
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))  # `-m "$MODEL"` with MODEL unset
+    chat = invoke("chat", "-m", "", "hi", "--max-tokens", "2", "--json", "--no-log")
+    assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == str(tiny_model_dir)
+    served = []
+    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_app, "build", lambda models, *args, **kwargs: served.append(models) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: None)
+    assert invoke("serve", "-m", "").exit_code == 0 and invoke("serve", "-m", " ", "-m", "small").exit_code == 0
+    assert served == [[], ["small"]]  # none: the default model
+
+
+def test_a_local_model_is_recorded_by_its_absolute_path(tiny_model_dir, tmp_path, monkeypatch):
+    from aigc import conversations, logs
+
+    monkeypatch.chdir(tiny_model_dir.parent)
+    relative, absolute, path = f"./{tiny_model_dir.name}", str(tiny_model_dir.resolve()), tmp_path / "talk.json"
+    assert invoke("chat", "-S", str(path), "hi", "-m", relative, "--max-tokens", "2").exit_code == 0
+    assert conversations.read(path).model == absolute  # its advice (-m PATH keeps the first) works from anywhere
+    again = invoke("chat", "-S", str(path), "again", "-m", absolute, "--max-tokens", "2")
+    assert again.exit_code == 0 and "this session was with" not in again.stderr  # one model, however it is named
+    assert [e.model for e in logs.entries(None)] == [absolute, absolute]
+    assert len(logs.entries(None, model=relative)) == len(logs.entries(None, model=absolute)) == 2
+    assert "no answer was logged" not in invoke("logs", "-m", relative, "-q", "nothing such").stderr
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,30 @@ def test_json_prints_paths_and_settings(tiny_pipeline_dir, tmp_path):
     assert data["seconds_per_step"] > 0
 
 
+@pytest.mark.parametrize("steps", ["1", "3"])
+def test_seconds_per_step_leaves_out_the_prompt_encoding(tiny_pipeline_dir, tmp_path, monkeypatch, steps):
+    from types import SimpleNamespace
+
+    from diffusers import StableDiffusionPipeline
+
+    from aigc.generators import image
+
+    clock = [0.0]  # a clock of its own: each reading a second later, the prompt's encoding 100 s
+
+    def tick() -> float:
+        clock[0] += 1
+        return clock[0]
+
+    def encode(*args, encode=StableDiffusionPipeline.encode_prompt, **kwargs):
+        clock[0] += 100
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(image, "time", SimpleNamespace(perf_counter=tick))
+    monkeypatch.setattr(StableDiffusionPipeline, "encode_prompt", encode)
+    data = json.loads(make(tiny_pipeline_dir, tmp_path / "t.png", "--json", "--steps", steps).stdout)
+    assert data["seconds_per_step"] == 1  # a reading as each step starts and ends: the steps alone
+
+
 def test_force_overwrites_an_existing_file(tiny_pipeline_dir, tmp_path):
     out = tmp_path / "x.png"
     out.write_bytes(b"old")
