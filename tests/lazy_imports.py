@@ -17,3 +17,17 @@ def imports_after(argv, modules=("torch", "transformers")) -> str:
     env = {k: v for k, v in os.environ.items() if k != "AIGC_LOAD_PLUGINS"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     return done.stderr.strip().splitlines()[-1]
+
+
+def first_stage(loader: str, name: str, env=None) -> str:
+    """Call `loader` ("aigc.engine.models.load_model") on `name` in a fresh interpreter and report
+    the first progress stage it gives and whether torch was imported by then: "loading NAME: torch
+    imported False" where a terminal shows the spinner before the seconds torch takes to import."""
+    module, function = loader.rsplit(".", 1)
+    code = (
+        f"import sys\nfrom {module} import {function}\n"
+        "def progress(stage, *rest):\n    raise SystemExit(f\"{stage}: torch imported {'torch' in sys.modules}\")\n"
+        f"{function}({name!r}, device='cpu', progress=progress)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    return done.stderr.strip()

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
+def byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level alphabet back to bytes (the reverse of `bytes_to_unicode`)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     codes, extra = list(printable), 0
@@ -41,7 +41,7 @@ class TokenBytes:
         piece = self.tokenizer.convert_ids_to_tokens(token) or ""
         if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", piece):  # SentencePiece byte fallback
             return text, bytes([int(piece[3:5], 16)])
-        table = _byte_decoder()
+        table = byte_decoder()
         if piece and all(ch in table for ch in piece):  # byte-level BPE
             return text, bytes(table[ch] for ch in piece)
         return text, text.encode("utf-8")

@@ -9,6 +9,7 @@ import torch
 from aigc.engine.sampling import SamplingParams
 from aigc.engine.scoring import length_batches
 from aigc.errors import BadInputError
+from lazy_imports import first_stage
 
 
 def reference_greedy(engine, prompt, max_tokens):
@@ -363,21 +364,11 @@ def test_engine_calls_check_their_arguments(tiny_engine, call, words):
 
 def test_a_cached_model_reports_loading_before_torch_is_imported_and_once(tiny_model_dir, tmp_path):
     import shutil
-    import subprocess
-    import sys
 
     from aigc.engine.models import load_model
 
     fresh = str(shutil.copytree(tiny_model_dir, tmp_path / "model"))  # not loaded by any other test
-    code = f"""
-import sys
-from aigc.engine.models import load_model
-def progress(stage, *rest):
-    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
-load_model({fresh!r}, device="cpu", progress=progress)
-"""  # a terminal shows the spinner at once, not after the seconds torch takes to import
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    assert first_stage("aigc.engine.models.load_model", fresh) == f"loading {fresh}: torch imported False"
     stages = []
     engine = load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
@@ -385,22 +376,11 @@ load_model({fresh!r}, device="cpu", progress=progress)
 
 
 def test_a_hub_model_reports_its_lookup_before_torch_is_imported_and_once(tmp_path):
-    import subprocess
-    import sys
-
     from aigc.engine.models import load_model
     from aigc.errors import ModelUnavailableError
 
-    code = """
-import sys
-from aigc.engine.models import load_model
-def progress(stage, *rest):
-    raise SystemExit(f"{stage}: torch imported {'torch' in sys.modules}")
-load_model("aigc-test/not-cached", device="cpu", progress=progress)
-"""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert done.stderr.strip() == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    assert first_stage("aigc.engine.models.load_model", "aigc-test/not-cached", env) == "looking for aigc-test/not-cached in the hub cache: torch imported False"
     stages = []
     with pytest.raises(ModelUnavailableError):
         load_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))

@@ -10,22 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from aigc.cli.app import app
-from lazy_imports import imports_after
+from aigc.engine.token_bytes import byte_decoder
+from lazy_imports import first_stage, imports_after
 
 runner = CliRunner()
 PROMPT = "a red fox in the snow"
-
-
-def byte_chars() -> list[str]:
-    """GPT-2/CLIP's printable stand-ins for the 256 byte values."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(printable), 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
 
 
 def build_tiny_pipeline(directory: Path) -> Path:
@@ -37,7 +26,7 @@ def build_tiny_pipeline(directory: Path) -> Path:
 
     vocab_dir = directory / "vocab"
     vocab_dir.mkdir(parents=True)
-    chars = byte_chars()
+    chars = list(byte_decoder())  # GPT-2/CLIP's printable stand-ins for the 256 byte values
     merges = [("t", "h"), ("th", "e</w>"), ("r", "e"), ("re", "d</w>"), ("f", "o"), ("fo", "x</w>")]
     vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars), *(a + b for a, b in merges)]
     (vocab_dir / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
@@ -470,29 +459,18 @@ def test_json_shows_a_path_in_no_utf8_as_replacement_characters(tiny_pipeline_di
 
 def test_a_pipeline_reports_its_first_stage_before_torch_is_imported_and_once(tiny_pipeline_dir, tmp_path):
     import shutil
-    import subprocess
 
     from aigc.engine.diffusion import load_image_model
     from aigc.errors import ModelUnavailableError
 
     fresh = str(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipeline"))  # not loaded by any other test
-    code = f"""
-import sys
-from aigc.engine.diffusion import load_image_model
-def progress(stage, *rest):
-    raise SystemExit(f"{{stage}}: torch imported {{'torch' in sys.modules}}")
-load_image_model({fresh!r}, device="cpu", progress=progress)
-"""  # a terminal shows the spinner at once, not after the seconds torch and diffusers take to import
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stderr.strip() == f"loading {fresh}: torch imported False"
+    assert first_stage("aigc.engine.diffusion.load_image_model", fresh) == f"loading {fresh}: torch imported False"
     stages = []
     engine = load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
     assert stages == [f"loading {fresh}"]
-    hub = code.replace(repr(fresh), repr("aigc-test/not-cached"))  # a hub model: its lookup comes first
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", hub], capture_output=True, text=True, timeout=60, env=env)
-    assert done.stderr.strip() == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}  # a hub model: its lookup comes first
+    assert first_stage("aigc.engine.diffusion.load_image_model", "aigc-test/not-cached", env) == "looking for aigc-test/not-cached in the hub cache: torch imported False"
     stages.clear()
     with pytest.raises(ModelUnavailableError):
         load_image_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
