@@ -1,4 +1,5 @@
-"""Which heavy modules a CLI command imports, checked in a fresh interpreter."""
+"""Start-up checks: which heavy modules a CLI command imports and what a loader reports before
+torch is, in a fresh interpreter."""
 
 import os
 import subprocess
@@ -31,3 +32,10 @@ def first_stage(loader: str, name: str, env=None) -> str:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     return done.stderr.strip()
+
+
+def two_loads(load, name: str) -> tuple[list[str], bool]:
+    """The stages two calls of `load` on `name` report, and whether the second gave the first's engine."""
+    stages: list[str] = []
+    engine = load(name, device="cpu", progress=lambda stage, *rest: stages.append(stage))
+    return stages, load(name, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine

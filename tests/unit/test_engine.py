@@ -9,7 +9,7 @@ import torch
 from aigc.engine.sampling import SamplingParams
 from aigc.engine.scoring import length_batches
 from aigc.errors import BadInputError
-from lazy_imports import first_stage
+from lazy_imports import first_stage, two_loads
 
 
 def reference_greedy(engine, prompt, max_tokens):
@@ -369,10 +369,7 @@ def test_a_cached_model_reports_loading_before_torch_is_imported_and_once(tiny_m
 
     fresh = str(shutil.copytree(tiny_model_dir, tmp_path / "model"))  # not loaded by any other test
     assert first_stage("aigc.engine.models.load_model", fresh) == f"loading {fresh}: torch imported False"
-    stages = []
-    engine = load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
-    assert load_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
-    assert stages == [f"loading {fresh}"]
+    assert two_loads(load_model, fresh) == ([f"loading {fresh}"], True)
 
 
 def test_a_hub_model_reports_its_lookup_before_torch_is_imported_and_once(tmp_path):

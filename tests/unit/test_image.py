@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from aigc.cli.app import app
 from aigc.engine.token_bytes import byte_decoder
-from lazy_imports import first_stage, imports_after
+from lazy_imports import first_stage, imports_after, two_loads
 
 runner = CliRunner()
 PROMPT = "a red fox in the snow"
@@ -465,13 +465,10 @@ def test_a_pipeline_reports_its_first_stage_before_torch_is_imported_and_once(ti
 
     fresh = str(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipeline"))  # not loaded by any other test
     assert first_stage("aigc.engine.diffusion.load_image_model", fresh) == f"loading {fresh}: torch imported False"
-    stages = []
-    engine = load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage))
-    assert load_image_model(fresh, device="cpu", progress=lambda stage, *rest: stages.append(stage)) is engine
-    assert stages == [f"loading {fresh}"]
+    assert two_loads(load_image_model, fresh) == ([f"loading {fresh}"], True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}  # a hub model: its lookup comes first
     assert first_stage("aigc.engine.diffusion.load_image_model", "aigc-test/not-cached", env) == "looking for aigc-test/not-cached in the hub cache: torch imported False"
-    stages.clear()
+    stages = []
     with pytest.raises(ModelUnavailableError):
         load_image_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # reported once
