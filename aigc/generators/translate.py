@@ -258,6 +258,26 @@ def clean_translation(raw: str, source: str, target: Language) -> str:
     return text
 
 
+# where a clause ends: a comma, semicolon or colon, or before a dash or an opening bracket
+_CLAUSE = re.compile(r"[,;:](?=\s|$)|[，；：、]|\s(?=[-–—(（])")
+
+
+def without_rambling(text: str, source: str, cut_off: bool = False) -> tuple[str, bool]:
+    """`text` without what the model went on writing after translating `source` in the same
+    sentence ("Mai, erstellen wir eine kleine Eindruck" for "May"), and whether there was any: past
+    twice the source's width, or, where max_tokens cut it off past one and a half times, past as many
+    clauses as the source has."""
+    room = 2 * _width(source) + 12
+    ends = [m.start() for m in _CLAUSE.finditer(text) if m.start()]
+    kept = len(_CLAUSE.findall(source))
+    if _width(text) > (1.5 * _width(source) + 4 if cut_off else room) and len(ends) > kept and _width(text[: ends[kept]]) <= room:
+        return text[: ends[kept]].rstrip(), True
+    if _width(text) > room:
+        words = [m.start() for m in re.finditer(r"\s+", text) if m.start() and _width(text[: m.start()]) <= room]
+        return (text[: words[-1]] if words else text), True
+    return text, False
+
+
 # --- examples --------------------------------------------------------------------------------
 
 # The same short sentences in a few languages: as chat turns before each sentence they brought the
@@ -460,11 +480,13 @@ class TranslateGenerator(Generator):
         if not batch:
             return
         longest = max(self.engine.count_tokens(s.source) for s in batch)
-        params = self.sampling(sampling, {"max_tokens": 3 * longest + 16, **template.defaults})
+        params = self.sampling(sampling, {"max_tokens": 3 * longest + 8, **template.defaults})
         outputs = self.engine.generate([self._prompt(s, opts, template) for s in batch], params)
         for segment, group in zip(batch, outputs):
-            segment.translation = _with_source_colons(segment.source, _without_added_stop(segment.source, clean_translation(group[0].text, segment.source, opts.target)))
-            segment.cut_off = group[0].finish_reason == "length"
+            cut_off = group[0].finish_reason == "length"
+            text, rambled = without_rambling(clean_translation(group[0].text, segment.source, opts.target), segment.source, cut_off)
+            segment.translation = _with_source_colons(segment.source, _without_added_stop(segment.source, text))
+            segment.cut_off = cut_off and not rambled  # not where the limit cut off only what it wrote after the translation
 
     def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
         """Segments whose translation lost inline code, a link target, a URL or an emphasis marker

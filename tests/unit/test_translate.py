@@ -19,6 +19,7 @@ from aigc.generators.translate import (
     group_chunks,
     load_glossary,
     parse_glossary,
+    without_rambling,
 )
 from aigc.markdown_blocks import parse_blocks, render_blocks
 from aigc.sentences import split_sentences
@@ -597,6 +598,43 @@ def test_the_command_warns_about_empty_translations_as_about_glossary_misses(mon
 )
 def test_clean_translation(raw, clean):
     assert clean_translation(raw, "The cat sleeps.", lookup("fr")) == clean
+
+
+@pytest.mark.parametrize(
+    "raw, source, cut_off, clean, rambled",
+    [
+        ("Mai, erstellen wir eine kleine Eindruck über den Verkauf", "May", False, "Mai", True),
+        ("Mai, erstellen w", "May", True, "Mai", True),  # max_tokens cut it off after the translation
+        ("Mai, erstellen w", "May", False, "Mai, erstellen w", False),
+        ("Die Anleitung (die eine lange Anleitung ist) - und so weiter", "the guide", False, "Die Anleitung", True),
+        ("Verkäufe und noch viele weitere Wörter ohne jedes Ende hier", "Sales", False, "Verkäufe und noch", True),
+        ("Lesen Sie zuerst die Anleitung, bevor Sie beginnen.", "Read the guide first, before you start.", False, "Lesen Sie zuerst die Anleitung, bevor Sie beginnen.", False),
+        ("Lesen Sie zuerst die Anleitung, bevor Sie die lange Inst", "Read the guide first before you start the long install.", True, "Lesen Sie zuerst die Anleitung, bevor Sie die lange Inst", False),
+    ],
+)
+def test_what_the_model_wrote_after_a_translation_in_the_same_sentence_is_cut(raw, source, cut_off, clean, rambled):
+    assert without_rambling(raw, source, cut_off) == (clean, rambled)
+
+
+class RamblingEngine(FakeEngine):
+    """Answers each prompt with its text upper-cased, then goes on writing (", and then some")
+    until `max_tokens` words."""
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        words = [(p[-1]["content"].upper() + ", and then some" * 50).split(" ") for p in prompts]
+        return [[Completion(" ".join(w[: params.max_tokens]), 1, 1, "length")] for w in words]
+
+
+def test_short_pieces_get_a_short_budget_and_come_back_short():
+    result, engine = translate("| Month |\n|---|\n| May |\n", RamblingEngine())
+    assert result["translation"] == "| MONTH |\n|---|\n| MAY |\n" and result["cut_off_texts"] == []  # said more than enough: not cut off
+    assert engine.calls[0][1].max_tokens <= 16
+    sentence = "Then a much longer sentence with many words in it that goes on for a while."
+    result, engine = translate(sentence, RamblingEngine())
+    assert result["translation"] == sentence.upper() and engine.calls[0][1].max_tokens >= 3 * len(sentence.split())
+    _, engine = translate("May", RamblingEngine(), sampling={"max_tokens": 300})
+    assert engine.calls[0][1].max_tokens == 300  # --max-tokens as asked
 
 
 def test_result_shape():
