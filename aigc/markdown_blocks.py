@@ -55,7 +55,8 @@ _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... 
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
 # Inline spans that must come back unchanged: code (`x` or <code>x</code>, <kbd>, <samp>, <var>), link and image
-# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs and emoji shortcodes.
+# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs, emoji shortcodes
+# and HTML entities (&amp;, &#8212;: a model writes & or drops them, breaking the HTML).
 _PROTECTED = re.compile(
     r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
@@ -68,6 +69,7 @@ _PROTECTED = re.compile(
     r"|<(?P<code>code|kbd|samp|var|CODE|KBD|SAMP|VAR)(?:\s[^<>]*)?>.*?</(?P=code)\s*>"  # HTML's code, keys, output, variables: whole
     r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
+    r"|&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"  # an entity (CommonMark's forms)
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
 )
 _BRACKET = re.compile(r"!?\[|\]")

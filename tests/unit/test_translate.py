@@ -224,6 +224,13 @@ def test_html_code_keys_output_and_variables_are_kept_like_inline_code():
     assert result["translation"] == 'RUN <code class="sh">make all</code>, PRESS <kbd>Ctrl</kbd>, SEE <samp>ok</samp> IN <var>out</var> <b>NOW</b>.'
 
 
+def test_html_entities_come_back_unchanged_in_an_html_block_and_in_markdown_text():
+    doc = "<div>Fish &amp; chips &lt;3, 10&nbsp;km&#8212;far &#x2014; <b>now</b></div>\n\n<td>&nbsp;</td>\n\nSalt &amp; vinegar."
+    result, engine = translate(doc)  # the echo engine upper-cases &amp; to &AMP;, as a model may write & or drop it
+    assert result["translation"] == "<div>FISH &amp; CHIPS &lt;3, 10&nbsp;KM&#8212;FAR &#x2014; <b>NOW</b></div>\n\n<td>&nbsp;</td>\n\nSALT &amp; VINEGAR."
+    assert "&nbsp;" not in [p[-1]["content"] for call in engine.calls for p in call[0]]  # a cell of only an entity has no words to send
+
+
 class AddsStopEngine(FakeEngine):
     """Upper-cases each prompt's text, dropping its inline code and footnote references and ending it
     with a full stop, as a small model does."""
