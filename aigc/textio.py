@@ -82,7 +82,7 @@ class _TextExtractor(HTMLParser):
         elif tag == "code" and not self.pre:
             self.parts.append("`")
         elif tag == "a" and self.links and not self.pre:
-            href = (dict(attrs).get("href") or "").strip()
+            href = re.sub(r"[\t\n\r]", "", dict(attrs).get("href") or "").strip().replace(" ", "%20")  # as a browser reads it: `my file.html` kept
             self.link = (len(self.parts), href) if _LINK_TARGET.fullmatch(href) else None
         elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
             self.parts.append(" ")

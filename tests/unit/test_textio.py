@@ -62,6 +62,11 @@ def test_html_links_are_markdown_links_only_on_request(tmp_path):
     assert "https" not in read_input(str(tmp_path / "page.html"))
 
 
+def test_an_html_link_whose_target_has_spaces_keeps_it_percent_encoded():
+    page = '<p>Open <a href=" my file.html#part two ">the file</a> or <a href="a\n b.html">this one</a>.</p>'
+    assert html_to_text(page, links=True) == "Open [the file](my%20file.html#part%20two) or [this one](a%20b.html)."  # as a browser reads the target
+
+
 def test_an_html_list_items_first_paragraph_keeps_its_marker():
     page = "<ol><li>\n<p>Open it.</p></li><li><div><p>Run it.</p></div><p>It takes a while.</p></li></ol><p>Done.</p>"
     assert html_to_text(page) == "1. Open it.\n\n2. Run it.\n\n   It takes a while.\n\nDone."  # the item's second paragraph, under its text
