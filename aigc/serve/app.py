@@ -322,11 +322,8 @@ UNSUPPORTED = {
     "best_of": (None, 1), "suffix": (None, ""),
     **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
 }
-INSTEAD = {  # what this server takes for an unsupported parameter
-    **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
-    "functions": "tools are", "function_call": "tool_choice is",  # their older forms
-}
-CHAT_TAKES = ("tools", "tool_choice")  # of UNSUPPORTED, what /v1/chat/completions applies
+INSTEAD = dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is')  # what this server takes for an unsupported parameter
+CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call")  # of UNSUPPORTED, what /v1/chat/completions applies
 
 
 def _numeric(value: Any) -> Any:
@@ -410,17 +407,19 @@ class _Message(BaseModel):
     tool_calls: Optional[list] = None
     tool_call_id: Optional[str] = None  # what a tool message answers
     function_call: Optional[dict] = None  # tool_calls' older form
+    name: Optional[str] = None  # a function message's function (tool messages' older form)
 
     def plain(self, index: int) -> dict:
         """The message as the engine takes it, its parts joined, an assistant's `tool_calls` checked
         (`tools.history_calls`); what OpenAI refuses, or this server cannot take, is a 400 naming the
         message (`messages.2`). Content may be null only where an assistant called tools, as OpenAI
-        has it; an empty list of parts is refused, as OpenAI refuses it."""
-        from .tools import history_calls
+        has it; an empty list of parts is refused, as OpenAI refuses it. A function message (the
+        older form of a tool message) is read as a tool message that answers a call with no id."""
+        from .tools import NAME, history_calls
 
         where = f"messages.{index}"
-        if self.role == "function":
-            raise ApiError(400, f"{where}: function messages (the older form) are not supported; answer a tool call with a tool message (tool_call_id, content)", param="messages", code="unsupported")
+        if self.role == "function" and not (isinstance(self.name, str) and NAME.fullmatch(self.name)):
+            raise ApiError(400, f"{where}: a function message needs the name of the function whose result it holds (1-64 letters, digits, _ or -), got {self.name!r}", param="messages", code="invalid_value")
         called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
         if self.content is None and not called:
             whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
@@ -430,9 +429,11 @@ class _Message(BaseModel):
         content = self.content or ""
         if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
             content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
-        message = {"role": "system" if self.role == "developer" else self.role, "content": content}
-        if self.role == "tool":
+        message = {"role": {"developer": "system", "function": "tool"}.get(self.role, self.role), "content": content}
+        if self.role in ("tool", "function"):
             message["tool_call_id"] = self.tool_call_id or ""
+        if self.role == "function":
+            message["name"] = self.name
         if self.role == "assistant" and (self.tool_calls or self.function_call):
             message["tool_calls"] = history_calls(self.tool_calls or [{"function": self.function_call}], where)
         return message
@@ -779,16 +780,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat_completions(request: Request):
-        from .tools import Toolset
+        from .tools import requested
 
         req: ChatRequest = await body(request, ChatRequest)
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        toolset = Toolset.of(req.tools, req.tool_choice, req.response_format)
+        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"))
+        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -1068,6 +1069,7 @@ class _Reply:
     fingerprint: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
     opened: bool = False  # whether `opening` was sent
+    legacy: bool = False  # a call is answered in tools' older form, `function_call`
 
     def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
@@ -1098,7 +1100,7 @@ class _Reply:
         answer with it (`tools.answered`): the text before it, then the call (`calling`)."""
         from .tools import answered
 
-        body = answered(self.whole(completions, logprobs), calls)
+        body = answered(self.whole(completions, logprobs), calls, self.legacy)
         events = self.opening()
         for i, (completion, call) in enumerate(zip(completions, calls)):
             if call is None:
@@ -1109,13 +1111,18 @@ class _Reply:
 
     def calling(self, index: int, call: dict) -> list[dict]:
         """A choice's call as OpenAI streams it, `delta.tool_calls`: its id, type and name, then its
-        arguments, then finish_reason tool_calls."""
+        arguments, then finish_reason tool_calls; in the older form, `delta.function_call`: its name,
+        then its arguments, then finish_reason function_call."""
         from .tools import call_id
 
-        head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
-        arguments = {"index": 0, "function": {"arguments": json.dumps(call["arguments"], ensure_ascii=False)}}
+        arguments = json.dumps(call["arguments"], ensure_ascii=False)
+        if self.legacy:
+            deltas = [{"function_call": {"name": call["name"], "arguments": ""}}, {"function_call": {"arguments": arguments}}]
+        else:
+            head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
+            deltas = [{"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
         events = [] if self.opened else self.opening()
-        for delta, finish in (({"tool_calls": [head]}, None), ({"tool_calls": [arguments]}, None), ({}, "tool_calls")):
+        for delta, finish in ((deltas[0], None), (deltas[1], None), ({}, "function_call" if self.legacy else "tool_calls")):
             events.append(self.body([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}], chunk=True))
         return events
 

@@ -12,6 +12,8 @@ answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is
 under the schema. An answer holds one call at most, whatever `parallel_tool_calls` says, as
 llama.cpp's server does for a template without parallel calls; the text before it is the answer's
 content. A free answer is streamed as it is decoded, less what may open a call (`Holdback`).
+OpenAI's older form, `functions` and `function_call`, is mapped onto tools and answered in its own
+shape (`message.function_call`, `finish_reason: "function_call"`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ OPENS = re.compile(r'<tool_call>|\{\s*"name"\s*:')  # where a call starts, in He
 STARTS_CALL = re.compile(r'\s*(<tool_call>|\{\s*"name"\s*:)')
 CALL = re.compile(r"(?:<tool_call>)?\s*(\{.*\})\s*(?:</tool_call>)?\s*", re.S)
 NO_PARAMETERS = {"type": "object", "properties": {}}
+LEGACY_PARAMS = {"tools": "functions", "tool_choice": "function_call"}  # tools' older form, as errors name it
 
 
 def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
@@ -128,6 +131,33 @@ class Toolset:
         return {"name": data["name"], "arguments": arguments, "content": text[: opened.start()].rstrip() or None}
 
 
+def requested(tools: list | None, choice: Any, functions: list | None, function_call: Any, response_format: dict | None) -> tuple[Toolset | None, bool]:
+    """A chat request's toolset (`Toolset.of`), and whether it came in OpenAI's older form, `functions`
+    ({name, description, parameters}) and `function_call` ("none", "auto" or {"name": ...}), to be
+    answered in it (as vLLM and llama.cpp-compatible servers that take it map it onto tools). A
+    neutral `function_call` without functions is no older form, and is left aside."""
+    legacy = bool(functions) or function_call not in (None, "none", "auto")
+    if not legacy:
+        return Toolset.of(tools, choice, response_format), False
+    if tools or choice is not None:
+        given = "functions" if functions else "function_call"
+        raise _bad(f"{given} is the older form of {'tools' if functions else 'tool_choice'}; send tools and tool_choice, or functions and function_call, not both", given)
+    for i, function in enumerate(functions or []):
+        if not isinstance(function, dict):
+            raise _bad(f'functions.{i} must be a function: {{"name": ..., "description": ..., "parameters": {{...}}}}', "functions")
+    if isinstance(function_call, dict):
+        if not isinstance(function_call.get("name"), str):
+            raise _bad('function_call must be "none", "auto" or {"name": ...}', "function_call")
+        function_call = {"type": "function", "function": {"name": function_call["name"]}}
+    elif function_call not in (None, "none", "auto"):
+        raise _bad(f'function_call {function_call!r} is not one of "none", "auto" or {{"name": ...}}', "function_call")
+    try:
+        return Toolset.of([{"type": "function", "function": f} for f in functions or []], function_call, response_format), True
+    except ApiError as exc:  # named as the request has them: functions.0 for tools.0.function, function_call for tool_choice
+        message = re.sub(r"\btools\.(\d+)\.function\b", r"functions.\1", exc.message).replace("tool_choice", "function_call")
+        raise ApiError(exc.status, re.sub(r"\btools\b", "functions", message), exc.type, LEGACY_PARAMS.get(exc.param, exc.param), exc.code) from None
+
+
 def _may_open(tail: str) -> bool:
     """Whether an answer's end, `tail`, may yet become a call's opening."""
     return "<tool_call>".startswith(tail) or '{"name":'.startswith(re.sub(r"\s+", "", tail))
@@ -212,11 +242,13 @@ def call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def answered(body: dict, calls: list[dict | None]) -> dict:
-    """A chat completion whose choices that hold a call answer with it as `tool_calls`."""
+def answered(body: dict, calls: list[dict | None], legacy: bool = False) -> dict:
+    """A chat completion whose choices that hold a call answer with it as `tool_calls`, or as
+    `function_call` (no id) where the request came in the older form (`legacy`)."""
     for choice, call in zip(body["choices"], calls):
         if call:
-            arguments = json.dumps(call["arguments"], ensure_ascii=False)
-            choice["message"] = {"role": "assistant", "content": call["content"], "tool_calls": [{"id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}]}
-            choice["finish_reason"] = "tool_calls"
+            function = {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)}
+            called = {"function_call": function} if legacy else {"tool_calls": [{"id": call_id(), "type": "function", "function": function}]}
+            choice["message"] = {"role": "assistant", "content": call["content"], **called}
+            choice["finish_reason"] = "function_call" if legacy else "tool_calls"
     return body

@@ -274,9 +274,7 @@ def test_bad_key_is_401(server):
         ({"presence_penalty": -3}, "presence_penalty"),
         ({"extra_body": {"min_p": 1}}, "min_p"),
         ({"logit_bias": {"x": 1}}, "logit_bias keys must be token ids"),
-        ({"extra_body": {"functions": [{"name": "f", "parameters": {}}]}}, "functions is not supported by this server (tools are)"),
         ({"tool_choice": "required"}, "tool_choice asks for a tool call, but the request gives no tools"),
-        ({"messages": [{"role": "function", "name": "f", "content": "42"}]}, "messages.0: function messages (the older form) are not supported; answer a tool call with a tool message"),
         ({"max_tokens": 150, "messages_words": 80}, "lower max_tokens to"),
         ({"extra_body": {"stream": "yes"}}, "stream"),
         ({"extra_body": {"temperature": "hot"}}, "temperature"),
@@ -394,6 +392,9 @@ TOOLS = [  # small, and no free text (a random model seldom ends a string): its 
 ]
 
 
+FUNCTIONS = [t["function"] for t in TOOLS]  # tools' older form
+
+
 def _checked_call(choice, name=None):
     """A choice's tool call, checked for OpenAI's shape; its arguments parsed and valid for the tool's schema."""
     import jsonschema
@@ -491,6 +492,47 @@ def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client
     assert tokens[0] == tokens[1] and answer.usage.prompt_tokens == len(tokens[0])
 
 
+def test_functions_are_called_in_the_older_form_whole_and_streamed(server, client):
+    """`functions` and `function_call`, as clients written for them send them: a call comes back as
+    `message.function_call` (no tool_calls, no id) with finish_reason function_call, and streams as
+    `delta.function_call` pieces that assemble to the whole answer's call."""
+    import jsonschema
+
+    kwargs = {"functions": FUNCTIONS, "function_call": {"name": "get_weather"}, "max_tokens": 90, "temperature": 0}
+    choice = chat(client, server["model"], "Weather in Paris?", **kwargs).choices[0]
+    assert choice.finish_reason == "function_call" and choice.message.tool_calls is None and choice.message.content is None
+    assert choice.message.function_call.name == "get_weather"
+    jsonschema.validate(json.loads(choice.message.function_call.arguments), WEATHER)
+    name, arguments, reasons = None, "", []
+    for chunk in chat(client, server["model"], "Weather in Paris?", stream=True, **kwargs):
+        for piece in chunk.choices:
+            assert piece.delta.tool_calls is None
+            reasons += [piece.finish_reason] if piece.finish_reason else []
+            if piece.delta.function_call:
+                name = name or piece.delta.function_call.name
+                arguments += piece.delta.function_call.arguments or ""
+    assert reasons == ["function_call"] and (name, arguments) == (choice.message.function_call.name, choice.message.function_call.arguments)
+    free = chat(client, server["model"], functions=FUNCTIONS, function_call="none", max_tokens=4, temperature=0).choices[0]
+    assert free.message.function_call is None and free.message.content and free.finish_reason in ("stop", "length")
+    status, _, refused = raw(server, "/v1/completions", {"prompt": "hi", "max_tokens": 2, "functions": FUNCTIONS})  # as tools there
+    assert status == 400 and refused["error"]["param"] == "functions" and refused["error"]["code"] == "unsupported"
+
+
+def test_a_conversation_with_function_messages_goes_on_as_with_tool_messages(server, client):
+    """The older form's agent loop: an assistant's `function_call` and a `function` message with
+    its result read as a call and a tool message would."""
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"role": "function", "name": "get_weather", "content": "sunny, 21 C"},
+    ]
+    answer = chat(client, server["model"], messages=history, functions=FUNCTIONS, function_call="none", max_tokens=4, temperature=0)
+    assert answer.choices[0].message.content is not None
+    as_tools = [history[0], {"role": "assistant", "content": None, "tool_calls": [{"id": "", "type": "function", "function": history[1]["function_call"]}]}, {"role": "tool", "tool_call_id": "", "content": "sunny, 21 C"}]
+    tokens = [raw(server, "/tokenize", {"messages": m})[2]["tokens"] for m in (history, as_tools)]
+    assert tokens[0] == tokens[1] and answer.usage.prompt_tokens == len(tokens[0])
+
+
 def test_messages_a_chat_template_refuses_are_a_400_with_its_reason(server, monkeypatch):
     """A template's raise_exception (roles that do not alternate, a tool call id of the wrong form,
     more calls than it shows) is about the request, not a server error."""
@@ -516,6 +558,10 @@ def test_messages_a_chat_template_refuses_are_a_400_with_its_reason(server, monk
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"if": {}}}}}}]}, "tools", "tools.0.function.parameters (f): the JSON schema cannot be used: its part /properties/x has no type, only if"),
         ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format", "send one of them"),
         ({"messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}]}, "messages", "messages.0.tool_calls.0: a tool call is"),
+        ({"tools": TOOLS, "functions": FUNCTIONS}, "functions", "functions is the older form of tools; send tools and tool_choice, or functions and function_call, not both"),
+        ({"functions": FUNCTIONS, "function_call": {"name": "get_news"}}, "function_call", "function_call names 'get_news', which is not among the functions (get_weather, get_time)"),
+        ({"functions": [{"name": "f", "parameters": {"type": "banana"}}]}, "functions", "functions.0.parameters (f): the JSON schema is not valid"),
+        ({"messages": [{"role": "function", "content": "42"}]}, "messages", "messages.0: a function message needs the name of the function whose result it holds"),
     ],
 )
 def test_bad_tools_are_400s_that_name_them(server, kwargs, param, words):

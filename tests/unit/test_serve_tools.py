@@ -111,3 +111,66 @@ def test_a_template_that_reads_tools_lists_them_and_earlier_calls_itself(tiny_en
     ]
     messages, tools = prompt(history, Toolset.of(TOOLS, "auto"), native=True)
     assert tiny_engine.render(messages, tools) == "[get_weather][now]user:Weather?|assistant:get_weather(Oslo)|tool:rain|"
+
+
+FUNCTIONS = [t["function"] for t in TOOLS]  # the older form: functions, not tools
+
+
+def test_functions_and_function_call_are_the_tools_and_tool_choice_they_stand_for():
+    from aigc.serve.app import ApiError
+    from aigc.serve.tools import requested
+
+    for function_call, named, forced in ((None, None, False), ("auto", None, False), ({"name": "now"}, "now", True)):
+        toolset, legacy = requested(None, None, FUNCTIONS, function_call, None)
+        assert legacy and toolset.tools == TOOLS and (toolset.named, toolset.forced) == (named, forced)
+    assert requested(None, None, FUNCTIONS, "none", None) == (None, True)
+    assert requested(TOOLS, "required", None, "auto", None)[1] is False  # a neutral function_call beside tools is no older form
+    for args, param, words in [
+        ((TOOLS, None, FUNCTIONS, None), "functions", "functions is the older form of tools; send tools and tool_choice, or functions and function_call, not both"),
+        ((None, "auto", None, {"name": "now"}), "function_call", "function_call is the older form of tool_choice"),
+        ((None, None, FUNCTIONS, {"name": "get_news"}), "function_call", "function_call names 'get_news', which is not among the functions (get_weather, now)"),
+        ((None, None, FUNCTIONS, "always"), "function_call", """function_call 'always' is not one of "none", "auto" or {"name": ...}"""),
+        ((None, None, [], {"name": "now"}), "function_call", "function_call asks for a tool call, but the request gives no functions"),
+        ((None, None, [{"name": "f", "parameters": {"type": "banana"}}], None), "functions", "functions.0.parameters (f): the JSON schema is not valid"),
+        ((None, None, ["get_weather"], None), "functions", "functions.0 must be a function"),
+    ]:
+        with pytest.raises(ApiError) as caught:
+            requested(*args, None)
+        assert caught.value.status == 400 and caught.value.param == param and words in caught.value.message, caught.value.message
+
+
+def test_a_call_in_the_older_form_is_answered_as_function_call_whole_and_streamed():
+    """As OpenAI answered `functions`: `message.function_call` (name, arguments as JSON text; no id,
+    no tool_calls) and finish_reason function_call; a stream's `delta.function_call`, name then arguments."""
+    from aigc.serve.app import _Reply
+    from aigc.serve.tools import requested
+
+    toolset = requested(None, None, FUNCTIONS, {"name": "get_weather"}, None)[0]
+    texts = ['{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}', "It rains."]
+    completions = [Completion(text, 5, 20, "stop") for text in texts]
+    body, chunks = _Reply(True, "m", None, None, 5, 2, legacy=True).called(completions, None, [toolset.parse(t) for t in texts])
+    called, free = body["choices"]
+    assert called["finish_reason"] == "function_call" and called["message"] == {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}
+    assert free["finish_reason"] == "stop" and free["message"] == {"role": "assistant", "content": "It rains."}
+    deltas = [(c["choices"][0]["index"], c["choices"][0]["delta"], c["choices"][0]["finish_reason"]) for c in chunks]
+    assert [d for d in deltas if d[0] == 0][1:] == [(0, {"function_call": {"name": "get_weather", "arguments": ""}}, None), (0, {"function_call": {"arguments": '{"city": "Paris", "days": 2}'}}, None), (0, {}, "function_call")]
+    assert not any("tool_calls" in delta for _, delta, _ in deltas)
+
+
+def test_function_messages_are_read_as_tool_messages():
+    """The older form's history: an assistant's `function_call` and a `function` message (name,
+    content) read as a call and its result, as a template without tools shows them."""
+    from aigc.serve.app import ApiError, _Message
+
+    history = [
+        _Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
+        _Message(role="function", name="get_weather", content="rain"),
+    ]
+    plain = [m.plain(i + 1) for i, m in enumerate(history)]
+    assert plain[1] == {"role": "tool", "content": "rain", "tool_call_id": "", "name": "get_weather"}
+    messages, _ = prompt(plain, None, native=False)
+    assert [m["content"] for m in messages] == ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', "<tool_response>\nrain\n</tool_response>"]
+    for name in (None, "get weather"):
+        with pytest.raises(ApiError) as caught:
+            _Message(role="function", name=name, content="rain").plain(2)
+        assert caught.value.param == "messages" and caught.value.message.startswith("messages.2: a function message needs the name of the function")
