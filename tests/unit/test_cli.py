@@ -2682,10 +2682,10 @@ def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monk
         monkeypatch.setattr(chat_cli, "_streamed", lambda *args: True)
         monkeypatch.setattr(run_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
     note = "Warning: the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
-    result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log")  # a tiny random model: no end in 2 tokens
+    result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
     assert result.exit_code == 0 and note in result.stderr, result.output
     if not streamed:
-        shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--no-log", "--json").stdout)
+        shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log", "--json").stdout)
         assert shown["finish_reason"] == "length"
     engine = FakeEngine()  # its answers end before max_tokens
     engine.enqueue("Rome.")
@@ -2695,10 +2695,10 @@ def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monk
 
 
 def test_the_cut_off_warning_names_a_templates_own_max_tokens(tiny_model_dir):
-    user_template("short", "---\ndefaults: {max_tokens: 2}\n---\n{{ input }}\n")
+    user_template("short", "---\ndefaults: {max_tokens: 2, temperature: 0}\n---\n{{ input }}\n")  # greedy: sampled, a random model may end at once
     note = "Warning: the answer was cut off at max_tokens 2 (from the defaults: of template 'short'); raise --max-tokens for the whole answer"
     for command in (["run", "short", "--var", "input=Plan two days in Rome."], ["chat", "-t", "short", "Plan two days in Rome."]):
-        result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # a tiny random model: no end in 2 tokens
+        result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
         assert result.exit_code == 0 and note in result.stderr, result.output
         given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "2")
         assert "cut off at --max-tokens 2;" in given.stderr, given.output
