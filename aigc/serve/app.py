@@ -472,6 +472,11 @@ class CompletionRequest(_Sampling):
         return list(self.prompt)
 
 
+def _event_stream(lines) -> StreamingResponse:
+    """Server-sent events, unbuffered by proxies (`lines`: an async iterator of `data: ...` lines)."""
+    return StreamingResponse(lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def _known_ids(ids: list[int], vocabulary: int) -> list[int]:
     """A prompt given as token ids, each checked to be one of the model's."""
     unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
@@ -751,7 +756,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         else:
             job, events = submit(backend, rows, params, reply.top)
         if req.stream:
-            return StreamingResponse(stream_events(reply, job, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _event_stream(stream_events(reply, job, events))
         collected = await collect(job, events, request)
         if collected is None:
             return Response(status_code=499)  # nobody reads it: the client is gone
@@ -805,7 +810,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.stream and not toolset.forced:
             job, events = submit(backend, [ids] * params.n, params, reply.top)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
-            return StreamingResponse(streamed, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _event_stream(streamed)
         collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
         if collected is None:
             return Response(status_code=499)
@@ -829,7 +834,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if reply.done:
                 yield reply.sse(reply.done)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return _event_stream(events())
 
     async def stream_tools(request: Request, reply: _Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
