@@ -419,7 +419,8 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     leaves the old file or the new one): an id column, with `keep_columns` each row's input columns,
     then the result: a text result in `result`, an object's fields each in its own column (a list
     of texts one a line, other lists and objects as JSON; a field named as an input column is
-    `result.NAME`), and `error` for rows that failed."""
+    `result.NAME`), and `error` for rows that failed. A text cell that a spreadsheet would run as a
+    formula gets a `'` before it (`_inert`)."""
     records = [record for _, record in read_output(state, repair=False)]
     fields = {_key(row.id): row.fields for row in rows if row.id is not None}
     inputs = columns(rows) if keep_columns else []
@@ -435,10 +436,10 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t" if Path(table).suffix.lower() == ".tsv" else ",", lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow(map(_inert, header))
     for record, (given, result, error) in zip(records, cells):
         row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
-        writer.writerow(["" if row.get(name) is None else row[name] for name in header])
+        writer.writerow(["" if row.get(name) is None else _inert(row[name]) for name in header])
     write_atomic(table, out.getvalue(), encoding="utf-8-sig")
 
 
@@ -449,6 +450,19 @@ def _cell(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return "\n".join(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+FORMULA = re.compile(r"[=+\-@\t\r]")  # how a cell that Excel, LibreOffice or Google Sheets runs as a formula begins
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _inert(value: Any) -> Any:
+    """A table cell that no spreadsheet runs: text beginning as a formula does (`=`, `+`, `-`, `@`,
+    a tab or carriage return) with a `'` before it, as OWASP recommends against CSV injection; a
+    plain number such as `-3.5` as it is."""
+    if isinstance(value, str) and FORMULA.match(value) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 _NO_DEFAULT = object()

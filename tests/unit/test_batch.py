@@ -1413,6 +1413,27 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
     assert (tmp_path / "bare.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,summary,text,tags,scores,error"
 
 
+def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
+    import csv
+
+    from aigc.batch import write_table
+
+    source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
+    source.write_text('id,text,=cmd\n=1+1,"=HYPERLINK(""http://x"")",-3.5\n2,@SUM(A1),+1e5\n')
+    state.write_text(
+        '{"id": "=1+1", "row": 1, "result": {"summary": "-2+3", "score": -0.5, "tags": ["+a", "b"], "n": "-"}}\n'
+        '{"id": "2", "row": 2, "result": {"summary": "\\tTab", "score": 1, "tags": [], "n": "a=b"}, "error": "--max-tokens too low"}\n'
+    )
+    write_table(state, read_rows(source), tmp_path / "out.csv", keep_columns=True)
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_bytes().decode("utf-8-sig"), newline="")))
+    assert table == [
+        ["id", "text", "'=cmd", "summary", "score", "tags", "n", "error"],
+        ["'=1+1", "'=HYPERLINK(\"http://x\")", "-3.5", "'-2+3", "-0.5", "'+a\nb", "'-", ""],
+        ["2", "'@SUM(A1)", "+1e5", "'\tTab", "1", "", "a=b", "'--max-tokens too low"],
+    ]
+    assert '"result": {"summary": "-2+3"' in state.read_text()  # the JSON Lines stay as they are
+
+
 def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monkeypatch):
     import csv
 
