@@ -435,11 +435,16 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}
     header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
     out = io.StringIO()
-    writer = csv.writer(out, delimiter="\t" if Path(table).suffix.lower() == ".tsv" else ",", lineterminator="\n")
-    writer.writerow(map(_inert, header))
+    delimiter = "\t" if Path(table).suffix.lower() == ".tsv" else ","
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    quoted = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv quotes a carriage return only in a "\r\n" file
+    lines = [header]
     for record, (given, result, error) in zip(records, cells):
         row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
-        writer.writerow(["" if row.get(name) is None else _inert(row[name]) for name in header])
+        lines.append(["" if row.get(name) is None else row[name] for name in header])
+    for line in lines:
+        line = [_inert(cell) for cell in line]
+        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in line) else writer).writerow(line)
     write_atomic(table, out.getvalue(), encoding="utf-8-sig")
 
 

@@ -1434,6 +1434,21 @@ def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_i
     assert '"result": {"summary": "-2+3"' in state.read_text()  # the JSON Lines stay as they are
 
 
+def test_a_table_cell_holding_a_carriage_return_stays_in_its_cell(tmp_path):
+    import csv
+
+    from aigc.batch import write_table
+
+    source, state = tmp_path / "in.jsonl", tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n')
+    state.write_text('{"id": "a", "row": 1, "result": "one\\rtwo"}\n{"id": "b", "row": 2, "result": "\\rthree"}\n')
+    for name, delimiter in (("out.csv", ","), ("out.tsv", "\t")):
+        write_table(state, read_rows(source), tmp_path / name)
+        table = list(csv.reader(io.StringIO((tmp_path / name).read_bytes().decode("utf-8-sig"), newline=""), delimiter=delimiter))
+        assert table == [["id", "result"], ["a", "one\rtwo"], ["b", "'\rthree"]]
+    assert [(r.id, r.fields["result"]) for r in read_rows(tmp_path / "out.csv")] == [("a", "one\rtwo"), ("b", "'\rthree")]
+
+
 def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monkeypatch):
     import csv
 
