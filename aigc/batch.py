@@ -129,7 +129,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
             raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
         if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
             raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
-        rows = [_table_row(n, record, id_field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
+        rows = [_table_row(n, record, id_field, field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
@@ -209,16 +209,19 @@ def _quoted_breaks_kept(body: str) -> str:
     return "\n".join(kept)
 
 
-def _table_row(number: int, record: dict, id_field: str, width: int, tsv: bool) -> Row:
+def _table_row(number: int, record: dict, id_field: str, field: str, width: int, tsv: bool) -> Row:
+    """A table's row; cells missing at its end are empty, as csv's DictReader and pandas read them,
+    unless the `field` one is (the row has no text), and cells beyond the header are an error."""
     if tsv:
         record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n") for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
     # csv puts the cells beyond the header in a list under None, and None for each cell missing
     cells = width + len(record.get(None, ())) - sum(value is None for key, value in record.items() if key is not None)
-    if cells != width:
-        return Row(number, row_id, {}, f"the row has {cells} cell{'s' * (cells != 1)}; the header has {width}", numbered=numbered)
-    return Row(number, row_id, dict(record), numbered=numbered)
+    if cells > width or (field in record and record[field] is None):
+        missing = f" (no {field!r} cell)" if cells < width else ""
+        return Row(number, row_id, {}, f"the row has {cells} cell{'s' * (cells != 1)}; the header has {width}{missing}", numbered=numbered)
+    return Row(number, row_id, {key: "" if value is None else value for key, value in record.items()}, numbered=numbered)
 
 
 def _never_closed(record: str, delimiter: str) -> bool:

@@ -38,10 +38,24 @@ def test_rows_from_every_format(tmp_path):
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.csv")] == [("7", "one, with comma"), ("8", "two")]
     assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.tsv")] == [(1, '"Hello" she said'), (2, '"unbalanced quote'), (3, 'She said "hi"')]
     assert [(r.id, r.error) for r in read_rows(tmp_path / "b.csv")] == [
-        ("1", None), ("2", "the row has 1 cell; the header has 2"), ("3", "the row has 3 cells; the header has 2")
+        ("1", None), ("2", "the row has 1 cell; the header has 2 (no 'text' cell)"), ("3", "the row has 3 cells; the header has 2")
     ]
-    assert [r.error for r in read_rows(tmp_path / "c.csv")] == ["the row has 1 cell; the header has 3"]
+    assert [r.error for r in read_rows(tmp_path / "c.csv")] == ["the row has 1 cell; the header has 3 (no 'text' cell)"]
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.txt")] == [(1, "one", None), (4, "two", None)]
+
+
+@pytest.mark.parametrize("name, delimiter", [("a.csv", ","), ("a.tsv", "\t")])
+def test_a_table_row_short_of_cells_after_its_text_has_them_empty_as_pandas_reads_it(tmp_path, name, delimiter):
+    (tmp_path / name).write_text("id,text,note,tag\n1,hello\n2,hi,n\n3,x,y,z,extra\n,bye,m\n".replace(",", delimiter))
+    rows = read_rows(tmp_path / name)
+    assert [(r.id, r.fields, r.error) for r in rows] == [
+        ("1", {"id": "1", "text": "hello", "note": "", "tag": ""}, None),
+        ("2", {"id": "2", "text": "hi", "note": "n", "tag": ""}, None),
+        ("3", {}, "the row has 5 cells; the header has 4"),  # cells beyond the header: which column is which is unknown
+        (4, {"id": "", "text": "bye", "note": "m", "tag": ""}, None),
+    ]
+    by_note = read_rows(tmp_path / name, field="note")  # the row without the --field's cell has no text
+    assert [r.error for r in by_note] == ["the row has 2 cells; the header has 4 (no 'note' cell)", None, "the row has 5 cells; the header has 4", None]
 
 
 def test_a_csv_whose_first_line_names_its_delimiter_as_excel_reads_it_is_split_there(tmp_path):
