@@ -29,7 +29,7 @@ person = aigc.generate("chat", "Extract: Ada Lovelace, 36, London", sampling={**
 print(person["data"])
 
 print("== a kept conversation")
-session = aigc.ChatSession(aigc.get_generator("chat"), path=work / "trip.json", sampling=SHORT)
+session = aigc.ChatSession(path=work / "trip.json", sampling=SHORT)  # the default model's chat generator
 print(session.ask("Suggest one city to visit in Italy."))
 print(session.ask("Why that one?"))
 

@@ -12,7 +12,7 @@ from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay
 from ..json_schemas import answer_texts
 from ..textio import check_writable, readable_name
-from .base import Generator, check_varied, coerce_value, type_name
+from .base import Generator, check_varied, coerce_value, get_generator, type_name
 from .template import checked_values
 
 TUNABLE = {
@@ -192,11 +192,16 @@ class ChatSession:
     absolute path), `variables` (the template's other variables) the saved ones, which go with the
     saved template only. `keep=False` starts from `path` and writes nothing back. A file deleted
     by another process once the session had it is not made again: the next write is a
-    `ConversationDeletedError`."""
+    `ConversationDeletedError`. Without a `generator`, the session makes the chat generator for
+    `model` (the default model when None)."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True):
+    def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None):
+        if generator is None:
+            generator = get_generator("chat", model=model)
+        elif model is not None:
+            raise BadInputError("give a ChatSession its generator or a model, not both: the generator has its model")
         if not isinstance(generator, ChatGenerator):
-            raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
+            raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), or model=NAME makes it; got {type_name(generator)}")
         generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
         if not isinstance(keep, bool):  # "no" would be taken as yes
             raise OptionError("keep", f"must be True or False, got {keep!r}")

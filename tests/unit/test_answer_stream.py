@@ -4,7 +4,8 @@ import pytest
 
 import aigc
 from aigc import templates
-from aigc.generators.chat import ChatGenerator
+from aigc.errors import BadInputError
+from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.testing import FakeEngine
 
 GREEDY = {"temperature": 0, "max_tokens": 4}  # the tiny random model does not end an answer this soon: max_tokens does
@@ -82,3 +83,14 @@ def test_an_engine_whose_stream_returns_only_its_finish_reason_has_its_tokens_co
     assert stream.text == "Paris is big" and stream.finish_reason == "length"
     assert stream.usage == {"prompt_tokens": Older().count_tokens([{"role": "user", "content": "Capital?"}]), "completion_tokens": 3}
 
+
+def test_a_chat_session_makes_its_chat_generator(tiny_model_dir):
+    session = ChatSession(model=str(tiny_model_dir), sampling=GREEDY)
+    assert isinstance(session.generator, ChatGenerator) and session.generator.model == str(tiny_model_dir)
+    assert session.ask("Bees") == session.messages[-1]["content"] and len(session.messages) == 2
+    default = aigc.ChatSession()  # the default model, loaded at the first reply
+    assert isinstance(default.generator, ChatGenerator) and default.generator.model is None
+    with pytest.raises(BadInputError, match="its generator or a model, not both"):
+        ChatSession(ChatGenerator(engine=FakeEngine()), model="smollm2")
+    with pytest.raises(BadInputError, match=r"or model=NAME makes it; got str"):
+        ChatSession("smollm2")
