@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import threading as _threading
-from typing import Any, Iterator
+from typing import Any
 
+from .answer_stream import AnswerStream
 from .engine.base import Completion, Engine
 from .engine.models import ModelSpec, load_model
 from .engine.sampling import SamplingParams
@@ -73,10 +74,11 @@ def stream(
     quantize: str | None = None,
     trust_remote_code: bool = False,
     **options: Any,
-) -> Iterator[str]:
+) -> AnswerStream:
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
-    for the tasks that write one answer: chat and template. Read to its end, the generator returns
-    the finish reason ("length" where max_tokens cut the answer off)."""
+    for the tasks that write one answer: chat and template. Then the `AnswerStream` holds the whole
+    answer: `text`, `finish_reason` ("length" where max_tokens cut it off), `usage`, and `result`
+    (`generate`'s dict), with no second model call."""
     generator = _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
@@ -142,6 +144,7 @@ def _defaults() -> tuple[str, ...] | None:
 
 __all__ = [
     "AigcError",
+    "AnswerStream",
     "BadInputError",
     "ChatSession",
     "Completion",

@@ -41,7 +41,7 @@ class FakeEngine:
     def stream(self, prompt, params):
         completion = self.generate([prompt], params.replace(n=1))[0][0]
         yield from re.findall(r"\S+\s*|\s+", completion.text)
-        return completion.finish_reason
+        return completion
 
     def score(self, prompt, continuations):
         return [-float(len(c)) for c in continuations]

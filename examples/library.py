@@ -19,16 +19,17 @@ print("== chat")
 print(aigc.generate("chat", "What is the capital of France?", sampling=SHORT)["text"])
 
 print("== chat, streamed")
-for piece in aigc.stream("chat", "Name two things bees make.", sampling=SHORT):
+stream = aigc.stream("chat", "Name two things bees make.", sampling=SHORT)
+for piece in stream:
     print(piece, end="", flush=True)
-print()
+print(f"\n({stream.finish_reason}, {stream.usage['completion_tokens']} tokens)")  # the whole answer, without a second call
 
 print("== structured answer (a JSON schema, in llm's concise syntax)")
 person = aigc.generate("chat", "Extract: Ada Lovelace, 36, London", sampling={**SHORT, "json_schema": "name, age int, city"})
 print(person["data"])
 
 print("== a kept conversation")
-session = aigc.ChatSession(aigc.get_generator("chat"), path=work / "trip.json", sampling=SHORT)
+session = aigc.ChatSession(path=work / "trip.json", sampling=SHORT)  # the default model's chat generator
 print(session.ask("Suggest one city to visit in Italy."))
 print(session.ask("Why that one?"))
 

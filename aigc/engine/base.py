@@ -212,7 +212,7 @@ class EngineStats:
 
 def relay(stream: Iterator[str], seen: list[str]) -> Generator[str, None, str | None]:
     """`stream`'s pieces, each also added to `seen`; returns what `stream` returns (an engine's
-    finish reason, None where it gives none). Closing it closes `stream`."""
+    `Completion`, a generator's finish reason). Closing it closes `stream`."""
     stream = iter(stream)
     try:
         while True:
@@ -243,9 +243,9 @@ class Engine(Protocol):
     def generate(self, prompts: list[Prompt], params: "SamplingParams") -> list[list[Completion]]:
         """`params.n` completions for each prompt, batched together."""
 
-    def stream(self, prompt: Prompt, params: "SamplingParams") -> Iterator[str]:
-        """Text pieces of one completion as they are decoded; a generator returns the finish reason
-        ("stop" or "length"), which `relay` passes on."""
+    def stream(self, prompt: Prompt, params: "SamplingParams") -> Generator[str, None, Completion]:
+        """Text pieces of one completion as they are decoded; a generator returns the whole
+        `Completion` (its text, token counts and finish reason), which `relay` passes on."""
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Log-likelihood of each continuation after the prompt."""

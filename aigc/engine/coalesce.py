@@ -50,7 +50,7 @@ class CoalescingEngine:
     def stream(self, prompt: Prompt, params):
         completion = self.generate([prompt], params.replace(n=1))[0][0]
         yield completion.text
-        return completion.finish_reason
+        return completion
 
     def generate(self, prompts: list[Prompt], params) -> list[list[Completion]]:
         return self._wait(_Call("generate", list(prompts), params))

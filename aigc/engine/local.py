@@ -6,7 +6,7 @@ import functools
 import re
 import time
 import uuid
-from typing import Iterator
+from typing import Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError
 from ..textio import check_utf8
@@ -168,12 +168,12 @@ class LocalEngine:
             results.append(group)
         return results
 
-    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Generator[str, None, Completion]:
         check_prompts(prompt, params, one=True)
         run = self._run([self.encode(prompt)], params.replace(n=1))
         for _row, piece in run:
             yield piece
-        return "stop" if run.done[0] else "length"
+        return Completion(run.texts[0].text, run.prompt_tokens, run.counts[0], "stop" if run.done[0] else "length")
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Sum of log-probabilities of each continuation's tokens after the prompt."""

@@ -37,7 +37,7 @@ import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 from .. import config
 from ..errors import AigcError, AigcWarning, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
@@ -383,7 +383,7 @@ class OpenAIEngine:
         with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
             return list(pool.map(lambda p: self._one(p, params), prompts))
 
-    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Generator[str, None, Completion]:
         check_prompts(prompt, params, one=True)
         path, body = self._body(prompt, params, 1, stream=True)
         started = time.perf_counter()
@@ -405,8 +405,9 @@ class OpenAIEngine:
             finished = True
         finally:
             elapsed = time.perf_counter() - started
-            self.stats.record(*self._usage(usage, prompt, ["".join(pieces)], ask=finished), first, elapsed)
-        return "length" if reason == "length" else "stop"
+            counts = self._usage(usage, prompt, ["".join(pieces)], ask=finished)
+            self.stats.record(*counts, first, elapsed)
+        return Completion("".join(pieces), *counts, "length" if reason == "length" else "stop")
 
     def count_tokens(self, prompt: Prompt) -> int:
         if self._tokenize is not False:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator, Iterator
+from typing import Any, Iterator
 
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
-from ..engine.base import Completion, check_fits, relay
-from ..json_schemas import answer_texts, parse_answers
-from ..textio import check_writable, parse_json, readable_name
-from .base import Generator, check_varied, coerce_value, type_name
+from ..answer_stream import AnswerStream
+from ..engine.base import check_fits, relay
+from ..json_schemas import answer_texts
+from ..textio import check_writable, readable_name
+from .base import Generator, check_varied, coerce_value, get_generator, type_name
 from .template import checked_values
 
 TUNABLE = {
@@ -148,18 +149,18 @@ class ChatGenerator(Generator):
         messages, defaults = prepared
         params = self.reply_params(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
-        completions = self.engine.generate([fitted], params)[0]
-        usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
-        return fitted, usage, answer_texts(completions, params)
+        return fitted, self.engine.generate([fitted], params)[0], params
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, usage, (texts, extra) = raw
+        messages, completions, params = raw
+        texts, extra = answer_texts(completions, params)
+        usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
         return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage, **extra}
 
-    def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
-        """The answer as text pieces while it is generated, then its finish reason returned ("stop",
-        or "length" where max_tokens cut it off); bad inputs or settings fail at the call."""
+    def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
+        """The answer as text pieces while it is generated, then its whole result (`AnswerStream`,
+        `result` what calling the generator returns); bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)
@@ -167,20 +168,8 @@ class ChatGenerator(Generator):
         params = self.reply_params(sampling, defaults)
         if params.n > 1:
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
-        return self._streamed(self.fit(messages, params.max_tokens), params)
-
-    def _streamed(self, messages: list[dict], params) -> Generator[str, None, str | None]:
-        pieces: list[str] = []
-        reason = yield from relay(self.engine.stream(messages, params), pieces)
-        if params.json_schema is not None:  # held to the schema as it was written; now checked whole
-            text = "".join(pieces)
-            try:
-                parse_json(text, strict=False)
-                ended = "stop"
-            except ValueError:  # cut off by max_tokens when it took them all; else a stop string or a server that ignores schemas
-                ended = "length" if self.engine.count_tokens(text) >= params.max_tokens - 1 else "stop"
-            parse_answers([Completion(text, 0, 0, ended)], params.json_schema, params.max_tokens, params.stop)
-        return reason
+        fitted = self.fit(messages, params.max_tokens)
+        return AnswerStream(self.engine, fitted, params, lambda completion: self.postprocess((fitted, [completion], params), opts))
 
 
 def _file(path: Any, name: str) -> Path:
@@ -203,11 +192,16 @@ class ChatSession:
     absolute path), `variables` (the template's other variables) the saved ones, which go with the
     saved template only. `keep=False` starts from `path` and writes nothing back. A file deleted
     by another process once the session had it is not made again: the next write is a
-    `ConversationDeletedError`."""
+    `ConversationDeletedError`. Without a `generator`, the session makes the chat generator for
+    `model` (the default model when None)."""
 
-    def __init__(self, generator: ChatGenerator, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True):
+    def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None):
+        if generator is None:
+            generator = get_generator("chat", model=model)
+        elif model is not None:
+            raise BadInputError("give a ChatSession its generator or a model, not both: the generator has its model")
         if not isinstance(generator, ChatGenerator):
-            raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), got {type_name(generator)}")
+            raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), or model=NAME makes it; got {type_name(generator)}")
         generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
         if not isinstance(keep, bool):  # "no" would be taken as yes
             raise OptionError("keep", f"must be True or False, got {keep!r}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .. import templates
+from ..answer_stream import AnswerStream
 from ..errors import BadInputError, OptionError, did_you_mean
 from ..engine.base import check_fits
 from ..json_schemas import answer_texts
@@ -100,9 +101,9 @@ class TemplateGenerator(Generator):
             inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
         return templates.render(template, checked_values(template, {**opts.variables, **inputs}), system=opts.system)
 
-    def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> Iterator[str]:
+    def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then
-        its finish reason returned, as chat's; bad inputs or settings fail at the call."""
+        its whole result, as chat's; bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
         self.check_inputs(inputs)
@@ -111,17 +112,17 @@ class TemplateGenerator(Generator):
         if params.n > 1 or params.json_schema is not None:
             raise BadInputError("a streamed answer is one answer, not held to a schema; call the generator itself for those")
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        return self.engine.stream(rendered.messages, params)
+        return AnswerStream(self.engine, rendered.messages, params, lambda completion: self.postprocess((rendered.messages, [completion], params), opts))
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        completions = self.engine.generate([rendered.messages], params)[0]
-        return rendered.messages, completions, answer_texts(completions, params)
+        return rendered.messages, self.engine.generate([rendered.messages], params)[0], params
 
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, completions, (texts, extra) = raw
+        messages, completions, params = raw
+        texts, extra = answer_texts(completions, params)
         usage = {
             "prompt_tokens": completions[0].prompt_tokens,
             "completion_tokens": sum(c.completion_tokens for c in completions),

@@ -31,7 +31,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts, prompt_tokens
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
@@ -695,18 +695,18 @@ class BatchedEngine:
             job.cancel()
         return [completions[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
-    def stream(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
+    def stream(self, prompt: Prompt, params: SamplingParams) -> Generator[str, None, Completion | None]:
         job, events = self._events([self.encode(prompt)], params.replace(n=1))
-        reason = None
+        completion = None
         try:
             for event in events:
                 if event[0] == "piece" and event[2]:
                     yield event[2]
                 elif event[0] == "done":
-                    reason = event[1][0].finish_reason
+                    completion = event[1][0]
         finally:
             job.cancel()  # a caller that stops early frees its row at once
-        return reason
+        return completion
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         self._check()

@@ -23,6 +23,7 @@ def test_the_library_example_runs_every_task():
         title, _, body = block.partition("\n")
         sections[title] = body.strip().splitlines()
     assert "Paris" in sections["chat"][0]
+    assert sections["chat, streamed"][-1].startswith(("(stop, ", "(length, 40 tokens)"))  # the stream's result once read
     assert set(ast.literal_eval(sections["structured answer (a JSON schema, in llm's concise syntax)"][0])) == {"name", "age", "city"}
     assert len(ast.literal_eval(sections["headlines"][0])) == 2
     assert sections["classify"][0].split()[0] in ("negative", "positive")

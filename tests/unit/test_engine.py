@@ -529,7 +529,7 @@ def test_stats_show_a_download_or_conversion_apart_from_loading(capsys):
     assert "download/convert" not in capsys.readouterr().err
 
 
-def test_a_stream_returns_its_finish_reason_which_relay_passes_on(tiny_engine):
+def test_a_stream_returns_its_completion_which_relay_passes_on(tiny_engine):
     from aigc.engine.base import relay
 
     seen: list[str] = []
@@ -540,10 +540,10 @@ def test_a_stream_returns_its_finish_reason_which_relay_passes_on(tiny_engine):
         try:
             pieces.append(next(stream))
         except StopIteration as end:
-            reason = end.value
+            completion = end.value
             break
     whole = tiny_engine.generate(["Bees make"], params)[0][0]
-    assert pieces == seen and "".join(seen) == whole.text and reason == whole.finish_reason == "length"
+    assert pieces == seen and "".join(seen) == whole.text and completion == whole and whole.finish_reason == "length"
 
 
 def test_load_model_is_typed_as_giving_an_engine():

@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import unicodedata
 
@@ -775,11 +776,17 @@ def test_registered_generators_map_each_name_to_its_plugin_and_class():
 
 def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+    class CutEngine(FakeEngine):  # each answer ended by max_tokens, as the engine says
+        def generate(self, prompts, params):
+            return [[dataclasses.replace(c, finish_reason="length") for c in group] for group in super().generate(prompts, params)]
+
+    cut = CutEngine()
+    cut.enqueue('{"a": ')  # what a decoder held to the schema leaves at max_tokens
+    with pytest.raises(AigcError, match="cut off at max_tokens=2 before its JSON was complete"):
+        list(ChatGenerator(engine=cut).stream("hi", sampling={"json_schema": schema, "max_tokens": 2}))
     engine = FakeEngine()
     gen = ChatGenerator(engine=engine)
-    engine.enqueue('{"a": ')  # cut off: what a decoder held to the schema leaves at max_tokens
-    with pytest.raises(AigcError, match="cut off at max_tokens=2 before its JSON was complete"):
-        list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 2}))
     engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
     with pytest.raises(AigcError, match="not complete JSON: the model's server does not follow JSON schemas"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))

@@ -806,10 +806,11 @@ def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
     assert engine.generate([messages], params)[0][0].text == expected
     assert "".join(engine.stream(messages, params)) == expected
     stream = engine.stream(messages, params)
-    with pytest.raises(StopIteration) as end:  # read to its end, it returns its finish reason, as the server gave it
+    with pytest.raises(StopIteration) as end:  # read to its end, it returns its completion: the server's finish reason and usage
         while True:
             next(stream)
-    assert end.value.value == tiny_engine.generate([messages], params)[0][0].finish_reason == "length"
+    whole = tiny_engine.generate([messages], params)[0][0]
+    assert end.value.value == whole and whole.finish_reason == "length"
     penalized = SamplingParams(temperature=1.0, top_p=1.0, seed=3, max_tokens=12, min_p=0.05, frequency_penalty=1.5, presence_penalty=-1.0)
     assert engine.generate([messages], penalized)[0][0].text == tiny_engine.generate([messages], penalized)[0][0].text  # all sent
     assert len(engine.generate(["a", "b"], params.replace(n=2))) == 2

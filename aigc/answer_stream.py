@@ -1,0 +1,85 @@
+"""`AnswerStream`: one answer as the model writes it, then its whole result (what `aigc.stream` returns)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from .engine.base import Completion, Prompt
+
+if TYPE_CHECKING:
+    from .engine.sampling import SamplingParams
+
+
+class AnswerStream:
+    """Iterate it for the answer's text pieces; once it has ended, `text` (the pieces joined),
+    `finish_reason` ("stop", or "length" where max_tokens cut it off), `usage` and `result` (the
+    dict the generator's call, `aigc.generate`, returns) hold the whole answer, with no second model
+    call. Reading one of them before the end reads the rest of the answer first. `close()`, or a
+    loop broken out of with the stream left unread, stops decoding; closed early, `text` holds what
+    was written and the others are None. Like a generator, it ends with the finish reason as the
+    value of its `StopIteration`."""
+
+    def __init__(self, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]):
+        """Stream `engine`'s answer to `prompt`; `finish` makes the result from its `Completion`."""
+        self._engine, self._prompt, self._finish = engine, prompt, finish
+        self._pieces = iter(engine.stream(prompt, params))
+        self._seen: list[str] = []
+        self._ended = False
+        self._result: dict[str, Any] | None = None
+
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> str:
+        if self._ended:
+            raise StopIteration(None if self._result is None else self._result["finish_reason"])
+        try:
+            piece = next(self._pieces)
+        except StopIteration as end:
+            self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once
+            self._result = self._finish(self._completion(end.value))
+            raise StopIteration(self._result["finish_reason"]) from None
+        except BaseException:
+            self._ended = True
+            raise
+        self._seen.append(piece)
+        return piece
+
+    def _completion(self, end: Any) -> Completion:
+        """The engine's `Completion`; an engine whose stream returns only its finish reason gets its tokens counted."""
+        if isinstance(end, Completion):
+            return end
+        text = "".join(self._seen)
+        return Completion(text, self._engine.count_tokens(self._prompt), self._engine.count_tokens(text) if text else 0, end or "stop")
+
+    def close(self) -> None:
+        """Stop decoding; what was written stays in `text`."""
+        self._ended = True
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    def _read(self) -> dict[str, Any] | None:
+        for _ in self:
+            pass
+        return self._result
+
+    @property
+    def text(self) -> str:
+        self._read()
+        return "".join(self._seen)
+
+    @property
+    def finish_reason(self) -> str | None:
+        result = self._read()
+        return None if result is None else result["finish_reason"]
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """`prompt_tokens` and `completion_tokens`."""
+        result = self._read()
+        return None if result is None else result["usage"]
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self._read()

@@ -1,0 +1,96 @@
+"""`aigc.stream` and the generators' `stream`: an `AnswerStream` of text pieces, then the whole result."""
+
+import pytest
+
+import aigc
+from aigc import templates
+from aigc.errors import BadInputError
+from aigc.generators.chat import ChatGenerator, ChatSession
+from aigc.testing import FakeEngine
+
+GREEDY = {"temperature": 0, "max_tokens": 4}  # the tiny random model does not end an answer this soon: max_tokens does
+
+
+def test_a_stream_yields_the_engines_pieces_then_holds_the_result_generate_gives(tiny_engine):
+    gen = ChatGenerator(engine=tiny_engine)
+    whole = gen("Bees", sampling=GREEDY)
+    params = gen.reply_params(GREEDY, templates.get_template("chat").defaults)
+    expected = list(tiny_engine.stream(whole["messages"][:-1], params))
+    stream = gen.stream("Bees", sampling=GREEDY)
+    pieces = list(stream)
+    assert pieces == expected and stream.text == "".join(pieces) and stream.text.strip() == whole["text"]
+    assert stream.finish_reason == "length" and stream.usage == whole["usage"] and stream.result == whole
+    assert stream.usage == {"prompt_tokens": tiny_engine.count_tokens(whole["messages"][:-1]), "completion_tokens": GREEDY["max_tokens"]}
+    assert list(stream) == []  # read to its end once
+
+
+def test_the_result_comes_without_a_second_model_call(tiny_engine, monkeypatch):
+    gen = ChatGenerator(engine=tiny_engine)
+    whole = gen("Bees", sampling=GREEDY)
+    streams = []
+    real = tiny_engine.stream
+    monkeypatch.setattr(tiny_engine, "stream", lambda *args: streams.append(args) or real(*args))
+    monkeypatch.setattr(tiny_engine, "generate", lambda *args: pytest.fail("a second model call"))
+    stream = gen.stream("Bees", sampling=GREEDY)
+    assert stream.result == whole and len(streams) == 1  # read on demand: the rest of the answer is read first
+    assert stream.text.strip() == whole["text"] and list(stream) == []
+
+
+def test_a_stream_closed_early_stops_decoding_and_has_no_result(tiny_engine):
+    gen = ChatGenerator(engine=tiny_engine)
+    sampling = {"temperature": 0, "max_tokens": 40}
+    calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
+    stream = gen.stream("Bees", sampling=sampling)
+    first = next(stream)
+    stream.close()
+    assert tiny_engine.stats.calls == calls + 1 and tiny_engine.stats.completion_tokens - tokens < 40  # the decode ended there
+    assert stream.text == first and stream.result is None and stream.finish_reason is None and stream.usage is None
+    assert list(stream) == []
+    calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
+    for _ in gen.stream("Bees", sampling=sampling):
+        break  # the stream, no longer held, is closed at once
+    assert tiny_engine.stats.calls == calls + 1 and tiny_engine.stats.completion_tokens - tokens < 40
+
+
+def test_aigc_stream_gives_generates_result_for_chat_and_template(tiny_model_dir):
+    model = {"model": str(tiny_model_dir), "device": "cpu"}
+    for task, inputs, options in (("chat", "Bees", {}), ("template", {"input": "Bees"}, {"template": "chat"})):
+        whole = aigc.generate(task, inputs, sampling=GREEDY, **model, **options)
+        stream = aigc.stream(task, inputs, sampling=GREEDY, **model, **options)
+        assert isinstance(stream, aigc.AnswerStream)
+        assert "".join(stream).strip() == whole["text"] and stream.result == whole and stream.finish_reason == "length"
+
+
+def test_a_streamed_json_answer_has_its_data_and_a_stream_ends_with_its_finish_reason():
+    engine = FakeEngine()
+    engine.enqueue('{"a": 1}')
+    stream = ChatGenerator(engine=engine).stream("hi", sampling={"json_schema": "a int"})
+    pieces = []
+    with pytest.raises(StopIteration) as end:
+        while True:
+            pieces.append(next(stream))
+    assert "".join(pieces) == '{"a": 1}' and end.value.value == "stop" == stream.finish_reason  # as a generator returns it
+    assert stream.result["data"] == {"a": 1} and stream.result["text"] == '{"a": 1}'
+
+
+def test_an_engine_whose_stream_returns_only_its_finish_reason_has_its_tokens_counted():
+    class Older(FakeEngine):
+        def stream(self, prompt, params):
+            yield "Paris is big"
+            return "length"
+
+    stream = ChatGenerator(engine=Older()).stream("Capital?")
+    assert stream.text == "Paris is big" and stream.finish_reason == "length"
+    assert stream.usage == {"prompt_tokens": Older().count_tokens([{"role": "user", "content": "Capital?"}]), "completion_tokens": 3}
+
+
+def test_a_chat_session_makes_its_chat_generator(tiny_model_dir):
+    session = ChatSession(model=str(tiny_model_dir), sampling=GREEDY)
+    assert isinstance(session.generator, ChatGenerator) and session.generator.model == str(tiny_model_dir)
+    assert session.ask("Bees") == session.messages[-1]["content"] and len(session.messages) == 2
+    default = aigc.ChatSession()  # the default model, loaded at the first reply
+    assert isinstance(default.generator, ChatGenerator) and default.generator.model is None
+    with pytest.raises(BadInputError, match="its generator or a model, not both"):
+        ChatSession(ChatGenerator(engine=FakeEngine()), model="smollm2")
+    with pytest.raises(BadInputError, match=r"or model=NAME makes it; got str"):
+        ChatSession("smollm2")
