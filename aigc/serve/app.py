@@ -44,10 +44,11 @@ from starlette.routing import Match
 from ..engine.base import Completion
 from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
 from ..engine.scoring import length_batches
-from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
+from ..errors import AigcError, BadInputError, UnknownGeneratorError
 from ..textio import parse_json
+from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
-from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
+from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
@@ -98,12 +99,6 @@ class Backend:
         return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code, self.headers = status, message, type, param, code, headers
-
-
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
     its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
@@ -149,7 +144,7 @@ class RequestIds:
         except Exception as exc:
             if started:  # nothing to answer with any more: uvicorn closes the connection and logs it
                 raise
-            error = _internal(exc)  # a bug (the handlers answered every error raised on purpose)
+            error = internal(exc)  # a bug (the handlers answered every error raised on purpose)
             await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
 
 
@@ -165,10 +160,6 @@ def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
     request.state.request_id = f"{prefix}-{request.state.request_id}"
     return request.state.request_id
-
-
-def error_body(message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
@@ -273,44 +264,6 @@ INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/
 def _input_field(path: str) -> str | None:
     """The body field holding a request's input (what a bad input or a too long one is about)."""
     return "input" if path.startswith("/v1/aigc/") else INPUT_FIELDS.get(path)
-
-
-def _named_option(exc: AigcError) -> str | None:
-    """The first option a message names (`calibrate` in "calibrate=batch needs ..."), if any."""
-    names: list[str] = []
-    exc.shown(lambda name, value: names.append(name))
-    return names[0] if names else None
-
-
-def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> ApiError:
-    """The HTTP error for `exc`; a bad input that names no option is about the body field `about` (the request's input)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, QueueFullError):
-        return ApiError(429, str(exc), "rate_limit_error", code="queue_full", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, ShuttingDownError):
-        return ApiError(503, str(exc), "server_error", code="unavailable", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, UnknownModelError):  # as an unknown request `model` is
-        return ApiError(404, str(exc), param=_named_option(exc) or "model", code="model_not_found")
-    if isinstance(exc, UnknownGeneratorError):
-        return ApiError(404, str(exc), code="not_found")
-    if isinstance(exc, OptionError):
-        return ApiError(400, str(exc), param=exc.option, code="invalid_value")
-    if isinstance(exc, ContextLengthError):
-        return ApiError(400, str(exc), param=about, code="context_length_exceeded")
-    if isinstance(exc, BadInputError):
-        return ApiError(400, str(exc), param=_named_option(exc) or about, code="invalid_value")
-    if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback
-        log.error("%s", exc, exc_info=exc)
-    if isinstance(exc, AigcError):
-        return ApiError(500, str(exc), "server_error")
-    return _internal(exc)
-
-
-def _internal(exc: Exception) -> ApiError:
-    """A bug's 500: the log has its traceback, the client a line saying so."""
-    log.error("unexpected error", exc_info=exc)
-    return ApiError(500, "internal error; the server log has the details", "server_error")
 
 
 # -- request bodies --------------------------------------------------------------------------------
@@ -563,7 +516,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
+        return await _api_error(request, from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
 
     def meant_path(request: Request) -> str | None:
         """The endpoint a path with its /v1 left out (a base URL without it) or doubled (a client that
@@ -716,7 +669,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         return None
                     check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
-                    raise _from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
+                    raise from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
                 if event[0] == "done":
                     return event[1], event[2]
         finally:
@@ -741,7 +694,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         yield reply.sse(reply.done)
                     return
                 else:
-                    yield reply.sse(reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field)))
+                    yield reply.sse(reply.error_event(from_aigc(event[1], settings.retry_after, reply.input_field)))
                     return
         finally:
             job.cancel()
@@ -872,7 +825,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 elif event[0] == "done":
                     lines = ([] if reply.opened else reply.opening()) + reply.closing([redone.get(i, c) for i, c in enumerate(event[1])])
                 else:
-                    lines = [reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field))]
+                    lines = [reply.error_event(from_aigc(event[1], settings.retry_after, reply.input_field))]
                 for line in lines:
                     yield reply.sse(line)
                 if event[0] in ("done", "error"):
@@ -1002,7 +955,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
             raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
         except BadInputError as exc:  # an unknown option or template: about the options
-            raise _from_aigc(exc, settings.retry_after, "options") from None
+            raise from_aigc(exc, settings.retry_after, "options") from None
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
@@ -1010,7 +963,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             params = SamplingParams.from_settings(given)  # parsed ("9" -> 9) before the caps
         except BadInputError as exc:  # an unknown setting: about the sampling (a bad value names its setting)
-            raise _from_aigc(exc, settings.retry_after, "sampling") from None
+            raise from_aigc(exc, settings.retry_after, "sampling") from None
         caps = (
             ("max_tokens", params.max_tokens if "max_tokens" in given else None, settings.max_tokens_cap),
             ("n", params.n if "n" in given else None, settings.max_n),

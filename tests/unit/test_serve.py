@@ -696,7 +696,8 @@ def test_a_method_a_route_does_not_take_is_405_with_allow(server):
 
 
 def test_full_queue_answers_429_with_retry_after(server):
-    from aigc.serve.app import ServeSettings, _from_aigc
+    from aigc.serve.api_errors import from_aigc
+    from aigc.serve.app import ServeSettings
     from aigc.serve.scheduler import Job, QueueFullError, Scheduler
 
     from aigc.engine.sampling import SamplingParams
@@ -705,7 +706,7 @@ def test_full_queue_answers_429_with_retry_after(server):
     scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
     with pytest.raises(QueueFullError):
         scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
-    error = _from_aigc(QueueFullError("full"), ServeSettings().retry_after)
+    error = from_aigc(QueueFullError("full"), ServeSettings().retry_after)
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 

@@ -117,7 +117,7 @@ FUNCTIONS = [t["function"] for t in TOOLS]  # the older form: functions, not too
 
 
 def test_functions_and_function_call_are_the_tools_and_tool_choice_they_stand_for():
-    from aigc.serve.app import ApiError
+    from aigc.serve.api_errors import ApiError
     from aigc.serve.tools import requested
 
     for function_call, named, forced in ((None, None, False), ("auto", None, False), ({"name": "now"}, "now", True)):
@@ -160,7 +160,8 @@ def test_a_call_in_the_older_form_is_answered_as_function_call_whole_and_streame
 def test_function_messages_are_read_as_tool_messages():
     """The older form's history: an assistant's `function_call` and a `function` message (name,
     content) read as a call and its result, as a template without tools shows them."""
-    from aigc.serve.app import ApiError, _Message
+    from aigc.serve.api_errors import ApiError
+    from aigc.serve.app import _Message
 
     history = [
         _Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
