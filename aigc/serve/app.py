@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import struct
@@ -31,27 +30,30 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Literal, Optional, Union
+from typing import Any, AsyncIterator, Callable
 
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
+from ..engine.sampling import PROMPT_CHUNK, SamplingParams
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, UnknownGeneratorError
 from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
-from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
+from .request_bodies import (
+    CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
+    body_int, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
+)
+from .logprobs import TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
-MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
@@ -162,329 +164,9 @@ def completion_id(request: Request, prefix: str) -> str:
     return request.state.request_id
 
 
-FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
-
-
-def _union_tag(part: Any) -> bool:
-    """Whether a part of a validation error's location names one type of a union (`str`,
-    `list[str]`) rather than a field or an index."""
-    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "list", "dict", "none") or "[" in part)
-
-
-def _body_int(digits: str) -> int:
-    """A JSON integer of a request body; one longer than Python reads is a 400 that names it."""
-    limit, length = getattr(sys, "get_int_max_str_digits", lambda: 0)(), len(digits.lstrip("-"))  # Python 3.10.0-3.10.6 have no limit
-    if limit and length > limit:
-        raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
-    return int(digits)
-
-
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in a body's bytes: JSON text may hold a lone surrogate
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what json.loads leaves of one (a pair becomes one character)
-
-
-def _texts(data: Any) -> Iterator[tuple[str, str | None, str]]:
-    """(where, the top-level field it is in, text) for every string in a JSON value, keys too, in the
-    order they come (`messages.0.content`, `messages`, ...)."""
-    stack: list[tuple[str, str | None, Any]] = [("", None, data)]
-    while stack:
-        where, field, value = stack.pop()
-        if isinstance(value, str):
-            yield where, field, value
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):  # each key comes before what it names, whose place names it
-                stack += [(f"{where}.{key}" if where else key, field or key, item), (f"a key in {where or 'the body'}", field, key)]
-        elif isinstance(value, list):
-            stack += [(f"{where}.{i}", field, item) for i, item in reversed(list(enumerate(value)))]
-
-
-def _lone_surrogate(data: Any) -> ApiError | None:
-    """The 400 for the first text in a request body that holds a lone surrogate: a `\\ud800` escape
-    without its other half, which is no character, so no tokenizer takes it."""
-    for where, field, text in _texts(data):
-        found = LONE_SURROGATE.search(text)
-        if found:
-            return ApiError(
-                400, f"{where} holds the escape \\u{ord(found.group()):04x}, half of a surrogate pair without its other half, which is no character; "
-                "send text as UTF-8, or a character beyond U+FFFF as both halves of its pair (\\ud83d\\udc1d)", param=field, code="invalid_value",
-            )
-    return None
-
-
-def _response_schema(response_format: dict | None) -> dict | None:
-    """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
-    JSON object, `text` (or none) is no schema."""
-    from ..engine.structured import schema_parser, unheld_rules
-
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
-        return None
-    spec = response_format.get("json_schema")
-    if kind == "json_object":
-        schema = {"type": "object"}
-    elif kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
-        schema = spec["schema"]
-    elif kind == "json_schema":
-        raise ApiError(400, 'response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}', param="response_format", code="invalid_value")
-    else:
-        raise ApiError(400, f"response_format {kind!r} is not supported; text, json_object or json_schema", param="response_format", code="unsupported")
-    try:
-        schema_parser(schema)  # a schema the decoder cannot follow fails here, not in the batch
-    except AigcError as exc:
-        raise ApiError(400, str(exc), param="response_format", code="invalid_value") from None
-    unheld = unheld_rules(schema) if kind == "json_schema" and spec.get("strict") else []
-    if unheld:
-        raise ApiError(
-            400, f"response_format json_schema is strict, but this server cannot hold answers to {', '.join(unheld)}; drop them, or set strict to false (answers may then break them)",
-            param="response_format", code="unsupported",
-        )
-    return schema
-
-
-def _no_files(options: dict, sampling: dict) -> None:
-    """A request never makes the server read a file: templates go by name, examples, glossaries and
-    JSON schemas inline."""
-    from ..json_schemas import names_file
-    from ..templates import is_path
-
-    schema = sampling.get("json_schema")
-    if isinstance(schema, str) and names_file(schema):
-        raise ApiError(400, "json_schema: give the schema inline (a JSON object); the server reads no files a request names", param="json_schema", code="unsupported")
-
-    for key, value in options.items():
-        if isinstance(value, str) and key.endswith("template") and is_path(value):
-            raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key, code="unsupported")
-        if isinstance(value, str) and key in FILE_OPTIONS:
-            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
-
-
-INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
-
-
-def _input_field(path: str) -> str | None:
-    """The body field holding a request's input (what a bad input or a too long one is about)."""
-    return "input" if path.startswith("/v1/aigc/") else INPUT_FIELDS.get(path)
-
-
-# -- request bodies --------------------------------------------------------------------------------
-
-SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "json_schema", "grammar")  # vLLM's and llama.cpp's ways to ask for a shape of answer
-# Parameters this server does not apply, with the values that ask for nothing (those are accepted).
-UNSUPPORTED = {
-    "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
-    "best_of": (None, 1), "suffix": (None, ""),
-    **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
-}
-INSTEAD = dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is')  # what this server takes for an unsupported parameter
-CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call")  # of UNSUPPORTED, what /v1/chat/completions applies
-
-
-def _numeric(value: Any) -> Any:
-    """A number sent as a JSON string ("16", "0.5") is that number, as OpenAI's API takes it; other
-    text stays text, which the field refuses (a 400 naming it)."""
-    return number(value) if isinstance(value, str) else value
-
-
-Int = Annotated[int, BeforeValidator(_numeric)]
-Float = Annotated[float, BeforeValidator(_numeric)]
-
-
-def _null_is_the_default(cls, value, info):
-    """Clients in other languages send `"n": null`; OpenAI takes a null as the parameter's default."""
-    return cls.model_fields[info.field_name].get_default(call_default_factory=True) if value is None else value
-
-
-class _Sampling(BaseModel):
-    """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
-    known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: Optional[str] = None
-    temperature: Optional[Float] = Field(None, ge=0, le=2)
-    top_p: Optional[Float] = Field(None, ge=0, le=1)  # 0 is greedy
-    top_k: Optional[Int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
-    repetition_penalty: Optional[Float] = Field(None, gt=0, le=3)  # extension (vLLM)
-    min_p: Optional[Float] = Field(None, ge=0, lt=1)  # extension (vLLM, llama.cpp); 0 is off
-    max_tokens: Optional[Int] = Field(None, ge=1)
-    max_completion_tokens: Optional[Int] = Field(None, ge=1)
-    stop: Union[str, list[str], None] = None
-    n: Int = Field(1, ge=1)
-    seed: Optional[Int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
-    stream: bool = False
-    stream_options: Optional[dict] = None
-    echo: Optional[bool] = None
-    tools: Optional[list] = None
-    functions: Optional[list] = None  # tools' older form
-    tool_choice: Union[str, dict, None] = None
-    parallel_tool_calls: Optional[bool] = None  # at most one call is made either way
-    function_call: Union[str, dict, None] = None
-    logit_bias: Optional[dict] = None
-    response_format: Optional[dict] = None
-    frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
-    presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
-    guided_json: Any = None  # SHAPED: refused, never ignored (the client would parse free text)
-    guided_regex: Any = None
-    guided_choice: Any = None
-    guided_grammar: Any = None
-    structured_outputs: Any = None
-    json_schema: Any = None
-    grammar: Any = None
-    ignore_eos: Any = None
-    min_tokens: Any = None
-
-    _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    type: str
-    text: Optional[str] = None
-    refusal: Optional[str] = None  # an assistant's "refusal" part
-
-    def plain(self, role: str, where: str) -> str:
-        """The part's text: a text part's, or an assistant's refusal."""
-        kind = "refusal" if self.type == "refusal" and role == "assistant" else "text"
-        if self.type != kind:
-            raise ApiError(400, f"{where}: {self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
-        value = self.refusal if kind == "refusal" else self.text
-        if value is None:
-            raise ApiError(400, f"{where}: a {kind} content part needs its {kind}", param="messages", code="invalid_value")
-        return value
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[_Part], None] = None
-    tool_calls: Optional[list] = None
-    tool_call_id: Optional[str] = None  # what a tool message answers
-    function_call: Optional[dict] = None  # tool_calls' older form
-    name: Optional[str] = None  # a function message's function (tool messages' older form)
-
-    def plain(self, index: int) -> dict:
-        """The message as the engine takes it, its parts joined, an assistant's `tool_calls` checked
-        (`tools.history_calls`); what OpenAI refuses, or this server cannot take, is a 400 naming the
-        message (`messages.2`). Content may be null only where an assistant called tools, as OpenAI
-        has it; an empty list of parts is refused, as OpenAI refuses it. A function message (the
-        older form of a tool message) is read as a tool message that answers a call with no id."""
-        from .tools import NAME, history_calls
-
-        where = f"messages.{index}"
-        if self.role == "function" and not (isinstance(self.name, str) and NAME.fullmatch(self.name)):
-            raise ApiError(400, f"{where}: a function message needs the name of the function whose result it holds (1-64 letters, digits, _ or -), got {self.name!r}", param="messages", code="invalid_value")
-        called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
-        if self.content is None and not called:
-            whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
-            raise ApiError(400, f"{where}: {whose}: a string, or a list of text parts", param="messages", code="invalid_value")
-        if self.content == []:
-            raise ApiError(400, f"{where}: content is an empty list of parts; give a string, or at least one text part", param="messages", code="invalid_value")
-        content = self.content or ""
-        if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
-            content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
-        message = {"role": {"developer": "system", "function": "tool"}.get(self.role, self.role), "content": content}
-        if self.role in ("tool", "function"):
-            message["tool_call_id"] = self.tool_call_id or ""
-        if self.role == "function":
-            message["name"] = self.name
-        if self.role == "assistant" and (self.tool_calls or self.function_call):
-            message["tool_calls"] = history_calls(self.tool_calls or [{"function": self.function_call}], where)
-        return message
-
-
-class ChatRequest(_Sampling):
-    messages: list[_Message] = Field(min_length=1)
-    logprobs: Optional[bool] = None
-    top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
-
-    @property
-    def top(self) -> int | None:
-        """How many alternatives to report per token; None: no log-probabilities."""
-        if self.top_logprobs is not None and not self.logprobs:
-            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs", code="invalid_value")
-        return (self.top_logprobs or 0) if self.logprobs else None
-
-
-class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids: the model's, as vLLM takes them
-    max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
-    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
-    best_of: Optional[Int] = None
-    suffix: Optional[str] = None
-
-    @property
-    def top(self) -> int | None:
-        return self.logprobs
-
-    def prompts(self) -> list[str | list[int]]:
-        """Each prompt: a text, or the model's token ids (a list of ints is one prompt)."""
-        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
-            return [self.prompt]
-        if not self.prompt:
-            raise ApiError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
-        return list(self.prompt)
-
-
 def _event_stream(lines) -> StreamingResponse:
     """Server-sent events, unbuffered by proxies (`lines`: an async iterator of `data: ...` lines)."""
     return StreamingResponse(lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def _known_ids(ids: list[int], vocabulary: int) -> list[int]:
-    """A prompt given as token ids, each checked to be one of the model's."""
-    unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
-    if unknown is not None:
-        raise ApiError(400, f"prompt: token id {unknown} is not in the model's vocabulary (0-{vocabulary - 1})", param="prompt", code="invalid_value")
-    return list(ids)
-
-
-class TaskRequest(BaseModel):
-    """A generator call: `input` as the generator takes it, its options, and sampling settings."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: Optional[str] = None
-    input: Any = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    sampling: dict[str, Any] = Field(default_factory=dict)
-
-    _nulls = field_validator("options", "sampling", mode="before")(_null_is_the_default)
-
-
-class EmbeddingRequest(BaseModel):
-    """OpenAI's `/v1/embeddings`: a text or a list of texts (token ids are refused with a reason)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-    model: Optional[str] = None
-    input: Union[str, list[str], list[int], list[list[int]]]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[Int] = None
-
-    _nulls = field_validator("encoding_format", mode="before")(_null_is_the_default)
-
-    def texts(self) -> list[str]:
-        texts = [self.input] if isinstance(self.input, str) else self.input
-        if not texts:
-            raise ApiError(400, "input must be a text or a non-empty list of texts", param="input", code="invalid_value")
-        if not all(isinstance(t, str) for t in texts):
-            raise ApiError(
-                400, "input: token ids are not supported; send text, e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False)", param="input", code="unsupported"
-            )
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
-        blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
-        if blank is not None:  # named, as a client sends a table's rows 100 at a time
-            where = "input" if isinstance(self.input, str) else f"input.{blank}"
-            raise ApiError(400, f"{where}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
-        return texts
-
-
-class TokenizeRequest(BaseModel):
-    """vLLM's `/tokenize`: a prompt or chat messages -> token count (used by remote backends)."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: Optional[str] = None
-    prompt: Optional[str] = None
-    messages: Optional[list[_Message]] = None
 
 
 # -- the application -------------------------------------------------------------------------------
@@ -516,7 +198,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
-        return await _api_error(request, from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
+        return await _api_error(request, from_aigc(exc, settings.retry_after, input_field(request.url.path)))
 
     def meant_path(request: Request) -> str | None:
         """The endpoint a path with its /v1 left out (a base URL without it) or doubled (a client that
@@ -561,14 +243,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
-            data = parse_json(raw or b"null", parse_int=_body_int)
+            data = parse_json(raw or b"null", parse_int=body_int)
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"the body is not valid {exc.encoding.upper()} (byte {exc.start}); send the JSON as UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-        surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
+        surrogate = lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
         if surrogate is not None:
             raise surrogate
         return data
@@ -578,7 +260,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return model.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"] if not _union_tag(p)) or None
+            where = ".".join(str(p) for p in first["loc"] if not union_tag(p)) or None
             if first["type"] == "extra_forbidden":  # a task request: say what it takes
                 streamed = " (a task answers whole; /v1/chat/completions streams)" if where == "stream" else ""
                 raise ApiError(400, f"{where} is not a field of this request; it takes {', '.join(model.model_fields)}{streamed}", param=where, code="invalid_value") from None
@@ -591,12 +273,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
+    def sampling(req: Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
-        schema = _response_schema(req.response_format)
+        schema = response_schema(req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
@@ -639,7 +321,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
         return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
 
-    async def encode_chat(backend: Backend, messages: list[_Message], toolset=None) -> list[int]:
+    async def encode_chat(backend: Backend, messages: list[Message], toolset=None) -> list[int]:
         """Chat messages' token ids, with the tools offered and earlier calls as the model reads them (`tools.prompt`)."""
         from .tools import prompt
 
@@ -669,7 +351,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         return None
                     check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
-                    raise from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
+                    raise from_aigc(event[1], settings.retry_after, input_field(request.url.path))
                 if event[0] == "done":
                     return event[1], event[2]
         finally:
@@ -699,7 +381,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
-    async def answer(request: Request, req: _Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
+    async def answer(request: Request, req: Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
         """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
         if params is None:
             job, events = _NoJob(), asyncio.Queue()
@@ -862,7 +544,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         given = req.prompts()
         if len(given) * req.n > settings.max_batch:  # before any prompt is tokenized
             raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt", code="invalid_value")
-        encoded = [await encode(backend, p) if isinstance(p, str) else _known_ids(p, backend.batched.vocabulary) for p in given]
+        encoded = [await encode(backend, p) if isinstance(p, str) else known_ids(p, backend.batched.vocabulary) for p in given]
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
@@ -949,7 +631,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-            _no_files(req.options, req.sampling)
+            no_files(req.options, req.sampling)
             options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")

@@ -161,11 +161,11 @@ def test_function_messages_are_read_as_tool_messages():
     """The older form's history: an assistant's `function_call` and a `function` message (name,
     content) read as a call and its result, as a template without tools shows them."""
     from aigc.serve.api_errors import ApiError
-    from aigc.serve.app import _Message
+    from aigc.serve.request_bodies import Message
 
     history = [
-        _Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
-        _Message(role="function", name="get_weather", content="rain"),
+        Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
+        Message(role="function", name="get_weather", content="rain"),
     ]
     plain = [m.plain(i + 1) for i, m in enumerate(history)]
     assert plain[1] == {"role": "tool", "content": "rain", "tool_call_id": "", "name": "get_weather"}
@@ -173,5 +173,5 @@ def test_function_messages_are_read_as_tool_messages():
     assert [m["content"] for m in messages] == ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', "<tool_response>\nrain\n</tool_response>"]
     for name in (None, "get weather"):
         with pytest.raises(ApiError) as caught:
-            _Message(role="function", name=name, content="rain").plain(2)
+            Message(role="function", name=name, content="rain").plain(2)
         assert caught.value.param == "messages" and caught.value.message.startswith("messages.2: a function message needs the name of the function")
