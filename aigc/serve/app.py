@@ -3,8 +3,8 @@
 Every generation goes through a model's `Scheduler`, so concurrent requests share one decode.
 Chat messages are tokenized by the engine with control tokens only in the template's markup (a
 message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
-Chat and text completions differ only in the shape of their answers, which `_Reply` writes
-(whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
+Chat and text completions differ only in the shape of their answers, which `Reply` writes
+(`replies.py`; whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
 with its own request fields and answer shape (`responses.py`); a chat request with tools may be
 answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
@@ -15,7 +15,6 @@ response carries `x-request-id`; CORS headers only for the origins `--cors-origi
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import errno
 import hashlib
@@ -25,7 +24,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 import uuid
@@ -34,7 +32,7 @@ from typing import Any, AsyncIterator, Callable
 
 import anyio
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,11 +44,12 @@ from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, UnknownGeneratorError
 from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
+from .logprobs import prompt_entries
+from .replies import NoJob, Reply, base64_floats, event_stream
 from .request_bodies import (
     CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
     body_int, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
 )
-from .logprobs import TokenLogprob, chat_shape, completion_shape, prompt_entries
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
@@ -162,11 +161,6 @@ def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
     request.state.request_id = f"{prefix}-{request.state.request_id}"
     return request.state.request_id
-
-
-def _event_stream(lines) -> StreamingResponse:
-    """Server-sent events, unbuffered by proxies (`lines`: an async iterator of `data: ...` lines)."""
-    return StreamingResponse(lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 # -- the application -------------------------------------------------------------------------------
@@ -357,7 +351,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
-    async def stream_events(reply: "_Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
+    async def stream_events(reply: "Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
             for opening in reply.opening():
@@ -381,17 +375,17 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         finally:
             job.cancel()
 
-    async def answer(request: Request, req: Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
+    async def answer(request: Request, req: Sampling, reply: "Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
         """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
         if params is None:
-            job, events = _NoJob(), asyncio.Queue()
+            job, events = NoJob(), asyncio.Queue()
             for index in range(len(rows)):
                 events.put_nowait(("end", index, "length"))
             events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
         else:
             job, events = submit(backend, rows, params, reply.top)
         if req.stream:
-            return _event_stream(stream_events(reply, job, events))
+            return event_stream(stream_events(reply, job, events))
         collected = await collect(job, events, request)
         if collected is None:
             return Response(status_code=499)  # nobody reads it: the client is gone
@@ -429,12 +423,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
+        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
 
-    async def answer_tools(request: Request, req: ChatRequest, reply: _Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
+    async def answer_tools(request: Request, req: ChatRequest, reply: Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
         """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
         must be made, else freely, and again under it where an answer opens a call that is not valid.
         A free answer is streamed as it is decoded (`stream_tools`); any other is decoded whole, then
@@ -445,7 +439,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.stream and not toolset.forced:
             job, events = submit(backend, [ids] * params.n, params, reply.top)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
-            return _event_stream(streamed)
+            return event_stream(streamed)
         collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
         if collected is None:
             return Response(status_code=499)
@@ -469,9 +463,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if reply.done:
                 yield reply.sse(reply.done)
 
-        return _event_stream(events())
+        return event_stream(events())
 
-    async def stream_tools(request: Request, reply: _Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
+    async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
         what may be a call's (`tools.Holdback`); a call once its row ends (`reply.calling`), or the
         text held back where it is none. A row that opens with a call that is not valid is decoded
@@ -550,7 +544,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
-        reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
+        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
         if req.echo:
             entries: list = [None] * len(prompts)
             if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
@@ -605,7 +599,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except RequestCancelled:
             return Response(status_code=499)
         data = [
-            {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
+            {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
         ]
         return {"object": "list", "data": data, "model": backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
@@ -674,141 +668,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 
     return app
-
-
-def _base64_floats(vector: list[float]) -> str:
-    """OpenAI's `encoding_format: base64`: the vector as little-endian float32, base64-encoded."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def _reason(finish_reason: str) -> str:
-    return "length" if finish_reason == "length" else "stop"
-
-
-class _NoJob:
-    """Stands in for a job when there is nothing to decode (echo with max_tokens 0)."""
-
-    def cancel(self) -> None:
-        pass
-
-
-@dataclass
-class _Reply:
-    """How one request's answer looks: chat (`message`, `delta`) or text completions (`text`), whole or
-    streamed, with log-probabilities in the endpoint's shape when `top` is not None. `heads` holds,
-    per choice, the echoed prompt and its token log-probabilities (completions with `echo`)."""
-
-    chat: bool
-    model: str
-    top: int | None
-    stream_options: dict | None
-    prompt_tokens: int
-    n: int
-    heads: list[tuple[str, list[TokenLogprob] | None]] | None = None
-    id: str = ""
-    fingerprint: str = ""
-    created: int = field(default_factory=lambda: int(time.time()))
-    opened: bool = False  # whether `opening` was sent
-    legacy: bool = False  # a call is answered in tools' older form, `function_call`
-
-    def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
-        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        data = {"id": self.id, "object": kind, "created": self.created, "model": self.model, "system_fingerprint": self.fingerprint, "choices": choices}
-        if usage is not None or (chunk and (self.stream_options or {}).get("include_usage")):
-            data["usage"] = usage  # a stream that will end with usage says `null` before it, as OpenAI's does
-        return data
-
-    def usage(self, completions) -> dict:
-        generated = sum(c.completion_tokens for c in completions)
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": generated, "total_tokens": self.prompt_tokens + generated}
-
-    def choice(self, index: int, text: str | None, finish: str | None, entries: list[TokenLogprob] | None, stream: bool) -> dict:
-        item: dict[str, Any] = {"index": index}
-        if not self.chat:
-            item["text"] = text or ""
-        elif stream:
-            item["delta"] = {} if text is None else {"content": text}
-        else:
-            item["message"] = {"role": "assistant", "content": text}
-        shape = chat_shape if self.chat else completion_shape
-        item["logprobs"] = shape(entries) if self.top is not None and entries is not None else None
-        item["finish_reason"] = finish
-        return item
-
-    def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
-        """The answer, whole and as a stream's chunks, where the choices that hold a call (`calls`)
-        answer with it (`tools.answered`): the text before it, then the call (`calling`)."""
-        from .tools import answered
-
-        body = answered(self.whole(completions, logprobs), calls, self.legacy)
-        events = self.opening()
-        for i, (completion, call) in enumerate(zip(completions, calls)):
-            if call is None:
-                events += [self.piece(i, completion.text, logprobs[i] if logprobs else None), *self.ending(i, completion.finish_reason)]
-            else:
-                events += ([self.piece(i, call["content"], None)] if call["content"] else []) + self.calling(i, call)
-        return body, events + self.closing(completions)
-
-    def calling(self, index: int, call: dict) -> list[dict]:
-        """A choice's call as OpenAI streams it, `delta.tool_calls`: its id, type and name, then its
-        arguments, then finish_reason tool_calls; in the older form, `delta.function_call`: its name,
-        then its arguments, then finish_reason function_call."""
-        from .tools import call_id
-
-        arguments = json.dumps(call["arguments"], ensure_ascii=False)
-        if self.legacy:
-            deltas = [{"function_call": {"name": call["name"], "arguments": ""}}, {"function_call": {"arguments": arguments}}]
-        else:
-            head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
-            deltas = [{"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
-        events = [] if self.opened else self.opening()
-        for delta, finish in ((deltas[0], None), (deltas[1], None), ({}, "function_call" if self.legacy else "tool_calls")):
-            events.append(self.body([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}], chunk=True))
-        return events
-
-    def _head(self, index: int) -> tuple[str, list[TokenLogprob]]:
-        head, entries = self.heads[index] if self.heads else ("", None)
-        return head, entries or []
-
-    def whole(self, completions, logprobs) -> dict:
-        choices = []
-        for i, c in enumerate(completions):
-            head, entries = self._head(i)
-            tokens = entries + [e.shifted(len(head)) for e in logprobs[i]] if logprobs else entries
-            choices.append(self.choice(i, head + c.text, _reason(c.finish_reason), tokens, stream=False))
-        return self.body(choices, self.usage(completions))
-
-    def opening(self) -> list[dict]:
-        """Chat: each choice's role; completions with echo: each choice's prompt."""
-        self.opened = True
-        if self.chat:
-            return [self.body([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], chunk=True) for i in range(self.n)]
-        return [self.body([self.choice(i, head, None, entries, stream=True)], chunk=True) for i, (head, entries) in enumerate(self.heads or [])]
-
-    def piece(self, index: int, text: str, entries: list[TokenLogprob] | None) -> dict:
-        base = len(self._head(index)[0])
-        entries = None if entries is None else [e.shifted(base) for e in entries]
-        return self.body([self.choice(index, text, None, entries, stream=True)], chunk=True)
-
-    def ending(self, index: int, finish_reason: str) -> list[dict]:
-        return [self.body([self.choice(index, None, _reason(finish_reason), None, stream=True)], chunk=True)]
-
-    def closing(self, completions) -> list[dict]:
-        """After every choice has ended: the usage, when the request asked for it."""
-        return [self.body([], self.usage(completions), chunk=True)] if (self.stream_options or {}).get("include_usage") else []
-
-    done = "[DONE]"  # the stream's last line
-
-    @property
-    def input_field(self) -> str:
-        return "messages" if self.chat else "prompt"
-
-    def sse(self, data: dict | str) -> str:
-        """One server-sent event of data (a JSON object, or `[DONE]`)."""
-        return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
-    def error_event(self, error: ApiError) -> dict:
-        return error_body(error.message, error.type, error.param, error.code)
 
 
 def build(

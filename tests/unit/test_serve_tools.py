@@ -31,7 +31,7 @@ def test_an_answers_call_is_found_in_the_forms_models_write_and_must_fit_its_sch
 def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     """As llama.cpp's Hermes parser: the text before a call is the message's content (null where
     it is blank), in a whole answer, a chat stream and a response."""
-    from aigc.serve.app import _Reply
+    from aigc.serve.replies import Reply
     from aigc.serve.responses import ResponseReply
 
     tools = Toolset.of(TOOLS, "auto")
@@ -41,7 +41,7 @@ def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     assert tools.parse('I will call {"name": "now", "arguments": {}}')["content"] == "I will call"
     assert tools.parse('Sure. <tool_call>{"name": "now", "arguments": {}} and more') is None  # not a whole call: text
     completions = [Completion(text, 5, 20, "stop")]
-    body, chunks = _Reply(True, "m", None, None, 5, 1).called(completions, None, [tools.parse(text)])
+    body, chunks = Reply(True, "m", None, None, 5, 1).called(completions, None, [tools.parse(text)])
     (choice,) = body["choices"]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Sure."
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
@@ -142,13 +142,13 @@ def test_functions_and_function_call_are_the_tools_and_tool_choice_they_stand_fo
 def test_a_call_in_the_older_form_is_answered_as_function_call_whole_and_streamed():
     """As OpenAI answered `functions`: `message.function_call` (name, arguments as JSON text; no id,
     no tool_calls) and finish_reason function_call; a stream's `delta.function_call`, name then arguments."""
-    from aigc.serve.app import _Reply
+    from aigc.serve.replies import Reply
     from aigc.serve.tools import requested
 
     toolset = requested(None, None, FUNCTIONS, {"name": "get_weather"}, None)[0]
     texts = ['{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}', "It rains."]
     completions = [Completion(text, 5, 20, "stop") for text in texts]
-    body, chunks = _Reply(True, "m", None, None, 5, 2, legacy=True).called(completions, None, [toolset.parse(t) for t in texts])
+    body, chunks = Reply(True, "m", None, None, 5, 2, legacy=True).called(completions, None, [toolset.parse(t) for t in texts])
     called, free = body["choices"]
     assert called["finish_reason"] == "function_call" and called["message"] == {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}
     assert free["finish_reason"] == "stop" and free["message"] == {"role": "assistant", "content": "It rains."}
