@@ -56,7 +56,8 @@ def serve(
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
             raise BadInputError(f"--cors-origin must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
-    from ..serve.app import ServeSettings, bind, build, run_server
+    from ..serve.app import ServeSettings
+    from ..serve.running import bind, build, run_server
 
     settings = ServeSettings(
         api_key=api_key,

@@ -3,8 +3,8 @@
 Every generation goes through a model's `Scheduler`, so concurrent requests share one decode.
 Chat messages are tokenized by the engine with control tokens only in the template's markup (a
 message cannot open a turn); a text completion's prompt is raw model input, control tokens read.
-Chat and text completions differ only in the shape of their answers, which `_Reply` writes
-(whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
+Chat and text completions differ only in the shape of their answers, which `Reply` writes
+(`replies.py`; whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
 with its own request fields and answer shape (`responses.py`); a chat request with tools may be
 answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
@@ -15,42 +15,39 @@ response carries `x-request-id`; CORS headers only for the origins `--cors-origi
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import errno
 import hashlib
 import hmac
 import json
 import logging
-import os
-import re
-import signal
-import socket
-import struct
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Literal, Optional, Union
+from typing import Any, AsyncIterator, Callable
 
 import anyio
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..engine.base import Completion
-from ..engine.sampling import MAX_SEED, MIN_SEED, PROMPT_CHUNK, SamplingParams, number
+from ..engine.sampling import PROMPT_CHUNK, SamplingParams
 from ..engine.scoring import length_batches
-from ..errors import AigcError, BadInputError, ContextLengthError, OptionError, PluginError, UnknownGeneratorError, UnknownModelError
+from ..errors import AigcError, BadInputError, UnknownGeneratorError
 from ..textio import parse_json
-from .logprobs import MAX_TOP, TokenLogprob, chat_shape, completion_shape, prompt_entries
-from .scheduler import BatchedEngine, Job, QueueFullError, RequestCancelled, Scheduler, ShuttingDownError
+from .api_errors import ApiError, error_body, from_aigc, internal
+from .logprobs import prompt_entries
+from .replies import NoJob, Reply, base64_floats, event_stream
+from .request_bodies import (
+    CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
+    body_int, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
+)
+from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
-MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
@@ -98,12 +95,6 @@ class Backend:
         return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code, self.headers = status, message, type, param, code, headers
-
-
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
     its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
@@ -149,389 +140,14 @@ class RequestIds:
         except Exception as exc:
             if started:  # nothing to answer with any more: uvicorn closes the connection and logs it
                 raise
-            error = _internal(exc)  # a bug (the handlers answered every error raised on purpose)
+            error = internal(exc)  # a bug (the handlers answered every error raised on purpose)
             await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
-
-
-def quit_cancels(record: logging.LogRecord) -> bool:
-    """A filter for uvicorn's error log: leaves out its traceback of a request cancelled because the
-    server quit (`RequestIds` answered it), unless AIGC_DEBUG=1."""
-    from ..config import debug
-
-    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError)) or debug()
 
 
 def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
     request.state.request_id = f"{prefix}-{request.state.request_id}"
     return request.state.request_id
-
-
-def error_body(message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
-FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
-
-
-def _union_tag(part: Any) -> bool:
-    """Whether a part of a validation error's location names one type of a union (`str`,
-    `list[str]`) rather than a field or an index."""
-    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "list", "dict", "none") or "[" in part)
-
-
-def _body_int(digits: str) -> int:
-    """A JSON integer of a request body; one longer than Python reads is a 400 that names it."""
-    limit, length = getattr(sys, "get_int_max_str_digits", lambda: 0)(), len(digits.lstrip("-"))  # Python 3.10.0-3.10.6 have no limit
-    if limit and length > limit:
-        raise ApiError(400, f"the body's JSON has a number too long to read: {digits[:16]}... has {length} digits, at most {limit} are read", code="invalid_json")
-    return int(digits)
-
-
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # in a body's bytes: JSON text may hold a lone surrogate
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what json.loads leaves of one (a pair becomes one character)
-
-
-def _texts(data: Any) -> Iterator[tuple[str, str | None, str]]:
-    """(where, the top-level field it is in, text) for every string in a JSON value, keys too, in the
-    order they come (`messages.0.content`, `messages`, ...)."""
-    stack: list[tuple[str, str | None, Any]] = [("", None, data)]
-    while stack:
-        where, field, value = stack.pop()
-        if isinstance(value, str):
-            yield where, field, value
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):  # each key comes before what it names, whose place names it
-                stack += [(f"{where}.{key}" if where else key, field or key, item), (f"a key in {where or 'the body'}", field, key)]
-        elif isinstance(value, list):
-            stack += [(f"{where}.{i}", field, item) for i, item in reversed(list(enumerate(value)))]
-
-
-def _lone_surrogate(data: Any) -> ApiError | None:
-    """The 400 for the first text in a request body that holds a lone surrogate: a `\\ud800` escape
-    without its other half, which is no character, so no tokenizer takes it."""
-    for where, field, text in _texts(data):
-        found = LONE_SURROGATE.search(text)
-        if found:
-            return ApiError(
-                400, f"{where} holds the escape \\u{ord(found.group()):04x}, half of a surrogate pair without its other half, which is no character; "
-                "send text as UTF-8, or a character beyond U+FFFF as both halves of its pair (\\ud83d\\udc1d)", param=field, code="invalid_value",
-            )
-    return None
-
-
-def _response_schema(response_format: dict | None) -> dict | None:
-    """The JSON schema a `response_format` asks for: `json_schema` gives one, `json_object` is any
-    JSON object, `text` (or none) is no schema."""
-    from ..engine.structured import schema_parser, unheld_rules
-
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
-        return None
-    spec = response_format.get("json_schema")
-    if kind == "json_object":
-        schema = {"type": "object"}
-    elif kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
-        schema = spec["schema"]
-    elif kind == "json_schema":
-        raise ApiError(400, 'response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}', param="response_format", code="invalid_value")
-    else:
-        raise ApiError(400, f"response_format {kind!r} is not supported; text, json_object or json_schema", param="response_format", code="unsupported")
-    try:
-        schema_parser(schema)  # a schema the decoder cannot follow fails here, not in the batch
-    except AigcError as exc:
-        raise ApiError(400, str(exc), param="response_format", code="invalid_value") from None
-    unheld = unheld_rules(schema) if kind == "json_schema" and spec.get("strict") else []
-    if unheld:
-        raise ApiError(
-            400, f"response_format json_schema is strict, but this server cannot hold answers to {', '.join(unheld)}; drop them, or set strict to false (answers may then break them)",
-            param="response_format", code="unsupported",
-        )
-    return schema
-
-
-def _no_files(options: dict, sampling: dict) -> None:
-    """A request never makes the server read a file: templates go by name, examples, glossaries and
-    JSON schemas inline."""
-    from ..json_schemas import names_file
-    from ..templates import is_path
-
-    schema = sampling.get("json_schema")
-    if isinstance(schema, str) and names_file(schema):
-        raise ApiError(400, "json_schema: give the schema inline (a JSON object); the server reads no files a request names", param="json_schema", code="unsupported")
-
-    for key, value in options.items():
-        if isinstance(value, str) and key.endswith("template") and is_path(value):
-            raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key, code="unsupported")
-        if isinstance(value, str) and key in FILE_OPTIONS:
-            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
-
-
-INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
-
-
-def _input_field(path: str) -> str | None:
-    """The body field holding a request's input (what a bad input or a too long one is about)."""
-    return "input" if path.startswith("/v1/aigc/") else INPUT_FIELDS.get(path)
-
-
-def _named_option(exc: AigcError) -> str | None:
-    """The first option a message names (`calibrate` in "calibrate=batch needs ..."), if any."""
-    names: list[str] = []
-    exc.shown(lambda name, value: names.append(name))
-    return names[0] if names else None
-
-
-def _from_aigc(exc: Exception, retry_after: int, about: str | None = None) -> ApiError:
-    """The HTTP error for `exc`; a bad input that names no option is about the body field `about` (the request's input)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, QueueFullError):
-        return ApiError(429, str(exc), "rate_limit_error", code="queue_full", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, ShuttingDownError):
-        return ApiError(503, str(exc), "server_error", code="unavailable", headers={"Retry-After": str(retry_after)})
-    if isinstance(exc, UnknownModelError):  # as an unknown request `model` is
-        return ApiError(404, str(exc), param=_named_option(exc) or "model", code="model_not_found")
-    if isinstance(exc, UnknownGeneratorError):
-        return ApiError(404, str(exc), code="not_found")
-    if isinstance(exc, OptionError):
-        return ApiError(400, str(exc), param=exc.option, code="invalid_value")
-    if isinstance(exc, ContextLengthError):
-        return ApiError(400, str(exc), param=about, code="context_length_exceeded")
-    if isinstance(exc, BadInputError):
-        return ApiError(400, str(exc), param=_named_option(exc) or about, code="invalid_value")
-    if isinstance(exc, PluginError):  # a plugin's bug (its jinja filter, say): the log keeps the traceback
-        log.error("%s", exc, exc_info=exc)
-    if isinstance(exc, AigcError):
-        return ApiError(500, str(exc), "server_error")
-    return _internal(exc)
-
-
-def _internal(exc: Exception) -> ApiError:
-    """A bug's 500: the log has its traceback, the client a line saying so."""
-    log.error("unexpected error", exc_info=exc)
-    return ApiError(500, "internal error; the server log has the details", "server_error")
-
-
-# -- request bodies --------------------------------------------------------------------------------
-
-SHAPED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "json_schema", "grammar")  # vLLM's and llama.cpp's ways to ask for a shape of answer
-# Parameters this server does not apply, with the values that ask for nothing (those are accepted).
-UNSUPPORTED = {
-    "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
-    "best_of": (None, 1), "suffix": (None, ""),
-    **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
-}
-INSTEAD = dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is')  # what this server takes for an unsupported parameter
-CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call")  # of UNSUPPORTED, what /v1/chat/completions applies
-
-
-def _numeric(value: Any) -> Any:
-    """A number sent as a JSON string ("16", "0.5") is that number, as OpenAI's API takes it; other
-    text stays text, which the field refuses (a 400 naming it)."""
-    return number(value) if isinstance(value, str) else value
-
-
-Int = Annotated[int, BeforeValidator(_numeric)]
-Float = Annotated[float, BeforeValidator(_numeric)]
-
-
-def _null_is_the_default(cls, value, info):
-    """Clients in other languages send `"n": null`; OpenAI takes a null as the parameter's default."""
-    return cls.model_fields[info.field_name].get_default(call_default_factory=True) if value is None else value
-
-
-class _Sampling(BaseModel):
-    """Fields shared by chat and completions (unknown fields are ignored, as OpenAI clients send many;
-    known ones must have their JSON type: `"stream": "yes"` is an error, not true)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: Optional[str] = None
-    temperature: Optional[Float] = Field(None, ge=0, le=2)
-    top_p: Optional[Float] = Field(None, ge=0, le=1)  # 0 is greedy
-    top_k: Optional[Int] = Field(None, ge=-1)  # extension (vLLM, llama.cpp); 0 or -1 (vLLM's way) is off
-    repetition_penalty: Optional[Float] = Field(None, gt=0, le=3)  # extension (vLLM)
-    min_p: Optional[Float] = Field(None, ge=0, lt=1)  # extension (vLLM, llama.cpp); 0 is off
-    max_tokens: Optional[Int] = Field(None, ge=1)
-    max_completion_tokens: Optional[Int] = Field(None, ge=1)
-    stop: Union[str, list[str], None] = None
-    n: Int = Field(1, ge=1)
-    seed: Optional[Int] = Field(None, ge=MIN_SEED, le=MAX_SEED)  # int64, as OpenAI's
-    stream: bool = False
-    stream_options: Optional[dict] = None
-    echo: Optional[bool] = None
-    tools: Optional[list] = None
-    functions: Optional[list] = None  # tools' older form
-    tool_choice: Union[str, dict, None] = None
-    parallel_tool_calls: Optional[bool] = None  # at most one call is made either way
-    function_call: Union[str, dict, None] = None
-    logit_bias: Optional[dict] = None
-    response_format: Optional[dict] = None
-    frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
-    presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
-    guided_json: Any = None  # SHAPED: refused, never ignored (the client would parse free text)
-    guided_regex: Any = None
-    guided_choice: Any = None
-    guided_grammar: Any = None
-    structured_outputs: Any = None
-    json_schema: Any = None
-    grammar: Any = None
-    ignore_eos: Any = None
-    min_tokens: Any = None
-
-    _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    type: str
-    text: Optional[str] = None
-    refusal: Optional[str] = None  # an assistant's "refusal" part
-
-    def plain(self, role: str, where: str) -> str:
-        """The part's text: a text part's, or an assistant's refusal."""
-        kind = "refusal" if self.type == "refusal" and role == "assistant" else "text"
-        if self.type != kind:
-            raise ApiError(400, f"{where}: {self.type!r} content parts are not supported in a {role} message; only text parts (and an assistant's refusal)", param="messages", code="unsupported")
-        value = self.refusal if kind == "refusal" else self.text
-        if value is None:
-            raise ApiError(400, f"{where}: a {kind} content part needs its {kind}", param="messages", code="invalid_value")
-        return value
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[_Part], None] = None
-    tool_calls: Optional[list] = None
-    tool_call_id: Optional[str] = None  # what a tool message answers
-    function_call: Optional[dict] = None  # tool_calls' older form
-    name: Optional[str] = None  # a function message's function (tool messages' older form)
-
-    def plain(self, index: int) -> dict:
-        """The message as the engine takes it, its parts joined, an assistant's `tool_calls` checked
-        (`tools.history_calls`); what OpenAI refuses, or this server cannot take, is a 400 naming the
-        message (`messages.2`). Content may be null only where an assistant called tools, as OpenAI
-        has it; an empty list of parts is refused, as OpenAI refuses it. A function message (the
-        older form of a tool message) is read as a tool message that answers a call with no id."""
-        from .tools import NAME, history_calls
-
-        where = f"messages.{index}"
-        if self.role == "function" and not (isinstance(self.name, str) and NAME.fullmatch(self.name)):
-            raise ApiError(400, f"{where}: a function message needs the name of the function whose result it holds (1-64 letters, digits, _ or -), got {self.name!r}", param="messages", code="invalid_value")
-        called = self.role == "assistant" and bool(self.tool_calls or self.function_call)
-        if self.content is None and not called:
-            whose = "an assistant message needs its content unless it has tool_calls" if self.role == "assistant" else f"a {self.role} message needs its content"
-            raise ApiError(400, f"{where}: {whose}: a string, or a list of text parts", param="messages", code="invalid_value")
-        if self.content == []:
-            raise ApiError(400, f"{where}: content is an empty list of parts; give a string, or at least one text part", param="messages", code="invalid_value")
-        content = self.content or ""
-        if isinstance(content, list):  # parts joined by a newline, as vLLM joins them
-            content = "\n".join(p.plain(self.role, f"{where}.content.{i}") for i, p in enumerate(content))
-        message = {"role": {"developer": "system", "function": "tool"}.get(self.role, self.role), "content": content}
-        if self.role in ("tool", "function"):
-            message["tool_call_id"] = self.tool_call_id or ""
-        if self.role == "function":
-            message["name"] = self.name
-        if self.role == "assistant" and (self.tool_calls or self.function_call):
-            message["tool_calls"] = history_calls(self.tool_calls or [{"function": self.function_call}], where)
-        return message
-
-
-class ChatRequest(_Sampling):
-    messages: list[_Message] = Field(min_length=1)
-    logprobs: Optional[bool] = None
-    top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
-
-    @property
-    def top(self) -> int | None:
-        """How many alternatives to report per token; None: no log-probabilities."""
-        if self.top_logprobs is not None and not self.logprobs:
-            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs", code="invalid_value")
-        return (self.top_logprobs or 0) if self.logprobs else None
-
-
-class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids: the model's, as vLLM takes them
-    max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
-    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
-    best_of: Optional[Int] = None
-    suffix: Optional[str] = None
-
-    @property
-    def top(self) -> int | None:
-        return self.logprobs
-
-    def prompts(self) -> list[str | list[int]]:
-        """Each prompt: a text, or the model's token ids (a list of ints is one prompt)."""
-        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
-            return [self.prompt]
-        if not self.prompt:
-            raise ApiError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
-        return list(self.prompt)
-
-
-def _event_stream(lines) -> StreamingResponse:
-    """Server-sent events, unbuffered by proxies (`lines`: an async iterator of `data: ...` lines)."""
-    return StreamingResponse(lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def _known_ids(ids: list[int], vocabulary: int) -> list[int]:
-    """A prompt given as token ids, each checked to be one of the model's."""
-    unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
-    if unknown is not None:
-        raise ApiError(400, f"prompt: token id {unknown} is not in the model's vocabulary (0-{vocabulary - 1})", param="prompt", code="invalid_value")
-    return list(ids)
-
-
-class TaskRequest(BaseModel):
-    """A generator call: `input` as the generator takes it, its options, and sampling settings."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: Optional[str] = None
-    input: Any = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    sampling: dict[str, Any] = Field(default_factory=dict)
-
-    _nulls = field_validator("options", "sampling", mode="before")(_null_is_the_default)
-
-
-class EmbeddingRequest(BaseModel):
-    """OpenAI's `/v1/embeddings`: a text or a list of texts (token ids are refused with a reason)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-    model: Optional[str] = None
-    input: Union[str, list[str], list[int], list[list[int]]]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[Int] = None
-
-    _nulls = field_validator("encoding_format", mode="before")(_null_is_the_default)
-
-    def texts(self) -> list[str]:
-        texts = [self.input] if isinstance(self.input, str) else self.input
-        if not texts:
-            raise ApiError(400, "input must be a text or a non-empty list of texts", param="input", code="invalid_value")
-        if not all(isinstance(t, str) for t in texts):
-            raise ApiError(
-                400, "input: token ids are not supported; send text, e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False)", param="input", code="unsupported"
-            )
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
-        blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
-        if blank is not None:  # named, as a client sends a table's rows 100 at a time
-            where = "input" if isinstance(self.input, str) else f"input.{blank}"
-            raise ApiError(400, f"{where}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
-        return texts
-
-
-class TokenizeRequest(BaseModel):
-    """vLLM's `/tokenize`: a prompt or chat messages -> token count (used by remote backends)."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: Optional[str] = None
-    prompt: Optional[str] = None
-    messages: Optional[list[_Message]] = None
 
 
 # -- the application -------------------------------------------------------------------------------
@@ -563,7 +179,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
-        return await _api_error(request, _from_aigc(exc, settings.retry_after, _input_field(request.url.path)))
+        return await _api_error(request, from_aigc(exc, settings.retry_after, input_field(request.url.path)))
 
     def meant_path(request: Request) -> str | None:
         """The endpoint a path with its /v1 left out (a base URL without it) or doubled (a client that
@@ -608,14 +224,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
-            data = parse_json(raw or b"null", parse_int=_body_int)
+            data = parse_json(raw or b"null", parse_int=body_int)
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"the body is not valid {exc.encoding.upper()} (byte {exc.start}); send the JSON as UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-        surrogate = _lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
+        surrogate = lone_surrogate(data) if SURROGATE_ESCAPE.search(raw) else None
         if surrogate is not None:
             raise surrogate
         return data
@@ -625,7 +241,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return model.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"] if not _union_tag(p)) or None
+            where = ".".join(str(p) for p in first["loc"] if not union_tag(p)) or None
             if first["type"] == "extra_forbidden":  # a task request: say what it takes
                 streamed = " (a task answers whole; /v1/chat/completions streams)" if where == "stream" else ""
                 raise ApiError(400, f"{where} is not a field of this request; it takes {', '.join(model.model_fields)}{streamed}", param=where, code="invalid_value") from None
@@ -638,12 +254,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: _Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
+    def sampling(req: Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
         """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
-        schema = _response_schema(req.response_format)
+        schema = response_schema(req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
@@ -686,7 +302,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
         return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
 
-    async def encode_chat(backend: Backend, messages: list[_Message], toolset=None) -> list[int]:
+    async def encode_chat(backend: Backend, messages: list[Message], toolset=None) -> list[int]:
         """Chat messages' token ids, with the tools offered and earlier calls as the model reads them (`tools.prompt`)."""
         from .tools import prompt
 
@@ -716,13 +332,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         return None
                     check_at = loop.time() + DISCONNECT_POLL
                 if event[0] == "error":
-                    raise _from_aigc(event[1], settings.retry_after, _input_field(request.url.path))
+                    raise from_aigc(event[1], settings.retry_after, input_field(request.url.path))
                 if event[0] == "done":
                     return event[1], event[2]
         finally:
             job.cancel()
 
-    async def stream_events(reply: "_Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
+    async def stream_events(reply: "Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
             for opening in reply.opening():
@@ -741,22 +357,22 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         yield reply.sse(reply.done)
                     return
                 else:
-                    yield reply.sse(reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field)))
+                    yield reply.sse(reply.error_event(from_aigc(event[1], settings.retry_after, reply.input_field)))
                     return
         finally:
             job.cancel()
 
-    async def answer(request: Request, req: _Sampling, reply: "_Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
+    async def answer(request: Request, req: Sampling, reply: "Reply", backend: Backend, rows: list[list[int]], params: SamplingParams | None):
         """Decode the rows (or nothing, for echo alone) and answer as one body or as a stream."""
         if params is None:
-            job, events = _NoJob(), asyncio.Queue()
+            job, events = NoJob(), asyncio.Queue()
             for index in range(len(rows)):
                 events.put_nowait(("end", index, "length"))
             events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
         else:
             job, events = submit(backend, rows, params, reply.top)
         if req.stream:
-            return _event_stream(stream_events(reply, job, events))
+            return event_stream(stream_events(reply, job, events))
         collected = await collect(job, events, request)
         if collected is None:
             return Response(status_code=499)  # nobody reads it: the client is gone
@@ -794,12 +410,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        reply = _Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
+        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
 
-    async def answer_tools(request: Request, req: ChatRequest, reply: _Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
+    async def answer_tools(request: Request, req: ChatRequest, reply: Reply, backend: Backend, ids: list[int], params: SamplingParams, toolset):
         """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
         must be made, else freely, and again under it where an answer opens a call that is not valid.
         A free answer is streamed as it is decoded (`stream_tools`); any other is decoded whole, then
@@ -810,7 +426,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.stream and not toolset.forced:
             job, events = submit(backend, [ids] * params.n, params, reply.top)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
-            return _event_stream(streamed)
+            return event_stream(streamed)
         collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
         if collected is None:
             return Response(status_code=499)
@@ -834,9 +450,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if reply.done:
                 yield reply.sse(reply.done)
 
-        return _event_stream(events())
+        return event_stream(events())
 
-    async def stream_tools(request: Request, reply: _Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
+    async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
         what may be a call's (`tools.Holdback`); a call once its row ends (`reply.calling`), or the
         text held back where it is none. A row that opens with a call that is not valid is decoded
@@ -872,7 +488,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 elif event[0] == "done":
                     lines = ([] if reply.opened else reply.opening()) + reply.closing([redone.get(i, c) for i, c in enumerate(event[1])])
                 else:
-                    lines = [reply.error_event(_from_aigc(event[1], settings.retry_after, reply.input_field))]
+                    lines = [reply.error_event(from_aigc(event[1], settings.retry_after, reply.input_field))]
                 for line in lines:
                     yield reply.sse(line)
                 if event[0] in ("done", "error"):
@@ -909,13 +525,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         given = req.prompts()
         if len(given) * req.n > settings.max_batch:  # before any prompt is tokenized
             raise ApiError(400, f"prompts x n must be at most {settings.max_batch} (--max-batch) on this server; send fewer prompts a request", param="prompt", code="invalid_value")
-        encoded = [await encode(backend, p) if isinstance(p, str) else _known_ids(p, backend.batched.vocabulary) for p in given]
+        encoded = [await encode(backend, p) if isinstance(p, str) else known_ids(p, backend.batched.vocabulary) for p in given]
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
-        reply = _Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
+        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
         if req.echo:
             entries: list = [None] * len(prompts)
             if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
@@ -970,7 +586,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except RequestCancelled:
             return Response(status_code=499)
         data = [
-            {"object": "embedding", "index": i, "embedding": _base64_floats(v) if req.encoding_format == "base64" else v}
+            {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
         ]
         return {"object": "list", "data": data, "model": backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
@@ -996,13 +612,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-            _no_files(req.options, req.sampling)
+            no_files(req.options, req.sampling)
             options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")
             raise ApiError(404, f"no generator {task!r} is served here; served: {served}", code="not_found") from None
         except BadInputError as exc:  # an unknown option or template: about the options
-            raise _from_aigc(exc, settings.retry_after, "options") from None
+            raise from_aigc(exc, settings.retry_after, "options") from None
         except SystemExit as exc:  # a plugin's sys.exit() in its options or constructor: not the server's end
             log.error("the %s task failed (its generator or options called sys.exit)", task, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
@@ -1010,7 +626,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             params = SamplingParams.from_settings(given)  # parsed ("9" -> 9) before the caps
         except BadInputError as exc:  # an unknown setting: about the sampling (a bad value names its setting)
-            raise _from_aigc(exc, settings.retry_after, "sampling") from None
+            raise from_aigc(exc, settings.retry_after, "sampling") from None
         caps = (
             ("max_tokens", params.max_tokens if "max_tokens" in given else None, settings.max_tokens_cap),
             ("n", params.n if "n" in given else None, settings.max_n),
@@ -1039,238 +655,3 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 
     return app
-
-
-def _base64_floats(vector: list[float]) -> str:
-    """OpenAI's `encoding_format: base64`: the vector as little-endian float32, base64-encoded."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def _reason(finish_reason: str) -> str:
-    return "length" if finish_reason == "length" else "stop"
-
-
-class _NoJob:
-    """Stands in for a job when there is nothing to decode (echo with max_tokens 0)."""
-
-    def cancel(self) -> None:
-        pass
-
-
-@dataclass
-class _Reply:
-    """How one request's answer looks: chat (`message`, `delta`) or text completions (`text`), whole or
-    streamed, with log-probabilities in the endpoint's shape when `top` is not None. `heads` holds,
-    per choice, the echoed prompt and its token log-probabilities (completions with `echo`)."""
-
-    chat: bool
-    model: str
-    top: int | None
-    stream_options: dict | None
-    prompt_tokens: int
-    n: int
-    heads: list[tuple[str, list[TokenLogprob] | None]] | None = None
-    id: str = ""
-    fingerprint: str = ""
-    created: int = field(default_factory=lambda: int(time.time()))
-    opened: bool = False  # whether `opening` was sent
-    legacy: bool = False  # a call is answered in tools' older form, `function_call`
-
-    def body(self, choices: list[dict], usage: dict | None = None, chunk: bool = False) -> dict:
-        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        data = {"id": self.id, "object": kind, "created": self.created, "model": self.model, "system_fingerprint": self.fingerprint, "choices": choices}
-        if usage is not None or (chunk and (self.stream_options or {}).get("include_usage")):
-            data["usage"] = usage  # a stream that will end with usage says `null` before it, as OpenAI's does
-        return data
-
-    def usage(self, completions) -> dict:
-        generated = sum(c.completion_tokens for c in completions)
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": generated, "total_tokens": self.prompt_tokens + generated}
-
-    def choice(self, index: int, text: str | None, finish: str | None, entries: list[TokenLogprob] | None, stream: bool) -> dict:
-        item: dict[str, Any] = {"index": index}
-        if not self.chat:
-            item["text"] = text or ""
-        elif stream:
-            item["delta"] = {} if text is None else {"content": text}
-        else:
-            item["message"] = {"role": "assistant", "content": text}
-        shape = chat_shape if self.chat else completion_shape
-        item["logprobs"] = shape(entries) if self.top is not None and entries is not None else None
-        item["finish_reason"] = finish
-        return item
-
-    def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
-        """The answer, whole and as a stream's chunks, where the choices that hold a call (`calls`)
-        answer with it (`tools.answered`): the text before it, then the call (`calling`)."""
-        from .tools import answered
-
-        body = answered(self.whole(completions, logprobs), calls, self.legacy)
-        events = self.opening()
-        for i, (completion, call) in enumerate(zip(completions, calls)):
-            if call is None:
-                events += [self.piece(i, completion.text, logprobs[i] if logprobs else None), *self.ending(i, completion.finish_reason)]
-            else:
-                events += ([self.piece(i, call["content"], None)] if call["content"] else []) + self.calling(i, call)
-        return body, events + self.closing(completions)
-
-    def calling(self, index: int, call: dict) -> list[dict]:
-        """A choice's call as OpenAI streams it, `delta.tool_calls`: its id, type and name, then its
-        arguments, then finish_reason tool_calls; in the older form, `delta.function_call`: its name,
-        then its arguments, then finish_reason function_call."""
-        from .tools import call_id
-
-        arguments = json.dumps(call["arguments"], ensure_ascii=False)
-        if self.legacy:
-            deltas = [{"function_call": {"name": call["name"], "arguments": ""}}, {"function_call": {"arguments": arguments}}]
-        else:
-            head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
-            deltas = [{"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
-        events = [] if self.opened else self.opening()
-        for delta, finish in ((deltas[0], None), (deltas[1], None), ({}, "function_call" if self.legacy else "tool_calls")):
-            events.append(self.body([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}], chunk=True))
-        return events
-
-    def _head(self, index: int) -> tuple[str, list[TokenLogprob]]:
-        head, entries = self.heads[index] if self.heads else ("", None)
-        return head, entries or []
-
-    def whole(self, completions, logprobs) -> dict:
-        choices = []
-        for i, c in enumerate(completions):
-            head, entries = self._head(i)
-            tokens = entries + [e.shifted(len(head)) for e in logprobs[i]] if logprobs else entries
-            choices.append(self.choice(i, head + c.text, _reason(c.finish_reason), tokens, stream=False))
-        return self.body(choices, self.usage(completions))
-
-    def opening(self) -> list[dict]:
-        """Chat: each choice's role; completions with echo: each choice's prompt."""
-        self.opened = True
-        if self.chat:
-            return [self.body([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], chunk=True) for i in range(self.n)]
-        return [self.body([self.choice(i, head, None, entries, stream=True)], chunk=True) for i, (head, entries) in enumerate(self.heads or [])]
-
-    def piece(self, index: int, text: str, entries: list[TokenLogprob] | None) -> dict:
-        base = len(self._head(index)[0])
-        entries = None if entries is None else [e.shifted(base) for e in entries]
-        return self.body([self.choice(index, text, None, entries, stream=True)], chunk=True)
-
-    def ending(self, index: int, finish_reason: str) -> list[dict]:
-        return [self.body([self.choice(index, None, _reason(finish_reason), None, stream=True)], chunk=True)]
-
-    def closing(self, completions) -> list[dict]:
-        """After every choice has ended: the usage, when the request asked for it."""
-        return [self.body([], self.usage(completions), chunk=True)] if (self.stream_options or {}).get("include_usage") else []
-
-    done = "[DONE]"  # the stream's last line
-
-    @property
-    def input_field(self) -> str:
-        return "messages" if self.chat else "prompt"
-
-    def sse(self, data: dict | str) -> str:
-        """One server-sent event of data (a JSON object, or `[DONE]`)."""
-        return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
-    def error_event(self, error: ApiError) -> dict:
-        return error_body(error.message, error.type, error.param, error.code)
-
-
-def build(
-    models: list[str],
-    settings: ServeSettings,
-    device: str = "auto",
-    dtype: str = "auto",
-    quantize: str | None = None,
-    trust_remote_code: bool = False,
-    progress=lambda stage: None,
-) -> FastAPI:
-    """Load the models (`-m` references, local ones only) and return the app serving them."""
-    from ..engine.local import LocalEngine
-    from ..engine.models import load_model
-
-    backends: dict[str, Backend] = {}
-    for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
-        engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
-        if not isinstance(engine, LocalEngine):
-            raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
-        backends[engine.name] = Backend.start(engine.name, engine, settings)
-    return create_app(backends, settings)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before any model loads so a port in use fails at once."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as exc:
-        raise BadInputError(f"cannot listen on {host}: {exc.strerror}; check --host") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise BadInputError(f"port {port} on {host} is already in use; pick another with --port") from None
-        raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
-    return sock
-
-
-class Stopping:
-    """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
-    connections and every model's scheduler drains (waiting requests get 503, running ones get
-    `grace` seconds to finish, then their streams end with an error event, other requests get 503).
-    A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
-    request still running when it quits gets a 503 (`RequestIds`)."""
-
-    def __init__(self, server, schedulers: list[Scheduler], grace: float):
-        self.server, self.schedulers, self.grace = server, schedulers, grace
-        self.forced = False
-
-    def __call__(self, sig: int) -> None:
-        if not self.server.should_exit:
-            self.server.should_exit = True
-            log.warning("stopping: running requests get up to %g s to finish (Ctrl-C again quits now)", self.grace)
-            for scheduler in self.schedulers:
-                scheduler.drain(self.grace)
-        elif sig == signal.SIGINT:
-            self.forced = self.server.force_exit = True
-            for scheduler in self.schedulers:
-                scheduler.drain(0)
-
-
-FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
-
-
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> int:
-    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), then return the exit status: 0 once
-    stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
-    import uvicorn
-
-    schedulers = [backend.scheduler for backend in app.state.backends.values()]
-
-    class Server(uvicorn.Server):
-        # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process
-        # with status 143 instead of 0, and a second Ctrl-C would leave the decode threads running.
-        def handle_exit(self, sig: int, frame) -> None:
-            stopping(sig)
-
-        async def shutdown(self, sockets=None) -> None:
-            await super().shutdown(sockets)
-            if self.force_exit:  # uvicorn skips the app's shutdown then; it stops the decode threads (their rows were cut)
-                await self.lifespan.shutdown()
-
-    host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
-    logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
-    server = Server(config)
-    stopping = Stopping(server, schedulers, grace)
-    server.run(sockets=[sock])
-    if not stopping.forced:
-        return 0
-    if any(scheduler.running for scheduler in schedulers):  # a step that did not end: leave now, not abort in it at exit
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(FORCED_EXIT)
-    return FORCED_EXIT

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AigcError
-from .app import ApiError
+from .api_errors import ApiError
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for a function's name
 OPENS = re.compile(r'<tool_call>|\{\s*"name"\s*:')  # where a call starts, in Hermes and Qwen's form or as bare JSON

@@ -33,7 +33,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     """The app `aigc serve -m TINY --api-key KEY` builds, run by uvicorn in a background thread."""
-    from aigc.serve.app import ServeSettings, build
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
 
     settings = ServeSettings(api_key=KEY, max_tokens_cap=200, max_request_bytes=20_000, max_n=8, max_batch=16, batch_window=0.02)
     app = build([str(tiny_model_dir)], settings, device="cpu", dtype="float32")
@@ -696,7 +697,8 @@ def test_a_method_a_route_does_not_take_is_405_with_allow(server):
 
 
 def test_full_queue_answers_429_with_retry_after(server):
-    from aigc.serve.app import ServeSettings, _from_aigc
+    from aigc.serve.api_errors import from_aigc
+    from aigc.serve.app import ServeSettings
     from aigc.serve.scheduler import Job, QueueFullError, Scheduler
 
     from aigc.engine.sampling import SamplingParams
@@ -705,7 +707,7 @@ def test_full_queue_answers_429_with_retry_after(server):
     scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
     with pytest.raises(QueueFullError):
         scheduler.submit(Job([[1, 2]], SamplingParams(max_tokens=2), lambda event: None))
-    error = _from_aigc(QueueFullError("full"), ServeSettings().retry_after)
+    error = from_aigc(QueueFullError("full"), ServeSettings().retry_after)
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 
@@ -946,9 +948,9 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     ],
 )
 def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
-    from aigc.serve import app as serve_app
+    from aigc.serve import running as serve_running
 
-    monkeypatch.setattr(serve_app, "bind", lambda host, port: pytest.fail("bound a port despite a bad option"))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: pytest.fail("bound a port despite a bad option"))
     result = CliRunner().invoke(cli, ["serve", *args])
     assert result.exit_code == 2 and result.stderr.startswith("Error: ") and words in result.stderr, result.output
 
@@ -956,12 +958,12 @@ def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, 
 def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     from types import SimpleNamespace
 
-    from aigc.serve import app as serve_app
+    from aigc.serve import running as serve_running
 
     seen = {}
-    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
-    monkeypatch.setattr(serve_app, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
-    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
     assert result.exit_code == 0, result.output
     assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
@@ -1313,12 +1315,12 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     import signal
     from types import SimpleNamespace
 
-    from aigc.serve import app as serve_app
+    from aigc.serve import running as serve_running
     from aigc.serve.scheduler import Scheduler
 
     schedulers = [Scheduler(tiny_engine), Scheduler(tiny_engine)]  # not started: drain only marks them
     server = SimpleNamespace(should_exit=False, force_exit=False)
-    stopping = serve_app.Stopping(server, schedulers, grace=30.0)
+    stopping = serve_running.Stopping(server, schedulers, grace=30.0)
     stopping(signal.SIGINT)  # the first: graceful
     assert server.should_exit and not server.force_exit and not stopping.forced
     assert all(s.closing and s._cut_at > time.monotonic() + 20 for s in schedulers)  # running rows get their grace
@@ -1329,9 +1331,9 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     schedulers[0].drain(30.0)  # a later drain never puts the cut back
     assert schedulers[0]._cut_at <= time.monotonic()
 
-    monkeypatch.setattr(serve_app, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
-    monkeypatch.setattr(serve_app, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
-    monkeypatch.setattr(serve_app, "run_server", lambda *args, **kwargs: serve_app.FORCED_EXIT)
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: serve_running.FORCED_EXIT)
     result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
     assert result.exit_code == 130 and "Traceback" not in result.stderr
 
@@ -1387,7 +1389,7 @@ def test_uvicorns_report_of_a_request_cancelled_as_the_server_quits_is_left_out_
     import asyncio
     import logging
 
-    from aigc.serve.app import quit_cancels
+    from aigc.serve.running import quit_cancels
 
     def record(exc):
         return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", None, (type(exc), exc, None))
@@ -2096,7 +2098,8 @@ def test_message_contents_cannot_open_turns_but_a_completion_prompt_reads_contro
 
 def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, monkeypatch):
     from aigc.engine import models
-    from aigc.serve.app import ServeSettings, build
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
 
     loaded, load = [], models.load_model
     monkeypatch.setattr(models, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))

@@ -31,7 +31,7 @@ def test_an_answers_call_is_found_in_the_forms_models_write_and_must_fit_its_sch
 def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     """As llama.cpp's Hermes parser: the text before a call is the message's content (null where
     it is blank), in a whole answer, a chat stream and a response."""
-    from aigc.serve.app import _Reply
+    from aigc.serve.replies import Reply
     from aigc.serve.responses import ResponseReply
 
     tools = Toolset.of(TOOLS, "auto")
@@ -41,7 +41,7 @@ def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     assert tools.parse('I will call {"name": "now", "arguments": {}}')["content"] == "I will call"
     assert tools.parse('Sure. <tool_call>{"name": "now", "arguments": {}} and more') is None  # not a whole call: text
     completions = [Completion(text, 5, 20, "stop")]
-    body, chunks = _Reply(True, "m", None, None, 5, 1).called(completions, None, [tools.parse(text)])
+    body, chunks = Reply(True, "m", None, None, 5, 1).called(completions, None, [tools.parse(text)])
     (choice,) = body["choices"]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Sure."
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
@@ -117,7 +117,7 @@ FUNCTIONS = [t["function"] for t in TOOLS]  # the older form: functions, not too
 
 
 def test_functions_and_function_call_are_the_tools_and_tool_choice_they_stand_for():
-    from aigc.serve.app import ApiError
+    from aigc.serve.api_errors import ApiError
     from aigc.serve.tools import requested
 
     for function_call, named, forced in ((None, None, False), ("auto", None, False), ({"name": "now"}, "now", True)):
@@ -142,13 +142,13 @@ def test_functions_and_function_call_are_the_tools_and_tool_choice_they_stand_fo
 def test_a_call_in_the_older_form_is_answered_as_function_call_whole_and_streamed():
     """As OpenAI answered `functions`: `message.function_call` (name, arguments as JSON text; no id,
     no tool_calls) and finish_reason function_call; a stream's `delta.function_call`, name then arguments."""
-    from aigc.serve.app import _Reply
+    from aigc.serve.replies import Reply
     from aigc.serve.tools import requested
 
     toolset = requested(None, None, FUNCTIONS, {"name": "get_weather"}, None)[0]
     texts = ['{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}', "It rains."]
     completions = [Completion(text, 5, 20, "stop") for text in texts]
-    body, chunks = _Reply(True, "m", None, None, 5, 2, legacy=True).called(completions, None, [toolset.parse(t) for t in texts])
+    body, chunks = Reply(True, "m", None, None, 5, 2, legacy=True).called(completions, None, [toolset.parse(t) for t in texts])
     called, free = body["choices"]
     assert called["finish_reason"] == "function_call" and called["message"] == {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}
     assert free["finish_reason"] == "stop" and free["message"] == {"role": "assistant", "content": "It rains."}
@@ -160,11 +160,12 @@ def test_a_call_in_the_older_form_is_answered_as_function_call_whole_and_streame
 def test_function_messages_are_read_as_tool_messages():
     """The older form's history: an assistant's `function_call` and a `function` message (name,
     content) read as a call and its result, as a template without tools shows them."""
-    from aigc.serve.app import ApiError, _Message
+    from aigc.serve.api_errors import ApiError
+    from aigc.serve.request_bodies import Message
 
     history = [
-        _Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
-        _Message(role="function", name="get_weather", content="rain"),
+        Message(role="assistant", content=None, function_call={"name": "get_weather", "arguments": '{"city": "Oslo"}'}),
+        Message(role="function", name="get_weather", content="rain"),
     ]
     plain = [m.plain(i + 1) for i, m in enumerate(history)]
     assert plain[1] == {"role": "tool", "content": "rain", "tool_call_id": "", "name": "get_weather"}
@@ -172,5 +173,5 @@ def test_function_messages_are_read_as_tool_messages():
     assert [m["content"] for m in messages] == ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', "<tool_response>\nrain\n</tool_response>"]
     for name in (None, "get weather"):
         with pytest.raises(ApiError) as caught:
-            _Message(role="function", name=name, content="rain").plain(2)
+            Message(role="function", name=name, content="rain").plain(2)
         assert caught.value.param == "messages" and caught.value.message.startswith("messages.2: a function message needs the name of the function")
