@@ -1,8 +1,9 @@
-"""`AnswerStream`: one answer as the model writes it, then its whole result (what `aigc.stream` returns)."""
+"""`AnswerStream`: one answer as the model writes it, then its whole result (what `aigc.stream` and a
+`ChatSession`'s `send` and `retry` return)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .engine.base import Completion, Prompt
 
@@ -27,6 +28,15 @@ class AnswerStream:
         self._ended = False
         self._result: dict[str, Any] | None = None
 
+    @classmethod
+    def relayed(cls, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]]) -> AnswerStream:
+        """The stream of `pieces`, an iterator that returns what `finish` makes the result from (a chat
+        session's turn, which relays the generator's stream and records the answer)."""
+        stream = cls.__new__(cls)
+        stream._engine, stream._prompt, stream._finish = None, None, finish
+        stream._pieces, stream._seen, stream._ended, stream._result = iter(pieces), [], False, None
+        return stream
+
     def __iter__(self) -> AnswerStream:
         return self
 
@@ -45,9 +55,10 @@ class AnswerStream:
         self._seen.append(piece)
         return piece
 
-    def _completion(self, end: Any) -> Completion:
-        """The engine's `Completion`; an engine whose stream returns only its finish reason gets its tokens counted."""
-        if isinstance(end, Completion):
+    def _completion(self, end: Any) -> Any:
+        """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
+        tokens counted. A relayed stream's end is passed on as it is."""
+        if isinstance(end, Completion) or self._engine is None:
             return end
         text = "".join(self._seen)
         return Completion(text, self._engine.count_tokens(self._prompt), self._engine.count_tokens(text) if text else 0, end or "stop")

@@ -110,6 +110,10 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
         if tsv and BREAK not in body:
             body = _quoted_breaks_kept(body)
+        if tsv and "\r" in body.split("\n", 1)[0].rstrip("\r"):  # no cell: the header's line goes on after it
+            raise BadInputError(f"{path}: cannot read it as TSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)")
+        if tsv and RETURN not in body:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
+            body = re.sub(r"\r(?=[^\n])", RETURN, body)
         reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
@@ -185,6 +189,7 @@ def _delimiter(header: str) -> str:
 
 
 BREAK = "\x00"  # a line break inside a quoted .tsv cell, while csv reads the lines
+RETURN = "\x01"  # a carriage return in a .tsv cell, while csv reads the lines
 
 
 def _quoted_breaks_kept(body: str) -> str:
@@ -213,7 +218,7 @@ def _table_row(number: int, record: dict, id_field: str, field: str, width: int,
     """A table's row; cells missing at its end are empty, as csv's DictReader and pandas read them,
     unless the `field` one is (the row has no text), and cells beyond the header are an error."""
     if tsv:
-        record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n") for key, value in record.items()}
+        record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n").replace(RETURN, "\r") for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
     # csv puts the cells beyond the header in a list under None, and None for each cell missing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator
 
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
@@ -291,7 +291,7 @@ class ChatSession:
         self.generator.sampling(changed)  # out-of-range values fail here
         self.sampling = changed
 
-    def retry(self) -> Iterator[str]:
+    def retry(self) -> AnswerStream:
         """Stream a new reply to the last message in place of the old one (sampled anew: with greedy
         decoding it is the same reply). Stopped before its first word, or failed, the old reply stays.
         A reply with no user message before it (a greeting a saved conversation opens with) is none to retry."""
@@ -300,10 +300,11 @@ class ChatSession:
             raise BadInputError("there is no reply to retry yet")
         return self._reply(self.messages[:-1], list(self.messages), previous=self.messages[-1])
 
-    def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text` (a bad `text` fails at once), then return its finish reason, as
-        the generator's `stream`. The turn is recorded when the iteration starts; if the caller stops early (Ctrl-C) and closes the iterator, the partial
-        reply is kept."""
+    def send(self, text: str) -> AnswerStream:
+        """Stream the reply to `text` (a bad `text` fails at once) as the generator's `stream` does:
+        then the `AnswerStream` holds its whole result (`usage`, `result`). The turn is taken when the
+        iteration starts and recorded when the reply ends; if the caller stops early (Ctrl-C) and
+        closes the stream, the partial reply is kept."""
         return self._reply(self._asking(text), list(self.messages))
 
     def answer(self, text: str) -> dict[str, Any]:
@@ -334,34 +335,45 @@ class ChatSession:
             pass
         return self.messages[-1]["content"]
 
-    def _reply(self, conversation: list[dict], asked_on: list[dict], previous: dict | None = None) -> Iterator[str]:
-        """Stream the reply to `conversation`, asked when the session held `asked_on`."""
+    def _reply(self, conversation: list[dict], asked_on: list[dict], previous: dict | None = None) -> AnswerStream:
+        """The reply to `conversation`, asked when the session held `asked_on`, recorded when it ends."""
+        pieces: list[str] = []
+        writing = {"role": "assistant", "content": ""}  # the reply's place while it is written
+
+        def record(result: dict[str, Any]) -> dict[str, Any]:
+            if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
+                self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+                self._keep()
+            return result
+
+        return AnswerStream.relayed(self._turn(conversation, asked_on, previous, writing, pieces), record)
+
+    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> Generator[str, None, dict[str, Any]]:
+        """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken
+        when the first piece is asked for. Stopped part-way (Ctrl-C, `close()`), the partial reply
+        is kept; stopped before any reply, or failed, the turn is dropped."""
         self._check_idle()
         if self.messages != asked_on:
             raise BadInputError("the conversation went on since this reply was asked for; ask again")
-        writing = {"role": "assistant", "content": ""}
         self.messages, self._writing = conversation + [writing], writing
-        pieces: list[str] = []
         finished = False
         try:
             # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
-            reason = yield from relay(self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options()), pieces)
+            stream = self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options())
+            yield from relay(stream, pieces)
             finished = True
         except AigcError:
             pieces.clear()  # a turn that could not be answered is dropped, even part-way
             raise
         finally:
             self._writing = None
-            if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
-                reply = "".join(pieces).strip()
-                # a reply stopped part-way (Ctrl-C) is kept; a turn stopped before any reply is dropped
-                keep = finished or bool(reply)
-                if keep:
+            if not finished and self.messages and self.messages[-1] is writing:  # an ended one is recorded by the stream's finish
+                if reply := "".join(pieces).strip():
                     self.messages = conversation + [{"role": "assistant", "content": reply}]
                     self._keep()
                 else:
                     self.messages = conversation + [previous] if previous else conversation[:-1]
-        return reason
+        return stream.result
 
     def options(self) -> dict[str, Any]:
         """The chat generator's options for the session's replies (as logged)."""

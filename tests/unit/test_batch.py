@@ -1460,7 +1460,16 @@ def test_a_table_cell_holding_a_carriage_return_stays_in_its_cell(tmp_path):
         write_table(state, read_rows(source), tmp_path / name)
         table = list(csv.reader(io.StringIO((tmp_path / name).read_bytes().decode("utf-8-sig"), newline=""), delimiter=delimiter))
         assert table == [["id", "result"], ["a", "one\rtwo"], ["b", "'\rthree"]]
-    assert [(r.id, r.fields["result"]) for r in read_rows(tmp_path / "out.csv")] == [("a", "one\rtwo"), ("b", "'\rthree")]
+    for name in ("out.csv", "out.tsv"):  # a table batch -o writes is read back by batch -i
+        assert [(r.id, r.fields["result"]) for r in read_rows(tmp_path / name)] == [("a", "one\rtwo"), ("b", "'\rthree")]
+
+
+def test_a_carriage_return_in_a_tsv_cell_is_its_text_and_a_file_whose_lines_end_in_one_is_named(tmp_path):
+    (tmp_path / "a.tsv").write_bytes(b'id\ttext\r\n1\t"quoted\rcell"\r\n2\tbare\rcell\r\n3\tlast\r\r\n')  # a \r before a line's end ends it
+    assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.tsv")] == [("1", "quoted\rcell", None), ("2", "bare\rcell", None), ("3", "last", None)]
+    (tmp_path / "mac.tsv").write_bytes(b"id\ttext\r1\tone\r2\ttwo\r")
+    with pytest.raises(BadInputError, match=r"mac.tsv: cannot read it as TSV: its lines end in a lone carriage return"):
+        read_rows(tmp_path / "mac.tsv")
 
 
 def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monkeypatch):

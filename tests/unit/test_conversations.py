@@ -139,6 +139,40 @@ def test_a_reply_never_read_leaves_no_turn_and_ask_returns_the_whole_reply(tmp_p
         chat.send("  ")  # bad input fails at once, not when the reply is read
 
 
+def test_a_session_turn_is_an_answer_stream_with_its_result_recorded_when_it_ends(tmp_path):
+    from aigc import AnswerStream
+
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("Paris is big. ", "Rome is old.")
+    chat = session(path, engine)
+    stream = chat.send("Capital of France?")
+    assert isinstance(stream, AnswerStream) and chat.messages == []  # taken when it is read
+    assert next(stream) == "Paris " and chat.messages[-1] == {"role": "assistant", "content": ""} and not path.exists()
+    assert stream.usage == {"prompt_tokens": engine.count_tokens(engine.calls[-1][0][0]), "completion_tokens": 3}
+    assert stream.text == "Paris is big. " and stream.finish_reason == "stop" and stream.result["text"] == "Paris is big."
+    assert chat.messages[-1] == {"role": "assistant", "content": "Paris is big."} == conversations.read(path).messages[-1]
+    again = chat.retry()
+    assert isinstance(again, AnswerStream) and again.result["messages"][-1] == {"role": "assistant", "content": "Rome is old."}
+    assert [m["content"] for m in conversations.read(path).messages] == ["Capital of France?", "Rome is old."]
+
+
+def test_a_reply_left_in_a_broken_loop_keeps_what_was_written(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one two three")
+    chat = session(path, engine)
+    for _ in chat.send("count"):
+        break  # the stream, no longer held, is closed
+    assert chat.messages[-1] == {"role": "assistant", "content": "one"} == conversations.read(path).messages[-1]
+    engine.enqueue("four five")
+    stopped = chat.send("more")
+    next(stopped)
+    stopped.close()
+    assert stopped.text == "four " and stopped.result is None and stopped.usage is None  # as a closed aigc.stream
+    assert chat.messages[-1] == {"role": "assistant", "content": "four"} == conversations.read(path).messages[-1]
+
+
 def test_a_turn_waits_for_the_reply_being_written_and_a_stale_reply_is_not_written(tmp_path):
     path = tmp_path / "talk.json"
     engine = FakeEngine()
