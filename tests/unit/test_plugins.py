@@ -537,6 +537,44 @@ def test_every_hookspec_has_a_docstring_and_a_test():
         assert f"### `{name}(" in docs, f"hook {name} has no entry in docs/plugins.md"
 
 
+def _hook_examples() -> dict[str, str]:
+    """Each hook's python example in docs/plugins.md's hook reference, by hook name."""
+    docs = open(__file__.replace("tests/unit/test_plugins.py", "docs/plugins.md")).read()
+    reference = docs.split("## Hook reference", 1)[1]
+    sections = re.findall(r"^### `(\w+)\(.*?`\n(.*?)(?=^##)", reference + "\n## end", re.M | re.S)
+    return {name: "\n".join(re.findall(r"```python\n(.*?)```", body, re.S)) for name, body in sections}
+
+
+def test_every_hook_reference_entry_has_an_example_that_registers_something(pm, tmp_path):
+    import types
+
+    import typer
+
+    examples = _hook_examples()
+    assert set(examples) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
+    for name, code in examples.items():
+        assert "@hookimpl" in code and f"def {name}(" in code, f"the reference entry of {name} has no @hookimpl example"
+        if "from ." in code:  # the tutorial's package: its generator is tested there
+            continue
+        module = types.ModuleType(f"docs_{name}")
+        module.__file__ = str(tmp_path / name / "__init__.py")
+        (tmp_path / name / "templates").mkdir(parents=True)
+        exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)
+        pm.register(module, name=f"docs-{name}")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    plugins.register_commands(app)
+    assert plugins.failures() == []
+    rows = {row["name"]: row["registered"] for row in plugins.describe()["plugins"]}
+    assert rows["docs-register_models"]["models"] and rows["docs-register_commands"]["commands"]
+    assert rows["docs-register_template_dirs"]["template_dirs"] and rows["docs-prepare_jinja_env"]["jinja_filters"]
+    from typer.testing import CliRunner
+
+    command = rows["docs-register_commands"]["commands"][0]
+    done = CliRunner().invoke(app, [command, "hello", "bob"])
+    assert done.exit_code == 0 and done.stdout == "HELLO, BOB!\n", done.output
+
+
 class FilterPlugin:
     @hookimpl
     def prepare_jinja_env(self, env):
