@@ -437,9 +437,12 @@ def collect(
     found: dict[str, tuple[str, Any]] = {}
     current = {"plugin": ""}
 
-    def register(*item: Any) -> None:
+    def register(*item: Any, **keywords: Any) -> None:
         value = item[0] if len(item) == 1 else item
         problem = check(value) if check else None
+        if keywords:  # register(alias=..., source=...): say what it takes (the check's first clause)
+            usage = (problem or "").split(", got ")[0]
+            problem = f"register() takes no keyword arguments ({', '.join(keywords)})" + (f"; {usage}" if usage else "")
         if problem:
             _record(current["plugin"], hook_name, PluginError(problem))
             return

@@ -1235,3 +1235,21 @@ def test_an_unknown_ollama_name_with_a_tag_says_how_to_use_it_through_ollamas_ap
 
     with pytest.raises(UnknownModelError, match=r"^unknown model 'llama3.2:3b'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2:3b'; known aliases: "):
         resolve("llama3.2:3b")
+
+
+class KeywordRegisterPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register(alias="kw", source="hf:org/kw")  # ModelSpec's arguments, without the ModelSpec
+
+    @hookimpl
+    def register_generators(self, register):
+        register(name="echo2", generator_class=Echo)
+
+
+def test_register_models_and_generators_given_keywords_say_what_register_takes(pm):
+    pm.register(KeywordRegisterPlugin(), name="keywords")
+    assert "kw" not in registered_models() and "echo2" not in registered_generators()
+    errors = {f.stage: f.error for f in plugins.failures() if f.plugin == "keywords"}
+    assert errors["register_models"] == "PluginError: register() takes no keyword arguments (alias, source); register() takes an aigc.ModelSpec(alias=..., source=...)"
+    assert errors["register_generators"] == "PluginError: register() takes no keyword arguments (name, generator_class); register(name, generator_class) takes a name and a class"
