@@ -104,7 +104,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, _source(ep).distribution or ""))
     for name in sorted((allowed or set()) - {ep.name for ep in points}):
         installed = ", ".join(sorted({ep.name for ep in points})) or "none"
-        _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed})"))
+        hint = ""
+        if name.isidentifier() and _importable(name):  # a plugin's module on PYTHONPATH, not installed
+            hint = "; it is a module aigc can import, but plugins load only from the `aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+        _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed}){hint}"))
     for ep in points:
         if allowed is not None and ep.name not in allowed:
             continue
@@ -136,6 +139,16 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _record(ep.name, stage, exc)
             continue
         _check_hook_names(pm, ep.name, module)
+
+
+def _importable(module: str) -> bool:
+    """Whether top-level `module` can be imported (found, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _source(ep: Any) -> PluginSource:

@@ -1,6 +1,7 @@
 import importlib.metadata
 import inspect
 import re
+import sys
 
 import pytest
 
@@ -1253,3 +1254,21 @@ def test_register_models_and_generators_given_keywords_say_what_register_takes(p
     errors = {f.stage: f.error for f in plugins.failures() if f.plugin == "keywords"}
     assert errors["register_models"] == "PluginError: register() takes no keyword arguments (alias, source); register() takes an aigc.ModelSpec(alias=..., source=...)"
     assert errors["register_generators"] == "PluginError: register() takes no keyword arguments (name, generator_class); register(name, generator_class) takes a name and a class"
+
+
+def test_allowlist_naming_a_module_that_is_no_entry_point_says_how_to_load_it(monkeypatch, tmp_path):
+    (tmp_path / "my_unpackaged_plugin.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))  # on PYTHONPATH, but no installed distribution declares it
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("good", GoodPlugin())] if group == "aigc" else [])
+    monkeypatch.setenv("AIGC_LOAD_PLUGINS", "my_unpackaged_plugin,nosuch")
+    plugins.reset()
+    try:
+        errors = {f.plugin: f.error for f in plugins.failures()}
+        assert errors["my_unpackaged_plugin"].endswith(
+            "no installed plugin is called that (installed: good); it is a module aigc can import, but plugins load only from the "
+            "`aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+        )
+        assert errors["nosuch"].endswith("no installed plugin is called that (installed: good)")
+        assert "my_unpackaged_plugin" not in sys.modules  # found, not imported
+    finally:
+        plugins.reset()
