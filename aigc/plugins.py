@@ -104,7 +104,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, _source(ep).distribution or ""))
     for name in sorted((allowed or set()) - {ep.name for ep in points}):
         installed = ", ".join(sorted({ep.name for ep in points})) or "none"
-        _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed})"))
+        hint = ""
+        if name.isidentifier() and _importable(name):  # a plugin's module on PYTHONPATH, not installed
+            hint = "; it is a module aigc can import, but plugins load only from the `aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+        _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed}){hint}"))
     for ep in points:
         if allowed is not None and ep.name not in allowed:
             continue
@@ -136,6 +139,16 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _record(ep.name, stage, exc)
             continue
         _check_hook_names(pm, ep.name, module)
+
+
+def _importable(module: str) -> bool:
+    """Whether top-level `module` can be imported (found, not imported)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _source(ep: Any) -> PluginSource:
@@ -437,9 +450,12 @@ def collect(
     found: dict[str, tuple[str, Any]] = {}
     current = {"plugin": ""}
 
-    def register(*item: Any) -> None:
+    def register(*item: Any, **keywords: Any) -> None:
         value = item[0] if len(item) == 1 else item
         problem = check(value) if check else None
+        if keywords:  # register(alias=..., source=...): say what it takes (the check's first clause)
+            usage = (problem or "").split(", got ")[0]
+            problem = f"register() takes no keyword arguments ({', '.join(keywords)})" + (f"; {usage}" if usage else "")
         if problem:
             _record(current["plugin"], hook_name, PluginError(problem))
             return

@@ -1,6 +1,7 @@
 """The example plugins in plugins/ work through the same hooks an installed entry point uses."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -218,3 +219,28 @@ def test_social_templates_work_with_the_template_generator():
         assert "1/4, 2/4" in result["messages"][-1]["content"] and engine.calls[0][1].max_tokens == 300
     finally:
         plugins.reset()
+
+
+def test_the_plugin_tutorial_in_docs_builds_a_package_whose_tests_pass(tmp_path):
+    """docs/plugins.md's aigc-shout, file by file from its code blocks, with the tests it shows."""
+    import re
+    import subprocess
+
+    tutorial = (ROOT / "docs" / "plugins.md").read_text().split("## Tutorial", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w*)\n(.*?)```", tutorial, re.S)
+    python = [code for lang, code in blocks if lang == "python"]
+    package = tmp_path / "aigc-shout" / "aigc_shout"
+    (package / "templates").mkdir(parents=True)
+    (package / "templates" / "shout.j2").write_text(next(code for lang, code in blocks if code.startswith("---\n")))
+    files = {"generator.py": "# aigc_shout/generator.py", "cli.py": "# aigc_shout/cli.py"}
+    for name, marker in files.items():
+        (package / name).write_text(next(code for code in python if code.startswith(marker)))
+    hooks = [code for code in python if "@hookimpl" in code and not code.startswith(tuple(files.values()))]
+    assert len(hooks) == 3  # the filter and template directory, the generator, the command
+    (package / "__init__.py").write_text("\n\n".join(hooks))
+    tests = [code for code in python if code.startswith("import pytest") or code.startswith("def test_")]
+    assert len(tests) == 2
+    (tmp_path / "test_shout.py").write_text("\n\n".join(tests))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_shout.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout + done.stderr

@@ -1,6 +1,7 @@
 import importlib.metadata
 import inspect
 import re
+import sys
 
 import pytest
 
@@ -535,6 +536,44 @@ def test_every_hookspec_has_a_docstring_and_a_test():
         assert getattr(hookspecs, name).__doc__
         assert re.search(rf"def test_\w*{name}", tested), f"hook {name} has no test (a test function named after it)"
         assert f"### `{name}(" in docs, f"hook {name} has no entry in docs/plugins.md"
+
+
+def _hook_examples() -> dict[str, str]:
+    """Each hook's python example in docs/plugins.md's hook reference, by hook name."""
+    docs = open(__file__.replace("tests/unit/test_plugins.py", "docs/plugins.md")).read()
+    reference = docs.split("## Hook reference", 1)[1]
+    sections = re.findall(r"^### `(\w+)\(.*?`\n(.*?)(?=^##)", reference + "\n## end", re.M | re.S)
+    return {name: "\n".join(re.findall(r"```python\n(.*?)```", body, re.S)) for name, body in sections}
+
+
+def test_every_hook_reference_entry_has_an_example_that_registers_something(pm, tmp_path):
+    import types
+
+    import typer
+
+    examples = _hook_examples()
+    assert set(examples) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
+    for name, code in examples.items():
+        assert "@hookimpl" in code and f"def {name}(" in code, f"the reference entry of {name} has no @hookimpl example"
+        if "from ." in code:  # the tutorial's package: its generator is tested there
+            continue
+        module = types.ModuleType(f"docs_{name}")
+        module.__file__ = str(tmp_path / name / "__init__.py")
+        (tmp_path / name / "templates").mkdir(parents=True)
+        exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)
+        pm.register(module, name=f"docs-{name}")
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    plugins.register_commands(app)
+    assert plugins.failures() == []
+    rows = {row["name"]: row["registered"] for row in plugins.describe()["plugins"]}
+    assert rows["docs-register_models"]["models"] and rows["docs-register_commands"]["commands"]
+    assert rows["docs-register_template_dirs"]["template_dirs"] and rows["docs-prepare_jinja_env"]["jinja_filters"]
+    from typer.testing import CliRunner
+
+    command = rows["docs-register_commands"]["commands"][0]
+    done = CliRunner().invoke(app, [command, "hello", "bob"])
+    assert done.exit_code == 0 and done.stdout == "HELLO, BOB!\n", done.output
 
 
 class FilterPlugin:
@@ -1197,3 +1236,39 @@ def test_an_unknown_ollama_name_with_a_tag_says_how_to_use_it_through_ollamas_ap
 
     with pytest.raises(UnknownModelError, match=r"^unknown model 'llama3.2:3b'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2:3b'; known aliases: "):
         resolve("llama3.2:3b")
+
+
+class KeywordRegisterPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register(alias="kw", source="hf:org/kw")  # ModelSpec's arguments, without the ModelSpec
+
+    @hookimpl
+    def register_generators(self, register):
+        register(name="echo2", generator_class=Echo)
+
+
+def test_register_models_and_generators_given_keywords_say_what_register_takes(pm):
+    pm.register(KeywordRegisterPlugin(), name="keywords")
+    assert "kw" not in registered_models() and "echo2" not in registered_generators()
+    errors = {f.stage: f.error for f in plugins.failures() if f.plugin == "keywords"}
+    assert errors["register_models"] == "PluginError: register() takes no keyword arguments (alias, source); register() takes an aigc.ModelSpec(alias=..., source=...)"
+    assert errors["register_generators"] == "PluginError: register() takes no keyword arguments (name, generator_class); register(name, generator_class) takes a name and a class"
+
+
+def test_allowlist_naming_a_module_that_is_no_entry_point_says_how_to_load_it(monkeypatch, tmp_path):
+    (tmp_path / "my_unpackaged_plugin.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))  # on PYTHONPATH, but no installed distribution declares it
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint("good", GoodPlugin())] if group == "aigc" else [])
+    monkeypatch.setenv("AIGC_LOAD_PLUGINS", "my_unpackaged_plugin,nosuch")
+    plugins.reset()
+    try:
+        errors = {f.plugin: f.error for f in plugins.failures()}
+        assert errors["my_unpackaged_plugin"].endswith(
+            "no installed plugin is called that (installed: good); it is a module aigc can import, but plugins load only from the "
+            "`aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+        )
+        assert errors["nosuch"].endswith("no installed plugin is called that (installed: good)")
+        assert "my_unpackaged_plugin" not in sys.modules  # found, not imported
+    finally:
+        plugins.reset()
