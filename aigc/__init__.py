@@ -78,11 +78,12 @@ def stream(
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
     for the tasks that write one answer: chat and template. Then the `AnswerStream` holds the whole
     answer: `text`, `finish_reason` ("length" where max_tokens cut it off), `usage`, and `result`
-    (`generate`'s dict), with no second model call."""
+    (`generate`'s dict), with no second model call. A plugin generator's own `stream` is wrapped so
+    (`AnswerStream.wrapping` says what it holds then)."""
     generator = _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
-    return generator.stream(inputs, sampling, **options)
+    return AnswerStream.wrapping(generator.stream(inputs, sampling, **options))
 
 
 def embed(

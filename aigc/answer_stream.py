@@ -27,6 +27,7 @@ class AnswerStream:
         self._seen: list[str] = []
         self._ended = False
         self._result: dict[str, Any] | None = None
+        self._whole = True  # `_result` is the generator's dict
 
     @classmethod
     def relayed(cls, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]]) -> AnswerStream:
@@ -35,6 +36,19 @@ class AnswerStream:
         stream = cls.__new__(cls)
         stream._engine, stream._prompt, stream._finish = None, None, finish
         stream._pieces, stream._seen, stream._ended, stream._result = iter(pieces), [], False, None
+        stream._whole = True
+        return stream
+
+    @classmethod
+    def wrapping(cls, pieces: Iterator[str]) -> AnswerStream:
+        """A plugin generator's own `stream` (a generator of text pieces) as an `AnswerStream`: `text`
+        the pieces joined; `finish_reason` the finish reason it returns, or that of the engine's
+        `Completion` it returns (`return (yield from self.engine.stream(...))`), else None; `usage`
+        that `Completion`'s, else None; `result` None (only the generator's call makes its dict)."""
+        if isinstance(pieces, AnswerStream):
+            return pieces
+        stream = cls.relayed(pieces, _plain_end)
+        stream._whole = False
         return stream
 
     def __iter__(self) -> AnswerStream:
@@ -93,4 +107,12 @@ class AnswerStream:
 
     @property
     def result(self) -> dict[str, Any] | None:
-        return self._read()
+        result = self._read()
+        return result if self._whole else None
+
+
+def _plain_end(end: Any) -> dict[str, Any]:
+    """A plugin's stream's finish reason and usage, from what it returned."""
+    if isinstance(end, Completion):
+        return {"finish_reason": end.finish_reason, "usage": {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens}}
+    return {"finish_reason": end if isinstance(end, str) else None, "usage": None}

@@ -130,6 +130,10 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
                     records.append(record)
                 last, start = start, reader.line_num + 1
         except csv.Error as exc:
+            if not tsv and str(exc).startswith("new-line character seen in unquoted field"):  # Python's hint, universal-newline mode, is no help here
+                if "\r" in body.split("\n", 1)[0].rstrip("\r"):  # the header's line goes on after one
+                    raise BadInputError(f"{path}: cannot read it as CSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)") from None
+                raise BadInputError(f"{path}:{start + skipped}: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes to keep it, or take it out") from None
             raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
         if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
             raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")

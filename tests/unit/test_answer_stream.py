@@ -94,3 +94,51 @@ def test_a_chat_session_makes_its_chat_generator(tiny_model_dir):
         ChatSession(ChatGenerator(engine=FakeEngine()), model="smollm2")
     with pytest.raises(BadInputError, match=r"or model=NAME makes it; got str"):
         ChatSession("smollm2")
+
+
+def test_aigc_stream_wraps_a_plugin_generators_own_stream(monkeypatch):
+    """A plugin generator's `stream`, a plain generator of pieces, has `text` and `finish_reason` too
+    (`usage` where it returns the engine's Completion); its `result` is None: only its call makes it."""
+    from aigc import Generator, hookimpl, plugins
+    from aigc.engine import models
+
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+
+    class Shout(Generator):
+        name = "shout"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw.upper()}
+
+        def stream(self, inputs, sampling=None, **options):
+            if inputs == "engine":
+                self.engine.enqueue("LOUD AND CLEAR")
+                return (yield from self.engine.stream([{"role": "user", "content": inputs}], self.sampling(sampling)))
+            yield from inputs.upper().split()
+            return "length" if inputs == "cut" else None
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_generators(register):
+            register("shout", Shout)
+
+    pm = plugins.get_plugin_manager()
+    pm.register(Plugin(), name="shout-plugin")
+    try:
+        stream = aigc.stream("shout", "cut off")
+        assert isinstance(stream, aigc.AnswerStream) and list(stream) == ["CUT", "OFF"]
+        assert stream.text == "CUTOFF" and stream.finish_reason is None and stream.usage is None and stream.result is None
+        stream = aigc.stream("shout", "cut")
+        assert stream.finish_reason == "length" and stream.text == "CUT"  # read on demand
+        stream = aigc.stream("shout", "engine")
+        assert stream.text == "LOUD AND CLEAR" and stream.finish_reason == "stop" and stream.result is None
+        assert stream.usage == {"prompt_tokens": 5, "completion_tokens": 3}
+    finally:
+        pm.unregister(name="shout-plugin")

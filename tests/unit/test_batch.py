@@ -753,8 +753,12 @@ def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp
     (tmp_path / "a.csv").write_text('\n  \nid,text\n1,"first\n\nparagraph"\n   \n2,two\n \n')
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.csv")] == [("1", "first\n\nparagraph", None), ("2", "two", None)]
     (tmp_path / "b.csv").write_bytes(b"id,text\n1,one\r2\n")  # a lone carriage return outside quotes
-    with pytest.raises(BadInputError, match=r"b.csv:\d+: cannot read it as CSV"):
+    with pytest.raises(BadInputError, match=r"b.csv:2: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes") as error:
         read_rows(tmp_path / "b.csv")
+    assert "universal-newline" not in str(error.value)  # Python's hint: no help to a user
+    (tmp_path / "mac.csv").write_bytes(b'id,text\r1,one\r2,"two, three"\r')  # Excel's "CSV (Macintosh)"
+    with pytest.raises(BadInputError, match=r"mac.csv: cannot read it as CSV: its lines end in a lone carriage return \(as old Mac programs write them\); save it with line feeds"):
+        read_rows(tmp_path / "mac.csv")
 
 
 def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path):
