@@ -4,7 +4,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "unit")]  # test_image imports tests/lazy_imports.py
 
 from test_image import PROMPT, build_tiny_pipeline  # noqa: E402 - the tests' tiny pipeline builder
 

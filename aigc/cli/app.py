@@ -308,6 +308,8 @@ def _say_why_a_plugin_command_exited(exc: BaseException, names: list[str]) -> No
     owner = plugins.command_owner(names[0]) if names else None
     if owner is None or not isinstance(code, int) or code == 0:  # a text code is printed by Python itself
         return
+    if isinstance(exc.__context__, BrokenPipeError):  # rich's exit when a reader went away (`aigc adcopy --help | head`): no failure
+        return
     where = f"`{' '.join(['aigc', *names])}` (a command of plugin {owner!r})"
     if not 0 < code < 256:
         ui.error(f"{where} exited with code {code}, which is no exit status (1-255); exiting with 1")

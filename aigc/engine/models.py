@@ -201,6 +201,8 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         if not _HUB_ID.fullmatch(hub_id):
             raise UnknownModelError(f"{name!r} is not a Hugging Face id: ORG/NAME, each of letters, digits, '-', '_' and '.', without '--' or '..' (nor a local path that exists)")
         return ModelRef(name, "hub", hub_id)
+    if name.startswith("hf:"):  # a hub id by its prefix, but not one: no ollama NAME:TAG or alias to suggest
+        raise UnknownModelError(f"{name!r} is not a Hugging Face id: hf: takes ORG/NAME, as the hub shows it (hf:HuggingFaceTB/SmolLM2-360M-Instruct)")
     if name.startswith((".", "/", "~")) or name.lower().endswith(WEIGHTS_SUFFIXES):  # as an alias may not end
         wanted = {"image": "a diffusers directory or .safetensors/.ckpt checkpoint", "text": "a local model directory or .gguf file"}.get(
             kind, "a local model directory, .gguf file, diffusers directory or .safetensors/.ckpt checkpoint"

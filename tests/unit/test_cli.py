@@ -1471,6 +1471,11 @@ def test_a_plugin_command_that_exits_keeps_its_code_and_a_silent_failure_is_name
                 value = int(code) if code.lstrip("-").isdigit() else code
                 if how == "typer":
                     raise typer.Exit(value)
+                if how == "pipe":  # as rich's console exits when stdout's reader went away (help or a result piped to `head`)
+                    try:
+                        raise BrokenPipeError(32, "Broken pipe")
+                    except BrokenPipeError:
+                        raise SystemExit(1) from None
                 sys.exit(value)
 
     plugins.reset()
@@ -1486,6 +1491,8 @@ def test_a_plugin_command_that_exits_keeps_its_code_and_a_silent_failure_is_name
         result = runner.invoke(local, ["leave", "--code", "256"])  # the shell would read it as 0
         assert result.exit_code == 1 and "exited with code 256, which is no exit status (1-255); exiting with 1" in result.stderr
         result = runner.invoke(local, ["leave", "--code", "missing tool"])  # Python prints the message itself
+        assert result.exit_code == 1 and result.stderr == ""
+        result = runner.invoke(local, ["leave", "--how", "pipe"])  # `aigc leave --help | head`: no failure to name
         assert result.exit_code == 1 and result.stderr == ""
     finally:
         plugins.reset()

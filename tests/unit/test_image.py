@@ -472,3 +472,12 @@ def test_a_pipeline_reports_its_first_stage_before_torch_is_imported_and_once(ti
     with pytest.raises(ModelUnavailableError):
         load_image_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
     assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # reported once
+
+
+def test_the_image_steps_benchmark_imports_the_tiny_pipeline_builder_outside_pytest():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}  # a plain `python -m benchmarks.image_steps`: no conftest on sys.path
+    done = subprocess.run([sys.executable, "-c", "import benchmarks.image_steps as b; print(b.build_tiny_pipeline.__name__)"], cwd=root, env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "build_tiny_pipeline\n"), done.stderr

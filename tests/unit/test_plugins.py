@@ -1272,3 +1272,12 @@ def test_allowlist_naming_a_module_that_is_no_entry_point_says_how_to_load_it(mo
         assert "my_unpackaged_plugin" not in sys.modules  # found, not imported
     finally:
         plugins.reset()
+
+
+@pytest.mark.parametrize("name", ["hf:gpt2", "hf:a/b/c", "hf:"])
+def test_an_hf_name_that_is_no_hub_id_says_what_hf_takes_not_ollamas_form(name):
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=rf"^{re.escape(repr(name))} is not a Hugging Face id: hf: takes ORG/NAME"):
+        resolve(name)
