@@ -175,8 +175,9 @@ def conversation_path(cid: str) -> Path:
 
 
 def latest() -> Path:
-    """The file of the most recently changed conversation: a named session, an unnamed one, or a
-    session file opened by its path (`remember`); files that are gone or cannot be read are passed over."""
+    """The file of the most recently changed conversation that has turns: a named session, an unnamed
+    one, or a session file opened by its path (`remember`); files that are gone, cannot be read or
+    hold no turns (a chat that only ran slash commands, say) are passed over, as `llm -c` does."""
     kept = [path for folder in (sessions_dir(), conversations_dir()) for path in folder.glob("*.json") if NAME.fullmatch(path.stem)]
     found = []
     for path in kept + recent_files():
@@ -186,8 +187,8 @@ def latest() -> Path:
             continue
     for _, path in sorted(found, reverse=True):
         try:
-            read(path)
-            return path
+            if read(path).messages:
+                return path
         except BadInputError:
             continue
     raise BadInputError('there is no conversation to continue; `aigc chat "..."` starts one (kept while answers are logged), `aigc chat --session NAME` a named one')

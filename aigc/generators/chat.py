@@ -399,7 +399,11 @@ class ChatSession:
         return self.conversation().save(_file(path, "path"), flag)
 
     def _keep(self) -> None:
+        """Write the conversation back to its file; an unnamed one (`aigc chat`'s, kept by id) is not
+        made before its first turn, so a chat that only ran slash commands leaves none behind."""
         if self.path is not None and self.keep:
+            if not self._on_disk and not self.messages and conversations.unnamed(self.path):
+                return
             if self._on_disk and not self.path.exists():
                 raise conversations.deleted(self.path)
             self.save(str(self.path), "--session")

@@ -2011,6 +2011,23 @@ def test_a_conversation_deleted_before_the_chat_holds_it_is_not_made_again(tiny_
     assert conversations.unnamed_files() == [] and len(logs.entries(None)) == 1
 
 
+def test_a_repl_that_only_ran_slash_commands_leaves_nothing_for_c_or_logs(monkeypatch, tmp_path):
+    from aigc import conversations, logs
+    from aigc.cli import chat
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator
+    from aigc.testing import FakeEngine
+
+    earlier = conversations.new_conversation()
+    conversations.Conversation(None, [{"role": "user", "content": "Two plus two?"}, {"role": "assistant", "content": "Four."}], "fake").save(earlier)
+    (tmp_path / "notes.md").write_text("Bees.")
+    run = RunOptions(log=True)
+    run.generator = lambda name, **kwargs: ChatGenerator(engine=FakeEngine())
+    repl_lines(monkeypatch, "/set temperature 0.5", f"/file {tmp_path / 'notes.md'}", "/reset", "/system default", "/system Be brief.", "exit")
+    chat._repl(run, None, None, None, conversations.new_conversation())
+    assert conversations.unnamed_files() == [earlier] and conversations.latest() == earlier and logs.entries(None) == []
+
+
 def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_history(monkeypatch, capsys):
     import readline
 

@@ -363,6 +363,25 @@ def test_the_latest_conversation_is_the_newest_of_sessions_and_unnamed_ones_that
     assert conversations.forget(conversations.unnamed_files()) == [unnamed] and conversations.latest() == session
 
 
+def test_the_latest_conversation_is_one_with_turns_and_an_unnamed_one_is_made_by_its_first_turn():
+    older, newer = conversations.new_conversation(), conversations.sessions_dir() / "blank.json"
+    conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(older)
+    os.utime(older, (1_000_000, 1_000_000))
+    conversations.sessions_dir().mkdir(parents=True)
+    conversations.Conversation("Be brief.", [], "fake").save(newer)  # newer, but no turns: passed over, as `llm -c` does
+    assert conversations.latest() == older
+    empty = conversations.conversations_dir() / "20261205-132634-4bb047.json"
+    chat = session(empty)
+    chat.set_system("Be kind.")
+    chat.reset()
+    assert not empty.exists() and conversations.latest() == older  # slash commands alone leave no file
+    chat.generator.engine.enqueue("Hello.")
+    chat.ask("Hi")
+    assert conversations.read(empty).system == "Be kind." and conversations.latest() == empty
+    chat.reset()
+    assert conversations.read(empty).messages == [] and conversations.latest() == older  # cleared: kept empty, and passed over
+
+
 def test_the_latest_conversation_may_be_a_session_file_opened_by_its_path(tmp_path):
     import stat
 

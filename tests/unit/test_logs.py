@@ -303,7 +303,7 @@ def test_current_shows_the_latest_conversation_as_llm_logs_c_does():
     assert invoke("logs", "-c").stderr.startswith("Error: there is no conversation")
     conversations.conversations_dir().mkdir(parents=True, exist_ok=True)
     for n, cid in enumerate(("20261205-010000-aaaaaa", "20261205-020000-bbbbbb")):
-        (conversations.conversations_dir() / f"{cid}.json").write_text('{"messages": []}')
+        (conversations.conversations_dir() / f"{cid}.json").write_text('{"messages": [{"role": "user", "content": "hi"}]}')
         os.utime(conversations.conversations_dir() / f"{cid}.json", (1000 + n, 1000 + n))
     for n, cid in enumerate(("20261205-020000-bbbbbb", "20261205-010000-aaaaaa", "20261205-020000-bbbbbb", None)):
         logs.record(entry(n, session=cid))
