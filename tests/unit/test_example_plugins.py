@@ -90,6 +90,7 @@ def test_adcopy_generator_keeps_distinct_clean_variants():
                 {"headline": "Trail Water Made Simple", "body": "Refill it at any stream and carry less plastic up the mountain."},
             ],
             "missing": 0,
+            "cut_off": False,
         }
         assert len(engine.calls) == 2 and len(engine.calls[1][0]) == 2  # bodies batched, one prompt per headline
         assert engine.calls[1][1].max_tokens >= 50  # a body gets room for a sentence by default...
@@ -151,6 +152,46 @@ def test_adcopy_with_nothing_whole_under_max_tokens_says_to_raise_it():
         with pytest.raises(BadInputError) as error:
             get_generator("adcopy", engine=CutEngine())({"product": "a bamboo bottle", "audience": "hikers"}, n=1, sampling={"seed": 1, "max_tokens": 3})
         assert "cut off at max_tokens=3" in str(error.value) and str(error.value).endswith("raise max_tokens")
+    finally:
+        plugins.reset()
+
+
+def test_adcopy_leaves_out_a_body_cut_off_by_max_tokens_and_says_so():
+    import json
+    from unittest import mock
+
+    import typer
+    from typer.testing import CliRunner
+
+    from aigc.generators.base import get_generator
+    from aigc.testing import FakeEngine
+
+    class LimitEngine(FakeEngine):  # an answer longer than max_tokens (in words here) stops there, as a model's does
+        def generate(self, prompts, params):
+            return [
+                [c.__class__(" ".join(c.text.split()[: params.max_tokens]), c.prompt_tokens, min(c.completion_tokens, params.max_tokens), "length" if c.completion_tokens >= params.max_tokens else c.finish_reason) for c in group]
+                for group in super().generate(prompts, params)
+            ]
+
+    def queued(engine):
+        # round 1: 4 headline samples, two usable; then 3 body samples each: the second headline's are all cut off at 8 words
+        engine.enqueue("Hike Light, Drink Green", "Trail Water Made Simple", "", "")
+        engine.enqueue("Bamboo keeps water cool all day.", "", "")
+        engine.enqueue(*["Refill it at any stream and carry less plastic up the mountain."] * 3)
+        return engine
+
+    register_adcopy()
+    try:
+        inputs = {"product": "a bamboo bottle", "audience": "hikers"}
+        result = get_generator("adcopy", engine=queued(LimitEngine()))(inputs, n=2, sampling={"seed": 1, "max_tokens": 8})
+        assert result == {"variants": [{"headline": "Hike Light, Drink Green", "body": "Bamboo keeps water cool all day."}], "missing": 1, "cut_off": True}
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        plugins.register_commands(app)
+        with mock.patch("aigc.cli.options.RunOptions.generator", return_value=get_generator("adcopy", engine=queued(LimitEngine()))):
+            done = CliRunner().invoke(app, ["adcopy", "--product", "x", "--audience", "y", "-n", "2", "--seed", "1", "--max-tokens", "8", "--json", "--no-log"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["cut_off"] is True and "some bodies were cut off at the token limit; raise --max-tokens" in done.stderr
     finally:
         plugins.reset()
 

@@ -16,7 +16,7 @@ def adcopy(
     tone: Annotated[str, typer.Option(help="How it should sound: friendly, playful, luxurious, urgent, ...")] = "friendly",
     n: Annotated[int, typer.Option("-n", help="How many distinct variants (fewer, with a warning, where the model writes no more).")] = 3,
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline.")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"variants": [{"headline", "body"}, ...], "missing": N} as JSON.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"variants": [{"headline", "body"}, ...], "missing": N, "cut_off": BOOL} as JSON.')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -30,7 +30,8 @@ def adcopy(
     result = generator(inputs, sampling=run.sampling(), **options)
     if result["missing"]:
         got = len(result["variants"])
-        ui.warn(f"only {got} of the {got + result['missing']} variants asked for came out distinct; raise --temperature or --max-words, or ask for fewer (-n)")
+        why = "some bodies were cut off at the token limit; raise --max-tokens" if result["cut_off"] else "raise --temperature or --max-words, or ask for fewer (-n)"
+        ui.warn(f"only {got} of the {got + result['missing']} variants asked for came out distinct; {why}")
     text = "\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"])
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else text)
     run.keep(generator, "adcopy", inputs, text, options, result)

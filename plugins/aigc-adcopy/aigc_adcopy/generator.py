@@ -3,7 +3,8 @@
 Two steps per round, each one batched: sample headlines (as `aigc headline` does: clean, fit the
 word limit, keep distinct ones), then write one body sentence per new headline and keep the best
 usable one. Rounds repeat with the next seed until there are N variants or the tries run out; then the
-variants found are returned, with how many are missing.
+variants found are returned, with how many are missing and whether max_tokens cut bodies off (a
+body cut mid-sentence is left out, as `aigc headline` leaves out a cut headline).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def clean_body(text: str, headline: str) -> str:
     return line
 
 
+def _cut_off(completion, body: str) -> bool:
+    """Whether `body` is the end of an answer max_tokens stopped: its one line, unfinished."""
+    return completion.finish_reason == "length" and "\n" not in completion.text.strip() and body[-1] not in ".!?"
+
+
 _META = re.compile(r"\b(?:ad|ads|advert|advertisement|headline|tagline|slogan)\b", re.I)
 
 
@@ -101,26 +107,34 @@ class AdCopyGenerator(Generator):
         values = {"product": inputs["product"].strip(), "audience": inputs["audience"].strip(), "tone": opts.tone}
         return {"values": values, "headline": templates.render(opts.template, {**values, "max_words": opts.max_words})}
 
-    def _bodies(self, values: dict[str, Any], headlines: list[str], opts: AdCopyOptions, sampling, seed) -> list[str]:
+    def _bodies(self, values: dict[str, Any], headlines: list[str], opts: AdCopyOptions, sampling, seed) -> tuple[list[str], int]:
+        """The best whole body for each headline ("" where none), and how many max_tokens cut off."""
         rendered = [templates.render(opts.body_template, {**values, "headline": h}) for h in headlines]
         base = self.sampling(sampling, rendered[0].defaults)
         given = (sampling or {}).get("max_tokens") is not None  # --max-tokens holds for bodies too
         params = base.replace(n=1 if base.greedy else BODY_SAMPLES, seed=seed, max_tokens=base.max_tokens if given else max(base.max_tokens, 50))
         groups = self.engine.generate([r.messages for r in rendered], params)
-        chosen = []
+        chosen, cut = [], 0
         for headline, group in zip(headlines, groups):
-            usable = [b for b in (clean_body(c.text, headline) for c in group) if b]
+            usable = []
+            for completion in group:
+                body = clean_body(completion.text, headline)
+                if body and _cut_off(completion, body):
+                    cut += 1  # it ends where max_tokens stopped it, mid-sentence
+                elif body:
+                    usable.append(body)
             sentences = [b for b in usable if b[-1] in ".!?"]  # a finished sentence beats a fragment
             chosen.append((sentences or usable or [""])[0])
-        return chosen
+        return chosen, cut
 
-    def forward(self, prepared: dict[str, Any], opts: AdCopyOptions, sampling: dict[str, Any]) -> list[dict[str, str]]:
+    def forward(self, prepared: dict[str, Any], opts: AdCopyOptions, sampling: dict[str, Any]) -> tuple[list[dict[str, str]], int]:
         rendered = prepared["headline"]
         base = self.sampling(sampling, rendered.defaults)
         variants: dict[str, dict[str, str]] = {}
         bodies_seen: set[str] = set()
         tried: set[str] = set()
-        cut = 0  # headline samples that max_tokens ended
+        cut = 0  # headline samples that max_tokens ended, and bodies it cut off
+        bodies_cut = 0
         for attempt in range(MAX_ROUNDS):
             missing = opts.n - len(variants)
             if missing <= 0:
@@ -136,7 +150,9 @@ class AdCopyGenerator(Generator):
                     fresh.append(headline)
             if not fresh:
                 continue
-            for headline, body in zip(fresh, self._bodies(prepared["values"], fresh, opts, sampling, seed)):
+            bodies, dropped = self._bodies(prepared["values"], fresh, opts, sampling, seed)
+            cut, bodies_cut = cut + dropped, bodies_cut + dropped
+            for headline, body in zip(fresh, bodies):
                 if body and _key(body) not in bodies_seen and len(variants) < opts.n:
                     bodies_seen.add(_key(body))
                     variants[_key(headline)] = {"headline": headline, "body": body}
@@ -144,8 +160,11 @@ class AdCopyGenerator(Generator):
             if cut:  # the caller's max_tokens, not the sampling: more tries would be cut off the same way
                 raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
             raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}")
-        return list(variants.values())
+        return list(variants.values()), bodies_cut
 
-    def postprocess(self, variants: list[dict[str, str]], opts: AdCopyOptions) -> dict[str, Any]:
-        """`missing`: how many fewer than N distinct variants came out."""
-        return {"variants": variants, "missing": opts.n - len(variants)}
+    def postprocess(self, found: tuple[list[dict[str, str]], int], opts: AdCopyOptions) -> dict[str, Any]:
+        """`missing`: how many fewer than N distinct variants came out; `cut_off`: max_tokens cut
+        bodies off (left out), so raising it may give the missing ones."""
+        variants, bodies_cut = found
+        missing = opts.n - len(variants)
+        return {"variants": variants, "missing": missing, "cut_off": bool(missing and bodies_cut)}
