@@ -60,14 +60,16 @@ class AnswerStream:
         try:
             piece = next(self._pieces)
         except StopIteration as end:
-            self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once
-            self._result = self._finish(self._completion(end.value))
-            raise StopIteration(self._result["finish_reason"]) from None
+            returned = end.value
         except BaseException:
             self._ended = True
             raise
-        self._seen.append(piece)
-        return piece
+        else:
+            self._seen.append(piece)
+            return piece
+        self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
+        self._result = self._finish(self._completion(returned))
+        raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
         """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
