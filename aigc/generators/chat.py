@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
@@ -348,7 +349,7 @@ class ChatSession:
 
         return AnswerStream.relayed(self._turn(conversation, asked_on, previous, writing, pieces), record)
 
-    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> Generator[str, None, dict[str, Any]]:
+    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> typing.Generator[str, None, dict[str, Any]]:
         """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken
         when the first piece is asked for. Stopped part-way (Ctrl-C, `close()`), the partial reply
         is kept; stopped before any reply, or failed, the turn is dropped."""
