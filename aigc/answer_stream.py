@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .engine.base import Completion, Prompt
+from .engine.base import Completion, Prompt, usage_of
 
 if TYPE_CHECKING:
     from .engine.sampling import SamplingParams
@@ -116,5 +116,5 @@ class AnswerStream:
 def _plain_end(end: Any) -> dict[str, Any]:
     """A plugin's stream's finish reason and usage, from what it returned."""
     if isinstance(end, Completion):
-        return {"finish_reason": end.finish_reason, "usage": {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens}}
+        return {"finish_reason": end.finish_reason, "usage": usage_of([end])}
     return {"finish_reason": end if isinstance(end, str) else None, "usage": None}

@@ -94,6 +94,11 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) or "length"
 
 
+def usage_of(completions: list[Completion]) -> dict[str, int]:
+    """A result's `usage` for the completions of one prompt: its tokens once, theirs summed."""
+    return {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
+
+
 @dataclass
 class Scored:
     """One prompt's continuation log-likelihoods, and its hidden-state embedding when asked for."""

@@ -10,7 +10,7 @@ from typing import Any
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..answer_stream import AnswerStream
-from ..engine.base import check_fits, relay
+from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
 from ..textio import check_writable, readable_name
 from .base import Generator, check_varied, coerce_value, get_generator, type_name
@@ -156,8 +156,7 @@ class ChatGenerator(Generator):
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
         messages, completions, params = raw
         texts, extra = answer_texts(completions, params)
-        usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
-        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage, **extra}
+        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage_of(completions), **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated, then its whole result (`AnswerStream`,
