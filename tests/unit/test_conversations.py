@@ -545,3 +545,17 @@ def test_a_conversation_file_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "talk.json"
     path.write_bytes(codecs.BOM_UTF8 + json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}).encode())
     assert [m["content"] for m in conversations.read(path).messages] == ["hi", "yo"]
+
+
+def test_a_reply_that_ends_after_a_reset_is_not_recorded_but_still_has_its_result(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one two three")
+    chat = session(path, engine)
+    stream = chat.send("count")
+    next(stream)
+    chat.reset()  # /reset while the reply is written
+    assert "".join(stream) == "two three" and stream.result["text"] == "one two three"
+    assert chat.messages == [] == conversations.read(path).messages
+    engine.enqueue("four")
+    assert chat.ask("again") == "four"  # the session is free for the next turn
