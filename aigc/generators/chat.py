@@ -342,7 +342,7 @@ class ChatSession:
 
         def record(result: dict[str, Any]) -> dict[str, Any]:
             if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
-                self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+                self.messages = conversation + [{"role": "assistant", "content": result["text"]}]  # as `answer` records it: a JSON answer as one line
                 self._keep()
             return result
 

@@ -559,3 +559,13 @@ def test_a_reply_that_ends_after_a_reset_is_not_recorded_but_still_has_its_resul
     assert chat.messages == [] == conversations.read(path).messages
     engine.enqueue("four")
     assert chat.ask("again") == "four"  # the session is free for the next turn
+
+
+def test_a_streamed_json_reply_is_recorded_as_answer_records_it(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue('{"a":   1}', '{"a":   2}')
+    chat = session(tmp_path / "talk.json", engine, sampling={"json_schema": "a int"})
+    stream = chat.send("one")
+    assert "".join(stream) == '{"a":   1}'  # the pieces as the model wrote them
+    assert chat.messages[-1]["content"] == stream.result["text"] == '{"a": 1}' == conversations.read(tmp_path / "talk.json").messages[-1]["content"]
+    assert chat.answer("two")["text"] == chat.messages[-1]["content"] == '{"a": 2}'
