@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .engine.base import Completion, Prompt
+from .engine.base import Completion, Prompt, usage_of
 
 if TYPE_CHECKING:
     from .engine.sampling import SamplingParams
@@ -60,14 +60,16 @@ class AnswerStream:
         try:
             piece = next(self._pieces)
         except StopIteration as end:
-            self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once
-            self._result = self._finish(self._completion(end.value))
-            raise StopIteration(self._result["finish_reason"]) from None
+            returned = end.value
         except BaseException:
             self._ended = True
             raise
-        self._seen.append(piece)
-        return piece
+        else:
+            self._seen.append(piece)
+            return piece
+        self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
+        self._result = self._finish(self._completion(returned))
+        raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
         """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
@@ -114,5 +116,5 @@ class AnswerStream:
 def _plain_end(end: Any) -> dict[str, Any]:
     """A plugin's stream's finish reason and usage, from what it returned."""
     if isinstance(end, Completion):
-        return {"finish_reason": end.finish_reason, "usage": {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens}}
+        return {"finish_reason": end.finish_reason, "usage": usage_of([end])}
     return {"finish_reason": end if isinstance(end, str) else None, "usage": None}

@@ -94,6 +94,11 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) or "length"
 
 
+def usage_of(completions: list[Completion]) -> dict[str, int]:
+    """A result's `usage` for the completions of one prompt: its tokens once, theirs summed."""
+    return {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
+
+
 @dataclass
 class Scored:
     """One prompt's continuation log-likelihoods, and its hidden-state embedding when asked for."""
@@ -210,7 +215,7 @@ class EngineStats:
         return max(0, self.completion_tokens - self.timed_calls) / after_first if after_first > 0 else 0.0
 
 
-def relay(stream: Iterator[str], seen: list[str]) -> Generator[str, None, str | None]:
+def relay(stream: Iterator[str], seen: list[str]) -> Generator[str, None, Any]:
     """`stream`'s pieces, each also added to `seen`; returns what `stream` returns (an engine's
     `Completion`, a generator's finish reason). Closing it closes `stream`."""
     stream = iter(stream)
@@ -245,7 +250,7 @@ class Engine(Protocol):
 
     def stream(self, prompt: Prompt, params: "SamplingParams") -> Generator[str, None, Completion]:
         """Text pieces of one completion as they are decoded; a generator returns the whole
-        `Completion` (its text, token counts and finish reason), which `relay` passes on."""
+        `Completion` (its text, token counts and finish reason), which an `AnswerStream` makes its result from."""
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         """Log-likelihood of each continuation after the prompt."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, option
 from ..answer_stream import AnswerStream
-from ..engine.base import check_fits, relay
+from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
 from ..textio import check_writable, readable_name
 from .base import Generator, check_varied, coerce_value, get_generator, type_name
@@ -155,8 +156,7 @@ class ChatGenerator(Generator):
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
         messages, completions, params = raw
         texts, extra = answer_texts(completions, params)
-        usage = {"prompt_tokens": completions[0].prompt_tokens, "completion_tokens": sum(c.completion_tokens for c in completions)}
-        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage, **extra}
+        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage_of(completions), **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated, then its whole result (`AnswerStream`,
@@ -342,13 +342,13 @@ class ChatSession:
 
         def record(result: dict[str, Any]) -> dict[str, Any]:
             if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
-                self.messages = conversation + [{"role": "assistant", "content": "".join(pieces).strip()}]
+                self.messages = conversation + [{"role": "assistant", "content": result["text"]}]  # as `answer` records it: a JSON answer as one line
                 self._keep()
             return result
 
         return AnswerStream.relayed(self._turn(conversation, asked_on, previous, writing, pieces), record)
 
-    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> Generator[str, None, dict[str, Any]]:
+    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> typing.Generator[str, None, dict[str, Any]]:
         """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken
         when the first piece is asked for. Stopped part-way (Ctrl-C, `close()`), the partial reply
         is kept; stopped before any reply, or failed, the turn is dropped."""

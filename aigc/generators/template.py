@@ -8,7 +8,7 @@ from typing import Any
 from .. import templates
 from ..answer_stream import AnswerStream
 from ..errors import BadInputError, OptionError, did_you_mean
-from ..engine.base import check_fits
+from ..engine.base import check_fits, usage_of
 from ..json_schemas import answer_texts
 from .base import Generator, check_varied, coerce_value, type_name
 
@@ -123,8 +123,4 @@ class TemplateGenerator(Generator):
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
         messages, completions, params = raw
         texts, extra = answer_texts(completions, params)
-        usage = {
-            "prompt_tokens": completions[0].prompt_tokens,
-            "completion_tokens": sum(c.completion_tokens for c in completions),
-        }
-        return {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage, **extra}
+        return {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage_of(completions), **extra}

@@ -4,7 +4,7 @@ import pytest
 
 import aigc
 from aigc import templates
-from aigc.errors import BadInputError
+from aigc.errors import BadInputError, ConversationDeletedError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.testing import FakeEngine
 
@@ -142,3 +142,17 @@ def test_aigc_stream_wraps_a_plugin_generators_own_stream(monkeypatch):
         assert stream.usage == {"prompt_tokens": 5, "completion_tokens": 3}
     finally:
         pm.unregister(name="shout-plugin")
+
+
+def test_a_result_that_fails_is_raised_on_its_own_not_during_the_streams_end(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("one", "two three")
+    session = ChatSession(ChatGenerator(engine=engine), path=tmp_path / "s.json")
+    session.ask("first")
+    stream = session.send("second")
+    next(stream)
+    (tmp_path / "s.json").unlink()  # recording the reply, when it ends, fails
+    with pytest.raises(ConversationDeletedError) as failed:
+        list(stream)
+    assert failed.value.__context__ is None  # no "During handling of the above exception (StopIteration)" in its traceback
+    assert stream.text == "two three" and stream.finish_reason is None and list(stream) == []

@@ -564,3 +564,27 @@ def test_a_conversation_file_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "talk.json"
     path.write_bytes(codecs.BOM_UTF8 + json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}).encode())
     assert [m["content"] for m in conversations.read(path).messages] == ["hi", "yo"]
+
+
+def test_a_reply_that_ends_after_a_reset_is_not_recorded_but_still_has_its_result(tmp_path):
+    path = tmp_path / "talk.json"
+    engine = FakeEngine()
+    engine.enqueue("one two three")
+    chat = session(path, engine)
+    stream = chat.send("count")
+    next(stream)
+    chat.reset()  # /reset while the reply is written
+    assert "".join(stream) == "two three" and stream.result["text"] == "one two three"
+    assert chat.messages == [] == conversations.read(path).messages
+    engine.enqueue("four")
+    assert chat.ask("again") == "four"  # the session is free for the next turn
+
+
+def test_a_streamed_json_reply_is_recorded_as_answer_records_it(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue('{"a":   1}', '{"a":   2}')
+    chat = session(tmp_path / "talk.json", engine, sampling={"json_schema": "a int"})
+    stream = chat.send("one")
+    assert "".join(stream) == '{"a":   1}'  # the pieces as the model wrote them
+    assert chat.messages[-1]["content"] == stream.result["text"] == '{"a": 1}' == conversations.read(tmp_path / "talk.json").messages[-1]["content"]
+    assert chat.answer("two")["text"] == chat.messages[-1]["content"] == '{"a": 2}'
