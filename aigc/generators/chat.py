@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import conversations, templates
-from ..errors import AigcError, BadInputError, OptionError, option
+from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, option
 from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
@@ -193,19 +193,15 @@ class ChatSession:
     saved template only. `keep=False` starts from `path` and writes nothing back. A file deleted
     by another process once the session had it is not made again: the next write is a
     `ConversationDeletedError`. Without a `generator`, the session makes the chat generator for
-    `model` (the default model when None)."""
+    `model`: when None, the model the session file was saved with, else the default model."""
 
     def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None):
-        if generator is None:
-            generator = get_generator("chat", model=model)
-        elif model is not None:
+        if generator is not None and model is not None:
             raise BadInputError("give a ChatSession its generator or a model, not both: the generator has its model")
-        if not isinstance(generator, ChatGenerator):
+        if generator is not None and not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), or model=NAME makes it; got {type_name(generator)}")
-        generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
         if not isinstance(keep, bool):  # "no" would be taken as yes
             raise OptionError("keep", f"must be True or False, got {keep!r}")
-        self.generator = generator
         self.sampling = dict(sampling or {})
         self._given = dict(self.sampling)  # what "default" goes back to
         self.path = _file(path, "path") if path is not None else None
@@ -222,8 +218,20 @@ class ChatSession:
         self.system = _system(system) if system is not None else saved.system
         self.messages: list[dict] = saved.messages
         self.model, self.extra = saved.model, saved.extra
+        self.generator = generator if generator is not None else self._generator(model, saved.model)
+        self.generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
         self._writing: dict | None = None  # the reply being streamed, while it is
         self.template, self.variables = self._template(template, variables, saved)
+
+    @staticmethod
+    def _generator(model: str | None, saved: str | None) -> ChatGenerator:
+        """The chat generator for `model`, else the model the session was saved with (as `llm -c`), else the default."""
+        if model is not None or saved is None:
+            return get_generator("chat", model=model)
+        try:
+            return get_generator("chat", model=saved)
+        except UnknownModelError as exc:
+            raise UnknownModelError(f"this session was saved with model {saved}, which is not here ({exc}); give ChatSession(model=NAME) to go on with another") from None
 
     @staticmethod
     def _template(given: str | None, variables: dict | None, saved: conversations.Conversation) -> tuple[str, dict]:

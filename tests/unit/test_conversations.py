@@ -588,3 +588,15 @@ def test_a_streamed_json_reply_is_recorded_as_answer_records_it(tmp_path):
     assert "".join(stream) == '{"a":   1}'  # the pieces as the model wrote them
     assert chat.messages[-1]["content"] == stream.result["text"] == '{"a": 1}' == conversations.read(tmp_path / "talk.json").messages[-1]["content"]
     assert chat.answer("two")["text"] == chat.messages[-1]["content"] == '{"a": 2}'
+
+
+def test_a_session_made_without_a_model_goes_on_with_the_model_it_was_saved_with(tmp_path):
+    from aigc.errors import UnknownModelError
+
+    path = tmp_path / "talk.json"
+    path.write_text(json.dumps({"model": "echo", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}))
+    assert ChatSession(path=path).ask("say this back") == "say this back"  # the echo model, not the default one
+    path.write_text(json.dumps({"model": "no-such-model-here", "messages": []}))
+    with pytest.raises(UnknownModelError, match="saved with model no-such-model-here.*ChatSession\\(model=NAME\\)"):
+        ChatSession(path=path)
+    assert ChatSession(path=path, model="echo").ask("other") == "other"
