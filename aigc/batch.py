@@ -108,18 +108,18 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
         body = body[named.end() :] if named else body
         delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
-        if tsv and BREAK not in body:
-            body = _quoted_breaks_kept(body)
+        if tsv:
+            body = _quoted_cells_kept(body)
         if tsv and "\r" in body.split("\n", 1)[0].rstrip("\r"):  # no cell: the header's line goes on after it
             raise BadInputError(f"{path}: cannot read it as TSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)")
-        if tsv and RETURN not in body:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
+        if tsv and RETURN not in text:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
             body = re.sub(r"\r(?=[^\n])", RETURN, body)
         reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins
         try:
             if reader.fieldnames:  # `id,text ` names the column text
-                reader.fieldnames = [(unquote(name) if tsv else name).strip() for name in reader.fieldnames]
+                reader.fieldnames = [(_tsv_cell(name) if tsv else name).strip() for name in reader.fieldnames]
                 twice = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
                 if twice:  # a row would keep the last of them only
                     raise BadInputError(f"{path}:{1 + skipped}: the header names {', '.join(map(repr, twice))} twice; give each column its own name")
@@ -194,35 +194,30 @@ def _delimiter(header: str) -> str:
 
 BREAK = "\x00"  # a line break inside a quoted .tsv cell, while csv reads the lines
 RETURN = "\x01"  # a carriage return in a .tsv cell, while csv reads the lines
+TAB = "\x02"  # a tab inside a quoted .tsv cell, while csv reads the lines
+# a quoted .tsv cell (as pandas, R and Excel write one holding a tab, quote or line break): it opens
+# at a line's start or after a tab, `""` in it is a quote, and it closes before a tab or a line's end
+QUOTED = re.compile(r'(?:^|(?<=\t)) *"[^"]*(?:""[^"]*)*" *(?=\t|\r?$)', re.M)
 
 
-def _quoted_breaks_kept(body: str) -> str:
-    """A .tsv's text with the line breaks inside a quoted cell (as pandas, R and Excel write a cell
-    holding one) made `BREAK`, so the row stays one line; a quote that does not close as a quoted
-    cell does before a tab or the end of a later line is text, and its line stays as it is."""
-    lines, kept, i = body.split("\n"), [], 0
-    while i < len(lines):
-        j = i  # the row's last line so far; a cell closed on it may be followed by another that opens
-        while j == i or "\t" in lines[j]:
-            cell, k = lines[j].rsplit("\t", 1)[-1].lstrip(), j
-            if not (cell.startswith('"') and cell.count('"') % 2):  # the line does not end inside a quoted cell
-                break
-            while k + 1 < len(lines) and cell.count('"') % 2:
-                k += 1
-                cell += "\n" + lines[k].split("\t", 1)[0]
-            if cell.count('"') % 2 or unquote(cell) == cell:
-                break
-            j = k
-        kept.append(BREAK.join(lines[i : j + 1]))
-        i = j + 1
-    return "\n".join(kept)
+def _quoted_cells_kept(body: str) -> str:
+    """A .tsv's text with the tabs, line breaks and carriage returns inside its quoted cells made
+    `TAB`, `BREAK` and `RETURN` (each unless the text already holds it), so csv reads each such
+    cell as one; a quote that does not close as a quoted cell does is text."""
+    marks = str.maketrans({char: mark for char, mark in (("\t", TAB), ("\n", BREAK), ("\r", RETURN)) if mark not in body})
+    return QUOTED.sub(lambda cell: cell.group().translate(marks), body)
+
+
+def _tsv_cell(cell: str) -> str:
+    """A .tsv cell read with `_quoted_cells_kept`: unquoted, its tabs, line breaks and carriage returns back."""
+    return unquote(cell).replace(TAB, "\t").replace(BREAK, "\n").replace(RETURN, "\r")
 
 
 def _table_row(number: int, record: dict, id_field: str, field: str, width: int, tsv: bool) -> Row:
     """A table's row; cells missing at its end are empty, as csv's DictReader and pandas read them,
     unless the `field` one is (the row has no text), and cells beyond the header are an error."""
     if tsv:
-        record = {key: value if key is None or value is None else unquote(value).replace(BREAK, "\n").replace(RETURN, "\r") for key, value in record.items()}
+        record = {key: value if key is None or value is None else _tsv_cell(value) for key, value in record.items()}
     row_id = record.get(id_field) or number
     numbered = not record.get(id_field)
     # csv puts the cells beyond the header in a list under None, and None for each cell missing

@@ -1567,3 +1567,14 @@ def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_fl
     finally:
         release.set()
         os.close(write)
+
+
+def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_written(tmp_path):
+    from aigc.batch import write_table
+
+    results = ['def f():\n\treturn "x"\t# tab', "a\tb", 'say ""hi""\r\tthen\ngo', 'line\rback\tand "quote"', "plain", '"\tquoted\nstart"', "end\t"]
+    source, state = tmp_path / "in.jsonl", tmp_path / "out.tsv.jsonl"
+    source.write_text("".join(json.dumps({"id": str(n), "text": "x"}) + "\n" for n in range(1, len(results) + 1)))
+    state.write_text("".join(json.dumps({"id": str(n), "row": n, "result": result}) + "\n" for n, result in enumerate(results, 1)))
+    write_table(state, read_rows(source), tmp_path / "out.tsv")
+    assert [(r.id, r.fields["result"], r.error) for r in read_rows(tmp_path / "out.tsv")] == [(str(n), result, None) for n, result in enumerate(results, 1)]
