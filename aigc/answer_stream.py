@@ -20,24 +20,23 @@ class AnswerStream:
     was written and the others are None. Like a generator, it ends with the finish reason as the
     value of its `StopIteration`."""
 
-    def __init__(self, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]):
-        """Stream `engine`'s answer to `prompt`; `finish` makes the result from its `Completion`."""
-        self._engine, self._prompt, self._finish = engine, prompt, finish
-        self._pieces = iter(engine.stream(prompt, params))
-        self._seen: list[str] = []
+    def __init__(self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None, result_is_whole: bool = True):
+        """The stream of `pieces`, an iterator that returns what `finish` makes the result from (as a
+        chat session's turn relays the generator's stream and records the answer). `counted_by`, an
+        engine and its prompt, counts the tokens where the pieces end with only a finish reason;
+        `result_is_whole` False keeps `result` None (a stream that has no generator's dict)."""
+        self._pieces = iter(pieces)
+        self._make_result = finish
+        self._token_counter = counted_by
+        self._result_is_whole = result_is_whole
+        self._written: list[str] = []
         self._ended = False
         self._result: dict[str, Any] | None = None
-        self._whole = True  # `_result` is the generator's dict
 
     @classmethod
-    def relayed(cls, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]]) -> AnswerStream:
-        """The stream of `pieces`, an iterator that returns what `finish` makes the result from (a chat
-        session's turn, which relays the generator's stream and records the answer)."""
-        stream = cls.__new__(cls)
-        stream._engine, stream._prompt, stream._finish = None, None, finish
-        stream._pieces, stream._seen, stream._ended, stream._result = iter(pieces), [], False, None
-        stream._whole = True
-        return stream
+    def of_engine(cls, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]) -> AnswerStream:
+        """Stream `engine`'s answer to `prompt`; `finish` makes the result from its `Completion`."""
+        return cls(engine.stream(prompt, params), finish, counted_by=(engine, prompt))
 
     @classmethod
     def wrapping(cls, pieces: Iterator[str]) -> AnswerStream:
@@ -47,9 +46,7 @@ class AnswerStream:
         that `Completion`'s, else None; `result` None (only the generator's call makes its dict)."""
         if isinstance(pieces, AnswerStream):
             return pieces
-        stream = cls.relayed(pieces, _plain_end)
-        stream._whole = False
-        return stream
+        return cls(pieces, _plain_end, result_is_whole=False)
 
     def __iter__(self) -> AnswerStream:
         return self
@@ -65,19 +62,20 @@ class AnswerStream:
             self._ended = True
             raise
         else:
-            self._seen.append(piece)
+            self._written.append(piece)
             return piece
         self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
-        self._result = self._finish(self._completion(returned))
+        self._result = self._make_result(self._completion(returned))
         raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
         """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
-        tokens counted. A relayed stream's end is passed on as it is."""
-        if isinstance(end, Completion) or self._engine is None:
+        tokens counted. A stream with no engine to count by passes its end on as it is."""
+        if isinstance(end, Completion) or self._token_counter is None:
             return end
-        text = "".join(self._seen)
-        return Completion(text, self._engine.count_tokens(self._prompt), self._engine.count_tokens(text) if text else 0, end or "stop")
+        engine, prompt = self._token_counter
+        text = "".join(self._written)
+        return Completion(text, engine.count_tokens(prompt), engine.count_tokens(text) if text else 0, end or "stop")
 
     def close(self) -> None:
         """Stop decoding; what was written stays in `text`."""
@@ -94,7 +92,7 @@ class AnswerStream:
     @property
     def text(self) -> str:
         self._read()
-        return "".join(self._seen)
+        return "".join(self._written)
 
     @property
     def finish_reason(self) -> str | None:
@@ -110,7 +108,7 @@ class AnswerStream:
     @property
     def result(self) -> dict[str, Any] | None:
         result = self._read()
-        return result if self._whole else None
+        return result if self._result_is_whole else None
 
 
 def _plain_end(end: Any) -> dict[str, Any]:

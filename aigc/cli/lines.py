@@ -41,11 +41,12 @@ def warn_of_rows_file(source: str | None, task: str) -> None:
 class LineResults:
     """`--lines` results, one per input line in order: as JSON lines carrying their `line` number, or
     as text where a blank input line gets a blank line, so the output lines up with the input (`paste`).
-    Output lines end in a line feed, whatever the input's line ends (CRLF too). With an `output`
-    file (`-o`), the lines stdout would get are written to it at the end, atomically, in `encoding` (`finish`)."""
+    Lines on stdout end in a line feed, whatever the input's line ends (CRLF too). With an `output`
+    file (`-o`), the lines stdout would get are written to it at the end, atomically, in `encoding`,
+    each ending in `line_end` (`finish`)."""
 
-    def __init__(self, as_json: bool, output: str | None = None, encoding: str = "utf-8"):
-        self.as_json, self.output, self.encoding, self.last, self.failed = as_json, output, encoding, 0, 0
+    def __init__(self, as_json: bool, output: str | None = None, encoding: str = "utf-8", line_end: str = "\n"):
+        self.as_json, self.output, self.encoding, self.line_end, self.last, self.failed = as_json, output, encoding, line_end, 0, 0
         self.kept: list[str] = []  # the lines for `output`
 
     def _put(self, line: str) -> None:
@@ -70,7 +71,7 @@ class LineResults:
             for _ in range(self.last + 1, text.count("\n") + (not text.endswith("\n")) + 1):
                 self._put("")
         if self.output:
-            emit("".join(line + "\n" for line in self.kept), self.output, self.encoding)
+            emit("".join(line + self.line_end for line in self.kept), self.output, self.encoding)
 
     def check(self, total: int) -> None:
         """An `ItemsFailedError` (exit 1) at the end when any of the `total` lines failed."""
@@ -90,14 +91,14 @@ def one_line(text: str) -> str:
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str = "utf-8", line_end: str = "\n",
 ) -> None:
     """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
     `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
-    with `output` (`-o`), the results go to that file, written at the end in `encoding` (warnings stay on stderr)."""
+    with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr)."""
     from ..batch import Row, run_rows
 
     numbered = numbered_lines(text)
@@ -109,7 +110,7 @@ def run_lines(
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
-    shown = LineResults(as_json, output, encoding)
+    shown = LineResults(as_json, output, encoding, line_end)
     with ui.items_progress(task, len(rows)) as progress:
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):

@@ -169,7 +169,7 @@ class ChatGenerator(Generator):
         if params.n > 1:
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
         fitted = self.fit(messages, params.max_tokens)
-        return AnswerStream(self.engine, fitted, params, lambda completion: self.postprocess((fitted, [completion], params), opts))
+        return AnswerStream.of_engine(self.engine, fitted, params, lambda completion: self.postprocess((fitted, [completion], params), opts))
 
 
 def _file(path: Any, name: str) -> Path:
@@ -354,7 +354,7 @@ class ChatSession:
                 self._keep()
             return result
 
-        return AnswerStream.relayed(self._turn(conversation, asked_on, previous, writing, pieces), record)
+        return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces), record)
 
     def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> typing.Generator[str, None, dict[str, Any]]:
         """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken

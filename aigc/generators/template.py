@@ -112,7 +112,7 @@ class TemplateGenerator(Generator):
         if params.n > 1 or params.json_schema is not None:
             raise BadInputError("a streamed answer is one answer, not held to a schema; call the generator itself for those")
         check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        return AnswerStream(self.engine, rendered.messages, params, lambda completion: self.postprocess((rendered.messages, [completion], params), opts))
+        return AnswerStream.of_engine(self.engine, rendered.messages, params, lambda completion: self.postprocess((rendered.messages, [completion], params), opts))
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)

@@ -1144,13 +1144,23 @@ def test_a_utf8_file_with_a_bom_keeps_it_in_the_output_file_but_not_on_stdout(ec
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
-def test_lines_of_a_file_with_a_bom_keep_it_in_the_output_file_but_not_in_the_first_line(echo, tmp_path, encoding):
+def test_lines_of_a_file_with_a_bom_and_crlf_keep_both_in_the_output_file_but_not_on_stdout(echo, tmp_path, encoding):
     doc, out = tmp_path / "doc.txt", tmp_path / "out.txt"
     doc.write_bytes("\ufeffHello.\r\n\r\nBye.\r\n".encode(encoding))
     printed = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines"])
     assert printed.exit_code == 0, printed.output
     assert printed.stdout_bytes == b"HELLO.\n\nBYE.\n"  # no U+FEFF before the first line's text; lines end in LF, as --lines writes them
     assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines", "-o", str(out)]).exit_code == 0
-    assert out.read_bytes() == "\ufeffHELLO.\n\nBYE.\n".encode(encoding)  # the file's encoding and mark, as translate -o keeps them
+    assert out.read_bytes() == "\ufeffHELLO.\r\n\r\nBYE.\r\n".encode(encoding)  # the file's encoding, mark and line ends, as translate -o keeps them
     assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines", "--json", "-o", str(out)]).exit_code == 0
     assert [json.loads(line)["line"] for line in out.read_bytes().decode("utf-8").splitlines()] == [1, 3]  # JSON Lines: UTF-8, no mark
+
+
+def test_lines_of_a_file_in_lf_or_crlf_end_so_in_the_output_file(echo, tmp_path):
+    out = tmp_path / "out.txt"
+    for written, expected in [(b"Hello.\nBye.\n", b"HELLO.\nBYE.\n"), (b"Hello.\r\nBye.\r\n", b"HELLO.\r\nBYE.\r\n")]:
+        doc = tmp_path / "doc.txt"
+        doc.write_bytes(written)
+        result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes() == expected
