@@ -445,13 +445,13 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     delimiter = "\t" if Path(table).suffix.lower() == ".tsv" else ","
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
     quoted = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv quotes a carriage return only in a "\r\n" file
-    lines = [header]
+    table_rows = [header]
     for record, (given, result, error) in zip(records, cells):
         row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
-        lines.append(["" if row.get(name) is None else row[name] for name in header])
-    for line in lines:
-        line = [_inert(cell) for cell in line]
-        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in line) else writer).writerow(line)
+        table_rows.append(["" if row.get(name) is None else row[name] for name in header])
+    for table_row in table_rows:
+        inert = [_inert(cell) for cell in table_row]
+        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in inert) else writer).writerow(inert)
     write_atomic(table, out.getvalue(), encoding="utf-8-sig")
 
 
