@@ -102,6 +102,26 @@ def test_adcopy_generator_keeps_distinct_clean_variants():
         plugins.reset()
 
 
+def test_adcopy_body_drops_a_list_marker_but_keeps_a_leading_number():
+    from aigc.testing import FakeEngine
+
+    from aigc.generators.base import get_generator
+
+    register_adcopy()
+    try:
+        engine = FakeEngine()
+        engine.enqueue("Trail Water Made Simple", "Trail Water Made Simple", "Trail Water Made Simple", "Trail Water Made Simple")
+        engine.enqueue("1. Biodegradable and eco-friendly bamboo for every trail.\n2. Light in your pack.", "x", "x")
+        result = get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=1, sampling={"seed": 1})
+        assert result["variants"] == [{"headline": "Trail Water Made Simple", "body": "Biodegradable and eco-friendly bamboo for every trail."}]
+        clean_body = sys.modules["aigc_adcopy.generator"].clean_body  # the plugin loaded from this checkout
+        for item in ("2) Light in your pack, tough on every trail.", "- Light in your pack, tough on every trail.", "* Light in your pack, tough on every trail.", "• Light in your pack, tough on every trail."):
+            assert clean_body(item, "Trail Water") == "Light in your pack, tough on every trail."
+        assert clean_body("1.5 million hikers carry less plastic now.", "Trail Water") == "1.5 million hikers carry less plastic now."
+    finally:
+        plugins.reset()
+
+
 def test_adcopy_returns_the_variants_found_and_how_many_are_missing():
     import pytest
     import typer

@@ -45,13 +45,14 @@ def _key(text: str) -> str:
 
 
 _LABEL = re.compile(r"^\s*(?:[-*•]+|\d+[.)])?\s*(?:\*\*)?(?:body|copy|ad copy|sentence|text)\s*(?:\*\*)?\s*:\s*", re.I)
+_ITEM = re.compile(r"^\s*(?:(?:[-*•]+|\d+[.)](?=\s))\s*)+")  # a list marker, as clean_headline drops it: 1. or 2) but not 1.5 Million
 
 
 def clean_body(text: str, headline: str) -> str:
-    """The body sentence in a model's answer: its first line without labels, quotes or markup, cut
+    """The body sentence in a model's answer: its first line without labels, list markers, quotes or markup, cut
     to its first sentence when long; "" when it is unusable (too short or long, or the headline again)."""
     line = next((ln for ln in text.strip().splitlines() if ln.strip() and not ln.strip().startswith("```")), "")
-    line = _LABEL.sub("", line.replace("**", ""))
+    line = _ITEM.sub("", _LABEL.sub("", line.replace("**", "")))
     line = " ".join(line.split()).strip("\"'“”‘’ ")
     if len(line.split()) > BODY_WORDS[1]:
         first = re.split(r"(?<=[.!?])\s+", line)[0]
