@@ -66,8 +66,10 @@ class EchoEngine(FakeEngine):
         self.calls.append((prompts, params))
         out = []
         for prompt in prompts:
-            words = re.findall(r"\S+\s*", _echoed(prompt))
-            text, reason = ("".join(words[: params.max_tokens]).rstrip(), "length") if len(words) > params.max_tokens else (_echoed(prompt), "stop")
+            echoed = _echoed(prompt)
+            words = re.findall(r"\S+\s*", echoed)
+            cut = len(words) > params.max_tokens
+            text, reason = ("".join(words[: params.max_tokens]).rstrip(), "length") if cut else (echoed, "stop")
             out.append([Completion(text, self.count_tokens(prompt), len(text.split()), reason)] * params.n)
             self.stats.record(self.count_tokens(prompt), len(text.split()) * params.n, None, 0.0)
         return out
