@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from aigc.batch import Row, run_batch
+    from aigc.batch import run_batch
+    from aigc.batch_inputs import Row
     from aigc.generators.base import get_generator
 
     tasks = {

@@ -57,7 +57,10 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import TABLES, check_concurrency, check_inputs, check_on_error, check_output_name, needs_model, pending_rows, read_rows, run_batch, streams, table_state, with_line_options, write_table, writing
+    from ..batch import check_concurrency, check_on_error, check_output_name, needs_model, run_batch
+    from ..batch_inputs import check_inputs, read_rows
+    from ..batch_output import pending_rows, streams, with_line_options, writing
+    from ..batch_tables import TABLES, table_state, write_table
     from ..engine.sampling import SamplingParams
     from ..generators.base import registered_generators
 

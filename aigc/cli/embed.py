@@ -72,7 +72,7 @@ def similar(
     run: RunOptions,
 ) -> None:
     """The items of a file most similar in meaning to QUERY, by the cosine similarity of embeddings."""
-    from ..batch import columns, read_rows
+    from ..batch_inputs import columns, read_rows
     from ..similarity import EmbeddingCache, embed_cached, rank
 
     if number < 1:

@@ -99,7 +99,8 @@ def run_lines(
     the command exits 1 at the end;
     `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr)."""
-    from ..batch import Row, run_rows
+    from ..batch import run_rows
+    from ..batch_inputs import Row
 
     numbered = numbered_lines(text)
     if not numbered:

@@ -259,7 +259,7 @@ class Generator:
             raise BadInputError(f"the row has no {field!r} field (it has {', '.join(map(repr, fields)) or 'none'}); pick {pick}")
         value = fields[field]
         if not isinstance(value, str):
-            from ..batch import json_kind
+            from ..batch_inputs import json_kind
 
             raise BadInputError(f"field {field!r} must hold text, not {json_kind(value)}")
         return value
@@ -299,7 +299,8 @@ class Generator:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
         input fails, its error is raised once all have run (an `AigcError`, of the class it was raised as, names its position)."""
-        from ..batch import Row, check_concurrency, run_rows
+        from ..batch import check_concurrency, run_rows
+        from ..batch_inputs import Row
 
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")

@@ -145,7 +145,7 @@ def read_table(path: str | Path, field: str | None = None, label_field: str | No
     given is `text` (`label`) where a row has it, else the one other known name of such a column the
     rows have (`review`, `sentiment`). A label is a string, a whole number or a JSON list of strings.
     `flags` are the options that choose the columns, named in errors (else: rename the columns)."""
-    from ..batch import add_path, columns, json_kind, read_rows
+    from ..batch_inputs import add_path, columns, json_kind, read_rows
 
     rows = read_rows(path, field=field or "text", unique_ids=False)
     for row in rows if label_field else ():  # a dotted name reads a nested label, as `field` does a text

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from aigc.batch import Row, pending_rows, read_output, read_rows, run_batch, run_settings
+from aigc.batch import run_batch
+from aigc.batch_inputs import Row, read_rows
+from aigc.batch_output import pending_rows, read_output, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
 from aigc.errors import AigcError, BadInputError, PluginError, option
@@ -327,7 +329,7 @@ def test_dev_stdout_is_written_as_a_stream_even_when_it_appends_to_a_file(tmp_pa
     out = tmp_path / "log.txt"
     out.write_text("an earlier line that is no batch output\n")
     script = (
-        "from aigc.batch import pending_rows, read_rows, run_batch; from aigc.generators.base import get_generator; from aigc.testing import FakeEngine; "
+        "from aigc.batch import run_batch; from aigc.batch_inputs import read_rows; from aigc.batch_output import pending_rows; from aigc.generators.base import get_generator; from aigc.testing import FakeEngine; "
         f"g, rows = get_generator('classify', engine=FakeEngine()), read_rows({str(tmp_path / 'in.txt')!r}); "
         "assert len(pending_rows(rows, '/dev/stdout', g, {'labels': 'a,bb'})) == 2; "  # what the CLI asks first
         "run_batch(g, rows, '/dev/stdout', {'labels': 'a,bb'})"
@@ -726,7 +728,7 @@ def test_an_output_named_in_no_utf8_is_locked_and_written(tmp_path):
 
 
 def test_a_field_no_row_has_fails_before_any_row_runs(tmp_path):
-    from aigc.batch import check_inputs
+    from aigc.batch_inputs import check_inputs
 
     (tmp_path / "a.jsonl").write_text('{"body": "one"}\n{"body": "two"}\nnot json\n')
     rows = read_rows(tmp_path / "a.jsonl")
@@ -805,7 +807,7 @@ def test_the_progress_bar_shows_the_total_at_once_and_a_rate_over_the_whole_run(
 
 
 def test_a_template_with_nowhere_to_put_the_text_fails_before_any_row_runs(tmp_path):
-    from aigc.batch import check_inputs
+    from aigc.batch_inputs import check_inputs
     from aigc.generators.template import TemplateGenerator
 
     (tmp_path / "a.jsonl").write_text('{"text": "bees"}\n{"text": "solar"}\n')
@@ -936,7 +938,7 @@ def test_rows_that_failed_when_read_load_no_model(tmp_path, monkeypatch):
 
 def test_rows_without_text_fail_as_they_are_read_and_a_rerun_of_them_loads_no_model(tmp_path, monkeypatch):
     import aigc.batch
-    from aigc.batch import check_inputs
+    from aigc.batch_inputs import check_inputs
 
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n{"id": "c", "text": "  "}\n{"id": "d", "text": 3}\n{"id": "e", "text": null}\n{"id": "f", "text": ["x"]}\n')
@@ -1409,7 +1411,7 @@ def test_keep_columns_puts_each_rows_input_in_its_line(tmp_path):
 def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_path):
     import csv
 
-    from aigc.batch import write_table
+    from aigc.batch_tables import write_table
 
     source, state = tmp_path / "in.jsonl", tmp_path / "out.csv.jsonl"
     source.write_text('{"id": "a", "text": "Bees, \\"busy\\" ones.", "note": "line one\\nline two"}\n{"id": "b", "text": "Ünïcode.", "note": 3}\n{"id": "c", "text": ""}\n')
@@ -1434,7 +1436,7 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
 def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
     import csv
 
-    from aigc.batch import write_table
+    from aigc.batch_tables import write_table
 
     source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
     source.write_text('id,text,=cmd\n=1+1,"=HYPERLINK(""http://x"")",-3.5\n2,@SUM(A1),+1e5\n')
@@ -1455,7 +1457,7 @@ def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_i
 def test_a_table_cell_holding_a_carriage_return_stays_in_its_cell(tmp_path):
     import csv
 
-    from aigc.batch import write_table
+    from aigc.batch_tables import write_table
 
     source, state = tmp_path / "in.jsonl", tmp_path / "out.csv.jsonl"
     source.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n')
@@ -1570,7 +1572,7 @@ def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_fl
 
 
 def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_written(tmp_path):
-    from aigc.batch import write_table
+    from aigc.batch_tables import write_table
 
     results = ['def f():\n\treturn "x"\t# tab', "a\tb", 'say ""hi""\r\tthen\ngo', 'line\rback\tand "quote"', "plain", '"\tquoted\nstart"', "end\t"]
     source, state = tmp_path / "in.jsonl", tmp_path / "out.tsv.jsonl"

@@ -462,7 +462,7 @@ def test_labels_taken_from_examples_or_data_are_names_as_written():
 
 
 def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tiny_model_dir):
-    from aigc.batch import run_settings
+    from aigc.batch_output import run_settings
     from aigc.generators.base import get_generator
 
     generator = get_generator("classify", model=str(tiny_model_dir))
@@ -477,7 +477,8 @@ def test_batch_settings_are_the_same_for_labels_spelled_or_ordered_otherwise(tin
 
 
 def test_a_batch_resumed_with_another_aspect_says_so(tiny_model_dir, tmp_path):
-    from aigc.batch import pending_rows, read_rows, run_settings
+    from aigc.batch_inputs import read_rows
+    from aigc.batch_output import pending_rows, run_settings
     from aigc.generators.base import get_generator
 
     generator = get_generator("classify", model=str(tiny_model_dir))

@@ -241,7 +241,8 @@ def test_adcopy_batch_reads_the_product_from_field_and_the_audience_column(tmp_p
 
     import pytest
 
-    from aigc.batch import check_inputs, read_rows, run_batch
+    from aigc.batch import run_batch
+    from aigc.batch_inputs import check_inputs, read_rows
     from aigc.errors import BadInputError
     from aigc.generators.base import get_generator
     from aigc.testing import FakeEngine

@@ -1,0 +1,307 @@
+"""Reading a batch's input rows from .jsonl (.ndjson), .csv, .tsv and .txt files, and checking that they can run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError, option
+from .generators.base import type_name
+from .textio import STDIN, decode_text, numbered_lines, parse_json, unquote
+
+FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
+
+
+@dataclass
+class Row:
+    """One input row: its 1-based number, id, fields, and why it cannot run (if it cannot)."""
+
+    number: int
+    id: Any
+    fields: dict[str, Any]
+    error: str | None = None
+    input: Any = dataclasses.field(default=None, repr=False)  # the generator's input itself (`Generator.many`)
+    given: bool = False  # whether `input` is set; else the input is built from `fields`
+    numbered: bool = False  # whether the row has no id of its own and `id` is its number
+
+
+def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
+    """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
+    or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
+    Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
+    if not isinstance(path, (str, Path)):
+        raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
+    piped = str(path) == "-"
+    if piped:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadInputError("-i - reads JSON Lines from stdin, but nothing was piped in; pipe rows in or give a file")
+        text, path, suffix = decode_text(sys.stdin.buffer.read(), STDIN, "JSON Lines"), Path(STDIN), ".jsonl"  # named so in errors
+    else:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if not path.exists():  # named first: a missing file's suffix is no news
+            raise BadInputError(f"no such file: {path}")
+        if suffix not in FORMATS:
+            hint = {
+                ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)",
+                ".parquet": f"; `python -c \"import pandas; pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', lines=True, force_ascii=False)\"` writes its rows as JSON Lines",
+                **dict.fromkeys((".xlsx", ".xls", ".ods"), "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"),
+            }.get(suffix, "")
+            raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
+        if path.is_dir():
+            raise BadInputError(f"{path} is a directory; give a file")
+        text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
+    if suffix == ".txt":
+        rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = [_json_row(n, line, id_field, field) for n, line in numbered_lines(text)]
+    else:
+        tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
+        body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
+        named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
+        body = body[named.end() :] if named else body
+        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
+        if tsv:
+            body = _quoted_cells_kept(body)
+        if tsv and "\r" in body.split("\n", 1)[0].rstrip("\r"):  # no cell: the header's line goes on after it
+            raise BadInputError(f"{path}: cannot read it as TSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)")
+        if tsv and RETURN not in text:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
+            body = re.sub(r"\r(?=[^\n])", RETURN, body)
+        reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
+        start = 1  # line of the body where the record being read begins
+        try:
+            if reader.fieldnames:  # `id,text ` names the column text
+                reader.fieldnames = [(_tsv_cell(name) if tsv else name).strip() for name in reader.fieldnames]
+                twice = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
+                if twice:  # a row would keep the last of them only
+                    raise BadInputError(f"{path}:{1 + skipped}: the header names {', '.join(map(repr, twice))} twice; give each column its own name")
+            records = []
+            start = reader.line_num + 1
+            for record in reader:
+                if any((v or "").strip() for v in record.values() if isinstance(v, str)):  # a line of spaces is no row
+                    records.append(record)
+                last, start = start, reader.line_num + 1
+        except csv.Error as exc:
+            if not tsv and str(exc).startswith("new-line character seen in unquoted field"):  # Python's hint, universal-newline mode, is no help here
+                if "\r" in body.split("\n", 1)[0].rstrip("\r"):  # the header's line goes on after one
+                    raise BadInputError(f"{path}: cannot read it as CSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)") from None
+                raise BadInputError(f"{path}:{start + skipped}: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes to keep it, or take it out") from None
+            raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
+        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
+            raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
+        rows = [_table_row(n, record, id_field, field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
+    if not rows:
+        raise BadInputError(f"{path} holds no rows")
+    if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
+        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; read a .csv, .tsv or .txt from a file of that name")
+    if id_field != "id" and suffix == ".txt":
+        raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
+    if id_field != "id" and not any(id_field in r.fields for r in rows):
+        raise BadInputError(f"{path}: no row has the id column {id_field!r} given with {option('id_field')} (its columns: {', '.join(map(repr, columns(rows))) or 'none'})")
+    if not unique_ids:
+        return rows
+    rows = [_resumable(row, id_field) for row in rows]
+    _check_unique(path, rows)
+    return rows
+
+
+def _resumable(row: Row, id_field: str) -> Row:
+    """`row`, or a row error without an id (as for bad JSON) when its id is one no run resumes by: a list, an object, true or false."""
+    if isinstance(row.id, (bool, list, dict)):
+        return Row(row.number, None, {}, f"the id ({id_field!r}) must be a string or number, not {json_kind(row.id)}")
+    return row
+
+
+def _check_unique(path: Path, rows: list[Row]) -> None:
+    """Ids must be unique to resume by them, compared as text (a CSV's "2" is the number 2); a row
+    without an id gets its row number, which may be another row's id."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.id is not None:
+            groups.setdefault(row.id if isinstance(row.id, str) else _key(row.id), []).append(row)
+    repeated = [group for group in groups.values() if len(group) > 1]
+    for group in repeated:
+        numbered = next((r for r in group if r.numbered), None)
+        if numbered:
+            other = next(r for r in group if r is not numbered)
+            raise BadInputError(
+                f"{path}: row {numbered.number} has no id, so it gets its row number, {numbered.number}, which is also row {other.number}'s id; "
+                "ids must be unique to resume: give every row an id"
+            )
+    if repeated:
+        named = ", ".join(f"{_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
+        raise BadInputError(f"{path}: id {named} appears more than once; ids must be unique to resume")
+
+
+def _delimiter(header: str) -> str:
+    """A .csv's delimiter: a comma, unless its header has none and is split by semicolons (as
+    spreadsheets write CSV where a comma is the decimal mark), tabs or pipes."""
+    if "," in header:
+        return ","
+    try:
+        return csv.Sniffer().sniff(header, delimiters=";\t|").delimiter
+    except csv.Error:  # one column
+        return ","
+
+
+BREAK = "\x00"  # a line break inside a quoted .tsv cell, while csv reads the lines
+RETURN = "\x01"  # a carriage return in a .tsv cell, while csv reads the lines
+TAB = "\x02"  # a tab inside a quoted .tsv cell, while csv reads the lines
+# a quoted .tsv cell (as pandas, R and Excel write one holding a tab, quote or line break): it opens
+# at a line's start or after a tab, `""` in it is a quote, and it closes before a tab or a line's end
+QUOTED = re.compile(r'(?:^|(?<=\t)) *"[^"]*(?:""[^"]*)*" *(?=\t|\r?$)', re.M)
+
+
+def _quoted_cells_kept(body: str) -> str:
+    """A .tsv's text with the tabs, line breaks and carriage returns inside its quoted cells made
+    `TAB`, `BREAK` and `RETURN` (each unless the text already holds it), so csv reads each such
+    cell as one; a quote that does not close as a quoted cell does is text."""
+    marks = str.maketrans({char: mark for char, mark in (("\t", TAB), ("\n", BREAK), ("\r", RETURN)) if mark not in body})
+    return QUOTED.sub(lambda cell: cell.group().translate(marks), body)
+
+
+def _tsv_cell(cell: str) -> str:
+    """A .tsv cell read with `_quoted_cells_kept`: unquoted, its tabs, line breaks and carriage returns back."""
+    return unquote(cell).replace(TAB, "\t").replace(BREAK, "\n").replace(RETURN, "\r")
+
+
+def _table_row(number: int, record: dict, id_field: str, field: str, width: int, tsv: bool) -> Row:
+    """A table's row; cells missing at its end are empty, as csv's DictReader and pandas read them,
+    unless the `field` one is (the row has no text), and cells beyond the header are an error."""
+    if tsv:
+        record = {key: value if key is None or value is None else _tsv_cell(value) for key, value in record.items()}
+    row_id = record.get(id_field) or number
+    numbered = not record.get(id_field)
+    # csv puts the cells beyond the header in a list under None, and None for each cell missing
+    cells = width + len(record.get(None, ())) - sum(value is None for key, value in record.items() if key is not None)
+    if cells > width or (field in record and record[field] is None):
+        missing = f" (no {field!r} cell)" if cells < width else ""
+        return Row(number, row_id, {}, f"the row has {cells} cell{'s' * (cells != 1)}; the header has {width}{missing}", numbered=numbered)
+    return Row(number, row_id, {key: "" if value is None else value for key, value in record.items()}, numbered=numbered)
+
+
+def _never_closed(record: str, delimiter: str) -> bool:
+    """Whether a CSV record (the last of a file, over several lines) opens a quoted cell it never
+    closes: read loosely, such a cell takes in every line after it."""
+    try:
+        list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return "end of data" in str(exc)
+    return False
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity, which strict readers (jq) refuse
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"{number} is too large a number")  # it would be written back as Infinity
+    return value
+
+
+def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
+    try:
+        record = parse_json(line, parse_constant=_not_json, parse_float=_finite)
+    except ValueError as exc:
+        where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
+    if not isinstance(record, dict):
+        return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
+    for name in (field, id_field):
+        add_path(record, name)
+    row_id = record.get(id_field)
+    return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+
+
+def add_path(record: dict, name: str) -> None:
+    """Set `record[name]` for a dotted `name` that is no key of its own to the value at that path in
+    nested objects, where there is one (`doc.body` is record["doc"]["body"]): a column of its own, as
+    HF datasets' `flatten()` and pandas' `json_normalize` name it."""
+    if "." not in name or name in record:
+        return
+    value: Any = record
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return
+        value = value[key]
+    record[name] = value
+
+
+def json_kind(value: Any) -> str:
+    """A JSON value's kind as an error names it: `a list`, `an object`, `a string`, `true`."""
+    if isinstance(value, bool):
+        return json.dumps(value)
+    kinds = {list: "a list", dict: "an object", str: "a string", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
+def check_inputs(generator, rows: list[Row], field_name: str, path: str | Path, options: dict[str, Any] | None = None) -> None:
+    """A `BadInputError` before any work when no row gives `generator` an input that `options` can
+    run (a `field_name` that no row has, a template with nowhere to put the text); else the rows
+    that cannot run get their row errors now (`flag_rows`)."""
+    opts = generator.validate(options or {})
+    problem = None
+    for row in rows:
+        if not row.error:
+            try:
+                generator.check_batch_input(generator.batch_input(row.fields, field_name), opts)
+                break
+            except BadInputError as exc:
+                problem = problem or exc
+    else:
+        if problem:
+            raise BadInputError(f"{path}: no row can run: {problem}")
+    flag_rows(generator, rows, field_name, opts)
+
+
+def flag_rows(generator, rows: list[Row], field_name: str, opts: Any) -> None:
+    """Give each row whose input cannot run (no `field_name`, empty text, columns that do not fill
+    the template) the error it would get running, so that a run left with only such rows loads no model."""
+    for row in rows:
+        if row.error or row.given:
+            continue
+        try:
+            item = generator.batch_input(row.fields, field_name)
+            generator.check_inputs(item)
+            generator.check_batch_input(item, opts)
+        except BadInputError as exc:
+            row.error = str(exc)
+        except Exception:  # noqa: BLE001 - a plugin's bug: the row reports it as it runs
+            pass
+
+
+def columns(rows: list[Row]) -> list[str]:
+    """Every column name of the rows, in the order they first appear."""
+    return list(dict.fromkeys(key for row in rows for key in row.fields))
+
+
+def _key(row_id: Any) -> str:
+    return json.dumps(row_id)
+
+
+# an OpenAI batch input row's `body` settings, by the sampling setting each is
+BODY_SETTINGS = {"max_tokens": "max_tokens", "max_completion_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed", "stop": "stop", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
+
+
+def row_sampling(row: Row, field_name: str) -> dict[str, Any]:
+    """The sampling settings a row gives itself: where `field_name` is in the row's `body` object, as
+    in OpenAI's batch input files (`--field body.messages`), the body's `max_tokens`
+    (`max_completion_tokens`), `temperature`, `top_p`, `seed`, `stop` and penalties that are not null."""
+    body = row.fields.get("body")
+    if not field_name.startswith("body.") or not isinstance(body, dict):
+        return {}
+    settings = {BODY_SETTINGS[key]: body[key] for key in BODY_SETTINGS if body.get(key) is not None}  # max_completion_tokens last: it wins
+    if isinstance(settings.get("stop"), str):
+        settings["stop"] = [settings["stop"]]
+    return settings

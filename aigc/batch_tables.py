@@ -1,0 +1,78 @@
+"""A batch run's results written as a .csv or .tsv table that spreadsheets open safely."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .batch_inputs import Row, _key, columns
+from .batch_output import read_output
+from .textio import write_atomic
+
+TABLES = (".csv", ".tsv")
+
+
+def table_state(table: str | Path) -> Path:
+    """The JSON Lines file a .csv or .tsv output is run and resumed through: `out.csv.jsonl` beside it."""
+    return Path(str(table) + ".jsonl")
+
+
+def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False) -> None:
+    """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
+    between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
+    leaves the old file or the new one): an id column, with `keep_columns` each row's input columns,
+    then the result: a text result in `result`, an object's fields each in its own column (a list
+    of texts one a line, other lists and objects as JSON; a field named as an input column is
+    `result.NAME`), and `error` for rows that failed. A text cell that a spreadsheet would run as a
+    formula gets a `'` before it (`_inert`)."""
+    records = [record for _, record in read_output(state, repair=False)]
+    fields = {_key(row.id): row.fields for row in rows if row.id is not None}
+    inputs = columns(rows) if keep_columns else []
+    inputs = [name for name in inputs if name != id_field]
+    cells = []
+    for record in records:
+        result = record.get("result")
+        result = result if isinstance(result, dict) else {} if "result" not in record else {"result": result}
+        given = fields.get(_key(record["id"]), {}) if keep_columns else {}
+        cells.append(({name: _cell(given.get(name)) for name in inputs}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
+    taken = {"id", *inputs}
+    named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}
+    header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
+    out = io.StringIO()
+    delimiter = "\t" if Path(table).suffix.lower() == ".tsv" else ","
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    quoted = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv quotes a carriage return only in a "\r\n" file
+    table_rows = [header]
+    for record, (given, result, error) in zip(records, cells):
+        row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
+        table_rows.append(["" if row.get(name) is None else row[name] for name in header])
+    for table_row in table_rows:
+        inert = [_inert(cell) for cell in table_row]
+        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in inert) else writer).writerow(inert)
+    write_atomic(table, out.getvalue(), encoding="utf-8-sig")
+
+
+def _cell(value: Any) -> Any:
+    """A value as a table cell: text and numbers as they are, a list of texts one a line (none: empty), other lists and objects as JSON."""
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "\n".join(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+FORMULA = re.compile(r"[=+\-@\t\r]")  # how a cell that Excel, LibreOffice or Google Sheets runs as a formula begins
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _inert(value: Any) -> Any:
+    """A table cell that no spreadsheet runs: text beginning as a formula does (`=`, `+`, `-`, `@`,
+    a tab or carriage return) with a `'` before it, as OWASP recommends against CSV injection; a
+    plain number such as `-3.5` as it is."""
+    if isinstance(value, str) and FORMULA.match(value) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
