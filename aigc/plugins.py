@@ -474,7 +474,7 @@ def collect(
 
 def reset() -> None:
     """Forget the plugin manager and what was built from it (tests register plugins and start over)."""
-    from .templates import forget_environment
+    from .template_environment import forget_environment
 
     forget_environment()  # its filters came from `prepare_jinja_env`, whose failures are forgotten too
     _state.manager = None
@@ -490,7 +490,8 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     """
     from .engine.models import registered_models
     from .generators.base import registered_generators
-    from .templates import environment, registered_template_dirs, scan
+    from .template_environment import environment
+    from .templates import registered_template_dirs, scan
 
     pm = get_plugin_manager()
     env = environment()  # runs `prepare_jinja_env`, so its failures show too

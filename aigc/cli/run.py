@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import config, templates, ui
+from .. import config, template_files, templates, ui
 from ..engine.models import registered_models
 from ..errors import BadInputError, UnknownTemplateError
 from ..json_schemas import several, shown
@@ -86,7 +86,7 @@ def run_template(
     run.report(generator)
 
 
-def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> None:
+def _check_not_empty(template: "template_files.Template", values: dict[str, str]) -> None:
     """A required variable given empty (`--var input=`) would make an empty prompt; a template that
     declares no variables needs its input."""
     for name in template.required or ([] if template.variables else ["input"]):
@@ -94,7 +94,7 @@ def _check_not_empty(template: "templates.Template", values: dict[str, str]) -> 
             raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
 
 
-def _fill_input(template: "templates.Template", values: dict[str, str], source: Optional[str]) -> None:
+def _fill_input(template: "template_files.Template", values: dict[str, str], source: Optional[str]) -> None:
     """Put the text of `-i FILE|-`, else piped text, in the template's input variable. Where the
     input is given already (`--var input=...`, `-i FILE`) stdin is not read, so `aigc run` works in
     a `while read` loop; piped text a template has no place for at all is an error, not dropped."""
@@ -110,7 +110,7 @@ def _fill_input(template: "templates.Template", values: dict[str, str], source: 
         template.input_variable(values)  # no place for the text: its error says what to give
 
 
-def _check_input_given(template: "templates.Template", values: dict[str, str]) -> None:
+def _check_input_given(template: "template_files.Template", values: dict[str, str]) -> None:
     """The input a template needs, not given: say the ways `aigc run` takes it."""
     name = _open_input(template, values)
     if name is not None and (name in template.required or not template.body.strip()):
@@ -128,7 +128,7 @@ def _template(name: str):
         raise
 
 
-def _open_input(template: "templates.Template", values: dict[str, str]) -> Optional[str]:
+def _open_input(template: "template_files.Template", values: dict[str, str]) -> Optional[str]:
     """The variable piped text fills, as `-i -` would: the input variable, when it is not given."""
     try:
         name = template.input_variable(values)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .. import templates, ui
+from .. import template_edits, template_files, templates, ui
 from ..errors import BadInputError
 from ..textio import readable_json
 from . import complete
@@ -51,20 +51,20 @@ def show(
     if as_json:
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "model", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
-        shown = {**fields, "path": str(template.path), "variables": variables, "text": templates.read_source(template.path)}
+        shown = {**fields, "path": str(template.path), "variables": variables, "text": template_files.read_source(template.path)}
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
-    ui.result("\n".join(lines) + "\n" + templates.read_source(template.path))
+    ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path))
 
 
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
-    path, existing = templates.new_template(name)
+    path, existing = template_edits.new_template(name)
     if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
         ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
     elif existing is not None:
@@ -79,17 +79,17 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
     name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
     terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
-    target, draft, note = templates.start_edit(name)
+    target, draft, note = template_edits.start_edit(name)
     if note:
         ui.info(note)
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     while True:
         problem = _run_editor(editor, draft)
         if problem:
-            kept = "" if templates.drop_unedited(draft) else f"; your edit is kept in {draft}, and `aigc templates edit {name}` opens it again"
+            kept = "" if template_edits.drop_unedited(draft) else f"; your edit is kept in {draft}, and `aigc templates edit {name}` opens it again"
             raise BadInputError(f"{problem}; nothing saved{kept}")
         try:
-            if templates.save_edit(target, draft) is None:
+            if template_edits.save_edit(target, draft) is None:
                 ui.info(f"nothing was edited, so nothing is saved{'' if target.exists() else f' (no {target} is made)'}")
                 if not target.exists():
                     return
@@ -123,7 +123,7 @@ def _on_terminal() -> bool:
 @templates_app.command()
 def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's name.", autocompletion=complete.templates)]) -> None:
     """Remove your template NAME; one that overrides a built-in or plugin template gives it back."""
-    removed, now = templates.remove_template(name)
+    removed, now = template_edits.remove_template(name)
     back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
     ui.info(f"removed {removed}{back}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import templates
+from .. import template_files, templates
 from ..answer_stream import AnswerStream
 from ..errors import BadInputError, OptionError, did_you_mean
 from ..engine.base import check_fits, usage_of
@@ -25,7 +25,7 @@ class TemplateOptions:
         self.variables = dict(self.variables or {})
 
 
-def coerce(template: templates.Template, name: str, value: Any) -> Any:
+def coerce(template: template_files.Template, name: str, value: Any) -> Any:
     """A `--var` string as the type of the variable's declared default (int, float, bool, or a list:
     comma-separated, as `--var tags=a,b`)."""
     declared = next((v for v in template.variables if v["name"] == name), None)
@@ -35,7 +35,7 @@ def coerce(template: templates.Template, name: str, value: Any) -> Any:
     return coerce_value(f"template {template.name!r} variable {name}", value, list[str] if isinstance(default, list) else type(default))
 
 
-def checked_values(template: templates.Template, values: dict[str, Any]) -> dict[str, Any]:
+def checked_values(template: template_files.Template, values: dict[str, Any]) -> dict[str, Any]:
     """`values` for `template`'s variables, each as the type of its declared default; a name the
     template does not declare is an error (when it declares any)."""
     unknown = sorted(set(values) - template.declared) if template.variables else []
@@ -51,7 +51,7 @@ class Columns(dict):
         super().__init__(fields)
         self.field = field
 
-    def variables(self, template: templates.Template, declared: set[str], given: dict[str, Any]) -> dict[str, Any]:
+    def variables(self, template: template_files.Template, declared: set[str], given: dict[str, Any]) -> dict[str, Any]:
         """The template's variables: the columns it declares (every column if it declares none) over
         the values `given` for every row, and the text column in its input variable if none fills it."""
         if not declared:  # every column is a variable, and the text column also fills {{ input }}

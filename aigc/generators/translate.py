@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .. import templates
+from .. import template_files, templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
@@ -450,7 +450,7 @@ class TranslateGenerator(Generator):
             chunks.append(chunk)
         return {"blocks": blocks, "chunks": chunks, "crlf": mostly_crlf(inputs)}
 
-    def _prompt(self, segment: _Segment, opts: TranslateOptions, template: templates.Template) -> list[dict]:
+    def _prompt(self, segment: _Segment, opts: TranslateOptions, template: template_files.Template) -> list[dict]:
         glossary = "\n".join(f"- {s}: {d}" for s, d in segment.terms)
         source = opts.source.name if opts.source else ""
         messages = templates.render(
@@ -471,7 +471,7 @@ class TranslateGenerator(Generator):
         self.progress(len(chunks), len(chunks), "translating")
         return prepared
 
-    def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
+    def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> None:
         """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
         names = [not segment.terms and (segment.name or bool(_NAME.fullmatch(segment.source))) for segment in batch]
         for segment in (segment for segment, name in zip(batch, names) if name):
@@ -488,7 +488,7 @@ class TranslateGenerator(Generator):
             segment.translation = _with_source_colons(segment.source, _without_added_stop(segment.source, text))
             segment.cut_off = cut_off and not rambled  # not where the limit cut off only what it wrote after the translation
 
-    def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: templates.Template) -> None:
+    def _translate_in_parts(self, broken: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> None:
         """Segments whose translation lost inline code, a link target, a URL or an emphasis marker
         (or added one): the words between them translated piece by piece, and the markup put back
         as it was (a piece's own stray `**`, and a full stop ending a piece whose words had none, dropped)."""

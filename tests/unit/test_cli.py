@@ -1176,6 +1176,7 @@ def test_templates_new_starts_a_skeleton_and_refuses_to_overwrite():
 
 
 def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkeypatch):
+    from aigc import template_edits
     from aigc import templates
 
     monkeypatch.delenv("VISUAL", raising=False)
@@ -1189,7 +1190,7 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert invoke("templates", "edit", "summarize.j2").exit_code == 0 and "Shorten" in own.read_text()  # yours, in place
     monkeypatch.setenv("EDITOR", "sed -i 1a\\variables:[")  # a broken front matter is named with its line, and not saved
     code, lines = bad("templates", "edit", "summarize")
-    draft = templates.draft_path("summarize")
+    draft = template_edits.draft_path("summarize")
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {draft}:") and f"your edit is kept in {draft}" in lines[0]
     assert "Shorten" in own.read_text() and "variables:[" not in own.read_text() and templates.get_template("summarize").source == "user"
     monkeypatch.setenv("EDITOR", "sed -i 2d")  # the next edit starts from the kept one
@@ -1211,6 +1212,7 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
 
 
 def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
+    from aigc import template_edits
     from aigc import templates
     from aigc.cli import templates as templates_cli
 
@@ -1218,7 +1220,7 @@ def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_e
     toggle.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); t = p.read_text()\np.write_text(t.replace('{{ broken\\n', '{# mended #}\\n') if '{{ broken' in t else t + '{{ broken\\n')\n")
     monkeypatch.delenv("VISUAL", raising=False)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {toggle}")
-    own, draft = templates.user_dir() / "headline.j2", templates.draft_path("headline")
+    own, draft = templates.user_dir() / "headline.j2", template_edits.draft_path("headline")
     monkeypatch.setattr(templates_cli, "_on_terminal", lambda: True)
     result = invoke("templates", "edit", "headline", input="y\n")  # broken, edited again, mended
     assert result.exit_code == 0 and "Edit it again?" in result.stderr and result.stdout.endswith(f"{own}\n")  # (the runner echoes the answer)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aigc import hookimpl, hookspecs, plugins, templates
+from aigc import hookimpl, hookspecs, plugins, template_edits, template_environment, templates
 from aigc.errors import BadInputError, PluginError
 from aigc.engine.models import ModelSpec, registered_models
 from aigc.generators.base import Generator, get_generator, registered_generators
@@ -383,10 +383,10 @@ def test_reset_forgets_the_jinja_filters_of_earlier_plugins(pm):
         def prepare_jinja_env(self, env):
             env.filters["shout"] = str.upper
 
-    assert "shout" not in templates.environment().filters  # built before the plugin came
+    assert "shout" not in template_environment.environment().filters  # built before the plugin came
     plugins.reset()
     plugins.get_plugin_manager().register(Shout(), name="shout")
-    assert templates.environment().filters["shout"]("hi") == "HI"
+    assert template_environment.environment().filters["shout"]("hi") == "HI"
 
 
 def test_a_global_of_prepare_jinja_env_needs_no_declaring_in_a_templates_variables(pm):
@@ -614,7 +614,7 @@ def test_a_jinja_filter_or_global_whose_name_is_no_text_is_dropped_and_aigc_plug
         "PluginError: jinja filter 3: a filter's name is text (a name templates can use); it is left out",
         "PluginError: jinja global ('a', 'b'): a global's name is text (a name templates can use); it is left out",
     ]
-    env = templates.environment()
+    env = template_environment.environment()
     assert 3 not in env.filters and ("a", "b") not in env.globals
 
 
@@ -886,8 +886,8 @@ def test_two_plugins_with_one_filter_or_template_name_clash_and_the_first_stays(
     pm.register(plugin("first", lambda text: f"> {text}"), name="first")
     pm.register(plugin("second", lambda text: "HIJACKED"), name="second")
     assert templates.render("reply", {"input": "hi"}).messages[-1]["content"] == "first hi"
-    assert templates.environment().filters["quote_email"]("hi") == "> hi"
-    assert templates.environment().filters["upper"]("hi") == "> hi"
+    assert template_environment.environment().filters["quote_email"]("hi") == "> hi"
+    assert template_environment.environment().filters["upper"]("hi") == "> hi"
     clashes = sorted((f.stage, f.error) for f in plugins.failures() if f.plugin == "second")
     assert clashes == [
         ("prepare_jinja_env", "PluginClashError: jinja filter 'quote_email' is already registered by plugin 'first'; the one from 'second' is ignored"),
@@ -917,7 +917,7 @@ def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_s
     assert templates.shadowed() == {}  # listed as the built-in, overriding nothing
     (failure,) = [f for f in plugins.failures() if f.plugin == name]
     assert failure.stage == "register_template_dirs" and "its template is skipped" in failure.error and "headline.j2:2: bad front matter" in failure.error
-    _, draft, note = templates.start_edit("headline")  # an edit starts from the built-in
+    _, draft, note = template_edits.start_edit("headline")  # an edit starts from the built-in
     assert note == f"copied from {templates.builtin_dir() / 'headline.j2'}; yours overrides it"
     assert draft.read_text() == (templates.builtin_dir() / "headline.j2").read_text()
 
@@ -971,7 +971,7 @@ def test_plugin_globals_that_are_classes_or_callable_objects_are_left_as_they_ar
             env.globals["twice"] = lambda text: text * 2
 
     pm.register(Dates(), name="dates")
-    env = templates.environment()
+    env = template_environment.environment()
     assert env.globals["date"] is datetime.date and env.from_string("{{ date(2026, 1, 2).year }}").render() == "2026"
     assert env.globals["twice"] is not None and env.from_string("{{ twice('ab') }}").render() == "abab"
 

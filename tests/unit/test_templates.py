@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc import templates
+from aigc import template_edits, template_files, templates
 from aigc.errors import AigcWarning, BadInputError, UnknownTemplateError
 
 
@@ -68,10 +68,10 @@ def test_a_template_is_looked_up_by_reading_the_files_of_its_name_alone(tmp_path
     for name in ("notes", "notes-short", "bees"):
         write(tmp_path, name, "Sum up {{ text }}.")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
-    monkeypatch.setattr(templates, "_parsed", {})  # nothing read before
+    monkeypatch.setattr(template_files, "_parsed", {})  # nothing read before
     read = []
-    real = templates._read
-    monkeypatch.setattr(templates, "_read", lambda path, source: read.append(path.name) or real(path, source))
+    real = template_files._read
+    monkeypatch.setattr(template_files, "_read", lambda path, source: read.append(path.name) or real(path, source))
     assert templates.get_template("notes").source == "env" and read == ["notes.j2"]  # every command's start reads one
     with pytest.raises(UnknownTemplateError, match="did you mean notes, notes-short"):  # a miss reads all, for its suggestions
         templates.get_template("note")
@@ -271,7 +271,7 @@ def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_use
         templates.scan()
         assert templates.render("chat", {"input": "x"}).messages[-1]["content"] == "x"
     assert [str(w.message) for w in caught] == []
-    for use in (lambda: templates.get_template("typo"), templates.discover, lambda: templates.parse(path, "user")):
+    for use in (lambda: templates.get_template("typo"), templates.discover, lambda: template_files.parse(path, "user")):
         with pytest.warns(AigcWarning, match=f"^{path}: unknown front-matter key 'sytem' is ignored"):
             use()
 
@@ -299,7 +299,7 @@ PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 
 def test_every_example_plugin_template_renders_under_strict_undefined():
-    from aigc.templates import environment
+    from aigc.template_environment import environment
 
     env = environment()
     assert env.undefined.__name__ == "StrictUndefined"
@@ -308,7 +308,7 @@ def test_every_example_plugin_template_renders_under_strict_undefined():
         p.stem for p in paths
     }
     for path in paths:
-        template = templates.parse(path, "example")
+        template = template_files.parse(path, "example")
         assert template.description, f"{path} has no description"
         values = {v["name"]: "sample text" for v in template.variables if v.get("required", "default" not in v)}
         rendered = templates.render(template, values)  # declared defaults fill the rest
@@ -317,16 +317,16 @@ def test_every_example_plugin_template_renders_under_strict_undefined():
 
 
 def test_new_template_skeleton_renders_and_is_never_overwritten():
-    path, copied = templates.new_template("fresh")
-    assert path.parent == templates.user_dir() and path.read_text() == templates.SKELETON and copied is None
+    path, copied = template_edits.new_template("fresh")
+    assert path.parent == templates.user_dir() and path.read_text() == template_edits.SKELETON and copied is None
     rendered = templates.render("fresh", {"input": "sample text"})
     assert rendered.messages[0]["role"] == "system" and "friendly" in rendered.messages[-1]["content"]
     path.write_text("mine")
     with pytest.raises(BadInputError, match="already exists; edit it with aigc templates edit fresh,"):
-        templates.new_template("fresh")
+        template_edits.new_template("fresh")
     assert path.read_text() == "mine"
     with pytest.raises(BadInputError, match="must be letters"):
-        templates.new_template("../up")
+        template_edits.new_template("../up")
 
 
 def test_new_template_where_the_config_directory_is_a_file_says_so(tmp_path, monkeypatch):
@@ -334,12 +334,12 @@ def test_new_template_where_the_config_directory_is_a_file_says_so(tmp_path, mon
     blocker.write_text("")
     monkeypatch.setenv("AIGC_CONFIG_DIR", str(blocker / "sub"))  # a one-line error (exit 2), not a NotADirectoryError crash (exit 1)
     with pytest.raises(BadInputError, match=re.escape(f"cannot make directory {blocker / 'sub' / 'templates'}: {blocker} is a file (AIGC_CONFIG_DIR moves")):
-        templates.new_template("fresh")
+        template_edits.new_template("fresh")
 
 
 def test_new_template_named_like_a_builtin_starts_from_a_copy_of_it():
     builtin = templates.get_template("summarize")
-    path, copied = templates.new_template("summarize")
+    path, copied = template_edits.new_template("summarize")
     assert path.read_text() == builtin.path.read_text() and copied == builtin
     copy = templates.get_template("summarize")
     assert copy.source == "user" and copy.generator == builtin.generator and copy.variables == builtin.variables
@@ -435,15 +435,15 @@ def test_a_huge_product_is_refused_before_it_is_made(source, made):
 
 
 def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_it_was():
-    target, draft, note = templates.start_edit("headline")
+    target, draft, note = template_edits.start_edit("headline")
     assert target == templates.user_dir() / "headline.j2" and not target.exists() and note.startswith("copied from")
     draft.write_text(draft.read_text().replace("{{", "{%", 1))
     with pytest.raises(BadInputError, match=rf"^{draft}:\d+: .*; not saved: your edit is kept in {draft}, and `aigc templates edit headline` opens it again$"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     assert not target.exists() and draft.exists() and templates.get_template("headline").source == "builtin"
-    assert templates.start_edit("headline") == (target, draft, f"resuming your edit kept in {draft}")
+    assert template_edits.start_edit("headline") == (target, draft, f"resuming your edit kept in {draft}")
     draft.write_text("---\ndescription: mine\n---\n{{ topic }}")
-    saved = templates.save_edit(target, draft)
+    saved = template_edits.save_edit(target, draft)
     assert (saved.path, saved.source, saved.description) == (target, "user", "mine") and not draft.exists()
     assert templates.get_template("headline").description == "mine"
 
@@ -452,29 +452,29 @@ def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_c
     env_dir = tmp_path / "env"
     shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    target, draft, _ = templates.start_edit("memo")
+    target, draft, _ = template_edits.start_edit("memo")
     assert target == shared
     draft.write_text("{% broken")
     with pytest.raises(BadInputError, match="your edit is kept"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     monkeypatch.delenv("AIGC_TEMPLATES_PATH")  # the draft remembers it is for the shared file
-    assert templates.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
+    assert template_edits.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
     shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # changed since: the draft is not saved over it
-    target, draft, note = templates.start_edit("memo")
+    target, draft, note = template_edits.start_edit("memo")
     aside = draft.with_name("memo.old1.j2")
     assert target == shared and draft.read_text().strip() == shared.read_text().strip() and aside.read_text() == "{% broken"
     assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
 
 
 def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
-    target, draft, _ = templates.start_edit("headline")
+    target, draft, _ = template_edits.start_edit("headline")
     draft.write_text("{% broken")
     with pytest.raises(BadInputError, match="your edit is kept"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     draft.with_name(draft.name + ".json").write_text("[" * 100000 + "]" * 100000)
     aside = draft.with_name("headline.old1.j2")
-    _, draft, note = templates.start_edit("headline")
+    _, draft, note = template_edits.start_edit("headline")
     assert note.startswith(f"your earlier edit, kept in {draft}, is not opened, as it does not say which file it is for: it is set aside as {aside}; ")
     assert aside.read_text() == "{% broken"
 
@@ -483,24 +483,24 @@ def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open(tmp_path
     env_dir = tmp_path / "env"
     shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    target, draft, _ = templates.start_edit("memo")
+    target, draft, _ = template_edits.start_edit("memo")
     draft.write_text("---\ndescription: mine\n---\n{{ input }}")
     shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # meanwhile, in another window
     with pytest.raises(BadInputError, match="changed while you edited it"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     aside = draft.with_name("memo.old1.j2")
     assert "by hand" in shared.read_text() and "mine" in aside.read_text() and not draft.exists()
 
 
 def test_an_unedited_or_emptied_edit_keeps_no_draft():
-    target, draft, _ = templates.start_edit("headline")
-    assert templates.drop_unedited(draft) and not draft.exists()
-    target, draft, _ = templates.start_edit("headline")  # a look at a built-in pins no copy of it
-    assert templates.save_edit(target, draft) is None and not draft.exists() and not target.exists()
-    target, draft, _ = templates.start_edit("headline")
+    target, draft, _ = template_edits.start_edit("headline")
+    assert template_edits.drop_unedited(draft) and not draft.exists()
+    target, draft, _ = template_edits.start_edit("headline")  # a look at a built-in pins no copy of it
+    assert template_edits.save_edit(target, draft) is None and not draft.exists() and not target.exists()
+    target, draft, _ = template_edits.start_edit("headline")
     draft.write_text(" \n")
     with pytest.raises(BadInputError, match="is empty: nothing saved"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     assert not draft.exists() and not target.exists()
 
 
@@ -509,15 +509,15 @@ def test_an_override_a_task_could_not_use_is_refused_when_saved_and_named_with_i
     from aigc.generators.headline import HeadlineOptions
     from aigc.generators.summarize import SummarizeOptions
 
-    target, draft, _ = templates.start_edit("headline")
+    target, draft, _ = template_edits.start_edit("headline")
     draft.write_text("---\ndescription: mine\n---\nWrite a headline.")
     with pytest.raises(BadInputError, match=r"^template 'headline' never reads article or topic, where headline puts its input, so `aigc headline` could not use it; not saved: your edit is kept"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     assert not target.exists() and draft.exists()
-    target, draft, _ = templates.start_edit("mine")  # a new template written for a task is checked as that task's
+    target, draft, _ = template_edits.start_edit("mine")  # a new template written for a task is checked as that task's
     draft.write_text("---\ngenerator: summarize\n---\nSummarize something.")
     with pytest.raises(BadInputError, match="never reads text, where summarize puts its input, so `aigc summarize` could not use it"):
-        templates.save_edit(target, draft)
+        template_edits.save_edit(target, draft)
     own = write(templates.user_dir(), "headline", "---\ndescription: mine\n---\nWrite a headline.")  # written by hand
     with pytest.raises(BadInputError) as caught:
         HeadlineOptions()
@@ -534,15 +534,15 @@ def test_removing_an_override_gives_back_the_template_it_hid_and_a_builtin_is_re
     with pytest.raises(BadInputError, match=r"remove it with `aigc templates rm chat`, going back to the built-in one$"):
         templates.get_template("chat")
     assert templates.shadowed() == {"chat": ["builtin"]}
-    removed, now = templates.remove_template("chat")
+    removed, now = template_edits.remove_template("chat")
     assert removed == templates.user_dir() / "chat.j2" and not removed.exists() and now.source == "builtin"
     assert templates.shadowed() == {}
     with pytest.raises(BadInputError, match="it is built in .* with no override of yours; only your own templates can be removed"):
-        templates.remove_template("chat")
+        template_edits.remove_template("chat")
     with pytest.raises(UnknownTemplateError, match="no template 'nope' of yours"):
-        templates.remove_template("nope")
+        template_edits.remove_template("nope")
     write(templates.user_dir(), "mine", "{{ input }}")
-    assert templates.remove_template("mine") == (templates.user_dir() / "mine.j2", None)
+    assert template_edits.remove_template("mine") == (templates.user_dir() / "mine.j2", None)
 
 
 def test_a_missing_directory_in_aigc_templates_path_is_one_warning(tmp_path, monkeypatch):

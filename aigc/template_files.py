@@ -1,0 +1,280 @@
+"""Reading one template file: its YAML front matter, the `Template` it makes, and the checks on its text."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AigcWarning, BadInputError, did_you_mean, option
+from .template_environment import _compile, _names_used, environment
+
+SUFFIX = ".j2"
+OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    path: Path
+    source: str  # plugin name, "user" or "env"
+    body: str
+    description: str = ""
+    system: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    variables: list[dict[str, Any]] = field(default_factory=list)
+    generator: str | None = None
+    model: str | None = None  # the model it runs on when the command names none (-m)
+    body_line: int = 1  # line of the file where the body starts, for error messages
+    system_line: int = 1  # line of the file where the system prompt starts, for error messages
+    unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
+
+    @property
+    def label(self) -> str:
+        """How errors name the template: with its plugin when a plugin's directory holds it."""
+        return f"template {self.name!r}" if self.source in (*OVERRIDING, "file") else f"template {self.name!r} (plugin {self.source!r})"
+
+    @property
+    def declared(self) -> set[str]:
+        """The variables it declares (and `input`, for a system prompt alone: the input is the message)."""
+        return {v["name"] for v in self.variables} | ({"input"} if not self.body.strip() else set())
+
+    @property
+    def names_used(self) -> set[str]:
+        """The variables its text and system prompt read."""
+        return _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
+
+    def input_variable(self, given: dict[str, Any] | None = None) -> str:
+        """The variable a message or `-i` fills: `input` if the template has it (or declares none),
+        else its one required variable not in `given`. A template whose text never uses it is an
+        error, unless its body is empty (a system prompt alone: the text is the message)."""
+        name = self._input_name(given or {})
+        if self.body.strip() and name not in self.names_used:
+            raise BadInputError(
+                f"{self.label} never uses {{{{ {name} }}}}, so the text given would be dropped; "
+                f"put {{{{ {name} }}}} where it goes in {self.path}"
+            )
+        return name
+
+    def _input_name(self, given: dict[str, Any]) -> str:
+        names = [v["name"] for v in self.variables]
+        if not names or "input" in names or not self.body.strip():  # a system prompt alone: the input is the message
+            return "input"
+        open_ = [name for name in self.required if name not in given]
+        if len(open_) == 1:
+            return open_[0]
+        way = f"give all but one of them with {option('variables')}" if open_ else "use a template with an 'input' variable"
+        raise BadInputError(
+            f"{self.label} has no 'input' variable and not one required variable left to fill, so the text "
+            f"has nowhere to go; {way} (its variables: {', '.join(names)})"
+        )
+
+    @property
+    def required(self) -> list[str]:
+        return [v["name"] for v in self.variables if v.get("required", "default" not in v)]
+
+
+FRONT_MATTER = ("description", "system", "defaults", "variables", "generator", "model")
+_OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
+_CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
+
+
+def parse(path: Path, source: str) -> Template:
+    """Read one template file; bad front matter is an error naming the file and line, an unknown
+    front-matter key a warning."""
+    template = _read(path, source)
+    _warn_unknown_keys(template)
+    return template
+
+
+def _warn_unknown_keys(template: Template) -> None:
+    """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
+    for key in template.unknown_keys:
+        warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+
+
+def _key_hint(key: str) -> str:
+    """What to write in place of an unknown front-matter key: where `llm`'s template keys go here, or the key meant."""
+    if key in _sampling_settings() or key == "options":
+        return f"sampling settings go under defaults: (defaults: {{{'temperature' if key == 'options' else key}: ...}})"
+    if key == "prompt":
+        return "the prompt is the text after the front matter's closing ---"
+    close = difflib.get_close_matches(key, FRONT_MATTER, n=1)
+    return f"did you mean {close[0]}?" if close else f"known: {', '.join(FRONT_MATTER)}"
+
+
+def _sampling_settings() -> set[str]:
+    from .engine.sampling import SamplingParams
+
+    return {f.name for f in dataclasses.fields(SamplingParams)}
+
+
+def _read(path: Path, source: str) -> Template:
+    """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
+    import yaml
+
+    text = read_source(path)
+    meta: dict[str, Any] = {}
+    body, body_line, system_line = text, 1, 1
+    if opening := _OPEN.match(text):
+        closing = _CLOSE.search(text, opening.end() - 1)
+        if closing is None:
+            raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
+        loader = yaml.SafeLoader(text[opening.end() : closing.start()])
+        try:
+            node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
+            meta = (loader.construct_document(node) if node is not None else None) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
+            raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
+        finally:
+            loader.dispose()
+        if not isinstance(meta, dict):
+            raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
+        body = text[closing.end() :]
+        body_line = text[: closing.end()].count("\n") + 1
+        system_line = _system_line(node)
+    variables = meta.get("variables") or []
+    if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
+        raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
+    defaults = _read_defaults(path, meta.get("defaults") or {})
+    model = meta.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise BadInputError(f"{path}: 'model' must be a model name, as -m takes (an alias such as smollm2, a hub id, a path), got {model!r}")
+    template = Template(
+        name=path.name[: -len(SUFFIX)],
+        path=path,
+        source=source,
+        body=body,
+        description=str(meta.get("description", "")),
+        system=meta.get("system"),
+        defaults=defaults,
+        variables=variables,
+        generator=meta.get("generator"),
+        model=model,
+        body_line=body_line,
+        system_line=system_line,
+        unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
+    )
+    _check_syntax(template)
+    _check_declared(template)
+    _check_generator(template)
+    return template
+
+
+def _system_line(front_matter) -> int:
+    """The file line where the front matter's `system:` text starts: the line after `|` or `>` for a block."""
+    import yaml
+
+    if not isinstance(front_matter, yaml.MappingNode):  # empty front matter
+        return 1
+    system = [value for key, value in front_matter.value if key.value == "system"][-1:]  # the last one wins, as in safe_load
+    if not system:
+        return 1
+    return system[0].start_mark.line + 2 + (getattr(system[0], "style", None) in ("|", ">"))  # the front matter starts at line 2
+
+
+def read_source(path: Path) -> str:
+    """A template file's text: UTF-8, or UTF-16 or UTF-32 with a byte-order mark (as Notepad writes),
+    which is skipped, so the front matter is still read."""
+    from .textio import decode_text
+
+    try:
+        return decode_text(path.read_bytes(), f"template {path}", "a text template", str(path))
+    except OSError as exc:
+        raise BadInputError(f"cannot read template {path}: {exc.strerror or exc}") from exc
+
+
+def _read_defaults(path: Path, defaults: Any) -> dict[str, Any]:
+    """Front-matter `defaults`: sampling settings with usable values; a `json_schema` may be written
+    as `--schema`'s fields (`"name, age int"`), and comes back as the JSON schema they make."""
+    from .engine.sampling import SamplingParams
+    from .json_schemas import concise_schema
+
+    if not isinstance(defaults, dict):
+        raise BadInputError(f"{path}: 'defaults' must be a mapping of sampling settings, like {{temperature: 0.7}}")
+    try:
+        written = defaults.get("json_schema")
+        if isinstance(written, str) and (written.lstrip().startswith(("{", "[")) or written.strip().lower().endswith(".json")):
+            raise BadInputError("json_schema: write the JSON schema itself as a YAML mapping under json_schema:, or --schema's fields (\"name, age int\")")
+        if isinstance(written, str):
+            defaults = {**defaults, "json_schema": concise_schema(written)}
+        SamplingParams.from_settings(defaults)
+    except BadInputError as exc:
+        raise BadInputError(f"{path}: defaults: {exc}{_unknown_setting_hint(defaults) if str(exc).startswith('unknown sampling setting') else ''}") from None
+    return dict(defaults)
+
+
+def _unknown_setting_hint(defaults: dict) -> str:
+    """For `defaults:` with a key that is no sampling setting nor a misspelt one (the error names
+    that): where the model or a variable's default goes."""
+    key = sorted(set(map(str, defaults)) - _sampling_settings())[0]
+    if key == "model":
+        return "; the model goes at the top of the front matter (model: NAME), not under defaults:"
+    meant = did_you_mean([key], _sampling_settings())  # as the error says it (not topic -> stop)
+    return "" if meant else f"; a variable's default goes in its entry under variables: ({{name: {key}, default: ...}})"
+
+
+def _check_syntax(template: Template) -> None:
+    """Compile the template now, so a syntax error (or a filter no plugin adds) shows when it is looked
+    up, before any model loads, not when the first input is rendered."""
+    from jinja2 import TemplateSyntaxError
+
+    for text, first_line in ((template.system, template.system_line), (template.body, template.body_line)):
+        if isinstance(text, str):
+            try:
+                _compile(environment(), text)
+            except TemplateSyntaxError as exc:
+                raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
+
+
+def _check_declared(template: Template) -> None:
+    """A template that declares variables declares each one its text reads, since only those can be
+    given (one that declares none takes any); jinja's and plugins' globals need no declaring."""
+    if not template.variables:
+        return
+    undeclared = sorted(template.names_used - template.declared - set(environment().globals))
+    if undeclared:
+        them = "it" if len(undeclared) == 1 else "them"
+        unused = sorted(template.declared - template.names_used)
+        meant = " and ".join(f"{{{{ {close} }}}}" for name in undeclared for close in difflib.get_close_matches(name, unused, n=1))  # {{ inpt }}: {{ input }}
+        raise BadInputError(
+            f"{template.label} uses {' and '.join(f'{{{{ {name} }}}}' for name in undeclared)} but does not declare {them}"
+            f"{f' (did you mean {meant}?)' if meant else ''}; "
+            f"add {them} under variables: in its front matter, with a default: (or required: false) where optional ({template.path})"
+        )
+
+
+def _check_generator(template: Template) -> None:
+    """`generator:` is a name, and not a typo of a registered generator's (`sumarize`); one like no
+    registered name may be a plugin's that is not installed, so it passes."""
+    from .generators.base import registered_generators
+
+    name = template.generator
+    if name is not None and not isinstance(name, str):
+        raise BadInputError(f"{template.path}: generator: must be the name of the task it is for (such as summarize), got {name!r}")
+    known = registered_generators()
+    close = difflib.get_close_matches(name, list(known), n=1) if name is not None and name not in known else []
+    if close:
+        raise BadInputError(f"{template.path}: generator: {name!r} is no generator; did you mean {close[0]}?")
+
+
+_parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
+
+
+def _parse_cached(path: Path, source: str) -> Template:
+    """`parse`, done again only when the file changes (YAML parsing dominates a lookup by name)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _read(path, source)  # gone since the listing: _read says so
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _parsed.get((path, source))
+    if cached is None or cached[0] != stamp:
+        cached = _parsed[path, source] = (stamp, _read(path, source))
+    return cached[1]
