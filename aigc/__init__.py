@@ -14,7 +14,8 @@ from typing import Any
 
 from .answer_stream import AnswerStream
 from .engine.base import Completion, Engine
-from .engine.models import ModelSpec, load_model
+from .engine.loading import load_model
+from .engine.models import ModelSpec
 from .engine.sampling import SamplingParams
 from . import errors
 from .errors import AigcError, BadInputError, OptionError

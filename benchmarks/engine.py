@@ -50,7 +50,7 @@ def decode(new_tokens: int = 64) -> dict[str, float]:
     """Single-stream greedy decode: aigc (auto dtype, int4 and int8) vs float32 `model.generate`."""
     import torch
 
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
     from aigc.engine.sampling import SamplingParams
 
     baseline = load_model(dtype="float32")
@@ -87,7 +87,7 @@ def time_to_first_token(engine, prompt) -> float:
 def ttft_1k() -> dict[str, float]:
     """Time to first token for a ~1,000-token prompt, auto dtype and int4 (prefill is where int4
     weights cost: they are rebuilt as float32 for it)."""
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     engine = load_model()
     text = (ROOT / "examples" / "article.md").read_text()
@@ -107,7 +107,7 @@ def ttft_1k() -> dict[str, float]:
 
 def batch8(new_tokens: int = 64) -> dict[str, float]:
     """Aggregate tokens/s of 8 different prompts in one batch vs the same prompts one at a time."""
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
     from aigc.engine.sampling import SamplingParams
 
     engine = load_model()
@@ -141,7 +141,7 @@ PERSON = {
 def schema_decode(new_tokens: int = 96) -> dict[str, float]:
     """Greedy decode held to a JSON schema vs the same prompt decoded freely (the token table is
     built by a warm-up first, as it is once per process)."""
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
     from aigc.engine.sampling import SamplingParams
 
     engine = load_model()
@@ -160,7 +160,7 @@ def schema_decode(new_tokens: int = 96) -> dict[str, float]:
 def chat_turns() -> dict[str, float]:
     """Time to first token at turn 1 and turn 10 of one conversation (KV cache reused between turns),
     and at turn 10 with the cache dropped (the whole history prefilled again)."""
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
     from aigc.generators.chat import ChatGenerator, ChatSession
 
     engine = load_model()

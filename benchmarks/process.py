@@ -32,7 +32,7 @@ def startup() -> dict[str, float]:
 
 def load_seconds() -> dict[str, float]:
     """Cached model load in a fresh process, torch and transformers imports included."""
-    code = "import time; t = time.perf_counter()\nfrom aigc.engine.models import load_model; load_model()\nprint(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter()\nfrom aigc.engine.loading import load_model; load_model()\nprint(time.perf_counter() - t)"
     runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout) for _ in range(3)]
     return {"load_seconds": statistics.median(runs)}
 

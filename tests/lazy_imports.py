@@ -21,7 +21,7 @@ def imports_after(argv, modules=("torch", "transformers")) -> str:
 
 
 def first_stage(loader: str, name: str, env=None) -> str:
-    """Call `loader` ("aigc.engine.models.load_model") on `name` in a fresh interpreter and report
+    """Call `loader` ("aigc.engine.loading.load_model") on `name` in a fresh interpreter and report
     the first progress stage it gives and whether torch was imported by then: "loading NAME: torch
     imported False" where a terminal shows the spinner before the seconds torch takes to import."""
     module, function = loader.rsplit(".", 1)

@@ -5,7 +5,7 @@ matches (a path), bash and zsh offer file names."""
 import warnings
 from typing import Callable, Iterable
 
-from ..engine.models import DEVICES, DTYPES, QUANTIZATIONS
+from ..engine.loading import DEVICES, DTYPES, QUANTIZATIONS
 
 Completer = Callable[[str], list[str]]
 

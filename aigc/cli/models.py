@@ -10,6 +10,7 @@ import typer
 
 from .. import config, ui
 from ..engine import models as registry
+from ..engine import pulling
 from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
 from ..textio import readable_json
@@ -151,7 +152,7 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
         ui.info(f"{ref.name} is already installed at {ref.load_path()}")
         return
     with ui.stage_status() as stage:
-        path = registry.pull(ref, progress=stage)
+        path = pulling.pull(ref, progress=stage)
     ui.info(f"{ref.name} is ready at {path}")
 
 
@@ -177,9 +178,9 @@ def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Mod
     The Hugging Face cache is shared with other programs; `aigc models pull` brings them back. Never
     your own files."""
     refs = [registry.resolve(_given(name), None) for name in names]  # an unset $MODEL never means the default
-    targets = {registry.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
+    targets = {pulling.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     for ref in targets.values():
-        where, freed = registry.remove(ref)
+        where, freed = pulling.remove(ref)
         what = f"the converted copy of {ref.name}" if ref.kind == "gguf" else ref.name  # the .gguf file itself is kept
         ui.info(f"removed {what}: {where} ({freed / 1e6:.1f} MB freed)")
 

@@ -106,7 +106,7 @@ class RunOptions:
 
     def check(self, generator, inputs, options: dict) -> None:
         """`prepare`'s checks, which need no model (`aigc run --dry-run` makes them too)."""
-        from ..engine.models import check_names
+        from ..engine.loading import check_names
         from ..engine.sampling import SamplingParams
         from ..textio import check_utf8
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option
 from .. import config
-from . import models
+from . import loading, models, pulling
 from .sampling import make_generator
 
 Progress = Callable[..., None]
@@ -98,11 +98,11 @@ def pull_image(ref: models.ModelRef, progress: Progress = lambda stage: None) ->
     if ref.kind in ("diffusers", "checkpoint"):
         return Path(ref.location)
     diffusers = _import_diffusers()
-    progress(models.hub_stage(ref.location))
+    progress(pulling.hub_stage(ref.location))
     try:
         return Path(diffusers.DiffusionPipeline.download(ref.location))
     except Exception as exc:
-        raise models.hub_unavailable(ref.location, exc) from exc
+        raise pulling.hub_unavailable(ref.location, exc) from exc
 
 
 @dataclass
@@ -228,11 +228,11 @@ def load_image_model(
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""
     ref = resolve_image(name)
-    progress, announced = models.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
-    device_name = models.pick_device(device)
-    torch_dtype = models.pick_dtype(dtype, device_name)
+    progress, announced = loading.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
+    device_name = loading.pick_device(device)
+    torch_dtype = loading.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))
-    return models.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress, announced))
+    return loading.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress, announced))
 
 
 def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progress, announced: bool) -> ImageEngine:

@@ -148,7 +148,7 @@ class Generator:
         names the model loaded (the default one when it was None)."""
         if self._engine is None:
             from .. import config
-            from ..engine.models import load_model
+            from ..engine.loading import load_model
 
             engine = load_model(  # None: the default model, and an error about it says where it was set
                 self.model,
@@ -166,7 +166,8 @@ class Generator:
         """Refuse, when a generator is made, a model it cannot run with these settings: an unknown
         name, a model of the wrong kind, settings it cannot take (names and files only: nothing
         loads; None, the default model, is checked when it loads)."""
-        from ..engine.models import check_text_model, resolve
+        from ..engine.loading import check_text_model
+        from ..engine.models import resolve
 
         check_text_model(None if model is None else resolve(model), device, dtype, quantize)
 

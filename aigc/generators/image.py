@@ -85,7 +85,7 @@ class ImageGenerator(Generator):
     @classmethod
     def check_model(cls, model: str | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> None:
         from ..engine.diffusion import resolve_image
-        from ..engine.models import check_names
+        from ..engine.loading import check_names
 
         if quantize not in (None, "none"):
             raise ModelSettingError(f"{option('quantize', quantize)} is for text models; image models load as they are: leave it out")

@@ -40,7 +40,7 @@ def build(
 ) -> FastAPI:
     """Load the models (`-m` references, local ones only) and return the app serving them."""
     from ..engine.local import LocalEngine
-    from ..engine.models import load_model
+    from ..engine.loading import load_model
 
     backends: dict[str, Backend] = {}
     for name in dict.fromkeys(models or [None]):  # the same -m twice is one model

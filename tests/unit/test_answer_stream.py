@@ -100,9 +100,9 @@ def test_aigc_stream_wraps_a_plugin_generators_own_stream(monkeypatch):
     """A plugin generator's `stream`, a plain generator of pieces, has `text` and `finish_reason` too
     (`usage` where it returns the engine's Completion); its `result` is None: only its call makes it."""
     from aigc import Generator, hookimpl, plugins
-    from aigc.engine import models
+    from aigc.engine import loading
 
-    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
 
     class Shout(Generator):
         name = "shout"

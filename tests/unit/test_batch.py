@@ -1320,13 +1320,13 @@ def test_a_txt_line_is_a_headline_topic_as_with_lines_unless_field_names_another
     from typer.testing import CliRunner
 
     from aigc.cli.app import app
-    from aigc.engine import models
+    from aigc.engine import loading
     from aigc.generators.headline import HeadlineGenerator
 
     seen = []
     real = HeadlineGenerator.batch_input
     monkeypatch.setattr(HeadlineGenerator, "batch_input", lambda self, fields, field: seen.append(real(self, fields, field)) or seen[-1])
-    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
     (tmp_path / "topics.txt").write_text("rooftop bees\n")
     for args, kind in (
         (["batch", "headline", "-i", str(tmp_path / "topics.txt"), "-o", "-"], "topic"),
@@ -1352,9 +1352,9 @@ def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkey
     from typer.testing import CliRunner
 
     from aigc.cli.app import app
-    from aigc.engine import models
+    from aigc.engine import loading
 
-    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: FakeEngine())
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
     out = tmp_path / "out.jsonl"
     earlier = json.dumps({"id": "a", "result": {"summary": "Bees make honey."}})  # a line of an earlier run's -o -
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(out), "--field", "result.summary"], input=earlier + "\n")

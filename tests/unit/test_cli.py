@@ -1504,16 +1504,16 @@ def test_a_plugin_command_that_exits_keeps_its_code_and_a_silent_failure_is_name
 
 @pytest.mark.parametrize("flag, expected", [([], False), (["--trust-remote-code"], True)])
 def test_remote_code_is_trusted_only_when_asked(monkeypatch, tiny_model_dir, flag, expected):
-    from aigc.engine import models
+    from aigc.engine import loading
 
     seen = {}
-    real = models.load_model
+    real = loading.load_model
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "load_model", spy)
+    monkeypatch.setattr(loading, "load_model", spy)
     result = invoke("chat", "hi", "-m", str(tiny_model_dir), "--max-tokens", "2", *flag)
     assert result.exit_code == 0, result.output
     assert seen["trust_remote_code"] is expected

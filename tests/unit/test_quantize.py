@@ -61,7 +61,7 @@ def test_both_ways_of_multiplying_match_the_weight_kept(layer, rows):
 
 
 def test_an_int4_model_keeps_its_logits_and_embeddings(tiny_model_dir, tiny_engine):
-    from aigc.engine.models import load_model
+    from aigc.engine.loading import load_model
 
     engine = load_model(str(tiny_model_dir), device="cpu", quantize="int4")
     model = engine.model

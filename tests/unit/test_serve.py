@@ -792,7 +792,8 @@ def test_classify_endpoint_and_classify_through_the_remote_engine(server, monkey
 
 
 def test_remote_engine_against_the_server(server, monkeypatch, tiny_engine):
-    from aigc.engine.models import load_model, resolve
+    from aigc.engine.loading import load_model
+    from aigc.engine.models import resolve
     from aigc.engine.remote import OpenAIEngine
     from aigc.engine.sampling import SamplingParams
 
@@ -1258,7 +1259,8 @@ def _write_remotes(text: str):
 
 
 def test_named_remote_from_the_settings_file(server, monkeypatch, tiny_engine):
-    from aigc.engine.models import load_model, resolve
+    from aigc.engine.loading import load_model
+    from aigc.engine.models import resolve
     from aigc.engine.remote import OpenAIEngine
     from aigc.engine.sampling import SamplingParams
 
@@ -2097,12 +2099,12 @@ def test_message_contents_cannot_open_turns_but_a_completion_prompt_reads_contro
 
 
 def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, monkeypatch):
-    from aigc.engine import models
+    from aigc.engine import loading
     from aigc.serve.app import ServeSettings
     from aigc.serve.running import build
 
-    loaded, load = [], models.load_model
-    monkeypatch.setattr(models, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
+    loaded, load = [], loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
     assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
 
