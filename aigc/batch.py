@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .batch_inputs import Row, _key, flag_rows, read_rows, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
-from .batch_output import _check_made_alike, _restore_order, _rewrite, _without_results, input_digest, read_output, run_settings, streams, with_line_options, writing
+from .batch_inputs import Row, flag_rows, id_key, read_rows, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
+from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
@@ -127,16 +127,16 @@ def run_batch(
     with writing(output):
         previous = [] if stream else read_output(output)
         settings = run_settings(generator, options, sampling, (field_name, id_field), lines)
-        _check_made_alike(output, previous, settings, retry_failed)
-        todo = _without_results(rows, previous, generator, field_name)
+        check_made_alike(output, previous, settings, retry_failed)
+        todo = without_results(rows, previous, generator, field_name)
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
         failed = {key for key, record in previous if "error" in record}
-        changed = {_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
+        changed = {id_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
         if failed or changed:
-            _rewrite(output, [record for key, record in previous if key not in failed | changed])
-        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(_key(r.id) in failed for r in todo), changed=len(changed), rows=len(rows))
+            rewrite_output(output, [record for key, record in previous if key not in failed | changed])
+        summary = BatchSummary(skipped=len(rows) - len(todo), retried=sum(id_key(r.id) in failed for r in todo), changed=len(changed), rows=len(rows))
         report = progress or (lambda done, total: None)
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
@@ -176,12 +176,12 @@ def run_batch(
                     report(summary.done, len(todo))
         except AigcError:  # stopped at a bad row
             if not stream:
-                _restore_order(output, rows)
+                restore_order(output, rows)
             raise
         finally:
             summary.seconds = time.perf_counter() - started
         if not stream:
-            _restore_order(output, rows)
+            restore_order(output, rows)
     return summary
 
 

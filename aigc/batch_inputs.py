@@ -127,7 +127,7 @@ def _check_unique(path: Path, rows: list[Row]) -> None:
     groups: dict[str, list[Row]] = {}
     for row in rows:
         if row.id is not None:
-            groups.setdefault(row.id if isinstance(row.id, str) else _key(row.id), []).append(row)
+            groups.setdefault(row.id if isinstance(row.id, str) else id_key(row.id), []).append(row)
     repeated = [group for group in groups.values() if len(group) > 1]
     for group in repeated:
         numbered = next((r for r in group if r.numbered), None)
@@ -138,7 +138,7 @@ def _check_unique(path: Path, rows: list[Row]) -> None:
                 "ids must be unique to resume: give every row an id"
             )
     if repeated:
-        named = ", ".join(f"{_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
+        named = ", ".join(f"{id_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
         raise BadInputError(f"{path}: id {named} appears more than once; ids must be unique to resume")
 
 
@@ -286,7 +286,8 @@ def columns(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row.fields))
 
 
-def _key(row_id: Any) -> str:
+def id_key(row_id: Any) -> str:
+    """A row id as the key of its output line (JSON, so the id 1 and the id "1" differ)."""
     return json.dumps(row_id)
 
 

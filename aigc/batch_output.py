@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import locks
-from .batch_inputs import Row, _key, row_sampling
+from .batch_inputs import Row, id_key, row_sampling
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import BadInputError, option
@@ -47,7 +47,7 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
                 raise ValueError
         except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
-        lines.append((_key(record["id"]), record))
+        lines.append((id_key(record["id"]), record))
     if tail and repair:  # checked last: only a torn batch line is cut, never another file's text
         if whole:
             with open(path, "ab") as handle:
@@ -76,8 +76,8 @@ def pending_rows(
     generator.check_sampled(sampling)  # settings that change nothing would only change the fingerprint, and so block resuming
     with writing(output):  # another run writing it: refused now, before a model loads
         previous = [] if streams(output) else read_output(output, repair=False)  # `run_batch` repairs it, holding it to the end
-    _check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines), retry_failed)
-    return _without_results(rows, previous, generator, columns[0])
+    check_made_alike(output, previous, run_settings(generator, options, sampling, columns, lines), retry_failed)
+    return without_results(rows, previous, generator, columns[0])
 
 
 def streams(output: str | Path) -> bool:
@@ -148,7 +148,7 @@ def _differences(then: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(f"{key}: {value(then, key)} then, {value(now, key)} now" for key in sorted(then.keys() | now.keys()) if then.get(key, _NO_DEFAULT) != now.get(key, _NO_DEFAULT))
 
 
-def _check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any], retry_failed: bool = False) -> None:
+def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], settings: dict[str, Any], retry_failed: bool = False) -> None:
     """Refuse to add to a file whose results were made by another task, model or settings (lines
     written before aigc recorded them are taken as matching); a failed row's line, replaced as its
     row runs again, counts for none of them. With `retry_failed`, other task options and sampling
@@ -186,11 +186,11 @@ def _columns(made_with: dict[str, Any]) -> list:
     return list(columns) if isinstance(columns, list | tuple) else columns  # a hand-edited line's as it is
 
 
-def _without_results(rows: list[Row], previous: list[tuple[str, dict]], generator, field_name: str) -> list[Row]:
+def without_results(rows: list[Row], previous: list[tuple[str, dict]], generator, field_name: str) -> list[Row]:
     """The rows without a result made from their input as it is now (a line written before inputs
     were recorded is taken as made from it)."""
     done = {key: record.get("input_digest") for key, record in previous if "result" in record}
-    return [r for r in rows if _key(r.id) not in done or done[_key(r.id)] not in (None, input_digest(generator, r, field_name))]
+    return [r for r in rows if id_key(r.id) not in done or done[id_key(r.id)] not in (None, input_digest(generator, r, field_name))]
 
 
 def input_digest(generator, row: Row, field_name: str) -> str | None:
@@ -204,7 +204,7 @@ def input_digest(generator, row: Row, field_name: str) -> str | None:
     return hashlib.sha256(json.dumps([item, own] if own else item, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
 
 
-def _rewrite(path: Path, records: list[dict]) -> None:
+def rewrite_output(path: Path, records: list[dict]) -> None:
     """Replace the output file's lines at once (a kill leaves the old file or the new one)."""
     if not records:  # every row is to run again
         path.write_bytes(b"")
@@ -233,17 +233,17 @@ def writing(output: str | Path) -> Iterator[None]:
             mine.discard(key)
 
 
-def _restore_order(output: Path, rows: list[Row]) -> None:
+def restore_order(output: Path, rows: list[Row]) -> None:
     """Put the output lines in input order (a resumed run appends retried rows last), each with its
     row number in the input as it is now (rows added above it move it); lines for ids no longer in
     the input stay at the end."""
     records = [record for _, record in read_output(output)]
-    position = {_key(r.id): i for i, r in enumerate(rows) if r.id is not None}
+    position = {id_key(r.id): i for i, r in enumerate(rows) if r.id is not None}
     unnamed = {r.number: i for i, r in enumerate(rows) if r.id is None}  # bad JSON lines: by row number
     ordered = sorted(
         records,
-        key=lambda record: position.get(_key(record["id"]), len(rows)) if record["id"] is not None else unnamed.get(record.get("row"), len(rows)),
+        key=lambda record: position.get(id_key(record["id"]), len(rows)) if record["id"] is not None else unnamed.get(record.get("row"), len(rows)),
     )
-    renumbered = [{**record, "row": rows[position[_key(record["id"])]].number} if record["id"] is not None and _key(record["id"]) in position else record for record in ordered]
+    renumbered = [{**record, "row": rows[position[id_key(record["id"])]].number} if record["id"] is not None and id_key(record["id"]) in position else record for record in ordered]
     if renumbered != records:
-        _rewrite(output, renumbered)
+        rewrite_output(output, renumbered)

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .batch_inputs import Row, _key, columns
+from .batch_inputs import Row, columns, id_key
 from .batch_output import read_output
 from .textio import write_atomic
 
@@ -30,14 +30,14 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     `result.NAME`), and `error` for rows that failed. A text cell that a spreadsheet would run as a
     formula gets a `'` before it (`_inert`)."""
     records = [record for _, record in read_output(state, repair=False)]
-    fields = {_key(row.id): row.fields for row in rows if row.id is not None}
+    fields = {id_key(row.id): row.fields for row in rows if row.id is not None}
     inputs = columns(rows) if keep_columns else []
     inputs = [name for name in inputs if name != id_field]
     cells = []
     for record in records:
         result = record.get("result")
         result = result if isinstance(result, dict) else {} if "result" not in record else {"result": result}
-        given = fields.get(_key(record["id"]), {}) if keep_columns else {}
+        given = fields.get(id_key(record["id"]), {}) if keep_columns else {}
         cells.append(({name: _cell(given.get(name)) for name in inputs}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
     taken = {"id", *inputs}
     named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}

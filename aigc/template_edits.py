@@ -10,7 +10,7 @@ from typing import Any
 from . import config
 from .errors import BadInputError, UnknownTemplateError
 from .template_files import SUFFIX, Template, parse, read_source
-from .templates import DIR_HINT, _check_tasks, scan, user_dir
+from .templates import DIR_HINT, check_tasks, scan, user_dir
 
 SKELETON = """---
 description: What this template is for, in one line
@@ -169,7 +169,7 @@ def save_edit(target: Path, draft: Path) -> Template | None:
         raise BadInputError(f"the edit of template {name!r} is empty: nothing saved, {target} is as it was")
     try:
         template = parse(draft, "user")
-        _check_tasks(replace(template, name=name))
+        check_tasks(replace(template, name=name))
     except BadInputError as exc:
         if drop_unedited(draft):
             raise BadInputError(f"{str(exc).rstrip('.')}; nothing was edited, so nothing is saved") from None

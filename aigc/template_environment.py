@@ -133,7 +133,7 @@ def _blamed(function: Callable, what: str) -> Callable:
 
 
 @lru_cache(maxsize=256)
-def _names_used(text: str) -> frozenset[str]:
+def variables_read(text: str) -> frozenset[str]:
     """The variables template text reads from its caller."""
     from jinja2 import meta
 
@@ -141,6 +141,6 @@ def _names_used(text: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=256)
-def _compile(env, text: str):
+def compile_text(env, text: str):
     """Each template text compiled once per environment (a new environment starts afresh)."""
     return env.from_string(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AigcWarning, BadInputError, did_you_mean, option
-from .template_environment import _compile, _names_used, environment
+from .template_environment import compile_text, environment, variables_read
 
 SUFFIX = ".j2"
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
@@ -46,7 +46,7 @@ class Template:
     @property
     def names_used(self) -> set[str]:
         """The variables its text and system prompt read."""
-        return _names_used(self.body) | _names_used(self.system if isinstance(self.system, str) else "")
+        return variables_read(self.body) | variables_read(self.system if isinstance(self.system, str) else "")
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
@@ -87,11 +87,11 @@ def parse(path: Path, source: str) -> Template:
     """Read one template file; bad front matter is an error naming the file and line, an unknown
     front-matter key a warning."""
     template = _read(path, source)
-    _warn_unknown_keys(template)
+    warn_unknown_keys(template)
     return template
 
 
-def _warn_unknown_keys(template: Template) -> None:
+def warn_unknown_keys(template: Template) -> None:
     """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
     for key in template.unknown_keys:
         warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
@@ -228,7 +228,7 @@ def _check_syntax(template: Template) -> None:
     for text, first_line in ((template.system, template.system_line), (template.body, template.body_line)):
         if isinstance(text, str):
             try:
-                _compile(environment(), text)
+                compile_text(environment(), text)
             except TemplateSyntaxError as exc:
                 raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
 
@@ -267,7 +267,7 @@ def _check_generator(template: Template) -> None:
 _parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
 
 
-def _parse_cached(path: Path, source: str) -> Template:
+def parse_cached(path: Path, source: str) -> Template:
     """`parse`, done again only when the file changes (YAML parsing dominates a lookup by name)."""
     try:
         stat = path.stat()

@@ -34,8 +34,8 @@ from typing import Any
 
 from . import config
 from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option
-from .template_environment import _compile, _names_used, environment
-from .template_files import OVERRIDING, SUFFIX, Template, _parse_cached, _warn_unknown_keys
+from .template_environment import compile_text, environment, variables_read
+from .template_files import OVERRIDING, SUFFIX, Template, parse_cached, warn_unknown_keys
 
 
 @dataclass
@@ -137,7 +137,7 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
                 hidden = found.pop(name, None)
                 broken.pop(name, None)
                 try:
-                    found[name] = _parse_cached(path, source)
+                    found[name] = parse_cached(path, source)
                 except BadInputError as exc:
                     if source not in OVERRIDING:  # a plugin's broken template is the plugin's problem: the one it would hide stays
                         _record_broken(source, exc)
@@ -157,7 +157,7 @@ def _record_broken(plugin: str, error: BadInputError) -> None:
 def _plugin_template_works(path: Path, source: str) -> bool:
     """Whether a plugin's template file can be read (a broken one is skipped, not an override)."""
     try:
-        _parse_cached(path, source)
+        parse_cached(path, source)
     except BadInputError as exc:
         _record_broken(source, exc)
         return False
@@ -186,7 +186,7 @@ def discover() -> dict[str, Template]:
     for error in broken.values():
         warnings.warn(f"skipping template: {error}", AigcWarning, stacklevel=2)
     for template in found.values():
-        _warn_unknown_keys(template)
+        warn_unknown_keys(template)
     return found
 
 
@@ -199,7 +199,7 @@ def get_template(name: str) -> Template:
     """The template called `name`, or the template file `name` when `is_path(name)`; an unknown
     front-matter key in it is a warning."""
     template = _find(name)
-    _warn_unknown_keys(template)
+    warn_unknown_keys(template)
     return template
 
 
@@ -234,7 +234,7 @@ class _Unfit(BadInputError):
 _trying: ContextVar[dict[str, Template]] = ContextVar("aigc_template_trying", default={})  # name -> a draft looked up by that name
 
 
-def _check_tasks(template: Template) -> None:
+def check_tasks(template: Template) -> None:
     """Make each generator's options that would use `template` (by default, as an override of the
     template it uses, or as its front matter's `generator:`) with it in place: a task that could not
     use it is a `BadInputError`, as the command would give, but at once."""
@@ -265,7 +265,7 @@ def _find(name: str) -> Template:
             if path.stem in scan()[0] and path.name == name:  # `aigc templates new x.j2` made template x
                 raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
-        return _parse_cached(path.resolve(), "file")
+        return parse_cached(path.resolve(), "file")
     if name in _trying.get():
         return _trying.get()[name]
     found, broken = scan(name)  # a command reads the template it uses, not every one
@@ -285,7 +285,7 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
     from jinja2.exceptions import SecurityError
 
     try:
-        return _compile(environment(), text).render(**values).strip()
+        return compile_text(environment(), text).render(**values).strip()
     except TemplateSyntaxError as exc:
         raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
     except UndefinedError as exc:
@@ -333,7 +333,7 @@ def render_system(template: Template, variables: dict[str, Any] | None = None, s
     if system is None:
         return [{"role": "system", "content": _render_text(template, template.system, _values(template, variables), template.system_line)}] if template.system else []
     if isinstance(template.system, str):
-        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in _names_used(template.system) - _names_used(template.body))
+        only_there = sorted(k for k, v in (variables or {}).items() if v is not None and k in variables_read(template.system) - variables_read(template.body))
         if only_there:
             raise BadInputError(
                 f"{template.label} uses {', '.join(f'{{{{ {name} }}}}' for name in only_there)} only in its system prompt, which "

@@ -255,12 +255,12 @@ def _is_gguf(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        return path.suffix.lower() == ".gguf" or _has_gguf_magic(path)
+        return path.suffix.lower() == ".gguf" or has_gguf_magic(path)
     except OSError:  # unreadable: said as for any other file that is not a model
         return False
 
 
-def _has_gguf_magic(path: Path) -> bool:
+def has_gguf_magic(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(4) == b"GGUF"
 

