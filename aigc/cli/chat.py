@@ -66,7 +66,7 @@ SLASH_COMMANDS = ("/help", "/show", "/file", "/retry", "/undo", "/set", "/reset"
 
 @generation_options(logged=True)
 def chat(
-    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit; piped input is added after it. Without either, a chat session starts.")] = None,
+    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="Ask this and exit (- reads it from stdin); piped input is added after it. Without either, a chat session starts.")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False, autocompletion=complete.templates)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
@@ -89,6 +89,10 @@ def chat(
     variables = parse_vars(var) if var else None
     if (files or []).count("-") > 1:
         raise BadInputError("-f - is given twice; standard input is read once, so give it once")
+    if prompt == "-":  # stdin, as a FILE of - is for the other commands: not the prompt "-"
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadInputError("reading the prompt from stdin, but nothing was piped in; pipe it in or give it as an argument")
+        prompt = None
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:

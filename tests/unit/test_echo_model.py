@@ -21,6 +21,13 @@ def test_chat_with_echo_answers_the_message_without_importing_torch():
     assert done.exit_code == 0 and done.stdout == "hi there\n"
 
 
+def test_chat_dash_reads_the_prompt_from_stdin_as_the_other_commands_do():
+    done = runner.invoke(app, ["chat", "-m", "echo", "-", "--no-log"], input="hi there\n")
+    assert done.exit_code == 0 and done.stdout == "hi there\n"  # not "-" and then the piped text
+    filed = runner.invoke(app, ["chat", "-m", "echo", "-", "-f", "-", "--no-log"], input="notes\n")
+    assert filed.exit_code == 0 and filed.stdout == "File standard input:\n\nnotes\n"
+
+
 def test_echo_is_cut_at_max_tokens():
     done = runner.invoke(app, ["chat", "-m", "echo", "--max-tokens", "2", "one two three", "--no-log"])
     assert done.exit_code == 0 and done.stdout == "one two\n" and "cut off" in done.stderr
