@@ -81,6 +81,7 @@ def _flagger(command):
     return flag
 
 
+ARGS = "aigc.args"  # ctx.meta key: the command line's arguments
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
 _SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
 _VARS = "a template's variables are given as --var key=value"
@@ -119,11 +120,20 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         elif name == "--verbose" and exc.ctx and "--stats" in _option_names(exc.ctx.command):  # ollama run --verbose
             hint += "; --stats prints token counts and tokens/s"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
-        message, hint = f"No such option: {name}", f"{ELSEWHERE[name][1]}; {hint}"
+        message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
     elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _elsewhere(name: str, args: list[str]) -> str:
+    """ELSEWHERE's hint for `name`; for `-o FILE` (a path, as other commands' -o takes, rather than
+    llm's `-o KEY VALUE`), that the answer goes to stdout, to redirect."""
+    value = args[args.index(name) + 1] if name in args[:-1] else ""
+    if name == "-o" and ("." in value or "/" in value) and not value.replace(".", "", 1).isdigit():
+        return f"the answer goes to stdout: `> {shlex.quote(value)}` writes it to a file"
+    return ELSEWHERE[name][1]
 
 
 def _task_option(name: str) -> str | None:
@@ -228,6 +238,7 @@ class AigcGroup(TyperGroup):
 
     def parse_args(self, ctx, args):
         given = list(args)  # the parser takes from args
+        ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:
             return super().parse_args(ctx, args)
         except UsageError as exc:  # an unknown global option

@@ -705,6 +705,7 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
     "args, hint",
     [
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
+        (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
         (["chat", "-n", "hi"], "No such option: -n (--no-log keeps the answer out of the log;"),
         (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
