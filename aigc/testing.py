@@ -57,7 +57,7 @@ class FakeEngine:
 
 class EchoEngine(FakeEngine):
     """The model `echo`: answers with the prompt's last user message (a text prompt whole), cut to
-    `max_tokens` words; scores a continuation by how often the prompt names it, so `classify` picks
+    `max_tokens` words and before a stop string; scores a continuation by how often the prompt names it, so `classify` picks
     the label its text names. No torch, no weights."""
 
     name = "echo"
@@ -70,6 +70,9 @@ class EchoEngine(FakeEngine):
             words = re.findall(r"\S+\s*", echoed)
             cut = len(words) > params.max_tokens
             text, reason = ("".join(words[: params.max_tokens]).rstrip(), "length") if cut else (echoed, "stop")
+            at = min((i for i in map(text.find, params.stop) if i >= 0), default=-1)
+            if at >= 0:  # a stop string ends it, before it, as a model's answer
+                text, reason = text[:at], "stop"
             out.append([Completion(text, self.count_tokens(prompt), len(text.split()), reason)] * params.n)
             self.stats.record(self.count_tokens(prompt), len(text.split()) * params.n, None, 0.0)
         return out

@@ -33,6 +33,13 @@ def test_echo_is_cut_at_max_tokens():
     assert done.exit_code == 0 and done.stdout == "one two\n" and "cut off" in done.stderr
 
 
+def test_echo_stops_before_a_stop_string_as_a_model_does():
+    done = runner.invoke(app, ["chat", "-m", "echo", "--stop", "c", "a b c d", "--no-log"])
+    assert done.exit_code == 0 and done.stdout == "a b\n"
+    result = aigc.generate("chat", "one two three", model="echo", sampling={"stop": ["three", "two"], "max_tokens": 1})
+    assert result["text"] == "one" and result["finish_reason"] == "length"  # the token budget ran out first
+
+
 def test_the_library_generates_and_streams_on_echo():
     result = aigc.generate("chat", "hello you", model="echo")
     assert result["text"] == "hello you" and result["finish_reason"] == "stop" and result["usage"]["completion_tokens"] == 2
