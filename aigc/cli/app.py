@@ -112,6 +112,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
     name = getattr(exc, "option_name", None)
     if moved:
         message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
+    elif isinstance(exc, NoSuchOption) and exc.ctx and (text := _dashed_text(name, exc.ctx.meta.get(ARGS, []), where)):
+        message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
     elif name in GLOBAL_OPTIONS and where != "aigc":
         message = f"No such option: {name}"  # not click's guess at a command option it might be
         hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
@@ -125,6 +127,17 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _dashed_text(name: str, args: list[str], where: str) -> str | None:
+    """For text with spaces that click took for option `name` (`aigc chat "-5 degrees is cold"`),
+    the command line with that text after `--`, the options before it; else None."""
+    text = next((arg for arg in args if arg.startswith(name) and len(arg.split()) > 1), None)
+    if text is None:
+        return None
+    asked = ["chat"] if where == "aigc" else []  # no command: llm's way to ask, chat's
+    line = shlex.join(["aigc", *(arg for arg in args if arg != text), *asked, "--", text])
+    return line if "\n" not in line and len(line) <= 100 else f"{where} [OPTIONS] -- TEXT"
 
 
 def _elsewhere(name: str, args: list[str]) -> str:

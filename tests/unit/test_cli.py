@@ -720,6 +720,17 @@ def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
 
 
+def test_text_that_starts_with_a_dash_says_to_give_it_after_double_dash():
+    code, lines = bad("classify", "-1 stars, awful", "-l", "a,b")  # click reads it as option -1
+    hint = "text that starts with - goes after --, the options before it: `aigc classify -l a,b -- '-1 stars, awful'`"
+    assert code == 2 and lines == [f"Error: No such option: -1 ({hint}; see `aigc classify --help`)"]
+    assert bad("chat", "-z") == (2, ["Error: No such option: -z (see `aigc chat --help`)"])  # an option mistyped: no such hint
+    code, lines = bad("-q", "-5 degrees is cold")  # llm's way to ask: chat's
+    assert code == 2 and "`aigc -q chat -- '-5 degrees is cold'`" in lines[0], lines
+    code, lines = bad("chat", "-q is quiet?")  # text, not the global option -q given after the command
+    assert code == 2 and "`aigc chat -- '-q is quiet?'`" in lines[0], lines
+
+
 @pytest.mark.parametrize(
     "args, hint",
     [
