@@ -264,14 +264,19 @@ def _controls(data: bytes) -> bool:
     return len(head) - len(head.translate(None, _CONTROLS)) > max(2, len(head) // 100)
 
 
-def _binary(data: bytes, name: str, expected: str) -> BadInputError:
-    """The error for a binary file; UTF-16 without a byte-order mark is named as such."""
+def _binary(data: bytes, name: str, expected: str, path: str) -> BadInputError:
+    """The error for a binary file; UTF-16 without a byte-order mark and a PDF or Word document
+    (a zip holding `word/`) are named as such, with a command that makes text of them."""
     head = data[:400]
     odd, even = head[1::2].count(0), head[0::2].count(0)  # ASCII in UTF-16: a NUL after each letter (LE) or before it (BE)
-    utf16 = ""
+    source = "FILE" if path == STDIN else shlex.quote(path)
+    hint = ""
     if len(head) >= 4 and not data.startswith(_BINARY_SIGNATURES) and odd != even and max(odd, even) > len(head) // 3:
-        utf16 = "utf-16le" if odd > even else "utf-16be"
-    hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {utf16} -t utf-8`)" if utf16 else ""
+        hint = f" (it looks like UTF-16 without a byte-order mark: convert it with `iconv -f {'utf-16le' if odd > even else 'utf-16be'} -t utf-8`)"
+    elif data.startswith(b"%PDF"):
+        hint = f" (a PDF: take its text out first, e.g. `pdftotext {source} -`, and pipe that in)"
+    elif data.startswith(b"PK\x03\x04") and b"word/" in data[:65536]:
+        hint = f" (a Word document: take its text out first, e.g. `pandoc -t plain {source}`, and pipe that in)"
     return BadInputError(f"{name} looks like a binary file; give {expected}{hint}")
 
 
@@ -284,12 +289,12 @@ def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
             except UnicodeDecodeError:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
     if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
-        raise _binary(data, name, expected)
+        raise _binary(data, name, expected, path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if _controls(data):
-            raise _binary(data, name, expected) from None
+            raise _binary(data, name, expected, path) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
         example = "pipe it through `iconv -f latin1 -t utf-8`" if path == STDIN else f"`iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted{Path(path).suffix or '.txt'}`"
         raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); convert it first, e.g. {example}") from None

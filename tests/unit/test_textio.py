@@ -299,6 +299,23 @@ def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_an
         decode_text(text, "notes.txt")
 
 
+def test_a_pdf_or_word_document_says_how_to_take_its_text_out(tmp_path):
+    import io
+    import zipfile
+
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
+    with pytest.raises(BadInputError, match=r"^my paper.pdf looks like a binary file; give .* \(a PDF: take its text out first, e.g. `pdftotext 'my paper.pdf' -`, and pipe that in\)$"):
+        decode_text(pdf, "my paper.pdf")
+    with pytest.raises(BadInputError, match=r"^standard input looks like .* `pdftotext FILE -`"):
+        decode_text(pdf, STDIN)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as docx:
+        docx.writestr("[Content_Types].xml", "<Types/>")
+        docx.writestr("word/document.xml", "<w:document/>")
+    with pytest.raises(BadInputError, match=r"\(a Word document: take its text out first, e.g. `pandoc -t plain notes.docx`, and pipe that in\)$"):
+        decode_text(packed.getvalue(), "notes.docx")
+
+
 @pytest.mark.parametrize(
     "data, style",
     [
