@@ -13,12 +13,17 @@ from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin
 
 
-Labels = Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels; name=alias|alias scores aliases too. Optional with --examples.")]
+Labels = Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each); name=alias|alias scores aliases too. Optional with --examples.")]
 Examples = Annotated[Optional[str], typer.Option(metavar="FILE", help="Labelled examples (a few or hundreds): a .tsv of 'text<TAB>label' lines, or a .csv or .jsonl with text and label columns.")]
 Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, topic, ...), named in the prompt; often more accurate.")]
 Kind = Annotated[str, typer.Option(help="What the texts are (movie review, news article, ...), named before each text in the prompt.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
 Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, ?, Lorem ipsum), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
+
+
+def joined(labels: Optional[list[str]]) -> Optional[str]:
+    """The labels of every -l, as one comma-separated list (`-l a -l b` is `-l a,b`)."""
+    return ",".join(labels) if labels else None
 
 
 def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate) -> dict:
@@ -59,6 +64,7 @@ def classify(
     run: RunOptions,
 ) -> None:
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
+    labels = joined(labels)
     source = source_or_stdin(source, "the text or a document to classify (TEXT, FILE, or - for stdin)")
     output = output_target(output, source=source)
     if lines:
@@ -114,7 +120,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 @generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
-    labels: Annotated[Optional[str], typer.Option("--labels", "-l", help="Comma-separated labels, in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
+    labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text, or the one column of a known name such as review); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label, or one such as sentiment); as --field for a .tsv file.", show_default=False)] = None,
     examples: Examples = None,
@@ -131,6 +137,7 @@ def eval_classify(
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label, parse_labels
 
+    labels = joined(labels)
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
     rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text")
     found = list(dict.fromkeys(label for _, label in rows))

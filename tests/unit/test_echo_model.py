@@ -59,6 +59,8 @@ def test_classify_on_echo_picks_the_label_the_text_names():
     for text, label in (("this is so negative", "negative"), ("quite positive", "positive")):
         done = runner.invoke(app, ["classify", "-m", "echo", "-l", "positive,negative", text, "--no-log"])
         assert done.exit_code == 0 and done.stdout.split("\t")[0] == label, done.output
+    each = runner.invoke(app, ["classify", "-m", "echo", "-l", "positive", "-l", "negative,neutral", "quite negative", "--json", "--no-log"])
+    assert each.exit_code == 0 and list(json.loads(each.stdout)["scores"]) == ["positive", "negative", "neutral"], each.output  # -l a -l b is -l a,b
 
 
 def test_echo_is_not_listed_and_yields_to_an_alias_of_yours():
