@@ -202,8 +202,8 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
-    if not meant and ":" in name and kind != "image":  # ollama's NAME:TAG
-        guess = f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
+    if not meant and kind != "image":
+        guess = _served_hint(name)
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     images = ", a diffusers directory, a .safetensors/.ckpt checkpoint" if kind is None else ""
@@ -211,6 +211,15 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         f"unknown model {name!r}; {guess}known aliases: {aliases} "
         f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME)"
     )
+
+
+def _served_hint(name: str) -> str:
+    """How to reach a model named as a server names it: OpenAI's (gpt-4o, o3-mini) or ollama's (llama3.2, qwen2.5:7b)."""
+    if re.fullmatch(r"(gpt-|chatgpt-|o[134]\b)[\w.:-]*", name):
+        return f"OpenAI's model is -m 'openai:https://api.openai.com/v1#{name}' (its key in AIGC_OPENAI_API_KEY); "
+    if ":" in name or re.fullmatch(r"[A-Za-z][\w.-]*", name):  # ollama's NAME[:TAG]
+        return f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
+    return ""
 
 
 def _meant(name: str, known: list[str]) -> str | None:

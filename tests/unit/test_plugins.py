@@ -1220,7 +1220,7 @@ def test_m_reads_weights_suffixes_in_any_case_as_the_alias_rule_does(tmp_path, m
     assert "never as an alias" in plugins.name_problem("x.GGUF", alias=True)
 
 
-@pytest.mark.parametrize("name, meant", [("smollm2:135m", "smollm2"), ("smollm2:360m", "smollm2-360m"), ("qwen2.5:0.5b", "qwen2.5-0.5b"), ("smolm2", "smollm2"), ("llama3.2", None)])
+@pytest.mark.parametrize("name, meant", [("smollm2:135m", "smollm2"), ("smollm2:360m", "smollm2-360m"), ("qwen2.5:0.5b", "qwen2.5-0.5b"), ("smolm2", "smollm2"), ("my model!", None)])
 def test_an_unknown_model_names_the_alias_it_likely_means_ollamas_tags_too(name, meant):
     from aigc.engine.models import resolve
     from aigc.errors import UnknownModelError
@@ -1230,12 +1230,22 @@ def test_an_unknown_model_names_the_alias_it_likely_means_ollamas_tags_too(name,
     assert str(caught.value).startswith(f"unknown model {name!r}; " + (f"did you mean {meant}? known aliases: " if meant else "known aliases: "))
 
 
-def test_an_unknown_ollama_name_with_a_tag_says_how_to_use_it_through_ollamas_api():
+def test_an_unknown_ollama_name_says_how_to_use_it_through_ollamas_api():
     from aigc.engine.models import resolve
     from aigc.errors import UnknownModelError
 
-    with pytest.raises(UnknownModelError, match=r"^unknown model 'llama3.2:3b'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2:3b'; known aliases: "):
-        resolve("llama3.2:3b")
+    for name in ("llama3.2:3b", "llama3.2", "mistral"):  # ollama's names, with its tag or without (its :latest)
+        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; known aliases: "):
+            resolve(name)
+
+
+def test_an_unknown_openai_model_name_says_how_to_use_it_through_openais_api():
+    from aigc.engine.models import resolve
+    from aigc.errors import UnknownModelError
+
+    for name in ("gpt-4o", "gpt-4.1-mini", "o3-mini", "o1"):
+        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; OpenAI's model is -m 'openai:https://api.openai.com/v1#{name}' \(its key in AIGC_OPENAI_API_KEY\); known aliases: "):
+            resolve(name)
 
 
 class KeywordRegisterPlugin:
