@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 try:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
+    from typer._click.exceptions import ClickException, MissingParameter, NoArgsIsHelpError, NoSuchOption, UsageError  # typer vendors click since 0.26
 except ImportError:  # a typer built on click itself
-    from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
+    from click.exceptions import ClickException, MissingParameter, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
@@ -125,6 +125,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
     elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
+    elif isinstance(exc, MissingParameter) and where == "aigc batch" and getattr(exc.param, "name", None) == "output":
+        hint = f"-o OUT.jsonl, .csv or .tsv writes the results, -o - prints them; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
 

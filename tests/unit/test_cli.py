@@ -618,6 +618,7 @@ def test_option_errors_name_the_flag_or_the_option_as_it_was_given(tmp_path, unl
     [
         (["chat", "--colour", "red"], "No such option: --colour"),
         (["translate", "-"], "Missing option '--to'"),
+        (["batch", "summarize", "-i", "rows.jsonl"], "Missing option '--output' / '-o' (-o OUT.jsonl, .csv or .tsv writes the results, -o - prints them; see"),  # llm users expect stdout
         (["chat", "hi", "--max-tokens", "many"], "--max-tokens must be a whole number, got 'many'"),  # not typer's "Input should be a valid integer"
         (["chat", "hi", "--temperature", "hot"], "--temperature must be a number, got 'hot'"),
         (["logs", "-n", "1.5"], "--count must be a whole number, got '1.5'"),
