@@ -19,8 +19,9 @@ class AnswerStream:
     call. Reading one of them before the end reads the rest of the answer first. `close()`, or a
     loop broken out of with the stream left unread, stops decoding; closed early, `text` holds what
     was written and the others are None. Another thread may close it (a stop button's) while one
-    reads it: the reader gets the piece being decoded, then the end. Like a generator, it ends with
-    the finish reason as the value of its `StopIteration`."""
+    reads it: the reader gets the piece being decoded, then the end. A `with` block closes it at its
+    end, as the openai SDK's streams. Like a generator, it ends with the finish reason as the value
+    of its `StopIteration`."""
 
     def __init__(self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None, result_is_whole: bool = True):
         """The stream of `pieces`, an iterator that returns what `finish` makes the result from (as a
@@ -53,6 +54,12 @@ class AnswerStream:
 
     def __iter__(self) -> AnswerStream:
         return self
+
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *raised: object) -> None:
+        self.close()
 
     def __next__(self) -> str:
         with self._reading:

@@ -191,3 +191,18 @@ def test_a_stream_closed_from_another_thread_stops_after_the_piece_being_decoded
     assert stream.text == "one two " and stream.finish_reason is None and stream.result is None
     assert session.messages[-1] == {"role": "assistant", "content": "one two"}
     assert session.ask("second") == "one two three" and len(session.messages) == 4  # not "a reply is still being written"
+
+
+def test_a_with_block_closes_the_stream_as_the_openai_sdks_streams_close():
+    engine = FakeEngine()
+    engine.enqueue("one two three", "again")
+    session = ChatSession(ChatGenerator(engine=engine))
+    with pytest.raises(KeyError):
+        with session.send("first") as stream:
+            assert next(stream) == "one "
+            raise KeyError("the caller's own error")
+    assert stream.text == "one " and stream.finish_reason is None
+    assert session.messages[-1] == {"role": "assistant", "content": "one"} and session.ask("second") == "again"
+    with aigc.stream("chat", "read whole", model="echo") as whole:
+        assert "".join(whole) == "read whole"
+    assert whole.finish_reason == "stop"  # read to its end: closing it changed nothing
