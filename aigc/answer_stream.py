@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .engine.base import Completion, Prompt, usage_of
@@ -17,8 +18,10 @@ class AnswerStream:
     dict the generator's call, `aigc.generate`, returns) hold the whole answer, with no second model
     call. Reading one of them before the end reads the rest of the answer first. `close()`, or a
     loop broken out of with the stream left unread, stops decoding; closed early, `text` holds what
-    was written and the others are None. Like a generator, it ends with the finish reason as the
-    value of its `StopIteration`."""
+    was written and the others are None. Another thread may close it (a stop button's) while one
+    reads it: the reader gets the piece being decoded, then the end. A `with` block closes it at its
+    end, as the openai SDK's streams. Like a generator, it ends with the finish reason as the value
+    of its `StopIteration`."""
 
     def __init__(self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None, result_is_whole: bool = True):
         """The stream of `pieces`, an iterator that returns what `finish` makes the result from (as a
@@ -32,6 +35,7 @@ class AnswerStream:
         self._written: list[str] = []
         self._ended = False
         self._result: dict[str, Any] | None = None
+        self._reading = threading.Lock()  # held while a piece is decoded: a `close()` from another thread leaves the pieces to the reader to close
 
     @classmethod
     def of_engine(cls, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]) -> AnswerStream:
@@ -51,21 +55,30 @@ class AnswerStream:
     def __iter__(self) -> AnswerStream:
         return self
 
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *raised: object) -> None:
+        self.close()
+
     def __next__(self) -> str:
-        if self._ended:
-            raise StopIteration(None if self._result is None else self._result["finish_reason"])
-        try:
-            piece = next(self._pieces)
-        except StopIteration as end:
-            returned = end.value
-        except BaseException:
-            self._ended = True
-            raise
-        else:
-            self._written.append(piece)
-            return piece
-        self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
-        self._result = self._make_result(self._completion(returned))
+        with self._reading:
+            if self._ended:
+                raise StopIteration(None if self._result is None else self._result["finish_reason"])
+            try:
+                piece = next(self._pieces)
+            except StopIteration as end:
+                returned = end.value
+            except BaseException:
+                self._ended = True
+                raise
+            else:
+                self._written.append(piece)
+                if self._ended:  # closed by another thread while this piece was decoded
+                    self._close_pieces()
+                return piece
+            self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
+            self._result = self._make_result(self._completion(returned))
         raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
@@ -78,8 +91,16 @@ class AnswerStream:
         return Completion(text, engine.count_tokens(prompt), engine.count_tokens(text) if text else 0, end or "stop")
 
     def close(self) -> None:
-        """Stop decoding; what was written stays in `text`."""
+        """Stop decoding; what was written stays in `text`. While another thread reads a piece, that
+        thread stops the decoding once the piece has come."""
         self._ended = True
+        if self._reading.acquire(blocking=False):
+            try:
+                self._close_pieces()
+            finally:
+                self._reading.release()
+
+    def _close_pieces(self) -> None:
         close = getattr(self._pieces, "close", None)
         if close is not None:
             close()

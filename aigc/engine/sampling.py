@@ -76,6 +76,8 @@ class SamplingParams:
             from ..json_schemas import read_schema
 
             object.__setattr__(self, "json_schema", read_schema(self.json_schema))
+        elif isinstance(self.json_schema, type) and callable(getattr(self.json_schema, "model_json_schema", None)):  # a pydantic model, as llm and the openai SDK take it
+            object.__setattr__(self, "json_schema", self.json_schema.model_json_schema())
         for name, whole in NUMBERS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and isinstance(value, float) and not value.is_integer()):

@@ -220,6 +220,8 @@ class ChatSession:
         self.model, self.extra = saved.model, saved.extra
         self.generator = generator if generator is not None else self._generator(model, saved.model)
         self.generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
+        if (n := self.generator.sampling(self.sampling).n) != 1:
+            raise OptionError("n", f"is for one-shot calls (aigc.generate('chat', ..., sampling={{'n': {n}}}) gives {n} answers); a ChatSession writes one reply a turn: leave it out")
         self._writing: dict | None = None  # the reply being streamed, while it is
         self.template, self.variables = self._template(template, variables, saved)
 

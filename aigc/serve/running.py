@@ -41,12 +41,15 @@ def build(
     """Load the models (`-m` references, local ones only) and return the app serving them."""
     from ..engine.local import LocalEngine
     from ..engine.loading import load_model
+    from ..engine.remote import OpenAIEngine
 
     backends: dict[str, Backend] = {}
     for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
-        if not isinstance(engine, LocalEngine):
+        if isinstance(engine, OpenAIEngine):
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
+        if not isinstance(engine, LocalEngine):  # `echo`, a plugin's engine: nothing to decode in batches
+            raise BadInputError(f"{engine.name} has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)")
         backends[engine.name] = Backend.start(engine.name, engine, settings)
     return create_app(backends, settings)
 

@@ -156,3 +156,53 @@ def test_a_result_that_fails_is_raised_on_its_own_not_during_the_streams_end(tmp
         list(stream)
     assert failed.value.__context__ is None  # no "During handling of the above exception (StopIteration)" in its traceback
     assert stream.text == "two three" and stream.finish_reason is None and list(stream) == []
+
+
+def test_a_stream_closed_from_another_thread_stops_after_the_piece_being_decoded():
+    """A stop button's thread closes the stream that another thread reads: no 'generator already
+    executing' error; the reader gets the piece being decoded, then the end, and the decode (and a
+    session's turn) is closed there, so the session takes the next turn with the partial reply kept."""
+    import threading
+
+    decoding, closed, stopped = threading.Event(), threading.Event(), []
+
+    class Slow(FakeEngine):
+        def stream(self, prompt, params):
+            try:
+                yield "one "
+                decoding.set()
+                closed.wait(10)  # the reader is inside next() when the other thread closes the stream
+                yield "two "
+                yield "three"
+            finally:
+                stopped.append(True)
+
+    engine = Slow()
+    session = ChatSession(ChatGenerator(engine=engine))
+    stream = session.send("first")
+    pieces: list[str] = []
+    reader = threading.Thread(target=lambda: pieces.extend(stream))
+    reader.start()
+    assert decoding.wait(10)
+    stream.close()
+    closed.set()
+    reader.join(10)
+    assert not reader.is_alive() and pieces == ["one ", "two "] and stopped == [True]
+    assert stream.text == "one two " and stream.finish_reason is None and stream.result is None
+    assert session.messages[-1] == {"role": "assistant", "content": "one two"}
+    assert session.ask("second") == "one two three" and len(session.messages) == 4  # not "a reply is still being written"
+
+
+def test_a_with_block_closes_the_stream_as_the_openai_sdks_streams_close():
+    engine = FakeEngine()
+    engine.enqueue("one two three", "again")
+    session = ChatSession(ChatGenerator(engine=engine))
+    with pytest.raises(KeyError):
+        with session.send("first") as stream:
+            assert next(stream) == "one "
+            raise KeyError("the caller's own error")
+    assert stream.text == "one " and stream.finish_reason is None
+    assert session.messages[-1] == {"role": "assistant", "content": "one"} and session.ask("second") == "again"
+    with aigc.stream("chat", "read whole", model="echo") as whole:
+        assert "".join(whole) == "read whole"
+    assert whole.finish_reason == "stop"  # read to its end: closing it changed nothing

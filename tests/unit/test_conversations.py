@@ -334,6 +334,14 @@ def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(
     assert talk.settings()["temperature"] == 0.7
 
 
+def test_several_answers_a_turn_are_refused_when_the_session_is_made_not_at_its_first_reply():
+    with pytest.raises(BadInputError, match=r"^n is for one-shot calls .*a ChatSession writes one reply a turn: leave it out$"):
+        session(None, sampling={"n": 2, "temperature": 0.7})
+    engine = FakeEngine()
+    engine.enqueue("one")
+    assert session(None, engine, sampling={"n": "1"}).ask("hi") == "one"
+
+
 def test_several_system_messages_in_a_hand_edited_file_are_kept_as_one_system_prompt(tmp_path):
     path = tmp_path / "talk.json"
     path.write_text(json.dumps([{"role": "system", "content": "A"}, {"role": "user", "content": "hi"}, {"role": "system", "content": "B"}]))

@@ -45,6 +45,22 @@ def test_numbers_and_a_schema_may_be_given_as_text():
         SamplingParams(json_schema="{oops")
 
 
+def test_a_pydantic_model_class_is_taken_as_its_json_schema_as_llm_and_the_openai_sdk_take_it():
+    import pydantic
+
+    import aigc
+
+    class Pet(pydantic.BaseModel):
+        name: str
+        age: int
+
+    assert SamplingParams(json_schema=Pet).json_schema == Pet.model_json_schema()
+    result = aigc.generate("chat", '{"name": "Rex", "age": 3}', model="echo", sampling={"json_schema": Pet})
+    assert result["data"] == {"name": "Rex", "age": 3}
+    with pytest.raises(BadInputError, match="json_schema must be a JSON Schema"):
+        SamplingParams(json_schema=Pet(name="Rex", age=3))  # an instance is no schema
+
+
 def test_one_stop_string_is_one_stop_and_whole_floats_are_counts():
     params = SamplingParams(stop="END", max_tokens=8.0)
     assert params.stop == ("END",) and params.max_tokens == 8 and isinstance(params.max_tokens, int)

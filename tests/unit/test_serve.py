@@ -2202,3 +2202,9 @@ def test_a_completion_prompt_may_be_the_models_token_ids(server):
     assert status == 400 and body["error"]["param"] == "prompt" and "token id 10000000 is not in the model's vocabulary (0-" in body["error"]["message"]
     status, _, body = ask([[]])
     assert status == 400 and "an empty prompt" in body["error"]["message"]
+
+
+def test_serving_the_echo_model_says_it_has_no_weights_not_that_it_is_remote():
+    result = CliRunner().invoke(cli, ["serve", "-m", "echo", "--port", str(free_port())])
+    assert result.exit_code == 2 and "remote" not in result.stderr
+    assert result.stderr.strip() == "Error: echo has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
