@@ -131,6 +131,8 @@ def resolve(name: str | None, kind: str | None = "text") -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
     model of `kind` (text or image), and an error about it says where it was set. An unknown name's
     error lists the aliases of `kind` (kind None: a name of either kind, as `aigc models` takes, and every alias)."""
+    if isinstance(name, os.PathLike):  # a pathlib.Path, as open() takes one
+        name = os.fspath(name)
     if name is not None and not isinstance(name, str):
         raise OptionError("model", f"must be a model name or path (text), got {type(name).__name__}")
     if name is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import shlex
 import types
 import typing
@@ -487,6 +488,8 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     if engine is not None and not callable(getattr(engine, "generate", None)):
         hint = f"; to pick a model by name, give model={engine!r}" if isinstance(engine, str) else ""
         raise OptionError("engine", f"must be an aigc Engine, as aigc.load_model(NAME) gives, got {type_name(engine)}{hint}")
+    if isinstance(kwargs.get("model"), os.PathLike):  # a pathlib.Path to a model, as open() takes one
+        kwargs["model"] = os.fspath(kwargs["model"])
     model = kwargs.get("model")
     if engine is None and model is not None and not isinstance(model, str) and callable(getattr(model, "generate", None)):
         raise OptionError("model", f"must be a model name or path (text), got {type_name(model)}; to run a loaded engine, give engine=it: aigc.get_generator({name!r}, engine=...)")

@@ -647,6 +647,8 @@ def test_generate_makes_one_generator_per_task_and_model_settings(tiny_model_dir
     assert len(made) == 2
     assert "".join(aigc.stream("chat", "Bees", model=str(tiny_model_dir), sampling=sampling, device="cpu")).strip() == first["text"]
     assert len(made) == 2  # the same generator as generate's
+    assert aigc.generate("chat", "Bees", model=tiny_model_dir, sampling=sampling, device="cpu")["text"] == first["text"]  # a pathlib.Path
+    assert aigc.get_generator("chat", model=tiny_model_dir, device="cpu").model == str(tiny_model_dir)
     with pytest.raises(BadInputError, match="summarize does not stream its answer"):
         aigc.stream("summarize", "Bees.", model=str(tiny_model_dir))
     for call in (aigc.generate, aigc.stream):  # a list where a name belongs is named, not a TypeError from the cache
