@@ -47,7 +47,12 @@ def options_named(namer: Namer) -> Iterator[None]:
 
 def _named(match: re.Match, namer: Namer) -> str:
     name, value = match.groups()
-    return namer(name, value) or (name if value is None else f"{name}={value}")
+    if named := namer(name, value):
+        return named
+    if name == "variables" and value and "=" in value:  # a template variable: variables={'topic': ...}, as Python passes it
+        key, _, given = value.partition("=")
+        return f"{name}={{{key!r}: {given}}}"
+    return name if value is None else f"{name}={value}"
 
 
 def named_options(text: str, namer: Namer | None = None) -> str:

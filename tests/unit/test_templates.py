@@ -222,14 +222,14 @@ def test_a_system_prompt_given_cannot_drop_the_only_place_a_variable_is_used():
 
 def test_an_optional_variable_with_no_default_says_how_to_give_it():
     write(templates.user_dir(), "mood", "---\nvariables:\n  - {name: input, required: true}\n  - {name: mood, required: false}\n---\n{{ input }} {{ mood }}\n")
-    with pytest.raises(BadInputError, match=r"^template 'mood': mood is not given and has no default; give it \(variables=mood=...\) or add a `default:` to it in "):
+    with pytest.raises(BadInputError, match=r"^template 'mood': mood is not given and has no default; give it \(variables=\{'mood': ...\}\) or add a `default:` to it in "):
         templates.render("mood", {"input": "hi"})
     assert templates.render("mood", {"input": "hi", "mood": "calm"}).messages[-1]["content"] == "hi calm"
 
 
 def test_a_variable_a_template_without_declared_ones_reads_and_is_not_given_says_how_to_give_it():
     write(templates.user_dir(), "loose", "{{ input }} for {{ audience }}\n")
-    with pytest.raises(BadInputError, match=r"^template 'loose': 'audience' is undefined; give it \(variables=audience=...\), or declare it with a `default:` under variables: in "):
+    with pytest.raises(BadInputError, match=r"^template 'loose': 'audience' is undefined; give it \(variables=\{'audience': ...\}\), or declare it with a `default:` under variables: in "):
         templates.render("loose", {"input": "hi"})
     assert templates.render("loose", {"input": "hi", "audience": "kids"}).messages[-1]["content"] == "hi for kids"
 
