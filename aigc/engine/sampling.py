@@ -357,6 +357,9 @@ PREFILL_CHUNK = 512
 class DecodeLoop:
     """Prefill a left-padded batch, then yield one tensor of next-token ids per step.
 
+    Rows come in groups of `repeat` copies of one prompt (`n` samples of it): each prompt is
+    prefilled once, and its KV cache and first logits are copied to its rows.
+
     Rows finish on EOS or when `finish(row)` is called (a stop string matched); finished rows
     keep producing the pad id. A `cache` that already holds the first `cached` tokens of a
     single-row input (a multiple of `PREFILL_CHUNK`) is extended instead of prefilling them again.
@@ -376,6 +379,7 @@ class DecodeLoop:
         cache=None,
         cached: int = 0,
         tokenizer=None,
+        repeat: int = 1,
     ):
         import torch
 
@@ -391,6 +395,7 @@ class DecodeLoop:
         self.cache = cache
         self.cached = cached
         self.fed = input_ids[:, :cached]
+        self.repeat = repeat
         self.consistent = True
 
     def finish(self, row: int) -> None:
@@ -415,18 +420,23 @@ class DecodeLoop:
                     self.model(input_ids=seen[:, start:end], attention_mask=self.attention_mask[:, :end], position_ids=positions[:, start:end], use_cache=True, **cache_arg, logits_to_keep=1)
                     self.fed, self.consistent = seen[:, :end], True
             mask, position_ids, step_ids = self.attention_mask, positions[:, first:], seen[:, first:]
-            for _ in range(self.params.max_tokens):
+            for step in range(self.params.max_tokens):
                 self.consistent = False
+                rows = slice(None, None, self.repeat if step == 0 else 1)  # the prefill feeds each prompt once
                 out = self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=position_ids,
+                    input_ids=step_ids[rows],
+                    attention_mask=mask[rows],
+                    position_ids=position_ids[rows],
                     use_cache=True,
                     **cache_arg,
                     logits_to_keep=1,
                 )
+                logits = out.logits[:, -1, :]
+                if step == 0 and self.repeat > 1:
+                    self.cache.batch_repeat_interleave(self.repeat)
+                    logits = logits.repeat_interleave(self.repeat, dim=0)
                 self.fed, self.consistent = seen, True
-                scores = self.processors(seen, out.logits[:, -1, :].float())
+                scores = self.processors(seen, logits.float())
                 next_ids = pick_tokens(scores, self.params, self.gen)
                 next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)
                 yield next_ids
