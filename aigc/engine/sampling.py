@@ -163,7 +163,6 @@ def build_processors(params: SamplingParams, tokenizer=None):
         RepetitionPenaltyLogitsProcessor,
         TemperatureLogitsWarper,
         TopKLogitsWarper,
-        TopPLogitsWarper,
     )
 
     steps = LogitsProcessorList()
@@ -183,10 +182,37 @@ def build_processors(params: SamplingParams, tokenizer=None):
         if params.top_k > 0:
             steps.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
-            steps.append(TopPLogitsWarper(params.top_p))
+            steps.append(TopP(params.top_p))
         if params.min_p > 0:
             steps.append(MinPLogitsWarper(params.min_p))
     return steps
+
+
+TOP_P_CANDIDATES = 256  # the likeliest tokens `TopP` looks at before it sorts the whole vocabulary
+
+
+class TopP:
+    """transformers' `TopPLogitsWarper` (the likeliest tokens whose probabilities reach `top_p`, at
+    least one), taken from the `TOP_P_CANDIDATES` likeliest tokens where they reach it, and from
+    the whole vocabulary sorted only where they do not. Sorting it was the larger part of a sampled
+    decoding step: 84 ms against 1.5 ms for headline's 9 rows of 49,152 tokens (one thread, same tokens kept)."""
+
+    def __init__(self, top_p: float):
+        from transformers import TopPLogitsWarper
+
+        self.top_p = top_p
+        self.whole = TopPLogitsWarper(top_p)
+
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        probs = scores.softmax(dim=-1)
+        top, ids = probs.topk(min(TOP_P_CANDIDATES, scores.shape[-1]), dim=-1)
+        reached = top.cumsum(dim=-1)
+        if not bool((reached[:, -1] >= self.top_p).all()):  # a flat distribution (or NaN): the whole vocabulary
+            return self.whole(input_ids, scores)
+        dropped = torch.ones_like(scores, dtype=torch.bool).scatter_(1, ids, reached - top >= self.top_p)  # likelier tokens reach top_p already
+        return scores.masked_fill(dropped, float("-inf"))
 
 
 class LogitBias:
