@@ -141,11 +141,13 @@ class LocalEngine:
             return None, 0
         return cache, shared
 
-    def _run(self, rows: list[list[int]], params: SamplingParams) -> "_Run":
+    def _run(self, prompts: list[list[int]], params: SamplingParams) -> "_Run":
+        """A run of `params.n` rows for each prompt, grouped by prompt."""
+        rows = [ids for ids in prompts for _ in range(params.n)]
         self._check_fits(rows, params)
         ids, mask = self._batch(rows)
         cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
-        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer)
+        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer, repeat=params.n)
         return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows], prompt_tokens(rows, params.n))
 
     def _keep(self, loop: DecodeLoop) -> None:
@@ -156,7 +158,7 @@ class LocalEngine:
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
-        run = self._run([ids for ids in encoded for _ in range(params.n)], params)
+        run = self._run(encoded, params)
         for _ in run:
             pass
         results: list[list[Completion]] = []

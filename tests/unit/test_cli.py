@@ -2857,3 +2857,15 @@ def test_a_task_option_given_to_batch_as_a_flag_says_it_goes_in_O():
         assert bad("batch", "classify", "-i", "in.txt", "-o", "-", flag, "x") == (2, [f"Error: No such option: {flag} (a task's options go in -O, as -O {shown}=VALUE; see `aigc batch --help`)"])
     code, lines = bad("batch", "classify", "-i", "in.txt", "-o", "-", "--feild", "x")  # no task's option: click's guesses
     assert code == 2 and "Possible options: --field" in lines[0] and "-O" not in lines[0]
+
+
+def test_the_entry_point_freezes_the_garbage_collector_as_the_process_ends(monkeypatch):
+    from aigc.cli import app as app_module
+
+    frozen = []
+    monkeypatch.setattr(app_module.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(app_module.signal, "signal", lambda *args: None)  # no SIGTERM handler left in pytest
+    monkeypatch.setattr(sys, "argv", ["aigc", "--version"])
+    with pytest.raises(SystemExit) as exit_:
+        app_module.main()
+    assert exit_.value.code in (0, None) and frozen == [True]

@@ -86,6 +86,27 @@ def test_n_samples_and_usage(tiny_engine):
             assert completion.finish_reason == "stop" or completion.completion_tokens == 8
 
 
+def test_n_samples_prefill_each_prompt_once_and_draw_as_if_each_copy_was_prefilled(tiny_engine):
+    from aigc.engine.sampling import DecodeLoop
+
+    prompts = [tiny_engine.encode("Paris"), tiny_engine.encode("The quick brown fox jumps over the lazy dog")]
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8, n=3, seed=5)
+    ids, mask = tiny_engine._batch([row for row in prompts for _ in range(3)])
+
+    def steps(repeat):
+        fed = []
+        hook = tiny_engine.model.register_forward_pre_hook(lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+        try:
+            tokens = [step.tolist() for step in DecodeLoop(tiny_engine.model, ids, mask, params, tiny_engine.eos_ids, tiny_engine.pad_id, repeat=repeat)]
+        finally:
+            hook.remove()
+        return tokens, fed
+
+    shared, fed = steps(3)
+    assert fed[:2] == [(2, ids.shape[1]), (6, 1)]  # the two prompts prefilled once, then their six rows decoded
+    assert shared == steps(1)[0]  # the tokens of prefilling every copy
+
+
 def test_stream_pieces_join_to_the_generated_text(tiny_engine):
     params = SamplingParams(temperature=0, max_tokens=16)
     pieces = list(tiny_engine.stream("The quick", params))

@@ -76,7 +76,7 @@ def test_processors_hold_only_non_neutral_steps():
         "OccurrencePenalty",
         "TemperatureLogitsWarper",
         "TopKLogitsWarper",
-        "TopPLogitsWarper",
+        "TopP",
         "MinPLogitsWarper",
     ]
     assert names(SamplingParams(temperature=0, min_p=0.1, frequency_penalty=1)) == ["OccurrencePenalty"]  # greedy draws nothing to filter
@@ -191,3 +191,19 @@ def test_logit_bias_adds_to_the_given_tokens_and_names_an_id_out_of_the_vocabula
     assert LogitBias(params.logit_bias)(torch.zeros(2, 1, dtype=torch.long), scores).tolist() == [[0, -100, 0, 2.5]] * 2
     with pytest.raises(OptionError, match=r"^logit_bias token id 9 is not in the model's vocabulary \(0-3\)"):
         LogitBias({9: 1.0})(torch.zeros(1, 1, dtype=torch.long), scores[:1])
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+def test_top_p_keeps_the_tokens_transformers_keeps(temperature):
+    import torch
+    from transformers import TopPLogitsWarper
+
+    from aigc.engine.sampling import TOP_P_CANDIDATES, TopP
+
+    logits = torch.randn(4, 5000, generator=torch.Generator().manual_seed(3)) * 4 / temperature  # 5.0: flat, past the candidates
+    logits[1, :2] = 30.0  # two tokens hold nearly all the mass
+    for top_p in (0.05, 0.5, 0.9, 0.999, 1e-9):
+        ours, theirs = TopP(top_p)(None, logits), TopPLogitsWarper(top_p)(None, logits)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+        assert torch.equal(ours[~torch.isinf(ours)], logits[~torch.isinf(ours)])
+    assert torch.isfinite(TopP(0.999)(None, logits / 100)).sum() > TOP_P_CANDIDATES  # a nucleus wider than the candidates is whole
