@@ -219,7 +219,7 @@ def float32_output_layer(model) -> None:
     head = model.get_output_embeddings()
     if type(head) is not torch.nn.Linear:  # a quantized or custom layer keeps its own precision
         return
-    full = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, device=head.weight.device, dtype=torch.float32)
+    full = torch.nn.utils.skip_init(torch.nn.Linear, head.in_features, head.out_features, bias=head.bias is not None, device=head.weight.device, dtype=torch.float32)  # no random init of what copy_ overwrites (0.14 s a load)
     with torch.no_grad():
         full.weight.copy_(head.weight)
         if head.bias is not None:
