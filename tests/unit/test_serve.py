@@ -1844,6 +1844,26 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
 
+def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    backend = server["backend"]
+    rows = []
+    original = backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: rows.append(len(job.rows)) or original(job))
+    text = " ".join(f"Cat {i} sat." for i in range(40))  # 40 sentences, one chunk: one generate call
+    body = {"input": text, "options": {"target_language": "French", "chunk_tokens": 100000, "batch_size": 1000}, "sampling": {"max_tokens": 1}}
+    status, _, answer = raw(server, "/v1/aigc/translate", body)
+    assert status == 200 and answer["translation"]
+    assert rows and max(rows) <= backend.scheduler.max_batch and sum(rows) >= 40
+    rows.clear()
+    prompts = [f"Number {i}" for i in range(5)]
+    params = SamplingParams(temperature=0, max_tokens=2, n=6)
+    got = backend.batched.scoped().generate(prompts, params)  # 6 rows a prompt: two prompts a job under 16
+    assert rows == [12, 12, 6]
+    assert [[c.text for c in each] for each in got] == [[c.text for c in each] for each in tiny_engine.generate(prompts, params)]
+
+
 def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatch):
     import io
 
