@@ -2077,7 +2077,30 @@ def test_cors_is_off_unless_an_origin_is_given(server):
         assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
         assert answer.headers["x-request-id"]
         listed = web.get("/v1/models", headers={"Origin": "http://app.example", "Authorization": f"Bearer {KEY}"})
-        assert listed.status_code == 200 and listed.headers.get("access-control-allow-origin") == allowed
+        assert listed.status_code == (200 if origins else 403) and listed.headers.get("access-control-allow-origin") == allowed
+
+
+def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(server, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    backend = server["backend"]
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    simple = {"Content-Type": "text/plain", "Authorization": f"Bearer {KEY}"}  # a form's POST: browsers send it with no preflight
+    submitted = []
+    original = backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: submitted.append(job) or original(job))
+    for origins in ((), ("http://app.example",)):
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))
+        for origin in ("http://evil.example", "null", "http://evil.example:8000"):  # a page's, a sandboxed frame's, a rebound name's
+            answer = web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": origin})
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "origin_not_allowed"
+            assert f"--cors-origin {origin}" in answer.json()["error"]["message"] and answer.headers["x-request-id"]
+        assert not submitted
+    assert web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": "http://app.example"}).status_code == 200
+    assert web.post("/v1/chat/completions", content=body, headers=simple).status_code == 200  # no Origin: not a browser
+    assert len(submitted) == 2
 
 
 def test_embeddings_check_dimensions_before_embedding_and_explain_token_ids(server, monkeypatch):
