@@ -1864,6 +1864,21 @@ def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options
     assert [[c.text for c in each] for each in got] == [[c.text for c in each] for each in tiny_engine.generate(prompts, params)]
 
 
+def test_more_stop_strings_than_the_server_takes_are_a_400_before_any_decoding(server, monkeypatch):
+    from aigc.serve.request_bodies import MAX_STOPS
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: pytest.fail("decoded"))
+    stops = [f"stop {i}" for i in range(MAX_STOPS + 1)]  # each is looked for in every row after every token
+    for path, body in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": stops}),
+        ("/v1/completions", {"prompt": "hi", "stop": stops}),
+        ("/v1/responses", {"input": "hi", "stop": stops}),
+        ("/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"stop": stops}}),
+    ):
+        status, _, answer = raw(server, path, body)
+        assert status == 400 and answer["error"]["param"] == "stop" and f"at most {MAX_STOPS} stop strings" in answer["error"]["message"], (path, answer)
+
+
 def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatch):
     import io
 
