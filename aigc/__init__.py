@@ -107,7 +107,7 @@ def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
     if model is None and isinstance(options.get("template"), str):
         from .templates import get_template
 
-        return get_template(options["template"]).model
+        return get_template(options["template"]).model_to_run()
     return model
 
 

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import re
+import shlex
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import AigcWarning, BadInputError, did_you_mean, option
 from .template_environment import compile_text, environment, variables_read
 
 SUFFIX = ".j2"
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        return False
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,21 @@ class Template:
     def label(self) -> str:
         """How errors name the template: with its plugin when a plugin's directory holds it."""
         return f"template {self.name!r}" if self.source in (*OVERRIDING, "file") else f"template {self.name!r} (plugin {self.source!r})"
+
+    def model_to_run(self) -> str | None:
+        """Its `model:`, which may name a server by URL (`openai:URL`) only on this machine or OpenAI's:
+        a template someone shared must not send your text, and your API key, to a server of theirs."""
+        model = (self.model or "").strip()
+        try:
+            host = urlsplit(model[len("openai:") :].partition("#")[0]).hostname if model.startswith("openai:") else None
+        except ValueError:  # no URL (`[::1` unclosed): loading the model says so
+            return self.model
+        if host is None or host in ("localhost", "api.openai.com") or _loopback(host):
+            return self.model
+        raise BadInputError(
+            f"model: in {self.label} ({self.path}) is a server on {host}; a template may not send your text and API key "
+            f"elsewhere on its own: to use that server, give -m {shlex.quote(model)} yourself (or `aigc models alias NAME {shlex.quote(model)}` and model: NAME)"
+        )
 
     @property
     def declared(self) -> set[str]:

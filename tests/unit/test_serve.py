@@ -1844,6 +1844,41 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
 
+def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+
+    backend = server["backend"]
+    rows = []
+    original = backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: rows.append(len(job.rows)) or original(job))
+    text = " ".join(f"Cat {i} sat." for i in range(40))  # 40 sentences, one chunk: one generate call
+    body = {"input": text, "options": {"target_language": "French", "chunk_tokens": 100000, "batch_size": 1000}, "sampling": {"max_tokens": 1}}
+    status, _, answer = raw(server, "/v1/aigc/translate", body)
+    assert status == 200 and answer["translation"]
+    assert rows and max(rows) <= backend.scheduler.max_batch and sum(rows) >= 40
+    rows.clear()
+    prompts = [f"Number {i}" for i in range(5)]
+    params = SamplingParams(temperature=0, max_tokens=2, n=6)
+    got = backend.batched.scoped().generate(prompts, params)  # 6 rows a prompt: two prompts a job under 16
+    assert rows == [12, 12, 6]
+    assert [[c.text for c in each] for each in got] == [[c.text for c in each] for each in tiny_engine.generate(prompts, params)]
+
+
+def test_more_stop_strings_than_the_server_takes_are_a_400_before_any_decoding(server, monkeypatch):
+    from aigc.serve.request_bodies import MAX_STOPS
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: pytest.fail("decoded"))
+    stops = [f"stop {i}" for i in range(MAX_STOPS + 1)]  # each is looked for in every row after every token
+    for path, body in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": stops}),
+        ("/v1/completions", {"prompt": "hi", "stop": stops}),
+        ("/v1/responses", {"input": "hi", "stop": stops}),
+        ("/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"stop": stops}}),
+    ):
+        status, _, answer = raw(server, path, body)
+        assert status == 400 and answer["error"]["param"] == "stop" and f"at most {MAX_STOPS} stop strings" in answer["error"]["message"], (path, answer)
+
+
 def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatch):
     import io
 
@@ -2057,7 +2092,30 @@ def test_cors_is_off_unless_an_origin_is_given(server):
         assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
         assert answer.headers["x-request-id"]
         listed = web.get("/v1/models", headers={"Origin": "http://app.example", "Authorization": f"Bearer {KEY}"})
-        assert listed.status_code == 200 and listed.headers.get("access-control-allow-origin") == allowed
+        assert listed.status_code == (200 if origins else 403) and listed.headers.get("access-control-allow-origin") == allowed
+
+
+def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(server, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    backend = server["backend"]
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    simple = {"Content-Type": "text/plain", "Authorization": f"Bearer {KEY}"}  # a form's POST: browsers send it with no preflight
+    submitted = []
+    original = backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: submitted.append(job) or original(job))
+    for origins in ((), ("http://app.example",)):
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))
+        for origin in ("http://evil.example", "null", "http://evil.example:8000"):  # a page's, a sandboxed frame's, a rebound name's
+            answer = web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": origin})
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "origin_not_allowed"
+            assert f"--cors-origin {origin}" in answer.json()["error"]["message"] and answer.headers["x-request-id"]
+        assert not submitted
+    assert web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": "http://app.example"}).status_code == 200
+    assert web.post("/v1/chat/completions", content=body, headers=simple).status_code == 200  # no Origin: not a browser
+    assert len(submitted) == 2
 
 
 def test_embeddings_check_dimensions_before_embedding_and_explain_token_ids(server, monkeypatch):
