@@ -140,6 +140,22 @@ def variables_read(text: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(environment().parse(text)))
 
 
+MAX_RENDERED = 1_000_000  # characters a template may write beyond the text of the values it is given
+
+
+def render_bounded(compiled, values: dict[str, Any]) -> str:
+    """A compiled template's text, stopped once it writes `MAX_RENDERED` characters more than its
+    values hold: each range is bounded, nested loops multiply them (a shared template grew without end)."""
+    limit = MAX_RENDERED + sum(len(str(value)) for value in values.values())
+    pieces, size = [], 0
+    for piece in compiled.generate(**values):
+        size += len(piece)
+        if size > limit:
+            raise OverflowError(f"Result too big: the template wrote more than {limit} characters, {MAX_RENDERED} beyond its variables'; the sandbox stops it")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
 @lru_cache(maxsize=256)
 def compile_text(env, text: str):
     """Each template text compiled once per environment (a new environment starts afresh)."""

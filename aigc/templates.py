@@ -34,7 +34,7 @@ from typing import Any
 
 from . import config
 from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option
-from .template_environment import compile_text, environment, variables_read
+from .template_environment import compile_text, environment, render_bounded, variables_read
 from .template_files import OVERRIDING, SUFFIX, Template, parse_cached, warn_unknown_keys
 
 
@@ -285,7 +285,7 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
     from jinja2.exceptions import SecurityError
 
     try:
-        return compile_text(environment(), text).render(**values).strip()
+        return render_bounded(compile_text(environment(), text), values).strip()
     except TemplateSyntaxError as exc:
         raise BadInputError(f"{template.path}:{first_line + exc.lineno - 1}: {exc.message}") from exc
     except UndefinedError as exc:

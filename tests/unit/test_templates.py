@@ -434,6 +434,15 @@ def test_a_huge_product_is_refused_before_it_is_made(source, made):
     assert templates.render("fits", {}).messages[-1]["content"] == "-" * 100000 + "18446744073709551616" + "1" + "5.0"
 
 
+def test_nested_loops_that_write_without_end_are_stopped_and_big_inputs_still_render():
+    write(templates.user_dir(), "loops", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}{{ input }}")
+    with pytest.raises(BadInputError, match=r"^template 'loops' failed while rendering: OverflowError: Result too big: the template wrote more than 1000002 characters, 1000000 beyond its variables'"):
+        templates.render("loops", {"input": "ab"})  # 10**10 characters before; each range is within the sandbox's bound
+    book = "word " * 400_000  # 2 MB of input: its own size does not count against the bound
+    write(templates.user_dir(), "book", "Summarize: {{ input }}")
+    assert templates.render("book", {"input": book}).messages[-1]["content"] == "Summarize: " + book.strip()
+
+
 def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_it_was():
     target, draft, note = template_edits.start_edit("headline")
     assert target == templates.user_dir() / "headline.j2" and not target.exists() and note.startswith("copied from")
