@@ -323,7 +323,30 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
     messages.append({"role": "user", "content": user})
+    _remember_subject(template, values, user)
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+_SUBJECTS: dict[int, str] = {}  # a rendered user message's hash -> the text it was filled with, for the latest ones
+_SUBJECTS_KEPT = (256, 1_000_000)  # at most so many, of at most so many characters in all (a server renders large texts)
+
+
+def _remember_subject(template: Template, values: dict[str, Any], message: str) -> None:
+    names = ["input"] + [v["name"] for v in template.variables]
+    subject = next((values[n] for n in names if isinstance(values.get(n), str) and values[n].strip() and n in template.names_used), None)
+    if subject is not None:
+        _SUBJECTS.pop(hash(message), None)
+        _SUBJECTS[hash(message)] = subject.strip()
+        while len(_SUBJECTS) > _SUBJECTS_KEPT[0] or sum(map(len, list(_SUBJECTS.values()))) > _SUBJECTS_KEPT[1]:
+            _SUBJECTS.pop(next(iter(_SUBJECTS), None), None)  # the oldest (another thread, a server's, may have dropped it)
+
+
+def subject(message: str) -> str | None:
+    """The text a recently rendered user message was filled with (what the prompt is about): its
+    template's `input`, else the first declared variable its text reads that holds text (summarize's
+    `text`, headline's `topic` or `article`); None for a message no template rendered. The model
+    `echo` answers with it."""
+    return _SUBJECTS.get(hash(message))
 
 
 def render_system(template: Template, variables: dict[str, Any] | None = None, system: str | None = None) -> list[dict]:

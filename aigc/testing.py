@@ -56,7 +56,8 @@ class FakeEngine:
 
 
 class EchoEngine(FakeEngine):
-    """The model `echo`: answers with the prompt's last user message (a text prompt whole), cut to
+    """The model `echo`: answers with what the prompt is about, the text a template's message was
+    filled with (`templates.subject`), else with the prompt's last user message (a text prompt whole), cut to
     `max_tokens` words and before a stop string; scores a continuation by how often the prompt names it, so `classify` picks
     the label its text names. No torch, no weights."""
 
@@ -83,7 +84,9 @@ class EchoEngine(FakeEngine):
 
 
 def _echoed(prompt) -> str:
-    """What `EchoEngine` answers `prompt` with: its last user message, a text prompt whole."""
-    if isinstance(prompt, str):
-        return prompt
-    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+    """What `EchoEngine` answers `prompt` with: the text its last user message (a text prompt whole)
+    was rendered from, else that message."""
+    from .templates import subject
+
+    message = prompt if isinstance(prompt, str) else next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+    return subject(message) or message

@@ -325,7 +325,7 @@ def describe(ref: ModelRef) -> dict:
         "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
-        "description": ref.spec.description if ref.spec else "answers with the last user message, for tests (aigc.testing.EchoEngine)" if ref.kind == "echo" else "",
+        "description": ref.spec.description if ref.spec else "answers with the text its prompt was made from, for tests (aigc.testing.EchoEngine)" if ref.kind == "echo" else "",
         "installed": None if ref.kind == "remote" else ref.installed,  # nothing to install, as `models list` shows it
         "default": ref.name == (default_image_model() if ref.image else config.default_model()),
     }

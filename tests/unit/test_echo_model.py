@@ -99,3 +99,24 @@ def test_a_plugin_command_runs_on_echo():
         assert done.exit_code == 0 and done.stdout == "HELLO\n", done.output
     finally:
         plugins.reset()
+
+
+def test_echo_answers_with_what_a_template_was_filled_with_so_each_task_runs():
+    headline = runner.invoke(app, ["headline", "--topic", "urban bees", "-n", "1", "-m", "echo", "--no-log"])
+    assert headline.exit_code == 0 and headline.stdout == "urban bees\n", headline.output  # not the instruction, which says "headline"
+    ran = runner.invoke(app, ["run", "summarize", "--var", "text=bees in cities", "-m", "echo", "--no-log"])
+    assert ran.exit_code == 0 and ran.stdout == "bees in cities\n", ran.output
+    article = aigc.generate("headline", {"article": "Bees thrive on city roofs. More text follows here."}, model="echo", n=1)
+    assert article["headlines"] == ["Bees thrive on city roofs. More text follows here"]  # the article: its topic is empty
+    given = aigc.generate("chat", [{"role": "user", "content": "Write a headline"}], model="echo")
+    assert given["text"] == "Write a headline"  # messages no template rendered: the last user message
+
+
+def test_the_texts_kept_for_echo_stay_few_and_small():
+    from aigc import templates
+
+    for i in range(300):
+        templates.render("summarize", {"text": f"text {i} " + "x" * 10_000})
+    kept = templates._SUBJECTS.values()
+    assert len(kept) <= templates._SUBJECTS_KEPT[0] and sum(map(len, kept)) <= templates._SUBJECTS_KEPT[1]
+    assert templates.subject(templates.render("summarize", {"text": "latest"}).messages[-1]["content"]) == "latest"
