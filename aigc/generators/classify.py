@@ -18,7 +18,7 @@ from typing import Any
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, type_name
-from .classify_examples import METHODS, ExampleModel, cache_path, demonstrations, fit_examples, read_examples
+from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
@@ -292,18 +292,23 @@ class ClassifyGenerator(Generator):
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
         """The label prior: the label scores on content-free inputs and on the prompt without its
-        text's line, the domain premise (averaged probabilities, as log-probabilities)."""
+        text's line, the domain premise (averaged probabilities, as log-probabilities). Without
+        demonstrations, a local model's is kept on disk for the next process (`prior_path`)."""
         key = (templates.get_template(opts.template).body, opts.aspect, opts.kind, tuple(opts.parsed), repr(shown))  # an edited template is measured again
         prior = self._content_free.get(key)
         if prior is None:
-            scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
-            premise = self.premise(opts, shown)
-            if premise:
-                scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
-            prior = self._content_free[key] = mean_prior(scores)
+            path = None if shown else prior_path(self, opts, CONTENT_FREE)  # with demonstrations, one for nearly every text: not kept
+            prior = self._content_free[key] = cached_prior(path, len(opts.parsed), lambda: self._measure_prior(opts, shown))
             for old in list(self._content_free)[:-PRIORS_KEPT]:  # with demonstrations, one for each text: the last ones kept
                 self._content_free.pop(old, None)
         return prior
+
+    def _measure_prior(self, opts: ClassifyOptions, shown: list[dict] | None) -> list[float]:
+        scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
+        premise = self.premise(opts, shown)
+        if premise:
+            scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
+        return mean_prior(scores)
 
     def premise(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
         """The prompt without the line that holds the text ("The sentiment of this movie review is"):

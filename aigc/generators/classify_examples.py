@@ -18,11 +18,12 @@ import math
 import os
 import re
 import stat as stat_module
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection
+from typing import TYPE_CHECKING, Any, Callable, Collection
 
 from .. import config
 from ..errors import AigcWarning, BadInputError, option
@@ -39,6 +40,7 @@ L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 CHUNK = 32  # examples scored per progress step
 VERSION = 8  # bump when what is cached changes
 KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
+KEPT_PRIORS = 256  # cached content-free priors kept on disk (a few hundred bytes each)
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -297,10 +299,15 @@ def demonstrations(model: ExampleModel, embedding: list[float]) -> list[dict]:
     return [{"text": model.texts[i], "label": model.names[model.targets[i][0]]} for i in picked]
 
 
-def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
+def _scoring_key(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> tuple:
+    """What the label scores depend on: the model as loaded, the prompt, the labels."""
     from .. import templates
 
-    before = (VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body, [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind)
+    return (VERSION, generator.engine.name, getattr(generator.engine, "variant", ""), templates.get_template(opts.template).body, [(l.name, l.verbalizers) for l in opts.parsed], opts.aspect, opts.kind)
+
+
+def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
+    before = _scoring_key(generator, opts)
     examples = opts.examples_json or json.dumps(opts.examples, ensure_ascii=False)  # a file's made once
     values = [*(json.dumps(value, ensure_ascii=False) for value in before), examples, *(json.dumps(value, ensure_ascii=False) for value in (opts.method, opts.calibrate, opts.multi_label))]
     key = "[" + ", ".join(values) + "]"  # the list's JSON
@@ -325,7 +332,7 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(model.state(), path)
-        _prune(path.parent)
+        _prune(path.parent, "*.pt", KEPT_FITS)
     except OSError as exc:  # a read-only or full cache: the fit is used, not kept
         warnings.warn(
             f"cannot keep the fit of the examples in {path.parent} ({exc.strerror or exc}), so they are fitted again on each run; "
@@ -334,15 +341,53 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
     return model
 
 
-def _prune(directory: Path) -> None:
-    """Remove all but the `KEPT_FITS` cache files used last."""
+def prior_path(generator: "ClassifyGenerator", opts: "ClassifyOptions", inputs: tuple[str, ...]) -> Path | None:
+    """The cache file of the content-free prior on `inputs` for these options; None for an engine
+    whose scores are not this machine's to keep (no `variant`: a remote API, whose model can change
+    behind its name; `echo` and test engines, which need none)."""
+    if not getattr(generator.engine, "variant", ""):
+        return None
+    key = json.dumps([*_scoring_key(generator, opts), list(inputs)], ensure_ascii=False)
+    return config.cache_dir() / "classify" / (hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".prior.json")
+
+
+def cached_prior(path: Path | None, size: int, measure: Callable[[], list[float]]) -> list[float]:
+    """The prior kept in `path` (`size` numbers), else `measure()`, then kept there (owner-readable,
+    the `KEPT_PRIORS` used last); a cache that cannot be written is used as it is, silently: the
+    prior costs a fraction of a second to measure again."""
+    if path is None:
+        return measure()
+    try:
+        prior = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(prior, list) and len(prior) == size and all(isinstance(x, float) for x in prior):
+            with contextlib.suppress(OSError):  # a read-only or shared cache: used as it is
+                os.utime(path)  # used now: kept longest
+            return prior
+    except (OSError, ValueError):  # none yet, or a damaged file: measured again
+        pass
+    prior = measure()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")  # mode 0600
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(prior, file)
+            os.replace(partial, path)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        _prune(path.parent, "*.prior.json", KEPT_PRIORS)
+    return prior
+
+
+def _prune(directory: Path, pattern: str, kept: int) -> None:
+    """Remove all but the `kept` cache files matching `pattern` used last."""
     def used(file: Path) -> float:
         try:
             return file.stat().st_mtime
         except OSError:  # removed meanwhile
             return 0.0
 
-    for old in sorted(directory.glob("*.pt"), key=used, reverse=True)[KEPT_FITS:]:
+    for old in sorted(directory.glob(pattern), key=used, reverse=True)[kept:]:
         old.unlink(missing_ok=True)
     for left in directory.glob("*.part"):  # a write that was killed, an hour ago or more
         if used(left) < time.time() - 3600:

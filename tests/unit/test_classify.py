@@ -6,10 +6,12 @@ import math
 
 import pytest
 
+from aigc import templates
 from aigc.errors import AigcWarning, BadInputError, OptionError, UnknownLabelError
 from aigc.evaluation import read_labelled
 from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, logsumexp, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
+from aigc.testing import FakeEngine
 
 
 @pytest.fixture
@@ -370,8 +372,8 @@ def test_the_fit_cache_is_private_and_keeps_only_the_fits_used_last(tiny_engine,
         if number == 0:
             os.utime(next(iter(generator._fitted)), (0, 0))  # used long ago
     files = list((tmp_path / "classify").glob("*"))
-    assert len(files) == 2 and len(generator._fitted) == 2  # the first set is gone from both
-    assert all(file.suffix == ".pt" and file.stat().st_mode & 0o777 == 0o600 for file in files)
+    assert len([f for f in files if f.suffix == ".pt"]) == 2 and len(generator._fitted) == 2  # the first set is gone from both
+    assert all(file.name.endswith((".pt", ".prior.json")) and file.stat().st_mode & 0o777 == 0o600 for file in files)
     monkeypatch.setattr(classify_examples, "_fit", lambda *a: pytest.fail("the examples were fitted again"))
     generator("apple apple", examples=sets[2])  # kept in memory
     ClassifyGenerator(engine=tiny_engine)("apple apple", examples=sets[1])  # kept on disk
@@ -571,3 +573,32 @@ def test_examples_switch_calibration_or_method_only_on_more_than_a_standard_erro
     assert _beats(16 / 16, 12 / 16, 16)
     assert not _beats(0.81, 0.80, 500) and _beats(0.84, 0.80, 500)  # 500 examples: a smaller gain is
     assert _beats(1.0, 1 - 1 / 500 - 0.5, 500)
+
+
+def test_the_content_free_prior_is_kept_on_disk_for_the_next_process(tiny_engine, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    template = tmp_path / "mine.j2"
+    template.write_text(templates.get_template("classify").path.read_text())
+    first = ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,beta", template=str(template))
+    (kept,) = (tmp_path / "cache" / "classify").glob("*.prior.json")
+    assert kept.stat().st_mode & 0o777 == 0o600
+    measured = []
+    monkeypatch.setattr(ClassifyGenerator, "_measure_prior", lambda self, opts, shown: measured.append(opts.labels) or [0.0, 0.0])
+    again = ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,beta", template=str(template))  # a new process's generator
+    assert measured == [] and again["scores"] == first["scores"]  # the same probabilities, from the prior kept
+    ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,gamma", template=str(template))
+    template.write_text(template.read_text() + "\n{# edited #}\n")
+    os.utime(template, (1, 1))  # edited: it is read again
+    ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,beta", template=str(template))
+    assert measured == ["alpha,gamma", "alpha,beta"]  # other labels, an edited template: measured again
+    ClassifyGenerator(engine=FakeEngine())("Something happened.", labels="alpha,beta")  # an engine with no variant (a remote API): nothing kept
+    assert len(list((tmp_path / "cache" / "classify").glob("*.prior.json"))) == 3
+
+
+def test_a_read_only_cache_leaves_the_prior_measured_each_time_silently(tiny_engine, monkeypatch, tmp_path, recwarn):
+    (tmp_path / "cache").write_text("")  # no directory can be made in it
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    result = ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,beta")
+    assert set(result["scores"]) == {"alpha", "beta"} and not recwarn.list
