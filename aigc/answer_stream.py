@@ -39,8 +39,9 @@ class AnswerStream:
 
     @classmethod
     def of_engine(cls, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]) -> AnswerStream:
-        """Stream `engine`'s answer to `prompt`; `finish` makes the result from its `Completion`."""
-        return cls(engine.stream(prompt, params), finish, counted_by=(engine, prompt))
+        """Stream `engine`'s answer to `prompt` without its surrounding blank space, so that `text` is
+        the result's, as `generate` gives it; `finish` makes the result from its `Completion`."""
+        return cls(_trimmed(engine.stream(prompt, params)), finish, counted_by=(engine, prompt))
 
     @classmethod
     def wrapping(cls, pieces: Iterator[str]) -> AnswerStream:
@@ -130,6 +131,29 @@ class AnswerStream:
     def result(self) -> dict[str, Any] | None:
         result = self._read()
         return result if self._result_is_whole else None
+
+
+def _trimmed(pieces: Iterator[str]) -> Iterator[str]:
+    """`pieces` with the blank space they start with dropped and that which they end with held back
+    (written before the next piece that is not blank); returns what `pieces` returns."""
+    held, started = "", False
+    try:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as end:
+                return end.value
+            if not started:
+                piece = piece.lstrip()
+                started = bool(piece)
+            body = (held + piece).rstrip()
+            held = (held + piece)[len(body):]
+            if body:
+                yield body
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
 
 
 def _plain_end(end: Any) -> dict[str, Any]:

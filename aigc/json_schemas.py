@@ -97,12 +97,13 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: tuple[str, ...] = ()) -> list[Any]:
+def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: tuple[str, ...] = (), engine: Any = None) -> list[Any]:
     """The JSON value of each completion held to `schema`; never JSON that the schema does not allow.
     One that is not is a `BadInputError` naming the setting to change: cut off by `max_tokens`, or by
     one of the `stops` strings, or breaking a rule the decoder does not hold answers to (`minimum`,
-    `maxLength` in a union, ...); one that is not JSON where no setting cut it (a model's server
-    that does not follow JSON schemas) is an `AigcError`."""
+    `maxLength` in a union, ...); one that is not JSON where no setting cut it is an `AigcError`
+    saying why in the words of the `engine` that wrote it (its `schemas_unheld`: a test engine's),
+    else as a model's server that does not follow JSON schemas."""
     import jsonschema
 
     values = []
@@ -116,7 +117,8 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
             if not cut and stops:
                 raise BadInputError(f"a {option('stop')} string ended the answer before its JSON was complete; leave {option('stop')} out with a JSON schema (its answer ends where its JSON does)") from None
             if not cut:
-                raise AigcError("the answer is not complete JSON: the model's server does not follow JSON schemas") from None
+                why = getattr(engine, "schemas_unheld", None) or "the model's server does not follow JSON schemas"
+                raise AigcError(f"the answer is not complete JSON: {why}") from None
         if cut:
             raise BadInputError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
@@ -140,16 +142,17 @@ def _unmatched(problem, schema: dict[str, Any]) -> BadInputError:
     return BadInputError(f"the answer does not match the schema at {where}: {problem.message}; the decoder {held}: {change}, or try again with another {option('seed')}")
 
 
-def answer_texts(completions, params) -> tuple[list[str], dict[str, Any]]:
+def answer_texts(completions, params, engine: Any = None) -> tuple[list[str], dict[str, Any]]:
     """Each completion's text, and the first one's `finish_reason` ("stop", or "length" where
     max_tokens ended it; with several, each one's as `finish_reasons`); held to the sampling
-    `params`' JSON schema, each answer's JSON as one line and `data`, the first answer's value."""
+    `params`' JSON schema, each answer's JSON as one line and `data`, the first answer's value
+    (`parse_answers` says what the `engine` that wrote them did wrong)."""
     finished = {"finish_reason": completions[0].finish_reason}
     if len(completions) > 1:
         finished["finish_reasons"] = [c.finish_reason for c in completions]
     if params.json_schema is None:
         return [c.text.strip() for c in completions], finished
-    values = parse_answers(completions, params.json_schema, params.max_tokens, params.stop)
+    values = parse_answers(completions, params.json_schema, params.max_tokens, params.stop, engine)
     return [json.dumps(v, ensure_ascii=False) for v in values], {**finished, "data": values[0]}
 
 

@@ -12,6 +12,7 @@ class FakeEngine:
     name = "fake"
     can_embed = True
     can_score_chat = True
+    schemas_unheld = "the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON that the schema allows"
 
     def __init__(self, context_length: int = 2048):
         self.context_length = context_length
@@ -62,6 +63,7 @@ class EchoEngine(FakeEngine):
     the label its text names. No torch, no weights."""
 
     name = "echo"
+    schemas_unheld = "the model echo answers with the prompt, not held to JSON schemas: give it JSON that the schema allows as the prompt"
 
     def generate(self, prompts, params):
         self.calls.append((prompts, params))

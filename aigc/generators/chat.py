@@ -155,7 +155,7 @@ class ChatGenerator(Generator):
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
         messages, completions, params = raw
-        texts, extra = answer_texts(completions, params)
+        texts, extra = answer_texts(completions, params, self.engine)
         return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage_of(completions), **extra}
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:

@@ -122,5 +122,5 @@ class TemplateGenerator(Generator):
     def postprocess(self, raw, opts: TemplateOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
         messages, completions, params = raw
-        texts, extra = answer_texts(completions, params)
+        texts, extra = answer_texts(completions, params, self.engine)
         return {"template": opts.template, "text": texts[0], "choices": texts, "messages": messages, "usage": usage_of(completions), **extra}

@@ -165,8 +165,9 @@ class OriginCheck:
 
 
 def completion_id(request: Request, prefix: str) -> str:
-    """The id of the request's completion (`chatcmpl-...`), which its x-request-id header carries too."""
-    request.state.request_id = f"{prefix}-{request.state.request_id}"
+    """The id of the request's completion, `prefix` then the request's id (`chatcmpl-...`, and
+    `resp_...` as OpenAI's), which its x-request-id header carries too."""
+    request.state.request_id = f"{prefix}{request.state.request_id}"
     return request.state.request_id
 
 
@@ -433,7 +434,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
-        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl"), legacy=legacy)
+        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -536,7 +537,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         except ApiError as exc:
             raise renamed(exc) from None
-        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp"), echoed(data))
+        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data))
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)
@@ -554,7 +555,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
         n = params.n if params else req.n
-        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl"))
+        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:
             entries: list = [None] * len(prompts)
             if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps

@@ -18,7 +18,7 @@ def test_a_stream_yields_the_engines_pieces_then_holds_the_result_generate_gives
     expected = list(tiny_engine.stream(whole["messages"][:-1], params))
     stream = gen.stream("Bees", sampling=GREEDY)
     pieces = list(stream)
-    assert pieces == expected and stream.text == "".join(pieces) and stream.text.strip() == whole["text"]
+    assert "".join(pieces) == "".join(expected).strip() == stream.text == whole["text"]
     assert stream.finish_reason == "length" and stream.usage == whole["usage"] and stream.result == whole
     assert stream.usage == {"prompt_tokens": tiny_engine.count_tokens(whole["messages"][:-1]), "completion_tokens": GREEDY["max_tokens"]}
     assert list(stream) == []  # read to its end once
@@ -33,12 +33,12 @@ def test_the_result_comes_without_a_second_model_call(tiny_engine, monkeypatch):
     monkeypatch.setattr(tiny_engine, "generate", lambda *args: pytest.fail("a second model call"))
     stream = gen.stream("Bees", sampling=GREEDY)
     assert stream.result == whole and len(streams) == 1  # read on demand: the rest of the answer is read first
-    assert stream.text.strip() == whole["text"] and list(stream) == []
+    assert stream.text == whole["text"] and list(stream) == []
 
 
 def test_a_stream_closed_early_stops_decoding_and_has_no_result(tiny_engine):
     gen = ChatGenerator(engine=tiny_engine)
-    sampling = {"temperature": 0, "max_tokens": 40}
+    sampling = {"temperature": 1, "seed": 1, "max_tokens": 40}  # greedy, the tiny random model writes only line breaks: none streams before the end
     calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
     stream = gen.stream("Bees", sampling=sampling)
     first = next(stream)
@@ -58,7 +58,19 @@ def test_aigc_stream_gives_generates_result_for_chat_and_template(tiny_model_dir
         whole = aigc.generate(task, inputs, sampling=GREEDY, **model, **options)
         stream = aigc.stream(task, inputs, sampling=GREEDY, **model, **options)
         assert isinstance(stream, aigc.AnswerStream)
-        assert "".join(stream).strip() == whole["text"] and stream.result == whole and stream.finish_reason == "length"
+        assert "".join(stream) == whole["text"] and stream.result == whole and stream.finish_reason == "length"
+
+
+def test_a_streams_text_is_generates_without_the_blank_space_around_the_answer():
+    for answer in ("1, 2, 3, 4, ", "  Paris\n\n is big.  \n", " \n "):
+        engine = FakeEngine()
+        engine.enqueue(answer, answer)
+        gen = ChatGenerator(engine=engine)
+        whole = gen("Count")
+        stream = gen.stream("Count")
+        pieces = list(stream)
+        assert stream.text == "".join(pieces) == whole["text"] == answer.strip() == stream.result["text"]
+        assert "" not in pieces  # blank space held back is written with the next piece that is not blank
 
 
 def test_a_streamed_json_answer_has_its_data_and_a_stream_ends_with_its_finish_reason():
@@ -187,8 +199,8 @@ def test_a_stream_closed_from_another_thread_stops_after_the_piece_being_decoded
     stream.close()
     closed.set()
     reader.join(10)
-    assert not reader.is_alive() and pieces == ["one ", "two "] and stopped == [True]
-    assert stream.text == "one two " and stream.finish_reason is None and stream.result is None
+    assert not reader.is_alive() and pieces == ["one", " two"] and stopped == [True]
+    assert stream.text == "one two" and stream.finish_reason is None and stream.result is None
     assert session.messages[-1] == {"role": "assistant", "content": "one two"}
     assert session.ask("second") == "one two three" and len(session.messages) == 4  # not "a reply is still being written"
 
@@ -199,9 +211,9 @@ def test_a_with_block_closes_the_stream_as_the_openai_sdks_streams_close():
     session = ChatSession(ChatGenerator(engine=engine))
     with pytest.raises(KeyError):
         with session.send("first") as stream:
-            assert next(stream) == "one "
+            assert next(stream) == "one"
             raise KeyError("the caller's own error")
-    assert stream.text == "one " and stream.finish_reason is None
+    assert stream.text == "one" and stream.finish_reason is None
     assert session.messages[-1] == {"role": "assistant", "content": "one"} and session.ask("second") == "again"
     with aigc.stream("chat", "read whole", model="echo") as whole:
         assert "".join(whole) == "read whole"

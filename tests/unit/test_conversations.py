@@ -148,9 +148,9 @@ def test_a_session_turn_is_an_answer_stream_with_its_result_recorded_when_it_end
     chat = session(path, engine)
     stream = chat.send("Capital of France?")
     assert isinstance(stream, AnswerStream) and chat.messages == []  # taken when it is read
-    assert next(stream) == "Paris " and chat.messages[-1] == {"role": "assistant", "content": ""} and not path.exists()
+    assert next(stream) == "Paris" and chat.messages[-1] == {"role": "assistant", "content": ""} and not path.exists()
     assert stream.usage == {"prompt_tokens": engine.count_tokens(engine.calls[-1][0][0]), "completion_tokens": 3}
-    assert stream.text == "Paris is big. " and stream.finish_reason == "stop" and stream.result["text"] == "Paris is big."
+    assert stream.text == "Paris is big." and stream.finish_reason == "stop" and stream.result["text"] == "Paris is big."
     assert chat.messages[-1] == {"role": "assistant", "content": "Paris is big."} == conversations.read(path).messages[-1]
     again = chat.retry()
     assert isinstance(again, AnswerStream) and again.result["messages"][-1] == {"role": "assistant", "content": "Rome is old."}
@@ -169,7 +169,7 @@ def test_a_reply_left_in_a_broken_loop_keeps_what_was_written(tmp_path):
     stopped = chat.send("more")
     next(stopped)
     stopped.close()
-    assert stopped.text == "four " and stopped.result is None and stopped.usage is None  # as a closed aigc.stream
+    assert stopped.text == "four" and stopped.result is None and stopped.usage is None  # as a closed aigc.stream
     assert chat.messages[-1] == {"role": "assistant", "content": "four"} == conversations.read(path).messages[-1]
 
 
@@ -582,7 +582,7 @@ def test_a_reply_that_ends_after_a_reset_is_not_recorded_but_still_has_its_resul
     stream = chat.send("count")
     next(stream)
     chat.reset()  # /reset while the reply is written
-    assert "".join(stream) == "two three" and stream.result["text"] == "one two three"
+    assert "".join(stream) == " two three" and stream.result["text"] == "one two three"
     assert chat.messages == [] == conversations.read(path).messages
     engine.enqueue("four")
     assert chat.ask("again") == "four"  # the session is free for the next turn

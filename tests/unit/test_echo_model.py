@@ -40,6 +40,14 @@ def test_echo_stops_before_a_stop_string_as_a_model_does():
     assert result["text"] == "one" and result["finish_reason"] == "length"  # the token budget ran out first
 
 
+def test_echo_under_a_json_schema_answers_with_json_its_prompt_holds_and_says_what_to_give_otherwise():
+    done = runner.invoke(app, ["chat", "-m", "echo", "--schema", "a int", '{"a": 3}', "--no-log"])
+    assert done.exit_code == 0 and json.loads(done.stdout) == {"a": 3}
+    done = runner.invoke(app, ["chat", "-m", "echo", "--schema", "a int", "hello", "--no-log"])
+    assert done.exit_code == 1 and "server" not in done.stderr  # echo has none
+    assert "not complete JSON: the model echo answers with the prompt, not held to JSON schemas: give it JSON" in done.stderr
+
+
 def test_the_library_generates_and_streams_on_echo():
     result = aigc.generate("chat", "hello you", model="echo")
     assert result["text"] == "hello you" and result["finish_reason"] == "stop" and result["usage"]["completion_tokens"] == 2

@@ -790,7 +790,7 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     engine = FakeEngine()
     gen = ChatGenerator(engine=engine)
     engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
-    with pytest.raises(AigcError, match="not complete JSON: the model's server does not follow JSON schemas"):
+    with pytest.raises(AigcError, match="not complete JSON: the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))
     engine.enqueue('{"a": ')  # a stop string the caller gave ended it
     with pytest.raises(BadInputError, match="a stop string ended the answer before its JSON was complete; leave stop out"):
@@ -807,7 +807,10 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
 
 
 def test_an_answer_nested_too_deeply_is_not_complete_json():
-    engine = FakeEngine()
+    class Server(FakeEngine):  # an engine with no words of its own for it: a model's server
+        schemas_unheld = None
+
+    engine = Server()
     gen = ChatGenerator(engine=engine)
     for call in (gen, lambda *args, **kwargs: list(gen.stream(*args, **kwargs))):
         engine.enqueue("[" * 100000 + "]" * 100000)  # a server that does not follow the schema

@@ -2171,7 +2171,7 @@ def test_responses_api_answers_as_chat_does(server, client):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Paris is the capital"}]
     expected = chat(client, server["model"], messages=messages, temperature=0, max_tokens=12)
     answer = client.responses.create(model=server["model"], instructions="Be brief.", input="Paris is the capital", temperature=0, max_output_tokens=12, metadata={"run": "a"})
-    assert answer.object == "response" and answer.id.startswith("resp-") and answer.model == server["model"]
+    assert answer.object == "response" and answer.id.startswith("resp_") and answer.output[0].id.startswith("msg_") and answer.model == server["model"]
     assert answer.output_text == expected.choices[0].message.content
     assert (answer.usage.input_tokens, answer.usage.output_tokens) == (expected.usage.prompt_tokens, expected.usage.completion_tokens)
     cut = expected.choices[0].finish_reason == "length"
