@@ -1754,6 +1754,60 @@ def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
         assert status == 200 and list(body["data"]) == ["ok"], body
 
 
+def test_a_plugin_generators_file_options_are_refused_as_the_built_ins_are(server, tmp_path):
+    from dataclasses import dataclass, field
+    from pathlib import Path
+    from typing import Any
+
+    from aigc import Generator, hookimpl, plugins
+    from aigc.generators.base import names_text
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("db_password = hunter2")
+    read = []
+
+    @dataclass
+    class NotesOptions:
+        notes: str | None = field(default=None, metadata={"file": True})  # a file's path
+        words: Any = field(default=None, metadata={"file": names_text})  # a file's path, or the words inline
+        style: str = "plain"
+
+        def __post_init__(self):
+            for path in (self.notes, self.words if isinstance(self.words, str) else None):
+                if path:
+                    read.append(Path(path).read_text())
+
+    class Notes(Generator):
+        name = "notes"
+        Options = NotesOptions
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw, "words": opts.words, "style": opts.style}
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("notes", Notes)
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="notes-plugin")
+    try:
+        for options, param in (({"notes": str(secret)}, "notes"), ({"words": str(secret)}, "words"), ({"style": "x", "notes": "notes.txt"}, "notes")):
+            status, _, body = raw(server, "/v1/aigc/notes", {"input": "x", "options": options})
+            assert status == 400 and body["error"]["param"] == param and "reads no files" in body["error"]["message"], body
+        assert read == []
+        status, _, body = raw(server, "/v1/aigc/notes", {"input": "x", "options": {"words": ["bee", "hive"], "style": "a/b.txt"}})
+        assert status == 200 and body["words"] == ["bee", "hive"] and body["style"] == "a/b.txt", body  # inline, and an option that names no file
+    finally:
+        plugins.reset()
+
+
 def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
     import base64
     import struct
