@@ -1898,6 +1898,36 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
 
+def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(server, monkeypatch, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve import scheduler
+    from aigc.serve.scheduler import Job, RequestCancelled
+
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 64)  # a call of a few prompts
+    backend = server["backend"]
+    prompts = [f"Review {i}: " + "fine " * (i % 7) for i in range(24)]
+    calls, done_at = [], []
+    original = backend.scheduler.call
+
+    def call(fn, *args):
+        if not calls:  # a chat arrives while the first pass runs
+            backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
+        calls.append(len(args[0]))
+        return original(fn, *args)
+
+    monkeypatch.setattr(backend.scheduler, "call", call)
+    view = backend.batched.scoped()
+    got = view.score_many(prompts, [" good", " bad"], embed=True)
+    assert len(calls) > 4 and sum(calls) == len(prompts) and max(calls) < len(prompts)
+    assert done_at and done_at[0] < len(calls)  # the chat ended while the scoring went on, not after it
+    want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
+    for g, w in zip(got, want, strict=True):  # the scores a single call gives
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-5) and g.embedding == pytest.approx(w.embedding, abs=1e-5)
+    view.cancel()
+    with pytest.raises(RequestCancelled):
+        view.score_many(prompts, [" good"])
+
+
 def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
