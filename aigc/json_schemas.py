@@ -42,9 +42,9 @@ def concise_schema(text: str) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
-def names_file(value: str) -> bool:
+def names_file(value: Any) -> bool:
     """Whether a `--schema` value names a .json file (rather than holding JSON or the concise syntax)."""
-    text = value.strip()
+    text = value.strip() if isinstance(value, str) else ""
     return not text.startswith(("{", "[")) and text.lower().endswith(".json")
 
 

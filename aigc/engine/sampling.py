@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..errors import BadInputError, OptionError, did_you_mean
+from ..json_schemas import names_file, read_schema
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +61,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     logit_bias: dict | None = field(default=None, hash=False)
-    json_schema: dict | None = field(default=None, hash=False)
+    json_schema: dict | None = field(default=None, hash=False, metadata={"file": names_file})  # a .json path is a file (`aigc serve` refuses it)
 
     def __new__(cls, *args: Any, **settings: Any) -> "SamplingParams":
         """A keyword that names no setting is a `BadInputError`, as in `from_settings` and `replace`,
@@ -73,8 +74,6 @@ class SamplingParams:
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, number(getattr(self, name)))
         if isinstance(self.json_schema, str):
-            from ..json_schemas import read_schema
-
             object.__setattr__(self, "json_schema", read_schema(self.json_schema))
         elif isinstance(self.json_schema, type) and callable(getattr(self.json_schema, "model_json_schema", None)):  # a pydantic model, as llm and the openai SDK take it
             object.__setattr__(self, "json_schema", self.json_schema.model_json_schema())

@@ -18,7 +18,7 @@ from ..engine.base import Engine
 from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
 from ..plugins import name_problem
-from ..templates import get_template
+from ..templates import get_template, is_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -100,6 +100,30 @@ def coerce_value(subject: str, value: Any, hint: Any, error: Callable[[str, str]
         pass
     what = "a whole number" if kind is int else "a number"
     raise error(subject, f"must be {what}, got {value!r}")
+
+
+def names_text(value: Any) -> bool:
+    """Whether an option's value is text: a file's path, for an option marked `metadata={"file":
+    names_text}` that takes its content inline too (a list, a dict)."""
+    return isinstance(value, str)
+
+
+def _template_file(value: Any) -> bool:
+    return isinstance(value, str) and is_path(value)
+
+
+def named_files(options: type, values: dict[str, Any]) -> list[str]:
+    """The names of those `values` (options for the dataclass `options`) that name a file: given to a
+    field marked `metadata={"file": True}`, or `{"file": check}` when `check(value)` is true (an option
+    that takes its content inline too), and a template file's path given to an option whose name ends in
+    `template`. `aigc serve` refuses them, so a request never makes it read a file."""
+    marks = {f.name: f.metadata.get("file") for f in dataclasses.fields(options) if f.init}
+    named = []
+    for name, value in values.items():
+        mark = marks.get(name) or (_template_file if name.endswith("template") else None)
+        if value is not None and mark and (not callable(mark) or mark(value)):
+            named.append(name)
+    return named
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, type_name
+from .base import Generator, names_text, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -123,7 +123,7 @@ class ClassifyOptions:
     labels: Any = None  # ["name", "name=alias|alias", ...] or "a,b,c"; optional with examples
     multi_label: bool = False
     threshold: float = 0.5
-    examples: Any = None  # a TSV file (text<TAB>label) or [(text, label), ...]
+    examples: Any = field(default=None, metadata={"file": names_text})  # a TSV file (text<TAB>label) or [(text, label), ...]
     aspect: str = ""  # what the labels describe ("sentiment", "topic"); named in the prompt
     kind: str = ""  # what the texts are ("movie review", "news article"); names each text in the prompt
     method: str = "auto"

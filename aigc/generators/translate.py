@@ -15,7 +15,7 @@ replaced, and terms still missing are reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
-from .base import Generator, type_name
+from .base import Generator, names_text, type_name
 
 
 # --- chunks ----------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def _language(option: str, value: str) -> Language:
 class TranslateOptions:
     target_language: str | None = None
     source_language: str = "auto"
-    glossary: Any = None  # [(source, target), ...], {source: target}, or a TSV file's path
+    glossary: Any = field(default=None, metadata={"file": names_text})  # [(source, target), ...], {source: target}, or a TSV file's path
     template: str = "translate"
     by_sentence: bool = True
     examples: bool = True

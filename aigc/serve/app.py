@@ -636,7 +636,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         engine = backend.batched.scoped()  # cancel() stops this request's rows and its later calls
         try:
             generator = get_generator(task, engine=engine)
-            no_files(req.options, req.sampling)
+            no_files(generator.Options, req.options, req.sampling)
             options = generator.validate(req.options)  # typed values ("3" -> 3) before the caps
         except UnknownGeneratorError:
             served = ", ".join(name for name in sorted(registered_generators()) if name != "image")

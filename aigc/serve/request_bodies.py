@@ -22,7 +22,6 @@ MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 
 
 MAX_STOPS = 64  # stop strings a request may give: each is looked for in every row after every token (OpenAI takes 4)
-FILE_OPTIONS = ("examples", "glossary")  # built-in options that take a file's path on the command line
 
 
 def union_tag(part: Any) -> bool:
@@ -101,21 +100,17 @@ def response_schema(response_format: dict | None) -> dict | None:
     return schema
 
 
-def no_files(options: dict, sampling: dict) -> None:
-    """A request never makes the server read a file: templates go by name, examples, glossaries and
-    JSON schemas inline."""
-    from ..json_schemas import names_file
-    from ..templates import is_path
+def no_files(options_class: type, options: dict, sampling: dict) -> None:
+    """A request never makes the server read a file: the options (of the dataclass `options_class`)
+    and sampling settings that would name one (`generators.base.named_files`) are refused. Templates
+    go by name; examples, glossaries, JSON schemas and the like inline."""
+    from ..engine.sampling import SamplingParams
+    from ..generators.base import named_files
 
-    schema = sampling.get("json_schema")
-    if isinstance(schema, str) and names_file(schema):
-        raise ApiError(400, "json_schema: give the schema inline (a JSON object); the server reads no files a request names", param="json_schema", code="unsupported")
-
-    for key, value in options.items():
-        if isinstance(value, str) and key.endswith("template") and is_path(value):
+    for key in named_files(SamplingParams, sampling) + named_files(options_class, options):
+        if key.endswith("template"):
             raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key, code="unsupported")
-        if isinstance(value, str) and key in FILE_OPTIONS:
-            raise ApiError(400, f"{key}: give them inline (a list of pairs); the server reads no files a request names", param=key, code="unsupported")
+        raise ApiError(400, f"{key}: give its content inline, not a file; the server reads no files a request names", param=key, code="unsupported")
 
 
 INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}

@@ -33,13 +33,15 @@ import threading
 import time
 from typing import Any, Callable, Generator, Iterator
 
-from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_texts, prompt_tokens
+from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
 from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
+from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
 
 log = logging.getLogger("aigc.serve")
 EMBED_CHUNK = 8  # texts per scheduler call of `BatchedEngine.embed`: decoding rows wait one such call at most
+SCORE_CHUNK = 512  # prompt tokens (padding included) per scheduler call of `BatchedEngine.score_many`, likewise
 
 
 class QueueFullError(AigcError):
@@ -720,8 +722,18 @@ class BatchedEngine:
         return self.scheduler.call(self.local.score, prompt, continuations)
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
+        """In calls of `SCORE_CHUNK` prompt tokens (the prompts batched by length), so decoding goes
+        on between them (each step of a chat waits for one such call, not for a whole forward pass
+        of the 32 classify examples a fit scores at a time) and a cancelled request stops at the
+        next one."""
         self._check()
-        return self.scheduler.call(self.local.score_many, prompts, continuations, embed)
+        check_prompts(prompts)
+        results: list[Scored | None] = [None] * len(prompts)
+        for batch in length_batches([len(self.encode(p)) for p in prompts], SCORE_CHUNK):
+            self._check()
+            for index, scored in zip(batch, self.scheduler.call(self.local.score_many, [prompts[i] for i in batch], continuations, embed)):
+                results[index] = scored
+        return results
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """In calls of `EMBED_CHUNK` texts, so decoding goes on between them and a cancelled

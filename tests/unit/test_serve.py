@@ -1754,6 +1754,60 @@ def test_a_request_never_makes_the_server_read_a_file(server, tmp_path):
         assert status == 200 and list(body["data"]) == ["ok"], body
 
 
+def test_a_plugin_generators_file_options_are_refused_as_the_built_ins_are(server, tmp_path):
+    from dataclasses import dataclass, field
+    from pathlib import Path
+    from typing import Any
+
+    from aigc import Generator, hookimpl, plugins
+    from aigc.generators.base import names_text
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("db_password = hunter2")
+    read = []
+
+    @dataclass
+    class NotesOptions:
+        notes: str | None = field(default=None, metadata={"file": True})  # a file's path
+        words: Any = field(default=None, metadata={"file": names_text})  # a file's path, or the words inline
+        style: str = "plain"
+
+        def __post_init__(self):
+            for path in (self.notes, self.words if isinstance(self.words, str) else None):
+                if path:
+                    read.append(Path(path).read_text())
+
+    class Notes(Generator):
+        name = "notes"
+        Options = NotesOptions
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw, "words": opts.words, "style": opts.style}
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register("notes", Notes)
+
+    plugins.reset()
+    plugins.get_plugin_manager().register(Plugin(), name="notes-plugin")
+    try:
+        for options, param in (({"notes": str(secret)}, "notes"), ({"words": str(secret)}, "words"), ({"style": "x", "notes": "notes.txt"}, "notes")):
+            status, _, body = raw(server, "/v1/aigc/notes", {"input": "x", "options": options})
+            assert status == 400 and body["error"]["param"] == param and "reads no files" in body["error"]["message"], body
+        assert read == []
+        status, _, body = raw(server, "/v1/aigc/notes", {"input": "x", "options": {"words": ["bee", "hive"], "style": "a/b.txt"}})
+        assert status == 200 and body["words"] == ["bee", "hive"] and body["style"] == "a/b.txt", body  # inline, and an option that names no file
+    finally:
+        plugins.reset()
+
+
 def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
     import base64
     import struct
@@ -1842,6 +1896,36 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
         view.embed(["more"])
     status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
     assert status == 400 and "UTF-8" in body["error"]["message"]
+
+
+def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(server, monkeypatch, tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve import scheduler
+    from aigc.serve.scheduler import Job, RequestCancelled
+
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 64)  # a call of a few prompts
+    backend = server["backend"]
+    prompts = [f"Review {i}: " + "fine " * (i % 7) for i in range(24)]
+    calls, done_at = [], []
+    original = backend.scheduler.call
+
+    def call(fn, *args):
+        if not calls:  # a chat arrives while the first pass runs
+            backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
+        calls.append(len(args[0]))
+        return original(fn, *args)
+
+    monkeypatch.setattr(backend.scheduler, "call", call)
+    view = backend.batched.scoped()
+    got = view.score_many(prompts, [" good", " bad"], embed=True)
+    assert len(calls) > 4 and sum(calls) == len(prompts) and max(calls) < len(prompts)
+    assert done_at and done_at[0] < len(calls)  # the chat ended while the scoring went on, not after it
+    want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
+    for g, w in zip(got, want, strict=True):  # the scores a single call gives
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-5) and g.embedding == pytest.approx(w.embedding, abs=1e-5)
+    view.cancel()
+    with pytest.raises(RequestCancelled):
+        view.score_many(prompts, [" good"])
 
 
 def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
