@@ -137,21 +137,25 @@ def test_two_pulls_at_once_convert_once_and_the_second_waits_for_the_first(tmp_p
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF" + bytes(64))
     ref = models.resolve(str(gguf))
-    started, conversions = threading.Event(), []
+    started, waiting, conversions = threading.Event(), threading.Event(), []
 
-    def convert(gguf, target, progress):  # slow, so the second pull comes while the first converts
+    def convert(gguf, target, progress):  # done once the second pull waits for it (a sleep lost that race on a busy machine)
         conversions.append(target)
         started.set()
-        time.sleep(0.5)
+        waiting.wait(10)
         target.mkdir(parents=True, exist_ok=True)
         (target / "config.json").write_text("{}")
+
+    def seen(stage, *counts):
+        stages.append(stage)
+        waiting.set()
 
     monkeypatch.setattr(pulling, "convert_gguf", convert)
     stages: list[str] = []
     first = threading.Thread(target=pulling.pull, args=(ref,))
     first.start()
-    started.wait(5)
-    assert pulling.pull(ref, lambda stage, *counts: stages.append(stage)) == ref.cache_path
+    assert started.wait(10)
+    assert pulling.pull(ref, seen) == ref.cache_path
     first.join()
     assert conversions == [ref.cache_path] and (ref.cache_path / "config.json").is_file()
     assert stages == [f"waiting for another aigc to finish converting {ref.cache_path.name}"]
