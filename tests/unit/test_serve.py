@@ -1413,26 +1413,37 @@ def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback
     env.pop("AIGC_DEBUG", None)
     command = [sys.executable, "-m", "aigc", "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32", "--shutdown-grace", "30"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, stopping = [], threading.Event()
+
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+            if "Ctrl-C again quits now" in line:
+                stopping.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
         for _ in range(600):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                     break
             except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
+                assert proc.poll() is None, "".join(lines)
                 time.sleep(0.1)
         with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never ends: the request waits for it
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
             time.sleep(0.3)
             proc.send_signal(signal.SIGINT)
-            time.sleep(0.3)
+            assert stopping.wait(30), "".join(lines)  # the first handled: two at once would be taken as one
             proc.send_signal(signal.SIGINT)  # uvicorn quits now, cancelling the request
             sock.settimeout(10)
             answer = b""
             while chunk := sock.recv(65536):
                 answer += chunk
         code = proc.wait(10)
-        stderr = proc.stderr.read()
+        reader.join(10)
+        stderr = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
