@@ -18,7 +18,6 @@ import math
 import os
 import re
 import stat as stat_module
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection
 
 from .. import config
-from ..errors import AigcWarning, BadInputError, option
+from ..errors import AigcError, AigcWarning, BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
-from ..textio import numbered_lines, read_document, unquote
+from ..textio import numbered_lines, read_document, unquote, write_atomic
 
 if TYPE_CHECKING:
     from .classify import ClassifyGenerator, ClassifyOptions
@@ -366,15 +365,9 @@ def cached_prior(path: Path | None, size: int, measure: Callable[[], list[float]
     except (OSError, ValueError):  # none yet, or a damaged file: measured again
         pass
     prior = measure()
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AigcError):  # AigcError: write_atomic's word for a failed write
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")  # mode 0600
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(prior, file)
-            os.replace(partial, path)
-        finally:
-            Path(partial).unlink(missing_ok=True)
+        write_atomic(path, json.dumps(prior), private=True)
         _prune(path.parent, "*.prior.json", KEPT_PRIORS)
     return prior
 
