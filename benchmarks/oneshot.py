@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOOR = "from aigc.engine.models import load_model; load_model(); print()"
+FLOOR = "import aigc; aigc.load_model(); print()"  # the public name: `--against` trees of other stops have it too
 COMMANDS = {  # name: (argv after `python`, baseline name)
     "python -c pass": (["-c", "pass"], None),
     "load only": (["-c", FLOOR], None),

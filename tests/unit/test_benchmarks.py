@@ -20,3 +20,18 @@ def test_oneshot_times_the_first_output_apart_from_the_exit_and_names_known_base
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # as `python -m benchmarks.oneshot` runs: no conftest on sys.path
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, "True True\n"), done.stderr
+
+
+def test_oneshot_python_commands_import_names_that_exist():
+    code = (
+        "from benchmarks.oneshot import COMMANDS\n"
+        "for argv, _ in COMMANDS.values():\n"
+        "    if argv[0] == '-c':\n"
+        "        for statement in argv[1].split(';'):\n"
+        "            if statement.split()[0] in ('import', 'from'):\n"
+        "                exec(statement, {})\n"
+        "print('imported')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "imported\n"), done.stderr
