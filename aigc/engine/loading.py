@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import threading
@@ -140,7 +141,8 @@ def load_model(
 
             check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
-        key = (ref, device_name, str(torch_dtype), quantize)
+        place = str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") else None  # `./model` from another directory is another model
+        key = (ref, place, device_name, str(torch_dtype), quantize)
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
 
@@ -201,10 +203,19 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
         model = {"int4": quantization.quantize_int4, "int8": quantization.quantize_int8}[quantize](model)
     from .local import LocalEngine
 
-    variant = " ".join(filter(None, (device_name, str(torch_dtype).removeprefix("torch."), quantize)))
+    variant = " ".join(filter(None, (device_name, str(torch_dtype).removeprefix("torch."), quantize, fingerprint(Path(path)))))
     engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
     engine.stats.pull_seconds = pulled
     return engine
+
+
+def fingerprint(path: Path) -> str:
+    """Which weights `path` (a model directory or file) holds, as its resolved place and its files'
+    sizes and times tell: `./model` in two projects, or a model saved again in place, differ."""
+    path = path.resolve()
+    files = sorted(entry for entry in path.iterdir() if entry.is_file()) if path.is_dir() else [path]
+    stamps = "\n".join(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}" for entry in files for stat in [entry.stat()])
+    return hashlib.sha256(os.fsencode(f"{path}\n{stamps}")).hexdigest()[:12]
 
 
 def float32_output_layer(model) -> None:

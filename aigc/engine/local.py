@@ -38,7 +38,7 @@ class LocalEngine:
 
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0, variant: str = ""):
         self.name = name
-        self.variant = variant  # where and how the weights were loaded ("cpu float32 int4"), for caches of what they computed
+        self.variant = variant  # where and how which weights were loaded ("cpu float32 int4 " and their files' fingerprint), for caches of what they computed
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.device

@@ -602,3 +602,26 @@ def test_a_read_only_cache_leaves_the_prior_measured_each_time_silently(tiny_eng
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
     result = ClassifyGenerator(engine=tiny_engine)("Something happened.", labels="alpha,beta")
     assert set(result["scores"]) == {"alpha", "beta"} and not recwarn.list
+
+
+def test_caches_of_label_scores_tell_apart_models_named_alike(tiny_model_dir, monkeypatch, tmp_path):
+    import os
+    import shutil
+
+    from aigc.engine.loading import fingerprint, load_model
+    from aigc.generators.classify_examples import prior_path
+
+    for project in ("a", "b"):
+        shutil.copytree(tiny_model_dir, tmp_path / project / "model")
+    engines, paths = [], []
+    for project in ("a", "b"):
+        monkeypatch.chdir(tmp_path / project)
+        engines.append(load_model("./model", device="cpu", dtype="float32"))
+        generator = ClassifyGenerator(engine=engines[-1])
+        paths.append(prior_path(generator, generator.validate({"labels": "alpha,beta"}), ("N/A",)))
+    assert engines[0] is not engines[1]  # `./model` in two projects: two models, two loads
+    assert None not in paths and paths[0] != paths[1]  # and two priors
+    before = fingerprint(tmp_path / "a" / "model")
+    weights = next((tmp_path / "a" / "model").glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))  # saved again in place
+    assert fingerprint(tmp_path / "a" / "model") != before
