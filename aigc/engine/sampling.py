@@ -9,6 +9,7 @@ back while they might still match, EOS). torch is imported inside functions so t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -476,15 +477,40 @@ class DecodeLoop:
                 position_ids = position_ids[:, -1:] + 1
 
 
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of `text` that could still grow into a stop string."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:size]):
-                longest = max(longest, size)
-                break
-    return longest
+@functools.lru_cache(maxsize=256)
+def _borders(stop: str) -> tuple[int, ...]:
+    """For each start `stop[:i + 1]`, the length of its longest proper start that it also ends with
+    (Knuth-Morris-Pratt's failure function); kept for the stop strings used last."""
+    borders, border = [0] * len(stop), 0
+    for i in range(1, len(stop)):
+        while border and stop[i] != stop[border]:
+            border = borders[border - 1]
+        if stop[i] == stop[border]:
+            border += 1
+        borders[i] = border
+    return tuple(borders)
+
+
+class _StopStart:
+    """How long a start of one stop string the text ends with, followed as the text grows: a new
+    character costs O(1) steps on average, however long the stop string (no rescan of the tail)."""
+
+    def __init__(self, stop: str):
+        self.stop, self.borders, self.matched = stop, _borders(stop), 0
+
+    def feed(self, text: str) -> int:
+        """Take the text's new characters; return the length of the stop string's start it ends
+        with, short of a whole stop string (that one is cut off, not held back)."""
+        stop, borders, matched = self.stop, self.borders, self.matched
+        for char in text:
+            if matched == len(stop):
+                matched = borders[matched - 1]
+            while matched and stop[matched] != char:
+                matched = borders[matched - 1]
+            if stop[matched] == char:
+                matched += 1
+        self.matched = matched
+        return min(matched, len(stop) - 1)
 
 
 class TextAssembler:
@@ -497,6 +523,8 @@ class TextAssembler:
     def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = ()):
         self.tokenizer = tokenizer
         self.stops = stops
+        self.starts = [_StopStart(stop) for stop in stops if stop]
+        self.held = 0  # the text's tail that could still grow into a stop string
         self.special = set(special_ids)
         self.tokens: list[int] = []
         self.text = ""
@@ -519,6 +547,7 @@ class TextAssembler:
             return ""  # an incomplete UTF-8 sequence: wait for the next token
         start = len(self.text)
         self.text += full[len(prefix) :]
+        self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
         for stop in self.stops:
             at = self.text.find(stop, max(0, start - len(stop)))
@@ -528,7 +557,7 @@ class TextAssembler:
         return self._release(final=self.stopped)
 
     def _release(self, final: bool) -> str:
-        end = len(self.text) if final else len(self.text) - _held_back(self.text, self.stops)
+        end = len(self.text) if final else len(self.text) - self.held
         piece = self.text[self.shown : end] if end > self.shown else ""
         self.shown = max(self.shown, end)
         return piece

@@ -147,6 +147,23 @@ def test_partial_stop_is_held_back_then_released():
     assert "".join(shown) == "a STx" and not assembler.stopped
 
 
+def test_what_is_held_back_is_the_longest_start_of_a_stop_string_the_text_ends_with():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(300):
+        stops = tuple("".join(rng.choice("ab") for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 3)))
+        text = "".join(rng.choice("abc") for _ in range(rng.randint(1, 30)))
+        assembler = TextAssembler(CharTokenizer(), stops=stops)
+        for i, char in enumerate(text):
+            assembler.push(ord(char))
+            if assembler.stopped:
+                break
+            seen = text[: i + 1]
+            held = max((size for stop in stops for size in range(1, len(stop)) if seen.endswith(stop[:size])), default=0)
+            assert assembler.shown == len(seen) - held, (stops, seen)
+
+
 def test_earliest_of_several_stops_wins():
     assembler = TextAssembler(CharTokenizer(), stops=("##", "\n\n"))
     assert "".join(feed(assembler, "one\n\ntwo ## three")) == "one"
