@@ -63,6 +63,7 @@ class EchoEngine(FakeEngine):
     the label its text names. No torch, no weights."""
 
     name = "echo"
+    samples = False  # the same answer to every sample: temperature and seed change nothing
     schemas_unheld = "the model echo answers with the prompt, not held to JSON schemas: give it JSON that the schema allows as the prompt"
 
     def generate(self, prompts, params):

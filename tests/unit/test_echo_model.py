@@ -144,3 +144,15 @@ def test_echo_finds_what_a_template_was_filled_with_on_the_message_itself_not_on
     for thread in threads:
         thread.join()
     assert answers == {i: f"text {i}" for i in range(8)}
+
+
+def test_headline_on_echo_advises_what_helps_a_model_that_answers_every_sample_the_same():
+    short = runner.invoke(app, ["headline", "--topic", "rust compiler release", "-m", "echo", "--no-log"])
+    assert short.exit_code == 0 and short.stdout == "rust compiler release\n", short.output
+    assert "the model echo gives the same answer to every sample; ask for fewer (-n)" in short.stderr and "--temperature" not in short.stderr
+    lined = runner.invoke(app, ["headline", "--topic", "rust compiler release", "--lines", "-m", "echo", "--no-log"])
+    assert lined.exit_code == 0 and "line 1: " in lined.stderr and "ask for fewer (-n)" in lined.stderr and "--temperature" not in lined.stderr
+    long = runner.invoke(app, ["headline", "--topic", "a rust compiler release with many new features", "--max-words", "3", "-m", "echo", "--no-log"])
+    assert long.exit_code == 2 and "came out of 5 tries; raise --max-words" in long.stderr and "--temperature" not in long.stderr, long.output
+    rows = runner.invoke(app, ["batch", "headline", "-i", "-", "--field", "topic", "-o", "-", "-m", "echo"], input='{"topic": "rust compiler release"}\n')
+    assert rows.exit_code == 0 and "ask for fewer" in rows.stderr and "--temperature" not in rows.stderr, rows.output
