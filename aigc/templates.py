@@ -326,9 +326,10 @@ def _subject(template: Template, values: dict[str, Any]) -> str | None:
     return None if found is None else found.strip()
 
 
-def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:
+def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None, subject: str | None = None) -> Rendered:
     """Render a template into chat messages. `system` (taken as it is, not as a template) overrides
-    the template's own system prompt."""
+    the template's own system prompt; `subject` says what the message is about (`Message.subject`,
+    what the model `echo` answers with) where that is not the text it was filled with."""
     if isinstance(template, str):
         template = get_template(template)
     values = _values(template, variables)
@@ -343,7 +344,7 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         user = values["input"]
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
-    messages.append({"role": "user", "content": Message(user, _subject(template, values))})
+    messages.append({"role": "user", "content": Message(user, subject or _subject(template, values))})
     return Rendered(messages=messages, defaults=dict(template.defaults))
 
 
