@@ -309,8 +309,8 @@ class Message(str):
     """A rendered user message: the text it is, and the text it was filled with (`subject`, what the
     prompt is about): its template's `input`, else the first declared variable its text reads that
     holds text (summarize's `text`, headline's `topic` or `article`). The model `echo` answers with
-    it; kept on the message itself, so nothing is kept for other engines, and a message copied or
-    edited is plain text again."""
+    it; kept on the message itself, so nothing is kept for other engines, and its text changed or
+    made anew (`str(message)`, JSON read back) is plain text again."""
 
     subject: str | None
 
