@@ -58,23 +58,24 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
             raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
         if path.is_dir():
             raise BadInputError(f"{path} is a directory; give a file")
-        text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file")  # a named pipe too; cells as they are: no markup read, no space cut
+        # a named pipe too; cells as they are: no markup read, no space cut, a quoted cell's CRLF kept
+        text = decode_text(path.read_bytes(), str(path), f"a {', '.join(FORMATS)} file", keep_crlf=suffix in (".csv", ".tsv"))
     if suffix == ".txt":
         rows = [Row(n, n, {field: line}, numbered=True) for n, line in numbered_lines(text)]
     elif suffix in (".jsonl", ".ndjson"):
         rows = [_json_row(n, line, id_field, field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
-        body = re.sub(r"\A(?:[ \t]*\n)+", "", text)  # the header is the first line with something on it
-        named = None if tsv else re.match(r"sep=([^\n])[ \t]*\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
+        body = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text)  # the header is the first line with something on it
+        named = None if tsv else re.match(r"sep=([^\r\n])[ \t]*\r?\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
         body = body[named.end() :] if named else body
-        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0])
+        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0].rstrip("\r"))
         if tsv:
             body = _quoted_cells_kept(body)
         if tsv and "\r" in body.split("\n", 1)[0].rstrip("\r"):  # no cell: the header's line goes on after it
             raise BadInputError(f"{path}: cannot read it as TSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)")
         if tsv and RETURN not in text:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
-            body = re.sub(r"\r(?=[^\n])", RETURN, body)
+            body = re.sub(r"\r(?!\r*\n)", RETURN, body)  # those before a line feed end the line
         reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
         start = 1  # line of the body where the record being read begins

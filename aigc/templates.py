@@ -305,9 +305,31 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         raise BadInputError(f"{template.label} failed while rendering: {type(exc).__name__}: {exc}") from exc
 
 
-def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None) -> Rendered:
+class Message(str):
+    """A rendered user message: the text it is, and the text it was filled with (`subject`, what the
+    prompt is about): its template's `input`, else the first declared variable its text reads that
+    holds text (summarize's `text`, headline's `topic` or `article`). The model `echo` answers with
+    it; kept on the message itself, so nothing is kept for other engines, and its text changed or
+    made anew (`str(message)`, JSON read back) is plain text again."""
+
+    subject: str | None
+
+    def __new__(cls, text: str, subject: str | None = None) -> Message:
+        message = super().__new__(cls, text)
+        message.subject = subject
+        return message
+
+
+def _subject(template: Template, values: dict[str, Any]) -> str | None:
+    names = ["input"] + [v["name"] for v in template.variables]
+    found = next((values[n] for n in names if isinstance(values.get(n), str) and values[n].strip() and n in template.names_used), None)
+    return None if found is None else found.strip()
+
+
+def render(template: Template | str, variables: dict[str, Any] | None = None, system: str | None = None, subject: str | None = None) -> Rendered:
     """Render a template into chat messages. `system` (taken as it is, not as a template) overrides
-    the template's own system prompt."""
+    the template's own system prompt; `subject` says what the message is about (`Message.subject`,
+    what the model `echo` answers with) where that is not the text it was filled with."""
     if isinstance(template, str):
         template = get_template(template)
     values = _values(template, variables)
@@ -322,31 +344,8 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         user = values["input"]
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
-    messages.append({"role": "user", "content": user})
-    _remember_subject(template, values, user)
+    messages.append({"role": "user", "content": Message(user, subject or _subject(template, values))})
     return Rendered(messages=messages, defaults=dict(template.defaults))
-
-
-_SUBJECTS: dict[int, str] = {}  # a rendered user message's hash -> the text it was filled with, for the latest ones
-_SUBJECTS_KEPT = (256, 1_000_000)  # at most so many, of at most so many characters in all (a server renders large texts)
-
-
-def _remember_subject(template: Template, values: dict[str, Any], message: str) -> None:
-    names = ["input"] + [v["name"] for v in template.variables]
-    subject = next((values[n] for n in names if isinstance(values.get(n), str) and values[n].strip() and n in template.names_used), None)
-    if subject is not None:
-        _SUBJECTS.pop(hash(message), None)
-        _SUBJECTS[hash(message)] = subject.strip()
-        while len(_SUBJECTS) > _SUBJECTS_KEPT[0] or sum(map(len, list(_SUBJECTS.values()))) > _SUBJECTS_KEPT[1]:
-            _SUBJECTS.pop(next(iter(_SUBJECTS), None), None)  # the oldest (another thread, a server's, may have dropped it)
-
-
-def subject(message: str) -> str | None:
-    """The text a recently rendered user message was filled with (what the prompt is about): its
-    template's `input`, else the first declared variable its text reads that holds text (summarize's
-    `text`, headline's `topic` or `article`); None for a message no template rendered. The model
-    `echo` answers with it."""
-    return _SUBJECTS.get(hash(message))
 
 
 def render_system(template: Template, variables: dict[str, Any] | None = None, system: str | None = None) -> list[dict]:

@@ -58,11 +58,12 @@ class FakeEngine:
 
 class EchoEngine(FakeEngine):
     """The model `echo`: answers with what the prompt is about, the text a template's message was
-    filled with (`templates.subject`), else with the prompt's last user message (a text prompt whole), cut to
+    filled with (`templates.Message.subject`), else with the prompt's last user message (a text prompt whole), cut to
     `max_tokens` words and before a stop string; scores a continuation by how often the prompt names it, so `classify` picks
     the label its text names. No torch, no weights."""
 
     name = "echo"
+    samples = False  # the same answer to every sample: temperature and seed change nothing
     schemas_unheld = "the model echo answers with the prompt, not held to JSON schemas: give it JSON that the schema allows as the prompt"
 
     def generate(self, prompts, params):
@@ -88,7 +89,5 @@ class EchoEngine(FakeEngine):
 def _echoed(prompt) -> str:
     """What `EchoEngine` answers `prompt` with: the text its last user message (a text prompt whole)
     was rendered from, else that message."""
-    from .templates import subject
-
     message = prompt if isinstance(prompt, str) else next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
-    return subject(message) or message
+    return getattr(message, "subject", None) or message

@@ -246,11 +246,13 @@ DOCUMENT = "a .txt, .md or .html document"
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
-def decode_text(data: bytes, name: str, expected: str = DOCUMENT, path: str | None = None) -> str:
-    """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark), with `\n` line ends;
-    binary and other encodings are errors that say so and ask for `expected`. `name` says where
-    the bytes came from in errors ("glossary x.tsv"); `path`, the file to convert, when it is not `name`."""
-    return _decoded(data, name, expected, name if path is None else path).replace("\r\n", "\n")
+def decode_text(data: bytes, name: str, expected: str = DOCUMENT, path: str | None = None, keep_crlf: bool = False) -> str:
+    """Text of some bytes (UTF-8, or UTF-16 or UTF-32 with a byte-order mark), with `\n` line ends
+    (`keep_crlf`: CRLF ones as they are, as csv reads a file opened with `newline=""`, so a quoted
+    cell keeps its own); binary and other encodings are errors that say so and ask for `expected`.
+    `name` says where the bytes came from in errors ("glossary x.tsv"); `path`, the file to convert, when it is not `name`."""
+    text = _decoded(data, name, expected, name if path is None else path)
+    return text if keep_crlf else text.replace("\r\n", "\n")
 
 
 # bytes that text in no encoding holds (a tab, line and page breaks, backspace, DOS's end of file and escape it may)

@@ -62,7 +62,7 @@ def batch(
     from ..batch_output import pending_rows, streams, with_line_options, writing
     from ..batch_tables import TABLES, table_state, write_table
     from ..engine.sampling import SamplingParams
-    from ..generators.base import registered_generators
+    from ..generators.base import registered_generators, same_every_time
 
     check_on_error(on_error)
     check_concurrency(concurrency)
@@ -128,7 +128,8 @@ def batch(
         + (f"; {summary.items_per_second:.2f} rows/s" if summary.done else "")
     )
     if summary.short:
-        ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); raise --temperature, or ask for fewer")
+        what = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer" if same_every_time(generator.engine) else "raise --temperature, or ask for fewer"
+        ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); {what}")
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"

@@ -48,7 +48,7 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     result = generator(inputs, sampling=run.sampling(), **options)
-    for note in headline_notes(result):
+    for note in headline_notes(result, generator):
         ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)
@@ -56,12 +56,20 @@ def headline(
     run.report(generator)
 
 
-def headline_notes(result: dict) -> list[str]:
-    """A warning when fewer headlines came out than -n asked for, saying what to raise."""
+def headline_notes(result: dict, generator) -> list[str]:
+    """A warning when fewer headlines came out than -n asked for, saying what to raise (for a model
+    that answers every sample the same, nothing: ask for fewer)."""
+    from ..generators.base import same_every_time
+
     got, missing = len(result["headlines"]), result["missing"]
     if not missing:
         return []
-    why = "some were cut off at the token limit; raise --max-tokens" if result["cut_off"] else "raise --temperature or --max-words, or ask for fewer (-n)"
+    if result["cut_off"]:
+        why = "some were cut off at the token limit; raise --max-tokens"
+    elif same_every_time(generator.engine):
+        why = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer (-n)"
+    else:
+        why = "raise --temperature or --max-words, or ask for fewer (-n)"
     return [f"only {got} of the {got + missing} headlines asked for came out distinct and within the word limit; {why}"]
 
 

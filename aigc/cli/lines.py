@@ -90,14 +90,14 @@ def one_line(text: str) -> str:
 
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
-    notes: Callable[[dict], list[str]] = lambda result: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
+    notes: Callable[[dict, Any], list[str]] = lambda result, generator: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
     encoding: str = "utf-8", line_end: str = "\n",
 ) -> None:
     """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
-    `notes(result)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
+    `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr)."""
     from ..batch import run_rows
     from ..batch_inputs import Row
@@ -120,7 +120,7 @@ def run_lines(
                 shown.show(row.number, "", {"error": outcome["error"]})
             else:
                 result = outcome["result"]
-                for note in notes(result):
+                for note in notes(result, generator):
                     ui.warn(f"line {row.number}: {note}")
                 shown.show(row.number, one_line(render(result)), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)

@@ -39,7 +39,7 @@ def summarize(
     if chunk_tokens is not None:
         options["chunk_tokens"] = chunk_tokens
     if lines:
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=summary_notes, output=output)
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, _: summary_notes(result), output=output)
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)

@@ -57,7 +57,7 @@ def translate(
     generator.validate(options)  # a language it does not know, before any work
     if lines:
         crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a file's line ends, BOM and UTF-16 kept in the -o file, as for a whole file
-        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=glossary_notes, output=output, encoding=encoding, line_end="\r\n" if crlf else "\n")
+        run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=lambda result, _: glossary_notes(result), output=output, encoding=encoding, line_end="\r\n" if crlf else "\n")
         return
     run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):

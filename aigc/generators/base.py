@@ -36,6 +36,12 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def same_every_time(engine: Any) -> bool:
+    """Whether `engine` answers every sample the same whatever the sampling settings (its `samples`
+    is False, as the model `echo`'s): more tries or a higher temperature give no other answer."""
+    return getattr(engine, "samples", True) is False
+
+
 def check_varied(n: int, params: SamplingParams, what: str) -> None:
     """A `BadInputError` when `n` answers are asked for with settings that give the same one each time."""
     if n > 1 and (params.greedy or params.top_k == 1):

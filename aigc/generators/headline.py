@@ -13,7 +13,7 @@ from ..engine.sampling import MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import first_words
-from .base import Generator, check_varied, type_name
+from .base import Generator, check_varied, same_every_time, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
@@ -177,9 +177,8 @@ class HeadlineGenerator(Generator):
         if not headlines:
             if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return
                 raise BadInputError(f"no headline came out whole ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
-            raise BadInputError(
-                f"no headline of at most {opts.max_words} words came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}"
-            )
+            more = option("max_words") if same_every_time(self.engine) else f"{option('temperature')} or {option('max_words')}"
+            raise BadInputError(f"no headline of at most {opts.max_words} words came out of {MAX_ROUNDS} tries; raise {more}")
         return headlines, cut
 
     def _best(self, rendered, headlines: list[str], n: int) -> list[str]:

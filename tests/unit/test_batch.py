@@ -1470,6 +1470,17 @@ def test_a_table_cell_holding_a_carriage_return_stays_in_its_cell(tmp_path):
         assert [(r.id, r.fields["result"]) for r in read_rows(tmp_path / name)] == [("a", "one\rtwo"), ("b", "'\rthree")]
 
 
+def test_a_quoted_cell_holding_a_windows_line_break_reads_back_as_it_is_and_crlf_line_ends_are_no_text(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b'\r\nsep=,\r\nid,text\r\n1,"one\r\ntwo\nthree"\r\n2,plain\r\n')  # as Excel writes a cell with Alt+Enter
+    (tmp_path / "a.tsv").write_bytes(b'id\ttext\r\n1\t"one\r\ntwo\nthree"\r\n2\tplain\r\n')  # as pandas writes one
+    for name in ("a.csv", "a.tsv"):
+        assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / name)] == [("1", "one\r\ntwo\nthree", None), ("2", "plain", None)]
+    (tmp_path / "a.txt").write_bytes(b"one\r\n\r\ntwo\rstill two\r\n")
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "one\\r\\n"}\r\n{"text": "two"}\r\n')
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.txt")] == [(1, "one"), (3, "two\rstill two")]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "a.jsonl")] == [(1, "one\r\n"), (2, "two")]
+
+
 def test_a_carriage_return_in_a_tsv_cell_is_its_text_and_a_file_whose_lines_end_in_one_is_named(tmp_path):
     (tmp_path / "a.tsv").write_bytes(b'id\ttext\r\n1\t"quoted\rcell"\r\n2\tbare\rcell\r\n3\tlast\r\r\n')  # a \r before a line's end ends it
     assert [(r.id, r.fields["text"], r.error) for r in read_rows(tmp_path / "a.tsv")] == [("1", "quoted\rcell", None), ("2", "bare\rcell", None), ("3", "last", None)]
@@ -1574,7 +1585,7 @@ def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_fl
 def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_written(tmp_path):
     from aigc.batch_tables import write_table
 
-    results = ['def f():\n\treturn "x"\t# tab', "a\tb", 'say ""hi""\r\tthen\ngo', 'line\rback\tand "quote"', "plain", '"\tquoted\nstart"', "end\t"]
+    results = ['def f():\n\treturn "x"\t# tab', "a\tb", "crlf\r\nline", 'say ""hi""\r\tthen\ngo', 'line\rback\tand "quote"', "plain", '"\tquoted\nstart"', "end\t"]
     source, state = tmp_path / "in.jsonl", tmp_path / "out.tsv.jsonl"
     source.write_text("".join(json.dumps({"id": str(n), "text": "x"}) + "\n" for n in range(1, len(results) + 1)))
     state.write_text("".join(json.dumps({"id": str(n), "row": n, "result": result}) + "\n" for n, result in enumerate(results, 1)))

@@ -120,11 +120,39 @@ def test_echo_answers_with_what_a_template_was_filled_with_so_each_task_runs():
     assert given["text"] == "Write a headline"  # messages no template rendered: the last user message
 
 
-def test_the_texts_kept_for_echo_stay_few_and_small():
-    from aigc import templates
+def test_echo_finds_what_a_template_was_filled_with_on_the_message_itself_not_on_text_like_it():
+    import threading
 
-    for i in range(300):
-        templates.render("summarize", {"text": f"text {i} " + "x" * 10_000})
-    kept = templates._SUBJECTS.values()
-    assert len(kept) <= templates._SUBJECTS_KEPT[0] and sum(map(len, kept)) <= templates._SUBJECTS_KEPT[1]
-    assert templates.subject(templates.render("summarize", {"text": "latest"}).messages[-1]["content"]) == "latest"
+    from aigc import templates
+    from aigc.testing import EchoEngine
+
+    engine = EchoEngine()
+    params = aigc.SamplingParams(max_tokens=50)
+    rendered = templates.render("summarize", {"text": "bees in cities"}).messages
+    copied = [{**m, "content": str(m["content"])} for m in rendered]  # the same words, as a client sends them back
+    assert [group[0].text for group in engine.generate([rendered, copied], params)] == ["bees in cities", copied[-1]["content"]]
+
+    answers: dict[int, str] = {}
+
+    def render_and_answer(i: int) -> None:  # threads rendering at once (a server's) each get their own text back
+        messages = templates.render("summarize", {"text": f"text {i}"}).messages
+        answers[i] = engine.generate([messages], params)[0][0].text
+
+    threads = [threading.Thread(target=render_and_answer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {i: f"text {i}" for i in range(8)}
+
+
+def test_headline_on_echo_advises_what_helps_a_model_that_answers_every_sample_the_same():
+    short = runner.invoke(app, ["headline", "--topic", "rust compiler release", "-m", "echo", "--no-log"])
+    assert short.exit_code == 0 and short.stdout == "rust compiler release\n", short.output
+    assert "the model echo gives the same answer to every sample; ask for fewer (-n)" in short.stderr and "--temperature" not in short.stderr
+    lined = runner.invoke(app, ["headline", "--topic", "rust compiler release", "--lines", "-m", "echo", "--no-log"])
+    assert lined.exit_code == 0 and "line 1: " in lined.stderr and "ask for fewer (-n)" in lined.stderr and "--temperature" not in lined.stderr
+    long = runner.invoke(app, ["headline", "--topic", "a rust compiler release with many new features", "--max-words", "3", "-m", "echo", "--no-log"])
+    assert long.exit_code == 2 and "came out of 5 tries; raise --max-words" in long.stderr and "--temperature" not in long.stderr, long.output
+    rows = runner.invoke(app, ["batch", "headline", "-i", "-", "--field", "topic", "-o", "-", "-m", "echo"], input='{"topic": "rust compiler release"}\n')
+    assert rows.exit_code == 0 and "ask for fewer" in rows.stderr and "--temperature" not in rows.stderr, rows.output

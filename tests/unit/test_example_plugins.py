@@ -266,6 +266,33 @@ def test_adcopy_batch_reads_the_product_from_field_and_the_audience_column(tmp_p
         plugins.reset()
 
 
+def test_adcopy_command_runs_on_echo_with_a_body_that_is_not_the_headline_again():
+    import json
+
+    import pytest
+    import typer
+    from typer.testing import CliRunner
+
+    import aigc
+    from aigc.errors import BadInputError
+
+    register_adcopy()
+    try:
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        plugins.register_commands(app)
+        done = CliRunner().invoke(app, ["adcopy", "--product", "a standing desk", "--audience", "remote workers", "--json", "-m", "echo", "--no-log"])
+        assert done.exit_code == 0, done.output
+        result = json.loads(done.stdout)  # the headline prompt is about the product, the body's about why the audience will love it
+        assert result["variants"] == [{"headline": "a standing desk", "body": "remote workers will love a standing desk"}] and result["missing"] == 2
+        assert "the model echo gives the same answer to every sample; ask for fewer (-n)" in done.stderr and "--temperature" not in done.stderr
+        with pytest.raises(BadInputError) as long:  # a product longer than --max-words: no headline, whatever the temperature
+            aigc.generate("adcopy", {"product": "a standing desk with two drawers and one small hook and a bright light", "audience": "x"}, model="echo")
+        assert str(long.value) == "no ad-copy variant came out of 5 tries; raise max_words"
+    finally:
+        plugins.reset()
+
+
 def test_social_templates_work_with_the_template_generator():
     from aigc.testing import FakeEngine
 

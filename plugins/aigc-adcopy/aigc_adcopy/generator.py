@@ -15,7 +15,7 @@ from typing import Any
 
 from aigc import templates
 from aigc.errors import BadInputError, OptionError, option
-from aigc.generators.base import Generator, type_name
+from aigc.generators.base import Generator, same_every_time, type_name
 from aigc.generators.headline import clean_headline, fit_headline
 
 MAX_ROUNDS = 5
@@ -110,7 +110,8 @@ class AdCopyGenerator(Generator):
 
     def _bodies(self, values: dict[str, Any], headlines: list[str], opts: AdCopyOptions, sampling, seed) -> tuple[list[str], int]:
         """The best whole body for each headline ("" where none), and how many max_tokens cut off."""
-        rendered = [templates.render(opts.body_template, {**values, "headline": h}) for h in headlines]
+        about = f"{values['audience']} will love {values['product']}"  # what a body is about: why they will love it (a headline: the product itself)
+        rendered = [templates.render(opts.body_template, {**values, "headline": h}, subject=about) for h in headlines]
         base = self.sampling(sampling, rendered[0].defaults)
         given = (sampling or {}).get("max_tokens") is not None  # --max-tokens holds for bodies too
         params = base.replace(n=1 if base.greedy else BODY_SAMPLES, seed=seed, max_tokens=base.max_tokens if given else max(base.max_tokens, 50))
@@ -160,7 +161,8 @@ class AdCopyGenerator(Generator):
         if not variants:
             if cut:  # the caller's max_tokens, not the sampling: more tries would be cut off the same way
                 raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
-            raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {option('temperature')} or {option('max_words')}")
+            more = option("max_words") if same_every_time(self.engine) else f"{option('temperature')} or {option('max_words')}"
+            raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {more}")
         return list(variants.values()), bodies_cut
 
     def postprocess(self, found: tuple[list[dict[str, str]], int], opts: AdCopyOptions) -> dict[str, Any]:
