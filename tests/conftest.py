@@ -71,8 +71,17 @@ def tiny_engine(tiny_model_dir):
 
 @pytest.fixture(autouse=True)
 def user_dirs(tmp_path, monkeypatch):
-    """Point config at a temp dir; keep the model cache shared (AIGC_CACHE_DIR or the default).
-    Installed entry-point plugins stay out (tests that want them unset AIGC_LOAD_PLUGINS)."""
+    """Point config, data and cache at a temp dir, but keep the converted models shared (the cache's
+    `models`, from AIGC_CACHE_DIR or the default, linked in): what classify and embed keep there is
+    each test's own. Installed entry-point plugins stay out (tests that want them unset AIGC_LOAD_PLUGINS)."""
+    from aigc import config
+
+    models = config.models_dir()
+    models.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path.with_name(tmp_path.name + "-cache")  # beside tmp_path, which tests list
+    cache.mkdir()
+    (cache / "models").symlink_to(models, target_is_directory=True)
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(cache))
     monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AIGC_LOAD_PLUGINS", "")
