@@ -10,7 +10,8 @@ answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request
-from any other web page is a 403 (`OriginCheck`).
+from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
+while the server listens on a loopback address (`HostCheck`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -67,6 +70,8 @@ class ServeSettings:
     max_queue: int = 256
     retry_after: int = 1
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); "*" is any, none: CORS off
+    bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
+    allowed_hosts: tuple[str, ...] = ()  # more names a request may be addressed to then; "*" is any
 
     def __post_init__(self) -> None:
         self.max_n = min(self.max_n, self.max_batch)  # a request's n rows decode in one batch
@@ -164,6 +169,49 @@ class OriginCheck:
         await JSONResponse(error_body(message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
 
 
+def loopback(name: str) -> bool:
+    """Whether a host name or address is the machine's own loopback: localhost, a name under
+    .localhost (RFC 6761: never resolved elsewhere), 127.x.x.x or ::1."""
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """ASGI middleware: while the server listens on a loopback address, a request addressed (its
+    `Host` header) to any name but a loopback one or `allowed` is a 403 before it runs. A web page
+    whose name its owner points at 127.0.0.1 (DNS rebinding) is then same-origin with the server: it
+    sends no `Origin` for a GET and could read /v1/models or /health; its Host is its own name. As
+    ollama, Jupyter and Vite: a server listening on the network answers any name."""
+
+    def __init__(self, app, bind_host: str, allowed: tuple[str, ...]):
+        self.app = app
+        self.on = loopback(bind_host) and "*" not in allowed
+        self.allowed = {name.lower().rstrip(".") for name in allowed}
+
+    async def __call__(self, scope, receive, send):
+        host = dict(scope["headers"]).get(b"host") if self.on and scope["type"] == "http" else None
+        if host is None:  # no check, or no Host (HTTP/1.0, which no browser sends)
+            return await self.app(scope, receive, send)
+        shown = host.decode("latin-1")
+        try:
+            name = urllib.parse.urlsplit("//" + shown).hostname or ""
+        except ValueError:  # "[::1" and the like
+            name = ""
+        if loopback(name) or name.rstrip(".") in self.allowed:
+            return await self.app(scope, receive, send)
+        message = (
+            f"requests addressed to {shown} are refused: this server listens on a loopback address and answers localhost names only "
+            f"(a web page that points its own name at 127.0.0.1 would be another); start it with --allow-host {name or shown} "
+            "to answer that name (a reverse proxy that passes it on), or with --host to listen on the network"
+        )
+        await JSONResponse(error_body(message, code="host_not_allowed"), status_code=403)(scope, receive, send)
+
+
 def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion, `prefix` then the request's id (`chatcmpl-...`, and
     `resp_...` as OpenAI's), which its x-request-id header carries too."""
@@ -193,6 +241,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(HostCheck, bind_host=settings.bind_host, allowed=settings.allowed_hosts)  # before CORS: a rebound page's preflight too
     app.add_middleware(RequestIds)  # added last: outermost, so a preflight's answer has its id too
 
     @app.exception_handler(ApiError)

@@ -946,6 +946,8 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
         (["--api-key", "  "], "--api-key is empty"),
         (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
         (["--cors-origin", "app.example"], "got 'app.example'"),
+        (["--allow-host", "https://ai.example"], "--allow-host must be * or a host name"),
+        (["--allow-host", "ai.example:8000"], "got 'ai.example:8000'"),
     ],
 )
 def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
@@ -962,12 +964,14 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     from aigc.serve import running as serve_running
 
     seen = {}
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    resolved = {"localhost": "::1"}  # as getaddrinfo may resolve it
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
     monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
-    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
+    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]"])
     assert result.exit_code == 0, result.output
     assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
+    assert seen["settings"].bind_host == "::1" and seen["settings"].allowed_hosts == ("ai.example", "fd00::1")  # the address bound decides
 
 
 def test_serve_help_never_imports_torch_or_fastapi():
@@ -1333,7 +1337,7 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     schedulers[0].drain(30.0)  # a later drain never puts the cut back
     assert schedulers[0]._cut_at <= time.monotonic()
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: serve_running.FORCED_EXIT)
     result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
@@ -1432,7 +1436,7 @@ def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback
                 assert proc.poll() is None, "".join(lines)
                 time.sleep(0.1)
         with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never ends: the request waits for it
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
             time.sleep(0.3)
             proc.send_signal(signal.SIGINT)
             assert stopping.wait(30), "".join(lines)  # the first handled: two at once would be taken as one
@@ -2182,7 +2186,7 @@ def test_cors_is_off_unless_an_origin_is_given(server):
 
     preflight = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
     for origins, allowed in (((), None), (("http://app.example",), "http://app.example"), (("*",), "*")):
-        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))  # no lifespan: the schedulers stay
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")  # no lifespan: the schedulers stay
         answer = web.options("/v1/chat/completions", headers=preflight)
         assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
         assert answer.headers["x-request-id"]
@@ -2202,7 +2206,7 @@ def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(ser
     original = backend.scheduler.submit
     monkeypatch.setattr(backend.scheduler, "submit", lambda job: submitted.append(job) or original(job))
     for origins in ((), ("http://app.example",)):
-        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")
         for origin in ("http://evil.example", "null", "http://evil.example:8000"):  # a page's, a sandboxed frame's, a rebound name's
             answer = web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": origin})
             assert answer.status_code == 403 and answer.json()["error"]["code"] == "origin_not_allowed"
@@ -2211,6 +2215,32 @@ def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(ser
     assert web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": "http://app.example"}).status_code == 200
     assert web.post("/v1/chat/completions", content=body, headers=simple).status_code == 200  # no Origin: not a browser
     assert len(submitted) == 2
+
+
+def test_a_server_on_loopback_answers_only_requests_addressed_to_a_loopback_name(server, monkeypatch):
+    """DNS rebinding: a page whose name points at 127.0.0.1 sends its own name as Host, and no
+    Origin for a GET; refused unless the server listens on the network or --allow-host names it."""
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    backends, key = server["app"].state.backends, {"Authorization": f"Bearer {KEY}"}
+    submitted, original = [], server["backend"].scheduler.submit
+    monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: submitted.append(job) or original(job))
+    local = TestClient(create_app(backends, ServeSettings(api_key=KEY, cors_origins=("*",))), base_url="http://127.0.0.1:8000")
+    for host in ("localhost:8000", "LocalHost", "localhost.", "app.localhost:8000", "127.0.0.1", "127.1.2.3:80", "[::1]:8000"):
+        assert local.get("/v1/models", headers={**key, "Host": host}).status_code == 200, host
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    for host in ("rebound.example:8000", "rebound.example", "localhost.rebound.example", "192.168.1.5:8000", "[::1", "testserver"):
+        for answer in (local.get("/health", headers={"Host": host}), local.get("/v1/models", headers={**key, "Host": host}), local.post("/v1/chat/completions", json=body, headers={**key, "Host": host, "Origin": f"http://{host}"})):
+            error = answer.json()["error"]
+            assert answer.status_code == 403 and error["code"] == "host_not_allowed" and answer.headers["x-request-id"], host
+            assert "--allow-host" in error["message"] and "--host" in error["message"] and "access-control-allow-origin" not in answer.headers
+    assert not submitted
+    proxied = TestClient(create_app(backends, ServeSettings(allowed_hosts=("AI.example",))), base_url="http://127.0.0.1:8000")
+    assert proxied.get("/health", headers={"Host": "ai.example"}).status_code == 200 and proxied.get("/health", headers={"Host": "other.example"}).status_code == 403
+    for settings in (ServeSettings(allowed_hosts=("*",)), ServeSettings(bind_host="0.0.0.0"), ServeSettings(bind_host="192.168.1.5"), ServeSettings(bind_host="::")):
+        assert TestClient(create_app(backends, settings)).get("/health", headers={"Host": "rebound.example"}).status_code == 200, settings
 
 
 def test_embeddings_check_dimensions_before_embedding_and_explain_token_ids(server, monkeypatch):
