@@ -1943,6 +1943,21 @@ def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(se
         view.score_many(prompts, [" good"])
 
 
+def test_server_scoring_tokenizes_each_prompt_once_and_scores_as_the_engine_does(server, monkeypatch, tiny_engine):
+    from aigc.serve import scheduler
+
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 32)  # several calls
+    backend = server["backend"]
+    prompts = [f"Review {i}: " + "fine " * (i % 5) for i in range(9)] + [[{"role": "user", "content": "Bees?"}]]
+    want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
+    encoded, encode = [], backend.engine.encode
+    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None: encoded.append(prompt) or encode(prompt, tools))
+    got = backend.batched.scoped().score_many(prompts, [" good", " bad"], embed=True)
+    assert sorted(map(repr, encoded)) == sorted(map(repr, prompts))  # each prompt tokenized once
+    for g, w in zip(got, want, strict=True):
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-5) and g.embedding == pytest.approx(w.embedding, abs=1e-5)
+
+
 def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
