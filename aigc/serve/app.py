@@ -6,7 +6,7 @@ message cannot open a turn); a text completion's prompt is raw model input, cont
 Chat and text completions differ only in the shape of their answers, which `Reply` writes
 (`replies.py`; whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
 with its own request fields and answer shape (`responses.py`); a chat request with tools may be
-answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+answered with calls (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request
@@ -480,7 +480,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
+        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
@@ -527,7 +527,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
-        what may be a call's (`tools.Holdback`); a call once its row ends (`reply.calling`), or the
+        what may be a call's (`tools.Holdback`); its calls once its row ends (`reply.calling`), or the
         text held back where it is none. A row that opens with a call that is not valid is decoded
         again under the calls' schema, as `answer_tools` does."""
         from .tools import Holdback, starts_call
@@ -581,7 +581,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
-            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format)
+            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset)
             params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         except ApiError as exc:

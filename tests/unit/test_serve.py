@@ -473,6 +473,49 @@ def test_auto_streams_text_as_it_is_decoded_and_a_call_once_it_is_whole(server, 
     assert reasons == ["tool_calls"] and set(json.loads(arguments)) in ({"city"}, {"zone"})
 
 
+def _scripted(backend, monkeypatch, text: str) -> None:
+    """The backend answers every row with `text`, a few characters a piece, as its scheduler sends a decoded answer."""
+    from aigc.engine.base import Completion
+
+    def submit(job):
+        pieces = [text[k : k + 7] for k in range(0, len(text), 7)]
+        for i in range(len(job.rows)):
+            for piece in pieces:
+                job.send(("piece", i, piece, None))
+            job.send(("end", i, "stop"))
+        job.send(("done", [Completion(text, len(row), len(pieces), "stop") for row in job.rows], None))
+
+    monkeypatch.setattr(backend.scheduler, "submit", submit)
+
+
+def test_auto_answers_with_every_call_an_answer_holds_unless_parallel_tool_calls_is_false(server, client, monkeypatch):
+    """Parallel calls in Hermes and Qwen's form, whole and streamed (each call's chunks under its own
+    index); with parallel_tool_calls false, the first only."""
+    both = [("get_weather", {"city": "Oslo"}), ("get_time", {"zone": "UTC"})]
+    _scripted(server["backend"], monkeypatch, "Both. " + "\n".join(f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>' for name, arguments in both))
+    for parallel, expected in ((None, both), (True, both), (False, both[:1])):
+        kwargs = {"tools": TOOLS, "max_tokens": 90, "n": 2} | ({} if parallel is None else {"parallel_tool_calls": parallel})
+        for choice in chat(client, server["model"], **kwargs).choices:
+            calls = choice.message.tool_calls
+            assert choice.finish_reason == "tool_calls" and choice.message.content == "Both." and len({c.id for c in calls}) == len(expected)
+            assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == expected
+        streamed: dict[tuple[int, int], dict] = {}
+        text, reasons = {0: "", 1: ""}, []
+        for chunk in chat(client, server["model"], stream=True, **kwargs):
+            for choice in chunk.choices:
+                text[choice.index] += choice.delta.content or ""
+                reasons += [choice.finish_reason] if choice.finish_reason else []
+                for piece in choice.delta.tool_calls or []:
+                    call = streamed.setdefault((choice.index, piece.index), {"id": piece.id, "name": piece.function.name, "arguments": ""})
+                    call["arguments"] += piece.function.arguments or ""
+        assert reasons == ["tool_calls", "tool_calls"] and text == {0: "Both. ", 1: "Both. "}
+        assert list(streamed) == [(i, j) for i in (0, 1) for j in range(len(expected))] and all(c["id"].startswith("call_") for c in streamed.values())
+        assert [(c["name"], json.loads(c["arguments"])) for c in streamed.values()] == expected * 2
+    response = client.responses.create(model=server["model"], input="Weather and time?", tools=[{"type": "function", **t["function"]} for t in TOOLS], max_output_tokens=60)
+    calls = [item for item in response.output if item.type == "function_call"]  # one output item: a Responses call is one
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == both[:1] and response.parallel_tool_calls is False
+
+
 def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client):
     """An agent loop's second request: the assistant's call and the tool's result are read, as text
     this template (one without tools) shows them."""
