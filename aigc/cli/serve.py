@@ -71,7 +71,7 @@ def serve(
     for name in allow_host or ():
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
             raise BadInputError(f"--allow-host must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
-    from ..serve.app import ServeSettings
+    from ..serve.app import ServeSettings, loopback
     from ..serve.running import bind, build, run_server
 
     settings = ServeSettings(
@@ -89,7 +89,7 @@ def serve(
     with ui.stage_status() as stage:
         app = build(model or [], settings, device, dtype, quantize, trust_remote_code, progress=stage)
     names = ", ".join(app.state.backends)
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+    if not loopback(settings.bind_host) and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")

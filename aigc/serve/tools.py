@@ -12,7 +12,8 @@ answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is
 under the schema. A free answer may hold several calls, one `<tool_call>` block each (parallel
 calls, as llama.cpp's Hermes parser reads them), unless `parallel_tool_calls` is false: then the
 first only; a call decoded under the schema is one, and so is one in the Responses API or the older
-form. The text before the calls is the answer's content. A free answer is streamed as it is decoded, less what may open a call (`Holdback`).
+form. The text before the calls is the answer's content. A free answer is streamed as it is
+decoded, less what may open a call (`Holdback`).
 OpenAI's older form, `functions` and `function_call`, is mapped onto tools and answered in its own
 shape (`message.function_call`, `finish_reason: "function_call"`).
 """

@@ -1017,6 +1017,19 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     assert seen["settings"].bind_host == "::1" and seen["settings"].allowed_hosts == ("ai.example", "fd00::1")  # the address bound decides
 
 
+def test_serve_warns_of_no_key_only_where_it_listens_beyond_loopback(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    for host, warned in (("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("192.168.1.5", True)):
+        result = CliRunner().invoke(cli, ["serve", "--host", host])
+        assert result.exit_code == 0 and ("without --api-key" in result.stderr) == warned, (host, result.stderr)
+
+
 def test_serve_help_never_imports_torch_or_fastapi():
     from lazy_imports import imports_after
 
