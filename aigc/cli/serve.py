@@ -1,5 +1,6 @@
 """`aigc serve`: an OpenAI-compatible HTTP server (the `serve` extra: FastAPI and uvicorn)."""
 
+import ipaddress
 import re
 from typing import Annotated, Optional
 
@@ -21,6 +22,13 @@ def _require_extra() -> None:
         raise MissingExtraError('aigc serve needs the serve extra: pip install "aigc[serve]" (FastAPI and uvicorn)') from None
 
 
+def _ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
 def serve(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", callback=given_model, autocompletion=complete.text_models)] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
@@ -37,6 +45,10 @@ def serve(
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
     cors_origin: Annotated[
         Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, or *) call the API from a browser (repeatable); off by default.")
+    ] = None,
+    allow_host: Annotated[
+        Optional[list[str]],
+        typer.Option("--allow-host", help="Answer requests addressed to NAME too (a reverse proxy's public name, or *) while listening on a loopback address, which answers localhost names only (repeatable)."),
     ] = None,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running requests get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
@@ -56,7 +68,10 @@ def serve(
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
             raise BadInputError(f"--cors-origin must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
-    from ..serve.app import ServeSettings
+    for name in allow_host or ():
+        if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
+            raise BadInputError(f"--allow-host must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
+    from ..serve.app import ServeSettings, loopback
     from ..serve.running import bind, build, run_server
 
     settings = ServeSettings(
@@ -67,12 +82,14 @@ def serve(
         batch_window=batch_window_ms / 1000,
         max_queue=max_queue,
         cors_origins=tuple(cors_origin or ()),
+        allowed_hosts=tuple(name.strip("[]") for name in allow_host or ()),
     )
     sock = bind(host, port)
+    settings.bind_host = sock.getsockname()[0]  # the address a name such as localhost resolved to
     with ui.stage_status() as stage:
         app = build(model or [], settings, device, dtype, quantize, trust_remote_code, progress=stage)
     names = ", ".join(app.state.backends)
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+    if not loopback(settings.bind_host) and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
     ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")

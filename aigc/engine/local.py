@@ -190,11 +190,15 @@ class LocalEngine:
         prefixes as one prefix tree (as many together as `CONTINUATION_TOKENS` allows).
         """
         check_prompts(prompts)
+        return self.score_encoded([self.encode(p) for p in prompts], continuations, embed)
+
+    def score_encoded(self, heads: list[list[int]], continuations: list[str], embed: bool = False) -> list[Scored]:
+        """`score_many` of prompts already tokenized (`encode`): for a caller that needed their
+        lengths first, as the server's batches do."""
         check_continuations(continuations)
         tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")
-        heads = [self.encode(p) for p in prompts]
         longest_tail = max(len(t) for t in tails)
         if max(len(h) for h in heads) + longest_tail > self.context_length:
             raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")

@@ -6,11 +6,12 @@ message cannot open a turn); a text completion's prompt is raw model input, cont
 Chat and text completions differ only in the shape of their answers, which `Reply` writes
 (`replies.py`; whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
 with its own request fields and answer shape (`responses.py`); a chat request with tools may be
-answered with a call (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+answered with calls (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request
-from any other web page is a 403 (`OriginCheck`).
+from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
+while the server listens on a loopback address (`HostCheck`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -67,6 +70,8 @@ class ServeSettings:
     max_queue: int = 256
     retry_after: int = 1
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); "*" is any, none: CORS off
+    bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
+    allowed_hosts: tuple[str, ...] = ()  # more names a request may be addressed to then; "*" is any
 
     def __post_init__(self) -> None:
         self.max_n = min(self.max_n, self.max_batch)  # a request's n rows decode in one batch
@@ -164,6 +169,49 @@ class OriginCheck:
         await JSONResponse(error_body(message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
 
 
+def loopback(name: str) -> bool:
+    """Whether a host name or address is the machine's own loopback: localhost, a name under
+    .localhost (RFC 6761: never resolved elsewhere), 127.x.x.x or ::1."""
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """ASGI middleware: while the server listens on a loopback address, a request addressed (its
+    `Host` header) to any name but a loopback one or `allowed` is a 403 before it runs. A web page
+    whose name its owner points at 127.0.0.1 (DNS rebinding) is then same-origin with the server: it
+    sends no `Origin` for a GET and could read /v1/models or /health; its Host is its own name. As
+    ollama, Jupyter and Vite: a server listening on the network answers any name."""
+
+    def __init__(self, app, bind_host: str, allowed: tuple[str, ...]):
+        self.app = app
+        self.on = loopback(bind_host) and "*" not in allowed
+        self.allowed = {name.lower().rstrip(".") for name in allowed}
+
+    async def __call__(self, scope, receive, send):
+        host = dict(scope["headers"]).get(b"host") if self.on and scope["type"] == "http" else None
+        if host is None:  # no check, or no Host (HTTP/1.0, which no browser sends)
+            return await self.app(scope, receive, send)
+        shown = host.decode("latin-1")
+        try:
+            name = urllib.parse.urlsplit("//" + shown).hostname or ""
+        except ValueError:  # "[::1" and the like
+            name = ""
+        if loopback(name) or name.rstrip(".") in self.allowed:
+            return await self.app(scope, receive, send)
+        message = (
+            f"requests addressed to {shown} are refused: this server listens on a loopback address and answers localhost names only "
+            f"(a web page that points its own name at 127.0.0.1 would be another); start it with --allow-host {name or shown} "
+            "to answer that name (a reverse proxy that passes it on), or with --host to listen on the network"
+        )
+        await JSONResponse(error_body(message, code="host_not_allowed"), status_code=403)(scope, receive, send)
+
+
 def completion_id(request: Request, prefix: str) -> str:
     """The id of the request's completion, `prefix` then the request's id (`chatcmpl-...`, and
     `resp_...` as OpenAI's), which its x-request-id header carries too."""
@@ -193,6 +241,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(HostCheck, bind_host=settings.bind_host, allowed=settings.allowed_hosts)  # before CORS: a rebound page's preflight too
     app.add_middleware(RequestIds)  # added last: outermost, so a preflight's answer has its id too
 
     @app.exception_handler(ApiError)
@@ -431,7 +480,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format)
+        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
         ids = await encode_chat(backend, req.messages, toolset)
         params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
@@ -478,7 +527,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
-        what may be a call's (`tools.Holdback`); a call once its row ends (`reply.calling`), or the
+        what may be a call's (`tools.Holdback`); its calls once its row ends (`reply.calling`), or the
         text held back where it is none. A row that opens with a call that is not valid is decoded
         again under the calls' schema, as `answer_tools` does."""
         from .tools import Holdback, starts_call
@@ -532,7 +581,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
-            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format)
+            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset)
             params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
         except ApiError as exc:

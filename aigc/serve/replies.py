@@ -96,19 +96,22 @@ class Reply:
         return body, events + self.closing(completions)
 
     def calling(self, index: int, call: dict) -> list[dict]:
-        """A choice's call as OpenAI streams it, `delta.tool_calls`: its id, type and name, then its
-        arguments, then finish_reason tool_calls; in the older form, `delta.function_call`: its name,
-        then its arguments, then finish_reason function_call."""
+        """A choice's calls (`Toolset.parse`) as OpenAI streams them, `delta.tool_calls`: each call's
+        id, type and name, then its arguments, under the call's own `index`, then finish_reason
+        tool_calls; in the older form, `delta.function_call`: the first call's name, then its
+        arguments, then finish_reason function_call."""
         from .tools import call_id
 
-        arguments = json.dumps(call["arguments"], ensure_ascii=False)
+        arguments = [json.dumps(c["arguments"], ensure_ascii=False) for c in call["calls"]]
         if self.legacy:
-            deltas = [{"function_call": {"name": call["name"], "arguments": ""}}, {"function_call": {"arguments": arguments}}]
+            deltas = [{"function_call": {"name": call["calls"][0]["name"], "arguments": ""}}, {"function_call": {"arguments": arguments[0]}}]
         else:
-            head = {"index": 0, "id": call_id(), "type": "function", "function": {"name": call["name"], "arguments": ""}}
-            deltas = [{"tool_calls": [head]}, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
+            deltas = []
+            for j, (one, given) in enumerate(zip(call["calls"], arguments)):
+                head = {"index": j, "id": call_id(), "type": "function", "function": {"name": one["name"], "arguments": ""}}
+                deltas += [{"tool_calls": [head]}, {"tool_calls": [{"index": j, "function": {"arguments": given}}]}]
         events = [] if self.opened else self.opening()
-        for delta, finish in ((deltas[0], None), (deltas[1], None), ({}, "function_call" if self.legacy else "tool_calls")):
+        for delta, finish in [*((delta, None) for delta in deltas), ({}, "function_call" if self.legacy else "tool_calls")]:
             events.append(self.body([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}], chunk=True))
         return events
 

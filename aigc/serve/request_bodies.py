@@ -170,7 +170,7 @@ class Sampling(BaseModel):
     tools: Optional[list] = None
     functions: Optional[list] = None  # tools' older form
     tool_choice: Union[str, dict, None] = None
-    parallel_tool_calls: Optional[bool] = None  # at most one call is made either way
+    parallel_tool_calls: Optional[bool] = None  # false: a free answer's first call only (`Toolset.parse`)
     function_call: Union[str, dict, None] = None
     logit_bias: Optional[dict] = None
     response_format: Optional[dict] = None

@@ -205,6 +205,7 @@ class ResponseReply:
         text before it (ended first), or as the response's first output."""
         from .tools import call_id
 
+        (call,) = call["calls"]  # the Responses API's tools make one call (parallel_tool_calls is false)
         arguments = json.dumps(call["arguments"], ensure_ascii=False)
         if self.opened:
             events = self.ending(0, "stop")
@@ -257,5 +258,5 @@ def echoed(data: dict) -> dict:
         "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"), "metadata": data.get("metadata") or {},
         "temperature": data.get("temperature", 1.0), "top_p": data.get("top_p", 1.0), "text": {"format": text.get("format") or {"type": "text"}},
         "previous_response_id": None, "reasoning": None, "truncation": "disabled", "user": data.get("user"),
-        **({"tools": data["tools"], "tool_choice": data.get("tool_choice") or "auto", "parallel_tool_calls": data.get("parallel_tool_calls", True)} if data.get("tools") else {}),
+        **({"tools": data["tools"], "tool_choice": data.get("tool_choice") or "auto"} if data.get("tools") else {}),
     }

@@ -728,10 +728,11 @@ class BatchedEngine:
         next one."""
         self._check()
         check_prompts(prompts)
+        heads = [self.encode(p) for p in prompts]  # once: their lengths batch them, then they are scored
         results: list[Scored | None] = [None] * len(prompts)
-        for batch in length_batches([len(self.encode(p)) for p in prompts], SCORE_CHUNK):
+        for batch in length_batches([len(h) for h in heads], SCORE_CHUNK):
             self._check()
-            for index, scored in zip(batch, self.scheduler.call(self.local.score_many, [prompts[i] for i in batch], continuations, embed)):
+            for index, scored in zip(batch, self.scheduler.call(self.local.score_encoded, [heads[i] for i in batch], continuations, embed)):
                 results[index] = scored
         return results
 

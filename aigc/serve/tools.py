@@ -9,9 +9,11 @@ its own way); any other gets a system instruction that lists them as JSON and as
 earlier calls in that form and their results as `<tool_response>` user turns. `tool_choice`
 "required" or a named function decodes under the call's schema; "auto" decodes freely, and an
 answer that starts a call (`<tool_call>` or `{"name"`) but is not a valid one is decoded again
-under the schema. An answer holds one call at most, whatever `parallel_tool_calls` says, as
-llama.cpp's server does for a template without parallel calls; the text before it is the answer's
-content. A free answer is streamed as it is decoded, less what may open a call (`Holdback`).
+under the schema. A free answer may hold several calls, one `<tool_call>` block each (parallel
+calls, as llama.cpp's Hermes parser reads them), unless `parallel_tool_calls` is false: then the
+first only; a call decoded under the schema is one, and so is one in the Responses API or the older
+form. The text before the calls is the answer's content. A free answer is streamed as it is
+decoded, less what may open a call (`Holdback`).
 OpenAI's older form, `functions` and `function_call`, is mapped onto tools and answered in its own
 shape (`message.function_call`, `finish_reason: "function_call"`).
 """
@@ -48,9 +50,10 @@ class Toolset:
     parameters: dict[str, dict]  # each function's arguments schema, by name
     forced: bool
     named: str | None = None
+    parallel: bool = True  # whether a free answer's several calls are all made (else its first only)
 
     @classmethod
-    def of(cls, tools: list | None, choice: Any, response_format: dict | None = None) -> "Toolset | None":
+    def of(cls, tools: list | None, choice: Any, response_format: dict | None = None, parallel: bool = True) -> "Toolset | None":
         """The request's toolset; None where no tool is to be called (none given, or tool_choice "none")."""
         from ..engine.structured import schema_parser, unheld_rules
 
@@ -94,7 +97,7 @@ class Toolset:
             return None
         if (response_format or {}).get("type", "text") != "text":
             raise _bad('response_format shapes an answer in text, and a tool call has its own; send one of them, or tool_choice "none"', "response_format", "unsupported")
-        return cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named)
+        return cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named, parallel=parallel)
 
     def call_schema(self) -> dict:
         """The JSON schema of one call: a function's name and its arguments (any function's, unless one is named)."""
@@ -112,13 +115,25 @@ class Toolset:
         return f'You may call these functions:\n<tools>\n{listed}\n</tools>\n{must} To call one, answer only with <tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>'
 
     def parse(self, text: str) -> dict | None:
-        """The call an answer holds, `{"name", "arguments", "content"}` with arguments that fit the
-        function's schema and the text before the call as content (None where it is blank, as
-        llama.cpp's Hermes parser has it), or None where it holds none."""
+        """The calls an answer holds, `{"content", "calls": [{"name", "arguments"}, ...]}`, with the
+        text before them as content (None where it is blank, as llama.cpp's Hermes parser has it)
+        and arguments that fit each function's schema; None where it holds none, or a call that is
+        not valid. Several calls are `<tool_call>` blocks one after another (the first only, unless
+        `parallel`); a bare `{"name": ...}` is one."""
+        opened = OPENS.search(text)
+        if opened is None:
+            return None
+        blocks = text[opened.start() :].split("<tool_call>")[1:] if text.startswith("<tool_call>", opened.start()) else [text[opened.start() :]]
+        calls = [self._call(block) for block in blocks[: None if self.parallel else 1]]
+        if not all(calls):
+            return None
+        return {"content": text[: opened.start()].rstrip() or None, "calls": calls}
+
+    def _call(self, block: str) -> dict | None:
+        """One call, `{"name", "arguments"}`, from its JSON (with its closing tag, if any), or None."""
         import jsonschema
 
-        opened = OPENS.search(text)
-        found = CALL.fullmatch(text, opened.start()) if opened else None
+        found = CALL.fullmatch(block)
         try:
             data = json.loads(found.group(1)) if found else None
         except ValueError:
@@ -128,17 +143,17 @@ class Toolset:
         arguments = data.get("arguments", data.get("parameters"))  # Llama 3.1 says "parameters"
         if not isinstance(arguments, dict) or not jsonschema.validators.validator_for(self.parameters[data["name"]])(self.parameters[data["name"]]).is_valid(arguments):
             return None
-        return {"name": data["name"], "arguments": arguments, "content": text[: opened.start()].rstrip() or None}
+        return {"name": data["name"], "arguments": arguments}
 
 
-def requested(tools: list | None, choice: Any, functions: list | None, function_call: Any, response_format: dict | None) -> tuple[Toolset | None, bool]:
+def requested(tools: list | None, choice: Any, functions: list | None, function_call: Any, response_format: dict | None, parallel: bool = True) -> tuple[Toolset | None, bool]:
     """A chat request's toolset (`Toolset.of`), and whether it came in OpenAI's older form, `functions`
     ({name, description, parameters}) and `function_call` ("none", "auto" or {"name": ...}), to be
-    answered in it (as vLLM and llama.cpp-compatible servers that take it map it onto tools). A
-    neutral `function_call` without functions is no older form, and is left aside."""
+    answered in it (as vLLM and llama.cpp-compatible servers that take it map it onto tools; one
+    call). A neutral `function_call` without functions is no older form, and is left aside."""
     legacy = bool(functions) or function_call not in (None, "none", "auto")
     if not legacy:
-        return Toolset.of(tools, choice, response_format), False
+        return Toolset.of(tools, choice, response_format, parallel), False
     if tools or choice is not None:
         given = "functions" if functions else "function_call"
         raise _bad(f"{given} is the older form of {'tools' if functions else 'tool_choice'}; send tools and tool_choice, or functions and function_call, not both", given)
@@ -152,7 +167,7 @@ def requested(tools: list | None, choice: Any, functions: list | None, function_
     elif function_call not in (None, "none", "auto"):
         raise _bad(f'function_call {function_call!r} is not one of "none", "auto" or {{"name": ...}}', "function_call")
     try:
-        return Toolset.of([{"type": "function", "function": f} for f in functions or []], function_call, response_format), True
+        return Toolset.of([{"type": "function", "function": f} for f in functions or []], function_call, response_format, parallel=False), True
     except ApiError as exc:  # named as the request has them: functions.0 for tools.0.function, function_call for tool_choice
         message = re.sub(r"\btools\.(\d+)\.function\b", r"functions.\1", exc.message).replace("tool_choice", "function_call")
         raise ApiError(exc.status, re.sub(r"\btools\b", "functions", message), exc.type, LEGACY_PARAMS.get(exc.param, exc.param), exc.code) from None
@@ -243,12 +258,13 @@ def call_id() -> str:
 
 
 def answered(body: dict, calls: list[dict | None], legacy: bool = False) -> dict:
-    """A chat completion whose choices that hold a call answer with it as `tool_calls`, or as
-    `function_call` (no id) where the request came in the older form (`legacy`)."""
+    """A chat completion whose choices that hold calls (`Toolset.parse`) answer with them as
+    `tool_calls`, or with the first as `function_call` (no id) where the request came in the older
+    form (`legacy`)."""
     for choice, call in zip(body["choices"], calls):
         if call:
-            function = {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)}
-            called = {"function_call": function} if legacy else {"tool_calls": [{"id": call_id(), "type": "function", "function": function}]}
+            functions = [{"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)} for c in call["calls"]]
+            called = {"function_call": functions[0]} if legacy else {"tool_calls": [{"id": call_id(), "type": "function", "function": f} for f in functions]}
             choice["message"] = {"role": "assistant", "content": call["content"], **called}
             choice["finish_reason"] = "function_call" if legacy else "tool_calls"
     return body

@@ -473,6 +473,49 @@ def test_auto_streams_text_as_it_is_decoded_and_a_call_once_it_is_whole(server, 
     assert reasons == ["tool_calls"] and set(json.loads(arguments)) in ({"city"}, {"zone"})
 
 
+def _scripted(backend, monkeypatch, text: str) -> None:
+    """The backend answers every row with `text`, a few characters a piece, as its scheduler sends a decoded answer."""
+    from aigc.engine.base import Completion
+
+    def submit(job):
+        pieces = [text[k : k + 7] for k in range(0, len(text), 7)]
+        for i in range(len(job.rows)):
+            for piece in pieces:
+                job.send(("piece", i, piece, None))
+            job.send(("end", i, "stop"))
+        job.send(("done", [Completion(text, len(row), len(pieces), "stop") for row in job.rows], None))
+
+    monkeypatch.setattr(backend.scheduler, "submit", submit)
+
+
+def test_auto_answers_with_every_call_an_answer_holds_unless_parallel_tool_calls_is_false(server, client, monkeypatch):
+    """Parallel calls in Hermes and Qwen's form, whole and streamed (each call's chunks under its own
+    index); with parallel_tool_calls false, the first only."""
+    both = [("get_weather", {"city": "Oslo"}), ("get_time", {"zone": "UTC"})]
+    _scripted(server["backend"], monkeypatch, "Both. " + "\n".join(f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>' for name, arguments in both))
+    for parallel, expected in ((None, both), (True, both), (False, both[:1])):
+        kwargs = {"tools": TOOLS, "max_tokens": 90, "n": 2} | ({} if parallel is None else {"parallel_tool_calls": parallel})
+        for choice in chat(client, server["model"], **kwargs).choices:
+            calls = choice.message.tool_calls
+            assert choice.finish_reason == "tool_calls" and choice.message.content == "Both." and len({c.id for c in calls}) == len(expected)
+            assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == expected
+        streamed: dict[tuple[int, int], dict] = {}
+        text, reasons = {0: "", 1: ""}, []
+        for chunk in chat(client, server["model"], stream=True, **kwargs):
+            for choice in chunk.choices:
+                text[choice.index] += choice.delta.content or ""
+                reasons += [choice.finish_reason] if choice.finish_reason else []
+                for piece in choice.delta.tool_calls or []:
+                    call = streamed.setdefault((choice.index, piece.index), {"id": piece.id, "name": piece.function.name, "arguments": ""})
+                    call["arguments"] += piece.function.arguments or ""
+        assert reasons == ["tool_calls", "tool_calls"] and text == {0: "Both. ", 1: "Both. "}
+        assert list(streamed) == [(i, j) for i in (0, 1) for j in range(len(expected))] and all(c["id"].startswith("call_") for c in streamed.values())
+        assert [(c["name"], json.loads(c["arguments"])) for c in streamed.values()] == expected * 2
+    response = client.responses.create(model=server["model"], input="Weather and time?", tools=[{"type": "function", **t["function"]} for t in TOOLS], max_output_tokens=60)
+    calls = [item for item in response.output if item.type == "function_call"]  # one output item: a Responses call is one
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == both[:1] and response.parallel_tool_calls is False
+
+
 def test_a_conversation_with_tool_calls_and_their_results_goes_on(server, client):
     """An agent loop's second request: the assistant's call and the tool's result are read, as text
     this template (one without tools) shows them."""
@@ -946,6 +989,8 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
         (["--api-key", "  "], "--api-key is empty"),
         (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
         (["--cors-origin", "app.example"], "got 'app.example'"),
+        (["--allow-host", "https://ai.example"], "--allow-host must be * or a host name"),
+        (["--allow-host", "ai.example:8000"], "got 'ai.example:8000'"),
     ],
 )
 def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
@@ -962,12 +1007,27 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     from aigc.serve import running as serve_running
 
     seen = {}
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    resolved = {"localhost": "::1"}  # as getaddrinfo may resolve it
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
     monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
-    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*"])
+    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]"])
     assert result.exit_code == 0, result.output
     assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
+    assert seen["settings"].bind_host == "::1" and seen["settings"].allowed_hosts == ("ai.example", "fd00::1")  # the address bound decides
+
+
+def test_serve_warns_of_no_key_only_where_it_listens_beyond_loopback(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    for host, warned in (("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("192.168.1.5", True)):
+        result = CliRunner().invoke(cli, ["serve", "--host", host])
+        assert result.exit_code == 0 and ("without --api-key" in result.stderr) == warned, (host, result.stderr)
 
 
 def test_serve_help_never_imports_torch_or_fastapi():
@@ -1333,7 +1393,7 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     schedulers[0].drain(30.0)  # a later drain never puts the cut back
     assert schedulers[0]._cut_at <= time.monotonic()
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: serve_running.FORCED_EXIT)
     result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
@@ -1432,7 +1492,7 @@ def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback
                 assert proc.poll() is None, "".join(lines)
                 time.sleep(0.1)
         with socket.create_connection(("127.0.0.1", port)) as sock:  # a body that never ends: the request waits for it
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
             time.sleep(0.3)
             proc.send_signal(signal.SIGINT)
             assert stopping.wait(30), "".join(lines)  # the first handled: two at once would be taken as one
@@ -1939,6 +1999,21 @@ def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(se
         view.score_many(prompts, [" good"])
 
 
+def test_server_scoring_tokenizes_each_prompt_once_and_scores_as_the_engine_does(server, monkeypatch, tiny_engine):
+    from aigc.serve import scheduler
+
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 32)  # several calls
+    backend = server["backend"]
+    prompts = [f"Review {i}: " + "fine " * (i % 5) for i in range(9)] + [[{"role": "user", "content": "Bees?"}]]
+    want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
+    encoded, encode = [], backend.engine.encode
+    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None: encoded.append(prompt) or encode(prompt, tools))
+    got = backend.batched.scoped().score_many(prompts, [" good", " bad"], embed=True)
+    assert sorted(map(repr, encoded)) == sorted(map(repr, prompts))  # each prompt tokenized once
+    for g, w in zip(got, want, strict=True):
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-5) and g.embedding == pytest.approx(w.embedding, abs=1e-5)
+
+
 def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options(server, monkeypatch, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
@@ -2182,7 +2257,7 @@ def test_cors_is_off_unless_an_origin_is_given(server):
 
     preflight = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
     for origins, allowed in (((), None), (("http://app.example",), "http://app.example"), (("*",), "*")):
-        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))  # no lifespan: the schedulers stay
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")  # no lifespan: the schedulers stay
         answer = web.options("/v1/chat/completions", headers=preflight)
         assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
         assert answer.headers["x-request-id"]
@@ -2202,7 +2277,7 @@ def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(ser
     original = backend.scheduler.submit
     monkeypatch.setattr(backend.scheduler, "submit", lambda job: submitted.append(job) or original(job))
     for origins in ((), ("http://app.example",)):
-        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)))
+        web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")
         for origin in ("http://evil.example", "null", "http://evil.example:8000"):  # a page's, a sandboxed frame's, a rebound name's
             answer = web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": origin})
             assert answer.status_code == 403 and answer.json()["error"]["code"] == "origin_not_allowed"
@@ -2211,6 +2286,32 @@ def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(ser
     assert web.post("/v1/chat/completions", content=body, headers={**simple, "Origin": "http://app.example"}).status_code == 200
     assert web.post("/v1/chat/completions", content=body, headers=simple).status_code == 200  # no Origin: not a browser
     assert len(submitted) == 2
+
+
+def test_a_server_on_loopback_answers_only_requests_addressed_to_a_loopback_name(server, monkeypatch):
+    """DNS rebinding: a page whose name points at 127.0.0.1 sends its own name as Host, and no
+    Origin for a GET; refused unless the server listens on the network or --allow-host names it."""
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    backends, key = server["app"].state.backends, {"Authorization": f"Bearer {KEY}"}
+    submitted, original = [], server["backend"].scheduler.submit
+    monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: submitted.append(job) or original(job))
+    local = TestClient(create_app(backends, ServeSettings(api_key=KEY, cors_origins=("*",))), base_url="http://127.0.0.1:8000")
+    for host in ("localhost:8000", "LocalHost", "localhost.", "app.localhost:8000", "127.0.0.1", "127.1.2.3:80", "[::1]:8000"):
+        assert local.get("/v1/models", headers={**key, "Host": host}).status_code == 200, host
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    for host in ("rebound.example:8000", "rebound.example", "localhost.rebound.example", "192.168.1.5:8000", "[::1", "testserver"):
+        for answer in (local.get("/health", headers={"Host": host}), local.get("/v1/models", headers={**key, "Host": host}), local.post("/v1/chat/completions", json=body, headers={**key, "Host": host, "Origin": f"http://{host}"})):
+            error = answer.json()["error"]
+            assert answer.status_code == 403 and error["code"] == "host_not_allowed" and answer.headers["x-request-id"], host
+            assert "--allow-host" in error["message"] and "--host" in error["message"] and "access-control-allow-origin" not in answer.headers
+    assert not submitted
+    proxied = TestClient(create_app(backends, ServeSettings(allowed_hosts=("AI.example",))), base_url="http://127.0.0.1:8000")
+    assert proxied.get("/health", headers={"Host": "ai.example"}).status_code == 200 and proxied.get("/health", headers={"Host": "other.example"}).status_code == 403
+    for settings in (ServeSettings(allowed_hosts=("*",)), ServeSettings(bind_host="0.0.0.0"), ServeSettings(bind_host="192.168.1.5"), ServeSettings(bind_host="::")):
+        assert TestClient(create_app(backends, settings)).get("/health", headers={"Host": "rebound.example"}).status_code == 200, settings
 
 
 def test_embeddings_check_dimensions_before_embedding_and_explain_token_ids(server, monkeypatch):

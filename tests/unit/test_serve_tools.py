@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from aigc.engine.base import Completion  # noqa: E402
-from aigc.serve.tools import Holdback, Toolset, prompt, starts_call  # noqa: E402
+from aigc.serve.tools import Holdback, Toolset, prompt, requested, starts_call  # noqa: E402
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}, {"type": "function", "function": {"name": "now"}}]
@@ -16,11 +16,11 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 
 def test_an_answers_call_is_found_in_the_forms_models_write_and_must_fit_its_schema():
     tools = Toolset.of(TOOLS, "auto")
-    call = {"name": "get_weather", "arguments": {"city": "Oslo"}, "content": None}
+    call = {"content": None, "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
     for text in ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', ' {"name": "get_weather", "arguments": {"city": "Oslo"}}', '{"name": "get_weather", "parameters": {"city": "Oslo"}}'):
         assert tools.parse(text) == call and starts_call(text), text
     assert tools.parse('{"name": "now"}') is None  # arguments are required, {} at least
-    assert tools.parse('{"name": "now", "arguments": {}}') == {"name": "now", "arguments": {}, "content": None}
+    assert tools.parse('{"name": "now", "arguments": {}}') == {"content": None, "calls": [{"name": "now", "arguments": {}}]}
     for text in ('{"name": "get_news", "arguments": {}}', '{"name": "get_weather", "arguments": {"days": 2}}', '<tool_call>{"name": "get_weather", "arguments": {', "It is sunny."):
         assert tools.parse(text) is None, text
     assert not starts_call("It is sunny.") and starts_call('<tool_call>{"name": "get_weather", "arguments": {')
@@ -36,7 +36,7 @@ def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
 
     tools = Toolset.of(TOOLS, "auto")
     text = 'Sure. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-    assert tools.parse(text) == {"name": "get_weather", "arguments": {"city": "Paris"}, "content": "Sure."}
+    assert tools.parse(text) == {"content": "Sure.", "calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
     assert tools.parse(' \n<tool_call>{"name": "now", "arguments": {}}</tool_call>')["content"] is None
     assert tools.parse('I will call {"name": "now", "arguments": {}}')["content"] == "I will call"
     assert tools.parse('Sure. <tool_call>{"name": "now", "arguments": {}} and more') is None  # not a whole call: text
@@ -51,6 +51,41 @@ def test_text_before_a_call_is_the_answers_content_and_the_call_is_still_made():
     assert [item["type"] for item in response["output"]] == ["message", "function_call"] and response["output"][0]["content"][0]["text"] == "Sure."
     assert [e["sequence_number"] for e in events] == list(range(len(events))) and events[-1]["response"]["output"] == response["output"]
     assert {e["output_index"] for e in events if e["type"].startswith("response.function_call")} == {1}
+
+
+PARALLEL = 'Both. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'
+
+
+def test_an_answer_may_hold_several_calls_unless_parallel_tool_calls_is_false():
+    """Hermes and Qwen's form: a <tool_call> block a call, as llama.cpp's parser reads them."""
+    both = [{"name": "get_weather", "arguments": {"city": "Oslo"}}, {"name": "now", "arguments": {}}]
+    assert Toolset.of(TOOLS, "auto").parse(PARALLEL) == {"content": "Both.", "calls": both}
+    assert Toolset.of(TOOLS, "auto").parse(PARALLEL.removesuffix("</tool_call>")) == {"content": "Both.", "calls": both}  # the last one unclosed, as a stop cut it
+    assert Toolset.of(TOOLS, "auto", parallel=False).parse(PARALLEL) == {"content": "Both.", "calls": both[:1]}
+    assert Toolset.of(TOOLS, "auto", parallel=False).parse(PARALLEL + "<tool_call>{") == {"content": "Both.", "calls": both[:1]}  # what follows the first is not read
+    for wrong in (PARALLEL + "\n<tool_call>{\"name\": \"get_news\", \"arguments\": {}}</tool_call>", PARALLEL + " and more", PARALLEL.replace("<tool_call>\n{\"name\": \"now\"", "{\"name\": \"now\"")):
+        assert Toolset.of(TOOLS, "auto").parse(wrong) is None, wrong  # a call not valid, or text between or after: no calls
+    legacy, _ = requested(None, None, [t["function"] for t in TOOLS], "auto", None)
+    assert len(legacy.parse(PARALLEL)["calls"]) == 1  # function_call is one call
+
+
+def test_several_calls_are_answered_each_with_its_id_and_streamed_each_under_its_index():
+    from aigc.serve.replies import Reply
+
+    completions = [Completion(PARALLEL, 5, 40, "stop")]
+    body, chunks = Reply(True, "m", None, None, 5, 1).called(completions, None, [Toolset.of(TOOLS, "auto").parse(PARALLEL)])
+    (choice,) = body["choices"]
+    calls = choice["message"]["tool_calls"]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Both."
+    assert [c["function"] for c in calls] == [{"name": "get_weather", "arguments": '{"city": "Oslo"}'}, {"name": "now", "arguments": "{}"}]
+    assert len({c["id"] for c in calls}) == 2 and all(c["id"].startswith("call_") and c["type"] == "function" for c in calls)
+    streamed: dict[int, dict] = {}
+    for chunk in chunks:
+        for piece in chunk["choices"][0]["delta"].get("tool_calls", []) if chunk["choices"] else []:
+            call = streamed.setdefault(piece["index"], {"id": piece.get("id"), "name": piece["function"].get("name"), "arguments": ""})
+            call["arguments"] += piece["function"]["arguments"]
+    assert [(c["name"], json.loads(c["arguments"])) for c in streamed.values()] == [("get_weather", {"city": "Oslo"}), ("now", {})] and list(streamed) == [0, 1]
+    assert streamed[0]["id"] != streamed[1]["id"] and [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
 
 
 def test_a_streamed_answer_holds_back_only_what_may_open_a_call():
