@@ -55,6 +55,18 @@ log = logging.getLogger("aigc.serve")
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
+DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
+
+
+def chat_defaults() -> dict[str, Any]:
+    """The settings in `DEFAULTED` that `aigc chat` decodes with where none are given (the chat
+    generator's defaults, then its template's): what a request that leaves them out gets, as ollama
+    and vLLM apply a model's defaults, not OpenAI's (temperature 1, which makes a small model ramble)."""
+    from ..generators.base import get_generator
+    from ..templates import get_template
+
+    params = get_generator("chat").sampling(None, get_template("chat").defaults)
+    return {name: getattr(params, name) for name in DEFAULTED}
 
 
 @dataclass
@@ -227,6 +239,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     if not backends:
         raise BadInputError("serve needs at least one model")
     default = next(iter(backends))
+    defaults = chat_defaults()
 
     async def lifespan(app):
         yield
@@ -325,8 +338,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: Sampling, prompt_tokens: int, backend: Backend, defaults: dict) -> SamplingParams | None:
-        """The request's sampling settings; None for `echo` with `max_tokens: 0` (nothing to generate)."""
+    def sampling(req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
+        """The request's sampling settings, `aigc chat`'s defaults (`chat_defaults`) for those it leaves
+        out; None for `echo` with `max_tokens: 0` (nothing to generate)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
@@ -368,9 +382,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.top_p == 0:  # only the likeliest token is left: greedy
             values.update(temperature=0.0, top_p=1.0)
         try:
-            return SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=req.seed, json_schema=schema, **values)
+            params = SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=req.seed, json_schema=schema, **values)
         except BadInputError as exc:
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
+        if params.n > 1 and req.temperature is None and params.greedy:  # the default, greedy, gives n copies of one answer
+            raise ApiError(
+                400, f"n: {params.n} answers need sampling, but a request without temperature is answered greedily "
+                f"(temperature {values['temperature']}, as aigc chat answers), the same answer each time; send temperature (OpenAI's default is 1), or n: 1",
+                param="n", code="invalid_value",
+            )
+        return params
 
     async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
         return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
@@ -482,7 +503,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
         ids = await encode_chat(backend, req.messages, toolset)
-        params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
+        params = sampling(req, len(ids), backend)
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
@@ -583,7 +604,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             backend = backend_for(req.model)
             toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset)
-            params = sampling(req, len(ids), backend, {"temperature": 1.0, "top_p": 1.0})
+            params = sampling(req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
         reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data))
@@ -602,7 +623,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
-        params = sampling(req, max(len(ids) for ids in encoded), backend, {"temperature": 1.0, "top_p": 1.0})
+        params = sampling(req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
         reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:

@@ -22,6 +22,7 @@ from aigc.cli.app import app as cli  # noqa: E402
 from aigc.errors import AigcError, BadInputError, MissingExtraError  # noqa: E402
 
 KEY = "test-key"
+OPENAIS = {"repetition_penalty": 1.0}  # with temperature and top_p, OpenAI's sampling, not the server's defaults (`aigc chat`'s)
 
 
 def free_port() -> int:
@@ -101,6 +102,34 @@ def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, 
     assert answer.usage.prompt_tokens == tiny_engine.count_tokens(messages)
     assert answer.usage.completion_tokens == expected.completion_tokens
     assert answer.choices[0].finish_reason == ("length" if expected.finish_reason == "length" else "stop")
+
+
+def test_settings_a_request_leaves_out_are_aigc_chats_and_those_it_gives_win(server, client, tiny_engine, monkeypatch):
+    """An OpenAI client sends no temperature: chat, completions and responses then decode as `aigc
+    chat` does (greedy, its repetition penalty), not at OpenAI's temperature 1; a setting given wins."""
+    from aigc.generators.base import get_generator
+
+    chats = get_generator("chat").sampling(None)
+    assert chats.greedy and chats.repetition_penalty != 1.0  # not OpenAI's defaults
+    scheduler, submitted = server["backend"].scheduler, []
+    real = scheduler.submit
+    monkeypatch.setattr(scheduler, "submit", lambda job: submitted.append(job.params) or real(job))
+    answer = chat(client, server["model"], max_tokens=12)
+    client.completions.create(model=server["model"], prompt="Bees make", max_tokens=4)
+    client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4)
+    picked = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
+    assert [[getattr(p, name) for name in picked] for p in submitted] == [[getattr(chats, name) for name in picked]] * 3
+    messages = [{"role": "user", "content": "Paris is the capital"}]
+    assert answer.choices[0].message.content == tiny_engine.generate([messages], chats.replace(max_tokens=12))[0][0].text
+    submitted.clear()
+    given = {"temperature": 0.8, "top_p": 0.5, "extra_body": {"repetition_penalty": 1.0, "top_k": 7}}
+    chat(client, server["model"], max_tokens=4, **given)
+    client.completions.create(model=server["model"], prompt="Bees make", max_tokens=4, **given)
+    client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4, **given)
+    assert [(p.temperature, p.top_p, p.repetition_penalty, p.top_k) for p in submitted] == [(0.8, 0.5, 1.0, 7)] * 3
+    status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": messages, "n": 2, "max_tokens": 4})
+    assert status == 400 and body["error"]["param"] == "n" and "send temperature" in body["error"]["message"]  # n copies of one greedy answer
+    assert len(chat(client, server["model"], n=2, temperature=1.0, seed=3, max_tokens=4).choices) == 2
 
 
 def test_the_servers_stats_count_a_requests_prompt_once_as_its_usage_does(server, client):
@@ -494,7 +523,7 @@ def test_auto_answers_with_every_call_an_answer_holds_unless_parallel_tool_calls
     both = [("get_weather", {"city": "Oslo"}), ("get_time", {"zone": "UTC"})]
     _scripted(server["backend"], monkeypatch, "Both. " + "\n".join(f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>' for name, arguments in both))
     for parallel, expected in ((None, both), (True, both), (False, both[:1])):
-        kwargs = {"tools": TOOLS, "max_tokens": 90, "n": 2} | ({} if parallel is None else {"parallel_tool_calls": parallel})
+        kwargs = {"tools": TOOLS, "max_tokens": 90, "n": 2, "temperature": 1.0} | ({} if parallel is None else {"parallel_tool_calls": parallel})
         for choice in chat(client, server["model"], **kwargs).choices:
             calls = choice.message.tool_calls
             assert choice.finish_reason == "tool_calls" and choice.message.content == "Both." and len({c.id for c in calls}) == len(expected)
@@ -1171,7 +1200,7 @@ def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_dow
     joined, done = scheduler.joined, {}
 
     def long_request():
-        done["long"] = chat(client, server["model"], content="Tell me a long story", temperature=1.0, seed=seed, max_tokens=120)
+        done["long"] = chat(client, server["model"], content="Tell me a long story", temperature=1.0, top_p=1.0, seed=seed, max_tokens=120, extra_body=OPENAIS)
         done["at"] = time.monotonic()
 
     thread = threading.Thread(target=long_request)
@@ -1181,7 +1210,7 @@ def test_a_request_joins_the_running_batch(server, client, tiny_engine, slow_dow
             break
         time.sleep(0.01)
     time.sleep(0.1)
-    short = chat(client, server["model"], content="Bees", temperature=0, max_tokens=5)
+    short = chat(client, server["model"], content="Bees", temperature=0, max_tokens=5, extra_body=OPENAIS)
     short_at = time.monotonic()
     thread.join(30)
     assert scheduler.joined == joined + 1  # admitted while the long one was decoding ...
@@ -2434,7 +2463,7 @@ def test_a_response_may_be_a_function_call_and_a_conversation_goes_on_with_its_o
 
 def test_a_response_can_follow_a_json_schema(server, client):
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": False}
-    answer = client.responses.create(model=server["model"], input="A number", max_output_tokens=40, extra_body={"seed": 1}, text={"format": {"type": "json_schema", "name": "n", "schema": schema, "strict": True}})
+    answer = client.responses.create(model=server["model"], input="A number", max_output_tokens=40, temperature=1.0, top_p=1.0, extra_body={"seed": 1, **OPENAIS}, text={"format": {"type": "json_schema", "name": "n", "schema": schema, "strict": True}})
     assert set(json.loads(answer.output_text)) == {"n"} and answer.text.format.type == "json_schema"
 
 
