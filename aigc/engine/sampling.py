@@ -477,7 +477,7 @@ class DecodeLoop:
                 position_ids = position_ids[:, -1:] + 1
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _borders(stop: str) -> tuple[int, ...]:
     """For each start `stop[:i + 1]`, the length of its longest proper start that it also ends with
     (Knuth-Morris-Pratt's failure function); kept for the stop strings used last."""

@@ -46,8 +46,8 @@ from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
 from .replies import NoJob, Reply, base64_floats, event_stream
 from .request_bodies import (
-    CHAT_TAKES, INSTEAD, MAX_STOPS, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
-    body_int, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
+    CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
+    body_int, check_stops, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
 )
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
@@ -367,8 +367,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         unasked = COMPLETION_DEFAULT_TOKENS if isinstance(req, CompletionRequest) else settings.max_tokens_cap  # as OpenAI and vLLM
         max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        if len(stop) > MAX_STOPS:
-            raise ApiError(400, f"stop: give at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
+        check_stops(stop)
         values = dict(defaults)
         values.update(
             {
@@ -729,8 +728,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
                 raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
-        if len(params.stop) > MAX_STOPS:
-            raise ApiError(400, f"stop: give at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
+        check_stops(params.stop)
         if req.input is None:
             raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
         try:

@@ -22,6 +22,19 @@ MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request, as OpenAI allows
 
 
 MAX_STOPS = 64  # stop strings a request may give: each is looked for in every row after every token (OpenAI takes 4)
+MAX_STOP_CHARS = 256  # characters a stop string may have: its table is built on the scheduler's thread, which every row shares
+
+
+def check_stops(stop: tuple[str, ...] | list[str]) -> None:
+    """A 400 (`param` stop) for more stop strings than `MAX_STOPS`, or one longer than `MAX_STOP_CHARS`."""
+    if len(stop) > MAX_STOPS:
+        raise ApiError(400, f"stop: give at most {MAX_STOPS} stop strings", param="stop", code="invalid_value")
+    longest = max(stop, key=len, default="")
+    if len(longest) > MAX_STOP_CHARS:
+        raise ApiError(
+            400, f"stop: a stop string may be at most {MAX_STOP_CHARS} characters long; stop.{list(stop).index(longest)} has {len(longest)}",
+            param="stop", code="invalid_value",
+        )
 
 
 def union_tag(part: Any) -> bool:

@@ -2078,6 +2078,33 @@ def test_more_stop_strings_than_the_server_takes_are_a_400_before_any_decoding(s
         assert status == 400 and answer["error"]["param"] == "stop" and f"at most {MAX_STOPS} stop strings" in answer["error"]["message"], (path, answer)
 
 
+def test_a_stop_string_longer_than_the_server_takes_is_a_400_before_any_decoding(server, monkeypatch):
+    """Each stop string's table is built on the scheduler's thread, which every request shares: one
+    longer than `MAX_STOP_CHARS` is refused, naming the limit and which one; one that long is taken."""
+    from aigc.serve.request_bodies import MAX_STOP_CHARS
+
+    long = "x" * (MAX_STOP_CHARS + 1)
+    for path, body in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": ["ok", long]}),
+        ("/v1/completions", {"prompt": "hi", "stop": long}),
+        ("/v1/responses", {"input": "hi", "stop": ["ok", long]}),
+        ("/v1/aigc/summarize", {"input": "Bees make honey.", "sampling": {"stop": ["ok", long]}}),
+    ):
+        monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: pytest.fail("decoded"))
+        status, _, answer = raw(server, path, body)
+        assert status == 400 and answer["error"]["param"] == "stop", (path, answer)
+        assert f"at most {MAX_STOP_CHARS} characters" in answer["error"]["message"] and f"has {MAX_STOP_CHARS + 1}" in answer["error"]["message"], (path, answer)
+        monkeypatch.undo()
+    body = {"model": server["model"], "prompt": "hi", "stop": ["x" * MAX_STOP_CHARS], "max_tokens": 2}
+    assert raw(server, "/v1/completions", body)[0] == 200
+
+
+def test_the_stop_tables_kept_are_few():
+    from aigc.engine.sampling import _borders
+    from aigc.serve.request_bodies import MAX_STOPS
+
+    assert _borders.cache_info().maxsize <= MAX_STOPS  # one request's stops, not many requests' long ones
+
 def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatch):
     import io
 
