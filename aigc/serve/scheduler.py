@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from typing import Any, Callable, Generator, Iterator
@@ -687,10 +688,23 @@ class BatchedEngine:
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Each prompt's `n` completions; more rows than `--max-batch` are decoded in turns of at most
-        that many, so no task's options (translate's `chunk_tokens`, a `batch_size`) make a batch the
-        operator did not allow."""
-        per_job = max(1, self.scheduler.max_batch // params.n)
+        that many, so no task's options (translate's `chunk_tokens`, a `batch_size`, headline's n x 3
+        samples) make a batch the operator did not allow."""
+        if params.n > self.scheduler.max_batch:
+            return [self._samples(prompt, params) for prompt in prompts]
+        per_job = self.scheduler.max_batch // params.n
         return [row for start in range(0, len(prompts), per_job) for row in self._generate(prompts[start : start + per_job], params)]
+
+    def _samples(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        """One prompt's `n` completions, in order, in parts of `--max-batch` rows. With a seed, the
+        first part has it and part k one drawn from it and k (not seed + k, which headline's next
+        round is), so a seeded request gives the same answers each time, though not a local run's,
+        which draws all n rows from the one seed (with n up to `--max-batch`, the two are alike)."""
+        size, completions = self.scheduler.max_batch, []
+        for part, start in enumerate(range(0, params.n, size)):
+            seed = params.seed if params.seed is None or part == 0 else random.Random(f"{params.seed}/{part}").randrange(2**63)
+            completions += self._generate([prompt], params.replace(n=min(size, params.n - start), seed=seed))[0]
+        return completions
 
     def _generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         encoded = [self.encode(p) for p in prompts]

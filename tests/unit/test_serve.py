@@ -2063,6 +2063,38 @@ def test_a_task_decodes_no_more_rows_at_once_than_max_batch_whatever_its_options
     assert [[c.text for c in each] for each in got] == [[c.text for c in each] for each in tiny_engine.generate(prompts, params)]
 
 
+def test_one_prompts_samples_beyond_max_batch_decode_in_parts_each_seeded_from_the_seed(server, monkeypatch, tiny_engine):
+    """Headline samples n x 3 of one prompt: more than --max-batch rows are decoded in parts of at most
+    that many, part 0 with the request's seed and each later part with one drawn from it, in order."""
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job
+
+    backend = server["backend"]
+    size, jobs = backend.scheduler.max_batch, []
+    original = backend.scheduler.submit
+
+    def spy(work):  # decoding jobs; a call (headline's scoring) passes
+        if isinstance(work, Job):
+            jobs.append((len(work.rows), work.params.seed))
+        return original(work)
+
+    monkeypatch.setattr(backend.scheduler, "submit", spy)
+    body = {"input": {"topic": "urban bees"}, "options": {"n": 8}, "sampling": {"max_tokens": 4, "temperature": 1.0, "seed": 2}}
+    raw(server, "/v1/aigc/headline", body)  # 24 samples a round (a 200, or a 400 when the tiny model gives no headline)
+    assert jobs and max(rows for rows, _ in jobs) <= size and sum(rows for rows, _ in jobs) >= 24, jobs
+    jobs.clear()
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=3, n=size + 2, seed=5)
+    got = backend.batched.scoped().generate(["Bees", "Cats"], params)
+    assert [rows for rows, _ in jobs] == [size, 2, size, 2]
+    seeds = [seed for _, seed in jobs]
+    assert seeds[0] == 5 and seeds[1] not in (5, 6) and seeds[2:] == seeds[:2]
+    texts = [[c.text for c in each] for each in got]
+    for prompt, answers in zip(["Bees", "Cats"], texts):  # each part as the engine decodes it alone, in order
+        first = tiny_engine.generate([prompt], params.replace(n=size))[0]
+        rest = tiny_engine.generate([prompt], params.replace(n=2, seed=seeds[1]))[0]
+        assert answers == [c.text for c in first + rest]
+    assert [[c.text for c in each] for each in backend.batched.scoped().generate(["Bees", "Cats"], params)] == texts  # the same again
+
 def test_more_stop_strings_than_the_server_takes_are_a_400_before_any_decoding(server, monkeypatch):
     from aigc.serve.request_bodies import MAX_STOPS
 
