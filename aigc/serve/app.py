@@ -55,6 +55,7 @@ log = logging.getLogger("aigc.serve")
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
+OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
 
 
@@ -378,18 +379,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 }.items() if v is not None
             }
         )
+        if req.n > 1 and req.temperature is None and not values["temperature"]:  # greedy would give n copies of one answer
+            values["temperature"] = OPENAI_TEMPERATURE
         if req.top_p == 0:  # only the likeliest token is left: greedy
             values.update(temperature=0.0, top_p=1.0)
         try:
             params = SamplingParams(max_tokens=max_tokens, stop=tuple(stop), n=req.n, seed=req.seed, json_schema=schema, **values)
         except BadInputError as exc:
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
-        if params.n > 1 and req.temperature is None and params.greedy:  # the default, greedy, gives n copies of one answer
-            raise ApiError(
-                400, f"n: {params.n} answers need sampling, but a request without temperature is answered greedily "
-                f"(temperature {values['temperature']}, as aigc chat answers), the same answer each time; send temperature (OpenAI's default is 1), or n: 1",
-                param="n", code="invalid_value",
-            )
         return params
 
     async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
