@@ -89,8 +89,8 @@ _UNSET = object()
 MAX_SIZE = 100_000  # characters or items of a string or list, bits of an integer, made by `*` or `**` (as jinja2's MAX_RANGE)
 MAX_RENDERED = 1_000_000  # characters a template may write, or hold in one value it builds, beyond the text of the values it is given
 MAX_MADE = 50_000_000  # characters, items or bits all it builds may hold together, beyond 10 times its values' text
-MAX_STEPS = 10_000_000  # loop iterations and calls one render may take
-MAX_SECONDS = 60  # and the time (a loop step that filters a big value is one step, however slow)
+MAX_STEPS = 1_000_000  # loop iterations and calls one render may take, beyond one a character of its values
+MAX_SECONDS = 30  # and the time it may take (a step that filters a big value is one step, however slow)
 
 _budget: ContextVar[_Budget | None] = ContextVar("aigc_render_budget", default=None)
 
@@ -102,7 +102,7 @@ class _Budget:
     def __init__(self, given: int) -> None:
         self.largest = MAX_RENDERED + given  # characters or items of the text written, or of one value built
         self.made = MAX_MADE + 10 * given
-        self.steps = MAX_STEPS
+        self.steps = MAX_STEPS + given
         self.deadline = time.monotonic() + MAX_SECONDS
 
     def fits(self, size: int, what: str) -> None:
@@ -121,7 +121,7 @@ class _Budget:
         """Count one loop iteration or call."""
         self.steps -= 1
         if self.steps < 0:
-            raise OverflowError(f"Too much work: the template took more than {MAX_STEPS} loop iterations and calls; the sandbox stops it")
+            raise OverflowError(f"Too much work: the template took more than {MAX_STEPS} loop iterations and calls beyond one a character of its variables; the sandbox stops it")
         if not self.steps % 1000 and time.monotonic() > self.deadline:
             raise OverflowError(f"Too much work: the template ran for more than {MAX_SECONDS} seconds; the sandbox stops it")
 
@@ -188,10 +188,11 @@ def _sandbox(**options):
                 args = (__self.counted(args[0]), *args[1:])
             method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
             target = getattr(method, "__self__", None)
+            given = {key: value for key, value in kwargs.items() if key not in ("_loop_vars", "_block_vars")}  # jinja2's own
             if isinstance(target, (str, list)):
-                args = _method_fits(budget, target, getattr(method, "__name__", ""), args, kwargs)
+                args = _method_fits(budget, target, getattr(method, "__name__", ""), args, given)
             elif __obj is generate_lorem_ipsum:
-                budget.fits(_lorem_size(*args, **kwargs), "lipsum")
+                budget.fits(_lorem_size(*args, **given), "lipsum")
             result = super().call(__context, __obj, *args, **kwargs)
             if isinstance(target, (str, list)):
                 budget.make(_size(result), getattr(method, "__name__", "a call"))
@@ -240,7 +241,7 @@ def _replaced_size(text: str, old: str, new: str, count: Any = None) -> int:
     return len(text) + found * max(len(new) - len(old), 0)
 
 
-_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?|\{[^{}]*:([^{}]*)")
+_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?|\{[^{}]*:([^{}]*\{?)")
 
 
 def _formatted_size(template: str, values: Any) -> int:
