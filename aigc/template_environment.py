@@ -272,6 +272,7 @@ def _method_fits(budget: _Budget, target: str | list, name: str, args: tuple, kw
         "join": lambda items: sum(map(_text_size, items)) + len(target) * max(len(items) - 1, 0),
         "format": lambda *values, **named: _formatted_size(target, [*values, *named.values()]),
         "format_map": lambda values: _formatted_size(target, dict(values)),
+        "translate": lambda table: len(target) * max([len(value) for value in table.values() if isinstance(value, str)] + [1]),
         "extend": lambda items: len(target) + (len(items) if hasattr(items, "__len__") else 0),
     }
     if name in sizes and isinstance(target, str) != (name == "extend"):
@@ -283,19 +284,17 @@ def _method_fits(budget: _Budget, target: str | list, name: str, args: tuple, kw
     return args
 
 
-def _filter_sizes() -> dict[str, Callable]:
-    """The size each of jinja2's filters that can build more than it is given would build."""
-    return {
-        "replace": lambda s, old, new, count=None: _replaced_size(str(s), str(old), str(new), count),
-        "join": lambda items, d="", attribute=None: sum(map(_text_size, items)) + len(str(d)) * max(len(items) - 1, 0),
-        "center": lambda value, width=80: max(len(str(value)), width),
-        "indent": lambda s, width=4, *_, **__: len(str(s)) + (len(width) if isinstance(width, str) else width) * (str(s).count("\n") + 1),
-        "format": lambda value, *values, **named: _formatted_size(str(value), [*values, *named.values()]),
-        "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, *_, **__: len(str(s)) + len(wrapstring or "\n") * (len(str(s)) // max(width, 1) + len(str(s).split()) + 1),
-        "batch": lambda value, linecount, fill_with=None: linecount,
-        "slice": lambda value, slices, fill_with=None: slices,
-        "sum": lambda items, attribute=None, start=0: (_size(start) + sum(map(_size, items))) if isinstance(start, (list, tuple)) else 0,
-    }
+_FILTER_SIZES: dict[str, Callable] = {  # the size each of jinja2's filters that can build more than it is given would build
+    "replace": lambda s, old, new, count=None: _replaced_size(str(s), str(old), str(new), count),
+    "join": lambda items, d="", attribute=None: sum(map(_text_size, items)) + len(str(d)) * max(len(items) - 1, 0),
+    "center": lambda value, width=80: max(len(str(value)), width),
+    "indent": lambda s, width=4, *_, **__: len(str(s)) + (len(width) if isinstance(width, str) else width) * (str(s).count("\n") + 1),
+    "format": lambda value, *values, **named: _formatted_size(str(value), [*values, *named.values()]),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, *_, **__: len(str(s)) + len(wrapstring or "\n") * (len(str(s)) // max(width, 1) + len(str(s).split()) + 1),
+    "batch": lambda value, linecount, fill_with=None: linecount,
+    "slice": lambda value, slices, fill_with=None: slices,
+    "sum": lambda items, attribute=None, start=0: (_size(start) + sum(map(_size, items))) if isinstance(start, (list, tuple)) else 0,
+}
 
 
 def _bounded_filter(name: str, function: Callable) -> Callable:
@@ -303,7 +302,7 @@ def _bounded_filter(name: str, function: Callable) -> Callable:
     builds counted."""
     from jinja2.utils import _PassArg
 
-    size = _filter_sizes().get(name)
+    size = _FILTER_SIZES.get(name)
     passed = 1 if _PassArg.from_obj(function) else 0  # the context or environment jinja2 passes first
 
     @wraps(function)

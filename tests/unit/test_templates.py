@@ -460,6 +460,7 @@ DOUBLE = '{% set ns = namespace(s="x" * 100000) %}{% for _ in range(4) %}' + "{%
         ('{{ ("y" * 100000).join(range(100000) | map("string")) }}', "join would make 10000388890"),
         ('{{ "x" | center(10 ** 10) }}', "the filter center would make 10000000000"),
         ('{{ "x".ljust(10 ** 10) }}', "ljust would make 10000000000"),
+        ('{{ ("a" * 100000).translate({97: "b" * 100000}) }}', "translate would make 10000000000"),
         ('{{ ("a\n" * 50000) | indent(100000) }}', "the filter indent would make 5000200000"),
         ('{{ "%10000000000d" | format(1) }}', "the filter format would make 10000000014"),
         ('{{ "%*d" % (10 ** 10, 1) }}', "% would make 10000000016"),
