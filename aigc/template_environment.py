@@ -231,10 +231,12 @@ def _size(value: Any) -> int:
 
 
 def _text_size(value: Any) -> int:
+    """Characters of `value` as text (what `~` and `join` make of it)."""
     return len(value) if isinstance(value, str) else len(str(value))
 
 
 def _replaced_size(text: str, old: str, new: str, count: Any = None) -> int:
+    """Characters of `text.replace(old, new, count)`, counted without making it."""
     found = text.count(old) if old else len(text) + 1
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
@@ -257,6 +259,7 @@ def _formatted_size(template: str, values: Any) -> int:
 
 
 def _lorem_size(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> int:  # noqa: A002 (jinja2's names)
+    """At most the characters of `lipsum(n, html, min, max)`: n paragraphs of `max` words."""
     return n * (max * 15 + 20)
 
 
