@@ -435,12 +435,79 @@ def test_a_huge_product_is_refused_before_it_is_made(source, made):
 
 
 def test_nested_loops_that_write_without_end_are_stopped_and_big_inputs_still_render():
-    write(templates.user_dir(), "loops", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}{{ input }}")
+    write(templates.user_dir(), "loops", "{% for i in range(100000) %}{% for j in range(100000) %}0123456789{% endfor %}{% endfor %}{{ input }}")
     with pytest.raises(BadInputError, match=r"^template 'loops' failed while rendering: OverflowError: Result too big: the template wrote more than 1000002 characters, 1000000 beyond its variables'"):
         templates.render("loops", {"input": "ab"})  # 10**10 characters before; each range is within the sandbox's bound
     book = "word " * 400_000  # 2 MB of input: its own size does not count against the bound
     write(templates.user_dir(), "book", "Summarize: {{ input }}")
     assert templates.render("book", {"input": book}).messages[-1]["content"] == "Summarize: " + book.strip()
+
+
+DOUBLE = '{% set ns = namespace(s="x" * 100000) %}{% for _ in range(4) %}' + "{% set ns.s = EXPR %}" + "{% endfor %}{{ input }}"
+
+
+@pytest.mark.parametrize(
+    "source, made",
+    [
+        (DOUBLE.replace("EXPR", "ns.s ~ ns.s"), "~ would make 1600000"),
+        (DOUBLE.replace("EXPR", "ns.s + ns.s"), r"\+ would make 1600000"),
+        (DOUBLE.replace("\"x\" * 100000", "[1] * 100000").replace("EXPR", "ns.s + ns.s"), r"\+ would make 1600000"),  # a list
+        (DOUBLE.replace("EXPR", "ns.s.replace('x', 'xx')"), "replace would make 1600000"),
+        (DOUBLE.replace("{% set ns.s = EXPR %}", "{% set s %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = s %}"), "a block would make 1600000"),
+        ("{% macro twice(s) %}{{ s }}{{ s }}{% endmacro %}" + DOUBLE.replace("EXPR", "twice(ns.s)"), "a block would make 1600000"),
+        ('{{ ("x" * 10000) | replace("x", "y" * 10000) }}', "the filter replace would make 100000000"),
+        ('{{ range(100000) | join("y" * 100000) }}', "the filter join would make 10000388890"),
+        ('{{ ("y" * 100000).join(range(100000) | map("string")) }}', "join would make 10000388890"),
+        ('{{ "x" | center(10 ** 10) }}', "the filter center would make 10000000000"),
+        ('{{ "x".ljust(10 ** 10) }}', "ljust would make 10000000000"),
+        ('{{ ("a" * 100000).translate({97: "b" * 100000}) }}', "translate would make 10000000000"),
+        ('{{ ("a\n" * 50000) | indent(100000) }}', "the filter indent would make 5000200000"),
+        ('{{ "%10000000000d" | format(1) }}', "the filter format would make 10000000014"),
+        ('{{ "%*d" % (10 ** 10, 1) }}', "% would make 10000000016"),
+        ('{{ "{:{}}".format(1, 10 ** 10) }}', "format would make 10000000018"),
+        ("{{ [1] | batch(10 ** 10, 0) | list }}", "the filter batch would make 10000000000"),
+        ("{{ lipsum(10 ** 7) }}", "lipsum would make 15200000000"),
+        ('{% set ns = namespace(l=[1] * 100000) %}{% for _ in range(4) %}{% set _ = ns.l.extend(ns.l) %}{% endfor %}', "extend would make 1600000"),
+    ],
+)
+def test_a_value_built_past_the_render_bound_is_refused_before_it_is_made(source, made):
+    write(templates.user_dir(), "big", source)
+    with pytest.raises(BadInputError, match=rf"^template 'big' failed while rendering: OverflowError: Result too big: {made} characters or items, more than 1000002, 1000000 beyond the variables'; the sandbox stops it$"):
+        templates.render("big", {"input": "ab"})
+
+
+def test_all_a_render_builds_is_bounded_and_big_inputs_still_fill_a_template():
+    write(templates.user_dir(), "kept", '{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set _ = ns.l.append("x" * 100000 ~ i) %}{% endfor %}{{ ns.l | length }}')
+    with pytest.raises(BadInputError, match=r"^template 'kept' failed while rendering: OverflowError: Result too big: the template built more than 50000000 characters, items or bits beyond 10 times its variables'; the sandbox stops it$"):
+        templates.render("kept", {})  # 100 MB of distinct strings, each within the bound
+    book = "word " * 400_000  # 2 MB of input: what is built from it is counted beyond its own size
+    write(templates.user_dir(), "quoted", '{{ "<" ~ input ~ ">" }}|{{ (input + "!") | length }}|{{ input | replace("word", "words") | length }}|{{ input.split() | join(",") | length }}|{{ "%s." % input[:3] }}|{{ "{:>5}".format(input[:2]) }}|{{ "ab" | center(6) }}')
+    expected = f"<{book}>|{len(book) + 1}|{len(book) + 400_000}|{400_000 * 5 - 1}|wor.|   wo|  ab"
+    assert templates.render("quoted", {"input": book}).messages[-1]["content"] == expected.strip()
+
+
+def test_a_render_that_never_ends_is_stopped_after_its_steps_or_its_time(monkeypatch):
+    from aigc import template_environment
+
+    stopped = r"^template 'spin' failed while rendering: OverflowError: Too much work: the template took more than 1000000 loop iterations and calls beyond one a character of its variables; the sandbox stops it$"
+    for source in [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}done",  # 10**10 iterations writing nothing
+        "{% for x in range(100) recursive %}{% if loop.depth < 6 %}{{ loop(range(100)) }}{% endif %}{% endfor %}done",
+    ]:
+        write(templates.user_dir(), "spin", source)
+        with pytest.raises(BadInputError, match=stopped):
+            templates.render("spin", {"input": "ab"})
+    monkeypatch.setattr(template_environment, "MAX_STEPS", 10_000)  # 2**40 calls, each a step (at the real bound, seconds)
+    write(templates.user_dir(), "spin", "{% macro f(n) %}{% if n < 40 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}")
+    with pytest.raises(BadInputError, match=stopped.replace("1000000", "10000")):
+        templates.render("spin", {})
+    write(templates.user_dir(), "deep", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+    with pytest.raises(BadInputError, match=r"^template 'deep' failed while rendering: RecursionError: maximum recursion depth exceeded"):
+        templates.render("deep", {})
+    monkeypatch.setattr(template_environment, "MAX_SECONDS", 0)  # a step that is slow however few (filtering a big value)
+    write(templates.user_dir(), "slow", "{% for i in range(5000) %}{% endfor %}done")
+    with pytest.raises(BadInputError, match=r"^template 'slow' failed while rendering: OverflowError: Too much work: the template ran for more than 0 seconds; the sandbox stops it$"):
+        templates.render("slow", {})
 
 
 def test_an_edit_that_fails_the_checks_is_kept_aside_and_the_template_stays_as_it_was():
