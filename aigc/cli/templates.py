@@ -52,13 +52,17 @@ def show(
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "model", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
         shown = {**fields, "path": str(template.path), "variables": variables, "text": template_files.read_source(template.path)}
+        if template.path.name == template_files.PATTERN:  # plain text, as written
+            shown["system"] = shown["text"]
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
-    ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path))
+    user = template.path.with_name(template_files.PATTERN_USER)
+    after = f"\n# {user}, before the input:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and template.body else ""
+    ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path) + after)
 
 
 @templates_app.command()
