@@ -237,8 +237,13 @@ def _read_pattern(path: Path, source: str) -> Template:
 
 
 def literal(text: str) -> str:
-    """Template text that renders as `text` itself: each `{` written as a jinja expression, so none opens a tag."""
-    return text.replace("{", "{{ '{' }}")
+    """Template text that renders as `text` itself: inside `{% raw %}` where it holds a `{`, or, where it
+    would end that block itself, with each `{` written as a jinja expression, so none opens a tag."""
+    if "{" not in text:
+        return text
+    if re.search(r"\{%[-+]?\s*endraw\b", text):
+        return text.replace("{", "{{ '{' }}")
+    return f"{{% raw %}}{text}{{% endraw %}}"
 
 
 def _system_line(front_matter) -> int:

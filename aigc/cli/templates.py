@@ -1,10 +1,10 @@
-"""`aigc templates list|show|new|edit|rm|path`."""
+"""`aigc templates list|show|new|edit|rm|import|path`."""
 
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -130,6 +130,24 @@ def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's
     removed, now = template_edits.remove_template(name)
     back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
     ui.info(f"removed {removed}{back}")
+
+
+@templates_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An llm YAML template (system:, prompt: with $input and $variables, defaults:, options:, model:).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="The new template's name (default: the file's name, without .yaml).", show_default=False)] = None,
+) -> None:
+    """Make an llm (Simon Willison's) YAML template an aigc template in the user directory, and print its path (never overwrites).
+
+    system: is its system prompt, prompt: its text ($input and $var as {{ input }} and {{ var }}; the
+    input after it where it has no $input), defaults: its variables' defaults, options: its sampling
+    defaults, model: its model. What has no aigc equivalent (fragments, tools, ...) is refused."""
+    from .. import template_imports
+
+    template = template_imports.import_llm_template(file, name)
+    if template.model:
+        ui.info(f"model: {template.model} is used when no -m is given; if aigc has no model of that name, change it with `aigc templates edit {template.name}`")
+    ui.result(str(template.path))
 
 
 @templates_app.command()
