@@ -68,6 +68,8 @@ def show(
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
+    if (pattern := _pattern(name)) is not None:
+        raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name, or edit the pattern (aigc templates edit {name})")
     path, existing = template_edits.new_template(name)
     if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
         ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
@@ -83,6 +85,14 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
     name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
     terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
+    if (pattern := _pattern(name)) is not None:  # plain text: nothing to check
+        if pattern.source not in ("user", "env"):
+            raise BadInputError(f"{name!r} is plugin {pattern.source!r}'s fabric pattern ({pattern.path}); copy its directory into {templates.user_dir()} to change it")
+        problem = _run_editor(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi", pattern.path)
+        if problem:
+            raise BadInputError(problem)
+        ui.result(str(pattern.path))
+        return
     target, draft, note = template_edits.start_edit(name)
     if note:
         ui.info(note)
@@ -107,6 +117,12 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     ui.result(str(target))
 
 
+def _pattern(name: str) -> "template_files.Template | None":
+    """The fabric pattern that template `name` is, if it is one."""
+    found = None if templates.is_path(name) else templates.scan(name)[0].get(name)
+    return found if found is not None and found.path.name == template_files.PATTERN else None
+
+
 def _run_editor(editor: str, path: Path) -> str | None:
     """Open `path` in `editor` (a command line, as $EDITOR); what went wrong, or None."""
     import shlex
@@ -127,6 +143,8 @@ def _on_terminal() -> bool:
 @templates_app.command()
 def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's name.", autocompletion=complete.templates)]) -> None:
     """Remove your template NAME; one that overrides a built-in or plugin template gives it back."""
+    if (pattern := _pattern(name)) is not None and not template_edits.user_template_path(name).is_file():
+        raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; remove that directory yourself to drop it")
     removed, now = template_edits.remove_template(name)
     back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
     ui.info(f"removed {removed}{back}")

@@ -105,3 +105,26 @@ def test_a_template_directory_of_templates_and_patterns_alone_gives_no_warning(t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert {"p", "t"} <= set(templates.discover())
+
+
+def test_templates_edit_opens_a_patterns_own_file_as_plain_text(tmp_path, monkeypatch):
+    import sys
+
+    path = pattern(templates.user_dir(), "rate", "Rate it.")
+    editor = tmp_path / "editor.py"
+    editor.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); p.write_text(p.read_text() + ' Use {braces}.')\n")
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    assert edited.exit_code == 0 and edited.stdout == f"{path}\n", edited.output
+    assert not (templates.user_dir() / "rate.j2").exists()
+    assert templates.render("rate", {"input": "x"}).messages[0]["content"] == "Rate it. Use {braces}."
+
+
+def test_templates_new_and_rm_of_a_pattern_say_what_to_do_instead(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate it.")
+    new = runner.invoke(app, ["templates", "new", "rate"])
+    assert new.exit_code == 2 and "is the fabric pattern" in new.stderr and "give another name" in new.stderr
+    removed = runner.invoke(app, ["templates", "rm", "rate"])
+    assert removed.exit_code == 2 and "remove that directory yourself" in removed.stderr
+    assert not (templates.user_dir() / "rate.j2").exists() and templates.get_template("rate").system == "Rate it."
