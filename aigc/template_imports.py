@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .template_files import SUFFIX, Template, literal, parse, read_source
+from .template_files import Template, literal, parse, read_source
 
 _READ = ("system", "prompt", "defaults", "options", "model", "schema_object", "name")  # llm's keys made into aigc's (name: llm's own, dropped)
 _SETTINGS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias")  # llm options aigc samples with
