@@ -17,6 +17,8 @@ from .errors import AigcWarning, BadInputError, did_you_mean, option
 from .template_environment import compile_text, environment, variables_read
 
 SUFFIX = ".j2"
+PATTERN = "system.md"  # fabric's pattern: a directory NAME/ holding its system prompt, plain Markdown
+PATTERN_USER = "user.md"  # beside it, optional: text put before the input
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
 
 
@@ -108,6 +110,30 @@ _OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (
 _CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
+def template_name(path: Path) -> str:
+    """The name a template file gives: NAME of NAME.j2, or of a pattern's NAME/system.md."""
+    return path.parent.name if path.name == PATTERN else path.name[: -len(SUFFIX)]
+
+
+def template_files(directory: Path) -> list[Path]:
+    """A directory's templates, by name: each NAME.j2, and each fabric pattern NAME/system.md with no NAME.j2 beside it."""
+    files = list(directory.glob(f"*{SUFFIX}"))
+    named = {template_name(path) for path in files}
+    files += [path for path in directory.glob(f"*/{PATTERN}") if path.parent.name not in named]
+    return sorted(files, key=template_name)
+
+
+def other_files(directory: Path) -> list[Path]:
+    """What a directory holds that is neither a template nor a pattern (hidden files and editor backups aside)."""
+    found = set(template_files(directory))
+    return sorted(
+        path
+        for path in directory.iterdir()
+        if path not in found and not path.name.startswith(".") and not path.name.endswith("~") and not (path / PATTERN).is_file()
+        and (path.is_file() or any(path.glob(f"*/{PATTERN}")))  # a directory: only one of patterns, a level too deep
+    )
+
+
 def parse(path: Path, source: str) -> Template:
     """Read one template file; bad front matter is an error naming the file and line, an unknown
     front-matter key a warning."""
@@ -142,6 +168,8 @@ def _read(path: Path, source: str) -> Template:
     """`parse` without the warnings, which only a template in use gives (not every one a lookup reads)."""
     import yaml
 
+    if path.name == PATTERN:
+        return _read_pattern(path, source)
     text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
@@ -190,6 +218,32 @@ def _read(path: Path, source: str) -> Template:
     _check_declared(template)
     _check_generator(template)
     return template
+
+
+def _read_pattern(path: Path, source: str) -> Template:
+    """A fabric pattern as the template NAME: its system.md the system prompt, the input the message,
+    after the text of its user.md where it has one. Both are plain text, not jinja: `{{` stays as written."""
+    user = path.with_name(PATTERN_USER)
+    before = read_source(user).strip() if user.is_file() else ""
+    return Template(
+        name=template_name(path),
+        path=path,
+        source=source,
+        body=f"{literal(before)}\n\n{{{{ input }}}}" if before else "",
+        description=f"fabric pattern ({PATTERN}{f', {PATTERN_USER} before the input' if before else ''})",
+        system=literal(read_source(path)),
+        variables=[{"name": "input", "description": "the text the pattern works on", "required": True}] if before else [],
+    )
+
+
+def literal(text: str) -> str:
+    """Template text that renders as `text` itself: inside `{% raw %}` where it holds a `{`, or, where it
+    would end that block itself, with each `{` written as a jinja expression, so none opens a tag."""
+    if "{" not in text:
+        return text
+    if re.search(r"\{%[-+]?\s*endraw\b", text):
+        return text.replace("{", "{{ '{' }}")
+    return f"{{% raw %}}{text}{{% endraw %}}"
 
 
 def _system_line(front_matter) -> int:
@@ -289,7 +343,7 @@ def _check_generator(template: Template) -> None:
         raise BadInputError(f"{template.path}: generator: {name!r} is no generator; did you mean {close[0]}?")
 
 
-_parsed: dict[tuple[Path, str], tuple[tuple[int, int], Template]] = {}
+_parsed: dict[tuple[Path, str], tuple[tuple[int, ...], Template]] = {}
 
 
 def parse_cached(path: Path, source: str) -> Template:
@@ -299,6 +353,9 @@ def parse_cached(path: Path, source: str) -> Template:
     except OSError:
         return _read(path, source)  # gone since the listing: _read says so
     stamp = (stat.st_mtime_ns, stat.st_size)
+    if path.name == PATTERN:  # its user.md is read too
+        user = path.with_name(PATTERN_USER)
+        stamp += (user.stat().st_mtime_ns, user.stat().st_size) if user.is_file() else ()
     cached = _parsed.get((path, source))
     if cached is None or cached[0] != stamp:
         cached = _parsed[path, source] = (stamp, _read(path, source))

@@ -13,6 +13,9 @@ A template file looks like::
     ---
     The prompt body, with {{ text }}.
 
+A directory `NAME/` holding `system.md` (a fabric pattern) is the template NAME too: that file is
+its system prompt, as plain text, and the input its message (after the text of its `user.md`, if any).
+
 Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
 a later directory overrides a template of the same name from an earlier one, except that two
 plugins' templates of one name clash (the first stays). A path to a `.j2` file names that file.
@@ -35,7 +38,7 @@ from typing import Any
 from . import config
 from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option
 from .template_environment import compile_text, environment, render_bounded, variables_read
-from .template_files import OVERRIDING, SUFFIX, Template, parse_cached, warn_unknown_keys
+from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unknown_keys
 
 
 @dataclass
@@ -108,8 +111,8 @@ def shadowed() -> dict[str, list[str]]:
     sources: dict[str, list[str]] = {}
     for source, directory in template_dirs():
         if directory.is_dir():
-            for path in directory.glob(f"*{SUFFIX}"):
-                found = sources.setdefault(path.name[: -len(SUFFIX)], [])
+            for path in template_files(directory):
+                found = sources.setdefault(template_name(path), [])
                 if source in OVERRIDING or all(s in OVERRIDING for s in found) and _plugin_template_works(path, source):  # of two plugins' templates, the first stays
                     found.append(source)
     return {name: found[:-1] for name, found in sources.items() if len(found) > 1}
@@ -125,8 +128,10 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
     plugin_of: dict[str, str] = {}  # template name -> the plugin whose directory has it
     for source, directory in template_dirs():
         if directory.is_dir():
-            for path in sorted(directory.glob(f"*{SUFFIX}")):
-                name = path.name[: -len(SUFFIX)]
+            if source in ("user", "env"):
+                _warn_of_others(directory)
+            for path in template_files(directory):
+                name = template_name(path)
                 if only is not None and name != only:
                     continue
                 if source not in OVERRIDING and plugin_of.setdefault(name, source) != source:
@@ -146,6 +151,26 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
                         continue
                     broken[name] = _with_way_out(exc, name, hidden) if source == "user" and hidden is not None else exc
     return found, broken
+
+
+_others_warned: set[Path] = set()
+
+
+def _warn_of_others(directory: Path) -> None:
+    """An `AigcWarning`, once, for each file in your template directories that is no template, so it is not ignored unseen."""
+    for path in other_files(directory):
+        if path not in _others_warned:
+            _others_warned.add(path)
+            warnings.warn(f"{path} is ignored: {_what_instead(path)}", AigcWarning, stacklevel=4)
+
+
+def _what_instead(path: Path) -> str:
+    if path.is_dir():
+        return f"it holds fabric patterns a level too deep; put {path} itself on AIGC_TEMPLATES_PATH (or move its pattern directories up)"
+    known = f"templates are NAME{SUFFIX} files and fabric patterns NAME/{PATTERN}"
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return f"{known}; if it is an llm template, `aigc templates import {path}` makes an aigc template of it"
+    return f"{known}; rename it NAME{SUFFIX} if it is a template, or move it out"
 
 
 def _record_broken(plugin: str, error: BadInputError) -> None:

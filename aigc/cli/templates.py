@@ -1,10 +1,10 @@
-"""`aigc templates list|show|new|edit|rm|path`."""
+"""`aigc templates list|show|new|edit|rm|import|path`."""
 
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -52,18 +52,24 @@ def show(
         fields = {key: getattr(template, key) for key in ("name", "source", "description", "generator", "model", "system", "defaults", "variables")}
         variables = [{**var, "required": var["name"] in template.required} for var in template.variables]
         shown = {**fields, "path": str(template.path), "variables": variables, "text": template_files.read_source(template.path)}
+        if template.path.name == template_files.PATTERN:  # plain text, as written
+            shown["system"] = shown["text"]
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
-    ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path))
+    user = template.path.with_name(template_files.PATTERN_USER)
+    after = f"\n# {user}, before the input:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and template.body else ""
+    ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path) + after)
 
 
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
+    if (pattern := _pattern(name)) is not None:
+        raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name, or edit the pattern (aigc templates edit {name})")
     path, existing = template_edits.new_template(name)
     if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
         ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
@@ -79,6 +85,14 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
     name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
     terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
+    if (pattern := _pattern(name)) is not None:  # plain text: nothing to check
+        if pattern.source not in ("user", "env"):
+            raise BadInputError(f"{name!r} is plugin {pattern.source!r}'s fabric pattern ({pattern.path}); copy its directory into {templates.user_dir()} to change it")
+        problem = _run_editor(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi", pattern.path)
+        if problem:
+            raise BadInputError(problem)
+        ui.result(str(pattern.path))
+        return
     target, draft, note = template_edits.start_edit(name)
     if note:
         ui.info(note)
@@ -103,6 +117,12 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     ui.result(str(target))
 
 
+def _pattern(name: str) -> "template_files.Template | None":
+    """The fabric pattern that template `name` is, if it is one."""
+    found = None if templates.is_path(name) else templates.scan(name)[0].get(name)
+    return found if found is not None and found.path.name == template_files.PATTERN else None
+
+
 def _run_editor(editor: str, path: Path) -> str | None:
     """Open `path` in `editor` (a command line, as $EDITOR); what went wrong, or None."""
     import shlex
@@ -123,9 +143,29 @@ def _on_terminal() -> bool:
 @templates_app.command()
 def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's name.", autocompletion=complete.templates)]) -> None:
     """Remove your template NAME; one that overrides a built-in or plugin template gives it back."""
+    if (pattern := _pattern(name)) is not None and not template_edits.user_template_path(name).is_file():
+        raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; remove that directory yourself to drop it")
     removed, now = template_edits.remove_template(name)
     back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
     ui.info(f"removed {removed}{back}")
+
+
+@templates_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An llm YAML template (system:, prompt: with $input and $variables, defaults:, options:, model:).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="The new template's name (default: the file's name, without .yaml).", show_default=False)] = None,
+) -> None:
+    """Make an llm (Simon Willison's) YAML template an aigc template in the user directory, and print its path (never overwrites).
+
+    system: is its system prompt, prompt: its text ($input and $var as {{ input }} and {{ var }}; the
+    input after it where it has no $input), defaults: its variables' defaults, options: its sampling
+    defaults, model: its model. What has no aigc equivalent (fragments, tools, ...) is refused."""
+    from .. import template_imports
+
+    template = template_imports.import_llm_template(file, name)
+    if template.model:
+        ui.info(f"model: {template.model} is used when no -m is given; if aigc has no model of that name, change it with `aigc templates edit {template.name}`")
+    ui.result(str(template.path))
 
 
 @templates_app.command()

@@ -1,0 +1,130 @@
+"""fabric's patterns (NAME/system.md, optional user.md) as templates, and files in template directories that are neither."""
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc import templates
+from aigc.cli.app import app
+from aigc.errors import AigcWarning
+
+runner = CliRunner()
+
+
+def pattern(directory: Path, name: str, system: str, user: str | None = None) -> Path:
+    (directory / name).mkdir(parents=True)
+    (directory / name / "system.md").write_text(system)
+    if user is not None:
+        (directory / name / "user.md").write_text(user)
+    return directory / name / "system.md"
+
+
+def test_a_pattern_on_the_templates_path_is_listed_with_its_source(tmp_path, monkeypatch):
+    path = pattern(tmp_path, "extract_wisdom", "# IDENTITY\nYou extract wisdom.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    listed = runner.invoke(app, ["templates", "list", "--json"])
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "extract_wisdom")
+    assert row["source"] == "env" and row["path"] == str(path) and "fabric pattern" in row["description"]
+
+
+def test_a_patterns_text_is_its_system_prompt_as_written_braces_and_all(tmp_path, monkeypatch):
+    system = "# IDENTITY\nFill {{ this }} and {% that %} and {# not a comment #} in {x}."
+    pattern(templates.user_dir(), "braces", system)
+    rendered = templates.render("braces", {"input": "the article"})
+    assert rendered.messages == [{"role": "system", "content": system}, {"role": "user", "content": "the article"}]
+
+
+def test_a_patterns_user_md_goes_before_the_input_as_written(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate it.", user="CONTENT {as is}:\n")
+    rendered = templates.render("rate", {"input": "the text"})
+    assert rendered.messages[-1]["content"] == "CONTENT {as is}:\n\nthe text"
+    assert templates.get_template("rate").required == ["input"]
+
+
+def test_aigc_run_answers_piped_input_and_a_file_with_a_pattern(tmp_path, monkeypatch):
+    pattern(tmp_path, "extract_wisdom", "You extract {wisdom}.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    piped = runner.invoke(app, ["run", "extract_wisdom", "-", "-m", "echo", "--no-log"], input="an essay\n")
+    assert piped.exit_code == 0 and piped.stdout == "an essay\n", piped.output
+    (tmp_path / "essay.txt").write_text("a file's essay")
+    given = runner.invoke(app, ["run", "extract_wisdom", str(tmp_path / "essay.txt"), "-m", "echo", "--no-log"])
+    assert given.exit_code == 0 and given.stdout == "a file's essay\n", given.output
+
+
+def test_a_pattern_with_user_md_and_no_input_says_to_give_it(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate it.", user="CONTENT:")
+    done = runner.invoke(app, ["run", "rate", "-m", "echo", "--no-log"])
+    assert done.exit_code == 2 and "needs input" in done.stderr
+
+
+def test_templates_show_prints_a_patterns_files(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate {it}.", user="CONTENT:")
+    shown = runner.invoke(app, ["templates", "show", "rate"])
+    assert shown.exit_code == 0 and "Rate {it}." in shown.stdout and "CONTENT:" in shown.stdout
+    as_json = json.loads(runner.invoke(app, ["templates", "show", "rate", "--json"]).stdout)
+    assert as_json["system"] == "Rate {it}."
+
+
+def test_a_j2_template_of_the_same_name_in_the_directory_comes_first(tmp_path):
+    pattern(templates.user_dir(), "rate", "the pattern")
+    (templates.user_dir() / "rate.j2").write_text("---\nsystem: the j2\n---\n")
+    assert templates.render("rate", {"input": "x"}).messages[0]["content"] == "the j2"
+
+
+def test_an_llm_yaml_file_in_a_template_directory_is_warned_of_once_with_the_import_command(tmp_path, monkeypatch):
+    pattern(tmp_path, "p", "P.")
+    (tmp_path / "llmt.yaml").write_text("system: hi\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with pytest.warns(AigcWarning, match="aigc templates import") as caught:
+        templates.discover()
+        templates.discover()
+    assert [str(w.message) for w in caught if "llmt.yaml" in str(w.message)] == [
+        f"{tmp_path / 'llmt.yaml'} is ignored: templates are NAME.j2 files and fabric patterns NAME/system.md; "
+        f"if it is an llm template, `aigc templates import {tmp_path / 'llmt.yaml'}` makes an aigc template of it"
+    ]
+
+
+def test_a_directory_of_patterns_a_level_too_deep_is_warned_of_and_other_files_too(tmp_path):
+    pattern(templates.user_dir() / "patterns", "p", "P.")
+    (templates.user_dir() / "notes.txt").write_text("mine")
+    (templates.user_dir() / ".hidden").write_text("")
+    with pytest.warns(AigcWarning) as caught:
+        templates.discover()
+    said = [str(w.message) for w in caught]
+    assert any("put " + str(templates.user_dir() / "patterns") + " itself on AIGC_TEMPLATES_PATH" in m for m in said)
+    assert any(str(templates.user_dir() / "notes.txt") + " is ignored" in m and "rename it NAME.j2" in m for m in said)
+    assert not any(".hidden" in m for m in said)
+
+
+def test_a_template_directory_of_templates_and_patterns_alone_gives_no_warning(tmp_path):
+    pattern(templates.user_dir(), "p", "P.", user="")
+    (templates.user_dir() / "t.j2").write_text("{{ input }}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert {"p", "t"} <= set(templates.discover())
+
+
+def test_templates_edit_opens_a_patterns_own_file_as_plain_text(tmp_path, monkeypatch):
+    import sys
+
+    path = pattern(templates.user_dir(), "rate", "Rate it.")
+    editor = tmp_path / "editor.py"
+    editor.write_text("import sys, pathlib\np = pathlib.Path(sys.argv[1]); p.write_text(p.read_text() + ' Use {braces}.')\n")
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    assert edited.exit_code == 0 and edited.stdout == f"{path}\n", edited.output
+    assert not (templates.user_dir() / "rate.j2").exists()
+    assert templates.render("rate", {"input": "x"}).messages[0]["content"] == "Rate it. Use {braces}."
+
+
+def test_templates_new_and_rm_of_a_pattern_say_what_to_do_instead(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate it.")
+    new = runner.invoke(app, ["templates", "new", "rate"])
+    assert new.exit_code == 2 and "is the fabric pattern" in new.stderr and "give another name" in new.stderr
+    removed = runner.invoke(app, ["templates", "rm", "rate"])
+    assert removed.exit_code == 2 and "remove that directory yourself" in removed.stderr
+    assert not (templates.user_dir() / "rate.j2").exists() and templates.get_template("rate").system == "Rate it."
