@@ -151,7 +151,7 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json or code is not None):
-        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options))
+        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=options["template"])
     else:
@@ -167,13 +167,19 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
 
 
 def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
-    """Whether the answer streams: one plain answer to a terminal (not one `held` for --json or -x,
-    not JSON held to a schema, from --schema or the template's defaults, which is printed again
-    with an indent; not several)."""
-    if not sys.stdout.isatty() or held or run.json_schema is not None:
+    """Whether the answer is read as a stream: one plain answer, shown as it comes on a terminal and
+    elsewhere written whole (as far as it went where Ctrl-C stops it); not one `held` for --json or
+    -x, not JSON held to a schema, from --schema or the template's defaults, which is printed again
+    with an indent; not several."""
+    if held or run.json_schema is not None:
         return False
     defaults = templates.get_template(generator.validate(options).template).defaults
     return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
+
+
+def _whole():
+    """How a streamed answer is written: None (as it comes) on a terminal, else whole, at its end."""
+    return None if sys.stdout.isatty() else ui.result
 
 
 def _session_file(name: str):
@@ -198,7 +204,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     result = None
     label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json or code is not None):
-        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label))
+        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=session.template)
     else:

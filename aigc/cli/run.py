@@ -68,8 +68,10 @@ def run_template(
         return
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
-    if output is None and sys.stdout.isatty() and not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal, as it is written
-        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options))
+    if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
+        live = output is None and sys.stdout.isatty()
+        write = None if live else lambda text: emit(text, output)
+        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write)
         run.warn_cut_off(reason, template=template)
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)

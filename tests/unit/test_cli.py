@@ -2627,6 +2627,53 @@ def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monke
     assert (entry.prompt, entry.response, entry.session) == ("Write an essay.", "The ocean is vast", "ocean")
 
 
+STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: streamed, after its first two words
+    "import sys\n"
+    "from aigc import testing\n"
+    "from aigc.cli.app import main\n"
+    "def generate(self, prompts, params):\n"
+    "    raise KeyboardInterrupt\n"
+    "def stream(self, prompt, params):\n"
+    "    first, second = testing._echoed(prompt).split()[:2]\n"
+    "    yield first\n"
+    "    yield ' ' + second\n"
+    "    raise KeyboardInterrupt\n"
+    "testing.EchoEngine.generate = generate\n"
+    "testing.EchoEngine.stream = stream\n"
+    "sys.argv = ['aigc', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv, session",
+    [
+        (["chat", "-m", "echo", "--log", "Write a long story about a cat"], None),
+        (["chat", "-m", "echo", "--log", "-S", "story", "Write a long story about a cat"], "story"),
+        (["run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story about a cat"], None),
+    ],
+)
+def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_and_kept(tmp_path, argv, session):
+    from aigc import conversations, logs
+
+    with open(tmp_path / "draft.md", "w") as draft:  # `aigc chat "..." > draft.md`: stdout is no terminal
+        done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+    assert (tmp_path / "draft.md").read_text() == "Write a\n"
+    entry = logs.entries(1)[0]
+    assert entry.response == "Write a" and (entry.session == session if session else True)
+    if session:
+        assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
+
+
+def test_run_o_stopped_with_ctrl_c_writes_the_answer_so_far_to_its_file(tmp_path):
+    from aigc import logs
+
+    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(tmp_path / "draft.md")], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert done.returncode == 130 and done.stdout == "" and done.stderr.endswith("Error: interrupted\n")
+    assert (tmp_path / "draft.md").read_text() == "Write a\n" and logs.entries(1)[0].response == "Write a"
+
+
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     from aigc import ui
     from aigc.cli.chat import _turn
