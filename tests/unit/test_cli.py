@@ -1176,6 +1176,26 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
 @pytest.mark.parametrize(
     "template, args, words",
     [
+        ("fab", ["--var", "input=my notes"], "template 'fab' never uses {{ input }}, so the text given would be dropped; put {{ input }} where it goes in"),  # as piped text
+        ("fab", ["--var", "foo=my notes"], "template 'fab' never uses {{ foo }}, so --var foo would be dropped; its text uses no variables"),
+        ("topic", ["--var", "topc=bees"], "template 'topic' never uses {{ topc }}, so --var topc would be dropped (did you mean topic?); its text uses input, topic"),
+        ("system", ["--var", "input=hi", "--var", "mood=calm"], "template 'system' never uses {{ mood }}, so --var mood would be dropped; its text uses input, topic"),
+        ("declared", ["--var", "input=x", "--var", "tone=calm"], "template 'declared' never uses {{ tone }}, so --var tone would be dropped; its text uses input"),
+    ],
+)
+def test_run_refuses_a_var_the_template_never_uses(template, args, words, unloadable):
+    user_template("fab", "You are a summarizer. Summarize:\n")  # a fabric-style pattern: no variables declared
+    user_template("topic", "Write about {{ topic }} for {{ input }}.\n")
+    user_template("system", "---\nsystem: You write about {{ topic }}.\n---\n")  # a system prompt alone: the input is the message
+    user_template("declared", "---\nvariables:\n  - {name: input}\n  - {name: tone, default: plain}\n---\n{{ input }}\n")
+    code, lines = bad("run", template, *args, "--dry-run", "-m", unloadable)
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+    assert invoke("run", "topic", "--var", "topic=bees", "--var", "input=kids", "--dry-run").stdout == "## User\n\nWrite about bees for kids.\n"
+
+
+@pytest.mark.parametrize(
+    "template, args, words",
+    [
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
