@@ -2694,6 +2694,26 @@ def test_run_o_stopped_with_ctrl_c_writes_the_answer_so_far_to_its_file(tmp_path
     assert (tmp_path / "draft.md").read_text() == "Write a\n" and logs.entries(1)[0].response == "Write a"
 
 
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("openai:http://[::1/v1#x", "'openai:http://[::1/v1#x': a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Invalid IPv6 URL)"),
+        ("remote:gpu", '[remotes.gpu] in CONFIG needs url = "http://HOST:PORT/v1" (an http or https URL; got \'http://[::1:8000/v1\': Invalid IPv6 URL)'),
+    ],
+)
+def test_a_malformed_remote_url_is_a_one_line_error_naming_the_form(model, words):
+    from aigc import config
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.errors import BadInputError
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text('[remotes.gpu]\nurl = "http://[::1:8000/v1"\n')
+    code, lines = bad("chat", "hi", "-m", model)
+    assert code == 2 and lines == ["Error: " + words.replace("CONFIG", str(config.settings_file()))]
+    with pytest.raises(BadInputError, match=r"needs an http\(s\) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got 'http://\[::1/v1' \(Invalid IPv6 URL\)"):
+        OpenAIEngine("http://[::1/v1")  # the engine made by the library, not through a model's name
+
+
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     from aigc import ui
     from aigc.cli.chat import _turn
