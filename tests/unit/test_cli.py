@@ -2967,6 +2967,12 @@ def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch)
         _command("/load", "smollm2", session, [])
 
 
+def test_an_unknown_option_is_offered_only_options_close_to_it():
+    assert bad("chat", "--bogus", "hi") == (2, ["Error: No such option: --bogus (see `aigc chat --help`)"])  # not click's nearest, --log
+    code, lines = bad("chat", "--temprature", "1", "hi")
+    assert code == 2 and lines[0].startswith("Error: No such option: --temprature (Possible options: --temperature")
+
+
 def test_a_task_option_given_to_batch_as_a_flag_says_it_goes_in_O():
     for flag, shown in (("--labels", "labels"), ("--to", "to"), ("--multi-label", "multi_label")):
         assert bad("batch", "classify", "-i", "in.txt", "-o", "-", flag, "x") == (2, [f"Error: No such option: {flag} (a task's options go in -O, as -O {shown}=VALUE; see `aigc batch --help`)"])
