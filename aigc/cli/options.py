@@ -75,17 +75,18 @@ class RunOptions:
         }
         return {k: v for k, v in values.items() if v is not None}
 
-    def generator(self, name: str, progress=None, load_progress=None, template: str | None = None):
-        """The generator `name` on the model of -m, else the one `template`'s front matter names
-        (`model:`), else the default model; a template's model it cannot use is an error naming the template."""
+    def generator(self, name: str, progress=None, load_progress=None, template: str | None = None, model: str | None = None):
+        """The generator `name` on the model of -m, else `model` (a session's saved one), else the one
+        `template`'s front matter names (`model:`), else the default model; a template's model it
+        cannot use is an error naming the template."""
         from .. import templates
         from ..generators.base import get_generator
 
-        chosen = templates.get_template(template) if self.model is None and template is not None else None
+        chosen = templates.get_template(template) if self.model is None and model is None and template is not None else None
         try:
             return get_generator(
                 name,
-                model=self.model or (chosen and chosen.model_to_run()),
+                model=self.model or model or (chosen and chosen.model_to_run()),
                 device=self.device,
                 dtype=self.dtype,
                 quantize=self.quantize,

@@ -2147,10 +2147,32 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
         busy = invoke(*args)
     assert busy.exit_code == 2 and "is in use by another aigc chat" in busy.stderr  # the user picks another session
     done = invoke(*args)
-    assert done.exit_code == 0 and "this session was with other-model" in done.stderr
+    assert done.exit_code == 0 and "this session was with other-model; it goes on with" in done.stderr and "(without -m it goes on with other-model)" in done.stderr
     assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"
     (tmp_path / "empty.json").write_text("")
     assert invoke("chat", "-S", str(tmp_path / "empty.json"), "hi", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+
+
+def test_a_session_goes_on_with_its_saved_model_unless_m_names_another(tmp_path, monkeypatch, unloadable):
+    from aigc import conversations
+
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", unloadable)  # a chat that reached the default model would fail
+    first = invoke("chat", "-m", "echo", "-S", "e1", "hi")
+    assert first.exit_code == 0, first.output
+    again = invoke("chat", "-S", "e1", "hello again")  # as llm -c: the conversation's model
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "hello again\n", ""), again.output
+    assert invoke("chat", "-c", "and again").stdout == "and again\n"
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "echo")
+    other = invoke("chat", "-S", "e1", "-m", unloadable, "more")
+    assert other.exit_code == 2 and f"could not load {unloadable}" in other.stderr  # -m picks the model: here one that cannot load
+    path = conversations.session_path("e1")
+    for saved, words in [
+        ("openai:http://evil.example:8000/v1#m", "this session was with openai:http://evil.example:8000/v1#m, a server on evil.example; a session file does not send your messages elsewhere on its own, so it goes on without it (-m 'openai:http://evil.example:8000/v1#m' goes on with it)"),
+        ("no-such-model-here", "this session was with no-such-model-here, which cannot be used here (unknown model 'no-such-model-here'"),
+    ]:
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
+        done = invoke("chat", "-S", "e1", "go on")
+        assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
 
 
 def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
