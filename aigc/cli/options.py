@@ -355,6 +355,15 @@ def source_or_stdin(source: Optional[str], what: str) -> str:
     return "-"
 
 
+def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:
+    """A TEXT|FILE argument that is one bare word (no folder, no extension) naming a file here is
+    read as that file: a warning says so, for one who meant the word (`aigc translate hello`)."""
+    if source != "-" and not os.path.splitext(source)[1] and os.path.basename(source) == source and os.path.isfile(source):
+        import shlex
+
+        ui.warn(f"{source} is read as the file of that name here, not as the text {source!r}; to {command} the text itself, pipe it in: echo {shlex.quote(source)} | aigc {command} ...")
+
+
 def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
     """A result on stdout, or written to the `-o` file (atomically, in `encoding`)."""
     from ..textio import write_atomic

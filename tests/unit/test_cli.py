@@ -2989,6 +2989,19 @@ def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch)
         _command("/load", "smollm2", session, [])
 
 
+@pytest.mark.parametrize("command", [("translate", "--to", "fr", "--no-log"), ("classify", "-l", "spam,ham", "--no-log"), ("embed",)])
+def test_a_bare_word_read_as_the_file_of_that_name_is_said_so(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hello").write_text("I am the file\n")
+    (tmp_path / "notes.md").write_text("Some notes\n")
+    words = f"Warning: hello is read as the file of that name here, not as the text 'hello'; to {command[0]} the text itself, pipe it in: echo hello | aigc {command[0]} ..."
+    read = invoke(command[0], "hello", *command[1:], "-m", "echo")
+    assert read.exit_code == 0 and words in read.stderr.splitlines(), read.output
+    for source in ("notes.md", "goodbye"):  # a file named as one, and a word that names no file
+        plain = invoke(command[0], source, *command[1:], "-m", "echo")
+        assert plain.exit_code == 0 and "is read as the file" not in plain.stderr, plain.output
+
+
 def test_an_unknown_option_is_offered_only_options_close_to_it():
     assert bad("chat", "--bogus", "hi") == (2, ["Error: No such option: --bogus (see `aigc chat --help`)"])  # not click's nearest, --log
     code, lines = bad("chat", "--temprature", "1", "hi")
