@@ -207,7 +207,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
-    if not meant and kind != "image":
+    if not meant and kind == "text":  # a model to run with -m (not one `aigc models` names: rm, info, default)
         guess = _served_hint(name)
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")

@@ -3002,6 +3002,15 @@ def test_a_bare_word_read_as_the_file_of_that_name_is_said_so(command, tmp_path,
         assert plain.exit_code == 0 and "is read as the file" not in plain.stderr, plain.output
 
 
+def test_an_unknown_model_gets_the_m_hint_for_a_server_only_where_m_takes_it(unloadable):
+    hint = "a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#nosuch'"
+    code, lines = bad("chat", "-m", "nosuch", "hi")
+    assert code == 2 and hint in lines[0]
+    for args in (("models", "rm", "nosuch"), ("models", "info", "nosuch"), ("models", "default", "nosuch")):  # none of them runs a model
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: unknown model 'nosuch'; known aliases: ") and "-m" not in lines[0], (args, lines)
+
+
 def test_an_unknown_option_is_offered_only_options_close_to_it():
     assert bad("chat", "--bogus", "hi") == (2, ["Error: No such option: --bogus (see `aigc chat --help`)"])  # not click's nearest, --log
     code, lines = bad("chat", "--temprature", "1", "hi")
