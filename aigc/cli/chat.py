@@ -18,7 +18,7 @@ from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -143,10 +143,11 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = _generator(run, template, path)
     if path is not None:
-        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json, code)
+        return _session_turn(_session(generator, system, template, run, path, variables, keep), run, text, as_json, code)
     options = {"template": template or "chat", "system": system}
     if variables:
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
+        check_vars_used(templates.get_template(options["template"]), variables)
     run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
@@ -184,6 +185,14 @@ def _generator(run: RunOptions, template: Optional[str], path):
     except (UnknownModelError, ModelKindError) as exc:
         ui.warn(f"this session was with {saved}, which cannot be used here ({exc}); it goes on without it (-m NAME picks a model)")
         return run.generator("chat", template=template)
+
+
+def _session(generator, system, template, run: RunOptions, path, variables, keep: bool) -> ChatSession:
+    """The chat's `ChatSession`; a --var its template (given, or the session's) never uses is an error."""
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
+    if variables:
+        check_vars_used(templates.get_template(session.template), variables)
+    return session
 
 
 def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
@@ -259,7 +268,7 @@ def _check_model(session: ChatSession, run: RunOptions) -> None:
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
     history = _History(_logged(run))
     generator = _generator(run, template, path)
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
+    session = _session(generator, system, template, run, path, variables, keep)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):

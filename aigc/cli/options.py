@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .. import ui
-from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError
+from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError, did_you_mean
 from . import complete
 
 PANEL = "Model and sampling"
@@ -372,6 +372,25 @@ def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
         ui.info(f"wrote {write_atomic(output, text, encoding=encoding)}")
     else:
         ui.result(text)
+
+
+def check_vars_used(template, values: dict[str, Any]) -> None:
+    """A `--var` the template's text never reads would be dropped (one that declares no variables
+    takes any name): an error naming those it reads, as for piped text it has no place for."""
+    used = template.names_used | ({"input"} if not template.body.strip() else set())  # a system prompt alone: the input is the message
+    unused = sorted(name for name in values if name not in used)
+    if not unused:
+        return
+    if unused == ["input"]:
+        template.input_variable()  # its error, as for piped text
+    from ..template_environment import environment
+
+    shown = sorted(used - set(environment().globals))  # not jinja's range or a plugin's globals
+    reads = f"its text uses {', '.join(shown)}" if shown else "its text uses no variables"
+    raise BadInputError(
+        f"{template.label} never uses {' or '.join(f'{{{{ {name} }}}}' for name in unused)}, so --var {', '.join(unused)} would be dropped"
+        f"{did_you_mean(unused, shown)}; {reads} ({template.path})"
+    )
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:

@@ -8,12 +8,12 @@ import typer
 
 from .. import config, template_files, templates, ui
 from ..engine.models import registered_models
-from ..errors import BadInputError, UnknownTemplateError, did_you_mean
+from ..errors import BadInputError, UnknownTemplateError
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import output_target, read_document
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -48,7 +48,7 @@ def run_template(
     from ..generators.template import checked_values
 
     checked_values(found, values)  # a misspelt --var is named before the input it leaves unfilled
-    _check_used(found, values)
+    check_vars_used(found, values)
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
     _check_not_empty(found, values)
@@ -87,25 +87,6 @@ def run_template(
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
-
-
-def _check_used(template: "template_files.Template", values: dict[str, str]) -> None:
-    """A `--var` the template's text never reads would be dropped (one that declares no variables
-    takes any name): an error naming those it reads, as for piped text it has no place for."""
-    used = template.names_used | ({"input"} if not template.body.strip() else set())  # a system prompt alone: the input is the message
-    unused = sorted(name for name in values if name not in used)
-    if not unused:
-        return
-    if unused == ["input"]:
-        template.input_variable()  # its error, as for piped text
-    from ..template_environment import environment
-
-    shown = sorted(used - set(environment().globals))  # not jinja's range or a plugin's globals
-    reads = f"its text uses {', '.join(shown)}" if shown else "its text uses no variables"
-    raise BadInputError(
-        f"{template.label} never uses {' or '.join(f'{{{{ {name} }}}}' for name in unused)}, so --var {', '.join(unused)} would be dropped"
-        f"{did_you_mean(unused, shown)}; {reads} ({template.path})"
-    )
 
 
 def _check_not_empty(template: "template_files.Template", values: dict[str, str]) -> None:

@@ -1193,6 +1193,17 @@ def test_run_refuses_a_var_the_template_never_uses(template, args, words, unload
     assert invoke("run", "topic", "--var", "topic=bees", "--var", "input=kids", "--dry-run").stdout == "## User\n\nWrite about bees for kids.\n"
 
 
+@pytest.mark.parametrize("session", [[], ["-S", "talk"]])
+def test_chat_refuses_a_var_its_template_never_uses(session):
+    user_template("topic", "Write about {{ topic }} for {{ input }}.\n")  # no variables declared: any name is taken
+    from aigc import templates
+
+    code, lines = bad("chat", "-t", "topic", "--var", "topc=bees", *session, "kids", "-m", "echo")
+    assert code == 2 and lines == [f"Error: template 'topic' never uses {{{{ topc }}}}, so --var topc would be dropped (did you mean topic?); its text uses input, topic ({templates.user_dir() / 'topic.j2'})"]
+    done = invoke("chat", "-t", "topic", "--var", "topic=bees", *session, "kids", "-m", "echo")
+    assert done.exit_code == 0 and done.stdout == "kids\n", done.output
+
+
 @pytest.mark.parametrize(
     "template, args, words",
     [
