@@ -29,6 +29,18 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def foreign_host(model: str) -> str | None:
+    """The host a model named by URL (`openai:URL#MODEL`) sends the text, and the API key, to where
+    that is neither this machine nor OpenAI's, else None: a file someone shared (a template's
+    `model:`, a saved session's) may not pick such a server on its own."""
+    model = model.strip()
+    try:
+        host = urlsplit(model[len("openai:") :].partition("#")[0]).hostname if model.startswith("openai:") else None
+    except ValueError:  # no URL (`[::1` unclosed): loading the model says so
+        return None
+    return None if host is None or host in ("localhost", "api.openai.com") or _loopback(host) else host
+
+
 @dataclass(frozen=True)
 class Template:
     name: str
@@ -54,11 +66,8 @@ class Template:
         """Its `model:`, which may name a server by URL (`openai:URL`) only on this machine or OpenAI's:
         a template someone shared must not send your text, and your API key, to a server of theirs."""
         model = (self.model or "").strip()
-        try:
-            host = urlsplit(model[len("openai:") :].partition("#")[0]).hostname if model.startswith("openai:") else None
-        except ValueError:  # no URL (`[::1` unclosed): loading the model says so
-            return self.model
-        if host is None or host in ("localhost", "api.openai.com") or _loopback(host):
+        host = foreign_host(model)
+        if host is None:
             return self.model
         raise BadInputError(
             f"model: in {self.label} ({self.path}) is a server on {host}; a template may not send your text and API key "

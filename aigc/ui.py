@@ -70,11 +70,13 @@ def result(text: str) -> None:
     sys.stdout.flush()
 
 
-def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None) -> tuple[str, str | None]:
+def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None) -> tuple[str, str | None]:
     """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
     returns the whole text and what `pieces` returns at its end (a stream's finish reason). An
     `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C gives `on_stop` the text
-    written so far."""
+    written so far. With `write` (stdout is no terminal, `> draft.md`, where an answer comes
+    whole) nothing is shown as it comes: `write` gets the whole text at the end, or where Ctrl-C
+    stops it, the text so far (before `on_stop`)."""
     seen: list[str] = []
     started = False
     pieces = iter(pieces)
@@ -89,20 +91,27 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
                 piece = piece.lstrip()
                 started = bool(piece)
             seen.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+            if write is None:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
     except (AigcError, KeyboardInterrupt) as exc:  # the error goes on a line of its own, after what was written
-        if started:
+        if started and write is None:
             sys.stdout.write("\n")
             sys.stdout.flush()
         if isinstance(exc, KeyboardInterrupt):
             close = getattr(pieces, "close", None)
             if close:
                 close()  # a session records the partial reply now
-            on_stop("".join(seen).strip())
+            partial = "".join(seen).strip()
+            if write is not None and partial:
+                write(partial)
+            on_stop(partial)
         raise
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    if write is None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    else:
+        write("".join(seen).strip())
     return "".join(seen), reason
 
 

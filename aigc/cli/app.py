@@ -1,5 +1,6 @@
 """The root Typer app: global options, error handling, and commands registered through plugins."""
 
+import difflib
 import functools
 import gc
 import os
@@ -83,6 +84,7 @@ def _flagger(command):
 
 
 ARGS = "aigc.args"  # ctx.meta key: the command line's arguments
+CLOSE = 0.75  # how alike an unknown option's name and one offered in its place must be (without their dashes), as did_you_mean's
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
 _SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
 _VARS = "a template's variables are given as --var key=value"
@@ -109,6 +111,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
     hint = f"see `{where} --help`"
+    if isinstance(exc, NoSuchOption) and exc.possibilities:  # click offers the nearest even when far (--bogus: --log)
+        exc.possibilities = [close for close in exc.possibilities if difflib.SequenceMatcher(None, exc.option_name.lstrip("-"), close.lstrip("-")).ratio() >= CLOSE]
     message = _not_a_number(exc) or exc.format_message().rstrip(".")
     name = getattr(exc, "option_name", None)
     if moved:

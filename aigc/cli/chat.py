@@ -12,13 +12,13 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..engine.sampling import DRAWING
-from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, WriteError, did_you_mean, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, UnknownModelError, WriteError, did_you_mean, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import STDIN, check_writable, read_document, readable_name
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -141,17 +141,18 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
-    generator = run.generator("chat", template=template)
+    generator = _generator(run, template, path)
     if path is not None:
-        return _session_turn(ChatSession(generator, system, template, run.sampling(), path, variables, keep), run, text, as_json, code)
+        return _session_turn(_session(generator, system, template, run, path, variables, keep), run, text, as_json, code)
     options = {"template": template or "chat", "system": system}
     if variables:
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
+        check_vars_used(templates.get_template(options["template"]), variables)
     run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json or code is not None):
-        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options))
+        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=options["template"])
     else:
@@ -166,14 +167,48 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     run.report(generator)
 
 
+def _generator(run: RunOptions, template: Optional[str], path):
+    """The chat generator: on -m's model, else on the one the conversation at `path` was saved with
+    (as llm's -c goes on), else as `run` picks it. A saved server elsewhere (an openai:URL neither on
+    this machine nor OpenAI's: the file may be someone else's) or a model not here is a warning,
+    and the chat goes on with that pick."""
+    from ..template_files import foreign_host
+
+    saved = conversations.read(path).model if run.model is None and path is not None and path.is_file() else None
+    if saved is None:
+        return run.generator("chat", template=template)
+    if (host := foreign_host(saved)) is not None:
+        ui.warn(f"this session was with {saved}, a server on {host}; a session file does not send your messages elsewhere on its own, so it goes on without it (-m {shlex.quote(saved)} goes on with it)")
+        return run.generator("chat", template=template)
+    try:
+        return run.generator("chat", template=template, model=saved)
+    except (UnknownModelError, ModelKindError) as exc:
+        ui.warn(f"this session was with {saved}, which cannot be used here ({exc}); it goes on without it (-m NAME picks a model)")
+        return run.generator("chat", template=template)
+
+
+def _session(generator, system, template, run: RunOptions, path, variables, keep: bool) -> ChatSession:
+    """The chat's `ChatSession`; a --var its template (given, or the session's) never uses is an error."""
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
+    if variables:
+        check_vars_used(templates.get_template(session.template), variables)
+    return session
+
+
 def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
-    """Whether the answer streams: one plain answer to a terminal (not one `held` for --json or -x,
-    not JSON held to a schema, from --schema or the template's defaults, which is printed again
-    with an indent; not several)."""
-    if not sys.stdout.isatty() or held or run.json_schema is not None:
+    """Whether the answer is read as a stream: one plain answer, shown as it comes on a terminal and
+    elsewhere written whole (as far as it went where Ctrl-C stops it); not one `held` for --json or
+    -x, not JSON held to a schema, from --schema or the template's defaults, which is printed again
+    with an indent; not several."""
+    if held or run.json_schema is not None:
         return False
     defaults = templates.get_template(generator.validate(options).template).defaults
     return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
+
+
+def _whole():
+    """How a streamed answer is written: None (as it comes) on a terminal, else whole, at its end."""
+    return None if sys.stdout.isatty() else ui.result
 
 
 def _session_file(name: str):
@@ -194,11 +229,11 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     """One answer that goes on from the session's conversation, which is then saved."""
     generator = session.generator
     run.prepare(generator, text, session.options())
-    _check_model(session)
+    _check_model(session, run)
     result = None
     label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json or code is not None):
-        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label))
+        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=session.template)
     else:
@@ -220,24 +255,25 @@ def _json_result(generator, result: dict, **extra) -> None:
     ui.result(json.dumps({**shown, **several(result), **extra, **data}, ensure_ascii=False))
 
 
-def _check_model(session: ChatSession) -> None:
-    """Say so when a session goes on with another model than the one it was saved with."""
+def _check_model(session: ChatSession, run: RunOptions) -> None:
+    """Say so when -m has a session go on with another model than the one it was saved with (left
+    out, `_generator` said why it could not)."""
     from ..engine.models import recorded_name
 
     name = session.generator.engine.name
-    if session.messages and session.model and recorded_name(session.model) != recorded_name(name):
-        ui.warn(f"this session was with {session.model}; it goes on with {name} (-m {session.model} keeps the first)")
+    if run.model is not None and session.messages and session.model and recorded_name(session.model) != recorded_name(name):
+        ui.warn(f"this session was with {session.model}; it goes on with {name} (without -m it goes on with {session.model})")
 
 
 def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
     history = _History(_logged(run))
-    generator = run.generator("chat", template=template)
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
+    generator = _generator(run, template, path)
+    session = _session(generator, system, template, run, path, variables, keep)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):
         ui.info(f"({conversations.described(path)}: {_turns(session)}; {'each reply is saved to it' if keep else 'replies are not saved to it'})")
-        _check_model(session)
+        _check_model(session, run)
     pending = list(attached)  # files for the next message
     if pending:
         ui.info(f"({_names(pending)} added to your next message)")

@@ -10,7 +10,7 @@ from ..errors import AigcError, BadInputError
 from ..textio import first_words, numbered_lines, output_target, read_input
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
-from .options import RunOptions, emit, generation_options, source_or_stdin
+from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
 
 
 Labels = Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each); name=alias|alias scores aliases too. Optional with --examples.")]
@@ -71,6 +71,7 @@ def classify(
         check_lines_source(source, "classify")
     else:
         warn_of_rows_file(source, "classify")
+    warn_of_a_word_read_as_a_file(source, "classify")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     texts = [t for _, t in numbered]

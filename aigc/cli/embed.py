@@ -10,7 +10,7 @@ from ..errors import BadInputError
 from ..textio import check_utf8, numbered_lines, output_target, read_input
 from . import examples
 from .lines import LineResults, check_lines_source, warn_of_rows_file
-from .options import RunOptions, emit, generation_options, source_or_stdin
+from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
 
 
 @generation_options(sampling=False)
@@ -29,6 +29,7 @@ def embed(
         check_lines_source(source, "embed")
     else:
         warn_of_rows_file(source, "embed")
+    warn_of_a_word_read_as_a_file(source, "embed")
     text = read_input(source, lines=lines)
     numbered = numbered_lines(text) if lines else [(None, text)]
     if not numbered:

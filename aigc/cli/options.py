@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .. import ui
-from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError
+from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError, did_you_mean
 from . import complete
 
 PANEL = "Model and sampling"
@@ -75,17 +75,18 @@ class RunOptions:
         }
         return {k: v for k, v in values.items() if v is not None}
 
-    def generator(self, name: str, progress=None, load_progress=None, template: str | None = None):
-        """The generator `name` on the model of -m, else the one `template`'s front matter names
-        (`model:`), else the default model; a template's model it cannot use is an error naming the template."""
+    def generator(self, name: str, progress=None, load_progress=None, template: str | None = None, model: str | None = None):
+        """The generator `name` on the model of -m, else `model` (a session's saved one), else the one
+        `template`'s front matter names (`model:`), else the default model; a template's model it
+        cannot use is an error naming the template."""
         from .. import templates
         from ..generators.base import get_generator
 
-        chosen = templates.get_template(template) if self.model is None and template is not None else None
+        chosen = templates.get_template(template) if self.model is None and model is None and template is not None else None
         try:
             return get_generator(
                 name,
-                model=self.model or (chosen and chosen.model_to_run()),
+                model=self.model or model or (chosen and chosen.model_to_run()),
                 device=self.device,
                 dtype=self.dtype,
                 quantize=self.quantize,
@@ -354,6 +355,15 @@ def source_or_stdin(source: Optional[str], what: str) -> str:
     return "-"
 
 
+def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:
+    """A TEXT|FILE argument that is one bare word (no folder, no extension) naming a file here is
+    read as that file: a warning says so, for one who meant the word (`aigc translate hello`)."""
+    if source != "-" and not os.path.splitext(source)[1] and os.path.basename(source) == source and os.path.isfile(source):
+        import shlex
+
+        ui.warn(f"{source} is read as the file of that name here, not as the text {source!r}; to {command} the text itself, pipe it in: echo {shlex.quote(source)} | aigc {command} ...")
+
+
 def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
     """A result on stdout, or written to the `-o` file (atomically, in `encoding`)."""
     from ..textio import write_atomic
@@ -362,6 +372,25 @@ def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
         ui.info(f"wrote {write_atomic(output, text, encoding=encoding)}")
     else:
         ui.result(text)
+
+
+def check_vars_used(template, values: dict[str, Any]) -> None:
+    """A `--var` the template's text never reads would be dropped (one that declares no variables
+    takes any name): an error naming those it reads, as for piped text it has no place for."""
+    used = template.names_used | ({"input"} if not template.body.strip() else set())  # a system prompt alone: the input is the message
+    unused = sorted(name for name in values if name not in used)
+    if not unused:
+        return
+    if unused == ["input"]:
+        template.input_variable()  # its error, as for piped text
+    from ..template_environment import environment
+
+    shown = sorted(used - set(environment().globals))  # not jinja's range or a plugin's globals
+    reads = f"its text uses {', '.join(shown)}" if shown else "its text uses no variables"
+    raise BadInputError(
+        f"{template.label} never uses {' or '.join(f'{{{{ {name} }}}}' for name in unused)}, so --var {', '.join(unused)} would be dropped"
+        f"{did_you_mean(unused, shown)}; {reads} ({template.path})"
+    )
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:

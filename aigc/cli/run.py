@@ -13,7 +13,7 @@ from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import output_target, read_document
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -48,6 +48,7 @@ def run_template(
     from ..generators.template import checked_values
 
     checked_values(found, values)  # a misspelt --var is named before the input it leaves unfilled
+    check_vars_used(found, values)
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
     _check_not_empty(found, values)
@@ -68,8 +69,10 @@ def run_template(
         return
     run.load(generator)
     one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
-    if output is None and sys.stdout.isatty() and not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal, as it is written
-        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options))
+    if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
+        live = output is None and sys.stdout.isatty()
+        write = None if live else lambda text: emit(text, output)
+        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write)
         run.warn_cut_off(reason, template=template)
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)

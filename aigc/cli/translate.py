@@ -12,7 +12,7 @@ from ..errors import BadInputError
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, output_target, read_input
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin
+from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
 
 
 @generation_options(logged=True)
@@ -44,6 +44,7 @@ def translate(
     terms = load_glossary(glossary, (from_, to)) if glossary else None
     if lines:
         check_lines_source(source, "translate")
+    warn_of_a_word_read_as_a_file(source, "translate")
     text = read_input(source, lines=lines, links=True)  # an HTML page's links as Markdown ones: their targets kept through the translation
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:

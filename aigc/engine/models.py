@@ -160,8 +160,11 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
         raise UnknownModelError("the model name is empty; give an alias (`aigc models list`), a path or a hub id, or leave it out for the default")
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
-        if not name.startswith(("openai:http://", "openai:https://")):
-            raise UnknownModelError(f"{name!r}: a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL")
+        from .remote import url_problem
+
+        problem = url_problem(name[len("openai:") :].partition("#")[0])
+        if problem:
+            raise UnknownModelError(f"{name!r}: a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL ({problem})")
         return ModelRef(name, "remote", name[len("openai:") :])
     if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
         from .remote import named_remote
@@ -204,7 +207,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
-    if not meant and kind != "image":
+    if not meant and kind == "text":  # a model to run with -m (not one `aigc models` names: rm, info, default)
         guess = _served_hint(name)
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")

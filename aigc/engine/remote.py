@@ -33,6 +33,7 @@ import random
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,19 @@ def _estimate(prompt: Prompt) -> int:
     text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
     turns = 0 if isinstance(prompt, str) else len(prompt)
     return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps `url` from being a server's http(s) URL (`http://[::1/v1`: "Invalid IPv6 URL";
+    a port that is no number; no host), else None."""
+    if not url.startswith(("http://", "https://")):
+        return "not http or https"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is no number, or out of range
+    except ValueError as exc:
+        return str(exc)
+    return None if parts.hostname else "no host"
 
 
 def _api_root(url: str) -> str:
@@ -127,8 +141,9 @@ def named_remote(name: str) -> NamedRemote:
     if unknown:
         raise RemoteConfigError(f"{where} has unknown keys {', '.join(unknown)}; it takes url, model and api_key_env")
     url = entry.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise RemoteConfigError(f"{where} needs url = \"http://HOST:PORT/v1\" (an http or https URL)")
+    problem = url_problem(url) if isinstance(url, str) else "not text"
+    if problem:
+        raise RemoteConfigError(f"{where} needs url = \"http://HOST:PORT/v1\" (an http or https URL; got {url!r}: {problem})")
     for field in ("model", "api_key_env"):
         if field in entry and (not isinstance(entry[field], str) or not entry[field]):
             raise RemoteConfigError(f"{where}: {field} must be a non-empty string")
@@ -142,8 +157,9 @@ class OpenAIEngine:
     can_score_chat = False  # it would have to apply the server's chat template
 
     def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0, name: str | None = None, key_hint: str = KEY_HINT):
-        if not base_url.startswith(("http://", "https://")):
-            raise BadInputError(f"a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got {base_url!r}")
+        problem = url_problem(base_url)
+        if problem:
+            raise BadInputError(f"a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got {base_url!r} ({problem})")
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.key_hint = key_hint

@@ -12,6 +12,7 @@ from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, o
 from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
+from ..template_files import foreign_host
 from ..textio import check_writable, readable_name
 from .base import Generator, check_varied, coerce_value, get_generator, type_name
 from .template import checked_values
@@ -227,9 +228,17 @@ class ChatSession:
 
     @staticmethod
     def _generator(model: str | None, saved: str | None) -> ChatGenerator:
-        """The chat generator for `model`, else the model the session was saved with (as `llm -c`), else the default."""
+        """The chat generator for `model`, else the model the session was saved with (as `llm -c`),
+        unless that is a server elsewhere (a file someone shared must not send your messages and API
+        key to theirs), else the default."""
         if model is not None or saved is None:
             return get_generator("chat", model=model)
+        host = foreign_host(saved)
+        if host is not None:
+            raise BadInputError(
+                f"this session was saved with model {saved}, a server on {host}; a session file may not send your messages and API key "
+                f"elsewhere on its own: to go on with that server, give ChatSession(model={saved!r}) yourself, or model=NAME for another"
+            )
         try:
             return get_generator("chat", model=saved)
         except UnknownModelError as exc:

@@ -1365,6 +1365,23 @@ def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkey
     assert not (tmp_path / "csv.jsonl").exists()
 
 
+def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli import options
+    from aigc.cli.app import app
+    from aigc.engine import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "summarize", "-o", str(out)], input=json.dumps({"id": "a", "text": "Bees make honey."}) + "\n")  # cat docs.jsonl | aigc batch summarize -o out.jsonl
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in lines(out)] == ["a"]
+    monkeypatch.setattr(options, "_piped", lambda: False)  # stdin a terminal: nothing to read
+    result = CliRunner().invoke(app, ["batch", "summarize", "-o", str(tmp_path / "other.jsonl")])
+    assert result.exit_code == 2 and result.stderr == "Error: give --input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin), or pipe it in\n"
+
+
 def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_files_hold_them(tmp_path):
     source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
     body = {"model": "gpt-4o-mini", "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Name a bee."}]}

@@ -1176,6 +1176,37 @@ def test_a_template_that_never_uses_the_text_is_an_error_for_run_and_chat(tmp_pa
 @pytest.mark.parametrize(
     "template, args, words",
     [
+        ("fab", ["--var", "input=my notes"], "template 'fab' never uses {{ input }}, so the text given would be dropped; put {{ input }} where it goes in"),  # as piped text
+        ("fab", ["--var", "foo=my notes"], "template 'fab' never uses {{ foo }}, so --var foo would be dropped; its text uses no variables"),
+        ("topic", ["--var", "topc=bees"], "template 'topic' never uses {{ topc }}, so --var topc would be dropped (did you mean topic?); its text uses input, topic"),
+        ("system", ["--var", "input=hi", "--var", "mood=calm"], "template 'system' never uses {{ mood }}, so --var mood would be dropped; its text uses input, topic"),
+        ("declared", ["--var", "input=x", "--var", "tone=calm"], "template 'declared' never uses {{ tone }}, so --var tone would be dropped; its text uses input"),
+    ],
+)
+def test_run_refuses_a_var_the_template_never_uses(template, args, words, unloadable):
+    user_template("fab", "You are a summarizer. Summarize:\n")  # a fabric-style pattern: no variables declared
+    user_template("topic", "Write about {{ topic }} for {{ input }}.\n")
+    user_template("system", "---\nsystem: You write about {{ topic }}.\n---\n")  # a system prompt alone: the input is the message
+    user_template("declared", "---\nvariables:\n  - {name: input}\n  - {name: tone, default: plain}\n---\n{{ input }}\n")
+    code, lines = bad("run", template, *args, "--dry-run", "-m", unloadable)
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+    assert invoke("run", "topic", "--var", "topic=bees", "--var", "input=kids", "--dry-run").stdout == "## User\n\nWrite about bees for kids.\n"
+
+
+@pytest.mark.parametrize("session", [[], ["-S", "talk"]])
+def test_chat_refuses_a_var_its_template_never_uses(session):
+    user_template("topic", "Write about {{ topic }} for {{ input }}.\n")  # no variables declared: any name is taken
+    from aigc import templates
+
+    code, lines = bad("chat", "-t", "topic", "--var", "topc=bees", *session, "kids", "-m", "echo")
+    assert code == 2 and lines == [f"Error: template 'topic' never uses {{{{ topc }}}}, so --var topc would be dropped (did you mean topic?); its text uses input, topic ({templates.user_dir() / 'topic.j2'})"]
+    done = invoke("chat", "-t", "topic", "--var", "topic=bees", *session, "kids", "-m", "echo")
+    assert done.exit_code == 0 and done.stdout == "kids\n", done.output
+
+
+@pytest.mark.parametrize(
+    "template, args, words",
+    [
         ("greet", ["--var", "who"], "--var takes key=value"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
@@ -2127,10 +2158,32 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
         busy = invoke(*args)
     assert busy.exit_code == 2 and "is in use by another aigc chat" in busy.stderr  # the user picks another session
     done = invoke(*args)
-    assert done.exit_code == 0 and "this session was with other-model" in done.stderr
+    assert done.exit_code == 0 and "this session was with other-model; it goes on with" in done.stderr and "(without -m it goes on with other-model)" in done.stderr
     assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"
     (tmp_path / "empty.json").write_text("")
     assert invoke("chat", "-S", str(tmp_path / "empty.json"), "hi", "-m", str(tiny_model_dir), "--max-tokens", "3").exit_code == 0
+
+
+def test_a_session_goes_on_with_its_saved_model_unless_m_names_another(tmp_path, monkeypatch, unloadable):
+    from aigc import conversations
+
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", unloadable)  # a chat that reached the default model would fail
+    first = invoke("chat", "-m", "echo", "-S", "e1", "hi")
+    assert first.exit_code == 0, first.output
+    again = invoke("chat", "-S", "e1", "hello again")  # as llm -c: the conversation's model
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "hello again\n", ""), again.output
+    assert invoke("chat", "-c", "and again").stdout == "and again\n"
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "echo")
+    other = invoke("chat", "-S", "e1", "-m", unloadable, "more")
+    assert other.exit_code == 2 and f"could not load {unloadable}" in other.stderr  # -m picks the model: here one that cannot load
+    path = conversations.session_path("e1")
+    for saved, words in [
+        ("openai:http://evil.example:8000/v1#m", "this session was with openai:http://evil.example:8000/v1#m, a server on evil.example; a session file does not send your messages elsewhere on its own, so it goes on without it (-m 'openai:http://evil.example:8000/v1#m' goes on with it)"),
+        ("no-such-model-here", "this session was with no-such-model-here, which cannot be used here (unknown model 'no-such-model-here'"),
+    ]:
+        conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
+        done = invoke("chat", "-S", "e1", "go on")
+        assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
 
 
 def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
@@ -2627,6 +2680,73 @@ def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monke
     assert (entry.prompt, entry.response, entry.session) == ("Write an essay.", "The ocean is vast", "ocean")
 
 
+STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: streamed, after its first two words
+    "import sys\n"
+    "from aigc import testing\n"
+    "from aigc.cli.app import main\n"
+    "def generate(self, prompts, params):\n"
+    "    raise KeyboardInterrupt\n"
+    "def stream(self, prompt, params):\n"
+    "    first, second = testing._echoed(prompt).split()[:2]\n"
+    "    yield first\n"
+    "    yield ' ' + second\n"
+    "    raise KeyboardInterrupt\n"
+    "testing.EchoEngine.generate = generate\n"
+    "testing.EchoEngine.stream = stream\n"
+    "sys.argv = ['aigc', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv, session",
+    [
+        (["chat", "-m", "echo", "--log", "Write a long story about a cat"], None),
+        (["chat", "-m", "echo", "--log", "-S", "story", "Write a long story about a cat"], "story"),
+        (["run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story about a cat"], None),
+    ],
+)
+def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_and_kept(tmp_path, argv, session):
+    from aigc import conversations, logs
+
+    with open(tmp_path / "draft.md", "w") as draft:  # `aigc chat "..." > draft.md`: stdout is no terminal
+        done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+    assert (tmp_path / "draft.md").read_text() == "Write a\n"
+    entry = logs.entries(1)[0]
+    assert entry.response == "Write a" and (entry.session == session if session else True)
+    if session:
+        assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
+
+
+def test_run_o_stopped_with_ctrl_c_writes_the_answer_so_far_to_its_file(tmp_path):
+    from aigc import logs
+
+    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(tmp_path / "draft.md")], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert done.returncode == 130 and done.stdout == "" and done.stderr.endswith("Error: interrupted\n")
+    assert (tmp_path / "draft.md").read_text() == "Write a\n" and logs.entries(1)[0].response == "Write a"
+
+
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("openai:http://[::1/v1#x", "'openai:http://[::1/v1#x': a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Invalid IPv6 URL)"),
+        ("remote:gpu", '[remotes.gpu] in CONFIG needs url = "http://HOST:PORT/v1" (an http or https URL; got \'http://[::1:8000/v1\': Invalid IPv6 URL)'),
+    ],
+)
+def test_a_malformed_remote_url_is_a_one_line_error_naming_the_form(model, words):
+    from aigc import config
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.errors import BadInputError
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text('[remotes.gpu]\nurl = "http://[::1:8000/v1"\n')
+    code, lines = bad("chat", "hi", "-m", model)
+    assert code == 2 and lines == ["Error: " + words.replace("CONFIG", str(config.settings_file()))]
+    with pytest.raises(BadInputError, match=r"needs an http\(s\) URL, like openai:http://127.0.0.1:8000/v1#MODEL; got 'http://\[::1/v1' \(Invalid IPv6 URL\)"):
+        OpenAIEngine("http://[::1/v1")  # the engine made by the library, not through a model's name
+
+
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     from aigc import ui
     from aigc.cli.chat import _turn
@@ -2878,6 +2998,34 @@ def test_repl_load_of_a_model_name_says_how_to_chat_with_that_model(monkeypatch)
     session.messages[:] = [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]
     with pytest.raises(BadInputError, match=re.escape(f"/exit, then `aigc chat -m smollm2 --cid {path.stem}` goes on from this conversation with it")):
         _command("/load", "smollm2", session, [])
+
+
+@pytest.mark.parametrize("command", [("translate", "--to", "fr", "--no-log"), ("classify", "-l", "spam,ham", "--no-log"), ("embed",)])
+def test_a_bare_word_read_as_the_file_of_that_name_is_said_so(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hello").write_text("I am the file\n")
+    (tmp_path / "notes.md").write_text("Some notes\n")
+    words = f"Warning: hello is read as the file of that name here, not as the text 'hello'; to {command[0]} the text itself, pipe it in: echo hello | aigc {command[0]} ..."
+    read = invoke(command[0], "hello", *command[1:], "-m", "echo")
+    assert read.exit_code == 0 and words in read.stderr.splitlines(), read.output
+    for source in ("notes.md", "goodbye"):  # a file named as one, and a word that names no file
+        plain = invoke(command[0], source, *command[1:], "-m", "echo")
+        assert plain.exit_code == 0 and "is read as the file" not in plain.stderr, plain.output
+
+
+def test_an_unknown_model_gets_the_m_hint_for_a_server_only_where_m_takes_it(unloadable):
+    hint = "a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#nosuch'"
+    code, lines = bad("chat", "-m", "nosuch", "hi")
+    assert code == 2 and hint in lines[0]
+    for args in (("models", "rm", "nosuch"), ("models", "info", "nosuch"), ("models", "default", "nosuch")):  # none of them runs a model
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: unknown model 'nosuch'; known aliases: ") and "-m" not in lines[0], (args, lines)
+
+
+def test_an_unknown_option_is_offered_only_options_close_to_it():
+    assert bad("chat", "--bogus", "hi") == (2, ["Error: No such option: --bogus (see `aigc chat --help`)"])  # not click's nearest, --log
+    code, lines = bad("chat", "--temprature", "1", "hi")
+    assert code == 2 and lines[0].startswith("Error: No such option: --temprature (Possible options: --temperature")
 
 
 def test_a_task_option_given_to_batch_as_a_flag_says_it_goes_in_O():

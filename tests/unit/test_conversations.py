@@ -3,6 +3,7 @@
 import codecs
 import json
 import os
+import re
 
 import pytest
 
@@ -596,6 +597,31 @@ def test_a_streamed_json_reply_is_recorded_as_answer_records_it(tmp_path):
     assert "".join(stream) == '{"a":   1}'  # the pieces as the model wrote them
     assert chat.messages[-1]["content"] == stream.result["text"] == '{"a": 1}' == conversations.read(tmp_path / "talk.json").messages[-1]["content"]
     assert chat.answer("two")["text"] == chat.messages[-1]["content"] == '{"a": 2}'
+
+
+@pytest.mark.parametrize("saved", ["openai:http://evil.example:8000/v1#m", "openai:https://10.0.0.7/v1"])
+def test_a_session_file_saved_with_a_server_elsewhere_does_not_pick_it_on_its_own(tmp_path, saved, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+
+    monkeypatch.setattr(OpenAIEngine, "from_location", classmethod(lambda cls, location: pytest.fail(f"{location} was reached")))
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps({"model": saved, "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}))
+    host = saved.split("/")[2].split(":")[0]
+    with pytest.raises(BadInputError, match=f"saved with model {re.escape(saved)}, a server on {re.escape(host)}; a session file may not send your messages and API key elsewhere on its own.*ChatSession\\(model={re.escape(repr(saved))}\\) yourself"):
+        ChatSession(path=path)
+    assert ChatSession(path=path, model="echo").ask("other") == "other"  # given by the caller, the model is theirs to pick
+
+
+@pytest.mark.parametrize("saved", ["openai:http://127.0.0.1:9/v1#m", "openai:http://localhost:9/v1#m", "openai:http://[::1]:9/v1#m", "openai:https://api.openai.com/v1#gpt-4o-mini"])
+def test_a_session_file_saved_with_a_server_on_this_machine_or_openais_goes_on_with_it(tmp_path, saved, monkeypatch):
+    from aigc.engine.remote import OpenAIEngine
+
+    asked = []
+    monkeypatch.setattr(OpenAIEngine, "from_location", classmethod(lambda cls, location: asked.append(f"openai:{location}") or FakeEngine()))
+    path = tmp_path / "talk.json"
+    path.write_text(json.dumps({"model": saved, "messages": []}))
+    ChatSession(path=path).generator.engine  # noqa: B018 - loads it
+    assert asked == [saved]
 
 
 def test_a_session_made_without_a_model_goes_on_with_the_model_it_was_saved_with(tmp_path):

@@ -984,6 +984,8 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"quantize": "int2"}, "OptionError", "quantize must be none, int4 or int8, got 'int2'"),
         ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
         ({"model": "openai:notaurl"}, "UnknownModelError", "a remote model needs an http(s) URL"),
+        ({"model": "openai:http://[::1/v1#x"}, "UnknownModelError", "'openai:http://[::1/v1#x': a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Invalid IPv6 URL)"),
+        ({"model": "openai:http://host:port/v1"}, "UnknownModelError", "a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Port could not be cast"),
         ({"model": ""}, "UnknownModelError", "the model name is empty"),
         ({"model": "", "task": "image"}, "UnknownModelError", "the model name is empty"),
         ({"model": "smollm2", "task": "image"}, "ModelKindError", "smollm2 is a text model; aigc image needs an image model"),
