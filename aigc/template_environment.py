@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import threading
 import time
 from contextvars import ContextVar
@@ -88,7 +89,8 @@ def _no_other_files(name: str) -> None:
 _UNSET = object()
 MAX_SIZE = 100_000  # characters or items of a string or list, bits of an integer, made by `*` or `**` (as jinja2's MAX_RANGE)
 MAX_RENDERED = 1_000_000  # characters a template may write, or hold in one value it builds, beyond the text of the values it is given
-MAX_MADE = 50_000_000  # characters, items or bits all it builds may hold together, beyond 10 times its values' text
+MAX_MADE = 50_000_000  # characters, items or bits the values it built and still holds may hold together, beyond 10 times its values' text
+_TRACKED = 1024  # a value built at least this big is counted until the template lets go of it; a smaller one for good
 MAX_STEPS = 1_000_000  # loop iterations and calls one render may take, beyond one a character of its values
 MAX_SECONDS = 30  # and the time it may take (a step that filters a big value is one step, however slow)
 
@@ -102,6 +104,7 @@ class _Budget:
     def __init__(self, given: int) -> None:
         self.largest = MAX_RENDERED + given  # characters or items of the text written, or of one value built
         self.made = MAX_MADE + 10 * given
+        self.held: list = []  # the big values built, each counted until only this list holds it
         self.steps = MAX_STEPS + given
         self.deadline = time.monotonic() + MAX_SECONDS
 
@@ -110,12 +113,30 @@ class _Budget:
         if size > self.largest:
             raise OverflowError(f"Result too big: {what} would make {size} characters or items, more than {self.largest}, {MAX_RENDERED} beyond the variables'; the sandbox stops it")
 
-    def make(self, size: int, what: str) -> None:
-        """`fits`, and count `size` against all a render may build."""
+    def make(self, value: Any, what: str) -> Any:
+        """`value`, just built by `what`, counted against all a render may hold (a big one until the
+        template lets go of it: `ns.acc = ns.acc ~ line` in a loop holds one `acc` at a time)."""
+        size = _size(value)
         self.fits(size, what)
         self.made -= size
+        if size >= _TRACKED:
+            self.held.append(value)
         if self.made < 0:
-            raise OverflowError(f"Result too big: the template built more than {MAX_MADE} characters, items or bits beyond 10 times its variables'; the sandbox stops it")
+            self._let_go()
+        if self.made < 0:
+            raise OverflowError(f"Result too big: the template holds more than {MAX_MADE} characters, items or bits it built, beyond 10 times its variables'; the sandbox stops it")
+        return value
+
+    def _let_go(self) -> None:
+        """Give back what the big values the template no longer holds were counted for."""
+        held, self.held = self.held, []
+        while held:
+            value = held.pop()
+            if sys.getrefcount(value) > _ALONE:
+                self.held.append(value)
+            else:
+                self.made += _size(value)
+        self.held.reverse()
 
     def step(self) -> None:
         """Count one loop iteration or call."""
@@ -124,6 +145,16 @@ class _Budget:
             raise OverflowError(f"Too much work: the template took more than {MAX_STEPS} loop iterations and calls beyond one a character of its variables; the sandbox stops it")
         if not self.steps % 1000 and time.monotonic() > self.deadline:
             raise OverflowError(f"Too much work: the template ran for more than {MAX_SECONDS} seconds; the sandbox stops it")
+
+
+def _refs_alone() -> int:
+    """The references `_Budget._let_go` sees to a value nothing else holds."""
+    held = [object()]
+    value = held.pop()
+    return sys.getrefcount(value)
+
+
+_ALONE = _refs_alone()
 
 
 def _current() -> _Budget:
@@ -170,16 +201,16 @@ def _sandbox(**options):
         code_generator_class = Generator
 
         def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+            budget = _current()
             if operator == "+":
-                _current().make(_size(left) + _size(right), "+")
+                budget.fits(_size(left) + _size(right), "+")
             elif operator == "%" and isinstance(left, str):
-                _current().make(_formatted_size(left, right), "%")
+                budget.fits(_formatted_size(left, right), "%")
             elif operator != "%":
                 size, unit = _result_size(operator, left, right)
                 if size > MAX_SIZE:
                     raise OverflowError(f"Result too big. {operator} would make {size} {unit}; the sandbox blocks more than MAX_SIZE ({MAX_SIZE}).")
-                _current().make(size, operator)
-            return super().call_binop(context, operator, left, right)
+            return budget.make(super().call_binop(context, operator, left, right), operator)
 
         def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (as jinja2's)
             budget = _current()
@@ -195,19 +226,19 @@ def _sandbox(**options):
                 budget.fits(_lorem_size(*args, **given), "lipsum")
             result = super().call(__context, __obj, *args, **kwargs)
             if isinstance(target, (str, list)):
-                budget.make(_size(result), getattr(method, "__name__", "a call"))
+                budget.make(result, getattr(method, "__name__", "a call"))
             return result
 
         def concat(self, pieces) -> str:
             """What a macro, `{% set %}` or `{% filter %}` block wrote, counted before it is joined."""
             pieces = list(pieces)
-            _current().make(sum(map(len, pieces)), "a block")
-            return "".join(pieces)
+            _current().fits(sum(map(len, pieces)), "a block")
+            return _current().make("".join(pieces), "a block")
 
         def joined(self, parts: tuple, eval_ctx) -> str:
             """`a ~ b`, counted before it is joined (joined as jinja2 does)."""
-            _current().make(sum(map(_text_size, parts)), "~")
-            return (markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join)(parts)
+            _current().fits(sum(map(_text_size, parts)), "~")
+            return _current().make((markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join)(parts), "~")
 
         @staticmethod
         def counted(iterable: Any):
@@ -319,9 +350,7 @@ def _bounded_filter(name: str, function: Callable) -> Callable:
             except (TypeError, ValueError, AttributeError):  # the filter itself will say what is wrong
                 estimate = 0
             budget.fits(estimate if isinstance(estimate, int) else 0, f"the filter {name}")
-        result = function(*args, **kwargs)
-        budget.make(_size(result), f"the filter {name}")
-        return result
+        return budget.make(function(*args, **kwargs), f"the filter {name}")
 
     return bounded
 
