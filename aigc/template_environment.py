@@ -104,7 +104,7 @@ class _Budget:
     def __init__(self, given: int) -> None:
         self.largest = MAX_RENDERED + given  # characters or items of the text written, or of one value built
         self.made = MAX_MADE + 10 * given
-        self.held: list = []  # the big values built, each counted until only this list holds it
+        self.held: list[tuple[int, Any]] = []  # the big values built and what each was counted for, until only this holds it
         self.steps = MAX_STEPS + given
         self.deadline = time.monotonic() + MAX_SECONDS
 
@@ -120,7 +120,7 @@ class _Budget:
         self.fits(size, what)
         self.made -= size
         if size >= _TRACKED:
-            self.held.append(value)
+            self.held.append((size, value))
         if self.made < 0:
             self._let_go()
         if self.made < 0:
@@ -131,11 +131,11 @@ class _Budget:
         """Give back what the big values the template no longer holds were counted for."""
         held, self.held = self.held, []
         while held:
-            value = held.pop()
+            size, value = held.pop()
             if sys.getrefcount(value) > _ALONE:
-                self.held.append(value)
+                self.held.append((size, value))
             else:
-                self.made += _size(value)
+                self.made += size  # what it was counted for (a list may have grown since)
         self.held.reverse()
 
     def step(self) -> None:
@@ -149,8 +149,8 @@ class _Budget:
 
 def _refs_alone() -> int:
     """The references `_Budget._let_go` sees to a value nothing else holds."""
-    held = [object()]
-    value = held.pop()
+    held = [(0, object())]
+    _, value = held.pop()
     return sys.getrefcount(value)
 
 
