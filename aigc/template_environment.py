@@ -167,6 +167,7 @@ def _sandbox(**options):
     `MAX_SIZE`, as a huge `range()` is; a `+`, `~`, `%`, filter or method past the render's `_Budget`),
     and each loop iteration and call is a step of the render."""
     from jinja2.compiler import CodeGenerator
+    from jinja2.exceptions import SecurityError
     from jinja2.runtime import LoopContext, markup_join, str_join
     from jinja2.sandbox import SandboxedEnvironment
     from jinja2.utils import generate_lorem_ipsum
@@ -212,6 +213,17 @@ def _sandbox(**options):
                     raise OverflowError(f"Result too big. {operator} would make {size} {unit}; the sandbox blocks more than MAX_SIZE ({MAX_SIZE}).")
             return budget.make(super().call_binop(context, operator, left, right), operator)
 
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            """Not `str.encode` nor anything of bytes: templates work on text, and bytes are not bounded here."""
+            if (attr == "encode" and isinstance(obj, str)) or isinstance(obj, (bytes, bytearray)):
+                return False
+            return super().is_safe_attribute(obj, attr, value)
+
+        def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+            if not isinstance(obj, (str, bytes, bytearray)):
+                return super().unsafe_undefined(obj, attribute)
+            return self.undefined(f"templates work on text, not bytes: {type(obj).__name__}.{attribute} is not available in a template", name=attribute, obj=obj, exc=SecurityError)
+
         def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (as jinja2's)
             budget = _current()
             budget.step()
@@ -256,7 +268,7 @@ def _sandbox(**options):
 
 def _size(value: Any) -> int:
     """Characters of a string, items of a collection, bits of an integer (0 for anything else)."""
-    if isinstance(value, (str, list, tuple, dict, set, frozenset)):
+    if isinstance(value, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
         return len(value)
     return value.bit_length() if isinstance(value, int) else 0
 

@@ -490,6 +490,13 @@ def test_all_a_render_builds_is_bounded_and_big_inputs_still_fill_a_template():
     assert templates.render("quoted", {"input": book}).messages[-1]["content"] == expected.strip()
 
 
+@pytest.mark.parametrize("source", ['{{ "x".encode().center(10 ** 10) }}', '{{ ("x" | attr("encode"))() }}', '{{ "{0.encode}".format("x") }}', "{{ data.center(10 ** 10) }}"])
+def test_templates_get_no_bytes_which_their_bounds_do_not_cover(source):
+    write(templates.user_dir(), "bytes", source)
+    with pytest.raises(BadInputError, match=r"^template 'bytes' tried something unsafe and was stopped: templates work on text, not bytes: (str\.encode|bytes\.center) is not available in a template$"):
+        templates.render("bytes", {"data": b"x"})
+
+
 def test_text_built_line_by_line_from_a_big_input_renders():
     write(templates.user_dir(), "bullets", '{% set ns = namespace(acc="") %}{% for line in input.splitlines() %}{% set ns.acc = ns.acc ~ "- " ~ line ~ "\\n" %}{% endfor %}{{ ns.acc }}')
     lines = ["word " * 20] * 3000  # 300 KB: each step rebuilds `acc`, 450 MB in all, one `acc` held at a time
