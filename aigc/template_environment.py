@@ -301,6 +301,40 @@ def _formatted_size(template: str, values: Any) -> int:
     return size
 
 
+def _refuse(message: str) -> None:
+    """Stop a template that asks for what the sandbox cannot bound before it is built."""
+    from jinja2.exceptions import SecurityError
+
+    raise SecurityError(message)
+
+
+_ITEM_WIDTH = re.compile(r"\{[^{}]*:[^{}]*\{[^{}]*[\[.]")  # `{0:{1[0]}}`: a width or precision taken from an item or attribute
+
+
+def _plain_widths(template: str) -> str:
+    """`template` (for `.format`), refused where a width or precision comes from inside a value, which
+    `_formatted_size` cannot see before it is built."""
+    if found := _ITEM_WIDTH.search(template):
+        _refuse(f"a width or precision in .format() comes from a value's item or attribute ({found.group()}...); in a template give it as a value of its own, as in '{{0:{{1}}}}'.format(text, width)")
+    return template
+
+
+def _table_values(table: Any) -> Any:
+    """What `str.translate` may put for each character: a dict's values, a list's or string's items."""
+    if isinstance(table, dict):
+        return table.values()
+    if isinstance(table, (list, tuple, str)):
+        return table
+    _refuse(f"str.translate in a template takes a dict or a list as its table, not a {type(table).__name__}")
+
+
+def _tojson_size(value: Any, indent: Any = None) -> int:
+    """No size (the filter's result is counted when made), but an indent refused past 16 spaces: each level of each item repeats it."""
+    if len(indent) > 16 if isinstance(indent, str) else isinstance(indent, int) and indent > 16:
+        _refuse(f"tojson's indent is at most 16 in a template, not {indent!r}")
+    return 0
+
+
 def _lorem_size(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> int:  # noqa: A002 (jinja2's names)
     """At most the characters of `lipsum(n, html, min, max)`: n paragraphs of `max` words."""
     return n * (max * 15 + 20)
@@ -316,9 +350,9 @@ def _method_fits(budget: _Budget, target: str | list, name: str, args: tuple, kw
         "expandtabs": lambda tabsize=8: target.count("\t") * tabsize,
         "replace": lambda old, new, count=-1: _replaced_size(target, old, new, count),
         "join": lambda items: sum(map(_text_size, items)) + len(target) * max(len(items) - 1, 0),
-        "format": lambda *values, **named: _formatted_size(target, [*values, *named.values()]),
-        "format_map": lambda values: _formatted_size(target, dict(values)),
-        "translate": lambda table: len(target) * max([len(value) for value in table.values() if isinstance(value, str)] + [1]),
+        "format": lambda *values, **named: _formatted_size(_plain_widths(target), [*values, *named.values()]),
+        "format_map": lambda values: _formatted_size(_plain_widths(target), dict(values)),
+        "translate": lambda table: len(target) * max([len(value) for value in _table_values(table) if isinstance(value, str)] + [1]),
         "extend": lambda items: len(target) + (len(items) if hasattr(items, "__len__") else 0),
     }
     if name in sizes and isinstance(target, str) != (name == "extend"):
@@ -339,6 +373,7 @@ _FILTER_SIZES: dict[str, Callable] = {  # the size each of jinja2's filters that
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, *_, **__: len(str(s)) + len(wrapstring or "\n") * (len(str(s)) // max(width, 1) + len(str(s).split()) + 1),
     "batch": lambda value, linecount, fill_with=None: linecount,
     "slice": lambda value, slices, fill_with=None: slices,
+    "tojson": _tojson_size,
     "sum": lambda items, attribute=None, start=0: (_size(start) + sum(map(_size, items))) if isinstance(start, (list, tuple)) else 0,
 }
 

@@ -1,3 +1,4 @@
+import json
 import re
 from pathlib import Path
 
@@ -461,6 +462,7 @@ DOUBLE = '{% set ns = namespace(s="x" * 100000) %}{% for _ in range(4) %}' + "{%
         ('{{ "x" | center(10 ** 10) }}', "the filter center would make 10000000000"),
         ('{{ "x".ljust(10 ** 10) }}', "ljust would make 10000000000"),
         ('{{ ("a" * 100000).translate({97: "b" * 100000}) }}', "translate would make 10000000000"),
+        ('{{ ("a" * 100000).translate(["b" * 100000] * 98) }}', "translate would make 10000000000"),  # a list as the table
         ('{{ ("a\n" * 50000) | indent(100000) }}', "the filter indent would make 5000200000"),
         ('{{ "%10000000000d" | format(1) }}', "the filter format would make 10000000014"),
         ('{{ "%*d" % (10 ** 10, 1) }}', "% would make 10000000016"),
@@ -495,6 +497,25 @@ def test_templates_get_no_bytes_which_their_bounds_do_not_cover(source):
     write(templates.user_dir(), "bytes", source)
     with pytest.raises(BadInputError, match=r"^template 'bytes' tried something unsafe and was stopped: templates work on text, not bytes: (str\.encode|bytes\.center) is not available in a template$"):
         templates.render("bytes", {"data": b"x"})
+
+
+@pytest.mark.parametrize(
+    "source, refused",
+    [
+        ('{{ "{0:{1[0]}}".format("x", [10 ** 10]) }}', r"a width or precision in \.format\(\) comes from a value's item or attribute \(\{0:\{1\[\.\.\.\); in a template give it as a value of its own, as in '\{0:\{1\}\}'\.format\(text, width\)"),
+        ('{{ "{0:{1[w]}}".format_map({0: "x", 1: {"w": 10 ** 10}}) }}', r"a width or precision in \.format\(\) comes from .*"),
+        ('{{ "{:{1.real}}".format("x", 10 ** 10) }}', r"a width or precision in \.format\(\) comes from .*"),
+        ("{{ [1, 2] | tojson(indent=10 ** 8) }}", r"tojson's indent is at most 16 in a template, not 100000000"),
+        ('{{ [1, 2] | tojson("x" * 17) }}', r"tojson's indent is at most 16 in a template, not 'x{17}'"),
+        ('{{ "a".translate(cycler("b")) }}', r"str\.translate in a template takes a dict or a list as its table, not a Cycler"),
+    ],
+)
+def test_what_the_sandbox_cannot_bound_before_it_is_built_is_refused(source, refused):
+    write(templates.user_dir(), "unbounded", source)
+    with pytest.raises(BadInputError, match=rf"^template 'unbounded' tried something unsafe and was stopped: {refused}$"):
+        templates.render("unbounded", {})
+    write(templates.user_dir(), "bounded", '{{ "{0:{1}}|{0:>{w}}".format("x", 3, w=2) }}|{{ {"a": [1]} | tojson(2) | length }}|{{ "abc".translate(["-"] * 98 + [none, "B"]) }}')
+    assert templates.render("bounded", {}).messages[-1]["content"] == f"x  | x|{len(json.dumps({'a': [1]}, indent=2))}|-B"  # b (98) deleted
 
 
 def test_text_built_line_by_line_from_a_big_input_renders():
