@@ -162,6 +162,8 @@ def import_(
     defaults, model: its model. What has no aigc equivalent (fragments, tools, ...) is refused."""
     from .. import template_imports
 
+    if (pattern := _pattern(name or file.stem)) is not None:
+        raise BadInputError(f"{name or file.stem!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name with --name")
     template = template_imports.import_llm_template(file, name)
     if template.model:
         ui.info(f"model: {template.model} is used when no -m is given; if aigc has no model of that name, change it with `aigc templates edit {template.name}`")

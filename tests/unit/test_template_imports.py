@@ -78,6 +78,17 @@ def test_an_existing_template_is_never_overwritten(tmp_path):
     assert templates.get_template("llmt").system == "first"
 
 
+def test_a_fabric_pattern_of_that_name_is_not_hidden(tmp_path):
+    pattern = templates.user_dir() / "llmt" / "system.md"
+    pattern.parent.mkdir(parents=True)
+    pattern.write_text("You answer in one line.\n")
+    for args in [(), ("--name", "llmt")]:
+        done = imported(tmp_path, "system: first\n", *args)
+        assert done.exit_code == 2 and done.stderr == f"Error: 'llmt' is the fabric pattern {pattern.parent}; a template of that name would hide it: give another name with --name\n", done.output
+    assert not (templates.user_dir() / "llmt.j2").exists() and templates.get_template("llmt").path == pattern
+    assert imported(tmp_path, "system: first\n", "--name", "other").exit_code == 0
+
+
 def test_a_json_schema_object_becomes_the_json_schema_default(tmp_path):
     text = "prompt: List dogs from $input\nschema_object:\n  type: object\n  properties: {name: {type: string}}\n"
     assert imported(tmp_path, text).exit_code == 0
