@@ -2180,10 +2180,13 @@ def test_a_session_goes_on_with_its_saved_model_unless_m_names_another(tmp_path,
     for saved, words in [
         ("openai:http://evil.example:8000/v1#m", "this session was with openai:http://evil.example:8000/v1#m, a server on evil.example; a session file does not send your messages elsewhere on its own, so it goes on without it (-m 'openai:http://evil.example:8000/v1#m' goes on with it)"),
         ("no-such-model-here", "this session was with no-such-model-here, which cannot be used here (unknown model 'no-such-model-here'"),
+        ("org/notdownloaded-model", "this session was with org/notdownloaded-model, which is not downloaded here; a session file does not start a download on its own"),
     ]:
-        conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
-        done = invoke("chat", "-S", "e1", "go on")
-        assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
+        for offline in ("1", "0"):  # offline, a hub model not in the cache cannot load; online, a session file does not download it
+            monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+            conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
+            done = invoke("chat", "-S", "e1", "go on")
+            assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
 
 
 def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
