@@ -2722,12 +2722,17 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
-def test_run_o_stopped_with_ctrl_c_writes_the_answer_so_far_to_its_file(tmp_path):
+def test_run_o_stopped_with_ctrl_c_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path):
     from aigc import logs
 
-    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(tmp_path / "draft.md")], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert done.returncode == 130 and done.stdout == "" and done.stderr.endswith("Error: interrupted\n")
-    assert (tmp_path / "draft.md").read_text() == "Write a\n" and logs.entries(1)[0].response == "Write a"
+    draft = tmp_path / "draft.md"
+    draft.write_text("the previous draft\n")  # a half answer must not replace a whole one
+    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (130, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: interrupted\n"), done.stderr
+    assert draft.read_text() == "the previous draft\n" and logs.entries(1)[0].response == "Write a"
+    new = tmp_path / "new.md"
+    assert subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == 130
+    assert not new.exists()  # no half-written -o file
 
 
 @pytest.mark.parametrize(
