@@ -603,7 +603,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             params = sampling(req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
-        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data))
+        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)
