@@ -2553,3 +2553,16 @@ def test_serving_the_echo_model_says_it_has_no_weights_not_that_it_is_remote():
     result = CliRunner().invoke(cli, ["serve", "-m", "echo", "--port", str(free_port())])
     assert result.exit_code == 2 and "remote" not in result.stderr
     assert result.stderr.strip() == "Error: echo has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
+
+
+def test_a_broken_user_chat_template_is_a_warning_and_the_server_takes_the_chat_generators_defaults(capsys):
+    from aigc import templates
+    from aigc.generators.base import get_generator
+    from aigc.serve.app import DEFAULTED, chat_defaults
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "chat.j2").write_text("---\ndefaults: {temperature: hot}\n---\n{{ input }}\n")  # `aigc chat` refuses it; the server starts
+    own = get_generator("chat").sampling(None, {})
+    assert chat_defaults() == {name: getattr(own, name) for name in DEFAULTED}
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith(f"Warning: {templates.user_dir() / 'chat.j2'}: defaults: temperature must be a number") and err.endswith("the server goes on with the chat generator's own defaults")
