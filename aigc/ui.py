@@ -70,13 +70,14 @@ def result(text: str) -> None:
     sys.stdout.flush()
 
 
-def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None) -> tuple[str, str | None]:
+def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None, cut: Callable[[str], None] | None = None) -> tuple[str, str | None]:
     """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
     returns the whole text and what `pieces` returns at its end (a stream's finish reason). An
     `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C gives `on_stop` the text
     written so far. With `write` (stdout is no terminal, `> draft.md`, where an answer comes
     whole) nothing is shown as it comes: `write` gets the whole text at the end, or where Ctrl-C
-    stops it, the text so far (before `on_stop`)."""
+    stops it, the text so far (before `on_stop`), which `cut` gets instead where it is given (an
+    `-o` file keeps what it had: only a whole answer replaces it)."""
     seen: list[str] = []
     started = False
     pieces = iter(pieces)
@@ -103,8 +104,8 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
             if close:
                 close()  # a session records the partial reply now
             partial = "".join(seen).strip()
-            if write is not None and partial:
-                write(partial)
+            if (cut or write) is not None and partial:
+                (cut or write)(partial)
             on_stop(partial)
         raise
     if write is None:

@@ -12,7 +12,7 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..engine.sampling import DRAWING
-from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, UnknownModelError, WriteError, did_you_mean, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, ModelUnavailableError, UnknownModelError, WriteError, did_you_mean, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
@@ -170,8 +170,8 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
 def _generator(run: RunOptions, template: Optional[str], path):
     """The chat generator: on -m's model, else on the one the conversation at `path` was saved with
     (as llm's -c goes on), else as `run` picks it. A saved server elsewhere (an openai:URL neither on
-    this machine nor OpenAI's: the file may be someone else's) or a model not here is a warning,
-    and the chat goes on with that pick."""
+    this machine nor OpenAI's: the file may be someone else's) or a model not here (unknown, or not
+    downloaded: a session file never starts a download) is a warning, and the chat goes on with that pick."""
     from ..template_files import foreign_host
 
     saved = conversations.read(path).model if run.model is None and path is not None and path.is_file() else None
@@ -181,10 +181,20 @@ def _generator(run: RunOptions, template: Optional[str], path):
         ui.warn(f"this session was with {saved}, a server on {host}; a session file does not send your messages elsewhere on its own, so it goes on without it (-m {shlex.quote(saved)} goes on with it)")
         return run.generator("chat", template=template)
     try:
-        return run.generator("chat", template=template, model=saved)
-    except (UnknownModelError, ModelKindError) as exc:
+        if not _not_downloaded(saved):
+            return run.generator("chat", template=template, model=saved)
+        ui.warn(f"this session was with {saved}, which is not downloaded here; a session file does not start a download on its own, so it goes on without it (-m {shlex.quote(saved)} downloads it and goes on with it)")
+    except (UnknownModelError, ModelKindError, ModelUnavailableError) as exc:
         ui.warn(f"this session was with {saved}, which cannot be used here ({exc}); it goes on without it (-m NAME picks a model)")
-        return run.generator("chat", template=template)
+    return run.generator("chat", template=template)
+
+
+def _not_downloaded(name: str) -> bool:
+    """Whether the model `name` would be downloaded (or fetched from PyPI) to be used; the default
+    model, which any chat downloads, is not counted."""
+    from ..engine import models
+
+    return name != config.default_source("text")[0] and not models.resolve(name).installed
 
 
 def _session(generator, system, template, run: RunOptions, path, variables, keep: bool) -> ChatSession:

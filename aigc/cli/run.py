@@ -72,7 +72,12 @@ def run_template(
     if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
         live = output is None and sys.stdout.isatty()
         write = None if live else lambda text: emit(text, output)
-        answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write)
+        try:
+            answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write, cut=None if output is None else ui.result)
+        except KeyboardInterrupt:
+            if output is not None:  # the answer so far went to stdout: a half answer must not replace a whole one
+                ui.info(f"(interrupted: {output} is left as it was)")
+            raise
         run.warn_cut_off(reason, template=template)
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)

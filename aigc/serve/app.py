@@ -62,11 +62,18 @@ DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "fr
 def chat_defaults() -> dict[str, Any]:
     """The settings in `DEFAULTED` that `aigc chat` decodes with where none are given (the chat
     generator's defaults, then its template's): what a request that leaves them out gets, as ollama
-    and vLLM apply a model's defaults, not OpenAI's (temperature 1, which makes a small model ramble)."""
+    and vLLM apply a model's defaults, not OpenAI's (temperature 1, which makes a small model ramble).
+    A user's `chat` template that cannot be read is a warning: the generator's own defaults then."""
+    from .. import ui
     from ..generators.base import get_generator
     from ..templates import get_template
 
-    params = get_generator("chat").sampling(None, get_template("chat").defaults)
+    try:
+        chosen = get_template("chat").defaults
+    except BadInputError as exc:
+        ui.warn(f"{exc}; the server goes on with the chat generator's own defaults")
+        chosen = {}
+    params = get_generator("chat").sampling(None, chosen)
     return {name: getattr(params, name) for name in DEFAULTED}
 
 
@@ -603,7 +610,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             params = sampling(req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
-        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data))
+        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)

@@ -251,12 +251,13 @@ class ResponseReply:
         return self._event("error", code=error.code, message=error.message, param=error.param)
 
 
-def echoed(data: dict) -> dict:
-    """What a response repeats of its request."""
+def echoed(data: dict, params) -> dict:
+    """What a response repeats of its request; temperature and top_p as `params` (the request's
+    `SamplingParams`) sample, the request's or else `aigc chat`'s defaults."""
     text = data.get("text") if isinstance(data.get("text"), dict) else {}
     return {
         "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"), "metadata": data.get("metadata") or {},
-        "temperature": data.get("temperature", 1.0), "top_p": data.get("top_p", 1.0), "text": {"format": text.get("format") or {"type": "text"}},
+        "temperature": params.temperature, "top_p": params.top_p, "text": {"format": text.get("format") or {"type": "text"}},
         "previous_response_id": None, "reasoning": None, "truncation": "disabled", "user": data.get("user"),
         **({"tools": data["tools"], "tool_choice": data.get("tool_choice") or "auto"} if data.get("tools") else {}),
     }

@@ -2180,10 +2180,13 @@ def test_a_session_goes_on_with_its_saved_model_unless_m_names_another(tmp_path,
     for saved, words in [
         ("openai:http://evil.example:8000/v1#m", "this session was with openai:http://evil.example:8000/v1#m, a server on evil.example; a session file does not send your messages elsewhere on its own, so it goes on without it (-m 'openai:http://evil.example:8000/v1#m' goes on with it)"),
         ("no-such-model-here", "this session was with no-such-model-here, which cannot be used here (unknown model 'no-such-model-here'"),
+        ("org/notdownloaded-model", "this session was with org/notdownloaded-model, which is not downloaded here; a session file does not start a download on its own"),
     ]:
-        conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
-        done = invoke("chat", "-S", "e1", "go on")
-        assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
+        for offline in ("1", "0"):  # offline, a hub model not in the cache cannot load; online, a session file does not download it
+            monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+            conversations.Conversation(None, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}], saved).save(path)
+            done = invoke("chat", "-S", "e1", "go on")
+            assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
 
 
 def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
@@ -2719,12 +2722,17 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
-def test_run_o_stopped_with_ctrl_c_writes_the_answer_so_far_to_its_file(tmp_path):
+def test_run_o_stopped_with_ctrl_c_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path):
     from aigc import logs
 
-    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(tmp_path / "draft.md")], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert done.returncode == 130 and done.stdout == "" and done.stderr.endswith("Error: interrupted\n")
-    assert (tmp_path / "draft.md").read_text() == "Write a\n" and logs.entries(1)[0].response == "Write a"
+    draft = tmp_path / "draft.md"
+    draft.write_text("the previous draft\n")  # a half answer must not replace a whole one
+    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (130, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: interrupted\n"), done.stderr
+    assert draft.read_text() == "the previous draft\n" and logs.entries(1)[0].response == "Write a"
+    new = tmp_path / "new.md"
+    assert subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == 130
+    assert not new.exists()  # no half-written -o file
 
 
 @pytest.mark.parametrize(

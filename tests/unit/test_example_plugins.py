@@ -289,6 +289,9 @@ def test_adcopy_command_runs_on_echo_with_a_body_that_is_not_the_headline_again(
         with pytest.raises(BadInputError) as long:  # a product longer than --max-words: no headline, whatever the temperature
             aigc.generate("adcopy", {"product": "a standing desk with two drawers and one small hook and a bright light", "audience": "x"}, model="echo")
         assert str(long.value) == "no ad-copy variant came out of 5 tries; raise max_words"
+        with pytest.raises(BadInputError) as short:  # echo's body, "runners will love Shoes", is too short: --max-words cannot help
+            aigc.generate("adcopy", {"product": "Shoes", "audience": "runners"}, model="echo", max_words=20)
+        assert str(short.value) == "no ad-copy variant came out of 5 tries: no body the model wrote was usable (5 to 35 words, not the headline again), and the model echo gives the same answer to every sample"
     finally:
         plugins.reset()
 

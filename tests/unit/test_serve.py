@@ -116,7 +116,8 @@ def test_settings_a_request_leaves_out_are_aigc_chats_and_those_it_gives_win(ser
     monkeypatch.setattr(scheduler, "submit", lambda job: submitted.append(job.params) or real(job))
     answer = chat(client, server["model"], max_tokens=12)
     client.completions.create(model=server["model"], prompt="Bees make", max_tokens=4)
-    client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4)
+    response = client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4)
+    assert (response.temperature, response.top_p) == (chats.temperature, chats.top_p)  # what it sampled with, not OpenAI's 1.0
     picked = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
     assert [[getattr(p, name) for name in picked] for p in submitted] == [[getattr(chats, name) for name in picked]] * 3
     messages = [{"role": "user", "content": "Paris is the capital"}]
@@ -125,7 +126,8 @@ def test_settings_a_request_leaves_out_are_aigc_chats_and_those_it_gives_win(ser
     given = {"temperature": 0.8, "top_p": 0.5, "extra_body": {"repetition_penalty": 1.0, "top_k": 7}}
     chat(client, server["model"], max_tokens=4, **given)
     client.completions.create(model=server["model"], prompt="Bees make", max_tokens=4, **given)
-    client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4, **given)
+    response = client.responses.create(model=server["model"], input="Paris is the capital", max_output_tokens=4, **given)
+    assert (response.temperature, response.top_p) == (0.8, 0.5)
     assert [(p.temperature, p.top_p, p.repetition_penalty, p.top_k) for p in submitted] == [(0.8, 0.5, 1.0, 7)] * 3
     submitted.clear()
     chat(client, server["model"], n=2, max_tokens=4)  # greedy would give n copies of one answer: OpenAI's temperature
@@ -2551,3 +2553,16 @@ def test_serving_the_echo_model_says_it_has_no_weights_not_that_it_is_remote():
     result = CliRunner().invoke(cli, ["serve", "-m", "echo", "--port", str(free_port())])
     assert result.exit_code == 2 and "remote" not in result.stderr
     assert result.stderr.strip() == "Error: echo has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
+
+
+def test_a_broken_user_chat_template_is_a_warning_and_the_server_takes_the_chat_generators_defaults(capsys):
+    from aigc import templates
+    from aigc.generators.base import get_generator
+    from aigc.serve.app import DEFAULTED, chat_defaults
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "chat.j2").write_text("---\ndefaults: {temperature: hot}\n---\n{{ input }}\n")  # `aigc chat` refuses it; the server starts
+    own = get_generator("chat").sampling(None, {})
+    assert chat_defaults() == {name: getattr(own, name) for name in DEFAULTED}
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith(f"Warning: {templates.user_dir() / 'chat.j2'}: defaults: temperature must be a number") and err.endswith("the server goes on with the chat generator's own defaults")

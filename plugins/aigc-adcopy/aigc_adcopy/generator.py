@@ -161,7 +161,11 @@ class AdCopyGenerator(Generator):
         if not variants:
             if cut:  # the caller's max_tokens, not the sampling: more tries would be cut off the same way
                 raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries ({cut} cut off at {option('max_tokens', base.max_tokens)}); raise {option('max_tokens')}")
-            more = option("max_words") if same_every_time(self.engine) else f"{option('temperature')} or {option('max_words')}"
+            same = same_every_time(self.engine)
+            if tried:  # headlines came out, but no body (a longer --max-words changes headlines only)
+                why = f"no body the model wrote was usable ({BODY_WORDS[0]} to {BODY_WORDS[1]} words, not the headline again)"
+                raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries: {why}" + (f", and the model {self.engine.name} gives the same answer to every sample" if same else f"; raise {option('temperature')}"))
+            more = option("max_words") if same else f"{option('temperature')} or {option('max_words')}"
             raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {more}")
         return list(variants.values()), bodies_cut
 
