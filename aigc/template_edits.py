@@ -42,6 +42,19 @@ def user_template_path(name: str) -> Path:
     return user_dir() / f"{name}{SUFFIX}"
 
 
+def write_new_template(path: Path, text: str, exists: str) -> None:
+    """Write `text` as the user template `path`, never over a file: one there already is a
+    `BadInputError` saying `{path} already exists; ` and then `exists` (what to do)."""
+    from .textio import make_dir
+
+    make_dir(path.parent, DIR_HINT)
+    try:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise BadInputError(f"{path} already exists; {exists}") from None
+
+
 def new_template(name: str) -> tuple[Path, Template | None]:
     """Start `NAME.j2` in the user template directory, from a copy of the template it will override
     (so a built-in's variables and generator carry over) or else from a skeleton; never overwrites
@@ -51,15 +64,8 @@ def new_template(name: str) -> tuple[Path, Template | None]:
     existing = scan()[0].get(name)
     if existing is not None and existing.path == path:
         existing = None  # the file is there already: refused below
-    from .textio import make_dir
-
     start = read_source(existing.path) if existing else SKELETON
-    make_dir(path.parent, DIR_HINT)
-    try:
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.write(start)
-    except FileExistsError:
-        raise BadInputError(f"{path} already exists; edit it with aigc templates edit {name}, or remove it first to start over") from None
+    write_new_template(path, start, f"edit it with aigc templates edit {name}, or remove it first to start over")
     return path, existing
 
 

@@ -16,18 +16,11 @@ _SETTINGS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "fre
 def import_llm_template(source: Path, name: str | None = None) -> Template:
     """Write the llm template `source` as `NAME.j2` in the user template directory (NAME: its file
     name's stem, or `name`), never over a file; what cannot be converted is a `BadInputError`."""
-    from .template_edits import user_template_path
-    from .textio import make_dir
-    from .templates import DIR_HINT
+    from .template_edits import user_template_path, write_new_template
 
     path = user_template_path(name or source.stem)
     text = convert(_load(source), source)
-    make_dir(path.parent, DIR_HINT)
-    try:
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.write(text)
-    except FileExistsError:
-        raise BadInputError(f"{path} already exists; give another name with --name, or remove it first (aigc templates rm {path.stem})") from None
+    write_new_template(path, text, f"give another name with --name, or remove it first (aigc templates rm {path.stem})")
     try:
         return parse(path, "user")
     except BadInputError:

@@ -59,17 +59,12 @@ def headline(
 def headline_notes(result: dict, generator) -> list[str]:
     """A warning when fewer headlines came out than -n asked for, saying what to raise (for a model
     that answers every sample the same, nothing: ask for fewer)."""
-    from ..generators.base import same_every_time
+    from ..generators.base import fewer_advice
 
     got, missing = len(result["headlines"]), result["missing"]
     if not missing:
         return []
-    if result["cut_off"]:
-        why = "some were cut off at the token limit; raise --max-tokens"
-    elif same_every_time(generator.engine):
-        why = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer (-n)"
-    else:
-        why = "raise --temperature or --max-words, or ask for fewer (-n)"
+    why = fewer_advice(generator.engine, "some" if result["cut_off"] else None)
     return [f"only {got} of the {got + missing} headlines asked for came out distinct and within the word limit; {why}"]
 
 

@@ -42,6 +42,17 @@ def same_every_time(engine: Any) -> bool:
     return getattr(engine, "samples", True) is False
 
 
+def fewer_advice(engine: Any, cut_off: str | None = None) -> str:
+    """What to do when fewer distinct answers came out than were asked for: raise --max-tokens where
+    `cut_off` (which ones, "some") were cut at the token limit; for a model that answers every sample
+    the same, ask for fewer; else raise the temperature or word limit."""
+    if cut_off:
+        return f"{cut_off} were cut off at the token limit; raise --max-tokens"
+    if same_every_time(engine):
+        return f"the model {engine.name} gives the same answer to every sample; ask for fewer (-n)"
+    return "raise --temperature or --max-words, or ask for fewer (-n)"
+
+
 def check_varied(n: int, params: SamplingParams, what: str) -> None:
     """A `BadInputError` when `n` answers are asked for with settings that give the same one each time."""
     if n > 1 and (params.greedy or params.top_k == 1):

@@ -22,7 +22,7 @@ def adcopy(
 ) -> None:
     """Write distinct ad-copy variants: a short headline and a one-line body each."""
     from aigc import ui
-    from aigc.generators.base import same_every_time
+    from aigc.generators.base import fewer_advice
 
     options = {"n": n, "tone": tone, "max_words": max_words}
     inputs = {"product": product, "audience": audience}
@@ -31,12 +31,7 @@ def adcopy(
     result = generator(inputs, sampling=run.sampling(), **options)
     if result["missing"]:
         got = len(result["variants"])
-        if result["cut_off"]:
-            why = "some bodies were cut off at the token limit; raise --max-tokens"
-        elif same_every_time(generator.engine):
-            why = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer (-n)"
-        else:
-            why = "raise --temperature or --max-words, or ask for fewer (-n)"
+        why = fewer_advice(generator.engine, "some bodies" if result["cut_off"] else None)
         ui.warn(f"only {got} of the {got + result['missing']} variants asked for came out distinct; {why}")
     text = "\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"])
     ui.result(json.dumps(result, ensure_ascii=False) if as_json else text)
