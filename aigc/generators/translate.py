@@ -14,6 +14,7 @@ replaced, and terms still missing are reported.
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -127,8 +128,8 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
     return target is not None and codes[1] == target and code is not None and (code == source if source else code != target)
 
 
-def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines; blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
+def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None, comma: bool = False) -> list[tuple[str, str]]:
+    """`source<TAB>target` lines (`comma`: `source,target`, cells quoted as CSV quotes them); blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
     `# source<TAB>target` a comment), and so is a first row of column names (`source<TAB>target`,
     `Word<TAB>Translation`, `Begriff<TAB>Übersetzung`) or of the run's `languages` (source, or auto,
     and target: `en<TAB>de`; see `_header`); any other first row is a term. A malformed line is a `BadInputError` naming
@@ -136,16 +137,17 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
     first = True
+    pair, between = ("source,target", "comma") if comma else ("source<TAB>target", "tab")
     for number, line in numbered_lines(text):
-        if line.lstrip().startswith("#") and (line.count("\t") != 1 or re.match(r"\s*#(\s|$)", line)):  # not a term such as #include
+        columns = next(csv.reader([line], skipinitialspace=True)) if comma else [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
+        if line.lstrip().startswith("#") and (len(columns) != 2 or re.match(r"\s*#(\s|$)", line)):  # not a term such as #include
             continue
-        columns = [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
         if len(columns) == 2 and bool(columns[0].strip()) != bool(columns[1].strip()):
             side, term = ("target", columns[0]) if columns[0].strip() else ("source", columns[1])
-            raise BadInputError(f"{name}:{number}: the {side} for {term.strip()[:60]!r} is empty; give 'source<TAB>target'")
+            raise BadInputError(f"{name}:{number}: the {side} for {term.strip()[:60]!r} is empty; give '{pair}'")
         if len(columns) != 2 or not columns[0].strip():
-            found = "no tab" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "empty terms"
-            raise BadInputError(f"{name}:{number}: expected 'source<TAB>target', found {found}: {line.strip()[:60]!r}")
+            found = f"no {between}" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "empty terms"
+            raise BadInputError(f"{name}:{number}: expected '{pair}', found {found}: {line.strip()[:60]!r}")
         source, target = columns[0].strip(), columns[1].strip()
         if first and _header(source, target, languages):
             first = False
@@ -158,12 +160,12 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
             seen[key] = (target, number)
             entries.append((source, target))
     if not entries:
-        raise BadInputError(f"{name} has no entries; write one 'source<TAB>target' pair per line")
+        raise BadInputError(f"{name} has no entries; write one '{pair}' pair per line")
     return entries
 
 
 def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-    """Read and parse a glossary TSV file (`languages` as for `parse_glossary`)."""
+    """Read and parse a glossary file: TSV, or CSV for a .csv (`languages` as for `parse_glossary`)."""
     path = Path(path).expanduser()
     try:
         data = path.read_bytes()
@@ -173,7 +175,9 @@ def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) ->
         raise BadInputError(f"{path} is a directory; give a file") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    return parse_glossary(decode_text(data, f"glossary {path}", "a source<TAB>target TSV file", str(path)), str(path), languages)
+    comma = path.suffix.lower() == ".csv"
+    expected = "a source,target CSV file" if comma else "a source<TAB>target TSV file"
+    return parse_glossary(decode_text(data, f"glossary {path}", expected, str(path)), str(path), languages, comma)
 
 
 _SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff])\w"  # a letter of a script that puts spaces between words

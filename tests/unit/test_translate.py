@@ -457,6 +457,17 @@ def test_glossary_parsing():
     assert parse_glossary("# a comment\n#no tab: a comment\n# source\ttarget\n#include\t#include\n#hashtag\t#motdièse\n") == [("#include", "#include"), ("#hashtag", "#motdièse")]
 
 
+def test_a_csv_glossary_is_read_by_its_commas(tmp_path):
+    path = tmp_path / "terms.csv"
+    path.write_text('source,target\n# a comment\nhospital,Krankenhaus\n"bed, single","Bett, einzeln"\n"le ""chat""", cat\n', encoding="utf-8")
+    assert load_glossary(path) == [("hospital", "Krankenhaus"), ("bed, single", "Bett, einzeln"), ('le "chat"', "cat")]
+    path.write_text("hospital,Krankenhaus\nfront door\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"terms.csv:2: expected 'source,target', found no comma: 'front door'"):
+        load_glossary(path)
+    (tmp_path / "terms.tsv").write_text("bed, single\tBett\n", encoding="utf-8")
+    assert load_glossary(tmp_path / "terms.tsv") == [("bed, single", "Bett")]  # a .tsv's commas are text
+
+
 
 @pytest.mark.parametrize(
     "header",
