@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
 import re
 import shlex
 import warnings
@@ -22,23 +21,18 @@ PATTERN_USER = "user.md"  # beside it, optional: text put before the input
 OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name, not an address
-        return False
-
-
 def foreign_host(model: str) -> str | None:
     """The host a model named by URL (`openai:URL#MODEL`) sends the text, and the API key, to where
     that is neither this machine nor OpenAI's, else None: a file someone shared (a template's
     `model:`, a saved session's) may not pick such a server on its own."""
+    from .engine.remote import loopback
+
     model = model.strip()
     try:
         host = urlsplit(model[len("openai:") :].partition("#")[0]).hostname if model.startswith("openai:") else None
     except ValueError:  # no URL (`[::1` unclosed): loading the model says so
         return None
-    return None if host is None or host in ("localhost", "api.openai.com") or _loopback(host) else host
+    return None if host is None or host == "api.openai.com" or loopback(host) else host
 
 
 @dataclass(frozen=True)

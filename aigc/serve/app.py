@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..engine.base import Completion
+from ..engine.remote import loopback
 from ..engine.sampling import PROMPT_CHUNK, SamplingParams
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, UnknownGeneratorError
@@ -187,18 +187,6 @@ class OriginCheck:
         shown = origin.decode("latin-1")
         message = f"requests from web pages on {shown} are refused; start the server with --cors-origin {shown} to let them call it"
         await JSONResponse(error_body(message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
-
-
-def loopback(name: str) -> bool:
-    """Whether a host name or address is the machine's own loopback: localhost, a name under
-    .localhost (RFC 6761: never resolved elsewhere), 127.x.x.x or ::1."""
-    name = name.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class HostCheck:
