@@ -50,6 +50,7 @@ class Template:
     body_line: int = 1  # line of the file where the body starts, for error messages
     system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
+    fabric_calls: tuple[str, ...] = ()  # a pattern's `{{plugin:...}}`, `{{ext:...}}`: sent as written, warned of when it is used
 
     @property
     def label(self) -> str:
@@ -141,14 +142,22 @@ def parse(path: Path, source: str) -> Template:
     """Read one template file; bad front matter is an error naming the file and line, an unknown
     front-matter key a warning."""
     template = _read(path, source)
-    warn_unknown_keys(template)
+    warn_unused(template)
     return template
 
 
-def warn_unknown_keys(template: Template) -> None:
-    """An `AigcWarning` for each front-matter key aigc does not read: a typo (`sytem:`) drops what it sets."""
+def warn_unused(template: Template) -> None:
+    """An `AigcWarning` for each front-matter key aigc does not read (a typo, `sytem:`, drops what it
+    sets) and each of fabric's template plugin calls in a pattern, which is sent as written."""
     for key in template.unknown_keys:
         warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+    if template.fabric_calls:
+        warnings.warn(
+            f"{template.path}: {', '.join(template.fabric_calls)} is sent to the model as written: aigc does not run fabric's "
+            f"template plugins and extensions (a pattern someone shared could read your files, environment and network with them); "
+            f"write the text it stands for in its place",
+            AigcWarning,
+        )
 
 
 def _key_hint(key: str) -> str:
@@ -224,19 +233,70 @@ def _read(path: Path, source: str) -> Template:
 
 
 def _read_pattern(path: Path, source: str) -> Template:
-    """A fabric pattern as the template NAME: its system.md the system prompt, the input the message,
-    after the text of its user.md where it has one. Both are plain text, not jinja: `{{` stays as written."""
+    """A fabric pattern as the template NAME. Its text is plain, not jinja: only fabric's placeholders
+    are filled, `{{input}}` with the input and `{{name}}` with a variable given (`--var name=value`,
+    fabric's `-v=name:value`); every other brace stays as written. Where it has no `{{input}}` its
+    system.md is the system prompt and the input the message, after its user.md's text; where
+    user.md has it, that is the message; where only system.md has it, the whole pattern, filled, is
+    the one message (fabric sends the input once, inside the pattern: see `_pattern_parts`)."""
     user = path.with_name(PATTERN_USER)
-    before = read_source(user).strip() if user.is_file() else ""
+    system, before = read_source(path), read_source(user).strip() if user.is_file() else ""
+    system_text, body, where = _pattern_parts(system, before)
+    names = [name for text in (system, before) for name in placeholders(text)]
+    variables = [{"name": "input", "description": "the text the pattern works on", "required": True}] if body or names else []
+    variables += [{"name": name, "description": f"fabric's {{{{{name}}}}}", "required": True} for name in dict.fromkeys(names) if name != "input"]
     return Template(
         name=template_name(path),
         path=path,
         source=source,
-        body=f"{literal(before)}\n\n{{{{ input }}}}" if before else "",
-        description=f"fabric pattern ({PATTERN}{f', {PATTERN_USER} before the input' if before else ''})",
-        system=literal(read_source(path)),
-        variables=[{"name": "input", "description": "the text the pattern works on", "required": True}] if before else [],
+        body=body,
+        description=f"fabric pattern ({where}){_variables_said(variables)}",
+        system=system_text,
+        variables=variables,
+        fabric_calls=tuple(dict.fromkeys(FABRIC_CALL.findall(system + before))),
     )
+
+
+def _pattern_parts(system: str, before: str) -> tuple[str | None, str, str]:
+    """A pattern's (system prompt, message template, where the input goes). Fabric puts the input
+    in place of each `{{input}}`, or after the text, and sends the pattern, input and all, as one
+    message (the system one, or the user one with --raw); here the input stays a message of its own
+    (user.md's text before it) unless the pattern places it: then the pattern is the user message,
+    which every chat template takes, and the input is not sent twice."""
+    if "input" in placeholders(before):
+        return fabric_text(system), fabric_text(before), f"{PATTERN}, {PATTERN_USER} with {{{{input}}}}"
+    if "input" in placeholders(system):
+        lead = f"{literal(before)}\n\n" if before else ""
+        return None, fabric_text(system, input_lead=lead), f"{PATTERN} with {{{{input}}}}: one message"
+    if before:
+        return fabric_text(system), f"{fabric_text(before)}\n\n{{{{ input }}}}", f"{PATTERN}, {PATTERN_USER} before the input"
+    return fabric_text(system), "", PATTERN
+
+
+def _variables_said(variables: list[dict[str, Any]]) -> str:
+    names = [v["name"] for v in variables if v["name"] != "input"]
+    return f"; --var {', '.join(names)}" if names else ""
+
+
+PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}")  # fabric's {{input}} and {{name}}: no spaces inside
+NOT_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "not", "self"})  # jinja reads these as no variable
+FABRIC_CALL = re.compile(r"\{\{(?:plugin|ext):[^{}]*\}\}")  # fabric's template plugins and extensions: never run here
+
+
+def placeholders(text: str) -> list[str]:
+    """The variables a pattern's text names as fabric writes them (`{{input}}`, `{{lang_code}}`)."""
+    return [m[1] for m in PLACEHOLDER.finditer(text) if m[1] not in NOT_NAMES]
+
+
+def fabric_text(text: str, input_lead: str = "") -> str:
+    """A pattern's text as template text: each placeholder reads its variable (`{{input}}` after
+    `input_lead`), every other character renders as written."""
+    pieces, start = [], 0
+    for m in PLACEHOLDER.finditer(text):
+        if m[1] not in NOT_NAMES:
+            pieces += [literal(text[start : m.start()]), (input_lead if m[1] == "input" else "") + f"{{{{ {m[1]} }}}}"]
+            start = m.end()
+    return "".join(pieces) + literal(text[start:])
 
 
 def literal(text: str) -> str:

@@ -14,7 +14,8 @@ A template file looks like::
     The prompt body, with {{ text }}.
 
 A directory `NAME/` holding `system.md` (a fabric pattern) is the template NAME too: that file is
-its system prompt, as plain text, and the input its message (after the text of its `user.md`, if any).
+its system prompt and the input its message (after the text of its `user.md`, if any), plain text
+but for fabric's `{{input}}` and `{{name}}`, which place the input and fill variables (`template_files`).
 
 Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
 a later directory overrides a template of the same name from an earlier one, except that two
@@ -38,7 +39,7 @@ from typing import Any
 from . import config
 from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option
 from .template_environment import compile_text, environment, render_bounded, variables_read
-from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unknown_keys
+from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
 
 
 @dataclass
@@ -211,7 +212,7 @@ def discover() -> dict[str, Template]:
     for error in broken.values():
         warnings.warn(f"skipping template: {error}", AigcWarning, stacklevel=2)
     for template in found.values():
-        warn_unknown_keys(template)
+        warn_unused(template)
     return found
 
 
@@ -224,7 +225,7 @@ def get_template(name: str) -> Template:
     """The template called `name`, or the template file `name` when `is_path(name)`; an unknown
     front-matter key in it is a warning."""
     template = _find(name)
-    warn_unknown_keys(template)
+    warn_unused(template)
     return template
 
 
@@ -361,7 +362,8 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     missing = [name for name in template.required if name not in values]
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
-        raise BadInputError(f"{template.label} needs {', '.join(missing)}; its variables: {names}")
+        give = " ".join(option("variables", f"{name}=...") for name in missing)
+        raise BadInputError(f"{template.label} needs {', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} with {give} (its variables: {names})")
     messages = render_system(template, variables, system)
     if template.body.strip():
         user = _render_text(template, template.body, values, template.body_line)

@@ -57,11 +57,12 @@ def show(
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
     lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
+    lines += [f"# {template.description}"] if template.path.name == template_files.PATTERN else []  # no front matter says it
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
         lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
     user = template.path.with_name(template_files.PATTERN_USER)
-    after = f"\n# {user}, before the input:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and template.body else ""
+    after = f"\n# {user}:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and user.is_file() and template_files.read_source(user).strip() else ""
     ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path) + after)
 
 

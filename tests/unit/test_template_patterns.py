@@ -128,3 +128,77 @@ def test_templates_new_and_rm_of_a_pattern_say_what_to_do_instead(tmp_path):
     removed = runner.invoke(app, ["templates", "rm", "rate"])
     assert removed.exit_code == 2 and "remove that directory yourself" in removed.stderr
     assert not (templates.user_dir() / "rate.j2").exists() and templates.get_template("rate").system == "Rate it."
+
+
+def test_fabric_input_placeholder_in_system_md_makes_the_pattern_the_one_message_with_the_input_in_place(tmp_path):
+    pattern(templates.user_dir(), "insights", "# STEPS\nFind insights.\n\n# INPUT\n\n{{input}}\n\nThen {{input}} again.")
+    rendered = templates.render("insights", {"input": "the talk"})
+    assert rendered.messages == [{"role": "user", "content": "# STEPS\nFind insights.\n\n# INPUT\n\nthe talk\n\nThen the talk again."}]
+
+
+def test_fabric_input_placeholder_in_system_md_comes_after_user_md_text(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate this:\n{{input}}\nDone.", user="CONTENT {as is}:")
+    rendered = templates.render("rate", {"input": "the text"})
+    assert rendered.messages == [{"role": "user", "content": "Rate this:\nCONTENT {as is}:\n\nthe text\nDone."}]
+
+
+def test_fabric_input_placeholder_in_user_md_is_where_the_input_goes_and_it_is_not_appended(tmp_path):
+    pattern(templates.user_dir(), "rate", "Rate it.", user="<text>{{input}}</text> rate that")
+    rendered = templates.render("rate", {"input": "the text"})
+    assert rendered.messages == [{"role": "system", "content": "Rate it."}, {"role": "user", "content": "<text>the text</text> rate that"}]
+
+
+def test_fabric_variables_are_filled_and_every_other_brace_stays_as_written(tmp_path):
+    system = "Translate to {{lang_code}} ({{{lang_code}}}); keep {{ spaced }}, {{plugin:text:upper:x}}, {% raw %}, {% endraw %}, {# c #}, {x}, {{true}} and {{a-b}}."
+    pattern(templates.user_dir(), "translate", system)
+    with pytest.warns(AigcWarning, match="plugin:text:upper:x"):
+        template = templates.get_template("translate")
+    rendered = templates.render(template, {"input": "Hallo", "lang_code": "fr"})
+    assert rendered.messages == [
+        {"role": "system", "content": system.replace("{{lang_code}}", "fr")},
+        {"role": "user", "content": "Hallo"},
+    ]
+    assert template.required == ["input", "lang_code"]
+
+
+def test_a_value_or_input_holding_braces_is_not_filled_again(tmp_path):
+    pattern(templates.user_dir(), "essay", "Write as {{author}}.", user="Topic: {{input}}")
+    rendered = templates.render("essay", {"input": "{{author}} {% x %}", "author": "{{input}}"})
+    assert [m["content"] for m in rendered.messages] == ["Write as {{input}}.", "Topic: {{author}} {% x %}"]
+
+
+def test_aigc_run_fills_a_fabric_variable_from_var_and_a_missing_one_is_a_one_line_error(tmp_path, monkeypatch):
+    pattern(tmp_path, "write_essay", "Write like {{author_name}} about {{topic}}.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    shown = runner.invoke(app, ["run", "write_essay", "-", "-m", "echo", "--no-log", "--dry-run", "--var", "author_name=Orwell", "--var", "topic=tea"], input="notes\n")
+    assert shown.exit_code == 0 and shown.stdout == "## System\n\nWrite like Orwell about tea.\n\n## User\n\nnotes\n", shown.output
+    missing = runner.invoke(app, ["run", "write_essay", "-", "-m", "echo", "--no-log", "--var", "topic=tea"], input="notes\n")
+    assert missing.exit_code == 2 and missing.stdout == ""
+    assert missing.stderr.strip() == "Error: template 'write_essay' needs author_name: give it with --var author_name=... (its variables: input, author_name, topic)"
+    unknown = runner.invoke(app, ["run", "write_essay", "-", "-m", "echo", "--no-log", "--var", "author=Orwell"], input="notes\n")
+    assert unknown.exit_code == 2 and "has no variable author; its variables: author_name, input, topic" in unknown.stderr
+
+
+def test_aigc_chat_fills_a_fabric_variable_from_var(tmp_path, monkeypatch):
+    pattern(tmp_path, "translate", "Translate to {{lang_code}}.\n\n{{input}}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    done = runner.invoke(app, ["chat", "-t", "translate", "--var", "lang_code=fr", "-m", "echo", "--no-log", "Hallo"])
+    assert done.exit_code == 0 and done.stdout == "Hallo\n", done.output
+
+
+def test_fabric_plugin_calls_are_not_run_but_sent_as_written_with_a_warning(tmp_path):
+    pattern(templates.user_dir(), "dated", "Today is {{plugin:datetime:now}}; home {{ext:env:get:HOME}}.")
+    with pytest.warns(AigcWarning, match=r"\{\{plugin:datetime:now\}\}, \{\{ext:env:get:HOME\}\} is sent to the model as written: aigc does not run fabric's template plugins"):
+        template = templates.get_template("dated")
+    assert templates.render(template, {"input": "x"}).messages[0]["content"] == "Today is {{plugin:datetime:now}}; home {{ext:env:get:HOME}}."
+
+
+def test_templates_list_and_show_say_where_a_patterns_input_goes_and_its_variables(tmp_path, monkeypatch):
+    pattern(tmp_path, "insights", "Insights for {{who}}:\n{{input}}")
+    pattern(tmp_path, "plain", "Plain.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    rows = {r["name"]: r["description"] for r in json.loads(runner.invoke(app, ["templates", "list", "--json"]).stdout)}
+    assert rows["insights"] == "fabric pattern (system.md with {{input}}: one message); --var who"
+    assert rows["plain"] == "fabric pattern (system.md)"
+    shown = runner.invoke(app, ["templates", "show", "insights"])
+    assert shown.exit_code == 0 and "# who: fabric's {{who}} (required)" in shown.stdout and shown.stdout.endswith("Insights for {{who}}:\n{{input}}\n")

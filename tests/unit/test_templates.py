@@ -101,9 +101,9 @@ def test_a_template_that_includes_another_file_says_it_cannot(tag):
         templates.render("including", {"input": "x"})
 
 
-def test_missing_required_variable_names_it_and_lists_variables():
+def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
-    with pytest.raises(BadInputError, match=r"needs a; its variables: a, b"):
+    with pytest.raises(BadInputError, match=r"^template 'two' needs a: give it with variables=\{'a': \.\.\.\} \(its variables: a, b\)$"):
         templates.render("two", {})
 
 
