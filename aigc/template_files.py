@@ -266,7 +266,7 @@ def _pattern_parts(system: str, before: str) -> tuple[str | None, str, str]:
     if "input" in placeholders(before):
         return fabric_text(system), fabric_text(before), f"{PATTERN}, {PATTERN_USER} with {{{{input}}}}"
     if "input" in placeholders(system):
-        lead = f"{literal(before)}\n\n" if before else ""
+        lead = f"{fabric_text(before)}\n\n" if before else ""
         return None, fabric_text(system, input_lead=lead), f"{PATTERN} with {{{{input}}}}: one message"
     if before:
         return fabric_text(system), f"{fabric_text(before)}\n\n{{{{ input }}}}", f"{PATTERN}, {PATTERN_USER} before the input"
@@ -279,23 +279,36 @@ def _variables_said(variables: list[dict[str, Any]]) -> str:
 
 
 PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}")  # fabric's {{input}} and {{name}}: no spaces inside
-NOT_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "not", "self"})  # jinja reads these as no variable
 FABRIC_CALL = re.compile(r"\{\{(?:plugin|ext):[^{}]*\}\}")  # fabric's template plugins and extensions: never run here
 
 
+def _placeholders(text: str) -> list[re.Match]:
+    """Where a pattern's text names a variable as fabric writes it (`{{input}}`, `{{lang_code}}`);
+    a name jinja reads as no variable (`{{true}}`, `{{range}}`, a plugin's global) stays text."""
+    return [m for m in PLACEHOLDER.finditer(text) if _is_variable(m[1])]
+
+
+def _is_variable(name: str) -> bool:
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        return variables_read(f"{{{{ {name} }}}}") == {name}
+    except TemplateSyntaxError:  # {{not}}
+        return False
+
+
 def placeholders(text: str) -> list[str]:
-    """The variables a pattern's text names as fabric writes them (`{{input}}`, `{{lang_code}}`)."""
-    return [m[1] for m in PLACEHOLDER.finditer(text) if m[1] not in NOT_NAMES]
+    """The variables a pattern's text names, in order."""
+    return [m[1] for m in _placeholders(text)]
 
 
 def fabric_text(text: str, input_lead: str = "") -> str:
     """A pattern's text as template text: each placeholder reads its variable (`{{input}}` after
     `input_lead`), every other character renders as written."""
     pieces, start = [], 0
-    for m in PLACEHOLDER.finditer(text):
-        if m[1] not in NOT_NAMES:
-            pieces += [literal(text[start : m.start()]), (input_lead if m[1] == "input" else "") + f"{{{{ {m[1]} }}}}"]
-            start = m.end()
+    for m in _placeholders(text):
+        pieces += [literal(text[start : m.start()]), (input_lead if m[1] == "input" else "") + f"{{{{ {m[1]} }}}}"]
+        start = m.end()
     return "".join(pieces) + literal(text[start:])
 
 

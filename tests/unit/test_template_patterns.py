@@ -137,9 +137,9 @@ def test_fabric_input_placeholder_in_system_md_makes_the_pattern_the_one_message
 
 
 def test_fabric_input_placeholder_in_system_md_comes_after_user_md_text(tmp_path):
-    pattern(templates.user_dir(), "rate", "Rate this:\n{{input}}\nDone.", user="CONTENT {as is}:")
-    rendered = templates.render("rate", {"input": "the text"})
-    assert rendered.messages == [{"role": "user", "content": "Rate this:\nCONTENT {as is}:\n\nthe text\nDone."}]
+    pattern(templates.user_dir(), "rate", "Rate this:\n{{input}}\nDone.", user="CONTENT {as is} for {{who}}:")
+    rendered = templates.render("rate", {"input": "the text", "who": "me"})
+    assert rendered.messages == [{"role": "user", "content": "Rate this:\nCONTENT {as is} for me:\n\nthe text\nDone."}]
 
 
 def test_fabric_input_placeholder_in_user_md_is_where_the_input_goes_and_it_is_not_appended(tmp_path):
@@ -149,7 +149,7 @@ def test_fabric_input_placeholder_in_user_md_is_where_the_input_goes_and_it_is_n
 
 
 def test_fabric_variables_are_filled_and_every_other_brace_stays_as_written(tmp_path):
-    system = "Translate to {{lang_code}} ({{{lang_code}}}); keep {{ spaced }}, {{plugin:text:upper:x}}, {% raw %}, {% endraw %}, {# c #}, {x}, {{true}} and {{a-b}}."
+    system = "Translate to {{lang_code}} ({{{lang_code}}}); keep {{ spaced }}, {{plugin:text:upper:x}}, {% raw %}, {% endraw %}, {# c #}, {x}, {{true}}, {{not}}, {{range}} and {{a-b}}."
     pattern(templates.user_dir(), "translate", system)
     with pytest.warns(AigcWarning, match="plugin:text:upper:x"):
         template = templates.get_template("translate")
