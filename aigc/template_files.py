@@ -274,6 +274,7 @@ def _pattern_parts(system: str, before: str) -> tuple[str | None, str, str]:
 
 
 def _variables_said(variables: list[dict[str, Any]]) -> str:
+    """The `--var`s a pattern needs, for its description."""
     names = [v["name"] for v in variables if v["name"] != "input"]
     return f"; --var {', '.join(names)}" if names else ""
 

@@ -15,7 +15,8 @@ A template file looks like::
 
 A directory `NAME/` holding `system.md` (a fabric pattern) is the template NAME too: that file is
 its system prompt and the input its message (after the text of its `user.md`, if any), plain text
-but for fabric's `{{input}}` and `{{name}}`, which place the input and fill variables (`template_files`).
+but for fabric's `{{input}}` (where the input goes: a `system.md` holding it is then the one message)
+and `{{name}}` (a variable), as `template_files` reads them.
 
 Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
 a later directory overrides a template of the same name from an earlier one, except that two
@@ -223,7 +224,7 @@ def is_path(name: str) -> bool:
 
 def get_template(name: str) -> Template:
     """The template called `name`, or the template file `name` when `is_path(name)`; an unknown
-    front-matter key in it is a warning."""
+    front-matter key in it is a warning, as is a fabric plugin call in a pattern."""
     template = _find(name)
     warn_unused(template)
     return template
