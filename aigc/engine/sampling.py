@@ -545,8 +545,12 @@ class TextAssembler:
         full = self._decode(self.tokens[self.prefix_offset :])
         if len(full) <= len(prefix) or full.endswith("\ufffd"):
             return ""  # an incomplete UTF-8 sequence: wait for the next token
+        return self._add(full[len(prefix) :])
+
+    def _add(self, new: str) -> str:
+        """Append decoded text, release the held tokens and cut at a stop string."""
         start = len(self.text)
-        self.text += full[len(prefix) :]
+        self.text += new
         self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
         for stop in self.stops:
@@ -563,5 +567,11 @@ class TextAssembler:
         return piece
 
     def flush(self) -> str:
-        """The held-back tail, once generation is over."""
-        return self._release(final=True)
+        """The held-back tail, once generation is over. Tokens still waiting for the rest of a UTF-8
+        sequence are decoded as they are: a U+FFFD that ends the answer is real (or a cut-off
+        character, shown rather than lost); stop strings still apply."""
+        piece = ""
+        if not self.stopped and self.read_offset < len(self.tokens):
+            prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
+            piece = self._add(self._decode(self.tokens[self.prefix_offset :])[len(prefix) :])
+        return piece + self._release(final=True)

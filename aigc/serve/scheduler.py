@@ -215,7 +215,8 @@ class Scheduler:
         return self._stopping.is_set() or self._cut_at is not None
 
     def submit(self, job: Job) -> Job:
-        """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping."""
+        """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping
+        (as the job's error event when the stop began while it was being queued)."""
         if self.closing:
             raise ShuttingDownError("the server is shutting down")
         if not isinstance(job, _Call):
@@ -224,6 +225,8 @@ class Scheduler:
             self.jobs.put_nowait(job)
         except queue.Full:
             raise QueueFullError(f"the queue of waiting requests is full ({self.jobs.maxsize}, --max-queue); retry shortly") from None
+        if self.closing:  # stop() or drain() came after the check: its last look at the queue may have missed this job
+            self._fail_queue()
         return job
 
     def _check_fits(self, job: Job) -> None:

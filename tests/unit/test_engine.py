@@ -301,13 +301,17 @@ def test_a_reused_cache_holds_the_numbers_a_fresh_prefill_computes(tiny_model_di
         assert answer == fresh_answer and torch.equal(keys, fresh_keys)  # bit for bit, so greedy answers repeat
 
 
-def test_an_unrelated_prompt_does_not_reuse_the_cache(tiny_engine):
+def test_an_unrelated_prompt_does_not_reuse_the_cache(tiny_engine, monkeypatch):
+    from aigc.engine import local, sampling
+
+    for module in (local, sampling):
+        monkeypatch.setattr(module, "PREFILL_CHUNK", 4)  # these prompts are a few chunks long
     params = SamplingParams(temperature=0, max_tokens=4)
-    tiny_engine.generate(["The quick brown fox"], params)
-    run = tiny_engine._run([tiny_engine.encode("Bees make honey")], params)
-    for _ in run:
-        pass
-    assert run.loop.cached == 0
+    prefilled(tiny_engine, "The quick brown fox", params, fresh=True)
+    assert prefilled(tiny_engine, "The quick brown fox jumps over the lazy dog", params)[1] > 0  # the next turn reuses it
+    unrelated = "Bees make honey in their hives all summer"
+    assert len(tiny_engine.encode(unrelated)) > 4  # as long as a shared prefix that could be reused
+    assert prefilled(tiny_engine, unrelated, params)[1] == 0
 
 
 def test_int8_weights_keep_the_logits_close_to_float32(tiny_model_dir, tiny_engine):

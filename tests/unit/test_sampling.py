@@ -174,6 +174,38 @@ def test_special_tokens_are_not_shown():
     assert "".join(feed(assembler, "a|b")) == "ab"
 
 
+class ByteTokenizer:
+    """One token per UTF-8 byte; a sequence cut short decodes to U+FFFD."""
+
+    def decode(self, ids, **_):
+        return bytes(ids).decode("utf-8", "replace")
+
+
+def feed_bytes(assembler, text):
+    return [assembler.push(byte) for byte in text.encode("utf-8")] + [assembler.flush()]
+
+
+@pytest.mark.parametrize(
+    "text, stops, shown",
+    [
+        ("a \ufffd", (), "a \ufffd"),  # a real U+FFFD ends the answer
+        ("ok\ufffd", ("k\ufffdz",), "ok\ufffd"),  # with a start of a stop string held back before it
+        ("ok \ufffd", ("\ufffd",), "ok "),  # a stop string still cuts what the end releases
+    ],
+)
+def test_the_end_decodes_the_tokens_still_waiting_for_the_rest_of_a_character(text, stops, shown):
+    assembler = TextAssembler(ByteTokenizer(), stops=stops)
+    assert "".join(feed_bytes(assembler, text)) == assembler.text == shown
+    assert assembler.stopped == (shown != text)
+
+
+def test_a_character_cut_off_at_the_end_shows_as_u_fffd_rather_than_vanishing():
+    assembler = TextAssembler(ByteTokenizer())
+    pieces = [assembler.push(byte) for byte in "x 🐝".encode("utf-8")[:-2]]
+    assert "".join(pieces) == "x "  # its first bytes wait for the rest
+    assert assembler.flush() == "\ufffd" and assembler.text == "x \ufffd"
+
+
 @pytest.mark.parametrize("temperature", [1e-45, 5e-324])
 def test_a_temperature_too_small_to_divide_the_logits_by_picks_greedily(temperature):
     import torch

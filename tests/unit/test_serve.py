@@ -786,6 +786,36 @@ def test_full_queue_answers_429_with_retry_after(server):
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 
+@pytest.mark.parametrize("ending", ["stop", "drain"])
+def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_hangs(tiny_engine, ending):
+    import threading
+
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import BatchedEngine, Scheduler, ShuttingDownError
+
+    scheduler = Scheduler(tiny_engine, window=0).start()
+    check = scheduler._check_fits
+
+    def stopped_meanwhile(job):  # the stop runs after submit's closing check, before its put
+        scheduler.stop() if ending == "stop" else scheduler.drain(0)
+        check(job)
+
+    scheduler._check_fits = stopped_meanwhile
+    errors = []
+
+    def client():
+        try:
+            BatchedEngine(scheduler).generate(["Bees"], SamplingParams(max_tokens=3))
+        except ShuttingDownError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=client, daemon=True)
+    caller.start()
+    caller.join(30)  # a job left in the queue would block its caller for ever
+    scheduler.stop()
+    assert not caller.is_alive() and len(errors) == 1 and scheduler.jobs.empty()
+
+
 def test_byte_tokens_keep_apart_in_the_legacy_logprobs():
     from aigc.serve.logprobs import TokenLogprob, completion_shape
 
