@@ -779,7 +779,8 @@ def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp
 def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path):
     (tmp_path / "a.csv").write_text('\nid,text\n1,hi\n2,"He said ""no, thanks\n3,third row\n4,fourth row\n')
     (tmp_path / "semicolons.csv").write_text('id;text\n1;"never closed\n2;second row\n')  # split at semicolons: the quote opens a cell too
-    for name, line in (("a.csv", 4), ("semicolons.csv", 2)):
+    (tmp_path / "last.csv").write_text('id,text\n1,one\n2,"never closed\n')  # on the last line: the cell would take its line break in
+    for name, line in (("a.csv", 4), ("semicolons.csv", 2), ("last.csv", 3)):
         with pytest.raises(BadInputError, match=f"{name}:{line}: cannot read it as CSV: a quoted cell opens on this row and is never closed"):
             read_rows(tmp_path / name)
     (tmp_path / "b.csv").write_text('id,text\n1,"x" \n2,"hello" world\n3,a 5" screen\n4,"two\nlines"\n')  # loose, but readable
