@@ -66,40 +66,20 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_json_row(n, line, id_field, field) for n, line in numbered_lines(text)]
     else:
         tsv = suffix == ".tsv"  # text between tabs; a cell wrapped in quotes is unquoted, as in `eval` and `--examples`
-        body = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text)  # the header is the first line with something on it
-        named = None if tsv else re.match(r"sep=([^\r\n])[ \t]*\r?\n", body)  # a `sep=;` line first names the delimiter, as Excel reads it
-        body = body[named.end() :] if named else body
-        delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0].rstrip("\r"))
+        body, delimiter, skipped = table_body(text, tsv)
         if tsv:
             body = _quoted_cells_kept(body)
         if tsv and "\r" in body.split("\n", 1)[0].rstrip("\r"):  # no cell: the header's line goes on after it
             raise BadInputError(f"{path}: cannot read it as TSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)")
         if tsv and RETURN not in text:  # csv ends a line at a lone carriage return; in a cell it is text, as in a quoted .csv cell
             body = re.sub(r"\r(?!\r*\n)", RETURN, body)  # those before a line feed end the line
-        reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        skipped = text.count("\n", 0, len(text) - len(body))  # blank lines before the header count in line numbers
-        start = 1  # line of the body where the record being read begins
-        try:
-            if reader.fieldnames:  # `id,text ` names the column text
-                reader.fieldnames = [(_tsv_cell(name) if tsv else name).strip() for name in reader.fieldnames]
-                twice = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
-                if twice:  # a row would keep the last of them only
-                    raise BadInputError(f"{path}:{1 + skipped}: the header names {', '.join(map(repr, twice))} twice; give each column its own name")
-            records = []
-            start = reader.line_num + 1
-            for record in reader:
-                if any((v or "").strip() for v in record.values() if isinstance(v, str)):  # a line of spaces is no row
-                    records.append(record)
-                last, start = start, reader.line_num + 1
-        except csv.Error as exc:
-            if not tsv and str(exc).startswith("new-line character seen in unquoted field"):  # Python's hint, universal-newline mode, is no help here
-                if "\r" in body.split("\n", 1)[0].rstrip("\r"):  # the header's line goes on after one
-                    raise BadInputError(f"{path}: cannot read it as CSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)") from None
-                raise BadInputError(f"{path}:{start + skipped}: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes to keep it, or take it out") from None
-            raise BadInputError(f"{path}:{start + skipped}: cannot read it as {suffix[1:].upper()}: {exc}") from None
-        if not tsv and records and start - 1 > last and _never_closed("\n".join(body.split("\n")[last - 1 :]), delimiter):
-            raise BadInputError(f"{path}:{last + skipped}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
-        rows = [_table_row(n, record, id_field, field, len(reader.fieldnames or ()), tsv) for n, record in enumerate(records, 1)]
+        table = table_records(body, delimiter, path, skipped, tsv)
+        names = [(_tsv_cell(name) if tsv else name).strip() for name in table[0][1]] if table else []  # `id,text ` names the column text
+        twice = sorted({name for name in names if name and names.count(name) > 1})
+        if twice:  # a row would keep the last of them only
+            raise BadInputError(f"{path}:{1 + skipped}: the header names {', '.join(map(repr, twice))} twice; give each column its own name")
+        records = [_record(names, cells) for _, cells in table[1:] if any(cell.strip() for cell in cells[: len(names)])]  # a line of spaces is no row
+        rows = [_table_row(n, record, id_field, field, len(names), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
@@ -141,6 +121,49 @@ def _check_unique(path: Path, rows: list[Row]) -> None:
     if repeated:
         named = ", ".join(f"{id_key(group[0].id)} (rows {', '.join(str(r.number) for r in group)})" for group in repeated[:5])
         raise BadInputError(f"{path}: id {named} appears more than once; ids must be unique to resume")
+
+
+def table_body(text: str, tsv: bool = False) -> tuple[str, str, int]:
+    """A .csv's (`tsv`: a .tsv's) text from its header, the first line with something on it, and
+    after a first `sep=;` line, which names the delimiter, as Excel reads it (a .csv's); its
+    delimiter (else `_delimiter`'s pick from the header); and how many lines came before it."""
+    body = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text)
+    named = None if tsv else re.match(r"sep=([^\r\n])[ \t]*\r?\n", body)
+    body = body[named.end() :] if named else body
+    delimiter = "\t" if tsv else named.group(1) if named else _delimiter(body.split("\n", 1)[0].rstrip("\r"))
+    return body, delimiter, text.count("\n", 0, len(text) - len(body))
+
+
+def table_records(body: str, delimiter: str, path: str | Path, skipped: int = 0, tsv: bool = False) -> list[tuple[int, list[str]]]:
+    """Each record of a table's `body` (`table_body`'s) as (the line of the file it starts on, its
+    cells; none for a blank line), quoted .csv cells holding delimiters, quotes and line breaks; one
+    that cannot be read, a quoted cell never closed too, is a `BadInputError` naming its line."""
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    records: list[tuple[int, list[str]]] = []
+    start = 1  # line of the body where the record being read begins
+    try:
+        for cells in reader:
+            records.append((start + skipped, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if not tsv and str(exc).startswith("new-line character seen in unquoted field"):  # Python's hint, universal-newline mode, is no help here
+            if "\r" in body.split("\n", 1)[0].rstrip("\r"):  # the header's line goes on after one
+                raise BadInputError(f"{path}: cannot read it as CSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)") from None
+            raise BadInputError(f"{path}:{start + skipped}: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes to keep it, or take it out") from None
+        raise BadInputError(f"{path}:{start + skipped}: cannot read it as {'TSV' if tsv else 'CSV'}: {exc}") from None
+    if not tsv and records and _never_closed("\n".join(body.split("\n")[records[-1][0] - skipped - 1 :]), delimiter):
+        raise BadInputError(f"{path}:{records[-1][0]}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
+    return records
+
+
+def _record(names: list[str], cells: list[str]) -> dict:
+    """A row's cells by column name, as `csv.DictReader` gives them: those beyond the header in a
+    list under None, None for each missing at the end."""
+    record: dict = dict(zip(names, cells))
+    if len(cells) > len(names):
+        record[None] = cells[len(names) :]
+    record.update(dict.fromkeys(names[len(cells) :]))
+    return record
 
 
 def _delimiter(header: str) -> str:
@@ -191,8 +214,8 @@ def _table_row(number: int, record: dict, id_field: str, field: str, width: int,
 
 
 def _never_closed(record: str, delimiter: str) -> bool:
-    """Whether a CSV record (the last of a file, over several lines) opens a quoted cell it never
-    closes: read loosely, such a cell takes in every line after it."""
+    """Whether a CSV record (the last of a file) opens a quoted cell it never closes: read loosely,
+    such a cell takes in every line after it (on the last line, its line break)."""
     try:
         list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True))
     except csv.Error as exc:

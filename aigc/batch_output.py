@@ -100,7 +100,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     params = SamplingParams(**(sampling or {}))
     made = {
         "options": opts.settings() if hasattr(opts, "settings") else {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.init},
-        "sampling": {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in ((k, getattr(params, k)) for k in sampling or {})},
+        "sampling": {k: _folded(getattr(params, k)) for k in sampling or {}},
         "quantize": None if generator.quantize in (None, "none") else generator.quantize,
     }
     if tuple(columns) != COLUMNS:  # the defaults leave the fingerprint of files made before columns counted
@@ -114,6 +114,13 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     else:  # an engine handed to the generator
         model = generator._engine.name
     return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _shown(v) for k, v in sorted(shown.items())}}
+
+
+def _folded(value: Any) -> Any:
+    """A sampling setting as the fingerprint takes it: a whole number as the float it equals, so that
+    `temperature` 1 is 1.0, where a float holds it exactly (below 2**53: the fingerprints of files made
+    before larger numbers counted); a larger one (a 64-bit seed) as it is, so that no two collide."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53 else value
 
 
 def with_line_options(generator, options: dict[str, Any], lines: bool) -> dict[str, Any]:

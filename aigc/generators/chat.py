@@ -151,13 +151,18 @@ class ChatGenerator(Generator):
         messages, defaults = prepared
         params = self.reply_params(sampling, defaults)
         fitted = self.fit(messages, params.max_tokens)
-        return fitted, self.engine.generate([fitted], params)[0], params
+        return messages, len(messages) - len(fitted), self.engine.generate([fitted], params)[0], params
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
-        """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value."""
-        messages, completions, params = raw
+        """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value;
+        `messages`, the whole conversation given and the answer (go on from it), `dropped_messages`, how
+        many of its oldest messages were left out of the prompt to fit the model's context."""
+        messages, dropped, completions, params = raw
         texts, extra = answer_texts(completions, params, self.engine)
-        return {"text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "usage": usage_of(completions), **extra}
+        return {
+            "text": texts[0], "choices": texts, "messages": messages + [{"role": "assistant", "content": texts[0]}], "dropped_messages": dropped,
+            "usage": usage_of(completions), **extra,
+        }
 
     def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated, then its whole result (`AnswerStream`,
@@ -170,7 +175,7 @@ class ChatGenerator(Generator):
         if params.n > 1:
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
         fitted = self.fit(messages, params.max_tokens)
-        return AnswerStream.of_engine(self.engine, fitted, params, lambda completion: self.postprocess((fitted, [completion], params), opts))
+        return AnswerStream.of_engine(self.engine, fitted, params, lambda completion: self.postprocess((messages, len(messages) - len(fitted), [completion], params), opts))
 
 
 def _file(path: Any, name: str) -> Path:

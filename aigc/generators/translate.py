@@ -14,7 +14,6 @@ replaced, and terms still missing are reported.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -128,8 +127,24 @@ def _header(left: str, right: str, languages: tuple[str, str] | None) -> bool:
     return target is not None and codes[1] == target and code is not None and (code == source if source else code != target)
 
 
-def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None, comma: bool = False) -> list[tuple[str, str]]:
-    """`source<TAB>target` lines (`comma`: `source,target`, cells quoted as CSV quotes them); blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
+_DELIMITERS = {"\t": ("<TAB>", "tab"), ",": (",", "comma"), ";": (";", "semicolon"), "|": ("|", "pipe")}  # as errors name them
+
+
+def _glossary_rows(text: str, name: str, as_csv: bool) -> tuple[list[tuple[int, list[str], str]], str]:
+    """Each non-blank row of a glossary as (its line, its cells, that line's text), and the delimiter:
+    a tab, or for `as_csv` a .csv's, read as `aigc batch` reads a .csv (a `sep=;` line, a header split
+    by semicolons, tabs or pipes, quoted cells over several lines), its `# ` comment lines left out."""
+    if not as_csv:
+        return [(number, [unquote(cell.strip()) for cell in line.split("\t")], line) for number, line in numbered_lines(text)], "\t"  # "cat"<TAB>"chat", as spreadsheets write it
+    from ..batch_inputs import table_body, table_records
+
+    lines = text.split("\n")
+    body, delimiter, skipped = table_body("\n".join("" if re.match(r"\s*#(\s|$)", line) else line for line in lines))  # a comment's quote opens no cell
+    return [(number, cells, lines[number - 1]) for number, cells in table_records(body, delimiter, name, skipped) if any(cell.strip() for cell in cells)], delimiter
+
+
+def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None, as_csv: bool = False) -> list[tuple[str, str]]:
+    """`source<TAB>target` lines (`as_csv`: rows of a .csv, `source,target`, as `_glossary_rows` reads them); blank lines and `#` comments are skipped (a `#term<TAB>target` line is a term,
     `# source<TAB>target` a comment), and so is a first row of column names (`source<TAB>target`,
     `Word<TAB>Translation`, `Begriff<TAB>Übersetzung`) or of the run's `languages` (source, or auto,
     and target: `en<TAB>de`; see `_header`); any other first row is a term. A malformed line is a `BadInputError` naming
@@ -137,9 +152,10 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     entries: list[tuple[str, str]] = []
     seen: dict[str, tuple[str, int]] = {}
     first = True
-    pair, between = ("source,target", "comma") if comma else ("source<TAB>target", "tab")
-    for number, line in numbered_lines(text):
-        columns = next(csv.reader([line], skipinitialspace=True)) if comma else [unquote(cell.strip()) for cell in line.split("\t")]  # "cat"<TAB>"chat", as spreadsheets write it
+    rows, delimiter = _glossary_rows(text, name, as_csv)
+    shown, between = _DELIMITERS.get(delimiter, (delimiter, repr(delimiter)))
+    pair = f"source{shown}target"
+    for number, columns, line in rows:
         if line.lstrip().startswith("#") and (len(columns) != 2 or re.match(r"\s*#(\s|$)", line)):  # not a term such as #include
             continue
         if len(columns) == 2 and bool(columns[0].strip()) != bool(columns[1].strip()):
@@ -175,9 +191,9 @@ def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) ->
         raise BadInputError(f"{path} is a directory; give a file") from None
     except OSError as exc:
         raise BadInputError(f"cannot read glossary {path}: {exc.strerror}") from None
-    comma = path.suffix.lower() == ".csv"
-    expected = "a source,target CSV file" if comma else "a source<TAB>target TSV file"
-    return parse_glossary(decode_text(data, f"glossary {path}", expected, str(path)), str(path), languages, comma)
+    as_csv = path.suffix.lower() == ".csv"
+    expected = "a source,target CSV file" if as_csv else "a source<TAB>target TSV file"
+    return parse_glossary(decode_text(data, f"glossary {path}", expected, str(path)), str(path), languages, as_csv)
 
 
 _SPACED = r"(?![\u0e00-\u0eff\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff])\w"  # a letter of a script that puts spaces between words

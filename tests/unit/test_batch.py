@@ -227,6 +227,19 @@ def test_a_rerun_with_another_model_or_other_settings_is_refused(tmp_path):
     assert [line["id"] for line in lines(out)] == [1, 2] and len({line["settings"] for line in lines(out)}) == 1
 
 
+def test_a_rerun_with_another_64_bit_seed_is_refused_and_a_small_seeds_file_still_resumes(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows, seed = read_rows(source), 2**60  # 2**60 + 1 is the same float: each seed has its own stream
+    run_batch(summarizer(FakeEngine()), rows[:1], out, {}, {"seed": seed, "temperature": 0.7})
+    with pytest.raises(BadInputError, match=rf"seed: {seed} then, {seed + 1} now"):
+        pending_rows(rows, out, summarizer(FakeEngine()), {}, {"seed": seed + 1, "temperature": 0.7})
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {}, {"seed": seed, "temperature": 0.7})] == [2]
+    chat = get_generator("chat", engine=FakeEngine())  # the fingerprint aigc recorded before large seeds counted
+    assert run_settings(chat, {}, {"seed": 7, "max_tokens": 64, "temperature": 1})["settings"] == "74ce9f4f97f8"
+    assert run_settings(chat, {}, {"seed": -3, "max_tokens": 64, "temperature": 1})["settings"] == "eec7f13370f6"
+
+
 def test_a_rerun_with_other_settings_is_let_through_when_no_result_was_made_with_the_old_ones(tmp_path):
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("one\ntwo\n")
@@ -766,7 +779,8 @@ def test_blank_lines_around_a_table_are_no_rows_and_a_bad_table_is_one_error(tmp
 def test_a_quote_never_closed_in_a_csv_is_an_error_at_the_line_it_opens(tmp_path):
     (tmp_path / "a.csv").write_text('\nid,text\n1,hi\n2,"He said ""no, thanks\n3,third row\n4,fourth row\n')
     (tmp_path / "semicolons.csv").write_text('id;text\n1;"never closed\n2;second row\n')  # split at semicolons: the quote opens a cell too
-    for name, line in (("a.csv", 4), ("semicolons.csv", 2)):
+    (tmp_path / "last.csv").write_text('id,text\n1,one\n2,"never closed\n')  # on the last line: the cell would take its line break in
+    for name, line in (("a.csv", 4), ("semicolons.csv", 2), ("last.csv", 3)):
         with pytest.raises(BadInputError, match=f"{name}:{line}: cannot read it as CSV: a quoted cell opens on this row and is never closed"):
             read_rows(tmp_path / name)
     (tmp_path / "b.csv").write_text('id,text\n1,"x" \n2,"hello" world\n3,a 5" screen\n4,"two\nlines"\n')  # loose, but readable

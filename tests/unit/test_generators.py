@@ -347,6 +347,14 @@ def test_chat_trims_old_turns_but_keeps_the_system_prompt():
     assert engine.count_tokens(sent) <= 120 - 40
     assert len(sent) < len(history)
     assert result["text"] == "ok"
+    whole = [{"role": "system", "content": "Be kind."}, *history, {"role": "assistant", "content": "ok"}]
+    assert result["messages"] == whole and result["dropped_messages"] == len(history) - (len(sent) - 1)  # a caller goes on from the whole conversation
+    engine.enqueue("ok")
+    stream = gen.stream(history, {"max_tokens": 40}, system="Be kind.")
+    assert "".join(stream) == "ok" and engine.calls[1][0] == [sent]
+    assert (stream.result["messages"], stream.result["dropped_messages"]) == (whole, result["dropped_messages"])
+    engine.enqueue("ok")
+    assert gen(history[-3:], system="Be kind.", sampling={"max_tokens": 40})["dropped_messages"] == 0
 
 
 def test_a_stream_with_bad_settings_or_input_fails_at_the_call():

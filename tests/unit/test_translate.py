@@ -468,6 +468,25 @@ def test_a_csv_glossary_is_read_by_its_commas(tmp_path):
     assert load_glossary(tmp_path / "terms.tsv") == [("bed, single", "Bett")]  # a .tsv's commas are text
 
 
+def test_a_csv_glossary_is_read_as_every_other_csv(tmp_path):
+    path = tmp_path / "terms.csv"
+    path.write_text("source;target\ncat;chat\n", encoding="utf-8")
+    assert load_glossary(path) == [("cat", "chat")]  # a header split by semicolons, as a spreadsheet writes it
+    path.write_text("# terms\nsep=|\nbed, single|lit, simple\n", encoding="utf-8")
+    assert load_glossary(path) == [("bed, single", "lit, simple")]  # `sep=` names the delimiter
+    path.write_text('cat,chat\n"hot\ndog",hot-dog\ndog,chien\n', encoding="utf-8")
+    assert load_glossary(path) == [("cat", "chat"), ("hot\ndog", "hot-dog"), ("dog", "chien")]  # a quoted cell holds a line break
+    path.write_text('"hot\ndog",hot-dog\ndog\n', encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"terms.csv:3: expected 'source,target', found no comma: 'dog'"):
+        load_glossary(path)  # lines counted in the file, past a cell's line break
+    path.write_text("cat;chat\ndog\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"terms.csv:2: expected 'source;target', found no semicolon: 'dog'"):
+        load_glossary(path)
+    path.write_text('cat,"chat\ndog,chien\n', encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"terms.csv:1: cannot read it as CSV: a quoted cell opens on this row and is never closed$"):
+        load_glossary(path)
+
+
 
 @pytest.mark.parametrize(
     "header",
