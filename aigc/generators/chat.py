@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import conversations, templates
-from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, option
+from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, did_you_mean, option
 from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
@@ -300,7 +300,8 @@ class ChatSession:
         """Change one sampling setting for the replies after (a number, or its text); None or
         "default" go back to the value the session started with (or the task's), "none" unsets the seed."""
         if name not in TUNABLE:
-            raise BadInputError(f"there is no setting {name!r}; settings: {', '.join(TUNABLE)}")
+            meant = did_you_mean([name], TUNABLE) if isinstance(name, str) else ""
+            raise BadInputError(f"there is no setting {name!r}{meant}; settings: {', '.join(TUNABLE)}")
         changed = {k: v for k, v in self.sampling.items() if k != name}
         if value in (None, "default"):
             if name in self._given:
