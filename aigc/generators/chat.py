@@ -265,6 +265,7 @@ class ChatSession:
         return resolved, opts.variables
 
     def reset(self) -> None:
+        """Forget every turn (the system prompt, template and settings stay), in the session file too."""
         self.messages = []
         self._keep()
 
@@ -280,6 +281,7 @@ class ChatSession:
         self._keep()
 
     def set_system(self, text: str) -> None:
+        """Use `text` as the system prompt from the next reply on (empty: none), in the session file too."""
         self.system = _system(text) or None
         self._keep()
 
@@ -400,6 +402,8 @@ class ChatSession:
         return {"template": self.template, "system": self.system, **({"variables": self.variables} if self.variables else {})}
 
     def conversation(self) -> conversations.Conversation:
+        """The session as an `aigc.conversations.Conversation`: system prompt, messages (`{"role",
+        "content"}` dicts), model and template, as the session file holds them."""
         extra = {k: v for k, v in self.extra.items() if k not in ("template", "variables")}
         if self.template != "chat":
             extra["template"] = self.template
@@ -411,6 +415,7 @@ class ChatSession:
         return conversations.Conversation(self.system, self.messages, model and recorded_name(model), extra)
 
     def transcript(self) -> list[dict]:
+        """The messages so far, the system prompt first, as chat APIs take them (`[{"role": ..., "content": ...}]`)."""
         return self.conversation().transcript()
 
     def save(self, path: str, flag: str = "-o") -> Path:
