@@ -15,7 +15,7 @@ from typing import Any
 from .answer_stream import AnswerStream
 from .engine.base import Completion, Engine
 from .engine.loading import load_model
-from .engine.models import ModelSpec
+from .engine.models import ModelSpec, registered_models
 from .engine.sampling import SamplingParams
 from . import errors
 from .errors import AigcError, BadInputError, OptionError
@@ -163,5 +163,6 @@ __all__ = [
     "hookimpl",
     "load_model",
     "registered_generators",
+    "registered_models",
     "stream",
 ]

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .engine.base import Completion, Prompt, usage_of
-
-if TYPE_CHECKING:
-    from .engine.sampling import SamplingParams
+from .engine.sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
 
 
 class AnswerStream:

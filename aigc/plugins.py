@@ -1,4 +1,4 @@
-"""The plugin manager: built-in plugins, isolated entry-point loading, and the registries hooks fill."""
+"""The plugin manager: built-in plugins, isolated loading of entry points and AIGC_PLUGINS modules, and the registries hooks fill."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ WEIGHTS_SUFFIXES = (".gguf", ".safetensors", ".ckpt", ".bin", ".pt")  # `-m` rea
 _SUFFIXES = "|".join(suffix[1:] for suffix in WEIGHTS_SUFFIXES)
 NAME = re.compile(rf"(?!.*\.(?:{_SUFFIXES})$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
 _WEIGHTS = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:{_SUFFIXES}))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
+HOOKS_STAGE = "hooks"  # a loaded plugin's hook that is never called, or a plugin with none: not a failure to load
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",
@@ -57,14 +58,38 @@ class PluginFailure:
     clash: bool = False  # it registered a name another plugin has: uninstalling either one fixes it
 
     def message(self) -> str:
-        if self.stage == "AIGC_LOAD_PLUGINS":
-            return f"AIGC_LOAD_PLUGINS names {self.plugin!r}: {self.error.removeprefix('PluginError: ')}"
+        if self.stage in ("AIGC_LOAD_PLUGINS", "AIGC_PLUGINS"):
+            return f"{self.stage} names {self.plugin!r}: {self.error.split(': ', 1)[-1]}"
+        removal = removal_of(self.plugin)
         if self.clash:
             builtin = any(f"by plugin {name!r}" in self.error for name in DEFAULT_PLUGINS)
-            fix = f"a built-in name: rename it in {self.plugin!r}, or `aigc plugins uninstall {self.plugin}`" if builtin else "uninstall one of the two plugins"
+            fix = f"a built-in name: rename it in {self.plugin!r}" + (f", or {removal}" if removal else "") if builtin else "uninstall one of the two plugins"
             return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} ({fix})"
-        removes = f"; `aigc plugins uninstall {self.plugin}` removes it" if self.plugin in _state.sources else ""  # not one registered in-process
+        removes = f"; {removal}" if removal else ""  # none for one registered in-process
+        if self.stage == HOOKS_STAGE:
+            return f"plugin {self.plugin!r} is loaded, but {self.error.removeprefix('PluginError: ')} (AIGC_TRACE_PLUGINS=1 shows where{removes})"
         return f"plugin {self.plugin!r} failed in {self.stage}: {self.error} (AIGC_TRACE_PLUGINS=1 shows where{removes})"
+
+
+def removal_of(plugin: str) -> str | None:
+    """How to stop loading plugin `plugin`, as a clause: `aigc plugins uninstall` for a distribution
+    pip can remove, else what to change (AIGC_PLUGINS, PYTHONPATH); None for one registered in-process."""
+    if plugin in _state.modules:
+        return "take it out of AIGC_PLUGINS to stop loading it"
+    source = _state.sources.get(plugin)
+    if source is None:
+        return None
+    if source.location and not _in_environment(source.location):
+        return f"it is outside aigc's environment, in {source.location}, where `aigc plugins uninstall` cannot remove it: take that directory off PYTHONPATH (or delete the plugin there)"
+    return f"`aigc plugins uninstall {plugin}` removes it"
+
+
+def _in_environment(location: str) -> bool:
+    """Whether pip, run by aigc, uninstalls a distribution in `location`: in a virtual environment
+    only one inside it (pip's own rule), else any."""
+    if sys.prefix == sys.base_prefix:
+        return True
+    return Path(location).resolve().is_relative_to(Path(sys.prefix).resolve())
 
 
 @dataclass
@@ -75,6 +100,7 @@ class PluginSource:
     value: str
     distribution: str | None = None
     version: str | None = None
+    location: str | None = None  # the directory the distribution's metadata is in
 
 
 @dataclass
@@ -83,6 +109,7 @@ class _State:
     failures: list[PluginFailure] = field(default_factory=list)
     sources: dict[str, PluginSource] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)  # command name -> plugin
+    modules: dict[str, str | None] = field(default_factory=dict)  # AIGC_PLUGINS plugin -> its module's __version__
 
 
 _state = _State()
@@ -106,8 +133,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         installed = ", ".join(sorted({ep.name for ep in points})) or "none"
         hint = ""
         if name.isidentifier() and _importable(name):  # a plugin's module on PYTHONPATH, not installed
-            hint = "; it is a module aigc can import, but plugins load only from the `aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+            hint = f"; it is a module aigc can import, but AIGC_LOAD_PLUGINS names installed plugins: AIGC_PLUGINS={name} loads a module as a plugin without installing it, `aigc plugins install -e DIR` installs the one in DIR, editable"
         _record(name, "AIGC_LOAD_PLUGINS", PluginError(f"no installed plugin is called that (installed: {installed}){hint}"))
+    _check_collapsed(points)
     for ep in points:
         if allowed is not None and ep.name not in allowed:
             continue
@@ -121,24 +149,85 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             ))
             continue
         _state.sources[ep.name] = source
-        stage = "import"
-        started = time.perf_counter()
-        try:
-            with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
-                try:
-                    module = ep.load()
-                finally:
-                    _trace(f"import {ep.name}: {time.perf_counter() - started:.2f}s")  # what slows every aigc command
-            if isinstance(module, type) and any(inspect.isfunction(value) and hasattr(value, "aigc_impl") for klass in module.__mro__ for value in vars(klass).values()):  # its hooks would be called without `self`
-                raise PluginError(f"its entry point names the class {module.__name__}; name an instance of it (plugin = {module.__name__}()) or a module of hook functions")
-            stage = "hook validation"  # pluggy checks each hook's signature against its spec
-            pm.register(module, name=ep.name)
-        except Terminated:
-            raise
-        except (Exception, SystemExit) as exc:  # a broken plugin must never break aigc (nor end it with sys.exit)
-            _record(ep.name, stage, exc)
+        _register(pm, ep.name, ep.load)
+
+
+def _load_modules(pm: pluggy.PluginManager) -> None:
+    """AIGC_PLUGINS=a,b (as pytest's PYTEST_PLUGINS): import each module and register it as the plugin
+    of its name, isolated as an entry point is, whatever AIGC_LOAD_PLUGINS says: a plugin to try without installing it."""
+    given = os.environ.get("AIGC_PLUGINS", "")
+    for name in dict.fromkeys(name.strip() for name in given.split(",") if name.strip()):
+        if not all(part.isidentifier() for part in name.split(".")):
+            _record(name, "AIGC_PLUGINS", PluginError(
+                "give the names of modules to import (my_plugin, package.module), not paths or distribution names; the directory a module is in goes on PYTHONPATH"
+            ))
             continue
-        _check_hook_names(pm, ep.name, module)
+        loaded = pm.get_plugin(name)
+        if loaded is not None and loaded is sys.modules.get(name):  # installed too: its entry point loaded this module
+            continue
+        if loaded is not None:
+            _record(name, "AIGC_PLUGINS", PluginClashError(f"a plugin of that name is loaded already ({_label(_state.sources[name]) if name in _state.sources else 'a built-in'}), so the module is not"))
+            continue
+        _state.modules[name] = None
+        module = _register(pm, name, lambda name=name: importlib.import_module(name), again=True)
+        if module is not None and pm.get_plugin(name) is not module:  # loaded already, as an installed plugin
+            del _state.modules[name]
+            continue
+        version = getattr(module, "__version__", None)
+        _state.modules[name] = version if isinstance(version, str) else None
+
+
+def _register(pm: pluggy.PluginManager, name: str, load: Callable[[], Any], again: bool = False) -> Any:
+    """Load a plugin (`load()`) and register it as `name`, recording (never raising) what fails; the
+    plugin, or None when it failed. `again`: one registered already, under another name, is left so."""
+    stage = "import"
+    started = time.perf_counter()
+    try:
+        with _prints_to_stderr():  # stdout is for results: a print at import goes with diagnostics
+            try:
+                module = load()
+            finally:
+                _trace(f"import {name}: {time.perf_counter() - started:.2f}s")  # what slows every aigc command
+        if isinstance(module, type) and any(inspect.isfunction(value) and hasattr(value, "aigc_impl") for klass in module.__mro__ for value in vars(klass).values()):  # its hooks would be called without `self`
+            raise PluginError(f"its entry point names the class {module.__name__}; name an instance of it (plugin = {module.__name__}()) or a module of hook functions")
+        if again and pm.is_registered(module):
+            _trace(f"{name}: loaded already, as plugin {pm.get_name(module)!r}")
+            return module
+        stage = "hook validation"  # pluggy checks each hook's signature against its spec
+        pm.register(module, name=name)
+    except Terminated:
+        raise
+    except (Exception, SystemExit) as exc:  # a broken plugin must never break aigc (nor end it with sys.exit)
+        _record(name, stage, exc)
+        return None
+    _check_hook_names(pm, name, module)
+    return module
+
+
+def _check_collapsed(points: list) -> None:
+    """Record the installed distributions with `aigc` entry points that Python does not see because
+    the name of their metadata directory reads as another's (`bk-gen-0.1.dist-info` reads as `bk`,
+    its name ending at the first '-'): importlib.metadata lists only the first of those."""
+    from importlib.metadata import distributions
+
+    loaded = {(_source(ep).distribution or "").lower() for ep in points}
+    seen: dict[str, Any] = {}
+    for dist in distributions():  # listing only: their metadata is read where two share a name
+        key = getattr(dist, "_normalized_name", None)
+        if key is None:
+            continue
+        first = seen.setdefault(key, dist)
+        if first is dist:
+            continue
+        name = dist.metadata["Name"] or ""
+        if name.lower() in loaded or not any(ep.group == ENTRY_POINT_GROUP for ep in dist.entry_points):
+            continue  # the same distribution twice on sys.path (the first shadows the other), or no plugin
+        here = Path(str(getattr(dist, "_path", "")))
+        fixed = re.sub(r"[-_.]+", "_", name) + f"-{dist.version}.dist-info"
+        _record(name, "import", PluginError(
+            f"its metadata directory {here} reads as distribution {key!r}, as {Path(str(getattr(first, '_path', ''))).name} does, so Python "
+            f"sees only that one and none of its plugins is loaded; rename the directory {fixed} ('_' in the name, '-' only before the version)"
+        ))
 
 
 def _importable(module: str) -> bool:
@@ -153,11 +242,13 @@ def _importable(module: str) -> bool:
 
 def _source(ep: Any) -> PluginSource:
     dist = getattr(ep, "dist", None)
+    locate = getattr(dist, "locate_file", None)
     return PluginSource(
         name=ep.name,
         value=str(getattr(ep, "value", "")),
         distribution=getattr(dist, "name", None) if dist else None,
         version=getattr(dist, "version", None) if dist else None,
+        location=str(locate("")) if callable(locate) else None,
     )
 
 
@@ -195,17 +286,17 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
         if not caller.has_spec():
             close = difflib.get_close_matches(caller.name, known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"the hooks: {', '.join(known)}"
-            _record(name, "import", PluginError(f"{caller.name!r} is not an aigc hook, so it is never called; {hint}"))
+            _record(name, HOOKS_STAGE, PluginError(f"{caller.name!r} is not an aigc hook, so it is never called; {hint}"))
     marked = {caller.name for caller in callers}
     for attribute in sorted(set(dir(plugin)) - marked):
         close = difflib.get_close_matches(attribute, known, n=1, cutoff=0.85) if attribute.startswith("register_") else []
         if attribute in known and callable(getattr(plugin, attribute, None)):
-            _record(name, "import", PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
+            _record(name, HOOKS_STAGE, PluginError(f"{attribute} is not marked @aigc.hookimpl, so it is never called; put @hookimpl above it"))
         elif close and close[0] not in marked and callable(getattr(plugin, attribute, None)) and _defined_in(plugin, getattr(plugin, attribute)):  # a misspelt hook without @hookimpl
-            _record(name, "import", PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
+            _record(name, HOOKS_STAGE, PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
     if not any(caller.has_spec() for caller in callers) and len(_state.failures) == recorded:
         target = getattr(plugin, "__name__", type(plugin).__name__)
-        _record(name, "import", PluginError(
+        _record(name, HOOKS_STAGE, PluginError(
             f"{target} implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with "
             f"the @aigc.hookimpl functions, named as the hooks: {', '.join(known)}"
         ))
@@ -257,6 +348,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.register(importlib.import_module(name), name=name)
         _state.manager = pm
         _load_entry_points(pm)
+        _load_modules(pm)
     return _state.manager
 
 
@@ -314,6 +406,12 @@ def sources() -> dict[str, PluginSource]:
     """Entry-point plugins seen at load time (loaded or failed), by name."""
     get_plugin_manager()
     return dict(_state.sources)
+
+
+def modules() -> dict[str, str | None]:
+    """AIGC_PLUGINS's modules (loaded or failed) by plugin name, with their `__version__`."""
+    get_plugin_manager()
+    return dict(_state.modules)
 
 
 def hooks_of(name: str) -> list[str]:
@@ -480,6 +578,7 @@ def reset() -> None:
     _state.manager = None
     _state.failures.clear()
     _state.sources.clear()
+    _state.modules.clear()
 
 
 def describe(include_builtins: bool = False) -> dict[str, Any]:
@@ -522,7 +621,8 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     rows = []
     names = [name for name, plugin in pm.list_name_plugin() if plugin is not None]
     names += [name for name in _state.sources if name not in names]  # entry points that failed to load
-    names += list(dict.fromkeys(f.plugin for f in _state.failures if f.plugin not in names and f.stage != "AIGC_LOAD_PLUGINS"))  # a clashing entry point's distribution
+    names += [name for name in _state.modules if name not in names]  # AIGC_PLUGINS modules that failed to load
+    names += list(dict.fromkeys(f.plugin for f in _state.failures if f.plugin not in names and f.stage not in ("AIGC_LOAD_PLUGINS", "AIGC_PLUGINS")))  # a clashing entry point's distribution
     for name in names:
         builtin = name in DEFAULT_PLUGINS
         if builtin and not include_builtins:
@@ -534,8 +634,9 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
                 "builtin": builtin,
                 "loaded": pm.get_plugin(name) is not None,
                 "distribution": "aigc" if builtin else (source.distribution if source else None),
-                "version": __version__ if builtin else (source.version if source else None),
+                "version": __version__ if builtin else (source.version if source else _state.modules.get(name)),
                 "entry_point": source.value if source else None,
+                "aigc_plugins": name in _state.modules,  # loaded from AIGC_PLUGINS, not installed
                 "hooks": hooks_of(name),
                 "registered": {kind: sorted(items) for kind, items in sorted(registered.get(name, {}).items())},
                 "failures": [{"stage": f.stage, "error": f.error} for f in _state.failures if f.plugin == name],

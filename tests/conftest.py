@@ -73,7 +73,7 @@ def tiny_engine(tiny_model_dir):
 def user_dirs(tmp_path, monkeypatch):
     """Point config, data and cache at a temp dir, but keep the converted models shared (the cache's
     `models`, from AIGC_CACHE_DIR or the default, linked in): what classify and embed keep there is
-    each test's own. Installed entry-point plugins stay out (tests that want them unset AIGC_LOAD_PLUGINS)."""
+    each test's own. Installed entry-point plugins stay out (tests that want them unset AIGC_LOAD_PLUGINS), and so do AIGC_PLUGINS's modules."""
     from aigc import config
 
     models = config.models_dir()
@@ -85,6 +85,7 @@ def user_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AIGC_LOAD_PLUGINS", "")
+    monkeypatch.delenv("AIGC_PLUGINS", raising=False)
     monkeypatch.delenv("AIGC_TEMPLATES_PATH", raising=False)
     monkeypatch.delenv("AIGC_DEFAULT_MODEL", raising=False)
     monkeypatch.delenv("AIGC_LOGS", raising=False)

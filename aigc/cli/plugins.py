@@ -50,7 +50,8 @@ def list_command(
 def _show(as_json: bool, show_all: bool) -> None:
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
     if allow is not None and not allow.strip(" ,"):
-        ui.info("AIGC_LOAD_PLUGINS is empty: no plugin is loaded (unset it to load all)")
+        modules = " (AIGC_PLUGINS's modules are)" if os.environ.get("AIGC_PLUGINS", "").strip(" ,") else ""
+        ui.info(f"AIGC_LOAD_PLUGINS is empty: no installed plugin is loaded{modules} (unset it to load all)")
     elif allow is not None:
         ui.info(f"AIGC_LOAD_PLUGINS={allow!r}: only the plugins it names are loaded (unset it to load all)")
     info = plugins.describe(include_builtins=show_all)
@@ -67,7 +68,7 @@ def _show(as_json: bool, show_all: bool) -> None:
 def _lines(info: dict) -> list[str]:
     lines: list[str] = []
     for row in info["plugins"]:
-        where = f" ({row['distribution']})" if row["distribution"] and row["distribution"] != row["name"] else ""
+        where = f" ({row['distribution']})" if row["distribution"] and row["distribution"] != row["name"] else " (AIGC_PLUGINS)" if row["aigc_plugins"] else ""
         state = "" if row["loaded"] else "  [not loaded]"
         lines.append(f"{row['name']} {row['version'] or '?'}{where}{state}")
         if row["hooks"]:
@@ -77,7 +78,10 @@ def _lines(info: dict) -> list[str]:
                 items = [item if Path(item).is_dir() else f"{item} (not there)" for item in items]
             lines.append(f"  {kind.replace('_', ' ')}: {', '.join(items)}")
         for failure in row["failures"]:
-            lines.append(f"  failed in {failure['stage']}: {failure['error']}")
+            if failure["stage"] == plugins.HOOKS_STAGE:
+                lines.append(f"  loaded, but {failure['error'].removeprefix('PluginError: ')}")
+            else:
+                lines.append(f"  failed in {failure['stage']}: {failure['error']}")
     return lines
 
 
@@ -172,6 +176,8 @@ def uninstall(
         dist = plugins.distribution_of(name) or name
         if dist.lower() in PROTECTED:
             raise BadInputError(f"{dist} is not a plugin; uninstall it with pip if you really mean to")
+        if not _installed(dist) and name in plugins.modules():
+            raise BadInputError(f"plugin {name!r} is not installed: AIGC_PLUGINS loads it from PYTHONPATH; take it out of AIGC_PLUGINS to stop loading it")
         if not _installed(dist):
             raise BadInputError(f"no plugin or distribution called {name!r} is installed; `aigc plugins` lists the plugins")
         needing = _needed_by(dist)

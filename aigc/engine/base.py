@@ -10,13 +10,11 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Protocol, Union
+from typing import Any, Generator, Iterator, Protocol, Union
 
 from ..errors import BadInputError, ContextLengthError, option
 from ..textio import check_utf8
-
-if TYPE_CHECKING:
-    from .sampling import SamplingParams
+from .sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}", alone_fix: str = "shorten it") -> None:
@@ -234,7 +232,10 @@ def relay(stream: Iterator[str], seen: list[str]) -> Generator[str, None, Any]:
 
 
 class Engine(Protocol):
-    """What generators may use. Prompts are raw text or chat messages."""
+    """What generators may use. A prompt is raw text or chat messages: a string is text to continue
+    as it is (a completion: no chat template, so `generate(["Hi"], ...)` goes on from "Hi"), a list
+    of `{"role": ..., "content": ...}` messages is a chat, which the engine formats with the model's
+    chat template and answers as the assistant (what `aigc.generate("chat", "Hi")` sends)."""
 
     name: str
     context_length: int

@@ -108,6 +108,8 @@ class LocalEngine:
         return ids
 
     def count_tokens(self, prompt: Prompt) -> int:
+        """Tokens the prompt takes: a text prompt as it is, chat messages through the chat template
+        (its markup and the assistant's opening included)."""
         return len(self.encode(prompt))
 
     def _batch(self, rows: list[list[int]]):
@@ -156,6 +158,9 @@ class LocalEngine:
             self._previous = (loop.fed[0].tolist(), loop.input_ids.shape[1], loop.cache)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """`params.n` completions for each prompt, all rows decoded in one batch. A prompt that is a
+        string is raw text to continue (a completion, no chat template); a list of `{"role",
+        "content"}` messages is a chat, rendered by the model's chat template with the assistant's turn opened."""
         check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
         run = self._run(encoded, params)
@@ -171,6 +176,9 @@ class LocalEngine:
         return results
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Generator[str, None, Completion]:
+        """Text pieces of one completion of `prompt` (raw text or chat messages, as `generate` takes
+        them) as they are decoded (`params.n` is taken as 1); the generator returns the whole
+        `Completion` (`text`, token counts, `finish_reason`)."""
         check_prompts(prompt, params, one=True)
         run = self._run([self.encode(prompt)], params.replace(n=1))
         for _row, piece in run:

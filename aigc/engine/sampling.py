@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import random
 from dataclasses import dataclass, field
@@ -136,6 +137,11 @@ class SamplingParams:
     def greedy(self) -> bool:
         """Temperature 0, or one so small that dividing the logits by it would overflow (as vLLM, below 1e-5)."""
         return self.temperature < GREEDY_BELOW
+
+
+_init = inspect.signature(SamplingParams.__init__)
+SamplingParams.__signature__ = _init.replace(parameters=list(_init.parameters.values())[1:], return_annotation=inspect.Signature.empty)  # help() and inspect show the fields, not `__new__`'s (*args, **settings)
+del _init
 
 
 def _checked_bias(bias: Any) -> dict[int, float] | None:

@@ -391,12 +391,22 @@ class Generator:
         return f" (plugin {owner!r})" if owner and not owner.startswith("aigc.") else ""
 
     def preprocess(self, inputs: Any, opts) -> Any:
+        """Turn the caller's `inputs` (already past `check_inputs`) and the validated `opts` (an
+        instance of the generator's `Options`) into what `forward` sends to the model: usually a
+        rendered template (`templates.render(...)`, whose `.messages` are the prompt and `.defaults`
+        its sampling defaults), or a list of them. No model call here beyond `self.engine.count_tokens`."""
         raise self._undefined("preprocess(self, inputs, opts)")
 
     def forward(self, prepared: Any, opts, sampling: dict[str, Any]) -> Any:
+        """Run the model on what `preprocess` returned, through `self.engine` only (`generate`,
+        `stream`, `score`, `embed`), and return its raw output (say, the list of `Completion`s).
+        `sampling` is the caller's settings as given (a dict, maybe empty): `self.sampling(sampling,
+        rendered.defaults)` merges them over the generator's and template's defaults into `SamplingParams`."""
         raise self._undefined("forward(self, prepared, opts, sampling)")
 
     def postprocess(self, raw: Any, opts) -> dict[str, Any]:
+        """Turn `forward`'s raw output into the result: a plain dict of JSON-able data (what
+        `aigc.generate` returns and `--json` prints), e.g. `{"text": ...}`; never print."""
         raise self._undefined("postprocess(self, raw, opts)")
 
     def _undefined(self, method: str) -> PluginError:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import conversations, templates
-from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, option
+from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, did_you_mean, option
 from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
@@ -270,6 +270,7 @@ class ChatSession:
         return resolved, opts.variables
 
     def reset(self) -> None:
+        """Forget every turn (the system prompt, template and settings stay), in the session file too."""
         self.messages = []
         self._keep()
 
@@ -285,6 +286,7 @@ class ChatSession:
         self._keep()
 
     def set_system(self, text: str) -> None:
+        """Use `text` as the system prompt from the next reply on (empty: none), in the session file too."""
         self.system = _system(text) or None
         self._keep()
 
@@ -305,7 +307,8 @@ class ChatSession:
         """Change one sampling setting for the replies after (a number, or its text); None or
         "default" go back to the value the session started with (or the task's), "none" unsets the seed."""
         if name not in TUNABLE:
-            raise BadInputError(f"there is no setting {name!r}; settings: {', '.join(TUNABLE)}")
+            meant = did_you_mean([name], TUNABLE) if isinstance(name, str) else ""
+            raise BadInputError(f"there is no setting {name!r}{meant}; settings: {', '.join(TUNABLE)}")
         changed = {k: v for k, v in self.sampling.items() if k != name}
         if value in (None, "default"):
             if name in self._given:
@@ -404,6 +407,8 @@ class ChatSession:
         return {"template": self.template, "system": self.system, **({"variables": self.variables} if self.variables else {})}
 
     def conversation(self) -> conversations.Conversation:
+        """The session as an `aigc.conversations.Conversation`: system prompt, messages (`{"role",
+        "content"}` dicts), model and template, as the session file holds them."""
         extra = {k: v for k, v in self.extra.items() if k not in ("template", "variables")}
         if self.template != "chat":
             extra["template"] = self.template
@@ -415,6 +420,7 @@ class ChatSession:
         return conversations.Conversation(self.system, self.messages, model and recorded_name(model), extra)
 
     def transcript(self) -> list[dict]:
+        """The messages so far, the system prompt first, as chat APIs take them (`[{"role": ..., "content": ...}]`)."""
         return self.conversation().transcript()
 
     def save(self, path: str, flag: str = "-o") -> Path:

@@ -1630,10 +1630,38 @@ def test_help_shows_the_element_type_of_an_argument_given_many_times():
     assert "<list[" not in shown and any("MODEL" in line and "<str>" in line for line in shown.splitlines()), shown
 
 
+def test_aigc_plugins_tries_a_plugin_module_from_pythonpath_in_the_cli_without_installing_it(tmp_path):
+    (tmp_path / "aigc_cli_tried.py").write_text(
+        "import typer\nfrom aigc import hookimpl\n\n__version__ = '0.2'\n\n\n@hookimpl\ndef register_commands(app):\n"
+        "    @app.command()\n    def tried(word: str):\n        typer.echo(word.upper())\n"
+    )
+    (tmp_path / "aigc_cli_broken.py").write_text("import nosuchmodule\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), "AIGC_PLUGINS": "aigc_cli_tried,aigc_cli_broken"}
+    ran = subprocess.run([sys.executable, "-m", "aigc", "tried", "gpu"], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout == "GPU\n", ran.stderr
+    assert ran.stderr.count("Warning:") == 1 and "plugin 'aigc_cli_broken' failed in import: ModuleNotFoundError" in ran.stderr and "take it out of AIGC_PLUGINS" in ran.stderr
+    listed = subprocess.run([sys.executable, "-m", "aigc", "plugins"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "aigc_cli_tried 0.2 (AIGC_PLUGINS)\n  hooks: register_commands\n  commands: tried\n" in listed.stdout
+    assert "aigc_cli_broken ? (AIGC_PLUGINS)  [not loaded]" in listed.stdout
+
+
+def test_plugins_uninstall_says_how_to_stop_loading_an_aigc_plugins_module(tmp_path, monkeypatch, pip_calls):
+    (tmp_path / "aigc_cli_loose.py").write_text("raise ImportError('half written')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_PLUGINS", "aigc_cli_loose")
+    plugins.reset()
+    try:
+        result = invoke("plugins", "uninstall", "aigc_cli_loose")
+        assert result.exit_code == 2 and "plugin 'aigc_cli_loose' is not installed: AIGC_PLUGINS loads it from PYTHONPATH; take it out of AIGC_PLUGINS" in result.stderr
+        assert pip_calls == []
+    finally:
+        plugins.reset()
+
+
 def test_plugins_says_when_aigc_load_plugins_filters_them():
     result = invoke("plugins")  # the test setup sets AIGC_LOAD_PLUGINS to empty
     assert result.exit_code == 0 and result.stdout == ""
-    assert "AIGC_LOAD_PLUGINS is empty: no plugin is loaded" in result.stderr and "No plugins loaded; " in result.stderr
+    assert "AIGC_LOAD_PLUGINS is empty: no installed plugin is loaded (unset" in result.stderr and "No plugins loaded; " in result.stderr
     named = invoke("plugins", env={"AIGC_LOAD_PLUGINS": "nosuch"})
     assert "AIGC_LOAD_PLUGINS='nosuch': only the plugins it names are loaded" in named.stderr
 

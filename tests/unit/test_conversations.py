@@ -333,6 +333,8 @@ def test_sampling_settings_change_for_the_next_replies_and_bad_ones_are_refused(
         with pytest.raises(BadInputError, match=error):
             talk.set_sampling(name, value)
     assert talk.settings()["temperature"] == 0.7
+    with pytest.raises(BadInputError, match=r"no setting 'tempurature' \(did you mean temperature\?\); settings: "):  # as generate(sampling=...) says it
+        talk.set_sampling("tempurature", 0.5)
 
 
 def test_several_answers_a_turn_are_refused_when_the_session_is_made_not_at_its_first_reply():

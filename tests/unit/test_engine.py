@@ -577,3 +577,32 @@ def test_load_model_is_typed_as_giving_an_engine():
     import aigc
 
     assert typing.get_type_hints(aigc.load_model)["return"] is aigc.Engine  # what an editor completes engine. with
+
+
+def test_the_public_apis_annotations_resolve_and_sampling_params_shows_its_fields():
+    import dataclasses
+    import inspect
+    import typing
+
+    import aigc
+    from aigc.engine.local import LocalEngine
+    from aigc.engine.remote import OpenAIEngine
+    from aigc.testing import FakeEngine
+
+    for owner in [getattr(aigc, name) for name in aigc.__all__] + [LocalEngine, OpenAIEngine, FakeEngine]:
+        functions = [owner] if inspect.isfunction(owner) else [value for value in vars(owner).values() if inspect.isfunction(value)] if inspect.isclass(owner) else []
+        for function in functions:
+            typing.get_type_hints(function)  # sphinx autodoc, typeguard and pydantic read them so: no NameError
+    assert typing.get_type_hints(aigc.Engine.generate)["params"] is SamplingParams
+    assert list(inspect.signature(aigc.SamplingParams).parameters) == [f.name for f in dataclasses.fields(SamplingParams)]
+    assert inspect.signature(aigc.SamplingParams).parameters["max_tokens"].default == 256
+
+
+def test_the_methods_plugin_authors_and_library_users_call_or_override_say_what_they_do():
+    import aigc
+    from aigc.engine.local import LocalEngine
+
+    methods = [getattr(aigc.Generator, name) for name in ("preprocess", "forward", "postprocess")]
+    methods += [getattr(aigc.ChatSession, name) for name in ("conversation", "reset", "set_system", "transcript")]
+    methods += [getattr(LocalEngine, name) for name in ("generate", "stream", "count_tokens", "score", "score_many", "embed")]
+    assert [m.__qualname__ for m in methods if not (m.__doc__ or "").strip()] == []

@@ -784,6 +784,14 @@ def test_registered_generators_map_each_name_to_its_plugin_and_class():
     assert aigc.registered_generators()["summarize"] == ("aigc.default_plugins.generators", SummarizeGenerator)
 
 
+def test_registered_models_map_each_alias_to_its_plugin_and_spec_from_the_top_level():
+    import aigc
+
+    plugin, spec = aigc.registered_models()["smollm2"]
+    assert plugin == "aigc.default_plugins.models" and isinstance(spec, aigc.ModelSpec) and spec.alias == "smollm2"
+    assert "registered_models" in aigc.__all__
+
+
 def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 

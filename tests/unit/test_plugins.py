@@ -67,7 +67,7 @@ def test_a_clash_keeps_the_first_and_records_the_later_plugin(pm):
     assert failure.error == "PluginClashError: generator 'chat' is already registered by plugin 'aigc.default_plugins.generators'; the one from 'clasher' is ignored"
     assert failure.message() == (
         "plugin 'clasher' clashes in register_generators: generator 'chat' is already registered by plugin "
-        "'aigc.default_plugins.generators'; the one from 'clasher' is ignored (a built-in name: rename it in 'clasher', or `aigc plugins uninstall clasher`)"
+        "'aigc.default_plugins.generators'; the one from 'clasher' is ignored (a built-in name: rename it in 'clasher')"  # registered in-process: nothing to uninstall
     )
 
 
@@ -1275,8 +1275,8 @@ def test_allowlist_naming_a_module_that_is_no_entry_point_says_how_to_load_it(mo
     try:
         errors = {f.plugin: f.error for f in plugins.failures()}
         assert errors["my_unpackaged_plugin"].endswith(
-            "no installed plugin is called that (installed: good); it is a module aigc can import, but plugins load only from the "
-            "`aigc` entry points of installed packages: `aigc plugins install -e DIR` installs the one in DIR, editable"
+            "no installed plugin is called that (installed: good); it is a module aigc can import, but AIGC_LOAD_PLUGINS names installed "
+            "plugins: AIGC_PLUGINS=my_unpackaged_plugin loads a module as a plugin without installing it, `aigc plugins install -e DIR` installs the one in DIR, editable"
         )
         assert errors["nosuch"].endswith("no installed plugin is called that (installed: good)")
         assert "my_unpackaged_plugin" not in sys.modules  # found, not imported
@@ -1291,3 +1291,108 @@ def test_an_hf_name_that_is_no_hub_id_says_what_hf_takes_not_ollamas_form(name):
 
     with pytest.raises(UnknownModelError, match=rf"^{re.escape(repr(name))} is not a Hugging Face id: hf: takes ORG/NAME"):
         resolve(name)
+
+
+TRIED = '''
+from aigc import Generator, hookimpl
+
+__version__ = "0.3"
+
+
+class Tried(Generator):
+    name = "tried"
+
+
+@hookimpl
+def register_generators(register):
+    register("tried", Tried)
+'''
+
+
+def test_aigc_plugins_registers_modules_that_are_not_installed_each_isolated_as_an_entry_point_is(tmp_path, monkeypatch):
+    (tmp_path / "aigc_tried_good.py").write_text(TRIED)
+    (tmp_path / "aigc_tried_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    (tmp_path / "aigc_tried_misspelt.py").write_text("from aigc import hookimpl\n\n@hookimpl\ndef register_generator(register):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_PLUGINS", "aigc_tried_good, aigc_tried_broken,aigc_tried_misspelt,aigc_tried_none,./aigc_tried_good.py,")
+    seen = []
+    monkeypatch.setattr(plugins, "_reporter", None)
+    plugins.set_reporter(seen.append)
+    plugins.reset()  # AIGC_LOAD_PLUGINS is empty: no installed plugin, but AIGC_PLUGINS's modules all the same
+    try:
+        assert registered_generators()["tried"][0] == "aigc_tried_good" and "chat" in registered_generators()
+        assert [(f.plugin, f.stage) for f in seen] == [
+            ("aigc_tried_broken", "import"), ("aigc_tried_misspelt", "hooks"), ("aigc_tried_none", "import"), ("./aigc_tried_good.py", "AIGC_PLUGINS"),
+        ]
+        broken, misspelt, missing, path = (f.message() for f in seen)
+        assert "broken on purpose" in broken and broken.endswith("; take it out of AIGC_PLUGINS to stop loading it)") and "uninstall" not in broken
+        assert misspelt.startswith("plugin 'aigc_tried_misspelt' is loaded, but 'register_generator' is not an aigc hook, so it is never called; did you mean register_generators?")
+        assert "ModuleNotFoundError" in missing
+        assert path.startswith("AIGC_PLUGINS names './aigc_tried_good.py': give the names of modules to import (my_plugin, package.module), not paths")
+        rows = {row["name"]: (row["loaded"], row["version"], row["aigc_plugins"]) for row in plugins.describe()["plugins"]}
+        assert rows == {
+            "aigc_tried_good": (True, "0.3", True), "aigc_tried_misspelt": (True, None, True),
+            "aigc_tried_broken": (False, None, True), "aigc_tried_none": (False, None, True),
+        }
+    finally:
+        plugins.reset()
+
+
+def test_an_aigc_plugins_module_installed_too_loads_once_and_one_named_like_a_loaded_plugin_is_a_clash(tmp_path, monkeypatch):
+    (tmp_path / "aigc_tried_twice.py").write_text(TRIED)
+    (tmp_path / "clashing.py").write_text(TRIED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [ImportingEntryPoint("twice", "aigc_tried_twice"), FakeEntryPoint("clashing", GoodPlugin())]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    monkeypatch.setenv("AIGC_PLUGINS", "aigc_tried_twice,clashing")
+    plugins.set_reporter(lambda failure: None)
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert (failure.plugin, failure.stage, failure.clash) == ("clashing", "AIGC_PLUGINS", True) and "a plugin of that name is loaded already" in failure.message()
+        assert [row["name"] for row in plugins.describe()["plugins"]] == ["clashing", "twice"]  # the module of `twice` once, under its entry point's name
+    finally:
+        plugins.reset()
+
+
+def test_a_plugin_outside_aigcs_environment_is_told_to_come_off_pythonpath_not_to_be_uninstalled(tmp_path, monkeypatch):
+    points = [ImportingEntryPoint("elsewhere", "aigc_tried_nowhere")]
+    points[0].dist.locate_file = lambda path: tmp_path / path
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == "aigc" else [])
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))  # aigc runs in a virtual environment, the plugin lies outside it
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    plugins.set_reporter(lambda failure: None)
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert failure.message().endswith(
+            f"it is outside aigc's environment, in {tmp_path}, where `aigc plugins uninstall` cannot remove it: take that directory off PYTHONPATH (or delete the plugin there))"
+        )
+        monkeypatch.setattr(sys, "prefix", str(tmp_path))
+        assert failure.message().endswith("; `aigc plugins uninstall elsewhere` removes it)")
+    finally:
+        plugins.reset()
+
+
+def test_distributions_whose_metadata_directories_read_as_one_name_are_reported_not_dropped(tmp_path, monkeypatch):
+    for name in ("bk-gen", "bk-hook"):
+        module = "aigc_" + name.replace("-", "_")
+        (tmp_path / f"{module}.py").write_text(TRIED.replace('"tried"', f'"{name}"'))
+        info = tmp_path / f"{name}-0.1.dist-info"  # as a hand-made one may be called: it reads as distribution `bk`
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[aigc]\n{name.replace('-', '')} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_LOAD_PLUGINS", "bkgen,bkhook")
+    plugins.set_reporter(lambda failure: None)
+    plugins.reset()
+    try:
+        loaded = [name for name in ("bk-gen", "bk-hook") if name in registered_generators()]
+        (hidden,) = {"bk-gen", "bk-hook"} - set(loaded)  # which one Python sees first is the file system's order
+        failure = next(f for f in plugins.failures() if f.plugin == hidden)
+        assert f"reads as distribution 'bk', as {loaded[0]}-0.1.dist-info does" in failure.error
+        assert failure.error.endswith(f"rename the directory {hidden.replace('-', '_')}-0.1.dist-info ('_' in the name, '-' only before the version)")
+    finally:
+        plugins.reset()
