@@ -155,6 +155,27 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
     return found, broken
 
 
+def plugin_templates() -> dict[Path, dict[str, bool]]:
+    """The templates in use from each plugin's directory (aigc's own too), as `scan` takes them: a
+    plugin's broken one is skipped (and recorded as its problem), and of two plugins' templates of
+    one name the first stays. `{directory: {name: whether it replaces the built-in one of that name}}`;
+    yours and AIGC_TEMPLATES_PATH's are left out."""
+    found: dict[Path, dict[str, bool]] = {}
+    builtin: set[str] = set()
+    plugin_of: dict[str, str] = {}  # template name -> the first plugin that has one (a broken one too, as in `scan`)
+    for source, directory in template_dirs():
+        if source in ("user", "env") or not directory.is_dir():
+            continue
+        for path in template_files(directory):
+            name = template_name(path)
+            if source == "builtin":
+                builtin.add(name)
+                found.setdefault(directory, {})[name] = False
+            elif plugin_of.setdefault(name, source) == source and _plugin_template_works(path, source):
+                found.setdefault(directory, {})[name] = name in builtin
+    return found
+
+
 _others_warned: set[Path] = set()
 
 
