@@ -944,6 +944,10 @@ def test_aigc_plugins_lists_only_a_plugins_templates_in_use_as_templates_list_do
     shown = CliRunner().invoke(app, ["plugins"])
     assert shown.exit_code == 0 and "  templates: fine\n" in shown.stdout
     assert shown.stdout.count("failed in register_template_dirs: PluginError: its template is skipped") == 2
+    from aigc.errors import UnknownTemplateError
+
+    with pytest.raises(UnknownTemplateError, match=r"template 'undeclared' of plugin 'shipper' is skipped: .* uses \{\{ other \}\} but does not declare it"):
+        templates.get_template("undeclared")  # not "unknown template"
 
 
 def test_aigc_plugins_says_which_built_in_templates_a_plugins_own_replace(pm, tmp_path):
