@@ -582,7 +582,8 @@ def reset() -> None:
 
 
 def describe(include_builtins: bool = False) -> dict[str, Any]:
-    """What `aigc plugins` shows: every plugin with its version, hooks, what it registered and its
+    """What `aigc plugins` shows: every plugin with its version, hooks, what it registered (its
+    templates in use: a broken one is a failure), the built-in templates its own replace and its
     failures (clashes included), plus entry points that failed to load.
 
     Built-in plugins are listed only with `include_builtins`.
@@ -590,12 +591,12 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     from .engine.models import registered_models
     from .generators.base import registered_generators
     from .template_environment import environment
-    from .templates import registered_template_dirs, scan
+    from .templates import plugin_templates, registered_template_dirs, scan
 
     pm = get_plugin_manager()
     env = environment()  # runs `prepare_jinja_env`, so its failures show too
-    found, _ = scan()  # so do templates of one name in two plugins' directories
-    source_of = {name: template.source for name, template in found.items()}
+    scan()  # so do templates of one name in two plugins' directories
+    usable = plugin_templates()  # not a plugin's broken template: it is one of its failures
     registered: dict[str, dict[str, list[str]]] = {}
 
     def gather(kind: str, fetch: Callable[[], dict[str, tuple[str, Any]]]) -> None:
@@ -605,12 +606,12 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     gather("generators", registered_generators)
     gather("models", registered_models)
     gather("template_dirs", registered_template_dirs)
+    replacing: dict[str, list[str]] = {}  # plugin -> the built-in templates its own replace
     for plugin, kinds in registered.items():
-        templates = []
-        for directory in kinds.get("template_dirs", []):  # a clashing template is the other plugin's
-            templates += sorted(p.name[:-3] for p in Path(directory).glob("*.j2") if plugin in DEFAULT_PLUGINS or source_of.get(p.name[:-3], plugin) in (plugin, "user", "env"))
-        if templates:
-            kinds["templates"] = templates
+        in_use = {name: replaces for directory in kinds.get("template_dirs", []) for name, replaces in usable.get(Path(directory), {}).items()}
+        if in_use:
+            kinds["templates"] = list(in_use)
+            replacing[plugin] = sorted(name for name, replaces in in_use.items() if replaces)
     for command, plugin in _state.commands.items():
         registered.setdefault(plugin, {}).setdefault("commands", []).append(command)
     for (kind, name), plugin in env.aigc_owners.items():
@@ -639,6 +640,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
                 "aigc_plugins": name in _state.modules,  # loaded from AIGC_PLUGINS, not installed
                 "hooks": hooks_of(name),
                 "registered": {kind: sorted(items) for kind, items in sorted(registered.get(name, {}).items())},
+                "replaces_builtin_templates": replacing.get(name, []),
                 "failures": [{"stage": f.stage, "error": f.error} for f in _state.failures if f.plugin == name],
             }
         )

@@ -155,6 +155,27 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
     return found, broken
 
 
+def plugin_templates() -> dict[Path, dict[str, bool]]:
+    """The templates in use from each plugin's directory (aigc's own too), as `scan` takes them: a
+    plugin's broken one is skipped (and recorded as its problem), and of two plugins' templates of
+    one name the first stays. `{directory: {name: whether it replaces the built-in one of that name}}`;
+    yours and AIGC_TEMPLATES_PATH's are left out."""
+    found: dict[Path, dict[str, bool]] = {}
+    builtin: set[str] = set()
+    plugin_of: dict[str, str] = {}  # template name -> the first plugin that has one (a broken one too, as in `scan`)
+    for source, directory in template_dirs():
+        if source in ("user", "env") or not directory.is_dir():
+            continue
+        for path in template_files(directory):
+            name = template_name(path)
+            if source == "builtin":
+                builtin.add(name)
+                found.setdefault(directory, {})[name] = False
+            elif plugin_of.setdefault(name, source) == source and _plugin_template_works(path, source):
+                found.setdefault(directory, {})[name] = name in builtin
+    return found
+
+
 _others_warned: set[Path] = set()
 
 
@@ -300,11 +321,29 @@ def _find(name: str) -> Template:
         return found[name]
     if name in broken:
         raise broken[name]
+    skipped = _skipped(name)
+    if skipped is not None:
+        raise skipped
     if Path(name + SUFFIX).is_file():  # a template file someone shared, saved here
         raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
     close = difflib.get_close_matches(name, list(scan()[0]), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
+
+
+def _skipped(name: str) -> UnknownTemplateError | None:
+    """Why there is no template `name` where a plugin has one that is skipped (it cannot be read), else None."""
+    for source, directory in template_dirs():
+        if source in OVERRIDING or not directory.is_dir():
+            continue
+        for path in template_files(directory):
+            if template_name(path) == name:
+                try:
+                    parse_cached(path, source)
+                except BadInputError as exc:
+                    return UnknownTemplateError(f"template {name!r} of plugin {source!r} is skipped: {exc}")
+                return None  # of two plugins' templates of one name, the first is the one
+    return None
 
 
 def _render_text(template: Template, text: str, values: dict[str, Any], first_line: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TextIO
 
 from rich.console import Console
 
@@ -23,6 +23,7 @@ class Settings:
 
 settings = Settings()
 _stderr: Console | None = None
+_stdout: TextIO | None = None  # the real stdout while `prints_to_stderr` points sys.stdout at stderr
 
 
 def stderr() -> Console:
@@ -56,18 +57,40 @@ def error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {message}", markup=False, style="bold red")
 
 
+def stdout() -> TextIO:
+    """Where results go: stdout, also inside `prints_to_stderr`."""
+    return _stdout or sys.stdout
+
+
+@contextlib.contextmanager
+def prints_to_stderr() -> Iterator[None]:
+    """Run generator code with what it prints (a plugin's print(), a library's progress) going to
+    stderr, so results on stdout stay machine-readable; `result` and `stream_result` still write to
+    stdout. Enter it in the main thread: sys.stdout is one for the whole process, so what the
+    threads started inside it (batch workers) print goes to stderr too."""
+    global _stdout
+    outer = _stdout
+    _stdout = stdout()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _stdout = outer
+
+
 def result(text: str) -> None:
     """Write a result to stdout, as plain text; a file name's bytes in no UTF-8 (lone surrogates, as
     Python reads them) as the bytes they were, also where stdout takes only proper text (a UTF-8 locale)."""
     text = text if text.endswith("\n") else text + "\n"
+    out = stdout()
     try:
-        sys.stdout.write(text)
+        out.write(text)
     except UnicodeEncodeError:
-        if not hasattr(sys.stdout, "buffer"):
+        if not hasattr(out, "buffer"):
             raise
-        sys.stdout.flush()
-        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
-    sys.stdout.flush()
+        out.flush()
+        out.buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
+    out.flush()
 
 
 def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None, cut: Callable[[str], None] | None = None) -> tuple[str, str | None]:
@@ -80,6 +103,7 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
     `-o` file keeps what it had: only a whole answer replaces it)."""
     seen: list[str] = []
     started = False
+    out = stdout()
     pieces = iter(pieces)
     try:
         while True:
@@ -93,12 +117,12 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
                 started = bool(piece)
             seen.append(piece)
             if write is None:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+                out.write(piece)
+                out.flush()
     except (AigcError, KeyboardInterrupt) as exc:  # the error goes on a line of its own, after what was written
         if started and write is None:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            out.write("\n")
+            out.flush()
         if isinstance(exc, KeyboardInterrupt):
             close = getattr(pieces, "close", None)
             if close:
@@ -109,8 +133,8 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
             on_stop(partial)
         raise
     if write is None:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        out.write("\n")
+        out.flush()
     else:
         write("".join(seen).strip())
     return "".join(seen), reason

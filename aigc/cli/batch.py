@@ -101,7 +101,7 @@ def batch(
     generator.check_sampling(opts, run.sampling())
     run.warn_greedy(generator, opts)
     check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
-    with writing(output):  # held while the model loads: a second run on it is refused at once
+    with writing(output), ui.prints_to_stderr():  # held while the model loads: a second run on it is refused at once; what generator code prints goes to stderr
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines, retry_failed)
         prepared = needs_model(pending)
         if prepared:

@@ -152,11 +152,13 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     sampling = run.sampling()
     result = None
     if _streamed(generator, options, run, as_json or code is not None):
-        answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options), write=_whole())
+        with ui.prints_to_stderr():  # what generator code prints goes to stderr
+            answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=options["template"])
     else:
-        result = generator(text, sampling=sampling, **options)
+        with ui.prints_to_stderr():
+            result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
             _json_result(generator, result)
@@ -218,7 +220,7 @@ def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
 
 def _whole():
     """How a streamed answer is written: None (as it comes) on a terminal, else whole, at its end."""
-    return None if sys.stdout.isatty() else ui.result
+    return None if ui.stdout().isatty() else ui.result
 
 
 def _session_file(name: str):
@@ -243,11 +245,13 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     result = None
     label = conversations.session_label(session.path)
     if _streamed(generator, session.options(), run, as_json or code is not None):
-        answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label), write=_whole())
+        with ui.prints_to_stderr():
+            answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=session.template)
     else:
-        result = session.answer(text)
+        with ui.prints_to_stderr():
+            result = session.answer(text)
         answer = shown(result)
         if as_json:
             named = not conversations.unnamed(session.path)
@@ -473,7 +477,9 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
     """Stream a reply; log it if `kept()` says the turn was kept (a stopped reply too)."""
     run.mark(session.generator)
     try:
-        if ui.stream_result(reply)[1] == "length":
+        with ui.prints_to_stderr():  # the prompt (input()) is not inside: readline needs the real stdout
+            reason = ui.stream_result(reply)[1]
+        if reason == "length":
             _reply("(reply cut off at the token limit; /set max_tokens N raises it)")
     except KeyboardInterrupt:  # stream_result closed the reply: the partial one is recorded
         ui.info("(reply stopped)")

@@ -85,7 +85,7 @@ def classify(
         return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         try:
             results = generator.classify_many(texts, **chosen)
@@ -154,7 +154,7 @@ def eval_classify(
     if absent:
         ui.warn(f"{data} has no texts of the label{'s' * (len(absent) > 1)} {', '.join(map(repr, absent))}; macro-F1 counts {'each' if len(absent) > 1 else 'it'} as 0")
     run.prepare(generator, rows[0][0], chosen)
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:
         generator.progress = progress
         try:
             report = evaluate_classify(generator, rows, chosen, progress)

@@ -44,7 +44,7 @@ def embed(
         failed[index] = str(exc)
         ui.warn(f"line {numbered[index][0]}: {exc}")
 
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         vectors = generator.embed_many([t for _, t in numbered], on_error=skip)
     shown = LineResults(as_json, output)
@@ -106,7 +106,7 @@ def similar(
             raise exc
         ui.warn(f"row {items[index - 1][0]} skipped: {exc}")
 
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:
         generator.progress = progress
         texts = [query] + [item[2] for item in items]
         vectors = embed_cached(generator, texts, EmbeddingCache(), skip) if cache else generator.embed_many(texts, on_error=skip)

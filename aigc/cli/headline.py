@@ -47,7 +47,8 @@ def headline(
     generator = run.generator("headline", template=template)
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
-    result = generator(inputs, sampling=run.sampling(), **options)
+    with ui.prints_to_stderr():  # what generator code prints goes to stderr
+        result = generator(inputs, sampling=run.sampling(), **options)
     for note in headline_notes(result, generator):
         ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])

@@ -97,7 +97,7 @@ def image(
         original, prompt = prompt, enhanced
         if ui.settings.verbosity >= 0:  # unwrapped, so it can be copied whole
             ui.stderr().print(f"enhanced prompt: {prompt}", markup=False, style="dim", soft_wrap=True)
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(prompt, **options)
     original = original or (recorded.get("original_prompt") if replayed else None)

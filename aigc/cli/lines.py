@@ -112,7 +112,7 @@ def run_lines(
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
     shown = LineResults(as_json, output, encoding, line_end)
-    with ui.items_progress(task, len(rows)) as progress:
+    with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress:  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
             if "error" in outcome:

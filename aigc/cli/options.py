@@ -117,11 +117,12 @@ class RunOptions:
         check_utf8(self.stop, "--stop value")
         SamplingParams(**self.sampling())  # out-of-range values fail here, before the model loads
         check_names(self.device, self.dtype, self.quantize)
-        opts = generator.validate(options)
-        generator.check_sampling(opts, self.sampling())
-        self.warn_greedy(generator, opts)
-        if inputs is not None:
-            generator.check_inputs(inputs)
+        with ui.prints_to_stderr():  # what generator code prints goes to stderr
+            opts = generator.validate(options)
+            generator.check_sampling(opts, self.sampling())
+            self.warn_greedy(generator, opts)
+            if inputs is not None:
+                generator.check_inputs(inputs)
 
     def warn_greedy(self, generator, opts) -> None:
         """Warn where --top-p, --top-k, --min-p or --seed is given but the answer is greedy (temperature 0, the
@@ -141,7 +142,7 @@ class RunOptions:
 
     def load(self, generator) -> None:
         """Load the model with a spinner, and start timing the answer."""
-        with ui.stage_status() as stage:
+        with ui.prints_to_stderr(), ui.stage_status() as stage:  # what the load prints goes to stderr
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
         generator.load_progress = lambda stage: None

@@ -76,6 +76,8 @@ def _lines(info: dict) -> list[str]:
         for kind, items in row["registered"].items():
             if kind == "template_dirs":  # an optional directory may not be there
                 items = [item if Path(item).is_dir() else f"{item} (not there)" for item in items]
+            if kind == "templates":  # one of its templates in place of aigc's own of that name
+                items = [f"{item} (replaces the built-in one)" if item in row["replaces_builtin_templates"] else item for item in items]
             lines.append(f"  {kind.replace('_', ' ')}: {', '.join(items)}")
         for failure in row["failures"]:
             if failure["stage"] == plugins.HOOKS_STAGE:

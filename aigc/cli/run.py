@@ -58,7 +58,8 @@ def run_template(
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template", template=template)
     options = {"template": template, "system": system}
-    rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
+    with ui.prints_to_stderr():  # what generator code prints goes to stderr
+        rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     run.check(generator, values, options)
     if dry_run:
         shown_messages = "\n\n".join(f"## {m['role'].capitalize()}\n\n{m['content']}" for m in rendered.messages)
@@ -73,7 +74,8 @@ def run_template(
         live = output is None and sys.stdout.isatty()
         write = None if live else lambda text: emit(text, output)
         try:
-            answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write, cut=None if output is None else ui.result)
+            with ui.prints_to_stderr():  # what generator code prints goes to stderr
+                answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write, cut=None if output is None else ui.result)
         except KeyboardInterrupt:
             if output is not None:  # the answer so far went to stdout: a half answer must not replace a whole one
                 ui.info(f"(interrupted: {output} is left as it was)")
@@ -82,7 +84,8 @@ def run_template(
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)
         return
-    result = generator(values, sampling=run.sampling(), **options)
+    with ui.prints_to_stderr():
+        result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)
     if as_json:
         payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}

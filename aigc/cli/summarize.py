@@ -43,7 +43,7 @@ def summarize(
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
     for note in summary_notes(result):

@@ -65,7 +65,7 @@ def translate(
         name = STDIN if source == "-" else source if suffix is not None else "the text"
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
     run.load(generator)
-    with ui.progress_bar() as progress:
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
     for note in glossary_notes(result):

@@ -68,7 +68,8 @@ class Columns(dict):
 class TemplateGenerator(Generator):
     """Renders a template (front matter, variables, system prompt) and answers it once.
 
-    Inputs are the template's variables as a dict. Sampling: these defaults < the template's
+    Inputs are the template's variables as a dict, or a text, which fills its input variable (as
+    chat's message and `aigc run`'s piped text do). Sampling: these defaults < the template's
     front-matter `defaults` < the caller's settings.
     """
 
@@ -87,21 +88,23 @@ class TemplateGenerator(Generator):
         params = self.sampling(sampling, templates.get_template(opts.template).defaults)
         check_varied(params.n, params, "answers")
 
-    def check_inputs(self, inputs: dict[str, Any]) -> None:
-        if not isinstance(inputs, dict):
-            raise BadInputError(f"the template generator takes a dict of the template's variables, as {{\"input\": \"text\"}}; got {type_name(inputs)}")
+    def check_inputs(self, inputs: dict[str, Any] | str) -> None:
+        if not isinstance(inputs, (dict, str)):
+            raise BadInputError(f"the template generator takes a dict of the template's variables, as {{\"input\": \"text\"}}, or the text for its input variable; got {type_name(inputs)}")
 
     def check_batch_input(self, inputs: dict[str, Any], opts: TemplateOptions) -> None:
         """The row's columns must fill the template: rendered once, no model needed."""
         self.preprocess(inputs, opts)
 
-    def preprocess(self, inputs: dict[str, Any], opts: TemplateOptions):
+    def preprocess(self, inputs: dict[str, Any] | str, opts: TemplateOptions):
         template = templates.get_template(opts.template)
-        if isinstance(inputs, Columns):
+        if isinstance(inputs, str):  # the template's input variable, as chat fills it with the message
+            inputs = {template.input_variable(opts.variables): inputs}
+        elif isinstance(inputs, Columns):
             inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
         return templates.render(template, checked_values(template, {**opts.variables, **inputs}), system=opts.system)
 
-    def stream(self, inputs: dict[str, Any], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
+    def stream(self, inputs: dict[str, Any] | str, sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then
         its whole result, as chat's; bad inputs or settings fail at the call."""
         self.check_settings(sampling)

@@ -843,6 +843,83 @@ def test_register_commands_hook_adds_a_plugin_command():
     assert runner.invoke(fresh, ["hello", "x"]).stdout == "hello x\n"
 
 
+class Printing:
+    """A plugin whose generator and jinja filter print, as a stray print() or a dependency's progress would."""
+
+    @hookimpl
+    def register_generators(self, register):
+        from aigc.generators.base import Generator
+
+        class Chatty(Generator):
+            name = "chatty"
+
+            def preprocess(self, inputs, opts):
+                return inputs
+
+            def forward(self, prepared, opts, sampling):
+                print("PRINTED in forward")
+                return prepared
+
+            def postprocess(self, raw, opts):
+                return {"text": raw}
+
+        register("chatty", Chatty)
+
+    @hookimpl
+    def prepare_jinja_env(self, env):
+        env.filters["noisy"] = lambda text: print("PRINTED in a filter") or text
+
+
+@pytest.fixture
+def printing_plugin():
+    plugins.reset()
+    plugins.get_plugin_manager().register(Printing(), name="printing")
+    yield
+    plugins.reset()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "noisy", "-m", "echo", "--no-log"],  # streamed, written whole as stdout is no terminal
+    ["run", "noisy", "-m", "echo", "--no-log", "--json"],
+    ["chat", "-t", "noisy", "-m", "echo", "--no-log"],
+    ["chat", "-t", "noisy", "-m", "echo", "--no-log", "--json"],
+    ["summarize", "-t", "noisy", "-m", "echo", "--no-log", "--lines", "-"],
+])
+def test_what_generator_code_prints_goes_to_stderr_and_stdout_keeps_the_result(printing_plugin, argv):
+    user_template("noisy", "---\nvariables: [{name: text, default: ""}, {name: input, default: ""}]\n---\n{{ (input or text) | noisy }}")
+    result = invoke(*argv, input="hello there\n")
+    assert result.exit_code == 0, result.output
+    assert "PRINTED" not in result.stdout and "PRINTED in a filter" in result.stderr
+    answer = json.loads(result.stdout)["text"] if "--json" in argv else result.stdout
+    assert answer.strip() == "hello there"
+
+
+def test_what_a_plugin_generator_prints_in_aigc_batch_goes_to_stderr(printing_plugin, tmp_path):
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    result = invoke("batch", "chatty", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"))  # its workers print
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr.count("PRINTED in forward") == 2
+    assert [json.loads(line)["result"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [{"text": "one"}, {"text": "two"}]
+
+
+def test_a_streamed_result_goes_to_stdout_while_what_code_prints_goes_to_stderr(capsys):
+    from aigc import ui
+
+    def pieces():
+        print("progress 1/2")
+        yield "The ocean"
+        print("progress 2/2")
+        yield " is vast"
+
+    with ui.prints_to_stderr():
+        assert ui.stream_result(pieces()) == ("The ocean is vast", None)
+        ui.result("done")
+    captured = capsys.readouterr()
+    assert captured.out == "The ocean is vast\ndone\n" and captured.err == "progress 1/2\nprogress 2/2\n"
+    print("after")  # stdout is stdout again
+    assert capsys.readouterr().out == "after\n"
+
+
 def test_templates_list_show_and_path():
     from aigc.templates import user_dir
 

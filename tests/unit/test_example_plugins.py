@@ -336,3 +336,21 @@ def test_the_plugin_tutorial_in_docs_builds_a_package_whose_tests_pass(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), str(ROOT)])}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_shout.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_plugin_tutorials_command_names_its_argument_in_its_usage_as_aigcs_own_commands_do():
+    import re
+    import types
+
+    import typer
+    from typer.testing import CliRunner
+
+    tutorial = (ROOT / "docs" / "plugins.md").read_text().split("## Tutorial", 1)[1].split("\n## ", 1)[0]
+    cli = next(code for code in re.findall(r"```python\n(.*?)```", tutorial, re.S) if code.startswith("# aigc_shout/cli.py"))
+    module = types.ModuleType("aigc_shout_cli")
+    exec(compile(cli, "docs/plugins.md (aigc_shout/cli.py)", "exec"), module.__dict__)
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command()(module.shout)
+    usage = CliRunner().invoke(app, ["shout", "--help"]).stdout
+    assert "[OPTIONS] {TEXT}" in usage, usage

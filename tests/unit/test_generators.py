@@ -1101,3 +1101,14 @@ def test_several_answers_carry_each_ones_finish_reason():
     assert "finish_reasons" not in ChatGenerator(engine=FakeEngine())("Hi")  # one answer: finish_reason alone
     texts, finished = answer_texts([Completion("a", 1, 1, "stop"), Completion("b c", 1, 2, "length")], SamplingParams(max_tokens=2))
     assert finished == {"finish_reason": "stop", "finish_reasons": ["stop", "length"]}
+
+
+def test_the_template_task_takes_a_text_for_its_input_variable_as_chat_does(tmp_path):
+    template = tmp_path / "pun.j2"
+    template.write_text("---\nvariables: [{name: word, required: true}, {name: style, default: dry}]\n---\nA {{ style }} pun on {{ word }}")
+    for given in ("nasa", {"word": "nasa"}):
+        assert aigc.generate("template", given, model="echo", template=str(template))["messages"][-1]["content"] == "A dry pun on nasa"
+    assert aigc.stream("template", "nasa", model="echo", template=str(template), variables={"style": "wet"}).text == "nasa"
+    assert aigc.generate("chat", "nasa", model="echo", template=str(template))["text"] == "nasa"
+    with pytest.raises(BadInputError, match=r"takes a dict of the template's variables, as \{\"input\": \"text\"\}, or the text for its input variable; got int"):
+        aigc.generate("template", 5, model="echo", template=str(template))

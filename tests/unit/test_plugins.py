@@ -922,6 +922,55 @@ def test_a_plugins_broken_template_is_its_problem_and_the_builtin_of_that_name_s
     assert draft.read_text() == (templates.builtin_dir() / "headline.j2").read_text()
 
 
+def test_aigc_plugins_lists_only_a_plugins_templates_in_use_as_templates_list_does(pm, tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    (tmp_path / "fine.j2").write_text("fine {{ input }}")
+    (tmp_path / "undeclared.j2").write_text("---\nvariables: [{name: input}]\n---\n{{ input }} {{ other }}")
+    (tmp_path / "unclosed.j2").write_text("{{ input ")
+
+    class Shipper:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register(tmp_path)
+
+    pm.register(Shipper(), name="shipper")
+    (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "shipper"]
+    assert row["registered"]["templates"] == ["fine"] == [t.name for t in templates.discover().values() if t.source == "shipper"]
+    skipped = [f["error"] for f in row["failures"]]
+    assert len(skipped) == 2 and all("its template is skipped" in error for error in skipped)
+    shown = CliRunner().invoke(app, ["plugins"])
+    assert shown.exit_code == 0 and "  templates: fine\n" in shown.stdout
+    assert shown.stdout.count("failed in register_template_dirs: PluginError: its template is skipped") == 2
+    from aigc.errors import UnknownTemplateError
+
+    with pytest.raises(UnknownTemplateError, match=r"template 'undeclared' of plugin 'shipper' is skipped: .* uses \{\{ other \}\} but does not declare it"):
+        templates.get_template("undeclared")  # not "unknown template"
+
+
+def test_aigc_plugins_says_which_built_in_templates_a_plugins_own_replace(pm, tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    (tmp_path / "summarize.j2").write_text("---\nvariables: [{name: text}]\n---\nSUMMARIZE: {{ text }}")
+    (tmp_path / "mine.j2").write_text("{{ input }}")
+
+    class Replacer:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register(tmp_path)
+
+    pm.register(Replacer(), name="replacer")
+    (row,) = [r for r in plugins.describe()["plugins"] if r["name"] == "replacer"]
+    assert row["registered"]["templates"] == ["mine", "summarize"] and row["replaces_builtin_templates"] == ["summarize"]
+    assert templates.get_template("summarize").source == "replacer"
+    shown = CliRunner().invoke(app, ["plugins"])
+    assert shown.exit_code == 0 and "  templates: mine, summarize (replaces the built-in one)\n" in shown.stdout
+
+
 def test_a_relative_template_directory_is_refused(pm):
     class Relative:
         @hookimpl
