@@ -13,6 +13,7 @@ import shlex
 import stat
 import sys
 import tempfile
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -598,9 +599,26 @@ def file_mode(path: Path) -> int:
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        mask = os.umask(0)
+        return 0o666 & ~_umask()
+
+
+_PROC_STATUS = "/proc/self/status"
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux's `Umask:` line
+    in /proc/self/status); else set for a moment, under a lock, to a stricter mask than most (0o077,
+    so a file another thread makes meanwhile is private, never open to all) and put back."""
+    with contextlib.suppress(OSError, ValueError):
+        with open(_PROC_STATUS, encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
         os.umask(mask)
-        return 0o666 & ~mask
+    return mask
 
 
 def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf-8"):

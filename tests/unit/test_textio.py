@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aigc import textio
 from aigc.errors import BadInputError, WriteError
 from aigc.textio import STDIN, check_writable, decode_text, file_style, html_to_text, inherited_fd, numbered_lines, output_target, parse_json, read_document, read_input, write_atomic
 
@@ -174,6 +175,45 @@ def test_atomic_write_new_file_gets_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert oct((tmp_path / "out.txt").stat().st_mode & 0o777) == oct(0o644)
+
+
+def _umask_calls(monkeypatch) -> list[tuple[int, bool]]:
+    """Each `os.umask(mask)` call from here on, with whether the umask lock was held."""
+    calls: list[tuple[int, bool]] = []
+    real = os.umask
+
+    def umask(mask):
+        calls.append((mask, textio._UMASK_LOCK.locked()))
+        return real(mask)
+
+    monkeypatch.setattr(os, "umask", umask)
+    return calls
+
+
+def test_new_file_mode_reads_the_umask_without_changing_it(tmp_path, monkeypatch):
+    """Setting the umask to read it is a process-wide read-modify-write: two threads at once could
+    leave it at 0, and every file made afterwards writable by all."""
+    old = os.umask(0o027)
+    try:
+        calls = _umask_calls(monkeypatch)
+        assert oct(textio.file_mode(tmp_path / "new.txt")) == oct(0o640)
+        assert calls == []  # Linux says it in /proc/self/status
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
+def test_new_file_mode_without_proc_sets_the_umask_only_under_the_lock_and_never_to_0(tmp_path, monkeypatch):
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(textio, "_PROC_STATUS", str(tmp_path / "no-proc"))
+        calls = _umask_calls(monkeypatch)
+        assert oct(textio.file_mode(tmp_path / "new.txt")) == oct(0o640)
+        assert calls and all(locked and mask != 0 for mask, locked in calls)
+        assert calls[-1][0] == 0o027  # put back
+    finally:
+        monkeypatch.undo()
+        assert oct(os.umask(old)) == oct(0o027)
 
 
 def test_atomic_write_to_a_device_writes_in_place():
