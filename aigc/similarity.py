@@ -17,7 +17,7 @@ import os
 import sqlite3
 import warnings
 from array import array
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,15 +88,16 @@ class EmbeddingCache:
         digests = [_digest(text) for text in texts]
         found: dict[bytes, list[float]] = {}
         try:
-            with closing(self._connect()) as db, db:
+            with closing(self._connect()) as db:
                 for start in range(0, len(digests), 500):  # SQLite caps the parameters of one query
                     chunk = digests[start : start + 500]
                     query = f"SELECT digest, vector FROM vectors WHERE model = ? AND digest IN ({','.join('?' * len(chunk))})"
                     for digest, blob in db.execute(query, [model, *chunk]):
                         found[bytes(digest)] = array("f", blob).tolist()
                 if found:
-                    used = _next_use(db)
-                    db.executemany("UPDATE vectors SET used = ? WHERE model = ? AND digest = ?", [(used, model, digest) for digest in found])
+                    with suppress(sqlite3.Error), db:  # a read-only cache: used as it is
+                        used = _next_use(db)
+                        db.executemany("UPDATE vectors SET used = ? WHERE model = ? AND digest = ?", [(used, model, digest) for digest in found])
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._fail(exc)
             return {}

@@ -150,6 +150,21 @@ def test_a_cache_an_older_aigc_made_is_read_and_capped(tmp_path, monkeypatch):
     assert sorted(cache.lookup("m", ["old", "older", "new"])) == [0, 2] and not cache.broken
 
 
+def test_a_read_only_cache_is_read_as_it_is(tmp_path, monkeypatch):
+    """Marking the vectors found as used is a write; a cache that takes none still gives them."""
+    import sqlite3
+
+    import aigc.similarity as similarity
+
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    cache.store("m", ["bees"], [[1.0, 0.0]])
+    real = sqlite3.connect
+    monkeypatch.setattr(similarity.sqlite3, "connect", lambda path, **kwargs: real(f"file:{path}?mode=ro", uri=True, **kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.lookup("m", ["bees", "honey"]) == {0: [1.0, 0.0]}
+
+
 def test_a_connection_is_closed_when_its_table_cannot_be_made(tmp_path, monkeypatch):
     import sqlite3
 
