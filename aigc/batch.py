@@ -29,7 +29,7 @@ from .batch_tables import TABLES
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, type_name
-from .textio import check_writable, open_stream
+from .writing import check_writable, open_stream
 
 ON_ERROR = ("skip", "stop")
 WORKER = "aigc batch worker"  # the name of a thread running rows

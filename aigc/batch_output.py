@@ -15,7 +15,8 @@ from .batch_inputs import Row, id_key, row_sampling
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
 from .errors import BadInputError, option
-from .textio import inherited_fd, parse_json, write_atomic
+from .textio import parse_json
+from .writing import inherited_fd, write_atomic
 
 COLUMNS = ("text", "id")  # the columns read by default: the text, the id
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .batch_inputs import Row, columns, id_key
 from .batch_output import read_output
-from .textio import write_atomic
+from .writing import write_atomic
 
 TABLES = (".csv", ".tsv")
 

@@ -111,7 +111,7 @@ def set_setting(key: str, value: str | bool | None) -> Path:
     """Set a top-level string or true/false setting in the settings file (None removes it) where it
     was, or after the other top-level settings, keeping the rest of the file as it is; returns the file."""
     from .errors import BadInputError
-    from .textio import make_dir, write_atomic
+    from .writing import make_dir, write_atomic
 
     settings = load_settings()  # a broken file is an error before anything is changed
     path = settings_file()
@@ -185,14 +185,14 @@ DATA_HINT = "AIGC_DATA_DIR moves aigc's data"
 def made_data_dir() -> Path:
     """aigc's data directory, made if needed (readable by its owner only when new: conversations,
     the log and input history are kept there)."""
-    from .textio import make_dir
+    from .writing import make_dir
 
     return make_dir(data_dir(), DATA_HINT, PRIVATE)
 
 
 def data_subdir(name: str) -> Path:
     """A directory in aigc's data directory, made if needed (both owner-only when new)."""
-    from .textio import make_dir
+    from .writing import make_dir
 
     return make_dir(made_data_dir() / name, DATA_HINT, PRIVATE)
 
@@ -229,7 +229,7 @@ def set_alias(name: str, target: str | None) -> Path:
     """Set (None: remove) `name = "target"` in the settings file's `[aliases]` table, keeping the
     rest of the file as it is; returns the file."""
     from .errors import BadInputError
-    from .textio import make_dir, write_atomic
+    from .writing import make_dir, write_atomic
 
     settings = load_settings()
     path = settings_file()

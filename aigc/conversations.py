@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import config, locks
 from .errors import BadInputError, ConversationDeletedError, ConversationOpenError
-from .textio import check_utf8, parse_json, write_atomic
+from .textio import check_utf8, parse_json
+from .writing import write_atomic
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")

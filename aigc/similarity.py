@@ -2,7 +2,7 @@
 computed, so `aigc similar` over the same file embeds only texts it has not seen.
 
 The cache is one SQLite file (`~/.cache/aigc/embeddings.db`, readable by its owner only), vectors
-keyed by the model and the SHA-256 of the text. The model's key holds its name, how it was loaded,
+keyed by the model and the SHA-256 of the text, the `KEPT_VECTORS` used last kept. The model's key holds its name, how it was loaded,
 `POOLING`, and a digest of the vector it gives a fixed text, so two models of one name (a path reused,
 a model pulled again, another server behind a URL) never share vectors. A cache that cannot be read
 or written is one `AigcWarning`, and the run goes on without it.
@@ -17,7 +17,7 @@ import os
 import sqlite3
 import warnings
 from array import array
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +27,9 @@ from .errors import AigcWarning, BadInputError
 POOLING = "prompteol-last-token"  # how the local engine embeds; a change makes old vectors stale
 FINGERPRINT_TEXT = "The quick brown fox jumps over the lazy dog."
 LOCK_WAIT = 5  # seconds to wait for another process's write before going on without the cache
-SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))"
+KEPT_VECTORS = 100_000  # vectors kept, those used last (2.3 KB each for SmolLM2-135M, 16 KB for a 4096-wide model)
+# `used`: when a vector was last stored or found, in uses of the cache counted up (the highest is the latest)
+SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (model, digest))"
 
 
 def rank(query: list[float], vectors: list[list[float]], top: int) -> list[tuple[int, float]]:
@@ -65,7 +67,14 @@ class EmbeddingCache:
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         connection = sqlite3.connect(self.path, timeout=LOCK_WAIT)
-        connection.execute(SCHEMA)
+        try:
+            connection.execute(SCHEMA)
+            if "used" not in {column[1] for column in connection.execute("PRAGMA table_info(vectors)")}:  # a cache an older aigc made
+                connection.execute("ALTER TABLE vectors ADD COLUMN used INTEGER NOT NULL DEFAULT 0")
+            connection.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _fail(self, exc: Exception) -> None:
@@ -73,7 +82,7 @@ class EmbeddingCache:
         warnings.warn(f"the embedding cache {self.path} cannot be used ({exc}); going on without it", AigcWarning, stacklevel=3)
 
     def lookup(self, model: str, texts: list[str]) -> dict[int, list[float]]:
-        """`{index: vector}` for the texts already cached for `model`."""
+        """`{index: vector}` for the texts already cached for `model` (marked used now)."""
         if self.broken:
             return {}
         digests = [_digest(text) for text in texts]
@@ -85,20 +94,34 @@ class EmbeddingCache:
                     query = f"SELECT digest, vector FROM vectors WHERE model = ? AND digest IN ({','.join('?' * len(chunk))})"
                     for digest, blob in db.execute(query, [model, *chunk]):
                         found[bytes(digest)] = array("f", blob).tolist()
+                if found:
+                    with suppress(sqlite3.Error), db:  # a read-only cache: used as it is
+                        used = _next_use(db)
+                        db.executemany("UPDATE vectors SET used = ? WHERE model = ? AND digest = ?", [(used, model, digest) for digest in found])
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._fail(exc)
             return {}
         return {i: found[d] for i, d in enumerate(digests) if d in found}
 
     def store(self, model: str, texts: list[str], vectors: list[list[float]]) -> None:
+        """Keep the vectors of `texts` for `model`, and of all vectors only the `KEPT_VECTORS` used last."""
         if self.broken:
             return
-        rows = [(model, _digest(text), array("f", vector).tobytes()) for text, vector in zip(texts, vectors)]
         try:
             with closing(self._connect()) as db, db:
-                db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+                used = _next_use(db)
+                rows = [(model, _digest(text), array("f", vector).tobytes(), used) for text, vector in zip(texts, vectors)]
+                db.executemany("INSERT OR REPLACE INTO vectors (model, digest, vector, used) VALUES (?, ?, ?, ?)", rows)
+                extra = db.execute("SELECT count(*) FROM vectors").fetchone()[0] - KEPT_VECTORS
+                if extra > 0:
+                    db.execute("DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors ORDER BY used LIMIT ?)", (extra,))
         except (sqlite3.Error, OSError) as exc:
             self._fail(exc)
+
+
+def _next_use(db: sqlite3.Connection) -> int:
+    """The `used` mark of a use of the cache now: one past the latest."""
+    return db.execute("SELECT coalesce(max(used), 0) + 1 FROM vectors").fetchone()[0]
 
 
 def _digest(text: str) -> bytes:

@@ -45,7 +45,7 @@ def user_template_path(name: str) -> Path:
 def write_new_template(path: Path, text: str, exists: str) -> None:
     """Write `text` as the user template `path`, never over a file: one there already is a
     `BadInputError` saying `{path} already exists; ` and then `exists` (what to do)."""
-    from .textio import make_dir
+    from .writing import make_dir
 
     make_dir(path.parent, DIR_HINT)
     try:
@@ -141,7 +141,7 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
         start, note = read_source(found.path), f"copied from {found.path}; yours overrides it"
     else:
         start, note = SKELETON, f"starting {target} from a skeleton"
-    from .textio import write_atomic
+    from .writing import write_atomic
 
     config.data_subdir(draft.parent.name)  # owner-only, as all of aigc's data
     write_atomic(draft, start)
@@ -164,7 +164,7 @@ def save_edit(target: Path, draft: Path) -> Template | None:
     the draft; if not, a `BadInputError` says why, `target` is left as it was and the draft is kept
     (dropped when emptied: an empty file aborts the edit). A draft not edited is dropped and nothing
     saved (None): a look at a built-in leaves no copy of it that would hide its updates."""
-    from .textio import make_dir, write_atomic
+    from .writing import make_dir, write_atomic
 
     if drop_unedited(draft):
         return None

@@ -1,243 +1,23 @@
-"""Reading user documents (txt, md, html; files or stdin) and JSON, and writing results atomically."""
+"""Reading text: user documents (txt, md, html; files or stdin) decoded and checked, JSON, TSV
+cells, and names and text made fit for a prompt, a message or JSON output."""
 
 from __future__ import annotations
 
 import codecs
-import contextlib
-import errno
 import functools
 import json
 import os
 import re
 import shlex
-import stat
 import sys
-import tempfile
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from .errors import DISK_FULL, BadInputError, WriteError
+from .errors import BadInputError
+from .html_text import html_to_text, in_declared_charset, looks_like_html
 
 STDIN = "standard input"
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "dl", "dt", "dd", "section", "article", "blockquote"}
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "nav", "footer"}  # not the page's words
-_CODE_START, _CODE_END = object(), object()  # around a <pre>'s text among the extracted parts
-_LINK_TARGET = re.compile(r"(?!javascript:)(?:[^()\s<>]|\([^()\s<>]*\))+", re.I)  # one Markdown keeps as a link's (see markdown_blocks)
-_LETTER = re.compile(r"[^\W_]")
-
-
-class _Break:
-    """Where a block element starts or ends among the extracted parts: the text after it is a new
-    paragraph, its lines starting with `prefix` (the quote markers and list indents it is inside);
-    `tight`: no blank line before it (a definition under its term)."""
-
-    def __init__(self, prefix: str, tight: bool = False) -> None:
-        self.prefix, self.tight = prefix, tight
-
-
-class _TextExtractor(HTMLParser):
-    """A page's text as parts: paragraphs between block tags, headings, list items, quotes, table rows
-    and inline code marked as in Markdown (nested lists indented, definitions under their terms),
-    and each <pre> kept whole between code markers; with `links`, each link as `[text](href)`."""
-
-    def __init__(self, links: bool = False) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links = links
-        self.link: tuple[int, str] | None = None  # where the open link's text starts in `parts`, and its target
-        self.parts: list = []
-        self.skipping = 0
-        self.pre = 0
-        self.cell = 0  # inside a table cell: its text stays on its row
-        self.lists: list[int | None] = []  # each open list's next item number; None: not numbered
-        self.item = -1  # where the last list item's text starts in `parts`
-        self.containers: list[tuple[str, str]] = []  # (tag, prefix) of each open list, item, quote and definition: "> ", an indent
-
-    def _break(self, tight: bool = False) -> None:
-        self.parts.append(_Break("".join(prefix for _, prefix in self.containers), tight))
-
-    def _close(self, tag: str) -> None:
-        """The innermost open `tag` closed, with anything opened inside it and left open (an item without its </li>)."""
-        for k in range(len(self.containers) - 1, -1, -1):
-            if self.containers[k][0] == tag:
-                del self.containers[k:]
-                return
-
-    def handle_starttag(self, tag, attrs):
-        if tag in _SKIP_TAGS:
-            self.skipping += 1
-        elif self.skipping:
-            return
-        elif tag == "br" and self.pre:
-            self.parts.append("\n")
-        elif tag == "pre":
-            self.pre += 1
-            if self.pre == 1:
-                self._break()
-                self.parts.append(_CODE_START)
-        elif tag in ("td", "th") and not self.pre:
-            self.cell += 1
-            self.parts.append(" | ")
-        elif tag == "code" and not self.pre:
-            self.parts.append("`")
-        elif tag == "a" and self.links and not self.pre:
-            href = re.sub(r"[\t\n\r]", "", dict(attrs).get("href") or "").strip().replace(" ", "%20")  # as a browser reads it: `my file.html` kept
-            self.link = (len(self.parts), href) if _LINK_TARGET.fullmatch(href) else None
-        elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
-            self.parts.append(" ")
-        elif tag in ("p", "div") and not self.pre and self.item >= 0 and not _text(self.parts[self.item :]).strip():
-            return  # an item's first paragraph (<li><p>) is the item's text, after its marker
-        elif tag in _BLOCK_TAGS and not self.pre:
-            if tag in ("li", "dd", "dt") and self.containers and self.containers[-1][0] in ("li", "dd"):
-                self.containers.pop()  # an item never closed ends where the next begins
-            if tag == "blockquote":
-                self.containers.append((tag, "> "))
-            self._break(tight=tag == "dd")
-            marker = ""
-            if tag in ("ol", "ul"):
-                start = dict(attrs).get("start") or ""
-                self.lists.append((int(start) if start.strip().isdigit() else 1) if tag == "ol" else None)
-                self.containers.append((tag, ""))
-            elif tag == "dl":
-                self.containers.append((tag, ""))
-            elif tag == "li" and self.lists and self.lists[-1] is not None:
-                value = dict(attrs).get("value") or ""
-                number = int(value) if value.strip().isdigit() else self.lists[-1]
-                self.lists[-1] = number + 1
-                marker = f"{number}. "
-            elif tag == "li":
-                marker = "- "
-            elif tag == "dd":
-                marker = ": "
-            elif tag[0] == "h" and tag[1:].isdigit():
-                self.parts.append("#" * int(tag[1:]) + " ")
-            if marker:
-                self.parts.append(marker)
-                self.containers.append((tag, " " * (4 if tag == "dd" else len(marker))))  # its next paragraphs, under its text
-            self.item = len(self.parts) if tag in ("li", "dd") else -1
-
-    def handle_endtag(self, tag):
-        if tag in _SKIP_TAGS and self.skipping:
-            self.skipping -= 1
-        elif self.skipping:
-            return
-        elif tag == "pre" and self.pre:
-            self.pre -= 1
-            if not self.pre:
-                self.parts.append(_CODE_END)
-        elif tag in ("td", "th") and self.cell:
-            self.cell -= 1
-        elif tag == "code" and not self.pre:
-            self.parts.append("`")
-        elif tag == "a" and self.link:
-            start, href = self.link
-            inside = self.parts[start:]
-            text = _text(inside).strip()
-            if all(isinstance(part, str) for part in inside) and _LETTER.search(text) and not re.search(r"[\[\]]", text):  # not a permalink's ¶
-                self.parts.insert(start, "[")
-                self.parts.append(f"]({href})")
-            self.link = None
-        elif tag in _BLOCK_TAGS and self.cell and tag not in ("tr", "table"):
-            self.parts.append(" ")
-        elif tag in _BLOCK_TAGS and not self.pre:
-            if tag == "tr":
-                self.cell = 0  # a cell never closed ends with its row
-                self.parts.append(" |")
-            elif tag in ("ol", "ul") and self.lists:
-                self.lists.pop()
-            if tag in ("ol", "ul", "li", "dl", "dd", "blockquote"):
-                self._close(tag)
-            self._break()
-
-    def handle_data(self, data):
-        if not self.skipping:
-            self.parts.append(data.replace("|", "\\|") if self.cell and not self.pre else data)
-
-
-def _text(parts: list) -> str:
-    """The text among some extracted parts."""
-    return "".join(part for part in parts if isinstance(part, str))
-
-
-# a heading's permalink, as documentation sites add one: "## # Install", "## Install¶" (Sphinx, MkDocs)
-_PERMALINK = re.compile(r"^(#{1,6} )(?:[#¶§🔗] +(.+)|(.*?\S) *[¶§🔗]|(.*?\S) +#)$")
-
-
-def _without_permalink(paragraph: str) -> str:
-    """`paragraph`, a heading without its permalink."""
-    match = _PERMALINK.match(paragraph)
-    return match.group(1) + "".join(match.groups("")[1:]) if match else paragraph
-
-
-def html_to_text(html: str, links: bool = False) -> str:
-    """Visible text of an HTML page as Markdown: one paragraph per block element, headings and list
-    items marked (an <ol>'s numbered from its start, a nested list indented under its item), quotes
-    marked with `>`, a <dd> as `: definition` under its <dt>, each <pre> a fenced code block as it is;
-    scripts and styles dropped, and link targets unless `links` (then `[text](href)`, for translate)."""
-    parser = _TextExtractor(links)
-    parser.feed(html)
-    parser.close()
-    blocks: list[tuple[_Break, str]] = []  # each paragraph (or code block) with the break that opened it
-    opened, words, code = _Break(""), [], None
-    for part in [*parser.parts, _CODE_END]:
-        if code is not None and part is not _CODE_END:
-            code.append(part)
-        elif code is not None:  # the <pre> ends
-            text = "".join(code).strip("\n")
-            if text.strip():
-                fence = "`" * max([3] + [len(run) + 1 for run in re.findall(r"`{3,}", text)])
-                blocks.append((opened, f"{fence}\n{text}\n{fence}"))
-            code = None
-        elif isinstance(part, str):
-            words.append(part)
-        else:  # a break, a <pre> or the end: the paragraph so far ends
-            paragraph = _without_permalink(" ".join("".join(words).split()))
-            if paragraph.strip("#-|: ") and not re.fullmatch(r"\d+\. ?", paragraph):  # an empty item, heading or table row is nothing
-                blocks.append((opened, paragraph))
-            words = []
-            code = [] if part is _CODE_START else None
-            opened = part if isinstance(part, _Break) else opened
-    return _joined_blocks(_tables(blocks))
-
-
-def _joined_blocks(blocks: list[tuple[_Break, str]]) -> str:
-    """Paragraphs, each line after its prefix, between blank lines (quoted ones inside a quote: `>`),
-    or on the next line for a tight one."""
-    out: list[str] = []
-    before = ""
-    for opened, text in blocks:
-        if out:
-            shared = os.path.commonprefix([before, opened.prefix])
-            out.append("\n" if opened.tight else "\n" + shared[: shared.rfind(">") + 1] + "\n")
-        out.append("\n".join((opened.prefix + line).rstrip() if line else opened.prefix.rstrip() for line in text.split("\n")))
-        before = opened.prefix
-    return "".join(out)
-
-
-def _tables(blocks: list[tuple[_Break, str]]) -> list[tuple[_Break, str]]:
-    """`blocks` with each run of table rows (`| a | b |`) made one Markdown table: its rows on
-    lines of their own, a delimiter row under the first."""
-    out: list[tuple[_Break, str]] = []
-    in_table = False
-    for opened, paragraph in blocks:
-        row = paragraph.startswith("| ") and paragraph.endswith(" |")
-        if row and in_table:
-            out[-1] = (out[-1][0], out[-1][1] + "\n" + paragraph)
-        elif row:
-            cells = len(re.findall(r"(?<!\\)\|", paragraph)) - 1
-            out.append((opened, paragraph + "\n|" + "---|" * cells))
-        else:
-            out.append((opened, paragraph))
-        in_table = row
-    return out
-
-
-def _looks_like_html(text: str) -> bool:
-    head = re.sub(r"^(?:\s*<!--.*?-->)*\s*", "", text[:4000], flags=re.S)[:200].lower()  # comments may come first
-    return head.startswith("<!doctype html") or head.startswith("<html")
-
-
 _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
 
 
@@ -326,32 +106,12 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
-def _in_declared_charset(data: bytes, may_be_html: bool) -> str | None:
-    """An HTML page that is not UTF-8 read in the charset its <meta> declares (ISO-8859-1 and ASCII
-    as windows-1252, as browsers read them); None for anything else."""
-    head = data[:4096].decode("latin-1")
-    declared = re.search(r"<meta\b[^>]*?charset\s*=\s*[\"']?([\w.:-]+)", head, re.IGNORECASE)
-    if not declared or not may_be_html or b"\x00" in data[:8192] or not re.match(r"\s*<", head):
-        return None
-    try:
-        data.decode("utf-8")
-        return None  # UTF-8, whatever it declares
-    except UnicodeDecodeError:
-        pass
-    charset = declared.group(1).lower()
-    charset = "cp1252" if charset in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii") else charset
-    try:
-        return data.decode(charset).replace("\r\n", "\n")
-    except (LookupError, UnicodeDecodeError):
-        return None
-
-
 def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False, links: bool = False) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
     `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones."""
-    raw = _in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
-    html = suffix.lower() in HTML_SUFFIXES or (not lines and _looks_like_html(raw))
+    raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
+    html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
     text = html_to_text(raw, links) if html else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
@@ -442,19 +202,6 @@ def _give_text(expected: str) -> str:
     return "give a document with some text in it" if expected == DOCUMENT else f"give {expected}"
 
 
-def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
-    """`path` as a directory, made if needed (with `mode`, under the umask; its parents as usual); a
-    one-line error (ending with `hint`) when it cannot be."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir(mode=mode, exist_ok=True)
-    except OSError as exc:
-        blocker = next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
-        why = f"{blocker} is a file" if blocker else exc.strerror or exc  # not "File exists"
-        raise BadInputError(f"cannot make directory {path}: {why} ({hint})") from None
-    return path
-
-
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -482,172 +229,6 @@ def parse_json(text: str | bytes, **options: Any) -> Any:
         return json.loads(text, **options)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-
-
-_FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
-
-
-def inherited_fd(target: str | os.PathLike) -> int | None:
-    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
-    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
-    descriptor, as the shell opened it (appending, or after what came before), never replaced."""
-    path = os.path.abspath(os.path.expanduser(target))
-    for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
-        match = _FD_PATH.fullmatch(path)
-        if match and match["pid"] not in ("self", str(os.getpid()), None):
-            return None  # another process's descriptor
-        if match:
-            std, number = match["std"], match["dev"] or match["proc"]
-            return ("in", "out", "err").index(std) if std else int(number)
-        if not os.path.islink(path):
-            return None
-        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.readlink(path))
-        path = os.path.abspath(path)
-    return None
-
-
-def _check_fd(target: str | os.PathLike, fd: int) -> None:
-    """A `BadInputError` unless descriptor `fd` (that `target` names) is open."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        raise BadInputError(f"cannot write {target}: it is not open (the shell closed it)") from None
-
-
-def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
-    """Fail before any work is done if `target` cannot be written; returns the file that will be
-    written (a symlink's target; a path naming an inherited descriptor, such as /dev/stdout, as it is)."""
-    fd = inherited_fd(target)
-    if fd is not None:
-        _check_fd(target, fd)
-        return Path(target).expanduser()
-    path = Path(target).expanduser()
-    if path.is_dir():
-        raise BadInputError(f"{target} is a directory; give a file name for {flag}")
-    if str(target).endswith(("/", os.sep)):  # meant as a directory, which is not there
-        raise BadInputError(f"cannot write {target}: there is no such directory; give a file name for {flag}")
-    if path.exists() and not path.is_file():  # a device or pipe is written in place
-        if not os.access(path, os.W_OK):
-            raise BadInputError(f"cannot write {target}: permission denied")
-        return path
-    try:
-        real = Path(os.path.realpath(path, strict=True))
-    except FileNotFoundError:  # a new file, or a symlink to one
-        real = Path(os.path.realpath(path))
-    except OSError as exc:  # a symlink loop
-        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    if not real.parent.is_dir():
-        raise BadInputError(f"cannot write {target}: directory {real.parent} does not exist")
-    try:  # a real try: access() says yes to root on read-only and virtual file systems
-        fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise BadInputError(f"cannot write {target}: {_unwritable(real, exc)}") from exc
-    return real
-
-
-def _unwritable(path: Path, exc: OSError) -> str:
-    """Why no file can be made beside `path` to replace it (`exc`): a read-only `path` says so, and so
-    does a directory that takes no new files (a virtual file system's answer is "no such file")."""
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not os.access(path.parent, os.W_OK):
-        return f"directory {path.parent} is not writable"  # the file is written beside itself, then renamed
-    if path.is_file() and (not os.access(path, os.W_OK) or not file_mode(path) & 0o222):
-        return "the file is read-only"
-    if exc.errno == errno.ENOENT:
-        return f"directory {path.parent} takes no new files"
-    return exc.strerror or str(exc)
-
-
-def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
-    """A write that failed part-way (exit 1): the place was checked writable, so this is no bad input."""
-    hint = " (free some space, or write elsewhere)" if exc.errno in DISK_FULL else ""
-    return WriteError(f"cannot write {target}: {exc.strerror or exc}{hint}")
-
-
-def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
-    """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
-    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
-    variable) or the `source` file itself (the result would replace what it was made from) is an error."""
-    if output is None or output == "-":
-        return None
-    if not output.strip():
-        raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
-    if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
-        return None
-    if source is not None and os.path.exists(output) and _reads(source, output):
-        raise BadInputError(f"{flag} {output} is the input file{' (standard input reads it)' if source == '-' else ''}; write the result to another file")
-    check_writable(output, flag)
-    return output
-
-
-def _reads(source: str, output: str) -> bool:
-    """Whether `output` is the file that `source` reads: that file, or for "-" the file standard
-    input is redirected from (`< FILE`)."""
-    if source != "-":
-        return os.path.isfile(source) and os.path.samefile(source, output)
-    try:
-        given, there = os.fstat(sys.stdin.fileno()), os.stat(output)
-    except (AttributeError, OSError, ValueError):  # no stdin, or one with no file descriptor
-        return False
-    return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (there.st_dev, there.st_ino)
-
-
-def file_mode(path: Path) -> int:
-    """The permissions a written file gets: those of the file it replaces, else what the umask allows."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf-8"):
-    """`target`, a device, pipe or inherited descriptor (see `inherited_fd`), opened to write in
-    place: a descriptor is written through as it is, not opened anew (which could start at its
-    beginning and write over what others wrote there)."""
-    fd = inherited_fd(target)
-    if fd is None:
-        return open(target, mode, encoding=encoding)
-    for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
-        with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
-            if stream.fileno() == fd:
-                stream.flush()
-    return open(fd, mode, encoding=encoding, closefd=False)
-
-
-def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
-    """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
-    keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
-    device or pipe is written directly. `flag` names the option the path came from in errors; an
-    `encoding` other than UTF-8 (`utf-16-le`, `utf-8-sig`, ...) is written with a byte-order mark."""
-    real = check_writable(target, flag)
-    body = text if text.endswith("\n") else text + "\n"
-    body = body if encoding in ("utf-8", "utf-8-sig") else "\ufeff" + body  # utf-8-sig writes its own
-    fd = inherited_fd(target)
-    if fd is not None or (real.exists() and not real.is_file()):
-        try:
-            with open_stream(target, "w", encoding) as handle:
-                handle.write(body)
-        except OSError as exc:
-            raise _write_failed(target, exc) from exc
-        return Path(target).expanduser()
-    mode = file_mode(real) if real.exists() or not private else 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_failed(target, exc) from exc
-        raise
-    return Path(target).expanduser()
 
 
 def unquote(cell: str) -> str:

@@ -7,7 +7,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import STDIN, check_utf8, output_target, parse_json
+from ..textio import STDIN, check_utf8, parse_json
+from ..writing import output_target
 from . import complete, examples
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 

@@ -16,7 +16,8 @@ from ..errors import AigcError, BadInputError, ContextLengthError, ConversationD
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
-from ..textio import STDIN, check_writable, read_document, readable_name
+from ..textio import STDIN, read_document, readable_name
+from ..writing import check_writable
 from . import complete, examples
 from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
 

@@ -7,7 +7,8 @@ import typer
 
 from .. import ui
 from ..errors import AigcError, BadInputError
-from ..textio import first_words, numbered_lines, output_target, read_input
+from ..textio import first_words, numbered_lines, read_input
+from ..writing import output_target
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file

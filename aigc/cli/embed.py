@@ -7,7 +7,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import check_utf8, numbered_lines, output_target, read_input
+from ..textio import check_utf8, numbered_lines, read_input
+from ..writing import output_target
 from . import examples
 from .lines import LineResults, check_lines_source, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file

@@ -8,7 +8,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, UnknownModelError
-from ..textio import check_writable, readable_json
+from ..textio import readable_json
+from ..writing import check_writable
 from . import complete, examples
 from .options import given_model, stdin_text
 

@@ -367,7 +367,7 @@ def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:
 
 def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
     """A result on stdout, or written to the `-o` file (atomically, in `encoding`)."""
-    from ..textio import write_atomic
+    from ..writing import write_atomic
 
     if output:
         ui.info(f"wrote {write_atomic(output, text, encoding=encoding)}")

@@ -11,7 +11,8 @@ from ..engine.models import registered_models
 from ..errors import BadInputError, UnknownTemplateError
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
-from ..textio import output_target, read_document
+from ..textio import read_document
+from ..writing import output_target
 from . import complete, examples
 from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 

@@ -7,7 +7,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import output_target, read_document
+from ..textio import read_document
+from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin

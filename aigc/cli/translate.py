@@ -9,7 +9,8 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, output_target, read_input
+from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, read_input
+from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file

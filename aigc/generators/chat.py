@@ -13,7 +13,8 @@ from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
 from ..json_schemas import answer_texts
 from ..template_files import foreign_host
-from ..textio import check_writable, readable_name
+from ..textio import readable_name
+from ..writing import check_writable
 from .base import Generator, check_varied, coerce_value, get_generator, type_name
 from .template import checked_values
 

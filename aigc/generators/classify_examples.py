@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Collection
 from .. import config
 from ..errors import AigcError, AigcWarning, BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
-from ..textio import numbered_lines, read_document, unquote, write_atomic
+from ..textio import numbered_lines, read_document, unquote
+from ..writing import write_atomic
 
 if TYPE_CHECKING:
     from .classify import ClassifyGenerator, ClassifyOptions

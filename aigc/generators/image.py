@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError, ModelSettingError, OptionError, option
-from ..textio import file_mode, parse_json
+from ..textio import parse_json
+from ..writing import file_mode
 from .base import Generator
 
 MIN_SIDE = 64

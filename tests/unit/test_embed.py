@@ -117,6 +117,75 @@ def test_another_model_under_the_same_name_never_gets_the_cached_vectors(tmp_pat
     assert again[0] == pytest.approx(other.embed(["bees"])[0])
 
 
+def test_the_cache_keeps_only_the_vectors_used_last(tmp_path, monkeypatch):
+    """As the classify caches keep the fits used last, so the file cannot grow without bound."""
+    import aigc.similarity as similarity
+
+    monkeypatch.setattr(similarity, "KEPT_VECTORS", 3)
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    for text in ("a", "b", "c"):
+        cache.store("m", [text], [[1.0, 0.0]])
+    assert list(cache.lookup("m", ["a"])) == [0]  # found: used now, so "b" is the one used longest ago
+    cache.store("m", ["d"], [[0.0, 1.0]])
+    assert sorted(cache.lookup("m", ["a", "b", "c", "d"])) == [0, 2, 3]
+    cache.store("other model", ["e", "f"], [[1.0, 0.0], [0.0, 1.0]])  # one cap for all models together
+    assert len(cache.lookup("m", ["a", "b", "c", "d"])) == 1 and not cache.broken
+
+
+def test_a_cache_an_older_aigc_made_is_read_and_capped(tmp_path, monkeypatch):
+    import sqlite3
+    from array import array
+
+    import aigc.similarity as similarity
+
+    path = tmp_path / "embeddings.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))")
+        old.executemany("INSERT INTO vectors VALUES (?, ?, ?)", [("m", similarity._digest(t), array("f", [0.5, 0.5]).tobytes()) for t in ("old", "older")])
+    old.close()
+    monkeypatch.setattr(similarity, "KEPT_VECTORS", 2)
+    cache = EmbeddingCache(path)
+    assert cache.lookup("m", ["old"]) == {0: [0.5, 0.5]}
+    cache.store("m", ["new"], [[1.0, 0.0]])
+    assert sorted(cache.lookup("m", ["old", "older", "new"])) == [0, 2] and not cache.broken
+
+
+def test_a_read_only_cache_is_read_as_it_is(tmp_path, monkeypatch):
+    """Marking the vectors found as used is a write; a cache that takes none still gives them."""
+    import sqlite3
+
+    import aigc.similarity as similarity
+
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    cache.store("m", ["bees"], [[1.0, 0.0]])
+    real = sqlite3.connect
+    monkeypatch.setattr(similarity.sqlite3, "connect", lambda path, **kwargs: real(f"file:{path}?mode=ro", uri=True, **kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.lookup("m", ["bees", "honey"]) == {0: [1.0, 0.0]}
+
+
+def test_a_connection_is_closed_when_its_table_cannot_be_made(tmp_path, monkeypatch):
+    import sqlite3
+
+    import aigc.similarity as similarity
+
+    closed = []
+
+    class Broken:
+        def execute(self, *args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(similarity.sqlite3, "connect", lambda *args, **kwargs: Broken())
+    cache = EmbeddingCache(tmp_path / "embeddings.db")
+    with pytest.warns(AigcWarning, match="disk I/O error"):
+        assert cache.lookup("m", ["bees"]) == {}
+    assert closed == [True]
+
+
 def test_a_locked_cache_is_given_up_after_one_wait(tmp_path, monkeypatch):
     import sqlite3
 

@@ -296,18 +296,18 @@ def test_output_file_errors(tiny_pipeline_dir, tmp_path):
 
 
 def test_unwritable_directory(tiny_pipeline_dir, tmp_path, monkeypatch):
-    from aigc import textio
+    from aigc import writing
 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    real_mkstemp = textio.tempfile.mkstemp
+    real_mkstemp = writing.tempfile.mkstemp
 
     def mkstemp(*args, dir=None, **kwargs):  # root ignores modes
         if Path(dir) == locked:
             raise PermissionError(13, "Permission denied")
         return real_mkstemp(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(textio.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(writing.tempfile, "mkstemp", mkstemp)
     code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", locked / "out.png")
     assert code == 2 and "Permission denied" in lines[0] and files(locked) == []
 

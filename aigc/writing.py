@@ -1,0 +1,213 @@
+"""Writing results: an output path checked before any work is done, a file replaced atomically
+(its permissions kept, a new one's from the umask), a descriptor the shell passed in (/dev/stdout)
+written in place, and directories made with one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import DISK_FULL, BadInputError, WriteError
+
+
+def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
+    """`path` as a directory, made if needed (with `mode`, under the umask; its parents as usual); a
+    one-line error (ending with `hint`) when it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=mode, exist_ok=True)
+    except OSError as exc:
+        blocker = next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
+        why = f"{blocker} is a file" if blocker else exc.strerror or exc  # not "File exists"
+        raise BadInputError(f"cannot make directory {path}: {why} ({hint})") from None
+    return path
+
+
+_FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
+
+
+def inherited_fd(target: str | os.PathLike) -> int | None:
+    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
+    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
+    descriptor, as the shell opened it (appending, or after what came before), never replaced."""
+    path = os.path.abspath(os.path.expanduser(target))
+    for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
+        match = _FD_PATH.fullmatch(path)
+        if match and match["pid"] not in ("self", str(os.getpid()), None):
+            return None  # another process's descriptor
+        if match:
+            std, number = match["std"], match["dev"] or match["proc"]
+            return ("in", "out", "err").index(std) if std else int(number)
+        if not os.path.islink(path):
+            return None
+        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.readlink(path))
+        path = os.path.abspath(path)
+    return None
+
+
+def _check_fd(target: str | os.PathLike, fd: int) -> None:
+    """A `BadInputError` unless descriptor `fd` (that `target` names) is open."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise BadInputError(f"cannot write {target}: it is not open (the shell closed it)") from None
+
+
+def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
+    """Fail before any work is done if `target` cannot be written; returns the file that will be
+    written (a symlink's target; a path naming an inherited descriptor, such as /dev/stdout, as it is)."""
+    fd = inherited_fd(target)
+    if fd is not None:
+        _check_fd(target, fd)
+        return Path(target).expanduser()
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise BadInputError(f"{target} is a directory; give a file name for {flag}")
+    if str(target).endswith(("/", os.sep)):  # meant as a directory, which is not there
+        raise BadInputError(f"cannot write {target}: there is no such directory; give a file name for {flag}")
+    if path.exists() and not path.is_file():  # a device or pipe is written in place
+        if not os.access(path, os.W_OK):
+            raise BadInputError(f"cannot write {target}: permission denied")
+        return path
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:  # a new file, or a symlink to one
+        real = Path(os.path.realpath(path))
+    except OSError as exc:  # a symlink loop
+        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if not real.parent.is_dir():
+        raise BadInputError(f"cannot write {target}: directory {real.parent} does not exist")
+    try:  # a real try: access() says yes to root on read-only and virtual file systems
+        fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInputError(f"cannot write {target}: {_unwritable(real, exc)}") from exc
+    return real
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    """Why no file can be made beside `path` to replace it (`exc`): a read-only `path` says so, and so
+    does a directory that takes no new files (a virtual file system's answer is "no such file")."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not os.access(path.parent, os.W_OK):
+        return f"directory {path.parent} is not writable"  # the file is written beside itself, then renamed
+    if path.is_file() and (not os.access(path, os.W_OK) or not file_mode(path) & 0o222):
+        return "the file is read-only"
+    if exc.errno == errno.ENOENT:
+        return f"directory {path.parent} takes no new files"
+    return exc.strerror or str(exc)
+
+
+def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
+    """A write that failed part-way (exit 1): the place was checked writable, so this is no bad input."""
+    hint = " (free some space, or write elsewhere)" if exc.errno in DISK_FULL else ""
+    return WriteError(f"cannot write {target}: {exc.strerror or exc}{hint}")
+
+
+def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
+    """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
+    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
+    variable) or the `source` file itself (the result would replace what it was made from) is an error."""
+    if output is None or output == "-":
+        return None
+    if not output.strip():
+        raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
+    if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
+        return None
+    if source is not None and os.path.exists(output) and _reads(source, output):
+        raise BadInputError(f"{flag} {output} is the input file{' (standard input reads it)' if source == '-' else ''}; write the result to another file")
+    check_writable(output, flag)
+    return output
+
+
+def _reads(source: str, output: str) -> bool:
+    """Whether `output` is the file that `source` reads: that file, or for "-" the file standard
+    input is redirected from (`< FILE`)."""
+    if source != "-":
+        return os.path.isfile(source) and os.path.samefile(source, output)
+    try:
+        given, there = os.fstat(sys.stdin.fileno()), os.stat(output)
+    except (AttributeError, OSError, ValueError):  # no stdin, or one with no file descriptor
+        return False
+    return stat.S_ISREG(given.st_mode) and (given.st_dev, given.st_ino) == (there.st_dev, there.st_ino)
+
+
+def file_mode(path: Path) -> int:
+    """The permissions a written file gets: those of the file it replaces, else what the umask allows."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+_PROC_STATUS = "/proc/self/status"
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux's `Umask:` line
+    in /proc/self/status); else set for a moment, under a lock, to a stricter mask than most (0o077,
+    so a file another thread makes meanwhile is private, never open to all) and put back."""
+    with contextlib.suppress(OSError, ValueError):
+        with open(_PROC_STATUS, encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf-8"):
+    """`target`, a device, pipe or inherited descriptor (see `inherited_fd`), opened to write in
+    place: a descriptor is written through as it is, not opened anew (which could start at its
+    beginning and write over what others wrote there)."""
+    fd = inherited_fd(target)
+    if fd is None:
+        return open(target, mode, encoding=encoding)
+    for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
+            if stream.fileno() == fd:
+                stream.flush()
+    return open(fd, mode, encoding=encoding, closefd=False)
+
+
+def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
+    """Write text to a temp file beside `target` (a symlink's target), then rename it into place,
+    keeping the replaced file's permissions (a new `private` file is readable by its owner only); a
+    device or pipe is written directly. `flag` names the option the path came from in errors; an
+    `encoding` other than UTF-8 (`utf-16-le`, `utf-8-sig`, ...) is written with a byte-order mark."""
+    real = check_writable(target, flag)
+    body = text if text.endswith("\n") else text + "\n"
+    body = body if encoding in ("utf-8", "utf-8-sig") else "\ufeff" + body  # utf-8-sig writes its own
+    fd = inherited_fd(target)
+    if fd is not None or (real.exists() and not real.is_file()):
+        try:
+            with open_stream(target, "w", encoding) as handle:
+                handle.write(body)
+        except OSError as exc:
+            raise _write_failed(target, exc) from exc
+        return Path(target).expanduser()
+    mode = file_mode(real) if real.exists() or not private else 0o600
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_failed(target, exc) from exc
+        raise
+    return Path(target).expanduser()
