@@ -18,6 +18,13 @@ from .generators.base import type_name
 from .textio import STDIN, decode_text, numbered_lines, parse_json, unquote
 
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt")
+INPUT_FORMATS = ("jsonl", "csv", "tsv", "txt")  # what `input_format` names
+
+
+def check_input_format(input_format: str | None) -> None:
+    """A `BadInputError` for an `input_format` that is none of `INPUT_FORMATS`."""
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise BadInputError(f"{option('input_format')} names the format of the rows: jsonl, csv, tsv or txt, not {input_format!r}")
 
 
 @dataclass
@@ -33,20 +40,25 @@ class Row:
     numbered: bool = False  # whether the row has no id of its own and `id` is its number
 
 
-def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True) -> list[Row]:
+def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True, input_format: str | None = None) -> list[Row]:
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
     or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
-    Ids default to the row number and must be unique strings or numbers (to resume by them) unless `unique_ids` is False."""
+    `input_format` (jsonl, csv, tsv or txt) names the format of stdin or of a file whatever its
+    name (a pipe, `<(cut -f1 x.tsv)`). Ids default to the row number and must be unique strings or
+    numbers (to resume by them) unless `unique_ids` is False."""
     if not isinstance(path, (str, Path)):
         raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
+    check_input_format(input_format)
     piped = str(path) == "-"
     if piped:
         if sys.stdin is None or sys.stdin.isatty():
-            raise BadInputError("-i - reads JSON Lines from stdin, but nothing was piped in; pipe rows in or give a file")
-        text, path, suffix = decode_text(sys.stdin.buffer.read(), STDIN, "JSON Lines"), Path(STDIN), ".jsonl"  # named so in errors
+            raise BadInputError(f"-i - reads rows ({'JSON Lines' if input_format is None else input_format}) from stdin, but nothing was piped in; pipe rows in or give a file")
+        suffix = f".{input_format or 'jsonl'}"
+        kind = "JSON Lines" if suffix == ".jsonl" else f"a {suffix} file"
+        text, path = decode_text(sys.stdin.buffer.read(), STDIN, kind, keep_crlf=suffix in (".csv", ".tsv")), Path(STDIN)  # named so in errors
     else:
         path = Path(path)
-        suffix = path.suffix.lower()
+        suffix = f".{input_format}" if input_format else path.suffix.lower()
         if not path.exists():  # named first: a missing file's suffix is no news
             raise BadInputError(f"no such file: {path}")
         if suffix not in FORMATS:
@@ -54,7 +66,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
                 ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)",
                 ".parquet": f"; `python -c \"import pandas; pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', lines=True, force_ascii=False)\"` writes its rows as JSON Lines",
                 **dict.fromkeys((".xlsx", ".xls", ".ods"), "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"),
-            }.get(suffix, "")
+            }.get(suffix, f"; {option('input_format', 'txt')} (or csv, tsv, jsonl) names the format of a file named otherwise, such as a pipe or <(cut -f1 x.tsv)")
             raise BadInputError(f"{path}: rows are read from {', '.join(FORMATS)} files{hint}")
         if path.is_dir():
             raise BadInputError(f"{path} is a directory; give a file")
@@ -82,8 +94,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         rows = [_table_row(n, record, id_field, field, len(names), tsv) for n, record in enumerate(records, 1)]
     if not rows:
         raise BadInputError(f"{path} holds no rows")
-    if piped and all(row.error for row in rows):  # rows in another format: one error, not one a line
-        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; read a .csv, .tsv or .txt from a file of that name")
+    if piped and suffix == ".jsonl" and all(row.error for row in rows):  # rows in another format: one error, not one a line
+        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; for other rows name their format, e.g. {option('input_format', 'txt')} for a text a line (or csv, tsv)")
     if id_field != "id" and suffix == ".txt":
         raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
     if id_field != "id" and not any(id_field in r.fields for r in rows):

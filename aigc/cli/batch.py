@@ -45,7 +45,8 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8 with a byte-order mark; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
-    input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for JSON Lines on stdin (read when piped and no -i is given).", show_default=False)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for stdin (read when piped and no -i is given): JSON Lines, or the --format named.", show_default=False)] = None,
+    input_format: Annotated[Optional[str], typer.Option("--format", metavar="jsonl|csv|tsv|txt", help="The format of the rows of -i - (stdin; default jsonl) or of a file whatever its name, such as a pipe: cut -f1 x.tsv | aigc batch ... --format txt, or -i <(...) --format csv.", autocompletion=complete.input_formats, show_default=False)] = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
@@ -59,7 +60,7 @@ def batch(
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
     from ..batch import check_concurrency, check_on_error, check_output_name, needs_model, run_batch
-    from ..batch_inputs import check_inputs, read_rows
+    from ..batch_inputs import INPUT_FORMATS, check_inputs, read_rows
     from ..batch_output import pending_rows, streams, with_line_options, writing
     from ..batch_tables import TABLES, table_state, write_table
     from ..engine.sampling import SamplingParams
@@ -85,13 +86,16 @@ def batch(
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}{did_you_mean([task], registered_generators())}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
+    if input_format not in (None, *INPUT_FORMATS):  # `--format bullets`, meant for the summary
+        own = f"; the {task} task's own format option is given with -O, e.g. -O format={input_format}" if "format" in generator.option_names() else ""
+        raise BadInputError(f"--format names the format of the input rows: jsonl, csv, tsv or txt, not {input_format!r}{own}")
     if "template" in options:  # its front matter may name the model
         generator = run.generator(task, template=options["template"])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
-    lines = input.lower().endswith(".txt")  # its rows are lines of plain text
+    lines = input_format == "txt" if input_format else input.lower().endswith(".txt")  # its rows are lines of plain text
     field = (generator.line_field if lines else "text") if field is None else field
-    rows = read_rows(input, id_field, field)
+    rows = read_rows(input, id_field, field, input_format=input_format)
     generator.check_sampled(run.sampling())
     options = with_line_options(generator, options, lines)
     try:
@@ -150,6 +154,7 @@ EXAMPLES = examples(
     "aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40",
     "aigc batch translate -i lines.txt -o out.jsonl -O target_language=French",
     "aigc batch headline -i topics.txt -o headlines.jsonl -O n=5",
+    "cut -f2 reviews.tsv | aigc batch classify --format txt -O labels=negative,positive -o labels.jsonl",
 )
 
 

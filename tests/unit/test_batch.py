@@ -1376,7 +1376,43 @@ def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkey
     assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [("a", "Bees make honey.")]
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
     assert result.exit_code == 2 and "Error: -i - reads JSON Lines (one object a line) from stdin, and line 1 is not: bad JSON" in result.stderr, result.output
+    assert result.stderr.endswith("; for other rows name their format, e.g. --format txt for a text a line (or csv, tsv)\n")
     assert not (tmp_path / "csv.jsonl").exists()
+
+
+def test_input_format_names_the_format_of_a_file_without_a_suffix_such_as_a_pipe(tmp_path):
+    (tmp_path / "lines").write_text("one\n\ntwo\n")
+    (tmp_path / "table").write_text('id,text\r\n7,"one,\r\ntwo"\r\n')
+    with pytest.raises(BadInputError) as error:
+        read_rows(tmp_path / "lines")
+    assert str(error.value) == f"{tmp_path / 'lines'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; input_format=txt (or csv, tsv, jsonl) names the format of a file named otherwise, such as a pipe or <(cut -f1 x.tsv)"
+    assert [(r.id, r.fields) for r in read_rows(tmp_path / "lines", input_format="txt")] == [(1, {"text": "one"}), (3, {"text": "two"})]
+    assert [(r.id, r.fields["text"]) for r in read_rows(tmp_path / "table", input_format="csv")] == [("7", "one,\r\ntwo")]  # a quoted cell's CRLF kept, as in a .csv
+    with pytest.raises(BadInputError, match="names the format of the rows: jsonl, csv, tsv or txt, not 'xml'"):
+        read_rows(tmp_path / "lines", input_format="xml")
+
+
+def test_format_reads_plain_lines_or_a_table_piped_in_and_a_rerun_resumes_by_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "summarize", "--format", "txt", "-o", str(out)], input="Bees make honey.\n\nSolar panels.\n")  # cut -f1 x.tsv | aigc batch ...
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [(1, "Bees make honey."), (3, "Solar panels.")]
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "txt", "-o", str(out)], input="Bees make honey.\n\nSolar panels, edited.\n")
+    assert result.exit_code == 0 and "1 row written" in result.stderr and "1 had another input in an earlier run), 1 already done" in result.stderr, result.output
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "csv", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["result"]["summary"]) for r in lines(tmp_path / "csv.jsonl")] == [("1", "Bees")]
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "bullets", "-o", str(tmp_path / "b.jsonl")], input="x\n")
+    assert result.exit_code == 2 and result.stderr == "Error: --format names the format of the input rows: jsonl, csv, tsv or txt, not 'bullets'; the summarize task's own format option is given with -O, e.g. -O format=bullets\n"
+    (tmp_path / "nosuffix").write_text("x\n")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "nosuffix"), "-o", str(tmp_path / "n.jsonl")])
+    assert result.exit_code == 2 and "; --format txt (or csv, tsv, jsonl) names the format of a file named otherwise" in result.stderr, result.output
 
 
 def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp_path, monkeypatch):
