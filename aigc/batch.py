@@ -44,6 +44,7 @@ class BatchSummary:
     changed: int = 0  # had a result from an earlier run, run again as its input has changed since
     errors: int = 0
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
+    unchanged: list[Row] = dataclasses.field(default_factory=list)  # rows whose result is their text given back (`"unchanged": true`, as summarize's)
     to_raise: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # rows whose error says to raise these options (any one), by option
     seconds: float = 0.0
     rows: int = 0
@@ -173,6 +174,8 @@ def run_batch(
                         os.fsync(sink.fileno())
                     summary.done += 1
                     summary.short += bool(isinstance(line.get("result"), dict) and line["result"].get("missing"))
+                    if isinstance(line.get("result"), dict) and line["result"].get("unchanged") is True:
+                        summary.unchanged.append(row)
                     report(summary.done, len(todo))
         except AigcError:  # stopped at a bad row
             if not stream:

@@ -1,5 +1,6 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Collection, Optional
 
@@ -10,6 +11,7 @@ from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, U
 from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
+from .lines import given_back_note
 from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
 
@@ -136,6 +138,9 @@ def batch(
     if summary.short:
         what = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer" if same_every_time(generator.engine) else "raise --temperature, or ask for fewer"
         ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); {what}")
+    if summary.unchanged:
+        ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(summary.unchanged, key=lambda row: row.number)]
+        ui.warn(given_back_note("id", ids, summary.done, '; their results say "unchanged": true'))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"

@@ -80,6 +80,15 @@ class LineResults:
             raise ItemsFailedError(f"{self.failed} of {total} lines failed (warned above){rest}")
 
 
+def given_back_note(kind: str, places: list[str], total: int, marked: str = "") -> str:
+    """One warning for the texts of `total` no longer than the summary asked for (`"unchanged": true`),
+    naming the first few of them (`kind` "line", `places` its numbers) and then `marked`, where a
+    warning each would bury the others."""
+    shown = f"{kind}{'s' * (len(places) > 1)} {', '.join(places[:5])}" + (f" and {len(places) - 5} more" if len(places) > 5 else "")
+    one = len(places) == 1
+    return f"{len(places)} of {total} texts {'was' if one else 'were'} no longer than the summary asked for and {'is' if one else 'are'} given back as {'it is' if one else 'they are'} ({shown}{marked})"
+
+
 def one_line(text: str) -> str:
     """`text` on one line, as `--lines` prints a result: its lines joined by single spaces, the
     first one's leading white space (an indented line's translation) kept as `--json` has it."""
@@ -91,14 +100,15 @@ def one_line(text: str) -> str:
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict, Any], list[str]] = lambda result, generator: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
-    encoding: str = "utf-8", line_end: str = "\n",
+    encoding: str = "utf-8", line_end: str = "\n", given_back: Callable[[dict], bool] = lambda result: False,
 ) -> None:
     """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
     `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
-    with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr)."""
+    with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr);
+    the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`)."""
     from ..batch import run_rows
     from ..batch_inputs import Row
 
@@ -112,6 +122,7 @@ def run_lines(
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
     shown = LineResults(as_json, output, encoding, line_end)
+    unchanged: list[int] = []
     with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress:  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
@@ -122,9 +133,13 @@ def run_lines(
                 result = outcome["result"]
                 for note in notes(result, generator):
                     ui.warn(f"line {row.number}: {note}")
+                if given_back(result):
+                    unchanged.append(row.number)
                 shown.show(row.number, one_line(render(result)), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
+    if unchanged:
+        ui.warn(given_back_note("line", [str(number) for number in unchanged], len(rows)))
     shown.finish(text)
     run.report(generator)
     shown.check(len(rows))

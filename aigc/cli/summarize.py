@@ -40,7 +40,7 @@ def summarize(
     if chunk_tokens is not None:
         options["chunk_tokens"] = chunk_tokens
     if lines:
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, _: summary_notes(result), output=output)
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, _: summary_notes(result, one=False), output=output, given_back=lambda r: r["unchanged"])
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
@@ -55,8 +55,10 @@ def summarize(
     run.report(generator)
 
 
-def summary_notes(result: dict) -> list[str]:
-    if result["unchanged"]:
+def summary_notes(result: dict, one: bool = True) -> list[str]:
+    """Warnings about a summary; a text given back unchanged is warned of here for `one` text only
+    (`--lines` warns of those once, at the end)."""
+    if result["unchanged"] and one:
         return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
     return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
 

@@ -1415,6 +1415,22 @@ def test_format_reads_plain_lines_or_a_table_piped_in_and_a_rerun_resumes_by_lin
     assert result.exit_code == 2 and "; --format txt (or csv, tsv, jsonl) names the format of a file named otherwise" in result.stderr, result.output
 
 
+def test_rows_given_back_unchanged_get_one_warning_naming_their_ids_in_input_order(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: FakeEngine())
+    long = " ".join(["Bees make honey in hives."] * 60)
+    rows = [{"id": f"r{n}", "text": long if n == 2 else f"short text {n}"} for n in range(1, 9)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--concurrency", "4"])
+    assert result.exit_code == 0, result.output
+    assert [r["result"]["unchanged"] for r in lines(tmp_path / "out.jsonl")] == [n != 2 for n in range(1, 9)]
+    assert result.stderr.splitlines()[-1] == 'Warning: 7 of 8 texts were no longer than the summary asked for and are given back as they are (ids "r1", "r3", "r4", "r5", "r6" and 2 more; their results say "unchanged": true)'
+
+
 def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -431,6 +431,17 @@ def test_lines_with_a_failing_line_prints_the_others_and_exits_1(tiny_model_dir,
     assert every.exit_code == 1 and every.stderr.strip().endswith("Error: 2 of 2 lines failed (warned above)")
 
 
+def test_short_lines_given_back_as_they_are_get_one_warning_at_the_end_not_one_each():
+    text = "".join(f"short text {n}\n" + "\n" * (n == 1) for n in range(1, 9))  # line 2 blank
+    result = invoke("summarize", "-", "--lines", "-m", "echo", "--no-log", input=text)
+    assert result.exit_code == 0 and result.stdout == text, result.output
+    assert result.stderr == 'Warning: 8 of 8 texts were no longer than the summary asked for and are given back as they are (lines 1, 3, 4, 5, 6 and 3 more)\n'
+    one = invoke("summarize", "-", "--lines", "-m", "echo", "--no-log", input="\nshort text\n")
+    assert one.stderr == "Warning: 1 of 1 texts was no longer than the summary asked for and is given back as it is (line 2)\n"
+    single = invoke("summarize", "-", "-m", "echo", "--no-log", input="short text\n")
+    assert single.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n"
+
+
 def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path, unloadable):
     (tmp_path / "topics.txt").write_text("bees\ncities\n")
     commands = [
