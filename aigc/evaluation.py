@@ -12,6 +12,7 @@ from .errors import AigcError, BadInputError, UnknownLabelError, option
 
 BATCH = 32  # texts classified per call, so progress can be reported
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv")  # labelled data files
+INPUT_FORMATS = ("tsv", "csv", "jsonl")  # what `input_format` names
 
 
 @dataclass
@@ -32,29 +33,34 @@ class ClassifyReport:
         return asdict(self)
 
 
-def read_labelled(path: str | Path, field: str | None = None, label_field: str | None = None, labels: Collection[str] = (), one_label: str = "give one label per text") -> list[tuple[str, str]]:
+def read_labelled(path: str | Path, field: str | None = None, label_field: str | None = None, labels: Collection[str] = (), one_label: str = "give one label per text", input_format: str | None = None) -> list[tuple[str, str]]:
     """`(text, label)` rows of a labelled data file. A .tsv file (or - for stdin) is read as examples are
     (`text<TAB>label` lines, an optional header; `labels`, the names the data may use, tell a
     header), unless `field` or `label_field` names its columns; then, and for .jsonl (.ndjson) and
     .csv, the rows are read by `read_table`, each text from the column (JSON key) `field` and its
-    label from `label_field` (known names where not given). A text of several labels is an error
-    saying `one_label` (what to do instead)."""
-    from .generators.classify_examples import ROW_FIX, checked, load_examples, read_table
+    label from `label_field` (known names where not given). `input_format` (tsv, csv or jsonl)
+    names the format of stdin or of a file whatever its name (a pipe, `<(cut -f2,3 x.tsv)`). A text
+    of several labels is an error saying `one_label` (what to do instead)."""
+    from .generators.classify_examples import ROW_FIX, TABLES, checked, load_examples, read_table
+    from .textio import STDIN
 
     stdin = str(path) == "-"
     path = Path(path)
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise BadInputError(f"{option('input_format')} names the format of the labelled texts: {', '.join(INPUT_FORMATS)}, not {input_format!r}")
     if not stdin and not path.exists():
         raise BadInputError(f"no such data file: {path}")
-    suffix = ".tsv" if stdin else path.suffix.lower()
+    input_format = input_format or ("tsv" if stdin else None)
+    suffix = f".{input_format}" if input_format else path.suffix.lower()
     if suffix not in FORMATS:
         given = f"a {suffix} file" if suffix else "a file without a suffix"
-        raise BadInputError(f"{path}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not {given}; name it by its format")
-    if stdin and (field or label_field):
-        raise BadInputError(f"stdin is read as TSV, text<TAB>label; give a file to choose its columns with {option('field')} and {option('label_field')}")
+        raise BadInputError(f"{path}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not {given}; rename it so, or give its format with {option('input_format', 'tsv')} (or csv, jsonl)")
     if suffix == ".tsv" and field is None and label_field is None:
+        if not stdin and path.suffix.lower() in TABLES:  # read by its name as a table
+            raise BadInputError(f"{path} is named as a {path.suffix.lower()} file: give it a name that ends in .tsv to read it as text<TAB>label lines")
         return [(text, names[0]) for text, names in load_examples("-" if stdin else path, one_label, kind="data file", labels=labels)]
-    table = read_table(path, field, label_field, (option("field"), option("label_field")))
-    return [(text, names[0]) for text, names in checked(str(path), table, one_label, "data file", ROW_FIX)]
+    table = read_table("-" if stdin else path, field, label_field, (option("field"), option("label_field")), input_format)
+    return [(text, names[0]) for text, names in checked(STDIN if stdin else str(path), table, one_label, "data file", ROW_FIX)]
 
 
 def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:

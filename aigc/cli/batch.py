@@ -157,9 +157,8 @@ def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:
 
 EXAMPLES = examples(
     "aigc batch summarize -i docs.jsonl -o summaries.jsonl -O words=40",
-    "aigc batch translate -i lines.txt -o out.jsonl -O target_language=French",
     "aigc batch headline -i topics.txt -o headlines.jsonl -O n=5",
-    "cut -f2 reviews.tsv | aigc batch classify --format txt -O labels=negative,positive -o labels.jsonl",
+    "aigc batch classify -i - --format txt -O labels=neg,pos -o labels.jsonl",
 )
 
 

@@ -123,6 +123,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
     labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
+    input_format: Annotated[Optional[str], typer.Option("--format", metavar="tsv|csv|jsonl", help="The format of DATA when it is - (stdin; default tsv) or a file named otherwise, such as <(cut -f2,3 x.tsv); not of --examples.", show_default=False)] = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text, or the one column of a known name such as review); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label, or one such as sentiment); as --field for a .tsv file.", show_default=False)] = None,
     examples: Examples = None,
@@ -141,7 +142,7 @@ def eval_classify(
 
     labels = joined(labels)
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
-    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text")
+    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format)
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")

@@ -141,15 +141,16 @@ def _column(path: str | Path, found: list[str], given: str | None, default: str,
 TABLES = (".csv", ".jsonl", ".ndjson")  # labelled files read by their columns
 
 
-def read_table(path: str | Path, field: str | None = None, label_field: str | None = None, flags: tuple[str, str] | None = None) -> list[tuple[str, str, str | list[str]]]:
+def read_table(path: str | Path, field: str | None = None, label_field: str | None = None, flags: tuple[str, str] | None = None, input_format: str | None = None) -> list[tuple[str, str, str | list[str]]]:
     """`(where, text, label)` of each row of a .csv or .jsonl (.ndjson) file, read as `aigc batch` reads
     rows: the text from the column (JSON key) `field` and the label from `label_field`. A column not
     given is `text` (`label`) where a row has it, else the one other known name of such a column the
     rows have (`review`, `sentiment`). A label is a string, a whole number or a JSON list of strings.
-    `flags` are the options that choose the columns, named in errors (else: rename the columns)."""
+    `flags` are the options that choose the columns, named in errors (else: rename the columns);
+    `input_format` as for `read_rows` (stdin, a file named otherwise)."""
     from ..batch_inputs import add_path, columns, json_kind, read_rows
 
-    rows = read_rows(path, field=field or "text", unique_ids=False)
+    rows = read_rows(path, field=field or "text", unique_ids=False, input_format=input_format)
     for row in rows if label_field else ():  # a dotted name reads a nested label, as `field` does a text
         add_path(row.fields, label_field)
     bad = next((row for row in rows if row.error), None)

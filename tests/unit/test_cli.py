@@ -380,14 +380,20 @@ def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_
         assert json.loads(result.stdout)["examples"] == 3 and json.loads(result.stdout)["labels"] == ["good", "bad"]
     assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "review", "--label-field", "sentiment", "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses label 'bad', not among good, ugly"])
     assert bad("eval", "classify", "-", "-l", "good,ugly", "-m", unloadable, input="I love it\tgood\nI hate it\tbad\n") == (2, ["Error: the data uses label 'bad', not among good, ugly"])  # stdin: TSV
-    assert bad("eval", "classify", "-", "--field", "review", "-m", unloadable, input="I love it\tgood\n") == (2, ["Error: stdin is read as TSV, text<TAB>label; give a file to choose its columns with --field and --label-field"])
+    (tmp_path / "data").write_text((tmp_path / "data.jsonl").read_text())  # as <(jq ...) names it: no suffix
+    for data, columns, piped in [("-", ["--field", "review", "--label-field", "sentiment"], "data.tsv"), ("-", ["--format", "csv"], "data.csv"), (str(tmp_path / "data"), ["--format", "jsonl"], None)]:
+        result = invoke("eval", "classify", data, *columns, "-m", str(tiny_model_dir), "--json", input=piped and (tmp_path / piped).read_text())
+        assert result.exit_code == 0, (data, columns, result.output)
+        assert json.loads(result.stdout)["examples"] == 3 and json.loads(result.stdout)["labels"] == ["good", "bad"]
 
 
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
     (tmp_path / "data.txt").write_text("I love it\tgood\n")
-    assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; name it by its format"])
+    assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; rename it so, or give its format with --format tsv (or csv, jsonl)"])
+    assert bad("eval", "classify", str(tmp_path / "data.txt"), "--format", "txt", "-m", unloadable) == (2, ["Error: --format names the format of the labelled texts: tsv, csv, jsonl, not 'txt'"])
     (tmp_path / "data.jsonl").write_text('{"blurb": "I love it", "label": "good"}\n{"blurb": "awful", "label": "bad"}\n')
     assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'text'; its columns: 'blurb', 'label'; choose one with --field"])
+    assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--format", "tsv", "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'} is named as a .jsonl file: give it a name that ends in .tsv to read it as text<TAB>label lines"])
     assert bad("eval", "classify", str(tmp_path / "data.jsonl"), "--field", "blurb", "--label-field", "gold", "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.jsonl'}: no row has the column 'gold'; its columns: 'blurb', 'label'; choose one with --label-field"])
     (tmp_path / "two.csv").write_text("title,review,label\nGood,I love it,good\n")
     assert bad("eval", "classify", str(tmp_path / "two.csv"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'two.csv'}: no row has the column 'text'; 'title' and 'review' could each be it; choose one with --field"])
