@@ -145,43 +145,6 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
 
 
 
-@contextlib.contextmanager
-def stage_status() -> Iterator[Callable[..., None]]:
-    """Show what the engine is doing (download with a byte bar, conversion, loading): a live line
-    on a terminal, plain lines on stderr otherwise (routine loading only with -v). Yields the
-    callback the engine reports to: `stage(name)` or `stage(name, done, total)`."""
-    if not interactive():
-        printed: set[str] = set()
-
-        def plain(stage: str, done: int | None = None, total: int | None = None) -> None:
-            if stage not in printed:
-                printed.add(stage)
-                (debug if stage.startswith("loading") else info)(stage)
-
-        yield plain
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
-    from rich.text import Text
-
-    class Bytes(DownloadColumn):
-        def render(self, task):
-            return super().render(task) if task.total else Text("")
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Bytes())
-    with Progress(*columns, console=stderr(), transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def update(stage: str, done: int | None = None, total: int | None = None) -> None:
-            if stage not in tasks:
-                for task in tasks.values():
-                    progress.update(task, visible=False)
-                tasks[stage] = progress.add_task(stage, total=total)
-                debug(stage)
-            progress.update(tasks[stage], completed=done or 0, total=total)
-
-        yield update
-
-
 class _Lines:
     """Progress as plain lines on stderr where it is no terminal (a log, nohup, CI), as tqdm's
     `mininterval` but for logs: a line at most every `PLAIN_EVERY` seconds, the first only once the
@@ -207,6 +170,49 @@ def _about(seconds: float | None) -> str:
     if seconds < 3600:
         return f", about {round(seconds / 60)} min left"
     return f", about {seconds // 3600} h {seconds % 3600 // 60} min left"
+
+
+@contextlib.contextmanager
+def stage_status() -> Iterator[Callable[..., None]]:
+    """Show what the engine is doing (download with a byte bar, conversion, loading): a live line
+    on a terminal, plain lines on stderr otherwise (routine loading only with -v; the bytes of a long
+    download now and then, as `_Lines`). Yields the callback the engine reports to: `stage(name)` or
+    `stage(name, done, total)`."""
+    if not interactive():
+        from rich.filesize import decimal
+
+        printed: set[str] = set()
+        lines = _Lines()
+
+        def plain(stage: str, done: int | None = None, total: int | None = None) -> None:
+            if stage not in printed:
+                printed.add(stage)
+                (debug if stage.startswith("loading") else info)(stage)
+            elif total:
+                lines(lambda now: f"{stage}: {decimal(done or 0)} of {decimal(total)}")
+
+        yield plain
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+    from rich.text import Text
+
+    class Bytes(DownloadColumn):
+        def render(self, task):
+            return super().render(task) if task.total else Text("")
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Bytes())
+    with Progress(*columns, console=stderr(), transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int | None = None, total: int | None = None) -> None:
+            if stage not in tasks:
+                for task in tasks.values():
+                    progress.update(task, visible=False)
+                tasks[stage] = progress.add_task(stage, total=total)
+                debug(stage)
+            progress.update(tasks[stage], completed=done or 0, total=total)
+
+        yield update
 
 
 @contextlib.contextmanager

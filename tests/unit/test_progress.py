@@ -113,3 +113,15 @@ def test_a_summary_in_parts_whose_stderr_is_a_log_names_each_part_done(tiny_mode
     assert done.exit_code == 0, done.output
     assert re.search(r"^summarizing part \(round 1\): [1-9]\d*/\d+, about \d+ (s|min) left$", done.stderr, re.M), done.stderr
     assert "\nwriting the summary: 0/1\n" in done.stderr
+
+
+def test_a_long_download_writes_its_bytes_now_and_then(log):
+    screen, clock = log
+    with ui.stage_status() as stage:
+        stage("downloading sd-turbo (no dependencies)")
+        stage("downloading sd-turbo (no dependencies)", 1_000_000, 500_000_000)
+        clock.now = 30
+        stage("downloading sd-turbo (no dependencies)", 120_000_000, 500_000_000)
+        clock.now = 40
+        stage("downloading sd-turbo (no dependencies)", 150_000_000, 500_000_000)
+    assert screen.getvalue().splitlines() == ["downloading sd-turbo (no dependencies)", "downloading sd-turbo (no dependencies): 120.0 MB of 500.0 MB"]
