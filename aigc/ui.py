@@ -162,9 +162,9 @@ class _Lines:
 
 def _about(seconds: float | None) -> str:
     """", about 3 min left" (nothing where it is not known yet, or nothing is left)."""
-    if seconds is None or seconds <= 0:
+    seconds = round(seconds or 0)
+    if seconds <= 0:
         return ""
-    seconds = round(seconds)
     if seconds < 60:
         return f", about {seconds} s left"
     if seconds < 3600:

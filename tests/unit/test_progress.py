@@ -125,3 +125,12 @@ def test_a_long_download_writes_its_bytes_now_and_then(log):
         clock.now = 40
         stage("downloading sd-turbo (no dependencies)", 150_000_000, 500_000_000)
     assert screen.getvalue().splitlines() == ["downloading sd-turbo (no dependencies)", "downloading sd-turbo (no dependencies): 120.0 MB of 500.0 MB"]
+
+
+def test_under_half_a_second_left_is_not_shown_as_about_0_s(log):
+    screen, clock = log
+    with ui.items_progress("summarize") as progress:
+        progress(0, 120)
+        clock.now = 30
+        progress(119, 120)
+    assert screen.getvalue() == "summarize: 119/120 rows, 4.0 rows/s\n"
