@@ -161,7 +161,7 @@ class _Lines:
 
 
 def _about(seconds: float | None) -> str:
-    """", about 3 min left" (nothing where it is not known yet, or nothing is left)."""
+    """The time left as ", about 3 min left"; nothing where it is not known yet, or none is left."""
     seconds = round(seconds or 0)
     if seconds <= 0:
         return ""
