@@ -1,13 +1,15 @@
 """Consoles, progress and streaming display. Only the CLI uses this module.
 
 stdout carries results only; everything else (progress, stats, warnings) goes to stderr. Progress
-bars and spinners appear only when stderr is a terminal.
+bars and spinners appear only when stderr is a terminal; elsewhere (`2> log`, nohup, cron, CI) a long
+run writes a plain progress line now and then instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, TextIO
 
@@ -22,6 +24,8 @@ class Settings:
 
 
 settings = Settings()
+PLAIN_EVERY = 30.0  # seconds between plain progress lines where stderr is no terminal
+clock = time.monotonic  # what plain progress lines are timed by; tests put a fake one here
 _stderr: Console | None = None
 _stdout: TextIO | None = None  # the real stdout while `prints_to_stderr` points sys.stdout at stderr
 
@@ -141,18 +145,51 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
 
 
 
+class _Lines:
+    """Progress as plain lines on stderr where it is no terminal (a log, nohup, CI), as tqdm's
+    `mininterval` but for logs: a line at most every `PLAIN_EVERY` seconds, the first only once the
+    run has taken that long, so a short run writes none. Calling it with `line(now)` writes that line when one is due."""
+
+    def __init__(self) -> None:
+        self.last = clock()
+
+    def __call__(self, line: Callable[[float], str]) -> None:
+        now = clock()
+        if now - self.last >= PLAIN_EVERY:
+            self.last = now
+            info(line(now))
+
+
+def _about(seconds: float | None) -> str:
+    """The time left as ", about 3 min left"; nothing where it is not known yet, or none is left."""
+    seconds = round(seconds or 0)
+    if seconds <= 0:
+        return ""
+    if seconds < 60:
+        return f", about {seconds} s left"
+    if seconds < 3600:
+        return f", about {round(seconds / 60)} min left"
+    return f", about {seconds // 3600} h {seconds % 3600 // 60} min left"
+
+
 @contextlib.contextmanager
 def stage_status() -> Iterator[Callable[..., None]]:
     """Show what the engine is doing (download with a byte bar, conversion, loading): a live line
-    on a terminal, plain lines on stderr otherwise (routine loading only with -v). Yields the
-    callback the engine reports to: `stage(name)` or `stage(name, done, total)`."""
+    on a terminal, plain lines on stderr otherwise (routine loading only with -v; the bytes of a long
+    download now and then, as `_Lines`). Yields the callback the engine reports to: `stage(name)` or
+    `stage(name, done, total)`."""
     if not interactive():
+        from rich.filesize import decimal
+
         printed: set[str] = set()
+        lines = _Lines()
 
         def plain(stage: str, done: int | None = None, total: int | None = None) -> None:
             if stage not in printed:
                 printed.add(stage)
                 (debug if stage.startswith("loading") else info)(stage)
+            elif total:
+                lines(lambda now: f"{stage}: {decimal(done or 0)} of {decimal(total)}")
 
         yield plain
         return
@@ -180,9 +217,20 @@ def stage_status() -> Iterator[Callable[..., None]]:
 
 @contextlib.contextmanager
 def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on a terminal (nothing otherwise). Yields a (done, total, what) callback."""
+    """A rich progress bar on a terminal; elsewhere a plain line now and then (`_Lines`: "translating:
+    3/7, about 40 s left"), none with -q. Yields a (done, total, what) callback."""
     if not interactive():
-        yield lambda done, total, what: None
+        if settings.verbosity < 0:
+            yield lambda done, total, what: None
+            return
+        lines = _Lines()
+        started: dict[str, tuple[float, int]] = {}  # each stage's clock and count at its first report
+
+        def plain(done: int, total: int, what: str) -> None:
+            since, first = started.setdefault(what, (clock(), done))
+            lines(lambda now: f"{what}: {done}/{total}" + _about(rate_and_left(done - first, total - first, now - since)[1]))
+
+        yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -209,11 +257,23 @@ def rate_and_left(done: int, total: int | None, elapsed: float) -> tuple[float |
 
 @contextlib.contextmanager
 def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
-    """A bar of rows done (of `total`, where known now), rows/s and time left on a terminal (nothing
-    otherwise); yields `(done, total)`. Its clock starts at the first call (`(0, total)` as the first
-    row starts); rate and time left are over the whole run, as rows finish a window at a time."""
+    """A bar of rows done (of `total`, where known now), rows/s and time left on a terminal; elsewhere
+    the same as a plain line now and then (`_Lines`: "summarize: 40/120 rows, 3.1 rows/s, about 26 s
+    left"), none with -q. Yields `(done, total)`. Its clock starts at the first call (`(0, total)` as the
+    first row starts); rate and time left are over the whole run, as rows finish a window at a time."""
     if not interactive():
-        yield lambda done, total: None
+        if settings.verbosity < 0:
+            yield lambda done, total: None
+            return
+        lines = _Lines()
+        started: list[float] = []
+
+        def plain(done: int, total: int) -> None:
+            if not started:
+                started.append(clock())
+            lines(lambda now: _rows_line(what, done, total, now - started[0]))
+
+        yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
     from rich.text import Text
@@ -237,6 +297,12 @@ def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[in
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+def _rows_line(what: str, done: int, total: int, elapsed: float) -> str:
+    rate, left = rate_and_left(done, total, elapsed)
+    shown = "" if not rate else f", {rate:.1f} rows/s" if rate >= 1 else f", {rate:.2g} rows/s"
+    return f"{what}: {done}/{total} rows{shown}" + _about(left)
 
 
 def print_stats(stats) -> None:

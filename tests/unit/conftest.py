@@ -21,3 +21,12 @@ def one_torch_thread():
         del os.environ["OMP_NUM_THREADS"]  # the integration tests' processes run the real model as users do
     if threads and "torch" in sys.modules:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def no_plain_progress_lines(monkeypatch):
+    """Under pytest stderr is no terminal, so a command that ran 30 s (a busy machine) would write a
+    progress line into the stderr a test checks: the clock stands still unless a test sets one."""
+    from aigc import ui
+
+    monkeypatch.setattr(ui, "clock", lambda: 0.0)

@@ -1,0 +1,136 @@
+"""Progress where stderr is no terminal (`2> log`, nohup, cron, CI): a plain line now and then."""
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from aigc import ui
+from aigc.cli.app import app
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def log(monkeypatch):
+    """stderr as a log file: no terminal, no bars; the clock under the test's control."""
+    screen = io.StringIO()
+    clock = Clock()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, width=100))
+    monkeypatch.setattr(ui, "interactive", lambda: False)
+    monkeypatch.setattr(ui.settings, "verbosity", 0)
+    monkeypatch.setattr(ui, "clock", clock)
+    return screen, clock
+
+
+def test_rows_progress_is_a_line_every_30_seconds_and_none_in_a_short_run(log):
+    screen, clock = log
+    with ui.items_progress("summarize") as progress:
+        progress(0, 120)  # the first row starts
+        for clock.now, done in ((10, 10), (29.9, 30)):
+            progress(done, 120)
+        assert screen.getvalue() == ""  # under 30 s: silent, as before
+        for clock.now, done in ((30, 60), (45, 70), (60, 90), (80, 100)):
+            progress(done, 120)
+    assert screen.getvalue().splitlines() == [
+        "summarize: 60/120 rows, 2.0 rows/s, about 30 s left",
+        "summarize: 90/120 rows, 1.5 rows/s, about 20 s left",  # 15 s and 20 s after a line: none
+    ]
+
+
+def test_slow_rows_show_their_rate_and_minutes_or_hours_left(log):
+    screen, clock = log
+    for total in (10, 100):
+        clock.now = 0
+        with ui.items_progress("classify") as progress:
+            progress(0, total)
+            clock.now = 400
+            progress(4, total)
+    assert screen.getvalue().splitlines() == [
+        "classify: 4/10 rows, 0.01 rows/s, about 10 min left",
+        "classify: 4/100 rows, 0.01 rows/s, about 2 h 40 min left",
+    ]
+
+
+def test_stage_progress_lines_name_the_stage_and_the_time_left_in_it(log):
+    screen, clock = log
+    with ui.progress_bar() as progress:
+        progress(0, 7, "summarizing part (round 1)")
+        clock.now = 31
+        progress(3, 7, "summarizing part (round 1)")
+        clock.now = 70
+        progress(7, 7, "summarizing part (round 1)")
+        progress(0, 1, "writing the summary")
+        clock.now = 101
+        progress(0, 1, "writing the summary")
+    assert screen.getvalue().splitlines() == [
+        "summarizing part (round 1): 3/7, about 41 s left",
+        "summarizing part (round 1): 7/7",
+        "writing the summary: 0/1",
+    ]
+
+
+def test_quiet_writes_no_progress_lines(log, monkeypatch):
+    screen, clock = log
+    monkeypatch.setattr(ui.settings, "verbosity", -1)
+    with ui.items_progress("summarize") as rows, ui.progress_bar() as stages:
+        rows(0, 10)
+        stages(0, 10, "translating")
+        clock.now = 100
+        rows(5, 10)
+        stages(5, 10, "translating")
+    assert screen.getvalue() == ""
+
+
+def test_a_batch_whose_stderr_is_a_log_writes_progress_lines(tiny_model_dir, tmp_path, monkeypatch):
+    ticks = iter(range(0, 10_000, 31))  # every look at the clock is 31 s later
+    monkeypatch.setattr(ui, "clock", lambda: next(ticks))
+    rows = tmp_path / "rows.txt"
+    rows.write_text("Bees make honey.\nCities have rooftops.\nHives need water.\n")
+    done = CliRunner().invoke(app, ["batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-m", str(tiny_model_dir), "--max-tokens", "3"])
+    assert done.exit_code == 0, done.output
+    assert "summarize: 1/3 rows, " in done.stderr and "summarize: 3/3 rows, " in done.stderr
+    quiet = CliRunner().invoke(app, ["-q", "batch", "summarize", "-i", str(rows), "-o", str(tmp_path / "quiet.jsonl"), "-m", str(tiny_model_dir), "--max-tokens", "3"])
+    assert quiet.exit_code == 0 and "rows" not in quiet.stderr
+
+
+def test_a_summary_in_parts_whose_stderr_is_a_log_names_each_part_done(tiny_model_dir, tmp_path, monkeypatch):
+    ticks = iter(range(0, 10_000, 31))
+    monkeypatch.setattr(ui, "clock", lambda: next(ticks))
+    doc = tmp_path / "doc.md"
+    doc.write_text("Bees make honey in the city. " * 40 + "\n\nCities have rooftops for hives. " * 40)
+    done = CliRunner().invoke(app, ["summarize", str(doc), "-m", str(tiny_model_dir), "--max-tokens", "3", "--chunk-tokens", "64", "--no-log"])
+    assert done.exit_code == 0, done.output
+    assert re.search(r"^summarizing part \(round 1\): [1-9]\d*/\d+, about \d+ (s|min) left$", done.stderr, re.M), done.stderr
+    assert "\nwriting the summary: 0/1\n" in done.stderr
+
+
+def test_a_long_download_writes_its_bytes_now_and_then(log):
+    screen, clock = log
+    with ui.stage_status() as stage:
+        stage("downloading sd-turbo (no dependencies)")
+        stage("downloading sd-turbo (no dependencies)", 1_000_000, 500_000_000)
+        clock.now = 30
+        stage("downloading sd-turbo (no dependencies)", 120_000_000, 500_000_000)
+        clock.now = 40
+        stage("downloading sd-turbo (no dependencies)", 150_000_000, 500_000_000)
+    assert screen.getvalue().splitlines() == ["downloading sd-turbo (no dependencies)", "downloading sd-turbo (no dependencies): 120.0 MB of 500.0 MB"]
+
+
+def test_under_half_a_second_left_is_not_shown_as_about_0_s(log):
+    screen, clock = log
+    with ui.items_progress("summarize") as progress:
+        progress(0, 120)
+        clock.now = 30
+        progress(119, 120)
+    assert screen.getvalue() == "summarize: 119/120 rows, 4.0 rows/s\n"
