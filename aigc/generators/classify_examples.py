@@ -3,8 +3,9 @@
 `auto` fits a linear probe on the model's own hidden-state embeddings that learns a correction to
 the label scores, where cross-validation on the examples themselves finds it more accurate than
 plain zero-shot label scoring by more than a standard error. The calibration is picked on the
-examples the same way: the content-free prior, unless none or the examples' own mean label
-distribution (an in-domain prior that needs no labels) clearly does better. `demos` instead shows
+examples the same way: the content-free prior, unless the examples' own mean label distribution
+(an in-domain prior that needs no labels) clearly does better. No calibration is used only when
+asked: picked on a few examples, it won small draws by luck and lost up to 0.13 on the rest. `demos` instead shows
 the examples most similar to each input (balanced per label, most similar last) in the prompt.
 """
 
@@ -37,6 +38,8 @@ METHODS = ("auto", "zero-shot", "probe", "demos")
 DEMOS_PER_LABEL = 2
 FOLDS = 5
 L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
+AUTO_CALIBRATIONS = ("content-free", "examples")  # what `auto` picks from (the first unless the other beats it)
+FEWEST_TO_SWITCH = 8  # examples below which `auto` keeps content-free label scoring: 4 right of 4 is luck
 CHUNK = 32  # examples scored per progress step
 VERSION = 8  # bump when what is cached changes
 KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
@@ -426,7 +429,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     if opts.calibrate != "auto":
         model.calibration = opts.calibrate
     else:
-        best = max(priors, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
+        best = max(AUTO_CALIBRATIONS, key=lambda m: model.cv[f"zero-shot, calibration {m}"])
         beats = _beats(model.cv[f"zero-shot, calibration {best}"], model.cv["zero-shot, calibration content-free"], len(labels))
         model.calibration = best if beats else "content-free"
     offset = candidates[model.calibration]
@@ -489,8 +492,9 @@ def _cross_validate(embeddings, labels, offset, classes: int, l2: float, folds: 
 def _beats(accuracy: float, default: float, count: int) -> bool:
     """Whether an accuracy measured on `count` examples beats the default's by more than a standard
     error (the one-standard-error rule): with 16 examples, one or two lucky ones are no evidence, and
-    the default (content-free calibrated label scores) cannot overfit them."""
-    return accuracy > default + math.sqrt(max(default * (1 - default), 1 / count) / count)
+    the default (content-free calibrated label scores) cannot overfit them. Fewer than
+    `FEWEST_TO_SWITCH` examples never beat it."""
+    return count >= FEWEST_TO_SWITCH and accuracy > default + math.sqrt(max(default * (1 - default), 1 / count) / count)
 
 
 def _argmax(row: list[float]) -> int:
