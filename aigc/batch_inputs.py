@@ -146,11 +146,14 @@ def table_body(text: str, tsv: bool = False) -> tuple[str, str, int]:
     return body, delimiter, text.count("\n", 0, len(text) - len(body))
 
 
-def table_records(body: str, delimiter: str, path: str | Path, skipped: int = 0, tsv: bool = False) -> list[tuple[int, list[str]]]:
+def table_records(
+    body: str, delimiter: str, path: str | Path, skipped: int = 0, tsv: bool = False, skipinitialspace: bool = False
+) -> list[tuple[int, list[str]]]:
     """Each record of a table's `body` (`table_body`'s) as (the line of the file it starts on, its
     cells; none for a blank line), quoted .csv cells holding delimiters, quotes and line breaks; one
-    that cannot be read, a quoted cell never closed too, is a `BadInputError` naming its line."""
-    reader = csv.reader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    that cannot be read, a quoted cell never closed too, is a `BadInputError` naming its line.
+    `skipinitialspace`: spaces after a delimiter are left out (`cat, "chat"` is cat and chat)."""
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, skipinitialspace=skipinitialspace)
     records: list[tuple[int, list[str]]] = []
     start = 1  # line of the body where the record being read begins
     try:
@@ -163,7 +166,7 @@ def table_records(body: str, delimiter: str, path: str | Path, skipped: int = 0,
                 raise BadInputError(f"{path}: cannot read it as CSV: its lines end in a lone carriage return (as old Mac programs write them); save it with line feeds (\\n or \\r\\n)") from None
             raise BadInputError(f"{path}:{start + skipped}: cannot read it as CSV: a cell holds a carriage return outside quotes; put the cell in double quotes to keep it, or take it out") from None
         raise BadInputError(f"{path}:{start + skipped}: cannot read it as {'TSV' if tsv else 'CSV'}: {exc}") from None
-    if not tsv and records and _never_closed("\n".join(body.split("\n")[records[-1][0] - skipped - 1 :]), delimiter):
+    if not tsv and records and _never_closed("\n".join(body.split("\n")[records[-1][0] - skipped - 1 :]), delimiter, skipinitialspace):
         raise BadInputError(f"{path}:{records[-1][0]}: cannot read it as CSV: a quoted cell opens on this row and is never closed")
     return records
 
@@ -225,11 +228,11 @@ def _table_row(number: int, record: dict, id_field: str, field: str, width: int,
     return Row(number, row_id, {key: "" if value is None else value for key, value in record.items()}, numbered=numbered)
 
 
-def _never_closed(record: str, delimiter: str) -> bool:
+def _never_closed(record: str, delimiter: str, skipinitialspace: bool = False) -> bool:
     """Whether a CSV record (the last of a file) opens a quoted cell it never closes: read loosely,
     such a cell takes in every line after it (on the last line, its line break)."""
     try:
-        list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True))
+        list(csv.reader(io.StringIO(record), delimiter=delimiter, strict=True, skipinitialspace=skipinitialspace))
     except csv.Error as exc:
         return "end of data" in str(exc)
     return False

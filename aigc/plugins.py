@@ -296,9 +296,9 @@ def _check_hook_names(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
             _record(name, HOOKS_STAGE, PluginError(f"{attribute} is not an aigc hook, so it is never called; did you mean {close[0]} (with @aigc.hookimpl above it)?"))
     if not any(caller.has_spec() for caller in callers) and len(_state.failures) == recorded:
         target = getattr(plugin, "__name__", type(plugin).__name__)
+        should = "AIGC_PLUGINS should name the module" if name in _state.modules else "its entry point should name the module (or object)"
         _record(name, HOOKS_STAGE, PluginError(
-            f"{target} implements no aigc hook, so the plugin adds nothing; its entry point should name the module (or object) with "
-            f"the @aigc.hookimpl functions, named as the hooks: {', '.join(known)}"
+            f"{target} implements no aigc hook, so the plugin adds nothing; {should} with the @aigc.hookimpl functions, named as the hooks: {', '.join(known)}"
         ))
 
 

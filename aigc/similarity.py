@@ -28,8 +28,13 @@ POOLING = "prompteol-last-token"  # how the local engine embeds; a change makes 
 FINGERPRINT_TEXT = "The quick brown fox jumps over the lazy dog."
 LOCK_WAIT = 5  # seconds to wait for another process's write before going on without the cache
 KEPT_VECTORS = 100_000  # vectors kept, those used last (2.3 KB each for SmolLM2-135M, 16 KB for a 4096-wide model)
-# `used`: when a vector was last stored or found, in uses of the cache counted up (the highest is the latest)
-SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (model, digest))"
+SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))"
+# when a vector was last stored or found, in uses of the cache counted up (the highest is the latest); a
+# table apart, made at the first write, so that `vectors` keeps the shape older aigc versions read and write
+USES = (
+    "CREATE TABLE IF NOT EXISTS uses (model TEXT NOT NULL, digest BLOB NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (model, digest))",
+    "CREATE INDEX IF NOT EXISTS uses_used ON uses (used)",
+)
 
 
 def rank(query: list[float], vectors: list[list[float]], top: int) -> list[tuple[int, float]]:
@@ -68,10 +73,7 @@ class EmbeddingCache:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         connection = sqlite3.connect(self.path, timeout=LOCK_WAIT)
         try:
-            connection.execute(SCHEMA)
-            if "used" not in {column[1] for column in connection.execute("PRAGMA table_info(vectors)")}:  # a cache an older aigc made
-                connection.execute("ALTER TABLE vectors ADD COLUMN used INTEGER NOT NULL DEFAULT 0")
-            connection.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
+            connection.execute(SCHEMA)  # a no-op on a cache that has it, read-only too
         except BaseException:
             connection.close()
             raise
@@ -96,8 +98,7 @@ class EmbeddingCache:
                         found[bytes(digest)] = array("f", blob).tolist()
                 if found:
                     with suppress(sqlite3.Error), db:  # a read-only cache: used as it is
-                        used = _next_use(db)
-                        db.executemany("UPDATE vectors SET used = ? WHERE model = ? AND digest = ?", [(used, model, digest) for digest in found])
+                        _mark_used(db, model, list(found))
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._fail(exc)
             return {}
@@ -109,19 +110,26 @@ class EmbeddingCache:
             return
         try:
             with closing(self._connect()) as db, db:
-                used = _next_use(db)
-                rows = [(model, _digest(text), array("f", vector).tobytes(), used) for text, vector in zip(texts, vectors)]
-                db.executemany("INSERT OR REPLACE INTO vectors (model, digest, vector, used) VALUES (?, ?, ?, ?)", rows)
+                rows = [(model, _digest(text), array("f", vector).tobytes()) for text, vector in zip(texts, vectors)]
+                db.executemany("INSERT OR REPLACE INTO vectors (model, digest, vector) VALUES (?, ?, ?)", rows)
+                _mark_used(db, model, [row[1] for row in rows])
                 extra = db.execute("SELECT count(*) FROM vectors").fetchone()[0] - KEPT_VECTORS
-                if extra > 0:
-                    db.execute("DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors ORDER BY used LIMIT ?)", (extra,))
+                if extra > 0:  # those an older aigc stored, never marked, go first
+                    db.execute(
+                        "DELETE FROM vectors WHERE rowid IN (SELECT vectors.rowid FROM vectors LEFT JOIN uses USING (model, digest) ORDER BY coalesce(used, 0) LIMIT ?)", (extra,)
+                    )
+                    db.execute("DELETE FROM uses WHERE NOT EXISTS (SELECT 1 FROM vectors WHERE vectors.model = uses.model AND vectors.digest = uses.digest)")
         except (sqlite3.Error, OSError) as exc:
             self._fail(exc)
 
 
-def _next_use(db: sqlite3.Connection) -> int:
-    """The `used` mark of a use of the cache now: one past the latest."""
-    return db.execute("SELECT coalesce(max(used), 0) + 1 FROM vectors").fetchone()[0]
+def _mark_used(db: sqlite3.Connection, model: str, digests: list[bytes]) -> None:
+    """Mark `model`'s vectors of `digests` used now, one past the latest use (a write: the `uses`
+    table is made here, not when the cache is only read)."""
+    for statement in USES:
+        db.execute(statement)
+    used = db.execute("SELECT coalesce(max(used), 0) + 1 FROM uses").fetchone()[0]
+    db.executemany("INSERT OR REPLACE INTO uses (model, digest, used) VALUES (?, ?, ?)", [(model, digest, used) for digest in digests])
 
 
 def _digest(text: str) -> bytes:

@@ -8,12 +8,14 @@ run writes a plain progress line now and then instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, TextIO
 
 from rich.console import Console
+from rich.file_proxy import FileProxy
 
 from .errors import AigcError
 
@@ -87,6 +89,9 @@ def result(text: str) -> None:
     Python reads them) as the bytes they were, also where stdout takes only proper text (a UTF-8 locale)."""
     text = text if text.endswith("\n") else text + "\n"
     out = stdout()
+    if _under_live_display(out):  # rich clears the display, prints the line above it and draws it again
+        stderr().print(text[:-1], markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return
     try:
         out.write(text)
     except UnicodeEncodeError:
@@ -95,6 +100,17 @@ def result(text: str) -> None:
         out.flush()
         out.buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
     out.flush()
+
+
+def _under_live_display(out: TextIO) -> bool:
+    """Whether a live progress display (its `Live` puts rich's proxy in sys.stdout) is drawn on the
+    terminal `out` writes to: written past it, a line would stick to the display's text."""
+    if not isinstance(sys.stdout, FileProxy):
+        return False
+    try:
+        return out.isatty() and os.path.samestat(os.fstat(out.fileno()), os.fstat(stderr().file.fileno()))
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's StringIO)
+        return False
 
 
 def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None, cut: Callable[[str], None] | None = None) -> tuple[str, str | None]:

@@ -133,14 +133,15 @@ _DELIMITERS = {"\t": ("<TAB>", "tab"), ",": (",", "comma"), ";": (";", "semicolo
 def _glossary_rows(text: str, name: str, as_csv: bool) -> tuple[list[tuple[int, list[str], str]], str]:
     """Each non-blank row of a glossary as (its line, its cells, that line's text), and the delimiter:
     a tab, or for `as_csv` a .csv's, read as `aigc batch` reads a .csv (a `sep=;` line, a header split
-    by semicolons, tabs or pipes, quoted cells over several lines), its `# ` comment lines left out."""
+    by semicolons, tabs or pipes, quoted cells over several lines) but for the spaces after a delimiter,
+    left out as hand-written `term, translation` lines have them, its `# ` comment lines left out."""
     if not as_csv:
         return [(number, [unquote(cell.strip()) for cell in line.split("\t")], line) for number, line in numbered_lines(text)], "\t"  # "cat"<TAB>"chat", as spreadsheets write it
     from ..batch_inputs import table_body, table_records
 
     lines = text.split("\n")
     body, delimiter, skipped = table_body("\n".join("" if re.match(r"\s*#(\s|$)", line) else line for line in lines))  # a comment's quote opens no cell
-    return [(number, cells, lines[number - 1]) for number, cells in table_records(body, delimiter, name, skipped) if any(cell.strip() for cell in cells)], delimiter
+    return [(number, cells, lines[number - 1]) for number, cells in table_records(body, delimiter, name, skipped, skipinitialspace=True) if any(cell.strip() for cell in cells)], delimiter
 
 
 def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str] | None = None, as_csv: bool = False) -> list[tuple[str, str]]:

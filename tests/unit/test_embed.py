@@ -5,6 +5,7 @@ import json
 import math
 import stat
 import warnings
+from contextlib import closing
 
 import pytest
 from typer.testing import CliRunner
@@ -148,6 +149,29 @@ def test_a_cache_an_older_aigc_made_is_read_and_capped(tmp_path, monkeypatch):
     assert cache.lookup("m", ["old"]) == {0: [0.5, 0.5]}
     cache.store("m", ["new"], [[1.0, 0.0]])
     assert sorted(cache.lookup("m", ["old", "older", "new"])) == [0, 2] and not cache.broken
+    with closing(sqlite3.connect(path)) as old, old:  # that older aigc still stores into it, as it did
+        old.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", ("m", similarity._digest("oldest"), array("f", [0.0, 1.0]).tobytes()))
+    assert cache.lookup("m", ["oldest"]) == {0: [0.0, 1.0]}
+    cache.store("m", ["newest"], [[1.0, 0.0]])  # of 4, the 2 used last are kept
+    assert sorted(cache.lookup("m", ["old", "new", "oldest", "newest"])) == [2, 3] and not cache.broken
+
+
+def test_a_read_only_cache_an_older_aigc_made_is_read(tmp_path, monkeypatch):
+    """The table of use times is made at the first write, not when a cache is only read."""
+    import sqlite3
+    from array import array
+
+    import aigc.similarity as similarity
+
+    path = tmp_path / "embeddings.db"
+    with closing(sqlite3.connect(path)) as old, old:
+        old.execute("CREATE TABLE vectors (model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, digest))")
+        old.execute("INSERT INTO vectors VALUES (?, ?, ?)", ("m", similarity._digest("hello"), array("f", [1.0, 2.0]).tobytes()))
+    real = sqlite3.connect
+    monkeypatch.setattr(similarity.sqlite3, "connect", lambda path, **kwargs: real(f"file:{path}?mode=ro", uri=True, **kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert EmbeddingCache(path).lookup("m", ["hello", "x"]) == {0: [1.0, 2.0]}
 
 
 def test_a_read_only_cache_is_read_as_it_is(tmp_path, monkeypatch):

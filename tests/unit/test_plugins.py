@@ -1387,6 +1387,20 @@ def test_aigc_plugins_registers_modules_that_are_not_installed_each_isolated_as_
         plugins.reset()
 
 
+def test_an_aigc_plugins_module_with_no_hook_is_told_to_name_the_one_with_them(tmp_path, monkeypatch):
+    (tmp_path / "aigc_tried_empty.py").write_text("import json\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_PLUGINS", "aigc_tried_empty")
+    plugins.reset()
+    try:
+        (failure,) = plugins.failures()
+        assert (failure.plugin, failure.stage) == ("aigc_tried_empty", "hooks")
+        assert "aigc_tried_empty implements no aigc hook, so the plugin adds nothing; AIGC_PLUGINS should name the module with the @aigc.hookimpl functions" in failure.error
+        assert "entry point" not in failure.message()
+    finally:
+        plugins.reset()
+
+
 def test_an_aigc_plugins_module_installed_too_loads_once_and_one_named_like_a_loaded_plugin_is_a_clash(tmp_path, monkeypatch):
     (tmp_path / "aigc_tried_twice.py").write_text(TRIED)
     (tmp_path / "clashing.py").write_text(TRIED)

@@ -786,8 +786,8 @@ def test_full_queue_answers_429_with_retry_after(server):
     assert error.status == 429 and error.headers == {"Retry-After": "1"}
 
 
-@pytest.mark.parametrize("ending", ["stop", "drain"])
-def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_hangs(tiny_engine, ending):
+def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_hangs(tiny_engine):
+    """Only stop() had this race (its thread ends): after drain() the thread goes on failing what is queued until stop()."""
     import threading
 
     from aigc.engine.sampling import SamplingParams
@@ -797,7 +797,7 @@ def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_
     check = scheduler._check_fits
 
     def stopped_meanwhile(job):  # the stop runs after submit's closing check, before its put
-        scheduler.stop() if ending == "stop" else scheduler.drain(0)
+        scheduler.stop()
         check(job)
 
     scheduler._check_fits = stopped_meanwhile

@@ -468,6 +468,15 @@ def test_a_csv_glossary_is_read_by_its_commas(tmp_path):
     assert load_glossary(tmp_path / "terms.tsv") == [("bed, single", "Bett")]  # a .tsv's commas are text
 
 
+def test_a_csv_glossary_skips_the_space_after_a_comma(tmp_path):
+    path = tmp_path / "terms.csv"
+    path.write_text('cat, "chat"\ndog, chien\n"a, b", "c, d"\n', encoding="utf-8")
+    assert load_glossary(path) == [("cat", "chat"), ("dog", "chien"), ("a, b", "c, d")]
+    path.write_text('cat, "chat\n', encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"terms.csv:1: .*a quoted cell opens on this row and is never closed"):
+        load_glossary(path)
+
+
 def test_a_csv_glossary_is_read_as_every_other_csv(tmp_path):
     path = tmp_path / "terms.csv"
     path.write_text("source;target\ncat;chat\n", encoding="utf-8")

@@ -1,0 +1,62 @@
+"""Results written while a live progress display is on a terminal (a pseudo-terminal here)."""
+
+import os
+import pty
+
+import pytest
+
+from aigc import ui
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """A pseudo-terminal; yields its file, to patch in as stderr in the test (pytest puts its own
+    back between setup and the test), and a reader of what it shows."""
+    main, side = pty.openpty()
+    tty = open(side, "w", encoding="utf-8")
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(ui, "_stderr", None)  # a console on the stderr patched in
+
+    def shown() -> str:
+        tty.flush()
+        os.set_blocking(main, False)
+        data = b""
+        while True:
+            try:
+                data += os.read(main, 65536)
+            except BlockingIOError:
+                return data.decode()
+
+    yield tty, shown
+    tty.close()
+    os.close(main)
+
+
+def show_results_under_a_progress(lines: list[str]) -> None:
+    with ui.prints_to_stderr(), ui.items_progress("headline", len(lines)) as progress:
+        progress(0, len(lines))
+        for done, line in enumerate(lines, 1):
+            ui.result(line)
+            progress(done, len(lines))
+
+
+def test_a_result_on_the_terminal_of_a_live_progress_is_printed_above_it(terminal, monkeypatch):
+    tty, shown = terminal
+    monkeypatch.setattr(ui.sys, "stderr", tty)
+    monkeypatch.setattr(ui.sys, "stdout", tty)
+    show_results_under_a_progress(["topic 1", "topic 2"])
+    screen = shown()
+    assert "topic 1" in screen and "topic 2" in screen and "headline" in screen
+    for line in ("topic 1", "topic 2"):  # each on a line of its own, the display's line erased first
+        assert screen.split(line)[0].endswith(("\x1b[2K", "\n")), screen
+
+
+def test_a_result_goes_to_stdout_a_file_while_the_progress_is_on_the_terminal(terminal, monkeypatch, tmp_path):
+    tty, shown = terminal
+    with open(tmp_path / "out.txt", "w", encoding="utf-8") as out:
+        monkeypatch.setattr(ui.sys, "stderr", tty)
+        monkeypatch.setattr(ui.sys, "stdout", out)
+        show_results_under_a_progress(["topic 1", "topic 2"])
+    screen = shown()
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "topic 1\ntopic 2\n"
+    assert "headline" in screen and "topic" not in screen
