@@ -229,6 +229,7 @@ def load_image_model(
     and threads asking at once wait for one load."""
     ref = resolve_image(name)
     progress, announced = loading.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
+    loading.use_threads()
     device_name = loading.pick_device(device)
     torch_dtype = loading.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))
