@@ -92,3 +92,22 @@ def test_threads_after_the_command_says_where_it_goes():
     result = runner.invoke(app, ["chat", "--threads", "2", "hi"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: No such option: --threads (global options go before the command: `aigc --threads 2 chat ...`)"
+
+
+def test_an_image_model_gets_the_threads_too(tmp_path, asked, monkeypatch):
+    from test_image import build_tiny_pipeline
+
+    from aigc.engine.diffusion import load_image_model
+
+    monkeypatch.setattr(config, "given_threads", 2)  # as `aigc --threads 2 image ...` sets it
+    load_image_model(str(build_tiny_pipeline(tmp_path / "pipeline")), device="cpu", dtype="float32")
+    assert asked == [2]
+
+
+def test_served_models_get_the_threads_too(tiny_model_dir, asked, monkeypatch):
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    monkeypatch.setenv("AIGC_THREADS", "1")
+    build([str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
+    assert asked == [1]
