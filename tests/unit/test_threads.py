@@ -79,10 +79,13 @@ def test_a_bad_count_is_one_line_before_any_load(tiny_model_dir, asked, monkeypa
     assert asked == []
 
 
-def test_a_bad_count_in_the_settings_file_names_the_file(tiny_model_dir, asked):
+def test_a_bad_count_in_the_settings_file_names_the_file(tiny_model_dir, asked, tmp_path):
+    import shutil
+
     config.settings_file().parent.mkdir(parents=True)
     config.settings_file().write_text("threads = \"2\"\n")
-    result = chat(tiny_model_dir)
+    fresh = shutil.copytree(tiny_model_dir, tmp_path / "model")  # not loaded yet: no loading note comes before the error either
+    result = chat(fresh, "-v")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"Error: threads in {config.settings_file()} must be a whole number of 1 or more (threads = 2); fix it or remove the line"]
     assert asked == []
