@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
-SETTINGS = ("default_model", "default_image_model", "logs", "remotes", "aliases")  # the top-level keys of config.toml
+SETTINGS = ("default_model", "default_image_model", "logs", "threads", "remotes", "aliases")  # the top-level keys of config.toml
 _reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
@@ -205,6 +205,38 @@ def default_model() -> str:
     """The model used when `-m` is not given: `AIGC_DEFAULT_MODEL`, `default_model` in the settings
     file (`aigc models default NAME`), or the embedded `smollm2`."""
     return default_source("text")[0]
+
+
+given_threads: int | None = None  # `aigc --threads N`, set by the CLI for the command it runs
+THREADS_HINT = "a whole number of 1 or more"
+
+
+def threads() -> int | None:
+    """How many CPU threads torch computes with: `aigc --threads N`, else `AIGC_THREADS`, else
+    `threads` in the settings file; None: torch's own choice (one per core)."""
+    from .errors import BadInputError
+
+    if given_threads is not None:
+        return given_threads
+    named = env_threads()
+    if named is not None:
+        return named
+    setting = load_settings().get("threads")
+    if setting is not None and (isinstance(setting, bool) or not isinstance(setting, int) or setting < 1):
+        raise BadInputError(f"threads in {settings_file()} must be {THREADS_HINT} (threads = 2); fix it or remove the line")
+    return setting
+
+
+def env_threads() -> int | None:
+    """`AIGC_THREADS` as a number (None when unset); a value that is no whole number of 1 or more is an error."""
+    from .errors import BadInputError
+
+    value = os.environ.get("AIGC_THREADS", "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+        raise BadInputError(f"AIGC_THREADS must be {THREADS_HINT}, got {value!r}")
+    return int(value)
 
 
 def debug() -> bool:

@@ -89,6 +89,8 @@ def user_dirs(tmp_path, monkeypatch):
     monkeypatch.delenv("AIGC_TEMPLATES_PATH", raising=False)
     monkeypatch.delenv("AIGC_DEFAULT_MODEL", raising=False)
     monkeypatch.delenv("AIGC_LOGS", raising=False)
+    monkeypatch.delenv("AIGC_THREADS", raising=False)
+    monkeypatch.setattr(config, "given_threads", None)  # an `aigc --threads N` run in the test's process sets it
     from aigc import plugins
 
     plugins.reset()

@@ -85,7 +85,7 @@ def _flagger(command):
 
 ARGS = "aigc.args"  # ctx.meta key: the command line's arguments
 CLOSE = 0.75  # how alike an unknown option's name and one offered in its place must be (without their dashes), as did_you_mean's
-GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--version")
+GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--threads", "--version")
 _SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
 _VARS = "a template's variables are given as --var key=value"
 _USAGE = "--stats prints the token counts"
@@ -121,7 +121,9 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
     elif name in GLOBAL_OPTIONS and where != "aigc":
         message = f"No such option: {name}"  # not click's guess at a command option it might be
-        hint = f"global options go before the command: `aigc {name} {where.split(' ', 1)[-1]} ...`"
+        given = exc.ctx.meta.get(ARGS, []) if exc.ctx else []
+        value = f" {given[given.index(name) + 1]}" if name == "--threads" and name in given[:-1] else ""  # the one global option that takes a value
+        hint = f"global options go before the command: `aigc {name}{value} {where.split(' ', 1)[-1]} ...`"
         if name == "--version":
             hint = "`aigc --version` prints the version"
         elif name == "--verbose" and exc.ctx and "--stats" in _option_names(exc.ctx.command):  # ollama run --verbose
@@ -387,9 +389,15 @@ def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; only warnings and errors.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", show_default=False, help="CPU threads a local model computes with (default: AIGC_THREADS, else one per core); 1 or 2 when other jobs share the CPU.")] = None,
 ) -> None:
     if quiet and verbose:
         raise BadInputError("give -q (less on stderr) or -v (more), not both")
+    if threads is not None and threads < 1:
+        raise BadInputError(f"--threads must be {config.THREADS_HINT}, got {threads}")
+    config.given_threads = threads
+    if threads is None:
+        config.env_threads()  # a bad AIGC_THREADS is an error before any work
     ui.settings.verbosity = -1 if quiet else verbose
     if verbose == 0:
         _quiet_libraries()

@@ -228,7 +228,9 @@ def load_image_model(
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""
     ref = resolve_image(name)
+    threads = config.threads()  # a bad setting is an error before the loading note
     progress, announced = loading.announce(ref, _loaded, progress)  # before torch's and diffusers' imports
+    loading.use_threads(threads)
     device_name = loading.pick_device(device)
     torch_dtype = loading.pick_dtype(dtype, device_name)
     key = (ref, device_name, str(torch_dtype))

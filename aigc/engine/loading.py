@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, resolve
@@ -55,6 +56,16 @@ def check_names(device: str = "auto", dtype: str = "auto", quantize: str | None 
         raise OptionError("dtype", f"must be auto, float32, bfloat16 or float16, got {dtype!r}")
     if quantize not in (None, *QUANTIZATIONS):
         raise OptionError("quantize", f"must be none, int4 or int8, got {quantize!r}")
+
+
+def use_threads(count: int | None) -> None:
+    """Give torch `count` CPU threads, as `config.threads()` reads it (`--threads`, `AIGC_THREADS`,
+    `threads` in config.toml); None: torch keeps its own (one per core). Its inter-op threads are
+    left: aigc runs no inter-op work, and torch takes their number only once, before any parallel work."""
+    if count is not None:
+        import torch
+
+        torch.set_num_threads(count)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -131,7 +142,9 @@ def load_model(
         key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
         make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
     else:
+        threads = config.threads()  # a bad setting is an error before the loading note
         progress, announced = announce(ref, _loaded, progress)
+        use_threads(threads)
         device_name = pick_device(device)
         quantize = None if quantize == "none" else quantize
         if quantize and (device_name != "cpu" or dtype not in ("auto", "float32")):
