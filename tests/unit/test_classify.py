@@ -578,26 +578,28 @@ def test_examples_switch_calibration_or_method_only_on_more_than_a_standard_erro
 def test_auto_keeps_content_free_calibration_unless_the_examples_own_prior_beats_it_on_eight_or_more():
     from types import SimpleNamespace
 
-    from aigc.generators.classify import ClassifyOptions
+    from aigc.generators.classify import ClassifyOptions, mean_prior
     from aigc.generators.classify_examples import _fit
 
-    def fitted(count: int, off_wins: bool):
-        """Label scores where no calibration gets every example right and content-free half of them
-        (off_wins), or where the examples' own prior does (it evens out a skew that content-free misses)."""
-        labels = ["neg", "pos"] * (count // 2)
-        skew = 0.0 if off_wins else 2.0  # a pull towards "neg" the content-free prior does not see
-        scores = [[1.0 + skew, 0.0] if label == "neg" else [skew, 1.0] for label in labels]
-        free = [-3.0, 0.0] if off_wins else [0.0, 0.0]  # off_wins: content-free pushes every text to "pos"
-        generator = SimpleNamespace(engine=SimpleNamespace(can_embed=False), progress=lambda *a: None, content_free=lambda opts: free,
-                                    score_texts=lambda texts, opts, embed: ([scores[i] for i, _ in enumerate(texts)], [None] * len(texts)))
-        opts = ClassifyOptions(labels="neg,pos", examples=[(f"text {i}", label) for i, label in enumerate(labels)], method="zero-shot")
+    def fitted(rows: list[tuple[str, list[float]]], free: list[float] | None = None):
+        """What `auto` picks for examples with these label scores (neg, pos) and content-free prior
+        (by default the examples' own: the two calibrations then score alike)."""
+        scores = [row for _, row in rows]
+        generator = SimpleNamespace(engine=SimpleNamespace(can_embed=False), progress=lambda *a: None,
+                                    content_free=lambda opts: free or mean_prior(scores),
+                                    score_texts=lambda texts, opts, embed: ([scores[int(t.split()[1])] for t in texts], [None] * len(texts)))
+        opts = ClassifyOptions(labels="neg,pos", examples=[(f"text {i}", label) for i, (label, _) in enumerate(rows)], method="zero-shot")
         return _fit(generator, opts)
 
-    assert fitted(16, off_wins=True).cv["zero-shot, calibration off"] == 1.0
-    assert fitted(16, off_wins=True).calibration == "content-free"  # no calibration only when asked: it won draws by luck
-    assert fitted(16, off_wins=False).calibration == "examples"
-    assert fitted(4, off_wins=False).cv["zero-shot, calibration examples"] == 1.0
-    assert fitted(4, off_wins=False).calibration == "content-free"  # 4 right of 4 is no evidence
+    sixteen = [("neg", [3.0, 0.0])] * 4 + [("neg", [0.1, 0.0])] * 4 + [("pos", [0.0, 0.1])] * 8  # a prior shifted to "neg" flips the weak negatives
+    model = fitted(sixteen)
+    assert model.cv["zero-shot, calibration off"] == 1.0 and model.cv["zero-shot, calibration content-free"] == 0.75
+    assert model.calibration == "content-free"  # no calibration only when asked: picked on a few examples it won by luck
+    assert fitted(sixteen, free=[0.0, -5.0]).calibration == "examples"  # content-free calls everything "pos": the examples' prior beats it
+    four = [("neg", [3.0, 0.0])] * 2 + [("pos", [0.0, 3.0])] * 2
+    model = fitted(four, free=[0.0, -10.0])
+    assert model.cv["zero-shot, calibration examples"] == 1.0 and model.cv["zero-shot, calibration content-free"] == 0.5
+    assert model.calibration == "content-free"  # 4 right of 4 is no evidence
 
 
 def test_the_content_free_prior_is_kept_on_disk_for_the_next_process(tiny_engine, monkeypatch, tmp_path):
