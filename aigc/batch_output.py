@@ -107,7 +107,8 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
     defaults = {**_defaults(opts), **(generator.line_options if lines else {})}
-    shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **{k: getattr(params, k) for k in made["sampling"]}}
+    given = {k: v for k, v in made["options"].items() if getattr(opts, k, v) != defaults.get(k, _NO_DEFAULT)}  # an option left at its default is not, however recorded
+    shown = {**given, **{k: getattr(params, k) for k in made["sampling"]}}
     shown |= {k: made[k] for k in ("quantize", "columns") if made.get(k) is not None}
     if generator.model is not None or generator._engine is None:
         model = model_key(generator.model)

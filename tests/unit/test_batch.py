@@ -417,6 +417,12 @@ def test_chat_made_with_lists_the_options_given_not_its_empty_variables():
     assert run_settings(chat, {})["settings"] == run_settings(chat, {"variables": None})["settings"] == run_settings(chat, {"variables": {}})["settings"]
 
 
+def test_summarizes_part_size_fitted_to_the_model_keeps_the_fingerprint_of_the_default_it_replaced():
+    summarize = summarizer(FakeEngine())
+    assert run_settings(summarize, {}) == {"task": "summarize", "model": "fake", "settings": "9de1e99c0744", "made_with": {}}  # as aigc recorded chunk_tokens 1500
+    assert run_settings(summarize, {"chunk_tokens": 500})["made_with"] == {"chunk_tokens": 500}
+
+
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
     translate = get_generator("translate", engine=FakeEngine())
     german = {"target_language": "de"}
