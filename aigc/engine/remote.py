@@ -26,7 +26,6 @@ Only the standard library talks HTTP here, so no extra is needed.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import math
 import os
@@ -68,18 +67,6 @@ def _estimate(prompt: Prompt) -> int:
     text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
     turns = 0 if isinstance(prompt, str) else len(prompt)
     return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
-
-
-def loopback(name: str) -> bool:
-    """Whether a host name or address is the machine's own loopback: localhost, a name under
-    .localhost (RFC 6761: never resolved elsewhere), 127.x.x.x or ::1."""
-    name = name.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def url_problem(url: str) -> str | None:

@@ -2420,7 +2420,7 @@ def test_a_server_on_loopback_answers_only_requests_addressed_to_a_loopback_name
     submitted, original = [], server["backend"].scheduler.submit
     monkeypatch.setattr(server["backend"].scheduler, "submit", lambda job: submitted.append(job) or original(job))
     local = TestClient(create_app(backends, ServeSettings(api_key=KEY, cors_origins=("*",))), base_url="http://127.0.0.1:8000")
-    for host in ("localhost:8000", "LocalHost", "localhost.", "app.localhost:8000", "127.0.0.1", "127.1.2.3:80", "[::1]:8000"):
+    for host in ("localhost:8000", "LocalHost", "localhost.", "app.localhost:8000", "127.0.0.1", "127.1.2.3:80", "[::1]:8000", "[::ffff:127.0.0.1]:8000"):
         assert local.get("/v1/models", headers={**key, "Host": host}).status_code == 200, host
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     for host in ("rebound.example:8000", "rebound.example", "localhost.rebound.example", "192.168.1.5:8000", "[::1", "testserver"):
