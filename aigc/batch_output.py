@@ -179,6 +179,11 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
     if differs("settings") and not retry_failed:
         then = next((record["made_with"] for _, record in previous if record.get("settings", settings["settings"]) != settings["settings"] and isinstance(record.get("made_with"), dict)), None)
         which = _differences(then, settings["made_with"]) if then is not None else ""
+        if then is not None and not which:  # the same settings by name: aigc fingerprinted them otherwise when it wrote the file (before 64-bit seeds counted)
+            raise BadInputError(
+                f"{output} records the same task options, sampling settings and columns (made_with), fingerprinted otherwise (settings) by another version of aigc; "
+                f"add {option('retry_failed')} to run the rows it has no result for with these (the results it has are kept), or {start_anew}"
+            )
         which = f" ({which})" if which else ""
         mixed = len({record.get("settings") for _, record in previous}) > 1  # a retry made some: no settings resume it all
         rows = f"its {failed} failed row{'s' * (failed != 1)}" if failed else "the rows it has no result for"
