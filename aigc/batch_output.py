@@ -114,7 +114,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         model = model_key(generator.model)
     else:  # an engine handed to the generator
         model = generator._engine.name
-    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _shown(v) for k, v in sorted(shown.items())}}
+    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}}
 
 
 def _folded(value: Any) -> Any:
@@ -135,7 +135,7 @@ def _defaults(opts: Any) -> dict[str, Any]:
     return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in fields if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
-def _shown(value: Any) -> Any:
+def _recorded(value: Any) -> Any:
     """`value` as an output line records it: as it is, or a long one (a glossary, examples) by its digest."""
     text = json.dumps(value, sort_keys=True, default=str)
     return json.loads(text) if len(text) <= 80 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1006,9 +1006,9 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
 
 
 def test_chinese_and_japanese_words_are_counted_by_character():
-    from aigc.sentences import count_words, first_words
+    from aigc.sentences import count_words, text_up_to_word
 
-    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 11 and first_words("蜜蜂在屋顶上", 2) == "蜜蜂"
+    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 11 and text_up_to_word("蜜蜂在屋顶上", 2) == "蜜蜂"
     assert count_words("はい、そうです。\u3000ＡＢＣ — ok") == 8  # punctuation, ideographic spaces and dashes are no words
     assert count_words("!" * 100_000 + " a") == 1  # linear: no backtracking over a long run
     chinese = "蜜蜂在城市的屋顶上生活，它们每天采集花蜜，酿造蜂蜜。" * 4  # one "word" between spaces
