@@ -108,13 +108,14 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         made["columns"] = list(columns)
     digest = hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()
     defaults = {**_defaults(opts), **(generator.line_options if lines else {})}
-    shown = {**{k: v for k, v in made["options"].items() if v != defaults.get(k, _NO_DEFAULT)}, **{k: getattr(params, k) for k in made["sampling"]}}
+    given = {k: v for k, v in made["options"].items() if getattr(opts, k, v) != defaults.get(k, _NO_DEFAULT)}  # an option left at its default is not, however recorded
+    shown = {**given, **{k: getattr(params, k) for k in made["sampling"]}}
     shown |= {k: made[k] for k in ("quantize", "columns") if made.get(k) is not None}
     if generator.model is not None or generator._engine is None:
         model = model_key(generator.model)
     else:  # an engine handed to the generator
         model = generator._engine.name
-    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _shown(v) for k, v in sorted(shown.items())}}
+    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}}
 
 
 def _folded(value: Any) -> Any:
@@ -135,7 +136,7 @@ def _defaults(opts: Any) -> dict[str, Any]:
     return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in fields if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
-def _shown(value: Any) -> Any:
+def _recorded(value: Any) -> Any:
     """`value` as an output line records it: as it is, or a long one (a glossary, examples) by its digest."""
     text = json.dumps(value, sort_keys=True, default=str)
     return json.loads(text) if len(text) <= 80 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -179,6 +180,11 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
     if differs("settings") and not retry_failed:
         then = next((record["made_with"] for _, record in previous if record.get("settings", settings["settings"]) != settings["settings"] and isinstance(record.get("made_with"), dict)), None)
         which = _differences(then, settings["made_with"]) if then is not None else ""
+        if then is not None and not which:  # the same settings by name: aigc fingerprinted them otherwise when it wrote the file (before 64-bit seeds counted)
+            raise BadInputError(
+                f"{output} records the same task options, sampling settings and columns (made_with), fingerprinted otherwise (settings) by another version of aigc; "
+                f"add {option('retry_failed')} to run the rows it has no result for with these (the results it has are kept), or {start_anew}"
+            )
         which = f" ({which})" if which else ""
         mixed = len({record.get("settings") for _, record in previous}) > 1  # a retry made some: no settings resume it all
         rows = f"its {failed} failed row{'s' * (failed != 1)}" if failed else "the rows it has no result for"

@@ -28,7 +28,7 @@ def count_words(text: str) -> int:
     return sum(1 for _ in _words(text))
 
 
-def first_words(text: str, count: int) -> str:
+def text_up_to_word(text: str, count: int) -> str:
     """The text up to the end of its `count`-th word (as `count_words` counts them)."""
     for n, match in enumerate(_words(text), 1):
         if n == count:

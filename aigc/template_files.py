@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import AigcWarning, BadInputError, did_you_mean, option
+from .hosts import loopback
 from .template_environment import compile_text, environment, variables_read
 
 SUFFIX = ".j2"
@@ -25,8 +26,6 @@ def foreign_host(model: str) -> str | None:
     """The host a model named by URL (`openai:URL#MODEL`) sends the text, and the API key, to where
     that is neither this machine nor OpenAI's, else None: a file someone shared (a template's
     `model:`, a saved session's) may not pick such a server on its own."""
-    from .engine.remote import loopback
-
     model = model.strip()
     try:
         host = urlsplit(model[len("openai:") :].partition("#")[0]).hostname if model.startswith("openai:") else None

@@ -543,7 +543,7 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     if command == "/help":
         ui.stderr().print(REPL_HELP, markup=False)
     elif command == "/show":
-        _reply(_shown(session))
+        _reply(_show_text(session))
     elif command == "/file":
         if arg:
             path = _unquoted(arg)
@@ -630,7 +630,7 @@ def _replaces(target: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _shown(session: ChatSession) -> str:
+def _show_text(session: ChatSession) -> str:
     """What `/show` says: the session's model, system prompt, template, settings and file."""
     settings = ", ".join(f"{k} {'none' if v is None else v}" for k, v in session.settings().items())
     return "\n".join([

@@ -71,7 +71,7 @@ def serve(
     for name in allow_host or ():
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
             raise BadInputError(f"--allow-host must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
-    from ..engine.remote import loopback
+    from ..hosts import loopback
     from ..serve.app import ServeSettings
     from ..serve.running import bind, build, run_server
 

@@ -17,7 +17,7 @@ from .base import Completion, Prompt, Scored
 
 
 @dataclass
-class _Call:
+class _PendingCall:
     kind: str  # "generate", "score" or "embed"
     prompts: list[Prompt]
     key: Any  # calls with equal kind and key are merged
@@ -33,7 +33,7 @@ class CoalescingEngine:
         self.engine = engine
         self.workers = workers
         self._active = workers
-        self._waiting: list[_Call] = []
+        self._waiting: list[_PendingCall] = []
         self._lock = threading.Condition()
         self.batches: list[int] = []  # prompts per engine call made, for inspection
 
@@ -53,20 +53,20 @@ class CoalescingEngine:
         return completion
 
     def generate(self, prompts: list[Prompt], params) -> list[list[Completion]]:
-        return self._wait(_Call("generate", list(prompts), params))
+        return self._wait(_PendingCall("generate", list(prompts), params))
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
-        return self._wait(_Call("score", list(prompts), (tuple(continuations), embed)))
+        return self._wait(_PendingCall("score", list(prompts), (tuple(continuations), embed)))
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._wait(_Call("embed", list(texts), None))
+        return self._wait(_PendingCall("embed", list(texts), None))
 
     def retire(self) -> None:
         with self._lock:
             self._active -= 1
             self._dispatch()
 
-    def _wait(self, call: _Call) -> list:
+    def _wait(self, call: _PendingCall) -> list:
         with self._lock:
             self._waiting.append(call)
             self._dispatch()
@@ -81,7 +81,7 @@ class CoalescingEngine:
         if not self._waiting or len(self._waiting) < self._active:
             return
         waiting, self._waiting = self._waiting, []
-        groups: list[list[_Call]] = []
+        groups: list[list[_PendingCall]] = []
         for call in waiting:
             group = next((g for g in groups if _mergeable(g[0], call)), None)
             group.append(call) if group else groups.append([call])
@@ -104,7 +104,7 @@ class CoalescingEngine:
                 call.done = True
         self._lock.notify_all()
 
-    def _run(self, group: list[_Call]) -> None:
+    def _run(self, group: list[_PendingCall]) -> None:
         """One engine call for the whole group; each call gets its share of the results."""
         prompts = [p for call in group for p in call.prompts]
         self.batches.append(len(prompts))
@@ -121,7 +121,7 @@ class CoalescingEngine:
             at += len(call.prompts)
 
 
-def _mergeable(first: _Call, call: _Call) -> bool:
+def _mergeable(first: _PendingCall, call: _PendingCall) -> bool:
     """Same kind and settings; seeded sampling is never merged, since a batch draws every row from
     one random generator and a row's sample would depend on the rows beside it."""
     if first.kind != call.kind or first.key != call.key:

@@ -26,11 +26,9 @@ Only the standard library talks HTTP here, so no extra is needed.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import math
 import os
-import random
 import re
 import time
 import urllib.error
@@ -45,9 +43,10 @@ from .. import config
 from ..errors import AigcError, AigcWarning, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
 from ..textio import parse_json
 from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_prompts, check_texts
-from .sampling import SamplingParams
+from .sampling import SamplingParams, derived_seed
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
+REMOTE_SEED_BOUND = 2**31  # derived seeds for a server (some hold a seed in a signed 32-bit int)
 RETRIES = 3  # on 429/503, waiting Retry-After (at most 5 s) between tries
 SCORE_REQUEST_TEXTS = 16  # continuations scored per /completions request: within `aigc serve`'s default --max-batch (32)
 PROMPTS_CAPPED = re.compile(r"\bprompts\b.*\bat most (\d+)")  # aigc serve: "prompts x n must be at most 8 (--max-batch)"
@@ -68,18 +67,6 @@ def _estimate(prompt: Prompt) -> int:
     text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
     turns = 0 if isinstance(prompt, str) else len(prompt)
     return len(text.encode("utf-8")) // 3 + 1 + 8 * turns
-
-
-def loopback(name: str) -> bool:
-    """Whether a host name or address is the machine's own loopback: localhost, a name under
-    .localhost (RFC 6761: never resolved elsewhere), 127.x.x.x or ::1."""
-    name = name.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def url_problem(url: str) -> str | None:
@@ -400,7 +387,7 @@ class OpenAIEngine:
         """`params.n` choices as one-choice requests sent together, for a server that gives one a
         request. With a seed, choice i has its own, drawn from the seed and i (not seed + i, which
         a caller's next round may be)."""
-        seeds = [params.seed if params.seed is None or i == 0 else random.Random(f"{params.seed}/{i}").randrange(2**31) for i in range(first, first + params.n)]
+        seeds = [derived_seed(params.seed, i, REMOTE_SEED_BOUND) for i in range(first, first + params.n)]
         with ThreadPoolExecutor(max_workers=min(8, params.n)) as pool:
             return [c for answer in pool.map(lambda seed: self._one(prompt, params.replace(n=1, seed=seed)), seeds) for c in answer]
 

@@ -261,6 +261,20 @@ class OccurrencePenalty:
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+SEED_BOUND = 2**63  # derived seeds for a local model (a seed is an int64; make_generator takes any)
+
+
+def derived_seed(seed: int | None, part: int, bound: int) -> int | None:
+    """The seed of part (or choice) `part` of a seeded request: `seed` itself for part 0, else one
+    drawn from `seed` and `part` below `bound` (not seed + part, which a caller's next round may
+    be), so a seeded request gives the same answers each time; None (no seed) stays None. The bound
+    is what takes the seed: a local model any 64-bit one (SEED_BOUND), an OpenAI-compatible server
+    a signed 32-bit one (some servers hold it in an int32)."""
+    if seed is None or part == 0:
+        return seed
+    return random.Random(f"{seed}/{part}").randrange(bound)
+
+
 CPU_STATE_BYTES = 5056  # torch's CPU generator state (torch 2.x), whose Mersenne Twister words make_generator sets
 
 

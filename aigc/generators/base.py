@@ -481,7 +481,7 @@ def _type_text(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
-def _shown(value: Any) -> str:
+def _described(value: Any) -> str:
     """A registered value in a message, the same each time (an instance's repr holds its address)."""
     plain = isinstance(value, (type, str, int, float, bool, type(None))) or callable(value) and hasattr(value, "__qualname__")
     return repr(value) if plain else f"an instance of {type(value).__name__}"
@@ -489,7 +489,7 @@ def _shown(value: Any) -> str:
 
 def _generator_problem(item: Any) -> str | None:
     if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
-        shown = f"({', '.join(map(_shown, item))})" if isinstance(item, tuple) else _shown(item)
+        shown = f"({', '.join(map(_described, item))})" if isinstance(item, tuple) else _described(item)
         return f"register(name, generator_class) takes a name and a class, got {shown}"
     name, cls = item
     problem = name_problem(name)  # it goes in commands (aigc batch NAME) and URLs (/v1/aigc/NAME)
@@ -497,9 +497,9 @@ def _generator_problem(item: Any) -> str | None:
         return f"generator name {name!r}: {problem}"
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         hint = "; register the class, not an instance" if isinstance(cls, Generator) else ""
-        return f"generator {name!r} must be a subclass of aigc.Generator, got {_shown(cls)}{hint}"
+        return f"generator {name!r} must be a subclass of aigc.Generator, got {_described(cls)}{hint}"
     if not (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options)):
-        return f"generator {name!r}: Options must be a dataclass (put @dataclasses.dataclass above it), got {_shown(cls.Options)}"
+        return f"generator {name!r}: Options must be a dataclass (put @dataclasses.dataclass above it), got {_described(cls.Options)}"
     try:
         Generator.check_settings(cls.sampling_defaults)
     except AigcError as exc:

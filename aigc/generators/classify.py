@@ -23,7 +23,7 @@ from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
-PRIORS_KEPT = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
+PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,7 @@ class ClassifyGenerator(Generator):
         if prior is None:
             path = None if shown else prior_path(self, opts, CONTENT_FREE)  # with demonstrations, one for nearly every text: not kept
             prior = self._content_free[key] = cached_prior(path, len(opts.parsed), lambda: self._measure_prior(opts, shown))
-            for old in list(self._content_free)[:-PRIORS_KEPT]:  # with demonstrations, one for each text: the last ones kept
+            for old in list(self._content_free)[:-PRIORS_IN_MEMORY]:  # with demonstrations, one for each text: the last ones kept
                 self._content_free.pop(old, None)
         return prior
 

@@ -42,8 +42,8 @@ AUTO_CALIBRATIONS = ("content-free", "examples")  # what `auto` picks from (the 
 FEWEST_TO_SWITCH = 8  # examples below which `auto` keeps content-free label scoring: 4 right of 4 is luck
 CHUNK = 32  # examples scored per progress step
 VERSION = 8  # bump when what is cached changes
-KEPT_FITS = 64  # cached fits kept on disk (a fit is about 20 KB per example)
-KEPT_PRIORS = 256  # cached content-free priors kept on disk (a few hundred bytes each)
+FITS_ON_DISK = 64  # cached fits kept on disk (a fit is about 20 KB per example)
+PRIORS_ON_DISK = 256  # cached content-free priors kept on disk (a few hundred bytes each)
 
 Example = tuple[str, list[str]]  # text, label names
 
@@ -320,7 +320,7 @@ def cache_path(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> Path:
 
 def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: Path) -> ExampleModel:
     """The example model for these options, from the cache file `path` when it was fitted before.
-    The cache keeps the `KEPT_FITS` used last (a server fits every client's examples); a cache that
+    The cache keeps the `FITS_ON_DISK` used last (a server fits every client's examples); a cache that
     cannot be written (read-only, full) is warned of, and the fit used uncached."""
     if path.exists():
         try:
@@ -336,7 +336,7 @@ def fit_examples(generator: "ClassifyGenerator", opts: "ClassifyOptions", path: 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(model.state(), path)
-        _prune(path.parent, "*.pt", KEPT_FITS)
+        _prune(path.parent, "*.pt", FITS_ON_DISK)
     except OSError as exc:  # a read-only or full cache: the fit is used, not kept
         warnings.warn(
             f"cannot keep the fit of the examples in {path.parent} ({exc.strerror or exc}), so they are fitted again on each run; "
@@ -357,7 +357,7 @@ def prior_path(generator: "ClassifyGenerator", opts: "ClassifyOptions", inputs: 
 
 def cached_prior(path: Path | None, size: int, measure: Callable[[], list[float]]) -> list[float]:
     """The prior kept in `path` (`size` numbers), else `measure()`, then kept there (owner-readable,
-    the `KEPT_PRIORS` used last); a cache that cannot be written is used as it is, silently: the
+    the `PRIORS_ON_DISK` used last); a cache that cannot be written is used as it is, silently: the
     prior costs a fraction of a second to measure again."""
     if path is None:
         return measure()
@@ -373,7 +373,7 @@ def cached_prior(path: Path | None, size: int, measure: Callable[[], list[float]
     with contextlib.suppress(OSError, AigcError):  # AigcError: write_atomic's word for a failed write
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(prior), private=True)
-        _prune(path.parent, "*.prior.json", KEPT_PRIORS)
+        _prune(path.parent, "*.prior.json", PRIORS_ON_DISK)
     return prior
 
 

@@ -12,7 +12,7 @@ from .. import templates
 from ..engine.sampling import MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
-from ..sentences import first_words
+from ..sentences import text_up_to_word
 from .base import Generator, check_varied, same_every_time, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -142,7 +142,7 @@ class HeadlineGenerator(Generator):
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(first_words(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
+        article = " ".join(text_up_to_word(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
         tokens = self.engine.count_tokens(article) if article else 0
         while tokens > ARTICLE_TOKENS:  # cut in proportion (again where its start is denser), never before a mark that combines with the letter before
             cut = len(article) * ARTICLE_TOKENS // tokens

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
 from .. import templates
-from ..errors import BadInputError, OptionError, option
+from ..errors import BadInputError, ContextLengthError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import count_words, fitted, split_sentences, word_runs
-from ..engine.base import Completion, check_fits
+from ..engine.base import Completion
 from .base import Generator, type_name
 
 SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
@@ -22,6 +22,8 @@ INTRO = re.compile(  # a first line that only introduces what follows ("Sure! He
     r"^(?:(?:sure|certainly|okay|of course)[,.!]?\s+)?(?:here is|here's|here are|below is)[^\n]{0,300}:[ \t]*\n+(?=\s*\S)", re.I
 )
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
+CHUNK_TOKENS = 1500  # the part size where the model's context holds it with its answer
+MIN_CHUNK_TOKENS = 64
 
 
 @dataclass
@@ -31,7 +33,7 @@ class SummarizeOptions:
     format: str = "paragraph"
     template: str = "summarize"
     chunk_template: str = "summarize-chunk"
-    chunk_tokens: int = 1500
+    chunk_tokens: int | None = None  # None: the largest part the model's context holds with its answer, at most CHUNK_TOKENS
     batch_size: int = 4
 
     def __post_init__(self) -> None:
@@ -41,8 +43,8 @@ class SummarizeOptions:
             raise OptionError("format", f"must be paragraph or bullets, got {self.format!r}")
         if self.words is not None and not 5 <= self.words <= 2000:
             raise OptionError("words", f"must be between 5 and 2000, got {self.words}")
-        if self.chunk_tokens < 64:
-            raise OptionError("chunk_tokens", f"must be at least 64 tokens, got {self.chunk_tokens}")
+        if self.chunk_tokens is not None and self.chunk_tokens < MIN_CHUNK_TOKENS:
+            raise OptionError("chunk_tokens", f"must be at least {MIN_CHUNK_TOKENS} tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
@@ -51,6 +53,17 @@ class SummarizeOptions:
     @property
     def target_words(self) -> int:
         return self.words or LENGTH_WORDS[self.length]
+
+    @property
+    def part_words(self) -> int:
+        """The length in words of a part's summary."""
+        return max(40, min(120, self.target_words))
+
+    def settings(self) -> dict[str, Any]:
+        """The options as they take effect, for `aigc batch`'s record: a part size fitted to the model
+        as CHUNK_TOKENS, the default it took the place of (what it is wherever that default fit the
+        context), so outputs made before keep resuming."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "chunk_tokens": self.chunk_tokens or CHUNK_TOKENS}
 
 
 def summary_tokens(words: int) -> int:
@@ -113,14 +126,41 @@ class SummarizeGenerator(Generator):
         if not without_front_matter(inputs):
             raise BadInputError("the document holds only front matter (its metadata), no text to summarize")
 
-    def preprocess(self, inputs: str, opts: SummarizeOptions) -> list[str]:
-        return split_by_tokens(without_front_matter(inputs), opts.chunk_tokens, self.engine.count_tokens)  # its words, not its metadata
+    def preprocess(self, inputs: str, opts: SummarizeOptions) -> str:
+        return without_front_matter(inputs)  # its words, not its metadata
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults
         return self.sampling(sampling, {"max_tokens": summary_tokens(words), **defaults})
 
-    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str) -> list[Completion]:
+    def _call_sizes(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> list[tuple[int, int]]:
+        """(the prompt's tokens besides its text's, the answer's max_tokens) of a part's call and of the final one."""
+        calls = []
+        for template, words in ((opts.chunk_template, opts.part_words), (opts.template, opts.target_words)):
+            one = templates.render(template, {"text": "x", "words": words, "format": opts.format}).messages  # where the text joins the template counts too
+            calls.append((self.engine.count_tokens(one) - self.engine.count_tokens("x"), self._params(template, words, sampling).max_tokens))
+        return calls
+
+    def _part_size(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> int:
+        """`chunk_tokens` as given, else the largest part that every call holds with its answer, at
+        most CHUNK_TOKENS (and at least MIN_CHUNK_TOKENS: a context too short for that fails, naming `max_tokens`)."""
+        if opts.chunk_tokens is not None:
+            return opts.chunk_tokens
+        room = min(self.engine.context_length - overhead - answer for overhead, answer in self._call_sizes(opts, sampling))
+        return max(MIN_CHUNK_TOKENS, min(CHUNK_TOKENS, room))
+
+    def _split(self, text: str, size: int, opts: SummarizeOptions) -> list[str]:
+        """`text` in parts of `size` tokens; with a size fitted to the model, parts are made smaller
+        until none counts more (a part counts a few tokens more than its pieces counted alone)."""
+        count = self.engine.count_tokens
+        chunks = split_by_tokens(text, size, count)
+        budget = size
+        while opts.chunk_tokens is None and budget > MIN_CHUNK_TOKENS and (over := max(map(count, chunks), default=0) - size) > 0:
+            budget = max(MIN_CHUNK_TOKENS, budget - over)
+            chunks = split_by_tokens(text, budget, count)
+        return chunks
+
+    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int) -> list[Completion]:
         params = self._params(template, words, sampling)
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
@@ -129,19 +169,38 @@ class SummarizeGenerator(Generator):
             prompts = [
                 templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
             ]
-            self._check_fits(prompts, params.max_tokens, opts)
+            self._check_fits(prompts, params.max_tokens, size, opts, sampling)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
 
-    def _check_fits(self, prompts: list, max_tokens: int, opts: SummarizeOptions) -> None:
-        """A part that does not fit the context with its answer is a `ContextLengthError` that names
-        the fix: the size of the parts (or the answer), not the length of the text."""
+    def _check_fits(self, prompts: list, max_tokens: int, size: int, opts: SummarizeOptions, sampling: dict[str, Any]) -> None:
+        """A part that does not fit the context with its answer (of `max_tokens`) is a `ContextLengthError`
+        that names the fix, every setting it takes with the value that fits: the size of the parts
+        (`size`), or the answer's, not the length of the text."""
         longest = max(self.engine.count_tokens(p) for p in prompts)
-        fix = f"lower {option('chunk_tokens')} (now {opts.chunk_tokens})"
-        check_fits(self.engine, longest, max_tokens, f"{fix} or {option('max_tokens')}", fix)
+        context = self.engine.context_length
+        if longest + max_tokens <= context:
+            return
+        calls = self._call_sizes(opts, sampling)
+        part = min(min(context - overhead - answer for overhead, answer in calls), size - (longest + max_tokens - context))
+        if part >= MIN_CHUNK_TOKENS:
+            fix = f"lower {option('chunk_tokens')} to {part} or less (now {size})"
+            answer = min(context - longest, min(context - overhead for overhead, _ in calls) - size)
+            fix += f", or {option('max_tokens')} to {answer} or less (now {max_tokens})" if answer >= 1 else ""
+        else:
+            answer = min(context - overhead for overhead, _ in calls) - MIN_CHUNK_TOKENS
+            if answer < 1:
+                raise ContextLengthError(f"{self.engine.name} holds {context} tokens, too few for the summarize templates with a part of {MIN_CHUNK_TOKENS} tokens and an answer; use a model with a longer context")
+            fix = f"lower {option('max_tokens')} to {answer} or less (now {max_tokens})"
+            fix += f" and {option('chunk_tokens')} to {MIN_CHUNK_TOKENS} (now {size})" if opts.chunk_tokens not in (None, MIN_CHUNK_TOKENS) else ""
+        if longest >= context:
+            raise ContextLengthError(f"the prompt takes {longest} tokens, but {self.engine.name} holds {context} with the answer; {fix}")
+        raise ContextLengthError(f"the prompt takes {longest} tokens and {max_tokens} more were asked for, but {self.engine.name} holds {context}; {fix}")
 
-    def forward(self, chunks: list[str], opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
+    def forward(self, text: str, opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
+        size = self._part_size(opts, sampling)
+        chunks = self._split(text, size, opts)
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
         if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
@@ -149,10 +208,9 @@ class SummarizeGenerator(Generator):
         rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            per_chunk = max(40, min(120, opts.target_words))
-            partial = self._summarize_all(chunks, opts.chunk_template, per_chunk, opts, sampling, f"summarizing part (round {rounds})")
-            chunks = split_by_tokens("\n\n".join(p.text.strip() for p in partial), opts.chunk_tokens, self.engine.count_tokens)
-        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary")[0]
+            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size)
+            chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
+        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
     def postprocess(self, raw: dict[str, Any], opts: SummarizeOptions) -> dict[str, Any]:

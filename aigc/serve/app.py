@@ -37,10 +37,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..engine.base import Completion
-from ..engine.remote import loopback
 from ..engine.sampling import PROMPT_CHUNK, SamplingParams
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, UnknownGeneratorError
+from ..hosts import loopback
 from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries

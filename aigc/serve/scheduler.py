@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from typing import Any, Callable, Generator, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
-from ..engine.sampling import SamplingParams, TextAssembler, build_processors, cache_keyword, make_generator, pick_tokens
+from ..engine.sampling import SEED_BOUND, SamplingParams, TextAssembler, build_processors, cache_keyword, derived_seed, make_generator, pick_tokens
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
@@ -66,6 +65,10 @@ class Job:
     def __init__(self, rows: list[list[int]], params: SamplingParams, emit: Callable[[tuple], Any], logprobs: int | None = None):
         if not rows or any(not r for r in rows):
             raise BadInputError("every prompt needs at least one token")
+        self._begin(rows, params, emit, logprobs)
+
+    def _begin(self, rows: list[list[int]], params: SamplingParams | None, emit: Callable[[tuple], Any], logprobs: int | None) -> None:
+        """Set what every job holds (a `_ThreadCall` too, which has no rows to check)."""
         self.rows = rows
         self.params = params
         self.emit = emit
@@ -88,16 +91,12 @@ class Job:
             self.cancelled = True
 
 
-class _Call(Job):
+class _ThreadCall(Job):
     """A function to run on the scheduler thread with the engine to itself (scoring)."""
 
     def __init__(self, fn: Callable[[], Any], emit: Callable[[tuple], Any]):
         self.fn = fn
-        self.rows = []
-        self.emit = emit
-        self.logprobs = None
-        self.cancelled = False
-        self.finished = False
+        self._begin([], None, emit, None)
 
 
 class _Slot:
@@ -159,7 +158,7 @@ def _widen(batch: _Batch, width: int) -> None:
             setattr(layer, name, torch.cat([pad, tensor], dim=2))
 
 
-def _shown(slot: _Slot, entries: list) -> list:
+def _answer_logprobs(slot: _Slot, entries: list) -> list:
     """The log-probabilities of the tokens whose text is in the answer: none for a stop string that
     was cut off (a token that only begins before it is kept)."""
     if not slot.text.stopped:
@@ -219,7 +218,7 @@ class Scheduler:
         (as the job's error event when the stop began while it was being queued)."""
         if self.closing:
             raise ShuttingDownError("the server is shutting down")
-        if not isinstance(job, _Call):
+        if not isinstance(job, _ThreadCall):
             self._check_fits(job)
         try:
             self.jobs.put_nowait(job)
@@ -235,7 +234,7 @@ class Scheduler:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""
         events: queue.SimpleQueue = queue.SimpleQueue()
-        self.submit(_Call(lambda: fn(*args), events.put))
+        self.submit(_ThreadCall(lambda: fn(*args), events.put))
         kind, value = events.get()
         if kind == "error":
             raise value
@@ -338,7 +337,7 @@ class Scheduler:
             if job.cancelled:
                 job.send(("error", RequestCancelled("cancelled before it started")))
                 continue
-            if isinstance(job, _Call):
+            if isinstance(job, _ThreadCall):
                 self._run_call(job)
                 if batch is None and not new:
                     return None
@@ -372,7 +371,7 @@ class Scheduler:
             return None
 
     @staticmethod
-    def _run_call(call: _Call) -> None:
+    def _run_call(call: _ThreadCall) -> None:
         try:
             call.send(("done", call.fn()))
         except Exception as exc:  # noqa: BLE001 - handed to the caller
@@ -560,7 +559,7 @@ class Scheduler:
         if slot.job.logprobs is None:
             return None
         taken, slot.pending = slot.pending, []
-        return _shown(slot, taken)
+        return _answer_logprobs(slot, taken)
 
     def _close(self, slot: _Slot, reason: str) -> None:
         slot.done = True
@@ -577,7 +576,7 @@ class Scheduler:
 
     def _complete(self, job: Job) -> None:
         results = [Completion(s.text.text, len(job.rows[s.index]), s.count, s.reason) for s in job.slots]
-        logprobs = [_shown(s, s.entries) for s in job.slots] if job.logprobs is not None else None
+        logprobs = [_answer_logprobs(s, s.entries) for s in job.slots] if job.logprobs is not None else None
         elapsed = time.perf_counter() - job.started
         self.engine.stats.record(prompt_tokens(job.rows, job.params.n), sum(s.count for s in job.slots), job.first or elapsed, elapsed)
         job.send(("done", results, logprobs))  # after the stats, so a client that has its answer finds it counted
@@ -705,7 +704,7 @@ class BatchedEngine:
         which draws all n rows from the one seed (with n up to `--max-batch`, the two are alike)."""
         size, completions = self.scheduler.max_batch, []
         for part, start in enumerate(range(0, params.n, size)):
-            seed = params.seed if params.seed is None or part == 0 else random.Random(f"{params.seed}/{part}").randrange(2**63)
+            seed = derived_seed(params.seed, part, SEED_BOUND)
             completions += self._generate([prompt], params.replace(n=min(size, params.n - start), seed=seed))[0]
         return completions
 

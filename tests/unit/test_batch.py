@@ -240,6 +240,17 @@ def test_a_rerun_with_another_64_bit_seed_is_refused_and_a_small_seeds_file_stil
     assert run_settings(chat, {}, {"seed": -3, "max_tokens": 64, "temperature": 1})["settings"] == "eec7f13370f6"
 
 
+def test_a_file_whose_settings_record_an_older_aigc_fingerprinted_otherwise_is_refused_saying_so(tmp_path):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows, seed = read_rows(source), 2**60
+    run_batch(summarizer(FakeEngine()), rows[:1], out, {}, {"seed": seed, "temperature": 0.7})
+    out.write_text("".join(json.dumps({**line, "settings": "df3af6e8c87f"}) + "\n" for line in lines(out)))  # as aigc wrote it before 64-bit seeds counted
+    with pytest.raises(BadInputError, match=r"^.*out\.jsonl records the same task options, sampling settings and columns \(made_with\), fingerprinted otherwise \(settings\) by another version of aigc; add retry_failed to run the rows it has no result for with these \(the results it has are kept\), or give another -o to start a new file$"):
+        pending_rows(rows, out, summarizer(FakeEngine()), {}, {"seed": seed, "temperature": 0.7})
+    assert [r.id for r in pending_rows(rows, out, summarizer(FakeEngine()), {}, {"seed": seed, "temperature": 0.7}, retry_failed=True)] == [2]
+
+
 def test_a_rerun_with_other_settings_is_let_through_when_no_result_was_made_with_the_old_ones(tmp_path):
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("one\ntwo\n")
@@ -415,6 +426,12 @@ def test_chat_made_with_lists_the_options_given_not_its_empty_variables():
     chat = get_generator("chat", engine=FakeEngine())
     assert run_settings(chat, {"system": "Be brief."})["made_with"] == {"system": "Be brief."}
     assert run_settings(chat, {})["settings"] == run_settings(chat, {"variables": None})["settings"] == run_settings(chat, {"variables": {}})["settings"]
+
+
+def test_summarizes_part_size_fitted_to_the_model_keeps_the_fingerprint_of_the_default_it_replaced():
+    summarize = summarizer(FakeEngine())
+    assert run_settings(summarize, {}) == {"task": "summarize", "model": "fake", "settings": "9de1e99c0744", "made_with": {}}  # as aigc recorded chunk_tokens 1500
+    assert run_settings(summarize, {"chunk_tokens": 500})["made_with"] == {"chunk_tokens": 500}
 
 
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):

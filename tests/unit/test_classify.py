@@ -363,7 +363,7 @@ def test_the_fit_cache_is_private_and_keeps_only_the_fits_used_last(tiny_engine,
     from aigc.generators import classify, classify_examples
 
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(classify_examples, "KEPT_FITS", 2)
+    monkeypatch.setattr(classify_examples, "FITS_ON_DISK", 2)
     monkeypatch.setattr(classify, "FITS_IN_MEMORY", 2)
     generator = ClassifyGenerator(engine=tiny_engine)
     sets = [EXAMPLES + [(f"apple number {i}", "fruit")] for i in range(3)]
@@ -400,7 +400,7 @@ def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine
 def test_the_label_priors_measured_with_demonstrations_are_kept_for_the_last_texts_only(classify, monkeypatch):
     from aigc.generators import classify as module
 
-    monkeypatch.setattr(module, "PRIORS_KEPT", 3, raising=False)
+    monkeypatch.setattr(module, "PRIORS_IN_MEMORY", 3)
     texts = [f"{word} number {i}" for i in range(4) for word in ("apple", "engine", "apple engine")]
     first = classify.classify_many(texts, examples=EXAMPLES, method="demos")
     assert len(classify._content_free) == 3  # one for each set of demonstrations shown: a long batch or a server would keep them all

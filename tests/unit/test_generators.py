@@ -85,15 +85,58 @@ def test_long_documents_are_summarized_map_reduce_with_progress():
     assert (10, 10) in seen
 
 
-def test_a_part_too_long_for_the_context_with_its_answer_says_to_lower_the_part_size_or_the_answer():
+def test_the_default_part_size_is_fitted_to_the_context_and_the_answer():
+    engine = FakeEngine(context_length=400)
+    engine.enqueue(*["Bees make honey."] * 20)
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(6))
+    result = SummarizeGenerator(engine=engine)(text)
+    assert result["summary"] == "Bees make honey." and result["map_reduce_rounds"] == 1
+    assert all(engine.count_tokens(prompt) + params.max_tokens <= 400 for prompts, params in engine.calls for prompt in prompts)
+
+
+def test_a_fitted_part_size_holds_parts_that_count_more_than_their_pieces():
+    class JoinsCountMore(FakeEngine):  # a paragraph break is 4 tokens, not the 1 split_by_tokens allows it
+        def count_tokens(self, prompt):
+            if isinstance(prompt, str):
+                return len(prompt.split()) + 3 * prompt.count("\n\n")
+            return sum(self.count_tokens(m["content"]) + 4 for m in prompt)
+
+    engine = JoinsCountMore(context_length=400)
+    engine.enqueue(*["Bees make honey."] * 40)
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 8 for i in range(60))
+    assert SummarizeGenerator(engine=engine)(text)["summary"] == "Bees make honey."
+
+
+def _fix(message: str, name: str) -> int:
+    """The value an error says `name` should be lowered to."""
+    return int(re.search(rf"{name} to (\d+) or less", message).group(1))
+
+
+def test_a_part_too_long_for_the_context_with_its_answer_names_the_part_size_that_fits():
     engine = FakeEngine(context_length=400)
     gen = SummarizeGenerator(engine=engine)
     text = "\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(4))
-    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens and 200 more were asked for, but fake holds 400; lower chunk_tokens \(now 300\) or max_tokens$"):
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens and 200 more were asked for, but fake holds 400; lower chunk_tokens to \d+ or less \(now 300\), or max_tokens to \d+ or less \(now 200\)$") as part:
         gen(text, chunk_tokens=300, sampling={"max_tokens": 200})
-    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens, but fake holds 400 with the answer; lower chunk_tokens \(now 2000\)$"):
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d+ tokens, but fake holds 400 with the answer; lower chunk_tokens to \d+ or less \(now 2000\)$") as alone:
         gen(text + "\n\nOne more paragraph. " + "word " * 60, chunk_tokens=2000)  # the whole text is one part, longer than the context on its own
     assert engine.calls == []  # refused before the model is asked
+    engine.enqueue(*["Bees make honey."] * 40)
+    assert gen(text, chunk_tokens=_fix(str(part.value), "chunk_tokens"), sampling={"max_tokens": 200})["summary"] == "Bees make honey."  # the one change it names is enough
+    assert gen(text, chunk_tokens=_fix(str(alone.value), "chunk_tokens"))["summary"] == "Bees make honey."
+
+
+def test_an_answer_that_leaves_no_room_for_a_part_names_every_setting_to_lower():
+    engine = FakeEngine(context_length=400)
+    gen = SummarizeGenerator(engine=engine)
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(4))
+    with pytest.raises(ContextLengthError, match=r"; lower max_tokens to \d+ or less \(now 350\)$") as fitted:
+        gen(text, sampling={"max_tokens": 350})
+    with pytest.raises(ContextLengthError, match=r"; lower max_tokens to \d+ or less \(now 350\) and chunk_tokens to 64 \(now 300\)$"):
+        gen(text, chunk_tokens=300, sampling={"max_tokens": 350})
+    assert engine.calls == []
+    engine.enqueue(*["Bees make honey."] * 40)
+    assert gen(text, sampling={"max_tokens": _fix(str(fitted.value), "max_tokens")})["summary"] == "Bees make honey."
 
 
 def test_bullets_format_from_prose():
@@ -963,9 +1006,9 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
 
 
 def test_chinese_and_japanese_words_are_counted_by_character():
-    from aigc.sentences import count_words, first_words
+    from aigc.sentences import count_words, text_up_to_word
 
-    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 11 and first_words("蜜蜂在屋顶上", 2) == "蜜蜂"
+    assert count_words("蜜蜂在屋顶上生活。Bees live here.") == 11 and text_up_to_word("蜜蜂在屋顶上", 2) == "蜜蜂"
     assert count_words("はい、そうです。\u3000ＡＢＣ — ok") == 8  # punctuation, ideographic spaces and dashes are no words
     assert count_words("!" * 100_000 + " a") == 1  # linear: no backtracking over a long run
     chinese = "蜜蜂在城市的屋顶上生活，它们每天采集花蜜，酿造蜂蜜。" * 4  # one "word" between spaces

@@ -256,3 +256,14 @@ def test_top_p_keeps_the_tokens_transformers_keeps(temperature):
         assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
         assert torch.equal(ours[~torch.isinf(ours)], logits[~torch.isinf(ours)])
     assert torch.isfinite(TopP(0.999)(None, logits / 100)).sum() > TOP_P_CANDIDATES  # a nucleus wider than the candidates is whole
+
+
+def test_a_derived_seed_is_the_seed_for_the_first_part_and_one_of_its_own_below_the_bound_after():
+    from aigc.engine.remote import REMOTE_SEED_BOUND
+    from aigc.engine.sampling import SEED_BOUND, derived_seed
+
+    assert derived_seed(None, 3, SEED_BOUND) is None and derived_seed(7, 0, REMOTE_SEED_BOUND) == 7
+    for bound in (SEED_BOUND, REMOTE_SEED_BOUND):
+        seeds = [derived_seed(7, part, bound) for part in range(1, 50)]
+        assert len(set(seeds)) == 49 and all(0 <= seed < bound for seed in seeds)
+        assert seeds == [derived_seed(7, part, bound) for part in range(1, 50)]  # the same each time
