@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from aigc import templates
 from aigc.cli.app import app
+from aigc.conversations import session_path
+from aigc.generators.chat import ChatSession
 from aigc.errors import AigcWarning
 
 runner = CliRunner()
@@ -134,6 +136,28 @@ def test_fabric_input_placeholder_in_system_md_makes_the_pattern_the_one_message
     pattern(templates.user_dir(), "insights", "# STEPS\nFind insights.\n\n# INPUT\n\n{{input}}\n\nThen {{input}} again.")
     rendered = templates.render("insights", {"input": "the talk"})
     assert rendered.messages == [{"role": "user", "content": "# STEPS\nFind insights.\n\n# INPUT\n\nthe talk\n\nThen the talk again."}]
+
+
+def test_a_chat_session_sends_a_pattern_placing_the_input_as_its_first_message_and_later_turns_alone(tmp_path):
+    pattern(templates.user_dir(), "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    session = ChatSession(model="echo", template="summarize_it", path=tmp_path / "s.json")
+    assert [session.ask("TEXT1"), session.ask("TEXT2")] == ["TEXT1", "TEXT2"]
+    again = ChatSession(model="echo", path=tmp_path / "s.json")  # the saved session goes on with its pattern
+    again.ask("TEXT3")
+    assert [m["content"] for m in again.messages if m["role"] != "assistant"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2", "TEXT3"]
+    again.reset()
+    again.ask("TEXT4")
+    assert again.messages[0] == {"role": "user", "content": "You summarize.\n\nINPUT:\nTEXT4"}
+
+
+def test_aigc_chat_session_on_a_pattern_placing_the_input_sends_the_pattern_once(tmp_path, monkeypatch):
+    pattern(tmp_path, "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    first = runner.invoke(app, ["chat", "-t", "summarize_it", "-m", "echo", "-S", "foo", "--no-log", "TEXT1"])
+    second = runner.invoke(app, ["chat", "-m", "echo", "-S", "foo", "--no-log", "TEXT2"])
+    assert first.exit_code == second.exit_code == 0 and second.stdout == "TEXT2\n", second.output
+    saved = json.loads(session_path("foo").read_text())["messages"]
+    assert [m["content"] for m in saved if m["role"] == "user"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2"]
 
 
 def test_fabric_input_placeholder_in_system_md_comes_after_user_md_text(tmp_path):
