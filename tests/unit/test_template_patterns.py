@@ -160,6 +160,14 @@ def test_aigc_chat_session_on_a_pattern_placing_the_input_sends_the_pattern_once
     assert [m["content"] for m in saved if m["role"] == "user"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2"]
 
 
+def test_echo_answers_the_input_of_a_pattern_with_a_variable_and_no_input_placeholder(tmp_path, monkeypatch):
+    pattern(tmp_path, "p_var", "Trans to {{lang_code}}.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    run = runner.invoke(app, ["run", "p_var", "-", "-m", "echo", "--no-log", "--var", "lang_code=fr"], input="TEXT\n")
+    chat = runner.invoke(app, ["chat", "-t", "p_var", "-m", "echo", "--no-log", "--var", "lang_code=fr", "TEXT"])
+    assert (run.exit_code, run.stdout, chat.exit_code, chat.stdout) == (0, "TEXT\n", 0, "TEXT\n"), run.output + chat.output
+
+
 def test_fabric_input_placeholder_in_system_md_comes_after_user_md_text(tmp_path):
     pattern(templates.user_dir(), "rate", "Rate this:\n{{input}}\nDone.", user="CONTENT {as is} for {{who}}:")
     rendered = templates.render("rate", {"input": "the text", "who": "me"})
