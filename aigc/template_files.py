@@ -8,6 +8,7 @@ import re
 import shlex
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -289,14 +290,19 @@ FABRIC_CALL = re.compile(r"\{\{(?:plugin|ext):[^{}]*\}\}")  # fabric's template 
 def _placeholders(text: str) -> list[re.Match]:
     """Where a pattern's text names a variable as fabric writes it (`{{input}}`, `{{lang_code}}`);
     a name jinja reads as no variable (`{{true}}`, `{{range}}`, a plugin's global) stays text."""
-    return [m for m in PLACEHOLDER.finditer(text) if _is_variable(m[1])]
+    env = environment()
+    return [m for m in PLACEHOLDER.finditer(text) if _is_variable(env, m[1])]
 
 
-def _is_variable(name: str) -> bool:
-    from jinja2 import TemplateSyntaxError
+@lru_cache(maxsize=1024)
+def _is_variable(env: Any, name: str) -> bool:
+    """Whether `env` reads `{{ name }}` as that variable: parsed once per name and environment (a
+    pattern repeats its few names; an environment built for a plugin registered since, whose globals
+    may take a name, asks anew)."""
+    from jinja2 import TemplateSyntaxError, meta
 
     try:
-        return variables_read(f"{{{{ {name} }}}}") == {name}
+        return meta.find_undeclared_variables(env.parse(f"{{{{ {name} }}}}")) == {name}
     except TemplateSyntaxError:  # {{not}}
         return False
 

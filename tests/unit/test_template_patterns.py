@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aigc import templates
+from aigc import hookimpl, plugins, templates
 from aigc.cli.app import app
 from aigc.conversations import session_path
 from aigc.generators.chat import ChatSession
+from aigc.template_files import placeholders
 from aigc.errors import AigcWarning
 
 runner = CliRunner()
@@ -191,6 +192,22 @@ def test_fabric_variables_are_filled_and_every_other_brace_stays_as_written(tmp_
         {"role": "user", "content": "Hallo"},
     ]
     assert template.required == ["input", "lang_code"]
+
+
+class Dated:
+    @hookimpl
+    def prepare_jinja_env(self, env):
+        env.globals["dated_now"] = "today"
+
+
+def test_a_placeholder_is_text_once_a_plugin_registered_later_makes_its_name_a_jinja_global():
+    plugins.reset()
+    try:
+        assert placeholders("On {{dated_now}}: {{input}}") == ["dated_now", "input"]
+        plugins.get_plugin_manager().register(Dated(), name="dated")
+        assert placeholders("On {{dated_now}}: {{input}}") == ["input"]
+    finally:
+        plugins.reset()
 
 
 def test_a_value_or_input_holding_braces_is_not_filled_again(tmp_path):
