@@ -8,6 +8,7 @@ import re
 import shlex
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ class Template:
     system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
     fabric_calls: tuple[str, ...] = ()  # a pattern's `{{plugin:...}}`, `{{ext:...}}`: sent as written, warned of when it is used
+    once: bool = False  # its message is the whole pattern, input in place: a conversation's first; later turns are the text alone
 
     @property
     def label(self) -> str:
@@ -237,7 +239,8 @@ def _read_pattern(path: Path, source: str) -> Template:
     fabric's `-v=name:value`); every other brace stays as written. Where it has no `{{input}}` its
     system.md is the system prompt and the input the message, after its user.md's text; where
     user.md has it, that is the message; where only system.md has it, the whole pattern, filled, is
-    the one message (fabric sends the input once, inside the pattern: see `_pattern_parts`)."""
+    the one message (fabric sends the input once, inside the pattern: see `_pattern_parts`), and in a
+    conversation the first: later turns are the text alone (`once`), not the pattern again."""
     user = path.with_name(PATTERN_USER)
     system, before = read_source(path), read_source(user).strip() if user.is_file() else ""
     system_text, body, where = _pattern_parts(system, before)
@@ -253,6 +256,7 @@ def _read_pattern(path: Path, source: str) -> Template:
         system=system_text,
         variables=variables,
         fabric_calls=tuple(dict.fromkeys(FABRIC_CALL.findall(system + before))),
+        once=system_text is None,
     )
 
 
@@ -285,14 +289,19 @@ FABRIC_CALL = re.compile(r"\{\{(?:plugin|ext):[^{}]*\}\}")  # fabric's template 
 def _placeholders(text: str) -> list[re.Match]:
     """Where a pattern's text names a variable as fabric writes it (`{{input}}`, `{{lang_code}}`);
     a name jinja reads as no variable (`{{true}}`, `{{range}}`, a plugin's global) stays text."""
-    return [m for m in PLACEHOLDER.finditer(text) if _is_variable(m[1])]
+    env = environment()
+    return [m for m in PLACEHOLDER.finditer(text) if _is_variable(env, m[1])]
 
 
-def _is_variable(name: str) -> bool:
-    from jinja2 import TemplateSyntaxError
+@lru_cache(maxsize=1024)
+def _is_variable(env: Any, name: str) -> bool:
+    """Whether `env` reads `{{ name }}` as that variable: parsed once per name and environment (a
+    pattern repeats its few names; an environment built for a plugin registered since, whose globals
+    may take a name, asks anew)."""
+    from jinja2 import TemplateSyntaxError, meta
 
     try:
-        return variables_read(f"{{{{ {name} }}}}") == {name}
+        return meta.find_undeclared_variables(env.parse(f"{{{{ {name} }}}}")) == {name}
     except TemplateSyntaxError:  # {{not}}
         return False
 

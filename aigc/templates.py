@@ -406,12 +406,12 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         raise BadInputError(f"{template.label} needs {', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} with {give} (its variables: {names})")
     messages = render_system(template, variables, system)
     if template.body.strip():
-        user = _render_text(template, template.body, values, template.body_line)
-    elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message
-        user = values["input"]
+        user, about = _render_text(template, template.body, values, template.body_line), subject or _subject(template, values)
+    elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message, and what it is about
+        user, about = values["input"], subject
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
-    messages.append({"role": "user", "content": Message(user, subject or _subject(template, values))})
+    messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
 
 

@@ -70,10 +70,14 @@ class ChatGenerator(Generator):
     # (20/20 "Paris" vs 18/20 at temperature 0.2); --temperature turns sampling on.
     sampling_defaults = {"temperature": 0.0, "top_p": 0.9, "max_tokens": 512, "repetition_penalty": 1.1}
 
-    def user_message(self, text: str, opts: ChatOptions) -> tuple[list[dict], dict]:
-        """The template rendered around one user turn: (messages, template sampling defaults)."""
+    def user_message(self, text: str, opts: ChatOptions, first: bool = True) -> tuple[list[dict], dict]:
+        """The template rendered around one user turn: (messages, template sampling defaults). A
+        pattern that places the input in its system.md is a conversation's `first` message: a later
+        turn is the text alone (the pattern, often thousands of tokens, is not sent again)."""
         template = templates.get_template(opts.template)
         values = {**opts.variables, template.input_variable(opts.variables): text}
+        if template.once and not first:
+            return templates.render_system(template, values, opts.system) + [{"role": "user", "content": text}], dict(template.defaults)
         rendered = templates.render(template, values, system=opts.system)
         return rendered.messages, rendered.defaults
 
@@ -349,12 +353,14 @@ class ChatSession:
             raise BadInputError("a reply is still being written: read the earlier send() or retry() to its end, or close() it, before the next turn")
 
     def _asking(self, text: str) -> list[dict]:
-        """The conversation with the user's `text` added, rendered by the template."""
+        """The conversation with the user's `text` added, rendered by the template (a pattern that
+        places the input, only the first turn: see `ChatGenerator.user_message`)."""
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         self._check_idle()
         self.generator.check_inputs(text)
-        turn, _ = self.generator.user_message(text, ChatOptions(self.template, self.system, self.variables))
+        first = all(m["role"] != "user" for m in self.messages)
+        turn, _ = self.generator.user_message(text, ChatOptions(self.template, self.system, self.variables), first)
         return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aigc import templates
+from aigc import hookimpl, plugins, templates
 from aigc.cli.app import app
+from aigc.conversations import session_path
+from aigc.generators.chat import ChatSession
+from aigc.template_files import placeholders
 from aigc.errors import AigcWarning
 
 runner = CliRunner()
@@ -136,6 +139,36 @@ def test_fabric_input_placeholder_in_system_md_makes_the_pattern_the_one_message
     assert rendered.messages == [{"role": "user", "content": "# STEPS\nFind insights.\n\n# INPUT\n\nthe talk\n\nThen the talk again."}]
 
 
+def test_a_chat_session_sends_a_pattern_placing_the_input_as_its_first_message_and_later_turns_alone(tmp_path):
+    pattern(templates.user_dir(), "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    session = ChatSession(model="echo", template="summarize_it", path=tmp_path / "s.json")
+    assert [session.ask("TEXT1"), session.ask("TEXT2")] == ["TEXT1", "TEXT2"]
+    again = ChatSession(model="echo", path=tmp_path / "s.json")  # the saved session goes on with its pattern
+    again.ask("TEXT3")
+    assert [m["content"] for m in again.messages if m["role"] != "assistant"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2", "TEXT3"]
+    again.reset()
+    again.ask("TEXT4")
+    assert again.messages[0] == {"role": "user", "content": "You summarize.\n\nINPUT:\nTEXT4"}
+
+
+def test_aigc_chat_session_on_a_pattern_placing_the_input_sends_the_pattern_once(tmp_path, monkeypatch):
+    pattern(tmp_path, "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    first = runner.invoke(app, ["chat", "-t", "summarize_it", "-m", "echo", "-S", "foo", "--no-log", "TEXT1"])
+    second = runner.invoke(app, ["chat", "-m", "echo", "-S", "foo", "--no-log", "TEXT2"])
+    assert first.exit_code == second.exit_code == 0 and second.stdout == "TEXT2\n", second.output
+    saved = json.loads(session_path("foo").read_text())["messages"]
+    assert [m["content"] for m in saved if m["role"] == "user"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2"]
+
+
+def test_echo_answers_the_input_of_a_pattern_with_a_variable_and_no_input_placeholder(tmp_path, monkeypatch):
+    pattern(tmp_path, "p_var", "Trans to {{lang_code}}.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    run = runner.invoke(app, ["run", "p_var", "-", "-m", "echo", "--no-log", "--var", "lang_code=fr"], input="TEXT\n")
+    chat = runner.invoke(app, ["chat", "-t", "p_var", "-m", "echo", "--no-log", "--var", "lang_code=fr", "TEXT"])
+    assert (run.exit_code, run.stdout, chat.exit_code, chat.stdout) == (0, "TEXT\n", 0, "TEXT\n"), run.output + chat.output
+
+
 def test_fabric_input_placeholder_in_system_md_comes_after_user_md_text(tmp_path):
     pattern(templates.user_dir(), "rate", "Rate this:\n{{input}}\nDone.", user="CONTENT {as is} for {{who}}:")
     rendered = templates.render("rate", {"input": "the text", "who": "me"})
@@ -159,6 +192,22 @@ def test_fabric_variables_are_filled_and_every_other_brace_stays_as_written(tmp_
         {"role": "user", "content": "Hallo"},
     ]
     assert template.required == ["input", "lang_code"]
+
+
+class Dated:
+    @hookimpl
+    def prepare_jinja_env(self, env):
+        env.globals["dated_now"] = "today"
+
+
+def test_a_placeholder_is_text_once_a_plugin_registered_later_makes_its_name_a_jinja_global():
+    plugins.reset()
+    try:
+        assert placeholders("On {{dated_now}}: {{input}}") == ["dated_now", "input"]
+        plugins.get_plugin_manager().register(Dated(), name="dated")
+        assert placeholders("On {{dated_now}}: {{input}}") == ["input"]
+    finally:
+        plugins.reset()
 
 
 def test_a_value_or_input_holding_braces_is_not_filled_again(tmp_path):
