@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import ui
+from ..engine.models import no_progress
 from ..errors import BadInputError, UnknownModelError
 from ..textio import readable_json
 from ..writing import check_writable
@@ -89,7 +90,7 @@ def image(
         if model or not recorded.get("model"):
             raise
         raise UnknownModelError(f"{from_png} was made with {recorded['model']}, which is not there now ({exc}); -m MODEL runs its settings on another model") from None
-    generator.load_progress = lambda stage: None
+    generator.load_progress = no_progress
     generator.settings(opts)  # what the model cannot take fails before --enhance runs the text model
     original = None
     if enhance:

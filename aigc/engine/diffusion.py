@@ -93,7 +93,7 @@ def resolve_image(name: str | None) -> models.ModelRef:
     return ref
 
 
-def pull_image(ref: models.ModelRef, progress: Progress = lambda stage: None) -> Path:
+def pull_image(ref: models.ModelRef, progress: Progress = models.no_progress) -> Path:
     """The local path of an image model, downloading a hub repository's pipeline files if needed."""
     if ref.kind in ("diffusers", "checkpoint"):
         return Path(ref.location)
@@ -223,7 +223,7 @@ def load_image_model(
     name: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    progress: Progress = lambda stage: None,
+    progress: Progress = models.no_progress,
 ) -> ImageEngine:
     """Load (downloading first if needed) an image model as an `ImageEngine`; loaded ones are reused,
     and threads asking at once wait for one load."""

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option
 from .base import Engine
-from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, resolve
+from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
 from .pulling import hub_stage, pull
 
 
@@ -120,7 +120,7 @@ def load_model(
     name: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    progress: Progress = lambda stage: None,
+    progress: Progress = no_progress,
     trust_remote_code: bool = False,
     quantize: str | None = None,
 ) -> Engine:

@@ -24,6 +24,10 @@ from ..plugins import WEIGHTS_SUFFIXES, name_problem
 from ..textio import parse_json
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
+
+
+def no_progress(stage: str, *counts: int) -> None:
+    """A `Progress` that shows nothing (it takes the byte counts too)."""
 ECHO = "echo"  # aigc.testing's EchoEngine, for tests: no weights, not in `aigc models list`
 
 

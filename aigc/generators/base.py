@@ -15,6 +15,7 @@ import typing
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
+from ..engine.models import no_progress
 from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
 from ..plugins import name_problem
@@ -173,7 +174,7 @@ class Generator:
         quantize: str | None = None,
         trust_remote_code: bool = False,
         progress: ProgressFn | None = None,
-        load_progress: Callable[[str], None] | None = None,
+        load_progress: Callable[..., None] | None = None,
     ):
         self._engine = engine
         self.model = model
@@ -182,7 +183,7 @@ class Generator:
         self.quantize = quantize
         self.trust_remote_code = trust_remote_code
         self.progress = progress or _no_progress
-        self.load_progress = load_progress or (lambda stage: None)
+        self.load_progress = load_progress or no_progress
 
     @property
     def engine(self) -> Engine:

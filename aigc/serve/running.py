@@ -14,6 +14,7 @@ import sys
 
 from fastapi import FastAPI
 
+from ..engine.models import no_progress
 from ..errors import BadInputError
 from .app import Backend, ServeSettings, create_app
 from .scheduler import Scheduler
@@ -36,7 +37,7 @@ def build(
     dtype: str = "auto",
     quantize: str | None = None,
     trust_remote_code: bool = False,
-    progress=lambda stage: None,
+    progress=no_progress,
 ) -> FastAPI:
     """Load the models (`-m` references, local ones only) and return the app serving them."""
     from ..engine.local import LocalEngine

