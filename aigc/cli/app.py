@@ -122,7 +122,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
     elif name in GLOBAL_OPTIONS and where != "aigc":
         message = f"No such option: {name}"  # not click's guess at a command option it might be
         given = exc.ctx.meta.get(ARGS, []) if exc.ctx else []
-        value = f" {given[given.index(name) + 1]}" if name == "--threads" and name in given[:-1] else ""  # the one global option that takes a value
+        taken = (f" {arg.split('=', 1)[1]}" if "=" in arg else f" {given[i + 1]}" for i, arg in enumerate(given) if arg.startswith("--threads=") or (arg == "--threads" and i + 1 < len(given)))
+        value = next(taken, "") if name == "--threads" else ""  # the one global option that takes a value (--threads 2, --threads=2)
         hint = f"global options go before the command: `aigc {name}{value} {where.split(' ', 1)[-1]} ...`"
         if name == "--version":
             hint = "`aigc --version` prints the version"
@@ -389,7 +390,7 @@ def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; only warnings and errors.")] = False,
-    threads: Annotated[Optional[int], typer.Option("--threads", show_default=False, help="CPU threads a local model computes with (default: AIGC_THREADS, else one per core); 1 or 2 when other jobs share the CPU.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", show_default=False, help="CPU threads a local model computes with (default: AIGC_THREADS, else threads in config.toml, else one per core); 1 or 2 when other jobs share the CPU.")] = None,
 ) -> None:
     if quiet and verbose:
         raise BadInputError("give -q (less on stderr) or -v (more), not both")

@@ -88,6 +88,7 @@ def batch(
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}{did_you_mean([task], registered_generators())}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
+    input_format = input_format and input_format.lower()  # --format CSV
     if input_format not in (None, *INPUT_FORMATS):  # `--format bullets`, meant for the summary
         own = f"; the {task} task's own format option is given with -O, e.g. -O format={input_format}" if "format" in generator.option_names() else ""
         raise BadInputError(f"--format names the format of the input rows: jsonl, csv, tsv or txt, not {input_format!r}{own}")
@@ -140,7 +141,7 @@ def batch(
         ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); {what}")
     if summary.unchanged:
         ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(summary.unchanged, key=lambda row: row.number)]
-        ui.warn(given_back_note("id", ids, summary.done, '; their results say "unchanged": true'))
+        ui.warn(given_back_note("id", ids, summary.done, f'; {"its result says" if len(ids) == 1 else "their results say"} "unchanged": true'))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"

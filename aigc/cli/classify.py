@@ -142,7 +142,7 @@ def eval_classify(
 
     labels = joined(labels)
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
-    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format)
+    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format and input_format.lower())
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")

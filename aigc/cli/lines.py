@@ -86,7 +86,7 @@ def given_back_note(kind: str, places: list[str], total: int, marked: str = "") 
     warning each would bury the others."""
     shown = f"{kind}{'s' * (len(places) > 1)} {', '.join(places[:5])}" + (f" and {len(places) - 5} more" if len(places) > 5 else "")
     one = len(places) == 1
-    return f"{len(places)} of {total} texts {'was' if one else 'were'} no longer than the summary asked for and {'is' if one else 'are'} given back as {'it is' if one else 'they are'} ({shown}{marked})"
+    return f"{len(places)} of {total} text{'s' * (total != 1)} {'was' if one else 'were'} no longer than the summary asked for and {'is' if one else 'are'} given back as {'it is' if one else 'they are'} ({shown}{marked})"
 
 
 def one_line(text: str) -> str:

@@ -41,7 +41,7 @@ L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 AUTO_CALIBRATIONS = ("content-free", "examples")  # what `auto` picks from (the first unless the other beats it)
 FEWEST_TO_SWITCH = 8  # examples below which `auto` keeps content-free label scoring: 4 right of 4 is luck
 CHUNK = 32  # examples scored per progress step
-VERSION = 8  # bump when what is cached changes
+VERSION = 9  # bump when what is cached changes (9: auto's calibration rule)
 FITS_ON_DISK = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 PRIORS_ON_DISK = 256  # cached content-free priors kept on disk (a few hundred bytes each)
 

@@ -1422,7 +1422,7 @@ def test_format_reads_plain_lines_or_a_table_piped_in_and_a_rerun_resumes_by_lin
     assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [(1, "Bees make honey."), (3, "Solar panels.")]
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "txt", "-o", str(out)], input="Bees make honey.\n\nSolar panels, edited.\n")
     assert result.exit_code == 0 and "1 row written" in result.stderr and "1 had another input in an earlier run), 1 already done" in result.stderr, result.output
-    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "csv", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "CSV", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")  # in any case
     assert result.exit_code == 0, result.output
     assert [(r["id"], r["result"]["summary"]) for r in lines(tmp_path / "csv.jsonl")] == [("1", "Bees")]
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "--format", "bullets", "-o", str(tmp_path / "b.jsonl")], input="x\n")
@@ -1446,6 +1446,9 @@ def test_rows_given_back_unchanged_get_one_warning_naming_their_ids_in_input_ord
     assert result.exit_code == 0, result.output
     assert [r["result"]["unchanged"] for r in lines(tmp_path / "out.jsonl")] == [n != 2 for n in range(1, 9)]
     assert result.stderr.splitlines()[-1] == 'Warning: 7 of 8 texts were no longer than the summary asked for and are given back as they are (ids "r1", "r3", "r4", "r5", "r6" and 2 more; their results say "unchanged": true)'
+    (tmp_path / "one.jsonl").write_text(json.dumps({"id": "r1", "text": "short text"}) + "\n")
+    one = CliRunner().invoke(app, ["batch", "summarize", "-i", str(tmp_path / "one.jsonl"), "-o", str(tmp_path / "one-out.jsonl")])
+    assert one.stderr.splitlines()[-1] == 'Warning: 1 of 1 text was no longer than the summary asked for and is given back as it is (id "r1"; its result says "unchanged": true)'
 
 
 def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp_path, monkeypatch):

@@ -443,7 +443,7 @@ def test_short_lines_given_back_as_they_are_get_one_warning_at_the_end_not_one_e
     assert result.exit_code == 0 and result.stdout == text, result.output
     assert result.stderr == 'Warning: 8 of 8 texts were no longer than the summary asked for and are given back as they are (lines 1, 3, 4, 5, 6 and 3 more)\n'
     one = invoke("summarize", "-", "--lines", "-m", "echo", "--no-log", input="\nshort text\n")
-    assert one.stderr == "Warning: 1 of 1 texts was no longer than the summary asked for and is given back as it is (line 2)\n"
+    assert one.stderr == "Warning: 1 of 1 text was no longer than the summary asked for and is given back as it is (line 2)\n"
     single = invoke("summarize", "-", "-m", "echo", "--no-log", input="short text\n")
     assert single.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n"
 

@@ -95,6 +95,8 @@ def test_threads_after_the_command_says_where_it_goes():
     result = runner.invoke(app, ["chat", "--threads", "2", "hi"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: No such option: --threads (global options go before the command: `aigc --threads 2 chat ...`)"
+    joined = runner.invoke(app, ["chat", "--threads=2", "hi"])
+    assert joined.exit_code == 2 and joined.stderr == result.stderr  # the value written with =
 
 
 def test_an_image_model_gets_the_threads_too(tmp_path, asked, monkeypatch):
