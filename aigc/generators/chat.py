@@ -116,19 +116,36 @@ class ChatGenerator(Generator):
             system = [{"role": "system", "content": "\n\n".join(given)}]
         return system + [m for m in inputs if m["role"] != "system"], dict(template.defaults)
 
-    def fit(self, messages: list[dict], max_tokens: int) -> list[dict]:
-        """Drop the oldest turns (never the system prompt or the last message) until the prompt fits:
-        the longest tail that fits and starts at a user message (or is the whole conversation). A
-        conversation that does not fit is cut in a few token counts, however long it is."""
+    def pattern_at(self, messages: list[dict], opts: ChatOptions) -> int | None:
+        """Where `messages` hold the pattern of a template sent once (`Template.once`): the index of
+        the last user message that is its render around some text; None where none is (or the
+        template is none such): the conversation's next turn sends the pattern then."""
+        template = templates.get_template(opts.template)
+        if not template.once:
+            return None
+        mark = "\x00input\x00"
+        parts = str(self.user_message(mark, opts)[0][-1]["content"]).split(mark)
+        found = [i for i, m in enumerate(messages) if m["role"] == "user" and _filled(m["content"], parts)]
+        return found[-1] if found else None
+
+    def fit(self, messages: list[dict], max_tokens: int, pinned: int | None = None) -> list[dict]:
+        """Drop the oldest turns (never the system prompt, the last message or `pinned`, the index of
+        a message kept as the system prompt is: a pattern sent once, see `pattern_at`) until the
+        prompt fits: the longest tail that fits and starts at a user message (or is the whole
+        conversation). A conversation that does not fit is cut in a few token counts, however long it is."""
         budget = self.engine.context_length - max_tokens
         system = [m for m in messages if m["role"] == "system"][:1]
         turns = [m for m in messages if m["role"] != "system"]
+        at = next((i for i, m in enumerate(turns) if pinned is not None and m is messages[pinned]), len(turns))
         starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
         counts: dict[int, int] = {}
 
+        def kept(k: int) -> list[dict]:
+            return system + turns[at : at + 1 if starts[k] > at else at] + turns[starts[k]:]
+
         def fits(k: int) -> bool:
             if k not in counts:
-                counts[k] = self.engine.count_tokens(system + turns[starts[k]:])
+                counts[k] = self.engine.count_tokens(kept(k))
             return counts[k] <= budget
 
         good, bad, step = 0, -1, 1
@@ -142,7 +159,7 @@ class ChatGenerator(Generator):
             good, bad = (middle, bad) if fits(middle) else (good, middle)
         fits(good)
         check_fits(self.engine, counts[good], max_tokens, f"shorten it or lower {option('max_tokens')}")
-        return system + turns[starts[good]:]
+        return kept(good)
 
     def reply_params(self, sampling: dict[str, Any] | None, defaults: dict[str, Any]):
         """The sampling settings of a reply; the task's default `max_tokens` is at most a quarter of
@@ -155,13 +172,13 @@ class ChatGenerator(Generator):
     def forward(self, prepared, opts: ChatOptions, sampling: dict[str, Any]):
         messages, defaults = prepared
         params = self.reply_params(sampling, defaults)
-        fitted = self.fit(messages, params.max_tokens)
+        fitted = self.fit(messages, params.max_tokens, self.pattern_at(messages, opts))
         return messages, len(messages) - len(fitted), self.engine.generate([fitted], params)[0], params
 
     def postprocess(self, raw, opts: ChatOptions) -> dict[str, Any]:
         """`text` (and each of `choices`); with a JSON schema, the JSON as one line, and `data` its value;
         `messages`, the whole conversation given and the answer (go on from it), `dropped_messages`, how
-        many of its oldest messages were left out of the prompt to fit the model's context."""
+        many of its oldest messages (not a pattern sent once) were left out of the prompt to fit the model's context."""
         messages, dropped, completions, params = raw
         texts, extra = answer_texts(completions, params, self.engine)
         return {
@@ -179,8 +196,21 @@ class ChatGenerator(Generator):
         params = self.reply_params(sampling, defaults)
         if params.n > 1:
             raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
-        fitted = self.fit(messages, params.max_tokens)
+        fitted = self.fit(messages, params.max_tokens, self.pattern_at(messages, opts))
         return AnswerStream.of_engine(self.engine, fitted, params, lambda completion: self.postprocess((messages, len(messages) - len(fitted), [completion], params), opts))
+
+
+def _filled(text: str, parts: list[str]) -> bool:
+    """Whether `text` is a template's render split around its input (`parts`), filled with some text."""
+    if len(text) < sum(map(len, parts)) or not text.startswith(parts[0]) or not text.endswith(parts[-1]):
+        return False
+    at = len(parts[0])
+    for part in parts[1:-1]:  # the input placed more than once: the text between, in order
+        at = text.find(part, at)
+        if at < 0:
+            return False
+        at += len(part)
+    return at <= len(text) - len(parts[-1])
 
 
 def _file(path: Any, name: str) -> Path:
@@ -354,13 +384,14 @@ class ChatSession:
 
     def _asking(self, text: str) -> list[dict]:
         """The conversation with the user's `text` added, rendered by the template (a pattern that
-        places the input, only the first turn: see `ChatGenerator.user_message`)."""
+        places the input, only where the conversation holds none of it yet, as after a change of
+        template: see `ChatGenerator.user_message`, `pattern_at`)."""
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         self._check_idle()
         self.generator.check_inputs(text)
-        first = all(m["role"] != "user" for m in self.messages)
-        turn, _ = self.generator.user_message(text, ChatOptions(self.template, self.system, self.variables), first)
+        opts = ChatOptions(self.template, self.system, self.variables)
+        turn, _ = self.generator.user_message(text, opts, self.generator.pattern_at(self.messages, opts) is None)
         return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:

@@ -12,7 +12,7 @@ from aigc.cli.app import app
 from aigc.conversations import session_path
 from aigc.generators.chat import ChatSession
 from aigc.template_files import placeholders
-from aigc.errors import AigcWarning
+from aigc.errors import AigcWarning, ContextLengthError
 
 runner = CliRunner()
 
@@ -159,6 +159,52 @@ def test_aigc_chat_session_on_a_pattern_placing_the_input_sends_the_pattern_once
     assert first.exit_code == second.exit_code == 0 and second.stdout == "TEXT2\n", second.output
     saved = json.loads(session_path("foo").read_text())["messages"]
     assert [m["content"] for m in saved if m["role"] == "user"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2"]
+
+
+def sent_prompts(session: ChatSession) -> list:
+    """The prompts `session`'s engine is given from now on."""
+    engine, generate, sent = session.generator.engine, session.generator.engine.generate, []
+    engine.generate = lambda prompts, params: (sent.append(prompts[0]), generate(prompts, params))[1]
+    return sent
+
+
+def test_a_pattern_sent_once_stays_in_the_prompt_when_older_turns_are_dropped_to_fit(tmp_path):
+    pattern(templates.user_dir(), "pirate", "You summarize in pirate speak. " * 20 + "\n\nINPUT:\n{{input}}\n")
+    session = ChatSession(model="echo", template="pirate")
+    session.generator.engine.context_length = 400
+    sent = sent_prompts(session)
+    for i in range(6):
+        session.ask(f"turn {i} " + "word " * 40)
+    assert len(sent[-1]) < len(session.messages) - 1  # older turns were dropped
+    assert sent[-1][0] == session.messages[0] and sent[-1][0]["content"].startswith("You summarize in pirate")  # but not the pattern
+    assert [m["role"] for m in sent[-1]] == ["user", "user", "assistant", "user"] and sent[-1][-1]["content"] == "turn 5 " + "word " * 40
+    session.generator.engine.context_length = 250  # the pattern and the last message alone no longer fit
+    with pytest.raises(ContextLengthError):
+        session.ask("turn 6 " + "word " * 40)
+
+
+def test_a_session_switched_to_a_pattern_placing_the_input_sends_it_on_its_next_turn(tmp_path):
+    pattern(templates.user_dir(), "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    ChatSession(model="echo", path=tmp_path / "s.json").ask("hello")
+    switched = ChatSession(model="echo", path=tmp_path / "s.json", template="summarize_it")
+    switched.ask("TEXT1")
+    switched.ask("TEXT2")
+    again = ChatSession(model="echo", path=tmp_path / "s.json")
+    again.ask("TEXT3")
+    assert [m["content"] for m in again.messages if m["role"] == "user"] == ["hello", "You summarize.\n\nINPUT:\nTEXT1", "TEXT2", "TEXT3"]
+    again.undo(), again.undo(), again.undo()  # the pattern's turn undone: the next one sends it again
+    again.ask("TEXT4")
+    assert [m["content"] for m in again.messages if m["role"] == "user"] == ["hello", "You summarize.\n\nINPUT:\nTEXT4"]
+
+
+def test_aigc_chat_session_switched_to_a_pattern_placing_the_input_sends_it(tmp_path, monkeypatch):
+    pattern(tmp_path, "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    first = runner.invoke(app, ["chat", "-m", "echo", "-S", "sw", "--no-log", "hello"])
+    second = runner.invoke(app, ["chat", "-m", "echo", "-S", "sw", "-t", "summarize_it", "--no-log", "TEXT2"])
+    assert first.exit_code == second.exit_code == 0, second.output
+    saved = json.loads(session_path("sw").read_text())["messages"]
+    assert [m["content"] for m in saved if m["role"] == "user"] == ["hello", "You summarize.\n\nINPUT:\nTEXT2"]
 
 
 def test_echo_answers_the_input_of_a_pattern_with_a_variable_and_no_input_placeholder(tmp_path, monkeypatch):
