@@ -130,18 +130,19 @@ class ChatGenerator(Generator):
 
     def fit(self, messages: list[dict], max_tokens: int, pinned: int | None = None) -> list[dict]:
         """Drop the oldest turns (never the system prompt, the last message or `pinned`, the index of
-        a message kept as the system prompt is: a pattern sent once, see `pattern_at`) until the
-        prompt fits: the longest tail that fits and starts at a user message (or is the whole
+        a message kept as the system prompt is: a pattern sent once, see `pattern_at`, kept with the
+        reply right after it so that roles still alternate) until the prompt fits: the longest tail that fits and starts at a user message (or is the whole
         conversation). A conversation that does not fit is cut in a few token counts, however long it is."""
         budget = self.engine.context_length - max_tokens
         system = [m for m in messages if m["role"] == "system"][:1]
         turns = [m for m in messages if m["role"] != "system"]
         at = next((i for i, m in enumerate(turns) if pinned is not None and m is messages[pinned]), len(turns))
+        end = at + 2 if turns[at + 1 : at + 2] and turns[at + 1]["role"] == "assistant" else at + 1
         starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
         counts: dict[int, int] = {}
 
         def kept(k: int) -> list[dict]:
-            return system + turns[at : at + 1 if starts[k] > at else at] + turns[starts[k]:]
+            return system + (turns[at:end] + turns[max(starts[k], end):] if starts[k] > at else turns[starts[k]:])
 
         def fits(k: int) -> bool:
             if k not in counts:
