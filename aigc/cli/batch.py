@@ -12,7 +12,7 @@ from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
 from .lines import given_back_note
-from .options import PARAMETERS, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
+from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
 
 def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8 with a byte-order mark; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
     input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for stdin (read when piped and no -i is given): JSON Lines, or the --format named.", show_default=False)] = None,
-    input_format: Annotated[Optional[str], typer.Option("--format", metavar="jsonl|csv|tsv|txt", help="The format of the rows of -i - (stdin; default jsonl) or of a file whatever its name, such as a pipe: cut -f1 x.tsv | aigc batch ... --format txt, or -i <(...) --format csv.", autocompletion=complete.input_formats, show_default=False)] = None,
+    input_format: InputFormat = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,

@@ -11,7 +11,7 @@ from ..textio import check_utf8, numbered_lines, read_input
 from ..writing import output_target
 from . import examples
 from .lines import LineResults, check_lines_source, warn_of_rows_file
-from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
+from .options import InputFormat, RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
 
 
 @generation_options(sampling=False)
@@ -64,7 +64,8 @@ def embed(
 @generation_options(sampling=False)
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for JSON Lines on stdin.")],
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for stdin: JSON Lines, or the --format named.")],
+    input_format: InputFormat = None,
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
     number: Annotated[int, typer.Option("-n", help="How many items to show.")] = 10,
@@ -82,8 +83,9 @@ def similar(
     generator = run.generator("embed")
     run.check(generator, query, {})  # a bad query is the one error, before any row is read or warned about
     items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
-    rows = read_rows(input, id_field, field, unique_ids=False)
-    if field != "text" and input.lower().endswith(".txt"):  # its lines are the texts whatever the column is called
+    input_format = input_format and input_format.lower()  # --format CSV
+    rows = read_rows(input, id_field, field, unique_ids=False, input_format=input_format)
+    if field != "text" and (input_format == "txt" if input_format else input.lower().endswith(".txt")):  # its lines are the texts whatever the column is called
         raise BadInputError(f"{input}: a .txt file has one text a line and no columns, so no --field; leave it out, or give a .jsonl, .csv or .tsv file")
     if not any(field in row.fields for row in rows):  # one error, not a warning for every row
         raise BadInputError(f"{input}: no row has the column {field!r} (its columns: {', '.join(map(repr, columns(rows))) or 'none'}); name the one with the text with --field")

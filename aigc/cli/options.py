@@ -295,6 +295,12 @@ Schema = Annotated[
 ]
 
 
+InputFormat = Annotated[
+    Optional[str],
+    typer.Option("--format", metavar="jsonl|csv|tsv|txt", help="The format of the rows of -i - (stdin; default jsonl) or of a file whatever its name, such as a pipe: -i <(cut -f1 x.tsv) --format txt.", autocompletion=complete.input_formats, show_default=False),
+]
+
+
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the answer's first fenced code block (the whole answer where it has none); the log keeps it all.")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the answer's last fenced code block (the whole answer where it has none).")]
 

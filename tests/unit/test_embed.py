@@ -398,3 +398,16 @@ def test_embed_many_embeds_a_repeated_text_once(tiny_engine):
     errors = []
     vectors = EmbedGenerator(engine=tiny_engine).embed_many(["bees", "honey", "bees", "x " * 5000, "x " * 5000], on_error=lambda i, exc: errors.append(i))
     assert vectors[0] == vectors[2] and vectors[3] is None and vectors[4] is None and errors == [3, 4]
+
+
+def test_cli_similar_format_names_the_format_of_rows_on_stdin_or_in_a_file_without_a_suffix(tiny_model_dir, tmp_path):
+    lines = invoke("similar", "bees", "-i", "-", "--format", "TXT", "-m", str(tiny_model_dir), "-n", "1", input="honey\nbees\n")
+    assert lines.exit_code == 0 and lines.stdout.endswith("\t2\tbees\n"), lines.output  # a text a line, numbered
+    table = tmp_path / "items"  # no suffix, as a pipe has none
+    table.write_text("id,text\na,honey\nb,bees\n")
+    found = invoke("similar", "bees", "-i", str(table), "--format", "csv", "-m", str(tiny_model_dir), "-n", "1")
+    assert found.exit_code == 0 and found.stdout.endswith("\tb\tbees\n"), found.output
+    refused = invoke("similar", "bees", "-i", "-", "--format", "txt", "--field", "body", "-m", str(tiny_model_dir), input="honey\n")
+    assert refused.exit_code == 2 and "no columns, so no --field" in refused.stderr
+    unknown = invoke("similar", "bees", "-i", str(table), "--format", "bullets", "-m", str(tiny_model_dir))
+    assert unknown.exit_code == 2 and "--format names the format of the rows: jsonl, csv, tsv or txt, not 'bullets'" in unknown.stderr
