@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
@@ -166,8 +167,9 @@ def run_batch(
                         if wanted := _to_raise(raised):
                             summary.to_raise[wanted] = summary.to_raise.get(wanted, 0) + 1
                     try:
-                        sink.write(text + "\n")
-                        sink.flush()
+                        if not (stream and ui.above_live_display(sink, text)):  # stdout on the terminal of the progress bar: above it
+                            sink.write(text + "\n")
+                            sink.flush()
                     except BrokenPipeError as exc:  # what read the stream went away (`| head`): the rows in flight are not waited for
                         outcomes.throw(exc)
                     if not stream:  # a pipe or device cannot be synced

@@ -89,8 +89,7 @@ def result(text: str) -> None:
     Python reads them) as the bytes they were, also where stdout takes only proper text (a UTF-8 locale)."""
     text = text if text.endswith("\n") else text + "\n"
     out = stdout()
-    if _under_live_display(out):  # rich clears the display, prints the line above it and draws it again
-        stderr().print(text[:-1], markup=False, highlight=False, emoji=False, soft_wrap=True)
+    if above_live_display(out, text[:-1]):
         return
     try:
         out.write(text)
@@ -100,6 +99,16 @@ def result(text: str) -> None:
         out.flush()
         out.buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
     out.flush()
+
+
+def above_live_display(out: TextIO, line: str) -> bool:
+    """Print `line` above a live progress display where `out` writes to the display's terminal
+    (rich clears the display, prints the line and draws it again), so that it does not stick to
+    the display's text; False where no display is there: `out` is to be written as usual."""
+    if not _under_live_display(out):
+        return False
+    stderr().print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+    return True
 
 
 def _under_live_display(out: TextIO) -> bool:

@@ -3,9 +3,15 @@
 import os
 import pty
 
+import json
+
 import pytest
 
 from aigc import ui
+from aigc.batch import run_batch
+from aigc.batch_inputs import Row
+from aigc.generators.base import get_generator
+from aigc.testing import FakeEngine
 
 
 @pytest.fixture
@@ -60,3 +66,18 @@ def test_a_result_goes_to_stdout_a_file_while_the_progress_is_on_the_terminal(te
     screen = shown()
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "topic 1\ntopic 2\n"
     assert "headline" in screen and "topic" not in screen
+
+
+def test_batch_rows_written_to_stdout_on_the_terminal_of_its_progress_are_printed_above_it(terminal, monkeypatch):
+    tty, shown = terminal
+    monkeypatch.setattr(ui.sys, "stderr", tty)
+    monkeypatch.setattr(ui.sys, "stdout", tty)
+    rows = [Row(number=i, id=f"r{i}", fields={"text": f"Bees make honey in hive {i}. " * 5}) for i in (1, 2)]
+    with ui.prints_to_stderr(), ui.items_progress("summarize", len(rows)) as progress:  # as `aigc batch summarize -o -` runs
+        run_batch(get_generator("summarize", engine=FakeEngine()), rows, f"/dev/fd/{tty.fileno()}", {}, progress=progress)
+    screen = shown()
+    assert "summarize" in screen
+    for row_id in ("r1", "r2"):  # each row on a line of its own, the display's line erased first, and whole JSON
+        start = screen.index(f'{{"id": "{row_id}"')
+        assert screen[:start].endswith(("\x1b[2K", "\n")), screen
+        assert json.loads(screen[start:].replace("\r", "\n").split("\n")[0])["id"] == row_id, screen
