@@ -1,4 +1,5 @@
-"""Consoles, progress and streaming display. Only the CLI uses this module.
+"""Consoles, progress and streaming display, for the CLI (the library's `run_batch` uses only
+`above_live_display`, for rows streamed to the terminal of the CLI's progress bar).
 
 stdout carries results only; everything else (progress, stats, warnings) goes to stderr. Progress
 bars and spinners appear only when stderr is a terminal; elsewhere (`2> log`, nohup, cron, CI) a long
