@@ -10,7 +10,7 @@ from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import count_words, fitted, split_sentences, word_runs
-from ..engine.base import Completion
+from ..engine.base import Completion, check_fits
 from .base import Generator, type_name
 
 SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
@@ -194,9 +194,7 @@ class SummarizeGenerator(Generator):
                 raise ContextLengthError(f"{self.engine.name} holds {context} tokens, too few for the summarize templates with a part of {MIN_CHUNK_TOKENS} tokens and an answer; use a model with a longer context")
             fix = f"lower {option('max_tokens')} to {answer} or less (now {max_tokens})"
             fix += f" and {option('chunk_tokens')} to {MIN_CHUNK_TOKENS} (now {size})" if opts.chunk_tokens not in (None, MIN_CHUNK_TOKENS) else ""
-        if longest >= context:
-            raise ContextLengthError(f"the prompt takes {longest} tokens, but {self.engine.name} holds {context} with the answer; {fix}")
-        raise ContextLengthError(f"the prompt takes {longest} tokens and {max_tokens} more were asked for, but {self.engine.name} holds {context}; {fix}")
+        check_fits(self.engine, longest, max_tokens, fix, fix)
 
     def forward(self, text: str, opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         size = self._part_size(opts, sampling)
