@@ -403,7 +403,9 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     if missing:
         names = ", ".join(v["name"] for v in template.variables)
         give = " ".join(option("variables", f"{name}=...") for name in missing)
-        raise BadInputError(f"{template.label} needs {', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} with {give} (its variables: {names})")
+        literal = [name for name in missing if name != "input"] if template.path.name == PATTERN else []
+        as_text = f"; or, where {' '.join(f'{{{{{name}}}}}' for name in literal)} is text to send as written, give {option('no_variable_replacement')}" if literal else ""
+        raise BadInputError(f"{template.label} needs {', '.join(missing)}: give {'it' if len(missing) == 1 else 'them'} with {give} (its variables: {names}){as_text}")
     messages = render_system(template, variables, system)
     if template.body.strip():
         user, about = _render_text(template, template.body, values, template.body_line), subject or _subject(template, values)
@@ -413,6 +415,20 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
     messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def literal_values(template: Template, given: dict[str, Any]) -> dict[str, Any]:
+    """The values that send each of a fabric pattern's placeholders but `{{input}}` as written
+    (`{{Hostname}}` as `{{Hostname}}`), as fabric's --no-variable-replacement does: the input is
+    still put in place. A template that is no pattern, or a value `given` for one of them, is an
+    `OptionError`: neither has a placeholder to keep."""
+    if template.path.name != PATTERN:
+        raise OptionError("no_variable_replacement", f"is for fabric patterns (NAME/{PATTERN}); {template.label} is a jinja template, whose variables are its own: give them with {option('variables', 'name=...')}")
+    values = {v["name"]: f"{{{{{v['name']}}}}}" for v in template.variables if v["name"] != "input"}
+    given_too = sorted(name for name in values if name in given and given[name] != values[name])
+    if given_too:
+        raise OptionError("no_variable_replacement", f"sends {', '.join(values[name] for name in given_too)} as written, so {' '.join(option('variables', name + '=...') for name in given_too)} would be dropped; give one or the other")
+    return values
 
 
 def render_system(template: Template, variables: dict[str, Any] | None = None, system: str | None = None) -> list[dict]:

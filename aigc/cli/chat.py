@@ -19,7 +19,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import LITERAL_HELP, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -71,6 +71,7 @@ def chat(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
     template: Annotated[Optional[str], typer.Option("--template", "-t", help="Prompt template to wrap each message in (default chat; a session keeps the one it was saved with).", show_default=False, autocompletion=complete.templates)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A variable of the template other than the one each message fills, key=value (repeatable; a session keeps them with its template).")] = None,
+    no_variable_replacement: Annotated[bool, typer.Option("--no-variable-replacement", help=LITERAL_HELP)] = False,
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
@@ -110,10 +111,10 @@ def chat(
     elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
         path, existing = conversations.new_conversation(), False
     if path is None:
-        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code)
+        return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
     with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
         _remember(path)
-        _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code)
+        _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
 
 
 def _logged(run: RunOptions) -> bool:
@@ -132,20 +133,20 @@ def _remember(path) -> None:
         ui.warn(f"cannot note {path} for `aigc chat -c`: {exc}")
 
 
-def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True, code: Optional[str] = None) -> None:
+def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True, code: Optional[str] = None, literal: bool = False) -> None:
     if prompt is None and piped is None:
         if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None or code)):
             if as_json or run.json_schema is not None or code:
                 flag = "--json" if as_json else "--schema" if run.json_schema is not None else code
                 raise BadInputError(f"{flag} is for one-shot answers; give a prompt as an argument or pipe one in")
-            return _repl(run, system, template, variables, path, attached, keep)
+            return _repl(run, system, template, variables, path, attached, keep, literal)
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
     generator = _generator(run, template, path)
     if path is not None:
-        return _session_turn(_session(generator, system, template, run, path, variables, keep), run, text, as_json, code)
-    options = {"template": template or "chat", "system": system}
+        return _session_turn(_session(generator, system, template, run, path, variables, keep, literal), run, text, as_json, code)
+    options = {"template": template or "chat", "system": system, **({"no_variable_replacement": True} if literal else {})}
     if variables:
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
         check_vars_used(templates.get_template(options["template"]), variables)
@@ -200,9 +201,9 @@ def _not_downloaded(name: str) -> bool:
     return name != config.default_source("text")[0] and not models.resolve(name).installed
 
 
-def _session(generator, system, template, run: RunOptions, path, variables, keep: bool) -> ChatSession:
+def _session(generator, system, template, run: RunOptions, path, variables, keep: bool, literal: bool = False) -> ChatSession:
     """The chat's `ChatSession`; a --var its template (given, or the session's) never uses is an error."""
-    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep)
+    session = ChatSession(generator, system=system, template=template, sampling=run.sampling(), path=path, variables=variables, keep=keep, no_variable_replacement=literal)
     if variables:
         check_vars_used(templates.get_template(session.template), variables)
     return session
@@ -280,10 +281,10 @@ def _check_model(session: ChatSession, run: RunOptions) -> None:
         ui.warn(f"this session was with {session.model}; it goes on with {name} (without -m it goes on with {session.model})")
 
 
-def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True) -> None:
+def _repl(run: RunOptions, system: Optional[str], template: Optional[str], variables: Optional[dict], path=None, attached=(), keep: bool = True, literal: bool = False) -> None:
     history = _History(_logged(run))
     generator = _generator(run, template, path)
-    session = _session(generator, system, template, run, path, variables, keep)
+    session = _session(generator, system, template, run, path, variables, keep, literal)
     run.prepare(generator, None, session.options())
     ui.info(f"Chatting with {generator.engine.name}. /help for commands, exit or Ctrl-D to leave.")
     if path is not None and (session.messages or not conversations.unnamed(path)):

@@ -14,7 +14,7 @@ from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
-from .options import Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import LITERAL_HELP, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -24,6 +24,7 @@ def run_template(
     template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template name (see `aigc templates list`), or a .j2 file.", autocompletion=complete.templates)],
     document: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A document for the template's input, or - for stdin (as -i; piped input fills it when it is not given).", show_default=False)] = None,
     var: Annotated[Optional[list[str]], typer.Option("--var", help="A template variable, key=value (repeatable).")] = None,
+    no_variable_replacement: Annotated[bool, typer.Option("--no-variable-replacement", help=LITERAL_HELP)] = False,
     source: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE|-", help="Read the 'input' variable from a file, or stdin with - (piped input fills it when it is not given).")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the answer to this file (atomically; - for stdout).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
@@ -58,7 +59,7 @@ def run_template(
     if found.generator and found.generator not in PLAIN:
         ui.info(f"(template {found.name!r} is written for `aigc {found.generator}`; running it as one prompt)")
     generator = run.generator("template", template=template)
-    options = {"template": template, "system": system}
+    options = {"template": template, "system": system, **({"no_variable_replacement": True} if no_variable_replacement else {})}
     with ui.prints_to_stderr():  # what generator code prints goes to stderr
         rendered = generator.preprocess(values, generator.validate(options))  # template errors before any model loads
     run.check(generator, values, options)

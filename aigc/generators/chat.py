@@ -49,12 +49,15 @@ class ChatOptions:
     template: str = "chat"
     system: str | None = None
     variables: dict[str, Any] | None = field(default_factory=dict)  # the template's other variables; each message fills its input
+    no_variable_replacement: bool = False  # a fabric pattern's placeholders but {{input}} sent as written (fabric's --no-variable-replacement)
 
     def __post_init__(self) -> None:
         template = templates.get_template(self.template)
         if not isinstance(self.variables, (dict, type(None))):
             raise OptionError("variables", f"must be a dict of template variables, got {type_name(self.variables)}")
-        self.variables = checked_values(template, dict(self.variables or {}))
+        given = dict(self.variables or {})
+        literal = templates.literal_values(template, given) if self.no_variable_replacement else {}
+        self.variables = checked_values(template, {**given, **literal})  # kept as variables: a session goes on with them
         name = template.input_variable(self.variables)  # a template with no place for the text fails now
         if name in self.variables:
             raise OptionError("variables", f"cannot give {name}: each message fills it")
@@ -232,18 +235,20 @@ class ChatSession:
     writes the conversation back to it after every reply; `system` replaces a saved system prompt and
     `template` a saved template (the file keeps one other than `chat`, a template file's by its
     absolute path), `variables` (the template's other variables) the saved ones, which go with the
-    saved template only. `keep=False` starts from `path` and writes nothing back. A file deleted
+    saved template only; `no_variable_replacement` sends a fabric pattern's placeholders but
+    `{{input}}` as written (kept with the template, as its variables). `keep=False` starts from `path` and writes nothing back. A file deleted
     by another process once the session had it is not made again: the next write is a
     `ConversationDeletedError`. Without a `generator`, the session makes the chat generator for
     `model`: when None, the model the session file was saved with, else the default model."""
 
-    def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None):
+    def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None, no_variable_replacement: bool = False):
         if generator is not None and model is not None:
             raise BadInputError("give a ChatSession its generator or a model, not both: the generator has its model")
         if generator is not None and not isinstance(generator, ChatGenerator):
             raise BadInputError(f"a ChatSession runs the chat generator (aigc.get_generator('chat')), or model=NAME makes it; got {type_name(generator)}")
-        if not isinstance(keep, bool):  # "no" would be taken as yes
-            raise OptionError("keep", f"must be True or False, got {keep!r}")
+        for name, flag in (("keep", keep), ("no_variable_replacement", no_variable_replacement)):
+            if not isinstance(flag, bool):  # "no" would be taken as yes
+                raise OptionError(name, f"must be True or False, got {flag!r}")
         self.sampling = dict(sampling or {})
         self._given = dict(self.sampling)  # what "default" goes back to
         self.path = _file(path, "path") if path is not None else None
@@ -265,7 +270,8 @@ class ChatSession:
         if (n := self.generator.sampling(self.sampling).n) != 1:
             raise OptionError("n", f"is for one-shot calls (aigc.generate('chat', ..., sampling={{'n': {n}}}) gives {n} answers); a ChatSession writes one reply a turn: leave it out")
         self._writing: dict | None = None  # the reply being streamed, while it is
-        self.template, self.variables = self._template(template, variables, saved)
+        self.template, self.variables = self._template(template, variables, saved, no_variable_replacement)
+        self._asked = self._asked_under(saved)
 
     @staticmethod
     def _generator(model: str | None, saved: str | None) -> ChatGenerator:
@@ -286,7 +292,13 @@ class ChatSession:
             raise UnknownModelError(f"this session was saved with model {saved}, which is not here ({exc}); give ChatSession(model=NAME) to go on with another") from None
 
     @staticmethod
-    def _template(given: str | None, variables: dict | None, saved: conversations.Conversation) -> tuple[str, dict]:
+    def _asked_under(saved: conversations.Conversation) -> tuple[str, dict] | None:
+        """The template and variables the last turn of `saved` was asked under (None: no turn yet)."""
+        kept = saved.extra.get("variables")
+        return (saved.extra.get("template", "chat"), kept if isinstance(kept, dict) else {}) if saved.messages else None
+
+    @staticmethod
+    def _template(given: str | None, variables: dict | None, saved: conversations.Conversation, literal: bool = False) -> tuple[str, dict]:
         """The template (a file's by its absolute path) and its variables the session goes on with."""
         template = given or saved.extra.get("template", "chat")
         if not isinstance(template, str) or not template:  # a hand-edited file
@@ -296,9 +308,9 @@ class ChatSession:
         if variables is None and isinstance(kept, dict) and resolved == saved.extra.get("template", "chat"):
             variables, given_now = kept, False
         else:
-            given_now = bool(given) or variables is not None
+            given_now = bool(given) or variables is not None or literal
         try:
-            opts = ChatOptions(template=template, variables=variables)  # an unknown template (or not a name at all) fails before any turn
+            opts = ChatOptions(template=template, variables=variables, no_variable_replacement=literal)  # an unknown template (or not a name at all) fails before any turn
         except BadInputError as exc:
             if given_now:
                 raise
@@ -318,7 +330,7 @@ class ChatSession:
             raise BadInputError(f"{path} is empty: there is no conversation in it to load")
         template, variables = self._template(None, None, saved)
         self.system, self.messages, self.model, self.extra = saved.system, saved.messages, saved.model or self.model, saved.extra
-        self.template, self.variables = template, variables
+        self.template, self.variables, self._asked = template, variables, self._asked_under(saved)
         self._keep()
 
     def set_system(self, text: str) -> None:
@@ -375,24 +387,31 @@ class ChatSession:
         `data` holds the checked answer), recorded like `send`'s reply; a failed turn is not."""
         conversation = self._asking(text)
         result = self.generator(conversation, sampling=self.sampling, **self.options())
-        self.messages = conversation + [{"role": "assistant", "content": result["text"]}]
-        self._keep()
+        self._record(conversation + [{"role": "assistant", "content": result["text"]}])
         return result
 
     def _check_idle(self) -> None:
         if self._writing is not None:
             raise BadInputError("a reply is still being written: read the earlier send() or retry() to its end, or close() it, before the next turn")
 
+    def _record(self, messages: list[dict]) -> None:
+        """Take `messages`, ending in a reply, as the conversation, asked under the session's template now."""
+        self.messages, self._asked = messages, (self.template, dict(self.variables))
+        self._keep()
+
     def _asking(self, text: str) -> list[dict]:
         """The conversation with the user's `text` added, rendered by the template (a pattern that
-        places the input, only where the conversation holds none of it yet, as after a change of
-        template: see `ChatGenerator.user_message`, `pattern_at`)."""
+        places the input, only where the conversation holds none of it yet or its last turn was
+        asked under another template or other variables: the pattern is sent again, as llm sends a
+        system prompt again when it changes, so that A's instructions apply after A, B, A; see
+        `ChatGenerator.user_message`, `pattern_at`)."""
         if not isinstance(text, str):
             raise BadInputError(f"send takes the user's text (str), got {type_name(text)}")
         self._check_idle()
         self.generator.check_inputs(text)
         opts = ChatOptions(self.template, self.system, self.variables)
-        turn, _ = self.generator.user_message(text, opts, self.generator.pattern_at(self.messages, opts) is None)
+        switched = self._asked is not None and self._asked != (self.template, self.variables)
+        turn, _ = self.generator.user_message(text, opts, switched or self.generator.pattern_at(self.messages, opts) is None)
         return self.messages + [m for m in turn if m["role"] == "user"]
 
     def ask(self, text: str) -> str:
@@ -408,8 +427,7 @@ class ChatSession:
 
         def record(result: dict[str, Any]) -> dict[str, Any]:
             if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
-                self.messages = conversation + [{"role": "assistant", "content": result["text"]}]  # as `answer` records it: a JSON answer as one line
-                self._keep()
+                self._record(conversation + [{"role": "assistant", "content": result["text"]}])  # as `answer` records it: a JSON answer as one line
             return result
 
         return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces), record)
@@ -435,8 +453,7 @@ class ChatSession:
             self._writing = None
             if not finished and self.messages and self.messages[-1] is writing:  # an ended one is recorded by the stream's finish
                 if reply := "".join(pieces).strip():
-                    self.messages = conversation + [{"role": "assistant", "content": reply}]
-                    self._keep()
+                    self._record(conversation + [{"role": "assistant", "content": reply}])
                 else:
                     self.messages = conversation + [previous] if previous else conversation[:-1]
         return stream.result

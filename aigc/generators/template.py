@@ -18,11 +18,14 @@ class TemplateOptions:
     template: str = "chat"
     system: str | None = None
     variables: dict[str, Any] | None = field(default_factory=dict)  # values for the variables the inputs leave out (in aigc batch: for every row)
+    no_variable_replacement: bool = False  # a fabric pattern's placeholders but {{input}} sent as written (fabric's --no-variable-replacement)
 
     def __post_init__(self) -> None:
         if not isinstance(self.variables, (dict, type(None))):
             raise OptionError("variables", f"must be a dict of template variables, got {type_name(self.variables)}")
         self.variables = dict(self.variables or {})
+        if self.no_variable_replacement:  # a template that is no pattern fails now, not on every input
+            templates.literal_values(templates.get_template(self.template), self.variables)
 
 
 def coerce(template: template_files.Template, name: str, value: Any) -> Any:
@@ -102,7 +105,9 @@ class TemplateGenerator(Generator):
             inputs = {template.input_variable(opts.variables): inputs}
         elif isinstance(inputs, Columns):
             inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
-        return templates.render(template, checked_values(template, {**opts.variables, **inputs}), system=opts.system)
+        values = {**opts.variables, **inputs}
+        literal = templates.literal_values(template, values) if opts.no_variable_replacement else {}
+        return templates.render(template, checked_values(template, {**values, **literal}), system=opts.system)
 
     def stream(self, inputs: dict[str, Any] | str, sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then

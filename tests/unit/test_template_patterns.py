@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aigc import hookimpl, plugins, templates
+from aigc import get_generator, hookimpl, plugins, templates
 from aigc.cli.app import app
 from aigc.conversations import session_path
 from aigc.generators.chat import ChatSession
 from aigc.template_files import placeholders
-from aigc.errors import AigcWarning, ContextLengthError
+from aigc.errors import AigcWarning, BadInputError, ContextLengthError
 
 runner = CliRunner()
 
@@ -271,7 +271,10 @@ def test_aigc_run_fills_a_fabric_variable_from_var_and_a_missing_one_is_a_one_li
     assert shown.exit_code == 0 and shown.stdout == "## System\n\nWrite like Orwell about tea.\n\n## User\n\nnotes\n", shown.output
     missing = runner.invoke(app, ["run", "write_essay", "-", "-m", "echo", "--no-log", "--var", "topic=tea"], input="notes\n")
     assert missing.exit_code == 2 and missing.stdout == ""
-    assert missing.stderr.strip() == "Error: template 'write_essay' needs author_name: give it with --var author_name=... (its variables: input, author_name, topic)"
+    assert missing.stderr.strip() == (
+        "Error: template 'write_essay' needs author_name: give it with --var author_name=... (its variables: input, author_name, topic); "
+        "or, where {{author_name}} is text to send as written, give --no-variable-replacement"
+    )
     unknown = runner.invoke(app, ["run", "write_essay", "-", "-m", "echo", "--no-log", "--var", "author=Orwell"], input="notes\n")
     assert unknown.exit_code == 2 and "has no variable author; its variables: author_name, input, topic" in unknown.stderr
 
@@ -299,3 +302,66 @@ def test_templates_list_and_show_say_where_a_patterns_input_goes_and_its_variabl
     assert rows["plain"] == "fabric pattern (system.md)"
     shown = runner.invoke(app, ["templates", "show", "insights"])
     assert shown.exit_code == 0 and "# who: fabric's {{who}} (required)" in shown.stdout and shown.stdout.endswith("Insights for {{who}}:\n{{input}}\n")
+
+
+NUCLEI = "Write a nuclei rule: GET {{BaseURL}}/login\nHost: {{Hostname}}\n\nINPUT:\n{{input}}\n"
+
+
+def test_aigc_run_no_variable_replacement_sends_a_patterns_placeholders_as_written_and_fills_the_input(tmp_path, monkeypatch):
+    pattern(tmp_path, "write_nuclei_template_rule", NUCLEI)
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    shown = runner.invoke(app, ["run", "write_nuclei_template_rule", "-", "-m", "echo", "--no-log", "--dry-run", "--no-variable-replacement"], input="the CVE\n")
+    assert shown.exit_code == 0 and shown.stdout == "## User\n\nWrite a nuclei rule: GET {{BaseURL}}/login\nHost: {{Hostname}}\n\nINPUT:\nthe CVE\n", shown.output
+    answered = runner.invoke(app, ["run", "write_nuclei_template_rule", "-", "-m", "echo", "--no-log", "--no-variable-replacement"], input="the CVE\n")
+    assert answered.exit_code == 0 and answered.stdout == "the CVE\n", answered.output
+
+
+def test_no_variable_replacement_with_a_var_for_a_placeholder_or_a_jinja_template_is_a_one_line_error(tmp_path, monkeypatch):
+    pattern(tmp_path, "write_nuclei_template_rule", NUCLEI)
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    both = runner.invoke(app, ["run", "write_nuclei_template_rule", "-", "-m", "echo", "--no-log", "--no-variable-replacement", "--var", "Hostname=x"], input="the CVE\n")
+    assert both.exit_code == 2 and both.stderr.strip() == (
+        "Error: --no-variable-replacement sends {{Hostname}} as written, so --var Hostname=... would be dropped; give one or the other"
+    ), both.output
+    jinja = runner.invoke(app, ["chat", "-m", "echo", "--no-log", "--no-variable-replacement", "hi"])
+    assert jinja.exit_code == 2 and jinja.stderr.startswith("Error: --no-variable-replacement is for fabric patterns (NAME/system.md); template 'chat' is a jinja template"), jinja.output
+
+
+def test_the_template_generator_takes_no_variable_replacement_as_a_library_option(tmp_path):
+    pattern(templates.user_dir(), "nuclei", "Rule for {{Hostname}}.", user="CVE: {{input}}")
+    generator = get_generator("template", model="echo")
+    result = generator("the CVE", no_variable_replacement=True, template="nuclei")
+    assert [m["content"] for m in result["messages"]] == ["Rule for {{Hostname}}.", "CVE: the CVE"]
+    with pytest.raises(BadInputError, match=r"needs Hostname: .*; or, where \{\{Hostname\}\} is text to send as written, give no_variable_replacement"):
+        generator("the CVE", template="nuclei")
+
+
+def test_aigc_chat_no_variable_replacement_one_shot_and_a_session_that_keeps_it(tmp_path, monkeypatch):
+    pattern(tmp_path, "write_nuclei_template_rule", NUCLEI)
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    once = runner.invoke(app, ["chat", "-t", "write_nuclei_template_rule", "-m", "echo", "--no-log", "--no-variable-replacement", "the CVE"])
+    assert once.exit_code == 0 and once.stdout == "the CVE\n", once.output
+    first = runner.invoke(app, ["chat", "-t", "write_nuclei_template_rule", "-m", "echo", "-S", "nuc", "--no-log", "--no-variable-replacement", "TEXT1"])
+    second = runner.invoke(app, ["chat", "-m", "echo", "-S", "nuc", "--no-log", "TEXT2"])  # the session goes on with its pattern, placeholders as written
+    assert first.exit_code == second.exit_code == 0 and second.stdout == "TEXT2\n", first.output + second.output
+    saved = json.loads(session_path("nuc").read_text())["messages"]
+    assert [m["content"] for m in saved if m["role"] == "user"] == [NUCLEI.replace("{{input}}", "TEXT1").strip(), "TEXT2"]
+
+
+def test_a_session_switched_from_a_pattern_and_back_sends_the_pattern_again(tmp_path):
+    pattern(templates.user_dir(), "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
+    pattern(templates.user_dir(), "pirate_it", "Talk like a pirate.\n\nINPUT:\n{{input}}\n")
+    for template, text in [("summarize_it", "TEXT1"), ("pirate_it", "TEXT2"), ("summarize_it", "TEXT3"), ("summarize_it", "TEXT4")]:
+        ChatSession(model="echo", path=tmp_path / "s.json", template=template).ask(text)
+    session = ChatSession(model="echo", template="summarize_it")  # switched within one session's life too
+    session.ask("TEXT5")
+    session.template = "pirate_it"
+    session.ask("TEXT6")
+    session.template = "summarize_it"
+    sent = sent_prompts(session)
+    session.ask("TEXT7")
+    saved = ChatSession(model="echo", path=tmp_path / "s.json").messages
+    assert [m["content"] for m in saved if m["role"] == "user"] == [
+        "You summarize.\n\nINPUT:\nTEXT1", "Talk like a pirate.\n\nINPUT:\nTEXT2", "You summarize.\n\nINPUT:\nTEXT3", "TEXT4",
+    ]
+    assert sent[-1][-1]["content"] == "You summarize.\n\nINPUT:\nTEXT7"
