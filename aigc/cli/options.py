@@ -18,7 +18,7 @@ from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError
 from . import complete
 
 PANEL = "Model and sampling"
-LITERAL_HELP = "Send a fabric pattern's {{name}} placeholders as written, not as variables to give with --var (as fabric's --no-variable-replacement); {{input}} still takes the input."
+LITERAL_HELP = "Send a fabric pattern's {{name}} placeholders as written, as fabric's flag of this name does, with no --var for them; {{input}} still takes the input."
 # Library option names that a command's parameter spells otherwise (`--to` sets target_language).
 PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
 

@@ -896,7 +896,7 @@ def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
 
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
-    with pytest.raises(BadInputError, match=r"^chat has no option max_tokens; its options: system, template, variables; give max_tokens as a sampling setting$"):
+    with pytest.raises(BadInputError, match=r"^chat has no option max_tokens; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
         ChatGenerator(engine=engine)("hi", max_tokens=30)
     classify = ClassifyGenerator(engine=engine)
     with pytest.raises(BadInputError, match="^there is no text to classify$"):  # one text: no position
