@@ -16,7 +16,7 @@ from ..template_files import foreign_host
 from ..textio import readable_name
 from ..writing import check_writable
 from .base import Generator, check_varied, coerce_value, get_generator, type_name
-from .template import checked_values
+from .template import checked_values, pattern_option_settings
 
 TUNABLE = {
     "temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int,
@@ -61,6 +61,8 @@ class ChatOptions:
         name = template.input_variable(self.variables)  # a template with no place for the text fails now
         if name in self.variables:
             raise OptionError("variables", f"cannot give {name}: each message fills it")
+
+    settings = pattern_option_settings
 
 
 class ChatGenerator(Generator):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import template_files, templates
@@ -11,6 +11,13 @@ from ..errors import BadInputError, OptionError, did_you_mean
 from ..engine.base import check_fits, usage_of
 from ..json_schemas import answer_texts
 from .base import Generator, check_varied, coerce_value, type_name
+
+
+def pattern_option_settings(opts: Any) -> dict[str, Any]:
+    """Options with `no_variable_replacement` as they take effect, for `aigc batch`'s fingerprint:
+    that option only where it is on, so outputs made before it was one keep resuming."""
+    settings = {f.name: getattr(opts, f.name) for f in fields(opts) if f.init}
+    return settings if opts.no_variable_replacement else {k: v for k, v in settings.items() if k != "no_variable_replacement"}
 
 
 @dataclass
@@ -26,6 +33,8 @@ class TemplateOptions:
         self.variables = dict(self.variables or {})
         if self.no_variable_replacement:  # a template that is no pattern fails now, not on every input
             templates.literal_values(templates.get_template(self.template), self.variables)
+
+    settings = pattern_option_settings
 
 
 def coerce(template: template_files.Template, name: str, value: Any) -> Any:
