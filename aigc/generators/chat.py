@@ -273,7 +273,7 @@ class ChatSession:
             raise OptionError("n", f"is for one-shot calls (aigc.generate('chat', ..., sampling={{'n': {n}}}) gives {n} answers); a ChatSession writes one reply a turn: leave it out")
         self._writing: dict | None = None  # the reply being streamed, while it is
         self.template, self.variables = self._template(template, variables, saved, no_variable_replacement)
-        self._asked = self._asked_under(saved)
+        self._asked = self._asked_under(saved)  # (conversation length, (template, variables)) after each turn taken
 
     @staticmethod
     def _generator(model: str | None, saved: str | None) -> ChatGenerator:
@@ -294,10 +294,16 @@ class ChatSession:
             raise UnknownModelError(f"this session was saved with model {saved}, which is not here ({exc}); give ChatSession(model=NAME) to go on with another") from None
 
     @staticmethod
-    def _asked_under(saved: conversations.Conversation) -> tuple[str, dict] | None:
-        """The template and variables the last turn of `saved` was asked under (None: no turn yet)."""
+    def _asked_under(saved: conversations.Conversation) -> list[tuple[int, tuple[str, dict]]]:
+        """The template and variables that the turns of `saved` were asked under, as far as its file
+        says: those of the last turn, taken for them all."""
         kept = saved.extra.get("variables")
-        return (saved.extra.get("template", "chat"), kept if isinstance(kept, dict) else {}) if saved.messages else None
+        return [(0, (saved.extra.get("template", "chat"), kept if isinstance(kept, dict) else {}))] if saved.messages else []
+
+    def _last_asked(self) -> tuple[str, dict] | None:
+        """The template and variables the conversation's last turn was asked under (None: no turn):
+        of the turns taken, the last one still in it (after /undo, an earlier one)."""
+        return next((under for length, under in reversed(self._asked) if length <= len(self.messages)), None) if self.messages else None
 
     @staticmethod
     def _template(given: str | None, variables: dict | None, saved: conversations.Conversation, literal: bool = False) -> tuple[str, dict]:
@@ -321,7 +327,7 @@ class ChatSession:
 
     def reset(self) -> None:
         """Forget every turn (the system prompt, template and settings stay), in the session file too."""
-        self.messages = []
+        self.messages, self._asked = [], []
         self._keep()
 
     def load(self, path: str | Path) -> None:
@@ -398,7 +404,8 @@ class ChatSession:
 
     def _record(self, messages: list[dict]) -> None:
         """Take `messages`, ending in a reply, as the conversation, asked under the session's template now."""
-        self.messages, self._asked = messages, (self.template, dict(self.variables))
+        self.messages = messages
+        self._asked.append((len(messages), (self.template, dict(self.variables))))
         self._keep()
 
     def _asking(self, text: str) -> list[dict]:
@@ -412,7 +419,7 @@ class ChatSession:
         self._check_idle()
         self.generator.check_inputs(text)
         opts = ChatOptions(self.template, self.system, self.variables)
-        switched = self._asked is not None and self._asked != (self.template, self.variables)
+        switched = self._last_asked() not in (None, (self.template, self.variables))
         turn, _ = self.generator.user_message(text, opts, switched or self.generator.pattern_at(self.messages, opts) is None)
         return self.messages + [m for m in turn if m["role"] == "user"]
 

@@ -365,3 +365,7 @@ def test_a_session_switched_from_a_pattern_and_back_sends_the_pattern_again(tmp_
         "You summarize.\n\nINPUT:\nTEXT1", "Talk like a pirate.\n\nINPUT:\nTEXT2", "You summarize.\n\nINPUT:\nTEXT3", "TEXT4",
     ]
     assert sent[-1][-1]["content"] == "You summarize.\n\nINPUT:\nTEXT7"
+    session.undo()  # the last turn is the pirate's again: the next one sends the pattern again too
+    session.ask("TEXT8")
+    session.ask("TEXT9")
+    assert [m["content"] for m in sent[-2:] for m in m[-1:]] == ["You summarize.\n\nINPUT:\nTEXT8", "TEXT9"]
