@@ -82,12 +82,15 @@ class AsyncAnswerStream:
     further piece is decoded, and the stream is closed and its thread freed as the last reference
     to it goes. A stream kept in a variable is paused, and goes on when read again, until closed."""
 
-    def __init__(self, open: Callable[[], Iterator[str]]):
-        """The pieces of the `AnswerStream` (or a plugin generator's stream of pieces) that `open()`
-        returns, called in the worker thread when the first piece is asked for."""
+    def __init__(self, start: Callable[[], Iterator[str]]):
+        """The pieces of the `AnswerStream` (or a plugin generator's stream of pieces) that `start()`
+        returns, called in the worker thread when the first piece is asked for. The worker thread
+        runs in a copy of the caller's context (its context variables), as `asyncio.to_thread` does."""
+        import contextvars
         from concurrent.futures import ThreadPoolExecutor  # asyncio and this, imported when used: `import aigc` (the CLI) goes without them
 
-        self._open = open
+        self._start = start
+        self._context = contextvars.copy_context()
         self._stream: AnswerStream | None = None  # touched only in the worker thread
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigc-astream")  # its thread starts with the first piece
         self._written: list[str] = []
@@ -103,7 +106,7 @@ class AsyncAnswerStream:
         if self._ended:
             raise StopAsyncIteration
         try:
-            piece = await asyncio.get_running_loop().run_in_executor(self._worker, self._next)
+            piece = await asyncio.get_running_loop().run_in_executor(self._worker, self._context.run, self._next)
         except asyncio.CancelledError:
             self.close()
             raise
@@ -120,7 +123,7 @@ class AsyncAnswerStream:
     def _next(self) -> str | _End:
         """The next piece, or what the stream holds at its end (in the worker thread)."""
         if self._stream is None:
-            self._stream = AnswerStream.wrapping(self._open())
+            self._stream = AnswerStream.wrapping(self._start())
         try:
             return next(self._stream)
         except StopIteration:

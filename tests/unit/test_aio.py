@@ -226,3 +226,22 @@ def test_calls_run_concurrently_each_in_its_own_thread(monkeypatch):
     assert [stream.text for stream in read] == ["first answer", "second answer"]
     assert results == [{"text": "a"}, {"text": "b"}]
     assert [result["text"] for result in echoed[:3]] == ["echo 0", "echo 1", "echo 2"] and echoed[3].result == aigc.generate("chat", "echo 3", model="echo")
+
+
+def test_the_worker_thread_sees_the_callers_context_variables():
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    def start():
+        seen.append(var.get())
+        return iter(["piece"])
+
+    async def main():
+        var.set("the caller's")
+        stream = AsyncAnswerStream(start)
+        var.set("changed later")
+        return await stream
+
+    assert asyncio.run(main()).text == "piece" and seen == ["the caller's"]
