@@ -141,21 +141,25 @@ class AsyncAnswerStream:
     def close(self) -> None:
         """Stop decoding after the token being decoded (the worker thread closes the sync stream
         then) without waiting for it; what was written stays in `text`."""
-        if not self._ended:
-            self._ended = True
-            self._worker.submit(self._close_stream)
-        self._worker.shutdown(wait=False)
+        self._stop()
 
     async def aclose(self) -> None:
         """Stop decoding, as `close()`, and wait until the worker thread has stopped it."""
         import asyncio
 
-        if self._ended:
-            return
-        self._ended = True
-        closed = self._worker.submit(self._close_stream)
+        closing = self._stop()
+        if closing is not None:
+            await asyncio.wrap_future(closing)
+
+    def _stop(self) -> Any:
+        """Have the worker thread close the sync stream after its piece being decoded, unless the
+        stream has ended; the future of that closing, or None."""
+        closing = None
+        if not self._ended:
+            self._ended = True
+            closing = self._worker.submit(self._close_stream)
         self._worker.shutdown(wait=False)
-        await asyncio.wrap_future(closed)
+        return closing
 
     async def __aenter__(self) -> AsyncAnswerStream:
         return self
