@@ -245,3 +245,22 @@ def test_the_worker_thread_sees_the_callers_context_variables():
         return await stream
 
     assert asyncio.run(main()).text == "piece" and seen == ["the caller's"]
+
+
+def test_a_chat_sessions_turn_read_asynchronously_is_recorded_as_send_records_it():
+    from aigc.generators.chat import ChatSession
+
+    engine = FakeEngine()
+    engine.enqueue("Paris is big", "one two three", "again")
+    session = ChatSession(ChatGenerator(engine=engine))
+
+    async def main():
+        whole = await AsyncAnswerStream(lambda: session.send("Capital?"))
+        async with AsyncAnswerStream(lambda: session.send("Count")) as cut:
+            assert await cut.__anext__() == "one"
+        return whole, cut
+
+    whole, cut = asyncio.run(main())
+    assert whole.text == "Paris is big" and whole.result["text"] == "Paris is big" and whole.usage == whole.result["usage"]
+    assert cut.text == "one" and session.messages[-1] == {"role": "assistant", "content": "one"}  # closed early: the partial reply kept
+    assert [m["content"] for m in session.messages] == ["Capital?", "Paris is big", "Count", "one"] and session.ask("more") == "again"
