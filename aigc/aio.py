@@ -3,9 +3,9 @@
 while it computes.
 
 Calls on one local model are not serialised: the engine holds no lock, so concurrent calls decode
-at once, each in its own thread, sharing the model's weights and the CPU's cores (each answer is the
-one it gives alone; together they take about as long as one after another). To batch many inputs
-into fewer model steps, use `generator.many(...)` or `aigc serve`."""
+at once, each in its own thread, sharing the model's weights and the CPU's cores: each answer is the
+one it gives alone (greedy or seeded), and together they end no sooner than one after another. To
+batch many inputs into shared model steps, use `generator.many(...)` or `aigc serve`."""
 
 from __future__ import annotations
 
