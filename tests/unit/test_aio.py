@@ -264,3 +264,15 @@ def test_a_chat_sessions_turn_read_asynchronously_is_recorded_as_send_records_it
     assert whole.text == "Paris is big" and whole.result["text"] == "Paris is big" and whole.usage == whole.result["usage"]
     assert cut.text == "one" and session.messages[-1] == {"role": "assistant", "content": "one"}  # closed early: the partial reply kept
     assert [m["content"] for m in session.messages] == ["Capital?", "Paris is big", "Count", "one"] and session.ask("more") == "again"
+
+
+def test_concurrent_streams_on_one_local_model_give_the_answers_they_give_alone(tiny_engine):
+    """The local engine holds no lock: the streams decode at once in their threads, on one model."""
+    gen = ChatGenerator(engine=tiny_engine)
+    asked = [("Bees", {**SAMPLED, "seed": 1}), ("Rivers in the north", {**SAMPLED, "seed": 2}), ("Cats", {**SAMPLED, "seed": 3})]
+    alone = [gen.stream(question, sampling=sampling).text for question, sampling in asked]
+
+    async def main():
+        return await asyncio.gather(*(AsyncAnswerStream(lambda question=question, sampling=sampling: gen.stream(question, sampling=sampling)) for question, sampling in asked))
+
+    assert [stream.text for stream in asyncio.run(main())] == alone and len(set(alone)) == 3
