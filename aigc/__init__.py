@@ -5,6 +5,7 @@
     gen = aigc.get_generator("summarize", model="smollm2")
     print(gen(open("article.txt").read(), length="short")["summary"])
     vectors = aigc.embed(["a cat", "a kitten"])  # length 1: the dot product is the cosine similarity
+    text = (await aigc.agenerate("chat", "Hi"))["text"]  # in asyncio code; `async for piece in aigc.astream(...)`
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading as _threading
 from typing import Any
 
+from .aio import AsyncAnswerStream, agenerate, astream
 from .answer_stream import AnswerStream
 from .engine.base import Completion, Engine
 from .engine.loading import load_model
@@ -147,6 +149,7 @@ def _defaults() -> tuple[str, ...] | None:
 __all__ = [
     "AigcError",
     "AnswerStream",
+    "AsyncAnswerStream",
     "BadInputError",
     "ChatSession",
     "Completion",
@@ -156,6 +159,8 @@ __all__ = [
     "OptionError",
     "SamplingParams",
     "__version__",
+    "agenerate",
+    "astream",
     "embed",
     "errors",
     "generate",

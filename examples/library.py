@@ -3,6 +3,7 @@
     python examples/library.py            # after `bash scripts/setup.sh` (or `pip install -e .`)
 """
 
+import asyncio
 import json
 import tempfile
 from pathlib import Path
@@ -60,3 +61,18 @@ run_batch(aigc.get_generator("classify"), read_rows(str(rows)), str(work / "labe
 for line in (work / "labels.jsonl").read_text().splitlines():
     row = json.loads(line)
     print(row["id"], row["result"]["label"])
+
+print("== chat, from asyncio (the model runs in a worker thread: the event loop goes on)")
+
+
+async def two_questions() -> None:
+    france, italy = "What is the capital of France?", "What is the capital of Italy?"
+    first = asyncio.create_task(aigc.agenerate("chat", france, sampling=SHORT))  # runs while the other is streamed
+    stream = aigc.astream("chat", italy, sampling=SHORT)
+    async for piece in stream:
+        print(piece, end="", flush=True)
+    print(f"\n({stream.finish_reason}, {stream.usage['completion_tokens']} tokens)")
+    print((await first)["text"])
+
+
+asyncio.run(two_questions())

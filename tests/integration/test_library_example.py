@@ -30,3 +30,6 @@ def test_the_library_example_runs_every_task():
     assert [line.split()[0] for line in sections["batch over a file (resumable; what `aigc batch` runs)"]] == ["a", "b"]
     assert all(line.split()[1] in ("sports", "technology") for line in sections["batch over a file (resumable; what `aigc batch` runs)"])
     assert len(sections["embeddings and ranking"]) == 2
+    from_asyncio = sections["chat, from asyncio (the model runs in a worker thread: the event loop goes on)"]
+    ended = next(i for i, line in enumerate(from_asyncio) if line.startswith(("(stop, ", "(length, 40 tokens)")))  # the streamed answer's end
+    assert "Rome" in " ".join(from_asyncio[:ended]) and "Paris" in " ".join(from_asyncio[ended + 1:])
