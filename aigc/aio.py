@@ -2,7 +2,7 @@
 `get_async_model()` gives its models. The model runs in a worker thread, so the event loop goes on
 while it computes.
 
-Calls on one local model are not serialised: the engine holds no lock, so concurrent calls decode
+Calls on one local model are not serialised: concurrent calls decode
 at once, each in its own thread, sharing the model's weights and the CPU's cores: each answer is the
 one it gives alone (greedy or seeded), and together they end no sooner than one after another. To
 batch many inputs into shared model steps, use `generator.many(...)` or `aigc serve`."""

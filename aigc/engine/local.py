@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 import uuid
 from typing import Generator, Iterator
@@ -50,6 +51,7 @@ class LocalEngine:
         self.control_texts = sorted({t.content for t in added if t.special and t.content}, key=len, reverse=True)  # longest first, for regexes
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
+        self._previous_lock = threading.Lock()  # two threads' calls (aigc.astream) never take the same cache
 
     @property
     def template_lists_tools(self) -> bool:
@@ -124,7 +126,8 @@ class LocalEngine:
 
         A chat turn starts with the whole earlier conversation, so only the rest is prefilled.
         """
-        previous, self._previous = self._previous, None
+        with self._previous_lock:
+            previous, self._previous = self._previous, None
         if previous is None:
             return None, 0
         fed, prompt_length, cache = previous
