@@ -93,7 +93,8 @@ def serve(
     if not loopback(settings.bind_host) and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
-    ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    shown = f"[{host}]" if _ipv6(host) else host  # a URL brackets an IPv6 address
+    ui.info(f"serving {names} on http://{shown}:{port}/v1 (Ctrl-C stops)")
     level = "info" if ui.settings.verbosity > 0 else "warning"
     with options_named(lambda name, value: None):  # clients send the library's names (max_tokens)
         code = run_server(app, sock, log_level=level, grace=shutdown_grace)

@@ -121,6 +121,11 @@ class Backend:
         return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
+    """Each scheduler once: names for the same weights (an alias and its model) share one."""
+    return list({id(b.scheduler): b.scheduler for b in backends.values()}.values())
+
+
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
     its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
@@ -239,8 +244,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     async def lifespan(app):
         yield
-        for backend in backends.values():
-            await anyio.to_thread.run_sync(backend.scheduler.stop)
+        for scheduler in schedulers(backends):
+            await anyio.to_thread.run_sync(scheduler.stop)
 
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
@@ -328,7 +333,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:
+        """The backend serving `name`; a request that names none gets the only model served, and is a
+        400 where several are (as OpenAI and ollama: guessing would hide a client's missing setting)."""
         if name is None or name == "":
+            if len(backends) > 1:
+                raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
         if name not in backends:
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")

@@ -5,18 +5,20 @@ they load (`bind`), and serve it with uvicorn until SIGINT or SIGTERM (`run_serv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from ..engine.models import no_progress
 from ..errors import BadInputError
-from .app import Backend, ServeSettings, create_app
+from .app import Backend, ServeSettings, create_app, schedulers as served_by
 from .scheduler import Scheduler
 
 log = logging.getLogger("aigc.serve")
@@ -42,17 +44,30 @@ def build(
     """Load the models (`-m` references, local ones only) and return the app serving them."""
     from ..engine.local import LocalEngine
     from ..engine.loading import load_model
+    from ..engine.models import resolve
     from ..engine.remote import OpenAIEngine
 
     backends: dict[str, Backend] = {}
+    started: dict[tuple, Backend] = {}  # the same weights -> one engine and scheduler, under every name given for them
     for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
+        ref = resolve(name)
+        same = started.get(_weights(ref))
+        if same is not None:  # an alias of a model already loaded
+            backends[ref.name] = dataclasses.replace(same, name=ref.name)
+            continue
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
         if isinstance(engine, OpenAIEngine):
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
         if not isinstance(engine, LocalEngine):  # `echo`, a plugin's engine: nothing to decode in batches
             raise BadInputError(f"{engine.name} has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)")
-        backends[engine.name] = Backend.start(engine.name, engine, settings)
+        backends[engine.name] = started[_weights(ref)] = Backend.start(engine.name, engine, settings)
     return create_app(backends, settings)
+
+
+def _weights(ref) -> tuple:
+    """What a model reference loads: two names (an alias and its model) with the same key load the same weights."""
+    local = ref.kind in ("dir", "gguf")  # `./model` and its absolute path are one model
+    return (ref.kind, str(Path(ref.location).resolve()) if local else ref.location)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -104,7 +119,7 @@ def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", gr
     stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
-    schedulers = [backend.scheduler for backend in app.state.backends.values()]
+    schedulers = served_by(app.state.backends)
 
     class Server(uvicorn.Server):
         # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process

@@ -1092,6 +1092,19 @@ def test_serve_warns_of_no_key_only_where_it_listens_beyond_loopback(monkeypatch
         assert result.exit_code == 0 and ("without --api-key" in result.stderr) == warned, (host, result.stderr)
 
 
+def test_the_banner_brackets_an_ipv6_address_in_its_url(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    for host, url in (("::1", "http://[::1]:18600/v1"), ("127.0.0.1", "http://127.0.0.1:18600/v1"), ("localhost", "http://localhost:18600/v1")):
+        result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", "18600"])
+        assert result.exit_code == 0 and f"serving tiny on {url} " in result.stderr, result.stderr
+
+
 def test_serve_help_never_imports_torch_or_fastapi():
     from lazy_imports import imports_after
 
@@ -2482,6 +2495,37 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
     assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
+
+
+def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_names(tiny_model_dir, monkeypatch):
+    """`-m MODEL -m ALIAS` (an alias of it) loads the weights once and batches both names' requests
+    together; with several names a request must name one (400 naming them), as OpenAI and ollama."""
+    from starlette.testclient import TestClient
+
+    from aigc.engine import loading
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    assert CliRunner().invoke(cli, ["models", "alias", "mini", str(tiny_model_dir)]).exit_code == 0
+    loaded, load = [], loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
+    app = build([str(tiny_model_dir), "mini"], ServeSettings(), device="cpu", dtype="float32")
+    backends = app.state.backends
+    assert loaded == [str(tiny_model_dir)] and list(backends) == [str(tiny_model_dir), "mini"]
+    assert backends["mini"].scheduler is backends[str(tiny_model_dir)].scheduler and backends["mini"].engine is backends[str(tiny_model_dir)].engine
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [str(tiny_model_dir), "mini"]
+        assert web.post("/v1/chat/completions", json={**body, "model": "mini"}).json()["model"] == "mini"
+        unnamed = web.post("/v1/chat/completions", json=body)
+        error = unnamed.json()["error"]
+        assert unnamed.status_code == 400 and error["param"] == "model" and "mini" in error["message"] and str(tiny_model_dir) in error["message"]
+
+
+def test_a_request_without_a_model_gets_the_only_one_served(server):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    status, _, answer = raw(server, "/v1/chat/completions", body)
+    assert status == 200 and answer["model"] == server["model"]
 
 
 def test_responses_api_answers_as_chat_does(server, client):
