@@ -52,6 +52,7 @@ from .request_bodies import (
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
+requests_log = logging.getLogger("aigc.serve.requests")  # one line a request (`request_line`); `aigc -q serve` silences it
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
 ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
@@ -126,9 +127,22 @@ def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
     return list({id(b.scheduler): b.scheduler for b in backends.values()}.values())
 
 
+def request_line(scope: dict, status: int | None, seconds: float) -> str:
+    """A request's log line: client, method and path, status (499: the client went away first), time
+    taken, its x-request-id, and for a generation its model and token counts (prompt + generated)."""
+    state = scope.get("state", {})
+    client = scope.get("client")
+    line = f'{client[0] if client else "-"} "{scope["method"]} {scope["path"]}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
+    jobs = state.get("jobs")
+    if jobs:
+        line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in jobs)}"
+    return line
+
+
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
-    its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
+    its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
+    (`request_line`) once answered. An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
     before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
     cancelled."""
@@ -139,6 +153,14 @@ class RequestIds:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        began = time.perf_counter()
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            if requests_log.isEnabledFor(logging.INFO):
+                requests_log.info("%s", request_line(scope, scope.get("state", {}).get("status"), time.perf_counter() - began))
+
+    async def _answer(self, scope, receive, send):
         state = scope.setdefault("state", {})
         state["request_id"] = uuid.uuid4().hex
 
@@ -151,6 +173,7 @@ class RequestIds:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
+                state["status"] = message["status"]
             ended = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
@@ -402,10 +425,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
         return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools))
 
-    def submit(backend: Backend, rows: list[list[int]], params: SamplingParams, top: int | None) -> tuple[Job, asyncio.Queue]:
+    def submit(request: Request, backend: Backend, reply, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
+        """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=top)
+        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=reply.top)
+        state = request.state
+        state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
         backend.scheduler.submit(job)
         return job, events
 
@@ -464,7 +490,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 events.put_nowait(("end", index, "length"))
             events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
         else:
-            job, events = submit(backend, rows, params, reply.top)
+            job, events = submit(request, backend, reply, rows, params)
         if req.stream:
             return event_stream(stream_events(reply, job, events))
         collected = await collect(job, events, request)
@@ -518,16 +544,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
         held = dataclasses.replace(params, json_schema=toolset.call_schema())
         if req.stream and not toolset.forced:
-            job, events = submit(backend, [ids] * params.n, params, reply.top)
+            job, events = submit(request, backend, reply, [ids] * params.n, params)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
             return event_stream(streamed)
-        collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
+        collected = await collect(*submit(request, backend, reply, [ids] * params.n, held if toolset.forced else params), request)
         if collected is None:
             return Response(status_code=499)
         completions, logprobs = list(collected[0]), collected[1] and list(collected[1])
         again = [i for i, c in enumerate(completions) if not toolset.forced and starts_call(c.text) and toolset.parse(c.text) is None]
         if again:
-            redone = await collect(*submit(backend, [ids] * len(again), dataclasses.replace(held, n=len(again)), reply.top), request)
+            redone = await collect(*submit(request, backend, reply, [ids] * len(again), dataclasses.replace(held, n=len(again))), request)
             if redone is None:
                 return Response(status_code=499)
             for i, completion, entries in zip(again, redone[0], redone[1] or [None] * len(again)):
@@ -566,7 +592,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     rest = row.rest() if call is None else None
                     if row.opened and call is None and starts_call(row.text):
                         try:
-                            again = await collect(*submit(backend, [ids], dataclasses.replace(held, n=1), reply.top), request)
+                            again = await collect(*submit(request, backend, reply, [ids], dataclasses.replace(held, n=1)), request)
                         except ApiError as exc:
                             yield reply.sse(reply.error_event(exc))
                             return

@@ -18,7 +18,8 @@ from fastapi import FastAPI
 
 from ..engine.models import no_progress
 from ..errors import BadInputError
-from .app import Backend, ServeSettings, create_app, schedulers as served_by
+from .app import Backend, ServeSettings, create_app
+from .app import schedulers as served_by
 from .scheduler import Scheduler
 
 log = logging.getLogger("aigc.serve")
@@ -114,9 +115,30 @@ class Stopping:
 FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
 
 
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> int:
-    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), then return the exit status: 0 once
-    stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
+def log_config(verbosity: int) -> dict:
+    """uvicorn's logging set up for serving (its `LOGGING_CONFIG`, changed): every line on stderr,
+    timestamped; aigc's one line per request (`RequestIds`) in place of uvicorn's access log, which
+    has no request id, time or tokens, and goes to stdout; uvicorn's own notes and aigc's details
+    (a client that went away) only with -v; request lines not with -q (`verbosity` -1)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(asctime)s %(levelprefix)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
+    detail = "INFO" if verbosity > 0 else "WARNING"
+    return {
+        **LOGGING_CONFIG,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": detail, "propagate": False},
+            "aigc.serve": {"handlers": ["default"], "level": detail, "propagate": False},
+            "aigc.serve.requests": {"level": "INFO" if verbosity >= 0 else "WARNING"},
+        },
+    }
+
+
+def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
+    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
+    then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
     schedulers = served_by(app.state.backends)
@@ -133,7 +155,7 @@ def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", gr
                 await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
+    config = uvicorn.Config(app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5)
     logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)

@@ -76,6 +76,11 @@ class Job:
         self.cancelled = False
         self.finished = False
 
+    @property
+    def generated(self) -> int:
+        """Tokens its rows have decoded so far (none before it starts)."""
+        return sum(slot.count for slot in getattr(self, "slots", ()))
+
     def cancel(self) -> None:
         """Stop this job's rows at the next decode step (or skip it if it has not started)."""
         self.cancelled = True

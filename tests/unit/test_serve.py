@@ -1537,6 +1537,52 @@ def test_uvicorns_report_of_a_request_cancelled_as_the_server_quits_is_left_out_
     assert quit_cancels(record(asyncio.CancelledError()))
 
 
+@pytest.mark.parametrize("flags", [[], ["-q"], ["-v"]])
+def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_stays_empty(tiny_model_dir, flags):
+    """As ollama: every request logged on stderr (not uvicorn's access log, which went to stdout with
+    -v), with its x-request-id, time, and a generation's model and tokens; -q leaves them out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "aigc", *flags, "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.1)
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
+        request = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answered, answer_id = json.loads(response.read()), response.headers["x-request-id"]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/nope", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert stdout == ""
+    usage = answered["usage"]
+    generation = f'127.0.0.1 "POST /v1/chat/completions" 200 '
+    tokens = f"id={answer_id} model={tiny_model_dir} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
+    lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope" 404' in line]
+    if flags == ["-q"]:
+        assert lines == [], stderr
+        return
+    assert len(lines) == 2 and lines[0].endswith(tokens) and f"id={missing.value.headers['x-request-id']}" in lines[1], stderr
+    assert ("Started server process" in stderr) == (flags == ["-v"]), stderr
+
+
 def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback(tiny_model_dir):
     import os
     import signal
