@@ -366,9 +366,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
+    def sampling(request: Request, req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
         """The request's sampling settings, `aigc chat`'s defaults (`chat_defaults`) for those it leaves
-        out; None for `echo` with `max_tokens: 0` (nothing to generate)."""
+        out; None for `echo` with `max_tokens: 0` (nothing to generate). vLLM's `stop_token_ids` and
+        `include_stop_str_in_output` are noted on the request for its jobs (`submit`)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
@@ -396,6 +397,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         check_stops(stop)
+        request.state.stop_ids = frozenset(known_ids(req.stop_token_ids or [], backend.batched.vocabulary, "stop_token_ids"))
+        request.state.keep_stops = bool(req.include_stop_str_in_output)
         values = dict(defaults)
         values.update(
             {
@@ -429,8 +432,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=reply.top)
         state = request.state
+        job = Job(
+            rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=reply.top,
+            stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
+        )
         state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
         backend.scheduler.submit(job)
         return job, events
@@ -529,7 +535,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         backend = backend_for(req.model)
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
         ids = await encode_chat(backend, req.messages, toolset)
-        params = sampling(req, len(ids), backend)
+        params = sampling(request, req, len(ids), backend)
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
@@ -630,7 +636,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             backend = backend_for(req.model)
             toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset)
-            params = sampling(req, len(ids), backend)
+            params = sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
         reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
@@ -649,7 +655,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
-        params = sampling(req, max(len(ids) for ids in encoded), backend)
+        params = sampling(request, req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
         reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:

@@ -351,6 +351,63 @@ def test_vllm_length_fields_are_refused_not_ignored(server):
         assert raw(server, "/v1/completions", {"prompt": "hi", "max_tokens": 2, **neutral})[0] == 200
 
 
+@pytest.mark.parametrize(
+    "field, value, neutral",
+    [
+        ("best_of", 3, 1), ("use_beam_search", True, False), ("prompt_logprobs", 1, None), ("truncate_prompt_tokens", 2, None),
+        ("continue_final_message", True, False), ("add_generation_prompt", False, True), ("modalities", ["text", "audio"], ["text"]),
+    ],
+)
+def test_vllm_and_openai_fields_this_server_cannot_apply_are_refused_not_ignored(server, field, value, neutral):
+    """Each asks for another answer (beam search, the prompt's log-probabilities, a cut prompt, an
+    assistant message continued, audio): ignored, the client would take this one for it. On chat and
+    completions alike (best_of was ignored on chat); a value that asks for nothing is taken."""
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), ("/v1/completions", {"prompt": "hi"})):
+        status, _, answer = raw(server, path, {**body, "max_tokens": 2, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", (path, answer)
+        assert raw(server, path, {**body, "max_tokens": 2, field: neutral})[0] == 200, path
+
+
+def _greedy_ids(engine, prompt: str, steps: int) -> list[int]:
+    """The token ids greedy decoding picks after `prompt`, straight from the model."""
+    import torch
+
+    ids = engine.encode(prompt)
+    picked = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            picked.append(int(engine.model(input_ids=torch.tensor([ids + picked])).logits[0, -1].argmax()))
+    return picked
+
+
+def test_stop_token_ids_end_a_row_at_that_token_as_vllm_does(server, tiny_engine):
+    """A row ends (finish_reason stop) at a token of stop_token_ids, left out of its text as the
+    model's end-of-sequence token is; other tokens do not end it."""
+    greedy = {"temperature": 0, "repetition_penalty": 1.0, "max_tokens": 6}
+    chat_prompt = tiny_engine.render([{"role": "user", "content": "hi"}])
+    for path, body, prompt in (("/v1/completions", {"prompt": "Bees make"}, "Bees make"), ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, chat_prompt)):
+        first = _greedy_ids(tiny_engine, prompt, 1)[0]  # the token greedy decoding picks first
+        other = next(i for i in range(3, 100) if i != first and i not in tiny_engine.eos_ids)
+        free = raw(server, path, {**body, **greedy, "stop_token_ids": [other]})[2]
+        assert free["usage"]["completion_tokens"] == 6 and free["choices"][0]["finish_reason"] == "length", free
+        status, _, ended = raw(server, path, {**body, **greedy, "stop_token_ids": [other, first]})
+        assert status == 200 and ended["usage"]["completion_tokens"] == 0 and ended["choices"][0]["finish_reason"] == "stop", ended
+    status, _, answer = raw(server, "/v1/completions", {"prompt": "Bees make", "max_tokens": 2, "stop_token_ids": [10**6]})
+    assert status == 400 and answer["error"]["param"] == "stop_token_ids" and "vocabulary" in answer["error"]["message"]
+
+
+def test_include_stop_str_in_output_keeps_the_stop_string_that_ended_the_answer(server, client):
+    greedy = {"model": server["model"], "prompt": "Bees make", "temperature": 0, "max_tokens": 12, "extra_body": {"repetition_penalty": 1.0}}
+    text = client.completions.create(**greedy).choices[0].text
+    k = next(k for k in range(2, len(text) - 2) if text.find(text[k : k + 2]) == k and text[k : k + 2].strip())
+    stop = text[k : k + 2]
+    cut = client.completions.create(**greedy, stop=[stop]).choices[0]
+    kept = client.completions.create(**{**greedy, "extra_body": {"repetition_penalty": 1.0, "include_stop_str_in_output": True}}, stop=[stop]).choices[0]
+    assert (cut.text, cut.finish_reason) == (text[:k], "stop") and (kept.text, kept.finish_reason) == (text[: k + 2], "stop")
+    streamed = client.completions.create(**{**greedy, "extra_body": {"repetition_penalty": 1.0, "include_stop_str_in_output": True}}, stop=[stop], stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == text[: k + 2]
+
+
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
 
 
