@@ -419,14 +419,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
         return params
 
-    async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
-        return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
+    async def encode(backend: Backend, prompt, tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
+        return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools, continue_final)
 
-    async def encode_chat(backend: Backend, messages: list[Message], toolset=None) -> list[int]:
-        """Chat messages' token ids, with the tools offered and earlier calls as the model reads them (`tools.prompt`)."""
+    async def encode_chat(backend: Backend, messages: list[Message], toolset=None, continue_final: bool = False) -> list[int]:
+        """Chat messages' token ids, with the tools offered and earlier calls as the model reads them
+        (`tools.prompt`), and the answer's turn opened, or the last message left open (`continue_final`)."""
         from .tools import prompt
 
-        return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools))
+        return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools), continue_final)
 
     def submit(request: Request, backend: Backend, reply, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
         """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
@@ -534,7 +535,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
-        ids = await encode_chat(backend, req.messages, toolset)
+        ids = await encode_chat(backend, req.messages, toolset, req.continuing)
         params = sampling(request, req, len(ids), backend)
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:

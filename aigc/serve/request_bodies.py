@@ -151,7 +151,7 @@ INSTEAD = {  # what this server takes for an unsupported parameter
     "prompt_logprobs": "/v1/completions with echo and logprobs gives the prompt's",
     "modalities": "answers are text only",
 }
-CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call")  # of UNSUPPORTED, what /v1/chat/completions applies
+CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call", "continue_final_message", "add_generation_prompt")  # of UNSUPPORTED, what /v1/chat/completions applies
 
 
 def _numeric(value: Any) -> Any:
@@ -211,8 +211,8 @@ class Sampling(BaseModel):
     use_beam_search: Any = None
     prompt_logprobs: Any = None
     truncate_prompt_tokens: Any = None
-    continue_final_message: Any = None
-    add_generation_prompt: Any = None
+    continue_final_message: Optional[bool] = None  # vLLM's: chat continues the last message, an assistant's
+    add_generation_prompt: Optional[bool] = None  # vLLM's: false only with continue_final_message
     modalities: Any = None
     stop_token_ids: Optional[list[Int]] = None  # vLLM's: a row ends at any of these tokens, as at the model's end-of-sequence token
     include_stop_str_in_output: Optional[bool] = None  # vLLM's: the stop string that ended a row stays in its text
@@ -280,6 +280,21 @@ class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     logprobs: Optional[bool] = None
     top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
+
+    @property
+    def continuing(self) -> bool:
+        """Whether the answer continues the last message (vLLM's `continue_final_message`), an
+        assistant's text, rather than opening a turn of its own."""
+        if not self.continue_final_message:
+            if self.add_generation_prompt is False:
+                raise ApiError(400, "add_generation_prompt: false is taken with continue_final_message: true only (the answer continues the last message)", param="add_generation_prompt", code="unsupported")
+            return False
+        if self.add_generation_prompt:
+            raise ApiError(400, "continue_final_message and add_generation_prompt cannot both be true; leave add_generation_prompt out or set it to false", param="add_generation_prompt", code="invalid_value")
+        last = self.messages[-1]
+        if last.role != "assistant" or last.tool_calls or last.function_call:
+            raise ApiError(400, f"messages.{len(self.messages) - 1}: continue_final_message continues an assistant message with text; the last message is not one", param="messages", code="invalid_value")
+        return True
 
     @property
     def top(self) -> int | None:

@@ -651,10 +651,10 @@ class BatchedEngine:
     def stats(self) -> EngineStats:
         return self.local.stats
 
-    def encode(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
+    def encode(self, prompt: Prompt, tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
         self._check()
         with self._lock:
-            return self.local.encode(prompt, tools)
+            return self.local.encode(prompt, tools, continue_final)
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))

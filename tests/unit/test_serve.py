@@ -355,17 +355,43 @@ def test_vllm_length_fields_are_refused_not_ignored(server):
     "field, value, neutral",
     [
         ("best_of", 3, 1), ("use_beam_search", True, False), ("prompt_logprobs", 1, None), ("truncate_prompt_tokens", 2, None),
-        ("continue_final_message", True, False), ("add_generation_prompt", False, True), ("modalities", ["text", "audio"], ["text"]),
+        ("modalities", ["text", "audio"], ["text"]),
     ],
 )
 def test_vllm_and_openai_fields_this_server_cannot_apply_are_refused_not_ignored(server, field, value, neutral):
-    """Each asks for another answer (beam search, the prompt's log-probabilities, a cut prompt, an
-    assistant message continued, audio): ignored, the client would take this one for it. On chat and
+    """Each asks for another answer (beam search, the prompt's log-probabilities, a cut prompt,
+    audio): ignored, the client would take this one for it. On chat and
     completions alike (best_of was ignored on chat); a value that asks for nothing is taken."""
     for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), ("/v1/completions", {"prompt": "hi"})):
         status, _, answer = raw(server, path, {**body, "max_tokens": 2, field: value})
         assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", (path, answer)
         assert raw(server, path, {**body, "max_tokens": 2, field: neutral})[0] == 200, path
+
+
+def test_continue_final_message_continues_a_trailing_assistant_message_as_vllm_does(server, tiny_engine):
+    """vLLM's assistant prefill: the answer goes on from the last message's text (the prompt as the
+    template writes it, that message left open), not a new turn; misuses are 400s."""
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "The color is"}]
+    greedy = {"temperature": 0, "max_tokens": 6}
+    left_open = tiny_engine.render(prefill, continue_final=True)
+    assert left_open.endswith("<|im_start|>assistant\nThe color is")  # the tiny model's template (conftest)
+    expected = raw(server, "/v1/completions", {"prompt": left_open, **greedy})[2]["choices"][0]["text"]
+    for extra in ({}, {"add_generation_prompt": False}):
+        status, _, answer = raw(server, "/v1/chat/completions", {"messages": prefill, "continue_final_message": True, **extra, **greedy})
+        assert status == 200 and answer["choices"][0]["message"]["content"] == expected, answer
+        assert answer["usage"]["prompt_tokens"] == len(tiny_engine.encode(prefill, continue_final=True))
+    opened = raw(server, "/v1/chat/completions", {"messages": prefill, **greedy})[2]
+    assert opened["usage"]["prompt_tokens"] == len(tiny_engine.encode(prefill))  # without it: a new turn after the message
+    misuses = (
+        ({"messages": prefill[:1], "continue_final_message": True}, "messages"),
+        ({"messages": prefill, "continue_final_message": True, "add_generation_prompt": True}, "add_generation_prompt"),
+        ({"messages": prefill, "add_generation_prompt": False}, "add_generation_prompt"),
+    )
+    for body, param in misuses:
+        status, _, answer = raw(server, "/v1/chat/completions", {**body, **greedy})
+        assert status == 400 and answer["error"]["param"] == param, answer
+    status, _, answer = raw(server, "/v1/completions", {"prompt": "hi", "continue_final_message": True, **greedy})
+    assert status == 400 and answer["error"]["param"] == "continue_final_message" and answer["error"]["code"] == "unsupported"
 
 
 def _greedy_ids(engine, prompt: str, steps: int) -> list[int]:
