@@ -829,7 +829,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/assistants", {"name": "hi"})  # OpenAI's Assistants API, which this server does not offer
-    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions, /v1/responses")
+    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
@@ -1978,7 +1978,7 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
 def test_an_unexpected_error_is_a_json_500_logged_once(server, monkeypatch, caplog):
     import logging
 
-    def broken(prompt, tools=None):
+    def broken(prompt, tools=None, continue_final=False):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(server["backend"].batched, "encode", broken)
@@ -2211,7 +2211,7 @@ def test_server_scoring_tokenizes_each_prompt_once_and_scores_as_the_engine_does
     prompts = [f"Review {i}: " + "fine " * (i % 5) for i in range(9)] + [[{"role": "user", "content": "Bees?"}]]
     want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
     encoded, encode = [], backend.engine.encode
-    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None: encoded.append(prompt) or encode(prompt, tools))
+    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None, continue_final=False: encoded.append(prompt) or encode(prompt, tools, continue_final))
     got = backend.batched.scoped().score_many(prompts, [" good", " bad"], embed=True)
     assert sorted(map(repr, encoded)) == sorted(map(repr, prompts))  # each prompt tokenized once
     for g, w in zip(got, want, strict=True):
