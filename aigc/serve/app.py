@@ -132,7 +132,8 @@ def request_line(scope: dict, status: int | None, seconds: float) -> str:
     taken, its x-request-id, and for a generation its model and token counts (prompt + generated)."""
     state = scope.get("state", {})
     client = scope.get("client")
-    line = f'{client[0] if client else "-"} "{scope["method"]} {scope["path"]}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
+    path = urllib.parse.quote(scope["path"], safe="/:@!$&'()*+,;=~")  # as sent: a %0a in it starts no line of its own
+    line = f'{client[0] if client else "-"} "{scope["method"]} {path}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
     jobs = state.get("jobs")
     if jobs:
         line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in jobs)}"

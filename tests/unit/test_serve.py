@@ -1647,7 +1647,7 @@ def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_st
         with urllib.request.urlopen(request, timeout=30) as response:
             answered, answer_id = json.loads(response.read()), response.headers["x-request-id"]
         with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(base + "/nope", timeout=30)
+            urllib.request.urlopen(base + "/nope%0aforged", timeout=30)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -1658,10 +1658,11 @@ def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_st
     usage = answered["usage"]
     generation = f'127.0.0.1 "POST /v1/chat/completions" 200 '
     tokens = f"id={answer_id} model={tiny_model_dir} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
-    lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope" 404' in line]
+    lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope%0Aforged" 404' in line]
     if flags == ["-q"]:
         assert lines == [], stderr
         return
+    assert not any(line.startswith("forged") for line in stderr.splitlines()), stderr  # a path's escaped newline starts no line
     assert len(lines) == 2 and lines[0].endswith(tokens) and f"id={missing.value.headers['x-request-id']}" in lines[1], stderr
     assert ("Started server process" in stderr) == (flags == ["-v"]), stderr
 
