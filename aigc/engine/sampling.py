@@ -537,12 +537,14 @@ class TextAssembler:
     """Turns one row's token ids into text: incremental detokenization and stop strings.
 
     `push(token)` returns the new text that is safe to show; stop strings are cut off and never
-    shown, and a partial stop string is held back until it matches or cannot match any more.
+    shown (kept, the text ending with the one found, where `keep_stops`), and a partial stop string
+    is held back until it matches or cannot match any more.
     """
 
-    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = ()):
+    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
         self.tokenizer = tokenizer
         self.stops = stops
+        self.keep_stops = keep_stops
         self.starts = [_StopStart(stop) for stop in stops if stop]
         self.held = 0  # the text's tail that could still grow into a stop string
         self.special = set(special_ids)
@@ -576,7 +578,7 @@ class TextAssembler:
         for stop in self.stops:
             at = self.text.find(stop, max(0, start - len(stop)))
             if at != -1:
-                self.text = self.text[:at]
+                self.text = self.text[: at + len(stop) if self.keep_stops else at]
                 self.stopped = True
         return self._release(final=self.stopped)
 
