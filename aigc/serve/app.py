@@ -143,7 +143,7 @@ def request_line(scope: dict, status: int | None, seconds: float) -> str:
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
-    (`request_line`) once answered. An unexpected error before the answer began is a JSON 500, logged once
+    (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
     before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
     cancelled."""
@@ -158,8 +158,10 @@ class RequestIds:
         try:
             await self._answer(scope, receive, send)
         finally:
-            if requests_log.isEnabledFor(logging.INFO):
-                requests_log.info("%s", request_line(scope, scope.get("state", {}).get("status"), time.perf_counter() - began))
+            status = scope.get("state", {}).get("status")
+            level = logging.DEBUG if scope.get("path") == "/health" and status is not None and status < 400 else logging.INFO  # a load balancer's polls
+            if requests_log.isEnabledFor(level):
+                requests_log.log(level, "%s", request_line(scope, status, time.perf_counter() - began))
 
     async def _answer(self, scope, receive, send):
         state = scope.setdefault("state", {})

@@ -119,7 +119,7 @@ def log_config(verbosity: int) -> dict:
     """uvicorn's logging set up for serving (its `LOGGING_CONFIG`, changed): every line on stderr,
     timestamped; aigc's one line per request (`RequestIds`) in place of uvicorn's access log, which
     has no request id, time or tokens, and goes to stdout; uvicorn's own notes and aigc's details
-    (a client that went away) only with -v; request lines not with -q (`verbosity` -1)."""
+    (a client that went away) and answered health checks only with -v; request lines not with -q (`verbosity` -1)."""
     from uvicorn.config import LOGGING_CONFIG
 
     formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(asctime)s %(levelprefix)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
@@ -131,7 +131,7 @@ def log_config(verbosity: int) -> dict:
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": detail, "propagate": False},
             "aigc.serve": {"handlers": ["default"], "level": detail, "propagate": False},
-            "aigc.serve.requests": {"level": "INFO" if verbosity >= 0 else "WARNING"},
+            "aigc.serve.requests": {"level": "DEBUG" if verbosity > 0 else "INFO" if verbosity == 0 else "WARNING"},
         },
     }
 

@@ -1665,6 +1665,7 @@ def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_st
     assert not any(line.startswith("forged") for line in stderr.splitlines()), stderr  # a path's escaped newline starts no line
     assert len(lines) == 2 and lines[0].endswith(tokens) and f"id={missing.value.headers['x-request-id']}" in lines[1], stderr
     assert ("Started server process" in stderr) == (flags == ["-v"]), stderr
+    assert ('"GET /health" 200' in stderr) == (flags == ["-v"]), stderr  # a load balancer's polls fill no log
 
 
 def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback(tiny_model_dir):
