@@ -45,7 +45,7 @@ class LocalEngine:
         self.device = model.device
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.pad_id = next((i for i in (tokenizer.pad_token_id, *self.eos_ids) if i is not None), 0)  # only ever masked: with no pad nor EOS token (generation then runs to max_tokens), any id does
         self.special_ids = list(tokenizer.all_special_ids)
         added = getattr(tokenizer, "added_tokens_decoder", {}).values()
         self.control_texts = sorted({t.content for t in added if t.special and t.content}, key=len, reverse=True)  # longest first, for regexes
