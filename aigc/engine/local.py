@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Generator, Iterator
 
-from ..errors import BadInputError, ContextLengthError
+from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_texts, prompt_tokens
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword, left_padded
@@ -211,6 +211,9 @@ class LocalEngine:
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")
         longest_tail = max(len(t) for t in tails)
+        if min(len(h) for h in heads) + longest_tail > self.context_length:
+            at = max(range(len(tails)), key=lambda i: len(tails[i]))
+            raise ContinuationLengthError(f"continuation {at} takes {longest_tail} tokens, too many for {self.name}'s {self.context_length}-token context with a prompt; shorten it", at, longest_tail)
         if max(len(h) for h in heads) + longest_tail > self.context_length:
             raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
         started = time.perf_counter()

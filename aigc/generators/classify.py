@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import templates
-from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
+from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, names_text, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
 
@@ -96,6 +96,11 @@ def _forms(labels: list[Label]) -> list[list[str]]:
         cased = (form for word in label.verbalizers for form in (word, word.lower(), word[:1].upper() + word[1:]))
         forms.append([form for form in dict.fromkeys(cased) if form in label.verbalizers or form.lower() not in others])
     return forms
+
+
+def _clipped(text: str, keep: int = 40) -> str:
+    """`text` quoted, its middle left out when longer than `keep` characters."""
+    return repr(text if len(text) <= keep else f"{text[: keep // 2]}...{text[-keep // 2 :]}")
 
 
 def logsumexp(values: list[float]) -> float:
@@ -242,6 +247,8 @@ class ClassifyGenerator(Generator):
         prepared = self.preprocess(texts, opts)
         try:
             raws = self.forward(prepared, opts, {})
+        except ContinuationLengthError:  # a label: no text to blame
+            raise
         except ContextLengthError as exc:  # say which text: the one whose prompt is longest
             exc.index = max(range(len(texts)), key=lambda i: self.engine.count_tokens(self.prompt(prepared["texts"][i], opts)))
             exc.at = f"input {exc.index}" if len(texts) > 1 else None
@@ -287,8 +294,19 @@ class ClassifyGenerator(Generator):
     def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
         """Label scores (uncalibrated) and embeddings for each text under the classify prompt."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
-        scored = self.engine.score_many(prompts, self.verbalizers(opts), embed=embed)
+        scored = self._score_many(prompts, opts, embed)
         return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
+
+    def _score_many(self, prompts: list[str], opts: ClassifyOptions, embed: bool = False):
+        """The engine's `score_many` of the verbalizers; one too long for the context is named as its label."""
+        try:
+            return self.engine.score_many(prompts, self.verbalizers(opts), embed=embed)
+        except ContinuationLengthError as exc:
+            label, word = [(label, word) for label, forms in zip(opts.parsed, _forms(opts.parsed)) for word in forms][exc.continuation]
+            named = f"the label {_clipped(label.name)}" + (f" (as {_clipped(word)})" if word != label.name else "")
+            raise ContinuationLengthError(
+                f"{named} takes {exc.tokens} tokens, too many for {self.engine.name}'s {self.engine.context_length}-token context with the prompt; shorten it", exc.continuation, exc.tokens
+            ) from None
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
         """The label prior: the label scores on content-free inputs and on the prompt without its
@@ -307,7 +325,7 @@ class ClassifyGenerator(Generator):
         scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
         premise = self.premise(opts, shown)
         if premise:
-            scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
+            scores.append(self.label_scores(self._score_many([premise], opts)[0].logprobs, opts))
         return mean_prior(scores)
 
     def premise(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
