@@ -621,3 +621,11 @@ def test_a_model_without_eos_or_pad_token_loads_and_generates_to_max_tokens(tiny
     assert engine.eos_ids == []
     batch = engine.generate(["Bees", "The quick brown fox"], SamplingParams(temperature=0, max_tokens=6))
     assert [(c.completion_tokens, c.finish_reason) for [c] in batch] == [(6, "length"), (6, "length")]
+
+
+def test_a_model_loaded_trusting_remote_code_is_not_handed_to_a_call_that_does_not(tiny_model_dir):
+    from aigc.engine.loading import load_model
+
+    trusting = load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=True)
+    assert load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=True) is trusting
+    assert load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=False) is not trusting
