@@ -666,3 +666,15 @@ def test_a_label_too_long_for_the_context_is_named_and_no_text_is_blamed(classif
             classify.classify_many(texts, labels=["city", long_label], calibrate="off")
         assert raised.value.index is None and raised.value.at is None
         assert str(raised.value).startswith("the label 'capital capital") and "the text" not in str(raised.value)
+
+
+def test_the_label_forms_are_worked_out_once_per_label_set_not_once_per_text():
+    from aigc.generators.classify import _forms
+
+    _forms.cache_clear()
+    classify = ClassifyGenerator(engine=FakeEngine())
+    texts = [f"text number {i}" for i in range(5)]
+    labels = ["Sci/Tech", "Tech", "World", "world news", "apple", "apple pie"]
+    first = classify.classify_many(texts, labels=labels, calibrate="off")
+    again = classify.classify_many(texts, labels=labels, calibrate="off")
+    assert first == again and _forms.cache_info().misses == 1
