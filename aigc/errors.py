@@ -109,6 +109,16 @@ class ContextLengthError(BadInputError):
     """A prompt or text longer than the model's context window (with the tokens asked for)."""
 
 
+class ContinuationLengthError(ContextLengthError):
+    """A continuation to score (a classify label) that leaves no room in the context for any of
+    its prompts: the continuation, number `continuation` of those given, is what to shorten."""
+
+    def __init__(self, message: str, continuation: int, tokens: int):
+        super().__init__(message)
+        self.continuation = continuation
+        self.tokens = tokens
+
+
 class UnknownModelError(BadInputError):
     """A model name that is neither an alias, a local path nor a hub id."""
 

@@ -309,7 +309,7 @@ def _find(name: str) -> Template:
         raise BadInputError(f"a template is a name or a .j2 file, got {name!r}")
     if is_path(name):
         path = Path(name).expanduser()
-        if not path.is_file():
+        if not os.path.isfile(path):  # os.path: False (not an OSError) for a name too long
             if path.stem in scan()[0] and path.name == name:  # `aigc templates new x.j2` made template x
                 raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
             raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
@@ -324,7 +324,7 @@ def _find(name: str) -> Template:
     skipped = _skipped(name)
     if skipped is not None:
         raise skipped
-    if Path(name + SUFFIX).is_file():  # a template file someone shared, saved here
+    if os.path.isfile(name + SUFFIX):  # a template file someone shared, saved here
         raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
     close = difflib.get_close_matches(name, list(scan()[0]), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""

@@ -155,7 +155,7 @@ def load_model(
             check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
         place = str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") else None  # `./model` from another directory is another model
-        key = (ref, place, device_name, str(torch_dtype), quantize)
+        key = (ref, place, device_name, str(torch_dtype), quantize, trust_remote_code)  # a call that runs no remote code never gets an engine that does
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
 

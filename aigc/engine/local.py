@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Generator, Iterator
 
-from ..errors import BadInputError, ContextLengthError
+from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
 from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_texts, prompt_tokens
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword, left_padded
@@ -45,7 +45,7 @@ class LocalEngine:
         self.device = model.device
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.pad_id = next((i for i in (tokenizer.pad_token_id, *self.eos_ids) if i is not None), 0)  # only ever masked: with no pad nor EOS token (generation then runs to max_tokens), any id does
         self.special_ids = list(tokenizer.all_special_ids)
         added = getattr(tokenizer, "added_tokens_decoder", {}).values()
         self.control_texts = sorted({t.content for t in added if t.special and t.content}, key=len, reverse=True)  # longest first, for regexes
@@ -219,6 +219,9 @@ class LocalEngine:
         if not tails or any(not t for t in tails):
             raise BadInputError("every continuation to score needs at least one token")
         longest_tail = max(len(t) for t in tails)
+        if min(len(h) for h in heads) + longest_tail > self.context_length:
+            at = max(range(len(tails)), key=lambda i: len(tails[i]))
+            raise ContinuationLengthError(f"continuation {at} takes {longest_tail} tokens, too many for {self.name}'s {self.context_length}-token context with a prompt; shorten it", at, longest_tail)
         if max(len(h) for h in heads) + longest_tail > self.context_length:
             raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
         started = time.perf_counter()

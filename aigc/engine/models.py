@@ -193,7 +193,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if name == ECHO:  # after plugins' aliases and yours, which keep the name
         return ModelRef(name, "echo", ECHO)
     path = Path(name).expanduser()
-    if path.exists():
+    if os.path.exists(path):  # os.path: False (not an OSError) for a name too long
         return _local_ref(name, path, None)
     hub_id = name[len("hf:") :] if name.startswith("hf:") else name
     if hub_id.count("/") == 1 and not hub_id.startswith((".", "/", "~")) and " " not in hub_id:
@@ -251,7 +251,7 @@ def recorded_name(name: str) -> str:
     """A model as logs and sessions record it: a local path (not an alias) by its absolute path, so
     `./m` and `/abs/m` are one model from any directory; an alias, hub id or remote as named."""
     path = Path(name).expanduser()
-    if name in registered_models() or name in config.model_aliases() or not path.exists():
+    if name in registered_models() or name in config.model_aliases() or not os.path.exists(path):
         return name
     return str(path.resolve())
 

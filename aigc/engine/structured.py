@@ -15,6 +15,7 @@ while decoding is an `AigcError`, not an answer cut where it failed.
 
 from __future__ import annotations
 
+import array
 import codecs
 import functools
 import json
@@ -478,6 +479,15 @@ def _can_end(parser) -> bool:
         return False
 
 
+def _index(ids: list[int], width: int):
+    """The `ids` below `width` as an index tensor: torch reads a list index one element at a time,
+    ~40 ms a row a step for the nearly whole vocabulary a string field allows, against ~2 ms this way."""
+    import torch
+
+    index = torch.frombuffer(array.array("q", ids), dtype=torch.long) if ids else torch.empty(0, dtype=torch.long)
+    return index[index < width]
+
+
 class SchemaMask:
     """A logits processor: every token the schema does not allow next gets -inf.
 
@@ -521,7 +531,7 @@ class SchemaMask:
 
         if self.prompt_width is None:
             self.prompt_width = input_ids.shape[1]
-        mask = torch.full_like(scores, float("-inf"))
+        mask, width = torch.full_like(scores, float("-inf")), scores.shape[1]
         sequences = [tuple(s) for s in input_ids[:, self.prompt_width :].tolist()]
         for row, sequence in enumerate(sequences):
             allowed = self._allowed(sequence)
@@ -533,11 +543,11 @@ class SchemaMask:
                 allowed = [t for t in allowed if t not in self.blank_start]
             elif self.end in allowed:  # nor after it, where it may end
                 allowed = [t for t in allowed if t not in self.blank_end]
-            mask[row, [t for t in allowed if t < scores.shape[1]]] = 0
+            mask[row, _index(allowed, width)] = 0
             refused = self.second_breaks if breaks else self.blank_lines  # no second line break in a run (",\n\n" after "\n" neither)
-            mask[row, [t for t in refused if t < scores.shape[1]]] = float("-inf")
+            mask[row, _index(refused, width)] = float("-inf")
             if not pending:
-                mask[row, [t for t in self.bad_starts if t < scores.shape[1]]] = float("-inf")
+                mask[row, _index(self.bad_starts, width)] = float("-inf")
         states, runs = self.enforcer.prefix_states, self.blank_runs
         self.enforcer.prefix_states = {s: states[s] for s in sequences}  # the next step needs only these
         self.blank_runs = {s: runs[s] for s in sequences}

@@ -7,22 +7,25 @@ on content-free inputs, on the examples, or on the texts classified together (ba
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 import dataclasses
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .. import templates
-from ..errors import AigcWarning, BadInputError, ContextLengthError, OptionError, UnknownLabelError, option
+from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, names_text, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
+LABEL_SETS_IN_MEMORY = 64  # label sets whose forms are kept (`_forms`)
 PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
 
 
@@ -75,27 +78,59 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BadInputError(f"label {', '.join(duplicates)} is given twice")
-    return [_apart(label, labels) for label in labels]
+    taken, labels_with = _lowered(labels)
+    return [_apart(label, own, labels_with) for label, own in zip(labels, taken)]
 
 
-def _apart(label: Label, labels: list[Label]) -> Label:
+def _apart(label: Label, own: set[str], labels_with: Counter) -> Label:
     """`label` without the parts or aliases another label also scores: with Sci/Tech and Tech, the
-    text " Tech" is Tech's alone (Sci/Tech scoring it too would always score at least as high)."""
-    others = {word.lower() for other in labels if other is not label for word in other.verbalizers}
-    kept = tuple(word for word in label.verbalizers if word == label.name or word.lower() not in others)
+    text " Tech" is Tech's alone (Sci/Tech scoring it too would always score at least as high).
+    `own`: its words in lower case; `labels_with`: how many labels have each (`_lowered`)."""
+    kept = tuple(word for word in label.verbalizers if word == label.name or not _elsewhere(word.lower(), own, labels_with))
     return label if kept == label.verbalizers else Label(label.name, kept)
 
 
-def _forms(labels: list[Label]) -> list[list[str]]:
-    """Per label, its words as written, in lower case and with a capital first letter (" World",
-    " world"): the model's likelihood is spread over them. A form another label scores is left out."""
+def _lowered(labels: Sequence[Label]) -> tuple[list[set[str]], Counter]:
+    """Each label's words in lower case, and for each such word how many labels have it: one pass
+    over the labels, where asking every other label for each label's words took labels^2."""
     taken = [{word.lower() for word in label.verbalizers} for label in labels]
+    return taken, Counter(word for words in taken for word in words)
+
+
+def _elsewhere(word: str, own: set[str], labels_with: Counter) -> bool:
+    """Whether a label other than the one whose lower-cased words are `own` has `word`."""
+    return labels_with[word] > (word in own)
+
+
+@functools.lru_cache(maxsize=LABEL_SETS_IN_MEMORY)
+def _forms(labels: tuple[Label, ...]) -> tuple[tuple[str, ...], ...]:
+    """Per label, its words as written, in lower case and with a capital first letter (" World",
+    " world"): the model's likelihood is spread over them. A form another label scores is left out.
+    Kept per label set: every text scored reads them."""
+    taken, labels_with = _lowered(labels)
     forms = []
-    for i, label in enumerate(labels):
-        others = set().union(*(words for j, words in enumerate(taken) if j != i))
+    for label, own in zip(labels, taken):
         cased = (form for word in label.verbalizers for form in (word, word.lower(), word[:1].upper() + word[1:]))
-        forms.append([form for form in dict.fromkeys(cased) if form in label.verbalizers or form.lower() not in others])
-    return forms
+        forms.append(tuple(form for form in dict.fromkeys(cased) if form in label.verbalizers or not _elsewhere(form.lower(), own, labels_with)))
+    return tuple(forms)
+
+
+def _clipped(text: str, keep: int = 40) -> str:
+    """`text` quoted, its middle left out when longer than `keep` characters."""
+    return repr(text if len(text) <= keep else f"{text[: keep // 2]}...{text[-keep // 2 :]}")
+
+
+def _nested(owned: list[tuple[int, str]]) -> bool:
+    """Whether a word of one label begins (or is) a word of another, of (label index, word) pairs.
+    Sorted, the words that begin with a word follow it; the scan of them stops at another label's."""
+    ordered = sorted(owned, key=lambda pair: pair[1])
+    for at, (label, word) in enumerate(ordered):
+        for other_label, other in ordered[at + 1 :]:
+            if not other.startswith(word):
+                break
+            if other_label != label:
+                return True
+    return False
 
 
 def logsumexp(values: list[float]) -> float:
@@ -242,6 +277,8 @@ class ClassifyGenerator(Generator):
         prepared = self.preprocess(texts, opts)
         try:
             raws = self.forward(prepared, opts, {})
+        except ContinuationLengthError:  # a label: no text to blame
+            raise
         except ContextLengthError as exc:  # say which text: the one whose prompt is longest
             exc.index = max(range(len(texts)), key=lambda i: self.engine.count_tokens(self.prompt(prepared["texts"][i], opts)))
             exc.at = f"input {exc.index}" if len(texts) > 1 else None
@@ -272,14 +309,14 @@ class ClassifyGenerator(Generator):
         """The continuations scored, each label's words in turn. When a word of one label begins one
         of another ("apple", "apple pie"), each ends with the line break that ends a label in the
         prompt: else the shorter one is always at least as likely."""
-        owned = [(i, word) for i, forms in enumerate(_forms(opts.parsed)) for word in forms]
-        nested = any(a != b and other.startswith(word) for a, word in owned for b, other in owned)
+        owned = [(i, word) for i, forms in enumerate(_forms(tuple(opts.parsed))) for word in forms]
+        nested = _nested(owned)
         return [f" {word}\n" if nested else f" {word}" for _, word in owned]
 
     def label_scores(self, logprobs: list[float], opts: ClassifyOptions) -> list[float]:
         """Per label: the log-likelihood of any of its verbalizers."""
         scores, at = [], 0
-        for forms in _forms(opts.parsed):
+        for forms in _forms(tuple(opts.parsed)):
             scores.append(logsumexp(logprobs[at : at + len(forms)]))
             at += len(forms)
         return scores
@@ -287,8 +324,19 @@ class ClassifyGenerator(Generator):
     def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
         """Label scores (uncalibrated) and embeddings for each text under the classify prompt."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
-        scored = self.engine.score_many(prompts, self.verbalizers(opts), embed=embed)
+        scored = self._score_many(prompts, opts, embed)
         return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
+
+    def _score_many(self, prompts: list[str], opts: ClassifyOptions, embed: bool = False):
+        """The engine's `score_many` of the verbalizers; one too long for the context is named as its label."""
+        try:
+            return self.engine.score_many(prompts, self.verbalizers(opts), embed=embed)
+        except ContinuationLengthError as exc:
+            label, word = [(label, word) for label, forms in zip(opts.parsed, _forms(tuple(opts.parsed))) for word in forms][exc.continuation]
+            named = f"the label {_clipped(label.name)}" + (f" (as {_clipped(word)})" if word != label.name else "")
+            raise ContinuationLengthError(
+                f"{named} takes {exc.tokens} tokens, too many for {self.engine.name}'s {self.engine.context_length}-token context with the prompt; shorten it", exc.continuation, exc.tokens
+            ) from None
 
     def content_free(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> list[float]:
         """The label prior: the label scores on content-free inputs and on the prompt without its
@@ -307,7 +355,7 @@ class ClassifyGenerator(Generator):
         scores, _ = self.score_texts(list(CONTENT_FREE), opts, shown=(lambda i: shown) if shown else None)
         premise = self.premise(opts, shown)
         if premise:
-            scores.append(self.label_scores(self.engine.score_many([premise], self.verbalizers(opts))[0].logprobs, opts))
+            scores.append(self.label_scores(self._score_many([premise], opts)[0].logprobs, opts))
         return mean_prior(scores)
 
     def premise(self, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:

@@ -13,6 +13,7 @@ module level.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -113,8 +114,8 @@ class ImageGenerator(Generator):
             raise OptionError("steps", f"must be at least 1, got {opts.steps}")
         if opts.steps is not None and opts.steps > MAX_STEPS:
             raise OptionError("steps", f"must be at most {MAX_STEPS}, got {opts.steps}")
-        if opts.guidance is not None and opts.guidance < 0:
-            raise OptionError("guidance", f"must be 0 or more (0 turns guidance off), got {opts.guidance}")
+        if opts.guidance is not None and not 0 <= opts.guidance < math.inf:  # nan too
+            raise OptionError("guidance", f"must be 0 or more and finite (0 turns guidance off), got {opts.guidance}")
         if opts.seed is not None and not 0 <= opts.seed < 2**63 - MAX_IMAGES:
             raise OptionError("seed", f"must be from 0 to {2**63 - MAX_IMAGES - 1} (image i uses seed + i), got {opts.seed}")
         if (opts.width is None) != (opts.height is None):

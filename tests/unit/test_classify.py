@@ -652,3 +652,29 @@ def test_caches_of_label_scores_tell_apart_models_named_alike(tiny_model_dir, mo
     weights = next((tmp_path / "a" / "model").glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))  # saved again in place
     assert fingerprint(tmp_path / "a" / "model") != before
+
+
+def test_a_label_too_long_for_the_context_is_named_and_no_text_is_blamed(classify, tiny_engine):
+    from aigc.errors import ContinuationLengthError
+
+    long_label = " ".join(["capital"] * 600)
+    with pytest.raises(ContinuationLengthError) as raised:
+        tiny_engine.score("Paris is", [" city", " " + long_label])
+    assert raised.value.continuation == 1
+    for texts in (["Bees make honey.", "Paris is the capital of France."], ["Bees make honey."]):
+        with pytest.raises(ContinuationLengthError) as raised:
+            classify.classify_many(texts, labels=["city", long_label], calibrate="off")
+        assert raised.value.index is None and raised.value.at is None
+        assert str(raised.value).startswith("the label 'capital capital") and "the text" not in str(raised.value)
+
+
+def test_the_label_forms_are_worked_out_once_per_label_set_not_once_per_text():
+    from aigc.generators.classify import _forms
+
+    _forms.cache_clear()
+    classify = ClassifyGenerator(engine=FakeEngine())
+    texts = [f"text number {i}" for i in range(5)]
+    labels = ["Sci/Tech", "Tech", "World", "world news", "apple", "apple pie"]
+    first = classify.classify_many(texts, labels=labels, calibrate="off")
+    again = classify.classify_many(texts, labels=labels, calibrate="off")
+    assert first == again and _forms.cache_info().misses == 1

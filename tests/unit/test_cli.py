@@ -3175,3 +3175,18 @@ def test_the_entry_point_freezes_the_garbage_collector_as_the_process_ends(monke
     with pytest.raises(SystemExit) as exit_:
         app_module.main()
     assert exit_.value.code in (0, None) and frozen == [True]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["chat", "-m", "x" * 300, "hi"], "Error: unknown model 'xxx"),
+        (["models", "info", "x" * 300], "Error: unknown model 'xxx"),
+        (["chat", "-m", "./" + "x" * 300, "hi"], "Error: no such file or directory: ./xxx"),
+        (["chat", "-t", "x" * 300, "hi"], "Error: unknown template 'xxx"),
+        (["chat", "-t", "./" + "x" * 300 + ".j2", "hi"], "Error: no template file ./xxx"),
+    ],
+)
+def test_a_model_or_template_name_longer_than_a_file_name_can_be_is_unknown(args, words):
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stderr.startswith(words), result.stderr

@@ -606,3 +606,26 @@ def test_the_methods_plugin_authors_and_library_users_call_or_override_say_what_
     methods += [getattr(aigc.ChatSession, name) for name in ("conversation", "reset", "set_system", "transcript")]
     methods += [getattr(LocalEngine, name) for name in ("generate", "stream", "count_tokens", "score", "score_many", "embed")]
     assert [m.__qualname__ for m in methods if not (m.__doc__ or "").strip()] == []
+
+
+def test_a_model_without_eos_or_pad_token_loads_and_generates_to_max_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from aigc.engine.local import LocalEngine
+
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir).eval()
+    model.generation_config.eos_token_id = model.generation_config.pad_token_id = None
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.eos_token = tokenizer.pad_token = None
+    engine = LocalEngine("tiny", model, tokenizer)
+    assert engine.eos_ids == []
+    batch = engine.generate(["Bees", "The quick brown fox"], SamplingParams(temperature=0, max_tokens=6))
+    assert [(c.completion_tokens, c.finish_reason) for [c] in batch] == [(6, "length"), (6, "length")]
+
+
+def test_a_model_loaded_trusting_remote_code_is_not_handed_to_a_call_that_does_not(tiny_model_dir):
+    from aigc.engine.loading import load_model
+
+    trusting = load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=True)
+    assert load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=True) is trusting
+    assert load_model(str(tiny_model_dir), device="cpu", dtype="float32", trust_remote_code=False) is not trusting
