@@ -573,11 +573,10 @@ class TextAssembler:
         self.text += new
         self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
-        for stop in self.stops:
-            at = self.text.find(stop, max(0, start - len(stop)))
-            if at != -1:
-                self.text = self.text[:at]
-                self.stopped = True
+        found = [at for stop in self.stops if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
+        if found:  # the text ends before the first stop string, whichever is listed first (as OpenAI's)
+            self.text = self.text[: min(found)]
+            self.stopped = True
         return self._release(final=self.stopped)
 
     def _release(self, final: bool) -> str:

@@ -169,6 +169,20 @@ def test_earliest_of_several_stops_wins():
     assert "".join(feed(assembler, "one\n\ntwo ## three")) == "one"
 
 
+@pytest.mark.parametrize(
+    "text, stops, shown",
+    [
+        ("Plan: ab then", ("b", "ab"), "Plan: "),
+        ("Plan: ab then", ("ab", "b"), "Plan: "),
+        ("Sure thing.\nUser: hi", ("User:", "\nUser:"), "Sure thing."),
+        ("Sure thing.\nUser: hi", ("\nUser:", "User:"), "Sure thing."),
+    ],
+)
+def test_overlapping_stops_cut_before_the_first_whichever_is_listed_first(text, stops, shown):
+    assembler = TextAssembler(CharTokenizer(), stops=stops)
+    assert "".join(feed(assembler, text)) == assembler.text == shown
+
+
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"
