@@ -183,6 +183,22 @@ def test_overlapping_stops_cut_before_the_first_whichever_is_listed_first(text, 
     assert "".join(feed(assembler, text)) == assembler.text == shown
 
 
+def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
+    import torch
+
+    params = SamplingParams(temperature=0, repetition_penalty=1.5)
+    scores = torch.tensor([[1.0, -1.0, 4.0, 2.0, 3.0]])
+    alone = build_processors(params)(torch.tensor([[1, 3]]), scores.clone())
+    seen = torch.tensor([[2, 2, 1, 3], [4, 0, 1, 3]])  # row 0 left-padded with id 2 (an EOS as pad)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    batched = build_processors(params, prompt_mask=mask)(seen, scores.repeat(2, 1))
+    assert batched[0].tolist() == alone[0].tolist()
+    assert (alone[0, 1], alone[0, 2], alone[0, 4]) == (-1.5, 4.0, 3.0)  # ids 1 and 3 penalized, the pad id not
+    assert batched[1].tolist() == build_processors(params)(seen[1:], scores.clone())[0].tolist()  # an unpadded row as before
+    generated = torch.cat([seen, torch.tensor([[2], [2]])], dim=-1)  # once generated, a token counts
+    assert build_processors(params, prompt_mask=mask)(generated, scores.repeat(2, 1))[0, 2] == 4.0 / 1.5
+
+
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"
