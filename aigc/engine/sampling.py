@@ -560,11 +560,21 @@ class _StopStart:
         return min(matched, len(stop) - 1)
 
 
+def _control_stops(tokenizer, stops: tuple[str, ...], special: set[int]) -> set[int]:
+    """The ids of the control tokens among `special` that stop strings spell whole (as OpenAI
+    clients send `<|im_start|>` for ChatML); the text leaves control tokens out, so these match as
+    tokens (as KoboldCpp's, where vLLM's never match)."""
+    spelt = (tokenizer(stop, add_special_tokens=False)["input_ids"] for stop in stops)
+    return {ids[0] for ids in spelt if len(ids) == 1 and ids[0] in special}
+
+
 class TextAssembler:
     """Turns one row's token ids into text: incremental detokenization and stop strings.
 
     `push(token)` returns the new text that is safe to show; stop strings are cut off and never
     shown, and a partial stop string is held back until it matches or cannot match any more.
+    Control tokens (`special_ids`) are not text; a stop string that is one whole control token's
+    text (`<|im_start|>`) stops at that token.
     """
 
     def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = ()):
@@ -573,6 +583,7 @@ class TextAssembler:
         self.starts = [_StopStart(stop) for stop in stops if stop]
         self.held = 0  # the text's tail that could still grow into a stop string
         self.special = set(special_ids)
+        self.stop_ids = _control_stops(tokenizer, self.stops, self.special) if self.stops and self.special else set()
         self.tokens: list[int] = []
         self.text = ""
         self.shown = 0
@@ -585,6 +596,10 @@ class TextAssembler:
 
     def push(self, token: int) -> str:
         """Add a token; return the text that became final."""
+        if token in self.stop_ids and not self.stopped:
+            piece = self.flush()  # the text before it is all the answer
+            self.stopped = True
+            return piece
         if self.stopped or token in self.special:
             return ""
         self.tokens.append(token)

@@ -50,6 +50,13 @@ def test_a_row_batched_with_a_longer_one_stops_where_it_stops_alone_under_a_repe
     assert (batched.text, batched.completion_tokens, batched.finish_reason) == (alone.text, alone.completion_tokens, alone.finish_reason)
 
 
+def test_a_stop_string_that_is_a_control_token_ends_generation_at_it(tiny_engine):
+    start = tiny_engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    params = SamplingParams(temperature=0, max_tokens=8, stop=["<|im_start|>"], logit_bias={start: 100})  # the model writes it at once
+    completion = tiny_engine.generate(["Bees"], params)[0][0]
+    assert (completion.text, completion.completion_tokens, completion.finish_reason) == ("", 1, "stop")
+
+
 def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
     first = tiny_engine.generate(["Bees"], params)[0][0].text

@@ -199,6 +199,19 @@ def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
     assert build_processors(params, prompt_mask=mask)(generated, scores.repeat(2, 1))[0, 2] == 4.0 / 1.5
 
 
+def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assembler = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids)
+    ids = tokenizer("Bees make honey", add_special_tokens=False)["input_ids"] + [start] + tokenizer("user", add_special_tokens=False)["input_ids"]
+    pieces = [assembler.push(token) for token in ids] + [assembler.flush()]
+    assert "".join(pieces) == assembler.text == "Bees make honey" and assembler.stopped
+    other = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids)
+    assert "".join([other.push(token) for token in ids if token != start] + [other.flush()]) == "Bees make honeyuser"  # no control token, no stop
+
+
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"
