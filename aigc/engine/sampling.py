@@ -29,6 +29,7 @@ NUMBERS = {
 }  # name: whole number?
 DRAWING = ("top_p", "top_k", "min_p", "seed")  # settings of the draw, which greedy decoding never makes
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
+MAX_N = 128  # completions of one prompt at once (OpenAI's bound): a local model decodes them all as one batch, KV cache and logits for each
 GREEDY_BELOW = 1e-5  # a lower temperature picks greedily: the logits divided by 1e-40 are inf, and sampling them fails
 
 
@@ -104,7 +105,7 @@ class SamplingParams:
             ("top_p", 0 < self.top_p <= 1, f"must be in (0, 1] (1 = off), got {self.top_p}"),
             ("top_k", self.top_k >= 0, f"must be 0 (off) or a positive number of tokens, got {self.top_k}"),
             ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
-            ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
+            ("n", 1 <= self.n <= MAX_N, f"must be between 1 and {MAX_N} (for more, make several calls), got {self.n}"),
             ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
             ("min_p", 0 <= self.min_p < 1, f"must be in [0, 1) (0 = off), got {self.min_p}"),
             ("frequency_penalty", -2 <= self.frequency_penalty <= 2, f"must be between -2 and 2 (0 = off), got {self.frequency_penalty}"),

@@ -12,7 +12,8 @@ from aigc.errors import BadInputError
         ("top_p", 0, "(0, 1]"),
         ("top_k", -1, "top_k must be 0"),
         ("max_tokens", 0, "at least 1"),
-        ("n", 0, "at least 1"),
+        ("n", 0, "between 1 and 128"),
+        ("n", 129, "between 1 and 128 (for more, make several calls), got 129"),  # n rows of KV cache at once
         ("seed", 2**63, "must be an int64, from -9223372036854775808 to 9223372036854775807"),
         ("seed", "seven", "must be an integer"),
         ("max_tokens", "ten", "whole number"),

@@ -835,10 +835,12 @@ def test_byte_tokens_keep_apart_in_the_legacy_logprobs():
     assert shape["top_logprobs"] == [{"bytes:\\xf0": -0.5, "bytes:\\x9f": -1.0, "a": -2.0}]
 
 
-def test_n_is_never_above_the_batch_size():
+def test_n_is_never_above_the_batch_size_nor_what_the_library_takes():
+    from aigc.engine.sampling import MAX_N
     from aigc.serve.app import ServeSettings
 
     assert ServeSettings(max_batch=4).max_n == 4 and ServeSettings(max_batch=64).max_n == 16
+    assert ServeSettings(max_batch=1000, max_n=1000).max_n == MAX_N
 
 
 def test_a_client_that_goes_away_frees_its_row(server, client):
