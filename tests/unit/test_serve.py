@@ -186,6 +186,12 @@ def test_a_prompt_sent_with_a_longer_one_stops_where_it_stops_alone_under_a_repe
     assert (batched.text, batched.finish_reason) == (alone.text, alone.finish_reason)
 
 
+def test_a_stop_string_that_is_a_control_token_ends_the_answer_at_it(server, client):
+    start = server["backend"].engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    answer = chat(client, server["model"], temperature=0, max_tokens=8, stop=["<|im_start|>"], logit_bias={str(start): 100})  # written at once
+    assert (answer.choices[0].message.content, answer.choices[0].finish_reason, answer.usage.completion_tokens) == ("", "stop", 1)
+
+
 def test_penalties_and_min_p_sample_as_engine_generate_and_change_the_answer(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
