@@ -52,7 +52,9 @@ def serve(
     ] = None,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running requests get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
-    """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
+    """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
+
+    Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id, a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
     _require_extra()
     if not 0 < port < 65536:
         raise BadInputError(f"--port must be between 1 and 65535, got {port}")
@@ -93,10 +95,10 @@ def serve(
     if not loopback(settings.bind_host) and not api_key:
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
-    ui.info(f"serving {names} on http://{host}:{port}/v1 (Ctrl-C stops)")
-    level = "info" if ui.settings.verbosity > 0 else "warning"
+    shown = f"[{host}]" if _ipv6(host) else host  # a URL brackets an IPv6 address
+    ui.info(f"serving {names} on http://{shown}:{port}/v1 (Ctrl-C stops)")
     with options_named(lambda name, value: None):  # clients send the library's names (max_tokens)
-        code = run_server(app, sock, log_level=level, grace=shutdown_grace)
+        code = run_server(app, sock, verbosity=ui.settings.verbosity, grace=shutdown_grace)
     if code:
         raise typer.Exit(code)
 

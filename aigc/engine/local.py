@@ -59,36 +59,44 @@ class LocalEngine:
         template = getattr(self.tokenizer, "chat_template", None) or ""
         return any("tools" in text for text in (template.values() if isinstance(template, dict) else [template]))
 
-    def render(self, prompt: Prompt, tools: list[dict] | None = None) -> str:
+    def render(self, prompt: Prompt, tools: list[dict] | None = None, continue_final: bool = False) -> str:
         """Prompt text as the model sees it: chat messages go through the model's chat template,
-        with `tools` (OpenAI's function definitions) where the template lists them itself."""
+        with `tools` (OpenAI's function definitions) where the template lists them itself; the answer's
+        turn opened after them, or with `continue_final` the last message (an assistant's) left open
+        to be continued (transformers' `continue_final_message`)."""
         if isinstance(prompt, str):
             return prompt
         if getattr(self.tokenizer, "chat_template", None):
             from jinja2 import TemplateError, TemplateSyntaxError
 
             try:
-                return self.tokenizer.apply_chat_template(prompt, tools=tools or None, add_generation_prompt=True, tokenize=False)
+                return self.tokenizer.apply_chat_template(
+                    prompt, tools=tools or None, add_generation_prompt=not continue_final, continue_final_message=continue_final, tokenize=False
+                )
             except TemplateSyntaxError:
                 raise
             except TemplateError as exc:  # the template's raise_exception(): messages it does not take (roles that do not alternate, ...)
                 raise BadInputError(f"{self.name}'s chat template refuses these messages: {exc}") from None
+            except ValueError as exc:  # transformers: the template changes the last message, so it cannot be left open
+                if not continue_final:
+                    raise
+                raise BadInputError(f"{self.name}'s chat template cannot continue the last message: {exc}") from None
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in prompt]
-        return "\n\n".join(lines + ["Assistant:"])
+        return "\n\n".join(lines + ([] if continue_final else ["Assistant:"]))
 
-    def encode(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
-        """Token ids of a prompt. A text prompt's control tokens (`<|im_end|>`) are read as such, as
+    def encode(self, prompt: Prompt, tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
+        """Token ids of a prompt (chat messages rendered as `render` does). A text prompt's control tokens (`<|im_end|>`) are read as such, as
         vLLM reads a completion's prompt; in chat messages only the template's markup has them: a
         message whose content spells one gets it as plain text, so no message can open another turn."""
-        text = self.render(prompt, tools)
+        text = self.render(prompt, tools, continue_final)
         check_utf8(text, "prompt")  # lone surrogates (from JSON "\ud800", say) are no text a tokenizer takes
         if isinstance(prompt, str):
             return self.tokenizer(text)["input_ids"]
         if any(control in str(m.get("content") or "") for m in prompt for control in self.control_texts):
-            return self._encode_marked(prompt, tools)
+            return self._encode_marked(prompt, tools, continue_final)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]  # chat templates already hold the BOS token where the model wants one
 
-    def _encode_marked(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    def _encode_marked(self, messages: list[dict], tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
         """Chat messages whose contents spell control tokens, as ids where those spellings are plain
         text: they stand as unique markers while the template renders, the rendered text is cut at
         the control tokens left (the markup's), and the runs between them are tokenized with the
@@ -101,7 +109,7 @@ class LocalEngine:
         markers = re.compile("|".join(map(re.escape, spelled)))
         marked = [{**m, "content": controls.sub(lambda found: marker[found.group()], str(m.get("content") or ""))} for m in messages]
         ids: list[int] = []
-        for i, piece in enumerate(re.split(f"({controls.pattern})", self.render(marked, tools))):
+        for i, piece in enumerate(re.split(f"({controls.pattern})", self.render(marked, tools, continue_final))):
             if i % 2:
                 ids.append(self.tokenizer.convert_tokens_to_ids(piece))
             elif piece:

@@ -561,30 +561,31 @@ class _StopStart:
         return min(matched, len(stop) - 1)
 
 
-def _control_stops(tokenizer, stops: tuple[str, ...], special: set[int]) -> set[int]:
-    """The ids of the control tokens among `special` that stop strings spell whole (as OpenAI
-    clients send `<|im_start|>` for ChatML); the text leaves control tokens out, so these match as
-    tokens (as KoboldCpp's, where vLLM's never match)."""
-    spelt = (tokenizer(stop, add_special_tokens=False)["input_ids"] for stop in stops)
-    return {ids[0] for ids in spelt if len(ids) == 1 and ids[0] in special}
+def _control_stops(tokenizer, stops: tuple[str, ...], special: set[int]) -> dict[int, str]:
+    """{id: stop string} of the control tokens among `special` that stop strings spell whole (as
+    OpenAI clients send `<|im_start|>` for ChatML); the text leaves control tokens out, so these
+    match as tokens (as KoboldCpp's, where vLLM's never match)."""
+    spelt = ((stop, tokenizer(stop, add_special_tokens=False)["input_ids"]) for stop in stops)
+    return {ids[0]: stop for stop, ids in spelt if len(ids) == 1 and ids[0] in special}
 
 
 class TextAssembler:
     """Turns one row's token ids into text: incremental detokenization and stop strings.
 
     `push(token)` returns the new text that is safe to show; stop strings are cut off and never
-    shown, and a partial stop string is held back until it matches or cannot match any more.
-    Control tokens (`special_ids`) are not text; a stop string that is one whole control token's
-    text (`<|im_start|>`) stops at that token.
+    shown (kept, the text ending with the one found, where `keep_stops`), and a partial stop string
+    is held back until it matches or cannot match any more. Control tokens (`special_ids`) are not
+    text; a stop string that is one whole control token's text (`<|im_start|>`) stops at that token.
     """
 
-    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = ()):
+    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
         self.tokenizer = tokenizer
         self.stops = stops
+        self.keep_stops = keep_stops
         self.starts = [_StopStart(stop) for stop in stops if stop]
         self.held = 0  # the text's tail that could still grow into a stop string
         self.special = set(special_ids)
-        self.stop_ids = _control_stops(tokenizer, self.stops, self.special) if self.stops and self.special else set()
+        self.stop_ids = _control_stops(tokenizer, self.stops, self.special) if self.stops and self.special else {}
         self.tokens: list[int] = []
         self.text = ""
         self.shown = 0
@@ -599,6 +600,9 @@ class TextAssembler:
         """Add a token; return the text that became final."""
         if token in self.stop_ids and not self.stopped:
             piece = self.flush()  # the text before it is all the answer
+            if self.keep_stops and not self.stopped:
+                self.text += self.stop_ids[token]
+                piece += self._release(final=True)
             self.stopped = True
             return piece
         if self.stopped or token in self.special:
@@ -616,9 +620,10 @@ class TextAssembler:
         self.text += new
         self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
-        found = [at for stop in self.stops if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
-        if found:  # the text ends before the first stop string, whichever is listed first (as OpenAI's)
-            self.text = self.text[: min(found)]
+        found = [(at, at + len(stop)) for stop in self.stops if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
+        if found:  # the text ends at the first stop string, whichever is listed first (as OpenAI's)
+            at, end = min(found)
+            self.text = self.text[: end if self.keep_stops else at]
             self.stopped = True
         return self._release(final=self.stopped)
 

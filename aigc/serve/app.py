@@ -52,8 +52,9 @@ from .request_bodies import (
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
 log = logging.getLogger("aigc.serve")
+requests_log = logging.getLogger("aigc.serve.requests")  # one line a request (`request_line`); `aigc -q serve` silences it
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
-ENDPOINTS = "GET /v1/models, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
+ENDPOINTS = "GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
@@ -121,9 +122,28 @@ class Backend:
         return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
+    """Each scheduler once: names for the same weights (an alias and its model) share one."""
+    return list({id(b.scheduler): b.scheduler for b in backends.values()}.values())
+
+
+def request_line(scope: dict, status: int | None, seconds: float) -> str:
+    """A request's log line: client, method and path, status (499: the client went away first), time
+    taken, its x-request-id, and for a generation its model and token counts (prompt + generated)."""
+    state = scope.get("state", {})
+    client = scope.get("client")
+    path = urllib.parse.quote(scope["path"], safe="/:@!$&'()*+,;=~")  # as sent: a %0a in it starts no line of its own
+    line = f'{client[0] if client else "-"} "{scope["method"]} {path}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
+    jobs = state.get("jobs")
+    if jobs:
+        line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in jobs)}"
+    return line
+
+
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
-    its id (`completion_id`). An unexpected error before the answer began is a JSON 500, logged once
+    its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
+    (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
     before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
     cancelled."""
@@ -134,6 +154,16 @@ class RequestIds:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        began = time.perf_counter()
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            status = scope.get("state", {}).get("status")
+            level = logging.DEBUG if scope.get("path") == "/health" and status is not None and status < 400 else logging.INFO  # a load balancer's polls
+            if requests_log.isEnabledFor(level):
+                requests_log.log(level, "%s", request_line(scope, status, time.perf_counter() - began))
+
+    async def _answer(self, scope, receive, send):
         state = scope.setdefault("state", {})
         state["request_id"] = uuid.uuid4().hex
 
@@ -146,6 +176,7 @@ class RequestIds:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
+                state["status"] = message["status"]
             ended = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
@@ -239,8 +270,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     async def lifespan(app):
         yield
-        for backend in backends.values():
-            await anyio.to_thread.run_sync(backend.scheduler.stop)
+        for scheduler in schedulers(backends):
+            await anyio.to_thread.run_sync(scheduler.stop)
 
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
@@ -328,15 +359,20 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:
+        """The backend serving `name`; a request that names none gets the only model served, and is a
+        400 where several are (as OpenAI and ollama: guessing would hide a client's missing setting)."""
         if name is None or name == "":
+            if len(backends) > 1:
+                raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
         if name not in backends:
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
+    def sampling(request: Request, req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
         """The request's sampling settings, `aigc chat`'s defaults (`chat_defaults`) for those it leaves
-        out; None for `echo` with `max_tokens: 0` (nothing to generate)."""
+        out; None for `echo` with `max_tokens: 0` (nothing to generate). vLLM's `stop_token_ids` and
+        `include_stop_str_in_output` are noted on the request for its jobs (`submit`)."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
@@ -364,6 +400,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         max_tokens = asked or min(unasked, settings.max_tokens_cap, room)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         check_stops(stop)
+        request.state.stop_ids = frozenset(known_ids(req.stop_token_ids or [], backend.batched.vocabulary, "stop_token_ids"))
+        request.state.keep_stops = bool(req.include_stop_str_in_output)
         values = dict(defaults)
         values.update(
             {
@@ -384,19 +422,26 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, str(exc), param=getattr(exc, "option", None), code="invalid_value") from None
         return params
 
-    async def encode(backend: Backend, prompt, tools: list[dict] | None = None) -> list[int]:
-        return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools)
+    async def encode(backend: Backend, prompt, tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
+        return await anyio.to_thread.run_sync(backend.batched.encode, prompt, tools, continue_final)
 
-    async def encode_chat(backend: Backend, messages: list[Message], toolset=None) -> list[int]:
-        """Chat messages' token ids, with the tools offered and earlier calls as the model reads them (`tools.prompt`)."""
+    async def encode_chat(backend: Backend, messages: list[Message], toolset=None, continue_final: bool = False) -> list[int]:
+        """Chat messages' token ids, with the tools offered and earlier calls as the model reads them
+        (`tools.prompt`), and the answer's turn opened, or the last message left open (`continue_final`)."""
         from .tools import prompt
 
-        return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools))
+        return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools), continue_final)
 
-    def submit(backend: Backend, rows: list[list[int]], params: SamplingParams, top: int | None) -> tuple[Job, asyncio.Queue]:
+    def submit(request: Request, backend: Backend, reply, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
+        """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=top)
+        state = request.state
+        job = Job(
+            rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=reply.top,
+            stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
+        )
+        state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
         backend.scheduler.submit(job)
         return job, events
 
@@ -455,7 +500,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 events.put_nowait(("end", index, "length"))
             events.put_nowait(("done", [Completion("", len(r), 0, "length") for r in rows], [[] for _ in rows]))
         else:
-            job, events = submit(backend, rows, params, reply.top)
+            job, events = submit(request, backend, reply, rows, params)
         if req.stream:
             return event_stream(stream_events(reply, job, events))
         collected = await collect(job, events, request)
@@ -493,8 +538,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
         toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
-        ids = await encode_chat(backend, req.messages, toolset)
-        params = sampling(req, len(ids), backend)
+        ids = await encode_chat(backend, req.messages, toolset, req.continuing)
+        params = sampling(request, req, len(ids), backend)
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
@@ -509,16 +554,16 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
         held = dataclasses.replace(params, json_schema=toolset.call_schema())
         if req.stream and not toolset.forced:
-            job, events = submit(backend, [ids] * params.n, params, reply.top)
+            job, events = submit(request, backend, reply, [ids] * params.n, params)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
             return event_stream(streamed)
-        collected = await collect(*submit(backend, [ids] * params.n, held if toolset.forced else params, reply.top), request)
+        collected = await collect(*submit(request, backend, reply, [ids] * params.n, held if toolset.forced else params), request)
         if collected is None:
             return Response(status_code=499)
         completions, logprobs = list(collected[0]), collected[1] and list(collected[1])
         again = [i for i, c in enumerate(completions) if not toolset.forced and starts_call(c.text) and toolset.parse(c.text) is None]
         if again:
-            redone = await collect(*submit(backend, [ids] * len(again), dataclasses.replace(held, n=len(again)), reply.top), request)
+            redone = await collect(*submit(request, backend, reply, [ids] * len(again), dataclasses.replace(held, n=len(again))), request)
             if redone is None:
                 return Response(status_code=499)
             for i, completion, entries in zip(again, redone[0], redone[1] or [None] * len(again)):
@@ -557,7 +602,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     rest = row.rest() if call is None else None
                     if row.opened and call is None and starts_call(row.text):
                         try:
-                            again = await collect(*submit(backend, [ids], dataclasses.replace(held, n=1), reply.top), request)
+                            again = await collect(*submit(request, backend, reply, [ids], dataclasses.replace(held, n=1)), request)
                         except ApiError as exc:
                             yield reply.sse(reply.error_event(exc))
                             return
@@ -595,7 +640,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             backend = backend_for(req.model)
             toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset)
-            params = sampling(req, len(ids), backend)
+            params = sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
         reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
@@ -614,7 +659,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
-        params = sampling(req, max(len(ids) for ids in encoded), backend)
+        params = sampling(request, req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
         reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:

@@ -140,9 +140,18 @@ UNSUPPORTED = {
     "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"), "function_call": (None, "none", "auto"),
     "best_of": (None, 1), "suffix": (None, ""),
     **dict.fromkeys(SHAPED, (None, "", {}, [])), "ignore_eos": (None, False), "min_tokens": (None, 0),  # vLLM's: a benchmark fixing the answers' length
+    "use_beam_search": (None, False), "prompt_logprobs": (None,), "truncate_prompt_tokens": (None,),  # vLLM's
+    "continue_final_message": (None, False), "add_generation_prompt": (None, True),  # vLLM's: continue an assistant message
+    "modalities": (None, [], ["text"]),  # OpenAI's: audio answers
 }
-INSTEAD = dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is')  # what this server takes for an unsupported parameter
-CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call")  # of UNSUPPORTED, what /v1/chat/completions applies
+INSTEAD = {  # what this server takes for an unsupported parameter
+    **dict.fromkeys(SHAPED, 'response_format {"type": "json_schema", ...} is'),
+    "best_of": "n with temperature above 0 samples several answers",
+    "use_beam_search": "n with temperature above 0 samples several answers",
+    "prompt_logprobs": "/v1/completions with echo and logprobs gives the prompt's",
+    "modalities": "answers are text only",
+}
+CHAT_TAKES = ("tools", "tool_choice", "functions", "function_call", "continue_final_message", "add_generation_prompt")  # of UNSUPPORTED, what /v1/chat/completions applies
 
 
 def _numeric(value: Any) -> Any:
@@ -198,6 +207,15 @@ class Sampling(BaseModel):
     grammar: Any = None
     ignore_eos: Any = None
     min_tokens: Any = None
+    best_of: Optional[Int] = None  # UNSUPPORTED's others: refused where they ask for something
+    use_beam_search: Any = None
+    prompt_logprobs: Any = None
+    truncate_prompt_tokens: Any = None
+    continue_final_message: Optional[bool] = None  # vLLM's: chat continues the last message, an assistant's
+    add_generation_prompt: Optional[bool] = None  # vLLM's: false only with continue_final_message
+    modalities: Any = None
+    stop_token_ids: Optional[list[Int]] = None  # vLLM's: a row ends at any of these tokens, as at the model's end-of-sequence token
+    include_stop_str_in_output: Optional[bool] = None  # vLLM's: the stop string that ended a row stays in its text
 
     _nulls = field_validator("n", "stream", mode="before")(_null_is_the_default)
 
@@ -264,6 +282,21 @@ class ChatRequest(Sampling):
     top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
 
     @property
+    def continuing(self) -> bool:
+        """Whether the answer continues the last message (vLLM's `continue_final_message`), an
+        assistant's text, rather than opening a turn of its own."""
+        if not self.continue_final_message:
+            if self.add_generation_prompt is False:
+                raise ApiError(400, "add_generation_prompt: false is taken with continue_final_message: true only (the answer continues the last message)", param="add_generation_prompt", code="unsupported")
+            return False
+        if self.add_generation_prompt:
+            raise ApiError(400, "continue_final_message and add_generation_prompt cannot both be true; leave add_generation_prompt out or set it to false", param="add_generation_prompt", code="invalid_value")
+        last = self.messages[-1]
+        if last.role != "assistant" or last.tool_calls or last.function_call:
+            raise ApiError(400, f"messages.{len(self.messages) - 1}: continue_final_message continues an assistant message with text; the last message is not one", param="messages", code="invalid_value")
+        return True
+
+    @property
     def top(self) -> int | None:
         """How many alternatives to report per token; None: no log-probabilities."""
         if self.top_logprobs is not None and not self.logprobs:
@@ -275,7 +308,6 @@ class CompletionRequest(Sampling):
     prompt: Union[str, list[str], list[int], list[list[int]]]  # token ids: the model's, as vLLM takes them
     max_tokens: Optional[Int] = Field(None, ge=0)  # 0 with echo: only the prompt's log-probabilities
     logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP)
-    best_of: Optional[Int] = None
     suffix: Optional[str] = None
 
     @property
@@ -291,11 +323,11 @@ class CompletionRequest(Sampling):
         return list(self.prompt)
 
 
-def known_ids(ids: list[int], vocabulary: int) -> list[int]:
-    """A prompt given as token ids, each checked to be one of the model's."""
+def known_ids(ids: list[int], vocabulary: int, field: str = "prompt") -> list[int]:
+    """Token ids (a prompt given as such, or `field`), each checked to be one of the model's."""
     unknown = next((i for i in ids if not 0 <= i < vocabulary), None)
     if unknown is not None:
-        raise ApiError(400, f"prompt: token id {unknown} is not in the model's vocabulary (0-{vocabulary - 1})", param="prompt", code="invalid_value")
+        raise ApiError(400, f"{field}: token id {unknown} is not in the model's vocabulary (0-{vocabulary - 1})", param=field, code="invalid_value")
     return list(ids)
 
 

@@ -5,18 +5,21 @@ they load (`bind`), and serve it with uvicorn until SIGINT or SIGTERM (`run_serv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from ..engine.models import no_progress
 from ..errors import BadInputError
 from .app import Backend, ServeSettings, create_app
+from .app import schedulers as served_by
 from .scheduler import Scheduler
 
 log = logging.getLogger("aigc.serve")
@@ -42,17 +45,30 @@ def build(
     """Load the models (`-m` references, local ones only) and return the app serving them."""
     from ..engine.local import LocalEngine
     from ..engine.loading import load_model
+    from ..engine.models import resolve
     from ..engine.remote import OpenAIEngine
 
     backends: dict[str, Backend] = {}
+    started: dict[tuple, Backend] = {}  # the same weights -> one engine and scheduler, under every name given for them
     for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
+        ref = resolve(name)
+        same = started.get(_weights(ref))
+        if same is not None:  # an alias of a model already loaded
+            backends[ref.name] = dataclasses.replace(same, name=ref.name)
+            continue
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
         if isinstance(engine, OpenAIEngine):
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
         if not isinstance(engine, LocalEngine):  # `echo`, a plugin's engine: nothing to decode in batches
             raise BadInputError(f"{engine.name} has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)")
-        backends[engine.name] = Backend.start(engine.name, engine, settings)
+        backends[engine.name] = started[_weights(ref)] = Backend.start(engine.name, engine, settings)
     return create_app(backends, settings)
+
+
+def _weights(ref) -> tuple:
+    """What a model reference loads: two names (an alias and its model) with the same key load the same weights."""
+    local = ref.kind in ("dir", "gguf")  # `./model` and its absolute path are one model
+    return (ref.kind, str(Path(ref.location).resolve()) if local else ref.location)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -99,12 +115,33 @@ class Stopping:
 FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
 
 
-def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", grace: float = 5.0) -> int:
-    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), then return the exit status: 0 once
-    stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
+def log_config(verbosity: int) -> dict:
+    """uvicorn's logging set up for serving (its `LOGGING_CONFIG`, changed): every line on stderr,
+    timestamped; aigc's one line per request (`RequestIds`) in place of uvicorn's access log, which
+    has no request id, time or tokens, and goes to stdout; uvicorn's own notes and aigc's details
+    (a client that went away) and answered health checks only with -v; request lines not with -q (`verbosity` -1)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(asctime)s %(levelprefix)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
+    detail = "INFO" if verbosity > 0 else "WARNING"
+    return {
+        **LOGGING_CONFIG,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": detail, "propagate": False},
+            "aigc.serve": {"handlers": ["default"], "level": detail, "propagate": False},
+            "aigc.serve.requests": {"level": "DEBUG" if verbosity > 0 else "INFO" if verbosity == 0 else "WARNING"},
+        },
+    }
+
+
+def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
+    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
+    then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
-    schedulers = [backend.scheduler for backend in app.state.backends.values()]
+    schedulers = served_by(app.state.backends)
 
     class Server(uvicorn.Server):
         # Not uvicorn's own: it re-raises the signal once shut down, so SIGTERM would end the process
@@ -118,7 +155,7 @@ def run_server(app: FastAPI, sock: socket.socket, log_level: str = "warning", gr
                 await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace + 5)
+    config = uvicorn.Config(app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5)
     logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)

@@ -60,12 +60,18 @@ class Job:
     """Rows to decode with one set of sampling settings; `emit` receives the events.
 
     `logprobs=K` records each generated token's log-probability and its K likeliest alternatives.
+    A row also ends at any token of `stop_ids` (as at the model's end-of-sequence token, left out of
+    the text); `keep_stops` keeps the stop string that ended a row in its text.
     """
 
-    def __init__(self, rows: list[list[int]], params: SamplingParams, emit: Callable[[tuple], Any], logprobs: int | None = None):
+    def __init__(
+        self, rows: list[list[int]], params: SamplingParams, emit: Callable[[tuple], Any], logprobs: int | None = None,
+        stop_ids: frozenset[int] = frozenset(), keep_stops: bool = False,
+    ):
         if not rows or any(not r for r in rows):
             raise BadInputError("every prompt needs at least one token")
         self._begin(rows, params, emit, logprobs)
+        self.stop_ids, self.keep_stops = stop_ids, keep_stops
 
     def _begin(self, rows: list[list[int]], params: SamplingParams | None, emit: Callable[[tuple], Any], logprobs: int | None) -> None:
         """Set what every job holds (a `_ThreadCall` too, which has no rows to check)."""
@@ -75,6 +81,11 @@ class Job:
         self.logprobs = logprobs
         self.cancelled = False
         self.finished = False
+
+    @property
+    def generated(self) -> int:
+        """Tokens its rows have decoded so far (none before it starts)."""
+        return sum(slot.count for slot in getattr(self, "slots", ()))
 
     def cancel(self) -> None:
         """Stop this job's rows at the next decode step (or skip it if it has not started)."""
@@ -379,7 +390,7 @@ class Scheduler:
 
     def _start(self, job: Job, device) -> None:
         engine = self.engine
-        job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids)) for i in range(len(job.rows))]
+        job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids, job.keep_stops)) for i in range(len(job.rows))]
         seen, mask = engine._batch(job.rows)  # the job's rows as they would be alone
         job.processors = build_processors(job.params, engine.tokenizer, mask)
         job.gen = make_generator(job.params.seed, device)
@@ -539,7 +550,7 @@ class Scheduler:
                 continue
             if job.first is None:
                 job.first = now - job.started
-            if token in self._eos:
+            if token in self._eos or token in job.stop_ids:
                 self._close(slot, "stop")
                 continue
             slot.count += 1
@@ -641,10 +652,10 @@ class BatchedEngine:
     def stats(self) -> EngineStats:
         return self.local.stats
 
-    def encode(self, prompt: Prompt, tools: list[dict] | None = None) -> list[int]:
+    def encode(self, prompt: Prompt, tools: list[dict] | None = None, continue_final: bool = False) -> list[int]:
         self._check()
         with self._lock:
-            return self.local.encode(prompt, tools)
+            return self.local.encode(prompt, tools, continue_final)
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))

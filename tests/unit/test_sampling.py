@@ -184,6 +184,12 @@ def test_overlapping_stops_cut_before_the_first_whichever_is_listed_first(text, 
     assert "".join(feed(assembler, text)) == assembler.text == shown
 
 
+@pytest.mark.parametrize("stops", [("b", "ab"), ("ab", "b")])
+def test_a_kept_stop_string_is_the_first_whichever_is_listed_first(stops):
+    assembler = TextAssembler(CharTokenizer(), stops=stops, keep_stops=True)
+    assert "".join(feed(assembler, "Plan: ab then")) == assembler.text == "Plan: ab"
+
+
 def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
     import torch
 
@@ -209,6 +215,8 @@ def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
     ids = tokenizer("Bees make honey", add_special_tokens=False)["input_ids"] + [start] + tokenizer("user", add_special_tokens=False)["input_ids"]
     pieces = [assembler.push(token) for token in ids] + [assembler.flush()]
     assert "".join(pieces) == assembler.text == "Bees make honey" and assembler.stopped
+    kept = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids, keep_stops=True)
+    assert "".join([kept.push(token) for token in ids] + [kept.flush()]) == kept.text == "Bees make honey<|im_start|>"
     other = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids)
     assert "".join([other.push(token) for token in ids if token != start] + [other.flush()]) == "Bees make honeyuser"  # no control token, no stop
 

@@ -367,6 +367,89 @@ def test_vllm_length_fields_are_refused_not_ignored(server):
         assert raw(server, "/v1/completions", {"prompt": "hi", "max_tokens": 2, **neutral})[0] == 200
 
 
+@pytest.mark.parametrize(
+    "field, value, neutral",
+    [
+        ("best_of", 3, 1), ("use_beam_search", True, False), ("prompt_logprobs", 1, None), ("truncate_prompt_tokens", 2, None),
+        ("modalities", ["text", "audio"], ["text"]),
+    ],
+)
+def test_vllm_and_openai_fields_this_server_cannot_apply_are_refused_not_ignored(server, field, value, neutral):
+    """Each asks for another answer (beam search, the prompt's log-probabilities, a cut prompt,
+    audio): ignored, the client would take this one for it. On chat and
+    completions alike (best_of was ignored on chat); a value that asks for nothing is taken."""
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), ("/v1/completions", {"prompt": "hi"})):
+        status, _, answer = raw(server, path, {**body, "max_tokens": 2, field: value})
+        assert status == 400 and answer["error"]["param"] == field and answer["error"]["code"] == "unsupported", (path, answer)
+        assert raw(server, path, {**body, "max_tokens": 2, field: neutral})[0] == 200, path
+
+
+def test_continue_final_message_continues_a_trailing_assistant_message_as_vllm_does(server, tiny_engine):
+    """vLLM's assistant prefill: the answer goes on from the last message's text (the prompt as the
+    template writes it, that message left open), not a new turn; misuses are 400s."""
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "The color is"}]
+    greedy = {"temperature": 0, "max_tokens": 6}
+    left_open = tiny_engine.render(prefill, continue_final=True)
+    assert left_open.endswith("<|im_start|>assistant\nThe color is")  # the tiny model's template (conftest)
+    expected = raw(server, "/v1/completions", {"prompt": left_open, **greedy})[2]["choices"][0]["text"]
+    for extra in ({}, {"add_generation_prompt": False}):
+        status, _, answer = raw(server, "/v1/chat/completions", {"messages": prefill, "continue_final_message": True, **extra, **greedy})
+        assert status == 200 and answer["choices"][0]["message"]["content"] == expected, answer
+        assert answer["usage"]["prompt_tokens"] == len(tiny_engine.encode(prefill, continue_final=True))
+    opened = raw(server, "/v1/chat/completions", {"messages": prefill, **greedy})[2]
+    assert opened["usage"]["prompt_tokens"] == len(tiny_engine.encode(prefill))  # without it: a new turn after the message
+    misuses = (
+        ({"messages": prefill[:1], "continue_final_message": True}, "messages"),
+        ({"messages": prefill, "continue_final_message": True, "add_generation_prompt": True}, "add_generation_prompt"),
+        ({"messages": prefill, "add_generation_prompt": False}, "add_generation_prompt"),
+    )
+    for body, param in misuses:
+        status, _, answer = raw(server, "/v1/chat/completions", {**body, **greedy})
+        assert status == 400 and answer["error"]["param"] == param, answer
+    status, _, answer = raw(server, "/v1/completions", {"prompt": "hi", "continue_final_message": True, **greedy})
+    assert status == 400 and answer["error"]["param"] == "continue_final_message" and answer["error"]["code"] == "unsupported"
+
+
+def _greedy_ids(engine, prompt: str, steps: int) -> list[int]:
+    """The token ids greedy decoding picks after `prompt`, straight from the model."""
+    import torch
+
+    ids = engine.encode(prompt)
+    picked = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            picked.append(int(engine.model(input_ids=torch.tensor([ids + picked])).logits[0, -1].argmax()))
+    return picked
+
+
+def test_stop_token_ids_end_a_row_at_that_token_as_vllm_does(server, tiny_engine):
+    """A row ends (finish_reason stop) at a token of stop_token_ids, left out of its text as the
+    model's end-of-sequence token is; other tokens do not end it."""
+    greedy = {"temperature": 0, "repetition_penalty": 1.0, "max_tokens": 6}
+    chat_prompt = tiny_engine.render([{"role": "user", "content": "hi"}])
+    for path, body, prompt in (("/v1/completions", {"prompt": "Bees make"}, "Bees make"), ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, chat_prompt)):
+        first = _greedy_ids(tiny_engine, prompt, 1)[0]  # the token greedy decoding picks first
+        other = next(i for i in range(3, 100) if i != first and i not in tiny_engine.eos_ids)
+        free = raw(server, path, {**body, **greedy, "stop_token_ids": [other]})[2]
+        assert free["usage"]["completion_tokens"] == 6 and free["choices"][0]["finish_reason"] == "length", free
+        status, _, ended = raw(server, path, {**body, **greedy, "stop_token_ids": [other, first]})
+        assert status == 200 and ended["usage"]["completion_tokens"] == 0 and ended["choices"][0]["finish_reason"] == "stop", ended
+    status, _, answer = raw(server, "/v1/completions", {"prompt": "Bees make", "max_tokens": 2, "stop_token_ids": [10**6]})
+    assert status == 400 and answer["error"]["param"] == "stop_token_ids" and "vocabulary" in answer["error"]["message"]
+
+
+def test_include_stop_str_in_output_keeps_the_stop_string_that_ended_the_answer(server, client):
+    greedy = {"model": server["model"], "prompt": "Bees make", "temperature": 0, "max_tokens": 12, "extra_body": {"repetition_penalty": 1.0}}
+    text = client.completions.create(**greedy).choices[0].text
+    k = next(k for k in range(2, len(text) - 2) if text.find(text[k : k + 2]) == k and text[k : k + 2].strip())
+    stop = text[k : k + 2]
+    cut = client.completions.create(**greedy, stop=[stop]).choices[0]
+    kept = client.completions.create(**{**greedy, "extra_body": {"repetition_penalty": 1.0, "include_stop_str_in_output": True}}, stop=[stop]).choices[0]
+    assert (cut.text, cut.finish_reason) == (text[:k], "stop") and (kept.text, kept.finish_reason) == (text[: k + 2], "stop")
+    streamed = client.completions.create(**{**greedy, "extra_body": {"repetition_penalty": 1.0, "include_stop_str_in_output": True}}, stop=[stop], stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == text[: k + 2]
+
+
 FLAGS = {"type": "object", "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green"]}}, "required": ["ok", "color"]}
 
 
@@ -762,7 +845,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/assistants", {"name": "hi"})  # OpenAI's Assistants API, which this server does not offer
-    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, POST /v1/chat/completions, /v1/responses")
+    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
@@ -1108,6 +1191,19 @@ def test_serve_warns_of_no_key_only_where_it_listens_beyond_loopback(monkeypatch
     for host, warned in (("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("192.168.1.5", True)):
         result = CliRunner().invoke(cli, ["serve", "--host", host])
         assert result.exit_code == 0 and ("without --api-key" in result.stderr) == warned, (host, result.stderr)
+
+
+def test_the_banner_brackets_an_ipv6_address_in_its_url(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    for host, url in (("::1", "http://[::1]:18600/v1"), ("127.0.0.1", "http://127.0.0.1:18600/v1"), ("localhost", "http://localhost:18600/v1")):
+        result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", "18600"])
+        assert result.exit_code == 0 and f"serving tiny on {url} " in result.stderr, result.stderr
 
 
 def test_serve_help_never_imports_torch_or_fastapi():
@@ -1542,6 +1638,54 @@ def test_uvicorns_report_of_a_request_cancelled_as_the_server_quits_is_left_out_
     assert quit_cancels(record(asyncio.CancelledError()))
 
 
+@pytest.mark.parametrize("flags", [[], ["-q"], ["-v"]])
+def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_stays_empty(tiny_model_dir, flags):
+    """As ollama: every request logged on stderr (not uvicorn's access log, which went to stdout with
+    -v), with its x-request-id, time, and a generation's model and tokens; -q leaves them out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "aigc", *flags, "serve", "-m", str(tiny_model_dir), "--port", str(port), "--device", "cpu", "--dtype", "float32"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.1)
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
+        request = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answered, answer_id = json.loads(response.read()), response.headers["x-request-id"]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/nope%0aforged", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert stdout == ""
+    usage = answered["usage"]
+    generation = f'127.0.0.1 "POST /v1/chat/completions" 200 '
+    tokens = f"id={answer_id} model={tiny_model_dir} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
+    lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope%0Aforged" 404' in line]
+    if flags == ["-q"]:
+        assert lines == [], stderr
+        return
+    assert not any(line.startswith("forged") for line in stderr.splitlines()), stderr  # a path's escaped newline starts no line
+    assert len(lines) == 2 and lines[0].endswith(tokens) and f"id={missing.value.headers['x-request-id']}" in lines[1], stderr
+    assert ("Started server process" in stderr) == (flags == ["-v"]), stderr
+    assert ('"GET /health" 200' in stderr) == (flags == ["-v"]), stderr  # a load balancer's polls fill no log
+
+
 def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback(tiny_model_dir):
     import os
     import signal
@@ -1854,7 +1998,7 @@ def test_a_task_that_fails_is_a_server_error_and_the_log_names_its_plugin(server
 def test_an_unexpected_error_is_a_json_500_logged_once(server, monkeypatch, caplog):
     import logging
 
-    def broken(prompt, tools=None):
+    def broken(prompt, tools=None, continue_final=False):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(server["backend"].batched, "encode", broken)
@@ -2087,7 +2231,7 @@ def test_server_scoring_tokenizes_each_prompt_once_and_scores_as_the_engine_does
     prompts = [f"Review {i}: " + "fine " * (i % 5) for i in range(9)] + [[{"role": "user", "content": "Bees?"}]]
     want = tiny_engine.score_many(prompts, [" good", " bad"], embed=True)
     encoded, encode = [], backend.engine.encode
-    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None: encoded.append(prompt) or encode(prompt, tools))
+    monkeypatch.setattr(backend.engine, "encode", lambda prompt, tools=None, continue_final=False: encoded.append(prompt) or encode(prompt, tools, continue_final))
     got = backend.batched.scoped().score_many(prompts, [" good", " bad"], embed=True)
     assert sorted(map(repr, encoded)) == sorted(map(repr, prompts))  # each prompt tokenized once
     for g, w in zip(got, want, strict=True):
@@ -2500,6 +2644,37 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
     assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
+
+
+def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_names(tiny_model_dir, monkeypatch):
+    """`-m MODEL -m ALIAS` (an alias of it) loads the weights once and batches both names' requests
+    together; with several names a request must name one (400 naming them), as OpenAI and ollama."""
+    from starlette.testclient import TestClient
+
+    from aigc.engine import loading
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    assert CliRunner().invoke(cli, ["models", "alias", "mini", str(tiny_model_dir)]).exit_code == 0
+    loaded, load = [], loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
+    app = build([str(tiny_model_dir), "mini"], ServeSettings(), device="cpu", dtype="float32")
+    backends = app.state.backends
+    assert loaded == [str(tiny_model_dir)] and list(backends) == [str(tiny_model_dir), "mini"]
+    assert backends["mini"].scheduler is backends[str(tiny_model_dir)].scheduler and backends["mini"].engine is backends[str(tiny_model_dir)].engine
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [str(tiny_model_dir), "mini"]
+        assert web.post("/v1/chat/completions", json={**body, "model": "mini"}).json()["model"] == "mini"
+        unnamed = web.post("/v1/chat/completions", json=body)
+        error = unnamed.json()["error"]
+        assert unnamed.status_code == 400 and error["param"] == "model" and "mini" in error["message"] and str(tiny_model_dir) in error["message"]
+
+
+def test_a_request_without_a_model_gets_the_only_one_served(server):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    status, _, answer = raw(server, "/v1/chat/completions", body)
+    assert status == 200 and answer["model"] == server["model"]
 
 
 def test_responses_api_answers_as_chat_does(server, client):
