@@ -29,6 +29,7 @@ NUMBERS = {
 }  # name: whole number?
 DRAWING = ("top_p", "top_k", "min_p", "seed")  # settings of the draw, which greedy decoding never makes
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a seed is any int64, as OpenAI's
+MAX_N = 128  # completions of one prompt at once (OpenAI's bound): a local model decodes them all as one batch, KV cache and logits for each
 GREEDY_BELOW = 1e-5  # a lower temperature picks greedily: the logits divided by 1e-40 are inf, and sampling them fails
 
 
@@ -104,7 +105,7 @@ class SamplingParams:
             ("top_p", 0 < self.top_p <= 1, f"must be in (0, 1] (1 = off), got {self.top_p}"),
             ("top_k", self.top_k >= 0, f"must be 0 (off) or a positive number of tokens, got {self.top_k}"),
             ("max_tokens", self.max_tokens >= 1, f"must be at least 1, got {self.max_tokens}"),
-            ("n", self.n >= 1, f"must be at least 1, got {self.n}"),
+            ("n", 1 <= self.n <= MAX_N, f"must be between 1 and {MAX_N} (for more, make several calls), got {self.n}"),
             ("repetition_penalty", 0 < self.repetition_penalty <= 3, f"must be in (0, 3] (1 = off), got {self.repetition_penalty}"),
             ("min_p", 0 <= self.min_p < 1, f"must be in [0, 1) (0 = off), got {self.min_p}"),
             ("frequency_penalty", -2 <= self.frequency_penalty <= 2, f"must be between -2 and 2 (0 = off), got {self.frequency_penalty}"),
@@ -161,10 +162,11 @@ def _checked_bias(bias: Any) -> dict[int, float] | None:
     return checked
 
 
-def build_processors(params: SamplingParams, tokenizer=None):
+def build_processors(params: SamplingParams, tokenizer=None, prompt_mask: "torch.Tensor | None" = None):
     """A `LogitsProcessorList` holding only the steps that change anything for these settings; a
     JSON schema's mask (it needs the model's `tokenizer`) comes first, so sampling picks among the
-    tokens it allows."""
+    tokens it allows. `prompt_mask` is the attention mask of a left-padded batch of prompts: the
+    repetition penalty then counts only each row's own tokens."""
     from transformers import (
         LogitsProcessorList,
         MinPLogitsWarper,
@@ -181,7 +183,8 @@ def build_processors(params: SamplingParams, tokenizer=None):
     if params.logit_bias:
         steps.append(LogitBias(params.logit_bias))
     if params.repetition_penalty != 1.0:
-        steps.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        penalty = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)
+        steps.append(Unpadded(penalty, prompt_mask) if prompt_mask is not None and not bool(prompt_mask.all()) else penalty)
     if params.frequency_penalty or params.presence_penalty:
         steps.append(OccurrencePenalty(params.frequency_penalty, params.presence_penalty))
     if not params.greedy:
@@ -240,6 +243,31 @@ class LogitBias:
             self.row = scores.new_zeros(size)
             self.row[list(self.bias)] = scores.new_tensor(list(self.bias.values()))
         return scores + self.row
+
+
+class Unpadded:
+    """A processor that looks at which tokens each row holds (transformers'
+    `RepetitionPenaltyLogitsProcessor`) shown the rows without their left padding: each pad is
+    replaced by the row's first own token, which the row holds anyway. The pad id is often the EOS
+    (SmolLM2's), which the penalty would otherwise lower in every shorter row of a batch, so that a
+    prompt batched with a longer one stopped later than alone (as in transformers' `generate`, which
+    feeds it the padded ids; text-generation-inference leaves padding out too)."""
+
+    def __init__(self, step, prompt_mask: "torch.Tensor"):
+        import torch
+
+        self.step = step
+        pads = (prompt_mask == 0).sum(-1)
+        self.padding = torch.arange(prompt_mask.shape[1], device=prompt_mask.device) < pads[:, None]
+        self.first = pads.clamp(max=prompt_mask.shape[1] - 1)[:, None]  # the first own token's column
+
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        width = self.padding.shape[1]
+        prompts = input_ids[:, :width]
+        prompts = torch.where(self.padding, prompts.gather(1, self.first), prompts)
+        return self.step(torch.cat([prompts, input_ids[:, width:]], dim=-1), scores)
 
 
 class OccurrencePenalty:
@@ -438,7 +466,7 @@ class DecodeLoop:
         self.eos = torch.tensor(sorted(set(eos_ids)), device=input_ids.device)
         self.pad_id = pad_id
         self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        self.processors = build_processors(params, tokenizer)
+        self.processors = build_processors(params, tokenizer, attention_mask)
         self.gen = make_generator(params.seed, input_ids.device)
         self.cache = cache
         self.cached = cached
@@ -533,12 +561,21 @@ class _StopStart:
         return min(matched, len(stop) - 1)
 
 
+def _control_stops(tokenizer, stops: tuple[str, ...], special: set[int]) -> dict[int, str]:
+    """{id: stop string} of the control tokens among `special` that stop strings spell whole (as
+    OpenAI clients send `<|im_start|>` for ChatML); the text leaves control tokens out, so these
+    match as tokens (as KoboldCpp's, where vLLM's never match)."""
+    spelt = ((stop, tokenizer(stop, add_special_tokens=False)["input_ids"]) for stop in stops)
+    return {ids[0]: stop for stop, ids in spelt if len(ids) == 1 and ids[0] in special}
+
+
 class TextAssembler:
     """Turns one row's token ids into text: incremental detokenization and stop strings.
 
     `push(token)` returns the new text that is safe to show; stop strings are cut off and never
     shown (kept, the text ending with the one found, where `keep_stops`), and a partial stop string
-    is held back until it matches or cannot match any more.
+    is held back until it matches or cannot match any more. Control tokens (`special_ids`) are not
+    text; a stop string that is one whole control token's text (`<|im_start|>`) stops at that token.
     """
 
     def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
@@ -548,6 +585,7 @@ class TextAssembler:
         self.starts = [_StopStart(stop) for stop in stops if stop]
         self.held = 0  # the text's tail that could still grow into a stop string
         self.special = set(special_ids)
+        self.stop_ids = _control_stops(tokenizer, self.stops, self.special) if self.stops and self.special else {}
         self.tokens: list[int] = []
         self.text = ""
         self.shown = 0
@@ -560,6 +598,13 @@ class TextAssembler:
 
     def push(self, token: int) -> str:
         """Add a token; return the text that became final."""
+        if token in self.stop_ids and not self.stopped:
+            piece = self.flush()  # the text before it is all the answer
+            if self.keep_stops and not self.stopped:
+                self.text += self.stop_ids[token]
+                piece += self._release(final=True)
+            self.stopped = True
+            return piece
         if self.stopped or token in self.special:
             return ""
         self.tokens.append(token)
@@ -575,11 +620,11 @@ class TextAssembler:
         self.text += new
         self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
-        for stop in self.stops:
-            at = self.text.find(stop, max(0, start - len(stop)))
-            if at != -1:
-                self.text = self.text[: at + len(stop) if self.keep_stops else at]
-                self.stopped = True
+        found = [(at, at + len(stop)) for stop in self.stops if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
+        if found:  # the text ends at the first stop string, whichever is listed first (as OpenAI's)
+            at, end = min(found)
+            self.text = self.text[: end if self.keep_stops else at]
+            self.stopped = True
         return self._release(final=self.stopped)
 
     def _release(self, final: bool) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
-from ..engine.sampling import MIN_SEED
+from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_front_matter
 from ..sentences import text_up_to_word
@@ -164,7 +164,7 @@ class HeadlineGenerator(Generator):
             if missing <= 0:
                 break
             seed = None if base.seed is None else (base.seed + attempt - MIN_SEED) % 2**64 + MIN_SEED  # stays an int64
-            params = base.replace(n=max(4, missing * 3), seed=seed)
+            params = base.replace(n=min(MAX_N, max(4, missing * 3)), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
                 line = clean_headline(completion.text)
                 headline = fit_headline(line, opts.max_words)

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..engine.base import Completion
-from ..engine.sampling import PROMPT_CHUNK, SamplingParams
+from ..engine.sampling import MAX_N, PROMPT_CHUNK, SamplingParams
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, UnknownGeneratorError
 from ..hosts import loopback
@@ -95,7 +95,7 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = ()  # more names a request may be addressed to then; "*" is any
 
     def __post_init__(self) -> None:
-        self.max_n = min(self.max_n, self.max_batch)  # a request's n rows decode in one batch
+        self.max_n = min(self.max_n, self.max_batch, MAX_N)  # a request's n rows decode in one batch, and no more than the library takes
 
 
 @dataclass

@@ -391,9 +391,10 @@ class Scheduler:
     def _start(self, job: Job, device) -> None:
         engine = self.engine
         job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids, job.keep_stops)) for i in range(len(job.rows))]
-        job.processors = build_processors(job.params, engine.tokenizer)
+        seen, mask = engine._batch(job.rows)  # the job's rows as they would be alone
+        job.processors = build_processors(job.params, engine.tokenizer, mask)
         job.gen = make_generator(job.params.seed, device)
-        job.seen = engine._batch(job.rows)[0] if job.processors else None  # the job's rows as they would be alone
+        job.seen = seen if job.processors else None
         job.started = time.perf_counter()
         job.first = None
 

@@ -40,6 +40,23 @@ def test_left_padded_batch_gives_the_same_tokens_as_one_at_a_time(tiny_engine):
     assert batched == single
 
 
+def test_a_row_batched_with_a_longer_one_stops_where_it_stops_alone_under_a_repetition_penalty(tiny_engine, monkeypatch):
+    monkeypatch.setattr(tiny_engine, "pad_id", tiny_engine.eos_ids[0])  # as SmolLM2 pads: with its EOS
+    params = SamplingParams(temperature=0, max_tokens=20, repetition_penalty=3.0)
+    short, longer = "Bees", "Paris is the capital of France. Berlin is the capital of Germany."
+    alone = tiny_engine.generate([short], params)[0][0]
+    batched = tiny_engine.generate([short, longer], params)[0][0]
+    assert alone.finish_reason == "stop"  # its EOS, which the padding penalized
+    assert (batched.text, batched.completion_tokens, batched.finish_reason) == (alone.text, alone.completion_tokens, alone.finish_reason)
+
+
+def test_a_stop_string_that_is_a_control_token_ends_generation_at_it(tiny_engine):
+    start = tiny_engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    params = SamplingParams(temperature=0, max_tokens=8, stop=["<|im_start|>"], logit_bias={start: 100})  # the model writes it at once
+    completion = tiny_engine.generate(["Bees"], params)[0][0]
+    assert (completion.text, completion.completion_tokens, completion.finish_reason) == ("", 1, "stop")
+
+
 def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
     first = tiny_engine.generate(["Bees"], params)[0][0].text

@@ -300,6 +300,20 @@ def test_fit_headline_keeps_the_main_clause(headline, fitted):
     assert fit_headline(headline, 6) == fitted
 
 
+def test_many_headlines_sample_no_more_than_max_n_completions_a_round():
+    import random
+    import string
+
+    from aigc.engine.sampling import MAX_N
+
+    rng = random.Random(0)
+    engine = FakeEngine()
+    engine.enqueue(*[" ".join("".join(rng.choices(string.ascii_lowercase, k=7)) for _ in range(3)) for _ in range(50)])  # 50 distinct ones
+    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=50, sampling={"seed": 1})
+    assert len(result["headlines"]) == 50
+    assert engine.calls[0][1].n == MAX_N  # not 3 x 50
+
+
 def test_too_few_distinct_headlines_are_given_with_how_many_are_missing():
     engine = FakeEngine()
     engine.enqueue(*["Same words again"] * 100)

@@ -12,7 +12,8 @@ from aigc.errors import BadInputError
         ("top_p", 0, "(0, 1]"),
         ("top_k", -1, "top_k must be 0"),
         ("max_tokens", 0, "at least 1"),
-        ("n", 0, "at least 1"),
+        ("n", 0, "between 1 and 128"),
+        ("n", 129, "between 1 and 128 (for more, make several calls), got 129"),  # n rows of KV cache at once
         ("seed", 2**63, "must be an int64, from -9223372036854775808 to 9223372036854775807"),
         ("seed", "seven", "must be an integer"),
         ("max_tokens", "ten", "whole number"),
@@ -167,6 +168,57 @@ def test_what_is_held_back_is_the_longest_start_of_a_stop_string_the_text_ends_w
 def test_earliest_of_several_stops_wins():
     assembler = TextAssembler(CharTokenizer(), stops=("##", "\n\n"))
     assert "".join(feed(assembler, "one\n\ntwo ## three")) == "one"
+
+
+@pytest.mark.parametrize(
+    "text, stops, shown",
+    [
+        ("Plan: ab then", ("b", "ab"), "Plan: "),
+        ("Plan: ab then", ("ab", "b"), "Plan: "),
+        ("Sure thing.\nUser: hi", ("User:", "\nUser:"), "Sure thing."),
+        ("Sure thing.\nUser: hi", ("\nUser:", "User:"), "Sure thing."),
+    ],
+)
+def test_overlapping_stops_cut_before_the_first_whichever_is_listed_first(text, stops, shown):
+    assembler = TextAssembler(CharTokenizer(), stops=stops)
+    assert "".join(feed(assembler, text)) == assembler.text == shown
+
+
+@pytest.mark.parametrize("stops", [("b", "ab"), ("ab", "b")])
+def test_a_kept_stop_string_is_the_first_whichever_is_listed_first(stops):
+    assembler = TextAssembler(CharTokenizer(), stops=stops, keep_stops=True)
+    assert "".join(feed(assembler, "Plan: ab then")) == assembler.text == "Plan: ab"
+
+
+def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
+    import torch
+
+    params = SamplingParams(temperature=0, repetition_penalty=1.5)
+    scores = torch.tensor([[1.0, -1.0, 4.0, 2.0, 3.0]])
+    alone = build_processors(params)(torch.tensor([[1, 3]]), scores.clone())
+    seen = torch.tensor([[2, 2, 1, 3], [4, 0, 1, 3]])  # row 0 left-padded with id 2 (an EOS as pad)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    batched = build_processors(params, prompt_mask=mask)(seen, scores.repeat(2, 1))
+    assert batched[0].tolist() == alone[0].tolist()
+    assert (alone[0, 1], alone[0, 2], alone[0, 4]) == (-1.5, 4.0, 3.0)  # ids 1 and 3 penalized, the pad id not
+    assert batched[1].tolist() == build_processors(params)(seen[1:], scores.clone())[0].tolist()  # an unpadded row as before
+    generated = torch.cat([seen, torch.tensor([[2], [2]])], dim=-1)  # once generated, a token counts
+    assert build_processors(params, prompt_mask=mask)(generated, scores.repeat(2, 1))[0, 2] == 4.0 / 1.5
+
+
+def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assembler = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids)
+    ids = tokenizer("Bees make honey", add_special_tokens=False)["input_ids"] + [start] + tokenizer("user", add_special_tokens=False)["input_ids"]
+    pieces = [assembler.push(token) for token in ids] + [assembler.flush()]
+    assert "".join(pieces) == assembler.text == "Bees make honey" and assembler.stopped
+    kept = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids, keep_stops=True)
+    assert "".join([kept.push(token) for token in ids] + [kept.flush()]) == kept.text == "Bees make honey<|im_start|>"
+    other = TextAssembler(tokenizer, stops=("<|im_start|>",), special_ids=tokenizer.all_special_ids)
+    assert "".join([other.push(token) for token in ids if token != start] + [other.flush()]) == "Bees make honeyuser"  # no control token, no stop
 
 
 def test_special_tokens_are_not_shown():

@@ -176,6 +176,22 @@ def test_rows_that_end_apart_sample_as_engine_generate(server, client, tiny_engi
     assert len({len(text) for text in expected}) > 1  # the rows left the batch at different steps
 
 
+def test_a_prompt_sent_with_a_longer_one_stops_where_it_stops_alone_under_a_repetition_penalty(server, client, monkeypatch):
+    engine = server["backend"].engine
+    monkeypatch.setattr(engine, "pad_id", engine.eos_ids[0])  # as SmolLM2 pads: with its EOS
+    settings = {"model": server["model"], "temperature": 0, "max_tokens": 20, "extra_body": {"repetition_penalty": 3.0}}
+    alone = client.completions.create(prompt="Bees", **settings).choices[0]
+    batched = client.completions.create(prompt=["Bees", "Paris is the capital of France. Berlin is the capital of Germany."], **settings).choices[0]
+    assert alone.finish_reason == "stop"  # its EOS, which the padding penalized
+    assert (batched.text, batched.finish_reason) == (alone.text, alone.finish_reason)
+
+
+def test_a_stop_string_that_is_a_control_token_ends_the_answer_at_it(server, client):
+    start = server["backend"].engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    answer = chat(client, server["model"], temperature=0, max_tokens=8, stop=["<|im_start|>"], logit_bias={str(start): 100})  # written at once
+    assert (answer.choices[0].message.content, answer.choices[0].finish_reason, answer.usage.completion_tokens) == ("", "stop", 1)
+
+
 def test_penalties_and_min_p_sample_as_engine_generate_and_change_the_answer(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
@@ -908,10 +924,12 @@ def test_byte_tokens_keep_apart_in_the_legacy_logprobs():
     assert shape["top_logprobs"] == [{"bytes:\\xf0": -0.5, "bytes:\\x9f": -1.0, "a": -2.0}]
 
 
-def test_n_is_never_above_the_batch_size():
+def test_n_is_never_above_the_batch_size_nor_what_the_library_takes():
+    from aigc.engine.sampling import MAX_N
     from aigc.serve.app import ServeSettings
 
     assert ServeSettings(max_batch=4).max_n == 4 and ServeSettings(max_batch=64).max_n == 16
+    assert ServeSettings(max_batch=1000, max_n=1000).max_n == MAX_N
 
 
 def test_a_client_that_goes_away_frees_its_row(server, client):

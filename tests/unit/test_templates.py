@@ -374,7 +374,7 @@ def test_a_template_file_is_used_by_its_path(tmp_path):
 
 @pytest.mark.parametrize(
     "defaults, words",
-    [("{max_tokens: 0}", "defaults: max_tokens must be at least 1, got 0"), ("{tempo: 1}", "defaults: unknown sampling setting tempo"), ("[1]", "'defaults' must be a mapping")],
+    [("{max_tokens: 0}", "defaults: max_tokens must be at least 1, got 0"), ("{n: 5000}", "defaults: n must be between 1 and 128"), ("{tempo: 1}", "defaults: unknown sampling setting tempo"), ("[1]", "'defaults' must be a mapping")],
 )
 def test_bad_front_matter_defaults_are_found_at_lookup(defaults, words):
     path = write(templates.user_dir(), "bad-defaults", f"---\ndefaults: {defaults}\n---\n{{{{ input }}}}")
