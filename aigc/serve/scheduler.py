@@ -377,7 +377,12 @@ class Scheduler:
                 if self._filling is not None or (self.joinable is not True and (new or busy)):
                     self._carry = job  # one long prompt at a time; and none beside others before the cache is known to join
                     break
-                self._start_filling(job)
+                try:
+                    self._start_filling(job)
+                except Exception as exc:  # noqa: BLE001 - this client gets the error; the running rows go on
+                    log.exception("starting a prefill failed")
+                    job.send(("error", exc))
+                    continue
                 size += len(job.rows)
                 busy = True
                 if self.joinable is not True:

@@ -787,7 +787,7 @@ def test_full_queue_answers_429_with_retry_after(server):
 
 
 def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_hangs(tiny_engine):
-    """Only stop() had this race (its thread ends): after drain() the thread goes on failing what is queued until stop()."""
+    """Only stop() had this race (its thread ends): after drain() the thread goes on taking what is queued (served before the cut, failed after) until stop()."""
     import threading
 
     from aigc.engine.sampling import SamplingParams
