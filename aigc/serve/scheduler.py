@@ -230,10 +230,11 @@ class Scheduler:
     def closing(self) -> bool:
         return self._stopping.is_set() or self._cut_at is not None
 
-    def submit(self, job: Job) -> Job:
+    def submit(self, job: Job, ongoing: bool = False) -> Job:
         """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping
-        (as the job's error event when the stop began while it was being queued)."""
-        if self.closing:
+        (as the job's error event when the stop began while it was being queued). An `ongoing` job
+        (the next call of a request taken before a drain began) is still taken until the cut."""
+        if self.closing and (not ongoing or self._stopping.is_set() or time.monotonic() >= self._cut_at):
             raise ShuttingDownError("the server is shutting down")
         if not isinstance(job, _ThreadCall):
             self._check_fits(job)
@@ -248,10 +249,10 @@ class Scheduler:
     def _check_fits(self, job: Job) -> None:
         check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, f"shorten the prompt or lower {option('max_tokens')}")
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any, ongoing: bool = False) -> Any:
         """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""
         events: queue.SimpleQueue = queue.SimpleQueue()
-        self.submit(_ThreadCall(lambda: fn(*args), events.put))
+        self.submit(_ThreadCall(lambda: fn(*args), events.put), ongoing)
         kind, value = events.get()
         if kind == "error":
             raise value
@@ -691,7 +692,9 @@ class BatchedEngine:
     Its calls block the calling thread (a worker thread, never the event loop) until the scheduler
     has decoded them, batched with whatever else is running. `scoped()` gives a view for one
     request: `cancel()` on it stops that request's rows and makes its further calls raise
-    `RequestCancelled`, so a generator whose client went away stops at its next step.
+    `RequestCancelled`, so a generator whose client went away stops at its next step; a view made
+    before a drain began goes on being served until the cut (a task's later calls, embeddings in
+    turns), as the request's first call is.
     """
 
     def __init__(self, scheduler: Scheduler):
@@ -706,11 +709,12 @@ class BatchedEngine:
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
         self._jobs: set[Job] | None = None  # a scoped view's jobs
         self.cancelled = False
+        self.ongoing = False  # a view of a request taken before a drain began
 
     def scoped(self) -> "BatchedEngine":
         view = BatchedEngine.__new__(BatchedEngine)
         view.__dict__.update(self.__dict__)
-        view._jobs, view.cancelled = set(), False
+        view._jobs, view.cancelled, view.ongoing = set(), False, not self.scheduler.closing
         return view
 
     def cancel(self) -> None:
@@ -753,7 +757,7 @@ class BatchedEngine:
     def _events(self, rows: list[list[int]], params: SamplingParams) -> tuple[Job, Iterator[tuple]]:
         self._check()
         events: queue.SimpleQueue = queue.SimpleQueue()
-        job = self.scheduler.submit(Job(rows, params, events.put))
+        job = self.scheduler.submit(Job(rows, params, events.put), self.ongoing)
         if self._jobs is not None:
             self._jobs.add(job)
             if self.cancelled:
@@ -822,7 +826,7 @@ class BatchedEngine:
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         self._check()
-        return self.scheduler.call(self.local.score, prompt, continuations)
+        return self.scheduler.call(self.local.score, prompt, continuations, ongoing=self.ongoing)
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """In calls of `SCORE_CHUNK` prompt tokens (the prompts batched by length), so decoding goes
@@ -835,7 +839,7 @@ class BatchedEngine:
         results: list[Scored | None] = [None] * len(prompts)
         for batch in length_batches([len(h) for h in heads], SCORE_CHUNK):
             self._check()
-            for index, scored in zip(batch, self.scheduler.call(self.local.score_encoded, [heads[i] for i in batch], continuations, embed)):
+            for index, scored in zip(batch, self.scheduler.call(self.local.score_encoded, [heads[i] for i in batch], continuations, embed, ongoing=self.ongoing)):
                 results[index] = scored
         return results
 
@@ -846,5 +850,5 @@ class BatchedEngine:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_CHUNK):
             self._check()
-            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK])
+            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK], ongoing=self.ongoing)
         return vectors

@@ -1410,6 +1410,27 @@ def test_a_drain_serves_the_jobs_already_queued_within_its_grace(tiny_engine):
     assert [c.completion_tokens for event in ends for c in event[1]] == [20, 20]
 
 
+def test_a_request_taken_before_a_drain_may_make_its_next_calls_until_the_cut(tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import BatchedEngine, Scheduler, ShuttingDownError
+
+    scheduler = Scheduler(tiny_engine, window=0).start()
+    engine = BatchedEngine(scheduler)
+    params = SamplingParams(temperature=0, max_tokens=3)
+    taken = engine.scoped()  # a task's request, made before the signal
+    try:
+        scheduler.drain(60)
+        assert taken.generate(["Bees"], params)[0][0].completion_tokens > 0  # its next call, as a summarize's map step makes
+        assert len(taken.embed(["bees"])[0]) == tiny_engine.embedding_size
+        with pytest.raises(ShuttingDownError):
+            engine.scoped().generate(["Bees"], params)  # a request made after it
+        scheduler.drain(0)
+        with pytest.raises(ShuttingDownError):
+            taken.generate(["Bees"], params)  # after the cut
+    finally:
+        scheduler.stop()
+
+
 @pytest.mark.parametrize("path", ["/v1/aigc/chat", "/v1/chat/completions"])
 def test_a_request_that_is_not_streamed_stops_when_its_client_goes_away(server, tiny_engine, slow_down, path):
     from aigc.generators.chat import ChatGenerator
