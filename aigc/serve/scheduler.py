@@ -81,6 +81,7 @@ class Job:
         self.logprobs = logprobs
         self.cancelled = False
         self.finished = False
+        self.ongoing = False  # part of a request taken before a drain began: taken until the cut
 
     def cancel(self) -> None:
         """Stop this job's rows at the next decode step (or skip it if it has not started)."""
@@ -230,11 +231,11 @@ class Scheduler:
     def closing(self) -> bool:
         return self._stopping.is_set() or self._cut_at is not None
 
-    def submit(self, job: Job, ongoing: bool = False) -> Job:
+    def submit(self, job: Job) -> Job:
         """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping
         (as the job's error event when the stop began while it was being queued). An `ongoing` job
         (the next call of a request taken before a drain began) is still taken until the cut."""
-        if self.closing and (not ongoing or self._stopping.is_set() or time.monotonic() >= self._cut_at):
+        if self.closing and (not job.ongoing or self._stopping.is_set() or time.monotonic() >= self._cut_at):
             raise ShuttingDownError("the server is shutting down")
         if not isinstance(job, _ThreadCall):
             self._check_fits(job)
@@ -250,9 +251,12 @@ class Scheduler:
         check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, f"shorten the prompt or lower {option('max_tokens')}")
 
     def call(self, fn: Callable[..., Any], *args: Any, ongoing: bool = False) -> Any:
-        """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""
+        """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result (`ongoing`:
+        a call of a request taken before a drain began, as `Job.ongoing`)."""
         events: queue.SimpleQueue = queue.SimpleQueue()
-        self.submit(_ThreadCall(lambda: fn(*args), events.put), ongoing)
+        call = _ThreadCall(lambda: fn(*args), events.put)
+        call.ongoing = ongoing
+        self.submit(call)
         kind, value = events.get()
         if kind == "error":
             raise value
@@ -757,7 +761,9 @@ class BatchedEngine:
     def _events(self, rows: list[list[int]], params: SamplingParams) -> tuple[Job, Iterator[tuple]]:
         self._check()
         events: queue.SimpleQueue = queue.SimpleQueue()
-        job = self.scheduler.submit(Job(rows, params, events.put), self.ongoing)
+        job = Job(rows, params, events.put)
+        job.ongoing = self.ongoing
+        self.scheduler.submit(job)
         if self._jobs is not None:
             self._jobs.add(job)
             if self.cancelled:

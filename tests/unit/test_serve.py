@@ -1158,7 +1158,7 @@ def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_
     assert min(len(lp.tokens) for lp in alone) == 1  # a prompt of one token has nothing scored, batched or not
     scheduler, calls = server["backend"].scheduler, []
     call = scheduler.call
-    monkeypatch.setattr(scheduler, "call", lambda fn, *args: calls.append(fn) or call(fn, *args))
+    monkeypatch.setattr(scheduler, "call", lambda fn, *args, **kw: calls.append(fn) or call(fn, *args, **kw))
     together = client.completions.create(model=server["model"], prompt=prompts, max_tokens=0, echo=True, logprobs=2, n=2).choices
     assert len(calls) == 1  # one forward pass for the four prompts, not one each
     assert [c.text for c in together] == [p for p in prompts for _ in range(2)]
@@ -2166,7 +2166,7 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     backend = server["backend"]
     calls = []
     original = backend.scheduler.call
-    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args: calls.append(len(args[0])) or original(fn, *args))
+    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args, **kw: calls.append(len(args[0])) or original(fn, *args, **kw))
     view = backend.batched.scoped()
     assert len(view.embed([f"text {i}" for i in range(EMBED_CHUNK * 2 + 1)])) == EMBED_CHUNK * 2 + 1
     assert calls == [EMBED_CHUNK, EMBED_CHUNK, 1]  # decoding rows go on between the calls
@@ -2188,11 +2188,11 @@ def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(se
     calls, done_at = [], []
     original = backend.scheduler.call
 
-    def call(fn, *args):
+    def call(fn, *args, **kw):
         if not calls:  # a chat arrives while the first pass runs
             backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
         calls.append(len(args[0]))
-        return original(fn, *args)
+        return original(fn, *args, **kw)
 
     monkeypatch.setattr(backend.scheduler, "call", call)
     view = backend.batched.scoped()
