@@ -50,7 +50,7 @@ def serve(
         Optional[list[str]],
         typer.Option("--allow-host", help="Answer requests addressed to NAME too (a reverse proxy's public name, or *) while listening on a loopback address, which answers localhost names only (repeatable)."),
     ] = None,
-    shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds running requests get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
+    shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds the requests already taken (running or waiting) get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
 

@@ -91,8 +91,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 class Stopping:
     """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
-    connections and every model's scheduler drains (waiting requests get 503, running ones get
-    `grace` seconds to finish, then their streams end with an error event, other requests get 503).
+    connections and every model's scheduler drains (requests already taken, running or waiting, are
+    served for `grace` seconds; then running streams end with an error event and the rest get 503).
     A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
     request still running when it quits gets a 503 (`RequestIds`)."""
 
@@ -103,7 +103,7 @@ class Stopping:
     def __call__(self, sig: int) -> None:
         if not self.server.should_exit:
             self.server.should_exit = True
-            log.warning("stopping: running requests get up to %g s to finish (Ctrl-C again quits now)", self.grace)
+            log.warning("stopping: requests already taken get up to %g s to finish (Ctrl-C again quits now)", self.grace)
             for scheduler in self.schedulers:
                 scheduler.drain(self.grace)
         elif sig == signal.SIGINT:

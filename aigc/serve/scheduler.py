@@ -7,6 +7,11 @@ decodes, jobs that arrive are admitted at the next step: their prompts are prefi
 (one forward pass), their KV cache is left-padded to the running batch's width and joined to it,
 and from then on they decode in the same forward pass as everyone else (vLLM's and TGI's
 continuous batching, without paging: the cache is an ordinary transformers `DynamicCache`).
+A prompt longer than `chunk` (`PREFILL_CHUNK`, 512) tokens is prefilled a chunk per step instead,
+with one decode step of the running batch between chunks (vLLM's chunked prefill, one long prompt
+at a time; shorter ones are still admitted beside it), so running streams go on while it is read,
+and a job cancelled meanwhile stops after the chunk under way. The chunks are `LocalEngine`'s
+(columns cut at multiples of `PREFILL_CHUNK`), so a long prompt alone gets the numbers it gets there.
 Rows that finish leave the batch at once, and cache columns no row needs any more are dropped.
 A model whose cache is not plain `DynamicLayer`s (sliding-window or linear-attention layers)
 cannot be joined this way: there new jobs wait until the running batch is done.
@@ -16,8 +21,9 @@ its rows every step, finished ones included, as `DecodeLoop` does), its own toke
 strings, so a job decoded alone samples exactly what `LocalEngine.generate` would. Text pieces go
 to each job's callback as they are decoded; a cancelled job (a client that went away) has its
 rows closed at the next step; a job whose logits processors fail (its JSON schema's decoder) ends
-with that error while the other rows go on. `drain(grace)` takes no new work and, after `grace` seconds, ends
-the rows still running with a `ShuttingDownError`.
+with that error while the other rows go on. `drain(grace)` takes no new work but goes on serving
+the jobs already queued or running for `grace` seconds; then it ends the rows still running, and
+fails the jobs not started, with a `ShuttingDownError`.
 
 Events sent to `Job.emit`: `("piece", row, text, logprobs)`, `("end", row, finish_reason)` once a
 row's last piece is sent (rows of one job end at different steps), `("done", [Completion per row],
@@ -34,7 +40,7 @@ import time
 from typing import Any, Callable, Generator, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
-from ..engine.sampling import SEED_BOUND, SamplingParams, TextAssembler, build_processors, cache_keyword, derived_seed, make_generator, pick_tokens
+from ..engine.sampling import PREFILL_CHUNK, SEED_BOUND, SamplingParams, TextAssembler, build_processors, cache_keyword, derived_seed, make_generator, pick_tokens
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
@@ -81,6 +87,7 @@ class Job:
         self.logprobs = logprobs
         self.cancelled = False
         self.finished = False
+        self.ongoing = False  # part of a request taken before a drain began: taken until the cut
 
     @property
     def generated(self) -> int:
@@ -123,6 +130,15 @@ class _Slot:
         self.pending: list = []  # log-probabilities of tokens whose text is not out yet
         self.entries: list = []
         self.scored = None  # this step's (logprob, alternatives) of the picked token
+
+
+class _Filling:
+    """A job whose prompts are fed `chunk` columns a step: `at` columns are in `cache` so far."""
+
+    def __init__(self, job: Job, ids, mask, cache):
+        self.job, self.ids, self.mask, self.cache = job, ids, mask, cache
+        self.positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        self.at = 0
 
 
 class _Batch:
@@ -192,14 +208,16 @@ def _trim(batch: _Batch) -> None:
 class Scheduler:
     """Admits jobs into one continuously running batch and decodes it on a background thread."""
 
-    def __init__(self, engine, max_batch: int = 32, window: float = 0.01, max_queue: int = 256):
-        if max_batch < 1 or max_queue < 1 or window < 0:
-            raise BadInputError("the batch size and queue size must be at least 1, the window at least 0")
+    def __init__(self, engine, max_batch: int = 32, window: float = 0.01, max_queue: int = 256, chunk: int = PREFILL_CHUNK):
+        if max_batch < 1 or max_queue < 1 or window < 0 or chunk < 1:
+            raise BadInputError("the batch size, queue size and prefill chunk must be at least 1, the window at least 0")
         self.engine = engine
         self.max_batch = max_batch
         self.window = window
+        self.chunk = chunk  # prompt columns per prefill step of a longer prompt (`LocalEngine`'s pieces, so the numbers agree)
         self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._carry: Job | None = None  # taken from the queue, waiting for room (scheduler thread only)
+        self._filling: _Filling | None = None  # the job whose long prompt is being prefilled (scheduler thread only)
         self._stopping = threading.Event()
         self._cut_at: float | None = None  # set by drain(): when running rows are cut off
         self._thread = threading.Thread(target=self._serve, name=f"aigc-batcher-{engine.name}", daemon=True)
@@ -226,8 +244,9 @@ class Scheduler:
 
     def submit(self, job: Job) -> Job:
         """Queue a job; `QueueFullError` when the queue is full, `ShuttingDownError` when stopping
-        (as the job's error event when the stop began while it was being queued)."""
-        if self.closing:
+        (as the job's error event when the stop began while it was being queued). An `ongoing` job
+        (the next call of a request taken before a drain began) is still taken until the cut."""
+        if self.closing and (not job.ongoing or self._stopping.is_set() or time.monotonic() >= self._cut_at):
             raise ShuttingDownError("the server is shutting down")
         if not isinstance(job, _ThreadCall):
             self._check_fits(job)
@@ -235,26 +254,31 @@ class Scheduler:
             self.jobs.put_nowait(job)
         except queue.Full:
             raise QueueFullError(f"the queue of waiting requests is full ({self.jobs.maxsize}, --max-queue); retry shortly") from None
-        if self.closing:  # stop() or drain() came after the check: its last look at the queue may have missed this job
+        if self._stopping.is_set():  # stop() came after the check: its thread may have ended without seeing this job
             self._fail_queue()
         return job
 
     def _check_fits(self, job: Job) -> None:
         check_fits(self.engine, max(len(r) for r in job.rows), job.params.max_tokens, f"shorten the prompt or lower {option('max_tokens')}")
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result."""
+    def call(self, fn: Callable[..., Any], *args: Any, ongoing: bool = False) -> Any:
+        """Run `fn(*args)` on the scheduler thread, between decode steps; returns its result (`ongoing`:
+        a call of a request taken before a drain began, as `Job.ongoing`)."""
         events: queue.SimpleQueue = queue.SimpleQueue()
-        self.submit(_ThreadCall(lambda: fn(*args), events.put))
+        call = _ThreadCall(lambda: fn(*args), events.put)
+        call.ongoing = ongoing
+        self.submit(call)
         kind, value = events.get()
         if kind == "error":
             raise value
         return value
 
     def drain(self, grace: float) -> None:
-        """Take no new jobs and fail the waiting ones; rows still decoding after `grace` seconds end
-        with a `ShuttingDownError` (a stream gets it as its last event). Draining again can only
-        bring the cut nearer (a second Ctrl-C: now)."""
+        """Take no new jobs; the ones already taken, running or waiting, go on being served for
+        `grace` seconds (as vLLM's `--shutdown-timeout` and uvicorn's graceful shutdown let in-flight
+        requests finish). Then rows still decoding end with a `ShuttingDownError` (a stream gets it
+        as its last event) and jobs not started get it at once. Draining again can only bring the
+        cut nearer (a second Ctrl-C: now)."""
         cut = time.monotonic() + max(0.0, grace)
         if self._cut_at is None or cut < self._cut_at:  # safe in a signal handler: one assignment; the scheduler thread does the rest
             self._cut_at = cut
@@ -281,19 +305,22 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return self.jobs.qsize() + (1 if self._carry else 0)
+        """Jobs not decoding yet: queued, or having their prompt prefilled."""
+        return self.jobs.qsize() + (1 if self._carry else 0) + (1 if self._filling else 0)
 
     # -- the scheduler thread --------------------------------------------------------------------
 
     def _serve(self) -> None:
         batch: _Batch | None = None
         while True:
-            if self.closing:
-                if self._carry is not None:
-                    self._carry, carry = None, self._carry
-                    carry.send(("error", ShuttingDownError("the server is shutting down")))
+            cut = self._cut_at is not None and time.monotonic() >= self._cut_at
+            if self._stopping.is_set() or cut:  # a drain before its cut goes on serving what it took
+                for job in (self._carry, self._filling and self._filling.job):
+                    if job is not None:
+                        job.send(("error", ShuttingDownError("the server is shutting down")))
+                self._carry = self._filling = None
                 self._fail_queue()
-                if batch is not None and self._cut_at is not None and time.monotonic() >= self._cut_at:
+                if batch is not None and cut:
                     self._abort(batch.slots, ShuttingDownError("the server is shutting down; this answer was cut off"))
                     batch = None
                 if batch is None:
@@ -309,6 +336,8 @@ class Scheduler:
                     if batch is not None:
                         self._abort(batch.slots, exc)
                     batch = None
+                if self._filling is not None:
+                    batch = self._fill(batch)
             if batch is not None:
                 batch = self._advance(batch)
             self.active_rows = len(batch.slots) if batch else 0
@@ -326,19 +355,22 @@ class Scheduler:
     def _admit(self, batch: _Batch | None) -> _Batch | None:
         """Take waiting work: run calls, and prefill and join the jobs there is room for.
 
-        Idle, it waits for a first job and then `window` seconds for more; while a batch decodes it
-        takes only what is already waiting, so the running rows lose at most one prefill.
+        Idle, it waits for a first job and then `window` seconds for more; while a batch decodes (or
+        a long prompt is prefilled) it takes only what is already waiting, so the running rows lose
+        at most one prefill pass. A job whose prompt is longer than `chunk` tokens is not prefilled
+        here: it becomes `_filling` (one at a time), fed a chunk a step by `_fill`.
         """
-        if batch is not None and self.joinable is False:
+        busy = batch is not None or self._filling is not None
+        if busy and self.joinable is False:
             return batch  # this model's cache cannot be joined: new jobs wait for the batch to end
-        room = self.max_batch - (len(batch.slots) if batch else 0)
+        room = self.max_batch - (len(batch.slots) if batch else 0) - (len(self._filling.job.rows) if self._filling else 0)
         new: list[Job] = []
         size = 0
         deadline = None
         while size < room:
-            if batch is None and not new:
+            if not busy and not new:
                 timeout = 0.1
-            elif batch is None:
+            elif not busy:
                 timeout = deadline - time.monotonic()
             else:
                 timeout = None
@@ -350,13 +382,28 @@ class Scheduler:
                 continue
             if isinstance(job, _ThreadCall):
                 self._run_call(job)
-                if batch is None and not new:
+                if not busy and not new:
                     return None
                 continue
-            if new or batch is not None:  # the first job of an idle server always fits
+            if new or busy:  # the first job of an idle server always fits
                 if size + len(job.rows) > room:
                     self._carry = job
                     break
+            if max(len(r) for r in job.rows) > self.chunk:
+                if self._filling is not None or (self.joinable is not True and (new or busy)):
+                    self._carry = job  # one long prompt at a time; and none beside others before the cache is known to join
+                    break
+                try:
+                    self._start_filling(job)
+                except Exception as exc:  # noqa: BLE001 - this client gets the error; the running rows go on
+                    log.exception("starting a prefill failed")
+                    job.send(("error", exc))
+                    continue
+                size += len(job.rows)
+                busy = True
+                if self.joinable is not True:
+                    break  # its first chunk tells whether other jobs may join
+                continue
             new.append(job)
             size += len(job.rows)
             deadline = deadline or time.monotonic() + self.window
@@ -372,6 +419,9 @@ class Scheduler:
             return batch
         if batch is not None:
             self.joined += len(new)
+        return self._join(batch, fresh)
+
+    def _join(self, batch: _Batch | None, fresh: _Batch | None) -> _Batch | None:
         try:
             return self._merge(batch, fresh)
         except Exception as exc:  # noqa: BLE001 - the running rows may be half-joined: all of them get the error
@@ -380,6 +430,41 @@ class Scheduler:
                 if part is not None:
                     self._abort(part.slots, exc)
             return None
+
+    def _start_filling(self, job: Job) -> None:
+        from transformers import DynamicCache
+
+        ids, mask = self.engine._batch(job.rows)
+        self._start(job, ids.device)
+        self._filling = _Filling(job, ids, mask, DynamicCache())
+
+    def _fill(self, batch: _Batch | None) -> _Batch | None:
+        """Feed the next chunk of the long prompt being prefilled; after its last, join its rows to
+        the batch. A cancelled job is dropped here, between chunks."""
+        filling = self._filling
+        job = filling.job
+        if job.cancelled:
+            self._filling = None
+            self.cancelled_rows += len(job.rows)
+            job.send(("error", RequestCancelled("cancelled while its prompt was read")))
+            return batch
+        width = filling.ids.shape[1]
+        end = min(filling.at + self.chunk, width)
+        try:
+            fresh = self._feed([job], filling.ids, filling.mask, filling.positions, filling.cache, filling.at, end)
+        except Exception as exc:  # noqa: BLE001 - this client gets the error; the running rows go on
+            if not isinstance(exc, AigcError):
+                log.exception("prefilling a prompt failed")
+            self._filling = None
+            job.send(("error", exc))
+            return batch
+        filling.at = end
+        if end < width:
+            return batch
+        self._filling = None
+        if batch is not None:
+            self.joined += 1
+        return self._join(batch, fresh)
 
     @staticmethod
     def _run_call(call: _ThreadCall) -> None:
@@ -399,26 +484,33 @@ class Scheduler:
         job.first = None
 
     def _prefill(self, jobs: list[Job]) -> _Batch | None:
-        import torch
+        """The jobs' prompts in one forward pass, and their first tokens."""
         from transformers import DynamicCache
 
-        engine = self.engine
-        ids, mask = engine._batch([r for job in jobs for r in job.rows])
+        ids, mask = self.engine._batch([r for job in jobs for r in job.rows])
         for job in jobs:
             self._start(job, ids.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        return self._feed(jobs, ids, mask, positions, DynamicCache(), 0, ids.shape[1])
+
+    def _feed(self, jobs: list[Job], ids, mask, positions, cache, start: int, end: int) -> _Batch | None:
+        """Feed prompt columns `start:end` into `cache`; once the last is fed, pick the first tokens
+        and return the jobs' batch (None before, or when every row ended at its first token)."""
+        import torch
+
         with torch.inference_mode():
-            out = engine.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
+            out = self.engine.model(
+                input_ids=ids[:, start:end],
+                attention_mask=mask[:, :end],
+                position_ids=positions[:, start:end],
                 use_cache=True,
                 **{self._cache_keyword: cache},
                 logits_to_keep=1,
             )
             if self.joinable is None:
                 self.joinable = _joinable(cache)
+            if end < ids.shape[1]:
+                return None
             batch = _Batch([s for job in jobs for s in job.slots], cache, mask, positions[:, -1:] + 1)
             picks = self._pick(batch.slots, out.logits[:, -1, :].float())
         batch.next_ids = picks[:, None]
@@ -616,7 +708,9 @@ class BatchedEngine:
     Its calls block the calling thread (a worker thread, never the event loop) until the scheduler
     has decoded them, batched with whatever else is running. `scoped()` gives a view for one
     request: `cancel()` on it stops that request's rows and makes its further calls raise
-    `RequestCancelled`, so a generator whose client went away stops at its next step.
+    `RequestCancelled`, so a generator whose client went away stops at its next step; a view made
+    before a drain began goes on being served until the cut (a task's later calls, embeddings in
+    turns), as the request's first call is.
     """
 
     def __init__(self, scheduler: Scheduler):
@@ -631,11 +725,12 @@ class BatchedEngine:
         self._lock = threading.Lock()  # the tokenizer is shared with the scheduler thread
         self._jobs: set[Job] | None = None  # a scoped view's jobs
         self.cancelled = False
+        self.ongoing = False  # a view of a request taken before a drain began
 
     def scoped(self) -> "BatchedEngine":
         view = BatchedEngine.__new__(BatchedEngine)
         view.__dict__.update(self.__dict__)
-        view._jobs, view.cancelled = set(), False
+        view._jobs, view.cancelled, view.ongoing = set(), False, not self.scheduler.closing
         return view
 
     def cancel(self) -> None:
@@ -678,7 +773,9 @@ class BatchedEngine:
     def _events(self, rows: list[list[int]], params: SamplingParams) -> tuple[Job, Iterator[tuple]]:
         self._check()
         events: queue.SimpleQueue = queue.SimpleQueue()
-        job = self.scheduler.submit(Job(rows, params, events.put))
+        job = Job(rows, params, events.put)
+        job.ongoing = self.ongoing
+        self.scheduler.submit(job)
         if self._jobs is not None:
             self._jobs.add(job)
             if self.cancelled:
@@ -747,7 +844,7 @@ class BatchedEngine:
 
     def score(self, prompt: Prompt, continuations: list[str]) -> list[float]:
         self._check()
-        return self.scheduler.call(self.local.score, prompt, continuations)
+        return self.scheduler.call(self.local.score, prompt, continuations, ongoing=self.ongoing)
 
     def score_many(self, prompts: list[Prompt], continuations: list[str], embed: bool = False) -> list[Scored]:
         """In calls of `SCORE_CHUNK` prompt tokens (the prompts batched by length), so decoding goes
@@ -760,7 +857,7 @@ class BatchedEngine:
         results: list[Scored | None] = [None] * len(prompts)
         for batch in length_batches([len(h) for h in heads], SCORE_CHUNK):
             self._check()
-            for index, scored in zip(batch, self.scheduler.call(self.local.score_encoded, [heads[i] for i in batch], continuations, embed)):
+            for index, scored in zip(batch, self.scheduler.call(self.local.score_encoded, [heads[i] for i in batch], continuations, embed, ongoing=self.ongoing)):
                 results[index] = scored
         return results
 
@@ -771,5 +868,5 @@ class BatchedEngine:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_CHUNK):
             self._check()
-            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK])
+            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK], ongoing=self.ongoing)
         return vectors

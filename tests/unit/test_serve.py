@@ -886,7 +886,7 @@ def test_full_queue_answers_429_with_retry_after(server):
 
 
 def test_a_job_queued_as_the_scheduler_stops_gets_an_error_and_its_caller_never_hangs(tiny_engine):
-    """Only stop() had this race (its thread ends): after drain() the thread goes on failing what is queued until stop()."""
+    """Only stop() had this race (its thread ends): after drain() the thread goes on taking what is queued (served before the cut, failed after) until stop()."""
     import threading
 
     from aigc.engine.sampling import SamplingParams
@@ -1272,7 +1272,7 @@ def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_
     assert min(len(lp.tokens) for lp in alone) == 1  # a prompt of one token has nothing scored, batched or not
     scheduler, calls = server["backend"].scheduler, []
     call = scheduler.call
-    monkeypatch.setattr(scheduler, "call", lambda fn, *args: calls.append(fn) or call(fn, *args))
+    monkeypatch.setattr(scheduler, "call", lambda fn, *args, **kw: calls.append(fn) or call(fn, *args, **kw))
     together = client.completions.create(model=server["model"], prompt=prompts, max_tokens=0, echo=True, logprobs=2, n=2).choices
     assert len(calls) == 1  # one forward pass for the four prompts, not one each
     assert [c.text for c in together] == [p for p in prompts for _ in range(2)]
@@ -1397,6 +1397,152 @@ def test_a_cache_that_cannot_be_joined_makes_new_jobs_wait(tiny_engine, joinable
         scheduler.stop()
     assert finished == (["short", "long"] if joinable else ["long", "short"])
     assert scheduler.joined == (1 if joinable else 0)
+
+
+def _log_passes(monkeypatch, model, log, after=None):
+    """Record each forward pass of `model` in `log` as ("pass", rows, columns fed); `after(log)` runs after each."""
+    import functools
+
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def logged(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        log.append(("pass", *kwargs["input_ids"].shape))
+        if after:
+            after(log)
+        return out
+
+    monkeypatch.setattr(model, "forward", logged)
+
+
+LONG_TEXT = "Tell me a long story about bees, the hive and the queen " * 3
+
+
+def test_a_long_prompt_is_prefilled_a_chunk_a_step_while_the_running_stream_goes_on(tiny_engine, monkeypatch):
+    import queue
+
+    from aigc.engine import sampling
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job, Scheduler
+
+    monkeypatch.setattr(sampling, "PREFILL_CHUNK", 8)  # LocalEngine's pieces, as the scheduler's chunks
+    long = tiny_engine.encode(LONG_TEXT)
+    assert len(long) > 3 * 8 and len(long) % 8 != 1  # several chunks, the last wider than a decode step
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=5)
+    alone = tiny_engine.generate([LONG_TEXT], params)[0][0].text
+    log: list = []
+    scheduler = Scheduler(tiny_engine, window=0, chunk=8)
+    _log_passes(monkeypatch, tiny_engine.model, log)
+    scheduler.start()
+    running, done = queue.SimpleQueue(), queue.SimpleQueue()
+    endless = SamplingParams(temperature=0, max_tokens=400, logit_bias={eos: -100 for eos in tiny_engine.eos_ids})
+    try:
+        stream = scheduler.submit(Job([tiny_engine.encode("Bees")], endless, running.put))
+        assert running.get(timeout=10)[0] == "piece"  # decoding
+        start = len(log)
+        scheduler.submit(Job([long], params, done.put))
+        while (event := done.get(timeout=30))[0] != "done":
+            assert event[0] != "error", event
+        stream.cancel()
+    finally:
+        scheduler.stop()
+    passes = log[start:]
+    chunks = [i for i, (_, rows, columns) in enumerate(passes) if columns > 1]
+    assert [passes[i][2] for i in chunks] == [min(8, len(long) - at) for at in range(0, len(long), 8)]
+    for before, after in zip(chunks, chunks[1:]):
+        assert passes[before + 1 : after] == [("pass", 1, 1)]  # one decode step of the running stream between chunks
+    assert event[1][0].text == alone  # as LocalEngine decodes it alone, chunked alike
+    assert scheduler.joined == 1
+
+
+def test_a_long_prompt_cancelled_while_it_is_prefilled_stops_after_the_chunk_under_way(tiny_engine, monkeypatch):
+    import queue
+
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job, RequestCancelled, Scheduler
+
+    long = tiny_engine.encode(LONG_TEXT)
+    events, log = queue.SimpleQueue(), []
+    job = Job([long], SamplingParams(temperature=0, max_tokens=5), events.put)
+    scheduler = Scheduler(tiny_engine, window=0, chunk=8)
+    _log_passes(monkeypatch, tiny_engine.model, log, after=lambda log: job.cancel())  # the client goes away during the first chunk
+    scheduler.start()
+    try:
+        scheduler.submit(job)
+        event = events.get(timeout=30)
+    finally:
+        scheduler.stop()
+    assert event[0] == "error" and isinstance(event[1], RequestCancelled)
+    assert log == [("pass", 1, 8)] and scheduler.cancelled_rows == 1 and scheduler.waiting == 0
+
+
+def test_a_prompt_of_one_chunk_is_prefilled_in_one_pass(tiny_engine, monkeypatch):
+    import queue
+
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job, Scheduler
+
+    prompt = tiny_engine.encode(LONG_TEXT)[:8]
+    events, log = queue.SimpleQueue(), []
+    scheduler = Scheduler(tiny_engine, window=0, chunk=8)
+    _log_passes(monkeypatch, tiny_engine.model, log)
+    scheduler.start()
+    try:
+        scheduler.submit(Job([prompt], SamplingParams(temperature=0, max_tokens=1), events.put))
+        while events.get(timeout=30)[0] != "done":
+            pass
+    finally:
+        scheduler.stop()
+    assert log == [("pass", 1, 8)]
+
+
+def test_a_drain_serves_the_jobs_already_queued_within_its_grace(tiny_engine):
+    import queue
+
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import Job, Scheduler, ShuttingDownError
+
+    scheduler = Scheduler(tiny_engine, window=0, max_batch=1)  # the second job waits in the queue for the first
+    params = SamplingParams(temperature=0, max_tokens=20, logit_bias={eos: -100 for eos in tiny_engine.eos_ids})
+    first, second = queue.SimpleQueue(), queue.SimpleQueue()
+    scheduler.start()
+    try:
+        scheduler.submit(Job([tiny_engine.encode("Bees")], params, first.put))
+        scheduler.submit(Job([tiny_engine.encode("Ants")], params, second.put))
+        scheduler.drain(60)
+        with pytest.raises(ShuttingDownError):
+            scheduler.submit(Job([tiny_engine.encode("Wasps")], params, lambda event: None))
+        ends = []
+        for events in (first, second):
+            while (event := events.get(timeout=30))[0] not in ("done", "error"):
+                pass
+            ends.append(event)
+    finally:
+        scheduler.stop()
+    assert [event[0] for event in ends] == ["done", "done"]
+    assert [c.completion_tokens for event in ends for c in event[1]] == [20, 20]
+
+
+def test_a_request_taken_before_a_drain_may_make_its_next_calls_until_the_cut(tiny_engine):
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve.scheduler import BatchedEngine, Scheduler, ShuttingDownError
+
+    scheduler = Scheduler(tiny_engine, window=0).start()
+    engine = BatchedEngine(scheduler)
+    params = SamplingParams(temperature=0, max_tokens=3)
+    taken = engine.scoped()  # a task's request, made before the signal
+    try:
+        scheduler.drain(60)
+        assert taken.generate(["Bees"], params)[0][0].completion_tokens > 0  # its next call, as a summarize's map step makes
+        assert len(taken.embed(["bees"])[0]) == tiny_engine.embedding_size
+        with pytest.raises(ShuttingDownError):
+            engine.scoped().generate(["Bees"], params)  # a request made after it
+        scheduler.drain(0)
+        with pytest.raises(ShuttingDownError):
+            taken.generate(["Bees"], params)  # after the cut
+    finally:
+        scheduler.stop()
 
 
 @pytest.mark.parametrize("path", ["/v1/aigc/chat", "/v1/chat/completions"])
@@ -2182,7 +2328,7 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     backend = server["backend"]
     calls = []
     original = backend.scheduler.call
-    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args: calls.append(len(args[0])) or original(fn, *args))
+    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args, **kw: calls.append(len(args[0])) or original(fn, *args, **kw))
     view = backend.batched.scoped()
     assert len(view.embed([f"text {i}" for i in range(EMBED_CHUNK * 2 + 1)])) == EMBED_CHUNK * 2 + 1
     assert calls == [EMBED_CHUNK, EMBED_CHUNK, 1]  # decoding rows go on between the calls
@@ -2204,11 +2350,11 @@ def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(se
     calls, done_at = [], []
     original = backend.scheduler.call
 
-    def call(fn, *args):
+    def call(fn, *args, **kw):
         if not calls:  # a chat arrives while the first pass runs
             backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
         calls.append(len(args[0]))
-        return original(fn, *args)
+        return original(fn, *args, **kw)
 
     monkeypatch.setattr(backend.scheduler, "call", call)
     view = backend.batched.scoped()
