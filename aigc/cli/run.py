@@ -53,7 +53,7 @@ def run_template(
     check_vars_used(found, values)
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
-    _check_not_empty(found, values)
+    found.check_filled(values, given_as="--var ")
     _fill_input(found, values, source)
     _check_input_given(found, values)
     if found.generator and found.generator not in PLAIN:
@@ -97,14 +97,6 @@ def run_template(
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
-
-
-def _check_not_empty(template: "template_files.Template", values: dict[str, str]) -> None:
-    """A required variable given empty (`--var input=`) would make an empty prompt; a template that
-    declares no variables needs its input."""
-    for name in template.required or ([] if template.variables else ["input"]):
-        if name in values and not values[name].strip():
-            raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
 
 
 def _fill_input(template: "template_files.Template", values: dict[str, str], source: Optional[str]) -> None:

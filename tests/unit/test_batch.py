@@ -1694,3 +1694,23 @@ def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_
     state.write_text("".join(json.dumps({"id": str(n), "row": n, "result": result}) + "\n" for n, result in enumerate(results, 1)))
     write_table(state, read_rows(source), tmp_path / "out.tsv")
     assert [(r.id, r.fields["result"], r.error) for r in read_rows(tmp_path / "out.tsv")] == [(str(n), result, None) for n, result in enumerate(results, 1)]
+
+
+def test_a_template_row_whose_required_variable_is_empty_is_a_row_error_and_runs_no_model(tmp_path):
+    from aigc import templates
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "intro.j2").write_text("---\nvariables:\n  - {name: topic, required: true}\n  - {name: who, default: everyone}\n---\nAn intro on {{ topic }} for {{ who }}\n")
+    (tmp_path / "a.csv").write_text("id,text\n1,hello\n2,\n3,  \n")
+    (tmp_path / "t.csv").write_text("id,topic,who\n1,bees,\n2,,kids\n")
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    summary = run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), tmp_path / "a.jsonl", {"template": "chat"})
+    summary_t = run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "t.csv", field="topic"), tmp_path / "t.jsonl", {"template": "intro"})
+    assert (summary.errors, summary_t.errors) == (2, 1) and sum(len(prompts) for prompts, _ in engine.calls) == 2  # the empty rows reach no model
+    assert [r.get("error") for r in lines(tmp_path / "a.jsonl")] == [None, *["the variable input is empty; template 'chat' needs it, so give it some text"] * 2]
+    assert [r.get("error") for r in lines(tmp_path / "t.jsonl")] == [None, "the variable topic is empty; template 'intro' needs it, so give it some text"]
+    assert lines(tmp_path / "t.jsonl")[0]["result"]["messages"][-1]["content"] == "An intro on bees for"  # an optional one may be empty
+    with pytest.raises(BadInputError, match="the variable input is empty"):
+        TemplateGenerator(engine=engine)({"input": " "}, template="chat")
