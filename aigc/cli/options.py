@@ -6,6 +6,7 @@ import inspect
 import typing
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -401,6 +402,19 @@ def check_vars_used(template, values: dict[str, Any]) -> None:
     )
 
 
+def fabric_var(given: str) -> str | None:
+    """fabric's `-v` value, `name:value` (`#name:value` too), as `--var name=value`; else None."""
+    key, sep, value = given.partition(":")
+    key = key.strip().lstrip("#")
+    return f"--var {shlex.quote(f'{key}={value}')}" if sep and key and "=" not in key else None
+
+
+def _fabric_var(pair: str) -> str:
+    """` (did you mean --var name=value?)` for fabric's `name:value`, else ''."""
+    spelt = fabric_var(pair)
+    return f" (did you mean {spelt}?)" if spelt else ""
+
+
 def parse_vars(pairs: list[str]) -> dict[str, str]:
     """`--var key=value` options as a dict."""
     values: dict[str, str] = {}
@@ -408,7 +422,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise BadInputError(f"--var takes key=value, got {pair!r}")
+            raise BadInputError(f"--var takes key=value, got {pair!r}{_fabric_var(pair)}")
         if key in values:
             raise BadInputError(f"--var {key} is given twice; keep one")
         values[key] = value

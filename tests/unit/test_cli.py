@@ -738,6 +738,37 @@ def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
 
 
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["run", "greet", "-v=audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc run --help`)"),
+        (["run", "greet", "-v=#role:expert", "-v=#points:30"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var role=expert --var points=30`;"),
+        (["run", "greet", "-v", "audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
+        (["run", "greet", "--variable=audience:founders"], "No such option: --variable (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
+        (["chat", "-t", "greet", "-v=audience:founders", "hi"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc chat --help`)"),
+        (["--pattern", "greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`; see `aigc --help`)"),
+        (["-p", "greet"], "No such option: -p (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["-sp", "greet"], "No such option: -s (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["--pattern=greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["run", "chat", "--pattern", "greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`; see `aigc run --help`)"),
+        (["run", "chat", "-p", "greet"], "No such option: -p (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["chat", "--pattern", "greet", "hi"], "No such option: --pattern (fabric's -p NAME is `aigc chat -t NAME` here: `aigc chat -t greet`;"),
+        (["run", "chat", "--pattern"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here;"),
+    ],
+)
+def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
+    user_template("greet", GREET)
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}"), lines
+
+
+def test_a_global_option_after_the_command_without_a_fabric_value_still_says_where_it_goes():
+    user_template("greet", GREET)
+    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and "fabric" not in lines[0], lines
+
+
 def test_text_that_starts_with_a_dash_says_to_give_it_after_double_dash():
     code, lines = bad("classify", "-1 stars, awful", "-l", "a,b")  # click reads it as option -1
     hint = "text that starts with - goes after --, the options before it: `aigc classify -l a,b -- '-1 stars, awful'`"
@@ -1302,6 +1333,8 @@ def test_chat_refuses_a_var_its_template_never_uses(session):
     "template, args, words",
     [
         ("greet", ["--var", "who"], "--var takes key=value"),
+        ("greet", ["--var", "who:Ann"], "--var takes key=value, got 'who:Ann' (did you mean --var who=Ann?)"),  # fabric's -v=who:Ann
+        ("greet", ["--var", "#who:Ann"], "--var takes key=value, got '#who:Ann' (did you mean --var who=Ann?)"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
         ("greet", ["--var", "inpt=x"], "template 'greet' has no variable inpt (did you mean input?); its variables: input, times, who"),  # not: needs input
