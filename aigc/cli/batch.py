@@ -57,6 +57,7 @@ def batch(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv.")] = False,
     schema: Schema = None,
+    n: Annotated[Optional[int], typer.Option("--n", metavar="N", help="How many answers each row gets, in its choices (chat and template tasks; sampled, so not at --temperature 0); default: the template's n, else 1.", show_default=False)] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -80,9 +81,11 @@ def batch(
         output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
-    if schema is not None and task not in ("chat", "template"):
-        raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
+    for flag, given in (("--schema", schema), ("--n", n)):
+        if given is not None and task not in ("chat", "template"):
+            raise BadInputError(f"{flag} goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
+    run.n = n
     try:
         generator = run.generator(task)
     except UnknownGeneratorError:  # the command calls it a task

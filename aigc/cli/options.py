@@ -57,6 +57,7 @@ class RunOptions:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
+        self.n: int | None = None  # a command's -n (aigc run's, batch's --n): how many answers, sent with the sampling settings
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
@@ -74,6 +75,7 @@ class RunOptions:
             "seed": self.seed,
             "stop": tuple(self.stop) if self.stop else None,
             "json_schema": self.json_schema,
+            "n": self.n,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -300,6 +302,12 @@ Schema = Annotated[
 InputFormat = Annotated[
     Optional[str],
     typer.Option("--format", metavar="jsonl|csv|tsv|txt", help="The format of the rows of -i - (stdin; default jsonl) or of a file whatever its name, such as a pipe: -i <(cut -f1 x.tsv) --format txt.", autocompletion=complete.input_formats, show_default=False),
+]
+
+
+Answers = Annotated[
+    Optional[int],
+    typer.Option("--n", "-n", metavar="N", help="How many answers (sampled, so not at --temperature 0), printed one after another, parted by --- lines (--json: choices); default: the template's n, else 1.", show_default=False),
 ]
 
 

@@ -1102,6 +1102,21 @@ def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
     assert shown({"text": '{"a": 1}', "choices": ['{"a": 1}', '{"a": 2}'], "data": {"a": 1}}) == '{\n  "a": 1\n}\n\n---\n\n{\n  "a": 2\n}'
 
 
+def test_run_and_batch_n_ask_for_several_answers(tmp_path):
+    user_template("once", "---\ndefaults: {max_tokens: 3, temperature: 1}\n---\n{{ input }}\n")
+    data = json.loads(invoke("run", "once", "--var", "input=bees", "-n", "3", "-m", "echo", "--json").stdout)
+    assert data["choices"] == ["bees"] * 3 and data["finish_reasons"] == ["stop"] * 3
+    assert invoke("run", "once", "--var", "input=bees", "--n", "2", "-m", "echo").stdout == "bees\n\n---\n\nbees\n"
+    assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
+    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
+    (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
+    done = invoke("batch", "template", "-O", "template=once", "--n", "2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / "out.jsonl"), "-m", "echo")
+    assert done.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
+    code, lines = bad("batch", "template", "-O", "template=once", "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", "-", "-m", "echo")
+    assert code == 2 and lines[-1].endswith("give --n as a sampling setting"), lines  # not -O n, which was given
+    assert bad("batch", "summarize", "--n", "2", "-i", str(tmp_path / "one.csv"), "-o", "-", "-m", "echo") == (2, ["Error: --n goes with the chat and template tasks, not summarize"])
+
+
 def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir, unloadable):
     user_template("greet", GREET)
     result = invoke("chat", "bees", "-t", "greet", "--var", "who=Rome", "--var", "times=2", "-m", str(tiny_model_dir), "--json")
