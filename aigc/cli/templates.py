@@ -38,7 +38,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 def _whose(source: str) -> str:
     """A template's source in words: the built-in one, or a plugin's."""
-    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"plugin {source!r}'s")
+    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"the one of plugin {source!r}")
 
 
 @templates_app.command()
