@@ -408,6 +408,7 @@ def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes
     assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize)"])
     assert bad("summarize", "missing.txt") == (2, ["Error: no such file: missing.txt"])
     assert bad("translate", "missing.md", "--to", "fr") == (2, ["Error: no such file: missing.md"])  # a file name: no hint to quote words
+    assert bad("translate", "https://example.com/blog/launch", "--to", "fr", "-m", "echo") == (2, ["Error: no such file: https://example.com/blog/launch (aigc reads local files, not URLs; download it first: curl -sL https://example.com/blog/launch -o FILE)"])
     assert bad("summarize", "-", "--length", "short", "--words", "10", input="text") == (2, ["Error: give --length or --words, not both"])
     result = invoke("translate", "Where is the station?", "--to", "es", "--json", "-m", str(tiny_model_dir), "--max-tokens", "4")
     assert result.exit_code == 0 and json.loads(result.stdout)["target_language"] == "es", result.output
