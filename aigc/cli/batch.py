@@ -11,6 +11,7 @@ from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, U
 from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
+from ..generators.base import coerce_value
 from .lines import given_back_note
 from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
@@ -57,7 +58,6 @@ def batch(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv.")] = False,
     schema: Schema = None,
-    n: Annotated[Optional[int], typer.Option("--n", metavar="N", help="How many answers each row gets, in its choices (chat and template tasks; sampled, so not at --temperature 0); default: the template's n, else 1.", show_default=False)] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -81,16 +81,16 @@ def batch(
         output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
-    for flag, given in (("--schema", schema), ("--n", n)):
-        if given is not None and task not in ("chat", "template"):
-            raise BadInputError(f"{flag} goes with the chat and template tasks, not {task}")
+    if schema is not None and task not in ("chat", "template"):
+        raise BadInputError(f"--schema goes with the chat and template tasks, not {task}")
     run.json_schema = read_schema_option(schema)
-    run.n = n
     try:
         generator = run.generator(task)
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}{did_you_mean([task], registered_generators())}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
+    if task in ("chat", "template") and "n" in options:  # several answers: the sampling setting (as headline's -O n is its option), which has no flag here
+        run.n = coerce_value("-O n", options.pop("n"), int)
     input_format = input_format and input_format.lower()  # --format CSV
     if input_format not in (None, *INPUT_FORMATS):  # `--format bullets`, meant for the summary
         own = f"; the {task} task's own format option is given with -O, e.g. -O format={input_format}" if "format" in generator.option_names() else ""

@@ -1111,11 +1111,10 @@ def test_run_and_batch_n_ask_for_several_answers(tmp_path):
     assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
     assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
     (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
-    done = invoke("batch", "template", "-O", "template=once", "--n", "2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / "out.jsonl"), "-m", "echo")
-    assert done.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
-    code, lines = bad("batch", "template", "-O", "template=once", "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", "-", "-m", "echo")
-    assert code == 2 and lines[-1].endswith("give --n as a sampling setting"), lines  # not -O n, which was given
-    assert bad("batch", "summarize", "--n", "2", "-i", str(tmp_path / "one.csv"), "-o", "-", "-m", "echo") == (2, ["Error: --n goes with the chat and template tasks, not summarize"])
+    for task in (["template", "-O", "template=once"], ["chat"]):
+        done = invoke("batch", *task, "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / f"{task[0]}.jsonl"), "-m", "echo", "--temperature", "1")
+        assert done.exit_code == 0 and json.loads((tmp_path / f"{task[0]}.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
+    assert bad("batch", "template", "-O", "template=once", "-O", "n=two", "-i", str(tmp_path / "one.csv"), "-o", "-") == (2, ["Error: -O n must be a whole number, got 'two'"])
 
 
 def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir, unloadable):
