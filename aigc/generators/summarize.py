@@ -129,6 +129,12 @@ class SummarizeGenerator(Generator):
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> str:
         return without_front_matter(inputs)  # its words, not its metadata
 
+    def summary_max_tokens(self, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> int:
+        """The max_tokens the (final) summary is written within: `sampling`'s, else its template's
+        default, else `summary_tokens` of the words asked for."""
+        opts = self.validate(options)
+        return self._params(opts.template, opts.target_words, sampling or {}).max_tokens
+
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults
         return self.sampling(sampling, {"max_tokens": summary_tokens(words), **defaults})

@@ -181,6 +181,18 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_a_summary_cut_off_names_the_token_limit_in_force_and_one_to_give(tmp_path):
+    from aigc.generators.summarize import summary_tokens
+
+    (tmp_path / "notes.txt").write_text(" ".join(f"Bees number {i} make honey." for i in range(60)))
+    default = summary_tokens(20)
+    for given, limit, more in (([], f"max_tokens {default}, the default for a summary of 20 words", 2 * default), (["--max-tokens", "30"], "--max-tokens 30", 60)):
+        for lines in ([], ["--lines"]):
+            code, warned = bad("summarize", str(tmp_path / "notes.txt"), "--words", "20", "-m", "echo", *given, *lines)
+            where = "line 1: " if lines else ""
+            assert code == 0 and warned == [f"Warning: {where}the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {more} for a whole one"]
+
+
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
     assert result.exit_code == 0 and "[default: the largest" in result.stdout  # not read as Rich markup and dropped
