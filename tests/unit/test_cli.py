@@ -1437,6 +1437,21 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
+def test_templates_edit_without_an_editor_set_and_no_terminal_starts_none(monkeypatch):
+    import subprocess
+
+    from aigc import template_edits
+    from aigc import templates
+
+    for name in ("VISUAL", "EDITOR"):
+        monkeypatch.delenv(name, raising=False)
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda *args, **kwargs: started.append(args) or 0)
+    code, lines = bad("templates", "edit", "summarize")  # stdin is no terminal here: vi would not work
+    assert code == 2 and lines == [f"Error: no editor to open: $VISUAL and $EDITOR are unset, and with no terminal here vi cannot run; set one (EDITOR=nano aigc templates edit summarize), or copy the template with `aigc templates new summarize` and edit {templates.user_dir() / 'summarize.j2'}"]
+    assert started == [] and not (templates.user_dir() / "summarize.j2").exists() and not template_edits.draft_path("summarize").exists()
+
+
 def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
     from aigc import template_edits
     from aigc import templates
