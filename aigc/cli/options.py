@@ -393,7 +393,12 @@ def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
 
 def check_vars_used(template, values: dict[str, Any]) -> None:
     """A `--var` the template's text never reads would be dropped (one that declares no variables
-    takes any name): an error naming those it reads, as for piped text it has no place for."""
+    takes any name): an error naming those it reads, as for piped text it has no place for. An
+    empty one (a `--var tone="$UNSET"`) in place of a default is taken, with a warning."""
+    for declared in template.variables:
+        name, default = declared["name"], declared.get("default")
+        if isinstance(values.get(name), str) and not values[name].strip() and default not in (None, ""):
+            ui.warn(f"--var {name} is empty, so {template.label} gets it empty, not its default {default!r}; leave --var {name} out for the default")
     used = template.names_used | ({"input"} if not template.body.strip() else set())  # a system prompt alone: the input is the message
     unused = sorted(name for name in values if name not in used)
     if not unused:

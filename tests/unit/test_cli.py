@@ -1231,7 +1231,10 @@ def test_a_required_variable_given_empty_is_an_error():
     for given in ("input=", "input=  "):
         code, lines = bad("run", "greet", "--var", given, "--dry-run")
         assert code == 2 and lines == ["Error: --var input is empty; template 'greet' needs it, so give it some text"]
-    assert invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run").stdout.endswith("Hello ! x\n")  # an optional one may be empty
+    emptied = invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run")
+    assert emptied.stdout.endswith("Hello ! x\n")  # an optional one may be empty, said (a --var "$UNSET")
+    assert emptied.stderr == "Warning: --var who is empty, so template 'greet' gets it empty, not its default 'Paris'; leave --var who out for the default\n"
+    assert "Warning" not in invoke("run", "greet", "--var", "input=x", "--var", "who=Ann", "--dry-run").stderr
     user_template("bare", "Summarize: {{ input }}")  # no variables declared: its input is needed all the same
     user_template("fab", "---\nsystem: You summarize text in one line.\n---\n")
     for name in ("bare", "fab"):
