@@ -22,6 +22,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
+from ..textio import URL
 from .options import PARAMETERS, fabric_var
 
 
@@ -148,11 +149,15 @@ def _values(name: str, args: list[str]) -> list[str]:
 def _fabric(name: str, args: list[str], where: str, command) -> str | None:
     """What aigc calls a fabric option: `-v=name:value` (`--variable`) is `--var name=value`, where
     the command has --var; `-p NAME` (`--pattern`, `-sp`: stream and pattern) is `aigc run NAME`, or
-    `aigc chat -t NAME` in chat (a `-p` whose value names no template is llm's, left to ELSEWHERE)."""
+    `aigc chat -t NAME` in chat (a `-p` whose value names no template is llm's, left to ELSEWHERE);
+    `-u URL` is a page to download first."""
     if name in ("-v", "--variable"):
         spelt = [fabric_var(value) for option in ("-v", "--variable") for value in _values(option, args)]
         usable = "--var" in _option_names(command) and spelt and all(spelt)
         return f"fabric's -v=NAME:VALUE is --var NAME=VALUE here: `{' '.join(spelt)}`" if usable else None
+    if name == "-u":  # fabric's -u URL, not llm's -u (--usage)
+        url = next((v for v in _values("-u", args) if URL.match(v)), None)
+        return f"fabric's -u URL is not fetched here: download the page first, `curl -sL {shlex.quote(url)} -o page.html`, and give the file" if url else None
     if name not in ("-p", "--pattern", "-s") or (name == "-s" and "-sp" not in args):
         return None
     from .. import templates

@@ -767,6 +767,7 @@ def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
         (["run", "chat", "-p", "greet"], "No such option: -p (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
         (["chat", "--pattern", "greet", "hi"], "No such option: --pattern (fabric's -p NAME is `aigc chat -t NAME` here: `aigc chat -t greet`;"),
         (["run", "chat", "--pattern"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here;"),
+        (["run", "chat", "-u", "https://example.com/post"], "No such option: -u (fabric's -u URL is not fetched here: download the page first, `curl -sL https://example.com/post -o page.html`, and give the file;"),
     ],
 )
 def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
@@ -777,7 +778,7 @@ def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
 
 def test_a_global_option_after_the_command_without_a_fabric_value_still_says_where_it_goes():
     user_template("greet", GREET)
-    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
+    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
         code, lines = bad(*args)
         assert code == 2 and len(lines) == 1 and "fabric" not in lines[0], lines
 
