@@ -196,6 +196,10 @@ def test_a_summary_cut_off_names_the_token_limit_in_force_and_one_to_give(tmp_pa
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
     assert result.exit_code == 0 and "[default: the largest" in result.stdout  # not read as Rich markup and dropped
+    from aigc.generators.summarize import LENGTH_WORDS
+
+    shown = invoke("summarize", "--help", env={"COLUMNS": "300"}).stdout
+    assert f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']})" in shown
 
 
 def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
