@@ -133,6 +133,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
             hint += "; --stats prints token counts and tokens/s"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
+    elif "--n" in getattr(getattr(exc, "param", None), "opts", ()) and exc.ctx and "--no-log" in _option_names(exc.ctx.command):  # llm's -n (no log): run's and chat's count of answers here
+        hint = f"-n N asks for N answers; {ELSEWHERE['-n'][1]}; {hint}"
     elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     elif isinstance(exc, MissingParameter) and where == "aigc batch" and getattr(exc.param, "name", None) == "output":
