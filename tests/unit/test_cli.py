@@ -1163,10 +1163,11 @@ def test_chat_streams_one_plain_answer_only(monkeypatch):
     user_template("extract", '---\ndefaults: {json_schema: {"type": "object"}}\n---\n{{ input }}\n')
     user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
     monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
-    run, generator = types.SimpleNamespace(json_schema=None), ChatGenerator(engine=FakeEngine())
+    run, generator = types.SimpleNamespace(json_schema=None, n=None), ChatGenerator(engine=FakeEngine())
     assert chat_cli._streamed(generator, {"template": "chat"}, run, held=False)
     for template in ("extract", "twice"):  # JSON is printed again with an indent; several answers are not streamed
         assert not chat_cli._streamed(generator, {"template": template}, run, held=False)
+    assert not chat_cli._streamed(generator, {"template": "chat"}, types.SimpleNamespace(json_schema=None, n=2), held=False)  # -n 2
 
 
 def test_the_repl_streams_one_reply_a_turn_with_a_template_that_asks_for_several(monkeypatch):
