@@ -115,7 +115,24 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
         model = model_key(generator.model)
     else:  # an engine handed to the generator
         model = generator._engine.name
-    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}}
+    used = _templates_used(opts)
+    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}, **({"templates": used} if used else {})}
+
+
+def _templates_used(opts: Any) -> dict[str, str]:
+    """A digest of each template the options name (`template`, `chunk_template`) as it is now (its
+    text, system prompt, defaults and variables), so that a resume after it was edited is caught:
+    outside `settings`, so the fingerprints of files made before it was recorded stand."""
+    from . import templates
+
+    used = {}
+    for field in dataclasses.fields(opts) if dataclasses.is_dataclass(opts) else ():
+        name = getattr(opts, field.name)
+        if field.name.endswith("template") and isinstance(name, str):
+            found = templates.get_template(name)
+            made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
+            used[name] = hashlib.sha256(made_of.encode()).hexdigest()[:12]
+    return used
 
 
 def _folded(value: Any) -> Any:
@@ -190,6 +207,12 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
         rows = f"its {failed} failed row{'s' * (failed != 1)}" if failed else "the rows it has no result for"
         retry = f", add {option('retry_failed')} to run {rows} with these (the results it has are kept)" if (failed or mixed) and other_columns is None else ""
         raise BadInputError(f"{output} was made with other task options, sampling settings or columns (--field, --id-field){which}; resume it with the same ones{retry}, or {start_anew}")
+    edited = next((name for _, record in previous if isinstance(record.get("templates"), dict) for name, made in record["templates"].items() if made != settings.get("templates", {}).get(name, made)), None)
+    if edited is not None and not retry_failed:  # a line made before templates were recorded is taken as made with them as they are
+        raise BadInputError(
+            f"{output} was made with template {edited!r} as it was then, edited since (its results would not match); resume it with the template as it was, "
+            f"add {option('retry_failed')} to run the rows it has no result for with it as it is now (the results it has are kept), or {start_anew}"
+        )
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
 

@@ -312,6 +312,37 @@ def without_front_matter(text: str) -> str:
     return "\n".join(lines[end + 1 :]).strip() if end is not None else text
 
 
+_FENCE_LINE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+_COMMENT_OR_CODE = re.compile(r"(`+)(?:(?!\1).)*?\1|[ \t]*<!--.*?-->", re.S)  # a code span, kept; an HTML comment, with the blanks before it
+
+
+def without_comments(text: str) -> str:
+    """`text` without its HTML comments (`<!-- notes -->`, unseen where it is rendered), but for those
+    in code (fenced blocks and `spans`); the blank lines a comment leaves are one paragraph break."""
+    pieces, prose, fence = [], [], None
+    for line in text.split("\n"):
+        opening = _FENCE_LINE.match(line)
+        if fence is None and opening:
+            pieces += [("prose", prose)] if prose else []
+            prose, fence = [line], opening.group(1)
+            continue
+        if fence is None:
+            prose.append(line)
+            continue
+        prose.append(line)
+        if line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):  # its closing fence
+            pieces.append(("code", prose))
+            prose, fence = [], None
+    pieces += [("code" if fence else "prose", prose)] if prose else []
+    out = []
+    for kind, lines in pieces:
+        chunk = "\n".join(lines)
+        if kind == "prose" and "<!--" in chunk:
+            chunk = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", _COMMENT_OR_CODE.sub(lambda m: m.group(0) if m.group(1) else "", chunk))
+        out.append(chunk)
+    return "\n".join(out)
+
+
 def code_block(text: str, last: bool = False) -> str | None:
     """The body of the first (or `last`) complete fenced code block of `text`: ``` or ~~~, with or
     without a language tag, indented or not (that indent taken off its lines), the fence lines left

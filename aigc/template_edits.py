@@ -113,6 +113,14 @@ def _set_aside(draft: Path) -> Path:
     return aside
 
 
+def edit_target(name: str) -> tuple[Path, Template | None]:
+    """The file an edit of template `name` is saved to (`AIGC_TEMPLATES_PATH`'s copy when that is the
+    one in use, else the user's own), and the template of that name now in use, if any."""
+    own = user_template_path(name)
+    found = scan()[0].get(own.name[: -len(SUFFIX)])
+    return (found.path if found is not None and found.source == "env" else own), found
+
+
 def start_edit(name: str) -> tuple[Path, Path, str]:
     """Begin editing template `name`: the file the edit will be saved to (`AIGC_TEMPLATES_PATH`'s copy
     when that is the one in use, else the user's own), and a draft holding the text to edit (a draft
@@ -121,10 +129,8 @@ def start_edit(name: str) -> tuple[Path, Path, str]:
     made for; if that file changed since (edited by hand), the draft is set aside, not saved over it."""
     import json
 
-    own = user_template_path(name)
-    name = own.name[: -len(SUFFIX)]
-    found = scan()[0].get(name)
-    target = found.path if found is not None and found.source == "env" else own
+    target, found = edit_target(name)
+    name = user_template_path(name).name[: -len(SUFFIX)]
     draft = draft_path(name)
     aside = ""
     if draft.is_file():

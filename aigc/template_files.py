@@ -109,6 +109,13 @@ class Template:
     def required(self) -> list[str]:
         return [v["name"] for v in self.variables if v.get("required", "default" not in v)]
 
+    def check_filled(self, values: dict[str, Any], given_as: str = "the variable ") -> None:
+        """A required variable given empty (`--var input=`, a row's empty cell) would make an empty
+        prompt: an error. A template that declares no variables needs its input."""
+        for name in self.required or ([] if self.variables else ["input"]):
+            if name in values and (values[name] is None or isinstance(values[name], str) and not values[name].strip()):
+                raise BadInputError(f"{given_as}{name} is empty; {self.label} needs it, so give it some text")
+
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator", "model")
 _OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)

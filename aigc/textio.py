@@ -147,10 +147,13 @@ def read_document(
     return decode(data, source, path.suffix, expected)
 
 
+URL = re.compile(r"https?://\S+\Z", re.IGNORECASE)
+
+
 def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> BadInputError:
     """The error for a file `source` that does not exist: a URL says how to fetch it (`llm -f URL`
     fetches one), and words, with `text_hint`, how to give text itself."""
-    if re.match(r"https?://\S+\Z", source, re.IGNORECASE):
+    if URL.match(source):
         return BadInputError(f"no such {kind}: {source} (aigc reads local files, not URLs; download it first: curl -sL {shlex.quote(source)} -o FILE)")
     words = any(c.isspace() for c in source.strip()) or not any(c in source for c in "./\\")
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
@@ -161,12 +164,13 @@ FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
-def read_input(source: str, lines: bool = False, links: bool = False) -> str:
-    """The text itself, a document's text (FILE), or stdin (-); `lines` and `links` as for `read_document`."""
+def read_input(source: str, lines: bool = False, links: bool = False, urls_as_text: bool = True) -> str:
+    """The text itself, a document's text (FILE), or stdin (-); `lines` and `links` as for `read_document`.
+    A lone URL is text (a link to classify), but with `urls_as_text=False` a page not downloaded (translate's)."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source, lines=lines, links=links)
-    if not any(c.isspace() for c in source) and path.suffix.lower() in FILE_SUFFIXES:
+    if not any(c.isspace() for c in source) and (path.suffix.lower() in FILE_SUFFIXES or (not urls_as_text and URL.match(source))):
         raise _missing(source)  # a file name, not words to take as the text
     return source
 

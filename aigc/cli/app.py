@@ -22,7 +22,8 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
-from .options import PARAMETERS
+from ..textio import URL
+from .options import PARAMETERS, fabric_var
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
@@ -115,15 +116,16 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         exc.possibilities = [close for close in exc.possibilities if difflib.SequenceMatcher(None, exc.option_name.lstrip("-"), close.lstrip("-")).ratio() >= CLOSE]
     message = _not_a_number(exc) or exc.format_message().rstrip(".")
     name = getattr(exc, "option_name", None)
-    if moved:
+    if isinstance(exc, NoSuchOption) and exc.ctx and (fabric := _fabric(name, exc.ctx.meta.get(ARGS, []), where, exc.ctx.command)):
+        message, hint = f"No such option: {name}", f"{fabric}; {hint}"
+    elif moved:
         message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
     elif isinstance(exc, NoSuchOption) and exc.ctx and (text := _dashed_text(name, exc.ctx.meta.get(ARGS, []), where)):
         message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
     elif name in GLOBAL_OPTIONS and where != "aigc":
         message = f"No such option: {name}"  # not click's guess at a command option it might be
         given = exc.ctx.meta.get(ARGS, []) if exc.ctx else []
-        taken = (f" {arg.split('=', 1)[1]}" if "=" in arg else f" {given[i + 1]}" for i, arg in enumerate(given) if arg.startswith("--threads=") or (arg == "--threads" and i + 1 < len(given)))
-        value = next(taken, "") if name == "--threads" else ""  # the one global option that takes a value (--threads 2, --threads=2)
+        value = next((f" {taken}" for taken in _values("--threads", given)), "") if name == "--threads" else ""  # the one global option that takes a value (--threads 2, --threads=2)
         hint = f"global options go before the command: `aigc {name}{value} {where.split(' ', 1)[-1]} ...`"
         if name == "--version":
             hint = "`aigc --version` prints the version"
@@ -131,12 +133,42 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
             hint += "; --stats prints token counts and tokens/s"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
+    elif "--n" in getattr(getattr(exc, "param", None), "opts", ()) and exc.ctx and "--no-log" in _option_names(exc.ctx.command):  # llm's -n (no log): run's and chat's count of answers here
+        hint = f"-n N asks for N answers; {ELSEWHERE['-n'][1]}; {hint}"
     elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     elif isinstance(exc, MissingParameter) and where == "aigc batch" and getattr(exc.param, "name", None) == "output":
         hint = f"-o OUT.jsonl, .csv or .tsv writes the results, -o - prints them; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+def _values(name: str, args: list[str]) -> list[str]:
+    """The values the command line gives option `name`, as `name=VALUE` or `name VALUE`."""
+    return [arg.split("=", 1)[1] if arg != name else args[i + 1] for i, arg in enumerate(args) if arg.startswith(f"{name}=") or (arg == name and i + 1 < len(args))]
+
+
+def _fabric(name: str, args: list[str], where: str, command) -> str | None:
+    """What aigc calls a fabric option: `-v=name:value` (`--variable`) is `--var name=value`, where
+    the command has --var; `-p NAME` (`--pattern`, `-sp`: stream and pattern) is `aigc run NAME`, or
+    `aigc chat -t NAME` in chat (a `-p` whose value names no template is llm's, left to ELSEWHERE);
+    `-u URL` is a page to download first."""
+    if name in ("-v", "--variable"):
+        spelt = [fabric_var(value) for option in ("-v", "--variable") for value in _values(option, args)]
+        usable = "--var" in _option_names(command) and spelt and all(spelt)
+        return f"fabric's -v=NAME:VALUE is --var NAME=VALUE here: `{' '.join(spelt)}`" if usable else None
+    if name == "-u":  # fabric's -u URL, not llm's -u (--usage)
+        url = next((v for v in _values("-u", args) if URL.match(v)), None)
+        return f"fabric's -u URL is not fetched here: download the page first, `curl -sL {shlex.quote(url)} -o page.html`, and give the file" if url else None
+    if name not in ("-p", "--pattern", "-s") or (name == "-s" and "-sp" not in args):
+        return None
+    from .. import templates
+
+    value = next((v for option in ("-p", "--pattern", "-sp") for v in _values(option, args) if not v.startswith("-")), None)
+    if name == "-p" and value not in templates.discover():
+        return None
+    run = "aigc chat -t NAME" if where == "aigc chat" else "aigc run NAME"
+    return f"fabric's -p NAME is `{run}` here" + (f": `{run.replace('NAME', shlex.quote(value))}`" if value else "")
 
 
 def _dashed_text(name: str, args: list[str], where: str) -> str | None:

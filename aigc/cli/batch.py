@@ -11,6 +11,7 @@ from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, U
 from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
+from ..generators.base import coerce_value
 from .lines import given_back_note
 from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
@@ -88,6 +89,8 @@ def batch(
     except UnknownGeneratorError:  # the command calls it a task
         raise BadInputError(f"unknown task {task!r}{did_you_mean([task], registered_generators())}; tasks: {', '.join(sorted(registered_generators()))}") from None
     options = parse_options(option_pairs or [], generator.option_names())
+    if task in ("chat", "template") and "n" in options:  # several answers: the sampling setting (as headline's -O n is its option), which has no flag here
+        run.n = coerce_value("-O n", options.pop("n"), int)
     input_format = input_format and input_format.lower()  # --format CSV
     if input_format not in (None, *INPUT_FORMATS):  # `--format bullets`, meant for the summary
         own = f"; the {task} task's own format option is given with -O, e.g. -O format={input_format}" if "format" in generator.option_names() else ""

@@ -19,7 +19,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .options import LITERAL_HELP, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -78,6 +78,7 @@ def chat(
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
+    n: Answers = None,
     extract: Extract = False,
     extract_last: ExtractLast = False,
     *,
@@ -88,6 +89,7 @@ def chat(
     code = "--xl" if extract_last else "-x" if extract else None  # the flag of the code block printed
     json_schema = read_schema_option(schema)
     run.json_schema = json_schema
+    run.n = n
     variables = parse_vars(var) if var else None
     if (files or []).count("-") > 1:
         raise BadInputError("-f - is given twice; standard input is read once, so give it once")
@@ -99,6 +101,9 @@ def chat(
     piped = None if "-" in (files or []) else stdin_text()
     if resume + (session is not None) + (cid is not None) > 1:
         raise BadInputError("give only one of --session NAME, --continue and --cid ID")
+    several = (n or 1) > 1  # answers to one prompt: no reply a conversation goes on from
+    if several and (resume or session is not None or cid is not None):
+        raise BadInputError(f"-n {n} gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid")
     path, keep, existing = None, True, True  # existing: the conversation was there when picked
     if resume or cid is not None:
         path = (conversations.latest() if resume else conversations.conversation_path(cid)).absolute()
@@ -108,7 +113,7 @@ def chat(
     elif session is not None:
         path = _session_file(session)
         existing = path.is_file()
-    elif _logged(run):  # an unnamed conversation, kept as its answers are, for -c and --cid
+    elif _logged(run) and not several:  # an unnamed conversation, kept as its answers are, for -c and --cid
         path, existing = conversations.new_conversation(), False
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
@@ -136,8 +141,8 @@ def _remember(path) -> None:
 def _chat(prompt, piped, attached, system, template, variables, as_json, run: RunOptions, path, keep: bool = True, code: Optional[str] = None, literal: bool = False) -> None:
     if prompt is None and piped is None:
         if sys.stdin is not None and sys.stdin.isatty() and not (attached and (as_json or run.json_schema is not None or code)):
-            if as_json or run.json_schema is not None or code:
-                flag = "--json" if as_json else "--schema" if run.json_schema is not None else code
+            if as_json or run.json_schema is not None or code or (run.n or 1) > 1:
+                flag = "--json" if as_json else "--schema" if run.json_schema is not None else code or f"-n {run.n}"
                 raise BadInputError(f"{flag} is for one-shot answers; give a prompt as an argument or pipe one in")
             return _repl(run, system, template, variables, path, attached, keep, literal)
         if not attached:  # stdin closed (None) or empty
@@ -217,7 +222,7 @@ def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
     if held or run.json_schema is not None:
         return False
     defaults = templates.get_template(generator.validate(options).template).defaults
-    return "json_schema" not in defaults and int(defaults.get("n") or 1) == 1
+    return "json_schema" not in defaults and int(run.n or defaults.get("n") or 1) == 1
 
 
 def _whole():

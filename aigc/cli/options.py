@@ -6,6 +6,7 @@ import inspect
 import typing
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -56,6 +57,7 @@ class RunOptions:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
+        self.n: int | None = None  # a command's -n (aigc run's, batch's --n): how many answers, sent with the sampling settings
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
@@ -73,6 +75,7 @@ class RunOptions:
             "seed": self.seed,
             "stop": tuple(self.stop) if self.stop else None,
             "json_schema": self.json_schema,
+            "n": self.n,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -302,6 +305,12 @@ InputFormat = Annotated[
 ]
 
 
+Answers = Annotated[
+    Optional[int],
+    typer.Option("--n", "-n", metavar="N", help="How many answers (sampled, so not at --temperature 0), printed one after another, parted by --- lines (--json: choices); default: the template's n, else 1.", show_default=False),
+]
+
+
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the answer's first fenced code block (the whole answer where it has none); the log keeps it all.")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the answer's last fenced code block (the whole answer where it has none).")]
 
@@ -384,7 +393,12 @@ def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:
 
 def check_vars_used(template, values: dict[str, Any]) -> None:
     """A `--var` the template's text never reads would be dropped (one that declares no variables
-    takes any name): an error naming those it reads, as for piped text it has no place for."""
+    takes any name): an error naming those it reads, as for piped text it has no place for. An
+    empty one (a `--var tone="$UNSET"`) in place of a default is taken, with a warning."""
+    for declared in template.variables:
+        name, default = declared["name"], declared.get("default")
+        if isinstance(values.get(name), str) and not values[name].strip() and default not in (None, ""):
+            ui.warn(f"--var {name} is empty, so {template.label} gets it empty, not its default {default!r}; leave --var {name} out for the default")
     used = template.names_used | ({"input"} if not template.body.strip() else set())  # a system prompt alone: the input is the message
     unused = sorted(name for name in values if name not in used)
     if not unused:
@@ -401,6 +415,19 @@ def check_vars_used(template, values: dict[str, Any]) -> None:
     )
 
 
+def fabric_var(given: str) -> str | None:
+    """fabric's `-v` value, `name:value` (`#name:value` too), as `--var name=value`; else None."""
+    key, sep, value = given.partition(":")
+    key = key.strip().lstrip("#")
+    return f"--var {shlex.quote(f'{key}={value}')}" if sep and key and "=" not in key else None
+
+
+def _fabric_var(pair: str) -> str:
+    """` (did you mean --var name=value?)` for fabric's `name:value`, else ''."""
+    spelt = fabric_var(pair)
+    return f" (did you mean {spelt}?)" if spelt else ""
+
+
 def parse_vars(pairs: list[str]) -> dict[str, str]:
     """`--var key=value` options as a dict."""
     values: dict[str, str] = {}
@@ -408,7 +435,7 @@ def parse_vars(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise BadInputError(f"--var takes key=value, got {pair!r}")
+            raise BadInputError(f"--var takes key=value, got {pair!r}{_fabric_var(pair)}")
         if key in values:
             raise BadInputError(f"--var {key} is given twice; keep one")
         values[key] = value

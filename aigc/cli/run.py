@@ -14,7 +14,7 @@ from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
-from .options import LITERAL_HELP, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
 
 PLAIN = ("chat", "template")
 
@@ -30,6 +30,7 @@ def run_template(
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="Replace the template's system prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {template, model, text, finish_reason, usage} as JSON (with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
+    n: Answers = None,
     extract: Extract = False,
     extract_last: ExtractLast = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the messages the model would get and stop, without loading it; the options are checked as for a run (--json: {template, messages, defaults}: the sampling settings it would run with, options here over the template's).")] = False,
@@ -45,6 +46,7 @@ def run_template(
         raise BadInputError(f"give the input as {document} or as -i {source}, not both")
     source = source if document is None else document
     run.json_schema = read_schema_option(schema)
+    run.n = n
     found = _template(template)
     values = parse_vars(var or [])
     from ..generators.template import checked_values
@@ -53,7 +55,7 @@ def run_template(
     check_vars_used(found, values)
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
     output = output_target(output, source="-" if reads_stdin else source)
-    _check_not_empty(found, values)
+    found.check_filled(values, given_as="--var ")
     _fill_input(found, values, source)
     _check_input_given(found, values)
     if found.generator and found.generator not in PLAIN:
@@ -71,7 +73,7 @@ def run_template(
             ui.info(f"(--dry-run: {output} is left as it is)")
         return
     run.load(generator)
-    one_answer = int(rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
+    one_answer = int(n or rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
         live = output is None and sys.stdout.isatty()
         write = None if live else lambda text: emit(text, output)
@@ -97,14 +99,6 @@ def run_template(
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
-
-
-def _check_not_empty(template: "template_files.Template", values: dict[str, str]) -> None:
-    """A required variable given empty (`--var input=`) would make an empty prompt; a template that
-    declares no variables needs its input."""
-    for name in template.required or ([] if template.variables else ["input"]):
-        if name in values and not values[name].strip():
-            raise BadInputError(f"--var {name} is empty; {template.label} needs it, so give it some text")
 
 
 def _fill_input(template: "template_files.Template", values: dict[str, str], source: Optional[str]) -> None:

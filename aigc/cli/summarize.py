@@ -7,6 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
+from ..generators.summarize import LENGTH_WORDS
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
@@ -17,7 +18,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin
 @generation_options(logged=True)
 def summarize(
     source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
-    length: Annotated[Optional[str], typer.Option(help="short, medium (the default) or long.", show_default=False, autocompletion=complete.summary_lengths)] = None,
+    length: Annotated[Optional[str], typer.Option(help=f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']}).", show_default=False, autocompletion=complete.summary_lengths)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.", autocompletion=complete.templates)] = "summarize",
@@ -40,14 +41,14 @@ def summarize(
     if chunk_tokens is not None:
         options["chunk_tokens"] = chunk_tokens
     if lines:
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, _: summary_notes(result, one=False), output=output, given_back=lambda r: r["unchanged"])
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, generator: summary_notes(result, generator, options, run, one=False), output=output, given_back=lambda r: r["unchanged"])
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
     with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
-    for note in summary_notes(result):
+    for note in summary_notes(result, generator, options, run):
         ui.warn(note)
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
     emit(rendered, output)
@@ -55,12 +56,18 @@ def summarize(
     run.report(generator)
 
 
-def summary_notes(result: dict, one: bool = True) -> list[str]:
+def summary_notes(result: dict, generator, options: dict, run: RunOptions, one: bool = True) -> list[str]:
     """Warnings about a summary; a text given back unchanged is warned of here for `one` text only
-    (`--lines` warns of those once, at the end)."""
+    (`--lines` warns of those once, at the end). A cut-off one names the token limit in force, the
+    default (from --length or --words) too, which the user never saw, and one twice as high to give."""
     if result["unchanged"] and one:
         return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
-    return ["--max-tokens cut the summary off (its unfinished last sentence is left out where it has others); raise --max-tokens for a whole one"] if result["cut_off"] else []
+    if not result["cut_off"]:
+        return []
+    tokens = generator.summary_max_tokens(options, run.sampling())
+    words = generator.validate(options).target_words
+    limit = f"--max-tokens {tokens}" if run.max_tokens is not None else f"max_tokens {tokens}, the default for a summary of {words} words"
+    return [f"the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {2 * tokens} for a whole one"]
 
 
 EXAMPLES = examples(

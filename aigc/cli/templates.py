@@ -38,7 +38,7 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
 
 def _whose(source: str) -> str:
     """A template's source in words: the built-in one, or a plugin's."""
-    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"plugin {source!r}'s")
+    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"the one of plugin {source!r}")
 
 
 @templates_app.command()
@@ -89,15 +89,15 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
     if (pattern := _pattern(name)) is not None:  # plain text: nothing to check
         if pattern.source not in ("user", "env"):
             raise BadInputError(f"{name!r} is plugin {pattern.source!r}'s fabric pattern ({pattern.path}); copy its directory into {templates.user_dir()} to change it")
-        problem = _run_editor(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi", pattern.path)
+        problem = _run_editor(_editor(name, pattern.path), pattern.path)
         if problem:
             raise BadInputError(problem)
         ui.result(str(pattern.path))
         return
+    editor = _editor(name, template_edits.edit_target(name)[0])  # before a copy or draft is made
     target, draft, note = template_edits.start_edit(name)
     if note:
         ui.info(note)
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     while True:
         problem = _run_editor(editor, draft)
         if problem:
@@ -122,6 +122,18 @@ def _pattern(name: str) -> "template_files.Template | None":
     """The fabric pattern that template `name` is, if it is one."""
     found = None if templates.is_path(name) else templates.scan(name)[0].get(name)
     return found if found is not None and found.path.name == template_files.PATTERN else None
+
+
+def _editor(name: str, path: Path) -> str:
+    """$VISUAL, else $EDITOR, else vi where there is a terminal for it; with none of them, an error
+    saying how to edit `path`, the file the edit of template `name` goes to."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if editor:
+        return editor
+    if sys.stdin is not None and sys.stdin.isatty():
+        return "vi"
+    way = f"edit {path}" if path.is_file() else f"copy the template with `aigc templates new {name}` and edit {path}"
+    raise BadInputError(f"no editor to open: $VISUAL and $EDITOR are unset, and with no terminal here vi cannot run; set one (EDITOR=nano aigc templates edit {name}), or {way}")
 
 
 def _run_editor(editor: str, path: Path) -> str | None:

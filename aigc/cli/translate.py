@@ -46,7 +46,7 @@ def translate(
     if lines:
         check_lines_source(source, "translate")
     warn_of_a_word_read_as_a_file(source, "translate")
-    text = read_input(source, lines=lines, links=True)  # an HTML page's links as Markdown ones: their targets kept through the translation
+    text = read_input(source, lines=lines, links=True, urls_as_text=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""

@@ -11,7 +11,7 @@ from typing import Any
 from .. import templates
 from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
-from ..markdown_blocks import without_front_matter
+from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import text_up_to_word
 from .base import Generator, check_varied, same_every_time, type_name
 
@@ -136,13 +136,15 @@ class HeadlineGenerator(Generator):
                 raise BadInputError(f"the {name} is empty; give some text")
         if article is not None and not without_front_matter(article):
             raise BadInputError("the article holds only front matter (its metadata), no text to write headlines for")
+        if article is not None and not without_comments(without_front_matter(article)).strip():
+            raise BadInputError("the article holds only front matter or comments (<!-- notes -->), no text to write headlines for")
         if (topic is None) == (article is None):
             raise BadInputError("give a topic or an article to write headlines for, not both" if topic is not None else "give a topic or an article to write headlines for")
 
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(text_up_to_word(without_front_matter(article), ARTICLE_WORDS).split())  # its lead's words, not its metadata
+        article = " ".join(text_up_to_word(without_comments(without_front_matter(article)), ARTICLE_WORDS).split())  # its lead's words, not its metadata or the notes in its comments
         tokens = self.engine.count_tokens(article) if article else 0
         while tokens > ARTICLE_TOKENS:  # cut in proportion (again where its start is denser), never before a mark that combines with the letter before
             cut = len(article) * ARTICLE_TOKENS // tokens

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
-from ..markdown_blocks import without_front_matter
+from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import count_words, fitted, split_sentences, word_runs
 from ..engine.base import Completion, check_fits
 from .base import Generator, type_name
@@ -125,9 +125,17 @@ class SummarizeGenerator(Generator):
             raise BadInputError("there is no text to summarize")
         if not without_front_matter(inputs):
             raise BadInputError("the document holds only front matter (its metadata), no text to summarize")
+        if not without_comments(without_front_matter(inputs)).strip():
+            raise BadInputError("the document holds only front matter or comments (<!-- notes -->), no text to summarize")
 
     def preprocess(self, inputs: str, opts: SummarizeOptions) -> str:
-        return without_front_matter(inputs)  # its words, not its metadata
+        return without_comments(without_front_matter(inputs))  # its words, not its metadata or the notes in its comments
+
+    def summary_max_tokens(self, options: dict[str, Any], sampling: dict[str, Any] | None = None) -> int:
+        """The max_tokens the (final) summary is written within: `sampling`'s, else its template's
+        default, else `summary_tokens` of the words asked for."""
+        opts = self.validate(options)
+        return self._params(opts.template, opts.target_words, sampling or {}).max_tokens
 
     def _params(self, template: str, words: int, sampling: dict[str, Any]):
         defaults = templates.get_template(template).defaults

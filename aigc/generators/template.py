@@ -115,6 +115,7 @@ class TemplateGenerator(Generator):
         elif isinstance(inputs, Columns):
             inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
         values = {**opts.variables, **inputs}
+        template.check_filled(values)
         literal = templates.literal_values(template, values) if opts.no_variable_replacement else {}
         return templates.render(template, checked_values(template, {**values, **literal}), system=opts.system)
 

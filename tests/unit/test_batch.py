@@ -430,7 +430,9 @@ def test_chat_made_with_lists_the_options_given_not_its_empty_variables():
 
 def test_summarizes_part_size_fitted_to_the_model_keeps_the_fingerprint_of_the_default_it_replaced():
     summarize = summarizer(FakeEngine())
-    assert run_settings(summarize, {}) == {"task": "summarize", "model": "fake", "settings": "9de1e99c0744", "made_with": {}}  # as aigc recorded chunk_tokens 1500
+    made = run_settings(summarize, {})
+    assert {k: v for k, v in made.items() if k != "templates"} == {"task": "summarize", "model": "fake", "settings": "9de1e99c0744", "made_with": {}}  # as aigc recorded chunk_tokens 1500
+    assert sorted(made["templates"]) == ["summarize", "summarize-chunk"]  # recorded beside the fingerprint, not in it
     assert run_settings(summarize, {"chunk_tokens": 500})["made_with"] == {"chunk_tokens": 500}
 
 
@@ -1694,3 +1696,44 @@ def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_
     state.write_text("".join(json.dumps({"id": str(n), "row": n, "result": result}) + "\n" for n, result in enumerate(results, 1)))
     write_table(state, read_rows(source), tmp_path / "out.tsv")
     assert [(r.id, r.fields["result"], r.error) for r in read_rows(tmp_path / "out.tsv")] == [(str(n), result, None) for n, result in enumerate(results, 1)]
+
+
+def test_a_template_row_whose_required_variable_is_empty_is_a_row_error_and_runs_no_model(tmp_path):
+    from aigc import templates
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "intro.j2").write_text("---\nvariables:\n  - {name: topic, required: true}\n  - {name: who, default: everyone}\n---\nAn intro on {{ topic }} for {{ who }}\n")
+    (tmp_path / "a.csv").write_text("id,text\n1,hello\n2,\n3,  \n")
+    (tmp_path / "t.csv").write_text("id,topic,who\n1,bees,\n2,,kids\n")
+    engine = FakeEngine()
+    engine.enqueue("one", "two")
+    summary = run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), tmp_path / "a.jsonl", {"template": "chat"})
+    summary_t = run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "t.csv", field="topic"), tmp_path / "t.jsonl", {"template": "intro"})
+    assert (summary.errors, summary_t.errors) == (2, 1) and sum(len(prompts) for prompts, _ in engine.calls) == 2  # the empty rows reach no model
+    assert [r.get("error") for r in lines(tmp_path / "a.jsonl")] == [None, *["the variable input is empty; template 'chat' needs it, so give it some text"] * 2]
+    assert [r.get("error") for r in lines(tmp_path / "t.jsonl")] == [None, "the variable topic is empty; template 'intro' needs it, so give it some text"]
+    assert lines(tmp_path / "t.jsonl")[0]["result"]["messages"][-1]["content"] == "An intro on bees for"  # an optional one may be empty
+    with pytest.raises(BadInputError, match="the variable input is empty"):
+        TemplateGenerator(engine=engine)({"input": " "}, template="chat")
+
+
+def test_a_resume_after_the_template_was_edited_is_refused_and_a_line_made_before_templates_counted_is_taken(tmp_path):
+    from aigc import templates
+    from aigc.generators.template import TemplateGenerator
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    intro = templates.user_dir() / "intro.j2"
+    intro.write_text("Write an intro on {{ input }}\n")
+    (tmp_path / "a.csv").write_text("id,text\n1,bees\n2,solar\n")
+    out = tmp_path / "out.jsonl"
+    engine = FakeEngine()
+    run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv")[:1], out, {"template": "intro"})
+    intro.write_text("Write an OUTRO on {{ input }}\n")
+    with pytest.raises(BadInputError, match=r"made with template 'intro' as it was then, edited since \(its results would not match\); resume it with the template as it was, add retry_failed to run the rows it has no result for with it as it is now \(the results it has are kept\), or give another -o to start a new file"):
+        run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), out, {"template": "intro"})
+    summary = run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), out, {"template": "intro"}, retry_failed=True)
+    assert (summary.skipped, summary.done) == (1, 1)
+    old = [{k: v for k, v in line.items() if k != "templates"} for line in lines(out)]  # lines written before templates were recorded
+    out.write_text("".join(json.dumps(line) + "\n" for line in old))
+    assert run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), out, {"template": "intro"}).skipped == 2

@@ -181,9 +181,25 @@ def test_summarize_writes_the_output_file(tiny_model_dir, tmp_path):
     assert result.stdout == ""
 
 
+def test_a_summary_cut_off_names_the_token_limit_in_force_and_one_to_give(tmp_path):
+    from aigc.generators.summarize import summary_tokens
+
+    (tmp_path / "notes.txt").write_text(" ".join(f"Bees number {i} make honey." for i in range(60)))
+    default = summary_tokens(20)
+    for given, limit, more in (([], f"max_tokens {default}, the default for a summary of 20 words", 2 * default), (["--max-tokens", "30"], "--max-tokens 30", 60)):
+        for lines in ([], ["--lines"]):
+            code, warned = bad("summarize", str(tmp_path / "notes.txt"), "--words", "20", "-m", "echo", *given, *lines)
+            where = "line 1: " if lines else ""
+            assert code == 0 and warned == [f"Warning: {where}the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {more} for a whole one"]
+
+
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
     assert result.exit_code == 0 and "[default: the largest" in result.stdout  # not read as Rich markup and dropped
+    from aigc.generators.summarize import LENGTH_WORDS
+
+    shown = invoke("summarize", "--help", env={"COLUMNS": "300"}).stdout
+    assert f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']})" in shown
 
 
 def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
@@ -408,6 +424,7 @@ def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes
     assert bad("summarize", "some text") == (2, ["Error: no such file: some text (to summarize text itself, pipe it: echo TEXT | aigc summarize)"])
     assert bad("summarize", "missing.txt") == (2, ["Error: no such file: missing.txt"])
     assert bad("translate", "missing.md", "--to", "fr") == (2, ["Error: no such file: missing.md"])  # a file name: no hint to quote words
+    assert bad("translate", "https://example.com/blog/launch", "--to", "fr", "-m", "echo") == (2, ["Error: no such file: https://example.com/blog/launch (aigc reads local files, not URLs; download it first: curl -sL https://example.com/blog/launch -o FILE)"])
     assert bad("summarize", "-", "--length", "short", "--words", "10", input="text") == (2, ["Error: give --length or --words, not both"])
     result = invoke("translate", "Where is the station?", "--to", "es", "--json", "-m", str(tiny_model_dir), "--max-tokens", "4")
     assert result.exit_code == 0 and json.loads(result.stdout)["target_language"] == "es", result.output
@@ -685,6 +702,7 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
     monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True)))
     code, lines = bad("chat", "--json", "-m", "no-such-model")
     assert code == 2 and lines == ["Error: --json is for one-shot answers; give a prompt as an argument or pipe one in"]
+    assert bad("chat", "-n", "2", "--no-log", "-m", "no-such-model") == (2, ["Error: -n 2 is for one-shot answers; give a prompt as an argument or pipe one in"])
 
 
 def test_a_global_option_after_the_command_says_where_it_goes():
@@ -725,7 +743,8 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
-        (["chat", "-n", "hi"], "No such option: -n (--no-log keeps the answer out of the log;"),
+        (["chat", "-n", "hi"], "--n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
+        (["run", "chat", "-n", "-m", "echo"], "--n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
         (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
@@ -736,6 +755,38 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
 def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
     code, lines = bad(*args)
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}") and "Possible options" not in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["run", "greet", "-v=audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc run --help`)"),
+        (["run", "greet", "-v=#role:expert", "-v=#points:30"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var role=expert --var points=30`;"),
+        (["run", "greet", "-v", "audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
+        (["run", "greet", "--variable=audience:founders"], "No such option: --variable (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
+        (["chat", "-t", "greet", "-v=audience:founders", "hi"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc chat --help`)"),
+        (["--pattern", "greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`; see `aigc --help`)"),
+        (["-p", "greet"], "No such option: -p (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["-sp", "greet"], "No such option: -s (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["--pattern=greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["run", "chat", "--pattern", "greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`; see `aigc run --help`)"),
+        (["run", "chat", "-p", "greet"], "No such option: -p (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`;"),
+        (["chat", "--pattern", "greet", "hi"], "No such option: --pattern (fabric's -p NAME is `aigc chat -t NAME` here: `aigc chat -t greet`;"),
+        (["run", "chat", "--pattern"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here;"),
+        (["run", "chat", "-u", "https://example.com/post"], "No such option: -u (fabric's -u URL is not fetched here: download the page first, `curl -sL https://example.com/post -o page.html`, and give the file;"),
+    ],
+)
+def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
+    user_template("greet", GREET)
+    code, lines = bad(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}"), lines
+
+
+def test_a_global_option_after_the_command_without_a_fabric_value_still_says_where_it_goes():
+    user_template("greet", GREET)
+    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
+        code, lines = bad(*args)
+        assert code == 2 and len(lines) == 1 and "fabric" not in lines[0], lines
 
 
 def test_text_that_starts_with_a_dash_says_to_give_it_after_double_dash():
@@ -1071,6 +1122,25 @@ def test_run_prints_every_answer_a_template_asks_for(tiny_model_dir):
     assert shown({"text": '{"a": 1}', "choices": ['{"a": 1}', '{"a": 2}'], "data": {"a": 1}}) == '{\n  "a": 1\n}\n\n---\n\n{\n  "a": 2\n}'
 
 
+def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
+    user_template("once", "---\ndefaults: {max_tokens: 3, temperature: 1}\n---\n{{ input }}\n")
+    data = json.loads(invoke("run", "once", "--var", "input=bees", "-n", "3", "-m", "echo", "--json").stdout)
+    assert data["choices"] == ["bees"] * 3 and data["finish_reasons"] == ["stop"] * 3
+    assert invoke("run", "once", "--var", "input=bees", "--n", "2", "-m", "echo").stdout == "bees\n\n---\n\nbees\n"
+    assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
+    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
+    (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
+    for logged in ([], ["--no-log"]):  # one-shot chat: several answers keep no conversation to go on from
+        data = json.loads(invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--json", *logged).stdout)
+        assert data["choices"] == ["bees"] * 2, logged
+    assert bad("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "-S", "talk") == (2, ["Error: -n 2 gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid"])
+    assert invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"
+    for task in (["template", "-O", "template=once"], ["chat"]):
+        done = invoke("batch", *task, "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / f"{task[0]}.jsonl"), "-m", "echo", "--temperature", "1")
+        assert done.exit_code == 0 and json.loads((tmp_path / f"{task[0]}.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
+    assert bad("batch", "template", "-O", "template=once", "-O", "n=two", "-i", str(tmp_path / "one.csv"), "-o", "-") == (2, ["Error: -O n must be a whole number, got 'two'"])
+
+
 def test_chat_takes_a_templates_other_variables_with_var_and_logs_them(tiny_model_dir, unloadable):
     user_template("greet", GREET)
     result = invoke("chat", "bees", "-t", "greet", "--var", "who=Rome", "--var", "times=2", "-m", str(tiny_model_dir), "--json")
@@ -1093,10 +1163,11 @@ def test_chat_streams_one_plain_answer_only(monkeypatch):
     user_template("extract", '---\ndefaults: {json_schema: {"type": "object"}}\n---\n{{ input }}\n')
     user_template("twice", "---\ndefaults: {n: 2}\n---\n{{ input }}\n")
     monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
-    run, generator = types.SimpleNamespace(json_schema=None), ChatGenerator(engine=FakeEngine())
+    run, generator = types.SimpleNamespace(json_schema=None, n=None), ChatGenerator(engine=FakeEngine())
     assert chat_cli._streamed(generator, {"template": "chat"}, run, held=False)
     for template in ("extract", "twice"):  # JSON is printed again with an indent; several answers are not streamed
         assert not chat_cli._streamed(generator, {"template": template}, run, held=False)
+    assert not chat_cli._streamed(generator, {"template": "chat"}, types.SimpleNamespace(json_schema=None, n=2), held=False)  # -n 2
 
 
 def test_the_repl_streams_one_reply_a_turn_with_a_template_that_asks_for_several(monkeypatch):
@@ -1173,7 +1244,10 @@ def test_a_required_variable_given_empty_is_an_error():
     for given in ("input=", "input=  "):
         code, lines = bad("run", "greet", "--var", given, "--dry-run")
         assert code == 2 and lines == ["Error: --var input is empty; template 'greet' needs it, so give it some text"]
-    assert invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run").stdout.endswith("Hello ! x\n")  # an optional one may be empty
+    emptied = invoke("run", "greet", "--var", "input=x", "--var", "who=", "--dry-run")
+    assert emptied.stdout.endswith("Hello ! x\n")  # an optional one may be empty, said (a --var "$UNSET")
+    assert emptied.stderr == "Warning: --var who is empty, so template 'greet' gets it empty, not its default 'Paris'; leave --var who out for the default\n"
+    assert "Warning" not in invoke("run", "greet", "--var", "input=x", "--var", "who=Ann", "--dry-run").stderr
     user_template("bare", "Summarize: {{ input }}")  # no variables declared: its input is needed all the same
     user_template("fab", "---\nsystem: You summarize text in one line.\n---\n")
     for name in ("bare", "fab"):
@@ -1302,6 +1376,8 @@ def test_chat_refuses_a_var_its_template_never_uses(session):
     "template, args, words",
     [
         ("greet", ["--var", "who"], "--var takes key=value"),
+        ("greet", ["--var", "who:Ann"], "--var takes key=value, got 'who:Ann' (did you mean --var who=Ann?)"),  # fabric's -v=who:Ann
+        ("greet", ["--var", "#who:Ann"], "--var takes key=value, got '#who:Ann' (did you mean --var who=Ann?)"),
         ("greet", ["--var", "who=a", "--var", "who=b"], "--var who is given twice"),
         ("greet", ["--var", "input=x", "--var", "colour=red"], "has no variable colour; its variables: input, times, who"),
         ("greet", ["--var", "inpt=x"], "template 'greet' has no variable inpt (did you mean input?); its variables: input, times, who"),  # not: needs input
@@ -1377,6 +1453,21 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
+def test_templates_edit_without_an_editor_set_and_no_terminal_starts_none(monkeypatch):
+    import subprocess
+
+    from aigc import template_edits
+    from aigc import templates
+
+    for name in ("VISUAL", "EDITOR"):
+        monkeypatch.delenv(name, raising=False)
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda *args, **kwargs: started.append(args) or 0)
+    code, lines = bad("templates", "edit", "summarize")  # stdin is no terminal here: vi would not work
+    assert code == 2 and lines == [f"Error: no editor to open: $VISUAL and $EDITOR are unset, and with no terminal here vi cannot run; set one (EDITOR=nano aigc templates edit summarize), or copy the template with `aigc templates new summarize` and edit {templates.user_dir() / 'summarize.j2'}"]
+    assert started == [] and not (templates.user_dir() / "summarize.j2").exists() and not template_edits.draft_path("summarize").exists()
+
+
 def test_a_failed_edit_of_a_builtin_leaves_it_working_and_on_a_terminal_may_be_edited_again(monkeypatch, tmp_path):
     from aigc import template_edits
     from aigc import templates
@@ -1426,6 +1517,9 @@ def test_templates_list_shows_what_a_user_template_overrides():
     assert (rows["chat"]["source"], rows["chat"]["overrides"], rows["summarize"]["overrides"]) == ("user", ["builtin"], [])
     line = next(line for line in invoke("templates", "list").stdout.splitlines() if line.startswith("chat "))
     assert "user (overrides the built-in one)" in line and "mine" in line
+    from aigc.cli.templates import _whose
+
+    assert _whose("social-templates") == "the one of plugin 'social-templates'"  # not plugin 'social-templates''s
 
 
 def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):

@@ -1019,6 +1019,24 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
         HeadlineGenerator(engine=engine)({"article": only})
 
 
+def test_summaries_and_headlines_leave_out_html_comments_but_not_in_code():
+    from aigc.markdown_blocks import without_comments
+
+    doc = "# Post\n\n" + LONG_TEXT.strip() + " <!-- internal: client is unhappy -->\n\n<!--\nTODO: add quote\n-->\n\nUse `<!-- x -->` here.\n\n```html\n<!-- kept -->\n```\n"
+    assert without_comments(doc) == "# Post\n\n" + LONG_TEXT.strip() + "\n\nUse `<!-- x -->` here.\n\n```html\n<!-- kept -->\n```\n"
+    engine = FakeEngine()
+    engine.enqueue("Bees.")
+    SummarizeGenerator(engine=engine)(doc, words=5)
+    engine.enqueue("Bees Buzz Along", "Bees Buzz Along Again")
+    HeadlineGenerator(engine=engine)({"article": doc}, n=1)
+    prompts = [prompt[-1]["content"] for call in engine.calls for prompt in call[0]]
+    assert len(prompts) >= 2 and all("internal" not in p and "TODO" not in p for p in prompts)
+    short = SummarizeGenerator(engine=engine)("Public text here. <!-- internal: do not publish -->", words=50)
+    assert short["unchanged"] and short["summary"] == "Public text here."  # given back without the note
+    with pytest.raises(BadInputError, match="only front matter or comments"):
+        SummarizeGenerator(engine=engine)("<!-- a note -->\n")
+
+
 def test_chinese_and_japanese_words_are_counted_by_character():
     from aigc.sentences import count_words, text_up_to_word
 

@@ -123,6 +123,10 @@ def test_a_url_for_a_file_says_to_download_it_first(tmp_path):
     with pytest.raises(BadInputError) as caught:
         read_input("https://example.com/post.html")  # translate, classify, embed: a document's name, not text
     assert str(caught.value) == "no such file: https://example.com/post.html (aigc reads local files, not URLs; download it first: curl -sL https://example.com/post.html -o FILE)"
+    assert read_input("https://example.com/blog/launch") == "https://example.com/blog/launch"  # classify, embed: a URL may be the text
+    with pytest.raises(BadInputError) as caught:
+        read_input("https://example.com/blog/launch", urls_as_text=False)  # translate: a URL has nothing to translate
+    assert str(caught.value) == "no such file: https://example.com/blog/launch (aigc reads local files, not URLs; download it first: curl -sL https://example.com/blog/launch -o FILE)"
 
 
 @pytest.mark.parametrize("name", ["reveiws.csv", "data.jsonl", "notes.tsv", "rows.json", "notes.txt"])
