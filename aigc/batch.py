@@ -104,7 +104,7 @@ def run_batch(
     With `on_error="stop"`, the first bad row stops the run with a `BadInputError` naming it; the
     rows before it are written. `prepared=True`: the caller has called `generator.prepare(options)`
     already (the CLI does, to show the model loading), so it is not called again. `lines=True`:
-    the rows are lines of plain text (a .txt file's), run with the generator's `line_options`
+    the rows are plain text (a .txt file's lines, a .csv or .tsv file's cells), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
     `keep_columns=True`: each line also holds its row's columns, as `"input"`.
     """

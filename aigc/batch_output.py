@@ -95,7 +95,7 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     fingerprint of the task options and sampling settings as they take effect (`-O n=02` is `n=2`, a
     default given is the default), of the quantization, and of the columns read (text, id), and
     `made_with`, those that are not defaults, by name (a long value by its digest), to say which
-    differ. With `lines` (rows that are lines of plain text), the generator's `line_options` are defaults."""
+    differ. With `lines` (rows of plain text: a .txt file's lines, a .csv or .tsv file's cells), the generator's `line_options` are defaults."""
     options = with_line_options(generator, options, lines)
     opts = generator.validate(options)
     params = SamplingParams(**(sampling or {}))
@@ -143,7 +143,7 @@ def _folded(value: Any) -> Any:
 
 
 def with_line_options(generator, options: dict[str, Any], lines: bool) -> dict[str, Any]:
-    """`options` over the generator's defaults for rows that are lines of plain text (`lines`: a .txt file's)."""
+    """`options` over the generator's defaults for rows of plain text (`lines`: a .txt file's lines, a .csv or .tsv file's cells)."""
     return {**generator.line_options, **options} if lines else options
 
 

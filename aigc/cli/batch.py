@@ -99,11 +99,12 @@ def batch(
         generator = run.generator(task, template=options["template"])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
-    lines = input_format == "txt" if input_format else input.lower().endswith(".txt")  # its rows are lines of plain text
-    field = (generator.line_field if lines else "text") if field is None else field
+    suffix = input_format or Path(input).suffix.lower().lstrip(".")
+    field = (generator.line_field if suffix == "txt" else "text") if field is None else field  # a .txt row is a line
+    plain = suffix in ("txt", "csv", "tsv")  # its rows are plain text: lines, or a spreadsheet's cells (a line break in one is the writer's)
     rows = read_rows(input, id_field, field, input_format=input_format)
     generator.check_sampled(run.sampling())
-    options = with_line_options(generator, options, lines)
+    options = with_line_options(generator, options, plain)
     try:
         opts = generator.validate(options)
     except OptionError as exc:  # given with -O: named as given, not as the command flag of that name
@@ -113,7 +114,7 @@ def batch(
     run.warn_greedy(generator, opts)
     check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
     with writing(output), ui.prints_to_stderr():  # held while the model loads: a second run on it is refused at once; what generator code prints goes to stderr
-        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), lines, retry_failed)
+        pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), plain, retry_failed)
         prepared = needs_model(pending)
         if prepared:
             with ui.stage_status() as stage:
@@ -123,7 +124,7 @@ def batch(
             try:
                 summary = run_batch(
                     generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field,
-                    prepared=prepared, lines=lines, retry_failed=retry_failed, keep_columns=keep_columns,
+                    prepared=prepared, lines=plain, retry_failed=retry_failed, keep_columns=keep_columns,
                 )
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):

@@ -156,7 +156,7 @@ class Generator:
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     sampling_defaults: ClassVar[dict[str, Any]] = {}
-    line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input that is one line of plain text (a .txt row)
+    line_options: ClassVar[dict[str, Any]] = {}  # defaults for an input of plain text (a .txt row, a .csv or .tsv cell)
     line_field: ClassVar[str] = "text"  # the column a line of plain text fills (a .txt row, a --lines line), for `batch_input`
     samples: ClassVar[bool] = True  # whether it generates text, so sampling settings apply (classify and embed score)
 

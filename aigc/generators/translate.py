@@ -446,7 +446,7 @@ class TranslateGenerator(Generator):
     description = "Translate a document, keeping its Markdown structure"
     Options = TranslateOptions
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
-    line_options = {"plain": True}  # a line of a .txt file is prose, even indented
+    line_options = {"plain": True}  # a line of a .txt file is prose, even indented; a spreadsheet cell keeps its line breaks
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):

@@ -728,6 +728,20 @@ def test_a_txt_file_and_lines_are_plain_text(echo, tmp_path):
     assert marked.exit_code == 0 and marked.stdout == "    I have a dog.\n<div>GOOD MORNING.</div>\n"  # --markdown: each line is Markdown (code; an HTML block's words), as -O plain=false
 
 
+def test_a_csv_or_tsv_cell_is_plain_text_so_its_line_breaks_stay_and_a_jsonl_one_is_markdown(echo, tmp_path):
+    (tmp_path / "a.csv").write_text('id,text\n1,"Acme Ltd\n12 High St\nLondon"\n')  # a cell with Alt+Enter: an address
+    (tmp_path / "a.tsv").write_text('id\ttext\n1\t"Acme Ltd\n12 High St\nLondon"\n')
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": 1, "text": "Acme Ltd\n12 High St\nLondon"}) + "\n")
+    for name, translation in (("a.csv", "ACME LTD\n12 HIGH ST\nLONDON"), ("a.tsv", "ACME LTD\n12 HIGH ST\nLONDON"), ("a.jsonl", "ACME LTD 12 HIGH ST LONDON")):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(app, ["batch", "translate", "-i", str(tmp_path / name), "-o", str(out), "-O", "target_language=fr"])
+        assert result.exit_code == 0, result.output
+        row = json.loads(out.read_text())
+        assert (row["result"]["translation"], row["made_with"]) == (translation, {"target_language": "fr"}), name  # plain is a cell's default, not listed
+    marked = runner.invoke(app, ["batch", "translate", "-i", str(tmp_path / "a.csv"), "-o", str(tmp_path / "md.jsonl"), "-O", "target_language=fr", "-O", "plain=false"])
+    assert marked.exit_code == 0 and json.loads((tmp_path / "md.jsonl").read_text())["result"]["translation"] == "ACME LTD 12 HIGH ST LONDON"  # -O plain=false: a cell of Markdown, its lines one paragraph
+
+
 def test_a_lines_result_is_one_line_with_its_indent_kept():
     from aigc.cli.lines import one_line
 
