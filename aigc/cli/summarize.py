@@ -7,7 +7,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
-from ..generators.summarize import LENGTH_WORDS
+from ..generators.summarize import LENGTH_WORDS, summary_tokens
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
@@ -58,15 +58,20 @@ def summarize(
 
 def summary_notes(result: dict, generator, options: dict, run: RunOptions, one: bool = True) -> list[str]:
     """Warnings about a summary; a text given back unchanged is warned of here for `one` text only
-    (`--lines` warns of those once, at the end). A cut-off one names the token limit in force, the
-    default (from --length or --words) too, which the user never saw, and one twice as high to give."""
+    (`--lines` warns of those once, at the end). A cut-off one names the token limit in force and where
+    it came from where the user never gave it (--length or --words, or the template), and one twice as high to give."""
     if result["unchanged"] and one:
         return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
     if not result["cut_off"]:
         return []
     tokens = generator.summary_max_tokens(options, run.sampling())
     words = generator.validate(options).target_words
-    limit = f"--max-tokens {tokens}" if run.max_tokens is not None else f"max_tokens {tokens}, the default for a summary of {words} words"
+    if run.max_tokens is not None:
+        limit = f"--max-tokens {tokens}"
+    elif tokens == summary_tokens(words):
+        limit = f"max_tokens {tokens}, the default for a summary of {words} words"
+    else:  # the summary template's defaults (or a plugin's) set it
+        limit = f"max_tokens {tokens}, the summary template's default"
     return [f"the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {2 * tokens} for a whole one"]
 
 

@@ -193,6 +193,18 @@ def test_a_summary_cut_off_names_the_token_limit_in_force_and_one_to_give(tmp_pa
             assert code == 0 and warned == [f"Warning: {where}the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {more} for a whole one"]
 
 
+def test_a_summary_cut_off_at_its_templates_default_says_so(tmp_path, monkeypatch):
+    from aigc.templates import get_template
+
+    built_in = get_template("summarize").path.read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "summarize.j2").write_text(built_in.replace("defaults:\n  temperature: 0\n", "defaults:\n  temperature: 0\n  max_tokens: 9\n", 1))
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "mine"))
+    (tmp_path / "notes.txt").write_text(" ".join(f"Bees number {i} make honey." for i in range(60)))
+    code, warned = bad("summarize", str(tmp_path / "notes.txt"), "--words", "20", "-m", "echo")
+    assert code == 0 and warned == ["Warning: the summary was cut off at max_tokens 9, the summary template's default (its unfinished last sentence is left out where it has others); give --max-tokens 18 for a whole one"], warned
+
+
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
     assert result.exit_code == 0 and "[default: the largest" in result.stdout  # not read as Rich markup and dropped
