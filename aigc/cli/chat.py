@@ -115,6 +115,8 @@ def chat(
         existing = path.is_file()
     elif _logged(run) and not several:  # an unnamed conversation, kept as its answers are, for -c and --cid
         path, existing = conversations.new_conversation(), False
+    elif several and _logged(run):
+        ui.info(f"(-n {n}: the answers are logged, but start no conversation; aigc chat -c goes on from the one before)")
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
     with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again

@@ -1142,9 +1142,10 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
     assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
     assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
     (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
-    for logged in ([], ["--no-log"]):  # one-shot chat: several answers keep no conversation to go on from
-        data = json.loads(invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--json", *logged).stdout)
-        assert data["choices"] == ["bees"] * 2, logged
+    for logged in ([], ["--no-log"]):  # one-shot chat: several answers keep no conversation to go on from, said where -c would expect one
+        chatted = invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--json", *logged)
+        assert json.loads(chatted.stdout)["choices"] == ["bees"] * 2, logged
+        assert ("start no conversation; aigc chat -c goes on from the one before" in chatted.stderr) == (not logged), chatted.stderr
     assert bad("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "-S", "talk") == (2, ["Error: -n 2 gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid"])
     assert invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"
     for task in (["template", "-O", "template=once"], ["chat"]):
