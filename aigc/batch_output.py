@@ -210,11 +210,24 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
     edited = next((name for _, record in previous if isinstance(record.get("templates"), dict) for name, made in record["templates"].items() if made != settings.get("templates", {}).get(name, made)), None)
     if edited is not None and not retry_failed:  # a line made before templates were recorded is taken as made with them as they are
         raise BadInputError(
-            f"{output} was made with template {edited!r} as it was then, edited since (its results would not match); resume it with the template as it was, "
+            f"{output} was made with template {edited!r} as it was then, {_changed_since(edited)} (its results would not match); resume it with the template as it was, "
             f"add {option('retry_failed')} to run the rows it has no result for with it as it is now (the results it has are kept), or {start_anew}"
         )
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
+
+
+def _changed_since(name: str) -> str:
+    """How the template `name` came to differ from the one a batch output was made with: edited, or,
+    where it is aigc's or a plugin's own now, changed by an upgrade (the user may have edited nothing)."""
+    from . import templates
+
+    source = getattr(templates.scan()[0].get(name), "source", "user")
+    if source == "builtin":
+        return "and aigc's built-in one has changed since (aigc was upgraded, or an override of yours was removed)"
+    if source not in ("user", "env"):
+        return f"and plugin {source!r}'s has changed since (the plugin was upgraded, or an override of yours was removed)"
+    return "edited since"
 
 
 def _columns(made_with: dict[str, Any]) -> list:

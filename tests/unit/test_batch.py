@@ -1718,6 +1718,19 @@ def test_a_template_row_whose_required_variable_is_empty_is_a_row_error_and_runs
         TemplateGenerator(engine=engine)({"input": " "}, template="chat")
 
 
+def test_a_resume_after_a_built_in_template_changed_says_aigc_changed_it_not_that_it_was_edited(tmp_path):
+    from aigc.generators.template import TemplateGenerator
+
+    (tmp_path / "a.csv").write_text("id,text\n1,bees\n2,solar\n")
+    out = tmp_path / "out.jsonl"
+    run_batch(TemplateGenerator(engine=FakeEngine()), read_rows(tmp_path / "a.csv")[:1], out, {"template": "chat"})
+    made = [{**line, "templates": {"chat": "0" * 12}} for line in lines(out)]  # as an older aigc's built-in chat.j2 made it
+    out.write_text("".join(json.dumps(line) + "\n" for line in made))
+    with pytest.raises(BadInputError) as raised:
+        run_batch(TemplateGenerator(engine=FakeEngine()), read_rows(tmp_path / "a.csv"), out, {"template": "chat"})
+    assert "template 'chat' as it was then, and aigc's built-in one has changed since (aigc was upgraded" in str(raised.value) and "edited" not in str(raised.value)
+
+
 def test_a_resume_after_the_template_was_edited_is_refused_and_a_line_made_before_templates_counted_is_taken(tmp_path):
     from aigc import templates
     from aigc.generators.template import TemplateGenerator
