@@ -124,11 +124,12 @@ def _templates_used(opts: Any) -> dict[str, str]:
     text, system prompt, defaults and variables), so that a resume after it was edited is caught:
     outside `settings`, so the fingerprints of files made before it was recorded stand."""
     from . import templates
+    from .generators.base import template_options
 
     used = {}
-    for field in dataclasses.fields(opts) if dataclasses.is_dataclass(opts) else ():
-        name = getattr(opts, field.name)
-        if field.name.endswith("template") and isinstance(name, str):
+    for option in template_options(type(opts)):
+        name = getattr(opts, option)
+        if isinstance(name, str):
             found = templates.get_template(name)
             made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
             used[name] = hashlib.sha256(made_of.encode()).hexdigest()[:12]
