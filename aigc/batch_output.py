@@ -14,7 +14,7 @@ from . import locks
 from .batch_inputs import Row, id_key, row_sampling
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
-from .errors import BadInputError, option
+from .errors import AigcError, BadInputError, option
 from .textio import parse_json
 from .writing import inherited_fd, write_atomic
 
@@ -134,6 +134,20 @@ def _templates_used(opts: Any) -> dict[str, str]:
             made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
             used[name] = hashlib.sha256(made_of.encode()).hexdigest()[:12]
     return used
+
+
+def made_from_cells_as_markdown(output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> bool:
+    """Whether the results in `output` were made from a .csv or .tsv file's cells read without the
+    generator's `line_options` (as aigc read them before it took cells for plain text): their
+    fingerprint is that one's, not the plain text one's. Such a file resumes as it was made."""
+    if not generator.line_options or streams(output):
+        return False
+    made = {record.get("settings") for _, record in read_output(output, repair=False) if "result" in record}
+    try:
+        then, now = (run_settings(generator, options, sampling, columns, lines)["settings"] for lines in (False, True))
+    except AigcError:  # bad options: the run reports them as it checks them
+        return False
+    return then != now and then in made and now not in made
 
 
 def _folded(value: Any) -> Any:
