@@ -14,7 +14,7 @@ from . import locks
 from .batch_inputs import Row, id_key, row_sampling
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
-from .errors import BadInputError, option
+from .errors import AigcError, BadInputError, option
 from .textio import parse_json
 from .writing import inherited_fd, write_atomic
 
@@ -124,15 +124,30 @@ def _templates_used(opts: Any) -> dict[str, str]:
     text, system prompt, defaults and variables), so that a resume after it was edited is caught:
     outside `settings`, so the fingerprints of files made before it was recorded stand."""
     from . import templates
+    from .generators.base import template_options
 
     used = {}
-    for field in dataclasses.fields(opts) if dataclasses.is_dataclass(opts) else ():
-        name = getattr(opts, field.name)
-        if field.name.endswith("template") and isinstance(name, str):
+    for option in template_options(type(opts)):
+        name = getattr(opts, option)
+        if isinstance(name, str):
             found = templates.get_template(name)
             made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
             used[name] = hashlib.sha256(made_of.encode()).hexdigest()[:12]
     return used
+
+
+def made_from_cells_as_markdown(output: str | Path, generator, options: dict[str, Any], sampling: dict[str, Any] | None = None, columns: tuple[str, str] = COLUMNS) -> bool:
+    """Whether the results in `output` were made from a .csv or .tsv file's cells read without the
+    generator's `line_options` (as aigc read them before it took cells for plain text): their
+    fingerprint is that one's, not the plain text one's. Such a file resumes as it was made."""
+    if not generator.line_options or streams(output):
+        return False
+    made = {record.get("settings") for _, record in read_output(output, repair=False) if "result" in record}
+    try:
+        then, now = (run_settings(generator, options, sampling, columns, lines)["settings"] for lines in (False, True))
+    except AigcError:  # bad options: the run reports them as it checks them
+        return False
+    return then != now and then in made and now not in made
 
 
 def _folded(value: Any) -> Any:
@@ -210,11 +225,24 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
     edited = next((name for _, record in previous if isinstance(record.get("templates"), dict) for name, made in record["templates"].items() if made != settings.get("templates", {}).get(name, made)), None)
     if edited is not None and not retry_failed:  # a line made before templates were recorded is taken as made with them as they are
         raise BadInputError(
-            f"{output} was made with template {edited!r} as it was then, edited since (its results would not match); resume it with the template as it was, "
+            f"{output} was made with template {edited!r} as it was then, {_changed_since(edited)} (its results would not match); resume it with the template as it was, "
             f"add {option('retry_failed')} to run the rows it has no result for with it as it is now (the results it has are kept), or {start_anew}"
         )
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
+
+
+def _changed_since(name: str) -> str:
+    """How the template `name` came to differ from the one a batch output was made with: edited, or,
+    where it is aigc's or a plugin's own now, changed by an upgrade (the user may have edited nothing)."""
+    from . import templates
+
+    source = getattr(templates.scan()[0].get(name), "source", "user")
+    if source == "builtin":
+        return "and aigc's built-in one has changed since (aigc was upgraded, or an override of yours was removed)"
+    if source not in ("user", "env"):
+        return f"and plugin {source!r}'s has changed since (the plugin was upgraded, or an override of yours was removed)"
+    return "edited since"
 
 
 def _columns(made_with: dict[str, Any]) -> list:

@@ -312,35 +312,50 @@ def without_front_matter(text: str) -> str:
     return "\n".join(lines[end + 1 :]).strip() if end is not None else text
 
 
-_FENCE_LINE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
-_COMMENT_OR_CODE = re.compile(r"(`+)(?:(?!\1).)*?\1|[ \t]*<!--.*?-->", re.S)  # a code span, kept; an HTML comment, with the blanks before it
+_TICKS_OR_COMMENT = re.compile(r"`+|<!--")
 
 
 def without_comments(text: str) -> str:
     """`text` without its HTML comments (`<!-- notes -->`, unseen where it is rendered), but for those
     in code (fenced blocks and `spans`); the blank lines a comment leaves are one paragraph break."""
-    pieces, prose, fence = [], [], None
-    for line in text.split("\n"):
-        opening = _FENCE_LINE.match(line)
-        if fence is None and opening:
-            pieces += [("prose", prose)] if prose else []
-            prose, fence = [line], opening.group(1)
+    lines = text.split("\n")
+    out, prose, i = [], [], 0
+    while i < len(lines):
+        opening = _fence(lines[i], 3)
+        if opening is None:
+            prose.append(lines[i])
+            i += 1
             continue
-        if fence is None:
-            prose.append(line)
-            continue
-        prose.append(line)
-        if line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):  # its closing fence
-            pieces.append(("code", prose))
-            prose, fence = [], None
-    pieces += [("code" if fence else "prose", prose)] if prose else []
-    out = []
-    for kind, lines in pieces:
-        chunk = "\n".join(lines)
-        if kind == "prose" and "<!--" in chunk:
-            chunk = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", _COMMENT_OR_CODE.sub(lambda m: m.group(0) if m.group(1) else "", chunk))
-        out.append(chunk)
+        end = _fence_end(lines, i, opening.group(2), quoted=False)
+        end = len(lines) - 1 if end is None else end  # an unclosed fence runs to the end
+        out += [_prose_without_comments("\n".join(prose))] if prose else []
+        out.append("\n".join(lines[i : end + 1]))
+        prose, i = [], end + 1
+    out += [_prose_without_comments("\n".join(prose))] if prose else []
     return "\n".join(out)
+
+
+def _prose_without_comments(chunk: str) -> str:
+    """`chunk` (no fenced code) without its HTML comments and the blanks before each, its code spans
+    kept; in one pass (an unclosed `<!--` or backtick run is text, and each is looked past once)."""
+    if "<!--" not in chunk:
+        return chunk
+    kept, at, scan, unclosed = [], 0, 0, set()  # unclosed: backtick runs with no closing run after them
+    while match := _TICKS_OR_COMMENT.search(chunk, scan):
+        if match.group() == "<!--":
+            close = chunk.find("-->", match.end())
+            if close < 0:  # no comment closes: the rest is text
+                break
+            kept.append(chunk[at : match.start()].rstrip(" \t"))
+            at = scan = close + 3
+            continue
+        ticks = match.group()
+        close = None if len(ticks) in unclosed else re.compile(rf"(?<!`){ticks}(?!`)").search(chunk, match.end())
+        if close is None:
+            unclosed.add(len(ticks))
+        scan = match.end() if close is None else close.end()
+    kept.append(chunk[at:])
+    return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", "".join(kept))
 
 
 def code_block(text: str, last: bool = False) -> str | None:

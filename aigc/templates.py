@@ -286,13 +286,13 @@ def check_tasks(template: Template) -> None:
     """Make each generator's options that would use `template` (by default, as an override of the
     template it uses, or as its front matter's `generator:`) with it in place: a task that could not
     use it is a `BadInputError`, as the command would give, but at once."""
-    from .generators.base import registered_generators
+    from .generators.base import registered_generators, template_options
 
     token = _trying.set({template.name: template})
     try:
         for task, (_, cls) in registered_generators().items():
             for f in dataclasses.fields(cls.Options):
-                if f.init and f.name.endswith("template") and (f.default == template.name or (task == template.generator and f.name == "template")):
+                if f.name in template_options(cls.Options) and (f.default == template.name or (task == template.generator and f.name == "template")):
                     try:
                         cls.Options(**{f.name: template.name})
                     except _Unfit:

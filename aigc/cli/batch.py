@@ -64,7 +64,7 @@ def batch(
     """Run a task over every row of a file, resumably, with rows batched through the model."""
     from ..batch import check_concurrency, check_on_error, check_output_name, needs_model, run_batch
     from ..batch_inputs import INPUT_FORMATS, check_inputs, read_rows
-    from ..batch_output import pending_rows, streams, with_line_options, writing
+    from ..batch_output import made_from_cells_as_markdown, pending_rows, streams, with_line_options, writing
     from ..batch_tables import TABLES, table_state, write_table
     from ..engine.sampling import SamplingParams
     from ..generators.base import registered_generators, same_every_time
@@ -104,6 +104,9 @@ def batch(
     plain = suffix in ("txt", "csv", "tsv")  # its rows are plain text: lines, or a spreadsheet's cells (a line break in one is the writer's)
     rows = read_rows(input, id_field, field, input_format=input_format)
     generator.check_sampled(run.sampling())
+    if suffix in ("csv", "tsv") and made_from_cells_as_markdown(output, generator, options, run.sampling(), (field, id_field)):
+        plain = False  # made before cells were plain text: resumed as it was made, its rows all read alike
+        ui.warn(f"{shown} was made reading the {suffix} cells as Markdown, as aigc did before it read them as plain text; its rows left are read so too (start a new -o to read them as plain text)")
     options = with_line_options(generator, options, plain)
     try:
         opts = generator.validate(options)

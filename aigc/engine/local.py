@@ -214,16 +214,7 @@ class LocalEngine:
     def score_encoded(self, heads: list[list[int]], continuations: list[str], embed: bool = False) -> list[Scored]:
         """`score_many` of prompts already tokenized (`encode`): for a caller that needed their
         lengths first, as the server's batches do."""
-        check_continuations(continuations)
-        tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        if not tails or any(not t for t in tails):
-            raise BadInputError("every continuation to score needs at least one token")
-        longest_tail = max(len(t) for t in tails)
-        if min(len(h) for h in heads) + longest_tail > self.context_length:
-            at = max(range(len(tails)), key=lambda i: len(tails[i]))
-            raise ContinuationLengthError(f"continuation {at} takes {longest_tail} tokens, too many for {self.name}'s {self.context_length}-token context with a prompt; shorten it", at, longest_tail)
-        if max(len(h) for h in heads) + longest_tail > self.context_length:
-            raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
+        tails = self.check_scored(heads, continuations)
         started = time.perf_counter()
         results: list[Scored | None] = [None] * len(heads)
         for batch in length_batches([len(h) for h in heads], SCORE_BATCH_TOKENS):
@@ -231,6 +222,23 @@ class LocalEngine:
                 results[index] = scored
         self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
         return results
+
+    def check_scored(self, heads: list[list[int]], continuations: list[str]) -> list[list[int]]:
+        """The continuations' tokens, once the prompts `heads` fit the context with each of them: a
+        `ContinuationLengthError` when a continuation is what does not fit (the shortest prompt fits
+        with the shortest continuation, not with the longest; or it alone fills the context), else a
+        `ContextLengthError` for the prompt (the text)."""
+        check_continuations(continuations)
+        tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        if not tails or any(not t for t in tails):
+            raise BadInputError("every continuation to score needs at least one token")
+        longest_tail, shortest_head = max(len(t) for t in tails), min(len(h) for h in heads)
+        if longest_tail >= self.context_length or shortest_head + min(len(t) for t in tails) <= self.context_length < shortest_head + longest_tail:
+            at = max(range(len(tails)), key=lambda i: len(tails[i]))
+            raise ContinuationLengthError(f"continuation {at} takes {longest_tail} tokens, too many for {self.name}'s {self.context_length}-token context with a prompt; shorten it", at, longest_tail)
+        if max(len(h) for h in heads) + longest_tail > self.context_length:
+            raise ContextLengthError(f"the text is longer than {self.name}'s {self.context_length}-token context; shorten it")
+        return tails
 
     @property
     def embedding_size(self) -> int:

@@ -130,15 +130,23 @@ def _template_file(value: Any) -> bool:
     return isinstance(value, str) and is_path(value)
 
 
+def template_options(options: type) -> list[str]:
+    """The options of the dataclass `options` that name a template: those whose name ends in
+    `template`, but for one marked `metadata={"template": False}` (a plugin's `url_template`)."""
+    fields = dataclasses.fields(options) if dataclasses.is_dataclass(options) else ()
+    return [f.name for f in fields if f.init and f.name.endswith("template") and f.metadata.get("template", True)]
+
+
 def named_files(options: type, values: dict[str, Any]) -> list[str]:
     """The names of those `values` (options for the dataclass `options`) that name a file: given to a
     field marked `metadata={"file": True}`, or `{"file": check}` when `check(value)` is true (an option
     that takes its content inline too), and a template file's path given to an option whose name ends in
     `template`. `aigc serve` refuses them, so a request never makes it read a file."""
     marks = {f.name: f.metadata.get("file") for f in dataclasses.fields(options) if f.init}
+    templates = template_options(options)
     named = []
     for name, value in values.items():
-        mark = marks.get(name) or (_template_file if name.endswith("template") else None)
+        mark = marks.get(name) or (_template_file if name in templates else None)
         if value is not None and mark and (not callable(mark) or mark(value)):
             named.append(name)
     return named
@@ -247,9 +255,8 @@ class Generator:
             raise self._refused(given, exc) from exc
         except Exception as exc:  # noqa: BLE001 - a bug in a plugin's Options
             raise PluginError(f"the {self.name} generator{self.by_plugin()} failed checking its options: {type(exc).__name__}: {exc}") from exc
-        for name in known:
-            if name.endswith("template"):
-                get_template(getattr(opts, name))  # an unknown template fails before any model loads
+        for name in template_options(self.Options):
+            get_template(getattr(opts, name))  # an unknown template fails before any model loads
         return opts
 
     def converted(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -118,10 +118,10 @@ def no_files(options_class: type, options: dict, sampling: dict) -> None:
     and sampling settings that would name one (`generators.base.named_files`) are refused. Templates
     go by name; examples, glossaries, JSON schemas and the like inline."""
     from ..engine.sampling import SamplingParams
-    from ..generators.base import named_files
+    from ..generators.base import named_files, template_options
 
     for key in named_files(SamplingParams, sampling) + named_files(options_class, options):
-        if key.endswith("template"):
+        if key in template_options(options_class):
             raise ApiError(400, f"{key}: give a template's name; the server reads no template files a request names", param=key, code="unsupported")
         raise ApiError(400, f"{key}: give its content inline, not a file; the server reads no files a request names", param=key, code="unsupported")
 

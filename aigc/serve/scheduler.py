@@ -854,6 +854,7 @@ class BatchedEngine:
         self._check()
         check_prompts(prompts)
         heads = [self.encode(p) for p in prompts]  # once: their lengths batch them, then they are scored
+        self.local.check_scored(heads, continuations)  # over all of them: a batch of long texts alone would blame a continuation
         results: list[Scored | None] = [None] * len(prompts)
         for batch in length_batches([len(h) for h in heads], SCORE_CHUNK):
             self._check()

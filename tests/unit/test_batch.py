@@ -1718,6 +1718,19 @@ def test_a_template_row_whose_required_variable_is_empty_is_a_row_error_and_runs
         TemplateGenerator(engine=engine)({"input": " "}, template="chat")
 
 
+def test_a_resume_after_a_built_in_template_changed_says_aigc_changed_it_not_that_it_was_edited(tmp_path):
+    from aigc.generators.template import TemplateGenerator
+
+    (tmp_path / "a.csv").write_text("id,text\n1,bees\n2,solar\n")
+    out = tmp_path / "out.jsonl"
+    run_batch(TemplateGenerator(engine=FakeEngine()), read_rows(tmp_path / "a.csv")[:1], out, {"template": "chat"})
+    made = [{**line, "templates": {"chat": "0" * 12}} for line in lines(out)]  # as an older aigc's built-in chat.j2 made it
+    out.write_text("".join(json.dumps(line) + "\n" for line in made))
+    with pytest.raises(BadInputError) as raised:
+        run_batch(TemplateGenerator(engine=FakeEngine()), read_rows(tmp_path / "a.csv"), out, {"template": "chat"})
+    assert "template 'chat' as it was then, and aigc's built-in one has changed since (aigc was upgraded" in str(raised.value) and "edited" not in str(raised.value)
+
+
 def test_a_resume_after_the_template_was_edited_is_refused_and_a_line_made_before_templates_counted_is_taken(tmp_path):
     from aigc import templates
     from aigc.generators.template import TemplateGenerator
@@ -1737,3 +1750,38 @@ def test_a_resume_after_the_template_was_edited_is_refused_and_a_line_made_befor
     old = [{k: v for k, v in line.items() if k != "templates"} for line in lines(out)]  # lines written before templates were recorded
     out.write_text("".join(json.dumps(line) + "\n" for line in old))
     assert run_batch(TemplateGenerator(engine=engine), read_rows(tmp_path / "a.csv"), out, {"template": "intro"}).skipped == 2
+
+
+def test_a_plugin_option_named_like_a_template_but_marked_as_none_is_taken_as_text_and_not_recorded(tmp_path):
+    import dataclasses
+
+    from aigc.errors import UnknownTemplateError
+
+    @dataclasses.dataclass
+    class LinkOptions:
+        url_template: str = dataclasses.field(default="https://example.com/{id}", metadata={"template": False})
+
+    @dataclasses.dataclass
+    class Unmarked:
+        url_template: str = "https://example.com/{id}"
+
+    class Links(Generator):
+        name = "links"
+        Options = LinkOptions
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            return opts.url_template.format(id=prepared)
+
+        def postprocess(self, raw, opts):
+            return {"url": raw}
+
+    (tmp_path / "a.csv").write_text("id,text\n1,bees\n")
+    summary = run_batch(Links(engine=FakeEngine()), read_rows(tmp_path / "a.csv"), tmp_path / "out.jsonl", {})
+    assert summary.done == 1 and "templates" not in lines(tmp_path / "out.jsonl")[0]
+    assert lines(tmp_path / "out.jsonl")[0]["result"] == {"url": "https://example.com/bees"}
+    Links.Options = Unmarked  # unmarked, the name says template: checked to be one
+    with pytest.raises(UnknownTemplateError):
+        Links(engine=FakeEngine()).validate({})

@@ -668,6 +668,18 @@ def test_a_label_too_long_for_the_context_is_named_and_no_text_is_blamed(classif
         assert str(raised.value).startswith("the label 'capital capital") and "the text" not in str(raised.value)
 
 
+def test_a_text_too_long_for_the_context_is_blamed_not_the_labels(classify, tiny_engine):
+    from aigc.errors import ContextLengthError, ContinuationLengthError
+
+    long_text = "The quick brown fox jumps over the lazy dog. Bees make honey. " * 40  # over the 512-token context
+    with pytest.raises(ContextLengthError) as raised:
+        tiny_engine.score(long_text, [" positive", " negative"])
+    assert not isinstance(raised.value, ContinuationLengthError) and "the text is longer" in str(raised.value)
+    with pytest.raises(ContextLengthError) as raised:
+        classify.classify_many(["Bees make honey.", long_text], labels=["positive", "negative"], calibrate="off")
+    assert not isinstance(raised.value, ContinuationLengthError) and raised.value.at == "input 1"
+
+
 def test_the_label_forms_are_worked_out_once_per_label_set_not_once_per_text():
     from aigc.generators.classify import _forms
 

@@ -1019,6 +1019,14 @@ def test_summaries_and_headlines_read_a_documents_words_not_its_front_matter():
         HeadlineGenerator(engine=engine)({"article": only})
 
 
+def test_inline_code_of_three_backticks_opens_no_fence_so_later_comments_are_still_left_out():
+    from aigc.markdown_blocks import without_comments
+
+    doc = "```ls``` lists files.\n\nPublic text. <!-- secret: client unhappy -->\n\nEnd.\n\n~~~\n<!-- kept -->\n~~~\nLast <!-- note --> word."
+    assert without_comments(doc) == "```ls``` lists files.\n\nPublic text.\n\nEnd.\n\n~~~\n<!-- kept -->\n~~~\nLast word."
+    assert without_comments("a <!-- b <!-- c\n\n``` d") == "a <!-- b <!-- c\n\n``` d"  # unclosed: text, kept as it is
+
+
 def test_summaries_and_headlines_leave_out_html_comments_but_not_in_code():
     from aigc.markdown_blocks import without_comments
 

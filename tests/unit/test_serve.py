@@ -2369,6 +2369,17 @@ def test_server_scores_many_prompts_a_pass_a_call_so_decoding_goes_on_between(se
         view.score_many(prompts, [" good"])
 
 
+def test_server_scoring_blames_a_text_too_long_not_the_labels_when_a_batch_holds_only_long_texts(server, monkeypatch, tiny_engine):
+    from aigc.errors import ContextLengthError, ContinuationLengthError
+    from aigc.serve import scheduler
+
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 32)  # the long text in a call of its own
+    long_text = "The quick brown fox jumps over the lazy dog. " * 50  # over the 512-token context
+    with pytest.raises(ContextLengthError) as raised:
+        server["backend"].batched.scoped().score_many(["Bees make honey.", long_text], [" positive", " negative"])
+    assert not isinstance(raised.value, ContinuationLengthError) and "the text is longer" in str(raised.value)
+
+
 def test_server_scoring_tokenizes_each_prompt_once_and_scores_as_the_engine_does(server, monkeypatch, tiny_engine):
     from aigc.serve import scheduler
 

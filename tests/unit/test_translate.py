@@ -742,6 +742,21 @@ def test_a_csv_or_tsv_cell_is_plain_text_so_its_line_breaks_stay_and_a_jsonl_one
     assert marked.exit_code == 0 and json.loads((tmp_path / "md.jsonl").read_text())["result"]["translation"] == "ACME LTD 12 HIGH ST LONDON"  # -O plain=false: a cell of Markdown, its lines one paragraph
 
 
+def test_a_csv_output_made_when_cells_were_markdown_resumes_as_it_was_made(echo, tmp_path):
+    (tmp_path / "a.csv").write_text('id,text\n1,"Hello there.\nSecond line."\n2,"Acme Ltd\n12 High St"\n')
+    out = tmp_path / "out.jsonl"
+    first = runner.invoke(app, ["batch", "translate", "-i", str(tmp_path / "a.csv"), "-o", str(out), "-O", "target_language=fr"])
+    assert first.exit_code == 0, first.output
+    old = {**json.loads(out.read_text().split("\n")[0]), "settings": "1c7d23471961"}  # row 1 as aigc dd11bea wrote it, cells read as Markdown
+    old.pop("templates")
+    out.write_text(json.dumps(old) + "\n")
+    resumed = runner.invoke(app, ["batch", "translate", "-i", str(tmp_path / "a.csv"), "-o", str(out), "-O", "target_language=fr"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "made reading the csv cells as Markdown" in resumed.stderr and "1 already done" in resumed.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["settings"] for r in rows] == ["1c7d23471961"] * 2 and rows[1]["result"]["translation"] == "ACME LTD 12 HIGH ST"  # row 2 read as row 1 was
+
+
 def test_a_lines_result_is_one_line_with_its_indent_kept():
     from aigc.cli.lines import one_line
 
