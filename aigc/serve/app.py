@@ -359,10 +359,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:
-        """The backend serving `name`; a request that names none gets the only model served, and is a
-        400 where several are (as OpenAI and ollama: guessing would hide a client's missing setting)."""
+        """The backend serving `name`; a request that names none gets the only model served (under its
+        first name, where an alias of it is served too), and is a 400 where several are (as OpenAI and
+        ollama: guessing would hide a client's missing setting)."""
         if name is None or name == "":
-            if len(backends) > 1:
+            if len(schedulers(backends)) > 1:
                 raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
         if name not in backends:
