@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -433,6 +434,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
         return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools), continue_final)
 
+    def taken(request: Request, backend: Backend) -> bool:
+        """Whether the request was taken before a drain began (its first model call was), so that its
+        later calls (a tool call decoded again, echo's decoding after its scoring) are served until
+        the cut (`Job.ongoing`), as a task's are (`BatchedEngine.scoped`)."""
+        state = request.state
+        if getattr(state, "ongoing", None) is None:
+            state.ongoing = not backend.scheduler.closing
+        return state.ongoing
+
     def submit(request: Request, backend: Backend, reply, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
         """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
         loop = asyncio.get_running_loop()
@@ -443,6 +453,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
         )
         state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
+        job.ongoing = taken(request, backend)
         backend.scheduler.submit(job)
         return job, events
 
@@ -669,7 +680,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 starts = [await anyio.to_thread.run_sync(backend.batched.offsets, text, ids) for text, ids in zip(prompts, encoded)]
                 for batch in length_batches([len(ids) for ids in encoded], PROMPT_CHUNK):
                     rows, at = [encoded[i] for i in batch], [starts[i] for i in batch]
-                    found = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
+                    score = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
+                    found = await anyio.to_thread.run_sync(score, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
                     for i, each in zip(batch, found):
                         entries[i] = each
             reply.heads = [(text, each) for text, each in zip(prompts, entries) for _ in range(n)]

@@ -2934,3 +2934,42 @@ def test_a_broken_user_chat_template_is_a_warning_and_the_server_takes_the_chat_
     assert chat_defaults() == {name: getattr(own, name) for name in DEFAULTED}
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith(f"Warning: {templates.user_dir() / 'chat.j2'}: defaults: temperature must be a number") and err.endswith("the server goes on with the chat generator's own defaults")
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
+        ("/v1/completions", {"prompt": "Bees make", "max_tokens": 2, "echo": True, "logprobs": 1}),
+    ],
+)
+def test_a_request_taken_before_a_drain_makes_its_later_model_calls_until_the_cut(tiny_engine, monkeypatch, path, body):
+    """A chat with tools decodes again where an answer opens a call that is not valid, and echo with
+    logprobs scores the prompt before decoding: that second call of a request taken before SIGTERM is
+    served during the grace, as a task's are."""
+    from starlette.testclient import TestClient
+
+    from aigc.serve import tools
+    from aigc.serve.app import Backend, ServeSettings, create_app
+
+    monkeypatch.setattr(tools, "starts_call", lambda text: True)  # every free answer is decoded again under the calls' schema
+    settings = ServeSettings()
+    backend = Backend.start("tiny", tiny_engine, settings)
+    submitted, real = [], backend.scheduler.submit
+
+    def submit(job):
+        real(job)
+        submitted.append(job)
+        if len(submitted) == 1:
+            backend.scheduler.drain(60)  # the signal comes while the request's first call is served
+        return job
+
+    monkeypatch.setattr(backend.scheduler, "submit", submit)
+    try:
+        with TestClient(create_app({"tiny": backend}, settings), base_url="http://127.0.0.1:8000") as web:
+            answer = web.post(path, json=body)
+            assert answer.status_code == 200 and len(submitted) == 2
+            late = web.post(path, json=body)  # one that comes after the signal
+            assert late.status_code == 503 and len(submitted) == 2
+    finally:
+        backend.scheduler.stop()
