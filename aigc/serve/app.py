@@ -651,7 +651,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
             toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
-            ids = await encode_chat(backend, req.messages, toolset)
+            ids = await encode_chat(backend, req.messages, toolset, req.continuing)
             params = sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None

@@ -422,6 +422,25 @@ def _greedy_ids(engine, prompt: str, steps: int) -> list[int]:
     return picked
 
 
+def test_responses_take_vllms_chat_extensions_as_chat_does_and_refuse_what_chat_refuses(server, tiny_engine):
+    """/v1/responses applies continue_final_message, stop_token_ids and include_stop_str_in_output
+    as /v1/chat/completions does, and refuses the parameters chat refuses (no silent 200)."""
+    greedy = {"temperature": 0, "repetition_penalty": 1.0, "max_tokens": 6}
+    prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "The color is"}]
+    second = _greedy_ids(tiny_engine, tiny_engine.render(prefill, continue_final=True), 2)[1]
+    text = raw(server, "/v1/chat/completions", {"messages": prefill, "continue_final_message": True, **greedy})[2]["choices"][0]["message"]["content"]
+    stop = next(c for c in text if c.strip())
+    continued = {"continue_final_message": True}
+    for extra in (continued, {**continued, "stop_token_ids": [second]}, {**continued, "stop": [stop], "include_stop_str_in_output": True}):
+        chat = raw(server, "/v1/chat/completions", {"messages": prefill, **greedy, **extra})[2]
+        status, _, answer = raw(server, "/v1/responses", {"input": prefill, **{k: v for k, v in greedy.items() if k != "max_tokens"}, "max_output_tokens": 6, **extra})
+        assert status == 200 and answer["output"][0]["content"][0]["text"] == chat["choices"][0]["message"]["content"], (extra, answer, chat)
+        assert answer["usage"]["input_tokens"] == chat["usage"]["prompt_tokens"] and answer["usage"]["output_tokens"] == chat["usage"]["completion_tokens"]
+    for body, param in (({"input": "hi", "continue_final_message": True}, "input"), ({"input": "hi", "best_of": 2}, "best_of"), ({"input": "hi", "ignore_eos": True}, "ignore_eos")):
+        status, _, answer = raw(server, "/v1/responses", body)
+        assert status == 400 and answer["error"]["param"] == param, answer
+
+
 def test_stop_token_ids_end_a_row_at_that_token_as_vllm_does(server, tiny_engine):
     """A row ends (finish_reason stop) at a token of stop_token_ids, left out of its text as the
     model's end-of-sequence token is; other tokens do not end it."""
