@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -359,10 +360,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where, code="invalid_value") from None
 
     def backend_for(name: str | None) -> Backend:
-        """The backend serving `name`; a request that names none gets the only model served, and is a
-        400 where several are (as OpenAI and ollama: guessing would hide a client's missing setting)."""
+        """The backend serving `name`; a request that names none gets the only model served (under its
+        first name, where an alias of it is served too), and is a 400 where several are (as OpenAI and
+        ollama: guessing would hide a client's missing setting)."""
         if name is None or name == "":
-            if len(backends) > 1:
+            if len(schedulers(backends)) > 1:
                 raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
         if name not in backends:
@@ -432,6 +434,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
         return await encode(backend, *prompt([m.plain(i) for i, m in enumerate(messages)], toolset, backend.batched.template_lists_tools), continue_final)
 
+    def taken(request: Request, backend: Backend) -> bool:
+        """Whether the request was taken before a drain began (its first model call was), so that its
+        later calls (a tool call decoded again, echo's decoding after its scoring) are served until
+        the cut (`Job.ongoing`), as a task's are (`BatchedEngine.scoped`)."""
+        state = request.state
+        if getattr(state, "ongoing", None) is None:
+            state.ongoing = not backend.scheduler.closing
+        return state.ongoing
+
     def submit(request: Request, backend: Backend, reply, rows: list[list[int]], params: SamplingParams) -> tuple[Job, asyncio.Queue]:
         """Queue the rows for `backend`'s scheduler, noted on the request for its log line (`RequestIds`)."""
         loop = asyncio.get_running_loop()
@@ -442,6 +453,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
         )
         state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
+        job.ongoing = taken(request, backend)
         backend.scheduler.submit(job)
         return job, events
 
@@ -639,7 +651,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
             toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
-            ids = await encode_chat(backend, req.messages, toolset)
+            ids = await encode_chat(backend, req.messages, toolset, req.continuing)
             params = sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
@@ -668,7 +680,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 starts = [await anyio.to_thread.run_sync(backend.batched.offsets, text, ids) for text, ids in zip(prompts, encoded)]
                 for batch in length_batches([len(ids) for ids in encoded], PROMPT_CHUNK):
                     rows, at = [encoded[i] for i in batch], [starts[i] for i in batch]
-                    found = await anyio.to_thread.run_sync(backend.scheduler.call, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
+                    score = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
+                    found = await anyio.to_thread.run_sync(score, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
                     for i, each in zip(batch, found):
                         entries[i] = each
             reply.heads = [(text, each) for text, each in zip(prompts, entries) for _ in range(n)]

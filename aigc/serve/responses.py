@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api_errors import ApiError
+from .request_bodies import UNSUPPORTED
 
 ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text", "text")
-PASSED = ("model", "temperature", "top_p", "stream", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias", "seed", "stop")  # as chat takes them (all but the first four: extensions)
+PASSED = (
+    "model", "temperature", "top_p", "stream", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias", "seed", "stop",
+    "stop_token_ids", "include_stop_str_in_output",
+    *(name for name in UNSUPPORTED if name not in ("tools", "tool_choice", "functions", "function_call")),  # chat applies continue_final_message, refuses the rest
+)  # as chat takes them (all but the first four: extensions), so none is dropped unread
 NEEDS_STORAGE = ("previous_response_id", "conversation", "prompt")
 # The chat request's names for what a Responses request calls otherwise, as errors name them.
 RENAMED = {"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input", ".function.parameters": ".parameters"}
