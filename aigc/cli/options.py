@@ -31,6 +31,14 @@ def given_model(value: str | list[str] | None) -> str | list[str] | None:
     return value if value is None or value.strip() else None
 
 
+def given_as(ctx, name: str) -> str:
+    """How the user gave option `name`, for an error to name: its environment variable when the value
+    came from there (`AIGC_PORT`), else its flag (`--port`)."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    source = ctx.get_parameter_source(name)
+    return param.envvar if getattr(source, "name", None) == "ENVIRONMENT" and isinstance(param.envvar, str) else param.opts[0]
+
+
 @dataclass
 class RunOptions:
     """The shared options of one command invocation."""

@@ -9,7 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, MissingExtraError, options_named
 from . import complete, examples
-from .options import given_model
+from .options import given_as, given_model
 
 PANEL = "Limits"
 
@@ -30,9 +30,10 @@ def _ipv6(text: str) -> bool:
 
 
 def serve(
+    ctx: typer.Context,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", callback=given_model, autocompletion=complete.text_models)] = None,
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(envvar="AIGC_HOST", help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="AIGC_PORT", help="Port to listen on; 0 lets the system pick a free one (the banner says which).")] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", autocompletion=complete.devices)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", autocompletion=complete.dtypes)] = "auto",
@@ -56,8 +57,8 @@ def serve(
 
     Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id, a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
     _require_extra()
-    if not 0 < port < 65536:
-        raise BadInputError(f"--port must be between 1 and 65535, got {port}")
+    if not 0 <= port < 65536:
+        raise BadInputError(f"{given_as(ctx, 'port')} must be between 0 and 65535, got {port}")
     for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--max-tokens-cap", max_tokens_cap), ("--max-request-bytes", max_request_bytes)):
         if value < 1:
             raise BadInputError(f"{flag} must be at least 1, got {value}")
@@ -87,7 +88,8 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         allowed_hosts=tuple(name.strip("[]") for name in allow_host or ()),
     )
-    sock = bind(host, port)
+    sock = bind(host, port, given_as(ctx, "host"), given_as(ctx, "port"))
+    port = sock.getsockname()[1]  # the one the system picked for --port 0
     settings.bind_host = sock.getsockname()[0]  # the address a name such as localhost resolved to
     with ui.stage_status() as stage:
         app = build(model or [], settings, device, dtype, quantize, trust_remote_code, progress=stage)

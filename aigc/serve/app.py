@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 import urllib.parse
 import uuid
@@ -33,7 +34,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -141,8 +142,12 @@ def request_line(scope: dict, status: int | None, seconds: float) -> str:
     return line
 
 
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # an incoming X-Request-Id kept as it is: nothing a log line or header could be forged with
+
+
 class RequestIds:
-    """ASGI middleware: every HTTP response carries `x-request-id`, a fresh id or, for a completion,
+    """ASGI middleware: every HTTP response carries `x-request-id`: the request's own `X-Request-Id`
+    (a proxy's) when it is a short safe token (`SAFE_ID`), else a fresh id or, for a completion,
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
     (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
@@ -166,7 +171,9 @@ class RequestIds:
 
     async def _answer(self, scope, receive, send):
         state = scope.setdefault("state", {})
-        state["request_id"] = uuid.uuid4().hex
+        given = Headers(scope=scope).get("x-request-id", "")
+        state["own_id"] = uuid.uuid4().hex
+        state["request_id"] = given if SAFE_ID.fullmatch(given) else state["own_id"]
 
         started: list[MutableHeaders] = []
         ended = False
@@ -253,10 +260,12 @@ class HostCheck:
 
 
 def completion_id(request: Request, prefix: str) -> str:
-    """The id of the request's completion, `prefix` then the request's id (`chatcmpl-...`, and
-    `resp_...` as OpenAI's), which its x-request-id header carries too."""
-    request.state.request_id = f"{prefix}{request.state.request_id}"
-    return request.state.request_id
+    """The id of the request's completion, `prefix` then the request's own id (`chatcmpl-...`, and
+    `resp_...` as OpenAI's), which its x-request-id header carries too unless the client sent one to keep."""
+    own = f"{prefix}{request.state.own_id}"
+    if request.state.request_id == request.state.own_id:
+        request.state.request_id = own
+    return own
 
 
 # -- the application -------------------------------------------------------------------------------

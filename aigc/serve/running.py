@@ -71,12 +71,13 @@ def _weights(ref) -> tuple:
     return (ref.kind, str(Path(ref.location).resolve()) if local else ref.location)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before any model loads so a port in use fails at once."""
+def bind(host: str, port: int, host_name: str = "--host", port_name: str = "--port") -> socket.socket:
+    """The listening socket, bound before any model loads so a port in use fails at once (port 0:
+    one the system picks); errors name the host and port as given (`--host`, or `AIGC_HOST`)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
-        raise BadInputError(f"cannot listen on {host}: {exc.strerror}; check --host") from None
+        raise BadInputError(f"cannot listen on {host}: {exc.strerror}; check {host_name}") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -84,8 +85,8 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BadInputError(f"port {port} on {host} is already in use; pick another with --port") from None
-        raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
+            raise BadInputError(f"port {port} on {host} is already in use; pick another with {port_name}") from None
+        raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check {host_name} and {port_name}") from None
     return sock
 
 

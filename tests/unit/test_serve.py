@@ -1912,6 +1912,71 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
     assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port"
 
 
+def test_aigc_host_and_port_are_the_defaults_a_flag_beats_and_a_bad_one_is_named(monkeypatch):
+    """As OLLAMA_HOST and UVICORN_PORT: a process manager sets the address in the environment."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.2", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("AIGC_HOST", "127.0.0.2")
+        monkeypatch.setenv("AIGC_PORT", str(port))
+        result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model"])
+        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with AIGC_PORT"
+        monkeypatch.setenv("AIGC_HOST", "no host here!")
+        monkeypatch.setenv("AIGC_PORT", "abc")
+        result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--host", "127.0.0.2", "--port", str(port)])
+        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with --port"
+    for variable, value, message in (("AIGC_PORT", "abc", "AIGC_PORT must be a whole number, got 'abc'"), ("AIGC_PORT", "70000", "AIGC_PORT must be between 0 and 65535, got 70000"), ("AIGC_HOST", "no host here!", "check AIGC_HOST")):
+        monkeypatch.delenv("AIGC_HOST", raising=False)
+        monkeypatch.delenv("AIGC_PORT", raising=False)
+        monkeypatch.setenv(variable, value)
+        result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model"])
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    monkeypatch.delenv("AIGC_HOST")
+    assert CliRunner().invoke(cli, ["serve", "--port", "70000"]).stderr.strip() == "Error: --port must be between 0 and 65535, got 70000"
+
+
+def test_port_0_serves_on_a_free_port_the_banner_names_and_a_proxys_request_id_is_logged(tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "aigc", "serve", "-m", str(tiny_model_dir), "--port", "0", "--device", "cpu", "--dtype", "float32"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = next((line for line in proc.stderr if "serving " in line), "")
+        bound = re.search(r"http://127\.0\.0\.1:(\d+)/v1", banner)
+        assert bound, banner
+        port = int(bound.group(1))
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers={"X-Request-Id": "lb-7f.trace_1"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer_id = response.headers["x-request-id"]
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert port > 0 and answer_id == "lb-7f.trace_1"
+    assert any('"GET /v1/models" 200' in line and line.endswith("id=lb-7f.trace_1") for line in stderr.splitlines()), stderr
+
+
+def test_a_safe_incoming_request_id_is_kept_and_any_other_replaced(server, client):
+    answer = client.chat.completions.with_raw_response.create(model=server["model"], messages=[{"role": "user", "content": "Hi"}], max_tokens=2, extra_headers={"X-Request-Id": "proxy-1.A_b"})
+    assert answer.headers["x-request-id"] == "proxy-1.A_b" and answer.parse().id.startswith("chatcmpl-")  # the completion keeps its own id
+    for unsafe in ("has space", "x" * 129, "a/b", ""):
+        answer = client.chat.completions.with_raw_response.create(model=server["model"], messages=[{"role": "user", "content": "Hi"}], max_tokens=2, extra_headers={"X-Request-Id": unsafe})
+        assert answer.headers["x-request-id"] == answer.parse().id != unsafe, unsafe
+    request = urllib.request.Request(server["url"] + "/models", headers={"Authorization": f"Bearer {KEY}", "X-Request-Id": "x" * 128})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["x-request-id"] == "x" * 128
+    request = urllib.request.Request(server["url"] + "/models", headers={"Authorization": f"Bearer {KEY}", "X-Request-Id": "evil\tid"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
 def test_null_settings_are_defaults_and_an_empty_prompt_is_400(server):
     status, _, body = raw(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "n": None, "stream": None, "max_tokens": 2})
     assert status == 200 and len(body["choices"]) == 1
