@@ -2428,7 +2428,7 @@ def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_di
     chat = invoke("chat", "-m", "", "hi", "--max-tokens", "2", "--json", "--no-log")
     assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == str(tiny_model_dir)
     served = []
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda models, *args, **kwargs: served.append(models) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: None)
     assert invoke("serve", "-m", "").exit_code == 0 and invoke("serve", "-m", " ", "-m", "small").exit_code == 0

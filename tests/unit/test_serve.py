@@ -1178,7 +1178,7 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
 def test_serve_refuses_an_empty_key_and_an_origin_no_browser_sends(monkeypatch, args, words):
     from aigc.serve import running as serve_running
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: pytest.fail("bound a port despite a bad option"))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: pytest.fail("bound a port despite a bad option"))
     result = CliRunner().invoke(cli, ["serve", *args])
     assert result.exit_code == 2 and result.stderr.startswith("Error: ") and words in result.stderr, result.output
 
@@ -1190,7 +1190,7 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
 
     seen = {}
     resolved = {"localhost": "::1"}  # as getaddrinfo may resolve it
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
     monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]"])
@@ -1204,7 +1204,7 @@ def test_serve_warns_of_no_key_only_where_it_listens_beyond_loopback(monkeypatch
 
     from aigc.serve import running as serve_running
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     for host, warned in (("127.0.0.2", False), ("::1", False), ("0.0.0.0", True), ("192.168.1.5", True)):
@@ -1217,7 +1217,7 @@ def test_the_banner_brackets_an_ipv6_address_in_its_url(monkeypatch):
 
     from aigc.serve import running as serve_running
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     for host, url in (("::1", "http://[::1]:18600/v1"), ("127.0.0.1", "http://127.0.0.1:18600/v1"), ("localhost", "http://localhost:18600/v1")):
@@ -1734,7 +1734,7 @@ def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monk
     schedulers[0].drain(30.0)  # a later drain never puts the cut back
     assert schedulers[0]._cut_at <= time.monotonic()
 
-    monkeypatch.setattr(serve_running, "bind", lambda host, port: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda *args, **kwargs: SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: serve_running.FORCED_EXIT)
     result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
