@@ -107,8 +107,7 @@ def serve(
 
 EXAMPLES = examples(
     "aigc serve                # the default model on http://127.0.0.1:8000/v1",
-    "AIGC_API_KEY=secret aigc serve -m smollm2 --port 8080",
-    "AIGC_PORT=8080 aigc serve # as --port 8080 (AIGC_HOST as --host); a flag beats it",
+    "AIGC_API_KEY=secret AIGC_PORT=8080 aigc serve -m smollm2   # as --api-key, --port",
     "aigc serve --port 0       # a free port; the banner says which",
 )
 
