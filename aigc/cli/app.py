@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
-from .options import PARAMETERS, fabric_var, given_as
+from .options import PARAMETERS, env_source, fabric_var
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
@@ -217,7 +217,8 @@ def _not_a_number(exc: UsageError) -> Optional[str]:
     named = re.match(r"Invalid value for '([^']+)'", exc.format_message())  # 'ID', or '--count' / '-n'
     if not callable(errors) or named is None or len(errors()) != 1 or errors()[0].get("type") not in NUMBER_KINDS:
         return None
-    name = given_as(exc.ctx, exc.param.name) if exc.ctx and getattr(exc, "param", None) is not None else named.group(1)  # AIGC_PORT=abc names AIGC_PORT
+    param = getattr(exc, "param", None)
+    name = (exc.ctx and param is not None and env_source(exc.ctx, param.name)) or named.group(1)  # AIGC_PORT=abc names AIGC_PORT
     return f"{name} must be {NUMBER_KINDS[errors()[0]['type']]}, got {errors()[0].get('input')!r}"
 
 

@@ -31,12 +31,16 @@ def given_model(value: str | list[str] | None) -> str | list[str] | None:
     return value if value is None or value.strip() else None
 
 
-def given_as(ctx, name: str) -> str:
-    """How the user gave option `name`, for an error to name: its environment variable when the value
-    came from there (`AIGC_PORT`), else its flag (`--port`)."""
+def env_source(ctx, name: str) -> str | None:
+    """The environment variable option `name`'s value came from (`AIGC_PORT`); None when it did not."""
     param = next(p for p in ctx.command.params if p.name == name)
-    source = ctx.get_parameter_source(name)
-    return param.envvar if getattr(source, "name", None) == "ENVIRONMENT" and isinstance(param.envvar, str) else param.opts[0]
+    from_env = getattr(ctx.get_parameter_source(name), "name", None) == "ENVIRONMENT"
+    return param.envvar if from_env and isinstance(param.envvar, str) else None
+
+
+def given_as(ctx, name: str) -> str:
+    """How the user gave option `name`, for an error to name: `AIGC_PORT` or `--port`."""
+    return env_source(ctx, name) or next(p for p in ctx.command.params if p.name == name).opts[0]
 
 
 @dataclass
