@@ -100,7 +100,7 @@ def one_line(text: str) -> str:
 def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict, Any], list[str]] = lambda result, generator: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
-    encoding: str = "utf-8", line_end: str = "\n", given_back: Callable[[dict], bool] = lambda result: False,
+    encoding: str = "utf-8", line_end: str = "\n", given_back: Callable[[dict], bool] = lambda result: False, fields: dict[str, str] | None = None,
 ) -> None:
     """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
@@ -108,7 +108,8 @@ def run_lines(
     the command exits 1 at the end;
     `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr);
-    the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`)."""
+    the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`);
+    `fields` are the other columns every line's row gets (adcopy's audience, given once by its flag)."""
     from ..batch import run_rows
     from ..batch_inputs import Row
 
@@ -117,7 +118,7 @@ def run_lines(
         raise BadInputError("the input has no non-empty lines")
     generator = run.generator(task, template=options.get("template"))
     field = generator.line_field
-    rows = [Row(n, n, {field: line}) for n, line in numbered]
+    rows = [Row(n, n, {**(fields or {}), field: line}) for n, line in numbered]
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)

@@ -61,10 +61,10 @@ def test_adcopy_plugin_register_generators_template_dirs_and_commands():
         app.callback()(lambda: None)
         assert plugins.register_commands(app)["adcopy"] == "adcopy"
         result = CliRunner().invoke(app, ["adcopy", "--help"], env={"COLUMNS": "120"})
-        assert result.exit_code == 0 and "--audience" in result.stdout and "--temperature" in result.stdout
+        assert result.exit_code == 0 and all(flag in result.stdout for flag in ("--audience", "--temperature", "--output", "--lines"))
         command = typer.main.get_command(app).get_command(None, "adcopy")
         examples = [line.strip() for line in command.epilog.splitlines()[2:]]
-        assert len(examples) == 2 and "Examples:" in result.stdout and all(line in result.stdout for line in examples)
+        assert len(examples) == 3 and "Examples:" in result.stdout and all(line in result.stdout for line in examples)
         for line in examples:  # each parses as the command takes its options
             command.make_context("adcopy", shlex.split(line)[2:])
     finally:
@@ -292,6 +292,43 @@ def test_adcopy_command_runs_on_echo_with_a_body_that_is_not_the_headline_again(
         with pytest.raises(BadInputError) as short:  # echo's body, "runners will love Shoes", is too short: --max-words cannot help
             aigc.generate("adcopy", {"product": "Shoes", "audience": "runners"}, model="echo", max_words=20)
         assert str(short.value) == "no ad-copy variant came out of 5 tries: no body the model wrote was usable (5 to 35 words, not the headline again), and the model echo gives the same answer to every sample"
+    finally:
+        plugins.reset()
+
+
+def test_adcopy_writes_to_an_output_file_and_runs_each_line_as_a_product_as_the_built_in_commands_do(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from aigc.errors import BadInputError
+
+    register_adcopy()
+    try:
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        plugins.register_commands(app)
+        run = lambda *args, **kw: CliRunner().invoke(app, ["adcopy", *args, "-n", "1", "-m", "echo", "--no-log"], **kw)
+        one = run("--product", "a standing desk", "--audience", "remote workers", "-o", str(tmp_path / "ad.txt"))
+        assert one.exit_code == 0 and one.stdout == "", one.output
+        assert (tmp_path / "ad.txt").read_text() == "a standing desk\nremote workers will love a standing desk\n" and "wrote " in one.stderr
+        products = tmp_path / "products.txt"
+        products.write_text("a standing desk\n\na bamboo water bottle\n")
+        lines = run(str(products), "--lines", "--audience", "hikers")
+        assert lines.exit_code == 0, lines.output
+        assert lines.stdout == "a standing desk — hikers will love a standing desk\n\na bamboo water bottle — hikers will love a bamboo water bottle\n"
+        piped = run("--lines", "--audience", "hikers", "--json", "-o", str(tmp_path / "ads.jsonl"), input=products.read_text())
+        assert piped.exit_code == 0 and piped.stdout == "", piped.output
+        rows = [json.loads(line) for line in (tmp_path / "ads.jsonl").read_text().splitlines()]
+        assert [(row["line"], row["variants"][0]["headline"]) for row in rows] == [(1, "a standing desk"), (3, "a bamboo water bottle")]
+        given = run("--product", "a standing desk\na tent", "--lines", "--audience", "campers")  # as headline's --topic with --lines
+        assert given.exit_code == 0 and given.stdout.splitlines() == ["a standing desk — campers will love a standing desk", "a tent — campers will love a tent"], given.output
+        both = run(str(products), "--product", "a tent", "--audience", "hikers")
+        assert isinstance(both.exception, BadInputError) and "not both" in str(both.exception)  # exit 2 under aigc's app
+        (tmp_path / "ads.csv").write_text("product,audience\na tent,hikers\n")
+        rows_file = run(str(tmp_path / "ads.csv"), "--lines", "--audience", "hikers")
+        assert isinstance(rows_file.exception, BadInputError) and "aigc batch adcopy -i" in str(rows_file.exception)
     finally:
         plugins.reset()
 
