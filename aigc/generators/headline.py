@@ -25,6 +25,7 @@ ARTICLE_TOKENS = 600  # and at most so many tokens of it, for scripts without sp
 class HeadlineOptions:
     n: int = 3
     style: str = "news"
+    tone: str = ""  # how it should sound (playful, urgent, ...), as adcopy's --tone; "" adds nothing to the style's prompt
     max_words: int = 12
     template: str = "headline"
 
@@ -33,9 +34,12 @@ class HeadlineOptions:
             raise OptionError("n", f"must be between 1 and 50, got {self.n}")
         if self.style not in STYLES:
             raise OptionError("style", f"must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if self.tone and (not self.tone.strip() or len(self.tone) > 40):
+            raise OptionError("tone", "must be a few words, like playful, urgent or luxurious")
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
-        templates.check_fills(self.template, {"topic", "article", "style", "max_words"}, "headline", carries={"topic", "article"})
+        reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
+        templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
@@ -152,7 +156,7 @@ class HeadlineGenerator(Generator):
                 cut -= 1
             article = article[:cut]
             tokens = self.engine.count_tokens(article)
-        values = {"topic": topic, "article": article, "style": opts.style, "max_words": opts.max_words}
+        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words}
         return templates.render(opts.template, values)
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> tuple[list[str], int]:

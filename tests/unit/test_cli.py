@@ -3160,6 +3160,21 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
     assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
 
 
+def test_headline_tone_reaches_the_prompt_as_adcopys_tone_does(monkeypatch, tmp_path):
+    from aigc.cli.options import RunOptions
+    from aigc.generators.headline import HeadlineGenerator
+    from aigc.testing import FakeEngine
+
+    engine = FakeEngine()
+    engine.enqueue("Bees on the roof")
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: HeadlineGenerator(engine=engine))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("headline", "--topic", "bees", "-n", "1", "--tone", "urgent", "--no-log")
+    assert result.exit_code == 0 and result.stdout == "Bees on the roof\n", result.output
+    assert "Write a clear, factual news headline, urgent in tone, about: bees." in engine.calls[0][0][0][-1]["content"]
+    assert "--tone" in invoke("headline", "--help").stdout
+
+
 @pytest.mark.parametrize(
     "argv, error",
     [

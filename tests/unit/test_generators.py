@@ -247,6 +247,26 @@ def test_headlines_are_distinct_within_the_word_limit_and_resampled():
     assert len(engine.calls) == 2  # a second round asked for the missing ones
 
 
+def test_a_headline_tone_goes_into_the_prompt_as_adcopys_does_and_none_leaves_it_as_it_was(tmp_path):
+    engine = FakeEngine()
+    gen = HeadlineGenerator(engine=engine)
+    for tone in ("playful", ""):
+        engine.enqueue("Bees are back")
+        gen({"topic": "bees"}, n=1, style="question", tone=tone)
+    toned, plain = (str(prompts[0][-1]["content"]) for prompts, _ in engine.calls)
+    assert "Write a headline phrased as a question, playful in tone, about: bees." in toned
+    assert "Write a headline phrased as a question about: bees." in plain and "tone" not in plain
+    with pytest.raises(OptionError, match="^tone must be a few words") as raised:
+        gen({"topic": "bees"}, tone=" ")
+    assert raised.value.option == "tone"
+    older = tmp_path / "older.j2"  # an override made before tone: still fine without it, an error with it (the tone would be dropped)
+    older.write_text("---\ngenerator: headline\n---\nA {{ style }} headline about {{ topic }}{{ article }}, {{ max_words }} words at most.\n")
+    engine.enqueue("Bees are back")
+    assert gen({"topic": "bees"}, n=1, template=str(older))["headlines"] == ["Bees are back"]
+    with pytest.raises(OptionError, match="never reads tone"):
+        gen({"topic": "bees"}, n=1, template=str(older), tone="playful")
+
+
 def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_lead_of_tokens():
     from aigc.generators.headline import ARTICLE_TOKENS
 
