@@ -11,7 +11,7 @@ from typing import Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
-from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_texts, prompt_tokens
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_stopped, check_texts, prompt_tokens
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, StopStrings, TextAssembler, cache_keyword, left_padded
 from .scoring import length_batches, pool_hidden_states
 
@@ -380,7 +380,8 @@ def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
 
 
 class _Run:
-    """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes."""
+    """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes.
+    A call told to stop (`base.stop_when`) raises `asyncio.CancelledError` after the token decoded."""
 
     def __init__(self, engine: LocalEngine, loop: DecodeLoop, texts: list[TextAssembler], prompt_tokens: int):
         self.engine = engine
@@ -410,6 +411,7 @@ class _Run:
                         loop.finish(row)
                     if piece:
                         yield row, piece
+                check_stopped()  # before the next token's forward pass
             for row, text in enumerate(self.texts):
                 piece = text.flush()
                 if piece:
