@@ -9,10 +9,14 @@ batch many inputs into shared model steps, use `generator.many(...)` or `aigc se
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 from .answer_stream import AnswerStream
 from .errors import BadInputError
+
+if TYPE_CHECKING:
+    import contextvars
+    import threading
 
 
 async def agenerate(
@@ -28,15 +32,36 @@ async def agenerate(
     **options: Any,
 ) -> dict[str, Any]:
     """`aigc.generate` awaited: `(await agenerate("chat", "Hi"))["text"]`, run in a thread of the
-    event loop's default executor (so as many run at once as it has threads). Its errors are raised
-    here as they are. Cancelling the awaiting task does not stop the model call: it runs to its end
-    in its thread and its result is dropped (`astream` stops at once)."""
+    event loop's default executor (so as many run at once as it has threads), in a copy of the
+    caller's context (as `asyncio.to_thread`). Its errors are raised here as they are. Cancelling the
+    awaiting task stops a local model's decoding after the token being decoded, as closing an
+    `astream` does, and frees the thread (a remote model's request runs to its end)."""
     import asyncio
+    import functools
 
     from . import generate
 
     settings = {"device": device, "dtype": dtype, "quantize": quantize, "trust_remote_code": trust_remote_code}
-    return await asyncio.to_thread(generate, task, inputs, model, sampling, **settings, **options)
+    context, stop = _stoppable_context()
+    call = functools.partial(context.run, generate, task, inputs, model, sampling, **settings, **options)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def _stoppable_context() -> tuple[contextvars.Context, threading.Event]:
+    """A copy of the caller's context (its context variables) for a worker thread, in which the
+    engine stops decoding after the token being decoded once the event is set."""
+    import contextvars
+    import threading
+
+    from .engine.base import stop_when
+
+    context, stop = contextvars.copy_context(), threading.Event()
+    context.run(stop_when, stop)
+    return context, stop
 
 
 def astream(
@@ -86,11 +111,10 @@ class AsyncAnswerStream:
         """The pieces of the `AnswerStream` (or a plugin generator's stream of pieces) that `start()`
         returns, called in the worker thread when the first piece is asked for. The worker thread
         runs in a copy of the caller's context (its context variables), as `asyncio.to_thread` does."""
-        import contextvars
         from concurrent.futures import ThreadPoolExecutor  # asyncio and this, imported when used: `import aigc` (the CLI) goes without them
 
         self._start = start
-        self._context = contextvars.copy_context()
+        self._context, self._stopping = _stoppable_context()
         self._stream: AnswerStream | None = None  # touched only in the worker thread
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigc-astream")  # its thread starts with the first piece
         self._written: list[str] = []
@@ -122,12 +146,18 @@ class AsyncAnswerStream:
 
     def _next(self) -> str | _End:
         """The next piece, or what the stream holds at its end (in the worker thread)."""
+        import asyncio
+
         if self._stream is None:
             self._stream = AnswerStream.wrapping(self._start())
         try:
             return next(self._stream)
         except StopIteration:
             return _End(self._stream)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            return _End(self._stream)  # closed while this piece was decoded: the stream ends there
 
     def _close_stream(self) -> None:
         """Close the sync stream, in the worker thread, after the piece being decoded there."""
@@ -157,6 +187,7 @@ class AsyncAnswerStream:
         closing = None
         if not self._ended:
             self._ended = True
+            self._stopping.set()  # a piece being decoded stops after its token
             closing = self._worker.submit(self._close_stream)
         self._worker.shutdown(wait=False)
         return closing

@@ -9,12 +9,33 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator, Protocol, Union
 
 from ..errors import BadInputError, ContextLengthError, option
 from ..textio import check_utf8
 from .sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
+
+
+_stop: ContextVar[threading.Event | None] = ContextVar("aigc_stop", default=None)
+
+
+def stop_when(event: threading.Event) -> None:
+    """Have the calls made in this context (a worker thread's copy, as `aigc.aio` makes) stop
+    decoding after the token being decoded once `event` is set."""
+    _stop.set(event)
+
+
+def check_stopped() -> None:
+    """Raise `asyncio.CancelledError` where this context's calls were told to stop (`stop_when`); an
+    engine asks between tokens. A BaseException, as a cancelled task's: no `except Exception` of a
+    generator takes it for a failed step."""
+    event = _stop.get()
+    if event is not None and event.is_set():
+        import asyncio
+
+        raise asyncio.CancelledError("the task awaiting this call was cancelled")
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}", alone_fix: str = "shorten it") -> None:

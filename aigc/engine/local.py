@@ -11,8 +11,8 @@ from typing import Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
-from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_texts, prompt_tokens
-from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, TextAssembler, cache_keyword, left_padded
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_stopped, check_texts, prompt_tokens
+from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, StopStrings, TextAssembler, cache_keyword, left_padded
 from .scoring import length_batches, pool_hidden_states
 
 EMBED_PROMPT = ('This sentence : "', '" means in one word:"')  # around the text `embed` reads
@@ -161,7 +161,8 @@ class LocalEngine:
         ids, mask = self._batch(rows)
         cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
         loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer, repeat=params.n)
-        return _Run(self, loop, [TextAssembler(self.tokenizer, params.stop, self.special_ids) for _ in rows], prompt_tokens(rows, params.n))
+        stops = StopStrings(self.tokenizer, params.stop, self.special_ids)
+        return _Run(self, loop, [TextAssembler(self.tokenizer, stops) for _ in rows], prompt_tokens(rows, params.n))
 
     def _keep(self, loop: DecodeLoop) -> None:
         """Remember a finished single-row call's cache for the next call to extend."""
@@ -379,7 +380,8 @@ def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:
 
 
 class _Run:
-    """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes."""
+    """One batch being decoded: iterating yields (row, new text); texts and counts fill as it goes.
+    A call told to stop (`base.stop_when`) raises `asyncio.CancelledError` after the token decoded."""
 
     def __init__(self, engine: LocalEngine, loop: DecodeLoop, texts: list[TextAssembler], prompt_tokens: int):
         self.engine = engine
@@ -409,6 +411,7 @@ class _Run:
                         loop.finish(row)
                     if piece:
                         yield row, piece
+                check_stopped()  # before the next token's forward pass
             for row, text in enumerate(self.texts):
                 piece = text.flush()
                 if piece:

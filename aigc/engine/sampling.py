@@ -561,12 +561,27 @@ class _StopStart:
         return min(matched, len(stop) - 1)
 
 
-def _control_stops(tokenizer, stops: tuple[str, ...], special: set[int]) -> dict[int, str]:
-    """{id: stop string} of the control tokens among `special` that stop strings spell whole (as
-    OpenAI clients send `<|im_start|>` for ChatML); the text leaves control tokens out, so these
-    match as tokens (as KoboldCpp's, where vLLM's never match)."""
-    spelt = ((stop, tokenizer(stop, add_special_tokens=False)["input_ids"]) for stop in stops)
-    return {ids[0]: stop for stop, ids in spelt if len(ids) == 1 and ids[0] in special}
+class StopStrings:
+    """A call's stop strings, read once for all its rows. One that holds a control token
+    (`<|im_end|>`, `<|im_end|>\\n`, `</s> END`) matches the text as decoded with control tokens
+    kept: the answer's text leaves them out, so it could never match there (as vLLM's never do).
+    The others match the answer's text as it is. The end-of-sequence token ends a row before any
+    stop string sees it."""
+
+    def __init__(self, tokenizer, stops: Sequence[str] = (), special_ids: Sequence[int] = ()):
+        self.tokenizer = tokenizer
+        self.all = tuple(stops)
+        self.special = set(special_ids)
+        spelt = {stop for stop in self.all if self.special and self.special.intersection(tokenizer(stop, add_special_tokens=False)["input_ids"])}
+        self.plain = tuple(stop for stop in self.all if stop not in spelt)
+        self.controlled = tuple(stop for stop in self.all if stop in spelt)
+        self._spellings: dict[int, str] = {}
+
+    def spelling(self, token: int) -> str:
+        """A control token's text, as a stop string spells it."""
+        if token not in self._spellings:
+            self._spellings[token] = self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return self._spellings[token]
 
 
 class TextAssembler:
@@ -575,17 +590,21 @@ class TextAssembler:
     `push(token)` returns the new text that is safe to show; stop strings are cut off and never
     shown (kept, the text ending with the one found, where `keep_stops`), and a partial stop string
     is held back until it matches or cannot match any more. Control tokens (`special_ids`) are not
-    text; a stop string that is one whole control token's text (`<|im_start|>`) stops at that token.
+    text; a stop string that holds one (`<|im_end|>\\n`) matches where the tokens spell it with the
+    control token's text (`StopStrings`; pass one to read a call's stop strings once for its rows).
     """
 
-    def __init__(self, tokenizer, stops: tuple[str, ...] = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
+    def __init__(self, tokenizer, stops: Sequence[str] | StopStrings = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
         self.tokenizer = tokenizer
-        self.stops = stops
+        self.stop_strings = stops if isinstance(stops, StopStrings) else StopStrings(tokenizer, stops, special_ids)
+        self.stops = self.stop_strings.all
         self.keep_stops = keep_stops
-        self.starts = [_StopStart(stop) for stop in stops if stop]
+        self.starts = [_StopStart(stop) for stop in self.stop_strings.plain if stop]
+        self.spelt_starts = [_StopStart(stop) for stop in self.stop_strings.controlled]
         self.held = 0  # the text's tail that could still grow into a stop string
-        self.special = set(special_ids)
-        self.stop_ids = _control_stops(tokenizer, self.stops, self.special) if self.stops and self.special else {}
+        self.special = self.stop_strings.special
+        self.spelt = ""  # the text with control tokens spelt out, kept while a stop string holds one
+        self.inserted: list[tuple[int, int, int]] = []  # where `spelt` has a control token: (start, end, place in `text`)
         self.tokens: list[int] = []
         self.text = ""
         self.shown = 0
@@ -598,15 +617,10 @@ class TextAssembler:
 
     def push(self, token: int) -> str:
         """Add a token; return the text that became final."""
-        if token in self.stop_ids and not self.stopped:
-            piece = self.flush()  # the text before it is all the answer
-            if self.keep_stops and not self.stopped:
-                self.text += self.stop_ids[token]
-                piece += self._release(final=True)
-            self.stopped = True
-            return piece
-        if self.stopped or token in self.special:
+        if self.stopped:
             return ""
+        if token in self.special:
+            return self._control(token) if self.spelt_starts else ""
         self.tokens.append(token)
         prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
         full = self._decode(self.tokens[self.prefix_offset :])
@@ -614,18 +628,55 @@ class TextAssembler:
             return ""  # an incomplete UTF-8 sequence: wait for the next token
         return self._add(full[len(prefix) :])
 
+    def _control(self, token: int) -> str:
+        """A control token, where a stop string holds one: spelt out after the text before it."""
+        piece = self._settle()  # tokens waiting for the rest of a character come before it
+        if self.stopped:
+            return piece
+        start = len(self.spelt)
+        self.spelt += self.stop_strings.spelling(token)
+        self.inserted.append((start, len(self.spelt), len(self.text)))
+        return piece + self._match(len(self.text), start)
+
     def _add(self, new: str) -> str:
         """Append decoded text, release the held tokens and cut at a stop string."""
-        start = len(self.text)
+        start, spelt_start = len(self.text), len(self.spelt)
         self.text += new
-        self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
+        if self.spelt_starts:
+            self.spelt += new
         self.prefix_offset, self.read_offset = self.read_offset, len(self.tokens)
-        found = [(at, at + len(stop)) for stop in self.stops if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
-        if found:  # the text ends at the first stop string, whichever is listed first (as OpenAI's)
-            at, end = min(found)
-            self.text = self.text[: end if self.keep_stops else at]
+        return self._match(start, spelt_start)
+
+    def _match(self, start: int, spelt_start: int) -> str:
+        """Cut at the first stop string found in what was added at `start` of the text (at
+        `spelt_start` of the spelt text), whichever is listed first (as OpenAI's); release the rest."""
+        self.held = max((tracked.feed(self.text[start:]) for tracked in self.starts), default=0)
+        if self.spelt_starts:
+            spelt = max(tracked.feed(self.spelt[spelt_start:]) for tracked in self.spelt_starts)
+            self.held = max(self.held, len(self.text) - self._in_text(len(self.spelt) - spelt))
+        found = [(self._in_spelt(at), len(stop), at, stop) for stop in self.stop_strings.plain if (at := self.text.find(stop, max(0, start - len(stop) + 1))) != -1]
+        found += [(at, len(stop), self._in_text(at), stop) for stop in self.stop_strings.controlled if (at := self.spelt.find(stop, max(0, spelt_start - len(stop) + 1))) != -1]
+        if found:  # the text ends where the first stop string starts
+            _, _, at, stop = min(found)
+            self.text = self.text[:at] + (stop if self.keep_stops else "")
             self.stopped = True
         return self._release(final=self.stopped)
+
+    def _in_text(self, at: int) -> int:
+        """The place in the text of place `at` of the spelt text."""
+        for start, end, place in reversed(self.inserted):
+            if at >= end:
+                return place + at - end
+            if at > start:
+                return place
+        return at
+
+    def _in_spelt(self, at: int) -> int:
+        """The place in the spelt text of the text's character `at` (after the control tokens before it)."""
+        for _start, end, place in reversed(self.inserted):
+            if at >= place:
+                return end + at - place
+        return at
 
     def _release(self, final: bool) -> str:
         end = len(self.text) if final else len(self.text) - self.held
@@ -633,12 +684,15 @@ class TextAssembler:
         self.shown = max(self.shown, end)
         return piece
 
+    def _settle(self) -> str:
+        """Decode the tokens still waiting for the rest of a UTF-8 sequence as they are."""
+        if self.stopped or self.read_offset >= len(self.tokens):
+            return ""
+        prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
+        return self._add(self._decode(self.tokens[self.prefix_offset :])[len(prefix) :])
+
     def flush(self) -> str:
         """The held-back tail, once generation is over. Tokens still waiting for the rest of a UTF-8
         sequence are decoded as they are: a U+FFFD that ends the answer is real (or a cut-off
         character, shown rather than lost); stop strings still apply."""
-        piece = ""
-        if not self.stopped and self.read_offset < len(self.tokens):
-            prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
-            piece = self._add(self._decode(self.tokens[self.prefix_offset :])[len(prefix) :])
-        return piece + self._release(final=True)
+        return self._settle() + self._release(final=True)

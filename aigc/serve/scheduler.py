@@ -40,7 +40,7 @@ import time
 from typing import Any, Callable, Generator, Iterator
 
 from ..engine.base import Completion, EngineStats, Prompt, Scored, check_fits, check_prompts, check_texts, prompt_tokens
-from ..engine.sampling import PREFILL_CHUNK, SEED_BOUND, SamplingParams, TextAssembler, build_processors, cache_keyword, derived_seed, make_generator, pick_tokens
+from ..engine.sampling import PREFILL_CHUNK, SEED_BOUND, SamplingParams, StopStrings, TextAssembler, build_processors, cache_keyword, derived_seed, make_generator, pick_tokens
 from ..engine.scoring import length_batches
 from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
@@ -435,7 +435,7 @@ class Scheduler:
         from transformers import DynamicCache
 
         ids, mask = self.engine._batch(job.rows)
-        self._start(job, ids.device)
+        self._start(job, ids.device, (ids, mask))
         self._filling = _Filling(job, ids, mask, DynamicCache())
 
     def _fill(self, batch: _Batch | None) -> _Batch | None:
@@ -473,10 +473,12 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - handed to the caller
             call.send(("error", exc))
 
-    def _start(self, job: Job, device) -> None:
+    def _start(self, job: Job, device, alone=None) -> None:
+        """Set up a job's rows; `alone`: their ids and mask padded as they would be alone, where already made."""
         engine = self.engine
-        job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, job.params.stop, engine.special_ids, job.keep_stops)) for i in range(len(job.rows))]
-        seen, mask = engine._batch(job.rows)  # the job's rows as they would be alone
+        stops = StopStrings(engine.tokenizer, job.params.stop, engine.special_ids)
+        job.slots = [_Slot(job, i, TextAssembler(engine.tokenizer, stops, keep_stops=job.keep_stops)) for i in range(len(job.rows))]
+        seen, mask = alone or engine._batch(job.rows)
         job.processors = build_processors(job.params, engine.tokenizer, mask)
         job.gen = make_generator(job.params.seed, device)
         job.seen = seen if job.processors else None

@@ -5,6 +5,7 @@ import asyncio
 import threading
 
 import pytest
+import torch
 
 import aigc
 from aigc.aio import AsyncAnswerStream
@@ -163,6 +164,56 @@ def test_cancelling_the_reading_task_stops_decoding_after_the_piece_being_decode
     stream, threads = asyncio.run(main())
     assert decoded == [] and freed(threads)
     assert stream.text == "one" and stream.finish_reason is None and stream.result is None
+
+
+def paused_writer(monkeypatch, token: int):
+    """Have the model write `token` at every step; its first waits for `resume`. Returns (picks, writing, resume)."""
+    from aigc.engine import sampling
+
+    picks, writing, resume = [], threading.Event(), threading.Event()
+
+    def pick(scores, params, gen):
+        picks.append(token)
+        writing.set()
+        resume.wait(10)  # the task is cancelled while the worker thread is here
+        return torch.full((scores.shape[0],), token)
+
+    monkeypatch.setattr(sampling, "pick_tokens", pick)
+    return picks, writing, resume
+
+
+def test_cancelling_an_agenerate_stops_decoding_after_the_token_being_decoded(tiny_model_dir, tiny_engine, monkeypatch):
+    picks, writing, resume = paused_writer(monkeypatch, tiny_engine.tokenizer.convert_tokens_to_ids("a"))
+
+    async def main():
+        call = asyncio.create_task(aigc.agenerate("chat", "Bees", model=str(tiny_model_dir), device="cpu", sampling={"temperature": 0, "max_tokens": 50}))
+        assert await asyncio.to_thread(writing.wait, 10)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        resume.set()
+
+    asyncio.run(main())  # its end waits for the default executor's threads
+    assert len(picks) == 1  # decoding stopped after the token being decoded
+
+
+def test_closing_a_stream_stops_decoding_after_the_token_even_within_a_piece(tiny_engine, monkeypatch):
+    picks, writing, resume = paused_writer(monkeypatch, tiny_engine.tokenizer.convert_tokens_to_ids("\n"))  # a chat answer's leading line breaks make no piece
+    gen = ChatGenerator(engine=tiny_engine)
+
+    async def main():
+        stream = AsyncAnswerStream(lambda: gen.stream("Bees", sampling={"temperature": 0, "max_tokens": 50}))
+        reader = asyncio.create_task(stream.__anext__())
+        assert await asyncio.to_thread(writing.wait, 10)
+        threads = astream_threads()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        resume.set()
+        return stream, threads
+
+    stream, threads = asyncio.run(main())
+    assert freed(threads) and len(picks) == 1 and stream.text == ""
 
 
 def test_errors_reach_the_awaiting_coroutine_as_they_were_raised():

@@ -57,6 +57,36 @@ def test_a_stop_string_that_is_a_control_token_ends_generation_at_it(tiny_engine
     assert (completion.text, completion.completion_tokens, completion.finish_reason) == ("", 1, "stop")
 
 
+def written(monkeypatch, *rows):
+    """Have the model write these tokens, one list a row (the sampler picks them, whatever the logits)."""
+    from aigc.engine import sampling
+
+    steps = iter([torch.tensor(step) for step in zip(*rows)])
+    monkeypatch.setattr(sampling, "pick_tokens", lambda scores, params, gen: next(steps))
+
+
+def test_a_stop_string_that_holds_a_control_token_ends_generate_stream_and_batched_rows_at_it(tiny_engine, monkeypatch):
+    tokenizer = tiny_engine.tokenizer
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+
+    def words(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    spelt = words("Bees") + [start] + words("user\nHi")
+    other = (words("Ants") + [start] + words("assistant and more"))[: len(spelt)]
+    params = SamplingParams(temperature=0, max_tokens=len(spelt), stop=["<|im_start|>user"])
+    written(monkeypatch, spelt)
+    alone = tiny_engine.generate(["Bees"], params)[0][0]
+    assert (alone.text, alone.finish_reason) == ("Bees", "stop")
+    written(monkeypatch, spelt)
+    streamed = tiny_engine.stream("Bees", params)
+    assert "".join(streamed) == "Bees"
+    written(monkeypatch, other, spelt)
+    first, second = (group[0] for group in tiny_engine.generate(["Ants", "Bees"], params))
+    assert (first.text, first.finish_reason) == (tokenizer.decode(other, skip_special_tokens=True), "length")
+    assert (second.text, second.finish_reason) == ("Bees", "stop")
+
+
 def test_same_seed_same_text_and_different_seeds_differ(tiny_engine):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=20, seed=7)
     first = tiny_engine.generate(["Bees"], params)[0][0].text

@@ -221,6 +221,53 @@ def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
     assert "".join([other.push(token) for token in ids if token != start] + [other.flush()]) == "Bees make honeyuser"  # no control token, no stop
 
 
+def test_a_stop_string_that_holds_a_control_token_and_text_stops_where_the_tokens_spell_it(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    start, end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+
+    def words(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def written(ids, stops, keep_stops=False):
+        assembler = TextAssembler(tokenizer, stops=stops, special_ids=tokenizer.all_special_ids, keep_stops=keep_stops)
+        pieces = [assembler.push(token) for token in ids] + [assembler.flush()]
+        assert "".join(pieces) == assembler.text
+        return assembler.text, assembler.stopped
+
+    ids = words("Bees make honey") + [end] + words("\nuser")
+    assert written(ids, ("<|im_end|>\n",)) == ("Bees make honey", True)
+    assert written(ids, ("<|im_end|>\n",), keep_stops=True) == ("Bees make honey<|im_end|>\n", True)
+    assert written(ids, ("honey<|im_end|>",)) == ("Bees make ", True)  # text before the control token
+    assert written(ids, ("\nuser", "<|im_end|>\n"), keep_stops=True) == ("Bees make honey<|im_end|>\n", True)  # the one that starts first
+    assert written(words("Bees") + [start] + words(" END"), ("<|im_start|> END",)) == ("Bees", True)
+    assert written([t for t in ids if t != end], ("<|im_end|>\n",)) == ("Bees make honey\nuser", False)  # no control token, no stop
+    assert written(words("Bees") + [end] + words("user"), ("<|im_end|>\n",)) == ("Beesuser", False)  # another text after it
+
+
+def test_a_calls_stop_strings_are_tokenized_once_for_all_its_rows(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from aigc.engine.sampling import StopStrings
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    calls = []
+
+    class Counting:
+        def __call__(self, text, **kwargs):
+            calls.append(text)
+            return tokenizer(text, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    stops = StopStrings(Counting(), ("<|im_end|>\n", "bee"), tokenizer.all_special_ids)
+    rows = [TextAssembler(tokenizer, stops) for _ in range(4)]
+    assert calls == ["<|im_end|>\n", "bee"] and all(row.stop_strings is stops for row in rows)
+    assert stops.controlled == ("<|im_end|>\n",) and stops.plain == ("bee",)
+
+
 def test_special_tokens_are_not_shown():
     assembler = TextAssembler(CharTokenizer(), special_ids=[ord("|")])
     assert "".join(feed(assembler, "a|b")) == "ab"

@@ -192,6 +192,21 @@ def test_a_stop_string_that_is_a_control_token_ends_the_answer_at_it(server, cli
     assert (answer.choices[0].message.content, answer.choices[0].finish_reason, answer.usage.completion_tokens) == ("", "stop", 1)
 
 
+def test_a_stop_string_that_holds_a_control_token_and_text_ends_the_answer_at_it(server, client, monkeypatch):
+    import torch
+
+    import aigc.serve.scheduler as scheduler
+
+    tokenizer = server["backend"].engine.tokenizer
+    ids = tokenizer("Bees", add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids("<|im_start|>")] + tokenizer("user\nHi", add_special_tokens=False)["input_ids"]
+    settings = {"model": server["model"], "prompt": "Bees make", "max_tokens": len(ids), "stop": ["<|im_start|>user"]}
+    for kept, expected in ((False, "Bees"), (True, "Bees<|im_start|>user")):
+        steps = iter(ids)
+        monkeypatch.setattr(scheduler, "pick_tokens", lambda scores, params, gen: torch.tensor([next(steps)]))  # the model writes `ids`
+        answer = client.completions.create(**settings, extra_body={"include_stop_str_in_output": kept}).choices[0]
+        assert (answer.text, answer.finish_reason) == (expected, "stop")
+
+
 def test_penalties_and_min_p_sample_as_engine_generate_and_change_the_answer(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
