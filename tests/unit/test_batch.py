@@ -169,6 +169,24 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
         assert out.read_text() == other  # a file that is not batch output is never cut
 
 
+def test_other_json_lines_with_an_id_and_a_result_or_error_are_not_taken_for_batch_output(tmp_path):
+    out = tmp_path / "out.jsonl"
+    rows = [Row(1, 1, {"text": "one"}), Row(2, 2, {"text": "two"})]
+    openai_batch_output = (
+        '{"id": "batch_req_1", "custom_id": "request-2", "response": {"status_code": 200, "body": {}}, "error": null}\n'
+        '{"id": "batch_req_2", "custom_id": "request-1", "response": null, "error": {"code": "invalid_prompt", "message": "x"}}\n'
+    )
+    json_rpc_log = '{"jsonrpc": "2.0", "result": 19, "id": 1}\n{"jsonrpc": "2.0", "result": -19, "id": 2}\n'
+    for other in (openai_batch_output, json_rpc_log, '{"id": 1, "row": true, "result": {}}\n', '{"id": 1, "row": "1", "result": {}}\n'):
+        out.write_text(other)
+        with pytest.raises(BadInputError, match="out.jsonl:1 is not a batch output line"):
+            run_batch(summarizer(FakeEngine()), rows, out, {})
+        assert out.read_text() == other
+    out.write_text('{"id": 1, "row": 1, "result": {"summary": "old"}}\n{"id": 2, "row": 2, "error": "failed"}\n')  # as the first aigc batch wrote them
+    assert run_batch(summarizer(FakeEngine()), rows, out, {}).retried == 1
+    assert [(r["id"], "result" in r) for r in lines(out)] == [(1, True), (2, True)] and lines(out)[0]["result"] == {"summary": "old"}
+
+
 def test_blank_lines_added_to_an_output_file_are_skipped(tmp_path):
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("one\ntwo\nthree\n")
