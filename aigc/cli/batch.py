@@ -72,13 +72,14 @@ def batch(
     input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin)")
     check_on_error(on_error)
     check_concurrency(concurrency)
-    target = output_target(output, source=input)  # checked writable; None: stdout (-, /dev/stdout)
+    reads = {"--schema": schema, **{f"-O {key.strip()}": value for key, _, value in (pair.partition("=") for pair in option_pairs or [])}}  # an -O value may name a file: examples, a glossary, a template
+    target = output_target(output, source=input, reads=reads)  # checked writable; None: stdout (-, /dev/stdout)
     output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
     check_output_name(output, tables=True)
     table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
     if table:
         output = str(table_state(table))
-        output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
+        output_target(output, source=input, reads=reads)  # the JSON Lines beside it, which may not be the input either
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):

@@ -384,6 +384,13 @@ def source_or_stdin(source: Optional[str], what: str) -> str:
     return "-"
 
 
+def template_file(name: Optional[str]) -> Optional[str]:
+    """The file a template option names (`./mine.j2`), for `output_target`'s `reads`; None for a template name."""
+    from ..templates import is_path
+
+    return name if name and is_path(name) else None
+
+
 def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:
     """A TEXT|FILE argument that is one bare word (no folder, no extension) naming a file here is
     read as that file: a warning says so, for one who meant the word (`aigc translate hello`)."""
