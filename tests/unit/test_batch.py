@@ -1680,6 +1680,25 @@ def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
     assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
 
 
+@pytest.mark.parametrize("name", ["customers.csv", "customers.tsv"])
+def test_a_table_output_that_aigc_did_not_write_is_refused_as_a_foreign_jsonl_is(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source, table = tmp_path / "in.jsonl", tmp_path / name
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    table.write_text("name,email\nAnn,a@x\n")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+    assert result.exit_code == 2 and f"{table} exists and was not written by aigc batch (no {name}.jsonl beside it to resume)" in result.stderr
+    assert table.read_text() == "name,email\nAnn,a@x\n" and not (tmp_path / f"{name}.jsonl").exists()
+    table.unlink()
+    for _ in range(2):  # a table aigc wrote, with its JSON Lines beside it, resumes
+        result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+        assert result.exit_code == 0, result.output
+    assert "1 already done" in result.stderr and "Bees." in table.read_text()
+
+
 def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": ""}\n{"text": "slow"}\n')  # the first row's error is written at once
