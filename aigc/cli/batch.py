@@ -56,7 +56,7 @@ def batch(
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
-    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv.")] = False,
+    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv (input columns named id or error as input.id, input.error: the table's own id and error columns are the run's).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,

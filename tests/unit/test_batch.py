@@ -1556,6 +1556,23 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
     assert (tmp_path / "bare.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,summary,text,tags,scores,error"
 
 
+def test_kept_input_columns_named_id_or_error_are_kept_beside_the_tables_own(tmp_path):
+    import csv
+
+    from aigc.batch_tables import write_table
+
+    source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
+    source.write_text("ticket,id,text,error\nT1,100,hello there,x\nT2,200,,e\n")
+    state.write_text('{"id": "T1", "row": 1, "result": {"summary": "hello", "error": "a field"}}\n{"id": "T2", "row": 2, "error": "the text is empty"}\n')
+    write_table(state, read_rows(source, "ticket"), tmp_path / "out.csv", "ticket", keep_columns=True)
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_bytes().decode("utf-8-sig"))))
+    assert table == [
+        ["id", "input.id", "text", "input.error", "summary", "result.error", "error"],
+        ["T1", "100", "hello there", "x", "hello", "a field", ""],
+        ["T2", "200", "", "e", "", "", "the text is empty"],
+    ]
+
+
 def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
     import csv
 
