@@ -57,7 +57,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         kind = "JSON Lines" if suffix == ".jsonl" else f"a {suffix} file"
         text, path = decode_text(sys.stdin.buffer.read(), STDIN, kind, keep_crlf=suffix in (".csv", ".tsv")), Path(STDIN)  # named so in errors
     else:
-        path = Path(path)
+        path = Path(path).expanduser()  # `--input=~/x`, which the shell leaves as it is, as documents are read
         suffix = f".{input_format}" if input_format else path.suffix.lower()
         if not path.exists():  # named first: a missing file's suffix is no news
             raise BadInputError(f"no such file: {path}")

@@ -114,7 +114,7 @@ def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
 
 def output_target(output: str | None, flag: str = "-o", source: str | None = None, reads: Mapping[str, str | None] | None = None) -> str | None:
     """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
-    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
+    /dev/stdout), else the file with `~` expanded; a file is checked writable before any work, and an empty name (an unset shell
     variable), the `source` file itself (the result would replace what it was made from) or another
     file the command reads (`reads`: what names it, such as "--examples", to its path, or None) is an error."""
     if output is None or output == "-":
@@ -129,7 +129,7 @@ def output_target(output: str | None, flag: str = "-o", source: str | None = Non
     if read is not None:
         raise BadInputError(f"{flag} {output} is the {read} file, which the command reads; write the result to another file")
     check_writable(output, flag)
-    return output
+    return os.path.expanduser(output)  # `--output=~/x`, which the shell leaves as it is
 
 
 def _reads(source: str, output: str) -> bool:

@@ -1716,6 +1716,22 @@ def test_a_table_output_that_aigc_did_not_write_is_refused_as_a_foreign_jsonl_is
     assert "1 already done" in result.stderr and "Bees." in table.read_text()
 
 
+def test_a_tilde_the_shell_left_in_input_or_output_is_the_home_directory(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.jsonl").write_text('{"id": 1, "text": "Bees."}\n{"id": 2, "text": "Ants."}\n')
+    assert [r.id for r in read_rows("~/m.jsonl")] == [1, 2]
+    for output in ("~/t.csv", "~/t.jsonl"):
+        result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "--input=~/m.jsonl", f"--output={output}"])
+        assert result.exit_code == 0 and f"2 rows written to {tmp_path}/{output[2:]}" in result.stderr, result.output
+    assert "Bees." in (tmp_path / "t.csv").read_text(encoding="utf-8-sig") and (tmp_path / "t.csv.jsonl").is_file() and len(lines(tmp_path / "t.jsonl")) == 2
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "--input=~/m.jsonl", "--output=~/t.csv"])
+    assert result.exit_code == 0 and "2 already done" in result.stderr, result.output
+
+
 def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": ""}\n{"text": "slow"}\n')  # the first row's error is written at once
