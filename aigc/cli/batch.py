@@ -152,10 +152,24 @@ def batch(
     if summary.unchanged:
         ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(summary.unchanged, key=lambda row: row.number)]
         ui.warn(given_back_note("id", ids, summary.done, f'; {"its result says" if len(ids) == 1 else "their results say"} "unchanged": true'))
+    if summary.cut_off:
+        ui.warn(_cut_off_note(summary.cut_off, summary.done, run.token_limit(options.get("template") if isinstance(options.get("template"), str) else None)))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
+
+
+def _cut_off_note(rows: list, total: int, limit: str) -> str:
+    """One warning for the rows of `total` whose results the token `limit` cut off, naming the first few by id."""
+    ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(rows, key=lambda row: row.number)]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    one = len(ids) == 1
+    return (
+        f"{len(ids)} of {total} row{'s' * (total != 1)} {'was' if one else 'were'} cut off at {limit} (id{'s' * (not one)} {shown}; "
+        f'{"its result says" if one else "their results say"} "cut_off": true or "finish_reason": "length"); {"it counts" if one else "they count"} as done, so '
+        f"--retry-failed does not run {'it' if one else 'them'} again: a new -o with a higher --max-tokens runs {'it' if one else 'them'} whole"
+    )
 
 
 def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:

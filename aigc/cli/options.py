@@ -224,16 +224,18 @@ class RunOptions:
         """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does,
         naming where the limit came from: --max-tokens, the defaults of the `template` used, or the task's."""
         if "length" in reasons:
-            from .. import templates
+            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {self.token_limit(template)}; raise --max-tokens for the whole answer")
 
-            found = templates.get_template(template) if template is not None and self.max_tokens is None else None
-            if self.max_tokens is not None:
-                limit = f"--max-tokens {self.max_tokens}"
-            elif found is not None and "max_tokens" in found.defaults:
-                limit = f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
-            else:
-                limit = "the default token limit"
-            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {limit}; raise --max-tokens for the whole answer")
+    def token_limit(self, template: str | None = None) -> str:
+        """Where the limit that cut answers off came from: --max-tokens, the defaults of the `template` used, or the task's."""
+        from .. import templates
+
+        found = templates.get_template(template) if template is not None and self.max_tokens is None else None
+        if self.max_tokens is not None:
+            return f"--max-tokens {self.max_tokens}"
+        if found is not None and "max_tokens" in found.defaults:
+            return f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
+        return "the default token limit"
 
     def report(self, generator) -> None:
         if self.stats:

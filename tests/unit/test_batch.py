@@ -1732,6 +1732,25 @@ def test_a_tilde_the_shell_left_in_input_or_output_is_the_home_directory(tmp_pat
     assert result.exit_code == 0 and "2 already done" in result.stderr, result.output
 
 
+def test_rows_cut_off_at_the_token_limit_are_counted_and_warned_of_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source = tmp_path / "in.jsonl"
+    long = " ".join(f"Word{i} is here." for i in range(100))  # longer than a summary: summarized, not given back
+    source.write_text(json.dumps({"id": "long", "text": long}) + '\n{"id": "x", "text": "x"}\n')
+    rows = read_rows(source)
+    summary = run_batch(get_generator("chat", model="echo"), rows, tmp_path / "out.jsonl", {}, {"max_tokens": 1})
+    assert [row.id for row in summary.cut_off] == ["long"] and lines(tmp_path / "out.jsonl")[0]["result"]["finish_reason"] == "length"
+    for task, extra in (("chat", []), ("summarize", []), ("translate", ["-O", "to=fr"])):
+        result = CliRunner().invoke(app, ["batch", task, "-m", "echo", "-i", str(source), "-o", str(tmp_path / f"{task}.jsonl"), "--max-tokens", "1", *extra])
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("cut off at --max-tokens 1") == 1 and 'rows was cut off at --max-tokens 1 (id "long";' in result.stderr, (task, result.stderr)
+    result = CliRunner().invoke(app, ["batch", "chat", "-m", "echo", "-i", str(source), "-o", str(tmp_path / "whole.jsonl")])
+    assert result.exit_code == 0 and "cut off" not in result.stderr
+
+
 def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": ""}\n{"text": "slow"}\n')  # the first row's error is written at once
