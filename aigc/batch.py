@@ -149,7 +149,7 @@ def run_batch(
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.fields} if keep_columns else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error

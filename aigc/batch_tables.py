@@ -32,8 +32,8 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     and `error` for rows that failed. A text cell that a spreadsheet would run as a
     formula gets a `'` before it (`_inert`)."""
     records = [record for _, record in read_output(state, repair=False)]
-    fields = {id_key(row.id): row.fields for row in rows if row.id is not None}
-    inputs = columns(rows) if keep_columns else []
+    fields = {id_key(row.id): row.as_read for row in rows if row.id is not None}
+    inputs = columns(rows, as_read=True) if keep_columns else []
     kept = {name: f"input.{name}" if name in OWN else name for name in inputs if name != id_field}
     cells = []
     for record in records:

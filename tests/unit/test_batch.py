@@ -1531,6 +1531,21 @@ def test_keep_columns_puts_each_rows_input_in_its_line(tmp_path):
     assert lines(tmp_path / "kept.jsonl")[0]["input"] == {"id": "1", "text": "Bees make honey.", "region": "north"}
 
 
+def test_keep_columns_with_a_nested_field_keeps_the_row_as_read(tmp_path):
+    from aigc.batch_tables import write_table
+
+    source, out = tmp_path / "nest.jsonl", tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": "a", "doc": {"body": "Bees make honey.", "lang": "en"}, "meta": {"n": 1}}\n')
+    rows = read_rows(source, "meta.n", "doc.body")
+    assert rows[0].fields["doc.body"] == "Bees make honey." and rows[0].id == 1  # read by its dotted name
+    engine = FakeEngine()
+    engine.enqueue("Bees.")
+    run_batch(summarizer(engine), rows, out, {}, field_name="doc.body", id_field="meta.n", keep_columns=True)
+    assert lines(out)[0]["input"] == {"id": "a", "doc": {"body": "Bees make honey.", "lang": "en"}, "meta": {"n": 1}}
+    write_table(out, rows, tmp_path / "out.csv", "meta.n", keep_columns=True)
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,input.id,doc,meta,summary,words,map_reduce_rounds,cut_off,unchanged"
+
+
 def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_path):
     import csv
 
