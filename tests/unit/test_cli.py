@@ -2179,6 +2179,20 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
 
 
+def test_sessions_rm_of_a_file_of_ones_own_points_at_no_session_of_another_conversation(tmp_path, monkeypatch):
+    from aigc import conversations
+
+    monkeypatch.chdir(tmp_path)
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    (conversations.sessions_dir() / "s1.json").write_text("{}")  # a named session s1, another conversation
+    code, lines = bad("sessions", "rm", "s1.json")  # no file here: the session it may mean
+    assert code == 2 and lines[0].endswith("did you mean `s1`?"), lines
+    (tmp_path / "s1.json").write_text("{}")  # the conversation `sessions show s1.json` shows
+    code, lines = bad("sessions", "rm", "s1.json")
+    assert code == 2 and lines == ["Error: s1.json is a file of yours, not a session; rm deletes only the sessions `aigc sessions` lists (delete the file yourself)"]
+    assert (tmp_path / "s1.json").is_file() and (conversations.sessions_dir() / "s1.json").is_file()
+
+
 def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_gone(monkeypatch):
     from contextlib import contextmanager
 
