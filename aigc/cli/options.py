@@ -69,7 +69,7 @@ class RunOptions:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
-        self.n: int | None = None  # a command's -n (aigc run's, batch's --n): how many answers, sent with the sampling settings
+        self.n: int | None = None  # a command's -n (of run and chat; batch's -O n for chat and template): how many answers, sent with the sampling settings
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
