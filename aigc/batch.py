@@ -46,6 +46,7 @@ class BatchSummary:
     errors: int = 0
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
     unchanged: list[Row] = dataclasses.field(default_factory=list)  # rows whose result is their text given back (`"unchanged": true`, as summarize's)
+    cut_off: list[Row] = dataclasses.field(default_factory=list)  # rows whose result the token limit cut off (`cut_off_at_limit`)
     to_raise: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # rows whose error says to raise these options (any one), by option
     seconds: float = 0.0
     rows: int = 0
@@ -148,7 +149,7 @@ def run_batch(
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.fields} if keep_columns else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
@@ -178,6 +179,8 @@ def run_batch(
                     summary.short += bool(isinstance(line.get("result"), dict) and line["result"].get("missing"))
                     if isinstance(line.get("result"), dict) and line["result"].get("unchanged") is True:
                         summary.unchanged.append(row)
+                    if cut_off_at_limit(line.get("result")):
+                        summary.cut_off.append(row)
                     report(summary.done, len(todo))
         except AigcError:  # stopped at a bad row
             if not stream:
@@ -188,6 +191,15 @@ def run_batch(
         if not stream:
             restore_order(output, rows)
     return summary
+
+
+def cut_off_at_limit(result: Any) -> bool:
+    """Whether max_tokens cut a result off: `"cut_off": true` (summarize, translate, headline), or a
+    `"finish_reason"` (any of `"finish_reasons"`) of `"length"` (chat, template)."""
+    if not isinstance(result, dict):
+        return False
+    reasons = result.get("finish_reasons")
+    return result.get("cut_off") is True or result.get("finish_reason") == "length" or (isinstance(reasons, list) and "length" in reasons)
 
 
 def _to_raise(exc: BaseException | None) -> tuple[str, ...]:

@@ -38,6 +38,12 @@ class Row:
     input: Any = dataclasses.field(default=None, repr=False)  # the generator's input itself (`Generator.many`)
     given: bool = False  # whether `input` is set; else the input is built from `fields`
     numbered: bool = False  # whether the row has no id of its own and `id` is its number
+    flattened: tuple[str, ...] = ()  # the dotted names (`doc.body`) `add_path` set in `fields`, which the row as read has not
+
+    @property
+    def as_read(self) -> dict[str, Any]:
+        """The row's columns as read: `fields` without the nested values `--field doc.body` set beside them (`--keep-columns` keeps these)."""
+        return {key: value for key, value in self.fields.items() if key not in self.flattened}
 
 
 def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True, input_format: str | None = None) -> list[Row]:
@@ -57,7 +63,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         kind = "JSON Lines" if suffix == ".jsonl" else f"a {suffix} file"
         text, path = decode_text(sys.stdin.buffer.read(), STDIN, kind, keep_crlf=suffix in (".csv", ".tsv")), Path(STDIN)  # named so in errors
     else:
-        path = Path(path)
+        path = Path(path).expanduser()  # `--input=~/x`, which the shell leaves as it is, as documents are read
         suffix = f".{input_format}" if input_format else path.suffix.lower()
         if not path.exists():  # named first: a missing file's suffix is no news
             raise BadInputError(f"no such file: {path}")
@@ -257,24 +263,24 @@ def _json_row(number: int, line: str, id_field: str, field: str) -> Row:
         return Row(number, None, {}, f"bad JSON: {getattr(exc, 'msg', exc)}{where}")  # no id: it could clash with a real one
     if not isinstance(record, dict):
         return Row(number, None, {}, f"not a JSON object ({json_kind(record)}); each line must be one object")
-    for name in (field, id_field):
-        add_path(record, name)
+    flattened = tuple(name for name in dict.fromkeys((field, id_field)) if add_path(record, name))
     row_id = record.get(id_field)
-    return Row(number, number if row_id is None else row_id, record, numbered=row_id is None)  # "id": null is no id
+    return Row(number, number if row_id is None else row_id, record, numbered=row_id is None, flattened=flattened)  # "id": null is no id
 
 
-def add_path(record: dict, name: str) -> None:
+def add_path(record: dict, name: str) -> bool:
     """Set `record[name]` for a dotted `name` that is no key of its own to the value at that path in
     nested objects, where there is one (`doc.body` is record["doc"]["body"]): a column of its own, as
-    HF datasets' `flatten()` and pandas' `json_normalize` name it."""
+    HF datasets' `flatten()` and pandas' `json_normalize` name it. Whether it was set."""
     if "." not in name or name in record:
-        return
+        return False
     value: Any = record
     for key in name.split("."):
         if not isinstance(value, dict) or key not in value:
-            return
+            return False
         value = value[key]
     record[name] = value
+    return True
 
 
 def json_kind(value: Any) -> str:
@@ -320,9 +326,9 @@ def flag_rows(generator, rows: list[Row], field_name: str, opts: Any) -> None:
             pass
 
 
-def columns(rows: list[Row]) -> list[str]:
-    """Every column name of the rows, in the order they first appear."""
-    return list(dict.fromkeys(key for row in rows for key in row.fields))
+def columns(rows: list[Row], as_read: bool = False) -> list[str]:
+    """Every column name of the rows, in the order they first appear (`as_read`: without the nested ones `--field doc.body` names)."""
+    return list(dict.fromkeys(key for row in rows for key in (row.as_read if as_read else row.fields)))
 
 
 def id_key(row_id: Any) -> str:

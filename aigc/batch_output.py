@@ -44,7 +44,7 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
             continue
         try:
             record = parse_json(line)
-            if not isinstance(record, dict) or "id" not in record or not ("result" in record or "error" in record):
+            if not _is_batch_line(record):
                 raise ValueError
         except ValueError:
             raise BadInputError(f"{path}:{number} is not a batch output line; give another -o or remove the file") from None
@@ -59,6 +59,18 @@ def read_output(path: str | Path, repair: bool = True) -> list[tuple[str, dict]]
         else:
             raise BadInputError(f"{path}:{number + 1} is not a batch output line; give another -o or remove the file")
     return lines
+
+
+def _is_batch_line(record: Any) -> bool:
+    """Whether `record` is a line aigc batch writes (every version has): an `id`, an integer `row`,
+    and a `result` or a text `error`; other JSON Lines (an OpenAI batch output's `"error": null`, a
+    JSON-RPC log) are some other file."""
+    if not isinstance(record, dict) or "id" not in record:
+        return False
+    row = record.get("row")
+    if not isinstance(row, int) or isinstance(row, bool):
+        return False
+    return isinstance(record["error"], str) if "error" in record else "result" in record
 
 
 def _parses(data: bytes) -> bool:

@@ -14,6 +14,7 @@ from .batch_output import read_output
 from .writing import write_atomic
 
 TABLES = (".csv", ".tsv")
+OWN = ("id", "error")  # the table's own columns, which input columns and result fields of these names are kept beside
 
 
 def table_state(table: str | Path) -> Path:
@@ -24,24 +25,25 @@ def table_state(table: str | Path) -> Path:
 def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False) -> None:
     """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
     between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
-    leaves the old file or the new one): an id column, with `keep_columns` each row's input columns,
-    then the result: a text result in `result`, an object's fields each in its own column (a list
-    of texts one a line, other lists and objects as JSON; a field named as an input column is
-    `result.NAME`), and `error` for rows that failed. A text cell that a spreadsheet would run as a
+    leaves the old file or the new one): an id column, with `keep_columns` each row's input columns
+    (one named `id` or `error`, as aigc's own, as `input.id`, `input.error`), then the result: a text
+    result in `result`, an object's fields each in its own column (a list of texts one a line, other
+    lists and objects as JSON; a field named as a column before it, or `error`, is `result.NAME`),
+    and `error` for rows that failed. A text cell that a spreadsheet would run as a
     formula gets a `'` before it (`_inert`)."""
     records = [record for _, record in read_output(state, repair=False)]
-    fields = {id_key(row.id): row.fields for row in rows if row.id is not None}
-    inputs = columns(rows) if keep_columns else []
-    inputs = [name for name in inputs if name != id_field]
+    fields = {id_key(row.id): row.as_read for row in rows if row.id is not None}
+    inputs = columns(rows, as_read=True) if keep_columns else []
+    kept = {name: f"input.{name}" if name in OWN else name for name in inputs if name != id_field}
     cells = []
     for record in records:
         result = record.get("result")
         result = result if isinstance(result, dict) else {} if "result" not in record else {"result": result}
         given = fields.get(id_key(record["id"]), {}) if keep_columns else {}
-        cells.append(({name: _cell(given.get(name)) for name in inputs}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
-    taken = {"id", *inputs}
+        cells.append(({header: _cell(given.get(name)) for name, header in kept.items()}, {name: _cell(value) for name, value in result.items()}, record.get("error")))
+    taken = {*OWN, *kept.values()}
     named = {name: f"result.{name}" if name in taken else name for name in dict.fromkeys(name for _, result, _ in cells for name in result)}
-    header = ["id", *inputs, *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
+    header = ["id", *kept.values(), *named.values(), *(["error"] if any(error is not None for *_, error in cells) else [])]
     out = io.StringIO()
     delimiter = "\t" if Path(table).suffix.lower() == ".tsv" else ","
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")

@@ -216,6 +216,9 @@ def _read(path: Path, source: str) -> Template:
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
+    description = meta.get("description")
+    if isinstance(description, (list, dict)):  # listed as one line: a list or mapping (`description: [a, b]`) would show as Python's repr
+        raise BadInputError(f"{path}: 'description' must be one line of text, got a {'list' if isinstance(description, list) else 'mapping'}; quote it if it holds [ ] {{ }} or a colon")
     model = meta.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise BadInputError(f"{path}: 'model' must be a model name, as -m takes (an alias such as smollm2, a hub id, a path), got {model!r}")
@@ -224,7 +227,7 @@ def _read(path: Path, source: str) -> Template:
         path=path,
         source=source,
         body=body,
-        description=str(meta.get("description", "")),
+        description="" if description is None else str(description),
         system=meta.get("system"),
         defaults=defaults,
         variables=variables,

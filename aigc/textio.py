@@ -161,18 +161,31 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
+OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
+PATH_LIKE = re.compile(r"(?:~|\.\.?)?/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|.*/\Z")  # /x, ./x, ../x, ~/x, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP: words)
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
 def read_input(source: str, lines: bool = False, links: bool = False, urls_as_text: bool = True) -> str:
     """The text itself, a document's text (FILE), or stdin (-); `lines` and `links` as for `read_document`.
-    A lone URL is text (a link to classify), but with `urls_as_text=False` a page not downloaded (translate's)."""
+    A lone URL is text (a link to classify), but with `urls_as_text=False` a page not downloaded (translate's).
+    One word that names no file here but reads as a file name (`looks_like_a_path`) is "no such file", not the text."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
         return read_document(source, lines=lines, links=links)
-    if not any(c.isspace() for c in source) and (path.suffix.lower() in FILE_SUFFIXES or (not urls_as_text and URL.match(source))):
+    if looks_like_a_path(source) or (not urls_as_text and URL.match(source)):
         raise _missing(source)  # a file name, not words to take as the text
     return source
+
+
+def looks_like_a_path(source: str) -> bool:
+    """Whether `source` is one word that reads as a file name, not text: a data or document suffix
+    (`data.csv`, `report.pdf`), or a folder part (`/x`, `./x`, `~/x`, `docs/notes.docx`); a URL reads as
+    a file name by its suffix only (`https://x.org/a.json`), words with a slash (`and/or`) as words."""
+    if any(c.isspace() for c in source):
+        return False
+    suffix = Path(source).suffix.lower()
+    return suffix in FILE_SUFFIXES or (not URL.match(source) and (suffix in OTHER_FILE_SUFFIXES or bool(PATH_LIKE.match(source))))
 
 
 def mostly_crlf(text: str) -> bool:

@@ -12,6 +12,7 @@ import stat
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import DISK_FULL, BadInputError, WriteError
@@ -111,26 +112,32 @@ def _write_failed(target: str | os.PathLike, exc: OSError) -> WriteError:
     return WriteError(f"cannot write {target}: {exc.strerror or exc}{hint}")
 
 
-def output_target(output: str | None, flag: str = "-o", source: str | None = None) -> str | None:
+def output_target(output: str | None, flag: str = "-o", source: str | None = None, reads: Mapping[str, str | None] | None = None) -> str | None:
     """Where a command's `-o` writes: None for stdout (not given, -, or a path naming it such as
-    /dev/stdout); a file is checked writable before any work, and an empty name (an unset shell
-    variable) or the `source` file itself (the result would replace what it was made from) is an error."""
+    /dev/stdout), else the file with `~` expanded; a file is checked writable before any work, and an empty name (an unset shell
+    variable), the `source` file itself (the result would replace what it was made from) or another
+    file the command reads (`reads`: what names it, such as "--examples", to its path, or None) is an error."""
     if output is None or output == "-":
         return None
     if not output.strip():
         raise BadInputError(f"{flag} was given an empty file name; give a file, or - for stdout")
     if inherited_fd(output) == 1:  # written as stdout is, never replacing the file it may point to
         return None
-    if source is not None and os.path.exists(output) and _reads(source, output):
+    if source is not None and os.path.exists(os.path.expanduser(output)) and _reads(source, output):
         raise BadInputError(f"{flag} {output} is the input file{' (standard input reads it)' if source == '-' else ''}; write the result to another file")
+    read = next((what for what, path in (reads or {}).items() if path not in (None, "-") and os.path.exists(os.path.expanduser(output)) and _reads(path, output)), None)
+    if read is not None:
+        raise BadInputError(f"{flag} {output} is the {read} file, which the command reads; write the result to another file")
     check_writable(output, flag)
-    return output
+    return os.path.expanduser(output)  # `--output=~/x`, which the shell leaves as it is
 
 
 def _reads(source: str, output: str) -> bool:
     """Whether `output` is the file that `source` reads: that file, or for "-" the file standard
     input is redirected from (`< FILE`)."""
+    output = os.path.expanduser(output)
     if source != "-":
+        source = os.path.expanduser(source)
         return os.path.isfile(source) and os.path.samefile(source, output)
     try:
         given, there = os.fstat(sys.stdin.fileno()), os.stat(output)

@@ -56,7 +56,7 @@ def batch(
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
     concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together.")] = 16,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
-    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv.")] = False,
+    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv (input columns named id or error as input.id, input.error: the table's own id and error columns are the run's).")] = False,
     schema: Schema = None,
     *,
     run: RunOptions,
@@ -72,13 +72,16 @@ def batch(
     input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin)")
     check_on_error(on_error)
     check_concurrency(concurrency)
-    target = output_target(output, source=input)  # checked writable; None: stdout (-, /dev/stdout)
+    reads = {"--schema": schema, **{f"-O {key.strip()}": value for key, _, value in (pair.partition("=") for pair in option_pairs or [])}}  # an -O value may name a file: examples, a glossary, a template
+    target = output_target(output, source=input, reads=reads)  # checked writable; None: stdout (-, /dev/stdout)
     output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
     check_output_name(output, tables=True)
     table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
     if table:
         output = str(table_state(table))
-        output_target(output, source=input)  # the JSON Lines beside it, which may not be the input either
+        output_target(output, source=input, reads=reads)  # the JSON Lines beside it, which may not be the input either
+        if Path(table).exists() and not Path(output).exists():  # a table of the user's, as a foreign .jsonl is refused
+            raise BadInputError(f"{table} exists and was not written by aigc batch (no {Path(output).name} beside it to resume); give another -o, or remove it")
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):
@@ -149,10 +152,24 @@ def batch(
     if summary.unchanged:
         ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(summary.unchanged, key=lambda row: row.number)]
         ui.warn(given_back_note("id", ids, summary.done, f'; {"its result says" if len(ids) == 1 else "their results say"} "unchanged": true'))
+    if summary.cut_off:
+        ui.warn(_cut_off_note(summary.cut_off, summary.done, run.token_limit(options.get("template") if isinstance(options.get("template"), str) else None)))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
+
+
+def _cut_off_note(rows: list, total: int, limit: str) -> str:
+    """One warning for the rows of `total` whose results the token `limit` cut off, naming the first few by id."""
+    ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(rows, key=lambda row: row.number)]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    one = len(ids) == 1
+    return (
+        f"{len(ids)} of {total} row{'s' * (total != 1)} {'was' if one else 'were'} cut off at {limit} (id{'s' * (not one)} {shown}; "
+        f'{"its result says" if one else "their results say"} "cut_off": true or "finish_reason": "length"); {"it counts" if one else "they count"} as done, so '
+        f"--retry-failed does not run {'it' if one else 'them'} again: a new -o with a higher --max-tokens runs {'it' if one else 'them'} whole"
+    )
 
 
 def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:

@@ -67,7 +67,7 @@ def classify(
     """Pick the label that fits a text, with calibrated probabilities that sum to 1."""
     labels = joined(labels)
     source = source_or_stdin(source, "the text or a document to classify (TEXT, FILE, or - for stdin)")
-    output = output_target(output, source=source)
+    output = output_target(output, source=source, reads={"--examples": examples})
     if lines:
         check_lines_source(source, "classify")
     else:

@@ -11,7 +11,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin
+from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
 
 ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT"  # in place of an empty or binary one
 
@@ -35,7 +35,7 @@ def headline(
     options = {"n": n, "style": style, "tone": tone or "", "max_words": max_words, "template": template}
     if topic is None:  # an article piped in, when none is named
         source = source_or_stdin(source, "a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
-    output = output_target(output, source=source)
+    output = output_target(output, source=source, reads={"--template": template_file(template)})
     if lines:
         if topic is not None and source is not None:
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")

@@ -69,7 +69,7 @@ class RunOptions:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
-        self.n: int | None = None  # a command's -n (aigc run's, batch's --n): how many answers, sent with the sampling settings
+        self.n: int | None = None  # a command's -n (of run and chat; batch's -O n for chat and template): how many answers, sent with the sampling settings
 
     def sampling(self) -> dict[str, Any]:
         """Sampling overrides the user set (unset ones are left to the task and template)."""
@@ -224,16 +224,18 @@ class RunOptions:
         """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does,
         naming where the limit came from: --max-tokens, the defaults of the `template` used, or the task's."""
         if "length" in reasons:
-            from .. import templates
+            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {self.token_limit(template)}; raise --max-tokens for the whole answer")
 
-            found = templates.get_template(template) if template is not None and self.max_tokens is None else None
-            if self.max_tokens is not None:
-                limit = f"--max-tokens {self.max_tokens}"
-            elif found is not None and "max_tokens" in found.defaults:
-                limit = f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
-            else:
-                limit = "the default token limit"
-            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {limit}; raise --max-tokens for the whole answer")
+    def token_limit(self, template: str | None = None) -> str:
+        """Where the limit that cut answers off came from: --max-tokens, the defaults of the `template` used, or the task's."""
+        from .. import templates
+
+        found = templates.get_template(template) if template is not None and self.max_tokens is None else None
+        if self.max_tokens is not None:
+            return f"--max-tokens {self.max_tokens}"
+        if found is not None and "max_tokens" in found.defaults:
+            return f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
+        return "the default token limit"
 
     def report(self, generator) -> None:
         if self.stats:
@@ -382,6 +384,13 @@ def source_or_stdin(source: Optional[str], what: str) -> str:
     if not _piped():
         raise BadInputError(f"give {what}, or pipe it in")
     return "-"
+
+
+def template_file(name: Optional[str]) -> Optional[str]:
+    """The file a template option names (`./mine.j2`), for `output_target`'s `reads`; None for a template name."""
+    from ..templates import is_path
+
+    return name if name and is_path(name) else None
 
 
 def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:

@@ -14,7 +14,7 @@ from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file
 
 PLAIN = ("chat", "template")
 
@@ -54,7 +54,7 @@ def run_template(
     checked_values(found, values)  # a misspelt --var is named before the input it leaves unfilled
     check_vars_used(found, values)
     reads_stdin = source is None and _open_input(found, values) is not None  # piped text fills the input
-    output = output_target(output, source="-" if reads_stdin else source)
+    output = output_target(output, source="-" if reads_stdin else source, reads={"template": template_file(template), "--schema": schema})
     found.check_filled(values, given_as="--var ")
     _fill_input(found, values, source)
     _check_input_given(found, values)

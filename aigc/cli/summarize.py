@@ -12,7 +12,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin
+from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
 
 
 @generation_options(logged=True)
@@ -31,7 +31,7 @@ def summarize(
 ) -> None:
     """Summarize a document; long ones are summarized in parts, then the parts together."""
     source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")
-    output = output_target(output, source=source)
+    output = output_target(output, source=source, reads={"--template": template_file(template)})
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")
     if lines:

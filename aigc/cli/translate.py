@@ -13,7 +13,7 @@ from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
+from .options import RunOptions, emit, generation_options, source_or_stdin, template_file, warn_of_a_word_read_as_a_file
 
 
 @generation_options(logged=True)
@@ -41,7 +41,7 @@ def translate(
     if plain and markdown:
         raise BadInputError("give --plain or --markdown, not both: a document is read one way")
     source = source_or_stdin(source, "the text or a document to translate (TEXT, FILE, or - for stdin)")
-    output = output_target(output, source=source)
+    output = output_target(output, source=source, reads={"--glossary": glossary, "--template": template_file(template)})
     terms = load_glossary(glossary, (from_, to)) if glossary else None
     if lines:
         check_lines_source(source, "translate")

@@ -169,6 +169,24 @@ def test_a_torn_last_line_is_cut_off_and_only_results_count_as_done(tmp_path):
         assert out.read_text() == other  # a file that is not batch output is never cut
 
 
+def test_other_json_lines_with_an_id_and_a_result_or_error_are_not_taken_for_batch_output(tmp_path):
+    out = tmp_path / "out.jsonl"
+    rows = [Row(1, 1, {"text": "one"}), Row(2, 2, {"text": "two"})]
+    openai_batch_output = (
+        '{"id": "batch_req_1", "custom_id": "request-2", "response": {"status_code": 200, "body": {}}, "error": null}\n'
+        '{"id": "batch_req_2", "custom_id": "request-1", "response": null, "error": {"code": "invalid_prompt", "message": "x"}}\n'
+    )
+    json_rpc_log = '{"jsonrpc": "2.0", "result": 19, "id": 1}\n{"jsonrpc": "2.0", "result": -19, "id": 2}\n'
+    for other in (openai_batch_output, json_rpc_log, '{"id": 1, "row": true, "result": {}}\n', '{"id": 1, "row": "1", "result": {}}\n'):
+        out.write_text(other)
+        with pytest.raises(BadInputError, match="out.jsonl:1 is not a batch output line"):
+            run_batch(summarizer(FakeEngine()), rows, out, {})
+        assert out.read_text() == other
+    out.write_text('{"id": 1, "row": 1, "result": {"summary": "old"}}\n{"id": 2, "row": 2, "error": "failed"}\n')  # as the first aigc batch wrote them
+    assert run_batch(summarizer(FakeEngine()), rows, out, {}).retried == 1
+    assert [(r["id"], "result" in r) for r in lines(out)] == [(1, True), (2, True)] and lines(out)[0]["result"] == {"summary": "old"}
+
+
 def test_blank_lines_added_to_an_output_file_are_skipped(tmp_path):
     source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("one\ntwo\nthree\n")
@@ -1513,6 +1531,21 @@ def test_keep_columns_puts_each_rows_input_in_its_line(tmp_path):
     assert lines(tmp_path / "kept.jsonl")[0]["input"] == {"id": "1", "text": "Bees make honey.", "region": "north"}
 
 
+def test_keep_columns_with_a_nested_field_keeps_the_row_as_read(tmp_path):
+    from aigc.batch_tables import write_table
+
+    source, out = tmp_path / "nest.jsonl", tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": "a", "doc": {"body": "Bees make honey.", "lang": "en"}, "meta": {"n": 1}}\n')
+    rows = read_rows(source, "meta.n", "doc.body")
+    assert rows[0].fields["doc.body"] == "Bees make honey." and rows[0].id == 1  # read by its dotted name
+    engine = FakeEngine()
+    engine.enqueue("Bees.")
+    run_batch(summarizer(engine), rows, out, {}, field_name="doc.body", id_field="meta.n", keep_columns=True)
+    assert lines(out)[0]["input"] == {"id": "a", "doc": {"body": "Bees make honey.", "lang": "en"}, "meta": {"n": 1}}
+    write_table(out, rows, tmp_path / "out.csv", "meta.n", keep_columns=True)
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,input.id,doc,meta,summary,words,map_reduce_rounds,cut_off,unchanged"
+
+
 def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_path):
     import csv
 
@@ -1536,6 +1569,23 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
         assert [(r.id, r.fields["note"], r.fields["summary"]) for r in read_rows(tmp_path / name)][:2] == [("a", "line one\nline two", 'Busy, "bees".'), ("b", "3", "Ü.")]
     write_table(state, rows, tmp_path / "bare.csv")  # without keep_columns: the id and the result
     assert (tmp_path / "bare.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,summary,text,tags,scores,error"
+
+
+def test_kept_input_columns_named_id_or_error_are_kept_beside_the_tables_own(tmp_path):
+    import csv
+
+    from aigc.batch_tables import write_table
+
+    source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
+    source.write_text("ticket,id,text,error\nT1,100,hello there,x\nT2,200,,e\n")
+    state.write_text('{"id": "T1", "row": 1, "result": {"summary": "hello", "error": "a field"}}\n{"id": "T2", "row": 2, "error": "the text is empty"}\n')
+    write_table(state, read_rows(source, "ticket"), tmp_path / "out.csv", "ticket", keep_columns=True)
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_bytes().decode("utf-8-sig"))))
+    assert table == [
+        ["id", "input.id", "text", "input.error", "summary", "result.error", "error"],
+        ["T1", "100", "hello there", "x", "hello", "a field", ""],
+        ["T2", "200", "", "e", "", "", "the text is empty"],
+    ]
 
 
 def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
@@ -1660,6 +1710,60 @@ def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.csv")])
     assert result.exit_code == 2 and f"-o {source} is the input file" in result.stderr
     assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
+
+
+@pytest.mark.parametrize("name", ["customers.csv", "customers.tsv"])
+def test_a_table_output_that_aigc_did_not_write_is_refused_as_a_foreign_jsonl_is(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source, table = tmp_path / "in.jsonl", tmp_path / name
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    table.write_text("name,email\nAnn,a@x\n")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+    assert result.exit_code == 2 and f"{table} exists and was not written by aigc batch (no {name}.jsonl beside it to resume)" in result.stderr
+    assert table.read_text() == "name,email\nAnn,a@x\n" and not (tmp_path / f"{name}.jsonl").exists()
+    table.unlink()
+    for _ in range(2):  # a table aigc wrote, with its JSON Lines beside it, resumes
+        result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+        assert result.exit_code == 0, result.output
+    assert "1 already done" in result.stderr and "Bees." in table.read_text()
+
+
+def test_a_tilde_the_shell_left_in_input_or_output_is_the_home_directory(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.jsonl").write_text('{"id": 1, "text": "Bees."}\n{"id": 2, "text": "Ants."}\n')
+    assert [r.id for r in read_rows("~/m.jsonl")] == [1, 2]
+    for output in ("~/t.csv", "~/t.jsonl"):
+        result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "--input=~/m.jsonl", f"--output={output}"])
+        assert result.exit_code == 0 and f"2 rows written to {tmp_path}/{output[2:]}" in result.stderr, result.output
+    assert "Bees." in (tmp_path / "t.csv").read_text(encoding="utf-8-sig") and (tmp_path / "t.csv.jsonl").is_file() and len(lines(tmp_path / "t.jsonl")) == 2
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "--input=~/m.jsonl", "--output=~/t.csv"])
+    assert result.exit_code == 0 and "2 already done" in result.stderr, result.output
+
+
+def test_rows_cut_off_at_the_token_limit_are_counted_and_warned_of_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source = tmp_path / "in.jsonl"
+    long = " ".join(f"Word{i} is here." for i in range(100))  # longer than a summary: summarized, not given back
+    source.write_text(json.dumps({"id": "long", "text": long}) + '\n{"id": "x", "text": "x"}\n')
+    rows = read_rows(source)
+    summary = run_batch(get_generator("chat", model="echo"), rows, tmp_path / "out.jsonl", {}, {"max_tokens": 1})
+    assert [row.id for row in summary.cut_off] == ["long"] and lines(tmp_path / "out.jsonl")[0]["result"]["finish_reason"] == "length"
+    for task, extra in (("chat", []), ("summarize", []), ("translate", ["-O", "to=fr"])):
+        result = CliRunner().invoke(app, ["batch", task, "-m", "echo", "-i", str(source), "-o", str(tmp_path / f"{task}.jsonl"), "--max-tokens", "1", *extra])
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("cut off at --max-tokens 1") == 1 and 'rows was cut off at --max-tokens 1 (id "long";' in result.stderr, (task, result.stderr)
+    result = CliRunner().invoke(app, ["batch", "chat", "-m", "echo", "-i", str(source), "-o", str(tmp_path / "whole.jsonl")])
+    assert result.exit_code == 0 and "cut off" not in result.stderr
 
 
 def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_flight(tmp_path):

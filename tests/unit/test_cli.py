@@ -1819,6 +1819,36 @@ def test_no_command_writes_its_result_over_its_input(tmp_path):
     assert rows.read_text() == '{"id": 1, "text": "a"}\n'
 
 
+def test_no_command_writes_its_result_over_another_file_it_reads(tmp_path):
+    files = {name: tmp_path / name for name in ("ex.tsv", "ex.csv", "g.tsv", "mine.j2", "s.json", "rows.txt")}
+    kept = {"mine.j2": "Say {{ input }}\n", "s.json": '{"type": "object"}\n'}
+    for name, path in files.items():
+        path.write_text(kept.get(name, "kept\n"))
+    link = tmp_path / "link.tsv"
+    link.symlink_to(files["ex.tsv"])
+    for args, output, what in (
+        (["classify", "what a film", "-l", "pos,neg", "--examples", str(files["ex.tsv"])], link, "--examples"),
+        (["translate", "the cat", "--to", "fr", "--glossary", str(files["g.tsv"])], files["g.tsv"], "--glossary"),
+        (["translate", "the cat", "--to", "fr", "-t", str(files["mine.j2"])], files["mine.j2"], "--template"),
+        (["summarize", str(files["rows.txt"]), "-t", str(files["mine.j2"])], files["mine.j2"], "--template"),
+        (["headline", "--topic", "bees", "-t", str(files["mine.j2"])], files["mine.j2"], "--template"),
+        (["run", str(files["mine.j2"]), "--var", "input=hi"], files["mine.j2"], "template"),
+        (["run", "chat", "--var", "input=hi", "--schema", str(files["s.json"])], files["s.json"], "--schema"),
+        (["batch", "classify", "-i", str(files["rows.txt"]), "-O", f"examples={files['ex.csv']}"], files["ex.csv"], "-O examples"),
+        (["batch", "classify", "-i", str(files["rows.txt"]), "-O", f"examples={files['ex.csv']}"], files["ex.csv"].with_name("ex.csv.jsonl"), None),
+    ):
+        if what is None:  # a table's JSON Lines beside it named as the examples
+            output.write_text("kept\n")
+            args[-1] = f"examples={output}"
+            what = "-O examples"
+            output = output.with_suffix("")
+        code, lines = bad(*args, "-o", str(output), "-m", "no-such-model")
+        assert code == 2 and lines[0].endswith(f"is the {what} file, which the command reads; write the result to another file"), (args, lines)
+    assert all(path.read_text() == kept.get(name, "kept\n") for name, path in files.items())
+    code, lines = bad("translate", "the cat", "--to", "fr", "-t", "translate", "-o", str(tmp_path / "out.txt"), "-m", "no-such-model")  # a template by name reads no file here
+    assert code == 2 and "unknown model" in lines[0], lines
+
+
 def test_help_shows_no_value_type_for_flags():
     shown = invoke("chat", "--help", env={"COLUMNS": "200"}).stdout
     assert "<bool>" not in shown and "<list[" not in shown
@@ -2147,6 +2177,20 @@ def test_chat_session_goes_on_across_runs_and_sessions_lists_shows_and_removes_i
     assert "give only one of" in invoke("chat", "-c", "-S", "work", "hi", *args).stderr
     assert "did you mean `work`?" in invoke("sessions", "rm", "work.json").stderr
     assert invoke("sessions", "rm", "work", "work").exit_code == 0 and json.loads(invoke("sessions", "--json").stdout) == []
+
+
+def test_sessions_rm_of_a_file_of_ones_own_points_at_no_session_of_another_conversation(tmp_path, monkeypatch):
+    from aigc import conversations
+
+    monkeypatch.chdir(tmp_path)
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    (conversations.sessions_dir() / "s1.json").write_text("{}")  # a named session s1, another conversation
+    code, lines = bad("sessions", "rm", "s1.json")  # no file here: the session it may mean
+    assert code == 2 and lines[0].endswith("did you mean `s1`?"), lines
+    (tmp_path / "s1.json").write_text("{}")  # the conversation `sessions show s1.json` shows
+    code, lines = bad("sessions", "rm", "s1.json")
+    assert code == 2 and lines == ["Error: s1.json is a file of yours, not a session; rm deletes only the sessions `aigc sessions` lists (delete the file yourself)"]
+    assert (tmp_path / "s1.json").is_file() and (conversations.sessions_dir() / "s1.json").is_file()
 
 
 def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_gone(monkeypatch):

@@ -255,11 +255,19 @@ def test_llm_style_front_matter_keys_say_where_they_go_here():
         ("var-default", "defaults: {topic: bees, temperature: 0.2}", r"unknown sampling setting topic; .*; a variable's default goes in its entry under variables: \(\{name: topic, default: \.\.\.\}\)$"),
         ("model-default", "defaults: {model: smollm2}", r"unknown sampling setting model; .*; the model goes at the top of the front matter \(model: NAME\), not under defaults:$"),
         ("bad-model", "model: [smollm2]", r"bad-model.j2: 'model' must be a model name, as -m takes .*, got \['smollm2'\]$"),
+        ("list-description", "description: [a, b]", r"list-description.j2: 'description' must be one line of text, got a list; quote it if it holds \[ \] \{ \} or a colon$"),
+        ("map-description", "description: {a: b}", r"map-description.j2: 'description' must be one line of text, got a mapping; "),
         ("typo-default", "defaults: {temprature: 0.2}", r"unknown sampling setting temprature \(did you mean temperature\?\); known: [^;]*$"),
     ]:
         write(templates.user_dir(), name, f"---\n{front}\n---\n{{{{ topic }}}}\n")
         with pytest.raises(BadInputError, match=refusal):
             templates.get_template(name)
+
+
+def test_an_empty_or_numeric_description_is_listed_as_text():
+    write(templates.user_dir(), "empty-description", "---\ndescription:\n---\n{{ input }}\n")
+    write(templates.user_dir(), "year-description", "---\ndescription: 2024\n---\n{{ input }}\n")
+    assert (templates.get_template("empty-description").description, templates.get_template("year-description").description) == ("", "2024")
 
 
 def test_an_unknown_front_matter_key_is_warned_of_only_where_its_template_is_used_or_listed():

@@ -136,6 +136,20 @@ def test_a_missing_file_of_a_data_suffix_is_no_such_file_not_text_to_classify(tm
     assert read_input("v1.5") == "v1.5" and read_input("see data.csv") == "see data.csv"  # words, not a file name
 
 
+@pytest.mark.parametrize("name", ["docs/report.pdf", "./notes.docx", "../notes", "~/notes", "/home/me/notes.rst", "data.parquet", "report.PDF", "drafts/"])
+def test_one_word_that_reads_as_a_path_and_names_no_file_is_no_such_file_not_the_text(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(BadInputError, match=f"^no such file: {re.escape(name)}$"):
+        read_input(name)
+
+
+@pytest.mark.parametrize("text", ["good movie", "a/b testing rocks", "and/or", "24/7", "TCP/IP", "1/2.5", "Node.js", "v1.5", "https://example.com/blog/launch", "https://example.com/a.pdf"])
+def test_words_with_a_slash_or_a_dot_are_the_text(tmp_path, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    assert read_input(text) == text
+
+
 def test_html_after_comments_is_detected(tmp_path):
     page = tmp_path / "page.txt"
     page.write_text("<!-- saved page -->\n<!DOCTYPE html><html><body><p>Bees</p><script>x()</script></body></html>")
