@@ -54,9 +54,19 @@ _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
+# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), ${var},
+# %{name}, {name}, {0}, an ICU {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name
+# after a space (not 10:30, a URL or :emoji:).
+PLACEHOLDER = re.compile(
+    r"\{\{[^{}\n]*\}\}"
+    r"|[$%]\{[^{}\s]+\}"
+    r"|\{[\w.-]+(?:\s*,[^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)?\}"
+    r"|(?<!%)%(?:\d+\$)?(?:\([\w.]+\))?[-+0#]*(?:\d+|\*)?(?:\.\d+)?(?:hh?|ll?|[Lqjzt])?[sdifFeEgGxXoucp@](?![A-Za-z])"
+    r"|(?<![^\s(\[\"'])(?<!\w):[a-z_][a-z0-9_]*(?![\w:/])"
+)
 # Inline spans that must come back unchanged: code (`x` or <code>x</code>, <kbd>, <samp>, <var>), link and image
-# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs, emoji shortcodes
-# and HTML entities (&amp;, &#8212;: a model writes & or drops them, breaking the HTML).
+# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs, emoji shortcodes,
+# HTML entities (&amp;, &#8212;: a model writes & or drops them, breaking the HTML) and placeholders (above).
 _PROTECTED = re.compile(
     r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
@@ -68,6 +78,7 @@ _PROTECTED = re.compile(
     r"|(?<![\w:]):[a-z0-9_+-]+:(?![\w:])"  # an emoji shortcode, :tada: (GitHub, Slack)
     r"|<(?P<code>code|kbd|samp|var|CODE|KBD|SAMP|VAR)(?:\s[^<>]*)?>.*?</(?P=code)\s*>"  # HTML's code, keys, output, variables: whole
     r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
+    rf"|{PLACEHOLDER.pattern}"
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
     r"|&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"  # an entity (CommonMark's forms)
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
@@ -109,6 +120,11 @@ def protected_ranges(text: str) -> list[tuple[int, int]]:
 def protected_spans(text: str) -> list[str]:
     """The inline spans of `text` a translation must keep unchanged (code, link targets, URLs)."""
     return [m.group(0) for m in _PROTECTED.finditer(text)]
+
+
+def placeholders(text: str) -> list[str]:
+    """The placeholders of `text` outside its code spans and tags ({name}, %s, ...), in order."""
+    return [span for span in protected_spans(text) if PLACEHOLDER.fullmatch(span)]
 
 
 def emphasis_marks(text: str) -> list[str]:

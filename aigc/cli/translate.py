@@ -27,7 +27,7 @@ def translate(
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, missing_placeholders, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -79,7 +79,7 @@ def translate(
 
 
 def glossary_notes(result: dict) -> list[str]:
-    """A warning for each glossary term the translation missed, one if max_tokens cut sentences off,
+    """A warning for each placeholder and glossary term the translation missed, one if max_tokens cut sentences off,
     and one if the model gave no translation for some (kept in the source language)."""
     notes = []
     cut = result["cut_off_texts"]
@@ -90,6 +90,9 @@ def glossary_notes(result: dict) -> list[str]:
     if empty:
         which = _named(empty) if len(empty) == 1 else f"{len(empty)} sentences ({_named(empty)})"
         notes.append(f"the model gave no translation for {which}; {'it is' if len(empty) == 1 else 'they are'} kept in the source language")
+    for lost in result["missing_placeholders"]:
+        times = "once" if lost["count"] == 1 else f"{lost['count']} times"
+        notes.append(f"placeholder {lost['placeholder']!r} is missing from the translation ({times}); the program that fills it in will fail")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")

@@ -22,7 +22,7 @@ from typing import Any
 from .. import template_files, templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
@@ -530,6 +530,7 @@ class TranslateGenerator(Generator):
         blocks = raw["blocks"]
         pieces: list[list[list[str]]] = [[[] for _ in block.texts] for block in blocks]
         misses: dict[tuple[str, str], int] = {}
+        lost: dict[str, int] = {}  # placeholders ({name}, %s) missing from a translation, as often as they are
         joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
             text = segment.translation or segment.source  # nothing usable came back: keep the source (and say so)
@@ -538,6 +539,10 @@ class TranslateGenerator(Generator):
                     text = _replace_in_prose(source, target, text)  # a copied-through source term
                 if not _term(target, whole=False).search(_prose(text)):
                     misses[(source, target)] = misses.get((source, target), 0) + 1
+            for placeholder in dict.fromkeys(placeholders(segment.source)):
+                short = placeholders(segment.source).count(placeholder) - placeholders(text).count(placeholder)
+                if short > 0:
+                    lost[placeholder] = lost.get(placeholder, 0) + short
             pieces[segment.block][segment.text].append(text)
         translations = [[joiner.join(parts) for parts in block] for block in pieces]
         order = {term: i for i, term in enumerate(opts.terms)}
@@ -549,6 +554,7 @@ class TranslateGenerator(Generator):
             "glossary_misses": [
                 {"source": s, "target": d, "count": n} for (s, d), n in sorted(misses.items(), key=lambda kv: order[kv[0]])
             ],
+            "missing_placeholders": [{"placeholder": p, "count": n} for p, n in lost.items()],  # {name}, %s: the program filling them in would fail
             "cut_off": bool(cut),  # max_tokens ended a sentence's translation
             "cut_off_texts": cut,  # the source text of each, in order
             "untranslated_texts": [s.source for chunk in raw["chunks"] for s in chunk if s.empty or not s.translation],  # no translation came back: kept as they are

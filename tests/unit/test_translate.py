@@ -21,7 +21,8 @@ from aigc.generators.translate import (
     parse_glossary,
     without_rambling,
 )
-from aigc.markdown_blocks import parse_blocks, render_blocks
+from aigc.cli.translate import glossary_notes
+from aigc.markdown_blocks import parse_blocks, placeholders, render_blocks
 from aigc.sentences import split_sentences
 from aigc.languages import lookup
 from aigc.testing import FakeEngine
@@ -686,7 +687,7 @@ def test_short_pieces_get_a_short_budget_and_come_back_short():
 def test_result_shape():
     result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
     assert result == {
-        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
+        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "missing_placeholders": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
     }
 
 
@@ -813,7 +814,7 @@ def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": [],
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "missing_placeholders": [], "cut_off": False, "cut_off_texts": [],
         "untranslated_texts": [],
     }
 
@@ -1232,3 +1233,39 @@ def test_lines_of_a_file_in_lf_or_crlf_end_so_in_the_output_file(echo, tmp_path)
         result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines", "-o", str(out)])
         assert result.exit_code == 0, result.output
         assert out.read_bytes() == expected
+
+
+class DroppingEngine(EchoEngine):
+    """Upper-cases each prompt's last message, dropping its placeholders ({name}, %s), as a small model does."""
+
+    def generate(self, prompts, params):
+        dropped = [[{**m, "content": re.sub(r"\{\w+\}|%\w|\{\{[^}]*\}\}|\$\{\w+\}|:name\b", "", m["content"])} for m in p] for p in prompts]
+        return super().generate(dropped, params)
+
+
+@pytest.mark.parametrize("text", [
+    "Hello {name}, you have %s new files.",
+    "Delete {0} of {{count}} items in ${folder}?",
+    "%1$s shared %(title)s with %d people and :name.",
+    "{count, plural, one {# file} other {# files}} left.",
+])
+def test_placeholders_are_kept_like_inline_code_when_the_model_drops_them(text):
+    result, _ = translate(text, engine=DroppingEngine(), plain=True)
+    kept = re.findall(r"\{\{[^}]*\}\}|\$\{\w+\}|\{count, plural.*\}\}|\{\w+\}|%\(\w+\)s|%1\$s|%\w|:name\b", text)
+    assert kept and all(result["translation"].count(p) == text.count(p) for p in kept), result["translation"]
+    assert result["missing_placeholders"] == []
+
+
+def test_a_percent_sign_a_time_or_a_url_is_no_placeholder():
+    assert placeholders("50% done at 10:30, see http://x.org/a:b or :tada: (100 %)") == []
+
+
+def test_a_placeholder_still_missing_from_a_translation_is_listed_and_warned_about():
+    generator = TranslateGenerator(engine=EchoEngine())
+    opts = TranslateOptions(target_language="de")
+    prepared = generator.preprocess("Hello {name}, %s and %s.", opts)
+    for segment in (s for chunk in prepared["chunks"] for s in chunk):
+        segment.translation = "Hallo, %s."
+    result = generator.postprocess(prepared, opts)
+    assert result["missing_placeholders"] == [{"placeholder": "{name}", "count": 1}, {"placeholder": "%s", "count": 1}]
+    assert "placeholder '{name}' is missing from the translation (once)" in " ".join(glossary_notes(result))
