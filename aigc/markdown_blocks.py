@@ -54,6 +54,9 @@ _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
+# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Docusaurus
+# admonition fences (:::tip, :::), MkDocs admonitions (!!! note "Title", ??? and ???+ folded ones: their text indented 4).
+_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:\{\{[<%].*?[>%]\}\}[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
 # A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), ${var},
 # %{name}, {name}, {0}, an ICU {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name
 # after a space (not 10:30, a URL or :emoji:).
@@ -107,7 +110,7 @@ def _fence(text: str, most: int) -> re.Match | None:
 def _starts_block(line: str) -> bool:
     """Whether `line` ends the paragraph before it."""
     return bool(
-        not line.strip() or _fence(line, 3) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
+        not line.strip() or _fence(line, 3) or _SITE_MARKUP.match(line) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
         or _DEFINITION.match(line) or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
@@ -462,6 +465,13 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             blocks.append(Block("blank", [line]))
             i += 1
             continue
+        site = None if plain else _SITE_MARKUP.match(line)
+        if site:  # its text (an MkDocs one's indented 4, as a list item's is) translated as the blocks after it
+            blocks.append(Block("markup", [line]))
+            if site.group("mkdocs"):
+                in_list, item_indent = True, _indent(line) + 4
+            i += 1
+            continue
         if quote and (not quote.group(2).strip() or _ALERT.match(quote.group(2))):  # `>` between quoted paragraphs, or `> [!NOTE]`
             blocks.append(Block("quote", [line]))
             i += 1
@@ -546,7 +556,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
                     break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
-            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition")) or (kind == "item" and _fence(nxt, item_indent + 3)):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition") and not (in_list and _indent(nxt) < item_indent + 4)) or (kind == "item" and _fence(nxt, item_indent + 3)):
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt

@@ -1269,3 +1269,64 @@ def test_a_placeholder_still_missing_from_a_translation_is_listed_and_warned_abo
     result = generator.postprocess(prepared, opts)
     assert result["missing_placeholders"] == [{"placeholder": "{name}", "count": 1}, {"placeholder": "%s", "count": 1}]
     assert "placeholder '{name}' is missing from the translation (once)" in " ".join(glossary_notes(result))
+
+
+def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated():
+    doc = textwrap.dedent('''\
+        ## Configure the {{< product >}} agent
+
+        {{< note >}}
+        Restart the agent.
+        {{% /note %}}
+
+        :::tip Good to know
+        Use the flag.
+        :::
+
+        !!! note "Read this"
+            Restart the agent
+            after a change.
+
+            A second one.
+
+        Wait %d seconds.''')
+    result, _ = translate(doc, engine=DroppingEngine())
+    assert result["translation"] == textwrap.dedent('''\
+        ## CONFIGURE THE {{< product >}} AGENT
+
+        {{< note >}}
+        RESTART THE AGENT.
+        {{% /note %}}
+
+        :::tip Good to know
+        USE THE FLAG.
+        :::
+
+        !!! note "Read this"
+            RESTART THE AGENT AFTER A CHANGE.
+
+            A SECOND ONE.
+
+        WAIT %d SECONDS.''')
+
+
+def test_an_i18n_json_file_has_its_string_values_translated_and_keeps_its_shape(echo, tmp_path):
+    strings = tmp_path / "strings.json"
+    strings.write_text('{\n    "greeting": "Hello, {name}!",\n    "count": 3,\n    "empty": "",\n    "nested": {"save": "Save", "on": true, "list": ["Cancel", null]}\n}\n')
+    out = tmp_path / "strings.de.json"
+    result = runner.invoke(app, ["translate", str(strings), "--to", "de", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "read as Markdown" not in result.stderr
+    assert out.read_text() == (
+        '{\n    "greeting": "HELLO, {name}!",\n    "count": 3,\n    "empty": "",\n'
+        '    "nested": {\n        "save": "SAVE",\n        "on": true,\n        "list": [\n            "CANCEL",\n            null\n        ]\n    }\n}\n'
+    )
+    shown = json.loads(runner.invoke(app, ["translate", str(strings), "--to", "de", "--json"]).stdout)
+    assert json.loads(shown["translation"])["nested"]["save"] == "SAVE" and shown["missing_placeholders"] == []
+
+
+def test_a_json_file_that_is_not_an_object_of_strings_is_read_as_markdown_as_before(echo, tmp_path):
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[[1, 2], [3, 4]]\n")
+    result = runner.invoke(app, ["translate", str(numbers), "--to", "de"])
+    assert "read as Markdown (.json" in result.stderr
