@@ -1,6 +1,7 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
 import codecs
+import io
 import json
 import re
 import textwrap
@@ -1330,3 +1331,18 @@ def test_a_json_file_that_is_not_an_object_of_strings_is_read_as_markdown_as_bef
     numbers.write_text("[[1, 2], [3, 4]]\n")
     result = runner.invoke(app, ["translate", str(numbers), "--to", "de"])
     assert "read as Markdown (.json" in result.stderr
+
+
+def test_batch_table_cells_are_escaped_as_formulas_by_default_and_as_they_are_with_no_escape_formulas(echo, tmp_path):
+    import csv
+
+    source = tmp_path / "ui.csv"
+    source.write_text("id,text\n1,+ Add item\n2,-- Select --\n3,@mention someone\n")
+    for flag, mark in (([], "'"), (["--no-escape-formulas"], "")):
+        out = tmp_path / f"out{len(flag)}.csv"
+        result = runner.invoke(app, ["batch", "translate", "-i", str(source), "-o", str(out), "--keep-columns", "-O", "target_language=de", *flag])
+        assert result.exit_code == 0, result.output
+        table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+        assert [(row["text"], row["translation"]) for row in table] == [
+            (mark + "+ Add item", mark + "+ ADD ITEM"), (mark + "-- Select --", mark + "-- SELECT --"), (mark + "@mention someone", mark + "@MENTION SOMEONE"),
+        ]
