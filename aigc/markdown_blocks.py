@@ -20,9 +20,10 @@ class Block:
     kind: str
     pieces: list[Piece]
     texts: list[str] = field(default_factory=list)
+    quotes: dict[int, str] = field(default_factory=dict)  # a front matter value's text: how it is quoted (`_scalar`)
 
     def render(self, translations: list[str]) -> str:
-        return "".join(p if isinstance(p, str) else translations[p] for p in self.pieces)
+        return "".join(p if isinstance(p, str) else _scalar(translations[p], self.quotes[p]) if p in self.quotes else translations[p] for p in self.pieces)
 
 
 # --- Markdown blocks -------------------------------------------------------------------------
@@ -323,6 +324,39 @@ def _front_matter_end(lines: list[str]) -> int | None:
     return end if keyed else None
 
 
+_FRONT_MATTER_TEXT = re.compile(r"""^((?:title|description)[ \t]*[:=][ \t]*)(?:"((?:[^"\\]|\\["\\])*)"|'((?:[^']|'')*)'|([^\s"'\[\]{}&*!|>%@`#][^#]*?))[ \t]*$""")
+
+
+def _front_matter(lines: list[str], toml: bool) -> Block:
+    """Front matter kept as it is but for the values of its top-level `title` and `description`
+    (YAML `title: x`, `title: "x"`, TOML `title = "x"`), which are translated."""
+    block = Block("front matter", [])
+    for n, line in enumerate(lines):
+        match = _FRONT_MATTER_TEXT.match(line) if 0 < n < len(lines) - 1 and (":" in line.split("=")[0]) != toml else None
+        value = match and next((v for v in match.group(2, 3, 4) if v is not None), None)
+        if not value or not any(is_text for is_text, _ in inline_parts(value)) or (toml and match.group(4) is not None):
+            block.pieces.append(line + "\n" * (n < len(lines) - 1))
+            continue
+        quote = '"' if match.group(2) is not None else "'" if match.group(3) is not None else ""
+        block.quotes[len(block.texts)] = ("toml" if toml else "yaml") + quote
+        block.pieces += [match.group(1), len(block.texts), "\n"]
+        block.texts.append(value.replace('\\"', '"').replace("\\\\", "\\") if quote == '"' else value.replace("''", "'") if quote == "'" and not toml else value)
+    return block
+
+
+def _scalar(text: str, style: str) -> str:
+    """A translated front matter value, quoted as `style` says its source was (`yaml"`, `yaml'`,
+    `yaml` plain, `toml"`, `toml'`), in double quotes where that quoting cannot hold it."""
+    doubled = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if style == "yaml'":
+        return "'" + text.replace("'", "''") + "'"
+    if style == "toml'":
+        return doubled if "'" in text or "\n" in text else f"'{text}'"
+    if style == "yaml":
+        return doubled if re.search(r":(\s|$)|\s#|^[\s\"'\[\]{}&*!|>%@`#,?-]", text) else text
+    return doubled
+
+
 def without_front_matter(text: str) -> str:
     """`text` after its YAML or TOML front matter (a document's metadata, not its words); empty
     where nothing follows the front matter."""
@@ -437,7 +471,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     i = 0
     end = _front_matter_end(lines)
     if end is not None:
-        blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
+        blocks.append(_front_matter(lines[: end + 1], toml=lines[0].strip() == "+++"))
         i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
     widest = _widest_to_blank(lines) if plain else []

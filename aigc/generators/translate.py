@@ -338,6 +338,18 @@ def _language(option: str, value: str) -> Language:
         raise OptionError(option, f": {exc}") from None
 
 
+_BCP47 = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|\d{3}))?", re.I)  # language, script, region: zh-Hans, nb, sr-Latn-RS, es-419
+
+
+def _tag(given: str, language: Language) -> str:
+    """The code to record for a language: as given where it is a BCP-47 tag (`zh-Hans`, `nb` stay so,
+    in its usual case), else the language's own code (German, zh_CN: de, zh-CN)."""
+    tag = _BCP47.fullmatch(str(given).strip())
+    if not tag:
+        return language.code
+    return "-".join(part for part in (tag.group(1).lower(), (tag.group(2) or "").title(), (tag.group(3) or "").upper()) if part)
+
+
 @dataclass
 class TranslateOptions:
     target_language: str | None = None
@@ -358,7 +370,7 @@ class TranslateOptions:
         self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"{option('target_language')} and {option('source_language')} are both {self.target.name}; nothing to translate")
-        self.target_language, self.source_language = self.target.code, self.source.code if self.source else "auto"  # German is de
+        self.target_language, self.source_language = _tag(self.target_language, self.target), _tag(source, self.source) if self.source else "auto"  # German is de
         if self.chunk_tokens < 16:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
@@ -549,8 +561,8 @@ class TranslateGenerator(Generator):
         cut = [s.source for chunk in raw["chunks"] for s in chunk if s.cut_off]
         return {
             "translation": render_blocks(blocks, translations).replace("\n", "\r\n" if raw["crlf"] else "\n"),  # Windows text comes back as it came
-            "source_language": opts.source.code if opts.source else "auto",
-            "target_language": opts.target.code,
+            "source_language": opts.source_language,
+            "target_language": opts.target_language,
             "glossary_misses": [
                 {"source": s, "target": d, "count": n} for (s, d), n in sorted(misses.items(), key=lambda kv: order[kv[0]])
             ],

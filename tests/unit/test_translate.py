@@ -73,7 +73,7 @@ Ann  | Cook
 42"""
 
 EXPECTED = """---
-title: Notes
+title: NOTES
 ---
 # GETTING STARTED ##
 
@@ -927,7 +927,7 @@ def test_code_in_list_items_and_quotes_front_matter_and_escaped_pipes_are_kept()
         "First quoted paragraph.", "FIRST QUOTED PARAGRAPH."
     ).replace("Second one.", "SECOND ONE.").replace("Nested deeper.", "NESTED DEEPER.").replace("Read the", "READ THE").replace(
         "first.", "FIRST."
-    ).replace("Either one.", "EITHER ONE.")
+    ).replace("Either one.", "EITHER ONE.").replace("Release notes", "RELEASE NOTES")  # the front matter's title too
 
 
 def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
@@ -1115,7 +1115,7 @@ def test_clean_translation_strips_preambles_not_sentences_about_translation(raw,
 
 def test_library_text_with_a_bom_or_crlf_keeps_its_front_matter_and_line_endings():
     result, _ = translate("\ufeff---\ntitle: x\n---\r\nHi there.\r\n\r\nBye.\r\n")
-    assert result["translation"] == "---\r\ntitle: x\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
+    assert result["translation"] == "---\r\ntitle: X\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
 
 
 @pytest.mark.parametrize(
@@ -1346,3 +1346,26 @@ def test_batch_table_cells_are_escaped_as_formulas_by_default_and_as_they_are_wi
         assert [(row["text"], row["translation"]) for row in table] == [
             (mark + "+ Add item", mark + "+ ADD ITEM"), (mark + "-- Select --", mark + "-- SELECT --"), (mark + "@mention someone", mark + "@MENTION SOMEONE"),
         ]
+
+
+def test_front_matter_title_and_description_are_translated_their_keys_and_quoting_kept():
+    doc = "---\ntitle: Notes\ndescription: 'It''s \"here\"'\nslug: notes\ntags: [a, b]\n---\nHi.\n"
+    assert translate(doc)[0]["translation"] == "---\ntitle: NOTES\ndescription: 'IT''S \"HERE\"'\nslug: notes\ntags: [a, b]\n---\nHI.\n"
+    toml = '+++\ntitle = "Say \\"hi\\""\ndraft = true\n+++\nHi.'
+    assert translate(toml)[0]["translation"] == '+++\ntitle = "SAY \\"HI\\""\ndraft = true\n+++\nHI.'
+
+
+class ColonEngine(EchoEngine):
+    def generate(self, prompts, params):
+        return [[Completion("Remarque : " + p[-1]["content"], 1, 1, "stop")] for p in prompts]
+
+
+def test_a_translated_front_matter_value_that_plain_yaml_cannot_hold_is_quoted():
+    result, _ = translate("---\ntitle: Notes\n---\n", engine=ColonEngine())
+    assert result["translation"].startswith('---\ntitle: "Remarque : Notes"\n---')
+
+
+@pytest.mark.parametrize("given, recorded", [("zh-Hans", "zh-Hans"), ("zh-Hant", "zh-Hant"), ("nb", "nb"), ("EN-us", "en-US"), ("zh_CN", "zh-CN"), ("Deutsch", "de")])
+def test_a_language_code_is_recorded_as_given_when_it_is_a_bcp47_tag(given, recorded):
+    result, _ = translate("Hello.", target_language=given, source_language="fr" if given == "nb" else "auto")
+    assert result["target_language"] == recorded
