@@ -99,9 +99,9 @@ def _translate_strings(run: RunOptions, generator, data, text: str, options: dic
     with ui.prints_to_stderr():
         results = generator.many([texts[i] for i in todo], sampling=run.sampling(), **options) if todo else []
     for i, result in zip(todo, results):
-        texts[i] = result["translation"]
         for note in glossary_notes(result):
-            ui.warn(f"{first_words(result['translation'])!r}: {note}")
+            ui.warn(f"{first_words(texts[i])!r}: {note}")
+        texts[i] = result["translation"]
     translated = dumps_like(with_strings(data, texts), text)
     crlf, encoding = (False, "utf-8") if as_json else file_style(source)
     opts = generator.validate(options)
