@@ -69,7 +69,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
             raise BadInputError(f"no such file: {path}")
         if suffix not in FORMATS:
             hint = {
-                ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines)",
+                ".json": f"; for a JSON list of objects, `jq -c '.[]' {path} > {path.with_suffix('.jsonl')}` writes them one a line (JSON Lines);"
+                f" for an object of strings (an i18n file), `aigc translate {path} --to LANG -o OUT.json` translates its values, keeping its keys and shape",
                 ".parquet": f"; `python -c \"import pandas; pandas.read_parquet('{path}').to_json('{path.with_suffix('.jsonl')}', orient='records', lines=True, force_ascii=False)\"` writes its rows as JSON Lines",
                 **dict.fromkeys((".xlsx", ".xls", ".ods"), "; save the sheet as CSV (UTF-8) from the spreadsheet and give that file"),
             }.get(suffix, f"; {option('input_format', 'txt')} (or csv, tsv, jsonl) names the format of a file named otherwise, such as a pipe or <(cut -f1 x.tsv)")

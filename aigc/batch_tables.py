@@ -22,7 +22,7 @@ def table_state(table: str | Path) -> Path:
     return Path(str(table) + ".jsonl")
 
 
-def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False) -> None:
+def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False, escape_formulas: bool = True) -> None:
     """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
     between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
     leaves the old file or the new one): an id column, with `keep_columns` each row's input columns
@@ -53,7 +53,7 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
         row = {"id": _cell(record["id"]), **given, **{named[name]: value for name, value in result.items()}, "error": error}
         table_rows.append(["" if row.get(name) is None else row[name] for name in header])
     for table_row in table_rows:
-        inert = [_inert(cell) for cell in table_row]
+        inert = [_inert(cell) for cell in table_row] if escape_formulas else table_row  # not escaped: a file for a build or TMS, "+ Add" as it is
         (quoted if any(isinstance(cell, str) and "\r" in cell for cell in inert) else writer).writerow(inert)
     write_atomic(table, out.getvalue(), encoding="utf-8-sig")
 

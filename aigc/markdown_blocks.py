@@ -20,9 +20,10 @@ class Block:
     kind: str
     pieces: list[Piece]
     texts: list[str] = field(default_factory=list)
+    quotes: dict[int, str] = field(default_factory=dict)  # a front matter value's text: how it is quoted (`_scalar`)
 
     def render(self, translations: list[str]) -> str:
-        return "".join(p if isinstance(p, str) else translations[p] for p in self.pieces)
+        return "".join(p if isinstance(p, str) else _scalar(translations[p], self.quotes[p]) if p in self.quotes else translations[p] for p in self.pieces)
 
 
 # --- Markdown blocks -------------------------------------------------------------------------
@@ -54,9 +55,22 @@ _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
+# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Docusaurus
+# admonition fences (:::tip, :::), MkDocs admonitions (!!! note "Title", ??? and ???+ folded ones: their text indented 4).
+_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:\{\{[<%].*?[>%]\}\}[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
+# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), ${var},
+# %{name}, {name}, {0}, an ICU {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name
+# after a space (not 10:30, a URL or :emoji:).
+PLACEHOLDER = re.compile(
+    r"\{\{[^{}\n]*\}\}"
+    r"|[$%]\{[^{}\s]+\}"
+    r"|\{[\w.-]+(?:\s*,[^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)?\}"
+    r"|(?<!%)%(?:\d+\$)?(?:\([\w.]+\))?[-+0#]*(?:\d+|\*)?(?:\.\d+)?(?:hh?|ll?|[Lqjzt])?[sdifFeEgGxXoucp@](?![A-Za-z])"
+    r"|(?<![^\s(\[\"'])(?<!\w):[a-z_][a-z0-9_]*(?![\w:/])"
+)
 # Inline spans that must come back unchanged: code (`x` or <code>x</code>, <kbd>, <samp>, <var>), link and image
-# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs, emoji shortcodes
-# and HTML entities (&amp;, &#8212;: a model writes & or drops them, breaking the HTML).
+# destinations (one level of parentheses inside), reference labels, footnote references, autolinks, bare URLs, emoji shortcodes,
+# HTML entities (&amp;, &#8212;: a model writes & or drops them, breaking the HTML) and placeholders (above).
 _PROTECTED = re.compile(
     r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)"  # a code span: its runs of backticks whole (one way to match, however long the run)
     r"|\[[^\[\]\n]+\]\[\]"  # [Docs][]: its text is its label
@@ -68,6 +82,7 @@ _PROTECTED = re.compile(
     r"|(?<![\w:]):[a-z0-9_+-]+:(?![\w:])"  # an emoji shortcode, :tada: (GitHub, Slack)
     r"|<(?P<code>code|kbd|samp|var|CODE|KBD|SAMP|VAR)(?:\s[^<>]*)?>.*?</(?P=code)\s*>"  # HTML's code, keys, output, variables: whole
     r"|<!--(?:(?!-->|<!--).)*-->|</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>"  # inline HTML: comments and tags (their attributes too)
+    rf"|{PLACEHOLDER.pattern}"
     r"|\$(?=[^\s$])[^$\n]+?(?<=[^\s$])\$(?!\d)"  # inline math, $x = y$ (not $5 and $10)
     r"|&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"  # an entity (CommonMark's forms)
     r"|(?:https?://|www\.)(?:[^\s<>()\[\]]|\([^\s<>()]*\))*(?:[^\s<>()\[\].,;:!?'\"]|\([^\s<>()]*\))"
@@ -96,7 +111,7 @@ def _fence(text: str, most: int) -> re.Match | None:
 def _starts_block(line: str) -> bool:
     """Whether `line` ends the paragraph before it."""
     return bool(
-        not line.strip() or _fence(line, 3) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
+        not line.strip() or _fence(line, 3) or _SITE_MARKUP.match(line) or _RULE.match(line) or _HEADING.match(line) or _ITEM.match(line)
         or _DEFINITION.match(line) or _QUOTE.match(line) or _TABLE.match(line) or _html_starts(line, in_paragraph=True)
     )
 
@@ -109,6 +124,11 @@ def protected_ranges(text: str) -> list[tuple[int, int]]:
 def protected_spans(text: str) -> list[str]:
     """The inline spans of `text` a translation must keep unchanged (code, link targets, URLs)."""
     return [m.group(0) for m in _PROTECTED.finditer(text)]
+
+
+def placeholders(text: str) -> list[str]:
+    """The placeholders of `text` outside its code spans and tags ({name}, %s, ...), in order."""
+    return [span for span in protected_spans(text) if PLACEHOLDER.fullmatch(span)]
 
 
 def emphasis_marks(text: str) -> list[str]:
@@ -304,6 +324,39 @@ def _front_matter_end(lines: list[str]) -> int | None:
     return end if keyed else None
 
 
+_FRONT_MATTER_TEXT = re.compile(r"""^((?:title|description)[ \t]*[:=][ \t]*)(?:"((?:[^"\\]|\\["\\])*)"|'((?:[^']|'')*)'|([^\s"'\[\]{}&*!|>%@`#][^#]*?))[ \t]*$""")
+
+
+def _front_matter(lines: list[str], toml: bool) -> Block:
+    """Front matter kept as it is but for the values of its top-level `title` and `description`
+    (YAML `title: x`, `title: "x"`, TOML `title = "x"`), which are translated."""
+    block = Block("front matter", [])
+    for n, line in enumerate(lines):
+        match = _FRONT_MATTER_TEXT.match(line) if 0 < n < len(lines) - 1 and (":" in line.split("=")[0]) != toml else None
+        value = match and next((v for v in match.group(2, 3, 4) if v is not None), None)
+        if not value or not any(is_text for is_text, _ in inline_parts(value)) or (toml and match.group(4) is not None):
+            block.pieces.append(line + "\n" * (n < len(lines) - 1))
+            continue
+        quote = '"' if match.group(2) is not None else "'" if match.group(3) is not None else ""
+        block.quotes[len(block.texts)] = ("toml" if toml else "yaml") + quote
+        block.pieces += [match.group(1), len(block.texts), "\n"]
+        block.texts.append(value.replace('\\"', '"').replace("\\\\", "\\") if quote == '"' else value.replace("''", "'") if quote == "'" and not toml else value)
+    return block
+
+
+def _scalar(text: str, style: str) -> str:
+    """A translated front matter value, quoted as `style` says its source was (`yaml"`, `yaml'`,
+    `yaml` plain, `toml"`, `toml'`), in double quotes where that quoting cannot hold it."""
+    doubled = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if style == "yaml'":
+        return "'" + text.replace("'", "''") + "'"
+    if style == "toml'":
+        return doubled if "'" in text or "\n" in text else f"'{text}'"
+    if style == "yaml":
+        return doubled if re.search(r":(\s|$)|\s#|^[\s\"'\[\]{}&*!|>%@`#,?-]", text) else text
+    return doubled
+
+
 def without_front_matter(text: str) -> str:
     """`text` after its YAML or TOML front matter (a document's metadata, not its words); empty
     where nothing follows the front matter."""
@@ -418,7 +471,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     i = 0
     end = _front_matter_end(lines)
     if end is not None:
-        blocks.append(Block("front matter", ["\n".join(lines[: end + 1])]))
+        blocks.append(_front_matter(lines[: end + 1], toml=lines[0].strip() == "+++"))
         i = end + 1
     in_list, item_indent = False, 0  # item_indent: where the last list item's text starts
     widest = _widest_to_blank(lines) if plain else []
@@ -444,6 +497,13 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             continue
         if not line.strip():
             blocks.append(Block("blank", [line]))
+            i += 1
+            continue
+        site = None if plain else _SITE_MARKUP.match(line)
+        if site:  # its text (an MkDocs one's indented 4, as a list item's is) translated as the blocks after it
+            blocks.append(Block("markup", [line]))
+            if site.group("mkdocs"):
+                in_list, item_indent = True, _indent(line) + 4
             i += 1
             continue
         if quote and (not quote.group(2).strip() or _ALERT.match(quote.group(2))):  # `>` between quoted paragraphs, or `> [!NOTE]`
@@ -530,7 +590,7 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 if not inner or _starts_block(inner.group(2)) or _ALERT.match(inner.group(2)) or inner.group(1).count(">") != quote.group(1).count(">"):
                     break  # a quote nested deeper (or less) is a block of its own
                 prefix, content = inner.group(1), inner.group(2)
-            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition")) or (kind == "item" and _fence(nxt, item_indent + 3)):
+            elif _starts_block(nxt) or _table_header(lines, i) or (nxt.startswith("    ") and kind not in ("item", "definition") and not (in_list and _indent(nxt) < item_indent + 4)) or (kind == "item" and _fence(nxt, item_indent + 3)):
                 break
             else:
                 prefix, content = nxt[: len(nxt) - len(nxt.lstrip())], nxt

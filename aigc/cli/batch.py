@@ -58,6 +58,7 @@ def batch(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv (input columns named id or error as input.id, input.error: the table's own id and error columns are the run's).")] = False,
     schema: Schema = None,
+    escape_formulas: Annotated[bool, typer.Option("--escape-formulas/--no-escape-formulas", help="In a .csv or .tsv -o, put a ' before text beginning with = + - @, a tab or CR, so a spreadsheet runs no formula; --no-escape-formulas writes every cell as it is, for a table that goes back into a build or translation system (\"+ Add item\", \"@mention\"), not into a spreadsheet.")] = True,
     *,
     run: RunOptions,
 ) -> None:
@@ -138,7 +139,7 @@ def batch(
                 raise
             finally:
                 if table and Path(output).is_file():  # the rows done so far, even when stopped
-                    write_table(output, rows, table, id_field, keep_columns)
+                    write_table(output, rows, table, id_field, keep_columns, escape_formulas)
     again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
     again += f"; {summary.changed} had another input in an earlier run" if summary.changed else ""
     done_before = "" if streams(output) else f", {summary.skipped} already done"  # a stream is never resumed

@@ -9,6 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError
+from ..json_strings import read_strings
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, read_input
 from ..writing import output_target
 from . import complete, examples
@@ -27,14 +28,15 @@ def translate(
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, missing_placeholders, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
     *,
     run: RunOptions,
 ) -> None:
     """Translate a document, keeping its paragraphs, lists and Markdown structure.
 
     A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
-    any other file is read as Markdown with a warning, unless --plain or --markdown says which.
+    any other file is read as Markdown with a warning, unless --plain or --markdown says which;
+    a .json object (or list) of strings, an i18n file, has its values translated, its keys and shape kept.
     """
     from ..generators.translate import has_text, load_glossary
 
@@ -48,10 +50,11 @@ def translate(
     warn_of_a_word_read_as_a_file(source, "translate")
     text = read_input(source, lines=lines, links=True, urls_as_text=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
+    strings = read_strings(text) if suffix == ".json" and not (plain or markdown or lines) else None  # an i18n file: its values translated
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
-    elif suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
+    elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {})}
@@ -60,6 +63,9 @@ def translate(
     if lines:
         crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a file's line ends, BOM and UTF-16 kept in the -o file, as for a whole file
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=lambda result, _: glossary_notes(result), output=output, encoding=encoding, line_end="\r\n" if crlf else "\n")
+        return
+    if strings is not None:
+        _translate_strings(run, generator, strings, text, options, source, output, as_json)
         return
     run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):
@@ -78,8 +84,41 @@ def translate(
     run.report(generator)
 
 
+def _translate_strings(run: RunOptions, generator, data, text: str, options: dict, source: str, output: str | None, as_json: bool) -> None:
+    """An i18n JSON file's string values translated, each as plain text (batched as `aigc batch`
+    runs rows), and written back in its shape: keys, other values and their order as they were."""
+    from ..generators.translate import has_text
+    from ..json_strings import dumps_like, strings, with_strings
+
+    texts = strings(data)
+    todo = [i for i, value in enumerate(texts) if has_text(value, plain=True)]  # "", "{count}" or "42" as they are
+    options = {**options, **generator.line_options}
+    if todo:
+        run.check(generator, texts[todo[0]], options)
+        run.load(generator)
+    with ui.prints_to_stderr():
+        results = generator.many([texts[i] for i in todo], sampling=run.sampling(), **options) if todo else []
+    for i, result in zip(todo, results):
+        for note in glossary_notes(result):
+            ui.warn(f"{first_words(texts[i])!r}: {note}")
+        texts[i] = result["translation"]
+    translated = dumps_like(with_strings(data, texts), text)
+    crlf, encoding = (False, "utf-8") if as_json else file_style(source)
+    opts = generator.validate(options)
+    summary = {"translation": translated, "source_language": opts.source_language, "target_language": opts.target_language}
+    merged = {key: [item for result in results for item in result[key]] for key in ("cut_off_texts", "untranslated_texts")}
+    for key, name in (("glossary_misses", ("source", "target")), ("missing_placeholders", ("placeholder",))):  # counted over all values
+        counts: dict[tuple, int] = {}
+        for item in (item for result in results for item in result[key]):
+            counts[tuple(item[n] for n in name)] = counts.get(tuple(item[n] for n in name), 0) + item["count"]
+        merged[key] = [{**dict(zip(name, what)), "count": n} for what, n in counts.items()]
+    rendered = json.dumps({**summary, **merged, "cut_off": bool(merged["cut_off_texts"])}, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
+    emit(rendered, output, encoding)
+    run.report(generator)
+
+
 def glossary_notes(result: dict) -> list[str]:
-    """A warning for each glossary term the translation missed, one if max_tokens cut sentences off,
+    """A warning for each placeholder and glossary term the translation missed, one if max_tokens cut sentences off,
     and one if the model gave no translation for some (kept in the source language)."""
     notes = []
     cut = result["cut_off_texts"]
@@ -90,6 +129,9 @@ def glossary_notes(result: dict) -> list[str]:
     if empty:
         which = _named(empty) if len(empty) == 1 else f"{len(empty)} sentences ({_named(empty)})"
         notes.append(f"the model gave no translation for {which}; {'it is' if len(empty) == 1 else 'they are'} kept in the source language")
+    for lost in result["missing_placeholders"]:
+        times = "once" if lost["count"] == 1 else f"{lost['count']} times"
+        notes.append(f"placeholder {lost['placeholder']!r} is missing from the translation ({times}); the program that fills it in will fail")
     for miss in result["glossary_misses"]:
         times = "once" if miss["count"] == 1 else f"{miss['count']} times"
         notes.append(f"glossary term {miss['source']!r} is not translated as {miss['target']!r} ({times})")

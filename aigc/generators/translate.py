@@ -22,7 +22,7 @@ from typing import Any
 from .. import template_files, templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
-from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, protected_ranges, protected_spans, render_blocks, without_emphasis
+from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
@@ -338,6 +338,18 @@ def _language(option: str, value: str) -> Language:
         raise OptionError(option, f": {exc}") from None
 
 
+_BCP47 = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|\d{3}))?", re.I)  # language, script, region: zh-Hans, nb, sr-Latn-RS, es-419
+
+
+def _tag(given: str, language: Language) -> str:
+    """The code to record for a language: as given where it is a BCP-47 tag (`zh-Hans`, `nb` stay so,
+    in its usual case), else the language's own code (German, zh_CN: de, zh-CN)."""
+    tag = _BCP47.fullmatch(str(given).strip())
+    if not tag:
+        return language.code
+    return "-".join(part for part in (tag.group(1).lower(), (tag.group(2) or "").title(), (tag.group(3) or "").upper()) if part)
+
+
 @dataclass
 class TranslateOptions:
     target_language: str | None = None
@@ -358,7 +370,7 @@ class TranslateOptions:
         self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"{option('target_language')} and {option('source_language')} are both {self.target.name}; nothing to translate")
-        self.target_language, self.source_language = self.target.code, self.source.code if self.source else "auto"  # German is de
+        self.target_language, self.source_language = _tag(self.target_language, self.target), _tag(source, self.source) if self.source else "auto"  # German is de
         if self.chunk_tokens < 16:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
@@ -530,6 +542,7 @@ class TranslateGenerator(Generator):
         blocks = raw["blocks"]
         pieces: list[list[list[str]]] = [[[] for _ in block.texts] for block in blocks]
         misses: dict[tuple[str, str], int] = {}
+        lost: dict[str, int] = {}  # placeholders ({name}, %s) missing from a translation, as often as they are
         joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
             text = segment.translation or segment.source  # nothing usable came back: keep the source (and say so)
@@ -538,17 +551,22 @@ class TranslateGenerator(Generator):
                     text = _replace_in_prose(source, target, text)  # a copied-through source term
                 if not _term(target, whole=False).search(_prose(text)):
                     misses[(source, target)] = misses.get((source, target), 0) + 1
+            for placeholder in dict.fromkeys(placeholders(segment.source)):
+                short = placeholders(segment.source).count(placeholder) - placeholders(text).count(placeholder)
+                if short > 0:
+                    lost[placeholder] = lost.get(placeholder, 0) + short
             pieces[segment.block][segment.text].append(text)
         translations = [[joiner.join(parts) for parts in block] for block in pieces]
         order = {term: i for i, term in enumerate(opts.terms)}
         cut = [s.source for chunk in raw["chunks"] for s in chunk if s.cut_off]
         return {
             "translation": render_blocks(blocks, translations).replace("\n", "\r\n" if raw["crlf"] else "\n"),  # Windows text comes back as it came
-            "source_language": opts.source.code if opts.source else "auto",
-            "target_language": opts.target.code,
+            "source_language": opts.source_language,
+            "target_language": opts.target_language,
             "glossary_misses": [
                 {"source": s, "target": d, "count": n} for (s, d), n in sorted(misses.items(), key=lambda kv: order[kv[0]])
             ],
+            "missing_placeholders": [{"placeholder": p, "count": n} for p, n in lost.items()],  # {name}, %s: the program filling them in would fail
             "cut_off": bool(cut),  # max_tokens ended a sentence's translation
             "cut_off_texts": cut,  # the source text of each, in order
             "untranslated_texts": [s.source for chunk in raw["chunks"] for s in chunk if s.empty or not s.translation],  # no translation came back: kept as they are

@@ -108,7 +108,7 @@ def test_a_json_file_says_how_to_make_it_json_lines(tmp_path):
     (tmp_path / "docs.json").write_text('[{"id": 1, "text": "a"}]\n')
     with pytest.raises(BadInputError) as error:
         read_rows(tmp_path / "docs.json")
-    assert str(error.value) == f"{tmp_path / 'docs.json'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; for a JSON list of objects, `jq -c '.[]' {tmp_path / 'docs.json'} > {tmp_path / 'docs.jsonl'}` writes them one a line (JSON Lines)"
+    assert str(error.value) == f"{tmp_path / 'docs.json'}: rows are read from .jsonl, .ndjson, .csv, .tsv, .txt files; for a JSON list of objects, `jq -c '.[]' {tmp_path / 'docs.json'} > {tmp_path / 'docs.jsonl'}` writes them one a line (JSON Lines); for an object of strings (an i18n file), `aigc translate {tmp_path / 'docs.json'} --to LANG -o OUT.json` translates its values, keeping its keys and shape"
 
 
 def test_a_spreadsheet_or_parquet_file_says_how_to_make_rows_of_it(tmp_path):

@@ -1,6 +1,7 @@
 """translate: Markdown blocks, chunks, languages, glossary, answer cleaning, and the command."""
 
 import codecs
+import io
 import json
 import re
 import textwrap
@@ -21,7 +22,8 @@ from aigc.generators.translate import (
     parse_glossary,
     without_rambling,
 )
-from aigc.markdown_blocks import parse_blocks, render_blocks
+from aigc.cli.translate import glossary_notes
+from aigc.markdown_blocks import parse_blocks, placeholders, render_blocks
 from aigc.sentences import split_sentences
 from aigc.languages import lookup
 from aigc.testing import FakeEngine
@@ -71,7 +73,7 @@ Ann  | Cook
 42"""
 
 EXPECTED = """---
-title: Notes
+title: NOTES
 ---
 # GETTING STARTED ##
 
@@ -686,7 +688,7 @@ def test_short_pieces_get_a_short_budget_and_come_back_short():
 def test_result_shape():
     result, _ = translate("Hello.", source_language="English", target_language="pt-BR")
     assert result == {
-        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
+        "translation": "HELLO.", "source_language": "en", "target_language": "pt-BR", "glossary_misses": [], "missing_placeholders": [], "cut_off": False, "cut_off_texts": [], "untranslated_texts": []
     }
 
 
@@ -813,7 +815,7 @@ def test_command_reads_stdin_and_prints_json(echo):
     result = runner.invoke(app, ["translate", "-", "--to", "es", "--from", "en", "--json"], input="Hello there.\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "cut_off": False, "cut_off_texts": [],
+        "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "missing_placeholders": [], "cut_off": False, "cut_off_texts": [],
         "untranslated_texts": [],
     }
 
@@ -925,7 +927,7 @@ def test_code_in_list_items_and_quotes_front_matter_and_escaped_pipes_are_kept()
         "First quoted paragraph.", "FIRST QUOTED PARAGRAPH."
     ).replace("Second one.", "SECOND ONE.").replace("Nested deeper.", "NESTED DEEPER.").replace("Read the", "READ THE").replace(
         "first.", "FIRST."
-    ).replace("Either one.", "EITHER ONE.")
+    ).replace("Either one.", "EITHER ONE.").replace("Release notes", "RELEASE NOTES")  # the front matter's title too
 
 
 def test_inline_code_with_a_full_stop_is_never_cut_into_two_sentences():
@@ -1113,7 +1115,7 @@ def test_clean_translation_strips_preambles_not_sentences_about_translation(raw,
 
 def test_library_text_with_a_bom_or_crlf_keeps_its_front_matter_and_line_endings():
     result, _ = translate("\ufeff---\ntitle: x\n---\r\nHi there.\r\n\r\nBye.\r\n")
-    assert result["translation"] == "---\r\ntitle: x\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
+    assert result["translation"] == "---\r\ntitle: X\r\n---\r\nHI THERE.\r\n\r\nBYE.\r\n"
 
 
 @pytest.mark.parametrize(
@@ -1232,3 +1234,138 @@ def test_lines_of_a_file_in_lf_or_crlf_end_so_in_the_output_file(echo, tmp_path)
         result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--lines", "-o", str(out)])
         assert result.exit_code == 0, result.output
         assert out.read_bytes() == expected
+
+
+class DroppingEngine(EchoEngine):
+    """Upper-cases each prompt's last message, dropping its placeholders ({name}, %s), as a small model does."""
+
+    def generate(self, prompts, params):
+        dropped = [[{**m, "content": re.sub(r"\{\w+\}|%\w|\{\{[^}]*\}\}|\$\{\w+\}|:name\b", "", m["content"])} for m in p] for p in prompts]
+        return super().generate(dropped, params)
+
+
+@pytest.mark.parametrize("text", [
+    "Hello {name}, you have %s new files.",
+    "Delete {0} of {{count}} items in ${folder}?",
+    "%1$s shared %(title)s with %d people and :name.",
+    "{count, plural, one {# file} other {# files}} left.",
+])
+def test_placeholders_are_kept_like_inline_code_when_the_model_drops_them(text):
+    result, _ = translate(text, engine=DroppingEngine(), plain=True)
+    kept = re.findall(r"\{\{[^}]*\}\}|\$\{\w+\}|\{count, plural.*\}\}|\{\w+\}|%\(\w+\)s|%1\$s|%\w|:name\b", text)
+    assert kept and all(result["translation"].count(p) == text.count(p) for p in kept), result["translation"]
+    assert result["missing_placeholders"] == []
+
+
+def test_a_percent_sign_a_time_or_a_url_is_no_placeholder():
+    assert placeholders("50% done at 10:30, see http://x.org/a:b or :tada: (100 %)") == []
+
+
+def test_a_placeholder_still_missing_from_a_translation_is_listed_and_warned_about():
+    generator = TranslateGenerator(engine=EchoEngine())
+    opts = TranslateOptions(target_language="de")
+    prepared = generator.preprocess("Hello {name}, %s and %s.", opts)
+    for segment in (s for chunk in prepared["chunks"] for s in chunk):
+        segment.translation = "Hallo, %s."
+    result = generator.postprocess(prepared, opts)
+    assert result["missing_placeholders"] == [{"placeholder": "{name}", "count": 1}, {"placeholder": "%s", "count": 1}]
+    assert "placeholder '{name}' is missing from the translation (once)" in " ".join(glossary_notes(result))
+
+
+def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated():
+    doc = textwrap.dedent('''\
+        ## Configure the {{< product >}} agent
+
+        {{< note >}}
+        Restart the agent.
+        {{% /note %}}
+
+        :::tip Good to know
+        Use the flag.
+        :::
+
+        !!! note "Read this"
+            Restart the agent
+            after a change.
+
+            A second one.
+
+        Wait %d seconds.''')
+    result, _ = translate(doc, engine=DroppingEngine())
+    assert result["translation"] == textwrap.dedent('''\
+        ## CONFIGURE THE {{< product >}} AGENT
+
+        {{< note >}}
+        RESTART THE AGENT.
+        {{% /note %}}
+
+        :::tip Good to know
+        USE THE FLAG.
+        :::
+
+        !!! note "Read this"
+            RESTART THE AGENT AFTER A CHANGE.
+
+            A SECOND ONE.
+
+        WAIT %d SECONDS.''')
+
+
+def test_an_i18n_json_file_has_its_string_values_translated_and_keeps_its_shape(echo, tmp_path):
+    strings = tmp_path / "strings.json"
+    strings.write_text('{\n    "greeting": "Hello, {name}!",\n    "count": 3,\n    "empty": "",\n    "nested": {"save": "Save", "on": true, "list": ["Cancel", null]}\n}\n')
+    out = tmp_path / "strings.de.json"
+    result = runner.invoke(app, ["translate", str(strings), "--to", "de", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "read as Markdown" not in result.stderr
+    assert out.read_text() == (
+        '{\n    "greeting": "HELLO, {name}!",\n    "count": 3,\n    "empty": "",\n'
+        '    "nested": {\n        "save": "SAVE",\n        "on": true,\n        "list": [\n            "CANCEL",\n            null\n        ]\n    }\n}\n'
+    )
+    shown = json.loads(runner.invoke(app, ["translate", str(strings), "--to", "de", "--json"]).stdout)
+    assert json.loads(shown["translation"])["nested"]["save"] == "SAVE" and shown["missing_placeholders"] == []
+
+
+def test_a_json_file_that_is_not_an_object_of_strings_is_read_as_markdown_as_before(echo, tmp_path):
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[[1, 2], [3, 4]]\n")
+    result = runner.invoke(app, ["translate", str(numbers), "--to", "de"])
+    assert "read as Markdown (.json" in result.stderr
+
+
+def test_batch_table_cells_are_escaped_as_formulas_by_default_and_as_they_are_with_no_escape_formulas(echo, tmp_path):
+    import csv
+
+    source = tmp_path / "ui.csv"
+    source.write_text("id,text\n1,+ Add item\n2,-- Select --\n3,@mention someone\n")
+    for flag, mark in (([], "'"), (["--no-escape-formulas"], "")):
+        out = tmp_path / f"out{len(flag)}.csv"
+        result = runner.invoke(app, ["batch", "translate", "-i", str(source), "-o", str(out), "--keep-columns", "-O", "target_language=de", *flag])
+        assert result.exit_code == 0, result.output
+        table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+        assert [(row["text"], row["translation"]) for row in table] == [
+            (mark + "+ Add item", mark + "+ ADD ITEM"), (mark + "-- Select --", mark + "-- SELECT --"), (mark + "@mention someone", mark + "@MENTION SOMEONE"),
+        ]
+
+
+def test_front_matter_title_and_description_are_translated_their_keys_and_quoting_kept():
+    doc = "---\ntitle: Notes\ndescription: 'It''s \"here\"'\nslug: notes\ntags: [a, b]\n---\nHi.\n"
+    assert translate(doc)[0]["translation"] == "---\ntitle: NOTES\ndescription: 'IT''S \"HERE\"'\nslug: notes\ntags: [a, b]\n---\nHI.\n"
+    toml = '+++\ntitle = "Say \\"hi\\""\ndraft = true\n+++\nHi.'
+    assert translate(toml)[0]["translation"] == '+++\ntitle = "SAY \\"HI\\""\ndraft = true\n+++\nHI.'
+
+
+class ColonEngine(EchoEngine):
+    def generate(self, prompts, params):
+        return [[Completion("Remarque : " + p[-1]["content"], 1, 1, "stop")] for p in prompts]
+
+
+def test_a_translated_front_matter_value_that_plain_yaml_cannot_hold_is_quoted():
+    result, _ = translate("---\ntitle: Notes\n---\n", engine=ColonEngine())
+    assert result["translation"].startswith('---\ntitle: "Remarque : Notes"\n---')
+
+
+@pytest.mark.parametrize("given, recorded", [("zh-Hans", "zh-Hans"), ("zh-Hant", "zh-Hant"), ("nb", "nb"), ("EN-us", "en-US"), ("zh_CN", "zh-CN"), ("Deutsch", "de")])
+def test_a_language_code_is_recorded_as_given_when_it_is_a_bcp47_tag(given, recorded):
+    result, _ = translate("Hello.", target_language=given, source_language="fr" if given == "nb" else "auto")
+    assert result["target_language"] == recorded
