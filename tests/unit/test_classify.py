@@ -136,6 +136,8 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     [
         ({"labels": "only"}, BadInputError, "labels must name at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
+        ({"labels": "Billing,bug,billing"}, BadInputError, "^label billing is given twice, as 'Billing' and 'billing', which differ only in case"),
+        ({"labels": ["Tech", "TECH=technology"]}, BadInputError, "^label TECH is given twice, as 'Tech' and 'TECH'"),
         ({"labels": "a=,b"}, BadInputError, "^label 'a=' has an empty alias; write labels as name or name=alias\\|alias$"),
         ({"labels": "a=x||y,b"}, BadInputError, "^label 'a=x\\|\\|y' has an empty alias"),
         ({"labels": "good\nbad,neutral"}, BadInputError, "label 'good\\\\nbad' holds a line break"),
