@@ -428,7 +428,7 @@ class ClassifyGenerator(Generator):
                 top = max(raw["logits"])
                 values = [math.exp(v - top) for v in raw["logits"]]
             scores = dict(zip(names, values))
-            chosen = [name for name in names if scores[name] >= opts.threshold]
+            chosen = sorted((name for name in names if scores[name] >= opts.threshold), key=lambda name: -scores[name])  # likeliest first, as the scores are shown
             return {"labels": chosen, "scores": scores, "method": raw["method"], "calibration": raw["calibration"]}
         probs = [math.exp(v) for v in log_softmax(raw["logits"])]
         best = max(range(len(names)), key=lambda i: probs[i])

@@ -116,10 +116,21 @@ def test_multi_label_scores_each_label_against_the_likeliest(classify):
     assert set(result["scores"]) == {"sports", "politics", "cooking"}
     top = max(single["scores"].values())
     assert result["scores"] == pytest.approx({k: v / top for k, v in single["scores"].items()}, abs=1e-5)
-    assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3]
+    assert result["labels"] == sorted((l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3), key=lambda l: -result["scores"][l])
     only_top = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=1)
     assert only_top["labels"] == [single["label"]]  # 1: only the likeliest (its score is 1)
     assert single["label"] in result["labels"]
+
+
+def test_multi_label_chosen_labels_are_listed_likeliest_first_as_their_scores_are(classify):
+    from aigc.cli.classify import describe, json_record
+
+    opts = classify.validate({"labels": "account,billing,bug", "multi_label": True, "threshold": 0.1})
+    result = classify.postprocess({"logits": [-3.0, -1.0, 0.0], "method": "zero-shot", "calibration": "content-free"}, opts)
+    assert result["labels"] == ["bug", "billing"]  # not in --labels order
+    assert describe(result) == "bug, billing\tbug 1.000  billing 0.368  account 0.050"
+    record = json_record(result)
+    assert list(record) == ["labels", "scores", "method", "calibration"] and list(record["scores"]) == ["account", "billing", "bug"]  # the documented shape
 
 
 def test_multi_label_examples_give_each_label_its_own_probability(classify):
@@ -128,7 +139,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     result = classify("apple engine 1", examples=examples, multi_label=True, method="probe")
     assert result["method"] == "probe" and set(result["scores"]) == {"fruit", "machine"}
     assert all(0 < p < 1 for p in result["scores"].values())
-    assert result["labels"] == [l for l in ("fruit", "machine") if result["scores"][l] >= 0.5]
+    assert result["labels"] == sorted((l for l in ("fruit", "machine") if result["scores"][l] >= 0.5), key=lambda l: -result["scores"][l])
 
 
 @pytest.mark.parametrize(
@@ -320,6 +331,17 @@ def test_labels_come_from_the_examples_and_the_probe_learns_them(classify):
     assert result["method"] == "probe"
     assert result["label"] == "fruit"
     assert classify("engine engine engine number 4", examples=EXAMPLES, method="probe")["label"] == "machine"
+
+
+@pytest.mark.parametrize(("options", "stage", "steps"), [({}, "fitting the probe (cross-validation)", 11), ({"multi_label": True, "method": "probe"}, "fitting a probe per label", 2)])
+def test_fitting_the_examples_reports_progress_after_embedding_them(classify, monkeypatch, tmp_path, options, stage, steps):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    reported = []
+    classify.progress = lambda done, total, what: reported.append((what, done, total))
+    classify("apple apple", examples=EXAMPLES, **options)
+    fitting = [(done, total) for what, done, total in reported if what == stage]
+    assert reported.index((stage, *fitting[0])) > reported.index(("embedding the examples", 12, 12))
+    assert fitting[-1] == (steps, steps) and [done for done, _ in fitting] == sorted(done for done, _ in fitting)
 
 
 def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp_path):
