@@ -73,13 +73,27 @@ def parse_labels(specs: list[str] | str | None) -> list[Label]:
         specs = specs.split(",")
     if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, (str, Label)) for spec in specs):
         raise OptionError("labels", f"must be names, as a,b,c or a list of strings, got {specs!r}")
-    labels = [spec if isinstance(spec, Label) else parse_label(spec) for spec in specs if isinstance(spec, Label) or spec.strip()]
+    given = [spec for spec in specs if isinstance(spec, Label) or spec.strip()]
+    labels = [spec if isinstance(spec, Label) else parse_label(spec) for spec in given]
     names = [label.name for label in labels]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BadInputError(f"label {', '.join(duplicates)} is given twice")
+    _refuse_case_twins([label.name for spec, label in zip(given, labels) if isinstance(spec, str)])
     taken, labels_with = _lowered(labels)
     return [_apart(label, own, labels_with) for label, own in zip(labels, taken)]
+
+
+def _refuse_case_twins(names: list[str]) -> None:
+    """Names given that differ only in case (`Billing,billing`) are one label given twice: a label's
+    likelihood is spread over its case forms (`_forms`), which these would split between them.
+    (Labels taken from data are names as written, warned of as they are read: `classify_examples.checked`.)"""
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(name.casefold(), []).append(name)
+    twins = next((found for found in spellings.values() if len(found) > 1), None)
+    if twins:
+        raise BadInputError(f"label {twins[-1]} is given twice, as {' and '.join(map(repr, twins))}, which differ only in case and would split its probability; give it once")
 
 
 def _apart(label: Label, own: set[str], labels_with: Counter) -> Label:
@@ -414,7 +428,7 @@ class ClassifyGenerator(Generator):
                 top = max(raw["logits"])
                 values = [math.exp(v - top) for v in raw["logits"]]
             scores = dict(zip(names, values))
-            chosen = [name for name in names if scores[name] >= opts.threshold]
+            chosen = sorted((name for name in names if scores[name] >= opts.threshold), key=lambda name: -scores[name])  # likeliest first, as the scores are shown
             return {"labels": chosen, "scores": scores, "method": raw["method"], "calibration": raw["calibration"]}
         probs = [math.exp(v) for v in log_softmax(raw["logits"])]
         best = max(range(len(names)), key=lambda i: probs[i])

@@ -41,6 +41,8 @@ L2 = (0.1, 1.0)  # probe regularization strengths tried by cross-validation
 AUTO_CALIBRATIONS = ("content-free", "examples")  # what `auto` picks from (the first unless the other beats it)
 FEWEST_TO_SWITCH = 8  # examples below which `auto` keeps content-free label scoring: 4 right of 4 is luck
 CHUNK = 32  # examples scored per progress step
+PROBE_STAGE = "fitting the probe (cross-validation)"  # reported as each probe is fitted, as embedding is
+PROBES_STAGE = "fitting a probe per label"  # the same, for multi-label
 VERSION = 9  # bump when what is cached changes (9: auto's calibration rule)
 FITS_ON_DISK = 64  # cached fits kept on disk (a fit is about 20 KB per example)
 PRIORS_ON_DISK = 256  # cached content-free priors kept on disk (a few hundred bytes each)
@@ -417,7 +419,7 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     if opts.multi_label:
         if embed:  # one probe per label; without embeddings, label scores alone
             free = generator.content_free(opts) if opts.calibrate != "off" else None
-            _fit_multi(opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
+            _fit_multi(generator, opts, model, [log_softmax([s - c for s, c in zip(row, free)] if free else row) for row in scores])
         return model
     priors = {"off": None, "content-free": generator.content_free(opts), "examples": prior}
     candidates = {
@@ -437,21 +439,24 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     if opts.method == "demos":  # its prior is measured with the demonstrations in the prompt
         model.method, model.calibration = "demos", "off" if opts.calibrate == "off" else "content-free"
     elif opts.method in ("auto", "probe") and embed and min(labels.count(i) for i in range(len(names))) >= 2:
-        folds = _folds(labels)
-        for l2 in L2:
-            model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds)
+        folds, fits = _folds(labels), len(L2) * FOLDS + 1  # a probe per fold and strength, then the one kept
+        for done, l2 in enumerate(L2):
+            step = lambda fold, before=done * FOLDS: generator.progress(before + fold, fits, PROBE_STAGE)  # noqa: E731
+            model.cv[f"probe(l2={l2})"] = _cross_validate(embeddings, labels, offset, len(names), l2, folds, step)
         l2 = max(L2, key=lambda value: model.cv[f"probe(l2={value})"])
         if opts.method == "probe" or _beats(model.cv[f"probe(l2={l2})"], best_zero_shot, len(labels)):
+            generator.progress(fits - 1, fits, PROBE_STAGE)
             model.method = "probe"
             model.probes = [LinearProbe.fit(embeddings, labels, len(names), l2, offset)]
+        generator.progress(fits, fits, PROBE_STAGE)
     elif opts.method == "probe":
         raise BadInputError(f"{option('method', 'probe')} needs at least two examples of every label")
     return model
 
 
-def _fit_multi(opts: "ClassifyOptions", model: ExampleModel, raw: list[list[float]]) -> None:
+def _fit_multi(generator: "ClassifyGenerator", opts: "ClassifyOptions", model: ExampleModel, raw: list[list[float]]) -> None:
     """One probe per label (does it apply or not), starting from its label score, when every label
-    has two examples with and two without it."""
+    has two examples with and two without it; each fit reported to `generator.progress`."""
     if opts.method == "zero-shot":
         return
     embeddings = model.embeddings.tolist()
@@ -462,7 +467,9 @@ def _fit_multi(opts: "ClassifyOptions", model: ExampleModel, raw: list[list[floa
             if opts.method == "probe":
                 raise BadInputError(f"{option('method', 'probe')} needs two examples with and two without label {model.names[j]!r}")
             return
+        generator.progress(j, len(model.names), PROBES_STAGE)
         probes.append(LinearProbe.fit(embeddings, present, 2, L2[0], [[0.0, row[j]] for row in raw]))
+    generator.progress(len(model.names), len(model.names), PROBES_STAGE)
     model.method, model.probes = "probe", probes
 
 
@@ -476,9 +483,11 @@ def _folds(labels: list[int]) -> list[int]:
     return folds
 
 
-def _cross_validate(embeddings, labels, offset, classes: int, l2: float, folds: list[int]) -> float:
+def _cross_validate(embeddings, labels, offset, classes: int, l2: float, folds: list[int], step: Callable[[int], None]) -> float:
+    """The probe's accuracy on each fold fitted on the others; `step(fold)` as each fold's fit starts."""
     correct = 0
     for fold in range(FOLDS):
+        step(fold)
         train = [i for i, f in enumerate(folds) if f != fold]
         test = [i for i, f in enumerate(folds) if f == fold]
         if not test:

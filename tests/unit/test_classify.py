@@ -116,10 +116,21 @@ def test_multi_label_scores_each_label_against_the_likeliest(classify):
     assert set(result["scores"]) == {"sports", "politics", "cooking"}
     top = max(single["scores"].values())
     assert result["scores"] == pytest.approx({k: v / top for k, v in single["scores"].items()}, abs=1e-5)
-    assert result["labels"] == [l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3]
+    assert result["labels"] == sorted((l for l in ("sports", "politics", "cooking") if result["scores"][l] >= 0.3), key=lambda l: -result["scores"][l])
     only_top = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=1)
     assert only_top["labels"] == [single["label"]]  # 1: only the likeliest (its score is 1)
     assert single["label"] in result["labels"]
+
+
+def test_multi_label_chosen_labels_are_listed_likeliest_first_as_their_scores_are(classify):
+    from aigc.cli.classify import describe, json_record
+
+    opts = classify.validate({"labels": "account,billing,bug", "multi_label": True, "threshold": 0.1})
+    result = classify.postprocess({"logits": [-3.0, -1.0, 0.0], "method": "zero-shot", "calibration": "content-free"}, opts)
+    assert result["labels"] == ["bug", "billing"]  # not in --labels order
+    assert describe(result) == "bug, billing\tbug 1.000  billing 0.368  account 0.050"
+    record = json_record(result)
+    assert list(record) == ["labels", "scores", "method", "calibration"] and list(record["scores"]) == ["account", "billing", "bug"]  # the documented shape
 
 
 def test_multi_label_examples_give_each_label_its_own_probability(classify):
@@ -128,7 +139,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     result = classify("apple engine 1", examples=examples, multi_label=True, method="probe")
     assert result["method"] == "probe" and set(result["scores"]) == {"fruit", "machine"}
     assert all(0 < p < 1 for p in result["scores"].values())
-    assert result["labels"] == [l for l in ("fruit", "machine") if result["scores"][l] >= 0.5]
+    assert result["labels"] == sorted((l for l in ("fruit", "machine") if result["scores"][l] >= 0.5), key=lambda l: -result["scores"][l])
 
 
 @pytest.mark.parametrize(
@@ -136,6 +147,8 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
     [
         ({"labels": "only"}, BadInputError, "labels must name at least two labels"),
         ({"labels": "a,a"}, BadInputError, "given twice"),
+        ({"labels": "Billing,bug,billing"}, BadInputError, "^label billing is given twice, as 'Billing' and 'billing', which differ only in case"),
+        ({"labels": ["Tech", "TECH=technology"]}, BadInputError, "^label TECH is given twice, as 'Tech' and 'TECH'"),
         ({"labels": "a=,b"}, BadInputError, "^label 'a=' has an empty alias; write labels as name or name=alias\\|alias$"),
         ({"labels": "a=x||y,b"}, BadInputError, "^label 'a=x\\|\\|y' has an empty alias"),
         ({"labels": "good\nbad,neutral"}, BadInputError, "label 'good\\\\nbad' holds a line break"),
@@ -318,6 +331,17 @@ def test_labels_come_from_the_examples_and_the_probe_learns_them(classify):
     assert result["method"] == "probe"
     assert result["label"] == "fruit"
     assert classify("engine engine engine number 4", examples=EXAMPLES, method="probe")["label"] == "machine"
+
+
+@pytest.mark.parametrize(("options", "stage", "steps"), [({}, "fitting the probe (cross-validation)", 11), ({"multi_label": True, "method": "probe"}, "fitting a probe per label", 2)])
+def test_fitting_the_examples_reports_progress_after_embedding_them(classify, monkeypatch, tmp_path, options, stage, steps):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))
+    reported = []
+    classify.progress = lambda done, total, what: reported.append((what, done, total))
+    classify("apple apple", examples=EXAMPLES, **options)
+    fitting = [(done, total) for what, done, total in reported if what == stage]
+    assert reported.index((stage, *fitting[0])) > reported.index(("embedding the examples", 12, 12))
+    assert fitting[-1] == (steps, steps) and [done for done, _ in fitting] == sorted(done for done, _ in fitting)
 
 
 def test_the_fitted_examples_are_cached_and_reused(tiny_engine, monkeypatch, tmp_path):
@@ -526,7 +550,8 @@ def test_labels_taken_from_examples_leave_a_part_another_label_scores_to_it():
 def test_each_label_is_also_scored_in_lower_case_and_capitalised_unless_another_label_is_written_so():
     classify = ClassifyGenerator(engine=None)
     assert classify.verbalizers(classify.validate({"labels": "positive,NEGATIVE"})) == [" positive", " Positive", " NEGATIVE", " negative"]
-    assert classify.verbalizers(classify.validate({"labels": "yes,Yes"})) == [" yes", " Yes"]  # twins: each its own form only
+    twins = [parse_label(name, aliases=False) for name in ("yes", "Yes")]  # as taken from data (given with --labels, refused)
+    assert classify.verbalizers(classify.validate({"labels": twins})) == [" yes", " Yes"]  # twins: each its own form only
 
 
 def test_labels_that_differ_only_in_case_are_warned_of(tmp_path):

@@ -343,6 +343,18 @@ def test_lines_too_long_for_the_model_is_skipped_and_said_as_the_command_names_i
         assert "lower --max-tokens" in result.stderr  # the flag, as the command takes it
 
 
+def test_labels_that_differ_only_in_case_are_refused_as_given_twice_by_classify_eval_and_batch(tmp_path, unloadable):
+    (tmp_path / "data.tsv").write_text("refund please\tbilling\napp crashes\tbug\n")
+    (tmp_path / "in.txt").write_text("refund please\n")
+    error = "Error: label billing is given twice, as 'Billing' and 'billing', which differ only in case and would split its probability; give it once"
+    assert bad("classify", "refund please", "-l", "Billing,bug,billing", "-m", unloadable) == (2, [error])
+    assert bad("classify", "refund please", "-l", "Billing", "-l", "bug,billing", "--json", "-m", unloadable) == (2, [error])
+    assert bad("eval", "classify", str(tmp_path / "data.tsv"), "-l", "Billing,bug,billing", "-m", unloadable) == (2, [error])
+    code, lines = bad("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=Billing,bug,billing", "-m", unloadable)
+    assert code == 2 and lines == [error], lines
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_examples_it_is_tested_on(tmp_path):
     (tmp_path / "multi.tsv").write_text("goal scored\tsports,politics\nvote held\tpolitics\n")
     (tmp_path / "one.tsv").write_text("good\tpositive\ngreat\tpositive\n")
