@@ -1712,6 +1712,20 @@ def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
     assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
 
 
+@pytest.mark.parametrize("name", ["scratch.csv", "scratch.tsv"])
+def test_an_empty_table_output_made_by_mktemp_or_touch_is_written_as_an_empty_jsonl_is(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source, table = tmp_path / "in.jsonl", tmp_path / name
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    table.touch()
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+    assert result.exit_code == 0, result.output
+    assert "Bees." in table.read_text() and (tmp_path / f"{name}.jsonl").exists()
+
+
 @pytest.mark.parametrize("name", ["customers.csv", "customers.tsv"])
 def test_a_table_output_that_aigc_did_not_write_is_refused_as_a_foreign_jsonl_is(tmp_path, name):
     from typer.testing import CliRunner
