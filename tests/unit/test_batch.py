@@ -1588,6 +1588,19 @@ def test_kept_input_columns_named_id_or_error_are_kept_beside_the_tables_own(tmp
     ]
 
 
+def test_kept_input_columns_error_and_input_error_both_keep_their_values_under_distinct_headers(tmp_path):
+    import csv
+
+    from aigc.batch_tables import write_table
+
+    source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
+    source.write_text("text,error,input.error,input.input.error\nbees,x,y,z\n")  # as a kept table read back can be
+    state.write_text('{"id": 1, "row": 1, "result": {"summary": "bees"}}\n')
+    write_table(state, read_rows(source), tmp_path / "out.csv", keep_columns=True)
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_bytes().decode("utf-8-sig"))))
+    assert table == [["id", "text", "input.input.input.error", "input.error", "input.input.error", "summary"], ["1", "bees", "x", "y", "z", "bees"]]
+
+
 def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
     import csv
 
