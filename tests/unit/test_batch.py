@@ -454,6 +454,16 @@ def test_summarizes_part_size_fitted_to_the_model_keeps_the_fingerprint_of_the_d
     assert run_settings(summarize, {"chunk_tokens": 500})["made_with"] == {"chunk_tokens": 500}
 
 
+def test_headlines_tone_left_unset_keeps_the_fingerprint_of_the_options_before_tone():
+    from aigc.generators.headline import HeadlineOptions
+
+    headline = get_generator("headline", engine=FakeEngine())
+    assert run_settings(headline, {})["settings"] == "1c8627ec3329"  # as aigc recorded n, style, max_words and template
+    toned = run_settings(headline, {"tone": "playful"})
+    assert toned["settings"] != "1c8627ec3329" and toned["made_with"] == {"tone": "playful"}
+    assert HeadlineOptions(5, "seo", 10) == HeadlineOptions(n=5, style="seo", max_words=10)  # a new option goes last: positional calls keep their meaning
+
+
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
     translate = get_generator("translate", engine=FakeEngine())
     german = {"target_language": "de"}
