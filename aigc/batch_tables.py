@@ -26,7 +26,7 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
     between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
     leaves the old file or the new one): an id column, with `keep_columns` each row's input columns
-    (one named `id` or `error`, as aigc's own, as `input.id`, `input.error`), then the result: a text
+    (one named `id` or `error`, as aigc's own, as `input.id`, `input.error`: `_kept_headers`), then the result: a text
     result in `result`, an object's fields each in its own column (a list of texts one a line, other
     lists and objects as JSON; a field named as a column before it, or `error`, is `result.NAME`),
     and `error` for rows that failed. A text cell that a spreadsheet would run as a
@@ -34,7 +34,7 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     records = [record for _, record in read_output(state, repair=False)]
     fields = {id_key(row.id): row.as_read for row in rows if row.id is not None}
     inputs = columns(rows, as_read=True) if keep_columns else []
-    kept = {name: f"input.{name}" if name in OWN else name for name in inputs if name != id_field}
+    kept = _kept_headers([name for name in inputs if name != id_field])
     cells = []
     for record in records:
         result = record.get("result")
@@ -56,6 +56,22 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
         inert = [_inert(cell) for cell in table_row] if escape_formulas else table_row  # not escaped: a file for a build or TMS, "+ Add" as it is
         (quoted if any(isinstance(cell, str) and "\r" in cell for cell in inert) else writer).writerow(inert)
     write_atomic(table, out.getvalue(), encoding="utf-8-sig")
+
+
+def _kept_headers(names: list[str]) -> dict[str, str]:
+    """The header of each kept input column: its name, or for one named as the table's own columns
+    (`id`, `error`) `input.` before it, again until no other column has that name (an input with
+    both `error` and `input.error`, as a kept table read back may have, keeps both)."""
+    taken = {*OWN, *names}
+    headers = {}
+    for name in names:
+        header = name
+        if name in OWN:
+            while header in taken:
+                header = f"input.{header}"
+            taken.add(header)
+        headers[name] = header
+    return headers
 
 
 def _cell(value: Any) -> Any:

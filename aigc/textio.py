@@ -162,7 +162,8 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
-PATH_LIKE = re.compile(r"(?:~|\.\.?)?/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|.*/\Z")  # /x, ./x, ../x, ~/x, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP: words)
+PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)
+DOMAIN = re.compile(r"(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/")  # a link without its scheme: text
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
@@ -180,12 +181,17 @@ def read_input(source: str, lines: bool = False, links: bool = False, urls_as_te
 
 def looks_like_a_path(source: str) -> bool:
     """Whether `source` is one word that reads as a file name, not text: a data or document suffix
-    (`data.csv`, `report.pdf`), or a folder part (`/x`, `./x`, `~/x`, `docs/notes.docx`); a URL reads as
-    a file name by its suffix only (`https://x.org/a.json`), words with a slash (`and/or`) as words."""
+    (`data.csv`, `report.pdf`), or a folder part (`/a/b`, `./x`, `~/x`, `docs/notes.docx`, `drafts/`); a link,
+    with or without its scheme, reads as a file name by a data suffix only (`https://x.org/a.json`), words
+    with a slash (`and/or`, `:/`, `/start`) as words."""
     if any(c.isspace() for c in source):
         return False
     suffix = Path(source).suffix.lower()
-    return suffix in FILE_SUFFIXES or (not URL.match(source) and (suffix in OTHER_FILE_SUFFIXES or bool(PATH_LIKE.match(source))))
+    if suffix in FILE_SUFFIXES:
+        return True
+    if URL.match(source) or DOMAIN.match(source):
+        return False
+    return suffix in OTHER_FILE_SUFFIXES or bool(PATH_LIKE.match(source))
 
 
 def mostly_crlf(text: str) -> bool:

@@ -81,7 +81,7 @@ def batch(
     if table:
         output = str(table_state(table))
         output_target(output, source=input, reads=reads)  # the JSON Lines beside it, which may not be the input either
-        if Path(table).exists() and not Path(output).exists():  # a table of the user's, as a foreign .jsonl is refused
+        if Path(table).exists() and Path(table).stat().st_size and not Path(output).exists():  # a table of the user's, as a foreign .jsonl is refused (an empty one, from mktemp or touch, holds nothing)
             raise BadInputError(f"{table} exists and was not written by aigc batch (no {Path(output).name} beside it to resume); give another -o, or remove it")
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")

@@ -75,7 +75,7 @@ def _existing(name: str, named_only: bool = False):
     """The file of session `name`: a named session, or (unless `named_only`) a .json file or an unnamed chat's id."""
     path = conversations.session_path(name)
     if named_only and path.parent != conversations.sessions_dir():
-        if path.is_file():  # the conversation `aigc sessions show NAME` shows: a hint at a session would name another one
+        if path.is_file() and path.resolve().parent != conversations.sessions_dir().resolve():  # the conversation `aigc sessions show NAME` shows: a hint at a session would name another one
             raise BadInputError(f"{name} is a file of yours, not a session; rm deletes only the sessions `aigc sessions` lists (delete the file yourself)")
         raise BadInputError(f"{name} is not a session name; rm deletes only the sessions `aigc sessions` lists{_hint(name)}")
     if path.is_file():

@@ -591,13 +591,15 @@ class TextAssembler:
     shown (kept, the text ending with the one found, where `keep_stops`), and a partial stop string
     is held back until it matches or cannot match any more. Control tokens (`special_ids`) are not
     text; a stop string that holds one (`<|im_end|>\\n`) matches where the tokens spell it with the
-    control token's text (`StopStrings`; pass one to read a call's stop strings once for its rows).
+    control token's text (`StopStrings`; pass one, which holds its `special_ids`, to read a call's
+    stop strings once for its rows).
     """
 
     def __init__(self, tokenizer, stops: Sequence[str] | StopStrings = (), special_ids: Sequence[int] = (), keep_stops: bool = False):
+        if isinstance(stops, StopStrings) and special_ids:
+            raise TypeError("give special_ids to the StopStrings, not beside one")
         self.tokenizer = tokenizer
         self.stop_strings = stops if isinstance(stops, StopStrings) else StopStrings(tokenizer, stops, special_ids)
-        self.stops = self.stop_strings.all
         self.keep_stops = keep_stops
         self.starts = [_StopStart(stop) for stop in self.stop_strings.plain if stop]
         self.spelt_starts = [_StopStart(stop) for stop in self.stop_strings.controlled]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .. import templates
@@ -25,9 +25,9 @@ ARTICLE_TOKENS = 600  # and at most so many tokens of it, for scripts without sp
 class HeadlineOptions:
     n: int = 3
     style: str = "news"
-    tone: str = ""  # how it should sound (playful, urgent, ...), as adcopy's --tone; "" adds nothing to the style's prompt
     max_words: int = 12
     template: str = "headline"
+    tone: str = ""  # how it should sound (playful, urgent, ...), as adcopy's --tone; "" adds nothing to the style's prompt
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 50:
@@ -40,6 +40,11 @@ class HeadlineOptions:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
         reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
         templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
+
+    def settings(self) -> dict[str, Any]:
+        """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no
+        tone adds nothing to the prompt), so outputs made before tone keep resuming."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and (f.name != "tone" or self.tone)}
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")

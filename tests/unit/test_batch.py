@@ -454,6 +454,16 @@ def test_summarizes_part_size_fitted_to_the_model_keeps_the_fingerprint_of_the_d
     assert run_settings(summarize, {"chunk_tokens": 500})["made_with"] == {"chunk_tokens": 500}
 
 
+def test_headlines_tone_left_unset_keeps_the_fingerprint_of_the_options_before_tone():
+    from aigc.generators.headline import HeadlineOptions
+
+    headline = get_generator("headline", engine=FakeEngine())
+    assert run_settings(headline, {})["settings"] == "1c8627ec3329"  # as aigc recorded n, style, max_words and template
+    toned = run_settings(headline, {"tone": "playful"})
+    assert toned["settings"] != "1c8627ec3329" and toned["made_with"] == {"tone": "playful"}
+    assert HeadlineOptions(5, "seo", 10) == HeadlineOptions(n=5, style="seo", max_words=10)  # a new option goes last: positional calls keep their meaning
+
+
 def test_a_txt_files_line_options_are_its_defaults_so_made_with_does_not_list_them(tmp_path):
     translate = get_generator("translate", engine=FakeEngine())
     german = {"target_language": "de"}
@@ -1588,6 +1598,19 @@ def test_kept_input_columns_named_id_or_error_are_kept_beside_the_tables_own(tmp
     ]
 
 
+def test_kept_input_columns_error_and_input_error_both_keep_their_values_under_distinct_headers(tmp_path):
+    import csv
+
+    from aigc.batch_tables import write_table
+
+    source, state = tmp_path / "in.csv", tmp_path / "out.csv.jsonl"
+    source.write_text("text,error,input.error,input.input.error\nbees,x,y,z\n")  # as a kept table read back can be
+    state.write_text('{"id": 1, "row": 1, "result": {"summary": "bees"}}\n')
+    write_table(state, read_rows(source), tmp_path / "out.csv", keep_columns=True)
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_bytes().decode("utf-8-sig"))))
+    assert table == [["id", "text", "input.input.input.error", "input.error", "input.input.error", "summary"], ["1", "bees", "x", "y", "z", "bees"]]
+
+
 def test_a_table_cell_a_spreadsheet_would_run_as_a_formula_gets_a_quote_before_it(tmp_path):
     import csv
 
@@ -1710,6 +1733,20 @@ def test_a_table_whose_json_lines_would_be_the_input_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.csv")])
     assert result.exit_code == 2 and f"-o {source} is the input file" in result.stderr
     assert source.read_text() == '{"id": 1, "text": "Bees."}\n'
+
+
+@pytest.mark.parametrize("name", ["scratch.csv", "scratch.tsv"])
+def test_an_empty_table_output_made_by_mktemp_or_touch_is_written_as_an_empty_jsonl_is(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source, table = tmp_path / "in.jsonl", tmp_path / name
+    source.write_text('{"id": 1, "text": "Bees."}\n')
+    table.touch()
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", str(source), "-o", str(table)])
+    assert result.exit_code == 0, result.output
+    assert "Bees." in table.read_text() and (tmp_path / f"{name}.jsonl").exists()
 
 
 @pytest.mark.parametrize("name", ["customers.csv", "customers.tsv"])

@@ -2203,6 +2203,11 @@ def test_sessions_rm_of_a_file_of_ones_own_points_at_no_session_of_another_conve
     code, lines = bad("sessions", "rm", "s1.json")
     assert code == 2 and lines == ["Error: s1.json is a file of yours, not a session; rm deletes only the sessions `aigc sessions` lists (delete the file yourself)"]
     assert (tmp_path / "s1.json").is_file() and (conversations.sessions_dir() / "s1.json").is_file()
+    monkeypatch.chdir(conversations.sessions_dir())  # here s1.json is the session s1's own file
+    for name in ("s1.json", f"../{conversations.sessions_dir().name}/s1.json"):
+        code, lines = bad("sessions", "rm", name)
+        assert code == 2 and lines[0].endswith("did you mean `s1`?"), lines
+    assert (conversations.sessions_dir() / "s1.json").is_file()
 
 
 def test_sessions_rm_of_a_session_another_process_removes_meanwhile_says_it_is_gone(monkeypatch):

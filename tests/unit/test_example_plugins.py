@@ -329,6 +329,9 @@ def test_adcopy_writes_to_an_output_file_and_runs_each_line_as_a_product_as_the_
         (tmp_path / "ads.csv").write_text("product,audience\na tent,hikers\n")
         rows_file = run(str(tmp_path / "ads.csv"), "--lines", "--audience", "hikers")
         assert isinstance(rows_file.exception, BadInputError) and "aigc batch adcopy -i" in str(rows_file.exception)
+        for more in ((), ("--lines",)):  # stdin empty (cron, < /dev/null): what to give names --product
+            empty = run(*more, "--audience", "hikers", input="")
+            assert isinstance(empty.exception, BadInputError) and str(empty.exception) == "standard input is empty; give --product TEXT, or a document describing the product"
     finally:
         plugins.reset()
 

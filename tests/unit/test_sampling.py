@@ -266,6 +266,8 @@ def test_a_calls_stop_strings_are_tokenized_once_for_all_its_rows(tiny_model_dir
     rows = [TextAssembler(tokenizer, stops) for _ in range(4)]
     assert calls == ["<|im_end|>\n", "bee"] and all(row.stop_strings is stops for row in rows)
     assert stops.controlled == ("<|im_end|>\n",) and stops.plain == ("bee",)
+    with pytest.raises(TypeError, match="give special_ids to the StopStrings"):  # one set of control tokens, not two that could differ
+        TextAssembler(tokenizer, stops, special_ids=[0])
 
 
 def test_special_tokens_are_not_shown():

@@ -144,7 +144,8 @@ def test_one_word_that_reads_as_a_path_and_names_no_file_is_no_such_file_not_the
         read_input(name)
 
 
-@pytest.mark.parametrize("text", ["good movie", "a/b testing rocks", "and/or", "24/7", "TCP/IP", "1/2.5", "Node.js", "v1.5", "https://example.com/blog/launch", "https://example.com/a.pdf"])
+@pytest.mark.parametrize("text", ["good movie", "a/b testing rocks", "and/or", "24/7", "TCP/IP", "1/2.5", "Node.js", "v1.5", "https://example.com/blog/launch", "https://example.com/a.pdf",
+                                  ":/", ":-/", "=/", "/s", "/start", "www.example.com/", "example.com/about.php", "github.com/u/r.git"])
 def test_words_with_a_slash_or_a_dot_are_the_text(tmp_path, monkeypatch, text):
     monkeypatch.chdir(tmp_path)
     assert read_input(text) == text

@@ -1,4 +1,4 @@
-"""`aigc adcopy --product ... --audience ... [--tone ...] [-n N] [-o FILE] [--lines] [--json]`."""
+"""`aigc adcopy [FILE|-] --product ... --audience ... [--tone ...] [-n N] [-o FILE] [--lines] [--json]`."""
 
 import json
 from typing import Annotated, Optional
@@ -8,6 +8,8 @@ import typer
 from aigc.cli import examples
 from aigc.cli.lines import check_lines_source, run_lines
 from aigc.cli.options import RunOptions, emit, generation_options, source_or_stdin
+
+PRODUCT = "--product TEXT, or a document describing the product"  # in place of an empty or binary one
 
 
 @generation_options(logged=True)
@@ -38,10 +40,10 @@ def adcopy(
     output = output_target(output, source=source)
     if lines:
         check_lines_source(source, "adcopy")
-        text = product if product is not None else read_document(source, lines=True)
+        text = product if product is not None else read_document(source, lines=True, expected=PRODUCT)
         run_lines(run, "adcopy", text, options, lambda r: " | ".join(f"{v['headline']} — {v['body']}" for v in r["variants"]), as_json, notes=adcopy_notes, output=output, fields={"audience": audience})
         return
-    inputs = {"product": product if product is not None else read_document(source, text_hint="to give the product itself, use --product TEXT"), "audience": audience}
+    inputs = {"product": product if product is not None else read_document(source, text_hint="to give the product itself, use --product TEXT", expected=PRODUCT), "audience": audience}
     generator = run.generator("adcopy")
     run.prepare(generator, inputs, options)
     with ui.prints_to_stderr():  # what generator code prints goes to stderr
