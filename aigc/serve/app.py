@@ -28,6 +28,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, AsyncIterator, Callable
 
 import anyio
@@ -46,6 +47,7 @@ from ..hosts import loopback
 from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
+from .ollama_api import ollama_error, ollama_path, register_ollama
 from .replies import NoJob, Reply, base64_floats, event_stream
 from .request_bodies import (
     CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
@@ -56,7 +58,7 @@ from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 log = logging.getLogger("aigc.serve")
 requests_log = logging.getLogger("aigc.serve.requests")  # one line a request (`request_line`); `aigc -q serve` silences it
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
-ENDPOINTS = "GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK"
+ENDPOINTS = "GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed and /api/embeddings"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
@@ -296,6 +298,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
+        if ollama_path(request.url.path):
+            return JSONResponse(ollama_error(exc.message), status_code=exc.status, headers=exc.headers)
         return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(AigcError)
@@ -319,7 +323,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             message = f"{request.url.path} is not an endpoint of this server; " + (
                 f"did you mean {meant}? An OpenAI client's base URL here is {str(request.base_url).rstrip('/')}/v1" if meant else f"it offers {ENDPOINTS}"
             )
-        return JSONResponse(error_body(message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
+        body = ollama_error(message) if ollama_path(request.url.path) else error_body(message, code=code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:
         if not settings.api_key:
@@ -523,7 +528,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         else:
             job, events = submit(request, backend, reply, rows, params)
         if req.stream:
-            return event_stream(stream_events(reply, job, events))
+            return event_stream(stream_events(reply, job, events), reply.media_type)
         collected = await collect(job, events, request)
         if collected is None:
             return Response(status_code=499)  # nobody reads it: the client is gone
@@ -577,7 +582,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.stream and not toolset.forced:
             job, events = submit(request, backend, reply, [ids] * params.n, params)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
-            return event_stream(streamed)
+            return event_stream(streamed, reply.media_type)
         collected = await collect(*submit(request, backend, reply, [ids] * params.n, held if toolset.forced else params), request)
         if collected is None:
             return Response(status_code=499)
@@ -601,7 +606,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if reply.done:
                 yield reply.sse(reply.done)
 
-        return event_stream(events())
+        return event_stream(events(), reply.media_type)
 
     async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
         """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
@@ -720,6 +725,18 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not work.done():
                 engine.cancel()
 
+    async def embed(request: Request, backend: Backend, texts: list[str]) -> tuple[list[list[float]], int] | None:
+        """(each text's embedding, the texts' token count); None where the client went away."""
+        engine = backend.batched.scoped()
+
+        def run() -> tuple[list[list[float]], int]:
+            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
+
+        try:
+            return await watched(request, engine, run, "embeddings")
+        except RequestCancelled:
+            return None
+
     @app.post("/v1/embeddings", dependencies=[Depends(auth)])
     async def embeddings(request: Request):
         req: EmbeddingRequest = await body(request, EmbeddingRequest)
@@ -728,15 +745,10 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         size = backend.engine.embedding_size
         if req.dimensions is not None and req.dimensions != size:
             raise ApiError(400, f"dimensions must be {size} or left out: this model's embeddings have one size", param="dimensions", code="invalid_value")
-        engine = backend.batched.scoped()
-
-        def run() -> tuple[list[list[float]], int]:
-            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
-
-        try:
-            vectors, tokens = await watched(request, engine, run, "embeddings")
-        except RequestCancelled:
+        embedded = await embed(request, backend, texts)
+        if embedded is None:
             return Response(status_code=499)
+        vectors, tokens = embedded
         data = [
             {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
@@ -807,4 +819,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except (TypeError, ValueError):
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 
+    register_ollama(app, SimpleNamespace(
+        backends=backends, settings=settings, defaults=defaults, auth=auth, parsed=parsed, validated=validated, backend_for=backend_for,
+        encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, embed=embed,
+    ))
     return app

@@ -17,9 +17,10 @@ from .api_errors import ApiError, error_body
 from .logprobs import TokenLogprob, chat_shape, completion_shape
 
 
-def event_stream(lines) -> StreamingResponse:
-    """Server-sent events, unbuffered by proxies (`lines`: an async iterator of `data: ...` lines)."""
-    return StreamingResponse(lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+def event_stream(lines, media_type: str = "text/event-stream") -> StreamingResponse:
+    """Server-sent events (or ollama's JSON lines, `media_type`), unbuffered by proxies (`lines`: an
+    async iterator of `data: ...` lines)."""
+    return StreamingResponse(lines, media_type=media_type, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def base64_floats(vector: list[float]) -> str:
@@ -147,6 +148,7 @@ class Reply:
         return [self.body([], self.usage(completions), chunk=True)] if (self.stream_options or {}).get("include_usage") else []
 
     done = "[DONE]"  # the stream's last line
+    media_type = "text/event-stream"
 
     @property
     def input_field(self) -> str:

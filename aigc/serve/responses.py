@@ -145,6 +145,7 @@ class ResponseReply:
     top: None = None  # no log-probabilities
     done: str | None = None  # no `[DONE]` line: the stream ends with response.completed
     input_field: str = "input"
+    media_type = "text/event-stream"
     created: int = field(default_factory=lambda: int(time.time()))
     item: str = field(default_factory=lambda: f"msg_{uuid.uuid4().hex}")
     text: str = ""

@@ -1,0 +1,353 @@
+"""ollama's native API (`/api/*`, as docs/api.md of ollama has it) on the OpenAI routes' code: a
+request body becomes a chat or text completion request (`options` their sampling fields,
+`num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
+and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
+(`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
+(nanoseconds). Errors are ollama's `{"error": "message"}`. Options ollama has and this server does
+not apply (`num_ctx`, `mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
+what the served models cannot read (images) and the generate fields with no counterpart here
+(`template`, `suffix`, `context`) are 400s. `keep_alive` is taken and unused: a served model stays
+loaded while the server runs. `GET /` answers "Ollama is running", which ollama's own CLI checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional, Union
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict
+
+from .api_errors import ApiError
+from .request_bodies import ChatRequest, CompletionRequest, EmbeddingRequest
+
+OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
+    "num_predict": "max_tokens", "repeat_penalty": "repetition_penalty", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+}
+RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
+NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
+
+
+def ollama_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+def ollama_error(message: str) -> dict:
+    """ollama's error body, naming the request's fields as ollama does (`num_predict`, not `max_tokens`)."""
+    return {"error": re.sub(r"\b(" + "|".join(RENAMED) + r")\b", lambda m: RENAMED[m.group()], message)}
+
+
+def _now() -> str:
+    return _time(time.time())
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class _Body(BaseModel):
+    """What ollama's generate and chat bodies share (unknown fields ignored, as ollama does)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: Optional[str] = None
+    stream: Optional[bool] = None  # ollama's default: streamed
+    options: Optional[dict[str, Any]] = None
+    format: Union[str, dict, None] = None
+    keep_alive: Any = None  # taken, unused: a served model stays loaded
+    think: Any = None  # no model served here thinks apart from its answer
+
+    def openai(self) -> dict:
+        """The OpenAI request fields of the body's settings."""
+        body: dict[str, Any] = {"stream": self.stream is not False}
+        for name, value in (self.options or {}).items():
+            if name in OPTIONS and value is not None and not (name == "num_predict" and isinstance(value, int) and value < 0):  # -1, -2: as long as it fits
+                body[OPTIONS[name]] = value
+        if self.format == "json":
+            body["response_format"] = {"type": "json_object"}
+        elif isinstance(self.format, dict):
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": self.format}}
+        elif self.format:
+            raise ApiError(400, f'format must be "json" or a JSON schema, got {self.format!r}')
+        return body
+
+
+class GenerateBody(_Body):
+    prompt: Optional[str] = None
+    system: Optional[str] = None
+    raw: Optional[bool] = None  # the prompt as the model's input, with no chat template
+    suffix: Any = None
+    template: Any = None
+    context: Any = None
+    images: Any = None
+
+    def openai(self) -> dict:
+        for name, instead in (("images", "the models served here take text only"), ("suffix", "fill-in-the-middle is not offered"),
+                              ("template", "the model's own chat template is used, or none with raw: true"), ("context", "send the conversation to /api/chat")):
+            if getattr(self, name):
+                raise ApiError(400, f"{name} is not supported by this server ({instead})")
+        if self.raw:
+            return {**super().openai(), "prompt": self.prompt}
+        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": self.prompt}]
+        return {**super().openai(), "messages": messages}
+
+
+class ChatBody(_Body):
+    messages: Optional[list] = None
+    tools: Optional[list] = None
+
+    def openai(self) -> dict:
+        return {**super().openai(), "messages": [_message(m, i) for i, m in enumerate(self.messages or [])], "tools": self.tools or None}
+
+
+def _message(given: Any, index: int) -> Any:
+    """The OpenAI chat message for an ollama one: its calls' arguments as JSON text, its images a 400."""
+    if not isinstance(given, dict):
+        return given  # the chat request's check says what a message is
+    if given.get("images"):
+        raise ApiError(400, f"messages.{index}: images cannot be read: the models served here take text only")
+    message = {"role": given.get("role"), "content": given.get("content") or ""}
+    if given.get("tool_calls"):
+        message["tool_calls"] = [_history_call(call) for call in given["tool_calls"]]
+    return message
+
+
+def _history_call(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or isinstance(function.get("arguments", ""), str):
+        return call
+    return {"type": "function", "function": {**function, "arguments": json.dumps(function["arguments"], ensure_ascii=False)}}
+
+
+class EmbedBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: Optional[str] = None
+    input: Union[str, list, None] = None  # /api/embed
+    prompt: Optional[str] = None  # /api/embeddings, the older form
+    keep_alive: Any = None
+    truncate: Any = None
+    options: Any = None
+
+
+def _parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters()) if model is not None else 0
+
+
+def _calls(call: dict) -> list[dict]:
+    """An answer's calls (`Toolset.parse`) as ollama has them: arguments as JSON data."""
+    return [{"function": {"index": j, "name": c["name"], "arguments": c["arguments"]}} for j, c in enumerate(call["calls"])]
+
+
+@dataclass
+class OllamaReply:
+    """One generate (`key` "response") or chat (`key` "message") answer as ollama writes it, whole
+    (`whole`) or as JSON lines (`piece` ... `closing`), in the interface of the chat path's reply."""
+
+    model: str
+    prompt_tokens: int
+    key: str
+    began: int  # when the request came, perf_counter_ns
+    top: None = None  # no log-probabilities
+    done: None = None  # the stream ends with its done line
+    media_type = "application/x-ndjson"
+    first: int | None = None  # when the first piece came
+    opened: bool = False
+
+    @property
+    def input_field(self) -> str:
+        return "messages" if self.key == "message" else "prompt"
+
+    def _line(self, text: str, calls: list | None = None, **fields: Any) -> dict:
+        if self.key == "response":
+            content = {"response": text}
+        else:
+            content = {"message": {"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}}
+        return {"model": self.model, "created_at": _now(), **content, **fields}
+
+    def _final(self, completion, text: str, calls: list | None = None) -> dict:
+        end = time.perf_counter_ns()
+        first = self.first or end
+        return self._line(
+            text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
+            prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,
+        )
+
+    def sse(self, event: dict) -> str:
+        return json.dumps(event, ensure_ascii=False) + "\n"
+
+    def opening(self) -> list[dict]:
+        self.opened = True
+        return []
+
+    def piece(self, index: int, text: str, entries) -> dict:
+        self.first = self.first or time.perf_counter_ns()
+        return self._line(text, done=False)
+
+    def ending(self, index: int, finish_reason: str) -> list[dict]:
+        return []
+
+    def closing(self, completions) -> list[dict]:
+        return [self._final(completions[0], "")]
+
+    def whole(self, completions, logprobs) -> dict:
+        return self._final(completions[0], completions[0].text)
+
+    def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
+        """The answer, whole and as its lines, where it may be a call: the text before the call, then the call."""
+        (call,) = calls
+        if call is None:
+            return self.whole(completions, logprobs), [self.piece(0, completions[0].text, None), *self.closing(completions)]
+        events = ([self.piece(0, call["content"], None)] if call["content"] else []) + self.calling(0, call)
+        return self._final(completions[0], call["content"] or "", _calls(call)), events + self.closing(completions)
+
+    def calling(self, index: int, call: dict) -> list[dict]:
+        return [self._line("", _calls(call), done=False)]
+
+    def error_event(self, error: ApiError) -> dict:
+        return ollama_error(error.message)
+
+
+def register_ollama(app: FastAPI, served) -> None:
+    """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
+    from .. import __version__
+
+    auth = [Depends(served.auth)]
+
+    def backend_for(name: str | None):
+        """The model named, as ollama names it too: `NAME:latest` is NAME."""
+        if name and name not in served.backends and name.endswith(":latest") and name[: -len(":latest")] in served.backends:
+            name = name[: -len(":latest")]
+        return served.backend_for(name)
+
+    def listed(backend) -> dict:
+        engine = backend.engine
+        model = getattr(engine, "model", None)
+        count = _parameters(model)
+        words = getattr(engine, "variant", "").split()
+        family = getattr(getattr(model, "config", None), "model_type", "") or ""
+        details = {
+            "parent_model": "", "format": "gguf" if backend.name.endswith(".gguf") else "safetensors", "family": family, "families": [family] if family else None,
+            "parameter_size": f"{count / 1e9:.1f}B" if count >= 1e9 else f"{count / 1e6:.0f}M", "quantization_level": next((w for w in words if w in ("int4", "int8")), words[1] if len(words) > 1 else ""),
+        }
+        size = model.get_memory_footprint() if hasattr(model, "get_memory_footprint") else 0
+        digest = hashlib.sha256(f"{backend.name}\0{getattr(engine, 'variant', '')}".encode()).hexdigest()
+        return {"name": backend.name, "model": backend.name, "modified_at": _time(backend.created), "size": size, "digest": digest, "details": details}
+
+    def shown(backend) -> dict:
+        item = listed(backend)
+        count = _parameters(getattr(backend.engine, "model", None))
+        family = item["details"]["family"] or "unknown"
+        names = {"repetition_penalty": "repeat_penalty"}
+        parameters = "\n".join(f"{names.get(k, k):<30} {v}" for k, v in served.defaults.items() if v is not None)
+        template = getattr(getattr(backend.engine, "tokenizer", None), "chat_template", None) or ""
+        info = {"general.architecture": family, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
+        return {
+            "modelfile": "", "parameters": parameters, "template": template if isinstance(template, str) else json.dumps(template), "details": item["details"],
+            "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
+        }
+
+    def fitted(req, prompt_tokens: int, backend) -> None:
+        """`num_predict` as ollama takes it: at most what the server allows and the context holds."""
+        cap, room = served.settings.max_tokens_cap, backend.batched.context_length - prompt_tokens
+        req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
+
+    def loaded(backend, key: str) -> dict:
+        """ollama's answer to a request with nothing to answer: the model is loaded (here, always)."""
+        content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
+        return {"model": backend.name, "created_at": _now(), **content, "done": True, "done_reason": "load"}
+
+    @app.api_route("/", methods=["GET", "HEAD"])
+    async def running():
+        return PlainTextResponse("Ollama is running")
+
+    @app.get("/api/version")
+    async def version():
+        return {"version": __version__}
+
+    @app.get("/api/tags", dependencies=auth)
+    async def tags():
+        return {"models": [listed(b) for b in served.backends.values()]}
+
+    @app.get("/api/ps", dependencies=auth)
+    async def ps():
+        models = []
+        for backend in served.backends.values():
+            item = {k: v for k, v in listed(backend).items() if k != "modified_at"}
+            on_gpu = str(getattr(backend.engine, "device", "cpu")).split(":")[0] in ("cuda", "mps")
+            models.append({**item, "expires_at": NEVER, "size_vram": item["size"] if on_gpu else 0, "context_length": backend.batched.context_length})
+        return {"models": models}
+
+    @app.post("/api/show", dependencies=auth)
+    async def show(request: Request):
+        data = await served.parsed(request)
+        name = data.get("model", data.get("name"))  # `name`: ollama's older field
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "model is required")
+        return shown(backend_for(name))
+
+    @app.post("/api/generate", dependencies=auth)
+    async def generate(request: Request):
+        began = time.perf_counter_ns()
+        given: GenerateBody = served.validated(GenerateBody, await served.parsed(request))
+        backend = backend_for(given.model)
+        if not given.prompt and not given.suffix:
+            return loaded(backend, "response")
+        if given.raw:
+            req = served.validated(CompletionRequest, given.openai())
+            ids = await served.encode(backend, req.prompt)
+        else:
+            req = served.validated(ChatRequest, given.openai())
+            ids = await served.encode_chat(backend, req.messages)
+        fitted(req, len(ids), backend)
+        params = served.sampling(request, req, len(ids), backend)
+        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began), backend, [ids], params)
+
+    @app.post("/api/chat", dependencies=auth)
+    async def chat(request: Request):
+        from .tools import Toolset
+
+        began = time.perf_counter_ns()
+        given: ChatBody = served.validated(ChatBody, await served.parsed(request))
+        backend = backend_for(given.model)
+        if not given.messages:
+            return loaded(backend, "message")
+        req: ChatRequest = served.validated(ChatRequest, given.openai())
+        toolset = Toolset.of(req.tools, None, req.response_format)
+        ids = await served.encode_chat(backend, req.messages, toolset)
+        fitted(req, len(ids), backend)
+        params = served.sampling(request, req, len(ids), backend)
+        reply = OllamaReply(backend.name, len(ids), "message", began)
+        if toolset:
+            return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
+        return await served.answer(request, req, reply, backend, [ids], params)
+
+    async def embedded(request: Request, texts: Any, model: str | None):
+        """(the backend, the texts' embeddings and token count), as /v1/embeddings makes them."""
+        backend = backend_for(model)
+        req: EmbeddingRequest = served.validated(EmbeddingRequest, {"input": texts})
+        found = await served.embed(request, backend, req.texts())
+        if found is None:
+            raise ApiError(499, "the client went away")
+        return backend, *found
+
+    @app.post("/api/embed", dependencies=auth)
+    async def embed(request: Request):
+        began = time.perf_counter_ns()
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        backend, vectors, tokens = await embedded(request, given.input, given.model)
+        return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
+
+    @app.post("/api/embeddings", dependencies=auth)
+    async def embeddings(request: Request):
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        if not given.prompt:
+            backend_for(given.model)  # an unknown model is still a 404
+            return {"embedding": []}
+        _, vectors, _ = await embedded(request, given.prompt, given.model)
+        return {"embedding": vectors[0]}

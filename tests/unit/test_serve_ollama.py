@@ -1,0 +1,226 @@
+"""ollama's native API (`/api/*`) on `aigc serve`, with the tiny random model: its answers are the
+OpenAI routes' for the same settings, in ollama's shapes (JSON lines, `done`, counts)."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from aigc.engine.base import Completion  # noqa: E402
+
+KEY = "test-key"
+GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """The app `aigc serve -m TINY --api-key KEY` builds, run by uvicorn in a background thread."""
+    import socket
+
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    settings = ServeSettings(api_key=KEY, max_tokens_cap=40, max_request_bytes=20_000, max_batch=8, batch_window=0.02)
+    app = build([str(tiny_model_dir)], settings, device="cpu", dtype="float32")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "server did not start"
+    backend = next(iter(app.state.backends.values()))
+    yield {"url": f"http://127.0.0.1:{port}", "model": backend.name, "backend": backend}
+    srv.should_exit = True
+    thread.join(10)
+
+
+def call(server, path, body=None, key=KEY, method=None):
+    """(status, content type, body text) of one request."""
+    request = urllib.request.Request(server["url"] + path, data=None if body is None else json.dumps(body).encode(), method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers.get("content-type"), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("content-type"), exc.read().decode()
+
+
+def ok(server, path, body=None, **kwargs):
+    status, _, text = call(server, path, body, **kwargs)
+    assert status == 200, text
+    return json.loads(text)
+
+
+def lines(server, path, body):
+    """A streamed answer's JSON lines, checked for ollama's media type."""
+    status, kind, text = call(server, path, body)
+    assert status == 200 and kind == "application/x-ndjson", text
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def openai_chat(server, content, **fields):
+    body = ok(server, "/v1/chat/completions", {"model": server["model"], "messages": [{"role": "user", "content": content}], **fields})
+    return body["choices"][0]
+
+
+def error(server, path, body, status, key=KEY):
+    got, _, text = call(server, path, body, key=key)
+    assert got == status, text
+    data = json.loads(text)
+    assert list(data) == ["error"] and isinstance(data["error"], str)
+    return data["error"]
+
+
+def test_version_tags_ps_and_show_describe_the_served_model(server):
+    from aigc import __version__
+
+    assert ok(server, "/api/version") == {"version": __version__}
+    served = [m["id"] for m in ok(server, "/v1/models")["data"]]
+    tags = ok(server, "/api/tags")["models"]
+    assert [m["name"] for m in tags] == [m["model"] for m in tags] == served
+    (tag,) = tags
+    assert tag["size"] > 0 and len(tag["digest"]) == 64 and tag["modified_at"].endswith("Z")
+    assert tag["details"]["family"] == server["backend"].engine.model.config.model_type
+    (loaded,) = ok(server, "/api/ps")["models"]
+    assert loaded["name"] == server["model"] and loaded["digest"] == tag["digest"] and loaded["context_length"] == server["backend"].batched.context_length
+    shown = ok(server, "/api/show", {"model": server["model"]})
+    assert shown["details"] == tag["details"] and shown["template"] == server["backend"].engine.tokenizer.chat_template
+    assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
+    assert ok(server, "/api/show", {"model": server["model"] + ":latest"})["details"] == tag["details"]  # ollama's default tag
+    assert "'nope' is not served" in error(server, "/api/show", {"model": "nope"}, 404)
+    status, kind, text = call(server, "/", method="HEAD")
+    assert status == 200  # ollama's CLI checks the server is up with HEAD /
+
+
+def test_generate_streams_json_lines_that_end_with_the_counts_and_the_openai_routes_text(server):
+    streamed = lines(server, "/api/generate", {"model": server["model"], "prompt": "Paris is", "options": {**GREEDY, "num_predict": 6}})  # stream: ollama's default
+    *pieces, last = streamed
+    assert pieces and all(p["done"] is False and p["model"] == server["model"] and p["created_at"] for p in pieces)
+    assert last["done"] is True and last["response"] == "" and last["done_reason"] == "length" and last["eval_count"] == 6
+    same = openai_chat(server, "Paris is", temperature=0, repetition_penalty=1.0, max_tokens=6)
+    assert "".join(p["response"] for p in pieces) == same["message"]["content"]
+    assert last["prompt_eval_count"] > 0 and last["total_duration"] >= last["eval_duration"] >= 0
+    whole = ok(server, "/api/generate", {"model": server["model"], "prompt": "Paris is", "stream": False, "options": {**GREEDY, "num_predict": 6}})
+    assert whole["response"] == same["message"]["content"] and whole["done"] is True and whole["eval_count"] == 6
+    assert whole["prompt_eval_count"] == last["prompt_eval_count"]
+
+
+def test_generate_takes_a_system_prompt_raw_prompts_and_stops(server):
+    options = {**GREEDY, "num_predict": 8}
+    system = ok(server, "/api/generate", {"prompt": "Hi", "system": "Be brief", "stream": False, "options": options})
+    chat = ok(server, "/v1/chat/completions", {"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}], "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 8})
+    assert system["response"] == chat["choices"][0]["message"]["content"]
+    raw = ok(server, "/api/generate", {"prompt": "Paris is", "raw": True, "stream": False, "options": options})
+    completion = ok(server, "/v1/completions", {"prompt": "Paris is", "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 8})
+    assert raw["response"] == completion["choices"][0]["text"] and raw["prompt_eval_count"] == completion["usage"]["prompt_tokens"]
+    text = raw["response"]
+    stop = text[len(text) // 2 :][:2]
+    cut = ok(server, "/api/generate", {"prompt": "Paris is", "raw": True, "stream": False, "options": {**options, "stop": [stop]}})
+    assert cut["response"] == text[: text.index(stop)] and cut["done_reason"] == "stop"
+
+
+def test_an_empty_prompt_or_no_messages_loads_the_model_and_is_done(server):
+    for path, body, key in (("/api/generate", {"model": server["model"]}, "response"), ("/api/chat", {"model": server["model"], "messages": []}, "message")):
+        answer = ok(server, path, body)
+        assert answer["done"] is True and answer["done_reason"] == "load" and key in answer
+
+
+def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(server):
+    messages = [{"role": "user", "content": "Hello"}]
+    same = openai_chat(server, "Hello", temperature=0, repetition_penalty=1.0, max_tokens=5)
+    *pieces, last = lines(server, "/api/chat", {"model": server["model"], "messages": messages, "options": {**GREEDY, "num_predict": 5}})
+    assert all(p["done"] is False and p["message"]["role"] == "assistant" for p in pieces)
+    assert "".join(p["message"]["content"] for p in pieces) == same["message"]["content"]
+    assert last["done"] is True and last["message"] == {"role": "assistant", "content": ""} and last["eval_count"] == 5
+    whole = ok(server, "/api/chat", {"model": server["model"], "messages": messages, "stream": False, "options": {**GREEDY, "num_predict": 5}})
+    assert whole["message"] == {"role": "assistant", "content": same["message"]["content"]} and whole["done_reason"] == "length"
+
+
+def test_num_predict_is_held_to_what_the_server_allows_as_ollama_runs_to_the_context(server):
+    for num_predict in (-1, 10_000):  # unlimited; more than --max-tokens allows (40 here)
+        whole = ok(server, "/api/generate", {"prompt": "a", "stream": False, "options": {**GREEDY, "num_predict": num_predict, "stop": []}})
+        assert whole["eval_count"] <= 40
+
+
+def test_format_holds_the_answer_to_a_json_schema(server):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    whole = ok(server, "/api/chat", {"messages": [{"role": "user", "content": "JSON"}], "stream": False, "format": schema, "options": {"num_predict": 30, "seed": 1}})
+    assert whole["done_reason"] == "stop" and list(json.loads(whole["message"]["content"])) == ["ok"]
+    assert "format must be" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "x"}], "format": "yaml"}, 400)
+
+
+def test_tool_calls_are_answered_in_ollamas_shape_and_go_back_in_it(server, monkeypatch):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+
+    def submit(job):  # the model answers with the call, a few characters a piece
+        pieces = [text[k : k + 7] for k in range(0, len(text), 7)]
+        for piece in pieces:
+            job.send(("piece", 0, piece, None))
+        job.send(("end", 0, "stop"))
+        job.send(("done", [Completion(text, len(job.rows[0]), len(pieces), "stop")], None))
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", submit)
+    body = {"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": tools}
+    call = {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}}
+    whole = ok(server, "/api/chat", {**body, "stream": False})
+    assert whole["message"] == {"role": "assistant", "content": "", "tool_calls": [call]} and whole["done"] is True
+    streamed = lines(server, "/api/chat", body)
+    assert [line["message"].get("tool_calls") for line in streamed] == [[call], None] and streamed[-1]["done"] is True
+    history = [*body["messages"], {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "sunny", "tool_name": "get_weather"}]
+    assert ok(server, "/api/chat", {**body, "messages": history, "stream": False})["done"] is True
+
+
+def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
+    vectors = [d["embedding"] for d in ok(server, "/v1/embeddings", {"input": ["a cat", "a dog"]})["data"]]
+    embedded = ok(server, "/api/embed", {"model": server["model"], "input": ["a cat", "a dog"]})
+    assert embedded["embeddings"] == vectors and embedded["model"] == server["model"] and embedded["prompt_eval_count"] > 0
+    assert ok(server, "/api/embed", {"input": "a cat"})["embeddings"] == vectors[:1]
+    assert ok(server, "/api/embeddings", {"model": server["model"], "prompt": "a dog"}) == {"embedding": vectors[1]}
+    assert "non-empty" in error(server, "/api/embed", {"input": []}, 400)
+
+
+@pytest.mark.parametrize(
+    "path, body, status, words",
+    [
+        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, "'nope' is not served"),
+        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "'nope' is not served"),
+        ("/api/embed", {"model": "nope", "input": "x"}, 404, "'nope' is not served"),
+        ("/api/generate", {"prompt": "x", "options": {"num_predict": "many"}}, 400, "num_predict"),
+        ("/api/generate", {"prompt": "x", "options": {"temperature": 9}}, 400, "temperature"),
+        ("/api/generate", {"prompt": "x", "stream": "yes"}, 400, "stream"),
+        ("/api/generate", {"prompt": "x", "images": ["aGk="]}, 400, "text only"),
+        ("/api/generate", {"prompt": "x", "context": [1, 2]}, 400, "/api/chat"),
+        ("/api/chat", {"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 400, "images cannot be read"),
+        ("/api/chat", {"messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+        ("/api/nothing", {}, 404, "not an endpoint"),
+    ],
+)
+def test_errors_are_ollamas_shape_with_the_right_status(server, path, body, status, words):
+    assert words in error(server, path, body, status)
+
+
+def test_unknown_options_are_ignored_as_ollama_ignores_them(server):
+    plain = ok(server, "/api/generate", {"prompt": "x", "stream": False, "options": {**GREEDY, "num_predict": 4}})
+    more = ok(server, "/api/generate", {"prompt": "x", "stream": False, "keep_alive": "5m", "options": {**GREEDY, "num_predict": 4, "num_ctx": 8192, "mirostat": 0}})
+    assert more["response"] == plain["response"]
+
+
+@pytest.mark.parametrize("path, method", [("/api/tags", "GET"), ("/api/ps", "GET"), ("/api/show", "POST"), ("/api/generate", "POST"), ("/api/chat", "POST"), ("/api/embed", "POST"), ("/api/embeddings", "POST")])
+def test_the_api_key_is_still_required(server, path, method):
+    status, _, text = call(server, path, {"prompt": "x"} if method == "POST" else None, key=None, method=method)
+    assert status == 401 and "API key" in json.loads(text)["error"]
