@@ -6,7 +6,8 @@ message cannot open a turn); a text completion's prompt is raw model input, cont
 Chat and text completions differ only in the shape of their answers, which `Reply` writes
 (`replies.py`; whole or streamed, with log-probabilities in the endpoint's shape); the Responses API is chat
 with its own request fields and answer shape (`responses.py`); a chat request with tools may be
-answered with calls (`tools.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
+answered with calls (`tools.py`); ollama's native API (`/api/*`) is chat and text completions with
+its own request fields and answer shapes (`ollama_api.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request

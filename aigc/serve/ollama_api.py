@@ -153,10 +153,10 @@ class OllamaReply:
     prompt_tokens: int
     key: str
     began: int  # when the request came, perf_counter_ns
+    state: Any = None  # the request's state, whose jobs say when their first text came (`Job.first_piece`)
     top: None = None  # no log-probabilities
     done: None = None  # the stream ends with its done line
     media_type = "application/x-ndjson"
-    first: int | None = None  # when the first piece came
     opened: bool = False
 
     @property
@@ -172,21 +172,20 @@ class OllamaReply:
 
     def _final(self, completion, text: str, calls: list | None = None) -> dict:
         end = time.perf_counter_ns()
-        first = self.first or end
+        first = min((job.first_piece for job in getattr(self.state, "jobs", ()) if job.first_piece), default=end)
         return self._line(
             text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,
         )
 
     def sse(self, event: dict) -> str:
-        return json.dumps(event, ensure_ascii=False) + "\n"
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     def opening(self) -> list[dict]:
         self.opened = True
         return []
 
     def piece(self, index: int, text: str, entries) -> dict:
-        self.first = self.first or time.perf_counter_ns()
         return self._line(text, done=False)
 
     def ending(self, index: int, finish_reason: str) -> list[dict]:
@@ -306,7 +305,7 @@ def register_ollama(app: FastAPI, served) -> None:
             ids = await served.encode_chat(backend, req.messages)
         fitted(req, len(ids), backend)
         params = served.sampling(request, req, len(ids), backend)
-        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began), backend, [ids], params)
+        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state), backend, [ids], params)
 
     @app.post("/api/chat", dependencies=auth)
     async def chat(request: Request):
@@ -322,7 +321,7 @@ def register_ollama(app: FastAPI, served) -> None:
         ids = await served.encode_chat(backend, req.messages, toolset)
         fitted(req, len(ids), backend)
         params = served.sampling(request, req, len(ids), backend)
-        reply = OllamaReply(backend.name, len(ids), "message", began)
+        reply = OllamaReply(backend.name, len(ids), "message", began, request.state)
         if toolset:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)

@@ -117,6 +117,7 @@ def test_generate_streams_json_lines_that_end_with_the_counts_and_the_openai_rou
     whole = ok(server, "/api/generate", {"model": server["model"], "prompt": "Paris is", "stream": False, "options": {**GREEDY, "num_predict": 6}})
     assert whole["response"] == same["message"]["content"] and whole["done"] is True and whole["eval_count"] == 6
     assert whole["prompt_eval_count"] == last["prompt_eval_count"]
+    assert 0 < whole["eval_duration"] <= whole["total_duration"] - whole["prompt_eval_duration"]  # split where the first text came, whole or streamed
 
 
 def test_generate_takes_a_system_prompt_raw_prompts_and_stops(server):
