@@ -88,7 +88,7 @@ def error(server, path, body, status, key=KEY):
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
 
-    assert ok(server, "/api/version") == {"version": __version__}
+    assert ok(server, "/api/version", key=None) == {"version": __version__}  # no key, as /health
     served = [m["id"] for m in ok(server, "/v1/models")["data"]]
     tags = ok(server, "/api/tags")["models"]
     assert [m["name"] for m in tags] == [m["model"] for m in tags] == served
