@@ -55,14 +55,16 @@ _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
-# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Docusaurus
-# admonition fences (:::tip, :::), MkDocs admonitions (!!! note "Title", ??? and ???+ folded ones: their text indented 4).
-_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:\{\{[<%].*?[>%]\}\}[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
-# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), ${var},
-# %{name}, {name}, {0}, an ICU {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name
-# after a space (not 10:30, a URL or :emoji:).
+# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Liquid, Jinja and
+# Nunjucks tags and comments ({% endif %}, {%- if a -%}, {# note #}), Docusaurus admonition fences (:::tip, :::), MkDocs
+# admonitions (!!! note "Title", ??? and ???+ folded ones: their text indented 4).
+_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:(?:\{\{[<%].*?[>%]\}\}|\{%.*?%\}|\{#.*?#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
+# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), a Liquid,
+# Jinja or Nunjucks tag or comment ({% include "x.html" %}, {%- if a -%}, {# note #}), ${var}, %{name}, {name}, {0}, an ICU
+# {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name after a space (not 10:30, a
+# URL or :emoji:).
 PLACEHOLDER = re.compile(
-    r"\{\{[^{}\n]*\}\}"
+    r"\{\{[^{}\n]*\}\}|\{%[^\n]*?%\}|\{#[^\n]*?#\}"
     r"|[$%]\{[^{}\s]+\}"
     r"|\{[\w.-]+(?:\s*,[^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)?\}"
     r"|(?<!%)%(?:\d+\$)?(?:\([\w.]+\))?[-+0#]*(?:\d+|\*)?(?:\.\d+)?(?:hh?|ll?|[Lqjzt])?[sdifFeEgGxXoucp@](?![A-Za-z])"

@@ -1369,3 +1369,47 @@ def test_a_translated_front_matter_value_that_plain_yaml_cannot_hold_is_quoted()
 def test_a_language_code_is_recorded_as_given_when_it_is_a_bcp47_tag(given, recorded):
     result, _ = translate("Hello.", target_language=given, source_language="fr" if given == "nb" else "auto")
     assert result["target_language"] == recorded
+
+
+@pytest.mark.parametrize("tag", ['{% include "note.html" %}', "{%- if page.toc -%}", "{# a comment #}", "{{< shortcode >}}", "{{% notice %}}"])
+def test_template_tags_in_a_sentence_come_back_byte_identical_when_the_model_drops_them(tag):
+    class Dropping(EchoEngine):  # drops Liquid, Jinja and Hugo tags, as a small model may
+        def generate(self, prompts, params):
+            dropped = [[{**m, "content": re.sub(r"\{[%#{].*?[%#}]\}", "", m["content"])} for m in p] for p in prompts]
+            return super().generate(dropped, params)
+
+    result, _ = translate(f"Read the guide {tag} before you start.", engine=Dropping())
+    assert result["translation"].count(tag) == 1, result["translation"]
+    assert result["missing_placeholders"] == []
+
+
+def test_a_template_tag_missing_from_a_translation_is_listed_as_a_missing_placeholder():
+    assert placeholders('See {% include "x.html" %}, {%- if a -%} and {# note #}.') == ['{% include "x.html" %}', "{%- if a -%}", "{# note #}"]
+    generator = TranslateGenerator(engine=EchoEngine())
+    opts = TranslateOptions(target_language="de")
+    prepared = generator.preprocess('See {% include "x.html" %} now.', opts)
+    for segment in (s for chunk in prepared["chunks"] for s in chunk):
+        segment.translation = "Siehe jetzt."
+    assert generator.postprocess(prepared, opts)["missing_placeholders"] == [{"placeholder": '{% include "x.html" %}', "count": 1}]
+
+
+def test_a_line_of_template_tags_alone_is_kept_as_structure_and_not_sent_to_the_model():
+    doc = textwrap.dedent('''\
+        {% include "header.html" %}
+
+        {% if site.beta %}
+        This feature is in beta.
+        {% endif %}
+        {%- if page.toc -%} {# the table of contents #}
+        Read on.''')
+    result, engine = translate(doc)
+    assert result["translation"] == textwrap.dedent('''\
+        {% include "header.html" %}
+
+        {% if site.beta %}
+        THIS FEATURE IS IN BETA.
+        {% endif %}
+        {%- if page.toc -%} {# the table of contents #}
+        READ ON.''')
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert sent == ["This feature is in beta.", "Read on."]
