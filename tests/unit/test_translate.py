@@ -1272,7 +1272,7 @@ def test_a_placeholder_still_missing_from_a_translation_is_listed_and_warned_abo
     assert "placeholder '{name}' is missing from the translation (once)" in " ".join(glossary_notes(result))
 
 
-def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated():
+def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_and_titles_translated():
     doc = textwrap.dedent('''\
         ## Configure the {{< product >}} agent
 
@@ -1303,7 +1303,7 @@ def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated
         USE THE FLAG.
         :::
 
-        !!! note "Read this"
+        !!! note "READ THIS"
             RESTART THE AGENT AFTER A CHANGE.
 
             A SECOND ONE.
@@ -1413,3 +1413,39 @@ def test_a_line_of_template_tags_alone_is_kept_as_structure_and_not_sent_to_the_
         READ ON.''')
     sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
     assert sent == ["This feature is in beta.", "Read on."]
+
+
+def test_mkdocs_admonition_markers_and_types_are_kept_and_their_quoted_titles_and_bodies_translated():
+    doc = textwrap.dedent('''\
+        !!! note "Custom title"
+            This is the body.
+
+        ??? tip "Helpful hint"
+            Click the button.
+
+        ???+ warning
+            Do not delete it.
+
+        !!! info inline end "Side note"
+            Read it.
+
+        !!! danger ""
+            No title.''')
+    result, engine = translate(doc)
+    assert result["translation"] == textwrap.dedent('''\
+        !!! note "CUSTOM TITLE"
+            THIS IS THE BODY.
+
+        ??? tip "HELPFUL HINT"
+            CLICK THE BUTTON.
+
+        ???+ warning
+            DO NOT DELETE IT.
+
+        !!! info inline end "SIDE NOTE"
+            READ IT.
+
+        !!! danger ""
+            NO TITLE.''')
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert "Custom title" in sent and not any("!!!" in text or "???" in text or "warning" in text for text in sent)
