@@ -1449,3 +1449,24 @@ def test_mkdocs_admonition_markers_and_types_are_kept_and_their_quoted_titles_an
             NO TITLE.''')
     sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
     assert "Custom title" in sent and not any("!!!" in text or "???" in text or "warning" in text for text in sent)
+
+
+def test_an_i18n_json_object_on_stdin_has_its_string_values_translated_as_a_json_file_does(echo):
+    result = runner.invoke(app, ["translate", "-", "--to", "de"], input='{\n  "greeting": "Hello, {name}!",\n  "nested": {"save": "Save", "count": 3}\n}\n')
+    assert result.exit_code == 0, result.output
+    assert result.stdout == '{\n  "greeting": "HELLO, {name}!",\n  "nested": {\n    "save": "SAVE",\n    "count": 3\n  }\n}\n'
+    for text in ('[\n  "Hello",\n  "World"\n]\n', "{% include 'x.html' %}\n\nHello there.\n"):  # a list, or a tag: not surely an i18n object, read as Markdown
+        shown = runner.invoke(app, ["translate", "-", "--to", "de"], input=text).stdout
+        assert "HELLO" in shown and not shown.startswith("[\n"), shown  # a list's lines joined as a paragraph's
+
+
+def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_path):
+    from aigc import logs
+
+    strings = tmp_path / "en.json"
+    strings.write_text('{"greeting": "Hello, {name}!", "count": 3}\n')
+    result = runner.invoke(app, ["translate", str(strings), "--to", "de", "--log"])
+    assert result.exit_code == 0, result.output
+    [entry] = logs.entries(None)
+    assert entry.command == "translate" and entry.prompt.strip() == strings.read_text().strip() and entry.response.strip() == '{"greeting": "HELLO, {name}!", "count": 3}'
+    assert entry.options["target_language"] == "de" and entry.result["missing_placeholders"] == [] and entry.result["translation"] == entry.response
