@@ -187,7 +187,8 @@ def _missed_note(key: str, missed: list, total: int) -> str:
             rows[what] = rows.get(what, 0) + 1
     most = sorted(rows.items(), key=lambda kv: -kv[1])
     terms = ", ".join(f"{what} in {n}" for what, n in most[:3]) + (f" and {len(most) - 3} more" if len(most) > 3 else "")
-    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {shown}): {terms}; {'its result' if len(ids) == 1 else 'their results'}' \"{key}\" list them"
+    whose = f'its result\'s "{key}" lists' if len(ids) == 1 else f'their results\' "{key}" list'
+    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {shown}): {terms}; {whose} them"
     if key == "glossary_misses":
         return f"glossary terms were missed in {where}"
     return f"placeholders are missing in {where}, and the program that fills them in will fail"

@@ -1957,3 +1957,12 @@ def test_batch_translate_ends_with_one_warning_each_for_the_rows_that_missed_glo
         'Warning: glossary terms were missed in 4 of 6 rows (ids "a", "d", "e", "f"): \'cat\' as \'Katze\' in 4; their results\' "glossary_misses" list them',
         'Warning: placeholders are missing in 2 of 6 rows (ids "b", "d"): \'{name}\' in 2; their results\' "missing_placeholders" list them, and the program that fills them in will fail',
     ], result.stderr
+
+
+def test_the_note_on_one_row_that_missed_a_glossary_term_names_it_in_the_singular():
+    from aigc.cli.batch import _missed_note
+
+    row = Row(number=1, id="a", fields={"text": "The cat."})
+    assert _missed_note("glossary_misses", [(row, [{"source": "cat", "target": "Katze", "count": 1}])], 3) == (
+        'glossary terms were missed in 1 of 3 rows (id "a"): \'cat\' as \'Katze\' in 1; its result\'s "glossary_misses" lists them'
+    )
