@@ -34,6 +34,7 @@ from .writing import check_writable, open_stream
 
 ON_ERROR = ("skip", "stop")
 WORKER = "aigc batch worker"  # the name of a thread running rows
+MISSES = ("glossary_misses", "missing_placeholders")  # a result's lists of what its text missed, summed up at the end of a run
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
 
 
@@ -47,6 +48,7 @@ class BatchSummary:
     short: int = 0  # results with fewer items than asked for (their `missing`, as headline's)
     unchanged: list[Row] = dataclasses.field(default_factory=list)  # rows whose result is their text given back (`"unchanged": true`, as summarize's)
     cut_off: list[Row] = dataclasses.field(default_factory=list)  # rows whose result the token limit cut off (`cut_off_at_limit`)
+    missed: dict[str, list[tuple[Row, list]]] = dataclasses.field(default_factory=dict)  # rows whose result lists what it missed (translate's "glossary_misses", "missing_placeholders"), by that key, with the list
     to_raise: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # rows whose error says to raise these options (any one), by option
     seconds: float = 0.0
     rows: int = 0
@@ -181,6 +183,9 @@ def run_batch(
                         summary.unchanged.append(row)
                     if cut_off_at_limit(line.get("result")):
                         summary.cut_off.append(row)
+                    for key in MISSES:
+                        if isinstance(line.get("result"), dict) and isinstance(line["result"].get(key), list) and line["result"][key]:
+                            summary.missed.setdefault(key, []).append((row, line["result"][key]))
                     report(summary.done, len(todo))
         except AigcError:  # stopped at a bad row
             if not stream:

@@ -55,14 +55,17 @@ _HTML_TAG_LINE = re.compile(r"^[ \t]{0,3}(?:<[A-Za-z][\w-]*(?:\s+[^<>]*)?/?>|</[
 _REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*\S")  # [id]: https://... (a link definition)
 _FOOTNOTE = re.compile(r"^([ \t]{0,3}\[\^[^\]]+\]:[ \t]*)(\S.*)$")  # [^1]: its text (prose, translated)
 _LETTER = re.compile(r"[^\W\d_]")
-# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Docusaurus
-# admonition fences (:::tip, :::), MkDocs admonitions (!!! note "Title", ??? and ???+ folded ones: their text indented 4).
-_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:\{\{[<%].*?[>%]\}\}[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
-# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), ${var},
-# %{name}, {name}, {0}, an ICU {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name
-# after a space (not 10:30, a URL or :emoji:).
+# A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Liquid, Jinja and
+# Nunjucks tags and comments ({% endif %}, {%- if a -%}, {# note #}), Docusaurus admonition fences (:::tip, :::), MkDocs
+# admonitions (!!! note "Title", ??? and ???+ folded ones: their quoted title and their text, indented 4, translated).
+_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:(?:\{\{[<%].*?[>%]\}\}|\{%.*?%\}|\{#.*?#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
+_ADMONITION_TITLE = re.compile(r'^([ \t]*(?:!!!|\?\?\?\+?)[ \t]+[\w-]+(?:[ \t]+[\w-]+)*[ \t]+")(.*)("[ \t]*)$')  # !!! note "Title": its title is text
+# A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), a Liquid,
+# Jinja or Nunjucks tag or comment ({% include "x.html" %}, {%- if a -%}, {# note #}), ${var}, %{name}, {name}, {0}, an ICU
+# {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name after a space (not 10:30, a
+# URL or :emoji:).
 PLACEHOLDER = re.compile(
-    r"\{\{[^{}\n]*\}\}"
+    r"\{\{[^{}\n]*\}\}|\{%[^\n]*?%\}|\{#[^\n]*?#\}"
     r"|[$%]\{[^{}\s]+\}"
     r"|\{[\w.-]+(?:\s*,[^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)?\}"
     r"|(?<!%)%(?:\d+\$)?(?:\([\w.]+\))?[-+0#]*(?:\d+|\*)?(?:\.\d+)?(?:hh?|ll?|[Lqjzt])?[sdifFeEgGxXoucp@](?![A-Za-z])"
@@ -501,7 +504,8 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
             continue
         site = None if plain else _SITE_MARKUP.match(line)
         if site:  # its text (an MkDocs one's indented 4, as a list item's is) translated as the blocks after it
-            blocks.append(Block("markup", [line]))
+            title = site.group("mkdocs") and _ADMONITION_TITLE.match(line)
+            blocks.append(_text_block("markup", *title.groups()) if title else Block("markup", [line]))  # an MkDocs one's quoted title translated
             if site.group("mkdocs"):
                 in_list, item_indent = True, _indent(line) + 4
             i += 1

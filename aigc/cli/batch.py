@@ -63,7 +63,7 @@ def batch(
     run: RunOptions,
 ) -> None:
     """Run a task over every row of a file, resumably, with rows batched through the model."""
-    from ..batch import check_concurrency, check_on_error, check_output_name, needs_model, run_batch
+    from ..batch import MISSES, check_concurrency, check_on_error, check_output_name, needs_model, run_batch
     from ..batch_inputs import INPUT_FORMATS, check_inputs, read_rows
     from ..batch_output import made_from_cells_as_markdown, pending_rows, streams, with_line_options, writing
     from ..batch_tables import TABLES, table_state, write_table
@@ -155,6 +155,9 @@ def batch(
         ui.warn(given_back_note("id", ids, summary.done, f'; {"its result says" if len(ids) == 1 else "their results say"} "unchanged": true'))
     if summary.cut_off:
         ui.warn(_cut_off_note(summary.cut_off, summary.done, run.token_limit(options.get("template") if isinstance(options.get("template"), str) else None)))
+    for key in MISSES:
+        if summary.missed.get(key):
+            ui.warn(_missed_note(key, summary.missed[key], summary.done))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
@@ -171,6 +174,24 @@ def _cut_off_note(rows: list, total: int, limit: str) -> str:
         f'{"its result says" if one else "their results say"} "cut_off": true or "finish_reason": "length"); {"it counts" if one else "they count"} as done, so '
         f"--retry-failed does not run {'it' if one else 'them'} again: a new -o with a higher --max-tokens runs {'it' if one else 'them'} whole"
     )
+
+
+def _missed_note(key: str, missed: list, total: int) -> str:
+    """One warning for the rows of `total` whose results list glossary terms or placeholders (`key`) their
+    translation missed, naming the first few rows by id and the terms missed most, where a warning each would scroll by."""
+    ids = [json.dumps(row.id, ensure_ascii=False) for row, _ in sorted(missed, key=lambda pair: pair[0].number)]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    rows: dict[str, int] = {}  # each term (placeholder): the rows missing it
+    for _, items in missed:
+        for what in dict.fromkeys(f"{item['source']!r} as {item['target']!r}" if key == "glossary_misses" else repr(item["placeholder"]) for item in items):
+            rows[what] = rows.get(what, 0) + 1
+    most = sorted(rows.items(), key=lambda kv: -kv[1])
+    terms = ", ".join(f"{what} in {n}" for what, n in most[:3]) + (f" and {len(most) - 3} more" if len(most) > 3 else "")
+    whose = f'its result\'s "{key}" lists' if len(ids) == 1 else f'their results\' "{key}" list'
+    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {shown}): {terms}; {whose} them"
+    if key == "glossary_misses":
+        return f"glossary terms were missed in {where}"
+    return f"placeholders are missing in {where}, and the program that fills them in will fail"
 
 
 def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:

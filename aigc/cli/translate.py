@@ -36,7 +36,8 @@ def translate(
 
     A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
     any other file is read as Markdown with a warning, unless --plain or --markdown says which;
-    a .json object (or list) of strings, an i18n file, has its values translated, its keys and shape kept.
+    a .json object (or list) of strings, an i18n file, has its values translated, its keys and shape kept
+    (a JSON object of strings on stdin too).
     """
     from ..generators.translate import has_text, load_glossary
 
@@ -50,7 +51,8 @@ def translate(
     warn_of_a_word_read_as_a_file(source, "translate")
     text = read_input(source, lines=lines, links=True, urls_as_text=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
-    strings = read_strings(text) if suffix == ".json" and not (plain or markdown or lines) else None  # an i18n file: its values translated
+    i18n = suffix == ".json" or (source == "-" and text.lstrip().startswith("{"))  # stdin: a JSON object only (a list may be words)
+    strings = read_strings(text) if i18n and not (plain or markdown or lines) else None  # an i18n file: its values translated
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
@@ -65,7 +67,7 @@ def translate(
         run_lines(run, "translate", text, options, lambda r: r["translation"], as_json, notes=lambda result, _: glossary_notes(result), output=output, encoding=encoding, line_end="\r\n" if crlf else "\n")
         return
     if strings is not None:
-        _translate_strings(run, generator, strings, text, options, source, output, as_json)
+        _translate_strings(run, generator, strings, text, options, source, output, as_json, glossary)
         return
     run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):
@@ -84,9 +86,10 @@ def translate(
     run.report(generator)
 
 
-def _translate_strings(run: RunOptions, generator, data, text: str, options: dict, source: str, output: str | None, as_json: bool) -> None:
+def _translate_strings(run: RunOptions, generator, data, text: str, options: dict, source: str, output: str | None, as_json: bool, glossary: str | None) -> None:
     """An i18n JSON file's string values translated, each as plain text (batched as `aigc batch`
-    runs rows), and written back in its shape: keys, other values and their order as they were."""
+    runs rows), and written back in its shape: keys, other values and their order as they were;
+    logged as a document's translation is (not when no value had words to send to the model)."""
     from ..generators.translate import has_text
     from ..json_strings import dumps_like, strings, with_strings
 
@@ -112,8 +115,11 @@ def _translate_strings(run: RunOptions, generator, data, text: str, options: dic
         for item in (item for result in results for item in result[key]):
             counts[tuple(item[n] for n in name)] = counts.get(tuple(item[n] for n in name), 0) + item["count"]
         merged[key] = [{**dict(zip(name, what)), "count": n} for what, n in counts.items()]
-    rendered = json.dumps({**summary, **merged, "cut_off": bool(merged["cut_off_texts"])}, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
+    result = {**summary, **merged, "cut_off": bool(merged["cut_off_texts"])}
+    rendered = json.dumps(result, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
     emit(rendered, output, encoding)
+    if todo:  # a model answered: logged (with nothing to translate, none was loaded)
+        run.keep(generator, "translate", text, translated, {**options, "glossary": glossary}, result)
     run.report(generator)
 
 

@@ -47,3 +47,13 @@ def test_json_from_stdin():
     assert result["cut_off"] is False
     assert result["translation"].strip() and result["translation"] != "Good morning, my friend."
     assert (result["source_language"], result["target_language"]) == ("auto", "es")
+
+
+def test_template_tags_come_back_byte_identical_and_admonition_markers_are_kept(tmp_path):
+    source = tmp_path / "site.md"
+    source.write_text('Read the guide {% include "note.html" %} before you start.\n\n{% if site.beta %}\nThis feature is new.\n{% endif %}\n\n!!! note "Custom title"\n    This is the body of the note.\n')
+    done = aigc("translate", str(source), "--to", "de", "--from", "en")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.rstrip("\n").split("\n")
+    assert len(out) == 8 and out[0].count('{% include "note.html" %}') == 1 and out[2] == "{% if site.beta %}" and out[4] == "{% endif %}", out
+    assert out[6].startswith('!!! note "') and out[6].endswith('"') and out[6] != '!!! note "Custom title"' and out[7].startswith("    "), out

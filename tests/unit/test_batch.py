@@ -1926,3 +1926,43 @@ def test_a_plugin_option_named_like_a_template_but_marked_as_none_is_taken_as_te
     Links.Options = Unmarked  # unmarked, the name says template: checked to be one
     with pytest.raises(UnknownTemplateError):
         Links(engine=FakeEngine()).validate({})
+
+
+def test_batch_translate_ends_with_one_warning_each_for_the_rows_that_missed_glossary_terms_or_placeholders(tmp_path, monkeypatch):
+    import re
+
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.engine.base import Completion
+    from aigc.generators.translate import TranslateGenerator
+
+    class Translating(FakeEngine):  # "cat" as "Mieze", not the glossary's "Katze", and {name} dropped
+        def generate(self, prompts, params):
+            return [[Completion(re.sub(r"\{\w+\}", "", p[-1]["content"].replace("cat", "Mieze")), 1, 1, "stop")] for p in prompts]
+
+    engine = Translating()
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    monkeypatch.setattr("aigc.generators.translate.keeps_markup", lambda source, translation: True)  # no second try putting {name} back
+    (tmp_path / "terms.tsv").write_text("cat\tKatze\n")
+    texts = {"a": "The cat sleeps.", "b": "Hello {name}.", "c": "A dog.", "d": "My cat and {name}.", "e": "Her cat.", "f": "No cat."}
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "translate", "-i", str(tmp_path / "in.jsonl"), "-o", str(out), "-O", "to=de", "-O", f"glossary={tmp_path / 'terms.tsv'}"])
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row["result"] for row in lines(out)}
+    assert [k for k in texts if rows[k]["glossary_misses"]] == ["a", "d", "e", "f"] and [k for k in texts if rows[k]["missing_placeholders"]] == ["b", "d"]
+    warned = [line for line in result.stderr.splitlines() if "glossary" in line or "placeholder" in line]
+    assert warned == [
+        'Warning: glossary terms were missed in 4 of 6 rows (ids "a", "d", "e", "f"): \'cat\' as \'Katze\' in 4; their results\' "glossary_misses" list them',
+        'Warning: placeholders are missing in 2 of 6 rows (ids "b", "d"): \'{name}\' in 2; their results\' "missing_placeholders" list them, and the program that fills them in will fail',
+    ], result.stderr
+
+
+def test_the_note_on_one_row_that_missed_a_glossary_term_names_it_in_the_singular():
+    from aigc.cli.batch import _missed_note
+
+    row = Row(number=1, id="a", fields={"text": "The cat."})
+    assert _missed_note("glossary_misses", [(row, [{"source": "cat", "target": "Katze", "count": 1}])], 3) == (
+        'glossary terms were missed in 1 of 3 rows (id "a"): \'cat\' as \'Katze\' in 1; its result\'s "glossary_misses" lists them'
+    )

@@ -1272,7 +1272,7 @@ def test_a_placeholder_still_missing_from_a_translation_is_listed_and_warned_abo
     assert "placeholder '{name}' is missing from the translation (once)" in " ".join(glossary_notes(result))
 
 
-def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated():
+def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_and_titles_translated():
     doc = textwrap.dedent('''\
         ## Configure the {{< product >}} agent
 
@@ -1303,7 +1303,7 @@ def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_translated
         USE THE FLAG.
         :::
 
-        !!! note "Read this"
+        !!! note "READ THIS"
             RESTART THE AGENT AFTER A CHANGE.
 
             A SECOND ONE.
@@ -1369,3 +1369,104 @@ def test_a_translated_front_matter_value_that_plain_yaml_cannot_hold_is_quoted()
 def test_a_language_code_is_recorded_as_given_when_it_is_a_bcp47_tag(given, recorded):
     result, _ = translate("Hello.", target_language=given, source_language="fr" if given == "nb" else "auto")
     assert result["target_language"] == recorded
+
+
+@pytest.mark.parametrize("tag", ['{% include "note.html" %}', "{%- if page.toc -%}", "{# a comment #}", "{{< shortcode >}}", "{{% notice %}}"])
+def test_template_tags_in_a_sentence_come_back_byte_identical_when_the_model_drops_them(tag):
+    class Dropping(EchoEngine):  # drops Liquid, Jinja and Hugo tags, as a small model may
+        def generate(self, prompts, params):
+            dropped = [[{**m, "content": re.sub(r"\{[%#{].*?[%#}]\}", "", m["content"])} for m in p] for p in prompts]
+            return super().generate(dropped, params)
+
+    result, _ = translate(f"Read the guide {tag} before you start.", engine=Dropping())
+    assert result["translation"].count(tag) == 1, result["translation"]
+    assert result["missing_placeholders"] == []
+
+
+def test_a_template_tag_missing_from_a_translation_is_listed_as_a_missing_placeholder():
+    assert placeholders('See {% include "x.html" %}, {%- if a -%} and {# note #}.') == ['{% include "x.html" %}', "{%- if a -%}", "{# note #}"]
+    generator = TranslateGenerator(engine=EchoEngine())
+    opts = TranslateOptions(target_language="de")
+    prepared = generator.preprocess('See {% include "x.html" %} now.', opts)
+    for segment in (s for chunk in prepared["chunks"] for s in chunk):
+        segment.translation = "Siehe jetzt."
+    assert generator.postprocess(prepared, opts)["missing_placeholders"] == [{"placeholder": '{% include "x.html" %}', "count": 1}]
+
+
+def test_a_line_of_template_tags_alone_is_kept_as_structure_and_not_sent_to_the_model():
+    doc = textwrap.dedent('''\
+        {% include "header.html" %}
+
+        {% if site.beta %}
+        This feature is in beta.
+        {% endif %}
+        {%- if page.toc -%} {# the table of contents #}
+        Read on.''')
+    result, engine = translate(doc)
+    assert result["translation"] == textwrap.dedent('''\
+        {% include "header.html" %}
+
+        {% if site.beta %}
+        THIS FEATURE IS IN BETA.
+        {% endif %}
+        {%- if page.toc -%} {# the table of contents #}
+        READ ON.''')
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert sent == ["This feature is in beta.", "Read on."]
+
+
+def test_mkdocs_admonition_markers_and_types_are_kept_and_their_quoted_titles_and_bodies_translated():
+    doc = textwrap.dedent('''\
+        !!! note "Custom title"
+            This is the body.
+
+        ??? tip "Helpful hint"
+            Click the button.
+
+        ???+ warning
+            Do not delete it.
+
+        !!! info inline end "Side note"
+            Read it.
+
+        !!! danger ""
+            No title.''')
+    result, engine = translate(doc)
+    assert result["translation"] == textwrap.dedent('''\
+        !!! note "CUSTOM TITLE"
+            THIS IS THE BODY.
+
+        ??? tip "HELPFUL HINT"
+            CLICK THE BUTTON.
+
+        ???+ warning
+            DO NOT DELETE IT.
+
+        !!! info inline end "SIDE NOTE"
+            READ IT.
+
+        !!! danger ""
+            NO TITLE.''')
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert "Custom title" in sent and not any("!!!" in text or "???" in text or "warning" in text for text in sent)
+
+
+def test_an_i18n_json_object_on_stdin_has_its_string_values_translated_as_a_json_file_does(echo):
+    result = runner.invoke(app, ["translate", "-", "--to", "de"], input='{\n  "greeting": "Hello, {name}!",\n  "nested": {"save": "Save", "count": 3}\n}\n')
+    assert result.exit_code == 0, result.output
+    assert result.stdout == '{\n  "greeting": "HELLO, {name}!",\n  "nested": {\n    "save": "SAVE",\n    "count": 3\n  }\n}\n'
+    for text in ('[\n  "Hello",\n  "World"\n]\n', "{% include 'x.html' %}\n\nHello there.\n"):  # a list, or a tag: not surely an i18n object, read as Markdown
+        shown = runner.invoke(app, ["translate", "-", "--to", "de"], input=text).stdout
+        assert "HELLO" in shown and not shown.startswith("[\n"), shown  # a list's lines joined as a paragraph's
+
+
+def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_path):
+    from aigc import logs
+
+    strings = tmp_path / "en.json"
+    strings.write_text('{"greeting": "Hello, {name}!", "count": 3}\n')
+    result = runner.invoke(app, ["translate", str(strings), "--to", "de", "--log"])
+    assert result.exit_code == 0, result.output
+    [entry] = logs.entries(None)
+    assert entry.command == "translate" and entry.prompt.strip() == strings.read_text().strip() and entry.response.strip() == '{"greeting": "HELLO, {name}!", "count": 3}'
+    assert entry.options["target_language"] == "de" and entry.result["missing_placeholders"] == [] and entry.result["translation"] == entry.response
