@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -22,9 +23,9 @@ def table_state(table: str | Path) -> Path:
     return Path(str(table) + ".jsonl")
 
 
-def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False, escape_formulas: bool = True) -> None:
+def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field: str = "id", keep_columns: bool = False, escape_formulas: bool = True, bom: bool | None = None) -> None:
     """Write the results in the batch output `state` (JSON Lines) to `table`, a .csv (a .tsv: tabs
-    between cells) in UTF-8 with a byte-order mark, as Excel needs to read UTF-8, in one go (a kill
+    between cells) in UTF-8, with a byte-order mark as `_with_bom` says, in one go (a kill
     leaves the old file or the new one): an id column, with `keep_columns` each row's input columns
     (one named `id` or `error`, as aigc's own, as `input.id`, `input.error`: `_kept_headers`), then the result: a text
     result in `result`, an object's fields each in its own column (a list of texts one a line, other
@@ -55,7 +56,25 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
     for table_row in table_rows:
         inert = [_inert(cell) for cell in table_row] if escape_formulas else table_row  # not escaped: a file for a build or TMS, "+ Add" as it is
         (quoted if any(isinstance(cell, str) and "\r" in cell for cell in inert) else writer).writerow(inert)
-    write_atomic(table, out.getvalue(), encoding="utf-8-sig")
+    write_atomic(table, out.getvalue(), encoding="utf-8-sig" if _with_bom(table, bom) else "utf-8")
+
+
+def _with_bom(table: str | Path, bom: bool | None) -> bool:
+    """Whether `table` starts with a byte-order mark: as `bom` says (--bom/--no-bom); else a .tsv,
+    read by Unix tools, has none, and a .csv has one, as Excel needs to read UTF-8, unless it
+    exists without one (a rerun keeps what its header has)."""
+    if bom is not None:
+        return bom
+    if Path(table).suffix.lower() == ".tsv":
+        return False
+    path = Path(table)
+    if not path.is_file() or not path.stat().st_size:  # none yet (a pipe or device is not read)
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(3) == codecs.BOM_UTF8
+    except OSError:  # unreadable: as a new one
+        return True
 
 
 def _kept_headers(names: list[str]) -> dict[str, str]:

@@ -47,7 +47,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 @generation_options
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's.", autocompletion=complete.generators)],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8 with a byte-order mark; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8, a .csv with a byte-order mark for Excel: --bom/--no-bom; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
     input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for stdin (read when piped and no -i is given): JSON Lines, or the --format named.", show_default=False)] = None,
     input_format: InputFormat = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
@@ -59,6 +59,7 @@ def batch(
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv (input columns named id or error as input.id, input.error: the table's own id and error columns are the run's).")] = False,
     schema: Schema = None,
     escape_formulas: Annotated[bool, typer.Option("--escape-formulas/--no-escape-formulas", help="In a .csv or .tsv -o, put a ' before text beginning with = + - @, a tab or CR, so a spreadsheet runs no formula; --no-escape-formulas writes every cell as it is, for a table that goes back into a build or translation system (\"+ Add item\", \"@mention\"), not into a spreadsheet.")] = True,
+    bom: Annotated[Optional[bool], typer.Option("--bom/--no-bom", help="Start a .csv or .tsv -o with a UTF-8 byte-order mark, which Excel needs to read UTF-8, or not, for awk, cut and csv readers (default: a new .csv has one, a .tsv none; a rerun keeps what the table has).", show_default=False)] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -83,6 +84,8 @@ def batch(
         output_target(output, source=input, reads=reads)  # the JSON Lines beside it, which may not be the input either
         if Path(table).exists() and Path(table).stat().st_size and not Path(output).exists():  # a table of the user's, as a foreign .jsonl is refused (an empty one, from mktemp or touch, holds nothing)
             raise BadInputError(f"{table} exists and was not written by aigc batch (no {Path(output).name} beside it to resume); give another -o, or remove it")
+    if bom is not None and not table:
+        raise BadInputError(f"{'--bom' if bom else '--no-bom'} goes with a .csv or .tsv -o (JSON Lines have no byte-order mark)")
     if retry_failed and target is None:
         raise BadInputError(f"{option('retry_failed')} resumes an output file, and stdout keeps no rows to retry: give -o FILE")
     if schema is not None and task not in ("chat", "template"):
@@ -139,7 +142,7 @@ def batch(
                 raise
             finally:
                 if table and Path(output).is_file():  # the rows done so far, even when stopped
-                    write_table(output, rows, table, id_field, keep_columns, escape_formulas)
+                    write_table(output, rows, table, id_field, keep_columns, escape_formulas, bom)
     again = f"; {summary.retried} had failed in an earlier run" if summary.retried else ""
     again += f"; {summary.changed} had another input in an earlier run" if summary.changed else ""
     done_before = "" if streams(output) else f", {summary.skipped} already done"  # a stream is never resumed

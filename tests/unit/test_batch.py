@@ -1571,7 +1571,7 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
     for name, delimiter in (("out.csv", ","), ("out.tsv", "\t")):
         write_table(state, rows, tmp_path / name, keep_columns=True)
         data = (tmp_path / name).read_bytes()
-        assert data.startswith(b"\xef\xbb\xbfid") and "Ü.".encode() in data  # UTF-8 with a byte-order mark, as Excel reads it
+        assert data.startswith(b"\xef\xbb\xbfid" if name == "out.csv" else b"id\t") and "Ü.".encode() in data  # a .csv with a byte-order mark, as Excel reads UTF-8; a .tsv, for Unix tools, none
         table = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=delimiter))
         assert list(table[0]) == ["id", "text", "note", "summary", "result.text", "tags", "scores", "error"]
         assert table[0] == {"id": "a", "text": 'Bees, "busy" ones.', "note": "line one\nline two", "summary": 'Busy, "bees".', "result.text": "shadowed", "tags": "x\ny", "scores": '{"p": 0.5}', "error": ""}
@@ -1579,6 +1579,25 @@ def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_
         assert [(r.id, r.fields["note"], r.fields["summary"]) for r in read_rows(tmp_path / name)][:2] == [("a", "line one\nline two", 'Busy, "bees".'), ("b", "3", "Ü.")]
     write_table(state, rows, tmp_path / "bare.csv")  # without keep_columns: the id and the result
     assert (tmp_path / "bare.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,summary,text,tags,scores,error"
+
+
+def test_a_tables_byte_order_mark_is_as_asked_else_a_csv_keeps_what_it_has(tmp_path):
+    from aigc.batch_tables import write_table
+
+    source, state = tmp_path / "in.jsonl", tmp_path / "out.csv.jsonl"
+    source.write_text('{"id": "a", "text": "x"}\n')
+    state.write_text('{"id": "a", "row": 1, "result": "one"}\n')
+    rows = read_rows(source)
+    starts = {}
+    for name, bom in (("a.csv", None), ("b.csv", False), ("a.tsv", None), ("b.tsv", True)):
+        write_table(state, rows, tmp_path / name, bom=bom)
+        starts[name] = (tmp_path / name).read_bytes()[:3]
+    assert starts == {"a.csv": b"\xef\xbb\xbf", "b.csv": b"id,", "a.tsv": b"id\t", "b.tsv": b"\xef\xbb\xbf"}
+    write_table(state, rows, tmp_path / "b.csv")  # a rerun without --bom/--no-bom: the table keeps what its header has
+    write_table(state, rows, tmp_path / "a.csv")
+    assert (tmp_path / "b.csv").read_bytes()[:3] == b"id," and (tmp_path / "a.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
+    write_table(state, rows, tmp_path / "b.csv", bom=True)  # as asked
+    assert (tmp_path / "b.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
 
 
 def test_kept_input_columns_named_id_or_error_are_kept_beside_the_tables_own(tmp_path):
@@ -1698,6 +1717,33 @@ def test_batch_to_a_csv_resumes_through_the_json_lines_beside_it(tmp_path, monke
     assert [r["summary"] for r in table] == ["Bees.", "Cities.", "Rivers again."]
     bad = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.xlsx")])
     assert bad.exit_code == 2 and "name it .jsonl, or .csv or .tsv for a table" in bad.stderr
+
+
+def test_batch_no_bom_writes_a_csv_without_one_and_its_rerun_keeps_it_so(tmp_path, monkeypatch):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.cli.options import RunOptions
+
+    engine = FakeEngine()
+    monkeypatch.setattr(RunOptions, "generator", lambda self, name, **kwargs: get_generator(name, engine=engine))
+    source, out = tmp_path / "in.txt", tmp_path / "out.csv"
+    long = " ".join(["word"] * 200)  # longer than a summary: the model summarizes it
+    source.write_text(f"bees {long}\ncities {long}\n")
+    engine.enqueue("Bees.", "Cities.")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(out), "--no-bom", "--concurrency", "1"])
+    assert result.exit_code == 0, result.output
+    table = list(csv.DictReader(out.open(encoding="utf-8", newline="")))  # as a Unix tool reads it: no byte-order mark before "id"
+    assert [(r["id"], r["summary"]) for r in table] == [("1", "Bees."), ("2", "Cities.")]
+    source.write_text(f"bees {long}\ncities {long}\nrivers {long}\n")
+    engine.enqueue("Rivers.")
+    again = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(out), "--concurrency", "1"])
+    assert again.exit_code == 0 and engine.queue == [], again.output
+    assert out.read_bytes().startswith(b"id,") and "Rivers." in out.read_text()
+    bad = CliRunner().invoke(app, ["batch", "summarize", "-i", str(source), "-o", str(tmp_path / "out.jsonl"), "--no-bom"])
+    assert bad.exit_code == 2 and "--no-bom goes with a .csv or .tsv -o" in bad.stderr
 
 
 def test_an_openai_batch_rows_body_settings_override_the_commands_for_that_row(tmp_path):
