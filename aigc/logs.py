@@ -12,7 +12,7 @@ import re
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -176,13 +176,22 @@ def _entry(row: sqlite3.Row) -> Entry:
     return Entry(**values)
 
 
-def entries(count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None) -> list[Entry]:
+def entries(
+    count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None,
+    *, min_id: int | None = None, since: datetime | None = None,
+) -> list[Entry]:
     """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
     each of its words (or "quoted phrases") is in the prompt or the response, in any case and any
-    order, as `llm logs -q` finds them."""
-    if not log_path().exists():
+    order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or later."""
+    if not log_path().exists() or (min_id or 0) > MAX_ID:
         return []
     where, args = [], []
+    if min_id is not None:
+        where.append("id >= ?")
+        args.append(max(min_id, 0))
+    if since is not None:  # the times are logged as ISO text in UTC, which sorts as the times do
+        where.append("datetime_utc >= ?")
+        args.append(since.astimezone(timezone.utc).isoformat(timespec="seconds"))
     for term in query_terms(query or ""):
         where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
         args += [term.casefold()] * 2
@@ -204,6 +213,29 @@ def entries(count: int | None = 3, query: str | None = None, model: str | None =
         return [_entry(row) for row in reversed(rows)]
     except (KeyError, TypeError, ValueError) as exc:  # a row aigc did not write
         raise BadInputError(f"{log_path()} holds an entry aigc cannot read ({type(exc).__name__}: {exc}); move the file away") from None
+
+
+_AGO = re.compile(r"(\d{1,9})([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_time(when: str, now: datetime | None = None) -> datetime:
+    """The time `aigc logs --since WHEN` names: an ISO date, or date and time (`2026-12-06`,
+    `2026-12-06T08:00`), in local time unless it names its zone (`Z`, `+01:00`, or ` UTC` as
+    `aigc logs` shows a time); or a time before `now`: `90s`, `30m`, `12h`, `7d`, `2w`."""
+    text = when.strip()
+    utc = text.endswith(" UTC")
+    try:
+        if ago := _AGO.fullmatch(text):
+            return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+        moment = datetime.fromisoformat(text.removesuffix(" UTC"))
+    except (ValueError, OverflowError):
+        raise BadInputError(
+            f"--since takes a date or time, as 2026-12-06 or 2026-12-06T08:00 (local time; Z or +01:00 names its zone), or a time ago, as 30m, 12h or 7d; not {when!r}"
+        ) from None
+    if utc and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)  # a time naming no zone is local
 
 
 def query_terms(query: str) -> list[str]:

@@ -14,7 +14,7 @@ from .options import check_extract, misplaced
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
-Count = Annotated[int, typer.Option("--count", "-n", help="How many of the latest answers; 0 for all.")]
+Count = Annotated[Optional[int], typer.Option("--count", "-n", help="How many of the latest answers; 0 for all (default: 3; all with --id-gt, --id-gte or --since).", show_default=False)]
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt or response holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
@@ -24,28 +24,33 @@ Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the first fenced code block of each answer (the whole answer where it has none).")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the last fenced code block of each answer (the whole answer where it has none).")]
-Truncate = Annotated[bool, typer.Option("--truncate", "-t", help="Each prompt and response as one line of at most 100 characters, for a quick look.")]
+Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", help="Each prompt and response as one line of at most 100 characters, for a quick look.")]
+IdGt = Annotated[Optional[int], typer.Option("--id-gt", metavar="ID", help="Only answers logged after this one (ids grow as answers are logged): for an export of what is new since the last.", show_default=False)]
+IdGte = Annotated[Optional[int], typer.Option("--id-gte", metavar="ID", help="Only this answer and those logged after it.", show_default=False)]
+Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="Only answers logged since WHEN: 2026-12-06, 2026-12-06T08:00 (local time; Z or +01:00 names the zone), or a time ago: 30m, 12h, 7d.", show_default=False)]
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False) -> None:
+def logs_callback(ctx: typer.Context, count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None) -> None:
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`; -x, --xl: the code block of each)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate)
+        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since)
     else:
-        values = {"--count": (count, 3), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
+        values = {"--count": (count, None), "--id-gt": (id_gt, None), "--id-gte": (id_gte, None), "--since": (since, None), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = 3, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False) -> None:
+def list_command(count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None) -> None:
     """The latest logged answers, oldest first, as Markdown (-x, --xl: the code block of each)."""
-    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate)
+    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since)
 
 
-def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate) -> None:
+def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt=None, id_gte=None, since=None) -> None:
+    after = id_gt is not None or id_gte is not None or since is not None  # what is new, for an export: all of it unless -n says
+    count = (0 if after else 3) if count is None else count
     if count < 0:
         raise BadInputError(f"--count must be 0 (all) or more, got {count}")
     if truncate and (response or as_json or extract or extract_last):
@@ -61,11 +66,12 @@ def _show(count, query, model, command, session, response, as_json, current, ext
         check_utf8(value, f"{flag} value")
     if session:
         session = conversations.session_label(conversations.session_path(session))
-    found = logs.entries(1 if response else count or None, query, model, command, session)
+    firsts = [first for first in (None if id_gt is None else id_gt + 1, id_gte) if first is not None]
+    found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), since=None if since is None else logs.since_time(since))
     if as_json:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
     elif not found:
-        filtered = any((query, model, command, session))
+        filtered = any((query, model, command, session)) or after
         ui.info(_no_match(model, command, session) if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
         ui.result(extract_code(found[-1].response, extract_last) if extract or extract_last else found[-1].response)

@@ -347,3 +347,56 @@ def test_a_session_file_is_one_session_however_its_path_is_written(tmp_path):
     assert [r["prompt"] for r in logged("-S", str(tmp_path / "mine.json"))] == ["prompt 1"]
     assert [r["prompt"] for r in logged("-S", str(tmp_path / "sub" / "theirs.json"))] == ["prompt 2"]
     assert conversations.session_label(conversations.sessions_dir() / ".." / "sessions" / "trip.json") == "trip"
+
+
+def test_id_gt_id_gte_and_since_give_what_came_after_for_a_cron_export():
+    import sqlite3
+    from contextlib import closing
+
+    ids = [logs.record(entry(n)) for n in range(6)]
+    with closing(sqlite3.connect(logs.log_path())) as db, db:
+        for n, when in enumerate(("2026-12-01T10:00:00+00:00", "2026-12-02T10:00:00+00:00", "2026-12-03T09:00:00+00:00", "2026-12-03T10:00:00+00:00", "2026-12-04T10:00:00+00:00", "2026-12-05T10:00:00+00:00")):
+            db.execute("UPDATE responses SET datetime_utc = ? WHERE id = ?", (when, ids[n]))
+    ids_of = lambda *args: [r["id"] for r in json.loads(invoke("logs", "--json", *args).stdout)]  # noqa: E731
+    assert ids_of("--id-gt", str(ids[0])) == ids[1:]  # every one after it: no -n 3 unless asked
+    assert ids_of("--id-gte", str(ids[4])) == ids[4:]
+    assert ids_of("--id-gt", str(ids[0]), "-n", "2") == ids[4:]  # the latest 2 of those
+    assert ids_of("--id-gt", str(ids[-1])) == [] and ids_of("--id-gt", str(2**70)) == []
+    assert ids_of("--id-gt", str(ids[1]), "--id-gte", str(ids[4])) == ids[4:]  # both hold
+    assert ids_of("--since", "2026-12-03T10:00Z") == ids[3:]
+    assert ids_of("--since", "2026-12-03 10:00:00 UTC", "--id-gt", str(ids[4])) == ids[5:]  # as `aigc logs` shows a time
+    assert [e.id for e in logs.entries(None, min_id=ids[1], since=logs.since_time("2026-12-03T09:30Z"))] == ids[3:]  # the library's filters
+    none = invoke("logs", "--id-gt", str(ids[-1]))
+    assert none.exit_code == 0 and none.stderr == "No logged answer matches.\n"
+    for bad in ("last tuesday", ""):
+        refused = invoke("logs", "--since", bad)
+        assert refused.exit_code == 2 and "--since takes a date or time" in refused.stderr
+    assert invoke("logs", "--since", "1d", "list").exit_code == 2  # list options belong to list
+    assert [r["id"] for r in json.loads(invoke("logs", "list", "--json", "--id-gt", str(ids[3])).stdout)] == ids[4:]
+
+
+def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+    assert logs.since_time("90s", now) == now - timedelta(seconds=90)
+    assert [logs.since_time(ago, now) for ago in ("30m", "12h", "7d", "2w")] == [now - timedelta(minutes=30), now - timedelta(hours=12), now - timedelta(days=7), now - timedelta(weeks=2)]
+    assert logs.since_time("2026-12-06T08:00+01:00") == datetime(2026, 12, 6, 7, 0, tzinfo=timezone.utc)
+    assert logs.since_time("2026-12-06 08:00:00 UTC") == logs.since_time("2026-12-06T08:00Z") == datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)
+    monkeypatch.setenv("TZ", "UTC-02")  # POSIX: two hours east of UTC
+    time.tzset()
+    try:
+        assert logs.since_time("2026-12-06") == datetime(2026, 12, 5, 22, 0, tzinfo=timezone.utc)  # a time naming no zone is local, as `date` shows it
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    for bad in ("yesterday", "3 days", "10y", f"{10**12}d", "999999999d", ""):
+        with pytest.raises(BadInputError, match="--since takes a date or time"):
+            logs.since_time(bad, now)
+
+
+def test_short_is_llm_logs_s_for_the_one_line_listing():
+    logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
+    assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout
+    assert "### Prompt\n\nline one line two\n" in invoke("logs", "-s").stdout
