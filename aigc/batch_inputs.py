@@ -46,11 +46,13 @@ class Row:
         return {key: value for key, value in self.fields.items() if key not in self.flattened}
 
 
-def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True, input_format: str | None = None) -> list[Row]:
+def read_rows(path: str | Path, id_field: str = "id", field: str = "text", unique_ids: bool = True, input_format: str | None = None, lines_unless_json: bool = False) -> list[Row]:
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
     or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
     `input_format` (jsonl, csv, tsv or txt) names the format of stdin or of a file whatever its
-    name (a pipe, `<(cut -f1 x.tsv)`). Ids default to the row number and must be unique strings or
+    name (a pipe, `<(cut -f1 x.tsv)`); with `lines_unless_json`, stdin of which no line begins as
+    a JSON object does is read as a text a line, as txt, unless the columns are named otherwise
+    than `text` and `id`. Ids default to the row number and must be unique strings or
     numbers (to resume by them) unless `unique_ids` is False."""
     if not isinstance(path, (str, Path)):
         raise BadInputError(f"read_rows takes the path of a file of rows (str or Path), got {type_name(path)}")
@@ -62,6 +64,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         suffix = f".{input_format or 'jsonl'}"
         kind = "JSON Lines" if suffix == ".jsonl" else f"a {suffix} file"
         text, path = decode_text(sys.stdin.buffer.read(), STDIN, kind, keep_crlf=suffix in (".csv", ".tsv")), Path(STDIN)  # named so in errors
+        if lines_unless_json and input_format is None and (field, id_field) == ("text", "id") and not any(line.lstrip().startswith("{") for _, line in numbered_lines(text)):
+            suffix = ".txt"  # `grep bees notes.txt | aigc similar ...`
     else:
         path = Path(path).expanduser()  # `--input=~/x`, which the shell leaves as it is, as documents are read
         suffix = f".{input_format}" if input_format else path.suffix.lower()

@@ -64,7 +64,7 @@ def embed(
 @generation_options(sampling=False)
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
-    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for stdin: JSON Lines, or the --format named.")],
+    input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for stdin (read when piped and no -i is given): JSON Lines, a text a line where no line is JSON, or the --format named.", show_default=False)] = None,
     input_format: InputFormat = None,
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",
@@ -78,13 +78,14 @@ def similar(
     from ..batch_inputs import columns, read_rows
     from ..similarity import EmbeddingCache, embed_cached, rank
 
+    input = source_or_stdin(input, "-i FILE with the items (.txt, .jsonl, .csv or .tsv)")
     if number < 1:
         raise BadInputError(f"-n must be at least 1, got {number}")
     generator = run.generator("embed")
     run.check(generator, query, {})  # a bad query is the one error, before any row is read or warned about
     items: list[tuple[int, object, str, dict]] = []  # row number, id, text, the other columns
     input_format = input_format and input_format.lower()  # --format CSV
-    rows = read_rows(input, id_field, field, unique_ids=False, input_format=input_format)
+    rows = read_rows(input, id_field, field, unique_ids=False, input_format=input_format, lines_unless_json=True)
     if field != "text" and (input_format == "txt" if input_format else input.lower().endswith(".txt")):  # its lines are the texts whatever the column is called
         raise BadInputError(f"{input}: a .txt file has one text a line and no columns, so no --field; leave it out, or give a .jsonl, .csv or .tsv file")
     if not any(field in row.fields for row in rows):  # one error, not a warning for every row

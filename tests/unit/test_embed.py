@@ -411,3 +411,17 @@ def test_cli_similar_format_names_the_format_of_rows_on_stdin_or_in_a_file_witho
     assert refused.exit_code == 2 and "no columns, so no --field" in refused.stderr
     unknown = invoke("similar", "bees", "-i", str(table), "--format", "bullets", "-m", str(tiny_model_dir))
     assert unknown.exit_code == 2 and "--format names the format of the rows: jsonl, csv, tsv or txt, not 'bullets'" in unknown.stderr
+
+
+def test_cli_similar_reads_piped_items_without_i_and_plain_lines_as_a_text_each(tiny_model_dir, monkeypatch):
+    lines = invoke("similar", "bees", "-m", str(tiny_model_dir), "-n", "1", input="honey\nbees\n")  # `grep bees notes.txt | aigc similar ...`
+    assert lines.exit_code == 0 and lines.stdout.endswith("\t2\tbees\n"), lines.output
+    dashed = invoke("similar", "bees", "-i", "-", "-m", str(tiny_model_dir), "-n", "1", input="honey\nbees\n")
+    assert dashed.exit_code == 0 and dashed.stdout == lines.stdout, dashed.output
+    rows = invoke("similar", "bees", "-m", str(tiny_model_dir), "-n", "1", input='{"id": "a", "text": "honey"}\n{"id": "b", "text": "bees"}\n')
+    assert rows.exit_code == 0 and rows.stdout.endswith("\tb\tbees\n"), rows.output  # JSON Lines, as `aigc batch -o -` writes them
+    table = invoke("similar", "bees", "--field", "body", "-m", str(tiny_model_dir), input="id,body\na,honey\n")  # columns named: a table, whose format is to be said
+    assert table.exit_code == 2 and "--format txt for a text a line (or csv, tsv)" in table.stderr
+    monkeypatch.setattr("aigc.cli.options._piped", lambda: False)
+    alone = invoke("similar", "bees", "-m", str(tiny_model_dir))
+    assert alone.exit_code == 2 and alone.stderr == "Error: give -i FILE with the items (.txt, .jsonl, .csv or .tsv), or pipe it in\n"
