@@ -8,18 +8,20 @@ from typing import Any
 
 from .errors import BadInputError
 from .template_files import Template, literal, parse, read_source
+from .textio import STDIN
 
 _READ = ("system", "prompt", "defaults", "options", "model", "schema_object", "name")  # llm's keys made into aigc's (name: llm's own, dropped)
 _SETTINGS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias")  # llm options aigc samples with
 
 
-def import_llm_template(source: Path, name: str | None = None) -> Template:
+def import_llm_template(source: Path, name: str | None = None, *, text: str | None = None) -> Template:
     """Write the llm template `source` as `NAME.j2` in the user template directory (NAME: its file
-    name's stem, or `name`), never over a file; what cannot be converted is a `BadInputError`."""
+    name's stem, or `name`), never over a file; `text`: the template itself, read elsewhere (stdin),
+    `source` naming it in messages. What cannot be converted is a `BadInputError`."""
     from .template_edits import user_template_path, write_new_template
 
     path = user_template_path(name or source.stem)
-    text = convert(_load(source), source)
+    text = convert(_load(source, text), source)
     write_new_template(path, text, f"give another name with --name, or remove it first (aigc templates rm {path.stem})")
     try:
         return parse(path, "user")
@@ -28,11 +30,11 @@ def import_llm_template(source: Path, name: str | None = None) -> Template:
         raise
 
 
-def _load(source: Path) -> dict[str, Any]:
+def _load(source: Path, text: str | None = None) -> dict[str, Any]:
     import yaml
 
     try:
-        meta = yaml.safe_load(read_source(source))
+        meta = yaml.safe_load(read_source(source) if text is None else text)
     except yaml.YAMLError as exc:
         raise BadInputError(f"{source} is no YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(meta, dict) or not (meta.get("system") or meta.get("prompt")):
@@ -56,7 +58,7 @@ def convert(meta: dict[str, Any], source: Path) -> str:
     names |= in_body
     if body and "input" not in names:  # llm puts the input after a prompt that has no $input
         body += "\n{{ input }}"
-    front: dict[str, Any] = {"description": f"imported from the llm template {source.name}"}
+    front: dict[str, Any] = {"description": "imported from an llm template on standard input" if str(source) == STDIN else f"imported from the llm template {source.name}"}
     if system:
         front["system"] = system
     if meta.get("model"):

@@ -12,7 +12,7 @@ from .. import template_edits, template_files, templates, ui
 from ..errors import BadInputError
 from ..textio import readable_json
 from . import complete
-from .options import listing_app
+from .options import listing_app, stdin_text
 
 templates_app = listing_app("templates", "List, inspect, create, edit and remove prompt templates.", lambda as_json: list_templates(as_json))
 
@@ -165,8 +165,8 @@ def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's
 
 @templates_app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="An llm YAML template (system:, prompt: with $input and $variables, defaults:, options:, model:).")],
-    name: Annotated[Optional[str], typer.Option("--name", help="The new template's name (default: the file's name, without .yaml).", show_default=False)] = None,
+    file: Annotated[Path, typer.Argument(metavar="FILE|-", help="An llm YAML template (system:, prompt: with $input and $variables, defaults:, options:, model:); - for stdin, with --name.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="The new template's name (default: the file's name, without .yaml; needed with -).", show_default=False)] = None,
 ) -> None:
     """Make an llm (Simon Willison's) YAML template an aigc template in the user directory, and print its path (never overwrites).
 
@@ -174,10 +174,19 @@ def import_(
     input after it where it has no $input), defaults: its variables' defaults, options: its sampling
     defaults, model: its model. What has no aigc equivalent (fragments, tools, ...) is refused."""
     from .. import template_imports
+    from ..textio import STDIN
 
+    text = None
+    if str(file) == "-":  # `llm templates show x | aigc templates import - --name x`
+        if not name:
+            raise BadInputError("- reads the llm template from stdin, which gives it no name: name the new template with --name NAME")
+        text = stdin_text()
+        if text is None:
+            raise BadInputError("- reads the llm template from stdin, but nothing was piped in: `cat t.yaml | aigc templates import - --name NAME`, or give the file")
+        file = Path(STDIN)
     if (pattern := _pattern(name or file.stem)) is not None:
         raise BadInputError(f"{name or file.stem!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name with --name")
-    template = template_imports.import_llm_template(file, name)
+    template = template_imports.import_llm_template(file, name, text=text)
     if template.model:
         ui.info(f"model: {template.model} is used when no -m is given; if aigc has no model of that name, change it with `aigc templates edit {template.name}`")
     ui.result(str(template.path))

@@ -93,3 +93,18 @@ def test_a_json_schema_object_becomes_the_json_schema_default(tmp_path):
     text = "prompt: List dogs from $input\nschema_object:\n  type: object\n  properties: {name: {type: string}}\n"
     assert imported(tmp_path, text).exit_code == 0
     assert templates.get_template("llmt").defaults["json_schema"] == {"type": "object", "properties": {"name": {"type": "string"}}}
+
+
+def test_dash_reads_the_template_from_stdin_under_the_name_given(monkeypatch):
+    done = runner.invoke(app, ["templates", "import", "-", "--name", "piped"], input=SUMMARIZE)  # `llm templates show x | aigc templates import - --name x`
+    assert done.exit_code == 0 and done.stdout == f"{templates.user_dir() / 'piped.j2'}\n", done.output
+    template = templates.get_template("piped")
+    assert template.defaults == {"temperature": 0.3, "max_tokens": 50} and template.description == "imported from an llm template on standard input"
+    nameless = runner.invoke(app, ["templates", "import", "-"], input=SUMMARIZE)
+    assert nameless.exit_code == 2 and nameless.stderr == "Error: - reads the llm template from stdin, which gives it no name: name the new template with --name NAME\n"
+    neither = runner.invoke(app, ["templates", "import", "-", "--name", "other"], input="model: gpt-4o\n")
+    assert neither.exit_code == 2 and neither.stderr.startswith("Error: standard input is no llm template")
+    monkeypatch.setattr("aigc.cli.options._piped", lambda: False)
+    alone = runner.invoke(app, ["templates", "import", "-", "--name", "other"])
+    assert alone.exit_code == 2 and alone.stderr == "Error: - reads the llm template from stdin, but nothing was piped in: `cat t.yaml | aigc templates import - --name NAME`, or give the file\n"
+    assert not (templates.user_dir() / "other.j2").exists()
