@@ -6,22 +6,44 @@ Generators return plain data and never print. They reach the model only through 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
 import shlex
 import types
 import typing
+import warnings
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
-from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
+from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
+from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
 from ..plugins import name_problem
 from ..templates import get_template, is_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+_one_of_many = contextvars.ContextVar("one_of_many", default=False)  # set while a run over many inputs runs one of them
+
+
+@contextlib.contextmanager
+def one_of_many():
+    """While inside, a generator run is one input of many (`many`, `aigc batch`), whose result notes
+    (a text given back unchanged, fewer headlines) the caller sums up rather than warning of each."""
+    token = _one_of_many.set(True)
+    try:
+        yield
+    finally:
+        _one_of_many.reset(token)
+
+
+def warn(message: str) -> None:
+    """`message` as an `AigcWarning` pointing at the caller's own code (where it called aigc)."""
+    from ..plugins import outside_aigc
+
+    warnings.warn(message, AigcWarning, stacklevel=outside_aigc())
 
 
 def _no_progress(done: int, total: int, what: str) -> None:
@@ -48,10 +70,10 @@ def fewer_advice(engine: Any, cut_off: str | None = None) -> str:
     `cut_off` (which ones, "some") were cut at the token limit; for a model that answers every sample
     the same, ask for fewer; else raise the temperature or word limit."""
     if cut_off:
-        return f"{cut_off} were cut off at the token limit; raise --max-tokens"
+        return f"{cut_off} were cut off at the token limit; raise {option('max_tokens')}"
     if same_every_time(engine):
-        return f"the model {engine.name} gives the same answer to every sample; ask for fewer (-n)"
-    return "raise --temperature or --max-words, or ask for fewer (-n)"
+        return f"the model {engine.name} gives the same answer to every sample; ask for fewer ({option('n')})"
+    return f"raise {option('temperature')} or {option('max_words')}, or ask for fewer ({option('n')})"
 
 
 def check_varied(n: int, params: SamplingParams, what: str) -> None:
@@ -323,6 +345,23 @@ class Generator:
     def check_sampling(self, opts, sampling: dict[str, Any] | None) -> None:
         """Reject sampling settings these options cannot work with; raises `BadInputError`."""
 
+    def warn_greedy(self, opts, sampling: dict[str, Any] | None) -> None:
+        """An `AigcWarning` where top_p, top_k, min_p or seed is given but the answer is greedy
+        (temperature 0: the task's, its template's or given), which never draws, so they change nothing."""
+        given = [name for name in DRAWING if (sampling or {}).get(name) is not None]
+        if not given or not self.samples:
+            return
+        template = getattr(opts, "template", None)
+        params = self.sampling(sampling, get_template(template).defaults if template else None)
+        if params.greedy:
+            why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
+            warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature')} (e.g. 0.7) to sample")
+
+    def notes(self, result: dict[str, Any], opts) -> list[str]:
+        """Warnings about the result of one input that a caller could miss (a text given back as it
+        is, fewer answers than asked for); `__call__` warns of each, but not for one of many."""
+        return []
+
     def check_batch(self, opts) -> None:
         """Reject options that need the inputs processed together: `aigc batch` runs each row alone."""
 
@@ -385,12 +424,16 @@ class Generator:
         self.check_sampled(sampling)
         opts = self.validate(options)
         self.check_sampling(opts, sampling)
+        self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
         prepared = self.preprocess(inputs, opts)
         raw = self.forward(prepared, opts, sampling or {})
         result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
             raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
+        if not _one_of_many.get():
+            for note in self.notes(result, opts):
+                warn(note)
         return result
 
     def by_plugin(self) -> str:
