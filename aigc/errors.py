@@ -175,6 +175,11 @@ class MissingExtraError(AigcError):
     exit_code = 2
 
 
+class AnswerJSONError(AigcError):
+    """An answer held to a JSON schema that did not come out as JSON (a server that does not follow
+    JSON schemas, a test engine's text) or that the decoder could not finish; the message says what to change."""
+
+
 class PluginError(AigcError):
     """A plugin registered something that clashes or is malformed."""
 

@@ -1,6 +1,7 @@
 """The model `echo` (aigc.testing.EchoEngine): every command and the library without weights or torch."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -48,6 +49,24 @@ def test_echo_under_a_json_schema_answers_with_json_its_prompt_holds_and_says_wh
     done = runner.invoke(app, ["chat", "-m", "echo", "--schema", "a int", "hello", "--no-log"])
     assert done.exit_code == 1 and "server" not in done.stderr  # echo has none
     assert "not complete JSON: the model echo answers with the prompt, not held to JSON schemas: give it JSON" in done.stderr
+
+
+def test_the_test_engines_refuse_a_json_schema_a_model_refuses_with_the_same_error():
+    from aigc.engine.structured import check_schema
+    from aigc.errors import AnswerJSONError
+    from aigc.testing import FakeEngine
+
+    bad = {"type": "object", "properties": {"a": {"type": "strin"}}}
+    with pytest.raises(aigc.BadInputError) as refused:
+        check_schema(bad)  # what the local engine checks before it decodes
+    for engine in ("echo", FakeEngine()):
+        generator = aigc.get_generator("chat", **({"model": engine} if isinstance(engine, str) else {"engine": engine}))
+        with pytest.raises(aigc.BadInputError, match=f"^{re.escape(str(refused.value))}$"):
+            generator("x", sampling={"json_schema": bad})
+        with pytest.raises(aigc.BadInputError, match="names nothing in the schema"):
+            list(generator.stream("x", sampling={"json_schema": {"$ref": "#/nowhere"}}))
+    with pytest.raises(AnswerJSONError, match="^the answer is not complete JSON: the model echo answers with the prompt"):  # a valid schema: the answer is checked
+        aigc.generate("chat", "x", model="echo", sampling={"json_schema": {"type": "object"}})
 
 
 def test_the_library_generates_and_streams_on_echo():

@@ -6,7 +6,7 @@ import pytest
 
 import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
+from aigc.errors import AigcError, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -883,7 +883,7 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     engine = FakeEngine()
     gen = ChatGenerator(engine=engine)
     engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
-    with pytest.raises(AigcError, match="not complete JSON: the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON"):
+    with pytest.raises(AnswerJSONError, match="not complete JSON: the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))
     engine.enqueue('{"a": ')  # a stop string the caller gave ended it
     with pytest.raises(BadInputError, match="a stop string ended the answer before its JSON was complete; leave stop out"):
