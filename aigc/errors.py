@@ -30,10 +30,15 @@ def spelt(command: str, library: str) -> str:
 def did_you_mean(names: list[str], known) -> str:
     """` (did you mean max_tokens?)` for misspelt `names` close to `known` ones (`max_new_tokens`,
     as transformers names it, too), else ''."""
+    close = close_names(names, known)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def close_names(names: list[str], known) -> list[str]:
+    """The `known` name closest to each of `names` that is close to one."""
     import difflib
 
-    close = [c for name in names for c in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return [c for name in names for c in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)]
 
 
 Namer = Callable[[str, "str | None"], "str | None"]  # (option, value given or None) -> how to show it, None: as the library spells it

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.models import no_progress
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
+from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem
 from ..templates import get_template, is_path
 
@@ -255,16 +255,19 @@ class Generator:
         return [f.name for f in dataclasses.fields(cls.Options) if f.init]
 
     def validate(self, options: dict[str, Any]):
-        """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
+        """Build the `Options` dataclass; unknown or bad options are an `OptionError` (its `option`
+        the first unknown one), a misspelt sampling setting's pointing to the sampling settings."""
         known = set(self.option_names())
         unknown = sorted(set(options) - known)
         if unknown:
-            settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
+            sampled = {f.name for f in dataclasses.fields(SamplingParams)}
+            close = close_names([name for name in unknown if name not in sampled], known | sampled if self.samples else known)
+            settings = sorted((set(unknown) | set(close)) & sampled)
             hint = f"; give {', '.join(map(option, settings))} as {'sampling settings' if len(settings) > 1 else 'a sampling setting'}" if settings else ""
             hint = f" ({self.name} generates no text, so it takes no sampling settings)" if settings and not self.samples else hint
-            raise BadInputError(
-                f"{self.name} has no option {', '.join(unknown)}{did_you_mean(unknown, known)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
-            )
+            nor = f", nor {', '.join(unknown[1:])}" if len(unknown) > 1 else ""
+            meant = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise OptionError(unknown[0], f": {self.name} has no such option{nor}{meant}; its options: {', '.join(sorted(known)) or 'none'}{hint}")
         given = {k: v for k, v in self.converted(options).items() if v is not None}
         for f in dataclasses.fields(self.Options):  # a field with no default is an option the caller must give
             if f.init and f.name not in given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

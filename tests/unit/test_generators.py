@@ -178,7 +178,7 @@ def test_only_an_introducing_first_line_is_dropped(answer, format_, expected):
     assert SummarizeGenerator(engine=engine)(LONG_TEXT, format=format_)["summary"] == expected
 
 
-@pytest.mark.parametrize("options, words_", [({"length": "huge"}, "^length must"), ({"format": "table"}, "^format must"), ({"words": 1}, "^words must"), ({"colour": 1}, "no option colour")])
+@pytest.mark.parametrize("options, words_", [({"length": "huge"}, "^length must"), ({"format": "table"}, "^format must"), ({"words": 1}, "^words must"), ({"colour": 1}, "colour: summarize has no such option")])
 def test_summarize_rejects_bad_options(options, words_):
     with pytest.raises(BadInputError, match=words_):
         SummarizeGenerator(engine=FakeEngine())("text", **options)
@@ -696,7 +696,7 @@ def echo_generator(**extra):
 def test_a_generator_without_options_runs_and_refuses_any_option():
     Echo = echo_generator()
     assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
-    with pytest.raises(BadInputError, match="echo has no option tone"):
+    with pytest.raises(BadInputError, match="tone: echo has no such option"):
         Echo(engine=FakeEngine())("hi", tone="warm")
 
 
@@ -930,7 +930,7 @@ def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
 
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
-    with pytest.raises(BadInputError, match=r"^chat has no option max_tokens; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
+    with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
         ChatGenerator(engine=engine)("hi", max_tokens=30)
     classify = ClassifyGenerator(engine=engine)
     with pytest.raises(BadInputError, match="^there is no text to classify$"):  # one text: no position
@@ -948,8 +948,11 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
 def test_a_misspelt_option_names_the_one_it_is_close_to():
     with pytest.raises(UnknownGeneratorError, match=r"^unknown generator 'summarise' \(did you mean summarize\?\); known: "):
         aigc.get_generator("summarise")
-    with pytest.raises(BadInputError, match=r"^summarize has no option lenght \(did you mean length\?\); its options: batch_size, "):
+    with pytest.raises(OptionError, match=r"^lenght: summarize has no such option \(did you mean length\?\); its options: batch_size, ") as told:
         SummarizeGenerator(engine=FakeEngine())("Bees make honey.", lenght="short")
+    assert told.value.option == "lenght"
+    with pytest.raises(OptionError, match=r"^temprature: chat has no such option, nor wordz \(did you mean temperature\?\); its options: .*; give temperature as a sampling setting$"):
+        ChatGenerator(engine=FakeEngine())("hi", temprature=0.5, wordz=3)  # a sampling setting misspelt, where it does not go
 
 
 def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkeypatch):
@@ -964,7 +967,7 @@ def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkey
             aigc.generate(task, "good", sampling={"temperature": 0.5, "seed": 1, "top_k": None}, **options)
         with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options"):
             generator.many(["good"], sampling={"max_tokens": 3}, **options)
-        with pytest.raises(BadInputError, match=rf"^{task} has no option max_tokens; .*\({task} generates no text, so it takes no sampling settings\)$"):
+        with pytest.raises(BadInputError, match=rf"^max_tokens: {task} has no such option; .*\({task} generates no text, so it takes no sampling settings\)$"):
             generator("good", max_tokens=3, **options)
         assert aigc.generate(task, "good", sampling={"temperature": None}, **options)  # an unset setting is no setting
     assert aigc.generate("classify", "good", labels="a,b", threshold=0.5, multi_label=True)["labels"] is not None  # its own options still work
