@@ -382,9 +382,12 @@ def _enforcer_type():
     import logging
 
     lmfe = _enforcer_module()
+    from lmformatenforcer import tokenenforcer
     from lmformatenforcer.exceptions import LMFormatEnforcerException
 
-    logging.getLogger().addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
+    logger = logging.getLogger("lmformatenforcer")
+    logger.addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
+    tokenenforcer.logging = _ModuleLogging(logger)
 
     class Enforcer(lmfe.TokenEnforcer):
         def _collect_allowed_tokens(self, *args):
@@ -471,9 +474,27 @@ def _no_trailing_commas() -> None:
     ObjectParsingState.get_allowed_characters = get_allowed_characters
 
 
+class _ModuleLogging:
+    """The `logging` module as lm-format-enforcer's token enforcer calls it (`logging.exception`,
+    `logging.basicConfig`), logging to its own `logger` in place of the root logger, and configuring
+    none: the root logger and its handlers stay the program's."""
+
+    def __init__(self, logger) -> None:
+        self.logger = logger
+
+    def __getattr__(self, name: str):
+        import logging
+
+        return getattr(self.logger, name, None) or getattr(logging, name)
+
+    @staticmethod
+    def basicConfig(**kwargs) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def _no_enforcer_tracebacks(record) -> bool:
-    """A root-logger filter: where the parser fails outside the part `Enforcer` wraps, the enforcer
-    logs a traceback (and ends the answer, which `SchemaMask` turns into an error)."""
+    """A filter of lm-format-enforcer's logger: where the parser fails outside the part `Enforcer` wraps,
+    the enforcer logs a traceback (and ends the answer, which `SchemaMask` turns into an error)."""
     return not record.getMessage().startswith("Unknown LMFormatEnforcer Problem")
 
 
