@@ -186,7 +186,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     if not announced:
         progress(f"loading {ref.name}")
     started = time.perf_counter()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # a fork after tokenizing (multiprocessing) warns and may deadlock otherwise; a caller's own setting holds (README)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork after tokenizing (multiprocessing) gets tokenizers' deadlock warning; a caller's own setting holds (README)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
