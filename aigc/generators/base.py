@@ -25,18 +25,18 @@ from ..plugins import name_problem
 from ..templates import get_template, is_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
-_one_of_many = contextvars.ContextVar("one_of_many", default=False)  # set while a run over many inputs runs one of them
+_quiet = contextvars.ContextVar("quiet_notes", default=False)
 
 
 @contextlib.contextmanager
-def one_of_many():
-    """While inside, a generator run is one input of many (`many`, `aigc batch`), whose result notes
-    (a text given back unchanged, fewer headlines) the caller sums up rather than warning of each."""
-    token = _one_of_many.set(True)
+def quiet_notes():
+    """While inside, a generator run warns of nothing (`warn_greedy`, `notes`): its caller warns once
+    for many inputs (`many`, `aigc batch`), or passes the result on (the HTTP server), whose fields say so."""
+    token = _quiet.set(True)
     try:
         yield
     finally:
-        _one_of_many.reset(token)
+        _quiet.reset(token)
 
 
 def warn(message: str) -> None:
@@ -352,7 +352,7 @@ class Generator:
         """An `AigcWarning` where top_p, top_k, min_p or seed is given but the answer is greedy
         (temperature 0: the task's, its template's or given), which never draws, so they change nothing."""
         given = [name for name in DRAWING if (sampling or {}).get(name) is not None]
-        if not given or not self.samples:
+        if not given or not self.samples or _quiet.get():
             return
         template = getattr(opts, "template", None)
         params = self.sampling(sampling, get_template(template).defaults if template else None)
@@ -403,6 +403,7 @@ class Generator:
         opts = self.validate(options)
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
+        self.warn_greedy(opts, sampling)
         self.check_each(inputs)
         if not inputs:
             return []
@@ -434,7 +435,7 @@ class Generator:
         result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
             raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
-        if not _one_of_many.get():
+        if not _quiet.get():
             for note in self.notes(result, opts):
                 warn(note)
         return result

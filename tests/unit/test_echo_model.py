@@ -204,3 +204,16 @@ def test_a_cli_warning_the_generator_gives_is_shown_once_with_the_commands_flags
     assert short.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n", short.output
     fewer = runner.invoke(app, ["headline", "--topic", "bees", "-n", "2", "-m", "echo", "--no-log"])
     assert fewer.stderr.count("Warning:") == 1 and fewer.stderr.endswith("ask for fewer (-n)\n"), fewer.output
+
+
+def test_many_warns_once_of_a_greedy_answer_and_of_no_result_and_the_server_warns_of_nothing(recwarn):
+    from aigc.errors import AigcWarning
+    from aigc.generators.base import get_generator
+    from aigc.serve.app import _unwarned
+
+    summarize = get_generator("summarize", model="echo")
+    with pytest.warns(AigcWarning, match="^seed changes nothing here") as told:
+        summarize.many(["a b", "c d"], sampling={"seed": 1})
+    assert len(told) == 1
+    recwarn.clear()
+    assert _unwarned(summarize, "a b", {"seed": 1}, {})["unchanged"] and not recwarn.list
