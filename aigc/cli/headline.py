@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import ui
-from ..errors import BadInputError, named_options
+from ..errors import BadInputError
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
@@ -58,8 +58,8 @@ def headline(
 
 
 def headline_notes(result: dict, generator, options: dict) -> list[str]:
-    """The generator's warnings about a line's headlines (fewer than -n asked for), with its flags named."""
-    return [named_options(note) for note in generator.notes(result, generator.validate(options))]
+    """The generator's warnings about a line's headlines (fewer than -n asked for)."""
+    return generator.notes(result, generator.validate(options))
 
 
 EXAMPLES = examples(
