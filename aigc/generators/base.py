@@ -21,7 +21,7 @@ from ..engine.base import Engine
 from ..engine.models import no_progress
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
-from ..plugins import name_problem
+from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -41,8 +41,6 @@ def quiet_notes():
 
 def warn(message: str) -> None:
     """`message` as an `AigcWarning` pointing at the caller's own code (where it called aigc)."""
-    from ..plugins import outside_aigc
-
     warnings.warn(message, AigcWarning, stacklevel=outside_aigc())
 
 
