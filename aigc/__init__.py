@@ -104,6 +104,15 @@ def embed(
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
 
 
+def list_templates() -> dict[str, Any]:
+    """`{name: Template}` for every template a `template=` option can name (built-in, yours, your
+    plugins'), as `aigc templates list` lists them; a template's `description`, `variables` and
+    `defaults` say what it does and takes. A broken template file is an `aigc.errors.AigcWarning`."""
+    from .templates import discover
+
+    return discover()
+
+
 def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
     """`model`, else the model that the template in `options` names (`model:` in its front matter), as -m does on the CLI."""
     if model is None and isinstance(options.get("template"), str):
@@ -166,6 +175,7 @@ __all__ = [
     "generate",
     "get_generator",
     "hookimpl",
+    "list_templates",
     "load_model",
     "registered_generators",
     "registered_models",

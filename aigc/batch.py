@@ -29,7 +29,7 @@ from .batch_output import check_made_alike, input_digest, read_output, restore_o
 from .batch_tables import TABLES
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
-from .generators.base import Generator, type_name
+from .generators.base import Generator, quiet_notes, type_name
 from .writing import check_writable, open_stream
 
 ON_ERROR = ("skip", "stop")
@@ -297,7 +297,8 @@ def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> 
         return {"error": row.error}
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
-        return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
+        with quiet_notes():  # warned of once for all rows, by the caller
+            return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
         return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too

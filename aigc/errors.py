@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write that ran out of room
 _OPTION = re.compile("\x1e([^\x1e\x1f]+)(?:\x1f([^\x1e]*))?\x1e")
+_SPELT = re.compile("\x1d([^\x1d\x1c]*)\x1c([^\x1d]*)\x1d")
 
 
 def option(name: str, value: object = None) -> str:
@@ -19,30 +20,43 @@ def option(name: str, value: object = None) -> str:
     return f"\x1e{name}\x1e" if value is None else f"\x1e{name}\x1f{value}\x1e"
 
 
+def spelt(command: str, library: str) -> str:
+    """Text marked in an error message with its two spellings: `command` where a CLI command shows
+    it (`-m 'openai:URL#NAME'`, `` `aigc templates list` ``), `library` elsewhere (`model='openai:URL#NAME'`,
+    `aigc.list_templates()`)."""
+    return f"\x1d{command}\x1c{library}\x1d"
+
+
 def did_you_mean(names: list[str], known) -> str:
     """` (did you mean max_tokens?)` for misspelt `names` close to `known` ones (`max_new_tokens`,
     as transformers names it, too), else ''."""
+    close = close_names(names, known)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def close_names(names: list[str], known) -> list[str]:
+    """The `known` name closest to each of `names` that is close to one."""
     import difflib
 
-    close = [c for name in names for c in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return [c for name in names for c in difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)]
 
 
 Namer = Callable[[str, "str | None"], "str | None"]  # (option, value given or None) -> how to show it, None: as the library spells it
 _namer: Namer | None = None
+_commands = False  # whether messages are shown by a CLI command: `spelt` text in its command spelling
 
 
 @contextlib.contextmanager
-def options_named(namer: Namer) -> Iterator[None]:
+def options_named(namer: Namer, commands: bool = False) -> Iterator[None]:
     """While inside, every error message names its options with `namer` (the CLI: as the running
-    command's flags), wherever it is turned into text. Process-wide, for a program's main thread
-    (the CLI); library code never sets it."""
-    global _namer
-    previous, _namer = _namer, namer
+    command's flags), and with `commands` gives `spelt` text as a command spells it, wherever it is
+    turned into text. Process-wide, for a program's main thread (the CLI); library code never sets it."""
+    global _namer, _commands
+    previous, _namer, _commands = (_namer, _commands), namer, commands
     try:
         yield
     finally:
-        _namer = previous
+        _namer, _commands = previous
 
 
 def _named(match: re.Match, namer: Namer) -> str:
@@ -57,8 +71,9 @@ def _named(match: re.Match, namer: Namer) -> str:
 
 def named_options(text: str, namer: Namer | None = None) -> str:
     """`text` with each option marked by `option` as `namer` shows it (by default the one set by
-    `options_named`), or else as the library spells it."""
+    `options_named`), or else as the library spells it; and `spelt` text as `options_named` says."""
     namer = namer or _namer or (lambda name, value: None)
+    text = _SPELT.sub(lambda match: match[1] if _commands else match[2], text)
     return _OPTION.sub(lambda match: _named(match, namer), text)
 
 
@@ -163,6 +178,11 @@ class MissingExtraError(AigcError):
     """An optional dependency group is not installed."""
 
     exit_code = 2
+
+
+class AnswerJSONError(AigcError):
+    """An answer held to a JSON schema that did not come out as JSON (a server that does not follow
+    JSON schemas, a test engine's text) or that the decoder could not finish; the message says what to change."""
 
 
 class PluginError(AigcError):

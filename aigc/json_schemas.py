@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import AigcError, BadInputError, option
+from .errors import AnswerJSONError, BadInputError, option
 from .textio import parse_json
 
 CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
@@ -101,7 +101,7 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
     """The JSON value of each completion held to `schema`; never JSON that the schema does not allow.
     One that is not is a `BadInputError` naming the setting to change: cut off by `max_tokens`, or by
     one of the `stops` strings, or breaking a rule the decoder does not hold answers to (`minimum`,
-    `maxLength` in a union, ...); one that is not JSON where no setting cut it is an `AigcError`
+    `maxLength` in a union, ...); one that is not JSON where no setting cut it is an `AnswerJSONError`
     saying why in the words of the `engine` that wrote it (its `schemas_unheld`: a test engine's),
     else as a model's server that does not follow JSON schemas."""
     import jsonschema
@@ -117,8 +117,8 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
             if not cut and stops:
                 raise BadInputError(f"a {option('stop')} string ended the answer before its JSON was complete; leave {option('stop')} out with a JSON schema (its answer ends where its JSON does)") from None
             if not cut:
-                why = getattr(engine, "schemas_unheld", None) or "the model's server does not follow JSON schemas"
-                raise AigcError(f"the answer is not complete JSON: {why}") from None
+                why = getattr(engine, "schemas_unheld", None) or "the model's server does not follow JSON schemas; use one that takes them (response_format), or a local model"
+                raise AnswerJSONError(f"the answer is not complete JSON: {why}") from None
         if cut:
             raise BadInputError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):

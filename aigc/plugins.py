@@ -315,11 +315,11 @@ def _record(plugin: str, stage: str, exc: BaseException) -> None:
         if _reporter:
             _reporter(failure)
         else:  # the library: a warning the caller's warning filters control, shown at the caller's line
-            warnings.warn(failure.message(), AigcWarning, stacklevel=_outside_aigc())
+            warnings.warn(failure.message(), AigcWarning, stacklevel=outside_aigc())
     _trace("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
-def _outside_aigc() -> int:
+def outside_aigc() -> int:
     """The `stacklevel` of the first frame outside aigc (and pluggy, importlib) for a warning
     raised by this module's caller: where the caller's own code called aigc."""
     inside = (str(Path(__file__).parent) + os.sep, str(Path(pluggy.__file__).parent) + os.sep, "<frozen importlib")

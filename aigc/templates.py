@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option
+from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option, spelt
 from .template_environment import compile_text, environment, render_bounded, variables_read
 from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
 
@@ -227,6 +227,9 @@ def _way_out(name: str, source: str, hidden: str) -> str:
     return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 
+TEMPLATES_LISTED = spelt("`aigc templates list`", "aigc.list_templates()")  # where an error points for the templates there are
+
+
 def discover() -> dict[str, Template]:
     """All templates that can be read; each broken one is an `AigcWarning`, so one bad file never
     stops the others from working, as is each unknown front-matter key."""
@@ -312,7 +315,7 @@ def _find(name: str) -> Template:
         if not os.path.isfile(path):  # os.path: False (not an OSError) for a name too long
             if path.stem in scan()[0] and path.name == name:  # `aigc templates new x.j2` made template x
                 raise UnknownTemplateError(f"no template file {name} here; the template {path.stem!r} is named without .j2: {path.stem}")
-            raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name (`aigc templates list`)")
+            raise UnknownTemplateError(f"no template file {name}; give an existing .j2 file, or a template name ({TEMPLATES_LISTED})")
         return parse_cached(path.resolve(), "file")
     if name in _trying.get():
         return _trying.get()[name]
@@ -328,7 +331,7 @@ def _find(name: str) -> Template:
         raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
     close = difflib.get_close_matches(name, list(scan()[0]), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UnknownTemplateError(f"unknown template {name!r}; {hint}see `aigc templates list` for all of them")
+    raise UnknownTemplateError(f"unknown template {name!r}; {hint}see {TEMPLATES_LISTED} for all of them")
 
 
 def _skipped(name: str) -> UnknownTemplateError | None:

@@ -30,6 +30,7 @@ class FakeEngine:
 
     def generate(self, prompts, params):
         self.calls.append((prompts, params))
+        _check_schema(params)
         out = []
         for prompt in prompts:
             group = []
@@ -68,6 +69,7 @@ class EchoEngine(FakeEngine):
 
     def generate(self, prompts, params):
         self.calls.append((prompts, params))
+        _check_schema(params)
         out = []
         for prompt in prompts:
             echoed = _echoed(prompt)
@@ -84,6 +86,14 @@ class EchoEngine(FakeEngine):
     def score(self, prompt, continuations):
         text = (prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)).lower()
         return [float(text.count(c.strip().lower())) for c in continuations]
+
+
+def _check_schema(params) -> None:
+    """A JSON schema a model refuses (`BadInputError`) refused here too, as a test engine holds no answer to it."""
+    if params.json_schema is not None:
+        from .engine.structured import check_schema
+
+        check_schema(params.json_schema)
 
 
 def _echoed(prompt) -> str:

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, TextIO
 from rich.console import Console
 from rich.file_proxy import FileProxy
 
-from .errors import AigcError
+from .errors import AigcError, named_options
 
 
 @dataclass
@@ -57,7 +57,8 @@ def debug(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    stderr().print(f"Warning: {message}", markup=False, style="yellow", soft_wrap=True)
+    """`message` on stderr, each option marked in it (`errors.option`, as `fewer_advice` gives) named as the command's flag."""
+    stderr().print(f"Warning: {named_options(message)}", markup=False, style="yellow", soft_wrap=True)
 
 
 def error(message: str) -> None:

@@ -310,7 +310,7 @@ class AigcGroup(TyperGroup):
             warnings.simplefilter("default", AigcWarning)
             warnings.showwarning = functools.partial(_show_warning, shown=set())
             chain = _commands(ctx)
-            with options_named(_flagger(chain[-1])):  # errors name the command's flags
+            with options_named(_flagger(chain[-1]), commands=True):  # errors name the command's flags
                 return self._invoke(ctx, [command.name for command in chain[1:]])
 
     def _invoke(self, ctx, names: list[str]):

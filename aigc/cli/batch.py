@@ -121,7 +121,7 @@ def batch(
         raise BadInputError(exc.naming(f"-O {exc.option}")) from None
     generator.check_batch(opts)
     generator.check_sampling(opts, run.sampling())
-    run.warn_greedy(generator, opts)
+    generator.warn_greedy(opts, run.sampling())
     check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
     with writing(output), ui.prints_to_stderr():  # held while the model loads: a second run on it is refused at once; what generator code prints goes to stderr
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), plain, retry_failed)

@@ -41,7 +41,7 @@ def headline(
             raise BadInputError("give either --topic or an input (FILE or -) for --lines, not both")
         check_lines_source(source, "headline")
         text = topic if topic is not None else read_document(source or "-", lines=True)
-        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, notes=headline_notes, output=output)
+        run_lines(run, "headline", text, options, lambda r: " | ".join(r["headlines"]), as_json, notes=lambda result, generator: headline_notes(result, generator, options), output=output)
         return
     if topic is not None and source is not None:
         raise BadInputError("give either a topic (--topic TEXT) or an article (FILE, or - for stdin), not both")
@@ -50,25 +50,16 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     with ui.prints_to_stderr():  # what generator code prints goes to stderr
-        result = generator(inputs, sampling=run.sampling(), **options)
-    for note in headline_notes(result, generator):
-        ui.warn(note)
+        result = generator(inputs, sampling=run.sampling(), **options)  # fewer headlines than -n: the generator warns
     rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)
 
 
-def headline_notes(result: dict, generator) -> list[str]:
-    """A warning when fewer headlines came out than -n asked for, saying what to raise (for a model
-    that answers every sample the same, nothing: ask for fewer)."""
-    from ..generators.base import fewer_advice
-
-    got, missing = len(result["headlines"]), result["missing"]
-    if not missing:
-        return []
-    why = fewer_advice(generator.engine, "some" if result["cut_off"] else None)
-    return [f"only {got} of the {got + missing} headlines asked for came out distinct and within the word limit; {why}"]
+def headline_notes(result: dict, generator, options: dict) -> list[str]:
+    """The generator's warnings about a line's headlines (fewer than -n asked for)."""
+    return generator.notes(result, generator.validate(options))
 
 
 EXAMPLES = examples(

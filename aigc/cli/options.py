@@ -136,25 +136,9 @@ class RunOptions:
         with ui.prints_to_stderr():  # what generator code prints goes to stderr
             opts = generator.validate(options)
             generator.check_sampling(opts, self.sampling())
-            self.warn_greedy(generator, opts)
+            generator.warn_greedy(opts, self.sampling())
             if inputs is not None:
                 generator.check_inputs(inputs)
-
-    def warn_greedy(self, generator, opts) -> None:
-        """Warn where --top-p, --top-k, --min-p or --seed is given but the answer is greedy (temperature 0, the
-        task's or its template's default or given), which never draws, so they would change nothing."""
-        from .. import templates
-        from ..engine.sampling import DRAWING, GREEDY_BELOW
-
-        given = [name for name in DRAWING if getattr(self, name) is not None]
-        if not given or not generator.samples:
-            return
-        template = getattr(opts, "template", None)
-        params = generator.sampling(self.sampling(), templates.get_template(template).defaults if template else None)
-        if params.greedy:
-            flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
-            why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
-            ui.warn(f"{flags} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give --temperature (e.g. 0.7) to sample")
 
     def load(self, generator) -> None:
         """Load the model with a spinner, and start timing the answer."""

@@ -41,7 +41,7 @@ def summarize(
     if chunk_tokens is not None:
         options["chunk_tokens"] = chunk_tokens
     if lines:
-        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, generator: summary_notes(result, generator, options, run, one=False), output=output, given_back=lambda r: r["unchanged"])
+        run_lines(run, "summarize", text, options, lambda r: r["summary"], as_json, notes=lambda result, generator: summary_notes(result, generator, options, run), output=output, given_back=lambda r: r["unchanged"])
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
@@ -56,12 +56,10 @@ def summarize(
     run.report(generator)
 
 
-def summary_notes(result: dict, generator, options: dict, run: RunOptions, one: bool = True) -> list[str]:
-    """Warnings about a summary; a text given back unchanged is warned of here for `one` text only
-    (`--lines` warns of those once, at the end). A cut-off one names the token limit in force and where
-    it came from where the user never gave it (--length or --words, or the template), and one twice as high to give."""
-    if result["unchanged"] and one:
-        return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
+def summary_notes(result: dict, generator, options: dict, run: RunOptions) -> list[str]:
+    """Warnings about a summary cut off (one given back unchanged the generator warns of, and `--lines`
+    once, at the end): the token limit in force and where it came from where the user never gave it
+    (--length or --words, or the template), and one twice as high to give."""
     if not result["cut_off"]:
         return []
     tokens = generator.summary_max_tokens(options, run.sampling())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option
+from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option, spelt
 from .. import config
 from . import loading, models, pulling
 from .sampling import make_generator
@@ -86,8 +86,8 @@ def resolve_image(name: str | None) -> models.ModelRef:
         return ref  # a bare hub id: taken as a diffusers repository
     if not ref.image:
         raise ModelKindError(
-            f"{ref.name} is a text model; aigc image needs an image model: an image alias from "
-            "`aigc models list`, a diffusers directory (with model_index.json), a .safetensors/.ckpt "
+            f"{ref.name} is a text model; {spelt('aigc image', 'the image task')} needs an image model: an image alias from "
+            f"{models.MODELS_LISTED}, a diffusers directory (with model_index.json), a .safetensors/.ckpt "
             "checkpoint or a hub id"
         )
     return ref

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
-from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option
+from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
 from .pulling import hub_stage, pull
@@ -43,7 +43,8 @@ def check_text_model(ref: ModelRef | None, device: str = "auto", dtype: str = "a
             raise ModelSettingError(f"{' and '.join(local)} {'set' if len(local) > 1 else 'sets'} how a model runs here; {ref.name} runs on a remote server, which decides that: leave {them} out")
         return
     if ref is not None and ref.image:
-        raise ModelKindError(f"{ref.name} is an image model, for the image task (`aigc image -m {ref.name}`); pick a text model")
+        run = spelt(f"`aigc image -m {ref.name}`", f"aigc.generate('image', prompt, model={ref.name!r})")
+        raise ModelKindError(f"{ref.name} is an image model, for the image task ({run}); pick a text model")
     if quantize not in (None, "none") and (device not in ("auto", "cpu") or dtype not in ("auto", "float32")):
         raise ModelSettingError(f"{option('quantize', quantize)} runs on the CPU in float32; use {option('device', 'cpu')} and {option('dtype', 'auto')}")
 
@@ -185,7 +186,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     if not announced:
         progress(f"loading {ref.name}")
     started = time.perf_counter()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork after tokenizing (multiprocessing) gets tokenizers' deadlock warning; a caller's own setting holds (README)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import config
-from ..errors import AigcError, BadInputError, OptionError, UnknownModelError
+from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, spelt
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
 from ..textio import parse_json
 
@@ -28,6 +28,7 @@ Progress = Callable[..., None]  # progress(stage) as each stage starts; progress
 
 def no_progress(stage: str, *counts: int) -> None:
     """A `Progress` that shows nothing (it takes the byte counts too)."""
+MODELS_LISTED = spelt("`aigc models list`", "aigc.registered_models()")  # where an error points for the models there are
 ECHO = "echo"  # aigc.testing's EchoEngine, for tests: no weights, not in `aigc models list`
 
 
@@ -162,7 +163,7 @@ def blamed_default(kind: str) -> Iterator[str]:
 
 def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
-        raise UnknownModelError("the model name is empty; give an alias (`aigc models list`), a path or a hub id, or leave it out for the default")
+        raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
         from .remote import url_problem
 
@@ -222,12 +223,17 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     )
 
 
+def _model_named(model: str) -> str:
+    """How a command (`-m 'MODEL'`) or Python (`model='MODEL'`) names `model`."""
+    return spelt(f"-m {shlex.quote(model)}", f"model={model!r}")
+
+
 def _served_hint(name: str) -> str:
     """How to reach a model named as a server names it: OpenAI's (gpt-4o, o3-mini) or ollama's (llama3.2, qwen2.5:7b)."""
     if re.fullmatch(r"(gpt-|chatgpt-|o[134]\b)[\w.:-]*", name):
-        return f"OpenAI's model is -m 'openai:https://api.openai.com/v1#{name}' (its key in AIGC_OPENAI_API_KEY); "
+        return f"OpenAI's model is {_model_named(f'openai:https://api.openai.com/v1#{name}')} (its key in AIGC_OPENAI_API_KEY); "
     if ":" in name or re.fullmatch(r"[A-Za-z][\w.-]*", name):  # ollama's NAME[:TAG]
-        return f"a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; "
+        return f"a model ollama serves is {_model_named(f'openai:http://127.0.0.1:11434/v1#{name}')}; "
     return ""
 
 
@@ -307,7 +313,7 @@ def _registered_local_ref(name: str, plugin: str, spec: ModelSpec) -> ModelRef:
             raise BadInputError("no such file or directory")
         return _local_ref(name, path, spec)
     except BadInputError as exc:
-        raise UnknownModelError(f"model alias {name!r}{whose} names {path}, which cannot be used: {exc}; use another model (`aigc models list`)") from None
+        raise UnknownModelError(f"model alias {name!r}{whose} names {path}, which cannot be used: {exc}; use another model ({MODELS_LISTED})") from None
 
 
 def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:

@@ -10,7 +10,7 @@ tokens on indentation, spaces or blank lines. A string holds no raw control char
 The schema is first rewritten into forms the parser holds (`decoder_schema`: an enum of mixed
 kinds as an `anyOf`, a recursive root as a definition, ...) and the parser of its every part is
 built before decoding, so what the parser cannot hold is refused then; a parser that still fails
-while decoding is an `AigcError`, not an answer cut where it failed.
+while decoding is an `AnswerJSONError`, not an answer cut where it failed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any, Iterator
 
-from ..errors import AigcError, BadInputError, MissingExtraError
+from ..errors import AnswerJSONError, BadInputError, MissingExtraError
 
 MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
 MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
@@ -141,13 +141,12 @@ def _has_empty_enum(node: Any) -> bool:
     return isinstance(node, list) and any(_has_empty_enum(v) for v in node)
 
 
-def schema_parser(schema: dict[str, Any]):
-    """lm-format-enforcer's parser for `schema`, once the schema is checked against JSON Schema's own
-    rules and its references resolve; a schema that fails is a `BadInputError`."""
+def check_schema(schema: dict[str, Any]) -> None:
+    """A `BadInputError` for a schema that breaks JSON Schema's own rules, nests too deep, has a `$ref`
+    that names nothing in it or an empty enum: what a model refuses, checked by the test engines too."""
     import jsonschema
 
     _check_depth(schema)
-    lmfe = _enforcer_module()
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -156,6 +155,12 @@ def schema_parser(schema: dict[str, Any]):
     _refs_resolve(schema)
     if _has_empty_enum(schema):
         raise BadInputError("the JSON schema has an enum with no values, which no answer can match; list at least one value")
+
+
+def schema_parser(schema: dict[str, Any]):
+    """lm-format-enforcer's parser for `schema`, once `check_schema` passes it; a schema that fails is a `BadInputError`."""
+    lmfe = _enforcer_module()
+    check_schema(schema)
     _typed_parts(decoder_schema(schema))
     try:
         parser = lmfe.JsonSchemaParser(decoder_schema(schema))
@@ -377,9 +382,12 @@ def _enforcer_type():
     import logging
 
     lmfe = _enforcer_module()
+    from lmformatenforcer import tokenenforcer
     from lmformatenforcer.exceptions import LMFormatEnforcerException
 
-    logging.getLogger().addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
+    logger = logging.getLogger("lmformatenforcer")
+    logger.addFilter(_no_enforcer_tracebacks)  # SchemaMask raises that failure itself
+    tokenenforcer.logging = _ModuleLogging(logger)
 
     class Enforcer(lmfe.TokenEnforcer):
         def _collect_allowed_tokens(self, *args):
@@ -466,9 +474,27 @@ def _no_trailing_commas() -> None:
     ObjectParsingState.get_allowed_characters = get_allowed_characters
 
 
+class _ModuleLogging:
+    """The `logging` module as lm-format-enforcer's token enforcer calls it (`logging.exception`,
+    `logging.basicConfig`), logging to its own `logger` in place of the root logger, and configuring
+    none: the root logger and its handlers stay the program's."""
+
+    def __init__(self, logger) -> None:
+        self.logger = logger
+
+    def __getattr__(self, name: str):
+        import logging
+
+        return getattr(self.logger, name, None) or getattr(logging, name)
+
+    @staticmethod
+    def basicConfig(**kwargs) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def _no_enforcer_tracebacks(record) -> bool:
-    """A root-logger filter: where the parser fails outside the part `Enforcer` wraps, the enforcer
-    logs a traceback (and ends the answer, which `SchemaMask` turns into an error)."""
+    """A filter of lm-format-enforcer's logger: where the parser fails outside the part `Enforcer` wraps,
+    the enforcer logs a traceback (and ends the answer, which `SchemaMask` turns into an error)."""
     return not record.getMessage().startswith("Unknown LMFormatEnforcer Problem")
 
 
@@ -582,7 +608,7 @@ class SchemaMask:
 
     def _allowed(self, sequence: tuple[int, ...]) -> list[int]:
         """The tokens that may follow `sequence` (a list: no bitmask asked for); a parser that fails
-        is an `AigcError`, never an answer cut where it was."""
+        is an `AnswerJSONError`, never an answer cut where it was."""
         from lmformatenforcer.exceptions import LMFormatEnforcerException
 
         try:
@@ -592,4 +618,4 @@ class SchemaMask:
                 raise LMFormatEnforcerException("the parser gave up where the answer cannot end")
             return allowed
         except LMFormatEnforcerException as exc:
-            raise AigcError(f"the JSON schema decoder failed in the middle of the answer ({exc}); simplify that part of the schema") from None
+            raise AnswerJSONError(f"the JSON schema decoder failed in the middle of the answer ({exc}); simplify that part of the schema") from None

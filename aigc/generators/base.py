@@ -6,22 +6,42 @@ Generators return plain data and never print. They reach the model only through 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
 import shlex
 import types
 import typing
+import warnings
 from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
-from ..engine.sampling import GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, BadInputError, OptionError, PluginError, UnknownGeneratorError, did_you_mean, option
-from ..plugins import name_problem
+from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
+from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
+from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+_quiet = contextvars.ContextVar("quiet_notes", default=False)
+
+
+@contextlib.contextmanager
+def quiet_notes():
+    """While inside, a generator run warns of nothing (`warn_greedy`, `notes`): its caller warns once
+    for many inputs (`many`, `aigc batch`), or passes the result on (the HTTP server), whose fields say so."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
+
+
+def warn(message: str) -> None:
+    """`message` as an `AigcWarning` pointing at the caller's own code (where it called aigc)."""
+    warnings.warn(message, AigcWarning, stacklevel=outside_aigc())
 
 
 def _no_progress(done: int, total: int, what: str) -> None:
@@ -48,10 +68,10 @@ def fewer_advice(engine: Any, cut_off: str | None = None) -> str:
     `cut_off` (which ones, "some") were cut at the token limit; for a model that answers every sample
     the same, ask for fewer; else raise the temperature or word limit."""
     if cut_off:
-        return f"{cut_off} were cut off at the token limit; raise --max-tokens"
+        return f"{cut_off} were cut off at the token limit; raise {option('max_tokens')}"
     if same_every_time(engine):
-        return f"the model {engine.name} gives the same answer to every sample; ask for fewer (-n)"
-    return "raise --temperature or --max-words, or ask for fewer (-n)"
+        return f"the model {engine.name} gives the same answer to every sample; ask for fewer ({option('n')})"
+    return f"raise {option('temperature')} or {option('max_words')}, or ask for fewer ({option('n')})"
 
 
 def check_varied(n: int, params: SamplingParams, what: str) -> None:
@@ -233,16 +253,19 @@ class Generator:
         return [f.name for f in dataclasses.fields(cls.Options) if f.init]
 
     def validate(self, options: dict[str, Any]):
-        """Build the `Options` dataclass; unknown or bad options are a `BadInputError`."""
+        """Build the `Options` dataclass; unknown or bad options are an `OptionError` (its `option`
+        the first unknown one), a misspelt sampling setting's pointing to the sampling settings."""
         known = set(self.option_names())
         unknown = sorted(set(options) - known)
         if unknown:
-            settings = sorted(set(unknown) & {f.name for f in dataclasses.fields(SamplingParams)})
+            sampled = {f.name for f in dataclasses.fields(SamplingParams)}
+            close = close_names([name for name in unknown if name not in sampled], known | sampled if self.samples else known)
+            settings = sorted((set(unknown) | set(close)) & sampled)
             hint = f"; give {', '.join(map(option, settings))} as {'sampling settings' if len(settings) > 1 else 'a sampling setting'}" if settings else ""
             hint = f" ({self.name} generates no text, so it takes no sampling settings)" if settings and not self.samples else hint
-            raise BadInputError(
-                f"{self.name} has no option {', '.join(unknown)}{did_you_mean(unknown, known)}; its options: {', '.join(sorted(known)) or 'none'}{hint}"
-            )
+            nor = f", nor {', '.join(unknown[1:])}" if len(unknown) > 1 else ""
+            meant = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise OptionError(unknown[0], f": {self.name} has no such option{nor}{meant}; its options: {', '.join(sorted(known)) or 'none'}{hint}")
         given = {k: v for k, v in self.converted(options).items() if v is not None}
         for f in dataclasses.fields(self.Options):  # a field with no default is an option the caller must give
             if f.init and f.name not in given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -323,6 +346,23 @@ class Generator:
     def check_sampling(self, opts, sampling: dict[str, Any] | None) -> None:
         """Reject sampling settings these options cannot work with; raises `BadInputError`."""
 
+    def warn_greedy(self, opts, sampling: dict[str, Any] | None) -> None:
+        """An `AigcWarning` where top_p, top_k, min_p or seed is given but the answer is greedy
+        (temperature 0: the task's, its template's or given), which never draws, so they change nothing."""
+        given = [name for name in DRAWING if (sampling or {}).get(name) is not None]
+        if not given or not self.samples or _quiet.get():
+            return
+        template = getattr(opts, "template", None)
+        params = self.sampling(sampling, get_template(template).defaults if template else None)
+        if params.greedy:
+            why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
+            warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature')} (e.g. 0.7) to sample")
+
+    def notes(self, result: dict[str, Any], opts) -> list[str]:
+        """Warnings about the result of one input that a caller could miss (a text given back as it
+        is, fewer answers than asked for); `__call__` warns of each, but not for one of many."""
+        return []
+
     def check_batch(self, opts) -> None:
         """Reject options that need the inputs processed together: `aigc batch` runs each row alone."""
 
@@ -361,6 +401,7 @@ class Generator:
         opts = self.validate(options)
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
+        self.warn_greedy(opts, sampling)
         self.check_each(inputs)
         if not inputs:
             return []
@@ -385,12 +426,16 @@ class Generator:
         self.check_sampled(sampling)
         opts = self.validate(options)
         self.check_sampling(opts, sampling)
+        self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
         prepared = self.preprocess(inputs, opts)
         raw = self.forward(prepared, opts, sampling or {})
         result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
             raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
+        if not _quiet.get():
+            for note in self.notes(result, opts):
+                warn(note)
         return result
 
     def by_plugin(self) -> str:

@@ -197,6 +197,7 @@ class ChatGenerator(Generator):
         `result` what calling the generator returns); bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
+        self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
         params = self.reply_params(sampling, defaults)

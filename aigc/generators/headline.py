@@ -13,7 +13,7 @@ from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import text_up_to_word
-from .base import Generator, check_varied, same_every_time, type_name
+from .base import Generator, check_varied, fewer_advice, same_every_time, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
@@ -201,6 +201,14 @@ class HeadlineGenerator(Generator):
         scores = self.engine.score(rendered.messages, headlines)
         mean = {h: score / max(1, self.engine.count_tokens(h)) for h, score in zip(headlines, scores)}
         return sorted(headlines, key=mean.__getitem__, reverse=True)[:n]
+
+    def notes(self, result: dict[str, Any], opts: HeadlineOptions) -> list[str]:
+        """Fewer headlines than asked for, and what to raise (for a model that answers every sample the same, nothing: ask for fewer)."""
+        got, missing = len(result["headlines"]), result["missing"]
+        if not missing:
+            return []
+        why = fewer_advice(self.engine, "some" if result["cut_off"] else None)
+        return [f"only {got} of the {got + missing} headlines asked for came out distinct and within the word limit; {why}"]
 
     def postprocess(self, found: tuple[list[str], int], opts: HeadlineOptions) -> dict[str, Any]:
         """`missing`: how many fewer than N came out; `cut_off`: max_tokens cut some of those off."""

@@ -219,6 +219,12 @@ class SummarizeGenerator(Generator):
         final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
+    def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:
+        """A text given back as it is."""
+        if not result.get("unchanged"):
+            return []
+        return [f"the text ({result['words']} word{'s' * (result['words'] != 1)}) is no longer than the summary asked for, so it is given back as it is"]
+
     def postprocess(self, raw: dict[str, Any], opts: SummarizeOptions) -> dict[str, Any]:
         """`summary` and its `words`; `unchanged`: the text was no longer than the summary asked for,
         so it is the summary as it is (a short text is not padded out with made-up sentences)."""

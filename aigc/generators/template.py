@@ -124,6 +124,7 @@ class TemplateGenerator(Generator):
         its whole result, as chat's; bad inputs or settings fail at the call."""
         self.check_settings(sampling)
         opts = self.validate(options)
+        self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
         rendered = self.preprocess(inputs, opts)
         params = self.sampling(sampling, rendered.defaults)

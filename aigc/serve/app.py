@@ -127,6 +127,15 @@ class Backend:
         return "fp_aigc_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
+def _unwarned(generator, inputs: Any, sampling: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A task's result for a request, warning nothing on the server's stderr: the client reads its
+    fields (`unchanged`, `missing`)."""
+    from ..generators.base import quiet_notes
+
+    with quiet_notes():
+        return generator(inputs, sampling=sampling, **options)
+
+
 def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
     """Each scheduler once: names for the same weights (an alias and its model) share one."""
     return list({id(b.scheduler): b.scheduler for b in backends.values()}.values())
@@ -804,7 +813,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.input is None:
             raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
         try:
-            result = await watched(request, engine, lambda: generator(req.input, sampling=req.sampling, **req.options), task)
+            result = await watched(request, engine, lambda: _unwarned(generator, req.input, req.sampling, req.options), task)
         except RequestCancelled:
             return Response(status_code=499)  # nobody reads it: the client is gone
         except AigcError:

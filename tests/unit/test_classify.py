@@ -159,7 +159,7 @@ def test_multi_label_examples_give_each_label_its_own_probability(classify):
         ({"labels": "a,b", "calibrate": "on"}, OptionError, "^calibrate must"),
         ({"labels": "a,b", "examples": [("text", "c")]}, UnknownLabelError, "'c'"),
         ({"examples": [("text", "c"), ("more", "c")]}, BadInputError, "only the label 'c'"),
-        ({"labels": "a,b", "parsed": "x"}, BadInputError, "no option parsed"),
+        ({"labels": "a,b", "parsed": "x"}, BadInputError, "parsed: classify has no such option"),
         ({"labels": "a,b", "examples": [("x", "a", 1)]}, BadInputError, r"example 0 must be a \(text, label\) pair"),
         ({"labels": "a,b", "examples": 5}, BadInputError, "examples must be a TSV file or a list"),
         ({"labels": "a,b", "multi_label": True, "examples": [("x", "a"), ("y", "b")], "calibrate": "examples"}, BadInputError, "not examples"),

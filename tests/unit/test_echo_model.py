@@ -1,7 +1,10 @@
 """The model `echo` (aigc.testing.EchoEngine): every command and the library without weights or torch."""
 
 import json
+import re
+import warnings
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -46,6 +49,24 @@ def test_echo_under_a_json_schema_answers_with_json_its_prompt_holds_and_says_wh
     done = runner.invoke(app, ["chat", "-m", "echo", "--schema", "a int", "hello", "--no-log"])
     assert done.exit_code == 1 and "server" not in done.stderr  # echo has none
     assert "not complete JSON: the model echo answers with the prompt, not held to JSON schemas: give it JSON" in done.stderr
+
+
+def test_the_test_engines_refuse_a_json_schema_a_model_refuses_with_the_same_error():
+    from aigc.engine.structured import check_schema
+    from aigc.errors import AnswerJSONError
+    from aigc.testing import FakeEngine
+
+    bad = {"type": "object", "properties": {"a": {"type": "strin"}}}
+    with pytest.raises(aigc.BadInputError) as refused:
+        check_schema(bad)  # what the local engine checks before it decodes
+    for engine in ("echo", FakeEngine()):
+        generator = aigc.get_generator("chat", **({"model": engine} if isinstance(engine, str) else {"engine": engine}))
+        with pytest.raises(aigc.BadInputError, match=f"^{re.escape(str(refused.value))}$"):
+            generator("x", sampling={"json_schema": bad})
+        with pytest.raises(aigc.BadInputError, match="names nothing in the schema"):
+            list(generator.stream("x", sampling={"json_schema": {"$ref": "#/nowhere"}}))
+    with pytest.raises(AnswerJSONError, match="^the answer is not complete JSON: the model echo answers with the prompt"):  # a valid schema: the answer is checked
+        aigc.generate("chat", "x", model="echo", sampling={"json_schema": {"type": "object"}})
 
 
 def test_the_library_generates_and_streams_on_echo():
@@ -156,3 +177,43 @@ def test_headline_on_echo_advises_what_helps_a_model_that_answers_every_sample_t
     assert long.exit_code == 2 and "came out of 5 tries; raise --max-words" in long.stderr and "--temperature" not in long.stderr, long.output
     rows = runner.invoke(app, ["batch", "headline", "-i", "-", "--field", "topic", "-o", "-", "-m", "echo"], input='{"topic": "rust compiler release"}\n')
     assert rows.exit_code == 0 and "ask for fewer" in rows.stderr and "--temperature" not in rows.stderr, rows.output
+
+
+def test_the_library_warns_where_the_cli_does_naming_options_as_python_spells_them():
+    from aigc.errors import AigcWarning
+
+    with pytest.warns(AigcWarning, match=r"^top_p and seed change nothing here: the answer is greedy \(temperature 0\); give temperature \(e\.g\. 0\.7\) to sample$") as greedy:
+        aigc.generate("chat", "hi", model="echo", sampling={"seed": 5, "top_p": 0.5})
+    assert greedy[0].filename == __file__  # pointing at the caller's line, not inside aigc
+    with pytest.warns(AigcWarning, match=r"^seed changes nothing here"):
+        list(aigc.stream("chat", "hi", model="echo", sampling={"seed": 5}))
+    with pytest.warns(AigcWarning, match=r"^the text \(2 words\) is no longer than the summary asked for, so it is given back as it is$"):
+        assert aigc.generate("summarize", "Short text.", model="echo")["unchanged"]
+    with pytest.warns(AigcWarning, match=r"^only 1 of the 2 headlines asked for came out distinct .*; ask for fewer \(n\)$"):
+        aigc.generate("headline", {"topic": "bees"}, model="echo", n=2, sampling={"temperature": 0.8})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # many's results say so themselves ("unchanged"), not a warning each
+        assert [r["unchanged"] for r in aigc.get_generator("summarize", model="echo").many(["a b", "c d"])] == [True, True]
+        aigc.generate("chat", "hi", model="echo", sampling={"seed": 5, "temperature": 0.7})
+
+
+def test_a_cli_warning_the_generator_gives_is_shown_once_with_the_commands_flags():
+    greedy = runner.invoke(app, ["chat", "-m", "echo", "--seed", "3", "--no-log", "hi"])
+    assert greedy.stderr == "Warning: --seed changes nothing here: the answer is greedy (temperature 0); give --temperature (e.g. 0.7) to sample\n", greedy.output
+    short = runner.invoke(app, ["summarize", "-m", "echo", "--no-log", "-"], input="Short text.")
+    assert short.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n", short.output
+    fewer = runner.invoke(app, ["headline", "--topic", "bees", "-n", "2", "-m", "echo", "--no-log"])
+    assert fewer.stderr.count("Warning:") == 1 and fewer.stderr.endswith("ask for fewer (-n)\n"), fewer.output
+
+
+def test_many_warns_once_of_a_greedy_answer_and_of_no_result_and_the_server_warns_of_nothing(recwarn):
+    from aigc.errors import AigcWarning
+    from aigc.generators.base import get_generator
+    from aigc.serve.app import _unwarned
+
+    summarize = get_generator("summarize", model="echo")
+    with pytest.warns(AigcWarning, match="^seed changes nothing here") as told:
+        summarize.many(["a b", "c d"], sampling={"seed": 1})
+    assert len(told) == 1
+    recwarn.clear()
+    assert _unwarned(summarize, "a b", {"seed": 1}, {})["unchanged"] and not recwarn.list

@@ -5,7 +5,11 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from aigc import plugins, templates
+from aigc.cli.app import AigcGroup
+from aigc.errors import AigcWarning
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,7 +145,7 @@ def test_adcopy_returns_the_variants_found_and_how_many_are_missing():
         with pytest.raises(BadInputError, match="no ad-copy variant came out"):  # nothing at all: nothing to return
             get_generator("adcopy", engine=FakeEngine())({"product": "a bamboo bottle", "audience": "hikers"}, n=2, sampling={"seed": 1})
 
-        app = typer.Typer()
+        app = typer.Typer(cls=AigcGroup)  # as `aigc` runs it: warnings shown on stderr
         app.callback()(lambda: None)
         plugins.register_commands(app)
         engine.enqueue("Hike Light, Drink Green", *[""] * 5, "Bamboo keeps your water cool on every trail, all day long.")
@@ -203,9 +207,10 @@ def test_adcopy_leaves_out_a_body_cut_off_by_max_tokens_and_says_so():
     register_adcopy()
     try:
         inputs = {"product": "a bamboo bottle", "audience": "hikers"}
-        result = get_generator("adcopy", engine=queued(LimitEngine()))(inputs, n=2, sampling={"seed": 1, "max_tokens": 8})
+        with pytest.warns(AigcWarning, match=r"^only 1 of the 2 variants asked for came out distinct; some bodies were cut off at the token limit; raise max_tokens$"):
+            result = get_generator("adcopy", engine=queued(LimitEngine()))(inputs, n=2, sampling={"seed": 1, "max_tokens": 8})
         assert result == {"variants": [{"headline": "Hike Light, Drink Green", "body": "Bamboo keeps water cool all day."}], "missing": 1, "cut_off": True}
-        app = typer.Typer()
+        app = typer.Typer(cls=AigcGroup)  # as `aigc` runs it: warnings name its flags
         app.callback()(lambda: None)
         plugins.register_commands(app)
         with mock.patch("aigc.cli.options.RunOptions.generator", return_value=get_generator("adcopy", engine=queued(LimitEngine()))):
@@ -278,7 +283,7 @@ def test_adcopy_command_runs_on_echo_with_a_body_that_is_not_the_headline_again(
 
     register_adcopy()
     try:
-        app = typer.Typer()
+        app = typer.Typer(cls=AigcGroup)  # as `aigc` runs it: warnings name its flags
         app.callback()(lambda: None)
         plugins.register_commands(app)
         done = CliRunner().invoke(app, ["adcopy", "--product", "a standing desk", "--audience", "remote workers", "--json", "-m", "echo", "--no-log"])

@@ -6,7 +6,7 @@ import pytest
 
 import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
+from aigc.errors import AigcError, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -178,7 +178,7 @@ def test_only_an_introducing_first_line_is_dropped(answer, format_, expected):
     assert SummarizeGenerator(engine=engine)(LONG_TEXT, format=format_)["summary"] == expected
 
 
-@pytest.mark.parametrize("options, words_", [({"length": "huge"}, "^length must"), ({"format": "table"}, "^format must"), ({"words": 1}, "^words must"), ({"colour": 1}, "no option colour")])
+@pytest.mark.parametrize("options, words_", [({"length": "huge"}, "^length must"), ({"format": "table"}, "^format must"), ({"words": 1}, "^words must"), ({"colour": 1}, "colour: summarize has no such option")])
 def test_summarize_rejects_bad_options(options, words_):
     with pytest.raises(BadInputError, match=words_):
         SummarizeGenerator(engine=FakeEngine())("text", **options)
@@ -696,7 +696,7 @@ def echo_generator(**extra):
 def test_a_generator_without_options_runs_and_refuses_any_option():
     Echo = echo_generator()
     assert Echo(engine=FakeEngine())("hi") == {"text": "hi"}
-    with pytest.raises(BadInputError, match="echo has no option tone"):
+    with pytest.raises(BadInputError, match="tone: echo has no such option"):
         Echo(engine=FakeEngine())("hi", tone="warm")
 
 
@@ -883,7 +883,7 @@ def test_a_streamed_answer_held_to_a_schema_is_checked_when_it_ends():
     engine = FakeEngine()
     gen = ChatGenerator(engine=engine)
     engine.enqueue('{"a": ')  # ended well before max_tokens: not "raise max_tokens"
-    with pytest.raises(AigcError, match="not complete JSON: the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON"):
+    with pytest.raises(AnswerJSONError, match="not complete JSON: the test engine answers with the texts queued, not held to JSON schemas: enqueue JSON"):
         list(gen.stream("hi", sampling={"json_schema": schema, "max_tokens": 50}))
     engine.enqueue('{"a": ')  # a stop string the caller gave ended it
     with pytest.raises(BadInputError, match="a stop string ended the answer before its JSON was complete; leave stop out"):
@@ -930,7 +930,7 @@ def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
 
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
-    with pytest.raises(BadInputError, match=r"^chat has no option max_tokens; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
+    with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
         ChatGenerator(engine=engine)("hi", max_tokens=30)
     classify = ClassifyGenerator(engine=engine)
     with pytest.raises(BadInputError, match="^there is no text to classify$"):  # one text: no position
@@ -948,8 +948,11 @@ def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_op
 def test_a_misspelt_option_names_the_one_it_is_close_to():
     with pytest.raises(UnknownGeneratorError, match=r"^unknown generator 'summarise' \(did you mean summarize\?\); known: "):
         aigc.get_generator("summarise")
-    with pytest.raises(BadInputError, match=r"^summarize has no option lenght \(did you mean length\?\); its options: batch_size, "):
+    with pytest.raises(OptionError, match=r"^lenght: summarize has no such option \(did you mean length\?\); its options: batch_size, ") as told:
         SummarizeGenerator(engine=FakeEngine())("Bees make honey.", lenght="short")
+    assert told.value.option == "lenght"
+    with pytest.raises(OptionError, match=r"^temprature: chat has no such option, nor wordz \(did you mean temperature\?\); its options: .*; give temperature as a sampling setting$"):
+        ChatGenerator(engine=FakeEngine())("hi", temprature=0.5, wordz=3)  # a sampling setting misspelt, where it does not go
 
 
 def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkeypatch):
@@ -964,7 +967,7 @@ def test_tasks_that_generate_no_text_refuse_sampling_settings_naming_them(monkey
             aigc.generate(task, "good", sampling={"temperature": 0.5, "seed": 1, "top_k": None}, **options)
         with pytest.raises(BadInputError, match=rf"^{task} takes no sampling options"):
             generator.many(["good"], sampling={"max_tokens": 3}, **options)
-        with pytest.raises(BadInputError, match=rf"^{task} has no option max_tokens; .*\({task} generates no text, so it takes no sampling settings\)$"):
+        with pytest.raises(BadInputError, match=rf"^max_tokens: {task} has no such option; .*\({task} generates no text, so it takes no sampling settings\)$"):
             generator("good", max_tokens=3, **options)
         assert aigc.generate(task, "good", sampling={"temperature": None}, **options)  # an unset setting is no setting
     assert aigc.generate("classify", "good", labels="a,b", threshold=0.5, multi_label=True)["labels"] is not None  # its own options still work
@@ -1101,13 +1104,13 @@ def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headin
         ({"model": FakeEngine()}, "OptionError", "model must be a model name or path (text), got FakeEngine; to run a loaded engine, give engine=it: aigc.get_generator('chat', engine=...)"),
         ({"device": "tpu"}, "OptionError", "device must be auto, cpu, cuda or mps, got 'tpu'"),
         ({"quantize": "int2"}, "OptionError", "quantize must be none, int4 or int8, got 'int2'"),
-        ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`)"),
+        ({"model": "sd-turbo"}, "ModelKindError", "sd-turbo is an image model, for the image task (aigc.generate('image', prompt, model='sd-turbo')); pick a text model"),
         ({"model": "openai:notaurl"}, "UnknownModelError", "a remote model needs an http(s) URL"),
         ({"model": "openai:http://[::1/v1#x"}, "UnknownModelError", "'openai:http://[::1/v1#x': a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Invalid IPv6 URL)"),
         ({"model": "openai:http://host:port/v1"}, "UnknownModelError", "a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL (Port could not be cast"),
         ({"model": ""}, "UnknownModelError", "the model name is empty"),
         ({"model": "", "task": "image"}, "UnknownModelError", "the model name is empty"),
-        ({"model": "smollm2", "task": "image"}, "ModelKindError", "smollm2 is a text model; aigc image needs an image model"),
+        ({"model": "smollm2", "task": "image"}, "ModelKindError", "smollm2 is a text model; the image task needs an image model: an image alias from aigc.registered_models(), a diffusers"),
         ({"model": "no-such-model"}, "UnknownModelError", "unknown model 'no-such-model'"),
         ({"model": "no-such-model", "task": "image"}, "UnknownModelError", "unknown image model 'no-such-model'"),
         ({"model": "./no/such/dir"}, "UnknownModelError", "no such file or directory: ./no/such/dir"),

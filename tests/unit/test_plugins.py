@@ -1284,7 +1284,7 @@ def test_an_unknown_ollama_name_says_how_to_use_it_through_ollamas_api():
     from aigc.errors import UnknownModelError
 
     for name in ("llama3.2:3b", "llama3.2", "mistral"):  # ollama's names, with its tag or without (its :latest)
-        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#{name}'; known aliases: "):
+        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; a model ollama serves is model='openai:http://127.0.0.1:11434/v1#{name}'; known aliases: "):
             resolve(name)
 
 
@@ -1293,8 +1293,27 @@ def test_an_unknown_openai_model_name_says_how_to_use_it_through_openais_api():
     from aigc.errors import UnknownModelError
 
     for name in ("gpt-4o", "gpt-4.1-mini", "o3-mini", "o1"):
-        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; OpenAI's model is -m 'openai:https://api.openai.com/v1#{name}' \(its key in AIGC_OPENAI_API_KEY\); known aliases: "):
+        with pytest.raises(UnknownModelError, match=rf"^unknown model '{name}'; OpenAI's model is model='openai:https://api.openai.com/v1#{name}' \(its key in AIGC_OPENAI_API_KEY\); known aliases: "):
             resolve(name)
+
+
+def test_errors_point_python_to_python_and_a_command_to_commands():
+    import aigc
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.errors import UnknownModelError, UnknownTemplateError
+
+    with pytest.raises(UnknownTemplateError, match=r"^unknown template 'nope'; see aigc.list_templates\(\) for all of them$"):
+        aigc.generate("template", "hi", template="nope", model="echo")
+    with pytest.raises(UnknownModelError, match=r"give an alias \(aigc.registered_models\(\)\)"):
+        aigc.generate("chat", "hi", model=" ")
+    listed = aigc.list_templates()
+    assert "summarize" in listed and listed["summarize"].description and "list_templates" in aigc.__all__
+    told = CliRunner().invoke(app, ["run", "nope", "-m", "echo", "hi"])
+    assert told.exit_code == 2 and told.stderr == "Error: unknown template 'nope'; see `aigc templates list` for all of them\n", told.output
+    told = CliRunner().invoke(app, ["chat", "-m", "llama3.2", "hi"])
+    assert told.exit_code == 2 and "a model ollama serves is -m 'openai:http://127.0.0.1:11434/v1#llama3.2'; " in told.stderr, told.output
 
 
 class KeywordRegisterPlugin:

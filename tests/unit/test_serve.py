@@ -2389,7 +2389,7 @@ def test_an_empty_text_among_many_to_embed_is_named_by_its_index(server):
         ("/v1/aigc/summarize", {"input": "   "}, "input"),
         ("/v1/aigc/classify", {"input": "a text", "options": {"labels": ["a", "b"], "calibrate": "batch"}}, "calibrate"),
         ("/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "no-such-template"}}, "options"),
-        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"colour": "red"}}, "options"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "options": {"colour": "red"}}, "colour"),
         ("/v1/aigc/headline", {"input": {"topic": "bees"}, "sampling": {"bogus": 2}}, "sampling"),
         ("/v1/aigc/headline", {"input": {"topic": "bees"}, "sampling": {"temperature": 5}}, "temperature"),
     ],

@@ -1,6 +1,7 @@
 """Structured answers: --schema values, decoding held to a JSON schema, and what comes back."""
 
 import json
+import logging
 import re
 
 import pytest
@@ -352,6 +353,7 @@ def test_a_decoder_that_fails_mid_answer_is_an_error_never_a_short_answer(tiny_e
     unsatisfiable = {"type": "object", "properties": {"b": {"type": "string", "minLength": 5, "maxLength": 2}}, "required": ["b"]}
     with pytest.raises(AigcError, match="decoder failed in the middle of the answer .*gave up"):  # the enforcer catches this one itself
         tiny_engine.generate(["JSON"], SamplingParams(temperature=0, max_tokens=40, json_schema=unsatisfiable))
+    assert "Unknown LMFormatEnforcer Problem" not in caplog.text and logging.getLogger().filters == []  # the program's root logger untouched
 
 
 def test_whitespace_runs_are_capped_between_json_parts_and_in_strings(tiny_engine):

@@ -440,7 +440,7 @@ def test_unknown_language_lists_close_matches():
     "options, words",
     [({"target_language": None}, "target_language=French or target_language=fr"), ({"target_language": "Klingon"}, "unknown language"),
      ({"target_language": "fr", "source_language": "French"}, "both French"), ({"source_language": "nope"}, "unknown language"),
-     ({"chunk_tokens": 2}, "^chunk_tokens must"), ({"glossary": [("a",)]}, "glossary entry"), ({"colour": 1}, "no option colour")],
+     ({"chunk_tokens": 2}, "^chunk_tokens must"), ({"glossary": [("a",)]}, "glossary entry"), ({"colour": 1}, "colour: translate has no such option")],
 )
 def test_bad_options(options, words):
     with pytest.raises(BadInputError, match=words):

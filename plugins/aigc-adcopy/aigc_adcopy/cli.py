@@ -41,30 +41,17 @@ def adcopy(
     if lines:
         check_lines_source(source, "adcopy")
         text = product if product is not None else read_document(source, lines=True, expected=PRODUCT)
-        run_lines(run, "adcopy", text, options, lambda r: " | ".join(f"{v['headline']} — {v['body']}" for v in r["variants"]), as_json, notes=adcopy_notes, output=output, fields={"audience": audience})
+        run_lines(run, "adcopy", text, options, lambda r: " | ".join(f"{v['headline']} — {v['body']}" for v in r["variants"]), as_json, notes=lambda result, generator: generator.notes(result, generator.validate(options)), output=output, fields={"audience": audience})
         return
     inputs = {"product": product if product is not None else read_document(source, text_hint="to give the product itself, use --product TEXT", expected=PRODUCT), "audience": audience}
     generator = run.generator("adcopy")
     run.prepare(generator, inputs, options)
     with ui.prints_to_stderr():  # what generator code prints goes to stderr
-        result = generator(inputs, sampling=run.sampling(), **options)
-    for note in adcopy_notes(result, generator):
-        ui.warn(note)
+        result = generator(inputs, sampling=run.sampling(), **options)  # fewer variants than -n: the generator warns
     text = "\n\n".join(f"{v['headline']}\n{v['body']}" for v in result["variants"])
     emit(json.dumps(result, ensure_ascii=False) if as_json else text, output)
     run.keep(generator, "adcopy", inputs, text, options, result)
     run.report(generator)
-
-
-def adcopy_notes(result: dict, generator) -> list[str]:
-    """A warning when fewer variants came out than -n asked for, saying what to raise."""
-    from aigc.generators.base import fewer_advice
-
-    got, missing = len(result["variants"]), result["missing"]
-    if not missing:
-        return []
-    why = fewer_advice(generator.engine, "some bodies" if result["cut_off"] else None)
-    return [f"only {got} of the {got + missing} variants asked for came out distinct; {why}"]
 
 
 EXAMPLES = examples(

@@ -15,7 +15,7 @@ from typing import Any
 
 from aigc import templates
 from aigc.errors import BadInputError, OptionError, option
-from aigc.generators.base import Generator, same_every_time, type_name
+from aigc.generators.base import Generator, fewer_advice, same_every_time, type_name
 from aigc.generators.headline import clean_headline, fit_headline
 
 MAX_ROUNDS = 5
@@ -168,6 +168,13 @@ class AdCopyGenerator(Generator):
             more = option("max_words") if same else f"{option('temperature')} or {option('max_words')}"
             raise BadInputError(f"no ad-copy variant came out of {MAX_ROUNDS} tries; raise {more}")
         return list(variants.values()), bodies_cut
+
+    def notes(self, result: dict[str, Any], opts: AdCopyOptions) -> list[str]:
+        """Fewer variants than asked for, and what to raise (aigc warns of each, on the CLI and in Python)."""
+        got, missing = len(result["variants"]), result["missing"]
+        if not missing:
+            return []
+        return [f"only {got} of the {got + missing} variants asked for came out distinct; {fewer_advice(self.engine, 'some bodies' if result['cut_off'] else None)}"]
 
     def postprocess(self, found: tuple[list[dict[str, str]], int], opts: AdCopyOptions) -> dict[str, Any]:
         """`missing`: how many fewer than N distinct variants came out; `cut_off`: max_tokens cut
