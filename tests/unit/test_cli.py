@@ -2974,7 +2974,7 @@ def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monke
 
 
 STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: streamed, after its first two words
-    "import sys\n"
+    "import os, signal, sys\n"
     "from aigc import testing\n"
     "from aigc.cli.app import main\n"
     "def generate(self, prompts, params):\n"
@@ -2989,6 +2989,8 @@ STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: 
     "sys.argv = ['aigc', *sys.argv[1:]]\n"
     "main()\n"
 )
+TERMINATED_ECHO = STOPPED_ECHO.replace("raise KeyboardInterrupt", "os.kill(os.getpid(), signal.SIGTERM)")  # stopped by SIGTERM (timeout's, systemd's, CI's) instead
+STOPS = [(STOPPED_ECHO, 130, "interrupted"), (TERMINATED_ECHO, 143, "terminated")]
 
 
 @pytest.mark.parametrize(
@@ -2999,12 +3001,13 @@ STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: 
         (["run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story about a cat"], None),
     ],
 )
-def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_and_kept(tmp_path, argv, session):
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_or_sigterm_is_written_logged_and_kept(tmp_path, argv, session, script, code, said):
     from aigc import conversations, logs
 
     with open(tmp_path / "draft.md", "w") as draft:  # `aigc chat "..." > draft.md`: stdout is no terminal
-        done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+        done = subprocess.run([sys.executable, "-c", script, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (code, f"Error: {said}\n")
     assert (tmp_path / "draft.md").read_text() == "Write a\n"
     entry = logs.entries(1)[0]
     assert entry.response == "Write a" and (entry.session == session if session else True)
@@ -3012,17 +3015,43 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
-def test_run_o_stopped_with_ctrl_c_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path):
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_run_o_stopped_with_ctrl_c_or_sigterm_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path, script, code, said):
     from aigc import logs
 
     draft = tmp_path / "draft.md"
     draft.write_text("the previous draft\n")  # a half answer must not replace a whole one
-    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert (done.returncode, done.stdout) == (130, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: interrupted\n"), done.stderr
+    done = subprocess.run([sys.executable, "-c", script, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (code, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: {said}\n"), done.stderr
     assert draft.read_text() == "the previous draft\n" and logs.entries(1)[0].response == "Write a"
     new = tmp_path / "new.md"
-    assert subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == 130
+    assert subprocess.run([sys.executable, "-c", script, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == code
     assert not new.exists()  # no half-written -o file
+
+
+@pytest.mark.parametrize(
+    "argv, extra",
+    [
+        (["chat", "-m", "echo", "--log", "--json", "Write a long story about a cat"], {"model", "conversation"}),
+        (["chat", "-m", "echo", "--log", "--json", "-S", "story", "Write a long story about a cat"], {"model", "session"}),
+        (["run", "chat", "-m", "echo", "--log", "--json", "--var", "input=Write a long story about a cat"], {"template", "model"}),
+    ],
+)
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_a_json_answer_stopped_with_ctrl_c_or_sigterm_is_printed_as_json_so_far_and_logged(argv, extra, script, code, said):
+    from aigc import logs
+
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (code, f"Error: {said}\n")
+    shown = json.loads(done.stdout)  # the keys of a whole answer's JSON
+    assert (shown["text"], shown["finish_reason"], shown["usage"], set(shown)) == ("Write a", "interrupted", None, {"text", "finish_reason", "usage", *extra})
+    assert logs.entries(1)[0].response == "Write a"
+
+
+def test_a_whole_json_answer_read_as_a_stream_is_the_generators_result():
+    done = invoke("chat", "-m", "echo", "--no-log", "--json", "Say hello")
+    whole = json.loads(done.stdout)
+    assert done.exit_code == 0 and whole["text"] == "Say hello" and whole["finish_reason"] == "stop" and set(whole["usage"]) == {"prompt_tokens", "completion_tokens"}
 
 
 @pytest.mark.parametrize(
