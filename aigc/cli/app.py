@@ -294,6 +294,9 @@ class AigcGroup(TyperGroup):
             raise
 
     def parse_args(self, ctx, args):
+        if not args and ctx.parent is None and not ctx.resilient_parsing and sys.stdin is not None and not sys.stdin.isatty():  # `cat notes.md | aigc > out.md`: not the help into the result
+            ui.error("no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)")
+            raise typer.Exit(2)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:

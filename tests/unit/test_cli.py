@@ -37,9 +37,20 @@ def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_down
 
 @pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
 def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
+    import pty
+
+    terminal, _ = pty.openpty()  # `aigc` alone shows its help where stdin is a terminal
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, stdin=terminal, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
+
+
+def test_no_command_with_piped_stdin_is_a_one_line_hint_not_the_help_into_the_result():
+    done = subprocess.run([sys.executable, "-m", "aigc"], input="notes to summarize\n", capture_output=True, text=True, timeout=60)  # `cat notes.md | aigc > out.md`
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "Error: no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)\n"
+    shown = subprocess.run([sys.executable, "-m", "aigc", "--help"], input="", capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "Commands" in shown.stdout
 
 
 def completions(words: str) -> list[str]:
