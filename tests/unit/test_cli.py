@@ -96,6 +96,18 @@ def test_shell_completion_with_a_broken_settings_file_offers_nothing_and_prints_
     assert completions("aigc chat -m ") == []
 
 
+@pytest.mark.parametrize("argv, starts", [(["--show-completion", "zsh"], "#compdef aigc"), (["--show-completion=zsh"], "#compdef aigc"), (["--show-completion", "fish"], "complete --command aigc"), (["--show-completion", "bash"], "_aigc_completion()")])
+def test_show_completion_prints_the_script_of_the_shell_named(argv, starts):
+    done = subprocess.run([sys.executable, "-m", "aigc", *argv], capture_output=True, text=True, timeout=60)  # named from any shell: a dotfiles installer's
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith(starts)
+
+
+def test_show_completion_of_a_shell_with_none_is_a_one_line_error():
+    done = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "sh"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "Error: no completion script for shell 'sh'; name one of bash, zsh, fish, powershell, pwsh: `aigc --show-completion zsh`\n"
+
+
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     from aigc.cli import app as app_module
 
