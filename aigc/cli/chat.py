@@ -75,7 +75,7 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
-    files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
+    files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message. Piped stdin is still read and added: in a `while read` loop give `< /dev/null`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
     n: Answers = None,

@@ -237,6 +237,11 @@ def test_summarize_help_shows_the_chunk_tokens_default():
     assert f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']})" in shown
 
 
+def test_chat_help_says_that_file_still_reads_piped_stdin():
+    shown = invoke("chat", "--help", env={"COLUMNS": "300"}).stdout  # `while read f; do aigc chat -f "$f" ...`: each call would take the loop's input
+    assert "Piped stdin is still read and added: in a `while read` loop give `< /dev/null`." in shown
+
+
 def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("Bees make honey in the city. " * 40 + "\n\nCities have rooftops for hives. " * 40)
