@@ -24,6 +24,7 @@ from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
 from .options import PARAMETERS, env_source, fabric_var
+from .starting import started
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
@@ -484,6 +485,7 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
+    started()  # Ctrl-C is KeyboardInterrupt again, which the group handles
     try:
         app(prog_name="aigc")
     finally:  # the process ends: its last garbage collection need not walk torch's and transformers' objects (1.1 of 6 s after loading a model)

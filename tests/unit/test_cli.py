@@ -125,6 +125,49 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
 
 
+STARTING = (  # Ctrl-C once aigc is imported and before the CLI runs: while it starts, as far as SIGINT goes
+    "import os, signal, sys, time\n"
+    "sys.argv[0] = {argv0!r}\n"
+    "{before}"
+    "import aigc\n"
+    "os.kill(os.getpid(), signal.SIGINT)\n"
+    "time.sleep(30)\n"
+    "print('went on')\n"
+)
+
+
+@pytest.mark.parametrize("debug", [None, "1"])
+def test_ctrl_c_while_the_aigc_command_imports_is_one_line(monkeypatch, debug):
+    if debug:
+        monkeypatch.setenv("AIGC_DEBUG", debug)
+    else:
+        monkeypatch.delenv("AIGC_DEBUG", raising=False)
+    done = subprocess.run([sys.executable, "-c", STARTING.format(argv0="/usr/local/bin/aigc", before="")], capture_output=True, text=True, timeout=60)
+    assert done.returncode in (130, -2) and done.stdout == ""  # -2: Python ends itself with SIGINT after a KeyboardInterrupt's traceback
+    if debug:
+        assert "KeyboardInterrupt" in done.stderr
+    else:
+        assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+
+
+@pytest.mark.parametrize("argv0, before, went_on", [("my_script.py", "", False), ("/usr/local/bin/aigc", "signal.signal(signal.SIGINT, signal.SIG_IGN)\n", True)])
+def test_importing_aigc_leaves_sigint_to_a_library_user_and_an_ignored_one_ignored(argv0, before, went_on):
+    done = subprocess.run([sys.executable, "-c", STARTING.format(argv0=argv0, before=before).replace("time.sleep(30)", "time.sleep(0.5)")], capture_output=True, text=True, timeout=60)
+    if went_on:  # `nohup aigc ...`, a background job: SIGINT stays ignored
+        assert (done.returncode, done.stdout) == (0, "went on\n")
+    else:  # the program's own KeyboardInterrupt, as without aigc
+        assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+
+
+def test_the_aigc_command_is_told_from_a_program_that_imports_aigc(monkeypatch):
+    from aigc.cli import starting
+
+    for orig, argv0, command in ((["python", "-m", "aigc", "chat"], "-m", True), (["python", "-X", "importtime", "-m", "aigc"], "-m", True), (["/v/bin/python", "/v/bin/aigc", "logs"], "/v/bin/aigc", True), (["python", "app.py"], "app.py", False), (["python", "-m", "aigc_helper"], "-m", False)):
+        monkeypatch.setattr(sys, "orig_argv", orig)
+        monkeypatch.setattr(sys, "argv", [argv0])
+        assert starting._the_command() is command, orig
+
+
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.startswith("aigc ")
