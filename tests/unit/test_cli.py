@@ -102,6 +102,11 @@ def test_show_completion_prints_the_script_of_the_shell_named(argv, starts):
     assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith(starts)
 
 
+def test_show_completion_after_double_dash_is_text_not_the_option():
+    done = subprocess.run([sys.executable, "-m", "aigc", "chat", "-m", "echo", "--no-log", "--", "--show-completion"], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "--show-completion\n")
+
+
 def test_show_completion_of_a_shell_with_none_is_a_one_line_error():
     done = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "sh"], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (2, "")
