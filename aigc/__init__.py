@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+from .cli.starting import starting as _starting
+
+_starting()  # Ctrl-C while the aigc command imports what follows: one line, not a traceback
+
 import threading as _threading
 from typing import Any
 

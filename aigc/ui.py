@@ -18,7 +18,7 @@ from typing import Callable, Iterator, TextIO
 from rich.console import Console
 from rich.file_proxy import FileProxy
 
-from .errors import AigcError, named_options
+from .errors import AigcError, Terminated, named_options
 
 
 @dataclass
@@ -127,8 +127,8 @@ def _under_live_display(out: TextIO) -> bool:
 def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda partial: None, write: Callable[[str], None] | None = None, cut: Callable[[str], None] | None = None) -> tuple[str, str | None]:
     """Write a result's pieces to stdout as they come (leading space dropped, a line break after);
     returns the whole text and what `pieces` returns at its end (a stream's finish reason). An
-    `AigcError` or Ctrl-C midway ends the written line first; Ctrl-C gives `on_stop` the text
-    written so far. With `write` (stdout is no terminal, `> draft.md`, where an answer comes
+    `AigcError`, Ctrl-C or SIGTERM midway ends the written line first; Ctrl-C and SIGTERM (a stop)
+    give `on_stop` the text written so far. With `write` (stdout is no terminal, `> draft.md`, where an answer comes
     whole) nothing is shown as it comes: `write` gets the whole text at the end, or where Ctrl-C
     stops it, the text so far (before `on_stop`), which `cut` gets instead where it is given (an
     `-o` file keeps what it had: only a whole answer replaces it)."""
@@ -150,11 +150,11 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
             if write is None:
                 out.write(piece)
                 out.flush()
-    except (AigcError, KeyboardInterrupt) as exc:  # the error goes on a line of its own, after what was written
+    except (AigcError, KeyboardInterrupt, Terminated) as exc:  # the error goes on a line of its own, after what was written
         if started and write is None:
             out.write("\n")
             out.flush()
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
             close = getattr(pieces, "close", None)
             if close:
                 close()  # a session records the partial reply now

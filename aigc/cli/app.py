@@ -24,6 +24,7 @@ from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
 from .options import PARAMETERS, env_source, fabric_var
+from .starting import started
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
@@ -294,6 +295,12 @@ class AigcGroup(TyperGroup):
             raise
 
     def parse_args(self, ctx, args):
+        if not args and ctx.parent is None and not ctx.resilient_parsing and sys.stdin is not None and not sys.stdin.isatty():  # `cat notes.md | aigc > out.md`: not the help into the result
+            ui.error("no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)")
+            raise typer.Exit(2)
+        options = args[: args.index("--")] if "--" in args else args  # after --: text (`aigc chat -- --show-completion`)
+        if ctx.parent is None and "--show-completion" in {arg.split("=", 1)[0] for arg in options}:
+            _show_completion(options)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:
@@ -358,6 +365,26 @@ class AigcGroup(TyperGroup):
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _show_completion(args: list[str]) -> None:
+    """`aigc --show-completion [SHELL]`: the completion script of the shell named (typer's flag takes
+    no value, and printed the script of the shell it ran in whatever was named), else of the shell
+    it runs in; a shell with none (`sh`) is a one-line error, exit 2. Exits."""
+    from typer._completion_shared import _get_shell_name, get_completion_script
+
+    at = next(i for i, arg in enumerate(args) if arg.split("=", 1)[0] == "--show-completion")
+    named = args[at].partition("=")[2] or (args[at + 1] if at + 1 < len(args) and not args[at + 1].startswith("-") else None)
+    shell = named or _get_shell_name()
+    if shell not in COMPLETION_SHELLS:
+        what = f"shell {shell!r}" if named else f"this shell ({shell or 'not found'})"
+        ui.error(f"no completion script for {what}; name one of {', '.join(COMPLETION_SHELLS)}: `aigc --show-completion zsh`")
+        raise typer.Exit(2)
+    ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
+    raise typer.Exit(0)
 
 
 def _debug_traceback() -> None:
@@ -459,6 +486,7 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
+    started()  # Ctrl-C is KeyboardInterrupt again, which the group handles
     try:
         app(prog_name="aigc")
     finally:  # the process ends: its last garbage collection need not walk torch's and transformers' objects (1.1 of 6 s after loading a model)

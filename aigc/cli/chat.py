@@ -19,7 +19,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, parse_vars, read_schema_option, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -75,7 +75,7 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
-    files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message.")] = None,
+    files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message. Piped stdin is still read and added: in a `while read` loop give `< /dev/null`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
     n: Answers = None,
@@ -160,14 +160,18 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
     run.prepare(generator, text, options)
     sampling = run.sampling()
     result = None
-    if _streamed(generator, options, run, as_json or code is not None):
+    streamed = _streamed(generator, options, run, code is not None)
+    if streamed and not as_json:
         with ui.prints_to_stderr():  # what generator code prints goes to stderr
             answer, reason = ui.stream_result(generator.stream(text, sampling, **options), on_stop=run.keeps_stopped(generator, "chat", text, options), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=options["template"])
     else:
         with ui.prints_to_stderr():
-            result = generator(text, sampling=sampling, **options)
+            if streamed:  # --json: read as a stream, so that a stop still prints the answer so far
+                result = held_stream(generator.stream(text, sampling, **options), run.keeps_stopped(generator, "chat", text, options), lambda partial: _json_result(generator, partial))
+            else:
+                result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
             _json_result(generator, result)
@@ -218,9 +222,9 @@ def _session(generator, system, template, run: RunOptions, path, variables, keep
 
 def _streamed(generator, options: dict, run: RunOptions, held: bool) -> bool:
     """Whether the answer is read as a stream: one plain answer, shown as it comes on a terminal and
-    elsewhere written whole (as far as it went where Ctrl-C stops it); not one `held` for --json or
-    -x, not JSON held to a schema, from --schema or the template's defaults, which is printed again
-    with an indent; not several."""
+    elsewhere written whole (as far as it went where Ctrl-C or SIGTERM stops it), or held for
+    --json; not one `held` for -x, not JSON held to a schema, from --schema or the template's
+    defaults, which is printed again with an indent; not several."""
     if held or run.json_schema is not None:
         return False
     defaults = templates.get_template(generator.validate(options).template).defaults
@@ -253,18 +257,22 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     _check_model(session, run)
     result = None
     label = conversations.session_label(session.path)
-    if _streamed(generator, session.options(), run, as_json or code is not None):
+    streamed = _streamed(generator, session.options(), run, code is not None)
+    if streamed and not as_json:
         with ui.prints_to_stderr():
             answer, reason = ui.stream_result(session.send(text), on_stop=run.keeps_stopped(generator, "chat", text, session.options(), label), write=_whole())
         answer = answer.strip()
         run.warn_cut_off(reason, template=session.template)
     else:
+        named = {"session": readable_name(session.path)} if not conversations.unnamed(session.path) else {"conversation": label}
         with ui.prints_to_stderr():
-            result = session.answer(text)
+            if streamed:  # --json: read as a stream, so that a stop still prints the answer so far
+                result = held_stream(session.send(text), run.keeps_stopped(generator, "chat", text, session.options(), label), lambda partial: _json_result(generator, partial, **named))
+            else:
+                result = session.answer(text)
         answer = shown(result)
         if as_json:
-            named = not conversations.unnamed(session.path)
-            _json_result(generator, result, **({"session": readable_name(session.path)} if named else {"conversation": label}))
+            _json_result(generator, result, **named)
         else:
             ui.result(_shown_code(answer, code))
         run.warn_cut_off(result["finish_reason"], template=session.template)

@@ -154,8 +154,8 @@ class RunOptions:
         self._mark = (time.monotonic(), stats.prompt_tokens, stats.completion_tokens)
 
     def keeps_stopped(self, generator, command: str, prompt: Any, options: dict, session: Any = None) -> Callable[[str], None]:
-        """A streamed answer's `on_stop`: a reply stopped with Ctrl-C is logged as far as it went,
-        as the chat REPL logs one."""
+        """A streamed answer's `on_stop`: a reply stopped with Ctrl-C or SIGTERM is logged as far as
+        it went, as the chat REPL logs one."""
 
         def stopped(partial: str) -> None:
             if partial:
@@ -384,6 +384,19 @@ def warn_of_a_word_read_as_a_file(source: str, command: str) -> None:
         import shlex
 
         ui.warn(f"{source} is read as the file of that name here, not as the text {source!r}; to {command} the text itself, pipe it in: echo {shlex.quote(source)} | aigc {command} ...")
+
+
+def held_stream(stream, on_stop: Callable[[str], None], show: Callable[[dict], None]) -> dict:
+    """The whole result of a streamed answer (an `AnswerStream`) that --json prints, read as a stream
+    so that Ctrl-C or SIGTERM midway still gives the answer so far: `show` prints it as a result
+    with finish_reason "interrupted" (and no usage: the stream's ends with it), `on_stop` logs it."""
+
+    def stopped(partial: str) -> None:
+        show({"text": partial, "finish_reason": "interrupted", "usage": None})
+        on_stop(partial)
+
+    ui.stream_result(stream, on_stop=stopped, write=lambda whole: None)
+    return stream.result
 
 
 def emit(text: str, output: Optional[str], encoding: str = "utf-8") -> None:

@@ -1,5 +1,6 @@
 """`aigc run TEMPLATE [FILE|-] [--var key=value ...] [-o FILE]`: render any template and generate with it."""
 
+import contextlib
 import json
 import sys
 from typing import Annotated, Optional
@@ -8,13 +9,13 @@ import typer
 
 from .. import config, template_files, templates, ui
 from ..engine.models import registered_models
-from ..errors import BadInputError, UnknownTemplateError
+from ..errors import BadInputError, Terminated, UnknownTemplateError
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, held_stream, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file
 
 PLAIN = ("chat", "template")
 
@@ -77,28 +78,43 @@ def run_template(
     if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
         live = output is None and sys.stdout.isatty()
         write = None if live else lambda text: emit(text, output)
-        try:
-            with ui.prints_to_stderr():  # what generator code prints goes to stderr
-                answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write, cut=None if output is None else ui.result)
-        except KeyboardInterrupt:
-            if output is not None:  # the answer so far went to stdout: a half answer must not replace a whole one
-                ui.info(f"(interrupted: {output} is left as it was)")
-            raise
+        with ui.prints_to_stderr(), _left_as_it_was(output):  # what generator code prints goes to stderr
+            answer, reason = ui.stream_result(generator.stream(values, sampling=run.sampling(), **options), on_stop=run.keeps_stopped(generator, "run", values, options), write=write, cut=None if output is None else ui.result)
         run.warn_cut_off(reason, template=template)
         run.keep(generator, "run", values, answer.strip(), options)
         run.report(generator)
         return
-    with ui.prints_to_stderr():
-        result = generator(values, sampling=run.sampling(), **options)
+    with ui.prints_to_stderr(), _left_as_it_was(output):
+        if as_json and run.json_schema is None and one_answer:  # read as a stream, so that a stop still prints the answer so far
+            result = held_stream(generator.stream(values, sampling=run.sampling(), **options), run.keeps_stopped(generator, "run", values, options), lambda partial: ui.result(_json(template, generator, partial)))
+        else:
+            result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)
     if as_json:
-        payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
-        emit(json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False), output)
+        emit(_json(template, generator, result), output)
     else:
         emit(shown(result, lambda text: extract_code(text, last=extract_last)) if extract or extract_last else answer, output)
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
     run.keep(generator, "run", values, answer, options, result.get("data"))
     run.report(generator)
+
+
+def _json(template: str, generator, result: dict) -> str:
+    """--json's answer: the template, model, text, finish_reason and usage (and choices, data where there are)."""
+    payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
+    return json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def _left_as_it_was(output: Optional[str]):
+    """Where Ctrl-C or SIGTERM stops the answer (the answer so far went to stdout), say that the -o
+    file is left as it was: a half answer must not replace a whole one."""
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated):
+        if output is not None:
+            ui.info(f"(interrupted: {output} is left as it was)")
+        raise
 
 
 def _fill_input(template: "template_files.Template", values: dict[str, str], source: Optional[str]) -> None:

@@ -37,9 +37,20 @@ def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_down
 
 @pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
 def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
+    import pty
+
+    terminal, _ = pty.openpty()  # `aigc` alone shows its help where stdin is a terminal
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "aigc", *argv], stdout=full, stderr=subprocess.PIPE, stdin=terminal, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
+
+
+def test_no_command_with_piped_stdin_is_a_one_line_hint_not_the_help_into_the_result():
+    done = subprocess.run([sys.executable, "-m", "aigc"], input="notes to summarize\n", capture_output=True, text=True, timeout=60)  # `cat notes.md | aigc > out.md`
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "Error: no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)\n"
+    shown = subprocess.run([sys.executable, "-m", "aigc", "--help"], input="", capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "Commands" in shown.stdout
 
 
 def completions(words: str) -> list[str]:
@@ -85,6 +96,23 @@ def test_shell_completion_with_a_broken_settings_file_offers_nothing_and_prints_
     assert completions("aigc chat -m ") == []
 
 
+@pytest.mark.parametrize("argv, starts", [(["--show-completion", "zsh"], "#compdef aigc"), (["--show-completion=zsh"], "#compdef aigc"), (["--show-completion", "fish"], "complete --command aigc"), (["--show-completion", "bash"], "_aigc_completion()")])
+def test_show_completion_prints_the_script_of_the_shell_named(argv, starts):
+    done = subprocess.run([sys.executable, "-m", "aigc", *argv], capture_output=True, text=True, timeout=60)  # named from any shell: a dotfiles installer's
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith(starts)
+
+
+def test_show_completion_after_double_dash_is_text_not_the_option():
+    done = subprocess.run([sys.executable, "-m", "aigc", "chat", "-m", "echo", "--no-log", "--", "--show-completion"], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "--show-completion\n")
+
+
+def test_show_completion_of_a_shell_with_none_is_a_one_line_error():
+    done = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "sh"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "Error: no completion script for shell 'sh'; name one of bash, zsh, fish, powershell, pwsh: `aigc --show-completion zsh`\n"
+
+
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     from aigc.cli import app as app_module
 
@@ -100,6 +128,49 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:
         app_module._register_commands()
     assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
+
+
+STARTING = (  # Ctrl-C once aigc is imported and before the CLI runs: while it starts, as far as SIGINT goes
+    "import os, signal, sys, time\n"
+    "sys.argv[0] = {argv0!r}\n"
+    "{before}"
+    "import aigc\n"
+    "os.kill(os.getpid(), signal.SIGINT)\n"
+    "time.sleep(30)\n"
+    "print('went on')\n"
+)
+
+
+@pytest.mark.parametrize("debug", [None, "1"])
+def test_ctrl_c_while_the_aigc_command_imports_is_one_line(monkeypatch, debug):
+    if debug:
+        monkeypatch.setenv("AIGC_DEBUG", debug)
+    else:
+        monkeypatch.delenv("AIGC_DEBUG", raising=False)
+    done = subprocess.run([sys.executable, "-c", STARTING.format(argv0="/usr/local/bin/aigc", before="")], capture_output=True, text=True, timeout=60)
+    assert done.returncode in (130, -2) and done.stdout == ""  # -2: Python ends itself with SIGINT after a KeyboardInterrupt's traceback
+    if debug:
+        assert "KeyboardInterrupt" in done.stderr
+    else:
+        assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+
+
+@pytest.mark.parametrize("argv0, before, went_on", [("my_script.py", "", False), ("/usr/local/bin/aigc", "signal.signal(signal.SIGINT, signal.SIG_IGN)\n", True)])
+def test_importing_aigc_leaves_sigint_to_a_library_user_and_an_ignored_one_ignored(argv0, before, went_on):
+    done = subprocess.run([sys.executable, "-c", STARTING.format(argv0=argv0, before=before).replace("time.sleep(30)", "time.sleep(0.5)")], capture_output=True, text=True, timeout=60)
+    if went_on:  # `nohup aigc ...`, a background job: SIGINT stays ignored
+        assert (done.returncode, done.stdout) == (0, "went on\n")
+    else:  # the program's own KeyboardInterrupt, as without aigc
+        assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+
+
+def test_the_aigc_command_is_told_from_a_program_that_imports_aigc(monkeypatch):
+    from aigc.cli import starting
+
+    for orig, argv0, command in ((["python", "-m", "aigc", "chat"], "-m", True), (["python", "-X", "importtime", "-m", "aigc"], "-m", True), (["/v/bin/python", "/v/bin/aigc", "logs"], "/v/bin/aigc", True), (["python", "app.py"], "app.py", False), (["python", "-m", "aigc_helper"], "-m", False)):
+        monkeypatch.setattr(sys, "orig_argv", orig)
+        monkeypatch.setattr(sys, "argv", [argv0])
+        assert starting._the_command() is command, orig
 
 
 def test_version():
@@ -212,6 +283,11 @@ def test_summarize_help_shows_the_chunk_tokens_default():
 
     shown = invoke("summarize", "--help", env={"COLUMNS": "300"}).stdout
     assert f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']})" in shown
+
+
+def test_chat_help_says_that_file_still_reads_piped_stdin():
+    shown = invoke("chat", "--help", env={"COLUMNS": "300"}).stdout  # `while read f; do aigc chat -f "$f" ...`: each call would take the loop's input
+    assert "Piped stdin is still read and added: in a `while read` loop give `< /dev/null`." in shown
 
 
 def test_summarize_chunk_tokens_sets_the_part_size_and_is_named_when_a_part_does_not_fit(tiny_model_dir, tmp_path):
@@ -2974,7 +3050,7 @@ def test_a_streamed_answer_stopped_with_ctrl_c_ends_its_line_and_is_logged(monke
 
 
 STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: streamed, after its first two words
-    "import sys\n"
+    "import os, signal, sys\n"
     "from aigc import testing\n"
     "from aigc.cli.app import main\n"
     "def generate(self, prompts, params):\n"
@@ -2989,6 +3065,8 @@ STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: 
     "sys.argv = ['aigc', *sys.argv[1:]]\n"
     "main()\n"
 )
+TERMINATED_ECHO = STOPPED_ECHO.replace("raise KeyboardInterrupt", "os.kill(os.getpid(), signal.SIGTERM)")  # stopped by SIGTERM (timeout's, systemd's, CI's) instead
+STOPS = [(STOPPED_ECHO, 130, "interrupted"), (TERMINATED_ECHO, 143, "terminated")]
 
 
 @pytest.mark.parametrize(
@@ -2999,12 +3077,13 @@ STOPPED_ECHO = (  # `aigc ARGV` with the model echo's answer stopped by Ctrl-C: 
         (["run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story about a cat"], None),
     ],
 )
-def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_and_kept(tmp_path, argv, session):
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_or_sigterm_is_written_logged_and_kept(tmp_path, argv, session, script, code, said):
     from aigc import conversations, logs
 
     with open(tmp_path / "draft.md", "w") as draft:  # `aigc chat "..." > draft.md`: stdout is no terminal
-        done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (130, "Error: interrupted\n")
+        done = subprocess.run([sys.executable, "-c", script, *argv], stdout=draft, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (code, f"Error: {said}\n")
     assert (tmp_path / "draft.md").read_text() == "Write a\n"
     entry = logs.entries(1)[0]
     assert entry.response == "Write a" and (entry.session == session if session else True)
@@ -3012,17 +3091,43 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_is_written_logged_
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
-def test_run_o_stopped_with_ctrl_c_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path):
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_run_o_stopped_with_ctrl_c_or_sigterm_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path, script, code, said):
     from aigc import logs
 
     draft = tmp_path / "draft.md"
     draft.write_text("the previous draft\n")  # a half answer must not replace a whole one
-    done = subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
-    assert (done.returncode, done.stdout) == (130, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: interrupted\n"), done.stderr
+    done = subprocess.run([sys.executable, "-c", script, "run", "chat", "-m", "echo", "--log", "--var", "input=Write a long story", "-o", str(draft)], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (code, "Write a\n") and done.stderr.endswith(f"(interrupted: {draft} is left as it was)\nError: {said}\n"), done.stderr
     assert draft.read_text() == "the previous draft\n" and logs.entries(1)[0].response == "Write a"
     new = tmp_path / "new.md"
-    assert subprocess.run([sys.executable, "-c", STOPPED_ECHO, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == 130
+    assert subprocess.run([sys.executable, "-c", script, "run", "chat", "-m", "echo", "--var", "input=Write a long story", "-o", str(new)], capture_output=True, stdin=subprocess.DEVNULL, timeout=60).returncode == code
     assert not new.exists()  # no half-written -o file
+
+
+@pytest.mark.parametrize(
+    "argv, extra",
+    [
+        (["chat", "-m", "echo", "--log", "--json", "Write a long story about a cat"], {"model", "conversation"}),
+        (["chat", "-m", "echo", "--log", "--json", "-S", "story", "Write a long story about a cat"], {"model", "session"}),
+        (["run", "chat", "-m", "echo", "--log", "--json", "--var", "input=Write a long story about a cat"], {"template", "model"}),
+    ],
+)
+@pytest.mark.parametrize("script, code, said", STOPS)
+def test_a_json_answer_stopped_with_ctrl_c_or_sigterm_is_printed_as_json_so_far_and_logged(argv, extra, script, code, said):
+    from aigc import logs
+
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (code, f"Error: {said}\n")
+    shown = json.loads(done.stdout)  # the keys of a whole answer's JSON
+    assert (shown["text"], shown["finish_reason"], shown["usage"], set(shown)) == ("Write a", "interrupted", None, {"text", "finish_reason", "usage", *extra})
+    assert logs.entries(1)[0].response == "Write a"
+
+
+def test_a_whole_json_answer_read_as_a_stream_is_the_generators_result():
+    done = invoke("chat", "-m", "echo", "--no-log", "--json", "Say hello")
+    whole = json.loads(done.stdout)
+    assert done.exit_code == 0 and whole["text"] == "Say hello" and whole["finish_reason"] == "stop" and set(whole["usage"]) == {"prompt_tokens", "completion_tokens"}
 
 
 @pytest.mark.parametrize(
