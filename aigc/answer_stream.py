@@ -14,12 +14,12 @@ class AnswerStream:
     """Iterate it for the answer's text pieces; once it has ended, `text` (the pieces joined),
     `finish_reason` ("stop", or "length" where max_tokens cut it off), `usage` and `result` (the
     dict the generator's call, `aigc.generate`, returns) hold the whole answer, with no second model
-    call. Reading one of them before the end reads the rest of the answer first. `close()`, or a
-    loop broken out of with the stream left unread, stops decoding; closed early, `text` holds what
-    was written and the others are None. Another thread may close it (a stop button's) while one
-    reads it: the reader gets the piece being decoded, then the end. A `with` block closes it at its
-    end, as the openai SDK's streams. Like a generator, it ends with the finish reason as the value
-    of its `StopIteration`."""
+    call. Reading one of them before the end reads the rest of the answer first, kept for the loop:
+    iterating it after gives every piece the loop has not had yet. `close()`, or a loop broken out of
+    with the stream left unread, stops decoding; closed early, `text` holds what was written and the
+    others are None. Another thread may close it (a stop button's) while one reads it: the reader gets
+    the piece being decoded, then the end. A `with` block closes it at its end, as the openai SDK's
+    streams. Like a generator, it ends with the finish reason as the value of its `StopIteration`."""
 
     def __init__(self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None, result_is_whole: bool = True):
         """The stream of `pieces`, an iterator that returns what `finish` makes the result from (as a
@@ -31,6 +31,7 @@ class AnswerStream:
         self._token_counter = counted_by
         self._result_is_whole = result_is_whole
         self._written: list[str] = []
+        self._given = 0  # pieces the loop has had; those after were read for `text` and are kept for it
         self._ended = False
         self._result: dict[str, Any] | None = None
         self._reading = threading.Lock()  # held while a piece is decoded: a `close()` from another thread leaves the pieces to the reader to close
@@ -61,9 +62,18 @@ class AnswerStream:
         self.close()
 
     def __next__(self) -> str:
+        if self._given == len(self._written):
+            self._step()
+        if self._given < len(self._written):
+            self._given += 1
+            return self._written[self._given - 1]
+        raise StopIteration(None if self._result is None else self._result["finish_reason"])
+
+    def _step(self) -> None:
+        """Decode the next piece into `_written`, or end the stream."""
         with self._reading:
             if self._ended:
-                raise StopIteration(None if self._result is None else self._result["finish_reason"])
+                return
             try:
                 piece = next(self._pieces)
             except StopIteration as end:
@@ -75,10 +85,9 @@ class AnswerStream:
                 self._written.append(piece)
                 if self._ended:  # closed by another thread while this piece was decoded
                     self._close_pieces()
-                return piece
+                return
             self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
             self._result = self._make_result(self._completion(returned))
-        raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
         """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
@@ -105,8 +114,8 @@ class AnswerStream:
             close()
 
     def _read(self) -> dict[str, Any] | None:
-        for _ in self:
-            pass
+        while not self._ended:
+            self._step()
         return self._result
 
     @property

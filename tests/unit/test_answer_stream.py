@@ -218,3 +218,25 @@ def test_a_with_block_closes_the_stream_as_the_openai_sdks_streams_close():
     with aigc.stream("chat", "read whole", model="echo") as whole:
         assert "".join(whole) == "read whole"
     assert whole.finish_reason == "stop"  # read to its end: closing it changed nothing
+
+
+def test_reading_text_before_the_loop_keeps_the_pieces_for_it():
+    engine = FakeEngine()
+    engine.enqueue("one two three", "one two three")
+    gen = ChatGenerator(engine=engine)
+    whole = list(gen.stream("hi"))
+    stream = gen.stream("hi")
+    assert stream.text == "one two three"  # reads the whole answer first
+    assert list(stream) == whole and stream.finish_reason == "stop"  # then the loop gets every piece
+    assert list(stream) == []  # read to its end once
+    paused = aigc.stream("chat", "one two three", model="echo")
+    assert next(paused) == "one" and paused.result["text"] == "one two three"
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(paused))
+        except StopIteration as end:
+            assert end.value == "stop"
+            break
+    assert "one" + "".join(pieces) == "one two three"  # the pieces the loop had not had yet
+
