@@ -463,16 +463,19 @@ class ChatSession:
         """The reply to `conversation`, asked when the session held `asked_on`, recorded when it ends."""
         pieces: list[str] = []
         writing = {"role": "assistant", "content": ""}  # the reply's place while it is written
+        relayed: list[AnswerStream] = []  # the generator's stream, once the turn has made it
 
         def record(result: dict[str, Any]) -> dict[str, Any]:
             if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
                 self._record(conversation + [{"role": "assistant", "content": result["text"]}])  # as `answer` records it: a JSON answer as one line
             return result
 
-        return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces), record)
+        return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces, relayed), record, relaying=lambda: relayed[0] if relayed else None)
 
-    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> typing.Generator[str, None, dict[str, Any]]:
-        """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken
+    def _turn(
+        self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str], relayed: list[AnswerStream],
+    ) -> typing.Generator[str, None, dict[str, Any]]:
+        """The reply's pieces, added to `pieces`, then the generator's result (its stream added to `relayed`); the turn is taken
         when the first piece is asked for. Stopped part-way (Ctrl-C, `close()`), the partial reply
         is kept; stopped before any reply, or failed, the turn is dropped."""
         self._check_idle()
@@ -483,6 +486,7 @@ class ChatSession:
         try:
             # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
             stream = self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options())
+            relayed.append(stream)
             yield from relay(stream, pieces)
             finished = True
         except AigcError:

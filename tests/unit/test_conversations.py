@@ -171,7 +171,8 @@ def test_a_reply_left_in_a_broken_loop_keeps_what_was_written(tmp_path):
     stopped = chat.send("more")
     next(stopped)
     stopped.close()
-    assert stopped.text == "four" and stopped.result is None and stopped.usage is None  # as a closed aigc.stream
+    assert stopped.text == "four" == stopped.result["text"] and stopped.finish_reason == "cancelled"  # as a closed aigc.stream
+    assert stopped.result["messages"][-1] == chat.messages[-1] and stopped.usage["completion_tokens"] == engine.count_tokens("four")
     assert chat.messages[-1] == {"role": "assistant", "content": "four"} == conversations.read(path).messages[-1]
 
 
