@@ -87,17 +87,22 @@ def astream(
 
 
 class _End:
-    """What a stream read to its end holds, taken in its worker thread."""
+    """What a stream read to its end holds, taken in its worker thread; one closed before it
+    started (None) holds the finish reason "cancelled", as a sync stream closed so does."""
 
-    def __init__(self, stream: AnswerStream):
-        self.finish_reason, self.usage, self.result = stream.finish_reason, stream.usage, stream.result
+    def __init__(self, stream: AnswerStream | None):
+        if stream is None:
+            self.finish_reason, self.usage, self.result = "cancelled", None, None
+        else:
+            self.finish_reason, self.usage, self.result = stream.finish_reason, stream.usage, stream.result
 
 
 class AsyncAnswerStream:
     """An `AnswerStream` read in a worker thread of its own: `async for` gets each piece as it is
     decoded (one piece is decoded per piece asked for, as the sync stream does); `await stream`
     reads the rest and gives the stream back. Once it has ended, `text`, `finish_reason`, `usage`
-    and `result` hold what `AnswerStream`'s do; reading them before is a `BadInputError` (no
+    and `result` hold what `AnswerStream`'s do (closed early, after `await stream.aclose()`: the
+    finish reason "cancelled" and the tokens written); reading them before is a `BadInputError` (no
     property can wait for the model). An error raised while decoding (an `AigcError`) is raised by
     the `async for` step as it is, and ends the stream.
 
@@ -120,6 +125,7 @@ class AsyncAnswerStream:
         self._written: list[str] = []
         self._end: _End | None = None
         self._ended = False
+        self._closing: Any = None  # the future of the worker thread's closing of the sync stream, once asked for
 
     def __aiter__(self) -> AsyncAnswerStream:
         return self
@@ -160,9 +166,11 @@ class AsyncAnswerStream:
             return _End(self._stream)  # closed while this piece was decoded: the stream ends there
 
     def _close_stream(self) -> None:
-        """Close the sync stream, in the worker thread, after the piece being decoded there."""
+        """Close the sync stream, in the worker thread, after the piece being decoded there, and take
+        what it holds then."""
         if self._stream is not None:
             self._stream.close()
+        self._end = self._end or _End(self._stream)
 
     def _finish(self) -> None:
         self._ended = True
@@ -183,14 +191,14 @@ class AsyncAnswerStream:
 
     def _stop(self) -> Any:
         """Have the worker thread close the sync stream after its piece being decoded, unless the
-        stream has ended; the future of that closing, or None."""
-        closing = None
+        stream has ended; the future of that closing (one asked for before, by `close()` or a
+        cancelled task, too), or None."""
         if not self._ended:
             self._ended = True
             self._stopping.set()  # a piece being decoded stops after its token
-            closing = self._worker.submit(self._close_stream)
+            self._closing = self._worker.submit(self._close_stream)
         self._worker.shutdown(wait=False)
-        return closing
+        return self._closing
 
     async def __aenter__(self) -> AsyncAnswerStream:
         return self

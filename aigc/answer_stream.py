@@ -8,30 +8,41 @@ from typing import Any, Callable, Iterator
 
 from .engine.base import Completion, Prompt, usage_of
 from .engine.sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
+from .errors import AigcError
 
 
 class AnswerStream:
     """Iterate it for the answer's text pieces; once it has ended, `text` (the pieces joined),
     `finish_reason` ("stop", or "length" where max_tokens cut it off), `usage` and `result` (the
     dict the generator's call, `aigc.generate`, returns) hold the whole answer, with no second model
-    call. Reading one of them before the end reads the rest of the answer first. `close()`, or a
-    loop broken out of with the stream left unread, stops decoding; closed early, `text` holds what
-    was written and the others are None. Another thread may close it (a stop button's) while one
-    reads it: the reader gets the piece being decoded, then the end. A `with` block closes it at its
-    end, as the openai SDK's streams. Like a generator, it ends with the finish reason as the value
-    of its `StopIteration`."""
+    call. Reading one of them before the end reads the rest of the answer first, kept for the loop:
+    iterating it after gives every piece the loop has not had yet. `close()`, or a loop broken out of
+    with the stream left unread, stops decoding; closed early, `text` holds what was written,
+    `finish_reason` is "cancelled", `usage` counts the tokens written (where the engine counts them)
+    and `result` is the generator's dict for that text (None where it makes none of it: a partial
+    JSON answer). Another thread may close it (a stop button's) while one reads it: the reader gets
+    the piece being decoded, then the end. A `with` block closes it at its end, as the openai SDK's
+    streams. Like a generator, it ends with the finish reason as the value of its `StopIteration`."""
 
-    def __init__(self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None, result_is_whole: bool = True):
+    def __init__(
+        self, pieces: Iterator[str], finish: Callable[[Any], dict[str, Any]], *, counted_by: tuple[Any, Prompt] | None = None,
+        result_is_whole: bool = True, relaying: Callable[[], Any] | None = None,
+    ):
         """The stream of `pieces`, an iterator that returns what `finish` makes the result from (as a
         chat session's turn relays the generator's stream and records the answer). `counted_by`, an
         engine and its prompt, counts the tokens where the pieces end with only a finish reason;
-        `result_is_whole` False keeps `result` None (a stream that has no generator's dict)."""
+        `result_is_whole` False keeps `result` None (a stream that has no generator's dict);
+        `relaying()` gives the `AnswerStream` that `pieces` relay (None before it is made), whose
+        `finish_reason`, `usage` and `result` this one holds when closed early."""
         self._pieces = iter(pieces)
         self._make_result = finish
         self._token_counter = counted_by
         self._result_is_whole = result_is_whole
+        self._relaying = relaying
         self._written: list[str] = []
+        self._given = 0  # pieces the loop has had; those after were read for `text` and are kept for it
         self._ended = False
+        self._cancelled = False  # closed before its end: its result is made when first read
         self._result: dict[str, Any] | None = None
         self._reading = threading.Lock()  # held while a piece is decoded: a `close()` from another thread leaves the pieces to the reader to close
 
@@ -61,24 +72,35 @@ class AnswerStream:
         self.close()
 
     def __next__(self) -> str:
+        if self._given == len(self._written):
+            self._step()
+        if self._given < len(self._written):
+            self._given += 1
+            return self._written[self._given - 1]
+        if self._cancelled:  # its result is made when read
+            raise StopIteration("cancelled")
+        raise StopIteration(None if self._result is None else self._result["finish_reason"])
+
+    def _step(self) -> None:
+        """Decode the next piece into `_written`, or end the stream."""
         with self._reading:
             if self._ended:
-                raise StopIteration(None if self._result is None else self._result["finish_reason"])
+                return
             try:
                 piece = next(self._pieces)
             except StopIteration as end:
                 returned = end.value
-            except BaseException:
+            except BaseException as exc:
                 self._ended = True
+                self._cancelled = _stopped(exc)
                 raise
             else:
                 self._written.append(piece)
                 if self._ended:  # closed by another thread while this piece was decoded
                     self._close_pieces()
-                return piece
+                return
             self._ended = True  # a result that fails (an answer that breaks its JSON schema) is raised once, not tied to the StopIteration
             self._result = self._make_result(self._completion(returned))
-        raise StopIteration(self._result["finish_reason"])
 
     def _completion(self, end: Any) -> Any:
         """The engine's `Completion`; an engine whose stream returns only its finish reason gets its
@@ -92,7 +114,8 @@ class AnswerStream:
     def close(self) -> None:
         """Stop decoding; what was written stays in `text`. While another thread reads a piece, that
         thread stops the decoding once the piece has come."""
-        self._ended = True
+        if not self._ended:
+            self._ended = self._cancelled = True
         if self._reading.acquire(blocking=False):
             try:
                 self._close_pieces()
@@ -105,9 +128,33 @@ class AnswerStream:
             close()
 
     def _read(self) -> dict[str, Any] | None:
-        for _ in self:
-            pass
+        while not self._ended:
+            self._step()
+        return self._ended_result()
+
+    def _ended_result(self) -> dict[str, Any] | None:
+        if self._cancelled and self._result is None:
+            self._result = self._cut_short()
         return self._result
+
+    def _cut_short(self) -> dict[str, Any]:
+        """What a stream closed before its end holds: that of the stream it relays, else the
+        generator's result for the text written (the tokens counted by the engine), finish reason
+        "cancelled"; one the generator cannot make (a partial JSON answer) leaves `result` None."""
+        relayed = self._relaying() if self._relaying is not None else None
+        if isinstance(relayed, AnswerStream) and relayed._ended:
+            if relayed.result is None:
+                self._result_is_whole = False
+            return relayed.result or {"finish_reason": relayed.finish_reason or "cancelled", "usage": relayed.usage}
+        self._result_is_whole = self._result_is_whole and self._token_counter is not None
+        if self._token_counter is None:
+            return {"finish_reason": "cancelled", "usage": None}
+        completion = self._completion("cancelled")
+        try:
+            return self._make_result(completion)
+        except AigcError:  # what was written is not a whole answer (a JSON schema's)
+            self._result_is_whole = False
+            return {"finish_reason": "cancelled", "usage": usage_of([completion])}
 
     @property
     def text(self) -> str:
@@ -152,6 +199,14 @@ def _trimmed(pieces: Iterator[str]) -> Iterator[str]:
         close = getattr(pieces, "close", None)
         if close is not None:
             close()
+
+
+def _stopped(exc: BaseException) -> bool:
+    """Whether decoding ended on `exc` because it was told to stop (Ctrl-C; `stop_when`: an async
+    stream closed, its task cancelled) rather than failed."""
+    import asyncio
+
+    return isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
 
 
 def _plain_end(end: Any) -> dict[str, Any]:

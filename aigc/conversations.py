@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from .writing import write_atomic
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 ROLES = ("system", "user", "assistant")
 RECENT_FILES = 10  # session files opened by their path that `latest` looks at
+_held_here: ContextVar[tuple[Path, ...]] = ContextVar("aigc_conversations_in_use", default=())  # held by this caller's `in_use` blocks
 
 
 @dataclass
@@ -227,13 +229,29 @@ def deleted(path: Path) -> ConversationDeletedError:
 
 @contextmanager
 def in_use(path: Path, existing: bool = False):
-    """Hold the conversation at `path` for this process, so that a second `aigc chat` on it fails at
-    once instead of both rewriting the file (and `none_open` refuses to delete it). `existing`: it was
-    there when the chat picked it, so one deleted before the hold is a `ConversationDeletedError`."""
-    with locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session"):
+    """Hold the conversation at `path` for this process, so that a second `aigc chat` (or a
+    `ChatSession`, see `held_for_session`) on it fails at once instead of both rewriting the file
+    (and `none_open` refuses to delete it). `existing`: it was there when the chat picked it, so one
+    deleted before the hold is a `ConversationDeletedError`."""
+    with locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session", ConversationOpenError):
         if existing and not Path(path).is_file():
             raise deleted(path)
-        yield
+        token = _held_here.set((*_held_here.get(), Path(path).resolve()))
+        try:
+            yield
+        finally:
+            _held_here.reset(token)
+
+
+def held_for_session(path: Path) -> ExitStack:
+    """Hold the conversation at `path` for a `ChatSession` until the stack returned is closed, as
+    `in_use` holds it for an `aigc chat`: one open in another chat or session is a
+    `ConversationOpenError`. Inside an `in_use` block on it (the CLI's chat), that block's hold is the session's."""
+    stack = ExitStack()
+    if Path(path).resolve() not in _held_here.get():
+        busy = f"{path} is in use by another aigc chat or ChatSession; close that session (session.close(), or the end of its with block) or leave that chat, or give another path"
+        stack.enter_context(locks.held(path, busy, ConversationOpenError))
+    return stack
 
 
 @contextmanager

@@ -97,6 +97,15 @@ class AigcError(Exception):
     def __str__(self) -> str:
         return self.shown()
 
+    def __reduce__(self):
+        """Pickled (process pools, joblib) as its `args` and attributes, rebuilt without calling
+        `__init__`, so a subclass whose constructor takes other arguments round-trips too."""
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(cls: type[AigcError], args: tuple) -> AigcError:
+    return cls.__new__(cls, *args)  # BaseException.__new__ sets `args`; pickle restores __dict__
+
 
 class BadInputError(AigcError):
     """The user gave something aigc cannot use (file, option value, prompt)."""

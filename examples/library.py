@@ -30,9 +30,9 @@ person = aigc.generate("chat", "Extract: Ada Lovelace, 36, London", sampling={**
 print(person["data"])
 
 print("== a kept conversation")
-session = aigc.ChatSession(path=work / "trip.json", sampling=SHORT)  # the default model's chat generator
-print(session.ask("Suggest one city to visit in Italy."))
-print(session.ask("Why that one?"))
+with aigc.ChatSession(path=work / "trip.json", sampling=SHORT) as session:  # the default model's chat generator; holds trip.json until the block ends
+    print(session.ask("Suggest one city to visit in Italy."))
+    print(session.ask("Why that one?"))
 
 print("== summarize")
 summary = aigc.generate("summarize", article, words=30, sampling={"max_tokens": 80})

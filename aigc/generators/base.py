@@ -386,16 +386,21 @@ class Generator:
                 exc.at, exc.index = f"input {number}", number
                 raise
 
-    def many(self, inputs: list, sampling: dict[str, Any] | None = None, concurrency: int = 16, **options: Any) -> list[dict[str, Any]]:
+    def many(
+        self, inputs: list, sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
+    ) -> list[dict[str, Any] | Exception]:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
-        input fails, its error is raised once all have run (an `AigcError`, of the class it was raised as, names its position)."""
-        from ..batch import check_concurrency, run_rows
+        input fails, its error (an `AigcError` of the class it was raised as, naming its position)
+        is raised once all have run; with `on_error="skip"`, as `run_batch` words it, the error is
+        given in that input's place and the others' results are kept."""
+        from ..batch import check_concurrency, check_on_error, run_rows
         from ..batch_inputs import Row
 
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
             raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
         check_concurrency(concurrency)
+        check_on_error(on_error)
         self.check_settings(sampling)
         self.check_sampled(sampling)
         opts = self.validate(options)
@@ -406,19 +411,18 @@ class Generator:
         if not inputs:
             return []
         self.prepare(options)
-        results: list[dict[str, Any]] = []
-        failed: tuple[int, dict] | None = None
+        results: list[dict[str, Any] | Exception] = []
         for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency):
-            if "error" in outcome:
-                failed = failed or (row.number, outcome)
-            else:
+            if "error" not in outcome:
                 results.append(outcome["result"])
-        if failed:
-            number, outcome = failed
-            exc = outcome.get("exception")
+                continue
+            exc = outcome.get("exception") or BadInputError(outcome["error"])
             if isinstance(exc, AigcError):
-                exc.at, exc.index = f"input {number}", number
-            raise exc or BadInputError(f"input {number}: {outcome['error']}")
+                exc.at, exc.index = f"input {row.number}", row.number
+            results.append(exc)
+        failed = [r for r in results if isinstance(r, BaseException) and (on_error == "stop" or not isinstance(r, Exception))]
+        if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says
+            raise failed[0]
         return results
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:

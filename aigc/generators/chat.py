@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import typing
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,7 +244,12 @@ class ChatSession:
     `{{input}}` as written (kept with the template, as its variables). `keep=False` starts from `path` and writes nothing back. A file deleted
     by another process once the session had it is not made again: the next write is a
     `ConversationDeletedError`. Without a `generator`, the session makes the chat generator for
-    `model`: when None, the model the session file was saved with, else the default model."""
+    `model`: when None, the model the session file was saved with, else the default model.
+
+    A session that writes to `path` holds it, as `aigc chat --session` does, from when it is made
+    until `close()`, the end of its `with` block, or its garbage collection: another `aigc chat` or
+    `ChatSession` on the file meanwhile fails at once with a `ConversationOpenError`, rather than one
+    overwriting the other's turns."""
 
     def __init__(self, generator: ChatGenerator | None = None, system: str | None = None, template: str | None = None, sampling: dict | None = None, path: str | Path | None = None, variables: dict | None = None, keep: bool = True, *, model: str | None = None, no_variable_replacement: bool = False):
         if generator is not None and model is not None:
@@ -263,18 +270,24 @@ class ChatSession:
                 raise BadInputError(f"session file {path} is not a regular file (a pipe or device); give a .json file")
             if keep:
                 check_writable(self.path, "the session file")  # before any reply that could not be kept
-        self._on_disk = self.path is not None and self.path.exists()  # once it is, a write does not make it again
-        saved = conversations.read(self.path) if self._on_disk else conversations.Conversation()
-        self.system = _system(system) if system is not None else saved.system
-        self.messages: list[dict] = saved.messages
-        self.model, self.extra = saved.model, saved.extra
-        self.generator = generator if generator is not None else self._generator(model, saved.model)
-        self.generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
-        if (n := self.generator.sampling(self.sampling).n) != 1:
-            raise OptionError("n", f"is for one-shot calls (aigc.generate('chat', ..., sampling={{'n': {n}}}) gives {n} answers); a ChatSession writes one reply a turn: leave it out")
-        self._writing: dict | None = None  # the reply being streamed, while it is
-        self.template, self.variables = self._template(template, variables, saved, no_variable_replacement)
-        self._asked = self._asked_under(saved)  # (conversation length, (template, variables)) after each turn taken
+        hold = conversations.held_for_session(self.path) if self.path is not None and keep else contextlib.ExitStack()
+        self._release = weakref.finalize(self, hold.close)  # close(), a with block's end, or garbage collection lets go of the file
+        try:
+            self._on_disk = self.path is not None and self.path.exists()  # once it is, a write does not make it again
+            saved = conversations.read(self.path) if self._on_disk else conversations.Conversation()
+            self.system = _system(system) if system is not None else saved.system
+            self.messages: list[dict] = saved.messages
+            self.model, self.extra = saved.model, saved.extra
+            self.generator = generator if generator is not None else self._generator(model, saved.model)
+            self.generator.check_settings(sampling)  # a misspelt setting fails now, not at the first reply
+            if (n := self.generator.sampling(self.sampling).n) != 1:
+                raise OptionError("n", f"is for one-shot calls (aigc.generate('chat', ..., sampling={{'n': {n}}}) gives {n} answers); a ChatSession writes one reply a turn: leave it out")
+            self._writing: dict | None = None  # the reply being streamed, while it is
+            self.template, self.variables = self._template(template, variables, saved, no_variable_replacement)
+            self._asked = self._asked_under(saved)  # (conversation length, (template, variables)) after each turn taken
+        except BaseException:  # the file is not held by a session that was not made
+            self._release()
+            raise
 
     @staticmethod
     def _generator(model: str | None, saved: str | None) -> ChatGenerator:
@@ -325,6 +338,17 @@ class ChatSession:
                 raise
             raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template ({option('template', 'chat')}) to go on with it") from exc
         return resolved, opts.variables
+
+    def close(self) -> None:
+        """Let go of the session file, so that another `aigc chat` or `ChatSession` may take it; a
+        closed session takes no more turns or changes (a `BadInputError`)."""
+        self._release()
+
+    def __enter__(self) -> ChatSession:
+        return self
+
+    def __exit__(self, *raised: object) -> None:
+        self.close()
 
     def reset(self) -> None:
         """Forget every turn (the system prompt, template and settings stay), in the session file too."""
@@ -399,7 +423,12 @@ class ChatSession:
         self._record(conversation + [{"role": "assistant", "content": result["text"]}])
         return result
 
+    def _check_open(self) -> None:
+        if not self._release.alive:
+            raise BadInputError("this ChatSession is closed (close(), or its with block ended) and no longer holds its file; make a new ChatSession to go on")
+
     def _check_idle(self) -> None:
+        self._check_open()
         if self._writing is not None:
             raise BadInputError("a reply is still being written: read the earlier send() or retry() to its end, or close() it, before the next turn")
 
@@ -434,16 +463,19 @@ class ChatSession:
         """The reply to `conversation`, asked when the session held `asked_on`, recorded when it ends."""
         pieces: list[str] = []
         writing = {"role": "assistant", "content": ""}  # the reply's place while it is written
+        relayed: list[AnswerStream] = []  # the generator's stream, once the turn has made it
 
         def record(result: dict[str, Any]) -> dict[str, Any]:
             if self.messages and self.messages[-1] is writing:  # not replaced meanwhile (/reset)
                 self._record(conversation + [{"role": "assistant", "content": result["text"]}])  # as `answer` records it: a JSON answer as one line
             return result
 
-        return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces), record)
+        return AnswerStream(self._turn(conversation, asked_on, previous, writing, pieces, relayed), record, relaying=lambda: relayed[0] if relayed else None)
 
-    def _turn(self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str]) -> typing.Generator[str, None, dict[str, Any]]:
-        """The reply's pieces, added to `pieces`, then the generator's result; the turn is taken
+    def _turn(
+        self, conversation: list[dict], asked_on: list[dict], previous: dict | None, writing: dict, pieces: list[str], relayed: list[AnswerStream],
+    ) -> typing.Generator[str, None, dict[str, Any]]:
+        """The reply's pieces, added to `pieces`, then the generator's result (its stream added to `relayed`); the turn is taken
         when the first piece is asked for. Stopped part-way (Ctrl-C, `close()`), the partial reply
         is kept; stopped before any reply, or failed, the turn is dropped."""
         self._check_idle()
@@ -454,6 +486,7 @@ class ChatSession:
         try:
             # one reply a turn: a template's `n` (several answers) is for one-shot calls, as `answer` keeps the first
             stream = self.generator.stream(conversation, {"n": 1, **self.sampling}, **self.options())
+            relayed.append(stream)
             yield from relay(stream, pieces)
             finished = True
         except AigcError:
@@ -497,6 +530,7 @@ class ChatSession:
     def _keep(self) -> None:
         """Write the conversation back to its file; an unnamed one (`aigc chat`'s, kept by id) is not
         made before its first turn, so a chat that only ran slash commands leaves none behind."""
+        self._check_open()
         if self.path is not None and self.keep:
             if not self._on_disk and not self.messages and conversations.unnamed(self.path):
                 return

@@ -126,7 +126,11 @@ def test_aclose_and_an_async_with_blocks_end_stop_decoding(tiny_engine):
 
     calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
     stream, first = asyncio.run(main())
-    assert stream.text == first and stream.finish_reason is None and stream.usage is None and stream.result is None
+    unstarted = AsyncAnswerStream(lambda: pytest.fail("started"))
+    asyncio.run(unstarted.aclose())  # before its first piece: nothing runs
+    assert (unstarted.text, unstarted.finish_reason, unstarted.usage, unstarted.result) == ("", "cancelled", None, None)
+    assert stream.text == first == stream.result["text"] and stream.finish_reason == "cancelled" == stream.result["finish_reason"]
+    assert stream.usage == stream.result["usage"] and stream.usage["completion_tokens"] == tiny_engine.count_tokens(first)
 
 
 def test_cancelling_the_reading_task_stops_decoding_after_the_piece_being_decoded():
@@ -159,11 +163,12 @@ def test_cancelling_the_reading_task_stops_decoding_after_the_piece_being_decode
             await reader
         resume.set()
         assert await asyncio.to_thread(stopped.wait, 10)
+        await stream.aclose()  # waits for the closing the cancelled task asked for
         return stream, threads
 
     stream, threads = asyncio.run(main())
     assert decoded == [] and freed(threads)
-    assert stream.text == "one" and stream.finish_reason is None and stream.result is None
+    assert stream.text == "one" and stream.finish_reason == "cancelled" and stream.usage["completion_tokens"] > 0
 
 
 def paused_writer(monkeypatch, token: int):

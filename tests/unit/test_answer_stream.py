@@ -36,7 +36,7 @@ def test_the_result_comes_without_a_second_model_call(tiny_engine, monkeypatch):
     assert stream.text == whole["text"] and list(stream) == []
 
 
-def test_a_stream_closed_early_stops_decoding_and_has_no_result(tiny_engine):
+def test_a_stream_closed_early_stops_decoding_and_holds_what_was_written(tiny_engine):
     gen = ChatGenerator(engine=tiny_engine)
     sampling = {"temperature": 1, "seed": 1, "max_tokens": 40}  # greedy, the tiny random model writes only line breaks: none streams before the end
     calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
@@ -44,7 +44,9 @@ def test_a_stream_closed_early_stops_decoding_and_has_no_result(tiny_engine):
     first = next(stream)
     stream.close()
     assert tiny_engine.stats.calls == calls + 1 and tiny_engine.stats.completion_tokens - tokens < 40  # the decode ended there
-    assert stream.text == first and stream.result is None and stream.finish_reason is None and stream.usage is None
+    prompt = stream.result["messages"][:-1]
+    assert stream.text == first == stream.result["text"] and stream.finish_reason == "cancelled" == stream.result["finish_reason"]
+    assert stream.usage == stream.result["usage"] == {"prompt_tokens": tiny_engine.count_tokens(prompt), "completion_tokens": tiny_engine.count_tokens(first)}
     assert list(stream) == []
     calls, tokens = tiny_engine.stats.calls, tiny_engine.stats.completion_tokens
     for _ in gen.stream("Bees", sampling=sampling):
@@ -200,7 +202,8 @@ def test_a_stream_closed_from_another_thread_stops_after_the_piece_being_decoded
     closed.set()
     reader.join(10)
     assert not reader.is_alive() and pieces == ["one", " two"] and stopped == [True]
-    assert stream.text == "one two" and stream.finish_reason is None and stream.result is None
+    assert stream.text == "one two" == stream.result["text"] and stream.finish_reason == "cancelled"  # its generator's stream's
+    assert stream.usage == {"prompt_tokens": engine.count_tokens(stream.result["messages"][:-1]), "completion_tokens": engine.count_tokens("one two")}
     assert session.messages[-1] == {"role": "assistant", "content": "one two"}
     assert session.ask("second") == "one two three" and len(session.messages) == 4  # not "a reply is still being written"
 
@@ -213,8 +216,46 @@ def test_a_with_block_closes_the_stream_as_the_openai_sdks_streams_close():
         with session.send("first") as stream:
             assert next(stream) == "one"
             raise KeyError("the caller's own error")
-    assert stream.text == "one" and stream.finish_reason is None
+    assert stream.text == "one" and stream.finish_reason == "cancelled"
     assert session.messages[-1] == {"role": "assistant", "content": "one"} and session.ask("second") == "again"
     with aigc.stream("chat", "read whole", model="echo") as whole:
         assert "".join(whole) == "read whole"
     assert whole.finish_reason == "stop"  # read to its end: closing it changed nothing
+
+
+def test_reading_text_before_the_loop_keeps_the_pieces_for_it():
+    engine = FakeEngine()
+    engine.enqueue("one two three", "one two three")
+    gen = ChatGenerator(engine=engine)
+    whole = list(gen.stream("hi"))
+    stream = gen.stream("hi")
+    assert stream.text == "one two three"  # reads the whole answer first
+    assert list(stream) == whole and stream.finish_reason == "stop"  # then the loop gets every piece
+    assert list(stream) == []  # read to its end once
+    paused = aigc.stream("chat", "one two three", model="echo")
+    assert next(paused) == "one" and paused.result["text"] == "one two three"
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(paused))
+        except StopIteration as end:
+            assert end.value == "stop"
+            break
+    assert "one" + "".join(pieces) == "one two three"  # the pieces the loop had not had yet
+
+
+def test_a_closed_stream_holds_the_tokens_written_where_no_result_can_be_made_of_them():
+    engine = FakeEngine()
+    engine.enqueue('{"a": 1, "b": 2}')
+    stream = ChatGenerator(engine=engine).stream("hi", sampling={"json_schema": "a int, b int"})
+    first = next(stream)
+    stream.close()
+    assert stream.text == first and stream.finish_reason == "cancelled" and stream.result is None  # half a JSON answer is none
+    assert stream.usage == {"prompt_tokens": engine.count_tokens(engine.calls[-1][0][0]), "completion_tokens": engine.count_tokens(first)}
+    unread = ChatGenerator(engine=engine).stream("hi")
+    unread.close()  # before its first piece
+    assert unread.text == "" and unread.finish_reason == "cancelled" and unread.usage["completion_tokens"] == 0
+    plugins = aigc.AnswerStream.wrapping(iter(["a ", "b"]))  # a plugin generator's own stream: nothing counts its tokens
+    assert next(plugins) == "a "
+    plugins.close()
+    assert (plugins.text, plugins.finish_reason, plugins.usage, plugins.result) == ("a ", "cancelled", None, None)

@@ -27,6 +27,7 @@ def test_a_session_file_is_written_after_each_reply_and_read_back(tmp_path):
     assert saved == {"model": "fake", "messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hello Ada."},
     ]}
+    first.close()  # lets go of the file for the next session
     second = session(path, engine)
     assert second.system == "Be brief." and len(second.messages) == 2
     "".join(second.send("Who am I?"))
@@ -170,7 +171,8 @@ def test_a_reply_left_in_a_broken_loop_keeps_what_was_written(tmp_path):
     stopped = chat.send("more")
     next(stopped)
     stopped.close()
-    assert stopped.text == "four" and stopped.result is None and stopped.usage is None  # as a closed aigc.stream
+    assert stopped.text == "four" == stopped.result["text"] and stopped.finish_reason == "cancelled"  # as a closed aigc.stream
+    assert stopped.result["messages"][-1] == chat.messages[-1] and stopped.usage["completion_tokens"] == engine.count_tokens("four")
     assert chat.messages[-1] == {"role": "assistant", "content": "four"} == conversations.read(path).messages[-1]
 
 
@@ -242,6 +244,7 @@ def test_a_session_keeps_its_template_variables_with_its_template_only(tmp_path)
     assert chat.variables == {} and chat.options() == {"template": "chat", "system": None}
     "".join(chat.send("plain"))
     assert "variables" not in json.loads(path.read_text())
+    chat.close()
     with pytest.raises(BadInputError, match="template 'chat' has no variable tone"):
         session(path, engine, variables={"tone": "x"})
 
@@ -470,12 +473,14 @@ def test_a_conversation_deleted_while_a_session_has_it_is_not_made_again(tmp_pat
     with pytest.raises(ConversationDeletedError, match=f"^session '{path}' was deleted meanwhile; this chat stops without writing it again"):
         talk.ask("again")
     assert not path.exists()
+    talk.close()
     conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
     talk = session(path, engine)
     path.unlink()  # before its first reply
     with pytest.raises(ConversationDeletedError):
         talk.reset()
     assert not path.exists()
+    talk.close()
     with pytest.raises(ConversationDeletedError, match="was deleted meanwhile"):  # picked while it was there, gone when held
         with conversations.in_use(path, existing=True):
             pytest.fail("held a conversation that is gone")
@@ -636,3 +641,58 @@ def test_a_session_made_without_a_model_goes_on_with_the_model_it_was_saved_with
     with pytest.raises(UnknownModelError, match="saved with model no-such-model-here.*ChatSession\\(model=NAME\\)"):
         ChatSession(path=path)
     assert ChatSession(path=path, model="echo").ask("other") == "other"
+
+
+def test_a_session_holds_its_file_as_aigc_chat_does_until_closed_so_no_turn_is_overwritten(tmp_path):
+    import gc
+
+    from aigc import locks
+    from aigc.errors import ConversationOpenError
+
+    path = tmp_path / "same.json"
+    first = session(path)
+    first.ask("A first")
+    with pytest.raises(ConversationOpenError, match=rf"^{re.escape(str(path))} is in use by another aigc chat or ChatSession; close that session"):
+        session(path)  # a second session in this process
+    with pytest.raises(ConversationOpenError, match="is in use by another aigc chat"):
+        with conversations.in_use(path):  # as `aigc chat -S` takes it
+            pytest.fail("held a file a session has open")
+    first.close()
+    with pytest.raises(BadInputError, match=r"^this ChatSession is closed \(close\(\), or its with block ended\)"):
+        first.ask("A second")
+    with session(path) as second:
+        second.ask("B")
+        with pytest.raises(ConversationOpenError):
+            session(path)
+    third = session(path)
+    del third
+    gc.collect()
+    with locks.held(path, "busy", ConversationOpenError):  # garbage collected, the session let go of it
+        session(path, keep=False).messages  # noqa: B018 - one that writes nothing holds nothing
+    assert [m["content"] for m in conversations.read(path).messages] == ["A first", "", "B", ""]
+
+
+def test_a_session_that_fails_to_be_made_does_not_hold_its_file(tmp_path):
+    from aigc.errors import OptionError
+
+    path = tmp_path / "same.json"
+    with pytest.raises(OptionError, match="^n is for one-shot calls"):
+        session(path, sampling={"n": 2})  # the error's traceback keeps the half-made session
+    assert session(path).ask("hi") == ""
+
+
+def test_aigc_chat_on_a_file_a_session_holds_is_refused_and_the_session_s_turns_stay(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    path = tmp_path / "same.json"
+    held = session(path)
+    held.ask("A first")
+    refused = CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"])
+    assert refused.exit_code == 2 and f"{path} is in use by another aigc chat" in refused.stderr
+    held.ask("A second")
+    assert [m["content"] for m in conversations.read(path).messages] == ["A first", "", "A second", ""]
+    held.close()
+    assert CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"]).exit_code == 0
+    assert [m["content"] for m in conversations.read(path).messages][-2:] == ["cli turn", "cli turn"]

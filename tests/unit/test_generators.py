@@ -928,6 +928,18 @@ def test_many_raises_an_inputs_error_as_its_own_class_naming_its_position():
     assert raised.value.at == "input 1"
 
 
+def test_many_with_on_error_skip_gives_each_failed_inputs_error_in_its_place_and_keeps_the_rest():
+    engine = FakeEngine(context_length=50)
+    engine.enqueue("one", "three")
+    results = ChatGenerator(engine=engine).many(["hi", "word " * 100, "yo"], sampling={"max_tokens": 3}, concurrency=1, on_error="skip")  # one at a time: answers in order
+    assert [r["text"] if isinstance(r, dict) else type(r) for r in results] == ["one", ContextLengthError, "three"]
+    assert (results[1].at, results[1].index) == ("input 1", 1) and str(results[1]).startswith("input 1: the prompt takes ")
+    with pytest.raises(ContextLengthError, match=r"^input 1: "):  # the default, as run_batch words it
+        ChatGenerator(engine=engine).many(["hi", "word " * 100], sampling={"max_tokens": 3}, on_error="stop")
+    with pytest.raises(OptionError, match="^on_error must be skip or stop, got 'return'"):
+        ChatGenerator(engine=engine).many(["hi"], on_error="return")
+
+
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
     with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):

@@ -143,6 +143,7 @@ def test_a_chat_session_sends_a_pattern_placing_the_input_as_its_first_message_a
     pattern(templates.user_dir(), "summarize_it", "You summarize.\n\nINPUT:\n{{input}}\n")
     session = ChatSession(model="echo", template="summarize_it", path=tmp_path / "s.json")
     assert [session.ask("TEXT1"), session.ask("TEXT2")] == ["TEXT1", "TEXT2"]
+    session.close()
     again = ChatSession(model="echo", path=tmp_path / "s.json")  # the saved session goes on with its pattern
     again.ask("TEXT3")
     assert [m["content"] for m in again.messages if m["role"] != "assistant"] == ["You summarize.\n\nINPUT:\nTEXT1", "TEXT2", "TEXT3"]
@@ -191,6 +192,7 @@ def test_a_session_switched_to_a_pattern_placing_the_input_sends_it_on_its_next_
     switched = ChatSession(model="echo", path=tmp_path / "s.json", template="summarize_it")
     switched.ask("TEXT1")
     switched.ask("TEXT2")
+    switched.close()
     again = ChatSession(model="echo", path=tmp_path / "s.json")
     again.ask("TEXT3")
     assert [m["content"] for m in again.messages if m["role"] == "user"] == ["hello", "You summarize.\n\nINPUT:\nTEXT1", "TEXT2", "TEXT3"]
