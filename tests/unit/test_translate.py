@@ -1415,6 +1415,25 @@ def test_a_line_of_template_tags_alone_is_kept_as_structure_and_not_sent_to_the_
     assert sent == ["This feature is in beta.", "Read on."]
 
 
+@pytest.mark.parametrize("line", [
+    "{% capture note %}Remember to save.{% endcapture %}",
+    "{%- if page.toc -%}Contents{%- endif -%}",
+    "{# say #}Hello there.{# end #}",
+    "{{< note >}}Try the beta.{{< /note >}}",
+])
+def test_text_between_two_template_tags_on_one_line_is_translated_and_the_tags_kept(line):
+    result, _ = translate(line)
+    text = re.search(r"[%#>]\}(.+?)\{", line)[1]
+    assert result["translation"] == line.replace(text, text.upper())
+
+
+def test_a_stray_brace_percent_does_not_freeze_the_prose_up_to_a_later_tag_end():
+    assert placeholders("In Python, {%s} formats, while 50% of {items %} differ.") == ["%s"]
+    assert placeholders("Use {#id} for anchors, and the hash #} sign.") == []
+    result, _ = translate("Price is {%d} and {% set x = 1 %} ok.")
+    assert result["translation"] == "PRICE IS {%d} AND {% set x = 1 %} OK."
+
+
 def test_mkdocs_admonition_markers_and_types_are_kept_and_their_quoted_titles_and_bodies_translated():
     doc = textwrap.dedent('''\
         !!! note "Custom title"
