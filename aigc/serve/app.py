@@ -154,8 +154,8 @@ class RequestIds:
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
     (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
-    before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
-    cancelled."""
+    before its answer ended (the server quit) gets a 503, or a stream its last error event or JSON line,
+    and stays cancelled."""
 
     def __init__(self, app):
         self.app = app
@@ -196,14 +196,16 @@ class RequestIds:
         except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
             if ended:
                 raise
-            error = json.dumps(error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable"))
+            message = "the server quit before this request was answered; retry it"
+            error = json.dumps(error_body(message, "server_error", code="unavailable"))
             if not started:
                 headers = [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())]
                 await send_with_id({"type": "http.response.start", "status": 503, "headers": headers})
                 await send({"type": "http.response.body", "body": error.encode()})
-            else:  # a stream ends with the error as its last event
-                last = f"data: {error}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
-                await send({"type": "http.response.body", "body": last})
+            else:  # a stream ends with the error as its last event (SSE) or JSON line (ollama's ndjson)
+                kind = started[0].get("content-type", "")
+                last = f"data: {error}\n\n" if "text/event-stream" in kind else json.dumps(ollama_error(message)) + "\n" if "application/x-ndjson" in kind else ""
+                await send({"type": "http.response.body", "body": last.encode()})
             raise  # still cancelled: the task ends as asked (`quit_cancels` keeps uvicorn's report of it off stderr)
         except Exception as exc:
             if started:  # nothing to answer with any more: uvicorn closes the connection and logs it

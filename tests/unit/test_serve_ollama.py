@@ -226,3 +226,31 @@ def test_unknown_options_are_ignored_as_ollama_ignores_them(server):
 def test_the_api_key_is_still_required(server, path, method):
     status, _, text = call(server, path, {"prompt": "x"} if method == "POST" else None, key=None, method=method)
     assert status == 401 and "API key" in json.loads(text)["error"]
+
+
+def _quit(path, streamed):
+    """What `RequestIds` sends for a request on `path` the server quits on (an ndjson stream begun, or not)."""
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        if streamed:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+            await send({"type": "http.response.body", "body": b'{"response":"Hel","done":false}\n', "more_body": True})
+        raise asyncio.CancelledError  # what asyncio.run does to a task still running when uvicorn quits
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(RequestIds(app)({"type": "http", "path": path, "headers": []}, None, send))
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+    return sent
+
+
+def test_a_stream_the_server_quits_on_ends_with_an_error_line():
+    last = _quit("/api/generate", streamed=True)[-1]["body"]
+    assert last.endswith(b"\n") and "server quit" in json.loads(last)["error"]
