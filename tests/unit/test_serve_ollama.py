@@ -254,3 +254,22 @@ def _quit(path, streamed):
 def test_a_stream_the_server_quits_on_ends_with_an_error_line():
     last = _quit("/api/generate", streamed=True)[-1]["body"]
     assert last.endswith(b"\n") and "server quit" in json.loads(last)["error"]
+
+
+@pytest.mark.parametrize("header, value, code", [("Origin", "http://evil.example", "origin_not_allowed"), ("Host", "evil.example:8000", "host_not_allowed")])
+def test_requests_refused_before_they_run_are_answered_in_ollamas_shape_on_its_paths(server, header, value, code):
+    def refused(path):
+        request = urllib.request.Request(server["url"] + path, headers={header: value})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=60)
+        assert caught.value.code == 403
+        return json.loads(caught.value.read())
+
+    assert "refused" in refused("/api/version")["error"]
+    assert refused("/v1/models")["error"]["code"] == code  # the OpenAI routes keep OpenAI's shape
+
+
+def test_a_request_the_server_quits_on_before_answering_is_a_503_in_ollamas_shape():
+    start, body = _quit("/api/generate", streamed=False)
+    assert start["status"] == 503 and "server quit" in json.loads(body["body"])["error"]
+    assert json.loads(_quit("/v1/completions", streamed=False)[-1]["body"])["error"]["code"] == "unavailable"
