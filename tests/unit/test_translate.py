@@ -1479,6 +1479,25 @@ def test_an_i18n_json_object_on_stdin_has_its_string_values_translated_as_a_json
         assert "HELLO" in shown and not shown.startswith("[\n"), shown  # a list's lines joined as a paragraph's
 
 
+def test_an_almost_json_object_is_refused_with_its_parse_error_not_translated_as_markdown(echo, tmp_path):
+    slip = '{\n  "greeting": "Hello",\n  "bye": "Goodbye",\n}\n'  # a trailing comma, as hand-edited i18n files have
+    file = tmp_path / "en.json"
+    file.write_text(slip)
+    for args, given in ((["-"], slip), ([str(file)], None)):
+        result = runner.invoke(app, ["translate", *args, "--to", "de"], input=given)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert "not valid JSON" in result.stderr and "line 4, column 1" in result.stderr and "--markdown" in result.stderr, result.stderr
+    assert "GOODBYE" in runner.invoke(app, ["translate", "-", "--to", "de", "--markdown"], input=slip).stdout
+    liquid = "{% if page.beta %}\nTry the beta.\n{% endif %}\n"  # a template, not JSON
+    assert runner.invoke(app, ["translate", "-", "--to", "de"], input=liquid).stdout == liquid.replace("Try the beta.", "TRY THE BETA.")
+
+
+def test_a_json_file_of_no_strings_is_read_as_markdown_for_that_reason(echo, tmp_path):
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[[1, 2], [3, 4]]\n")
+    assert "(.json: not an object or list of strings)" in runner.invoke(app, ["translate", str(numbers), "--to", "de"]).stderr
+
+
 def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_path):
     from aigc import logs
 
