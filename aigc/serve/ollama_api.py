@@ -153,7 +153,7 @@ class OllamaReply:
     prompt_tokens: int
     key: str
     began: int  # when the request came, perf_counter_ns
-    state: Any = None  # the request's state, whose jobs say when their first text came (`Job.first_piece`)
+    state: Any = None  # the request's state, whose jobs say when their first token came (`Job.started` + `Job.first`)
     top: None = None  # no log-probabilities
     done: None = None  # the stream ends with its done line
     media_type = "application/x-ndjson"
@@ -172,7 +172,9 @@ class OllamaReply:
 
     def _final(self, completion, text: str, calls: list | None = None) -> dict:
         end = time.perf_counter_ns()
-        first = min((job.first_piece for job in getattr(self.state, "jobs", ()) if job.first_piece), default=end)
+        # The prompt's evaluation ends at the first token (text or not); from the request's arrival, so queueing and tokenizing too.
+        firsts = [job.started + job.first for job in getattr(self.state, "jobs", ()) if getattr(job, "first", None) is not None]
+        first = round(min(firsts) * 1e9) if firsts else end  # perf_counter seconds -> perf_counter_ns
         return self._line(
             text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,

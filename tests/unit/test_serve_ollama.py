@@ -273,3 +273,12 @@ def test_a_request_the_server_quits_on_before_answering_is_a_503_in_ollamas_shap
     start, body = _quit("/api/generate", streamed=False)
     assert start["status"] == 503 and "server quit" in json.loads(body["body"])["error"]
     assert json.loads(_quit("/v1/completions", streamed=False)[-1]["body"])["error"]["code"] == "unavailable"
+
+
+def test_eval_duration_counts_a_first_token_that_makes_no_text(server):
+    options = {**GREEDY, "num_predict": 1}
+    token = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "options": options})["response"]
+    assert token  # the tiny model's first token, made a stop string: decoded, yet no text is sent
+    stopped = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "options": {**options, "num_predict": 5, "stop": [token]}})
+    assert stopped["response"] == "" and stopped["eval_count"] == 1
+    assert 0 < stopped["eval_duration"] and stopped["prompt_eval_duration"] < stopped["total_duration"]
