@@ -138,6 +138,9 @@ def test_an_empty_prompt_or_no_messages_loads_the_model_and_is_done(server):
     for path, body, key in (("/api/generate", {"model": server["model"]}, "response"), ("/api/chat", {"model": server["model"], "messages": []}, "message")):
         answer = ok(server, path, body)
         assert answer["done"] is True and answer["done_reason"] == "load" and key in answer
+        for keep_alive in (0, "0", "0s"):  # what a client sends to unload the model: answered as ollama answers it
+            assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "unload"
+        assert ok(server, path, {**body, "keep_alive": "5m"})["done_reason"] == "load"
 
 
 def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(server):
@@ -152,7 +155,7 @@ def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(serve
 
 
 def test_num_predict_is_held_to_what_the_server_allows_as_ollama_runs_to_the_context(server):
-    for num_predict in (-1, 10_000):  # unlimited; more than --max-tokens allows (40 here)
+    for num_predict in (-1, 0, 10_000):  # unlimited (0 too, as ollama's runners take it); more than --max-tokens allows (40 here)
         whole = ok(server, "/api/generate", {"prompt": "a", "stream": False, "options": {**GREEDY, "num_predict": num_predict, "stop": []}})
         assert whole["eval_count"] <= 40
 
@@ -193,7 +196,9 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     alone = ok(server, "/v1/embeddings", {"input": "a dog"})["data"][0]["embedding"]  # batched with no other text
     assert ok(server, "/api/embed", {"input": "a dog"})["embeddings"] == [alone]
     assert ok(server, "/api/embeddings", {"model": server["model"], "prompt": "a dog"}) == {"embedding": alone}
-    assert "non-empty" in error(server, "/api/embed", {"input": []}, 400)
+    for nothing in ({}, {"input": []}, {"input": ""}):  # as ollama: nothing embedded (a client's way to load the model)
+        assert ok(server, "/api/embed", {"model": server["model"], **nothing}) == {"model": server["model"], "embeddings": []}
+    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
 @pytest.mark.parametrize(
