@@ -501,7 +501,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             job.cancel()
 
     async def stream_events(reply: "Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
-        """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
+        """The stream's lines (SSE events, or ollama's JSON lines: `reply.sse`) from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
             for opening in reply.opening():
                 yield reply.sse(opening)
@@ -615,9 +615,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         return event_stream(events(), reply.media_type)
 
     async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
-        """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
-        what may be a call's (`tools.Holdback`); its calls once its row ends (`reply.calling`), or the
-        text held back where it is none. A row that opens with a call that is not valid is decoded
+        """The stream's lines (`reply.sse`) of free answers that may call a tool ("auto"): their text as
+        it is decoded, less what may be a call's (`tools.Holdback`); its calls once its row ends
+        (`reply.calling`), or the text held back where it is none. A row that opens with a call that is not valid is decoded
         again under the calls' schema, as `answer_tools` does."""
         from .tools import Holdback, starts_call
 

@@ -64,7 +64,6 @@ class _Body(BaseModel):
     options: Optional[dict[str, Any]] = None
     format: Union[str, dict, None] = None
     keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
-    think: Any = None  # no model served here thinks apart from its answer
 
     def openai(self) -> dict:
         """The OpenAI request fields of the body's settings."""
@@ -132,10 +131,7 @@ class EmbedBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     model: Optional[str] = None
     input: Union[str, list, None] = None  # /api/embed
-    prompt: Optional[str] = None  # /api/embeddings, the older form
-    keep_alive: Any = None
-    truncate: Any = None
-    options: Any = None
+    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, truncate, options: ignored)
 
 
 def _zero(keep_alive: Any) -> bool:
