@@ -287,3 +287,15 @@ def test_eval_duration_counts_a_first_token_that_makes_no_text(server):
     stopped = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "options": {**options, "num_predict": 5, "stop": [token]}})
     assert stopped["response"] == "" and stopped["eval_count"] == 1
     assert 0 < stopped["eval_duration"] and stopped["prompt_eval_duration"] < stopped["total_duration"]
+
+
+def test_an_error_mid_stream_is_the_streams_last_json_line(server, monkeypatch):
+    from aigc.errors import BadInputError
+
+    def submit(job):  # a piece, then the job fails
+        job.send(("piece", 0, "Hel", None))
+        job.send(("error", BadInputError("max_tokens is too large for what is left")))
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", submit)
+    *pieces, last = lines(server, "/api/generate", {"prompt": "Hi"})
+    assert [p["response"] for p in pieces] == ["Hel"] and list(last) == ["error"] and "num_predict" in last["error"]
