@@ -299,3 +299,20 @@ def test_an_error_mid_stream_is_the_streams_last_json_line(server, monkeypatch):
     monkeypatch.setattr(server["backend"].scheduler, "submit", submit)
     *pieces, last = lines(server, "/api/generate", {"prompt": "Hi"})
     assert [p["response"] for p in pieces] == ["Hel"] and list(last) == ["error"] and "num_predict" in last["error"]
+
+
+def test_an_unexpected_error_on_an_ollama_path_is_a_500_in_ollamas_shape():
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        raise ZeroDivisionError("a bug")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestIds(app)({"type": "http", "path": "/api/chat", "headers": [], "method": "POST", "query_string": b""}, None, send))
+    assert sent[0]["status"] == 500 and isinstance(json.loads(sent[-1]["body"])["error"], str)
