@@ -58,14 +58,18 @@ _LETTER = re.compile(r"[^\W\d_]")
 # A docs site's structure on a line of its own, kept as it is: Hugo shortcodes ({{< note >}}, {{% /x %}}), Liquid, Jinja and
 # Nunjucks tags and comments ({% endif %}, {%- if a -%}, {# note #}), Docusaurus admonition fences (:::tip, :::), MkDocs
 # admonitions (!!! note "Title", ??? and ???+ folded ones: their quoted title and their text, indented 4, translated).
-_SITE_MARKUP = re.compile(r"^[ \t]*(?:(?:(?:\{\{[<%].*?[>%]\}\}|\{%.*?%\}|\{#.*?#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$")
+# Each tag ends at its own closing delimiter, so a line is structure only when it is tags and spaces: the text in
+# `{% if x %}Text{% endif %}` is translated (its tags kept as placeholders).
+_SITE_MARKUP = re.compile(
+    r"^[ \t]*(?:(?:(?:\{\{[<%](?:(?![>%]\}\}).)*[>%]\}\}|\{%(?:(?!%\}).)*%\}|\{#(?:(?!#\}).)*#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$"
+)
 _ADMONITION_TITLE = re.compile(r'^([ \t]*(?:!!!|\?\?\?\+?)[ \t]+[\w-]+(?:[ \t]+[\w-]+)*[ \t]+")(.*)("[ \t]*)$')  # !!! note "Title": its title is text
 # A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), a Liquid,
 # Jinja or Nunjucks tag or comment ({% include "x.html" %}, {%- if a -%}, {# note #}), ${var}, %{name}, {name}, {0}, an ICU
 # {count, plural, ...} whole, printf's %s, %d, %1$s, %(name)s, %.2f, %@, and Laravel's :name after a space (not 10:30, a
-# URL or :emoji:).
+# URL or :emoji:). A tag holds no brace but a {{ value }}, so a stray `{%s}` does not run on to a later `%}`.
 PLACEHOLDER = re.compile(
-    r"\{\{[^{}\n]*\}\}|\{%[^\n]*?%\}|\{#[^\n]*?#\}"
+    r"\{\{[^{}\n]*\}\}|\{%(?:[^{}%\n]|%(?!\})|\{\{[^{}\n]*\}\})*%\}|\{#(?:[^{}#\n]|#(?!\}))*#\}"
     r"|[$%]\{[^{}\s]+\}"
     r"|\{[\w.-]+(?:\s*,[^{}\n]*(?:\{[^{}\n]*\}[^{}\n]*)*)?\}"
     r"|(?<!%)%(?:\d+\$)?(?:\([\w.]+\))?[-+0#]*(?:\d+|\*)?(?:\.\d+)?(?:hh?|ll?|[Lqjzt])?[sdifFeEgGxXoucp@](?![A-Za-z])"

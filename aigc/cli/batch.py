@@ -12,7 +12,7 @@ from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
 from ..generators.base import coerce_value
-from .lines import given_back_note
+from .lines import first_few, given_back_note
 from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
 
@@ -154,7 +154,7 @@ def batch(
         what = f"the model {generator.engine.name} gives the same answer to every sample; ask for fewer" if same_every_time(generator.engine) else "raise --temperature, or ask for fewer"
         ui.warn(f"{summary.short} row{'s' * (summary.short != 1)} came out with fewer results than asked for (each result's \"missing\" says how many); {what}")
     if summary.unchanged:
-        ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(summary.unchanged, key=lambda row: row.number)]
+        ids = _ids(summary.unchanged)
         ui.warn(given_back_note("id", ids, summary.done, f'; {"its result says" if len(ids) == 1 else "their results say"} "unchanged": true'))
     if summary.cut_off:
         ui.warn(_cut_off_note(summary.cut_off, summary.done, run.token_limit(options.get("template") if isinstance(options.get("template"), str) else None)))
@@ -167,13 +167,17 @@ def batch(
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
 
 
+def _ids(rows: list) -> list[str]:
+    """The rows' ids as JSON, in the rows' order."""
+    return [json.dumps(row.id, ensure_ascii=False) for row in sorted(rows, key=lambda row: row.number)]
+
+
 def _cut_off_note(rows: list, total: int, limit: str) -> str:
     """One warning for the rows of `total` whose results the token `limit` cut off, naming the first few by id."""
-    ids = [json.dumps(row.id, ensure_ascii=False) for row in sorted(rows, key=lambda row: row.number)]
-    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    ids = _ids(rows)
     one = len(ids) == 1
     return (
-        f"{len(ids)} of {total} row{'s' * (total != 1)} {'was' if one else 'were'} cut off at {limit} (id{'s' * (not one)} {shown}; "
+        f"{len(ids)} of {total} row{'s' * (total != 1)} {'was' if one else 'were'} cut off at {limit} (id{'s' * (not one)} {first_few(ids)}; "
         f'{"its result says" if one else "their results say"} "cut_off": true or "finish_reason": "length"); {"it counts" if one else "they count"} as done, so '
         f"--retry-failed does not run {'it' if one else 'them'} again: a new -o with a higher --max-tokens runs {'it' if one else 'them'} whole"
     )
@@ -182,16 +186,15 @@ def _cut_off_note(rows: list, total: int, limit: str) -> str:
 def _missed_note(key: str, missed: list, total: int) -> str:
     """One warning for the rows of `total` whose results list glossary terms or placeholders (`key`) their
     translation missed, naming the first few rows by id and the terms missed most, where a warning each would scroll by."""
-    ids = [json.dumps(row.id, ensure_ascii=False) for row, _ in sorted(missed, key=lambda pair: pair[0].number)]
-    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    ids = _ids([row for row, _ in missed])
     rows: dict[str, int] = {}  # each term (placeholder): the rows missing it
     for _, items in missed:
         for what in dict.fromkeys(f"{item['source']!r} as {item['target']!r}" if key == "glossary_misses" else repr(item["placeholder"]) for item in items):
             rows[what] = rows.get(what, 0) + 1
     most = sorted(rows.items(), key=lambda kv: -kv[1])
-    terms = ", ".join(f"{what} in {n}" for what, n in most[:3]) + (f" and {len(most) - 3} more" if len(most) > 3 else "")
+    terms = first_few([f"{what} in {n}" for what, n in most], 3)
     whose = f'its result\'s "{key}" lists' if len(ids) == 1 else f'their results\' "{key}" list'
-    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {shown}): {terms}; {whose} them"
+    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {first_few(ids)}): {terms}; {whose} them"
     if key == "glossary_misses":
         return f"glossary terms were missed in {where}"
     return f"placeholders are missing in {where}, and the program that fills them in will fail"

@@ -80,11 +80,16 @@ class LineResults:
             raise ItemsFailedError(f"{self.failed} of {total} lines failed (warned above){rest}")
 
 
+def first_few(names: list[str], most: int = 5) -> str:
+    """`names` joined, the first `most` of them and how many more: "1, 2, 3, 4, 5 and 7 more"."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def given_back_note(kind: str, places: list[str], total: int, marked: str = "") -> str:
     """One warning for the texts of `total` no longer than the summary asked for (`"unchanged": true`),
     naming the first few of them (`kind` "line", `places` its numbers) and then `marked`, where a
     warning each would bury the others."""
-    shown = f"{kind}{'s' * (len(places) > 1)} {', '.join(places[:5])}" + (f" and {len(places) - 5} more" if len(places) > 5 else "")
+    shown = f"{kind}{'s' * (len(places) > 1)} {first_few(places)}"
     one = len(places) == 1
     return f"{len(places)} of {total} text{'s' * (total != 1)} {'was' if one else 'were'} no longer than the summary asked for and {'is' if one else 'are'} given back as {'it is' if one else 'they are'} ({shown}{marked})"
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,11 +54,14 @@ def translate(
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
     i18n = suffix == ".json" or (source == "-" and text.lstrip().startswith("{"))  # stdin: a JSON object only (a list may be words)
     strings = read_strings(text) if i18n and not (plain or markdown or lines) else None  # an i18n file: its values translated
+    if i18n and strings is None and not (plain or markdown or lines):
+        _check_json(text, STDIN if source == "-" else source)
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
     elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
-        ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: neither .md nor .txt); give --plain to translate it as plain text, or --markdown to say it is Markdown")
+        why = "not an object or list of strings" if suffix == ".json" else "neither .md nor .txt"
+        ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: {why}); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
     options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {})}
     generator = run.generator("translate", template=template)
@@ -121,6 +125,20 @@ def _translate_strings(run: RunOptions, generator, data, text: str, options: dic
     if todo:  # a model answered: logged (with nothing to translate, none was loaded)
         run.keep(generator, "translate", text, translated, {**options, "glossary": glossary}, result)
     run.report(generator)
+
+
+def _check_json(text: str, name: str) -> None:
+    """A `BadInputError` when `text` looks like a JSON object (`{"...` up to `}`) but does not parse: an
+    i18n file with a slip (a trailing comma) would otherwise be translated as Markdown, keys and all."""
+    if not (re.match(r'\s*\{\s*["}]', text) and text.rstrip().endswith("}")):
+        return
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(
+            f"{name} looks like a JSON object but is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}); "
+            "fix it to translate its string values, or give --markdown or --plain to translate it as text"
+        ) from None
 
 
 def glossary_notes(result: dict) -> list[str]:

@@ -157,14 +157,19 @@ def request_line(scope: dict, status: int | None, seconds: float) -> str:
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # an incoming X-Request-Id kept as it is: nothing a log line or header could be forged with
 
 
+def error_for(path: str, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
+    """An error body in the shape the path's clients read: ollama's `{"error": "..."}` on `/api/*`, else OpenAI's."""
+    return ollama_error(message) if ollama_path(path) else error_body(message, type, param, code)
+
+
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`: the request's own `X-Request-Id`
     (a proxy's) when it is a short safe token (`SAFE_ID`), else a fresh id or, for a completion,
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
     (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
-    before its answer ended (the server quit) gets a 503, or a stream its last error event, and stays
-    cancelled."""
+    before its answer ended (the server quit) gets a 503, or a stream its last error event or JSON line,
+    and stays cancelled."""
 
     def __init__(self, app):
         self.app = app
@@ -205,20 +210,23 @@ class RequestIds:
         except asyncio.CancelledError:  # the server quit at once (a second Ctrl-C): answer, not uvicorn's text 500
             if ended:
                 raise
-            error = json.dumps(error_body("the server quit before this request was answered; retry it", "server_error", code="unavailable"))
+            message = "the server quit before this request was answered; retry it"
+            error = json.dumps(error_for(scope.get("path", ""), message, "server_error", code="unavailable"))
             if not started:
                 headers = [(b"content-type", b"application/json"), (b"content-length", str(len(error)).encode())]
                 await send_with_id({"type": "http.response.start", "status": 503, "headers": headers})
                 await send({"type": "http.response.body", "body": error.encode()})
-            else:  # a stream ends with the error as its last event
-                last = f"data: {error}\n\n".encode() if "text/event-stream" in started[0].get("content-type", "") else b""
-                await send({"type": "http.response.body", "body": last})
+            else:  # a stream ends with the error as its last event (SSE) or JSON line (ollama's ndjson)
+                kind = started[0].get("content-type", "")
+                last = f"data: {error}\n\n" if "text/event-stream" in kind else f"{error}\n" if "application/x-ndjson" in kind else ""
+                await send({"type": "http.response.body", "body": last.encode()})
             raise  # still cancelled: the task ends as asked (`quit_cancels` keeps uvicorn's report of it off stderr)
         except Exception as exc:
             if started:  # nothing to answer with any more: uvicorn closes the connection and logs it
                 raise
             error = internal(exc)  # a bug (the handlers answered every error raised on purpose)
-            await JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)(scope, receive, send_with_id)
+            body = error_for(scope.get("path", ""), error.message, error.type, error.param, error.code)
+            await JSONResponse(body, status_code=error.status)(scope, receive, send_with_id)
 
 
 class OriginCheck:
@@ -237,7 +245,7 @@ class OriginCheck:
             return await self.app(scope, receive, send)
         shown = origin.decode("latin-1")
         message = f"requests from web pages on {shown} are refused; start the server with --cors-origin {shown} to let them call it"
-        await JSONResponse(error_body(message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
+        await JSONResponse(error_for(scope["path"], message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
 
 
 class HostCheck:
@@ -268,7 +276,7 @@ class HostCheck:
             f"(a web page that points its own name at 127.0.0.1 would be another); start it with --allow-host {name or shown} "
             "to answer that name (a reverse proxy that passes it on), or with --host to listen on the network"
         )
-        await JSONResponse(error_body(message, code="host_not_allowed"), status_code=403)(scope, receive, send)
+        await JSONResponse(error_for(scope["path"], message, code="host_not_allowed"), status_code=403)(scope, receive, send)
 
 
 def completion_id(request: Request, prefix: str) -> str:
@@ -308,9 +316,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        if ollama_path(request.url.path):
-            return JSONResponse(ollama_error(exc.message), status_code=exc.status, headers=exc.headers)
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(error_for(request.url.path, exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(AigcError)
     async def _aigc_error(request: Request, exc: AigcError):
@@ -333,8 +339,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             message = f"{request.url.path} is not an endpoint of this server; " + (
                 f"did you mean {meant}? An OpenAI client's base URL here is {str(request.base_url).rstrip('/')}/v1" if meant else f"it offers {ENDPOINTS}"
             )
-        body = ollama_error(message) if ollama_path(request.url.path) else error_body(message, code=code)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
+        return JSONResponse(error_for(request.url.path, message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
     async def auth(request: Request) -> None:
         if not settings.api_key:
@@ -505,7 +510,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             job.cancel()
 
     async def stream_events(reply: "Reply", job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
-        """SSE lines from a job's events; a client that goes away cancels the job (its rows stop)."""
+        """The stream's lines (SSE events, or ollama's JSON lines: `reply.sse`) from a job's events; a client that goes away cancels the job (its rows stop)."""
         try:
             for opening in reply.opening():
                 yield reply.sse(opening)
@@ -619,9 +624,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         return event_stream(events(), reply.media_type)
 
     async def stream_tools(request: Request, reply: Reply, backend: Backend, ids: list[int], held: SamplingParams, toolset, job: Job, events: asyncio.Queue) -> AsyncIterator[str]:
-        """SSE lines of free answers that may call a tool ("auto"): their text as it is decoded, less
-        what may be a call's (`tools.Holdback`); its calls once its row ends (`reply.calling`), or the
-        text held back where it is none. A row that opens with a call that is not valid is decoded
+        """The stream's lines (`reply.sse`) of free answers that may call a tool ("auto"): their text as
+        it is decoded, less what may be a call's (`tools.Holdback`); its calls once its row ends
+        (`reply.calling`), or the text held back where it is none. A row that opens with a call that is not valid is decoded
         again under the calls' schema, as `answer_tools` does."""
         from .tools import Holdback, starts_call
 

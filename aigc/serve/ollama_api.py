@@ -6,8 +6,11 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 (nanoseconds). Errors are ollama's `{"error": "message"}`. Options ollama has and this server does
 not apply (`num_ctx`, `mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
-(`template`, `suffix`, `context`) are 400s. `keep_alive` is taken and unused: a served model stays
-loaded while the server runs. `GET /` answers "Ollama is running", which ollama's own CLI checks.
+(`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
+`keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
+ignored (no model here thinks apart from its answer), and `/api/embed` does not `truncate`: a text
+longer than the context is a 400 (ollama cuts it unless `truncate` is false). `GET /` answers
+"Ollama is running", which ollama's own CLI checks.
 """
 
 from __future__ import annotations
@@ -60,14 +63,13 @@ class _Body(BaseModel):
     stream: Optional[bool] = None  # ollama's default: streamed
     options: Optional[dict[str, Any]] = None
     format: Union[str, dict, None] = None
-    keep_alive: Any = None  # taken, unused: a served model stays loaded
-    think: Any = None  # no model served here thinks apart from its answer
+    keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
 
     def openai(self) -> dict:
         """The OpenAI request fields of the body's settings."""
         body: dict[str, Any] = {"stream": self.stream is not False}
         for name, value in (self.options or {}).items():
-            if name in OPTIONS and value is not None and not (name == "num_predict" and isinstance(value, int) and value < 0):  # -1, -2: as long as it fits
+            if name in OPTIONS and value is not None and not (name == "num_predict" and isinstance(value, int) and value <= 0):  # -1, -2, 0: as long as it fits (ollama's runners stop at num_predict > 0 only)
                 body[OPTIONS[name]] = value
         if self.format == "json":
             body["response_format"] = {"type": "json_object"}
@@ -129,10 +131,14 @@ class EmbedBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     model: Optional[str] = None
     input: Union[str, list, None] = None  # /api/embed
-    prompt: Optional[str] = None  # /api/embeddings, the older form
-    keep_alive: Any = None
-    truncate: Any = None
-    options: Any = None
+    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, truncate, options: ignored)
+
+
+def _zero(keep_alive: Any) -> bool:
+    """Whether `keep_alive` is ollama's zero duration: 0, "0", "0s", "0m", ..."""
+    if isinstance(keep_alive, str):
+        return bool(re.fullmatch(r"0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?", keep_alive.strip()))
+    return isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool) and keep_alive == 0
 
 
 def _parameters(model) -> int:
@@ -153,7 +159,7 @@ class OllamaReply:
     prompt_tokens: int
     key: str
     began: int  # when the request came, perf_counter_ns
-    state: Any = None  # the request's state, whose jobs say when their first text came (`Job.first_piece`)
+    state: Any = None  # the request's state, whose jobs say when their first token came (`Job.started` + `Job.first`)
     top: None = None  # no log-probabilities
     done: None = None  # the stream ends with its done line
     media_type = "application/x-ndjson"
@@ -172,7 +178,9 @@ class OllamaReply:
 
     def _final(self, completion, text: str, calls: list | None = None) -> dict:
         end = time.perf_counter_ns()
-        first = min((job.first_piece for job in getattr(self.state, "jobs", ()) if job.first_piece), default=end)
+        # The prompt's evaluation ends at the first token (text or not); from the request's arrival, so queueing and tokenizing too.
+        firsts = [job.started + job.first for job in getattr(self.state, "jobs", ()) if getattr(job, "first", None) is not None]
+        first = round(min(firsts) * 1e9) if firsts else end  # perf_counter seconds -> perf_counter_ns
         return self._line(
             text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,
@@ -256,10 +264,11 @@ def register_ollama(app: FastAPI, served) -> None:
         cap, room = served.settings.max_tokens_cap, backend.batched.context_length - prompt_tokens
         req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
 
-    def loaded(backend, key: str) -> dict:
-        """ollama's answer to a request with nothing to answer: the model is loaded (here, always)."""
+    def loaded(backend, key: str, keep_alive: Any) -> dict:
+        """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
+        "unload" for `keep_alive: 0` (what a client sends to unload it)."""
         content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
-        return {"model": backend.name, "created_at": _now(), **content, "done": True, "done_reason": "load"}
+        return {"model": backend.name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
 
     @app.api_route("/", methods=["GET", "HEAD"])
     async def running():
@@ -296,7 +305,7 @@ def register_ollama(app: FastAPI, served) -> None:
         given: GenerateBody = served.validated(GenerateBody, await served.parsed(request))
         backend = backend_for(given.model)
         if not given.prompt and not given.suffix:
-            return loaded(backend, "response")
+            return loaded(backend, "response", given.keep_alive)
         if given.raw:
             req = served.validated(CompletionRequest, given.openai())
             ids = await served.encode(backend, req.prompt)
@@ -315,7 +324,7 @@ def register_ollama(app: FastAPI, served) -> None:
         given: ChatBody = served.validated(ChatBody, await served.parsed(request))
         backend = backend_for(given.model)
         if not given.messages:
-            return loaded(backend, "message")
+            return loaded(backend, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = Toolset.of(req.tools, None, req.response_format)
         ids = await served.encode_chat(backend, req.messages, toolset)
@@ -339,6 +348,8 @@ def register_ollama(app: FastAPI, served) -> None:
     async def embed(request: Request):
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
+            return {"model": backend_for(given.model).name, "embeddings": []}
         backend, vectors, tokens = await embedded(request, given.input, given.model)
         return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
 

@@ -19,7 +19,7 @@ from .logprobs import TokenLogprob, chat_shape, completion_shape
 
 def event_stream(lines, media_type: str = "text/event-stream") -> StreamingResponse:
     """Server-sent events (or ollama's JSON lines, `media_type`), unbuffered by proxies (`lines`: an
-    async iterator of `data: ...` lines)."""
+    async iterator of `data: ...` events or JSON lines, as `Reply.sse` writes them)."""
     return StreamingResponse(lines, media_type=media_type, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

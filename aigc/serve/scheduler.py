@@ -88,7 +88,6 @@ class Job:
         self.cancelled = False
         self.finished = False
         self.ongoing = False  # part of a request taken before a drain began: taken until the cut
-        self.first_piece: int | None = None  # when its first text was sent (perf_counter_ns): the prompt's evaluation ended
 
     @property
     def generated(self) -> int:
@@ -100,8 +99,6 @@ class Job:
         self.cancelled = True
 
     def send(self, event: tuple) -> None:
-        if event[0] == "piece" and self.first_piece is None:
-            self.first_piece = time.perf_counter_ns()
         if event[0] in ("done", "error"):
             if self.finished:
                 return

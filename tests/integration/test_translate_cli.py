@@ -3,6 +3,7 @@
 The 135M model translates poorly, so nothing here checks the quality of the translation."""
 
 import json
+import re
 
 import pytest
 
@@ -56,4 +57,5 @@ def test_template_tags_come_back_byte_identical_and_admonition_markers_are_kept(
     assert done.returncode == 0, done.stderr
     out = done.stdout.rstrip("\n").split("\n")
     assert len(out) == 8 and out[0].count('{% include "note.html" %}') == 1 and out[2] == "{% if site.beta %}" and out[4] == "{% endif %}", out
-    assert out[6].startswith('!!! note "') and out[6].endswith('"') and out[6] != '!!! note "Custom title"' and out[7].startswith("    "), out
+    # the marker, type and quotes kept around a title (the model may leave a title as it is: a unit test checks it is sent)
+    assert re.fullmatch(r'!!! note "[^"\n]*\S[^"\n]*"', out[6]) and out[7].startswith("    ") and out[7].strip(), out

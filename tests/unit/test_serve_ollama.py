@@ -138,6 +138,9 @@ def test_an_empty_prompt_or_no_messages_loads_the_model_and_is_done(server):
     for path, body, key in (("/api/generate", {"model": server["model"]}, "response"), ("/api/chat", {"model": server["model"], "messages": []}, "message")):
         answer = ok(server, path, body)
         assert answer["done"] is True and answer["done_reason"] == "load" and key in answer
+        for keep_alive in (0, "0", "0s"):  # what a client sends to unload the model: answered as ollama answers it
+            assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "unload"
+        assert ok(server, path, {**body, "keep_alive": "5m"})["done_reason"] == "load"
 
 
 def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(server):
@@ -152,7 +155,7 @@ def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(serve
 
 
 def test_num_predict_is_held_to_what_the_server_allows_as_ollama_runs_to_the_context(server):
-    for num_predict in (-1, 10_000):  # unlimited; more than --max-tokens allows (40 here)
+    for num_predict in (-1, 0, 10_000):  # unlimited (0 too, as ollama's runners take it); more than --max-tokens allows (40 here)
         whole = ok(server, "/api/generate", {"prompt": "a", "stream": False, "options": {**GREEDY, "num_predict": num_predict, "stop": []}})
         assert whole["eval_count"] <= 40
 
@@ -193,7 +196,9 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     alone = ok(server, "/v1/embeddings", {"input": "a dog"})["data"][0]["embedding"]  # batched with no other text
     assert ok(server, "/api/embed", {"input": "a dog"})["embeddings"] == [alone]
     assert ok(server, "/api/embeddings", {"model": server["model"], "prompt": "a dog"}) == {"embedding": alone}
-    assert "non-empty" in error(server, "/api/embed", {"input": []}, 400)
+    for nothing in ({}, {"input": []}, {"input": ""}):  # as ollama: nothing embedded (a client's way to load the model)
+        assert ok(server, "/api/embed", {"model": server["model"], **nothing}) == {"model": server["model"], "embeddings": []}
+    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
 @pytest.mark.parametrize(
@@ -226,3 +231,88 @@ def test_unknown_options_are_ignored_as_ollama_ignores_them(server):
 def test_the_api_key_is_still_required(server, path, method):
     status, _, text = call(server, path, {"prompt": "x"} if method == "POST" else None, key=None, method=method)
     assert status == 401 and "API key" in json.loads(text)["error"]
+
+
+def _quit(path, streamed):
+    """What `RequestIds` sends for a request on `path` the server quits on (an ndjson stream begun, or not)."""
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        if streamed:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+            await send({"type": "http.response.body", "body": b'{"response":"Hel","done":false}\n', "more_body": True})
+        raise asyncio.CancelledError  # what asyncio.run does to a task still running when uvicorn quits
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(RequestIds(app)({"type": "http", "path": path, "headers": []}, None, send))
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+    return sent
+
+
+def test_a_stream_the_server_quits_on_ends_with_an_error_line():
+    last = _quit("/api/generate", streamed=True)[-1]["body"]
+    assert last.endswith(b"\n") and "server quit" in json.loads(last)["error"]
+
+
+@pytest.mark.parametrize("header, value, code", [("Origin", "http://evil.example", "origin_not_allowed"), ("Host", "evil.example:8000", "host_not_allowed")])
+def test_requests_refused_before_they_run_are_answered_in_ollamas_shape_on_its_paths(server, header, value, code):
+    def refused(path):
+        request = urllib.request.Request(server["url"] + path, headers={header: value})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=60)
+        assert caught.value.code == 403
+        return json.loads(caught.value.read())
+
+    assert "refused" in refused("/api/version")["error"]
+    assert refused("/v1/models")["error"]["code"] == code  # the OpenAI routes keep OpenAI's shape
+
+
+def test_a_request_the_server_quits_on_before_answering_is_a_503_in_ollamas_shape():
+    start, body = _quit("/api/generate", streamed=False)
+    assert start["status"] == 503 and "server quit" in json.loads(body["body"])["error"]
+    assert json.loads(_quit("/v1/completions", streamed=False)[-1]["body"])["error"]["code"] == "unavailable"
+
+
+def test_eval_duration_counts_a_first_token_that_makes_no_text(server):
+    options = {**GREEDY, "num_predict": 1}
+    token = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "options": options})["response"]
+    assert token  # the tiny model's first token, made a stop string: decoded, yet no text is sent
+    stopped = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "options": {**options, "num_predict": 5, "stop": [token]}})
+    assert stopped["response"] == "" and stopped["eval_count"] == 1
+    assert 0 < stopped["eval_duration"] and stopped["prompt_eval_duration"] < stopped["total_duration"]
+
+
+def test_an_error_mid_stream_is_the_streams_last_json_line(server, monkeypatch):
+    from aigc.errors import BadInputError
+
+    def submit(job):  # a piece, then the job fails
+        job.send(("piece", 0, "Hel", None))
+        job.send(("error", BadInputError("max_tokens is too large for what is left")))
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", submit)
+    *pieces, last = lines(server, "/api/generate", {"prompt": "Hi"})
+    assert [p["response"] for p in pieces] == ["Hel"] and list(last) == ["error"] and "num_predict" in last["error"]
+
+
+def test_an_unexpected_error_on_an_ollama_path_is_a_500_in_ollamas_shape():
+    import asyncio
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):
+        raise ZeroDivisionError("a bug")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestIds(app)({"type": "http", "path": "/api/chat", "headers": [], "method": "POST", "query_string": b""}, None, send))
+    assert sent[0]["status"] == 500 and isinstance(json.loads(sent[-1]["body"])["error"], str)

@@ -1415,6 +1415,25 @@ def test_a_line_of_template_tags_alone_is_kept_as_structure_and_not_sent_to_the_
     assert sent == ["This feature is in beta.", "Read on."]
 
 
+@pytest.mark.parametrize("line", [
+    "{% capture note %}Remember to save.{% endcapture %}",
+    "{%- if page.toc -%}Contents{%- endif -%}",
+    "{# say #}Hello there.{# end #}",
+    "{{< note >}}Try the beta.{{< /note >}}",
+])
+def test_text_between_two_template_tags_on_one_line_is_translated_and_the_tags_kept(line):
+    result, _ = translate(line)
+    text = re.search(r"[%#>]\}(.+?)\{", line)[1]
+    assert result["translation"] == line.replace(text, text.upper())
+
+
+def test_a_stray_brace_percent_does_not_freeze_the_prose_up_to_a_later_tag_end():
+    assert placeholders("In Python, {%s} formats, while 50% of {items %} differ.") == ["%s"]
+    assert placeholders("Use {#id} for anchors, and the hash #} sign.") == []
+    result, _ = translate("Price is {%d} and {% set x = 1 %} ok.")
+    assert result["translation"] == "PRICE IS {%d} AND {% set x = 1 %} OK."
+
+
 def test_mkdocs_admonition_markers_and_types_are_kept_and_their_quoted_titles_and_bodies_translated():
     doc = textwrap.dedent('''\
         !!! note "Custom title"
@@ -1458,6 +1477,25 @@ def test_an_i18n_json_object_on_stdin_has_its_string_values_translated_as_a_json
     for text in ('[\n  "Hello",\n  "World"\n]\n', "{% include 'x.html' %}\n\nHello there.\n"):  # a list, or a tag: not surely an i18n object, read as Markdown
         shown = runner.invoke(app, ["translate", "-", "--to", "de"], input=text).stdout
         assert "HELLO" in shown and not shown.startswith("[\n"), shown  # a list's lines joined as a paragraph's
+
+
+def test_an_almost_json_object_is_refused_with_its_parse_error_not_translated_as_markdown(echo, tmp_path):
+    slip = '{\n  "greeting": "Hello",\n  "bye": "Goodbye",\n}\n'  # a trailing comma, as hand-edited i18n files have
+    file = tmp_path / "en.json"
+    file.write_text(slip)
+    for args, given in ((["-"], slip), ([str(file)], None)):
+        result = runner.invoke(app, ["translate", *args, "--to", "de"], input=given)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert "not valid JSON" in result.stderr and "line 4, column 1" in result.stderr and "--markdown" in result.stderr, result.stderr
+    assert "GOODBYE" in runner.invoke(app, ["translate", "-", "--to", "de", "--markdown"], input=slip).stdout
+    liquid = "{% if page.beta %}\nTry the beta.\n{% endif %}\n"  # a template, not JSON
+    assert runner.invoke(app, ["translate", "-", "--to", "de"], input=liquid).stdout == liquid.replace("Try the beta.", "TRY THE BETA.")
+
+
+def test_a_json_file_of_no_strings_is_read_as_markdown_for_that_reason(echo, tmp_path):
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[[1, 2], [3, 4]]\n")
+    assert "(.json: not an object or list of strings)" in runner.invoke(app, ["translate", str(numbers), "--to", "de"]).stderr
 
 
 def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_path):
