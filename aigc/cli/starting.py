@@ -16,9 +16,11 @@ def _the_command() -> bool:
 
 
 def _one_line(kind, exc, tb) -> None:
-    """A KeyboardInterrupt no one caught: one line and exit 130; anything else as Python shows it."""
+    """A KeyboardInterrupt no one caught: one line and exit 130; anything else as Python shows it.
+    Typer keeps this hook (it saves the one in place when imported) and calls it after `started`,
+    when `_kept` is empty: Python's own then."""
     if not issubclass(kind, KeyboardInterrupt):
-        return _kept[0](kind, exc, tb)
+        return (_kept[0] if _kept else sys.__excepthook__)(kind, exc, tb)
     sys.stderr.write("Error: interrupted\n")
     sys.stderr.flush()
     os._exit(130)  # what a KeyboardInterrupt left at the top would end with, less its traceback

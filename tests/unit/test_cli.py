@@ -164,6 +164,12 @@ def test_importing_aigc_leaves_sigint_to_a_library_user_and_an_ignored_one_ignor
         assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
 
 
+def test_an_error_at_the_top_after_the_cli_started_is_shown_by_the_hook_typer_kept():
+    script = "import sys; sys.argv[0] = '/usr/local/bin/aigc'\nimport aigc.cli.app, typer.main\nfrom aigc.cli import starting\nstarting.started()\ntyper.main.except_hook(RuntimeError, RuntimeError('boom'), None)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "AIGC_DEBUG"})
+    assert done.returncode == 0 and done.stderr == "RuntimeError: boom\n"
+
+
 def test_the_aigc_command_is_told_from_a_program_that_imports_aigc(monkeypatch):
     from aigc.cli import starting
 
