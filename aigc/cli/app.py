@@ -298,9 +298,11 @@ class AigcGroup(TyperGroup):
         if not args and ctx.parent is None and not ctx.resilient_parsing and sys.stdin is not None and not sys.stdin.isatty():  # `cat notes.md | aigc > out.md`: not the help into the result
             ui.error("no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)")
             raise typer.Exit(2)
-        options = args[: args.index("--")] if "--" in args else args  # after --: text (`aigc chat -- --show-completion`)
-        if ctx.parent is None and "--show-completion" in {arg.split("=", 1)[0] for arg in options}:
-            _show_completion(options)
+        if ctx.parent is None and not ctx.resilient_parsing:  # not while the shell asks for completions
+            names = set(self.list_commands(ctx))
+            options = args[: next((i for i, arg in enumerate(args) if arg in names or arg == "--"), len(args))]  # aigc's own, before the command (`aigc chat --show-completion` is chat's)
+            if "--show-completion" in {arg.split("=", 1)[0] for arg in options}:
+                _show_completion(options)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:

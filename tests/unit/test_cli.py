@@ -107,6 +107,15 @@ def test_show_completion_after_double_dash_is_text_not_the_option():
     assert (done.returncode, done.stdout) == (0, "--show-completion\n")
 
 
+def test_show_completion_after_the_command_is_the_commands_unknown_option():
+    done = subprocess.run([sys.executable, "-m", "aigc", "chat", "-m", "echo", "--show-completion"], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "") and "No such option: --show-completion" in done.stderr
+
+
+def test_completing_after_show_completion_offers_commands_not_the_script():
+    assert "chat" in completions("aigc --show-completion ")
+
+
 def test_show_completion_of_a_shell_with_none_is_a_one_line_error():
     done = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "sh"], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (2, "")
