@@ -312,7 +312,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
         while True:
             history.check()
             try:
-                with options_named(lambda name, value: None):  # "temperature must be ...", as /set takes it
+                with options_named(lambda name, value: None, commands=True):  # "temperature must be ...", as /set takes it; `aigc templates list` as the CLI spells it
                     if _turn(session, run, pending) == "exit":
                         break
             except EOFError:

@@ -2485,6 +2485,21 @@ def test_a_repl_that_only_ran_slash_commands_leaves_nothing_for_c_or_logs(monkey
     assert conversations.unnamed_files() == [earlier] and conversations.latest() == earlier and logs.entries(None) == []
 
 
+def test_errors_in_the_chat_repl_spell_commands_as_the_cli_does(monkeypatch):
+    import types
+
+    import aigc.cli.chat as chat_cli
+    from aigc import conversations
+
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    conversations.session_path("trip").write_text(json.dumps({"template": "gone", "messages": [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]}))
+    monkeypatch.setattr(chat_cli, "stdin_text", lambda: None)
+    monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True), stdout=sys.stdout, stderr=sys.stderr))
+    repl_lines(monkeypatch, "/load trip", "exit")
+    err = invoke("chat", "-m", "echo", "--no-log").stderr
+    assert "unknown template 'gone'; see `aigc templates list`" in err and "aigc.list_templates()" not in err
+
+
 def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_history(monkeypatch, capsys):
     import readline
 
