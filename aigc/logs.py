@@ -228,7 +228,8 @@ def since_time(when: str, now: datetime | None = None) -> datetime:
     try:
         if ago := _AGO.fullmatch(text):
             return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
-        moment = datetime.fromisoformat(text.removesuffix(" UTC"))
+        zoned = re.sub(r"[Zz]$", "+00:00", text.removesuffix(" UTC"))  # fromisoformat takes Z from Python 3.11 on, z never
+        moment = datetime.fromisoformat(zoned)
     except (ValueError, OverflowError):
         raise BadInputError(
             f"--since takes a date or time, as 2026-12-06 or 2026-12-06T08:00 (local time; Z or +01:00 names its zone), or a time ago, as 30m, 12h or 7d; not {when!r}"

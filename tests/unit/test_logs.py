@@ -383,7 +383,7 @@ def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
     assert logs.since_time("90s", now) == now - timedelta(seconds=90)
     assert [logs.since_time(ago, now) for ago in ("30m", "12h", "7d", "2w")] == [now - timedelta(minutes=30), now - timedelta(hours=12), now - timedelta(days=7), now - timedelta(weeks=2)]
     assert logs.since_time("2026-12-06T08:00+01:00") == datetime(2026, 12, 6, 7, 0, tzinfo=timezone.utc)
-    assert logs.since_time("2026-12-06 08:00:00 UTC") == logs.since_time("2026-12-06T08:00Z") == datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)
+    assert logs.since_time("2026-12-06 08:00:00 UTC") == logs.since_time("2026-12-06T08:00Z") == logs.since_time("2026-12-06T08:00z") == datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)
     monkeypatch.setenv("TZ", "UTC-02")  # POSIX: two hours east of UTC
     time.tzset()
     try:
@@ -391,7 +391,7 @@ def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
-    for bad in ("yesterday", "3 days", "10y", f"{10**12}d", "999999999d", ""):
+    for bad in ("yesterday", "2026-12-06T08:00+01:00Z", "3 days", "10y", f"{10**12}d", "999999999d", ""):
         with pytest.raises(BadInputError, match="--since takes a date or time"):
             logs.since_time(bad, now)
 
