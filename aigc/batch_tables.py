@@ -60,21 +60,20 @@ def write_table(state: str | Path, rows: list[Row], table: str | Path, id_field:
 
 
 def _with_bom(table: str | Path, bom: bool | None) -> bool:
-    """Whether `table` starts with a byte-order mark: as `bom` says (--bom/--no-bom); else a .tsv,
-    read by Unix tools, has none, and a .csv has one, as Excel needs to read UTF-8, unless it
-    exists without one (a rerun keeps what its header has)."""
+    """Whether `table` starts with a byte-order mark: as `bom` says (--bom/--no-bom); else as it
+    already does (a rerun keeps what its header has); else a new .tsv, read by Unix tools, has
+    none, and a new .csv has one, as Excel needs to read UTF-8."""
     if bom is not None:
         return bom
-    if Path(table).suffix.lower() == ".tsv":
-        return False
     path = Path(table)
+    new = path.suffix.lower() != ".tsv"
     if not path.is_file() or not path.stat().st_size:  # none yet (a pipe or device is not read)
-        return True
+        return new
     try:
         with path.open("rb") as handle:
             return handle.read(3) == codecs.BOM_UTF8
     except OSError:  # unreadable: as a new one
-        return True
+        return new
 
 
 def _kept_headers(names: list[str]) -> dict[str, str]:
