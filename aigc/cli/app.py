@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import sys
 import threading
 import traceback
@@ -23,7 +24,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
-from .options import PARAMETERS, env_source, fabric_var
+from .options import PARAMETERS, env_source, fabric_var, stdin_ready
 from .starting import started
 
 
@@ -295,7 +296,7 @@ class AigcGroup(TyperGroup):
             raise
 
     def parse_args(self, ctx, args):
-        if not args and ctx.parent is None and not ctx.resilient_parsing and sys.stdin is not None and not sys.stdin.isatty():  # `cat notes.md | aigc > out.md`: not the help into the result
+        if not args and ctx.parent is None and not ctx.resilient_parsing and _text_piped():  # `cat notes.md | aigc > out.md`: not the help into the result
             ui.error("no command given (to ask the model about the piped text: `... | aigc chat`; `aigc --help` lists the commands)")
             raise typer.Exit(2)
         if ctx.parent is None and not ctx.resilient_parsing:  # not while the shell asks for completions
@@ -367,6 +368,17 @@ class AigcGroup(TyperGroup):
             detail = f"{type(exc).__name__}: {detail[:400]}" if detail else type(exc).__name__
             ui.error(f"{where} failed: {detail} (AIGC_DEBUG=1 shows the traceback)")
             raise typer.Exit(1) from None
+
+
+def _text_piped() -> bool:
+    """Whether standard input holds text piped or redirected in (`cat notes.md | aigc`), not an idle
+    socket or a device such as /dev/null (cron, CI, `ssh host aigc`), which `stdin_ready` also takes."""
+    if not stdin_ready():
+        return False
+    try:
+        return not stat.S_ISCHR(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError):  # no file descriptor: an in-memory stream
+        return True
 
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")

@@ -53,6 +53,11 @@ def test_no_command_with_piped_stdin_is_a_one_line_hint_not_the_help_into_the_re
     assert shown.returncode == 0 and "Commands" in shown.stdout
 
 
+def test_no_command_with_stdin_from_dev_null_shows_the_help_as_in_a_terminal():
+    done = subprocess.run([sys.executable, "-m", "aigc"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)  # cron, CI, `ssh host aigc`
+    assert "Commands" in done.stdout and "no command given" not in done.stderr
+
+
 def completions(words: str) -> list[str]:
     """What bash completion offers for the last of `words` (`aigc chat -m `), asked as the shell asks."""
     env = {**os.environ, "_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(words.count(" "))}
