@@ -50,8 +50,8 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     """Every row of a .jsonl (.ndjson), .csv, .tsv or .txt file (a .txt line is the column `field`),
     or of JSON Lines on stdin for "-" (as `aigc batch -o -` writes them, so runs chain).
     `input_format` (jsonl, csv, tsv or txt) names the format of stdin or of a file whatever its
-    name (a pipe, `<(cut -f1 x.tsv)`); with `lines_unless_json`, stdin of which no line begins as
-    a JSON object does is read as a text a line, as txt, unless the columns are named otherwise
+    name (a pipe, `<(cut -f1 x.tsv)`); with `lines_unless_json`, stdin of which no line is a JSON
+    object is read as a text a line, as txt, unless the columns are named otherwise
     than `text` and `id`. Ids default to the row number and must be unique strings or
     numbers (to resume by them) unless `unique_ids` is False."""
     if not isinstance(path, (str, Path)):
@@ -64,7 +64,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
         suffix = f".{input_format or 'jsonl'}"
         kind = "JSON Lines" if suffix == ".jsonl" else f"a {suffix} file"
         text, path = decode_text(sys.stdin.buffer.read(), STDIN, kind, keep_crlf=suffix in (".csv", ".tsv")), Path(STDIN)  # named so in errors
-        if lines_unless_json and input_format is None and (field, id_field) == ("text", "id") and not any(line.lstrip().startswith("{") for _, line in numbered_lines(text)):
+        if lines_unless_json and input_format is None and (field, id_field) == ("text", "id") and all(_json_row(n, line, id_field, field).error for n, line in numbered_lines(text)):
             suffix = ".txt"  # `grep bees notes.txt | aigc similar ...`
     else:
         path = Path(path).expanduser()  # `--input=~/x`, which the shell leaves as it is, as documents are read
@@ -106,7 +106,7 @@ def read_rows(path: str | Path, id_field: str = "id", field: str = "text", uniqu
     if not rows:
         raise BadInputError(f"{path} holds no rows")
     if piped and suffix == ".jsonl" and all(row.error for row in rows):  # rows in another format: one error, not one a line
-        raise BadInputError(f"-i - reads JSON Lines (one object a line) from stdin, and line {rows[0].number} is not: {rows[0].error}; for other rows name their format, e.g. {option('input_format', 'txt')} for a text a line (or csv, tsv)")
+        raise BadInputError(f"rows on stdin are read as JSON Lines (one object a line), and line {rows[0].number} is not: {rows[0].error}; for other rows name their format, e.g. {option('input_format', 'txt')} for a text a line (or csv, tsv)")
     if id_field != "id" and suffix == ".txt":
         raise BadInputError(f"{path}: a .txt file has one text a line and no columns, so no {option('id_field')}; its rows are numbered by line")
     if id_field != "id" and not any(id_field in r.fields for r in rows):

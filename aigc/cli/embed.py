@@ -64,7 +64,7 @@ def embed(
 @generation_options(sampling=False)
 def similar(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="The text to find the most similar items to.")],
-    input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for stdin (read when piped and no -i is given): JSON Lines, a text a line where no line is JSON, or the --format named.", show_default=False)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="The items: .txt (one per line), .jsonl (.ndjson), .csv or .tsv, as `aigc batch` reads them; - for stdin (read when piped and no -i is given): JSON Lines, a text a line where no line is a JSON object, or the --format named.", show_default=False)] = None,
     input_format: InputFormat = None,
     field: Annotated[str, typer.Option(help="The column (or JSON key) that holds an item's text (a .txt file has none: its lines are the texts).")] = "text",
     id_field: Annotated[str, typer.Option("--id-field", help="The column that holds an item's id (rows without one: their row number).")] = "id",

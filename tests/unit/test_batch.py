@@ -1422,7 +1422,7 @@ def test_i_dash_reads_json_lines_from_stdin_so_batch_runs_chain(tmp_path, monkey
     assert result.exit_code == 0, result.output
     assert [(r["id"], r["result"]["summary"]) for r in lines(out)] == [("a", "Bees make honey.")]
     result = CliRunner().invoke(app, ["batch", "summarize", "-i", "-", "-o", str(tmp_path / "csv.jsonl")], input="id,text\n1,Bees\n")
-    assert result.exit_code == 2 and "Error: -i - reads JSON Lines (one object a line) from stdin, and line 1 is not: bad JSON" in result.stderr, result.output
+    assert result.exit_code == 2 and "Error: rows on stdin are read as JSON Lines (one object a line), and line 1 is not: bad JSON" in result.stderr, result.output
     assert result.stderr.endswith("; for other rows name their format, e.g. --format txt for a text a line (or csv, tsv)\n")
     assert not (tmp_path / "csv.jsonl").exists()
 

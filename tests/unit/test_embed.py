@@ -420,8 +420,10 @@ def test_cli_similar_reads_piped_items_without_i_and_plain_lines_as_a_text_each(
     assert dashed.exit_code == 0 and dashed.stdout == lines.stdout, dashed.output
     rows = invoke("similar", "bees", "-m", str(tiny_model_dir), "-n", "1", input='{"id": "a", "text": "honey"}\n{"id": "b", "text": "bees"}\n')
     assert rows.exit_code == 0 and rows.stdout.endswith("\tb\tbees\n"), rows.output  # JSON Lines, as `aigc batch -o -` writes them
+    braced = invoke("similar", "bees", "-m", str(tiny_model_dir), "-n", "2", input="honey\n{draft} bees\n")  # a line that begins with { but is no JSON object
+    assert braced.exit_code == 0 and sorted(line.split("\t", 1)[1] for line in braced.stdout.splitlines()) == ["1\thoney", "2\t{draft} bees"], braced.output
     table = invoke("similar", "bees", "--field", "body", "-m", str(tiny_model_dir), input="id,body\na,honey\n")  # columns named: a table, whose format is to be said
-    assert table.exit_code == 2 and "--format txt for a text a line (or csv, tsv)" in table.stderr
+    assert table.exit_code == 2 and "--format txt for a text a line (or csv, tsv)" in table.stderr and "-i -" not in table.stderr
     monkeypatch.setattr("aigc.cli.options._piped", lambda: False)
     alone = invoke("similar", "bees", "-m", str(tiny_model_dir))
     assert alone.exit_code == 2 and alone.stderr == "Error: give -i FILE with the items (.txt, .jsonl, .csv or .tsv), or pipe it in\n"
