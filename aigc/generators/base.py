@@ -31,7 +31,8 @@ _quiet = contextvars.ContextVar("quiet_notes", default=False)
 @contextlib.contextmanager
 def quiet_notes():
     """While inside, a generator run warns of nothing (`warn_greedy`, `notes`): its caller warns once
-    for many inputs (`many`, `aigc batch`), or passes the result on (the HTTP server), whose fields say so."""
+    for many inputs (`aigc batch`), or passes the results on (`many`, the HTTP server), whose fields
+    (`missing`, `unchanged`) say so."""
     token = _quiet.set(True)
     try:
         yield
