@@ -140,7 +140,8 @@ def test_adcopy_returns_the_variants_found_and_how_many_are_missing():
         engine = FakeEngine()
         # round 1: 6 headline samples, one usable, then 3 body samples for it; later rounds write nothing
         engine.enqueue("Hike Light, Drink Green", *[""] * 5, "Bamboo keeps your water cool on every trail, all day long.")
-        result = get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=3, sampling={"seed": 1})
+        with pytest.warns(AigcWarning, match=r"^only 1 of the 3 variants asked for came out distinct; raise temperature or max_words, or ask for fewer \(n\)$"):
+            result = get_generator("adcopy", engine=engine)({"product": "a bamboo bottle", "audience": "hikers"}, n=3, sampling={"seed": 1})
         assert [v["headline"] for v in result["variants"]] == ["Hike Light, Drink Green"] and result["missing"] == 2
         with pytest.raises(BadInputError, match="no ad-copy variant came out"):  # nothing at all: nothing to return
             get_generator("adcopy", engine=FakeEngine())({"product": "a bamboo bottle", "audience": "hikers"}, n=2, sampling={"seed": 1})

@@ -6,7 +6,7 @@ import pytest
 
 import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
+from aigc.errors import AigcError, AigcWarning, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -20,9 +20,11 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     from aigc import templates
 
     engine = FakeEngine()
-    result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
+    with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer than the summary asked for, so it is given back as it is$"):
+        result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
     assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
-    assert SummarizeGenerator(engine=engine)("Hi. How are you?", format="bullets")["summary"] == "- Hi.\n- How are you?"
+    with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer"):
+        assert SummarizeGenerator(engine=engine)("Hi. How are you?", format="bullets")["summary"] == "- Hi.\n- How are you?"
     assert engine.calls == []
     engine.enqueue("Bees.")
     assert SummarizeGenerator(engine=engine)("Bees buzz. " * 10, words=5)["unchanged"] is False and len(engine.calls) == 1
@@ -337,7 +339,8 @@ def test_many_headlines_sample_no_more_than_max_n_completions_a_round():
 def test_too_few_distinct_headlines_are_given_with_how_many_are_missing():
     engine = FakeEngine()
     engine.enqueue(*["Same words again"] * 100)
-    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=3, sampling={"seed": 1})
+    with pytest.warns(AigcWarning, match=r"^only 1 of the 3 headlines asked for came out distinct and within the word limit; raise temperature or max_words, or ask for fewer \(n\)$"):
+        result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=3, sampling={"seed": 1})
     assert result == {"headlines": ["Same words again"], "missing": 2, "cut_off": False}
     assert len(engine.calls) == MAX_ROUNDS  # every round tried for the others first
 
@@ -364,7 +367,8 @@ class Cutting(FakeEngine):
 def test_headlines_cut_off_by_max_tokens_are_not_kept():
     engine = Cutting()
     engine.enqueue("Bees return to the city rooftops", "Short one", *["Hives everywhere in town now"] * 100)
-    result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
+    with pytest.warns(AigcWarning, match=r"^only 1 of the 2 headlines asked for came out distinct and within the word limit; some were cut off at the token limit; raise max_tokens$"):
+        result = HeadlineGenerator(engine=engine)({"topic": "bees"}, n=2, sampling={"max_tokens": 4, "seed": 1})
     assert result == {"headlines": ["Short one"], "missing": 1, "cut_off": True}
     engine = Cutting()
     engine.enqueue(*["Hives everywhere in town now"] * 100)
@@ -1074,7 +1078,8 @@ def test_summaries_and_headlines_leave_out_html_comments_but_not_in_code():
     HeadlineGenerator(engine=engine)({"article": doc}, n=1)
     prompts = [prompt[-1]["content"] for call in engine.calls for prompt in call[0]]
     assert len(prompts) >= 2 and all("internal" not in p and "TODO" not in p for p in prompts)
-    short = SummarizeGenerator(engine=engine)("Public text here. <!-- internal: do not publish -->", words=50)
+    with pytest.warns(AigcWarning, match=r"^the text \(3 words\) is no longer"):  # the comment's words not counted
+        short = SummarizeGenerator(engine=engine)("Public text here. <!-- internal: do not publish -->", words=50)
     assert short["unchanged"] and short["summary"] == "Public text here."  # given back without the note
     with pytest.raises(BadInputError, match="only front matter or comments"):
         SummarizeGenerator(engine=engine)("<!-- a note -->\n")
@@ -1095,11 +1100,14 @@ def test_chinese_and_japanese_words_are_counted_by_character():
 
 def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headings():
     doc = "# Q3 results\n\nRevenue grew. Costs fell.\n\n- Hiring paused\n- Office moved\n\n```\nx = 1\n```\n"
-    result = SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")
+    with pytest.warns(AigcWarning, match=r"^the text \(8 words\) is no longer"):
+        result = SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")
     assert result["unchanged"] and result["summary"] == "- Revenue grew.\n- Costs fell.\n- Hiring paused\n- Office moved"
     doc = "Results\n=======\n\nSales rose.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
-    assert SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")["summary"] == "- Sales rose."  # setext headings and tables left out
-    assert SummarizeGenerator(engine=FakeEngine())("# Only a heading", words=200, format="bullets")["summary"] == "- Only a heading"
+    with pytest.warns(AigcWarning, match=r"^the text \(2 words\) is no longer"):
+        assert SummarizeGenerator(engine=FakeEngine())(doc, words=200, format="bullets")["summary"] == "- Sales rose."  # setext headings and tables left out
+    with pytest.warns(AigcWarning, match=r"^the text \(3 words\) is no longer"):
+        assert SummarizeGenerator(engine=FakeEngine())("# Only a heading", words=200, format="bullets")["summary"] == "- Only a heading"
 
 
 @pytest.mark.parametrize(
