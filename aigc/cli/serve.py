@@ -51,6 +51,7 @@ def serve(
         Optional[list[str]],
         typer.Option("--allow-host", help="Answer requests addressed to NAME too (a reverse proxy's public name, or *) while listening on a loopback address, which answers localhost names only (repeatable)."),
     ] = None,
+    metrics_need_key: Annotated[bool, typer.Option("--metrics-need-key", help="Require the API key on GET /metrics too (by default it needs none, as vLLM's and /health).")] = False,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds the requests already taken (running or waiting) get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
@@ -87,6 +88,7 @@ def serve(
         max_queue=max_queue,
         cors_origins=tuple(cors_origin or ()),
         allowed_hosts=tuple(name.strip("[]") for name in allow_host or ()),
+        metrics_need_key=metrics_need_key,
     )
     sock = bind(host, port, given_as(ctx, "host"), given_as(ctx, "port"))
     port = sock.getsockname()[1]  # the one the system picked for --port 0
