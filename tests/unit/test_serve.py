@@ -3124,6 +3124,12 @@ def test_metrics_count_requests_tokens_and_latency_without_a_key(server, client)
     assert after[f"aigc_batch_rows_max{label}"] == 16
 
 
+def test_version_needs_no_key(server):
+    from aigc import __version__
+
+    assert raw(server, "/version", key=None)[::2] == (200, {"version": __version__})
+
+
 def asgi_get(app, path: str, headers: dict[str, str]) -> int:
     """The status of a GET of `path` sent to the ASGI `app` directly (its lifespan not run)."""
     import asyncio
