@@ -3158,3 +3158,56 @@ def test_metrics_need_the_key_where_the_server_says_so(server):
     assert asgi_get(app, "/metrics", {}) == 401
     assert asgi_get(app, "/metrics", {"authorization": f"Bearer {KEY}"}) == 200
     assert asgi_get(app, "/health", {}) == 200
+
+
+def serve_with_table(monkeypatch, table: str, args=(), env=None):
+    """(the CLI result, the settings and the host and port `aigc serve ARGS` starts with) under a
+    settings file whose `[serve]` table is `table`; nothing is bound or loaded."""
+    from types import SimpleNamespace
+
+    from aigc import config
+    from aigc.serve import running as serve_running
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(f"[serve]\n{table}\n")
+    seen = {}
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: seen.update(host=host, port=port) or SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.update(models=models, settings=settings) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    return CliRunner().invoke(cli, ["serve", *args], env=env), seen
+
+
+TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true'
+
+
+def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, TABLE)
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"], seen["models"]) == ("127.0.0.2", 9123, ["a", "b"])
+    settings = seen["settings"]
+    assert (settings.max_batch, settings.batch_window, settings.cors_origins, settings.metrics_need_key) == (4, 0.005, ("http://app.example",), True)
+
+
+def test_flags_and_environment_beat_the_serve_table(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, TABLE, ["--max-batch", "8", "-m", "c"], env={"AIGC_PORT": "9200"})
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"], seen["models"], seen["settings"].max_batch) == ("127.0.0.2", 9200, ["c"], 8)
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; it takes model, host, port, device, dtype, quantize, trust_remote_code, max_batch,"),
+        ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; set AIGC_API_KEY"),
+        ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080'"),
+        ("max_batch = true", "[serve] in {file}: max_batch must be a whole number, got True"),
+        ("cors_origin = [1]", "[serve] in {file}: cors_origin must be a string or a list of strings, got [1]"),
+        ("max_batch = 0", "max_batch in [serve] of {file} must be at least 1, got 0"),
+    ],
+)
+def test_a_bad_serve_table_is_an_error_naming_what_it_takes(monkeypatch, table, words):
+    from aigc import config
+
+    result, seen = serve_with_table(monkeypatch, table)
+    assert result.exit_code == 2 and "Error: " + words.format(file=config.settings_file()) in result.stderr, result.output
+    assert "settings" not in seen
