@@ -181,9 +181,9 @@ class RequestIds:
     before its answer ended (the server quit) gets a 503, or a stream its last error event or JSON line,
     and stays cancelled."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics: Metrics | None = None):
         self.app = app
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else Metrics()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -879,7 +879,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/assistants", {"name": "hi"})  # OpenAI's Assistants API, which this server does not offer
-    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses")
+    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
