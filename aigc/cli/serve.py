@@ -110,7 +110,7 @@ def serve(
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
 
-    Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id: the client's X-Request-Id when it is up to 128 of A-Z a-z 0-9 . _ -, else a fresh id; a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
+    Options default to the [serve] table of config.toml (a flag, then its AIGC_* variable, beat it). Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id: the client's X-Request-Id when it is up to 128 of A-Z a-z 0-9 . _ -, else a fresh id; a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
     _require_extra()
     if not 0 <= port < 65536:
         raise BadInputError(f"{given_as(ctx, 'port')} must be between 0 and 65535, got {port}")
@@ -165,7 +165,6 @@ EXAMPLES = examples(
     "aigc serve                # the default model on http://127.0.0.1:8000/v1",
     "AIGC_API_KEY=secret AIGC_PORT=8080 aigc serve -m smollm2   # as --api-key, --port",
     "aigc serve --port 0       # a free port; the banner says which",
-    "aigc serve --port 9000    # beats AIGC_PORT, which beats port in config.toml's [serve]",
 )
 
 
