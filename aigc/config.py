@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
-SETTINGS = ("default_model", "default_image_model", "logs", "threads", "remotes", "aliases")  # the top-level keys of config.toml
+SETTINGS = ("default_model", "default_image_model", "logs", "threads", "remotes", "aliases", "serve")  # the top-level keys of config.toml
 _reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
@@ -251,6 +251,16 @@ def model_aliases() -> dict[str, str]:
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
         raise BadInputError(f"[aliases] in {settings_file()} must map names to models in quotes (small = \"smollm2\"); fix it")
     return aliases
+
+
+def serve_table() -> dict:
+    """The `[serve]` table of the settings file: `aigc serve`'s option defaults ({} when there is none)."""
+    from .errors import BadInputError
+
+    table = load_settings().get("serve", {})
+    if not isinstance(table, dict):
+        raise BadInputError(f"serve in {settings_file()} must be a table, [serve] with an option a line (port = 8080); fix it")
+    return table
 
 
 _ALIASES_TABLE = re.compile(r"\s*\[\s*aliases\s*\]\s*(#.*)?$")

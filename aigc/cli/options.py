@@ -39,7 +39,12 @@ def env_source(ctx, name: str) -> str | None:
 
 
 def given_as(ctx, name: str) -> str:
-    """How the user gave option `name`, for an error to name: `AIGC_PORT` or `--port`."""
+    """How the user gave option `name`, for an error to name: `AIGC_PORT`, `--port`, or `port in
+    [serve] of FILE` for a value from the command's table of the settings file (its `default_map`)."""
+    if getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT_MAP":
+        from ..config import settings_file
+
+        return f"{name} in [{ctx.info_name}] of {settings_file()}"
     return env_source(ctx, name) or next(p for p in ctx.command.params if p.name == name).opts[0]
 
 

@@ -2,9 +2,11 @@
 
 import ipaddress
 import re
+import typing
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from .. import ui
 from ..errors import BadInputError, MissingExtraError, options_named
@@ -20,6 +22,58 @@ def _require_extra() -> None:
         import uvicorn  # noqa: F401
     except ImportError:
         raise MissingExtraError('aigc serve needs the serve extra: pip install "aigc[serve]" (FastAPI and uvicorn)') from None
+
+
+TABLE_TYPES = {int: ((int,), "a whole number"), float: ((int, float), "a number"), bool: ((bool,), "true or false"), str: ((str,), "a string in quotes")}
+
+
+def _option_types() -> dict[str, type]:
+    """`serve`'s options and their types (list: a repeatable one), the API key left out."""
+    types = {}
+    for name, hint in typing.get_type_hints(serve).items():
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is typing.Union else [hint]
+        kind = typing.get_origin(kinds[0]) or kinds[0]
+        if kind in TABLE_TYPES or kind is list:
+            types[name] = kind
+    types.pop("api_key")
+    return types
+
+
+def table_defaults() -> dict:
+    """The `[serve]` table of the settings file as defaults of `serve`'s options (click's `default_map`),
+    checked: every key an option's name (its flag with `_` for `-`), every value of the option's type
+    (a list of strings, or one string, for a repeatable option). Not the API key: a file others may read is no place for it."""
+    from ..config import serve_table, settings_file
+
+    table, types = serve_table(), _option_types()
+    where = f"[serve] in {settings_file()}"
+    if "api_key" in table:
+        raise BadInputError(f"{where}: api_key is not read from the settings file; set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key")
+    unknown = sorted(set(table) - set(types))
+    if unknown:
+        raise BadInputError(f"{where} has unknown keys {', '.join(unknown)}; it takes {', '.join(types)}")
+    defaults = {}
+    for name, value in table.items():
+        if types[name] is list:
+            value = [value] if isinstance(value, str) else value
+            good, wanted = isinstance(value, list) and all(isinstance(v, str) for v in value), "a string or a list of strings"
+        else:
+            taken, wanted = TABLE_TYPES[types[name]]
+            good = isinstance(value, taken) and (bool in taken or not isinstance(value, bool))  # TOML's true is no number
+        if not good:
+            raise BadInputError(f"{where}: {name} must be {wanted}, got {value!r}")
+        defaults[name] = value
+    return defaults
+
+
+class ServeCommand(TyperCommand):
+    """`aigc serve`, whose options default to the `[serve]` table of the settings file: a flag beats
+    its AIGC_* variable, which beats the table, which beats aigc's own default (click's order)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if not (parent is not None and parent.resilient_parsing):  # not while a shell completes
+            extra.setdefault("default_map", table_defaults())
+        return super().make_context(info_name, args, parent=parent, **extra)
 
 
 def _ipv6(text: str) -> bool:
@@ -51,29 +105,30 @@ def serve(
         Optional[list[str]],
         typer.Option("--allow-host", help="Answer requests addressed to NAME too (a reverse proxy's public name, or *) while listening on a loopback address, which answers localhost names only (repeatable)."),
     ] = None,
+    metrics_need_key: Annotated[bool, typer.Option("--metrics-need-key", help="Require the API key on GET /metrics too (by default it needs none, as vLLM's and /health).")] = False,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds the requests already taken (running or waiting) get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
 
-    Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id: the client's X-Request-Id when it is up to 128 of A-Z a-z 0-9 . _ -, else a fresh id; a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
+    Options default to the [serve] table of config.toml (a flag, then its AIGC_* variable, beat it). Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id: the client's X-Request-Id when it is up to 128 of A-Z a-z 0-9 . _ -, else a fresh id; a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
     _require_extra()
     if not 0 <= port < 65536:
         raise BadInputError(f"{given_as(ctx, 'port')} must be between 0 and 65535, got {port}")
-    for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--max-tokens-cap", max_tokens_cap), ("--max-request-bytes", max_request_bytes)):
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens_cap", max_tokens_cap), ("max_request_bytes", max_request_bytes)):
         if value < 1:
-            raise BadInputError(f"{flag} must be at least 1, got {value}")
-    for flag, value in (("--batch-window-ms", batch_window_ms), ("--shutdown-grace", shutdown_grace)):
+            raise BadInputError(f"{given_as(ctx, name)} must be at least 1, got {value}")
+    for name, value in (("batch_window_ms", batch_window_ms), ("shutdown_grace", shutdown_grace)):
         if value < 0:
-            raise BadInputError(f"{flag} must be 0 or more, got {value}")
+            raise BadInputError(f"{given_as(ctx, name)} must be 0 or more, got {value}")
     api_key = api_key.strip() if api_key is not None else None  # clients' tokens are read stripped, so " k " must be "k"
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
-            raise BadInputError(f"--cors-origin must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
+            raise BadInputError(f"{given_as(ctx, 'cors_origin')} must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
     for name in allow_host or ():
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
-            raise BadInputError(f"--allow-host must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
+            raise BadInputError(f"{given_as(ctx, 'allow_host')} must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
     from ..hosts import loopback
     from ..serve.app import ServeSettings
     from ..serve.running import bind, build, run_server
@@ -87,6 +142,7 @@ def serve(
         max_queue=max_queue,
         cors_origins=tuple(cors_origin or ()),
         allowed_hosts=tuple(name.strip("[]") for name in allow_host or ()),
+        metrics_need_key=metrics_need_key,
     )
     sock = bind(host, port, given_as(ctx, "host"), given_as(ctx, "port"))
     port = sock.getsockname()[1]  # the one the system picked for --port 0
@@ -113,4 +169,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(serve)
+    app.command(cls=ServeCommand, epilog=EXAMPLES)(serve)

@@ -48,6 +48,7 @@ from ..hosts import loopback
 from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
+from .metrics import CONTENT_TYPE, Metrics
 from .ollama_api import ollama_error, ollama_path, register_ollama
 from .replies import NoJob, Reply, base64_floats, event_stream
 from .request_bodies import (
@@ -59,7 +60,7 @@ from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 log = logging.getLogger("aigc.serve")
 requests_log = logging.getLogger("aigc.serve.requests")  # one line a request (`request_line`); `aigc -q serve` silences it
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
-ENDPOINTS = "GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed and /api/embeddings"
+ENDPOINTS = "GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed and /api/embeddings"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
@@ -95,6 +96,7 @@ class ServeSettings:
     batch_window: float = 0.01
     max_queue: int = 256
     retry_after: int = 1
+    metrics_need_key: bool = False  # /metrics asks for the API key too (by default it needs none, as vLLM's and /health)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); "*" is any, none: CORS off
     bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
     allowed_hosts: tuple[str, ...] = ()  # more names a request may be addressed to then; "*" is any
@@ -162,29 +164,43 @@ def error_for(path: str, message: str, type: str = "invalid_request_error", para
     return ollama_error(message) if ollama_path(path) else error_body(message, type, param, code)
 
 
+def endpoint_of(scope: dict) -> str:
+    """The route a request was answered by, as `/metrics` labels it (`/v1/models/{name}`); "other"
+    for a path that is no endpoint or a request refused before routing (a few names, whatever the paths)."""
+    route = scope.get("route")
+    return getattr(route, "path_format", None) or "other"
+
+
 class RequestIds:
     """ASGI middleware: every HTTP response carries `x-request-id`: the request's own `X-Request-Id`
     (a proxy's) when it is a short safe token (`SAFE_ID`), else a fresh id or, for a completion,
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
-    (`request_line`) once answered (an answered health check a DEBUG line). An unexpected error before the answer began is a JSON 500, logged once
+    (`request_line`) once answered (an answered health check or metrics scrape a DEBUG line) and is
+    counted in `metrics` (a generation with its tokens, time to first token and latency). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
     before its answer ended (the server quit) gets a 503, or a stream its last error event or JSON line,
     and stays cancelled."""
 
-    def __init__(self, app):
+    def __init__(self, app, metrics: Metrics | None = None):
         self.app = app
+        self.metrics = metrics if metrics is not None else Metrics()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         began = time.perf_counter()
+        scope.setdefault("state", {})["began"] = began
         try:
             await self._answer(scope, receive, send)
         finally:
-            status = scope.get("state", {}).get("status")
-            level = logging.DEBUG if scope.get("path") == "/health" and status is not None and status < 400 else logging.INFO  # a load balancer's polls
+            state = scope.get("state", {})
+            status, seconds = state.get("status"), time.perf_counter() - began
+            level = logging.DEBUG if scope.get("path") in ("/health", "/metrics") and status is not None and status < 400 else logging.INFO  # a load balancer's polls, a scraper's
             if requests_log.isEnabledFor(level):
-                requests_log.log(level, "%s", request_line(scope, status, time.perf_counter() - began))
+                requests_log.log(level, "%s", request_line(scope, status, seconds))
+            jobs, first = state.get("jobs"), state.get("first_token")
+            generation = {"model": state["model"], "prompt": state["prompt_tokens"], "generated": sum(job.generated for job in jobs)} if jobs else {}
+            self.metrics.record(endpoint_of(scope), status or 499, seconds, first_token=first and first - began, **generation)
 
     async def _answer(self, scope, receive, send):
         state = scope.setdefault("state", {})
@@ -306,13 +322,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app = FastAPI(title="aigc", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.backends = backends
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
     app.add_middleware(OriginCheck, allowed=settings.cors_origins)
     if settings.cors_origins:  # answers browsers' preflight OPTIONS before any route or key check
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
     app.add_middleware(HostCheck, bind_host=settings.bind_host, allowed=settings.allowed_hosts)  # before CORS: a rebound page's preflight too
-    app.add_middleware(RequestIds)  # added last: outermost, so a preflight's answer has its id too
+    app.add_middleware(RequestIds, metrics=metrics)  # added last: outermost, so a preflight's answer has its id too
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -477,8 +494,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         state = request.state
+
+        def emit(event: tuple) -> None:  # on the scheduler thread
+            if event[0] == "piece" and state.first_token is None:
+                state.first_token = time.perf_counter()  # for /metrics' time to first token
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        state.first_token = getattr(state, "first_token", None)
         job = Job(
-            rows, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), logprobs=reply.top,
+            rows, params, emit, logprobs=reply.top,
             stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
         )
         state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
@@ -558,6 +582,25 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 for name, b in backends.items()
             },
         }
+
+    @app.get("/version")
+    async def version():
+        from .. import __version__
+
+        return {"version": __version__}
+
+    @app.get("/metrics", dependencies=[Depends(auth)] if settings.metrics_need_key else [])
+    async def metrics_text():
+        """Prometheus' text format: `Metrics`' counters and histograms, and each model's scheduler now
+        (under its first name where an alias of it is served too)."""
+        served = {id(b.scheduler): (name, b.scheduler) for name, b in reversed(backends.items())}.values()
+        gauges = {
+            "aigc_requests_running": ("Requests decoding now.", {name: s.active_jobs for name, s in served}),
+            "aigc_requests_waiting": ("Requests waiting for a place in the batch (queued or being prefilled).", {name: s.waiting for name, s in served}),
+            "aigc_batch_rows": ("Rows decoding now (a request for n answers has n).", {name: s.active_rows for name, s in served}),
+            "aigc_batch_rows_max": ("Most rows decoded together (--max-batch).", {name: s.max_batch for name, s in served}),
+        }
+        return Response(metrics.render(gauges), media_type=CONTENT_TYPE)
 
     def card(backend: Backend) -> dict:
         return {"id": backend.name, "object": "model", "created": backend.created, "owned_by": "aigc", "max_model_len": backend.batched.context_length}

@@ -231,6 +231,7 @@ class Scheduler:
         self.largest_batch = 0
         self.cancelled_rows = 0
         self.active_rows = 0
+        self.active_jobs = 0  # jobs with rows in the running batch (`/metrics`' requests running)
 
     # -- the client side -------------------------------------------------------------------------
 
@@ -341,6 +342,7 @@ class Scheduler:
             if batch is not None:
                 batch = self._advance(batch)
             self.active_rows = len(batch.slots) if batch else 0
+            self.active_jobs = len({id(slot.job) for slot in batch.slots}) if batch else 0
 
     def _next(self, timeout: float | None) -> Job | None:
         """The carried-over job, else the next waiting one (waiting up to `timeout`, None: don't wait)."""

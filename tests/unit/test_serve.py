@@ -879,7 +879,7 @@ def test_bad_json_too_large_and_unknown_routes_never_500(server):
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 30_000}]})
     assert status == 413
     status, _, body = raw(server, "/v1/assistants", {"name": "hi"})  # OpenAI's Assistants API, which this server does not offer
-    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID and /health, POST /v1/chat/completions, /v1/responses")
+    assert status == 404 and body["error"]["message"].startswith("/v1/assistants is not an endpoint of this server; it offers GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses")
     long = " ".join(["Paris"] * 600)
     status, _, body = raw(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": long}], "max_tokens": 5})
     assert status == 400 and "tokens" in body["error"]["message"]
@@ -1208,8 +1208,9 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
     monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
-    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]"])
+    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]", "--metrics-need-key"])
     assert result.exit_code == 0, result.output
+    assert seen["settings"].metrics_need_key
     assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
     assert seen["settings"].bind_host == "::1" and seen["settings"].allowed_hosts == ("ai.example", "fd00::1")  # the address bound decides
 
@@ -3083,3 +3084,130 @@ def test_a_request_taken_before_a_drain_makes_its_later_model_calls_until_the_cu
             assert late.status_code == 503 and len(submitted) == 2
     finally:
         backend.scheduler.stop()
+
+
+def scraped(server, key=None) -> tuple[str, dict[str, float]]:
+    """(content type, value per sample line) of GET /metrics."""
+    request = urllib.request.Request(server["url"].rsplit("/v1", 1)[0] + "/metrics")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        kind, text = response.headers["content-type"], response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, value = re.fullmatch(r'([a-z0-9_]+(?:\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})?) (\S+)', line).groups()
+            samples[name] = float(value)
+    return kind, samples
+
+
+def test_metrics_count_requests_tokens_and_latency_without_a_key(server, client):
+    model = server["model"]
+    kind, before = scraped(server)
+    assert kind.startswith("text/plain; version=0.0.4")
+    answer = chat(client, model, temperature=0, max_tokens=5)
+    assert raw(server, "/v1/chat/completions", {"model": model, "messages": []}, key="wrong")[0] == 401
+    _, after = scraped(server)
+
+    def grew(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    label = f'{{model="{model}"}}'
+    assert grew('aigc_requests_total{endpoint="/v1/chat/completions",status="2xx"}') == 1
+    assert grew('aigc_requests_total{endpoint="/v1/chat/completions",status="4xx"}') == 1
+    assert grew('aigc_requests_total{endpoint="/metrics",status="2xx"}') == 1  # the scrape before
+    assert grew(f"aigc_prompt_tokens_total{label}") == answer.usage.prompt_tokens
+    assert grew(f"aigc_generation_tokens_total{label}") == answer.usage.completion_tokens
+    assert grew(f"aigc_time_to_first_token_seconds_count{label}") == 1 and grew(f"aigc_e2e_request_latency_seconds_count{label}") == 1
+    assert grew(f'aigc_e2e_request_latency_seconds_bucket{{model="{model}",le="+Inf"}}') == 1
+    assert after[f"aigc_requests_waiting{label}"] == 0 and after[f"aigc_requests_running{label}"] == 0 and after[f"aigc_batch_rows{label}"] == 0
+    assert after[f"aigc_batch_rows_max{label}"] == 16
+
+
+def test_version_needs_no_key(server):
+    from aigc import __version__
+
+    assert raw(server, "/version", key=None)[::2] == (200, {"version": __version__})
+
+
+def asgi_get(app, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET of `path` sent to the ASGI `app` directly (its lifespan not run)."""
+    import asyncio
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": b"", "root_path": "", "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "127.0.0.1", **headers}.items()],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+def test_metrics_need_the_key_where_the_server_says_so(server):
+    from aigc.serve.app import ServeSettings, create_app
+
+    app = create_app(server["app"].state.backends, ServeSettings(api_key=KEY, metrics_need_key=True))
+    assert asgi_get(app, "/metrics", {}) == 401
+    assert asgi_get(app, "/metrics", {"authorization": f"Bearer {KEY}"}) == 200
+    assert asgi_get(app, "/health", {}) == 200
+
+
+def serve_with_table(monkeypatch, table: str, args=(), env=None):
+    """(the CLI result, the settings and the host and port `aigc serve ARGS` starts with) under a
+    settings file whose `[serve]` table is `table`; nothing is bound or loaded."""
+    from types import SimpleNamespace
+
+    from aigc import config
+    from aigc.serve import running as serve_running
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(f"[serve]\n{table}\n")
+    seen = {}
+    monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: seen.update(host=host, port=port) or SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
+    monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.update(models=models, settings=settings) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
+    monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
+    return CliRunner().invoke(cli, ["serve", *args], env=env), seen
+
+
+TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true'
+
+
+def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, TABLE)
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"], seen["models"]) == ("127.0.0.2", 9123, ["a", "b"])
+    settings = seen["settings"]
+    assert (settings.max_batch, settings.batch_window, settings.cors_origins, settings.metrics_need_key) == (4, 0.005, ("http://app.example",), True)
+
+
+def test_flags_and_environment_beat_the_serve_table(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, TABLE, ["--max-batch", "8", "-m", "c"], env={"AIGC_PORT": "9200"})
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"], seen["models"], seen["settings"].max_batch) == ("127.0.0.2", 9200, ["c"], 8)
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; it takes model, host, port, device, dtype, quantize, trust_remote_code, max_batch,"),
+        ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; set AIGC_API_KEY"),
+        ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080'"),
+        ("max_batch = true", "[serve] in {file}: max_batch must be a whole number, got True"),
+        ("cors_origin = [1]", "[serve] in {file}: cors_origin must be a string or a list of strings, got [1]"),
+        ("max_batch = 0", "max_batch in [serve] of {file} must be at least 1, got 0"),
+    ],
+)
+def test_a_bad_serve_table_is_an_error_naming_what_it_takes(monkeypatch, table, words):
+    from aigc import config
+
+    result, seen = serve_with_table(monkeypatch, table)
+    assert result.exit_code == 2 and "Error: " + words.format(file=config.settings_file()) in result.stderr, result.output
+    assert "settings" not in seen
