@@ -135,7 +135,7 @@ def eval_classify(
     *,
     run: RunOptions,
 ) -> None:
-    """Accuracy, macro-F1, a confusion matrix and texts/s of classify on labelled data."""
+    """Accuracy, macro- and weighted F1, per-label precision, recall, F1 and support, a confusion matrix and texts/s of classify on labelled data."""
     from ..evaluation import checked_labels, evaluate_classify, read_labelled
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label, parse_labels
@@ -178,7 +178,7 @@ def print_report(report) -> None:
 
     console = Console(highlight=False)
     console.print(
-        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "  # texts: not --examples
+        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  "  # texts: not --examples
         f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration})",
         markup=False,
         soft_wrap=True,
@@ -188,9 +188,11 @@ def print_report(report) -> None:
     table.add_column("true \\ predicted")
     for name in report.labels:
         table.add_column(escape(name), justify="right")
-    table.add_column("F1", justify="right")
+    for heading in ("precision", "recall", "F1", "support"):
+        table.add_column(heading, justify="right")
     for name, row in zip(report.labels, report.confusion):
-        table.add_row(escape(name), *map(str, row), f"{report.per_label_f1[name]:.3f}")
+        scores = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
+        table.add_row(escape(name), *map(str, row), *(f"{score:.3f}" for score in scores), str(report.per_label_support[name]))
     console.print(table)
 
 

@@ -442,14 +442,34 @@ def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     assert report.confusion == predicted
 
 
+def test_eval_reports_each_labels_precision_recall_f1_and_support_and_the_weighted_f1(classify, capsys):
+    from aigc.cli.classify import print_report
+    from aigc.evaluation import evaluate_classify, per_label
+
+    # a: 2 true, 3 predicted, 2 right; b: 2 true, 1 predicted, 1 right (as classification_report counts them)
+    assert per_label([[2, 0], [1, 1]]) == {"precision": [2 / 3, 1.0], "recall": [1.0, 0.5], "f1": [0.8, 2 / 3], "support": [2, 2]}
+    assert per_label([[0, 1], [0, 3]])["precision"][0] == 0.0  # never predicted: 0, not a division by zero
+    rows = [(f"text number {i}", "ab"[i % 3 == 0]) for i in range(7)]  # 3 of b, 4 of a
+    report = evaluate_classify(classify, rows, {"labels": "a,b"})
+    found = per_label(report.confusion)
+    assert report.per_label_support == {"a": 4, "b": 3} and report.per_label_recall == dict(zip("ab", found["recall"]))
+    assert report.per_label_precision == dict(zip("ab", found["precision"])) and report.per_label_f1 == dict(zip("ab", found["f1"]))
+    assert report.weighted_f1 == pytest.approx((4 * found["f1"][0] + 3 * found["f1"][1]) / 7)
+    assert {"weighted_f1", "per_label_precision", "per_label_recall", "per_label_support", "per_label_f1", "macro_f1"} <= set(report.as_dict())
+    print_report(report)
+    table = capsys.readouterr().out
+    assert all(heading in table for heading in ("precision", "recall", "F1", "support", "weighted-F1"))
+    assert f"{found['recall'][0]:.3f}" in table and f"{found['precision'][1]:.3f}" in table
+
+
 def test_eval_text_report_counts_texts_not_examples(capsys):
     from aigc.cli.classify import print_report
     from aigc.evaluation import ClassifyReport
 
-    report = ClassifyReport(4, 0.75, 0.7, ["a", "b"], [[2, 0], [1, 1]], {"a": 0.8, "b": 0.6}, 12.5, "zero-shot", "content-free")
+    report = ClassifyReport(4, 0.75, 0.7, ["a", "b"], [[2, 0], [1, 1]], {"a": 0.8, "b": 0.6}, 12.5, "zero-shot", "content-free", 0.7, {"a": 0.67, "b": 1.0}, {"a": 1.0, "b": 0.5}, {"a": 2, "b": 2})
     print_report(report)
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("4 texts  accuracy 0.750  macro-F1 0.700  12.5 texts/s") and "example" not in first
+    assert first.startswith("4 texts  accuracy 0.750  macro-F1 0.700  weighted-F1 0.700  12.5 texts/s") and "example" not in first
     assert set(report.as_dict()) >= {"examples", "examples_per_second"}  # --json keeps its keys
 
 
