@@ -18,7 +18,8 @@ INPUT_FORMATS = ("tsv", "csv", "jsonl")  # what `input_format` names
 
 @dataclass
 class ClassifyReport:
-    """`examples`: the data's texts evaluated (not `--examples`); `examples_per_second`: those classified a second."""
+    """`examples`: the data's texts evaluated (not `--examples`, counted by `examples_read`);
+    `examples_per_second`: those classified a second."""
 
     examples: int
     accuracy: float
@@ -33,6 +34,8 @@ class ClassifyReport:
     per_label_precision: dict[str, float] = field(default_factory=dict)
     per_label_recall: dict[str, float] = field(default_factory=dict)
     per_label_support: dict[str, int] = field(default_factory=dict)  # the data's texts of each label
+    examples_read: int = 0  # texts read from `--examples` (0 without)
+    method_reason: str = ""  # why method auto kept zero-shot on those examples ("" where it did not)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,10 +102,13 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
 
     Fitting on `--examples` happens before the clock starts: texts/s is classification (and calibration) only.
     """
+    from .generators.classify_examples import kept_zero_shot
+
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
     labels = checked_labels(opts, rows)
     generator.prepare(options)
+    model = generator.example_model(opts) if opts.examples else None
     confusion = [[0] * len(labels) for _ in labels]
     started = time.perf_counter()
     result: dict[str, Any] = {}
@@ -136,4 +142,6 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
         per_label_precision=dict(zip(labels, scores["precision"])),
         per_label_recall=dict(zip(labels, scores["recall"])),
         per_label_support=dict(zip(labels, scores["support"])),
+        examples_read=len(opts.examples or ()),
+        method_reason=kept_zero_shot(model, opts) if model else "",
     )

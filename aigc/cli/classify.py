@@ -179,7 +179,10 @@ def print_report(report) -> None:
     console = Console(highlight=False)
     console.print(
         f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  "  # texts: not --examples
-        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration})",
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}"
+        + (f"; {report.examples_read} --examples read" if report.examples_read else "")
+        + (f"; auto kept zero-shot: {report.method_reason}" if report.method_reason else "")
+        + ")",
         markup=False,
         soft_wrap=True,
     )

@@ -271,7 +271,7 @@ class ClassifyGenerator(Generator):
         """Load the model and fit the examples once, before texts are classified concurrently."""
         opts = self.validate(options)
         if opts.examples:
-            self._example_model(opts)
+            self.example_model(opts)
         self.engine  # noqa: B018 - loads the model
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
@@ -301,10 +301,10 @@ class ClassifyGenerator(Generator):
 
     def preprocess(self, texts: list[str], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]
-        examples = self._example_model(opts) if opts.examples else None
+        examples = self.example_model(opts) if opts.examples else None
         return {"texts": [t.strip() for t in texts], "names": names, "examples": examples}
 
-    def _example_model(self, opts: ClassifyOptions) -> ExampleModel:
+    def example_model(self, opts: ClassifyOptions) -> ExampleModel:
         """The fit for these options; the last `FITS_IN_MEMORY` used stay loaded."""
         path = cache_path(self, opts)
         model = self._fitted.get(path) or fit_examples(self, opts, path)

@@ -409,7 +409,7 @@ def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine
     from aigc.generators.classify_examples import DEMOS_PER_LABEL, demonstrations
 
     opts = classify.validate({"examples": EXAMPLES, "method": "demos"})
-    model = classify._example_model(opts)
+    model = classify.example_model(opts)
     assert model.method == "demos"
     _, (embedding,) = classify.score_texts(["apple apple apple number 0"], opts, embed=True)
     shown = demonstrations(model, embedding)
@@ -460,6 +460,29 @@ def test_eval_reports_each_labels_precision_recall_f1_and_support_and_the_weight
     table = capsys.readouterr().out
     assert all(heading in table for heading in ("precision", "recall", "F1", "support", "weighted-F1"))
     assert f"{found['recall'][0]:.3f}" in table and f"{found['precision'][1]:.3f}" in table
+
+
+def test_eval_says_how_many_examples_it_read_and_why_auto_kept_zero_shot(classify, capsys):
+    from aigc.cli.classify import print_report
+    from aigc.evaluation import evaluate_classify
+    from aigc.generators.classify_examples import FEWEST_TO_SWITCH, ExampleModel, kept_zero_shot
+
+    rows = [("apple apple number 9", "fruit"), ("engine engine number 9", "machine")]
+    few = EXAMPLES[: FEWEST_TO_SWITCH - 2]
+    report = evaluate_classify(classify, rows, {"examples": few})
+    assert report.examples == 2 and report.examples_read == len(few) and report.method == "zero-shot"
+    assert report.method_reason == f"fewer than {FEWEST_TO_SWITCH} examples, too few to show a probe does better"
+    assert evaluate_classify(classify, rows, {"labels": "fruit,machine"}).as_dict()["examples_read"] == 0  # the key is always there
+    assert evaluate_classify(classify, rows, {"examples": few, "method": "zero-shot"}).method_reason == ""  # asked for, not picked
+    print_report(report)
+    assert f"; {len(few)} --examples read; auto kept zero-shot: fewer than" in capsys.readouterr().out.splitlines()[0]
+    opts = classify.validate({"examples": EXAMPLES})
+    model = ExampleModel("zero-shot", "content-free", [0.0, 0.0], ["fruit", "machine"], [t for t, _ in EXAMPLES], [[0]] * len(EXAMPLES), None)
+    assert kept_zero_shot(model, opts) == "the model gives no hidden states to fit a probe on"
+    model.embeddings, model.cv = [[0.0]] * len(EXAMPLES), {"zero-shot, calibration content-free": 0.75, "probe(l2=0.1)": 0.8, "probe(l2=1.0)": 0.7}
+    assert kept_zero_shot(model, opts) == "cross-validated on the examples, a probe (0.800 accuracy) did not beat zero-shot (0.750) by more than a standard error"
+    model.method = "probe"
+    assert kept_zero_shot(model, opts) == ""
 
 
 def test_eval_text_report_counts_texts_not_examples(capsys):
