@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterable
 
 from .errors import AigcError, BadInputError, UnknownLabelError, option
 
@@ -86,13 +86,22 @@ def per_label(confusion: list[list[int]]) -> dict[str, list]:
     return found
 
 
+def numbered(labels: Iterable[str]) -> list[str]:
+    """The labels in number order where all are numbers, as HF datasets store a ClassLabel (0, 1, ...); else []."""
+    found = set(labels)
+    return sorted(found, key=int) if all(label.isdigit() for label in found) else []
+
+
 def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     """The label names `opts` classify into; a row's label not among them is an `UnknownLabelError`."""
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:
-        numbers = "".join(label for _, label in rows).isdigit()  # as HF datasets store a ClassLabel: 0, 1, ...
-        hint = f"; its labels are numbers: put their names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)" if numbers else ""
+        numbers = numbered(label for _, label in rows)
+        hint = (
+            f"; its labels are numbers: give each its name, as {option('labels', json.dumps(','.join(f'{n}={name}' for n, name in zip(numbers, labels if len(labels) == len(numbers) else ['NAME'] * len(numbers))), ensure_ascii=False))} does, "
+            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)"
+        ) if numbers else ""
         raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}")
     return labels
 

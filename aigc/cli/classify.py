@@ -136,7 +136,7 @@ def eval_classify(
     run: RunOptions,
 ) -> None:
     """Accuracy, macro- and weighted F1, per-label precision, recall, F1 and support, a confusion matrix and texts/s of classify on labelled data."""
-    from ..evaluation import checked_labels, evaluate_classify, read_labelled
+    from ..evaluation import checked_labels, evaluate_classify, numbered, read_labelled
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label, parse_labels
 
@@ -146,6 +146,10 @@ def eval_classify(
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
+    numbers = numbered(found)
+    if numbers and not labels:
+        names = "0=negative,1=positive" if numbers == ["0", "1"] else ",".join(f"{n}=NAME" for n in numbers)
+        ui.warn(f"the labels of {data} are numbers ({', '.join(numbers)}), so they are scored as the words {', '.join(map(repr, numbers))}; give each its name, as -l \"{names}\" does")
     if examples:
         shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples, labels=named)}
         if shared:

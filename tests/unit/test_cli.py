@@ -480,9 +480,16 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
     (tmp_path / "numbers.jsonl").write_text('{"text": "great", "label": 1}\n{"text": "awful", "label": 0}\n')  # as HF datasets write a ClassLabel
     assert bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "negative,positive", "-m", unloadable) == (2, [
-        "Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: put their names in the data, "
-        """for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
+        """Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: give each its name, as --labels "0=negative,1=positive" does, """
+        """or put the names in the data, for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
     ])
+    warned = f"""Warning: the labels of {tmp_path / 'numbers.jsonl'} are numbers (0, 1), so they are scored as the words '0', '1'; give each its name, as -l "0=negative,1=positive" does"""
+    code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-m", unloadable)
+    assert lines[0] == warned and code != 0  # said before the model loads
+    code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "0=negative,1=positive", "-m", unloadable)
+    assert not any(line.startswith("Warning") for line in lines), lines  # named: scored as the names
+    (tmp_path / "three.jsonl").write_text('{"text": "great", "label": 2}\n{"text": "awful", "label": 0}\n{"text": "fine", "label": 10}\n')
+    assert bad("eval", "classify", str(tmp_path / "three.jsonl"), "-m", unloadable)[1][0].endswith('(0, 2, 10), so they are scored as the words \'0\', \'2\', \'10\'; give each its name, as -l "0=NAME,2=NAME,10=NAME" does')
 
 
 def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_path, unloadable):
