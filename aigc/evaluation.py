@@ -94,6 +94,8 @@ def numbered(labels: Iterable[str]) -> list[str]:
 
 def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     """The label names `opts` classify into; a row's label not among them is an `UnknownLabelError`."""
+    from .generators.classify import case_hint
+
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:
@@ -102,7 +104,7 @@ def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
             f"; its labels are numbers: give each its name, as {option('labels', json.dumps(','.join(f'{n}={name}' for n, name in zip(numbers, labels if len(labels) == len(numbers) else ['NAME'] * len(numbers))), ensure_ascii=False))} does, "
             f"or put the names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)"
         ) if numbers else ""
-        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}")
+        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}{case_hint(unknown, labels)}")
     return labels
 
 

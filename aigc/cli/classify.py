@@ -150,8 +150,8 @@ def eval_classify(
     if numbers and not labels:
         names = "0=negative,1=positive" if numbers == ["0", "1"] else ",".join(f"{n}=NAME" for n in numbers)
         ui.warn(f"the labels of {data} are numbers ({', '.join(numbers)}), so they are scored as the words {', '.join(map(repr, numbers))}; give each its name, as -l \"{names}\" does")
-    if examples:
-        shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples, labels=named)}
+    if examples and method != "zero-shot":  # zero-shot does not learn from the examples' labels
+        shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
     chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, kind, method, calibrate)  # as the data writes them
@@ -173,6 +173,11 @@ def eval_classify(
     else:
         print_report(report)
     run.report(generator)
+
+
+def same_text(text: str) -> str:
+    """`text` as the leak check compares it: case and runs of white space do not count."""
+    return " ".join(text.split()).casefold()
 
 
 def print_report(report) -> None:
