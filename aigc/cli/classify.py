@@ -200,12 +200,17 @@ def print_report(report) -> None:
     table.add_column("true \\ predicted")
     for name in report.labels:
         table.add_column(escape(name), justify="right")
-    for heading in ("precision", "recall", "F1", "support"):
-        table.add_column(heading, justify="right")
     for name, row in zip(report.labels, report.confusion):
-        scores = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
-        table.add_row(escape(name), *map(str, row), *(f"{score:.3f}" for score in scores), str(report.per_label_support[name]))
+        table.add_row(escape(name), *map(str, row))
     console.print(table)
+    scores = Table()  # apart from the matrix, so that many labels still fit the width
+    scores.add_column("label")
+    for heading in ("precision", "recall", "F1", "support"):
+        scores.add_column(heading, justify="right")
+    for name in report.labels:
+        figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
+        scores.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
+    console.print(scores)
 
 
 EXAMPLES = examples(
