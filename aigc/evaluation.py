@@ -1,12 +1,13 @@
-"""Evaluating classify on labelled data: accuracy, macro-F1, a confusion matrix and throughput."""
+"""Evaluating classify on labelled data: accuracy, macro- and weighted F1, per-label precision, recall,
+F1 and support (as scikit-learn's classification_report), a confusion matrix and throughput."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterable
 
 from .errors import AigcError, BadInputError, UnknownLabelError, option
 
@@ -17,7 +18,8 @@ INPUT_FORMATS = ("tsv", "csv", "jsonl")  # what `input_format` names
 
 @dataclass
 class ClassifyReport:
-    """`examples`: the data's texts evaluated (not `--examples`); `examples_per_second`: those classified a second."""
+    """`examples`: the data's texts evaluated (not `--examples`, counted by `examples_read`);
+    `examples_per_second`: those classified a second."""
 
     examples: int
     accuracy: float
@@ -28,6 +30,12 @@ class ClassifyReport:
     examples_per_second: float
     method: str
     calibration: str
+    weighted_f1: float = 0.0  # per-label F1 weighted by support
+    per_label_precision: dict[str, float] = field(default_factory=dict)
+    per_label_recall: dict[str, float] = field(default_factory=dict)
+    per_label_support: dict[str, int] = field(default_factory=dict)  # the data's texts of each label
+    examples_read: int = 0  # texts read from `--examples` (0 without)
+    method_reason: str = ""  # why method auto kept zero-shot on those examples ("" where it did not)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,25 +71,40 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
     return [(text, names[0]) for text, names in checked(STDIN if stdin else str(path), table, one_label, "data file", ROW_FIX)]
 
 
-def macro_f1(confusion: list[list[int]]) -> tuple[float, list[float]]:
-    """Mean of per-label F1 scores, and those scores."""
-    scores = []
+def per_label(confusion: list[list[int]]) -> dict[str, list]:
+    """Each label's precision, recall, F1 and support (its true texts), 0 where undefined (as
+    scikit-learn's `zero_division=0`)."""
+    found: dict[str, list] = {"precision": [], "recall": [], "f1": [], "support": []}
     for k in range(len(confusion)):
         tp = confusion[k][k]
-        fp = sum(row[k] for row in confusion) - tp
-        fn = sum(confusion[k]) - tp
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores), scores
+        predicted = sum(row[k] for row in confusion)
+        support = sum(confusion[k])
+        found["precision"].append(tp / predicted if tp else 0.0)
+        found["recall"].append(tp / support if tp else 0.0)
+        found["f1"].append(2 * tp / (predicted + support) if tp else 0.0)
+        found["support"].append(support)
+    return found
+
+
+def numbered(labels: Iterable[str]) -> list[str]:
+    """The labels in number order where all are numbers, as HF datasets store a ClassLabel (0, 1, ...); else []."""
+    found = set(labels)
+    return sorted(found, key=int) if all(label.isdigit() for label in found) else []
 
 
 def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     """The label names `opts` classify into; a row's label not among them is an `UnknownLabelError`."""
+    from .generators.classify import case_hint
+
     labels = [label.name for label in opts.parsed]
     unknown = sorted({label for _, label in rows if label not in labels})
     if unknown:
-        numbers = "".join(label for _, label in rows).isdigit()  # as HF datasets store a ClassLabel: 0, 1, ...
-        hint = f"; its labels are numbers: put their names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)" if numbers else ""
-        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}")
+        numbers = numbered(label for _, label in rows)
+        hint = (
+            f"; its labels are numbers: give each its name, as {option('labels', json.dumps(','.join(f'{n}={name}' for n, name in zip(numbers, labels if len(labels) == len(numbers) else ['NAME'] * len(numbers))), ensure_ascii=False))} does, "
+            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)"
+        ) if numbers else ""
+        raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}{case_hint(unknown, labels)}")
     return labels
 
 
@@ -90,10 +113,13 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
 
     Fitting on `--examples` happens before the clock starts: texts/s is classification (and calibration) only.
     """
+    from .generators.classify_examples import kept_zero_shot
+
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
     labels = checked_labels(opts, rows)
     generator.prepare(options)
+    model = generator.example_model(opts) if opts.examples else None
     confusion = [[0] * len(labels) for _ in labels]
     started = time.perf_counter()
     result: dict[str, Any] = {}
@@ -112,15 +138,21 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
             confusion[labels.index(truth)][labels.index(result["label"])] += 1
     progress(len(rows), len(rows), "classifying")
     seconds = time.perf_counter() - started
-    mean_f1, per_label = macro_f1(confusion)
+    scores = per_label(confusion)
     return ClassifyReport(
         examples=len(rows),
         accuracy=sum(confusion[k][k] for k in range(len(labels))) / len(rows),
-        macro_f1=mean_f1,
+        macro_f1=sum(scores["f1"]) / len(labels),
         labels=labels,
         confusion=confusion,
-        per_label_f1=dict(zip(labels, per_label)),
+        per_label_f1=dict(zip(labels, scores["f1"])),
         examples_per_second=len(rows) / seconds if seconds else 0.0,
         method=result.get("method", ""),
         calibration=result.get("calibration", ""),
+        weighted_f1=sum(f * n for f, n in zip(scores["f1"], scores["support"])) / len(rows),
+        per_label_precision=dict(zip(labels, scores["precision"])),
+        per_label_recall=dict(zip(labels, scores["recall"])),
+        per_label_support=dict(zip(labels, scores["support"])),
+        examples_read=len(opts.examples or ()),
+        method_reason=kept_zero_shot(model, opts) if model else "",
     )

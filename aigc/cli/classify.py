@@ -135,8 +135,8 @@ def eval_classify(
     *,
     run: RunOptions,
 ) -> None:
-    """Accuracy, macro-F1, a confusion matrix and texts/s of classify on labelled data."""
-    from ..evaluation import checked_labels, evaluate_classify, read_labelled
+    """Accuracy, macro- and weighted F1, per-label precision, recall, F1 and support, a confusion matrix and texts/s of classify on labelled data."""
+    from ..evaluation import checked_labels, evaluate_classify, numbered, read_labelled
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label, parse_labels
 
@@ -146,8 +146,12 @@ def eval_classify(
     found = list(dict.fromkeys(label for _, label in rows))
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
-    if examples:
-        shared = {text for text, _ in rows} & {text for text, _ in load_examples(examples, labels=named)}
+    numbers = numbered(found)
+    if numbers and not labels:
+        names = "0=negative,1=positive" if numbers == ["0", "1"] else ",".join(f"{n}=NAME" for n in numbers)
+        ui.warn(f"the labels of {data} are numbers ({', '.join(numbers)}), so they are scored as the words {', '.join(map(repr, numbers))}; give each its name, as -l \"{names}\" does")
+    if examples and method != "zero-shot":  # zero-shot does not learn from the examples' labels
+        shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
     chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, kind, method, calibrate)  # as the data writes them
@@ -171,6 +175,11 @@ def eval_classify(
     run.report(generator)
 
 
+def same_text(text: str) -> str:
+    """`text` as the leak check compares it: case and runs of white space do not count."""
+    return " ".join(text.split()).casefold()
+
+
 def print_report(report) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -178,8 +187,11 @@ def print_report(report) -> None:
 
     console = Console(highlight=False)
     console.print(
-        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  "  # texts: not --examples
-        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration})",
+        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  "  # texts: not --examples
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}"
+        + (f"; {report.examples_read} --examples read" if report.examples_read else "")
+        + (f"; auto kept zero-shot: {report.method_reason}" if report.method_reason else "")
+        + ")",
         markup=False,
         soft_wrap=True,
     )
@@ -188,10 +200,17 @@ def print_report(report) -> None:
     table.add_column("true \\ predicted")
     for name in report.labels:
         table.add_column(escape(name), justify="right")
-    table.add_column("F1", justify="right")
     for name, row in zip(report.labels, report.confusion):
-        table.add_row(escape(name), *map(str, row), f"{report.per_label_f1[name]:.3f}")
+        table.add_row(escape(name), *map(str, row))
     console.print(table)
+    scores = Table()  # apart from the matrix, so that many labels still fit the width
+    scores.add_column("label")
+    for heading in ("precision", "recall", "F1", "support"):
+        scores.add_column(heading, justify="right")
+    for name in report.labels:
+        figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
+        scores.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
+    console.print(scores)
 
 
 EXAMPLES = examples(

@@ -15,7 +15,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
@@ -94,6 +94,13 @@ def _refuse_case_twins(names: list[str]) -> None:
     twins = next((found for found in spellings.values() if len(found) > 1), None)
     if twins:
         raise BadInputError(f"label {twins[-1]} is given twice, as {' and '.join(map(repr, twins))}, which differ only in case and would split its probability; give it once")
+
+
+def case_hint(unknown: list[str], known: Collection[str]) -> str:
+    """`; 'World' and 'world' differ only in case, ...` for `unknown` labels that are `known` ones but for case; else ""."""
+    lowered = {name.casefold(): name for name in known}
+    pairs = [f"{name!r} and {lowered[name.casefold()]!r}" for name in unknown if name.casefold() in lowered]
+    return f"; {', '.join(pairs)} differ only in case, and labels are matched as written" if pairs else ""
 
 
 def _apart(label: Label, own: set[str], labels_with: Counter) -> Label:
@@ -233,7 +240,7 @@ class ClassifyOptions:
         if unknown:
             raise UnknownLabelError(
                 f"the examples use label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, which {option('labels')} does not list "
-                f"({', '.join(sorted(known))}); add {'them' if len(unknown) > 1 else 'it'} or fix the examples"
+                f"({', '.join(sorted(known))}); add {'them' if len(unknown) > 1 else 'it'} or fix the examples{case_hint(unknown, known)}"
             )
         untaught = [label.name for label in self.parsed if label.name not in seen]
         if untaught:  # scored as zero-shot would score it, and the probe, which needs every label's examples, is not fitted
@@ -271,7 +278,7 @@ class ClassifyGenerator(Generator):
         """Load the model and fit the examples once, before texts are classified concurrently."""
         opts = self.validate(options)
         if opts.examples:
-            self._example_model(opts)
+            self.example_model(opts)
         self.engine  # noqa: B018 - loads the model
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
@@ -301,10 +308,10 @@ class ClassifyGenerator(Generator):
 
     def preprocess(self, texts: list[str], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]
-        examples = self._example_model(opts) if opts.examples else None
+        examples = self.example_model(opts) if opts.examples else None
         return {"texts": [t.strip() for t in texts], "names": names, "examples": examples}
 
-    def _example_model(self, opts: ClassifyOptions) -> ExampleModel:
+    def example_model(self, opts: ClassifyOptions) -> ExampleModel:
         """The fit for these options; the last `FITS_IN_MEMORY` used stay loaded."""
         path = cache_path(self, opts)
         model = self._fitted.get(path) or fit_examples(self, opts, path)

@@ -454,6 +454,20 @@ def _fit(generator: "ClassifyGenerator", opts: "ClassifyOptions") -> ExampleMode
     return model
 
 
+def kept_zero_shot(model: ExampleModel, opts: "ClassifyOptions") -> str:
+    """Why `auto` kept zero-shot label scoring rather than fit a probe on these examples ("" where it
+    did not keep it, or was not asked to pick)."""
+    if opts.method != "auto" or opts.multi_label or model.method != "zero-shot":
+        return ""
+    if len(model.texts) < FEWEST_TO_SWITCH:
+        return f"fewer than {FEWEST_TO_SWITCH} examples, too few to show a probe does better"
+    probes = [accuracy for name, accuracy in model.cv.items() if name.startswith("probe")]
+    if not probes:
+        return "the model gives no hidden states to fit a probe on" if model.embeddings is None else "a probe needs at least two examples of every label"
+    zero_shot = model.cv[f"zero-shot, calibration {model.calibration}"]
+    return f"cross-validated on the examples, a probe ({max(probes):.3f} accuracy) did not beat zero-shot ({zero_shot:.3f}) by more than a standard error"
+
+
 def _fit_multi(generator: "ClassifyGenerator", opts: "ClassifyOptions", model: ExampleModel, raw: list[list[float]]) -> None:
     """One probe per label (does it apply or not), starting from its label score, when every label
     has two examples with and two without it; each fit reported to `generator.progress`."""

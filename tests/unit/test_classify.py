@@ -409,7 +409,7 @@ def test_demonstrations_are_balanced_and_most_similar_last(classify, tiny_engine
     from aigc.generators.classify_examples import DEMOS_PER_LABEL, demonstrations
 
     opts = classify.validate({"examples": EXAMPLES, "method": "demos"})
-    model = classify._example_model(opts)
+    model = classify.example_model(opts)
     assert model.method == "demos"
     _, (embedding,) = classify.score_texts(["apple apple apple number 0"], opts, embed=True)
     shown = demonstrations(model, embedding)
@@ -442,14 +442,57 @@ def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     assert report.confusion == predicted
 
 
+def test_eval_reports_each_labels_precision_recall_f1_and_support_and_the_weighted_f1(classify, capsys):
+    from aigc.cli.classify import print_report
+    from aigc.evaluation import evaluate_classify, per_label
+
+    # a: 2 true, 3 predicted, 2 right; b: 2 true, 1 predicted, 1 right (as classification_report counts them)
+    assert per_label([[2, 0], [1, 1]]) == {"precision": [2 / 3, 1.0], "recall": [1.0, 0.5], "f1": [0.8, 2 / 3], "support": [2, 2]}
+    assert per_label([[0, 1], [0, 3]])["precision"][0] == 0.0  # never predicted: 0, not a division by zero
+    rows = [(f"text number {i}", "ab"[i % 3 == 0]) for i in range(7)]  # 3 of b, 4 of a
+    report = evaluate_classify(classify, rows, {"labels": "a,b"})
+    found = per_label(report.confusion)
+    assert report.per_label_support == {"a": 4, "b": 3} and report.per_label_recall == dict(zip("ab", found["recall"]))
+    assert report.per_label_precision == dict(zip("ab", found["precision"])) and report.per_label_f1 == dict(zip("ab", found["f1"]))
+    assert report.weighted_f1 == pytest.approx((4 * found["f1"][0] + 3 * found["f1"][1]) / 7)
+    assert {"weighted_f1", "per_label_precision", "per_label_recall", "per_label_support", "per_label_f1", "macro_f1"} <= set(report.as_dict())
+    print_report(report)
+    table = capsys.readouterr().out
+    assert all(heading in table for heading in ("precision", "recall", "F1", "support", "weighted-F1"))
+    assert f"{found['recall'][0]:.3f}" in table and f"{found['precision'][1]:.3f}" in table
+
+
+def test_eval_says_how_many_examples_it_read_and_why_auto_kept_zero_shot(classify, capsys):
+    from aigc.cli.classify import print_report
+    from aigc.evaluation import evaluate_classify
+    from aigc.generators.classify_examples import FEWEST_TO_SWITCH, ExampleModel, kept_zero_shot
+
+    rows = [("apple apple number 9", "fruit"), ("engine engine number 9", "machine")]
+    few = EXAMPLES[: FEWEST_TO_SWITCH - 2]
+    report = evaluate_classify(classify, rows, {"examples": few})
+    assert report.examples == 2 and report.examples_read == len(few) and report.method == "zero-shot"
+    assert report.method_reason == f"fewer than {FEWEST_TO_SWITCH} examples, too few to show a probe does better"
+    assert evaluate_classify(classify, rows, {"labels": "fruit,machine"}).as_dict()["examples_read"] == 0  # the key is always there
+    assert evaluate_classify(classify, rows, {"examples": few, "method": "zero-shot"}).method_reason == ""  # asked for, not picked
+    print_report(report)
+    assert f"; {len(few)} --examples read; auto kept zero-shot: fewer than" in capsys.readouterr().out.splitlines()[0]
+    opts = classify.validate({"examples": EXAMPLES})
+    model = ExampleModel("zero-shot", "content-free", [0.0, 0.0], ["fruit", "machine"], [t for t, _ in EXAMPLES], [[0]] * len(EXAMPLES), None)
+    assert kept_zero_shot(model, opts) == "the model gives no hidden states to fit a probe on"
+    model.embeddings, model.cv = [[0.0]] * len(EXAMPLES), {"zero-shot, calibration content-free": 0.75, "probe(l2=0.1)": 0.8, "probe(l2=1.0)": 0.7}
+    assert kept_zero_shot(model, opts) == "cross-validated on the examples, a probe (0.800 accuracy) did not beat zero-shot (0.750) by more than a standard error"
+    model.method = "probe"
+    assert kept_zero_shot(model, opts) == ""
+
+
 def test_eval_text_report_counts_texts_not_examples(capsys):
     from aigc.cli.classify import print_report
     from aigc.evaluation import ClassifyReport
 
-    report = ClassifyReport(4, 0.75, 0.7, ["a", "b"], [[2, 0], [1, 1]], {"a": 0.8, "b": 0.6}, 12.5, "zero-shot", "content-free")
+    report = ClassifyReport(4, 0.75, 0.7, ["a", "b"], [[2, 0], [1, 1]], {"a": 0.8, "b": 0.6}, 12.5, "zero-shot", "content-free", 0.7, {"a": 0.67, "b": 1.0}, {"a": 1.0, "b": 0.5}, {"a": 2, "b": 2})
     print_report(report)
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("4 texts  accuracy 0.750  macro-F1 0.700  12.5 texts/s") and "example" not in first
+    assert first.startswith("4 texts  accuracy 0.750  macro-F1 0.700  weighted-F1 0.700  12.5 texts/s") and "example" not in first
     assert set(report.as_dict()) >= {"examples", "examples_per_second"}  # --json keeps its keys
 
 

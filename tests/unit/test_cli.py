@@ -460,6 +460,12 @@ def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_exam
     (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
     code, lines = bad("eval", "classify", str(tmp_path / "two.tsv"), "--examples", str(tmp_path / "two.tsv"), "-m", "no-such-model")
     assert lines[0] == f"Warning: 2 of the 2 texts are also in --examples {tmp_path / 'two.tsv'}, so the figures are not on held-out data"
+    (tmp_path / "near.tsv").write_text("GOOD  \tpositive\nan  Awful   day\tnegative\n")
+    (tmp_path / "data.tsv").write_text("good\tpositive\nan awful day\tnegative\nfine\tpositive\n")
+    code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "--examples", str(tmp_path / "near.tsv"), "-m", "no-such-model")
+    assert lines[0] == f"Warning: 2 of the 3 texts are also in --examples {tmp_path / 'near.tsv'}, so the figures are not on held-out data"  # but for case and spaces
+    code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "--examples", str(tmp_path / "near.tsv"), "--method", "zero-shot", "-m", "no-such-model")
+    assert code != 0 and not any("held-out" in line for line in lines), lines  # the examples' labels are not used
 
 
 @pytest.mark.parametrize("command", ["classify", "embed"])
@@ -498,11 +504,24 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
     assert "has no texts of the label 'neutral'; macro-F1 counts it as 0" in listed.stderr  # said, like an unknown label, before any model loads
     assert bad("eval", "classify", str(tmp_path / "odd.tsv"), "-l", "good,ugly", "-m", unloadable) == (2, ["Error: the data uses labels 'bad|no', 'good=yes', not among good, ugly"])
     assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,neutral", "-m", unloadable) == (2, ["Error: the data uses label 'negative', not among positive, neutral"])
+    assert bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "Positive,negative", "-m", unloadable) == (2, [
+        "Error: the data uses label 'positive', not among Positive, negative; 'positive' and 'Positive' differ only in case, and labels are matched as written"
+    ])
+    (tmp_path / "examples.tsv").write_text("lovely\tPositive\nawful\tnegative\n")
+    code, lines = bad("eval", "classify", str(tmp_path / "two.tsv"), "-l", "positive,negative", "--examples", str(tmp_path / "examples.tsv"), "-m", unloadable)
+    assert code == 2 and lines[-1].endswith("add it or fix the examples; 'Positive' and 'positive' differ only in case, and labels are matched as written"), lines
     (tmp_path / "numbers.jsonl").write_text('{"text": "great", "label": 1}\n{"text": "awful", "label": 0}\n')  # as HF datasets write a ClassLabel
     assert bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "negative,positive", "-m", unloadable) == (2, [
-        "Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: put their names in the data, "
-        """for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
+        """Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: give each its name, as --labels "0=negative,1=positive" does, """
+        """or put the names in the data, for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
     ])
+    warned = f"""Warning: the labels of {tmp_path / 'numbers.jsonl'} are numbers (0, 1), so they are scored as the words '0', '1'; give each its name, as -l "0=negative,1=positive" does"""
+    code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-m", unloadable)
+    assert lines[0] == warned and code != 0  # said before the model loads
+    code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-l", "0=negative,1=positive", "-m", unloadable)
+    assert not any(line.startswith("Warning") for line in lines), lines  # named: scored as the names
+    (tmp_path / "three.jsonl").write_text('{"text": "great", "label": 2}\n{"text": "awful", "label": 0}\n{"text": "fine", "label": 10}\n')
+    assert bad("eval", "classify", str(tmp_path / "three.jsonl"), "-m", unloadable)[1][0].endswith('(0, 2, 10), so they are scored as the words \'0\', \'2\', \'10\'; give each its name, as -l "0=NAME,2=NAME,10=NAME" does')
 
 
 def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_path, unloadable):
