@@ -403,7 +403,11 @@ def _completion(args: list[str], flag: str) -> None:
     if flag == "--show-completion":
         ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
     else:
-        shell, path = install(shell=shell, prog_name="aigc", complete_var="_AIGC_COMPLETE")
+        try:
+            shell, path = install(shell=shell, prog_name="aigc", complete_var="_AIGC_COMPLETE")
+        except OSError as exc:  # powershell not installed, a read-only home
+            ui.error(f"could not install {shell} completion ({exc.strerror}: {exc.filename}); `aigc --show-completion {shell}` prints the script to install yourself")
+            raise typer.Exit(1) from None
         ui.result(f"{shell} completion installed in {path}; it takes effect once you restart the shell")
     raise typer.Exit(0)
 

@@ -141,6 +141,13 @@ def test_install_completion_of_a_shell_with_none_is_a_one_line_error(tmp_path):
     assert done.stderr == "Error: no completion script for shell 'sh'; name one of bash, zsh, fish, powershell, pwsh: `aigc --install-completion zsh`\n"
 
 
+def test_install_completion_for_a_shell_not_installed_is_a_one_line_error(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": str(tmp_path)}  # no powershell on it
+    done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "powershell"], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "Error: could not install powershell completion (No such file or directory: powershell); `aigc --show-completion powershell` prints the script to install yourself\n"
+
+
 def test_install_completion_after_the_command_is_the_commands_unknown_option(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "aigc", "chat", "-m", "echo", "--install-completion", "fish"], env=env, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
