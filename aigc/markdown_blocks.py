@@ -63,6 +63,8 @@ _LETTER = re.compile(r"[^\W\d_]")
 _SITE_MARKUP = re.compile(
     r"^[ \t]*(?:(?:(?:\{\{[<%](?:(?![>%]\}\}).)*[>%]\}\}|\{%(?:(?!%\}).)*%\}|\{#(?:(?!#\}).)*#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$"
 )
+# Jekyll/Liquid blocks whose body is code or not text, on lines of their own: kept as a fenced block is ({% highlight ruby %} ... {% endhighlight %}).
+_LIQUID_OPEN = re.compile(r"^[ \t]*\{%-?[ \t]*(highlight|raw|comment)\b(?:(?!%\}).)*-?%\}[ \t]*$")
 _ADMONITION_TITLE = re.compile(r'^([ \t]*(?:!!!|\?\?\?\+?)[ \t]+[\w-]+(?:[ \t]+[\w-]+)*[ \t]+")(.*)("[ \t]*)$')  # !!! note "Title": its title is text
 # A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), a Liquid,
 # Jinja or Nunjucks tag or comment ({% include "x.html" %}, {%- if a -%}, {# note #}), ${var}, %{name}, {name}, {0}, an ICU
@@ -468,6 +470,12 @@ def _fence_end(lines: list[str], start: int, mark: str, quoted: bool) -> int | N
     return None
 
 
+def _liquid_end(lines: list[str], start: int, tag: str) -> int | None:
+    """The line after `start` that is `{% end<tag> %}` alone; None where there is none."""
+    closer = re.compile(r"[ \t]*\{%-?[ \t]*end" + tag + r"[ \t]*-?%\}[ \t]*")
+    return next((j for j in range(start + 1, len(lines)) if closer.fullmatch(lines[j])), None)
+
+
 def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     """Split Markdown (or plain text) into blocks; rendering them with their own texts gives the
     document back (paragraph and list-item lines re-joined on single spaces). `plain`: text, not
@@ -505,6 +513,12 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
         if not line.strip():
             blocks.append(Block("blank", [line]))
             i += 1
+            continue
+        liquid = None if plain else _LIQUID_OPEN.match(line)
+        end = _liquid_end(lines, i, liquid.group(1)) if liquid else None
+        if end is not None:
+            blocks.append(Block("code", ["\n".join(lines[i : end + 1])]))
+            i = end + 1
             continue
         site = None if plain else _SITE_MARKUP.match(line)
         if site:  # its text (an MkDocs one's indented 4, as a list item's is) translated as the blocks after it

@@ -302,8 +302,10 @@ class AigcGroup(TyperGroup):
         if ctx.parent is None and not ctx.resilient_parsing:  # not while the shell asks for completions
             names = set(self.list_commands(ctx))
             options = args[: next((i for i, arg in enumerate(args) if arg in names or arg == "--"), len(args))]  # aigc's own, before the command (`aigc chat --show-completion` is chat's)
-            if "--show-completion" in {arg.split("=", 1)[0] for arg in options}:
-                _show_completion(options)
+            flags = {arg.split("=", 1)[0] for arg in options}
+            for flag in ("--show-completion", "--install-completion"):
+                if flag in flags:
+                    _completion(options, flag)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:
@@ -384,20 +386,29 @@ def _text_piped() -> bool:
 COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 
-def _show_completion(args: list[str]) -> None:
-    """`aigc --show-completion [SHELL]`: the completion script of the shell named (typer's flag takes
-    no value, and printed the script of the shell it ran in whatever was named), else of the shell
-    it runs in; a shell with none (`sh`) is a one-line error, exit 2. Exits."""
-    from typer._completion_shared import _get_shell_name, get_completion_script
+def _completion(args: list[str], flag: str) -> None:
+    """`aigc --show-completion [SHELL]` / `aigc --install-completion [SHELL]`: the completion script of
+    the shell named, printed or installed by typer (typer's flags take no value, and used the shell they
+    ran in whatever was named), else of the shell it runs in; a shell with none (`sh`) is a one-line
+    error, exit 2. Exits."""
+    from typer._completion_shared import _get_shell_name, get_completion_script, install
 
-    at = next(i for i, arg in enumerate(args) if arg.split("=", 1)[0] == "--show-completion")
+    at = next(i for i, arg in enumerate(args) if arg.split("=", 1)[0] == flag)
     named = args[at].partition("=")[2] or (args[at + 1] if at + 1 < len(args) and not args[at + 1].startswith("-") else None)
     shell = named or _get_shell_name()
     if shell not in COMPLETION_SHELLS:
         what = f"shell {shell!r}" if named else f"this shell ({shell or 'not found'})"
-        ui.error(f"no completion script for {what}; name one of {', '.join(COMPLETION_SHELLS)}: `aigc --show-completion zsh`")
+        ui.error(f"no completion script for {what}; name one of {', '.join(COMPLETION_SHELLS)}: `aigc {flag} zsh`")
         raise typer.Exit(2)
-    ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
+    if flag == "--show-completion":
+        ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
+    else:
+        try:
+            shell, path = install(shell=shell, prog_name="aigc", complete_var="_AIGC_COMPLETE")
+        except OSError as exc:  # powershell not installed, a read-only home
+            ui.error(f"could not install {shell} completion ({exc.strerror}: {exc.filename}); `aigc --show-completion {shell}` prints the script to install yourself")
+            raise typer.Exit(1) from None
+        ui.result(f"{shell} completion installed in {path}; it takes effect once you restart the shell")
     raise typer.Exit(0)
 
 

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import ui
-from ..errors import BadInputError, MissingExtraError, options_named
+from ..errors import AigcError, BadInputError, MissingExtraError, options_named
 from . import complete, examples
 from .options import given_as, given_model
 
@@ -71,9 +71,16 @@ class ServeCommand(TyperCommand):
     its AIGC_* variable, which beats the table, which beats aigc's own default (click's order)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
+        broken = None
         if not (parent is not None and parent.resilient_parsing):  # not while a shell completes
-            extra.setdefault("default_map", table_defaults())
-        return super().make_context(info_name, args, parent=parent, **extra)
+            try:
+                extra.setdefault("default_map", table_defaults())
+            except AigcError as exc:  # a broken settings file: `aigc serve --help` still helps; running reports it
+                broken = exc
+        ctx = super().make_context(info_name, args, parent=parent, **extra)  # --help exits in here
+        if broken:
+            raise broken
+        return ctx
 
 
 def _ipv6(text: str) -> bool:

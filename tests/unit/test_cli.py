@@ -127,6 +127,40 @@ def test_show_completion_of_a_shell_with_none_is_a_one_line_error():
     assert done.stderr == "Error: no completion script for shell 'sh'; name one of bash, zsh, fish, powershell, pwsh: `aigc --show-completion zsh`\n"
 
 
+@pytest.mark.parametrize("argv, script, starts", [(["--install-completion", "fish"], ".config/fish/completions/aigc.fish", "complete --command aigc"), (["--install-completion=zsh"], ".zfunc/_aigc", "#compdef aigc")])
+def test_install_completion_installs_the_script_of_the_shell_named(tmp_path, argv, script, starts):
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}  # named from another shell: a dotfiles installer's
+    done = subprocess.run([sys.executable, "-m", "aigc", *argv], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "") and str(tmp_path / script) in done.stdout
+    assert (tmp_path / script).read_text().startswith(starts) and not (tmp_path / ".bashrc").exists()
+
+
+def test_install_completion_of_a_shell_with_none_is_a_one_line_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "sh"], env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, list(tmp_path.iterdir())) == (2, "", [])
+    assert done.stderr == "Error: no completion script for shell 'sh'; name one of bash, zsh, fish, powershell, pwsh: `aigc --install-completion zsh`\n"
+
+
+def test_install_completion_for_a_shell_not_installed_is_a_one_line_error(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": str(tmp_path)}  # no powershell on it
+    done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "powershell"], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "Error: could not install powershell completion (No such file or directory: powershell); `aigc --show-completion powershell` prints the script to install yourself\n"
+
+
+def test_install_completion_after_the_command_is_the_commands_unknown_option(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "aigc", "chat", "-m", "echo", "--install-completion", "fish"], env=env, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "") and "No such option: --install-completion" in done.stderr
+    assert not (tmp_path / ".config" / "fish").exists()
+
+
+def test_completing_after_install_completion_installs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert "chat" in completions("aigc --install-completion fish ")
+    assert not (tmp_path / ".config" / "fish").exists()
+
+
 def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     from aigc.cli import app as app_module
 

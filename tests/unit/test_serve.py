@@ -3211,3 +3211,15 @@ def test_a_bad_serve_table_is_an_error_naming_what_it_takes(monkeypatch, table, 
     result, seen = serve_with_table(monkeypatch, table)
     assert result.exit_code == 2 and "Error: " + words.format(file=config.settings_file()) in result.stderr, result.output
     assert "settings" not in seen
+
+
+@pytest.mark.parametrize("text", ["[[broken\n", "[serve]\nmax_bacth = 4\n"])
+def test_serve_help_works_with_a_broken_settings_file_and_serving_reports_it(text):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(text)
+    helped = CliRunner().invoke(cli, ["serve", "--help"])
+    assert helped.exit_code == 0 and "--max-batch" in helped.stdout and helped.stderr == "", helped.output
+    served = CliRunner().invoke(cli, ["serve"])
+    assert served.exit_code == 2 and served.stderr.startswith("Error: ") and str(config.settings_file()) in served.stderr

@@ -1311,6 +1311,35 @@ def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_and_titles
         WAIT %d SECONDS.''')
 
 
+def test_liquid_highlight_raw_and_comment_blocks_are_kept_as_code_is():
+    doc = textwrap.dedent('''\
+        Run this:
+
+        {% highlight ruby linenos %}
+        puts "Hello world"
+
+        def greet = "hi"
+        {% endhighlight %}
+
+        {%- raw -%}
+        Use {{ page.title }} here.
+        {%- endraw -%}
+
+        {% comment %}
+        Remember to update this page.
+        {% endcomment %}
+
+        Inline {% raw %}{{ x }}{% endraw %} stays text.''')
+    engine = EchoEngine()
+    sent = []
+    engine.generate = lambda prompts, params, generate=engine.generate: sent.extend(m["content"] for p in prompts for m in p) or generate(prompts, params)
+    result, _ = translate(doc, engine=engine)
+    kept = doc.split("\n\n")[1:4]
+    assert result["translation"].split("\n\n")[1:4] == kept
+    assert result["translation"].startswith("RUN THIS:") and result["translation"].endswith("INLINE {% raw %}{{ x }}{% endraw %} STAYS TEXT.")
+    assert sent and not any(word in text for text in sent for word in ("Hello world", "page.title", "Remember"))
+
+
 def test_an_i18n_json_file_has_its_string_values_translated_and_keeps_its_shape(echo, tmp_path):
     strings = tmp_path / "strings.json"
     strings.write_text('{\n    "greeting": "Hello, {name}!",\n    "count": 3,\n    "empty": "",\n    "nested": {"save": "Save", "on": true, "list": ["Cancel", null]}\n}\n')
