@@ -64,7 +64,8 @@ _SITE_MARKUP = re.compile(
     r"^[ \t]*(?:(?:(?:\{\{[<%](?:(?![>%]\}\}).)*[>%]\}\}|\{%(?:(?!%\}).)*%\}|\{#(?:(?!#\}).)*#\})[ \t]*)+|:{3,}(?:[A-Za-z][\w-]*.*)?|(?P<mkdocs>(?:!!!|\?\?\?\+?)[ \t]+[A-Za-z][\w-]*.*))$"
 )
 # Jekyll/Liquid blocks whose body is code or not text, on lines of their own: kept as a fenced block is ({% highlight ruby %} ... {% endhighlight %}).
-_LIQUID_OPEN = re.compile(r"^[ \t]*\{%-?[ \t]*(highlight|raw|comment)\b(?:(?!%\}).)*-?%\}[ \t]*$")
+# Not {% raw %}: it often wraps a whole post so its {{ }} survive Liquid; its tag lines are site markup, its body Markdown.
+_LIQUID_OPEN = re.compile(r"^[ \t]*\{%-?[ \t]*(highlight|comment)\b(?:(?!%\}).)*-?%\}[ \t]*$")
 _ADMONITION_TITLE = re.compile(r'^([ \t]*(?:!!!|\?\?\?\+?)[ \t]+[\w-]+(?:[ \t]+[\w-]+)*[ \t]+")(.*)("[ \t]*)$')  # !!! note "Title": its title is text
 # A placeholder that a program fills in: {{name}} (Handlebars, Jinja, Hugo's {{< shortcode >}} and {{% x %}}), a Liquid,
 # Jinja or Nunjucks tag or comment ({% include "x.html" %}, {%- if a -%}, {# note #}), ${var}, %{name}, {name}, {0}, an ICU

@@ -1311,7 +1311,7 @@ def test_docs_site_shortcode_and_admonition_lines_are_kept_their_text_and_titles
         WAIT %d SECONDS.''')
 
 
-def test_liquid_highlight_raw_and_comment_blocks_are_kept_as_code_is():
+def test_liquid_highlight_and_comment_blocks_are_kept_as_code_is_and_raw_blocks_translated():
     doc = textwrap.dedent('''\
         Run this:
 
@@ -1334,10 +1334,33 @@ def test_liquid_highlight_raw_and_comment_blocks_are_kept_as_code_is():
     sent = []
     engine.generate = lambda prompts, params, generate=engine.generate: sent.extend(m["content"] for p in prompts for m in p) or generate(prompts, params)
     result, _ = translate(doc, engine=engine)
-    kept = doc.split("\n\n")[1:4]
-    assert result["translation"].split("\n\n")[1:4] == kept
+    parts = doc.split("\n\n")
+    assert result["translation"].split("\n\n")[1:5] == [parts[1], parts[2], "{%- raw -%}\nUSE {{ page.title }} HERE.\n{%- endraw -%}", parts[4]]
     assert result["translation"].startswith("RUN THIS:") and result["translation"].endswith("INLINE {% raw %}{{ x }}{% endraw %} STAYS TEXT.")
-    assert sent and not any(word in text for text in sent for word in ("Hello world", "page.title", "Remember"))
+    assert sent and not any(word in text for text in sent for word in ("Hello world", "Remember"))
+
+
+def test_a_post_wrapped_in_a_liquid_raw_block_is_translated():
+    post = textwrap.dedent('''\
+        ---
+        title: Using Vue with Jekyll
+        ---
+        {% raw %}
+        Vue templates use double braces, which Liquid also reads.
+
+        So this whole post is wrapped in a raw block.
+
+        ```html
+        <p>{{ message }}</p>
+        ```
+
+        That is all there is to it.
+        {% endraw %}
+        ''')
+    texts = [t for b in parse_blocks(post) for t in b.texts]
+    assert texts == ["Using Vue with Jekyll", "Vue templates use double braces, which Liquid also reads.", "So this whole post is wrapped in a raw block.", "That is all there is to it."]
+    result, _ = translate(post, engine=EchoEngine())
+    assert "VUE TEMPLATES USE DOUBLE BRACES" in result["translation"] and "{% raw %}\n" in result["translation"] and "<p>{{ message }}</p>" in result["translation"]
 
 
 def test_an_i18n_json_file_has_its_string_values_translated_and_keeps_its_shape(echo, tmp_path):
