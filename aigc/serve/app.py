@@ -505,9 +505,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             rows, params, emit, logprobs=reply.top,
             stop_ids=getattr(state, "stop_ids", frozenset()), keep_stops=getattr(state, "keep_stops", False),
         )
-        state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
         job.ongoing = taken(request, backend)
-        backend.scheduler.submit(job)
+        backend.scheduler.submit(job)  # a full queue or a server shutting down refuses it: not counted as a generation
+        state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
         return job, events
 
     async def collect(job: Job, events: asyncio.Queue, request: Request):

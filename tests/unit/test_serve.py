@@ -3124,6 +3124,24 @@ def test_metrics_count_requests_tokens_and_latency_without_a_key(server, client)
     assert after[f"aigc_batch_rows_max{label}"] == 16
 
 
+def test_metrics_count_no_generation_for_a_request_the_queue_refused(server, client, monkeypatch):
+    from aigc.serve.scheduler import QueueFullError
+
+    def full(job):
+        raise QueueFullError("the queue of waiting requests is full (1, --max-queue); retry shortly")
+
+    model = server["model"]
+    monkeypatch.setattr(server["backend"].scheduler, "submit", full)
+    _, before = scraped(server)
+    with pytest.raises(openai.RateLimitError):
+        chat(client, model, max_tokens=3)
+    _, after = scraped(server)
+    label = f'{{model="{model}"}}'
+    assert after['aigc_requests_total{endpoint="/v1/chat/completions",status="4xx"}'] == before.get('aigc_requests_total{endpoint="/v1/chat/completions",status="4xx"}', 0) + 1
+    assert after.get(f"aigc_e2e_request_latency_seconds_count{label}") == before.get(f"aigc_e2e_request_latency_seconds_count{label}")
+    assert after.get(f"aigc_prompt_tokens_total{label}") == before.get(f"aigc_prompt_tokens_total{label}")
+
+
 def test_version_needs_no_key(server):
     from aigc import __version__
 
