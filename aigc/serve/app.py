@@ -199,7 +199,7 @@ class RequestIds:
             if requests_log.isEnabledFor(level):
                 requests_log.log(level, "%s", request_line(scope, status, seconds))
             jobs, first = state.get("jobs"), state.get("first_token")
-            generation = {"model": state["model"], "prompt": state["prompt_tokens"], "generated": sum(job.generated for job in jobs)} if jobs else {}
+            generation = {"model": state["metered"], "prompt": state["prompt_tokens"], "generated": sum(job.generated for job in jobs)} if jobs else {}
             self.metrics.record(endpoint_of(scope), status or 499, seconds, first_token=first and first - began, **generation)
 
     async def _answer(self, scope, receive, send):
@@ -313,6 +313,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         raise BadInputError("serve needs at least one model")
     default = next(iter(backends))
     defaults = chat_defaults()
+    metered = {id(b.scheduler): name for name, b in reversed(backends.items())}  # /metrics' name for each model: its first
 
     async def lifespan(app):
         yield
@@ -508,6 +509,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         job.ongoing = taken(request, backend)
         backend.scheduler.submit(job)  # a full queue or a server shutting down refuses it: not counted as a generation
         state.model, state.prompt_tokens, state.jobs = backend.name, reply.prompt_tokens, [*getattr(state, "jobs", ()), job]
+        state.metered = metered[id(backend.scheduler)]
         return job, events
 
     async def collect(job: Job, events: asyncio.Queue, request: Request):
@@ -593,7 +595,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     async def metrics_text():
         """Prometheus' text format: `Metrics`' counters and histograms, and each model's scheduler now
         (under its first name where an alias of it is served too)."""
-        served = {id(b.scheduler): (name, b.scheduler) for name, b in reversed(backends.items())}.values()
+        served = [(name, backends[name].scheduler) for name in metered.values()]
         gauges = {
             "aigc_requests_running": ("Requests decoding now.", {name: s.active_jobs for name, s in served}),
             "aigc_requests_waiting": ("Requests waiting for a place in the batch (queued or being prefilled).", {name: s.waiting for name, s in served}),

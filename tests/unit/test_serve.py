@@ -2905,7 +2905,8 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
 
 def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_names(tiny_model_dir, monkeypatch):
     """`-m MODEL -m ALIAS` (an alias of it) loads the weights once and batches both names' requests
-    together; a request that names no model gets it (under its first name), as with one name."""
+    together; a request that names no model gets it (under its first name), as with one name; /metrics
+    counts both names' requests as one model's, under its first name."""
     from starlette.testclient import TestClient
 
     from aigc.engine import loading
@@ -2925,6 +2926,9 @@ def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_n
         assert web.post("/v1/chat/completions", json={**body, "model": "mini"}).json()["model"] == "mini"
         unnamed = web.post("/v1/chat/completions", json=body)
         assert unnamed.status_code == 200 and unnamed.json()["model"] == str(tiny_model_dir)
+        metrics = web.get("/metrics").text
+    assert 'model="mini"' not in metrics
+    assert f'aigc_e2e_request_latency_seconds_count{{model="{tiny_model_dir}"}} 2' in metrics.splitlines()
 
 
 def test_a_request_without_a_model_gets_the_only_one_served(server):
