@@ -89,7 +89,7 @@ def per_label(confusion: list[list[int]]) -> dict[str, list]:
 def numbered(labels: Iterable[str]) -> list[str]:
     """The labels in number order where all are numbers, as HF datasets store a ClassLabel (0, 1, ...); else []."""
     found = set(labels)
-    return sorted(found, key=int) if all(label.isdigit() for label in found) else []
+    return sorted(found, key=int) if all(label.isdecimal() for label in found) else []
 
 
 def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:

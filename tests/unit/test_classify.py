@@ -758,3 +758,10 @@ def test_the_label_forms_are_worked_out_once_per_label_set_not_once_per_text():
     first = classify.classify_many(texts, labels=labels, calibrate="off")
     again = classify.classify_many(texts, labels=labels, calibrate="off")
     assert first == again and _forms.cache_info().misses == 1
+
+
+def test_labels_are_numbered_only_when_int_reads_them_all():
+    from aigc.evaluation import numbered
+
+    assert numbered(["10", "2", "0"]) == ["0", "2", "10"]
+    assert numbered(["²", "1"]) == [] and numbered(["①", "1"]) == []  # digits to str.isdigit, not to int()
