@@ -130,6 +130,8 @@ def serve(
     api_key = api_key.strip() if api_key is not None else None  # clients' tokens are read stripped, so " k " must be "k"
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
+    if metrics_need_key and api_key is None:  # else /metrics would be open to anyone, with no word
+        raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
     for origin in cors_origin or ():
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
             raise BadInputError(f"{given_as(ctx, 'cors_origin')} must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")

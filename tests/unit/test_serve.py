@@ -3203,15 +3203,22 @@ TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbat
 
 
 def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
-    result, seen = serve_with_table(monkeypatch, TABLE)
+    result, seen = serve_with_table(monkeypatch, TABLE, env={"AIGC_API_KEY": KEY})
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"], seen["models"]) == ("127.0.0.2", 9123, ["a", "b"])
     settings = seen["settings"]
     assert (settings.max_batch, settings.batch_window, settings.cors_origins, settings.metrics_need_key) == (4, 0.005, ("http://app.example",), True)
 
 
+def test_metrics_need_key_without_a_key_is_refused(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, "", ["--metrics-need-key"])
+    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --metrics-need-key asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
+    result, seen = serve_with_table(monkeypatch, TABLE)
+    assert result.exit_code == 2 and "metrics_need_key in [serve] of " in result.stderr and "settings" not in seen
+
+
 def test_flags_and_environment_beat_the_serve_table(monkeypatch):
-    result, seen = serve_with_table(monkeypatch, TABLE, ["--max-batch", "8", "-m", "c"], env={"AIGC_PORT": "9200"})
+    result, seen = serve_with_table(monkeypatch, TABLE, ["--max-batch", "8", "-m", "c"], env={"AIGC_PORT": "9200", "AIGC_API_KEY": KEY})
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"], seen["models"], seen["settings"].max_batch) == ("127.0.0.2", 9200, ["c"], 8)
 
