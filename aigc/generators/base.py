@@ -408,7 +408,8 @@ class Generator:
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
         self.warn_greedy(opts, sampling)
-        self.check_each(inputs)
+        if on_error == "stop":  # with "skip", an invalid input's error is given in its place, as a failed one's is
+            self.check_each(inputs)
         if not inputs:
             return []
         self.prepare(options)

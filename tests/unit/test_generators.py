@@ -944,6 +944,14 @@ def test_many_with_on_error_skip_gives_each_failed_inputs_error_in_its_place_and
         ChatGenerator(engine=engine).many(["hi"], on_error="return")
 
 
+def test_many_with_on_error_skip_gives_an_invalid_inputs_error_in_its_place_and_runs_the_rest():
+    engine = FakeEngine()
+    engine.enqueue("one", "three")
+    results = ChatGenerator(engine=engine).many(["hi", "", "yo"], concurrency=1, on_error="skip")  # as `aigc batch --on-error skip` does
+    assert [r["text"] if isinstance(r, dict) else type(r) for r in results] == ["one", BadInputError, "three"]
+    assert (results[1].at, results[1].index) == ("input 1", 1) and str(results[1]) == "input 1: the prompt is empty; type a question or pipe some text"
+
+
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
     with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
