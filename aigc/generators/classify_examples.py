@@ -21,6 +21,7 @@ import re
 import stat as stat_module
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection
@@ -114,7 +115,7 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
         return checked(str(source), read_table(source), one_label, kind, ROW_FIX)
     rows = []
     lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
-    label_first = bool(lines) and _label_first(lines[0][1])
+    label_first = bool(lines) and (_label_first(lines[0][1]) or _labels_lead([line for _, line in lines], labels))
     for number, line in lines:
         label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
         if not tab:
@@ -238,6 +239,43 @@ def _label_first(line: str) -> bool:
     """A first line that names the label column first (`label<TAB>text`, `sentiment<TAB>review`)."""
     cells = [cell.strip().lower() for cell in line.split("\t")]
     return len(cells) == 2 and cells[0] in LABEL_COLUMNS and cells[1] in TEXT_COLUMNS
+
+
+FEWEST_TO_TELL = 4  # lines (after a possible header) below which a file without --labels is read text first
+
+
+def _labels_lead(lines: list[str], labels: Collection[str] = ()) -> bool:
+    """A headerless file of `label<TAB>text` lines: given the `labels`, the first cells are all among
+    them and the last cells are not; without, the first cells are a few short values, each on several
+    lines, and the last cells varied, longer texts that are not so. The first line may be a header;
+    a file it cannot tell is read text first."""
+    rows = [line.split("\t") for line in lines]
+    if any(len(row) != 2 for row in rows[1:] or rows):
+        return False
+    if labels:
+        known = {name.casefold() for name in labels}
+        body = rows[1:] or rows
+        return _all_named([first for first, _ in body], known) and not _all_named([last for _, last in body], known)
+    return any(_looks_label_first(body) for body in (rows, rows[1:]) if len(body) >= FEWEST_TO_TELL and all(len(row) == 2 for row in body))
+
+
+def _looks_label_first(rows: list[list[str]]) -> bool:
+    firsts, lasts = [row[0].strip() for row in rows], [row[1].strip() for row in rows]
+    return _label_like(firsts) and not _label_like(lasts) and _words(lasts) > _words(firsts)
+
+
+def _all_named(cells: list[str], known: set[str]) -> bool:
+    return all(name.strip().casefold() in known for cell in cells for name in cell.split(","))
+
+
+def _label_like(cells: list[str]) -> bool:
+    """Cells of a few short values (three words at most), each used at least twice."""
+    counts = Counter(cells)
+    return len(counts) <= len(cells) / 2 and all(count >= 2 and len(cell.split()) <= 3 for cell, count in counts.items())
+
+
+def _words(cells: list[str]) -> float:
+    return sum(len(cell.split()) for cell in cells) / len(cells)
 
 
 def _names(label: str | list[str]) -> list[str]:

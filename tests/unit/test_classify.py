@@ -209,6 +209,27 @@ def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_
         load_examples(path)
 
 
+def test_a_headerless_label_first_file_is_read_label_first_as_examples_and_as_data(tmp_path):
+    path = tmp_path / "ex.tsv"
+    rows = [("positive", "the movie as a whole"), ("positive", "this orange has some juice ,"), ("negative", "a listless climb down, the social ladder"), ("negative", "awful and long")]
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows))
+    want = [(text, label) for label, text in rows]
+    assert load_examples(path) == [(text, [label]) for text, label in want]  # told by its columns' values
+    assert read_labelled(path) == want  # not "the text has several labels" from the comma
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows[1:3]))  # two lines: told by the labels only
+    assert read_labelled(path, labels=["positive", "negative"]) == want[1:3]
+    assert load_examples(path, labels=["negative", "positive"]) == [(text, [label]) for text, label in want[1:3]]
+
+
+def test_a_text_first_file_and_a_file_too_small_to_tell_are_read_text_first(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("great movie, really\tpositive\ngood fun\tpositive\nawful film\tnegative\nslow and long\tnegative\n")
+    assert load_examples(path)[0] == ("great movie, really", ["positive"])
+    assert read_labelled(path, labels=["positive", "negative"])[0] == ("great movie, really", "positive")
+    path.write_text("positive\tthe movie as a whole\nnegative\ta listless climb\n")  # no labels given: cannot tell
+    assert load_examples(path) == [("positive", ["the movie as a whole"]), ("negative", ["a listless climb"])]
+
+
 @pytest.mark.parametrize("header", ["x\ty", "sms\tkind", "Review Text\tRating"])
 def test_a_header_of_any_column_names_is_skipped_when_the_labels_are_given(tmp_path, header):
     path = tmp_path / "ex.tsv"
