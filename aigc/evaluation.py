@@ -108,8 +108,15 @@ def checked_labels(opts, rows: list[tuple[str, str]]) -> list[str]:
     return labels
 
 
-def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None) -> ClassifyReport:
-    """Classify each `(text, label)` row with `options` and compare with its label.
+def prediction(number: int, text: str, truth: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One row's prediction: its position among the data's texts (1 for the first, as errors name
+    it), text, true label, predicted label, whether they match, and the label scores."""
+    return {"number": number, "text": text, "label": truth, "predicted": result["label"], "correct": result["label"] == truth, "scores": result.get("scores", {})}
+
+
+def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None, predictions: list[dict[str, Any]] | None = None) -> ClassifyReport:
+    """Classify each `(text, label)` row with `options` and compare with its label. `predictions`, a
+    list, receives each row's prediction as the figures count it, in order: `prediction`'s fields.
 
     Fitting on `--examples` happens before the clock starts: texts/s is classification (and calibration) only.
     """
@@ -134,8 +141,10 @@ def evaluate_classify(generator, rows: list[tuple[str, str]], options: dict[str,
                 exc.index += start
                 exc.at = f"text {exc.index + 1}"
             raise
-        for (_, truth), result in zip(batch, results):
+        for number, ((text, truth), result) in enumerate(zip(batch, results), start + 1):
             confusion[labels.index(truth)][labels.index(result["label"])] += 1
+            if predictions is not None:
+                predictions.append(prediction(number, text, truth, result))
     progress(len(rows), len(rows), "classifying")
     seconds = time.perf_counter() - started
     scores = per_label(confusion)

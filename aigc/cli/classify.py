@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import AigcError, BadInputError
 from ..textio import first_words, numbered_lines, read_input
-from ..writing import output_target
+from ..writing import check_writable, output_target, write_atomic
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
@@ -110,7 +110,7 @@ def classify(
 
 EVAL_EXAMPLES = examples(
     "aigc eval classify data.tsv -l negative,positive --aspect sentiment",
-    "aigc eval classify data.tsv --examples train.tsv --json",
+    "aigc eval classify data.tsv --examples train.tsv --json -o predictions.jsonl",
     "aigc eval classify reviews.jsonl --field review --label-field sentiment",
 )
 
@@ -132,6 +132,7 @@ def eval_classify(
     method: Method = "auto",
     calibrate: Calibrate = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PRED.jsonl", help="Also write each text's prediction, one JSON line per text (number, text, label, predicted, correct, scores), atomically once the evaluation ends.", show_default=False)] = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -141,6 +142,8 @@ def eval_classify(
     from ..generators.classify import parse_label, parse_labels
 
     labels = joined(labels)
+    if output:
+        check_writable(output)  # before the model loads
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
     rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format and input_format.lower())
     found = list(dict.fromkeys(label for _, label in rows))
@@ -160,14 +163,17 @@ def eval_classify(
     if absent:
         ui.warn(f"{data} has no texts of the label{'s' * (len(absent) > 1)} {', '.join(map(repr, absent))}; macro-F1 counts {'each' if len(absent) > 1 else 'it'} as 0")
     run.prepare(generator, rows[0][0], chosen)
+    predictions: list[dict] | None = [] if output else None
     with ui.prints_to_stderr(), ui.progress_bar() as progress:
         generator.progress = progress
         try:
-            report = evaluate_classify(generator, rows, chosen, progress)
+            report = evaluate_classify(generator, rows, chosen, progress, predictions)
         except AigcError as exc:
             if exc.index is not None:  # the text, as the data file holds it
                 exc.at = f"{data}: text {exc.index + 1} ({first_words(rows[exc.index][0])!r})"
             raise
+    if output:
+        ui.info(f"wrote {write_atomic(output, ''.join(json.dumps(row, ensure_ascii=False) + chr(10) for row in predictions))}")
     if as_json:
         ui.result(json.dumps(report.as_dict(), indent=2))
     else:

@@ -576,6 +576,24 @@ def test_eval_reads_jsonl_csv_and_tsv_columns_as_batch_does(tiny_model_dir, tmp_
         assert json.loads(result.stdout)["examples"] == 3 and json.loads(result.stdout)["labels"] == ["good", "bad"]
 
 
+def test_eval_writes_each_texts_prediction_as_the_report_counts_it(tiny_model_dir, tmp_path, unloadable):
+    rows = [("I love it", "good"), ("I hate it", "bad"), ("Awesome stuff", "good"), ("Dreadful", "bad")]
+    (tmp_path / "data.tsv").write_text("".join(f"{text}\t{label}\n" for text, label in rows))
+    result = invoke("eval", "classify", str(tmp_path / "data.tsv"), "-m", str(tiny_model_dir), "--json", "-o", str(tmp_path / "pred.jsonl"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stdout: the report only
+    predicted = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert [(p["number"], p["text"], p["label"]) for p in predicted] == [(n, text, label) for n, (text, label) in enumerate(rows, 1)]
+    assert all(p["correct"] == (p["predicted"] == p["label"]) and set(p["scores"]) == {"good", "bad"} for p in predicted)
+    labels = report["labels"]
+    confusion = [[sum(p["label"] == true and p["predicted"] == guess for p in predicted) for guess in labels] for true in labels]
+    assert confusion == report["confusion"] and report["accuracy"] == sum(p["correct"] for p in predicted) / len(rows)
+    code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "-m", unloadable, "-o", str(tmp_path / "no" / "such" / "pred.jsonl"))
+    assert code == 2 and "no" not in {p.name for p in tmp_path.iterdir()}, lines  # refused before the model loads
+    code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "-m", unloadable, "-o", str(tmp_path / "failed.jsonl"))
+    assert code != 0 and not (tmp_path / "failed.jsonl").exists()  # written only once the evaluation ends
+
+
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
     (tmp_path / "data.txt").write_text("I love it\tgood\n")
     assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; rename it so, or give its format with --format tsv (or csv, jsonl)"])
