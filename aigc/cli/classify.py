@@ -8,7 +8,7 @@ import typer
 from .. import ui
 from ..errors import AigcError, BadInputError
 from ..textio import first_words, numbered_lines, read_input
-from ..writing import check_writable, output_target, write_atomic
+from ..writing import output_target, write_atomic
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
@@ -142,8 +142,10 @@ def eval_classify(
     from ..generators.classify import parse_label, parse_labels
 
     labels = joined(labels)
-    if output:
-        check_writable(output)  # before the model loads
+    if output:  # checked before the model loads
+        output = output_target(output, reads={"data": data, "--examples": examples})
+        if output is None:
+            raise BadInputError("-o names standard output, which the report is printed to; give -o a file")
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
     rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format and input_format.lower())
     found = list(dict.fromkeys(label for _, label in rows))

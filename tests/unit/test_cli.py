@@ -592,6 +592,11 @@ def test_eval_writes_each_texts_prediction_as_the_report_counts_it(tiny_model_di
     assert code == 2 and "no" not in {p.name for p in tmp_path.iterdir()}, lines  # refused before the model loads
     code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "-m", unloadable, "-o", str(tmp_path / "failed.jsonl"))
     assert code != 0 and not (tmp_path / "failed.jsonl").exists()  # written only once the evaluation ends
+    data_before = (tmp_path / "data.tsv").read_text()
+    for output in ("-", str(tmp_path / "data.tsv")):  # stdout holds the report; the data must not be replaced
+        code, lines = bad("eval", "classify", str(tmp_path / "data.tsv"), "-m", unloadable, "-o", output)
+        assert code == 2 and lines[0].startswith(f"Error: -o {'names standard output' if output == '-' else output + ' is the data file'}"), lines
+    assert (tmp_path / "data.tsv").read_text() == data_before and not (tmp_path / "-").exists()
 
 
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
