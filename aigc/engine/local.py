@@ -254,7 +254,7 @@ class LocalEngine:
         import torch
 
         check_texts(texts)
-        rows = [self.tokenizer(EMBED_PROMPT[0] + t + EMBED_PROMPT[1])["input_ids"] for t in texts]
+        rows = [self._embedded_ids(t) for t in texts]
         longest = max(len(r) for r in rows)
         if longest > self.context_length:
             raise ContextLengthError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
@@ -271,6 +271,29 @@ class LocalEngine:
                 vectors[index] = vector
         self.stats.record_embedding(len(rows), sum(map(len, rows)), time.perf_counter() - started)
         return vectors
+
+    def _embedded_ids(self, text: str) -> list[int]:
+        return self.tokenizer(EMBED_PROMPT[0] + text + EMBED_PROMPT[1])["input_ids"]
+
+    def _overflow(self, text: str) -> int:
+        """How many tokens `embed` would read of `text` beyond the context (0: it fits)."""
+        return max(len(self._embedded_ids(text)) - self.context_length, 0)
+
+    def fitted(self, text: str) -> str:
+        """`text` as `embed` can read it: whole where it fits the context, else cut from its end to
+        the tokens that fit (the start kept, as ollama's `/api/embed` truncates)."""
+        over = self._overflow(text)
+        if not over:
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        keep = len(ids) - over
+        while keep > 0:  # the tokens at the cut and around the prompt may merge otherwise: cut again until it fits
+            cut = self.tokenizer.decode(ids[:keep])
+            over = self._overflow(cut)
+            if not over and cut.strip():
+                return cut
+            keep -= max(over, 1)
+        raise ContextLengthError(f"{self.name}'s {self.context_length}-token context holds no text to embed")
 
     def _score_batch(self, heads: list[list[int]], tails: list[list[int]], embed: bool) -> list[Scored]:
         import torch

@@ -785,12 +785,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not work.done():
                 engine.cancel()
 
-    async def embed(request: Request, backend: Backend, texts: list[str]) -> tuple[list[list[float]], int] | None:
-        """(each text's embedding, the texts' token count); None where the client went away."""
+    async def embed(request: Request, backend: Backend, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int] | None:
+        """(each text's embedding, the texts' token count); None where the client went away. With
+        `truncate`, a text longer than the context is cut to it (ollama's `/api/embed`), else a 400."""
         engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
-            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
+            read = [engine.fitted(t) for t in texts] if truncate else texts
+            return engine.embed(read), sum(engine.count_tokens(t) for t in read)
 
         try:
             return await watched(request, engine, run, "embeddings")

@@ -8,9 +8,10 @@ not apply (`num_ctx`, `mirostat`, ...) are ignored, as ollama ignores the ones i
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
-ignored (no model here thinks apart from its answer), and `/api/embed` does not `truncate`: a text
-longer than the context is a 400 (ollama cuts it unless `truncate` is false). `GET /` answers
-"Ollama is running", which ollama's own CLI checks.
+ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
+context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
+(as on `/v1/embeddings` and the older `/api/embeddings`). `GET /` answers "Ollama is running", which
+ollama's own CLI checks.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class EmbedBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     model: Optional[str] = None
     input: Union[str, list, None] = None  # /api/embed
-    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, truncate, options: ignored)
+    truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
+    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -335,11 +337,11 @@ def register_ollama(app: FastAPI, served) -> None:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)
 
-    async def embedded(request: Request, texts: Any, model: str | None):
+    async def embedded(request: Request, texts: Any, model: str | None, truncate: bool = False):
         """(the backend, the texts' embeddings and token count), as /v1/embeddings makes them."""
         backend = backend_for(model)
         req: EmbeddingRequest = served.validated(EmbeddingRequest, {"input": texts})
-        found = await served.embed(request, backend, req.texts())
+        found = await served.embed(request, backend, req.texts(), truncate)
         if found is None:
             raise ApiError(499, "the client went away")
         return backend, *found
@@ -350,7 +352,7 @@ def register_ollama(app: FastAPI, served) -> None:
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
-        backend, vectors, tokens = await embedded(request, given.input, given.model)
+        backend, vectors, tokens = await embedded(request, given.input, given.model, given.truncate is not False)
         return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
 
     @app.post("/api/embeddings", dependencies=auth)

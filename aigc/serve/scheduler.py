@@ -759,6 +759,10 @@ class BatchedEngine:
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
 
+    def fitted(self, text: str) -> str:
+        with self._lock:
+            return self.local.fitted(text)
+
     @property
     def vocabulary(self) -> int:
         """How many token ids the tokenizer has (a prompt of ids uses these)."""

@@ -201,6 +201,23 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
+def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false(server):
+    long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
+    dog = ok(server, "/api/embed", {"input": "a dog"})
+    cut = ok(server, "/api/embed", {"input": [long, "a dog"]})
+    assert len(cut["embeddings"]) == 2 and cut["embeddings"][1] == pytest.approx(dog["embeddings"][0], abs=1e-4)  # batched with the long one
+    assert dog["prompt_eval_count"] < cut["prompt_eval_count"] - dog["prompt_eval_count"] < 512  # the long text's tokens: what the context holds
+    alone = ok(server, "/api/embed", {"input": long, "truncate": True})["embeddings"]
+    assert alone[0] == pytest.approx(cut["embeddings"][0], abs=1e-4)
+    start = long[: len(long) // 2]  # the start is kept, so a text already cut there is cut the same
+    assert ok(server, "/api/embed", {"input": start})["embeddings"] == alone
+    assert "holds 512; shorten it" in error(server, "/api/embed", {"input": ["a dog", long], "truncate": False}, 400)
+    assert ok(server, "/api/embed", {"input": "a dog", "truncate": False})["embeddings"] == dog["embeddings"]
+    assert "truncate" in error(server, "/api/embed", {"input": "a dog", "truncate": "no"}, 400)
+    status, _, text = call(server, "/v1/embeddings", {"input": long})  # OpenAI's route: over-long input is a 400, as OpenAI's
+    assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
+
+
 @pytest.mark.parametrize(
     "path, body, status, words",
     [
