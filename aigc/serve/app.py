@@ -60,7 +60,7 @@ from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 log = logging.getLogger("aigc.serve")
 requests_log = logging.getLogger("aigc.serve.requests")  # one line a request (`request_line`); `aigc -q serve` silences it
 DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client is still there
-ENDPOINTS = "GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed and /api/embeddings"
+ENDPOINTS = "GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed, /api/embeddings and /api/pull (a served model)"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")

@@ -11,7 +11,9 @@ what the served models cannot read (images) and the generate fields with no coun
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
 (as on `/v1/embeddings` and the older `/api/embeddings`). `GET /` answers "Ollama is running", which
-ollama's own CLI checks.
+ollama's own CLI checks. The served models are fixed while the server runs: `/api/pull` of one answers
+ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
+`create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from .api_errors import ApiError
+from .replies import event_stream
 from .request_bodies import ChatRequest, CompletionRequest, EmbeddingRequest
 
 OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
@@ -222,6 +225,16 @@ class OllamaReply:
         return ollama_error(error.message)
 
 
+MANAGED = {  # ollama's model-management routes: what to do in aigc instead (a served model is fixed while the server runs)
+    ("POST", "/api/push"): "aigc serve cannot push models to a registry; it serves the models it was started with (-m)",
+    ("POST", "/api/create"): "aigc serve cannot create models; give a model directory or .gguf file a name with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`",
+    ("POST", "/api/copy"): "aigc serve cannot copy models; give a model another name with `aigc models alias NEW MODEL`, then serve both names (`aigc serve -m MODEL -m NEW`: one loaded copy)",
+    ("DELETE", "/api/delete"): "aigc serve cannot delete models; stop it, then `aigc models rm NAME` deletes a download",
+    ("HEAD", "/api/blobs/{digest}"): "aigc serve takes no model files; name a model directory or .gguf file with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`",
+}
+MANAGED[("POST", "/api/blobs/{digest}")] = MANAGED[("HEAD", "/api/blobs/{digest}")]
+
+
 def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
     from .. import __version__
@@ -363,3 +376,27 @@ def register_ollama(app: FastAPI, served) -> None:
             return {"embedding": []}
         _, vectors, _ = await embedded(request, given.prompt, given.model)
         return {"embedding": vectors[0]}
+
+    @app.post("/api/pull", dependencies=auth)
+    async def pull(request: Request):
+        """A served model is there already: ollama's last line for a pull (all of it, with `stream: false`);
+        any other is a 404 saying how aigc adds a model (a server's models are fixed while it runs)."""
+        data = await served.parsed(request)
+        name = data.get("model") or data.get("name")  # `name`: ollama's older field
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "model is required")
+        if name not in served.backends and name.removesuffix(":latest") not in served.backends:
+            raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
+                                f"download it with `aigc models pull {name}` (an aigc alias or a Hugging Face id) and restart the server with it: `aigc serve -m {name}`")
+        if data.get("stream") is False:
+            return {"status": "success"}
+        return event_stream(iter([json.dumps({"status": "success"}) + "\n"]), OllamaReply.media_type)
+
+    def refuse(message: str):
+        async def refused():
+            return JSONResponse(ollama_error(message), status_code=501)
+
+        return refused
+
+    for (method, path), message in MANAGED.items():
+        app.add_api_route(path, refuse(message), methods=[method], dependencies=auth)

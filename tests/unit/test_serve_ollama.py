@@ -218,6 +218,32 @@ def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false
     assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
 
 
+def test_pull_of_a_served_model_succeeds_as_ollamas_and_of_another_says_how_aigc_adds_models(server):
+    assert lines(server, "/api/pull", {"model": server["model"]}) == [{"status": "success"}]  # streamed by default
+    assert ok(server, "/api/pull", {"name": server["model"] + ":latest", "stream": False}) == {"status": "success"}
+    words = error(server, "/api/pull", {"model": "llama3.2"}, 404)
+    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "aigc serve -m llama3.2" in words
+    assert "model is required" in error(server, "/api/pull", {}, 400)
+
+
+@pytest.mark.parametrize(
+    "path, method, words",
+    [
+        ("/api/push", "POST", "cannot push"), ("/api/create", "POST", "aigc models alias"), ("/api/copy", "POST", "aigc models alias"),
+        ("/api/delete", "DELETE", "aigc models rm"), ("/api/blobs/sha256:abc", "POST", "aigc models alias"),
+    ],
+)
+def test_ollamas_other_model_routes_say_what_to_do_in_aigc_instead(server, path, method, words):
+    status, kind, text = call(server, path, {"model": server["model"]}, method=method)
+    assert status == 501 and kind == "application/json" and words in json.loads(text)["error"]
+    assert call(server, path, {"model": "x"}, key=None, method=method)[0] == 401
+
+
+def test_head_of_a_blob_is_answered_without_a_body(server):
+    status, _, text = call(server, "/api/blobs/sha256:abc", method="HEAD")
+    assert status == 501 and text == ""
+
+
 @pytest.mark.parametrize(
     "path, body, status, words",
     [
