@@ -145,14 +145,13 @@ def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
 
 def request_line(scope: dict, status: int | None, seconds: float) -> str:
     """A request's log line: client, method and path, status (499: the client went away first), time
-    taken, its x-request-id, and for a generation its model and token counts (prompt + generated)."""
+    taken, its x-request-id, and for a generation or embedding its model and token counts (prompt + generated)."""
     state = scope.get("state", {})
     client = scope.get("client")
     path = urllib.parse.quote(scope["path"], safe="/:@!$&'()*+,;=~")  # as sent: a %0a in it starts no line of its own
     line = f'{client[0] if client else "-"} "{scope["method"]} {path}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
-    jobs = state.get("jobs")
-    if jobs:
-        line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in jobs)}"
+    if "metered" in state:
+        line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in state.get('jobs', ()))}"
     return line
 
 
@@ -176,7 +175,7 @@ class RequestIds:
     (a proxy's) when it is a short safe token (`SAFE_ID`), else a fresh id or, for a completion,
     its id (`completion_id`), and every request is one INFO line on the `aigc.serve.requests` log
     (`request_line`) once answered (an answered health check or metrics scrape a DEBUG line) and is
-    counted in `metrics` (a generation with its tokens, time to first token and latency). An unexpected error before the answer began is a JSON 500, logged once
+    counted in `metrics` (a generation with its tokens, time to first token and latency, an embedding with its tokens and latency). An unexpected error before the answer began is a JSON 500, logged once
     (Starlette's own handler would re-raise it to uvicorn, which logs it again). A request cancelled
     before its answer ended (the server quit) gets a 503, or a stream its last error event or JSON line,
     and stays cancelled."""
@@ -198,8 +197,8 @@ class RequestIds:
             level = logging.DEBUG if scope.get("path") in ("/health", "/metrics") and status is not None and status < 400 else logging.INFO  # a load balancer's polls, a scraper's
             if requests_log.isEnabledFor(level):
                 requests_log.log(level, "%s", request_line(scope, status, seconds))
-            jobs, first = state.get("jobs"), state.get("first_token")
-            generation = {"model": state["metered"], "prompt": state["prompt_tokens"], "generated": sum(job.generated for job in jobs)} if jobs else {}
+            jobs, first = state.get("jobs", ()), state.get("first_token")
+            generation = {"model": state["metered"], "prompt": state["prompt_tokens"], "generated": sum(job.generated for job in jobs)} if "metered" in state else {}
             self.metrics.record(endpoint_of(scope), status or 499, seconds, first_token=first and first - began, **generation)
 
     async def _answer(self, scope, receive, send):
@@ -795,9 +794,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return engine.embed(read), sum(engine.count_tokens(t) for t in read)
 
         try:
-            return await watched(request, engine, run, "embeddings")
+            vectors, tokens = await watched(request, engine, run, "embeddings")
         except RequestCancelled:
             return None
+        state = request.state  # for the log line and /metrics (`RequestIds`), as `submit` notes a generation
+        state.model, state.prompt_tokens, state.metered = backend.name, tokens, metered[id(backend.scheduler)]
+        return vectors, tokens
 
     @app.post("/v1/embeddings", dependencies=[Depends(auth)])
     async def embeddings(request: Request):

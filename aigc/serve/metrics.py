@@ -53,7 +53,7 @@ class Histogram:
 
 class Metrics:
     """What the server counts as it answers: requests by endpoint and status class, and per model
-    the tokens of generations, their time to first token and their end-to-end latency."""
+    the tokens of generations and embeddings, generations' time to first token and both's end-to-end latency."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -64,8 +64,8 @@ class Metrics:
         self.latency: dict[str, Histogram] = {}
 
     def record(self, endpoint: str, status: int, seconds: float, model: str | None = None, prompt: int = 0, generated: int = 0, first_token: float | None = None) -> None:
-        """One answered request (status 499: the client went away first); `model` for a generation,
-        with its token counts and seconds to its first token (None: none came)."""
+        """One answered request (status 499: the client went away first); `model` for a generation or
+        an embedding, with its token counts and seconds to its first token (None: none came, or an embedding)."""
         with self._lock:
             key = (endpoint, f"{status // 100}xx")
             self.requests[key] = self.requests.get(key, 0) + 1
@@ -87,13 +87,13 @@ class Metrics:
         with self._lock:
             family("aigc_requests_total", "counter", "HTTP requests answered, by endpoint and status class (499: the client went away first).",
                    [f"aigc_requests_total{_labels((('endpoint', e), ('status', s)))} {n}" for (e, s), n in sorted(self.requests.items())])
-            family("aigc_prompt_tokens_total", "counter", "Prompt tokens of generation requests.",
+            family("aigc_prompt_tokens_total", "counter", "Prompt tokens of generation requests and input tokens of embedding requests.",
                    [f"aigc_prompt_tokens_total{_labels((('model', m),))} {n}" for m, n in sorted(self.prompt_tokens.items())])
             family("aigc_generation_tokens_total", "counter", "Tokens generated.",
                    [f"aigc_generation_tokens_total{_labels((('model', m),))} {n}" for m, n in sorted(self.generation_tokens.items())])
             family("aigc_time_to_first_token_seconds", "histogram", "Seconds from a generation request's arrival to its first generated token.",
                    [row for m, h in sorted(self.first_token.items()) for row in h.lines("aigc_time_to_first_token_seconds", (("model", m),))])
-            family("aigc_e2e_request_latency_seconds", "histogram", "Seconds from a generation request's arrival to its answer's end.",
+            family("aigc_e2e_request_latency_seconds", "histogram", "Seconds from a generation or embedding request's arrival to its answer's end.",
                    [row for m, h in sorted(self.latency.items()) for row in h.lines("aigc_e2e_request_latency_seconds", (("model", m),))])
         for name, (help, values) in gauges.items():
             family(name, "gauge", help, [f"{name}{_labels((('model', m),))} {_number(v)}" for m, v in sorted(values.items())])

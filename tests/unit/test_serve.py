@@ -3128,6 +3128,32 @@ def test_metrics_count_requests_tokens_and_latency_without_a_key(server, client)
     assert after[f"aigc_batch_rows_max{label}"] == 16
 
 
+def test_metrics_count_embeddings_prompt_tokens_and_latency_on_each_route(server, client):
+    model = server["model"]
+    label = f'{{model="{model}"}}'
+    _, before = scraped(server)
+    used = client.embeddings.create(model=model, input=["a cat", "a dog"]).usage.prompt_tokens
+    ollama = raw(server, "/api/embed", {"model": model, "input": "a cat"})[2]["prompt_eval_count"]
+    assert raw(server, "/api/embeddings", {"model": model, "prompt": "a cat"})[0] == 200
+    _, after = scraped(server)
+
+    def grew(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    alone = server["backend"].batched.count_tokens("a cat")
+    assert grew(f"aigc_prompt_tokens_total{label}") == used + ollama + alone and used > ollama == alone > 0
+    assert grew(f"aigc_e2e_request_latency_seconds_count{label}") == 3 and grew(f"aigc_time_to_first_token_seconds_count{label}") == 0
+    assert grew(f"aigc_generation_tokens_total{label}") == 0
+    assert grew('aigc_requests_total{endpoint="/api/embed",status="2xx"}') == 1
+
+
+def test_an_embedding_requests_log_line_names_its_model_and_tokens():
+    from aigc.serve.app import request_line
+
+    scope = {"client": ("127.0.0.1", 5), "method": "POST", "path": "/v1/embeddings", "state": {"request_id": "r1", "model": "m", "prompt_tokens": 7, "metered": "m"}}
+    assert request_line(scope, 200, 0.25) == '127.0.0.1 "POST /v1/embeddings" 200 0.250s id=r1 model=m tokens=7+0'
+
+
 def test_metrics_count_no_generation_for_a_request_the_queue_refused(server, client, monkeypatch):
     from aigc.serve.scheduler import QueueFullError
 
