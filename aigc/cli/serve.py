@@ -1,6 +1,7 @@
 """`aigc serve`: an OpenAI-compatible HTTP server (the `serve` extra: FastAPI and uvicorn)."""
 
 import ipaddress
+import os
 import re
 import typing
 from typing import Annotated, Optional
@@ -42,13 +43,14 @@ def _option_types() -> dict[str, type]:
 def table_defaults() -> dict:
     """The `[serve]` table of the settings file as defaults of `serve`'s options (click's `default_map`),
     checked: every key an option's name (its flag with `_` for `-`), every value of the option's type
-    (a list of strings, or one string, for a repeatable option). Not the API key: a file others may read is no place for it."""
+    (a list of strings, or one string, for a repeatable option). Not the API key: a file others may read is no place
+    for it (`api_key_env` names the variable that holds it)."""
     from ..config import serve_table, settings_file
 
     table, types = serve_table(), _option_types()
     where = f"[serve] in {settings_file()}"
     if "api_key" in table:
-        raise BadInputError(f"{where}: api_key is not read from the settings file; set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key")
+        raise BadInputError(f"{where}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key")
     unknown = sorted(set(table) - set(types))
     if unknown:
         raise BadInputError(f"{where} has unknown keys {', '.join(unknown)}; it takes {', '.join(types)}")
@@ -96,6 +98,7 @@ def serve(
     host: Annotated[str, typer.Option(envvar="AIGC_HOST", help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="AIGC_PORT", help="Port to listen on; 0 lets the system pick a free one (the banner says which).")] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", metavar="NAME", help="Read the API key from environment variable NAME (when --api-key and AIGC_API_KEY give none).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", autocompletion=complete.devices)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", autocompletion=complete.dtypes)] = "auto",
     quantize: Annotated[str, typer.Option(help="none, int4 or int8 (CPU, float32).", autocompletion=complete.quantizations)] = "none",
@@ -127,6 +130,10 @@ def serve(
     for name, value in (("batch_window_ms", batch_window_ms), ("shutdown_grace", shutdown_grace)):
         if value < 0:
             raise BadInputError(f"{given_as(ctx, name)} must be 0 or more, got {value}")
+    if api_key is None and api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "")
+        if not api_key.strip():  # else a typo in the name would serve with no key at all
+            raise BadInputError(f"{given_as(ctx, 'api_key_env')} names {api_key_env}, which is not set or empty; set {api_key_env} to the API key, or give --api-key")
     api_key = api_key.strip() if api_key is not None else None  # clients' tokens are read stripped, so " k " must be "k"
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")

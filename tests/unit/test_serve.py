@@ -3249,11 +3249,33 @@ def test_flags_and_environment_beat_the_serve_table(monkeypatch):
     assert (seen["host"], seen["port"], seen["models"], seen["settings"].max_batch) == ("127.0.0.2", 9200, ["c"], 8)
 
 
+def test_api_key_env_names_the_variable_that_holds_the_key(monkeypatch):
+    result, seen = serve_with_table(monkeypatch, 'api_key_env = "MY_SERVE_KEY"', env={"MY_SERVE_KEY": f" {KEY}\n", "AIGC_API_KEY": None})
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].api_key == KEY
+    result, seen = serve_with_table(monkeypatch, "", ["--api-key-env", "MY_SERVE_KEY"], env={"MY_SERVE_KEY": KEY, "AIGC_API_KEY": None})
+    assert result.exit_code == 0 and seen["settings"].api_key == KEY, result.output
+    result, seen = serve_with_table(monkeypatch, 'api_key_env = "MY_SERVE_KEY"', ["--api-key", "flag"], env={"MY_SERVE_KEY": None, "AIGC_API_KEY": None})
+    assert result.exit_code == 0 and seen["settings"].api_key == "flag", result.output  # the key given beats the variable named
+    result, seen = serve_with_table(monkeypatch, 'api_key_env = "MY_SERVE_KEY"', env={"MY_SERVE_KEY": KEY, "AIGC_API_KEY": "from-env"})
+    assert result.exit_code == 0 and seen["settings"].api_key == "from-env", result.output
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_api_key_env_naming_an_unset_or_empty_variable_is_an_error_at_start(monkeypatch, value):
+    from aigc import config
+
+    result, seen = serve_with_table(monkeypatch, 'api_key_env = "MY_SERVE_KEY"', env={"MY_SERVE_KEY": value, "AIGC_API_KEY": None})
+    where = f"api_key_env in [serve] of {config.settings_file()}"
+    assert (result.exit_code, result.stderr.strip()) == (2, f"Error: {where} names MY_SERVE_KEY, which is not set or empty; set MY_SERVE_KEY to the API key, or give --api-key")
+    assert "settings" not in seen
+
+
 @pytest.mark.parametrize(
     "table, words",
     [
-        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; it takes model, host, port, device, dtype, quantize, trust_remote_code, max_batch,"),
-        ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; set AIGC_API_KEY"),
+        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; it takes model, host, port, api_key_env, device, dtype, quantize, trust_remote_code, max_batch,"),
+        ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY"),
         ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080'"),
         ("max_batch = true", "[serve] in {file}: max_batch must be a whole number, got True"),
         ("cors_origin = [1]", "[serve] in {file}: cors_origin must be a string or a list of strings, got [1]"),
