@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from .api_errors import ApiError
@@ -225,14 +225,13 @@ class OllamaReply:
         return ollama_error(error.message)
 
 
-MANAGED = {  # ollama's model-management routes: what to do in aigc instead (a served model is fixed while the server runs)
-    ("POST", "/api/push"): "aigc serve cannot push models to a registry; it serves the models it was started with (-m)",
-    ("POST", "/api/create"): "aigc serve cannot create models; give a model directory or .gguf file a name with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`",
-    ("POST", "/api/copy"): "aigc serve cannot copy models; give a model another name with `aigc models alias NEW MODEL`, then serve both names (`aigc serve -m MODEL -m NEW`: one loaded copy)",
-    ("DELETE", "/api/delete"): "aigc serve cannot delete models; stop it, then `aigc models rm NAME` deletes a download",
-    ("HEAD", "/api/blobs/{digest}"): "aigc serve takes no model files; name a model directory or .gguf file with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`",
+MANAGED = {  # ollama's model-management routes but pull: (methods, what to do in aigc instead); a served model is fixed while the server runs
+    "/api/push": (["POST"], "aigc serve cannot push models to a registry; it serves the models it was started with (-m)"),
+    "/api/create": (["POST"], "aigc serve cannot create models; give a model directory or .gguf file a name with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`"),
+    "/api/copy": (["POST"], "aigc serve cannot copy models; give a model another name with `aigc models alias NEW MODEL`, then serve both names (`aigc serve -m MODEL -m NEW`: one loaded copy)"),
+    "/api/delete": (["DELETE"], "aigc serve cannot delete models; stop it, then `aigc models rm NAME` deletes a download"),
+    "/api/blobs/{digest}": (["HEAD", "POST"], "aigc serve takes no model files; name a model directory or .gguf file with `aigc models alias NAME PATH`, then serve it: `aigc serve -m NAME`"),
 }
-MANAGED[("POST", "/api/blobs/{digest}")] = MANAGED[("HEAD", "/api/blobs/{digest}")]
 
 
 def register_ollama(app: FastAPI, served) -> None:
@@ -394,9 +393,9 @@ def register_ollama(app: FastAPI, served) -> None:
 
     def refuse(message: str):
         async def refused():
-            return JSONResponse(ollama_error(message), status_code=501)
+            raise ApiError(501, message)
 
         return refused
 
-    for (method, path), message in MANAGED.items():
-        app.add_api_route(path, refuse(message), methods=[method], dependencies=auth)
+    for path, (methods, message) in MANAGED.items():
+        app.add_api_route(path, refuse(message), methods=methods, dependencies=auth)
