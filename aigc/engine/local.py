@@ -289,6 +289,8 @@ class LocalEngine:
         keep = len(ids) - over
         while keep > 0:  # the tokens at the cut and around the prompt may merge otherwise: cut again until it fits
             cut = self.tokenizer.decode(ids[:keep])
+            if cut.endswith("\ufffd") and not text.startswith(cut):  # a character cut inside its bytes: left out whole
+                cut = cut.rstrip("\ufffd")
             over = self._overflow(cut)
             if not over and cut.strip():
                 return cut

@@ -46,6 +46,15 @@ def test_engine_refuses_a_text_longer_than_the_context(tiny_engine):
         tiny_engine.embed(["bees " * 600])
 
 
+@pytest.mark.parametrize("text", ["the cat sat on the mat. " * 200, "aa" + "日" * 800, "a" + "🐝" * 800])  # the cut inside a character's bytes
+def test_fitted_cuts_a_long_text_to_the_start_that_fits_the_context(tiny_engine, text):
+    cut = tiny_engine.fitted(text)
+    assert text.startswith(cut) and 0 < len(cut) < len(text)  # no character cut in two (no U+FFFD at the end)
+    assert len(tiny_engine.tokenizer('This sentence : "' + cut + '" means in one word:"')["input_ids"]) <= tiny_engine.context_length
+    assert len(tiny_engine.embed([cut])[0]) == tiny_engine.embedding_size
+    assert tiny_engine.fitted(text[:20]) == text[:20]
+
+
 def test_generator_result_many_and_embed_many_agree(tiny_engine):
     generator = EmbedGenerator(engine=tiny_engine)
     result = generator(TEXTS[0])
