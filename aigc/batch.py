@@ -273,12 +273,12 @@ def _outcomes(
                 if row is None:
                     return
                 outcome = _run_one(generator, row, options, sampling, field_name, named)
+                if stop_at_error and "error" in outcome:  # before the caller hears of it
+                    with take_lock:
+                        first_failed = min(first_failed, position[id(row)])
                 with ready:
                     results[position[id(row)]] = outcome
                     ready.notify_all()
-                if stop_at_error and "error" in outcome:
-                    with take_lock:
-                        first_failed = min(first_failed, position[id(row)])
         finally:
             engine.retire()
 

@@ -111,8 +111,7 @@ def classify(
 EVAL_EXAMPLES = examples(
     "aigc eval classify data.tsv -l negative,positive --aspect sentiment",
     "aigc eval classify data.tsv --examples train.tsv --json -o predictions.jsonl",
-    "aigc eval classify reviews.jsonl --field review --label-field sentiment",
-    "aigc eval classify topics.tsv --multi-label --threshold 0.3",
+    "aigc eval classify topics.jsonl --field body --label-field tags --multi-label --threshold 0.3",
 )
 
 
@@ -123,7 +122,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 @generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
-    labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
+    labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the report shows them (default: the data's, as they first appear).")] = None,
     input_format: Annotated[Optional[str], typer.Option("--format", metavar="tsv|csv|jsonl", help="The format of DATA when it is - (stdin; default tsv) or a file named otherwise, such as <(cut -f2,3 x.tsv); not of --examples.", show_default=False)] = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text, or the one column of a known name such as review); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label, or one such as sentiment); as --field for a .tsv file.", show_default=False)] = None,
