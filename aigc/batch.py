@@ -147,7 +147,7 @@ def run_batch(
         started = time.perf_counter()
         try:
             with open_stream(output) as sink:
-                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop")
+                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop", stop_at_error=on_error == "stop")
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
@@ -223,11 +223,12 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(
     generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text",
-    concurrency: int = 16, in_order: bool = True,
+    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False,
 ) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
     threads run the rows concurrently and their model calls are merged into batches. A row the
-    generator raised on also carries the exception, as `"exception"`."""
+    generator raised on also carries the exception, as `"exception"`. `stop_at_error` (in input
+    order only): no row after a failed one is started, and the outcomes end with the first failed row's."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
@@ -236,7 +237,7 @@ def run_rows(
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order, named)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order, named, stop_at_error)
 
 
 def needs_model(rows: list[Row]) -> bool:
@@ -249,7 +250,9 @@ def check_concurrency(concurrency: int) -> None:
         raise OptionError("concurrency", f"must be a whole number between 1 and 256, got {concurrency!r}")
 
 
-def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str) -> Iterator[tuple[Row, dict]]:
+def _outcomes(
+    generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str, stop_at_error: bool = False,
+) -> Iterator[tuple[Row, dict]]:
     queue = _order(rows, field_name)
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
@@ -257,15 +260,22 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
     stop = threading.Event()
     taken = iter(queue)
     take_lock = threading.Lock()
+    first_failed = len(rows)  # with stop_at_error, rows after it are not started; every row before it is
 
     def work() -> None:
+        nonlocal first_failed
         try:
             while not stop.is_set():
                 with take_lock:
                     row = next(taken, None)
+                    while row is not None and position[id(row)] > first_failed:
+                        row = next(taken, None)
                 if row is None:
                     return
                 outcome = _run_one(generator, row, options, sampling, field_name, named)
+                if stop_at_error and "error" in outcome:  # before the caller hears of it
+                    with take_lock:
+                        first_failed = min(first_failed, position[id(row)])
                 with ready:
                     results[position[id(row)]] = outcome
                     ready.notify_all()
@@ -283,6 +293,8 @@ def _outcomes(generator, engine: CoalescingEngine, rows: list[Row], options, sam
                 done = index if in_order else next(iter(results))  # else the first row that finished
                 outcome = results.pop(done)
             yield rows[done], outcome
+            if stop_at_error and "error" in outcome:  # the rows after it were not all run
+                return
     except (KeyboardInterrupt, SystemExit, BrokenPipeError):  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
         threads = []  # leave at once: the process is ending (the workers are daemons)
         raise

@@ -111,7 +111,7 @@ def classify(
 EVAL_EXAMPLES = examples(
     "aigc eval classify data.tsv -l negative,positive --aspect sentiment",
     "aigc eval classify data.tsv --examples train.tsv --json -o predictions.jsonl",
-    "aigc eval classify reviews.jsonl --field review --label-field sentiment",
+    "aigc eval classify topics.jsonl --field body --label-field tags --multi-label --threshold 0.3",
 )
 
 
@@ -122,7 +122,7 @@ eval_app = typer.Typer(help="Measure a task on labelled data.", no_args_is_help=
 @generation_options(sampling=False)
 def eval_classify(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled texts: .tsv (one 'text<TAB>label' per line, an optional header; - for stdin), or .csv or .jsonl (.ndjson) rows as aigc batch reads them.")],
-    labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the confusion matrix shows them (default: the data's, as they first appear).")] = None,
+    labels: Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each), in the order the report shows them (default: the data's, as they first appear).")] = None,
     input_format: Annotated[Optional[str], typer.Option("--format", metavar="tsv|csv|jsonl", help="The format of DATA when it is - (stdin; default tsv) or a file named otherwise, such as <(cut -f2,3 x.tsv); not of --examples.", show_default=False)] = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key) holding each text (default: text, or the one column of a known name such as review); given for a .tsv file, its first line names the columns.", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="The column (JSON key) holding each text's label (default: label, or one such as sentiment); as --field for a .tsv file.", show_default=False)] = None,
@@ -131,24 +131,30 @@ def eval_classify(
     kind: Kind = "",
     method: Method = "auto",
     calibrate: Calibrate = "auto",
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Each text has a set of labels: comma-separated in its label cell (a JSON list in .jsonl), none for an empty cell. Reports per-label and micro, macro, weighted and samples precision, recall and F1, subset accuracy and Hamming loss.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are predicted, as classify --threshold.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PRED.jsonl", help="Also write each text's prediction, one JSON line per text (number, text, label, predicted, correct, scores), atomically once the evaluation ends.", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PRED.jsonl", help="Also write each text's prediction, one JSON line per text (number, text, label, predicted, correct, scores; with --multi-label the true and predicted label lists: labels, predicted), atomically once the evaluation ends.", show_default=False)] = None,
     *,
     run: RunOptions,
 ) -> None:
-    """Accuracy, macro- and weighted F1, per-label precision, recall, F1 and support, a confusion matrix and texts/s of classify on labelled data."""
+    """Accuracy, macro- and weighted F1, per-label precision, recall, F1 and support, a confusion matrix and texts/s of classify on labelled data (with --multi-label: label sets)."""
     from ..evaluation import checked_labels, evaluate_classify, numbered, read_labelled
     from ..generators.classify_examples import load_examples
     from ..generators.classify import parse_label, parse_labels
 
     labels = joined(labels)
+    if threshold is not None and not multi_label:
+        raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
     if output:  # checked before the model loads
         output = output_target(output, reads={"data": data, "--examples": examples})
         if output is None:
             raise BadInputError("-o names standard output, which the report is printed to; give -o a file")
     named = [label.name for label in parse_labels(labels)]  # they tell a header in a .tsv file
-    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text", input_format=input_format and input_format.lower())
-    found = list(dict.fromkeys(label for _, label in rows))
+    rows = read_labelled(data, field, label_field, named, one_label="eval classify measures one label per text, or a set with --multi-label", input_format=input_format and input_format.lower(), multi_label=multi_label)
+    found = list(dict.fromkeys(name for _, label in rows for name in (label if multi_label else [label])))
+    if not found and not labels:
+        raise BadInputError(f"{data} gives no text a label; list the labels with --labels")
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
     numbers = numbered(found)
@@ -159,7 +165,7 @@ def eval_classify(
         shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or [parse_label(name, aliases=False) for name in found], False, 0.5, examples, aspect, kind, method, calibrate)  # as the data writes them
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, 0.5 if threshold is None else threshold, examples, aspect, kind, method, calibrate)  # as the data writes them
     generator = run.generator("classify")
     absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
     if absent:
@@ -178,6 +184,8 @@ def eval_classify(
         ui.info(f"wrote {write_atomic(output, ''.join(json.dumps(row, ensure_ascii=False) + chr(10) for row in predictions))}")
     if as_json:
         ui.result(json.dumps(report.as_dict(), indent=2))
+    elif multi_label:
+        print_multi_label_report(report)
     else:
         print_report(report)
     run.report(generator)
@@ -219,6 +227,38 @@ def print_report(report) -> None:
         figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
         scores.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
     console.print(scores)
+
+
+def print_multi_label_report(report) -> None:
+    """The figures of a `MultiLabelReport`, each label's and their averages in one table, as scikit-learn's `classification_report`."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(
+        f"{report.examples} text{'s' * (report.examples != 1)}  subset accuracy {report.subset_accuracy:.3f}  Hamming loss {report.hamming_loss:.3f}  "
+        f"micro-F1 {report.micro_f1:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  samples-F1 {report.samples_f1:.3f}  "
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}, threshold {report.threshold:g}"
+        + (f"; {report.examples_read} --examples read" if report.examples_read else "")
+        + (f"; auto kept zero-shot: {report.method_reason}" if report.method_reason else "")
+        + ")",
+        markup=False,
+        soft_wrap=True,
+    )
+    table = Table()
+    table.add_column("label")
+    for heading in ("precision", "recall", "F1", "support"):
+        table.add_column(heading, justify="right")
+    for name in report.labels:
+        figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
+        table.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
+    table.add_section()
+    support = str(sum(report.per_label_support.values()))  # the labels the texts carry, as classification_report counts each average's support
+    for average in ("micro", "macro", "weighted", "samples"):
+        figures = (getattr(report, f"{average}_{name}") for name in ("precision", "recall", "f1"))
+        table.add_row(f"{average} avg", *(f"{figure:.3f}" for figure in figures), support)
+    console.print(table)
 
 
 EXAMPLES = examples(

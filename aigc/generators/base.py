@@ -393,8 +393,8 @@ class Generator:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
         input fails, its error (an `AigcError` of the class it was raised as, naming its position)
-        is raised once all have run; with `on_error="skip"`, as `run_batch` words it, the error is
-        given in that input's place and the others' results are kept."""
+        is raised and no input after it is started; with `on_error="skip"`, as `run_batch` words it,
+        the error is given in that input's place and the others' results are kept."""
         from ..batch import check_concurrency, check_on_error, run_rows
         from ..batch_inputs import Row
 
@@ -414,7 +414,7 @@ class Generator:
             return []
         self.prepare(options)
         results: list[dict[str, Any] | Exception] = []
-        for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency):
+        for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop"):
             if "error" not in outcome:
                 results.append(outcome["result"])
                 continue

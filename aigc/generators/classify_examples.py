@@ -51,25 +51,26 @@ PRIORS_ON_DISK = 256  # cached content-free priors kept on disk (a few hundred b
 Example = tuple[str, list[str]]  # text, label names
 
 
-def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = ()) -> list[Example]:
+def load_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = (), unlabelled: bool = False) -> list[Example]:
     """Examples from a TSV file (`text<TAB>label`, labels comma-separated for multi-label; an optional
     header line, see `_is_header`, or `label<TAB>text` for a file with the label first), from a .csv
     or .jsonl (.ndjson) file (`read_table`'s columns) or from `(text, label)` pairs. An empty text or label is an error naming its line; so is a text of several
-    labels when `one_label` is given (it says what to do instead); `kind` names the file in errors;
+    labels when `one_label` is given (it says what to do instead); `unlabelled`: an empty label cell
+    (a JSON `[]`) is a text of no label, not an error; `kind` names the file in errors;
     `labels`, the label names the examples may use, tells a header of any column names. A file is
     read once while its size and modification time stay the same (`aigc batch` validates the options
     on every row)."""
-    return read_examples(source, one_label, kind, labels)[0]
+    return read_examples(source, one_label, kind, labels, unlabelled)[0]
 
 
-def read_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = ()) -> tuple[list[Example], str | None]:
+def read_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = (), unlabelled: bool = False) -> tuple[list[Example], str | None]:
     """`load_examples`, and for a file kept read, the examples as JSON (as the fit's cache key holds them), made once."""
     if not isinstance(source, (str, Path)):
         return _examples(source, one_label, kind), None
-    key = _file_key(source, one_label, kind, tuple(labels))
+    key = _file_key(source, one_label, kind, tuple(labels), unlabelled)
     entry = _read.get(key)
     if entry is None:
-        examples = _read_file(source, one_label, kind, labels)
+        examples = _read_file(source, one_label, kind, labels, unlabelled)
         if key is None or not _settled(key):
             return examples, None
         entry = _read[key] = examples, json.dumps(examples, ensure_ascii=False)
@@ -110,9 +111,9 @@ def _settled(key: tuple) -> bool:
     return time.time_ns() - key[4] > 2_000_000_000  # key[4]: its modification time
 
 
-def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection[str]) -> list[Example]:
+def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection[str], unlabelled: bool = False) -> list[Example]:
     if str(source) != "-" and Path(source).suffix.lower() in TABLES:
-        return checked(str(source), read_table(source), one_label, kind, ROW_FIX)
+        return checked(str(source), read_table(source), one_label, kind, ROW_FIX, unlabelled)
     rows = []
     lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
     label_first = bool(lines) and (_label_first(lines[0][1]) or _labels_lead([line for _, line in lines], labels))
@@ -127,7 +128,7 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
         where, text, label = rows.pop(0)
         if not _named_columns(text, label):  # told apart from an example only by its label
             warnings.warn(f"{where}: {text}<TAB>{label} is taken as column names, as {label!r} is none of the labels; if it is an example, list its label", AigcWarning, stacklevel=2)
-    return checked(str(source), rows, one_label, kind)
+    return checked(str(source), rows, one_label, kind, unlabelled=unlabelled)
 
 
 def _column(path: str | Path, found: list[str], given: str | None, default: str, known: set[str], flag: str | None) -> str:
@@ -183,9 +184,9 @@ def read_table(path: str | Path, field: str | None = None, label_field: str | No
 ROW_FIX = "give every row its text and label"  # for an empty cell of a table (`read_table`)
 
 
-def checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: str, fix: str = "give text<TAB>label") -> list[Example]:
-    """The examples of `(where, text, label)` rows; an empty text or label is an error saying `fix`."""
-    examples = [_example(where, text, label, one_label, fix) for where, text, label in rows]
+def checked(name: str, rows: list[tuple[str, str, Any]], one_label: str, kind: str, fix: str = "give text<TAB>label", unlabelled: bool = False) -> list[Example]:
+    """The examples of `(where, text, label)` rows; an empty text, or label unless `unlabelled`, is an error saying `fix`."""
+    examples = [_example(where, text, label, one_label, fix, unlabelled) for where, text, label in rows]
     if not examples:
         raise BadInputError(f"{name} holds no {'examples' if kind == 'examples file' else 'texts'}; write one text<TAB>label per line")
     _warn_of_case_twins(name, [n for _, names in examples for n in names])
@@ -265,7 +266,8 @@ def _looks_label_first(rows: list[list[str]]) -> bool:
 
 
 def _all_named(cells: list[str], known: set[str]) -> bool:
-    return all(name.strip().casefold() in known for cell in cells for name in cell.split(","))
+    """Whether every name in `cells` is `known` (an empty cell: a text of no label, `unlabelled`)."""
+    return all(name.strip().casefold() in known for cell in cells for name in cell.split(",") if name.strip())
 
 
 def _label_like(cells: list[str]) -> bool:
@@ -282,12 +284,12 @@ def _names(label: str | list[str]) -> list[str]:
     return label.split(",") if isinstance(label, str) else list(label)
 
 
-def _example(where: str, text: str, label: str | list[str], one_label: str, fix: str) -> Example:
+def _example(where: str, text: str, label: str | list[str], one_label: str, fix: str, unlabelled: bool = False) -> Example:
     """One example, its text and label names stripped; `where` names it in errors (`file.tsv:3`)."""
     names = [n.strip() for n in _names(label) if n.strip()]
     if not text.strip():
         raise BadInputError(f"{where}: the text is empty; {fix}")
-    if not names:
+    if not names and not unlabelled:
         raise BadInputError(f"{where}: the label is empty; {fix}")
     if one_label and len(names) > 1:
         raise BadInputError(f"{where}: the text has several labels ({', '.join(names)}); {one_label} (a comma in a label cell separates labels)")

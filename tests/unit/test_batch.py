@@ -639,6 +639,31 @@ def test_a_generator_that_exits_or_returns_what_json_cannot_hold_fails_its_row_o
         Odd(engine=FakeEngine()).many(["exit", "fine"])
 
 
+def test_on_error_stop_starts_no_row_after_the_bad_one(tmp_path):
+    class Counted(Generator):
+        name = "counted"
+        ran: list = []
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            self.ran.append(prepared)
+            if prepared == "bad0":
+                raise BadInputError("the model cannot answer this one")
+            return {"text": prepared}
+
+        def postprocess(self, raw, opts):
+            return raw
+
+    source = tmp_path / "in.txt"
+    source.write_text("ok00\nbad0\n" + "".join(f"ok{i:02}\n" for i in range(1, 40)))  # one length: run in input order
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(BadInputError, match=r"^row 2 \(id 2\): the model cannot answer this one$"):
+        run_batch(Counted(engine=FakeEngine()), read_rows(source), out, {}, on_error="stop", concurrency=1)
+    assert Counted.ran == ["ok00", "bad0"] and [r["row"] for r in lines(out)] == [1]
+
+
 def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, tiny_model_dir):
     import shutil
 

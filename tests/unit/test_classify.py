@@ -786,3 +786,75 @@ def test_labels_are_numbered_only_when_int_reads_them_all():
 
     assert numbered(["10", "2", "0"]) == ["0", "2", "10"]
     assert numbered(["²", "1"]) == [] and numbered(["①", "1"]) == []  # digits to str.isdigit, not to int()
+
+
+def test_multi_label_data_reads_each_texts_labels_and_an_empty_label_cell_as_no_label(tmp_path):
+    path = tmp_path / "data.tsv"
+    path.write_text("goal scored\tsports,politics\nvote held\tpolitics\nnice weather\t\n")
+    assert read_labelled(path, multi_label=True) == [("goal scored", ["sports", "politics"]), ("vote held", ["politics"]), ("nice weather", [])]
+    path.write_text("goal scored\tsports\nnice weather\t\n")
+    with pytest.raises(BadInputError, match=r"data.tsv:2: the label is empty"):  # one label per text: a text without one is a mistake
+        read_labelled(path)
+    path.write_text("sports,politics\tgoal scored in the last minute\n\tnice weather for the time of year\npolitics\tvote held\n")  # label first
+    assert read_labelled(path, labels=["sports", "politics"], multi_label=True)[1] == ("nice weather for the time of year", [])
+    path.write_text("goal scored\n")
+    with pytest.raises(BadInputError, match=r"data.tsv:1: expected text<TAB>label"):  # no cell at all is no empty cell
+        read_labelled(path, multi_label=True)
+    table = tmp_path / "data.jsonl"
+    table.write_text('{"text": "goal scored", "label": ["sports", "politics"]}\n{"text": "nice weather", "label": []}\n{"text": "vote held", "label": "politics"}\n')
+    assert read_labelled(table, multi_label=True) == [("goal scored", ["sports", "politics"]), ("nice weather", []), ("vote held", ["politics"])]
+    table.write_text('{"text": "goal scored", "label": "sports"}\n{"text": "nice weather", "label": null}\n')
+    with pytest.raises(BadInputError, match="row 2 has no 'label'"):
+        read_labelled(table, multi_label=True)
+    csv = tmp_path / "data.csv"
+    csv.write_text('text,label\ngoal scored,"sports,politics"\nnice weather,\n')
+    assert read_labelled(csv, multi_label=True) == [("goal scored", ["sports", "politics"]), ("nice weather", [])]
+
+
+def test_multi_label_scores_follow_scikit_learns_definitions():
+    from aigc.evaluation import multi_label_scores
+
+    # a: tp 1; b: tp 1, fn 1; c: tp 1, fp 1. Text 3 has no label and none is predicted: its sample F1 is 0 (zero_division=0)
+    truth = [["a", "b"], ["b"], [], ["c"]]
+    predicted = [["a"], ["b", "c"], [], ["c"]]
+    found = multi_label_scores(["a", "b", "c"], truth, predicted)
+    assert found["per_label_precision"] == {"a": 1.0, "b": 1.0, "c": 0.5} and found["per_label_recall"] == {"a": 1.0, "b": 0.5, "c": 1.0}
+    assert found["per_label_f1"] == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 2 / 3}) and found["per_label_support"] == {"a": 1, "b": 2, "c": 1}
+    assert found["per_label_confusion"] == {"a": [[3, 0], [0, 1]], "b": [[2, 0], [1, 1]], "c": [[2, 1], [0, 1]]}  # [[tn, fp], [fn, tp]]
+    assert (found["micro_precision"], found["micro_recall"], found["micro_f1"]) == pytest.approx((0.75, 0.75, 0.75))
+    assert (found["macro_precision"], found["macro_recall"], found["macro_f1"]) == pytest.approx((2.5 / 3, 2.5 / 3, 7 / 9))
+    assert found["weighted_f1"] == pytest.approx((1 + 2 * 2 / 3 + 2 / 3) / 4) and found["weighted_recall"] == pytest.approx(3 / 4)
+    assert (found["samples_precision"], found["samples_recall"], found["samples_f1"]) == pytest.approx((2.5 / 4, 2.5 / 4, (2 / 3 + 2 / 3 + 1) / 4))
+    assert found["subset_accuracy"] == 0.5 and found["hamming_loss"] == pytest.approx(2 / 12)
+
+
+def test_eval_multi_label_counts_each_texts_label_set_at_the_threshold(classify):
+    from aigc.evaluation import evaluate_classify, multi_label_scores
+
+    rows = [("goals and votes", ["sports", "politics"]), ("a vote", ["politics"]), ("a recipe", []), ("a match", ["sports"]), ("soup", ["cooking"])]
+    labels = "sports,politics,cooking"
+    predictions = []
+    report = evaluate_classify(classify, rows, {"labels": labels, "multi_label": True, "threshold": 0.0}, predictions=predictions)  # 0: every label chosen
+    assert report.examples == 5 and report.labels == ["sports", "politics", "cooking"] and report.threshold == 0.0
+    assert report.per_label_recall == {"sports": 1.0, "politics": 1.0, "cooking": 1.0} and report.per_label_support == {"sports": 2, "politics": 2, "cooking": 1}
+    assert report.per_label_precision == {"sports": 2 / 5, "politics": 2 / 5, "cooking": 1 / 5} and report.subset_accuracy == 0.0
+    assert report.hamming_loss == pytest.approx(10 / 15)  # 15 text-label pairs, 5 of them true
+    assert [(p["number"], p["text"], p["labels"]) for p in predictions] == [(n, text, names) for n, (text, names) in enumerate(rows, 1)]
+    assert all(sorted(p["predicted"]) == sorted(["sports", "politics", "cooking"]) and p["correct"] is False and set(p["scores"]) == set(report.labels) for p in predictions)
+    predictions = []
+    report = evaluate_classify(classify, rows, {"labels": labels, "multi_label": True, "threshold": 1.0}, predictions=predictions)  # 1: only the likeliest
+    assert all(len(p["predicted"]) == 1 and p["correct"] == (p["predicted"] == p["labels"]) for p in predictions)
+    figures = multi_label_scores(report.labels, [p["labels"] for p in predictions], [p["predicted"] for p in predictions])
+    assert {key: getattr(report, key) for key in figures} == figures and report.method == "zero-shot" and report.calibration == "content-free"
+    assert {"subset_accuracy", "hamming_loss", "micro_f1", "macro_f1", "samples_f1", "weighted_f1", "per_label_f1", "examples_per_second", "multi_label"} <= set(report.as_dict())
+
+
+def test_eval_refuses_a_label_set_without_multi_label_and_a_single_label_with_it(classify):
+    from aigc.evaluation import evaluate_classify
+
+    with pytest.raises(BadInputError, match=r"^text 1's label is a list; give one label \(a str\) per text, or evaluate with multi_label=True$"):
+        evaluate_classify(classify, [("goals", ["sports"]), ("votes", "politics")], {"labels": "sports,politics"})
+    with pytest.raises(BadInputError, match=r"^text 2's labels are a str; with multi_label=True each text has a list of labels \(an empty one where none applies\)$"):
+        evaluate_classify(classify, [("goals", ["sports"]), ("votes", "politics")], {"labels": "sports,politics", "multi_label": True})
+    with pytest.raises(UnknownLabelError, match="the data uses label 'cooking', not among sports, politics"):
+        evaluate_classify(classify, [("goals", ["sports", "cooking"]), ("votes", [])], {"labels": "sports,politics", "multi_label": True})

@@ -488,7 +488,7 @@ def test_labels_that_differ_only_in_case_are_refused_as_given_twice_by_classify_
 def test_eval_refuses_several_labels_a_text_and_one_label_data_and_warns_of_examples_it_is_tested_on(tmp_path):
     (tmp_path / "multi.tsv").write_text("goal scored\tsports,politics\nvote held\tpolitics\n")
     (tmp_path / "one.tsv").write_text("good\tpositive\ngreat\tpositive\n")
-    assert bad("eval", "classify", str(tmp_path / "multi.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'multi.tsv'}:1: the text has several labels (sports, politics); eval classify measures one label per text (a comma in a label cell separates labels)"])
+    assert bad("eval", "classify", str(tmp_path / "multi.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'multi.tsv'}:1: the text has several labels (sports, politics); eval classify measures one label per text, or a set with --multi-label (a comma in a label cell separates labels)"])
     code, lines = bad("eval", "classify", str(tmp_path / "one.tsv"), "-m", "no-such-model")
     assert code == 2 and "holds texts of the label 'positive' only; list every label with --labels" in lines[0]
     (tmp_path / "two.tsv").write_text("good\tpositive\nawful\tnegative\n")
@@ -599,6 +599,35 @@ def test_eval_writes_each_texts_prediction_as_the_report_counts_it(tiny_model_di
     assert (tmp_path / "data.tsv").read_text() == data_before and not (tmp_path / "-").exists()
 
 
+def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny_model_dir, tmp_path, unloadable):
+    rows = [("goals and votes", "sports,politics"), ("a vote", "politics"), ("a recipe", ""), ("a match", "sports"), ("soup", "cooking")]
+    (tmp_path / "multi.tsv").write_text("".join(f"{text}\t{labels}\n" for text, labels in rows))  # an empty cell: no label applies
+    model = ["-m", str(tiny_model_dir)]
+    result = invoke("eval", "classify", str(tmp_path / "multi.tsv"), "--multi-label", "--threshold", "0", *model, "--json", "-o", str(tmp_path / "pred.jsonl"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["labels"] == ["sports", "politics", "cooking"] and report["examples"] == 5 and report["threshold"] == 0 and report["multi_label"] is True
+    assert report["per_label_recall"] == {"sports": 1, "politics": 1, "cooking": 1} and report["per_label_support"] == {"sports": 2, "politics": 2, "cooking": 1}
+    assert report["subset_accuracy"] == 0 and report["micro_precision"] == 5 / 15  # threshold 0: every label chosen for every text
+    assert {"hamming_loss", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "per_label_precision", "per_label_f1", "per_label_confusion", "method", "calibration"} <= set(report)
+    predicted = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert [(p["number"], p["text"], p["labels"]) for p in predicted] == [(n, text, [name for name in labels.split(",") if name]) for n, (text, labels) in enumerate(rows, 1)]
+    assert all(sorted(p["predicted"]) == sorted(report["labels"]) and p["correct"] is False for p in predicted)
+    shown = invoke("eval", "classify", str(tmp_path / "multi.tsv"), "--multi-label", *model)
+    assert shown.exit_code == 0, shown.output
+    assert all(words in shown.stdout for words in ("5 texts  subset accuracy", "Hamming loss", "micro-F1", "samples-F1", "threshold 0.5", "precision", "support", "micro avg", "samples avg"))
+    (tmp_path / "one.tsv").write_text("great\tgood\nawful\tbad\n")
+    single = invoke("eval", "classify", str(tmp_path / "one.tsv"), *model, "--json")
+    assert list(json.loads(single.stdout)) == [
+        "examples", "accuracy", "macro_f1", "labels", "confusion", "per_label_f1", "examples_per_second", "method", "calibration", "weighted_f1",
+        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason",
+    ]  # one label per text: the keys as before
+    assert bad("eval", "classify", str(tmp_path / "one.tsv"), "--threshold", "0.3", "-m", unloadable) == (2, ["Error: --threshold picks labels with --multi-label; one label per text is always the likeliest"])
+    (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
+    assert bad("eval", "classify", str(tmp_path / "none.tsv"), "--multi-label", "-m", unloadable) == (2, [f"Error: {tmp_path / 'none.tsv'} gives no text a label; list the labels with --labels"])
+    assert bad("eval", "classify", str(tmp_path / "none.tsv"), "-m", unloadable)[1] == [f"Error: {tmp_path / 'none.tsv'}:1: the label is empty; give text<TAB>label"]
+
+
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
     (tmp_path / "data.txt").write_text("I love it\tgood\n")
     assert bad("eval", "classify", str(tmp_path / "data.txt"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'data.txt'}: labelled texts are read from .tsv, .csv or .jsonl (.ndjson) files, not a .txt file; rename it so, or give its format with --format tsv (or csv, jsonl)"])
@@ -612,7 +641,7 @@ def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
     (tmp_path / "holes.jsonl").write_text('{"text": "I love it", "label": "good"}\n{"text": "awful"}\n{"text": "fine", "label": ["good", "bad"]}\n')
     assert bad("eval", "classify", str(tmp_path / "holes.jsonl"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'holes.jsonl'}: row 2 has no 'label'; give every row its text and label"])
     (tmp_path / "several.csv").write_text('text,label\nI love it,good\nfine,"good,bad"\n')
-    assert bad("eval", "classify", str(tmp_path / "several.csv"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'several.csv'}: row 2: the text has several labels (good, bad); eval classify measures one label per text (a comma in a label cell separates labels)"])
+    assert bad("eval", "classify", str(tmp_path / "several.csv"), "-m", unloadable) == (2, [f"Error: {tmp_path / 'several.csv'}: row 2: the text has several labels (good, bad); eval classify measures one label per text, or a set with --multi-label (a comma in a label cell separates labels)"])
 
 
 def test_words_where_a_file_is_expected_say_how_to_give_text_and_translate_takes_text_itself(tiny_model_dir):

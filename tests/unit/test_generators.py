@@ -944,6 +944,33 @@ def test_many_with_on_error_skip_gives_each_failed_inputs_error_in_its_place_and
         ChatGenerator(engine=engine).many(["hi"], on_error="return")
 
 
+def test_many_with_on_error_stop_runs_no_input_after_the_first_that_fails():
+    from aigc.generators.base import Generator
+
+    class Counted(Generator):
+        name = "counted"
+        ran: list = []
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            self.ran.append(prepared)
+            if prepared == "bad":
+                raise BadInputError("the model cannot answer this one")
+            return prepared
+
+        def postprocess(self, raw, opts):
+            return {"text": raw}
+
+    with pytest.raises(BadInputError, match=r"^input 1: the model cannot answer this one$") as raised:
+        Counted(engine=FakeEngine()).many(["fine", "bad", "later", "later too"], concurrency=1)
+    assert Counted.ran == ["fine", "bad"] and raised.value.index == 1
+    Counted.ran.clear()
+    assert [type(r) for r in Counted(engine=FakeEngine()).many(["fine", "bad", "later"], concurrency=1, on_error="skip")] == [dict, BadInputError, dict]
+    assert Counted.ran == ["fine", "bad", "later"]  # skip runs them all
+
+
 def test_many_with_on_error_skip_gives_an_invalid_inputs_error_in_its_place_and_runs_the_rest():
     engine = FakeEngine()
     engine.enqueue("one", "three")
