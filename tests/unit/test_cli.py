@@ -901,11 +901,48 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
     assert bad("chat", "-n", "2", "--no-log", "-m", "no-such-model") == (2, ["Error: -n 2 is for one-shot answers; give a prompt as an argument or pipe one in"])
 
 
-def test_a_global_option_after_the_command_says_where_it_goes():
-    code, lines = bad("chat", "-q", "hi")
-    assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
-    code, lines = bad("logs", "--verbose")
-    assert code == 2 and lines == ["Error: No such option: --verbose (global options go before the command: `aigc --verbose logs ...`)"]  # not click's guess, --response
+@pytest.mark.parametrize(
+    "args, verbosity, threads",
+    [
+        (["chat", "-m", "echo", "hi", "-v"], 1, None),
+        (["chat", "-v", "-m", "echo", "-vv", "hi"], 3, None),  # counted wherever given
+        (["summarize", "{doc}", "-m", "echo", "-q"], -1, None),
+        (["classify", "x", "--labels", "a,b", "-m", "echo", "--quiet"], -1, None),
+        (["chat", "-m", "echo", "--threads", "2", "hi", "--verbose"], 1, 2),
+        (["chat", "-m", "echo", "--threads=2", "hi"], 0, 2),
+        (["models", "list", "-v"], 1, None),
+        (["eval", "classify", "{data}", "-m", "echo", "-q"], -1, None),
+        (["batch", "summarize", "-m", "echo", "-i", "{doc}", "-o", "{tmp}/out.jsonl", "-q"], -1, None),
+    ],
+)
+def test_a_global_option_after_the_command_works_as_before_it(args, verbosity, threads, tmp_path):
+    from aigc import config, ui
+
+    (tmp_path / "doc.txt").write_text("Bees make honey from nectar.\n")
+    (tmp_path / "data.tsv").write_text("text\tlabel\ngreat film\tpos\nawful\tneg\n")
+    args = [arg.format(doc=tmp_path / "doc.txt", data=tmp_path / "data.tsv", tmp=tmp_path) for arg in args]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert (ui.settings.verbosity, config.given_threads) == (verbosity, threads)
+
+
+def test_a_global_option_after_the_command_is_refused_with_its_opposite_as_before_it():
+    from aigc import config
+
+    for args in (["chat", "hi", "-q", "-v", "-m", "no-such-model"], ["chat", "-qv", "hi"], ["-q", "chat", "--verbose", "hi"]):
+        assert bad(*args) == (2, ["Error: give -q (less on stderr) or -v (more), not both"]), args
+    assert bad("chat", "hi", "--threads", "0") == (2, [f"Error: --threads must be {config.THREADS_HINT}, got 0"])
+
+
+def test_a_command_option_of_a_global_name_and_text_after_double_dash_stay_the_commands():
+    from aigc import ui
+
+    result = invoke("logs", "-q", "no such words")  # logs' own -q, its --query
+    assert result.exit_code == 0 and "No logged answer matches" in result.stdout + result.stderr and ui.settings.verbosity == 0
+    result = invoke("chat", "-m", "echo", "--no-log", "--", "-q")  # the prompt -q
+    assert result.exit_code == 0 and result.stdout.strip() and ui.settings.verbosity == 0
+    result = invoke("chat", "-m", "echo", "--no-log", "--system", "-q", "hi")  # the value of chat's --system
+    assert result.exit_code == 0 and ui.settings.verbosity == 0
 
 
 @pytest.mark.parametrize(
@@ -945,7 +982,6 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
         (["logs", "--cid", "abc"], "No such option: --cid (-S ID shows a conversation's answers"),
-        (["chat", "--verbose", "hi"], "No such option: --verbose (global options go before the command: `aigc --verbose chat ...`; --stats prints token counts and tokens/s)"),
     ],
 )
 def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
@@ -978,9 +1014,9 @@ def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}"), lines
 
 
-def test_a_global_option_after_the_command_without_a_fabric_value_still_says_where_it_goes():
+def test_an_option_without_a_fabric_value_gets_no_fabric_hint():
     user_template("greet", GREET)
-    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
+    for args in (["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
         code, lines = bad(*args)
         assert code == 2 and len(lines) == 1 and "fabric" not in lines[0], lines
 
