@@ -2938,8 +2938,20 @@ def test_translate_lines_warn_about_glossary_misses(tiny_model_dir, tmp_path, mo
     result = invoke("translate", "-", "--to", "de", "--lines", "--glossary", str(glossary), "-m", str(tiny_model_dir), "--max-tokens", "4", input="bees fly\n\nbees sting\n")
     assert result.exit_code == 0, result.output
     assert [line for line in result.stderr.splitlines() if "glossary term" in line] == [
-        f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)
+        *(f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)),
+        "Warning: glossary terms were missed in 2 of 2 lines (lines 1, 3): 'bees' as 'Bienen' in 2; each line's warning is above",  # at the end, as aigc batch ends
     ]
+
+
+def test_translate_lines_end_with_one_warning_for_the_lines_that_missed_placeholders(tiny_model_dir, monkeypatch):
+    from aigc.generators.translate import TranslateGenerator
+
+    original = TranslateGenerator.postprocess
+    lost = [{"placeholder": "{name}", "count": 1}]
+    monkeypatch.setattr(TranslateGenerator, "postprocess", lambda self, raw, opts: {**original(self, raw, opts), "missing_placeholders": lost})  # the tiny model's answers are mended; say they were not
+    result = invoke("translate", "-", "--to", "de", "--lines", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Hi {name}\n\nBye {name}\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == "Warning: placeholders are missing in 2 of 2 lines (lines 1, 3): '{name}' in 2; each line's warning is above, and the program that fills them in will fail"
 
 
 def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
