@@ -3250,6 +3250,27 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_or_sigterm_is_writ
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
+@pytest.mark.parametrize("script, code, last", [(STOPPED_ECHO, 0, "(reply stopped)"), (TERMINATED_ECHO, 143, "Error: terminated")])
+def test_a_chat_reply_stopped_with_ctrl_c_or_sigterm_is_logged_and_kept(tmp_path, script, code, last):
+    import pty
+
+    from aigc import conversations, logs
+
+    terminal, typing = pty.openpty()  # the chat reads its messages from a terminal
+    os.write(terminal, b"Write a long story about a cat\nexit\n")  # Ctrl-C goes on to the next message, exit; SIGTERM ends the chat
+    try:
+        with open(tmp_path / "shown.md", "w") as shown:
+            done = subprocess.run([sys.executable, "-c", script, "chat", "-m", "echo", "--log", "-S", "story"], stdin=typing, stdout=shown, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(typing)
+    assert done.returncode == code and last in done.stderr, done.stderr
+    assert (tmp_path / "shown.md").read_text() == "Write a\n"
+    entry = logs.entries(1)[0]
+    assert (entry.prompt, entry.response, entry.session) == ("Write a long story about a cat", "Write a", "story")
+    assert conversations.read(conversations.session_path("story")).messages[-1] == {"role": "assistant", "content": "Write a"}
+
+
 @pytest.mark.parametrize("script, code, said", STOPS)
 def test_run_o_stopped_with_ctrl_c_or_sigterm_leaves_its_file_and_writes_the_answer_so_far_to_stdout(tmp_path, script, code, said):
     from aigc import logs
