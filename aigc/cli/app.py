@@ -22,20 +22,20 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcNote, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
 from .options import PARAMETERS, env_source, fabric_var, stdin_ready
 from .starting import started
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
-    """aigc's own warnings as one `Warning:` line on stderr, each once in `shown` (a command's: Python's
-    own record of warnings shown is reset whenever a library loaded changes the warning filters);
-    others as Python shows them."""
+    """aigc's own warnings as one `Warning:` line on stderr (its notes as a note, which -q hides), each
+    once in `shown` (a command's: Python's own record of warnings shown is reset whenever a library
+    loaded changes the warning filters); others as Python shows them."""
     if issubclass(category, AigcWarning):
         if str(message) not in shown:
             shown.add(str(message))
-            ui.warn(str(message))
+            (ui.info if issubclass(category, AigcNote) else ui.warn)(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 

@@ -2954,6 +2954,16 @@ def test_translate_lines_end_with_one_warning_for_the_lines_that_missed_placehol
     assert result.stderr.splitlines()[-1] == "Warning: placeholders are missing in 2 of 2 lines (lines 1, 3): '{name}' in 2; each line's warning is above, and the program that fills them in will fail"
 
 
+def test_examples_read_label_first_are_said_so_in_a_note_that_q_hides(tmp_path):
+    examples = tmp_path / "ex.tsv"
+    examples.write_text("pos\tI loved this film so much\nneg\tawful boring plot and acting\npos\twonderful cast, great story\nneg\tterrible waste of my time\n")
+    result = invoke("classify", "great film", "--examples", str(examples), "-m", "echo")
+    assert result.exit_code == 0 and result.stdout.split("\t")[0] in ("pos", "neg"), result.output
+    assert result.stderr.splitlines() == [f"read {examples} as label<TAB>text (its first column holds the labels)"]
+    quiet = invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir(exist_ok=True)
