@@ -126,6 +126,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
     elif name == "--version" and where != "aigc":
         message, hint = f"No such option: {name}", "`aigc --version` prints the version"  # not click's guess at a command option it might be
+    elif name == "--threads" and where != "aigc":  # given last, with no number for it
+        message, hint = "Option '--threads' requires an argument", "--threads N: the CPU threads a local model computes with, before or after the command"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
     elif "--n" in getattr(getattr(exc, "param", None), "opts", ()) and exc.ctx and "--no-log" in _option_names(exc.ctx.command):  # llm's -n (no log): run's and chat's count of answers here
@@ -273,8 +275,8 @@ def _globals_first(group, ctx, args: list[str]) -> list[str]:
         if arg == "--":
             kept += args[at:]
             break
-        if command is not group and _global(command, arg, following):
-            taken = 2 if arg == "--threads" and following is not None else 1
+        if command is not group and _global(command, arg, following) and not (arg == "--threads" and following is None):  # --threads last, without its number: the command's error
+            taken = 2 if arg == "--threads" else 1
             moved += args[at : at + taken]
             at += taken
             continue

@@ -932,6 +932,7 @@ def test_a_global_option_after_the_command_is_refused_with_its_opposite_as_befor
     for args in (["chat", "hi", "-q", "-v", "-m", "no-such-model"], ["chat", "-qv", "hi"], ["-q", "chat", "--verbose", "hi"]):
         assert bad(*args) == (2, ["Error: give -q (less on stderr) or -v (more), not both"]), args
     assert bad("chat", "hi", "--threads", "0") == (2, [f"Error: --threads must be {config.THREADS_HINT}, got 0"])
+    assert bad("chat", "hi", "--threads") == (2, ["Error: Option '--threads' requires an argument (--threads N: the CPU threads a local model computes with, before or after the command)"])  # not the command's name taken for its number
 
 
 def test_a_command_option_of_a_global_name_and_text_after_double_dash_stay_the_commands():
