@@ -253,7 +253,10 @@ def _command_hint(name: str) -> str | None:
 def _global(command, arg: str, following: str | None) -> bool:
     """Whether `arg`, given among `command`'s arguments, is a global option to take as if given before
     the command (`-q`, `--verbose`, `-vv`, `--threads=2`): `command` has no option of that name, and a
-    `-v NAME:VALUE` (fabric's --variable) where the command has --var is left for its hint."""
+    `-v NAME:VALUE` (fabric's --variable) where the command has --var is left for its hint, and a
+    `--threads` with no number after it for its error (before the command it would take the command's name)."""
+    if arg == "--threads" and following is None:
+        return False
     if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and set(arg[1:]) <= {"q", "v"}:  # -vv, -qv
         names = [f"-{flag}" for flag in set(arg[1:])]
     else:
@@ -268,14 +271,13 @@ def _globals_first(group, ctx, args: list[str]) -> list[str]:
     """`args` with the global options given after the command (`aigc summarize notes.txt -q`, `aigc
     models list -v`) put before it, as pip, git and docker take them; a command's own option of the
     same name stays its own, and nothing after `--` moves."""
-    command, start, moved, kept = group, None, [], []
-    at = 0
+    command, start, moved, kept, at = group, None, [], [], 0
     while at < len(args):
         arg, following = args[at], args[at + 1] if at + 1 < len(args) else None
         if arg == "--":
             kept += args[at:]
             break
-        if command is not group and _global(command, arg, following) and not (arg == "--threads" and following is None):  # --threads last, without its number: the command's error
+        if command is not group and _global(command, arg, following):
             taken = 2 if arg == "--threads" else 1
             moved += args[at : at + taken]
             at += taken
