@@ -221,6 +221,10 @@ class AigcWarning(UserWarning):
         return named_options(super().__str__())
 
 
+class AigcNote(AigcWarning):
+    """Something worth knowing that is no problem (how a file was read); the CLI shows it as a note, which -q hides."""
+
+
 class Terminated(SystemExit):
     """SIGTERM, raised in the main thread (the CLI sets it up) so that `finally` blocks and context
     managers clean up (a pull's downloads and partial copies) as they do for Ctrl-C; exit status 143."""

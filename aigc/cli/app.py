@@ -22,20 +22,20 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import DISK_FULL, AigcError, AigcWarning, BadInputError, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcNote, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
 from .options import PARAMETERS, env_source, fabric_var, stdin_ready
 from .starting import started
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, shown: set[str]) -> None:
-    """aigc's own warnings as one `Warning:` line on stderr, each once in `shown` (a command's: Python's
-    own record of warnings shown is reset whenever a library loaded changes the warning filters);
-    others as Python shows them."""
+    """aigc's own warnings as one `Warning:` line on stderr (its notes as a note, which -q hides), each
+    once in `shown` (a command's: Python's own record of warnings shown is reset whenever a library
+    loaded changes the warning filters); others as Python shows them."""
     if issubclass(category, AigcWarning):
         if str(message) not in shown:
             shown.add(str(message))
-            ui.warn(str(message))
+            (ui.info if issubclass(category, AigcNote) else ui.warn)(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
@@ -88,7 +88,7 @@ def _flagger(command):
 
 ARGS = "aigc.args"  # ctx.meta key: the command line's arguments
 CLOSE = 0.75  # how alike an unknown option's name and one offered in its place must be (without their dashes), as did_you_mean's
-GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--threads", "--version")
+GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--threads")  # taken after the command too (`aigc chat -q`); --version only before it
 _SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
 _VARS = "a template's variables are given as --var key=value"
 _USAGE = "--stats prints the token counts"
@@ -124,15 +124,10 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
     elif isinstance(exc, NoSuchOption) and exc.ctx and (text := _dashed_text(name, exc.ctx.meta.get(ARGS, []), where)):
         message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
-    elif name in GLOBAL_OPTIONS and where != "aigc":
-        message = f"No such option: {name}"  # not click's guess at a command option it might be
-        given = exc.ctx.meta.get(ARGS, []) if exc.ctx else []
-        value = next((f" {taken}" for taken in _values("--threads", given)), "") if name == "--threads" else ""  # the one global option that takes a value (--threads 2, --threads=2)
-        hint = f"global options go before the command: `aigc {name}{value} {where.split(' ', 1)[-1]} ...`"
-        if name == "--version":
-            hint = "`aigc --version` prints the version"
-        elif name == "--verbose" and exc.ctx and "--stats" in _option_names(exc.ctx.command):  # ollama run --verbose
-            hint += "; --stats prints token counts and tokens/s"
+    elif name == "--version" and where != "aigc":
+        message, hint = f"No such option: {name}", "`aigc --version` prints the version"  # not click's guess at a command option it might be
+    elif name == "--threads" and where != "aigc":  # given last, with no number for it
+        message, hint = "Option '--threads' requires an argument", "--threads N: the CPU threads a local model computes with, before or after the command"
     elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
     elif "--n" in getattr(getattr(exc, "param", None), "opts", ()) and exc.ctx and "--no-log" in _option_names(exc.ctx.command):  # llm's -n (no log): run's and chat's count of answers here
@@ -255,6 +250,52 @@ def _command_hint(name: str) -> str | None:
     return None
 
 
+def _global(command, arg: str, following: str | None) -> bool:
+    """Whether `arg`, given among `command`'s arguments, is a global option to take as if given before
+    the command (`-q`, `--verbose`, `-vv`, `--threads=2`): `command` has no option of that name, and a
+    `-v NAME:VALUE` (fabric's --variable) where the command has --var is left for its hint, and a
+    `--threads` with no number after it for its error (before the command it would take the command's name)."""
+    if arg == "--threads" and following is None:
+        return False
+    if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and set(arg[1:]) <= {"q", "v"}:  # -vv, -qv
+        names = [f"-{flag}" for flag in set(arg[1:])]
+    else:
+        names = [arg.split("=", 1)[0] if arg.startswith("--threads=") else arg]
+    own = _option_names(command)
+    if not all(name in GLOBAL_OPTIONS and name not in own for name in names):
+        return False
+    return not (arg == "-v" and following is not None and fabric_var(following) and "--var" in own)
+
+
+def _globals_first(group, ctx, args: list[str]) -> list[str]:
+    """`args` with the global options given after the command (`aigc summarize notes.txt -q`, `aigc
+    models list -v`) put before it, as pip, git and docker take them; a command's own option of the
+    same name stays its own, and nothing after `--` moves."""
+    command, start, moved, kept, at = group, None, [], [], 0
+    while at < len(args):
+        arg, following = args[at], args[at + 1] if at + 1 < len(args) else None
+        if arg == "--":
+            kept += args[at:]
+            break
+        if command is not group and _global(command, arg, following):
+            taken = 2 if arg == "--threads" else 1
+            moved += args[at : at + taken]
+            at += taken
+            continue
+        kept.append(arg)
+        if _takes_value(command, arg) and following is not None:  # its value, whatever it looks like
+            kept.append(following)
+            at += 1
+        elif not arg.startswith("-") and hasattr(command, "get_command"):
+            found = command.get_command(ctx, arg)
+            if found is None:  # no such command: its own error comes later
+                kept += args[at + 1 :]
+                break
+            command, start = found, len(kept) - 1 if start is None else start
+        at += 1
+    return kept if start is None else [*kept[:start], *moved, *kept[start:]]
+
+
 def _takes_value(command, name: str) -> bool:
     """Whether `name` is an option of `command` that takes a value (`-m NAME`, not `--json`)."""
     return any(name in getattr(p, "opts", ()) and not (getattr(p, "is_flag", False) or getattr(p, "count", False)) for p in command.params)
@@ -306,6 +347,8 @@ class AigcGroup(TyperGroup):
             for flag in ("--show-completion", "--install-completion"):
                 if flag in flags:
                     _completion(options, flag)
+        if ctx.parent is None and not ctx.resilient_parsing:
+            args = _globals_first(self, ctx, args)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:

@@ -12,7 +12,7 @@ from ..textio import STDIN, check_utf8, parse_json
 from ..writing import output_target
 from . import complete, examples
 from ..generators.base import coerce_value
-from .lines import first_few, given_back_note
+from .lines import first_few, given_back_note, missed_note
 from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
 
 
@@ -160,7 +160,8 @@ def batch(
         ui.warn(_cut_off_note(summary.cut_off, summary.done, run.token_limit(options.get("template") if isinstance(options.get("template"), str) else None)))
     for key in MISSES:
         if summary.missed.get(key):
-            ui.warn(_missed_note(key, summary.missed[key], summary.done))
+            missed = sorted(summary.missed[key], key=lambda pair: pair[0].number)
+            ui.warn(missed_note(key, [(json.dumps(row.id, ensure_ascii=False), items) for row, items in missed], summary.done))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
@@ -181,23 +182,6 @@ def _cut_off_note(rows: list, total: int, limit: str) -> str:
         f'{"its result says" if one else "their results say"} "cut_off": true or "finish_reason": "length"); {"it counts" if one else "they count"} as done, so '
         f"--retry-failed does not run {'it' if one else 'them'} again: a new -o with a higher --max-tokens runs {'it' if one else 'them'} whole"
     )
-
-
-def _missed_note(key: str, missed: list, total: int) -> str:
-    """One warning for the rows of `total` whose results list glossary terms or placeholders (`key`) their
-    translation missed, naming the first few rows by id and the terms missed most, where a warning each would scroll by."""
-    ids = _ids([row for row, _ in missed])
-    rows: dict[str, int] = {}  # each term (placeholder): the rows missing it
-    for _, items in missed:
-        for what in dict.fromkeys(f"{item['source']!r} as {item['target']!r}" if key == "glossary_misses" else repr(item["placeholder"]) for item in items):
-            rows[what] = rows.get(what, 0) + 1
-    most = sorted(rows.items(), key=lambda kv: -kv[1])
-    terms = first_few([f"{what} in {n}" for what, n in most], 3)
-    whose = f'its result\'s "{key}" lists' if len(ids) == 1 else f'their results\' "{key}" list'
-    where = f"{len(ids)} of {total} row{'s' * (total != 1)} (id{'s' * (len(ids) != 1)} {first_few(ids)}): {terms}; {whose} them"
-    if key == "glossary_misses":
-        return f"glossary terms were missed in {where}"
-    return f"placeholders are missing in {where}, and the program that fills them in will fail"
 
 
 def _rerun(to_raise: dict[tuple[str, ...], int]) -> str:

@@ -12,7 +12,7 @@ import typer
 
 from .. import config, conversations, locks, templates, ui
 from ..engine.sampling import DRAWING
-from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, ModelUnavailableError, UnknownModelError, WriteError, did_you_mean, options_named
+from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, ModelUnavailableError, Terminated, UnknownModelError, WriteError, did_you_mean, options_named
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
@@ -500,17 +500,25 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
             _reply("(reply cut off at the token limit; /set max_tokens N raises it)")
     except KeyboardInterrupt:  # stream_result closed the reply: the partial one is recorded
         ui.info("(reply stopped)")
+    except Terminated:  # SIGTERM ends the chat: the partial reply, recorded, is logged first, as one stopped with Ctrl-C is
+        _log_turn(session, run, text, kept)
+        raise
     except ContextLengthError as exc:  # the turn is rolled back; the session goes on
         ui.error(exc.shown(lambda name, value: f"{name} (/set {name} N)" if name == "max_tokens" and value is None else None))
     except ConversationDeletedError:  # the chat stops: nothing more is kept
         raise
     except AigcError as exc:
         ui.error(str(exc))
+    _log_turn(session, run, text, kept)
+    if run.stats:
+        ui.print_stats(session.generator.engine.stats)
+
+
+def _log_turn(session: ChatSession, run: RunOptions, text: str, kept) -> None:
+    """Log the turn's reply (as far as it went) if `kept()` says the turn was kept."""
     if kept():
         session_name = conversations.session_label(session.path) if session.path else None
         run.keep(session.generator, "chat", text, session.messages[-1]["content"], session.options(), session=session_name, sampling=session.sampling)
-    if run.stats:
-        ui.print_stats(session.generator.engine.stats)
 
 
 def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> Optional[str]:

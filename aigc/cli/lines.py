@@ -94,6 +94,27 @@ def given_back_note(kind: str, places: list[str], total: int, marked: str = "") 
     return f"{len(places)} of {total} text{'s' * (total != 1)} {'was' if one else 'were'} no longer than the summary asked for and {'is' if one else 'are'} given back as {'it is' if one else 'they are'} ({shown}{marked})"
 
 
+def missed_note(key: str, missed: list[tuple[str, list]], total: int, kind: str = "row") -> str:
+    """One warning for the texts of `total` whose results list glossary terms or placeholders (`key`) their
+    translation missed, naming the first few and the terms missed most, where a warning each would scroll by;
+    `missed`: each text's place with that list, `kind` "row" (`aigc batch`: an id, as JSON; the results
+    list them) or "line" (`--lines`: a line number; each line's warning is above)."""
+    places = [place for place, _ in missed]
+    rows: dict[str, int] = {}  # each term (placeholder): the texts missing it
+    for _, items in missed:
+        for what in dict.fromkeys(f"{item['source']!r} as {item['target']!r}" if key == "glossary_misses" else repr(item["placeholder"]) for item in items):
+            rows[what] = rows.get(what, 0) + 1
+    most = sorted(rows.items(), key=lambda kv: -kv[1])
+    terms = first_few([f"{what} in {n}" for what, n in most], 3)
+    one = len(places) == 1
+    listed = (f'its result\'s "{key}" lists them' if one else f'their results\' "{key}" list them') if kind == "row" else "each line's warning is above"
+    named = "id" if kind == "row" else "line"
+    where = f"{len(places)} of {total} {kind}{'s' * (total != 1)} ({named}{'s' * (not one)} {first_few(places)}): {terms}; {listed}"
+    if key == "glossary_misses":
+        return f"glossary terms were missed in {where}"
+    return f"placeholders are missing in {where}, and the program that fills them in will fail"
+
+
 def one_line(text: str) -> str:
     """`text` on one line, as `--lines` prints a result: its lines joined by single spaces, the
     first one's leading white space (an indented line's translation) kept as `--json` has it."""
@@ -113,9 +134,10 @@ def run_lines(
     the command exits 1 at the end;
     `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr);
-    the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`);
+    the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`), as do
+    those whose result lists glossary terms or placeholders it missed (`missed_note`, as `aigc batch` ends);
     `fields` are the other columns every line's row gets (adcopy's audience, given once by its flag)."""
-    from ..batch import run_rows
+    from ..batch import MISSES, run_rows
     from ..batch_inputs import Row
 
     numbered = numbered_lines(text)
@@ -129,6 +151,7 @@ def run_lines(
     generator.prepare(options)
     shown = LineResults(as_json, output, encoding, line_end)
     unchanged: list[int] = []
+    missed: dict[str, list[tuple[str, list]]] = {}  # by key of MISSES: the lines whose result lists what it missed, with the list
     with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress:  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
@@ -141,11 +164,17 @@ def run_lines(
                     ui.warn(f"line {row.number}: {note}")
                 if given_back(result):
                     unchanged.append(row.number)
+                for key in MISSES:
+                    if result.get(key):
+                        missed.setdefault(key, []).append((str(row.number), result[key]))
                 shown.show(row.number, one_line(render(result)), record(result))
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     if unchanged:
         ui.warn(given_back_note("line", [str(number) for number in unchanged], len(rows)))
+    for key in MISSES:
+        if missed.get(key):
+            ui.warn(missed_note(key, sorted(missed[key], key=lambda pair: int(pair[0])), len(rows), "line"))
     shown.finish(text)
     run.report(generator)
     shown.check(len(rows))

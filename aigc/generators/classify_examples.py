@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection
 
 from .. import config
-from ..errors import AigcError, AigcWarning, BadInputError, option
+from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, option
 from ..probe import LinearProbe, load_state, matrix, save_state, similarities
-from ..textio import numbered_lines, read_document, unquote
+from ..textio import STDIN, numbered_lines, read_document, unquote
 from ..writing import write_atomic
 
 if TYPE_CHECKING:
@@ -116,7 +116,10 @@ def _read_file(source: str | Path, one_label: str, kind: str, labels: Collection
         return checked(str(source), read_table(source), one_label, kind, ROW_FIX, unlabelled)
     rows = []
     lines = list(numbered_lines(read_document(str(source), lines=True, expected="a text<TAB>label TSV file", kind=kind)))
-    label_first = bool(lines) and (_label_first(lines[0][1]) or _labels_lead([line for _, line in lines], labels))
+    named = bool(lines) and _label_first(lines[0][1])  # a header says so
+    label_first = named or (bool(lines) and _labels_lead([line for _, line in lines], labels))
+    if label_first and not named:
+        warnings.warn(f"read {STDIN if str(source) == '-' else source} as label<TAB>text (its first column holds the labels)", AigcNote, stacklevel=2)
     for number, line in lines:
         label, tab, text = line.partition("\t") if label_first else line.rpartition("\t")[::-1]
         if not tab:

@@ -2031,9 +2031,8 @@ def test_batch_translate_ends_with_one_warning_each_for_the_rows_that_missed_glo
 
 
 def test_the_note_on_one_row_that_missed_a_glossary_term_names_it_in_the_singular():
-    from aigc.cli.batch import _missed_note
+    from aigc.cli.lines import missed_note
 
-    row = Row(number=1, id="a", fields={"text": "The cat."})
-    assert _missed_note("glossary_misses", [(row, [{"source": "cat", "target": "Katze", "count": 1}])], 3) == (
+    assert missed_note("glossary_misses", [('"a"', [{"source": "cat", "target": "Katze", "count": 1}])], 3) == (
         'glossary terms were missed in 1 of 3 rows (id "a"): \'cat\' as \'Katze\' in 1; its result\'s "glossary_misses" lists them'
     )

@@ -3,11 +3,12 @@
 import contextlib
 import json
 import math
+import re
 
 import pytest
 
 from aigc import templates
-from aigc.errors import AigcWarning, BadInputError, OptionError, UnknownLabelError
+from aigc.errors import AigcNote, AigcWarning, BadInputError, OptionError, UnknownLabelError
 from aigc.evaluation import read_labelled
 from aigc.generators.classify import CONTENT_FREE, ClassifyGenerator, logsumexp, mean_prior, parse_label
 from aigc.generators.classify_examples import load_examples
@@ -214,11 +215,16 @@ def test_a_headerless_label_first_file_is_read_label_first_as_examples_and_as_da
     rows = [("positive", "the movie as a whole"), ("positive", "this orange has some juice ,"), ("negative", "a listless climb down, the social ladder"), ("negative", "awful and long")]
     path.write_text("".join(f"{label}\t{text}\n" for label, text in rows))
     want = [(text, label) for label, text in rows]
-    assert load_examples(path) == [(text, [label]) for text, label in want]  # told by its columns' values
-    assert read_labelled(path) == want  # not "the text has several labels" from the comma
+    said = rf"read {re.escape(str(path))} as label<TAB>text \(its first column holds the labels\)"  # a note, as nothing in the file says so
+    with pytest.warns(AigcNote, match=said):
+        assert load_examples(path) == [(text, [label]) for text, label in want]  # told by its columns' values
+    with pytest.warns(AigcNote, match=said):
+        assert read_labelled(path) == want  # not "the text has several labels" from the comma
     path.write_text("".join(f"{label}\t{text}\n" for label, text in rows[1:3]))  # two lines: told by the labels only
-    assert read_labelled(path, labels=["positive", "negative"]) == want[1:3]
-    assert load_examples(path, labels=["negative", "positive"]) == [(text, [label]) for text, label in want[1:3]]
+    with pytest.warns(AigcNote, match=said):
+        assert read_labelled(path, labels=["positive", "negative"]) == want[1:3]
+    with pytest.warns(AigcNote, match=said):
+        assert load_examples(path, labels=["negative", "positive"]) == [(text, [label]) for text, label in want[1:3]]
 
 
 def test_a_text_first_file_and_a_file_too_small_to_tell_are_read_text_first(tmp_path):

@@ -930,11 +930,49 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
     assert bad("chat", "-n", "2", "--no-log", "-m", "no-such-model") == (2, ["Error: -n 2 is for one-shot answers; give a prompt as an argument or pipe one in"])
 
 
-def test_a_global_option_after_the_command_says_where_it_goes():
-    code, lines = bad("chat", "-q", "hi")
-    assert code == 2 and lines == ["Error: No such option: -q (global options go before the command: `aigc -q chat ...`)"]
-    code, lines = bad("logs", "--verbose")
-    assert code == 2 and lines == ["Error: No such option: --verbose (global options go before the command: `aigc --verbose logs ...`)"]  # not click's guess, --response
+@pytest.mark.parametrize(
+    "args, verbosity, threads",
+    [
+        (["chat", "-m", "echo", "hi", "-v"], 1, None),
+        (["chat", "-v", "-m", "echo", "-vv", "hi"], 3, None),  # counted wherever given
+        (["summarize", "{doc}", "-m", "echo", "-q"], -1, None),
+        (["classify", "x", "--labels", "a,b", "-m", "echo", "--quiet"], -1, None),
+        (["chat", "-m", "echo", "--threads", "2", "hi", "--verbose"], 1, 2),
+        (["chat", "-m", "echo", "--threads=2", "hi"], 0, 2),
+        (["models", "list", "-v"], 1, None),
+        (["eval", "classify", "{data}", "-m", "echo", "-q"], -1, None),
+        (["batch", "summarize", "-m", "echo", "-i", "{doc}", "-o", "{tmp}/out.jsonl", "-q"], -1, None),
+    ],
+)
+def test_a_global_option_after_the_command_works_as_before_it(args, verbosity, threads, tmp_path):
+    from aigc import config, ui
+
+    (tmp_path / "doc.txt").write_text("Bees make honey from nectar.\n")
+    (tmp_path / "data.tsv").write_text("text\tlabel\ngreat film\tpos\nawful\tneg\n")
+    args = [arg.format(doc=tmp_path / "doc.txt", data=tmp_path / "data.tsv", tmp=tmp_path) for arg in args]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert (ui.settings.verbosity, config.given_threads) == (verbosity, threads)
+
+
+def test_a_global_option_after_the_command_is_refused_with_its_opposite_as_before_it():
+    from aigc import config
+
+    for args in (["chat", "hi", "-q", "-v", "-m", "no-such-model"], ["chat", "-qv", "hi"], ["-q", "chat", "--verbose", "hi"]):
+        assert bad(*args) == (2, ["Error: give -q (less on stderr) or -v (more), not both"]), args
+    assert bad("chat", "hi", "--threads", "0") == (2, [f"Error: --threads must be {config.THREADS_HINT}, got 0"])
+    assert bad("chat", "hi", "--threads") == (2, ["Error: Option '--threads' requires an argument (--threads N: the CPU threads a local model computes with, before or after the command)"])  # not the command's name taken for its number
+
+
+def test_a_command_option_of_a_global_name_and_text_after_double_dash_stay_the_commands():
+    from aigc import ui
+
+    result = invoke("logs", "-q", "no such words")  # logs' own -q, its --query
+    assert result.exit_code == 0 and "No logged answer matches" in result.stdout + result.stderr and ui.settings.verbosity == 0
+    result = invoke("chat", "-m", "echo", "--no-log", "--", "-q")  # the prompt -q
+    assert result.exit_code == 0 and result.stdout.strip() and ui.settings.verbosity == 0
+    result = invoke("chat", "-m", "echo", "--no-log", "--system", "-q", "hi")  # the value of chat's --system
+    assert result.exit_code == 0 and ui.settings.verbosity == 0
 
 
 @pytest.mark.parametrize(
@@ -974,7 +1012,6 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
         (["logs", "--cid", "abc"], "No such option: --cid (-S ID shows a conversation's answers"),
-        (["chat", "--verbose", "hi"], "No such option: --verbose (global options go before the command: `aigc --verbose chat ...`; --stats prints token counts and tokens/s)"),
     ],
 )
 def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
@@ -1007,9 +1044,9 @@ def test_a_fabric_option_says_what_aigc_calls_it(args, hint):
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {hint}"), lines
 
 
-def test_a_global_option_after_the_command_without_a_fabric_value_still_says_where_it_goes():
+def test_an_option_without_a_fabric_value_gets_no_fabric_hint():
     user_template("greet", GREET)
-    for args in (["run", "greet", "-v"], ["run", "greet", "-v", "x"], ["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
+    for args in (["run", "chat", "-p", "topic", "bees"], ["headline", "-u"]):  # -v x: no NAME:VALUE; -p topic: llm's -p NAME VALUE
         code, lines = bad(*args)
         assert code == 2 and len(lines) == 1 and "fabric" not in lines[0], lines
 
@@ -2931,8 +2968,30 @@ def test_translate_lines_warn_about_glossary_misses(tiny_model_dir, tmp_path, mo
     result = invoke("translate", "-", "--to", "de", "--lines", "--glossary", str(glossary), "-m", str(tiny_model_dir), "--max-tokens", "4", input="bees fly\n\nbees sting\n")
     assert result.exit_code == 0, result.output
     assert [line for line in result.stderr.splitlines() if "glossary term" in line] == [
-        f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)
+        *(f"Warning: line {n}: glossary term 'bees' is not translated as 'Bienen' (once)" for n in (1, 3)),
+        "Warning: glossary terms were missed in 2 of 2 lines (lines 1, 3): 'bees' as 'Bienen' in 2; each line's warning is above",  # at the end, as aigc batch ends
     ]
+
+
+def test_translate_lines_end_with_one_warning_for_the_lines_that_missed_placeholders(tiny_model_dir, monkeypatch):
+    from aigc.generators.translate import TranslateGenerator
+
+    original = TranslateGenerator.postprocess
+    lost = [{"placeholder": "{name}", "count": 1}]
+    monkeypatch.setattr(TranslateGenerator, "postprocess", lambda self, raw, opts: {**original(self, raw, opts), "missing_placeholders": lost})  # the tiny model's answers are mended; say they were not
+    result = invoke("translate", "-", "--to", "de", "--lines", "-m", str(tiny_model_dir), "--max-tokens", "4", input="Hi {name}\n\nBye {name}\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == "Warning: placeholders are missing in 2 of 2 lines (lines 1, 3): '{name}' in 2; each line's warning is above, and the program that fills them in will fail"
+
+
+def test_examples_read_label_first_are_said_so_in_a_note_that_q_hides(tmp_path):
+    examples = tmp_path / "ex.tsv"
+    examples.write_text("pos\tI loved this film so much\nneg\tawful boring plot and acting\npos\twonderful cast, great story\nneg\tterrible waste of my time\n")
+    result = invoke("classify", "great film", "--examples", str(examples), "-m", "echo")
+    assert result.exit_code == 0 and result.stdout.split("\t")[0] in ("pos", "neg"), result.output
+    assert result.stderr.splitlines() == [f"read {examples} as label<TAB>text (its first column holds the labels)"]
+    quiet = invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
 def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
@@ -3229,6 +3288,27 @@ def test_an_answer_to_a_redirected_stdout_stopped_with_ctrl_c_or_sigterm_is_writ
     assert entry.response == "Write a" and (entry.session == session if session else True)
     if session:
         assert conversations.read(conversations.session_path(session)).messages[-1] == {"role": "assistant", "content": "Write a"}
+
+
+@pytest.mark.parametrize("script, code, last", [(STOPPED_ECHO, 0, "(reply stopped)"), (TERMINATED_ECHO, 143, "Error: terminated")])
+def test_a_chat_reply_stopped_with_ctrl_c_or_sigterm_is_logged_and_kept(tmp_path, script, code, last):
+    import pty
+
+    from aigc import conversations, logs
+
+    terminal, typing = pty.openpty()  # the chat reads its messages from a terminal
+    os.write(terminal, b"Write a long story about a cat\nexit\n")  # Ctrl-C goes on to the next message, exit; SIGTERM ends the chat
+    try:
+        with open(tmp_path / "shown.md", "w") as shown:
+            done = subprocess.run([sys.executable, "-c", script, "chat", "-m", "echo", "--log", "-S", "story"], stdin=typing, stdout=shown, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(typing)
+    assert done.returncode == code and last in done.stderr, done.stderr
+    assert (tmp_path / "shown.md").read_text() == "Write a\n"
+    entry = logs.entries(1)[0]
+    assert (entry.prompt, entry.response, entry.session) == ("Write a long story about a cat", "Write a", "story")
+    assert conversations.read(conversations.session_path("story")).messages[-1] == {"role": "assistant", "content": "Write a"}
 
 
 @pytest.mark.parametrize("script, code, said", STOPS)
