@@ -3,8 +3,11 @@ request body becomes a chat or text completion request (`options` their sampling
 `num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
-(nanoseconds). Errors are ollama's `{"error": "message"}`. Options ollama has and this server does
-not apply (`num_ctx`, `mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
+(nanoseconds). Errors are ollama's `{"error": "message"}`. A `seed` below 0 is none (ollama's -1: random);
+whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
+(`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
+`continue_final_message`), as ollama does. Options ollama has and this server does
+not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +42,7 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
     "num_predict": "max_tokens", "repeat_penalty": "repetition_penalty", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
 }
+WHOLE = ("num_predict", "seed", "top_k", "num_ctx")  # options that are whole numbers: 8.0 is 8, as ollama reads JSON numbers into them
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
@@ -69,11 +74,30 @@ class _Body(BaseModel):
     format: Union[str, dict, None] = None
     keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
 
+    def option(self, name: str) -> Any:
+        """An option's value, a whole number's as an int where it is one (8.0)."""
+        value = (self.options or {}).get(name)
+        if name in WHOLE and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    def window(self, context_length: int) -> int:
+        """The tokens prompt and answer may take: `num_ctx` where it is fewer than the model holds."""
+        num_ctx = self.option("num_ctx")
+        if num_ctx is None:
+            return context_length
+        if not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx < 1:
+            raise ApiError(400, f"num_ctx must be a whole number of tokens, 1 or more, got {num_ctx!r}")
+        return min(num_ctx, context_length)
+
     def openai(self) -> dict:
         """The OpenAI request fields of the body's settings."""
         body: dict[str, Any] = {"stream": self.stream is not False}
-        for name, value in (self.options or {}).items():
-            if name in OPTIONS and value is not None and not (name == "num_predict" and isinstance(value, int) and value <= 0):  # -1, -2, 0: as long as it fits (ollama's runners stop at num_predict > 0 only)
+        for name in self.options or {}:
+            value = self.option(name)
+            if name in ("num_predict", "seed") and isinstance(value, int) and value < 0:  # num_predict -1, -2: as long as it fits; seed -1: unseeded (ollama's default)
+                continue
+            if name in OPTIONS and value is not None and not (name == "num_predict" and value == 0):  # 0 too: ollama's runners stop at num_predict > 0 only
                 body[OPTIONS[name]] = value
         if self.format == "json":
             body["response_format"] = {"type": "json_object"}
@@ -109,7 +133,13 @@ class ChatBody(_Body):
     tools: Optional[list] = None
 
     def openai(self) -> dict:
-        return {**super().openai(), "messages": [_message(m, i) for i, m in enumerate(self.messages or [])], "tools": self.tools or None}
+        """The chat request; a last message of the assistant's, with text and no calls, is continued (as ollama continues
+        it: a reply edited or cut, then sent back), as vLLM's `continue_final_message` asks."""
+        body = {**super().openai(), "messages": [_message(m, i) for i, m in enumerate(self.messages or [])], "tools": self.tools or None}
+        last = body["messages"][-1] if body["messages"] else None
+        if isinstance(last, dict) and last["role"] == "assistant" and last["content"] and not last.get("tool_calls"):
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        return body
 
 
 def _message(given: Any, index: int) -> Any:
@@ -273,10 +303,30 @@ def register_ollama(app: FastAPI, served) -> None:
             "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
         }
 
-    def fitted(req, prompt_tokens: int, backend) -> None:
-        """`num_predict` as ollama takes it: at most what the server allows and the context holds."""
-        cap, room = served.settings.max_tokens_cap, backend.batched.context_length - prompt_tokens
+    def fitted(req, prompt_tokens: int, backend, window: int | None = None) -> None:
+        """`num_predict` as ollama takes it: at most what the server allows and the context (`window`, `num_ctx`) holds."""
+        holds = window if window and prompt_tokens < window else backend.batched.context_length  # a last message longer than num_ctx: the model's context
+        cap, room = served.settings.max_tokens_cap, holds - prompt_tokens
         req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
+
+    async def chat_prompt(backend, req: ChatRequest, toolset, window: int) -> list[int]:
+        """The conversation's token ids; where it leaves no room for the answer in `window` tokens, with
+        its oldest turns dropped as ollama and `aigc chat` drop them (`longest_fit`: the system messages
+        and the last kept), to leave `num_predict` tokens (a quarter of the window without it, at most half)."""
+        from ..generators.chat import longest_fit
+        from .tools import prompt
+
+        ids = await served.encode_chat(backend, req.messages, toolset, req.continuing)
+        if len(ids) + (req.max_tokens or 1) <= window:
+            return ids
+        lists = backend.batched.template_lists_tools
+
+        def count(messages: list[dict]) -> int:
+            return len(backend.batched.encode(*prompt(messages, toolset, lists), req.continuing))
+
+        budget = window - min(req.max_tokens or window // 4, window // 2)
+        kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
+        return await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
 
     def loaded(backend, key: str, keep_alive: Any) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
@@ -341,8 +391,9 @@ def register_ollama(app: FastAPI, served) -> None:
             return loaded(backend, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = Toolset.of(req.tools, None, req.response_format)
-        ids = await served.encode_chat(backend, req.messages, toolset)
-        fitted(req, len(ids), backend)
+        window = given.window(backend.batched.context_length)
+        ids = await chat_prompt(backend, req, toolset, window)
+        fitted(req, len(ids), backend, window)
         params = served.sampling(request, req, len(ids), backend)
         reply = OllamaReply(backend.name, len(ids), "message", began, request.state)
         if toolset:
