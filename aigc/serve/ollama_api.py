@@ -14,7 +14,8 @@ what the served models cannot read (images) and the generate fields with no coun
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
 (as on `/v1/embeddings` and the older `/api/embeddings`). `GET /` answers "Ollama is running", which
-ollama's own CLI checks. The served models are fixed while the server runs: `/api/pull` of one answers
+ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on.
+`/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
 }
 WHOLE = ("num_predict", "seed", "top_k", "num_ctx")  # options that are whole numbers: 8.0 is 8, as ollama reads JSON numbers into them
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
+OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
 
@@ -166,7 +169,20 @@ class EmbedBody(BaseModel):
     model: Optional[str] = None
     input: Union[str, list, None] = None  # /api/embed
     truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
+    dimensions: Optional[int] = None  # /api/embed: fewer than the model's: the vectors cut to that many, scaled to length 1 again (ollama's)
     prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
+
+
+def _shortened(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """The vectors cut to their first `dimensions` numbers and scaled to length 1 again, as ollama's
+    `dimensions` (Matryoshka embeddings); more than the model makes is a 400, not vectors of another size."""
+    size = len(vectors[0])
+    if not 1 <= dimensions <= size:
+        raise ApiError(400, f"dimensions must be between 1 and {size} (this model's embeddings), got {dimensions}")
+    if dimensions == size:
+        return vectors
+    cut = [vector[:dimensions] for vector in vectors]
+    return [[x / norm for x in vector] if (norm := math.sqrt(sum(x * x for x in vector))) else vector for vector in cut]
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -266,7 +282,6 @@ MANAGED = {  # ollama's model-management routes but pull: (methods, what to do i
 
 def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
-    from .. import __version__
 
     auth = [Depends(served.auth)]
 
@@ -297,7 +312,7 @@ def register_ollama(app: FastAPI, served) -> None:
         names = {"repetition_penalty": "repeat_penalty"}
         parameters = "\n".join(f"{names.get(k, k):<30} {v}" for k, v in served.defaults.items() if v is not None)
         template = getattr(getattr(backend.engine, "tokenizer", None), "chat_template", None) or ""
-        info = {"general.architecture": family, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
+        info = {"general.architecture": family, "general.basename": backend.name, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
         return {
             "modelfile": "", "parameters": parameters, "template": template if isinstance(template, str) else json.dumps(template), "details": item["details"],
             "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
@@ -338,11 +353,11 @@ def register_ollama(app: FastAPI, served) -> None:
     async def running():
         return PlainTextResponse("Ollama is running")
 
-    @app.get("/api/version")
+    @app.api_route("/api/version", methods=["GET", "HEAD"])
     async def version():
-        return {"version": __version__}
+        return {"version": OLLAMA_VERSION}
 
-    @app.get("/api/tags", dependencies=auth)
+    @app.api_route("/api/tags", methods=["GET", "HEAD"], dependencies=auth)  # HEAD: an ollama healthcheck's
     async def tags():
         return {"models": [listed(b) for b in served.backends.values()]}
 
@@ -416,6 +431,8 @@ def register_ollama(app: FastAPI, served) -> None:
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
         backend, vectors, tokens = await embedded(request, given.input, given.model, given.truncate is not False)
+        if given.dimensions is not None:
+            vectors = _shortened(vectors, given.dimensions)
         return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
 
     @app.post("/api/embeddings", dependencies=auth)

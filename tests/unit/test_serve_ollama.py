@@ -2,6 +2,7 @@
 OpenAI routes' for the same settings, in ollama's shapes (JSON lines, `done`, counts)."""
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -87,8 +88,11 @@ def error(server, path, body, status, key=KEY):
 
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
+    from aigc.serve.ollama_api import OLLAMA_VERSION
 
-    assert ok(server, "/api/version", key=None) == {"version": __version__}  # no key, as /health
+    assert ok(server, "/api/version", key=None) == {"version": OLLAMA_VERSION}  # no key, as /health
+    assert OLLAMA_VERSION != __version__ and ok(server, "/version", key=None) == {"version": __version__}  # aigc's own
+    assert tuple(map(int, OLLAMA_VERSION.split("."))) >= (0, 6, 4)  # what VS Code Copilot's ollama provider asks of a server
     served = [m["id"] for m in ok(server, "/v1/models")["data"]]
     tags = ok(server, "/api/tags")["models"]
     assert [m["name"] for m in tags] == [m["model"] for m in tags] == served
@@ -102,8 +106,10 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
     assert ok(server, "/api/show", {"model": server["model"] + ":latest"})["details"] == tag["details"]  # ollama's default tag
     assert "'nope' is not served" in error(server, "/api/show", {"model": "nope"}, 404)
-    status, kind, text = call(server, "/", method="HEAD")
-    assert status == 200  # ollama's CLI checks the server is up with HEAD /
+    assert shown["model_info"]["general.basename"] == server["model"]  # VS Code Copilot's name for the model
+    for path, key in (("/", None), ("/api/version", None), ("/api/tags", KEY)):  # ollama's CLI checks the server is up with HEAD /, healthchecks with the others
+        status, kind, text = call(server, path, method="HEAD", key=key)
+        assert status == 200 and text == "", path
 
 
 def test_generate_streams_json_lines_that_end_with_the_counts_and_the_openai_routes_text(server):
@@ -417,3 +423,13 @@ def test_seed_minus_one_is_unseeded_and_whole_options_may_be_sent_as_floats(serv
             answer = ok(server, path, {**body, "stream": False, "options": {"num_predict": 3.0, "seed": seed, "top_k": 4.0, "temperature": 1.0}})
             assert seeds.pop() == used and answer["eval_count"] <= 3
     assert "num_predict" in error(server, "/api/generate", {"prompt": "Hi", "options": {"num_predict": 3.5}}, 400)
+
+
+def test_embed_dimensions_cuts_the_vectors_to_length_one_again_as_ollama(server):
+    (full,) = ok(server, "/api/embed", {"input": "a dog"})["embeddings"]
+    (cut,) = ok(server, "/api/embed", {"input": "a dog", "dimensions": 8})["embeddings"]
+    norm = math.sqrt(sum(x * x for x in full[:8]))
+    assert cut == pytest.approx([x / norm for x in full[:8]]) and sum(x * x for x in cut) == pytest.approx(1.0)
+    assert ok(server, "/api/embed", {"input": "a dog", "dimensions": len(full)})["embeddings"] == [full]
+    for wrong in (0, len(full) + 1):
+        assert f"dimensions must be between 1 and {len(full)}" in error(server, "/api/embed", {"input": "a dog", "dimensions": wrong}, 400)
