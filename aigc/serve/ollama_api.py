@@ -6,7 +6,8 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 (nanoseconds). Errors are ollama's `{"error": "message"}`. A `seed` below 0 is none (ollama's -1: random);
 whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
 (`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
-`continue_final_message`), as ollama does. Options ollama has and this server does
+`continue_final_message`), as ollama does. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
+does, in ollama's place for them. Options ollama has and this server does
 not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
@@ -37,6 +38,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from .api_errors import ApiError
+from .logprobs import MAX_TOP, chat_shape
 from .replies import event_stream
 from .request_bodies import ChatRequest, CompletionRequest, EmbeddingRequest
 
@@ -76,6 +78,16 @@ class _Body(BaseModel):
     options: Optional[dict[str, Any]] = None
     format: Union[str, dict, None] = None
     keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = None
+
+    @property
+    def top(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None: no log-probabilities
+        (`top_logprobs` alone asks for them too)."""
+        if self.top_logprobs is not None and not 0 <= self.top_logprobs <= MAX_TOP:
+            raise ApiError(400, f"top_logprobs must be between 0 and {MAX_TOP}, got {self.top_logprobs}")
+        return (self.top_logprobs or 0) if self.logprobs or self.top_logprobs else None
 
     def option(self, name: str) -> Any:
         """An option's value, a whole number's as an int where it is one (8.0)."""
@@ -211,7 +223,7 @@ class OllamaReply:
     key: str
     began: int  # when the request came, perf_counter_ns
     state: Any = None  # the request's state, whose jobs say when their first token came (`Job.started` + `Job.first`)
-    top: None = None  # no log-probabilities
+    top: int | None = None  # log-probabilities with this many alternatives, or none
     done: None = None  # the stream ends with its done line
     media_type = "application/x-ndjson"
     opened: bool = False
@@ -220,20 +232,22 @@ class OllamaReply:
     def input_field(self) -> str:
         return "messages" if self.key == "message" else "prompt"
 
-    def _line(self, text: str, calls: list | None = None, **fields: Any) -> dict:
+    def _line(self, text: str, calls: list | None = None, entries: list | None = None, **fields: Any) -> dict:
         if self.key == "response":
             content = {"response": text}
         else:
             content = {"message": {"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}}
+        if self.top is not None and entries is not None:  # the /v1 chat shape's tokens, as ollama has them
+            content["logprobs"] = chat_shape(entries)["content"]
         return {"model": self.model, "created_at": _now(), **content, **fields}
 
-    def _final(self, completion, text: str, calls: list | None = None) -> dict:
+    def _final(self, completion, text: str, calls: list | None = None, entries: list | None = None) -> dict:
         end = time.perf_counter_ns()
         # The prompt's evaluation ends at the first token (text or not); from the request's arrival, so queueing and tokenizing too.
         firsts = [job.started + job.first for job in getattr(self.state, "jobs", ()) if getattr(job, "first", None) is not None]
         first = round(min(firsts) * 1e9) if firsts else end  # perf_counter seconds -> perf_counter_ns
         return self._line(
-            text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
+            text, calls, entries, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,
         )
 
@@ -245,7 +259,7 @@ class OllamaReply:
         return []
 
     def piece(self, index: int, text: str, entries) -> dict:
-        return self._line(text, done=False)
+        return self._line(text, entries=entries, done=False)
 
     def ending(self, index: int, finish_reason: str) -> list[dict]:
         return []
@@ -254,7 +268,7 @@ class OllamaReply:
         return [self._final(completions[0], "")]
 
     def whole(self, completions, logprobs) -> dict:
-        return self._final(completions[0], completions[0].text)
+        return self._final(completions[0], completions[0].text, entries=logprobs[0] if logprobs else None)
 
     def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
         """The answer, whole and as its lines, where it may be a call: the text before the call, then the call."""
@@ -393,7 +407,7 @@ def register_ollama(app: FastAPI, served) -> None:
             ids = await served.encode_chat(backend, req.messages)
         fitted(req, len(ids), backend)
         params = served.sampling(request, req, len(ids), backend)
-        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state), backend, [ids], params)
+        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 
     @app.post("/api/chat", dependencies=auth)
     async def chat(request: Request):
@@ -410,7 +424,7 @@ def register_ollama(app: FastAPI, served) -> None:
         ids = await chat_prompt(backend, req, toolset, window)
         fitted(req, len(ids), backend, window)
         params = served.sampling(request, req, len(ids), backend)
-        reply = OllamaReply(backend.name, len(ids), "message", began, request.state)
+        reply = OllamaReply(backend.name, len(ids), "message", began, request.state, given.top)
         if toolset:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)

@@ -433,3 +433,19 @@ def test_embed_dimensions_cuts_the_vectors_to_length_one_again_as_ollama(server)
     assert ok(server, "/api/embed", {"input": "a dog", "dimensions": len(full)})["embeddings"] == [full]
     for wrong in (0, len(full) + 1):
         assert f"dimensions must be between 1 and {len(full)}" in error(server, "/api/embed", {"input": "a dog", "dimensions": wrong}, 400)
+
+
+def test_logprobs_are_answered_per_token_in_the_v1_chat_shape_as_ollama_has_them(server):
+    messages = [{"role": "user", "content": "Hi"}]
+    options = {**GREEDY, "num_predict": 3}
+    same = ok(server, "/v1/chat/completions", {"messages": messages, "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 3, "logprobs": True, "top_logprobs": 2})
+    want = same["choices"][0]["logprobs"]["content"]
+    assert len(want) == 3 and all(len(token["top_logprobs"]) == 2 for token in want)
+    whole = ok(server, "/api/chat", {"messages": messages, "stream": False, "logprobs": True, "top_logprobs": 2, "options": options})
+    assert whole["logprobs"] == want
+    streamed = lines(server, "/api/chat", {"messages": messages, "logprobs": True, "top_logprobs": 2, "options": options})
+    assert [token for line in streamed for token in line.get("logprobs", [])] == want
+    generated = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "logprobs": True, "options": options})
+    assert [t["token"] for t in generated["logprobs"]] == [t["token"] for t in want] and all(t["top_logprobs"] == [] for t in generated["logprobs"])
+    assert "logprobs" not in ok(server, "/api/chat", {"messages": messages, "stream": False, "options": options})
+    assert "top_logprobs must be between 0 and 20" in error(server, "/api/chat", {"messages": messages, "logprobs": True, "top_logprobs": 21}, 400)
