@@ -150,14 +150,15 @@ def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
 
 def request_line(scope: dict, status: int | None, seconds: float) -> str:
     """A request's log line: client, method and path, status (499: the client went away first), time
-    taken, its x-request-id, and for a generation or embedding its model and token counts (prompt + generated)."""
+    taken, its x-request-id, for a generation or embedding its model and token counts (prompt + generated), and
+    `cut` where the answer was begun but not ended (a stream whose client went away)."""
     state = scope.get("state", {})
     client = scope.get("client")
     path = urllib.parse.quote(scope["path"], safe="/:@!$&'()*+,;=~")  # as sent: a %0a in it starts no line of its own
     line = f'{client[0] if client else "-"} "{scope["method"]} {path}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
     if "metered" in state:
         line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in state.get('jobs', ()))}"
-    return line
+    return line + (" cut" if status is not None and state.get("ended") is False else "")
 
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # an incoming X-Request-Id kept as it is: nothing a log line or header could be forged with
@@ -222,7 +223,7 @@ class RequestIds:
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
                 state["status"] = message["status"]
-            ended = message["type"] == "http.response.body" and not message.get("more_body")
+            ended = state["ended"] = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
         try:

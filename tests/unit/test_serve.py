@@ -3354,3 +3354,26 @@ def test_serve_help_works_with_a_broken_settings_file_and_serving_reports_it(tex
     assert helped.exit_code == 0 and "--max-batch" in helped.stdout and helped.stderr == "", helped.output
     served = CliRunner().invoke(cli, ["serve"])
     assert served.exit_code == 2 and served.stderr.startswith("Error: ") and str(config.settings_file()) in served.stderr
+
+
+@pytest.mark.parametrize("ends, words", [(True, "200 "), (False, " cut")])
+def test_a_stream_whose_client_went_away_is_logged_as_cut(caplog, ends, words):
+    import asyncio
+    import logging
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):  # as Starlette's StreamingResponse: a client gone stops the stream with no last body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+        await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
+        if ends:
+            await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": [], "client": ("127.0.0.1", 5)}
+    with caplog.at_level(logging.INFO, logger="aigc.serve.requests"):
+        asyncio.run(RequestIds(app)(scope, None, send))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "aigc.serve.requests"]
+    assert words in line and line.endswith(" cut") is not ends
