@@ -296,7 +296,6 @@ MANAGED = {  # ollama's model-management routes but pull: (methods, what to do i
 
 def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
-
     auth = [Depends(served.auth)]
 
     def backend_for(name: str | None):
@@ -405,7 +404,7 @@ def register_ollama(app: FastAPI, served) -> None:
         else:
             req = served.validated(ChatRequest, given.openai())
             ids = await served.encode_chat(backend, req.messages)
-        fitted(req, len(ids), backend)
+        fitted(req, len(ids), backend, given.window(backend.batched.context_length))
         params = served.sampling(request, req, len(ids), backend)
         return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 

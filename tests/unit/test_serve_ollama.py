@@ -399,7 +399,11 @@ def test_chat_longer_than_the_context_drops_its_oldest_turns_keeping_the_system_
     assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
 
 
-def test_num_ctx_must_be_a_whole_number_of_tokens(server):
+def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_tokens(server):
+    body = {"prompt": "Paris is", "raw": True, "stream": False}
+    prompt = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": 1}})["prompt_eval_count"]
+    short = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": -1, "stop": [], "num_ctx": prompt + 3}})
+    assert short["eval_count"] == 3 and short["done_reason"] == "length"
     assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 0}}, 400)
 
 
