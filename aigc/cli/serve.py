@@ -109,7 +109,7 @@ def serve(
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
     cors_origin: Annotated[
-        Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, or *) call the API from a browser (repeatable); off by default.")
+        Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, chrome-extension://*, null, or * for any) call the API from a browser (repeatable); localhost pages and app://, tauri://, vscode-webview:// may by default.")
     ] = None,
     allow_host: Annotated[
         Optional[list[str]],
@@ -140,8 +140,11 @@ def serve(
     if metrics_need_key and api_key is None:  # else /metrics would be open to anyone, with no word
         raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
     for origin in cors_origin or ():
-        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
-            raise BadInputError(f"{given_as(ctx, 'cors_origin')} must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
+        if origin not in ("*", "null") and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+", origin):  # a browser's Origin header never has a path
+            raise BadInputError(
+                f"{given_as(ctx, 'cors_origin')} must be *, null or an origin, scheme://host[:port] with no path (https://app.example, chrome-extension://ID), "
+                f"where * stands for any run of characters (chrome-extension://*, http://192.168.1.5:*), got {origin!r}"
+            )
     for name in allow_host or ():
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
             raise BadInputError(f"{given_as(ctx, 'allow_host')} must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")
