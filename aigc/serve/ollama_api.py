@@ -3,7 +3,8 @@ request body becomes a chat or text completion request (`options` their sampling
 `num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
-(nanoseconds). Errors are ollama's `{"error": "message"}`. A `seed` below 0 is none (ollama's -1: random);
+(nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
+`NAME:latest` (a name with a tag as it is), and a request may name it either way. A `seed` below 0 is none (ollama's -1: random);
 whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
 (`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
 `continue_final_message`), as ollama does. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
@@ -197,6 +198,12 @@ def _shortened(vectors: list[list[float]], dimensions: int) -> list[list[float]]
     return [[x / norm for x in vector] if (norm := math.sqrt(sum(x * x for x in vector))) else vector for vector in cut]
 
 
+def _tagged(name: str) -> str:
+    """A served model's name as ollama lists one, with its tag: `NAME:latest` where it has none (clients
+    match their model against the list as `NAME` or `NAME:TAG`, langchain-ollama's `validate_model_on_init`)."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 def _zero(keep_alive: Any) -> bool:
     """Whether `keep_alive` is ollama's zero duration: 0, "0", "0s", "0m", ..."""
     if isinstance(keep_alive, str):
@@ -299,9 +306,9 @@ def register_ollama(app: FastAPI, served) -> None:
     auth = [Depends(served.auth)]
 
     def backend_for(name: str | None):
-        """The model named, as ollama names it too: `NAME:latest` is NAME."""
-        if name and name not in served.backends and name.endswith(":latest") and name[: -len(":latest")] in served.backends:
-            name = name[: -len(":latest")]
+        """The model named, as ollama names it too: `NAME:latest` is NAME, and NAME is `NAME:latest`."""
+        if name and name not in served.backends:
+            name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in served.backends), name)
         return served.backend_for(name)
 
     def listed(backend) -> dict:
@@ -316,7 +323,7 @@ def register_ollama(app: FastAPI, served) -> None:
         }
         size = model.get_memory_footprint() if hasattr(model, "get_memory_footprint") else 0
         digest = hashlib.sha256(f"{backend.name}\0{getattr(engine, 'variant', '')}".encode()).hexdigest()
-        return {"name": backend.name, "model": backend.name, "modified_at": _time(backend.created), "size": size, "digest": digest, "details": details}
+        return {"name": _tagged(backend.name), "model": _tagged(backend.name), "modified_at": _time(backend.created), "size": size, "digest": digest, "details": details}
 
     def shown(backend) -> dict:
         item = listed(backend)
@@ -465,7 +472,7 @@ def register_ollama(app: FastAPI, served) -> None:
         name = data.get("model") or data.get("name")  # `name`: ollama's older field
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
-        if name not in served.backends and name.removesuffix(":latest") not in served.backends:
+        if not any(n in served.backends for n in (name, name.removesuffix(":latest"), f"{name}:latest")):
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
                                 f"download it with `aigc models pull {name}` (an aigc alias or a Hugging Face id) and restart the server with it: `aigc serve -m {name}`")
         if data.get("stream") is False:

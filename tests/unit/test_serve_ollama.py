@@ -95,12 +95,12 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     assert tuple(map(int, OLLAMA_VERSION.split("."))) >= (0, 6, 4)  # what VS Code Copilot's ollama provider asks of a server
     served = [m["id"] for m in ok(server, "/v1/models")["data"]]
     tags = ok(server, "/api/tags")["models"]
-    assert [m["name"] for m in tags] == [m["model"] for m in tags] == served
+    assert [m["name"] for m in tags] == [m["model"] for m in tags] == [f"{name}:latest" for name in served]  # ollama's form: NAME:TAG
     (tag,) = tags
     assert tag["size"] > 0 and len(tag["digest"]) == 64 and tag["modified_at"].endswith("Z")
     assert tag["details"]["family"] == server["backend"].engine.model.config.model_type
     (loaded,) = ok(server, "/api/ps")["models"]
-    assert loaded["name"] == server["model"] and loaded["digest"] == tag["digest"] and loaded["context_length"] == server["backend"].batched.context_length
+    assert loaded["name"] == loaded["model"] == tag["name"] and loaded["digest"] == tag["digest"] and loaded["context_length"] == server["backend"].batched.context_length
     shown = ok(server, "/api/show", {"model": server["model"]})
     assert shown["details"] == tag["details"] and shown["template"] == server["backend"].engine.tokenizer.chat_template
     assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
@@ -110,6 +110,28 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     for path, key in (("/", None), ("/api/version", None), ("/api/tags", KEY)):  # ollama's CLI checks the server is up with HEAD /, healthchecks with the others
         status, kind, text = call(server, path, method="HEAD", key=key)
         assert status == 200 and text == "", path
+
+
+def test_a_model_listed_as_name_latest_answers_to_both_spellings(server):
+    """ollama lists NAME:latest, and clients check names against the list as langchain-ollama does
+    (`validate_model_on_init`: equal, or the listed one starts with "NAME:"): both spellings pass, and both are served."""
+    listed = [m["model"] for m in ok(server, "/api/tags")["models"]]
+    for asked in (server["model"], server["model"] + ":latest"):
+        assert any(asked == m or m.startswith(f"{asked}:") for m in listed), asked
+        assert ok(server, "/api/generate", {"model": asked, "prompt": "x", "stream": False, "options": {"num_predict": 1}})["done"] is True
+
+
+def test_a_name_served_with_its_tag_answers_to_the_bare_name_too(server):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    tagged = dataclasses.replace(server["backend"], name="tiny:latest")
+    web = TestClient(create_app({"tiny:latest": tagged}, ServeSettings()), base_url="http://127.0.0.1:8000")  # no lifespan: the schedulers stay
+    assert [m["name"] for m in web.get("/api/tags").json()["models"]] == ["tiny:latest"]  # tagged already: as it is
+    assert web.post("/api/show", json={"model": "tiny"}).status_code == 200  # ollama's bare name is NAME:latest
 
 
 def test_generate_streams_json_lines_that_end_with_the_counts_and_the_openai_routes_text(server):
