@@ -9,7 +9,8 @@ with its own request fields and answer shape (`responses.py`); a chat request wi
 answered with calls (`tools.py`); ollama's native API (`/api/*`) is chat and text completions with
 its own request fields and answer shapes (`ollama_api.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
-`BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
+`BadRequestError`), bad key 401 (a wrong one on the routes that need none too: `/health`, `/version`,
+`/metrics`, ollama's `/` and `/api/version`), unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for local pages (`LOCAL_ORIGINS`, ollama's default) and the
 origins `--cors-origin` names, and a request from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
 while the server listens on a loopback address (`HostCheck`).
@@ -374,13 +375,24 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             )
         return JSONResponse(error_for(request.url.path, message, code=code), status_code=exc.status_code, headers=exc.headers)  # a 405's Allow
 
+    def refuse_key() -> ApiError:
+        return ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
     async def auth(request: Request) -> None:
         if not settings.api_key:
             return
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-            raise ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            raise refuse_key()
+
+    async def no_wrong_key(request: Request) -> None:
+        """On the routes that need no key (health checks send none): a request that sends a wrong one is
+        refused all the same, so that a client's check of its settings fails on it rather than passing
+        (Open WebUI's "Verify connection" reads /api/version with the key it was given)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if settings.api_key and scheme.lower() == "bearer" and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            raise refuse_key()
 
     async def body(request: Request, model: type[BaseModel]):
         return validated(model, await parsed(request))
@@ -590,7 +602,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return Response(status_code=499)  # nobody reads it: the client is gone
         return reply.whole(*collected)
 
-    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some uptime checks send
+    keyless = [Depends(no_wrong_key)]
+
+    @app.api_route("/health", methods=["GET", "HEAD"], dependencies=keyless)  # HEAD: what some uptime checks send
     async def health():
         return {
             "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",
@@ -600,13 +614,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             },
         }
 
-    @app.get("/version")
+    @app.get("/version", dependencies=keyless)
     async def version():
         from .. import __version__
 
         return {"version": __version__}
 
-    @app.get("/metrics", dependencies=[Depends(auth)] if settings.metrics_need_key else [])
+    @app.get("/metrics", dependencies=[Depends(auth)] if settings.metrics_need_key else keyless)
     async def metrics_text():
         """Prometheus' text format: `Metrics`' counters and histograms, and each model's scheduler now
         (under its first name where an alias of it is served too)."""
@@ -902,5 +916,6 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     register_ollama(app, SimpleNamespace(
         backends=backends, settings=settings, defaults=defaults, auth=auth, parsed=parsed, validated=validated, backend_for=backend_for,
         encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, embed=embed,
+        no_wrong_key=no_wrong_key,
     ))
     return app

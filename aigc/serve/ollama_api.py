@@ -303,7 +303,7 @@ MANAGED = {  # ollama's model-management routes but pull: (methods, what to do i
 
 def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
-    auth = [Depends(served.auth)]
+    auth, keyless = [Depends(served.auth)], [Depends(served.no_wrong_key)]
 
     def backend_for(name: str | None):
         """The model named, as ollama names it too: `NAME:latest` is NAME, and NAME is `NAME:latest`."""
@@ -369,11 +369,11 @@ def register_ollama(app: FastAPI, served) -> None:
         content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
         return {"model": backend.name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
 
-    @app.api_route("/", methods=["GET", "HEAD"])
+    @app.api_route("/", methods=["GET", "HEAD"], dependencies=keyless)
     async def running():
         return PlainTextResponse("Ollama is running")
 
-    @app.api_route("/api/version", methods=["GET", "HEAD"])
+    @app.api_route("/api/version", methods=["GET", "HEAD"], dependencies=keyless)
     async def version():
         return {"version": OLLAMA_VERSION}
 

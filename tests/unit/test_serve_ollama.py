@@ -304,6 +304,17 @@ def test_the_api_key_is_still_required(server, path, method):
     assert status == 401 and "API key" in json.loads(text)["error"]
 
 
+def test_a_wrong_key_is_refused_even_where_no_key_is_needed(server):
+    """Open WebUI's "Verify connection" reads /api/version with the key it was given: a wrong one fails
+    there, as it would on /api/tags next; none at all still gets the version (health checks send none)."""
+    for path in ("/", "/api/version", "/version", "/health", "/metrics"):
+        assert call(server, path, key="wrong")[0] == 401, path
+        assert call(server, path, key=None)[0] == call(server, path)[0] == 200, path
+    status, _, text = call(server, "/api/version", key="wrong")
+    assert "wrong API key" in json.loads(text)["error"]
+    assert call(server, "/api/version", key="wrong", method="HEAD")[0] == 401
+
+
 def _quit(path, streamed):
     """What `RequestIds` sends for a request on `path` the server quits on (an ndjson stream begun, or not)."""
     import asyncio
