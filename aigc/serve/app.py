@@ -664,11 +664,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         """A chat answer that may call a tool (`tools.py`): decoded under the call's schema where a call
         must be made, else freely, and again under it where an answer opens a call that is not valid.
         A free answer is streamed as it is decoded (`stream_tools`); any other is decoded whole, then
-        sent as one body or as a stream's events (`reply.called`)."""
+        sent as one body or as a stream's events (`reply.called`). An answer held to a format (ollama's
+        `format` with tools: `params.json_schema`) is decoded once under it, and is a call only where it is one as it stands."""
         from .tools import starts_call
 
         held = dataclasses.replace(params, json_schema=toolset.call_schema())
-        if req.stream and not toolset.forced:
+        free = not toolset.forced and params.json_schema is None
+        if req.stream and free:
             job, events = submit(request, backend, reply, [ids] * params.n, params)
             streamed = stream_tools(request, reply, backend, ids, held, toolset, job, events)
             return event_stream(streamed, reply.media_type)
@@ -676,7 +678,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if collected is None:
             return Response(status_code=499)
         completions, logprobs = list(collected[0]), collected[1] and list(collected[1])
-        again = [i for i, c in enumerate(completions) if not toolset.forced and starts_call(c.text) and toolset.parse(c.text) is None]
+        again = [i for i, c in enumerate(completions) if free and starts_call(c.text) and toolset.parse(c.text) is None]
         if again:
             redone = await collect(*submit(request, backend, reply, [ids] * len(again), dataclasses.replace(held, n=len(again))), request)
             if redone is None:

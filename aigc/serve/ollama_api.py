@@ -7,7 +7,8 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 `NAME:latest` (a name with a tag as it is), and a request may name it either way. A `seed` below 0 is none (ollama's -1: random);
 whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
 (`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
-`continue_final_message`), as ollama does. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
+`continue_final_message`), as ollama does. `tools` with a `format` are listed in the prompt and the answer is held to
+the format, as ollama does it: a call only where the formatted text is one. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
 does, in ollama's place for them. Options ollama has and this server does
 not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
@@ -425,7 +426,7 @@ def register_ollama(app: FastAPI, served) -> None:
         if not given.messages:
             return loaded(backend, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
-        toolset = Toolset.of(req.tools, None, req.response_format)
+        toolset = Toolset.of(req.tools, None)  # with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
         ids = await chat_prompt(backend, req, toolset, window)
         fitted(req, len(ids), backend, window)

@@ -217,6 +217,39 @@ def test_tool_calls_are_answered_in_ollamas_shape_and_go_back_in_it(server, monk
     assert ok(server, "/api/chat", {**body, "messages": history, "stream": False})["done"] is True
 
 
+def test_tools_with_a_format_answer_in_the_format_as_ollama_does(server, monkeypatch):
+    """ollama lists the tools in the prompt and holds the answer to `format`; the answer is a call
+    only where the formatted text is one, and is never decoded again under the calls' schema."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    body = {"messages": [{"role": "user", "content": "JSON"}], "tools": tools, "format": schema, "options": {"num_predict": 30, "seed": 1}}
+    whole = ok(server, "/api/chat", {**body, "stream": False})
+    assert whole["done_reason"] == "stop" and list(json.loads(whole["message"]["content"])) == ["ok"] and "tool_calls" not in whole["message"]
+    streamed = lines(server, "/api/chat", body)
+    assert "".join(line["message"]["content"] for line in streamed) == whole["message"]["content"] and streamed[-1]["done"] is True
+    plain = ok(server, "/api/chat", {**body, "tools": None, "stream": False})  # the tools are in the prompt: another prompt
+    assert whole["prompt_eval_count"] > plain["prompt_eval_count"]
+
+    held = []
+
+    def submit(job):  # the model's answer under the format: a call, or JSON that starts as one (a "name" field) but is none
+        held.append(job.params.json_schema)
+        text = answers.pop(0)
+        job.send(("piece", 0, text, None))
+        job.send(("end", 0, "stop"))
+        job.send(("done", [Completion(text, len(job.rows[0]), 1, "stop")], None))
+
+    monkeypatch.setattr(server["backend"].scheduler, "submit", submit)
+    no_call = '{"name": "Oslo", "ok": true}'
+    answers = ['{"name": "get_weather", "arguments": {"city": "Oslo"}}', no_call, no_call]
+    called = ok(server, "/api/chat", {**body, "format": "json", "stream": False})
+    assert called["message"]["tool_calls"] == [{"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}}]
+    named = {"type": "object", "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"}}}
+    assert ok(server, "/api/chat", {**body, "format": named, "stream": False})["message"] == {"role": "assistant", "content": no_call}
+    assert "".join(line["message"]["content"] for line in lines(server, "/api/chat", {**body, "format": named})) == no_call
+    assert held == [{"type": "object"}, named, named]  # each held to its format, once (never to the calls' schema)
+
+
 def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     vectors = [d["embedding"] for d in ok(server, "/v1/embeddings", {"input": ["a cat", "a dog"]})["data"]]
     embedded = ok(server, "/api/embed", {"model": server["model"], "input": ["a cat", "a dog"]})
