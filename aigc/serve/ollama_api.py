@@ -16,8 +16,9 @@ what the served models cannot read (images) and the generate fields with no coun
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
-(as on `/v1/embeddings` and the older `/api/embeddings`). `GET /` answers "Ollama is running", which
-ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on.
+(as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
+(`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
+ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong one (a client checking its settings).
 `/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
@@ -42,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from .api_errors import ApiError
 from .logprobs import MAX_TOP, chat_shape
 from .replies import event_stream
-from .request_bodies import ChatRequest, CompletionRequest, EmbeddingRequest
+from .request_bodies import MAX_EMBED_INPUTS, ChatRequest, CompletionRequest, EmbeddingRequest
 
 OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
@@ -51,6 +52,7 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
 WHOLE = ("num_predict", "seed", "top_k", "num_ctx")  # options that are whole numbers: 8.0 is 8, as ollama reads JSON numbers into them
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
+EMBED_SLICE = 256  # /api/embed texts embedded, then written out, at a time: a request may hold any number (ollama's take no limit), the server one slice's vectors
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
 
@@ -203,6 +205,10 @@ def _tagged(name: str) -> str:
     """A served model's name as ollama lists one, with its tag: `NAME:latest` where it has none (clients
     match their model against the list as `NAME` or `NAME:TAG`, langchain-ollama's `validate_model_on_init`)."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -447,14 +453,43 @@ def register_ollama(app: FastAPI, served) -> None:
 
     @app.post("/api/embed", dependencies=auth)
     async def embed(request: Request):
+        """ollama's embeddings: any number of texts, as ollama takes them; more than `EMBED_SLICE` are embedded
+        a slice at a time and written out as they come (the first before the answer starts, so that its
+        errors are statuses), so that the server holds one slice's vectors. With `truncate: false` (an
+        over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
-        backend, vectors, tokens = await embedded(request, given.input, given.model, given.truncate is not False)
-        if given.dimensions is not None:
-            vectors = _shortened(vectors, given.dimensions)
-        return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
+        backend, truncate = backend_for(given.model), given.truncate is not False
+        texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None if truncate else MAX_EMBED_INPUTS)
+
+        async def sliced(start: int) -> tuple[list[list[float]], int] | None:
+            found = await served.embed(request, backend, texts[start : start + EMBED_SLICE], truncate)
+            if found is None or given.dimensions is None:
+                return found
+            return _shortened(found[0], given.dimensions), found[1]
+
+        first = await sliced(0)
+        if first is None:
+            raise ApiError(499, "the client went away")
+        head = {"model": backend.name, "embeddings": first[0]}
+        if len(texts) <= EMBED_SLICE:
+            return {**head, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": first[1]}
+
+        async def written():
+            vectors, tokens = first
+            yield _json(head)[:-2]  # up to the vectors' closing "]}"
+            for start in range(EMBED_SLICE, len(texts), EMBED_SLICE):
+                found = await sliced(start)
+                if found is None:  # the client went away: nothing more to write
+                    return
+                yield "," + _json(found[0])[1:-1]
+                tokens += found[1]
+            request.state.prompt_tokens = tokens  # the request's, for its log line and /metrics
+            yield "]," + _json({"total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens})[1:]
+
+        return event_stream(written(), "application/json")
 
     @app.post("/api/embeddings", dependencies=auth)
     async def embeddings(request: Request):

@@ -354,7 +354,8 @@ class EmbeddingRequest(BaseModel):
 
     _nulls = field_validator("encoding_format", mode="before")(_null_is_the_default)
 
-    def texts(self) -> list[str]:
+    def texts(self, most: int | None = MAX_EMBED_INPUTS) -> list[str]:
+        """The texts to embed, checked; at most `most` of them (None: any number, as ollama's `/api/embed`)."""
         texts = [self.input] if isinstance(self.input, str) else self.input
         if not texts:
             raise ApiError(400, "input must be a text or a non-empty list of texts", param="input", code="invalid_value")
@@ -362,8 +363,8 @@ class EmbeddingRequest(BaseModel):
             raise ApiError(
                 400, "input: token ids are not supported; send text, e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False)", param="input", code="unsupported"
             )
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} per request", param="input", code="invalid_value")
+        if most is not None and len(texts) > most:
+            raise ApiError(400, f"input holds {len(texts)} texts; at most {most} per request", param="input", code="invalid_value")
         blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
         if blank is not None:  # named, as a client sends a table's rows 100 at a time
             where = "input" if isinstance(self.input, str) else f"input.{blank}"

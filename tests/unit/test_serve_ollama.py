@@ -262,6 +262,30 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
+def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_at_a_time(server, monkeypatch):
+    """OpenAI's 2048 texts a request are no limit on /api/embed (ollama has none): more are embedded a slice
+    at a time and written out as they come, the same vectors as in one go."""
+    from aigc.serve import ollama_api
+
+    texts = [str(i % 5) for i in range(2049)]
+    many = ok(server, "/api/embed", {"input": texts, "dimensions": 8})
+    (alone,) = ok(server, "/api/embed", {"input": "3", "dimensions": 8})["embeddings"]
+    assert len(many["embeddings"]) == 2049 and many["embeddings"][3] == many["embeddings"][2048] == pytest.approx(alone, abs=1e-4)
+    assert many["prompt_eval_count"] == 2049 * ok(server, "/api/embed", {"input": "3"})["prompt_eval_count"]
+    status, _, text = call(server, "/v1/embeddings", {"input": texts})
+    assert status == 400 and "at most 2048" in text  # OpenAI's rule stays OpenAI's
+    monkeypatch.setattr(ollama_api, "EMBED_SLICE", 2)
+    few = ["a cat", "a dog", "a bird", "a fish", "a cow"]
+    sliced = ok(server, "/api/embed", {"model": server["model"], "input": few})
+    whole = ok(server, "/v1/embeddings", {"input": few})
+    assert len(sliced["embeddings"]) == 5 and sliced["model"] == server["model"]
+    for got, expected in zip(sliced["embeddings"], whole["data"]):
+        assert got == pytest.approx(expected["embedding"], abs=1e-4)
+    assert sliced["prompt_eval_count"] == whole["usage"]["prompt_tokens"] and sliced["total_duration"] > 0 and sliced["load_duration"] == 0
+    assert "at most 2048" in error(server, "/api/embed", {"input": texts, "truncate": False}, 400)  # an over-long text's 400 must come before the answer
+    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
+
+
 def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false(server):
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     dog = ok(server, "/api/embed", {"input": "a dog"})
