@@ -456,16 +456,17 @@ def register_ollama(app: FastAPI, served) -> None:
         """ollama's embeddings: any number of texts, as ollama takes them; more than `EMBED_SLICE` are embedded
         a slice at a time and written out as they come (the first before the answer starts, so that its
         errors are statuses), so that the server holds one slice's vectors. With `truncate: false` (an
-        over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number."""
+        over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
         backend, truncate = backend_for(given.model), given.truncate is not False
         texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None if truncate else MAX_EMBED_INPUTS)
+        size = EMBED_SLICE if truncate else len(texts)
 
         async def sliced(start: int) -> tuple[list[list[float]], int] | None:
-            found = await served.embed(request, backend, texts[start : start + EMBED_SLICE], truncate)
+            found = await served.embed(request, backend, texts[start : start + size], truncate)
             if found is None or given.dimensions is None:
                 return found
             return _shortened(found[0], given.dimensions), found[1]
@@ -474,13 +475,13 @@ def register_ollama(app: FastAPI, served) -> None:
         if first is None:
             raise ApiError(499, "the client went away")
         head = {"model": backend.name, "embeddings": first[0]}
-        if len(texts) <= EMBED_SLICE:
+        if len(texts) <= size:
             return {**head, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": first[1]}
 
         async def written():
-            vectors, tokens = first
+            tokens = first[1]
             yield _json(head)[:-2]  # up to the vectors' closing "]}"
-            for start in range(EMBED_SLICE, len(texts), EMBED_SLICE):
+            for start in range(size, len(texts), size):
                 found = await sliced(start)
                 if found is None:  # the client went away: nothing more to write
                     return

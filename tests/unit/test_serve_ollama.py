@@ -284,6 +284,8 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
     assert sliced["prompt_eval_count"] == whole["usage"]["prompt_tokens"] and sliced["total_duration"] > 0 and sliced["load_duration"] == 0
     assert "at most 2048" in error(server, "/api/embed", {"input": texts, "truncate": False}, 400)  # an over-long text's 400 must come before the answer
     assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
+    long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
+    assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
 
 
 def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false(server):
