@@ -2435,6 +2435,8 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     view.cancel()
     with pytest.raises(RequestCancelled):
         view.embed(["more"])
+    with pytest.raises(RequestCancelled):  # nor is a later text cut to the context
+        view.fitted("more " * 600)
     status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
