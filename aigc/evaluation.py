@@ -159,9 +159,11 @@ def checked_labels(opts, rows: list[tuple[str, Any]]) -> list[str]:
     unknown = sorted({name for name in names if name not in labels})
     if unknown:
         numbers = numbered(names)
+        names_of = json.dumps(labels, ensure_ascii=False)
+        program = f"map({names_of}[tonumber])" if opts.multi_label else f"{names_of}[.]"  # a list's numbers are strings
         hint = (
             f"; its labels are numbers: give each its name, as {option('labels', json.dumps(','.join(f'{n}={name}' for n, name in zip(numbers, labels if len(labels) == len(numbers) else ['NAME'] * len(numbers))), ensure_ascii=False))} does, "
-            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)"
+            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {program}'` does (the names in the order of the numbers)"
         ) if numbers else ""
         raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}{case_hint(unknown, labels)}")
     return labels

@@ -549,6 +549,11 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
         """Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: give each its name, as --labels "0=negative,1=positive" does, """
         """or put the names in the data, for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
     ])
+    (tmp_path / "sets.jsonl").write_text('{"text": "goal", "label": ["0", "1"]}\n{"text": "vote", "label": ["1"]}\n{"text": "rain", "label": []}\n')
+    assert bad("eval", "classify", str(tmp_path / "sets.jsonl"), "--multi-label", "-l", "sports,politics", "-m", unloadable) == (2, [
+        """Error: the data uses labels '0', '1', not among sports, politics; its labels are numbers: give each its name, as --labels "0=sports,1=politics" does, """
+        """or put the names in the data, for a .jsonl as `jq -c '.label |= map(["sports", "politics"][tonumber])'` does (the names in the order of the numbers)"""
+    ])  # a list's numbers are strings: `["sports", "politics"][.]` made every list empty
     warned = f"""Warning: the labels of {tmp_path / 'numbers.jsonl'} are numbers (0, 1), so they are scored as the words '0', '1'; give each its name, as -l "0=negative,1=positive" does"""
     code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-m", unloadable)
     assert lines[0] == warned and code != 0  # said before the model loads
