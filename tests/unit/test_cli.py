@@ -631,6 +631,12 @@ def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny
     (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "--multi-label", "-m", unloadable) == (2, [f"Error: {tmp_path / 'none.tsv'} gives no text a label; list the labels with --labels"])
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "-m", unloadable)[1] == [f"Error: {tmp_path / 'none.tsv'}:1: the label is empty; give text<TAB>label"]
+    (tmp_path / "spam.tsv").write_text("buy now\tspam\nhello mum\t\n")
+    assert bad("eval", "classify", str(tmp_path / "spam.tsv"), "--multi-label", "-m", unloadable) == (2, [
+        f"Error: {tmp_path / 'spam.tsv'}: texts carry only the label 'spam'; a multi-label evaluation needs two labels or more: list them with --labels (to ask whether one applies, give it and its opposite: spam,other)"
+    ])  # it said the file held texts of 'spam' only, and to list it with --labels, which one label cannot be
+    code, lines = bad("eval", "classify", str(tmp_path / "spam.tsv"), "--multi-label", "-l", "spam,other", "-m", unloadable)
+    assert lines[0] == f"Warning: {tmp_path / 'spam.tsv'} has no texts of the label 'other'; macro-F1 counts it as 0", lines  # the advice taken: on to the model
 
 
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):
