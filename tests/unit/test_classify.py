@@ -197,6 +197,15 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
         load_examples(wide)
 
 
+def test_unlabelled_takes_an_empty_label_as_no_label_in_pairs_as_in_files(tmp_path):
+    pairs = [("nice weather", ""), ("goal", "sports"), ("vote", [])]
+    assert load_examples(pairs, unlabelled=True) == [("nice weather", []), ("goal", ["sports"]), ("vote", [])]
+    (tmp_path / "ex.tsv").write_text("nice weather\t\ngoal\tsports\n")
+    assert load_examples(tmp_path / "ex.tsv", unlabelled=True) == [("nice weather", []), ("goal", ["sports"])]
+    with pytest.raises(BadInputError, match="example 0: the label is empty"):
+        load_examples(pairs)
+
+
 @pytest.mark.parametrize("header", ["label\ttext", "Sentiment\treview"])
 def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_path, header):
     path = tmp_path / "ex.tsv"
