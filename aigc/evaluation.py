@@ -225,6 +225,8 @@ def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str,
     """
     from .generators.classify_examples import kept_zero_shot
 
+    if not rows:  # else a report of zeros, or with one label per text a ZeroDivisionError
+        raise BadInputError("there are no labelled texts to evaluate; give one (text, label) row at least")
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
     labels = checked_labels(opts, rows)
@@ -251,8 +253,8 @@ def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str,
         "examples": len(rows),
         "labels": labels,
         "examples_per_second": len(rows) / seconds if seconds else 0.0,
-        "method": results[-1]["method"] if results else "",
-        "calibration": results[-1]["calibration"] if results else "",
+        "method": results[-1]["method"],
+        "calibration": results[-1]["calibration"],
         "examples_read": len(opts.examples or ()),
         "method_reason": kept_zero_shot(model, opts) if model else "",
     }

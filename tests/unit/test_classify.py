@@ -467,6 +467,15 @@ def test_the_label_priors_measured_with_demonstrations_are_kept_for_the_last_tex
     assert classify.classify_many(texts, examples=EXAMPLES, method="demos") == first  # those dropped are measured again, alike
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_eval_of_no_rows_is_refused_with_one_label_per_text_or_many(multi_label):
+    from aigc.evaluation import evaluate_classify
+    from aigc.generators.base import get_generator
+
+    with pytest.raises(BadInputError, match=r"^there are no labelled texts to evaluate; give one \(text, label\) row at least$"):
+        evaluate_classify(get_generator("classify", engine=FakeEngine()), [], {"labels": "a,b", "multi_label": multi_label})
+
+
 def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     from aigc.evaluation import evaluate_classify
 
