@@ -117,17 +117,19 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
     return found if multi_label else [(text, names[0]) for text, names in found]
 
 
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of these counts, 0 where undefined (as scikit-learn's `zero_division=0`)."""
+    return (tp / (tp + fp), tp / (tp + fn), 2 * tp / (2 * tp + fp + fn)) if tp else (0.0, 0.0, 0.0)
+
+
 def per_label(confusion: list[list[int]]) -> dict[str, list]:
-    """Each label's precision, recall, F1 and support (its true texts), 0 where undefined (as
-    scikit-learn's `zero_division=0`)."""
+    """Each label's precision, recall, F1 (`prf`) and support (its true texts)."""
     found: dict[str, list] = {"precision": [], "recall": [], "f1": [], "support": []}
     for k in range(len(confusion)):
         tp = confusion[k][k]
-        predicted = sum(row[k] for row in confusion)
         support = sum(confusion[k])
-        found["precision"].append(tp / predicted if tp else 0.0)
-        found["recall"].append(tp / support if tp else 0.0)
-        found["f1"].append(2 * tp / (predicted + support) if tp else 0.0)
+        for name, figure in zip(("precision", "recall", "f1"), prf(tp, sum(row[k] for row in confusion) - tp, support - tp)):
+            found[name].append(figure)
         found["support"].append(support)
     return found
 
@@ -196,9 +198,8 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
             counts[name][2] += 1
         hits = len(true & guess)
         samples = [total + figure for total, figure in zip(samples, (ratio(hits, len(guess)), ratio(hits, len(true)), ratio(2 * hits, len(true) + len(guess))))]
-    precision = {name: ratio(tp, tp + fp) for name, (tp, fp, _) in counts.items()}
-    recall = {name: ratio(tp, tp + fn) for name, (tp, _, fn) in counts.items()}
-    f1 = {name: ratio(2 * tp, 2 * tp + fp + fn) for name, (tp, fp, fn) in counts.items()}
+    figures = {name: prf(*counted) for name, counted in counts.items()}
+    precision, recall, f1 = ({name: found[k] for name, found in figures.items()} for k in range(3))
     support = {name: tp + fn for name, (tp, _, fn) in counts.items()}
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     found: dict[str, Any] = {

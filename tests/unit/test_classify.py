@@ -850,6 +850,14 @@ def test_multi_label_scores_follow_scikit_learns_definitions():
     assert found["weighted_f1"] == pytest.approx((1 + 2 * 2 / 3 + 2 / 3) / 4) and found["weighted_recall"] == pytest.approx(3 / 4)
     assert (found["samples_precision"], found["samples_recall"], found["samples_f1"]) == pytest.approx((2.5 / 4, 2.5 / 4, (2 / 3 + 2 / 3 + 1) / 4))
     assert found["subset_accuracy"] == 0.5 and found["hamming_loss"] == pytest.approx(2 / 12)
+    # d: never true, predicted once (fp 1); e: never true nor predicted: every figure 0, as zero_division=0
+    found = multi_label_scores(["a", "d", "e"], [["a"], []], [["a", "d"], []])
+    assert found["per_label_precision"] == {"a": 1.0, "d": 0.0, "e": 0.0} and found["per_label_recall"] == found["per_label_f1"] == {"a": 1.0, "d": 0.0, "e": 0.0}
+    assert found["per_label_support"] == {"a": 1, "d": 0, "e": 0} and found["per_label_confusion"]["d"] == [[1, 1], [0, 0]]
+    assert (found["micro_precision"], found["micro_recall"], found["macro_f1"], found["weighted_f1"]) == pytest.approx((0.5, 1.0, 1 / 3, 1.0))
+    assert (found["samples_precision"], found["samples_recall"], found["samples_f1"]) == pytest.approx((0.25, 0.5, 1 / 3))
+    empty = multi_label_scores(["a", "b"], [[], []], [[], []])
+    assert empty["micro_f1"] == empty["macro_f1"] == empty["weighted_f1"] == empty["samples_f1"] == 0.0 and empty["subset_accuracy"] == 1.0
 
 
 def test_eval_multi_label_counts_each_texts_label_set_at_the_threshold(classify):
