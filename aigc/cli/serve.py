@@ -131,6 +131,8 @@ def serve(
         if value < 0:
             raise BadInputError(f"{given_as(ctx, name)} must be 0 or more, got {value}")
     if api_key is None and api_key_env is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):  # not echoed: it may be the key itself
+            raise BadInputError(f"{given_as(ctx, 'api_key_env')} takes the name of the environment variable that holds the API key (such as MY_SERVE_KEY), not the key; or give the key with --api-key")
         api_key = os.environ.get(api_key_env, "")
         if not api_key.strip():  # else a typo in the name would serve with no key at all
             raise BadInputError(f"{given_as(ctx, 'api_key_env')} names {api_key_env}, which is not set or empty; set {api_key_env} to the API key, or give --api-key")
@@ -138,7 +140,7 @@ def serve(
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
     if metrics_need_key and api_key is None:  # else /metrics would be open to anyone, with no word
-        raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
+        raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY, or name the variable that holds it with api_key_env), or drop it")
     for origin in cors_origin or ():
         if origin not in ("*", "null") and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+", origin):  # a browser's Origin header never has a path
             raise BadInputError(

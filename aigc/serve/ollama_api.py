@@ -510,8 +510,9 @@ def register_ollama(app: FastAPI, served) -> None:
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
         if not any(n in served.backends for n in (name, name.removesuffix(":latest"), f"{name}:latest")):
+            named = "MODEL" if ":" in name else name  # an ollama tag (llama3.2:3b) is no aigc alias nor Hugging Face id
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
-                                f"download it with `aigc models pull {name}` (an aigc alias or a Hugging Face id) and restart the server with it: `aigc serve -m {name}`")
+                                f"download it with `aigc models pull {named}` ({named}: an aigc alias or a Hugging Face id) and add `-m {named}` to the server's models when it starts again")
         if data.get("stream") is False:
             return {"status": "success"}
         return event_stream(iter([json.dumps({"status": "success"}) + "\n"]), OllamaReply.media_type)

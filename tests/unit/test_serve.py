@@ -2439,6 +2439,8 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     view.cancel()
     with pytest.raises(RequestCancelled):
         view.embed(["more"])
+    with pytest.raises(RequestCancelled):  # nor is a later text cut to the context
+        view.fitted("more " * 600)
     status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
@@ -3292,7 +3294,7 @@ def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
 
 def test_metrics_need_key_without_a_key_is_refused(monkeypatch):
     result, seen = serve_with_table(monkeypatch, "", ["--metrics-need-key"])
-    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --metrics-need-key asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
+    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --metrics-need-key asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY, or name the variable that holds it with api_key_env), or drop it")
     result, seen = serve_with_table(monkeypatch, TABLE)
     assert result.exit_code == 2 and "metrics_need_key in [serve] of " in result.stderr and "settings" not in seen
 
@@ -3323,6 +3325,13 @@ def test_api_key_env_naming_an_unset_or_empty_variable_is_an_error_at_start(monk
     where = f"api_key_env in [serve] of {config.settings_file()}"
     assert (result.exit_code, result.stderr.strip()) == (2, f"Error: {where} names MY_SERVE_KEY, which is not set or empty; set MY_SERVE_KEY to the API key, or give --api-key")
     assert "settings" not in seen
+
+
+@pytest.mark.parametrize("name", ["", "sk-abc123secret", "MY KEY"])
+def test_api_key_env_given_what_is_no_variable_name_is_refused_without_echoing_it(monkeypatch, name):
+    result, seen = serve_with_table(monkeypatch, "", ["--api-key-env", name], env={"AIGC_API_KEY": None})
+    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --api-key-env takes the name of the environment variable that holds the API key (such as MY_SERVE_KEY), not the key; or give the key with --api-key")
+    assert "settings" not in seen  # it printed the value given, perhaps the key itself, into the log
 
 
 @pytest.mark.parametrize(

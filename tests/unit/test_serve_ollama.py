@@ -309,7 +309,9 @@ def test_pull_of_a_served_model_succeeds_as_ollamas_and_of_another_says_how_aigc
     assert lines(server, "/api/pull", {"model": server["model"]}) == [{"status": "success"}]  # streamed by default
     assert ok(server, "/api/pull", {"name": server["model"] + ":latest", "stream": False}) == {"status": "success"}
     words = error(server, "/api/pull", {"model": "llama3.2"}, 404)
-    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "aigc serve -m llama3.2" in words
+    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "add `-m llama3.2` to the server's models" in words  # not `aigc serve -m`, which drops the others
+    words = error(server, "/api/pull", {"model": "llama3.2:3b"}, 404)
+    assert "`aigc models pull MODEL` (MODEL: an aigc alias or a Hugging Face id)" in words and "3b`" not in words  # an ollama tag is neither
     assert "model is required" in error(server, "/api/pull", {}, 400)
 
 
