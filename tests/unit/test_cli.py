@@ -2989,9 +2989,23 @@ def test_examples_read_label_first_are_said_so_in_a_note_that_q_hides(tmp_path):
     examples.write_text("pos\tI loved this film so much\nneg\tawful boring plot and acting\npos\twonderful cast, great story\nneg\tterrible waste of my time\n")
     result = invoke("classify", "great film", "--examples", str(examples), "-m", "echo")
     assert result.exit_code == 0 and result.stdout.split("\t")[0] in ("pos", "neg"), result.output
-    assert result.stderr.splitlines() == [f"read {examples} as label<TAB>text (its first column holds the labels)"]
+    assert result.stderr.splitlines()[0] == f"read {examples} as label<TAB>text (its first column holds the labels)"
     quiet = invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize("lines", [(), ("--lines",)])
+def test_classify_says_why_auto_kept_zero_shot_on_few_examples_in_a_note_and_in_json(tmp_path, lines):
+    examples = tmp_path / "ex.tsv"
+    examples.write_text("I loved this film so much\tpos\nawful boring plot and acting\tneg\nwonderful cast, great story\tpos\nterrible waste of my time\tneg\n")
+    why = "fewer than 8 examples, too few to show a probe does better"
+    result = invoke("classify", "-", "--examples", str(examples), "-m", "echo", "--json", *lines, input="great film\n")
+    assert result.exit_code == 0 and result.stderr.splitlines() == [f"--method auto kept zero-shot: {why}"], result.output
+    record = json.loads(result.stdout)
+    assert record["method"] == "zero-shot" and record["method_reason"] == why
+    assert invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q").stderr == ""
+    plain = invoke("classify", "great film", "-l", "pos,neg", "-m", "echo", "--json", *lines)
+    assert plain.stderr == "" and "method_reason" not in json.loads(plain.stdout)  # no examples: nothing was picked
 
 
 def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
