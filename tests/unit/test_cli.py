@@ -1006,8 +1006,8 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
-        (["chat", "-n", "hi"], "--n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
-        (["run", "chat", "-n", "-m", "echo"], "--n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
+        (["chat", "-n", "hi"], "-n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
+        (["run", "chat", "-n", "-m", "echo"], "-n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
         (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
@@ -1390,7 +1390,7 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
     assert data["choices"] == ["bees"] * 3 and data["finish_reasons"] == ["stop"] * 3
     assert invoke("run", "once", "--var", "input=bees", "--n", "2", "-m", "echo").stdout == "bees\n\n---\n\nbees\n"
     assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
-    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
+    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
     (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
     for logged in ([], ["--no-log"]):  # one-shot chat: several answers keep no conversation to go on from, said where -c would expect one
         chatted = invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--json", *logged)
@@ -1398,6 +1398,10 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
         assert ("start no conversation; aigc chat -c goes on from the one before" in chatted.stderr) == (not logged), chatted.stderr
     assert bad("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "-S", "talk") == (2, ["Error: -n 2 gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid"])
     assert invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"
+    assert invoke("chat", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"  # chat's greedy default samples for several, as run's
+    assert bad("chat", "bees", "-n", "2", "--temperature", "0", "-m", "echo", "--no-log") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
+    code, lines = bad("chat", "bees", "-n", "two", "-m", "echo")
+    assert code == 2 and lines[0].startswith("Error: -n must be a whole number, got 'two' ("), lines
     for task in (["template", "-O", "template=once"], ["chat"]):
         done = invoke("batch", *task, "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / f"{task[0]}.jsonl"), "-m", "echo", "--temperature", "1")
         assert done.exit_code == 0 and json.loads((tmp_path / f"{task[0]}.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
