@@ -3619,6 +3619,30 @@ def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replac
     assert sessions.exit_code == 0 and [row["name"] for row in json.loads(sessions.stdout_bytes.decode("utf-8"))] == ["caf\ufffd"]
 
 
+def test_repl_load_asks_before_it_replaces_a_named_sessions_turns_as_save_asks_before_it_replaces_a_file(tmp_path, monkeypatch, capsys):
+    from aigc import conversations
+    from aigc.cli.chat import _command
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    saved = tmp_path / "conv.json"
+    saved.write_text(json.dumps({"messages": [{"role": "user", "content": "Paris?"}, {"role": "assistant", "content": "No."}]}))
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    trip = conversations.session_path("trip")
+    trip.write_text(json.dumps({"messages": [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]}))
+    session = ChatSession(ChatGenerator(engine=FakeEngine()), path=trip)
+    for answer in ("n", ""):
+        repl_lines(monkeypatch, answer)
+        _command("/load", str(saved), session, [])
+        assert [m["content"] for m in session.messages] == ["Rome?", "Yes."] and "Rome?" in trip.read_text()
+        err = capsys.readouterr().err
+        assert f"session trip holds 1 earlier turn; replace it with {saved}? [y/N]" in err and f"(not loaded: session trip is kept as it was)" in err, err
+    repl_lines(monkeypatch, "y")
+    _command("/load", str(saved), session, [])
+    assert [m["content"] for m in session.messages] == ["Paris?", "No."] and "Paris?" in trip.read_text()
+    session.close()
+
+
 def test_repl_load_takes_a_session_name_and_says_what_it_takes_when_nothing_is_there(tmp_path, monkeypatch):
     from aigc import conversations
     from aigc.cli.chat import _command
