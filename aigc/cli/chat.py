@@ -313,7 +313,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
         while True:
             history.check()
             try:
-                with options_named(lambda name, value: None, commands=True):  # "temperature must be ...", as /set takes it; `aigc templates list` as the CLI spells it
+                with options_named(_set_command, commands=True):  # "temperature must be ...", as /set takes it; `aigc templates list` as the CLI spells it
                     if _turn(session, run, pending) == "exit":
                         break
             except EOFError:
@@ -324,6 +324,12 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
                 ui.info("(exit or Ctrl-D to leave)")
     finally:
         history.save()
+
+
+def _set_command(name: str, value: str | None) -> str | None:
+    """How the REPL names a setting given a value: the /set that gives it (`/set temperature 0.7`);
+    others as the library spells them (`temperature must be ...`)."""
+    return f"/set {name} {value}" if value is not None and name in TUNABLE else None
 
 
 class _History:

@@ -3043,6 +3043,18 @@ def test_repl_save_of_an_empty_conversation_writes_nothing(monkeypatch, capsys, 
     assert not target.exists() and "nothing to save yet" in capsys.readouterr().err
 
 
+def test_the_repl_says_to_raise_the_temperature_with_set_as_the_repl_takes_it(monkeypatch):
+    import types
+
+    import aigc.cli.chat as chat_cli
+
+    monkeypatch.setattr(chat_cli, "stdin_text", lambda: None)
+    monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True), stdout=sys.stdout, stderr=sys.stderr))
+    repl_lines(monkeypatch, "/set top_k 5", "hi", "exit")
+    err = invoke("chat", "-m", "echo", "--no-log").stderr
+    assert "Warning: top_k changes nothing here: the answer is greedy (temperature 0); give /set temperature 0.7 (or another above 0) to sample" in err, err
+
+
 def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
     from aigc.cli.chat import _turn
     from aigc.cli.options import RunOptions
