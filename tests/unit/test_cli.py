@@ -3400,6 +3400,19 @@ def test_a_malformed_remote_url_is_a_one_line_error_naming_the_form(model, words
         OpenAIEngine("http://[::1/v1")  # the engine made by the library, not through a model's name
 
 
+@pytest.mark.parametrize("table, words", [
+    ('[remotes.gpu]\nmodel = "llama"\n', 'has no url: add url = "http://HOST:PORT/v1" (an http or https URL)'),
+    ('[remotes.gpu]\nurl = 8000\n', 'needs url = "http://HOST:PORT/v1" (an http or https URL, in quotes; got 8000)'),
+])
+def test_a_remote_with_no_url_or_one_not_text_says_so_without_pythons_words(table, words):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(table)
+    code, lines = bad("chat", "hi", "-m", "remote:gpu")
+    assert code == 2 and lines == [f"Error: [remotes.gpu] in {config.settings_file()} {words}"], lines
+
+
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     from aigc import ui
     from aigc.cli.chat import _turn
