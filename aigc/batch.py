@@ -147,7 +147,7 @@ def run_batch(
         started = time.perf_counter()
         try:
             with open_stream(output) as sink:
-                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream or on_error == "stop", stop_at_error=on_error == "stop")
+                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop")
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
@@ -227,8 +227,9 @@ def run_rows(
 ) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
     threads run the rows concurrently and their model calls are merged into batches. A row the
-    generator raised on also carries the exception, as `"exception"`. `stop_at_error` (in input
-    order only): no row after a failed one is started, and the outcomes end with the first failed row's."""
+    generator raised on also carries the exception, as `"exception"`. `stop_at_error` (outcomes in
+    input order): rows are started in input order, none once a row has failed, and the outcomes end
+    with the first failed row's."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
@@ -237,7 +238,7 @@ def run_rows(
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order, named, stop_at_error)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error)
 
 
 def needs_model(rows: list[Row]) -> bool:
@@ -253,7 +254,7 @@ def check_concurrency(concurrency: int) -> None:
 def _outcomes(
     generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str, stop_at_error: bool = False,
 ) -> Iterator[tuple[Row, dict]]:
-    queue = _order(rows, field_name)
+    queue = rows if stop_at_error else _order(rows, field_name)  # sorted, a row after a failed one would have run before it
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
     ready = threading.Condition()

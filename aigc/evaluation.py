@@ -117,17 +117,19 @@ def read_labelled(path: str | Path, field: str | None = None, label_field: str |
     return found if multi_label else [(text, names[0]) for text, names in found]
 
 
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of these counts, 0 where undefined (as scikit-learn's `zero_division=0`)."""
+    return (tp / (tp + fp), tp / (tp + fn), 2 * tp / (2 * tp + fp + fn)) if tp else (0.0, 0.0, 0.0)
+
+
 def per_label(confusion: list[list[int]]) -> dict[str, list]:
-    """Each label's precision, recall, F1 and support (its true texts), 0 where undefined (as
-    scikit-learn's `zero_division=0`)."""
+    """Each label's precision, recall, F1 (`prf`) and support (its true texts)."""
     found: dict[str, list] = {"precision": [], "recall": [], "f1": [], "support": []}
     for k in range(len(confusion)):
         tp = confusion[k][k]
-        predicted = sum(row[k] for row in confusion)
         support = sum(confusion[k])
-        found["precision"].append(tp / predicted if tp else 0.0)
-        found["recall"].append(tp / support if tp else 0.0)
-        found["f1"].append(2 * tp / (predicted + support) if tp else 0.0)
+        for name, figure in zip(("precision", "recall", "f1"), prf(tp, sum(row[k] for row in confusion) - tp, support - tp)):
+            found[name].append(figure)
         found["support"].append(support)
     return found
 
@@ -159,9 +161,11 @@ def checked_labels(opts, rows: list[tuple[str, Any]]) -> list[str]:
     unknown = sorted({name for name in names if name not in labels})
     if unknown:
         numbers = numbered(names)
+        names_of = json.dumps(labels, ensure_ascii=False)
+        program = f"map({names_of}[tonumber])" if opts.multi_label else f"{names_of}[.]"  # a list's numbers are strings
         hint = (
             f"; its labels are numbers: give each its name, as {option('labels', json.dumps(','.join(f'{n}={name}' for n, name in zip(numbers, labels if len(labels) == len(numbers) else ['NAME'] * len(numbers))), ensure_ascii=False))} does, "
-            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {json.dumps(labels, ensure_ascii=False)}[.]'` does (the names in the order of the numbers)"
+            f"or put the names in the data, for a .jsonl as `jq -c '.label |= {program}'` does (the names in the order of the numbers)"
         ) if numbers else ""
         raise UnknownLabelError(f"the data uses label{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, not among {', '.join(labels)}{hint}{case_hint(unknown, labels)}")
     return labels
@@ -194,9 +198,8 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
             counts[name][2] += 1
         hits = len(true & guess)
         samples = [total + figure for total, figure in zip(samples, (ratio(hits, len(guess)), ratio(hits, len(true)), ratio(2 * hits, len(true) + len(guess))))]
-    precision = {name: ratio(tp, tp + fp) for name, (tp, fp, _) in counts.items()}
-    recall = {name: ratio(tp, tp + fn) for name, (tp, _, fn) in counts.items()}
-    f1 = {name: ratio(2 * tp, 2 * tp + fp + fn) for name, (tp, fp, fn) in counts.items()}
+    figures = {name: prf(*counted) for name, counted in counts.items()}
+    precision, recall, f1 = ({name: found[k] for name, found in figures.items()} for k in range(3))
     support = {name: tp + fn for name, (tp, _, fn) in counts.items()}
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     found: dict[str, Any] = {
@@ -223,6 +226,8 @@ def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str,
     """
     from .generators.classify_examples import kept_zero_shot
 
+    if not rows:  # else a report of zeros, or with one label per text a ZeroDivisionError
+        raise BadInputError("there are no labelled texts to evaluate; give one (text, label) row at least")
     progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
     labels = checked_labels(opts, rows)
@@ -249,8 +254,8 @@ def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str,
         "examples": len(rows),
         "labels": labels,
         "examples_per_second": len(rows) / seconds if seconds else 0.0,
-        "method": results[-1]["method"] if results else "",
-        "calibration": results[-1]["calibration"] if results else "",
+        "method": results[-1]["method"],
+        "calibration": results[-1]["calibration"],
         "examples_read": len(opts.examples or ()),
         "method_reason": kept_zero_shot(model, opts) if model else "",
     }

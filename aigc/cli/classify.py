@@ -34,6 +34,12 @@ def options(labels, multi_label, threshold, examples, aspect, kind, method, cali
     }
 
 
+def check_threshold(threshold: float | None, multi_label: bool) -> None:
+    """`--threshold` without `--multi-label` is a `BadInputError` (the library takes its default, 0.5, as left out)."""
+    if threshold is not None and not multi_label:
+        raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
+
+
 def json_record(result: dict, method_reason: str | None = None) -> dict:
     """What `--json` prints of a result: the label(s), the scores, and the method and calibration
     that made them, as `aigc batch classify` and the library give them; with --examples, why
@@ -94,8 +100,7 @@ def classify(
     texts = [t for _, t in numbered]
     if not texts:
         raise BadInputError("there is no text to classify")  # the text itself: an empty file or stdin is refused as read
-    if threshold is not None and not multi_label:
-        raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
+    check_threshold(threshold, multi_label)
     chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
         reason = {}
@@ -164,8 +169,7 @@ def eval_classify(
     from ..generators.classify import parse_label, parse_labels
 
     labels = joined(labels)
-    if threshold is not None and not multi_label:
-        raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
+    check_threshold(threshold, multi_label)
     if output:  # checked before the model loads
         output = output_target(output, reads={"data": data, "--examples": examples})
         if output is None:
@@ -175,6 +179,11 @@ def eval_classify(
     found = list(dict.fromkeys(name for _, label in rows for name in (label if multi_label else [label])))
     if not found and not labels:
         raise BadInputError(f"{data} gives no text a label; list the labels with --labels")
+    if len(found) < 2 and not labels and multi_label:
+        raise BadInputError(
+            f"{data}: texts carry only the label {found[0]!r}; a multi-label evaluation needs two labels or more: "
+            f"list them with --labels (to ask whether one applies, give it and its opposite: {found[0]},other)"
+        )
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")
     numbers = numbered(found)
@@ -185,7 +194,7 @@ def eval_classify(
         shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, 0.5 if threshold is None else threshold, examples, aspect, kind, method, calibrate)  # as the data writes them
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, threshold, examples, aspect, kind, method, calibrate)  # as the data writes them
     generator = run.generator("classify")
     absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
     if absent:

@@ -109,7 +109,7 @@ def serve(
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
     cors_origin: Annotated[
-        Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, or *) call the API from a browser (repeatable); off by default.")
+        Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, chrome-extension://*, null, or * for any) call the API from a browser (repeatable); localhost pages and app://, tauri://, vscode-webview:// may by default.")
     ] = None,
     allow_host: Annotated[
         Optional[list[str]],
@@ -131,6 +131,8 @@ def serve(
         if value < 0:
             raise BadInputError(f"{given_as(ctx, name)} must be 0 or more, got {value}")
     if api_key is None and api_key_env is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):  # not echoed: it may be the key itself
+            raise BadInputError(f"{given_as(ctx, 'api_key_env')} takes the name of the environment variable that holds the API key (such as MY_SERVE_KEY), not the key; or give the key with --api-key")
         api_key = os.environ.get(api_key_env, "")
         if not api_key.strip():  # else a typo in the name would serve with no key at all
             raise BadInputError(f"{given_as(ctx, 'api_key_env')} names {api_key_env}, which is not set or empty; set {api_key_env} to the API key, or give --api-key")
@@ -138,10 +140,13 @@ def serve(
     if api_key == "":  # `--api-key "$KEY"` with KEY unset would serve with no key at all
         raise BadInputError("--api-key is empty (is the variable that holds it unset?); give the key, or leave --api-key out to serve without one")
     if metrics_need_key and api_key is None:  # else /metrics would be open to anyone, with no word
-        raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
+        raise BadInputError(f"{given_as(ctx, 'metrics_need_key')} asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY, or name the variable that holds it with api_key_env), or drop it")
     for origin in cors_origin or ():
-        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):  # a browser's Origin header never has a path
-            raise BadInputError(f"{given_as(ctx, 'cors_origin')} must be * or an origin, scheme://host[:port] with no path (https://app.example), got {origin!r}")
+        if origin not in ("*", "null") and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+", origin):  # a browser's Origin header never has a path
+            raise BadInputError(
+                f"{given_as(ctx, 'cors_origin')} must be *, null or an origin, scheme://host[:port] with no path (https://app.example, chrome-extension://ID), "
+                f"where * stands for any run of characters (chrome-extension://*, http://192.168.1.5:*), got {origin!r}"
+            )
     for name in allow_host or ():
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not _ipv6(name.strip("[]")):  # a Host header's name, no scheme or port
             raise BadInputError(f"{given_as(ctx, 'allow_host')} must be * or a host name as a Host header gives it, with no scheme or port (app.example), got {name!r}")

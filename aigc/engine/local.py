@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Generator, Iterator
+from typing import Callable, Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
@@ -281,21 +281,37 @@ class LocalEngine:
 
     def fitted(self, text: str) -> str:
         """`text` as `embed` can read it: whole where it fits the context, else cut from its end to
-        the tokens that fit (the start kept, as ollama's `/api/embed` truncates)."""
+        the tokens that fit (the start kept, as ollama's `/api/embed` truncates). The cut falls
+        where a token starts, so a character split in tokens is left out whole."""
+        check_texts([text])
         over = self._overflow(text)
         if not over:
             return text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        keep = len(ids) - over
-        while keep > 0:  # the tokens at the cut and around the prompt may merge otherwise: cut again until it fits
-            cut = self.tokenizer.decode(ids[:keep])
-            if cut.endswith("\ufffd") and not text.startswith(cut):  # a character cut inside its bytes: left out whole
-                cut = cut.rstrip("\ufffd")
+        keep, start = self._token_starts(text)
+        keep, tries = keep - over, 0
+        while keep > 0:  # tokens at the cut and around the prompt may merge otherwise: cut again, by more each time
+            cut = text[: start(keep)]
             over = self._overflow(cut)
-            if not over and cut.strip():
-                return cut
-            keep -= max(over, 1)
-        raise ContextLengthError(f"{self.name}'s {self.context_length}-token context holds no text to embed")
+            if not over:
+                break
+            keep, tries = keep - (over << tries), tries + 1
+        if keep <= 0 or not cut:
+            raise ContextLengthError(f"{self.name}'s {self.context_length}-token context holds no text to embed")
+        if not cut.strip():
+            raise ContextLengthError(
+                f"the start of the text that fits {self.name}'s {self.context_length}-token context is white space only; "
+                "strip the white space from the text's start"
+            )
+        return cut
+
+    def _token_starts(self, text: str) -> tuple[int, Callable[[int], int]]:
+        """How many tokens `text` takes, and where in it token k starts: the fast tokenizer's
+        offsets, else the length of the first k tokens decoded (a cut there fits or is cut again)."""
+        if getattr(self.tokenizer, "is_fast", False):
+            starts = [start for start, _ in self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+            return len(starts), starts.__getitem__
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(ids), lambda k: len(self.tokenizer.decode(ids[:k]))
 
     def _score_batch(self, heads: list[list[int]], tails: list[list[int]], embed: bool) -> list[Scored]:
         import torch

@@ -47,6 +47,40 @@ def _plain(message: Any) -> dict | None:
     return {"role": "system" if message["role"] == "developer" else message["role"], "content": content}
 
 
+def longest_fit(messages: list[dict], budget: int, count: typing.Callable[[list[dict]], int], pinned: int | None = None) -> tuple[list[dict], int]:
+    """The messages kept, and their tokens (`count`), when the oldest turns are dropped until they take
+    `budget` tokens or fewer: never the system messages (kept first), the last message or `pinned`, the index of
+    a message kept as the system prompt is (a pattern sent once, see `ChatGenerator.pattern_at`, kept with the
+    reply right after it so that roles still alternate): the longest tail that fits and starts at a user message (or is the whole
+    conversation; the last message alone where even that does not fit). Found in a few token counts, however long the conversation is."""
+    system = [m for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    at = next((i for i, m in enumerate(turns) if pinned is not None and m is messages[pinned]), len(turns))
+    end = at + 2 if turns[at + 1 : at + 2] and turns[at + 1]["role"] == "assistant" else at + 1
+    starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
+    counts: dict[int, int] = {}
+
+    def kept(k: int) -> list[dict]:
+        return system + (turns[at:end] + turns[max(starts[k], end):] if starts[k] > at else turns[starts[k]:])
+
+    def fits(k: int) -> bool:
+        if k not in counts:
+            counts[k] = count(kept(k))
+        return counts[k] <= budget
+
+    good, bad, step = 0, -1, 1
+    if not fits(0):  # grow the kept tail from the last message in doubling steps until it no longer fits
+        good, bad = len(starts) - 1, 0  # the last message alone, whether it fits or not
+        while good - step > bad and fits(good - step):
+            good, step = good - step, step * 2
+        bad = max(bad, good - step)
+    while good - bad > 1:  # then bisect between the last misfit and the first fit
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    fits(good)
+    return kept(good), counts[good]
+
+
 @dataclass
 class ChatOptions:
     template: str = "chat"
@@ -145,38 +179,11 @@ class ChatGenerator(Generator):
         return found[-1] if found else None
 
     def fit(self, messages: list[dict], max_tokens: int, pinned: int | None = None) -> list[dict]:
-        """Drop the oldest turns (never the system prompt, the last message or `pinned`, the index of
-        a message kept as the system prompt is: a pattern sent once, see `pattern_at`, kept with the
-        reply right after it so that roles still alternate) until the prompt fits: the longest tail that fits and starts at a user message (or is the whole
-        conversation). A conversation that does not fit is cut in a few token counts, however long it is."""
-        budget = self.engine.context_length - max_tokens
-        system = [m for m in messages if m["role"] == "system"][:1]
-        turns = [m for m in messages if m["role"] != "system"]
-        at = next((i for i, m in enumerate(turns) if pinned is not None and m is messages[pinned]), len(turns))
-        end = at + 2 if turns[at + 1 : at + 2] and turns[at + 1]["role"] == "assistant" else at + 1
-        starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
-        counts: dict[int, int] = {}
-
-        def kept(k: int) -> list[dict]:
-            return system + (turns[at:end] + turns[max(starts[k], end):] if starts[k] > at else turns[starts[k]:])
-
-        def fits(k: int) -> bool:
-            if k not in counts:
-                counts[k] = self.engine.count_tokens(kept(k))
-            return counts[k] <= budget
-
-        good, bad, step = 0, -1, 1
-        if not fits(0):  # grow the kept tail from the last message in doubling steps until it no longer fits
-            good, bad = len(starts) - 1, 0  # the last message alone; check_fits below says if even it is too long
-            while good - step > bad and fits(good - step):
-                good, step = good - step, step * 2
-            bad = max(bad, good - step)
-        while good - bad > 1:  # then bisect between the last misfit and the first fit
-            middle = (good + bad) // 2
-            good, bad = (middle, bad) if fits(middle) else (good, middle)
-        fits(good)
-        check_fits(self.engine, counts[good], max_tokens, f"shorten it or lower {option('max_tokens')}")
-        return kept(good)
+        """`longest_fit` of `messages` in what the model's context leaves `max_tokens`; a conversation
+        whose last message alone is too long is an error."""
+        kept, tokens = longest_fit(messages, self.engine.context_length - max_tokens, self.engine.count_tokens, pinned)
+        check_fits(self.engine, tokens, max_tokens, f"shorten it or lower {option('max_tokens')}")
+        return kept
 
     def reply_params(self, sampling: dict[str, Any] | None, defaults: dict[str, Any]):
         """The sampling settings of a reply; the task's default `max_tokens` is at most a quarter of

@@ -66,7 +66,7 @@ def load_examples(source: str | Path | list, one_label: str = "", kind: str = "e
 def read_examples(source: str | Path | list, one_label: str = "", kind: str = "examples file", labels: Collection[str] = (), unlabelled: bool = False) -> tuple[list[Example], str | None]:
     """`load_examples`, and for a file kept read, the examples as JSON (as the fit's cache key holds them), made once."""
     if not isinstance(source, (str, Path)):
-        return _examples(source, one_label, kind), None
+        return _examples(source, one_label, kind, unlabelled), None
     key = _file_key(source, one_label, kind, tuple(labels), unlabelled)
     entry = _read.get(key)
     if entry is None:
@@ -79,7 +79,7 @@ def read_examples(source: str | Path | list, one_label: str = "", kind: str = "e
     return [(text, list(names)) for text, names in entry[0]], entry[1]
 
 
-def _examples(source: Any, one_label: str, kind: str) -> list[Example]:
+def _examples(source: Any, one_label: str, kind: str, unlabelled: bool = False) -> list[Example]:
     """Examples given as `(text, label)` pairs."""
     if not isinstance(source, (list, tuple)):
         raise BadInputError(f"examples must be a TSV file or a list of (text, label) pairs, got {type(source).__name__}")
@@ -87,7 +87,7 @@ def _examples(source: Any, one_label: str, kind: str) -> list[Example]:
         if not (isinstance(row, (list, tuple)) and len(row) == 2 and isinstance(row[0], str) and (isinstance(row[1], str) or (isinstance(row[1], (list, tuple)) and all(isinstance(n, str) for n in row[1])))):
             shown = repr(row) if len(repr(row)) <= 60 else repr(row)[:57] + "..."
             raise BadInputError(f"example {number} must be a (text, label) pair of strings (label: a string or a list of them), got {shown}")
-    return checked("the examples", [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], one_label, kind)
+    return checked("the examples", [(f"example {number}", text, label) for number, (text, label) in enumerate(source)], one_label, kind, unlabelled=unlabelled)
 
 
 FILES_IN_MEMORY = 8  # examples files kept read

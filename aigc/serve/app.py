@@ -10,8 +10,8 @@ answered with calls (`tools.py`); ollama's native API (`/api/*`) is chat and tex
 its own request fields and answer shapes (`ollama_api.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
 `BadRequestError`), bad key 401, unknown model 404, body too large 413, queue full 429. Every
-response carries `x-request-id`; CORS headers only for the origins `--cors-origin` names, and a request
-from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
+response carries `x-request-id`; CORS headers only for local pages (`LOCAL_ORIGINS`, ollama's default) and the
+origins `--cors-origin` names, and a request from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
 while the server listens on a loopback address (`HostCheck`).
 """
 
@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from ..engine.base import Completion
@@ -63,6 +64,10 @@ DISCONNECT_POLL = 0.25  # seconds between checks that a task endpoint's client i
 ENDPOINTS = "GET /v1/models, /v1/models/ID, /health, /metrics and /version, POST /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /tokenize and /v1/aigc/TASK; ollama's GET /api/tags, /api/ps and /api/version, POST /api/generate, /api/chat, /api/show, /api/embed, /api/embeddings and /api/pull (a served model)"
 COMPLETION_DEFAULT_TOKENS = 16  # what /v1/completions generates when max_tokens is not given (OpenAI's and vLLM's default)
 OPENAI_TEMPERATURE = 1.0  # what a request for n > 1 answers without a temperature samples at (OpenAI's default)
+LOCAL_ORIGINS = (  # web pages that may call the server unless --cors-origin says more: ollama's default OLLAMA_ORIGINS (not file://, whose pages send `null`, as any site's sandboxed frame does)
+    *(f"{scheme}://{host}{port}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1", "[::1]", "0.0.0.0") for port in ("", ":*")),
+    "app://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
+)
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
 
 
@@ -97,7 +102,7 @@ class ServeSettings:
     max_queue: int = 256
     retry_after: int = 1
     metrics_need_key: bool = False  # /metrics asks for the API key too (by default it needs none, as vLLM's and /health)
-    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); "*" is any, none: CORS off
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS) besides LOCAL_ORIGINS; "*" is any, `*` in one any run of characters
     bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
     allowed_hosts: tuple[str, ...] = ()  # more names a request may be addressed to then; "*" is any
 
@@ -145,14 +150,15 @@ def schedulers(backends: dict[str, Backend]) -> list[Scheduler]:
 
 def request_line(scope: dict, status: int | None, seconds: float) -> str:
     """A request's log line: client, method and path, status (499: the client went away first), time
-    taken, its x-request-id, and for a generation or embedding its model and token counts (prompt + generated)."""
+    taken, its x-request-id, for a generation or embedding its model and token counts (prompt + generated), and
+    `cut` where the answer was begun but not ended (a stream whose client went away)."""
     state = scope.get("state", {})
     client = scope.get("client")
     path = urllib.parse.quote(scope["path"], safe="/:@!$&'()*+,;=~")  # as sent: a %0a in it starts no line of its own
     line = f'{client[0] if client else "-"} "{scope["method"]} {path}" {status or 499} {seconds:.3f}s id={state.get("request_id")}'
     if "metered" in state:
         line += f" model={state['model']} tokens={state['prompt_tokens']}+{sum(job.generated for job in state.get('jobs', ()))}"
-    return line
+    return line + (" cut" if status is not None and state.get("ended") is False else "")
 
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # an incoming X-Request-Id kept as it is: nothing a log line or header could be forged with
@@ -217,7 +223,7 @@ class RequestIds:
                 headers.setdefault("x-request-id", state["request_id"])
                 started.append(headers)
                 state["status"] = message["status"]
-            ended = message["type"] == "http.response.body" and not message.get("more_body")
+            ended = state["ended"] = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
         try:
@@ -244,22 +250,32 @@ class RequestIds:
             await JSONResponse(body, status_code=error.status)(scope, receive, send_with_id)
 
 
+def origin_pattern(origins: tuple[str, ...]) -> str:
+    """The regular expression an allowed `Origin` header matches in full: one of `origins` or of
+    `LOCAL_ORIGINS`, as ollama's OLLAMA_ORIGINS reads them (a `*` stands for any run of characters but
+    `/`: `chrome-extension://*`, `http://localhost:*`; `*` alone for any origin); scheme and host in any case."""
+    patterns = (".*" if origin == "*" else "[^/]*".join(map(re.escape, origin.split("*"))) for origin in (*LOCAL_ORIGINS, *origins))
+    return "(?i:" + "|".join(patterns) + ")"
+
+
 class OriginCheck:
     """ASGI middleware: a request from a web page (its `Origin` header) that `--cors-origin` does not
-    allow is a 403 before it runs. Without it any page a user opens could make a local server
-    generate (a POST as text/plain needs no preflight), and one whose name resolves to 127.0.0.1
+    allow, nor `LOCAL_ORIGINS`, is a 403 before it runs. Without it any page a user opens could make a
+    local server generate (a POST as text/plain needs no preflight), and one whose name resolves to 127.0.0.1
     (DNS rebinding) could read the answers too; clients other than browsers send no Origin."""
 
     def __init__(self, app, allowed: tuple[str, ...]):
         self.app = app
-        self.allowed = allowed
+        self.allowed = re.compile(origin_pattern(allowed))
 
     async def __call__(self, scope, receive, send):
         origin = dict(scope["headers"]).get(b"origin") if scope["type"] == "http" else None
-        if origin is None or "*" in self.allowed or origin.decode("latin-1") in self.allowed:
+        if origin is None or self.allowed.fullmatch(origin.decode("latin-1")):
             return await self.app(scope, receive, send)
         shown = origin.decode("latin-1")
         message = f"requests from web pages on {shown} are refused; start the server with --cors-origin {shown} to let them call it"
+        if shown == "null":  # what a file:// page sends, and a sandboxed frame of any site
+            message += " (a sandboxed frame of any website sends null too)"
         await JSONResponse(error_for(scope["path"], message, code="origin_not_allowed"), status_code=403)(scope, receive, send)
 
 
@@ -323,11 +339,11 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app.state.backends = backends
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
-    app.add_middleware(OriginCheck, allowed=settings.cors_origins)
-    if settings.cors_origins:  # answers browsers' preflight OPTIONS before any route or key check
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(  # answers browsers' preflight OPTIONS before any route or key check; a private network's too (Chrome's PNA)
+        CORSMiddleware, allow_origins=["*"] if "*" in settings.cors_origins else [], allow_origin_regex=origin_pattern(settings.cors_origins),
+        allow_private_network=True, allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"],
+    )
+    app.add_middleware(OriginCheck, allowed=settings.cors_origins)  # before CORS: a refused page's preflight is the same 403
     app.add_middleware(HostCheck, bind_host=settings.bind_host, allowed=settings.allowed_hosts)  # before CORS: a rebound page's preflight too
     app.add_middleware(RequestIds, metrics=metrics)  # added last: outermost, so a preflight's answer has its id too
 

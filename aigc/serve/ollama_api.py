@@ -3,15 +3,20 @@ request body becomes a chat or text completion request (`options` their sampling
 `num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
-(nanoseconds). Errors are ollama's `{"error": "message"}`. Options ollama has and this server does
-not apply (`num_ctx`, `mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
+(nanoseconds). Errors are ollama's `{"error": "message"}`. A `seed` below 0 is none (ollama's -1: random);
+whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
+(`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
+`continue_final_message`), as ollama does. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
+does, in ollama's place for them. Options ollama has and this server does
+not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
 (as on `/v1/embeddings` and the older `/api/embeddings`). `GET /` answers "Ollama is running", which
-ollama's own CLI checks. The served models are fixed while the server runs: `/api/pull` of one answers
+ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on.
+`/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
 """
@@ -20,17 +25,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from .api_errors import ApiError
+from .logprobs import MAX_TOP, chat_shape
 from .replies import event_stream
 from .request_bodies import ChatRequest, CompletionRequest, EmbeddingRequest
 
@@ -38,7 +46,9 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
     "num_predict": "max_tokens", "repeat_penalty": "repetition_penalty", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
 }
+WHOLE = ("num_predict", "seed", "top_k", "num_ctx")  # options that are whole numbers: 8.0 is 8, as ollama reads JSON numbers into them
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
+OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
 
@@ -68,12 +78,41 @@ class _Body(BaseModel):
     options: Optional[dict[str, Any]] = None
     format: Union[str, dict, None] = None
     keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = None
+
+    @property
+    def top(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None: no log-probabilities
+        (`top_logprobs` alone asks for them too)."""
+        if self.top_logprobs is not None and not 0 <= self.top_logprobs <= MAX_TOP:
+            raise ApiError(400, f"top_logprobs must be between 0 and {MAX_TOP}, got {self.top_logprobs}")
+        return (self.top_logprobs or 0) if self.logprobs or self.top_logprobs else None
+
+    def option(self, name: str) -> Any:
+        """An option's value, a whole number's as an int where it is one (8.0)."""
+        value = (self.options or {}).get(name)
+        if name in WHOLE and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    def window(self, context_length: int) -> int:
+        """The tokens prompt and answer may take: `num_ctx` where it is fewer than the model holds."""
+        num_ctx = self.option("num_ctx")
+        if num_ctx is None:
+            return context_length
+        if not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx < 1:
+            raise ApiError(400, f"num_ctx must be a whole number of tokens, 1 or more, got {num_ctx!r}")
+        return min(num_ctx, context_length)
 
     def openai(self) -> dict:
         """The OpenAI request fields of the body's settings."""
         body: dict[str, Any] = {"stream": self.stream is not False}
-        for name, value in (self.options or {}).items():
-            if name in OPTIONS and value is not None and not (name == "num_predict" and isinstance(value, int) and value <= 0):  # -1, -2, 0: as long as it fits (ollama's runners stop at num_predict > 0 only)
+        for name in self.options or {}:
+            value = self.option(name)
+            if name in ("num_predict", "seed") and isinstance(value, int) and value < 0:  # num_predict -1, -2: as long as it fits; seed -1: unseeded (ollama's default)
+                continue
+            if name in OPTIONS and value is not None and not (name == "num_predict" and value == 0):  # 0 too: ollama's runners stop at num_predict > 0 only
                 body[OPTIONS[name]] = value
         if self.format == "json":
             body["response_format"] = {"type": "json_object"}
@@ -109,7 +148,13 @@ class ChatBody(_Body):
     tools: Optional[list] = None
 
     def openai(self) -> dict:
-        return {**super().openai(), "messages": [_message(m, i) for i, m in enumerate(self.messages or [])], "tools": self.tools or None}
+        """The chat request; a last message of the assistant's, with text and no calls, is continued (as ollama continues
+        it: a reply edited or cut, then sent back), as vLLM's `continue_final_message` asks."""
+        body = {**super().openai(), "messages": [_message(m, i) for i, m in enumerate(self.messages or [])], "tools": self.tools or None}
+        last = body["messages"][-1] if body["messages"] else None
+        if isinstance(last, dict) and last["role"] == "assistant" and last["content"] and not last.get("tool_calls"):
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        return body
 
 
 def _message(given: Any, index: int) -> Any:
@@ -136,7 +181,20 @@ class EmbedBody(BaseModel):
     model: Optional[str] = None
     input: Union[str, list, None] = None  # /api/embed
     truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
+    dimensions: Optional[int] = None  # /api/embed: fewer than the model's: the vectors cut to that many, scaled to length 1 again (ollama's)
     prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
+
+
+def _shortened(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """The vectors cut to their first `dimensions` numbers and scaled to length 1 again, as ollama's
+    `dimensions` (Matryoshka embeddings); more than the model makes is a 400, not vectors of another size."""
+    size = len(vectors[0])
+    if not 1 <= dimensions <= size:
+        raise ApiError(400, f"dimensions must be between 1 and {size} (this model's embeddings), got {dimensions}")
+    if dimensions == size:
+        return vectors
+    cut = [vector[:dimensions] for vector in vectors]
+    return [[x / norm for x in vector] if (norm := math.sqrt(sum(x * x for x in vector))) else vector for vector in cut]
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -165,7 +223,7 @@ class OllamaReply:
     key: str
     began: int  # when the request came, perf_counter_ns
     state: Any = None  # the request's state, whose jobs say when their first token came (`Job.started` + `Job.first`)
-    top: None = None  # no log-probabilities
+    top: int | None = None  # log-probabilities with this many alternatives, or none
     done: None = None  # the stream ends with its done line
     media_type = "application/x-ndjson"
     opened: bool = False
@@ -174,20 +232,22 @@ class OllamaReply:
     def input_field(self) -> str:
         return "messages" if self.key == "message" else "prompt"
 
-    def _line(self, text: str, calls: list | None = None, **fields: Any) -> dict:
+    def _line(self, text: str, calls: list | None = None, entries: list | None = None, **fields: Any) -> dict:
         if self.key == "response":
             content = {"response": text}
         else:
             content = {"message": {"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}}
+        if self.top is not None and entries is not None:  # the /v1 chat shape's tokens, as ollama has them
+            content["logprobs"] = chat_shape(entries)["content"]
         return {"model": self.model, "created_at": _now(), **content, **fields}
 
-    def _final(self, completion, text: str, calls: list | None = None) -> dict:
+    def _final(self, completion, text: str, calls: list | None = None, entries: list | None = None) -> dict:
         end = time.perf_counter_ns()
         # The prompt's evaluation ends at the first token (text or not); from the request's arrival, so queueing and tokenizing too.
         firsts = [job.started + job.first for job in getattr(self.state, "jobs", ()) if getattr(job, "first", None) is not None]
         first = round(min(firsts) * 1e9) if firsts else end  # perf_counter seconds -> perf_counter_ns
         return self._line(
-            text, calls, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
+            text, calls, entries, done=True, done_reason="length" if completion.finish_reason == "length" else "stop", total_duration=end - self.began, load_duration=0,
             prompt_eval_count=self.prompt_tokens, prompt_eval_duration=first - self.began, eval_count=completion.completion_tokens, eval_duration=end - first,
         )
 
@@ -199,7 +259,7 @@ class OllamaReply:
         return []
 
     def piece(self, index: int, text: str, entries) -> dict:
-        return self._line(text, done=False)
+        return self._line(text, entries=entries, done=False)
 
     def ending(self, index: int, finish_reason: str) -> list[dict]:
         return []
@@ -208,7 +268,7 @@ class OllamaReply:
         return [self._final(completions[0], "")]
 
     def whole(self, completions, logprobs) -> dict:
-        return self._final(completions[0], completions[0].text)
+        return self._final(completions[0], completions[0].text, entries=logprobs[0] if logprobs else None)
 
     def called(self, completions, logprobs, calls: list[dict | None]) -> tuple[dict, list[dict]]:
         """The answer, whole and as its lines, where it may be a call: the text before the call, then the call."""
@@ -236,8 +296,6 @@ MANAGED = {  # ollama's model-management routes but pull: (methods, what to do i
 
 def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
-    from .. import __version__
-
     auth = [Depends(served.auth)]
 
     def backend_for(name: str | None):
@@ -267,16 +325,36 @@ def register_ollama(app: FastAPI, served) -> None:
         names = {"repetition_penalty": "repeat_penalty"}
         parameters = "\n".join(f"{names.get(k, k):<30} {v}" for k, v in served.defaults.items() if v is not None)
         template = getattr(getattr(backend.engine, "tokenizer", None), "chat_template", None) or ""
-        info = {"general.architecture": family, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
+        info = {"general.architecture": family, "general.basename": backend.name, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
         return {
             "modelfile": "", "parameters": parameters, "template": template if isinstance(template, str) else json.dumps(template), "details": item["details"],
             "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
         }
 
-    def fitted(req, prompt_tokens: int, backend) -> None:
-        """`num_predict` as ollama takes it: at most what the server allows and the context holds."""
-        cap, room = served.settings.max_tokens_cap, backend.batched.context_length - prompt_tokens
+    def fitted(req, prompt_tokens: int, backend, window: int | None = None) -> None:
+        """`num_predict` as ollama takes it: at most what the server allows and the context (`window`, `num_ctx`) holds."""
+        holds = window if window and prompt_tokens < window else backend.batched.context_length  # a last message longer than num_ctx: the model's context
+        cap, room = served.settings.max_tokens_cap, holds - prompt_tokens
         req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
+
+    async def chat_prompt(backend, req: ChatRequest, toolset, window: int) -> list[int]:
+        """The conversation's token ids; where it leaves no room for the answer in `window` tokens, with
+        its oldest turns dropped as ollama and `aigc chat` drop them (`longest_fit`: the system messages
+        and the last kept), to leave `num_predict` tokens (a quarter of the window without it, at most half)."""
+        from ..generators.chat import longest_fit
+        from .tools import prompt
+
+        ids = await served.encode_chat(backend, req.messages, toolset, req.continuing)
+        if len(ids) + (req.max_tokens or 1) <= window:
+            return ids
+        lists = backend.batched.template_lists_tools
+
+        def count(messages: list[dict]) -> int:
+            return len(backend.batched.encode(*prompt(messages, toolset, lists), req.continuing))
+
+        budget = window - min(req.max_tokens or window // 4, window // 2)
+        kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
+        return await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
 
     def loaded(backend, key: str, keep_alive: Any) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
@@ -288,11 +366,11 @@ def register_ollama(app: FastAPI, served) -> None:
     async def running():
         return PlainTextResponse("Ollama is running")
 
-    @app.get("/api/version")
+    @app.api_route("/api/version", methods=["GET", "HEAD"])
     async def version():
-        return {"version": __version__}
+        return {"version": OLLAMA_VERSION}
 
-    @app.get("/api/tags", dependencies=auth)
+    @app.api_route("/api/tags", methods=["GET", "HEAD"], dependencies=auth)  # HEAD: an ollama healthcheck's
     async def tags():
         return {"models": [listed(b) for b in served.backends.values()]}
 
@@ -326,9 +404,9 @@ def register_ollama(app: FastAPI, served) -> None:
         else:
             req = served.validated(ChatRequest, given.openai())
             ids = await served.encode_chat(backend, req.messages)
-        fitted(req, len(ids), backend)
+        fitted(req, len(ids), backend, given.window(backend.batched.context_length))
         params = served.sampling(request, req, len(ids), backend)
-        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state), backend, [ids], params)
+        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 
     @app.post("/api/chat", dependencies=auth)
     async def chat(request: Request):
@@ -341,10 +419,11 @@ def register_ollama(app: FastAPI, served) -> None:
             return loaded(backend, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = Toolset.of(req.tools, None, req.response_format)
-        ids = await served.encode_chat(backend, req.messages, toolset)
-        fitted(req, len(ids), backend)
+        window = given.window(backend.batched.context_length)
+        ids = await chat_prompt(backend, req, toolset, window)
+        fitted(req, len(ids), backend, window)
         params = served.sampling(request, req, len(ids), backend)
-        reply = OllamaReply(backend.name, len(ids), "message", began, request.state)
+        reply = OllamaReply(backend.name, len(ids), "message", began, request.state, given.top)
         if toolset:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)
@@ -365,6 +444,8 @@ def register_ollama(app: FastAPI, served) -> None:
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
         backend, vectors, tokens = await embedded(request, given.input, given.model, given.truncate is not False)
+        if given.dimensions is not None:
+            vectors = _shortened(vectors, given.dimensions)
         return {"model": backend.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens}
 
     @app.post("/api/embeddings", dependencies=auth)
@@ -385,8 +466,9 @@ def register_ollama(app: FastAPI, served) -> None:
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
         if name not in served.backends and name.removesuffix(":latest") not in served.backends:
+            named = "MODEL" if ":" in name else name  # an ollama tag (llama3.2:3b) is no aigc alias nor Hugging Face id
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
-                                f"download it with `aigc models pull {name}` (an aigc alias or a Hugging Face id) and restart the server with it: `aigc serve -m {name}`")
+                                f"download it with `aigc models pull {named}` ({named}: an aigc alias or a Hugging Face id) and add `-m {named}` to the server's models when it starts again")
         if data.get("stream") is False:
             return {"status": "success"}
         return event_stream(iter([json.dumps({"status": "success"}) + "\n"]), OllamaReply.media_type)

@@ -760,6 +760,7 @@ class BatchedEngine:
         return len(self.encode(prompt))
 
     def fitted(self, text: str) -> str:
+        self._check()
         with self._lock:
             return self.local.fitted(text)
 

@@ -657,11 +657,38 @@ def test_on_error_stop_starts_no_row_after_the_bad_one(tmp_path):
             return raw
 
     source = tmp_path / "in.txt"
-    source.write_text("ok00\nbad0\n" + "".join(f"ok{i:02}\n" for i in range(1, 40)))  # one length: run in input order
+    source.write_text("ok, the first row\nbad0\n" + "".join(f"ok{'!' * (i % 7)}\n" for i in range(1, 40)))  # shorter rows after it would be taken first by length
     out = tmp_path / "out.jsonl"
     with pytest.raises(BadInputError, match=r"^row 2 \(id 2\): the model cannot answer this one$"):
         run_batch(Counted(engine=FakeEngine()), read_rows(source), out, {}, on_error="stop", concurrency=1)
-    assert Counted.ran == ["ok00", "bad0"] and [r["row"] for r in lines(out)] == [1]
+    assert Counted.ran == ["ok, the first row", "bad0"] and [r["row"] for r in lines(out)] == [1]
+
+
+def test_stop_at_error_gives_outcomes_in_input_order_up_to_the_first_failure():
+    from aigc.batch import run_rows
+
+    class Failing(Generator):
+        name = "failing"
+
+        def preprocess(self, inputs, opts):
+            return inputs
+
+        def forward(self, prepared, opts, sampling):
+            if prepared == 3:
+                failed.set()
+                raise BadInputError("fails at once")
+            if prepared == 1:
+                failed.wait(30)
+                raise BadInputError("fails after row 3, earlier in input")
+            return {"text": prepared}
+
+        def postprocess(self, raw, opts):
+            return raw
+
+    failed = threading.Event()
+    rows = [Row(i, i, {}, input=i, given=True) for i in range(4)]
+    outcomes = run_rows(Failing(engine=FakeEngine()), rows, {}, concurrency=4, in_order=False, stop_at_error=True)
+    assert [(row.number, "error" in outcome) for row, outcome in outcomes] == [(0, False), (1, True)]
 
 
 def test_a_resume_with_the_same_settings_spelled_otherwise_is_taken(tmp_path, tiny_model_dir):

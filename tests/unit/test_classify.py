@@ -197,6 +197,15 @@ def test_examples_file_is_read_with_its_header_and_bad_lines_are_located(tmp_pat
         load_examples(wide)
 
 
+def test_unlabelled_takes_an_empty_label_as_no_label_in_pairs_as_in_files(tmp_path):
+    pairs = [("nice weather", ""), ("goal", "sports"), ("vote", [])]
+    assert load_examples(pairs, unlabelled=True) == [("nice weather", []), ("goal", ["sports"]), ("vote", [])]
+    (tmp_path / "ex.tsv").write_text("nice weather\t\ngoal\tsports\n")
+    assert load_examples(tmp_path / "ex.tsv", unlabelled=True) == [("nice weather", []), ("goal", ["sports"])]
+    with pytest.raises(BadInputError, match="example 0: the label is empty"):
+        load_examples(pairs)
+
+
 @pytest.mark.parametrize("header", ["label\ttext", "Sentiment\treview"])
 def test_a_header_naming_the_label_column_first_reads_each_line_label_first(tmp_path, header):
     path = tmp_path / "ex.tsv"
@@ -456,6 +465,15 @@ def test_the_label_priors_measured_with_demonstrations_are_kept_for_the_last_tex
     first = classify.classify_many(texts, examples=EXAMPLES, method="demos")
     assert len(classify._content_free) == 3  # one for each set of demonstrations shown: a long batch or a server would keep them all
     assert classify.classify_many(texts, examples=EXAMPLES, method="demos") == first  # those dropped are measured again, alike
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_eval_of_no_rows_is_refused_with_one_label_per_text_or_many(multi_label):
+    from aigc.evaluation import evaluate_classify
+    from aigc.generators.base import get_generator
+
+    with pytest.raises(BadInputError, match=r"^there are no labelled texts to evaluate; give one \(text, label\) row at least$"):
+        evaluate_classify(get_generator("classify", engine=FakeEngine()), [], {"labels": "a,b", "multi_label": multi_label})
 
 
 def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
@@ -833,6 +851,14 @@ def test_multi_label_scores_follow_scikit_learns_definitions():
     assert found["weighted_f1"] == pytest.approx((1 + 2 * 2 / 3 + 2 / 3) / 4) and found["weighted_recall"] == pytest.approx(3 / 4)
     assert (found["samples_precision"], found["samples_recall"], found["samples_f1"]) == pytest.approx((2.5 / 4, 2.5 / 4, (2 / 3 + 2 / 3 + 1) / 4))
     assert found["subset_accuracy"] == 0.5 and found["hamming_loss"] == pytest.approx(2 / 12)
+    # d: never true, predicted once (fp 1); e: never true nor predicted: every figure 0, as zero_division=0
+    found = multi_label_scores(["a", "d", "e"], [["a"], []], [["a", "d"], []])
+    assert found["per_label_precision"] == {"a": 1.0, "d": 0.0, "e": 0.0} and found["per_label_recall"] == found["per_label_f1"] == {"a": 1.0, "d": 0.0, "e": 0.0}
+    assert found["per_label_support"] == {"a": 1, "d": 0, "e": 0} and found["per_label_confusion"]["d"] == [[1, 1], [0, 0]]
+    assert (found["micro_precision"], found["micro_recall"], found["macro_f1"], found["weighted_f1"]) == pytest.approx((0.5, 1.0, 1 / 3, 1.0))
+    assert (found["samples_precision"], found["samples_recall"], found["samples_f1"]) == pytest.approx((0.25, 0.5, 1 / 3))
+    empty = multi_label_scores(["a", "b"], [[], []], [[], []])
+    assert empty["micro_f1"] == empty["macro_f1"] == empty["weighted_f1"] == empty["samples_f1"] == 0.0 and empty["subset_accuracy"] == 1.0
 
 
 def test_eval_multi_label_counts_each_texts_label_set_at_the_threshold(classify):

@@ -549,6 +549,11 @@ def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unload
         """Error: the data uses labels '0', '1', not among negative, positive; its labels are numbers: give each its name, as --labels "0=negative,1=positive" does, """
         """or put the names in the data, for a .jsonl as `jq -c '.label |= ["negative", "positive"][.]'` does (the names in the order of the numbers)"""
     ])
+    (tmp_path / "sets.jsonl").write_text('{"text": "goal", "label": ["0", "1"]}\n{"text": "vote", "label": ["1"]}\n{"text": "rain", "label": []}\n')
+    assert bad("eval", "classify", str(tmp_path / "sets.jsonl"), "--multi-label", "-l", "sports,politics", "-m", unloadable) == (2, [
+        """Error: the data uses labels '0', '1', not among sports, politics; its labels are numbers: give each its name, as --labels "0=sports,1=politics" does, """
+        """or put the names in the data, for a .jsonl as `jq -c '.label |= map(["sports", "politics"][tonumber])'` does (the names in the order of the numbers)"""
+    ])  # a list's numbers are strings: `["sports", "politics"][.]` made every list empty
     warned = f"""Warning: the labels of {tmp_path / 'numbers.jsonl'} are numbers (0, 1), so they are scored as the words '0', '1'; give each its name, as -l "0=negative,1=positive" does"""
     code, lines = bad("eval", "classify", str(tmp_path / "numbers.jsonl"), "-m", unloadable)
     assert lines[0] == warned and code != 0  # said before the model loads
@@ -626,6 +631,12 @@ def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny
     (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "--multi-label", "-m", unloadable) == (2, [f"Error: {tmp_path / 'none.tsv'} gives no text a label; list the labels with --labels"])
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "-m", unloadable)[1] == [f"Error: {tmp_path / 'none.tsv'}:1: the label is empty; give text<TAB>label"]
+    (tmp_path / "spam.tsv").write_text("buy now\tspam\nhello mum\t\n")
+    assert bad("eval", "classify", str(tmp_path / "spam.tsv"), "--multi-label", "-m", unloadable) == (2, [
+        f"Error: {tmp_path / 'spam.tsv'}: texts carry only the label 'spam'; a multi-label evaluation needs two labels or more: list them with --labels (to ask whether one applies, give it and its opposite: spam,other)"
+    ])  # it said the file held texts of 'spam' only, and to list it with --labels, which one label cannot be
+    code, lines = bad("eval", "classify", str(tmp_path / "spam.tsv"), "--multi-label", "-l", "spam,other", "-m", unloadable)
+    assert lines[0] == f"Warning: {tmp_path / 'spam.tsv'} has no texts of the label 'other'; macro-F1 counts it as 0", lines  # the advice taken: on to the model
 
 
 def test_eval_refuses_other_files_and_missing_columns(tmp_path, unloadable):

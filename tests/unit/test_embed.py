@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigc.cli.app import app
-from aigc.errors import AigcWarning, BadInputError
+from aigc.errors import AigcWarning, BadInputError, ContextLengthError
 from aigc.generators.embed import EmbedGenerator
 from aigc.similarity import FINGERPRINT_TEXT, EmbeddingCache, embed_cached, model_id, rank
 from aigc.testing import FakeEngine
@@ -53,6 +53,49 @@ def test_fitted_cuts_a_long_text_to_the_start_that_fits_the_context(tiny_engine,
     assert len(tiny_engine.tokenizer('This sentence : "' + cut + '" means in one word:"')["input_ids"]) <= tiny_engine.context_length
     assert len(tiny_engine.embed([cut])[0]) == tiny_engine.embedding_size
     assert tiny_engine.fitted(text[:20]) == text[:20]
+
+
+class CountedTokenizer:
+    """A tokenizer that counts the texts it tokenizes or decodes; `fast=False` offers no offsets."""
+
+    def __init__(self, tokenizer, fast: bool):
+        self.tokenizer, self.is_fast, self.calls = tokenizer, fast, 0
+
+    def __call__(self, text, **kwargs):
+        assert self.is_fast or "return_offsets_mapping" not in kwargs
+        self.calls += 1
+        return self.tokenizer(text, **kwargs)
+
+    def decode(self, ids, **kwargs):
+        self.calls += 1
+        return self.tokenizer.decode(ids, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("text", ["the cat sat on the mat. " * 200, "a" + "🐝" * 800, "word" + " " * 3000, "日" * 600 + " \n" * 1000])
+def test_fitted_tokenizes_a_long_text_a_few_times_only(tiny_engine, monkeypatch, text, fast):
+    counted = CountedTokenizer(tiny_engine.tokenizer, fast)
+    monkeypatch.setattr(tiny_engine, "tokenizer", counted)
+    cut = tiny_engine.fitted(text)
+    assert counted.calls <= 6  # a few tokenizations, however long the text
+    assert text.startswith(cut) and cut.strip() and len(tiny_engine._embedded_ids(cut)) <= tiny_engine.context_length
+
+
+@pytest.mark.parametrize("text", [" " * 3000 + "word", "\u3000" * 1000 + "word", " \t" * 2000 + "word"])
+def test_fitted_says_to_strip_a_text_whose_start_that_fits_is_white_space(tiny_engine, monkeypatch, text):
+    counted = CountedTokenizer(tiny_engine.tokenizer, True)
+    monkeypatch.setattr(tiny_engine, "tokenizer", counted)
+    with pytest.raises(ContextLengthError, match="fits .*512-token context is white space only; strip the white space from the text's start"):
+        tiny_engine.fitted(text)
+    assert counted.calls <= 3
+
+
+def test_fitted_refuses_a_blank_text_as_embed_does(tiny_engine):
+    with pytest.raises(BadInputError, match="a text to embed must be non-empty text"):
+        tiny_engine.fitted("\n" * 3000)
 
 
 def test_generator_result_many_and_embed_many_agree(tiny_engine):

@@ -1184,8 +1184,10 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
     [
         (["--api-key", ""], "--api-key is empty"),
         (["--api-key", "  "], "--api-key is empty"),
-        (["--cors-origin", "https://app.example/"], "--cors-origin must be * or an origin"),
+        (["--cors-origin", "https://app.example/"], "got 'https://app.example/'"),
         (["--cors-origin", "app.example"], "got 'app.example'"),
+        (["--cors-origin", "chrome-extension://abc/page.html"], "--cors-origin must be *, null or an origin"),
+        (["--cors-origin", "://app.example"], "got '://app.example'"),
         (["--allow-host", "https://ai.example"], "--allow-host must be * or a host name"),
         (["--allow-host", "ai.example:8000"], "got 'ai.example:8000'"),
     ],
@@ -1208,10 +1210,12 @@ def test_serve_takes_a_real_origin_and_a_key(monkeypatch):
     monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (resolved.get(host, host), port, 0, 0)))
     monkeypatch.setattr(serve_running, "build", lambda models, settings, *args, **kwargs: seen.setdefault("settings", settings) and SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
-    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", "--cors-origin", "http://127.0.0.1:3000", "--cors-origin", "*", "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]", "--metrics-need-key"])
+    origins = ("http://127.0.0.1:3000", "*", "chrome-extension://jfgfiigpkhlkbnfnbobbkinehhfdhndo", "app://obsidian.md", "vscode-webview://x", "tauri://localhost", "null", "chrome-extension://*", "http://localhost:*")
+    given = [arg for origin in origins for arg in ("--cors-origin", origin)]
+    result = CliRunner().invoke(cli, ["serve", "--api-key", " k\n", *given, "--host", "localhost", "--allow-host", "ai.example", "--allow-host", "[fd00::1]", "--metrics-need-key"])
     assert result.exit_code == 0, result.output
     assert seen["settings"].metrics_need_key
-    assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == ("http://127.0.0.1:3000", "*")
+    assert seen["settings"].api_key == "k" and seen["settings"].cors_origins == origins
     assert seen["settings"].bind_host == "::1" and seen["settings"].allowed_hosts == ("ai.example", "fd00::1")  # the address bound decides
 
 
@@ -2435,6 +2439,8 @@ def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monk
     view.cancel()
     with pytest.raises(RequestCancelled):
         view.embed(["more"])
+    with pytest.raises(RequestCancelled):  # nor is a later text cut to the context
+        view.fitted("more " * 600)
     status, _, body = raw(server, "/v1/embeddings", {"input": "caf\udce9"})
     assert status == 400 and "UTF-8" in body["error"]["message"]
 
@@ -2790,7 +2796,7 @@ def test_fingerprint_request_ids_and_stream_headers(server, client):
     assert {c["system_fingerprint"] for c in chunks} == {fingerprint} and {c["id"] for c in chunks} == {headers["x-request-id"]}
 
 
-def test_cors_is_off_unless_an_origin_is_given(server):
+def test_a_website_may_call_only_when_its_origin_is_given(server):
     from starlette.testclient import TestClient
 
     from aigc.serve.app import ServeSettings, create_app
@@ -2799,10 +2805,60 @@ def test_cors_is_off_unless_an_origin_is_given(server):
     for origins, allowed in (((), None), (("http://app.example",), "http://app.example"), (("*",), "*")):
         web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")  # no lifespan: the schedulers stay
         answer = web.options("/v1/chat/completions", headers=preflight)
-        assert (answer.status_code == 200) == bool(origins) and answer.headers.get("access-control-allow-origin") == allowed
+        assert answer.status_code == (200 if origins else 403) and answer.headers.get("access-control-allow-origin") == allowed
         assert answer.headers["x-request-id"]
+        refused = web.options("/v1/chat/completions", headers={**preflight, "Origin": "http://evil.example"})
+        if "*" not in origins:  # the same JSON refusal as the request itself would get, not Starlette's text
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
         listed = web.get("/v1/models", headers={"Origin": "http://app.example", "Authorization": f"Bearer {KEY}"})
         assert listed.status_code == (200 if origins else 403) and listed.headers.get("access-control-allow-origin") == allowed
+
+
+@pytest.mark.parametrize(
+    "origins, origin, allowed",
+    [
+        ((), "http://localhost:5173", True),  # a local dev UI, as ollama's default OLLAMA_ORIGINS
+        ((), "https://127.0.0.1", True),
+        ((), "http://[::1]:3000", True),
+        ((), "app://obsidian.md", True),  # Electron, Tauri and VS Code pages
+        ((), "tauri://localhost", True),
+        ((), "vscode-webview://1abc", True),
+        ((), "http://localhost.evil.example", False),
+        ((), "http://127.0.0.1.evil.example:8000", False),
+        ((), "chrome-extension://jfgfiigpkhlkbnfnbobbkinehhfdhndo", False),  # extensions only when given, as ollama
+        ((), "null", False),  # a file:// page's, and any site's sandboxed frame's
+        (("chrome-extension://jfgfiigpkhlkbnfnbobbkinehhfdhndo",), "chrome-extension://jfgfiigpkhlkbnfnbobbkinehhfdhndo", True),
+        (("chrome-extension://*",), "chrome-extension://abcdef", True),
+        (("chrome-extension://*",), "moz-extension://abcdef", False),
+        (("http://192.168.1.5:*",), "http://192.168.1.5:8080", True),
+        (("http://192.168.1.5:*",), "http://192.168.1.50", False),
+        (("https://*.app.example",), "https://ui.app.example", True),
+        (("https://*.app.example",), "https://evil.example/.app.example", False),
+        (("https://App.Example",), "https://app.example", True),  # browsers send scheme and host in lower case
+        (("null",), "null", True),
+    ],
+)
+def test_local_pages_may_call_by_default_and_cors_origin_takes_any_scheme_and_wildcards(server, origins, origin, allowed):
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY, cors_origins=origins)), base_url="http://127.0.0.1:8000")
+    listed = web.get("/v1/models", headers={"Origin": origin, "Authorization": f"Bearer {KEY}"})
+    assert listed.status_code == (200 if allowed else 403) and listed.headers.get("access-control-allow-origin") == (origin if allowed else None)
+    preflight = web.options("/api/chat", headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Private-Network": "true"})
+    assert preflight.status_code == (200 if allowed else 403)
+    assert preflight.headers.get("access-control-allow-private-network") == ("true" if allowed else None)  # Chrome's Private Network Access
+
+
+def test_an_origin_any_site_may_send_is_refused_with_a_word_on_it(server):
+    from starlette.testclient import TestClient
+
+    from aigc.serve.app import ServeSettings, create_app
+
+    web = TestClient(create_app(server["app"].state.backends, ServeSettings(api_key=KEY)), base_url="http://127.0.0.1:8000")
+    message = web.get("/v1/models", headers={"Origin": "null", "Authorization": f"Bearer {KEY}"}).json()["error"]["message"]
+    assert "--cors-origin null" in message and "sandboxed frame of any website" in message
 
 
 def test_a_web_page_of_an_origin_not_allowed_cannot_make_the_server_generate(server, monkeypatch):
@@ -3238,7 +3294,7 @@ def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
 
 def test_metrics_need_key_without_a_key_is_refused(monkeypatch):
     result, seen = serve_with_table(monkeypatch, "", ["--metrics-need-key"])
-    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --metrics-need-key asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY), or drop it")
+    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --metrics-need-key asks for the API key on /metrics, but no key is set; give --api-key (or set AIGC_API_KEY, or name the variable that holds it with api_key_env), or drop it")
     result, seen = serve_with_table(monkeypatch, TABLE)
     assert result.exit_code == 2 and "metrics_need_key in [serve] of " in result.stderr and "settings" not in seen
 
@@ -3271,6 +3327,13 @@ def test_api_key_env_naming_an_unset_or_empty_variable_is_an_error_at_start(monk
     assert "settings" not in seen
 
 
+@pytest.mark.parametrize("name", ["", "sk-abc123secret", "MY KEY"])
+def test_api_key_env_given_what_is_no_variable_name_is_refused_without_echoing_it(monkeypatch, name):
+    result, seen = serve_with_table(monkeypatch, "", ["--api-key-env", name], env={"AIGC_API_KEY": None})
+    assert (result.exit_code, result.stderr.strip()) == (2, "Error: --api-key-env takes the name of the environment variable that holds the API key (such as MY_SERVE_KEY), not the key; or give the key with --api-key")
+    assert "settings" not in seen  # it printed the value given, perhaps the key itself, into the log
+
+
 @pytest.mark.parametrize(
     "table, words",
     [
@@ -3300,3 +3363,26 @@ def test_serve_help_works_with_a_broken_settings_file_and_serving_reports_it(tex
     assert helped.exit_code == 0 and "--max-batch" in helped.stdout and helped.stderr == "", helped.output
     served = CliRunner().invoke(cli, ["serve"])
     assert served.exit_code == 2 and served.stderr.startswith("Error: ") and str(config.settings_file()) in served.stderr
+
+
+@pytest.mark.parametrize("ends, words", [(True, "200 "), (False, " cut")])
+def test_a_stream_whose_client_went_away_is_logged_as_cut(caplog, ends, words):
+    import asyncio
+    import logging
+
+    from aigc.serve.app import RequestIds
+
+    async def app(scope, receive, send):  # as Starlette's StreamingResponse: a client gone stops the stream with no last body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+        await send({"type": "http.response.body", "body": b'{"done":false}\n', "more_body": True})
+        if ends:
+            await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/api/chat", "headers": [], "client": ("127.0.0.1", 5)}
+    with caplog.at_level(logging.INFO, logger="aigc.serve.requests"):
+        asyncio.run(RequestIds(app)(scope, None, send))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "aigc.serve.requests"]
+    assert words in line and line.endswith(" cut") is not ends

@@ -2,6 +2,7 @@
 OpenAI routes' for the same settings, in ollama's shapes (JSON lines, `done`, counts)."""
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -87,8 +88,11 @@ def error(server, path, body, status, key=KEY):
 
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
+    from aigc.serve.ollama_api import OLLAMA_VERSION
 
-    assert ok(server, "/api/version", key=None) == {"version": __version__}  # no key, as /health
+    assert ok(server, "/api/version", key=None) == {"version": OLLAMA_VERSION}  # no key, as /health
+    assert OLLAMA_VERSION != __version__ and ok(server, "/version", key=None) == {"version": __version__}  # aigc's own
+    assert tuple(map(int, OLLAMA_VERSION.split("."))) >= (0, 6, 4)  # what VS Code Copilot's ollama provider asks of a server
     served = [m["id"] for m in ok(server, "/v1/models")["data"]]
     tags = ok(server, "/api/tags")["models"]
     assert [m["name"] for m in tags] == [m["model"] for m in tags] == served
@@ -102,8 +106,10 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
     assert ok(server, "/api/show", {"model": server["model"] + ":latest"})["details"] == tag["details"]  # ollama's default tag
     assert "'nope' is not served" in error(server, "/api/show", {"model": "nope"}, 404)
-    status, kind, text = call(server, "/", method="HEAD")
-    assert status == 200  # ollama's CLI checks the server is up with HEAD /
+    assert shown["model_info"]["general.basename"] == server["model"]  # VS Code Copilot's name for the model
+    for path, key in (("/", None), ("/api/version", None), ("/api/tags", KEY)):  # ollama's CLI checks the server is up with HEAD /, healthchecks with the others
+        status, kind, text = call(server, path, method="HEAD", key=key)
+        assert status == 200 and text == "", path
 
 
 def test_generate_streams_json_lines_that_end_with_the_counts_and_the_openai_routes_text(server):
@@ -222,7 +228,9 @@ def test_pull_of_a_served_model_succeeds_as_ollamas_and_of_another_says_how_aigc
     assert lines(server, "/api/pull", {"model": server["model"]}) == [{"status": "success"}]  # streamed by default
     assert ok(server, "/api/pull", {"name": server["model"] + ":latest", "stream": False}) == {"status": "success"}
     words = error(server, "/api/pull", {"model": "llama3.2"}, 404)
-    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "aigc serve -m llama3.2" in words
+    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "add `-m llama3.2` to the server's models" in words  # not `aigc serve -m`, which drops the others
+    words = error(server, "/api/pull", {"model": "llama3.2:3b"}, 404)
+    assert "`aigc models pull MODEL` (MODEL: an aigc alias or a Hugging Face id)" in words and "3b`" not in words  # an ollama tag is neither
     assert "model is required" in error(server, "/api/pull", {}, 400)
 
 
@@ -359,3 +367,91 @@ def test_an_unexpected_error_on_an_ollama_path_is_a_500_in_ollamas_shape():
 
     asyncio.run(RequestIds(app)({"type": "http", "path": "/api/chat", "headers": [], "method": "POST", "query_string": b""}, None, send))
     assert sent[0]["status"] == 500 and isinstance(json.loads(sent[-1]["body"])["error"], str)
+
+
+def _long_chat(turns: int) -> list[dict]:
+    """A system message, `turns` questions and answers, then a last question."""
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"Question {i}: " + "tell me more " * 6}, {"role": "assistant", "content": f"Answer {i}: " + "there is more " * 6}]
+    return messages + [{"role": "user", "content": "Say hi."}]
+
+
+def _tokens(server, messages) -> int:
+    return ok(server, "/tokenize", {"messages": messages})["count"]
+
+
+@pytest.mark.parametrize("num_ctx", [None, 300, 300.0])
+def test_chat_longer_than_the_context_drops_its_oldest_turns_keeping_the_system_message_and_the_last(server, num_ctx):
+    messages = _long_chat(8)
+    holds = server["backend"].batched.context_length
+    assert _tokens(server, messages) > holds
+    options = {**GREEDY, "num_predict": 5, **({"num_ctx": num_ctx} if num_ctx else {})}
+    whole = ok(server, "/api/chat", {"messages": messages, "stream": False, "options": options})
+    budget = int(num_ctx or holds) - 5
+    # the longest tail of whole turns (from a user message) that fits, after the system message
+    tails = [messages[:1] + messages[k:] for k in range(1, len(messages), 2)]
+    kept = next(tail for tail in tails if _tokens(server, tail) <= budget)
+    assert whole["prompt_eval_count"] == _tokens(server, kept) and whole["eval_count"] == 5
+    same = ok(server, "/v1/chat/completions", {"messages": kept, "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 5})
+    assert whole["message"]["content"] == same["choices"][0]["message"]["content"]
+    streamed = lines(server, "/api/chat", {"messages": messages, "options": options})
+    assert streamed[-1]["prompt_eval_count"] == whole["prompt_eval_count"]
+    status, _, text = call(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 5})  # OpenAI's API keeps its 400
+    assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
+
+
+def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_tokens(server):
+    body = {"prompt": "Paris is", "raw": True, "stream": False}
+    prompt = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": 1}})["prompt_eval_count"]
+    short = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": -1, "stop": [], "num_ctx": prompt + 3}})
+    assert short["eval_count"] == 3 and short["done_reason"] == "length"
+    assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 0}}, 400)
+
+
+def test_chat_whose_last_message_is_the_assistants_continues_it(server):
+    messages = [{"role": "user", "content": "What color is the sky?"}, {"role": "assistant", "content": "The color of the sky is"}]
+    whole = ok(server, "/api/chat", {"messages": messages, "stream": False, "options": {**GREEDY, "num_predict": 6}})
+    same = ok(server, "/v1/chat/completions", {"messages": messages, "continue_final_message": True, "add_generation_prompt": False, "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 6})
+    assert whole["message"]["content"] == same["choices"][0]["message"]["content"] and whole["prompt_eval_count"] == same["usage"]["prompt_tokens"]
+    turn = ok(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 1})  # a new turn takes more tokens: the closed one and the opened one
+    assert turn["usage"]["prompt_tokens"] > whole["prompt_eval_count"]
+    streamed = lines(server, "/api/chat", {"messages": messages, "options": {**GREEDY, "num_predict": 6}})
+    assert "".join(line["message"]["content"] for line in streamed) == whole["message"]["content"]
+
+
+def test_seed_minus_one_is_unseeded_and_whole_options_may_be_sent_as_floats(server, monkeypatch):
+    backend = server["backend"]
+    seeds, original = [], backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: seeds.append(job.params.seed) or original(job))
+    for path, body in (("/api/generate", {"prompt": "Hi"}), ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}]})):
+        for seed, used in ((-1, None), (-1.0, None), (-7, None), (5, 5), (5.0, 5)):
+            answer = ok(server, path, {**body, "stream": False, "options": {"num_predict": 3.0, "seed": seed, "top_k": 4.0, "temperature": 1.0}})
+            assert seeds.pop() == used and answer["eval_count"] <= 3
+    assert "num_predict" in error(server, "/api/generate", {"prompt": "Hi", "options": {"num_predict": 3.5}}, 400)
+
+
+def test_embed_dimensions_cuts_the_vectors_to_length_one_again_as_ollama(server):
+    (full,) = ok(server, "/api/embed", {"input": "a dog"})["embeddings"]
+    (cut,) = ok(server, "/api/embed", {"input": "a dog", "dimensions": 8})["embeddings"]
+    norm = math.sqrt(sum(x * x for x in full[:8]))
+    assert cut == pytest.approx([x / norm for x in full[:8]]) and sum(x * x for x in cut) == pytest.approx(1.0)
+    assert ok(server, "/api/embed", {"input": "a dog", "dimensions": len(full)})["embeddings"] == [full]
+    for wrong in (0, len(full) + 1):
+        assert f"dimensions must be between 1 and {len(full)}" in error(server, "/api/embed", {"input": "a dog", "dimensions": wrong}, 400)
+
+
+def test_logprobs_are_answered_per_token_in_the_v1_chat_shape_as_ollama_has_them(server):
+    messages = [{"role": "user", "content": "Hi"}]
+    options = {**GREEDY, "num_predict": 3}
+    same = ok(server, "/v1/chat/completions", {"messages": messages, "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 3, "logprobs": True, "top_logprobs": 2})
+    want = same["choices"][0]["logprobs"]["content"]
+    assert len(want) == 3 and all(len(token["top_logprobs"]) == 2 for token in want)
+    whole = ok(server, "/api/chat", {"messages": messages, "stream": False, "logprobs": True, "top_logprobs": 2, "options": options})
+    assert whole["logprobs"] == want
+    streamed = lines(server, "/api/chat", {"messages": messages, "logprobs": True, "top_logprobs": 2, "options": options})
+    assert [token for line in streamed for token in line.get("logprobs", [])] == want
+    generated = ok(server, "/api/generate", {"prompt": "Hi", "stream": False, "logprobs": True, "options": options})
+    assert [t["token"] for t in generated["logprobs"]] == [t["token"] for t in want] and all(t["top_logprobs"] == [] for t in generated["logprobs"])
+    assert "logprobs" not in ok(server, "/api/chat", {"messages": messages, "stream": False, "options": options})
+    assert "top_logprobs must be between 0 and 20" in error(server, "/api/chat", {"messages": messages, "logprobs": True, "top_logprobs": 21}, 400)
