@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import ui
-from .batch_inputs import Row, flag_rows, id_key, read_rows, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
+from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
 from .engine.coalesce import CoalescingEngine
@@ -313,7 +313,7 @@ def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> 
         with quiet_notes():  # warned of once for all rows, by the caller
             return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
-        return {"error": str(exc), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
+        return {"error": row_error(exc, row, field_name), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         return {"error": f"{named} failed: {detail}", "exception": exc}

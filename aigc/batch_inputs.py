@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError, option
+from .errors import AigcError, BadInputError, OptionError, option
 from .generators.base import type_name
 from .textio import STDIN, decode_text, numbered_lines, parse_json, unquote
 
@@ -356,3 +356,14 @@ def row_sampling(row: Row, field_name: str) -> dict[str, Any]:
     if isinstance(settings.get("stop"), str):
         settings["stop"] = [settings["stop"]]
     return settings
+
+
+def row_error(exc: AigcError, row: Row, field_name: str) -> str:
+    """`exc`'s message for the row it failed; a setting the row's `body` gave (`row_sampling`) is
+    named as that field (`the row's body.temperature`), not as the flag of the same setting."""
+    own = row.fields["body"] if isinstance(exc, OptionError) and row_sampling(row, field_name) else {}
+    given = [key for key in BODY_SETTINGS if own.get(key) is not None and BODY_SETTINGS[key] == exc.option]
+    if not given:
+        return str(exc)
+    text = exc.naming(f"the row's body.{given[-1]}")  # max_completion_tokens, given with max_tokens, is the one taken
+    return f"{exc.at}: {text}" if exc.at else text

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import AigcError, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option, spelt
+from .errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option, spelt
 from .template_environment import compile_text, environment, render_bounded, variables_read
 from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
 
@@ -120,11 +120,12 @@ def shadowed() -> dict[str, list[str]]:
     return {name: found[:-1] for name, found in sources.items() if len(found) > 1}
 
 
-def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInputError]]:
+def scan(only: str | None = None, passing: Path | None = None) -> tuple[dict[str, Template], dict[str, BadInputError]]:
     """All templates by name, and the ones that cannot be read with why; later directories override
     earlier ones (a broken override of yours hides the template it overrides; a plugin's broken template is
     recorded as that plugin's problem and skipped), except that two plugins'
-    templates of one name clash (the first stays). `only`: the files of that name alone are read."""
+    templates of one name clash (the first stays). `only`: the files of that name alone are read;
+    `passing`: a file left out (what a template hides)."""
     found: dict[str, Template] = {}
     broken: dict[str, BadInputError] = {}
     plugin_of: dict[str, str] = {}  # template name -> the plugin whose directory has it
@@ -134,7 +135,7 @@ def scan(only: str | None = None) -> tuple[dict[str, Template], dict[str, BadInp
                 _warn_of_others(directory)
             for path in template_files(directory):
                 name = template_name(path)
-                if only is not None and name != only:
+                if only is not None and name != only or path == passing:
                     continue
                 if source not in OVERRIDING and plugin_of.setdefault(name, source) != source:
                     from .plugins import record_clash
@@ -217,9 +218,12 @@ def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInput
     return BadInputError(f"{str(error).rstrip('.')}; {_way_out(name, 'user', hidden.source)}")
 
 
-def _way_out(name: str, source: str, hidden: str) -> str:
-    """How to fix an override of template `name` from `source` of one from `hidden`, or go back to that one."""
-    back = "the built-in one" if hidden == "builtin" else f"plugin {hidden!r}'s"
+def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
+    """How to fix an override of template `name` from `source` of one from `hidden`, or go back to that
+    one; a fabric `pattern` is not yours to edit, but `aigc run` runs it."""
+    back = {"builtin": "the built-in one", "user": "yours"}.get(hidden, f"plugin {hidden!r}'s")
+    if pattern:
+        return f"it is a fabric pattern, for `aigc run {name}`, and {back} beneath it does not fit either: fix that one"
     if source == "user":
         return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
     if source == "env":
@@ -254,28 +258,68 @@ def get_template(name: str) -> Template:
     return template
 
 
-def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> None:
-    """An `OptionError` (for `flag`) now, not on every input, when the template `name` needs a
-    variable the `task` does not fill with `given`, reads none of the variables that `carries`
-    the input (its text would be dropped), or leaves out one of `reads` (variable: what it holds,
-    e.g. translate's target language). An override (yours, in AIGC_TEMPLATES_PATH or a plugin's)
-    is named with its file and the way to fix it, since it may be in use with no option given."""
+def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> str:
+    """`name`, the template the `task` uses, or an `OptionError` (for `flag`) now, not on every input,
+    when that template needs a variable the `task` does not fill with `given`, reads none of the
+    variables that `carries` the input (its text would be dropped), or leaves out one of `reads`
+    (variable: what it holds, e.g. translate's target language). A fabric pattern of yours or in
+    AIGC_TEMPLATES_PATH that the task cannot use leaves it the template it hides (an `AigcNote` says
+    so): `name` bound to that one (`TaskTemplate`). An override (yours, in AIGC_TEMPLATES_PATH or a
+    plugin's) is named with its file and the way to fix it, since it may be in use with no option given."""
     template = _find(name)
-    missing = [v for v in template.required if v not in given]
-    if missing:
-        problem = f"needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}"
-    elif not template.names_used & carries:
-        problem = f"never reads {' or '.join(sorted(carries))}, where {task} puts its input"
-    elif unread := [f"{variable} ({what})" for variable, what in (reads or {}).items() if variable not in template.names_used]:
-        problem = f"never reads {', '.join(unread)}"
-    else:
-        return
+    problem = _unfilled(template, given, task, carries, reads)
+    if problem is None:
+        return name
     if _trying.get().get(template.name) is template:
         raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
+    pattern = template.path.name == PATTERN and template.source in ("user", "env") and not is_path(name)
+    beneath = scan(name, passing=template.path)[0].get(name) if pattern else None
+    if beneath is not None and _unfilled(beneath, given, task, carries, reads) is None:
+        where = "AIGC_TEMPLATES_PATH's" if template.source == "env" else "your"
+        warnings.warn(f"{where} fabric pattern {name!r} is for `aigc run {name}`; `aigc {task}` keeps {_whose(beneath.source)} template {name!r}", AigcNote, stacklevel=2)
+        return TaskTemplate(name, beneath)
     hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
     if hidden:
-        raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1])}")
+        raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1], pattern)}")
     raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")
+
+
+def _unfilled(template: Template, given: set[str], task: str, carries: set[str], reads: dict[str, str] | None) -> str | None:
+    """Why the `task` cannot use `template` (as `check_fills` says), or None."""
+    missing = [v for v in template.required if v not in given]
+    if missing:
+        return f"needs {', '.join(missing)}, and {task} fills only {', '.join(sorted(given))}"
+    if not template.names_used & carries:
+        return f"never reads {' or '.join(sorted(carries))}, where {task} puts its input"
+    if unread := [f"{variable} ({what})" for variable, what in (reads or {}).items() if variable not in template.names_used]:
+        return f"never reads {', '.join(unread)}"
+    return None
+
+
+def _whose(source: str) -> str:
+    return "the built-in" if source == "builtin" else "your" if source == "user" else f"plugin {source!r}'s"
+
+
+def kept_by_task(template: Template) -> str | None:
+    """The task command that keeps the template `template` hides, where `template` is a fabric pattern
+    of yours or in AIGC_TEMPLATES_PATH (as `check_fills` does: a task that fills variables cannot use
+    one), else None; `aigc chat` takes a pattern as its system prompt, so it is no such task."""
+    if template.path.name != PATTERN or template.source not in ("user", "env"):
+        return None
+    beneath = scan(template.name, passing=template.path)[0].get(template.name)
+    return beneath.generator if beneath is not None and beneath.generator not in (None, "chat") else None
+
+
+class TaskTemplate(str):
+    """A template name as a task uses it: bound to the template a fabric pattern of that name hides
+    (`check_fills`), which `get_template` then gives; it is the name still, in JSON and records."""
+
+    template: Template
+
+    def __new__(cls, name: str, template: Template) -> TaskTemplate:
+        bound = super().__new__(cls, name)
+        bound.template = template
+        return bound
 
 
 class _Unfit(BadInputError):
@@ -310,6 +354,8 @@ def _find(name: str) -> Template:
     """`get_template` without the warning."""
     if not isinstance(name, str) or not name:
         raise BadInputError(f"a template is a name or a .j2 file, got {name!r}")
+    if isinstance(name, TaskTemplate):
+        return name.template
     if is_path(name):
         path = Path(name).expanduser()
         if not os.path.isfile(path):  # os.path: False (not an OSError) for a name too long

@@ -67,10 +67,16 @@ def _commands(ctx) -> list:
     return chain
 
 
+def flag_name(opts: list[str]) -> str:
+    """An option's name as messages give it: its longest (`--max-tokens`, not `-t`), but the short form
+    of a one-letter one (`-n`, as it is typed, not `--n`)."""
+    return max(opts, key=lambda name: (len(name.lstrip("-")), -len(name)))
+
+
 def _flagger(command):
     """How `command` names a library option (given a value or None): its flag (`--max-tokens`,
     `--method probe`; `-O n=1` for a task option of aigc batch), else None: the library's name."""
-    flags = {param.name: max(param.opts, key=len) for param in getattr(command, "params", ()) if getattr(param, "param_type_name", "") == "option"}
+    flags = {param.name: flag_name(param.opts) for param in getattr(command, "params", ()) if getattr(param, "param_type_name", "") == "option"}
 
     def flag(name: str, value: str | None) -> str | None:
         shown = flags.get(PARAMETERS.get(name, name))
@@ -215,7 +221,7 @@ def _not_a_number(exc: UsageError) -> Optional[str]:
     if not callable(errors) or named is None or len(errors()) != 1 or errors()[0].get("type") not in NUMBER_KINDS:
         return None
     param = getattr(exc, "param", None)
-    name = (exc.ctx and param is not None and env_source(exc.ctx, param.name)) or named.group(1)  # AIGC_PORT=abc names AIGC_PORT
+    name = (exc.ctx and param is not None and env_source(exc.ctx, param.name)) or (flag_name(param.opts) if getattr(param, "opts", None) and named.group(1).startswith("-") else named.group(1))  # AIGC_PORT=abc names AIGC_PORT
     return f"{name} must be {NUMBER_KINDS[errors()[0]['type']]}, got {errors()[0].get('input')!r}"
 
 

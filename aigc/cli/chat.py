@@ -38,7 +38,8 @@ REPL_HELP = """Commands:
                    name); asks before it replaces a file
   /load FILE       go on from a conversation saved as .json, or from a
                    session by its name (/load trip); new turns are saved
-                   where this chat's are (-S), not to that session
+                   where this chat's are (-S), not to that session; asks
+                   before it replaces this session's turns
   /exit, /bye      leave (/quit, exit or quit alone on a line, and Ctrl-D too)
 A line starting with \"\"\" goes on over several lines until one ends with \"\"\"
 (sent as typed, even if it starts with / or is just exit; as llm's !multi
@@ -312,7 +313,7 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
         while True:
             history.check()
             try:
-                with options_named(lambda name, value: None, commands=True):  # "temperature must be ...", as /set takes it; `aigc templates list` as the CLI spells it
+                with options_named(_set_command, commands=True):  # "temperature must be ...", as /set takes it; `aigc templates list` as the CLI spells it
                     if _turn(session, run, pending) == "exit":
                         break
             except EOFError:
@@ -323,6 +324,12 @@ def _repl(run: RunOptions, system: Optional[str], template: Optional[str], varia
                 ui.info("(exit or Ctrl-D to leave)")
     finally:
         history.save()
+
+
+def _set_command(name: str, value: str | None) -> str | None:
+    """How the REPL names a setting given a value: the /set that gives it (`/set temperature 0.7`);
+    others as the library spells them (`temperature must be ...`)."""
+    return f"/set {name} {value}" if value is not None and name in TUNABLE else None
 
 
 class _History:
@@ -615,7 +622,13 @@ def _command(command: str, arg: str, session: ChatSession, pending: list) -> Non
     elif command == "/load":
         if not arg:
             raise BadInputError("/load needs a file saved as JSON, e.g. /load chat.json, or a session's name")
-        session.load(_loadable(_unquoted(arg), session))
+        source = _loadable(_unquoted(arg), session)
+        if session.path is not None and session.keep and session.messages:  # its file holds turns that loading replaces
+            kept = f"{'conversation' if conversations.unnamed(session.path) else 'session'} {conversations.session_label(session.path)}"
+            if not _confirmed(f"{kept} holds {_turns(session)}; replace it with {_unquoted(arg)}? [y/N] "):
+                _reply(f"(not loaded: {kept} is kept as it was)")
+                return
+        session.load(source)
         _reply(f"(loaded {_unquoted(arg)}: {_turns(session)}" + (f"; it replaces what {session.path} held)" if session.path else ")"))
     else:
         raise BadInputError(f"unknown command {command}{did_you_mean([command], SLASH_COMMANDS)}; /help lists them, and // sends a line that starts with /")
@@ -643,10 +656,13 @@ def _loadable(target: str, session: ChatSession) -> Path:
 def _replaces(target: str) -> bool:
     """Whether `/save` may write `target`: a new file, or an existing one the user says to replace."""
     real = check_writable(target, "/save")
-    if not real.is_file():
-        return True
+    return not real.is_file() or _confirmed(f"{target} exists; replace it? [y/N] ")
+
+
+def _confirmed(question: str) -> bool:
+    """Whether the user answers yes to `question` (Ctrl-D or Ctrl-C is a no)."""
     try:
-        answer = _input(f"{target} exists; replace it? [y/N] ")
+        answer = _input(question)
         _forget_answer(answer)
     except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C here is a no, not leaving the chat
         _end_line()

@@ -40,10 +40,26 @@ def check_threshold(threshold: float | None, multi_label: bool) -> None:
         raise BadInputError("--threshold picks labels with --multi-label; one label per text is always the likeliest")
 
 
-def json_record(result: dict) -> dict:
+def json_record(result: dict, method_reason: str | None = None) -> dict:
     """What `--json` prints of a result: the label(s), the scores, and the method and calibration
-    that made them, as `aigc batch classify` and the library give them."""
-    return {k: result[k] for k in ("label", "labels", "scores", "method", "calibration") if k in result}
+    that made them, as `aigc batch classify` and the library give them; with --examples, why
+    --method auto kept zero-shot (`method_reason`, "" where it did not), as `eval classify` says."""
+    record = {k: result[k] for k in ("label", "labels", "scores", "method", "calibration") if k in result}
+    return record if method_reason is None else {**record, "method_reason": method_reason}
+
+
+def kept_zero_shot(generator, chosen: dict) -> str | None:
+    """Why --method auto kept zero-shot on the --examples, shown as a note (which -q hides): "" where
+    it did not, None without examples (nothing was picked)."""
+    from ..generators.classify_examples import kept_zero_shot as reason_for
+
+    if not chosen["examples"]:
+        return None
+    opts = generator.validate(chosen)
+    reason = reason_for(generator.example_model(opts), opts)
+    if reason:
+        ui.info(f"--method auto kept zero-shot: {reason}")
+    return reason
 
 
 def describe(result: dict) -> str:
@@ -66,7 +82,7 @@ def classify(
     calibrate: Calibrate = "auto",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration"} (with --multi-label "labels" for "label") as JSON; with --lines one per line, with its "line" number.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration"} (with --multi-label "labels" for "label"; with --examples "method_reason", why auto kept zero-shot) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -87,7 +103,9 @@ def classify(
     check_threshold(threshold, multi_label)
     chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
-        run_lines(run, "classify", text, chosen, describe, as_json, record=json_record, output=output)
+        reason = {}
+        record = lambda result: json_record(result, reason.get("why"))  # noqa: E731
+        run_lines(run, "classify", text, chosen, describe, as_json, record=record, output=output, prepared=lambda generator, options: reason.update(why=kept_zero_shot(generator, options)))
         return
     generator = run.generator("classify")
     run.prepare(generator, texts[0], chosen)
@@ -99,15 +117,17 @@ def classify(
             if exc.index is not None:  # one text's error: its line (the text alone needs no name)
                 exc.at = f"line {numbered[exc.index][0]}" if lines else None
             raise
+    reason = kept_zero_shot(generator, chosen)
     lined = LineResults(as_json, output)
     for (number, item), result in zip(numbered, results):
-        rendered = json.dumps(json_record(result), ensure_ascii=False) if as_json else describe(result)
+        record = json_record(result, reason)
+        rendered = json.dumps(record, ensure_ascii=False) if as_json else describe(result)
         if lines:
-            lined.show(number, describe(result), json_record(result))
+            lined.show(number, describe(result), record)
         else:
             emit(rendered, output)
         chosen_labels = ", ".join(result["labels"]) if "labels" in result else result["label"]
-        run.keep(generator, "classify", item, chosen_labels, chosen, json_record(result), measured=not lines)
+        run.keep(generator, "classify", item, chosen_labels, chosen, record, measured=not lines)
     if lines:
         lined.finish(text)
     run.report(generator)

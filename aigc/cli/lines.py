@@ -127,6 +127,7 @@ def run_lines(
     run: RunOptions, task: str, text: str, options: dict[str, Any], render: Callable[[dict], str], as_json: bool,
     notes: Callable[[dict, Any], list[str]] = lambda result, generator: [], record: Callable[[dict], dict] = lambda result: result, output: str | None = None,
     encoding: str = "utf-8", line_end: str = "\n", given_back: Callable[[dict], bool] = lambda result: False, fields: dict[str, str] | None = None,
+    prepared: Callable[[Any, dict], None] = lambda generator, options: None,
 ) -> None:
     """Each non-empty line is one input (the generator's `line_field` column for `batch_input`), batched like `aigc batch`.
 
@@ -136,7 +137,8 @@ def run_lines(
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr);
     the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`), as do
     those whose result lists glossary terms or placeholders it missed (`missed_note`, as `aigc batch` ends);
-    `fields` are the other columns every line's row gets (adcopy's audience, given once by its flag)."""
+    `fields` are the other columns every line's row gets (adcopy's audience, given once by its flag);
+    `prepared(generator, options)` runs once the generator is prepared, before the first line."""
     from ..batch import MISSES, run_rows
     from ..batch_inputs import Row
 
@@ -149,6 +151,7 @@ def run_lines(
     options = {**generator.line_options, **options}
     run.prepare(generator, generator.batch_input(rows[0].fields, field), options)
     generator.prepare(options)
+    prepared(generator, options)
     shown = LineResults(as_json, output, encoding, line_end)
     unchanged: list[int] = []
     missed: dict[str, list[tuple[str, list]]] = {}  # by key of MISSES: the lines whose result lists what it missed, with the list

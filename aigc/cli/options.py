@@ -310,7 +310,7 @@ InputFormat = Annotated[
 
 Answers = Annotated[
     Optional[int],
-    typer.Option("--n", "-n", metavar="N", help="How many answers (sampled, so not at --temperature 0), printed one after another, parted by --- lines (--json: choices); default: the template's n, else 1.", show_default=False),
+    typer.Option("--n", "-n", metavar="N", help="How many answers (sampled: at 0.7 where neither --temperature nor the template sets one, never at --temperature 0), printed one after another, parted by --- lines (--json: choices); default: the template's n, else 1.", show_default=False),
 ]
 
 

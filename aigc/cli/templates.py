@@ -21,16 +21,16 @@ templates_app = listing_app("templates", "List, inspect, create, edit and remove
 def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Every template: name, where it comes from (and what it overrides), and what it is for."""
     shadowed = templates.shadowed()
-    rows = [
-        {"name": t.name, "source": t.source, "path": str(t.path), "description": t.description, "overrides": shadowed.get(t.name, [])}
-        for t in sorted(templates.discover().values(), key=lambda t: t.name)
-    ]
+    found = sorted(templates.discover().values(), key=lambda t: t.name)
+    rows = [{"name": t.name, "source": t.source, "path": str(t.path), "description": t.description, "overrides": shadowed.get(t.name, [])} for t in found]
     if as_json:  # a name's bytes in no UTF-8 as U+FFFD: the JSON stays UTF-8
         ui.result(json.dumps(readable_json(rows), indent=2, ensure_ascii=False))
         return
-    for row in rows:
+    for row, template in zip(rows, found):
         if row["overrides"]:
-            row["source"] += f" (overrides {_whose(row['overrides'][-1])})"
+            task = templates.kept_by_task(template)
+            kept = f"; `aigc {task}` keeps {_whose(row['overrides'][-1])}" if task else ""
+            row["source"] += f" (overrides {_whose(row['overrides'][-1])}{kept})"
     width = max((len(r["name"]) for r in rows), default=0)
     sources = max((len(r["source"]) for r in rows), default=0)
     ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<{sources}}  {r['description']}" for r in rows))

@@ -141,7 +141,11 @@ def named_remote(name: str) -> NamedRemote:
     if unknown:
         raise RemoteConfigError(f"{where} has unknown keys {', '.join(unknown)}; it takes url, model and api_key_env")
     url = entry.get("url")
-    problem = url_problem(url) if isinstance(url, str) else "not text"
+    if url is None:
+        raise RemoteConfigError(f"{where} has no url: add url = \"http://HOST:PORT/v1\" (an http or https URL)")
+    if not isinstance(url, str):
+        raise RemoteConfigError(f"{where} needs url = \"http://HOST:PORT/v1\" (an http or https URL, in quotes; got {url!r})")
+    problem = url_problem(url)
     if problem:
         raise RemoteConfigError(f"{where} needs url = \"http://HOST:PORT/v1\" (an http or https URL; got {url!r}: {problem})")
     for field in ("model", "api_key_env"):

@@ -357,7 +357,7 @@ class Generator:
         params = self.sampling(sampling, get_template(template).defaults if template else None)
         if params.greedy:
             why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
-            warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature')} (e.g. 0.7) to sample")
+            warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature', 0.7)} (or another above 0) to sample")
 
     def notes(self, result: dict[str, Any], opts) -> list[str]:
         """Warnings about the result of one input that a caller could miss (a text given back as it

@@ -13,6 +13,7 @@ from .. import conversations, templates
 from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, did_you_mean, option
 from ..answer_stream import AnswerStream
 from ..engine.base import check_fits, relay, usage_of
+from ..engine.sampling import SamplingParams
 from ..json_schemas import answer_texts
 from ..template_files import foreign_host
 from ..textio import readable_name
@@ -110,6 +111,14 @@ class ChatGenerator(Generator):
     # Greedy with a mild repetition penalty gave the most reliable answers from the 135M default
     # (20/20 "Paris" vs 18/20 at temperature 0.2); --temperature turns sampling on.
     sampling_defaults = {"temperature": 0.0, "top_p": 0.9, "max_tokens": 512, "repetition_penalty": 1.1}
+    several_temperature = 0.7  # several answers (n above 1) with no temperature given are sampled, at `aigc run`'s default
+
+    def sampling(self, overrides: dict[str, Any] | None, template_defaults: dict[str, Any] | None = None) -> SamplingParams:
+        """As `Generator.sampling`, but several answers asked for with no temperature given (by the
+        caller or the template) are sampled at `several_temperature`, not picked greedily as one is."""
+        params = super().sampling(overrides, template_defaults)
+        given = {**(template_defaults or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        return params.replace(temperature=self.several_temperature) if params.n > 1 and "temperature" not in given else params
 
     def user_message(self, text: str, opts: ChatOptions, first: bool = True) -> tuple[list[dict], dict]:
         """The template rendered around one user turn: (messages, template sampling defaults). A

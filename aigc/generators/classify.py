@@ -222,7 +222,7 @@ class ClassifyOptions:
             raise BadInputError(f"{option('method', 'demos')} calibrates with content-free (measured with the same demonstrations) or off, not examples")
         if self.multi_label and self.method == "demos":
             raise BadInputError(f"{option('method', 'demos')} works for one label per text; drop {option('multi_label')} or pick probe")
-        templates.check_fills(self.template, {"text", "labels", "aspect", "kind", "demonstrations"}, "classify")
+        self.template = templates.check_fills(self.template, {"text", "labels", "aspect", "kind", "demonstrations"}, "classify")
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, as

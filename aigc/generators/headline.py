@@ -39,7 +39,7 @@ class HeadlineOptions:
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
         reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
-        templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
+        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no

@@ -48,7 +48,7 @@ class SummarizeOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
-            templates.check_fills(getattr(self, name), {"text", "words", "format"}, "summarize", name)
+            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format"}, "summarize", name))
 
     @property
     def target_words(self) -> int:

@@ -376,7 +376,7 @@ class TranslateOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         self.terms = _glossary_entries(self.glossary, (self.source_language, self.target_language))
-        templates.check_fills(self.template, {"text", "target", "source", "glossary"}, "translate", reads={"target": "the language to translate into"})
+        self.template = templates.check_fills(self.template, {"text", "target", "source", "glossary"}, "translate", reads={"target": "the language to translate into"})
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s record: a glossary by its terms (an

@@ -2063,3 +2063,19 @@ def test_the_note_on_one_row_that_missed_a_glossary_term_names_it_in_the_singula
     assert missed_note("glossary_misses", [('"a"', [{"source": "cat", "target": "Katze", "count": 1}])], 3) == (
         'glossary terms were missed in 1 of 3 rows (id "a"): \'cat\' as \'Katze\' in 1; its result\'s "glossary_misses" lists them'
     )
+
+
+def test_a_bad_setting_in_an_openai_batch_rows_body_is_named_as_its_field_not_a_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    source, out = tmp_path / "batchinput.jsonl", tmp_path / "out.jsonl"
+    messages = [{"role": "user", "content": "Name a bee."}]
+    bodies = [{"messages": messages, "temperature": 7}, {"messages": messages, "max_completion_tokens": 0}, {"messages": messages}]
+    source.write_text("".join(json.dumps({"custom_id": f"r{i}", "body": body}) + "\n" for i, body in enumerate(bodies)))
+    result = CliRunner().invoke(app, ["batch", "chat", "-i", str(source), "--field", "body.messages", "--id-field", "custom_id", "-o", str(out), "-m", "echo", "--temperature", "0.5"])
+    errors = [line.get("error") for line in lines(out)]
+    assert errors[0] == "the row's body.temperature must be between 0 and 2 (0 = greedy), got 7", result.output
+    assert errors[1] == "the row's body.max_completion_tokens must be at least 1, got 0"
+    assert errors[2] is None and result.exit_code == 1

@@ -1017,8 +1017,8 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
-        (["chat", "-n", "hi"], "--n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
-        (["run", "chat", "-n", "-m", "echo"], "--n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
+        (["chat", "-n", "hi"], "-n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
+        (["run", "chat", "-n", "-m", "echo"], "-n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
         (["headline", "--usage"], "No such option: --usage (--stats prints the token counts;"),
         (["chat", "--no-stream", "hi"], "No such option: --no-stream (an answer streams only to a terminal"),  # not click's guess, --system
         (["chat", "--format", "json", "hi"], "No such option: --format (--schema holds the answer to JSON"),
@@ -1401,7 +1401,7 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
     assert data["choices"] == ["bees"] * 3 and data["finish_reasons"] == ["stop"] * 3
     assert invoke("run", "once", "--var", "input=bees", "--n", "2", "-m", "echo").stdout == "bees\n\n---\n\nbees\n"
     assert json.loads(invoke("run", "once", "--var", "input=bees", "-n", "2", "--dry-run", "--json").stdout)["defaults"]["n"] == 2
-    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (--n 1)"])
+    assert bad("run", "once", "--var", "input=bees", "-n", "2", "--temperature", "0", "--dry-run") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
     (tmp_path / "one.csv").write_text("id,text\n1,bees\n")
     for logged in ([], ["--no-log"]):  # one-shot chat: several answers keep no conversation to go on from, said where -c would expect one
         chatted = invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--json", *logged)
@@ -1409,6 +1409,10 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
         assert ("start no conversation; aigc chat -c goes on from the one before" in chatted.stderr) == (not logged), chatted.stderr
     assert bad("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "-S", "talk") == (2, ["Error: -n 2 gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid"])
     assert invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"
+    assert invoke("chat", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"  # chat's greedy default samples for several, as run's
+    assert bad("chat", "bees", "-n", "2", "--temperature", "0", "-m", "echo", "--no-log") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
+    code, lines = bad("chat", "bees", "-n", "two", "-m", "echo")
+    assert code == 2 and lines[0].startswith("Error: -n must be a whole number, got 'two' ("), lines
     for task in (["template", "-O", "template=once"], ["chat"]):
         done = invoke("batch", *task, "-O", "n=2", "-i", str(tmp_path / "one.csv"), "-o", str(tmp_path / f"{task[0]}.jsonl"), "-m", "echo", "--temperature", "1")
         assert done.exit_code == 0 and json.loads((tmp_path / f"{task[0]}.jsonl").read_text())["result"]["choices"] == ["bees"] * 2, done.output
@@ -3000,9 +3004,23 @@ def test_examples_read_label_first_are_said_so_in_a_note_that_q_hides(tmp_path):
     examples.write_text("pos\tI loved this film so much\nneg\tawful boring plot and acting\npos\twonderful cast, great story\nneg\tterrible waste of my time\n")
     result = invoke("classify", "great film", "--examples", str(examples), "-m", "echo")
     assert result.exit_code == 0 and result.stdout.split("\t")[0] in ("pos", "neg"), result.output
-    assert result.stderr.splitlines() == [f"read {examples} as label<TAB>text (its first column holds the labels)"]
+    assert result.stderr.splitlines()[0] == f"read {examples} as label<TAB>text (its first column holds the labels)"
     quiet = invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize("lines", [(), ("--lines",)])
+def test_classify_says_why_auto_kept_zero_shot_on_few_examples_in_a_note_and_in_json(tmp_path, lines):
+    examples = tmp_path / "ex.tsv"
+    examples.write_text("I loved this film so much\tpos\nawful boring plot and acting\tneg\nwonderful cast, great story\tpos\nterrible waste of my time\tneg\n")
+    why = "fewer than 8 examples, too few to show a probe does better"
+    result = invoke("classify", "-", "--examples", str(examples), "-m", "echo", "--json", *lines, input="great film\n")
+    assert result.exit_code == 0 and result.stderr.splitlines() == [f"--method auto kept zero-shot: {why}"], result.output
+    record = json.loads(result.stdout)
+    assert record["method"] == "zero-shot" and record["method_reason"] == why
+    assert invoke("classify", "great film", "--examples", str(examples), "-m", "echo", "-q").stderr == ""
+    plain = invoke("classify", "great film", "-l", "pos,neg", "-m", "echo", "--json", *lines)
+    assert plain.stderr == "" and "method_reason" not in json.loads(plain.stdout)  # no examples: nothing was picked
 
 
 def test_an_unknown_setting_in_config_toml_is_one_warning(tmp_path):
@@ -3034,6 +3052,18 @@ def test_repl_save_of_an_empty_conversation_writes_nothing(monkeypatch, capsys, 
     repl_lines(monkeypatch, "/save " + str(target))
     assert _turn(session, run, []) is None
     assert not target.exists() and "nothing to save yet" in capsys.readouterr().err
+
+
+def test_the_repl_says_to_raise_the_temperature_with_set_as_the_repl_takes_it(monkeypatch):
+    import types
+
+    import aigc.cli.chat as chat_cli
+
+    monkeypatch.setattr(chat_cli, "stdin_text", lambda: None)
+    monkeypatch.setattr(chat_cli, "sys", types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True), stdout=sys.stdout, stderr=sys.stderr))
+    repl_lines(monkeypatch, "/set top_k 5", "hi", "exit")
+    err = invoke("chat", "-m", "echo", "--no-log").stderr
+    assert "Warning: top_k changes nothing here: the answer is greedy (temperature 0); give /set temperature 0.7 (or another above 0) to sample" in err, err
 
 
 def test_repl_save_asks_before_it_replaces_a_file(monkeypatch, capsys, tmp_path):
@@ -3381,6 +3411,19 @@ def test_a_malformed_remote_url_is_a_one_line_error_naming_the_form(model, words
         OpenAIEngine("http://[::1/v1")  # the engine made by the library, not through a model's name
 
 
+@pytest.mark.parametrize("table, words", [
+    ('[remotes.gpu]\nmodel = "llama"\n', 'has no url: add url = "http://HOST:PORT/v1" (an http or https URL)'),
+    ('[remotes.gpu]\nurl = 8000\n', 'needs url = "http://HOST:PORT/v1" (an http or https URL, in quotes; got 8000)'),
+])
+def test_a_remote_with_no_url_or_one_not_text_says_so_without_pythons_words(table, words):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(table)
+    code, lines = bad("chat", "hi", "-m", "remote:gpu")
+    assert code == 2 and lines == [f"Error: [remotes.gpu] in {config.settings_file()} {words}"], lines
+
+
 def test_repl_commands_answer_even_with_quiet(monkeypatch, capsys):
     from aigc import ui
     from aigc.cli.chat import _turn
@@ -3610,6 +3653,30 @@ def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replac
     (conversations.sessions_dir() / "caf\udce9.json").write_text("{}")
     sessions = invoke("sessions", "--json")
     assert sessions.exit_code == 0 and [row["name"] for row in json.loads(sessions.stdout_bytes.decode("utf-8"))] == ["caf\ufffd"]
+
+
+def test_repl_load_asks_before_it_replaces_a_named_sessions_turns_as_save_asks_before_it_replaces_a_file(tmp_path, monkeypatch, capsys):
+    from aigc import conversations
+    from aigc.cli.chat import _command
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    saved = tmp_path / "conv.json"
+    saved.write_text(json.dumps({"messages": [{"role": "user", "content": "Paris?"}, {"role": "assistant", "content": "No."}]}))
+    conversations.sessions_dir().mkdir(parents=True, exist_ok=True)
+    trip = conversations.session_path("trip")
+    trip.write_text(json.dumps({"messages": [{"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Yes."}]}))
+    session = ChatSession(ChatGenerator(engine=FakeEngine()), path=trip)
+    for answer in ("n", ""):
+        repl_lines(monkeypatch, answer)
+        _command("/load", str(saved), session, [])
+        assert [m["content"] for m in session.messages] == ["Rome?", "Yes."] and "Rome?" in trip.read_text()
+        err = capsys.readouterr().err
+        assert f"session trip holds 1 earlier turn; replace it with {saved}? [y/N]" in err and f"(not loaded: session trip is kept as it was)" in err, err
+    repl_lines(monkeypatch, "y")
+    _command("/load", str(saved), session, [])
+    assert [m["content"] for m in session.messages] == ["Paris?", "No."] and "Paris?" in trip.read_text()
+    session.close()
 
 
 def test_repl_load_takes_a_session_name_and_says_what_it_takes_when_nothing_is_there(tmp_path, monkeypatch):

@@ -182,7 +182,7 @@ def test_headline_on_echo_advises_what_helps_a_model_that_answers_every_sample_t
 def test_the_library_warns_where_the_cli_does_naming_options_as_python_spells_them():
     from aigc.errors import AigcWarning
 
-    with pytest.warns(AigcWarning, match=r"^top_p and seed change nothing here: the answer is greedy \(temperature 0\); give temperature \(e\.g\. 0\.7\) to sample$") as greedy:
+    with pytest.warns(AigcWarning, match=r"^top_p and seed change nothing here: the answer is greedy \(temperature 0\); give temperature=0\.7 \(or another above 0\) to sample$") as greedy:
         aigc.generate("chat", "hi", model="echo", sampling={"seed": 5, "top_p": 0.5})
     assert greedy[0].filename == __file__  # pointing at the caller's line, not inside aigc
     with pytest.warns(AigcWarning, match=r"^seed changes nothing here"):
@@ -199,7 +199,7 @@ def test_the_library_warns_where_the_cli_does_naming_options_as_python_spells_th
 
 def test_a_cli_warning_the_generator_gives_is_shown_once_with_the_commands_flags():
     greedy = runner.invoke(app, ["chat", "-m", "echo", "--seed", "3", "--no-log", "hi"])
-    assert greedy.stderr == "Warning: --seed changes nothing here: the answer is greedy (temperature 0); give --temperature (e.g. 0.7) to sample\n", greedy.output
+    assert greedy.stderr == "Warning: --seed changes nothing here: the answer is greedy (temperature 0); give --temperature 0.7 (or another above 0) to sample\n", greedy.output
     short = runner.invoke(app, ["summarize", "-m", "echo", "--no-log", "-"], input="Short text.")
     assert short.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n", short.output
     fewer = runner.invoke(app, ["headline", "--topic", "bees", "-n", "2", "-m", "echo", "--no-log"])

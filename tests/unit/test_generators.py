@@ -567,8 +567,8 @@ def test_several_chat_or_template_answers_with_greedy_settings_are_refused_befor
 
     engine = FakeEngine()
     same = "2 answers need sampling, but temperature=0 or top_k=1 always picks the same words; raise them, or ask for one \\(n=1\\)"
-    with pytest.raises(BadInputError, match=same):  # chat's default is greedy
-        ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2})
+    with pytest.raises(BadInputError, match=same):  # a temperature given is kept
+        ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0})
     with pytest.raises(BadInputError, match=same):
         ChatGenerator(engine=engine).many(["Hi", "Name a colour"], sampling={"n": 2, "temperature": 0.7, "top_k": 1})
     with pytest.raises(BadInputError, match=same):
@@ -577,6 +577,15 @@ def test_several_chat_or_template_answers_with_greedy_settings_are_refused_befor
     engine.enqueue("Red", "Blue", "Hello")
     assert ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2, "temperature": 0.7})["choices"] == ["Red", "Blue"]
     assert TemplateGenerator(engine=engine)({"input": "hi"}, sampling={"temperature": 0})["text"] == "Hello"  # one greedy answer is fine
+
+
+def test_several_chat_answers_with_no_temperature_given_are_sampled_as_aigc_run_samples_them():
+    engine = FakeEngine()
+    engine.enqueue("Red", "Blue", "Hi")
+    assert ChatGenerator(engine=engine)("Name a colour", sampling={"n": 2})["choices"] == ["Red", "Blue"]
+    assert engine.calls[-1][1].temperature == 0.7 and engine.calls[-1][1].n == 2
+    ChatGenerator(engine=engine)("Hello")
+    assert engine.calls[-1][1].temperature == 0  # one answer stays greedy
 
 
 @pytest.mark.parametrize(

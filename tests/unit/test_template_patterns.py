@@ -371,3 +371,35 @@ def test_a_session_switched_from_a_pattern_and_back_sends_the_pattern_again(tmp_
     session.ask("TEXT8")
     session.ask("TEXT9")
     assert [m["content"] for m in sent[-2:] for m in m[-1:]] == ["You summarize.\n\nINPUT:\nTEXT8", "TEXT9"]
+
+
+def test_fabric_patterns_named_as_task_templates_leave_the_tasks_their_built_in_prompts(tmp_path, monkeypatch):
+    pattern(tmp_path, "summarize", "# IDENTITY\nYou summarize content.")
+    pattern(tmp_path, "translate", "Translate into {{lang_code}}:\n\n{{input}}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    text = "Bees make honey in their hives all summer long, and they rest through the winter."
+    summarized = runner.invoke(app, ["summarize", "-", "--words", "5", "-m", "echo", "--no-log"], input=text)
+    assert summarized.exit_code == 0 and summarized.stdout.strip() == text, summarized.output
+    assert "fabric pattern 'summarize'" in summarized.stderr and "`aigc run summarize`" in summarized.stderr
+    translated = runner.invoke(app, ["translate", "Good morning", "--to", "de", "-m", "echo", "--no-log"])
+    assert translated.exit_code == 0 and translated.stdout.strip() == "Good morning", translated.output
+    quiet = runner.invoke(app, ["-q", "summarize", "-", "--words", "5", "-m", "echo", "--no-log"], input=text)
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    ran = runner.invoke(app, ["run", "summarize", "-", "-m", "echo", "--no-log", "--dry-run"], input="Bees make honey.")
+    assert "You summarize content." in ran.stdout, ran.output  # `aigc run` runs the pattern
+
+
+def test_templates_list_says_a_task_keeps_its_built_in_template_beside_a_fabric_pattern(tmp_path, monkeypatch):
+    pattern(tmp_path, "summarize", "You summarize content.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    line = next(l for l in runner.invoke(app, ["templates", "list"]).stdout.splitlines() if l.startswith("summarize "))
+    assert "`aigc summarize` keeps the built-in one" in line, line
+
+
+def test_a_task_the_pattern_and_the_template_beneath_both_fail_is_not_told_to_edit_the_pattern(tmp_path, monkeypatch):
+    pattern(tmp_path, "headline", "Write a headline.")
+    (templates.user_dir()).mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "headline.j2").write_text("---\nvariables: [{name: other, required: true}]\n---\n{{ other }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    result = runner.invoke(app, ["headline", "--topic", "bees", "-m", "echo", "--no-log"])
+    assert result.exit_code == 2 and "fabric pattern" in result.stderr and "templates edit" not in result.stderr, result.stderr
