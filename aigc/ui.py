@@ -65,6 +65,19 @@ def error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {message}", markup=False, style="bold red")
 
 
+def windows_stdio() -> None:
+    """On Windows, make a redirected or piped stdout and stderr write UTF-8 with the line ends given
+    (LF), as elsewhere: Python writes the ANSI code page there (a character outside it fails) and turns
+    each LF into CRLF. A console is left as is (Python writes it UTF-8); PYTHONIOENCODING, where set,
+    keeps its encoding."""
+    if sys.platform != "win32":
+        return
+    encoding = None if os.environ.get("PYTHONIOENCODING") else "utf-8"
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure") and not stream.isatty():
+            stream.reconfigure(encoding=encoding, newline="\n")
+
+
 def stdout() -> TextIO:
     """Where results go: stdout, also inside `prints_to_stderr`."""
     return _stdout or sys.stdout
@@ -99,7 +112,11 @@ def result(text: str) -> None:
         if not hasattr(out, "buffer"):
             raise
         out.flush()
-        out.buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
+        try:
+            data = text.encode(out.encoding or "utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a character the encoding has none for (a Windows code page's): "?", the answer not lost
+            data = text.encode(out.encoding, "replace")
+        out.buffer.write(data)
     out.flush()
 
 

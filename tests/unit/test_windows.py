@@ -1,0 +1,94 @@
+"""Windows behaviour, emulated on any OS: `sys.platform`/`os.name` patched, stdout a text stream in
+a Windows code page that turns LF into CRLF, as Python's stdout is on Windows when redirected."""
+
+import io
+import os
+import signal
+import sys
+import sysconfig
+import types
+
+import pytest
+import typer.core
+
+from aigc import ui
+from aigc.cli import app as cli_app
+
+
+@pytest.fixture(autouse=True)
+def posix_config_read():
+    """sysconfig reads its build's data on first use, by `sys.platform`: read before that is patched."""
+    sysconfig.get_config_vars()
+
+
+def windows_stdout(encoding: str = "cp1252") -> io.TextIOWrapper:
+    """stdout as Python opens a redirected one on Windows: the ANSI code page, LF written as CRLF."""
+    return io.TextIOWrapper(io.BytesIO(), encoding=encoding, newline="\r\n")
+
+
+def written(stream: io.TextIOWrapper) -> bytes:
+    stream.flush()
+    return stream.buffer.getvalue()
+
+
+def run_main(monkeypatch, *argv: str) -> int:
+    """`aigc ARGV` through the console script's entry point."""
+    monkeypatch.setattr(sys, "argv", ["aigc", *argv])
+    monkeypatch.setattr(sys, "stdin", open(os.devnull, encoding="utf-8"))  # `< /dev/null`
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        cli_app.main()
+    except SystemExit as exc:
+        return exc.code or 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return 0
+
+
+def test_a_result_outside_the_windows_code_page_is_written_utf8_with_lf(monkeypatch):
+    out = windows_stdout()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.delenv("PYTHONIOENCODING", raising=False)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert run_main(monkeypatch, "chat", "-m", "echo", "--no-log", "山田太郎 lives in 東京 ✓") == 0
+    text = written(out).decode("utf-8")
+    assert "山田太郎 lives in 東京 ✓" in text and "\r" not in text
+
+
+def test_pythonioencoding_keeps_its_encoding_on_windows(monkeypatch):
+    out = windows_stdout("cp1252")
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PYTHONIOENCODING", "cp1252")
+    monkeypatch.setattr(sys, "stdout", out)
+    ui.windows_stdio()
+    ui.result("café\nthé")
+    assert written(out) == "café\nthé\n".encode("cp1252")
+
+
+def test_a_console_is_left_as_python_opens_it(monkeypatch):
+    out = windows_stdout()
+    monkeypatch.setattr(out, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(sys, "stdout", out)
+    ui.windows_stdio()
+    assert (out.encoding, written(out)) == ("cp1252", b"")
+    out.write("a\n")
+    assert written(out) == b"a\r\n"
+
+
+def test_a_result_the_stdout_encoding_cannot_hold_is_written_with_question_marks_not_lost(monkeypatch):
+    out = windows_stdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    ui.result("Tokyo is 東京 ✓")
+    assert written(out) == b"Tokyo is ?? ?\n"
+
+
+def test_arguments_are_not_expanded_as_file_patterns_or_variables_on_windows(monkeypatch, tmp_path):
+    (tmp_path / "Why1").write_text("", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRET", "s3cr3t")
+    out = windows_stdout("utf-8")
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(typer.core, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))  # what typer checks before expanding
+    assert run_main(monkeypatch, "chat", "-m", "echo", "--no-log", "Why? $SECRET") == 0
+    assert "Why? $SECRET" in written(out).decode("utf-8")
