@@ -34,10 +34,15 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
 _FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
 
 
+STDOUT = "-"  # the output name of stdout, on every OS (Windows has no /dev/stdout)
+
+
 def inherited_fd(target: str | os.PathLike) -> int | None:
-    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
-    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
+    """The file descriptor of this process that `target` names (`STDOUT`, /dev/stdout, /dev/stderr,
+    /dev/fd/3, /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
     descriptor, as the shell opened it (appending, or after what came before), never replaced."""
+    if os.fspath(target) == STDOUT:
+        return 1
     path = os.path.abspath(os.path.expanduser(target))
     for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
         match = _FD_PATH.fullmatch(path)

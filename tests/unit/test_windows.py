@@ -2,6 +2,8 @@
 a Windows code page that turns LF into CRLF, as Python's stdout is on Windows when redirected."""
 
 import io
+import json
+import ntpath
 import os
 import signal
 import sys
@@ -92,3 +94,14 @@ def test_arguments_are_not_expanded_as_file_patterns_or_variables_on_windows(mon
     monkeypatch.setattr(typer.core, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))  # what typer checks before expanding
     assert run_main(monkeypatch, "chat", "-m", "echo", "--no-log", "Why? $SECRET") == 0
     assert "Why? $SECRET" in written(out).decode("utf-8")
+
+
+def test_batch_o_dash_streams_to_stdout_where_there_is_no_dev_stdout(monkeypatch, tmp_path, capfd):
+    from aigc import writing
+
+    monkeypatch.setattr(writing, "os", types.SimpleNamespace(**{**vars(os), "path": ntpath}))  # /dev/stdout is C:\dev\stdout there
+    (tmp_path / "rows.txt").write_text("good film\nbad film\n", encoding="utf-8")
+    code = run_main(monkeypatch, "batch", "classify", "-i", str(tmp_path / "rows.txt"), "-O", "labels=good,bad", "-m", "echo", "-o", "-")
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [1, 2]
