@@ -1,6 +1,7 @@
 """Writing results: an output path checked before any work is done, a file replaced atomically
 (its permissions kept, a new one's from the umask), a descriptor the shell passed in (/dev/stdout)
-written in place, and directories made with one-line errors."""
+written in place, and directories made with one-line errors. Text is written with the line ends it
+has (LF; a CRLF input's CRLF), also on Windows, whose text mode would turn each LF into CRLF."""
 
 from __future__ import annotations
 
@@ -184,12 +185,12 @@ def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf
     beginning and write over what others wrote there)."""
     fd = inherited_fd(target)
     if fd is None:
-        return open(target, mode, encoding=encoding)
+        return open(target, mode, encoding=encoding, newline="")
     for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
         with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
             if stream.fileno() == fd:
                 stream.flush()
-    return open(fd, mode, encoding=encoding, closefd=False)
+    return open(fd, mode, encoding=encoding, newline="", closefd=False)
 
 
 def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
@@ -211,7 +212,7 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     mode = file_mode(real) if real.exists() or not private else 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())

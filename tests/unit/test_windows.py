@@ -105,3 +105,41 @@ def test_batch_o_dash_streams_to_stdout_where_there_is_no_dev_stdout(monkeypatch
     out, err = capfd.readouterr()
     assert code == 0, err
     assert [json.loads(line)["id"] for line in out.splitlines()] == [1, 2]
+
+
+@pytest.fixture
+def windows_text_files(monkeypatch):
+    """`open` and `os.fdopen` in aigc.writing as on Windows: text written with no `newline` given has
+    each LF turned into CRLF."""
+    from aigc import writing
+
+    def crlf(opener):
+        def opened(file, mode="r", *args, **kwargs):
+            if "b" not in mode and "newline" not in kwargs and len(args) < 3:
+                kwargs["newline"] = "\r\n"
+            return opener(file, mode, *args, **kwargs)
+        return opened
+
+    monkeypatch.setattr(writing, "open", crlf(open), raising=False)
+    monkeypatch.setattr(writing, "os", types.SimpleNamespace(**{**vars(os), "fdopen": crlf(os.fdopen)}))
+
+
+def test_files_are_written_with_the_line_ends_of_the_text_on_windows(windows_text_files, tmp_path):
+    from aigc.writing import open_stream, write_atomic
+
+    write_atomic(tmp_path / "summary.md", "one\ntwo")
+    write_atomic(tmp_path / "notepad.txt", "un\r\ndeux\r\n")  # a CRLF file's translation, CRLF as it was
+    with open_stream(tmp_path / "rows.jsonl") as handle:
+        handle.write('{"id": 1}\n')
+    assert (tmp_path / "summary.md").read_bytes() == b"one\ntwo\n"
+    assert (tmp_path / "notepad.txt").read_bytes() == b"un\r\ndeux\r\n"
+    assert (tmp_path / "rows.jsonl").read_bytes() == b'{"id": 1}\n'
+
+
+def test_crlf_text_reaches_a_redirected_stdout_as_it_is_on_windows(monkeypatch):
+    out = windows_stdout()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(sys, "stdout", out)
+    ui.windows_stdio()
+    ui.result("un\r\ndeux\r\n")
+    assert written(out) == b"un\r\ndeux\r\n"
