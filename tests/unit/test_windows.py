@@ -143,3 +143,33 @@ def test_crlf_text_reaches_a_redirected_stdout_as_it_is_on_windows(monkeypatch):
     ui.windows_stdio()
     ui.result("un\r\ndeux\r\n")
     assert written(out) == b"un\r\ndeux\r\n"
+
+
+def a_session():
+    from aigc.generators.chat import ChatGenerator, ChatSession
+    from aigc.testing import FakeEngine
+
+    return ChatSession(ChatGenerator(engine=FakeEngine()))
+
+
+@pytest.mark.parametrize("typed", ["notes\\draft.txt", '"notes\\draft.txt"', "'notes\\draft.txt'"])
+def test_a_repl_file_path_keeps_its_backslashes_on_windows(monkeypatch, tmp_path, typed):
+    from aigc.cli import chat
+
+    monkeypatch.setattr(chat, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes\\draft.txt").write_text("Bees make honey.", encoding="utf-8")  # on this OS, a name with a backslash in it
+    pending = []
+    chat._command("/file", typed, a_session(), pending)
+    assert pending == [("notes\\draft.txt", "Bees make honey.")]
+
+
+def test_a_repl_file_path_is_read_as_a_posix_shell_reads_it_elsewhere(monkeypatch, tmp_path):
+    from aigc.cli import chat
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my notes.txt").write_text("Bees make honey.", encoding="utf-8")
+    for typed in ("my\\ notes.txt", "'my notes.txt'"):
+        pending = []
+        chat._command("/file", typed, a_session(), pending)
+        assert pending == [("my notes.txt", "Bees make honey.")]
