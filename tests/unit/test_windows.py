@@ -173,3 +173,39 @@ def test_a_repl_file_path_is_read_as_a_posix_shell_reads_it_elsewhere(monkeypatc
         pending = []
         chat._command("/file", typed, a_session(), pending)
         assert pending == [("my notes.txt", "Bees make honey.")]
+
+
+@pytest.fixture
+def windows_editor(monkeypatch):
+    """aigc.cli.templates as on Windows; yields the command lines it runs."""
+    from aigc.cli import templates as cli_templates
+
+    monkeypatch.setattr(cli_templates, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.delenv("EDITOR", raising=False)
+    ran = []
+    monkeypatch.setattr("subprocess.call", lambda argv: ran.append(argv) or 0)
+    monkeypatch.setattr("shutil.which", lambda name: {"code": "C:\\Programs\\VS Code\\bin\\code.CMD", "notepad": "C:\\Windows\\notepad.EXE"}.get(name))
+    return cli_templates, ran
+
+
+def test_the_default_editor_on_windows_is_notepad(windows_editor, tmp_path):
+    cli_templates, ran = windows_editor
+    cli_templates._run_editor(cli_templates._editor("greet", tmp_path / "greet.j2"), tmp_path / "greet.j2")
+    assert ran == [["C:\\Windows\\notepad.EXE", str(tmp_path / "greet.j2")]]
+
+
+def test_a_windows_editor_path_with_spaces_and_a_cmd_editor_are_run(windows_editor, monkeypatch, tmp_path):
+    cli_templates, ran = windows_editor
+    program = tmp_path / "Program Files" / "Notepad++" / "notepad++.exe"  # a path with spaces, as Windows has
+    program.parent.mkdir(parents=True)
+    program.write_bytes(b"")
+    for editor in (str(program), f'"{program}"', f'"{program}" -multiInst', "code --wait"):
+        monkeypatch.setenv("EDITOR", editor)
+        cli_templates._run_editor(cli_templates._editor("greet", tmp_path / "greet.j2"), tmp_path / "greet.j2")
+    assert ran == [
+        [str(program), str(tmp_path / "greet.j2")],
+        [str(program), str(tmp_path / "greet.j2")],
+        [str(program), "-multiInst", str(tmp_path / "greet.j2")],
+        ["C:\\Programs\\VS Code\\bin\\code.CMD", "--wait", str(tmp_path / "greet.j2")],
+    ]
