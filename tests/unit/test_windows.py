@@ -14,6 +14,7 @@ import pytest
 import typer.core
 
 from aigc import ui
+from aigc.errors import BadInputError
 from aigc.cli import app as cli_app
 
 
@@ -209,3 +210,84 @@ def test_a_windows_editor_path_with_spaces_and_a_cmd_editor_are_run(windows_edit
         [str(program), "-multiInst", str(tmp_path / "greet.j2")],
         ["C:\\Programs\\VS Code\\bin\\code.CMD", "--wait", str(tmp_path / "greet.j2")],
     ]
+
+
+@pytest.fixture
+def windows_locks(monkeypatch):
+    """aigc.locks as on Windows: no fcntl, and msvcrt.locking (emulated with flock, which likewise
+    refuses a second open file its lock) on the first byte; an open file cannot be deleted."""
+    import errno
+    import fcntl
+    import pathlib
+
+    from aigc import locks
+
+    def locking(fd, mode, nbytes):
+        assert nbytes == 1 and os.lseek(fd, 0, os.SEEK_CUR) == 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN if mode == msvcrt.LK_UNLCK else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OSError(errno.EACCES, "Permission denied") from None
+
+    msvcrt = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0, locking=locking)
+    handles = []
+    real_unlink = pathlib.Path.unlink
+
+    def tracked_open(name, mode="r", **kwargs):
+        handles.append(open(name, mode, **kwargs))
+        return handles[-1]
+
+    def unlink(self, missing_ok=False):
+        if any(handle.name == str(self) and not handle.closed for handle in handles):
+            raise PermissionError(13, "The process cannot access the file because it is being used by another process", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    monkeypatch.setattr(locks, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))
+    monkeypatch.setattr(locks, "open", tracked_open, raising=False)
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    return locks
+
+
+def test_a_second_holder_is_refused_on_windows_and_the_lock_file_goes_with_the_file(windows_locks, tmp_path):
+    locks = windows_locks
+    chat = tmp_path / "trip.json"
+    with locks.held(chat, "busy") as locked:
+        assert locked and locks.lock_file(chat).exists()
+        with pytest.raises(BadInputError, match="^busy$"):
+            with locks.held(chat, "busy"):
+                pass
+    assert not locks.lock_file(chat).exists()  # trip.json was never made: its lock file is removed, once closed
+    with locks.held(chat, "busy") as locked:  # let go of: held again
+        assert locked
+
+
+def test_a_waiting_holder_gets_the_lock_when_it_is_let_go_of_on_windows(windows_locks, tmp_path):
+    import threading
+
+    locks = windows_locks
+    chat = tmp_path / "trip.json"
+    chat.write_text("{}", encoding="utf-8")
+    order = []
+
+    def wait_for_it():
+        order.append("waiting")
+        with locks.held(chat, wait=True):
+            order.append("got it")
+
+    with locks.held(chat, "busy"):
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        waiter.join(0.3)  # it waits meanwhile
+        order.append("let go")
+    waiter.join()
+    assert order == ["waiting", "let go", "got it"]
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_session_names_differing_in_case_share_one_lock_where_the_file_system_ignores_case(monkeypatch, tmp_path, platform):
+    from aigc import locks
+
+    monkeypatch.setattr(sys, "platform", platform)
+    assert locks.lock_file(tmp_path / "Trip.json") == locks.lock_file(tmp_path / "trip.json")
