@@ -9,6 +9,7 @@ run writes a plain progress line now and then instead.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -106,18 +107,31 @@ def result(text: str) -> None:
     out = stdout()
     if above_live_display(out, text[:-1]):
         return
-    try:
-        out.write(text)
-    except UnicodeEncodeError:
-        if not hasattr(out, "buffer"):
-            raise
-        out.flush()
+    with _closed_pipe():
         try:
-            data = text.encode(out.encoding or "utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a character the encoding has none for (a Windows code page's): "?", the answer not lost
-            data = text.encode(out.encoding, "replace")
-        out.buffer.write(data)
-    out.flush()
+            out.write(text)
+        except UnicodeEncodeError:
+            if not hasattr(out, "buffer"):
+                raise
+            out.flush()
+            try:
+                data = text.encode(out.encoding or "utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a character the encoding has none for (a Windows code page's): "?", the answer not lost
+                data = text.encode(out.encoding, "replace")
+            out.buffer.write(data)
+        out.flush()
+
+
+@contextlib.contextmanager
+def _closed_pipe() -> Iterator[None]:
+    """A write to a pipe whose reader went away (`| Select-Object -First 1`) raises BrokenPipeError,
+    which the CLI takes as a quiet stop, also on Windows, where it is an OSError EINVAL (python/cpython#79935)."""
+    try:
+        yield
+    except OSError as exc:
+        if os.name == "nt" and exc.errno == errno.EINVAL:
+            raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away") from exc
+        raise
 
 
 def above_live_display(out: TextIO, line: str) -> bool:

@@ -291,3 +291,39 @@ def test_session_names_differing_in_case_share_one_lock_where_the_file_system_ig
 
     monkeypatch.setattr(sys, "platform", platform)
     assert locks.lock_file(tmp_path / "Trip.json") == locks.lock_file(tmp_path / "trip.json")
+
+
+class GoneReader(io.StringIO):
+    """stdout on Windows once the pipe's reader went away: writes fail with EINVAL, not EPIPE."""
+
+    def write(self, text):
+        raise OSError(22, "Invalid argument")
+
+    def flush(self):
+        raise OSError(22, "Invalid argument")
+
+
+def test_a_reader_gone_on_windows_stops_the_command_quietly(monkeypatch, capfd):
+    from aigc import ui
+
+    monkeypatch.setattr(ui, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))
+    monkeypatch.setattr(sys, "stdout", GoneReader())
+    code = run_main(monkeypatch, "chat", "-m", "echo", "--no-log", "hello")
+    assert (code, capfd.readouterr().err) == (1, "")
+
+
+def test_serve_binds_its_port_exclusively_on_windows(monkeypatch):
+    import socket
+
+    from aigc.serve.running import bind
+
+    set_options = []
+
+    class Socket(socket.socket):
+        def setsockopt(self, level, option, value):
+            set_options.append(option)
+
+    monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)  # what Windows has, and nothing else
+    monkeypatch.setattr(socket, "socket", Socket)
+    bind("127.0.0.1", 0).close()
+    assert set_options == [-5]
