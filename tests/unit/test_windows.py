@@ -1,5 +1,6 @@
-"""Windows behaviour, emulated on any OS: `sys.platform`/`os.name` patched, stdout a text stream in
-a Windows code page that turns LF into CRLF, as Python's stdout is on Windows when redirected."""
+"""Windows (and macOS) behaviour, emulated on any OS: `sys.platform`/`os.name` patched where the code
+reads them, stdout a text stream in a Windows code page that turns LF into CRLF, as Python's stdout is
+on Windows when redirected, Windows-only modules (msvcrt) and socket options faked."""
 
 import io
 import json
@@ -327,3 +328,17 @@ def test_serve_binds_its_port_exclusively_on_windows(monkeypatch):
     monkeypatch.setattr(socket, "socket", Socket)
     bind("127.0.0.1", 0).close()
     assert set_options == [-5]
+
+
+def test_bfloat16_on_mps_before_macos_14_is_an_option_error(monkeypatch):
+    import torch
+
+    from aigc.engine.loading import pick_dtype
+    from aigc.errors import OptionError
+
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (major, minor) <= (13, 6))  # macOS 13.6
+    with pytest.raises(OptionError, match="bfloat16 needs macOS 14 or newer"):
+        pick_dtype("bfloat16", "mps")
+    assert pick_dtype("float16", "mps") == torch.float16
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: True)
+    assert pick_dtype("bfloat16", "mps") == torch.bfloat16
