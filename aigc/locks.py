@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,8 +16,11 @@ from .errors import BadInputError
 
 
 def lock_file(path: str | Path) -> Path:
-    """The file `held` locks for `path`, in aigc's data directory, keyed by its absolute path."""
-    key = hashlib.sha256(os.fsencode(Path(path).resolve())).hexdigest()[:32]  # a name in no UTF-8 as its bytes
+    """The file `held` locks for `path`, in aigc's data directory, keyed by its absolute path (in
+    lower case on Windows and macOS, whose file systems take Trip.json and trip.json for one file)."""
+    name = str(Path(path).resolve())
+    name = name.lower() if sys.platform in ("win32", "darwin") else name
+    key = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]  # a name in no UTF-8 as its bytes
     return config.data_subdir("locks") / f"{key}.lock"
 
 
@@ -23,23 +30,20 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
     `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock lives in
     aigc's data directory (`lock_file`), keyed by the file's absolute
     path, so it outlives the file being replaced by a rename; it is freed when the process ends,
-    and skipped where the system or file system has no `flock`. When `path` is gone as the block
-    ends (deleted, or never made), its lock file goes too, while still held: one that another
-    process opened meanwhile is found removed once it is locked, and that process locks the new
-    one. Yields whether it is held (False where it was skipped)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None
+    and skipped where the file system has no locks (`flock`; `msvcrt.locking` on Windows). When
+    `path` is gone as the block ends (deleted, or never made), its lock file goes too, while still
+    held: one that another process opened meanwhile is found removed once it is locked, and that
+    process locks the new one (Windows deletes no open file: there it goes once let go of, unless
+    another process has it open). Yields whether it is held (False where it was skipped)."""
     locked, handle = False, None
-    while fcntl is not None:
+    while True:
         try:
             name = lock_file(path)
-            handle = open(name, "w")
+            handle = open(name, "a")
         except (OSError, BadInputError):  # a lock is a safety net, not a requirement
             break
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(handle, wait)
         except BlockingIOError:
             handle.close()
             raise error(busy) from None
@@ -53,10 +57,45 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
     try:
         yield locked
     finally:
-        if locked and not os.path.lexists(path):
+        gone = locked and not os.path.lexists(path)
+        if gone and os.name != "nt":
             Path(name).unlink(missing_ok=True)
         if handle is not None:
-            handle.close()
+            _unlock(handle)
+        if gone and os.name == "nt":
+            with contextlib.suppress(OSError):  # another process has it open, to lock it next
+                Path(name).unlink(missing_ok=True)
+
+
+def _lock(handle, wait: bool) -> None:
+    """Lock the open lock file `handle` for this process: BlockingIOError where another holds it (with
+    `wait`, once it is let go of), another OSError where the file system has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: a lock on the file's first byte (`handle` is at 0: nothing is written to it)
+        import msvcrt
+
+        while True:  # LK_LOCK would give up after 10 s
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EDEADLOCK):
+                    raise
+                if not wait:
+                    raise BlockingIOError(exc.errno, exc.strerror) from None
+            time.sleep(0.05)
+    fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock(handle) -> None:
+    """Close `handle`, letting go of its lock at once (Windows frees a closed file's lock some time later)."""
+    if os.name == "nt":
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    handle.close()
 
 
 def _same_file(handle, name: Path) -> bool:

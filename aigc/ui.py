@@ -9,6 +9,7 @@ run writes a plain progress line now and then instead.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -65,6 +66,19 @@ def error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {message}", markup=False, style="bold red")
 
 
+def windows_stdio() -> None:
+    """On Windows, make a redirected or piped stdout and stderr write UTF-8 with the line ends given
+    (LF), as elsewhere: Python writes the ANSI code page there (a character outside it fails) and turns
+    each LF into CRLF. A console is left as is (Python writes it UTF-8); PYTHONIOENCODING, where set,
+    keeps its encoding."""
+    if sys.platform != "win32":
+        return
+    encoding = None if os.environ.get("PYTHONIOENCODING") else "utf-8"
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure") and not stream.isatty():
+            stream.reconfigure(encoding=encoding, newline="\n")
+
+
 def stdout() -> TextIO:
     """Where results go: stdout, also inside `prints_to_stderr`."""
     return _stdout or sys.stdout
@@ -93,14 +107,31 @@ def result(text: str) -> None:
     out = stdout()
     if above_live_display(out, text[:-1]):
         return
-    try:
-        out.write(text)
-    except UnicodeEncodeError:
-        if not hasattr(out, "buffer"):
-            raise
+    with _closed_pipe():
+        try:
+            out.write(text)
+        except UnicodeEncodeError:
+            if not hasattr(out, "buffer"):
+                raise
+            out.flush()
+            try:
+                data = text.encode(out.encoding or "utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a character the encoding has none for (a Windows code page's): "?", the answer not lost
+                data = text.encode(out.encoding, "replace")
+            out.buffer.write(data)
         out.flush()
-        out.buffer.write(text.encode(out.encoding or "utf-8", "surrogateescape"))
-    out.flush()
+
+
+@contextlib.contextmanager
+def _closed_pipe() -> Iterator[None]:
+    """A write to a pipe whose reader went away (`| Select-Object -First 1`) raises BrokenPipeError,
+    which the CLI takes as a quiet stop, also on Windows, where it is an OSError EINVAL (python/cpython#79935)."""
+    try:
+        yield
+    except OSError as exc:
+        if os.name == "nt" and exc.errno == errno.EINVAL:
+            raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away") from exc
+        raise
 
 
 def above_live_display(out: TextIO, line: str) -> bool:

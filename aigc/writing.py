@@ -1,6 +1,7 @@
 """Writing results: an output path checked before any work is done, a file replaced atomically
 (its permissions kept, a new one's from the umask), a descriptor the shell passed in (/dev/stdout)
-written in place, and directories made with one-line errors."""
+written in place, and directories made with one-line errors. Text is written with the line ends it
+has (LF; a CRLF input's CRLF), also on Windows, whose text mode would turn each LF into CRLF."""
 
 from __future__ import annotations
 
@@ -34,10 +35,15 @@ def make_dir(path: Path, hint: str, mode: int = 0o777) -> Path:
 _FD_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/dev/fd/(?P<dev>\d+)|/proc/(?P<pid>self|\d+)/fd/(?P<proc>\d+)")
 
 
+STDOUT = "-"  # the output name of stdout, on every OS (Windows has no /dev/stdout)
+
+
 def inherited_fd(target: str | os.PathLike) -> int | None:
-    """The file descriptor of this process that `target` names (/dev/stdout, /dev/stderr, /dev/fd/3,
-    /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
+    """The file descriptor of this process that `target` names (`STDOUT`, /dev/stdout, /dev/stderr,
+    /dev/fd/3, /proc/self/fd/1, or a symlink to one), else None. Such a path is written through that
     descriptor, as the shell opened it (appending, or after what came before), never replaced."""
+    if os.fspath(target) == STDOUT:
+        return 1
     path = os.path.abspath(os.path.expanduser(target))
     for _ in range(40):  # symlinks followed one at a time: /proc/self/fd/1 itself links to the file
         match = _FD_PATH.fullmatch(path)
@@ -179,12 +185,12 @@ def open_stream(target: str | os.PathLike, mode: str = "a", encoding: str = "utf
     beginning and write over what others wrote there)."""
     fd = inherited_fd(target)
     if fd is None:
-        return open(target, mode, encoding=encoding)
+        return open(target, mode, encoding=encoding, newline="")
     for stream in (sys.stdout, sys.stderr):  # what Python holds for the descriptor goes first
         with contextlib.suppress(AttributeError, OSError, ValueError):  # replaced (captured) or closed
             if stream.fileno() == fd:
                 stream.flush()
-    return open(fd, mode, encoding=encoding, closefd=False)
+    return open(fd, mode, encoding=encoding, newline="", closefd=False)
 
 
 def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private: bool = False, encoding: str = "utf-8") -> Path:
@@ -206,7 +212,7 @@ def write_atomic(target: str | os.PathLike, text: str, flag: str = "-o", private
     mode = file_mode(real) if real.exists() or not private else 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())

@@ -561,8 +561,9 @@ def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
     started()  # Ctrl-C is KeyboardInterrupt again, which the group handles
+    ui.windows_stdio()
     try:
-        app(prog_name="aigc")
+        app(prog_name="aigc", windows_expand_args=False)  # on Windows, typer would expand ~, $VAR, %VAR% and globs in every argument, prompts too
     finally:  # the process ends: its last garbage collection need not walk torch's and transformers' objects (1.1 of 6 s after loading a model)
         gc.freeze()
 

@@ -9,7 +9,7 @@ import typer
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
 from ..textio import STDIN, check_utf8, parse_json
-from ..writing import output_target
+from ..writing import STDOUT, output_target
 from . import complete, examples
 from ..generators.base import coerce_value
 from .lines import first_few, given_back_note, missed_note
@@ -76,7 +76,7 @@ def batch(
     check_concurrency(concurrency)
     reads = {"--schema": schema, **{f"-O {key.strip()}": value for key, _, value in (pair.partition("=") for pair in option_pairs or [])}}  # an -O value may name a file: examples, a glossary, a template
     target = output_target(output, source=input, reads=reads)  # checked writable; None: stdout (-, /dev/stdout)
-    output, shown = target or "/dev/stdout", target or "stdout"  # `shown`: how messages name it
+    output, shown = target or STDOUT, target or "stdout"  # `shown`: how messages name it
     check_output_name(output, tables=True)
     table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
     if table:

@@ -552,7 +552,10 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
 
 
 def _unquoted(arg: str) -> str:
-    """A path as a shell would read it (quotes and backslashes, as a dragged-in file comes), else as typed."""
+    """A path as a shell would read it (quotes and backslashes, as a dragged-in file comes), else as
+    typed; on Windows, where a backslash separates a path's parts, only the quotes around it go."""
+    if os.name == "nt":
+        return arg[1:-1] if len(arg) > 1 and arg[0] == arg[-1] and arg[0] in "\"'" else arg
     try:
         words = shlex.split(arg)
     except ValueError:

@@ -81,7 +81,7 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 
 @templates_app.command()
 def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)]) -> None:
-    """Open a template in your editor ($VISUAL, else $EDITOR, else vi) and print its path.
+    """Open a template in your editor ($VISUAL, else $EDITOR, else vi; notepad on Windows) and print its path.
 
     Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
     name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
@@ -125,24 +125,42 @@ def _pattern(name: str) -> "template_files.Template | None":
 
 
 def _editor(name: str, path: Path) -> str:
-    """$VISUAL, else $EDITOR, else vi where there is a terminal for it; with none of them, an error
-    saying how to edit `path`, the file the edit of template `name` goes to."""
+    """$VISUAL, else $EDITOR, else notepad on Windows (as click.edit), else vi where there is a
+    terminal for it; with none of them, an error saying how to edit `path`, the file the edit of
+    template `name` goes to."""
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if editor:
         return editor
+    if os.name == "nt":
+        return "notepad"
     if sys.stdin is not None and sys.stdin.isatty():
         return "vi"
     way = f"edit {path}" if path.is_file() else f"copy the template with `aigc templates new {name}` and edit {path}"
     raise BadInputError(f"no editor to open: $VISUAL and $EDITOR are unset, and with no terminal here vi cannot run; set one (EDITOR=nano aigc templates edit {name}), or {way}")
 
 
+def _editor_words(editor: str) -> list[str]:
+    """`editor` (a command line, as $EDITOR) split as its shell would, the program as PATH finds it
+    (PATHEXT too: `code` is code.cmd on Windows, which CreateProcess alone does not find). On Windows a
+    backslash is a path's separator, and an editor's path with spaces may be given unquoted."""
+    import shlex
+    import shutil
+
+    if os.name != "nt":
+        words = shlex.split(editor)
+    elif os.path.isfile(editor.strip('"')):  # C:\Program Files\Notepad++\notepad++.exe
+        words = [editor.strip('"')]
+    else:
+        words = [word[1:-1] if len(word) > 1 and word[0] == word[-1] == '"' else word for word in shlex.split(editor, posix=False)]
+    return [shutil.which(words[0]) or words[0], *words[1:]] if words else words
+
+
 def _run_editor(editor: str, path: Path) -> str | None:
     """Open `path` in `editor` (a command line, as $EDITOR); what went wrong, or None."""
-    import shlex
     import subprocess
 
     try:
-        code = subprocess.call([*shlex.split(editor), str(path)])
+        code = subprocess.call([*_editor_words(editor), str(path)])
     except (OSError, ValueError) as exc:
         return f"cannot start the editor {editor!r} ({getattr(exc, 'strerror', None) or exc}); set $VISUAL or $EDITOR to an editor you have"
     return f"the editor {editor!r} exited with code {code}" if code else None

@@ -94,6 +94,8 @@ def pick_dtype(dtype: str, device: str):
 
     check_names(dtype=dtype)
     names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype == "bfloat16" and device == "mps" and not torch.backends.mps.is_macos_or_newer(14, 0):  # else torch's TypeError as the model moves there
+        raise OptionError("dtype", "bfloat16 needs macOS 14 or newer on the mps device; use float16 (what auto picks there) or float32")
     if dtype != "auto":
         return names[dtype]
     if device == "cuda":

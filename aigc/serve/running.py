@@ -79,7 +79,10 @@ def bind(host: str, port: int, host_name: str = "--host", port_name: str = "--po
     except socket.gaierror as exc:
         raise BadInputError(f"cannot listen on {host}: {exc.strerror}; check {host_name}") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows, whose SO_REUSEADDR would share a port another server listens on
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+    else:  # a port a stopped server left in TIME_WAIT is taken again at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
