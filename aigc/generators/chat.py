@@ -48,17 +48,20 @@ def _plain(message: Any) -> dict | None:
 
 def longest_fit(messages: list[dict], budget: int, count: typing.Callable[[list[dict]], int], pinned: int | None = None) -> tuple[list[dict], int]:
     """The messages kept, and their tokens (`count`), when the oldest turns are dropped until they take
-    `budget` tokens or fewer, as ollama's chatPrompt drops them: the longest tail that fits and starts at a user
-    message (or is the whole conversation), or else the last message alone (a tool result with the assistant
-    message that called it, a system message with the one before); the system messages of the part dropped stay, first (one in the tail stays in
-    its place), as does `pinned`, the index of a message kept as the system prompt is (a pattern sent once,
-    see `ChatGenerator.pattern_at`, kept with the reply right after it so that roles still alternate).
+    `budget` tokens or fewer, as ollama's chatPrompt drops them: the longest tail that fits and starts at a
+    user message or, after the last one, at a round of tool calls (or is the whole conversation); else the
+    last message alone (a tool result with the call it answers, a system message with the message before).
+    The system messages of the part dropped stay, first (one in the tail stays in its place), as does
+    `pinned`, the index of a message kept as the system prompt is (a pattern sent once, see
+    `ChatGenerator.pattern_at`, kept with the reply right after it so that roles still alternate).
     Found in a few token counts, however long the conversation is."""
     last = len(messages) - 1
-    while last > 0 and messages[last]["role"] in ("tool", "system"):  # a tool result never kept without its call, nor a system message without the question
+    while last > 0 and messages[last]["role"] in ("tool", "system"):
         last -= 1
     held = set() if pinned is None else {pinned, pinned + 1} if messages[pinned + 1 : pinned + 2] and messages[pinned + 1]["role"] == "assistant" else {pinned}
-    starts = sorted({0, max(last, 0)} | {i for i, m in enumerate(messages[:last]) if m["role"] == "user"})
+    users = [i for i, m in enumerate(messages[:last]) if m["role"] == "user"]
+    rounds = [i for i in range(users[-1] if users else 0, last) if messages[i]["role"] == "assistant" and messages[i].get("tool_calls")]
+    starts = sorted({0, max(last, 0), *users, *rounds})
     counts: dict[int, int] = {}
 
     def kept(k: int) -> list[dict]:

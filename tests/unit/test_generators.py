@@ -698,6 +698,8 @@ def test_a_tool_result_is_kept_with_the_call_it_answers_never_alone():
     assert longest_fit(messages, _length(messages[2:]), _length)[0] == messages[2:]
     twice = messages + [_said("tool", "windy")]  # a call answered by two tools
     assert longest_fit(twice, 0, _length)[0] == twice[3:]
+    again = messages + [{**call, "tool_calls": [{"function": {"name": "get_time", "arguments": {}}}]}, _said("tool", "noon")]  # a second round
+    assert longest_fit(again, _length(again[3:]), _length)[0] == again[3:] and longest_fit(again, 0, _length)[0] == again[5:]
 
 
 def test_a_system_message_in_the_kept_turns_stays_in_its_place_and_those_dropped_go_first():
