@@ -32,7 +32,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
     """aigc's own warnings as one `Warning:` line on stderr (its notes as a note, which -q hides), each
     once in `shown` (a command's: Python's own record of warnings shown is reset whenever a library
     loaded changes the warning filters); others as Python shows them."""
-    if issubclass(category, AigcWarning):
+    if issubclass(category, (AigcWarning, AigcNote)):
         if str(message) not in shown:
             shown.add(str(message))
             (ui.info if issubclass(category, AigcNote) else ui.warn)(str(message))
@@ -363,6 +363,7 @@ class AigcGroup(TyperGroup):
     def invoke(self, ctx):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
+            warnings.simplefilter("default", AigcNote)
             warnings.showwarning = functools.partial(_show_warning, shown=set())
             chain = _commands(ctx)
             with options_named(_flagger(chain[-1]), commands=True):  # errors name the command's flags
