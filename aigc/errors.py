@@ -221,8 +221,12 @@ class AigcWarning(UserWarning):
         return named_options(super().__str__())
 
 
-class AigcNote(AigcWarning):
-    """Something worth knowing that is no problem (how a file was read); the CLI shows it as a note, which -q hides."""
+class AigcNote(UserWarning):
+    """Something worth knowing that is no problem (how a file was read); the CLI shows it as a note, which -q
+    hides. No `AigcWarning`: `warnings.simplefilter("error", AigcWarning)` stops on problems only."""
+
+    def __str__(self) -> str:  # its options named as an error's are
+        return named_options(super().__str__())
 
 
 class Terminated(SystemExit):

@@ -32,7 +32,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
     """aigc's own warnings as one `Warning:` line on stderr (its notes as a note, which -q hides), each
     once in `shown` (a command's: Python's own record of warnings shown is reset whenever a library
     loaded changes the warning filters); others as Python shows them."""
-    if issubclass(category, AigcWarning):
+    if issubclass(category, (AigcWarning, AigcNote)):
         if str(message) not in shown:
             shown.add(str(message))
             (ui.info if issubclass(category, AigcNote) else ui.warn)(str(message))
@@ -93,7 +93,9 @@ def _flagger(command):
 
 
 ARGS = "aigc.args"  # ctx.meta key: the command line's arguments
+NOTE = "aigc.note"  # ctx.meta key: a note on how the command line was read, shown once -q or -v is known
 CLOSE = 0.75  # how alike an unknown option's name and one offered in its place must be (without their dashes), as did_you_mean's
+FABRIC_VAR = re.compile(r"#?[A-Za-z_]\w*:[^\s/]")  # fabric's `-v NAME:VALUE`, not a prompt such as "Question: ..." or a URL
 GLOBAL_OPTIONS = ("-q", "--quiet", "-v", "--verbose", "--threads")  # taken after the command too (`aigc chat -q`); --version only before it
 _SETTINGS = "each setting is an option of its own: --temperature 0.7 --max-tokens 200"
 _VARS = "a template's variables are given as --var key=value"
@@ -259,7 +261,8 @@ def _command_hint(name: str) -> str | None:
 def _global(command, arg: str, following: str | None) -> bool:
     """Whether `arg`, given among `command`'s arguments, is a global option to take as if given before
     the command (`-q`, `--verbose`, `-vv`, `--threads=2`): `command` has no option of that name, and a
-    `-v NAME:VALUE` (fabric's --variable) where the command has --var is left for its hint, and a
+    `-v NAME:VALUE` (fabric's --variable: NAME a word, no space after the colon, so that `-v "Question: ..."`
+    is verbose and a question) where the command has --var is left for its hint, and a
     `--threads` with no number after it for its error (before the command it would take the command's name)."""
     if arg == "--threads" and following is None:
         return False
@@ -270,13 +273,14 @@ def _global(command, arg: str, following: str | None) -> bool:
     own = _option_names(command)
     if not all(name in GLOBAL_OPTIONS and name not in own for name in names):
         return False
-    return not (arg == "-v" and following is not None and fabric_var(following) and "--var" in own)
+    return not (arg == "-v" and following is not None and FABRIC_VAR.match(following) and "--var" in own)
 
 
 def _globals_first(group, ctx, args: list[str]) -> list[str]:
     """`args` with the global options given after the command (`aigc summarize notes.txt -q`, `aigc
     models list -v`) put before it, as pip, git and docker take them; a command's own option of the
-    same name stays its own, and nothing after `--` moves."""
+    same name stays its own, and nothing after `--` moves. `--verbose` there, where the command has
+    --stats and it is not given, gets a note for ollama's users (`ollama run MODEL --verbose` prints timings)."""
     command, start, moved, kept, at = group, None, [], [], 0
     while at < len(args):
         arg, following = args[at], args[at + 1] if at + 1 < len(args) else None
@@ -299,6 +303,8 @@ def _globals_first(group, ctx, args: list[str]) -> list[str]:
                 break
             command, start = found, len(kept) - 1 if start is None else start
         at += 1
+    if "--verbose" in moved and "--stats" in _option_names(command) and "--stats" not in kept:
+        ctx.meta[NOTE] = "--verbose is aigc's -v here (more detail on stderr); --stats prints token counts and tokens/s, as ollama's --verbose"
     return kept if start is None else [*kept[:start], *moved, *kept[start:]]
 
 
@@ -369,6 +375,7 @@ class AigcGroup(TyperGroup):
     def invoke(self, ctx):
         with warnings.catch_warnings():
             warnings.simplefilter("default", AigcWarning)
+            warnings.simplefilter("default", AigcNote)
             warnings.showwarning = functools.partial(_show_warning, shown=set())
             chain = _commands(ctx)
             with options_named(_flagger(chain[-1]), commands=True):  # errors name the command's flags
@@ -522,6 +529,7 @@ def _quiet_libraries() -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More detail on stderr; -vv for more.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes on stderr; only warnings and errors.")] = False,
@@ -535,6 +543,8 @@ def root(
     if threads is None:
         config.env_threads()  # a bad AIGC_THREADS is an error before any work
     ui.settings.verbosity = -1 if quiet else verbose
+    if NOTE in ctx.meta:
+        ui.info(ctx.meta[NOTE])
     if verbose == 0:
         _quiet_libraries()
 

@@ -161,16 +161,21 @@ def batch(
     for key in MISSES:
         if summary.missed.get(key):
             missed = sorted(summary.missed[key], key=lambda pair: pair[0].number)
-            ui.warn(missed_note(key, [(json.dumps(row.id, ensure_ascii=False), items) for row, items in missed], summary.done))
+            ui.warn(missed_note(key, [(_id(row), items) for row, items in missed], summary.done))
     run.report(generator)
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
 
 
+def _id(row) -> str:
+    """How a warning names a row: its id as JSON."""
+    return json.dumps(row.id, ensure_ascii=False)
+
+
 def _ids(rows: list) -> list[str]:
-    """The rows' ids as JSON, in the rows' order."""
-    return [json.dumps(row.id, ensure_ascii=False) for row in sorted(rows, key=lambda row: row.number)]
+    """The rows' ids as JSON (`_id`), in the rows' order."""
+    return [_id(row) for row in sorted(rows, key=lambda row: row.number)]
 
 
 def _cut_off_note(rows: list, total: int, limit: str) -> str:

@@ -49,19 +49,25 @@ def _plain(message: Any) -> dict | None:
 
 def longest_fit(messages: list[dict], budget: int, count: typing.Callable[[list[dict]], int], pinned: int | None = None) -> tuple[list[dict], int]:
     """The messages kept, and their tokens (`count`), when the oldest turns are dropped until they take
-    `budget` tokens or fewer: never the system messages (kept first), the last message or `pinned`, the index of
-    a message kept as the system prompt is (a pattern sent once, see `ChatGenerator.pattern_at`, kept with the
-    reply right after it so that roles still alternate): the longest tail that fits and starts at a user message (or is the whole
-    conversation; the last message alone where even that does not fit). Found in a few token counts, however long the conversation is."""
-    system = [m for m in messages if m["role"] == "system"]
-    turns = [m for m in messages if m["role"] != "system"]
-    at = next((i for i, m in enumerate(turns) if pinned is not None and m is messages[pinned]), len(turns))
-    end = at + 2 if turns[at + 1 : at + 2] and turns[at + 1]["role"] == "assistant" else at + 1
-    starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
+    `budget` tokens or fewer, as ollama's chatPrompt drops them: the longest tail that fits and starts at a
+    user message or, after the last one, at a round of tool calls (or is the whole conversation); else the
+    last message alone (a tool result with the call it answers, a system message with the message before).
+    The system messages of the part dropped stay, first (one in the tail stays in its place), as does
+    `pinned`, the index of a message kept as the system prompt is (a pattern sent once, see
+    `ChatGenerator.pattern_at`, kept with the reply right after it so that roles still alternate).
+    Found in a few token counts, however long the conversation is."""
+    last = len(messages) - 1
+    while last > 0 and messages[last]["role"] in ("tool", "system"):
+        last -= 1
+    held = set() if pinned is None else {pinned, pinned + 1} if messages[pinned + 1 : pinned + 2] and messages[pinned + 1]["role"] == "assistant" else {pinned}
+    users = [i for i, m in enumerate(messages[:last]) if m["role"] == "user"]
+    rounds = [i for i in range(users[-1] if users else 0, last) if messages[i]["role"] == "assistant" and messages[i].get("tool_calls")]
+    starts = sorted({0, max(last, 0), *users, *rounds})
     counts: dict[int, int] = {}
 
     def kept(k: int) -> list[dict]:
-        return system + (turns[at:end] + turns[max(starts[k], end):] if starts[k] > at else turns[starts[k]:])
+        start = starts[k]
+        return [m for i, m in enumerate(messages[:start]) if m["role"] == "system" or i in held] + messages[start:]
 
     def fits(k: int) -> bool:
         if k not in counts:

@@ -69,6 +69,7 @@ LOCAL_ORIGINS = (  # web pages that may call the server unless --cors-origin say
     *(f"{scheme}://{host}{port}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1", "[::1]", "0.0.0.0") for port in ("", ":*")),
     "app://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
 )
+MAX_ORIGIN = 2048  # characters of an `Origin` header matched against the allowed ones: a real one (scheme, a host of at most 253, a port) is far shorter
 DEFAULTED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
 
 
@@ -251,12 +252,55 @@ class RequestIds:
             await JSONResponse(body, status_code=error.status)(scope, receive, send_with_id)
 
 
-def origin_pattern(origins: tuple[str, ...]) -> str:
-    """The regular expression an allowed `Origin` header matches in full: one of `origins` or of
-    `LOCAL_ORIGINS`, as ollama's OLLAMA_ORIGINS reads them (a `*` stands for any run of characters but
-    `/`: `chrome-extension://*`, `http://localhost:*`; `*` alone for any origin); scheme and host in any case."""
-    patterns = (".*" if origin == "*" else "[^/]*".join(map(re.escape, origin.split("*"))) for origin in (*LOCAL_ORIGINS, *origins))
-    return "(?i:" + "|".join(patterns) + ")"
+def glob(pieces: list[str], text: str) -> bool:
+    """Whether `text` is the literal `pieces` in order with any run of characters between them (the
+    pieces of a pattern split on `*`): the first a prefix, the last a suffix, each other found at its
+    leftmost place after the one before, which leaves the most for the rest (as gin-contrib/cors and
+    fnmatch without a regex): one scan, not a backtracking search."""
+    first, *middle = pieces
+    if not middle:
+        return text == first
+    last = middle.pop()
+    if len(text) < len(first) + len(last) or not (text.startswith(first) and text.endswith(last)):
+        return False
+    at, end = len(first), len(text) - len(last)
+    for piece in middle:
+        at = text.find(piece, at, end)
+        if at < 0:
+            return False
+        at += len(piece)
+    return True
+
+
+class Origins:
+    """The `Origin` headers allowed to call: one of `origins` or of `LOCAL_ORIGINS`, as ollama's
+    OLLAMA_ORIGINS reads them (a `*` stands for any run of characters but `/`: `chrome-extension://*`,
+    `http://localhost:*`; `*` alone for any origin); scheme and host in any case. Matched without a
+    regex, in time linear in the header (a pattern with several `*` as a regex let one long `Origin`
+    stall the server); a header over `MAX_ORIGIN` characters, longer than any real origin, matches no pattern."""
+
+    def __init__(self, origins: tuple[str, ...]):
+        self.any = "*" in origins
+        self.patterns = [[part.split("*") for part in origin.lower().split("/")] for origin in (*LOCAL_ORIGINS, *origins)]
+
+    def __call__(self, origin: str) -> bool:
+        if self.any:
+            return True
+        if len(origin) > MAX_ORIGIN:
+            return False
+        parts = origin.lower().split("/")  # a `*` covers no `/`: the pattern's and the origin's parts pair up
+        return any(len(pattern) == len(parts) and all(map(glob, pattern, parts)) for pattern in self.patterns)
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS middleware answering the pages `Origins` allows, the same as `OriginCheck`."""
+
+    def __init__(self, app, allowed: tuple[str, ...], **options):
+        super().__init__(app, allow_origins=["*"] if "*" in allowed else [], **options)
+        self.allowed = Origins(allowed)
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        return self.allowed(origin)
 
 
 class OriginCheck:
@@ -267,11 +311,11 @@ class OriginCheck:
 
     def __init__(self, app, allowed: tuple[str, ...]):
         self.app = app
-        self.allowed = re.compile(origin_pattern(allowed))
+        self.allowed = Origins(allowed)
 
     async def __call__(self, scope, receive, send):
         origin = dict(scope["headers"]).get(b"origin") if scope["type"] == "http" else None
-        if origin is None or self.allowed.fullmatch(origin.decode("latin-1")):
+        if origin is None or self.allowed(origin.decode("latin-1")):
             return await self.app(scope, receive, send)
         shown = origin.decode("latin-1")
         message = f"requests from web pages on {shown} are refused; start the server with --cors-origin {shown} to let them call it"
@@ -341,8 +385,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     app.add_middleware(  # answers browsers' preflight OPTIONS before any route or key check; a private network's too (Chrome's PNA)
-        CORSMiddleware, allow_origins=["*"] if "*" in settings.cors_origins else [], allow_origin_regex=origin_pattern(settings.cors_origins),
-        allow_private_network=True, allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"],
+        Cors, allowed=settings.cors_origins, allow_private_network=True, allow_methods=["*"], allow_headers=["*"], expose_headers=["x-request-id"],
     )
     app.add_middleware(OriginCheck, allowed=settings.cors_origins)  # before CORS: a refused page's preflight is the same 403
     app.add_middleware(HostCheck, bind_host=settings.bind_host, allowed=settings.allowed_hosts)  # before CORS: a rebound page's preflight too

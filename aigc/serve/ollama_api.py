@@ -5,8 +5,8 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
 (nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
 `NAME:latest` (a name with a tag as it is), and a request may name it either way. A `seed` below 0 is none (ollama's -1: random);
-whole-number options may come as `8.0`. A chat longer than the context (or `num_ctx`) has its oldest turns dropped
-(`longest_fit`, as `aigc chat`); one whose last message is the assistant's text continues it (vLLM's
+whole-number options may come as `8.0`. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
+has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room); one whose last message is the assistant's text continues it (vLLM's
 `continue_final_message`), as ollama does. `tools` with a `format` are listed in the prompt and the answer is held to
 the format, as ollama does it: a call only where the formatted text is one. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
 does, in ollama's place for them. Options ollama has and this server does
@@ -345,28 +345,36 @@ def register_ollama(app: FastAPI, served) -> None:
             "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
         }
 
-    def fitted(req, prompt_tokens: int, backend, window: int | None = None) -> None:
-        """`num_predict` as ollama takes it: at most what the server allows and the context (`window`, `num_ctx`) holds."""
-        holds = window if window and prompt_tokens < window else backend.batched.context_length  # a last message longer than num_ctx: the model's context
-        cap, room = served.settings.max_tokens_cap, holds - prompt_tokens
+    def reserved(req, window: int) -> int:
+        """The tokens a prompt leaves its answer in `window` (`num_ctx`, or the model's context): `num_predict`
+        at most what the server allows (a quarter of the window without it), at most half the window."""
+        return max(1, min(req.max_tokens or window // 4, served.settings.max_tokens_cap, window // 2))
+
+    def fitted(req, prompt_tokens: int, backend, window: int) -> None:
+        """`num_predict` as ollama takes it: at most what the server allows and the window holds; where the
+        window leaves less than `reserved` (a last message as long as num_ctx), what the model's context holds."""
+        room = window - prompt_tokens
+        if room < reserved(req, window):
+            room = backend.batched.context_length - prompt_tokens
+        cap = served.settings.max_tokens_cap
         req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
 
     async def chat_prompt(backend, req: ChatRequest, toolset, window: int) -> list[int]:
-        """The conversation's token ids; where it leaves no room for the answer in `window` tokens, with
-        its oldest turns dropped as ollama and `aigc chat` drop them (`longest_fit`: the system messages
-        and the last kept), to leave `num_predict` tokens (a quarter of the window without it, at most half)."""
+        """The conversation's token ids; where it leaves its answer less than `reserved` in `window` tokens,
+        with its oldest turns dropped as ollama and `aigc chat` drop them (`longest_fit`: the system messages
+        and the last message kept)."""
         from ..generators.chat import longest_fit
         from .tools import prompt
 
         ids = await served.encode_chat(backend, req.messages, toolset, req.continuing)
-        if len(ids) + (req.max_tokens or 1) <= window:
+        budget = window - reserved(req, window)
+        if len(ids) <= budget:
             return ids
         lists = backend.batched.template_lists_tools
 
         def count(messages: list[dict]) -> int:
             return len(backend.batched.encode(*prompt(messages, toolset, lists), req.continuing))
 
-        budget = window - min(req.max_tokens or window // 4, window // 2)
         kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
         return await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
 

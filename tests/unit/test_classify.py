@@ -4,6 +4,7 @@ import contextlib
 import json
 import math
 import re
+import warnings
 
 import pytest
 
@@ -234,6 +235,17 @@ def test_a_headerless_label_first_file_is_read_label_first_as_examples_and_as_da
         assert read_labelled(path, labels=["positive", "negative"]) == want[1:3]
     with pytest.warns(AigcNote, match=said):
         assert load_examples(path, labels=["negative", "positive"]) == [(text, [label]) for text, label in want[1:3]]
+
+
+
+def test_a_note_is_no_problem_that_warnings_made_errors_stop_on(tmp_path):
+    path = tmp_path / "ex.tsv"
+    path.write_text("pos\tI loved this film so much\nneg\tawful boring plot and acting\npos\twonderful cast, great story\nneg\tterrible waste of my time\n")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", AigcNote)
+        warnings.simplefilter("error", AigcWarning)  # the README's strict mode, set last: checked first
+        assert load_examples(path)[0] == ("I loved this film so much", ["pos"])
+    assert [w.category for w in seen] == [AigcNote] and "as label<TAB>text" in str(seen[0].message)
 
 
 def test_a_text_first_file_and_a_file_too_small_to_tell_are_read_text_first(tmp_path):

@@ -950,6 +950,9 @@ def test_json_in_the_chat_repl_is_refused(monkeypatch):
         (["classify", "x", "--labels", "a,b", "-m", "echo", "--quiet"], -1, None),
         (["chat", "-m", "echo", "--threads", "2", "hi", "--verbose"], 1, 2),
         (["chat", "-m", "echo", "--threads=2", "hi"], 0, 2),
+        (["chat", "-m", "echo", "--no-log", "-v", "Question: what is 2+2?"], 1, None),  # a prompt with a colon, not fabric's -v NAME:VALUE
+        (["chat", "-m", "echo", "--no-log", "-v", "tell me about this: a test"], 1, None),
+        (["chat", "-m", "echo", "--no-log", "-v", "http://example.com"], 1, None),
         (["models", "list", "-v"], 1, None),
         (["eval", "classify", "{data}", "-m", "echo", "-q"], -1, None),
         (["batch", "summarize", "-m", "echo", "-i", "{doc}", "-o", "{tmp}/out.jsonl", "-q"], -1, None),
@@ -964,6 +967,16 @@ def test_a_global_option_after_the_command_works_as_before_it(args, verbosity, t
     result = invoke(*args)
     assert result.exit_code == 0, result.stderr
     assert (ui.settings.verbosity, config.given_threads) == (verbosity, threads)
+
+
+
+def test_ollamas_verbose_after_the_command_is_aigcs_with_a_note_on_stats():
+    note = "--verbose is aigc's -v here (more detail on stderr); --stats prints token counts and tokens/s, as ollama's --verbose"
+    result = invoke("chat", "-m", "echo", "--no-log", "hi", "--verbose")  # as `ollama run MODEL --verbose`
+    assert result.exit_code == 0 and result.stdout.strip() and note in result.stderr.splitlines(), result.stderr
+    for args in (["chat", "-m", "echo", "--no-log", "hi", "--verbose", "--stats"], ["chat", "-m", "echo", "--no-log", "hi", "-v"], ["--verbose", "chat", "-m", "echo", "--no-log", "hi"], ["models", "list", "--verbose"]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and note not in result.stderr, args
 
 
 def test_a_global_option_after_the_command_is_refused_with_its_opposite_as_before_it():
@@ -1036,6 +1049,7 @@ def test_an_option_of_llm_or_ollama_says_what_aigc_calls_it(args, hint):
         (["run", "greet", "-v=audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc run --help`)"),
         (["run", "greet", "-v=#role:expert", "-v=#points:30"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var role=expert --var points=30`;"),
         (["run", "greet", "-v", "audience:founders"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
+        (["run", "greet", "-v", "#topic:climate change"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var 'topic=climate change'`;"),
         (["run", "greet", "--variable=audience:founders"], "No such option: --variable (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`;"),
         (["chat", "-t", "greet", "-v=audience:founders", "hi"], "No such option: -v (fabric's -v=NAME:VALUE is --var NAME=VALUE here: `--var audience=founders`; see `aigc chat --help`)"),
         (["--pattern", "greet"], "No such option: --pattern (fabric's -p NAME is `aigc run NAME` here: `aigc run greet`; see `aigc --help`)"),

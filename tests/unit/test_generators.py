@@ -687,6 +687,42 @@ def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_con
     assert kept == system + fitting[0]  # the longest tail that fits, starting at a user message
 
 
+
+def _said(role, text):
+    return {"role": role, "content": text}
+
+
+def _length(messages):  # a token count for `longest_fit`: one a character and one a message
+    return sum(len(m["content"]) + 1 for m in messages)
+
+
+def test_a_tool_result_is_kept_with_the_call_it_answers_never_alone():
+    from aigc.generators.chat import longest_fit
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    messages = [_said("user", "q1 " * 20), _said("assistant", "a1 " * 20), _said("user", "weather? " * 20), call, _said("tool", "sunny")]
+    round_ = _length(messages[3:])
+    assert longest_fit(messages, round_, _length) == (messages[3:], round_)  # the question does not fit: the call and its result do
+    assert longest_fit(messages, 0, _length) == (messages[3:], round_)  # nothing fits: still the round, not the result alone
+    assert longest_fit(messages, _length(messages[2:]), _length)[0] == messages[2:]
+    twice = messages + [_said("tool", "windy")]  # a call answered by two tools
+    assert longest_fit(twice, 0, _length)[0] == twice[3:]
+    again = messages + [{**call, "tool_calls": [{"function": {"name": "get_time", "arguments": {}}}]}, _said("tool", "noon")]  # a second round
+    assert longest_fit(again, _length(again[3:]), _length)[0] == again[3:] and longest_fit(again, 0, _length)[0] == again[5:]
+
+
+def test_a_system_message_in_the_kept_turns_stays_in_its_place_and_those_dropped_go_first():
+    from aigc.generators.chat import longest_fit
+
+    a, b = _said("system", "A"), _said("system", "B: retrieved docs for the next question")
+    messages = [a, _said("user", "u1 " * 50), _said("assistant", "a1 " * 50), _said("user", "u2"), _said("assistant", "a2"), b, _said("user", "u3")]
+    kept, tokens = longest_fit(messages, 150, _length)
+    assert kept == [a, *messages[3:]] and tokens == _length(kept)  # B stays right before the question, as the untrimmed prompt has it
+    assert longest_fit(messages, 0, _length)[0] == [a, b, messages[-1]]
+    trailing = [a, _said("user", "u1 " * 50), _said("assistant", "a1"), _said("user", "u2"), b]  # a system message last: kept after the question
+    assert longest_fit(trailing, 0, _length)[0] == [a, trailing[3], b]
+
+
 def echo_generator(**extra):
     """A generator class without options whose result is its input as text, with `extra` keys."""
     from aigc.generators.base import Generator

@@ -2836,6 +2836,14 @@ def test_a_website_may_call_only_when_its_origin_is_given(server):
         (("https://*.app.example",), "https://evil.example/.app.example", False),
         (("https://App.Example",), "https://app.example", True),  # browsers send scheme and host in lower case
         (("null",), "null", True),
+        (("https://*-*-*.example.com",), "https://a-b-c.example.com", True),  # several `*`, each a run of characters but `/`
+        (("https://*-*-*.example.com",), "https://a-b-c-d.example.com", True),
+        (("https://*-*-*.example.com",), "https://a-b.example.com", False),
+        (("https://*-*-*.example.com",), "https://a-b/-c.example.com", False),
+        (("https://*.*.example.com",), "https://x.example.com", False),
+        (("https://*.*.example.com",), "https://" + "a.-" * 600 + "x.example.com", True),
+        (("https://*-*-*-*.example.com",), "https://" + "a.-" * 600 + "x", False),  # a backtracking regex took minutes over this one
+        (("https://*.example.com",), "https://" + "a" * 2048 + ".example.com", False),  # longer than any real origin (MAX_ORIGIN)
     ],
 )
 def test_local_pages_may_call_by_default_and_cors_origin_takes_any_scheme_and_wildcards(server, origins, origin, allowed):

@@ -493,6 +493,32 @@ def test_chat_longer_than_the_context_drops_its_oldest_turns_keeping_the_system_
     assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
 
 
+
+def _short_chat(turns: int) -> list[dict]:
+    messages = [m for i in range(turns) for m in ({"role": "user", "content": f"question {i} is here"}, {"role": "assistant", "content": f"answer {i} is here"})]
+    return messages + [{"role": "user", "content": "Say hi"}]
+
+
+def test_a_chat_is_trimmed_whenever_it_would_leave_its_answer_less_than_the_capped_num_predict(server, monkeypatch):
+    backend = server["backend"]
+    holds, cap = backend.batched.context_length, 40  # the server's --max-tokens-cap
+    asked, original = [], backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: asked.append(job.params.max_tokens) or original(job))
+    for turns in range(9, 15):  # from a chat that leaves room to spare to one longer than the context
+        messages = _short_chat(turns)
+        whole = _tokens(server, messages)
+        for num_predict in (None, cap, 4096):  # 4096: more than the server allows, which it caps first, so it drops no more history
+            options = {**GREEDY, **({"num_predict": num_predict} if num_predict else {})}
+            answer = ok(server, "/api/chat", {"messages": messages, "stream": False, "options": options})
+            assert asked.pop() == cap  # never the few tokens a nearly full context leaves
+            kept = answer["prompt_eval_count"]
+            assert kept == whole if whole + cap <= holds else kept + cap <= holds
+    for words in (50, 56, 57):  # num_ctx 300: prompts that leave it 34, 4 and no tokens: the model's context answers each
+        messages = [{"role": "user", "content": "word " * words}]
+        answer = ok(server, "/api/chat", {"messages": messages, "stream": False, "options": {**GREEDY, "num_ctx": 300}})
+        assert asked.pop() == cap and answer["prompt_eval_count"] == _tokens(server, messages)
+
+
 def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_tokens(server):
     body = {"prompt": "Paris is", "raw": True, "stream": False}
     prompt = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": 1}})["prompt_eval_count"]
