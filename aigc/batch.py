@@ -146,7 +146,7 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with open_stream(output) as sink:
+            with ui.closed_pipe(), open_stream(output) as sink:  # closing flushes again: on Windows, EINVAL where the reader went away
                 outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop")
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
@@ -170,9 +170,10 @@ def run_batch(
                         if wanted := _to_raise(raised):
                             summary.to_raise[wanted] = summary.to_raise.get(wanted, 0) + 1
                     try:
-                        if not (stream and ui.above_live_display(sink, text)):  # stdout on the terminal of the progress bar: above it
-                            sink.write(text + "\n")
-                            sink.flush()
+                        with ui.closed_pipe():
+                            if not (stream and ui.above_live_display(sink, text)):  # stdout on the terminal of the progress bar: above it
+                                sink.write(text + "\n")
+                                sink.flush()
                     except BrokenPipeError as exc:  # what read the stream went away (`| head`): the rows in flight are not waited for
                         outcomes.throw(exc)
                     if not stream:  # a pipe or device cannot be synced

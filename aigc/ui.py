@@ -107,7 +107,7 @@ def result(text: str) -> None:
     out = stdout()
     if above_live_display(out, text[:-1]):
         return
-    with _closed_pipe():
+    with closed_pipe():
         try:
             out.write(text)
         except UnicodeEncodeError:
@@ -123,7 +123,7 @@ def result(text: str) -> None:
 
 
 @contextlib.contextmanager
-def _closed_pipe() -> Iterator[None]:
+def closed_pipe() -> Iterator[None]:
     """A write to a pipe whose reader went away (`| Select-Object -First 1`) raises BrokenPipeError,
     which the CLI takes as a quiet stop, also on Windows, where it is an OSError EINVAL (python/cpython#79935)."""
     try:

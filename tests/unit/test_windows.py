@@ -313,6 +313,26 @@ def test_a_reader_gone_on_windows_stops_the_command_quietly(monkeypatch, capfd):
     assert (code, capfd.readouterr().err) == (1, "")
 
 
+class GonePipe(io.RawIOBase):
+    """A pipe on Windows whose reader went away: each write fails with EINVAL, not EPIPE."""
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        raise OSError(22, "Invalid argument")
+
+
+def test_batch_streaming_to_a_reader_gone_on_windows_stops_quietly(monkeypatch, tmp_path, capfd):
+    from aigc import batch
+
+    monkeypatch.setattr(ui, "os", types.SimpleNamespace(**{**vars(os), "name": "nt"}))
+    monkeypatch.setattr(batch, "open_stream", lambda output: io.TextIOWrapper(io.BufferedWriter(GonePipe()), encoding="utf-8", newline=""))  # `-o - | Select-Object -First 1`
+    (tmp_path / "rows.txt").write_text("good film\nbad film\n", encoding="utf-8")
+    code = run_main(monkeypatch, "batch", "classify", "-i", str(tmp_path / "rows.txt"), "-O", "labels=good,bad", "-m", "echo", "-o", "-")
+    assert (code, capfd.readouterr().err) == (1, "")
+
+
 def test_serve_binds_its_port_exclusively_on_windows(monkeypatch):
     import socket
 
