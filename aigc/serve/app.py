@@ -479,11 +479,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     def backend_for(name: str | None) -> Backend:
         """The backend serving `name`; a request that names none gets the only model served (under its
         first name, where an alias of it is served too), and is a 400 where several are (as OpenAI and
-        ollama: guessing would hide a client's missing setting)."""
+        ollama: guessing would hide a client's missing setting). A name is also taken as ollama lists it
+        (`/api/tags`): `NAME:latest` is NAME, and NAME is `NAME:latest`, on every route."""
         if name is None or name == "":
             if len(schedulers(backends)) > 1:
                 raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
+        if name not in backends:
+            name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in backends), name)
         if name not in backends:
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]

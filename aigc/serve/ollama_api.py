@@ -4,7 +4,7 @@ request body becomes a chat or text completion request (`options` their sampling
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
 (nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
-`NAME:latest` (a name with a tag as it is), and a request may name it either way. A `seed` below 0 is none (ollama's -1: random);
+`NAME:latest` (a name with a tag as it is), and a request may name it either way; the answer names it as the request did. A `seed` below 0 is none (ollama's -1: random);
 whole-number options may come as `8.0`. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
 has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room); one whose last message is the assistant's text continues it (vLLM's
 `continue_final_message`), as ollama does. `tools` with a `format` are listed in the prompt and the answer is held to
@@ -312,11 +312,7 @@ def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
     auth, keyless = [Depends(served.auth)], [Depends(served.no_wrong_key)]
 
-    def backend_for(name: str | None):
-        """The model named, as ollama names it too: `NAME:latest` is NAME, and NAME is `NAME:latest`."""
-        if name and name not in served.backends:
-            name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in served.backends), name)
-        return served.backend_for(name)
+    backend_for = served.backend_for  # `NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models
 
     def listed(backend) -> dict:
         engine = backend.engine
@@ -378,11 +374,11 @@ def register_ollama(app: FastAPI, served) -> None:
         kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
         return await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
 
-    def loaded(backend, key: str, keep_alive: Any) -> dict:
+    def loaded(name: str, key: str, keep_alive: Any) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
         "unload" for `keep_alive: 0` (what a client sends to unload it)."""
         content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
-        return {"model": backend.name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
+        return {"model": name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
 
     @app.api_route("/", methods=["GET", "HEAD"], dependencies=keyless)
     async def running():
@@ -418,8 +414,9 @@ def register_ollama(app: FastAPI, served) -> None:
         began = time.perf_counter_ns()
         given: GenerateBody = served.validated(GenerateBody, await served.parsed(request))
         backend = backend_for(given.model)
+        named = given.model or backend.name  # ollama answers with the name the request used (`NAME:latest`)
         if not given.prompt and not given.suffix:
-            return loaded(backend, "response", given.keep_alive)
+            return loaded(named, "response", given.keep_alive)
         if given.raw:
             req = served.validated(CompletionRequest, given.openai())
             ids = await served.encode(backend, req.prompt)
@@ -428,7 +425,7 @@ def register_ollama(app: FastAPI, served) -> None:
             ids = await served.encode_chat(backend, req.messages)
         fitted(req, len(ids), backend, given.window(backend.batched.context_length))
         params = served.sampling(request, req, len(ids), backend)
-        return await served.answer(request, req, OllamaReply(backend.name, len(ids), "response", began, request.state, given.top), backend, [ids], params)
+        return await served.answer(request, req, OllamaReply(named, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 
     @app.post("/api/chat", dependencies=auth)
     async def chat(request: Request):
@@ -437,15 +434,16 @@ def register_ollama(app: FastAPI, served) -> None:
         began = time.perf_counter_ns()
         given: ChatBody = served.validated(ChatBody, await served.parsed(request))
         backend = backend_for(given.model)
+        named = given.model or backend.name
         if not given.messages:
-            return loaded(backend, "message", given.keep_alive)
+            return loaded(named, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = Toolset.of(req.tools, None)  # with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
         ids = await chat_prompt(backend, req, toolset, window)
         fitted(req, len(ids), backend, window)
         params = served.sampling(request, req, len(ids), backend)
-        reply = OllamaReply(backend.name, len(ids), "message", began, request.state, given.top)
+        reply = OllamaReply(named, len(ids), "message", began, request.state, given.top)
         if toolset:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)
@@ -467,9 +465,9 @@ def register_ollama(app: FastAPI, served) -> None:
         over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
-        if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
-            return {"model": backend_for(given.model).name, "embeddings": []}
         backend, truncate = backend_for(given.model), given.truncate is not False
+        if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
+            return {"model": given.model or backend.name, "embeddings": []}
         texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None if truncate else MAX_EMBED_INPUTS)
         size = EMBED_SLICE if truncate else len(texts)
 
@@ -482,7 +480,7 @@ def register_ollama(app: FastAPI, served) -> None:
         first = await sliced(0)
         if first is None:
             raise ApiError(499, "the client went away")
-        head = {"model": backend.name, "embeddings": first[0]}
+        head = {"model": given.model or backend.name, "embeddings": first[0]}
         if len(texts) <= size:
             return {**head, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": first[1]}
 

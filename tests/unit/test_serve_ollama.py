@@ -121,6 +121,34 @@ def test_a_model_listed_as_name_latest_answers_to_both_spellings(server):
         assert ok(server, "/api/generate", {"model": asked, "prompt": "x", "stream": False, "options": {"num_predict": 1}})["done"] is True
 
 
+def test_the_openai_routes_take_the_name_as_ollama_lists_it(server):
+    """Clients that list /api/tags and then call /v1 (VS Code Copilot's ollama provider) send `NAME:latest` there too."""
+    asked = server["model"] + ":latest"
+    body = ok(server, "/v1/chat/completions", {"model": asked, "messages": [{"role": "user", "content": "x"}], "max_tokens": 1})
+    assert body["model"] == server["model"]  # the served name, as vLLM answers
+    assert ok(server, "/v1/embeddings", {"model": asked, "input": "x"})["data"]
+    status, _, text = call(server, "/v1/chat/completions", {"model": "nope:latest", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 404 and "'nope:latest' is not served" in json.loads(text)["error"]["message"]
+
+
+def test_answers_name_the_model_as_the_request_did(server):
+    """ollama echoes the request's name: `NAME:latest` asked, `NAME:latest` answered, in every line."""
+    asked = server["model"] + ":latest"
+    short = {"num_predict": 2}
+    answers = [
+        ok(server, "/api/generate", {"model": asked, "prompt": "x", "stream": False, "options": short}),
+        *lines(server, "/api/generate", {"model": asked, "prompt": "x", "options": short}),
+        ok(server, "/api/generate", {"model": asked}),  # loaded
+        ok(server, "/api/chat", {"model": asked, "messages": [{"role": "user", "content": "x"}], "stream": False, "options": short}),
+        *lines(server, "/api/chat", {"model": asked, "messages": [{"role": "user", "content": "x"}], "options": short}),
+        ok(server, "/api/chat", {"model": asked, "messages": []}),  # loaded
+        ok(server, "/api/embed", {"model": asked, "input": "x"}),
+        ok(server, "/api/embed", {"model": asked}),  # loaded
+    ]
+    assert [answer["model"] for answer in answers] == [asked] * len(answers)
+    assert ok(server, "/api/generate", {"prompt": "x", "stream": False, "options": short})["model"] == server["model"]  # none named: the served one's
+
+
 def test_a_name_served_with_its_tag_answers_to_the_bare_name_too(server):
     import dataclasses
 
