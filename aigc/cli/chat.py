@@ -116,8 +116,6 @@ def chat(
         existing = path.is_file()
     elif _logged(run) and not several:  # an unnamed conversation, kept as its answers are, for -c and --cid
         path, existing = conversations.new_conversation(), False
-    elif several and _logged(run):
-        ui.info(f"(-n {n}: the answers are logged, but start no conversation; aigc chat -c goes on from the one before)")
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
     with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
@@ -180,6 +178,8 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
             ui.result(_shown_code(answer, code))
         run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=options["template"])
     run.keep(generator, "chat", text, answer, options, result.get("data") if result else None)
+    if (run.n or 1) > 1 and _logged(run):  # said once answered: a refusal (sampling that cannot vary) comes alone
+        ui.info(f"(-n {run.n}: the answers are logged, but start no conversation; aigc chat -c goes on from the one before)")
     run.report(generator)
 
 

@@ -1424,7 +1424,8 @@ def test_run_chat_and_batch_n_ask_for_several_answers(tmp_path):
     assert bad("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "-S", "talk") == (2, ["Error: -n 2 gives several answers to one prompt, and a conversation goes on from one reply a turn: leave out -n, or --session, --continue and --cid"])
     assert invoke("chat", "-t", "once", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"
     assert invoke("chat", "bees", "-n", "2", "-m", "echo", "--no-log").stdout == "bees\n\n---\n\nbees\n"  # chat's greedy default samples for several, as run's
-    assert bad("chat", "bees", "-n", "2", "--temperature", "0", "-m", "echo", "--no-log") == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
+    for logged in ([], ["--no-log"]):  # refused alone: no note on how the answers would have been logged
+        assert bad("chat", "bees", "-n", "2", "--temperature", "0", "-m", "echo", *logged) == (2, ["Error: 2 answers need sampling, but --temperature 0 or --top-k 1 always picks the same words; raise them, or ask for one (-n 1)"])
     code, lines = bad("chat", "bees", "-n", "two", "-m", "echo")
     assert code == 2 and lines[0].startswith("Error: -n must be a whole number, got 'two' ("), lines
     for task in (["template", "-O", "template=once"], ["chat"]):
