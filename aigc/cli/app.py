@@ -494,7 +494,7 @@ def _say_why_a_plugin_command_exited(exc: BaseException, names: list[str]) -> No
 
 
 def _terminate(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM (Ctrl-Break) ends the process at once
     raise Terminated()
 
 
@@ -570,6 +570,8 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGBREAK"):  # Windows' Ctrl-Break, its console's way to stop a program: a SIGTERM
+        signal.signal(signal.SIGBREAK, _terminate)
     started()  # Ctrl-C is KeyboardInterrupt again, which the group handles
     ui.windows_stdio()
     try:

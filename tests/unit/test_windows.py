@@ -362,3 +362,17 @@ def test_bfloat16_on_mps_before_macos_14_is_an_option_error(monkeypatch):
     assert pick_dtype("float16", "mps") == torch.float16
     monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: True)
     assert pick_dtype("bfloat16", "mps") == torch.bfloat16
+
+
+def test_ctrl_break_stops_a_command_as_sigterm_does(monkeypatch):
+    """Windows' Ctrl-Break (SIGBREAK), where SIGTERM is never sent by a console: the same clean stop."""
+    from aigc.errors import Terminated
+
+    installed = {}
+    monkeypatch.setattr(signal, "SIGBREAK", 21, raising=False)  # Windows' number, and no handler set for real
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.__setitem__(sig, handler))
+    assert run_main(monkeypatch, "--version") == 0
+    assert installed[signal.SIGBREAK] is cli_app._terminate
+    with pytest.raises(Terminated):
+        installed[signal.SIGBREAK](signal.SIGBREAK, None)
+    assert installed[signal.SIGBREAK] is signal.SIG_DFL  # a second Ctrl-Break ends the process at once
