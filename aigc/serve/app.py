@@ -859,14 +859,33 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not work.done():
                 engine.cancel()
 
-    async def embed(request: Request, backend: Backend, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int] | None:
-        """(each text's embedding, the texts' token count); None where the client went away. With
-        `truncate`, a text longer than the context is cut to it (ollama's `/api/embed`), else a 400."""
+    async def fit(request: Request, backend: Backend, texts: list[str], listed: bool = True) -> list[str] | None:
+        """Each text as `embed` reads it: one longer than the context cut to it (ollama's `/api/embed`). A
+        text that cannot be read is its 400, naming it (`input.N`, where `listed`); None where the client went away."""
+        engine = backend.batched.scoped()
+
+        def run() -> list[str]:
+            read = []
+            for i, text in enumerate(texts):
+                try:
+                    read.append(engine.fitted(text))
+                except BadInputError as exc:
+                    exc.at = f"input.{i}" if listed else "input"
+                    raise
+            return read
+
+        try:
+            return await watched(request, engine, run, "embeddings")
+        except RequestCancelled:
+            return None
+
+    async def embed(request: Request, backend: Backend, texts: list[str]) -> tuple[list[list[float]], int] | None:
+        """(each text's embedding, the texts' token count); None where the client went away. A text longer
+        than the context is a 400 (`fit` cuts it first where it is to be cut)."""
         engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
-            read = [engine.fitted(t) for t in texts] if truncate else texts
-            return engine.embed(read), sum(engine.count_tokens(t) for t in read)
+            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
 
         try:
             vectors, tokens = await watched(request, engine, run, "embeddings")
@@ -960,7 +979,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     register_ollama(app, SimpleNamespace(
         backends=backends, settings=settings, defaults=defaults, auth=auth, parsed=parsed, validated=validated, backend_for=backend_for,
-        encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, embed=embed,
+        encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, fit=fit, embed=embed,
         no_wrong_key=no_wrong_key,
     ))
     return app

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import time
@@ -40,10 +41,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
-from .api_errors import ApiError
+from ..errors import AigcError
+from .api_errors import ApiError, from_aigc
 from .logprobs import MAX_TOP, chat_shape
 from .replies import event_stream
 from .request_bodies import MAX_EMBED_INPUTS, ChatRequest, CompletionRequest, EmbeddingRequest
+
+log = logging.getLogger("aigc.serve")
 
 OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
@@ -209,6 +213,15 @@ def _tagged(name: str) -> str:
 
 def _json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _numbers(data: Any) -> str:
+    """`data` (vectors) as JSON, which has no NaN nor infinity: a model's that holds one is a 500, as the
+    whole answers' JSON refuses it."""
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise ApiError(500, "the model made an embedding that is not a number (NaN or infinity), as float16 overflowing does; serve it with --dtype float32", "server_error") from None
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -450,31 +463,40 @@ def register_ollama(app: FastAPI, served) -> None:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)
 
-    async def embedded(request: Request, texts: Any, model: str | None, truncate: bool = False):
+    async def embedded(request: Request, texts: Any, model: str | None):
         """(the backend, the texts' embeddings and token count), as /v1/embeddings makes them."""
         backend = backend_for(model)
         req: EmbeddingRequest = served.validated(EmbeddingRequest, {"input": texts})
-        found = await served.embed(request, backend, req.texts(), truncate)
+        found = await served.embed(request, backend, req.texts())
         if found is None:
             raise ApiError(499, "the client went away")
         return backend, *found
 
     @app.post("/api/embed", dependencies=auth)
     async def embed(request: Request):
-        """ollama's embeddings: any number of texts, as ollama takes them; more than `EMBED_SLICE` are embedded
-        a slice at a time and written out as they come (the first before the answer starts, so that its
-        errors are statuses), so that the server holds one slice's vectors. With `truncate: false` (an
-        over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
+        """ollama's embeddings: any number of texts, as ollama takes them. Every text is read (cut to the
+        context) before the answer starts, so that a text's error is a 400 naming it; more than `EMBED_SLICE`
+        are then embedded a slice at a time and written out as they come, so that the server holds one slice's
+        vectors. A failure after the answer started (queue full, server stopping) ends it with ollama's
+        `"error"`, the vectors so far before it, as the JSON-lines routes end a cut stream. With `truncate: false`
+        (an over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": backend_for(given.model).name, "embeddings": []}
         backend, truncate = backend_for(given.model), given.truncate is not False
-        texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None if truncate else MAX_EMBED_INPUTS)
+        texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None)
+        if not truncate and len(texts) > MAX_EMBED_INPUTS:
+            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} with truncate: false, which embeds them in one go "
+                                f"so that an over-long one is a 400 before the answer (leave truncate out to send any number, or send {MAX_EMBED_INPUTS} at a time)")
+        if truncate:
+            texts = await served.fit(request, backend, texts, not isinstance(given.input, str))
+            if texts is None:
+                raise ApiError(499, "the client went away")
         size = EMBED_SLICE if truncate else len(texts)
 
         async def sliced(start: int) -> tuple[list[list[float]], int] | None:
-            found = await served.embed(request, backend, texts[start : start + size], truncate)
+            found = await served.embed(request, backend, texts[start : start + size])
             if found is None or given.dimensions is None:
                 return found
             return _shortened(found[0], given.dimensions), found[1]
@@ -485,15 +507,23 @@ def register_ollama(app: FastAPI, served) -> None:
         head = {"model": backend.name, "embeddings": first[0]}
         if len(texts) <= size:
             return {**head, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": first[1]}
+        opening = _numbers(head)[:-2]  # up to the vectors' closing "]}"
 
         async def written():
             tokens = first[1]
-            yield _json(head)[:-2]  # up to the vectors' closing "]}"
+            yield opening
             for start in range(size, len(texts), size):
-                found = await sliced(start)
-                if found is None:  # the client went away: nothing more to write
+                try:
+                    found = await sliced(start)
+                    if found is None:  # the client went away: nothing more to write
+                        return
+                    more = _numbers(found[0])[1:-1]
+                except (AigcError, ApiError) as exc:
+                    failed = from_aigc(exc, served.settings.retry_after, "input")
+                    log.warning("/api/embed: texts %d on were not embedded: %s", start, failed.message)
+                    yield "]," + _json(ollama_error(failed.message))[1:]
                     return
-                yield "," + _json(found[0])[1:-1]
+                yield "," + more
                 tokens += found[1]
             request.state.prompt_tokens = tokens  # the request's, for its log line and /metrics
             yield "]," + _json({"total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens})[1:]

@@ -288,6 +288,36 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
     assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
 
 
+def test_embed_reads_every_text_before_answering_so_a_later_texts_error_is_a_400_naming_it(server, monkeypatch):
+    from aigc.serve import ollama_api
+
+    monkeypatch.setattr(ollama_api, "EMBED_SLICE", 2)
+    blank_start = " " * 4096 + "x"  # what the context holds of it is white space only
+    words = error(server, "/api/embed", {"input": ["a cat", "a dog", "a bird", "a fish", blank_start]}, 400)
+    assert words.startswith("input.4: ") and "white space only" in words
+    assert error(server, "/api/embed", {"input": blank_start}, 400).startswith("input: ")
+    assert "at most 2048 with truncate: false" in error(server, "/api/embed", {"input": ["a"] * 2049, "truncate": False}, 400)
+
+
+def test_embed_ends_an_answer_cut_after_it_started_with_ollamas_error(server, monkeypatch):
+    """Queue full (or the server stopping) in a later slice: the answer is still JSON, with `"error"`."""
+    from aigc.serve import ollama_api
+    from aigc.serve.scheduler import BatchedEngine, QueueFullError
+
+    embed = BatchedEngine.embed
+
+    def full_at_a_stop(self, texts):
+        if "stop" in texts:
+            raise QueueFullError("the queue is full; retry shortly")
+        return embed(self, texts)
+
+    monkeypatch.setattr(ollama_api, "EMBED_SLICE", 2)
+    monkeypatch.setattr(BatchedEngine, "embed", full_at_a_stop)
+    status, _, text = call(server, "/api/embed", {"input": ["a cat", "a dog", "a bird", "a fish", "stop", "a cow"]})
+    answer = json.loads(text)
+    assert status == 200 and len(answer["embeddings"]) == 4 and answer["error"] == "the queue is full; retry shortly" and "prompt_eval_count" not in answer
+
+
 def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false(server):
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     dog = ok(server, "/api/embed", {"input": "a dog"})
