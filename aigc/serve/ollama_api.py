@@ -224,6 +224,19 @@ def _numbers(data: Any) -> str:
         raise ApiError(500, "the model made an embedding that is not a number (NaN or infinity), as float16 overflowing does; serve it with --dtype float32", "server_error") from None
 
 
+def _pullable(name: str) -> bool:
+    """Whether `aigc models pull NAME` takes `name` (an aigc alias, a Hugging Face id, a path), as ollama's
+    names (llama3.2, llama3.2:3b) mostly are not."""
+    from ..engine import models
+
+    if ":" in name:  # an ollama tag: no alias nor Hugging Face id has one
+        return False
+    try:
+        return models.resolve(name, None).kind not in ("remote", "echo")
+    except AigcError:
+        return False
+
+
 def _zero(keep_alive: Any) -> bool:
     """Whether `keep_alive` is ollama's zero duration: 0, "0", "0s", "0m", ..."""
     if isinstance(keep_alive, str):
@@ -548,9 +561,10 @@ def register_ollama(app: FastAPI, served) -> None:
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
         if not any(n in served.backends for n in (name, name.removesuffix(":latest"), f"{name}:latest")):
-            named = "MODEL" if ":" in name else name  # an ollama tag (llama3.2:3b) is no aigc alias nor Hugging Face id
+            named = name if _pullable(name) else "MODEL"
+            what = "" if named == name else " (MODEL: an aigc alias, `aigc models list`, or a Hugging Face id ORG/NAME)"
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
-                                f"download it with `aigc models pull {named}` ({named}: an aigc alias or a Hugging Face id) and add `-m {named}` to the server's models when it starts again")
+                                f"download it with `aigc models pull {named}`{what} and add `-m {named}` to the server's models when it starts again")
         if data.get("stream") is False:
             return {"status": "success"}
         return event_stream(iter([json.dumps({"status": "success"}) + "\n"]), OllamaReply.media_type)

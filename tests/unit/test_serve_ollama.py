@@ -338,10 +338,11 @@ def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false
 def test_pull_of_a_served_model_succeeds_as_ollamas_and_of_another_says_how_aigc_adds_models(server):
     assert lines(server, "/api/pull", {"model": server["model"]}) == [{"status": "success"}]  # streamed by default
     assert ok(server, "/api/pull", {"name": server["model"] + ":latest", "stream": False}) == {"status": "success"}
-    words = error(server, "/api/pull", {"model": "llama3.2"}, 404)
-    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "add `-m llama3.2` to the server's models" in words  # not `aigc serve -m`, which drops the others
-    words = error(server, "/api/pull", {"model": "llama3.2:3b"}, 404)
-    assert "`aigc models pull MODEL` (MODEL: an aigc alias or a Hugging Face id)" in words and "3b`" not in words  # an ollama tag is neither
+    words = error(server, "/api/pull", {"model": "HuggingFaceTB/SmolLM2-360M-Instruct"}, 404)  # a hub id: what `aigc models pull` takes
+    assert "is not served" in words and "`aigc models pull HuggingFaceTB/SmolLM2-360M-Instruct` and add `-m HuggingFaceTB/SmolLM2-360M-Instruct` to the server's models" in words  # not `aigc serve -m`, which drops the others
+    for ollamas in ("llama3.2", "llama3.2:3b", "echo"):  # no aigc alias nor hub id (echo: nothing to pull)
+        words = error(server, "/api/pull", {"model": ollamas}, 404)
+        assert f"{ollamas!r} is not served" in words and "`aigc models pull MODEL` (MODEL: an aigc alias, `aigc models list`, or a Hugging Face id ORG/NAME)" in words
     assert "model is required" in error(server, "/api/pull", {}, 400)
 
 
