@@ -1809,9 +1809,9 @@ def test_templates_list_shows_what_a_user_template_overrides():
     assert (rows["chat"]["source"], rows["chat"]["overrides"], rows["summarize"]["overrides"]) == ("user", ["builtin"], [])
     line = next(line for line in invoke("templates", "list").stdout.splitlines() if line.startswith("chat "))
     assert "user (overrides the built-in one)" in line and "mine" in line
-    from aigc.cli.templates import _whose
+    from aigc.templates import whose
 
-    assert _whose("social-templates") == "the one of plugin 'social-templates'"  # not plugin 'social-templates''s
+    assert whose("social-templates") == "the one of plugin 'social-templates'"  # not plugin 'social-templates''s
 
 
 def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
