@@ -9,8 +9,8 @@ with its own request fields and answer shape (`responses.py`); a chat request wi
 answered with calls (`tools.py`); ollama's native API (`/api/*`) is chat and text completions with
 its own request fields and answer shapes (`ollama_api.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
-`BadRequestError`), bad key 401 (a wrong one on the routes that need none too: `/health`, `/version`,
-`/metrics`, ollama's `/` and `/api/version`), unknown model 404, body too large 413, queue full 429. Every
+`BadRequestError`), bad key 401 (a wrong Bearer key on the routes that need none too: `/health`, `/version`,
+`/metrics`, ollama's `/` and `/api/version`; an empty one or another scheme passes there, as no header), unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for local pages (`LOCAL_ORIGINS`, ollama's default) and the
 origins `--cors-origin` names, and a request from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
 while the server listens on a loopback address (`HostCheck`).
@@ -430,11 +430,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise refuse_key()
 
     async def no_wrong_key(request: Request) -> None:
-        """On the routes that need no key (health checks send none): a request that sends a wrong one is
-        refused all the same, so that a client's check of its settings fails on it rather than passing
-        (Open WebUI's "Verify connection" reads /api/version with the key it was given)."""
+        """On the routes that need no key (health checks send none): a request that sends a wrong Bearer key
+        is refused all the same, so that a client's check of its settings fails on it rather than passing
+        (Open WebUI's "Verify connection" reads /api/version with the key it was given). An empty one
+        (`Bearer `, a client set up with no key) is none, and another scheme (a proxy's `Basic`) no key of
+        this server's: both pass, as no header does."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if settings.api_key and scheme.lower() == "bearer" and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if settings.api_key and scheme.lower() == "bearer" and token.strip() and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
             raise refuse_key()
 
     async def body(request: Request, model: type[BaseModel]):

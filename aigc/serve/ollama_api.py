@@ -18,7 +18,7 @@ ignored (no model here thinks apart from its answer). `/api/embed` cuts a text l
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
 (as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
 (`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
-ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong one (a client checking its settings).
+ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong Bearer one (a client checking its settings).
 `/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.

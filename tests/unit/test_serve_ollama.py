@@ -404,6 +404,10 @@ def test_a_wrong_key_is_refused_even_where_no_key_is_needed(server):
         assert call(server, path, key=None)[0] == call(server, path)[0] == 200, path
     status, _, text = call(server, "/api/version", key="wrong")
     assert "wrong API key" in json.loads(text)["error"]
+    for sent in ("Bearer ", "Bearer", "Basic dXNlcjpwYXNz"):  # a client set up with no key; a proxy's own credentials: no key of this server's
+        request = urllib.request.Request(server["url"] + "/health", headers={"Authorization": sent})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200, sent
     assert call(server, "/api/version", key="wrong", method="HEAD")[0] == 401
 
 
