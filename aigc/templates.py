@@ -475,9 +475,18 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message, and what it is about
         user, about = values["input"], subject
     else:
-        raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
+        raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input{_pattern_over(template)}")
     messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def _pattern_over(template: Template) -> str:
+    """Where `template` is a fabric pattern of yours or in AIGC_TEMPLATES_PATH hiding a template of its name
+    (a plugin task's, rendered with its variables and no input), how to use either; else ""."""
+    hidden = shadowed().get(template.name) if template.path.name == PATTERN and template.source in ("user", "env") else None
+    if not hidden:
+        return ""
+    return f"; it is a fabric pattern, over {whose(hidden[-1])}: run it with `aigc run {template.name}`, or move {template.path.parent} away to use {whose(hidden[-1])}"
 
 
 def literal_values(template: Template, given: dict[str, Any]) -> dict[str, Any]:

@@ -454,3 +454,14 @@ def test_a_task_template_bound_beneath_a_pattern_copies_and_pickles_with_its_tem
     for again in (copy.copy(options.template), copy.deepcopy(options).template, pickle.loads(pickle.dumps(options)).template):
         assert again == "summarize" and templates.get_template(again).source == "builtin"
     assert dataclasses.asdict(options)["template"] == "summarize"
+
+
+def test_a_pattern_over_a_template_rendered_without_input_says_how_to_use_either(tmp_path, monkeypatch):
+    """A plugin task renders its template with its variables alone: a pattern of that name cannot answer them."""
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "ad.j2").write_text("Write an ad for {{ product }}.")
+    pattern(tmp_path, "ad", "You write ads.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with pytest.raises(BadInputError, match="is a system prompt with no message") as caught:
+        templates.render("ad", {"product": "lamp"})
+    assert f"it is a fabric pattern, over yours: run it with `aigc run ad`, or move {tmp_path / 'ad'} away to use yours" in str(caught.value)
