@@ -218,10 +218,17 @@ def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInput
     return BadInputError(f"{str(error).rstrip('.')}; {_way_out(name, 'user', hidden.source)}")
 
 
+def whose(source: str, path: Path | None = None) -> str:
+    """A template's `source` in words ("the built-in one", "yours", ...), as one names the template
+    another hides or goes back to; with its `path` where it is a file of yours or in AIGC_TEMPLATES_PATH."""
+    words = {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"the one of plugin {source!r}")
+    return f"{words} ({path})" if path is not None and source in ("user", "env") else words
+
+
 def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
     """How to fix an override of template `name` from `source` of one from `hidden`, or go back to that
     one; a fabric `pattern` is not yours to edit, but `aigc run` runs it."""
-    back = {"builtin": "the built-in one", "user": "yours"}.get(hidden, f"plugin {hidden!r}'s")
+    back = whose(hidden)
     if pattern:
         return f"it is a fabric pattern, for `aigc run {name}`, and {back} beneath it does not fit either: fix that one"
     if source == "user":
@@ -276,9 +283,11 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
     beneath = scan(name, passing=template.path)[0].get(name) if pattern else None
     if beneath is not None and _unfilled(beneath, given, task, carries, reads) is None:
         where = "AIGC_TEMPLATES_PATH's" if template.source == "env" else "your"
-        warnings.warn(f"{where} fabric pattern {name!r} is for `aigc run {name}`; `aigc {task}` keeps {_whose(beneath.source)} template {name!r}", AigcNote, stacklevel=2)
+        warnings.warn(f"{where} fabric pattern {name!r} is for `aigc run {name}`; `aigc {task}` keeps {whose(beneath.source, beneath.path)}", AigcNote, stacklevel=2)
         return TaskTemplate(name, beneath)
     hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
+    if pattern and not (beneath is not None and beneath.source in ("user", "env") and beneath.generator in (None, task)):
+        hidden = None  # beneath it, another task's template or one not yours to fix: the flag named a template not made for this task
     if hidden:
         raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1], pattern)}")
     raise OptionError(flag, f"names {template.label}, which {problem}; give a template made for {task}")
@@ -296,18 +305,19 @@ def _unfilled(template: Template, given: set[str], task: str, carries: set[str],
     return None
 
 
-def _whose(source: str) -> str:
-    return "the built-in" if source == "builtin" else "your" if source == "user" else f"plugin {source!r}'s"
+CHECKED = {"classify": "classify", "headline": "headline", "summarize": "summarize", "summarize-chunk": "summarize", "translate": "translate"}
+"""The templates the built-in tasks use by default, which they take through `check_fills`: template name -> task."""
 
 
-def kept_by_task(template: Template) -> str | None:
-    """The task command that keeps the template `template` hides, where `template` is a fabric pattern
-    of yours or in AIGC_TEMPLATES_PATH (as `check_fills` does: a task that fills variables cannot use
-    one), else None; `aigc chat` takes a pattern as its system prompt, so it is no such task."""
-    if template.path.name != PATTERN or template.source not in ("user", "env"):
+def kept_by_task(template: Template) -> tuple[str, Template] | None:
+    """(the task, the template it keeps) where `template` is a fabric pattern of yours or in
+    AIGC_TEMPLATES_PATH named as a template a built-in task uses (`CHECKED`), which leaves that task the
+    template beneath it as `check_fills` does, else None. Other tasks (`aigc chat`, a plugin's) use the pattern."""
+    task = CHECKED.get(template.name)
+    if task is None or template.path.name != PATTERN or template.source not in ("user", "env"):
         return None
     beneath = scan(template.name, passing=template.path)[0].get(template.name)
-    return beneath.generator if beneath is not None and beneath.generator not in (None, "chat") else None
+    return (task, beneath) if beneath is not None else None
 
 
 class TaskTemplate(str):
@@ -320,6 +330,10 @@ class TaskTemplate(str):
         bound = super().__new__(cls, name)
         bound.template = template
         return bound
+
+    def __reduce__(self):
+        """Copied and pickled (options deep-copied, sent to a process pool) with its template."""
+        return TaskTemplate, (str(self), self.template)
 
 
 class _Unfit(BadInputError):
@@ -461,9 +475,18 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message, and what it is about
         user, about = values["input"], subject
     else:
-        raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input")
+        raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input{_pattern_over(template)}")
     messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def _pattern_over(template: Template) -> str:
+    """Where `template` is a fabric pattern of yours or in AIGC_TEMPLATES_PATH hiding a template of its name
+    (a plugin task's, rendered with its variables and no input), how to use either; else ""."""
+    hidden = shadowed().get(template.name) if template.path.name == PATTERN and template.source in ("user", "env") else None
+    if not hidden:
+        return ""
+    return f"; it is a fabric pattern, over {whose(hidden[-1])}: run it with `aigc run {template.name}`, or move {template.path.parent} away to use {whose(hidden[-1])}"
 
 
 def literal_values(template: Template, given: dict[str, Any]) -> dict[str, Any]:

@@ -182,7 +182,8 @@ def eval_classify(
     if len(found) < 2 and not labels and multi_label:
         raise BadInputError(
             f"{data}: texts carry only the label {found[0]!r}; a multi-label evaluation needs two labels or more: "
-            f"list them with --labels (to ask whether one applies, give it and its opposite: {found[0]},other)"
+            f"list them with --labels (to measure whether {found[0]!r} applies, write other on the texts without it and evaluate "
+            f"without --multi-label, -l {found[0]},other: then every text has a label, and {found[0]!r}'s F1 is one of the report's)"
         )
     if len(found) < 2 and not labels:
         raise BadInputError(f"{data} holds texts of the label {found[0]!r} only; list every label with --labels, or give texts of two labels or more")

@@ -28,17 +28,12 @@ def list_templates(as_json: Annotated[bool, typer.Option("--json", help="Print a
         return
     for row, template in zip(rows, found):
         if row["overrides"]:
-            task = templates.kept_by_task(template)
-            kept = f"; `aigc {task}` keeps {_whose(row['overrides'][-1])}" if task else ""
-            row["source"] += f" (overrides {_whose(row['overrides'][-1])}{kept})"
+            kept = templates.kept_by_task(template)
+            keeps = f"; `aigc {kept[0]}` keeps {templates.whose(kept[1].source, kept[1].path)}" if kept else ""
+            row["source"] += f" (overrides {templates.whose(row['overrides'][-1])}{keeps})"
     width = max((len(r["name"]) for r in rows), default=0)
     sources = max((len(r["source"]) for r in rows), default=0)
     ui.result("\n".join(f"{r['name']:<{width}}  {r['source']:<{sources}}  {r['description']}" for r in rows))
-
-
-def _whose(source: str) -> str:
-    """A template's source in words: the built-in one, or a plugin's."""
-    return {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"the one of plugin {source!r}")
 
 
 @templates_app.command()
@@ -177,7 +172,7 @@ def rm(name: Annotated[str, typer.Argument(metavar="NAME", help="Your template's
     if (pattern := _pattern(name)) is not None and not template_edits.user_template_path(name).is_file():
         raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; remove that directory yourself to drop it")
     removed, now = template_edits.remove_template(name)
-    back = f"; {now.name!r} is now {_whose(now.source)} ({now.path})" if now is not None else ""
+    back = f"; {now.name!r} is now {templates.whose(now.source)} ({now.path})" if now is not None else ""
     ui.info(f"removed {removed}{back}")
 
 

@@ -9,8 +9,8 @@ with its own request fields and answer shape (`responses.py`); a chat request wi
 answered with calls (`tools.py`); ollama's native API (`/api/*`) is chat and text completions with
 its own request fields and answer shapes (`ollama_api.py`). Errors are OpenAI-style bodies (`{"error": {"message", "type", "param", "code"}}`), never a
 traceback: bad JSON and bad parameters 400 (as OpenAI and vLLM, so the openai SDK raises
-`BadRequestError`), bad key 401 (a wrong one on the routes that need none too: `/health`, `/version`,
-`/metrics`, ollama's `/` and `/api/version`), unknown model 404, body too large 413, queue full 429. Every
+`BadRequestError`), bad key 401 (a wrong Bearer key on the routes that need none too: `/health`, `/version`,
+`/metrics`, ollama's `/` and `/api/version`; an empty one or another scheme passes there, as no header), unknown model 404, body too large 413, queue full 429. Every
 response carries `x-request-id`; CORS headers only for local pages (`LOCAL_ORIGINS`, ollama's default) and the
 origins `--cors-origin` names, and a request from any other web page is a 403 (`OriginCheck`), as is one addressed to a name other than localhost's
 while the server listens on a loopback address (`HostCheck`).
@@ -430,11 +430,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise refuse_key()
 
     async def no_wrong_key(request: Request) -> None:
-        """On the routes that need no key (health checks send none): a request that sends a wrong one is
-        refused all the same, so that a client's check of its settings fails on it rather than passing
-        (Open WebUI's "Verify connection" reads /api/version with the key it was given)."""
+        """On the routes that need no key (health checks send none): a request that sends a wrong Bearer key
+        is refused all the same, so that a client's check of its settings fails on it rather than passing
+        (Open WebUI's "Verify connection" reads /api/version with the key it was given). An empty one
+        (`Bearer `, a client set up with no key) is none, and another scheme (a proxy's `Basic`) no key of
+        this server's: both pass, as no header does."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if settings.api_key and scheme.lower() == "bearer" and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if settings.api_key and scheme.lower() == "bearer" and token.strip() and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
             raise refuse_key()
 
     async def body(request: Request, model: type[BaseModel]):
@@ -862,14 +864,33 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if not work.done():
                 engine.cancel()
 
-    async def embed(request: Request, backend: Backend, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int] | None:
-        """(each text's embedding, the texts' token count); None where the client went away. With
-        `truncate`, a text longer than the context is cut to it (ollama's `/api/embed`), else a 400."""
+    async def fit(request: Request, backend: Backend, texts: list[str], listed: bool = True) -> list[str] | None:
+        """Each text as `embed` reads it: one longer than the context cut to it (ollama's `/api/embed`). A
+        text that cannot be read is its 400, naming it (`input.N`, where `listed`); None where the client went away."""
+        engine = backend.batched.scoped()
+
+        def run() -> list[str]:
+            read = []
+            for i, text in enumerate(texts):
+                try:
+                    read.append(engine.fitted(text))
+                except BadInputError as exc:
+                    exc.at = f"input.{i}" if listed else "input"
+                    raise
+            return read
+
+        try:
+            return await watched(request, engine, run, "embeddings")
+        except RequestCancelled:
+            return None
+
+    async def embed(request: Request, backend: Backend, texts: list[str]) -> tuple[list[list[float]], int] | None:
+        """(each text's embedding, the texts' token count); None where the client went away. A text longer
+        than the context is a 400 (`fit` cuts it first where it is to be cut)."""
         engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
-            read = [engine.fitted(t) for t in texts] if truncate else texts
-            return engine.embed(read), sum(engine.count_tokens(t) for t in read)
+            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
 
         try:
             vectors, tokens = await watched(request, engine, run, "embeddings")
@@ -963,7 +984,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     register_ollama(app, SimpleNamespace(
         backends=backends, settings=settings, defaults=defaults, auth=auth, parsed=parsed, validated=validated, backend_for=backend_for,
-        encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, embed=embed,
+        encode=encode, encode_chat=encode_chat, sampling=sampling, answer=answer, answer_tools=answer_tools, fit=fit, embed=embed,
         no_wrong_key=no_wrong_key,
     ))
     return app

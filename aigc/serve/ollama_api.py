@@ -18,7 +18,7 @@ ignored (no model here thinks apart from its answer). `/api/embed` cuts a text l
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
 (as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
 (`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
-ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong one (a client checking its settings).
+ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong Bearer one (a client checking its settings).
 `/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import time
@@ -40,10 +41,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
-from .api_errors import ApiError
+from ..errors import AigcError
+from .api_errors import ApiError, from_aigc
 from .logprobs import MAX_TOP, chat_shape
 from .replies import event_stream
 from .request_bodies import MAX_EMBED_INPUTS, ChatRequest, CompletionRequest, EmbeddingRequest
+
+log = logging.getLogger("aigc.serve")
 
 OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
@@ -209,6 +213,28 @@ def _tagged(name: str) -> str:
 
 def _json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _numbers(data: Any) -> str:
+    """`data` (vectors) as JSON, which has no NaN nor infinity: a model's that holds one is a 500, as the
+    whole answers' JSON refuses it."""
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise ApiError(500, "the model made an embedding that is not a number (NaN or infinity), as float16 overflowing does; serve it with --dtype float32", "server_error") from None
+
+
+def _pullable(name: str) -> bool:
+    """Whether `aigc models pull NAME` takes `name` (an aigc alias, a Hugging Face id, a path), as ollama's
+    names (llama3.2, llama3.2:3b) mostly are not."""
+    from ..engine import models
+
+    if ":" in name:  # an ollama tag: no alias nor Hugging Face id has one
+        return False
+    try:
+        return models.resolve(name, None).kind not in ("remote", "echo")
+    except AigcError:
+        return False
 
 
 def _zero(keep_alive: Any) -> bool:
@@ -448,31 +474,40 @@ def register_ollama(app: FastAPI, served) -> None:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)
         return await served.answer(request, req, reply, backend, [ids], params)
 
-    async def embedded(request: Request, texts: Any, model: str | None, truncate: bool = False):
+    async def embedded(request: Request, texts: Any, model: str | None):
         """(the backend, the texts' embeddings and token count), as /v1/embeddings makes them."""
         backend = backend_for(model)
         req: EmbeddingRequest = served.validated(EmbeddingRequest, {"input": texts})
-        found = await served.embed(request, backend, req.texts(), truncate)
+        found = await served.embed(request, backend, req.texts())
         if found is None:
             raise ApiError(499, "the client went away")
         return backend, *found
 
     @app.post("/api/embed", dependencies=auth)
     async def embed(request: Request):
-        """ollama's embeddings: any number of texts, as ollama takes them; more than `EMBED_SLICE` are embedded
-        a slice at a time and written out as they come (the first before the answer starts, so that its
-        errors are statuses), so that the server holds one slice's vectors. With `truncate: false` (an
-        over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
+        """ollama's embeddings: any number of texts, as ollama takes them. Every text is read (cut to the
+        context) before the answer starts, so that a text's error is a 400 naming it; more than `EMBED_SLICE`
+        are then embedded a slice at a time and written out as they come, so that the server holds one slice's
+        vectors. A failure after the answer started (queue full, server stopping) ends it with ollama's
+        `"error"`, the vectors so far before it, as the JSON-lines routes end a cut stream. With `truncate: false`
+        (an over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
         backend, truncate = backend_for(given.model), given.truncate is not False
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": given.model or backend.name, "embeddings": []}
-        texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None if truncate else MAX_EMBED_INPUTS)
+        texts = served.validated(EmbeddingRequest, {"input": given.input}).texts(None)
+        if not truncate and len(texts) > MAX_EMBED_INPUTS:
+            raise ApiError(400, f"input holds {len(texts)} texts; at most {MAX_EMBED_INPUTS} with truncate: false, which embeds them in one go "
+                                f"so that an over-long one is a 400 before the answer (leave truncate out to send any number, or send {MAX_EMBED_INPUTS} at a time)")
+        if truncate:
+            texts = await served.fit(request, backend, texts, not isinstance(given.input, str))
+            if texts is None:
+                raise ApiError(499, "the client went away")
         size = EMBED_SLICE if truncate else len(texts)
 
         async def sliced(start: int) -> tuple[list[list[float]], int] | None:
-            found = await served.embed(request, backend, texts[start : start + size], truncate)
+            found = await served.embed(request, backend, texts[start : start + size])
             if found is None or given.dimensions is None:
                 return found
             return _shortened(found[0], given.dimensions), found[1]
@@ -483,15 +518,23 @@ def register_ollama(app: FastAPI, served) -> None:
         head = {"model": given.model or backend.name, "embeddings": first[0]}
         if len(texts) <= size:
             return {**head, "total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": first[1]}
+        opening = _numbers(head)[:-2]  # up to the vectors' closing "]}"
 
         async def written():
             tokens = first[1]
-            yield _json(head)[:-2]  # up to the vectors' closing "]}"
+            yield opening
             for start in range(size, len(texts), size):
-                found = await sliced(start)
-                if found is None:  # the client went away: nothing more to write
+                try:
+                    found = await sliced(start)
+                    if found is None:  # the client went away: nothing more to write
+                        return
+                    more = _numbers(found[0])[1:-1]
+                except (AigcError, ApiError) as exc:
+                    failed = from_aigc(exc, served.settings.retry_after, "input")
+                    log.warning("/api/embed: texts %d on were not embedded: %s", start, failed.message)
+                    yield "]," + _json(ollama_error(failed.message))[1:]
                     return
-                yield "," + _json(found[0])[1:-1]
+                yield "," + more
                 tokens += found[1]
             request.state.prompt_tokens = tokens  # the request's, for its log line and /metrics
             yield "]," + _json({"total_duration": time.perf_counter_ns() - began, "load_duration": 0, "prompt_eval_count": tokens})[1:]
@@ -516,9 +559,10 @@ def register_ollama(app: FastAPI, served) -> None:
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
         if not any(n in served.backends for n in (name, name.removesuffix(":latest"), f"{name}:latest")):
-            named = "MODEL" if ":" in name else name  # an ollama tag (llama3.2:3b) is no aigc alias nor Hugging Face id
+            named = name if _pullable(name) else "MODEL"
+            what = "" if named == name else " (MODEL: an aigc alias, `aigc models list`, or a Hugging Face id ORG/NAME)"
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "
-                                f"download it with `aigc models pull {named}` ({named}: an aigc alias or a Hugging Face id) and add `-m {named}` to the server's models when it starts again")
+                                f"download it with `aigc models pull {named}`{what} and add `-m {named}` to the server's models when it starts again")
         if data.get("stream") is False:
             return {"status": "success"}
         return event_stream(iter([json.dumps({"status": "success"}) + "\n"]), OllamaReply.media_type)

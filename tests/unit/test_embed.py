@@ -84,6 +84,37 @@ def test_fitted_tokenizes_a_long_text_a_few_times_only(tiny_engine, monkeypatch,
     assert text.startswith(cut) and cut.strip() and len(tiny_engine._embedded_ids(cut)) <= tiny_engine.context_length
 
 
+class MergingTokenizer:
+    """A tokenizer double: alone (`add_special_tokens=False`) a token a character, inside the embedding
+    prompt two characters a token, so a cut made by the text's own tokens overflows again by half as
+    much (a decode-and-retry loop cutting by that overflow takes a dozen tries); `decode` spells the
+    tokens in capitals, as a normalizing decode, so its text is no prefix of the text."""
+
+    is_fast = True
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, text, add_special_tokens=True, return_offsets_mapping=False):
+        self.calls += 1
+        if add_special_tokens:
+            return {"input_ids": [0] * math.ceil(len(text) / 2)}
+        return {"input_ids": [0] * len(text), **({"offset_mapping": [(i, i + 1) for i in range(len(text))]} if return_offsets_mapping else {})}
+
+    def decode(self, ids, **kwargs):
+        self.calls += 1
+        return "A" * len(ids)
+
+
+def test_fitted_cuts_at_a_token_start_by_the_offsets_in_a_few_tries_keeping_nearly_all_that_fits(tiny_engine, monkeypatch):
+    counted = MergingTokenizer()
+    monkeypatch.setattr(tiny_engine, "tokenizer", counted)
+    text = "a" * 3000  # inside the prompt 1500 tokens and more: about 1000 over the 512-token context
+    cut = tiny_engine.fitted(text)
+    assert counted.calls <= 6 and text.startswith(cut)  # the text's own characters, not the decoded ones
+    assert len(tiny_engine._embedded_ids(cut)) <= tiny_engine.context_length < len(tiny_engine._embedded_ids(text[: len(cut) + 8]))
+
+
 @pytest.mark.parametrize("text", [" " * 3000 + "word", "\u3000" * 1000 + "word", " \t" * 2000 + "word"])
 def test_fitted_says_to_strip_a_text_whose_start_that_fits_is_white_space(tiny_engine, monkeypatch, text):
     counted = CountedTokenizer(tiny_engine.tokenizer, True)

@@ -316,6 +316,36 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
     assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
 
 
+def test_embed_reads_every_text_before_answering_so_a_later_texts_error_is_a_400_naming_it(server, monkeypatch):
+    from aigc.serve import ollama_api
+
+    monkeypatch.setattr(ollama_api, "EMBED_SLICE", 2)
+    blank_start = " " * 4096 + "x"  # what the context holds of it is white space only
+    words = error(server, "/api/embed", {"input": ["a cat", "a dog", "a bird", "a fish", blank_start]}, 400)
+    assert words.startswith("input.4: ") and "white space only" in words
+    assert error(server, "/api/embed", {"input": blank_start}, 400).startswith("input: ")
+    assert "at most 2048 with truncate: false" in error(server, "/api/embed", {"input": ["a"] * 2049, "truncate": False}, 400)
+
+
+def test_embed_ends_an_answer_cut_after_it_started_with_ollamas_error(server, monkeypatch):
+    """Queue full (or the server stopping) in a later slice: the answer is still JSON, with `"error"`."""
+    from aigc.serve import ollama_api
+    from aigc.serve.scheduler import BatchedEngine, QueueFullError
+
+    embed = BatchedEngine.embed
+
+    def full_at_a_stop(self, texts):
+        if "stop" in texts:
+            raise QueueFullError("the queue is full; retry shortly")
+        return embed(self, texts)
+
+    monkeypatch.setattr(ollama_api, "EMBED_SLICE", 2)
+    monkeypatch.setattr(BatchedEngine, "embed", full_at_a_stop)
+    status, _, text = call(server, "/api/embed", {"input": ["a cat", "a dog", "a bird", "a fish", "stop", "a cow"]})
+    answer = json.loads(text)
+    assert status == 200 and len(answer["embeddings"]) == 4 and answer["error"] == "the queue is full; retry shortly" and "prompt_eval_count" not in answer
+
+
 def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false(server):
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     dog = ok(server, "/api/embed", {"input": "a dog"})
@@ -336,10 +366,11 @@ def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false
 def test_pull_of_a_served_model_succeeds_as_ollamas_and_of_another_says_how_aigc_adds_models(server):
     assert lines(server, "/api/pull", {"model": server["model"]}) == [{"status": "success"}]  # streamed by default
     assert ok(server, "/api/pull", {"name": server["model"] + ":latest", "stream": False}) == {"status": "success"}
-    words = error(server, "/api/pull", {"model": "llama3.2"}, 404)
-    assert "'llama3.2' is not served" in words and "aigc models pull llama3.2" in words and "add `-m llama3.2` to the server's models" in words  # not `aigc serve -m`, which drops the others
-    words = error(server, "/api/pull", {"model": "llama3.2:3b"}, 404)
-    assert "`aigc models pull MODEL` (MODEL: an aigc alias or a Hugging Face id)" in words and "3b`" not in words  # an ollama tag is neither
+    words = error(server, "/api/pull", {"model": "HuggingFaceTB/SmolLM2-360M-Instruct"}, 404)  # a hub id: what `aigc models pull` takes
+    assert "is not served" in words and "`aigc models pull HuggingFaceTB/SmolLM2-360M-Instruct` and add `-m HuggingFaceTB/SmolLM2-360M-Instruct` to the server's models" in words  # not `aigc serve -m`, which drops the others
+    for ollamas in ("llama3.2", "llama3.2:3b", "echo"):  # no aigc alias nor hub id (echo: nothing to pull)
+        words = error(server, "/api/pull", {"model": ollamas}, 404)
+        assert f"{ollamas!r} is not served" in words and "`aigc models pull MODEL` (MODEL: an aigc alias, `aigc models list`, or a Hugging Face id ORG/NAME)" in words
     assert "model is required" in error(server, "/api/pull", {}, 400)
 
 
@@ -401,6 +432,10 @@ def test_a_wrong_key_is_refused_even_where_no_key_is_needed(server):
         assert call(server, path, key=None)[0] == call(server, path)[0] == 200, path
     status, _, text = call(server, "/api/version", key="wrong")
     assert "wrong API key" in json.loads(text)["error"]
+    for sent in ("Bearer ", "Bearer", "Basic dXNlcjpwYXNz"):  # a client set up with no key; a proxy's own credentials: no key of this server's
+        request = urllib.request.Request(server["url"] + "/health", headers={"Authorization": sent})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200, sent
     assert call(server, "/api/version", key="wrong", method="HEAD")[0] == 401
 
 

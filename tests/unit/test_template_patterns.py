@@ -1,6 +1,7 @@
 """fabric's patterns (NAME/system.md, optional user.md) as templates, and files in template directories that are neither."""
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -403,3 +404,64 @@ def test_a_task_the_pattern_and_the_template_beneath_both_fail_is_not_told_to_ed
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     result = runner.invoke(app, ["headline", "--topic", "bees", "-m", "echo", "--no-log"])
     assert result.exit_code == 2 and "fabric pattern" in result.stderr and "templates edit" not in result.stderr, result.stderr
+
+
+def test_templates_list_says_keeps_only_for_a_task_that_uses_the_template_a_pattern_hides(tmp_path, monkeypatch):
+    """A template made for summarize but named otherwise is no template `aigc summarize` uses: a pattern
+    over it is what its name gives (`aigc run`, a plugin task that renders it), so nothing keeps it."""
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "brief.j2").write_text("---\ngenerator: summarize\n---\nSummarize in {{ words }} words: {{ text }}")
+    pattern(tmp_path, "brief", "You write briefs.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    line = next(l for l in runner.invoke(app, ["templates", "list"]).stdout.splitlines() if l.startswith("brief "))
+    assert "(overrides yours)" in line and "keeps" not in line, line
+
+
+def test_a_pattern_over_a_template_earlier_on_the_templates_path_names_that_one_as_kept(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "summarize.j2").write_text("Summarize in {{ words }} words: {{ text }}")  # yours, with no generator: front matter
+    pattern(tmp_path / "b", "summarize", "You summarize content.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    kept = f"`aigc summarize` keeps the one in AIGC_TEMPLATES_PATH ({tmp_path / 'a' / 'summarize.j2'})"
+    line = next(l for l in runner.invoke(app, ["templates", "list"]).stdout.splitlines() if l.startswith("summarize "))
+    assert kept in line, line
+    result = runner.invoke(app, ["summarize", "-", "--words", "5", "-m", "echo", "--no-log"], input="Bees make honey.")
+    assert result.exit_code == 0 and kept in " ".join(result.stderr.split()), result.output
+
+
+def test_a_pattern_named_by_template_for_another_task_says_to_give_one_made_for_the_task(tmp_path, monkeypatch):
+    """The built-in translate template beneath the pattern is fine: it is translate's, not summarize's."""
+    pattern(tmp_path, "translate", "Translate into {{lang_code}}:\n\n{{input}}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    result = runner.invoke(app, ["summarize", "-", "--template", "translate", "-m", "echo", "--no-log"], input="Bees make honey.")
+    words = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "give a template made for summarize" in words and "fix that one" not in words, words
+
+
+def test_a_task_template_bound_beneath_a_pattern_copies_and_pickles_with_its_template(tmp_path, monkeypatch):
+    import copy
+    import dataclasses
+    import pickle
+
+    from aigc.generators.summarize import SummarizeOptions
+
+    pattern(tmp_path, "summarize", "You summarize content.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        options = SummarizeOptions()
+    assert isinstance(options.template, templates.TaskTemplate)
+    for again in (copy.copy(options.template), copy.deepcopy(options).template, pickle.loads(pickle.dumps(options)).template):
+        assert again == "summarize" and templates.get_template(again).source == "builtin"
+    assert dataclasses.asdict(options)["template"] == "summarize"
+
+
+def test_a_pattern_over_a_template_rendered_without_input_says_how_to_use_either(tmp_path, monkeypatch):
+    """A plugin task renders its template with its variables alone: a pattern of that name cannot answer them."""
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "ad.j2").write_text("Write an ad for {{ product }}.")
+    pattern(tmp_path, "ad", "You write ads.")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with pytest.raises(BadInputError, match="is a system prompt with no message") as caught:
+        templates.render("ad", {"product": "lamp"})
+    assert f"it is a fabric pattern, over yours: run it with `aigc run ad`, or move {tmp_path / 'ad'} away to use yours" in str(caught.value)
