@@ -100,6 +100,24 @@ def prints_to_stderr() -> Iterator[None]:
         _stdout = outer
 
 
+def print_table(table) -> None:
+    """Print a rich `Table` on stdout without cutting a cell with "…" (a label, an alias, a name
+    that is to be read or typed): on a terminal its cells wrap within the width (a long word folded),
+    except those of a column kept to one line (`no_wrap`, a preview); elsewhere (a pipe, a log, CI)
+    it is as wide as its cells need, each row on one line, whatever COLUMNS says."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        if not column.no_wrap:
+            column.overflow = "fold"
+    console = Console(file=stdout(), highlight=False)
+    if not stdout().isatty():
+        console.width = Measurement.get(console, console.options.update_width(sys.maxsize), table).maximum
+    with _closed_pipe():
+        console.print(table)
+
+
 def result(text: str) -> None:
     """Write a result to stdout, as plain text; a file name's bytes in no UTF-8 (lone surrogates, as
     Python reads them) as the bytes they were, also where stdout takes only proper text (a UTF-8 locale)."""

@@ -528,6 +528,17 @@ def test_eval_names_its_data_as_data_not_examples(tmp_path):
     assert bad("eval", "classify", str(tmp_path / "header.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'header.tsv'} holds no texts; write one text<TAB>label per line"])
 
 
+def test_eval_tables_piped_keep_long_labels_whole(tiny_model_dir, tmp_path):
+    labels = ["customer_very_positive", "customer_very_negative", "customer_slightly_positive", "customer_slightly_negative", "customer_neutral_or_mixed"]
+    (tmp_path / "long.tsv").write_text("".join(f"text {index}\t{label}\n" for index, label in enumerate(labels)))
+    result = invoke("eval", "classify", str(tmp_path / "long.tsv"), "-m", str(tiny_model_dir), env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "true \\ predicted" in line)
+    assert [label for label in labels if label in header] == labels  # the matrix's columns, on one line
+    assert all(any(line.split()[1] == label for line in result.stdout.splitlines() if len(line.split()) > 1) for label in labels)  # each row's label
+
+
 def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unloadable):
     (tmp_path / "odd.tsv").write_text("I love it\tgood=yes\nI hate it\tbad|no\nAwesome stuff\tgood=yes\n")
     result = invoke("eval", "classify", str(tmp_path / "odd.tsv"), "-m", str(tiny_model_dir), "--json")

@@ -81,3 +81,30 @@ def test_batch_rows_written_to_stdout_on_the_terminal_of_its_progress_are_printe
         start = screen.index(f'{{"id": "{row_id}"')
         assert screen[:start].endswith(("\x1b[2K", "\n")), screen
         assert json.loads(screen[start:].replace("\r", "\n").split("\n")[0])["id"] == row_id, screen
+
+
+def long_names_table():
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("alias")
+    table.add_column("first message", no_wrap=True, max_width=8)
+    table.add_row("smollm2-360m-instruct-q4", "a preview cut short")
+    return table
+
+
+def test_a_table_on_a_narrow_terminal_wraps_a_long_name_instead_of_cutting_it(terminal, monkeypatch):
+    tty, shown = terminal
+    monkeypatch.setenv("COLUMNS", "20")
+    monkeypatch.setattr("sys.stdout", tty)
+    ui.print_table(long_names_table())
+    lines = shown().splitlines()[1:]  # below the header
+    assert max(map(len, lines)) <= 20
+    assert "".join(line.split()[0] for line in lines if line[:1].strip()) == "smollm2-360m-instruct-q4"
+    assert [line for line in lines if "…" in line] == [lines[0]]  # the preview alone cut, on the first line
+
+
+def test_a_piped_table_is_as_wide_as_its_cells_whatever_columns_says(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "20")
+    ui.print_table(long_names_table())
+    assert capsys.readouterr().out.splitlines()[1].split() == ["smollm2-360m-instruct-q4", "a", "previ…"]
