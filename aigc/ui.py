@@ -2,8 +2,8 @@
 `above_live_display`, for rows streamed to the terminal of the CLI's progress bar).
 
 stdout carries results only; everything else (progress, stats, warnings) goes to stderr. Progress
-bars and spinners appear only when stderr is a terminal; elsewhere (`2> log`, nohup, cron, CI) a long
-run writes a plain progress line now and then instead.
+bars and spinners appear only when stderr is a terminal that takes cursor moves; elsewhere (`2> log`,
+nohup, cron, CI, TERM=dumb, TTY_INTERACTIVE=0) a long run writes a plain progress line now and then instead.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def stderr() -> Console:
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty() and settings.verbosity >= 0
+    """Whether progress is drawn live: stderr is a terminal that takes cursor moves (rich's rule: not
+    TERM=dumb, as Emacs' shell, nor TTY_INTERACTIVE=0) and -q is not given; else it is plain lines."""
+    return sys.stderr.isatty() and stderr().is_interactive and settings.verbosity >= 0
 
 
 def info(message: str) -> None:

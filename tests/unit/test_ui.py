@@ -2,6 +2,7 @@
 
 import os
 import pty
+import re
 
 import json
 
@@ -108,3 +109,19 @@ def test_a_piped_table_is_as_wide_as_its_cells_whatever_columns_says(capsys, mon
     monkeypatch.setenv("COLUMNS", "20")
     ui.print_table(long_names_table())
     assert capsys.readouterr().out.splitlines()[1].split() == ["smollm2-360m-instruct-q4", "a", "previ…"]
+
+
+@pytest.mark.parametrize("env", [{"TERM": "dumb"}, {"TTY_INTERACTIVE": "0"}])
+def test_a_terminal_that_takes_no_cursor_moves_gets_plain_progress_lines(terminal, monkeypatch, env):
+    tty, shown = terminal
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stderr", tty)
+    monkeypatch.setattr(ui.settings, "verbosity", 0)
+    now = [0.0]
+    monkeypatch.setattr(ui, "clock", lambda: now[0])
+    with ui.items_progress("summarize") as progress:
+        progress(0, 4)
+        now[0] = 31.0
+        progress(2, 4)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", shown()) == "summarize: 2/4 rows, 0.065 rows/s, about 31 s left\r\n"  # as in a log (dim, TTY_INTERACTIVE=0 keeps colour): no bar, no blank line
