@@ -47,6 +47,13 @@ def interactive() -> bool:
     return sys.stderr.isatty() and stderr().is_interactive and settings.verbosity >= 0
 
 
+def colour() -> bool:
+    """Whether stderr takes colour, by rich's rules for aigc's own lines (a terminal, or FORCE_COLOR;
+    not NO_COLOR, nor TERM=dumb): for text coloured elsewhere, as uvicorn's log of `aigc serve`."""
+    console = stderr()
+    return console.color_system is not None and not console.no_color
+
+
 def info(message: str) -> None:
     """A progress note on stderr (hidden by -q)."""
     if settings.verbosity >= 0:
