@@ -3526,10 +3526,17 @@ def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):
     assert engine.calls[-1][0][0][0] == {"role": "system", "content": "You summarize text in one line."}
 
 
-def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("finished, note", [
+    (0, "none of the 2 rows to run finished; the same command runs them again"),
+    (1, "1 of the 2 rows to run finished and is kept in {out}; the same command goes on from there"),
+])
+def test_a_batch_stopped_with_ctrl_c_says_how_many_rows_are_kept_and_how_to_go_on(tiny_model_dir, tmp_path, monkeypatch, finished, note):
     import aigc.batch
 
     def stopped(*args, **kwargs):
+        progress = args[8]
+        for done in range(finished + 1):
+            progress(done, 2)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(aigc.batch, "run_batch", stopped)
@@ -3537,7 +3544,7 @@ def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tin
     (tmp_path / "in.txt").write_text("good\nbad\n")
     out = tmp_path / "out.jsonl"
     result = invoke("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
-    assert result.exit_code == 130 and f"the rows finished so far are kept in {out}; the same command goes on from there" in result.stderr
+    assert result.exit_code == 130 and note.format(out=out) in result.stderr
     assert result.stderr.rstrip().endswith("Error: interrupted")
 
 
