@@ -3656,6 +3656,22 @@ def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, c
     assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err
 
 
+def test_a_repl_note_after_a_reply_piped_to_the_same_terminal_starts_a_line_of_its_own(tiny_engine, monkeypatch, capsys):
+    import sys
+
+    from aigc import ui
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+
+    session = ChatSession(ChatGenerator(engine=tiny_engine), sampling={"max_tokens": 2})
+    repl_lines(monkeypatch, "Plan two days in Rome.")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # `aigc chat | tee log`: stdout a pipe, stderr the terminal
+    monkeypatch.setattr(ui, "_stderr", None)
+    _turn(session, RunOptions(log=False), [])
+    assert ">>> \n(reply cut off at the token limit" in re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().err)  # the reply's line on stdout: the note below it
+
+
 def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_path):
     from aigc.cli.options import RunOptions
     from aigc.generators.headline import HeadlineGenerator
