@@ -120,7 +120,11 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
     names the command when the error does not (a missing option value); `moved`: the command line
     with a command's option given before the command put after it."""
     if isinstance(exc, NoArgsIsHelpError) and exc.message:  # `aigc eval` alone, click's plain help (typer's rich help printed itself)
-        typer.echo(exc.message)
+        try:
+            typer.echo(exc.message)
+        except OSError as error:  # a full disk under stdout
+            _stop_if_disk_full(error)
+            raise
         raise typer.Exit(exc.exit_code)
     if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc eval` alone shows its help
         raise exc
