@@ -123,8 +123,7 @@ def print_table(table) -> None:
     console = Console(file=stdout(), highlight=False)
     if not stdout().isatty():
         console.width = Measurement.get(console, console.options.update_width(sys.maxsize), table).maximum
-    with _closed_pipe():
-        console.print(table)
+    console.print(table)
 
 
 def result(text: str) -> None:
