@@ -2,8 +2,8 @@
 `above_live_display`, for rows streamed to the terminal of the CLI's progress bar).
 
 stdout carries results only; everything else (progress, stats, warnings) goes to stderr. Progress
-bars and spinners appear only when stderr is a terminal; elsewhere (`2> log`, nohup, cron, CI) a long
-run writes a plain progress line now and then instead.
+bars and spinners appear only when stderr is a terminal that takes cursor moves; elsewhere (`2> log`,
+nohup, cron, CI, TERM=dumb, TTY_INTERACTIVE=0) a long run writes a plain progress line now and then instead.
 """
 
 from __future__ import annotations
@@ -42,7 +42,16 @@ def stderr() -> Console:
 
 
 def interactive() -> bool:
-    return sys.stderr.isatty() and settings.verbosity >= 0
+    """Whether progress is drawn live: stderr is a terminal that takes cursor moves (rich's rule: not
+    TERM=dumb, as Emacs' shell, nor TTY_INTERACTIVE=0) and -q is not given; else it is plain lines."""
+    return sys.stderr.isatty() and stderr().is_interactive and settings.verbosity >= 0
+
+
+def colour() -> bool:
+    """Whether stderr takes colour, by rich's rules for aigc's own lines (a terminal, or FORCE_COLOR;
+    not NO_COLOR, nor TERM=dumb): for text coloured elsewhere, as uvicorn's log of `aigc serve`."""
+    console = stderr()
+    return console.color_system is not None and not console.no_color
 
 
 def info(message: str) -> None:
@@ -98,6 +107,23 @@ def prints_to_stderr() -> Iterator[None]:
             yield
     finally:
         _stdout = outer
+
+
+def print_table(table) -> None:
+    """Print a rich `Table` on stdout without cutting a cell with "…" (a label, an alias, a name
+    that is to be read or typed): on a terminal its cells wrap within the width (a long word folded),
+    except those of a column kept to one line (`no_wrap`, a preview); elsewhere (a pipe, a log, CI)
+    it is as wide as its cells need, each row on one line, whatever COLUMNS says."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        if not column.no_wrap:
+            column.overflow = "fold"
+    console = Console(file=stdout(), highlight=False)
+    if not stdout().isatty():
+        console.width = Measurement.get(console, console.options.update_width(sys.maxsize), table).maximum
+    console.print(table)
 
 
 def result(text: str) -> None:

@@ -24,6 +24,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from .. import config, ui
 from ..errors import DISK_FULL, AigcError, AigcNote, AigcWarning, BadInputError, Terminated, options_named
 from ..textio import URL
+from . import help_layout
 from .options import PARAMETERS, env_source, fabric_var, stdin_ready
 from .starting import started
 
@@ -118,6 +119,13 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
     """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
     names the command when the error does not (a missing option value); `moved`: the command line
     with a command's option given before the command put after it."""
+    if isinstance(exc, NoArgsIsHelpError) and exc.message:  # `aigc eval` alone, click's plain help (typer's rich help printed itself)
+        try:
+            typer.echo(exc.message)
+        except OSError as error:  # a full disk under stdout
+            _stop_if_disk_full(error)
+            raise
+        raise typer.Exit(exc.exit_code)
     if isinstance(exc, NoArgsIsHelpError) or config.debug():  # `aigc eval` alone shows its help
         raise exc
     where = exc.ctx.command_path if exc.ctx else command or "aigc"
@@ -361,6 +369,7 @@ class AigcGroup(TyperGroup):
                     _completion(options, flag)
         if ctx.parent is None and not ctx.resilient_parsing:
             args = _globals_first(self, ctx, args)
+            help_layout.choose(self, ctx, args)
         given = list(args)  # the parser takes from args
         ctx.meta[ARGS] = given  # for a command's usage error to read its options' values
         try:

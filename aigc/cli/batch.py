@@ -131,14 +131,20 @@ def batch(
                 generator.load_progress = stage
                 generator.prepare(options)
         with ui.items_progress(task, len(pending)) as progress:
+            reached = [0, len(pending)]  # rows done of those to run, as the progress last had them
+
+            def counted(done: int, total: int) -> None:
+                reached[:] = done, total
+                progress(done, total)
+
             try:
                 summary = run_batch(
-                    generator, rows, output, options, run.sampling(), field, on_error, concurrency, progress, id_field,
+                    generator, rows, output, options, run.sampling(), field, on_error, concurrency, counted, id_field,
                     prepared=prepared, lines=plain, retry_failed=retry_failed, keep_columns=keep_columns,
                 )
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):
-                    ui.info(f"the rows finished so far are kept in {output}; the same command goes on from there")
+                    ui.info(_stopped_note(*reached, output))
                 raise
             finally:
                 if table and Path(output).is_file():  # the rows done so far, even when stopped
@@ -166,6 +172,13 @@ def batch(
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
+
+
+def _stopped_note(done: int, total: int, output: str) -> str:
+    """What a batch stopped midway tells: how many of its rows finished, and that they are kept."""
+    if not done:
+        return f"none of the {total} row{'s' * (total != 1)} to run finished; the same command runs {'them' if total != 1 else 'it'} again"
+    return f"{done} of the {total} row{'s' * (total != 1)} to run finished and {'are' if done != 1 else 'is'} kept in {output}; the same command goes on from there"
 
 
 def _id(row) -> str:

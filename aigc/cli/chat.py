@@ -504,9 +504,9 @@ def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> No
         with ui.prints_to_stderr():  # the prompt (input()) is not inside: readline needs the real stdout
             reason = ui.stream_result(reply)[1]
         if reason == "length":
-            _reply("(reply cut off at the token limit; /set max_tokens N raises it)")
+            _reply(_fresh_line() + "(reply cut off at the token limit; /set max_tokens N raises it)")
     except KeyboardInterrupt:  # stream_result closed the reply: the partial one is recorded
-        ui.info("(reply stopped)")
+        ui.info(_fresh_line() + "(reply stopped)")
     except Terminated:  # SIGTERM ends the chat: the partial reply, recorded, is logged first, as one stopped with Ctrl-C is
         _log_turn(session, run, text, kept)
         raise
@@ -565,6 +565,13 @@ def _unquoted(arg: str) -> str:
 
 def _names(files: list) -> str:
     return ", ".join(name for name, _ in files)
+
+
+def _fresh_line() -> str:
+    """A line break to start a note after a reply with, where the reply went through a pipe to the
+    terminal the note is written to (`aigc chat | tee log`): the reply's own line end may reach the
+    screen only after the note, which would stick to the reply's last line."""
+    return "\n" if sys.stderr.isatty() and not ui.stdout().isatty() else ""
 
 
 def _reply(message: str) -> None:

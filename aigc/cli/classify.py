@@ -248,7 +248,7 @@ def print_report(report) -> None:
         table.add_column(escape(name), justify="right")
     for name, row in zip(report.labels, report.confusion):
         table.add_row(escape(name), *map(str, row))
-    console.print(table)
+    ui.print_table(table)
     scores = Table()  # apart from the matrix, so that many labels still fit the width
     scores.add_column("label")
     for heading in ("precision", "recall", "F1", "support"):
@@ -256,7 +256,7 @@ def print_report(report) -> None:
     for name in report.labels:
         figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
         scores.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
-    console.print(scores)
+    ui.print_table(scores)
 
 
 def print_multi_label_report(report) -> None:
@@ -288,7 +288,7 @@ def print_multi_label_report(report) -> None:
     for average in ("micro", "macro", "weighted", "samples"):
         figures = (getattr(report, f"{average}_{name}") for name in ("precision", "recall", "f1"))
         table.add_row(f"{average} avg", *(f"{figure:.3f}" for figure in figures), support)
-    console.print(table)
+    ui.print_table(table)
 
 
 EXAMPLES = examples(

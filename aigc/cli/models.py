@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -48,7 +47,6 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     if as_json:
         ui.result(json.dumps(readable_json(rows), indent=2))  # a path in no UTF-8 with U+FFFD
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -58,7 +56,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
         name = row["alias"] + (" (default)" if row["default"] else "")
         installed = "-" if row["installed"] is None else "yes" if row["installed"] else "no"
         table.add_row(name, row["kind"], installed, row["source"])
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)  # piped: never cut
+    ui.print_table(table)
 
 
 def _default_name(kind: str) -> str | None:

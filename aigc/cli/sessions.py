@@ -2,7 +2,6 @@
 conversations `aigc chat --session NAME` keeps."""
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -35,16 +34,15 @@ def _show(as_json: bool) -> None:
         readable = "readable " if broken else ""
         ui.info(f"No {readable}sessions in {conversations.sessions_dir()}. `aigc chat --session NAME` starts one.")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for column in ("name", "messages", "updated", "first message"):
-        table.add_column(column, overflow="ellipsis", no_wrap=column == "first message", max_width=60 if column == "first message" else None)
+        table.add_column(column, no_wrap=column == "first message", max_width=60 if column == "first message" else None)  # the first message a preview, cut with "…"
     for row in rows:
         first = " ".join(row["first"].split())
         table.add_row(row["name"], str(row["messages"]), row["updated"].replace("T", " ").replace("+00:00", " UTC"), first)
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
+    ui.print_table(table)
 
 
 @sessions_app.command()

@@ -22,7 +22,7 @@ def summarize(
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
     template: Annotated[str, typer.Option("--template", "-t", help="Template for the final summary.", autocompletion=complete.templates)] = "summarize",
-    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Size in tokens of the parts a long document is summarized in \\[default: the largest the model's context holds with the answer, at most 1500].", show_default=False)] = None,
+    chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Size in tokens of the parts a long document is summarized in (default: the largest the model's context holds with the answer, at most 1500).", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off, unchanged} as JSON.")] = False,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from .. import ui
 from ..engine.models import no_progress
 from ..errors import BadInputError
 from .app import Backend, ServeSettings, create_app
@@ -123,10 +124,11 @@ def log_config(verbosity: int) -> dict:
     """uvicorn's logging set up for serving (its `LOGGING_CONFIG`, changed): every line on stderr,
     timestamped; aigc's one line per request (`RequestIds`) in place of uvicorn's access log, which
     has no request id, time or tokens, and goes to stdout; uvicorn's own notes and aigc's details
-    (a client that went away) and answered health checks only with -v; request lines not with -q (`verbosity` -1)."""
+    (a client that went away) and answered health checks only with -v; request lines not with -q (`verbosity` -1);
+    level names coloured as aigc's own lines are (not with NO_COLOR, TERM=dumb or stderr in a file)."""
     from uvicorn.config import LOGGING_CONFIG
 
-    formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(asctime)s %(levelprefix)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
+    formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(asctime)s %(levelprefix)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S", "use_colors": ui.colour()}  # not uvicorn's guess (stdout a terminal)
     detail = "INFO" if verbosity > 0 else "WARNING"
     return {
         **LOGGING_CONFIG,

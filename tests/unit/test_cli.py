@@ -58,6 +58,49 @@ def test_no_command_with_stdin_from_dev_null_shows_the_help_as_in_a_terminal():
     assert "Commands" in done.stdout and "no command given" not in done.stderr
 
 
+def on_a_terminal(*args: str, **env: str) -> str:
+    """What `aigc ARGS` shows with stdout and stderr on a pseudo-terminal, `env` added."""
+    import pty
+
+    main, side = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "aigc", *args], stdout=side, stderr=side, stdin=subprocess.DEVNULL, env={**os.environ, **env})
+    os.close(side)
+    shown = b""
+    while True:  # read as it comes: a terminal holds only a few KB unread
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    process.wait(timeout=60)
+    return shown.decode()
+
+
+def test_help_off_a_terminal_is_clicks_plain_help_with_every_option_name_whole():
+    shown = invoke("batch", "--help").stdout
+    assert not set("╭│╰…") & set(shown)  # no box lines for a screen reader to read out, nothing cut
+    assert any("--escape-formulas / --no-escape-formulas" in line for line in shown.splitlines())
+    assert re.search(r"^  Examples:\n    aigc batch ", shown, re.M)  # the examples a line each
+    alone = invoke("eval")  # a group alone shows its help, on stdout
+    assert alone.exit_code == 2 and "Commands:" in alone.stdout and "classify" in alone.stdout
+
+
+@pytest.mark.parametrize("command", [["summarize"], ["batch"], []])
+def test_help_on_a_narrow_terminal_wraps_option_names_instead_of_cutting_them(command):
+    shown = on_a_terminal(*command, "--help", COLUMNS="40", TERM="xterm", NO_COLOR="1")
+    assert "╭" in shown and "…" not in shown  # typer's panels, nothing cut
+    if command == ["summarize"]:
+        assert re.search(r"│ --chunk-to .*\r?\n│ kens ", re.sub(r"\x1b\[[0-9;]*m", "", shown))  # --chunk-tokens, folded onto the next line
+
+
+def test_help_on_a_dumb_terminal_is_plain():
+    shown = on_a_terminal("summarize", "--help", TERM="dumb")
+    assert "--chunk-tokens" in shown and not set("╭│…") & set(shown)
+
+
 def completions(words: str) -> list[str]:
     """What bash completion offers for the last of `words` (`aigc chat -m `), asked as the shell asks."""
     env = {**os.environ, "_AIGC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(words.count(" "))}
@@ -240,7 +283,7 @@ def test_help_ends_with_examples_that_the_command_parses(name):
 
     path = name.split()
     shown = invoke(*path, "--help", env={"COLUMNS": "100"}).stdout
-    assert "Examples:\n   aigc " in "\n".join(line.rstrip() for line in shown.splitlines())  # indented under the heading
+    assert re.search(r"^( *)Examples:\n\1  +aigc ", shown, re.M)  # indented under the heading
     command = typer.main.get_command(app)
     for part in path:
         command = command.get_command(None, part)
@@ -332,15 +375,15 @@ def test_a_summary_cut_off_at_its_templates_default_says_so(tmp_path, monkeypatc
 
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
-    assert result.exit_code == 0 and "[default: the largest" in result.stdout  # not read as Rich markup and dropped
+    assert result.exit_code == 0 and "(default: the largest the model's context holds" in " ".join(result.stdout.split())
     from aigc.generators.summarize import LENGTH_WORDS
 
-    shown = invoke("summarize", "--help", env={"COLUMNS": "300"}).stdout
+    shown = " ".join(invoke("summarize", "--help").stdout.split())
     assert f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']})" in shown
 
 
 def test_chat_help_says_that_file_still_reads_piped_stdin():
-    shown = invoke("chat", "--help", env={"COLUMNS": "300"}).stdout  # `while read f; do aigc chat -f "$f" ...`: each call would take the loop's input
+    shown = " ".join(invoke("chat", "--help").stdout.split())  # `while read f; do aigc chat -f "$f" ...`: each call would take the loop's input
     assert "Piped stdin is still read and added: in a `while read` loop give `< /dev/null`." in shown
 
 
@@ -526,6 +569,17 @@ def test_eval_names_its_data_as_data_not_examples(tmp_path):
     assert bad("eval", "classify", str(tmp_path / "missing.tsv"), "-m", "no-such-model") == (2, [f"Error: no such data file: {tmp_path / 'missing.tsv'}"])
     (tmp_path / "header.tsv").write_text("text\tlabel\n")
     assert bad("eval", "classify", str(tmp_path / "header.tsv"), "-m", "no-such-model") == (2, [f"Error: {tmp_path / 'header.tsv'} holds no texts; write one text<TAB>label per line"])
+
+
+def test_eval_tables_piped_keep_long_labels_whole(tiny_model_dir, tmp_path):
+    labels = ["customer_very_positive", "customer_very_negative", "customer_slightly_positive", "customer_slightly_negative", "customer_neutral_or_mixed"]
+    (tmp_path / "long.tsv").write_text("".join(f"text {index}\t{label}\n" for index, label in enumerate(labels)))
+    result = invoke("eval", "classify", str(tmp_path / "long.tsv"), "-m", str(tiny_model_dir), env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "true \\ predicted" in line)
+    assert [label for label in labels if label in header] == labels  # the matrix's columns, on one line
+    assert all(any(line.split()[1] == label for line in result.stdout.splitlines() if len(line.split()) > 1) for label in labels)  # each row's label
 
 
 def test_eval_takes_the_datas_labels_as_written(tiny_model_dir, tmp_path, unloadable):
@@ -3476,10 +3530,17 @@ def test_a_system_prompt_alone_goes_on_in_a_conversation(monkeypatch):
     assert engine.calls[-1][0][0][0] == {"role": "system", "content": "You summarize text in one line."}
 
 
-def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("finished, note", [
+    (0, "none of the 2 rows to run finished; the same command runs them again"),
+    (1, "1 of the 2 rows to run finished and is kept in {out}; the same command goes on from there"),
+])
+def test_a_batch_stopped_with_ctrl_c_says_how_many_rows_are_kept_and_how_to_go_on(tiny_model_dir, tmp_path, monkeypatch, finished, note):
     import aigc.batch
 
     def stopped(*args, **kwargs):
+        progress = args[8]
+        for done in range(finished + 1):
+            progress(done, 2)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(aigc.batch, "run_batch", stopped)
@@ -3487,7 +3548,7 @@ def test_a_batch_stopped_with_ctrl_c_says_its_rows_are_kept_and_how_to_go_on(tin
     (tmp_path / "in.txt").write_text("good\nbad\n")
     out = tmp_path / "out.jsonl"
     result = invoke("batch", "classify", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-O", "labels=a,b", "-m", str(tiny_model_dir))
-    assert result.exit_code == 130 and f"the rows finished so far are kept in {out}; the same command goes on from there" in result.stderr
+    assert result.exit_code == 130 and note.format(out=out) in result.stderr
     assert result.stderr.rstrip().endswith("Error: interrupted")
 
 
@@ -3597,6 +3658,22 @@ def test_a_repl_reply_cut_off_by_max_tokens_is_noted(tiny_engine, monkeypatch, c
     repl_lines(monkeypatch, "Plan two days in Rome.")
     _turn(session, RunOptions(log=False), [])
     assert "(reply cut off at the token limit; /set max_tokens N raises it)" in capsys.readouterr().err
+
+
+def test_a_repl_note_after_a_reply_piped_to_the_same_terminal_starts_a_line_of_its_own(tiny_engine, monkeypatch, capsys):
+    import sys
+
+    from aigc import ui
+    from aigc.cli.chat import _turn
+    from aigc.cli.options import RunOptions
+    from aigc.generators.chat import ChatGenerator, ChatSession
+
+    session = ChatSession(ChatGenerator(engine=tiny_engine), sampling={"max_tokens": 2})
+    repl_lines(monkeypatch, "Plan two days in Rome.")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # `aigc chat | tee log`: stdout a pipe, stderr the terminal
+    monkeypatch.setattr(ui, "_stderr", None)
+    _turn(session, RunOptions(log=False), [])
+    assert ">>> \n(reply cut off at the token limit" in re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().err)  # the reply's line on stdout: the note below it
 
 
 def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_path):

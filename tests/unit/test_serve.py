@@ -3394,3 +3394,32 @@ def test_a_stream_whose_client_went_away_is_logged_as_cut(caplog, ends, words):
         asyncio.run(RequestIds(app)(scope, None, send))
     (line,) = [r.getMessage() for r in caplog.records if r.name == "aigc.serve.requests"]
     assert words in line and line.endswith(" cut") is not ends
+
+
+@pytest.mark.parametrize("env, coloured", [({"TERM": "xterm"}, True), ({"TERM": "xterm", "NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False)])
+def test_the_servers_log_lines_are_coloured_as_aigcs_own_lines(monkeypatch, env, coloured):
+    import logging
+    import os
+    import pty
+
+    from uvicorn.logging import DefaultFormatter
+
+    from aigc import ui
+    from aigc.serve.running import log_config
+
+    main, side = pty.openpty()
+    terminal = open(side, "w")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setattr(ui, "_stderr", None)
+    try:
+        settings = {key: value for key, value in log_config(0)["formatters"]["default"].items() if key != "()"}
+        line = DefaultFormatter(**settings).format(logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, "stopping", None, None))
+    finally:
+        terminal.close()
+        os.close(main)
+    assert ("\x1b[" in line) == coloured and line.endswith("stopping")

@@ -2,6 +2,7 @@
 
 import os
 import pty
+import re
 
 import json
 
@@ -81,3 +82,46 @@ def test_batch_rows_written_to_stdout_on_the_terminal_of_its_progress_are_printe
         start = screen.index(f'{{"id": "{row_id}"')
         assert screen[:start].endswith(("\x1b[2K", "\n")), screen
         assert json.loads(screen[start:].replace("\r", "\n").split("\n")[0])["id"] == row_id, screen
+
+
+def long_names_table():
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("alias")
+    table.add_column("first message", no_wrap=True, max_width=8)
+    table.add_row("smollm2-360m-instruct-q4", "a preview cut short")
+    return table
+
+
+def test_a_table_on_a_narrow_terminal_wraps_a_long_name_instead_of_cutting_it(terminal, monkeypatch):
+    tty, shown = terminal
+    monkeypatch.setenv("COLUMNS", "20")
+    monkeypatch.setattr("sys.stdout", tty)
+    ui.print_table(long_names_table())
+    lines = shown().splitlines()[1:]  # below the header
+    assert max(map(len, lines)) <= 20
+    assert "".join(line.split()[0] for line in lines if line[:1].strip()) == "smollm2-360m-instruct-q4"
+    assert [line for line in lines if "…" in line] == [lines[0]]  # the preview alone cut, on the first line
+
+
+def test_a_piped_table_is_as_wide_as_its_cells_whatever_columns_says(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "20")
+    ui.print_table(long_names_table())
+    assert capsys.readouterr().out.splitlines()[1].split() == ["smollm2-360m-instruct-q4", "a", "previ…"]
+
+
+@pytest.mark.parametrize("env", [{"TERM": "dumb"}, {"TTY_INTERACTIVE": "0"}])
+def test_a_terminal_that_takes_no_cursor_moves_gets_plain_progress_lines(terminal, monkeypatch, env):
+    tty, shown = terminal
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stderr", tty)
+    monkeypatch.setattr(ui.settings, "verbosity", 0)
+    now = [0.0]
+    monkeypatch.setattr(ui, "clock", lambda: now[0])
+    with ui.items_progress("summarize") as progress:
+        progress(0, 4)
+        now[0] = 31.0
+        progress(2, 4)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", shown()) == "summarize: 2/4 rows, 0.065 rows/s, about 31 s left\r\n"  # as in a log (dim, TTY_INTERACTIVE=0 keeps colour): no bar, no blank line
