@@ -205,7 +205,9 @@ def test_a_session_is_saved_after_each_reply_and_goes_on_in_the_next_run(tmp_pat
     ask(child, "And of Germany?")
     assert [m["content"] for m in json.loads(path.read_text(encoding="utf-8"))["messages"]][:2] == [FRANCE, saved[1]["content"]]
     (tmp_path / "other.json").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}))
-    assert "1 earlier turn" in ask(child, f"/load {tmp_path / 'other.json'}")
+    child.sendline(f"/load {tmp_path / 'other.json'}")
+    child.expect_exact("[y/N]")  # the session holds turns: /load asks before replacing it, as /save does
+    assert "replace it with" in child.before and "1 earlier turn" in ask(child, "y")
     assert json.loads(path.read_text(encoding="utf-8"))["messages"][0]["content"] == "hi"  # the session now holds it
     child.sendline("/exit")
     exits_with_0(child)

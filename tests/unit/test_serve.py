@@ -3169,12 +3169,23 @@ def scraped(server, key=None) -> tuple[str, dict[str, float]]:
     return kind, samples
 
 
+def settled(server) -> None:
+    """Wait until no row decodes: the scheduler counts its rows once per step, after it has handed the
+    last token on, so a scrape right after an answer may still see it running."""
+    for _ in range(200):
+        if all(m["decoding_rows"] == 0 and m["waiting"] == 0 for m in raw(server, "/health", key=None)[2]["models"].values()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server kept decoding")
+
+
 def test_metrics_count_requests_tokens_and_latency_without_a_key(server, client):
     model = server["model"]
     kind, before = scraped(server)
     assert kind.startswith("text/plain; version=0.0.4")
     answer = chat(client, model, temperature=0, max_tokens=5)
     assert raw(server, "/v1/chat/completions", {"model": model, "messages": []}, key="wrong")[0] == 401
+    settled(server)
     _, after = scraped(server)
 
     def grew(name: str) -> float:
