@@ -226,56 +226,26 @@ def same_text(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def print_report(report) -> None:
+def _said(report, figures: str, settings: str = "") -> None:
+    """The report's first line: its texts, `figures`, the rate and how the texts were classified."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
-    console = Console(highlight=False)
-    console.print(
-        f"{report.examples} text{'s' * (report.examples != 1)}  accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  "  # texts: not --examples
-        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}"
+    Console(highlight=False).print(
+        f"{report.examples} text{'s' * (report.examples != 1)}  {figures}  "  # texts: not --examples
+        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}{settings}"
         + (f"; {report.examples_read} --examples read" if report.examples_read else "")
         + (f"; auto kept zero-shot: {report.method_reason}" if report.method_reason else "")
         + ")",
         markup=False,
         soft_wrap=True,
     )
-    console.print("confusion matrix (rows: true label, columns: predicted)", soft_wrap=True)
-    table = Table()
-    table.add_column("true \\ predicted")
-    for name in report.labels:
-        table.add_column(escape(name), justify="right")
-    for name, row in zip(report.labels, report.confusion):
-        table.add_row(escape(name), *map(str, row))
-    ui.print_table(table)
-    scores = Table()  # apart from the matrix, so that many labels still fit the width
-    scores.add_column("label")
-    for heading in ("precision", "recall", "F1", "support"):
-        scores.add_column(heading, justify="right")
-    for name in report.labels:
-        figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
-        scores.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
-    ui.print_table(scores)
 
 
-def print_multi_label_report(report) -> None:
-    """The figures of a `MultiLabelReport`, each label's and their averages in one table, as scikit-learn's `classification_report`."""
-    from rich.console import Console
+def _per_label(report):
+    """A table of each label's precision, recall, F1 and support."""
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False)
-    console.print(
-        f"{report.examples} text{'s' * (report.examples != 1)}  subset accuracy {report.subset_accuracy:.3f}  Hamming loss {report.hamming_loss:.3f}  "
-        f"micro-F1 {report.micro_f1:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  samples-F1 {report.samples_f1:.3f}  "
-        f"{report.examples_per_second:.1f} texts/s  (method {report.method}, calibration {report.calibration}, threshold {report.threshold:g}"
-        + (f"; {report.examples_read} --examples read" if report.examples_read else "")
-        + (f"; auto kept zero-shot: {report.method_reason}" if report.method_reason else "")
-        + ")",
-        markup=False,
-        soft_wrap=True,
-    )
     table = Table()
     table.add_column("label")
     for heading in ("precision", "recall", "F1", "support"):
@@ -283,6 +253,35 @@ def print_multi_label_report(report) -> None:
     for name in report.labels:
         figures = (report.per_label_precision[name], report.per_label_recall[name], report.per_label_f1[name])
         table.add_row(escape(name), *(f"{figure:.3f}" for figure in figures), str(report.per_label_support[name]))
+    return table
+
+
+def print_report(report) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    _said(report, f"accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}")
+    Console(highlight=False).print("confusion matrix (rows: true label, columns: predicted)", soft_wrap=True)
+    table = Table()
+    table.add_column("true \\ predicted")
+    for name in report.labels:
+        table.add_column(escape(name), justify="right")
+    for name, row in zip(report.labels, report.confusion):
+        table.add_row(escape(name), *map(str, row))
+    ui.print_table(table)
+    ui.print_table(_per_label(report))  # apart from the matrix, so that many labels still fit the width
+
+
+def print_multi_label_report(report) -> None:
+    """The figures of a `MultiLabelReport`, each label's and their averages in one table, as scikit-learn's `classification_report`."""
+    _said(
+        report,
+        f"subset accuracy {report.subset_accuracy:.3f}  Hamming loss {report.hamming_loss:.3f}  micro-F1 {report.micro_f1:.3f}  "
+        f"macro-F1 {report.macro_f1:.3f}  weighted-F1 {report.weighted_f1:.3f}  samples-F1 {report.samples_f1:.3f}",
+        f", threshold {report.threshold:g}",
+    )
+    table = _per_label(report)
     table.add_section()
     support = str(sum(report.per_label_support.values()))  # the labels the texts carry, as classification_report counts each average's support
     for average in ("micro", "macro", "weighted", "samples"):
