@@ -47,8 +47,8 @@ def _folded() -> None:
     text's word) onto the next line, rather than end it in "…" (rich's default for a table cell)."""
     from typer import rich_utils
 
-    make = rich_utils._get_rich_console
-    if getattr(make, "folds", False):
+    make = getattr(rich_utils, "_get_rich_console", None)  # typer's, not public: a typer without it keeps its own layout
+    if make is None or getattr(make, "folds", False):
         return
 
     def console(stderr: bool = False):

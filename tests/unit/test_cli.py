@@ -96,6 +96,16 @@ def test_help_on_a_narrow_terminal_wraps_option_names_instead_of_cutting_them(co
         assert re.search(r"│ --chunk-to .*\r?\n│ kens ", re.sub(r"\x1b\[[0-9;]*m", "", shown))  # --chunk-tokens, folded onto the next line
 
 
+def test_help_keeps_typers_layout_where_typer_has_no_console_maker_to_wrap(monkeypatch):
+    from typer import rich_utils
+
+    from aigc.cli import help_layout
+
+    monkeypatch.delattr(rich_utils, "_get_rich_console")  # private in typer: a release may rename it
+    help_layout._folded()  # no AttributeError: --help on a terminal still shows
+    assert not hasattr(rich_utils, "_get_rich_console")
+
+
 def test_help_on_a_dumb_terminal_is_plain():
     shown = on_a_terminal("summarize", "--help", TERM="dumb")
     assert "--chunk-tokens" in shown and not set("╭│…") & set(shown)
