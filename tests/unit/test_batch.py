@@ -16,6 +16,7 @@ from aigc.engine.sampling import SamplingParams
 from aigc.errors import AigcError, BadInputError, PluginError, option
 from aigc.generators.base import Generator, get_generator
 from aigc.testing import FakeEngine
+from counted import counted
 
 
 def lines(path):
@@ -640,22 +641,7 @@ def test_a_generator_that_exits_or_returns_what_json_cannot_hold_fails_its_row_o
 
 
 def test_on_error_stop_starts_no_row_after_the_bad_one(tmp_path):
-    class Counted(Generator):
-        name = "counted"
-        ran: list = []
-
-        def preprocess(self, inputs, opts):
-            return inputs
-
-        def forward(self, prepared, opts, sampling):
-            self.ran.append(prepared)
-            if prepared == "bad0":
-                raise BadInputError("the model cannot answer this one")
-            return {"text": prepared}
-
-        def postprocess(self, raw, opts):
-            return raw
-
+    Counted = counted("bad0")
     source = tmp_path / "in.txt"
     source.write_text("ok, the first row\nbad0\n" + "".join(f"ok{'!' * (i % 7)}\n" for i in range(1, 40)))  # shorter rows after it would be taken first by length
     out = tmp_path / "out.jsonl"

@@ -33,6 +33,7 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     (templates.user_dir() / "summarize.j2").write_text("Shorten: {{ text }}")  # a template of your own always runs
     assert SummarizeGenerator(engine=engine)("Hi.", words=5)["summary"] == "Mine." and len(engine.calls) == 2
 from aigc.testing import FakeEngine
+from counted import counted
 
 
 def words(text):
@@ -990,24 +991,7 @@ def test_many_with_on_error_skip_gives_each_failed_inputs_error_in_its_place_and
 
 
 def test_many_with_on_error_stop_runs_no_input_after_the_first_that_fails():
-    from aigc.generators.base import Generator
-
-    class Counted(Generator):
-        name = "counted"
-        ran: list = []
-
-        def preprocess(self, inputs, opts):
-            return inputs
-
-        def forward(self, prepared, opts, sampling):
-            self.ran.append(prepared)
-            if prepared == "bad":
-                raise BadInputError("the model cannot answer this one")
-            return prepared
-
-        def postprocess(self, raw, opts):
-            return {"text": raw}
-
+    Counted = counted("bad")
     with pytest.raises(BadInputError, match=r"^input 1: the model cannot answer this one$") as raised:
         Counted(engine=FakeEngine()).many(["fine", "bad", "later", "later too"], concurrency=1)
     assert Counted.ran == ["fine", "bad"] and raised.value.index == 1
