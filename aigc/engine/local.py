@@ -255,9 +255,13 @@ class LocalEngine:
 
         check_texts(texts)
         rows = [self._embedded_ids(t) for t in texts]
-        longest = max(len(r) for r in rows)
-        if longest > self.context_length:
-            raise ContextLengthError(f"a text takes {longest} tokens but {self.name} holds {self.context_length}; shorten it or split it")
+        over = next((i for i, r in enumerate(rows) if len(r) > self.context_length), None)
+        if over is not None:  # the first too long, named by its place among `texts` (`index`) and by how much
+            error = ContextLengthError(
+                f"a text takes {len(rows[over])} tokens but {self.name} holds {self.context_length} ({len(rows[over]) - self.context_length} too many); shorten it or split it"
+            )
+            error.index = over
+            raise error
         started = time.perf_counter()
         vectors: list[list[float] | None] = [None] * len(rows)
         for batch in length_batches([len(r) for r in rows], SCORE_BATCH_TOKENS):

@@ -52,7 +52,7 @@ from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
 from .metrics import CONTENT_TYPE, Metrics
 from .ollama_api import ollama_error, ollama_path, register_ollama
-from .replies import NoJob, Reply, base64_floats, event_stream
+from .replies import NoJob, Reply, base64_floats, checked_dimensions, event_stream, shortened
 from .request_bodies import (
     CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
     body_int, check_stops, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
@@ -884,13 +884,19 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         except RequestCancelled:
             return None
 
-    async def embed(request: Request, backend: Backend, texts: list[str]) -> tuple[list[list[float]], int] | None:
+    async def embed(request: Request, backend: Backend, texts: list[str], first: int = 0, listed: bool = True) -> tuple[list[list[float]], int] | None:
         """(each text's embedding, the texts' token count); None where the client went away. A text longer
-        than the context is a 400 (`fit` cuts it first where it is to be cut)."""
+        than the context is a 400 naming it (`input.N`, N counted from `first`, where `listed`) and by how much
+        (`fit` cuts it first where it is to be cut)."""
         engine = backend.batched.scoped()
 
         def run() -> tuple[list[list[float]], int]:
-            return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
+            try:
+                return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
+            except BadInputError as exc:
+                if exc.index is not None:
+                    exc.at = f"input.{first + exc.index}" if listed else "input"
+                raise
 
         try:
             vectors, tokens = await watched(request, engine, run, "embeddings")
@@ -905,13 +911,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         req: EmbeddingRequest = await body(request, EmbeddingRequest)
         backend = backend_for(req.model)
         texts = req.texts()
-        size = backend.engine.embedding_size
-        if req.dimensions is not None and req.dimensions != size:
-            raise ApiError(400, f"dimensions must be {size} or left out: this model's embeddings have one size", param="dimensions", code="invalid_value")
-        embedded = await embed(request, backend, texts)
+        dimensions = checked_dimensions(req.dimensions, backend.engine.embedding_size)  # fewer: cut and scaled to length 1 again, as OpenAI's text-embedding-3
+        embedded = await embed(request, backend, texts, listed=not isinstance(req.input, str))
         if embedded is None:
             return Response(status_code=499)
         vectors, tokens = embedded
+        if dimensions is not None:
+            vectors = shortened(vectors, dimensions)
         data = [
             {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)

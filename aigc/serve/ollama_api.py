@@ -5,8 +5,10 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
 (nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
 `NAME:latest` (a name with a tag as it is), and a request may name it either way; the answer names it as the request did. A `seed` below 0 is none (ollama's -1: random);
-whole-number options may come as `8.0`. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
-has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room); one whose last message is the assistant's text continues it (vLLM's
+whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there). A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
+has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room), and a prompt still too long (a chat's last message, a generate prompt)
+is cut as ollama's runner cuts it (`cut`: its first `num_keep` tokens and its end kept, a warning logged); `truncate: false` keeps it whole, a 400
+where it is longer than the context (or `num_ctx`), as ollama's. One whose last message is the assistant's text continues it (vLLM's
 `continue_final_message`), as ollama does. `tools` with a `format` are listed in the prompt and the answer is held to
 the format, as ollama does it: a call only where the formatted text is one. `logprobs`/`top_logprobs` answer each token's as `/v1/chat/completions`
 does, in ollama's place for them. Options ollama has and this server does
@@ -15,11 +17,11 @@ what the served models cannot read (images) and the generate fields with no coun
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
-context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400
+context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400 naming it (`input.N`)
 (as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
 (`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
 ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong Bearer one (a client checking its settings).
-`/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's. The served models are fixed while the server runs: `/api/pull` of one answers
+`/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's (`shortened`, as `/v1/embeddings`'). The served models are fixed while the server runs: `/api/pull` of one answers
 ollama's `{"status": "success"}`, of any other a 404, and the other model-management routes (`push`,
 `create`, `copy`, `delete`, `blobs`) a 501, each saying what to do in aigc instead.
 """
@@ -44,7 +46,7 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import AigcError
 from .api_errors import ApiError, from_aigc
 from .logprobs import MAX_TOP, chat_shape
-from .replies import event_stream
+from .replies import checked_dimensions, event_stream, shortened
 from .request_bodies import MAX_EMBED_INPUTS, ChatRequest, CompletionRequest, EmbeddingRequest
 
 log = logging.getLogger("aigc.serve")
@@ -53,7 +55,9 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed", "stop": "stop",
     "num_predict": "max_tokens", "repeat_penalty": "repetition_penalty", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
 }
-WHOLE = ("num_predict", "seed", "top_k", "num_ctx")  # options that are whole numbers: 8.0 is 8, as ollama reads JSON numbers into them
+WHOLE = ("num_predict", "seed", "top_k", "num_ctx", "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "num_thread", "mirostat")  # ollama's whole-number options: 8.0 is 8, as ollama reads JSON numbers into them
+NUMBERS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "tfs_z", "mirostat_tau", "mirostat_eta")  # its other numeric ones
+NUM_KEEP = 4  # the prompt's first tokens ollama keeps when it cuts one too long (its `num_keep` default; -1: all)
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
 EMBED_SLICE = 256  # /api/embed texts embedded, then written out, at a time: a request may hold any number (ollama's take no limit), the server one slice's vectors
@@ -67,6 +71,13 @@ def ollama_path(path: str) -> bool:
 def ollama_error(message: str) -> dict:
     """ollama's error body, naming the request's fields as ollama does (`num_predict`, not `max_tokens`)."""
     return {"error": re.sub(r"\b(" + "|".join(RENAMED) + r")\b", lambda m: RENAMED[m.group()], message)}
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _now() -> str:
@@ -88,6 +99,7 @@ class _Body(BaseModel):
     keep_alive: Any = None  # 0 with nothing to answer: "unload" as ollama answers it (a served model stays loaded all the same)
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
+    truncate: Optional[bool] = None  # false: a prompt longer than the context (or `num_ctx`) is a 400 rather than cut (ollama's)
 
     @property
     def top(self) -> int | None:
@@ -98,8 +110,13 @@ class _Body(BaseModel):
         return (self.top_logprobs or 0) if self.logprobs or self.top_logprobs else None
 
     def option(self, name: str) -> Any:
-        """An option's value, a whole number's as an int where it is one (8.0)."""
+        """An option's value, a whole number's as an int where it is one (8.0); a numeric option's that is no
+        JSON number (`"0.7"`) is a 400: ollama's Go types refuse it too (`option "temperature" must be of type float32`, a 500 there)."""
         value = (self.options or {}).get(name)
+        if value is not None and name in WHOLE + NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            kind = "a whole number" if name in WHOLE else "a number"
+            unquoted = f', without quotes: "{name}": {value.strip()}' if isinstance(value, str) and _number(value) else ""
+            raise ApiError(400, f'option "{name}" must be {kind}, got {json.dumps(value, ensure_ascii=False)}; send it as a JSON number{unquoted}')
         if name in WHOLE and isinstance(value, float) and value.is_integer():
             return int(value)
         return value
@@ -113,10 +130,19 @@ class _Body(BaseModel):
             raise ApiError(400, f"num_ctx must be a whole number of tokens, 1 or more, got {num_ctx!r}")
         return min(num_ctx, context_length)
 
+    def kept(self) -> int | None:
+        """`num_keep`: the prompt's first tokens kept when it is cut (None: all of them, ollama's -1)."""
+        num_keep = self.option("num_keep")
+        if num_keep is None:
+            return NUM_KEEP
+        if not isinstance(num_keep, int):
+            raise ApiError(400, f"num_keep must be a whole number of tokens, got {num_keep!r}")
+        return None if num_keep < 0 else num_keep
+
     def openai(self) -> dict:
         """The OpenAI request fields of the body's settings."""
         body: dict[str, Any] = {"stream": self.stream is not False}
-        for name in self.options or {}:
+        for name in self.options or {}:  # each checked (`option`), applied or not, as ollama checks each it knows
             value = self.option(name)
             if name in ("num_predict", "seed") and isinstance(value, int) and value < 0:  # num_predict -1, -2: as long as it fits; seed -1: unseeded (ollama's default)
                 continue
@@ -191,18 +217,6 @@ class EmbedBody(BaseModel):
     truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
     dimensions: Optional[int] = None  # /api/embed: fewer than the model's: the vectors cut to that many, scaled to length 1 again (ollama's)
     prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
-
-
-def _shortened(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
-    """The vectors cut to their first `dimensions` numbers and scaled to length 1 again, as ollama's
-    `dimensions` (Matryoshka embeddings); more than the model makes is a 400, not vectors of another size."""
-    size = len(vectors[0])
-    if not 1 <= dimensions <= size:
-        raise ApiError(400, f"dimensions must be between 1 and {size} (this model's embeddings), got {dimensions}")
-    if dimensions == size:
-        return vectors
-    cut = [vector[:dimensions] for vector in vectors]
-    return [[x / norm for x in vector] if (norm := math.sqrt(sum(x * x for x in vector))) else vector for vector in cut]
 
 
 def _tagged(name: str) -> str:
@@ -372,33 +386,50 @@ def register_ollama(app: FastAPI, served) -> None:
         at most what the server allows (a quarter of the window without it), at most half the window."""
         return max(1, min(req.max_tokens or window // 4, served.settings.max_tokens_cap, window // 2))
 
-    def fitted(req, prompt_tokens: int, backend, window: int) -> None:
-        """`num_predict` as ollama takes it: at most what the server allows and the window holds; where the
-        window leaves less than `reserved` (a last message as long as num_ctx), what the model's context holds."""
-        room = window - prompt_tokens
-        if room < reserved(req, window):
-            room = backend.batched.context_length - prompt_tokens
+    def fitted(req, prompt_tokens: int, window: int) -> None:
+        """`num_predict` as ollama takes it: at most what the server allows and what the window leaves (one token
+        where it leaves none: a prompt kept whole with `truncate: false`, as ollama's fills its context)."""
         cap = served.settings.max_tokens_cap
-        req.max_tokens = min(req.max_tokens or cap, cap, max(room, 1))  # no room: the context's 400
+        req.max_tokens = min(req.max_tokens or cap, cap, max(window - prompt_tokens, 1))  # no room in the model's context: its 400
 
-    async def chat_prompt(backend, req: ChatRequest, toolset, window: int) -> list[int]:
+    def cut(given: _Body, req, backend, ids: list[int], window: int, route: str) -> list[int]:
+        """`ids` where they leave the answer `reserved` tokens of `window`; else cut to that as ollama's runner
+        cuts a prompt longer than its context: the first `num_keep` tokens (and a BOS token) kept, the ones
+        after them dropped, with its warning in the log. With `truncate: false` a prompt longer than the window
+        is ollama's 400 instead (one that fits it is kept whole, its answer given what is left)."""
+        budget = window - reserved(req, window)
+        if len(ids) <= budget or (given.truncate is False and len(ids) <= window):
+            return ids
+        if given.truncate is False:
+            smaller = window < backend.batched.context_length
+            holder = "num_ctx" if smaller else f"{backend.name}'s context"
+            raise ApiError(400, f"the input length exceeds the context length: the {'messages take' if route == '/api/chat' else 'prompt takes'} {len(ids)} tokens, "
+                                f"{len(ids) - window} more than the {window} of {holder}; shorten it{', raise num_ctx' if smaller else ''} or leave truncate out to have it cut")
+        keep = given.kept()
+        bos = getattr(getattr(backend.engine, "tokenizer", None), "bos_token_id", None)
+        keep = min(len(ids) if keep is None else keep + (bos is not None and ids[0] == bos), budget - 1)  # ollama's count leaves the BOS token out
+        kept = ids[:keep] + ids[len(ids) - (budget - keep) :]
+        log.warning("%s: truncating input prompt (limit=%d prompt=%d keep=%d new=%d): its first %d tokens and last %d kept, as ollama cuts one", route, budget, len(ids), keep, len(kept), keep, budget - keep)
+        return kept
+
+    async def chat_prompt(backend, given: ChatBody, req: ChatRequest, toolset, window: int) -> list[int]:
         """The conversation's token ids; where it leaves its answer less than `reserved` in `window` tokens,
         with its oldest turns dropped as ollama and `aigc chat` drop them (`longest_fit`: the system messages
-        and the last message kept)."""
+        and the last message kept), then `cut` where those are still too long. `truncate: false` drops nothing."""
         from ..generators.chat import longest_fit
         from .tools import prompt
 
         ids = await served.encode_chat(backend, req.messages, toolset, req.continuing)
         budget = window - reserved(req, window)
-        if len(ids) <= budget:
-            return ids
-        lists = backend.batched.template_lists_tools
+        if len(ids) > budget and given.truncate is not False:
+            lists = backend.batched.template_lists_tools
 
-        def count(messages: list[dict]) -> int:
-            return len(backend.batched.encode(*prompt(messages, toolset, lists), req.continuing))
+            def count(messages: list[dict]) -> int:
+                return len(backend.batched.encode(*prompt(messages, toolset, lists), req.continuing))
 
-        kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
-        return await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
+            kept, _ = await anyio.to_thread.run_sync(longest_fit, [m.plain(i) for i, m in enumerate(req.messages)], budget, count)
+            ids = await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
+        return cut(given, req, backend, ids, window, "/api/chat")
 
     def loaded(name: str, key: str, keep_alive: Any) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
@@ -449,7 +480,9 @@ def register_ollama(app: FastAPI, served) -> None:
         else:
             req = served.validated(ChatRequest, given.openai())
             ids = await served.encode_chat(backend, req.messages)
-        fitted(req, len(ids), backend, given.window(backend.batched.context_length))
+        window = given.window(backend.batched.context_length)
+        ids = cut(given, req, backend, ids, window, "/api/generate")
+        fitted(req, len(ids), window)
         params = served.sampling(request, req, len(ids), backend)
         return await served.answer(request, req, OllamaReply(named, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 
@@ -466,8 +499,8 @@ def register_ollama(app: FastAPI, served) -> None:
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = Toolset.of(req.tools, None)  # with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
-        ids = await chat_prompt(backend, req, toolset, window)
-        fitted(req, len(ids), backend, window)
+        ids = await chat_prompt(backend, given, req, toolset, window)
+        fitted(req, len(ids), window)
         params = served.sampling(request, req, len(ids), backend)
         reply = OllamaReply(named, len(ids), "message", began, request.state, given.top)
         if toolset:
@@ -505,12 +538,13 @@ def register_ollama(app: FastAPI, served) -> None:
             if texts is None:
                 raise ApiError(499, "the client went away")
         size = EMBED_SLICE if truncate else len(texts)
+        dimensions = checked_dimensions(given.dimensions, backend.engine.embedding_size)
 
         async def sliced(start: int) -> tuple[list[list[float]], int] | None:
-            found = await served.embed(request, backend, texts[start : start + size])
-            if found is None or given.dimensions is None:
+            found = await served.embed(request, backend, texts[start : start + size], start, not isinstance(given.input, str))
+            if found is None or dimensions is None:
                 return found
-            return _shortened(found[0], given.dimensions), found[1]
+            return shortened(found[0], dimensions), found[1]
 
         first = await sliced(0)
         if first is None:

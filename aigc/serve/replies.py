@@ -1,11 +1,12 @@
 """How answers look: chat and text completions' bodies, whole or as server-sent events (`Reply`),
-and what goes with them (an event-stream response, base64 embeddings).
+and what goes with them (an event-stream response, base64 and shortened embeddings).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,21 @@ def event_stream(lines, media_type: str = "text/event-stream") -> StreamingRespo
 def base64_floats(vector: list[float]) -> str:
     """OpenAI's `encoding_format: base64`: the vector as little-endian float32, base64-encoded."""
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def checked_dimensions(dimensions: int | None, size: int) -> int | None:
+    """A request's `dimensions` for a model whose embeddings have `size`: None where it leaves them whole; more
+    than the model makes, or fewer than 1, is a 400 naming the most (before anything is embedded)."""
+    if dimensions is not None and not 1 <= dimensions <= size:
+        raise ApiError(400, f"dimensions must be between 1 and {size} (this model's embeddings), got {dimensions}", param="dimensions", code="invalid_value")
+    return None if dimensions == size else dimensions
+
+
+def shortened(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """The vectors cut to their first `dimensions` numbers and scaled to length 1 again, as OpenAI's
+    text-embedding-3 and ollama's `dimensions` give them (Matryoshka embeddings)."""
+    cut = [vector[:dimensions] for vector in vectors]
+    return [[x / norm for x in vector] if (norm := math.sqrt(sum(x * x for x in vector))) else vector for vector in cut]
 
 
 def _reason(finish_reason: str) -> str:

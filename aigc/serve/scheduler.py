@@ -878,5 +878,10 @@ class BatchedEngine:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_CHUNK):
             self._check()
-            vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK], ongoing=self.ongoing)
+            try:
+                vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK], ongoing=self.ongoing)
+            except BadInputError as exc:
+                if exc.index is not None:  # its place among all the texts
+                    exc.index += start
+                raise
         return vectors

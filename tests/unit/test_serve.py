@@ -2370,9 +2370,33 @@ def test_embeddings_endpoint_is_openai_compatible(server, client, tiny_engine):
     assert status == 200 and list(struct.unpack(f"<{len(packed) // 4}f", packed)) == pytest.approx(tiny_engine.embed(texts[:1])[0], abs=1e-5)
 
 
+def test_embeddings_dimensions_fewer_than_the_models_cuts_them_to_length_one_again_as_openais_text_embedding_3(server, client, tiny_engine):
+    import math
+
+    texts = ["Bees make honey.", "Paris is the capital of France."]
+    whole = tiny_engine.embed(texts)
+    answer = client.embeddings.create(model=server["model"], input=texts, dimensions=8)
+    for got, full in zip(answer.data, whole, strict=True):
+        norm = math.sqrt(sum(x * x for x in full[:8]))
+        assert got.embedding == pytest.approx([x / norm for x in full[:8]], abs=1e-5) and sum(x * x for x in got.embedding) == pytest.approx(1.0)
+    status, _, ollamas = raw(server, "/api/embed", {"input": texts, "dimensions": 8})  # the same code cuts ollama's
+    assert status == 200 and all(mine == pytest.approx(d.embedding, abs=1e-6) for mine, d in zip(ollamas["embeddings"], answer.data, strict=True))  # the client's: float32
+    size = len(whole[0])
+    for wrong in (0, size + 1):
+        status, _, body = raw(server, "/v1/embeddings", {"input": texts, "dimensions": wrong})
+        assert status == 400 and body["error"]["param"] == "dimensions" and f"dimensions must be between 1 and {size}" in body["error"]["message"]
+
+
+def test_an_over_long_text_among_many_to_embed_is_named_by_its_index(server):
+    texts = ["bees"] * 20
+    texts[13] = "the cat sat on the mat and " * 150
+    status, _, body = raw(server, "/v1/embeddings", {"input": texts})
+    assert status == 400 and body["error"]["code"] == "context_length_exceeded" and body["error"]["message"].startswith("input.13: a text takes ")
+
+
 @pytest.mark.parametrize(
     "body, status, param",
-    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 8}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, "input"), ({}, 400, "input")],
+    [({"input": [1, 2, 3]}, 400, "input"), ({"input": []}, 400, "input"), ({"input": "x", "dimensions": 0}, 400, "dimensions"), ({"input": ["ok", ""]}, 400, "input"), ({}, 400, "input")],
 )
 def test_embeddings_endpoint_refuses_what_it_cannot_embed(server, body, status, param):
     code, _, answer = raw(server, "/v1/embeddings", body)

@@ -2,7 +2,9 @@
 OpenAI routes' for the same settings, in ollama's shapes (JSON lines, `done`, counts)."""
 
 import json
+import logging
 import math
+import re
 import threading
 import time
 import urllib.error
@@ -356,7 +358,7 @@ def test_embed_truncates_a_text_longer_than_the_context_unless_truncate_is_false
     assert alone[0] == pytest.approx(cut["embeddings"][0], abs=1e-4)
     start = long[: len(long) // 2]  # the start is kept, so a text already cut there is cut the same
     assert ok(server, "/api/embed", {"input": start})["embeddings"] == alone
-    assert "holds 512; shorten it" in error(server, "/api/embed", {"input": ["a dog", long], "truncate": False}, 400)
+    assert "input.1: a text takes" in error(server, "/api/embed", {"input": ["a dog", long], "truncate": False}, 400)
     assert ok(server, "/api/embed", {"input": "a dog", "truncate": False})["embeddings"] == dog["embeddings"]
     assert "truncate" in error(server, "/api/embed", {"input": "a dog", "truncate": "no"}, 400)
     status, _, text = call(server, "/v1/embeddings", {"input": long})  # OpenAI's route: over-long input is a 400, as OpenAI's
@@ -576,10 +578,10 @@ def test_a_chat_is_trimmed_whenever_it_would_leave_its_answer_less_than_the_capp
             assert asked.pop() == cap  # never the few tokens a nearly full context leaves
             kept = answer["prompt_eval_count"]
             assert kept == whole if whole + cap <= holds else kept + cap <= holds
-    for words in (50, 56, 57):  # num_ctx 300: prompts that leave it 34, 4 and no tokens: the model's context answers each
+    for words in (50, 56, 57):  # num_ctx 300: a last message that leaves it 34, 4 and no tokens is cut to leave the answer its 40, as ollama cuts one
         messages = [{"role": "user", "content": "word " * words}]
         answer = ok(server, "/api/chat", {"messages": messages, "stream": False, "options": {**GREEDY, "num_ctx": 300}})
-        assert asked.pop() == cap and answer["prompt_eval_count"] == _tokens(server, messages)
+        assert asked.pop() == cap and answer["prompt_eval_count"] == min(_tokens(server, messages), 300 - cap)
 
 
 def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_tokens(server):
@@ -588,6 +590,70 @@ def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_toke
     short = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": -1, "stop": [], "num_ctx": prompt + 3}})
     assert short["eval_count"] == 3 and short["done_reason"] == "length"
     assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 0}}, 400)
+
+
+def _cut(ids: list[int], budget: int, keep: int) -> list[int]:
+    """ollama's runner's cut: the first `keep` tokens, then the last that fit `budget`."""
+    return ids[:keep] + ids[len(ids) - (budget - keep) :]
+
+
+def test_generate_cuts_a_prompt_longer_than_the_context_keeping_num_keep_tokens_and_its_end_as_ollama(server, caplog):
+    backend = server["backend"]
+    holds, bos = backend.batched.context_length, backend.engine.tokenizer.bos_token_id
+    prompt = " ".join(f"w{i}" for i in range(400))
+    ids = ok(server, "/tokenize", {"prompt": prompt})["tokens"]
+    bos = int(ids[0] == bos)  # ollama's num_keep leaves a BOS token out of its count
+    assert len(ids) > holds
+    for options, window, keep in (({}, holds, 4 + bos), ({"num_ctx": 300, "num_keep": 10}, 300, 10 + bos), ({"num_keep": 0}, holds, bos), ({"num_keep": -1}, holds, holds - 5 - 1)):
+        with caplog.at_level(logging.WARNING, logger="aigc.serve"):
+            answer = ok(server, "/api/generate", {"prompt": prompt, "raw": True, "stream": False, "options": {**GREEDY, "num_predict": 5, **options}})
+        kept = _cut(ids, window - 5, keep)  # num_predict's 5 tokens left for the answer
+        same = ok(server, "/v1/completions", {"prompt": kept, "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 5})
+        assert answer["prompt_eval_count"] == window - 5 and answer["response"] == same["choices"][0]["text"], options
+        assert f"truncating input prompt (limit={window - 5} prompt={len(ids)} keep={keep} new={window - 5})" in caplog.text
+        caplog.clear()
+    templated = ok(server, "/api/generate", {"prompt": prompt, "stream": False, "options": {**GREEDY, "num_predict": 5}})
+    chat_ids = ok(server, "/tokenize", {"messages": [{"role": "user", "content": prompt}]})["tokens"]
+    same = ok(server, "/v1/completions", {"prompt": _cut(chat_ids, holds - 5, 4 + (chat_ids[0] == backend.engine.tokenizer.bos_token_id)), "temperature": 0, "repetition_penalty": 1.0, "max_tokens": 5})
+    assert templated["prompt_eval_count"] == holds - 5 and templated["response"] == same["choices"][0]["text"]  # the chat template's end kept
+    status, _, text = call(server, "/v1/completions", {"prompt": prompt, "max_tokens": 5})  # OpenAI's API keeps its 400
+    assert status == 400 and json.loads(text)["error"]["code"] == "context_length_exceeded"
+
+
+def test_truncate_false_keeps_a_prompt_longer_than_num_ctx_whole_and_refuses_it_as_ollama(server):
+    prompt = " ".join(f"w{i}" for i in range(100))
+    tokens = ok(server, "/api/generate", {"prompt": prompt, "raw": True, "stream": False, "options": {"num_predict": 1}})["prompt_eval_count"]
+    refused = error(server, "/api/generate", {"prompt": prompt, "raw": True, "truncate": False, "options": {"num_ctx": tokens - 10}}, 400)
+    assert refused.startswith("the input length exceeds the context length") and f"takes {tokens} tokens, 10 more than the {tokens - 10} of num_ctx" in refused
+    long_chat = _long_chat(8)
+    assert "the messages take" in error(server, "/api/chat", {"messages": long_chat, "truncate": False}, 400)  # no turn dropped either
+    whole = ok(server, "/api/generate", {"prompt": prompt, "raw": True, "truncate": False, "stream": False, "options": {**GREEDY, "num_predict": 5, "num_ctx": tokens + 2}})
+    assert whole["prompt_eval_count"] == tokens and whole["eval_count"] <= 2  # kept whole: its answer has what num_ctx leaves
+    assert "truncate" in error(server, "/api/generate", {"prompt": prompt, "truncate": "no"}, 400)
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"temperature": "0.7"}, 'option "temperature" must be a number, got "0.7"; send it as a JSON number, without quotes: "temperature": 0.7'),
+        ({"num_predict": "5"}, 'option "num_predict" must be a whole number, got "5"'),
+        ({"top_k": True}, 'option "top_k" must be a whole number, got true'),
+        ({"mirostat_eta": "fast"}, 'option "mirostat_eta" must be a number, got "fast"; send it as a JSON number'),  # not applied here, but checked, as ollama checks each it knows
+    ],
+)
+def test_numeric_options_given_as_text_are_400s_naming_the_option_as_ollamas_typed_options(server, options, words):
+    for path, body in (("/api/generate", {"prompt": "Hi"}), ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}]})):
+        assert words in error(server, path, {**body, "options": options}, 400)
+
+
+def test_embed_with_truncate_false_names_the_over_long_text_among_many_and_by_how_much(server):
+    long = "the cat sat on the mat and " * 150
+    texts = ["a dog"] * 100
+    texts[57] = long  # past the first of the engine's calls (8 texts each): its place among all of them
+    refused = error(server, "/api/embed", {"input": texts, "truncate": False}, 400)
+    takes, over = re.fullmatch(r"input\.57: a text takes (\d+) tokens but .* holds 512 \((\d+) too many\); shorten it or split it", refused).groups()
+    assert int(takes) - int(over) == 512
+    assert error(server, "/api/embed", {"input": long, "truncate": False}, 400).startswith("input: a text takes ")
 
 
 def test_chat_whose_last_message_is_the_assistants_continues_it(server):
