@@ -10,7 +10,8 @@ settings file (`config.toml` in the config directory):
     api_key_env = "VLLM_KEY"             # optional: the variable holding its key
 
 The API key comes from that variable, else `AIGC_OPENAI_API_KEY` (else `OPENAI_API_KEY`).
-Only the standard library talks HTTP here, so no extra is needed.
+Only the standard library talks HTTP here, so no extra is needed. A redirect is followed, but
+the key goes on only to the same origin (or its https), as the OpenAI SDK's httpx does it.
 
 - chat messages go to `/chat/completions`, raw text to `/completions`; `top_k`, `min_p` and
   `repetition_penalty` are sent only when they are not neutral (vLLM and aigc take them), and
@@ -56,6 +57,34 @@ N_REFUSED = re.compile(r"\bchoices?\b|\bn must\b", re.IGNORECASE)  # llama.cpp: 
 
 
 KEY_HINT = "set AIGC_OPENAI_API_KEY (or OPENAI_API_KEY) to the server's key"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+
+
+def keeps_key(url: str, redirected: str) -> bool:
+    """Whether a request to `url` redirected to `redirected` may carry the API key on: to the same
+    origin (scheme, host, port), or from http to https on the same host at the default ports, as
+    httpx (the OpenAI SDK's client) and requests decide it; to another host, port or to plain http, not."""
+    old, new = _origin(url), _origin(redirected)
+    return new == old or (old == ("http", new[1], 80) and new == ("https", old[1], 443))
+
+
+class _KeyedRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, less the Authorization header where the redirect leaves its origin
+    (`keeps_key`); urllib's own handler copies it to any URL the server names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not keeps_key(req.full_url, new.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_KeyedRedirects)
 
 
 def api_key() -> str | None:
@@ -243,7 +272,7 @@ class OpenAIEngine:
         for attempt in range(RETRIES):
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
-                return urllib.request.urlopen(request, timeout=self.timeout)
+                return _OPENER.open(request, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 if exc.code in (429, 503) and attempt < RETRIES - 1:
                     wait = exc.headers.get("Retry-After", "1")
@@ -266,6 +295,8 @@ class OpenAIEngine:
             message = None
         message = message or exc.reason
         where = f"{self.base_url} answered {exc.code}"
+        if exc.code in (401, 403) and self.key and not keeps_key(self.base_url, exc.geturl()):
+            return BadInputError(f"{where} from {exc.geturl()}, another origin it redirected to, which the API key is not sent to; if that is the server, give its URL")
         if exc.code in (401, 403):
             hint = f"{self.key_hint} (the key sent was refused)" if self.key else self.key_hint
             return BadInputError(f"{where}: {message}; {hint}")

@@ -1439,9 +1439,9 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
 
 def test_a_templates_model_sends_text_and_key_only_to_a_server_on_this_machine_or_openais(tiny_model_dir, monkeypatch):
     import urllib.error
-    import urllib.request
 
     import aigc
+    from aigc.engine import remote
     from aigc.errors import BadInputError
 
     reached = []
@@ -1450,7 +1450,7 @@ def test_a_templates_model_sends_text_and_key_only_to_a_server_on_this_machine_o
         reached.append((request.full_url, request.get_header("Authorization")))
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(remote._OPENER, "open", urlopen)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
     for url in ("http://attacker.example/v1", "https://127.0.0.1@attacker.example/v1", "http://127.0.0.1.attacker.example:8000/v1"):
         user_template("shared", f"---\nmodel: openai:{url}#x\n---\n{{{{ input }}}}\n")

@@ -2637,7 +2637,7 @@ def test_a_server_that_goes_away_after_a_503_is_reported_with_its_503(monkeypatc
             raise answer
         return answer
 
-    monkeypatch.setattr(remote.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(remote._OPENER, "open", urlopen)
     engine = remote.OpenAIEngine("http://x/v1", "m", None)
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1 answered 503: the server is shutting down; then it could not be reached \(.*Connection refused"):
         engine._request("POST", "/chat/completions", {})
@@ -2651,7 +2651,7 @@ def test_a_server_answering_json_nested_too_deeply_gets_the_errors_of_other_bad_
 
     deep = b"[" * 100000 + b"]" * 100000
     answers = [io.BytesIO(deep)]
-    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    monkeypatch.setattr(remote._OPENER, "open", lambda request, timeout: answers.pop(0))
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1/models did not answer with JSON; "):
         remote.OpenAIEngine("http://x/v1", "m", None)
     answers.append(io.BytesIO(b'{"data": [{"id": "m"}]}'))
@@ -2660,10 +2660,10 @@ def test_a_server_answering_json_nested_too_deeply_gets_the_errors_of_other_bad_
     def refused(request, timeout):
         raise urllib.error.HTTPError(request.full_url, 400, "Bad Request", {}, io.BytesIO(deep))
 
-    monkeypatch.setattr(remote.urllib.request, "urlopen", refused)
+    monkeypatch.setattr(remote._OPENER, "open", refused)
     with pytest.raises(BadInputError, match=r"^http://x/v1 answered 400: Bad Request$"):  # its reason, as for a body that is not JSON
         engine._request("POST", "/completions", {})
-    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    monkeypatch.setattr(remote._OPENER, "open", lambda request, timeout: answers.pop(0))
     answers.append(io.BytesIO(b"data: " + deep + b"\n\n"))
     with pytest.raises(ModelUnavailableError, match=r"^http://x/v1: the stream broke off \(ValueError: nested too deeply\)$"):
         list(engine._events("/completions", {}))
@@ -2682,7 +2682,7 @@ def test_a_tokenize_answer_broken_off_while_read_is_estimated_from_then_on(monke
             raise failure
 
     answers = [io.BytesIO(b'{"data": [{"id": "m"}]}'), Broken()]
-    monkeypatch.setattr(remote.urllib.request, "urlopen", lambda request, timeout: answers.pop(0))
+    monkeypatch.setattr(remote._OPENER, "open", lambda request, timeout: answers.pop(0))
     engine = remote.OpenAIEngine("http://x/v1", "m", None)
     assert engine.count_tokens("one two three") == remote._estimate("one two three") and engine._tokenize is False
 

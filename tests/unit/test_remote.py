@@ -1,0 +1,74 @@
+"""The remote engine's HTTP: where its API key goes when a server redirects."""
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from aigc.engine.remote import OpenAIEngine, keeps_key
+from aigc.errors import BadInputError
+
+KEY = "sk-REMOTEKEY-123"
+
+
+@pytest.fixture
+def servers():
+    """A maker of servers on this machine, each in a thread: a path in its `to` is a 302 to the URL
+    given there, one in its `refused` a 401, any other the model list; each records (path, Authorization)."""
+    started = []
+
+    def start():
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                server.seen.append((self.path, self.headers.get("Authorization")))
+                if self.path in server.to:
+                    self.send_response(302)
+                    self.send_header("Location", server.to[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                refused = self.path in server.refused
+                body = json.dumps({"error": {"message": "no key"}} if refused else {"data": [{"id": "m", "max_model_len": 512}]}).encode()
+                self.send_response(401 if refused else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        server.seen, server.to, server.refused = [], {}, set()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_api_key_follows_a_redirect_only_within_its_origin(servers):
+    origin, other = servers(), servers()
+    here, there = f"http://127.0.0.1:{origin.server_port}", f"http://localhost:{other.server_port}"  # another host, another port
+    origin.to = {"/v1/models": f"{there}/v1/models"}
+    assert OpenAIEngine(f"{here}/v1", "m", KEY).context_length == 512  # followed, as the OpenAI SDK follows it
+    assert origin.seen == [("/v1/models", f"Bearer {KEY}")] and other.seen == [("/v1/models", None)]
+    origin.to = {"/v1/models": f"{here}/v2/models"}  # the same origin: the key goes on
+    OpenAIEngine(f"{here}/v1", "m", KEY)
+    assert origin.seen[1:] == [("/v1/models", f"Bearer {KEY}"), ("/v2/models", f"Bearer {KEY}")]
+    origin.to, other.refused = {"/v1/models": f"{there}/v1/models"}, {"/v1/models"}  # a target that wants a key says where it is
+    with pytest.raises(BadInputError, match=f"answered 401 from {there}/v1/models, another origin it redirected to, which the API key is not sent to"):
+        OpenAIEngine(f"{here}/v1", "m", KEY)
+    assert other.seen[-1] == ("/v1/models", None)
+
+
+def test_the_key_keeps_to_the_scheme_host_and_port_or_their_https():
+    assert keeps_key("http://h:8000/v1/models", "http://H:8000/v2")
+    assert keeps_key("http://h/v1", "https://h/v1") and keeps_key("https://h/v1", "https://h:443/v1")  # an upgrade, default ports
+    for other in ("https://h:8000/v1", "http://h:8001/v1", "http://h.evil/v1", "http://h@evil/v1"):
+        assert not keeps_key("http://h:8000/v1", other), other
+    assert not keeps_key("https://h/v1", "http://h/v1")  # to plain http
