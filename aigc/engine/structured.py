@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import array
 import codecs
+import contextvars
 import functools
 import json
 import math
 import re
+import threading
 from typing import Any, Iterator
 
 from ..errors import AnswerJSONError, BadInputError, MissingExtraError
@@ -28,6 +30,7 @@ from ..errors import AnswerJSONError, BadInputError, MissingExtraError
 MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
 MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
 LINE_BREAK = re.compile(r"\r\n?|\n")  # a whitespace run holds one at most: pretty-printed JSON, but no blank line
+_FIXING = threading.Lock()
 
 
 def _line_breaks(text: str) -> int:
@@ -39,7 +42,8 @@ def _enforcer_module():
         import lmformatenforcer
     except ImportError:
         raise MissingExtraError("a JSON schema needs lm-format-enforcer: pip install lm-format-enforcer") from None
-    _fix_enforcer()
+    with _FIXING:  # the server builds parsers in worker threads: the library is changed once, not twice at once
+        _fix_enforcer()
     return lmformatenforcer
 
 
@@ -141,12 +145,51 @@ def _has_empty_enum(node: Any) -> bool:
     return isinstance(node, list) and any(_has_empty_enum(v) for v in node)
 
 
+MAX_SCHEMA_OBJECTS = 10_000  # JSON objects in a schema, its subschemas among them (OpenAI takes 5,000 properties)
+MAX_SCHEMA_BRANCHES = 256  # branches of one anyOf, oneOf or allOf
+MAX_ENUM_VALUES = 1_000  # enum values in a whole schema (as OpenAI)
+MAX_PATTERN_LENGTH = 1_000  # characters of one `pattern`
+DATA_KEYS = ("const", "enum", "default", "examples")  # values given as data, not as schemas
+
+
+def _check_size(schema: dict[str, Any]) -> None:
+    """A `BadInputError` for a schema larger than the decoder builds in bounded time: more than
+    MAX_SCHEMA_OBJECTS objects, an anyOf/oneOf/allOf of more than MAX_SCHEMA_BRANCHES branches, more
+    than MAX_ENUM_VALUES enum values in all, or a `pattern` longer than MAX_PATTERN_LENGTH characters."""
+    objects, values, parts = 0, 0, [("", schema, True)]
+    while parts:
+        where, node, rules = parts.pop()  # rules: whether `node` is read as a schema, not given as data
+        if isinstance(node, list):
+            parts += [(f"{where}/{i}", v, rules) for i, v in enumerate(node)]
+            continue
+        if not isinstance(node, dict):
+            continue
+        objects += 1
+        if objects > MAX_SCHEMA_OBJECTS:
+            raise BadInputError(f"the JSON schema holds more than {MAX_SCHEMA_OBJECTS} objects (subschemas and values), more than the decoder takes; give a smaller one")
+        parts += [(f"{where}/{key}", value, rules and key not in DATA_KEYS) for key, value in node.items()]
+        if not rules:
+            continue
+        for key in ("anyOf", "oneOf", "allOf"):
+            if isinstance(node.get(key), list) and len(node[key]) > MAX_SCHEMA_BRANCHES:
+                raise BadInputError(f"the JSON schema's {where}/{key} has {len(node[key])} branches, more than the {MAX_SCHEMA_BRANCHES} the decoder takes; use fewer (an enum for a choice of values)")
+        if isinstance(node.get("enum"), list):
+            values += len(node["enum"])
+            if values > MAX_ENUM_VALUES:
+                raise BadInputError(f"the JSON schema's enums hold more than {MAX_ENUM_VALUES} values in all (at {where}/enum), more than the decoder takes; use a plain string field for a longer list")
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and len(pattern) > MAX_PATTERN_LENGTH:
+            raise BadInputError(f"the JSON schema's {where}/pattern is {len(pattern)} characters long, more than the {MAX_PATTERN_LENGTH} the decoder takes; give a shorter one")
+
+
 def check_schema(schema: dict[str, Any]) -> None:
-    """A `BadInputError` for a schema that breaks JSON Schema's own rules, nests too deep, has a `$ref`
-    that names nothing in it or an empty enum: what a model refuses, checked by the test engines too."""
+    """A `BadInputError` for a schema that breaks JSON Schema's own rules, nests too deep, is too large
+    (`_check_size`), has a `$ref` that names nothing in it or an empty enum: what a model refuses,
+    checked by the test engines too."""
     import jsonschema
 
     _check_depth(schema)
+    _check_size(schema)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -162,6 +205,7 @@ def schema_parser(schema: dict[str, Any]):
     lmfe = _enforcer_module()
     check_schema(schema)
     _typed_parts(decoder_schema(schema))
+    budget = PATTERN_BUDGET.set(_StateBudget())
     try:
         parser = lmfe.JsonSchemaParser(decoder_schema(schema))
         _build_every_part(parser)
@@ -170,7 +214,66 @@ def schema_parser(schema: dict[str, Any]):
     except Exception as exc:  # noqa: BLE001 - pydantic and the parser raise many kinds
         first = (str(exc).splitlines() or [repr(exc)])[0]
         raise BadInputError(f"the JSON schema cannot be used: the decoder cannot hold answers to a part of it ({type(exc).__name__}: {first}); simplify that part") from None
+    finally:
+        PATTERN_BUDGET.reset(budget)
     return parser
+
+
+MAX_PATTERN_STATES = 1_000  # states of one automaton built for a `pattern` (a step of its construction too)
+MAX_PATTERN_STATES_TOTAL = 10_000  # states of every automaton built for one schema's patterns
+PATTERN_BUDGET: contextvars.ContextVar["_StateBudget | None"] = contextvars.ContextVar("aigc_pattern_budget", default=None)
+
+
+class _StateBudget:
+    """The states left to the automata of the schema whose parser is being built (`schema_parser`)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_PATTERN_STATES_TOTAL
+
+
+class _TooManyStates(Exception):
+    """An automaton for a pattern outgrew MAX_PATTERN_STATES, or the schema's outgrew MAX_PATTERN_STATES_TOTAL."""
+
+
+def _bounded_pattern_automata() -> None:
+    """interegular (which lm-format-enforcer turns a `pattern` into an automaton with) crawls each
+    automaton's states one by one, with no bound: `[ab]*a[ab]{13}` has 2^14 states, and a quadratic
+    crawl takes 45 s to find them. While `schema_parser` builds a parser, a crawl counts the states
+    it finds against MAX_PATTERN_STATES and the schema's `PATTERN_BUDGET`, and a pattern that outgrows
+    them is a `BadInputError` naming it (other users of interegular are left as they were)."""
+    from interegular import fsm
+    from lmformatenforcer import jsonschemaparser
+
+    crawl = fsm.crawl
+
+    def bounded_crawl(alphabet, initial, final, follow):
+        budget, found = PATTERN_BUDGET.get(), 0
+        if budget is None:
+            return crawl(alphabet, initial, final, follow)
+
+        def counted(state) -> bool:  # called once for each state found
+            nonlocal found
+            found, budget.left = found + 1, budget.left - 1
+            if found > MAX_PATTERN_STATES or budget.left < 0:
+                raise _TooManyStates
+            return final(state)
+
+        return crawl(alphabet, initial, counted, follow)
+
+    fsm.crawl = bounded_crawl
+
+    class RegexParser(jsonschemaparser.RegexParser):
+        def __init__(self, pattern, *args, **kwargs):
+            try:
+                super().__init__(pattern, *args, **kwargs)
+            except _TooManyStates:
+                raise BadInputError(
+                    f"the JSON schema's pattern {str(pattern)[:80]!r} needs an automaton of more than {MAX_PATTERN_STATES} states, or the schema's "
+                    f"patterns more than {MAX_PATTERN_STATES_TOTAL} together, more than the decoder builds; simplify it (fewer or smaller "
+                    "counted repetitions such as {13} after a * or +), or use minLength/maxLength"
+                ) from None
+
+    jsonschemaparser.RegexParser = RegexParser
 
 
 PARSED_MAPS = ("properties", "$defs", "definitions")  # name -> schema, of what the enforcer's parser reads
@@ -253,7 +356,7 @@ def decoder_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _refers_to(node: Any, ref: str) -> bool:
     if isinstance(node, dict):
-        return node.get("$ref") == ref or any(_refers_to(v, ref) for k, v in node.items() if k not in ("const", "enum", "default", "examples"))
+        return node.get("$ref") == ref or any(_refers_to(v, ref) for k, v in node.items() if k not in DATA_KEYS)
     return isinstance(node, list) and any(_refers_to(v, ref) for v in node)
 
 
@@ -262,7 +365,7 @@ def _renamed_refs(node: Any, old: str, new: str) -> Any:
         return [_renamed_refs(v, old, new) for v in node]
     if not isinstance(node, dict):
         return node
-    return {k: new if k == "$ref" and v == old else v if k in ("const", "enum", "default", "examples") else _renamed_refs(v, old, new) for k, v in node.items()}
+    return {k: new if k == "$ref" and v == old else v if k in DATA_KEYS else _renamed_refs(v, old, new) for k, v in node.items()}
 
 
 def _decoder_node(node: Any) -> Any:
@@ -405,10 +508,12 @@ def _enforcer_type():
 def _fix_enforcer() -> None:
     """lm-format-enforcer's parser, changed once, before any token table or parser is built, so that
     what it lets through is JSON: no object ends right after a comma, no string holds a raw control
-    character, and blank space a string starts with counts toward its length."""
+    character, and blank space a string starts with counts toward its length; and a pattern's automaton
+    is built within bounds (`_bounded_pattern_automata`)."""
     _no_trailing_commas()
     _no_control_characters_in_strings()
     _leading_blank_space_in_strings_counts()
+    _bounded_pattern_automata()
 
 
 CONTROL_CHARACTERS = dict.fromkeys(range(0x20))  # U+0000-U+001F, which JSON allows in a string only escaped ("\n")

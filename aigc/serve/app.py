@@ -493,14 +493,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
 
-    def sampling(request: Request, req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
+    async def sampling(request: Request, req: Sampling, prompt_tokens: int, backend: Backend) -> SamplingParams | None:
         """The request's sampling settings, `aigc chat`'s defaults (`chat_defaults`) for those it leaves
         out; None for `echo` with `max_tokens: 0` (nothing to generate). vLLM's `stop_token_ids` and
-        `include_stop_str_in_output` are noted on the request for its jobs (`submit`)."""
+        `include_stop_str_in_output` are noted on the request for its jobs (`submit`). The JSON schema's
+        parser is built in a worker thread: a slow schema slows its own request, not the event loop."""
         for name, neutral in UNSUPPORTED.items():
             if getattr(req, name, None) not in neutral and not (isinstance(req, ChatRequest) and name in CHAT_TAKES):
                 raise ApiError(400, f"{name} is not supported by this server" + (f" ({INSTEAD[name]})" if name in INSTEAD else ""), param=name, code="unsupported")
-        schema = response_schema(req.response_format)
+        schema = await anyio.to_thread.run_sync(response_schema, req.response_format)
         if req.n > settings.max_n:
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
@@ -700,9 +701,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if req.echo:
             raise ApiError(400, "echo is offered on /v1/completions only", param="echo", code="unsupported")
         backend = backend_for(req.model)
-        toolset, legacy = requested(req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)
+        toolset, legacy = await anyio.to_thread.run_sync(requested, req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)  # builds schemas' parsers
         ids = await encode_chat(backend, req.messages, toolset, req.continuing)
-        params = sampling(request, req, len(ids), backend)
+        params = await sampling(request, req, len(ids), backend)
         reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
@@ -803,9 +804,9 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         try:
             req: ChatRequest = validated(ChatRequest, converted)
             backend = backend_for(req.model)
-            toolset = Toolset.of(req.tools, req.tool_choice, req.response_format, parallel=False)  # one function_call item (ResponseReply)
+            toolset = await anyio.to_thread.run_sync(functools.partial(Toolset.of, req.tools, req.tool_choice, req.response_format, parallel=False))  # one function_call item (ResponseReply)
             ids = await encode_chat(backend, req.messages, toolset, req.continuing)
-            params = sampling(request, req, len(ids), backend)
+            params = await sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
         reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
@@ -824,7 +825,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         prompts = [p if isinstance(p, str) else await anyio.to_thread.run_sync(backend.batched.decode, p) for p in given]  # the texts echo shows
         if not all(encoded):
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
-        params = sampling(request, req, max(len(ids) for ids in encoded), backend)
+        params = await sampling(request, req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
         reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:

@@ -483,7 +483,7 @@ def register_ollama(app: FastAPI, served) -> None:
         window = given.window(backend.batched.context_length)
         ids = cut(given, req, backend, ids, window, "/api/generate")
         fitted(req, len(ids), window)
-        params = served.sampling(request, req, len(ids), backend)
+        params = await served.sampling(request, req, len(ids), backend)
         return await served.answer(request, req, OllamaReply(named, len(ids), "response", began, request.state, given.top), backend, [ids], params)
 
     @app.post("/api/chat", dependencies=auth)
@@ -497,11 +497,11 @@ def register_ollama(app: FastAPI, served) -> None:
         if not given.messages:
             return loaded(named, "message", given.keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
-        toolset = Toolset.of(req.tools, None)  # with a format too: the answer is held to it (`answer_tools`), as ollama holds it
+        toolset = await anyio.to_thread.run_sync(Toolset.of, req.tools, None)  # in a worker thread, as schemas are (`sampling`); with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
         ids = await chat_prompt(backend, given, req, toolset, window)
         fitted(req, len(ids), window)
-        params = served.sampling(request, req, len(ids), backend)
+        params = await served.sampling(request, req, len(ids), backend)
         reply = OllamaReply(named, len(ids), "message", began, request.state, given.top)
         if toolset:
             return await served.answer_tools(request, req, reply, backend, ids, params, toolset)

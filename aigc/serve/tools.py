@@ -97,7 +97,12 @@ class Toolset:
             return None
         if (response_format or {}).get("type", "text") != "text":
             raise _bad('response_format shapes an answer in text, and a tool call has its own; send one of them, or tool_choice "none"', "response_format", "unsupported")
-        return cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named, parallel=parallel)
+        toolset = cls([{"type": "function", "function": t["function"]} for t in tools], parameters, forced=choice == "required" or named is not None, named=named, parallel=parallel)
+        try:
+            schema_parser(toolset.call_schema())  # one call to any of them: the schema is bounded as a whole too
+        except AigcError as exc:
+            raise _bad(f"tools: the schema of a call to {'it' if named else 'any of them'} cannot be used: {exc}; offer fewer or smaller functions", "tools") from None
+        return toolset
 
     def call_schema(self) -> dict:
         """The JSON schema of one call: a function's name and its arguments (any function's, unless one is named)."""

@@ -551,6 +551,47 @@ def test_response_format_holds_answers_to_json(server, client):
         assert isinstance(json.loads(any_object.choices[0].message.content, strict=False), dict)
     assert any_object.choices[0].message.content.lstrip().startswith("{")
 
+
+def test_schemas_parsers_are_built_off_the_event_loop_and_too_large_ones_are_a_400(server, monkeypatch):
+    """lm-format-enforcer builds a schema's parser for as long as the schema asks: in a worker thread,
+    a slow one holds up its own request, not every client's (/health, streams)."""
+    import asyncio
+
+    from aigc.engine import structured
+
+    built, parser = [], structured.schema_parser
+
+    def schema_parser(schema):
+        try:
+            asyncio.get_running_loop()
+            built.append("event loop")
+        except RuntimeError:
+            built.append("thread")
+        return parser(schema)
+
+    monkeypatch.setattr(structured, "schema_parser", schema_parser)
+    held = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    messages = [{"role": "user", "content": "JSON"}]
+    for path, body in [
+        ("/v1/chat/completions", {"messages": messages, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": held}}}),
+        ("/v1/completions", {"prompt": "JSON", "response_format": {"type": "json_object"}}),
+        ("/v1/chat/completions", {"messages": messages, "tools": TOOLS, "tool_choice": "required"}),
+        ("/v1/responses", {"input": "JSON", "text": {"format": {"type": "json_schema", "name": "x", "schema": held}}, "max_output_tokens": 2}),
+        ("/v1/responses", {"input": "JSON", "tools": [{"type": "function", **TOOLS[0]["function"]}], "tool_choice": "required", "max_output_tokens": 2}),
+        ("/api/chat", {"messages": messages, "format": held, "stream": False, "options": {"num_predict": 2}}),
+        ("/api/chat", {"messages": messages, "tools": TOOLS, "stream": False, "options": {"num_predict": 2}}),
+    ]:
+        built.clear()
+        status, _, answer = raw(server, path, {"max_tokens": 2, **body} if path.startswith("/v1/c") else body)
+        assert status == 200 and built and set(built) == {"thread"}, (path, status, answer, built)
+    anyof = {"anyOf": [{"type": "string", "maxLength": i} for i in range(257)]}
+    status, _, answer = raw(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 1, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": anyof}}})
+    assert status == 400 and answer["error"]["param"] == "response_format" and "/anyOf has 257 branches, more than the 256" in answer["error"]["message"]
+    many = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(257)]  # each fits; a call to any of them is an anyOf of 257
+    status, _, answer = raw(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 1, "tools": many, "tool_choice": "required"})
+    assert status == 400 and answer["error"]["param"] == "tools" and "a call to any of them cannot be used: the JSON schema's /anyOf has 257 branches" in answer["error"]["message"]
+
+
 WEATHER = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"]}
 TOOLS = [  # small, and no free text (a random model seldom ends a string): its tokenizer takes a character or two a token, and it holds 512
     {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},

@@ -57,6 +57,47 @@ def test_sampling_params_take_a_json_object_as_schema():
             SamplingParams(json_schema=bad)
 
 
+def test_a_schema_larger_than_the_decoder_builds_in_bounded_time_is_refused_naming_the_limit():
+    from aigc.engine.structured import check_schema
+
+    def strings(n):
+        return [{"type": "string", "maxLength": i} for i in range(n)]
+
+    def props(schemas):
+        return {"type": "object", "properties": {f"p{i}": s for i, s in enumerate(schemas)}}
+
+    for fits in (props([{"anyOf": strings(256)}]), props([{"type": "string"}] * 5000), props([{"enum": list(range(500))}] * 2),
+                 props([{"type": "string", "pattern": "a" * 1000}]), props([{"const": {"anyOf": [1] * 300, "pattern": "a" * 2000}}])):  # data is no schema
+        check_schema(fits)
+    for schema, words in [
+        (props([{"anyOf": strings(257)}]), "/properties/p0/anyOf has 257 branches, more than the 256 the decoder takes"),
+        (props([{"oneOf": strings(300)}]), "/properties/p0/oneOf has 300 branches"),
+        (props([{"enum": list(range(600))}] * 2), "enums hold more than 1000 values in all"),
+        (props([{"type": "string", "pattern": "a" * 1001}]), "/properties/p0/pattern is 1001 characters long, more than the 1000"),
+        (props([{"type": "string", "examples": [{}]}] * 5000), "holds more than 10000 objects"),
+    ]:
+        with pytest.raises(BadInputError, match=re.escape(words)):
+            check_schema(schema)
+
+
+def test_a_pattern_whose_automaton_outgrows_its_bound_is_refused_while_the_parser_is_built():
+    """interegular builds `[ab]*a[ab]{N}` with 2^(N+1) states, at a cost quadratic in them (N=13: 45 s):
+    the build stops past 1,000 states a pattern (10,000 a schema), outside `schema_parser` it does not."""
+    import interegular
+
+    from aigc.engine.structured import schema_parser
+
+    def patterned(*patterns):
+        return {"type": "object", "properties": {f"p{i}": {"type": "string", "pattern": p} for i, p in enumerate(patterns)}}
+
+    schema_parser(patterned("^[ab]*a[ab]{8}$", r"^\d{4}-\d{2}-\d{2}$", "^[a-z]{1,500}$"))  # 513, 11 and 501 states
+    with pytest.raises(BadInputError, match=re.escape("pattern '[ab]*a[ab]{10}' needs an automaton of more than 1000 states")):
+        schema_parser(patterned("^[ab]*a[ab]{10}$"))
+    with pytest.raises(BadInputError, match="or the schema's patterns more than 10000 together"):  # each fits, not all
+        schema_parser(patterned(*(f"[ab]*a[ab]{{8}}{'c' * i}" for i in range(30))))
+    assert len(interegular.parse_pattern("[ab]*a[ab]{10}").to_fsm().states) == 2049
+
+
 def test_answers_parse_whole_integers_and_cut_answers_say_why():
     whole = Completion('{"ok": true, "count": 1e3, "color": "red"}', 3, 9, "stop")
     assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
@@ -127,6 +168,8 @@ def test_cli_schema_prints_the_json_and_bad_schemas_fail_before_the_model_loads(
         (["chat", "x", "--schema", "name bogus"], "cannot read schema field"),
         (["chat", "x", "--schema", '{"items": ' * 200 + "{}" + "}" * 200, "-m", "no-such-model"], "nested more than 64 levels"),
         (["chat", "x", "--schema", "[" * 5000 + "]" * 5000], "nested too deeply"),
+        (["chat", "x", "--schema", json.dumps({"anyOf": [{"type": "string", "maxLength": i} for i in range(300)]}), "-m", "no-such-model"], "more than the 256"),
+        (["chat", "x", "--schema", '{"type": "string", "pattern": "^[ab]*a[ab]{10}$"}', "-m", "no-such-model"], "more than 1000 states"),
         (["run", "chat", "--var", "input=x", "--schema", "[1]"], "must hold a JSON object"),
     ]:
         failed = runner.invoke(app, args)
