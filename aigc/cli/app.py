@@ -235,6 +235,12 @@ def _not_a_number(exc: UsageError) -> Optional[str]:
     return f"{name} must be {NUMBER_KINDS[errors()[0]['type']]}, got {errors()[0].get('input')!r}"
 
 
+def _leave(code: int) -> None:
+    """End the process at once with `code`, without tearing Python down under worker threads that
+    may be inside torch (that aborts). Tests replace it: in pytest's process it would end the run."""
+    os._exit(code)
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null: what is left in its buffer cannot be written, and must not fail again at exit."""
     try:
@@ -409,7 +415,7 @@ class AigcGroup(TyperGroup):
                         stream.flush()
                     except (OSError, ValueError):  # a closed pipe
                         pass
-                os._exit(code)
+                _leave(code)
             raise typer.Exit(code) from None
         except (typer.Exit, SystemExit) as exc:  # typer.Exit(3), sys.exit(3); Terminated is one, handled above
             _say_why_a_plugin_command_exited(exc, names)
@@ -421,7 +427,7 @@ class AigcGroup(TyperGroup):
             batch = sys.modules.get("aigc.batch")  # its workers, left inside torch: tearing Python down under them aborts
             if batch and any(thread.name == batch.WORKER for thread in threading.enumerate()):
                 sys.stderr.flush()
-                os._exit(1)
+                _leave(1)
             raise typer.Exit(1) from None
         except Exception as exc:  # a full disk, or a bug (in aigc or in a plugin's command)
             if config.debug():

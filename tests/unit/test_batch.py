@@ -1912,6 +1912,33 @@ def test_a_stream_whose_reader_went_away_ends_without_waiting_for_the_rows_in_fl
         os.close(write)
 
 
+def test_a_reader_gone_while_workers_still_run_ends_the_command_at_once_with_exit_1(tmp_path, monkeypatch):
+    """`aigc batch ... -o - | head -1`: workers that may be inside torch are not waited for, the CLI
+    ends the process (os._exit, which conftest's `cli_does_not_end_pytest` turns into LeftProcess)."""
+    from typer.testing import CliRunner
+
+    from aigc import batch
+    from aigc.cli.app import app
+    from conftest import LeftProcess
+
+    class GoneReader(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    release, retire = threading.Event(), CoalescingEngine.retire
+    monkeypatch.setattr(CoalescingEngine, "retire", lambda self: (release.wait(10), retire(self)))  # a worker still alive
+    monkeypatch.setattr(batch, "open_stream", lambda output: io.TextIOWrapper(io.BufferedWriter(GoneReader()), encoding="utf-8"))
+    (tmp_path / "rows.txt").write_text("good film\nbad film\n", encoding="utf-8")
+    try:
+        result = CliRunner().invoke(app, ["batch", "classify", "-i", str(tmp_path / "rows.txt"), "-O", "labels=good,bad", "-m", "echo", "-o", "-"])
+    finally:
+        release.set()
+    assert isinstance(result.exception, LeftProcess) and result.exit_code == 1 and result.stderr == ""
+
+
 def test_a_tsv_table_whose_cells_hold_tabs_line_breaks_and_quotes_reads_back_as_written(tmp_path):
     from aigc.batch_tables import write_table
 
