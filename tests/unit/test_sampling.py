@@ -203,6 +203,12 @@ def test_the_repetition_penalty_counts_the_tokens_generated_not_the_prompt_nor_i
     assert torch.allclose(build_processors(params)(prompts[1:], scores[:1].clone()), torch.tensor([[1.0 / 1.5, -1.5, 4.0, 2.0 / 1.5, 3.0 / 1.5]]))  # no prompt given: every token counts
 
 
+def test_a_whole_number_repetition_penalty_works():
+    import torch
+
+    assert build_processors(SamplingParams(temperature=0, repetition_penalty=2))(torch.tensor([[1]]), torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 1.0]]  # transformers' processor takes only a float
+
+
 def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
     from transformers import AutoTokenizer
 
