@@ -165,10 +165,8 @@ def _checked_bias(bias: Any) -> dict[int, float] | None:
 def build_processors(params: SamplingParams, tokenizer=None, prompt_mask: "torch.Tensor | None" = None):
     """A `LogitsProcessorList` holding only the steps that change anything for these settings; a
     JSON schema's mask (it needs the model's `tokenizer`) comes first, so sampling picks among the
-    tokens it allows. `prompt_mask` is the attention mask of the left-padded batch of prompts the
-    processors will see first: the repetition penalty then counts only the tokens generated after
-    them, not the chat template's, system prompt's and user's (their padding neither), which
-    garbled the 135M model's short answers ("I'shere"). Without it, every token counts."""
+    tokens it allows. `prompt_mask` is the attention mask of a left-padded batch of prompts: the
+    repetition penalty then counts only each row's own tokens."""
     from transformers import (
         LogitsProcessorList,
         MinPLogitsWarper,
@@ -185,7 +183,8 @@ def build_processors(params: SamplingParams, tokenizer=None, prompt_mask: "torch
     if params.logit_bias:
         steps.append(LogitBias(params.logit_bias))
     if params.repetition_penalty != 1.0:
-        steps.append(RepetitionPenaltyLogitsProcessor(float(params.repetition_penalty), prompt_ignore_length=None if prompt_mask is None else prompt_mask.shape[1]))
+        penalty = RepetitionPenaltyLogitsProcessor(float(params.repetition_penalty))  # it takes only a float: SamplingParams(repetition_penalty=2) failed
+        steps.append(Unpadded(penalty, prompt_mask) if prompt_mask is not None and not bool(prompt_mask.all()) else penalty)
     if params.frequency_penalty or params.presence_penalty:
         steps.append(OccurrencePenalty(params.frequency_penalty, params.presence_penalty))
     if not params.greedy:
@@ -244,6 +243,31 @@ class LogitBias:
             self.row = scores.new_zeros(size)
             self.row[list(self.bias)] = scores.new_tensor(list(self.bias.values()))
         return scores + self.row
+
+
+class Unpadded:
+    """A processor that looks at which tokens each row holds (transformers'
+    `RepetitionPenaltyLogitsProcessor`) shown the rows without their left padding: each pad is
+    replaced by the row's first own token, which the row holds anyway. The pad id is often the EOS
+    (SmolLM2's), which the penalty would otherwise lower in every shorter row of a batch, so that a
+    prompt batched with a longer one stopped later than alone (as in transformers' `generate`, which
+    feeds it the padded ids; text-generation-inference leaves padding out too)."""
+
+    def __init__(self, step, prompt_mask: "torch.Tensor"):
+        import torch
+
+        self.step = step
+        pads = (prompt_mask == 0).sum(-1)
+        self.padding = torch.arange(prompt_mask.shape[1], device=prompt_mask.device) < pads[:, None]
+        self.first = pads.clamp(max=prompt_mask.shape[1] - 1)[:, None]  # the first own token's column
+
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        width = self.padding.shape[1]
+        prompts = input_ids[:, :width]
+        prompts = torch.where(self.padding, prompts.gather(1, self.first), prompts)
+        return self.step(torch.cat([prompts, input_ids[:, width:]], dim=-1), scores)
 
 
 class OccurrencePenalty:

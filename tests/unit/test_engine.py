@@ -42,7 +42,7 @@ def test_left_padded_batch_gives_the_same_tokens_as_one_at_a_time(tiny_engine):
 
 def test_a_row_batched_with_a_longer_one_stops_where_it_stops_alone_under_a_repetition_penalty(tiny_engine, monkeypatch):
     monkeypatch.setattr(tiny_engine, "pad_id", tiny_engine.eos_ids[0])  # as SmolLM2 pads: with its EOS
-    params = SamplingParams(temperature=0, max_tokens=40, repetition_penalty=3.0)
+    params = SamplingParams(temperature=0, max_tokens=20, repetition_penalty=3.0)
     short, longer = "Bees", "Paris is the capital of France. Berlin is the capital of Germany."
     alone = tiny_engine.generate([short], params)[0][0]
     batched = tiny_engine.generate([short, longer], params)[0][0]
@@ -152,23 +152,6 @@ def test_n_samples_prefill_each_prompt_once_and_draw_as_if_each_copy_was_prefill
     shared, fed = steps(3)
     assert fed[:2] == [(2, ids.shape[1]), (6, 1)]  # the two prompts prefilled once, then their six rows decoded
     assert shared == steps(1)[0]  # the tokens of prefilling every copy
-
-
-def test_a_repetition_penalty_leaves_the_prompts_tokens_alone(tiny_engine):
-    from aigc.engine.sampling import DecodeLoop
-
-    def greedy(rows, penalty, steps):
-        ids, mask = tiny_engine._batch(rows)
-        params = SamplingParams(temperature=0, max_tokens=steps, repetition_penalty=penalty)
-        return [step.tolist() for step in DecodeLoop(tiny_engine.model, ids, mask, params, [], tiny_engine.pad_id)]
-
-    start = tiny_engine.encode("The quick brown fox")
-    answer = [step[0] for step in greedy([start], 1.0, 24)]
-    k = next(i for i, token in enumerate(answer) if token in start + answer[:i])  # the tiny model repeats itself
-    prompt = start + answer[:k]  # a prompt whose next token, unpenalized, is one of its own
-    longer = tiny_engine.encode("Paris is the capital of France and Berlin is the capital of Germany")
-    unpenalized = greedy([prompt, longer], 1.0, 1)[0]
-    assert greedy([prompt, longer], 3.0, 1)[0] == unpenalized == [answer[k], unpenalized[1]]
 
 
 def test_stream_pieces_join_to_the_generated_text(tiny_engine):

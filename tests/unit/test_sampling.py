@@ -190,23 +190,26 @@ def test_a_kept_stop_string_is_the_first_whichever_is_listed_first(stops):
     assert "".join(feed(assembler, "Plan: ab then")) == assembler.text == "Plan: ab"
 
 
-def test_the_repetition_penalty_counts_the_tokens_generated_not_the_prompt_nor_its_padding():
+def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
     import torch
 
     params = SamplingParams(temperature=0, repetition_penalty=1.5)
-    scores = torch.tensor([[1.0, -1.0, 4.0, 2.0, 3.0]]).repeat(2, 1)
-    prompts = torch.tensor([[2, 2, 1, 3], [4, 0, 1, 3]])  # row 0 left-padded with id 2 (an EOS as pad)
-    processors = build_processors(params, prompt_mask=torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]))
-    assert processors(prompts, scores.clone()).tolist() == scores.tolist()  # nothing generated yet
-    generated = torch.cat([prompts, torch.tensor([[2, 1], [3, 3]])], dim=-1)
-    assert torch.allclose(processors(generated, scores.clone()), torch.tensor([[1.0, -1.5, 4.0 / 1.5, 2.0, 3.0], [1.0, -1.0, 4.0, 2.0 / 1.5, 3.0]]))
-    assert torch.allclose(build_processors(params)(prompts[1:], scores[:1].clone()), torch.tensor([[1.0 / 1.5, -1.5, 4.0, 2.0 / 1.5, 3.0 / 1.5]]))  # no prompt given: every token counts
+    scores = torch.tensor([[1.0, -1.0, 4.0, 2.0, 3.0]])
+    alone = build_processors(params)(torch.tensor([[1, 3]]), scores.clone())
+    seen = torch.tensor([[2, 2, 1, 3], [4, 0, 1, 3]])  # row 0 left-padded with id 2 (an EOS as pad)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    batched = build_processors(params, prompt_mask=mask)(seen, scores.repeat(2, 1))
+    assert batched[0].tolist() == alone[0].tolist()
+    assert (alone[0, 1], alone[0, 2], alone[0, 4]) == (-1.5, 4.0, 3.0)  # ids 1 and 3 penalized, the pad id not
+    assert batched[1].tolist() == build_processors(params)(seen[1:], scores.clone())[0].tolist()  # an unpadded row as before
+    generated = torch.cat([seen, torch.tensor([[2], [2]])], dim=-1)  # once generated, a token counts
+    assert build_processors(params, prompt_mask=mask)(generated, scores.repeat(2, 1))[0, 2] == 4.0 / 1.5
 
 
 def test_a_whole_number_repetition_penalty_works():
     import torch
 
-    assert build_processors(SamplingParams(temperature=0, repetition_penalty=2))(torch.tensor([[1]]), torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 1.0]]  # transformers' processor takes only a float
+    assert build_processors(SamplingParams(temperature=0, repetition_penalty=2))(torch.tensor([[1]]), torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 1.0]]
 
 
 def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):

@@ -179,7 +179,7 @@ def test_rows_that_end_apart_sample_as_engine_generate(server, client, tiny_engi
 def test_a_prompt_sent_with_a_longer_one_stops_where_it_stops_alone_under_a_repetition_penalty(server, client, monkeypatch):
     engine = server["backend"].engine
     monkeypatch.setattr(engine, "pad_id", engine.eos_ids[0])  # as SmolLM2 pads: with its EOS
-    settings = {"model": server["model"], "temperature": 0, "max_tokens": 40, "extra_body": {"repetition_penalty": 3.0}}
+    settings = {"model": server["model"], "temperature": 0, "max_tokens": 20, "extra_body": {"repetition_penalty": 3.0}}
     alone = client.completions.create(prompt="Bees", **settings).choices[0]
     batched = client.completions.create(prompt=["Bees", "Paris is the capital of France. Berlin is the capital of Germany."], **settings).choices[0]
     assert alone.finish_reason == "stop"  # its EOS, which the padding penalized
