@@ -183,7 +183,7 @@ def build_processors(params: SamplingParams, tokenizer=None, prompt_mask: "torch
     if params.logit_bias:
         steps.append(LogitBias(params.logit_bias))
     if params.repetition_penalty != 1.0:
-        penalty = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)
+        penalty = RepetitionPenaltyLogitsProcessor(float(params.repetition_penalty))  # it takes only a float: SamplingParams(repetition_penalty=2) failed
         steps.append(Unpadded(penalty, prompt_mask) if prompt_mask is not None and not bool(prompt_mask.all()) else penalty)
     if params.frequency_penalty or params.presence_penalty:
         steps.append(OccurrencePenalty(params.frequency_penalty, params.presence_penalty))

@@ -206,6 +206,12 @@ def test_the_repetition_penalty_counts_a_rows_own_tokens_not_its_left_padding():
     assert build_processors(params, prompt_mask=mask)(generated, scores.repeat(2, 1))[0, 2] == 4.0 / 1.5
 
 
+def test_a_whole_number_repetition_penalty_works():
+    import torch
+
+    assert build_processors(SamplingParams(temperature=0, repetition_penalty=2))(torch.tensor([[1]]), torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 1.0]]
+
+
 def test_a_stop_string_that_is_a_control_token_stops_at_it(tiny_model_dir):
     from transformers import AutoTokenizer
 
