@@ -107,7 +107,10 @@ def serve(
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
-    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
+    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body (but the embedding routes').", rich_help_panel=PANEL)] = 1_000_000,
+    max_embed_bytes: Annotated[
+        int, typer.Option("--max-embed-bytes", help="Largest body of /api/embed, /api/embeddings and /v1/embeddings (a document set in one request); the server holds about 3 times it while reading one.", rich_help_panel=PANEL)
+    ] = 64_000_000,
     cors_origin: Annotated[
         Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, chrome-extension://*, null, or * for any) call the API from a browser (repeatable); localhost pages and app://, tauri://, vscode-webview:// may by default.")
     ] = None,
@@ -124,7 +127,7 @@ def serve(
     _require_extra()
     if not 0 <= port < 65536:
         raise BadInputError(f"{given_as(ctx, 'port')} must be between 0 and 65535, got {port}")
-    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens_cap", max_tokens_cap), ("max_request_bytes", max_request_bytes)):
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens_cap", max_tokens_cap), ("max_request_bytes", max_request_bytes), ("max_embed_bytes", max_embed_bytes)):
         if value < 1:
             raise BadInputError(f"{given_as(ctx, name)} must be at least 1, got {value}")
     for name, value in (("batch_window_ms", batch_window_ms), ("shutdown_grace", shutdown_grace)):
@@ -158,6 +161,7 @@ def serve(
         api_key=api_key,
         max_tokens_cap=max_tokens_cap,
         max_request_bytes=max_request_bytes,
+        max_embed_bytes=max_embed_bytes,
         max_batch=max_batch,
         batch_window=batch_window_ms / 1000,
         max_queue=max_queue,

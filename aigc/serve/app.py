@@ -98,6 +98,7 @@ class ServeSettings:
     api_key: str | None = None
     max_tokens_cap: int = 4096
     max_request_bytes: int = 1_000_000
+    max_embed_bytes: int = 64_000_000  # the embedding routes' (`parsed(..., embedding=True)`): a document set in one request, as ollama's /api/embed takes it
     max_n: int = 16
     max_batch: int = 32
     batch_window: float = 0.01
@@ -439,19 +440,22 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if settings.api_key and scheme.lower() == "bearer" and token.strip() and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
             raise refuse_key()
 
-    async def body(request: Request, model: type[BaseModel]):
-        return validated(model, await parsed(request))
+    async def body(request: Request, model: type[BaseModel], embedding: bool = False):
+        return validated(model, await parsed(request, embedding))
 
-    async def parsed(request: Request) -> dict:
-        """The request's JSON object, checked for size, encoding and lone surrogates."""
+    async def parsed(request: Request, embedding: bool = False) -> dict:
+        """The request's JSON object, checked for size (an embedding route's against `max_embed_bytes`: a whole
+        document set, as LangChain's `OllamaEmbeddings` sends one), encoding and lone surrogates."""
+        limit, flag = (settings.max_embed_bytes, "--max-embed-bytes") if embedding else (settings.max_request_bytes, "--max-request-bytes")
+        too_large = ApiError(413, f"the request body is larger than {limit} bytes; send less in one request, or start the server with {flag} N for more", code="request_too_large")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
-            raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > settings.max_request_bytes:
-                raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
+            if size > limit:
+                raise too_large
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
@@ -909,7 +913,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.post("/v1/embeddings", dependencies=[Depends(auth)])
     async def embeddings(request: Request):
-        req: EmbeddingRequest = await body(request, EmbeddingRequest)
+        req: EmbeddingRequest = await body(request, EmbeddingRequest, embedding=True)
         backend = backend_for(req.model)
         texts = req.texts()
         dimensions = checked_dimensions(req.dimensions, backend.engine.embedding_size)  # fewer: cut and scaled to length 1 again, as OpenAI's text-embedding-3

@@ -18,7 +18,7 @@ what the served models cannot read (images) and the generate fields with no coun
 `keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400 naming it (`input.N`)
-(as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
+(as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does (in a body of up to `max_embed_bytes`), written out a slice
 (`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
 ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong Bearer one (a client checking its settings).
 `/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's (`shortened`, as `/v1/embeddings`'). The served models are fixed while the server runs: `/api/pull` of one answers
@@ -525,7 +525,7 @@ def register_ollama(app: FastAPI, served) -> None:
         `"error"`, the vectors so far before it, as the JSON-lines routes end a cut stream. With `truncate: false`
         (an over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
-        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
         backend, truncate = backend_for(given.model), given.truncate is not False
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": given.model or backend.name, "embeddings": []}
@@ -577,7 +577,7 @@ def register_ollama(app: FastAPI, served) -> None:
 
     @app.post("/api/embeddings", dependencies=auth)
     async def embeddings(request: Request):
-        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
         if not given.prompt:
             backend_for(given.model)  # an unknown model is still a 404
             return {"embedding": []}

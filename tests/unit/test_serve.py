@@ -3365,7 +3365,7 @@ def serve_with_table(monkeypatch, table: str, args=(), env=None):
     return CliRunner().invoke(cli, ["serve", *args], env=env), seen
 
 
-TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true'
+TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true\nmax_embed_bytes = 2000000'
 
 
 def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
@@ -3374,6 +3374,7 @@ def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
     assert (seen["host"], seen["port"], seen["models"]) == ("127.0.0.2", 9123, ["a", "b"])
     settings = seen["settings"]
     assert (settings.max_batch, settings.batch_window, settings.cors_origins, settings.metrics_need_key) == (4, 0.005, ("http://app.example",), True)
+    assert (settings.max_embed_bytes, settings.max_request_bytes) == (2_000_000, 1_000_000)
 
 
 def test_metrics_need_key_without_a_key_is_refused(monkeypatch):

@@ -29,7 +29,7 @@ def server(tiny_model_dir):
     from aigc.serve.app import ServeSettings
     from aigc.serve.running import build
 
-    settings = ServeSettings(api_key=KEY, max_tokens_cap=40, max_request_bytes=20_000, max_batch=8, batch_window=0.02)
+    settings = ServeSettings(api_key=KEY, max_tokens_cap=40, max_request_bytes=20_000, max_embed_bytes=60_000, max_batch=8, batch_window=0.02)
     app = build([str(tiny_model_dir)], settings, device="cpu", dtype="float32")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -316,6 +316,20 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
     assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
+
+
+def test_the_embedding_routes_take_bodies_up_to_max_embed_bytes_and_a_413_names_the_flag_to_raise(server):
+    """A document set in one /api/embed request (LangChain's `OllamaEmbeddings`) is bounded by `--max-embed-bytes`,
+    not by `--max-request-bytes`; each route's 413 names the flag that raises its limit."""
+    texts = [f"paragraph {i} about bees and their hives" for i in range(800)]  # about 33 KB: over --max-request-bytes (20,000)
+    assert len(ok(server, "/api/embed", {"input": texts, "dimensions": 4})["embeddings"]) == 800
+    assert len(ok(server, "/v1/embeddings", {"input": texts, "dimensions": 4})["data"]) == 800
+    assert "holds 512" in error(server, "/api/embeddings", {"prompt": " ".join(texts)[:30_000]}, 400)  # read, and too long for the model: not a 413
+    for path in ("/api/embed", "/v1/embeddings"):
+        status, _, text = call(server, path, {"input": texts * 2})  # about 66 KB: over --max-embed-bytes (60,000)
+        assert status == 413 and "larger than 60000 bytes" in text and "--max-embed-bytes N" in text, text
+    status, _, text = call(server, "/api/chat", {"messages": [{"role": "user", "content": "x" * 30_000}]})
+    assert status == 413 and json.loads(text)["error"].endswith("start the server with --max-request-bytes N for more")
 
 
 def test_embed_reads_every_text_before_answering_so_a_later_texts_error_is_a_400_naming_it(server, monkeypatch):
