@@ -5,7 +5,8 @@ and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
 (nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
 `NAME:latest` (a name with a tag as it is), and a request may name it either way; the answer names it as the request did. A `seed` below 0 is none (ollama's -1: random);
-whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there). A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
+whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there); a value
+out of the range the `/v1` routes take is used as ollama's sampler uses it (`repeat_penalty` 0: off), or the nearest this server applies (`_as_ollama`), logged once. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
 has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room), and a prompt still too long (a chat's last message, a generate prompt)
 is cut as ollama's runner cuts it (`cut`: its first `num_keep` tokens and its end kept, a warning logged); `truncate: false` keeps it whole, a 400
 where it is longer than the context (or `num_ctx`), as ollama's. One whose last message is the assistant's text continues it (vLLM's
@@ -41,7 +42,7 @@ from typing import Any, Optional, Union
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ..errors import AigcError
 from .api_errors import ApiError, from_aigc
@@ -57,6 +58,7 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
 }
 WHOLE = ("num_predict", "seed", "top_k", "num_ctx", "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "num_thread", "mirostat")  # ollama's whole-number options: 8.0 is 8, as ollama reads JSON numbers into them
 NUMBERS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "tfs_z", "mirostat_tau", "mirostat_eta")  # its other numeric ones
+APPLIED = {"temperature": (0.0, 2.0), "repeat_penalty": (0.0, 3.0), "frequency_penalty": (-2.0, 2.0), "presence_penalty": (-2.0, 2.0)}  # the ranges these apply in here (the /v1 routes' 400s past them)
 NUM_KEEP = 4  # the prompt's first tokens ollama keeps when it cuts one too long (its `num_keep` default; -1: all)
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
@@ -80,6 +82,29 @@ def _number(text: str) -> bool:
         return False
 
 
+def _as_ollama(name: str, value: Any) -> tuple[Any, str] | None:
+    """An option's value outside the range the `/v1` routes take (their 400) as ollama uses it, whose sampler and
+    scheduler take any number (sample/samplers.go `NewSampler`, server/sched.go `GetRunner`): (the value used, why),
+    or None where it is in range. Where ollama would use a value this server cannot (a temperature of 5), the nearest it can."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if name == "repeat_penalty" and value <= 0:
+        return 1.0, "1.0 (off), as ollama takes a repeat_penalty of 0 or less"
+    if name == "temperature" and value < 0:
+        return 0.0, "0 (greedy), as ollama takes a temperature below 0"
+    if name in ("top_p", "min_p") and value < 0:
+        return 0.0, f"0, as ollama takes a {name} below 0"
+    if name == "top_p" and value > 1:
+        return 1.0, "1 (off), as ollama takes a top_p above 1"
+    if name == "num_ctx" and value < 4:
+        return 4, "4, as ollama takes a num_ctx below 4"
+    low, high = APPLIED.get(name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        nearest = min(max(value, low), high)
+        return nearest, f"{nearest:g}, the nearest this server applies (ollama takes any)"
+    return None
+
+
 def _now() -> str:
     return _time(time.time())
 
@@ -100,6 +125,7 @@ class _Body(BaseModel):
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
     truncate: Optional[bool] = None  # false: a prompt longer than the context (or `num_ctx`) is a 400 rather than cut (ollama's)
+    _taken: dict = PrivateAttr(default_factory=dict)  # `taken`
 
     @property
     def top(self) -> int | None:
@@ -118,17 +144,26 @@ class _Body(BaseModel):
             unquoted = f', without quotes: "{name}": {value.strip()}' if isinstance(value, str) and _number(value) else ""
             raise ApiError(400, f'option "{name}" must be {kind}, got {json.dumps(value, ensure_ascii=False)}; send it as a JSON number{unquoted}')
         if name in WHOLE and isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        used = _as_ollama(name, value)
+        if used is not None:
+            self._taken[name] = (value, used[1])
+            return used[0]
         return value
+
+    @property
+    def taken(self) -> dict[str, tuple[Any, str]]:
+        """The options whose values were taken as ollama takes them (`_as_ollama`): name -> (the value given, what it was taken as)."""
+        return self._taken
 
     def window(self, context_length: int) -> int:
         """The tokens prompt and answer may take: `num_ctx` where it is fewer than the model holds."""
         num_ctx = self.option("num_ctx")
         if num_ctx is None:
             return context_length
-        if not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx < 1:
-            raise ApiError(400, f"num_ctx must be a whole number of tokens, 1 or more, got {num_ctx!r}")
-        return min(num_ctx, context_length)
+        if not isinstance(num_ctx, int):
+            raise ApiError(400, f"num_ctx must be a whole number of tokens, got {num_ctx!r}")
+        return min(num_ctx, context_length)  # 4 or more (`_as_ollama`)
 
     def kept(self) -> int | None:
         """`num_keep`: the prompt's first tokens kept when it is cut (None: all of them, ollama's -1)."""
@@ -354,6 +389,15 @@ def register_ollama(app: FastAPI, served) -> None:
 
     backend_for = served.backend_for  # `NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models
 
+    logged: set[tuple[str, str]] = set()  # (option, what it was taken as) in the log already: each said once while the server runs
+
+    def say_taken(given: _Body, route: str) -> None:
+        """Log an option value taken as ollama takes it (`_as_ollama`), the first time each is."""
+        for name, (value, how) in given.taken.items():
+            if (name, how) not in logged:
+                logged.add((name, how))
+                log.warning("%s: option %s %s taken as %s; the /v1 routes refuse it (said once)", route, name, json.dumps(value), how)
+
     def listed(backend) -> dict:
         engine = backend.engine
         model = getattr(engine, "model", None)
@@ -481,6 +525,7 @@ def register_ollama(app: FastAPI, served) -> None:
             req = served.validated(ChatRequest, given.openai())
             ids = await served.encode_chat(backend, req.messages)
         window = given.window(backend.batched.context_length)
+        say_taken(given, "/api/generate")
         ids = cut(given, req, backend, ids, window, "/api/generate")
         fitted(req, len(ids), window)
         params = await served.sampling(request, req, len(ids), backend)
@@ -499,6 +544,7 @@ def register_ollama(app: FastAPI, served) -> None:
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = await anyio.to_thread.run_sync(Toolset.of, req.tools, None)  # in a worker thread, as schemas are (`sampling`); with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
+        say_taken(given, "/api/chat")
         ids = await chat_prompt(backend, given, req, toolset, window)
         fitted(req, len(ids), window)
         params = await served.sampling(request, req, len(ids), backend)

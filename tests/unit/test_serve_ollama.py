@@ -415,7 +415,7 @@ def test_head_of_a_blob_is_answered_without_a_body(server):
         ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "'nope' is not served"),
         ("/api/embed", {"model": "nope", "input": "x"}, 404, "'nope' is not served"),
         ("/api/generate", {"prompt": "x", "options": {"num_predict": "many"}}, 400, "num_predict"),
-        ("/api/generate", {"prompt": "x", "options": {"temperature": 9}}, 400, "temperature"),
+        ("/api/generate", {"prompt": "x", "options": {"temperature": "9"}}, 400, "temperature"),
         ("/api/generate", {"prompt": "x", "stream": "yes"}, 400, "stream"),
         ("/api/generate", {"prompt": "x", "images": ["aGk="]}, 400, "text only"),
         ("/api/generate", {"prompt": "x", "context": [1, 2]}, 400, "/api/chat"),
@@ -603,7 +603,37 @@ def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_toke
     prompt = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": 1}})["prompt_eval_count"]
     short = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": -1, "stop": [], "num_ctx": prompt + 3}})
     assert short["eval_count"] == 3 and short["done_reason"] == "length"
-    assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 0}}, 400)
+    assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 8.5}}, 400)
+
+
+@pytest.mark.parametrize(
+    "options, used, said",
+    [
+        ({"repeat_penalty": 0}, {"repetition_penalty": 1.0}, "option repeat_penalty 0 taken as 1.0 (off), as ollama takes a repeat_penalty of 0 or less"),  # Open WebUI's frequency_penalty 0
+        ({"temperature": -1}, {"temperature": 0.0}, "option temperature -1 taken as 0 (greedy), as ollama takes a temperature below 0"),
+        ({"top_p": 1.5}, {"top_p": 1.0}, "option top_p 1.5 taken as 1 (off), as ollama takes a top_p above 1"),
+        ({"temperature": 5, "frequency_penalty": -3}, {"temperature": 2.0, "frequency_penalty": -2.0}, "option frequency_penalty -3 taken as -2, the nearest this server applies (ollama takes any)"),
+        ({"num_ctx": 0, "num_predict": 1}, {"max_tokens": 1}, "option num_ctx 0 taken as 4, as ollama takes a num_ctx below 4"),
+    ],
+)
+def test_option_values_the_v1_routes_refuse_are_taken_as_ollama_takes_them_and_said_once_in_the_log(server, monkeypatch, caplog, options, used, said):
+    """ollama's sampler and scheduler take any number (Open WebUI maps OpenAI's frequency_penalty 0 onto repeat_penalty):
+    the ollama routes use such a value as ollama does, or the nearest this server applies, and log it the first time only;
+    OpenAI's routes keep OpenAI's 400."""
+    backend = server["backend"]
+    params, original = [], backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: params.append(job.params) or original(job))
+    with caplog.at_level(logging.WARNING, logger="aigc.serve"):
+        for path, body in (("/api/generate", {"prompt": "Hi"}), ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}]}), ("/api/generate", {"prompt": "Hi"})):
+            ok(server, path, {**body, "stream": False, "options": {"num_predict": 2, **options}})
+            last = params.pop()
+            assert {name: getattr(last, name) for name in used} == used
+    assert sum(said in r.getMessage() for r in caplog.records) == 1, caplog.text
+    if "num_ctx" in options:
+        return
+    refused = {"repeat_penalty": "repetition_penalty", "temperature": "temperature", "top_p": "top_p", "frequency_penalty": "frequency_penalty"}
+    status, _, text = call(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], **{refused[k]: v for k, v in options.items()}})
+    assert status == 400, text
 
 
 def _cut(ids: list[int], budget: int, keep: int) -> list[int]:
