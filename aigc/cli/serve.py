@@ -106,7 +106,7 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows decoded together.", rich_help_panel=PANEL)] = 32,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
-    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
+    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Most tokens one answer may take: a larger max_tokens (num_predict) is taken as this, the answer ending with finish_reason \"length\".", rich_help_panel=PANEL)] = 4096,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body (but the embedding routes').", rich_help_panel=PANEL)] = 1_000_000,
     max_embed_bytes: Annotated[
         int, typer.Option("--max-embed-bytes", help="Largest body of /api/embed, /api/embeddings and /v1/embeddings (a document set in one request); the server holds about 3 times it while reading one.", rich_help_panel=PANEL)

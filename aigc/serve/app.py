@@ -510,15 +510,17 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
         budget = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"  # named as the client named it
-        if asked is not None and asked > settings.max_tokens_cap:
-            raise ApiError(400, f"{budget} must be at most {settings.max_tokens_cap} on this server", param=budget, code="invalid_value")
+        sent = asked
+        if asked is not None and asked > settings.max_tokens_cap:  # the cap, as /api's num_predict and as ollama's /v1 takes any: the answer ends there, finish_reason "length"
+            asked = settings.max_tokens_cap
         room = backend.batched.context_length - prompt_tokens
         where = "messages" if isinstance(req, ChatRequest) else "prompt"
         if room < (0 if asked == 0 else 1):
             raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param=where, code="context_length_exceeded")
         if asked is not None and asked > room:
             raise ApiError(
-                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and {budget} asks for {asked}; lower {budget} to {room} or less",
+                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and {budget} asks for {asked}"
+                     f"{f' (of the {sent} sent: at most --max-tokens-cap on this server)' if sent != asked else ''}; lower {budget} to {room} or less",
                 param=budget, code="context_length_exceeded",
             )
         if asked == 0:
@@ -972,7 +974,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         )
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
-                raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
+                flag = " (its --max-tokens-cap)" if name == "max_tokens" else ""
+                raise ApiError(400, f"{name} must be at most {cap} on this server{flag}", param=name, code="invalid_value")
         check_stops(params.stop)
         if req.input is None:
             raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
