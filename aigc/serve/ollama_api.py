@@ -297,6 +297,15 @@ def _parameters(model) -> int:
     return sum(p.numel() for p in model.parameters()) if model is not None else 0
 
 
+def capabilities(name: str) -> list[str]:
+    """What `/api/show` says a served model does. Every model here chats and embeds, but ollama lists one or the other
+    (`embedding` for a model that only embeds), and clients read `embedding` as "cannot chat": ollama's own `ollama run`
+    embeds its prompt instead, some pickers hide the model. So a model is listed as embedding where it is served under a
+    name that says so (`embed` in it, an alias: `aigc models alias smollm2-embed smollm2`), as ollama's nomic-embed-text
+    is, which llm-ollama registers for `llm embed`; under any other name as chatting."""
+    return ["embedding"] if "embed" in name.lower() else ["completion", "tools"]
+
+
 def _calls(call: dict) -> list[dict]:
     """An answer's calls (`Toolset.parse`) as ollama has them: arguments as JSON data."""
     return [{"function": {"index": j, "name": c["name"], "arguments": c["arguments"]}} for j, c in enumerate(call["calls"])]
@@ -422,7 +431,7 @@ def register_ollama(app: FastAPI, served) -> None:
         info = {"general.architecture": family, "general.basename": backend.name, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
         return {
             "modelfile": "", "parameters": parameters, "template": template if isinstance(template, str) else json.dumps(template), "details": item["details"],
-            "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
+            "model_info": info, "capabilities": capabilities(backend.name), "modified_at": item["modified_at"],
         }
 
     def reserved(req, window: int) -> int:

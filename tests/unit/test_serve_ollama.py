@@ -88,6 +88,25 @@ def error(server, path, body, status, key=KEY):
     return data["error"]
 
 
+def test_show_lists_a_model_served_under_an_embedding_name_as_embedding_and_any_other_as_chatting(tiny_model_dir):
+    """ollama lists a model as "embedding" or "completion", and clients take "embedding" for "cannot chat" (`ollama run`
+    embeds its prompt): a model is listed as embedding under a name with "embed" in it (an alias), which llm-ollama
+    registers for `llm embed`, and as chatting under its own; both names embed and chat, with one loaded copy."""
+    from starlette.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app as cli
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    assert CliRunner().invoke(cli, ["models", "alias", "tiny-embed", str(tiny_model_dir)]).exit_code == 0
+    app = build([str(tiny_model_dir), "tiny-embed"], ServeSettings(), device="cpu", dtype="float32")
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        assert web.post("/api/show", json={"model": str(tiny_model_dir)}).json()["capabilities"] == ["completion", "tools"]
+        assert web.post("/api/show", json={"model": "tiny-embed:latest"}).json()["capabilities"] == ["embedding"]
+        assert len(web.post("/api/embed", json={"model": "tiny-embed", "input": ["a", "b"]}).json()["embeddings"]) == 2
+
+
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
     from aigc.serve.ollama_api import OLLAMA_VERSION
