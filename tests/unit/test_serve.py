@@ -1281,7 +1281,15 @@ def test_the_banner_brackets_an_ipv6_address_in_its_url(monkeypatch):
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     for host, url in (("::1", "http://[::1]:18600/v1"), ("127.0.0.1", "http://127.0.0.1:18600/v1"), ("localhost", "http://localhost:18600/v1")):
         result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", "18600"])
-        assert result.exit_code == 0 and f"serving tiny on {url} " in result.stderr, result.stderr
+        assert result.exit_code == 0 and f"serving tiny on {url} for OpenAI clients and {url.removesuffix('/v1')} for ollama's " in result.stderr, result.stderr
+
+
+def test_serve_help_says_it_speaks_ollamas_api_at_the_url_without_v1_and_what_the_key_guards():
+    """An ollama client given the banner's /v1 URL asks for /v1/api/tags: help and banner name both base URLs."""
+    text = " ".join(CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "ollama's API (/api/chat, /api/generate, /api/tags, /api/embed, ...)" in text
+    assert "ollama clients (Open WebUI, Continue, the ollama libraries) http://HOST:PORT, with no /v1; --port 11434 stands in for ollama" in text
+    assert "Require Authorization: Bearer KEY on /v1 and ollama's /api requests" in text
 
 
 def test_serve_help_never_imports_torch_or_fastapi():
