@@ -710,7 +710,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         toolset, legacy = await anyio.to_thread.run_sync(requested, req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)  # builds schemas' parsers
         ids = await encode_chat(backend, req.messages, toolset, req.continuing)
         params = await sampling(request, req, len(ids), backend)
-        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
+        reply = Reply(True, req.model or backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -815,7 +815,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             params = await sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
-        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
+        reply = ResponseReply(req.model or backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)
@@ -833,7 +833,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = await sampling(request, req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
-        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
+        reply = Reply(False, req.model or backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:
             entries: list = [None] * len(prompts)
             if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
@@ -929,7 +929,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
         ]
-        return {"object": "list", "data": data, "model": backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {"object": "list", "data": data, "model": req.model or backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.post("/tokenize", dependencies=[Depends(auth)])
     async def tokenize(request: Request):
@@ -992,7 +992,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             log.error("the %s task failed (its generator is from plugin %s)", task, plugin, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
         try:
-            return JSONResponse({**result, "model": backend.name})
+            return JSONResponse({**result, "model": req.model or backend.name})
         except (TypeError, ValueError):
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 

@@ -3,7 +3,7 @@ request body becomes a chat or text completion request (`options` their sampling
 `num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
-(nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
+(nanoseconds). Errors are ollama's `{"error": "message"}`, an unknown model's in ollama's words. `/api/tags` and `/api/ps` list a model as ollama does,
 `NAME:latest` (a name with a tag as it is), and a request may name it either way; the answer names it as the request did. A `seed` below 0 is none (ollama's -1: random);
 whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there); a value
 out of the range the `/v1` routes take is used as ollama's sampler uses it (`repeat_penalty` 0: off), or the nearest this server applies (`_as_ollama`), logged once. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
@@ -16,7 +16,7 @@ does, in ollama's place for them. Options ollama has and this server does
 not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
-`keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
+`keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load" (one Go's `time.ParseDuration` cannot read is ollama's 400 all the same). `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400 naming it (`input.N`)
 (as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does (in a body of up to `max_embed_bytes`), written out a slice
@@ -63,11 +63,13 @@ NUM_KEEP = 4  # the prompt's first tokens ollama keeps when it cuts one too long
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
 EMBED_SLICE = 256  # /api/embed texts embedded, then written out, at a time: a request may hold any number (ollama's take no limit), the server one slice's vectors
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}  # Go's time.ParseDuration's
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
 
 def ollama_path(path: str) -> bool:
-    return path.startswith("/api/")
+    """Whether `path` is one of ollama's routes, whose errors are ollama's `{"error": "message"}`: `/api/...`, and `/`."""
+    return path == "/" or path.startswith("/api/")
 
 
 def ollama_error(message: str) -> dict:
@@ -251,7 +253,8 @@ class EmbedBody(BaseModel):
     input: Union[str, list, None] = None  # /api/embed
     truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
     dimensions: Optional[int] = None  # /api/embed: fewer than the model's: the vectors cut to that many, scaled to length 1 again (ollama's)
-    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
+    prompt: Optional[str] = None  # /api/embeddings, the older form (options: ignored; over-long: a 400, as ollama's)
+    keep_alive: Any = None  # checked as ollama checks it (`_keep_alive`); a served model stays loaded all the same
 
 
 def _tagged(name: str) -> str:
@@ -286,11 +289,43 @@ def _pullable(name: str) -> bool:
         return False
 
 
-def _zero(keep_alive: Any) -> bool:
-    """Whether `keep_alive` is ollama's zero duration: 0, "0", "0s", "0m", ..."""
+def _go_duration(text: str) -> float:
+    """Seconds in a duration as Go's `time.ParseDuration` reads one ("5m", "1h30m", "-1.5s", "0"), which ollama's
+    `keep_alive` takes; a ValueError with Go's message for any other text ("5 minutes": `time: unknown unit " minutes" ...`)."""
+    quoted, rest = json.dumps(text, ensure_ascii=False), text.lstrip("+-")
+    sign = -1 if text.startswith("-") else 1
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    seconds = 0.0
+    while rest:
+        number = re.match(r"\d*(?:\.\d*)?", rest).group()
+        if not number.strip("."):  # no digit before or after the point
+            raise ValueError(f"time: invalid duration {quoted}")
+        unit = re.match(r"[^\d.]*", rest[len(number) :]).group()
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in DURATION_UNITS:
+            raise ValueError(f"time: unknown unit {json.dumps(unit, ensure_ascii=False)} in duration {quoted}")
+        seconds += float(number) * DURATION_UNITS[unit]
+        rest = rest[len(number) + len(unit) :]
+    return sign * seconds
+
+
+def _keep_alive(keep_alive: Any) -> float | None:
+    """`keep_alive` in seconds (None: not given), as ollama reads it: a number of seconds or a Go duration; anything
+    else is ollama's 400 (`time: invalid duration "bogus"`), though a served model stays loaded whatever it says."""
+    if keep_alive is None:
+        return None
+    if isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool):
+        return float(keep_alive)
     if isinstance(keep_alive, str):
-        return bool(re.fullmatch(r"0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?", keep_alive.strip()))
-    return isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool) and keep_alive == 0
+        try:
+            return _go_duration(keep_alive)
+        except ValueError as exc:
+            raise ApiError(400, f"keep_alive: {exc}; give a duration such as \"5m\" or \"1h30m\", or a number of seconds") from None
+    raise ApiError(400, f'keep_alive must be a duration such as "5m" or a number of seconds, got {json.dumps(keep_alive, ensure_ascii=False)}')
 
 
 def _parameters(model) -> int:
@@ -396,7 +431,16 @@ def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
     auth, keyless = [Depends(served.auth)], [Depends(served.no_wrong_key)]
 
-    backend_for = served.backend_for  # `NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models
+
+    def backend_for(name: str | None):
+        """`served.backend_for` (`NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models); an unknown
+        model's 404 in ollama's words first, which clients match to offer a pull, then the models served here."""
+        try:
+            return served.backend_for(name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            raise ApiError(404, f"model {json.dumps(name, ensure_ascii=False)} not found, try pulling it first (served here: {', '.join(served.backends)})") from None
 
     logged: set[tuple[str, str]] = set()  # (option, what it was taken as) in the log already: each said once while the server runs
 
@@ -484,11 +528,11 @@ def register_ollama(app: FastAPI, served) -> None:
             ids = await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
         return cut(given, req, backend, ids, window, "/api/chat")
 
-    def loaded(name: str, key: str, keep_alive: Any) -> dict:
+    def loaded(name: str, key: str, keep_alive: float | None) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
         "unload" for `keep_alive: 0` (what a client sends to unload it)."""
         content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
-        return {"model": name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
+        return {"model": name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if keep_alive == 0 else "load"}
 
     @app.api_route("/", methods=["GET", "HEAD"], dependencies=keyless)
     async def running():
@@ -523,10 +567,11 @@ def register_ollama(app: FastAPI, served) -> None:
     async def generate(request: Request):
         began = time.perf_counter_ns()
         given: GenerateBody = served.validated(GenerateBody, await served.parsed(request))
+        keep_alive = _keep_alive(given.keep_alive)  # checked, as ollama checks it; a served model stays loaded whatever it says
         backend = backend_for(given.model)
         named = given.model or backend.name  # ollama answers with the name the request used (`NAME:latest`)
         if not given.prompt and not given.suffix:
-            return loaded(named, "response", given.keep_alive)
+            return loaded(named, "response", keep_alive)
         if given.raw:
             req = served.validated(CompletionRequest, given.openai())
             ids = await served.encode(backend, req.prompt)
@@ -546,10 +591,11 @@ def register_ollama(app: FastAPI, served) -> None:
 
         began = time.perf_counter_ns()
         given: ChatBody = served.validated(ChatBody, await served.parsed(request))
+        keep_alive = _keep_alive(given.keep_alive)
         backend = backend_for(given.model)
         named = given.model or backend.name
         if not given.messages:
-            return loaded(named, "message", given.keep_alive)
+            return loaded(named, "message", keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = await anyio.to_thread.run_sync(Toolset.of, req.tools, None)  # in a worker thread, as schemas are (`sampling`); with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
@@ -581,6 +627,7 @@ def register_ollama(app: FastAPI, served) -> None:
         (an over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
+        _keep_alive(given.keep_alive)
         backend, truncate = backend_for(given.model), given.truncate is not False
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": given.model or backend.name, "embeddings": []}
@@ -633,6 +680,7 @@ def register_ollama(app: FastAPI, served) -> None:
     @app.post("/api/embeddings", dependencies=auth)
     async def embeddings(request: Request):
         given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
+        _keep_alive(given.keep_alive)
         if not given.prompt:
             backend_for(given.model)  # an unknown model is still a 404
             return {"embedding": []}

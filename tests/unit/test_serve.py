@@ -2239,8 +2239,9 @@ def test_openai_reasoning_models_get_max_completion_tokens_and_sample_their_own_
         warnings.simplefilter("error")  # known now: no refusal, no warning
         "".join(engine.stream(messages, params.replace(temperature=0.7)))
     assert len(sent) == 5 and "max_completion_tokens" in sent[-1] and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
-    with pytest.raises(BadInputError, match="max_completion_tokens must be at most"):  # other refusals stand, the setting named as sent
-        engine.generate([messages], params.replace(max_tokens=1000))
+    long = [{"role": "user", "content": "word " * 80}]
+    with pytest.raises(BadInputError, match="max_completion_tokens asks for 150; lower max_completion_tokens to"):  # other refusals stand, the setting named as sent
+        engine.generate([long], params.replace(max_tokens=150))
 
 
 def test_remote_scoring_of_several_prompts_sends_their_requests_together(server, monkeypatch, tiny_engine):

@@ -126,7 +126,7 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     assert shown["details"] == tag["details"] and shown["template"] == server["backend"].engine.tokenizer.chat_template
     assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
     assert ok(server, "/api/show", {"model": server["model"] + ":latest"})["details"] == tag["details"]  # ollama's default tag
-    assert "'nope' is not served" in error(server, "/api/show", {"model": "nope"}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/show", {"model": "nope"}, 404)
     assert shown["model_info"]["general.basename"] == server["model"]  # VS Code Copilot's name for the model
     for path, key in (("/", None), ("/api/version", None), ("/api/tags", KEY)):  # ollama's CLI checks the server is up with HEAD /, healthchecks with the others
         status, kind, text = call(server, path, method="HEAD", key=key)
@@ -146,8 +146,10 @@ def test_the_openai_routes_take_the_name_as_ollama_lists_it(server):
     """Clients that list /api/tags and then call /v1 (VS Code Copilot's ollama provider) send `NAME:latest` there too."""
     asked = server["model"] + ":latest"
     body = ok(server, "/v1/chat/completions", {"model": asked, "messages": [{"role": "user", "content": "x"}], "max_tokens": 1})
-    assert body["model"] == server["model"]  # the served name, as vLLM answers
-    assert ok(server, "/v1/embeddings", {"model": asked, "input": "x"})["data"]
+    assert body["model"] == asked  # the request's name, as ollama's /v1 and its /api answer (Open WebUI's ollama connection asks for NAME:latest)
+    assert ok(server, "/v1/completions", {"model": asked, "prompt": "x", "max_tokens": 1})["model"] == asked
+    assert ok(server, "/v1/embeddings", {"model": asked, "input": "x"})["model"] == asked
+    assert ok(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1})["model"] == server["model"]  # none asked: the served name
     status, _, text = call(server, "/v1/chat/completions", {"model": "nope:latest", "messages": [{"role": "user", "content": "x"}]})
     assert status == 404 and "'nope:latest' is not served" in json.loads(text)["error"]["message"]
 
@@ -217,7 +219,8 @@ def test_an_empty_prompt_or_no_messages_loads_the_model_and_is_done(server):
         assert answer["done"] is True and answer["done_reason"] == "load" and key in answer
         for keep_alive in (0, "0", "0s"):  # what a client sends to unload the model: answered as ollama answers it
             assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "unload"
-        assert ok(server, path, {**body, "keep_alive": "5m"})["done_reason"] == "load"
+        for keep_alive in ("5m", "1h30m", "-1s", ".5h", 1800, -1, None):  # Continue's seconds, Zed's -1: as ollama takes them
+            assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "load", keep_alive
 
 
 def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(server):
@@ -308,7 +311,7 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     assert ok(server, "/api/embeddings", {"model": server["model"], "prompt": "a dog"}) == {"embedding": alone}
     for nothing in ({}, {"input": []}, {"input": ""}):  # as ollama: nothing embedded (a client's way to load the model)
         assert ok(server, "/api/embed", {"model": server["model"], **nothing}) == {"model": server["model"], "embeddings": []}
-    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
 def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_at_a_time(server, monkeypatch):
@@ -332,7 +335,7 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
         assert got == pytest.approx(expected["embedding"], abs=1e-4)
     assert sliced["prompt_eval_count"] == whole["usage"]["prompt_tokens"] and sliced["total_duration"] > 0 and sliced["load_duration"] == 0
     assert "at most 2048" in error(server, "/api/embed", {"input": texts, "truncate": False}, 400)  # an over-long text's 400 must come before the answer
-    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
 
@@ -430,9 +433,9 @@ def test_head_of_a_blob_is_answered_without_a_body(server):
 @pytest.mark.parametrize(
     "path, body, status, words",
     [
-        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, "'nope' is not served"),
-        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "'nope' is not served"),
-        ("/api/embed", {"model": "nope", "input": "x"}, 404, "'nope' is not served"),
+        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, 'model "nope" not found, try pulling it first (served here: '),
+        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, 'model "nope" not found, try pulling it first (served here: '),
+        ("/api/embed", {"model": "nope", "input": "x"}, 404, 'model "nope" not found, try pulling it first (served here: '),
         ("/api/generate", {"prompt": "x", "options": {"num_predict": "many"}}, 400, "num_predict"),
         ("/api/generate", {"prompt": "x", "options": {"temperature": "9"}}, 400, "temperature"),
         ("/api/generate", {"prompt": "x", "stream": "yes"}, 400, "stream"),
@@ -445,6 +448,24 @@ def test_head_of_a_blob_is_answered_without_a_body(server):
 )
 def test_errors_are_ollamas_shape_with_the_right_status(server, path, body, status, words):
     assert words in error(server, path, body, status)
+
+
+@pytest.mark.parametrize(
+    "keep_alive, words",
+    [
+        ("bogus", 'keep_alive: time: invalid duration "bogus"'),
+        ("5 minutes", 'keep_alive: time: unknown unit " minutes" in duration "5 minutes"'),
+        ("5", 'keep_alive: time: missing unit in duration "5"'),
+        ("", 'keep_alive: time: invalid duration ""'),
+        ([1], 'keep_alive must be a duration such as "5m" or a number of seconds, got [1]'),
+        (True, 'keep_alive must be a duration such as "5m" or a number of seconds, got true'),
+    ],
+)
+def test_a_keep_alive_ollama_cannot_read_is_its_400_with_gos_words(server, keep_alive, words):
+    """ollama reads `keep_alive` with Go's time.ParseDuration (or as seconds) and answers 400 for anything else:
+    a typo in a client's setting is said, on every route that takes it, with nothing to answer or not."""
+    for path, body in (("/api/generate", {"prompt": "x"}), ("/api/generate", {}), ("/api/chat", {"messages": [{"role": "user", "content": "x"}]}), ("/api/embed", {"input": "x"}), ("/api/embeddings", {"prompt": "x"})):
+        assert error(server, path, {**body, "keep_alive": keep_alive, "options": {"num_predict": 1}}, 400).startswith(words), path
 
 
 def test_unknown_options_are_ignored_as_ollama_ignores_them(server):
@@ -465,8 +486,10 @@ def test_a_wrong_key_is_refused_even_where_no_key_is_needed(server):
     for path in ("/", "/api/version", "/version", "/health", "/metrics"):
         assert call(server, path, key="wrong")[0] == 401, path
         assert call(server, path, key=None)[0] == call(server, path)[0] == 200, path
-    status, _, text = call(server, "/api/version", key="wrong")
-    assert "wrong API key" in json.loads(text)["error"]
+    for path in ("/api/version", "/"):  # ollama's liveness route too: its clients read `error` as a string
+        status, _, text = call(server, path, key="wrong")
+        assert json.loads(text) == {"error": "missing or wrong API key; send Authorization: Bearer KEY"}, path
+    assert isinstance(json.loads(call(server, "/version", key="wrong")[2])["error"], dict)  # aigc's own: OpenAI's shape
     for sent in ("Bearer ", "Bearer", "Basic dXNlcjpwYXNz"):  # a client set up with no key; a proxy's own credentials: no key of this server's
         request = urllib.request.Request(server["url"] + "/health", headers={"Authorization": sent})
         with urllib.request.urlopen(request, timeout=60) as response:
