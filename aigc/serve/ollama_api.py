@@ -329,7 +329,24 @@ def _keep_alive(keep_alive: Any) -> float | None:
 
 
 def _parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters()) if model is not None else 0
+    """The model's parameters, a tied output layer's once: as its files hold them (ollama's `general.parameter_count`),
+    not with the float32 copy of it that a half-precision model gets on the CPU (`loading.float32_output_layer`)."""
+    if model is None:
+        return 0
+    count = sum(p.numel() for p in model.parameters())  # a layer shared by two modules once
+    head, embedding = (getattr(layer, "weight", None) for layer in (model.get_output_embeddings(), model.get_input_embeddings()))
+    if getattr(model.config, "tie_word_embeddings", False) and head is not None and embedding is not None and head is not embedding:
+        count -= head.numel()
+    return count
+
+
+def _human(count: int) -> str:
+    """A parameter count as ollama's `format.HumanNumber` writes `parameter_size`: 134.52M, 125M, 2.8B, 8B."""
+    for size, unit, places in ((1e9, "B", 1), (1e6, "M", 2)):
+        if count >= size:
+            number = count / size
+            return f"{number:.0f}{unit}" if number.is_integer() else f"{number:.{places}f}{unit}"
+    return f"{count / 1e3:.0f}K" if count >= 1e3 else str(count)
 
 
 def capabilities(name: str) -> list[str]:
@@ -459,11 +476,11 @@ def register_ollama(app: FastAPI, served) -> None:
         family = getattr(getattr(model, "config", None), "model_type", "") or ""
         details = {
             "parent_model": "", "format": "gguf" if backend.name.endswith(".gguf") else "safetensors", "family": family, "families": [family] if family else None,
-            "parameter_size": f"{count / 1e9:.1f}B" if count >= 1e9 else f"{count / 1e6:.0f}M", "quantization_level": next((w for w in words if w in ("int4", "int8")), words[1] if len(words) > 1 else ""),
+            "parameter_size": _human(count), "quantization_level": next((w for w in words if w in ("int4", "int8")), words[1] if len(words) > 1 else ""),
         }
         size = model.get_memory_footprint() if hasattr(model, "get_memory_footprint") else 0
         digest = hashlib.sha256(f"{backend.name}\0{getattr(engine, 'variant', '')}".encode()).hexdigest()
-        return {"name": _tagged(backend.name), "model": _tagged(backend.name), "modified_at": _time(backend.created), "size": size, "digest": digest, "details": details}
+        return {"name": _tagged(backend.name), "model": _tagged(backend.name), "modified_at": _time(getattr(engine, "modified", None) or backend.created), "size": size, "digest": digest, "details": details}
 
     def shown(backend) -> dict:
         item = listed(backend)

@@ -107,6 +107,48 @@ def test_show_lists_a_model_served_under_an_embedding_name_as_embedding_and_any_
         assert len(web.post("/api/embed", json={"model": "tiny-embed", "input": ["a", "b"]}).json()["embeddings"]) == 2
 
 
+@pytest.mark.parametrize(  # ollama's format_test.go, and SmolLM2-135M's count as ollama lists it
+    "count, shown",
+    [(0, "0"), (999, "999"), (1000, "1K"), (1001, "1K"), (1_000_000, "1M"), (125_000_000, "125M"), (500_500_000, "500.50M"), (500_550_000, "500.55M"),
+     (1_000_000_000, "1B"), (2_800_000_000, "2.8B"), (2_850_000_000, "2.9B"), (1_000_000_000_000, "1000B"), (134_515_008, "134.52M")],
+)
+def test_parameter_size_is_written_as_ollamas_human_number(count, shown):
+    from aigc.serve.ollama_api import _human
+
+    assert _human(count) == shown
+
+
+def test_tags_and_show_count_a_tied_output_layer_once_and_date_a_model_by_its_files_as_ollama(tiny_model_dir, tmp_path):
+    """A half-precision model on the CPU gets a float32 copy of its tied output layer: its parameters are still counted
+    as its files hold them (ollama's 134.52M for SmolLM2-135M, not 163M), and modified_at is when its files were written,
+    not when the server started."""
+    import os
+    import shutil
+
+    from starlette.testclient import TestClient
+    from transformers import AutoModelForCausalLM
+
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.ollama_api import _human
+    from aigc.serve.running import build
+
+    model_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model_dir)
+    written = 1_600_000_000.5  # 2020-09-13T12:26:40.5Z
+    for entry in model_dir.iterdir():
+        os.utime(entry, (written, written - 60 if entry.name == "config.json" else written))
+    count = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()  # float32: the tied layer once
+    app = build([str(model_dir)], ServeSettings(), device="cpu", dtype="bfloat16")
+    backend = next(iter(app.state.backends.values()))
+    assert backend.engine.model.get_output_embeddings().weight is not backend.engine.model.get_input_embeddings().weight  # the float32 copy
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        shown = web.post("/api/show", json={"model": str(model_dir)}).json()
+        (tag,) = web.get("/api/tags").json()["models"]
+    assert shown["model_info"]["general.parameter_count"] == count
+    assert tag["details"]["parameter_size"] == shown["details"]["parameter_size"] == _human(count)
+    assert tag["modified_at"] == shown["modified_at"] == "2020-09-13T12:26:40.500000Z"  # its newest file's time
+
+
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
     from aigc.serve.ollama_api import OLLAMA_VERSION
