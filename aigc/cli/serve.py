@@ -191,7 +191,6 @@ def serve(
 EXAMPLES = examples(
     "aigc serve                # the default model on http://127.0.0.1:8000/v1",
     "AIGC_API_KEY=secret AIGC_PORT=8080 aigc serve -m smollm2   # as --api-key, --port",
-    "aigc serve --port 0       # a free port; the banner says which",
     "aigc serve --port 11434   # in ollama's place: its clients' default, http://127.0.0.1:11434",
 )
 
