@@ -1,4 +1,4 @@
-"""`aigc serve`: an OpenAI-compatible HTTP server (the `serve` extra: FastAPI and uvicorn)."""
+"""`aigc serve`: an OpenAI-compatible HTTP server that speaks ollama's API too (the `serve` extra: FastAPI and uvicorn)."""
 
 import ipaddress
 import os
@@ -97,7 +97,7 @@ def serve(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to serve (repeatable); clients pick it by this name.", callback=given_model, autocompletion=complete.text_models)] = None,
     host: Annotated[str, typer.Option(envvar="AIGC_HOST", help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="AIGC_PORT", help="Port to listen on; 0 lets the system pick a free one (the banner says which).")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 requests.")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="AIGC_API_KEY", help="Require Authorization: Bearer KEY on /v1 and ollama's /api requests (and /tokenize).")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", metavar="NAME", help="Read the API key from environment variable NAME (when --api-key and AIGC_API_KEY give none).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", autocompletion=complete.devices)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", autocompletion=complete.dtypes)] = "auto",
@@ -106,8 +106,11 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most rows decoded together.", rich_help_panel=PANEL)] = 32,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to wait for more requests to batch.", rich_help_panel=PANEL)] = 10.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests before 429 Too Many Requests.", rich_help_panel=PANEL)] = 256,
-    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Largest max_tokens a request may ask for.", rich_help_panel=PANEL)] = 4096,
-    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body.", rich_help_panel=PANEL)] = 1_000_000,
+    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Most tokens one answer may take: a larger max_tokens (num_predict) is taken as this, the answer ending with finish_reason \"length\".", rich_help_panel=PANEL)] = 4096,
+    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body (but the embedding routes').", rich_help_panel=PANEL)] = 1_000_000,
+    max_embed_bytes: Annotated[
+        int, typer.Option("--max-embed-bytes", help="Largest body of /api/embed, /api/embeddings and /v1/embeddings (a document set in one request); the server holds about 3 times it while reading one.", rich_help_panel=PANEL)
+    ] = 64_000_000,
     cors_origin: Annotated[
         Optional[list[str]], typer.Option("--cors-origin", help="Let web pages from ORIGIN (https://app.example, chrome-extension://*, null, or * for any) call the API from a browser (repeatable); localhost pages and app://, tauri://, vscode-webview:// may by default.")
     ] = None,
@@ -118,13 +121,15 @@ def serve(
     metrics_need_key: Annotated[bool, typer.Option("--metrics-need-key", help="Require the API key on GET /metrics too (by default it needs none, as vLLM's and /health).")] = False,
     shutdown_grace: Annotated[float, typer.Option("--shutdown-grace", help="Seconds the requests already taken (running or waiting) get to finish after SIGTERM/Ctrl-C.", rich_help_panel=PANEL)] = 5.0,
 ) -> None:
-    """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...).
+    """Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...) and ollama's API (/api/chat, /api/generate, /api/tags, /api/embed, ...).
+
+    OpenAI clients take http://HOST:PORT/v1 as their base URL; ollama clients (Open WebUI, Continue, the ollama libraries) http://HOST:PORT, with no /v1; --port 11434 stands in for ollama at its clients' default address.
 
     Options default to the [serve] table of config.toml (a flag, then its AIGC_* variable, beat it). Each -m is served under the name given; a request that names no model gets the one served (a 400 when there are several). Logs go to stderr: one line per request (status, seconds, its x-request-id: the client's X-Request-Id when it is up to 128 of A-Z a-z 0-9 . _ -, else a fresh id; a generation's model and tokens); `aigc -q serve` leaves them out, `aigc -v serve` adds uvicorn's notes."""
     _require_extra()
     if not 0 <= port < 65536:
         raise BadInputError(f"{given_as(ctx, 'port')} must be between 0 and 65535, got {port}")
-    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens_cap", max_tokens_cap), ("max_request_bytes", max_request_bytes)):
+    for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_tokens_cap", max_tokens_cap), ("max_request_bytes", max_request_bytes), ("max_embed_bytes", max_embed_bytes)):
         if value < 1:
             raise BadInputError(f"{given_as(ctx, name)} must be at least 1, got {value}")
     for name, value in (("batch_window_ms", batch_window_ms), ("shutdown_grace", shutdown_grace)):
@@ -158,6 +163,7 @@ def serve(
         api_key=api_key,
         max_tokens_cap=max_tokens_cap,
         max_request_bytes=max_request_bytes,
+        max_embed_bytes=max_embed_bytes,
         max_batch=max_batch,
         batch_window=batch_window_ms / 1000,
         max_queue=max_queue,
@@ -175,7 +181,7 @@ def serve(
         ui.warn(f"listening on {host} without --api-key: anyone who can reach this port can use the server")
     sock.listen(2048)  # from here a client that connects waits for uvicorn instead of being refused
     shown = f"[{host}]" if _ipv6(host) else host  # a URL brackets an IPv6 address
-    ui.info(f"serving {names} on http://{shown}:{port}/v1 (Ctrl-C stops)")
+    ui.info(f"serving {names} on http://{shown}:{port}/v1 for OpenAI clients and http://{shown}:{port} for ollama's (Ctrl-C stops)")
     with options_named(lambda name, value: None):  # clients send the library's names (max_tokens)
         code = run_server(app, sock, verbosity=ui.settings.verbosity, grace=shutdown_grace)
     if code:
@@ -185,7 +191,7 @@ def serve(
 EXAMPLES = examples(
     "aigc serve                # the default model on http://127.0.0.1:8000/v1",
     "AIGC_API_KEY=secret AIGC_PORT=8080 aigc serve -m smollm2   # as --api-key, --port",
-    "aigc serve --port 0       # a free port; the banner says which",
+    "aigc serve --port 11434   # in ollama's place: its clients' default, http://127.0.0.1:11434",
 )
 
 

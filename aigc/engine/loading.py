@@ -222,6 +222,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     variant = " ".join(filter(None, (device_name, str(torch_dtype).removeprefix("torch."), quantize, fingerprint(Path(path)))))
     engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
     engine.stats.pull_seconds = pulled
+    engine.modified = written(Path(path))
     return engine
 
 
@@ -232,6 +233,13 @@ def fingerprint(path: Path) -> str:
     files = sorted(entry for entry in path.iterdir() if entry.is_file()) if path.is_dir() else [path]
     stamps = "\n".join(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}" for entry in files for stat in [entry.stat()])
     return hashlib.sha256(os.fsencode(f"{path}\n{stamps}")).hexdigest()[:12]
+
+
+def written(path: Path) -> float:
+    """When the weights at `path` (a model directory or file) were last written: its newest file's modification time
+    (a hub snapshot's files are links to the downloaded blobs, whose times these are)."""
+    files = [entry for entry in path.iterdir() if entry.is_file()] if path.is_dir() else [path]
+    return max((entry.stat().st_mtime for entry in files), default=path.stat().st_mtime)
 
 
 def float32_output_layer(model) -> None:

@@ -40,6 +40,7 @@ class LocalEngine:
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0, variant: str = ""):
         self.name = name
         self.variant = variant  # where and how which weights were loaded ("cpu float32 int4 " and their files' fingerprint), for caches of what they computed
+        self.modified: float | None = None  # when its weights' files were last written (`loading.written`), where it was loaded from files
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.device

@@ -98,6 +98,7 @@ class ServeSettings:
     api_key: str | None = None
     max_tokens_cap: int = 4096
     max_request_bytes: int = 1_000_000
+    max_embed_bytes: int = 64_000_000  # the embedding routes' (`parsed(..., embedding=True)`): a document set in one request, as ollama's /api/embed takes it
     max_n: int = 16
     max_batch: int = 32
     batch_window: float = 0.01
@@ -439,19 +440,22 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if settings.api_key and scheme.lower() == "bearer" and token.strip() and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
             raise refuse_key()
 
-    async def body(request: Request, model: type[BaseModel]):
-        return validated(model, await parsed(request))
+    async def body(request: Request, model: type[BaseModel], embedding: bool = False):
+        return validated(model, await parsed(request, embedding))
 
-    async def parsed(request: Request) -> dict:
-        """The request's JSON object, checked for size, encoding and lone surrogates."""
+    async def parsed(request: Request, embedding: bool = False) -> dict:
+        """The request's JSON object, checked for size (an embedding route's against `max_embed_bytes`: a whole
+        document set, as LangChain's `OllamaEmbeddings` sends one), encoding and lone surrogates."""
+        limit, flag = (settings.max_embed_bytes, "--max-embed-bytes") if embedding else (settings.max_request_bytes, "--max-request-bytes")
+        too_large = ApiError(413, f"the request body is larger than {limit} bytes; send less in one request, or start the server with {flag} N for more", code="request_too_large")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
-            raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > settings.max_request_bytes:
-                raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
+            if size > limit:
+                raise too_large
             chunks.append(chunk)
         raw = b"".join(chunks)
         try:
@@ -506,15 +510,17 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, f"n must be at most {settings.max_n} on this server", param="n", code="invalid_value")
         asked = req.max_completion_tokens or req.max_tokens
         budget = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"  # named as the client named it
-        if asked is not None and asked > settings.max_tokens_cap:
-            raise ApiError(400, f"{budget} must be at most {settings.max_tokens_cap} on this server", param=budget, code="invalid_value")
+        sent = asked
+        if asked is not None and asked > settings.max_tokens_cap:  # the cap, as /api's num_predict and as ollama's /v1 takes any: the answer ends there, finish_reason "length"
+            asked = settings.max_tokens_cap
         room = backend.batched.context_length - prompt_tokens
         where = "messages" if isinstance(req, ChatRequest) else "prompt"
         if room < (0 if asked == 0 else 1):
             raise ApiError(400, f"the prompt takes {prompt_tokens} tokens but {backend.name} holds {backend.batched.context_length}", param=where, code="context_length_exceeded")
         if asked is not None and asked > room:
             raise ApiError(
-                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and {budget} asks for {asked}; lower {budget} to {room} or less",
+                400, f"{backend.name} holds {backend.batched.context_length} tokens, but the {where} {'take' if where == 'messages' else 'takes'} {prompt_tokens} and {budget} asks for {asked}"
+                     f"{f' (of the {sent} sent: at most --max-tokens-cap on this server)' if sent != asked else ''}; lower {budget} to {room} or less",
                 param=budget, code="context_length_exceeded",
             )
         if asked == 0:
@@ -704,7 +710,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         toolset, legacy = await anyio.to_thread.run_sync(requested, req.tools, req.tool_choice, req.functions, req.function_call, req.response_format, req.parallel_tool_calls is not False)  # builds schemas' parsers
         ids = await encode_chat(backend, req.messages, toolset, req.continuing)
         params = await sampling(request, req, len(ids), backend)
-        reply = Reply(True, backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
+        reply = Reply(True, req.model or backend.name, req.top, req.stream_options, len(ids), params.n, fingerprint=backend.fingerprint, id=completion_id(request, "chatcmpl-"), legacy=legacy)
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids] * params.n, params)
@@ -809,7 +815,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             params = await sampling(request, req, len(ids), backend)
         except ApiError as exc:
             raise renamed(exc) from None
-        reply = ResponseReply(backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
+        reply = ResponseReply(req.model or backend.name, len(ids), completion_id(request, "resp_"), echoed(data, params))
         if toolset:
             return await answer_tools(request, req, reply, backend, ids, params, toolset)
         return await answer(request, req, reply, backend, [ids], params)
@@ -827,7 +833,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             raise ApiError(400, "prompt: an empty prompt has nothing to continue or score", param="prompt", code="invalid_value")
         params = await sampling(request, req, max(len(ids) for ids in encoded), backend)
         n = params.n if params else req.n
-        reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
+        reply = Reply(False, req.model or backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:
             entries: list = [None] * len(prompts)
             if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
@@ -909,7 +915,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
 
     @app.post("/v1/embeddings", dependencies=[Depends(auth)])
     async def embeddings(request: Request):
-        req: EmbeddingRequest = await body(request, EmbeddingRequest)
+        req: EmbeddingRequest = await body(request, EmbeddingRequest, embedding=True)
         backend = backend_for(req.model)
         texts = req.texts()
         dimensions = checked_dimensions(req.dimensions, backend.engine.embedding_size)  # fewer: cut and scaled to length 1 again, as OpenAI's text-embedding-3
@@ -923,7 +929,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             {"object": "embedding", "index": i, "embedding": base64_floats(v) if req.encoding_format == "base64" else v}
             for i, v in enumerate(vectors)
         ]
-        return {"object": "list", "data": data, "model": backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {"object": "list", "data": data, "model": req.model or backend.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.post("/tokenize", dependencies=[Depends(auth)])
     async def tokenize(request: Request):
@@ -968,7 +974,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         )
         for name, value, cap in caps:
             if isinstance(value, (int, float)) and value > cap:
-                raise ApiError(400, f"{name} must be at most {cap} on this server", param=name, code="invalid_value")
+                flag = " (its --max-tokens-cap)" if name == "max_tokens" else ""
+                raise ApiError(400, f"{name} must be at most {cap} on this server{flag}", param=name, code="invalid_value")
         check_stops(params.stop)
         if req.input is None:
             raise ApiError(400, "input: the task's input is required", param="input", code="invalid_value")
@@ -985,7 +992,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             log.error("the %s task failed (its generator is from plugin %s)", task, plugin, exc_info=exc)
             raise ApiError(500, f"the {task} task failed; the server log has the details", "server_error") from None
         try:
-            return JSONResponse({**result, "model": backend.name})
+            return JSONResponse({**result, "model": req.model or backend.name})
         except (TypeError, ValueError):
             raise ApiError(500, f"the {task} generator returned something that is not JSON data", "server_error") from None
 

@@ -3,9 +3,10 @@ request body becomes a chat or text completion request (`options` their sampling
 `num_predict` their `max_tokens`, `format` their `response_format`), decoded by the same scheduler,
 and `OllamaReply` writes the answer as ollama does: one JSON object, or a stream of JSON lines
 (`application/x-ndjson`) that ends with a `"done": true` line holding the token counts and durations
-(nanoseconds). Errors are ollama's `{"error": "message"}`. `/api/tags` and `/api/ps` list a model as ollama does,
+(nanoseconds). Errors are ollama's `{"error": "message"}`, an unknown model's in ollama's words. `/api/tags` and `/api/ps` list a model as ollama does,
 `NAME:latest` (a name with a tag as it is), and a request may name it either way; the answer names it as the request did. A `seed` below 0 is none (ollama's -1: random);
-whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there). A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
+whole-number options may come as `8.0`, a numeric one as text (`"0.7"`) is a 400, as ollama's Go types refuse it (a 500 there); a value
+out of the range the `/v1` routes take is used as ollama's sampler uses it (`repeat_penalty` 0: off), or the nearest this server applies (`_as_ollama`), logged once. A chat that leaves its answer less room than it asks for in the context (or `num_ctx`)
 has its oldest turns dropped (`longest_fit`, as `aigc chat`, `reserved` the room), and a prompt still too long (a chat's last message, a generate prompt)
 is cut as ollama's runner cuts it (`cut`: its first `num_keep` tokens and its end kept, a warning logged); `truncate: false` keeps it whole, a 400
 where it is longer than the context (or `num_ctx`), as ollama's. One whose last message is the assistant's text continues it (vLLM's
@@ -15,10 +16,10 @@ does, in ollama's place for them. Options ollama has and this server does
 not apply (`mirostat`, ...) are ignored, as ollama ignores the ones it does not know;
 what the served models cannot read (images) and the generate fields with no counterpart here
 (`template`, `suffix`, `context`) are 400s. A served model stays loaded while the server runs:
-`keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load". `think` is
+`keep_alive` only makes an empty request's `done_reason` "unload" (0) rather than "load" (one Go's `time.ParseDuration` cannot read is ollama's 400 all the same). `think` is
 ignored (no model here thinks apart from its answer). `/api/embed` cuts a text longer than the
 context to the tokens that fit, keeping its start, as ollama does; with `truncate: false` it is a 400 naming it (`input.N`)
-(as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does, written out a slice
+(as on `/v1/embeddings` and the older `/api/embeddings`). It takes any number of texts, as ollama's does (in a body of up to `max_embed_bytes`), written out a slice
 (`EMBED_SLICE`) at a time so that the server holds one slice's vectors. `GET /` answers "Ollama is running", which
 ollama's own CLI checks; `/api/version` the ollama release emulated (`OLLAMA_VERSION`), which clients gate on; these two need no key, but refuse a wrong Bearer one (a client checking its settings).
 `/api/embed`'s `dimensions` cuts the vectors and scales them to length 1 again, as ollama's (`shortened`, as `/v1/embeddings`'). The served models are fixed while the server runs: `/api/pull` of one answers
@@ -41,7 +42,7 @@ from typing import Any, Optional, Union
 import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ..errors import AigcError
 from .api_errors import ApiError, from_aigc
@@ -57,15 +58,18 @@ OPTIONS = {  # ollama's option -> the OpenAI request field that applies it
 }
 WHOLE = ("num_predict", "seed", "top_k", "num_ctx", "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "num_thread", "mirostat")  # ollama's whole-number options: 8.0 is 8, as ollama reads JSON numbers into them
 NUMBERS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "tfs_z", "mirostat_tau", "mirostat_eta")  # its other numeric ones
+APPLIED = {"temperature": (0.0, 2.0), "repeat_penalty": (0.0, 3.0), "frequency_penalty": (-2.0, 2.0), "presence_penalty": (-2.0, 2.0)}  # the ranges these apply in here (the /v1 routes' 400s past them)
 NUM_KEEP = 4  # the prompt's first tokens ollama keeps when it cuts one too long (its `num_keep` default; -1: all)
 RENAMED = {openai: ours for ours, openai in OPTIONS.items() if ours != openai} | {"response_format": "format"}  # as errors name them
 OLLAMA_VERSION = "0.9.0"  # /api/version: the ollama release whose API this emulates (tools, format schemas, /api/embed, think), which clients that gate on ollama's version read (VS Code Copilot's wants 0.6.4); aigc's own is /version
 EMBED_SLICE = 256  # /api/embed texts embedded, then written out, at a time: a request may hold any number (ollama's take no limit), the server one slice's vectors
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}  # Go's time.ParseDuration's
 NEVER = "9999-12-31T23:59:59Z"  # a served model's `expires_at`: it is never unloaded while the server runs
 
 
 def ollama_path(path: str) -> bool:
-    return path.startswith("/api/")
+    """Whether `path` is one of ollama's routes, whose errors are ollama's `{"error": "message"}`: `/api/...`, and `/`."""
+    return path == "/" or path.startswith("/api/")
 
 
 def ollama_error(message: str) -> dict:
@@ -78,6 +82,29 @@ def _number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def _as_ollama(name: str, value: Any) -> tuple[Any, str] | None:
+    """An option's value outside the range the `/v1` routes take (their 400) as ollama uses it, whose sampler and
+    scheduler take any number (sample/samplers.go `NewSampler`, server/sched.go `GetRunner`): (the value used, why),
+    or None where it is in range. Where ollama would use a value this server cannot (a temperature of 5), the nearest it can."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if name == "repeat_penalty" and value <= 0:
+        return 1.0, "1.0 (off), as ollama takes a repeat_penalty of 0 or less"
+    if name == "temperature" and value < 0:
+        return 0.0, "0 (greedy), as ollama takes a temperature below 0"
+    if name in ("top_p", "min_p") and value < 0:
+        return 0.0, f"0, as ollama takes a {name} below 0"
+    if name == "top_p" and value > 1:
+        return 1.0, "1 (off), as ollama takes a top_p above 1"
+    if name == "num_ctx" and value < 4:
+        return 4, "4, as ollama takes a num_ctx below 4"
+    low, high = APPLIED.get(name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        nearest = min(max(value, low), high)
+        return nearest, f"{nearest:g}, the nearest this server applies (ollama takes any)"
+    return None
 
 
 def _now() -> str:
@@ -100,6 +127,7 @@ class _Body(BaseModel):
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
     truncate: Optional[bool] = None  # false: a prompt longer than the context (or `num_ctx`) is a 400 rather than cut (ollama's)
+    _taken: dict = PrivateAttr(default_factory=dict)  # `taken`
 
     @property
     def top(self) -> int | None:
@@ -118,17 +146,26 @@ class _Body(BaseModel):
             unquoted = f', without quotes: "{name}": {value.strip()}' if isinstance(value, str) and _number(value) else ""
             raise ApiError(400, f'option "{name}" must be {kind}, got {json.dumps(value, ensure_ascii=False)}; send it as a JSON number{unquoted}')
         if name in WHOLE and isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        used = _as_ollama(name, value)
+        if used is not None:
+            self._taken[name] = (value, used[1])
+            return used[0]
         return value
+
+    @property
+    def taken(self) -> dict[str, tuple[Any, str]]:
+        """The options whose values were taken as ollama takes them (`_as_ollama`): name -> (the value given, what it was taken as)."""
+        return self._taken
 
     def window(self, context_length: int) -> int:
         """The tokens prompt and answer may take: `num_ctx` where it is fewer than the model holds."""
         num_ctx = self.option("num_ctx")
         if num_ctx is None:
             return context_length
-        if not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx < 1:
-            raise ApiError(400, f"num_ctx must be a whole number of tokens, 1 or more, got {num_ctx!r}")
-        return min(num_ctx, context_length)
+        if not isinstance(num_ctx, int):
+            raise ApiError(400, f"num_ctx must be a whole number of tokens, got {num_ctx!r}")
+        return min(num_ctx, context_length)  # 4 or more (`_as_ollama`)
 
     def kept(self) -> int | None:
         """`num_keep`: the prompt's first tokens kept when it is cut (None: all of them, ollama's -1)."""
@@ -216,7 +253,8 @@ class EmbedBody(BaseModel):
     input: Union[str, list, None] = None  # /api/embed
     truncate: Optional[bool] = None  # /api/embed: a text longer than the context is cut to it unless false
     dimensions: Optional[int] = None  # /api/embed: fewer than the model's: the vectors cut to that many, scaled to length 1 again (ollama's)
-    prompt: Optional[str] = None  # /api/embeddings, the older form (keep_alive, options: ignored; over-long: a 400, as ollama's)
+    prompt: Optional[str] = None  # /api/embeddings, the older form (options: ignored; over-long: a 400, as ollama's)
+    keep_alive: Any = None  # checked as ollama checks it (`_keep_alive`); a served model stays loaded all the same
 
 
 def _tagged(name: str) -> str:
@@ -251,15 +289,73 @@ def _pullable(name: str) -> bool:
         return False
 
 
-def _zero(keep_alive: Any) -> bool:
-    """Whether `keep_alive` is ollama's zero duration: 0, "0", "0s", "0m", ..."""
+def _go_duration(text: str) -> float:
+    """Seconds in a duration as Go's `time.ParseDuration` reads one ("5m", "1h30m", "-1.5s", "0"), which ollama's
+    `keep_alive` takes; a ValueError with Go's message for any other text ("5 minutes": `time: unknown unit " minutes" ...`)."""
+    quoted, rest = json.dumps(text, ensure_ascii=False), text.lstrip("+-")
+    sign = -1 if text.startswith("-") else 1
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    seconds = 0.0
+    while rest:
+        number = re.match(r"\d*(?:\.\d*)?", rest).group()
+        if not number.strip("."):  # no digit before or after the point
+            raise ValueError(f"time: invalid duration {quoted}")
+        unit = re.match(r"[^\d.]*", rest[len(number) :]).group()
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in DURATION_UNITS:
+            raise ValueError(f"time: unknown unit {json.dumps(unit, ensure_ascii=False)} in duration {quoted}")
+        seconds += float(number) * DURATION_UNITS[unit]
+        rest = rest[len(number) + len(unit) :]
+    return sign * seconds
+
+
+def _keep_alive(keep_alive: Any) -> float | None:
+    """`keep_alive` in seconds (None: not given), as ollama reads it: a number of seconds or a Go duration; anything
+    else is ollama's 400 (`time: invalid duration "bogus"`), though a served model stays loaded whatever it says."""
+    if keep_alive is None:
+        return None
+    if isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool):
+        return float(keep_alive)
     if isinstance(keep_alive, str):
-        return bool(re.fullmatch(r"0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?", keep_alive.strip()))
-    return isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool) and keep_alive == 0
+        try:
+            return _go_duration(keep_alive)
+        except ValueError as exc:
+            raise ApiError(400, f"keep_alive: {exc}; give a duration such as \"5m\" or \"1h30m\", or a number of seconds") from None
+    raise ApiError(400, f'keep_alive must be a duration such as "5m" or a number of seconds, got {json.dumps(keep_alive, ensure_ascii=False)}')
 
 
 def _parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters()) if model is not None else 0
+    """The model's parameters, a tied output layer's once: as its files hold them (ollama's `general.parameter_count`),
+    not with the float32 copy of it that a half-precision model gets on the CPU (`loading.float32_output_layer`)."""
+    if model is None:
+        return 0
+    count = sum(p.numel() for p in model.parameters())  # a layer shared by two modules once
+    head, embedding = (getattr(layer, "weight", None) for layer in (model.get_output_embeddings(), model.get_input_embeddings()))
+    if getattr(model.config, "tie_word_embeddings", False) and head is not None and embedding is not None and head is not embedding:
+        count -= head.numel()
+    return count
+
+
+def _human(count: int) -> str:
+    """A parameter count as ollama's `format.HumanNumber` writes `parameter_size`: 134.52M, 125M, 2.8B, 8B."""
+    for size, unit, places in ((1e9, "B", 1), (1e6, "M", 2)):
+        if count >= size:
+            number = count / size
+            return f"{number:.0f}{unit}" if number.is_integer() else f"{number:.{places}f}{unit}"
+    return f"{count / 1e3:.0f}K" if count >= 1e3 else str(count)
+
+
+def capabilities(name: str) -> list[str]:
+    """What `/api/show` says a served model does. Every model here chats and embeds, but ollama lists one or the other
+    (`embedding` for a model that only embeds), and clients read `embedding` as "cannot chat": ollama's own `ollama run`
+    embeds its prompt instead, some pickers hide the model. So a model is listed as embedding where it is served under a
+    name that says so (`embed` in it, an alias: `aigc models alias smollm2-embed smollm2`), as ollama's nomic-embed-text
+    is, which llm-ollama registers for `llm embed`; under any other name as chatting."""
+    return ["embedding"] if "embed" in name.lower() else ["completion", "tools"]
 
 
 def _calls(call: dict) -> list[dict]:
@@ -352,7 +448,25 @@ def register_ollama(app: FastAPI, served) -> None:
     """Add ollama's routes to `app`; `served` holds the OpenAI routes' helpers (`create_app`'s)."""
     auth, keyless = [Depends(served.auth)], [Depends(served.no_wrong_key)]
 
-    backend_for = served.backend_for  # `NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models
+
+    def backend_for(name: str | None):
+        """`served.backend_for` (`NAME:latest` is NAME, and NAME is `NAME:latest`, as ollama names models); an unknown
+        model's 404 in ollama's words first, which clients match to offer a pull, then the models served here."""
+        try:
+            return served.backend_for(name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            raise ApiError(404, f"model {json.dumps(name, ensure_ascii=False)} not found, try pulling it first (served here: {', '.join(served.backends)})") from None
+
+    logged: set[tuple[str, str]] = set()  # (option, what it was taken as) in the log already: each said once while the server runs
+
+    def say_taken(given: _Body, route: str) -> None:
+        """Log an option value taken as ollama takes it (`_as_ollama`), the first time each is."""
+        for name, (value, how) in given.taken.items():
+            if (name, how) not in logged:
+                logged.add((name, how))
+                log.warning("%s: option %s %s taken as %s; the /v1 routes refuse it (said once)", route, name, json.dumps(value), how)
 
     def listed(backend) -> dict:
         engine = backend.engine
@@ -362,11 +476,11 @@ def register_ollama(app: FastAPI, served) -> None:
         family = getattr(getattr(model, "config", None), "model_type", "") or ""
         details = {
             "parent_model": "", "format": "gguf" if backend.name.endswith(".gguf") else "safetensors", "family": family, "families": [family] if family else None,
-            "parameter_size": f"{count / 1e9:.1f}B" if count >= 1e9 else f"{count / 1e6:.0f}M", "quantization_level": next((w for w in words if w in ("int4", "int8")), words[1] if len(words) > 1 else ""),
+            "parameter_size": _human(count), "quantization_level": next((w for w in words if w in ("int4", "int8")), words[1] if len(words) > 1 else ""),
         }
         size = model.get_memory_footprint() if hasattr(model, "get_memory_footprint") else 0
         digest = hashlib.sha256(f"{backend.name}\0{getattr(engine, 'variant', '')}".encode()).hexdigest()
-        return {"name": _tagged(backend.name), "model": _tagged(backend.name), "modified_at": _time(backend.created), "size": size, "digest": digest, "details": details}
+        return {"name": _tagged(backend.name), "model": _tagged(backend.name), "modified_at": _time(getattr(engine, "modified", None) or backend.created), "size": size, "digest": digest, "details": details}
 
     def shown(backend) -> dict:
         item = listed(backend)
@@ -378,7 +492,7 @@ def register_ollama(app: FastAPI, served) -> None:
         info = {"general.architecture": family, "general.basename": backend.name, "general.parameter_count": count, f"{family}.context_length": backend.batched.context_length}
         return {
             "modelfile": "", "parameters": parameters, "template": template if isinstance(template, str) else json.dumps(template), "details": item["details"],
-            "model_info": info, "capabilities": ["completion", "tools"], "modified_at": item["modified_at"],
+            "model_info": info, "capabilities": capabilities(backend.name), "modified_at": item["modified_at"],
         }
 
     def reserved(req, window: int) -> int:
@@ -431,11 +545,11 @@ def register_ollama(app: FastAPI, served) -> None:
             ids = await served.encode(backend, *prompt(kept, toolset, lists), req.continuing)
         return cut(given, req, backend, ids, window, "/api/chat")
 
-    def loaded(name: str, key: str, keep_alive: Any) -> dict:
+    def loaded(name: str, key: str, keep_alive: float | None) -> dict:
         """ollama's answer to a request with nothing to answer: the model is loaded (here, always), or
         "unload" for `keep_alive: 0` (what a client sends to unload it)."""
         content = {"response": ""} if key == "response" else {"message": {"role": "assistant", "content": ""}}
-        return {"model": name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if _zero(keep_alive) else "load"}
+        return {"model": name, "created_at": _now(), **content, "done": True, "done_reason": "unload" if keep_alive == 0 else "load"}
 
     @app.api_route("/", methods=["GET", "HEAD"], dependencies=keyless)
     async def running():
@@ -470,10 +584,11 @@ def register_ollama(app: FastAPI, served) -> None:
     async def generate(request: Request):
         began = time.perf_counter_ns()
         given: GenerateBody = served.validated(GenerateBody, await served.parsed(request))
+        keep_alive = _keep_alive(given.keep_alive)  # checked, as ollama checks it; a served model stays loaded whatever it says
         backend = backend_for(given.model)
         named = given.model or backend.name  # ollama answers with the name the request used (`NAME:latest`)
         if not given.prompt and not given.suffix:
-            return loaded(named, "response", given.keep_alive)
+            return loaded(named, "response", keep_alive)
         if given.raw:
             req = served.validated(CompletionRequest, given.openai())
             ids = await served.encode(backend, req.prompt)
@@ -481,6 +596,7 @@ def register_ollama(app: FastAPI, served) -> None:
             req = served.validated(ChatRequest, given.openai())
             ids = await served.encode_chat(backend, req.messages)
         window = given.window(backend.batched.context_length)
+        say_taken(given, "/api/generate")
         ids = cut(given, req, backend, ids, window, "/api/generate")
         fitted(req, len(ids), window)
         params = await served.sampling(request, req, len(ids), backend)
@@ -492,13 +608,15 @@ def register_ollama(app: FastAPI, served) -> None:
 
         began = time.perf_counter_ns()
         given: ChatBody = served.validated(ChatBody, await served.parsed(request))
+        keep_alive = _keep_alive(given.keep_alive)
         backend = backend_for(given.model)
         named = given.model or backend.name
         if not given.messages:
-            return loaded(named, "message", given.keep_alive)
+            return loaded(named, "message", keep_alive)
         req: ChatRequest = served.validated(ChatRequest, given.openai())
         toolset = await anyio.to_thread.run_sync(Toolset.of, req.tools, None)  # in a worker thread, as schemas are (`sampling`); with a format too: the answer is held to it (`answer_tools`), as ollama holds it
         window = given.window(backend.batched.context_length)
+        say_taken(given, "/api/chat")
         ids = await chat_prompt(backend, given, req, toolset, window)
         fitted(req, len(ids), window)
         params = await served.sampling(request, req, len(ids), backend)
@@ -525,7 +643,8 @@ def register_ollama(app: FastAPI, served) -> None:
         `"error"`, the vectors so far before it, as the JSON-lines routes end a cut stream. With `truncate: false`
         (an over-long text a 400, which must come before the answer) at most `/v1/embeddings`' number, in one go."""
         began = time.perf_counter_ns()
-        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
+        _keep_alive(given.keep_alive)
         backend, truncate = backend_for(given.model), given.truncate is not False
         if not given.input:  # none, "" or []: as ollama, nothing embedded (a client's way to load the model)
             return {"model": given.model or backend.name, "embeddings": []}
@@ -577,7 +696,8 @@ def register_ollama(app: FastAPI, served) -> None:
 
     @app.post("/api/embeddings", dependencies=auth)
     async def embeddings(request: Request):
-        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request))
+        given: EmbedBody = served.validated(EmbedBody, await served.parsed(request, embedding=True))
+        _keep_alive(given.keep_alive)
         if not given.prompt:
             backend_for(given.model)  # an unknown model is still a 404
             return {"embedding": []}

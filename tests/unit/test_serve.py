@@ -325,7 +325,6 @@ def test_bad_key_is_401(server):
     [
         ({"temperature": 5}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
-        ({"max_tokens": 100_000}, "at most 200"),
         ({"n": 50}, "n must be at most"),
         ({"top_logprobs": 3}, "logprobs: true"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
@@ -343,7 +342,6 @@ def test_bad_key_is_401(server):
         ({"extra_body": {"stream": "yes"}}, "stream"),
         ({"extra_body": {"temperature": "hot"}}, "temperature"),
         ({"extra_body": {"n": "50"}}, "n must be at most"),
-        ({"extra_body": {"max_tokens": "100000"}}, "at most 200"),
         ({"extra_body": {"max_tokens": True}}, "max_tokens"),
         ({"seed": 2**63}, "seed"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {"type": "string", "format": "date-time"}}}}, "cannot hold answers to format"),
@@ -517,8 +515,8 @@ def test_numbers_given_as_json_strings_are_taken_on_every_endpoint(server):
         ("/v1/embeddings", {"input": "Hi", "dimensions": "big"}, "dimensions", "dimensions"),
         ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"temperature": "hot"}}, "temperature", "temperature must be a number"),
         ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"n": "9"}}, "n", "n must be at most 8"),
-        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "100000"}}, "max_tokens", "max_tokens must be at most 200"),
-        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "1e5"}}, "max_tokens", "max_tokens must be at most 200"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "100000"}}, "max_tokens", "max_tokens must be at most 200 on this server (its --max-tokens-cap)"),
+        ("/v1/aigc/summarize", {"input": "Bees.", "sampling": {"max_tokens": "1e5"}}, "max_tokens", "max_tokens must be at most 200 on this server (its --max-tokens-cap)"),
     ],
 )
 def test_text_that_is_no_number_and_numbers_over_a_cap_are_400s_naming_the_parameter(server, path, body, param, words):
@@ -1283,7 +1281,15 @@ def test_the_banner_brackets_an_ipv6_address_in_its_url(monkeypatch):
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: 0)
     for host, url in (("::1", "http://[::1]:18600/v1"), ("127.0.0.1", "http://127.0.0.1:18600/v1"), ("localhost", "http://localhost:18600/v1")):
         result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", "18600"])
-        assert result.exit_code == 0 and f"serving tiny on {url} " in result.stderr, result.stderr
+        assert result.exit_code == 0 and f"serving tiny on {url} for OpenAI clients and {url.removesuffix('/v1')} for ollama's " in result.stderr, result.stderr
+
+
+def test_serve_help_says_it_speaks_ollamas_api_at_the_url_without_v1_and_what_the_key_guards():
+    """An ollama client given the banner's /v1 URL asks for /v1/api/tags: help and banner name both base URLs."""
+    text = " ".join(CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "ollama's API (/api/chat, /api/generate, /api/tags, /api/embed, ...)" in text
+    assert "ollama clients (Open WebUI, Continue, the ollama libraries) http://HOST:PORT, with no /v1; --port 11434 stands in for ollama" in text
+    assert "Require Authorization: Bearer KEY on /v1 and ollama's /api requests" in text
 
 
 def test_serve_help_never_imports_torch_or_fastapi():
@@ -2198,8 +2204,8 @@ def test_settings_a_remote_server_does_not_recognise_are_left_out(server, monkey
     assert "".join(engine.stream(messages, params)) == text and len(sent) == 5 and "stream_options" not in sent[-1]
     assert engine.stats.completion_tokens > counted  # the stream's counted here, without the server's usage
     assert "".join(engine.stream(messages, params)) == text and len(sent) == 6  # refused once, left out from then on
-    with pytest.raises(BadInputError, match="max_tokens must be at most"):  # any other refusal stands
-        engine.generate([messages], params.replace(max_tokens=1000))
+    with pytest.raises(BadInputError, match="stop: give at most"):  # any other refusal stands
+        engine.generate([messages], params.replace(stop=tuple(f"s{i}" for i in range(65))))
 
 
 def test_openai_reasoning_models_get_max_completion_tokens_and_sample_their_own_way(server, monkeypatch):
@@ -2233,8 +2239,9 @@ def test_openai_reasoning_models_get_max_completion_tokens_and_sample_their_own_
         warnings.simplefilter("error")  # known now: no refusal, no warning
         "".join(engine.stream(messages, params.replace(temperature=0.7)))
     assert len(sent) == 5 and "max_completion_tokens" in sent[-1] and not {"max_tokens", "temperature", "top_p"} & set(sent[-1])
-    with pytest.raises(BadInputError, match="max_completion_tokens must be at most"):  # other refusals stand, the setting named as sent
-        engine.generate([messages], params.replace(max_tokens=1000))
+    long = [{"role": "user", "content": "word " * 80}]
+    with pytest.raises(BadInputError, match="max_completion_tokens asks for 150; lower max_completion_tokens to"):  # other refusals stand, the setting named as sent
+        engine.generate([long], params.replace(max_tokens=150))
 
 
 def test_remote_scoring_of_several_prompts_sends_their_requests_together(server, monkeypatch, tiny_engine):
@@ -2831,10 +2838,25 @@ def test_a_body_in_no_utf8_is_a_400_that_says_so_and_a_whole_surrogate_pair_is_o
     assert escaped[0] == 200 and escaped[2]["tokens"] == raw(server, "/tokenize", data=json.dumps({"prompt": "bee 🐝"}, ensure_ascii=False).encode())[2]["tokens"]
 
 
+def test_a_token_budget_over_max_tokens_cap_is_the_cap_as_ollamas_num_predict_is(server, client):
+    """ollama's /v1 takes any max_tokens, and its /api clamps num_predict: so do both faces here, the answer
+    ending at --max-tokens-cap (200 here) with finish_reason "length"."""
+    ask = {"model": server["model"], "messages": [{"role": "user", "content": "Hi"}], "temperature": 0}
+    for field in ("max_tokens", "max_completion_tokens"):
+        status, _, answer = raw(server, "/v1/chat/completions", {**ask, field: 100_000})
+        assert status == 200, answer
+        assert (answer["usage"]["completion_tokens"], answer["choices"][0]["finish_reason"]) == (200, "length")
+    status, _, answer = raw(server, "/v1/completions", {"model": server["model"], "prompt": "Hi", "temperature": 0, "max_tokens": 8192})
+    assert status == 200, answer
+    assert (answer["usage"]["completion_tokens"], answer["choices"][0]["finish_reason"]) == (200, "length")
+    response = client.responses.create(model=server["model"], input="Hi", temperature=0, max_output_tokens=8192)
+    assert (response.usage.output_tokens, response.status, response.incomplete_details.reason) == (200, "incomplete", "max_output_tokens")
+
+
 def test_errors_name_the_token_budget_the_client_sent(server):
     ask = {"messages": [{"role": "user", "content": "word " * 80}]}
     for field in ("max_tokens", "max_completion_tokens"):
-        for value, words in ((100_000, f"{field} must be at most 200"), (150, f"lower {field} to")):
+        for value, words in ((150, f"{field} asks for 150; lower {field} to"), (100_000, f"{field} asks for 200 (of the 100000 sent: at most --max-tokens-cap on this server); lower {field} to")):
             status, _, body = raw(server, "/v1/chat/completions", {**ask, field: value})
             assert status == 400 and words in body["error"]["message"] and body["error"]["param"] == field, body
 
@@ -3103,7 +3125,6 @@ def test_a_streamed_response_sends_its_events_in_order_and_the_same_text(server,
         ({"tools": [{"type": "function", "name": "f"}], "tool_choice": "always"}, "tool_choice", """tool_choice 'always' is not one of "none", "auto", "required" or {"type": "function", "name": ...}"""),
         ({"input": [{"type": "reasoning", "summary": []}]}, "input", "input.0: 'reasoning' items are not supported; give messages"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input", "input.0.content.0: 'input_image' parts are not supported"),
-        ({"max_output_tokens": 500}, "max_output_tokens", "max_output_tokens must be at most 200 on this server"),
         ({"text": {"format": {"type": "xml"}}}, "text.format", "text.format 'xml' is not supported"),
     ],
 )
@@ -3365,7 +3386,7 @@ def serve_with_table(monkeypatch, table: str, args=(), env=None):
     return CliRunner().invoke(cli, ["serve", *args], env=env), seen
 
 
-TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true'
+TABLE = 'port = 9123\nhost = "127.0.0.2"\nmodel = ["a", "b"]\nmax_batch = 4\nbatch_window_ms = 5\ncors_origin = "http://app.example"\nmetrics_need_key = true\nmax_embed_bytes = 2000000'
 
 
 def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
@@ -3374,6 +3395,7 @@ def test_the_serve_table_gives_serve_its_defaults(monkeypatch):
     assert (seen["host"], seen["port"], seen["models"]) == ("127.0.0.2", 9123, ["a", "b"])
     settings = seen["settings"]
     assert (settings.max_batch, settings.batch_window, settings.cors_origins, settings.metrics_need_key) == (4, 0.005, ("http://app.example",), True)
+    assert (settings.max_embed_bytes, settings.max_request_bytes) == (2_000_000, 1_000_000)
 
 
 def test_metrics_need_key_without_a_key_is_refused(monkeypatch):

@@ -29,7 +29,7 @@ def server(tiny_model_dir):
     from aigc.serve.app import ServeSettings
     from aigc.serve.running import build
 
-    settings = ServeSettings(api_key=KEY, max_tokens_cap=40, max_request_bytes=20_000, max_batch=8, batch_window=0.02)
+    settings = ServeSettings(api_key=KEY, max_tokens_cap=40, max_request_bytes=20_000, max_embed_bytes=60_000, max_batch=8, batch_window=0.02)
     app = build([str(tiny_model_dir)], settings, device="cpu", dtype="float32")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,6 +88,67 @@ def error(server, path, body, status, key=KEY):
     return data["error"]
 
 
+def test_show_lists_a_model_served_under_an_embedding_name_as_embedding_and_any_other_as_chatting(tiny_model_dir):
+    """ollama lists a model as "embedding" or "completion", and clients take "embedding" for "cannot chat" (`ollama run`
+    embeds its prompt): a model is listed as embedding under a name with "embed" in it (an alias), which llm-ollama
+    registers for `llm embed`, and as chatting under its own; both names embed and chat, with one loaded copy."""
+    from starlette.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app as cli
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.running import build
+
+    assert CliRunner().invoke(cli, ["models", "alias", "tiny-embed", str(tiny_model_dir)]).exit_code == 0
+    app = build([str(tiny_model_dir), "tiny-embed"], ServeSettings(), device="cpu", dtype="float32")
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        assert web.post("/api/show", json={"model": str(tiny_model_dir)}).json()["capabilities"] == ["completion", "tools"]
+        assert web.post("/api/show", json={"model": "tiny-embed:latest"}).json()["capabilities"] == ["embedding"]
+        assert len(web.post("/api/embed", json={"model": "tiny-embed", "input": ["a", "b"]}).json()["embeddings"]) == 2
+
+
+@pytest.mark.parametrize(  # ollama's format_test.go, and SmolLM2-135M's count as ollama lists it
+    "count, shown",
+    [(0, "0"), (999, "999"), (1000, "1K"), (1001, "1K"), (1_000_000, "1M"), (125_000_000, "125M"), (500_500_000, "500.50M"), (500_550_000, "500.55M"),
+     (1_000_000_000, "1B"), (2_800_000_000, "2.8B"), (2_850_000_000, "2.9B"), (1_000_000_000_000, "1000B"), (134_515_008, "134.52M")],
+)
+def test_parameter_size_is_written_as_ollamas_human_number(count, shown):
+    from aigc.serve.ollama_api import _human
+
+    assert _human(count) == shown
+
+
+def test_tags_and_show_count_a_tied_output_layer_once_and_date_a_model_by_its_files_as_ollama(tiny_model_dir, tmp_path):
+    """A half-precision model on the CPU gets a float32 copy of its tied output layer: its parameters are still counted
+    as its files hold them (ollama's 134.52M for SmolLM2-135M, not 163M), and modified_at is when its files were written,
+    not when the server started."""
+    import os
+    import shutil
+
+    from starlette.testclient import TestClient
+    from transformers import AutoModelForCausalLM
+
+    from aigc.serve.app import ServeSettings
+    from aigc.serve.ollama_api import _human
+    from aigc.serve.running import build
+
+    model_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model_dir)
+    written = 1_600_000_000.5  # 2020-09-13T12:26:40.5Z
+    for entry in model_dir.iterdir():
+        os.utime(entry, (written, written - 60 if entry.name == "config.json" else written))
+    count = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()  # float32: the tied layer once
+    app = build([str(model_dir)], ServeSettings(), device="cpu", dtype="bfloat16")
+    backend = next(iter(app.state.backends.values()))
+    assert backend.engine.model.get_output_embeddings().weight is not backend.engine.model.get_input_embeddings().weight  # the float32 copy
+    with TestClient(app, base_url="http://127.0.0.1:8000") as web:
+        shown = web.post("/api/show", json={"model": str(model_dir)}).json()
+        (tag,) = web.get("/api/tags").json()["models"]
+    assert shown["model_info"]["general.parameter_count"] == count
+    assert tag["details"]["parameter_size"] == shown["details"]["parameter_size"] == _human(count)
+    assert tag["modified_at"] == shown["modified_at"] == "2020-09-13T12:26:40.500000Z"  # its newest file's time
+
+
 def test_version_tags_ps_and_show_describe_the_served_model(server):
     from aigc import __version__
     from aigc.serve.ollama_api import OLLAMA_VERSION
@@ -107,7 +168,7 @@ def test_version_tags_ps_and_show_describe_the_served_model(server):
     assert shown["details"] == tag["details"] and shown["template"] == server["backend"].engine.tokenizer.chat_template
     assert "temperature" in shown["parameters"] and "completion" in shown["capabilities"]
     assert ok(server, "/api/show", {"model": server["model"] + ":latest"})["details"] == tag["details"]  # ollama's default tag
-    assert "'nope' is not served" in error(server, "/api/show", {"model": "nope"}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/show", {"model": "nope"}, 404)
     assert shown["model_info"]["general.basename"] == server["model"]  # VS Code Copilot's name for the model
     for path, key in (("/", None), ("/api/version", None), ("/api/tags", KEY)):  # ollama's CLI checks the server is up with HEAD /, healthchecks with the others
         status, kind, text = call(server, path, method="HEAD", key=key)
@@ -127,8 +188,10 @@ def test_the_openai_routes_take_the_name_as_ollama_lists_it(server):
     """Clients that list /api/tags and then call /v1 (VS Code Copilot's ollama provider) send `NAME:latest` there too."""
     asked = server["model"] + ":latest"
     body = ok(server, "/v1/chat/completions", {"model": asked, "messages": [{"role": "user", "content": "x"}], "max_tokens": 1})
-    assert body["model"] == server["model"]  # the served name, as vLLM answers
-    assert ok(server, "/v1/embeddings", {"model": asked, "input": "x"})["data"]
+    assert body["model"] == asked  # the request's name, as ollama's /v1 and its /api answer (Open WebUI's ollama connection asks for NAME:latest)
+    assert ok(server, "/v1/completions", {"model": asked, "prompt": "x", "max_tokens": 1})["model"] == asked
+    assert ok(server, "/v1/embeddings", {"model": asked, "input": "x"})["model"] == asked
+    assert ok(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1})["model"] == server["model"]  # none asked: the served name
     status, _, text = call(server, "/v1/chat/completions", {"model": "nope:latest", "messages": [{"role": "user", "content": "x"}]})
     assert status == 404 and "'nope:latest' is not served" in json.loads(text)["error"]["message"]
 
@@ -198,7 +261,8 @@ def test_an_empty_prompt_or_no_messages_loads_the_model_and_is_done(server):
         assert answer["done"] is True and answer["done_reason"] == "load" and key in answer
         for keep_alive in (0, "0", "0s"):  # what a client sends to unload the model: answered as ollama answers it
             assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "unload"
-        assert ok(server, path, {**body, "keep_alive": "5m"})["done_reason"] == "load"
+        for keep_alive in ("5m", "1h30m", "-1s", ".5h", 1800, -1, None):  # Continue's seconds, Zed's -1: as ollama takes them
+            assert ok(server, path, {**body, "keep_alive": keep_alive})["done_reason"] == "load", keep_alive
 
 
 def test_chat_streams_message_pieces_and_answers_whole_as_the_openai_route(server):
@@ -289,7 +353,7 @@ def test_embed_and_the_older_embeddings_give_the_openai_routes_vectors(server):
     assert ok(server, "/api/embeddings", {"model": server["model"], "prompt": "a dog"}) == {"embedding": alone}
     for nothing in ({}, {"input": []}, {"input": ""}):  # as ollama: nothing embedded (a client's way to load the model)
         assert ok(server, "/api/embed", {"model": server["model"], **nothing}) == {"model": server["model"], "embeddings": []}
-    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/embed", {"model": "nope", "input": []}, 404)
 
 
 def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_at_a_time(server, monkeypatch):
@@ -313,9 +377,23 @@ def test_embed_takes_any_number_of_texts_as_ollama_and_writes_them_out_a_slice_a
         assert got == pytest.approx(expected["embedding"], abs=1e-4)
     assert sliced["prompt_eval_count"] == whole["usage"]["prompt_tokens"] and sliced["total_duration"] > 0 and sliced["load_duration"] == 0
     assert "at most 2048" in error(server, "/api/embed", {"input": texts, "truncate": False}, 400)  # an over-long text's 400 must come before the answer
-    assert "'nope' is not served" in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
+    assert 'model "nope" not found, try pulling it first (served here: ' in error(server, "/api/embed", {"model": "nope", "input": few}, 404)
     long = "the cat sat on the mat and " * 150  # far more than the tiny model's 512 tokens
     assert "512" in error(server, "/api/embed", {"input": [*few, long], "truncate": False}, 400)  # in one go: its 400 before the answer
+
+
+def test_the_embedding_routes_take_bodies_up_to_max_embed_bytes_and_a_413_names_the_flag_to_raise(server):
+    """A document set in one /api/embed request (LangChain's `OllamaEmbeddings`) is bounded by `--max-embed-bytes`,
+    not by `--max-request-bytes`; each route's 413 names the flag that raises its limit."""
+    texts = [f"paragraph {i} about bees and their hives" for i in range(800)]  # about 33 KB: over --max-request-bytes (20,000)
+    assert len(ok(server, "/api/embed", {"input": texts, "dimensions": 4})["embeddings"]) == 800
+    assert len(ok(server, "/v1/embeddings", {"input": texts, "dimensions": 4})["data"]) == 800
+    assert "holds 512" in error(server, "/api/embeddings", {"prompt": " ".join(texts)[:30_000]}, 400)  # read, and too long for the model: not a 413
+    for path in ("/api/embed", "/v1/embeddings"):
+        status, _, text = call(server, path, {"input": texts * 2})  # about 66 KB: over --max-embed-bytes (60,000)
+        assert status == 413 and "larger than 60000 bytes" in text and "--max-embed-bytes N" in text, text
+    status, _, text = call(server, "/api/chat", {"messages": [{"role": "user", "content": "x" * 30_000}]})
+    assert status == 413 and json.loads(text)["error"].endswith("start the server with --max-request-bytes N for more")
 
 
 def test_embed_reads_every_text_before_answering_so_a_later_texts_error_is_a_400_naming_it(server, monkeypatch):
@@ -397,11 +475,11 @@ def test_head_of_a_blob_is_answered_without_a_body(server):
 @pytest.mark.parametrize(
     "path, body, status, words",
     [
-        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, "'nope' is not served"),
-        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "'nope' is not served"),
-        ("/api/embed", {"model": "nope", "input": "x"}, 404, "'nope' is not served"),
+        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, 'model "nope" not found, try pulling it first (served here: '),
+        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, 'model "nope" not found, try pulling it first (served here: '),
+        ("/api/embed", {"model": "nope", "input": "x"}, 404, 'model "nope" not found, try pulling it first (served here: '),
         ("/api/generate", {"prompt": "x", "options": {"num_predict": "many"}}, 400, "num_predict"),
-        ("/api/generate", {"prompt": "x", "options": {"temperature": 9}}, 400, "temperature"),
+        ("/api/generate", {"prompt": "x", "options": {"temperature": "9"}}, 400, "temperature"),
         ("/api/generate", {"prompt": "x", "stream": "yes"}, 400, "stream"),
         ("/api/generate", {"prompt": "x", "images": ["aGk="]}, 400, "text only"),
         ("/api/generate", {"prompt": "x", "context": [1, 2]}, 400, "/api/chat"),
@@ -412,6 +490,24 @@ def test_head_of_a_blob_is_answered_without_a_body(server):
 )
 def test_errors_are_ollamas_shape_with_the_right_status(server, path, body, status, words):
     assert words in error(server, path, body, status)
+
+
+@pytest.mark.parametrize(
+    "keep_alive, words",
+    [
+        ("bogus", 'keep_alive: time: invalid duration "bogus"'),
+        ("5 minutes", 'keep_alive: time: unknown unit " minutes" in duration "5 minutes"'),
+        ("5", 'keep_alive: time: missing unit in duration "5"'),
+        ("", 'keep_alive: time: invalid duration ""'),
+        ([1], 'keep_alive must be a duration such as "5m" or a number of seconds, got [1]'),
+        (True, 'keep_alive must be a duration such as "5m" or a number of seconds, got true'),
+    ],
+)
+def test_a_keep_alive_ollama_cannot_read_is_its_400_with_gos_words(server, keep_alive, words):
+    """ollama reads `keep_alive` with Go's time.ParseDuration (or as seconds) and answers 400 for anything else:
+    a typo in a client's setting is said, on every route that takes it, with nothing to answer or not."""
+    for path, body in (("/api/generate", {"prompt": "x"}), ("/api/generate", {}), ("/api/chat", {"messages": [{"role": "user", "content": "x"}]}), ("/api/embed", {"input": "x"}), ("/api/embeddings", {"prompt": "x"})):
+        assert error(server, path, {**body, "keep_alive": keep_alive, "options": {"num_predict": 1}}, 400).startswith(words), path
 
 
 def test_unknown_options_are_ignored_as_ollama_ignores_them(server):
@@ -432,8 +528,10 @@ def test_a_wrong_key_is_refused_even_where_no_key_is_needed(server):
     for path in ("/", "/api/version", "/version", "/health", "/metrics"):
         assert call(server, path, key="wrong")[0] == 401, path
         assert call(server, path, key=None)[0] == call(server, path)[0] == 200, path
-    status, _, text = call(server, "/api/version", key="wrong")
-    assert "wrong API key" in json.loads(text)["error"]
+    for path in ("/api/version", "/"):  # ollama's liveness route too: its clients read `error` as a string
+        status, _, text = call(server, path, key="wrong")
+        assert json.loads(text) == {"error": "missing or wrong API key; send Authorization: Bearer KEY"}, path
+    assert isinstance(json.loads(call(server, "/version", key="wrong")[2])["error"], dict)  # aigc's own: OpenAI's shape
     for sent in ("Bearer ", "Bearer", "Basic dXNlcjpwYXNz"):  # a client set up with no key; a proxy's own credentials: no key of this server's
         request = urllib.request.Request(server["url"] + "/health", headers={"Authorization": sent})
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -589,7 +687,37 @@ def test_num_ctx_holds_a_generated_answer_too_and_must_be_a_whole_number_of_toke
     prompt = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": 1}})["prompt_eval_count"]
     short = ok(server, "/api/generate", {**body, "options": {**GREEDY, "num_predict": -1, "stop": [], "num_ctx": prompt + 3}})
     assert short["eval_count"] == 3 and short["done_reason"] == "length"
-    assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 0}}, 400)
+    assert "num_ctx must be a whole number" in error(server, "/api/chat", {"messages": [{"role": "user", "content": "hi"}], "options": {"num_ctx": 8.5}}, 400)
+
+
+@pytest.mark.parametrize(
+    "options, used, said",
+    [
+        ({"repeat_penalty": 0}, {"repetition_penalty": 1.0}, "option repeat_penalty 0 taken as 1.0 (off), as ollama takes a repeat_penalty of 0 or less"),  # Open WebUI's frequency_penalty 0
+        ({"temperature": -1}, {"temperature": 0.0}, "option temperature -1 taken as 0 (greedy), as ollama takes a temperature below 0"),
+        ({"top_p": 1.5}, {"top_p": 1.0}, "option top_p 1.5 taken as 1 (off), as ollama takes a top_p above 1"),
+        ({"temperature": 5, "frequency_penalty": -3}, {"temperature": 2.0, "frequency_penalty": -2.0}, "option frequency_penalty -3 taken as -2, the nearest this server applies (ollama takes any)"),
+        ({"num_ctx": 0, "num_predict": 1}, {"max_tokens": 1}, "option num_ctx 0 taken as 4, as ollama takes a num_ctx below 4"),
+    ],
+)
+def test_option_values_the_v1_routes_refuse_are_taken_as_ollama_takes_them_and_said_once_in_the_log(server, monkeypatch, caplog, options, used, said):
+    """ollama's sampler and scheduler take any number (Open WebUI maps OpenAI's frequency_penalty 0 onto repeat_penalty):
+    the ollama routes use such a value as ollama does, or the nearest this server applies, and log it the first time only;
+    OpenAI's routes keep OpenAI's 400."""
+    backend = server["backend"]
+    params, original = [], backend.scheduler.submit
+    monkeypatch.setattr(backend.scheduler, "submit", lambda job: params.append(job.params) or original(job))
+    with caplog.at_level(logging.WARNING, logger="aigc.serve"):
+        for path, body in (("/api/generate", {"prompt": "Hi"}), ("/api/chat", {"messages": [{"role": "user", "content": "Hi"}]}), ("/api/generate", {"prompt": "Hi"})):
+            ok(server, path, {**body, "stream": False, "options": {"num_predict": 2, **options}})
+            last = params.pop()
+            assert {name: getattr(last, name) for name in used} == used
+    assert sum(said in r.getMessage() for r in caplog.records) == 1, caplog.text
+    if "num_ctx" in options:
+        return
+    refused = {"repeat_penalty": "repetition_penalty", "temperature": "temperature", "top_p": "top_p", "frequency_penalty": "frequency_penalty"}
+    status, _, text = call(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], **{refused[k]: v for k, v in options.items()}})
+    assert status == 400, text
 
 
 def _cut(ids: list[int], budget: int, keep: int) -> list[int]:
