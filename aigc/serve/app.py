@@ -829,12 +829,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         reply = Reply(False, backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:
             entries: list = [None] * len(prompts)
-            if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
+            if req.top is not None:  # the prompts batched by length, a forward pass of at most PROMPT_CHUNK tokens a call between decode steps
                 starts = [await anyio.to_thread.run_sync(backend.batched.offsets, text, ids) for text, ids in zip(prompts, encoded)]
+                call = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
                 for batch in length_batches([len(ids) for ids in encoded], PROMPT_CHUNK):
                     rows, at = [encoded[i] for i in batch], [starts[i] for i in batch]
-                    score = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
-                    found = await anyio.to_thread.run_sync(score, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
+                    found = await anyio.to_thread.run_sync(prompt_entries, call, backend.engine.model, rows, req.top, backend.scheduler.token_texts, at)
                     for i, each in zip(batch, found):
                         entries[i] = each
             reply.heads = [(text, each) for text, each in zip(prompts, entries) for _ in range(n)]

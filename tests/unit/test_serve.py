@@ -1325,6 +1325,31 @@ def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_
     assert [c.logprobs.token_logprobs for c in short] == [[None], [None]]
 
 
+def test_echo_scores_a_long_prompt_a_chunk_a_call_so_decoding_goes_on_between(server, client, monkeypatch, tiny_engine):
+    from aigc.engine import sampling
+    from aigc.engine.sampling import SamplingParams, prompt_logprobs
+    from aigc.serve.scheduler import Job
+
+    prompt = "The quick brown fox jumps over the lazy dog. " * 8
+    ids = tiny_engine.encode(prompt)
+    want, _ = prompt_logprobs(tiny_engine.model, ids)  # in one pass
+    monkeypatch.setattr(sampling, "PROMPT_CHUNK", 16)
+    scheduler, calls, done_at = server["backend"].scheduler, [], []
+    call = scheduler.call
+
+    def counted(fn, *args, **kw):
+        if not calls:  # a chat arrives while the first piece is scored
+            scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
+        calls.append(fn)
+        return call(fn, *args, **kw)
+
+    monkeypatch.setattr(scheduler, "call", counted)
+    lp = client.completions.create(model=server["model"], prompt=prompt, max_tokens=0, echo=True, logprobs=2).choices[0].logprobs
+    assert len(calls) == -(-(len(ids) - 1) // 16) and len(calls) > 4  # a call a 16-token piece
+    assert done_at and done_at[0] < len(calls)  # the chat ended while the prompt was scored
+    assert lp.token_logprobs[0] is None and lp.token_logprobs[1:] == pytest.approx(want, abs=1e-4)
+
+
 def test_chat_logprobs_whole_and_streamed(server, client):
     whole = chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -2450,16 +2475,40 @@ def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engin
         engine.embed(["x"])
 
 
-def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch):
-    from aigc.serve.scheduler import EMBED_CHUNK, RequestCancelled
+def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch, tiny_engine):
+    """Texts are batched by tokens, not by count: many short texts share a call, and a text longer
+    than a prefill chunk is read a chunk a call on its KV cache, so no call holds up decoding longer."""
+    from aigc.engine import local
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve import scheduler
+    from aigc.serve.scheduler import Job, RequestCancelled
 
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 128)
+    monkeypatch.setattr(local, "PREFILL_CHUNK", 48)
     backend = server["backend"]
-    calls = []
+    batches, pieces, done_at = [], [], []
     original = backend.scheduler.call
-    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args, **kw: calls.append(len(args[0])) or original(fn, *args, **kw))
+
+    def call(fn, *args, **kw):
+        if not batches + pieces:  # a chat arrives while the first call runs
+            backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(batches + pieces))))
+        if args:  # a batch of short texts
+            batches.append(len(args[0]) * max(map(len, args[0])))
+        else:  # a long text's next piece
+            pieces.append(len(fn.__self__.row[fn.__self__.at : fn.__self__.at + 48]))
+        return original(fn, *args, **kw)
+
+    monkeypatch.setattr(backend.scheduler, "call", call)
     view = backend.batched.scoped()
-    assert len(view.embed([f"text {i}" for i in range(EMBED_CHUNK * 2 + 1)])) == EMBED_CHUNK * 2 + 1
-    assert calls == [EMBED_CHUNK, EMBED_CHUNK, 1]  # decoding rows go on between the calls
+    texts = [f"text {i}" for i in range(12)] + ["The quick brown fox jumps over the lazy dog. " * 20]
+    got = view.embed(texts)
+    long_row = tiny_engine.embedded_rows(texts[-1:])[0]
+    assert len(pieces) == -(-len(long_row) // 48) > 2 and max(batches) <= 128  # no call over the budget
+    assert 1 < len(batches) < 12  # short texts share calls
+    assert done_at and done_at[0] < len(batches + pieces)  # the chat ended while the texts were read
+    for g, w in zip(got, tiny_engine.embed(texts), strict=True):
+        assert g == pytest.approx(w, abs=1e-5)
+    assert got[-1] == pytest.approx(tiny_engine.embed_batch([long_row])[0], abs=1e-4)  # pieces on a cache: what one pass gives
     view.cancel()
     with pytest.raises(RequestCancelled):
         view.embed(["more"])
