@@ -121,6 +121,7 @@ class Backend:
     scheduler: Scheduler
     batched: BatchedEngine
     created: int = field(default_factory=lambda: int(time.time()))
+    given: str | None = None  # the path it was served by (`-m ./models/qwen`), which requests may name too
 
     @classmethod
     def start(cls, name: str, engine, settings: ServeSettings) -> "Backend":
@@ -421,12 +422,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     def refuse_key() -> ApiError:
         return ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
-    async def auth(request: Request) -> None:
+    def keyed(request: Request) -> bool:
+        """Whether the request may use the API: no key is set, or it sends it."""
         if not settings.api_key:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.api_key.encode())
+
+    async def auth(request: Request) -> None:
+        if not keyed(request):
             raise refuse_key()
 
     async def no_wrong_key(request: Request) -> None:
@@ -489,6 +493,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return backends[default]
         if name not in backends:
             name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in backends), name)
+        if name not in backends:  # the path a model was served by, as clients named it before it was served under its own name
+            name = next((n for n, b in backends.items() if b.given == name.removesuffix(":latest")), name)
         if name not in backends:
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
@@ -653,9 +659,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     keyless = [Depends(no_wrong_key)]
 
     @app.api_route("/health", methods=["GET", "HEAD"], dependencies=keyless)  # HEAD: what some uptime checks send
-    async def health():
-        return {
-            "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",
+    async def health(request: Request):
+        """The status for anyone (a health check sends no key); the served models and their load only
+        for a client with the key, where one is set (the model list is the API's, which asks for it)."""
+        status = {"status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok"}
+        if not keyed(request):
+            return status
+        return status | {
             "models": {
                 name: {"waiting": b.scheduler.waiting, "decoding_rows": b.scheduler.active_rows, "batches": b.scheduler.batches, "joined": b.scheduler.joined}
                 for name, b in backends.items()

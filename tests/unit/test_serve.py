@@ -91,6 +91,42 @@ def test_health_and_models(server, client):
         client.models.retrieve("nope")
 
 
+def test_health_shows_models_only_with_the_key_and_a_model_served_by_path_is_named_by_its_directory(server, client, tiny_model_dir):
+    """The model list is the API's, which asks for the key; and a model directory's path (the user's
+    home layout) is no client's business: it is served under the directory's name, and the path
+    clients named it by before still works."""
+    assert raw(server, "/health", key=None)[2] == {"status": "ok"}
+    status, _, full = raw(server, "/health")
+    assert status == 200 and list(full["models"]) == [tiny_model_dir.name] == [server["model"]] and full["models"][tiny_model_dir.name]["waiting"] == 0
+    assert [m.id for m in client.models.list().data] == [tiny_model_dir.name]
+    answer = chat(client, str(tiny_model_dir), max_tokens=2)  # the path, as a client named it before
+    assert answer.model == tiny_model_dir.name
+    with urllib.request.urlopen(server["url"].rsplit("/v1", 1)[0] + "/metrics", timeout=30) as response:
+        scraped = response.read().decode()
+    assert f'model="{tiny_model_dir.name}"' in scraped and str(tiny_model_dir) not in scraped
+
+
+def test_errors_of_request_options_name_no_template_of_the_operator_nor_a_server_path(server, tmp_path, monkeypatch):
+    """A client learns no other template's name (close matches), whether NAME.j2 lies in the server's
+    working directory, nor where its config directory is; the CLI keeps its hints."""
+    from aigc import templates
+    from aigc.errors import UnknownTemplateError
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "private-acme.j2").write_text("SECRET INSTRUCTIONS: {{ input }}\n")
+    (templates.user_dir() / "broken.j2").write_text("{{ input }\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secretnotes.j2").write_text("{{ input }}\n")
+    for name, cli_hint in (("private-acm", "did you mean private-acme"), ("secretnotes", "secretnotes.j2 here")):
+        with pytest.raises(UnknownTemplateError, match=cli_hint):
+            templates.get_template(name)
+        status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"template": name}})
+        assert status == 400 and body["error"]["message"] == f"unknown template {name!r}", body
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "broken"}})
+    message = body["error"]["message"]
+    assert status == 400 and message.startswith("templates/broken.j2:1: ") and str(templates.user_dir()) not in message, body
+
+
 def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
@@ -3246,7 +3282,7 @@ def settled(server) -> None:
     """Wait until no row decodes: the scheduler counts its rows once per step, after it has handed the
     last token on, so a scrape right after an answer may still see it running."""
     for _ in range(200):
-        if all(m["decoding_rows"] == 0 and m["waiting"] == 0 for m in raw(server, "/health", key=None)[2]["models"].values()):
+        if all(m["decoding_rows"] == 0 and m["waiting"] == 0 for m in raw(server, "/health")[2]["models"].values()):
             return
         time.sleep(0.05)
     raise AssertionError("the server kept decoding")
