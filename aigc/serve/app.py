@@ -103,6 +103,7 @@ class ServeSettings:
     batch_window: float = 0.01
     max_queue: int = 256
     retry_after: int = 1
+    body_timeout: float = 30.0  # seconds a request's whole body may take to arrive (408 after): a client that trickles it holds no connection longer
     metrics_need_key: bool = False  # /metrics asks for the API key too (by default it needs none, as vLLM's and /health)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS) besides LOCAL_ORIGINS; "*" is any, `*` in one any run of characters
     bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
@@ -452,11 +453,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
             raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_request_bytes:
-                raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
-            chunks.append(chunk)
+        with anyio.move_on_after(settings.body_timeout) as reading:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > settings.max_request_bytes:
+                    raise ApiError(413, f"the request body is larger than {settings.max_request_bytes} bytes", code="request_too_large")
+                chunks.append(chunk)
+        if reading.cancelled_caught:
+            raise ApiError(408, f"the request body did not arrive within {settings.body_timeout:g} s", code="request_timeout", headers={"Connection": "close"})
         raw = b"".join(chunks)
         try:
             data = parse_json(raw or b"null", parse_int=body_int)

@@ -157,6 +157,13 @@ def log_config(verbosity: int) -> dict:
     }
 
 
+def connection_limit(settings: ServeSettings) -> int:
+    """The most connections (and requests) uvicorn holds at once; it answers 503 to more. Room for
+    every queued and decoding request, and as many idle keep-alive connections again, so clients
+    that open connections and send nothing cannot hold all the process's file descriptors."""
+    return 2 * (settings.max_queue + settings.max_batch) + 64
+
+
 def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
     """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
     then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
@@ -176,7 +183,10 @@ def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: flo
                 await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5,
+        limit_concurrency=connection_limit(app.state.settings),
+    )
     logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)

@@ -127,6 +127,39 @@ def test_errors_of_request_options_name_no_template_of_the_operator_nor_a_server
     assert status == 400 and message.startswith("templates/broken.j2:1: ") and str(templates.user_dir()) not in message, body
 
 
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes(server, monkeypatch):
+    monkeypatch.setattr(server["app"].state.settings, "body_timeout", 0.5)
+    port = int(server["url"].split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:  # a body declared, one byte of it sent
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body)["error"]["code"] == "request_timeout", answer
+
+
+def test_the_server_caps_its_connections_by_the_queue_it_allows(monkeypatch):
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from aigc.serve import running
+    from aigc.serve.app import ServeSettings
+
+    given = {}
+
+    def config(app, **settings):
+        given.update(settings)
+        raise KeyboardInterrupt  # no server is started
+
+    monkeypatch.setattr(uvicorn, "Config", config)
+    app = SimpleNamespace(state=SimpleNamespace(backends={}, settings=ServeSettings(max_queue=10, max_batch=4)))
+    with pytest.raises(KeyboardInterrupt):
+        running.run_server(app, socket.socket())
+    assert given["limit_concurrency"] == running.connection_limit(app.state.settings) and 10 + 4 < given["limit_concurrency"] < running.connection_limit(ServeSettings())
+
+
 def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
