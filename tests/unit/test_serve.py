@@ -1954,7 +1954,7 @@ def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_st
     assert stdout == ""
     usage = answered["usage"]
     generation = f'127.0.0.1 "POST /v1/chat/completions" 200 '
-    tokens = f"id={answer_id} model={tiny_model_dir} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
+    tokens = f"id={answer_id} model={tiny_model_dir.name} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
     lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope%0Aforged" 404' in line]
     if flags == ["-q"]:
         assert lines == [], stderr
@@ -3105,8 +3105,8 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
 
     loaded, load = [], loading.load_model
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
-    app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
-    assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
+    app = build([str(tiny_model_dir), str(tiny_model_dir), f"{tiny_model_dir}/"], ServeSettings(), device="cpu", dtype="float32")
+    assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [tiny_model_dir.name]  # not a second copy, its batcher left running
 
 
 def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_names(tiny_model_dir, monkeypatch):
@@ -3124,17 +3124,17 @@ def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_n
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), "mini"], ServeSettings(), device="cpu", dtype="float32")
     backends = app.state.backends
-    assert loaded == [str(tiny_model_dir)] and list(backends) == [str(tiny_model_dir), "mini"]
-    assert backends["mini"].scheduler is backends[str(tiny_model_dir)].scheduler and backends["mini"].engine is backends[str(tiny_model_dir)].engine
+    assert loaded == [str(tiny_model_dir)] and list(backends) == [tiny_model_dir.name, "mini"]  # a model directory under its own name
+    assert backends["mini"].scheduler is backends[tiny_model_dir.name].scheduler and backends["mini"].engine is backends[tiny_model_dir.name].engine
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     with TestClient(app, base_url="http://127.0.0.1:8000") as web:
-        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [str(tiny_model_dir), "mini"]
+        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [tiny_model_dir.name, "mini"]
         assert web.post("/v1/chat/completions", json={**body, "model": "mini"}).json()["model"] == "mini"
         unnamed = web.post("/v1/chat/completions", json=body)
-        assert unnamed.status_code == 200 and unnamed.json()["model"] == str(tiny_model_dir)
+        assert unnamed.status_code == 200 and unnamed.json()["model"] == tiny_model_dir.name
         metrics = web.get("/metrics").text
     assert 'model="mini"' not in metrics
-    assert f'aigc_e2e_request_latency_seconds_count{{model="{tiny_model_dir}"}} 2' in metrics.splitlines()
+    assert f'aigc_e2e_request_latency_seconds_count{{model="{tiny_model_dir.name}"}} 2' in metrics.splitlines()
 
 
 def test_a_request_without_a_model_gets_the_only_one_served(server):
