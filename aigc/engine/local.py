@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
@@ -267,7 +267,7 @@ class LocalEngine:
             raise error
         return rows
 
-    def embed_encoded(self, rows: list[list[int]], budget: int = SCORE_BATCH_TOKENS, run: Callable[..., object] | None = None) -> list[list[float]]:
+    def embed_encoded(self, rows: list[list[int]], budget: int = SCORE_BATCH_TOKENS, run: Callable[..., Any] | None = None) -> list[list[float]]:
         """`embed` of texts already tokenized (`embedded_rows`): rows batched by length, `budget`
         tokens (padding included) a forward pass, and a row longer than `PREFILL_CHUNK` alone, fed
         in `PREFILL_CHUNK` pieces on one KV cache. `run(fn, *args)` runs each pass (the server: on
