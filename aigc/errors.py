@@ -84,6 +84,12 @@ class AigcError(Exception):
     exit_code = 1
     at: str | None = None
     index: int | None = None
+    public: str | None = None  # the message for an API client where it differs: without hints that name the server's files
+
+    def for_clients(self, text: str) -> "AigcError":
+        """This error, with `text` as what the server tells its clients (`public`)."""
+        self.public = text
+        return self
 
     def shown(self, namer: Namer | None = None) -> str:
         """The message, each option in it as `namer(name, value)` shows it (by default the one set

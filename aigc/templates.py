@@ -387,11 +387,12 @@ def _find(name: str) -> Template:
     skipped = _skipped(name)
     if skipped is not None:
         raise skipped
+    public = f"unknown template {name!r}"  # what a server's client is told: no names of the operator's templates, nor of files
     if os.path.isfile(name + SUFFIX):  # a template file someone shared, saved here
-        raise UnknownTemplateError(f"unknown template {name!r}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)")
+        raise UnknownTemplateError(f"{public}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)").for_clients(public)
     close = difflib.get_close_matches(name, list(scan()[0]), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UnknownTemplateError(f"unknown template {name!r}; {hint}see {TEMPLATES_LISTED} for all of them")
+    raise UnknownTemplateError(f"{public}; {hint}see {TEMPLATES_LISTED} for all of them").for_clients(public)
 
 
 def _skipped(name: str) -> UnknownTemplateError | None:

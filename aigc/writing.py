@@ -83,6 +83,12 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
         if not os.access(path, os.W_OK):
             raise BadInputError(f"cannot write {target}: permission denied")
         return path
+    link = _foreign_link(path)
+    if link is not None:
+        raise BadInputError(
+            f"cannot write {target}: {link} is a symlink owned by another user in the shared directory {link.parent}; "
+            "refusing to follow it (as the system does for the shell); write the result elsewhere"
+        )
     try:
         real = Path(os.path.realpath(path, strict=True))
     except FileNotFoundError:  # a new file, or a symlink to one
@@ -98,6 +104,41 @@ def check_writable(target: str | os.PathLike, flag: str = "-o") -> Path:
     except OSError as exc:
         raise BadInputError(f"cannot write {target}: {_unwritable(real, exc)}") from exc
     return real
+
+
+def _owner(path: Path) -> int:
+    """The user id that owns `path` itself (a symlink, not what it points to)."""
+    return os.lstat(path).st_uid
+
+
+def _foreign_link(path: Path) -> Path | None:
+    """The first symlink on the way to `path` that Linux's `fs.protected_symlinks` would not follow:
+    one in a sticky, world-writable directory (/tmp) owned by neither this user nor the directory's
+    owner, which another user may have planted there to make a write land elsewhere. None otherwise,
+    and where users have no ids (Windows)."""
+    if not hasattr(os, "geteuid"):
+        return None
+    parts = list(Path(os.path.abspath(path)).parts)
+    current = Path(parts.pop(0))
+    for _ in range(40 + len(parts)):  # a loop is left to realpath's error
+        if not parts:
+            return None
+        part = parts.pop(0)
+        if part == "..":
+            current = current.parent
+            continue
+        step = current / part
+        if not os.path.islink(step):
+            current = step
+            continue
+        shared = os.stat(current)
+        if shared.st_mode & stat.S_ISVTX and shared.st_mode & stat.S_IWOTH and _owner(step) not in (os.geteuid(), shared.st_uid):
+            return step
+        pointed = Path(os.readlink(step))
+        if pointed.is_absolute():
+            current = Path(pointed.anchor)
+        parts = [p for p in pointed.parts if p != pointed.anchor] + parts
+    return None
 
 
 def _unwritable(path: Path, exc: OSError) -> str:

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
@@ -252,30 +252,52 @@ class LocalEngine:
         `This sentence : "TEXT" means in one word:"` (PromptEOL, Jiang et al. 2023), where the model
         is about to sum the text up. On the topic data it found documents for short queries far
         better than the mean over the text's tokens (precision@10 0.74 against 0.47)."""
-        import torch
-
         check_texts(texts)
+        return self.embed_encoded(self.embedded_rows(texts))
+
+    def embedded_rows(self, texts: list[str]) -> list[list[int]]:
+        """The token ids `embed` reads for each text; a `ContextLengthError` for the first too long,
+        named by its place among `texts` (`index`) and by how much."""
         rows = [self._embedded_ids(t) for t in texts]
         over = next((i for i, r in enumerate(rows) if len(r) > self.context_length), None)
-        if over is not None:  # the first too long, named by its place among `texts` (`index`) and by how much
+        if over is not None:
             error = ContextLengthError(
                 f"a text takes {len(rows[over])} tokens but {self.name} holds {self.context_length} ({len(rows[over]) - self.context_length} too many); shorten it or split it"
             )
             error.index = over
             raise error
+        return rows
+
+    def embed_encoded(self, rows: list[list[int]], budget: int = SCORE_BATCH_TOKENS, run: Callable[..., Any] | None = None) -> list[list[float]]:
+        """`embed` of texts already tokenized (`embedded_rows`): rows batched by length, `budget`
+        tokens (padding included) a forward pass, and a row longer than `PREFILL_CHUNK` alone, fed
+        in `PREFILL_CHUNK` pieces on one KV cache. `run(fn, *args)` runs each pass (the server: on
+        its scheduler thread, between decode steps; by default here)."""
+        run = run or (lambda fn, *args: fn(*args))
         started = time.perf_counter()
         vectors: list[list[float] | None] = [None] * len(rows)
-        for batch in length_batches([len(r) for r in rows], SCORE_BATCH_TOKENS):
-            ids, mask = self._batch([rows[i] for i in batch])
-            with torch.inference_mode():
-                hidden = self.model.base_model(
-                    input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
-                ).last_hidden_state[:, -1].float()  # rows are left-padded: the last column is each row's end
-                pooled = torch.nn.functional.normalize(hidden, dim=-1)
-            for index, vector in zip(batch, pooled.tolist()):
+        for batch in length_batches([len(r) for r in rows], budget, alone=PREFILL_CHUNK):
+            if len(rows[batch[0]]) > PREFILL_CHUNK:
+                pieces = _EmbedPieces(self, rows[batch[0]])
+                while not pieces.done:
+                    run(pieces.step)
+                vectors[batch[0]] = pieces.vector
+                continue
+            for index, vector in zip(batch, run(self.embed_batch, [rows[i] for i in batch])):
                 vectors[index] = vector
         self.stats.record_embedding(len(rows), sum(map(len, rows)), time.perf_counter() - started)
         return vectors
+
+    def embed_batch(self, rows: list[list[int]]) -> list[list[float]]:
+        """The embeddings of `rows` (`embedded_rows`) from one forward pass, left-padded."""
+        import torch
+
+        ids, mask = self._batch(rows)
+        with torch.inference_mode():
+            hidden = self.model.base_model(
+                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
+            ).last_hidden_state[:, -1]  # rows are left-padded: the last column is each row's end
+            return _unit(hidden).tolist()
 
     def _embedded_ids(self, text: str) -> list[int]:
         return self.tokenizer(EMBED_PROMPT[0] + text + EMBED_PROMPT[1])["input_ids"]
@@ -403,6 +425,48 @@ class LocalEngine:
         cache.crop(-count)
         picked = logits[:, node, target] - torch.logsumexp(logits, dim=-1)[:, node]  # [rows, picks]
         scores.index_add_(1, column, picked)
+
+
+def _unit(hidden) -> "torch.Tensor":
+    """Each row of `hidden` as float32, scaled to length 1."""
+    import torch
+
+    return torch.nn.functional.normalize(hidden.float(), dim=-1)
+
+
+class _EmbedPieces:
+    """One long row's embedding, fed `PREFILL_CHUNK` tokens a `step()` on one KV cache (as chat
+    prefill), so a caller can run the pieces apart; `vector` once `done`."""
+
+    def __init__(self, engine: LocalEngine, row: list[int]):
+        self.engine, self.row = engine, row
+        self.at = 0
+        self.cache = None
+        self.vector: list[float] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.at >= len(self.row)
+
+    def step(self) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        engine = self.engine
+        end = min(self.at + PREFILL_CHUNK, len(self.row))
+        if self.cache is None:
+            self.cache = DynamicCache()
+        with torch.inference_mode():
+            hidden = engine.model.base_model(
+                input_ids=torch.tensor([self.row[self.at : end]], device=engine.device),
+                position_ids=torch.arange(self.at, end, device=engine.device)[None],
+                use_cache=True,
+                **{cache_keyword(engine.model.base_model): self.cache},
+            ).last_hidden_state[:, -1]
+            if end == len(self.row):
+                self.vector = _unit(hidden)[0].tolist()
+                self.cache = None
+        self.at = end
 
 
 def _tail_groups(tails: list[list[int]], budget: int) -> list[list[int]]:

@@ -354,30 +354,50 @@ def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = PROMPT
     Returns `(chosen, best)` for tokens 1..len(ids)-1 (the first token has nothing before it):
     `chosen[i]` is a float, `best[i]` a list of `(token id, logprob)`, likeliest first. The model's
     own distribution (no temperature or filters). The prompt runs in `chunk`-token pieces on one
-    KV cache, so at most `chunk` x vocabulary logits exist at once.
+    KV cache (`PromptScorer`), so at most `chunk` x vocabulary logits exist at once.
     """
-    import torch
-    from transformers import DynamicCache
+    scorer = PromptScorer(model, ids, top, chunk)
+    while not scorer.done:
+        scorer.step()
+    return scorer.chosen, scorer.best
 
-    chosen: list[float] = []
-    best: list[list[tuple[int, float]]] = []
-    if len(ids) < 2:
-        return chosen, best
-    device = model.device
-    cache_arg = {cache_keyword(model): DynamicCache()}
-    with torch.inference_mode():
-        for start in range(0, len(ids) - 1, chunk):
-            fed = list(ids[start : min(start + chunk, len(ids) - 1)])
+
+class PromptScorer:
+    """`prompt_logprobs` a piece a `step()`, so a caller can run the pieces apart (the server: one
+    a scheduler call, with decode steps between); `chosen` and `best` grow with each."""
+
+    def __init__(self, model, ids: Sequence[int], top: int = 0, chunk: int | None = None):
+        self.model, self.ids, self.top, self.chunk = model, ids, top, chunk or PROMPT_CHUNK
+        self.at = 0
+        self.cache = None
+        self.chosen: list[float] = []
+        self.best: list[list[tuple[int, float]]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.at >= len(self.ids) - 1
+
+    def step(self) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        model, start = self.model, self.at
+        if self.cache is None:
+            self.cache = DynamicCache()
+        fed = list(self.ids[start : min(start + self.chunk, len(self.ids) - 1)])
+        with torch.inference_mode():
             logits = model(
-                input_ids=torch.tensor([fed], device=device),
-                position_ids=torch.arange(start, start + len(fed), device=device)[None],
+                input_ids=torch.tensor([fed], device=model.device),
+                position_ids=torch.arange(start, start + len(fed), device=model.device)[None],
                 use_cache=True,
-                **cache_arg,
+                **{cache_keyword(model): self.cache},
             ).logits[0]
-            picked, likeliest = _picked(logits, ids[start + 1 : start + 1 + len(fed)], top)
-            chosen += picked
-            best += likeliest
-    return chosen, best
+            picked, likeliest = _picked(logits, self.ids[start + 1 : start + 1 + len(fed)], self.top)
+        self.chosen += picked
+        self.best += likeliest
+        self.at = start + len(fed)
+        if self.done:
+            self.cache = None
 
 
 def left_padded(rows: list[Sequence[int]], pad_id: int, device) -> tuple["torch.Tensor", "torch.Tensor"]:

@@ -10,16 +10,17 @@ if TYPE_CHECKING:
 EMBED_LAYERS = (1.0, 0.8, 0.6, 0.4)  # depths (fractions of the layer stack) an embedding pools
 
 
-def length_batches(lengths: list[int], budget: int) -> list[list[int]]:
+def length_batches(lengths: list[int], budget: int, alone: int | None = None) -> list[list[int]]:
     """Indices grouped so that each group's rows x longest row stays within `budget` tokens.
 
-    Sorting by length first keeps padding small; a row longer than the budget gets a group alone.
+    Sorting by length first keeps padding small; a row longer than the budget, or than `alone`,
+    gets a group alone.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
     for index in order:
-        if current and (len(current) + 1) * lengths[index] > budget:
+        if current and ((len(current) + 1) * lengths[index] > budget or (alone is not None and lengths[index] > alone)):
             batches.append(current)
             current = []
         current.append(index)

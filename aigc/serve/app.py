@@ -104,6 +104,7 @@ class ServeSettings:
     batch_window: float = 0.01
     max_queue: int = 256
     retry_after: int = 1
+    body_timeout: float = 30.0  # seconds a request's whole body may take to arrive (408 after): a client that trickles it holds no connection longer
     metrics_need_key: bool = False  # /metrics asks for the API key too (by default it needs none, as vLLM's and /health)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS) besides LOCAL_ORIGINS; "*" is any, `*` in one any run of characters
     bind_host: str = "127.0.0.1"  # the address listened on: a loopback one answers loopback names only (`HostCheck`)
@@ -122,6 +123,7 @@ class Backend:
     scheduler: Scheduler
     batched: BatchedEngine
     created: int = field(default_factory=lambda: int(time.time()))
+    given: str | None = None  # the path it was served by (`-m ./models/qwen`), which requests may name too
 
     @classmethod
     def start(cls, name: str, engine, settings: ServeSettings) -> "Backend":
@@ -422,12 +424,15 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     def refuse_key() -> ApiError:
         return ApiError(401, "missing or wrong API key; send Authorization: Bearer KEY", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
-    async def auth(request: Request) -> None:
+    def keyed(request: Request) -> bool:
+        """Whether the request may use the API: no key is set, or it sends it."""
         if not settings.api_key:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.api_key.encode())
+
+    async def auth(request: Request) -> None:
+        if not keyed(request):
             raise refuse_key()
 
     async def no_wrong_key(request: Request) -> None:
@@ -452,11 +457,14 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if declared and declared.isdigit() and int(declared) > limit:
             raise too_large
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        with anyio.move_on_after(settings.body_timeout) as reading:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        if reading.cancelled_caught:
+            raise ApiError(408, f"the request body did not arrive within {settings.body_timeout:g} s", code="request_timeout", headers={"Connection": "close"})
         raw = b"".join(chunks)
         try:
             data = parse_json(raw or b"null", parse_int=body_int)
@@ -493,6 +501,8 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             return backends[default]
         if name not in backends:
             name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in backends), name)
+        if name not in backends:  # the path a model was served by, as clients named it before it was served under its own name
+            name = next((n for n, b in backends.items() if b.given == name.removesuffix(":latest")), name)
         if name not in backends:
             raise ApiError(404, f"the model {name!r} is not served here; served: {', '.join(backends)}", param="model", code="model_not_found")
         return backends[name]
@@ -660,9 +670,13 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
     keyless = [Depends(no_wrong_key)]
 
     @app.api_route("/health", methods=["GET", "HEAD"], dependencies=keyless)  # HEAD: what some uptime checks send
-    async def health():
-        return {
-            "status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok",
+    async def health(request: Request):
+        """The status for anyone (a health check sends no key); the served models and their load only
+        for a client with the key, where one is set (the model list is the API's, which asks for it)."""
+        status = {"status": "stopping" if any(b.scheduler.closing for b in backends.values()) else "ok"}
+        if not keyed(request):
+            return status
+        return status | {
             "models": {
                 name: {"waiting": b.scheduler.waiting, "decoding_rows": b.scheduler.active_rows, "batches": b.scheduler.batches, "joined": b.scheduler.joined}
                 for name, b in backends.items()
@@ -836,12 +850,12 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         reply = Reply(False, req.model or backend.name, req.top, req.stream_options, sum(len(ids) for ids in encoded), n, fingerprint=backend.fingerprint, id=completion_id(request, "cmpl-"))
         if req.echo:
             entries: list = [None] * len(prompts)
-            if req.top is not None:  # the prompts batched by length, a forward pass each between decode steps
+            if req.top is not None:  # the prompts batched by length, a forward pass of at most PROMPT_CHUNK tokens a call between decode steps
                 starts = [await anyio.to_thread.run_sync(backend.batched.offsets, text, ids) for text, ids in zip(prompts, encoded)]
+                call = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
                 for batch in length_batches([len(ids) for ids in encoded], PROMPT_CHUNK):
                     rows, at = [encoded[i] for i in batch], [starts[i] for i in batch]
-                    score = functools.partial(backend.scheduler.call, ongoing=taken(request, backend))
-                    found = await anyio.to_thread.run_sync(score, prompt_entries, backend.engine, rows, req.top, backend.scheduler.token_texts, at)
+                    found = await anyio.to_thread.run_sync(prompt_entries, call, backend.engine.model, rows, req.top, backend.scheduler.token_texts, at)
                     for i, each in zip(batch, found):
                         entries[i] = each
             reply.heads = [(text, each) for text, each in zip(prompts, entries) for _ in range(n)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from ..engine.token_bytes import TokenBytes
 
@@ -60,13 +61,23 @@ def prompt_offsets(tokenizer, text: str, ids: list[int], texts: TokenTexts) -> l
     return starts
 
 
-def prompt_entries(engine, rows: list[list[int]], top: int, texts: TokenTexts, starts: list[list[int]]) -> list[list[TokenLogprob]]:
-    """Each echoed prompt's tokens with their log-probabilities (one forward pass over the prompts,
-    `prompt_logprobs_many`); `starts` are their offsets in each prompt's text (`prompt_offsets`)."""
-    from ..engine.sampling import prompt_logprobs_many
+def prompt_entries(call: Callable[..., Any], model, rows: list[list[int]], top: int, texts: TokenTexts, starts: list[list[int]]) -> list[list[TokenLogprob]]:
+    """Each echoed prompt's tokens with their log-probabilities; `starts` are their offsets in each
+    prompt's text (`prompt_offsets`). `call(fn, *args)` runs the model's work (the server: on its
+    scheduler thread): the prompts in one forward pass (`prompt_logprobs_many`; the caller keeps
+    rows x longest row within `PROMPT_CHUNK`), a single prompt a `PROMPT_CHUNK` piece a call
+    (`PromptScorer`); the entries are made here, in the caller's thread."""
+    from ..engine.sampling import PromptScorer, prompt_logprobs_many
 
+    if len(rows) == 1:
+        scorer = PromptScorer(model, rows[0], top)
+        while not scorer.done:
+            call(scorer.step)
+        scored = [(scorer.chosen, scorer.best)]
+    else:
+        scored = call(prompt_logprobs_many, model, rows, top)
     entries = []
-    for ids, at, (chosen, best) in zip(rows, starts, prompt_logprobs_many(engine.model, rows, top)):
+    for ids, at, (chosen, best) in zip(rows, starts, scored):
         entries.append([texts.entry(ids[0], None, None, at[0])] + [texts.entry(token, chosen[k], best[k], at[k + 1]) for k, token in enumerate(ids[1:])])
     return entries
 

@@ -5,6 +5,7 @@ they load (`bind`), and serve it with uvicorn until SIGINT or SIGTERM (`run_serv
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import errno
 import logging
@@ -53,17 +54,31 @@ def build(
     started: dict[tuple, Backend] = {}  # the same weights -> one engine and scheduler, under every name given for them
     for name in dict.fromkeys(models or [None]):  # the same -m twice is one model
         ref = resolve(name)
-        same = started.get(_weights(ref))
+        served, same = _served_name(ref), started.get(_weights(ref))
+        if served in backends:
+            if backends[served].scheduler is getattr(same, "scheduler", None):  # `./model` and its absolute path
+                continue
+            raise BadInputError(f"two models would be served as {served}; serve one of them under an alias (aigc models alias NAME PATH)")
+        given = ref.name if served != ref.name else None
         if same is not None:  # an alias of a model already loaded
-            backends[ref.name] = dataclasses.replace(same, name=ref.name)
+            backends[served] = dataclasses.replace(same, name=served, given=given)
             continue
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
         if isinstance(engine, OpenAIEngine):
             raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
         if not isinstance(engine, LocalEngine):  # `echo`, a plugin's engine: nothing to decode in batches
             raise BadInputError(f"{engine.name} has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)")
-        backends[engine.name] = started[_weights(ref)] = Backend.start(engine.name, engine, settings)
+        if engine.name != served:  # its errors name the model as clients know it, not by its path (a copy: the loaded engine is shared)
+            engine = copy.copy(engine)
+            engine.name = served
+        backends[served] = started[_weights(ref)] = dataclasses.replace(Backend.start(served, engine, settings), given=given)
     return create_app(backends, settings)
+
+
+def _served_name(ref) -> str:
+    """The name a model is served under: a model directory or .gguf file given as a path by its own
+    name (`/home/me/models/qwen` as `qwen`), so that no client learns the server's file layout."""
+    return Path(ref.name).name if ref.kind in ("dir", "gguf") else ref.name
 
 
 def _weights(ref) -> tuple:
@@ -142,6 +157,13 @@ def log_config(verbosity: int) -> dict:
     }
 
 
+def connection_limit(settings: ServeSettings) -> int:
+    """The most connections (and requests) uvicorn holds at once; it answers 503 to more. Room for
+    every queued and decoding request, and as many idle keep-alive connections again, so clients
+    that open connections and send nothing cannot hold all the process's file descriptors."""
+    return 2 * (settings.max_queue + settings.max_batch) + 64
+
+
 def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
     """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
     then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
@@ -161,7 +183,10 @@ def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: flo
                 await self.lifespan.shutdown()
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=log_config(verbosity), log_level=None, access_log=False, timeout_graceful_shutdown=grace + 5,
+        limit_concurrency=connection_limit(app.state.settings),
+    )
     logging.getLogger("uvicorn.error").addFilter(quit_cancels)  # after Config, which sets up uvicorn's logging
     server = Server(config)
     stopping = Stopping(server, schedulers, grace)

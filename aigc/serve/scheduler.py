@@ -46,8 +46,7 @@ from ..errors import AigcError, BadInputError, option
 from .logprobs import TokenTexts, prompt_offsets
 
 log = logging.getLogger("aigc.serve")
-EMBED_CHUNK = 8  # texts per scheduler call of `BatchedEngine.embed`: decoding rows wait one such call at most
-SCORE_CHUNK = 512  # prompt tokens (padding included) per scheduler call of `BatchedEngine.score_many`, likewise
+SCORE_CHUNK = 512  # prompt tokens (padding included) per scheduler call of `BatchedEngine.score_many` and `embed`: decoding rows wait one such call at most
 
 
 class QueueFullError(AigcError):
@@ -359,7 +358,7 @@ class Scheduler:
 
         Idle, it waits for a first job and then `window` seconds for more; while a batch decodes (or
         a long prompt is prefilled) it takes only what is already waiting, so the running rows lose
-        at most one prefill pass. A job whose prompt is longer than `chunk` tokens is not prefilled
+        at most one prefill pass, and one call (a piece of scoring or embedding) a step. A job whose prompt is longer than `chunk` tokens is not prefilled
         here: it becomes `_filling` (one at a time), fed a chunk a step by `_fill`.
         """
         busy = batch is not None or self._filling is not None
@@ -386,7 +385,7 @@ class Scheduler:
                 self._run_call(job)
                 if not busy and not new:
                     return None
-                continue
+                break  # one call a step: a request's next piece, queued meanwhile, waits for the rows' step
             if new or busy:  # the first job of an idle server always fits
                 if size + len(job.rows) > room:
                     self._carry = job
@@ -872,16 +871,16 @@ class BatchedEngine:
         return results
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """In calls of `EMBED_CHUNK` texts, so decoding goes on between them and a cancelled
-        request stops at the next one."""
+        """In calls of at most `SCORE_CHUNK` tokens (texts batched by length; a longer text alone, in
+        `PREFILL_CHUNK` pieces on its KV cache, a piece a call), so decoding goes on between them and
+        a cancelled request stops at the next one."""
         check_texts(texts)
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), EMBED_CHUNK):
+        self._check()
+        with self._lock:
+            rows = self.local.embedded_rows(texts)
+
+        def run(fn: Callable[..., Any], *args: Any) -> Any:
             self._check()
-            try:
-                vectors += self.scheduler.call(self.local.embed, texts[start : start + EMBED_CHUNK], ongoing=self.ongoing)
-            except BadInputError as exc:
-                if exc.index is not None:  # its place among all the texts
-                    exc.index += start
-                raise
-        return vectors
+            return self.scheduler.call(fn, *args, ongoing=self.ongoing)
+
+        return self.local.embed_encoded(rows, SCORE_CHUNK, run)

@@ -91,6 +91,75 @@ def test_health_and_models(server, client):
         client.models.retrieve("nope")
 
 
+def test_health_shows_models_only_with_the_key_and_a_model_served_by_path_is_named_by_its_directory(server, client, tiny_model_dir):
+    """The model list is the API's, which asks for the key; and a model directory's path (the user's
+    home layout) is no client's business: it is served under the directory's name, and the path
+    clients named it by before still works."""
+    assert raw(server, "/health", key=None)[2] == {"status": "ok"}
+    status, _, full = raw(server, "/health")
+    assert status == 200 and list(full["models"]) == [tiny_model_dir.name] == [server["model"]] and full["models"][tiny_model_dir.name]["waiting"] == 0
+    assert [m.id for m in client.models.list().data] == [tiny_model_dir.name]
+    answer = chat(client, str(tiny_model_dir), max_tokens=2)  # the path, as a client named it before
+    assert answer.model == tiny_model_dir.name
+    with urllib.request.urlopen(server["url"].rsplit("/v1", 1)[0] + "/metrics", timeout=30) as response:
+        scraped = response.read().decode()
+    assert f'model="{tiny_model_dir.name}"' in scraped and str(tiny_model_dir) not in scraped
+
+
+def test_errors_of_request_options_name_no_template_of_the_operator_nor_a_server_path(server, tmp_path, monkeypatch):
+    """A client learns no other template's name (close matches), whether NAME.j2 lies in the server's
+    working directory, nor where its config directory is; the CLI keeps its hints."""
+    from aigc import templates
+    from aigc.errors import UnknownTemplateError
+
+    templates.user_dir().mkdir(parents=True, exist_ok=True)
+    (templates.user_dir() / "private-acme.j2").write_text("SECRET INSTRUCTIONS: {{ input }}\n")
+    (templates.user_dir() / "broken.j2").write_text("{{ input }\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secretnotes.j2").write_text("{{ input }}\n")
+    for name, cli_hint in (("private-acm", "did you mean private-acme"), ("secretnotes", "secretnotes.j2 here")):
+        with pytest.raises(UnknownTemplateError, match=cli_hint):
+            templates.get_template(name)
+        status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"template": name}})
+        assert status == 400 and body["error"]["message"] == f"unknown template {name!r}", body
+    status, _, body = raw(server, "/v1/aigc/summarize", {"input": "Bees.", "options": {"template": "broken"}})
+    message = body["error"]["message"]
+    assert status == 400 and message.startswith("templates/broken.j2:1: ") and str(templates.user_dir()) not in message, body
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes(server, monkeypatch):
+    monkeypatch.setattr(server["app"].state.settings, "body_timeout", 0.5)
+    port = int(server["url"].split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:  # a body declared, one byte of it sent
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and json.loads(body)["error"]["code"] == "request_timeout", answer
+
+
+def test_the_server_caps_its_connections_by_the_queue_it_allows(monkeypatch):
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from aigc.serve import running
+    from aigc.serve.app import ServeSettings
+
+    given = {}
+
+    def config(app, **settings):
+        given.update(settings)
+        raise KeyboardInterrupt  # no server is started
+
+    monkeypatch.setattr(uvicorn, "Config", config)
+    app = SimpleNamespace(state=SimpleNamespace(backends={}, settings=ServeSettings(max_queue=10, max_batch=4)))
+    with pytest.raises(KeyboardInterrupt):
+        running.run_server(app, socket.socket())
+    assert given["limit_concurrency"] == running.connection_limit(app.state.settings) and 10 + 4 < given["limit_concurrency"] < running.connection_limit(ServeSettings())
+
+
 def test_non_streaming_chat_matches_the_engine_and_counts_usage(server, client, tiny_engine):
     from aigc.engine.sampling import SamplingParams
 
@@ -1372,6 +1441,31 @@ def test_echo_scores_a_requests_prompts_in_batched_forward_passes_with_the_same_
     assert [c.logprobs.token_logprobs for c in short] == [[None], [None]]
 
 
+def test_echo_scores_a_long_prompt_a_chunk_a_call_so_decoding_goes_on_between(server, client, monkeypatch, tiny_engine):
+    from aigc.engine import sampling
+    from aigc.engine.sampling import SamplingParams, prompt_logprobs
+    from aigc.serve.scheduler import Job
+
+    prompt = "The quick brown fox jumps over the lazy dog. " * 8
+    ids = tiny_engine.encode(prompt)
+    want, _ = prompt_logprobs(tiny_engine.model, ids)  # in one pass
+    monkeypatch.setattr(sampling, "PROMPT_CHUNK", 16)
+    scheduler, calls, done_at = server["backend"].scheduler, [], []
+    call = scheduler.call
+
+    def counted(fn, *args, **kw):
+        if not calls:  # a chat arrives while the first piece is scored
+            scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(calls))))
+        calls.append(fn)
+        return call(fn, *args, **kw)
+
+    monkeypatch.setattr(scheduler, "call", counted)
+    lp = client.completions.create(model=server["model"], prompt=prompt, max_tokens=0, echo=True, logprobs=2).choices[0].logprobs
+    assert len(calls) == -(-(len(ids) - 1) // 16) and len(calls) > 4  # a call a 16-token piece
+    assert done_at and done_at[0] < len(calls)  # the chat ended while the prompt was scored
+    assert lp.token_logprobs[0] is None and lp.token_logprobs[1:] == pytest.approx(want, abs=1e-4)
+
+
 def test_chat_logprobs_whole_and_streamed(server, client):
     whole = chat(client, server["model"], temperature=0, max_tokens=8, logprobs=True, top_logprobs=2)
     content = whole.choices[0].logprobs.content
@@ -1907,7 +2001,7 @@ def test_each_request_is_one_line_on_stderr_with_its_id_and_tokens_and_stdout_st
     assert stdout == ""
     usage = answered["usage"]
     generation = f'127.0.0.1 "POST /v1/chat/completions" 200 '
-    tokens = f"id={answer_id} model={tiny_model_dir} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
+    tokens = f"id={answer_id} model={tiny_model_dir.name} tokens={usage['prompt_tokens']}+{usage['completion_tokens']}"
     lines = [line for line in stderr.splitlines() if generation in line or '"GET /nope%0Aforged" 404' in line]
     if flags == ["-q"]:
         assert lines == [], stderr
@@ -2498,16 +2592,40 @@ def test_remote_engine_embeds_through_the_server(server, monkeypatch, tiny_engin
         engine.embed(["x"])
 
 
-def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch):
-    from aigc.serve.scheduler import EMBED_CHUNK, RequestCancelled
+def test_server_embeds_in_small_calls_and_a_cancelled_request_stops(server, monkeypatch, tiny_engine):
+    """Texts are batched by tokens, not by count: many short texts share a call, and a text longer
+    than a prefill chunk is read a chunk a call on its KV cache, so no call holds up decoding longer."""
+    from aigc.engine import local
+    from aigc.engine.sampling import SamplingParams
+    from aigc.serve import scheduler
+    from aigc.serve.scheduler import Job, RequestCancelled
 
+    monkeypatch.setattr(scheduler, "SCORE_CHUNK", 128)
+    monkeypatch.setattr(local, "PREFILL_CHUNK", 48)
     backend = server["backend"]
-    calls = []
+    batches, pieces, done_at = [], [], []
     original = backend.scheduler.call
-    monkeypatch.setattr(backend.scheduler, "call", lambda fn, *args, **kw: calls.append(len(args[0])) or original(fn, *args, **kw))
+
+    def call(fn, *args, **kw):
+        if not batches + pieces:  # a chat arrives while the first call runs
+            backend.scheduler.submit(Job([tiny_engine.encode("Hi")], SamplingParams(temperature=0, max_tokens=2), lambda e: e[0] == "done" and done_at.append(len(batches + pieces))))
+        if args:  # a batch of short texts
+            batches.append(len(args[0]) * max(map(len, args[0])))
+        else:  # a long text's next piece
+            pieces.append(len(fn.__self__.row[fn.__self__.at : fn.__self__.at + 48]))
+        return original(fn, *args, **kw)
+
+    monkeypatch.setattr(backend.scheduler, "call", call)
     view = backend.batched.scoped()
-    assert len(view.embed([f"text {i}" for i in range(EMBED_CHUNK * 2 + 1)])) == EMBED_CHUNK * 2 + 1
-    assert calls == [EMBED_CHUNK, EMBED_CHUNK, 1]  # decoding rows go on between the calls
+    texts = [f"text {i}" for i in range(12)] + ["The quick brown fox jumps over the lazy dog. " * 20]
+    got = view.embed(texts)
+    long_row = tiny_engine.embedded_rows(texts[-1:])[0]
+    assert len(pieces) == -(-len(long_row) // 48) > 2 and max(batches) <= 128  # no call over the budget
+    assert 1 < len(batches) < 12  # short texts share calls
+    assert done_at and done_at[0] < len(batches + pieces)  # the chat ended while the texts were read
+    for g, w in zip(got, tiny_engine.embed(texts), strict=True):
+        assert g == pytest.approx(w, abs=1e-5)
+    assert got[-1] == pytest.approx(tiny_engine.embed_batch([long_row])[0], abs=1e-4)  # pieces on a cache: what one pass gives
     view.cancel()
     with pytest.raises(RequestCancelled):
         view.embed(["more"])
@@ -3050,8 +3168,8 @@ def test_the_same_model_given_twice_is_loaded_and_served_once(tiny_model_dir, mo
 
     loaded, load = [], loading.load_model
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
-    app = build([str(tiny_model_dir), str(tiny_model_dir)], ServeSettings(), device="cpu", dtype="float32")
-    assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [str(tiny_model_dir)]  # not a second copy, its batcher left running
+    app = build([str(tiny_model_dir), str(tiny_model_dir), f"{tiny_model_dir}/"], ServeSettings(), device="cpu", dtype="float32")
+    assert loaded == [str(tiny_model_dir)] and list(app.state.backends) == [tiny_model_dir.name]  # not a second copy, its batcher left running
 
 
 def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_names(tiny_model_dir, monkeypatch):
@@ -3069,17 +3187,17 @@ def test_an_alias_and_its_model_are_one_engine_and_scheduler_served_under_both_n
     monkeypatch.setattr(loading, "load_model", lambda name, *args, **kwargs: loaded.append(name) or load(name, *args, **kwargs))
     app = build([str(tiny_model_dir), "mini"], ServeSettings(), device="cpu", dtype="float32")
     backends = app.state.backends
-    assert loaded == [str(tiny_model_dir)] and list(backends) == [str(tiny_model_dir), "mini"]
-    assert backends["mini"].scheduler is backends[str(tiny_model_dir)].scheduler and backends["mini"].engine is backends[str(tiny_model_dir)].engine
+    assert loaded == [str(tiny_model_dir)] and list(backends) == [tiny_model_dir.name, "mini"]  # a model directory under its own name
+    assert backends["mini"].scheduler is backends[tiny_model_dir.name].scheduler and backends["mini"].engine is backends[tiny_model_dir.name].engine
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     with TestClient(app, base_url="http://127.0.0.1:8000") as web:
-        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [str(tiny_model_dir), "mini"]
+        assert [m["id"] for m in web.get("/v1/models").json()["data"]] == [tiny_model_dir.name, "mini"]
         assert web.post("/v1/chat/completions", json={**body, "model": "mini"}).json()["model"] == "mini"
         unnamed = web.post("/v1/chat/completions", json=body)
-        assert unnamed.status_code == 200 and unnamed.json()["model"] == str(tiny_model_dir)
+        assert unnamed.status_code == 200 and unnamed.json()["model"] == tiny_model_dir.name
         metrics = web.get("/metrics").text
     assert 'model="mini"' not in metrics
-    assert f'aigc_e2e_request_latency_seconds_count{{model="{tiny_model_dir}"}} 2' in metrics.splitlines()
+    assert f'aigc_e2e_request_latency_seconds_count{{model="{tiny_model_dir.name}"}} 2' in metrics.splitlines()
 
 
 def test_a_request_without_a_model_gets_the_only_one_served(server):
@@ -3259,7 +3377,7 @@ def settled(server) -> None:
     """Wait until no row decodes: the scheduler counts its rows once per step, after it has handed the
     last token on, so a scrape right after an answer may still see it running."""
     for _ in range(200):
-        if all(m["decoding_rows"] == 0 and m["waiting"] == 0 for m in raw(server, "/health", key=None)[2]["models"].values()):
+        if all(m["decoding_rows"] == 0 and m["waiting"] == 0 for m in raw(server, "/health")[2]["models"].values()):
             return
         time.sleep(0.05)
     raise AssertionError("the server kept decoding")

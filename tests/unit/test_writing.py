@@ -44,6 +44,31 @@ def test_atomic_write_follows_symlinks_and_keeps_permissions(tmp_path):
     assert oct(real.stat().st_mode & 0o777) == oct(0o644)
 
 
+def test_a_symlink_another_user_planted_in_a_sticky_shared_directory_is_not_followed(tmp_path, monkeypatch):
+    """As Linux's protected_symlinks refuses it to the shell: a link in /tmp owned by neither the
+    user nor the directory's owner; the user's own links, and links elsewhere, are followed."""
+    shared, home = tmp_path / "tmp", tmp_path / "home"
+    shared.mkdir()
+    shared.chmod(0o1777)  # sticky and world-writable, as /tmp
+    home.mkdir()
+    victim = home / ".bashrc"
+    victim.write_text("ORIGINAL\n")
+    planted = {shared / "summary.md", shared / "new.md", shared / "dir"}
+    for link, to in ((shared / "summary.md", victim), (shared / "new.md", home / "new.md"), (shared / "dir", home), (shared / "mine.md", victim), (shared / "hop.md", shared / "summary.md")):
+        link.symlink_to(to)
+    (home / "elsewhere.md").symlink_to(victim)  # another user's link outside a shared directory is followed, as the kernel does
+    planted.add(home / "elsewhere.md")
+    monkeypatch.setattr(writing, "_owner", lambda path: 4242 if Path(path) in planted else os.lstat(path).st_uid, raising=False)
+    for name in ("summary.md", "new.md", "dir/x.md", "hop.md"):
+        with pytest.raises(BadInputError, match=r"is a symlink owned by another user in the shared directory .*; refusing to follow it"):
+            write_atomic(shared / name, "planted")
+    assert victim.read_text() == "ORIGINAL\n" and not (home / "new.md").exists() and not (home / "x.md").exists()
+    write_atomic(shared / "mine.md", "mine")
+    assert victim.read_text() == "mine\n"
+    write_atomic(home / "elsewhere.md", "there")
+    assert victim.read_text() == "there\n"
+
+
 def test_atomic_write_new_file_gets_umask_permissions(tmp_path):
     old = os.umask(0o022)
     try:
