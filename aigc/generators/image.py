@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError, ModelSettingError, OptionError, option
+from ..errors import BadInputError, ModelSettingError, OptionError, option, spelt
 from ..textio import parse_json
 from ..writing import file_mode
 from .base import Generator
@@ -123,6 +123,11 @@ class ImageGenerator(Generator):
         if opts.width is not None:
             check_size(opts.width, opts.height)
         return opts
+
+    def check_batch(self, opts: ImageOptions) -> None:
+        """Images are files, not the JSON Lines results `aigc batch` and `many` give back."""
+        loop = spelt('n=0; while read -r p; do n=$((n+1)); aigc image "$p" -o "image-$n.png"; done < prompts.txt', "call the image generator once per prompt and save_pngs its images")
+        raise BadInputError(f"image is no batch task: its results are PNG files, not rows of text; for many prompts, {loop}")
 
     def check_inputs(self, prompt: Any) -> None:
         if not isinstance(prompt, str) or not prompt.strip():

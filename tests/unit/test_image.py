@@ -484,3 +484,22 @@ def test_the_image_steps_benchmark_imports_the_tiny_pipeline_builder_outside_pyt
     env = {**os.environ, "PYTHONPATH": str(root)}  # a plain `python -m benchmarks.image_steps`: no conftest on sys.path
     done = subprocess.run([sys.executable, "-c", "import benchmarks.image_steps as b; print(b.build_tiny_pipeline.__name__)"], cwd=root, env=env, capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, "build_tiny_pipeline\n"), done.stderr
+
+
+def test_batch_and_many_refuse_the_image_task_before_any_work(tiny_pipeline_dir, tmp_path):
+    import aigc
+    from aigc.batch import read_rows, run_batch
+    from aigc.errors import BadInputError
+
+    rows = tmp_path / "prompts.txt"
+    rows.write_text("a fox\na cat\n")
+    out = tmp_path / "images.jsonl"
+    code, lines = bad("batch", "image", "-m", tiny_pipeline_dir, "-i", rows, "-o", out, "-O", "steps=1")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: image is no batch task") and 'aigc image "$p"' in lines[0], lines
+    assert files(tmp_path) == ["prompts.txt"]  # no output file
+    generator = aigc.get_generator("image", model=str(tiny_pipeline_dir))
+    with pytest.raises(BadInputError, match="call the image generator once per prompt"):
+        generator.many(["a fox"], steps=1)
+    with pytest.raises(BadInputError, match="image is no batch task"):
+        run_batch(generator, read_rows(rows, "id", "text"), out, {})
+    assert not out.exists() and generator._engine is None  # refused before the model loaded
