@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from ..errors import BadInputError, ModelSettingError, OptionError, option, spelt
 from ..textio import parse_json
 from ..writing import file_mode
-from .base import Generator
+from .base import Generator, warn
 
 MIN_SIDE = 64
 MAX_SIDE = 2048
@@ -152,12 +152,13 @@ class ImageGenerator(Generator):
         steps = opts.steps or int(defaults["steps"])
         if engine.max_steps is not None and steps > engine.max_steps:
             raise BadInputError(f"{engine.name}'s scheduler takes at most {engine.max_steps} steps; lower {option('steps')}")
+        guidance = float(opts.guidance if opts.guidance is not None else defaults["guidance"])
         return {
-            "negative": opts.negative,
+            "negative": opts.negative if guidance > 1 else "",  # pipelines use it only with guidance: not recorded as applied
             "model": engine.name,
             "seed": opts.seed if opts.seed is not None else secrets.randbelow(2**31),
             "steps": steps,
-            "guidance": float(opts.guidance if opts.guidance is not None else defaults["guidance"]),
+            "guidance": guidance,
             "width": width,
             "height": height,
             "dtype": engine.dtype,
@@ -166,6 +167,9 @@ class ImageGenerator(Generator):
 
     def forward(self, prompt: str, opts: ImageOptions, sampling: dict[str, Any]):
         settings = {"prompt": prompt, **self.settings(opts)}
+        if opts.negative and not settings["negative"]:
+            whose = "" if opts.guidance is not None else " (the model's default)"
+            warn(f"{option('negative')} changes nothing here: the negative prompt is used only with guidance above 1, and it is {settings['guidance']:g}{whose}; give {option('guidance')} above 1 to use it")
         steps, total = settings["steps"], settings["steps"] * opts.n
         images, seeds, per_step = [], [], []
         for index in range(opts.n):

@@ -503,3 +503,22 @@ def test_batch_and_many_refuse_the_image_task_before_any_work(tiny_pipeline_dir,
     with pytest.raises(BadInputError, match="image is no batch task"):
         run_batch(generator, read_rows(rows, "id", "text"), out, {})
     assert not out.exists() and generator._engine is None  # refused before the model loaded
+
+
+@pytest.mark.parametrize("guidance, default, whose", [("0", 7.5, "it is 0;"), ("1", 7.5, "it is 1;"), (None, 0.0, "it is 0 (the model's default);")])
+def test_negative_without_guidance_above_1_is_a_warning_and_not_recorded_as_applied(tiny_pipeline_dir, tmp_path, monkeypatch, guidance, default, whose):
+    from PIL import Image
+
+    from aigc.generators.image import FALLBACK_DEFAULTS, read_settings
+
+    monkeypatch.setitem(FALLBACK_DEFAULTS, "guidance", default)  # 0: a model whose default is 0, as sd-turbo's
+    given = [] if guidance is None else ["--guidance", guidance]
+    result = make(tiny_pipeline_dir, tmp_path / "neg.png", "--negative", "blurry", "--seed", "3", *given)
+    assert f"Warning: --negative changes nothing here: the negative prompt is used only with guidance above 1, and {whose} give --guidance above 1 to use it" in result.stderr.replace("\n", " ")
+    make(tiny_pipeline_dir, tmp_path / "plain.png", "--seed", "3", *given)
+    assert pixels(tmp_path / "neg.png") == pixels(tmp_path / "plain.png")
+    assert read_settings(tmp_path / "neg.png")["negative"] == ""
+    with Image.open(tmp_path / "neg.png") as image:
+        assert "Negative prompt" not in image.text["parameters"]
+    applied = make(tiny_pipeline_dir, tmp_path / "applied.png", "--negative", "blurry", "--seed", "3", "--guidance", "1.5")
+    assert "Warning" not in applied.stderr and read_settings(tmp_path / "applied.png")["negative"] == "blurry"
