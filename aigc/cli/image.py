@@ -107,7 +107,9 @@ def image(
     written = save_pngs(result["images"], paths, settings)
     per_step = result["seconds_per_step"]
     timing = f", {per_step:.3f} s/step" if per_step else ""
-    ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} step{'s' if result['settings']['steps'] != 1 else ''}{timing} on {result['settings']['device']}")
+    steps, ran = result["settings"]["steps"], result["timesteps"]
+    more = f" (the scheduler runs {ran})" if ran != steps else ""  # PNDM: one more; s/step is over those it ran
+    ui.info(f"{n} image{'s' if n > 1 else ''}, {steps} step{'s' if steps != 1 else ''}{more}{timing} on {result['settings']['device']}")
     if as_json:
         data = {
             "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],

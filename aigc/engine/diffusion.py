@@ -24,7 +24,7 @@ from . import loading, models, pulling
 from .sampling import make_generator
 
 Progress = Callable[..., None]
-StepCallback = Callable[[int, int], None]  # (steps done, steps); 0 as the first step starts
+StepCallback = Callable[[int, int], None]  # (steps done, the scheduler's steps: one more than asked for with PNDM); 0 as the first step starts
 
 INSTALL_HINT = 'image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)'
 # diffusers' name for a single-file checkpoint's model type -> the text-to-image pipeline that loads it
@@ -191,10 +191,14 @@ class ImageEngine:
             if not self.accepts("negative_prompt"):
                 raise BadInputError(f"{self.name} ({type(self.pipeline).__name__}) takes no negative prompt; leave out {option('negative')}")
             kwargs["negative_prompt"] = negative
+        def timesteps() -> int:  # as the pipeline set them for this run (diffusers' own bar counts them)
+            found = getattr(self.pipeline.scheduler, "timesteps", None)
+            return len(found) if found is not None and len(found) else steps
+
         if on_step is not None and self.accepts("callback_on_step_end"):
 
             def step_end(pipe, step, timestep, callback_kwargs):
-                on_step(step + 1, steps)
+                on_step(step + 1, timesteps())
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = step_end
@@ -204,7 +208,7 @@ class ImageEngine:
 
             def first_step(module, args):
                 started.remove()
-                on_step(0, steps)
+                on_step(0, timesteps())
 
             started = denoiser.register_forward_pre_hook(first_step)
         try:

@@ -170,23 +170,24 @@ class ImageGenerator(Generator):
         if opts.negative and not settings["negative"]:
             whose = "" if opts.guidance is not None else " (the model's default)"
             warn(f"{option('negative')} changes nothing here: the negative prompt is used only with guidance above 1, and it is {settings['guidance']:g}{whose}; give {option('guidance')} above 1 to use it")
-        steps, total = settings["steps"], settings["steps"] * opts.n
+        timesteps = [settings["steps"]]  # an image's denoising steps: the scheduler's (PNDM runs one more), once it has set them
         images, seeds, per_step = [], [], []
         for index in range(opts.n):
             seed = settings["seed"] + index
             starts: list[float] = []
             ends: list[float] = []
 
-            def on_step(done: int, _steps: int, index: int = index, starts: list = starts, ends: list = ends) -> None:
+            def on_step(done: int, steps: int, index: int = index, starts: list = starts, ends: list = ends) -> None:
                 (ends if done else starts).append(time.perf_counter())
-                self.progress(index * steps + done, total, "denoising")
+                timesteps[0] = steps
+                self.progress(index * steps + done, steps * opts.n, "denoising")
 
-            self.progress(index * steps, total, "denoising")
+            self.progress(index * timesteps[0], timesteps[0] * opts.n, "denoising")
             images.append(
                 self.engine.generate(
                     prompt,
                     seed=seed,
-                    steps=steps,
+                    steps=settings["steps"],
                     guidance=settings["guidance"],
                     width=settings["width"],
                     height=settings["height"],
@@ -199,14 +200,15 @@ class ImageGenerator(Generator):
             counted = len(ends) - (0 if starts else 1)
             if counted > 0:
                 per_step.append((ends[-1] - (starts or ends)[0]) / counted)
-        return images, seeds, settings, per_step
+        return images, seeds, settings, per_step, timesteps[0]
 
     def postprocess(self, raw, opts: ImageOptions) -> dict[str, Any]:
-        images, seeds, settings, per_step = raw
+        images, seeds, settings, per_step, timesteps = raw
         return {
             "images": images,
             "seeds": seeds,
             "settings": settings,
+            "timesteps": timesteps,
             "seconds_per_step": round(sum(per_step) / len(per_step), 4) if per_step else None,
         }
 

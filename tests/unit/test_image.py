@@ -522,3 +522,33 @@ def test_negative_without_guidance_above_1_is_a_warning_and_not_recorded_as_appl
         assert "Negative prompt" not in image.text["parameters"]
     applied = make(tiny_pipeline_dir, tmp_path / "applied.png", "--negative", "blurry", "--seed", "3", "--guidance", "1.5")
     assert "Warning" not in applied.stderr and read_settings(tmp_path / "applied.png")["negative"] == "blurry"
+
+
+@pytest.fixture(scope="session")
+def pndm_pipeline_dir(tiny_pipeline_dir, tmp_path_factory) -> Path:
+    """The tiny pipeline with SD 1.x's PNDM scheduler, which runs one step more than asked for."""
+    import shutil
+
+    from diffusers import PNDMScheduler
+
+    target = tmp_path_factory.mktemp("pndm") / "pipeline"
+    shutil.copytree(tiny_pipeline_dir, target)
+    config = json.loads((target / "scheduler" / "scheduler_config.json").read_text())
+    shutil.rmtree(target / "scheduler")
+    PNDMScheduler.from_config(config, skip_prk_steps=True).save_pretrained(target / "scheduler")
+    index = json.loads((target / "model_index.json").read_text())
+    (target / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "PNDMScheduler"]}))
+    return target
+
+
+def test_progress_counts_the_steps_the_scheduler_runs(pndm_pipeline_dir, tmp_path):
+    import aigc
+
+    calls = []
+    generator = aigc.get_generator("image", model=str(pndm_pipeline_dir), progress=lambda d, t, w: calls.append((d, t)))
+    result = generator("a lighthouse", n=2, seed=5, steps=2, width=64, height=64)
+    assert type(generator.engine.pipeline.scheduler).__name__ == "PNDMScheduler"
+    assert calls[-1] == (6, 6) and all(done <= total for done, total in calls) and result["timesteps"] == 3
+    assert result["settings"]["steps"] == 2  # as given: what makes the image again
+    summary = make(pndm_pipeline_dir, tmp_path / "p.png", "--steps", "2").stderr
+    assert "1 image, 2 steps (the scheduler runs 3), " in summary, summary
