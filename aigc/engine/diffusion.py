@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option, spelt
+from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, install_advice, option, spelt
 from .. import config
 from . import loading, models, pulling
 from .sampling import make_generator
@@ -26,7 +26,7 @@ from .sampling import make_generator
 Progress = Callable[..., None]
 StepCallback = Callable[[int, int], None]  # (steps done, the scheduler's steps: one more than asked for with PNDM); 0 as the first step starts
 
-INSTALL_HINT = 'image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)'
+INSTALL_HINT = f"image generation needs the image extra (diffusers and Pillow): {install_advice('image')}"
 # diffusers' name for a single-file checkpoint's model type -> the text-to-image pipeline that loads it
 _SINGLE_FILE_PIPELINES = {
     "v1": "StableDiffusionPipeline",

@@ -355,7 +355,10 @@ def test_text_and_image_models_are_not_mixed_up(tiny_pipeline_dir, tiny_model_di
 def test_without_the_extra_it_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # as if it were not installed
     code, lines = bad("image", PROMPT, "-o", tmp_path / "o.png")
-    assert code == 2 and lines == ['Error: image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)']
+    assert code == 2 and lines == [
+        'Error: image generation needs the image extra (diffusers and Pillow): in the aigc checkout run AIGC_EXTRAS="[image]" bash scripts/setup.sh '
+        '(or .venv/bin/python -m pip install -c constraints.txt -e ".[image]")'
+    ]  # as the README installs it: `pip install "aigc[image]"` would fetch an unrelated PyPI project named aigc
 
 
 def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny_model_dir, tmp_path, monkeypatch):
