@@ -84,6 +84,8 @@ def resolve_image(name: str | None) -> models.ModelRef:
     ref = models.resolve(name, "image")
     if ref.kind == "hub" and ref.spec is None:
         return ref  # a bare hub id: taken as a diffusers repository
+    if ref.kind == "dir":
+        _check_not_a_component(ref)
     if not ref.image:
         raise ModelKindError(
             f"{ref.name} is a text model; {spelt('aigc image', 'the image task')} needs an image model: an image alias from "
@@ -91,6 +93,19 @@ def resolve_image(name: str | None) -> models.ModelRef:
             "checkpoint or a hub id"
         )
     return ref
+
+
+def _check_not_a_component(ref: models.ModelRef) -> None:
+    """A directory of one part of a diffusers pipeline (`sd/unet`: its config.json names diffusers) is a `ModelKindError` naming the pipeline's."""
+    settings = models._read_json(Path(ref.location) / "config.json")
+    if "_diffusers_version" not in settings:
+        return
+    parent = Path(ref.location).parent
+    where = str(parent) if (parent / "model_index.json").is_file() else "the pipeline's directory"
+    raise ModelKindError(
+        f"{ref.name} is one part of a diffusers pipeline ({settings.get('_class_name', 'a component')}), not a whole pipeline; "
+        f"pass {where}, the one with model_index.json"
+    )
 
 
 def pull_image(ref: models.ModelRef, progress: Progress = models.no_progress) -> Path:

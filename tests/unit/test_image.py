@@ -555,3 +555,20 @@ def test_progress_counts_the_steps_the_scheduler_runs(pndm_pipeline_dir, tmp_pat
     assert result["settings"]["steps"] == 2  # as given: what makes the image again
     summary = make(pndm_pipeline_dir, tmp_path / "p.png", "--steps", "2").stderr
     assert "1 image, 2 steps (the scheduler runs 3), " in summary, summary
+
+
+def test_a_pipeline_component_directory_is_named_with_its_pipeline(tiny_pipeline_dir, tmp_path):
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir / "unet", "-o", tmp_path / "o.png")
+    assert code == 2 and lines == [
+        f"Error: {tiny_pipeline_dir / 'unet'} is one part of a diffusers pipeline (UNet2DConditionModel), not a whole pipeline; "
+        f"pass {tiny_pipeline_dir}, the one with model_index.json"
+    ]
+    assert files(tmp_path) == []
+
+
+def test_output_is_required_in_help_and_a_directory_is_named_as_one(tiny_pipeline_dir, tmp_path):
+    assert "PNG to write (required)" in " ".join(invoke("image", "--help").stdout.split())
+    for given in (tmp_path, f"{tmp_path}/"):
+        code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", given)
+        assert code == 2 and lines == [f"Error: -o {given} is a directory; give the file to write in it, e.g. -o {tmp_path / 'image.png'}"]
+    assert files(tmp_path) == []
