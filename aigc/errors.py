@@ -190,9 +190,18 @@ class ModelUnavailableError(AigcError):
 
 
 class MissingExtraError(AigcError):
-    """An optional dependency group is not installed."""
+    """An optional dependency group is not installed; `install_advice` says how to add it."""
 
     exit_code = 2
+
+
+def install_advice(extra: str = "") -> str:
+    """How to add aigc's optional `extra` (none: reinstall its own dependencies) as the README does, from
+    the checkout with torch kept pinned: never `pip install "aigc[...]"`, which elsewhere fetches an
+    unrelated PyPI project of that name."""
+    extras = f"[{extra}]" if extra else ""
+    setup = f'AIGC_EXTRAS="{extras}" bash scripts/setup.sh' if extra else "bash scripts/setup.sh"
+    return f'in the aigc checkout run {setup} (or .venv/bin/python -m pip install -c constraints.txt -e ".{extras}")'
 
 
 class AnswerJSONError(AigcError):

@@ -23,6 +23,8 @@ def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
     if not output:
         raise BadInputError('give -o FILE.png, where to write the image (e.g. aigc image "a red fox" -o fox.png)')
     path = Path(output).expanduser()
+    if path.is_dir():
+        raise BadInputError(f"-o {output} is a directory; give the file to write in it, e.g. -o {path / 'image.png'}")
     if path.suffix.lower() != ".png":
         raise BadInputError(f"-o {output}: images are written as PNG; give a file name ending in .png")
     paths = [path] if n == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, n + 1)]
@@ -35,7 +37,7 @@ def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
 
 def image(
     prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="What to draw (or pipe it in; optional with --from-png).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="PNG to write; with -n N: NAME-1.png ... NAME-N.png.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="PNG to write (required); with -n N: NAME-1.png ... NAME-N.png.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many images, 1 to 16; image i uses seed SEED+i-1.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the PNG).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's; 30 if it has none).")] = None,
@@ -107,7 +109,9 @@ def image(
     written = save_pngs(result["images"], paths, settings)
     per_step = result["seconds_per_step"]
     timing = f", {per_step:.3f} s/step" if per_step else ""
-    ui.info(f"{n} image{'s' if n > 1 else ''}, {result['settings']['steps']} step{'s' if result['settings']['steps'] != 1 else ''}{timing} on {result['settings']['device']}")
+    steps, ran = result["settings"]["steps"], result["timesteps"]
+    more = f" (the scheduler runs {ran})" if ran != steps else ""  # PNDM: one more; s/step is over those it ran
+    ui.info(f"{n} image{'s' if n > 1 else ''}, {steps} step{'s' if steps != 1 else ''}{more}{timing} on {result['settings']['device']}")
     if as_json:
         data = {
             "images": [{"path": str(path), "seed": seed} for path, seed in zip(written, result["seeds"])],

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import ui
-from ..errors import AigcError, BadInputError, MissingExtraError, options_named
+from ..errors import AigcError, BadInputError, MissingExtraError, install_advice, options_named
 from . import complete, examples
 from .options import given_as, given_model
 
@@ -22,7 +22,7 @@ def _require_extra() -> None:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise MissingExtraError('aigc serve needs the serve extra: pip install "aigc[serve]" (FastAPI and uvicorn)') from None
+        raise MissingExtraError(f"aigc serve needs the serve extra (FastAPI and uvicorn): {install_advice('serve')}") from None
 
 
 TABLE_TYPES = {int: ((int,), "a whole number"), float: ((int, float), "a number"), bool: ((bool,), "true or false"), str: ((str,), "a string in quotes")}

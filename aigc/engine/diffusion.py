@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, option, spelt
+from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, install_advice, option, spelt
 from .. import config
 from . import loading, models, pulling
 from .sampling import make_generator
 
 Progress = Callable[..., None]
-StepCallback = Callable[[int, int], None]  # (steps done, steps); 0 as the first step starts
+StepCallback = Callable[[int, int], None]  # (steps done, the scheduler's steps: one more than asked for with PNDM); 0 as the first step starts
 
-INSTALL_HINT = 'image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)'
+INSTALL_HINT = f"image generation needs the image extra (diffusers and Pillow): {install_advice('image')}"
 # diffusers' name for a single-file checkpoint's model type -> the text-to-image pipeline that loads it
 _SINGLE_FILE_PIPELINES = {
     "v1": "StableDiffusionPipeline",
@@ -84,6 +84,8 @@ def resolve_image(name: str | None) -> models.ModelRef:
     ref = models.resolve(name, "image")
     if ref.kind == "hub" and ref.spec is None:
         return ref  # a bare hub id: taken as a diffusers repository
+    if ref.kind == "dir":
+        _check_not_a_component(ref)
     if not ref.image:
         raise ModelKindError(
             f"{ref.name} is a text model; {spelt('aigc image', 'the image task')} needs an image model: an image alias from "
@@ -91,6 +93,19 @@ def resolve_image(name: str | None) -> models.ModelRef:
             "checkpoint or a hub id"
         )
     return ref
+
+
+def _check_not_a_component(ref: models.ModelRef) -> None:
+    """A directory of one part of a diffusers pipeline (`sd/unet`: its config.json names diffusers) is a `ModelKindError` naming the pipeline's."""
+    settings = models._read_json(Path(ref.location) / "config.json")
+    if "_diffusers_version" not in settings:
+        return
+    parent = Path(ref.location).parent
+    where = str(parent) if (parent / "model_index.json").is_file() else "the pipeline's directory"
+    raise ModelKindError(
+        f"{ref.name} is one part of a diffusers pipeline ({settings.get('_class_name', 'a component')}), not a whole pipeline; "
+        f"pass {where}, the one with model_index.json"
+    )
 
 
 def pull_image(ref: models.ModelRef, progress: Progress = models.no_progress) -> Path:
@@ -191,10 +206,14 @@ class ImageEngine:
             if not self.accepts("negative_prompt"):
                 raise BadInputError(f"{self.name} ({type(self.pipeline).__name__}) takes no negative prompt; leave out {option('negative')}")
             kwargs["negative_prompt"] = negative
+        def timesteps() -> int:  # as the pipeline set them for this run (diffusers' own bar counts them)
+            found = getattr(self.pipeline.scheduler, "timesteps", None)
+            return len(found) if found is not None and len(found) else steps
+
         if on_step is not None and self.accepts("callback_on_step_end"):
 
             def step_end(pipe, step, timestep, callback_kwargs):
-                on_step(step + 1, steps)
+                on_step(step + 1, timesteps())
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = step_end
@@ -204,7 +223,7 @@ class ImageEngine:
 
             def first_step(module, args):
                 started.remove()
-                on_step(0, steps)
+                on_step(0, timesteps())
 
             started = denoiser.register_forward_pre_hook(first_step)
         try:

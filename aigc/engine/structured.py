@@ -25,7 +25,7 @@ import re
 import threading
 from typing import Any, Iterator
 
-from ..errors import AnswerJSONError, BadInputError, MissingExtraError
+from ..errors import AnswerJSONError, BadInputError, MissingExtraError, install_advice
 
 MAX_WHITESPACE = 4  # whitespace characters in a row between JSON's parts ("\n" and an indent of three)
 MAX_BLANK_RUN = 16  # whitespace characters in a row inside a string, where the enforcer counts none
@@ -41,7 +41,7 @@ def _enforcer_module():
     try:
         import lmformatenforcer
     except ImportError:
-        raise MissingExtraError("a JSON schema needs lm-format-enforcer: pip install lm-format-enforcer") from None
+        raise MissingExtraError(f"a JSON schema needs lm-format-enforcer, one of aigc's own dependencies: {install_advice()}") from None
     with _FIXING:  # the server builds parsers in worker threads: the library is changed once, not twice at once
         _fix_enforcer()
     return lmformatenforcer

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import BadInputError, ModelSettingError, OptionError, option
+from ..errors import BadInputError, ModelSettingError, OptionError, option, spelt
 from ..textio import parse_json
 from ..writing import file_mode
-from .base import Generator
+from .base import Generator, warn
 
 MIN_SIDE = 64
 MAX_SIDE = 2048
@@ -124,6 +124,11 @@ class ImageGenerator(Generator):
             check_size(opts.width, opts.height)
         return opts
 
+    def check_batch(self, opts: ImageOptions) -> None:
+        """Images are files, not the JSON Lines results `aigc batch` and `many` give back."""
+        loop = spelt('n=0; while read -r p; do n=$((n+1)); aigc image "$p" -o "image-$n.png"; done < prompts.txt', "call the image generator once per prompt and save_pngs its images")
+        raise BadInputError(f"image is no batch task: its results are PNG files, not rows of text; for many prompts, {loop}")
+
     def check_inputs(self, prompt: Any) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadInputError("the prompt is empty; say what to draw, e.g. aigc image \"a red fox in snow\" -o fox.png")
@@ -147,12 +152,13 @@ class ImageGenerator(Generator):
         steps = opts.steps or int(defaults["steps"])
         if engine.max_steps is not None and steps > engine.max_steps:
             raise BadInputError(f"{engine.name}'s scheduler takes at most {engine.max_steps} steps; lower {option('steps')}")
+        guidance = float(opts.guidance if opts.guidance is not None else defaults["guidance"])
         return {
-            "negative": opts.negative,
+            "negative": opts.negative if guidance > 1 else "",  # pipelines use it only with guidance: not recorded as applied
             "model": engine.name,
             "seed": opts.seed if opts.seed is not None else secrets.randbelow(2**31),
             "steps": steps,
-            "guidance": float(opts.guidance if opts.guidance is not None else defaults["guidance"]),
+            "guidance": guidance,
             "width": width,
             "height": height,
             "dtype": engine.dtype,
@@ -161,23 +167,27 @@ class ImageGenerator(Generator):
 
     def forward(self, prompt: str, opts: ImageOptions, sampling: dict[str, Any]):
         settings = {"prompt": prompt, **self.settings(opts)}
-        steps, total = settings["steps"], settings["steps"] * opts.n
+        if opts.negative and not settings["negative"]:
+            whose = "" if opts.guidance is not None else " (the model's default)"
+            warn(f"{option('negative')} changes nothing here: the negative prompt is used only with guidance above 1, and it is {settings['guidance']:g}{whose}; give {option('guidance')} above 1 to use it")
+        timesteps = [settings["steps"]]  # an image's denoising steps: the scheduler's (PNDM runs one more), once it has set them
         images, seeds, per_step = [], [], []
         for index in range(opts.n):
             seed = settings["seed"] + index
             starts: list[float] = []
             ends: list[float] = []
 
-            def on_step(done: int, _steps: int, index: int = index, starts: list = starts, ends: list = ends) -> None:
+            def on_step(done: int, steps: int, index: int = index, starts: list = starts, ends: list = ends) -> None:
                 (ends if done else starts).append(time.perf_counter())
-                self.progress(index * steps + done, total, "denoising")
+                timesteps[0] = steps
+                self.progress(index * steps + done, steps * opts.n, "denoising")
 
-            self.progress(index * steps, total, "denoising")
+            self.progress(index * timesteps[0], timesteps[0] * opts.n, "denoising")
             images.append(
                 self.engine.generate(
                     prompt,
                     seed=seed,
-                    steps=steps,
+                    steps=settings["steps"],
                     guidance=settings["guidance"],
                     width=settings["width"],
                     height=settings["height"],
@@ -190,14 +200,15 @@ class ImageGenerator(Generator):
             counted = len(ends) - (0 if starts else 1)
             if counted > 0:
                 per_step.append((ends[-1] - (starts or ends)[0]) / counted)
-        return images, seeds, settings, per_step
+        return images, seeds, settings, per_step, timesteps[0]
 
     def postprocess(self, raw, opts: ImageOptions) -> dict[str, Any]:
-        images, seeds, settings, per_step = raw
+        images, seeds, settings, per_step, timesteps = raw
         return {
             "images": images,
             "seeds": seeds,
             "settings": settings,
+            "timesteps": timesteps,
             "seconds_per_step": round(sum(per_step) / len(per_step), 4) if per_step else None,
         }
 

@@ -355,7 +355,10 @@ def test_text_and_image_models_are_not_mixed_up(tiny_pipeline_dir, tiny_model_di
 def test_without_the_extra_it_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # as if it were not installed
     code, lines = bad("image", PROMPT, "-o", tmp_path / "o.png")
-    assert code == 2 and lines == ['Error: image generation needs the image extra: pip install "aigc[image]" (diffusers and Pillow)']
+    assert code == 2 and lines == [
+        'Error: image generation needs the image extra (diffusers and Pillow): in the aigc checkout run AIGC_EXTRAS="[image]" bash scripts/setup.sh '
+        '(or .venv/bin/python -m pip install -c constraints.txt -e ".[image]")'
+    ]  # as the README installs it: `pip install "aigc[image]"` would fetch an unrelated PyPI project named aigc
 
 
 def test_enhance_rewrites_the_prompt_with_the_text_model(tiny_pipeline_dir, tiny_model_dir, tmp_path, monkeypatch):
@@ -484,3 +487,88 @@ def test_the_image_steps_benchmark_imports_the_tiny_pipeline_builder_outside_pyt
     env = {**os.environ, "PYTHONPATH": str(root)}  # a plain `python -m benchmarks.image_steps`: no conftest on sys.path
     done = subprocess.run([sys.executable, "-c", "import benchmarks.image_steps as b; print(b.build_tiny_pipeline.__name__)"], cwd=root, env=env, capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, "build_tiny_pipeline\n"), done.stderr
+
+
+def test_batch_and_many_refuse_the_image_task_before_any_work(tiny_pipeline_dir, tmp_path):
+    import aigc
+    from aigc.batch import read_rows, run_batch
+    from aigc.errors import BadInputError
+
+    rows = tmp_path / "prompts.txt"
+    rows.write_text("a fox\na cat\n")
+    out = tmp_path / "images.jsonl"
+    code, lines = bad("batch", "image", "-m", tiny_pipeline_dir, "-i", rows, "-o", out, "-O", "steps=1")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: image is no batch task") and 'aigc image "$p"' in lines[0], lines
+    assert files(tmp_path) == ["prompts.txt"]  # no output file
+    generator = aigc.get_generator("image", model=str(tiny_pipeline_dir))
+    with pytest.raises(BadInputError, match="call the image generator once per prompt"):
+        generator.many(["a fox"], steps=1)
+    with pytest.raises(BadInputError, match="image is no batch task"):
+        run_batch(generator, read_rows(rows, "id", "text"), out, {})
+    assert not out.exists() and generator._engine is None  # refused before the model loaded
+
+
+@pytest.mark.parametrize("guidance, default, whose", [("0", 7.5, "it is 0;"), ("1", 7.5, "it is 1;"), (None, 0.0, "it is 0 (the model's default);")])
+def test_negative_without_guidance_above_1_is_a_warning_and_not_recorded_as_applied(tiny_pipeline_dir, tmp_path, monkeypatch, guidance, default, whose):
+    from PIL import Image
+
+    from aigc.generators.image import FALLBACK_DEFAULTS, read_settings
+
+    monkeypatch.setitem(FALLBACK_DEFAULTS, "guidance", default)  # 0: a model whose default is 0, as sd-turbo's
+    given = [] if guidance is None else ["--guidance", guidance]
+    result = make(tiny_pipeline_dir, tmp_path / "neg.png", "--negative", "blurry", "--seed", "3", *given)
+    assert f"Warning: --negative changes nothing here: the negative prompt is used only with guidance above 1, and {whose} give --guidance above 1 to use it" in result.stderr.replace("\n", " ")
+    make(tiny_pipeline_dir, tmp_path / "plain.png", "--seed", "3", *given)
+    assert pixels(tmp_path / "neg.png") == pixels(tmp_path / "plain.png")
+    assert read_settings(tmp_path / "neg.png")["negative"] == ""
+    with Image.open(tmp_path / "neg.png") as image:
+        assert "Negative prompt" not in image.text["parameters"]
+    applied = make(tiny_pipeline_dir, tmp_path / "applied.png", "--negative", "blurry", "--seed", "3", "--guidance", "1.5")
+    assert "Warning" not in applied.stderr and read_settings(tmp_path / "applied.png")["negative"] == "blurry"
+
+
+@pytest.fixture(scope="session")
+def pndm_pipeline_dir(tiny_pipeline_dir, tmp_path_factory) -> Path:
+    """The tiny pipeline with SD 1.x's PNDM scheduler, which runs one step more than asked for."""
+    import shutil
+
+    from diffusers import PNDMScheduler
+
+    target = tmp_path_factory.mktemp("pndm") / "pipeline"
+    shutil.copytree(tiny_pipeline_dir, target)
+    config = json.loads((target / "scheduler" / "scheduler_config.json").read_text())
+    shutil.rmtree(target / "scheduler")
+    PNDMScheduler.from_config(config, skip_prk_steps=True).save_pretrained(target / "scheduler")
+    index = json.loads((target / "model_index.json").read_text())
+    (target / "model_index.json").write_text(json.dumps({**index, "scheduler": ["diffusers", "PNDMScheduler"]}))
+    return target
+
+
+def test_progress_counts_the_steps_the_scheduler_runs(pndm_pipeline_dir, tmp_path):
+    import aigc
+
+    calls = []
+    generator = aigc.get_generator("image", model=str(pndm_pipeline_dir), progress=lambda d, t, w: calls.append((d, t)))
+    result = generator("a lighthouse", n=2, seed=5, steps=2, width=64, height=64)
+    assert type(generator.engine.pipeline.scheduler).__name__ == "PNDMScheduler"
+    assert calls[-1] == (6, 6) and all(done <= total for done, total in calls) and result["timesteps"] == 3
+    assert result["settings"]["steps"] == 2  # as given: what makes the image again
+    summary = make(pndm_pipeline_dir, tmp_path / "p.png", "--steps", "2").stderr
+    assert "1 image, 2 steps (the scheduler runs 3), " in summary, summary
+
+
+def test_a_pipeline_component_directory_is_named_with_its_pipeline(tiny_pipeline_dir, tmp_path):
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir / "unet", "-o", tmp_path / "o.png")
+    assert code == 2 and lines == [
+        f"Error: {tiny_pipeline_dir / 'unet'} is one part of a diffusers pipeline (UNet2DConditionModel), not a whole pipeline; "
+        f"pass {tiny_pipeline_dir}, the one with model_index.json"
+    ]
+    assert files(tmp_path) == []
+
+
+def test_output_is_required_in_help_and_a_directory_is_named_as_one(tiny_pipeline_dir, tmp_path):
+    assert "PNG to write (required)" in " ".join(invoke("image", "--help").stdout.split())
+    for given in (tmp_path, f"{tmp_path}/"):
+        code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", given)
+        assert code == 2 and lines == [f"Error: -o {given} is a directory; give the file to write in it, e.g. -o {tmp_path / 'image.png'}"]
+    assert files(tmp_path) == []

@@ -1283,7 +1283,8 @@ def test_serve_without_the_extra_is_a_one_line_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_fastapi)
     result = CliRunner().invoke(cli, ["serve"])
-    assert result.exit_code == 2 and result.stderr.strip().startswith("Error:") and "aigc[serve]" in result.stderr
+    assert result.exit_code == 2 and result.stderr.strip().startswith("Error:") and 'AIGC_EXTRAS="[serve]" bash scripts/setup.sh' in result.stderr
+    assert '-m pip install -c constraints.txt -e ".[serve]"' in result.stderr and "aigc[serve]" not in result.stderr  # an unrelated PyPI project is named aigc
     assert issubclass(MissingExtraError, AigcError)
 
 

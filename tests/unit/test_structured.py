@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -525,3 +526,16 @@ def test_a_string_held_to_a_max_length_is_whole_utf8_and_no_longer(tiny_engine):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=40, seed=0, n=8, json_schema=schema)
     for completion in tiny_engine.generate(["Give me JSON"], params)[0]:
         jsonschema.validate(json.loads(completion.text), schema)
+
+
+def test_without_lm_format_enforcer_it_says_to_rerun_the_setup(monkeypatch):
+    from aigc.engine import structured
+    from aigc.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "lmformatenforcer", None)  # as if it were not installed
+    with pytest.raises(MissingExtraError) as caught:
+        structured._enforcer_module()
+    assert str(caught.value) == (
+        "a JSON schema needs lm-format-enforcer, one of aigc's own dependencies: in the aigc checkout run bash scripts/setup.sh "
+        '(or .venv/bin/python -m pip install -c constraints.txt -e ".")'
+    )
