@@ -149,9 +149,11 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
     if ref.installed and ref.kind != "hub":
         ui.info(f"{ref.name} is already installed at {ref.load_path()}")
         return
+    said = pulling.converts(ref)  # the pull says what it does and that it is ready, as a first use does
     with ui.stage_status() as stage:
         path = pulling.pull(ref, progress=stage)
-    ui.info(f"{ref.name} is ready at {path}")
+    if not said:
+        ui.info(f"{ref.name} is ready at {path}")
 
 
 @models_app.command()
