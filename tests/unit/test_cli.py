@@ -1250,7 +1250,7 @@ def test_models_list_shows_a_default_that_is_a_path_and_warns_on_one_that_cannot
     assert [(row["alias"], row["kind"], row["installed"]) for row in rows if row["kind"] == "text"] == [(str(tiny_model_dir), "text", True)]
     monkeypatch.setenv("AIGC_DEFAULT_MODEL", "nosuch")
     result = invoke("models", "list")
-    assert result.exit_code == 0 and "AIGC_DEFAULT_MODEL" in result.stderr and "(default)" not in result.stdout.replace("sd-turbo (default)", "")
+    assert result.exit_code == 0 and "AIGC_DEFAULT_MODEL" in result.stderr and "(default)" not in result.stdout
 
 
 def test_register_commands_hook_adds_a_plugin_command():
