@@ -210,7 +210,7 @@ def converts(ref: ModelRef) -> bool:
 
 def first_time(ref: ModelRef) -> Note:
     """What `pull` does for a GGUF that is not converted yet, which happens once (measured on this
-    2-core machine: 30 s for the embedded model when idle, 2.5 min at a load average of 8)."""
+    2-core machine: 35-50 s for the embedded model at a load average of 5, 2.5 min at 8)."""
     what = f"converting {ref.name}" if ref.kind == "gguf" else f"downloading and converting {ref.name}"
     return Note(f"{what} into {ref.cache_path}: the first time only, about a minute (a few on a busy machine); later runs load that copy")
 
