@@ -259,9 +259,12 @@ def _about(seconds: float | None) -> str:
 @contextlib.contextmanager
 def stage_status() -> Iterator[Callable[..., None]]:
     """Show what the engine is doing (download with a byte bar, conversion, loading): a live line
-    on a terminal, plain lines on stderr otherwise (routine loading only with -v; the bytes of a long
-    download now and then, as `_Lines`). Yields the callback the engine reports to: `stage(name)` or
-    `stage(name, done, total)`."""
+    on a terminal with the time it has taken, plain lines on stderr otherwise (routine loading only
+    with -v, or after a note such as a first-time pull's; the bytes of a long download now and then,
+    as `_Lines`). A `Note` is a line kept above the live one. Yields the callback the engine reports
+    to: `stage(name)` or `stage(name, done, total)`."""
+    from .engine.models import Note
+
     if not interactive():
         from rich.filesize import decimal
 
@@ -270,25 +273,29 @@ def stage_status() -> Iterator[Callable[..., None]]:
 
         def plain(stage: str, done: int | None = None, total: int | None = None) -> None:
             if stage not in printed:
+                routine = stage.startswith("loading") and not any(isinstance(seen, Note) for seen in printed)
                 printed.add(stage)
-                (debug if stage.startswith("loading") else info)(stage)
+                (debug if routine else info)(stage)
             elif total:
                 lines(lambda now: f"{stage}: {decimal(done or 0)} of {decimal(total)}")
 
         yield plain
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
     class Bytes(DownloadColumn):
         def render(self, task):
             return super().render(task) if task.total else Text("")
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Bytes())
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), Bytes(), TimeElapsedColumn())
     with Progress(*columns, console=stderr(), transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def update(stage: str, done: int | None = None, total: int | None = None) -> None:
+            if isinstance(stage, Note):
+                info(stage)
+                return
             if stage not in tasks:
                 for task in tasks.values():
                     progress.update(task, visible=False)

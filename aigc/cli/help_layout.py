@@ -1,10 +1,12 @@
 """How `--help` is laid out: typer's rich panels on a terminal, with nothing in them cut with "…"
 (a long option name or word folds onto the next line of its cell); click's plain help, wrapped and
 without box lines for a screen reader to read out, where stdout is no terminal or TERM=dumb (a pipe,
-Emacs' shell). typer's TYPER_USE_RICH=0 gives the plain help on a terminal too."""
+Emacs' shell), each command's description whole there too. typer's TYPER_USE_RICH=0 gives the
+plain help on a terminal too."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -23,7 +25,11 @@ def choose(group, ctx, args: list[str]) -> None:
 def _plain(command) -> None:
     """typer's own switch for click's help (rich_markup_mode None), on every command; a plugin's
     click command (no such attribute) has click's help already. An epilog (`examples()`) keeps its
-    lines (click rewraps a paragraph whose first line is no \\b) and loses rich markup's escapes."""
+    lines (click rewraps a paragraph whose first line is no \\b) and loses rich markup's escapes.
+    A command's description in its group's list is its help's first paragraph, wrapped, as the panels
+    show it (click's own cuts it with "..." at the line's end)."""
+    if command.help and not command.short_help:
+        command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].replace("\b", "").replace("\\[", "[").split())
     if hasattr(command, "rich_markup_mode"):
         command.rich_markup_mode = None
         if command.epilog and not command.epilog.startswith("\b"):

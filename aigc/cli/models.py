@@ -44,6 +44,8 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
         )
     rows += remote_rows(defaults["text"]) + alias_rows(defaults)
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
+    for row in rows:  # `default` is true for both defaults; this says which
+        row["default_for"] = ("image" if row["kind"] == "image" else "text") if row["default"] else None
     if as_json:
         ui.result(json.dumps(readable_json(rows), indent=2))  # a path in no UTF-8 with U+FFFD
         return
@@ -53,7 +55,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     for column in ("alias", "kind", "installed", "source"):
         table.add_column(column)
     for row in rows:
-        name = row["alias"] + (" (default)" if row["default"] else "")
+        name = row["alias"] + {"text": " (default)", "image": " (default image)", None: ""}[row["default_for"]]
         installed = "-" if row["installed"] is None else "yes" if row["installed"] else "no"
         table.add_row(name, row["kind"], installed, row["source"])
     ui.print_table(table)
@@ -149,9 +151,11 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
     if ref.installed and ref.kind != "hub":
         ui.info(f"{ref.name} is already installed at {ref.load_path()}")
         return
+    said = pulling.converts(ref)  # the pull says what it does and that it is ready, as a first use does
     with ui.stage_status() as stage:
         path = pulling.pull(ref, progress=stage)
-    ui.info(f"{ref.name} is ready at {path}")
+    if not said:
+        ui.info(f"{ref.name} is ready at {path}")
 
 
 @models_app.command()

@@ -15,7 +15,7 @@ from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
-from .pulling import hub_stage, pull
+from .pulling import bars_on_a_terminal_only, converts, first_time, hub_stage, pull
 
 
 def _cpu_has_bf16() -> bool:
@@ -166,18 +166,19 @@ def load_model(
 def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
     """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
     it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub
-    lookup for a hub one (the callback returned passes over it when the fetch reports it again).
+    lookup for a hub one, the once-only download and conversion for a GGUF not converted yet (the
+    callback returned passes over the stage when the pull reports it again).
     Nothing for a model in `cache`, loaded already."""
     if ref in {key[0] for key in list(cache)}:  # list(): other threads add
         return progress, False
-    if ref.kind == "hub":
-        first = hub_stage(ref.location)
-        progress(first)
-        return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
-    if ref.installed:
+    if ref.installed and ref.kind != "hub":
         progress(f"loading {ref.name}")
         return progress, True
-    return progress, False
+    first = hub_stage(ref.location) if ref.kind == "hub" else first_time(ref) if converts(ref) else None
+    if first is None:
+        return progress, False
+    progress(first)
+    return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
 
 
 def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, progress: Progress, trust_remote_code: bool, announced: bool):
@@ -191,14 +192,11 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork after tokenizing (multiprocessing) gets tokenizers' deadlock warning; a caller's own setting holds (README)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
 
-    bar = transformers_logging.is_progress_bar_enabled()
-    if not (sys.stderr and sys.stderr.isatty()):  # its "Loading weights" bar belongs on a terminal only
-        transformers_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        with bars_on_a_terminal_only():  # its "Loading weights" bar
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (ImportError, MemoryError):  # a missing library or memory: not the files' fault
         raise
     except Exception as exc:  # noqa: BLE001 - broken files fail in many ways (KeyError from a tokenizer.json, ...)
@@ -206,9 +204,6 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
         if lacking:
             raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from exc
         raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
-    finally:
-        if bar:
-            transformers_logging.enable_progress_bar()
     model.to(device_name).eval()
     if device_name == "cpu" and torch_dtype in (torch.bfloat16, torch.float16) and not quantize:
         float32_output_layer(model)

@@ -26,6 +26,10 @@ from ..textio import parse_json
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
 
+class Note(str):
+    """A stage that is a message to keep (a terminal shows it above its spinner, not in place of it)."""
+
+
 def no_progress(stage: str, *counts: int) -> None:
     """A `Progress` that shows nothing (it takes the byte counts too)."""
 MODELS_LISTED = spelt("`aigc models list`", "aigc.registered_models()")  # where an error points for the models there are

