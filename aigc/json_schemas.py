@@ -2,14 +2,20 @@
 
 The engine holds the answer to the schema while it is generated (`SamplingParams.json_schema`);
 an answer can still be cut off by `max_tokens` or a stop string before its JSON is whole, which
-`parse_answers` reports.
+`parse_answers` reports. Every answer (a tool call's arguments too) is checked against its schema
+by `schema_problem`, whose `pattern` checks are bounded in time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import reprlib
+import time
+import types
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,8 +110,6 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
     `maxLength` in a union, ...); one that is not JSON where no setting cut it is an `AnswerJSONError`
     saying why in the words of the `engine` that wrote it (its `schemas_unheld`: a test engine's),
     else as a model's server that does not follow JSON schemas."""
-    import jsonschema
-
     values = []
     for completion in completions:
         text = completion.text.strip()
@@ -123,11 +127,77 @@ def parse_answers(completions, schema: dict[str, Any], max_tokens: int, stops: t
             raise BadInputError(f"the answer was cut off at {option('max_tokens', max_tokens)} before its JSON was complete; raise {option('max_tokens')}")
         if not _finite(value):
             raise BadInputError(f"the answer holds a number too large for JSON (such as 1e999); try again with another {option('seed')}")
-        problem = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+        problem = schema_problem(value, schema)
         if problem is not None:
             raise _unmatched(problem, schema)
         values.append(value)
     return values
+
+
+PATTERN_SECONDS = 1.0  # what the `pattern` and `patternProperties` checks of one answer may take in all
+_deadline: ContextVar[float | None] = ContextVar("aigc_pattern_deadline", default=None)
+
+
+class _PatternUnchecked(Exception):
+    """A pattern check that ran past the answer's deadline (or a pattern the `regex` module cannot read)."""
+
+    def __init__(self, pattern: str, text: str) -> None:
+        super().__init__(pattern, text)
+        self.pattern, self.text = pattern, text
+
+
+def _bounded_search(pattern, string, flags=0):
+    """`re.search` as jsonschema calls it; while `schema_problem` checks an answer, the `regex`
+    module's, given the time left to the answer's checks."""
+    import regex
+
+    deadline = _deadline.get()
+    if deadline is None:
+        return re.search(pattern, string, flags)
+    try:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return regex.search(pattern, string, flags, timeout=left, concurrent=True)  # concurrent: other threads run meanwhile
+    except (TimeoutError, regex.error):
+        raise _PatternUnchecked(str(pattern), str(string)) from None
+
+
+@functools.cache
+def _bounded_patterns() -> None:
+    """jsonschema checks `pattern` and `patternProperties` (and `additionalProperties` beside them)
+    with Python's `re`, which backtracks without bound: `^(a|aa)*$` against 400 characters that do
+    not match takes longer than anyone waits. Its modules get a `re` whose `search` is
+    `_bounded_search`; other users of jsonschema are left as they were."""
+    import sys
+
+    import jsonschema.validators  # noqa: F401 - imports the modules that use `re`
+
+    bounded = types.ModuleType("re")
+    bounded.__dict__.update(vars(re))
+    bounded.search = _bounded_search
+    for name, module in list(sys.modules.items()):
+        if name.startswith("jsonschema.") and getattr(module, "re", None) is re:
+            module.re = bounded
+
+
+def schema_problem(value: Any, schema: dict[str, Any]):
+    """The `jsonschema.ValidationError` that best says where `value` breaks `schema`, or None where
+    it matches. Its pattern checks take at most PATTERN_SECONDS in all: a check still running then
+    counts as not matching, and the error says so."""
+    import jsonschema
+
+    _bounded_patterns()
+    token = _deadline.set(time.monotonic() + PATTERN_SECONDS)
+    try:
+        return jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+    except _PatternUnchecked as exc:
+        return jsonschema.ValidationError(
+            f"checking {reprlib.repr(exc.text)} against the pattern {reprlib.repr(exc.pattern)} took more than {PATTERN_SECONDS:g} s, "
+            "so it counts as not matching (a pattern with nested repetition, such as (a|aa)*, backtracks without end)"
+        )
+    finally:
+        _deadline.reset(token)
 
 
 def _unmatched(problem, schema: dict[str, Any]) -> BadInputError:

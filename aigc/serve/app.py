@@ -367,6 +367,12 @@ def completion_id(request: Request, prefix: str) -> str:
     return own
 
 
+async def parse_call(toolset, text: str) -> dict | None:
+    """`toolset.parse(text)` in a worker thread: checking the arguments against their schema takes up
+    to a second where a pattern backtracks (`json_schemas.schema_problem`), which the event loop does not wait out."""
+    return await anyio.to_thread.run_sync(toolset.parse, text)
+
+
 # -- the application -------------------------------------------------------------------------------
 
 
@@ -747,7 +753,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         if collected is None:
             return Response(status_code=499)
         completions, logprobs = list(collected[0]), collected[1] and list(collected[1])
-        again = [i for i, c in enumerate(completions) if free and starts_call(c.text) and toolset.parse(c.text) is None]
+        again = [i for i, c in enumerate(completions) if free and starts_call(c.text) and await parse_call(toolset, c.text) is None]
         if again:
             redone = await collect(*submit(request, backend, reply, [ids] * len(again), dataclasses.replace(held, n=len(again))), request)
             if redone is None:
@@ -756,7 +762,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 completions[i] = completion
                 if logprobs:
                     logprobs[i] = entries
-        body, sent = reply.called(completions, logprobs, [toolset.parse(c.text) for c in completions])
+        body, sent = reply.called(completions, logprobs, [await parse_call(toolset, c.text) for c in completions])
         if not req.stream:
             return body
 
@@ -784,7 +790,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                     lines = ([] if reply.opened or not sent else reply.opening()) + ([reply.piece(event[1], *sent)] if sent else [])
                 elif event[0] == "end":
                     (_, i, reason), row = event, rows[event[1]]
-                    call = toolset.parse(row.text) if row.opened else None
+                    call = await parse_call(toolset, row.text) if row.opened else None
                     rest = row.rest() if call is None else None
                     if row.opened and call is None and starts_call(row.text):
                         try:
@@ -795,7 +801,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                         if again is None:
                             return
                         redone[i], reason = again[0][0], again[0][0].finish_reason
-                        call = toolset.parse(redone[i].text)
+                        call = await parse_call(toolset, redone[i].text)
                         rest = (redone[i].text, again[1][0] if again[1] else None) if redone[i].text else None
                     if call:
                         lines = reply.calling(i, call)

@@ -136,7 +136,7 @@ class Toolset:
 
     def _call(self, block: str) -> dict | None:
         """One call, `{"name", "arguments"}`, from its JSON (with its closing tag, if any), or None."""
-        import jsonschema
+        from ..json_schemas import schema_problem
 
         found = CALL.fullmatch(block)
         try:
@@ -146,7 +146,7 @@ class Toolset:
         if not isinstance(data, dict) or data.get("name") not in self.parameters or (self.named and data["name"] != self.named):
             return None
         arguments = data.get("arguments", data.get("parameters"))  # Llama 3.1 says "parameters"
-        if not isinstance(arguments, dict) or not jsonschema.validators.validator_for(self.parameters[data["name"]])(self.parameters[data["name"]]).is_valid(arguments):
+        if not isinstance(arguments, dict) or schema_problem(arguments, self.parameters[data["name"]]) is not None:
             return None
         return {"name": data["name"], "arguments": arguments}
 

@@ -761,6 +761,38 @@ def _scripted(backend, monkeypatch, text: str) -> None:
     monkeypatch.setattr(backend.scheduler, "submit", submit)
 
 
+def test_auto_checks_an_answers_call_off_the_event_loop(server, client, monkeypatch):
+    """A call's arguments are checked against their schema in a worker thread, whole and streamed (a
+    pattern check may take json_schemas.PATTERN_SECONDS, which other clients do not wait out); one
+    whose pattern check runs out of that time (here 0.05 s: re takes ~0.3 s) is no call, but text."""
+    import asyncio
+
+    from aigc import json_schemas
+    from aigc.serve.tools import Toolset
+
+    where, parse = [], Toolset.parse
+
+    def parse_where(self, text):
+        try:
+            asyncio.get_running_loop()
+            where.append("event loop")
+        except RuntimeError:
+            where.append("worker thread")
+        return parse(self, text)
+
+    monkeypatch.setattr(Toolset, "parse", parse_where)
+    monkeypatch.setattr(json_schemas, "PATTERN_SECONDS", 0.05)
+    spelled = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)*$"}}, "required": ["s"]}
+    tools = [{"type": "function", "function": {"name": "spell", "parameters": spelled}}]
+    text = '<tool_call>{"name": "spell", "arguments": {"s": "' + "a" * 30 + 'b"}}</tool_call>'
+    _scripted(server["backend"], monkeypatch, text)
+    whole = chat(client, server["model"], tools=tools, max_tokens=90).choices[0]
+    assert whole.message.tool_calls is None and whole.message.content == text and whole.finish_reason == "stop"
+    streamed = [c.choices[0] for c in chat(client, server["model"], tools=tools, max_tokens=90, stream=True) if c.choices]
+    assert "".join(c.delta.content or "" for c in streamed) == text and not any(c.delta.tool_calls for c in streamed)
+    assert where and set(where) == {"worker thread"}
+
+
 def test_auto_answers_with_every_call_an_answer_holds_unless_parallel_tool_calls_is_false(server, client, monkeypatch):
     """Parallel calls in Hermes and Qwen's form, whole and streamed (each call's chunks under its own
     index); with parallel_tool_calls false, the first only."""

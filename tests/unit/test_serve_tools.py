@@ -101,6 +101,19 @@ def test_a_streamed_answer_holds_back_only_what_may_open_a_call():
     assert held.feed("Hi {", [1]) == ("Hi ", [1]) and held.feed("", [2]) is None and held.rest() == ("{", [2])  # log-probabilities go with their text
 
 
+def test_a_calls_arguments_are_checked_within_the_time_an_answers_patterns_get(monkeypatch):
+    """Arguments are checked by `json_schemas.schema_problem`: a pattern check still running once the
+    answer's PATTERN_SECONDS are spent (here none) makes the call not valid."""
+    from aigc import json_schemas
+
+    spelled = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)*$"}}, "required": ["s"]}
+    tools = Toolset.of([{"type": "function", "function": {"name": "spell", "parameters": spelled}}], "auto")
+    text = '{"name": "spell", "arguments": {"s": "aaaa"}}'
+    assert tools.parse(text) == {"content": None, "calls": [{"name": "spell", "arguments": {"s": "aaaa"}}]}
+    monkeypatch.setattr(json_schemas, "PATTERN_SECONDS", 0, raising=False)
+    assert tools.parse(text) is None
+
+
 def test_the_call_schema_names_each_tool_with_its_own_arguments():
     import jsonschema
 

@@ -99,6 +99,26 @@ def test_a_pattern_whose_automaton_outgrows_its_bound_is_refused_while_the_parse
     assert len(interegular.parse_pattern("[ab]*a[ab]{10}").to_fsm().states) == 2049
 
 
+def test_a_pattern_check_that_backtracks_counts_as_not_matching_once_the_answers_time_for_patterns_runs_out(monkeypatch):
+    """Python's `re` takes ~2 s to find that `^(a|aa)*$` does not match 34 a's and a b, and twice as long for
+    each character or two more; an answer's pattern checks (values and keys) get PATTERN_SECONDS in all, here 0.05."""
+    import jsonschema
+
+    from aigc import json_schemas
+
+    monkeypatch.setattr(json_schemas, "PATTERN_SECONDS", 0.05, raising=False)
+    slow = "a" * 34 + "b"
+    patterned = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|aa)*$"}}}
+    with pytest.raises(BadInputError, match=r"^the answer does not match the schema at the answer: checking 'a+\.\.\.a+b' against the pattern '\^\(a\|aa\)\*\$' took more than 0.05 s, so it counts as not matching"):
+        parse_answers([Completion(json.dumps({"s": slow}), 3, 9, "stop")], patterned, 50)
+    keyed = {"type": "object", "patternProperties": {"^(a|aa)*$": {"type": "integer"}}, "additionalProperties": False}
+    assert "took more than 0.05 s" in json_schemas.schema_problem({slow: 1}, keyed).message
+    assert json_schemas.schema_problem({"s": "aaaa"}, patterned) is None and json_schemas.schema_problem({"aa": 1}, keyed) is None
+    assert json_schemas.schema_problem({"s": "ab"}, patterned).message == "'ab' does not match '^(a|aa)*$'"
+    assert json_schemas.schema_problem({"ab": 1}, keyed).validator == "additionalProperties"
+    jsonschema.validate({"s": "aaaa"}, patterned)  # jsonschema's other users check patterns as before
+
+
 def test_answers_parse_whole_integers_and_cut_answers_say_why():
     whole = Completion('{"ok": true, "count": 1e3, "color": "red"}', 3, 9, "stop")
     assert parse_answers([whole], FLAGS, 50) == [{"ok": True, "count": 1000, "color": "red"}]
