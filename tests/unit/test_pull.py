@@ -34,12 +34,17 @@ def fake_transformers(monkeypatch, pretrained) -> None:
     monkeypatch.setattr(pulling, "bars_on_a_terminal_only", contextlib.nullcontext)
 
 
-def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_written(tmp_path, monkeypatch):
+def tiny_gguf(tmp_path, monkeypatch) -> models.ModelRef:
+    """A GGUF file's reference, pulled into a cache of its own by the fake transformers."""
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
     fake_transformers(monkeypatch, FakePretrained)
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF" + bytes(64))
-    ref = models.resolve(str(gguf))
+    return models.resolve(str(gguf))
+
+
+def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_written(tmp_path, monkeypatch):
+    ref = tiny_gguf(tmp_path, monkeypatch)
     target = ref.cache_path
     copies = {name: target.parent / f".{target.name}-{name}" for name in ("0a1b2c3d", "k_3xq9zz", "5e6f7a8b")}  # as this pull and older ones name them
     others = [target.parent / f".{target.name}-x-0a1b2c3d", target.parent / ".gguf-other-0a1b2c3d"]  # another model's
@@ -218,11 +223,7 @@ def test_every_default_progress_takes_the_byte_counts_a_download_reports():
 
 
 def test_a_first_pull_says_it_happens_once_and_ends_saying_the_model_is_ready(tmp_path, monkeypatch):
-    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
-    fake_transformers(monkeypatch, FakePretrained)
-    gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"GGUF" + bytes(64))
-    ref = models.resolve(str(gguf))
+    ref = tiny_gguf(tmp_path, monkeypatch)
     stages = []
     pulling.pull(ref, lambda stage, *counts: stages.append(stage))
     assert stages[0] == f"converting {ref.name} into {ref.cache_path}: the first time only, about a minute (a few on a busy machine); later runs load that copy"
