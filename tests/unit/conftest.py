@@ -32,17 +32,11 @@ def no_plain_progress_lines(monkeypatch):
     monkeypatch.setattr(ui, "clock", lambda: 0.0)
 
 
-class LeftProcess(SystemExit):
-    """What `aigc.cli.app._leave` raises under pytest: the CLI would have ended the process there."""
-
-
 @pytest.fixture(autouse=True)
 def cli_does_not_end_pytest(monkeypatch):
     """The CLI ends its process with os._exit where worker threads may still run (a Ctrl-C, a reader
     gone); in-process tests would end pytest with it, silently (exit 1, no report), so it raises."""
     from aigc.cli import app
-
-    def leave(code: int) -> None:
-        raise LeftProcess(code)
+    from cli_exit import leave
 
     monkeypatch.setattr(app, "_leave", leave)

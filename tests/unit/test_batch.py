@@ -1919,7 +1919,7 @@ def test_a_reader_gone_while_workers_still_run_ends_the_command_at_once_with_exi
 
     from aigc import batch
     from aigc.cli.app import app
-    from conftest import LeftProcess
+    from cli_exit import LeftProcess
 
     class GoneReader(io.RawIOBase):
         def writable(self):
