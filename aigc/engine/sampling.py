@@ -14,7 +14,7 @@ import inspect
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import BadInputError, OptionError, did_you_mean
 from ..json_schemas import names_file, read_schema
@@ -348,17 +348,22 @@ def cache_keyword(model) -> str:
 PROMPT_CHUNK = 512  # prompt tokens (padding included) a forward pass of `prompt_logprobs` feeds: at most this many x vocabulary logits exist at once
 
 
-def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int = PROMPT_CHUNK):
+def _here(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def prompt_logprobs(model, ids: Sequence[int], top: int = 0, chunk: int | None = None, run: Callable[..., Any] = _here):
     """Each prompt token's log-probability given the tokens before it, and the `top` likeliest tokens.
 
     Returns `(chosen, best)` for tokens 1..len(ids)-1 (the first token has nothing before it):
     `chosen[i]` is a float, `best[i]` a list of `(token id, logprob)`, likeliest first. The model's
-    own distribution (no temperature or filters). The prompt runs in `chunk`-token pieces on one
-    KV cache (`PromptScorer`), so at most `chunk` x vocabulary logits exist at once.
+    own distribution (no temperature or filters). The prompt runs in `chunk`-token pieces (PROMPT_CHUNK) on one
+    KV cache (`PromptScorer`), so at most `chunk` x vocabulary logits exist at once; `run(fn)` runs
+    each piece (the server: a scheduler call each, with decode steps between).
     """
     scorer = PromptScorer(model, ids, top, chunk)
     while not scorer.done:
-        scorer.step()
+        run(scorer.step)
     return scorer.chosen, scorer.best
 
 
@@ -413,13 +418,18 @@ def left_padded(rows: list[Sequence[int]], pad_id: int, device) -> tuple["torch.
     return ids.to(device), mask.to(device)
 
 
-def prompt_logprobs_many(model, rows: list[Sequence[int]], top: int = 0) -> list[tuple[list[float], list[list[tuple[int, float]]]]]:
+def prompt_logprobs_many(model, rows: list[Sequence[int]], top: int = 0, run: Callable[..., Any] = _here) -> list[tuple[list[float], list[list[tuple[int, float]]]]]:
     """`prompt_logprobs` of each row, from one forward pass over the rows left-padded (a single
-    row: `prompt_logprobs`, in pieces); the caller keeps rows x longest row within `PROMPT_CHUNK`."""
+    row: `prompt_logprobs`, in pieces); the caller keeps rows x longest row within `PROMPT_CHUNK`.
+    `run(fn, *args)` runs the model's work, as `prompt_logprobs`'."""
+    if len(rows) == 1:
+        return [prompt_logprobs(model, rows[0], top, run=run)]
+    return run(_logprobs_batch, model, rows, top)
+
+
+def _logprobs_batch(model, rows: list[Sequence[int]], top: int) -> list[tuple[list[float], list[list[tuple[int, float]]]]]:
     import torch
 
-    if len(rows) == 1:
-        return [prompt_logprobs(model, rows[0], top)]
     fed = [list(row[:-1]) for row in rows]
     width = max(len(f) for f in fed)
     if not width:

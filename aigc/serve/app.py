@@ -51,11 +51,11 @@ from ..textio import parse_json
 from .api_errors import ApiError, error_body, from_aigc, internal
 from .logprobs import prompt_entries
 from .metrics import CONTENT_TYPE, Metrics
-from .ollama_api import ollama_error, ollama_path, register_ollama
+from .ollama_api import ollama_error, ollama_path, register_ollama, served_as
 from .replies import NoJob, Reply, base64_floats, checked_dimensions, event_stream, shortened
 from .request_bodies import (
     CHAT_TAKES, INSTEAD, SURROGATE_ESCAPE, UNSUPPORTED, ChatRequest, CompletionRequest, EmbeddingRequest, Message, Sampling, TaskRequest, TokenizeRequest,
-    body_int, check_stops, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
+    body_int, check_stops, input_at, input_field, known_ids, lone_surrogate, no_files, response_schema, union_tag,
 )
 from .scheduler import BatchedEngine, Job, RequestCancelled, Scheduler
 
@@ -448,7 +448,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
         (`Bearer `, a client set up with no key) is none, and another scheme (a proxy's `Basic`) no key of
         this server's: both pass, as no header does."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if settings.api_key and scheme.lower() == "bearer" and token.strip() and not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if scheme.lower() == "bearer" and token.strip() and not keyed(request):
             raise refuse_key()
 
     async def body(request: Request, model: type[BaseModel], embedding: bool = False):
@@ -505,8 +505,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
             if len(schedulers(backends)) > 1:
                 raise ApiError(400, f"model is required: this server serves {', '.join(backends)}; name one", param="model", code="invalid_value")
             return backends[default]
-        if name not in backends:
-            name = next((n for n in (name.removesuffix(":latest"), f"{name}:latest") if n in backends), name)
+        name = served_as(name, backends) or name
         if name not in backends:  # the path a model was served by, as clients named it before it was served under its own name
             name = next((n for n, b in backends.items() if b.given == name.removesuffix(":latest")), name)
         if name not in backends:
@@ -902,7 +901,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 try:
                     read.append(engine.fitted(text))
                 except BadInputError as exc:
-                    exc.at = f"input.{i}" if listed else "input"
+                    exc.at = input_at(i, listed)
                     raise
             return read
 
@@ -922,7 +921,7 @@ def create_app(backends: dict[str, Backend], settings: ServeSettings) -> FastAPI
                 return engine.embed(texts), sum(engine.count_tokens(t) for t in texts)
             except BadInputError as exc:
                 if exc.index is not None:
-                    exc.at = f"input.{first + exc.index}" if listed else "input"
+                    exc.at = input_at(first + exc.index, listed)
                 raise
 
         try:

@@ -67,15 +67,9 @@ def prompt_entries(call: Callable[..., Any], model, rows: list[list[int]], top: 
     scheduler thread): the prompts in one forward pass (`prompt_logprobs_many`; the caller keeps
     rows x longest row within `PROMPT_CHUNK`), a single prompt a `PROMPT_CHUNK` piece a call
     (`PromptScorer`); the entries are made here, in the caller's thread."""
-    from ..engine.sampling import PromptScorer, prompt_logprobs_many
+    from ..engine.sampling import prompt_logprobs_many
 
-    if len(rows) == 1:
-        scorer = PromptScorer(model, rows[0], top)
-        while not scorer.done:
-            call(scorer.step)
-        scored = [(scorer.chosen, scorer.best)]
-    else:
-        scored = call(prompt_logprobs_many, model, rows, top)
+    scored = prompt_logprobs_many(model, rows, top, run=call)
     entries = []
     for ids, at, (chosen, best) in zip(rows, starts, scored):
         entries.append([texts.entry(ids[0], None, None, at[0])] + [texts.entry(token, chosen[k], best[k], at[k + 1]) for k, token in enumerate(ids[1:])])

@@ -37,7 +37,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional, Union
+from typing import Any, Collection, Optional, Union
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -261,6 +261,12 @@ def _tagged(name: str) -> str:
     """A served model's name as ollama lists one, with its tag: `NAME:latest` where it has none (clients
     match their model against the list as `NAME` or `NAME:TAG`, langchain-ollama's `validate_model_on_init`)."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def served_as(name: str, served: Collection[str]) -> str | None:
+    """The name among `served` that a request's `name` means, as ollama names models (`_tagged`):
+    itself, or NAME for `NAME:latest` and `NAME:latest` for NAME; None where none is served."""
+    return next((n for n in (name, name.removesuffix(":latest"), f"{name}:latest") if n in served), None)
 
 
 def _json(data: Any) -> str:
@@ -712,7 +718,7 @@ def register_ollama(app: FastAPI, served) -> None:
         name = data.get("model") or data.get("name")  # `name`: ollama's older field
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required")
-        if not any(n in served.backends for n in (name, name.removesuffix(":latest"), f"{name}:latest")):
+        if served_as(name, served.backends) is None:
             named = name if _pullable(name) else "MODEL"
             what = "" if named == name else " (MODEL: an aigc alias, `aigc models list`, or a Hugging Face id ORG/NAME)"
             raise ApiError(404, f"{name!r} is not served here and aigc serve cannot pull models while it runs (served: {', '.join(served.backends)}); "

@@ -126,6 +126,11 @@ def no_files(options_class: type, options: dict, sampling: dict) -> None:
         raise ApiError(400, f"{key}: give its content inline, not a file; the server reads no files a request names", param=key, code="unsupported")
 
 
+def input_at(index: int, listed: bool) -> str:
+    """Where an embedding request's text is, as errors name it: `input.N` in a list of texts, `input` alone."""
+    return f"input.{index}" if listed else "input"
+
+
 INPUT_FIELDS = {"/v1/chat/completions": "messages", "/v1/responses": "input", "/v1/completions": "prompt", "/tokenize": "prompt", "/v1/embeddings": "input"}
 
 
@@ -367,8 +372,7 @@ class EmbeddingRequest(BaseModel):
             raise ApiError(400, f"input holds {len(texts)} texts; at most {most} per request", param="input", code="invalid_value")
         blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
         if blank is not None:  # named, as a client sends a table's rows 100 at a time
-            where = "input" if isinstance(self.input, str) else f"input.{blank}"
-            raise ApiError(400, f"{where}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
+            raise ApiError(400, f"{input_at(blank, not isinstance(self.input, str))}: a text to embed must be non-empty text, got {texts[blank]!r}", param="input", code="invalid_value")
         return texts
 
 
