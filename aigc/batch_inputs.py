@@ -365,5 +365,4 @@ def row_error(exc: AigcError, row: Row, field_name: str) -> str:
     given = [key for key in BODY_SETTINGS if own.get(key) is not None and BODY_SETTINGS[key] == exc.option]
     if not given:
         return str(exc)
-    text = exc.naming(f"the row's body.{given[-1]}")  # max_completion_tokens, given with max_tokens, is the one taken
-    return f"{exc.at}: {text}" if exc.at else text
+    return exc.located(exc.naming(f"the row's body.{given[-1]}"))  # max_completion_tokens, given with max_tokens, is the one taken

@@ -94,7 +94,10 @@ class AigcError(Exception):
     def shown(self, namer: Namer | None = None) -> str:
         """The message, each option in it as `namer(name, value)` shows it (by default the one set
         by `options_named`), or else as the library spells it."""
-        text = named_options(self._text(), namer)
+        return self.located(named_options(self._text(), namer))
+
+    def located(self, text: str) -> str:
+        """`text` (this error's message, in some spelling) after where it happened (`at`), where that is known."""
         return f"{self.at}: {text}" if self.at else text
 
     def _text(self) -> str:
@@ -229,19 +232,20 @@ class WriteError(AigcError):
     """A result that could not be written to a place checked writable before any work (a full disk, an I/O error)."""
 
 
-class AigcWarning(UserWarning):
+class AigcMessage(UserWarning):
+    """What aigc tells of as it goes (`AigcWarning`, `AigcNote`), its options named as an error's are."""
+
+    def __str__(self) -> str:
+        return named_options(super().__str__())
+
+
+class AigcWarning(AigcMessage):
     """Something skipped so the rest keeps working (a broken user template); the CLI shows it as one line."""
 
-    def __str__(self) -> str:  # its options named as an error's are
-        return named_options(super().__str__())
 
-
-class AigcNote(UserWarning):
+class AigcNote(AigcMessage):
     """Something worth knowing that is no problem (how a file was read); the CLI shows it as a note, which -q
     hides. No `AigcWarning`: `warnings.simplefilter("error", AigcWarning)` stops on problems only."""
-
-    def __str__(self) -> str:  # its options named as an error's are
-        return named_options(super().__str__())
 
 
 class Terminated(SystemExit):

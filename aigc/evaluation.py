@@ -197,7 +197,7 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
         for name in true - guess:
             counts[name][2] += 1
         hits = len(true & guess)
-        samples = [total + figure for total, figure in zip(samples, (ratio(hits, len(guess)), ratio(hits, len(true)), ratio(2 * hits, len(true) + len(guess))))]
+        samples = [total + figure for total, figure in zip(samples, prf(hits, len(guess) - hits, len(true) - hits))]
     figures = {name: prf(*counted) for name, counted in counts.items()}
     precision, recall, f1 = ({name: found[k] for name, found in figures.items()} for k in range(3))
     support = {name: tp + fn for name, (tp, _, fn) in counts.items()}
@@ -205,7 +205,7 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
     found: dict[str, Any] = {
         "subset_accuracy": ratio(sum(set(t) == set(p) for t, p in zip(truth, predicted)), texts),
         "hamming_loss": ratio(fp + fn, texts * len(labels)),
-        "micro_precision": ratio(tp, tp + fp), "micro_recall": ratio(tp, tp + fn), "micro_f1": ratio(2 * tp, 2 * tp + fp + fn),
+        **dict(zip(("micro_precision", "micro_recall", "micro_f1"), prf(tp, fp, fn))),
     }
     for name, figures in (("precision", precision), ("recall", recall), ("f1", f1)):
         found[f"macro_{name}"] = ratio(sum(figures.values()), len(labels))

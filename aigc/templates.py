@@ -279,8 +279,8 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
         return name
     if _trying.get().get(template.name) is template:
         raise _Unfit(f"{template.label} {problem}, so `aigc {task}` could not use it")
-    pattern = template.path.name == PATTERN and template.source in ("user", "env") and not is_path(name)
-    beneath = scan(name, passing=template.path)[0].get(name) if pattern else None
+    pattern = _own_pattern(template) and not is_path(name)
+    beneath = _beneath(template) if pattern else None
     if beneath is not None and _unfilled(beneath, given, task, carries, reads) is None:
         where = "AIGC_TEMPLATES_PATH's" if template.source == "env" else "your"
         warnings.warn(f"{where} fabric pattern {name!r} is for `aigc run {name}`; `aigc {task}` keeps {whose(beneath.source, beneath.path)}", AigcNote, stacklevel=2)
@@ -314,10 +314,20 @@ def kept_by_task(template: Template) -> tuple[str, Template] | None:
     AIGC_TEMPLATES_PATH named as a template a built-in task uses (`CHECKED`), which leaves that task the
     template beneath it as `check_fills` does, else None. Other tasks (`aigc chat`, a plugin's) use the pattern."""
     task = CHECKED.get(template.name)
-    if task is None or template.path.name != PATTERN or template.source not in ("user", "env"):
+    if task is None or not _own_pattern(template):
         return None
-    beneath = scan(template.name, passing=template.path)[0].get(template.name)
+    beneath = _beneath(template)
     return (task, beneath) if beneath is not None else None
+
+
+def _own_pattern(template: Template) -> bool:
+    """Whether `template` is a fabric pattern of yours or in AIGC_TEMPLATES_PATH (`NAME/system.md`)."""
+    return template.path.name == PATTERN and template.source in ("user", "env")
+
+
+def _beneath(template: Template) -> Template | None:
+    """The template of the same name that `template` hides, if any."""
+    return scan(template.name, passing=template.path)[0].get(template.name)
 
 
 class TaskTemplate(str):
@@ -484,7 +494,7 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
 def _pattern_over(template: Template) -> str:
     """Where `template` is a fabric pattern of yours or in AIGC_TEMPLATES_PATH hiding a template of its name
     (a plugin task's, rendered with its variables and no input), how to use either; else ""."""
-    hidden = shadowed().get(template.name) if template.path.name == PATTERN and template.source in ("user", "env") else None
+    hidden = shadowed().get(template.name) if _own_pattern(template) else None
     if not hidden:
         return ""
     return f"; it is a fabric pattern, over {whose(hidden[-1])}: run it with `aigc run {template.name}`, or move {template.path.parent} away to use {whose(hidden[-1])}"

@@ -22,7 +22,7 @@ except ImportError:  # a typer built on click itself
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import config, ui
-from ..errors import DISK_FULL, AigcError, AigcNote, AigcWarning, BadInputError, Terminated, options_named
+from ..errors import DISK_FULL, AigcError, AigcMessage, AigcNote, BadInputError, Terminated, options_named
 from ..textio import URL
 from . import help_layout
 from .options import PARAMETERS, env_source, fabric_var, stdin_ready
@@ -33,7 +33,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
     """aigc's own warnings as one `Warning:` line on stderr (its notes as a note, which -q hides), each
     once in `shown` (a command's: Python's own record of warnings shown is reset whenever a library
     loaded changes the warning filters); others as Python shows them."""
-    if issubclass(category, (AigcWarning, AigcNote)):
+    if issubclass(category, AigcMessage):
         if str(message) not in shown:
             shown.add(str(message))
             (ui.info if issubclass(category, AigcNote) else ui.warn)(str(message))
@@ -389,8 +389,7 @@ class AigcGroup(TyperGroup):
 
     def invoke(self, ctx):
         with warnings.catch_warnings():
-            warnings.simplefilter("default", AigcWarning)
-            warnings.simplefilter("default", AigcNote)
+            warnings.simplefilter("default", AigcMessage)
             warnings.showwarning = functools.partial(_show_warning, shown=set())
             chain = _commands(ctx)
             with options_named(_flagger(chain[-1]), commands=True):  # errors name the command's flags

@@ -65,7 +65,7 @@ def client_text(exc: Exception) -> str:
     directories and working directory, whose paths are cut to what lies under them; the home
     directory, shown as ~): the CLI's message says more, for the one who runs it."""
     public = getattr(exc, "public", None)
-    text = (f"{exc.at}: {public}" if getattr(exc, "at", None) else public) if public else str(exc)
+    text = exc.located(public) if public else str(exc)
     from ..config import cache_dir, config_dir
 
     places = {str(config_dir()): "", str(cache_dir()): "", os.getcwd(): "", str(Path.home()): "~" + os.sep}
