@@ -155,7 +155,8 @@ def _threads(context: dict) -> list[Check]:
         facts = {"threads": None, "source": None, "cores": cores}
         if _unsettled(exc, context):
             return [Check("threads", "torch", "note", f"threads unknown: {_unsettled(exc, context)}", facts=facts)]
-        return [Check("threads", "torch", "problem", str(exc), "fix it as it says, or give `aigc --threads N`", facts)]
+        fix = "unset AIGC_THREADS, or set it to a whole number (AIGC_THREADS=2)" if os.environ.get("AIGC_THREADS", "").strip() else f"fix the threads line of {config.settings_file()} (threads = 2), or remove it"
+        return [Check("threads", "torch", "problem", str(exc), fix, facts)]
     if count is None:
         torch = context.get("torch")
         count = torch.get_num_threads() if torch else cores

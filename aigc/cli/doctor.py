@@ -28,39 +28,50 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON (
         raise typer.Exit(1)
 
 
-def _lines(report: diagnostics.Report) -> list[tuple[str, str | None]]:
-    """The report as (text, status) lines: a section's name (status None), then its checks, each fix under its check."""
-    lines: list[tuple[str, str | None]] = []
-    section = None
+def _sections(report: diagnostics.Report) -> list[tuple[str, list[diagnostics.Check]]]:
+    """The checks by section, in the report's order."""
+    sections: list[tuple[str, list[diagnostics.Check]]] = []
     for check in report.checks:
-        if check.section != section:
-            section = check.section
-            lines.append((section, None))
-        lines.append((f"  {check.status:<{MARK}}  {check.summary}", check.status))
-        if check.fix:
-            lines.append((f"  {'':<{MARK}}  -> {check.fix}", None))
+        if not sections or sections[-1][0] != check.section:
+            sections.append((check.section, []))
+        sections[-1][1].append(check)
+    return sections
+
+
+def _summary(report: diagnostics.Report) -> str:
     counts = report.counts()
     found = [f"{counts[status]} {status}{'s' if counts[status] != 1 else ''}" for status in ("problem", "warning", "note") if counts[status]]
-    lines.append((f"aigc doctor: {', '.join(found) if found else 'all ok'}" + (" (exit code 1)" if counts["problem"] else ""), None))
-    return lines
+    return f"aigc doctor: {', '.join(found) if found else 'all ok'}" + (" (exit code 1)" if counts["problem"] else "")
 
 
 def _show(report: diagnostics.Report) -> None:
-    """Coloured marks on a terminal; plain text, each line whole, elsewhere (a pipe, a file, a bug report)."""
-    lines = _lines(report)
+    """Coloured marks on a terminal, a long line wrapped beside its mark; plain text, each line whole,
+    elsewhere (a pipe, a file, a bug report)."""
     if not ui.stdout().isatty():
-        ui.result("\n".join(text for text, _ in lines))
+        lines = []
+        for section, checks in _sections(report):
+            lines.append(section)
+            for check in checks:
+                lines.append(f"  {check.status:<{MARK}}  {check.summary}")
+                lines += [f"  {'':<{MARK}}  -> {check.fix}"] if check.fix else []
+        ui.result("\n".join([*lines, _summary(report)]))
         return
     from rich.console import Console
+    from rich.table import Table
     from rich.text import Text
 
     console = Console(file=ui.stdout(), highlight=False)
-    for text, status in lines:
-        if status is None:
-            console.print(Text(text, style="bold" if not text.startswith(" ") else "dim"))
-        else:
-            mark = 2 + len(status)
-            console.print(Text.assemble(text[:2], (text[2:mark], STYLES[status]), text[mark:]))
+    for section, checks in _sections(report):
+        console.print(Text(section, style="bold"))
+        table = Table.grid(padding=(0, 2), pad_edge=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        for check in checks:
+            table.add_row(Text(f"{check.status:<{MARK}}", style=STYLES[check.status]), Text(check.summary))
+            if check.fix:
+                table.add_row("", Text(f"-> {check.fix}", style="dim"))
+        console.print(table)
+    console.print(Text(_summary(report), style="bold"))
 
 
 def register(app: typer.Typer) -> None:
