@@ -361,7 +361,7 @@ def _plugins(context: dict) -> list[Check]:
     rows = plugins.describe()["plugins"]  # runs every registering hook, so their failures are recorded too
     loaded = [f"{row['name']} {row['version'] or '?'}" for row in rows if row["loaded"]]
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
-    limited = f" (AIGC_LOAD_PLUGINS={allow!r} loads only those it names)" if allow is not None else ""
+    limited = "" if allow is None else f" (AIGC_LOAD_PLUGINS={allow!r} loads only those it names)" if allow.strip(" ,") else " (AIGC_LOAD_PLUGINS is empty: no installed plugin is loaded)"
     summary = (f"plugins: {', '.join(loaded)}" if loaded else "no plugins loaded") + limited
     checks = [Check("plugins", "plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()})})]
     for failure in plugins.failures():

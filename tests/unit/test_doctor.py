@@ -1,0 +1,262 @@
+"""`aigc doctor`: its text and JSON, and the problems, warnings and notes it finds (aigc.diagnostics)."""
+
+import json
+import re
+import sys
+from importlib.metadata import PackageNotFoundError
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc import __version__, config, diagnostics, plugins
+from aigc.cli.app import app
+from aigc.errors import install_advice
+from lazy_imports import imports_after
+
+runner = CliRunner()
+SECTIONS = ["aigc", "settings", "torch", "packages", "directories", "models", "plugins"]
+IDS = {
+    "aigc", "python", "platform", "config", "environment", "torch", "device", "threads", "package:transformers", "package:accelerate", "package:gguf",
+    "package:diffusers", "package:pillow", "package:fastapi", "package:starlette", "package:uvicorn", "dir:config", "dir:data", "dir:cache", "dir:hub",
+    "model:text", "model:image", "plugins",
+}
+CHECK = re.compile(r"  (ok|note|warning|problem) +\S")
+
+
+def doctor(*args, env=None):
+    return runner.invoke(app, ["doctor", *args], env=env)
+
+
+def report(*args, env=None) -> tuple[int, dict]:
+    result = doctor("--json", *args, env=env)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def line_of(stdout: str, start: str) -> tuple[str, str | None]:
+    """The check line of `stdout` whose summary starts with `start`, and the fix line under it (None: none)."""
+    lines = stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if CHECK.match(line) and line.split(None, 1)[1].startswith(start))
+    below = lines[at + 1] if at + 1 < len(lines) else ""
+    return lines[at], below.strip()[3:] if below.strip().startswith("-> ") else None
+
+
+def test_the_text_report_is_sections_of_marked_lines_then_a_summary():
+    result = doctor()
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line for line in lines[:-1] if not line.startswith(" ")] == SECTIONS
+    for line in lines[:-1]:
+        assert line in SECTIONS or CHECK.match(line) or line.startswith(" " * 11 + "-> "), line
+    assert lines[-1].startswith("aigc doctor: ") and "problem" not in lines[-1]
+    assert line_of(result.stdout, "aigc ")[0] == f"  ok       aigc {__version__} in {Path(diagnostics.__file__).parent}"
+    assert line_of(result.stdout, "torch ")[0].startswith("  ok       torch ")
+
+
+def test_json_has_a_status_counts_and_every_check_by_id():
+    code, data = report()
+    assert code == 0
+    assert set(data) == {"status", "counts", "checks"} and data["status"] != "problem"
+    assert set(data["counts"]) == set(diagnostics.STATUSES) and sum(data["counts"].values()) == len(data["checks"])
+    assert IDS <= set(data["checks"])
+    for check in data["checks"].values():
+        assert set(check) == {"section", "status", "summary", "fix", "facts"} and check["section"] in SECTIONS
+        assert check["status"] in diagnostics.STATUSES and (check["fix"] or check["status"] != "problem")
+    import torch
+
+    from aigc.engine.loading import pick_device, pick_dtype
+
+    facts = data["checks"]["torch"]["facts"]
+    assert facts["version"] == torch.__version__ and facts["build"].split()[0] in ("CPU", "CUDA", "ROCm", "MPS")
+    assert facts["accelerator"] == bool(facts["devices"]) and torch.cuda.is_available() == any(device != "mps" for device in facts["devices"])
+
+    device = pick_device("auto")
+    assert data["checks"]["device"]["facts"] == {"device": device, "dtype": str(pick_dtype("auto", device)).removeprefix("torch."), "model": "smollm2"}
+    assert data["checks"]["config"]["facts"] == {"path": str(config.settings_file()), "exists": False, "unknown_keys": []}
+    assert data["checks"]["model:text"]["facts"]["set_by"] == "aigc's own default"
+    assert data["checks"]["package:transformers"]["facts"]["version"] == __import__("transformers").__version__
+
+
+@pytest.mark.parametrize(("args", "env", "source"), [(["--threads", "1"], {}, "--threads"), (["doctor", "--threads", "1"], {}, "--threads"), ([], {"AIGC_THREADS": "1"}, "AIGC_THREADS")])
+def test_threads_in_effect_and_where_they_are_set(args, env, source):
+    result = runner.invoke(app, [*args, "doctor", "--json"] if "doctor" not in args else [*args, "--json"], env=env)
+    assert json.loads(result.stdout)["checks"]["threads"]["facts"] == {"threads": 1, "source": source, "cores": diagnostics._cores()}
+
+
+def test_threads_unset_are_torchs_own_choice():
+    import torch
+
+    facts = json.loads(doctor("--json", env={"OMP_NUM_THREADS": "1"}).stdout)["checks"]["threads"]["facts"]
+    assert facts == {"threads": torch.get_num_threads(), "source": "OMP_NUM_THREADS", "cores": diagnostics._cores()}
+
+
+def test_threads_set_in_the_settings_file_say_so(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    config.settings_file().parent.mkdir(parents=True)
+    config.settings_file().write_text("threads = 1\n")
+    result = doctor()
+    assert line_of(result.stdout, "1 CPU thread")[0].startswith(f"  ok       1 CPU thread, set in {config.settings_file()}; ")
+    assert json.loads(doctor("--json").stdout)["checks"]["threads"]["facts"]["source"] == "config"
+
+
+def test_more_threads_than_cores_is_a_warning_saying_how_many_to_give():
+    cores = diagnostics._cores()
+    result = doctor(env={"AIGC_THREADS": str(cores + 1)})
+    assert result.exit_code == 0
+    line, fix = line_of(result.stdout, f"{cores + 1} CPU threads")
+    assert line.startswith("  warning  ") and fix == f"give at most {cores}: `aigc --threads {cores}` or AIGC_THREADS={cores}"
+
+
+def test_a_bad_aigc_threads_is_a_problem_line_not_an_error_before_the_report():
+    result = doctor(env={"AIGC_THREADS": "all"})
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "AIGC_THREADS must be")
+    assert line == "  problem  AIGC_THREADS must be a whole number of 1 or more, got 'all'"
+    assert fix == "unset AIGC_THREADS, or set it to a whole number (AIGC_THREADS=2)"
+    assert runner.invoke(app, ["templates", "list"], env={"AIGC_THREADS": "all"}).exit_code == 2  # every other command stops first, as before
+
+
+def test_a_broken_plugin_is_a_problem_line_and_exit_code_1(tmp_path, monkeypatch):
+    (tmp_path / "doctor_broken_plugin.py").write_text("raise RuntimeError('kaput')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_PLUGINS", "doctor_broken_plugin")
+    plugins.reset()
+    result = doctor()
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "plugin 'doctor_broken_plugin'")
+    assert line == "  problem  plugin 'doctor_broken_plugin' failed in import: RuntimeError: kaput"
+    assert fix == "AIGC_TRACE_PLUGINS=1 shows where; take it out of AIGC_PLUGINS to stop loading it"
+    assert result.stdout.splitlines()[-1].startswith("aigc doctor: 1 problem, ") and result.stdout.endswith(" (exit code 1)\n")
+    code, data = report()
+    assert code == 1 and data["status"] == "problem"
+    assert data["checks"]["plugin:doctor_broken_plugin"]["facts"] == {"plugin": "doctor_broken_plugin", "stage": "import", "error": "RuntimeError: kaput"}
+    assert data["checks"]["plugins"]["facts"]["failed"] == ["doctor_broken_plugin"]
+
+
+def test_a_missing_optional_extra_is_a_note_with_how_to_add_it_and_exit_code_0(monkeypatch):
+    from aigc.engine import diffusion
+
+    real = diagnostics.version
+
+    def version(name):
+        if name in ("diffusers", "pillow"):
+            raise PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(diagnostics, "version", version)
+    monkeypatch.setattr(diffusion, "available", lambda: False)
+    result = doctor()
+    assert result.exit_code == 0, result.output
+    line, fix = line_of(result.stdout, "diffusers")
+    assert line == "  note     diffusers is not installed (optional: aigc image needs the image extra)"
+    assert fix == f"to add it, {install_advice('image')}"
+    line, fix = line_of(result.stdout, "default image model")
+    assert line.startswith("  note     ") and line.endswith("the image extra is not installed, so `aigc image` cannot run")
+    assert "problem" not in result.stdout
+
+
+def test_a_missing_required_package_is_a_problem(monkeypatch):
+    real = diagnostics.version
+    monkeypatch.setattr(diagnostics, "version", lambda name: real(name) if name != "gguf" else (_ for _ in ()).throw(PackageNotFoundError(name)))
+    result = doctor()
+    assert result.exit_code == 1
+    assert line_of(result.stdout, "gguf") == ("  problem  gguf is not installed; aigc needs it", f"to install it, {install_advice()}")
+
+
+def test_a_package_outside_aigcs_range_is_a_problem(monkeypatch):
+    monkeypatch.setattr(diagnostics, "_aigc_requirements", lambda: {"transformers": ">=99"})
+    monkeypatch.setattr(diagnostics, "version", lambda name: "4.0" if name == "transformers" else "1.0")
+    result = doctor()
+    assert result.exit_code == 1
+    assert line_of(result.stdout, "transformers")[0] == "  problem  transformers 4.0 is installed; aigc needs transformers>=99"
+
+
+@pytest.mark.parametrize(("content", "said"), [("default_model = [\n", "{path} is not valid TOML"), (None, "cannot read {path}: ")])
+def test_a_settings_file_that_cannot_be_read_is_one_problem_the_lines_that_need_it_point_at(content, said):
+    path = config.settings_file()
+    path.parent.mkdir(parents=True)
+    if content is None:
+        path.mkdir()  # unreadable as a file, also for root
+    else:
+        path.write_text(content)
+    result = doctor()
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, said.format(path=path))
+    assert line.startswith("  problem  ")
+    assert fix == f"fix {path} or move it away (`aigc models default`, `aigc models alias` write it again)"
+    code, data = report()
+    assert data["counts"]["problem"] == 1
+    assert data["checks"]["model:text"]["summary"] == "default text model unknown: the settings file cannot be used (see its line)"
+    assert data["checks"]["device"]["status"] == "note"
+
+
+def test_an_unknown_setting_is_a_warning():
+    config.settings_file().parent.mkdir(parents=True)
+    config.settings_file().write_text('defualt_model = "x"\n')
+    result = doctor()
+    assert result.exit_code == 0
+    line, fix = line_of(result.stdout, str(config.settings_file()))
+    assert line == f"  warning  {config.settings_file()}: aigc reads no setting 'defualt_model'"
+    assert fix.startswith("rename or remove it; aigc reads default_model, ")
+
+
+def test_an_unusable_torch_is_a_problem_and_the_rest_is_still_reported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    result = doctor()
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "torch cannot be imported")
+    assert line == "  problem  torch cannot be imported: ModuleNotFoundError: import of torch halted; None in sys.modules" and fix == f"reinstall it: {install_advice()}"
+    assert line_of(result.stdout, "no device picked")[0] == "  note     no device picked: torch cannot be imported (above)"
+    assert [line for line in result.stdout.splitlines() if not line.startswith(" ")][:-1] == SECTIONS
+
+
+def test_secrets_in_aigc_variables_are_hidden():
+    result = doctor("--json", env={"AIGC_API_KEY": "sk-secret", "AIGC_PORT": "8001"})
+    variables = json.loads(result.stdout)["checks"]["environment"]["facts"]["variables"]
+    assert variables["AIGC_API_KEY"] == "(set, hidden)" and variables["AIGC_PORT"] == "8001"
+    assert "sk-secret" not in doctor(env={"AIGC_API_KEY": "sk-secret"}).stdout
+
+
+def test_a_local_default_model_is_here_with_its_size(tiny_model_dir):
+    code, data = report(env={"AIGC_DEFAULT_MODEL": str(tiny_model_dir)})
+    facts = data["checks"]["model:text"]["facts"]
+    assert data["checks"]["model:text"]["status"] == "ok" and facts["set_by"] == "set by AIGC_DEFAULT_MODEL"
+    assert facts["installed"] is True and facts["path"] == str(tiny_model_dir)
+    assert facts["size_mb"] == round(sum(f.stat().st_size for f in tiny_model_dir.iterdir() if f.is_file()) / 1e6, 1)
+
+
+def test_a_default_model_not_pulled_yet_is_a_note_saying_what_its_first_use_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "empty-cache"))
+    result = doctor()
+    line, fix = line_of(result.stdout, "default text model smollm2")
+    assert line.startswith("  note     default text model smollm2 (aigc's own default): not pulled yet; its first use ")
+    assert "converts" in line and fix == "`aigc models pull smollm2` does it now"
+
+
+def test_a_hub_default_model_not_cached_while_offline_is_a_problem(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    result = doctor(env={"AIGC_DEFAULT_MODEL": "qwen2.5-0.5b"})
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "default text model qwen2.5-0.5b")
+    assert line.endswith("not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched")
+    assert fix == "unset HF_HUB_OFFLINE and run `aigc models pull qwen2.5-0.5b`, or `aigc models default NAME` picks one you have"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    line, fix = line_of(doctor(env={"AIGC_DEFAULT_MODEL": "qwen2.5-0.5b"}).stdout, "default text model qwen2.5-0.5b")
+    assert line.startswith("  note     ") and "its first use downloads it from the Hugging Face hub" in line
+
+
+def test_a_check_that_fails_is_a_problem_of_its_own_and_the_others_still_run(monkeypatch):
+    def broken(context):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(diagnostics, "SECTIONS", [("aigc", diagnostics._aigc), ("packages", broken), ("plugins", diagnostics._plugins)])
+    checks = {check.id: check for check in diagnostics.collect().checks}
+    assert checks["doctor:packages"].status == "problem" and checks["doctor:packages"].summary == "could not check packages: KeyError: 'oops'"
+    assert "aigc" in checks and "plugins" in checks
+
+
+def test_doctor_loads_no_model_and_imports_neither_transformers_nor_diffusers():
+    assert imports_after(["doctor"], modules=("transformers", "diffusers", "torch")) == "False False True"
