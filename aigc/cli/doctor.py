@@ -13,7 +13,7 @@ STYLES = {"ok": "green", "note": "cyan", "warning": "yellow", "problem": "bold r
 MARK = max(len(status) for status in diagnostics.STATUSES)
 
 
-def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON (keys: README, `aigc doctor`).")] = False) -> None:
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print as one JSON object (its keys: README, `aigc doctor`).")] = False) -> None:
     """Check aigc's setup: versions, torch and the device it picks, packages, settings, directories,
     the default models and plugins (loading no model, without the network).
 

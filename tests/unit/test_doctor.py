@@ -260,3 +260,28 @@ def test_a_check_that_fails_is_a_problem_of_its_own_and_the_others_still_run(mon
 
 def test_doctor_loads_no_model_and_imports_neither_transformers_nor_diffusers():
     assert imports_after(["doctor"], modules=("transformers", "diffusers", "torch")) == "False False True"
+
+
+def test_a_visible_gpu_is_the_device_the_engine_picks_for_the_default_model(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # pick_dtype's choice: float16 on such a GPU
+    result = doctor()
+    assert line_of(result.stdout, "torch ")[0] == f"  ok       torch {torch.__version__}, CUDA 12.8 build; accelerator: NVIDIA H100 80GB HBM3"
+    assert line_of(result.stdout, "the default model")[0] == "  ok       the default model smollm2 would run on cuda in float16 (--device, --dtype change it)"
+
+
+def test_a_cuda_build_that_sees_no_gpu_is_a_note_on_what_to_check(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = doctor()
+    assert result.exit_code == 0
+    line, fix = line_of(result.stdout, "torch ")
+    assert line == f"  note     torch {torch.__version__}, CUDA 12.8 build; no accelerator visible: models run on the CPU"
+    assert fix == "for the GPU, check its driver (nvidia-smi, rocm-smi) and CUDA_VISIBLE_DEVICES"
