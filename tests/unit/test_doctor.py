@@ -3,7 +3,7 @@
 import json
 import re
 import sys
-from importlib.metadata import PackageNotFoundError
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
@@ -74,12 +74,15 @@ def test_json_has_a_status_counts_and_every_check_by_id():
     assert data["checks"]["device"]["facts"] == {"device": device, "dtype": str(pick_dtype("auto", device)).removeprefix("torch."), "model": "smollm2"}
     assert data["checks"]["config"]["facts"] == {"path": str(config.settings_file()), "exists": False, "unknown_keys": []}
     assert data["checks"]["model:text"]["facts"]["set_by"] == "aigc's own default"
-    assert data["checks"]["package:transformers"]["facts"]["version"] == __import__("transformers").__version__
+    assert data["checks"]["package:transformers"]["facts"]["version"] == version("transformers")
 
 
-@pytest.mark.parametrize(("args", "env", "source"), [(["--threads", "1"], {}, "--threads"), (["doctor", "--threads", "1"], {}, "--threads"), ([], {"AIGC_THREADS": "1"}, "AIGC_THREADS")])
-def test_threads_in_effect_and_where_they_are_set(args, env, source):
-    result = runner.invoke(app, [*args, "doctor", "--json"] if "doctor" not in args else [*args, "--json"], env=env)
+@pytest.mark.parametrize(
+    ("argv", "env", "source"),
+    [(["--threads", "1", "doctor"], {}, "--threads"), (["doctor", "--threads", "1"], {}, "--threads"), (["doctor"], {"AIGC_THREADS": "1"}, "AIGC_THREADS")],
+)
+def test_threads_in_effect_and_where_they_are_set(argv, env, source):
+    result = runner.invoke(app, [*argv, "--json"], env=env)
     assert json.loads(result.stdout)["checks"]["threads"]["facts"] == {"threads": 1, "source": source, "cores": diagnostics._cores()}
 
 
@@ -138,12 +141,12 @@ def test_a_missing_optional_extra_is_a_note_with_how_to_add_it_and_exit_code_0(m
 
     real = diagnostics.version
 
-    def version(name):
+    def fake_version(name):
         if name in ("diffusers", "pillow"):
             raise PackageNotFoundError(name)
         return real(name)
 
-    monkeypatch.setattr(diagnostics, "version", version)
+    monkeypatch.setattr(diagnostics, "version", fake_version)
     monkeypatch.setattr(diffusion, "available", lambda: False)
     result = doctor()
     assert result.exit_code == 0, result.output
