@@ -5,6 +5,7 @@ import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -288,3 +289,39 @@ def test_a_cuda_build_that_sees_no_gpu_is_a_note_on_what_to_check(monkeypatch):
     line, fix = line_of(result.stdout, "torch ")
     assert line == f"  note     torch {torch.__version__}, CUDA 12.8 build; no accelerator visible: models run on the CPU"
     assert fix == "for the GPU, check its driver (nvidia-smi, rocm-smi) and CUDA_VISIBLE_DEVICES"
+
+
+@pytest.mark.parametrize(
+    ("model", "device", "model_line"),
+    [
+        ("echo", "runs without weights (aigc's test model)", "default text model echo (set by AIGC_DEFAULT_MODEL)"),
+        ("openai:http://127.0.0.1:9/v1#m", "runs on its remote server", "default text model openai:http://127.0.0.1:9/v1#m (set by AIGC_DEFAULT_MODEL): a remote server's, at http://127.0.0.1:9/v1#m (not contacted)"),
+    ],
+)
+def test_a_default_model_that_runs_nowhere_here_picks_no_device(model, device, model_line):
+    result = doctor(env={"AIGC_DEFAULT_MODEL": model})
+    assert result.exit_code == 0, result.output
+    assert line_of(result.stdout, "the default model")[0] == f"  ok       the default model {model} {device}"
+    assert line_of(result.stdout, "default text model")[0] == f"  ok       {model_line}"
+
+
+def test_a_data_directory_that_is_a_file_is_a_problem(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = doctor(env={"AIGC_DATA_DIR": str(tmp_path / "a-file")})
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "aigc's data directory")
+    assert line == f"  problem  aigc's data directory {tmp_path / 'a-file'} is a file; point AIGC_DATA_DIR at a directory (or move the file)"
+    assert fix == "point AIGC_DATA_DIR at a directory"
+
+
+def test_a_cache_directory_under_a_file_is_a_problem_and_little_free_space_a_warning(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    result = doctor(env={"AIGC_CACHE_DIR": str(tmp_path / "a-file" / "cache")})
+    assert result.exit_code == 1
+    line, fix = line_of(result.stdout, "cache directory")
+    assert line == f"  problem  cache directory {tmp_path / 'a-file' / 'cache'} (made on first use): {tmp_path / 'a-file'} is no directory"
+    assert fix == "make it writable, or point AIGC_CACHE_DIR at a directory you can write"
+    monkeypatch.setattr(diagnostics.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**10, used=10**10 - 10**8, free=10**8))
+    line, fix = line_of(doctor().stdout, "cache directory")
+    assert line.startswith("  warning  cache directory ") and line.endswith(", 0.1 GB free: a model's download or converted copy may not fit")
+    assert fix == "free some space there, or point AIGC_CACHE_DIR elsewhere"
