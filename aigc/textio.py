@@ -1,4 +1,4 @@
-"""Reading text: user documents (txt, md, html; files or stdin) decoded and checked, JSON, TSV
+"""Reading text: user documents (txt, md, html, srt and vtt subtitles; files or stdin) decoded and checked, JSON, TSV
 cells, and names and text made fit for a prompt, a message or JSON output."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import os
 import re
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
+from . import subtitles
+from .errors import AigcWarning, BadInputError
 from .html_text import html_to_text, in_declared_charset, looks_like_html
 
 STDIN = "standard input"
@@ -106,29 +108,43 @@ def check_utf8(value: Any, what: str) -> None:
             check_utf8(item, what)
 
 
-def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False, links: bool = False) -> str:
+def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, lines: bool = False, links: bool = False, cues: bool = True) -> str:
     """Text of a document's bytes; binary, non-UTF-8 and empty input are errors that say so. With
-    `lines`, text is read as lines: HTML only by its suffix (a line may start with `<html`) and
-    nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones."""
+    `lines`, text is read as lines: HTML and subtitles only by their suffix (a line may start with `<html`) and
+    nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones;
+    `cues`: a subtitle file's words only (`subtitle_text`), else the file as it is."""
     raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
-    text = html_to_text(raw, links) if html else raw
+    text = html_to_text(raw, links) if html else subtitle_text(raw, name, suffix, lines) if cues else raw
     text = text if lines else re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()  # the first line keeps its indent (code, in Markdown)
     if not text.strip():
-        empty = "has no text outside its markup, <nav> and <footer>" if html and raw.strip() else "is empty"
+        empty = "has no text outside its markup, <nav> and <footer>" if html and raw.strip() else "has no text in its cues" if raw.strip() else "is empty"
         raise BadInputError(f"{name} {empty}; {_give_text(expected)}")
     return text
 
 
+def subtitle_text(text: str, name: str, suffix: str = "", lines: bool = False) -> str:
+    """`text` as it is, or, for a subtitle file (a .srt or .vtt suffix; without a suffix, text that starts
+    as one, unless read as `lines`), its cues' words (`subtitles.to_text`: no numbers or timings); one
+    that is not well-formed is read as it is, with a warning that says where."""
+    if not (subtitles.kind(suffix) or (not suffix and not lines and subtitles.looks_like_subtitles(text))):
+        return text
+    try:
+        return subtitles.to_text(text, name, lines)
+    except subtitles.SubtitleError as exc:
+        warnings.warn(f"{exc}; read as it is, cue numbers and timings too", AigcWarning, stacklevel=2)
+        return text
+
+
 def read_document(
-    source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False, kind: str = "file", links: bool = False
+    source: str, as_is: bool = False, text_hint: str | None = None, expected: str = DOCUMENT, lines: bool = False, kind: str = "file", links: bool = False, cues: bool = True
 ) -> str:
     """Read a document from a path, or from stdin when `source` is '-'. `as_is`: the text as it is
-    (markup kept, not stripped), only checked to be text and not empty; `lines`: read as lines (see
-    `decode_document`), `links` too. `text_hint` says how to give text itself, for a `source` that is no file and
+    (markup kept, not stripped, but for a subtitle file's, read as its words), only checked to be text
+    and not empty; `lines`: read as lines (see `decode_document`), `links` and `cues` too. `text_hint` says how to give text itself, for a `source` that is no file and
     looks like words rather than a path; `expected` what to give instead of a binary file; `kind`
     what a missing one is called ("no such examples file")."""
-    decode = _as_is if as_is else functools.partial(decode_document, lines=lines, links=links)
+    decode = functools.partial(_as_is, cues=cues) if as_is else functools.partial(decode_document, lines=lines, links=links, cues=cues)
     if source == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("reading from stdin, but nothing was piped in; pipe a document or give a file path")
@@ -159,7 +175,7 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".srt", ".vtt")
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
 PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)
@@ -167,13 +183,13 @@ DOMAIN = re.compile(r"(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
 
 
-def read_input(source: str, lines: bool = False, links: bool = False, urls_as_text: bool = True) -> str:
-    """The text itself, a document's text (FILE), or stdin (-); `lines` and `links` as for `read_document`.
+def read_input(source: str, lines: bool = False, links: bool = False, urls_as_text: bool = True, cues: bool = True) -> str:
+    """The text itself, a document's text (FILE), or stdin (-); `lines`, `links` and `cues` as for `read_document`.
     A lone URL is text (a link to classify), but with `urls_as_text=False` a page not downloaded (translate's).
     One word that names no file here but reads as a file name (`looks_like_a_path`) is "no such file", not the text."""
     path = Path(source).expanduser()
     if source == "-" or (source.strip() and os.path.exists(path)):  # os.path: False for names too long
-        return read_document(source, lines=lines, links=links)
+        return read_document(source, lines=lines, links=links, cues=cues)
     if looks_like_a_path(source) or (not urls_as_text and URL.match(source)):
         raise _missing(source)  # a file name, not words to take as the text
     return source
@@ -213,8 +229,9 @@ def file_style(source: str) -> tuple[bool, str]:
     return mostly_crlf(data.decode("latin-1")), "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"  # any bytes decode: only line breaks are counted
 
 
-def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT) -> str:
+def _as_is(data: bytes, name: str, suffix: str = "", expected: str = DOCUMENT, cues: bool = True) -> str:
     text = decode_text(data, name, expected)
+    text = subtitle_text(text, name, suffix) if cues else text
     if not text.strip():
         raise BadInputError(f"{name} is empty; {_give_text(expected)}")
     return text

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import ui
+from .. import subtitles, ui
 from ..errors import BadInputError
 from ..json_strings import read_strings
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, read_input
@@ -21,7 +21,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin, temp
 @generation_options(logged=True)
 def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
-    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document, or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document or .srt/.vtt subtitles (their cue text translated), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a .csv: 'source,target' rows, read as aigc batch reads a .csv: 'source;target' with semicolons). A first row is a header when both cells name columns (source/target, term/translation, in English, German, French, Spanish, Italian, Portuguese or Dutch: 'Begriff<TAB>Übersetzung') or give this run's --from (or any, with auto) and --to languages ('en<TAB>de', 'en_US<TAB>de_DE', 'English<TAB>German'); any other first row is a term. A line starting '# ' is a comment: write '# source<TAB>target' to be sure.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
@@ -36,6 +36,7 @@ def translate(
     """Translate a document, keeping its paragraphs, lists and Markdown structure.
 
     A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
+    a .srt or .vtt subtitle file (or piped text that starts as one) keeps every line but its cues' text;
     any other file is read as Markdown with a warning, unless --plain or --markdown says which;
     a .json object (or list) of strings, an i18n file, has its values translated, its keys and shape kept
     (a JSON object of strings on stdin too).
@@ -50,8 +51,11 @@ def translate(
     if lines:
         check_lines_source(source, "translate")
     warn_of_a_word_read_as_a_file(source, "translate")
-    text = read_input(source, lines=lines, links=True, urls_as_text=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
+    text = read_input(source, lines=lines, links=True, urls_as_text=False, cues=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
+    cues = False if plain or markdown or lines else True if subtitles.kind(suffix or "") else None  # None: piped text or text itself that starts as subtitles
+    if cues or (cues is None and subtitles.looks_like_subtitles(text)):
+        subtitles.translation_blocks(text, STDIN if source == "-" else source if suffix else "the text")  # one not well-formed fails here, named, before the model loads
     i18n = suffix == ".json" or (source == "-" and text.lstrip().startswith("{"))  # stdin: a JSON object only (a list may be words)
     strings = read_strings(text) if i18n and not (plain or markdown or lines) else None  # an i18n file: its values translated
     if i18n and strings is None and not (plain or markdown or lines):
@@ -59,11 +63,11 @@ def translate(
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
-    elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines):
+    elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES, *subtitles.SUFFIXES) and not (plain or markdown or lines):
         why = "not an object or list of strings" if suffix == ".json" else "neither .md nor .txt"
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: {why}); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
-    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {})}
+    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {}), **({} if cues is None else {"subtitles": cues})}
     generator = run.generator("translate", template=template)
     generator.validate(options)  # a language it does not know, before any work
     if lines:

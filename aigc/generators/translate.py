@@ -1,7 +1,7 @@
 """Translate a Markdown or plain-text document, keeping its structure.
 
-The document is split into blocks (headings, paragraphs, list items, quotes, table rows, code);
-only the text of each block is translated, and the structure (heading #'s, list markers, quote
+The document is split into blocks (headings, paragraphs, list items, quotes, table rows, code;
+a subtitle file's cue text, see `subtitles`); only the text of each block is translated, and the structure (heading #'s, list markers, quote
 marks, blank lines, code blocks untouched) is put back around the translations. Blocks are grouped
 into chunks on block boundaries by token count; each engine call translates a batch of chunks.
 
@@ -24,6 +24,7 @@ from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, split_sentences, word_runs
+from ..subtitles import looks_like_subtitles, translation_blocks
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
 
@@ -361,6 +362,7 @@ class TranslateOptions:
     chunk_tokens: int = 256
     batch_size: int = 4
     plain: bool = False  # plain text, not Markdown: indented lines and tags are words to translate
+    subtitles: bool | None = None  # a SubRip or WebVTT file, only its cues' text translated; None: text that starts as one (not plain)
 
     def __post_init__(self) -> None:
         if not self.target_language:
@@ -467,7 +469,9 @@ class TranslateGenerator(Generator):
             raise BadInputError("there is no text to translate")
 
     def preprocess(self, inputs: str, opts: TranslateOptions) -> dict[str, Any]:
-        blocks = parse_blocks(inputs.lstrip("\ufeff").replace("\r\n", "\n"), plain=opts.plain)
+        text = inputs.lstrip("\ufeff").replace("\r\n", "\n")
+        cues = opts.subtitles or (opts.subtitles is None and not opts.plain and looks_like_subtitles(text))
+        blocks = translation_blocks(text) if cues else parse_blocks(text, plain=opts.plain)
         count = self.engine.count_tokens
         movable = [i for i, block in enumerate(blocks) if block.texts]
         names = _code_words([text for block in blocks for text in block.texts])

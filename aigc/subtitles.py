@@ -1,0 +1,280 @@
+"""Subtitle files, SubRip (.srt) and WebVTT (.vtt): their cues found, their text read as prose
+(speakers named, cues of one speaker run together) or as blocks to translate, every other line
+(the WEBVTT header, NOTE, STYLE and REGION blocks, cue numbers and ids, timing lines) kept as it is.
+
+Read as the `srt` and `webvtt-py` packages read them: a byte-order mark and CRLF line ends are
+fine, the blank line after the last cue may be missing, a VTT cue's id is optional, hours are
+optional and the milliseconds may follow a comma or a dot, and a blank line inside a cue's text
+(which players take as its end) continues that cue.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from dataclasses import dataclass, field
+
+from .errors import BadInputError, option
+from .markdown_blocks import Block, protected_ranges
+from .sentences import WIDE
+
+SUFFIXES = {".srt": "SubRip", ".vtt": "WebVTT"}
+_TIME = r"(?:\d+:)?\d{1,2}:\d{1,2}[,.]\d{1,3}"
+_TIMING = re.compile(rf"[ \t]*({_TIME})[ \t]*-->[ \t]*({_TIME})(?:[ \t].*)?")  # then a VTT cue's settings or SRT's X1: coordinates
+_HEADER = re.compile(r"\ufeff?WEBVTT(?:[ \t].*)?")
+_VTT_BLOCK = re.compile(r"(?:NOTE|STYLE|REGION)(?:[ \t].*)?")
+_MARKUP = re.compile(r"<[^<>\n]*>|\{\\[^{}\n]*\}")  # a tag (<i>, <v Name>, <c.red>, <00:01.000>) or an ASS override ({\an8})
+_VOICE = re.compile(r"<v(?:\.[^\s>]+)?[ \t]+([^>]+)>")
+_EDGE = re.compile(rf"(?:\s*(?:{_MARKUP.pattern}))*\s*(?:[-‐–—][ \t]*)?")  # the markup, spaces and dialogue dash a line starts with
+_SENTENCE_END = re.compile(r"[.!?…。！？:;\"'»”’)\]♪]$")
+PAUSE = 2.0  # seconds between cues that start a new paragraph
+LONG = 600  # characters after which a paragraph ends with its sentence
+
+
+class SubtitleError(BadInputError):
+    """Text that is not a well-formed subtitle file."""
+
+
+@dataclass
+class Cue:
+    start: float  # seconds
+    end: float
+    text: list[list[int]] = field(default_factory=list)  # runs of consecutive text lines (their indexes in the file's lines)
+
+
+@dataclass
+class Subtitles:
+    lines: list[str]  # the file's lines, without line ends
+    cues: list[Cue]
+
+
+def kind(suffix: str) -> str | None:
+    """The format a file suffix names ("SubRip", "WebVTT"), or None."""
+    return SUFFIXES.get(suffix.lower())
+
+
+def looks_like_subtitles(text: str) -> bool:
+    """Whether `text` starts as a subtitle file does: a `WEBVTT` line, or a cue number and a timing line
+    (`1` and `00:00:00,000 --> 00:00:02,500`)."""
+    head = text.lstrip("\ufeff").replace("\r\n", "\n").lstrip("\n").split("\n", 2)
+    return bool(_HEADER.fullmatch(head[0]) or (len(head) > 1 and head[0].strip().isdigit() and _TIMING.fullmatch(head[1])))
+
+
+def _seconds(time: str) -> float:
+    *whole, fraction = re.split(r"[,.]", time)
+    parts = [int(p) for p in whole[0].split(":")]
+    return sum(p * 60**i for i, p in enumerate(reversed(parts))) + float(f"0.{fraction}")
+
+
+def parse(text: str, name: str = "the text") -> Subtitles:
+    """The cues of a subtitle file's text; a `SubtitleError` naming the line where it is not one
+    (text before the first cue, a cue number without its timing line, no cue at all)."""
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").split("\n")
+    vtt = bool(_HEADER.fullmatch(lines[0]))
+    what = "WebVTT" if vtt else "subtitle (SubRip or WebVTT)"
+    cue = "a number or id line, a `00:00:01,000 --> 00:00:04,000` line, then its text"
+    cues: list[Cue] = []
+    i = next((k for k, line in enumerate(lines) if not line.strip()), len(lines)) if vtt else 0  # the header block: WEBVTT, Kind: captions, ...
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        end = next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines))
+        timings = [k for k in range(i, end) if _TIMING.fullmatch(lines[k])]
+        if vtt and not timings and _VTT_BLOCK.fullmatch(lines[i]):
+            i = end  # a NOTE, STYLE or REGION block, kept as it is
+            continue
+        stray = range(i, timings[0] - 1 if timings else end)  # lines before a cue's id: more of the last cue's text, after a blank line
+        if stray and (not cues or (not timings and lines[i].strip().isdigit())):
+            problem = f"cue {lines[i].strip()} has no timing line" if lines[i].strip().isdigit() else f"{lines[i].strip()[:40]!r} is not a cue"
+            raise SubtitleError(f"{name} is not a valid {what} file: line {i + 1}: {problem} (a cue is {cue})")
+        if stray:
+            cues[-1].text.append(list(stray))
+        for n, k in enumerate(timings):
+            after = timings[n + 1] if n + 1 < len(timings) else None  # a cue right after this one, with no blank line between
+            stop = end if after is None else after - 1 if after - 1 > k and lines[after - 1].strip().isdigit() else after
+            match = _TIMING.fullmatch(lines[k])
+            cues.append(Cue(_seconds(match.group(1)), _seconds(match.group(2)), [list(range(k + 1, stop))] if stop > k + 1 else []))
+        i = end
+    if not cues:
+        raise SubtitleError(f"{name} is not a valid {what} file: it has no cue ({cue})")
+    return Subtitles(lines, cues)
+
+
+# --- reading the text ------------------------------------------------------------------------
+
+
+def _line_text(line: str) -> tuple[str | None, str]:
+    """A cue line's speaker (its `<v Name>`), and its words without markup."""
+    voice = _VOICE.search(line)
+    words = html.unescape(_MARKUP.sub("", line)).replace("\u200e", "").replace("\u200f", "")
+    return (voice.group(1).strip() if voice else None), " ".join(words.split())
+
+
+def _join(left: str, right: str) -> str:
+    """Two runs of words as one: no space between Chinese or Japanese characters."""
+    if not left or not right:
+        return left or right
+    return left + ("" if WIDE.match(left[-1]) and WIDE.match(right[0]) else " ") + right
+
+
+def cue_texts(subtitles: Subtitles) -> list[tuple[str | None, str, float, float]]:
+    """Each cue with words, as (speaker, words, start, end); a line repeating the line before it (as
+    rolling captions, YouTube's, show each line twice) is left out."""
+    out = []
+    last = ""
+    for cue in subtitles.cues:
+        speaker, words = None, ""
+        for index in (k for run in cue.text for k in run):
+            who, line = _line_text(subtitles.lines[index])
+            speaker = speaker or who
+            if line and line != last:
+                words = _join(words, line)
+                last = line
+        if words:
+            out.append((speaker, words, cue.start, cue.end))
+    return out
+
+
+def to_text(text: str, name: str = "the text", lines: bool = False) -> str:
+    """A subtitle file's words as prose: cues run together into paragraphs, a new one where the
+    speaker changes (`Name: ` before it, from a `<v Name>` tag), after a pause of `PAUSE` seconds, or
+    at a sentence's end once it is `LONG` characters long. `lines`: one line a cue, `Name: ` before
+    each that names its speaker."""
+    cues = cue_texts(parse(text, name))
+    if lines:
+        return "\n".join(f"{speaker}: {words}" if speaker else words for speaker, words, _, _ in cues)
+    paragraphs: list[str] = []
+    current, end = None, None
+    for speaker, words, start, stop in cues:
+        new = (speaker is not None and speaker != current) or (end is not None and start - end >= PAUSE)
+        if paragraphs and not new and not (len(paragraphs[-1]) >= LONG and _SENTENCE_END.search(paragraphs[-1])):
+            paragraphs[-1] = _join(paragraphs[-1], words)
+        else:
+            paragraphs.append(f"{speaker}: {words}" if speaker else words)
+        current, end = speaker or current, stop
+    return "\n\n".join(paragraphs)
+
+
+# --- translating -----------------------------------------------------------------------------
+
+
+@dataclass
+class _CueBlock(Block):
+    """A cue's text lines: its texts put back into the file, each on one line, or (`breaks`) cut into
+    as many lines as the source had."""
+
+    breaks: dict[int, int] = field(default_factory=dict)  # text index -> lines to cut it into
+
+    def render(self, translations: list[str]) -> str:
+        return super().render([rebroken(_one_line(t), self.breaks.get(i, 1)) for i, t in enumerate(translations)])
+
+
+def _one_line(text: str) -> str:
+    """A translation fit for a cue line: no line breaks (a blank line would end the cue) and no `-->`."""
+    return " ".join(text.split("\n")).replace("-->", "->").strip() if "\n" in text or "-->" in text else text
+
+
+def rebroken(text: str, lines: int) -> str:
+    """`text` cut into `lines` lines of about equal length at spaces (between Chinese or Japanese
+    characters where it has none), after punctuation where one is near, never inside markup; fewer
+    where it has too few places to cut."""
+    if lines < 2:
+        return text
+    kept = protected_ranges(text) + [m.span() for m in _MARKUP.finditer(text)]
+    inside = lambda k: any(a < k < b for a, b in kept)  # noqa: E731
+    spaces = [k for k, c in enumerate(text) if c == " " and not inside(k)]
+    places = [(k, k + 1) for k in spaces] or [(k, k) for k in range(1, len(text)) if WIDE.match(text[k - 1]) and WIDE.match(text[k]) and not inside(k)]
+    cuts: list[tuple[int, int]] = []
+    for n in range(1, lines):
+        target = len(text) * n / lines
+        options = [p for p in places if not cuts or p[0] > cuts[-1][1]]
+        if not options:
+            break
+        cuts.append(min(options, key=lambda p: abs(p[0] - target) - (len(text) / 8 if text[p[0] - 1] in ",.;:!?、，。" else 0)))
+    out, start = [], 0
+    for a, b in cuts:
+        out.append(text[start:a])
+        start = b
+    return "\n".join([*out, text[start:]])
+
+
+def _split_edges(line: str) -> tuple[str, str, str]:
+    """A cue line as (markup and dialogue dash before its words, its words, markup after them)."""
+    lead = _EDGE.match(line).group(0)
+    rest = line[len(lead) :]
+    trail = re.search(rf"(?:\s*(?:{_MARKUP.pattern}))*\s*\Z", rest).group(0)
+    return lead, rest[: len(rest) - len(trail)], trail
+
+
+def _loose_markup(text: str) -> list[tuple[int, int]]:
+    """Where `text` has subtitle markup that the translation checks do not keep (`<c.red>`,
+    `<00:01.000>`, `{\\an8}`, which `protected_ranges` does not cover)."""
+    kept = protected_ranges(text)
+    return [m.span() for m in _MARKUP.finditer(text) if not any(a <= m.start() and m.end() <= b for a, b in kept)]
+
+
+def _add_words(block: _CueBlock, words: str) -> None:
+    """`words` into `block`: their loose markup as literal pieces, the text between as texts."""
+    start = 0
+    for a, b in [*_loose_markup(words), (len(words), len(words))]:
+        part = words[start:a]
+        lead = part[: len(part) - len(part.lstrip())]
+        core = part.strip()
+        block.pieces.append(lead)
+        if any(c.isalpha() for c in core):
+            block.pieces.append(len(block.texts))
+            block.texts.append(core)
+        else:
+            block.pieces.append(core)
+        block.pieces.append(part[len(lead) + len(core) :] + words[a:b])
+        start = b
+
+
+def _cue_block(lines: list[str]) -> _CueBlock:
+    """A run of a cue's text lines as a block: each line its own text where each ends a sentence,
+    starts with a dialogue dash or a speaker, or holds markup the checks do not keep; else the lines
+    as one text (a sentence wrapped), cut back into as many lines."""
+    parts = [_split_edges(line) for line in lines]
+    lead, words, trail = _split_edges(functools.reduce(_join, (line.strip() for line in lines)))
+    block = _CueBlock("cue", [])
+    apart = (
+        len(lines) == 1
+        or any(re.search(r"[-‐–—]\s*$|<v[\s.]", lead) for lead, _, _ in parts[1:])
+        or all(_SENTENCE_END.search(words) for _, words, _ in parts[:-1])
+        or bool(_loose_markup(words))
+    )
+    if apart:
+        for n, (lead, words, trail) in enumerate(parts):
+            block.pieces.append(("\n" if n else "") + lead)
+            _add_words(block, words)
+            block.pieces.append(trail)
+    elif any(c.isalpha() for c in words):
+        block.pieces += [lead, 0, trail]
+        block.texts.append(words)
+        block.breaks[0] = len(lines)
+    else:
+        block.pieces.append("\n".join(lines))
+    return block
+
+
+def translation_blocks(text: str, name: str = "the text") -> list[Block]:
+    """A subtitle file as blocks for `translate`: every line as it is but for the cues' text,
+    whose words are translated (`render_blocks` gives the file back, `\\n` line ends)."""
+    try:
+        subtitles = parse(text, name)
+    except SubtitleError as exc:
+        raise SubtitleError(f"{exc}; fix it, or give {option('plain')} to translate it line by line as plain text") from None
+    runs = {run[0]: run for cue in subtitles.cues for run in cue.text if run}
+    blocks: list[Block] = []
+    i = 0
+    while i < len(subtitles.lines):
+        run = runs.get(i)
+        if run:
+            blocks.append(_cue_block(subtitles.lines[run[0] : run[-1] + 1]))
+            i = run[-1] + 1
+        else:
+            blocks.append(Block("subtitle", [subtitles.lines[i]]))
+            i += 1
+    return blocks
