@@ -172,8 +172,8 @@ class _CueBlock(Block):
 
 
 def _one_line(text: str) -> str:
-    """A translation fit for a cue line: no line breaks (a blank line would end the cue) and no `-->`."""
-    return " ".join(text.split("\n")).replace("-->", "->").strip() if "\n" in text or "-->" in text else text
+    """A translation fit for a cue line: no `-->`, which would make a timing line of it."""
+    return text.replace("-->", "->")
 
 
 def rebroken(text: str, lines: int) -> str:
@@ -183,7 +183,10 @@ def rebroken(text: str, lines: int) -> str:
     if lines < 2:
         return text
     kept = protected_ranges(text) + [m.span() for m in _MARKUP.finditer(text)]
-    inside = lambda k: any(a < k < b for a, b in kept)  # noqa: E731
+
+    def inside(k: int) -> bool:
+        return any(a < k < b for a, b in kept)
+
     spaces = [k for k, c in enumerate(text) if c == " " and not inside(k)]
     places = [(k, k + 1) for k in spaces] or [(k, k) for k in range(1, len(text)) if WIDE.match(text[k - 1]) and WIDE.match(text[k]) and not inside(k)]
     cuts: list[tuple[int, int]] = []
@@ -241,15 +244,15 @@ def _cue_block(lines: list[str]) -> _CueBlock:
     block = _CueBlock("cue", [])
     apart = (
         len(lines) == 1
-        or any(re.search(r"[-‐–—]\s*$|<v[\s.]", lead) for lead, _, _ in parts[1:])
-        or all(_SENTENCE_END.search(words) for _, words, _ in parts[:-1])
+        or any(re.search(r"[-‐–—]\s*$|<v[\s.]", start) for start, _, _ in parts[1:])
+        or all(_SENTENCE_END.search(line) for _, line, _ in parts[:-1])
         or bool(_loose_markup(words))
     )
     if apart:
-        for n, (lead, words, trail) in enumerate(parts):
-            block.pieces.append(("\n" if n else "") + lead)
-            _add_words(block, words)
-            block.pieces.append(trail)
+        for n, (start, line, end) in enumerate(parts):
+            block.pieces.append(("\n" if n else "") + start)
+            _add_words(block, line)
+            block.pieces.append(end)
     elif any(c.isalpha() for c in words):
         block.pieces += [lead, 0, trail]
         block.texts.append(words)
