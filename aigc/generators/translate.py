@@ -382,8 +382,9 @@ class TranslateOptions:
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s record: a glossary by its terms (an
-        edited file is another run; one file by two paths is the same)."""
-        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "glossary": self.terms or None}
+        edited file is another run; one file by two paths is the same); `subtitles` only when given, so
+        outputs made before it keep resuming."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init and (f.name != "subtitles" or self.subtitles is not None)}, "glossary": self.terms or None}
 
 
 def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[str, str]]:
