@@ -537,7 +537,11 @@ def test_eval_says_how_many_examples_it_read_and_why_auto_kept_zero_shot(classif
     model = ExampleModel("zero-shot", "content-free", [0.0, 0.0], ["fruit", "machine"], [t for t, _ in EXAMPLES], [[0]] * len(EXAMPLES), None)
     assert kept_zero_shot(model, opts) == "the model gives no hidden states to fit a probe on"
     model.embeddings, model.cv = [[0.0]] * len(EXAMPLES), {"zero-shot, calibration content-free": 0.75, "probe(l2=0.1)": 0.8, "probe(l2=1.0)": 0.7}
-    assert kept_zero_shot(model, opts) == "cross-validated on the examples, a probe (0.800 accuracy) did not beat zero-shot (0.750) by more than a standard error"
+    model.discordant = (3, 2)
+    assert kept_zero_shot(model, opts) == (
+        "cross-validated on the examples, a probe (0.800 accuracy) got 3 right that zero-shot (0.750) got wrong "
+        "and 2 wrong that it got right, which could be luck (a one-sided sign test at 5%)"
+    )
     model.method = "probe"
     assert kept_zero_shot(model, opts) == ""
 
@@ -698,6 +702,48 @@ def test_examples_switch_calibration_or_method_only_on_more_than_a_standard_erro
     assert _beats(16 / 16, 12 / 16, 16)
     assert not _beats(0.81, 0.80, 500) and _beats(0.84, 0.80, 500)  # 500 examples: a smaller gain is
     assert _beats(1.0, 1 - 1 / 500 - 0.5, 500)
+
+
+def test_auto_switches_to_the_probe_only_when_it_alone_gets_clearly_more_examples_right_than_zero_shot(monkeypatch):
+    from types import SimpleNamespace
+
+    from aigc.generators import classify_examples
+    from aigc.generators.classify import ClassifyOptions
+
+    def fitted(zero_shot_right: list[bool], probe_right: list[bool]):
+        """What `auto` picks where zero-shot gets the examples in `zero_shot_right` right and the
+        probe, cross-validated, those in `probe_right`."""
+        labels = ["neg", "pos"] * (len(zero_shot_right) // 2)
+        scores = [[1.0, 0.0] if (label == "neg") == right else [0.0, 1.0] for label, right in zip(labels, zero_shot_right)]
+        generator = SimpleNamespace(engine=SimpleNamespace(can_embed=True), progress=lambda *a: None, content_free=lambda opts: [0.0, 0.0],
+                                    score_texts=lambda texts, opts, embed: ([scores[int(t.split()[1])] for t in texts], [[float(t.split()[1])] for t in texts]))
+
+        class Probe:  # right on an example (its embedding: its number) where `probe_right` says, on any fold
+            fit = classmethod(lambda cls, *args: cls())
+
+            def predict(self, embeddings, offset):
+                return [[1.0, 0.0] if (labels[n] == "neg") == probe_right[n] else [0.0, 1.0] for n in (int(row[0]) for row in embeddings)]
+
+        monkeypatch.setattr(classify_examples, "LinearProbe", Probe)
+        opts = ClassifyOptions(labels="neg,pos", examples=[(f"text {i}", label) for i, label in enumerate(labels)], calibrate="content-free")
+        return classify_examples._fit(generator, opts)
+
+    zero_shot = [True] * 9 + [False] * 7  # an unlucky draw: zero-shot gets 9 of 16
+    lucky = fitted(zero_shot, [True] * 8 + [False] + [True] * 3 + [False] * 4)  # 11 of 16: 3 won, 1 lost, over a standard error better
+    assert lucky.cv["probe(l2=0.1)"] == 11 / 16 and lucky.method == "zero-shot"  # 3 heads of 4 coin flips is luck
+    assert lucky.discordant == (3, 1)
+    assert classify_examples.ExampleModel.from_state(lucky.state()).discordant == (3, 1)  # kept with the fit, for the note
+    many = fitted([True] * 160 + [False] * 40, [True] * 150 + [False] * 10 + [True] * 30 + [False] * 10)
+    assert many.discordant == (30, 10) and many.method == "probe" and many.probes
+
+
+def test_a_candidate_beats_the_default_on_more_wins_than_luck_gives():
+    from aigc.generators.classify_examples import FEWEST_TO_SWITCH, _clearly_better
+
+    assert not _clearly_better(3, 1, 16) and not _clearly_better(4, 0, 16)  # 1 in 16 by luck
+    assert _clearly_better(5, 0, 16) and _clearly_better(9, 2, 16)
+    assert _clearly_better(56, 25, 500) and not _clearly_better(40, 30, 500) and not _clearly_better(7, 7, 500)
+    assert not _clearly_better(7, 0, FEWEST_TO_SWITCH - 1)
 
 
 def test_auto_keeps_content_free_calibration_unless_the_examples_own_prior_beats_it_on_eight_or_more():
