@@ -1162,6 +1162,45 @@ def test_chinese_and_japanese_words_are_counted_by_character():
     assert result["unchanged"] is False and result["words"] == 6 and len(engine.calls) == 1
 
 
+def test_korean_words_are_counted_between_spaces_and_emoji_count_as_words():
+    from aigc.sentences import count_words
+
+    assert count_words("안녕하세요 여러분. 오늘은 날씨가 정말 좋습니다.") == 6  # Korean puts spaces between words, as word processors count them
+    assert count_words("😀👍🏽 👨‍👩‍👧") == 2 and count_words("great 🎉 — ok") == 3
+    with pytest.warns(AigcWarning, match=r"^the text \(6 words\) is no longer"):
+        assert SummarizeGenerator(engine=FakeEngine())("안녕하세요 여러분. 오늘은 날씨가 정말 좋습니다.", words=10)["words"] == 6
+
+
+@pytest.mark.parametrize(
+    "text, sentences",
+    [
+        ("「桜が好きです。」と田中さんは言った。本当？！花見は大切な文化です。", ["「桜が好きです。」と田中さんは言った。", "本当？！", "花見は大切な文化です。"]),
+        ("他说：“你好。”然后走了。真的吗？？", ["他说：“你好。”然后走了。", "真的吗？？"]),  # a quote's full stop does not end the sentence it is in
+        ("「ありがとう。」「どういたしまして。」", ["「ありがとう。」", "「どういたしまして。」"]),
+        ("今日は晴れ．明日は雨｡円周率は３．１４です．", ["今日は晴れ．", "明日は雨｡", "円周率は３．１４です．"]),  # full-width and half-width full stops, not a decimal point
+    ],
+)
+def test_chinese_and_japanese_sentences_keep_their_closing_quotes_and_runs_of_marks(text, sentences):
+    from aigc.sentences import split_sentences
+
+    assert split_sentences(text) == sentences
+
+
+def test_chinese_and_japanese_sentences_and_lines_are_joined_without_spaces():
+    from aigc.sentences import join_text
+
+    assert join_text(["内容创作", "的方式。", "许多公司", "Python is", "fun.", "他说：“你好。”", "然后走了。"]) == "内容创作的方式。许多公司 Python is fun. 他说：“你好。”然后走了。"
+    assert join_text(["안녕하세요", "여러분."]) == "안녕하세요 여러분."  # Korean puts spaces between words
+    engine = FakeEngine()
+    engine.enqueue("人工智能正在改变内容创作\n的方式。许多公司开始使用大型语言模型！但是专家警告。", "「桜が好きです。」と田中さんは言った。本当？！花見は大切な文化です。")
+    generator = SummarizeGenerator(engine=engine)
+    assert generator(LONG_TEXT)["summary"] == "人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型！但是专家警告。"
+    assert generator(LONG_TEXT, format="bullets")["summary"] == "- 「桜が好きです。」と田中さんは言った。\n- 本当？！\n- 花見は大切な文化です。"
+    with pytest.warns(AigcWarning, match="no longer than the summary"):
+        given = generator("人工智能正在改变内容创作\n的方式。许多公司开始使用\n大型语言模型。\n", words=100, format="bullets")["summary"]
+    assert given == "- 人工智能正在改变内容创作的方式。\n- 许多公司开始使用大型语言模型。"
+
+
 def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headings():
     doc = "# Q3 results\n\nRevenue grew. Costs fell.\n\n- Hiring paused\n- Office moved\n\n```\nx = 1\n```\n"
     with pytest.warns(AigcWarning, match=r"^the text \(8 words\) is no longer"):

@@ -338,9 +338,12 @@ def test_no_examples_for_languages_without_them():
     assert len(engine.calls[0][0][0]) == 2
 
 
-def test_chinese_sentences_are_joined_without_spaces():
-    result, _ = translate("One. Two.", target_language="zh")
-    assert result["translation"] == "ONE.TWO."
+@pytest.mark.parametrize("language, answers, expected", [("zh", ["一。", "二。"], "一。二。"), ("ja", ["はい。", "いいえ。"], "はい。いいえ。"), ("th", ["หนึ่ง", "สอง"], "หนึ่ง สอง"), ("ko", ["하나.", "둘."], "하나. 둘.")])
+def test_chinese_and_japanese_sentences_are_joined_without_spaces_others_with_one(language, answers, expected):
+    engine = FakeEngine()
+    engine.enqueue(*answers)
+    result, _ = translate("One. Two.", engine, target_language=language)
+    assert result["translation"] == expected  # Thai puts a space between sentences, as Korean does
 
 
 def test_group_chunks_packs_whole_blocks_by_token_count():
