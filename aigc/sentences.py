@@ -48,15 +48,20 @@ def text_up_to_word(text: str, count: int) -> str:
     return text
 
 
+def unspaced(text: str) -> bool:
+    """Whether `text` starts with a Chinese or Japanese character, or their (full-width) punctuation."""
+    return bool(_UNSPACED.match(text))
+
+
 def join_text(pieces: Iterable[str]) -> str:
     """Pieces of text (sentences, wrapped lines) joined as their script is written: with nothing
     between two Chinese or Japanese characters or after their punctuation (。, 」, ，), as those
     languages put no spaces between words or sentences, else with one space."""
     text = ""
     for piece in pieces:
-        last = text[-1:] if _UNSPACED.match(text[-1:]) else text.rstrip(CLOSERS)[-1:]  # a quote's: 他说：“你好。” ends in 。
-        unspaced = _UNSPACED.match(last) and (unicodedata.category(last).startswith("P") or _UNSPACED.match(piece.lstrip(_OPENERS)[:1]))
-        text += " " + piece if text and not unspaced else piece
+        last = text[-1:] if unspaced(text[-1:]) else text.rstrip(CLOSERS)[-1:]  # a quote's: 他说：“你好。” ends in 。
+        together = unspaced(last) and (unicodedata.category(last).startswith("P") or unspaced(piece.lstrip(_OPENERS)))
+        text += " " + piece if text and not together else piece
     return text
 
 

@@ -233,6 +233,16 @@ def test_option_values_from_text_take_the_declared_type():
         ("**1. Honeybees Are Back in the City**", "Honeybees Are Back in the City"),  # numbering inside bold markup
         ("## 2) Honeybees Are Back", "Honeybees Are Back"),
         ("1.5 Million Bees Move Downtown", "1.5 Million Bees Move Downtown"),  # a number, not numbering
+        # punctuation of any script stays, symbols go
+        ("城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多！", "城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多！"),
+        ("「東京の桜」、今年は早い？🌸", "「東京の桜」、今年は早い？"),
+        ("东京的樱花今年开得早。", "东京的樱花今年开得早"),
+        ("Пчёлы на крыше: 5 секретов — «городской мёд»", "Пчёлы на крыше: 5 секретов — «городской мёд»"),
+        ("هل النحل في المدن آمن؟ دليل، خطوة بخطوة", "هل النحل في المدن آمن؟ دليل، خطوة بخطوة"),
+        ("מדריך: דבורים על הגג – “מדריך” ב־5 צעדים", "מדריך: דבורים על הגג – “מדריך” ב־5 צעדים"),
+        ("Bees — the secret 👨\u200d👩\u200d👧 👍🏽 ✅", "Bees — the secret"),  # an emoji's joiners and skin tone go with it
+        ("Top 5 C++ tips at 40°C for $5 ©", "Top 5 C++ tips at 40°C for $5"),
+        ("می\u200cخواهیم زنبور داشته باشیم", "می\u200cخواهیم زنبور داشته باشیم"),  # Persian's zero-width non-joiner is part of the word
     ],
 )
 def test_clean_headline(raw, clean):
@@ -321,6 +331,26 @@ def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
 )
 def test_fit_headline_keeps_the_main_clause(headline, fitted):
     assert fit_headline(headline, 6) == fitted
+
+
+@pytest.mark.parametrize(
+    "headline, most, fitted",
+    [
+        ("城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多精彩内容等你发现！", 5, "城市养蜂"),  # a Chinese character is a word, as summarize counts them
+        ("城市养蜂《蜜蜂的秘密》告诉你的五件事还有更多精彩内容", 12, "城市养蜂《蜜蜂的秘密》"),  # up to the last punctuation mark that fits
+        ("「東京の桜」今年は早い？開花は三月末", 12, "「東京の桜」今年は早い？"),
+        ("城市屋顶养蜂告诉你的五件事", 6, "城市屋顶养蜂"),  # no punctuation: characters
+        ("城市养蜂的秘密", 7, "城市养蜂的秘密"),
+    ],
+)
+def test_fit_headline_counts_chinese_and_japanese_by_character_and_cuts_at_punctuation(headline, most, fitted):
+    assert fit_headline(headline, most) == fitted
+
+
+def test_a_chinese_headline_is_held_to_max_words():
+    engine = FakeEngine()
+    engine.enqueue(*["城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多精彩内容等你发现！"] * 3)
+    assert HeadlineGenerator(engine=engine)({"topic": "城市屋顶养蜂"}, n=1, max_words=5)["headlines"] == ["城市养蜂"]
 
 
 def test_many_headlines_sample_no_more_than_max_n_completions_a_round():
