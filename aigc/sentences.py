@@ -48,6 +48,13 @@ def text_up_to_word(text: str, count: int) -> str:
     return text
 
 
+def first_word(text: str) -> str:
+    """Where `text` could first be wrapped: its first Chinese or Japanese character (those lines wrap
+    between any two), or else the run of other characters up to a space or one of those; "" if none."""
+    match = _TOKEN.search(text)
+    return match.group() if match else ""
+
+
 def unspaced(text: str) -> bool:
     """Whether `text` starts with a Chinese or Japanese character, or their (full-width) punctuation."""
     return bool(_UNSPACED.match(text))
