@@ -18,11 +18,14 @@ _TOKEN = re.compile(rf"[{_IDEOGRAPHIC}]|[^\s{_IDEOGRAPHIC}]+")
 _LETTER = re.compile(r"\w")
 CLOSERS = "」』）〉》】〕〗〙〛〞｣”’»\"')]"  # may follow a sentence's end: 「はい。」, `He said "no."`
 _OPENERS = "「『（〈《【〔〖〘〚〝｢“‘«\"'(["
+_MARKS = "。！？｡!?‼⁇⁈⁉"  # a run of them ends a Chinese or Japanese sentence: 本当？！
 _SENTENCE_END = re.compile(
     rf"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[{re.escape(CLOSERS)}])*\s+(?=\S)"  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
-    # Chinese and Japanese: after 。！？ (or ｡, or ． but in a number), with the ！？ and brackets or quotes closed after it,
-    # unless what follows the closers goes on the sentence (「はい。」と言った)
-    rf"|(?:(?<=[。！？｡])|(?<=[^\d\uff21-\uff3a\uff41-\uff5a]．)(?!\d))[！？!?‼⁇⁈⁉]*(?![！？!?‼⁇⁈⁉])(?:[{re.escape(CLOSERS)}]+(?=\s|$|[{re.escape(_OPENERS)}]))?(?![{re.escape(CLOSERS)}])\s*"
+    # Chinese and Japanese: after 。！？ or ｡ (each run tried once, from its start), or ． but in a number or
+    # after a full-width letter (Ｕ．Ｓ．), with the rest of the run and the brackets or quotes closed after it,
+    # unless what follows those goes on with the sentence (「はい。」と言った)
+    rf"|(?:(?<=[。！？｡])(?<![{_MARKS}][{_MARKS}])|(?<=[^\d\uff21-\uff3a\uff41-\uff5a]．)(?!\d))[{_MARKS}]*(?![{_MARKS}])"
+    rf"(?:[{re.escape(CLOSERS)}]+(?=\s|$|[{re.escape(_OPENERS)}]))?(?![{re.escape(CLOSERS)}])\s*"
 )
 
 
@@ -64,12 +67,13 @@ def join_text(pieces: Iterable[str]) -> str:
     """Pieces of text (sentences, wrapped lines) joined as their script is written: with nothing
     between two Chinese or Japanese characters or after their punctuation (。, 」, ，), as those
     languages put no spaces between words or sentences, else with one space."""
-    text = ""
+    out: list[str] = []
     for piece in pieces:
-        last = text[-1:] if unspaced(text[-1:]) else text.rstrip(CLOSERS)[-1:]  # a quote's: 他说：“你好。” ends in 。
-        together = unspaced(last) and (unicodedata.category(last).startswith("P") or unspaced(piece.lstrip(_OPENERS)))
-        text += " " + piece if text and not together else piece
-    return text
+        if out:
+            last = out[-1][-1:] if unspaced(out[-1][-1:]) else out[-1].rstrip(CLOSERS)[-1:]  # a quote's: 他说：“你好。” ends in 。
+            out += [] if unspaced(last) and (unicodedata.category(last).startswith("P") or unspaced(piece.lstrip(_OPENERS))) else [" "]
+        out.append(piece)
+    return "".join(out)
 
 
 def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str]:

@@ -1208,12 +1208,14 @@ def test_korean_words_are_counted_between_spaces_and_emoji_count_as_words():
         ("他说：“你好。”然后走了。真的吗？？", ["他说：“你好。”然后走了。", "真的吗？？"]),  # a quote's full stop does not end the sentence it is in
         ("「ありがとう。」「どういたしまして。」", ["「ありがとう。」", "「どういたしまして。」"]),
         ("今日は晴れ．明日は雨｡円周率は３．１４です．", ["今日は晴れ．", "明日は雨｡", "円周率は３．１４です．"]),  # full-width and half-width full stops, not a decimal point
+        ("好。。。真的？！」他说。是吗！！ 对。", ["好。。。", "真的？！」他说。", "是吗！！", "对。"]),
     ],
 )
 def test_chinese_and_japanese_sentences_keep_their_closing_quotes_and_runs_of_marks(text, sentences):
     from aigc.sentences import split_sentences
 
     assert split_sentences(text) == sentences
+    assert split_sentences("本当" + "！" * 100_000 + "」と") == ["本当" + "！" * 100_000 + "」と"]  # linear: a run is tried once
 
 
 def test_chinese_and_japanese_sentences_and_lines_are_joined_without_spaces():
