@@ -19,7 +19,6 @@ class Language:
     code: str  # "de", "pt-BR"
     name: str  # English name, as prompts use it: "German", "Brazilian Portuguese"
     native: str = ""  # "Deutsch"
-    spaces: bool = True  # False: sentences are joined without a space (Chinese, Japanese, Thai)
 
     @property
     def base(self) -> str:
@@ -68,13 +67,13 @@ _TABLE = [
     Language("bn", "Bengali", "বাংলা"),
     Language("ur", "Urdu", "اردو"),
     Language("ta", "Tamil", "தமிழ்"),
-    Language("zh", "Chinese", "中文", spaces=False),
-    Language("zh-CN", "Simplified Chinese", "简体中文", spaces=False),
-    Language("zh-TW", "Traditional Chinese", "繁體中文", spaces=False),
-    Language("ja", "Japanese", "日本語", spaces=False),
+    Language("zh", "Chinese", "中文"),
+    Language("zh-CN", "Simplified Chinese", "简体中文"),
+    Language("zh-TW", "Traditional Chinese", "繁體中文"),
+    Language("ja", "Japanese", "日本語"),
     Language("ko", "Korean", "한국어"),
     Language("vi", "Vietnamese", "Tiếng Việt"),
-    Language("th", "Thai", "ไทย", spaces=False),
+    Language("th", "Thai", "ไทย"),
     Language("id", "Indonesian", "Bahasa Indonesia"),
     Language("ms", "Malay", "Bahasa Melayu"),
     Language("tl", "Filipino", "Tagalog"),
@@ -136,12 +135,12 @@ def lookup(value: str) -> Language:
     lang = LANGUAGES.get(base) or _BY_NAME.get(base) if len(base) in (2, 3) else None
     if region and lang and region.isalpha() and len(region) == 4:  # a script: sr-Latn
         script = _SCRIPTS.get(region, region.title())
-        return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script", "", lang.spaces)
+        return Language(f"{lang.code}-{region.title()}", f"{lang.name} in {script} script")
     if region and lang and ((region.isalpha() and len(region) in (2, 3)) or (region.isdigit() and len(region) == 3)):  # es-419
         # a region the table does not list: the language itself, tagged
         code = f"{lang.code}-{region.upper()}"
         shown = "Latin America" if region == "419" else code  # the one number region people use; else the tag as given: Japanese (ja-JP)
-        return Language(code, f"{lang.name} ({shown})", lang.native, lang.spaces)
+        return Language(code, f"{lang.name} ({shown})", lang.native)
     choices = sorted(set(LANGUAGES) | set(_BY_NAME))
     close = list(dict.fromkeys(_display(c) for c in difflib.get_close_matches(key, choices, n=6, cutoff=0.8)))[:3]
     hint = "did you mean " + ", ".join(close) + "? " if close else ""

@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
+from rich.cells import cell_len
+
+from .sentences import first_word, join_text
+
 Piece = Union[str, int]  # literal Markdown, or the index of a text to translate
 
 
@@ -204,10 +208,11 @@ def _hard_break(line: str) -> str:
 
 
 def _kept_line(line: str, nxt: str, width: int) -> bool:
-    """In plain text, whether the break after `line` was meant (an address, a list, a signature): the
-    next line's first word would have fit on it within `width`, so no wrapping put it there, or the
-    paragraph has a line wider than text is wrapped at (a paragraph a line)."""
-    return width > 100 or len(line.rstrip()) + 1 + len(nxt.split()[0]) <= width
+    """In plain text, whether the break after `line` was meant (an address, a list, a signature, a
+    paragraph's end): the next line's first word (in Chinese or Japanese, its first character) would
+    have fit on it within `width` columns, so no wrapping put it there, or the paragraph has a line
+    wider than text is wrapped at (a paragraph a line). A Chinese or Japanese character is two columns."""
+    return width > 100 or cell_len(line.rstrip()) + 1 + cell_len(first_word(nxt)) <= width
 
 
 def _text_block(kind: str, before: str, text: str, after: str = "") -> Block:
@@ -479,7 +484,8 @@ def _liquid_end(lines: list[str], start: int, tag: str) -> int | None:
 
 def parse_blocks(text: str, plain: bool = False) -> list[Block]:
     """Split Markdown (or plain text) into blocks; rendering them with their own texts gives the
-    document back (paragraph and list-item lines re-joined on single spaces). `plain`: text, not
+    document back (paragraph and list-item lines re-joined on single spaces, or none between Chinese or
+    Japanese lines: `join_text`). `plain`: text, not
     Markdown, so an indented line is a paragraph's first line and a tag is words (no indented code,
     no HTML blocks)."""
     lines = text.split("\n")
@@ -626,15 +632,15 @@ def parse_blocks(text: str, plain: bool = False) -> list[Block]:
                 parts[-1].append(content.lstrip(" \t"))  # a continuation line's indent is not text (nor code)
             raw = nxt
             i += 1
-        blocks.append(_broken_block(kind, before, [" ".join(part) for part in parts], breaks))
+        blocks.append(_broken_block(kind, before, [join_text(part) for part in parts], breaks))  # a Chinese or Japanese line joins the next without a space
     return blocks
 
 
 def _widest_to_blank(lines: list[str]) -> list[int]:
-    """For each line, the width of the widest line from it to the next blank line (0 for a blank one)."""
+    """For each line, the width in columns of the widest line from it to the next blank line (0 for a blank one)."""
     widest = [0] * (len(lines) + 1)
     for k in range(len(lines) - 1, -1, -1):
-        widest[k] = max(len(lines[k].rstrip()), widest[k + 1]) if lines[k].strip() else 0
+        widest[k] = max(cell_len(lines[k].rstrip()), widest[k + 1]) if lines[k].strip() else 0
     return widest
 
 

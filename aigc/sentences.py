@@ -7,20 +7,35 @@ import bisect
 import functools
 import re
 import unicodedata
-from typing import Callable
+from typing import Callable, Iterable
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
 WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
-_IDEOGRAPHIC = "\u1100-\u11ff\u2e80-\u2fff\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"  # CJK, kana, hangul; not their punctuation
+# Chinese and Japanese characters (ideographs, kana, bopomofo), not their punctuation; not hangul, as Korean puts spaces between words
+_IDEOGRAPHIC = "\u2e80-\u2fff\u3040-\u312f\u3190-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+_UNSPACED = re.compile(f"[{_IDEOGRAPHIC}\u3000-\u303f\ufe10-\ufe1f\ufe30-\ufe4f\uff01-\uff65]")  # and the punctuation set with them (full width)
 _TOKEN = re.compile(rf"[{_IDEOGRAPHIC}]|[^\s{_IDEOGRAPHIC}]+")
 _LETTER = re.compile(r"\w")
-_SENTENCE_END = re.compile(r"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[»\"'”’)\]])*\s+(?=\S)|(?<=[。！？])")  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
+CLOSERS = "」』）〉》】〕〗〙〛〞｣”’»\"')]"  # may follow a sentence's end: 「はい。」, `He said "no."`
+_OPENERS = "「『（〈《【〔〖〘〚〝｢“‘«\"'(["
+_MARKS = "。！？｡!?‼⁇⁈⁉"  # a run of them ends a Chinese or Japanese sentence: 本当？！
+_SENTENCE_END = re.compile(
+    rf"(?<=[.!?…؟।۔])(?:[ \u00a0\u202f]?[{re.escape(CLOSERS)}])*\s+(?=\S)"  # Arabic ؟, Hindi ।, Urdu ۔; French « ... . »
+    # Chinese and Japanese: after 。！？ or ｡ (each run tried once, from its start), or ． but in a number or
+    # after a full-width letter (Ｕ．Ｓ．), with the rest of the run and the brackets or quotes closed after it,
+    # unless what follows those goes on with the sentence (「はい。」と言った)
+    rf"|(?:(?<=[。！？｡])(?<![{_MARKS}][{_MARKS}])|(?<=[^\d\uff21-\uff3a\uff41-\uff5a]．)(?!\d))[{_MARKS}]*(?![{_MARKS}])"
+    rf"(?:[{re.escape(CLOSERS)}]+(?=\s|$|[{re.escape(_OPENERS)}]))?(?![{re.escape(CLOSERS)}])\s*"
+)
 
 
 def _words(text: str):
-    """Word processors' words: each CJK character (kana, hangul) one, as Chinese and Japanese put no
-    spaces between words, and each run between spaces and those that has a letter or digit."""
-    return (m for m in _TOKEN.finditer(text) if _LETTER.search(m.group()))
+    """Word processors' words: each Chinese or Japanese character one, as those languages put no
+    spaces between words, and each run between spaces and those that has a letter, a digit or an
+    emoji (or other symbol: "👍" is a word, "—" is not). Korean, written with spaces between words,
+    counts as Latin does; so do Thai, Lao, Khmer and Burmese, which put spaces between phrases, not
+    words (a word processor splits those by dictionary: this counts fewer)."""
+    return (m for m in _TOKEN.finditer(text) if _LETTER.search(m.group()) or any(unicodedata.category(c) == "So" for c in m.group()))
 
 
 def count_words(text: str) -> int:
@@ -34,6 +49,31 @@ def text_up_to_word(text: str, count: int) -> str:
         if n == count:
             return text[: match.end()]
     return text
+
+
+def first_word(text: str) -> str:
+    """Where `text` could first be wrapped: its first Chinese or Japanese character (those lines wrap
+    between any two), or else the run of other characters up to a space or one of those; "" if none."""
+    match = _TOKEN.search(text)
+    return match.group() if match else ""
+
+
+def unspaced(text: str) -> bool:
+    """Whether `text` starts with a Chinese or Japanese character, or their (full-width) punctuation."""
+    return bool(_UNSPACED.match(text))
+
+
+def join_text(pieces: Iterable[str]) -> str:
+    """Pieces of text (sentences, wrapped lines) joined as their script is written: with nothing
+    between two Chinese or Japanese characters or after their punctuation (。, 」, ，), as those
+    languages put no spaces between words or sentences, else with one space."""
+    out: list[str] = []
+    for piece in pieces:
+        if out:
+            last = out[-1][-1:] if unspaced(out[-1][-1:]) else out[-1].rstrip(CLOSERS)[-1:]  # a quote's: 他说：“你好。” ends in 。
+            out += [] if unspaced(last) and (unicodedata.category(last).startswith("P") or unspaced(piece.lstrip(_OPENERS))) else [" "]
+        out.append(piece)
+    return "".join(out)
 
 
 def split_sentences(text: str, unbroken: list[tuple[int, int]] = ()) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import unicodedata
 import dataclasses
 import warnings
@@ -20,7 +21,7 @@ from typing import Any, Collection, Sequence
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
 from .base import Generator, names_text, type_name
-from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
+from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
 CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
@@ -55,22 +56,24 @@ def parse_label(spec: str, aliases: bool = True) -> Label:
     """`name` or `name=alias|alias` (`aliases=False`: the name as it is written, `=` and all, as
     labels taken from data are)."""
     name, equals, alias_text = spec.partition("=") if aliases else (spec, "", "")
-    name = name.strip()
+    name = label_name(name)
     if not name:
         raise BadInputError(f"empty label in {spec!r}; write labels as name or name=alias|alias")
     if equals and not all(alias.strip() for alias in alias_text.split("|")):
         raise BadInputError(f"label {spec.strip()!r} has an empty alias; write labels as name or name=alias|alias")
     if any(unicodedata.category(c) == "Cc" for c in spec.strip()):  # a line break or tab would break the one-line-per-result output
         raise BadInputError(f"label {spec.strip()!r} holds a line break, tab or other control character; a label is one line of text")
-    words = [name] + [a.strip() for a in alias_text.split("|") if a.strip()] + _parts(name)
+    words = [name] + [label_name(a) for a in alias_text.split("|") if a.strip()] + _parts(name)
     return Label(name, tuple(dict.fromkeys(words)))
 
 
 def parse_labels(specs: list[str] | str | None) -> list[Label]:
+    """Labels given as `a,b,c` (the full-width and ideographic commas a Chinese or Japanese input
+    method types, `，` and `、`, separate them too) or as a list of specs (`parse_label`) or `Label`s."""
     if specs is None:
         return []
     if isinstance(specs, str):
-        specs = specs.split(",")
+        specs = re.split(r"[,，、]", specs)
     if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, (str, Label)) for spec in specs):
         raise OptionError("labels", f"must be names, as a,b,c or a list of strings, got {specs!r}")
     given = [spec for spec in specs if isinstance(spec, Label) or spec.strip()]

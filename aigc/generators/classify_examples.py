@@ -23,6 +23,7 @@ import os
 import re
 import stat as stat_module
 import time
+import unicodedata
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -274,7 +275,7 @@ def _looks_label_first(rows: list[list[str]]) -> bool:
 
 def _all_named(cells: list[str], known: set[str]) -> bool:
     """Whether every name in `cells` is `known` (an empty cell: a text of no label, `unlabelled`)."""
-    return all(name.strip().casefold() in known for cell in cells for name in cell.split(",") if name.strip())
+    return all(label_name(name).casefold() in known for cell in cells for name in cell.split(",") if name.strip())
 
 
 def _label_like(cells: list[str]) -> bool:
@@ -287,13 +288,19 @@ def _words(cells: list[str]) -> float:
     return sum(len(cell.split()) for cell in cells) / len(cells)
 
 
+def label_name(text: str) -> str:
+    """A label's name as labels are compared and keyed: stripped, in Unicode's composed form (NFC),
+    so a name typed on Linux and one a Mac wrote decomposed (NFD: "e" and a combining accent) are one."""
+    return unicodedata.normalize("NFC", text.strip())
+
+
 def _names(label: str | list[str]) -> list[str]:
     return label.split(",") if isinstance(label, str) else list(label)
 
 
 def _example(where: str, text: str, label: str | list[str], one_label: str, fix: str, unlabelled: bool = False) -> Example:
     """One example, its text and label names stripped; `where` names it in errors (`file.tsv:3`)."""
-    names = [n.strip() for n in _names(label) if n.strip()]
+    names = [label_name(n) for n in _names(label) if n.strip()]
     if not text.strip():
         raise BadInputError(f"{where}: the text is empty; {fix}")
     if not names and not unlabelled:

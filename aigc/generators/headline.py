@@ -12,7 +12,7 @@ from .. import templates
 from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_comments, without_front_matter
-from ..sentences import text_up_to_word
+from ..sentences import CLOSERS, count_words, join_text, text_up_to_word, unspaced
 from .base import Generator, check_varied, fewer_advice, same_every_time, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
@@ -50,7 +50,8 @@ class HeadlineOptions:
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
 _META = re.compile(r"\b(?:headlines?|answer)\b", re.I)  # talk about the task, not a headline
 _HASHTAG = re.compile(r"#\w+")  # extended over combining marks by _without_hashtags
-_SYMBOLS = re.compile(r"[^\w\s.,:;!?'’\"“”&%$€£()/-]")
+_KEPT_SYMBOLS = "+°№"  # symbols that say something: C++, 40°C, № 5 (and currency signs)
+_CLAUSE_ENDS = (":", " - ", " – ", " — ", ",", "：", "，", "、", "；", "——")  # where a headline's main clause ends, best first
 
 
 def clean_headline(text: str) -> str:
@@ -66,7 +67,7 @@ def clean_headline(text: str) -> str:
     line = " ".join(line.split()).strip("\"'“”‘’ ").lstrip(":;,.–—- ")
     if line.endswith(":") or not re.search(r"[^\W\d_]", line) or _META.search(line):
         return ""
-    return line if line.endswith("...") else line.rstrip(".").strip()
+    return line if line.endswith("...") else line.rstrip(".。").strip()
 
 
 def _without_hashtags(text: str) -> str:
@@ -80,28 +81,45 @@ def _without_hashtags(text: str) -> str:
     return text
 
 
+def _symbol(char: str) -> bool:
+    """An emoji or other symbol (not a currency sign or one of `_KEPT_SYMBOLS`), or markup (`*`, `#`,
+    `\\`): what a headline goes without; punctuation of any script stays (「」, 《》, ؟, —, Hebrew's ־)."""
+    category = unicodedata.category(char)
+    return (category.startswith("S") and category != "Sc" and char not in _KEPT_SYMBOLS) or char in "*#\\"
+
+
 def _without_symbols(text: str) -> str:
-    """`text` without emoji and other symbols, keeping the marks that combine with a letter kept
-    (Hindi's vowel signs, Thai's tone marks), which are no word characters to `re`."""
+    """`text` without emoji and other symbols (`_symbol`), and without what joins one to the character
+    before when that goes (an emoji's variation selector, zero-width joiner or tag characters); the
+    marks that combine with a letter (Hindi's vowel signs, Thai's tone marks) stay with it."""
     kept: list[str] = []
     previous = False  # whether the character before was kept
     for char in text:
-        previous = not _SYMBOLS.match(char) or (previous and unicodedata.category(char).startswith("M"))
+        joins = unicodedata.category(char).startswith("M") or char == "\u200d" or "\U000e0020" <= char <= "\U000e007f"
+        previous = previous if joins else not _symbol(char)
         if previous:
             kept.append(char)
     return "".join(kept)
 
 
 def fit_headline(headline: str, max_words: int) -> str:
-    """The headline if it fits `max_words`, else its main clause (before a colon, dash or comma) if
-    that fits and has at least 3 words, else ""."""
-    if len(headline.split()) <= max_words:
+    """The headline if it fits `max_words` (as `count_words` counts them: a Chinese or Japanese
+    character is a word), else its main clause (before a colon, dash or comma) if that fits and has
+    at least 3 words; else, in Chinese or Japanese, its words up to the last punctuation mark within
+    `max_words` (a comma or colon left out; all `max_words` where none follows the third); else ""."""
+    if count_words(headline) <= max_words:
         return headline
-    for separator in (":", " - ", " – ", " — ", ","):
+    for separator in _CLAUSE_ENDS:
         head = headline.split(separator)[0].strip()
-        if 3 <= len(head.split()) <= max_words:
+        if 3 <= count_words(head) <= max_words:
             return head
-    return ""
+    head = text_up_to_word(headline, max_words)
+    rest = headline[len(head) :]
+    if not (unspaced(head[-1:]) and unspaced(rest)):  # a cut between two words of a language with spaces
+        return ""
+    head += rest[: len(rest) - len(rest.lstrip(CLOSERS))]  # with the brackets it closes: 《蜜蜂的秘密》
+    ends = [at + 1 for at, char in enumerate(head) if unicodedata.category(char) in ("Pd", "Pe", "Pf", "Po") and count_words(head[:at]) >= 3]  # not after an opening 《
+    return head[: ends[-1]].rstrip("".join(_CLAUSE_ENDS)) if ends else head
 
 
 def _key(headline: str) -> str:
@@ -153,7 +171,7 @@ class HeadlineGenerator(Generator):
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(text_up_to_word(without_comments(without_front_matter(article)), ARTICLE_WORDS).split())  # its lead's words, not its metadata or the notes in its comments
+        article = " ".join(join_text(text_up_to_word(without_comments(without_front_matter(article)), ARTICLE_WORDS).splitlines()).split())  # its lead's words, not its metadata or the notes in its comments
         tokens = self.engine.count_tokens(article) if article else 0
         while tokens > ARTICLE_TOKENS:  # cut in proportion (again where its start is denser), never before a mark that combines with the letter before
             cut = len(article) * ARTICLE_TOKENS // tokens

@@ -9,12 +9,11 @@ from typing import Any, Iterator
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
 from ..markdown_blocks import without_comments, without_front_matter
-from ..sentences import count_words, fitted, split_sentences, word_runs
+from ..sentences import CLOSERS, count_words, fitted, join_text, split_sentences, word_runs
 from ..engine.base import Completion, check_fits
 from .base import Generator, type_name
 
-SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
-CLOSERS = "\"'”’»)"  # may follow a sentence's end: `He said "no."`
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？", "｡", "．")
 
 LENGTH_WORDS = {"short": 40, "medium": 100, "long": 200}
 FORMATS = ("paragraph", "bullets")
@@ -241,12 +240,12 @@ class SummarizeGenerator(Generator):
             # prose, or a point longer than the whole summary should be: one point per sentence
             lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or count_words(line) > opts.target_words else [line])]
         else:
-            lines = split_sentences(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+            lines = split_sentences(join_text(line.strip() for line in text.splitlines() if line.strip()))
         lines = [line for line in lines if line]
         if raw["cut_off"] and len(lines) > 1 and not lines[-1].rstrip(CLOSERS).endswith(SENTENCE_ENDS):  # max_tokens ended it mid-sentence: the unfinished one goes
             lines = lines[:-1]
         lines = fit_length(lines, opts.target_words)
-        text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else " ".join(lines)
+        text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else join_text(lines)
         return {"summary": text, "words": count_words(text), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"], "unchanged": False}
 
 
@@ -270,7 +269,7 @@ def points(text: str) -> list[str]:
         if _UNDERLINE.match(line) and paragraph and not code:
             paragraph.pop()  # its line was a heading
         if not prose or _ITEM.match(line):
-            found += split_sentences(" ".join(paragraph)) if paragraph else []
+            found += split_sentences(join_text(paragraph)) if paragraph else []
             paragraph = []
         if prose:
             paragraph.append(_ITEM.sub("", line).strip())

@@ -23,7 +23,7 @@ from .. import template_files, templates
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
-from ..sentences import WIDE, fitted, split_sentences, word_runs
+from ..sentences import WIDE, fitted, join_text, split_sentences, word_runs
 from ..subtitles import looks_like_subtitles, translation_blocks
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
@@ -276,7 +276,7 @@ def clean_translation(raw: str, source: str, target: Language) -> str:
     wanted = len(split_sentences(source))
     found = split_sentences(text)
     if len(found) > wanted and _width(text) > 1.6 * _width(source) + 20:  # the model went on writing
-        text = (" " if target.spaces else "").join(found[:wanted])
+        text = join_text(found[:wanted])
     return text
 
 
@@ -548,7 +548,6 @@ class TranslateGenerator(Generator):
         pieces: list[list[list[str]]] = [[[] for _ in block.texts] for block in blocks]
         misses: dict[tuple[str, str], int] = {}
         lost: dict[str, int] = {}  # placeholders ({name}, %s) missing from a translation, as often as they are
-        joiner = " " if opts.target.spaces else ""
         for segment in (s for chunk in raw["chunks"] for s in chunk):
             text = segment.translation or segment.source  # nothing usable came back: keep the source (and say so)
             for source, target in sorted(segment.terms, key=lambda term: -len(term[0])):  # "New York City" before "New York"
@@ -561,7 +560,7 @@ class TranslateGenerator(Generator):
                 if short > 0:
                     lost[placeholder] = lost.get(placeholder, 0) + short
             pieces[segment.block][segment.text].append(text)
-        translations = [[joiner.join(parts) for parts in block] for block in pieces]
+        translations = [[join_text(parts) for parts in block] for block in pieces]
         order = {term: i for i, term in enumerate(opts.terms)}
         cut = [s.source for chunk in raw["chunks"] for s in chunk if s.cut_off]
         return {

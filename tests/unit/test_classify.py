@@ -949,3 +949,26 @@ def test_eval_refuses_a_label_set_without_multi_label_and_a_single_label_with_it
         evaluate_classify(classify, [("goals", ["sports"]), ("votes", "politics")], {"labels": "sports,politics", "multi_label": True})
     with pytest.raises(UnknownLabelError, match="the data uses label 'cooking', not among sports, politics"):
         evaluate_classify(classify, [("goals", ["sports", "cooking"]), ("votes", [])], {"labels": "sports,politics", "multi_label": True})
+
+
+def test_labels_spelt_composed_and_decomposed_are_one_label(tmp_path):
+    import unicodedata
+
+    from aigc.evaluation import checked_labels
+
+    nfc, nfd = (["café", "한국어", "が"], [unicodedata.normalize("NFD", name) for name in ("café", "한국어", "が")])
+    assert nfc != nfd  # a Mac writes names decomposed
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("".join(f"text {i}\t{(nfc if i % 2 else nfd)[i % 3]}\n" for i in range(6)))
+    assert [label.name for label in ClassifyGenerator(engine=None).validate({"examples": str(mixed)}).parsed] == ["café", "한국어", "が"]
+    decomposed = tmp_path / "nfd.tsv"
+    decomposed.write_text("".join(f"text {i}\t{nfd[i % 3]}\n" for i in range(6)))
+    opts = ClassifyGenerator(engine=None).validate({"examples": str(decomposed), "labels": ",".join(nfc)})  # no unknown label
+    assert [label.name for label in opts.parsed] == nfc
+    assert checked_labels(ClassifyGenerator(engine=None).validate({"labels": ",".join(nfd)}), read_labelled(decomposed)) == nfc
+
+
+def test_full_width_and_ideographic_commas_separate_labels():
+    assert [label.name for label in ClassifyGenerator(engine=None).validate({"labels": "正面，负面、中性"}).parsed] == ["正面", "负面", "中性"]
+    with pytest.raises(OptionError, match=r"give it and its opposite \(正面,other\)$"):
+        ClassifyGenerator(engine=None).validate({"labels": "正面，"})

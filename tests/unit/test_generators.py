@@ -233,6 +233,16 @@ def test_option_values_from_text_take_the_declared_type():
         ("**1. Honeybees Are Back in the City**", "Honeybees Are Back in the City"),  # numbering inside bold markup
         ("## 2) Honeybees Are Back", "Honeybees Are Back"),
         ("1.5 Million Bees Move Downtown", "1.5 Million Bees Move Downtown"),  # a number, not numbering
+        # punctuation of any script stays, symbols go
+        ("城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多！", "城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多！"),
+        ("「東京の桜」、今年は早い？🌸", "「東京の桜」、今年は早い？"),
+        ("东京的樱花今年开得早。", "东京的樱花今年开得早"),
+        ("Пчёлы на крыше: 5 секретов — «городской мёд»", "Пчёлы на крыше: 5 секретов — «городской мёд»"),
+        ("هل النحل في المدن آمن؟ دليل، خطوة بخطوة", "هل النحل في المدن آمن؟ دليل، خطوة بخطوة"),
+        ("מדריך: דבורים על הגג – “מדריך” ב־5 צעדים", "מדריך: דבורים על הגג – “מדריך” ב־5 צעדים"),
+        ("Bees — the secret 👨\u200d👩\u200d👧 👍🏽 ✅", "Bees — the secret"),  # an emoji's joiners and skin tone go with it
+        ("Top 5 C++ tips at 40°C for $5 ©", "Top 5 C++ tips at 40°C for $5"),
+        ("می\u200cخواهیم زنبور داشته باشیم", "می\u200cخواهیم زنبور داشته باشیم"),  # Persian's zero-width non-joiner is part of the word
     ],
 )
 def test_clean_headline(raw, clean):
@@ -321,6 +331,26 @@ def test_a_headline_round_after_the_largest_seed_wraps_to_the_smallest():
 )
 def test_fit_headline_keeps_the_main_clause(headline, fitted):
     assert fit_headline(headline, 6) == fitted
+
+
+@pytest.mark.parametrize(
+    "headline, most, fitted",
+    [
+        ("城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多精彩内容等你发现！", 5, "城市养蜂"),  # a Chinese character is a word, as summarize counts them
+        ("城市养蜂《蜜蜂的秘密》告诉你的五件事还有更多精彩内容", 12, "城市养蜂《蜜蜂的秘密》"),  # up to the last punctuation mark that fits
+        ("「東京の桜」今年は早い？開花は三月末", 12, "「東京の桜」今年は早い？"),
+        ("城市屋顶养蜂告诉你的五件事", 6, "城市屋顶养蜂"),  # no punctuation: characters
+        ("城市养蜂的秘密", 7, "城市养蜂的秘密"),
+    ],
+)
+def test_fit_headline_counts_chinese_and_japanese_by_character_and_cuts_at_punctuation(headline, most, fitted):
+    assert fit_headline(headline, most) == fitted
+
+
+def test_a_chinese_headline_is_held_to_max_words():
+    engine = FakeEngine()
+    engine.enqueue(*["城市养蜂：《蜜蜂的秘密》告诉你的五件事，还有更多精彩内容等你发现！"] * 3)
+    assert HeadlineGenerator(engine=engine)({"topic": "城市屋顶养蜂"}, n=1, max_words=5)["headlines"] == ["城市养蜂"]
 
 
 def test_many_headlines_sample_no_more_than_max_n_completions_a_round():
@@ -1160,6 +1190,47 @@ def test_chinese_and_japanese_words_are_counted_by_character():
     engine.enqueue("蜜蜂在屋顶上。")
     result = SummarizeGenerator(engine=engine)(chinese, words=10)
     assert result["unchanged"] is False and result["words"] == 6 and len(engine.calls) == 1
+
+
+def test_korean_words_are_counted_between_spaces_and_emoji_count_as_words():
+    from aigc.sentences import count_words
+
+    assert count_words("안녕하세요 여러분. 오늘은 날씨가 정말 좋습니다.") == 6  # Korean puts spaces between words, as word processors count them
+    assert count_words("😀👍🏽 👨‍👩‍👧") == 2 and count_words("great 🎉 — ok") == 3
+    with pytest.warns(AigcWarning, match=r"^the text \(6 words\) is no longer"):
+        assert SummarizeGenerator(engine=FakeEngine())("안녕하세요 여러분. 오늘은 날씨가 정말 좋습니다.", words=10)["words"] == 6
+
+
+@pytest.mark.parametrize(
+    "text, sentences",
+    [
+        ("「桜が好きです。」と田中さんは言った。本当？！花見は大切な文化です。", ["「桜が好きです。」と田中さんは言った。", "本当？！", "花見は大切な文化です。"]),
+        ("他说：“你好。”然后走了。真的吗？？", ["他说：“你好。”然后走了。", "真的吗？？"]),  # a quote's full stop does not end the sentence it is in
+        ("「ありがとう。」「どういたしまして。」", ["「ありがとう。」", "「どういたしまして。」"]),
+        ("今日は晴れ．明日は雨｡円周率は３．１４です．", ["今日は晴れ．", "明日は雨｡", "円周率は３．１４です．"]),  # full-width and half-width full stops, not a decimal point
+        ("好。。。真的？！」他说。是吗！！ 对。", ["好。。。", "真的？！」他说。", "是吗！！", "对。"]),
+    ],
+)
+def test_chinese_and_japanese_sentences_keep_their_closing_quotes_and_runs_of_marks(text, sentences):
+    from aigc.sentences import split_sentences
+
+    assert split_sentences(text) == sentences
+    assert split_sentences("本当" + "！" * 100_000 + "」と") == ["本当" + "！" * 100_000 + "」と"]  # linear: a run is tried once
+
+
+def test_chinese_and_japanese_sentences_and_lines_are_joined_without_spaces():
+    from aigc.sentences import join_text
+
+    assert join_text(["内容创作", "的方式。", "许多公司", "Python is", "fun.", "他说：“你好。”", "然后走了。"]) == "内容创作的方式。许多公司 Python is fun. 他说：“你好。”然后走了。"
+    assert join_text(["안녕하세요", "여러분."]) == "안녕하세요 여러분."  # Korean puts spaces between words
+    engine = FakeEngine()
+    engine.enqueue("人工智能正在改变内容创作\n的方式。许多公司开始使用大型语言模型！但是专家警告。", "「桜が好きです。」と田中さんは言った。本当？！花見は大切な文化です。")
+    generator = SummarizeGenerator(engine=engine)
+    assert generator(LONG_TEXT)["summary"] == "人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型！但是专家警告。"
+    assert generator(LONG_TEXT, format="bullets")["summary"] == "- 「桜が好きです。」と田中さんは言った。\n- 本当？！\n- 花見は大切な文化です。"
+    with pytest.warns(AigcWarning, match="no longer than the summary"):
+        given = generator("人工智能正在改变内容创作\n的方式。许多公司开始使用\n大型语言模型。\n", words=100, format="bullets")["summary"]
+    assert given == "- 人工智能正在改变内容创作的方式。\n- 许多公司开始使用大型语言模型。"
 
 
 def test_a_short_document_given_back_as_bullets_keeps_items_apart_without_headings():

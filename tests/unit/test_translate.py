@@ -338,9 +338,12 @@ def test_no_examples_for_languages_without_them():
     assert len(engine.calls[0][0][0]) == 2
 
 
-def test_chinese_sentences_are_joined_without_spaces():
-    result, _ = translate("One. Two.", target_language="zh")
-    assert result["translation"] == "ONE.TWO."
+@pytest.mark.parametrize("language, answers, expected", [("zh", ["一。", "二。"], "一。二。"), ("ja", ["はい。", "いいえ。"], "はい。いいえ。"), ("th", ["หนึ่ง", "สอง"], "หนึ่ง สอง"), ("ko", ["하나.", "둘."], "하나. 둘.")])
+def test_chinese_and_japanese_sentences_are_joined_without_spaces_others_with_one(language, answers, expected):
+    engine = FakeEngine()
+    engine.enqueue(*answers)
+    result, _ = translate("One. Two.", engine, target_language=language)
+    assert result["translation"] == expected  # Thai puts a space between sentences, as Korean does
 
 
 def test_group_chunks_packs_whole_blocks_by_token_count():
@@ -951,6 +954,16 @@ def test_plain_text_keeps_the_line_breaks_no_wrapping_made():
     assert translate(wrapped, plain=True)[0]["translation"] == " ".join(wrapped.split("\n")).upper()  # wrapped lines are joined
     lines = "The first paragraph is one long line, as an editor that wraps on screen saves it.\nThe second is one too, and longer than the first, as no wrapping at any usual margin would ever leave a line here.\nThe third."
     assert translate(lines, plain=True)[0]["translation"] == lines.upper()
+
+
+def test_chinese_plain_text_keeps_a_paragraph_a_line_and_joins_wrapped_lines_without_spaces():
+    first, second, third = "城市里的蜜蜂越来越多" * 5 + "。", "专家说这是好事" * 4 + "。", "最后一段。"  # 51, 29 and 5 characters: 102, 58 and 10 columns
+    assert translate("\n".join([first, second, third]), plain=True)[0]["translation"] == "\n".join([first, second, third])
+    uneven = ["屋顶养蜂" * 6 + "。", "蜜蜂采集花蜜" * 6 + "。", "城市的屋顶上有很多蜂箱" * 4 + "。"]  # 25, 37 and 45 characters: the next line's first character would have fit
+    assert translate("\n".join(uneven), plain=True)[0]["translation"] == "\n".join(uneven)
+    paragraph = "人工智能正在改变内容创作的方式，许多公司开始使用大型语言模型来撰写新闻稿，但是专家警告说，这些模型可能产生不准确的信息，读者需要提高媒体素养。"
+    wrapped = "\n".join(paragraph[at : at + 35] for at in range(0, len(paragraph), 35))  # wrapped at 70 columns
+    assert translate(f"{wrapped}\n\n{wrapped}", plain=True)[0]["translation"] == f"{paragraph}\n\n{paragraph}"  # joined, without spaces
 
 
 @pytest.mark.parametrize(
