@@ -23,9 +23,10 @@ class Decoding(FakeEngine):
     def __init__(self):
         super().__init__()
         self.decoding = threading.Event()
-        self.stopped = 0  # calls told to stop
+        self.begun = self.stopped = 0  # calls made, and those told to stop
 
     def generate(self, prompts, params):
+        self.begun += 1
         self.decoding.set()
         for _ in range(3000):
             try:
@@ -62,8 +63,25 @@ def test_ctrl_c_during_many_stops_the_inputs_in_flight_and_leaves_no_worker_runn
     ctrl_c(engine.decoding)
     with pytest.raises(KeyboardInterrupt):
         get_generator("chat", engine=engine).many([f"text {i}" for i in range(8)], concurrency=4)
-    assert engine.stopped == 1  # the one merged call in flight
+    assert (engine.begun, engine.stopped) == (1, 1)  # the one merged call, in flight
     assert workers() == []
+
+
+def test_ctrl_c_as_the_workers_start_leaves_none_of_those_started_waiting_for_the_others(monkeypatch):
+    start, begun = threading.Thread.start, []
+
+    def starting(self):
+        if self.name == WORKER:
+            begun.append(self)
+            if len(begun) == 3:  # two started: their model calls wait for four workers' to merge them
+                raise KeyboardInterrupt
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", starting)
+    engine = Decoding()
+    with pytest.raises(KeyboardInterrupt):
+        get_generator("chat", engine=engine).many([f"text {i}" for i in range(8)], concurrency=4)
+    assert workers() == [] and engine.begun == engine.stopped  # none made (or any made stopped), in the caller's thread neither
 
 
 def test_ctrl_c_in_the_loop_over_a_batchs_rows_stops_the_rows_in_flight_and_leaves_no_worker_running(tmp_path):
@@ -77,7 +95,7 @@ def test_ctrl_c_in_the_loop_over_a_batchs_rows_stops_the_rows_in_flight_and_leav
 
     with pytest.raises(KeyboardInterrupt):
         run_batch(get_generator("chat", engine=engine), read_rows(source), tmp_path / "out.jsonl", {}, progress=interrupted, concurrency=2)
-    assert engine.stopped == 1 and workers() == []
+    assert (engine.begun, engine.stopped) == (1, 1) and workers() == []
 
 
 RUN = (  # `generator.many(...)` of many topics on a model, saying in a file once its second model call has started
