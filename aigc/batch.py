@@ -12,8 +12,11 @@ writes it as a .csv or .tsv.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -27,6 +30,7 @@ from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
+from .engine.base import stop_when
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, quiet_notes, type_name
@@ -36,6 +40,7 @@ ON_ERROR = ("skip", "stop")
 WORKER = "aigc batch worker"  # the name of a thread running rows
 MISSES = ("glossary_misses", "missing_placeholders")  # a result's lists of what its text missed, summed up at the end of a run
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
+STOP_WAIT = 10.0  # seconds a run stopped by Ctrl-C waits for its rows in flight to stop (at their next decoding step) before it raises
 
 
 @dataclass
@@ -95,6 +100,7 @@ def run_batch(
     lines: bool = False,
     retry_failed: bool = False,
     keep_columns: bool = False,
+    stop_wait: float = STOP_WAIT,
 ) -> BatchSummary:
     """Run `generator` on every row without a result in `output` yet, appending each result as its
     row finishes (in input order when `output` streams or `on_error` is "stop"); rows that failed in
@@ -109,7 +115,9 @@ def run_batch(
     already (the CLI does, to show the model loading), so it is not called again. `lines=True`:
     the rows are plain text (a .txt file's lines, a .csv or .tsv file's cells), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
-    `keep_columns=True`: each line also holds its row's columns, as `"input"`.
+    `keep_columns=True`: each line also holds its row's columns, as `"input"`. A KeyboardInterrupt
+    (or SystemExit) stops the rows in flight at their next decoding step and is raised again once
+    their workers have ended, or after `stop_wait` seconds (0 where the caller ends the process at once, as the CLI does).
     """
     if not isinstance(generator, Generator):
         raise BadInputError(f"run_batch runs a generator, such as aigc.get_generator('summarize'), got {type_name(generator)}")
@@ -146,8 +154,7 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with ui.closed_pipe(), open_stream(output) as sink:  # closing flushes again: on Windows, EINVAL where the reader went away
-                outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop")
+            with ui.closed_pipe(), open_stream(output) as sink, stopping(run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)) as outcomes:  # closing flushes again: on Windows, EINVAL where the reader went away
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
@@ -224,13 +231,15 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(
     generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text",
-    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False,
+    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False, stop_wait: float = STOP_WAIT,
 ) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
     threads run the rows concurrently and their model calls are merged into batches. A row the
     generator raised on also carries the exception, as `"exception"`. `stop_at_error` (outcomes in
     input order): rows are started in input order, none once a row has failed, and the outcomes end
-    with the first failed row's."""
+    with the first failed row's. Closed early (`stopping` closes it), the rows in flight stop at their
+    next decoding step and their workers are waited for; a KeyboardInterrupt or SystemExit (while
+    it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
@@ -239,7 +248,22 @@ def run_rows(
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error, stop_wait)
+
+
+@contextlib.contextmanager
+def stopping(outcomes: Iterator[tuple[Row, dict]]) -> Iterator[Iterator[tuple[Row, dict]]]:
+    """`run_rows(...)` for a `with` around the loop over it: a KeyboardInterrupt or SystemExit raised
+    in the loop's body is thrown into it, stopping its workers as one that comes while it waits for a
+    row does; any other way out of the loop (an error, a `break`) closes it."""
+    try:
+        yield outcomes
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if inspect.getgeneratorstate(outcomes) == inspect.GEN_SUSPENDED:  # else it raised it itself, or had ended
+            outcomes.throw(exc)  # raises it again once the workers have stopped
+        raise
+    finally:
+        outcomes.close()
 
 
 def needs_model(rows: list[Row]) -> bool:
@@ -254,6 +278,7 @@ def check_concurrency(concurrency: int) -> None:
 
 def _outcomes(
     generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str, stop_at_error: bool = False,
+    stop_wait: float = STOP_WAIT,
 ) -> Iterator[tuple[Row, dict]]:
     queue = rows if stop_at_error else _order(rows, field_name)  # sorted, a row after a failed one would have run before it
     position = {id(r): i for i, r in enumerate(rows)}
@@ -266,6 +291,7 @@ def _outcomes(
 
     def work() -> None:
         nonlocal first_failed
+        stop_when(stop)  # the engine calls of this thread stop decoding once the run is stopped
         try:
             while not stop.is_set():
                 with take_lock:
@@ -285,9 +311,13 @@ def _outcomes(
             engine.retire()
 
     threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
-    for thread in threads:
-        thread.start()
+    started, wait = 0, None
+    stopped = contextvars.copy_context()
+    stopped.run(stop_when, stop)
     try:
+        for thread in threads:
+            thread.start()
+            started += 1
         for index in range(len(rows)):
             with ready:
                 while not (index in results if in_order else results):
@@ -297,13 +327,21 @@ def _outcomes(
             yield rows[done], outcome
             if stop_at_error and "error" in outcome:  # the rows after it were not all run
                 return
-    except (KeyboardInterrupt, SystemExit, BrokenPipeError):  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
-        threads = []  # leave at once: the process is ending (the workers are daemons)
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError) as exc:  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
+        wait = 0.0 if isinstance(exc, BrokenPipeError) else stop_wait  # a reader gone: the process is ending
         raise
     finally:
-        stop.set()
-        for thread in threads:  # rows in flight finish before the caller gets the engine back
-            thread.join()
+        stop.set()  # rows still in flight (after a failed one, or when the caller left) stop at their next decoding step
+        for _ in threads[started:]:  # never started (Ctrl-C came as they were): the calls of those started are not held for theirs,
+            stopped.run(engine.retire)  # nor run here: told to stop, as the workers are
+        _join(threads, wait)  # before the caller gets the engine back; those left after `wait` are daemons, told to stop
+
+
+def _join(threads: list[threading.Thread], seconds: float | None) -> None:
+    """Wait for `threads` to end, `seconds` in all at most (None: however long they take)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    for thread in filter(threading.Thread.is_alive, threads):  # one never started cannot be joined
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> dict:

@@ -141,6 +141,7 @@ def batch(
                 summary = run_batch(
                     generator, rows, output, options, run.sampling(), field, on_error, concurrency, counted, id_field,
                     prepared=prepared, lines=plain, retry_failed=retry_failed, keep_columns=keep_columns,
+                    stop_wait=0,  # Ctrl-C: the rows in flight are told to stop, not waited for; the process ends at once (`app._leave`)
                 )
             except (KeyboardInterrupt, Terminated):
                 if not streams(output):

@@ -157,7 +157,7 @@ def run_lines(
     missed: dict[str, list[tuple[str, list]]] = {}  # by key of MISSES: the lines whose result lists what it missed, with the list
     with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress:  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
-        for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field), 1):
+        for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field, stop_wait=0), 1):  # Ctrl-C ends the process at once (`app._leave`)
             if "error" in outcome:
                 ui.warn(f"line {row.number}: {outcome['error']}")
                 shown.show(row.number, "", {"error": outcome["error"]})

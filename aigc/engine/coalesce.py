@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadInputError
-from .base import Completion, Prompt, Scored
+from .base import Completion, Prompt, Scored, check_stopped
 
 
 @dataclass
@@ -105,7 +105,9 @@ class CoalescingEngine:
         self._lock.notify_all()
 
     def _run(self, group: list[_PendingCall]) -> None:
-        """One engine call for the whole group; each call gets its share of the results."""
+        """One engine call for the whole group; each call gets its share of the results. None once the
+        calls were told to stop (`base.stop_when`, as `aigc.batch` does): each raises `asyncio.CancelledError`."""
+        check_stopped()
         prompts = [p for call in group for p in call.prompts]
         self.batches.append(len(prompts))
         if group[0].kind == "generate":

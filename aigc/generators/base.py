@@ -394,8 +394,10 @@ class Generator:
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
         input fails, its error (an `AigcError` of the class it was raised as, naming its position)
         is raised and no input after it is started; with `on_error="skip"`, as `run_batch` words it,
-        the error is given in that input's place and the others' results are kept."""
-        from ..batch import check_concurrency, check_on_error, run_rows
+        the error is given in that input's place and the others' results are kept. A KeyboardInterrupt
+        (Ctrl-C) stops the inputs in flight at their next decoding step and is raised once their
+        workers have ended (`aigc.batch.STOP_WAIT` seconds at most)."""
+        from ..batch import check_concurrency, check_on_error, run_rows, stopping
         from ..batch_inputs import Row
 
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
@@ -414,14 +416,16 @@ class Generator:
             return []
         self.prepare(options)
         results: list[dict[str, Any] | Exception] = []
-        for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop"):
-            if "error" not in outcome:
-                results.append(outcome["result"])
-                continue
-            exc = outcome.get("exception") or BadInputError(outcome["error"])
-            if isinstance(exc, AigcError):
-                exc.at, exc.index = f"input {row.number}", row.number
-            results.append(exc)
+        rows = [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)]
+        with stopping(run_rows(self, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
+            for row, outcome in outcomes:
+                if "error" not in outcome:
+                    results.append(outcome["result"])
+                    continue
+                exc = outcome.get("exception") or BadInputError(outcome["error"])
+                if isinstance(exc, AigcError):
+                    exc.at, exc.index = f"input {row.number}", row.number
+                results.append(exc)
         failed = [r for r in results if isinstance(r, BaseException) and (on_error == "stop" or not isinstance(r, Exception))]
         if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says
             raise failed[0]
