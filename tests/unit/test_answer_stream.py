@@ -259,3 +259,19 @@ def test_a_closed_stream_holds_the_tokens_written_where_no_result_can_be_made_of
     assert next(plugins) == "a "
     plugins.close()
     assert (plugins.text, plugins.finish_reason, plugins.usage, plugins.result) == ("a ", "cancelled", None, None)
+
+
+def test_a_paused_stream_leaves_the_callers_thread_out_of_inference_mode(tiny_engine):
+    import torch
+
+    gen = ChatGenerator(engine=tiny_engine)
+    sampling = {"temperature": 1, "seed": 1, "max_tokens": 12}
+    whole = gen("Bees", sampling=sampling)
+    stream = gen.stream("Bees", sampling=sampling)
+    first = next(stream)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    layer = torch.nn.Linear(2, 1)
+    layer(torch.ones(1, 2)).sum().backward()  # the caller's own torch code, between two pieces
+    assert layer.weight.grad is not None
+    assert first + "".join(stream) == stream.text == whole["text"]  # the rest read later, as without the pause
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
