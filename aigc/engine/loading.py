@@ -163,6 +163,27 @@ def load_model(
     return loaded(_loaded, key, make)
 
 
+def unload(name: str | None = None) -> list[Any]:
+    """Drop from the caches `load_model` and `load_image_model` hand engines out of those of model
+    `name` (every device, dtype and quantization; None: every model), and return them."""
+    caches = [_loaded]
+    if "aigc.engine.diffusion" in sys.modules:  # no image model was loaded otherwise
+        caches.append(sys.modules["aigc.engine.diffusion"]._loaded)
+    ref = None if name is None else resolve(name, kind=None)
+    dropped = []
+    with load_lock:
+        for cache in caches:
+            for key in [key for key in cache if ref is None or _same_model(key[0], ref)]:
+                dropped.append(cache.pop(key))
+    return dropped
+
+
+def _same_model(a: ModelRef, b: ModelRef) -> bool:
+    """Whether two references name one model: equal, or one model directory or file reached by two paths."""
+    local = ("dir", "gguf", "diffusers", "checkpoint")
+    return a == b or (a.kind == b.kind and a.kind in local and Path(a.location).resolve() == Path(b.location).resolve())
+
+
 def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
     """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
     it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub

@@ -1302,3 +1302,26 @@ def test_the_template_task_takes_a_text_for_its_input_variable_as_chat_does(tmp_
     assert aigc.generate("chat", "nasa", model="echo", template=str(template))["text"] == "nasa"
     with pytest.raises(BadInputError, match=r"takes a dict of the template's variables, as \{\"input\": \"text\"\}, or the text for its input variable; got int"):
         aigc.generate("template", 5, model="echo", template=str(template))
+
+
+def test_unload_lets_go_of_a_loaded_model_in_every_dtype_and_the_generators_made_for_it(tiny_model_dir, tmp_path):
+    import gc
+    import shutil
+    import weakref
+
+    from aigc.engine import loading
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # a model of this test's own: the shared tiny engine stays loaded
+    kept = aigc.load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    engines = [aigc.load_model(str(model), device="cpu", dtype=dtype) for dtype in ("float32", "bfloat16")]
+    aigc.generate("chat", "Bees", model=str(model), device="cpu", dtype="float32", sampling={"max_tokens": 2})
+    gone = [weakref.ref(engine) for engine in engines]
+    weights = weakref.ref(engines[0].model)
+    del engines
+    assert aigc.unload(str(tmp_path / ".." / tmp_path.name / "model")) == 2  # the same directory by another path
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None] and weights() is None
+    assert not [key for key in loading._loaded if key[1] == str(model)]
+    assert aigc.load_model(str(tiny_model_dir), device="cpu", dtype="float32") is kept  # another model stays loaded
+    assert aigc.load_model(str(model), device="cpu", dtype="float32") is not None  # and an unloaded one loads again
+    assert aigc.unload(str(model)) == 1
