@@ -6,6 +6,7 @@ Generators return plain data and never print. They reach the model only through 
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import contextvars
 import dataclasses
@@ -56,6 +57,18 @@ def type_name(value: Any) -> str:
     if isinstance(value, (list, dict, str)) and not value:
         return f"an empty {type(value).__name__}"
     return type(value).__name__
+
+
+def listed(values: Any, takes: str, one: str = "") -> list:
+    """`values`, any iterable of items (a list, tuple, generator, numpy array, pandas Series), read
+    once into a list. A string, bytes or dict is one input, not many: a `BadInputError` saying
+    `takes` ("NAME takes a list of texts") and then `one`; so is anything not iterable."""
+    if isinstance(values, list):
+        return values
+    single = isinstance(values, (str, bytes, bytearray, collections.abc.Mapping))
+    if single or not isinstance(values, collections.abc.Iterable):
+        raise BadInputError(f"{takes}, got {type_name(values)}{one if single else ''}")
+    return list(values)
 
 
 def same_every_time(engine: Any) -> bool:
@@ -398,8 +411,7 @@ class Generator:
         from ..batch import check_concurrency, check_on_error, run_rows
         from ..batch_inputs import Row
 
-        if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
-            raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
+        inputs = listed(inputs, "many takes a list of inputs", "; run one input with the generator itself")
         check_concurrency(concurrency)
         check_on_error(on_error)
         self.check_settings(sampling)

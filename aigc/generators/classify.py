@@ -19,7 +19,7 @@ from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, names_text, type_name
+from .base import Generator, listed, names_text, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -290,8 +290,7 @@ class ClassifyGenerator(Generator):
     def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
         """Classify many texts with one set of options; they are scored together in batches."""
         opts = self.validate(options)
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise BadInputError(f"classify_many takes a list of texts, got {type_name(texts)}; classify one text with the generator itself")
+        texts = listed(texts, "classify_many takes a list of texts", "; classify one text with the generator itself")
         if not texts:
             return []
         self.check_each(texts)

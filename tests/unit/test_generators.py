@@ -1325,3 +1325,42 @@ def test_unload_lets_go_of_a_loaded_model_in_every_dtype_and_the_generators_made
     assert aigc.load_model(str(tiny_model_dir), device="cpu", dtype="float32") is kept  # another model stays loaded
     assert aigc.load_model(str(model), device="cpu", dtype="float32") is not None  # and an unloaded one loads again
     assert aigc.unload(str(model)) == 1
+
+
+class Column:
+    """A column of a table, as a pandas Series is to a notebook: iterable, no list or tuple."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def test_many_classify_many_and_embed_take_any_iterable_of_inputs_read_once():
+    import numpy
+
+    from aigc.generators.classify import ClassifyGenerator
+    from aigc.generators.embed import EmbedGenerator
+
+    engine = FakeEngine()
+    chat = aigc.get_generator("chat", model="echo")
+    assert chat.many(f"{topic}?" for topic in ("bees", "solar")) == chat.many(["bees?", "solar?"])  # a generator, read once
+    texts = ["a good film", "a bad film"]
+    classify = ClassifyGenerator(engine=engine)
+    labelled = classify.classify_many(texts, labels="good,bad")
+    assert classify.classify_many(Column(texts), labels="good,bad") == classify.classify_many(numpy.array(texts), labels="good,bad") == labelled
+    vectors = aigc.embed(texts, model="echo")
+    assert aigc.embed(numpy.array(texts), model="echo") == aigc.embed(Column(texts), model="echo") == EmbedGenerator(engine=engine).embed_many(iter(texts)) == vectors
+    for call, one in ((lambda bad: classify.classify_many(bad, labels="good,bad"), "classify one text"), (EmbedGenerator(engine=engine).embed_many, "embed one text")):
+        with pytest.raises(BadInputError, match=f"list of texts.*, got str; {one}"):
+            call("one text")
+        with pytest.raises(BadInputError, match="list of texts.*, got int$"):
+            call(3)
+    with pytest.raises(BadInputError, match="many takes a list of inputs, got dict; run one input"):
+        HeadlineGenerator(engine=engine).many({"topic": "bees"})
+    with pytest.raises(BadInputError, match="input 1: "):
+        classify.classify_many(Column(["text", 7]), labels="good,bad")  # a wrong item is still named
