@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import functools
 import os
@@ -425,15 +426,19 @@ class Generator:
         if not inputs:
             return []
         self.prepare(options)
+        quiet = copy.copy(self)
+        quiet.progress = _no_progress  # an input's own steps (summarize's parts) would mix the inputs' counts
         results: list[dict[str, Any] | Exception] = []
-        for row, outcome in run_rows(self, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop"):
+        self.progress(0, len(inputs), "inputs")
+        for row, outcome in run_rows(quiet, [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)], options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop"):
             if "error" not in outcome:
                 results.append(outcome["result"])
-                continue
-            exc = outcome.get("exception") or BadInputError(outcome["error"])
-            if isinstance(exc, AigcError):
-                exc.at, exc.index = f"input {row.number}", row.number
-            results.append(exc)
+            else:
+                exc = outcome.get("exception") or BadInputError(outcome["error"])
+                if isinstance(exc, AigcError):
+                    exc.at, exc.index = f"input {row.number}", row.number
+                results.append(exc)
+            self.progress(len(results), len(inputs), "inputs")
         failed = [r for r in results if isinstance(r, BaseException) and (on_error == "stop" or not isinstance(r, Exception))]
         if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says
             raise failed[0]

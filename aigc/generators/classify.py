@@ -27,6 +27,7 @@ CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
 LABEL_SETS_IN_MEMORY = 64  # label sets whose forms are kept (`_forms`)
 PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
+PROGRESS_EVERY = 32  # texts scored per engine call while `progress` is told how many are done
 
 
 @dataclass(frozen=True)
@@ -341,10 +342,16 @@ class ClassifyGenerator(Generator):
             at += len(forms)
         return scores
 
-    def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
-        """Label scores (uncalibrated) and embeddings for each text under the classify prompt."""
+    def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None, told: bool = False):
+        """Label scores (uncalibrated) and embeddings for each text under the classify prompt; `told`:
+        `PROGRESS_EVERY` texts at a time, `progress` told of each part."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
-        scored = self._score_many(prompts, opts, embed)
+        step = PROGRESS_EVERY if told else max(len(prompts), 1)
+        scored = []
+        for start in range(0, len(prompts), step):
+            scored += self._score_many(prompts[start : start + step], opts, embed)
+            if told:
+                self.progress(len(scored), len(prompts), "classifying")
         return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
 
     def _score_many(self, prompts: list[str], opts: ClassifyOptions, embed: bool = False):
@@ -393,7 +400,7 @@ class ClassifyGenerator(Generator):
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         if calibration == "batch" and len(texts) < 2:
             raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several texts ({len(texts)} given); use content-free for one text")
-        scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
+        scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"), told=True)
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]
             scores, _ = self.score_texts(texts, opts, shown=lambda i: chosen[i])
@@ -418,7 +425,7 @@ class ClassifyGenerator(Generator):
         this model); with examples, one probe per label gives each label its own probability."""
         calibration = "off" if opts.calibrate == "off" else "content-free"
         probe = model is not None and model.method == "probe"
-        scores, embeddings = self.score_texts(texts, opts, embed=probe)
+        scores, embeddings = self.score_texts(texts, opts, embed=probe, told=True)
         prior = self.content_free(opts) if calibration == "content-free" else None
         logits = [log_softmax([s - c for s, c in zip(row, prior)] if prior else row) for row in scores]
         if probe:

@@ -1364,3 +1364,18 @@ def test_many_classify_many_and_embed_take_any_iterable_of_inputs_read_once():
         HeadlineGenerator(engine=engine).many({"topic": "bees"})
     with pytest.raises(BadInputError, match="input 1: "):
         classify.classify_many(Column(["text", 7]), labels="good,bad")  # a wrong item is still named
+
+
+def test_many_and_classify_many_tell_progress_of_the_inputs_done():
+    told = []
+    chat = aigc.get_generator("chat", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    chat.many([f"question {i}?" for i in range(5)], concurrency=2)
+    assert told == [(done, 5, "inputs") for done in range(6)]
+    told.clear()
+    summarize = aigc.get_generator("summarize", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    summarize.many(["Bees make honey. " * 400, "Ants dig. " * 400], sampling={"max_tokens": 8})  # an input's own parts are not told: they would mix two counts
+    assert told == [(done, 2, "inputs") for done in range(3)]
+    told.clear()
+    classify = ClassifyGenerator(engine=FakeEngine(), progress=lambda done, total, what: told.append((done, total, what)))
+    classify.classify_many([f"text {i}" for i in range(70)], labels="a,b")
+    assert told == [(32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
