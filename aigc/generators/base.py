@@ -187,6 +187,17 @@ def named_files(options: type, values: dict[str, Any]) -> list[str]:
     return named
 
 
+def _options_doc(options: type) -> str:
+    """The options a generator's calls take, as its help lists them: `name=default`, or the name of one the caller must give."""
+    shown = []
+    for f in dataclasses.fields(options):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        shown.append(f.name if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else f"{f.name}={default!r}")
+    return f"Options (keywords of a call and of `many`): {', '.join(shown)}." if shown else "Options: none."
+
+
 @dataclasses.dataclass
 class NoOptions:
     """The options of a generator that takes none."""
@@ -207,6 +218,11 @@ class Generator:
         super().__init_subclass__(**kwargs)
         if callable(cls.__dict__.get("prepare")):
             cls.prepare = _blamed_prepare(cls.__dict__["prepare"])
+        if dataclasses.is_dataclass(cls.Options):  # help(generator) lists its options, from the fields themselves
+            cls.__doc__ = f"{(cls.__dict__.get('__doc__') or cls.description or cls.name).rstrip()}\n\n{_options_doc(cls.Options)}"
+        call = cls.__dict__.get("__call__")
+        if callable(call) and not call.__doc__:
+            call.__doc__ = Generator.__call__.__doc__
 
     def __init__(
         self,
@@ -445,6 +461,9 @@ class Generator:
         return results
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        """Run the task on one input; returns its result dict. `sampling`: sampling settings
+        (`{"max_tokens": 60, "temperature": 0}`); the task's options are keywords, listed with
+        their defaults by `help(type(generator))`."""
         self.check_settings(sampling)
         self.check_sampled(sampling)
         opts = self.validate(options)

@@ -1379,3 +1379,27 @@ def test_many_and_classify_many_tell_progress_of_the_inputs_done():
     classify = ClassifyGenerator(engine=FakeEngine(), progress=lambda done, total, what: told.append((done, total, what)))
     classify.classify_many([f"text {i}" for i in range(70)], labels="a,b")
     assert told == [(32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+
+
+def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_options_class():
+    import pydoc
+
+    for task in ("headline", "classify", "chat"):
+        generator = aigc.get_generator(task)
+        shown = pydoc.render_doc(generator, renderer=pydoc.plaintext)
+        for name in generator.option_names():
+            assert f"{name}=" in shown
+        assert "keywords" in pydoc.render_doc(generator.__call__, renderer=pydoc.plaintext)
+
+    @dataclasses.dataclass
+    class ShoutOptions:
+        loud: int
+        words: list = dataclasses.field(default_factory=list)
+
+    class Shout(aigc.Generator):
+        """Shouts."""
+
+        name = "shout"
+        Options = ShoutOptions
+
+    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
