@@ -131,6 +131,9 @@ class ImageEngine:
     load_seconds: float = 0.0
     defaults: dict[str, Any] = field(default_factory=dict)  # per-model generator defaults (steps, guidance)
 
+    def __repr__(self) -> str:  # the dataclass's would print the whole pipeline
+        return f"<ImageEngine {self.name!r} on {self.device} in {str(self.dtype).removeprefix('torch.')}>"
+
     @property
     def native_size(self) -> tuple[int, int]:
         """The (width, height) the model was trained at."""

@@ -273,6 +273,9 @@ class Generator:
 
         check_text_model(None if model is None else resolve(model), device, dtype, quantize)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}, model {self.model_name or 'default'!r}>"
+
     @property
     def model_name(self) -> str | None:
         """The loaded engine's name, else the model asked for (None: the default); never loads it."""
