@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
-from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt
+from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
 from .pulling import bars_on_a_terminal_only, converts, first_time, hub_stage, pull
@@ -223,8 +223,8 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     except Exception as exc:  # noqa: BLE001 - broken files fail in many ways (KeyError from a tokenizer.json, ...)
         lacking = missing_parts(Path(path)) if ref.kind == "dir" else []
         if lacking:
-            raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from exc
-        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
+            raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from translated(exc)
+        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from translated(exc)
     model.to(device_name).eval()
     if device_name == "cpu" and torch_dtype in (torch.bfloat16, torch.float16) and not quantize:
         float32_output_layer(model)
