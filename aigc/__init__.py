@@ -108,6 +108,29 @@ def embed(
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
 
 
+def unload(model: str | None = None) -> int:
+    """Free the memory of a loaded model: each device, dtype and quantization of `model` (a name or
+    path; None: every model) loaded so far, and the generators `generate`, `stream` and `embed` made
+    for it, are let go of; the next call loads the model again. A generator or engine you hold still
+    holds its model: `del` it too. Returns how many loaded models were let go of."""
+    import gc
+    import sys
+
+    from .engine.loading import unload as drop
+
+    dropped = drop(model)
+    with _generators_lock:
+        for key in [key for key, generator in _generators.items() if any(getattr(generator, "_engine", None) is engine for engine in dropped)]:
+            del _generators[key]
+    count = len(dropped)
+    del dropped
+    gc.collect()  # a loaded model's objects refer to each other
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()  # else the freed GPU memory stays reserved for torch
+    return count
+
+
 def list_templates() -> dict[str, Any]:
     """`{name: Template}` for every template a `template=` option can name (built-in, yours, your
     plugins'), as `aigc templates list` lists them; a template's `description`, `variables` and
@@ -184,4 +207,5 @@ __all__ = [
     "registered_generators",
     "registered_models",
     "stream",
+    "unload",
 ]

@@ -130,6 +130,11 @@ class AsyncAnswerStream:
     def __aiter__(self) -> AsyncAnswerStream:
         return self
 
+    def __repr__(self) -> str:
+        from .answer_stream import preview
+
+        return f"<AsyncAnswerStream {'ended' if self._ended else 'so far'}: {preview(''.join(self._written))}>"
+
     async def __anext__(self) -> str:
         import asyncio
 

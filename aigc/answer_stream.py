@@ -161,6 +161,10 @@ class AnswerStream:
         self._read()
         return "".join(self._written)
 
+    def __repr__(self) -> str:  # reads nothing: what was written so far
+        state = f"ended ({self._result['finish_reason']})" if self._ended and self._result is not None else "ended" if self._ended else "so far"
+        return f"<AnswerStream {state}: {preview(''.join(self._written))}>"
+
     @property
     def finish_reason(self) -> str | None:
         result = self._read()
@@ -176,6 +180,12 @@ class AnswerStream:
     def result(self) -> dict[str, Any] | None:
         result = self._read()
         return result if self._result_is_whole else None
+
+
+def preview(text: str, width: int = 40) -> str:
+    """`text` as a repr shows it: its length and its start, cut at `width` characters."""
+    start = repr(text[:width]) + ("..." if len(text) > width else "")
+    return f"{len(text)} characters {start}" if text else "no text"
 
 
 def _trimmed(pieces: Iterator[str]) -> Iterator[str]:

@@ -9,11 +9,10 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable
+from typing import Any, Collection, Iterable
 
 from .errors import AigcError, BadInputError, UnknownLabelError, option
 
-BATCH = 32  # texts classified per call, so progress can be reported
 FORMATS = (".jsonl", ".ndjson", ".csv", ".tsv")  # labelled data files
 INPUT_FORMATS = ("tsv", "csv", "jsonl")  # what `input_format` names
 
@@ -216,8 +215,9 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
     return found
 
 
-def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str, Any], progress: Callable[[int, int, str], None] | None = None, predictions: list[dict[str, Any]] | None = None) -> ClassifyReport | MultiLabelReport:
-    """Classify each `(text, label)` row with `options` and compare with its label. `predictions`, a
+def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str, Any], predictions: list[dict[str, Any]] | None = None) -> ClassifyReport | MultiLabelReport:
+    """Classify each `(text, label)` row with `options` (the generator's `progress` told of the texts
+    classified) and compare with its label. `predictions`, a
     list, receives each row's prediction as the figures count it, in order: `prediction`'s fields.
     With `multi_label` in `options`, each row is `(text, [label, ...])` (an empty list: no label
     applies), and the report a `MultiLabelReport` (predictions: `predicted_set`'s fields).
@@ -228,24 +228,17 @@ def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str,
 
     if not rows:  # else a report of zeros, or with one label per text a ZeroDivisionError
         raise BadInputError("there are no labelled texts to evaluate; give one (text, label) row at least")
-    progress = progress or (lambda done, total, what: None)
     opts = generator.validate(options)
     labels = checked_labels(opts, rows)
     generator.prepare(options)
     model = generator.example_model(opts) if opts.examples else None
     started = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    step = len(rows) if opts.calibrate == "batch" else BATCH  # batch calibration: one prior over all rows
-    for start in range(0, len(rows), step):
-        progress(start, len(rows), "classifying")
-        try:
-            results += generator.classify_many([t for t, _ in rows[start : start + step]], **options)
-        except AigcError as exc:  # its position among all the rows
-            if exc.index is not None:
-                exc.index += start
-                exc.at = f"text {exc.index + 1}"
-            raise
-    progress(len(rows), len(rows), "classifying")
+    try:
+        results = generator.classify_many([t for t, _ in rows], **options)
+    except AigcError as exc:
+        if exc.index is not None:
+            exc.at = f"text {exc.index + 1}"
+        raise
     seconds = time.perf_counter() - started
     if predictions is not None:
         made = predicted_set if opts.multi_label else prediction

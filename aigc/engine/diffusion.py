@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, install_advice, option, spelt
+from ..errors import BadInputError, MissingExtraError, ModelKindError, ModelUnavailableError, install_advice, option, spelt, translated
 from .. import config
 from . import loading, models, pulling
 from .sampling import make_generator
@@ -117,7 +117,7 @@ def pull_image(ref: models.ModelRef, progress: Progress = models.no_progress) ->
     try:
         return Path(diffusers.DiffusionPipeline.download(ref.location))
     except Exception as exc:
-        raise pulling.hub_unavailable(ref.location, exc) from exc
+        raise pulling.hub_unavailable(ref.location, exc) from translated(exc)
 
 
 @dataclass
@@ -130,6 +130,9 @@ class ImageEngine:
     dtype: str
     load_seconds: float = 0.0
     defaults: dict[str, Any] = field(default_factory=dict)  # per-model generator defaults (steps, guidance)
+
+    def __repr__(self) -> str:  # the dataclass's would print the whole pipeline
+        return f"<ImageEngine {self.name!r} on {self.device} in {str(self.dtype).removeprefix('torch.')}>"
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -271,7 +274,7 @@ def _load(ref: models.ModelRef, device_name: str, torch_dtype, progress: Progres
             else:
                 pipeline = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelUnavailableError(f"could not load {models.loaded_from(ref.name, path)}: {models.first_line(exc)}") from exc
+        raise ModelUnavailableError(f"could not load {models.loaded_from(ref.name, path)}: {models.first_line(exc)}") from translated(exc)
     if "prompt" not in inspect.signature(pipeline.__call__).parameters:
         raise BadInputError(f"{ref.name} is a {type(pipeline).__name__}, not a text-to-image pipeline")
     pipeline.to(device_name)
@@ -313,4 +316,4 @@ def _load_single_file(diffusers, path: Path, torch_dtype):
             f"loading {path.name} needs its {class_name} configuration from the Hugging Face hub once, "
             "which is unreachable; put the checkpoint in a folder with that pipeline's diffusers config "
             f"files (model_index.json and its subfolders), or pass a diffusers directory as {option('model')} [{type(exc).__name__}]"
-        ) from exc
+        ) from translated(exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
-from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt
+from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
 from .pulling import bars_on_a_terminal_only, converts, first_time, hub_stage, pull
@@ -163,6 +163,27 @@ def load_model(
     return loaded(_loaded, key, make)
 
 
+def unload(name: str | None = None) -> list[Any]:
+    """Drop from the caches `load_model` and `load_image_model` hand engines out of those of model
+    `name` (every device, dtype and quantization; None: every model), and return them."""
+    caches = [_loaded]
+    if "aigc.engine.diffusion" in sys.modules:  # no image model was loaded otherwise
+        caches.append(sys.modules["aigc.engine.diffusion"]._loaded)
+    ref = None if name is None else resolve(name, kind=None)
+    dropped = []
+    with load_lock:
+        for cache in caches:
+            for key in [key for key in cache if ref is None or _same_model(key[0], ref)]:
+                dropped.append(cache.pop(key))
+    return dropped
+
+
+def _same_model(a: ModelRef, b: ModelRef) -> bool:
+    """Whether two references name one model: equal, or one model directory or file reached by two paths."""
+    local = ("dir", "gguf", "diffusers", "checkpoint")
+    return a == b or (a.kind == b.kind and a.kind in local and Path(a.location).resolve() == Path(b.location).resolve())
+
+
 def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
     """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
     it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub
@@ -202,8 +223,8 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     except Exception as exc:  # noqa: BLE001 - broken files fail in many ways (KeyError from a tokenizer.json, ...)
         lacking = missing_parts(Path(path)) if ref.kind == "dir" else []
         if lacking:
-            raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from exc
-        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from exc
+            raise BadInputError(f"could not load {loaded_from(ref.name, path)}: it has no {' and no '.join(lacking)}; copy the whole model directory") from translated(exc)
+        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {first_line(exc)} (is it a whole model: config.json, weights and tokenizer files?)") from translated(exc)
     model.to(device_name).eval()
     if device_name == "cpu" and torch_dtype in (torch.bfloat16, torch.float16) and not quantize:
         float32_output_layer(model)

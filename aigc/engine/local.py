@@ -37,6 +37,9 @@ class LocalEngine:
     can_embed = True
     can_score_chat = True
 
+    def __repr__(self) -> str:
+        return f"<LocalEngine {self.name!r} on {self.device} in {str(self.model.dtype).removeprefix('torch.')}, {self.context_length}-token context>"
+
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0, variant: str = ""):
         self.name = name
         self.variant = variant  # where and how which weights were loaded ("cpu float32 int4 " and their files' fingerprint), for caches of what they computed

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import locks
-from ..errors import BadInputError, ModelUnavailableError, option
+from ..errors import BadInputError, ModelUnavailableError, option, translated
 from .models import ModelRef, Note, Progress, has_gguf_magic, no_progress
 
 
@@ -113,7 +113,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
             tokenizer = AutoTokenizer.from_pretrained(named.parent, gguf_file=named.name)
             model = AutoModelForCausalLM.from_pretrained(named.parent, gguf_file=named.name)
     except Exception as exc:  # a truncated file, or an architecture transformers cannot read from GGUF
-        raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {str(exc).rstrip('.')}; is it a complete GGUF of a model transformers supports?") from exc
+        raise BadInputError(f"cannot convert {gguf}: {type(exc).__name__}: {str(exc).rstrip('.')}; is it a complete GGUF of a model transformers supports?") from translated(exc)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -316,4 +316,4 @@ def _pull_hub(repo_id: str, progress: Progress) -> Path:
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:
-        raise hub_unavailable(repo_id, exc, f", or use the embedded `{option('model', 'smollm2')}`") from exc
+        raise hub_unavailable(repo_id, exc, f", or use the embedded `{option('model', 'smollm2')}`") from translated(exc)

@@ -189,6 +189,9 @@ class OpenAIEngine:
     can_embed = False  # the OpenAI API gives no hidden states
     can_score_chat = False  # it would have to apply the server's chat template
 
+    def __repr__(self) -> str:
+        return f"<OpenAIEngine {self.name!r} at {self.base_url}>"
+
     def __init__(self, base_url: str, model: str | None = None, key: str | None = None, timeout: float = 600.0, name: str | None = None, key_hint: str = KEY_HINT):
         problem = url_problem(base_url)
         if problem:

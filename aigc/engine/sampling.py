@@ -508,6 +508,19 @@ class DecodeLoop:
         self.finished[row] = True
 
     def __iter__(self) -> Iterator["torch.Tensor"]:
+        """The steps, each run in inference mode; the mode is left before each is handed over, so
+        the caller's own torch code (between two pieces of a paused stream) keeps its gradients."""
+        import torch
+
+        steps = self._steps()
+        while True:
+            with torch.inference_mode():
+                step = next(steps, None)
+            if step is None:
+                return
+            yield step
+
+    def _steps(self) -> Iterator["torch.Tensor"]:
         import torch
         from transformers import DynamicCache
 
@@ -517,42 +530,41 @@ class DecodeLoop:
         positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         seen = self.input_ids
         first = self.cached  # where the first step's input starts
-        with torch.inference_mode():
-            if seen.shape[0] == 1:  # every piece but the last, which the first step feeds
-                first = max(self.cached, (seen.shape[1] - 1) // PREFILL_CHUNK * PREFILL_CHUNK)
-                for start in range(self.cached, first, PREFILL_CHUNK):
-                    end = start + PREFILL_CHUNK
-                    self.consistent = False
-                    self.model(input_ids=seen[:, start:end], attention_mask=self.attention_mask[:, :end], position_ids=positions[:, start:end], use_cache=True, **cache_arg, logits_to_keep=1)
-                    self.fed, self.consistent = seen[:, :end], True
-            mask, position_ids, step_ids = self.attention_mask, positions[:, first:], seen[:, first:]
-            for step in range(self.params.max_tokens):
+        if seen.shape[0] == 1:  # every piece but the last, which the first step feeds
+            first = max(self.cached, (seen.shape[1] - 1) // PREFILL_CHUNK * PREFILL_CHUNK)
+            for start in range(self.cached, first, PREFILL_CHUNK):
+                end = start + PREFILL_CHUNK
                 self.consistent = False
-                rows = slice(None, None, self.repeat if step == 0 else 1)  # the prefill feeds each prompt once
-                out = self.model(
-                    input_ids=step_ids[rows],
-                    attention_mask=mask[rows],
-                    position_ids=position_ids[rows],
-                    use_cache=True,
-                    **cache_arg,
-                    logits_to_keep=1,
-                )
-                logits = out.logits[:, -1, :]
-                if step == 0 and self.repeat > 1:
-                    self.cache.batch_repeat_interleave(self.repeat)
-                    logits = logits.repeat_interleave(self.repeat, dim=0)
-                self.fed, self.consistent = seen, True
-                scores = self.processors(seen, logits.float())
-                next_ids = pick_tokens(scores, self.params, self.gen)
-                next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)
-                yield next_ids
-                self.finished |= torch.isin(next_ids, self.eos)
-                if bool(self.finished.all()):
-                    return
-                step_ids = next_ids[:, None]
-                seen = torch.cat([seen, step_ids], dim=-1)
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-                position_ids = position_ids[:, -1:] + 1
+                self.model(input_ids=seen[:, start:end], attention_mask=self.attention_mask[:, :end], position_ids=positions[:, start:end], use_cache=True, **cache_arg, logits_to_keep=1)
+                self.fed, self.consistent = seen[:, :end], True
+        mask, position_ids, step_ids = self.attention_mask, positions[:, first:], seen[:, first:]
+        for step in range(self.params.max_tokens):
+            self.consistent = False
+            rows = slice(None, None, self.repeat if step == 0 else 1)  # the prefill feeds each prompt once
+            out = self.model(
+                input_ids=step_ids[rows],
+                attention_mask=mask[rows],
+                position_ids=position_ids[rows],
+                use_cache=True,
+                **cache_arg,
+                logits_to_keep=1,
+            )
+            logits = out.logits[:, -1, :]
+            if step == 0 and self.repeat > 1:
+                self.cache.batch_repeat_interleave(self.repeat)
+                logits = logits.repeat_interleave(self.repeat, dim=0)
+            self.fed, self.consistent = seen, True
+            scores = self.processors(seen, logits.float())
+            next_ids = pick_tokens(scores, self.params, self.gen)
+            next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)
+            yield next_ids
+            self.finished |= torch.isin(next_ids, self.eos)
+            if bool(self.finished.all()):
+                return
+            step_ids = next_ids[:, None]
+            seen = torch.cat([seen, step_ids], dim=-1)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            position_ids = position_ids[:, -1:] + 1
 
 
 @functools.lru_cache(maxsize=64)

@@ -6,8 +6,10 @@ Generators return plain data and never print. They reach the model only through 
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import functools
 import os
@@ -56,6 +58,18 @@ def type_name(value: Any) -> str:
     if isinstance(value, (list, dict, str)) and not value:
         return f"an empty {type(value).__name__}"
     return type(value).__name__
+
+
+def listed(values: Any, takes: str, one: str = "") -> list:
+    """`values`, any iterable of items (a list, tuple, generator, numpy array, pandas Series), read
+    once into a list. A string, bytes or dict is one input, not many: a `BadInputError` saying
+    `takes` ("NAME takes a list of texts") and then `one`; so is anything not iterable."""
+    if isinstance(values, list):
+        return values
+    single = isinstance(values, (str, bytes, bytearray, collections.abc.Mapping))
+    if single or not isinstance(values, collections.abc.Iterable):
+        raise BadInputError(f"{takes}, got {type_name(values)}{one if single else ''}")
+    return list(values)
 
 
 def same_every_time(engine: Any) -> bool:
@@ -173,6 +187,17 @@ def named_files(options: type, values: dict[str, Any]) -> list[str]:
     return named
 
 
+def _options_doc(options: type) -> str:
+    """The options a generator's calls take, as its help lists them: `name=default`, or the name of one the caller must give."""
+    shown = []
+    for f in dataclasses.fields(options):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        shown.append(f.name if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else f"{f.name}={default!r}")
+    return f"Options (keywords of a call and of `many`): {', '.join(shown)}." if shown else "Options: none."
+
+
 @dataclasses.dataclass
 class NoOptions:
     """The options of a generator that takes none."""
@@ -193,6 +218,11 @@ class Generator:
         super().__init_subclass__(**kwargs)
         if callable(cls.__dict__.get("prepare")):
             cls.prepare = _blamed_prepare(cls.__dict__["prepare"])
+        if dataclasses.is_dataclass(cls.Options):  # help(generator) lists its options, from the fields themselves
+            cls.__doc__ = f"{(cls.__dict__.get('__doc__') or cls.description or cls.name).rstrip()}\n\n{_options_doc(cls.Options)}"
+        call = cls.__dict__.get("__call__")
+        if callable(call) and not call.__doc__:
+            call.__doc__ = Generator.__call__.__doc__
 
     def __init__(
         self,
@@ -242,6 +272,9 @@ class Generator:
         from ..engine.models import resolve
 
         check_text_model(None if model is None else resolve(model), device, dtype, quantize)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}, model {self.model_name or 'default'!r}>"
 
     @property
     def model_name(self) -> str | None:
@@ -400,8 +433,7 @@ class Generator:
         from ..batch import check_concurrency, check_on_error, run_rows, stopping
         from ..batch_inputs import Row
 
-        if isinstance(inputs, (str, dict)) or not isinstance(inputs, (list, tuple)):
-            raise BadInputError(f"many takes a list of inputs, got {type_name(inputs)}; run one input with the generator itself")
+        inputs = listed(inputs, "many takes a list of inputs", "; run one input with the generator itself")
         check_concurrency(concurrency)
         check_on_error(on_error)
         self.check_settings(sampling)
@@ -415,23 +447,30 @@ class Generator:
         if not inputs:
             return []
         self.prepare(options)
+        quiet = copy.copy(self)
+        quiet.progress = _no_progress  # an input's own steps (summarize's parts) would mix the inputs' counts
         results: list[dict[str, Any] | Exception] = []
+        self.progress(0, len(inputs), "inputs")
         rows = [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)]
-        with stopping(run_rows(self, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
+        with stopping(run_rows(quiet, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
             for row, outcome in outcomes:
                 if "error" not in outcome:
                     results.append(outcome["result"])
-                    continue
-                exc = outcome.get("exception") or BadInputError(outcome["error"])
-                if isinstance(exc, AigcError):
-                    exc.at, exc.index = f"input {row.number}", row.number
-                results.append(exc)
+                else:
+                    exc = outcome.get("exception") or BadInputError(outcome["error"])
+                    if isinstance(exc, AigcError):
+                        exc.at, exc.index = f"input {row.number}", row.number
+                    results.append(exc)
+                self.progress(len(results), len(inputs), "inputs")
         failed = [r for r in results if isinstance(r, BaseException) and (on_error == "stop" or not isinstance(r, Exception))]
         if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says
             raise failed[0]
         return results
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        """Run the task on one input; returns its result dict. `sampling`: sampling settings
+        (`{"max_tokens": 60, "temperature": 0}`); the task's options are keywords, listed with
+        their defaults by `help(type(generator))`."""
         self.check_settings(sampling)
         self.check_sampled(sampling)
         opts = self.validate(options)

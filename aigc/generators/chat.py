@@ -361,6 +361,10 @@ class ChatSession:
             raise BadInputError(f"this session was saved with template {template!r}, which cannot be used: {exc}; give another template ({option('template', 'chat')}) to go on with it") from exc
         return resolved, opts.variables
 
+    def __repr__(self) -> str:
+        where = f", {str(self.path)!r}" if self.path is not None else ""
+        return f"<ChatSession model {self.generator.model_name or self.model or 'default'!r}, {len(self.messages)} messages{where}{'' if self._release.alive else ', closed'}>"
+
     def close(self) -> None:
         """Let go of the session file, so that another `aigc chat` or `ChatSession` may take it; a
         closed session takes no more turns or changes (a `BadInputError`)."""

@@ -20,7 +20,7 @@ from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, names_text, type_name
+from .base import Generator, listed, names_text, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -28,6 +28,7 @@ CALIBRATE = ("auto", "content-free", "examples", "batch", "off")
 FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with each client)
 LABEL_SETS_IN_MEMORY = 64  # label sets whose forms are kept (`_forms`)
 PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
+PROGRESS_EVERY = 32  # texts scored per engine call while `progress` is told how many are done
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,7 @@ class ClassifyGenerator(Generator):
     def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
         """Classify many texts with one set of options; they are scored together in batches."""
         opts = self.validate(options)
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise BadInputError(f"classify_many takes a list of texts, got {type_name(texts)}; classify one text with the generator itself")
+        texts = listed(texts, "classify_many takes a list of texts", "; classify one text with the generator itself")
         if not texts:
             return []
         self.check_each(texts)
@@ -345,10 +345,16 @@ class ClassifyGenerator(Generator):
             at += len(forms)
         return scores
 
-    def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None):
-        """Label scores (uncalibrated) and embeddings for each text under the classify prompt."""
+    def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None, told: bool = False):
+        """Label scores (uncalibrated) and embeddings for each text under the classify prompt; `told`:
+        `PROGRESS_EVERY` texts at a time, `progress` told of each part."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
-        scored = self._score_many(prompts, opts, embed)
+        step = PROGRESS_EVERY if told else max(len(prompts), 1)
+        scored = []
+        for start in range(0, len(prompts), step):
+            scored += self._score_many(prompts[start : start + step], opts, embed)
+            if told:
+                self.progress(len(scored), len(prompts), "classifying")
         return [self.label_scores(s.logprobs, opts) for s in scored], [s.embedding for s in scored]
 
     def _score_many(self, prompts: list[str], opts: ClassifyOptions, embed: bool = False):
@@ -397,7 +403,7 @@ class ClassifyGenerator(Generator):
         calibration = opts.calibrate if opts.calibrate != "auto" else model.calibration if model else "content-free"
         if calibration == "batch" and len(texts) < 2:
             raise BadInputError(f"{option('calibrate', 'batch')} divides out the mean over the texts classified together, so it needs several texts ({len(texts)} given); use content-free for one text")
-        scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"))
+        scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"), told=True)
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]
             scores, _ = self.score_texts(texts, opts, shown=lambda i: chosen[i])
@@ -422,7 +428,7 @@ class ClassifyGenerator(Generator):
         this model); with examples, one probe per label gives each label its own probability."""
         calibration = "off" if opts.calibrate == "off" else "content-free"
         probe = model is not None and model.method == "probe"
-        scores, embeddings = self.score_texts(texts, opts, embed=probe)
+        scores, embeddings = self.score_texts(texts, opts, embed=probe, told=True)
         prior = self.content_free(opts) if calibration == "content-free" else None
         logits = [log_softmax([s - c for s, c in zip(row, prior)] if prior else row) for row in scores]
         if probe:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import BadInputError
-from .base import Generator, type_name
+from .base import Generator, listed, type_name
 
 CHUNK = 64  # texts per engine call in `embed_many` (the engine batches them by length)
 
@@ -40,8 +40,7 @@ class EmbedGenerator(Generator):
         each call's texts and vectors to `keep` (a cache) as they come. A text the engine refuses
         (longer than the context, say) raises its error; with `on_error`, its vector is None and
         `on_error(index, error)` is told instead."""
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-            raise BadInputError(f"give a list of texts to embed, got {type_name(texts)}")
+        texts = listed(texts, "give a list of texts to embed", "; embed one text with aigc.embed(text)")
         self.check_each(texts)
         unique = list(dict.fromkeys(texts))
         if len(unique) < len(texts):  # a text given twice is embedded once: the copies get the same vector

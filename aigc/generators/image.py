@@ -69,8 +69,7 @@ def check_size(width: int, height: int) -> None:
 
 
 class ImageGenerator(Generator):
-    """Generates images from a prompt. Options: negative, n, seed, steps, guidance, width, height;
-    unset steps/guidance/size come from the model (its registered defaults, its native size).
+    """Generates images from a prompt. Unset steps/guidance/size come from the model (its registered defaults, its native size).
 
     `self.engine` is an `ImageEngine` (engine/diffusion.py), not a text `Engine`. `text_model` is the
     text model `enhance` uses (default: the default text model)."""

@@ -259,3 +259,40 @@ def test_a_closed_stream_holds_the_tokens_written_where_no_result_can_be_made_of
     assert next(plugins) == "a "
     plugins.close()
     assert (plugins.text, plugins.finish_reason, plugins.usage, plugins.result) == ("a ", "cancelled", None, None)
+
+
+def test_a_paused_stream_leaves_the_callers_thread_out_of_inference_mode(tiny_engine):
+    import torch
+
+    gen = ChatGenerator(engine=tiny_engine)
+    sampling = {"temperature": 1, "seed": 1, "max_tokens": 12}
+    whole = gen("Bees", sampling=sampling)
+    stream = gen.stream("Bees", sampling=sampling)
+    first = next(stream)
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+    layer = torch.nn.Linear(2, 1)
+    layer(torch.ones(1, 2)).sum().backward()  # the caller's own torch code, between two pieces
+    assert layer.weight.grad is not None
+    assert first + "".join(stream) == stream.text == whole["text"]  # the rest read later, as without the pause
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()
+
+
+def test_streams_sessions_generators_and_engines_show_what_they_are(tiny_engine, tmp_path):
+    gen = ChatGenerator(engine=tiny_engine)
+    assert repr(gen) == f"<ChatGenerator 'chat', model {tiny_engine.name!r}>"
+    assert repr(aigc.get_generator("headline")) == "<HeadlineGenerator 'headline', model 'default'>"  # nothing loaded to say so
+    from aigc.engine.diffusion import ImageEngine
+
+    assert repr(ImageEngine("sd-turbo", object(), "cpu", "float32")) == "<ImageEngine 'sd-turbo' on cpu in float32>"  # not the whole pipeline
+    assert repr(tiny_engine) == f"<LocalEngine {tiny_engine.name!r} on cpu in float32, {tiny_engine.context_length}-token context>"
+    stream = gen.stream("Bees", sampling={"temperature": 1, "seed": 1, "max_tokens": 30})
+    assert repr(stream) == "<AnswerStream so far: no text>"
+    first = next(stream)
+    assert repr(stream) == f"<AnswerStream so far: {len(first)} characters {first[:40]!r}{'...' * (len(first) > 40)}>"  # nothing read for it
+    text = stream.text
+    assert repr(stream) == f"<AnswerStream ended ({stream.finish_reason}): {len(text)} characters {text[:40]!r}{'...' * (len(text) > 40)}>"
+    session = ChatSession(generator=gen, path=tmp_path / "trip.json", sampling=GREEDY)
+    session.answer("Hi")
+    assert repr(session) == f"<ChatSession model {tiny_engine.name!r}, 2 messages, {str(tmp_path / 'trip.json')!r}>"
+    session.close()
+    assert repr(session).endswith(", closed>")

@@ -456,6 +456,25 @@ def test_a_hub_model_reports_its_lookup_before_torch_is_imported_and_once(tmp_pa
     assert stages == ["looking for aigc-test/not-cached in the hub cache"]  # HF_HUB_OFFLINE is set for the tests
 
 
+def test_a_model_that_cannot_be_had_is_one_error_without_the_hubs_chained_traceback_unless_debugging(tmp_path, monkeypatch):
+    from aigc.engine.loading import load_model
+    from aigc.errors import AigcError, ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    for name, error in (("aigc-test/not-cached", ModelUnavailableError), (str(broken), AigcError)):
+        monkeypatch.delenv("AIGC_DEBUG", raising=False)
+        with pytest.raises(error) as plain:
+            load_model(name, device="cpu")
+        assert plain.value.__cause__ is None and plain.value.__suppress_context__  # a notebook shows aigc's frames and its message only
+        monkeypatch.setenv("AIGC_DEBUG", "1")
+        with pytest.raises(error) as debugged:
+            load_model(name, device="cpu")
+        assert debugged.value.__cause__ is not None and not isinstance(debugged.value.__cause__, AigcError)  # the library's own error, to debug
+
+
 def test_a_hub_model_is_installed_where_huggingface_hub_finds_it_in_its_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants, try_to_load_from_cache
 

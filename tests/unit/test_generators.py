@@ -1373,3 +1373,104 @@ def test_the_template_task_takes_a_text_for_its_input_variable_as_chat_does(tmp_
     assert aigc.generate("chat", "nasa", model="echo", template=str(template))["text"] == "nasa"
     with pytest.raises(BadInputError, match=r"takes a dict of the template's variables, as \{\"input\": \"text\"\}, or the text for its input variable; got int"):
         aigc.generate("template", 5, model="echo", template=str(template))
+
+
+def test_unload_lets_go_of_a_loaded_model_in_every_dtype_and_the_generators_made_for_it(tiny_model_dir, tmp_path):
+    import gc
+    import shutil
+    import weakref
+
+    from aigc.engine import loading
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # a model of this test's own: the shared tiny engine stays loaded
+    kept = aigc.load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    engines = [aigc.load_model(str(model), device="cpu", dtype=dtype) for dtype in ("float32", "bfloat16")]
+    aigc.generate("chat", "Bees", model=str(model), device="cpu", dtype="float32", sampling={"max_tokens": 2})
+    gone = [weakref.ref(engine) for engine in engines]
+    weights = weakref.ref(engines[0].model)
+    del engines
+    assert aigc.unload(str(tmp_path / ".." / tmp_path.name / "model")) == 2  # the same directory by another path
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None] and weights() is None
+    assert not [key for key in loading._loaded if key[1:2] == (str(model),)]  # a remote model's key is (ref,)
+    assert aigc.load_model(str(tiny_model_dir), device="cpu", dtype="float32") is kept  # another model stays loaded
+    assert aigc.load_model(str(model), device="cpu", dtype="float32") is not None  # and an unloaded one loads again
+    assert aigc.unload(str(model)) == 1
+
+
+class Column:
+    """A column of a table, as a pandas Series is to a notebook: iterable, no list or tuple."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def test_many_classify_many_and_embed_take_any_iterable_of_inputs_read_once():
+    import numpy
+
+    from aigc.generators.classify import ClassifyGenerator
+    from aigc.generators.embed import EmbedGenerator
+
+    engine = FakeEngine()
+    chat = aigc.get_generator("chat", model="echo")
+    assert chat.many(f"{topic}?" for topic in ("bees", "solar")) == chat.many(["bees?", "solar?"])  # a generator, read once
+    texts = ["a good film", "a bad film"]
+    classify = ClassifyGenerator(engine=engine)
+    labelled = classify.classify_many(texts, labels="good,bad")
+    assert classify.classify_many(Column(texts), labels="good,bad") == classify.classify_many(numpy.array(texts), labels="good,bad") == labelled
+    vectors = aigc.embed(texts, model="echo")
+    assert aigc.embed(numpy.array(texts), model="echo") == aigc.embed(Column(texts), model="echo") == EmbedGenerator(engine=engine).embed_many(iter(texts)) == vectors
+    for call, one in ((lambda bad: classify.classify_many(bad, labels="good,bad"), "classify one text"), (EmbedGenerator(engine=engine).embed_many, "embed one text")):
+        with pytest.raises(BadInputError, match=f"list of texts.*, got str; {one}"):
+            call("one text")
+        with pytest.raises(BadInputError, match="list of texts.*, got int$"):
+            call(3)
+    with pytest.raises(BadInputError, match="many takes a list of inputs, got dict; run one input"):
+        HeadlineGenerator(engine=engine).many({"topic": "bees"})
+    with pytest.raises(BadInputError, match="input 1: "):
+        classify.classify_many(Column(["text", 7]), labels="good,bad")  # a wrong item is still named
+
+
+def test_many_and_classify_many_tell_progress_of_the_inputs_done():
+    told = []
+    chat = aigc.get_generator("chat", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    chat.many([f"question {i}?" for i in range(5)], concurrency=2)
+    assert told == [(done, 5, "inputs") for done in range(6)]
+    told.clear()
+    summarize = aigc.get_generator("summarize", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    summarize.many(["Bees make honey. " * 400, "Ants dig. " * 400], sampling={"max_tokens": 8})  # an input's own parts are not told: they would mix two counts
+    assert told == [(done, 2, "inputs") for done in range(3)]
+    told.clear()
+    classify = ClassifyGenerator(engine=FakeEngine(), progress=lambda done, total, what: told.append((done, total, what)))
+    classify.classify_many([f"text {i}" for i in range(70)], labels="a,b")
+    assert told == [(32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+
+
+def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_options_class():
+    import pydoc
+
+    for task in ("headline", "classify", "chat"):
+        generator = aigc.get_generator(task)
+        shown = pydoc.render_doc(generator, renderer=pydoc.plaintext)
+        for name in generator.option_names():
+            assert f"{name}=" in shown
+        assert "keywords" in pydoc.render_doc(generator.__call__, renderer=pydoc.plaintext)
+
+    @dataclasses.dataclass
+    class ShoutOptions:
+        loud: int
+        words: list = dataclasses.field(default_factory=list)
+
+    class Shout(aigc.Generator):
+        """Shouts."""
+
+        name = "shout"
+        Options = ShoutOptions
+
+    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
