@@ -3888,3 +3888,15 @@ def test_the_entry_point_freezes_the_garbage_collector_as_the_process_ends(monke
 def test_a_model_or_template_name_longer_than_a_file_name_can_be_is_unknown(args, words):
     result = invoke(*args)
     assert result.exit_code == 2 and result.stderr.startswith(words), result.stderr
+
+
+def test_chat_about_a_file_too_long_for_the_context_points_to_summarize(tiny_model_dir, tmp_path):
+    doc = tmp_path / "long doc.txt"
+    doc.write_text("Bees make honey in the city. " * 200)  # past the 512-token context
+    model = ("-m", str(tiny_model_dir), "--no-log", "--max-tokens", "5")
+    attached = invoke("chat", "-f", str(doc), "Summarize this", *model)
+    assert attached.exit_code == 2 and "but " in attached.stderr and attached.stderr.endswith(f"; to summarize a long document, `aigc summarize '{doc}'` reads it in parts\n")
+    piped = invoke("chat", "Summarize this", *model, input=doc.read_text())
+    assert piped.exit_code == 2 and piped.stderr.endswith("`aigc summarize -` reads it in parts\n")
+    alone = invoke("chat", "word " * 600, *model)
+    assert alone.exit_code == 2 and "aigc summarize" not in alone.stderr
