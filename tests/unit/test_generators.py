@@ -1,12 +1,13 @@
 import dataclasses
 import re
 import unicodedata
+import warnings
 
 import pytest
 
 import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, AigcWarning, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
+from aigc.errors import AigcError, AigcNote, AigcWarning, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -280,7 +281,8 @@ def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_l
     engine = CountsCharacters()
     engine.enqueue("ภาษาไทย ข่าว")
     article = "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 200  # one word as count_words counts it; 6,200 tokens
-    assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
+    with pytest.warns(AigcNote, match=r"the article's lead, its first \d+ tokens \("):
+        assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
     prompt = "".join(m["content"] for m in engine.calls[0][0][0])
     lead = max(re.findall("[ก-๛]+", prompt), key=len)
     assert ARTICLE_TOKENS // 2 <= len(lead) <= ARTICLE_TOKENS and article.startswith(lead) and not unicodedata.category(article[len(lead)]).startswith("M")
@@ -296,7 +298,8 @@ def test_an_articles_lead_of_unevenly_dense_text_is_cut_to_at_most_its_tokens():
     engine = DenseEmoji()
     engine.enqueue("Emoji and letters")
     article = "😀" * 300 + "a" * 6000  # one word; cut in proportion to all of it, its dense start would keep 4,200 tokens
-    HeadlineGenerator(engine=engine)({"article": article}, n=1)
+    with pytest.warns(AigcNote, match="the article's lead"):
+        HeadlineGenerator(engine=engine)({"article": article}, n=1)
     prompt = "".join(m["content"] for m in engine.calls[0][0][0])
     lead = max(re.findall("😀+a*", prompt), key=len)
     assert article.startswith(lead) and 0 < engine.count_tokens(lead) <= ARTICLE_TOKENS
@@ -1302,3 +1305,18 @@ def test_the_template_task_takes_a_text_for_its_input_variable_as_chat_does(tmp_
     assert aigc.generate("chat", "nasa", model="echo", template=str(template))["text"] == "nasa"
     with pytest.raises(BadInputError, match=r"takes a dict of the template's variables, as \{\"input\": \"text\"\}, or the text for its input variable; got int"):
         aigc.generate("template", 5, model="echo", template=str(template))
+
+
+def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
+    from aigc.generators.base import quiet_notes
+
+    engine = FakeEngine()
+    engine.enqueue(*["Bees are back"] * 9)
+    gen = HeadlineGenerator(engine=engine)
+    with pytest.warns(AigcNote, match=r"^the headlines are written from the article's lead, its first 250 of 400 words \(at most 250 words or 600 tokens are read\)$"):
+        gen({"article": "Bees make honey. " * 133 + "Bees"}, n=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gen({"article": "Bees make honey. " * 83 + "Bees"}, n=1)  # 250 words: all of it is read
+        with quiet_notes():  # aigc batch, many, the server: the result is what they pass on
+            gen({"article": "Bees make honey. " * 133 + "Bees"}, n=1)
