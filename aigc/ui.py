@@ -396,8 +396,8 @@ def _rows_line(what: str, done: int, total: int, elapsed: float) -> str:
     return f"{what}: {done}/{total} rows{shown}" + _about(left)
 
 
-def print_stats(stats) -> None:
-    """`--stats`: like `ollama run --verbose`, on stderr."""
+def print_stats(stats, task: list[tuple[str, str]] = ()) -> None:
+    """`--stats`: like `ollama run --verbose`, on stderr; `task`: rows of the task's own (summarize's parts)."""
     rows = [("download/convert time", f"{stats.pull_seconds:.2f}s")] if stats.pull_seconds else []
     rows += [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
     if stats.scored_prompts:  # classify: prompts scored, nothing generated
@@ -411,6 +411,7 @@ def print_stats(stats) -> None:
             ("generation time", f"{stats.generation_seconds:.2f}s" + (f" (wall; {stats.decode_seconds:.2f}s summed over calls that ran at once)" if stats.overlapped else "")),
             ("tokens/s", f"{stats.tokens_per_second:.1f}" + (" (over the wall time)" if stats.overlapped else "")),
         ]
+    rows += list(task)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         stderr().print(f"{name + ':':<{width + 1}} {value}", markup=False)

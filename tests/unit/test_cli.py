@@ -3900,3 +3900,12 @@ def test_chat_about_a_file_too_long_for_the_context_points_to_summarize(tiny_mod
     assert piped.exit_code == 2 and piped.stderr.endswith("`aigc summarize -` reads it in parts\n")
     alone = invoke("chat", "word " * 600, *model)
     assert alone.exit_code == 2 and "aigc summarize" not in alone.stderr
+
+
+def test_a_map_reduced_summary_cut_off_names_the_final_summary_and_its_parts_are_counted(tmp_path):
+    (tmp_path / "long.txt").write_text("\n\n".join(" ".join(f"Bees number {i} make honey." for i in range(40)) for _ in range(4)))
+    result = invoke("summarize", str(tmp_path / "long.txt"), "-m", "echo", "--chunk-tokens", "200", "--max-tokens", "30", "--json", "--stats")
+    shown = json.loads(result.stdout)
+    assert result.exit_code == 0 and shown["parts"] > 1 and shown["map_reduce_rounds"] >= 1, result.output
+    assert f"Warning: the final summary (of the {shown['parts']} parts' summaries) was cut off at --max-tokens 30 (" in result.stderr
+    assert re.search(rf"^parts: +{shown['parts']}$", result.stderr, re.M) and re.search(rf"^map-reduce rounds: +{shown['map_reduce_rounds']}$", result.stderr, re.M)

@@ -23,7 +23,7 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     engine = FakeEngine()
     with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer than the summary asked for, so it is given back as it is$"):
         result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
-    assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
+    assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "parts": 1, "cut_off": False, "unchanged": True}
     with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer"):
         assert SummarizeGenerator(engine=engine)("Hi. How are you?", format="bullets")["summary"] == "- Hi.\n- How are you?"
     assert engine.calls == []
@@ -1320,3 +1320,15 @@ def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
         gen({"article": "Bees make honey. " * 83 + "Bees"}, n=1)  # 250 words: all of it is read
         with quiet_notes():  # aigc batch, many, the server: the result is what they pass on
             gen({"article": "Bees make honey. " * 133 + "Bees"}, n=1)
+
+
+def test_max_tokens_bounds_the_final_summary_and_each_part_takes_what_its_length_needs():
+    from aigc.generators.summarize import SummarizeOptions, summary_tokens
+
+    engine = FakeEngine()
+    engine.enqueue(*[f"part {i} summary." for i in range(10)], "Final summary.")
+    result = SummarizeGenerator(engine=engine)("\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(10)), chunk_tokens=100, sampling={"max_tokens": 30, "repetition_penalty": 1.3})
+    budgets = [params.max_tokens for _, params in engine.calls]
+    assert result["parts"] == 10 and result["map_reduce_rounds"] == 1 and len(budgets) == 4
+    assert budgets[-1] == 30 and set(budgets[:-1]) == {summary_tokens(SummarizeOptions().part_words)}
+    assert {params.repetition_penalty for _, params in engine.calls} == {1.3}  # the other settings hold for every call
