@@ -3909,3 +3909,17 @@ def test_a_map_reduced_summary_cut_off_names_the_final_summary_and_its_parts_are
     assert result.exit_code == 0 and shown["parts"] > 1 and shown["map_reduce_rounds"] >= 1, result.output
     assert f"Warning: the final summary (of the {shown['parts']} parts' summaries) was cut off at --max-tokens 30 (" in result.stderr
     assert re.search(rf"^parts: +{shown['parts']}$", result.stderr, re.M) and re.search(rf"^map-reduce rounds: +{shown['map_reduce_rounds']}$", result.stderr, re.M)
+
+
+def test_classify_truncate_classifies_a_long_documents_start_here_and_in_batch(tiny_model_dir, tmp_path):
+    doc = tmp_path / "long.txt"
+    doc.write_text("Bees make honey in the city. " * 200)  # past the 512-token context
+    model = ("-l", "bees,solar", "-m", str(tiny_model_dir), "--no-log")
+    refused = invoke("classify", str(doc), *model)
+    assert refused.exit_code == 2 and refused.stderr.endswith("; give --truncate to classify the text's start, or shorten it\n"), refused.stderr
+    cut = invoke("classify", str(doc), *model, "--truncate", "--json")
+    assert cut.exit_code == 0 and json.loads(cut.stdout)["label"] in ("bees", "solar") and "classified the text's start, its first " in cut.stderr
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": doc.read_text()}) + "\n")
+    batch = invoke("batch", "classify", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=bees,solar", "-O", "truncate=true", "-m", str(tiny_model_dir))
+    assert batch.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["label"] in ("bees", "solar"), batch.output
