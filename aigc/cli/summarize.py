@@ -29,7 +29,7 @@ def summarize(
     *,
     run: RunOptions,
 ) -> None:
-    """Summarize a document; long ones are summarized in parts, then the parts' summaries together.
+    """Summarize a document; long ones are summarized in parts, then the parts together.
 
     --max-tokens bounds the final summary; each part's summary takes what its length needs."""
     source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")

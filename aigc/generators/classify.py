@@ -305,7 +305,7 @@ class ClassifyGenerator(Generator):
             sizes = [self.engine.count_tokens(self.prompt(text, opts)) for text in prepared["texts"]]
             index = max(range(len(texts)), key=sizes.__getitem__)
             label = max(map(self.engine.count_tokens, self.verbalizers(opts)))
-            error = ContextLengthError(f"the prompt takes {sizes[index]} tokens with the text and its longest label {label} more, but {self.engine.name} holds {self.engine.context_length}; give {option('truncate')} to classify the text's start, or shorten it")
+            error = ContextLengthError(f"the prompt takes {sizes[index]} tokens with the text and its longest label {label} more, but {self.engine.name}'s context holds {self.engine.context_length}; give {option('truncate')} to classify the text's start, or shorten it")
             error.index, error.at = index, f"input {index}" if len(texts) > 1 else None
             raise error from exc
         return [self.postprocess(raw, opts) for raw in raws]

@@ -909,7 +909,7 @@ def test_a_text_too_long_for_the_context_is_refused_with_its_tokens_or_with_trun
     from aigc.errors import ContextLengthError
 
     text = "Bees make honey in the city. " * 200  # past the tiny model's 512-token context
-    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d{4} tokens with the text and its longest label \d+ more, but \S+ holds 512; give truncate to classify the text's start, or shorten it$"):
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d{4} tokens with the text and its longest label \d+ more, but \S+'s context holds 512; give truncate to classify the text's start, or shorten it$"):
         classify(text, labels="bees,solar")
     with pytest.warns(AigcNote, match=r"^classified the text's start, its first \d+ of \d{4} tokens: what \S+'s 512-token context holds with the prompt and labels$"):
         cut = classify(text, labels="bees,solar", truncate=True)
