@@ -325,16 +325,31 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr(), transient=True) as progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), _time_left())
+    with Progress(*columns, console=stderr(), transient=True, get_time=lambda: clock()) as progress:
         tasks: dict[str, int] = {}
 
         def update(done: int, total: int, what: str) -> None:
-            if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
+            if what not in tasks:  # each stage's clock and count start at its first report, as the plain line's
+                tasks[what] = progress.add_task(what, total=total, first=done)
             progress.update(tasks[what], completed=done, total=total)
 
         yield update
+
+
+def _time_left():
+    """A rich column of the time left in a task ("0:00:41"; "-:--:--" before anything is done) at the
+    rate over its run so far, from the count at its start (its `first` field, else 0)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Left(ProgressColumn):
+        def render(self, task):
+            first = task.fields.get("first", 0)
+            _, left = rate_and_left(int(task.completed) - first, None if task.total is None else int(task.total) - first, task.elapsed or 0)
+            return Text("-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}", style="progress.remaining")
+
+    return Left()
 
 
 def rate_and_left(done: int, total: int | None, elapsed: float) -> tuple[float | None, float | None]:
@@ -374,12 +389,7 @@ def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[in
             rate, _ = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
             return Text(f"{rate:.2f} rows/s" if rate else "")
 
-    class Left(ProgressColumn):
-        def render(self, task):
-            _, left = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
-            return Text("-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}", style="progress.remaining")
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), Left())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), _time_left())
     with Progress(*columns, console=stderr(), transient=True) as progress:
         task = progress.add_task(what, total=total, start=False)
 
@@ -396,8 +406,8 @@ def _rows_line(what: str, done: int, total: int, elapsed: float) -> str:
     return f"{what}: {done}/{total} rows{shown}" + _about(left)
 
 
-def print_stats(stats) -> None:
-    """`--stats`: like `ollama run --verbose`, on stderr."""
+def print_stats(stats, task: list[tuple[str, str]] = ()) -> None:
+    """`--stats`: like `ollama run --verbose`, on stderr; `task`: rows of the task's own (summarize's parts)."""
     rows = [("download/convert time", f"{stats.pull_seconds:.2f}s")] if stats.pull_seconds else []
     rows += [("load time", f"{stats.load_seconds:.2f}s"), ("prompt tokens", str(stats.prompt_tokens))]
     if stats.scored_prompts:  # classify: prompts scored, nothing generated
@@ -411,6 +421,7 @@ def print_stats(stats) -> None:
             ("generation time", f"{stats.generation_seconds:.2f}s" + (f" (wall; {stats.decode_seconds:.2f}s summed over calls that ran at once)" if stats.overlapped else "")),
             ("tokens/s", f"{stats.tokens_per_second:.1f}" + (" (over the wall time)" if stats.overlapped else "")),
         ]
+    rows += list(task)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         stderr().print(f"{name + ':':<{width + 1}} {value}", markup=False)

@@ -1,5 +1,6 @@
 """`aigc chat`: one-shot answers, or an interactive REPL on a terminal."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -149,6 +150,25 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
         if not attached:  # stdin closed (None) or empty
             raise BadInputError("no prompt given; pass one as an argument or pipe it in")
     text = with_files("\n\n".join(part.strip() for part in (prompt, piped) if part and part.strip()), attached)
+    with _summarize_pointed_to(attached, piped):
+        _answer_once(text, system, template, variables, as_json, run, path, keep, code, literal)
+
+
+@contextlib.contextmanager
+def _summarize_pointed_to(attached, piped):
+    """A prompt too long for the model's context, with a file or piped text in it, points to `aigc
+    summarize`, which reads a long document in parts."""
+    try:
+        yield
+    except ContextLengthError as exc:
+        if not (attached or piped):
+            raise
+        names = [name for name, _ in attached] or [STDIN]  # piped text alone
+        name = "FILE" if len(names) > 1 else "-" if names[0] == STDIN else shlex.quote(names[0])
+        raise ContextLengthError(f"{exc.args[0]}; to summarize a long document, `aigc summarize {name}` reads it in parts") from None
+
+
+def _answer_once(text, system, template, variables, as_json, run: RunOptions, path, keep: bool, code: Optional[str], literal: bool) -> None:
     generator = _generator(run, template, path)
     if path is not None:
         return _session_turn(_session(generator, system, template, run, path, variables, keep, literal), run, text, as_json, code)

@@ -27,10 +27,10 @@ def joined(labels: Optional[list[str]]) -> Optional[str]:
     return ",".join(labels) if labels else None
 
 
-def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate) -> dict:
+def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate: bool = False) -> dict:
     return {
         "labels": labels, "multi_label": multi_label, "threshold": threshold, "examples": examples,
-        "aspect": aspect, "kind": kind, "method": method, "calibrate": calibrate,
+        "aspect": aspect, "kind": kind, "method": method, "calibrate": calibrate, **({"truncate": True} if truncate else {}),
     }
 
 
@@ -82,6 +82,7 @@ def classify(
     calibrate: Calibrate = "auto",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Classify a text too long for the model's context by its start that fits (a note says how much), instead of refusing it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration"} (with --multi-label "labels" for "label"; with --examples "method_reason", why auto kept zero-shot) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
@@ -101,7 +102,7 @@ def classify(
     if not texts:
         raise BadInputError("there is no text to classify")  # the text itself: an empty file or stdin is refused as read
     check_threshold(threshold, multi_label)
-    chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate)
+    chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
         reason = {}
         record = lambda result: json_record(result, reason.get("why"))  # noqa: E731

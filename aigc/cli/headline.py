@@ -18,7 +18,7 @@ ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with
 
 @generation_options(logged=True)
 def headline(
-    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for, or - for stdin (read when piped and no --topic is given).")] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="An article to write headlines for (from its lead: its first 250 words, with a note when it has more), or - for stdin (read when piped and no --topic is given).")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Write headlines about this topic instead.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many distinct headlines (fewer, with a warning, where the model writes no more).")] = 3,
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",

@@ -226,9 +226,10 @@ class RunOptions:
             return f"max_tokens {found.defaults['max_tokens']} (from the defaults: of {found.label})"
         return "the default token limit"
 
-    def report(self, generator) -> None:
+    def report(self, generator, task: list[tuple[str, str]] = ()) -> None:
+        """`--stats`, with the `task`'s own rows after the engine's."""
         if self.stats:
-            ui.print_stats(generator.engine.stats)
+            ui.print_stats(generator.engine.stats, task)
 
 
 _COMMON = [

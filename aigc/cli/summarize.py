@@ -25,11 +25,13 @@ def summarize(
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Size in tokens of the parts a long document is summarized in (default: the largest the model's context holds with the answer, at most 1500).", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, cut_off, unchanged} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, parts, cut_off, unchanged} as JSON (parts: how many the document was summarized in).")] = False,
     *,
     run: RunOptions,
 ) -> None:
-    """Summarize a document; long ones are summarized in parts, then the parts together."""
+    """Summarize a document; long ones are summarized in parts, then the parts together.
+
+    --max-tokens bounds the final summary; each part's summary takes what its length needs."""
     source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")
     output = output_target(output, source=source, reads={"--template": template_file(template)})
     if length is not None and words is not None:
@@ -53,7 +55,7 @@ def summarize(
     rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
     emit(rendered, output)
     run.keep(generator, "summarize", text, result["summary"], options, result)
-    run.report(generator)
+    run.report(generator, [("parts", str(result["parts"])), ("map-reduce rounds", str(result["map_reduce_rounds"]))])
 
 
 def summary_notes(result: dict, generator, options: dict, run: RunOptions) -> list[str]:
@@ -70,7 +72,8 @@ def summary_notes(result: dict, generator, options: dict, run: RunOptions) -> li
         limit = f"max_tokens {tokens}, the default for a summary of {words} words"
     else:  # the summary template's defaults (or a plugin's) set it
         limit = f"max_tokens {tokens}, the summary template's default"
-    return [f"the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {2 * tokens} for a whole one"]
+    what = f"the final summary (of the {result['parts']} parts' summaries)" if result["map_reduce_rounds"] else "the summary"
+    return [f"{what} was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {2 * tokens} for a whole one"]
 
 
 EXAMPLES = examples(

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar
 from ..engine.base import Engine
 from ..engine.models import no_progress
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
+from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
@@ -45,6 +45,12 @@ def quiet_notes():
 def warn(message: str) -> None:
     """`message` as an `AigcWarning` pointing at the caller's own code (where it called aigc)."""
     warnings.warn(message, AigcWarning, stacklevel=outside_aigc())
+
+
+def note(message: str) -> None:
+    """`message` as an `AigcNote` (no problem, worth knowing), unless inside `quiet_notes`."""
+    if not _quiet.get():
+        warnings.warn(message, AigcNote, stacklevel=outside_aigc())
 
 
 def _no_progress(done: int, total: int, what: str) -> None:

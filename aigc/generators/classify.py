@@ -20,7 +20,7 @@ from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, listed, names_text, type_name
+from .base import Generator, listed, names_text, note, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -189,6 +189,7 @@ class ClassifyOptions:
     method: str = "auto"
     calibrate: str = "auto"
     template: str = "classify"
+    truncate: bool = False  # a text too long for the model's context is classified by its start that fits (a note says how much), not refused
     parsed: list[Label] = field(default_factory=list, init=False, repr=False)
     examples_json: str | None = field(default=None, init=False, repr=False, compare=False)  # a file's examples as JSON, made once (`read_examples`)
 
@@ -231,7 +232,7 @@ class ClassifyOptions:
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, as
         `labels` writes them, in any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
-        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and (f.name != "truncate" or self.truncate)}  # outputs made before truncate keep resuming
         return {**settings, "labels": sorted(label.spec for label in self.parsed)}
 
     def _check_example_labels(self) -> None:
@@ -303,16 +304,43 @@ class ClassifyGenerator(Generator):
             raws = self.forward(prepared, opts, {})
         except ContinuationLengthError:  # a label: no text to blame
             raise
-        except ContextLengthError as exc:  # say which text: the one whose prompt is longest
-            exc.index = max(range(len(texts)), key=lambda i: self.engine.count_tokens(self.prompt(prepared["texts"][i], opts)))
-            exc.at = f"input {exc.index}" if len(texts) > 1 else None
-            raise
+        except ContextLengthError as exc:  # say which text: the one whose prompt is longest, and by how much
+            sizes = [self.engine.count_tokens(self.prompt(text, opts)) for text in prepared["texts"]]
+            index = max(range(len(texts)), key=sizes.__getitem__)
+            label = max(map(self.engine.count_tokens, self.verbalizers(opts)))
+            error = ContextLengthError(f"the prompt takes {sizes[index]} tokens with the text and its longest label {label} more, but {self.engine.name}'s context holds {self.engine.context_length}; give {option('truncate')} to classify the text's start, or shorten it")
+            error.index, error.at = index, f"input {index}" if len(texts) > 1 else None
+            raise error from exc
         return [self.postprocess(raw, opts) for raw in raws]
 
     def preprocess(self, texts: list[str], opts: ClassifyOptions) -> dict[str, Any]:
         names = [label.name for label in opts.parsed]
         examples = self.example_model(opts) if opts.examples else None
-        return {"texts": [t.strip() for t in texts], "names": names, "examples": examples}
+        texts = [t.strip() for t in texts]
+        if opts.truncate:
+            texts = [self.start_that_fits(t, opts) for t in texts]
+        return {"texts": texts, "names": names, "examples": examples}
+
+    def start_that_fits(self, text: str, opts: ClassifyOptions) -> str:
+        """`text`, or where its prompt does not fit the model's context with the longest label, its
+        start that does (cut in proportion, again where its start is denser), with a note of how much."""
+        count = self.engine.count_tokens
+        room = self.engine.context_length - max(map(count, self.verbalizers(opts)))
+        tokens = count(self.prompt(text, opts))
+        if tokens <= room:
+            return text
+        whole, kept = count(text), text
+        while tokens > room and kept:
+            size = count(kept)
+            cut = min(len(kept) - 1, len(kept) * max(size - (tokens - room), 0) // size)
+            while cut > 0 and unicodedata.category(kept[cut]).startswith("M"):  # never before a mark that combines with the letter before
+                cut -= 1
+            kept = kept[:cut].rstrip()
+            tokens = count(self.prompt(kept, opts))
+        if not kept:
+            raise ContextLengthError(f"the classify prompt and the longest label leave no room for the text in {self.engine.name}'s {self.engine.context_length}-token context; use a model with a longer context, or shorter labels")
+        note(f"classified the text's start, its first {count(kept)} of {whole} tokens: what {self.engine.name}'s {self.engine.context_length}-token context holds with the prompt and labels")
+        return kept
 
     def example_model(self, opts: ClassifyOptions) -> ExampleModel:
         """The fit for these options; the last `FITS_IN_MEMORY` used stay loaded."""

@@ -13,7 +13,7 @@ from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import CLOSERS, count_words, join_text, text_up_to_word, unspaced
-from .base import Generator, check_varied, fewer_advice, same_every_time, type_name
+from .base import Generator, check_varied, fewer_advice, note, same_every_time, type_name
 
 STYLES = ("news", "seo", "question", "catchy")
 MAX_ROUNDS = 5
@@ -171,7 +171,8 @@ class HeadlineGenerator(Generator):
     def preprocess(self, inputs: dict[str, str], opts: HeadlineOptions):
         topic = (inputs.get("topic") or "").strip()
         article = (inputs.get("article") or "").strip()
-        article = " ".join(join_text(text_up_to_word(without_comments(without_front_matter(article)), ARTICLE_WORDS).splitlines()).split())  # its lead's words, not its metadata or the notes in its comments
+        whole = " ".join(join_text(without_comments(without_front_matter(article)).splitlines()).split())  # its words, not its metadata or the notes in its comments
+        article = " ".join(text_up_to_word(whole, ARTICLE_WORDS).split())  # its lead's
         tokens = self.engine.count_tokens(article) if article else 0
         while tokens > ARTICLE_TOKENS:  # cut in proportion (again where its start is denser), never before a mark that combines with the letter before
             cut = len(article) * ARTICLE_TOKENS // tokens
@@ -179,6 +180,9 @@ class HeadlineGenerator(Generator):
                 cut -= 1
             article = article[:cut]
             tokens = self.engine.count_tokens(article)
+        if len(article) < len(whole):  # said only where the article was cut
+            kept, words = count_words(article), count_words(whole)
+            note(f"the headlines are written from the article's lead, its first {f'{kept} of {words} words' if kept < words else f'{tokens} tokens'} (at most {ARTICLE_WORDS} words or {ARTICLE_TOKENS} tokens are read)")
         values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words}
         return templates.render(opts.template, values)
 

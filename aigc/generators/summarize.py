@@ -140,12 +140,17 @@ class SummarizeGenerator(Generator):
         defaults = templates.get_template(template).defaults
         return self.sampling(sampling, {"max_tokens": summary_tokens(words), **defaults})
 
+    def _part_sampling(self, sampling: dict[str, Any]) -> dict[str, Any]:
+        """A part's settings: the caller's, but for max_tokens, which bounds the final summary; a part's
+        summary takes what its length needs (its template's default, else `summary_tokens` of `part_words`)."""
+        return {name: value for name, value in sampling.items() if name != "max_tokens"}
+
     def _call_sizes(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> list[tuple[int, int]]:
         """(the prompt's tokens besides its text's, the answer's max_tokens) of a part's call and of the final one."""
         calls = []
-        for template, words in ((opts.chunk_template, opts.part_words), (opts.template, opts.target_words)):
+        for template, words, settings in ((opts.chunk_template, opts.part_words, self._part_sampling(sampling)), (opts.template, opts.target_words, sampling)):
             one = templates.render(template, {"text": "x", "words": words, "format": opts.format}).messages  # where the text joins the template counts too
-            calls.append((self.engine.count_tokens(one) - self.engine.count_tokens("x"), self._params(template, words, sampling).max_tokens))
+            calls.append((self.engine.count_tokens(one) - self.engine.count_tokens("x"), self._params(template, words, settings).max_tokens))
         return calls
 
     def _part_size(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> int:
@@ -167,8 +172,10 @@ class SummarizeGenerator(Generator):
             chunks = split_by_tokens(text, budget, count)
         return chunks
 
-    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int) -> list[Completion]:
-        params = self._params(template, words, sampling)
+    def _summarize_all(self, texts: list[str], final: bool, opts, sampling, stage: str, size: int) -> list[Completion]:
+        """The summaries of `texts`: the final one's (`final`), else the parts'."""
+        template, words = (opts.template, opts.target_words) if final else (opts.chunk_template, opts.part_words)
+        params = self._params(template, words, sampling if final else self._part_sampling(sampling))
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
             self.progress(start, len(texts), stage)
@@ -176,30 +183,33 @@ class SummarizeGenerator(Generator):
             prompts = [
                 templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
             ]
-            self._check_fits(prompts, params.max_tokens, size, opts, sampling)
+            self._check_fits(max(map(self.engine.count_tokens, prompts)), params.max_tokens, size, opts, sampling, final)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
 
-    def _check_fits(self, prompts: list, max_tokens: int, size: int, opts: SummarizeOptions, sampling: dict[str, Any]) -> None:
-        """A part that does not fit the context with its answer (of `max_tokens`) is a `ContextLengthError`
-        that names the fix, every setting it takes with the value that fits: the size of the parts
-        (`size`), or the answer's, not the length of the text."""
-        longest = max(self.engine.count_tokens(p) for p in prompts)
+    def _check_fits(self, longest: int, max_tokens: int, size: int, opts: SummarizeOptions, sampling: dict[str, Any], final: bool) -> None:
+        """A prompt of `longest` tokens that does not fit the context with its answer (of `max_tokens`)
+        is a `ContextLengthError` that names the fix, every setting it takes with the value that fits:
+        the size of the parts (`size`), or, for the `final` summary, max_tokens, not the length of the text."""
         context = self.engine.context_length
         if longest + max_tokens <= context:
             return
         calls = self._call_sizes(opts, sampling)
+        (part_overhead, part_answer), (final_overhead, _) = calls
+        if part_overhead + part_answer + MIN_CHUNK_TOKENS > context:
+            raise ContextLengthError(f"{self.engine.name} holds {context} tokens, too few for the summarize templates with a part of {MIN_CHUNK_TOKENS} tokens and its summary of {part_answer}; use a model with a longer context")
         part = min(min(context - overhead - answer for overhead, answer in calls), size - (longest + max_tokens - context))
         if part >= MIN_CHUNK_TOKENS:
             fix = f"lower {option('chunk_tokens')} to {part} or less (now {size})"
-            answer = min(context - longest, min(context - overhead for overhead, _ in calls) - size)
-            fix += f", or {option('max_tokens')} to {answer} or less (now {max_tokens})" if answer >= 1 else ""
-        else:
-            answer = min(context - overhead for overhead, _ in calls) - MIN_CHUNK_TOKENS
+            answer = min(context - longest, context - final_overhead - size)
+            fix += f", or {option('max_tokens')} to {answer} or less (now {max_tokens})" if final and answer >= 1 else ""
+        else:  # the final summary's max_tokens leaves no room for a part
+            answer = context - final_overhead - MIN_CHUNK_TOKENS
             if answer < 1:
                 raise ContextLengthError(f"{self.engine.name} holds {context} tokens, too few for the summarize templates with a part of {MIN_CHUNK_TOKENS} tokens and an answer; use a model with a longer context")
-            fix = f"lower {option('max_tokens')} to {answer} or less (now {max_tokens})"
+            final_tokens = calls[1][1]
+            fix = f"lower {option('max_tokens')} to {answer} or less (now {final_tokens})"
             fix += f" and {option('chunk_tokens')} to {MIN_CHUNK_TOKENS} (now {size})" if opts.chunk_tokens not in (None, MIN_CHUNK_TOKENS) else ""
         check_fits(self.engine, longest, max_tokens, fix, fix)
 
@@ -210,13 +220,16 @@ class SummarizeGenerator(Generator):
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
         if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
-        rounds = 0
+        rounds, parts = 0, len(chunks)
+        if parts > 1:  # the final summary's prompt holds a part's text: refused before any part is summarized
+            overhead, answer = self._call_sizes(opts, sampling)[1]
+            self._check_fits(overhead + size, answer, size, opts, sampling, final=True)
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size)
+            partial = self._summarize_all(chunks, False, opts, sampling, f"summarizing part (round {rounds})", size)
             chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
-        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size)[0]
-        return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
+        final = self._summarize_all(["\n\n".join(chunks)], True, opts, sampling, "writing the summary", size)[0]
+        return {"summary": final.text.strip(), "rounds": rounds, "parts": parts, "cut_off": final.finish_reason == "length"}
 
     def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:
         """A text given back as it is."""
@@ -229,7 +242,7 @@ class SummarizeGenerator(Generator):
         so it is the summary as it is (a short text is not padded out with made-up sentences)."""
         if raw.get("unchanged"):
             text = raw["summary"] if opts.format != "bullets" else "\n".join(f"- {s}" for s in points(raw["summary"]) or [re.sub(r"^\s*#+\s*", "", raw["summary"])])
-            return {"summary": text, "words": count_words(text), "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
+            return {"summary": text, "words": count_words(text), "map_reduce_rounds": 0, "parts": 1, "cut_off": False, "unchanged": True}
         text = raw["summary"]
         text = re.sub(r"^(here is|here's) (a|the) summary[^\n]*:\s*", "", text, flags=re.I).strip()
         text = INTRO.sub("", text)
@@ -246,7 +259,7 @@ class SummarizeGenerator(Generator):
             lines = lines[:-1]
         lines = fit_length(lines, opts.target_words)
         text = "\n".join(f"- {line}" for line in lines) if opts.format == "bullets" else join_text(lines)
-        return {"summary": text, "words": count_words(text), "map_reduce_rounds": raw["rounds"], "cut_off": raw["cut_off"], "unchanged": False}
+        return {"summary": text, "words": count_words(text), "map_reduce_rounds": raw["rounds"], "parts": raw["parts"], "cut_off": raw["cut_off"], "unchanged": False}
 
 
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")

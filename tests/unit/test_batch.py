@@ -1591,7 +1591,7 @@ def test_keep_columns_with_a_nested_field_keeps_the_row_as_read(tmp_path):
     run_batch(summarizer(engine), rows, out, {}, field_name="doc.body", id_field="meta.n", keep_columns=True)
     assert lines(out)[0]["input"] == {"id": "a", "doc": {"body": "Bees make honey.", "lang": "en"}, "meta": {"n": 1}}
     write_table(out, rows, tmp_path / "out.csv", "meta.n", keep_columns=True)
-    assert (tmp_path / "out.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,input.id,doc,meta,summary,words,map_reduce_rounds,cut_off,unchanged"
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8-sig").split("\n")[0] == "id,input.id,doc,meta,summary,words,map_reduce_rounds,parts,cut_off,unchanged"
 
 
 def test_a_table_holds_the_id_the_kept_columns_the_result_fields_and_errors(tmp_path):

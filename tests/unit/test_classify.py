@@ -972,3 +972,21 @@ def test_full_width_and_ideographic_commas_separate_labels():
     assert [label.name for label in ClassifyGenerator(engine=None).validate({"labels": "正面，负面、中性"}).parsed] == ["正面", "负面", "中性"]
     with pytest.raises(OptionError, match=r"give it and its opposite \(正面,other\)$"):
         ClassifyGenerator(engine=None).validate({"labels": "正面，"})
+
+
+def test_a_text_too_long_for_the_context_is_refused_with_its_tokens_or_with_truncate_classified_by_its_start(classify):
+    from aigc.errors import ContextLengthError
+
+    text = "Bees make honey in the city. " * 200  # past the tiny model's 512-token context
+    with pytest.raises(ContextLengthError, match=r"^the prompt takes \d{4} tokens with the text and its longest label \d+ more, but \S+'s context holds 512; give truncate to classify the text's start, or shorten it$"):
+        classify(text, labels="bees,solar")
+    with pytest.warns(AigcNote, match=r"^classified the text's start, its first \d+ of \d{4} tokens: what \S+'s 512-token context holds with the prompt and labels$"):
+        cut = classify(text, labels="bees,solar", truncate=True)
+    start = "Bees make honey in the city. " * 20  # a start that fits
+    with pytest.warns(AigcNote):
+        kept = classify.start_that_fits(text, classify.validate({"labels": "bees,solar"}))
+    assert cut["label"] in ("bees", "solar") and kept.startswith(start.strip()) and text.startswith(kept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert classify(start, labels="bees,solar", truncate=True) == classify(start, labels="bees,solar")  # a text that fits is classified whole, with no note
+    assert "truncate" not in classify.validate({"labels": "a,b"}).settings() and classify.validate({"labels": "a,b", "truncate": True}).settings()["truncate"] is True

@@ -3888,3 +3888,38 @@ def test_the_entry_point_freezes_the_garbage_collector_as_the_process_ends(monke
 def test_a_model_or_template_name_longer_than_a_file_name_can_be_is_unknown(args, words):
     result = invoke(*args)
     assert result.exit_code == 2 and result.stderr.startswith(words), result.stderr
+
+
+def test_chat_about_a_file_too_long_for_the_context_points_to_summarize(tiny_model_dir, tmp_path):
+    doc = tmp_path / "long doc.txt"
+    doc.write_text("Bees make honey in the city. " * 200)  # past the 512-token context
+    model = ("-m", str(tiny_model_dir), "--no-log", "--max-tokens", "5")
+    attached = invoke("chat", "-f", str(doc), "Summarize this", *model)
+    assert attached.exit_code == 2 and "but " in attached.stderr and attached.stderr.endswith(f"; to summarize a long document, `aigc summarize '{doc}'` reads it in parts\n")
+    piped = invoke("chat", "Summarize this", *model, input=doc.read_text())
+    assert piped.exit_code == 2 and piped.stderr.endswith("`aigc summarize -` reads it in parts\n")
+    alone = invoke("chat", "word " * 600, *model)
+    assert alone.exit_code == 2 and "aigc summarize" not in alone.stderr
+
+
+def test_a_map_reduced_summary_cut_off_names_the_final_summary_and_its_parts_are_counted(tmp_path):
+    (tmp_path / "long.txt").write_text("\n\n".join(" ".join(f"Bees number {i} make honey." for i in range(40)) for _ in range(4)))
+    result = invoke("summarize", str(tmp_path / "long.txt"), "-m", "echo", "--chunk-tokens", "200", "--max-tokens", "30", "--json", "--stats")
+    shown = json.loads(result.stdout)
+    assert result.exit_code == 0 and shown["parts"] > 1 and shown["map_reduce_rounds"] >= 1, result.output
+    assert f"Warning: the final summary (of the {shown['parts']} parts' summaries) was cut off at --max-tokens 30 (" in result.stderr
+    assert re.search(rf"^parts: +{shown['parts']}$", result.stderr, re.M) and re.search(rf"^map-reduce rounds: +{shown['map_reduce_rounds']}$", result.stderr, re.M)
+
+
+def test_classify_truncate_classifies_a_long_documents_start_here_and_in_batch(tiny_model_dir, tmp_path):
+    doc = tmp_path / "long.txt"
+    doc.write_text("Bees make honey in the city. " * 200)  # past the 512-token context
+    model = ("-l", "bees,solar", "-m", str(tiny_model_dir), "--no-log")
+    refused = invoke("classify", str(doc), *model)
+    assert refused.exit_code == 2 and refused.stderr.endswith("; give --truncate to classify the text's start, or shorten it\n"), refused.stderr
+    cut = invoke("classify", str(doc), *model, "--truncate", "--json")
+    assert cut.exit_code == 0 and json.loads(cut.stdout)["label"] in ("bees", "solar") and "classified the text's start, its first " in cut.stderr
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": doc.read_text()}) + "\n")
+    batch = invoke("batch", "classify", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=bees,solar", "-O", "truncate=true", "-m", str(tiny_model_dir))
+    assert batch.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["label"] in ("bees", "solar"), batch.output

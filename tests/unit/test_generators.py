@@ -1,12 +1,13 @@
 import dataclasses
 import re
 import unicodedata
+import warnings
 
 import pytest
 
 import aigc
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, AigcWarning, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
+from aigc.errors import AigcError, AigcNote, AigcWarning, AnswerJSONError, BadInputError, ContextLengthError, OptionError, UnknownGeneratorError
 from aigc.generators.chat import ChatGenerator, ChatSession
 from aigc.generators.classify import ClassifyGenerator
 from aigc.generators.headline import MAX_ROUNDS, HeadlineGenerator, clean_headline, fit_headline
@@ -22,7 +23,7 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     engine = FakeEngine()
     with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer than the summary asked for, so it is given back as it is$"):
         result = SummarizeGenerator(engine=engine)("Hi.  How are\nyou?", words=5)
-    assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "cut_off": False, "unchanged": True}
+    assert result == {"summary": "Hi.  How are\nyou?", "words": 4, "map_reduce_rounds": 0, "parts": 1, "cut_off": False, "unchanged": True}
     with pytest.warns(AigcWarning, match=r"^the text \(4 words\) is no longer"):
         assert SummarizeGenerator(engine=engine)("Hi. How are you?", format="bullets")["summary"] == "- Hi.\n- How are you?"
     assert engine.calls == []
@@ -290,7 +291,8 @@ def test_an_articles_lead_in_a_script_without_spaces_between_words_is_cut_to_a_l
     engine = CountsCharacters()
     engine.enqueue("ภาษาไทย ข่าว")
     article = "ภาษาไทยเป็นภาษาที่มีความซับซ้อน" * 200  # one word as count_words counts it; 6,200 tokens
-    assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
+    with pytest.warns(AigcNote, match=r"the article's lead, its first \d+ tokens \("):
+        assert HeadlineGenerator(engine=engine)({"article": article}, n=1)["headlines"] == ["ภาษาไทย ข่าว"]
     prompt = "".join(m["content"] for m in engine.calls[0][0][0])
     lead = max(re.findall("[ก-๛]+", prompt), key=len)
     assert ARTICLE_TOKENS // 2 <= len(lead) <= ARTICLE_TOKENS and article.startswith(lead) and not unicodedata.category(article[len(lead)]).startswith("M")
@@ -306,7 +308,8 @@ def test_an_articles_lead_of_unevenly_dense_text_is_cut_to_at_most_its_tokens():
     engine = DenseEmoji()
     engine.enqueue("Emoji and letters")
     article = "😀" * 300 + "a" * 6000  # one word; cut in proportion to all of it, its dense start would keep 4,200 tokens
-    HeadlineGenerator(engine=engine)({"article": article}, n=1)
+    with pytest.warns(AigcNote, match="the article's lead"):
+        HeadlineGenerator(engine=engine)({"article": article}, n=1)
     prompt = "".join(m["content"] for m in engine.calls[0][0][0])
     lead = max(re.findall("😀+a*", prompt), key=len)
     assert article.startswith(lead) and 0 < engine.count_tokens(lead) <= ARTICLE_TOKENS
@@ -1474,3 +1477,30 @@ def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_optio
         Options = ShoutOptions
 
     assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
+
+
+def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
+    from aigc.generators.base import quiet_notes
+
+    engine = FakeEngine()
+    engine.enqueue(*["Bees are back"] * 9)
+    gen = HeadlineGenerator(engine=engine)
+    with pytest.warns(AigcNote, match=r"^the headlines are written from the article's lead, its first 250 of 400 words \(at most 250 words or 600 tokens are read\)$"):
+        gen({"article": "Bees make honey. " * 133 + "Bees"}, n=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gen({"article": "Bees make honey. " * 83 + "Bees"}, n=1)  # 250 words: all of it is read
+        with quiet_notes():  # aigc batch, many, the server: the result is what they pass on
+            gen({"article": "Bees make honey. " * 133 + "Bees"}, n=1)
+
+
+def test_max_tokens_bounds_the_final_summary_and_each_part_takes_what_its_length_needs():
+    from aigc.generators.summarize import SummarizeOptions, summary_tokens
+
+    engine = FakeEngine()
+    engine.enqueue(*[f"part {i} summary." for i in range(10)], "Final summary.")
+    result = SummarizeGenerator(engine=engine)("\n\n".join(f"Paragraph {i}. " + "word " * 90 for i in range(10)), chunk_tokens=100, sampling={"max_tokens": 30, "repetition_penalty": 1.3})
+    budgets = [params.max_tokens for _, params in engine.calls]
+    assert result["parts"] == 10 and result["map_reduce_rounds"] == 1 and len(budgets) == 4
+    assert budgets[-1] == 30 and set(budgets[:-1]) == {summary_tokens(SummarizeOptions().part_words)}
+    assert {params.repetition_penalty for _, params in engine.calls} == {1.3}  # the other settings hold for every call

@@ -166,3 +166,18 @@ def test_under_half_a_second_left_is_not_shown_as_about_0_s(log):
         clock.now = 30
         progress(119, 120)
     assert screen.getvalue() == "summarize: 119/120 rows, 4.0 rows/s\n"
+
+
+def test_stage_progress_bars_on_a_terminal_show_the_time_left_in_the_stage(monkeypatch):
+    screen = io.StringIO()
+    clock = Clock()
+    monkeypatch.setattr(ui, "_stderr", Console(file=screen, force_terminal=True, width=120))
+    monkeypatch.setattr(ui, "interactive", lambda: True)
+    monkeypatch.setattr(ui, "clock", clock)
+    with ui.progress_bar() as progress:
+        progress(0, 7, "summarizing part (round 1)")
+        clock.now = 31
+        progress(3, 7, "summarizing part (round 1)")
+        progress(0, 1, "writing the summary")
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r"summarizing part \(round 1\) .* 3/7 0:00:31 0:00:41", shown) and re.search(r"writing the summary .* 0/1 0:00:00 -:--:--", shown), shown
