@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,20 @@ def _conversion(data: bytes, path: str) -> str:
     if encoding:
         return f"it looks like {encoding}: convert it first, e.g. {example}"
     return f"convert it first, e.g. {example}, ENCODING being the one it was saved in (CP1252, GB18030, SHIFT_JIS, ...)"
+
+
+MAX_NAME_BYTES = 200  # a file name of ours (NAME.json, NAME.j2) within the 255 bytes file systems take
+
+
+def name_of_ours(name: str) -> str:
+    """A name the user gives a file of ours (a template, a session) or an alias, in NFC: the form
+    Linux tools type, so a name typed on a Mac (NFD) is the same name, file and all."""
+    return unicodedata.normalize("NFC", name)
+
+
+def fits_file_name(name: str) -> bool:
+    """Whether a name of ours (`name_of_ours`) is short enough, in UTF-8 bytes, to be a file's name."""
+    return len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:

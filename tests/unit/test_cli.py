@@ -2904,6 +2904,10 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
         result = invoke("models", "alias", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
     assert completions("aigc chat -m ").count("tiny") == 1 and "tiny" not in completions("aigc image -m ")  # offered by the kind it names
+    assert invoke("models", "alias", "小模型", "smollm2").exit_code == 0 and invoke("models", "alias", "cafe\u0301", "smollm2").exit_code == 0
+    from aigc import config
+
+    assert config.model_aliases()["小模型"] == "smollm2" and "caf\u00e9" in config.model_aliases()  # any script; NFC, as typed on Linux
     assert invoke("models", "default", "tiny").exit_code == 0
     removed = invoke("models", "alias", "tiny", "--rm")
     assert removed.exit_code == 0 and "tiny was the default text model; pick another" in removed.stderr
