@@ -3882,3 +3882,17 @@ def test_the_entry_point_freezes_the_garbage_collector_as_the_process_ends(monke
 def test_a_model_or_template_name_longer_than_a_file_name_can_be_is_unknown(args, words):
     result = invoke(*args)
     assert result.exit_code == 2 and result.stderr.startswith(words), result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("summarize", "-", "--words", "１００"), "--words must be a whole number, got '１００' (full-width characters: type them in ASCII; see"),
+        (("summarize", "-", "--length", "ｓｈｏｒｔ"), "--length must be one of short, medium, long, got 'ｓｈｏｒｔ' (full-width characters: type them in ASCII)"),
+        (("run", "chat", "--var", "产品＝智能手表"), "--var takes key=value, got '产品＝智能手表' (full-width characters: type them in ASCII)"),
+    ],
+)
+def test_a_value_typed_in_full_width_is_named_as_the_cause(args, said):
+    result = invoke(*args, "-m", "echo", input="Bees make honey.")
+    assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.stderr
+    assert "full-width" not in invoke("summarize", "-", "--length", "shrt", "-m", "echo", input="Bees.").stderr  # ASCII typos: no such word
