@@ -15,6 +15,7 @@ replaced, and terms still missing are reported.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
         if len(columns) != 2 or not columns[0].strip():
             found = f"no {between}" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "empty terms"
             raise BadInputError(f"{name}:{number}: expected '{pair}', found {found}: {line.strip()[:60]!r}")
-        source, target = columns[0].strip(), columns[1].strip()
+        source, target = _nfc(columns[0].strip()), _nfc(columns[1].strip())
         if first and _header(source, target, languages):
             first = False
             continue
@@ -179,6 +180,12 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     if not entries:
         raise BadInputError(f"{name} has no entries; write one '{pair}' pair per line")
     return entries
+
+
+def _nfc(text: str) -> str:
+    """`text` in NFC, as most text is: a term written on a Mac (NFD: `e` and a combining accent,
+    Korean in jamo) then matches the text it is in, and the text a term is looked for in."""
+    return unicodedata.normalize("NFC", text)
 
 
 def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
@@ -211,7 +218,7 @@ def _term(term: str, whole: bool = True) -> re.Pattern:
 
 def _prose(text: str) -> str:
     """The words of `text` outside inline code, link targets and URLs: where glossary terms count."""
-    return " ".join(part for is_text, part in inline_parts(text) if is_text)
+    return _nfc(" ".join(part for is_text, part in inline_parts(text) if is_text))
 
 
 def _replace_in_prose(source: str, target: str, text: str) -> str:
@@ -222,7 +229,7 @@ def _replace_in_prose(source: str, target: str, text: str) -> str:
         return target[:1].upper() + target[1:] if capital else target
 
     term = _term(source)
-    return "".join(term.sub(replaced, part) if is_text else part for is_text, part in inline_parts(text))
+    return "".join(term.sub(replaced, _nfc(part)) if is_text else part for is_text, part in inline_parts(text))
 
 
 # --- cleaning a model's answer ---------------------------------------------------------------
@@ -396,7 +403,7 @@ def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[s
     for item in items:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) and x.strip() for x in item)):
             raise BadInputError(f"a glossary entry must be a (source, target) pair of non-empty strings, got {item!r}")
-        entries.append((item[0].strip(), item[1].strip()))
+        entries.append((_nfc(item[0].strip()), _nfc(item[1].strip())))
     return entries
 
 

@@ -590,6 +590,20 @@ def test_glossary_terms_are_prompted_enforced_and_misses_reported():
     assert "- table: Tisch" in systems[1] and "Always translate" not in systems[2]
 
 
+@pytest.mark.parametrize("glossary_form, text_form", [("NFD", "NFC"), ("NFC", "NFD"), ("NFD", "NFD")])
+def test_a_glossary_and_a_text_in_different_unicode_normal_forms_still_match(tmp_path, glossary_form, text_form):
+    def form(kind, text):
+        return unicodedata.normalize(kind, text)
+
+    path = tmp_path / "mac.tsv"
+    path.write_text(form(glossary_form, "café\tKaffeehaus\n서울\t首尔\n"), encoding="utf-8")  # as a Mac saves it
+    engine = FakeEngine()
+    engine.enqueue(form(text_form, "Das café in 서울 ist offen."))  # the model copies the terms through
+    result, _ = translate(form(text_form, "The café in 서울 is open."), engine, target_language="de", source_language="en", glossary=str(path))
+    assert result["translation"] == "Das Kaffeehaus in 首尔 ist offen." and result["glossary_misses"] == []
+    assert "- café: Kaffeehaus" in engine.calls[0][0][0][0]["content"]  # the terms prompted in NFC
+
+
 def test_glossary_terms_are_never_enforced_inside_urls_link_targets_or_code():
     engine = FakeEngine()
     engine.enqueue("Ligue para o [bank](https://example.com/bank) hoje.", "Visite https://bank.example.com/bank agora.")
