@@ -21,6 +21,7 @@ FORMATS = ("paragraph", "bullets")
 INTRO = re.compile(  # a first line that only introduces what follows ("Sure! Here's a revised version ...:")
     r"^(?:(?:sure|certainly|okay|of course)[,.!]?\s+)?(?:here is|here's|here are|below is)[^\n]{0,300}:[ \t]*\n+(?=\s*\S)", re.I
 )
+_CHARACTER_WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")  # Han and kana: each a word to count_words
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
 CHUNK_TOKENS = 1500  # the part size where the model's context holds it with its answer
 MIN_CHUNK_TOKENS = 64
@@ -48,7 +49,7 @@ class SummarizeOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
-            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format"}, "summarize", name))
+            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit"}, "summarize", name))
 
     @property
     def target_words(self) -> int:
@@ -64,6 +65,14 @@ class SummarizeOptions:
         as CHUNK_TOKENS, the default it took the place of (what it is wherever that default fit the
         context), so outputs made before keep resuming."""
         return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "chunk_tokens": self.chunk_tokens or CHUNK_TOKENS}
+
+
+def length_unit(text: str) -> str:
+    """What a summary's length counts, as the prompt names it: "characters" for Chinese and Japanese
+    text (count_words counts each of their characters, so a model asked for words would write more
+    than is kept), else "words"."""
+    characters = len(_CHARACTER_WORDS.findall(text))
+    return "characters" if characters and 2 * characters > count_words(text) else "words"
 
 
 def summary_tokens(words: int) -> int:
@@ -168,14 +177,14 @@ class SummarizeGenerator(Generator):
             chunks = split_by_tokens(text, budget, count)
         return chunks
 
-    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int) -> list[Completion]:
+    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int, unit: str) -> list[Completion]:
         params = self._params(template, words, sampling)
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
             self.progress(start, len(texts), stage)
             batch = texts[start : start + opts.batch_size]
             prompts = [
-                templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
+                templates.render(template, {"text": t, "words": words, "format": opts.format, "unit": unit}).messages for t in batch
             ]
             self._check_fits(prompts, params.max_tokens, size, opts, sampling)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
@@ -211,12 +220,12 @@ class SummarizeGenerator(Generator):
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
         if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
-        rounds = 0
+        rounds, unit = 0, length_unit(text)
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size)
+            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size, unit)
             chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
-        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size)[0]
+        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size, unit)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
     def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:

@@ -1302,3 +1302,30 @@ def test_the_template_task_takes_a_text_for_its_input_variable_as_chat_does(tmp_
     assert aigc.generate("chat", "nasa", model="echo", template=str(template))["text"] == "nasa"
     with pytest.raises(BadInputError, match=r"takes a dict of the template's variables, as \{\"input\": \"text\"\}, or the text for its input variable; got int"):
         aigc.generate("template", 5, model="echo", template=str(template))
+
+
+@pytest.mark.parametrize(
+    "text, unit",
+    [
+        ("人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型来撰写新闻稿。" * 8, "characters"),  # counted, and trimmed, by character
+        ("東京で花見をします。桜が好きです。今年の春はとても暖かいです。" * 8, "characters"),
+        (LONG_TEXT, "words"),
+        ("Bees in 東京 make honey on city rooftops every summer. " * 20, "words"),  # a few CJK words in an English text
+    ],
+)
+def test_the_summary_prompt_asks_for_the_texts_language_and_the_unit_its_length_is_counted_in(text, unit):
+    engine = FakeEngine()
+    for options in ({}, {"format": "bullets"}, {"chunk_tokens": 64}):
+        engine.calls.clear()
+        engine.enqueue(*["短。"] * 40)
+        SummarizeGenerator(engine=engine)(text, words=30, **options)
+        prompts = ["".join(m["content"] for m in prompt) for prompts, _ in engine.calls for prompt in prompts]
+        assert prompts and all(f" {unit}" in prompt and "Write it in the same language as the text." in prompt for prompt in prompts)
+        assert not any(f" {'words' if unit == 'characters' else 'characters'}" in prompt.split("Text:")[0] for prompt in prompts)
+
+
+def test_a_headline_prompt_asks_for_the_language_of_its_topic_or_article():
+    from aigc import templates
+
+    assert "in the language of the topic" in templates.render("headline", {"topic": "城市屋顶养蜂"}).messages[-1]["content"]
+    assert "in the language of the article" in templates.render("headline", {"article": "城市屋顶养蜂。"}).messages[-1]["content"]
