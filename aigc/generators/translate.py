@@ -221,14 +221,31 @@ def _prose(text: str) -> str:
     return _nfc(" ".join(part for is_text, part in inline_parts(text) if is_text))
 
 
+# Korean particles that alternate on the word before: after a final consonant, after a vowel
+_PARTICLE_PAIRS = (("을", "를"), ("이", "가"), ("은", "는"), ("과", "와"), ("으로", "로"))
+_PARTICLE = "(?:(" + "|".join(p for pair in _PARTICLE_PAIRS for p in pair) + ")(?![\uac00-\ud7a3]))?"  # joined to the word, ending it
+
+
+def _particle_after(word: str, particle: str) -> str:
+    """The Korean `particle` in the form that goes after `word` (꽃구경을, 사과를; 으로 after a final
+    consonant other than ㄹ); as it is after a word that does not end in a Hangul syllable."""
+    last = word[-1:]
+    if not particle or not "\uac00" <= last <= "\ud7a3":
+        return particle
+    final = (ord(last) - 0xAC00) % 28  # 0: none, 8: ㄹ
+    consonant, vowel = next(pair for pair in _PARTICLE_PAIRS if particle in pair)
+    return consonant if final and not (consonant == "으로" and final == 8) else vowel
+
+
 def _replace_in_prose(source: str, target: str, text: str) -> str:
     """`text` with the term `source` replaced by `target` in its words only (a URL or code keeps its
-    letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital."""
+    letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital,
+    and a Korean particle joined to it the form that goes after `target` (花見를 -> 꽃구경을)."""
     def replaced(match: re.Match) -> str:
         capital = source[:1].islower() and match.group(0)[:1].isupper() and target == target.lower()  # not iPhone -> IPhone
-        return target[:1].upper() + target[1:] if capital else target
+        return (target[:1].upper() + target[1:] if capital else target) + _particle_after(target, match.group(1) or "")
 
-    term = _term(source)
+    term = re.compile(_term(source).pattern + _PARTICLE, re.I)
     return "".join(term.sub(replaced, _nfc(part)) if is_text else part for is_text, part in inline_parts(text))
 
 

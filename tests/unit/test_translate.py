@@ -604,6 +604,22 @@ def test_a_glossary_and_a_text_in_different_unicode_normal_forms_still_match(tmp
     assert "- café: Kaffeehaus" in engine.calls[0][0][0][0]["content"]  # the terms prompted in NFC
 
 
+@pytest.mark.parametrize(
+    "answer, shown",
+    [
+        ("東京에서 花見를 합니다.", "도쿄에서 꽃구경을 합니다."),  # 꽃구경 ends in a consonant: 을, not 를
+        ("花見가 좋고 東京은 큽니다.", "꽃구경이 좋고 도쿄는 큽니다."),
+        ("花見와 東京으로 갑니다.", "꽃구경과 도쿄로 갑니다."),
+        ("東京의 花見이다.", "도쿄의 꽃구경이다."),  # 이다 (the copula), not a particle: as it is
+    ],
+)
+def test_a_korean_particle_after_a_replaced_glossary_term_takes_the_form_that_goes_after_it(answer, shown):
+    engine = FakeEngine()
+    engine.enqueue(answer)  # the model copied the source terms through
+    result, _ = translate("東京で花見をします。", engine, target_language="ko", source_language="ja", glossary={"花見": "꽃구경", "東京": "도쿄"})
+    assert result["translation"] == shown and result["glossary_misses"] == []
+
+
 def test_glossary_terms_are_never_enforced_inside_urls_link_targets_or_code():
     engine = FakeEngine()
     engine.enqueue("Ligue para o [bank](https://example.com/bank) hoje.", "Visite https://bank.example.com/bank agora.")
