@@ -11,6 +11,7 @@ from typing import Any
 from .. import templates
 from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
+from ..languages import in_latin_script
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import text_up_to_word
 from .base import Generator, check_varied, fewer_advice, same_every_time, type_name
@@ -39,7 +40,7 @@ class HeadlineOptions:
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
         reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
-        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
+        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language"}, "headline", carries={"topic", "article"}, reads=reads)
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no
@@ -161,7 +162,7 @@ class HeadlineGenerator(Generator):
                 cut -= 1
             article = article[:cut]
             tokens = self.engine.count_tokens(article)
-        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words}
+        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words, "same_language": not in_latin_script(topic or article)}
         return templates.render(opts.template, values)
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> tuple[list[str], int]:

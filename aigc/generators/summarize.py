@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
+from ..languages import in_latin_script
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import count_words, fitted, split_sentences, word_runs
 from ..engine.base import Completion, check_fits
@@ -49,7 +50,7 @@ class SummarizeOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
-            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit"}, "summarize", name))
+            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language"}, "summarize", name))
 
     @property
     def target_words(self) -> int:
@@ -177,14 +178,16 @@ class SummarizeGenerator(Generator):
             chunks = split_by_tokens(text, budget, count)
         return chunks
 
-    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int, unit: str) -> list[Completion]:
+    def _summarize_all(self, texts: list[str], template: str, words: int, opts, sampling, stage: str, size: int, text: str) -> list[Completion]:
+        """Summaries of `texts`, parts of the document `text` (whose script and length unit the prompt names)."""
+        written = {"unit": length_unit(text), "same_language": not in_latin_script(text)}
         params = self._params(template, words, sampling)
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
             self.progress(start, len(texts), stage)
             batch = texts[start : start + opts.batch_size]
             prompts = [
-                templates.render(template, {"text": t, "words": words, "format": opts.format, "unit": unit}).messages for t in batch
+                templates.render(template, {"text": t, "words": words, "format": opts.format, **written}).messages for t in batch
             ]
             self._check_fits(prompts, params.max_tokens, size, opts, sampling)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
@@ -220,12 +223,12 @@ class SummarizeGenerator(Generator):
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
         if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
-        rounds, unit = 0, length_unit(text)
+        rounds = 0
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size, unit)
+            partial = self._summarize_all(chunks, opts.chunk_template, opts.part_words, opts, sampling, f"summarizing part (round {rounds})", size, text)
             chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
-        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size, unit)[0]
+        final = self._summarize_all(["\n\n".join(chunks)], opts.template, opts.target_words, opts, sampling, "writing the summary", size, text)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "cut_off": final.finish_reason == "length"}
 
     def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:
