@@ -88,13 +88,16 @@ _ICONV_NAMES = {"SHIFT-JIS-2004": "SHIFT_JISX0213", "EUC-JIS-2004": "EUC-JISX021
 
 def likely_encoding(data: bytes) -> str | None:
     """The encoding bytes that are not UTF-8 are most likely in, as iconv names it (`GB18030`,
-    `CP932`, `KOI8-R`): charset_normalizer's guess, where it is installed (requests needs it)."""
+    `CP932`, `KOI8-R`): charset_normalizer's guess, where it is installed (requests needs it) and
+    sure enough (it found the text's language, or few encodings fit); else None. A few odd bytes
+    fit a score of encodings (`caf\\xe9`: UTF-16-BE first), so no guess is named for them."""
     try:
         from charset_normalizer import from_bytes
     except ImportError:
         return None
-    best = from_bytes(data[:65536]).best()
-    if best is None:
+    found = from_bytes(data[:65536])
+    best = found.best()
+    if best is None or not (best.coherence > 0 or (len(found) <= 2 and best.language != "Unknown")):
         return None
     name = codecs.lookup(best.encoding).name.upper().replace("_", "-")
     return _ICONV_NAMES.get(name, name)
