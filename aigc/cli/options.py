@@ -25,11 +25,10 @@ PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": 
 
 
 def given_model(value: str | list[str] | None) -> str | list[str] | None:
-    """-m's value; an empty one is an error, not the default model: `-m "$MODEL"` with MODEL unset
-    would otherwise run (and record) a model the user did not mean."""
-    if any(not name.strip() for name in (value if isinstance(value, list) else [value] if value is not None else [])):
-        raise BadInputError("-m is empty (an unset shell variable?); name a model, or leave -m out for the default model")
-    return value
+    """-m's value, an empty one left out: `-m "$MODEL"` with MODEL unset is the default model, as with no -m (as llm takes it)."""
+    if isinstance(value, list):
+        return [name for name in value if name.strip()] or None
+    return value if value is None or value.strip() else None
 
 
 def env_source(ctx, name: str) -> str | None:
