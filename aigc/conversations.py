@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
@@ -14,12 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import regex
+
 from . import config, locks
 from .errors import BadInputError, ConversationDeletedError, ConversationOpenError
-from .textio import check_utf8, parse_json
+from .textio import MAX_NAME_BYTES, check_utf8, fits_file_name, name_of_ours, parse_json
 from .writing import write_atomic
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+NAME = regex.compile(r"[\p{L}\p{N}][\p{L}\p{N}\p{M}_-]{0,99}")  # letters and digits of any script, their combining marks
 ROLES = ("system", "user", "assistant")
 RECENT_FILES = 10  # session files opened by their path that `latest` looks at
 _held_here: ContextVar[tuple[Path, ...]] = ContextVar("aigc_conversations_in_use", default=())  # held by this caller's `in_use` blocks
@@ -273,8 +274,9 @@ def session_path(name: str) -> Path:
         if path.suffix.lower() != ".json":
             raise BadInputError(f"session file {name} must end in .json (the conversation is kept as JSON)")
         return path
-    if not NAME.fullmatch(name):
-        raise BadInputError(f"session name {name!r}: start with a letter or digit, then up to 99 letters, digits, '-' and '_'; or give a path to a .json file")
+    name = name_of_ours(name)
+    if not NAME.fullmatch(name) or not fits_file_name(name):
+        raise BadInputError(f"session name {name!r}: start with a letter or digit, then up to 99 letters, digits (of any script), '-' and '_', at most {MAX_NAME_BYTES} bytes of UTF-8; or give a path to a .json file")
     return sessions_dir() / f"{name}.json"
 
 

@@ -150,3 +150,16 @@ def lookup(value: str) -> Language:
 def _display(key: str) -> str:
     lang = LANGUAGES.get(key) or _BY_NAME[key]
     return f"{lang.name} ({lang.code})"
+
+
+_LATIN = re.compile(r"[A-Za-z\u00aa\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
+
+
+def in_latin_script(text: str, sample: int = 4000) -> bool:
+    """Whether most letters of `text` (of its first `sample` characters) are Latin, as English's are
+    (no letters: True). Prompts ask for the text's own language only where this is False: the
+    embedded model, asked so about an English text, writes about languages instead."""
+    head = text[:sample]
+    letters = sum(ch.isalpha() for ch in head)
+    return 2 * len(_LATIN.findall(head)) >= letters
+

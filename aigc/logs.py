@@ -67,7 +67,7 @@ class Entry:
 
     def to_markdown(self, truncate: bool = False) -> str:
         """The entry under a `## ID` heading; `truncate`: its prompt and response as one line of at most
-        `TRUNCATE` characters each (`aigc logs -t`, as `llm logs -t`)."""
+        `TRUNCATE` columns each (`aigc logs -t`, as `llm logs -t`)."""
         when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
         head = f"## {self.id} · {when} · {self.command} · {self.model}"
         given = {k: v for k, v in self.options.items() if v is not None and v != ""}  # `aspect=` says nothing
@@ -86,8 +86,21 @@ TRUNCATE = 100
 
 
 def _truncated(text: str) -> str:
+    """`text` as one line of at most `TRUNCATE` terminal columns (a CJK character takes two), cut
+    between characters as shown (grapheme clusters: an emoji family, a letter and its accent)."""
+    import regex
+    from rich.cells import cell_len
+
     one_line = " ".join(text.split())
-    return one_line if len(one_line) <= TRUNCATE else one_line[: TRUNCATE - 3] + "..."
+    if cell_len(one_line) <= TRUNCATE:
+        return one_line
+    kept, width = [], 0
+    for cluster in regex.finditer(r"\X", one_line):
+        width += cell_len(cluster.group())
+        if width > TRUNCATE - 3:
+            break
+        kept.append(cluster.group())
+    return "".join(kept) + "..."
 
 
 def log_path() -> Path:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pluggy
+import regex
 
 from . import hookspecs
 from .errors import AigcWarning, PluginClashError, PluginError, Terminated
@@ -25,7 +26,8 @@ ENTRY_POINT_GROUP = "aigc"
 WEIGHTS_SUFFIXES = (".gguf", ".safetensors", ".ckpt", ".bin", ".pt")  # `-m` reads a name ending so (in any case) as a weights file's path
 _SUFFIXES = "|".join(suffix[1:] for suffix in WEIGHTS_SUFFIXES)
 NAME = re.compile(rf"(?!.*\.(?:{_SUFFIXES})$)[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII | re.I)  # a generator name or model alias: not a path, a weights file, a hub id or a prefixed name
-_WEIGHTS = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]*(\.(?:{_SUFFIXES}))", re.ASCII | re.I)  # a name ending like a weights file: said so, not as a bad name
+_WEIGHTS = re.compile(rf"[^\W_][\w.-]*(\.(?:{_SUFFIXES}))", re.I)  # a name ending like a weights file: said so, not as a bad name
+_ALIAS = regex.compile(rf"(?!.*\.(?:{_SUFFIXES})$)[\p{{L}}\p{{N}}][\p{{L}}\p{{N}}\p{{M}}._-]*", regex.I)  # a model alias may be in any script (a generator's name goes in URLs: ASCII)
 HOOKS_STAGE = "hooks"  # a loaded plugin's hook that is never called, or a plugin with none: not a failure to load
 MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a whole registry)
 DEFAULT_PLUGINS = (
@@ -43,8 +45,10 @@ def name_problem(name: Any, alias: bool = False) -> str | None:
         return f"it ends in {weights[1]}, so `-m {name}` is read as the path of a weights file, never as an alias; drop {weights[1]}"
     if weights:
         return f"it ends in {weights[1]}, as a weights file's name does; drop {weights[1]}"
+    if alias and isinstance(name, str) and _ALIAS.fullmatch(name):
+        return None
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        return "it must be letters, digits, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
+        return f"it must be {'letters, digits (of any script)' if alias else 'ASCII letters, digits'}, '.', '-' and '_' (no spaces, '/' or ':'), starting with a letter or digit"
     return None
 
 

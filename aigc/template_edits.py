@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from . import config
 from .errors import BadInputError, UnknownTemplateError
 from .template_files import SUFFIX, Template, parse, read_source
 from .templates import DIR_HINT, check_tasks, scan, user_dir
+from .textio import MAX_NAME_BYTES, fits_file_name, name_of_ours
 
 SKELETON = """---
 description: What this template is for, in one line
@@ -30,15 +32,16 @@ Write a {{ tone }} answer to this:
 
 {{ input }}
 """
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = regex.compile(r"[\p{L}\p{N}][\p{L}\p{N}\p{M}_.-]*")  # letters and digits of any script, their combining marks
 
 
 def user_template_path(name: str) -> Path:
     """Where the user's template `name` (with or without .j2) is, or would be."""
     if name.endswith(SUFFIX):
         name = name[: -len(SUFFIX)]
-    if not _NAME.match(name):
-        raise BadInputError(f"template name {name!r} must be letters, digits, '-', '_' or '.', starting with a letter or digit")
+    name = name_of_ours(name)
+    if not _NAME.fullmatch(name) or not fits_file_name(name):
+        raise BadInputError(f"template name {name!r} must be letters, digits (of any script), '-', '_' or '.', starting with a letter or digit, at most {MAX_NAME_BYTES} bytes of UTF-8")
     return user_dir() / f"{name}{SUFFIX}"
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,54 @@ def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
         if _controls(data):
             raise _binary(data, name, expected, path) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
-        example = "pipe it through `iconv -f latin1 -t utf-8`" if path == STDIN else f"`iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted{Path(path).suffix or '.txt'}`"
-        raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); convert it first, e.g. {example}") from None
+        raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); {_conversion(data, path)}") from None
+
+
+# Python's codec names that iconv (glibc's and libiconv) spells otherwise
+_ICONV_NAMES = {"SHIFT-JIS-2004": "SHIFT_JISX0213", "EUC-JIS-2004": "EUC-JISX0213", "MAC-ROMAN": "MACINTOSH", "ISO2022-JP": "ISO-2022-JP", "ISO2022-KR": "ISO-2022-KR"}
+
+
+def likely_encoding(data: bytes) -> str | None:
+    """The encoding bytes that are not UTF-8 are most likely in, as iconv names it (`GB18030`,
+    `CP932`, `KOI8-R`): charset_normalizer's guess, where it is installed (requests needs it) and
+    sure enough (it found the text's language, or few encodings fit); else None. A few odd bytes
+    fit a score of encodings (`caf\\xe9`: UTF-16-BE first), so no guess is named for them."""
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        return None
+    found = from_bytes(data[:65536])
+    best = found.best()
+    if best is None or not (best.coherence > 0 or (len(found) <= 2 and best.language != "Unknown")):
+        return None
+    name = codecs.lookup(best.encoding).name.upper().replace("_", "-")
+    return _ICONV_NAMES.get(name, name)
+
+
+def _conversion(data: bytes, path: str) -> str:
+    """How to convert bytes that are not UTF-8: an iconv command from the likely encoding (a
+    placeholder for it where none is found; never latin1 by default, which makes mojibake of GBK,
+    Shift-JIS or KOI8-R text)."""
+    encoding = likely_encoding(data)
+    command = f"iconv -f {encoding or 'ENCODING'} -t utf-8"
+    example = f"pipe it through `{command}`" if path == STDIN else f"`{command} {shlex.quote(path)} > converted{Path(path).suffix or '.txt'}`"
+    if encoding:
+        return f"it looks like {encoding}: convert it first, e.g. {example}"
+    return f"convert it first, e.g. {example}, ENCODING being the one it was saved in (CP1252, GB18030, SHIFT_JIS, ...)"
+
+
+MAX_NAME_BYTES = 200  # a file name of ours (NAME.json, NAME.j2) within the 255 bytes file systems take
+
+
+def name_of_ours(name: str) -> str:
+    """A name the user gives a file of ours (a template, a session) or an alias, in NFC: the form
+    Linux tools type, so a name typed on a Mac (NFD) is the same name, file and all."""
+    return unicodedata.normalize("NFC", name)
+
+
+def fits_file_name(name: str) -> bool:
+    """Whether a name of ours (`name_of_ours`) is short enough, in UTF-8 bytes, to be a file's name."""
+    return len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:
@@ -98,7 +145,11 @@ def check_utf8(value: Any, what: str) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadInputError(f"the {what} is not valid UTF-8 (it holds a lone surrogate); give UTF-8 text (from a file or a terminal in another encoding, convert with `iconv -f latin1 -t utf-8`)") from None
+            try:
+                encoding = likely_encoding(value.encode("utf-8", "surrogateescape"))  # the bytes Python kept as lone surrogates
+            except UnicodeEncodeError:
+                encoding = None
+            raise BadInputError(f"the {what} is not valid UTF-8 (it holds a lone surrogate); give UTF-8 text (from a file or a terminal in another encoding, convert with `iconv -f {encoding or 'ENCODING'} -t utf-8`)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             check_utf8(key, what)

@@ -152,8 +152,23 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
     elif isinstance(exc, MissingParameter) and where == "aigc batch" and getattr(exc.param, "name", None) == "output":
         hint = f"-o OUT.jsonl, .csv or .tsv writes the results, -o - prints them; {hint}"
+    if _full_width(message):
+        hint = f"{FULL_WIDTH_HINT}; {hint}"
     ui.error(f"{message} ({hint})")
     raise typer.Exit(exc.exit_code) from None
+
+
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+_FULL_WIDTH = re.compile(r"[\uff10-\uff19\uff1d\uff21-\uff3a\uff41-\uff5a]")  # full-width digits, letters and =, as an input method's full-width mode types them
+
+
+FULL_WIDTH_HINT = "full-width characters: type them in ASCII"
+
+
+def _full_width(message: str) -> bool:
+    """Whether a value the error `message` quotes holds full-width digits, letters or `=`, as an
+    input method's full-width mode types them (`--words １００`, `--var 产品＝手表`, `--length ｓｈｏｒｔ`)."""
+    return any(_FULL_WIDTH.search(a or b) for a, b in _QUOTED.findall(message))
 
 
 def _values(name: str, args: list[str]) -> list[str]:
@@ -400,7 +415,7 @@ class AigcGroup(TyperGroup):
             return super().invoke(ctx)
         except AigcError as exc:
             _debug_traceback()
-            ui.error(str(exc))
+            ui.error(f"{exc} ({FULL_WIDTH_HINT})" if _full_width(str(exc)) else str(exc))
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # an unknown or missing option of a command
             _one_line(exc, f"{ctx.command_path} {ctx.invoked_subcommand}" if ctx.invoked_subcommand else None)

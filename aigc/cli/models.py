@@ -252,7 +252,9 @@ def alias(
         ui.result(aliases[name])
         return
     from ..plugins import name_problem
+    from ..textio import name_of_ours
 
+    name = name_of_ours(name)  # as typed on Linux: one alias whichever form a Mac typed
     problem = name_problem(name, alias=True) or (f"aigc has a model called {name!r} (`aigc models list`)" if name in registry.registered_models() else None)
     if problem:
         raise BadInputError(f"{name!r} cannot be an alias: {problem}")

@@ -8,6 +8,7 @@ back while they might still match, EOS). torch is imported inside functions so t
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import inspect
@@ -728,15 +729,30 @@ class TextAssembler:
         self.shown = max(self.shown, end)
         return piece
 
-    def _settle(self) -> str:
-        """Decode the tokens still waiting for the rest of a UTF-8 sequence as they are."""
+    def _settle(self, final: bool = False) -> str:
+        """Decode the tokens still waiting for the rest of a UTF-8 sequence as they are; at the end
+        (`final`), without the bytes of a last character left incomplete."""
         if self.stopped or self.read_offset >= len(self.tokens):
             return ""
+        if final and (whole := self._whole_characters()) is not None:
+            return self._add(whole)
         prefix = self._decode(self.tokens[self.prefix_offset : self.read_offset])
         return self._add(self._decode(self.tokens[self.prefix_offset :])[len(prefix) :])
 
+    def _whole_characters(self) -> str | None:
+        """The waiting tokens' text without the bytes that start a character and stop short of its
+        end; None where they end in no such bytes."""
+        from .token_bytes import TokenBytes
+
+        spell = TokenBytes(self.tokenizer)
+        data = b"".join(spell(token)[1] for token in self.tokens[self.read_offset :])
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        whole = decoder.decode(data, final=False)  # invalid bytes still become U+FFFD
+        return whole if decoder.getstate()[0] else None
+
     def flush(self) -> str:
         """The held-back tail, once generation is over. Tokens still waiting for the rest of a UTF-8
-        sequence are decoded as they are: a U+FFFD that ends the answer is real (or a cut-off
-        character, shown rather than lost); stop strings still apply."""
-        return self._settle() + self._release(final=True)
+        sequence are decoded as they are, except that a last character cut off (by the token limit
+        or the end of the answer) is dropped, as llama.cpp's server does: a U+FFFD that ends the
+        answer comes only from bytes that are no UTF-8. Stop strings still apply."""
+        return self._settle(final=True) + self._release(final=True)

@@ -11,6 +11,7 @@ from typing import Any
 from .. import templates
 from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
+from ..languages import in_latin_script
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import CLOSERS, count_words, join_text, text_up_to_word, unspaced
 from .base import Generator, check_varied, fewer_advice, note, same_every_time, type_name
@@ -39,7 +40,7 @@ class HeadlineOptions:
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
         reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
-        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words"}, "headline", carries={"topic", "article"}, reads=reads)
+        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language"}, "headline", carries={"topic", "article"}, reads=reads)
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no
@@ -183,7 +184,7 @@ class HeadlineGenerator(Generator):
         if len(article) < len(whole):  # said only where the article was cut
             kept, words = count_words(article), count_words(whole)
             note(f"the headlines are written from the article's lead, its first {f'{kept} of {words} words' if kept < words else f'{tokens} tokens'} (at most {ARTICLE_WORDS} words or {ARTICLE_TOKENS} tokens are read)")
-        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words}
+        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words, "same_language": not in_latin_script(topic or article)}
         return templates.render(opts.template, values)
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> tuple[list[str], int]:

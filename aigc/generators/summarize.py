@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
+from ..languages import in_latin_script
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import CLOSERS, count_words, fitted, join_text, split_sentences, word_runs
 from ..engine.base import Completion, check_fits
@@ -20,6 +21,7 @@ FORMATS = ("paragraph", "bullets")
 INTRO = re.compile(  # a first line that only introduces what follows ("Sure! Here's a revised version ...:")
     r"^(?:(?:sure|certainly|okay|of course)[,.!]?\s+)?(?:here is|here's|here are|below is)[^\n]{0,300}:[ \t]*\n+(?=\s*\S)", re.I
 )
+_CHARACTER_WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")  # Han and kana: each a word to count_words
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
 CHUNK_TOKENS = 1500  # the part size where the model's context holds it with its answer
 MIN_CHUNK_TOKENS = 64
@@ -47,7 +49,7 @@ class SummarizeOptions:
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
-            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format"}, "summarize", name))
+            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language"}, "summarize", name))
 
     @property
     def target_words(self) -> int:
@@ -63,6 +65,14 @@ class SummarizeOptions:
         as CHUNK_TOKENS, the default it took the place of (what it is wherever that default fit the
         context), so outputs made before keep resuming."""
         return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "chunk_tokens": self.chunk_tokens or CHUNK_TOKENS}
+
+
+def length_unit(text: str) -> str:
+    """What a summary's length counts, as the prompt names it: "characters" for Chinese and Japanese
+    text (count_words counts each of their characters, so a model asked for words would write more
+    than is kept), else "words"."""
+    characters = len(_CHARACTER_WORDS.findall(text))
+    return "characters" if characters and 2 * characters > count_words(text) else "words"
 
 
 def summary_tokens(words: int) -> int:
@@ -149,7 +159,7 @@ class SummarizeGenerator(Generator):
         """(the prompt's tokens besides its text's, the answer's max_tokens) of a part's call and of the final one."""
         calls = []
         for template, words, settings in ((opts.chunk_template, opts.part_words, self._part_sampling(sampling)), (opts.template, opts.target_words, sampling)):
-            one = templates.render(template, {"text": "x", "words": words, "format": opts.format}).messages  # where the text joins the template counts too
+            one = templates.render(template, {"text": "x", "words": words, "format": opts.format, "unit": "characters", "same_language": True}).messages  # where the text joins the template counts too; the longest wording
             calls.append((self.engine.count_tokens(one) - self.engine.count_tokens("x"), self._params(template, words, settings).max_tokens))
         return calls
 
@@ -172,16 +182,17 @@ class SummarizeGenerator(Generator):
             chunks = split_by_tokens(text, budget, count)
         return chunks
 
-    def _summarize_all(self, texts: list[str], final: bool, opts, sampling, stage: str, size: int) -> list[Completion]:
-        """The summaries of `texts`: the final one's (`final`), else the parts'."""
+    def _summarize_all(self, texts: list[str], final: bool, opts, sampling, stage: str, size: int, text: str) -> list[Completion]:
+        """The summaries of `texts`, parts of the document `text` (whose script and length unit the prompt names): the final one's (`final`), else the parts'."""
         template, words = (opts.template, opts.target_words) if final else (opts.chunk_template, opts.part_words)
+        written = {"unit": length_unit(text), "same_language": not in_latin_script(text)}
         params = self._params(template, words, sampling if final else self._part_sampling(sampling))
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
             self.progress(start, len(texts), stage)
             batch = texts[start : start + opts.batch_size]
             prompts = [
-                templates.render(template, {"text": t, "words": words, "format": opts.format}).messages for t in batch
+                templates.render(template, {"text": t, "words": words, "format": opts.format, **written}).messages for t in batch
             ]
             self._check_fits(max(map(self.engine.count_tokens, prompts)), params.max_tokens, size, opts, sampling, final)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
@@ -226,9 +237,9 @@ class SummarizeGenerator(Generator):
             self._check_fits(overhead + size, answer, size, opts, sampling, final=True)
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            partial = self._summarize_all(chunks, False, opts, sampling, f"summarizing part (round {rounds})", size)
+            partial = self._summarize_all(chunks, False, opts, sampling, f"summarizing part (round {rounds})", size, text)
             chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
-        final = self._summarize_all(["\n\n".join(chunks)], True, opts, sampling, "writing the summary", size)[0]
+        final = self._summarize_all(["\n\n".join(chunks)], True, opts, sampling, "writing the summary", size, text)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "parts": parts, "cut_off": final.finish_reason == "length"}
 
     def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:

@@ -15,6 +15,7 @@ replaced, and terms still missing are reported.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
         if len(columns) != 2 or not columns[0].strip():
             found = f"no {between}" if len(columns) == 1 else f"{len(columns)} columns" if len(columns) > 2 else "empty terms"
             raise BadInputError(f"{name}:{number}: expected '{pair}', found {found}: {line.strip()[:60]!r}")
-        source, target = columns[0].strip(), columns[1].strip()
+        source, target = _nfc(columns[0].strip()), _nfc(columns[1].strip())
         if first and _header(source, target, languages):
             first = False
             continue
@@ -180,6 +181,12 @@ def parse_glossary(text: str, name: str = "glossary", languages: tuple[str, str]
     if not entries:
         raise BadInputError(f"{name} has no entries; write one '{pair}' pair per line")
     return entries
+
+
+def _nfc(text: str) -> str:
+    """`text` in NFC, as most text is: a term written on a Mac (NFD: `e` and a combining accent,
+    Korean in jamo) then matches the text it is in, and the text a term is looked for in."""
+    return unicodedata.normalize("NFC", text)
 
 
 def load_glossary(path: str | Path, languages: tuple[str, str] | None = None) -> list[tuple[str, str]]:
@@ -212,18 +219,35 @@ def _term(term: str, whole: bool = True) -> re.Pattern:
 
 def _prose(text: str) -> str:
     """The words of `text` outside inline code, link targets and URLs: where glossary terms count."""
-    return " ".join(part for is_text, part in inline_parts(text) if is_text)
+    return _nfc(" ".join(part for is_text, part in inline_parts(text) if is_text))
+
+
+# Korean particles that alternate on the word before: after a final consonant, after a vowel
+_PARTICLE_PAIRS = (("을", "를"), ("이", "가"), ("은", "는"), ("과", "와"), ("으로", "로"))
+_PARTICLE = "(?:(" + "|".join(p for pair in _PARTICLE_PAIRS for p in pair) + ")(?![\uac00-\ud7a3]))?"  # joined to the word, ending it
+
+
+def _particle_after(word: str, particle: str) -> str:
+    """The Korean `particle` in the form that goes after `word` (꽃구경을, 사과를; 으로 after a final
+    consonant other than ㄹ); as it is after a word that does not end in a Hangul syllable."""
+    last = word[-1:]
+    if not particle or not "\uac00" <= last <= "\ud7a3":
+        return particle
+    final = (ord(last) - 0xAC00) % 28  # 0: none, 8: ㄹ
+    consonant, vowel = next(pair for pair in _PARTICLE_PAIRS if particle in pair)
+    return consonant if final and not (consonant == "으로" and final == 8) else vowel
 
 
 def _replace_in_prose(source: str, target: str, text: str) -> str:
     """`text` with the term `source` replaced by `target` in its words only (a URL or code keeps its
-    letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital."""
+    letters); a lower-case term capitalised where it stands (a sentence's first word) gets a capital,
+    and a Korean particle joined to it the form that goes after `target` (花見를 -> 꽃구경을)."""
     def replaced(match: re.Match) -> str:
         capital = source[:1].islower() and match.group(0)[:1].isupper() and target == target.lower()  # not iPhone -> IPhone
-        return target[:1].upper() + target[1:] if capital else target
+        return (target[:1].upper() + target[1:] if capital else target) + _particle_after(target, match.group(1) or "")
 
-    term = _term(source)
-    return "".join(term.sub(replaced, part) if is_text else part for is_text, part in inline_parts(text))
+    term = re.compile(_term(source).pattern + _PARTICLE, re.I)
+    return "".join(term.sub(replaced, _nfc(part)) if is_text else part for is_text, part in inline_parts(text))
 
 
 # --- cleaning a model's answer ---------------------------------------------------------------
@@ -399,7 +423,7 @@ def _glossary_entries(glossary: Any, languages: tuple[str, str]) -> list[tuple[s
     for item in items:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) and x.strip() for x in item)):
             raise BadInputError(f"a glossary entry must be a (source, target) pair of non-empty strings, got {item!r}")
-        entries.append((item[0].strip(), item[1].strip()))
+        entries.append((_nfc(item[0].strip()), _nfc(item[1].strip())))
     return entries
 
 

@@ -2914,6 +2914,10 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
         result = invoke("models", "alias", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
     assert completions("aigc chat -m ").count("tiny") == 1 and "tiny" not in completions("aigc image -m ")  # offered by the kind it names
+    assert invoke("models", "alias", "小模型", "smollm2").exit_code == 0 and invoke("models", "alias", "cafe\u0301", "smollm2").exit_code == 0
+    from aigc import config
+
+    assert config.model_aliases()["小模型"] == "smollm2" and "caf\u00e9" in config.model_aliases()  # any script; NFC, as typed on Linux
     assert invoke("models", "default", "tiny").exit_code == 0
     removed = invoke("models", "alias", "tiny", "--rm")
     assert removed.exit_code == 0 and "tiny was the default text model; pick another" in removed.stderr
@@ -3923,3 +3927,17 @@ def test_classify_truncate_classifies_a_long_documents_start_here_and_in_batch(t
     rows.write_text(json.dumps({"text": doc.read_text()}) + "\n")
     batch = invoke("batch", "classify", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=bees,solar", "-O", "truncate=true", "-m", str(tiny_model_dir))
     assert batch.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["label"] in ("bees", "solar"), batch.output
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("summarize", "-", "--words", "１００"), "--words must be a whole number, got '１００' (full-width characters: type them in ASCII; see"),
+        (("summarize", "-", "--length", "ｓｈｏｒｔ"), "--length must be one of short, medium, long, got 'ｓｈｏｒｔ' (full-width characters: type them in ASCII)"),
+        (("run", "chat", "--var", "产品＝智能手表"), "--var takes key=value, got '产品＝智能手表' (full-width characters: type them in ASCII)"),
+    ],
+)
+def test_a_value_typed_in_full_width_is_named_as_the_cause(args, said):
+    result = invoke(*args, "-m", "echo", input="Bees make honey.")
+    assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.stderr
+    assert "full-width" not in invoke("summarize", "-", "--length", "shrt", "-m", "echo", input="Bees.").stderr  # ASCII typos: no such word

@@ -99,6 +99,17 @@ def test_session_names_and_paths():
             conversations.session_path(bad)
 
 
+def test_session_names_may_be_letters_of_any_script_in_nfc_within_a_file_names_bytes():
+    folder = conversations.sessions_dir()
+    assert conversations.session_path("旅行计划") == folder / "旅行计划.json"
+    assert conversations.session_path("हिन्दी-नोट्स") == folder / "हिन्दी-नोट्स.json"  # combining vowel signs and viramas
+    assert conversations.session_path("cafe\u0301") == conversations.session_path("caf\u00e9") == folder / "caf\u00e9.json"  # a Mac's NFD is the same session
+    for bad in ("旅行 计划", "_x", "\u0301x", "a\x07b", "计" * 67):  # a space, a start that is no letter, a control, over 200 bytes
+        with pytest.raises(BadInputError, match="letters, digits"):
+            conversations.session_path(bad)
+    assert conversations.session_path("计" * 66).name == "计" * 66 + ".json"
+
+
 def test_sessions_are_listed_newest_first_and_a_broken_file_is_named(tmp_path):
     folder = conversations.sessions_dir()
     folder.mkdir(parents=True)

@@ -1504,3 +1504,31 @@ def test_max_tokens_bounds_the_final_summary_and_each_part_takes_what_its_length
     assert result["parts"] == 10 and result["map_reduce_rounds"] == 1 and len(budgets) == 4
     assert budgets[-1] == 30 and set(budgets[:-1]) == {summary_tokens(SummarizeOptions().part_words)}
     assert {params.repetition_penalty for _, params in engine.calls} == {1.3}  # the other settings hold for every call
+
+
+@pytest.mark.parametrize(
+    "text, unit, asked",
+    [
+        ("人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型来撰写新闻稿。" * 8, "characters", True),  # counted, and trimmed, by character
+        ("東京で花見をします。桜が好きです。今年の春はとても暖かいです。" * 8, "characters", True),
+        ("Пчёлы на крыше: пять секретов городского мёда. " * 20, "words", True),
+        (LONG_TEXT, "words", False),  # the embedded model, asked, writes about languages: English prompts stay as they were
+        ("Bees in 東京 make honey on city rooftops every summer. " * 20, "words", False),  # a few CJK words in an English text
+    ],
+)
+def test_the_summary_prompt_asks_for_the_texts_language_and_the_unit_its_length_is_counted_in(text, unit, asked):
+    engine = FakeEngine()
+    for options in ({}, {"format": "bullets"}, {"chunk_tokens": 64}):
+        engine.calls.clear()
+        engine.enqueue(*["短。"] * 40)
+        SummarizeGenerator(engine=engine)(text, words=30, **options)
+        prompts = ["".join(m["content"] for m in prompt) for prompts, _ in engine.calls for prompt in prompts]
+        assert prompts and all(f" {unit}" in prompt and ("Write it in the same language as the text." in prompt) == asked for prompt in prompts)
+        assert not any(f" {'words' if unit == 'characters' else 'characters'}" in prompt.split("Text:")[0] for prompt in prompts)
+
+
+@pytest.mark.parametrize("inputs, asked", [({"topic": "城市屋顶养蜂"}, "topic"), ({"article": "城市屋顶养蜂。" * 20}, "article"), ({"topic": "rooftop bees"}, None), ({"article": "Bees in 東京. " * 20}, None)])
+def test_a_headline_prompt_asks_for_the_language_of_a_topic_or_article_not_in_latin_script(inputs, asked):
+    generator = HeadlineGenerator(engine=FakeEngine())
+    prompt = generator.preprocess(inputs, generator.validate({})).messages[-1]["content"]
+    assert ("in the language of the" in prompt) == bool(asked) and (not asked or f"in the language of the {asked}." in prompt)

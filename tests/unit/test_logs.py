@@ -67,6 +67,18 @@ def test_truncate_shows_each_prompt_and_response_as_one_short_line():
         assert refused.exit_code == 2 and "--truncate shortens the Markdown listing" in refused.stderr
 
 
+def test_truncate_counts_terminal_columns_and_never_cuts_inside_a_character_as_shown():
+    from rich.cells import cell_len
+
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one emoji, seven code points
+    logs.record(entry(1, prompt="人工智能正在改变内容创作的方式。" * 5, response="a" * 95 + " " + family + " and more"))
+    shown = invoke("logs", "-t").stdout
+    prompt = shown.split("### Prompt\n\n")[1].split("\n")[0]
+    response = shown.split("### Response\n\n")[1].split("\n")[0]
+    assert prompt == ("人工智能正在改变内容创作的方式。" * 5)[:48] + "..." and cell_len(prompt) == 99  # 48 wide characters: 96 columns
+    assert response == "a" * 95 + " ..."  # the family whole or not at all
+
+
 def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
     name = "/tmp/caf\udce9.json"  # as Python reads such a name from argv: a lone surrogate, which SQLite takes not
     logs.record(entry(1, session=name, options={"template": "chat", "path": name}))

@@ -282,8 +282,8 @@ def test_a_model_alias_or_generator_name_that_reads_as_a_path_or_a_hub_id_is_ref
     pm.register(Lookalike(), name="lookalike")
     assert not set(names) & (set(registered_models()) | set(registered_generators()))
     errors = [f.error for f in plugins.failures() if f.plugin == "lookalike"]
-    assert sum("model alias" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
-    assert sum("generator name" in e and "it must be letters, digits" in e for e in errors) == len(names) - 1
+    assert sum("model alias" in e and "it must be letters, digits (of any script)" in e for e in errors) == len(names) - 1
+    assert sum("generator name" in e and "it must be ASCII letters, digits" in e for e in errors) == len(names) - 1
     assert "model alias 'x.gguf': it ends in .gguf, so `-m x.gguf` is read as the path of a weights file, never as an alias; drop .gguf" in " | ".join(errors)
     assert "generator name 'x.gguf': it ends in .gguf, as a weights file's name does; drop .gguf" in " | ".join(errors)
     assert get_generator("echo-too").name == "echo-too"  # as registered, whatever the class calls itself

@@ -287,6 +287,9 @@ class ByteTokenizer:
     def decode(self, ids, **_):
         return bytes(ids).decode("utf-8", "replace")
 
+    def convert_ids_to_tokens(self, token):
+        return f"<0x{token:02X}>"  # as SentencePiece's byte fallback
+
 
 def feed_bytes(assembler, text):
     return [assembler.push(byte) for byte in text.encode("utf-8")] + [assembler.flush()]
@@ -306,11 +309,39 @@ def test_the_end_decodes_the_tokens_still_waiting_for_the_rest_of_a_character(te
     assert assembler.stopped == (shown != text)
 
 
-def test_a_character_cut_off_at_the_end_shows_as_u_fffd_rather_than_vanishing():
+def test_a_character_cut_off_at_the_end_is_dropped_rather_than_shown_as_u_fffd():
     assembler = TextAssembler(ByteTokenizer())
     pieces = [assembler.push(byte) for byte in "x 🐝".encode("utf-8")[:-2]]
     assert "".join(pieces) == "x "  # its first bytes wait for the rest
-    assert assembler.flush() == "\ufffd" and assembler.text == "x \ufffd"
+    assert assembler.flush() == "" and assembler.text == "x "
+
+
+@pytest.mark.parametrize(
+    "data, shown",
+    [
+        (b"ok \xff\xf0\x9f", "ok \ufffd"),  # a byte that is no UTF-8 stays U+FFFD; the cut character goes
+        (b"ok \xf0\x41", "ok \ufffdA"),  # a character's start followed by no continuation is no cut
+        ("好".encode("utf-8") + "世".encode("utf-8")[:1], "好"),
+    ],
+)
+def test_only_the_incomplete_last_character_is_dropped_at_the_end(data, shown):
+    assembler = TextAssembler(ByteTokenizer())
+    assert "".join([assembler.push(byte) for byte in data] + [assembler.flush()]) == assembler.text == shown
+
+
+def test_a_byte_level_tokenizers_answer_cut_anywhere_ends_at_its_last_whole_character(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from aigc.engine.token_bytes import TokenBytes
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer("東京 🐝 café", add_special_tokens=False)["input_ids"]
+    spell = TokenBytes(tokenizer)
+    for cut in range(1, len(ids) + 1):
+        assembler = TextAssembler(tokenizer)
+        shown = "".join([assembler.push(token) for token in ids[:cut]] + [assembler.flush()])
+        data = b"".join(spell(token)[1] for token in ids[:cut])
+        assert shown == assembler.text == data.decode("utf-8", "ignore") and "\ufffd" not in shown
 
 
 @pytest.mark.parametrize("temperature", [1e-45, 5e-324])

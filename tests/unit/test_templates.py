@@ -338,6 +338,15 @@ def test_new_template_skeleton_renders_and_is_never_overwritten():
         template_edits.new_template("../up")
 
 
+def test_a_template_may_be_named_in_any_script_but_never_as_a_path():
+    path, _ = template_edits.new_template("产品描述")
+    assert path == templates.user_dir() / "产品描述.j2" and templates.render("产品描述", {"input": "x"}).messages
+    assert template_edits.user_template_path("cafe\u0301") == templates.user_dir() / "caf\u00e9.j2"
+    for bad in ("产品/描述", ".产品", "产品\n", "产" * 67):
+        with pytest.raises(BadInputError, match="must be letters, digits \\(of any script\\)"):
+            template_edits.user_template_path(bad)
+
+
 def test_new_template_where_the_config_directory_is_a_file_says_so(tmp_path, monkeypatch):
     blocker = tmp_path / "aigc-config"
     blocker.write_text("")

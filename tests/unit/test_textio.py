@@ -1,5 +1,7 @@
 import re
 
+import sys
+
 import pytest
 
 from aigc.errors import BadInputError
@@ -188,12 +190,46 @@ def test_lines_end_at_line_feeds_only_and_keep_their_numbers(tmp_path):
 
 
 def test_text_that_is_not_utf8_names_its_line_and_the_hint_keeps_the_suffix():
-    with pytest.raises(BadInputError, match=r"latin.csv is not valid UTF-8 \(at line 2\); convert it first, e.g. `iconv -f latin1 -t utf-8 latin.csv > converted.csv`"):
+    with pytest.raises(BadInputError, match=r"latin.csv is not valid UTF-8 \(at line 2\); .*convert it first, e.g. `iconv -f \S+ -t utf-8 latin.csv > converted.csv`"):
         decode_text(b"\xef\xbb\xbfid,text\n1,caf\xe9\n", "latin.csv")  # a byte-order mark is not counted
     with pytest.raises(BadInputError, match=r"notes is not valid UTF-8 \(at line 1\); .* > converted.txt`"):
         decode_text(b"caf\xe9", "notes")
-    with pytest.raises(BadInputError, match=r"^the examples x.tsv is not valid UTF-8 \(at line 1\); .* utf-8 x.tsv > converted.tsv`$"):
+    with pytest.raises(BadInputError, match=r"^the examples x.tsv is not valid UTF-8 \(at line 1\); .* utf-8 x.tsv > converted.tsv`(, ENCODING being .*)?$"):
         decode_text(b"caf\xe9", "the examples x.tsv", path="x.tsv")  # the file named, not the words around it
+
+
+@pytest.mark.parametrize(
+    "text, encoding, named",
+    [
+        ("人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型来撰写新闻稿！但是专家警告说，这些模型可能产生不准确的信息。读者需要提高媒体素养。", "gbk", "GB18030"),
+        ("東京で花見をします。桜が好きです。今年の春はとても暖かいので、花が早く咲きました。友達と一緒に公園へ行きます。", "shift_jis", "CP932"),
+        ("Пчёлы на крыше: пять секретов городского мёда. Летом пасечники собирают много мёда в центре Москвы.", "koi8_r", "KOI8-R"),
+    ],
+)
+def test_the_hint_for_text_in_another_encoding_names_its_likely_encoding_not_latin1(text, encoding, named):
+    pytest.importorskip("charset_normalizer")
+    with pytest.raises(BadInputError) as failed:
+        decode_text(text.encode(encoding), "doc.txt")
+    assert str(failed.value) == f"doc.txt is not valid UTF-8 (at line 1); it looks like {named}: convert it first, e.g. `iconv -f {named} -t utf-8 doc.txt > converted.txt`"
+    with pytest.raises(BadInputError, match=f"pipe it through `iconv -f {named} -t utf-8`$"):
+        decode_text(text.encode(encoding), STDIN)
+
+
+@pytest.mark.parametrize("data", [b"caf\xe9", b"caf\xe9\tcoffee\n", "人工".encode("gbk")])
+def test_a_few_odd_bytes_that_fit_many_encodings_get_no_guess(data):
+    pytest.importorskip("charset_normalizer")
+    with pytest.raises(BadInputError, match=r"`iconv -f ENCODING -t utf-8 doc.txt > converted.txt`, ENCODING being the one it was saved in"):
+        decode_text(data, "doc.txt")  # charset_normalizer's first guess for caf\xe9 is UTF-16-BE
+
+
+def test_without_charset_normalizer_the_hint_names_no_encoding_rather_than_latin1(monkeypatch):
+    monkeypatch.setitem(sys.modules, "charset_normalizer", None)  # not installed
+    with pytest.raises(BadInputError) as failed:
+        decode_text("人工智能正在改变内容创作的方式。".encode("gbk"), "doc.txt")
+    assert str(failed.value) == (
+        "doc.txt is not valid UTF-8 (at line 1); convert it first, e.g. `iconv -f ENCODING -t utf-8 doc.txt > converted.txt`, "
+        "ENCODING being the one it was saved in (CP1252, GB18030, SHIFT_JIS, ...)"
+    )
 
 
 def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_another_encoding():
@@ -251,3 +287,14 @@ def test_json_nested_too_deeply_is_a_value_error_like_other_bad_json():
         with pytest.raises(ValueError, match="^nested too deeply$"):
             parse_json(text)
     assert parse_json(b'{"a": [1.5]}', parse_float=str) == {"a": ["1.5"]}  # json.loads' options are passed on
+
+
+def test_command_line_text_in_another_encoding_names_its_likely_encoding():
+    from aigc.textio import check_utf8
+
+    pytest.importorskip("charset_normalizer")
+    argument = "人工智能正在改变内容创作的方式。许多公司开始使用大型语言模型来撰写新闻稿！".encode("gbk").decode("utf-8", "surrogateescape")  # as Python reads argv
+    with pytest.raises(BadInputError, match=r"convert with `iconv -f GB18030 -t utf-8`\)$"):
+        check_utf8({"prompt": [argument]}, "prompt")
+    with pytest.raises(BadInputError, match=r"convert with `iconv -f ENCODING -t utf-8`\)$"):
+        check_utf8("\ud800", "prompt")  # no bytes behind it to guess from

@@ -569,7 +569,7 @@ def test_glossary_files(tmp_path):
     latin.write_bytes(b"caf\xe9\tcoffee\n")
     with pytest.raises(BadInputError) as failed:
         load_glossary(latin)
-    assert str(failed.value) == f"glossary {latin} is not valid UTF-8 (at line 1); convert it first, e.g. `iconv -f latin1 -t utf-8 '{latin}' > converted.tsv`"
+    assert str(failed.value).startswith(f"glossary {latin} is not valid UTF-8 (at line 1); ") and f" -t utf-8 '{latin}' > converted.tsv`" in str(failed.value)
     with pytest.raises(BadInputError, match="no such glossary file"):
         load_glossary(tmp_path / "missing.tsv")
     with pytest.raises(BadInputError, match=f"^{tmp_path} is a directory; give a file$"):
@@ -591,6 +591,36 @@ def test_glossary_terms_are_prompted_enforced_and_misses_reported():
     systems = [p[0]["content"] for p in engine.calls[0][0]]
     assert "- hospital: Krankenhaus" in systems[0] and "table" not in systems[0]
     assert "- table: Tisch" in systems[1] and "Always translate" not in systems[2]
+
+
+@pytest.mark.parametrize("glossary_form, text_form", [("NFD", "NFC"), ("NFC", "NFD"), ("NFD", "NFD")])
+def test_a_glossary_and_a_text_in_different_unicode_normal_forms_still_match(tmp_path, glossary_form, text_form):
+    def form(kind, text):
+        return unicodedata.normalize(kind, text)
+
+    path = tmp_path / "mac.tsv"
+    path.write_text(form(glossary_form, "café\tKaffeehaus\n서울\t首尔\n"), encoding="utf-8")  # as a Mac saves it
+    engine = FakeEngine()
+    engine.enqueue(form(text_form, "Das café in 서울 ist offen."))  # the model copies the terms through
+    result, _ = translate(form(text_form, "The café in 서울 is open."), engine, target_language="de", source_language="en", glossary=str(path))
+    assert result["translation"] == "Das Kaffeehaus in 首尔 ist offen." and result["glossary_misses"] == []
+    assert "- café: Kaffeehaus" in engine.calls[0][0][0][0]["content"]  # the terms prompted in NFC
+
+
+@pytest.mark.parametrize(
+    "answer, shown",
+    [
+        ("東京에서 花見를 합니다.", "도쿄에서 꽃구경을 합니다."),  # 꽃구경 ends in a consonant: 을, not 를
+        ("花見가 좋고 東京은 큽니다.", "꽃구경이 좋고 도쿄는 큽니다."),
+        ("花見와 東京으로 갑니다.", "꽃구경과 도쿄로 갑니다."),
+        ("東京의 花見이다.", "도쿄의 꽃구경이다."),  # 이다 (the copula), not a particle: as it is
+    ],
+)
+def test_a_korean_particle_after_a_replaced_glossary_term_takes_the_form_that_goes_after_it(answer, shown):
+    engine = FakeEngine()
+    engine.enqueue(answer)  # the model copied the source terms through
+    result, _ = translate("東京で花見をします。", engine, target_language="ko", source_language="ja", glossary={"花見": "꽃구경", "東京": "도쿄"})
+    assert result["translation"] == shown and result["glossary_misses"] == []
 
 
 def test_glossary_terms_are_never_enforced_inside_urls_link_targets_or_code():
