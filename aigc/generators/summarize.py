@@ -75,6 +75,11 @@ def length_unit(text: str) -> str:
     return "characters" if characters and 2 * characters > count_words(text) else "words"
 
 
+def wording(text: str) -> dict[str, Any]:
+    """The template values that word a summary of `text`: the unit of its length and whether to ask for its language."""
+    return {"unit": length_unit(text), "same_language": not in_latin_script(text)}
+
+
 def summary_tokens(words: int) -> int:
     """The tokens a summary of `words` words may take (its default max_tokens)."""
     return int(words * 2.2) + 40
@@ -155,20 +160,21 @@ class SummarizeGenerator(Generator):
         summary takes what its length needs (its template's default, else `summary_tokens` of `part_words`)."""
         return {name: value for name, value in sampling.items() if name != "max_tokens"}
 
-    def _call_sizes(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> list[tuple[int, int]]:
-        """(the prompt's tokens besides its text's, the answer's max_tokens) of a part's call and of the final one."""
+    def _call_sizes(self, opts: SummarizeOptions, sampling: dict[str, Any], written: dict[str, Any]) -> list[tuple[int, int]]:
+        """(the prompt's tokens besides its text's, the answer's max_tokens) of a part's call and of the final one,
+        worded as `written` (`wording`) says."""
         calls = []
         for template, words, settings in ((opts.chunk_template, opts.part_words, self._part_sampling(sampling)), (opts.template, opts.target_words, sampling)):
-            one = templates.render(template, {"text": "x", "words": words, "format": opts.format, "unit": "characters", "same_language": True}).messages  # where the text joins the template counts too; the longest wording
+            one = templates.render(template, {"text": "x", "words": words, "format": opts.format, **written}).messages  # where the text joins the template counts too
             calls.append((self.engine.count_tokens(one) - self.engine.count_tokens("x"), self._params(template, words, settings).max_tokens))
         return calls
 
-    def _part_size(self, opts: SummarizeOptions, sampling: dict[str, Any]) -> int:
+    def _part_size(self, opts: SummarizeOptions, sampling: dict[str, Any], written: dict[str, Any]) -> int:
         """`chunk_tokens` as given, else the largest part that every call holds with its answer, at
         most CHUNK_TOKENS (and at least MIN_CHUNK_TOKENS: a context too short for that fails, naming `max_tokens`)."""
         if opts.chunk_tokens is not None:
             return opts.chunk_tokens
-        room = min(self.engine.context_length - overhead - answer for overhead, answer in self._call_sizes(opts, sampling))
+        room = min(self.engine.context_length - overhead - answer for overhead, answer in self._call_sizes(opts, sampling, written))
         return max(MIN_CHUNK_TOKENS, min(CHUNK_TOKENS, room))
 
     def _split(self, text: str, size: int, opts: SummarizeOptions) -> list[str]:
@@ -182,10 +188,9 @@ class SummarizeGenerator(Generator):
             chunks = split_by_tokens(text, budget, count)
         return chunks
 
-    def _summarize_all(self, texts: list[str], final: bool, opts, sampling, stage: str, size: int, text: str) -> list[Completion]:
-        """The summaries of `texts`, parts of the document `text` (whose script and length unit the prompt names): the final one's (`final`), else the parts'."""
+    def _summarize_all(self, texts: list[str], final: bool, opts, sampling, stage: str, size: int, written: dict[str, Any]) -> list[Completion]:
+        """The summaries of `texts`, worded as `written` says: the final one's (`final`), else the parts'."""
         template, words = (opts.template, opts.target_words) if final else (opts.chunk_template, opts.part_words)
-        written = {"unit": length_unit(text), "same_language": not in_latin_script(text)}
         params = self._params(template, words, sampling if final else self._part_sampling(sampling))
         outputs: list[Completion] = []
         for start in range(0, len(texts), opts.batch_size):
@@ -194,19 +199,19 @@ class SummarizeGenerator(Generator):
             prompts = [
                 templates.render(template, {"text": t, "words": words, "format": opts.format, **written}).messages for t in batch
             ]
-            self._check_fits(max(map(self.engine.count_tokens, prompts)), params.max_tokens, size, opts, sampling, final)
+            self._check_fits(max(map(self.engine.count_tokens, prompts)), params.max_tokens, size, opts, sampling, final, written)
             outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
 
-    def _check_fits(self, longest: int, max_tokens: int, size: int, opts: SummarizeOptions, sampling: dict[str, Any], final: bool) -> None:
+    def _check_fits(self, longest: int, max_tokens: int, size: int, opts: SummarizeOptions, sampling: dict[str, Any], final: bool, written: dict[str, Any]) -> None:
         """A prompt of `longest` tokens that does not fit the context with its answer (of `max_tokens`)
         is a `ContextLengthError` that names the fix, every setting it takes with the value that fits:
         the size of the parts (`size`), or, for the `final` summary, max_tokens, not the length of the text."""
         context = self.engine.context_length
         if longest + max_tokens <= context:
             return
-        calls = self._call_sizes(opts, sampling)
+        calls = self._call_sizes(opts, sampling, written)
         (part_overhead, part_answer), (final_overhead, _) = calls
         if part_overhead + part_answer + MIN_CHUNK_TOKENS > context:
             raise ContextLengthError(f"{self.engine.name} holds {context} tokens, too few for the summarize templates with a part of {MIN_CHUNK_TOKENS} tokens and its summary of {part_answer}; use a model with a longer context")
@@ -225,7 +230,8 @@ class SummarizeGenerator(Generator):
         check_fits(self.engine, longest, max_tokens, fix, fix)
 
     def forward(self, text: str, opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
-        size = self._part_size(opts, sampling)
+        written = wording(text)
+        size = self._part_size(opts, sampling, written)
         chunks = self._split(text, size, opts)
         plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
@@ -233,13 +239,13 @@ class SummarizeGenerator(Generator):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}
         rounds, parts = 0, len(chunks)
         if parts > 1:  # the final summary's prompt holds a part's text: refused before any part is summarized
-            overhead, answer = self._call_sizes(opts, sampling)[1]
-            self._check_fits(overhead + size, answer, size, opts, sampling, final=True)
+            overhead, answer = self._call_sizes(opts, sampling, written)[1]
+            self._check_fits(overhead + size, answer, size, opts, sampling, True, written)
         while len(chunks) > 1 and rounds < MAX_ROUNDS:
             rounds += 1
-            partial = self._summarize_all(chunks, False, opts, sampling, f"summarizing part (round {rounds})", size, text)
+            partial = self._summarize_all(chunks, False, opts, sampling, f"summarizing part (round {rounds})", size, written)
             chunks = self._split("\n\n".join(p.text.strip() for p in partial), size, opts)
-        final = self._summarize_all(["\n\n".join(chunks)], True, opts, sampling, "writing the summary", size, text)[0]
+        final = self._summarize_all(["\n\n".join(chunks)], True, opts, sampling, "writing the summary", size, written)[0]
         return {"summary": final.text.strip(), "rounds": rounds, "parts": parts, "cut_off": final.finish_reason == "length"}
 
     def notes(self, result: dict[str, Any], opts: SummarizeOptions) -> list[str]:
