@@ -325,7 +325,7 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), _left_column())
     with Progress(*columns, console=stderr(), transient=True) as progress:
         tasks: dict[str, int] = {}
 
@@ -335,6 +335,20 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
             progress.update(tasks[what], completed=done, total=total)
 
         yield update
+
+
+def _left_column():
+    """A rich column of the time left at the rate over the whole run so far (rich's own estimates over
+    the last 30 s, which a step of one long engine call can outlast)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Left(ProgressColumn):
+        def render(self, task):
+            _, left = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
+            return Text("-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}", style="progress.remaining")
+
+    return Left()
 
 
 def rate_and_left(done: int, total: int | None, elapsed: float) -> tuple[float | None, float | None]:
@@ -374,12 +388,7 @@ def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[in
             rate, _ = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
             return Text(f"{rate:.2f} rows/s" if rate else "")
 
-    class Left(ProgressColumn):
-        def render(self, task):
-            _, left = rate_and_left(int(task.completed), task.total, task.elapsed or 0)
-            return Text("-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}", style="progress.remaining")
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), Left())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), _left_column())
     with Progress(*columns, console=stderr(), transient=True) as progress:
         task = progress.add_task(what, total=total, start=False)
 

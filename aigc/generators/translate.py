@@ -3,7 +3,8 @@
 The document is split into blocks (headings, paragraphs, list items, quotes, table rows, code);
 only the text of each block is translated, and the structure (heading #'s, list markers, quote
 marks, blank lines, code blocks untouched) is put back around the translations. Blocks are grouped
-into chunks on block boundaries by token count; each engine call translates a batch of chunks.
+into chunks on block boundaries by token count; each engine call translates at most `ROWS`
+sentences of similar length (and `batch_size` chunks' tokens), however the text falls in paragraphs.
 
 By default every sentence is its own prompt, with a few example translations before it as earlier
 chat turns: with the embedded 135M model that scored best of the formats tried against reference
@@ -17,9 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import template_files, templates
+from ..engine.scoring import length_batches
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
@@ -29,6 +31,10 @@ from .base import Generator, names_text, type_name
 
 
 # --- chunks ----------------------------------------------------------------------------------
+
+ROWS = 16  # sentences one engine call decodes together at most, however long a paragraph: memory and the wait for progress stay bounded
+WINDOW = 64  # sentences sorted by length together, in document order
+
 
 def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
     """What is sent to the model for one block's text: each sentence (by_sentence), else the text
@@ -359,7 +365,7 @@ class TranslateOptions:
     by_sentence: bool = True
     examples: bool = True
     chunk_tokens: int = 256
-    batch_size: int = 4
+    batch_size: int = 4  # chunks' worth of text one engine call translates at most (rows x longest row, in tokens)
     plain: bool = False  # plain text, not Markdown: indented lines and tags are words to translate
 
     def __post_init__(self) -> None:
@@ -494,15 +500,27 @@ class TranslateGenerator(Generator):
         return messages
 
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
-        chunks = prepared["chunks"]
+        segments = [segment for chunk in prepared["chunks"] for segment in chunk]
         template = templates.get_template(opts.template)  # found once, not for every sentence
-        for start in range(0, len(chunks), opts.batch_size):
-            self.progress(start, len(chunks), "translating")
-            batch = [segment for chunk in chunks[start : start + opts.batch_size] for segment in chunk]
-            self._translate(batch, opts, sampling, template)
-            self._translate_in_parts([s for s in batch if not keeps_markup(s.source, s.translation)], opts, sampling, template)
-        self.progress(len(chunks), len(chunks), "translating")
+        done = 0
+        self.progress(done, len(segments), "translating")
+        for group in self._groups(segments, opts):
+            self._translate(group, opts, sampling, template)
+            self._translate_in_parts([s for s in group if not keeps_markup(s.source, s.translation)], opts, sampling, template)
+            done += len(group)
+            self.progress(done, len(segments), "translating")
         return prepared
+
+    def _groups(self, segments: list[_Segment], opts: TranslateOptions) -> Iterator[list[_Segment]]:
+        """`segments` in the groups one engine call each translates: windows of `WINDOW` in document
+        order (so progress moves evenly), each sorted by length into groups of at most `ROWS` rows and
+        `batch_size` chunks' tokens (rows x longest), so rows pad little and memory and the wait
+        between progress steps stay bounded however the text falls in paragraphs and chunks."""
+        for start in range(0, len(segments), WINDOW):
+            part = segments[start : start + WINDOW]
+            lengths = [self.engine.count_tokens(segment.source) for segment in part]
+            for group in length_batches(lengths, opts.batch_size * opts.chunk_tokens, rows=ROWS):
+                yield [part[i] for i in sorted(group)]
 
     def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> None:
         """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
@@ -530,7 +548,8 @@ class TranslateGenerator(Generator):
             _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
             for segment, parts in zip(broken, layouts) for is_text, text in parts if is_text
         ]
-        self._translate(pieces, opts, sampling, template)
+        for group in self._groups(pieces, opts):
+            self._translate(group, opts, sampling, template)
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]

@@ -2,6 +2,7 @@
 
 import codecs
 import io
+import itertools
 import json
 import re
 import textwrap
@@ -14,11 +15,13 @@ from aigc.cli.app import app
 from aigc.engine.base import Completion
 from aigc.errors import BadInputError, OptionError
 from aigc.generators.translate import (
+    ROWS,
     TranslateGenerator,
     TranslateOptions,
     clean_translation,
     group_chunks,
     load_glossary,
+    segments,
     parse_glossary,
     without_rambling,
 )
@@ -354,13 +357,27 @@ def test_long_documents_go_in_chunks_on_paragraph_boundaries_in_batches_with_pro
     engine = EchoEngine()
     gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total, what)))
     result = gen("\n\n".join(paragraphs), target_language="de", chunk_tokens=60, batch_size=2)
-    # FakeEngine counts words: 25 a paragraph, so two paragraphs a chunk, five chunks, three calls
-    assert len(engine.calls) == 3
-    per_call = [{p[-1]["content"].split()[1] for p in prompts if p[-1]["content"].startswith("Paragraph")} for prompts, _ in engine.calls]
-    assert [len(prompts) for prompts, _ in engine.calls] == [8, 8, 4]  # two sentences a paragraph
-    assert per_call == [{"0", "1", "2", "3"}, {"4", "5", "6", "7"}, {"8", "9"}]
-    assert seen[0] == (0, 5, "translating") and seen[-1] == (5, 5, "translating")
+    # FakeEngine counts words: 4 and 21 a sentence; a call holds 2 x 60 tokens (rows x longest): 5 long sentences, or 16 short ones
+    assert [len(prompts) for prompts, _ in engine.calls] == [10, 5, 5]
+    assert [{p[-1]["content"].split()[0] for p in prompts} for prompts, _ in engine.calls] == [{"Paragraph"}, {"word"}, {"word"}]
+    assert seen == [(0, 20, "translating"), (10, 20, "translating"), (15, 20, "translating"), (20, 20, "translating")]
     assert result["translation"].split("\n\n") == [p.upper() for p in paragraphs]
+
+
+def test_a_paragraph_of_many_sentences_goes_to_the_model_in_bounded_calls_with_progress_for_each():
+    sentences = [f"Sentence {i} is {'very ' * (i % 7)}short." for i in range(300)]
+    seen = []
+    engine = EchoEngine()
+    gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total)))
+    result = gen(" ".join(sentences), target_language="de")  # one line: one paragraph, one chunk
+    sizes = [len(prompts) for prompts, _ in engine.calls]
+    assert max(sizes) == ROWS and sum(sizes) == 300 and len(sizes) >= 300 // ROWS
+    sent = [[p[-1]["content"] for p in prompts] for prompts, _ in engine.calls]
+    assert sorted(s for call in sent for s in call) == sorted(sentences)  # each sentence once
+    spreads = [max(len(s.split()) for s in call) - min(len(s.split()) for s in call) for call in sent]
+    assert max(spreads) <= 3  # sentences of like length together (16 in a row would be 4 to 10 words): little padding
+    assert [done for done, _ in seen] == [0, *itertools.accumulate(sizes)] and {total for _, total in seen} == {300}  # a step a call
+    assert result["translation"] == " ".join(sentences).upper()  # in the document's order
 
 
 def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
@@ -1183,9 +1200,10 @@ class CountsCharacters(EchoEngine):
 def test_text_with_no_space_to_cut_at_is_cut_between_characters_within_the_chunk_budget(text, by_sentence):
     result, engine = translate(text, CountsCharacters(), target_language="en", chunk_tokens=64, by_sentence=by_sentence)
     sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
-    assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent)
-    assert "".join("".join(sent).split()) == "".join(text.split()) and all(s.count("`") % 2 == 0 for s in sent)
-    assert "".join(result["translation"].split()) == "".join(text.upper().split()) and len(engine.calls) == 1
+    pieces = segments(text, 64, CountsCharacters().count_tokens, by_sentence)
+    assert sorted(sent) == sorted(pieces) and "".join("".join(pieces).split()) == "".join(text.split())  # each piece sent once, no second pass
+    assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent) and all(s.count("`") % 2 == 0 for s in sent)
+    assert "".join(result["translation"].split()) == "".join(text.upper().split())
 
 
 def test_definition_lists_keep_each_term_and_definition_on_its_line():
