@@ -28,6 +28,7 @@ from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placehol
 from ..sentences import WIDE, fitted, split_sentences, word_runs
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
+from .translate_resume import Checkpoint
 
 
 # --- chunks ----------------------------------------------------------------------------------
@@ -465,6 +466,7 @@ class TranslateGenerator(Generator):
     Options = TranslateOptions
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
     line_options = {"plain": True}  # a line of a .txt file is prose, even indented; a spreadsheet cell keeps its line breaks
+    checkpoint: Checkpoint | None = None  # where each sentence's translation is kept as it is made, for an interrupted run to resume
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):
@@ -502,14 +504,30 @@ class TranslateGenerator(Generator):
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         segments = [segment for chunk in prepared["chunks"] for segment in chunk]
         template = templates.get_template(opts.template)  # found once, not for every sentence
-        done = 0
-        self.progress(done, len(segments), "translating")
-        for group in self._groups(segments, opts):
+        done = self._resumed(segments, opts, sampling, template)
+        places = {id(segment): at for at, segment in enumerate(segments)}
+        self.progress(len(done), len(segments), "translating")
+        for group in self._groups([segment for at, segment in enumerate(segments) if at not in done], opts):
             self._translate(group, opts, sampling, template)
             self._translate_in_parts([s for s in group if not keeps_markup(s.source, s.translation)], opts, sampling, template)
-            done += len(group)
-            self.progress(done, len(segments), "translating")
+            done.update(places[id(segment)] for segment in group)
+            if self.checkpoint is not None and len(done) < len(segments):  # none is needed after the last
+                self.checkpoint.keep([{"at": places[id(s)], "translation": s.translation, "cut_off": s.cut_off, "empty": s.empty} for s in group])
+            self.progress(len(done), len(segments), "translating")
         return prepared
+
+    def _resumed(self, segments: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> set[int]:
+        """The places of the segments whose translations `checkpoint` kept from an interrupted run of
+        the same model, options, template, sampling settings and sentences, put in place."""
+        if self.checkpoint is None:
+            return set()
+        made = [template.system, template.body, template.defaults, sorted((sampling or {}).items())]
+        key = [self.engine.name, getattr(self.engine, "variant", ""), opts.settings(), made, [(s.block, s.text, s.source) for s in segments]]
+        kept = self.checkpoint.start(key, len(segments))
+        for at, entry in kept.items():
+            segment = segments[at]
+            segment.translation, segment.cut_off, segment.empty = entry["translation"], bool(entry.get("cut_off")), bool(entry.get("empty"))
+        return set(kept)
 
     def _groups(self, segments: list[_Segment], opts: TranslateOptions) -> Iterator[list[_Segment]]:
         """`segments` in the groups one engine call each translates: windows of `WINDOW` in document

@@ -1578,3 +1578,82 @@ def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_
     [entry] = logs.entries(None)
     assert entry.command == "translate" and entry.prompt.strip() == strings.read_text().strip() and entry.response.strip() == '{"greeting": "HELLO, {name}!", "count": 3}'
     assert entry.options["target_language"] == "de" and entry.result["missing_placeholders"] == [] and entry.result["translation"] == entry.response
+
+
+class StopsAfter(EchoEngine):
+    """The echo engine, interrupted (Ctrl-C) as its call number `calls` + 1 starts."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.left = calls
+
+    def generate(self, prompts, params):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return super().generate(prompts, params)
+
+
+def test_an_interrupted_translation_resumes_from_the_sentences_it_kept(tmp_path):
+    from aigc.generators.translate_resume import Checkpoint
+
+    text = "\n\n".join(f"Paragraph {i} has words. " + "More words here. " * (i % 5) + "The end." for i in range(40))
+    whole, _ = translate(text)
+    resumed = []
+    stopped = TranslateGenerator(engine=StopsAfter(3))
+    stopped.checkpoint = Checkpoint(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        stopped(text, target_language="fr")
+    kept = stopped.checkpoint.kept
+    assert kept == 3 * ROWS and len(list(tmp_path.glob("*.jsonl"))) == 1  # three calls' sentences
+    engine = EchoEngine()
+    again = TranslateGenerator(engine=engine)
+    again.checkpoint = Checkpoint(tmp_path, on_resume=lambda reused, total: resumed.append((reused, total)))
+    result = again(text, target_language="fr")
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert resumed == [(kept, again.checkpoint.total)] and len(sent) == again.checkpoint.total - kept  # the model asked only for the rest
+    assert result == whole
+    other = TranslateGenerator(engine=EchoEngine())
+    other.checkpoint = Checkpoint(tmp_path, on_resume=lambda reused, total: resumed.append((reused, total)))
+    other(text, target_language="de")  # another language: another run, nothing reused
+    assert len(resumed) == 1 and len(other.engine.calls) > len(engine.calls)
+
+
+def test_the_command_interrupted_says_how_to_resume_and_the_same_command_resumes(monkeypatch, tmp_path):
+    from aigc import config
+
+    doc, out = tmp_path / "doc.md", tmp_path / "out.md"
+    doc.write_text("\n\n".join(f"# Part {i}\n\n" + " ".join(f"Sentence {j} of part {i}{'!' * (j % 3)}." for j in range(30)) for i in range(3)))
+    engine = StopsAfter(2)
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    stopped = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert stopped.exit_code == 130 and not out.exists()
+    assert f"({2 * ROWS} of 93 sentences translated so far are kept in {config.cache_dir() / 'translate'}: run the same command again to resume)" in stopped.stderr
+    assert stopped.stderr.rstrip().endswith("Error: interrupted")
+    engine = EchoEngine()
+    resumed = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert resumed.exit_code == 0 and f"{2 * ROWS} of 93 sentences reused from an interrupted run" in resumed.stderr
+    assert sum(len(prompts) for prompts, _ in engine.calls) == 93 - 2 * ROWS
+    assert out.read_text() == translate(doc.read_text())[0]["translation"] + "\n"  # as an uninterrupted run writes it
+    assert list((config.cache_dir() / "translate").iterdir()) == []  # the result written: the checkpoint is gone
+    again = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert again.exit_code == 0 and "reused" not in again.stderr
+
+
+def test_the_checkpoints_of_interrupted_runs_are_bounded_and_an_unwritable_one_is_one_warning(tmp_path):
+    from aigc.errors import AigcWarning
+    from aigc.generators.translate_resume import KEPT_RUNS, Checkpoint
+
+    for run in range(KEPT_RUNS + 4):
+        checkpoint = Checkpoint(tmp_path)
+        checkpoint.start(["run", run], 2)
+        checkpoint.keep([{"at": 0, "translation": "X", "cut_off": False, "empty": False}])
+    assert len(list(tmp_path.glob("*.jsonl"))) == KEPT_RUNS
+    assert Checkpoint(tmp_path).start(["run", KEPT_RUNS + 3], 2) == {0: {"at": 0, "translation": "X", "cut_off": False, "empty": False}}  # the latest kept
+    (tmp_path / "file").write_text("")
+    blocked = Checkpoint(tmp_path / "file" / "translate")
+    blocked.start(["run"], 2)
+    with pytest.warns(AigcWarning, match="cannot keep the translations made so far in .*; point AIGC_CACHE_DIR at a writable directory"):
+        blocked.keep([{"at": 0, "translation": "X"}])
+    blocked.keep([{"at": 1, "translation": "Y"}])  # warned once: the run goes on without it
+    assert blocked.broken and blocked.kept == 0
