@@ -33,8 +33,8 @@ from .translate_resume import Checkpoint
 
 # --- chunks ----------------------------------------------------------------------------------
 
-ROWS = 16  # sentences one engine call decodes together at most, however long a paragraph: memory and the wait for progress stay bounded
-WINDOW = 64  # sentences sorted by length together, in document order
+ROWS = 32  # sentences one engine call decodes together at most (the server's --max-batch default), however long a paragraph: memory and the wait for progress stay bounded
+WINDOW = 4 * ROWS  # sentences sorted by length together, in document order
 
 
 def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:

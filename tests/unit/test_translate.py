@@ -16,6 +16,7 @@ from aigc.engine.base import Completion
 from aigc.errors import BadInputError, OptionError
 from aigc.generators.translate import (
     ROWS,
+    WINDOW,
     TranslateGenerator,
     TranslateOptions,
     clean_translation,
@@ -365,18 +366,18 @@ def test_long_documents_go_in_chunks_on_paragraph_boundaries_in_batches_with_pro
 
 
 def test_a_paragraph_of_many_sentences_goes_to_the_model_in_bounded_calls_with_progress_for_each():
-    sentences = [f"Sentence {i} is {'very ' * (i % 7)}short." for i in range(300)]
+    sentences = [f"Sentence {i} is {'very ' * (i % 7)}short." for i in range(5 * WINDOW)]
     seen = []
     engine = EchoEngine()
     gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total)))
     result = gen(" ".join(sentences), target_language="de")  # one line: one paragraph, one chunk
     sizes = [len(prompts) for prompts, _ in engine.calls]
-    assert max(sizes) == ROWS and sum(sizes) == 300 and len(sizes) >= 300 // ROWS
+    assert max(sizes) == ROWS and sum(sizes) == 5 * WINDOW and len(sizes) >= 5 * WINDOW // ROWS
     sent = [[p[-1]["content"] for p in prompts] for prompts, _ in engine.calls]
     assert sorted(s for call in sent for s in call) == sorted(sentences)  # each sentence once
     spreads = [max(len(s.split()) for s in call) - min(len(s.split()) for s in call) for call in sent]
-    assert max(spreads) <= 3  # sentences of like length together (16 in a row would be 4 to 10 words): little padding
-    assert [done for done, _ in seen] == [0, *itertools.accumulate(sizes)] and {total for _, total in seen} == {300}  # a step a call
+    assert max(spreads) <= 3  # sentences of like length together (ROWS in a row would be 4 to 10 words): little padding
+    assert [done for done, _ in seen] == [0, *itertools.accumulate(sizes)] and {total for _, total in seen} == {5 * WINDOW}  # a step a call
     assert result["translation"] == " ".join(sentences).upper()  # in the document's order
 
 
