@@ -1,5 +1,6 @@
 """`aigc translate FILE|- --to LANG`."""
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import typer
 
 from .. import subtitles, ui
 from ..errors import BadInputError
+from ..generators.translate_resume import Checkpoint
 from ..json_strings import read_strings
 from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_words, read_input
 from ..writing import output_target
@@ -82,16 +84,31 @@ def translate(
         name = STDIN if source == "-" else source if suffix is not None else "the text"
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
     run.load(generator)
-    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
-        generator.progress = progress
-        result = generator(text, sampling=run.sampling(), **options)
-    for note in glossary_notes(result):
-        ui.warn(note)
-    crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
-    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
-    emit(rendered, output, encoding)
+    generator.checkpoint = Checkpoint(on_resume=lambda reused, total: ui.info(f"{reused} of {total} sentences reused from an interrupted run"))
+    with _resumable(generator.checkpoint):
+        with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
+            generator.progress = progress
+            result = generator(text, sampling=run.sampling(), **options)
+        for note in glossary_notes(result):
+            ui.warn(note)
+        crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
+        rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
+        emit(rendered, output, encoding)
+    generator.checkpoint.finish()
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
     run.report(generator)
+
+
+@contextlib.contextmanager
+def _resumable(checkpoint: Checkpoint):
+    """Where Ctrl-C or SIGTERM (or an error) stops a run that kept translations, say that the same
+    command again resumes."""
+    try:
+        yield
+    except BaseException:
+        if checkpoint.kept:
+            ui.info(f"({checkpoint.kept} of {checkpoint.total} sentences translated so far are kept in {checkpoint.directory}: run the same command again to resume)")
+        raise
 
 
 def _translate_strings(run: RunOptions, generator, data, text: str, options: dict, source: str, output: str | None, as_json: bool, glossary: str | None) -> None:

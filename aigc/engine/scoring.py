@@ -10,8 +10,9 @@ if TYPE_CHECKING:
 EMBED_LAYERS = (1.0, 0.8, 0.6, 0.4)  # depths (fractions of the layer stack) an embedding pools
 
 
-def length_batches(lengths: list[int], budget: int, alone: int | None = None) -> list[list[int]]:
-    """Indices grouped so that each group's rows x longest row stays within `budget` tokens.
+def length_batches(lengths: list[int], budget: int, alone: int | None = None, rows: int | None = None) -> list[list[int]]:
+    """Indices grouped so that each group's rows x longest row stays within `budget` tokens, and
+    its rows within `rows` (where given).
 
     Sorting by length first keeps padding small; a row longer than the budget, or than `alone`,
     gets a group alone.
@@ -20,7 +21,8 @@ def length_batches(lengths: list[int], budget: int, alone: int | None = None) ->
     batches: list[list[int]] = []
     current: list[int] = []
     for index in order:
-        if current and ((len(current) + 1) * lengths[index] > budget or (alone is not None and lengths[index] > alone)):
+        full = rows is not None and len(current) >= rows
+        if current and (full or (len(current) + 1) * lengths[index] > budget or (alone is not None and lengths[index] > alone)):
             batches.append(current)
             current = []
         current.append(index)

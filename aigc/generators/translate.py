@@ -3,7 +3,8 @@
 The document is split into blocks (headings, paragraphs, list items, quotes, table rows, code;
 a subtitle file's cue text, see `subtitles`); only the text of each block is translated, and the structure (heading #'s, list markers, quote
 marks, blank lines, code blocks untouched) is put back around the translations. Blocks are grouped
-into chunks on block boundaries by token count; each engine call translates a batch of chunks.
+into chunks on block boundaries by token count; each engine call translates at most `ROWS`
+sentences of similar length (and `batch_size` chunks' tokens), however the text falls in paragraphs.
 
 By default every sentence is its own prompt, with a few example translations before it as earlier
 chat turns: with the embedded 135M model that scored best of the formats tried against reference
@@ -18,9 +19,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import template_files, templates
+from ..engine.scoring import length_batches
 from ..errors import BadInputError, OptionError, option
 from ..languages import Language, lookup
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
@@ -28,9 +30,14 @@ from ..sentences import WIDE, fitted, join_text, split_sentences, word_runs
 from ..subtitles import looks_like_subtitles, translation_blocks
 from ..textio import decode_text, mostly_crlf, numbered_lines, unquote
 from .base import Generator, names_text, type_name
+from .translate_resume import Checkpoint
 
 
 # --- chunks ----------------------------------------------------------------------------------
+
+ROWS = 32  # sentences one engine call decodes together at most (the server's --max-batch default), however long a paragraph: memory and the wait for progress stay bounded
+WINDOW = 4 * ROWS  # sentences sorted by length together, in document order
+
 
 def segments(text: str, budget: int, count, by_sentence: bool) -> list[str]:
     """What is sent to the model for one block's text: each sentence (by_sentence), else the text
@@ -384,7 +391,7 @@ class TranslateOptions:
     by_sentence: bool = True
     examples: bool = True
     chunk_tokens: int = 256
-    batch_size: int = 4
+    batch_size: int = 4  # chunks' worth of text one engine call translates at most (rows x longest row, in tokens)
     plain: bool = False  # plain text, not Markdown: indented lines and tags are words to translate
     subtitles: bool | None = None  # a SubRip or WebVTT file, only its cues' text translated; None: text that starts as one (not plain)
 
@@ -486,6 +493,7 @@ class TranslateGenerator(Generator):
     Options = TranslateOptions
     sampling_defaults = {"temperature": 0.0, "repetition_penalty": 1.1}
     line_options = {"plain": True}  # a line of a .txt file is prose, even indented; a spreadsheet cell keeps its line breaks
+    checkpoint: Checkpoint | None = None  # where each sentence's translation is kept as it is made, for an interrupted run to resume
 
     def check_inputs(self, inputs: str) -> None:
         if not isinstance(inputs, str):
@@ -523,15 +531,43 @@ class TranslateGenerator(Generator):
         return messages
 
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
-        chunks = prepared["chunks"]
+        segments = [segment for chunk in prepared["chunks"] for segment in chunk]
         template = templates.get_template(opts.template)  # found once, not for every sentence
-        for start in range(0, len(chunks), opts.batch_size):
-            self.progress(start, len(chunks), "translating")
-            batch = [segment for chunk in chunks[start : start + opts.batch_size] for segment in chunk]
-            self._translate(batch, opts, sampling, template)
-            self._translate_in_parts([s for s in batch if not keeps_markup(s.source, s.translation)], opts, sampling, template)
-        self.progress(len(chunks), len(chunks), "translating")
+        done = self._resumed(segments, opts, sampling, template)
+        places = {id(segment): at for at, segment in enumerate(segments)}
+        self.progress(len(done), len(segments), "translating")
+        for group in self._groups([segment for at, segment in enumerate(segments) if at not in done], opts):
+            self._translate(group, opts, sampling, template)
+            self._translate_in_parts([s for s in group if not keeps_markup(s.source, s.translation)], opts, sampling, template)
+            done.update(places[id(segment)] for segment in group)
+            if self.checkpoint is not None and len(done) < len(segments):  # none is needed after the last
+                self.checkpoint.keep([{"at": places[id(s)], "translation": s.translation, "cut_off": s.cut_off, "empty": s.empty} for s in group])
+            self.progress(len(done), len(segments), "translating")
         return prepared
+
+    def _resumed(self, segments: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> set[int]:
+        """The places of the segments whose translations `checkpoint` kept from an interrupted run of
+        the same model, options, template, sampling settings and sentences, put in place."""
+        if self.checkpoint is None:
+            return set()
+        made = [template.system, template.body, template.defaults, sorted((sampling or {}).items())]
+        key = [self.engine.name, getattr(self.engine, "variant", ""), opts.settings(), made, [(s.block, s.text, s.source) for s in segments]]
+        kept = self.checkpoint.start(key, len(segments))
+        for at, entry in kept.items():
+            segment = segments[at]
+            segment.translation, segment.cut_off, segment.empty = entry["translation"], bool(entry.get("cut_off")), bool(entry.get("empty"))
+        return set(kept)
+
+    def _groups(self, segments: list[_Segment], opts: TranslateOptions) -> Iterator[list[_Segment]]:
+        """`segments` in the groups one engine call each translates: windows of `WINDOW` in document
+        order (so progress moves evenly), each sorted by length into groups of at most `ROWS` rows and
+        `batch_size` chunks' tokens (rows x longest), so rows pad little and memory and the wait
+        between progress steps stay bounded however the text falls in paragraphs and chunks."""
+        for start in range(0, len(segments), WINDOW):
+            part = segments[start : start + WINDOW]
+            lengths = [self.engine.count_tokens(segment.source) for segment in part]
+            for group in length_batches(lengths, opts.batch_size * opts.chunk_tokens, rows=ROWS):
+                yield [part[i] for i in sorted(group)]
 
     def _translate(self, batch: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> None:
         """Each segment's translation, from one batched engine call; a name (CI, PyPI, macOS) as it is."""
@@ -559,7 +595,8 @@ class TranslateGenerator(Generator):
             _Segment(segment.block, segment.text, text, [(s, d) for s, d in segment.terms if _term(s).search(_prose(text))])
             for segment, parts in zip(broken, layouts) for is_text, text in parts if is_text
         ]
-        self._translate(pieces, opts, sampling, template)
+        for group in self._groups(pieces, opts):
+            self._translate(group, opts, sampling, template)
         translated = iter(pieces)
         for segment, parts in zip(broken, layouts):
             done = [(next(translated), text) if is_text else (None, text) for is_text, text in parts]

@@ -300,6 +300,12 @@ def test_length_batches_keep_each_batch_within_the_token_budget():
     assert [5] in batches  # the over-long row is alone
 
 
+def test_length_batches_hold_at_most_the_rows_given():
+    batches = length_batches([3, 1, 2] * 10, budget=10_000, rows=4)
+    assert [len(b) for b in batches] == [4] * 7 + [2] and sorted(i for b in batches for i in b) == list(range(30))
+    assert all({i % 3 for i in b} == {0} for b in batches[-2:])
+
+
 def test_stats_accumulate(tiny_engine):
     calls, prompt_tokens = tiny_engine.stats.calls, tiny_engine.stats.prompt_tokens
     tiny_engine.generate(["Bees"], SamplingParams(temperature=0, max_tokens=5))

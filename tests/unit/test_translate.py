@@ -2,6 +2,7 @@
 
 import codecs
 import io
+import itertools
 import json
 import re
 import textwrap
@@ -14,11 +15,14 @@ from aigc.cli.app import app
 from aigc.engine.base import Completion
 from aigc.errors import BadInputError, OptionError
 from aigc.generators.translate import (
+    ROWS,
+    WINDOW,
     TranslateGenerator,
     TranslateOptions,
     clean_translation,
     group_chunks,
     load_glossary,
+    segments,
     parse_glossary,
     without_rambling,
 )
@@ -357,13 +361,27 @@ def test_long_documents_go_in_chunks_on_paragraph_boundaries_in_batches_with_pro
     engine = EchoEngine()
     gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total, what)))
     result = gen("\n\n".join(paragraphs), target_language="de", chunk_tokens=60, batch_size=2)
-    # FakeEngine counts words: 25 a paragraph, so two paragraphs a chunk, five chunks, three calls
-    assert len(engine.calls) == 3
-    per_call = [{p[-1]["content"].split()[1] for p in prompts if p[-1]["content"].startswith("Paragraph")} for prompts, _ in engine.calls]
-    assert [len(prompts) for prompts, _ in engine.calls] == [8, 8, 4]  # two sentences a paragraph
-    assert per_call == [{"0", "1", "2", "3"}, {"4", "5", "6", "7"}, {"8", "9"}]
-    assert seen[0] == (0, 5, "translating") and seen[-1] == (5, 5, "translating")
+    # FakeEngine counts words: 4 and 21 a sentence; a call holds 2 x 60 tokens (rows x longest): 5 long sentences, or 16 short ones
+    assert [len(prompts) for prompts, _ in engine.calls] == [10, 5, 5]
+    assert [{p[-1]["content"].split()[0] for p in prompts} for prompts, _ in engine.calls] == [{"Paragraph"}, {"word"}, {"word"}]
+    assert seen == [(0, 20, "translating"), (10, 20, "translating"), (15, 20, "translating"), (20, 20, "translating")]
     assert result["translation"].split("\n\n") == [p.upper() for p in paragraphs]
+
+
+def test_a_paragraph_of_many_sentences_goes_to_the_model_in_bounded_calls_with_progress_for_each():
+    sentences = [f"Sentence {i} is {'very ' * (i % 7)}short." for i in range(5 * WINDOW)]
+    seen = []
+    engine = EchoEngine()
+    gen = TranslateGenerator(engine=engine, progress=lambda done, total, what: seen.append((done, total)))
+    result = gen(" ".join(sentences), target_language="de")  # one line: one paragraph, one chunk
+    sizes = [len(prompts) for prompts, _ in engine.calls]
+    assert max(sizes) == ROWS and sum(sizes) == 5 * WINDOW and len(sizes) >= 5 * WINDOW // ROWS
+    sent = [[p[-1]["content"] for p in prompts] for prompts, _ in engine.calls]
+    assert sorted(s for call in sent for s in call) == sorted(sentences)  # each sentence once
+    spreads = [max(len(s.split()) for s in call) - min(len(s.split()) for s in call) for call in sent]
+    assert max(spreads) <= 3  # sentences of like length together (ROWS in a row would be 4 to 10 words): little padding
+    assert [done for done, _ in seen] == [0, *itertools.accumulate(sizes)] and {total for _, total in seen} == {5 * WINDOW}  # a step a call
+    assert result["translation"] == " ".join(sentences).upper()  # in the document's order
 
 
 def test_sentences_longer_than_a_chunk_are_cut_into_word_runs():
@@ -1226,9 +1244,10 @@ class CountsCharacters(EchoEngine):
 def test_text_with_no_space_to_cut_at_is_cut_between_characters_within_the_chunk_budget(text, by_sentence):
     result, engine = translate(text, CountsCharacters(), target_language="en", chunk_tokens=64, by_sentence=by_sentence)
     sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
-    assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent)
-    assert "".join("".join(sent).split()) == "".join(text.split()) and all(s.count("`") % 2 == 0 for s in sent)
-    assert "".join(result["translation"].split()) == "".join(text.upper().split()) and len(engine.calls) == 1
+    pieces = segments(text, 64, CountsCharacters().count_tokens, by_sentence)
+    assert sorted(sent) == sorted(pieces) and "".join("".join(pieces).split()) == "".join(text.split())  # each piece sent once, no second pass
+    assert all(len(s) <= 64 for s in sent) and not any(unicodedata.category(s[0]).startswith("M") for s in sent) and all(s.count("`") % 2 == 0 for s in sent)
+    assert "".join(result["translation"].split()) == "".join(text.upper().split())
 
 
 def test_definition_lists_keep_each_term_and_definition_on_its_line():
@@ -1603,3 +1622,82 @@ def test_a_translated_json_file_is_logged_as_a_translated_document_is(echo, tmp_
     [entry] = logs.entries(None)
     assert entry.command == "translate" and entry.prompt.strip() == strings.read_text().strip() and entry.response.strip() == '{"greeting": "HELLO, {name}!", "count": 3}'
     assert entry.options["target_language"] == "de" and entry.result["missing_placeholders"] == [] and entry.result["translation"] == entry.response
+
+
+class StopsAfter(EchoEngine):
+    """The echo engine, interrupted (Ctrl-C) as its call number `calls` + 1 starts."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.left = calls
+
+    def generate(self, prompts, params):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return super().generate(prompts, params)
+
+
+def test_an_interrupted_translation_resumes_from_the_sentences_it_kept(tmp_path):
+    from aigc.generators.translate_resume import Checkpoint
+
+    text = "\n\n".join(f"Paragraph {i} has words. " + "More words here. " * (i % 5) + "The end." for i in range(40))
+    whole, _ = translate(text)
+    resumed = []
+    stopped = TranslateGenerator(engine=StopsAfter(3))
+    stopped.checkpoint = Checkpoint(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        stopped(text, target_language="fr")
+    kept = stopped.checkpoint.kept
+    assert kept == 3 * ROWS and len(list(tmp_path.glob("*.jsonl"))) == 1  # three calls' sentences
+    engine = EchoEngine()
+    again = TranslateGenerator(engine=engine)
+    again.checkpoint = Checkpoint(tmp_path, on_resume=lambda reused, total: resumed.append((reused, total)))
+    result = again(text, target_language="fr")
+    sent = [p[-1]["content"] for prompts, _ in engine.calls for p in prompts]
+    assert resumed == [(kept, again.checkpoint.total)] and len(sent) == again.checkpoint.total - kept  # the model asked only for the rest
+    assert result == whole
+    other = TranslateGenerator(engine=EchoEngine())
+    other.checkpoint = Checkpoint(tmp_path, on_resume=lambda reused, total: resumed.append((reused, total)))
+    other(text, target_language="de")  # another language: another run, nothing reused
+    assert len(resumed) == 1 and len(other.engine.calls) > len(engine.calls)
+
+
+def test_the_command_interrupted_says_how_to_resume_and_the_same_command_resumes(monkeypatch, tmp_path):
+    from aigc import config
+
+    doc, out = tmp_path / "doc.md", tmp_path / "out.md"
+    doc.write_text("\n\n".join(f"# Part {i}\n\n" + " ".join(f"Sentence {j} of part {i}{'!' * (j % 3)}." for j in range(30)) for i in range(3)))
+    engine = StopsAfter(2)
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    stopped = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert stopped.exit_code == 130 and not out.exists()
+    assert f"({2 * ROWS} of 93 sentences translated so far are kept in {config.cache_dir() / 'translate'}: run the same command again to resume)" in stopped.stderr
+    assert stopped.stderr.rstrip().endswith("Error: interrupted")
+    engine = EchoEngine()
+    resumed = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert resumed.exit_code == 0 and f"{2 * ROWS} of 93 sentences reused from an interrupted run" in resumed.stderr
+    assert sum(len(prompts) for prompts, _ in engine.calls) == 93 - 2 * ROWS
+    assert out.read_text() == translate(doc.read_text())[0]["translation"] + "\n"  # as an uninterrupted run writes it
+    assert list((config.cache_dir() / "translate").iterdir()) == []  # the result written: the checkpoint is gone
+    again = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert again.exit_code == 0 and "reused" not in again.stderr
+
+
+def test_the_checkpoints_of_interrupted_runs_are_bounded_and_an_unwritable_one_is_one_warning(tmp_path):
+    from aigc.errors import AigcWarning
+    from aigc.generators.translate_resume import KEPT_RUNS, Checkpoint
+
+    for run in range(KEPT_RUNS + 4):
+        checkpoint = Checkpoint(tmp_path)
+        checkpoint.start(["run", run], 2)
+        checkpoint.keep([{"at": 0, "translation": "X", "cut_off": False, "empty": False}])
+    assert len(list(tmp_path.glob("*.jsonl"))) == KEPT_RUNS
+    assert Checkpoint(tmp_path).start(["run", KEPT_RUNS + 3], 2) == {0: {"at": 0, "translation": "X", "cut_off": False, "empty": False}}  # the latest kept
+    (tmp_path / "file").write_text("")
+    blocked = Checkpoint(tmp_path / "file" / "translate")
+    blocked.start(["run"], 2)
+    with pytest.warns(AigcWarning, match="cannot keep the translations made so far in .*; point AIGC_CACHE_DIR at a writable directory"):
+        blocked.keep([{"at": 0, "translation": "X"}])
+    blocked.keep([{"at": 1, "translation": "Y"}])  # warned once: the run goes on without it
+    assert blocked.broken and blocked.kept == 0
