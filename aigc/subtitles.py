@@ -18,7 +18,7 @@ from .errors import BadInputError, option
 from .markdown_blocks import Block, protected_ranges
 from .sentences import join_text, unspaced
 
-SUFFIXES = {".srt": "SubRip", ".vtt": "WebVTT"}
+SUFFIXES = (".srt", ".vtt")
 _TIME = r"(?:\d+:)?\d{1,2}:\d{1,2}[,.]\d{1,3}"
 _TIMING = re.compile(rf"[ \t]*({_TIME})[ \t]*-->[ \t]*({_TIME})(?:[ \t].*)?")  # then a VTT cue's settings or SRT's X1: coordinates
 _HEADER = re.compile(r"WEBVTT(?:[ \t].*)?")
@@ -48,9 +48,11 @@ class Subtitles:
     cues: list[Cue]
 
 
-def kind(suffix: str) -> str | None:
-    """The format a file suffix names ("SubRip", "WebVTT"), or None."""
-    return SUFFIXES.get(suffix.lower())
+def is_subtitle_source(suffix: str | None, text: str, lines: bool = False) -> bool:
+    """Whether to read `text` as a subtitle file: a file by its suffix (.srt, .vtt) where it has one;
+    stdin, text itself or a file without a suffix (`suffix` None or "") when it starts as one
+    (`looks_like_subtitles`), unless read as `lines`."""
+    return suffix.lower() in SUFFIXES if suffix else not lines and looks_like_subtitles(text)
 
 
 def looks_like_subtitles(text: str) -> bool:

@@ -143,6 +143,21 @@ def test_a_malformed_srt_file_is_an_error_naming_its_line_not_a_broken_translati
     plain = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--plain"])
     assert plain.exit_code == 0 and plain.stdout == "1\n00:00:00,000 --> 00:00:01,000\nHELLO.\n\n2\nNO TIMING HERE.\n"
 
+    nameless = tmp_path / "subs"  # no extension: found by its text, and named by its path all the same
+    nameless.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello.\n\n2\nNo timing here.\n")
+    result = runner.invoke(app, ["translate", str(nameless), "--to", "fr"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {nameless} is not a valid subtitle (SubRip or WebVTT) file: line 5")
+
+
+@pytest.mark.parametrize("name", ["notes.md", "talk.sub"])
+def test_a_file_is_subtitles_by_its_suffix_for_translate_as_for_reading_commands(echo, tmp_path, name):
+    doc = tmp_path / name
+    doc.write_text(SRT)
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert result.exit_code == 0, result.output
+    assert "00:00:00,000 --> 00:00:02,500 HELLO THERE." in result.stdout  # a Markdown paragraph, as summarize reads it
+    assert read_document(str(doc)) == SRT.rstrip("\n")
+
 
 def test_a_translation_with_an_arrow_cannot_break_the_cue():
     class Arrows(EchoEngine):
