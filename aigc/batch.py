@@ -13,7 +13,6 @@ writes it as a .csv or .tsv.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import dataclasses
 import inspect
@@ -30,7 +29,7 @@ from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
-from .engine.base import stop_when
+from .engine.base import stop_when, stoppable_context
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, quiet_notes, type_name
@@ -155,7 +154,8 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with ui.closed_pipe(), open_stream(output) as sink, stopping(run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)) as outcomes:  # closing flushes again: on Windows, EINVAL where the reader went away
+            outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)
+            with ui.closed_pipe(), open_stream(output) as sink, stopping(outcomes):  # closing flushes again: on Windows, EINVAL where the reader went away
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
@@ -313,8 +313,7 @@ def _outcomes(
 
     threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
     started, wait = 0, None
-    stopped = contextvars.copy_context()
-    stopped.run(stop_when, stop)
+    told_to_stop, _ = stoppable_context(stop)
     try:
         for thread in threads:
             thread.start()
@@ -334,7 +333,7 @@ def _outcomes(
     finally:
         stop.set()  # rows still in flight (after a failed one, or when the caller left) stop at their next decoding step
         for _ in threads[started:]:  # never started (Ctrl-C came as they were): the calls of those started are not held for theirs,
-            stopped.run(engine.retire)  # nor run here: told to stop, as the workers are
+            told_to_stop.run(engine.retire)  # nor run here: told to stop, as the workers are
         _join(threads, wait)  # before the caller gets the engine back; those left after `wait` are daemons, told to stop
 
 
