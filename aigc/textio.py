@@ -178,7 +178,7 @@ def subtitle_text(text: str, name: str, suffix: str = "", lines: bool = False) -
     """`text` as it is, or, for a subtitle file (a .srt or .vtt suffix; without a suffix, text that starts
     as one, unless read as `lines`), its cues' words (`subtitles.to_text`: no numbers or timings); one
     that is not well-formed is read as it is, with a warning that says where."""
-    if not (subtitles.kind(suffix) or (not suffix and not lines and subtitles.looks_like_subtitles(text))):
+    if not subtitles.is_subtitle_source(suffix, text, lines):
         return text
     try:
         return subtitles.to_text(text, name, lines)

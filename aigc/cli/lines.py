@@ -139,7 +139,7 @@ def run_lines(
     those whose result lists glossary terms or placeholders it missed (`missed_note`, as `aigc batch` ends);
     `fields` are the other columns every line's row gets (adcopy's audience, given once by its flag);
     `prepared(generator, options)` runs once the generator is prepared, before the first line."""
-    from ..batch import MISSES, run_rows
+    from ..batch import MISSES, run_rows, stopping
     from ..batch_inputs import Row
 
     numbered = numbered_lines(text)
@@ -155,9 +155,10 @@ def run_lines(
     shown = LineResults(as_json, output, encoding, line_end)
     unchanged: list[int] = []
     missed: dict[str, list[tuple[str, list]]] = {}  # by key of MISSES: the lines whose result lists what it missed, with the list
-    with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress:  # what generator code prints goes to stderr
+    outcomes = run_rows(generator, rows, options, run.sampling(), field, stop_wait=0)  # Ctrl-C ends the process at once (`app._leave`)
+    with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress, stopping(outcomes):  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
-        for done, (row, outcome) in enumerate(run_rows(generator, rows, options, run.sampling(), field, stop_wait=0), 1):  # Ctrl-C ends the process at once (`app._leave`)
+        for done, (row, outcome) in enumerate(outcomes, 1):
             if "error" in outcome:
                 ui.warn(f"line {row.number}: {outcome['error']}")
                 shown.show(row.number, "", {"error": outcome["error"]})

@@ -55,21 +55,22 @@ def translate(
     warn_of_a_word_read_as_a_file(source, "translate")
     text = read_input(source, lines=lines, links=True, urls_as_text=False, cues=False)  # an HTML page's links as Markdown ones: their targets kept through the translation; a URL alone has nothing to translate
     suffix = Path(source).suffix.lower() if source != "-" and os.path.isfile(os.path.expanduser(source)) else None  # None: text, not a file
-    cues = False if plain or markdown or lines else True if subtitles.kind(suffix or "") else None  # None: piped text or text itself that starts as subtitles
-    if cues or (cues is None and subtitles.looks_like_subtitles(text)):
-        subtitles.translation_blocks(text, STDIN if source == "-" else source if suffix else "the text")  # one not well-formed fails here, named, before the model loads
+    name = STDIN if source == "-" else source if suffix is not None else "the text"
+    as_subtitles = False if plain or markdown or lines else None if suffix is None else subtitles.is_subtitle_source(suffix, text)  # None: stdin or text itself, the generator looks
+    if as_subtitles or (as_subtitles is None and subtitles.is_subtitle_source(None, text)):
+        subtitles.translation_blocks(text, name)  # one not well-formed fails here, named, before the model loads
     i18n = suffix == ".json" or (source == "-" and text.lstrip().startswith("{"))  # stdin: a JSON object only (a list may be words)
     strings = read_strings(text) if i18n and not (plain or markdown or lines) else None  # an i18n file: its values translated
     if i18n and strings is None and not (plain or markdown or lines):
-        _check_json(text, STDIN if source == "-" else source)
+        _check_json(text, name)
     if suffix in HTML_SUFFIXES and not lines:
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
-    elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES, *subtitles.SUFFIXES) and not (plain or markdown or lines):
+    elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines or as_subtitles):
         why = "not an object or list of strings" if suffix == ".json" else "neither .md nor .txt"
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: {why}); give --plain to translate it as plain text, or --markdown to say it is Markdown")
     plain = plain or (suffix == ".txt" and not markdown)  # an indented line is prose, not code (--lines: each line is, unless --markdown)
-    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {}), **({} if cues is None else {"subtitles": cues})}
+    options = {"target_language": to, "source_language": from_, "glossary": terms, "template": template, **({"plain": plain} if plain or markdown else {}), **({} if as_subtitles is None else {"subtitles": as_subtitles})}
     generator = run.generator("translate", template=template)
     generator.validate(options)  # a language it does not know, before any work
     if lines:
@@ -81,7 +82,6 @@ def translate(
         return
     run.check(generator, text, options)  # no text at all is an error, not the warning below
     if not has_text(text, plain):
-        name = STDIN if source == "-" else source if suffix is not None else "the text"
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
     run.load(generator)
     generator.checkpoint = Checkpoint(on_resume=lambda reused, total: ui.info(f"{reused} of {total} sentences reused from an interrupted run"))

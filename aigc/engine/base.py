@@ -7,6 +7,7 @@ the context window, so a remote backend can stand in for the local one.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import threading
 import time
 from contextvars import ContextVar
@@ -25,6 +26,14 @@ def stop_when(event: threading.Event) -> None:
     """Have the calls made in this context (a worker thread's copy, as `aigc.aio` makes) stop
     decoding after the token being decoded once `event` is set."""
     _stop.set(event)
+
+
+def stoppable_context(event: threading.Event | None = None) -> tuple[contextvars.Context, threading.Event]:
+    """A copy of the caller's context (its context variables) for a worker's calls, and the event
+    (`event`, or a new one) that, once set, has them stop decoding after the token being decoded."""
+    context, event = contextvars.copy_context(), event or threading.Event()
+    context.run(stop_when, event)
+    return context, event
 
 
 def check_stopped() -> None:

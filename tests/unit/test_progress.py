@@ -71,7 +71,7 @@ def test_a_terminal_bar_of_stages_shows_the_time_left_at_the_whole_runs_rate(mon
     with ui.progress_bar() as progress:
         progress(0, 407, "translating")
     assert "0/407" in screen.getvalue() and "-:--:--" in screen.getvalue()  # no rate yet: time left unknown
-    assert ui._left_column().render(SimpleNamespace(completed=8, total=24, elapsed=7.0)).plain == "0:00:14"  # 8 done in 7 s: 16 more in 14
+    assert ui._time_left().render(SimpleNamespace(completed=8, total=24, elapsed=7.0, fields={})).plain == "0:00:14"  # 8 done in 7 s: 16 more in 14
 
 
 def test_stage_progress_lines_name_the_stage_and_the_time_left_in_it(log):

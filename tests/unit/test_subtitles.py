@@ -143,6 +143,21 @@ def test_a_malformed_srt_file_is_an_error_naming_its_line_not_a_broken_translati
     plain = runner.invoke(app, ["translate", str(doc), "--to", "fr", "--plain"])
     assert plain.exit_code == 0 and plain.stdout == "1\n00:00:00,000 --> 00:00:01,000\nHELLO.\n\n2\nNO TIMING HERE.\n"
 
+    nameless = tmp_path / "subs"  # no extension: found by its text, and named by its path all the same
+    nameless.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello.\n\n2\nNo timing here.\n")
+    result = runner.invoke(app, ["translate", str(nameless), "--to", "fr"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {nameless} is not a valid subtitle (SubRip or WebVTT) file: line 5")
+
+
+@pytest.mark.parametrize("name", ["notes.md", "talk.sub"])
+def test_a_file_is_subtitles_by_its_suffix_for_translate_as_for_reading_commands(echo, tmp_path, name):
+    doc = tmp_path / name
+    doc.write_text(SRT)
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert result.exit_code == 0, result.output
+    assert "00:00:00,000 --> 00:00:02,500 HELLO THERE." in result.stdout  # a Markdown paragraph, as summarize reads it
+    assert read_document(str(doc)) == SRT.rstrip("\n")
+
 
 def test_a_translation_with_an_arrow_cannot_break_the_cue():
     class Arrows(EchoEngine):
@@ -220,6 +235,13 @@ def test_parsing_takes_what_players_take():
     assert render_blocks(blocks, [b.texts for b in blocks]) == "1\n00:00:01,000 --> 00:00:02,000\nOne,\n\nand more.\n"
 
 
+def test_blank_lines_before_webvtt_are_kept_and_the_file_still_read_as_webvtt():
+    text = "\nWEBVTT\n\n00:01.000 --> 00:02.000\nhi\n"
+    assert subtitles.looks_like_subtitles(text)
+    assert subtitles.to_text(text) == "hi"
+    assert translate(text)[0]["translation"] == "\nWEBVTT\n\n00:01.000 --> 00:02.000\nHI\n"
+
+
 @pytest.mark.parametrize(
     "text, found",
     [("1\n00:00:00,000 --> 00:00:02,500\nHi.", True), ("\ufeffWEBVTT\r\n\r\n00:00.000 --> 00:01.000\r\nHi.", True), ("WEBVTT FILE\n", True),
@@ -237,6 +259,14 @@ def test_rolling_captions_repeating_the_line_before_are_read_once():
 def test_speakers_show_once_a_paragraph_and_cjk_lines_join_without_a_space():
     text = "WEBVTT\n\n00:00.000 --> 00:01.000\n<v Ann>我们去\n商店\n\n00:01.000 --> 00:02.000\n<v Ann>买牛奶\n\n00:02.000 --> 00:03.000\n<v Bob>好。\n"
     assert subtitles.to_text(text) == "Ann: 我们去商店买牛奶\n\nBob: 好。"
+    korean = "WEBVTT\n\n00:00.000 --> 00:01.000\n안녕하세요\n\n00:01.000 --> 00:02.000\n나는 오늘\n학교에 갔다\n"
+    assert subtitles.to_text(korean) == "안녕하세요 나는 오늘 학교에 갔다"  # Korean puts spaces between words, across cues and lines too
+
+
+def test_a_wrapped_korean_cue_is_sent_with_the_space_between_its_lines():
+    result, engine = translate("1\n00:00:00,000 --> 00:00:01,000\n나는 오늘\n학교에 갔다\n")
+    assert [prompt[-1]["content"] for call in engine.calls for prompt in call[0]] == ["나는 오늘 학교에 갔다"]
+    assert result["translation"] == "1\n00:00:00,000 --> 00:00:01,000\n나는 오늘\n학교에 갔다\n"  # cut back at a space
 
 
 def test_json_output_holds_the_subtitle_file(echo, tmp_path):
