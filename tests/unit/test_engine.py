@@ -507,6 +507,26 @@ def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
         assert got == [loaded]
 
 
+def test_an_engine_unloaded_while_it_is_handed_out_is_still_handed_out():
+    from aigc.engine import loading
+
+    class Unloading(dict):
+        """A cache that `unload` empties in another thread right after each look into it."""
+
+        def __contains__(self, key):
+            found = super().__contains__(key)
+            self.clear()
+            return found
+
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            self.clear()
+            return value
+
+    engine = object()
+    assert loading.loaded(Unloading({"key": engine}), "key", object) is engine
+
+
 def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():
     from aigc.engine.models import resolve
     from aigc.errors import UnknownModelError
