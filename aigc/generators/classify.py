@@ -20,7 +20,7 @@ from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, listed, names_text, note, type_name
+from .base import Generator, _no_progress, listed, names_text, note, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -374,10 +374,14 @@ class ClassifyGenerator(Generator):
         return scores
 
     def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None, told: bool = False):
-        """Label scores (uncalibrated) and embeddings for each text under the classify prompt; `told`:
-        `PROGRESS_EVERY` texts at a time, `progress` told of each part."""
+        """Label scores (uncalibrated) and embeddings for each text under the classify prompt, in one
+        engine call (packed by length there); `told`, with a `progress` callback: `PROGRESS_EVERY`
+        texts at a time, `progress` told of none done and then of each part."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
+        told = told and self.progress is not _no_progress
         step = PROGRESS_EVERY if told else max(len(prompts), 1)
+        if told:
+            self.progress(0, len(prompts), "classifying")
         scored = []
         for start in range(0, len(prompts), step):
             scored += self._score_many(prompts[start : start + step], opts, embed)
