@@ -133,6 +133,18 @@ def test_n_samples_and_usage(tiny_engine):
             assert completion.finish_reason == "stop" or completion.completion_tokens == 8
 
 
+def test_a_decode_loop_begun_in_inference_mode_is_finished_outside_it(tiny_engine):
+    from aigc.engine.sampling import DecodeLoop
+
+    ids, mask = tiny_engine._batch([tiny_engine.encode("Paris")])
+    with torch.inference_mode():  # a stream's first piece pulled in the user's inference mode, the rest outside
+        loop = DecodeLoop(tiny_engine.model, ids, mask, SamplingParams(max_tokens=4, temperature=0), tiny_engine.eos_ids, tiny_engine.pad_id)
+        steps = iter(loop)
+        next(steps)
+    loop.finish(0)  # a stop string matched
+    assert loop.finished.tolist() == [True]
+
+
 def test_n_samples_prefill_each_prompt_once_and_draw_as_if_each_copy_was_prefilled(tiny_engine):
     from aigc.engine.sampling import DecodeLoop
 
