@@ -206,7 +206,7 @@ def eval_classify(
     with ui.prints_to_stderr(), ui.progress_bar() as progress:
         generator.progress = progress
         try:
-            report = evaluate_classify(generator, rows, chosen, predictions)
+            report = evaluate_classify(generator, rows, chosen, predictions=predictions)
         except AigcError as exc:
             if exc.index is not None:  # the text, as the data file holds it
                 exc.at = f"{data}: text {exc.index + 1} ({first_words(rows[exc.index][0])!r})"

@@ -488,6 +488,13 @@ def test_eval_of_no_rows_is_refused_with_one_label_per_text_or_many(multi_label)
         evaluate_classify(get_generator("classify", engine=FakeEngine()), [], {"labels": "a,b", "multi_label": multi_label})
 
 
+def test_eval_takes_predictions_by_keyword_only_so_an_old_call_with_a_progress_callback_fails_loudly(classify):
+    from aigc.evaluation import evaluate_classify
+
+    with pytest.raises(TypeError, match="positional"):  # once (generator, rows, options, progress, predictions)
+        evaluate_classify(classify, [("text", "a")], {"labels": "a,b"}, lambda done, total: None)
+
+
 def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     from aigc.evaluation import evaluate_classify
 
