@@ -3942,6 +3942,12 @@ def test_classify_truncate_classifies_a_long_documents_start_here_and_in_batch(t
     rows.write_text(json.dumps({"text": doc.read_text()}) + "\n")
     batch = invoke("batch", "classify", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=bees,solar", "-O", "truncate=true", "-m", str(tiny_model_dir))
     assert batch.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["label"] in ("bees", "solar"), batch.output
+    (tmp_path / "ev.tsv").write_text(f"Solar panels on the roof.\tsolar\n{doc.read_text()}\tbees\n")
+    model = model[:4]  # eval keeps no log
+    refused = invoke("eval", "classify", str(tmp_path / "ev.tsv"), *model)
+    assert refused.exit_code == 2 and refused.stderr.endswith("; give --truncate to classify the text's start, or shorten it\n"), refused.stderr  # a flag eval has
+    evaluated = invoke("eval", "classify", str(tmp_path / "ev.tsv"), *model, "--truncate", "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["examples"] == 2 and "classified the text's start, its first " in evaluated.stderr, evaluated.output
 
 
 @pytest.mark.parametrize(
