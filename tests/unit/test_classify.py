@@ -975,6 +975,20 @@ def test_labels_spelt_composed_and_decomposed_are_one_label(tmp_path):
     assert checked_labels(ClassifyGenerator(engine=None).validate({"labels": ",".join(nfd)}), read_labelled(decomposed)) == nfc
 
 
+def test_truncate_cuts_a_text_to_fit_the_prompt_with_its_demonstrations(classify):
+    from aigc.errors import ContextLengthError
+
+    examples = [("Paris is the capital of France. " * 4 + str(i), "fox" if i % 2 else "dog") for i in range(16)]
+    text = "The quick brown fox jumps over the lazy dog. " * 100  # past the tiny model's 512-token context
+    with pytest.warns(AigcNote, match=r"^classified the text's start, its first \d+ of \d{4} tokens") as noted:
+        result = classify(text, labels="fox,dog", truncate=True, examples=examples, method="demos")
+    assert result["method"] == "demos" and len([n for n in noted if "classified the text's start" in str(n.message)]) == 1
+    fits_alone = "The quick brown fox jumps over the lazy dog. " * 40  # fits without demonstrations, not with them
+    assert classify.engine.count_tokens(classify.prompt(fits_alone, classify.validate({"labels": "fox,dog"}))) < 500
+    with pytest.raises(ContextLengthError, match="^the text is longer than"):  # not "the prompt takes N tokens ..." with N under the context
+        classify(fits_alone, labels="fox,dog", examples=examples, method="demos")
+
+
 def test_full_width_and_ideographic_commas_separate_labels():
     assert [label.name for label in ClassifyGenerator(engine=None).validate({"labels": "正面，负面、中性"}).parsed] == ["正面", "负面", "中性"]
     with pytest.raises(OptionError, match=r"give it and its opposite \(正面,other\)$"):
