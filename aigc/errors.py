@@ -140,7 +140,11 @@ class OptionError(BadInputError):
 
 
 class ContextLengthError(BadInputError):
-    """A prompt or text longer than the model's context window (with the tokens asked for)."""
+    """A prompt or text longer than the model's context window (with the tokens asked for);
+    `prompt_tokens` and `context_length` where the check that raised it knows them."""
+
+    prompt_tokens: int | None = None
+    context_length: int | None = None
 
 
 class ContinuationLengthError(ContextLengthError):

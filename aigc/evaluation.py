@@ -215,10 +215,11 @@ def multi_label_scores(labels: list[str], truth: list[list[str]], predicted: lis
     return found
 
 
-def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str, Any], predictions: list[dict[str, Any]] | None = None) -> ClassifyReport | MultiLabelReport:
+def evaluate_classify(generator, rows: list[tuple[str, Any]], options: dict[str, Any], *, predictions: list[dict[str, Any]] | None = None) -> ClassifyReport | MultiLabelReport:
     """Classify each `(text, label)` row with `options` (the generator's `progress` told of the texts
-    classified) and compare with its label. `predictions`, a
-    list, receives each row's prediction as the figures count it, in order: `prediction`'s fields.
+    classified) and compare with its label. `predictions` (keyword only: an older call passing a
+    progress callback fourth fails rather than misbinds), a list, receives each row's prediction
+    as the figures count it, in order: `prediction`'s fields.
     With `multi_label` in `options`, each row is `(text, [label, ...])` (an empty list: no label
     applies), and the report a `MultiLabelReport` (predictions: `predicted_set`'s fields).
 

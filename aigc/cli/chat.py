@@ -156,16 +156,19 @@ def _chat(prompt, piped, attached, system, template, variables, as_json, run: Ru
 
 @contextlib.contextmanager
 def _summarize_pointed_to(attached, piped):
-    """A prompt too long for the model's context, with a file or piped text in it, points to `aigc
-    summarize`, which reads a long document in parts."""
+    """A prompt too long for the model's context, with a file or piped text in it that takes half
+    the context or more, points to `aigc summarize`, which reads a long document in parts (not when
+    a small file meets a large max_tokens)."""
     try:
         yield
     except ContextLengthError as exc:
-        if not (attached or piped):
+        if not (attached or piped) or exc.prompt_tokens is None or exc.prompt_tokens * 2 < exc.context_length:
             raise
         names = [name for name, _ in attached] or [STDIN]  # piped text alone
         name = "FILE" if len(names) > 1 else "-" if names[0] == STDIN else shlex.quote(names[0])
-        raise ContextLengthError(f"{exc.args[0]}; to summarize a long document, `aigc summarize {name}` reads it in parts") from None
+        pointed = ContextLengthError(f"{exc.args[0]}; to summarize a long document, `aigc summarize {name}` reads it in parts")
+        pointed.at, pointed.index = exc.at, exc.index
+        raise pointed from None
 
 
 def _answer_once(text, system, template, variables, as_json, run: RunOptions, path, keep: bool, code: Optional[str], literal: bool) -> None:

@@ -159,6 +159,7 @@ def eval_classify(
     calibrate: Calibrate = "auto",
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Each text has a set of labels: comma-separated in its label cell (a JSON list in .jsonl), none for an empty cell. Reports per-label and micro, macro, weighted and samples precision, recall and F1, subset accuracy and Hamming loss.")] = False,
     threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are predicted, as classify --threshold.")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Classify a text too long for the model's context by its start that fits (a note says how much), instead of refusing it, as classify --truncate.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PRED.jsonl", help="Also write each text's prediction, one JSON line per text (number, text, label, predicted, correct, scores; with --multi-label the true and predicted label lists: labels, predicted), atomically once the evaluation ends.", show_default=False)] = None,
     *,
@@ -196,7 +197,7 @@ def eval_classify(
         shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, threshold, examples, aspect, kind, method, calibrate)  # as the data writes them
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, threshold, examples, aspect, kind, method, calibrate, truncate)  # as the data writes them
     generator = run.generator("classify")
     absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
     if absent:
@@ -206,7 +207,7 @@ def eval_classify(
     with ui.prints_to_stderr(), ui.progress_bar() as progress:
         generator.progress = progress
         try:
-            report = evaluate_classify(generator, rows, chosen, predictions)
+            report = evaluate_classify(generator, rows, chosen, predictions=predictions)
         except AigcError as exc:
             if exc.index is not None:  # the text, as the data file holds it
                 exc.at = f"{data}: text {exc.index + 1} ({first_words(rows[exc.index][0])!r})"

@@ -51,12 +51,16 @@ def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten
     """A `ContextLengthError` when the prompt and the tokens asked for do not fit `engine`'s context
     window; `fix` says what to do, `alone_fix` when the prompt alone takes it all (fewer tokens would not help)."""
     if prompt_tokens >= engine.context_length:
-        raise ContextLengthError(f"the prompt takes {prompt_tokens} tokens, but {engine.name} holds {engine.context_length} with the answer; {alone_fix}")
-    if prompt_tokens + max_tokens > engine.context_length:
-        raise ContextLengthError(
+        error = ContextLengthError(f"the prompt takes {prompt_tokens} tokens, but {engine.name} holds {engine.context_length} with the answer; {alone_fix}")
+    elif prompt_tokens + max_tokens > engine.context_length:
+        error = ContextLengthError(
             f"the prompt takes {prompt_tokens} tokens and {max_tokens} more were asked for, but "
             f"{engine.name} holds {engine.context_length}; {fix}"
         )
+    else:
+        return
+    error.prompt_tokens, error.context_length = prompt_tokens, engine.context_length
+    raise error
 
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}

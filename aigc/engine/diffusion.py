@@ -255,7 +255,7 @@ def load_image_model(
     loading.use_threads(threads)
     device_name = loading.pick_device(device)
     torch_dtype = loading.pick_dtype(dtype, device_name)
-    key = (ref, device_name, str(torch_dtype))
+    key = (ref, loading.local_place(ref), device_name, str(torch_dtype))
     return loading.loaded(_loaded, key, lambda: _load(ref, device_name, torch_dtype, progress, announced))
 
 

@@ -112,11 +112,13 @@ load_lock = threading.Lock()  # one model load at a time (text or image): concur
 def loaded(cache: dict, key: tuple, make: Callable[[], Any]) -> Any:
     """`cache[key]`, made by `make()` the first time under `load_lock`; a model already loaded is
     handed out without waiting for another's load."""
-    if key not in cache:
+    engine = cache.get(key)  # read once: `unload` may drop the key between two reads
+    if engine is None:
         with load_lock:
-            if key not in cache:
-                cache[key] = make()
-    return cache[key]
+            engine = cache.get(key)
+            if engine is None:
+                engine = cache[key] = make()
+    return engine
 
 
 def load_model(
@@ -157,8 +159,7 @@ def load_model(
 
             check_int4_kernel()
         torch_dtype = pick_dtype("float32" if quantize else dtype, device_name)
-        place = str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf") else None  # `./model` from another directory is another model
-        key = (ref, place, device_name, str(torch_dtype), quantize, trust_remote_code)  # a call that runs no remote code never gets an engine that does
+        key = (ref, local_place(ref), device_name, str(torch_dtype), quantize, trust_remote_code)  # a call that runs no remote code never gets an engine that does
         make = functools.partial(_load, ref, device_name, torch_dtype, quantize, progress, trust_remote_code, announced)
     return loaded(_loaded, key, make)
 
@@ -173,15 +174,25 @@ def unload(name: str | None = None) -> list[Any]:
     dropped = []
     with load_lock:
         for cache in caches:
-            for key in [key for key in cache if ref is None or _same_model(key[0], ref)]:
+            for key in [key for key in cache if ref is None or _same_model(key, ref)]:
                 dropped.append(cache.pop(key))
     return dropped
 
 
-def _same_model(a: ModelRef, b: ModelRef) -> bool:
-    """Whether two references name one model: equal, or one model directory or file reached by two paths."""
-    local = ("dir", "gguf", "diffusers", "checkpoint")
-    return a == b or (a.kind == b.kind and a.kind in local and Path(a.location).resolve() == Path(b.location).resolve())
+def local_place(ref: ModelRef) -> str | None:
+    """The absolute path of a model directory or file (`./model` from another directory is another
+    model), as engine caches key it; None for other models."""
+    return str(Path(ref.location).resolve()) if ref.kind in ("dir", "gguf", "diffusers", "checkpoint") else None
+
+
+def _same_model(key: tuple, ref: ModelRef) -> bool:
+    """Whether the engine cached under `key` is of model `ref`, whatever name reached it (an alias,
+    its hub id, `hf:ID`); a model on disk by its path when loaded, whatever the working directory now."""
+    cached = key[0]
+    if cached.kind != ref.kind:
+        return False
+    place = local_place(ref)
+    return key[1] == place if place is not None else cached.location == ref.location
 
 
 def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:

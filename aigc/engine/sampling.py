@@ -506,7 +506,12 @@ class DecodeLoop:
         self.consistent = True
 
     def finish(self, row: int) -> None:
-        self.finished[row] = True
+        """End `row` (a stop string matched); in inference mode, so a loop begun in the caller's
+        `torch.inference_mode()`, whose `finished` is an inference tensor, is ended outside it too."""
+        import torch
+
+        with torch.inference_mode():
+            self.finished[row] = True
 
     def __iter__(self) -> Iterator["torch.Tensor"]:
         """The steps, each run in inference mode; the mode is left before each is handed over, so

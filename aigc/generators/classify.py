@@ -7,6 +7,7 @@ on content-free inputs, on the examples, or on the texts classified together (ba
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -20,7 +21,7 @@ from typing import Any, Collection, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, listed, names_text, note, type_name
+from .base import Generator, _no_progress, listed, names_text, note, quiet_notes, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -308,6 +309,8 @@ class ClassifyGenerator(Generator):
             sizes = [self.engine.count_tokens(self.prompt(text, opts)) for text in prepared["texts"]]
             index = max(range(len(texts)), key=sizes.__getitem__)
             label = max(map(self.engine.count_tokens, self.verbalizers(opts)))
+            if opts.truncate or sizes[index] + label <= self.engine.context_length:  # the cut's own error; or demonstrations made the prompt too long
+                raise
             error = ContextLengthError(f"the prompt takes {sizes[index]} tokens with the text and its longest label {label} more, but {self.engine.name}'s context holds {self.engine.context_length}; give {option('truncate')} to classify the text's start, or shorten it")
             error.index, error.at = index, f"input {index}" if len(texts) > 1 else None
             raise error from exc
@@ -317,16 +320,20 @@ class ClassifyGenerator(Generator):
         names = [label.name for label in opts.parsed]
         examples = self.example_model(opts) if opts.examples else None
         texts = [t.strip() for t in texts]
+        given = texts
         if opts.truncate:
-            texts = [self.start_that_fits(t, opts) for t in texts]
-        return {"texts": texts, "names": names, "examples": examples}
+            demos = examples is not None and examples.method == "demos"
+            with quiet_notes() if demos else contextlib.nullcontext():  # cut again with the demonstrations in `forward`, and noted then
+                texts = [self.start_that_fits(t, opts) for t in texts]
+        return {"texts": texts, "given": given, "names": names, "examples": examples}
 
-    def start_that_fits(self, text: str, opts: ClassifyOptions) -> str:
-        """`text`, or where its prompt does not fit the model's context with the longest label, its
-        start that does (cut in proportion, again where its start is denser), with a note of how much."""
+    def start_that_fits(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
+        """`text`, or where its prompt (with the demonstrations `shown`) does not fit the model's
+        context with the longest label, its start that does (cut in proportion, again where its
+        start is denser), with a note of how much."""
         count = self.engine.count_tokens
         room = self.engine.context_length - max(map(count, self.verbalizers(opts)))
-        tokens = count(self.prompt(text, opts))
+        tokens = count(self.prompt(text, opts, shown))
         if tokens <= room:
             return text
         whole, kept = count(text), text
@@ -336,7 +343,7 @@ class ClassifyGenerator(Generator):
             while cut > 0 and unicodedata.category(kept[cut]).startswith("M"):  # never before a mark that combines with the letter before
                 cut -= 1
             kept = kept[:cut].rstrip()
-            tokens = count(self.prompt(kept, opts))
+            tokens = count(self.prompt(kept, opts, shown))
         if not kept:
             raise ContextLengthError(f"the classify prompt and the longest label leave no room for the text in {self.engine.name}'s {self.engine.context_length}-token context; use a model with a longer context, or shorter labels")
         note(f"classified the text's start, its first {count(kept)} of {whole} tokens: what {self.engine.name}'s {self.engine.context_length}-token context holds with the prompt and labels")
@@ -374,10 +381,14 @@ class ClassifyGenerator(Generator):
         return scores
 
     def score_texts(self, texts: list[str], opts: ClassifyOptions, embed: bool = False, shown=None, told: bool = False):
-        """Label scores (uncalibrated) and embeddings for each text under the classify prompt; `told`:
-        `PROGRESS_EVERY` texts at a time, `progress` told of each part."""
+        """Label scores (uncalibrated) and embeddings for each text under the classify prompt, in one
+        engine call (packed by length there); `told`, with a `progress` callback: `PROGRESS_EVERY`
+        texts at a time, `progress` told of none done and then of each part."""
         prompts = [self.prompt(t, opts, shown(i) if shown else None) for i, t in enumerate(texts)]
+        told = told and self.progress is not _no_progress
         step = PROGRESS_EVERY if told else max(len(prompts), 1)
+        if told:
+            self.progress(0, len(prompts), "classifying")
         scored = []
         for start in range(0, len(prompts), step):
             scored += self._score_many(prompts[start : start + step], opts, embed)
@@ -434,6 +445,8 @@ class ClassifyGenerator(Generator):
         scores, embeddings = self.score_texts(texts, opts, embed=method in ("probe", "demos"), told=True)
         if method == "demos":
             chosen = [demonstrations(model, embedding) for embedding in embeddings]
+            if opts.truncate:  # the prompt is longer with them
+                texts = [self.start_that_fits(text, opts, chosen[i]) for i, text in enumerate(prepared["given"])]
             scores, _ = self.score_texts(texts, opts, shown=lambda i: chosen[i])
             offsets = [self.content_free(opts, shown) if calibration != "off" else None for shown in chosen]
         else:

@@ -488,6 +488,13 @@ def test_eval_of_no_rows_is_refused_with_one_label_per_text_or_many(multi_label)
         evaluate_classify(get_generator("classify", engine=FakeEngine()), [], {"labels": "a,b", "multi_label": multi_label})
 
 
+def test_eval_takes_predictions_by_keyword_only_so_an_old_call_with_a_progress_callback_fails_loudly(classify):
+    from aigc.evaluation import evaluate_classify
+
+    with pytest.raises(TypeError, match="positional"):  # once (generator, rows, options, progress, predictions)
+        evaluate_classify(classify, [("text", "a")], {"labels": "a,b"}, lambda done, total: None)
+
+
 def test_eval_with_batch_calibration_takes_one_prior_over_all_rows(classify):
     from aigc.evaluation import evaluate_classify
 
@@ -966,6 +973,20 @@ def test_labels_spelt_composed_and_decomposed_are_one_label(tmp_path):
     opts = ClassifyGenerator(engine=None).validate({"examples": str(decomposed), "labels": ",".join(nfc)})  # no unknown label
     assert [label.name for label in opts.parsed] == nfc
     assert checked_labels(ClassifyGenerator(engine=None).validate({"labels": ",".join(nfd)}), read_labelled(decomposed)) == nfc
+
+
+def test_truncate_cuts_a_text_to_fit_the_prompt_with_its_demonstrations(classify):
+    from aigc.errors import ContextLengthError
+
+    examples = [("Paris is the capital of France. " * 4 + str(i), "fox" if i % 2 else "dog") for i in range(16)]
+    text = "The quick brown fox jumps over the lazy dog. " * 100  # past the tiny model's 512-token context
+    with pytest.warns(AigcNote, match=r"^classified the text's start, its first \d+ of \d{4} tokens") as noted:
+        result = classify(text, labels="fox,dog", truncate=True, examples=examples, method="demos")
+    assert result["method"] == "demos" and len([n for n in noted if "classified the text's start" in str(n.message)]) == 1
+    fits_alone = "The quick brown fox jumps over the lazy dog. " * 40  # fits without demonstrations, not with them
+    assert classify.engine.count_tokens(classify.prompt(fits_alone, classify.validate({"labels": "fox,dog"}))) < 500
+    with pytest.raises(ContextLengthError, match="^the text is longer than"):  # not "the prompt takes N tokens ..." with N under the context
+        classify(fits_alone, labels="fox,dog", examples=examples, method="demos")
 
 
 def test_full_width_and_ideographic_commas_separate_labels():

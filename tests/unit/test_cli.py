@@ -3904,6 +3904,21 @@ def test_chat_about_a_file_too_long_for_the_context_points_to_summarize(tiny_mod
     assert piped.exit_code == 2 and piped.stderr.endswith("`aigc summarize -` reads it in parts\n")
     alone = invoke("chat", "word " * 600, *model)
     assert alone.exit_code == 2 and "aigc summarize" not in alone.stderr
+    (tmp_path / "notes.txt").write_text("Bees make honey.\nAnts dig.\n")
+    asked_too_much = invoke("chat", "-f", str(tmp_path / "notes.txt"), "Summarize this", *model[:3], "--max-tokens", "100000")  # the file is not what is too long
+    assert asked_too_much.exit_code == 2 and "lower --max-tokens" in asked_too_much.stderr and "aigc summarize" not in asked_too_much.stderr
+
+
+def test_the_pointer_to_summarize_keeps_where_the_error_happened():
+    from aigc.cli.chat import _summarize_pointed_to
+    from aigc.errors import ContextLengthError
+
+    error = ContextLengthError("the prompt takes 600 tokens, but tiny holds 512 with the answer; shorten it")
+    error.prompt_tokens, error.context_length, error.at, error.index = 600, 512, "input 2", 1
+    with pytest.raises(ContextLengthError) as raised:
+        with _summarize_pointed_to([("doc.txt", "text")], None):
+            raise error
+    assert "`aigc summarize doc.txt`" in str(raised.value) and (raised.value.at, raised.value.index) == ("input 2", 1)
 
 
 def test_a_map_reduced_summary_cut_off_names_the_final_summary_and_its_parts_are_counted(tmp_path):
@@ -3927,6 +3942,12 @@ def test_classify_truncate_classifies_a_long_documents_start_here_and_in_batch(t
     rows.write_text(json.dumps({"text": doc.read_text()}) + "\n")
     batch = invoke("batch", "classify", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-O", "labels=bees,solar", "-O", "truncate=true", "-m", str(tiny_model_dir))
     assert batch.exit_code == 0 and json.loads((tmp_path / "out.jsonl").read_text())["result"]["label"] in ("bees", "solar"), batch.output
+    (tmp_path / "ev.tsv").write_text(f"Solar panels on the roof.\tsolar\n{doc.read_text()}\tbees\n")
+    model = model[:4]  # eval keeps no log
+    refused = invoke("eval", "classify", str(tmp_path / "ev.tsv"), *model)
+    assert refused.exit_code == 2 and refused.stderr.endswith("; give --truncate to classify the text's start, or shorten it\n"), refused.stderr  # a flag eval has
+    evaluated = invoke("eval", "classify", str(tmp_path / "ev.tsv"), *model, "--truncate", "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["examples"] == 2 and "classified the text's start, its first " in evaluated.stderr, evaluated.output
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,18 @@ def test_n_samples_and_usage(tiny_engine):
             assert completion.finish_reason == "stop" or completion.completion_tokens == 8
 
 
+def test_a_decode_loop_begun_in_inference_mode_is_finished_outside_it(tiny_engine):
+    from aigc.engine.sampling import DecodeLoop
+
+    ids, mask = tiny_engine._batch([tiny_engine.encode("Paris")])
+    with torch.inference_mode():  # a stream's first piece pulled in the user's inference mode, the rest outside
+        loop = DecodeLoop(tiny_engine.model, ids, mask, SamplingParams(max_tokens=4, temperature=0), tiny_engine.eos_ids, tiny_engine.pad_id)
+        steps = iter(loop)
+        next(steps)
+    loop.finish(0)  # a stop string matched
+    assert loop.finished.tolist() == [True]
+
+
 def test_n_samples_prefill_each_prompt_once_and_draw_as_if_each_copy_was_prefilled(tiny_engine):
     from aigc.engine.sampling import DecodeLoop
 
@@ -511,6 +523,26 @@ def test_a_loaded_model_is_handed_out_while_another_model_loads(tiny_model_dir):
         thread.start()
         thread.join(timeout=10)
         assert got == [loaded]
+
+
+def test_an_engine_unloaded_while_it_is_handed_out_is_still_handed_out():
+    from aigc.engine import loading
+
+    class Unloading(dict):
+        """A cache that `unload` empties in another thread right after each look into it."""
+
+        def __contains__(self, key):
+            found = super().__contains__(key)
+            self.clear()
+            return found
+
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            self.clear()
+            return value
+
+    engine = object()
+    assert loading.loaded(Unloading({"key": engine}), "key", object) is engine
 
 
 def test_hub_ids_are_checked_before_the_hub_is_asked_and_hf_prefix_names_one():

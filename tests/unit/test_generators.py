@@ -1406,6 +1406,27 @@ def test_unload_lets_go_of_a_loaded_model_in_every_dtype_and_the_generators_made
     assert aigc.unload(str(model)) == 1
 
 
+def test_unload_finds_a_model_by_any_name_and_a_directory_by_its_path_when_loaded(tiny_model_dir, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from aigc.engine import loading
+    from aigc.engine.models import resolve
+
+    monkeypatch.setattr(loading, "_loaded", {})
+    alias = resolve("smollm2-360m", kind=None)
+    for name in ("smollm2-360m", "HuggingFaceTB/SmolLM2-360M-Instruct", "hf:HuggingFaceTB/SmolLM2-360M-Instruct"):
+        for ref in (alias, dataclasses.replace(alias, name="mine")):  # as loaded: by the alias, or a user's alias of it
+            loading._loaded[(ref, None, "cpu", "torch.float32", None, False)] = engine = object()
+            assert loading.unload(name) == [engine]
+    shutil.copytree(tiny_model_dir, tmp_path / "a" / "model")
+    monkeypatch.setattr(loading, "_load", lambda *args: object())
+    monkeypatch.chdir(tmp_path / "a")
+    engine = loading.load_model("./model", device="cpu")
+    monkeypatch.chdir(tmp_path)
+    assert loading.unload(str(tmp_path / "a" / "model")) == [engine]  # not ./model resolved against the directory now
+
+
 class Column:
     """A column of a table, as a pandas Series is to a notebook: iterable, no list or tuple."""
 
@@ -1457,7 +1478,16 @@ def test_many_and_classify_many_tell_progress_of_the_inputs_done():
     told.clear()
     classify = ClassifyGenerator(engine=FakeEngine(), progress=lambda done, total, what: told.append((done, total, what)))
     classify.classify_many([f"text {i}" for i in range(70)], labels="a,b")
-    assert told == [(32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+    assert told == [(0, 70, "classifying"), (32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+
+
+def test_classify_many_scores_all_texts_in_one_engine_call_when_no_progress_is_told():
+    engine = FakeEngine()
+    calls = []
+    score_many = engine.score_many
+    engine.score_many = lambda prompts, *args, **kwargs: calls.append(len(prompts)) or score_many(prompts, *args, **kwargs)
+    ClassifyGenerator(engine=engine).classify_many([f"text {i}" for i in range(70)], labels="a,b", calibrate="off")
+    assert calls == [70]  # the engine packs them by length, whatever their place in the list
 
 
 def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_options_class():
