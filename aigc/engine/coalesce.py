@@ -105,8 +105,8 @@ class CoalescingEngine:
         self._lock.notify_all()
 
     def _run(self, group: list[_PendingCall]) -> None:
-        """One engine call for the whole group; each call gets its share of the results. None once the
-        calls were told to stop (`base.stop_when`, as `aigc.batch` does): each raises `asyncio.CancelledError`."""
+        """One engine call for the whole group; each call gets its share of the results. Nothing is run
+        once the calls were told to stop (`base.stop_when`, as `aigc.batch` does): each raises `asyncio.CancelledError`."""
         check_stopped()
         prompts = [p for call in group for p in call.prompts]
         self.batches.append(len(prompts))

@@ -288,6 +288,9 @@ class ClassifyGenerator(Generator):
         self.engine  # noqa: B018 - loads the model
 
     def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        """Classify one text; returns `{"label": ..., "scores": {label: p}, "method": ..., "calibration": ...}`
+        (`labels`, a list, with `multi_label`). Nothing is sampled, so `sampling` must be empty; the
+        options are keywords, listed with their defaults by `help(type(generator))`."""
         self.check_settings(sampling)
         self.check_sampled(sampling)  # nothing is sampled: a setting given would change nothing
         self.check_inputs(inputs)  # one text: its error names no position

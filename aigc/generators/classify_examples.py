@@ -3,9 +3,8 @@
 `auto` fits a linear probe on the model's own hidden-state embeddings that learns a correction to
 the label scores, where cross-validation on the examples themselves shows it clearly more accurate
 than plain zero-shot label scoring: of the examples only one of the two gets right, the probe must
-get more than luck would (a one-sided sign test at 5%, McNemar's test exactly). Comparing the two
-accuracies by a standard error instead let a probe that won 3 examples and lost 1 of 16 through, and
-16 examples then scored below none. The calibration is picked on the examples by a standard error:
+get more than luck would (`_clearly_better`; what the rule costs is measured in the README). The
+calibration is picked on the examples by a standard error:
 the content-free prior, unless the examples' own mean label distribution (an in-domain prior that
 needs no labels) clearly does better. No calibration is used only when
 asked: picked on a few examples, it won small draws by luck and lost up to 0.13 on the rest. `demos` instead shows
