@@ -1,11 +1,14 @@
-"""Subtitle files, SubRip (.srt) and WebVTT (.vtt): their cues found, their text read as prose
-(speakers named, cues of one speaker run together) or as blocks to translate, every other line
-(the WEBVTT header, NOTE, STYLE and REGION blocks, cue numbers and ids, timing lines) kept as it is.
+"""Subtitle files, SubRip (.srt), WebVTT (.vtt) and YouTube's SBV (.sbv): their cues found, their
+text read as prose (speakers named, cues of one speaker run together) or as blocks to translate,
+every other line (the WEBVTT header, NOTE, STYLE and REGION blocks, cue numbers and ids, timing
+lines) kept as it is. Advanced SubStation Alpha (.ass, .ssa) is read by `subtitles_ass`, through
+the same functions.
 
 Read as the `srt` and `webvtt-py` packages read them: a byte-order mark and CRLF line ends are
 fine, the blank line after the last cue may be missing, a VTT cue's id is optional, hours are
 optional and the milliseconds may follow a comma or a dot, and a blank line inside a cue's text
-(which players take as its end) continues that cue.
+(which players take as its end) continues that cue. An SBV cue is a `0:00:01.000,0:00:04.000`
+line and its text, without a number.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from .errors import BadInputError, option
 from .markdown_blocks import Block, protected_ranges
 from .sentences import join_text, unspaced
 
-SUFFIXES = (".srt", ".vtt")
+SUFFIXES = (".srt", ".vtt", ".sbv", ".ass", ".ssa")
 _TIME = r"(?:\d+:)?\d{1,2}:\d{1,2}[,.]\d{1,3}"
 _TIMING = re.compile(rf"[ \t]*({_TIME})[ \t]*-->[ \t]*({_TIME})(?:[ \t].*)?")  # then a VTT cue's settings or SRT's X1: coordinates
+_SBV_TIME = r"(?:\d+:)?\d{1,2}:\d{1,2}\.\d{1,3}"
+_SBV_TIMING = re.compile(rf"[ \t]*({_SBV_TIME}),({_SBV_TIME})[ \t]*")
 _HEADER = re.compile(r"WEBVTT(?:[ \t].*)?")
 _VTT_BLOCK = re.compile(r"(?:NOTE|STYLE|REGION)(?:[ \t].*)?")
 _MARKUP = re.compile(r"<[^<>\n]*>|\{\\[^{}\n]*\}")  # a tag (<i>, <v Name>, <c.red>, <00:01.000>) or an ASS override ({\an8})
 _VOICE = re.compile(r"<v(?:\.[^\s>]+)?[ \t]+([^>]+)>")
-_EDGE = re.compile(rf"(?:\s*(?:{_MARKUP.pattern}))*\s*(?:[-‐–—][ \t]*)?")  # the markup, spaces and dialogue dash a line starts with
 _SENTENCE_END = re.compile(r"[.!?…。！？:;\"'»”’)\]♪]$")
 PAUSE = 2.0  # seconds between cues that start a new paragraph
 LONG = 600  # characters after which a paragraph ends with its sentence
@@ -49,17 +53,21 @@ class Subtitles:
 
 
 def is_subtitle_source(suffix: str | None, text: str, lines: bool = False) -> bool:
-    """Whether to read `text` as a subtitle file: a file by its suffix (.srt, .vtt) where it has one;
+    """Whether to read `text` as a subtitle file: a file by its suffix (`SUFFIXES`) where it has one;
     stdin, text itself or a file without a suffix (`suffix` None or "") when it starts as one
     (`looks_like_subtitles`), unless read as `lines`."""
     return suffix.lower() in SUFFIXES if suffix else not lines and looks_like_subtitles(text)
 
 
 def looks_like_subtitles(text: str) -> bool:
-    """Whether `text` starts as a subtitle file does: a `WEBVTT` line, or a cue number and a timing line
-    (`1` and `00:00:00,000 --> 00:00:02,500`)."""
+    """Whether `text` starts as a subtitle file does: a `WEBVTT` line, a cue number and a timing line
+    (`1` and `00:00:00,000 --> 00:00:02,500`), an SBV timing line (`0:00:00.000,0:00:02.500`), or
+    an ASS file's sections (`subtitles_ass.looks_like_ass`)."""
+    from . import subtitles_ass
+
     head = text.lstrip("\ufeff").replace("\r\n", "\n").lstrip("\n").split("\n", 2)
-    return bool(_HEADER.fullmatch(head[0]) or (len(head) > 1 and head[0].strip().isdigit() and _TIMING.fullmatch(head[1])))
+    sbv = _SBV_TIMING.fullmatch(head[0])
+    return bool(_HEADER.fullmatch(head[0]) or sbv or (len(head) > 1 and head[0].strip().isdigit() and _TIMING.fullmatch(head[1])) or subtitles_ass.looks_like_ass(text))
 
 
 def _seconds(time: str) -> float:
@@ -68,14 +76,17 @@ def _seconds(time: str) -> float:
     return sum(p * 60**i for i, p in enumerate(reversed(parts))) + float(f"0.{fraction}")
 
 
-def parse(text: str, name: str = "the text") -> Subtitles:
-    """The cues of a subtitle file's text; a `SubtitleError` naming the line where it is not one
-    (text before the first cue, a cue number without its timing line, no cue at all)."""
+def parse(text: str, name: str = "the text", suffix: str = "") -> Subtitles:
+    """The cues of a SubRip, WebVTT or SBV file's text (SBV by its `suffix`, or text that starts with
+    its timing line); a `SubtitleError` naming the line where it is not one (text before the first
+    cue, a cue number without its timing line, no cue at all)."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").split("\n")
     first = next((k for k, line in enumerate(lines) if line.strip()), 0)  # blank lines before it are kept, as they are
     vtt = bool(_HEADER.fullmatch(lines[first]))
-    what = "WebVTT" if vtt else "subtitle (SubRip or WebVTT)"
-    cue = "a number or id line, a `00:00:01,000 --> 00:00:04,000` line, then its text"
+    sbv = not vtt and (suffix.lower() == ".sbv" or bool(_SBV_TIMING.fullmatch(lines[first])))
+    timing, ids = (_SBV_TIMING, 0) if sbv else (_TIMING, 1)  # the lines before a timing line that are a cue's number or id
+    what = "WebVTT" if vtt else "YouTube SBV" if sbv else "subtitle (SubRip or WebVTT)"
+    cue = "a `0:00:01.000,0:00:04.000` line, then its text" if sbv else "a number or id line, a `00:00:01,000 --> 00:00:04,000` line, then its text"
     cues: list[Cue] = []
     i = next((k for k in range(first, len(lines)) if not lines[k].strip()), len(lines)) if vtt else 0  # the header block: WEBVTT, Kind: captions, ...
     while i < len(lines):
@@ -83,11 +94,11 @@ def parse(text: str, name: str = "the text") -> Subtitles:
             i += 1
             continue
         end = next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines))
-        timings = [k for k in range(i, end) if _TIMING.fullmatch(lines[k])]
+        timings = [k for k in range(i, end) if timing.fullmatch(lines[k])]
         if vtt and not timings and _VTT_BLOCK.fullmatch(lines[i]):
             i = end  # a NOTE, STYLE or REGION block, kept as it is
             continue
-        stray = range(i, timings[0] - 1 if timings else end)  # lines before a cue's id: more of the last cue's text, after a blank line
+        stray = range(i, timings[0] - ids if timings else end)  # lines before a cue's id: more of the last cue's text, after a blank line
         if stray and (not cues or (not timings and lines[i].strip().isdigit())):
             problem = f"cue {lines[i].strip()} has no timing line" if lines[i].strip().isdigit() else f"{lines[i].strip()[:40]!r} is not a cue"
             raise SubtitleError(f"{name} is not a valid {what} file: line {i + 1}: {problem} (a cue is {cue})")
@@ -95,8 +106,8 @@ def parse(text: str, name: str = "the text") -> Subtitles:
             cues[-1].text.append(list(stray))
         for n, k in enumerate(timings):
             after = timings[n + 1] if n + 1 < len(timings) else None  # a cue right after this one, with no blank line between
-            stop = end if after is None else after - 1 if after - 1 > k and lines[after - 1].strip().isdigit() else after
-            match = _TIMING.fullmatch(lines[k])
+            stop = end if after is None else after - 1 if ids and after - 1 > k and lines[after - 1].strip().isdigit() else after
+            match = timing.fullmatch(lines[k])
             cues.append(Cue(_seconds(match.group(1)), _seconds(match.group(2)), [list(range(k + 1, stop))] if stop > k + 1 else []))
         i = end
     if not cues:
@@ -132,12 +143,15 @@ def cue_texts(subtitles: Subtitles) -> list[tuple[str | None, str, float, float]
     return out
 
 
-def to_text(text: str, name: str = "the text", lines: bool = False) -> str:
+def to_text(text: str, name: str = "the text", lines: bool = False, suffix: str = "") -> str:
     """A subtitle file's words as prose: cues run together into paragraphs, a new one where the
-    speaker changes (`Name: ` before it, from a `<v Name>` tag), after a pause of `PAUSE` seconds, or
-    at a sentence's end once it is `LONG` characters long. `lines`: one line a cue, `Name: ` before
-    each that names its speaker."""
-    cues = cue_texts(parse(text, name))
+    speaker changes (`Name: ` before it, from a `<v Name>` tag or an ASS line's Name), after a pause
+    of `PAUSE` seconds, or at a sentence's end once it is `LONG` characters long. `lines`: one line a
+    cue, `Name: ` before each that names its speaker. An ASS file (by its `suffix`, or text that
+    starts as one) by `subtitles_ass`."""
+    from . import subtitles_ass
+
+    cues = subtitles_ass.cue_texts(text, name) if subtitles_ass.is_ass(text, suffix) else cue_texts(parse(text, name, suffix))
     if lines:
         return "\n".join(f"{speaker}: {words}" if speaker else words for speaker, words, _, _ in cues)
     paragraphs: list[str] = []
@@ -198,25 +212,25 @@ def rebroken(text: str, lines: int) -> str:
     return "\n".join([*out, text[start:]])
 
 
-def _split_edges(line: str) -> tuple[str, str, str]:
+def _split_edges(line: str, markup: re.Pattern = _MARKUP) -> tuple[str, str, str]:
     """A cue line as (markup and dialogue dash before its words, its words, markup after them)."""
-    lead = _EDGE.match(line).group(0)
+    lead = re.match(rf"(?:\s*(?:{markup.pattern}))*\s*(?:[-‐–—][ \t]*)?", line).group(0)  # the markup, spaces and dialogue dash it starts with
     rest = line[len(lead) :]
-    trail = re.search(rf"(?:\s*(?:{_MARKUP.pattern}))*\s*\Z", rest).group(0)
+    trail = re.search(rf"(?:\s*(?:{markup.pattern}))*\s*\Z", rest).group(0)
     return lead, rest[: len(rest) - len(trail)], trail
 
 
-def _loose_markup(text: str) -> list[tuple[int, int]]:
+def _loose_markup(text: str, markup: re.Pattern = _MARKUP) -> list[tuple[int, int]]:
     """Where `text` has subtitle markup that the translation checks do not keep (`<c.red>`,
     `<00:01.000>`, `{\\an8}`, which `protected_ranges` does not cover)."""
     kept = protected_ranges(text)
-    return [m.span() for m in _MARKUP.finditer(text) if not any(a <= m.start() and m.end() <= b for a, b in kept)]
+    return [m.span() for m in markup.finditer(text) if not any(a <= m.start() and m.end() <= b for a, b in kept)]
 
 
-def _add_words(block: _CueBlock, words: str) -> None:
+def _add_words(block: _CueBlock, words: str, markup: re.Pattern = _MARKUP) -> None:
     """`words` into `block`: their loose markup as literal pieces, the text between as texts."""
     start = 0
-    for a, b in [*_loose_markup(words), (len(words), len(words))]:
+    for a, b in [*_loose_markup(words, markup), (len(words), len(words))]:
         part = words[start:a]
         lead = part[: len(part) - len(part.lstrip())]
         core = part.strip()
@@ -230,23 +244,23 @@ def _add_words(block: _CueBlock, words: str) -> None:
         start = b
 
 
-def _cue_block(lines: list[str]) -> _CueBlock:
-    """A run of a cue's text lines as a block: each line its own text where each ends a sentence,
-    starts with a dialogue dash or a speaker, or holds markup the checks do not keep; else the lines
-    as one text (a sentence wrapped), cut back into as many lines."""
-    parts = [_split_edges(line) for line in lines]
-    lead, words, trail = _split_edges(join_text([line.strip() for line in lines if line.strip()]))
-    block = _CueBlock("cue", [])
+def _cue_block(lines: list[str], markup: re.Pattern = _MARKUP, block: _CueBlock | None = None) -> _CueBlock:
+    """A run of a cue's text lines as a block (into `block`, else a new one): each line its own text
+    where each ends a sentence, starts with a dialogue dash or a speaker, or holds `markup` the checks
+    do not keep; else the lines as one text (a sentence wrapped), cut back into as many lines."""
+    parts = [_split_edges(line, markup) for line in lines]
+    lead, words, trail = _split_edges(join_text([line.strip() for line in lines if line.strip()]), markup)
+    block = _CueBlock("cue", []) if block is None else block
     apart = (
         len(lines) == 1
         or any(re.search(r"[-‐–—]\s*$|<v[\s.]", start) for start, _, _ in parts[1:])
         or all(_SENTENCE_END.search(line) for _, line, _ in parts[:-1])
-        or bool(_loose_markup(words))
+        or bool(_loose_markup(words, markup))
     )
     if apart:
         for n, (start, line, end) in enumerate(parts):
             block.pieces.append(("\n" if n else "") + start)
-            _add_words(block, line)
+            _add_words(block, line, markup)
             block.pieces.append(end)
     elif any(c.isalpha() for c in words):
         block.pieces += [lead, 0, trail]
@@ -257,11 +271,16 @@ def _cue_block(lines: list[str]) -> _CueBlock:
     return block
 
 
-def translation_blocks(text: str, name: str = "the text") -> list[Block]:
+def translation_blocks(text: str, name: str = "the text", suffix: str = "") -> list[Block]:
     """A subtitle file as blocks for `translate`: every line as it is but for the cues' text,
-    whose words are translated (`render_blocks` gives the file back, `\\n` line ends)."""
+    whose words are translated (`render_blocks` gives the file back, `\\n` line ends). An ASS file
+    (by its `suffix`, or text that starts as one) by `subtitles_ass`."""
+    from . import subtitles_ass
+
     try:
-        subtitles = parse(text, name)
+        if subtitles_ass.is_ass(text, suffix):
+            return subtitles_ass.translation_blocks(text, name)
+        subtitles = parse(text, name, suffix)
     except SubtitleError as exc:
         raise SubtitleError(f"{exc}; fix it, or give {option('plain')} to translate it line by line as plain text") from None
     runs = {run[0]: run for cue in subtitles.cues for run in cue.text if run}

@@ -1,4 +1,4 @@
-"""Reading text: user documents (txt, md, html, srt and vtt subtitles; files or stdin) decoded and checked, JSON, TSV
+"""Reading text: user documents (txt, md, html, srt, vtt, sbv, ass and ssa subtitles; files or stdin) decoded and checked, JSON, TSV
 cells, and names and text made fit for a prompt, a message or JSON output."""
 
 from __future__ import annotations
@@ -175,13 +175,13 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
 
 
 def subtitle_text(text: str, name: str, suffix: str = "", lines: bool = False) -> str:
-    """`text` as it is, or, for a subtitle file (a .srt or .vtt suffix; without a suffix, text that starts
-    as one, unless read as `lines`), its cues' words (`subtitles.to_text`: no numbers or timings); one
-    that is not well-formed is read as it is, with a warning that says where."""
+    """`text` as it is, or, for a subtitle file (a .srt, .vtt, .sbv, .ass or .ssa suffix; without a suffix,
+    text that starts as one, unless read as `lines`), its cues' words (`subtitles.to_text`: no numbers,
+    timings or tags); one that is not well-formed is read as it is, with a warning that says where."""
     if not subtitles.is_subtitle_source(suffix, text, lines):
         return text
     try:
-        return subtitles.to_text(text, name, lines)
+        return subtitles.to_text(text, name, lines, suffix)
     except subtitles.SubtitleError as exc:
         warnings.warn(f"{exc}; read as it is, cue numbers and timings too", AigcWarning, stacklevel=2)
         return text
@@ -226,7 +226,7 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".srt", ".vtt")
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES)
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
 PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)

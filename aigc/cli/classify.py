@@ -71,7 +71,7 @@ def describe(result: dict) -> str:
 
 @generation_options(sampling=False, logged=True)
 def classify(
-    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file or .srt/.vtt subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file or .srt/.vtt/.sbv/.ass/.ssa subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     labels: Labels = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Any number of labels may apply; each gets a score from 0 to 1.")] = False,
     threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are chosen (score: likelihood next to the likeliest label's; with --examples, each label's own probability).")] = None,

@@ -16,7 +16,7 @@ from .options import InputFormat, RunOptions, emit, generation_options, source_o
 
 @generation_options(sampling=False)
 def embed(
-    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file or .srt/.vtt subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html file or .srt/.vtt/.sbv/.ass/.ssa subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Embed each non-empty input line as its own text; one result per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"embedding", "dimensions"} (with --lines, and "line") instead of the bare list.')] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the embedding (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,

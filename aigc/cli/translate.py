@@ -23,7 +23,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin, temp
 @generation_options(logged=True)
 def translate(
     to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
-    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document or .srt/.vtt subtitles (their cue text translated), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document or .srt/.vtt/.sbv/.ass/.ssa subtitles (their cue text translated), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a .csv: 'source,target' rows, read as aigc batch reads a .csv: 'source;target' with semicolons). A first row is a header when both cells name columns (source/target, term/translation, in English, German, French, Spanish, Italian, Portuguese or Dutch: 'Begriff<TAB>Übersetzung') or give this run's --from (or any, with auto) and --to languages ('en<TAB>de', 'en_US<TAB>de_DE', 'English<TAB>German'); any other first row is a term. A line starting '# ' is a comment: write '# source<TAB>target' to be sure.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
@@ -38,7 +38,7 @@ def translate(
     """Translate a document, keeping its paragraphs, lists and Markdown structure.
 
     A .txt file is read as plain text (an indented line is prose, not code), a .md one as Markdown;
-    a .srt or .vtt subtitle file (or piped text that starts as one) keeps every line but its cues' text;
+    a .srt, .vtt, .sbv, .ass or .ssa subtitle file (or piped text that starts as one) keeps every line but its cues' text;
     any other file is read as Markdown with a warning, unless --plain or --markdown says which;
     a .json object (or list) of strings, an i18n file, has its values translated, its keys and shape kept
     (a JSON object of strings on stdin too).
@@ -58,7 +58,7 @@ def translate(
     name = STDIN if source == "-" else source if suffix is not None else "the text"
     as_subtitles = False if plain or markdown or lines else None if suffix is None else subtitles.is_subtitle_source(suffix, text)  # None: stdin or text itself, the generator looks
     if as_subtitles or (as_subtitles is None and subtitles.is_subtitle_source(None, text)):
-        subtitles.translation_blocks(text, name)  # one not well-formed fails here, named, before the model loads
+        subtitles.translation_blocks(text, name, suffix or "")  # one not well-formed fails here, named, before the model loads
     i18n = suffix == ".json" or (source == "-" and text.lstrip().startswith("{"))  # stdin: a JSON object only (a list may be words)
     strings = read_strings(text) if i18n and not (plain or markdown or lines) else None  # an i18n file: its values translated
     if i18n and strings is None and not (plain or markdown or lines):

@@ -393,7 +393,7 @@ class TranslateOptions:
     chunk_tokens: int = 256
     batch_size: int = 4  # chunks' worth of text one engine call translates at most (rows x longest row, in tokens)
     plain: bool = False  # plain text, not Markdown: indented lines and tags are words to translate
-    subtitles: bool | None = None  # a SubRip or WebVTT file, only its cues' text translated; None: text that starts as one (not plain)
+    subtitles: bool | None = None  # a SubRip, WebVTT, SBV or ASS file, only its cues' text translated; None: text that starts as one (not plain)
 
     def __post_init__(self) -> None:
         if not self.target_language:
