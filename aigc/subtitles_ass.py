@@ -62,7 +62,7 @@ def parse(text: str, name: str = "the text") -> tuple[list[str], list[Dialogue]]
     the Format line or with fewer fields than it names), or none with a Dialogue line."""
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").split("\n")
     what = f"{name} is not a valid Advanced SubStation Alpha (.ass/.ssa) file"
-    section, fields, dialogues = None, None, []
+    section, fields, named, dialogues = None, None, "", []
     for k, line in enumerate(lines):
         if not line.strip() or line.lstrip().startswith(";"):
             continue
@@ -75,6 +75,7 @@ def parse(text: str, name: str = "the text") -> tuple[list[str], list[Dialogue]]
         if section != "events" or not colon:
             continue
         if key.strip().lower() == "format":
+            named = value.strip()
             fields = [f.strip().lower() for f in value.split(",")]
             if fields[-1] != "text" or not {"start", "end"} <= set(fields):
                 raise SubtitleError(f"{what}: line {k + 1}: the Format line names no Start, End and (last) Text fields (it is `{_FORMAT}`)")
@@ -84,7 +85,7 @@ def parse(text: str, name: str = "the text") -> tuple[list[str], list[Dialogue]]
             at = len(key) + 1 + len(value) - len(value.lstrip(" \t"))
             values = line[at:].split(",", len(fields) - 1)
             if len(values) < len(fields):
-                raise SubtitleError(f"{what}: line {k + 1}: it has {len(values)} fields, the Format line names {len(fields)} ({', '.join(fields)})")
+                raise SubtitleError(f"{what}: line {k + 1}: it has {len(values)} fields, the Format line names {len(fields)} ({named})")
             times = [values[fields.index(f)] for f in ("start", "end")]
             if bad := next((t.strip() for t in times if not _TIME.fullmatch(t)), None):
                 raise SubtitleError(f"{what}: line {k + 1}: {bad!r} is not a time (H:MM:SS.cc)")

@@ -276,3 +276,50 @@ def test_json_output_holds_the_subtitle_file(echo, tmp_path):
     assert json.loads(result.stdout)["translation"] == SRT_TRANSLATED.rstrip("\n")
 
 
+
+
+# --- YouTube SBV ---------------------------------------------------------------------------
+
+SBV = """0:00:00.599,0:00:02.500
+Hello there.
+
+0:00:02.600,0:00:05.100
+I went to the store
+and bought some milk.
+
+0:00:09.000,0:00:11.000
+>> Who is it?
+"""
+
+
+def test_an_sbv_file_is_translated_keeping_its_timings_and_read_as_its_words(echo, tmp_path):
+    doc = tmp_path / "captions.sbv"
+    doc.write_bytes(codecs.BOM_UTF8 + SBV.replace("\n", "\r\n").encode())
+    out = tmp_path / "captions.fr.sbv"
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert result.exit_code == 0 and result.stderr == f"wrote {out}\n", result.output  # no "read as Markdown" warning
+    expected = SBV.replace("Hello there.", "HELLO THERE.").replace("I went to the store\nand bought some milk.", "I WENT TO THE STORE\nAND BOUGHT SOME MILK.").replace("Who is it?", "WHO IS IT?")
+    assert out.read_bytes() == codecs.BOM_UTF8 + expected.replace("\n", "\r\n").encode()
+    assert not any("0:00" in prompt[-1]["content"] for call in echo.calls for prompt in call[0])
+    assert read_document(str(doc)) == "Hello there. I went to the store and bought some milk.\n\n>> Who is it?"
+    piped = runner.invoke(app, ["translate", "-", "--to", "fr"], input=SBV)
+    assert piped.exit_code == 0 and piped.stdout == expected
+
+
+def test_a_malformed_sbv_file_is_an_error_that_says_what_an_sbv_cue_is(echo, tmp_path):
+    doc = tmp_path / "bad.sbv"
+    doc.write_text("Captions by Jo\n\n0:00:00.000,0:00:01.000\nHello.\n")
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr"])
+    assert result.exit_code == 2 and not echo.calls
+    assert result.stderr == (
+        f"Error: {doc} is not a valid YouTube SBV file: line 1: 'Captions by Jo' is not a cue (a cue is a `0:00:01.000,0:00:04.000` line, then its text); "
+        "fix it, or give --plain to translate it line by line as plain text\n"
+    )
+    with pytest.warns(AigcWarning, match=r"bad.sbv is not a valid YouTube SBV file: line 1"):
+        assert read_document(str(doc)) == "Captions by Jo\n\n0:00:00.000,0:00:01.000\nHello."
+
+
+def test_sbv_cues_without_a_blank_line_between_are_apart_and_a_number_is_text():
+    parsed = subtitles.parse("0:00:01.000,0:00:02.000\nOne.\n42\n0:00:03.000,0:00:04.000\nTwo.\n", suffix=".sbv")
+    assert [(c.start, c.end, [[parsed.lines[k] for k in run] for run in c.text]) for c in parsed.cues] == [(1.0, 2.0, [["One.", "42"]]), (3.0, 4.0, [["Two."]])]
+    assert subtitles.looks_like_subtitles("\ufeff0:00:00.599,0:00:04.160\r\nHi.") and not subtitles.looks_like_subtitles("0:00:00.599\nHi.")
