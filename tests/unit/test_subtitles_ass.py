@@ -96,6 +96,17 @@ def test_a_crlf_ass_file_with_a_bom_is_written_back_with_both(echo, tmp_path):
     assert out.read_bytes() == codecs.BOM_UTF8 + ASS_TRANSLATED.replace("\n", "\r\n").encode()
 
 
+def test_an_output_named_as_another_subtitle_format_is_warned_of(echo, tmp_path):
+    doc = tmp_path / "ep01.ass"
+    doc.write_text(ASS)
+    srt, ssa = tmp_path / "ep01.fr.srt", tmp_path / "ep01.fr.ssa"
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(srt)])
+    assert result.exit_code == 0 and srt.read_text() == ASS_TRANSLATED
+    assert result.stderr.startswith(f"Warning: {doc}: -o {srt} gets .ass subtitles, as the file is, not .srt ones: name it ep01.fr.ass\n"), result.stderr
+    result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(ssa)])
+    assert result.exit_code == 0 and "Warning" not in result.stderr  # .ssa and .ass are read alike
+
+
 def test_piped_ass_text_is_found_by_its_sections(echo):
     piped = runner.invoke(app, ["translate", "-", "--to", "fr"], input=ASS)
     assert piped.exit_code == 0 and piped.stdout == ASS_TRANSLATED
