@@ -253,6 +253,7 @@ def _cue_block(lines: list[str], markup: re.Pattern = _MARKUP, block: _CueBlock 
     block = _CueBlock("cue", []) if block is None else block
     apart = (
         len(lines) == 1
+        or not all(line.strip() for line in lines)  # an ASS line's text with an empty line (`\\N\\N`): the breaks stay where they are
         or any(re.search(r"[-‐–—]\s*$|<v[\s.]", start) for start, _, _ in parts[1:])
         or all(_SENTENCE_END.search(line) for _, line, _ in parts[:-1])
         or bool(_loose_markup(words, markup))

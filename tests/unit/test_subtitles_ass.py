@@ -121,6 +121,11 @@ def test_an_ssa_file_with_soft_breaks_and_marked_fields_keeps_them():
     assert subtitles.to_text(ssa, suffix=".ssa") == "NTP: Hello, world. How are you?"
 
 
+def test_empty_lines_in_a_dialogue_stay_where_they_are():
+    text = HEAD + "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,{\\an8}I went\\N\\Nto the sea\\N\n"
+    assert translate(text)[0]["translation"] == text.replace("I went\\N\\Nto the sea", "I WENT\\N\\NTO THE SEA")
+
+
 def test_a_malformed_ass_file_is_an_error_naming_its_line_before_the_model_loads(echo, tmp_path):
     doc = tmp_path / "bad.ass"
     doc.write_text("[Script Info]\nTitle: x\n\n[Events]\nDialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,Hi, there.\n")
