@@ -66,8 +66,7 @@ def looks_like_subtitles(text: str) -> bool:
     from . import subtitles_ass
 
     head = text.lstrip("\ufeff").replace("\r\n", "\n").lstrip("\n").split("\n", 2)
-    sbv = _SBV_TIMING.fullmatch(head[0])
-    return bool(_HEADER.fullmatch(head[0]) or sbv or (len(head) > 1 and head[0].strip().isdigit() and _TIMING.fullmatch(head[1])) or subtitles_ass.looks_like_ass(text))
+    return bool(_HEADER.fullmatch(head[0]) or _SBV_TIMING.fullmatch(head[0]) or (len(head) > 1 and head[0].strip().isdigit() and _TIMING.fullmatch(head[1])) or subtitles_ass.looks_like_ass(text))
 
 
 def _seconds(time: str) -> float:
