@@ -205,7 +205,7 @@ def _options_doc(options: type) -> str:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         shown.append(f.name if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else f"{f.name}={default!r}")
-    return f"Options (keywords of a call and of `many` and `imany`): {', '.join(shown)}." if shown else "Options: none."
+    return f"Options (keywords of a call, of `many` and of `imany`): {', '.join(shown)}." if shown else "Options: none."
 
 
 @dataclasses.dataclass

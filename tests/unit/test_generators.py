@@ -1511,7 +1511,7 @@ def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_optio
         name = "shout"
         Options = ShoutOptions
 
-    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
+    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call, of `many` and of `imany`): loud, words=[]."
 
 
 def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
