@@ -465,9 +465,9 @@ class Generator:
         checked as it is read, so with `on_error="stop"` an invalid input's error is raised at its
         place, after the results before it (`many` checks them all before any runs); with "skip" it is
         given in its place. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
-        Leaving the loop (`break`, an error), closing the iterator (`.close()`, `contextlib.closing`, its
-        garbage collection) or Ctrl-C while it waits for a result stops the inputs in flight as `many`
-        does. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
+        Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
+        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it) or Ctrl-C
+        while it waits for a result stops the inputs in flight as `many` does. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
         items = iterated(inputs, "imany takes an iterable of inputs", "; run one input with the generator itself")
         self._check_many(sampling, concurrency, on_error, options)
         total = len(inputs) if isinstance(inputs, collections.abc.Sized) else None

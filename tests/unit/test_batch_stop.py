@@ -100,7 +100,7 @@ class Waits(Generator):
         return {"text": raw}
 
 
-@pytest.mark.parametrize("leave", ["break", "close", "collect"])
+@pytest.mark.parametrize("leave", ["break", "close", "collect", "ctrl_c"])
 def test_leaving_imany_stops_the_inputs_in_flight_and_leaves_no_worker_running(leave):
     read = []
 
@@ -113,6 +113,10 @@ def test_leaving_imany_stops_the_inputs_in_flight_and_leaves_no_worker_running(l
     if leave == "break":
         for result in Waits(engine=FakeEngine()).imany(texts(), concurrency=2):
             break
+    elif leave == "ctrl_c":  # in the loop's body, not while it waits: leaving the loop lets go of the iterator, which closes it
+        with pytest.raises(KeyboardInterrupt):
+            for result in Waits(engine=FakeEngine()).imany(texts(), concurrency=2):
+                raise KeyboardInterrupt
     else:
         results = Waits(engine=FakeEngine()).imany(texts(), concurrency=2)
         result = next(results)
