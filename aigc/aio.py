@@ -5,7 +5,7 @@ while it computes.
 Calls on one local model are not serialised: concurrent calls decode
 at once, each in its own thread, sharing the model's weights and the CPU's cores: each answer is the
 one it gives alone (greedy or seeded), and together they end no sooner than one after another. To
-batch many inputs into shared model steps, use `generator.many(...)` or `aigc serve`."""
+batch many inputs into shared model steps, use `generator.many(...)` (`generator.imany(...)` for each result as it is ready) or `aigc serve`."""
 
 from __future__ import annotations
 

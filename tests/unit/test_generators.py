@@ -1041,6 +1041,71 @@ def test_many_with_on_error_skip_gives_an_invalid_inputs_error_in_its_place_and_
     assert (results[1].at, results[1].index) == ("input 1", 1) and str(results[1]) == "input 1: the prompt is empty; type a question or pipe some text"
 
 
+def test_imany_gives_each_result_in_order_before_the_inputs_are_all_read():
+    import itertools
+
+    read, told = [], []
+
+    def questions():  # endless, saying how far it was read
+        for i in itertools.count():
+            read.append(i)
+            yield f"question {i}?"
+
+    chat = aigc.get_generator("chat", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    results = chat.imany(questions(), concurrency=3)
+    assert read == []  # nothing is read until a result is asked for
+    assert next(results)["text"] == "question 0?" and read == [0, 1, 2]  # read concurrency inputs at a time
+    assert [r["text"] for r in itertools.islice(results, 4)] == [f"question {i}?" for i in range(1, 5)] and read == list(range(6))
+    results.close()
+    assert told == [(0, None, "inputs")] + [(done, None, "inputs") for done in range(1, 6)]  # no len(): no total
+    told.clear()
+    texts = [f"text {i}" for i in range(5)]
+    assert list(chat.imany(texts, concurrency=2)) == chat.many(texts, concurrency=2)
+    assert told[:6] == [(done, 5, "inputs") for done in range(6)]
+    assert list(chat.imany(iter([]))) == []
+    with pytest.raises(BadInputError, match="^imany takes an iterable of inputs, got str; run one input"):
+        chat.imany("one text")  # checked when called, as the options are
+    with pytest.raises(OptionError, match="^concurrency must be"):
+        chat.imany(questions(), concurrency=0)
+    with pytest.raises(BadInputError, match="^nope: chat has no such option"):
+        chat.imany(questions(), nope=1)
+
+
+def test_imany_with_on_error_stop_raises_an_inputs_error_at_its_place_and_reads_no_further():
+    read = []
+
+    def reading(items):
+        for item in items:
+            read.append(item)
+            yield item
+
+    Counted = counted("bad")
+    results = Counted(engine=FakeEngine()).imany(reading(["fine", "bad", "later", "later too"]), concurrency=1)
+    assert next(results) == {"text": "fine"}
+    with pytest.raises(BadInputError, match=r"^input 1: the model cannot answer this one$") as raised:
+        next(results)
+    assert raised.value.index == 1 and Counted.ran == ["fine", "bad"] and read == ["fine", "bad"]
+    read.clear()
+    engine = FakeEngine()
+    engine.enqueue("one")
+    results = ChatGenerator(engine=engine).imany(reading(["hi", "", "yo"]))  # an invalid input: checked as it is read
+    assert next(results)["text"] == "one"
+    with pytest.raises(BadInputError, match="^input 1: the prompt is empty") as raised:
+        next(results)
+    assert raised.value.at == "input 1" and read == ["hi", ""]
+
+
+def test_imany_with_on_error_skip_gives_each_failed_or_invalid_inputs_error_in_its_place():
+    Counted = counted("bad")
+    results = list(Counted(engine=FakeEngine()).imany(iter(["fine", "bad", "later"]), concurrency=1, on_error="skip"))
+    assert [type(r) for r in results] == [dict, BadInputError, dict] and results[1].index == 1 and Counted.ran == ["fine", "bad", "later"]
+    engine = FakeEngine()
+    engine.enqueue("one", "three")
+    results = list(ChatGenerator(engine=engine).imany(iter(["hi", "", "yo"]), concurrency=1, on_error="skip"))
+    assert [r["text"] if isinstance(r, dict) else type(r) for r in results] == ["one", BadInputError, "three"]
+    assert str(results[1]) == "input 1: the prompt is empty; type a question or pipe some text"
+
+
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
     with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
@@ -1511,7 +1576,7 @@ def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_optio
         name = "shout"
         Options = ShoutOptions
 
-    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
+    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call, of `many` and of `imany`): loud, words=[]."
 
 
 def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
