@@ -29,7 +29,7 @@ from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
-from .engine.base import stop_when, stoppable_context
+from .engine.base import StopSignal, stop_when, stoppable_context
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, quiet_notes, type_name
@@ -285,7 +285,7 @@ def _outcomes(
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
     ready = threading.Condition()
-    stop = threading.Event()
+    stop = StopSignal()
     taken = iter(queue)
     take_lock = threading.Lock()
     first_failed = len(rows)  # with stop_at_error, rows after it are not started; every row before it is
