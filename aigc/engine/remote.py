@@ -22,6 +22,10 @@ the key goes on only to the same origin (or its https), as the OpenAI SDK's http
   token, on the high side so prompts are trimmed rather than rejected).
 - `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
   `/completions`, as vLLM and aigc offer them); a server without them gives a clear `AigcError`.
+- Calls told to stop (`base.stop_when`: Ctrl-C in `generator.many` or `aigc batch`, a cancelled
+  `agenerate`, a closed `astream`) shut their connections in flight, so the server sees the client
+  go away (vLLM, llama.cpp, ollama and `aigc serve` stop generating then), and raise
+  `asyncio.CancelledError` at once, as a local engine's do.
 """
 
 from __future__ import annotations
