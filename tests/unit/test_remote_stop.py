@@ -24,7 +24,8 @@ PATIENCE = 15.0  # seconds the server waits for a client to go away before it an
 class SlowServer(http.server.ThreadingHTTPServer):
     """An OpenAI-compatible server on this machine whose generation takes `PATIENCE` seconds, unless
     the client goes away first: it counts the requests that came (`asked`) and those whose client
-    went away (`gone`). A stream sends one piece at once, the rest after that wait."""
+    went away (`gone`). A stream sends one piece at once, the rest after that wait. With `busy`, it
+    answers 429 with `Retry-After: 5` instead."""
 
     daemon_threads = True
 
@@ -32,6 +33,7 @@ class SlowServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.changed = threading.Condition()
         self.asked = self.gone = 0
+        self.busy = False
         self.model = f"openai:http://127.0.0.1:{self.server_port}/v1#m"
 
     def count(self, field: str) -> None:
@@ -69,6 +71,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(404, {"error": {"message": "no such route"}})
             return
         self.server.count("asked")
+        if self.server.busy:
+            self.send_response(429)
+            self.send_header("Retry-After", "5")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -131,7 +139,8 @@ def test_ctrl_c_during_many_on_a_remote_model_cuts_the_requests_in_flight_and_le
     assert running(WORKER) == [] and running("aigc remote request") == []
 
 
-def test_cancelling_agenerate_on_a_remote_model_closes_its_request_and_frees_its_thread(server):
+def cancel_agenerate(server) -> list[threading.Thread]:
+    """Cancel an `agenerate` on the server once its request has come; the threads it ran in."""
     executor = ThreadPoolExecutor(thread_name_prefix="agenerate")
 
     async def main():
@@ -141,14 +150,29 @@ def test_cancelling_agenerate_on_a_remote_model_closes_its_request_and_frees_its
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert server.reached("gone", 1, PATIENCE / 2)
 
     asyncio.run(main())
     executor.shutdown(wait=False)
-    threads = running("agenerate")
+    return running("agenerate")
+
+
+def ended(threads: list[threading.Thread]) -> bool:
     for thread in threads:
         thread.join(PATIENCE / 2)
-    assert not any(thread.is_alive() for thread in threads)  # none waits for the server's answer
+    return not any(thread.is_alive() for thread in threads)
+
+
+def test_cancelling_agenerate_on_a_remote_model_closes_its_request_and_frees_its_thread(server):
+    threads = cancel_agenerate(server)
+    assert server.reached("gone", 1, PATIENCE / 2)
+    assert ended(threads)  # none waits for the server's answer
+
+
+def test_cancelling_agenerate_while_it_waits_to_try_a_busy_server_again_sends_no_more_requests(server):
+    server.busy = True
+    threads = cancel_agenerate(server)
+    assert ended(threads)
+    assert server.asked == 1
 
 
 def test_cancelling_the_task_reading_an_astream_of_a_remote_model_closes_its_request(server):
