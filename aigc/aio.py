@@ -31,7 +31,8 @@ async def agenerate(
     event loop's default executor (so as many run at once as it has threads), in a copy of the
     caller's context (as `asyncio.to_thread`). Its errors are raised here as they are. Cancelling the
     awaiting task stops a local model's decoding after the token being decoded, as closing an
-    `astream` does, and frees the thread (a remote model's request runs to its end)."""
+    `astream` does, and a remote model's request (its connection is shut, so the server stops
+    too), and frees the thread."""
     import asyncio
     import functools
 

@@ -439,7 +439,7 @@ class Generator:
         is raised and no input after it is started; with `on_error="skip"`, as `run_batch` words it,
         the error is given in that input's place and the others' results are kept. A KeyboardInterrupt
         (Ctrl-C) stops the inputs in flight at their next decoding step (a local model's; a remote
-        model's request in flight is not cut) and is raised once their workers have ended
+        model's requests in flight have their connections shut) and is raised once their workers have ended
         (`aigc.batch.STOP_WAIT` seconds at most). The inputs are read, and with `on_error="stop"`
         checked, all before any runs; `imany` gives each result as it is ready."""
         inputs = listed(inputs, "many takes a list of inputs", "; run one input with the generator itself")
