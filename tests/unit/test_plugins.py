@@ -260,7 +260,7 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
     assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
     errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
     for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
-                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
+                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf, an absolute path or an engine's SCHEME:LOCATION (openai:URL#MODEL), as a str"):
         assert expected in errors
 
 
