@@ -93,5 +93,9 @@ def _made(plugin: str, scheme: str, location: str, factory: Callable[[str], Any]
     except Exception as exc:  # noqa: BLE001 - a plugin's bug or its service's failure, named as the plugin's
         raise PluginError(f"{whose} could not make an engine for {location!r}: {type(exc).__name__}: {exc}") from exc
     if not callable(getattr(engine, "generate", None)):
-        raise PluginError(f"{whose} made {type(engine).__name__}, which is no aigc Engine (it has no generate); its factory must return one (docs/plugins.md, Backends)")
-    return engine
+        raise PluginError(f"{whose} made {type(engine).__name__}, which is no aigc Engine (it has no generate); its factory must return one (aigc.EngineBase gives the rest)")
+    if plugin == BUILTIN:
+        return engine
+    from .plugged import PluggedEngine
+
+    return PluggedEngine(engine, plugin, f"{scheme}:{location}")

@@ -5,13 +5,14 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from aigc import get_generator, hookimpl, load_model, plugins
+from aigc import EngineBase, get_generator, hookimpl, load_model, plugins
 from aigc.cli.app import app
 from aigc.engine.loading import unload
 from aigc.engine.models import resolve
 from aigc.engine.schemes import registered_engines
-from aigc.errors import PluginError, UnknownModelError
-from aigc.testing import EchoEngine
+from aigc.engine.base import Completion
+from aigc.errors import BadInputError, EngineError, PluginError, UnknownModelError
+from aigc.testing import EchoEngine, FakeEngine, check_engine
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_register_engines_gives_a_scheme_that_model_names_run_on(pm):
     ref = resolve("acme:big-model")
     assert (ref.kind, ref.location, ref.engine) == ("remote", "big-model", "acme:big-model")
     engine = load_model("acme:big-model")
-    assert isinstance(engine, Acme) and engine.location == "big-model"
+    assert isinstance(engine.engine, Acme) and engine.location == "big-model" and engine.plugin == "acme-plugin"
     assert load_model("acme:big-model") is engine  # made once per location
     assert get_generator("chat", model="acme:big-model")("hello there")["text"] == "hello there"
 
@@ -158,7 +159,7 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
     pm.register(AliasPlugin(), name="acme-plugin")
     ref = resolve("acme-7b")
     assert (ref.name, ref.kind, ref.engine, ref.spec.description) == ("acme-7b", "remote", "acme:acme-7b", "ACME 7B on the in-house service")
-    assert isinstance(load_model("acme-7b"), Acme) and load_model("acme-7b").location == "acme-7b"
+    assert isinstance(load_model("acme-7b").engine, Acme) and load_model("acme-7b").location == "acme-7b"
     assert resolve("acme-openai").engine == "openai:http://127.0.0.1:9/v1#acme-7b"
     errors = [f.error for f in plugins.failures() if f.plugin == "acme-plugin"]
     assert errors == [
@@ -169,3 +170,91 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
         resolve("bad-url")
     listed = {row["alias"]: row for row in json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)}
     assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("remote", None, "acme-plugin")
+
+
+class Parrot(EngineBase):
+    """A backend that defines generate only: EngineBase gives the rest."""
+
+    name = "parrot"
+
+    def generate(self, prompts, params):
+        return [[Completion(f"heard {len(prompts)}", 3, 2, "stop")] * params.n for _ in prompts]
+
+
+def test_engine_base_gives_the_defaults_and_says_what_it_cannot():
+    engine = Parrot()
+    assert get_generator("chat", engine=engine)("hi")["text"] == "heard 1"
+    assert "".join(get_generator("chat", engine=engine).stream("hi")) == "heard 1"
+    assert engine.count_tokens("twelve bytes") == 5 and engine.stats.calls == 0
+    with pytest.raises(EngineError, match=r"^engine 'parrot' cannot score continuations"):
+        get_generator("classify", engine=engine)("text", labels=["a", "b"])
+    with pytest.raises(EngineError, match=r"^engine 'parrot' cannot embed texts, which embed and similar need"):
+        engine.embed(["a"])
+    with pytest.raises(BadInputError, match="cannot embed prompts while scoring them"):
+        engine.score_many(["a"], ["b"], embed=True)
+    assert check_engine(engine) == {"can": ["count_tokens", "generate", "stream"], "cannot": ["score", "score_many", "embed"]}
+
+
+class Bare:
+    """An engine of generate and count_tokens only, as the trial's InhouseEngine was."""
+
+    name = "bare"
+    context_length = 512
+
+    def count_tokens(self, prompt):
+        return 3
+
+    def generate(self, prompts, params):
+        return [[Completion("ok", 3, 1, "stop")] * params.n for _ in prompts]
+
+
+def test_a_task_that_needs_what_an_engine_lacks_is_an_engine_error_naming_it():
+    with pytest.raises(EngineError, match=r"^engine 'bare' has no score_many, which scoring labels \(classify\) needs; define it, or subclass aigc.EngineBase"):
+        get_generator("classify", engine=Bare())("text", labels=["a", "b"])
+    with pytest.raises(AssertionError, match="it has no score_many") as caught:
+        check_engine(Bare())
+    assert "can_embed must be True or False, got None" in str(caught.value) and "stats must be" in str(caught.value)
+    complete = FakeEngine()
+    assert get_generator("chat", engine=complete).engine is complete  # one with every method is run as given
+
+
+class Failing(EngineBase):
+    name = "acme:down"
+
+    def __init__(self, location):
+        self.failure = OSError("[Errno 111] Connection refused")
+
+    def generate(self, prompts, params):
+        raise self.failure
+
+
+class Lacking(Bare):
+    def __init__(self, location):
+        self.name = f"lacking:{location}"
+
+
+class BrokenPlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register("acme", Failing)
+        register("lacking", Lacking)
+
+
+def test_a_plugin_engines_failures_reach_the_cli_as_one_line_naming_the_plugin(pm, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(BrokenPlugin(), name="acme-plugin")
+    runner = CliRunner()
+    done = runner.invoke(app, ["chat", "-m", "acme:x", "hello"])
+    assert (done.exit_code, done.stdout) == (1, "")
+    assert done.stderr == "Error: engine 'acme:down' (plugin 'acme-plugin') failed in stream: OSError: [Errno 111] Connection refused\n"  # chat streams
+    lacking = runner.invoke(app, ["classify", "text", "--labels", "a,b", "-m", "lacking:x"])
+    assert lacking.exit_code == 1 and lacking.stderr.startswith("Error: engine 'lacking:x' (plugin 'acme-plugin') has no score_many, which scoring labels (classify) needs")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "hi"}\n')
+    runner.invoke(app, ["batch", "chat", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "-m", "acme:x"])
+    written = json.loads((tmp_path / "out.jsonl").read_text())
+    assert "engine 'acme:down' (plugin 'acme-plugin') failed in generate: OSError" in written["error"]
+    stream = load_model("acme:x").stream("hi", __import__("aigc").SamplingParams())
+    with pytest.raises(EngineError, match=r"^engine 'acme:down' \(plugin 'acme-plugin'\) failed in stream: OSError"):
+        next(stream)
+
