@@ -258,3 +258,55 @@ def test_a_plugin_engines_failures_reach_the_cli_as_one_line_naming_the_plugin(p
     with pytest.raises(EngineError, match=r"^engine 'acme:down' \(plugin 'acme-plugin'\) failed in stream: OSError"):
         next(stream)
 
+
+def _backend_example(tmp_path) -> "object":
+    """docs/plugins.md's Backends example, as the package aigc_acme under `tmp_path`."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text().split("## Backends (engines)", 1)[1].split("\n## ", 1)[0]
+    package = tmp_path / "aigc_acme"
+    package.mkdir()
+    for code in re.findall(r"```python\n(.*?)```", docs, re.S):
+        (package / code.split("\n", 1)[0].removeprefix("# aigc_acme/")).write_text(code)
+    return package
+
+
+def test_the_backends_example_in_the_docs_runs_as_a_plugin(pm, monkeypatch, tmp_path):
+    import http.server
+    import importlib
+    import sys
+    import threading
+
+    from aigc.errors import ModelUnavailableError
+
+    class Service(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            words = asked["input"].split()[-asked["max_new"]:]
+            body = json.dumps({"output": " ".join(words).upper(), "tok_in": len(asked["input"].split()), "tok_out": len(words)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ACME_URL", f"http://127.0.0.1:{server.server_port}/infer")
+    monkeypatch.syspath_prepend(str(_backend_example(tmp_path).parent))
+    try:
+        module = importlib.import_module("aigc_acme")
+        pm.register(module, name="acme")
+        assert get_generator("chat", model="acme-7b")("say hi")["text"] == "USER: SAY HI"
+        assert get_generator("chat", model="acme:acme-7b")("hi", sampling={"stop": [":"]})["text"] == "USER"
+        assert check_engine(module.engine.AcmeEngine("acme-7b"))["cannot"] == ["score", "score_many", "embed"]
+        monkeypatch.setenv("ACME_URL", "http://127.0.0.1:9/infer")  # nothing listens there
+        with pytest.raises(ModelUnavailableError, match=r"^cannot reach ACME at http://127.0.0.1:9/infer: .*; is it running\?$"):
+            module.engine.AcmeEngine("acme-7b").generate(["hi"], __import__("aigc").SamplingParams())
+    finally:
+        server.shutdown()
+        for name in [name for name in sys.modules if name.startswith("aigc_acme")]:
+            del sys.modules[name]
