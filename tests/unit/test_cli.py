@@ -1942,7 +1942,7 @@ def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     assert len(warnings) == 1 and "AIGC_TRACE_PLUGINS=1 shows where" in warnings[0]
     rows = json.loads(invoke("plugins", "--json").stdout)["plugins"]
     assert [r["name"] for r in rows] == ["good", "broken"]
-    assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 4
+    assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 5
     assert invoke("plugins", "list", "--all").stdout == invoke("plugins", "--all").stdout
 
 
