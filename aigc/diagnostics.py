@@ -316,6 +316,9 @@ def _model(kind: str, context: dict) -> Check:
         return Check(id, "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
     if ref.kind == "dir" and models.missing_parts(local):
         return Check(id, "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or {_another(kind, source)}", facts)
+    denied = models.unreadable(local) if local and local.exists() else None
+    if denied:
+        return Check(id, "problem", f"{head}: {local} cannot be used: {denied}", f"make it readable as said, or {_another(kind, source)}", facts)
     if facts["installed"]:
         size = f", {facts['size_mb']} MB" if facts["size_mb"] is not None else ""
         return Check(id, "ok", f"{head}: here, {local}{size}" if local else head, facts=facts)

@@ -21,6 +21,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import BadInputError, ModelUnavailableError, option, translated
+from ..writing import umask_modes
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
@@ -122,6 +123,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "aigc-source.json").write_text(json.dumps({"gguf": gguf.name}))
+        umask_modes(partial)  # transformers writes the weights 0600: a cache made by root for others is read by all
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)

@@ -2889,6 +2889,22 @@ def test_a_directory_that_is_not_a_whole_model_is_a_one_line_error(tmp_path):
     assert "is it a whole model" in lines[0]
 
 
+def test_a_model_with_a_file_this_user_cannot_read_says_which_and_how_to_fix_it_and_doctor_too(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    model = tmp_path / "shared"
+    shutil.copytree(tiny_model_dir, model)
+    weights = next(model.glob("*.safetensors"))
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != weights and access(path, mode, **kw))  # as another user's 0600 file (root reads all)
+    result = invoke("chat", "hi", "-m", str(model))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: could not load {model}: permission denied reading {weights} (mode -rw-")
+    assert lines[0].endswith(f"its owner or root can make it readable: chmod -R a+rX {model}")
+    doctor = invoke("doctor", env={"AIGC_DEFAULT_MODEL": str(model)})
+    assert doctor.exit_code == 1 and f"permission denied reading {weights}" in doctor.stdout
+
+
 def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()
