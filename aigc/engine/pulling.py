@@ -195,6 +195,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
         return _pull_hub(ref.location, progress)
     if ref.installed:
         return ref.cache_path
+    _check_writable(ref)
     with contextlib.ExitStack() as stack:
         _hold_for_converting(stack, ref.cache_path, progress)
         if ref.installed:  # another aigc converted it while this one waited
@@ -211,6 +212,21 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
                     tmp.cleanup()
     progress(Note(f"{ref.name} is ready at {ref.cache_path}"))
     return ref.cache_path
+
+
+def _check_writable(ref: ModelRef) -> None:
+    """Fail before any download or conversion where the model cache cannot be written (read-only)."""
+    directory = ref.cache_path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".aigc-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"cannot write the model cache {directory} ({exc.strerror or exc}), where {ref.name} is converted on its first use; "
+            "point AIGC_CACHE_DIR at a writable directory (or at one that holds it converted already)"
+        ) from None
 
 
 def converts(ref: ModelRef) -> bool:
