@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import AigcError, AigcMessage, install_advice
+from .errors import AigcError, AigcMessage, install_advice, reinstall_advice
 
 STATUSES = ("ok", "note", "warning", "problem")  # from best to worst
 LOW_DISK = 1_000_000_000  # bytes free under which a directory is a warning: the embedded model's converted copy is about 540 MB
@@ -97,6 +97,17 @@ def _aigc(context: dict) -> list[Check]:
         }),
         Check("platform", "ok", platform.platform(), facts={"system": platform.system(), "release": platform.release(), "machine": platform.machine(), "cores": _cores()}),
     ]
+
+
+def _builtin_templates(context: dict) -> list[Check]:
+    from .templates import BUILTIN_MISSING, builtin_dir
+
+    path = builtin_dir()
+    count = len(list(path.glob("*.j2"))) if path.is_dir() else 0
+    facts = {"path": str(path), "count": count}
+    if not count:
+        return [Check("templates", "problem", BUILTIN_MISSING.format(path), reinstall_advice(), facts)]
+    return [Check("templates", "ok", f"{count} built-in templates in {path}", facts=facts)]
 
 
 def _cores() -> int:
@@ -381,6 +392,6 @@ def _plugins(context: dict) -> list[Check]:
 
 
 SECTIONS: list[tuple[str, Callable[[dict], list[Check]]]] = [  # (the heading their checks show under, collector); the settings file first: later checks read it
-    ("aigc", _aigc), ("settings", _settings), ("settings", _environment), ("torch", _torch), ("torch", _device), ("torch", _threads),
+    ("aigc", _aigc), ("aigc", _builtin_templates), ("settings", _settings), ("settings", _environment), ("torch", _torch), ("torch", _device), ("torch", _threads),
     ("packages", _packages), ("directories", _directories), ("models", _models), ("plugins", _plugins),
 ]

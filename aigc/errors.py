@@ -212,6 +212,20 @@ def install_advice(extra: str = "") -> str:
     return f'in the aigc checkout run {setup} (or .venv/bin/python -m pip install -c constraints.txt -e ".{extras}")'
 
 
+def reinstall_advice() -> str:
+    """How to restore aigc's own files: from git in a source checkout, else by reinstalling the same aigc."""
+    from . import __version__
+    from .install import checkout, pip_command
+
+    if checkout() is None:
+        return f"reinstall it: {pip_command('install', '--force-reinstall', '--no-deps', f'aigc=={__version__}')} (from the wheel or index you installed it from)"
+    return f"restore them in the checkout: git -C {checkout()} checkout -- prompts"
+
+
+class IncompleteInstallError(AigcError):
+    """aigc's own files (its built-in templates) are missing: an install that lost them, not bad input."""
+
+
 class AnswerJSONError(AigcError):
     """An answer held to a JSON schema that did not come out as JSON (a server that does not follow
     JSON schemas, a test engine's text) or that the decoder could not finish; the message says what to change."""
