@@ -1,6 +1,7 @@
 """`aigc doctor`: its text and JSON, and the problems, warnings and notes it finds (aigc.diagnostics)."""
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -169,6 +170,20 @@ def test_a_missing_optional_extra_is_a_note_with_how_to_add_it_and_exit_code_0(m
     line, fix = line_of(result.stdout, "default image model")
     assert line.startswith("  note     ") and line.endswith("the image extra is not installed, so `aigc image` cannot run")
     assert "problem" not in result.stdout
+
+
+def test_advice_on_extras_fits_how_aigc_is_installed_a_checkout_or_a_wheel(tmp_path):
+    import shlex
+    import subprocess
+
+    from installed_copy import site_copy
+
+    assert install_advice("image").startswith('in the aigc checkout run AIGC_EXTRAS="[image]" bash scripts/setup.sh')  # these tests run in one
+    site = site_copy(tmp_path)
+    code = "from aigc.errors import install_advice as a; print(a('image')); print(a())"
+    said = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True).stdout
+    python = shlex.quote(sys.executable)
+    assert said.splitlines() == [f"run {python} -m pip install 'aigc[image]=={__version__}'", f"run {python} -m pip install aigc=={__version__}"]  # no checkout, scripts or -e there
 
 
 def test_a_missing_required_package_is_a_problem(monkeypatch):
