@@ -30,7 +30,19 @@ def _user_dir(explicit_var: str, home_part: str, xdg_var: str, fallback: str) ->
     home = home_dir()
     if home:
         return home / home_part
-    return (_env_path(xdg_var) or Path.home() / fallback) / "aigc"
+    return (_env_path(xdg_var) or _home() / fallback) / "aigc"
+
+
+def _home() -> Path:
+    """The user's home directory; a `NoHomeError` where there is none (HOME unset, and a user id with
+    no entry in the password database: `env -i`, some containers), which only the directories not set
+    by a variable need."""
+    home = os.path.expanduser("~")
+    if home.startswith("~"):
+        from .errors import NoHomeError
+
+        raise NoHomeError(f"HOME is unset and user id {os.getuid()} has no entry" if hasattr(os, "getuid") else "HOME is unset")
+    return Path(home)
 
 
 def config_dir() -> Path:

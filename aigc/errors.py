@@ -232,6 +232,22 @@ class IncompleteInstallError(AigcError):
     """aigc's own files (its built-in templates) are missing: an install that lost them, not bad input."""
 
 
+class NoHomeError(AigcError):
+    """No home directory to put aigc's directories under, where no variable sets them; `fix` says which to set."""
+
+    fix = "set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR (or XDG_CONFIG_HOME, XDG_DATA_HOME and XDG_CACHE_HOME)"
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+    def _text(self) -> str:
+        return f"{self.summary()}; {self.fix}"
+
+    def summary(self) -> str:
+        return f"aigc finds no home directory to keep its settings, data and cache under ({self.why})"
+
+
 class AnswerJSONError(AigcError):
     """An answer held to a JSON schema that did not come out as JSON (a server that does not follow
     JSON schemas, a test engine's text) or that the decoder could not finish; the message says what to change."""

@@ -383,3 +383,16 @@ def test_a_cache_directory_under_a_file_is_a_problem_and_little_free_space_a_war
     line, fix = line_of(doctor().stdout, "cache directory")
     assert line.startswith("  warning  cache directory ") and line.endswith(", 0.1 GB free: a model's download or converted copy may not fit")
     assert fix == "free some space there, or point AIGC_CACHE_DIR elsewhere"
+
+
+def test_no_home_directory_is_one_problem_saying_what_to_set_and_no_bug_to_report(monkeypatch):
+    import pwd
+
+    for name in ("HOME", "AIGC_HOME", "AIGC_CONFIG_DIR", "AIGC_DATA_DIR", "AIGC_CACHE_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))  # a user id with no entry (env -i, containers)
+    result = doctor()
+    problems = [line for line in result.stdout.splitlines() if line.startswith("  problem")]
+    assert result.exit_code == 1 and problems == [f"  problem  aigc finds no home directory to keep its settings, data and cache under (HOME is unset and user id {os.getuid()} has no entry)"]
+    assert line_of(result.stdout, "aigc finds no home")[1].startswith("set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR")
+    assert "please report it" not in result.stdout and "cache directory unknown: no home directory (see the config line)" in result.stdout
