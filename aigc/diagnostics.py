@@ -283,9 +283,21 @@ def _directories(context: dict) -> list[Check]:
     from huggingface_hub import constants
 
     checks = [_directory("dir:config", "config", config.config_dir, "AIGC_CONFIG_DIR", context), _directory("dir:data", "data", config.data_dir, "AIGC_DATA_DIR", context)]
-    checks.append(_directory("dir:cache", "cache", config.cache_dir, "AIGC_CACHE_DIR", context))
+    checks.append(_held_model(_directory("dir:cache", "cache", config.cache_dir, "AIGC_CACHE_DIR", context), context))
     checks.append(_directory("dir:hub", "Hugging Face cache", lambda: Path(constants.HF_HUB_CACHE), "HF_HOME", context))
     return checks
+
+
+def _held_model(check: Check, context: dict) -> Check:
+    """A read-only cache that holds the default text model converted (one baked into an image) is a
+    note: only pulling other models into it fails."""
+    ref = context.get("text_ref")
+    if check.status != "problem" or not check.facts.get("exists") or ref is None or ref.cache_path is None or not ref.installed:
+        return check
+    if Path(check.facts["path"]) not in ref.cache_path.parents:
+        return check
+    check.status, check.summary = "note", f"{check.summary}; it holds the default model {ref.name}, so only pulling others into it fails"
+    return check
 
 
 def _directory(id: str, what: str, where: Callable[[], Path], variable: str, context: dict) -> Check:

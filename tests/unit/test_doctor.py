@@ -396,3 +396,17 @@ def test_no_home_directory_is_one_problem_saying_what_to_set_and_no_bug_to_repor
     assert result.exit_code == 1 and problems == [f"  problem  aigc finds no home directory to keep its settings, data and cache under (HOME is unset and user id {os.getuid()} has no entry)"]
     assert line_of(result.stdout, "aigc finds no home")[1].startswith("set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR")
     assert "please report it" not in result.stdout and "cache directory unknown: no home directory (see the config line)" in result.stdout
+
+
+def test_a_read_only_cache_holding_the_default_model_is_a_note_and_an_empty_one_a_problem(tmp_path, monkeypatch):
+    cache = tmp_path / "baked"
+    (cache / "models" / "smollm2").mkdir(parents=True)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (mode & os.W_OK and Path(path) == cache) and access(path, mode, **kw))  # read-only (root writes all)
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(cache))
+    result = doctor()
+    assert result.exit_code == 1 and line_of(result.stdout, "cache directory")[0] == f"  problem  cache directory {cache}: {cache} is not writable"  # the model's first use cannot convert it there
+    (cache / "models" / "smollm2" / "config.json").write_text("{}")  # converted at the image's build
+    result = doctor()
+    assert result.exit_code == 0, result.output
+    assert line_of(result.stdout, "cache directory")[0] == f"  note     cache directory {cache}: {cache} is not writable; it holds the default model smollm2, so only pulling others into it fails"
