@@ -15,7 +15,7 @@ from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve, unreadable
-from .pulling import bars_on_a_terminal_only, converts, first_time, hub_stage, pull
+from .pulling import bars_on_a_terminal_only, check_cache_writable, converts, first_time, hub_stage, pull
 
 
 def _cpu_has_bf16() -> bool:
@@ -209,6 +209,8 @@ def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, 
     first = hub_stage(ref.location) if ref.kind == "hub" else first_time(ref) if converts(ref) else None
     if first is None:
         return progress, False
+    if converts(ref):
+        check_cache_writable(ref)  # before saying it converts there
     progress(first)
     return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
 

@@ -195,7 +195,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
         return _pull_hub(ref.location, progress)
     if ref.installed:
         return ref.cache_path
-    _check_writable(ref)
+    check_cache_writable(ref)
     with contextlib.ExitStack() as stack:
         _hold_for_converting(stack, ref.cache_path, progress)
         if ref.installed:  # another aigc converted it while this one waited
@@ -214,7 +214,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
     return ref.cache_path
 
 
-def _check_writable(ref: ModelRef) -> None:
+def check_cache_writable(ref: ModelRef) -> None:
     """Fail before any download or conversion where the model cache cannot be written (read-only)."""
     directory = ref.cache_path.parent
     try:

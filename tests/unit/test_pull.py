@@ -317,3 +317,9 @@ def test_an_unwritable_model_cache_is_an_error_before_anything_is_downloaded_or_
         "point AIGC_CACHE_DIR at a writable directory (or at one that holds it converted already)"
     )
     assert converted == []
+    from aigc.engine import loading
+
+    stages = []
+    with pytest.raises(ModelUnavailableError):
+        loading.announce(ref, {}, lambda stage, *counts: stages.append(stage))
+    assert stages == []  # not "converting ... into" a place it cannot
