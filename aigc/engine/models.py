@@ -392,13 +392,14 @@ def missing_parts(path: Path) -> list[str]:
 
 
 def unreadable(path: Path) -> str | None:
-    """Why this user cannot read a model (a directory or file) at `path`: its first unreadable file or
-    directory, with its mode, owner and the fix (a cache another user made owner-only); None if it can."""
+    """Why this user cannot read a model (a directory or file) at `path`: the directory, or the first of
+    its files and folders (those a loader reads) it cannot read, with its mode, owner and the fix (a
+    cache another user made owner-only); None if it can."""
     import stat
 
     if not path.exists():
         return None
-    places = (path, *sorted(path.rglob("*"))) if path.is_dir() else (path,)
+    places = (path, *sorted(path.iterdir())) if path.is_dir() and os.access(path, os.R_OK | os.X_OK) else (path,)
     denied = next((p for p in places if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))), None)
     if denied is None:
         return None
