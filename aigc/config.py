@@ -30,7 +30,19 @@ def _user_dir(explicit_var: str, home_part: str, xdg_var: str, fallback: str) ->
     home = home_dir()
     if home:
         return home / home_part
-    return (_env_path(xdg_var) or Path.home() / fallback) / "aigc"
+    return (_env_path(xdg_var) or _home() / fallback) / "aigc"
+
+
+def _home() -> Path:
+    """The user's home directory; a `NoHomeError` where there is none (HOME unset, and a user id with
+    no entry in the password database: `env -i`, some containers), which only the directories not set
+    by a variable need."""
+    home = os.path.expanduser("~")
+    if home.startswith("~"):
+        from .errors import NoHomeError
+
+        raise NoHomeError(f"HOME is unset and user id {os.getuid()} has no entry" if hasattr(os, "getuid") else "HOME is unset")
+    return Path(home)
 
 
 def config_dir() -> Path:
@@ -180,21 +192,22 @@ def data_dir() -> Path:
 
 
 DATA_HINT = "AIGC_DATA_DIR moves aigc's data"
+LOG_HINT = f"{DATA_HINT}; AIGC_LOGS=0 or --no-log runs without writing it"  # for what is kept as answers are logged
 
 
-def made_data_dir() -> Path:
+def made_data_dir(hint: str = DATA_HINT) -> Path:
     """aigc's data directory, made if needed (readable by its owner only when new: conversations,
-    the log and input history are kept there)."""
+    the log and input history are kept there); `hint` ends the error where it cannot be."""
     from .writing import make_dir
 
-    return make_dir(data_dir(), DATA_HINT, PRIVATE)
+    return make_dir(data_dir(), hint, PRIVATE)
 
 
-def data_subdir(name: str) -> Path:
+def data_subdir(name: str, hint: str = DATA_HINT) -> Path:
     """A directory in aigc's data directory, made if needed (both owner-only when new)."""
     from .writing import make_dir
 
-    return make_dir(made_data_dir() / name, DATA_HINT, PRIVATE)
+    return make_dir(made_data_dir(hint) / name, hint, PRIVATE)
 
 
 def models_dir() -> Path:

@@ -162,7 +162,7 @@ def unnamed(path: Path) -> bool:
 def new_conversation() -> Path:
     """The file for a new unnamed conversation, named by a new id: the UTC time and random digits."""
     cid = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    return config.data_subdir("conversations") / f"{cid}.json"
+    return config.data_subdir("conversations", config.LOG_HINT) / f"{cid}.json"  # made as answers are logged
 
 
 def conversation_path(cid: str) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import AigcError, AigcMessage, install_advice
+from .errors import AigcError, AigcMessage, NoHomeError, install_advice, reinstall_advice
 
 STATUSES = ("ok", "note", "warning", "problem")  # from best to worst
 LOW_DISK = 1_000_000_000  # bytes free under which a directory is a warning: the embedded model's converted copy is about 540 MB
@@ -67,9 +67,13 @@ def collect() -> Report:
             try:
                 found = collector(context)
             except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not break
-                found = [Check(f"doctor:{section}", "problem", f"could not check {section}: {type(exc).__name__}: {exc}", "AIGC_DEBUG=1 aigc doctor shows the traceback; please report it")]
-                if config.debug():
-                    raise
+                why = _unsettled(exc, context) if isinstance(exc, AigcError) else None
+                if why:  # the settings' own problem (no home directory), said once on their line
+                    found = [Check(f"doctor:{section}", "note", f"could not check {section}: {why}")]
+                else:
+                    found = [Check(f"doctor:{section}", "problem", f"could not check {section}: {type(exc).__name__}: {exc}", "AIGC_DEBUG=1 aigc doctor shows the traceback; please report it")]
+                    if config.debug():
+                        raise
             for check in found:
                 check.section = section
                 _add(report, check)
@@ -97,6 +101,17 @@ def _aigc(context: dict) -> list[Check]:
         }),
         Check("platform", "ok", platform.platform(), facts={"system": platform.system(), "release": platform.release(), "machine": platform.machine(), "cores": _cores()}),
     ]
+
+
+def _builtin_templates(context: dict) -> list[Check]:
+    from .templates import BUILTIN_MISSING, builtin_dir
+
+    path = builtin_dir()
+    count = len(list(path.glob("*.j2"))) if path.is_dir() else 0
+    facts = {"path": str(path), "count": count}
+    if not count:
+        return [Check("templates", "problem", BUILTIN_MISSING.format(path), reinstall_advice(), facts)]
+    return [Check("templates", "ok", f"{count} built-in templates in {path}", facts=facts)]
 
 
 def _cores() -> int:
@@ -225,7 +240,11 @@ def _satisfies(installed: str, specifier: str) -> bool:
 
 
 def _settings(context: dict) -> list[Check]:
-    path = config.settings_file()
+    try:
+        path = config.settings_file()
+    except NoHomeError as exc:  # said once here: the checks that need a directory point at it
+        context["settings_error"] = str(exc)
+        return [Check("config", "problem", exc.summary(), exc.fix, {"path": None, "exists": False})]
     facts = {"path": str(path), "exists": path.is_file()}
     try:
         settings = config.load_settings()
@@ -240,8 +259,11 @@ def _settings(context: dict) -> list[Check]:
 
 
 def _unsettled(exc: AigcError, context: dict) -> str | None:
-    """Why a check cannot say more, where `exc` is the settings file's own problem (reported once, by the config check)."""
-    return "the settings file cannot be used (see its line)" if str(exc) == context.get("settings_error") else None
+    """Why a check cannot say more, where `exc` is the settings file's own problem (reported once, by the config check),
+    or there is no home directory to find it in."""
+    if str(exc) != context.get("settings_error"):
+        return None
+    return "no home directory (see the config line)" if isinstance(exc, NoHomeError) else "the settings file cannot be used (see its line)"
 
 
 def _environment(context: dict) -> list[Check]:
@@ -260,17 +282,31 @@ def _masked(name: str, value: str) -> str:
 def _directories(context: dict) -> list[Check]:
     from huggingface_hub import constants
 
-    checks = [_directory("dir:config", "config", config.config_dir, "AIGC_CONFIG_DIR"), _directory("dir:data", "data", config.data_dir, "AIGC_DATA_DIR")]
-    checks.append(_directory("dir:cache", "cache", config.cache_dir, "AIGC_CACHE_DIR"))
-    checks.append(_directory("dir:hub", "Hugging Face cache", lambda: Path(constants.HF_HUB_CACHE), "HF_HOME"))
+    checks = [_directory("dir:config", "config", config.config_dir, "AIGC_CONFIG_DIR", context), _directory("dir:data", "data", config.data_dir, "AIGC_DATA_DIR", context)]
+    checks.append(_held_model(_directory("dir:cache", "cache", config.cache_dir, "AIGC_CACHE_DIR", context), context))
+    checks.append(_directory("dir:hub", "Hugging Face cache", lambda: Path(constants.HF_HUB_CACHE), "HF_HOME", context))
     return checks
 
 
-def _directory(id: str, what: str, where: Callable[[], Path], variable: str) -> Check:
+def _held_model(check: Check, context: dict) -> Check:
+    """A read-only cache that holds the default text model converted (one baked into an image) is a
+    note: only pulling other models into it fails."""
+    ref = context.get("text_ref")
+    if check.status != "problem" or not check.facts.get("exists") or ref is None or ref.cache_path is None or not ref.installed:
+        return check
+    if Path(check.facts["path"]) not in ref.cache_path.parents:
+        return check
+    check.status, check.summary = "note", f"{check.summary}; it holds the default model {ref.name}, so only pulling others into it fails"
+    return check
+
+
+def _directory(id: str, what: str, where: Callable[[], Path], variable: str, context: dict) -> Check:
     """Whether aigc can write in a directory (or make it: the nearest directory above it that exists), and its free space."""
     try:
         path = where()
-    except AigcError as exc:  # the data directory is a file
+    except AigcError as exc:  # the data directory is a file, or there is no home directory to put it in
+        if why := _unsettled(exc, context):
+            return Check(id, "note", f"{what} directory unknown: {why}", facts={"path": None})
         return Check(id, "problem", str(exc), f"point {variable} at a directory", {"path": None})
     existing = path
     while not existing.exists() and existing != existing.parent:
@@ -316,6 +352,9 @@ def _model(kind: str, context: dict) -> Check:
         return Check(id, "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
     if ref.kind == "dir" and models.missing_parts(local):
         return Check(id, "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or {_another(kind, source)}", facts)
+    denied = models.unreadable(local) if local and local.exists() else None
+    if denied:
+        return Check(id, "problem", f"{head}: {local} cannot be used: {denied}", f"make it readable as said, or {_another(kind, source)}", facts)
     if facts["installed"]:
         size = f", {facts['size_mb']} MB" if facts["size_mb"] is not None else ""
         return Check(id, "ok", f"{head}: here, {local}{size}" if local else head, facts=facts)
@@ -381,6 +420,6 @@ def _plugins(context: dict) -> list[Check]:
 
 
 SECTIONS: list[tuple[str, Callable[[dict], list[Check]]]] = [  # (the heading their checks show under, collector); the settings file first: later checks read it
-    ("aigc", _aigc), ("settings", _settings), ("settings", _environment), ("torch", _torch), ("torch", _device), ("torch", _threads),
+    ("aigc", _aigc), ("aigc", _builtin_templates), ("settings", _settings), ("settings", _environment), ("torch", _torch), ("torch", _device), ("torch", _threads),
     ("packages", _packages), ("directories", _directories), ("models", _models), ("plugins", _plugins),
 ]

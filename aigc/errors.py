@@ -208,12 +208,48 @@ class MissingExtraError(AigcError):
 
 
 def install_advice(extra: str = "") -> str:
-    """How to add aigc's optional `extra` (none: reinstall its own dependencies) as the README does, from
-    the checkout with torch kept pinned: never `pip install "aigc[...]"`, which elsewhere fetches an
-    unrelated PyPI project of that name."""
+    """How to add aigc's optional `extra` (none: install its missing dependencies) as aigc was installed:
+    in a source checkout as the README does, with torch kept pinned; an installed copy (a wheel) with
+    pip, pinned to the aigc it has, so pip adds the dependencies only: a bare `aigc[...]` would fetch
+    the unrelated PyPI project of that name, whose version is higher."""
+    from . import __version__
+    from .install import checkout, pip_command
+
     extras = f"[{extra}]" if extra else ""
+    if checkout() is None:
+        return f"run {pip_command('install', f'aigc{extras}=={__version__}')}"
     setup = f'AIGC_EXTRAS="{extras}" bash scripts/setup.sh' if extra else "bash scripts/setup.sh"
     return f'in the aigc checkout run {setup} (or .venv/bin/python -m pip install -c constraints.txt -e ".{extras}")'
+
+
+def reinstall_advice() -> str:
+    """How to restore aigc's own files: from git in a source checkout, else by reinstalling the same aigc."""
+    from . import __version__
+    from .install import checkout, pip_command
+
+    if checkout() is None:
+        return f"reinstall it: {pip_command('install', '--force-reinstall', '--no-deps', f'aigc=={__version__}')} (from the wheel or index you installed it from)"
+    return f"restore them in the checkout: git -C {checkout()} checkout -- prompts"
+
+
+class IncompleteInstallError(AigcError):
+    """aigc's own files (its built-in templates) are missing: an install that lost them, not bad input."""
+
+
+class NoHomeError(AigcError):
+    """No home directory to put aigc's directories under, where no variable sets them; `fix` says which to set."""
+
+    fix = "set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR (or XDG_CONFIG_HOME, XDG_DATA_HOME and XDG_CACHE_HOME)"
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+    def _text(self) -> str:
+        return f"{self.summary()}; {self.fix}"
+
+    def summary(self) -> str:
+        return f"aigc finds no home directory to keep its settings, data and cache under ({self.why})"
 
 
 class AnswerJSONError(AigcError):

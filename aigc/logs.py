@@ -138,7 +138,7 @@ def _connect() -> Iterator[sqlite3.Connection]:
     """A connection to the log, made (readable by its owner only) with its table when new; a file
     that is not aigc's log, or one it cannot use, is a one-line error."""
     path = log_path()
-    config.made_data_dir()
+    config.made_data_dir(config.LOG_HINT)
     try:
         os.close(os.open(path, os.O_CREAT | os.O_RDONLY, 0o600))
         with closing(sqlite3.connect(path, timeout=10)) as db:

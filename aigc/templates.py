@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, UnknownTemplateError, option, spelt
+from .errors import AigcError, AigcNote, AigcWarning, BadInputError, IncompleteInstallError, OptionError, UnknownTemplateError, option, reinstall_advice, spelt
 from .template_environment import compile_text, environment, render_bounded, variables_read
 from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
 
@@ -52,10 +52,15 @@ class Rendered:
 
 
 def builtin_dir() -> Path:
-    """`prompts/`: inside the installed package (wheel), or at the repository root (editable)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "prompts"
-    return packaged if packaged.is_dir() else here.parent / "prompts"
+    """`prompts/`: at the root of the source checkout aigc runs from, else inside the installed package
+    (the wheel maps it there), never a `prompts/` that another project put beside it in site-packages."""
+    from .install import checkout
+
+    root = checkout()
+    return root / "prompts" if root else Path(__file__).resolve().parent / "prompts"
+
+
+BUILTIN_MISSING = "aigc's built-in templates are missing: {} is not there (an incomplete install)"
 
 
 def user_dir() -> Path:
@@ -397,6 +402,8 @@ def _find(name: str) -> Template:
     skipped = _skipped(name)
     if skipped is not None:
         raise skipped
+    if not builtin_dir().is_dir():
+        raise IncompleteInstallError(f"{BUILTIN_MISSING.format(builtin_dir())}; {reinstall_advice()}")
     public = f"unknown template {name!r}"  # what a server's client is told: no names of the operator's templates, nor of files
     if os.path.isfile(name + SUFFIX):  # a template file someone shared, saved here
         raise UnknownTemplateError(f"{public}; to use the file {name}{SUFFIX} here, name it as a path: ./{name}{SUFFIX} (or copy it to {user_dir()} to use it by name)").for_clients(public)

@@ -201,6 +201,16 @@ def file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def umask_modes(directory: Path) -> None:
+    """Give `directory` and all in it the modes new ones get under the umask (0644 files and 0755
+    directories under 022), as a copy made with `cp` has: a library that writes through mkstemp leaves
+    files owner-only (0600), which another user of a shared cache (an image's runtime user) cannot read."""
+    mask = _umask()
+    for path in (directory, *directory.rglob("*")):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 _PROC_STATUS = "/proc/self/status"
 _UMASK_LOCK = threading.Lock()
 

@@ -1,6 +1,6 @@
 """aigc from Python: each task on the embedded model, with short answers so it runs in a minute or two.
 
-    python examples/library.py            # after `bash scripts/setup.sh` (or `pip install -e .`)
+    python examples/library.py            # after `bash scripts/setup.sh` (or `pip install -c constraints.txt -e .`)
 """
 
 import asyncio

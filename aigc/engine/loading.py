@@ -14,8 +14,8 @@ from typing import Any, Callable
 from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
 from .base import Engine
-from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve
-from .pulling import bars_on_a_terminal_only, converts, first_time, hub_stage, pull
+from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve, unreadable
+from .pulling import bars_on_a_terminal_only, check_cache_writable, converts, first_time, hub_stage, pull
 
 
 def _cpu_has_bf16() -> bool:
@@ -208,6 +208,8 @@ def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, 
     first = hub_stage(ref.location) if ref.kind == "hub" else first_time(ref) if converts(ref) else None
     if first is None:
         return progress, False
+    if converts(ref):
+        check_cache_writable(ref)  # before saying it converts there
     progress(first)
     return (lambda stage, *rest: None if stage == first and not rest else progress(stage, *rest)), False
 
@@ -217,6 +219,9 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     pulling = time.perf_counter()
     path = pull(ref, progress) if not ref.installed or ref.kind == "hub" else Path(ref.load_path())
     pulled = time.perf_counter() - pulling if not ref.installed else 0.0  # a download or conversion, not a cache lookup
+    denied = unreadable(Path(path))
+    if denied:  # else transformers' loaders say "no such file"
+        raise ModelUnavailableError(f"could not load {loaded_from(ref.name, path)}: {denied}")
     if not announced:
         progress(f"loading {ref.name}")
     started = time.perf_counter()

@@ -402,6 +402,23 @@ def missing_parts(path: Path) -> list[str]:
     return missing
 
 
+def unreadable(path: Path) -> str | None:
+    """Why this user cannot read a model (a directory or file) at `path`: the directory, or the first of
+    its files and folders (those a loader reads) it cannot read, with its mode, owner and the fix (a
+    cache another user made owner-only); None if it can."""
+    import stat
+
+    if not path.exists():
+        return None
+    places = (path, *sorted(path.iterdir())) if path.is_dir() and os.access(path, os.R_OK | os.X_OK) else (path,)
+    denied = next((p for p in places if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))), None)
+    if denied is None:
+        return None
+    info = denied.stat()
+    fix = f"chmod -R a+rX {shlex.quote(str(path))}" if path.is_dir() else f"chmod a+r {shlex.quote(str(path))}"
+    return f"permission denied reading {denied} (mode {stat.filemode(info.st_mode)}, owner uid {info.st_uid}); its owner or root can make it readable: {fix}"
+
+
 def _read_json(path: Path) -> dict:
     """A model's JSON settings file; one that cannot be read is a `BadInputError` naming it."""
     try:

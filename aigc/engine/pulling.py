@@ -21,6 +21,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import BadInputError, ModelUnavailableError, option, translated
+from ..writing import umask_modes
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
@@ -122,6 +123,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "aigc-source.json").write_text(json.dumps({"gguf": gguf.name}))
+        umask_modes(partial)  # transformers writes the weights 0600: a cache made by root for others is read by all
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
@@ -193,6 +195,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
         return _pull_hub(ref.location, progress)
     if ref.installed:
         return ref.cache_path
+    check_cache_writable(ref)
     with contextlib.ExitStack() as stack:
         _hold_for_converting(stack, ref.cache_path, progress)
         if ref.installed:  # another aigc converted it while this one waited
@@ -209,6 +212,21 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
                     tmp.cleanup()
     progress(Note(f"{ref.name} is ready at {ref.cache_path}"))
     return ref.cache_path
+
+
+def check_cache_writable(ref: ModelRef) -> None:
+    """Fail before any download or conversion where the model cache cannot be written (read-only)."""
+    directory = ref.cache_path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".aigc-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"cannot write the model cache {directory} ({exc.strerror or exc}), where {ref.name} is converted on its first use; "
+            "point AIGC_CACHE_DIR at a writable directory (or at one that holds it converted already)"
+        ) from None
 
 
 def converts(ref: ModelRef) -> bool:

@@ -68,7 +68,7 @@ def client_text(exc: Exception) -> str:
     text = exc.located(public) if public else str(exc)
     from ..config import cache_dir, config_dir
 
-    places = {str(config_dir()): "", str(cache_dir()): "", os.getcwd(): "", str(Path.home()): "~" + os.sep}
+    places = {str(config_dir()): "", str(cache_dir()): "", os.getcwd(): "", os.path.expanduser("~"): "~" + os.sep}  # "~" itself where there is no home
     for place in sorted(places, key=len, reverse=True):  # the config directory before the home it lies in
         if len(Path(place).parts) > 1:  # not the root: `/` would cut URLs too
             text = text.replace(place + os.sep, places[place])

@@ -2904,6 +2904,38 @@ def test_a_directory_that_is_not_a_whole_model_is_a_one_line_error(tmp_path):
     assert "is it a whole model" in lines[0]
 
 
+def test_a_model_with_a_file_this_user_cannot_read_says_which_and_how_to_fix_it_and_doctor_too(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    model = tmp_path / "shared"
+    shutil.copytree(tiny_model_dir, model)
+    weights = next(model.glob("*.safetensors"))
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != weights and access(path, mode, **kw))  # as another user's 0600 file (root reads all)
+    result = invoke("chat", "hi", "-m", str(model))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: could not load {model}: permission denied reading {weights} (mode -rw-")
+    assert lines[0].endswith(f"its owner or root can make it readable: chmod -R a+rX {model}")
+    doctor = invoke("doctor", env={"AIGC_DEFAULT_MODEL": str(model)})
+    assert doctor.exit_code == 1 and f"permission denied reading {weights}" in doctor.stdout
+
+
+def test_no_home_directory_is_a_one_line_error_naming_the_variables_and_none_is_needed_where_they_are_set(tmp_path, monkeypatch):
+    import pwd
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))  # a user id with no entry (env -i, containers)
+    assert invoke("chat", "-m", "echo", "hi", env={"AIGC_LOGS": "0"}).stdout == "hi\n"  # the directories set by variables (as the tests do)
+    monkeypatch.delenv("AIGC_CONFIG_DIR")
+    result = invoke("chat", "-m", "echo", "hi", env={"AIGC_LOGS": "0"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and lines == [
+        f"Error: aigc finds no home directory to keep its settings, data and cache under (HOME is unset and user id {os.getuid()} has no entry); "
+        "set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR (or XDG_CONFIG_HOME, XDG_DATA_HOME and XDG_CACHE_HOME)"
+    ]
+    assert invoke("chat", "-m", "echo", "hi", env={"AIGC_LOGS": "0", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}).stdout == "hi\n"
+
+
 def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(tiny_model_dir, tmp_path, monkeypatch):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()

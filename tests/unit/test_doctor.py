@@ -1,6 +1,7 @@
 """`aigc doctor`: its text and JSON, and the problems, warnings and notes it finds (aigc.diagnostics)."""
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -169,6 +170,20 @@ def test_a_missing_optional_extra_is_a_note_with_how_to_add_it_and_exit_code_0(m
     line, fix = line_of(result.stdout, "default image model")
     assert line.startswith("  note     ") and line.endswith("the image extra is not installed, so `aigc image` cannot run")
     assert "problem" not in result.stdout
+
+
+def test_advice_on_extras_fits_how_aigc_is_installed_a_checkout_or_a_wheel(tmp_path):
+    import shlex
+    import subprocess
+
+    from installed_copy import site_copy
+
+    assert install_advice("image").startswith('in the aigc checkout run AIGC_EXTRAS="[image]" bash scripts/setup.sh')  # these tests run in one
+    site = site_copy(tmp_path)
+    code = "from aigc.errors import install_advice as a; print(a('image')); print(a())"
+    said = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True).stdout
+    python = shlex.quote(sys.executable)
+    assert said.splitlines() == [f"run {python} -m pip install 'aigc[image]=={__version__}'", f"run {python} -m pip install aigc=={__version__}"]  # no checkout, scripts or -e there
 
 
 def test_a_missing_required_package_is_a_problem(monkeypatch):
@@ -368,3 +383,30 @@ def test_a_cache_directory_under_a_file_is_a_problem_and_little_free_space_a_war
     line, fix = line_of(doctor().stdout, "cache directory")
     assert line.startswith("  warning  cache directory ") and line.endswith(", 0.1 GB free: a model's download or converted copy may not fit")
     assert fix == "free some space there, or point AIGC_CACHE_DIR elsewhere"
+
+
+def test_no_home_directory_is_one_problem_saying_what_to_set_and_no_bug_to_report(monkeypatch):
+    import pwd
+
+    for name in ("HOME", "AIGC_HOME", "AIGC_CONFIG_DIR", "AIGC_DATA_DIR", "AIGC_CACHE_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))  # a user id with no entry (env -i, containers)
+    result = doctor()
+    problems = [line for line in result.stdout.splitlines() if line.startswith("  problem")]
+    assert result.exit_code == 1 and problems == [f"  problem  aigc finds no home directory to keep its settings, data and cache under (HOME is unset and user id {os.getuid()} has no entry)"]
+    assert line_of(result.stdout, "aigc finds no home")[1].startswith("set HOME, AIGC_HOME (one directory for all), or AIGC_CONFIG_DIR, AIGC_DATA_DIR and AIGC_CACHE_DIR")
+    assert "please report it" not in result.stdout and "cache directory unknown: no home directory (see the config line)" in result.stdout
+
+
+def test_a_read_only_cache_holding_the_default_model_is_a_note_and_an_empty_one_a_problem(tmp_path, monkeypatch):
+    cache = tmp_path / "baked"
+    (cache / "models" / "smollm2").mkdir(parents=True)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (mode & os.W_OK and Path(path) == cache) and access(path, mode, **kw))  # read-only (root writes all)
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(cache))
+    result = doctor()
+    assert result.exit_code == 1 and line_of(result.stdout, "cache directory")[0] == f"  problem  cache directory {cache}: {cache} is not writable"  # the model's first use cannot convert it there
+    (cache / "models" / "smollm2" / "config.json").write_text("{}")  # converted at the image's build
+    result = doctor()
+    assert result.exit_code == 0, result.output
+    assert line_of(result.stdout, "cache directory")[0] == f"  note     cache directory {cache}: {cache} is not writable; it holds the default model smollm2, so only pulling others into it fails"

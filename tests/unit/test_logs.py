@@ -130,6 +130,18 @@ def test_a_data_directory_that_is_a_file_is_said_to_be_one(tmp_path, monkeypatch
         assert result.exit_code == 2 and "data directory" in result.stderr and "is a file; point AIGC_DATA_DIR at a directory" in result.stderr
 
 
+def test_a_data_directory_that_cannot_be_made_for_the_log_says_how_to_run_without_it(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "afile" / "data"))  # as a read-only one, which root could write
+    monkeypatch.setenv("AIGC_LOGS", "1")
+    said = f"cannot make directory {tmp_path / 'afile' / 'data'}: {tmp_path / 'afile'} is a file (AIGC_DATA_DIR moves aigc's data; AIGC_LOGS=0 or --no-log runs without writing it)"
+    chat = invoke("chat", "-m", "echo", "hi")  # its conversation is kept as its answers are logged
+    assert chat.exit_code == 2 and chat.stderr == f"Error: {said}\n"
+    headline = invoke("headline", "-m", "echo", "--topic", "bees", "-n", "1")
+    assert headline.exit_code == 0 and headline.stdout == "bees\n" and headline.stderr == f"Warning: {said} (answers are not logged in this run)\n"
+    assert invoke("chat", "-m", "echo", "hi", "--no-log").stdout == "hi\n"
+
+
 def test_a_file_that_is_not_a_log_is_a_one_line_error_and_is_left_as_it_is():
     import sqlite3
 

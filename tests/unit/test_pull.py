@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from aigc import locks
+from aigc.errors import ModelUnavailableError
 from aigc.engine import models, pulling
 
 
@@ -285,3 +286,40 @@ def test_transformers_bars_are_off_while_a_gguf_converts_where_stderr_is_no_term
     gguf.write_bytes(b"GGUF" + bytes(64))
     pulling.convert_gguf(gguf, tmp_path / "copy", lambda stage, *counts: None)
     assert shown == [False] * 4 and transformers_logging.is_progress_bar_enabled()  # a log gets no carriage-return bars; the setting comes back
+
+
+def test_a_converted_copy_is_readable_by_all_under_the_umask_though_transformers_writes_its_weights_owner_only(tmp_path, monkeypatch):
+    class Private(FakePretrained):
+        def save_pretrained(self, directory):
+            os.close(os.open(Path(directory) / "model.safetensors", os.O_WRONLY | os.O_CREAT, 0o600))  # as transformers' safetensors writer does
+
+    ref = tiny_gguf(tmp_path, monkeypatch)
+    fake_transformers(monkeypatch, Private)
+    mask = os.umask(0o022)
+    try:
+        pulling.pull(ref)
+    finally:
+        os.umask(mask)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (ref.cache_path, *ref.cache_path.iterdir())}
+    assert modes == {ref.cache_path.name: "0o755", "model.safetensors": "0o644", "aigc-source.json": "0o644"}  # a cache root makes for an image's user
+
+
+def test_an_unwritable_model_cache_is_an_error_before_anything_is_downloaded_or_converted(tmp_path, monkeypatch):
+    ref = tiny_gguf(tmp_path, monkeypatch)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "file" / "cache"))  # as a read-only one, which root could write
+    converted = []
+    monkeypatch.setattr(pulling, "convert_gguf", lambda *args: converted.append(args))
+    with pytest.raises(ModelUnavailableError) as raised:
+        pulling.pull(ref)
+    assert str(raised.value) == (
+        f"cannot write the model cache {tmp_path / 'file' / 'cache' / 'models'} (Not a directory), where {ref.name} is converted on its first use; "
+        "point AIGC_CACHE_DIR at a writable directory (or at one that holds it converted already)"
+    )
+    assert converted == []
+    from aigc.engine import loading
+
+    stages = []
+    with pytest.raises(ModelUnavailableError):
+        loading.announce(ref, {}, lambda stage, *counts: stages.append(stage))
+    assert stages == []  # not "converting ... into" a place it cannot

@@ -6,6 +6,7 @@ import pytest
 
 from aigc import template_edits, template_files, templates
 from aigc.errors import AigcWarning, BadInputError, UnknownTemplateError
+from installed_copy import run_from, site_copy
 
 
 def sample_values(template):
@@ -698,3 +699,23 @@ def test_a_generator_that_is_not_registered_is_refused_when_the_template_is_read
     for name in ("summarize", "poem"):  # poem: like no generator here, a plugin's maybe
         write(templates.user_dir(), "mine", f"---\ngenerator: {name}\n---\n{{{{ input }}}}\n")
         assert templates.get_template("mine").generator == name
+
+
+def test_an_installed_copy_reads_its_own_built_in_templates_never_a_prompts_folder_beside_it_and_says_when_they_are_missing(tmp_path):
+    site = site_copy(tmp_path)
+    (site / "prompts").mkdir()  # another project's, in site-packages
+    (site / "prompts" / "summarize.j2").write_text("---\ndescription: NOT AIGC\n---\n{{ text }}\n")
+    (tmp_path / "doc.md").write_text("Some text to summarize.\n")
+    listed = run_from(site, "templates", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    missing = f"aigc's built-in templates are missing: {site / 'aigc' / 'prompts'} is not there (an incomplete install)"
+    used = run_from(site, "summarize", "-m", "echo", "doc.md", cwd=tmp_path)
+    assert used.returncode == 1 and used.stderr.startswith(f"Error: {missing}; reinstall it: "), used.stderr
+    doctor = run_from(site, "doctor", "--json", cwd=tmp_path)
+    check = json.loads(doctor.stdout)["checks"]["templates"]
+    assert doctor.returncode == 1 and check["status"] == "problem" and check["summary"] == missing
+    import shutil
+
+    shutil.copytree(templates.builtin_dir(), site / "aigc" / "prompts")  # as the wheel has them
+    shown = run_from(site, "templates", "show", "summarize", cwd=tmp_path)
+    assert shown.returncode == 0 and "NOT AIGC" not in shown.stdout and str(site / "aigc" / "prompts" / "summarize.j2") in shown.stdout + shown.stderr
