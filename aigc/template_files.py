@@ -118,7 +118,9 @@ class Template:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator", "model")
-_OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
+_LEAD = re.compile(r"(?:[ \t]*\n|[ \t]*\{#.*?#\}[ \t]*\n)*", re.S)  # blank lines and {# comments #} the front matter may follow
+_OPEN = re.compile(r"---[ \t]*\n")  # the line opening the front matter (trailing blanks allowed, as by Jekyll)
+_LATE = re.compile(rf"^---[ \t]*\n(?:(?!---[ \t]*$).*\n)*?(?:{'|'.join(FRONT_MATTER)})[ \t]*:.*\n(?:.*\n)*?---[ \t]*$", re.M)  # a front matter after other text
 _CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
@@ -193,24 +195,27 @@ def _read(path: Path, source: str) -> Template:
     text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
-    if opening := _OPEN.match(text):
+    lead = text[: _LEAD.match(text).end()].count("\n")  # lines before the front matter
+    if opening := _OPEN.match(text, _LEAD.match(text).end()):
         closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
-            raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
+            raise BadInputError(f"{path}:{lead + 1}: front matter opened with '---' is never closed")
         loader = yaml.SafeLoader(text[opening.end() : closing.start()])
         try:
             node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
             meta = (loader.construct_document(node) if node is not None else None) or {}
         except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
+            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + lead + 2
             raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
         finally:
             loader.dispose()
         if not isinstance(meta, dict):
-            raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
+            raise BadInputError(f"{path}:{lead + 2}: front matter must be a mapping of keys to values")
         body = text[closing.end() :]
         body_line = text[: closing.end()].count("\n") + 1
-        system_line = _system_line(node)
+        system_line = _system_line(node) + lead
+    else:
+        _check_no_late_front_matter(path, text)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
@@ -241,6 +246,20 @@ def _read(path: Path, source: str) -> Template:
     _check_declared(template)
     _check_generator(template)
     return template
+
+
+def _check_no_late_front_matter(path: Path, text: str) -> None:
+    """A front matter after text that is neither blank lines nor {# comments #} would be sent as
+    the prompt, its settings lost: an error, where the text before it is no template text (no
+    `{{`, `{%`), as `templates show`'s old `# ...` header lines or an editor's first line."""
+    late = _LATE.search(text)
+    before = text[: late.start()] if late else ""
+    if late and "{{" not in before and "{%" not in before and "---" not in before:
+        line = before.count("\n") + 1
+        raise BadInputError(
+            f"{path}:{line}: the front matter must begin the file (blank lines and {{# comments #}} may come before it), "
+            f"or it is sent as the prompt; move the {line - 1} line{'s' if line != 2 else ''} above it below it, or into a {{# comment #}}"
+        )
 
 
 def _read_pattern(path: Path, source: str) -> Template:

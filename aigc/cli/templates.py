@@ -51,11 +51,14 @@ def show(
             shown["system"] = shown["text"]
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
-    lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
-    lines += [f"# {template.description}"] if template.path.name == template_files.PATTERN else []  # no front matter says it
+    pattern = template.path.name == template_files.PATTERN
+    lines = [f"{template.path} ({template.source})"] + ([f"model: {template.model} (unless -m names another)"] if template.model else [])
+    lines += [template.description] if pattern else []  # no front matter says it
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
-        lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
+        lines.append(f"{var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
+    # as jinja comments, which may come before the front matter: `show NAME > copy.j2` is a working template
+    lines = [f"# {line}" if pattern else "{# " + line.replace("#}", "# }") + " #}" for line in lines]
     user = template.path.with_name(template_files.PATTERN_USER)
     after = f"\n# {user}:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and user.is_file() and template_files.read_source(user).strip() else ""
     ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path) + after)

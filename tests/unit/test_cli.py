@@ -1364,7 +1364,10 @@ def test_templates_list_show_and_path():
     assert invoke("templates", "path").stdout.strip().endswith("templates")
     assert invoke("templates", "show", "headlin").exit_code == 2
     user_template("bare", "---\nvariables:\n  - {name: input, required: true}\n  - {name: count, default: 3}\n  - {name: tone, description: }\n---\n{{ input }}{{ count }}{{ tone }}")
-    assert invoke("templates", "show", "bare").stdout.startswith(f"# {user_dir()}/bare.j2 (user)\n# input: (required)\n# count: (default: 3)\n# tone: (required)\n---")
+    shown = invoke("templates", "show", "bare").stdout
+    assert shown.startswith(f"{{# {user_dir()}/bare.j2 (user) #}}\n{{# input: (required) #}}\n{{# count: (default: 3) #}}\n{{# tone: (required) #}}\n---")
+    (user_dir() / "copy.j2").write_text(shown)  # `show NAME > copy.j2` is a working template, its header comments aside
+    assert json.loads(invoke("run", "copy", "--var", "input=x", "--var", "tone=t", "--dry-run", "--json").stdout)["messages"][-1]["content"] == "x3t"
 
 
 def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch):
@@ -1441,7 +1444,7 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     code, lines = bad("run", "image-model", "--var", "input=bees")
     assert code == 2 and lines == [f"Error: model: in template 'image-model' ({user_dir()}/image-model.j2): sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`); pick a text model"]
     shown = invoke("templates", "show", "typo")
-    assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
+    assert "{# model: smolm2 (unless -m names another) #}\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
 
 
 def test_a_templates_model_sends_text_and_key_only_to_a_server_on_this_machine_or_openais(tiny_model_dir, monkeypatch):
@@ -1818,6 +1821,20 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     code, lines = bad("templates", "edit", "summarize")
     assert lines == [f"Error: the editor {os.environ['EDITOR']!r} exited with code 3; nothing saved; your edit is kept in {draft}, and `aigc templates edit summarize` opens it again"]
     assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
+
+
+def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_after_text(monkeypatch):
+    from aigc import templates
+
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i 1s/^/\\\\n/")  # a blank first line: the front matter still counts
+    assert invoke("templates", "edit", "summarize").exit_code == 0
+    own = templates.user_dir() / "summarize.j2"
+    assert own.read_text().startswith("\n---") and templates.get_template("summarize").system == templates.scan("summarize", passing=own)[0]["summarize"].system
+    monkeypatch.setenv("EDITOR", "sed -i 1iNotes")  # text before it: not saved, and said why
+    code, lines = bad("templates", "edit", "summarize")
+    assert code == 2 and "summarize.j2:3: the front matter must begin the file" in lines[0] and "not saved" in lines[0]
+    assert not own.read_text().startswith("Notes")
 
 
 def test_templates_edit_without_an_editor_set_and_no_terminal_starts_none(monkeypatch):
@@ -3762,7 +3779,7 @@ def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replac
     assert row["name"] == "b\ufffde" and row["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
     plain = invoke("templates", "list")  # a name as its bytes, also on a stdout that takes only proper UTF-8
     assert plain.exit_code == 0 and any(line.startswith(b"b\xe9e ") for line in plain.stdout_bytes.splitlines()), plain.output
-    assert invoke("templates", "show", "b\udce9e").stdout_bytes.startswith(b"# " + os.fsencode(tmp_path / "caf\udce9" / "b\udce9e.j2"))
+    assert invoke("templates", "show", "b\udce9e").stdout_bytes.startswith(b"{# " + os.fsencode(tmp_path / "caf\udce9" / "b\udce9e.j2"))
     shown = invoke("templates", "show", "b\udce9e", "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout_bytes.decode("utf-8"))["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
     conversations.sessions_dir().mkdir(parents=True, exist_ok=True)

@@ -698,3 +698,21 @@ def test_a_generator_that_is_not_registered_is_refused_when_the_template_is_read
     for name in ("summarize", "poem"):  # poem: like no generator here, a plugin's maybe
         write(templates.user_dir(), "mine", f"---\ngenerator: {name}\n---\n{{{{ input }}}}\n")
         assert templates.get_template("mine").generator == name
+
+
+@pytest.mark.parametrize("lead", ["\n", "\n  \n", "{# Copyright the team #}\n", "{# two\n   lines #}\n\n"])
+def test_blank_lines_and_comments_may_come_before_the_front_matter(lead):
+    path = write(templates.user_dir(), "lead", lead + "---\nsystem: SYS\nvariables:\n  - {name: input, required: true}\n  - {name: x, default: 1\n---\nHi {{ input }}\n")
+    with pytest.raises(BadInputError, match=rf"lead.j2:{lead.count(chr(10)) + 5}: bad front matter"):  # its line, counting the lines before
+        templates.get_template("lead")
+    path.write_text(path.read_text().replace("default: 1", "default: 1}"))
+    rendered = templates.render("lead", {"input": "x"}).messages
+    assert rendered == [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Hi x"}]
+
+
+def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
+    write(templates.user_dir(), "late", "# copied from somewhere\n---\ndescription: late\nsystem: SYS\n---\nHi {{ input }}\n")
+    with pytest.raises(BadInputError, match=r"late.j2:2: the front matter must begin the file .*move the 1 line above it"):
+        templates.get_template("late")
+    write(templates.user_dir(), "rule", "Write a post.\n\n---\n\n{{ input }}\n---\n")  # a Markdown rule, no front matter: text
+    assert templates.render("rule", {"input": "x"}).messages[-1]["content"] == "Write a post.\n\n---\n\nx\n---"
