@@ -18,8 +18,9 @@ its system prompt and the input its message (after the text of its `user.md`, if
 but for fabric's `{{input}}` (where the input goes: a `system.md` holding it is then the one message)
 and `{{name}}` (a variable), as `template_files` reads them.
 
-Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
-a later directory overrides a template of the same name from an earlier one, except that two
+Directories are searched in order (built-ins, plugins, `AIGC_TEMPLATES_PATH`'s from its last to its
+first, then the user's); a later directory overrides a template of the same name from an earlier one,
+so your own come first and then AIGC_TEMPLATES_PATH's in the order given, as PATH's, except that two
 plugins' templates of one name clash (the first stays). A path to a `.j2` file names that file.
 A file is read in `template_files` and rendered in `template_environment`'s sandbox;
 `template_edits` starts, edits and removes the user's own.
@@ -88,11 +89,11 @@ def template_dirs() -> list[tuple[str, Path]]:
 
     registered = registered_template_dirs()
     dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
+    env = [Path(entry).expanduser() for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep) if entry]
+    for directory in env:
+        _warn_if_missing(directory)
+    dirs += [("env", directory) for directory in reversed(env)]  # the first wins, as in PATH
     dirs.append(("user", user_dir()))
-    for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
-        if entry:
-            dirs.append(("env", Path(entry).expanduser()))
-            _warn_if_missing(dirs[-1][1])
     return dirs
 
 
@@ -234,7 +235,7 @@ def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
     if source == "user":
         return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
     if source == "env":
-        return f"fix it with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
+        return f"make your own fixed copy with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
     return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 

@@ -70,9 +70,7 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
     if (pattern := _pattern(name)) is not None:
         raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name, or edit the pattern (aigc templates edit {name})")
     path, existing = template_edits.new_template(name)
-    if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
-        ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
-    elif existing is not None:
+    if existing is not None:
         ui.info(f"copied from {existing.path}; yours overrides {name!r} from {existing.source}")
     ui.result(str(path))
 

@@ -1906,11 +1906,14 @@ def test_templates_list_shows_what_a_user_template_overrides():
     assert whose("social-templates") == "the one of plugin 'social-templates'"  # not plugin 'social-templates''s
 
 
-def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
+def test_templates_new_of_an_aigc_templates_path_template_makes_your_copy_which_is_used(tmp_path, monkeypatch):
+    from aigc import templates
+
     (tmp_path / "pb.j2").write_text("---\ndescription: from the path\n---\n{{ input }}\n")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     result = invoke("templates", "new", "pb")
-    assert result.exit_code == 0 and "that one, in AIGC_TEMPLATES_PATH, is still used before yours" in result.stderr
+    assert result.exit_code == 0 and "yours overrides 'pb' from env" in result.stderr
+    assert templates.get_template("pb").path == templates.user_dir() / "pb.j2"
 
 
 def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from pathlib import Path
 
@@ -53,11 +54,15 @@ def test_an_edited_template_is_read_again():
     assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "bye a!"
 
 
-def test_env_path_wins_over_user_directory(tmp_path, monkeypatch):
+def test_the_user_directory_wins_over_the_env_path_whose_first_directory_wins(tmp_path, monkeypatch):
+    for where in ("first", "second"):
+        write(tmp_path / where, "greet", f"{where} {{{{ name }}}}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", f"{tmp_path / 'first'}{os.pathsep}{tmp_path / 'second'}")
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "first a"  # as in PATH
+    assert templates.shadowed() == {"greet": ["env"]}
     write(templates.user_dir(), "greet", "user {{ name }}")
-    write(tmp_path / "env", "greet", "env {{ name }}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "env"))
-    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "env a"
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "user a"  # yours over a team's
+    assert templates.shadowed() == {"greet": ["env", "env"]}
 
 
 def test_unknown_template_suggests_close_names():
