@@ -1823,6 +1823,20 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
+def test_templates_edit_of_a_template_in_aigc_templates_path_edits_your_copy(tmp_path, monkeypatch):
+    from aigc import templates
+
+    team = tmp_path / "tagline.j2"
+    team.write_text("---\ndescription: the team's\n---\nTagline for {{ input }}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i s/for/about/")
+    result = invoke("templates", "edit", "tagline")
+    own = templates.user_dir() / "tagline.j2"
+    assert result.exit_code == 0 and result.stdout.strip() == str(own) and f"copied from {team}; yours overrides it" in result.stderr
+    assert "Tagline for" in team.read_text() and "Tagline about" in own.read_text() and templates.get_template("tagline").path == own
+
+
 def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_after_text(monkeypatch):
     from aigc import templates
 
@@ -1917,6 +1931,8 @@ def test_templates_new_of_an_aigc_templates_path_template_makes_your_copy_which_
 
 
 def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, monkeypatch):
+    from aigc import templates
+
     (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")  # Notepad's "Unicode"
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     assert invoke("run", "notes", "--var", "input=x", "--dry-run").exit_code == 0
@@ -1924,8 +1940,9 @@ def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, mon
     assert shown.exit_code == 0 and shown.stdout.endswith("description: Café notes\n---\n{{ input }}\n")
     assert json.loads(invoke("templates", "show", "notes", "--json").stdout)["text"] == "---\ndescription: Café notes\n---\n{{ input }}\n"
     monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(p.read_text().replace('notes', 'jottings'))\"")
-    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in (tmp_path / "notes.j2").read_text(encoding="utf-8")
-    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")
+    own = templates.user_dir() / "notes.j2"
+    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in own.read_text(encoding="utf-8")  # your copy
+    own.unlink()
     copied = invoke("templates", "new", "notes")
     assert copied.exit_code == 0 and Path(copied.stdout.strip()).read_text(encoding="utf-8") == "---\ndescription: Café notes\n---\n{{ input }}\n"
 

@@ -463,3 +463,22 @@ def test_a_pattern_over_a_template_rendered_without_input_says_how_to_use_either
         templates.render("ad", {"product": "lamp"})
     there = "the one in AIGC_TEMPLATES_PATH"
     assert f"it is a fabric pattern, over {there}: run it with `aigc run ad`, or move {templates.user_dir() / 'ad'} away to use {there}" in str(caught.value)
+
+
+def test_templates_edit_and_new_of_a_pattern_not_yours_make_your_copy_and_leave_it_as_it_was(tmp_path, monkeypatch):
+    path = pattern(tmp_path, "rate", "Rate it.", user="Here:")  # fabric's own, or a team's
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "true")  # nothing edited: no copy is left
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    assert edited.exit_code == 0 and "nothing was edited" in edited.stderr and not (templates.user_dir() / "rate").exists()
+    monkeypatch.setenv("EDITOR", "sed -i s/Rate/Grade/")
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    own = templates.user_dir() / "rate" / "system.md"
+    assert edited.exit_code == 0 and edited.stdout == f"{own}\n" and f"copied from {path.parent}; yours overrides it" in edited.stderr
+    assert path.read_text() == "Rate it." and own.read_text() == "Grade it." and own.with_name("user.md").read_text() == "Here:"
+    assert templates.get_template("rate").path == own
+    pattern(tmp_path, "improve", "Improve it.")
+    new = runner.invoke(app, ["templates", "new", "improve"])
+    assert new.exit_code == 0 and new.stdout == f"{templates.user_dir() / 'improve' / 'system.md'}\n"
+    assert templates.get_template("improve").source == "user" and templates.render("improve", {"input": "x"}).messages[0]["content"] == "Improve it."
