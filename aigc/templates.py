@@ -266,6 +266,17 @@ def get_template(name: str) -> Template:
     return template
 
 
+def digest(name: str) -> str:
+    """A short digest of template `name` as it is now (its text, system prompt, defaults and
+    variables): what tells a record made with one revision of it from one made with another."""
+    import hashlib
+    import json
+
+    found = _find(name)
+    made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
+    return hashlib.sha256(made_of.encode()).hexdigest()[:12]
+
+
 def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> str:
     """`name`, the template the `task` uses, or an `OptionError` (for `flag`) now, not on every input,
     when that template needs a variable the `task` does not fill with `given`, reads none of the
