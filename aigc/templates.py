@@ -495,12 +495,23 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     messages = render_system(template, variables, system)
     if template.body.strip():
         user, about = _render_text(template, template.body, values, template.body_line), subject or _subject(template, values)
+        if not user:
+            _refuse_empty(template, variables)
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message, and what it is about
         user, about = values["input"], subject
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input{_pattern_over(template)}")
     messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def _refuse_empty(template: Template, variables: dict[str, Any] | None) -> None:
+    """A message rendered empty (a branch that left the input out) is not sent, as an empty prompt is not."""
+    given = ", ".join(f"{k}={v if len(str(v)) <= 30 else str(v)[:27] + '...'!r}" for k, v in (variables or {}).items() if v is not None)
+    raise BadInputError(
+        f"{template.label} renders an empty message with {given or 'no variables given'}, so there is nothing to send; "
+        f"give the variables its text needs there, or fix its conditions ({template.path}:{template.body_line})"
+    )
 
 
 def _pattern_over(template: Template) -> str:

@@ -588,19 +588,18 @@ def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_c
     env_dir = tmp_path / "env"
     shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    target, draft, _ = template_edits.start_edit("memo")
-    assert target == shared
+    own = templates.user_dir() / "memo.j2"
+    target, draft, note = template_edits.start_edit("memo")
+    assert target == own and note == f"copied from {shared}; yours overrides it"  # the shared file is not edited
     draft.write_text("{% broken")
     with pytest.raises(BadInputError, match="your edit is kept"):
         template_edits.save_edit(target, draft)
-    monkeypatch.delenv("AIGC_TEMPLATES_PATH")  # the draft remembers it is for the shared file
-    assert template_edits.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # changed since: the draft is not saved over it
+    assert template_edits.start_edit("memo") == (own, draft, f"resuming your edit kept in {draft}")
+    write(own.parent, "memo", "---\ndescription: by hand\n---\n{{ input }}")  # made since: the draft is not saved over it
     target, draft, note = template_edits.start_edit("memo")
     aside = draft.with_name("memo.old1.j2")
-    assert target == shared and draft.read_text().strip() == shared.read_text().strip() and aside.read_text() == "{% broken"
-    assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
+    assert target == own and draft.read_text().strip() == own.read_text().strip() and aside.read_text() == "{% broken"
+    assert note == f"your earlier edit, kept in {draft}, is not opened, as {own} changed since: it is set aside as {aside}; opening the current template"
 
 
 def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
@@ -615,10 +614,8 @@ def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
     assert aside.read_text() == "{% broken"
 
 
-def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open(tmp_path, monkeypatch):
-    env_dir = tmp_path / "env"
-    shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open():
+    shared = write(templates.user_dir(), "memo", "---\ndescription: shared\n---\n{{ input }}")
     target, draft, _ = template_edits.start_edit("memo")
     draft.write_text("---\ndescription: mine\n---\n{{ input }}")
     shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # meanwhile, in another window
@@ -721,3 +718,10 @@ def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
         templates.get_template("late")
     write(templates.user_dir(), "rule", "Write a post.\n\n---\n\n{{ input }}\n---\n")  # a Markdown rule, no front matter: text
     assert templates.render("rule", {"input": "x"}).messages[-1]["content"] == "Write a post.\n\n---\n\nx\n---"
+
+
+def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_was_given():
+    write(templates.user_dir(), "cond", "---\nvariables:\n  - {name: input, required: true}\n  - {name: show, default: false}\n---\n{% if show %}{{ input }}{% endif %}\n")
+    with pytest.raises(BadInputError, match=r"template 'cond' renders an empty message with input='secret', so there is nothing to send; .*cond.j2:6\)"):
+        templates.render("cond", {"input": "secret"})
+    assert templates.render("cond", {"input": "secret", "show": True}).messages[-1]["content"] == "secret"
