@@ -219,6 +219,8 @@ def _read(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    for variable in variables:
+        _check_variable_keys(path, variable)
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     description = meta.get("description")
@@ -246,6 +248,18 @@ def _read(path: Path, source: str) -> Template:
     _check_declared(template)
     _check_generator(template)
     return template
+
+
+VARIABLE_KEYS = ("name", "description", "default", "required")
+
+
+def _check_variable_keys(path: Path, variable: dict) -> None:
+    """A key of a `variables:` entry aigc does not read is an error: a misspelt `default:` would
+    make the variable required, a misspelt `required:` drop what it says."""
+    for key in sorted(set(map(str, variable)) - set(VARIABLE_KEYS)):
+        close = difflib.get_close_matches(key.lower(), VARIABLE_KEYS, n=1)
+        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"did you mean {close[0]}?" if close else f"known: {', '.join(VARIABLE_KEYS)}"
+        raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; {hint}")
 
 
 def _check_no_late_front_matter(path: Path, text: str) -> None:

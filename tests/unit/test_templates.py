@@ -725,3 +725,15 @@ def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_
     with pytest.raises(BadInputError, match=r"template 'cond' renders an empty message with input='secret', so there is nothing to send; .*cond.j2:6\)"):
         templates.render("cond", {"input": "secret"})
     assert templates.render("cond", {"input": "secret", "show": True}).messages[-1]["content"] == "secret"
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ("{name: tone, defualt: calm}", "variable 'tone' has an unknown key 'defualt'; did you mean default?"),
+    ("{name: tone, requird: false}", "variable 'tone' has an unknown key 'requird'; did you mean required?"),
+    ("{name: tone, Default: calm}", "variable 'tone' has an unknown key 'Default'; did you mean default?"),
+    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type'; its type is its default:'s"),
+])
+def test_an_unknown_key_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
+    write(templates.user_dir(), "typo", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}}\n")
+    with pytest.raises(BadInputError, match=re.escape(said)):
+        templates.get_template("typo")
