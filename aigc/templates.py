@@ -317,6 +317,21 @@ def _unfilled(template: Template, given: set[str], task: str, carries: set[str],
     return None
 
 
+def warn_unread(name: str, given: dict[str, tuple[str, Any]], task: str) -> None:
+    """An `AigcWarning` for each option given a value of its own (not its default) that the template
+    `name` a `task` uses never reads: `{variable: (option, value)}`. An override that leaves out
+    a variable the built-in reads (`max_words`) would drop that option without a word."""
+    template = _find(name)
+    for variable, (flag, value) in given.items():
+        if variable not in template.names_used:
+            warnings.warn(
+                f"{template.label} ({template.path}) never reads {{{{ {variable} }}}}, so `{task}` does not tell the model {option(flag, value)}; "
+                f"add {{{{ {variable} }}}} where it goes in the template, or leave the option out",
+                AigcWarning,
+                stacklevel=3,
+            )
+
+
 CHECKED = {"classify": "classify", "headline": "headline", "summarize": "summarize", "summarize-chunk": "summarize", "translate": "translate"}
 """The templates the built-in tasks use by default, which they take through `check_fills`: template name -> task."""
 

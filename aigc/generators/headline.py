@@ -41,6 +41,8 @@ class HeadlineOptions:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
         reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
         self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language"}, "headline", carries={"topic", "article"}, reads=reads)
+        given = {"style": ("style", self.style), "max_words": ("max_words", self.max_words)}
+        templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(HeadlineOptions, k)}, "headline")
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no

@@ -50,6 +50,8 @@ class SummarizeOptions:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
         for name in ("template", "chunk_template"):
             setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language"}, "summarize", name))
+        given = {"words": ("words", self.words) if self.words is not None else ("length", self.length), "format": ("format", self.format)}
+        templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(SummarizeOptions, v[0])}, "summarize")
 
     @property
     def target_words(self) -> int:
