@@ -737,3 +737,20 @@ def test_an_unknown_key_in_a_variables_entry_is_an_error_with_the_key_meant(entr
     write(templates.user_dir(), "typo", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}}\n")
     with pytest.raises(BadInputError, match=re.escape(said)):
         templates.get_template("typo")
+
+
+def test_render_template_gives_what_a_run_would_send_without_a_model_and_generate_names_a_template_way():
+    import aigc
+    from aigc.errors import UnknownGeneratorError
+
+    write(templates.user_dir(), "review", "---\nsystem: You review {{ lang }}.\ndefaults: {temperature: 0}\nvariables:\n  - {name: input, required: true}\n  - {name: lang, default: Python}\n---\nReview: {{ input }}\n")
+    shown = aigc.render_template("review", "def f(): pass", variables={"lang": "Rust"})
+    assert shown["messages"] == [{"role": "system", "content": "You review Rust."}, {"role": "user", "content": "Review: def f(): pass"}]
+    assert shown["defaults"]["temperature"] == 0 and shown["defaults"]["max_tokens"] == 512  # the template's over the task's
+    assert aigc.render_template("review", {"input": "x"})["messages"][0]["content"] == "You review Python."
+    ran = aigc.generate("template", "def f(): pass", model="echo", template="review", variables={"lang": "Rust"})
+    assert ran["messages"] == shown["messages"]
+    with pytest.raises(BadInputError, match="needs input"):
+        aigc.render_template("review")
+    with pytest.raises(UnknownGeneratorError, match=re.escape("""'review' is a template: generate("template", text, template='review', variables={...})""")):
+        aigc.generate("review", "x")
