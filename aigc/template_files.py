@@ -137,13 +137,18 @@ def template_files(directory: Path) -> list[Path]:
     return sorted(files, key=template_name)
 
 
+_DOCUMENTS = re.compile(r"(?:readme|licen[cs]e|copying|notice|authors|changelog|contributing)(?:[.-].*)?|.*\.md", re.I)  # a repository's own, fabric's pattern_explanations.md
+
+
 def other_files(directory: Path) -> list[Path]:
-    """What a directory holds that is neither a template nor a pattern (hidden files and editor backups aside)."""
+    """What a directory holds that is neither a template nor a pattern (hidden files, editor backups
+    and the documents a shared repository or fabric's patterns keep beside them aside)."""
     found = set(template_files(directory))
     return sorted(
         path
         for path in directory.iterdir()
         if path not in found and not path.name.startswith(".") and not path.name.endswith("~") and not (path / PATTERN).is_file()
+        and not (path.is_file() and _DOCUMENTS.fullmatch(path.name))
         and (path.is_file() or any(path.glob(f"*/{PATTERN}")))  # a directory: only one of patterns, a level too deep
     )
 

@@ -482,3 +482,14 @@ def test_templates_edit_and_new_of_a_pattern_not_yours_make_your_copy_and_leave_
     new = runner.invoke(app, ["templates", "new", "improve"])
     assert new.exit_code == 0 and new.stdout == f"{templates.user_dir() / 'improve' / 'system.md'}\n"
     assert templates.get_template("improve").source == "user" and templates.render("improve", {"input": "x"}).messages[0]["content"] == "Improve it."
+
+
+def test_a_shared_directorys_readme_license_and_markdown_files_are_ignored_without_a_warning(tmp_path, monkeypatch):
+    pattern(tmp_path, "p", "P.")
+    for name in ("README.md", "LICENSE", "COPYING.txt", "pattern_explanations.md", "notes.txt"):
+        (tmp_path / name).write_text("docs")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "p" in templates.discover()
+    assert [str(w.message).split(" is ignored")[0] for w in caught] == [str(tmp_path / "notes.txt")]  # maybe a template misnamed
