@@ -98,12 +98,27 @@ def test_a_default_left_empty_is_no_text():
     assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x"
 
 
-@pytest.mark.parametrize("tag", ['{% include "base.j2" %}', '{% import "base.j2" as b %}', '{% extends "base.j2" %}'])
-def test_a_template_that_includes_another_file_says_it_cannot(tag):
-    write(templates.user_dir(), "base", "Be brief.")
-    write(templates.user_dir(), "including", tag + "{{ input }}")
-    with pytest.raises(BadInputError, match=r"^a template cannot include, import or extend another file \('base.j2'\); put the text it needs in the template itself"):
-        templates.render("including", {"input": "x"})
+@pytest.mark.parametrize(("tag", "then"), [
+    ('{% include "_house" %}', ""), ('{% import "_house.j2" as h %}', "{{ h.bullet(input) }}"), ('{% from "_house" import bullet %}', "{{ bullet(input) }}"),
+])
+def test_a_template_includes_or_imports_another_template_by_name_without_its_front_matter(tag, then):
+    write(templates.user_dir(), "_house", "---\ndescription: house style\n---\n{% macro bullet(x) %}- {{ x }}{% endmacro %}Be brief. ")
+    write(templates.user_dir(), "including", "---\nvariables:\n  - {name: input, required: true}\n---\n" + tag + then + "{{ input }}")
+    shown = templates.render("including", {"input": "x"}).messages[-1]["content"]
+    assert shown == ("Be brief. x" if not then else "- xx") and "description" not in shown
+    write(templates.user_dir(), "_house", "{% macro bullet(x) %}* {{ x }}{% endmacro %}Be kind. ")  # edited: read again
+    assert templates.render("including", {"input": "x"}).messages[-1]["content"] == ("Be kind. x" if not then else "* xx")
+
+
+def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp_path):
+    write(templates.user_dir(), "base", "Intro. {% block main %}{% endblock %} Outro.")
+    write(templates.user_dir(), "child", '{% extends "base" %}{% block main %}About {{ input }}.{% endblock %}')
+    assert templates.render("child", {"input": "bees"}).messages[-1]["content"] == "Intro. About bees. Outro."
+    (tmp_path / "secret.j2").write_text("secret")
+    for tag, said in ((f'{{% include "{tmp_path}/secret.j2" %}}', "is a path"), ('{% include "../secret" %}', "is a path"), ('{% include "nope" %}', "of 'nope': unknown template 'nope'")):
+        write(templates.user_dir(), "bad", tag + "{{ input }}")
+        with pytest.raises(BadInputError, match=re.escape(said)):
+            templates.render("bad", {"input": "x"})
 
 
 def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
