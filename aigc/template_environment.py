@@ -458,6 +458,13 @@ def variables_read(text: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(environment().parse(text)))
 
 
+def templates_named(text: str) -> frozenset[str]:
+    """The templates text includes, imports or extends by a name written out (`{% include "_house" %}`)."""
+    from jinja2 import meta
+
+    return frozenset(name for name in meta.find_referenced_templates(environment().parse(text)) if name is not None)
+
+
 def render_bounded(compiled, values: dict[str, Any]) -> str:
     """A compiled template's text, stopped once it writes `MAX_RENDERED` characters more than its
     values hold (each range is bounded, nested loops multiply them: a shared template grew without end),

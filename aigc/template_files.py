@@ -7,6 +7,7 @@ import difflib
 import re
 import shlex
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import AigcWarning, BadInputError, did_you_mean, option
 from .hosts import loopback
-from .template_environment import compile_text, environment, variables_read
+from .template_environment import compile_text, environment, templates_named, variables_read
 
 SUFFIX = ".j2"
 PATTERN = "system.md"  # fabric's pattern: a directory NAME/ holding its system prompt, plain Markdown
@@ -33,6 +34,9 @@ def foreign_host(model: str) -> str | None:
     except ValueError:  # no URL (`[::1` unclosed): loading the model says so
         return None
     return None if host is None or host == "api.openai.com" or loopback(host) else host
+
+
+_following: ContextVar[frozenset[str]] = ContextVar("aigc_following_includes", default=frozenset())  # templates whose includes are being read
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,26 @@ class Template:
 
     @property
     def names_used(self) -> set[str]:
-        """The variables its text and system prompt read."""
-        return variables_read(self.body) | variables_read(self.system if isinstance(self.system, str) else "")
+        """The variables its text and system prompt read, and the templates they include (each once:
+        a loop of includes, or a part read while its includer is, is followed no further)."""
+        from .errors import AigcError
+        from .templates import get_template
+
+        texts = [self.body, self.system if isinstance(self.system, str) else ""]
+        used = set().union(*map(variables_read, texts))
+        seen = _following.get() | {self.name}
+        for name in sorted(set().union(*map(templates_named, texts))):
+            name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+            if name in seen:
+                continue
+            token = _following.set(seen | {name})
+            try:
+                used |= get_template(name).names_used
+            except AigcError:  # one that cannot be had: rendering says so
+                continue
+            finally:
+                _following.reset(token)
+        return used
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),

@@ -769,3 +769,21 @@ def test_render_template_gives_what_a_run_would_send_without_a_model_and_generat
         aigc.render_template("review")
     with pytest.raises(UnknownGeneratorError, match=re.escape("""'review' is a template: generate("template", text, template='review', variables={...})""")):
         aigc.generate("review", "x")
+
+
+def test_a_variable_an_included_template_reads_counts_as_used_by_the_template_including_it():
+    write(templates.user_dir(), "_part", "Say it {{ tone }}: {{ input }}")
+    write(templates.user_dir(), "whole", "---\nvariables:\n  - {name: input, required: true}\n  - {name: tone, default: calmly}\n---\n{% include '_part' %}")
+    whole = templates.get_template("whole")
+    assert whole.names_used == {"input", "tone"} and whole.input_variable() == "input"  # not "never uses {{ input }}"
+    assert templates.render(whole, {"input": "x", "tone": "loudly"}).messages[-1]["content"] == "Say it loudly: x"
+    write(templates.user_dir(), "_part", "{% include 'whole' %}{{ input }}")  # a loop of includes ends the lookup
+    assert templates.get_template("whole").names_used == {"input"}
+
+
+def test_two_templates_with_variables_that_include_each_other_are_read_without_end():
+    write(templates.user_dir(), "ping", "---\nvariables:\n  - {name: input, required: true}\n  - {name: extra, default: ''}\n---\n{% if false %}{% include 'pong' %}{% endif %}{{ input }}")
+    write(templates.user_dir(), "pong", "---\nvariables:\n  - {name: input, required: true}\n  - {name: extra, default: ''}\n---\n{% include 'ping' %}{{ extra }}")
+    assert templates.get_template("pong").names_used == templates.get_template("ping").names_used == {"input", "extra"}
+    assert templates.render("ping", {"input": "x"}).messages[-1]["content"] == "x"
+    assert "ping" in templates.discover()
