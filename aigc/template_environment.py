@@ -460,9 +460,14 @@ def variables_read(text: str) -> frozenset[str]:
 
 def templates_named(text: str) -> frozenset[str]:
     """The templates text includes, imports or extends by a name written out (`{% include "_house" %}`)."""
+    return _templates_named(environment(), text)
+
+
+@lru_cache(maxsize=1024)
+def _templates_named(env: Any, text: str) -> frozenset[str]:
     from jinja2 import meta
 
-    return frozenset(name for name in meta.find_referenced_templates(environment().parse(text)) if name is not None)
+    return frozenset(name for name in meta.find_referenced_templates(env.parse(text)) if name is not None)
 
 
 def render_bounded(compiled, values: dict[str, Any]) -> str:
