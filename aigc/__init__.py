@@ -20,6 +20,7 @@ from typing import Any
 from .aio import AsyncAnswerStream, agenerate, astream
 from .answer_stream import AnswerStream
 from .engine.base import Completion, Engine
+from .engine.plugged import EngineBase
 from .engine.loading import load_model
 from .engine.models import ModelSpec, registered_models
 from .engine.sampling import SamplingParams
@@ -208,6 +209,7 @@ __all__ = [
     "ChatSession",
     "Completion",
     "Engine",
+    "EngineBase",
     "Generator",
     "ModelSpec",
     "OptionError",

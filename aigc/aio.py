@@ -5,7 +5,7 @@ while it computes.
 Calls on one local model are not serialised: concurrent calls decode
 at once, each in its own thread, sharing the model's weights and the CPU's cores: each answer is the
 one it gives alone (greedy or seeded), and together they end no sooner than one after another. To
-batch many inputs into shared model steps, use `generator.many(...)` or `aigc serve`."""
+batch many inputs into shared model steps, use `generator.many(...)` (`generator.imany(...)` for each result as it is ready) or `aigc serve`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ async def agenerate(
     event loop's default executor (so as many run at once as it has threads), in a copy of the
     caller's context (as `asyncio.to_thread`). Its errors are raised here as they are. Cancelling the
     awaiting task stops a local model's decoding after the token being decoded, as closing an
-    `astream` does, and frees the thread (a remote model's request runs to its end)."""
+    `astream` does, and a remote model's request (its connection is shut, so the server stops
+    too), and frees the thread."""
     import asyncio
     import functools
 

@@ -29,7 +29,7 @@ from . import ui
 from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
-from .engine.base import stop_when, stoppable_context
+from .engine.base import StopSignal, stop_when, stoppable_context
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
 from .generators.base import Generator, quiet_notes, type_name
@@ -39,7 +39,7 @@ ON_ERROR = ("skip", "stop")
 WORKER = "aigc batch worker"  # the name of a thread running rows
 MISSES = ("glossary_misses", "missing_placeholders")  # a result's lists of what its text missed, summed up at the end of a run
 WINDOW = 64  # rows sorted by length together, so a model batch holds rows of similar length
-STOP_WAIT = 10.0  # seconds a run stopped by Ctrl-C waits for its rows in flight to stop (a local model's at their next decoding step, a remote one's request when it ends) before it raises
+STOP_WAIT = 10.0  # seconds a run stopped by Ctrl-C waits for its rows in flight to stop (a local model's at their next decoding step, a remote one's as its connection is shut) before it raises
 
 
 @dataclass
@@ -116,7 +116,7 @@ def run_batch(
     under `options` (which `made_with` does not list: they are the defaults for such rows).
     `keep_columns=True`: each line also holds its row's columns, as `"input"`. A KeyboardInterrupt
     (or SystemExit) stops the rows in flight at their next decoding step (a local model's; a remote
-    model's request in flight is not cut, it is waited for) and is raised again once
+    model's requests in flight have their connections shut) and is raised again once
     their workers have ended, or after `stop_wait` seconds (0 where the caller ends the process at once, as the CLI does).
     """
     if not isinstance(generator, Generator):
@@ -239,7 +239,7 @@ def run_rows(
     generator raised on also carries the exception, as `"exception"`. `stop_at_error` (outcomes in
     input order): rows are started in input order, none once a row has failed, and the outcomes end
     with the first failed row's. Closed early (`stopping` closes it), the rows in flight stop at their
-    next decoding step (on a local model; a remote model's request runs on) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
+    next decoding step (on a local model; a remote model's requests are cut) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
     it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
@@ -285,7 +285,7 @@ def _outcomes(
     position = {id(r): i for i, r in enumerate(rows)}
     results: dict[int, dict] = {}
     ready = threading.Condition()
-    stop = threading.Event()
+    stop = StopSignal()
     taken = iter(queue)
     take_lock = threading.Lock()
     first_failed = len(rows)  # with stop_at_error, rows after it are not started; every row before it is

@@ -363,13 +363,16 @@ def _local_path(ref) -> Path | None:
 
 def _plugins(context: dict) -> list[Check]:
     from . import plugins
+    from .engine.schemes import registered_engines
 
     rows = plugins.describe()["plugins"]  # runs every registering hook, so their failures are recorded too
     loaded = [f"{row['name']} {row['version'] or '?'}" for row in rows if row["loaded"]]
     allow = os.environ.get("AIGC_LOAD_PLUGINS")
     limited = "" if allow is None else f" (AIGC_LOAD_PLUGINS={allow!r} loads only those it names)" if allow.strip(" ,") else " (AIGC_LOAD_PLUGINS is empty: no installed plugin is loaded)"
-    summary = (f"plugins: {', '.join(loaded)}" if loaded else "no plugins loaded") + limited
-    checks = [Check("plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()})})]
+    engines = {f"{scheme}:": plugin for scheme, (plugin, _) in registered_engines().items()}
+    theirs = [f"{scheme} ({plugin})" for scheme, plugin in sorted(engines.items()) if plugin not in plugins.DEFAULT_PLUGINS]
+    summary = (f"plugins: {', '.join(loaded)}" if loaded else "no plugins loaded") + limited + (f"; their engine schemes: {', '.join(theirs)}" if theirs else "")
+    checks = [Check("plugins", "ok", summary, facts={"loaded": loaded, "failed": sorted({f.plugin for f in plugins.failures()}), "engines": engines})]
     for failure in plugins.failures():
         status = "warning" if failure.stage == plugins.HOOKS_STAGE else "problem"
         fix = failure.advice() or f"change {failure.stage} (now {os.environ.get(failure.stage, '')!r})"

@@ -197,6 +197,10 @@ class ModelUnavailableError(AigcError):
     """A known model that cannot be fetched or loaded here (offline hub, failed pull)."""
 
 
+class EngineError(AigcError):
+    """An engine from outside aigc (a plugin's backend) failed, or lacks what a task needs; the message names it and its plugin."""
+
+
 class MissingExtraError(AigcError):
     """An optional dependency group is not installed; `install_advice` says how to add it."""
 

@@ -19,6 +19,12 @@ def register_models(register):
 
 
 @hookspec
+def register_engines(register):
+    """Register engine schemes: ``register(scheme, factory)``; ``-m SCHEME:LOCATION`` runs on
+    ``factory("LOCATION")``, an object with the `aigc.Engine` methods. Two plugins' schemes of one name clash (the first stays)."""
+
+
+@hookspec
 def register_template_dirs(register):
     """Register directories of prompt templates: ``register(path)``. A plugin's template overrides a
     built-in one of the same name; two plugins' templates of one name clash (the first stays)."""
@@ -32,3 +38,4 @@ def register_commands(app):
 @hookspec
 def prepare_jinja_env(env):
     """Add filters or globals to the sandboxed jinja2 environment templates render in."""
+

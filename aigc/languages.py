@@ -11,7 +11,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .errors import BadInputError
+from .errors import BadInputError, OptionError
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,26 @@ def lookup(value: str) -> Language:
     raise BadInputError(f"unknown language {value!r}; {hint}give a name or ISO code such as French, fr, zh or pt-BR")
 
 
+def for_option(option: str, value: str) -> Language:
+    """`lookup`, with an unknown language an `OptionError` naming the option (translate's `--to`, summarize's `--language`)."""
+    try:
+        return lookup(value)
+    except BadInputError as exc:
+        raise OptionError(option, f": {exc}") from None
+
+
+_BCP47 = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|\d{3}))?", re.I)  # language, script, region: zh-Hans, nb, sr-Latn-RS, es-419
+
+
+def tag(given: str, language: Language) -> str:
+    """The code to record for a language: as given where it is a BCP-47 tag (`zh-Hans`, `nb` stay so,
+    in its usual case), else the language's own code (German, zh_CN: de, zh-CN)."""
+    found = _BCP47.fullmatch(str(given).strip())
+    if not found:
+        return language.code
+    return "-".join(part for part in (found.group(1).lower(), (found.group(2) or "").title(), (found.group(3) or "").upper()) if part)
+
+
 def _display(key: str) -> str:
     lang = LANGUAGES.get(key) or _BY_NAME[key]
     return f"{lang.name} ({lang.code})"
@@ -163,3 +183,11 @@ def in_latin_script(text: str, sample: int = 4000) -> bool:
     letters = sum(ch.isalpha() for ch in head)
     return 2 * len(_LATIN.findall(head)) >= letters
 
+
+def asked_language(text: str, language: Language | None) -> dict[str, object]:
+    """The template values that say which language to write in about `text`: `language` (its English
+    name) where one is asked for, else `same_language`, whether to ask for the text's own (only where it
+    is not in Latin script, see `in_latin_script`); never both: the language asked for wins."""
+    if language is not None:
+        return {"same_language": False, "language": language.name}
+    return {"same_language": not in_latin_script(text), "language": ""}

@@ -33,6 +33,7 @@ MAX_ERROR = 500  # characters of a failure's error kept (pluggy's can hold a who
 DEFAULT_PLUGINS = (
     "aigc.default_plugins.generators",
     "aigc.default_plugins.models",
+    "aigc.default_plugins.engines",
     "aigc.default_plugins.templates",
     "aigc.default_plugins.commands",
 )
@@ -604,6 +605,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
     Built-in plugins are listed only with `include_builtins`.
     """
     from .engine.models import registered_models
+    from .engine.schemes import registered_engines
     from .generators.base import registered_generators
     from .template_environment import environment
     from .templates import plugin_templates, registered_template_dirs, scan
@@ -620,6 +622,7 @@ def describe(include_builtins: bool = False) -> dict[str, Any]:
 
     gather("generators", registered_generators)
     gather("models", registered_models)
+    gather("engines", lambda: {f"{scheme}:": item for scheme, item in registered_engines().items()})
     gather("template_dirs", registered_template_dirs)
     replacing: dict[str, list[str]] = {}  # plugin -> the built-in templates its own replace
     for plugin, kinds in registered.items():

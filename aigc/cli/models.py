@@ -26,15 +26,17 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     rows = []
     defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
+        remote = False
         try:
-            installed = registry.resolve(alias).installed
+            ref = registry.resolve(alias)
+            installed, remote = (None, True) if ref.kind == "remote" else (ref.installed, False)  # an engine's model: nothing to install
         except AigcError as exc:  # e.g. a plugin's model whose local source is gone
             ui.warn(f"model {alias!r}: {exc}")
             installed = False
         rows.append(
             {
                 "alias": alias,
-                "kind": spec.kind,
+                "kind": "remote" if remote else spec.kind,
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,
@@ -42,7 +44,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "description": spec.description,
             }
         )
-    rows += remote_rows(defaults["text"]) + alias_rows(defaults)
+    rows += remote_rows(defaults["text"]) + engine_rows() + alias_rows(defaults)
     rows += [row for kind in ("text", "image") if (row := _default_row(kind, defaults[kind], rows))]
     for row in rows:  # `default` is true for both defaults; this says which
         row["default_for"] = ("image" if row["kind"] == "image" else "text") if row["default"] else None
@@ -130,6 +132,22 @@ def remote_rows(default: str | None) -> list[dict]:
             "alias": f"remote:{name}", "kind": "remote", "source": remote.location, "plugin": "config",
             "installed": None, "default": f"remote:{name}" == default, "description": f"the server at {remote.url}",
         })
+    return rows
+
+
+def engine_rows() -> list[dict]:
+    """The engine schemes plugins registered (`-m SCHEME:LOCATION`); aigc's own (openai:, remote:) are in the README."""
+    from ..engine.schemes import registered_engines
+    from ..plugins import DEFAULT_PLUGINS
+
+    rows = []
+    for scheme, (plugin, factory) in sorted(registered_engines().items()):
+        if plugin not in DEFAULT_PLUGINS:
+            said = (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
+            rows.append({
+                "alias": f"{scheme}:LOCATION", "kind": "remote", "source": f"plugin {plugin}'s engine", "plugin": plugin,
+                "installed": None, "default": False, "description": said or f"an engine of plugin {plugin!r}",
+            })
     return rows
 
 

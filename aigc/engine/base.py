@@ -7,44 +7,104 @@ the context window, so a remote backend can stand in for the local one.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import contextvars
 import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator, Protocol, Union
+from typing import Any, Callable, Generator, Iterator, Protocol, Union
 
 from ..errors import BadInputError, ContextLengthError, option
 from ..textio import check_utf8
 from .sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
 
 
-_stop: ContextVar[threading.Event | None] = ContextVar("aigc_stop", default=None)
+class StopSignal(threading.Event):
+    """The event that, once set, tells the engine calls of a worker's context (`stop_when`) to stop:
+    a local engine looks at it between tokens (`check_stopped`); a remote one has its connections in
+    flight shut down as it is set (`on_stop`), so a request waiting on the server ends at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        """Set it, then run the callbacks `on_stop` holds (in this thread; each must not raise)."""
+        with self._held:
+            super().set()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    @contextlib.contextmanager
+    def calling(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Have `set()` run `callback` while in the block; at once where it is set already."""
+        with self._held:
+            self._callbacks.append(callback)
+            stopped = self.is_set()
+        try:
+            if stopped:
+                callback()
+            yield
+        finally:
+            with self._held:
+                self._callbacks.remove(callback)
 
 
-def stop_when(event: threading.Event) -> None:
+_stop: ContextVar[StopSignal | None] = ContextVar("aigc_stop", default=None)
+
+
+def stop_when(event: StopSignal) -> None:
     """Have the calls made in this context (a worker thread's copy, as `aigc.aio` makes) stop
     decoding after the token being decoded once `event` is set."""
     _stop.set(event)
 
 
-def stoppable_context(event: threading.Event | None = None) -> tuple[contextvars.Context, threading.Event]:
+def stoppable_context(event: StopSignal | None = None) -> tuple[contextvars.Context, StopSignal]:
     """A copy of the caller's context (its context variables) for a worker's calls, and the event
     (`event`, or a new one) that, once set, has them stop decoding after the token being decoded."""
-    context, event = contextvars.copy_context(), event or threading.Event()
+    context, event = contextvars.copy_context(), event or StopSignal()
     context.run(stop_when, event)
     return context, event
+
+
+def stopped() -> bool:
+    """Whether this context's calls were told to stop (`stop_when`)."""
+    event = _stop.get()
+    return event is not None and event.is_set()
 
 
 def check_stopped() -> None:
     """Raise `asyncio.CancelledError` where this context's calls were told to stop (`stop_when`); an
     engine asks between tokens. A BaseException, as a cancelled task's: no `except Exception` of a
     generator takes it for a failed step."""
-    event = _stop.get()
-    if event is not None and event.is_set():
+    if stopped():
         import asyncio
 
         raise asyncio.CancelledError("the task awaiting this call was cancelled")
+
+
+@contextlib.contextmanager
+def on_stop(callback: Callable[[], None]) -> Iterator[None]:
+    """Run `callback` (in the thread that stops them) if this context's calls are told to stop
+    (`stop_when`) while in the block, or at once where they were before: how a remote engine shuts
+    the connections of its requests in flight. Nothing where no one can stop them."""
+    event = _stop.get()
+    with event.calling(callback) if event is not None else contextlib.nullcontext():
+        yield
+
+
+def pause(seconds: float) -> None:
+    """`time.sleep(seconds)`, cut short where this context's calls are told to stop, which then
+    raises `asyncio.CancelledError` (`check_stopped`)."""
+    event = _stop.get()
+    if event is None:
+        time.sleep(seconds)
+    else:
+        event.wait(seconds)
+        check_stopped()
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}", alone_fix: str = "shorten it") -> None:

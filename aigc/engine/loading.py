@@ -129,8 +129,8 @@ def load_model(
     trust_remote_code: bool = False,
     quantize: str | None = None,
 ) -> Engine:
-    """Load (pulling first if needed) and return its `Engine` (a `LocalEngine`; an `OpenAIEngine`
-    for a remote model); loaded engines are reused, and threads asking at once wait for one load.
+    """Load (pulling first if needed) and return its `Engine` (a `LocalEngine`; for SCHEME:LOCATION
+    what its engine scheme's factory makes, an `OpenAIEngine` for openai: and remote:); loaded engines are reused, and threads asking at once wait for one load.
 
     `quantize="int4"` stores Linear weights as int4 in groups of 32 (weight-only, CPU only);
     `quantize="int8"` as int8 with activations quantized on the fly (dynamic quantization, CPU only)."""
@@ -140,12 +140,11 @@ def load_model(
         from ..testing import EchoEngine
 
         return EchoEngine()
-    if ref.kind == "remote":
-        from .remote import OpenAIEngine, named_remote
+    if ref.kind == "remote":  # made by its engine scheme's factory (openai:, remote:, a plugin's)
+        from .schemes import maker
 
-        remote = named_remote(ref.name[len("remote:") :]) if ref.name.startswith("remote:") else None
-        key = (ref, remote.key()) if remote else (ref,)  # a missing key variable fails every time
-        make = functools.partial(OpenAIEngine.from_remote, remote) if remote else functools.partial(OpenAIEngine.from_location, ref.location)
+        more, make = maker(ref.engine)
+        key = (ref, *more)
     else:
         threads = config.threads()  # a bad setting is an error before the loading note
         progress, announced = announce(ref, _loaded, progress)

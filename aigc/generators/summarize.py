@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from .. import templates
 from ..errors import BadInputError, ContextLengthError, OptionError, option
-from ..languages import in_latin_script
+from ..languages import Language, asked_language, for_option, tag
 from ..markdown_blocks import without_comments, without_front_matter
 from ..sentences import CLOSERS, count_words, fitted, join_text, split_sentences, word_runs
 from ..engine.base import Completion, check_fits
@@ -22,6 +22,7 @@ INTRO = re.compile(  # a first line that only introduces what follows ("Sure! He
     r"^(?:(?:sure|certainly|okay|of course)[,.!]?\s+)?(?:here is|here's|here are|below is)[^\n]{0,300}:[ \t]*\n+(?=\s*\S)", re.I
 )
 _CHARACTER_WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")  # Han and kana: each a word to count_words
+CHARACTER_LANGUAGES = ("zh", "ja")  # whose summaries are counted in characters (see length_unit)
 MAX_ROUNDS = 4  # each round shrinks the text about tenfold
 CHUNK_TOKENS = 1500  # the part size where the model's context holds it with its answer
 MIN_CHUNK_TOKENS = 64
@@ -36,6 +37,7 @@ class SummarizeOptions:
     chunk_template: str = "summarize-chunk"
     chunk_tokens: int | None = None  # None: the largest part the model's context holds with its answer, at most CHUNK_TOKENS
     batch_size: int = 4
+    language: str | None = None  # a name or code (French, fr, 日本語): the summary's language, whatever the text's; None: the text's
 
     def __post_init__(self) -> None:
         if self.length not in LENGTH_WORDS:
@@ -48,8 +50,12 @@ class SummarizeOptions:
             raise OptionError("chunk_tokens", f"must be at least {MIN_CHUNK_TOKENS} tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:
             raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
+        self.target: Language | None = None if self.language is None else for_option("language", self.language)
+        if self.target is not None:
+            self.language = tag(self.language, self.target)  # French is fr, as translate records it
+        reads = {"language": "the language to write the summary in"} if self.target else None  # an override made before language need not read it
         for name in ("template", "chunk_template"):
-            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language"}, "summarize", name))
+            setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language", "language"}, "summarize", name, reads=reads))
         given = {"words": ("words", self.words) if self.words is not None else ("length", self.length), "format": ("format", self.format)}
         templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(SummarizeOptions, v[0])}, "summarize")
 
@@ -65,8 +71,9 @@ class SummarizeOptions:
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s record: a part size fitted to the model
         as CHUNK_TOKENS, the default it took the place of (what it is wherever that default fit the
-        context), so outputs made before keep resuming."""
-        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.init}, "chunk_tokens": self.chunk_tokens or CHUNK_TOKENS}
+        context), so outputs made before keep resuming; a language only when given, for the same reason."""
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.init and (f.name != "language" or self.language)}
+        return {**given, "chunk_tokens": self.chunk_tokens or CHUNK_TOKENS}
 
 
 def length_unit(text: str) -> str:
@@ -77,9 +84,11 @@ def length_unit(text: str) -> str:
     return "characters" if characters and 2 * characters > count_words(text) else "words"
 
 
-def wording(text: str) -> dict[str, Any]:
-    """The template values that word a summary of `text`: the unit of its length and whether to ask for its language."""
-    return {"unit": length_unit(text), "same_language": not in_latin_script(text)}
+def wording(text: str, language: Language | None = None) -> dict[str, Any]:
+    """The template values that word a summary of `text`: the unit of its length (for a `language`
+    asked for, that language's) and the language to write it in (`asked_language`)."""
+    unit = length_unit(text) if language is None else "characters" if language.base in CHARACTER_LANGUAGES else "words"
+    return {"unit": unit, **asked_language(text, language)}
 
 
 def summary_tokens(words: int) -> int:
@@ -232,10 +241,10 @@ class SummarizeGenerator(Generator):
         check_fits(self.engine, longest, max_tokens, fix, fix)
 
     def forward(self, text: str, opts: SummarizeOptions, sampling: dict[str, Any]) -> dict[str, Any]:
-        written = wording(text)
+        written = wording(text, opts.target)
         size = self._part_size(opts, sampling, written)
         chunks = self._split(text, size, opts)
-        plain = templates.get_template(opts.template).source == "builtin"  # a template of your own always runs
+        plain = templates.get_template(opts.template).source == "builtin" and opts.target is None  # a template of your own, or another language, always runs
         # no longer than its summary would be, in words and in tokens (Thai has no spaces between words)
         if plain and len(chunks) == 1 and count_words(chunks[0]) <= opts.target_words and self.engine.count_tokens(chunks[0]) <= summary_tokens(opts.target_words):
             return {"summary": chunks[0].strip(), "rounds": 0, "cut_off": False, "unchanged": True}

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from .. import template_files, templates
 from ..engine.scoring import length_batches
 from ..errors import BadInputError, OptionError, option
-from ..languages import Language, lookup
+from ..languages import Language, for_option, lookup, tag
 from ..markdown_blocks import inline_parts, keeps_markup, parse_blocks, placeholders, protected_ranges, protected_spans, render_blocks, without_emphasis
 from ..sentences import WIDE, fitted, join_text, split_sentences, word_runs
 from ..subtitles import looks_like_subtitles, translation_blocks
@@ -362,26 +362,6 @@ def example_turns(source: Language | None, target: Language) -> list[dict]:
 # --- the generator ---------------------------------------------------------------------------
 
 
-def _language(option: str, value: str) -> Language:
-    """`lookup`, with an unknown language an `OptionError` naming the option (`--to`/`--from` on the CLI)."""
-    try:
-        return lookup(value)
-    except BadInputError as exc:
-        raise OptionError(option, f": {exc}") from None
-
-
-_BCP47 = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|\d{3}))?", re.I)  # language, script, region: zh-Hans, nb, sr-Latn-RS, es-419
-
-
-def _tag(given: str, language: Language) -> str:
-    """The code to record for a language: as given where it is a BCP-47 tag (`zh-Hans`, `nb` stay so,
-    in its usual case), else the language's own code (German, zh_CN: de, zh-CN)."""
-    tag = _BCP47.fullmatch(str(given).strip())
-    if not tag:
-        return language.code
-    return "-".join(part for part in (tag.group(1).lower(), (tag.group(2) or "").title(), (tag.group(3) or "").upper()) if part)
-
-
 @dataclass
 class TranslateOptions:
     target_language: str | None = None
@@ -398,12 +378,12 @@ class TranslateOptions:
     def __post_init__(self) -> None:
         if not self.target_language:
             raise BadInputError(f"give the language to translate into: {option('target_language', 'French')} or {option('target_language', 'fr')}")
-        self.target: Language = _language("target_language", self.target_language)
+        self.target: Language = for_option("target_language", self.target_language)
         source = str(self.source_language).strip()
-        self.source: Language | None = None if source.lower() in ("", "auto") else _language("source_language", source)
+        self.source: Language | None = None if source.lower() in ("", "auto") else for_option("source_language", source)
         if self.source and self.source.code == self.target.code:
             raise BadInputError(f"{option('target_language')} and {option('source_language')} are both {self.target.name}; nothing to translate")
-        self.target_language, self.source_language = _tag(self.target_language, self.target), _tag(source, self.source) if self.source else "auto"  # German is de
+        self.target_language, self.source_language = tag(self.target_language, self.target), tag(source, self.source) if self.source else "auto"  # German is de
         if self.chunk_tokens < 16:
             raise OptionError("chunk_tokens", f"must be at least 16 tokens, got {self.chunk_tokens}")
         if self.batch_size < 1:

@@ -74,6 +74,15 @@ def test_summary_is_shorter_and_names_the_subject(tmp_path):
     assert "bee" in summary.lower()
 
 
+def test_a_short_text_is_summarized_in_the_language_asked_for_not_given_back():
+    done = aigc("summarize", "-", "-L", "English", "--max-tokens", "30", "--json", input="Die Bienen machen Honig auf den Dächern der Stadt.\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert not result["unchanged"] and result["summary"].strip()  # asked of the model, not the German text given back as it is
+    entry = json.loads(aigc("logs", "--json").stdout)[0]
+    assert entry["command"] == "summarize" and entry["options"]["language"] == "English"
+
+
 def test_bullet_summary_of_html(tmp_path):
     page = tmp_path / "page.html"
     paragraphs = "".join(f"<p>{p}</p>" for p in ARTICLE.read_text().split("\n\n"))

@@ -638,6 +638,10 @@ def test_a_generator_that_exits_or_returns_what_json_cannot_hold_fails_its_row_o
     assert all("returned what JSON cannot hold" in row["error"] for row in rows[2:4])
     with pytest.raises(SystemExit, match="missing dependency"):  # raised to the caller as a call on its own would, once all have run
         Odd(engine=FakeEngine()).many(["exit", "fine"])
+    results = Odd(engine=FakeEngine()).imany(iter(["fine", "exit", "never"]), on_error="skip", concurrency=1)
+    assert next(results) == {"text": "fine"}
+    with pytest.raises(SystemExit, match="missing dependency"):  # at its place, skip or not
+        next(results)
 
 
 def test_on_error_stop_starts_no_row_after_the_bad_one(tmp_path):

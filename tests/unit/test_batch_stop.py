@@ -1,6 +1,7 @@
 """Ctrl-C during `generator.many(...)` or `run_batch`: the rows in flight stop and no worker is left running."""
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from aigc.batch import WORKER, run_batch
 from aigc.batch_inputs import read_rows
 from aigc.engine.base import check_stopped
-from aigc.generators.base import get_generator
+from aigc.generators.base import Generator, get_generator
 from aigc.testing import FakeEngine
 
 
@@ -65,6 +66,64 @@ def test_ctrl_c_during_many_stops_the_inputs_in_flight_and_leaves_no_worker_runn
         get_generator("chat", engine=engine).many([f"text {i}" for i in range(8)], concurrency=4)
     assert (engine.begun, engine.stopped) == (1, 1)  # the one merged call, in flight
     assert workers() == []
+
+
+def test_ctrl_c_while_imany_waits_for_a_result_stops_the_inputs_in_flight_and_leaves_no_worker_running(ctrl_c):
+    engine = Decoding()
+    ctrl_c(engine.decoding)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in get_generator("chat", engine=engine).imany(f"text {i}" for i in itertools.count()):
+            pass
+    assert (engine.begun, engine.stopped) == (1, 1) and workers() == []
+
+
+class Waits(Generator):
+    """Answers "slow" once told to stop (asking between its steps, as the local engine does), any other input at once."""
+
+    name = "waits"
+    stopped: list = []
+
+    def preprocess(self, inputs, opts):
+        return inputs
+
+    def forward(self, prepared, opts, sampling):
+        for _ in range(3000 if prepared == "slow" else 0):
+            try:
+                check_stopped()
+            except asyncio.CancelledError:
+                self.stopped.append(prepared)
+                raise
+            time.sleep(0.01)
+        return prepared
+
+    def postprocess(self, raw, opts):
+        return {"text": raw}
+
+
+@pytest.mark.parametrize("leave", ["break", "close", "collect", "ctrl_c"])
+def test_leaving_imany_stops_the_inputs_in_flight_and_leaves_no_worker_running(leave):
+    read = []
+
+    def texts():
+        for text in ("quick", "slow", "never"):
+            read.append(text)
+            yield text
+
+    Waits.stopped.clear()
+    if leave == "break":
+        for result in Waits(engine=FakeEngine()).imany(texts(), concurrency=2):
+            break
+    elif leave == "ctrl_c":  # in the loop's body, not while it waits: leaving the loop lets go of the iterator, which closes it
+        with pytest.raises(KeyboardInterrupt):
+            for result in Waits(engine=FakeEngine()).imany(texts(), concurrency=2):
+                raise KeyboardInterrupt
+    else:
+        results = Waits(engine=FakeEngine()).imany(texts(), concurrency=2)
+        result = next(results)
+        if leave == "close":
+            results.close()
+        del results  # else its garbage collection closes it
+    assert result == {"text": "quick"} and Waits.stopped == ["slow"] and workers() == [] and read == ["quick", "slow"]
 
 
 def test_ctrl_c_as_the_workers_start_leaves_none_of_those_started_waiting_for_the_others(monkeypatch):

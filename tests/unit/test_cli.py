@@ -390,6 +390,17 @@ def test_a_summary_cut_off_at_its_templates_default_says_so(tmp_path, monkeypatc
     assert code == 0 and warned == ["Warning: the summary was cut off at max_tokens 9, the summary template's default (its unfinished last sentence is left out where it has others); give --max-tokens 18 for a whole one"], warned
 
 
+@pytest.mark.parametrize("command", [("summarize", "-"), ("summarize", "-", "--lines"), ("headline", "-"), ("headline", "--topic", "Bienen auf dem Dach", "--lines")])
+def test_language_reaches_the_template_and_the_log(tmp_path, command):
+    template = tmp_path / "lang.j2"  # its first variable is what the model echo answers with: the language the prompt asks for
+    template.write_text("---\nvariables:\n  - name: language\n" + "".join(f"  - name: {name}\n    default: ''\n" for name in ("text", "topic", "article")) + "---\nIn {{ language }}: {{ text }}{{ topic }}{{ article }}\n")
+    given = ("-t", str(template), "--chunk-tokens", "64") if command[0] == "summarize" else ("-t", str(template), "-n", "1")
+    result = invoke(*command, "-m", "echo", "-L", "Français", *given, "--log", input="Bienen machen Honig auf den Dächern der Stadt.\n")
+    assert result.exit_code == 0 and result.stdout == "French\n", result.output
+    entry = json.loads(invoke("logs", "--json").stdout)[0]
+    assert entry["command"] == command[0] and entry["options"]["language"] == "Français"
+
+
 def test_summarize_help_shows_the_chunk_tokens_default():
     result = invoke("summarize", "--help")
     assert result.exit_code == 0 and "(default: the largest the model's context holds" in " ".join(result.stdout.split())
@@ -828,6 +839,10 @@ def test_options_in_library_errors_are_named_as_each_command_takes_them(tmp_path
         (("translate", "-", "--to", "de", "--from", "German"), "Error: --to and --from are both German"),
         (("translate", "-", "--to", "Klingon"), "Error: --to: unknown language 'Klingon'"),
         (("batch", "translate", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", "target_language=Klingon"), "Error: -O target_language: unknown language 'Klingon'"),
+        (("summarize", "-", "--language", "Klingon"), "Error: --language: unknown language 'Klingon'; give a name or ISO code such as French, fr, zh or pt-BR"),
+        (("headline", "--topic", "bees", "-L", "Germn"), "Error: --language: unknown language 'Germn'; did you mean German (de)? give a name"),
+        (("summarize", "-", "--lines", "-L", "Klingon"), "Error: --language: unknown language 'Klingon'"),
+        (("batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl"), "-O", "language=Klingon"), "Error: -O language: unknown language 'Klingon'"),
         (("eval", "classify", str(tmp_path / "two.tsv"), "--method", "probe"), "Error: --method probe needs --examples"),  # a command in a group
     ]:
         result = invoke(*args, "-m", unloadable, input="hi\n")  # checked before the model would load (and fail)
@@ -1979,7 +1994,7 @@ def test_plugins_lists_a_plugin_and_a_broken_one(monkeypatch):
     assert len(warnings) == 1 and "AIGC_TRACE_PLUGINS=1 shows where" in warnings[0]
     rows = json.loads(invoke("plugins", "--json").stdout)["plugins"]
     assert [r["name"] for r in rows] == ["good", "broken"]
-    assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 4
+    assert invoke("plugins", "--all").stdout.count("aigc.default_plugins") == 5
     assert invoke("plugins", "list", "--all").stdout == invoke("plugins", "--all").stdout
 
 

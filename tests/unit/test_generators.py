@@ -1042,6 +1042,71 @@ def test_many_with_on_error_skip_gives_an_invalid_inputs_error_in_its_place_and_
     assert (results[1].at, results[1].index) == ("input 1", 1) and str(results[1]) == "input 1: the prompt is empty; type a question or pipe some text"
 
 
+def test_imany_gives_each_result_in_order_before_the_inputs_are_all_read():
+    import itertools
+
+    read, told = [], []
+
+    def questions():  # endless, saying how far it was read
+        for i in itertools.count():
+            read.append(i)
+            yield f"question {i}?"
+
+    chat = aigc.get_generator("chat", model="echo", progress=lambda done, total, what: told.append((done, total, what)))
+    results = chat.imany(questions(), concurrency=3)
+    assert read == []  # nothing is read until a result is asked for
+    assert next(results)["text"] == "question 0?" and read == [0, 1, 2]  # read concurrency inputs at a time
+    assert [r["text"] for r in itertools.islice(results, 4)] == [f"question {i}?" for i in range(1, 5)] and read == list(range(6))
+    results.close()
+    assert told == [(0, None, "inputs")] + [(done, None, "inputs") for done in range(1, 6)]  # no len(): no total
+    told.clear()
+    texts = [f"text {i}" for i in range(5)]
+    assert list(chat.imany(texts, concurrency=2)) == chat.many(texts, concurrency=2)
+    assert told[:6] == [(done, 5, "inputs") for done in range(6)]
+    assert list(chat.imany(iter([]))) == []
+    with pytest.raises(BadInputError, match="^imany takes an iterable of inputs, got str; run one input"):
+        chat.imany("one text")  # checked when called, as the options are
+    with pytest.raises(OptionError, match="^concurrency must be"):
+        chat.imany(questions(), concurrency=0)
+    with pytest.raises(BadInputError, match="^nope: chat has no such option"):
+        chat.imany(questions(), nope=1)
+
+
+def test_imany_with_on_error_stop_raises_an_inputs_error_at_its_place_and_reads_no_further():
+    read = []
+
+    def reading(items):
+        for item in items:
+            read.append(item)
+            yield item
+
+    Counted = counted("bad")
+    results = Counted(engine=FakeEngine()).imany(reading(["fine", "bad", "later", "later too"]), concurrency=1)
+    assert next(results) == {"text": "fine"}
+    with pytest.raises(BadInputError, match=r"^input 1: the model cannot answer this one$") as raised:
+        next(results)
+    assert raised.value.index == 1 and Counted.ran == ["fine", "bad"] and read == ["fine", "bad"]
+    read.clear()
+    engine = FakeEngine()
+    engine.enqueue("one")
+    results = ChatGenerator(engine=engine).imany(reading(["hi", "", "yo"]))  # an invalid input: checked as it is read
+    assert next(results)["text"] == "one"
+    with pytest.raises(BadInputError, match="^input 1: the prompt is empty") as raised:
+        next(results)
+    assert raised.value.at == "input 1" and read == ["hi", ""]
+
+
+def test_imany_with_on_error_skip_gives_each_failed_or_invalid_inputs_error_in_its_place():
+    Counted = counted("bad")
+    results = list(Counted(engine=FakeEngine()).imany(iter(["fine", "bad", "later"]), concurrency=1, on_error="skip"))
+    assert [type(r) for r in results] == [dict, BadInputError, dict] and results[1].index == 1 and Counted.ran == ["fine", "bad", "later"]
+    engine = FakeEngine()
+    engine.enqueue("one", "three")
+    results = list(ChatGenerator(engine=engine).imany(iter(["hi", "", "yo"]), concurrency=1, on_error="skip"))
+    assert [r["text"] if isinstance(r, dict) else type(r) for r in results] == ["one", BadInputError, "three"]
+    assert str(results[1]) == "input 1: the prompt is empty; type a question or pipe some text"
+
+
 def test_sampling_settings_are_checked_for_every_task_and_named_when_given_as_options():
     engine = FakeEngine()
     with pytest.raises(BadInputError, match=r"^max_tokens: chat has no such option; its options: no_variable_replacement, system, template, variables; give max_tokens as a sampling setting$"):
@@ -1512,7 +1577,7 @@ def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_optio
         name = "shout"
         Options = ShoutOptions
 
-    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call and of `many`): loud, words=[]."
+    assert Shout.__doc__ == "Shouts.\n\nOptions (keywords of a call, of `many` and of `imany`): loud, words=[]."
 
 
 def test_an_article_cut_to_its_lead_is_said_in_a_note_and_a_whole_one_is_not():
@@ -1591,3 +1656,85 @@ def test_a_task_option_given_that_its_override_template_never_reads_is_a_warning
         warnings.simplefilter("error")
         HeadlineOptions(max_words=3, style="question")  # the built-in reads them
         SummarizeOptions(words=5, format="bullets")
+
+
+@pytest.mark.parametrize(
+    "text, language, name, unit",
+    [
+        ("Bienen machen Honig auf den Dächern der Stadt. Im Sommer fliegen sie weit. " * 12, "English", "English", "words"),  # Latin script: no language was asked for before
+        ("Пчёлы на крыше: пять секретов городского мёда. " * 20, "fr", "French", "words"),  # the language asked for wins over the text's
+        (LONG_TEXT, "日本語", "Japanese", "characters"),  # counted, and trimmed, as Japanese is
+    ],
+)
+def test_a_summary_language_asked_for_is_in_every_prompt_of_every_stage_whatever_the_texts(text, language, name, unit):
+    engine = FakeEngine()
+    for options in ({}, {"format": "bullets"}, {"chunk_tokens": 64}):
+        engine.calls.clear()
+        engine.enqueue(*["Short."] * 40)
+        result = SummarizeGenerator(engine=engine)(text, words=30, language=language, **options)
+        prompts = ["".join(m["content"] for m in prompt) for prompts, _ in engine.calls for prompt in prompts]
+        assert prompts and all(f"Write it in {name}." in prompt and "same language" not in prompt and f" {unit}" in prompt.split("Text:")[0] for prompt in prompts)
+        assert result["map_reduce_rounds"] == (1 if "chunk_tokens" in options else 0)  # parts, then the final summary: each asked for it
+
+
+def test_a_short_text_is_summarized_not_given_back_as_it_is_when_another_language_is_asked_for():
+    engine = FakeEngine()
+    engine.enqueue("Les abeilles font du miel.", "Bees make honey.")
+    generator = SummarizeGenerator(engine=engine)
+    assert generator("Bees make honey.", language="fr") == {"summary": "Les abeilles font du miel.", "words": 5, "map_reduce_rounds": 0, "parts": 1, "cut_off": False, "unchanged": False}
+    with pytest.warns(AigcWarning, match="given back as it is"):  # none asked for: given back, as before
+        assert generator("Bees make honey.")["unchanged"] and len(engine.calls) == 1
+
+
+@pytest.mark.parametrize("generator, inputs", [(SummarizeGenerator, "Bees make honey."), (HeadlineGenerator, {"topic": "bees"})])
+def test_an_unknown_language_is_an_option_error_that_says_how_to_spell_one(generator, inputs):
+    for value, hint in (("Klingon", ""), ("Germn", "did you mean German (de)? ")):
+        with pytest.raises(OptionError, match=rf"^language: unknown language '{value}'; {re.escape(hint)}give a name or ISO code such as French, fr, zh or pt-BR$") as raised:
+            generator(engine=FakeEngine())(inputs, language=value)
+        assert raised.value.option == "language"
+
+
+def test_a_language_is_recorded_by_its_code_and_only_when_given_so_earlier_batch_outputs_resume():
+    from aigc.generators.headline import HeadlineOptions
+    from aigc.generators.summarize import SummarizeOptions
+
+    for options in (SummarizeOptions, HeadlineOptions):
+        assert "language" not in options().settings()
+        assert options(language="German").settings()["language"] == "de" and options(language="zh_CN").language == "zh-CN"
+        assert options(language="zh-Hans").language == "zh-Hans"  # a BCP-47 tag as given, as translate records one
+
+
+def test_a_template_of_yours_without_language_works_until_a_language_is_asked_for(tmp_path):
+    older = tmp_path / "older.j2"  # made before language: same_language still filled, an error with a language (it would be dropped)
+    older.write_text("---\ngenerator: summarize\n---\nSummarize in {{ words }} {{ unit }}{{ ', in its language' if same_language }}: {{ text }}\n")
+    engine = FakeEngine()
+    engine.enqueue("短。")
+    SummarizeGenerator(engine=engine)("人工智能正在改变内容创作的方式。" * 8, template=str(older), chunk_template=str(older))
+    assert ", in its language:" in engine.calls[0][0][0][-1]["content"]
+    for flag in ("template", "chunk_template"):
+        with pytest.raises(OptionError, match=r"never reads language \(the language to write the summary in\)") as raised:
+            SummarizeGenerator(engine=engine)("Bees.", language="fr", **{flag: str(older)})
+        assert raised.value.option == flag
+    headline = tmp_path / "headline.j2"
+    headline.write_text("---\ngenerator: headline\n---\nA headline about {{ topic }}{{ article }}{{ ' in its language' if same_language }}.\n")
+    engine.enqueue("城市蜜蜂")
+    assert HeadlineGenerator(engine=engine)({"topic": "城市屋顶养蜂"}, n=1, template=str(headline))["headlines"] == ["城市蜜蜂"]
+    assert " in its language." in engine.calls[-1][0][0][-1]["content"]
+    with pytest.raises(OptionError, match=r"never reads language \(the language to write the headlines in\)"):
+        HeadlineGenerator(engine=engine)({"topic": "bees"}, n=1, template=str(headline), language="fr")
+
+
+@pytest.mark.parametrize(
+    "inputs, language, asked",
+    [
+        ({"topic": "城市屋顶养蜂"}, "English", "Use at most 12 words, in English."),  # wins over the topic's own
+        ({"topic": "城市屋顶养蜂"}, "en", "Use at most 12 words, in English."),
+        ({"article": "Bienen machen Honig. " * 20}, "English", "in at most 12 words, in English."),  # Latin script: none was asked for before
+        ({"topic": "bees"}, "日本語", "Use at most 12 words, in Japanese."),
+        ({"article": "Bees make honey. " * 20}, "ja", "in at most 12 words, in Japanese."),
+    ],
+)
+def test_a_headline_language_asked_for_goes_into_the_prompt_and_wins_over_the_inputs(inputs, language, asked):
+    generator = HeadlineGenerator(engine=FakeEngine())
+    prompt = generator.preprocess(inputs, generator.validate({"language": language})).messages[-1]["content"]
+    assert asked in prompt and "in the language of the" not in prompt

@@ -260,7 +260,7 @@ def test_malformed_model_specs_are_dropped_and_the_list_still_works(pm):
     assert not {"no-org", "deep", "wheel", "", "video", "relative"} & set(models)
     errors = " | ".join(f.error for f in plugins.failures() if f.plugin == "badmodels")
     for expected in ("'hf:' must be hf:ORG/NAME", "'hf:Org/Name/extra' must be hf:ORG/NAME", "must be pypi:PACKAGE==VERSION/FILE.gguf",
-                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf or an absolute path, as a str"):
+                     "alias '': it must be letters, digits", "kind 'video'; it must be text or image", "'models/mine' must be hf:ORG/NAME, pypi:PACKAGE==VERSION/FILE.gguf, an absolute path or an engine's SCHEME:LOCATION (openai:URL#MODEL), as a str"):
         assert expected in errors
 
 
@@ -526,10 +526,10 @@ def test_trace_says_how_long_each_entry_point_took_to_import(monkeypatch, capsys
 
 def test_every_hookspec_has_a_docstring_and_a_test():
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "aigc_spec")]
-    assert set(specs) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
+    assert set(specs) == {"register_generators", "register_models", "register_engines", "register_template_dirs", "register_commands", "prepare_jinja_env"}
     tested = "".join(
         open(__file__.replace("test_plugins", other)).read()
-        for other in ("test_plugins", "test_templates", "test_cli", "test_example_plugins")
+        for other in ("test_plugins", "test_templates", "test_cli", "test_example_plugins", "test_engine_plugins")
     )
     docs = open(__file__.replace("tests/unit/test_plugins.py", "docs/plugins.md")).read()
     for name in specs:
@@ -552,7 +552,7 @@ def test_every_hook_reference_entry_has_an_example_that_registers_something(pm, 
     import typer
 
     examples = _hook_examples()
-    assert set(examples) == {"register_generators", "register_models", "register_template_dirs", "register_commands", "prepare_jinja_env"}
+    assert set(examples) == {"register_generators", "register_models", "register_engines", "register_template_dirs", "register_commands", "prepare_jinja_env"}
     for name, code in examples.items():
         assert "@hookimpl" in code and f"def {name}(" in code, f"the reference entry of {name} has no @hookimpl example"
         if "from ." in code:  # the tutorial's package: its generator is tested there
@@ -567,7 +567,7 @@ def test_every_hook_reference_entry_has_an_example_that_registers_something(pm, 
     plugins.register_commands(app)
     assert plugins.failures() == []
     rows = {row["name"]: row["registered"] for row in plugins.describe()["plugins"]}
-    assert rows["docs-register_models"]["models"] and rows["docs-register_commands"]["commands"]
+    assert rows["docs-register_models"]["models"] and rows["docs-register_commands"]["commands"] and rows["docs-register_engines"]["engines"] == ["parrot:"]
     assert rows["docs-register_template_dirs"]["template_dirs"] and rows["docs-prepare_jinja_env"]["jinja_filters"]
     from typer.testing import CliRunner
 

@@ -1758,6 +1758,45 @@ def test_a_request_taken_before_a_drain_may_make_its_next_calls_until_the_cut(ti
         scheduler.stop()
 
 
+def test_a_cancelled_agenerate_on_the_remote_backend_stops_its_row_here(server, slow_down, monkeypatch):
+    """The remote engine shuts the connection of a call told to stop, so the server stops decoding for it."""
+    import asyncio
+
+    import aigc
+
+    monkeypatch.setenv("AIGC_OPENAI_API_KEY", KEY)
+    model, scheduler = f"openai:{server['url']}#{server['model']}", server["backend"].scheduler
+    for seed in range(40):  # one with which the tiny model writes all 150 tokens
+        sampling = {"max_tokens": 150, "temperature": 1.0, "top_p": 1.0, "seed": seed, **OPENAIS}
+        if aigc.generate("chat", "Tell me a long story", model=model, sampling=sampling)["finish_reason"] == "length":
+            break
+    else:
+        pytest.fail("no seed made the tiny model write long enough")
+    slow_down()  # 150 tokens now take at least 1.5 s
+    for _ in range(250):  # the last row the seed was looked for with is freed
+        if not scheduler.active_rows:
+            break
+        time.sleep(0.02)
+    cancelled = scheduler.cancelled_rows
+
+    async def main():
+        call = asyncio.ensure_future(aigc.agenerate("chat", "Tell me a long story", model=model, sampling=sampling))
+        for _ in range(300):
+            if scheduler.active_rows:
+                break
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(main())
+    for _ in range(250):  # the row is counted cancelled, then freed: wait for both
+        if scheduler.cancelled_rows > cancelled and scheduler.active_rows == 0:
+            break
+        time.sleep(0.02)
+    assert scheduler.cancelled_rows == cancelled + 1 and scheduler.active_rows == 0
+
+
 @pytest.mark.parametrize("path", ["/v1/aigc/chat", "/v1/chat/completions"])
 def test_a_request_that_is_not_streamed_stops_when_its_client_goes_away(server, tiny_engine, slow_down, path):
     from aigc.generators.chat import ChatGenerator
