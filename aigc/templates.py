@@ -273,8 +273,27 @@ def digest(name: str) -> str:
     import json
 
     found = _find(name)
-    made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
+    parts: dict[str, str] = {}
+    _add_parts(found, parts)
+    parts.pop(found.name, None)
+    made_of = json.dumps([found.system, found.body, found.defaults, found.variables] + ([parts] if parts else []), sort_keys=True, default=str)
     return hashlib.sha256(made_of.encode()).hexdigest()[:12]
+
+
+def _add_parts(template: Template, parts: dict[str, str]) -> None:
+    """Put in `parts` the text of each template `template` includes, imports or extends, and theirs (by name)."""
+    from .template_environment import templates_named
+
+    texts = (template.body, template.system if isinstance(template.system, str) else "")
+    for name in sorted(templates_named(texts[0]) | templates_named(texts[1])):
+        name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+        if name not in parts and name != template.name:
+            try:
+                part = _find(name)
+            except AigcError:  # rendering says so
+                continue
+            parts[name] = part.body
+            _add_parts(part, parts)
 
 
 def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> str:

@@ -787,3 +787,12 @@ def test_two_templates_with_variables_that_include_each_other_are_read_without_e
     assert templates.get_template("pong").names_used == templates.get_template("ping").names_used == {"input", "extra"}
     assert templates.render("ping", {"input": "x"}).messages[-1]["content"] == "x"
     assert "ping" in templates.discover()
+
+
+def test_a_templates_digest_changes_with_a_part_it_includes_and_not_otherwise():
+    write(templates.user_dir(), "_part", "Be brief. {% include 'whole' %}")  # a loop of includes ends
+    write(templates.user_dir(), "whole", "{% include '_part.j2' %}{{ input }}")
+    write(templates.user_dir(), "plain", "{{ input }}")
+    before, plain = templates.digest("whole"), templates.digest("plain")
+    write(templates.user_dir(), "_part", "Be kind. {% include 'whole' %}")
+    assert templates.digest("whole") != before and templates.digest("plain") == plain
