@@ -141,6 +141,24 @@ def list_templates() -> dict[str, Any]:
     return discover()
 
 
+def render_template(
+    template: str, inputs: Any = None, *, variables: dict[str, Any] | None = None, system: str | None = None, no_variable_replacement: bool = False
+) -> dict[str, Any]:
+    """What `generate("template", inputs, template=..., variables=...)` would send, without a model
+    (as `aigc run --dry-run --json`): `{"template", "messages": [{"role", "content"}, ...], "defaults"}`,
+    `defaults` being the sampling settings it would run with (the template's over the task's). `inputs`
+    is a text for its input variable, or a dict of variables (over `variables`); bad ones are errors, as
+    in a run."""
+    from .generators.template import TemplateGenerator, TemplateOptions, render_inputs
+
+    opts = TemplateOptions(template=template, system=system, variables=variables, no_variable_replacement=no_variable_replacement)
+    inputs = {} if inputs is None else inputs
+    TemplateGenerator().check_inputs(inputs)  # no model is loaded until one is used
+    rendered = render_inputs(inputs, opts)
+    messages = [{"role": m["role"], "content": str(m["content"])} for m in rendered.messages]
+    return {"template": template, "messages": messages, "defaults": {**TemplateGenerator.sampling_defaults, **rendered.defaults}}
+
+
 def _model_for(model: str | None, options: dict[str, Any]) -> str | None:
     """`model`, else the model that the template in `options` names (`model:` in its front matter), as -m does on the CLI."""
     if model is None and isinstance(options.get("template"), str):
@@ -208,6 +226,7 @@ __all__ = [
     "load_model",
     "registered_generators",
     "registered_models",
+    "render_template",
     "stream",
     "unload",
 ]

@@ -142,9 +142,8 @@ def _templates_used(opts: Any) -> dict[str, str]:
     for option in template_options(type(opts)):
         name = getattr(opts, option)
         if isinstance(name, str):
-            found = templates.get_template(name)
-            made_of = json.dumps([found.system, found.body, found.defaults, found.variables], sort_keys=True, default=str)
-            used[name] = hashlib.sha256(made_of.encode()).hexdigest()[:12]
+            templates.get_template(name)  # its warnings, once
+            used[name] = templates.digest(name)
     return used
 
 

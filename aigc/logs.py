@@ -191,11 +191,12 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 def entries(
     count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None,
-    *, min_id: int | None = None, since: datetime | None = None,
+    *, min_id: int | None = None, since: datetime | None = None, template: str | None = None,
 ) -> list[Entry]:
     """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
     each of its words (or "quoted phrases") is in the prompt or the response, in any case and any
-    order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or later."""
+    order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or
+    later; `template`: made with the template of that name (its `template` option)."""
     if not log_path().exists() or (min_id or 0) > MAX_ID:
         return []
     where, args = [], []
@@ -213,6 +214,9 @@ def entries(
 
         where.append("model IN (?, ?)")
         args += [model, recorded_name(model)]
+    if template:
+        where.append("json_extract(options, '$.template') = ?")
+        args.append(template)
     for column, value in (("command", command), ("session", session)):
         if value:
             where.append(f"{column} = ?")
@@ -258,11 +262,12 @@ def query_terms(query: str) -> list[str]:
 
 
 def values(column: str) -> list[str]:
-    """The distinct values of `column` (`model`, `command` or `session`) the log holds, sorted."""
-    if column not in ("model", "command", "session") or not log_path().exists():
+    """The distinct values of `column` (`model`, `command`, `session` or `template`) the log holds, sorted."""
+    if column not in ("model", "command", "session", "template") or not log_path().exists():
         return []
+    held = "json_extract(options, '$.template')" if column == "template" else column
     with _connect() as db:
-        return sorted(row[0] for row in db.execute(f"SELECT DISTINCT {column} FROM responses WHERE {column} IS NOT NULL"))
+        return sorted(str(row[0]) for row in db.execute(f"SELECT DISTINCT {held} FROM responses WHERE {held} IS NOT NULL"))
 
 
 def entry(entry_id: int) -> Entry:

@@ -116,17 +116,31 @@ def _set_aside(draft: Path) -> Path:
     return aside
 
 
+def copy_pattern(pattern: Template) -> Path:
+    """Copy a fabric pattern that is not the user's (in AIGC_TEMPLATES_PATH, a plugin's) into the user
+    template directory, which then overrides it: its `system.md` (and `user.md`); never over a file.
+    Returns the copy's `system.md`."""
+    from .template_files import PATTERN, PATTERN_USER
+
+    own = user_template_path(pattern.name).with_suffix("") / PATTERN
+    exists = f"edit it with aigc templates edit {pattern.name}, or remove {own.parent} first to start over"
+    if own.parent.exists():
+        raise BadInputError(f"{own.parent} already exists; {exists}")
+    for part in (PATTERN, PATTERN_USER):
+        if (pattern.path.parent / part).is_file():
+            write_new_template(own.with_name(part), read_source(pattern.path.parent / part), exists)
+    return own
+
+
 def edit_target(name: str) -> tuple[Path, Template | None]:
-    """The file an edit of template `name` is saved to (`AIGC_TEMPLATES_PATH`'s copy when that is the
-    one in use, else the user's own), and the template of that name now in use, if any."""
+    """The file an edit of template `name` is saved to, the user's own (a copy of a template that is not,
+    which then overrides it), and the template of that name now in use, if any."""
     own = user_template_path(name)
-    found = scan()[0].get(own.name[: -len(SUFFIX)])
-    return (found.path if found is not None and found.source == "env" else own), found
+    return own, scan()[0].get(own.name[: -len(SUFFIX)])
 
 
 def start_edit(name: str) -> tuple[Path, Path, str]:
-    """Begin editing template `name`: the file the edit will be saved to (`AIGC_TEMPLATES_PATH`'s copy
-    when that is the one in use, else the user's own), and a draft holding the text to edit (a draft
+    """Begin editing template `name`: the file the edit will be saved to (the user's own), and a draft holding the text to edit (a draft
     kept from a failed edit, else the file's text, a copy of the template it will override, or a
     skeleton), with a note on where the text came from. A kept draft goes back to the file it was
     made for; if that file changed since (edited by hand), the draft is set aside, not saved over it."""

@@ -40,7 +40,7 @@ def _environment() -> Any:
 
     from .plugins import call_each
 
-    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False, loader=FunctionLoader(_no_other_files))
+    env = _sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False, loader=FunctionLoader(_other_template))
     owner: dict[tuple[str, str], str] = {}  # (filter or global, name) -> the plugin that added it
     turn: dict[str, Any] = {"plugin": None}
 
@@ -80,10 +80,29 @@ def _environment() -> Any:
     return env
 
 
-def _no_other_files(name: str) -> None:
-    """The loader: a template is one file, so `{% include %}`, `{% import %}` and `{% extends %}` say so
-    (without one, jinja2's error is "TypeError: no loader for this environment specified")."""
-    raise BadInputError(f"a template cannot include, import or extend another file ({name!r}); put the text it needs in the template itself (a {{% macro %}} there for a part used twice)")
+def _other_template(name: str) -> tuple[str, str, Callable[[], bool]]:
+    """The loader of `{% include %}`, `{% import %}` and `{% extends %}`: another template by its
+    name (`_macros` or `_macros.j2`), looked up as `aigc run` looks it up, its text without its front
+    matter, rendered in the same sandbox; never a file by path. Read again when its file changes."""
+    from .templates import UnknownTemplateError, get_template, is_path
+
+    base = name[: -len(".j2")] if name.endswith(".j2") else name
+    if "/" in base or "\\" in base or base in ("", ".", ".."):
+        raise BadInputError(f"{{% include %}}, {{% import %}} and {{% extends %}} name another template, not a file: {name!r} is a path; put that file in your template directory and name it")
+    try:
+        template = get_template(base)
+    except UnknownTemplateError as exc:
+        raise BadInputError(f"{{% include %}}, {{% import %}} or {{% extends %}} of {name!r}: {exc}") from None
+    stamp = _stamp(template.path)
+    return template.body, str(template.path), lambda: _stamp(template.path) == stamp
+
+
+def _stamp(path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 _UNSET = object()
@@ -437,6 +456,18 @@ def variables_read(text: str) -> frozenset[str]:
     from jinja2 import meta
 
     return frozenset(meta.find_undeclared_variables(environment().parse(text)))
+
+
+def templates_named(text: str) -> frozenset[str]:
+    """The templates text includes, imports or extends by a name written out (`{% include "_house" %}`)."""
+    return _templates_named(environment(), text)
+
+
+@lru_cache(maxsize=1024)
+def _templates_named(env: Any, text: str) -> frozenset[str]:
+    from jinja2 import meta
+
+    return frozenset(name for name in meta.find_referenced_templates(env.parse(text)) if name is not None)
 
 
 def render_bounded(compiled, values: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import difflib
 import re
 import shlex
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import AigcWarning, BadInputError, did_you_mean, option
 from .hosts import loopback
-from .template_environment import compile_text, environment, variables_read
+from .template_environment import compile_text, environment, templates_named, variables_read
 
 SUFFIX = ".j2"
 PATTERN = "system.md"  # fabric's pattern: a directory NAME/ holding its system prompt, plain Markdown
@@ -33,6 +34,9 @@ def foreign_host(model: str) -> str | None:
     except ValueError:  # no URL (`[::1` unclosed): loading the model says so
         return None
     return None if host is None or host == "api.openai.com" or loopback(host) else host
+
+
+_following: ContextVar[frozenset[str]] = ContextVar("aigc_following_includes", default=frozenset())  # templates whose includes are being read
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,26 @@ class Template:
 
     @property
     def names_used(self) -> set[str]:
-        """The variables its text and system prompt read."""
-        return variables_read(self.body) | variables_read(self.system if isinstance(self.system, str) else "")
+        """The variables its text and system prompt read, and the templates they include (each once:
+        a loop of includes, or a part read while its includer is, is followed no further)."""
+        from .errors import AigcError
+        from .templates import get_template
+
+        texts = [self.body, self.system if isinstance(self.system, str) else ""]
+        used = set().union(*map(variables_read, texts))
+        seen = _following.get() | {self.name}
+        for name in sorted(set().union(*map(templates_named, texts))):
+            name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+            if name in seen:
+                continue
+            token = _following.set(seen | {name})
+            try:
+                used |= get_template(name).names_used
+            except AigcError:  # one that cannot be had: rendering says so
+                continue
+            finally:
+                _following.reset(token)
+        return used
 
     def input_variable(self, given: dict[str, Any] | None = None) -> str:
         """The variable a message or `-i` fills: `input` if the template has it (or declares none),
@@ -118,7 +140,9 @@ class Template:
 
 
 FRONT_MATTER = ("description", "system", "defaults", "variables", "generator", "model")
-_OPEN = re.compile(r"---[ \t]*\n")  # the first line, opening the front matter (trailing blanks allowed, as by Jekyll)
+_LEAD = re.compile(r"(?:[ \t]*\n|[ \t]*\{#.*?#\}[ \t]*\n)*", re.S)  # blank lines and {# comments #} the front matter may follow
+_OPEN = re.compile(r"---[ \t]*\n")  # the line opening the front matter (trailing blanks allowed, as by Jekyll)
+_LATE = re.compile(rf"^---[ \t]*\n(?:(?!---[ \t]*$).*\n)*?(?:{'|'.join(FRONT_MATTER)})[ \t]*:.*\n(?:.*\n)*?---[ \t]*$", re.M)  # a front matter after other text
 _CLOSE = re.compile(r"\n---[ \t]*(?:\n|\Z)")  # the line that closes the front matter, the file's last one too
 
 
@@ -135,13 +159,18 @@ def template_files(directory: Path) -> list[Path]:
     return sorted(files, key=template_name)
 
 
+_DOCUMENTS = re.compile(r"(?:readme|licen[cs]e|copying|notice|authors|changelog|contributing)(?:[.-].*)?|.*\.md", re.I)  # a repository's own, fabric's pattern_explanations.md
+
+
 def other_files(directory: Path) -> list[Path]:
-    """What a directory holds that is neither a template nor a pattern (hidden files and editor backups aside)."""
+    """What a directory holds that is neither a template nor a pattern (hidden files, editor backups
+    and the documents a shared repository or fabric's patterns keep beside them aside)."""
     found = set(template_files(directory))
     return sorted(
         path
         for path in directory.iterdir()
         if path not in found and not path.name.startswith(".") and not path.name.endswith("~") and not (path / PATTERN).is_file()
+        and not (path.is_file() and _DOCUMENTS.fullmatch(path.name))
         and (path.is_file() or any(path.glob(f"*/{PATTERN}")))  # a directory: only one of patterns, a level too deep
     )
 
@@ -193,27 +222,32 @@ def _read(path: Path, source: str) -> Template:
     text = read_source(path)
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
-    if opening := _OPEN.match(text):
+    lead = text[: _LEAD.match(text).end()].count("\n")  # lines before the front matter
+    if opening := _OPEN.match(text, _LEAD.match(text).end()):
         closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
-            raise BadInputError(f"{path}:1: front matter opened with '---' is never closed")
+            raise BadInputError(f"{path}:{lead + 1}: front matter opened with '---' is never closed")
         loader = yaml.SafeLoader(text[opening.end() : closing.start()])
         try:
             node = loader.get_single_node()  # as yaml.safe_load, keeping the node for where `system:` is
             meta = (loader.construct_document(node) if node is not None else None) or {}
         except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 2
+            line = getattr(getattr(exc, "problem_mark", None), "line", 0) + lead + 2
             raise BadInputError(f"{path}:{line}: bad front matter: {getattr(exc, 'problem', exc)}") from exc
         finally:
             loader.dispose()
         if not isinstance(meta, dict):
-            raise BadInputError(f"{path}:2: front matter must be a mapping of keys to values")
+            raise BadInputError(f"{path}:{lead + 2}: front matter must be a mapping of keys to values")
         body = text[closing.end() :]
         body_line = text[: closing.end()].count("\n") + 1
-        system_line = _system_line(node)
+        system_line = _system_line(node) + lead
+    else:
+        _check_no_late_front_matter(path, text)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
+    for variable in variables:
+        _check_variable_keys(path, variable)
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     description = meta.get("description")
@@ -241,6 +275,32 @@ def _read(path: Path, source: str) -> Template:
     _check_declared(template)
     _check_generator(template)
     return template
+
+
+VARIABLE_KEYS = ("name", "description", "default", "required")
+
+
+def _check_variable_keys(path: Path, variable: dict) -> None:
+    """A key of a `variables:` entry aigc does not read is an error: a misspelt `default:` would
+    make the variable required, a misspelt `required:` drop what it says."""
+    for key in sorted(set(map(str, variable)) - set(VARIABLE_KEYS)):
+        close = difflib.get_close_matches(key.lower(), VARIABLE_KEYS, n=1)
+        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"did you mean {close[0]}?" if close else f"known: {', '.join(VARIABLE_KEYS)}"
+        raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; {hint}")
+
+
+def _check_no_late_front_matter(path: Path, text: str) -> None:
+    """A front matter after text that is neither blank lines nor {# comments #} would be sent as
+    the prompt, its settings lost: an error, where the text before it is no template text (no
+    `{{`, `{%`), as `templates show`'s old `# ...` header lines or an editor's first line."""
+    late = _LATE.search(text)
+    before = text[: late.start()] if late else ""
+    if late and "{{" not in before and "{%" not in before and "---" not in before:
+        line = before.count("\n") + 1
+        raise BadInputError(
+            f"{path}:{line}: the front matter must begin the file (blank lines and {{# comments #}} may come before it), "
+            f"or it is sent as the prompt; move the {line - 1} line{'s' if line != 2 else ''} above it below it, or into a {{# comment #}}"
+        )
 
 
 def _read_pattern(path: Path, source: str) -> Template:

@@ -18,8 +18,9 @@ its system prompt and the input its message (after the text of its `user.md`, if
 but for fabric's `{{input}}` (where the input goes: a `system.md` holding it is then the one message)
 and `{{name}}` (a variable), as `template_files` reads them.
 
-Directories are searched in order (built-ins, plugins, the user's, then `AIGC_TEMPLATES_PATH`);
-a later directory overrides a template of the same name from an earlier one, except that two
+Directories are searched in order (built-ins, plugins, `AIGC_TEMPLATES_PATH`'s from its last to its
+first, then the user's); a later directory overrides a template of the same name from an earlier one,
+so your own come first and then AIGC_TEMPLATES_PATH's in the order given, as PATH's, except that two
 plugins' templates of one name clash (the first stays). A path to a `.j2` file names that file.
 A file is read in `template_files` and rendered in `template_environment`'s sandbox;
 `template_edits` starts, edits and removes the user's own.
@@ -93,11 +94,11 @@ def template_dirs() -> list[tuple[str, Path]]:
 
     registered = registered_template_dirs()
     dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
+    env = [Path(entry).expanduser() for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep) if entry]
+    for directory in env:
+        _warn_if_missing(directory)
+    dirs += [("env", directory) for directory in reversed(env)]  # the first wins, as in PATH
     dirs.append(("user", user_dir()))
-    for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep):
-        if entry:
-            dirs.append(("env", Path(entry).expanduser()))
-            _warn_if_missing(dirs[-1][1])
     return dirs
 
 
@@ -239,7 +240,7 @@ def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
     if source == "user":
         return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
     if source == "env":
-        return f"fix it with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
+        return f"make your own fixed copy with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
     return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 
@@ -268,6 +269,36 @@ def get_template(name: str) -> Template:
     template = _find(name)
     warn_unused(template)
     return template
+
+
+def digest(name: str) -> str:
+    """A short digest of template `name` as it is now (its text, system prompt, defaults and
+    variables): what tells a record made with one revision of it from one made with another."""
+    import hashlib
+    import json
+
+    found = _find(name)
+    parts: dict[str, str] = {}
+    _add_parts(found, parts)
+    parts.pop(found.name, None)
+    made_of = json.dumps([found.system, found.body, found.defaults, found.variables] + ([parts] if parts else []), sort_keys=True, default=str)
+    return hashlib.sha256(made_of.encode()).hexdigest()[:12]
+
+
+def _add_parts(template: Template, parts: dict[str, str]) -> None:
+    """Put in `parts` the text of each template `template` includes, imports or extends, and theirs (by name)."""
+    from .template_environment import templates_named
+
+    texts = (template.body, template.system if isinstance(template.system, str) else "")
+    for name in sorted(templates_named(texts[0]) | templates_named(texts[1])):
+        name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+        if name not in parts and name != template.name:
+            try:
+                part = _find(name)
+            except AigcError:  # rendering says so
+                continue
+            parts[name] = part.body
+            _add_parts(part, parts)
 
 
 def check_fills(name: str, given: set[str], task: str, flag: str = "template", carries: set[str] = frozenset({"text"}), reads: dict[str, str] | None = None) -> str:
@@ -308,6 +339,21 @@ def _unfilled(template: Template, given: set[str], task: str, carries: set[str],
     if unread := [f"{variable} ({what})" for variable, what in (reads or {}).items() if variable not in template.names_used]:
         return f"never reads {', '.join(unread)}"
     return None
+
+
+def warn_unread(name: str, given: dict[str, tuple[str, Any]], task: str) -> None:
+    """An `AigcWarning` for each option given a value of its own (not its default) that the template
+    `name` a `task` uses never reads: `{variable: (option, value)}`. An override that leaves out
+    a variable the built-in reads (`max_words`) would drop that option without a word."""
+    template = _find(name)
+    for variable, (flag, value) in given.items():
+        if variable not in template.names_used:
+            warnings.warn(
+                f"{template.label} ({template.path}) never reads {{{{ {variable} }}}}, so `{task}` does not tell the model {option(flag, value)}; "
+                f"add {{{{ {variable} }}}} where it goes in the template, or leave the option out",
+                AigcWarning,
+                stacklevel=3,
+            )
 
 
 CHECKED = {"classify": "classify", "headline": "headline", "summarize": "summarize", "summarize-chunk": "summarize", "translate": "translate"}
@@ -490,12 +536,23 @@ def render(template: Template | str, variables: dict[str, Any] | None = None, sy
     messages = render_system(template, variables, system)
     if template.body.strip():
         user, about = _render_text(template, template.body, values, template.body_line), subject or _subject(template, values)
+        if not user:
+            _refuse_empty(template, variables)
     elif isinstance(values.get("input"), str):  # a system prompt alone (as fabric's patterns): the input is the message, and what it is about
         user, about = values["input"], subject
     else:
         raise BadInputError(f"{template.label} is a system prompt with no message: it answers the text given as its input{_pattern_over(template)}")
     messages.append({"role": "user", "content": Message(user, about)})
     return Rendered(messages=messages, defaults=dict(template.defaults))
+
+
+def _refuse_empty(template: Template, variables: dict[str, Any] | None) -> None:
+    """A message rendered empty (a branch that left the input out) is not sent, as an empty prompt is not."""
+    given = ", ".join(f"{k}={v if len(str(v)) <= 30 else str(v)[:27] + '...'!r}" for k, v in (variables or {}).items() if v is not None)
+    raise BadInputError(
+        f"{template.label} renders an empty message with {given or 'no variables given'}, so there is nothing to send; "
+        f"give the variables its text needs there, or fix its conditions ({template.path}:{template.body_line})"
+    )
 
 
 def _pattern_over(template: Template) -> str:

@@ -18,6 +18,7 @@ Count = Annotated[Optional[int], typer.Option("--count", "-n", help="How many of
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt or response holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
+Template = Annotated[Optional[str], typer.Option("--template", help="Only answers made with this template (aigc run NAME, --template NAME); each logs its template_digest too.")]
 Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
 Current = Annotated[bool, typer.Option("--current", "-c", help="Only answers in the latest conversation, the one `aigc chat -c` goes on from.")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
@@ -31,24 +32,24 @@ Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="O
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None) -> None:
+def logs_callback(ctx: typer.Context, count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None) -> None:
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`; -x, --xl: the code block of each)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since)
+        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template)
     else:
-        values = {"--count": (count, None), "--id-gt": (id_gt, None), "--id-gte": (id_gte, None), "--since": (since, None), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
+        values = {"--count": (count, None), "--id-gt": (id_gt, None), "--id-gte": (id_gte, None), "--since": (since, None), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--template": (template, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None) -> None:
+def list_command(count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None) -> None:
     """The latest logged answers, oldest first, as Markdown (-x, --xl: the code block of each)."""
-    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since)
+    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template)
 
 
-def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt=None, id_gte=None, since=None) -> None:
+def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt=None, id_gte=None, since=None, template=None) -> None:
     after = id_gt is not None or id_gte is not None or since is not None  # what is new, for an export: all of it unless -n says
     count = (0 if after else 3) if count is None else count
     if count < 0:
@@ -62,17 +63,17 @@ def _show(count, query, model, command, session, response, as_json, current, ext
         raise BadInputError("give --current or --session, not both")
     if current:  # as llm's `logs -c`
         session = str(conversations.latest())
-    for flag, value in (("--query", query), ("--model", model), ("--command", command), ("--session", session)):
+    for flag, value in (("--query", query), ("--model", model), ("--command", command), ("--session", session), ("--template", template)):
         check_utf8(value, f"{flag} value")
     if session:
         session = conversations.session_label(conversations.session_path(session))
     firsts = [first for first in (None if id_gt is None else id_gt + 1, id_gte) if first is not None]
-    found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), since=None if since is None else logs.since_time(since))
+    found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), since=None if since is None else logs.since_time(since), template=template)
     if as_json:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
     elif not found:
-        filtered = any((query, model, command, session)) or after
-        ui.info(_no_match(model, command, session) if filtered else f"No answers logged yet in {logs.log_path()}.")
+        filtered = any((query, model, command, session, template)) or after
+        ui.info(_no_match(model, command, session, template) if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
         ui.result(extract_code(found[-1].response, extract_last) if extract or extract_last else found[-1].response)
     elif extract or extract_last:  # as llm's `logs -x`: each answer's code block, for a script
@@ -81,9 +82,9 @@ def _show(count, query, model, command, session, response, as_json, current, ext
         ui.result("\n\n".join(e.to_markdown(truncate) for e in found))
 
 
-def _no_match(model: str | None, command: str | None, session: str | None) -> str:
-    """Why nothing matched, where a --model, --command or --session names what the log never holds (a typo)."""
-    for flag, value, column in (("--command", command, "command"), ("--model", model, "model"), ("--session", session, "session")):
+def _no_match(model: str | None, command: str | None, session: str | None, template: str | None = None) -> str:
+    """Why nothing matched, where a --model, --command, --session or --template names what the log never holds (a typo)."""
+    for flag, value, column in (("--command", command, "command"), ("--model", model, "model"), ("--session", session, "session"), ("--template", template, "template")):
         known = logs.values(column)
         if value and value not in known and (column != "model" or recorded_name(value) not in known):
             return f"No logged answer matches: no answer was logged with {flag} {value} (the log has {', '.join(known) or 'none'})."

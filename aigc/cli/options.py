@@ -1,5 +1,6 @@
 """Options every generating command shares, added by one decorator instead of repeated per command."""
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -180,7 +181,7 @@ class RunOptions:
         one warning, never the command's failure, and nothing more is logged in this run. `measured`:
         the tokens and time since `mark` are this answer's alone (not so for one line of a batch).
         `sampling`: the settings the answer was made with, where they are not the options' (the REPL's /set)."""
-        from .. import logs
+        from .. import logs, templates
         from ..engine.models import recorded_name
 
         measured = measured and self._mark is not None
@@ -190,6 +191,9 @@ class RunOptions:
             stats = generator.engine.stats
             since, prompt_tokens, completion_tokens = self._mark if measured else (0.0, 0, 0)
             given = {k: v for k, v in options.items() if v is not None}
+            if isinstance(given.get("template"), str):  # which revision of it gave the answer
+                with contextlib.suppress(AigcError):  # gone since it ran: the answer is logged still
+                    given["template_digest"] = templates.digest(given["template"])
             logs.record(
                 logs.Entry(
                     command=command,

@@ -51,11 +51,14 @@ def show(
             shown["system"] = shown["text"]
         ui.result(json.dumps(readable_json(shown), indent=2, ensure_ascii=False, default=str))  # a name's bytes in no UTF-8 as U+FFFD
         return
-    lines = [f"# {template.path} ({template.source})"] + ([f"# model: {template.model} (unless -m names another)"] if template.model else [])
-    lines += [f"# {template.description}"] if template.path.name == template_files.PATTERN else []  # no front matter says it
+    pattern = template.path.name == template_files.PATTERN
+    lines = [f"{template.path} ({template.source})"] + ([f"model: {template.model} (unless -m names another)"] if template.model else [])
+    lines += [template.description] if pattern else []  # no front matter says it
     for var in template.variables:
         flag = "required" if var["name"] in template.required else f"default: {var.get('default')!r}"
-        lines.append(f"# {var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
+        lines.append(f"{var['name']}: " + " ".join(filter(None, (str(var.get("description") or ""), f"({flag})"))))
+    # as jinja comments, which may come before the front matter: `show NAME > copy.j2` is a working template
+    lines = [f"# {line}" if pattern else "{# " + line.replace("#}", "# }") + " #}" for line in lines]
     user = template.path.with_name(template_files.PATTERN_USER)
     after = f"\n# {user}:\n{template_files.read_source(user)}" if template.path.name == template_files.PATTERN and user.is_file() and template_files.read_source(user).strip() else ""
     ui.result("\n".join(lines) + "\n" + template_files.read_source(template.path) + after)
@@ -64,12 +67,15 @@ def show(
 @templates_app.command()
 def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new template (without .j2).")]) -> None:
     """Start a template in the user directory and print its path (never overwrites): a copy of the template of that name if there is one (yours then overrides it), else a skeleton."""
-    if (pattern := _pattern(name)) is not None:
-        raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name, or edit the pattern (aigc templates edit {name})")
+    if (pattern := _pattern(name)) is not None:  # a copy of its directory: still a pattern
+        if pattern.source == "user":
+            raise BadInputError(f"{name!r} is the fabric pattern {pattern.path.parent}; a template of that name would hide it: give another name, or edit the pattern (aigc templates edit {name})")
+        copy = template_edits.copy_pattern(pattern)
+        ui.info(f"copied from {pattern.path.parent}; yours overrides it")
+        ui.result(str(copy))
+        return
     path, existing = template_edits.new_template(name)
-    if existing is not None and existing.source == "env":  # AIGC_TEMPLATES_PATH comes before the user directory
-        ui.info(f"copied from {existing.path}; that one, in AIGC_TEMPLATES_PATH, is still used before yours")
-    elif existing is not None:
+    if existing is not None:
         ui.info(f"copied from {existing.path}; yours overrides {name!r} from {existing.source}")
     ui.result(str(path))
 
@@ -78,16 +84,12 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)]) -> None:
     """Open a template in your editor ($VISUAL, else $EDITOR, else vi; notepad on Windows) and print its path.
 
-    Yours is opened as it is; a built-in or plugin one as your copy (yours then overrides it); a new
-    name from a skeleton. The edit is saved only if it passes the template checks: if not, on a
-    terminal you may edit it again; otherwise it is kept aside and the template stays as it was."""
+    Yours is opened as it is; one from AIGC_TEMPLATES_PATH, a plugin or the built-ins as your copy
+    (yours then overrides it); a new name from a skeleton. The edit is saved only if it passes the
+    template checks: if not, on a terminal you may edit it again; otherwise it is kept aside and the
+    template stays as it was."""
     if (pattern := _pattern(name)) is not None:  # plain text: nothing to check
-        if pattern.source not in ("user", "env"):
-            raise BadInputError(f"{name!r} is plugin {pattern.source!r}'s fabric pattern ({pattern.path}); copy its directory into {templates.user_dir()} to change it")
-        problem = _run_editor(_editor(name, pattern.path), pattern.path)
-        if problem:
-            raise BadInputError(problem)
-        ui.result(str(pattern.path))
+        _edit_pattern(name, pattern)
         return
     editor = _editor(name, template_edits.edit_target(name)[0])  # before a copy or draft is made
     target, draft, note = template_edits.start_edit(name)
@@ -111,6 +113,28 @@ def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name
             if not typer.confirm("Edit it again?", default=True, err=True):
                 raise typer.Exit(2) from None
     ui.result(str(target))
+
+
+def _edit_pattern(name: str, pattern: "template_files.Template") -> None:
+    """Edit a fabric pattern's system.md: yours in place, another's (a team's, fabric's own) as your
+    copy, which is removed again when the edit changes nothing or fails."""
+    path = pattern.path
+    editor = _editor(name, path)
+    if pattern.source != "user":
+        path = template_edits.copy_pattern(pattern)
+        ui.info(f"copied from {pattern.path.parent}; yours overrides it")
+    was = template_files.read_source(path)
+    problem = _run_editor(editor, path)
+    if pattern.source != "user" and (problem or template_files.read_source(path) == was):
+        import shutil
+
+        shutil.rmtree(path.parent)
+        if not problem:
+            ui.info(f"nothing was edited, so nothing is saved (no {path.parent} is made)")
+            return
+    if problem:
+        raise BadInputError(problem)
+    ui.result(str(path))
 
 
 def _pattern(name: str) -> "template_files.Template | None":

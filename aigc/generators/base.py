@@ -685,6 +685,16 @@ def _generator_problem(item: Any) -> str | None:
     return None
 
 
+def _template_hint(name: str) -> str:
+    """Where `name` is a template's, not a generator's: how a template is run."""
+    from ..errors import spelt
+    from ..templates import scan
+
+    if not isinstance(name, str) or name not in scan(name)[0]:
+        return ""
+    return "; " + spelt(f"{name!r} is a template: aigc run {name}", f"{name!r} is a template: generate(\"template\", text, template={name!r}, variables={{...}})")
+
+
 def get_generator(name: str, **kwargs: Any) -> Generator:
     """An instance of the generator registered as `name` (its `name`, whatever its class says);
     keyword arguments go to its constructor."""
@@ -692,7 +702,7 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
 
     generators = registered_generators()
     if name not in generators:
-        raise UnknownGeneratorError(f"unknown generator {name!r}{did_you_mean([name], generators)}; known: {', '.join(sorted(generators))}")
+        raise UnknownGeneratorError(f"unknown generator {name!r}{did_you_mean([name], generators)}; known: {', '.join(sorted(generators))}{_template_hint(name)}")
     cls = generators[name][1]
     signature = inspect.signature(cls)
     known = [p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

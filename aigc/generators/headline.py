@@ -48,6 +48,8 @@ class HeadlineOptions:
             **({"language": "the language to write the headlines in"} if self.target else {}),
         }
         self.template = templates.check_fills(self.template, {"topic", "article", "style", "tone", "max_words", "same_language", "language"}, "headline", carries={"topic", "article"}, reads=reads)
+        given = {"style": ("style", self.style), "max_words": ("max_words", self.max_words)}
+        templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(HeadlineOptions, k)}, "headline")
 
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: a tone and a language only

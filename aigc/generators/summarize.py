@@ -56,6 +56,8 @@ class SummarizeOptions:
         reads = {"language": "the language to write the summary in"} if self.target else None  # an override made before language need not read it
         for name in ("template", "chunk_template"):
             setattr(self, name, templates.check_fills(getattr(self, name), {"text", "words", "format", "unit", "same_language", "language"}, "summarize", name, reads=reads))
+        given = {"words": ("words", self.words) if self.words is not None else ("length", self.length), "format": ("format", self.format)}
+        templates.warn_unread(self.template, {k: v for k, v in given.items() if v[1] != getattr(SummarizeOptions, v[0])}, "summarize")
 
     @property
     def target_words(self) -> int:

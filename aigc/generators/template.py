@@ -56,6 +56,20 @@ def checked_values(template: template_files.Template, values: dict[str, Any]) ->
     return {k: coerce(template, k, v) for k, v in values.items()}
 
 
+def render_inputs(inputs: dict[str, Any] | str, opts: TemplateOptions) -> templates.Rendered:
+    """The template of `opts` rendered with `inputs` (a text fills its input variable) over its
+    `variables`: what the template generator sends, no model needed (`aigc run --dry-run`)."""
+    template = templates.get_template(opts.template)
+    if isinstance(inputs, str):  # the template's input variable, as chat fills it with the message
+        inputs = {template.input_variable(opts.variables): inputs}
+    elif isinstance(inputs, Columns):
+        inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
+    values = {**opts.variables, **inputs}
+    template.check_filled(values)
+    literal = templates.literal_values(template, values) if opts.no_variable_replacement else {}
+    return templates.render(template, checked_values(template, {**values, **literal}), system=opts.system)
+
+
 class Columns(dict):
     """A batch row's columns, not yet sorted into template variables (`TemplateGenerator.batch_input`)."""
 
@@ -109,15 +123,7 @@ class TemplateGenerator(Generator):
         self.preprocess(inputs, opts)
 
     def preprocess(self, inputs: dict[str, Any] | str, opts: TemplateOptions):
-        template = templates.get_template(opts.template)
-        if isinstance(inputs, str):  # the template's input variable, as chat fills it with the message
-            inputs = {template.input_variable(opts.variables): inputs}
-        elif isinstance(inputs, Columns):
-            inputs = inputs.variables(template, {v["name"] for v in template.variables}, opts.variables)
-        values = {**opts.variables, **inputs}
-        template.check_filled(values)
-        literal = templates.literal_values(template, values) if opts.no_variable_replacement else {}
-        return templates.render(template, checked_values(template, {**values, **literal}), system=opts.system)
+        return render_inputs(inputs, opts)
 
     def stream(self, inputs: dict[str, Any] | str, sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then

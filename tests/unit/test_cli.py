@@ -1379,7 +1379,10 @@ def test_templates_list_show_and_path():
     assert invoke("templates", "path").stdout.strip().endswith("templates")
     assert invoke("templates", "show", "headlin").exit_code == 2
     user_template("bare", "---\nvariables:\n  - {name: input, required: true}\n  - {name: count, default: 3}\n  - {name: tone, description: }\n---\n{{ input }}{{ count }}{{ tone }}")
-    assert invoke("templates", "show", "bare").stdout.startswith(f"# {user_dir()}/bare.j2 (user)\n# input: (required)\n# count: (default: 3)\n# tone: (required)\n---")
+    shown = invoke("templates", "show", "bare").stdout
+    assert shown.startswith(f"{{# {user_dir()}/bare.j2 (user) #}}\n{{# input: (required) #}}\n{{# count: (default: 3) #}}\n{{# tone: (required) #}}\n---")
+    (user_dir() / "copy.j2").write_text(shown)  # `show NAME > copy.j2` is a working template, its header comments aside
+    assert json.loads(invoke("run", "copy", "--var", "input=x", "--var", "tone=t", "--dry-run", "--json").stdout)["messages"][-1]["content"] == "x3t"
 
 
 def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch):
@@ -1456,7 +1459,7 @@ def test_a_templates_model_runs_it_unless_m_names_another(tiny_model_dir, unload
     code, lines = bad("run", "image-model", "--var", "input=bees")
     assert code == 2 and lines == [f"Error: model: in template 'image-model' ({user_dir()}/image-model.j2): sd-turbo is an image model, for the image task (`aigc image -m sd-turbo`); pick a text model"]
     shown = invoke("templates", "show", "typo")
-    assert "# model: smolm2 (unless -m names another)\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
+    assert "{# model: smolm2 (unless -m names another) #}\n" in shown.stdout and json.loads(invoke("templates", "show", "typo", "--json").stdout)["model"] == "smolm2"
 
 
 def test_a_templates_model_sends_text_and_key_only_to_a_server_on_this_machine_or_openais(tiny_model_dir, monkeypatch):
@@ -1835,6 +1838,34 @@ def test_templates_edit_opens_yours_or_a_copy_in_the_editor_and_checks_it(monkey
     assert draft.read_text().endswith("more\n") and "more" not in own.read_text()
 
 
+def test_templates_edit_of_a_template_in_aigc_templates_path_edits_your_copy(tmp_path, monkeypatch):
+    from aigc import templates
+
+    team = tmp_path / "tagline.j2"
+    team.write_text("---\ndescription: the team's\n---\nTagline for {{ input }}\n")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i s/for/about/")
+    result = invoke("templates", "edit", "tagline")
+    own = templates.user_dir() / "tagline.j2"
+    assert result.exit_code == 0 and result.stdout.strip() == str(own) and f"copied from {team}; yours overrides it" in result.stderr
+    assert "Tagline for" in team.read_text() and "Tagline about" in own.read_text() and templates.get_template("tagline").path == own
+
+
+def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_after_text(monkeypatch):
+    from aigc import templates
+
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "sed -i 1s/^/\\\\n/")  # a blank first line: the front matter still counts
+    assert invoke("templates", "edit", "summarize").exit_code == 0
+    own = templates.user_dir() / "summarize.j2"
+    assert own.read_text().startswith("\n---") and templates.get_template("summarize").system == templates.scan("summarize", passing=own)[0]["summarize"].system
+    monkeypatch.setenv("EDITOR", "sed -i 1iNotes")  # text before it: not saved, and said why
+    code, lines = bad("templates", "edit", "summarize")
+    assert code == 2 and "summarize.j2:3: the front matter must begin the file" in lines[0] and "not saved" in lines[0]
+    assert not own.read_text().startswith("Notes")
+
+
 def test_templates_edit_without_an_editor_set_and_no_terminal_starts_none(monkeypatch):
     import subprocess
 
@@ -1904,14 +1935,19 @@ def test_templates_list_shows_what_a_user_template_overrides():
     assert whose("social-templates") == "the one of plugin 'social-templates'"  # not plugin 'social-templates''s
 
 
-def test_templates_new_says_when_an_aigc_templates_path_copy_stays_in_use(tmp_path, monkeypatch):
+def test_templates_new_of_an_aigc_templates_path_template_makes_your_copy_which_is_used(tmp_path, monkeypatch):
+    from aigc import templates
+
     (tmp_path / "pb.j2").write_text("---\ndescription: from the path\n---\n{{ input }}\n")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     result = invoke("templates", "new", "pb")
-    assert result.exit_code == 0 and "that one, in AIGC_TEMPLATES_PATH, is still used before yours" in result.stderr
+    assert result.exit_code == 0 and "yours overrides 'pb' from env" in result.stderr
+    assert templates.get_template("pb").path == templates.user_dir() / "pb.j2"
 
 
 def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, monkeypatch):
+    from aigc import templates
+
     (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")  # Notepad's "Unicode"
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     assert invoke("run", "notes", "--var", "input=x", "--dry-run").exit_code == 0
@@ -1919,8 +1955,9 @@ def test_a_utf16_template_aigc_runs_is_shown_copied_and_edited_too(tmp_path, mon
     assert shown.exit_code == 0 and shown.stdout.endswith("description: Café notes\n---\n{{ input }}\n")
     assert json.loads(invoke("templates", "show", "notes", "--json").stdout)["text"] == "---\ndescription: Café notes\n---\n{{ input }}\n"
     monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import sys, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(p.read_text().replace('notes', 'jottings'))\"")
-    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in (tmp_path / "notes.j2").read_text(encoding="utf-8")
-    (tmp_path / "notes.j2").write_text("---\ndescription: Café notes\n---\n{{ input }}\n", encoding="utf-16")
+    own = templates.user_dir() / "notes.j2"
+    assert invoke("templates", "edit", "notes").exit_code == 0 and "Café jottings" in own.read_text(encoding="utf-8")  # your copy
+    own.unlink()
     copied = invoke("templates", "new", "notes")
     assert copied.exit_code == 0 and Path(copied.stdout.strip()).read_text(encoding="utf-8") == "---\ndescription: Café notes\n---\n{{ input }}\n"
 
@@ -3809,7 +3846,7 @@ def test_listings_show_a_file_name_in_no_utf8_as_its_bytes_and_in_json_as_replac
     assert row["name"] == "b\ufffde" and row["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
     plain = invoke("templates", "list")  # a name as its bytes, also on a stdout that takes only proper UTF-8
     assert plain.exit_code == 0 and any(line.startswith(b"b\xe9e ") for line in plain.stdout_bytes.splitlines()), plain.output
-    assert invoke("templates", "show", "b\udce9e").stdout_bytes.startswith(b"# " + os.fsencode(tmp_path / "caf\udce9" / "b\udce9e.j2"))
+    assert invoke("templates", "show", "b\udce9e").stdout_bytes.startswith(b"{# " + os.fsencode(tmp_path / "caf\udce9" / "b\udce9e.j2"))
     shown = invoke("templates", "show", "b\udce9e", "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout_bytes.decode("utf-8"))["path"] == str(tmp_path / "caf\ufffd" / "b\ufffde.j2")
     conversations.sessions_dir().mkdir(parents=True, exist_ok=True)

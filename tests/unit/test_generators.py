@@ -32,7 +32,8 @@ def test_a_text_no_longer_than_its_summary_is_given_back_without_the_model():
     engine.enqueue("Mine.")
     (templates.user_dir()).mkdir(parents=True, exist_ok=True)
     (templates.user_dir() / "summarize.j2").write_text("Shorten: {{ text }}")  # a template of your own always runs
-    assert SummarizeGenerator(engine=engine)("Hi.", words=5)["summary"] == "Mine." and len(engine.calls) == 2
+    with pytest.warns(AigcWarning, match=r"never reads \{\{ words \}\}"):  # nor does it ask for 5 words
+        assert SummarizeGenerator(engine=engine)("Hi.", words=5)["summary"] == "Mine." and len(engine.calls) == 2
 from aigc.testing import FakeEngine
 from counted import counted
 
@@ -1632,6 +1633,29 @@ def test_a_headline_prompt_asks_for_the_language_of_a_topic_or_article_not_in_la
     generator = HeadlineGenerator(engine=FakeEngine())
     prompt = generator.preprocess(inputs, generator.validate({})).messages[-1]["content"]
     assert ("in the language of the" in prompt) == bool(asked) and (not asked or f"in the language of the {asked}." in prompt)
+
+
+def test_a_task_option_given_that_its_override_template_never_reads_is_a_warning(tmp_path):
+    from aigc.generators.headline import HeadlineOptions
+    from aigc.generators.summarize import SummarizeOptions
+
+    lean = tmp_path / "lean.j2"  # reads the input alone: no style, max_words, words or format
+    lean.write_text("---\nvariables:\n  - {name: topic, default: ''}\n  - {name: article, default: ''}\n  - {name: text, default: ''}\n---\n{{ topic }}{{ article }}{{ text }}\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HeadlineOptions(template=str(lean))
+        SummarizeOptions(template=str(lean))  # their defaults: nothing said
+        HeadlineOptions(template=str(lean), max_words=3, style="question")
+        SummarizeOptions(template=str(lean), words=5, format="bullets")
+        SummarizeOptions(template=str(lean), length="short")
+    said = [str(w.message) for w in caught if issubclass(w.category, AigcWarning)]
+    assert [re.search(r"never reads \{\{ (\w+) \}\}, so `\w+` does not tell the model ([^;]+);", s).groups() for s in said] == [
+        ("style", "style=question"), ("max_words", "max_words=3"), ("words", "words=5"), ("format", "format=bullets"), ("words", "length=short"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HeadlineOptions(max_words=3, style="question")  # the built-in reads them
+        SummarizeOptions(words=5, format="bullets")
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,9 @@ def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
     assert result.exit_code == 0, result.output
     (row,) = logged()
     assert row["command"] == "chat" and row["prompt"] == "Bees make" and row["response"] == result.stdout.strip()
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2}
+    from aigc import templates
+
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
@@ -424,3 +426,20 @@ def test_short_is_llm_logs_s_for_the_one_line_listing():
     logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
     assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout
     assert "### Prompt\n\nline one line two\n" in invoke("logs", "-s").stdout
+
+
+def test_a_template_run_logs_its_templates_digest_and_logs_template_finds_its_runs():
+    from aigc import templates
+
+    path = templates.user_dir() / "review.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("Review for: {{ input }}")
+    assert invoke("run", "review", "--var", "input=code", "-m", "echo").exit_code == 0
+    path.write_text("Please review for: {{ input }}")
+    assert invoke("run", "review", "--var", "input=code", "-m", "echo").exit_code == 0
+    assert invoke("chat", "hi", "-m", "echo").exit_code == 0
+    rows = logged("--template", "review")
+    assert [row["command"] for row in rows] == ["run", "run"]
+    assert rows[0]["options"]["template_digest"] != rows[1]["options"]["template_digest"] == templates.digest("review")
+    missing = invoke("logs", "--template", "reveiw")
+    assert missing.exit_code == 0 and "no answer was logged with --template reveiw (the log has chat, review)" in missing.stderr

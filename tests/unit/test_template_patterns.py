@@ -398,9 +398,8 @@ def test_templates_list_says_a_task_keeps_its_built_in_template_beside_a_fabric_
 
 
 def test_a_task_the_pattern_and_the_template_beneath_both_fail_is_not_told_to_edit_the_pattern(tmp_path, monkeypatch):
-    pattern(tmp_path, "headline", "Write a headline.")
-    (templates.user_dir()).mkdir(parents=True, exist_ok=True)
-    (templates.user_dir() / "headline.j2").write_text("---\nvariables: [{name: other, required: true}]\n---\n{{ other }}")
+    pattern(templates.user_dir(), "headline", "Write a headline.")
+    (tmp_path / "headline.j2").write_text("---\nvariables: [{name: other, required: true}]\n---\n{{ other }}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     result = runner.invoke(app, ["headline", "--topic", "bees", "-m", "echo", "--no-log"])
     assert result.exit_code == 2 and "fabric pattern" in result.stderr and "templates edit" not in result.stderr, result.stderr
@@ -409,19 +408,18 @@ def test_a_task_the_pattern_and_the_template_beneath_both_fail_is_not_told_to_ed
 def test_templates_list_says_keeps_only_for_a_task_that_uses_the_template_a_pattern_hides(tmp_path, monkeypatch):
     """A template made for summarize but named otherwise is no template `aigc summarize` uses: a pattern
     over it is what its name gives (`aigc run`, a plugin task that renders it), so nothing keeps it."""
-    templates.user_dir().mkdir(parents=True, exist_ok=True)
-    (templates.user_dir() / "brief.j2").write_text("---\ngenerator: summarize\n---\nSummarize in {{ words }} words: {{ text }}")
-    pattern(tmp_path, "brief", "You write briefs.")
+    (tmp_path / "brief.j2").write_text("---\ngenerator: summarize\n---\nSummarize in {{ words }} words: {{ text }}")
+    pattern(templates.user_dir(), "brief", "You write briefs.")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     line = next(l for l in runner.invoke(app, ["templates", "list"]).stdout.splitlines() if l.startswith("brief "))
-    assert "(overrides yours)" in line and "keeps" not in line, line
+    assert "(overrides the one in AIGC_TEMPLATES_PATH)" in line and "keeps" not in line, line
 
 
 def test_a_pattern_over_a_template_earlier_on_the_templates_path_names_that_one_as_kept(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "summarize.j2").write_text("Summarize in {{ words }} words: {{ text }}")  # yours, with no generator: front matter
     pattern(tmp_path / "b", "summarize", "You summarize content.")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", os.pathsep.join([str(tmp_path / "b"), str(tmp_path / "a")]))  # the first wins
     kept = f"`aigc summarize` keeps the one in AIGC_TEMPLATES_PATH ({tmp_path / 'a' / 'summarize.j2'})"
     line = next(l for l in runner.invoke(app, ["templates", "list"]).stdout.splitlines() if l.startswith("summarize "))
     assert kept in line, line
@@ -458,10 +456,40 @@ def test_a_task_template_bound_beneath_a_pattern_copies_and_pickles_with_its_tem
 
 def test_a_pattern_over_a_template_rendered_without_input_says_how_to_use_either(tmp_path, monkeypatch):
     """A plugin task renders its template with its variables alone: a pattern of that name cannot answer them."""
-    templates.user_dir().mkdir(parents=True, exist_ok=True)
-    (templates.user_dir() / "ad.j2").write_text("Write an ad for {{ product }}.")
-    pattern(tmp_path, "ad", "You write ads.")
+    (tmp_path / "ad.j2").write_text("Write an ad for {{ product }}.")
+    pattern(templates.user_dir(), "ad", "You write ads.")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
     with pytest.raises(BadInputError, match="is a system prompt with no message") as caught:
         templates.render("ad", {"product": "lamp"})
-    assert f"it is a fabric pattern, over yours: run it with `aigc run ad`, or move {tmp_path / 'ad'} away to use yours" in str(caught.value)
+    there = "the one in AIGC_TEMPLATES_PATH"
+    assert f"it is a fabric pattern, over {there}: run it with `aigc run ad`, or move {templates.user_dir() / 'ad'} away to use {there}" in str(caught.value)
+
+
+def test_templates_edit_and_new_of_a_pattern_not_yours_make_your_copy_and_leave_it_as_it_was(tmp_path, monkeypatch):
+    path = pattern(tmp_path, "rate", "Rate it.", user="Here:")  # fabric's own, or a team's
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", "true")  # nothing edited: no copy is left
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    assert edited.exit_code == 0 and "nothing was edited" in edited.stderr and not (templates.user_dir() / "rate").exists()
+    monkeypatch.setenv("EDITOR", "sed -i s/Rate/Grade/")
+    edited = runner.invoke(app, ["templates", "edit", "rate"])
+    own = templates.user_dir() / "rate" / "system.md"
+    assert edited.exit_code == 0 and edited.stdout == f"{own}\n" and f"copied from {path.parent}; yours overrides it" in edited.stderr
+    assert path.read_text() == "Rate it." and own.read_text() == "Grade it." and own.with_name("user.md").read_text() == "Here:"
+    assert templates.get_template("rate").path == own
+    pattern(tmp_path, "improve", "Improve it.")
+    new = runner.invoke(app, ["templates", "new", "improve"])
+    assert new.exit_code == 0 and new.stdout == f"{templates.user_dir() / 'improve' / 'system.md'}\n"
+    assert templates.get_template("improve").source == "user" and templates.render("improve", {"input": "x"}).messages[0]["content"] == "Improve it."
+
+
+def test_a_shared_directorys_readme_license_and_markdown_files_are_ignored_without_a_warning(tmp_path, monkeypatch):
+    pattern(tmp_path, "p", "P.")
+    for name in ("README.md", "LICENSE", "COPYING.txt", "pattern_explanations.md", "notes.txt"):
+        (tmp_path / name).write_text("docs")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "p" in templates.discover()
+    assert [str(w.message).split(" is ignored")[0] for w in caught] == [str(tmp_path / "notes.txt")]  # maybe a template misnamed

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from pathlib import Path
 
@@ -54,11 +55,15 @@ def test_an_edited_template_is_read_again():
     assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "bye a!"
 
 
-def test_env_path_wins_over_user_directory(tmp_path, monkeypatch):
+def test_the_user_directory_wins_over_the_env_path_whose_first_directory_wins(tmp_path, monkeypatch):
+    for where in ("first", "second"):
+        write(tmp_path / where, "greet", f"{where} {{{{ name }}}}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", f"{tmp_path / 'first'}{os.pathsep}{tmp_path / 'second'}")
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "first a"  # as in PATH
+    assert templates.shadowed() == {"greet": ["env"]}
     write(templates.user_dir(), "greet", "user {{ name }}")
-    write(tmp_path / "env", "greet", "env {{ name }}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "env"))
-    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "env a"
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "user a"  # yours over a team's
+    assert templates.shadowed() == {"greet": ["env", "env"]}
 
 
 def test_unknown_template_suggests_close_names():
@@ -94,12 +99,27 @@ def test_a_default_left_empty_is_no_text():
     assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x"
 
 
-@pytest.mark.parametrize("tag", ['{% include "base.j2" %}', '{% import "base.j2" as b %}', '{% extends "base.j2" %}'])
-def test_a_template_that_includes_another_file_says_it_cannot(tag):
-    write(templates.user_dir(), "base", "Be brief.")
-    write(templates.user_dir(), "including", tag + "{{ input }}")
-    with pytest.raises(BadInputError, match=r"^a template cannot include, import or extend another file \('base.j2'\); put the text it needs in the template itself"):
-        templates.render("including", {"input": "x"})
+@pytest.mark.parametrize(("tag", "then"), [
+    ('{% include "_house" %}', ""), ('{% import "_house.j2" as h %}', "{{ h.bullet(input) }}"), ('{% from "_house" import bullet %}', "{{ bullet(input) }}"),
+])
+def test_a_template_includes_or_imports_another_template_by_name_without_its_front_matter(tag, then):
+    write(templates.user_dir(), "_house", "---\ndescription: house style\n---\n{% macro bullet(x) %}- {{ x }}{% endmacro %}Be brief. ")
+    write(templates.user_dir(), "including", "---\nvariables:\n  - {name: input, required: true}\n---\n" + tag + then + "{{ input }}")
+    shown = templates.render("including", {"input": "x"}).messages[-1]["content"]
+    assert shown == ("Be brief. x" if not then else "- xx") and "description" not in shown
+    write(templates.user_dir(), "_house", "{% macro bullet(x) %}* {{ x }}{% endmacro %}Be kind. ")  # edited: read again
+    assert templates.render("including", {"input": "x"}).messages[-1]["content"] == ("Be kind. x" if not then else "* xx")
+
+
+def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp_path):
+    write(templates.user_dir(), "base", "Intro. {% block main %}{% endblock %} Outro.")
+    write(templates.user_dir(), "child", '{% extends "base" %}{% block main %}About {{ input }}.{% endblock %}')
+    assert templates.render("child", {"input": "bees"}).messages[-1]["content"] == "Intro. About bees. Outro."
+    (tmp_path / "secret.j2").write_text("secret")
+    for tag, said in ((f'{{% include "{tmp_path}/secret.j2" %}}', "is a path"), ('{% include "../secret" %}', "is a path"), ('{% include "nope" %}', "of 'nope': unknown template 'nope'")):
+        write(templates.user_dir(), "bad", tag + "{{ input }}")
+        with pytest.raises(BadInputError, match=re.escape(said)):
+            templates.render("bad", {"input": "x"})
 
 
 def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
@@ -584,19 +604,18 @@ def test_a_kept_edit_goes_back_to_its_own_file_and_is_set_aside_when_that_file_c
     env_dir = tmp_path / "env"
     shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    target, draft, _ = template_edits.start_edit("memo")
-    assert target == shared
+    own = templates.user_dir() / "memo.j2"
+    target, draft, note = template_edits.start_edit("memo")
+    assert target == own and note == f"copied from {shared}; yours overrides it"  # the shared file is not edited
     draft.write_text("{% broken")
     with pytest.raises(BadInputError, match="your edit is kept"):
         template_edits.save_edit(target, draft)
-    monkeypatch.delenv("AIGC_TEMPLATES_PATH")  # the draft remembers it is for the shared file
-    assert template_edits.start_edit("memo") == (shared, draft, f"resuming your edit kept in {draft}, for {shared}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
-    shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # changed since: the draft is not saved over it
+    assert template_edits.start_edit("memo") == (own, draft, f"resuming your edit kept in {draft}")
+    write(own.parent, "memo", "---\ndescription: by hand\n---\n{{ input }}")  # made since: the draft is not saved over it
     target, draft, note = template_edits.start_edit("memo")
     aside = draft.with_name("memo.old1.j2")
-    assert target == shared and draft.read_text().strip() == shared.read_text().strip() and aside.read_text() == "{% broken"
-    assert note == f"your earlier edit, kept in {draft}, is not opened, as {shared} changed since: it is set aside as {aside}; opening the current template"
+    assert target == own and draft.read_text().strip() == own.read_text().strip() and aside.read_text() == "{% broken"
+    assert note == f"your earlier edit, kept in {draft}, is not opened, as {own} changed since: it is set aside as {aside}; opening the current template"
 
 
 def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
@@ -611,10 +630,8 @@ def test_a_kept_edit_whose_record_is_nested_too_deeply_is_set_aside():
     assert aside.read_text() == "{% broken"
 
 
-def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open(tmp_path, monkeypatch):
-    env_dir = tmp_path / "env"
-    shared = write(env_dir, "memo", "---\ndescription: shared\n---\n{{ input }}")
-    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(env_dir))
+def test_an_edit_is_not_saved_over_a_template_changed_while_it_was_open():
+    shared = write(templates.user_dir(), "memo", "---\ndescription: shared\n---\n{{ input }}")
     target, draft, _ = template_edits.start_edit("memo")
     draft.write_text("---\ndescription: mine\n---\n{{ input }}")
     shared.write_text("---\ndescription: by hand\n---\n{{ input }}")  # meanwhile, in another window
@@ -719,3 +736,84 @@ def test_an_installed_copy_reads_its_own_built_in_templates_never_a_prompts_fold
     shutil.copytree(templates.builtin_dir(), site / "aigc" / "prompts")  # as the wheel has them
     shown = run_from(site, "templates", "show", "summarize", cwd=tmp_path)
     assert shown.returncode == 0 and "NOT AIGC" not in shown.stdout and str(site / "aigc" / "prompts" / "summarize.j2") in shown.stdout + shown.stderr
+
+
+@pytest.mark.parametrize("lead", ["\n", "\n  \n", "{# Copyright the team #}\n", "{# two\n   lines #}\n\n"])
+def test_blank_lines_and_comments_may_come_before_the_front_matter(lead):
+    path = write(templates.user_dir(), "lead", lead + "---\nsystem: SYS\nvariables:\n  - {name: input, required: true}\n  - {name: x, default: 1\n---\nHi {{ input }}\n")
+    with pytest.raises(BadInputError, match=rf"lead.j2:{lead.count(chr(10)) + 5}: bad front matter"):  # its line, counting the lines before
+        templates.get_template("lead")
+    path.write_text(path.read_text().replace("default: 1", "default: 1}"))
+    rendered = templates.render("lead", {"input": "x"}).messages
+    assert rendered == [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Hi x"}]
+
+
+def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
+    write(templates.user_dir(), "late", "# copied from somewhere\n---\ndescription: late\nsystem: SYS\n---\nHi {{ input }}\n")
+    with pytest.raises(BadInputError, match=r"late.j2:2: the front matter must begin the file .*move the 1 line above it"):
+        templates.get_template("late")
+    write(templates.user_dir(), "rule", "Write a post.\n\n---\n\n{{ input }}\n---\n")  # a Markdown rule, no front matter: text
+    assert templates.render("rule", {"input": "x"}).messages[-1]["content"] == "Write a post.\n\n---\n\nx\n---"
+
+
+def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_was_given():
+    write(templates.user_dir(), "cond", "---\nvariables:\n  - {name: input, required: true}\n  - {name: show, default: false}\n---\n{% if show %}{{ input }}{% endif %}\n")
+    with pytest.raises(BadInputError, match=r"template 'cond' renders an empty message with input='secret', so there is nothing to send; .*cond.j2:6\)"):
+        templates.render("cond", {"input": "secret"})
+    assert templates.render("cond", {"input": "secret", "show": True}).messages[-1]["content"] == "secret"
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ("{name: tone, defualt: calm}", "variable 'tone' has an unknown key 'defualt'; did you mean default?"),
+    ("{name: tone, requird: false}", "variable 'tone' has an unknown key 'requird'; did you mean required?"),
+    ("{name: tone, Default: calm}", "variable 'tone' has an unknown key 'Default'; did you mean default?"),
+    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type'; its type is its default:'s"),
+])
+def test_an_unknown_key_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
+    write(templates.user_dir(), "typo", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}}\n")
+    with pytest.raises(BadInputError, match=re.escape(said)):
+        templates.get_template("typo")
+
+
+def test_render_template_gives_what_a_run_would_send_without_a_model_and_generate_names_a_template_way():
+    import aigc
+    from aigc.errors import UnknownGeneratorError
+
+    write(templates.user_dir(), "review", "---\nsystem: You review {{ lang }}.\ndefaults: {temperature: 0}\nvariables:\n  - {name: input, required: true}\n  - {name: lang, default: Python}\n---\nReview: {{ input }}\n")
+    shown = aigc.render_template("review", "def f(): pass", variables={"lang": "Rust"})
+    assert shown["messages"] == [{"role": "system", "content": "You review Rust."}, {"role": "user", "content": "Review: def f(): pass"}]
+    assert shown["defaults"]["temperature"] == 0 and shown["defaults"]["max_tokens"] == 512  # the template's over the task's
+    assert aigc.render_template("review", {"input": "x"})["messages"][0]["content"] == "You review Python."
+    ran = aigc.generate("template", "def f(): pass", model="echo", template="review", variables={"lang": "Rust"})
+    assert ran["messages"] == shown["messages"]
+    with pytest.raises(BadInputError, match="needs input"):
+        aigc.render_template("review")
+    with pytest.raises(UnknownGeneratorError, match=re.escape("""'review' is a template: generate("template", text, template='review', variables={...})""")):
+        aigc.generate("review", "x")
+
+
+def test_a_variable_an_included_template_reads_counts_as_used_by_the_template_including_it():
+    write(templates.user_dir(), "_part", "Say it {{ tone }}: {{ input }}")
+    write(templates.user_dir(), "whole", "---\nvariables:\n  - {name: input, required: true}\n  - {name: tone, default: calmly}\n---\n{% include '_part' %}")
+    whole = templates.get_template("whole")
+    assert whole.names_used == {"input", "tone"} and whole.input_variable() == "input"  # not "never uses {{ input }}"
+    assert templates.render(whole, {"input": "x", "tone": "loudly"}).messages[-1]["content"] == "Say it loudly: x"
+    write(templates.user_dir(), "_part", "{% include 'whole' %}{{ input }}")  # a loop of includes ends the lookup
+    assert templates.get_template("whole").names_used == {"input"}
+
+
+def test_two_templates_with_variables_that_include_each_other_are_read_without_end():
+    write(templates.user_dir(), "ping", "---\nvariables:\n  - {name: input, required: true}\n  - {name: extra, default: ''}\n---\n{% if false %}{% include 'pong' %}{% endif %}{{ input }}")
+    write(templates.user_dir(), "pong", "---\nvariables:\n  - {name: input, required: true}\n  - {name: extra, default: ''}\n---\n{% include 'ping' %}{{ extra }}")
+    assert templates.get_template("pong").names_used == templates.get_template("ping").names_used == {"input", "extra"}
+    assert templates.render("ping", {"input": "x"}).messages[-1]["content"] == "x"
+    assert "ping" in templates.discover()
+
+
+def test_a_templates_digest_changes_with_a_part_it_includes_and_not_otherwise():
+    write(templates.user_dir(), "_part", "Be brief. {% include 'whole' %}")  # a loop of includes ends
+    write(templates.user_dir(), "whole", "{% include '_part.j2' %}{{ input }}")
+    write(templates.user_dir(), "plain", "{{ input }}")
+    before, plain = templates.digest("whole"), templates.digest("plain")
+    write(templates.user_dir(), "_part", "Be kind. {% include 'whole' %}")
+    assert templates.digest("whole") != before and templates.digest("plain") == plain
