@@ -230,7 +230,8 @@ class _Converting(BadInputError):
 def _hold_for_converting(stack: contextlib.ExitStack, target: Path, progress: Progress) -> None:
     """Hold `target` in `stack` for one conversion at a time: a second aigc pulling the same model
     waits for the first (saying so) instead of converting it again and replacing the copy the first
-    one is loading."""
+    one is loading. The lock is beside it, in the cache, for whoever shares the cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         stack.enter_context(locks.held(target, error=_Converting))
     except _Converting:
