@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import locks
-from ..errors import BadInputError, ModelUnavailableError, option, translated
+from ..errors import BadInputError, BusyError, ModelUnavailableError, option, translated
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
@@ -160,7 +160,7 @@ def _partial_copy(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_copies(target)
     partial = target.parent / f".{target.name}-{os.urandom(4).hex()}"
-    with locks.held(partial, f"another aigc is converting {target.name} into {partial}; try again when it is done"):
+    with locks.held(partial, f"another aigc is converting {target.name} into {partial}; try again when it is done", BusyError):
         partial.mkdir()
         try:
             yield partial

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from .. import ui
 from ..engine.models import no_progress
-from ..errors import BadInputError
+from ..errors import BadInputError, BusyError
 from .app import Backend, ServeSettings, create_app
 from .app import schedulers as served_by
 from .scheduler import Scheduler
@@ -104,7 +104,7 @@ def bind(host: str, port: int, host_name: str = "--host", port_name: str = "--po
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BadInputError(f"port {port} on {host} is already in use; pick another with {port_name}") from None
+            raise BusyError(f"port {port} on {host} is already in use; pick another with {port_name}") from None
         raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check {host_name} and {port_name}") from None
     return sock
 

@@ -701,7 +701,7 @@ def test_aigc_chat_on_a_file_a_session_holds_is_refused_and_the_session_s_turns_
     held = session(path)
     held.ask("A first")
     refused = CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"])
-    assert refused.exit_code == 2 and f"{path} is in use by another aigc chat" in refused.stderr
+    assert refused.exit_code == 75 and f"{path} is in use by another aigc chat" in refused.stderr
     held.ask("A second")
     assert [m["content"] for m in conversations.read(path).messages] == ["A first", "", "A second", ""]
     held.close()

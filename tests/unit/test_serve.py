@@ -2141,7 +2141,7 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
         busy.listen()
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--port", str(port)])
-    assert result.exit_code == 2
+    assert result.exit_code == 75  # busy (EX_TEMPFAIL): it may be free later
     assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port"
 
 
@@ -2154,11 +2154,11 @@ def test_aigc_host_and_port_are_the_defaults_a_flag_beats_and_a_bad_one_is_named
         monkeypatch.setenv("AIGC_HOST", "127.0.0.2")
         monkeypatch.setenv("AIGC_PORT", str(port))
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model"])
-        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with AIGC_PORT"
+        assert result.exit_code == 75 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with AIGC_PORT"
         monkeypatch.setenv("AIGC_HOST", "no host here!")
         monkeypatch.setenv("AIGC_PORT", "abc")
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--host", "127.0.0.2", "--port", str(port)])
-        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with --port"
+        assert result.exit_code == 75 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with --port"
     for variable, value, message in (("AIGC_PORT", "abc", "AIGC_PORT must be a whole number, got 'abc'"), ("AIGC_PORT", "70000", "AIGC_PORT must be between 0 and 65535, got 70000"), ("AIGC_HOST", "no host here!", "check AIGC_HOST")):
         monkeypatch.delenv("AIGC_HOST", raising=False)
         monkeypatch.delenv("AIGC_PORT", raising=False)
