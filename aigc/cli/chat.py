@@ -387,6 +387,9 @@ class _History:
             self.generation, self.start = generation, 0
 
     def save(self) -> None:
+        if self.readline is not None and self.kept:
+            with contextlib.suppress(OSError, AigcError):  # `_save` warns where it cannot be made
+                config.made_data_dir()  # before the lock, which is beside the history file
         with locks.held(self.path, wait=True):
             self._save()
 
