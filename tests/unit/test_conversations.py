@@ -707,3 +707,37 @@ def test_aigc_chat_on_a_file_a_session_holds_is_refused_and_the_session_s_turns_
     held.close()
     assert CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"]).exit_code == 0
     assert [m["content"] for m in conversations.read(path).messages][-2:] == ["cli turn", "cli turn"]
+
+
+def test_aigc_chat_wait_takes_its_turn_once_the_session_is_free(tmp_path, monkeypatch):
+    import threading
+
+    from typer.testing import CliRunner
+
+    from aigc.cli import chat
+    from aigc.cli.app import app
+
+    path = tmp_path / "same.json"
+    held, free = threading.Event(), threading.Event()
+
+    def other_chat():  # another aigc chat, in the middle of its turn
+        with conversations.in_use(path):
+            held.set()
+            free.wait(30)
+            conversations.Conversation(None, [{"role": "user", "content": "A first"}, {"role": "assistant", "content": "A first"}], "echo").save(path)
+
+    info = chat.ui.info
+
+    def said(message):  # the waiting chat says so, then the other one ends its turn
+        info(message)
+        if message.startswith("(waiting for another aigc chat"):
+            free.set()
+
+    monkeypatch.setattr(chat.ui, "info", said)
+    thread = threading.Thread(target=other_chat)
+    thread.start()
+    held.wait(30)
+    result = CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "--wait", "cli turn"])
+    thread.join()
+    assert result.exit_code == 0 and "(waiting for another aigc chat to finish with session" in result.stderr
+    assert [m["content"] for m in conversations.read(path).messages] == ["A first", "A first", "cli turn", "cli turn"]
