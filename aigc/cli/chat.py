@@ -117,13 +117,25 @@ def chat(
         path = _session_file(session)
         existing = path.is_file()
     elif _logged(run) and not several:  # an unnamed conversation, kept as its answers are, for -c and --cid
-        path, existing = conversations.new_conversation(), False
+        path, existing = _new_conversation(), False
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
     waiting = (lambda: ui.info(f"(waiting for another aigc chat to finish with {conversations.described(path)})")) if wait else None
     with conversations.in_use(path, existing, waiting):  # held while the chat runs; one deleted since it was picked is not made again
         _remember(path)
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
+
+
+def _new_conversation() -> Optional[Path]:
+    """A new unnamed conversation's file, or None where the data directory cannot take it (one
+    warning): the chat answers all the same, as it does where the log cannot be written."""
+    try:
+        path = conversations.new_conversation()
+        check_writable(path, "the conversation")
+        return path
+    except BadInputError as exc:
+        ui.warn(f"this chat is not kept for -c or --cid: {exc}")
+        return None
 
 
 def _logged(run: RunOptions) -> bool:

@@ -2795,6 +2795,17 @@ def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_hist
         readline.clear_history()
 
 
+def test_a_conversation_the_data_directory_cannot_take_is_one_warning_and_the_answer_is_given():
+    from aigc import config
+
+    config.made_data_dir()
+    (config.data_dir() / "conversations").write_text("not a directory")  # as a read-only data directory: nothing can be made there
+    result = invoke("chat", "-m", "echo", "hello")
+    assert (result.exit_code, result.stdout) == (0, "hello\n")
+    said = [line for line in result.stderr.splitlines() if "conversations" in line]
+    assert len(said) == 1 and said[0].startswith(f"Warning: this chat is not kept for -c or --cid: cannot make directory {config.data_dir() / 'conversations'}: ")
+
+
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
     from aigc import conversations
 
